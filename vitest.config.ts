@@ -1,0 +1,28 @@
+import { defineConfig } from "vitest/config";
+
+// Two tiers. Unit, property and simulation tests run in parallel and never touch the
+// network. Integration tests start real nats-server and service processes on loopback,
+// so they run one file at a time to keep a 2-core machine from timing itself out.
+export default defineConfig({
+  test: {
+    projects: [
+      {
+        test: {
+          name: "unit",
+          include: ["packages/*/test/**/*.test.ts", "services/*/test/**/*.test.ts"],
+          testTimeout: 30_000,
+        },
+      },
+      {
+        test: {
+          name: "integration",
+          include: ["test/integration/**/*.test.ts"],
+          testTimeout: 120_000,
+          hookTimeout: 60_000,
+          fileParallelism: false,
+          pool: "forks",
+        },
+      },
+    ],
+  },
+});
