@@ -1,0 +1,138 @@
+// The edge. Bytes from the bus become typed messages here, exactly once, or become a
+// BallastError with a code that says why not; nothing past this module re-validates.
+//
+// msgpack is plain: no record extension, no JavaScript-only types, so any msgpack
+// library can produce and read Ballast messages. Decoded binary fields alias the
+// incoming buffer (msgpackr does not copy), so a handler that keeps data beyond the
+// message's lifetime must copy it.
+
+import { Packr, Unpackr } from "msgpackr";
+import type { z } from "zod";
+import { BallastError, ErrorCode } from "./errors.ts";
+import { messageBytesMax } from "./limits.ts";
+import { Message, type MessageType, messageSchemas } from "./messages/index.ts";
+
+const packr = new Packr({ useRecords: false, moreTypes: false, int64AsType: "number" });
+const unpackr = new Unpackr({
+  useRecords: false,
+  moreTypes: false,
+  int64AsType: "number",
+  mapsAsObjects: true,
+});
+
+/** Encodes any value as plain msgpack, refusing anything over `bytesMax`. */
+export function encodeValue(value: unknown, bytesMax: number = messageBytesMax): Uint8Array {
+  const encoded = packr.pack(value);
+  if (encoded.byteLength > bytesMax) {
+    throw new BallastError(
+      ErrorCode.PayloadTooLarge,
+      `cannot send a message of ${encoded.byteLength} bytes: the limit is ${bytesMax}`,
+      { details: { bytes: encoded.byteLength, bytesMax } },
+    );
+  }
+  return encoded;
+}
+
+/** Decodes plain msgpack; any failure becomes MalformedMessage, never another throw. */
+export function decodeValue(bytes: Uint8Array, bytesMax: number = messageBytesMax): unknown {
+  if (bytes.byteLength > bytesMax) {
+    throw new BallastError(
+      ErrorCode.PayloadTooLarge,
+      `refused a message of ${bytes.byteLength} bytes: the limit is ${bytesMax}`,
+      { details: { bytes: bytes.byteLength, bytesMax } },
+    );
+  }
+  if (bytes.byteLength === 0) {
+    throw new BallastError(ErrorCode.MalformedMessage, "refused an empty message");
+  }
+  try {
+    // unpack (not unpackMultiple) throws on trailing bytes only in some versions, so
+    // the length check is explicit: one message is exactly one msgpack value.
+    const values = unpackr.unpackMultiple(bytes as Buffer) as unknown[];
+    if (values.length !== 1) {
+      throw new Error(`expected one msgpack value, found ${values.length}`);
+    }
+    const value = values[0];
+    if (!isPlainData(value)) {
+      // msgpackr turns the reserved byte 0xc1 into a marker object rather than failing.
+      throw new Error("found a reserved msgpack code");
+    }
+    return value;
+  } catch (error) {
+    throw new BallastError(
+      ErrorCode.MalformedMessage,
+      `refused a message that is not valid msgpack: ${(error as Error).message}`,
+      { cause: error },
+    );
+  }
+}
+
+export function encodeMessage(message: Message, bytesMax: number = messageBytesMax): Uint8Array {
+  return encodeValue(message, bytesMax);
+}
+
+export interface DecodeOptions {
+  /** The message types this subject takes; others answer UnexpectedMessageType. */
+  accept?: ReadonlySet<MessageType>;
+  bytesMax?: number;
+}
+
+/** Bytes → a validated message, or a BallastError naming what was wrong. */
+export function decodeMessage(bytes: Uint8Array, options: DecodeOptions = {}): Message {
+  const value = decodeValue(bytes, options.bytesMax ?? messageBytesMax);
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    throw new BallastError(
+      ErrorCode.MalformedMessage,
+      `refused a message that is not a msgpack map (found ${describe(value)})`,
+    );
+  }
+  const type = (value as { type?: unknown }).type;
+  if (typeof type !== "string") {
+    throw new BallastError(
+      ErrorCode.MalformedMessage,
+      `refused a message without a string "type" field (found ${describe(type)})`,
+    );
+  }
+  if (!Object.hasOwn(messageSchemas, type)) {
+    throw new BallastError(
+      ErrorCode.UnknownMessageType,
+      `refused a message of unknown type ${JSON.stringify(type.slice(0, 80))}`,
+      { details: { type: type.slice(0, 80) } },
+    );
+  }
+  if (options.accept !== undefined && !options.accept.has(type as MessageType)) {
+    throw new BallastError(
+      ErrorCode.UnexpectedMessageType,
+      `refused a ${type} message: this subject takes ${[...options.accept].join(", ")}`,
+      { details: { type } },
+    );
+  }
+  return parseWith(Message, value, `a ${type} message`);
+}
+
+/** Validates a decoded value against a schema; failures become InvalidMessage. */
+export function parseWith<T>(schema: z.ZodType<T>, value: unknown, what: string): T {
+  const parsed = schema.safeParse(value);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const path = issue && issue.path.length > 0 ? issue.path.join(".") : "(root)";
+    const problem = issue?.message ?? "invalid";
+    throw new BallastError(ErrorCode.InvalidMessage, `refused ${what}: ${path}: ${problem}`, {
+      details: { path, problem, issues: parsed.error.issues.length },
+    });
+  }
+  return parsed.data;
+}
+
+function isPlainData(value: unknown): boolean {
+  if (value === null || typeof value !== "object") return true;
+  if (Array.isArray(value) || value instanceof Uint8Array) return true;
+  return Object.getPrototypeOf(value) === Object.prototype;
+}
+
+function describe(value: unknown): string {
+  if (value === null) return "null";
+  if (Array.isArray(value)) return "an array";
+  if (value instanceof Uint8Array) return `${value.byteLength} bytes of binary`;
+  return typeof value;
+}

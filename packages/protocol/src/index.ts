@@ -1,0 +1,9 @@
+// @ballast/protocol: the wire. Subjects, messages, the codec that is the edge between
+// bytes and types, the reply envelope, error codes and the limits they enforce.
+
+export * from "./codec.ts";
+export * from "./envelope.ts";
+export * from "./errors.ts";
+export * as limits from "./limits.ts";
+export * from "./messages/index.ts";
+export * from "./subjects.ts";

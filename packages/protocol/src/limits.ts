@@ -1,0 +1,46 @@
+// Every bound the wire enforces, in one place. A limit here is checked at the edge
+// (decode) and asserted past it; services add their own limits in their own constants
+// modules. Names carry their unit last.
+
+const kibibyte = 1024;
+const mebibyte = 1024 * kibibyte;
+
+/** The largest encoded message any subject accepts, headers excluded. */
+export const messageBytesMax = 8 * mebibyte;
+
+/**
+ * nats-server's max_payload as the launcher configures it: the message limit plus room
+ * for headers (trace context) so that a message at the limit still fits.
+ */
+export const natsPayloadBytesMax = messageBytesMax + 64 * kibibyte;
+
+/** All block I/O offsets and lengths are multiples of this. */
+export const sectorBytes = 512;
+
+/** The most data one write or read request may carry, summed over its entries. */
+export const requestDataBytesMax = 4 * mebibyte;
+
+/** The most entries (writes, reads, ranges) in one client request. */
+export const requestEntriesMax = 1024;
+
+/** The most notes one replication message carries. */
+export const notesPerMessageMax = 1024;
+
+/** Volume names: lowercase letters, digits and dashes, starting with a letter or digit. */
+export const volumeNameLengthMax = 63;
+
+/** Node ids: the same alphabet as volume names. */
+export const nodeIdLengthMax = 63;
+
+/** The largest volume: 2^50 bytes (1 PiB) keeps every offset a safe integer with room. */
+export const volumeBytesMax = 2 ** 50;
+
+/** Replica counts the design allows: a primary plus one or two secondaries. */
+export const replicaCountMin = 2;
+export const replicaCountMax = 3;
+
+/** Free-text fields (error messages, reasons) are cut to this many characters. */
+export const textLengthMax = 4096;
+
+/** The most services or volumes a status reply lists. */
+export const statusEntriesMax = 4096;

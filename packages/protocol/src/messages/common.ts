@@ -1,0 +1,35 @@
+// Messages every service speaks: liveness and self-description.
+
+import { z } from "zod";
+import { nodeId, serviceKind, text, unsignedInteger } from "./fields.ts";
+
+/** Published (not requested) by every service on its heartbeat subject. */
+export const Heartbeat = z.object({
+  type: z.literal("heartbeat.v1"),
+  kind: serviceKind,
+  nodeId,
+  pid: unsignedInteger,
+  startedAtMs: unsignedInteger,
+  sentAtMs: unsignedInteger,
+  /** Counts heartbeats since the process started; a reset means a restart. */
+  sequence: unsignedInteger,
+  version: text,
+});
+
+/** Asks a node to describe itself. */
+export const NodeInfo = z.object({
+  type: z.literal("node.info.v1"),
+});
+
+export const NodeInfoResult = z.object({
+  kind: serviceKind,
+  nodeId,
+  pid: unsignedInteger,
+  startedAtMs: unsignedInteger,
+  uptimeMs: unsignedInteger,
+  version: text,
+  /** Every subject this node subscribes to, so that tools can probe them. */
+  subjects: z.array(text).max(64),
+  /** Kind-specific facts (capacity, replicas held, …); shape documented per service. */
+  details: z.record(z.string(), z.unknown()),
+});

@@ -1,0 +1,41 @@
+// Field schemas shared by the message definitions. Integers on the wire are msgpack
+// integers or floats holding whole numbers; either is accepted as long as the value is
+// a safe integer, because msgpack encoders differ in how they write large integers.
+
+import { z } from "zod";
+import {
+  nodeIdLengthMax,
+  requestEntriesMax,
+  textLengthMax,
+  volumeBytesMax,
+  volumeNameLengthMax,
+} from "../limits.ts";
+import { serviceKinds } from "../subjects.ts";
+
+const namePattern = /^[a-z0-9][a-z0-9-]*$/;
+
+export const unsignedInteger = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER);
+export const positiveInteger = z.number().int().positive().max(Number.MAX_SAFE_INTEGER);
+export const uint32 = z.number().int().nonnegative().max(0xffff_ffff);
+
+/** A byte offset or length inside a volume. */
+export const volumeBytes = z.number().int().nonnegative().max(volumeBytesMax);
+
+export const nodeId = z.string().min(1).max(nodeIdLengthMax).regex(namePattern);
+export const volumeName = z.string().min(1).max(volumeNameLengthMax).regex(namePattern);
+export const serviceKind = z.enum(serviceKinds);
+export const text = z.string().max(textLengthMax);
+
+/** Binary data. msgpack `bin` decodes to a Buffer, which is a Uint8Array. */
+export const bytes = z.instanceof(Uint8Array);
+
+/** A list of request entries, bounded so that one message cannot ask for unbounded work. */
+export function entries<T extends z.ZodType>(entry: T) {
+  return z.array(entry).min(1).max(requestEntriesMax);
+}
+
+/** A range of a volume, for reads, trims and write-zeroes. */
+export const range = z.object({
+  offset: volumeBytes,
+  length: volumeBytes,
+});

@@ -1,0 +1,59 @@
+// Block I/O on one partition of a volume, sent to the partition's subject and served by
+// its primary. Offsets are volume offsets (not partition-relative) so that a request can
+// be read on its own; a request never crosses a partition boundary (the client splits).
+// Every request carries many entries: batching is the normal case, not an extension.
+
+import { z } from "zod";
+import { bytes, entries, range, unsignedInteger, volumeBytes, volumeName } from "./fields.ts";
+
+const partitionAddress = {
+  volume: volumeName,
+  partition: unsignedInteger,
+  /** The epoch the client believes current; a mismatch answers WrongEpoch or NotPrimary. */
+  epoch: unsignedInteger,
+};
+
+export const VolumeWrite = z.object({
+  type: z.literal("volume.write.v1"),
+  ...partitionAddress,
+  writes: entries(z.object({ offset: volumeBytes, data: bytes })),
+});
+
+export const VolumeRead = z.object({
+  type: z.literal("volume.read.v1"),
+  ...partitionAddress,
+  reads: entries(range),
+});
+
+export const VolumeTrim = z.object({
+  type: z.literal("volume.trim.v1"),
+  ...partitionAddress,
+  ranges: entries(range),
+});
+
+export const VolumeWriteZeroes = z.object({
+  type: z.literal("volume.write-zeroes.v1"),
+  ...partitionAddress,
+  ranges: entries(range),
+});
+
+/** Completes once everything acknowledged before it is flushed to sleds. */
+export const VolumeFlush = z.object({
+  type: z.literal("volume.flush.v1"),
+  ...partitionAddress,
+});
+
+/** Writes, trims and write-zeroes answer with the op numbers they committed as. */
+export const VolumeMutationResult = z.object({
+  opNumFirst: unsignedInteger,
+  opNumLast: unsignedInteger,
+});
+
+export const VolumeReadResult = z.object({
+  /** One buffer per requested range, in request order. */
+  data: z.array(bytes),
+});
+
+export const VolumeFlushResult = z.object({
+  flushedOpNum: unsignedInteger,
+});

@@ -1,0 +1,180 @@
+import fc from "fast-check";
+import { pack } from "msgpackr";
+import { describe, expect, test } from "vitest";
+import {
+  BallastError,
+  decodeMessage,
+  decodeValue,
+  ErrorCode,
+  encodeMessage,
+  encodeValue,
+  limits,
+  type MessageType,
+  messageTypes,
+} from "../src/index.ts";
+import { anyMessage, messageArbitraries, plain } from "./arbitraries.ts";
+
+function codeOf(run: () => unknown): string {
+  try {
+    run();
+  } catch (error) {
+    expect(error).toBeInstanceOf(BallastError);
+    return (error as BallastError).code;
+  }
+  throw new Error("expected a BallastError, but nothing was thrown");
+}
+
+const validWrite = {
+  type: "volume.write.v1",
+  volume: "vol-1",
+  partition: 0,
+  epoch: 3,
+  writes: [{ offset: 4096, data: new Uint8Array(512).fill(7) }],
+};
+
+describe("codec round trip", () => {
+  test("every message type has a generator", () => {
+    expect(Object.keys(messageArbitraries).sort()).toEqual([...messageTypes].sort());
+  });
+
+  test("every valid message decodes to what was encoded", () => {
+    fc.assert(
+      fc.property(anyMessage, (message) => {
+        const decoded = decodeMessage(encodeMessage(message));
+        expect(plain(decoded)).toEqual(plain(message));
+      }),
+      { numRuns: 500 },
+    );
+  });
+
+  test("large offsets survive as exact integers", () => {
+    const message = { ...validWrite, writes: [{ offset: 2 ** 49 + 512, data: new Uint8Array(1) }] };
+    const decoded = decodeMessage(encodeValue(message));
+    expect(decoded.type === "volume.write.v1" && decoded.writes[0]?.offset).toBe(2 ** 49 + 512);
+  });
+});
+
+describe("codec edge", () => {
+  test("random bytes never throw anything but a BallastError", () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 512 }), (bytes) => {
+        try {
+          decodeMessage(bytes);
+        } catch (error) {
+          expect(error).toBeInstanceOf(BallastError);
+        }
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
+  test("mutated valid messages decode or fail with a BallastError", () => {
+    fc.assert(
+      fc.property(anyMessage, fc.nat(), fc.integer({ min: 0, max: 255 }), (message, at, byte) => {
+        const bytes = new Uint8Array(encodeMessage(message));
+        bytes[at % bytes.length] = byte;
+        try {
+          decodeMessage(bytes);
+        } catch (error) {
+          expect(error).toBeInstanceOf(BallastError);
+        }
+      }),
+      { numRuns: 1000 },
+    );
+  });
+
+  test("an empty message is malformed", () => {
+    expect(codeOf(() => decodeMessage(new Uint8Array()))).toBe(ErrorCode.MalformedMessage);
+  });
+
+  test("truncated msgpack is malformed", () => {
+    const bytes = encodeValue(validWrite);
+    expect(codeOf(() => decodeMessage(bytes.subarray(0, bytes.length - 3)))).toBe(
+      ErrorCode.MalformedMessage,
+    );
+  });
+
+  test("trailing bytes after one value are malformed", () => {
+    const bytes = Buffer.concat([encodeValue(validWrite), pack(1)]);
+    expect(codeOf(() => decodeMessage(bytes))).toBe(ErrorCode.MalformedMessage);
+  });
+
+  test("a value that is not a map is malformed", () => {
+    for (const value of [1, "x", null, [1, 2], true]) {
+      expect(codeOf(() => decodeMessage(pack(value)))).toBe(ErrorCode.MalformedMessage);
+    }
+  });
+
+  test("a map without a string type is malformed", () => {
+    expect(codeOf(() => decodeMessage(pack({ volume: "a" })))).toBe(ErrorCode.MalformedMessage);
+    expect(codeOf(() => decodeMessage(pack({ type: 7 })))).toBe(ErrorCode.MalformedMessage);
+  });
+
+  test("an unknown type is named as such", () => {
+    expect(codeOf(() => decodeMessage(pack({ type: "volume.write.v9" })))).toBe(
+      ErrorCode.UnknownMessageType,
+    );
+    // Prototype keys are not message types.
+    expect(codeOf(() => decodeMessage(pack({ type: "toString" })))).toBe(
+      ErrorCode.UnknownMessageType,
+    );
+  });
+
+  test("a missing field is invalid and the error names it", () => {
+    const { epoch: _epoch, ...withoutEpoch } = validWrite;
+    try {
+      decodeMessage(pack(withoutEpoch));
+      expect.unreachable();
+    } catch (error) {
+      expect((error as BallastError).code).toBe(ErrorCode.InvalidMessage);
+      expect((error as BallastError).message).toContain("epoch");
+    }
+  });
+
+  test("wrong field types are invalid", () => {
+    const cases: Record<string, unknown>[] = [
+      { ...validWrite, epoch: "3" },
+      { ...validWrite, epoch: -1 },
+      { ...validWrite, epoch: 1.5 },
+      { ...validWrite, partition: 2 ** 60 },
+      { ...validWrite, volume: "Bad.Name" },
+      { ...validWrite, volume: "a".repeat(64) },
+      { ...validWrite, writes: [] },
+      { ...validWrite, writes: [{ offset: 0, data: "text, not bytes" }] },
+      { ...validWrite, writes: [{ offset: limits.volumeBytesMax + 1, data: new Uint8Array(1) }] },
+    ];
+    for (const message of cases) {
+      expect(codeOf(() => decodeMessage(pack(message)))).toBe(ErrorCode.InvalidMessage);
+    }
+  });
+
+  test("too many entries in one request are invalid", () => {
+    const writes = Array.from({ length: limits.requestEntriesMax + 1 }, () => ({
+      offset: 0,
+      data: new Uint8Array(1),
+    }));
+    expect(codeOf(() => decodeMessage(pack({ ...validWrite, writes })))).toBe(
+      ErrorCode.InvalidMessage,
+    );
+  });
+
+  test("an oversized payload is refused before it is parsed", () => {
+    const bytes = new Uint8Array(limits.messageBytesMax + 1);
+    expect(codeOf(() => decodeMessage(bytes))).toBe(ErrorCode.PayloadTooLarge);
+    expect(codeOf(() => decodeValue(new Uint8Array(100), 99))).toBe(ErrorCode.PayloadTooLarge);
+  });
+
+  test("encoding refuses a message over the limit", () => {
+    expect(codeOf(() => encodeValue({ type: "x", data: new Uint8Array(2000) }, 1000))).toBe(
+      ErrorCode.PayloadTooLarge,
+    );
+  });
+
+  test("a subject refuses types it does not take", () => {
+    const accept = new Set<MessageType>(["node.info.v1"]);
+    expect(codeOf(() => decodeMessage(encodeValue(validWrite), { accept }))).toBe(
+      ErrorCode.UnexpectedMessageType,
+    );
+    expect(decodeMessage(pack({ type: "node.info.v1" }), { accept }).type).toBe("node.info.v1");
+  });
+});
