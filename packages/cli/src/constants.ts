@@ -1,0 +1,20 @@
+// Defaults and bounds of the `ballast` command and its launcher.
+
+export const dataDirDefault = "./.ballast";
+
+export const coordinatorCountDefault = 1;
+export const headNodeCountDefault = 3;
+export const sledCountDefault = 3;
+/** Each count is bounded so that a typo cannot start hundreds of processes. */
+export const serviceCountMax = 32;
+
+/** How long `ballast up` waits for nats-server to accept connections. */
+export const natsReadyTimeoutMs = 15_000;
+/** How long `ballast up` waits for every service to report healthy. */
+export const clusterReadyTimeoutMs = 30_000;
+/** How long a stopping child gets after SIGTERM before it is killed. */
+export const childStopGraceMs = 15_000;
+/** How long the CLI waits for NATS when it connects to run a command. */
+export const cliConnectTimeoutMs = 3000;
+/** How long `ballast status` waits for the coordinator's answer. */
+export const statusDeadlineMs = 5000;

@@ -1,0 +1,26 @@
+// Errors of the command line. Each carries the exit code the process ends with, so that
+// scripts can tell a usage mistake from an unreachable cluster from a failed operation.
+
+export const exitCodes = {
+  ok: 0,
+  /** The operation was tried and failed. */
+  failed: 1,
+  /** The command line itself is wrong. */
+  usage: 2,
+  /** The cluster (NATS or the coordinator) could not be reached. */
+  unreachable: 3,
+  /** A tool the command needs is not installed. */
+  missingTool: 4,
+} as const;
+
+export type ExitCode = (typeof exitCodes)[keyof typeof exitCodes];
+
+export class CliError extends Error {
+  override readonly name = "CliError";
+  readonly exitCode: ExitCode;
+
+  constructor(exitCode: ExitCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.exitCode = exitCode;
+  }
+}

@@ -1,0 +1,170 @@
+// Runs a local nats-server for `ballast up` and for the integration tests: loopback
+// only, JetStream on with its store under the given directory, and max_payload raised
+// to what the protocol needs. The server is a child of the launcher; its pid is written
+// to cluster.json so that a later `ballast up` can stop one a crashed launcher left.
+
+import type { ChildProcess } from "node:child_process";
+import { accessSync, constants as fsConstants } from "node:fs";
+import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { createConnection, createServer } from "node:net";
+import { delimiter, join } from "node:path";
+import { limits } from "@ballast/protocol";
+import { natsReadyTimeoutMs } from "./constants.ts";
+import { CliError, exitCodes } from "./errors.ts";
+import { isAlive, spawnChild, stopChild } from "./processes.ts";
+
+export const natsInstallHint =
+  "nats-server is not installed. Install it with `sudo apt-get install nats-server` " +
+  "(Debian/Ubuntu), or download it from https://github.com/nats-io/nats-server/releases, " +
+  "or point Ballast at a running server with --nats nats://HOST:PORT.";
+
+/** Finds nats-server on PATH (and in sbin, where some packages put it). */
+export function findNatsServer(): string | undefined {
+  const directories = [
+    ...(process.env.PATH ?? "").split(delimiter),
+    "/usr/sbin",
+    "/usr/local/sbin",
+    "/usr/bin",
+  ];
+  for (const directory of directories) {
+    if (directory === "") continue;
+    const candidate = join(directory, "nats-server");
+    try {
+      accessSync(candidate, fsConstants.X_OK);
+      return candidate;
+    } catch {
+      // not here
+    }
+  }
+  return undefined;
+}
+
+/** A loopback port nobody listens on: `preferred` if it is free, else one the OS picks. */
+export async function freePort(preferred?: number): Promise<number> {
+  const tryPort = (port: number) =>
+    new Promise<number | undefined>((resolve) => {
+      const server = createServer();
+      server.once("error", () => resolve(undefined));
+      server.listen({ host: "127.0.0.1", port, exclusive: true }, () => {
+        const address = server.address();
+        const chosen = typeof address === "object" && address !== null ? address.port : undefined;
+        server.close(() => resolve(chosen));
+      });
+    });
+  if (preferred !== undefined) {
+    const port = await tryPort(preferred);
+    if (port !== undefined) return port;
+  }
+  const port = await tryPort(0);
+  if (port === undefined) throw new Error("cannot find a free loopback port");
+  return port;
+}
+
+/** Resolves once a NATS server at host:port sends its INFO line. */
+export async function waitForNats(port: number, timeoutMs = natsReadyTimeoutMs): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const ready = await new Promise<boolean>((resolve) => {
+      const socket = createConnection({ host: "127.0.0.1", port });
+      const done = (value: boolean) => {
+        socket.destroy();
+        resolve(value);
+      };
+      socket.setTimeout(1000, () => done(false));
+      socket.once("data", (data) => done(data.toString("latin1").startsWith("INFO")));
+      socket.once("error", () => done(false));
+    });
+    if (ready) return;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  throw new CliError(
+    exitCodes.failed,
+    `nats-server did not accept connections on 127.0.0.1:${port} within ${timeoutMs} ms`,
+  );
+}
+
+export interface NatsServerOptions {
+  /** Directory for the config, the JetStream store and the log. */
+  directory: string;
+  /** Port to prefer (the one a previous run used); any free port otherwise. */
+  portPreferred?: number;
+  /** Where the server's log goes; defaults to nats-server.log in `directory`. */
+  logPath?: string;
+}
+
+export interface RunningNatsServer {
+  url: string;
+  port: number;
+  pid: number;
+  configPath: string;
+  storeDir: string;
+  logPath: string;
+  child: ChildProcess;
+  stop(): Promise<void>;
+}
+
+export async function startNatsServer(options: NatsServerOptions): Promise<RunningNatsServer> {
+  const binary = findNatsServer();
+  if (binary === undefined) throw new CliError(exitCodes.missingTool, natsInstallHint);
+  await mkdir(options.directory, { recursive: true });
+  const storeDir = join(options.directory, "jetstream");
+  const configPath = join(options.directory, "nats-server.conf");
+  const logPath = options.logPath ?? join(options.directory, "nats-server.log");
+  const port = await freePort(options.portPreferred);
+  await writeFile(
+    configPath,
+    [
+      "# Written by `ballast up`; rewritten on every start.",
+      `listen: "127.0.0.1:${port}"`,
+      `max_payload: ${limits.natsPayloadBytesMax}`,
+      "jetstream {",
+      `  store_dir: ${JSON.stringify(storeDir)}`,
+      "}",
+      "",
+    ].join("\n"),
+  );
+  const child = spawnChild({ command: binary, args: ["-c", configPath], logPath });
+  const failed = new Promise<never>((_, reject) => {
+    child.once("exit", (code) =>
+      reject(
+        new CliError(
+          exitCodes.failed,
+          `nats-server exited with code ${code} while starting; see ${logPath}`,
+        ),
+      ),
+    );
+  });
+  failed.catch(() => undefined);
+  await Promise.race([waitForNats(port), failed]);
+  return {
+    url: `nats://127.0.0.1:${port}`,
+    port,
+    pid: child.pid ?? 0,
+    configPath,
+    storeDir,
+    logPath,
+    child,
+    stop: () => stopChild(child),
+  };
+}
+
+/**
+ * Stops a nats-server that a crashed launcher left behind, if `pid` is still that
+ * server (its command line names our config file), so the new one can take the store.
+ */
+export async function stopStaleNatsServer(pid: number, configPath: string): Promise<boolean> {
+  if (!isAlive(pid)) return false;
+  let commandLine: string;
+  try {
+    commandLine = (await readFile(`/proc/${pid}/cmdline`, "utf8")).split("\0").join(" ");
+  } catch {
+    return false;
+  }
+  if (!commandLine.includes("nats-server") || !commandLine.includes(configPath)) return false;
+  process.kill(pid, "SIGTERM");
+  for (let waited = 0; waited < 5000 && isAlive(pid); waited += 100) {
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  if (isAlive(pid)) process.kill(pid, "SIGKILL");
+  return true;
+}

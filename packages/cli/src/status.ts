@@ -1,0 +1,86 @@
+// `ballast status`: what the coordinator knows about the cluster, with each live
+// service's own description. `--json` prints a stable shape that scripts and tests read:
+//
+//   { "nats": "nats://127.0.0.1:4222", "coordinator": "coordinator-1",
+//     "generatedAtMs": 1764061200000,
+//     "services": [ { "kind": "sled", "id": "sled-1", "pid": 123, "healthy": true,
+//                     "startedAtMs": …, "lastHeartbeatAtMs": …, "lastHeartbeatAgeMs": 312,
+//                     "version": "0.1.0", "info": { … } } ],
+//     "volumes": [] }
+//
+// Fields are only ever added, never renamed or removed, within protocol v1.
+
+import { BallastError, ErrorCode, type ResultOf, subjects } from "@ballast/protocol";
+import type { Bus } from "@ballast/runtime";
+import { statusDeadlineMs } from "./constants.ts";
+import { CliError, exitCodes } from "./errors.ts";
+
+export type ClusterStatus = ResultOf<"cluster.status.v1"> & { nats: string };
+
+export async function fetchStatus(bus: Bus, natsUrl: string): Promise<ClusterStatus> {
+  try {
+    const result = await bus.request(
+      subjects.coordinator.build(),
+      { type: "cluster.status.v1", probe: true },
+      { deadlineMs: statusDeadlineMs },
+    );
+    return { nats: natsUrl, ...result };
+  } catch (error) {
+    if (
+      error instanceof BallastError &&
+      (error.code === ErrorCode.Unavailable || error.code === ErrorCode.Timeout)
+    ) {
+      throw new CliError(
+        exitCodes.unreachable,
+        `NATS at ${natsUrl} is up, but no coordinator answered: ${error.message}`,
+        { cause: error },
+      );
+    }
+    throw error;
+  }
+}
+
+export function formatStatus(status: ClusterStatus, nowMs: number): string {
+  const rows = status.services.map((service) => [
+    service.kind,
+    service.id,
+    String(service.pid),
+    service.healthy ? "healthy" : "DEAD",
+    `${formatDuration(service.lastHeartbeatAgeMs)} ago`,
+    service.healthy ? formatDuration(nowMs - service.startedAtMs) : "-",
+    service.probeError === undefined ? "" : `probe failed: ${service.probeError}`,
+  ]);
+  const header = ["KIND", "ID", "PID", "HEALTH", "HEARTBEAT", "UPTIME", ""];
+  const healthy = status.services.filter((service) => service.healthy).length;
+  const lines = [
+    `NATS ${status.nats}   coordinator ${status.coordinator}`,
+    "",
+    `SERVICES (${healthy} of ${status.services.length} healthy)`,
+    ...table([header, ...rows]),
+    "",
+    "VOLUMES",
+    ...(status.volumes.length === 0
+      ? ["  (none)"]
+      : status.volumes.map((volume) => `  ${JSON.stringify(volume)}`)),
+  ];
+  return `${lines.join("\n")}\n`;
+}
+
+function table(rows: string[][]): string[] {
+  const widths: number[] = [];
+  for (const row of rows) {
+    row.forEach((cell, index) => {
+      widths[index] = Math.max(widths[index] ?? 0, cell.length);
+    });
+  }
+  return rows.map((row) =>
+    `  ${row.map((cell, index) => cell.padEnd(widths[index] ?? 0)).join("  ")}`.trimEnd(),
+  );
+}
+
+export function formatDuration(ms: number): string {
+  if (ms < 1000) return `${Math.max(0, Math.round(ms))}ms`;
+  if (ms < 60_000) return `${(ms / 1000).toFixed(1)}s`;
+  if (ms < 3_600_000) return `${Math.floor(ms / 60_000)}m${Math.floor((ms % 60_000) / 1000)}s`;
+  return `${Math.floor(ms / 3_600_000)}h${Math.floor((ms % 3_600_000) / 60_000)}m`;
+}

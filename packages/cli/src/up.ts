@@ -1,0 +1,153 @@
+// `ballast up`: starts a local cluster in the foreground and keeps it running until
+// Ctrl-C or SIGTERM, then stops every child in order and leaves no process behind.
+// Running it again on the same data directory brings back the same cluster.
+
+import { mkdir } from "node:fs/promises";
+import { resolve } from "node:path";
+import { clusterFilePath, readClusterFile, writeClusterFile } from "./cluster-file.ts";
+import { connectCli } from "./connect.ts";
+import { clusterReadyTimeoutMs } from "./constants.ts";
+import { CliError, exitCodes } from "./errors.ts";
+import { LocalCluster } from "./local-cluster.ts";
+import { stopStaleNatsServer } from "./nats-server.ts";
+import { isAlive } from "./processes.ts";
+import { type ClusterStatus, fetchStatus, formatDuration } from "./status.ts";
+
+export interface UpOptions {
+  dataDir: string;
+  nats?: string | undefined;
+  coordinators: number;
+  headNodes: number;
+  sleds: number;
+  demo: boolean;
+  otlpEndpoint?: string | undefined;
+  logLevel?: string | undefined;
+  print: (line: string) => void;
+}
+
+export async function up(options: UpOptions): Promise<number> {
+  const dataDir = resolve(options.dataDir);
+  await mkdir(dataDir, { recursive: true });
+  const previous = await readClusterFile(dataDir);
+  if (previous?.launcherPid !== undefined && isAlive(previous.launcherPid)) {
+    throw new CliError(
+      exitCodes.failed,
+      `a cluster is already running from ${dataDir} (launcher pid ${previous.launcherPid}); stop it first, or use another --data-dir`,
+    );
+  }
+  if (previous?.natsServer !== undefined) {
+    const stopped = await stopStaleNatsServer(previous.natsServer.pid, previous.natsServer.config);
+    if (stopped)
+      options.print(`stopped nats-server pid ${previous.natsServer.pid} left by an earlier run`);
+  }
+
+  const env: Record<string, string> = {};
+  if (options.otlpEndpoint !== undefined) env.OTEL_EXPORTER_OTLP_ENDPOINT = options.otlpEndpoint;
+  if (options.logLevel !== undefined) env.BALLAST_LOG_LEVEL = options.logLevel;
+
+  const startedAtMs = Date.now();
+  let stopping = false;
+  const cluster = await LocalCluster.start({
+    dataDir,
+    ...(options.nats === undefined ? {} : { natsUrl: options.nats }),
+    ...(previous?.natsServer === undefined ? {} : { natsPortPreferred: previous.natsServer.port }),
+    coordinators: options.coordinators,
+    headNodes: options.headNodes,
+    sleds: options.sleds,
+    env,
+    tieToParent: true,
+    onUnexpectedExit(service, code) {
+      if (!stopping) {
+        options.print(
+          `! ${service.id} (pid ${service.pid}) exited with ${code}; its log: ${service.log}`,
+        );
+      }
+    },
+  });
+  const save = (extra: { stoppedAtMs?: number; running: boolean }) =>
+    writeClusterFile(dataDir, {
+      natsUrl: cluster.natsUrl,
+      ...(cluster.natsServer === undefined
+        ? {}
+        : {
+            natsServer: {
+              pid: cluster.natsServer.pid,
+              port: cluster.natsServer.port,
+              config: cluster.natsServer.configPath,
+              log: cluster.natsServer.logPath,
+              storeDir: cluster.natsServer.storeDir,
+            },
+          }),
+      ...(extra.running ? { launcherPid: process.pid } : {}),
+      startedAtMs,
+      ...(extra.stoppedAtMs === undefined ? {} : { stoppedAtMs: extra.stoppedAtMs }),
+      services: cluster.records(),
+    });
+  await save({ running: true });
+
+  const stopSignal = new Promise<string>((resolveSignal) => {
+    process.once("SIGINT", () => resolveSignal("SIGINT"));
+    process.once("SIGTERM", () => resolveSignal("SIGTERM"));
+  });
+
+  options.print(`Ballast is starting from ${dataDir}`);
+  options.print(
+    `  nats        ${cluster.natsUrl}${cluster.natsServer ? ` (pid ${cluster.natsServer.pid}, store ${cluster.natsServer.storeDir}, log ${cluster.natsServer.logPath})` : " (external)"}`,
+  );
+  for (const record of cluster.records()) {
+    options.print(`  ${record.id.padEnd(14)}pid ${String(record.pid).padEnd(8)}log ${record.log}`);
+  }
+  options.print(`  cluster file ${clusterFilePath(dataDir)}`);
+
+  const readiness = waitUntilHealthy(cluster, options.print);
+  const first = await Promise.race([readiness.then(() => undefined), stopSignal]);
+  if (first === undefined) {
+    options.print(`ready in ${formatDuration(Date.now() - startedAtMs)}. In another shell, try:`);
+    options.print(
+      `  npx ballast status${options.dataDir === "./.ballast" ? "" : ` --data-dir ${options.dataDir}`}`,
+    );
+    options.print("  npx ballast status --json");
+    if (options.demo) {
+      options.print("Volumes, the NBD gateway and a demo disk arrive with later releases;");
+      options.print("for now the demo is the cluster itself: watch it with `npx ballast status`.");
+    }
+    options.print("Press Ctrl-C to stop the cluster.");
+  }
+  const reason = first ?? (await stopSignal);
+  stopping = true;
+  options.print(`${reason}: stopping services, then NATS…`);
+  await cluster.stop();
+  await save({ running: false, stoppedAtMs: Date.now() });
+  options.print("stopped; no Ballast process is left running.");
+  return exitCodes.ok;
+}
+
+async function waitUntilHealthy(cluster: LocalCluster, print: (line: string) => void) {
+  const expected = new Set(cluster.ids());
+  const deadline = Date.now() + clusterReadyTimeoutMs;
+  const client = await connectCli({ natsUrl: cluster.natsUrl, source: "ballast up" });
+  try {
+    let last: ClusterStatus | undefined;
+    while (Date.now() < deadline) {
+      try {
+        last = await fetchStatus(client.bus, cluster.natsUrl);
+        const healthy = last.services.filter(
+          (service) => service.healthy && expected.has(service.id),
+        );
+        if (healthy.length === expected.size) return;
+      } catch {
+        // The coordinator may not be up yet.
+      }
+      await new Promise((resolveWait) => setTimeout(resolveWait, 250));
+    }
+    const seen = new Set(
+      last?.services.filter((service) => service.healthy).map((service) => service.id),
+    );
+    const missing = [...expected].filter((id) => !seen.has(id));
+    print(
+      `! not every service is healthy after ${clusterReadyTimeoutMs} ms: missing ${missing.join(", ")}; see their logs`,
+    );
+  } finally {
+    await client.close();
+  }
+}

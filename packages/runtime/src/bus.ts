@@ -1,0 +1,188 @@
+// The bus: the one place a Ballast process talks to NATS. Requests carry a deadline and
+// the caller's trace context; replies come back through the protocol's envelope, so a
+// remote failure surfaces as a BallastError with the remote side's code. NATS-level
+// faults (no responder, timeout, closed connection) become BallastErrors too, so a caller
+// handles one error type.
+
+import {
+  BallastError,
+  decodeReply,
+  ErrorCode,
+  encodeMessage,
+  type Message,
+  type MessageOf,
+  type RequestType,
+  type ResultOf,
+} from "@ballast/protocol";
+import {
+  connect,
+  type NatsConnection,
+  NoRespondersError,
+  headers as natsHeaders,
+  RequestError,
+  TimeoutError,
+} from "@nats-io/transport-node";
+import type { Tracer } from "@opentelemetry/api";
+import {
+  natsConnectTimeoutMs,
+  natsReconnectWaitMs,
+  requestDeadlineMsDefault,
+  requestDeadlineMsMax,
+} from "./constants.ts";
+import type { Logger } from "./logger.ts";
+import { injectTraceContext, SpanKind, withSpan } from "./tracing.ts";
+
+export interface ConnectOptions {
+  servers: string;
+  /** Shown by the NATS server's monitoring as the connection name. */
+  name: string;
+  logger: Logger;
+  /** Give up on the first connection after this long; later reconnects never give up. */
+  connectTimeoutMs?: number;
+}
+
+/** Connects with unbounded reconnects; the first connection is retried up to a bound. */
+export async function connectNats(options: ConnectOptions): Promise<NatsConnection> {
+  const servers = options.servers.split(",").map((server) => server.trim());
+  const timeoutMs = options.connectTimeoutMs ?? natsConnectTimeoutMs;
+  const deadline = Date.now() + timeoutMs;
+  let lastError: unknown;
+  let attempts = 0;
+  while (Date.now() < deadline) {
+    try {
+      const connection = await connect({
+        servers,
+        name: options.name,
+        maxReconnectAttempts: -1,
+        reconnectTimeWait: natsReconnectWaitMs,
+        timeout: Math.min(2000, Math.max(100, deadline - Date.now())),
+      });
+      watchStatus(connection, options.logger);
+      return connection;
+    } catch (error) {
+      lastError = error;
+      if (attempts++ === 0) {
+        options.logger.warn(
+          { nats: options.servers, error: (error as Error).message },
+          `waiting for NATS (giving up after ${timeoutMs} ms)`,
+        );
+      }
+      await new Promise((resolve) => setTimeout(resolve, natsReconnectWaitMs));
+    }
+  }
+  throw new BallastError(
+    ErrorCode.Unavailable,
+    `cannot connect to NATS at ${options.servers} within ${timeoutMs} ms: ${(lastError as Error)?.message ?? "no answer"}`,
+    { cause: lastError },
+  );
+}
+
+async function watchStatus(connection: NatsConnection, logger: Logger): Promise<void> {
+  for await (const status of connection.status()) {
+    switch (status.type) {
+      case "disconnect":
+      case "reconnecting":
+        logger.warn({ nats: status.type }, "NATS connection lost; reconnecting");
+        break;
+      case "reconnect":
+        logger.info({ nats: status.type }, "NATS connection restored");
+        break;
+      case "error":
+        logger.error({ nats: status.type, error: String(status.error) }, "NATS error");
+        break;
+      default:
+        break;
+    }
+  }
+}
+
+export interface RequestOptions {
+  /** How long to wait for the reply; the request fails with Timeout after it. */
+  deadlineMs?: number;
+}
+
+/** Sends requests and publications with trace context, and decodes replies. */
+export class Bus {
+  readonly connection: NatsConnection;
+  private readonly tracer: Tracer;
+
+  constructor(connection: NatsConnection, tracer: Tracer) {
+    this.connection = connection;
+    this.tracer = tracer;
+  }
+
+  /** Sends a request and returns its validated result, or throws a BallastError. */
+  request<T extends RequestType>(
+    subject: string,
+    message: MessageOf<T>,
+    options: RequestOptions = {},
+  ): Promise<ResultOf<T>> {
+    const deadlineMs = options.deadlineMs ?? requestDeadlineMsDefault;
+    if (!(deadlineMs > 0 && deadlineMs <= requestDeadlineMsMax)) {
+      throw new BallastError(
+        ErrorCode.InvalidArgument,
+        `a request deadline must be between 1 and ${requestDeadlineMsMax} ms, got ${deadlineMs}`,
+      );
+    }
+    const type = (message as Message).type as T;
+    return withSpan(
+      this.tracer,
+      `send ${type}`,
+      { kind: SpanKind.CLIENT, attributes: { "messaging.destination.name": subject } },
+      async () => {
+        const headers = natsHeaders();
+        injectTraceContext(headers);
+        const payload = encodeMessage(message as Message);
+        let reply: Uint8Array;
+        try {
+          const response = await this.connection.request(subject, payload, {
+            timeout: deadlineMs,
+            headers,
+          });
+          reply = response.data;
+        } catch (error) {
+          throw translateNatsError(error, subject, deadlineMs);
+        }
+        return decodeReply(type, reply);
+      },
+    );
+  }
+
+  /** Publishes a message that expects no reply, with trace context unless `untraced`. */
+  publish(subject: string, message: Message, options: { untraced?: boolean } = {}): void {
+    const payload = encodeMessage(message);
+    if (options.untraced) {
+      this.connection.publish(subject, payload);
+      return;
+    }
+    const headers = natsHeaders();
+    injectTraceContext(headers);
+    this.connection.publish(subject, payload, { headers });
+  }
+}
+
+function translateNatsError(error: unknown, subject: string, deadlineMs: number): BallastError {
+  if (error instanceof BallastError) return error;
+  const cause = error instanceof RequestError && error.cause ? error.cause : error;
+  if (
+    cause instanceof NoRespondersError ||
+    (error instanceof RequestError && error.isNoResponders())
+  ) {
+    return new BallastError(ErrorCode.Unavailable, `no service is listening on ${subject}`, {
+      cause: error,
+      details: { subject },
+    });
+  }
+  if (cause instanceof TimeoutError) {
+    return new BallastError(
+      ErrorCode.Timeout,
+      `no reply on ${subject} within the deadline of ${deadlineMs} ms`,
+      { cause: error, details: { subject, deadlineMs } },
+    );
+  }
+  return new BallastError(
+    ErrorCode.Unavailable,
+    `request on ${subject} failed: ${(error as Error)?.message ?? String(error)}`,
+    { cause: error, details: { subject } },
+  );
+}

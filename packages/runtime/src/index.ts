@@ -1,0 +1,12 @@
+// @ballast/runtime: what every Ballast process shares. Configuration, logs, traces, the
+// NATS bus, the service shell with its single dispatch point, heartbeats and shutdown.
+
+export * from "./bus.ts";
+export * from "./config.ts";
+export * as constants from "./constants.ts";
+export * from "./data-dir.ts";
+export * from "./errors.ts";
+export * from "./logger.ts";
+export * from "./run.ts";
+export * from "./service.ts";
+export * from "./tracing.ts";

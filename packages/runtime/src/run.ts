@@ -1,0 +1,197 @@
+// The entry every service's main module calls. It parses and validates configuration,
+// claims the data directory, starts tracing and logging, connects to NATS, lets the
+// service set up its actor, starts heartbeats, and installs the shutdown path for
+// SIGTERM, SIGINT and the death of the launcher that started it.
+
+import { setTimeout as sleep } from "node:timers/promises";
+import type { ServiceKind } from "@ballast/protocol";
+import { Bus, connectNats } from "./bus.ts";
+import { type ConfigOf, checks, describeOptions, type OptionSpecs, parseConfig } from "./config.ts";
+import {
+  heartbeatIntervalMsDefault,
+  heartbeatIntervalMsMax,
+  heartbeatIntervalMsMin,
+  parentCheckIntervalMs,
+} from "./constants.ts";
+import { claimDataDir } from "./data-dir.ts";
+import { ConfigError, DataDirError } from "./errors.ts";
+import { createLogger, type Logger } from "./logger.ts";
+import { Service } from "./service.ts";
+import { startTracing } from "./tracing.ts";
+
+/** Options every service takes. */
+export const commonOptions = {
+  nodeId: {
+    flag: "id",
+    env: "BALLAST_NODE_ID",
+    type: "string",
+    required: true,
+    description: "this node's id (lowercase letters, digits, '-')",
+    check: (value: string) =>
+      /^[a-z0-9][a-z0-9-]{0,62}$/.test(value)
+        ? undefined
+        : `must be 1-63 lowercase letters, digits or '-', starting with a letter or digit; got ${JSON.stringify(value)}`,
+  },
+  nats: {
+    flag: "nats",
+    env: "BALLAST_NATS",
+    type: "string",
+    default: "nats://127.0.0.1:4222",
+    description: "NATS server URL(s), comma-separated",
+    check: checks.natsUrl,
+  },
+  dataDir: {
+    flag: "data-dir",
+    env: "BALLAST_DATA_DIR",
+    type: "string",
+    required: true,
+    description: "directory for this node's state",
+  },
+  heartbeatIntervalMs: {
+    flag: "heartbeat-interval-ms",
+    env: "BALLAST_HEARTBEAT_INTERVAL_MS",
+    type: "integer",
+    default: heartbeatIntervalMsDefault,
+    min: heartbeatIntervalMsMin,
+    max: heartbeatIntervalMsMax,
+    description: "how often to publish a heartbeat",
+  },
+  otlpEndpoint: {
+    flag: "otlp-endpoint",
+    env: "OTEL_EXPORTER_OTLP_ENDPOINT",
+    type: "string",
+    description: "OTLP/HTTP endpoint for traces, e.g. http://127.0.0.1:4318",
+    check: checks.httpUrl,
+  },
+  logLevel: {
+    flag: "log-level",
+    env: "BALLAST_LOG_LEVEL",
+    type: "string",
+    default: "info",
+    description: "fatal, error, warn, info, debug, trace or silent",
+    check: checks.logLevel,
+  },
+  help: { flag: "help", type: "boolean", description: "print this help and exit" },
+} as const satisfies OptionSpecs;
+
+export type CommonConfig = ConfigOf<typeof commonOptions>;
+
+export interface ServiceDefinition<T extends OptionSpecs> {
+  kind: ServiceKind;
+  /** Options beyond the common ones. */
+  options: T;
+  /**
+   * Sets up the actor: opens files, registers subscriptions on `service`, and registers
+   * closers with `service.onClose`. Throwing here stops the process with exit code 1.
+   */
+  start(service: Service, config: ConfigOf<T> & CommonConfig): Promise<void>;
+}
+
+export interface RunOptions {
+  argv?: readonly string[];
+  env?: Readonly<Record<string, string | undefined>>;
+}
+
+/** Exit codes of a service process. */
+export const exitCodes = { ok: 0, failed: 1, badConfig: 2 } as const;
+
+/** Runs a service until it is told to stop; resolves with the process exit code. */
+export async function runService<T extends OptionSpecs>(
+  definition: ServiceDefinition<T>,
+  run: RunOptions = {},
+): Promise<number> {
+  const specs = { ...commonOptions, ...definition.options };
+  const argv = run.argv ?? process.argv.slice(2);
+  const env = run.env ?? process.env;
+  if (argv.includes("--help")) {
+    process.stdout.write(`ballast ${definition.kind}\n\n${describeOptions(specs)}\n`);
+    return exitCodes.ok;
+  }
+  let config: ConfigOf<typeof specs>;
+  try {
+    config = parseConfig(specs, { argv, env });
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      process.stderr.write(`ballast ${definition.kind}: ${error.message}\n`);
+      return exitCodes.badConfig;
+    }
+    throw error;
+  }
+  const common = config as unknown as CommonConfig;
+  const logger = createLogger({
+    service: definition.kind,
+    nodeId: common.nodeId,
+    level: common.logLevel,
+  });
+  try {
+    await claimDataDir(common.dataDir, definition.kind, common.nodeId);
+  } catch (error) {
+    if (error instanceof DataDirError) {
+      logger.fatal(error.message);
+      process.stderr.write(`ballast ${definition.kind}: ${error.message}\n`);
+      return exitCodes.badConfig;
+    }
+    throw error;
+  }
+
+  const tracing = startTracing({
+    serviceName: `ballast-${definition.kind}`,
+    instanceId: common.nodeId,
+    otlpEndpoint: common.otlpEndpoint,
+  });
+  const connection = await connectNats({
+    servers: common.nats,
+    name: `${definition.kind}-${common.nodeId}`,
+    logger,
+  });
+  const service = new Service({
+    kind: definition.kind,
+    nodeId: common.nodeId,
+    bus: new Bus(connection, tracing.tracer),
+    tracer: tracing.tracer,
+    logger,
+    heartbeatIntervalMs: common.heartbeatIntervalMs,
+  });
+
+  const stopped = new Promise<string>((resolve) => {
+    process.once("SIGTERM", () => resolve("SIGTERM"));
+    process.once("SIGINT", () => resolve("SIGINT"));
+    void watchParent(env.BALLAST_PARENT_PID, logger).then(resolve);
+  });
+
+  let exitCode: number = exitCodes.ok;
+  try {
+    await definition.start(service, config as ConfigOf<T> & CommonConfig);
+    service.startHeartbeats();
+    logger.info(
+      { nats: common.nats, dataDir: common.dataDir, subjects: service.subjects },
+      "started",
+    );
+    const reason = await Promise.race([
+      stopped,
+      connection.closed().then(() => "NATS connection closed"),
+    ]);
+    await service.stop(reason);
+  } catch (error) {
+    logger.fatal({ error: String(error), stack: (error as Error).stack }, "failed");
+    await service.stop("start failed");
+    exitCode = exitCodes.failed;
+  }
+  await tracing.shutdown().catch(() => undefined);
+  return exitCode;
+}
+
+/** Resolves when the launcher that started this process is gone. */
+async function watchParent(parentPid: string | undefined, logger: Logger): Promise<string> {
+  const pid = Number(parentPid);
+  if (!Number.isSafeInteger(pid) || pid <= 1) return new Promise<string>(() => undefined);
+  for (;;) {
+    await sleep(parentCheckIntervalMs, undefined, { ref: false });
+    try {
+      process.kill(pid, 0);
+    } catch {
+      logger.warn({ parentPid: pid }, "the launcher is gone; stopping");
+      return "launcher exited";
+    }
+  }
+}

@@ -1,0 +1,297 @@
+// The service shell every Ballast process shares. It owns the subscriptions, decodes
+// each message at the edge, opens a server span parented on the sender's trace context,
+// hands the typed message to the actor's one dispatch function, and answers with the
+// reply envelope. It publishes heartbeats, answers `node.info.v1` on the node's inbox,
+// and shuts down in order: stop taking messages, finish what is in flight, close the
+// actor's resources, then close NATS and flush traces.
+//
+// Failure model: a handler that throws answers with an error reply (its BallastError
+// code, or Internal) and the service goes on; a bad message never reaches the actor.
+
+import {
+  decodeMessage,
+  ErrorCode,
+  encodeError,
+  encodeResult,
+  errorBody,
+  type Message,
+  type MessageType,
+  type ServiceKind,
+  subjects,
+} from "@ballast/protocol";
+import type { Msg, Subscription } from "@nats-io/transport-node";
+import { context as otelContext, type Span, type Tracer, trace } from "@opentelemetry/api";
+import type { Bus } from "./bus.ts";
+import { ballastVersion, handlersInflightMax, shutdownGraceMs } from "./constants.ts";
+import type { Logger } from "./logger.ts";
+import { extractTraceContext, SpanKind, SpanStatusCode } from "./tracing.ts";
+
+/** What a handler learns about the message beyond its content. */
+export interface MessageContext {
+  subject: string;
+  /** True when the sender waits for a reply. */
+  isRequest: boolean;
+}
+
+/** An actor's single dispatch point: a switch on `message.type`. */
+export type Dispatch<M extends Message = Message> = (
+  message: M,
+  context: MessageContext,
+) => unknown | Promise<unknown>;
+
+export interface ServeOptions<T extends MessageType> {
+  /** The message types this subject takes; anything else answers UnexpectedMessageType. */
+  accept: readonly T[];
+  /** A NATS queue group: one member of the group receives each message. */
+  queue?: string;
+  /** Messages handled at once on this subscription. */
+  inflightMax?: number;
+  /**
+   * Open a span per message (default). Off for high-rate background traffic such as
+   * heartbeats, whose spans would bury the ones worth reading.
+   */
+  traced?: boolean;
+}
+
+export interface ServiceOptions {
+  kind: ServiceKind;
+  nodeId: string;
+  bus: Bus;
+  tracer: Tracer;
+  logger: Logger;
+  heartbeatIntervalMs: number;
+}
+
+type Closer = () => void | Promise<void>;
+
+interface Route {
+  accept: ReadonlySet<MessageType>;
+  dispatch: Dispatch;
+  inflightMax: number;
+  traced: boolean;
+}
+
+export class Service {
+  readonly kind: ServiceKind;
+  readonly nodeId: string;
+  readonly bus: Bus;
+  readonly logger: Logger;
+  readonly startedAtMs = Date.now();
+  private readonly tracer: Tracer;
+  private readonly heartbeatIntervalMs: number;
+  private readonly subscriptions: Subscription[] = [];
+  private readonly loops: Promise<void>[] = [];
+  private readonly closers: Closer[] = [];
+  private readonly subjectsServed: string[] = [];
+  private describe: () => Record<string, unknown> = () => ({});
+  private heartbeatTimer: NodeJS.Timeout | undefined;
+  private heartbeatSequence = 0;
+  private stopping: Promise<void> | undefined;
+
+  constructor(options: ServiceOptions) {
+    this.kind = options.kind;
+    this.nodeId = options.nodeId;
+    this.bus = options.bus;
+    this.tracer = options.tracer;
+    this.logger = options.logger;
+    this.heartbeatIntervalMs = options.heartbeatIntervalMs;
+  }
+
+  get isStopping(): boolean {
+    return this.stopping !== undefined;
+  }
+
+  /** Subjects this service subscribes to, for node info and probing tools. */
+  get subjects(): readonly string[] {
+    return this.subjectsServed;
+  }
+
+  /** Supplies the kind-specific part of `node.info.v1` replies. */
+  setDescription(describe: () => Record<string, unknown>): void {
+    this.describe = describe;
+  }
+
+  /** Registers cleanup to run at shutdown, after in-flight messages finish; last in, first run. */
+  onClose(closer: Closer): void {
+    this.closers.push(closer);
+  }
+
+  /**
+   * Subscribes to `subject` and hands each valid message to `dispatch`. The node's own
+   * inbox is served by `serveInbox`, which adds `node.info.v1`.
+   */
+  serve<T extends MessageType>(
+    subject: string,
+    options: ServeOptions<T>,
+    dispatch: Dispatch<Extract<Message, { type: T }>>,
+  ): void {
+    const accept = new Set<MessageType>(options.accept);
+    const subscription = this.bus.connection.subscribe(
+      subject,
+      options.queue === undefined ? {} : { queue: options.queue },
+    );
+    this.subscriptions.push(subscription);
+    this.subjectsServed.push(subject);
+    const loop = this.consume(subscription, {
+      accept,
+      dispatch: dispatch as Dispatch,
+      inflightMax: options.inflightMax ?? handlersInflightMax,
+      traced: options.traced ?? true,
+    });
+    this.loops.push(loop);
+  }
+
+  /** Serves the node's inbox: `node.info.v1` plus the actor's own types. */
+  serveInbox<T extends MessageType>(
+    accept: readonly T[],
+    dispatch: Dispatch<Extract<Message, { type: T }>>,
+  ): void {
+    this.serve(
+      subjects.node.build(this.nodeId),
+      { accept: [...accept, "node.info.v1" as const] },
+      (message, context) => {
+        if (message.type === "node.info.v1") return this.info();
+        return (dispatch as Dispatch)(message, context);
+      },
+    );
+  }
+
+  info() {
+    return {
+      kind: this.kind,
+      nodeId: this.nodeId,
+      pid: process.pid,
+      startedAtMs: this.startedAtMs,
+      uptimeMs: Date.now() - this.startedAtMs,
+      version: ballastVersion,
+      subjects: [...this.subjectsServed],
+      details: this.describe(),
+    };
+  }
+
+  /** Starts heartbeats; the first goes out at once so that membership sees us quickly. */
+  startHeartbeats(): void {
+    const subject = subjects.heartbeat.build(this.kind, this.nodeId);
+    const beat = () => {
+      if (this.bus.connection.isClosed()) return;
+      this.bus.publish(
+        subject,
+        {
+          type: "heartbeat.v1",
+          kind: this.kind,
+          nodeId: this.nodeId,
+          pid: process.pid,
+          startedAtMs: this.startedAtMs,
+          sentAtMs: Date.now(),
+          sequence: this.heartbeatSequence++,
+          version: ballastVersion,
+        },
+        { untraced: true },
+      );
+    };
+    beat();
+    this.heartbeatTimer = setInterval(beat, this.heartbeatIntervalMs);
+  }
+
+  /** Stops in order; safe to call more than once (later calls wait for the first). */
+  stop(reason: string): Promise<void> {
+    this.stopping ??= this.stopInOrder(reason);
+    return this.stopping;
+  }
+
+  private async stopInOrder(reason: string): Promise<void> {
+    this.logger.info({ reason }, "shutting down");
+    if (this.heartbeatTimer !== undefined) clearInterval(this.heartbeatTimer);
+    // Draining a subscription stops delivery and lets the loop handle what was already
+    // delivered; the loops end once their in-flight handlers have finished.
+    await Promise.allSettled(this.subscriptions.map((subscription) => subscription.drain()));
+    const finished = await settleWithin(Promise.allSettled(this.loops), shutdownGraceMs);
+    if (!finished) {
+      this.logger.warn({ graceMs: shutdownGraceMs }, "in-flight messages did not finish in time");
+    }
+    for (const closer of this.closers.reverse()) {
+      try {
+        await closer();
+      } catch (error) {
+        this.logger.error({ error: String(error) }, "a resource failed to close");
+      }
+    }
+    if (!this.bus.connection.isClosed()) {
+      await this.bus.connection.drain().catch(() => this.bus.connection.close());
+    }
+    this.logger.info("stopped");
+  }
+
+  private async consume(subscription: Subscription, route: Route): Promise<void> {
+    const inflight = new Set<Promise<void>>();
+    for await (const message of subscription) {
+      const handled = this.handle(message, route).finally(() => inflight.delete(handled));
+      inflight.add(handled);
+      if (inflight.size >= route.inflightMax) await Promise.race(inflight);
+    }
+    await Promise.allSettled(inflight);
+  }
+
+  private async handle(raw: Msg, route: Route): Promise<void> {
+    const { accept, dispatch } = route;
+    const isRequest = raw.reply !== undefined && raw.reply !== "";
+    const parent = extractTraceContext(raw.headers);
+    let message: Message;
+    try {
+      message = decodeMessage(raw.data, { accept });
+    } catch (error) {
+      this.logger.warn(
+        { subject: raw.subject, bytes: raw.data.byteLength, ...errorBody(error) },
+        "refused a message",
+      );
+      if (isRequest) raw.respond(encodeError(error));
+      return;
+    }
+    if (!route.traced) {
+      await this.run(raw, message, dispatch, undefined);
+      return;
+    }
+    const span = this.tracer.startSpan(
+      `handle ${message.type}`,
+      {
+        kind: isRequest ? SpanKind.SERVER : SpanKind.CONSUMER,
+        attributes: { "messaging.destination.name": raw.subject, "ballast.node": this.nodeId },
+      },
+      parent,
+    );
+    try {
+      await otelContext.with(trace.setSpan(parent, span), () =>
+        this.run(raw, message, dispatch, span),
+      );
+    } finally {
+      span.end();
+    }
+  }
+
+  /** Calls the actor and answers; a throw becomes an error reply, never a crash. */
+  private async run(raw: Msg, message: Message, dispatch: Dispatch, span: Span | undefined) {
+    const isRequest = raw.reply !== undefined && raw.reply !== "";
+    try {
+      const result = await dispatch(message, { subject: raw.subject, isRequest });
+      if (isRequest) raw.respond(encodeResult(result ?? null));
+    } catch (error) {
+      const body = errorBody(error);
+      span?.setStatus({ code: SpanStatusCode.ERROR, message: body.message });
+      span?.setAttribute("ballast.error.code", body.code);
+      const level = body.code === ErrorCode.Internal ? "error" : "warn";
+      this.logger[level]({ type: message.type, ...body }, "request failed");
+      if (isRequest) raw.respond(encodeError(error));
+    }
+  }
+}
+
+async function settleWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<boolean>((resolve) => {
+    timer = setTimeout(() => resolve(false), ms);
+  });
+  const done = promise.then(() => true);
+  const finished = await Promise.race([done, timeout]);
+  clearTimeout(timer);
+  return finished;
+}

@@ -1,0 +1,2 @@
+export * from "./coordinator.ts";
+export * from "./membership.ts";

@@ -1,0 +1,5 @@
+// The coordinator process: `node --import tsx services/coordinator/src/main.ts --help`.
+import { runService } from "@ballast/runtime";
+import { coordinatorDefinition } from "./coordinator.ts";
+
+process.exit(await runService(coordinatorDefinition));

@@ -1,0 +1,124 @@
+// Membership: who is alive, as heard through heartbeats. A pure state machine: it takes
+// heartbeats and ticks with the time as an argument and returns events; it never reads
+// a clock. The shell logs each event and acts on deaths.
+//
+// A node is healthy while its last heartbeat is at most `heartbeatTimeoutMs` old. It is
+// declared dead once, on the first tick after that, and comes back (with a `rejoined`
+// event) on its next heartbeat. A heartbeat whose start time or sequence goes backwards
+// means the process restarted; that is reported too, because a restarted head node has
+// lost its volatile state even if it never went silent long enough to be declared dead.
+
+import type { MessageOf, ServiceKind } from "@ballast/protocol";
+import { membersMax } from "./constants.ts";
+
+export type Heartbeat = MessageOf<"heartbeat.v1">;
+
+export interface Member {
+  kind: ServiceKind;
+  id: string;
+  pid: number;
+  version: string;
+  startedAtMs: number;
+  lastSequence: number;
+  lastHeartbeatAtMs: number;
+  alive: boolean;
+}
+
+export type MembershipEvent =
+  | { type: "joined"; member: Member }
+  | { type: "restarted"; member: Member; previousPid: number }
+  | { type: "rejoined"; member: Member; silentMs: number }
+  | { type: "died"; member: Member; silentMs: number; timeoutMs: number }
+  | { type: "refused"; nodeId: string; reason: string };
+
+export class Membership {
+  private readonly members = new Map<string, Member>();
+  private readonly heartbeatTimeoutMs: number;
+
+  constructor(options: { heartbeatTimeoutMs: number }) {
+    if (!(options.heartbeatTimeoutMs > 0)) {
+      throw new Error(`heartbeatTimeoutMs must be positive, got ${options.heartbeatTimeoutMs}`);
+    }
+    this.heartbeatTimeoutMs = options.heartbeatTimeoutMs;
+  }
+
+  /** Records a heartbeat received at `nowMs` (the receiver's clock, not the sender's). */
+  onHeartbeat(heartbeat: Heartbeat, nowMs: number): MembershipEvent[] {
+    const known = this.members.get(heartbeat.nodeId);
+    if (known === undefined) {
+      if (this.members.size >= membersMax) {
+        return [
+          { type: "refused", nodeId: heartbeat.nodeId, reason: `over ${membersMax} members` },
+        ];
+      }
+      const member = fromHeartbeat(heartbeat, nowMs);
+      this.members.set(member.id, member);
+      return [{ type: "joined", member: { ...member } }];
+    }
+    if (known.kind !== heartbeat.kind) {
+      return [
+        {
+          type: "refused",
+          nodeId: heartbeat.nodeId,
+          reason: `id is taken by a ${known.kind}, heartbeat says ${heartbeat.kind}`,
+        },
+      ];
+    }
+    const events: MembershipEvent[] = [];
+    const restarted =
+      heartbeat.startedAtMs !== known.startedAtMs ||
+      heartbeat.pid !== known.pid ||
+      heartbeat.sequence < known.lastSequence;
+    const silentMs = nowMs - known.lastHeartbeatAtMs;
+    const previousPid = known.pid;
+    const wasAlive = known.alive;
+    Object.assign(known, fromHeartbeat(heartbeat, nowMs));
+    if (!wasAlive) events.push({ type: "rejoined", member: { ...known }, silentMs });
+    if (restarted) events.push({ type: "restarted", member: { ...known }, previousPid });
+    return events;
+  }
+
+  /** Declares dead every member silent past the timeout, once each. */
+  tick(nowMs: number): MembershipEvent[] {
+    const events: MembershipEvent[] = [];
+    for (const member of this.members.values()) {
+      const silentMs = nowMs - member.lastHeartbeatAtMs;
+      if (member.alive && silentMs > this.heartbeatTimeoutMs) {
+        member.alive = false;
+        events.push({
+          type: "died",
+          member: { ...member },
+          silentMs,
+          timeoutMs: this.heartbeatTimeoutMs,
+        });
+      }
+    }
+    return events;
+  }
+
+  /** Every member, healthy or not, sorted by kind then id. */
+  list(): Member[] {
+    return [...this.members.values()]
+      .map((member) => ({ ...member }))
+      .sort((a, b) => a.kind.localeCompare(b.kind) || a.id.localeCompare(b.id));
+  }
+
+  alive(kind?: ServiceKind): Member[] {
+    return this.list().filter(
+      (member) => member.alive && (kind === undefined || member.kind === kind),
+    );
+  }
+}
+
+function fromHeartbeat(heartbeat: Heartbeat, nowMs: number): Member {
+  return {
+    kind: heartbeat.kind,
+    id: heartbeat.nodeId,
+    pid: heartbeat.pid,
+    version: heartbeat.version,
+    startedAtMs: heartbeat.startedAtMs,
+    lastSequence: heartbeat.sequence,
+    lastHeartbeatAtMs: nowMs,
+    alive: true,
+  };
+}

@@ -1,0 +1,5 @@
+// The headnode process: `node --import tsx services/headnode/src/main.ts --help`.
+import { runService } from "@ballast/runtime";
+import { headnodeDefinition } from "./headnode.ts";
+
+process.exit(await runService(headnodeDefinition));
