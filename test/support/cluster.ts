@@ -1,0 +1,109 @@
+// Support for integration tests: real nats-server and real service processes in a
+// temporary directory, and a client bus to talk to them. Every address is loopback and
+// every cluster is stopped by the test that started it.
+
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { LocalCluster, type LocalClusterOptions } from "@ballast/cli";
+import { subjects } from "@ballast/protocol";
+import { Bus, connectNats, createLogger, startTracing } from "@ballast/runtime";
+
+/** Fast membership for tests: beats every 200 ms, dead after 1.5 s of silence. */
+export const testEnv = {
+  BALLAST_HEARTBEAT_INTERVAL_MS: "200",
+  BALLAST_HEARTBEAT_TIMEOUT_MS: "1500",
+  BALLAST_LOG_LEVEL: "debug",
+};
+
+export async function temporaryDirectory(prefix = "ballast-test-"): Promise<{
+  path: string;
+  remove(): Promise<void>;
+}> {
+  const path = await mkdtemp(join(tmpdir(), prefix));
+  return { path, remove: () => rm(path, { recursive: true, force: true }) };
+}
+
+export interface TestCluster {
+  cluster: LocalCluster;
+  bus: Bus;
+  dataDir: string;
+  stop(): Promise<void>;
+}
+
+export async function startTestCluster(
+  options: Partial<Omit<LocalClusterOptions, "dataDir">> = {},
+): Promise<TestCluster> {
+  const directory = await temporaryDirectory();
+  const cluster = await LocalCluster.start({
+    dataDir: directory.path,
+    coordinators: options.coordinators ?? 1,
+    headNodes: options.headNodes ?? 0,
+    sleds: options.sleds ?? 0,
+    ...options,
+    env: { ...testEnv, ...options.env },
+  });
+  const client = await connectTestBus(cluster.natsUrl);
+  await waitUntilHealthy(client.bus, cluster.ids());
+  return {
+    cluster,
+    bus: client.bus,
+    dataDir: directory.path,
+    async stop() {
+      await client.close();
+      await cluster.stop();
+      await directory.remove();
+    },
+  };
+}
+
+export async function connectTestBus(natsUrl: string) {
+  const logger = createLogger({ service: "test", nodeId: "test", level: "silent" });
+  const tracing = startTracing({ serviceName: "ballast-test", instanceId: "test" });
+  const connection = await connectNats({ servers: natsUrl, name: "test", logger });
+  return {
+    bus: new Bus(connection, tracing.tracer),
+    async close() {
+      await connection.drain().catch(() => undefined);
+    },
+  };
+}
+
+/** Polls `check` until it returns a value other than undefined, or fails after `timeoutMs`. */
+export async function waitFor<T>(
+  what: string,
+  check: () => Promise<T | undefined> | T | undefined,
+  timeoutMs = 15_000,
+  intervalMs = 100,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let lastError: unknown;
+  while (Date.now() < deadline) {
+    try {
+      const value = await check();
+      if (value !== undefined) return value;
+    } catch (error) {
+      lastError = error;
+    }
+    await new Promise((resolve) => setTimeout(resolve, intervalMs));
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`, { cause: lastError });
+}
+
+/** Waits until the coordinator reports every id healthy. */
+export async function waitUntilHealthy(bus: Bus, ids: readonly string[], timeoutMs = 20_000) {
+  return waitFor(
+    `${ids.join(", ")} to be healthy`,
+    async () => {
+      const status = await bus.request(
+        subjects.coordinator.build(),
+        { type: "cluster.status.v1" },
+        { deadlineMs: 1000 },
+      );
+      const healthy = new Set(status.services.filter((s) => s.healthy).map((s) => s.id));
+      return ids.every((id) => healthy.has(id)) ? status : undefined;
+    },
+    timeoutMs,
+    200,
+  );
+}
