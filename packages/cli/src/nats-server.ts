@@ -18,8 +18,15 @@ export const natsInstallHint =
   "(Debian/Ubuntu), or download it from https://github.com/nats-io/nats-server/releases, " +
   "or point Ballast at a running server with --nats nats://HOST:PORT.";
 
-/** Finds nats-server on PATH (and in sbin, where some packages put it). */
-export function findNatsServer(): string | undefined {
+/**
+ * Finds nats-server: the BALLAST_NATS_SERVER environment variable names the binary if
+ * set (and must then be executable); otherwise PATH, and sbin where some packages put it.
+ */
+export function findNatsServer(env = process.env): string | undefined {
+  const explicit = env.BALLAST_NATS_SERVER;
+  if (explicit !== undefined && explicit !== "") {
+    return isExecutable(explicit) ? explicit : undefined;
+  }
   const directories = [
     ...(process.env.PATH ?? "").split(delimiter),
     "/usr/sbin",
@@ -29,14 +36,18 @@ export function findNatsServer(): string | undefined {
   for (const directory of directories) {
     if (directory === "") continue;
     const candidate = join(directory, "nats-server");
-    try {
-      accessSync(candidate, fsConstants.X_OK);
-      return candidate;
-    } catch {
-      // not here
-    }
+    if (isExecutable(candidate)) return candidate;
   }
   return undefined;
+}
+
+function isExecutable(path: string): boolean {
+  try {
+    accessSync(path, fsConstants.X_OK);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** A loopback port nobody listens on: `preferred` if it is free, else one the OS picks. */

@@ -1,0 +1,80 @@
+import { describe, expect, test } from "vitest";
+import { type Heartbeat, Membership } from "../src/membership.ts";
+
+function heartbeat(overrides: Partial<Heartbeat> = {}): Heartbeat {
+  return {
+    type: "heartbeat.v1",
+    kind: "sled",
+    nodeId: "sled-1",
+    pid: 100,
+    startedAtMs: 1_000,
+    sentAtMs: 1_000,
+    sequence: 0,
+    version: "0.1.0",
+    ...overrides,
+  };
+}
+
+describe("membership", () => {
+  test("a first heartbeat joins the node as healthy", () => {
+    const membership = new Membership({ heartbeatTimeoutMs: 1000 });
+    const events = membership.onHeartbeat(heartbeat(), 5_000);
+    expect(events.map((event) => event.type)).toEqual(["joined"]);
+    expect(membership.alive().map((member) => member.id)).toEqual(["sled-1"]);
+  });
+
+  test("a node silent past the timeout is declared dead exactly once", () => {
+    const membership = new Membership({ heartbeatTimeoutMs: 1000 });
+    membership.onHeartbeat(heartbeat(), 5_000);
+    expect(membership.tick(6_000)).toEqual([]); // exactly at the timeout: still alive
+    const died = membership.tick(6_001);
+    expect(died).toHaveLength(1);
+    expect(died[0]).toMatchObject({ type: "died", silentMs: 1001, timeoutMs: 1000 });
+    expect(membership.tick(9_000)).toEqual([]);
+    expect(membership.alive()).toEqual([]);
+    expect(membership.list()[0]?.alive).toBe(false);
+  });
+
+  test("a dead node that beats again rejoins", () => {
+    const membership = new Membership({ heartbeatTimeoutMs: 1000 });
+    membership.onHeartbeat(heartbeat({ sequence: 0 }), 5_000);
+    membership.tick(7_000);
+    const events = membership.onHeartbeat(heartbeat({ sequence: 1 }), 7_500);
+    expect(events.map((event) => event.type)).toEqual(["rejoined"]);
+    expect(events[0]).toMatchObject({ silentMs: 2_500 });
+    expect(membership.alive()).toHaveLength(1);
+  });
+
+  test("a new pid, start time or a sequence that goes back means a restart", () => {
+    const membership = new Membership({ heartbeatTimeoutMs: 1000 });
+    membership.onHeartbeat(heartbeat({ sequence: 5 }), 5_000);
+    expect(membership.onHeartbeat(heartbeat({ sequence: 6 }), 5_100)).toEqual([]);
+    const restarted = membership.onHeartbeat(
+      heartbeat({ pid: 200, startedAtMs: 5_050, sequence: 0 }),
+      5_200,
+    );
+    expect(restarted).toEqual([expect.objectContaining({ type: "restarted", previousPid: 100 })]);
+    expect(membership.list()[0]?.pid).toBe(200);
+  });
+
+  test("an id already held by another kind is refused", () => {
+    const membership = new Membership({ heartbeatTimeoutMs: 1000 });
+    membership.onHeartbeat(heartbeat(), 5_000);
+    const events = membership.onHeartbeat(heartbeat({ kind: "headnode" }), 5_100);
+    expect(events).toEqual([expect.objectContaining({ type: "refused", nodeId: "sled-1" })]);
+    expect(membership.list()[0]?.kind).toBe("sled");
+  });
+
+  test("members list sorted by kind then id", () => {
+    const membership = new Membership({ heartbeatTimeoutMs: 1000 });
+    membership.onHeartbeat(heartbeat({ nodeId: "sled-2" }), 1);
+    membership.onHeartbeat(heartbeat({ nodeId: "head-1", kind: "headnode" }), 1);
+    membership.onHeartbeat(heartbeat({ nodeId: "sled-1" }), 1);
+    expect(membership.list().map((member) => member.id)).toEqual(["head-1", "sled-1", "sled-2"]);
+    expect(membership.alive("sled").map((member) => member.id)).toEqual(["sled-1", "sled-2"]);
+  });
+
+  test("a non-positive timeout is a programming error", () => {
+    expect(() => new Membership({ heartbeatTimeoutMs: 0 })).toThrow(/positive/);
+  });
+});

@@ -1,0 +1,172 @@
+// `ballast up` and `ballast status` as a new user runs them: real CLI processes, a real
+// nats-server, real services. Ctrl-C (SIGINT to the launcher) must leave no process
+// behind, and a second `up` on the same data directory must bring back the same cluster.
+
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
+import type { ClusterFile, ClusterStatus } from "@ballast/cli";
+import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { isRunning, runCli, startCli } from "../support/cli.ts";
+import { temporaryDirectory, waitFor } from "../support/cluster.ts";
+
+let dataDir: string;
+let removeDirectory: () => Promise<void>;
+const launched: ReturnType<typeof startCli>[] = [];
+
+beforeAll(async () => {
+  const directory = await temporaryDirectory();
+  dataDir = directory.path;
+  removeDirectory = directory.remove;
+});
+
+afterAll(async () => {
+  for (const run of launched) {
+    if (run.child.exitCode === null) run.child.kill("SIGTERM");
+    await run.exited;
+  }
+  await removeDirectory();
+});
+
+const expectedIds = ["coordinator-1", "head-1", "head-2", "head-3", "sled-1", "sled-2", "sled-3"];
+
+async function statusJson(): Promise<ClusterStatus | undefined> {
+  const result = await runCli(["status", "--json", "--data-dir", dataDir]);
+  if (result.code !== 0) return undefined;
+  return JSON.parse(result.stdout) as ClusterStatus;
+}
+
+async function waitForFullHealth(): Promise<ClusterStatus> {
+  // The issue's bound: every service healthy within 15 s of `up`.
+  return waitFor(
+    "all seven services healthy in `ballast status --json`",
+    async () => {
+      const status = await statusJson();
+      const healthy = status?.services.filter((service) => service.healthy).map((s) => s.id);
+      return healthy !== undefined && expectedIds.every((id) => healthy.includes(id))
+        ? status
+        : undefined;
+    },
+    15_000,
+    250,
+  );
+}
+
+async function readCluster(): Promise<ClusterFile> {
+  return JSON.parse(await readFile(join(dataDir, "cluster.json"), "utf8")) as ClusterFile;
+}
+
+async function identityCreatedAt(id: string): Promise<number> {
+  const identity = JSON.parse(await readFile(join(dataDir, id, "identity.json"), "utf8"));
+  return identity.createdAtMs as number;
+}
+
+describe("ballast up and status", () => {
+  const firstRun: { status?: ClusterStatus; cluster?: ClusterFile; created?: number[] } = {};
+
+  test("status before any cluster exists says how to start one", async () => {
+    const result = await runCli(["status", "--data-dir", dataDir]);
+    expect(result.code).toBe(3);
+    expect(result.stderr).toMatch(
+      /no cluster found: pass --nats URL, set BALLAST_NATS, or start one/,
+    );
+  });
+
+  test("up starts every service and status --json shows them healthy", async () => {
+    const run = startCli(["up", "--data-dir", dataDir]);
+    launched.push(run);
+    const status = await waitForFullHealth();
+    expect(status.services.map((service) => service.id).sort()).toEqual(expectedIds);
+    for (const service of status.services) {
+      expect(service).toMatchObject({ healthy: true, version: "0.1.0" });
+      expect(isRunning(service.pid)).toBe(true);
+      // The coordinator probed each service; its own report agrees on who it is.
+      expect(service.info).toMatchObject({
+        nodeId: service.id,
+        kind: service.kind,
+        pid: service.pid,
+      });
+    }
+    expect(status.volumes).toEqual([]);
+    const cluster = await readCluster();
+    expect(cluster.launcherPid).toBe(run.child.pid);
+    expect(cluster.natsUrl).toMatch(/^nats:\/\/127\.0\.0\.1:\d+$/);
+    expect(isRunning(cluster.natsServer!.pid)).toBe(true);
+    firstRun.status = status;
+    firstRun.cluster = cluster;
+    firstRun.created = await Promise.all(expectedIds.map(identityCreatedAt));
+  });
+
+  test("the human status lists every service and the environment finds the cluster too", async () => {
+    const cluster = firstRun.cluster!;
+    const result = await runCli(["status", "--data-dir", "/nonexistent"], {
+      BALLAST_NATS: cluster.natsUrl,
+    });
+    expect(result.code).toBe(0);
+    expect(result.stdout).toContain("SERVICES (7 of 7 healthy)");
+    for (const id of expectedIds)
+      expect(result.stdout).toMatch(new RegExp(`${id}\\s+\\d+\\s+healthy`));
+  });
+
+  test("a second up on a running data directory is refused", async () => {
+    const result = await runCli(["up", "--data-dir", dataDir]);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toMatch(/a cluster is already running from .* \(launcher pid \d+\)/);
+  });
+
+  test("Ctrl-C stops every child and leaves no process behind", async () => {
+    const run = launched[0]!;
+    const pids = [
+      ...firstRun.status!.services.map((service) => service.pid),
+      firstRun.cluster!.natsServer!.pid,
+    ];
+    run.child.kill("SIGINT");
+    expect(await run.exited).toBe(0);
+    expect(run.output.text).toContain("stopped; no Ballast process is left running.");
+    expect(pids.filter(isRunning)).toEqual([]);
+    const cluster = await readCluster();
+    expect(cluster.launcherPid).toBeUndefined();
+    expect(cluster.stoppedAtMs).toBeGreaterThan(cluster.startedAtMs);
+  });
+
+  test("up again on the same data directory brings back the same cluster", async () => {
+    const run = startCli(["up", "--data-dir", dataDir]);
+    launched.push(run);
+    const status = await waitForFullHealth();
+    const cluster = await readCluster();
+    // Same NATS port (it was free), same nodes, and no data directory formatted again.
+    expect(cluster.natsServer!.port).toBe(firstRun.cluster!.natsServer!.port);
+    expect(status.services.map((service) => service.id).sort()).toEqual(expectedIds);
+    expect(await Promise.all(expectedIds.map(identityCreatedAt))).toEqual(firstRun.created);
+    run.child.kill("SIGTERM");
+    expect(await run.exited).toBe(0);
+    const pids = [...status.services.map((service) => service.pid), cluster.natsServer!.pid];
+    expect(pids.filter(isRunning)).toEqual([]);
+  });
+});
+
+describe("ballast command errors", () => {
+  test("an unknown command or flag is a usage error", async () => {
+    const unknownCommand = await runCli(["frobnicate"]);
+    expect(unknownCommand.code).toBe(2);
+    expect(unknownCommand.stderr).toContain('unknown command "frobnicate"');
+    const unknownFlag = await runCli(["up", "--headnodes", "0"]);
+    expect(unknownFlag.code).toBe(2);
+    expect(unknownFlag.stderr).toContain("--headnodes must be a whole number from 1 to 32");
+  });
+
+  test("a missing nats-server is named with how to install it", async () => {
+    const directory = await temporaryDirectory();
+    const result = await runCli(["up", "--data-dir", directory.path], {
+      BALLAST_NATS_SERVER: "/nonexistent/nats-server",
+    });
+    await directory.remove();
+    expect(result.code).toBe(4);
+    expect(result.stderr).toContain("apt-get install nats-server");
+  });
+
+  test("status against a NATS URL where nothing listens is unreachable, not a hang", async () => {
+    const result = await runCli(["status", "--nats", "nats://127.0.0.1:1"]);
+    expect(result.code).toBe(3);
+    expect(result.stderr).toContain("cannot reach NATS at nats://127.0.0.1:1 (from --nats)");
+  });
+});

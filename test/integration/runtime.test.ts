@@ -1,0 +1,195 @@
+// The service shell against a real nats-server, in this process: dispatch, error
+// replies, deadlines, the in-flight bound, and the order of a graceful shutdown.
+
+import { type RunningNatsServer, startNatsServer } from "@ballast/cli";
+import { BallastError, ErrorCode, subjects } from "@ballast/protocol";
+import { Bus, connectNats, createLogger, Service, startTracing } from "@ballast/runtime";
+import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { temporaryDirectory } from "../support/cluster.ts";
+
+let nats: RunningNatsServer;
+let removeDirectory: () => Promise<void>;
+const tracing = startTracing({ serviceName: "runtime-test", instanceId: "t" });
+const logger = createLogger({ service: "test", nodeId: "test", level: "silent" });
+
+beforeAll(async () => {
+  const directory = await temporaryDirectory();
+  removeDirectory = directory.remove;
+  nats = await startNatsServer({ directory: directory.path });
+});
+afterAll(async () => {
+  await nats?.stop();
+  await removeDirectory?.();
+});
+
+async function newBus(name: string): Promise<Bus> {
+  return new Bus(await connectNats({ servers: nats.url, name, logger }), tracing.tracer);
+}
+
+async function newService(nodeId: string): Promise<Service> {
+  return new Service({
+    kind: "headnode",
+    nodeId,
+    bus: await newBus(nodeId),
+    tracer: tracing.tracer,
+    logger,
+    heartbeatIntervalMs: 1000,
+  });
+}
+
+const replicaMessage = {
+  type: "replica.notes.v1" as const,
+  volume: "v",
+  partition: 0,
+  epoch: 1,
+  primary: "head-x",
+  commitOpNum: 0,
+  notes: [],
+};
+
+describe("service shell", () => {
+  test("a request reaches the dispatch function and its result comes back", async () => {
+    const service = await newService("head-a");
+    const seen: string[] = [];
+    service.serveInbox(["replica.notes.v1"], (message, context) => {
+      seen.push(`${message.type} on ${context.subject} request=${context.isRequest}`);
+      return { durableOpNum: 41, commitOpNum: 40 };
+    });
+    const client = await newBus("client-a");
+    const result = await client.request(subjects.node.build("head-a"), replicaMessage);
+    expect(result).toEqual({ durableOpNum: 41, commitOpNum: 40 });
+    expect(seen).toEqual(["replica.notes.v1 on ballast.v1.node.head-a request=true"]);
+    const info = await client.request(subjects.node.build("head-a"), { type: "node.info.v1" });
+    expect(info).toMatchObject({ kind: "headnode", nodeId: "head-a", pid: process.pid });
+    expect(info.subjects).toEqual(["ballast.v1.node.head-a"]);
+    await service.stop("test");
+    await client.connection.close();
+  });
+
+  test("thrown errors become typed replies and the service keeps serving", async () => {
+    const service = await newService("head-b");
+    let calls = 0;
+    service.serveInbox(["replica.notes.v1"], () => {
+      calls++;
+      if (calls === 1) {
+        throw new BallastError(ErrorCode.WrongEpoch, "epoch 1 is old", { details: { epoch: 1 } });
+      }
+      if (calls === 2) throw new TypeError("a bug");
+      return { durableOpNum: 1, commitOpNum: 1 };
+    });
+    const client = await newBus("client-b");
+    const subject = subjects.node.build("head-b");
+    await expect(client.request(subject, replicaMessage)).rejects.toMatchObject({
+      code: ErrorCode.WrongEpoch,
+      message: "epoch 1 is old",
+      details: { epoch: 1, remote: true },
+    });
+    await expect(client.request(subject, replicaMessage)).rejects.toMatchObject({
+      code: ErrorCode.Internal,
+      message: "a bug",
+    });
+    await expect(client.request(subject, replicaMessage)).resolves.toEqual({
+      durableOpNum: 1,
+      commitOpNum: 1,
+    });
+    await service.stop("test");
+    await client.connection.close();
+  });
+
+  test("a reply slower than the deadline fails with Timeout; no listener is Unavailable", async () => {
+    const service = await newService("head-c");
+    service.serveInbox(["replica.notes.v1"], async () => {
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      return { durableOpNum: 0, commitOpNum: 0 };
+    });
+    const client = await newBus("client-c");
+    await expect(
+      client.request(subjects.node.build("head-c"), replicaMessage, { deadlineMs: 100 }),
+    ).rejects.toMatchObject({ code: ErrorCode.Timeout });
+    await expect(
+      client.request(subjects.node.build("nobody"), replicaMessage, { deadlineMs: 1000 }),
+    ).rejects.toMatchObject({ code: ErrorCode.Unavailable });
+    expect(() =>
+      client.request(subjects.node.build("head-c"), replicaMessage, { deadlineMs: 0 }),
+    ).toThrow(BallastError);
+    await service.stop("test");
+    await client.connection.close();
+  });
+
+  test("no more handlers run at once than the subscription's limit", async () => {
+    const service = await newService("head-d");
+    let running = 0;
+    let runningMax = 0;
+    service.serve(
+      subjects.node.build("head-d"),
+      { accept: ["replica.notes.v1"], inflightMax: 2 },
+      async () => {
+        running++;
+        runningMax = Math.max(runningMax, running);
+        await new Promise((resolve) => setTimeout(resolve, 50));
+        running--;
+        return { durableOpNum: 0, commitOpNum: 0 };
+      },
+    );
+    const client = await newBus("client-d");
+    await Promise.all(
+      Array.from({ length: 8 }, () =>
+        client.request(subjects.node.build("head-d"), replicaMessage),
+      ),
+    );
+    expect(runningMax).toBe(2);
+    await service.stop("test");
+    await client.connection.close();
+  });
+
+  test("shutdown finishes in-flight work, then closes resources, then stops listening", async () => {
+    const service = await newService("head-e");
+    const order: string[] = [];
+    service.serveInbox(["replica.notes.v1"], async () => {
+      order.push("handler started");
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      order.push("handler finished");
+      return { durableOpNum: 7, commitOpNum: 7 };
+    });
+    service.onClose(() => {
+      order.push("files closed");
+    });
+    const client = await newBus("client-e");
+    const pending = client.request(subjects.node.build("head-e"), replicaMessage);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const stopped = service.stop("test");
+    await expect(pending).resolves.toEqual({ durableOpNum: 7, commitOpNum: 7 });
+    await stopped;
+    expect(order).toEqual(["handler started", "handler finished", "files closed"]);
+    await expect(
+      client.request(subjects.node.build("head-e"), replicaMessage, { deadlineMs: 500 }),
+    ).rejects.toMatchObject({ code: ErrorCode.Unavailable });
+    await client.connection.close();
+  });
+
+  test("heartbeats carry the node's identity and a rising sequence", async () => {
+    const service = new Service({
+      kind: "sled",
+      nodeId: "sled-h",
+      bus: await newBus("sled-h"),
+      tracer: tracing.tracer,
+      logger,
+      heartbeatIntervalMs: 50,
+    });
+    const client = await newBus("client-h");
+    const subscription = client.connection.subscribe(subjects.heartbeat.build("sled", "sled-h"), {
+      max: 3,
+    });
+    service.startHeartbeats();
+    const sequences: number[] = [];
+    const { decodeMessage } = await import("@ballast/protocol");
+    for await (const message of subscription) {
+      const heartbeat = decodeMessage(message.data);
+      expect(heartbeat).toMatchObject({ type: "heartbeat.v1", kind: "sled", nodeId: "sled-h" });
+      if (heartbeat.type === "heartbeat.v1") sequences.push(heartbeat.sequence);
+    }
+    expect(sequences).toEqual([0, 1, 2]);
+    await service.stop("test");
+    await client.connection.close();
+  });
+});
