@@ -5,11 +5,16 @@ import { defineConfig } from "vitest/config";
 // so they run one file at a time to keep a 2-core machine from timing itself out.
 export default defineConfig({
   test: {
+    reporters: ["default", "./test/support/summary-reporter.ts"],
     projects: [
       {
         test: {
           name: "unit",
-          include: ["packages/*/test/**/*.test.ts", "services/*/test/**/*.test.ts"],
+          include: [
+            "packages/*/test/**/*.test.ts",
+            "services/*/test/**/*.test.ts",
+            "test/*.test.ts",
+          ],
           testTimeout: 30_000,
         },
       },

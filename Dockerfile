@@ -1,0 +1,10 @@
+# One image for every Ballast service; docker-compose picks the service by command.
+FROM node:22-bookworm-slim
+WORKDIR /app
+ENV NODE_ENV=production
+COPY . .
+RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
+# The CLI is on PATH for `docker compose exec coordinator ballast status`.
+RUN ln -s /app/packages/cli/bin/ballast.mjs /usr/local/bin/ballast
+USER node
+ENTRYPOINT ["node", "--import", "tsx"]
