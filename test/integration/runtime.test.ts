@@ -37,28 +37,25 @@ async function newService(nodeId: string): Promise<Service> {
   });
 }
 
-const replicaMessage = {
-  type: "replica.notes.v1" as const,
+const flushMessage = {
+  type: "volume.flush.v1" as const,
   volume: "v",
   partition: 0,
   epoch: 1,
-  primary: "head-x",
-  commitOpNum: 0,
-  notes: [],
 };
 
 describe("service shell", () => {
   test("a request reaches the dispatch function and its result comes back", async () => {
     const service = await newService("head-a");
     const seen: string[] = [];
-    service.serveInbox(["replica.notes.v1"], (message, context) => {
+    service.serveInbox(["volume.flush.v1"], (message, context) => {
       seen.push(`${message.type} on ${context.subject} request=${context.isRequest}`);
-      return { durableOpNum: 41, commitOpNum: 40 };
+      return { flushedOpNum: 41 };
     });
     const client = await newBus("client-a");
-    const result = await client.request(subjects.node.build("head-a"), replicaMessage);
-    expect(result).toEqual({ durableOpNum: 41, commitOpNum: 40 });
-    expect(seen).toEqual(["replica.notes.v1 on ballast.v1.node.head-a request=true"]);
+    const result = await client.request(subjects.node.build("head-a"), flushMessage);
+    expect(result).toEqual({ flushedOpNum: 41 });
+    expect(seen).toEqual(["volume.flush.v1 on ballast.v1.node.head-a request=true"]);
     const info = await client.request(subjects.node.build("head-a"), { type: "node.info.v1" });
     expect(info).toMatchObject({ kind: "headnode", nodeId: "head-a", pid: process.pid });
     expect(info.subjects).toEqual(["ballast.v1.node.head-a"]);
@@ -69,48 +66,45 @@ describe("service shell", () => {
   test("thrown errors become typed replies and the service keeps serving", async () => {
     const service = await newService("head-b");
     let calls = 0;
-    service.serveInbox(["replica.notes.v1"], () => {
+    service.serveInbox(["volume.flush.v1"], () => {
       calls++;
       if (calls === 1) {
         throw new BallastError(ErrorCode.WrongEpoch, "epoch 1 is old", { details: { epoch: 1 } });
       }
       if (calls === 2) throw new TypeError("a bug");
-      return { durableOpNum: 1, commitOpNum: 1 };
+      return { flushedOpNum: 1 };
     });
     const client = await newBus("client-b");
     const subject = subjects.node.build("head-b");
-    await expect(client.request(subject, replicaMessage)).rejects.toMatchObject({
+    await expect(client.request(subject, flushMessage)).rejects.toMatchObject({
       code: ErrorCode.WrongEpoch,
       message: "epoch 1 is old",
       details: { epoch: 1, remote: true },
     });
-    await expect(client.request(subject, replicaMessage)).rejects.toMatchObject({
+    await expect(client.request(subject, flushMessage)).rejects.toMatchObject({
       code: ErrorCode.Internal,
       message: "a bug",
     });
-    await expect(client.request(subject, replicaMessage)).resolves.toEqual({
-      durableOpNum: 1,
-      commitOpNum: 1,
-    });
+    await expect(client.request(subject, flushMessage)).resolves.toEqual({ flushedOpNum: 1 });
     await service.stop("test");
     await client.connection.close();
   });
 
   test("a reply slower than the deadline fails with Timeout; no listener is Unavailable", async () => {
     const service = await newService("head-c");
-    service.serveInbox(["replica.notes.v1"], async () => {
+    service.serveInbox(["volume.flush.v1"], async () => {
       await new Promise((resolve) => setTimeout(resolve, 500));
-      return { durableOpNum: 0, commitOpNum: 0 };
+      return { flushedOpNum: 0 };
     });
     const client = await newBus("client-c");
     await expect(
-      client.request(subjects.node.build("head-c"), replicaMessage, { deadlineMs: 100 }),
+      client.request(subjects.node.build("head-c"), flushMessage, { deadlineMs: 100 }),
     ).rejects.toMatchObject({ code: ErrorCode.Timeout });
     await expect(
-      client.request(subjects.node.build("nobody"), replicaMessage, { deadlineMs: 1000 }),
+      client.request(subjects.node.build("nobody"), flushMessage, { deadlineMs: 1000 }),
     ).rejects.toMatchObject({ code: ErrorCode.Unavailable });
     expect(() =>
-      client.request(subjects.node.build("head-c"), replicaMessage, { deadlineMs: 0 }),
+      client.request(subjects.node.build("head-c"), flushMessage, { deadlineMs: 0 }),
     ).toThrow(BallastError);
     await service.stop("test");
     await client.connection.close();
@@ -122,20 +116,18 @@ describe("service shell", () => {
     let runningMax = 0;
     service.serve(
       subjects.node.build("head-d"),
-      { accept: ["replica.notes.v1"], inflightMax: 2 },
+      { accept: ["volume.flush.v1"], inflightMax: 2 },
       async () => {
         running++;
         runningMax = Math.max(runningMax, running);
         await new Promise((resolve) => setTimeout(resolve, 50));
         running--;
-        return { durableOpNum: 0, commitOpNum: 0 };
+        return { flushedOpNum: 0 };
       },
     );
     const client = await newBus("client-d");
     await Promise.all(
-      Array.from({ length: 8 }, () =>
-        client.request(subjects.node.build("head-d"), replicaMessage),
-      ),
+      Array.from({ length: 8 }, () => client.request(subjects.node.build("head-d"), flushMessage)),
     );
     expect(runningMax).toBe(2);
     await service.stop("test");
@@ -145,24 +137,24 @@ describe("service shell", () => {
   test("shutdown finishes in-flight work, then closes resources, then stops listening", async () => {
     const service = await newService("head-e");
     const order: string[] = [];
-    service.serveInbox(["replica.notes.v1"], async () => {
+    service.serveInbox(["volume.flush.v1"], async () => {
       order.push("handler started");
       await new Promise((resolve) => setTimeout(resolve, 300));
       order.push("handler finished");
-      return { durableOpNum: 7, commitOpNum: 7 };
+      return { flushedOpNum: 7 };
     });
     service.onClose(() => {
       order.push("files closed");
     });
     const client = await newBus("client-e");
-    const pending = client.request(subjects.node.build("head-e"), replicaMessage);
+    const pending = client.request(subjects.node.build("head-e"), flushMessage);
     await new Promise((resolve) => setTimeout(resolve, 100));
     const stopped = service.stop("test");
-    await expect(pending).resolves.toEqual({ durableOpNum: 7, commitOpNum: 7 });
+    await expect(pending).resolves.toEqual({ flushedOpNum: 7 });
     await stopped;
     expect(order).toEqual(["handler started", "handler finished", "files closed"]);
     await expect(
-      client.request(subjects.node.build("head-e"), replicaMessage, { deadlineMs: 500 }),
+      client.request(subjects.node.build("head-e"), flushMessage, { deadlineMs: 500 }),
     ).rejects.toMatchObject({ code: ErrorCode.Unavailable });
     await client.connection.close();
   });

@@ -13,6 +13,7 @@ import {
   sledCountDefault,
 } from "./constants.ts";
 import { CliError, exitCodes } from "./errors.ts";
+import { scrubCommand, scrubHelp } from "./scrub.ts";
 import { fetchStatus, formatStatus } from "./status.ts";
 import { up } from "./up.ts";
 
@@ -23,6 +24,7 @@ Usage: ballast <command> [options]
 Commands:
   up        start a local cluster in the foreground (Ctrl-C stops it)
   status    show services and volumes (--json for scripts)
+  scrub     verify every chunk and blob on the sleds and report damage
   help      show this help, or a command's: ballast help <command>
   version   print the version
 
@@ -33,6 +35,7 @@ Exit codes: 0 ok, 1 failed, 2 usage, 3 cluster unreachable, 4 missing tool.
 `;
 
 const commandHelp: Record<string, string> = {
+  scrub: scrubHelp,
   up: `Usage: ballast up [options]
 
 Starts nats-server (unless --nats is given), the coordinator, head nodes and sleds as

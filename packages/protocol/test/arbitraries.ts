@@ -8,10 +8,16 @@ const name = fc.stringMatching(/^[a-z0-9][a-z0-9-]{0,20}$/);
 const safe = fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER });
 const volumeOffset = fc.integer({ min: 0, max: limits.volumeBytesMax });
 const small = fc.integer({ min: 0, max: 1_000_000 });
+const uint32 = fc.integer({ min: 0, max: 0xffff_ffff });
 const data = fc.uint8Array({ maxLength: 2048 });
 const range = fc.record({ offset: volumeOffset, length: volumeOffset });
 const entryCount = { minLength: 1, maxLength: 8 };
 const address = { volume: name, partition: small, epoch: safe };
+const chunkOwner = fc.record({ volume: name, partition: fc.integer({ min: 0, max: 0xffff_ffff }) });
+const chunkId = fc.stringMatching(/^[a-z0-9][a-z0-9-]{0,63}$/);
+const blobKey = fc.stringMatching(/^[a-z0-9][a-z0-9._/-]{0,40}$/);
+const uploadId = fc.uuid().map((uuid) => uuid.toLowerCase());
+const crc = fc.integer({ min: 0, max: 0xffff_ffff });
 
 export const messageArbitraries: {
   [T in MessageType]: fc.Arbitrary<Extract<Message, { type: T }>>;
@@ -56,22 +62,115 @@ export const messageArbitraries: {
     type: fc.constant("replica.notes.v1" as const),
     ...address,
     primary: name,
+    session: uint32,
     commitOpNum: safe,
+    previousOpNum: safe,
+    previousEpoch: safe,
+    previousSession: uint32,
     notes: fc.array(
       fc.record(
         {
           opNum: safe,
+          epoch: safe,
+          session: uint32,
           kind: fc.constantFrom(...noteKinds),
           offset: volumeOffset,
           length: volumeOffset,
           data,
-          checksum: fc.integer({ min: 0, max: 0xffff_ffff }),
+          checksum: uint32,
         },
-        { requiredKeys: ["opNum", "kind", "offset", "length", "checksum"] },
+        { requiredKeys: ["opNum", "epoch", "session", "kind", "offset", "length", "checksum"] },
       ),
       { maxLength: 8 },
     ),
   }),
+  "headnode.configure.v1": fc.record({
+    type: fc.constant("headnode.configure.v1" as const),
+    volume: name,
+    partition: small,
+    partitionStart: volumeOffset,
+    partitionBytes: volumeOffset,
+    epoch: safe,
+    primary: name,
+    secondaries: fc.array(name, { maxLength: 2 }),
+    sleds: fc.array(name, { minLength: 1, maxLength: 4 }),
+  }),
+  "headnode.replica.status.v1": fc.record({
+    type: fc.constant("headnode.replica.status.v1" as const),
+    volume: name,
+    partition: small,
+  }),
+  "replica.ack.v1": fc.record({
+    type: fc.constant("replica.ack.v1" as const),
+    ...address,
+    from: name,
+    session: uint32,
+    durableOpNum: safe,
+    commitOpNum: safe,
+    mismatch: fc.boolean(),
+  }),
+  "sled.chunk.write.v1": fc.record({
+    type: fc.constant("sled.chunk.write.v1" as const),
+    owner: chunkOwner,
+    chunkId,
+    data,
+  }),
+  "sled.chunk.read.v1": fc.record({
+    type: fc.constant("sled.chunk.read.v1" as const),
+    owner: chunkOwner,
+    chunkId,
+    offset: safe,
+    length: safe,
+  }),
+  "sled.chunk.delete.v1": fc.record({
+    type: fc.constant("sled.chunk.delete.v1" as const),
+    owner: chunkOwner,
+    chunkId,
+  }),
+  "sled.chunk.stat.v1": fc.record({
+    type: fc.constant("sled.chunk.stat.v1" as const),
+    owner: chunkOwner,
+    chunkId,
+  }),
+  "sled.stat.v1": fc.record({ type: fc.constant("sled.stat.v1" as const) }),
+  "sled.blob.begin.v1": fc.record({
+    type: fc.constant("sled.blob.begin.v1" as const),
+    key: blobKey,
+    bytes: safe,
+    checksum: crc,
+  }),
+  "sled.blob.part.v1": fc.record({
+    type: fc.constant("sled.blob.part.v1" as const),
+    uploadId,
+    offset: safe,
+    data,
+  }),
+  "sled.blob.commit.v1": fc.record({
+    type: fc.constant("sled.blob.commit.v1" as const),
+    uploadId,
+  }),
+  "sled.blob.abort.v1": fc.record({
+    type: fc.constant("sled.blob.abort.v1" as const),
+    uploadId,
+  }),
+  "sled.blob.get.v1": fc.record(
+    { type: fc.constant("sled.blob.get.v1" as const), key: blobKey, offset: safe, length: safe },
+    { requiredKeys: ["type", "key", "offset"] },
+  ),
+  "sled.blob.delete.v1": fc.record({
+    type: fc.constant("sled.blob.delete.v1" as const),
+    key: blobKey,
+  }),
+  "sled.blob.list.v1": fc.record(
+    {
+      type: fc.constant("sled.blob.list.v1" as const),
+      prefix: fc.string({ maxLength: 20 }),
+      startAfter: blobKey,
+      limit: fc.integer({ min: 1, max: 1000 }),
+    },
+    { requiredKeys: ["type"] },
+  ),
+  "sled.scrub.v1": fc.record({ type: fc.constant("sled.scrub.v1" as const) }),
 };
 
 export const anyMessage: fc.Arbitrary<Message> = fc.oneof(

@@ -11,15 +11,12 @@ import {
 
 describe("reply envelope", () => {
   test("a result round-trips and is validated against the request's result schema", () => {
-    const result = decodeReply(
-      "replica.notes.v1",
-      encodeResult({ durableOpNum: 9, commitOpNum: 7 }),
-    );
-    expect(result).toEqual({ durableOpNum: 9, commitOpNum: 7 });
+    const result = decodeReply("volume.write.v1", encodeResult({ opNumFirst: 7, opNumLast: 9 }));
+    expect(result).toEqual({ opNumFirst: 7, opNumLast: 9 });
   });
 
   test("a result of the wrong shape is refused as invalid", () => {
-    expect(() => decodeReply("replica.notes.v1", encodeResult({ durableOpNum: "9" }))).toThrow(
+    expect(() => decodeReply("volume.write.v1", encodeResult({ opNumFirst: "9" }))).toThrow(
       expect.objectContaining({ code: ErrorCode.InvalidMessage }),
     );
   });

@@ -64,6 +64,11 @@ export interface ServiceOptions {
 
 type Closer = () => void | Promise<void>;
 
+/** A subscription that can be stopped before the service stops. */
+export interface Served {
+  stop(): Promise<void>;
+}
+
 interface Route {
   accept: ReadonlySet<MessageType>;
   dispatch: Dispatch;
@@ -124,7 +129,7 @@ export class Service {
     subject: string,
     options: ServeOptions<T>,
     dispatch: Dispatch<Extract<Message, { type: T }>>,
-  ): void {
+  ): Served {
     const accept = new Set<MessageType>(options.accept);
     const subscription = this.bus.connection.subscribe(
       subject,
@@ -139,14 +144,26 @@ export class Service {
       traced: options.traced ?? true,
     });
     this.loops.push(loop);
+    return {
+      stop: async () => {
+        const index = this.subscriptions.indexOf(subscription);
+        if (index < 0) return;
+        this.subscriptions.splice(index, 1);
+        this.subjectsServed.splice(this.subjectsServed.indexOf(subject), 1);
+        // Messages already delivered are still handled; nothing new arrives.
+        await subscription.drain().catch(() => undefined);
+        await loop;
+        this.loops.splice(this.loops.indexOf(loop), 1);
+      },
+    };
   }
 
   /** Serves the node's inbox: `node.info.v1` plus the actor's own types. */
   serveInbox<T extends MessageType>(
     accept: readonly T[],
     dispatch: Dispatch<Extract<Message, { type: T }>>,
-  ): void {
-    this.serve(
+  ): Served {
+    return this.serve(
       subjects.node.build(this.nodeId),
       { accept: [...accept, "node.info.v1" as const] },
       (message, context) => {

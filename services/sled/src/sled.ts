@@ -1,16 +1,151 @@
-// The sled service shell: the sled: it will own device files and store chunks and blobs.
-// For now it joins the cluster (heartbeats, node info on its inbox) and owns its data
-// directory; its actor arrives with its own issue.
+// The sled service shell. It opens the sled's devices (formatting them on the first
+// start, refusing any that are not this sled's), recovers the store from their
+// allocation maps, and answers chunk, blob, stat and scrub requests on the node's inbox
+// through one dispatch point. The storage rules live in store.ts (the write order that
+// makes acknowledgements durable), format.ts (the bytes on disk) and allocator.ts (the
+// pure core that places objects); this module only wires them to the bus.
+//
+// Failure model: a device that cannot be used stops the start with a DeviceError that
+// says why (the process exits non-zero; nothing is reformatted). Bad requests and
+// operating faults answer typed errors and the sled goes on. Blob uploads live in memory
+// only: a restart drops them, and their reserved space is free again.
 
-import type { CommonConfig, Service } from "@ballast/runtime";
+import type { MessageOf } from "@ballast/protocol";
+import type { CommonConfig, ConfigOf, OptionSpecs, Service } from "@ballast/runtime";
+import {
+  blobUploadSweepIntervalMs,
+  deviceBytesDefault,
+  deviceBytesMax,
+  deviceBytesMin,
+  deviceCountDefault,
+  deviceCountMax,
+  deviceCountMin,
+} from "./constants.ts";
+import { openDeviceSet } from "./device-set.ts";
+import { SledStore } from "./store.ts";
 
-export const sledOptions = {} as const;
+export const sledOptions = {
+  deviceCount: {
+    flag: "devices",
+    env: "BALLAST_SLED_DEVICES",
+    type: "integer",
+    default: deviceCountDefault,
+    min: deviceCountMin,
+    max: deviceCountMax,
+    description: "device files of a new sled (fixed once formatted)",
+  },
+  deviceBytes: {
+    flag: "device-bytes",
+    env: "BALLAST_SLED_DEVICE_BYTES",
+    type: "integer",
+    default: deviceBytesDefault,
+    min: deviceBytesMin,
+    max: deviceBytesMax,
+    description: "size of each device file, a multiple of 4096 (fixed once formatted)",
+  },
+} as const satisfies OptionSpecs;
+
+type SledConfig = ConfigOf<typeof sledOptions> & CommonConfig;
+
+/** Every request type the sled's inbox takes (node.info.v1 is added by the runtime). */
+export const sledRequestTypes = [
+  "sled.chunk.write.v1",
+  "sled.chunk.read.v1",
+  "sled.chunk.delete.v1",
+  "sled.chunk.stat.v1",
+  "sled.stat.v1",
+  "sled.blob.begin.v1",
+  "sled.blob.part.v1",
+  "sled.blob.commit.v1",
+  "sled.blob.abort.v1",
+  "sled.blob.get.v1",
+  "sled.blob.delete.v1",
+  "sled.blob.list.v1",
+  "sled.scrub.v1",
+] as const;
+
+export type SledRequest = MessageOf<(typeof sledRequestTypes)[number]>;
+
+export class Sled {
+  constructor(readonly store: SledStore) {}
+
+  /** The one dispatch point: every request type, and a compile error for a missing one. */
+  dispatch(message: SledRequest) {
+    const store = this.store;
+    switch (message.type) {
+      case "sled.chunk.write.v1":
+        return store.writeChunk(message.owner, message.chunkId, message.data);
+      case "sled.chunk.read.v1":
+        return store
+          .readChunk(message.owner, message.chunkId, message.offset, message.length)
+          .then((data) => ({ data }));
+      case "sled.chunk.delete.v1":
+        return store.deleteChunk(message.owner, message.chunkId);
+      case "sled.chunk.stat.v1":
+        return store.statChunk(message.owner, message.chunkId);
+      case "sled.stat.v1":
+        return store.stat();
+      case "sled.blob.begin.v1":
+        return store.beginBlob(message.key, message.bytes, message.checksum);
+      case "sled.blob.part.v1":
+        return store.putBlobPart(message.uploadId, message.offset, message.data);
+      case "sled.blob.commit.v1":
+        return store.commitBlob(message.uploadId);
+      case "sled.blob.abort.v1":
+        return store.abortBlob(message.uploadId);
+      case "sled.blob.get.v1":
+        return store.getBlob(message.key, message.offset, message.length);
+      case "sled.blob.delete.v1":
+        return store.deleteBlob(message.key);
+      case "sled.blob.list.v1":
+        return store.listBlobs(message.prefix, message.startAfter, message.limit);
+      case "sled.scrub.v1":
+        return store.scrub();
+      default: {
+        const unreachable: never = message;
+        throw new Error(`no handler for ${(unreachable as { type: string }).type}`);
+      }
+    }
+  }
+
+  /** The kind-specific part of node.info.v1. */
+  describe(dataDir: string): Record<string, unknown> {
+    const stat = this.store.stat();
+    return {
+      dataDir,
+      devices: stat.devices.length,
+      capacityBytes: stat.capacityBytes,
+      usedBytes: stat.usedBytes,
+      chunks: stat.chunks,
+      blobs: stat.blobs,
+    };
+  }
+}
 
 export const sledDefinition = {
   kind: "sled" as const,
   options: sledOptions,
-  async start(service: Service, config: CommonConfig) {
-    service.serveInbox([], () => undefined);
-    service.setDescription(() => ({ dataDir: config.dataDir }));
+  async start(service: Service, config: SledConfig) {
+    const logger = service.logger;
+    const devices = await openDeviceSet({
+      dataDir: config.dataDir,
+      sledId: config.nodeId,
+      deviceCount: config.deviceCount,
+      deviceBytes: config.deviceBytes,
+      log: (message, details) => logger.info(details, message),
+    });
+    const { store, report } = await SledStore.open({ sledId: config.nodeId, devices, logger });
+    service.onClose(() => store.close());
+    logger.info({ ...report, devices: devices.map((device) => device.path) }, "store recovered");
+    const sled = new Sled(store);
+    service.serveInbox(sledRequestTypes, (message) => sled.dispatch(message));
+    service.setDescription(() => sled.describe(config.dataDir));
+    const sweep = setInterval(() => {
+      void store.expireUploads().catch((error: unknown) => {
+        logger.error({ error: String(error) }, "expiring idle uploads failed");
+      });
+    }, blobUploadSweepIntervalMs);
+    sweep.unref();
+    service.onClose(() => clearInterval(sweep));
   },
 };

@@ -27,7 +27,9 @@ export const serviceKind = z.enum(serviceKinds);
 export const text = z.string().max(textLengthMax);
 
 /** Binary data. msgpack `bin` decodes to a Buffer, which is a Uint8Array. */
-export const bytes = z.instanceof(Uint8Array);
+export const bytes = z.custom<Uint8Array>((value) => value instanceof Uint8Array, {
+  message: "expected binary data (msgpack bin)",
+});
 
 /** A list of request entries, bounded so that one message cannot ask for unbounded work. */
 export function entries<T extends z.ZodType>(entry: T) {

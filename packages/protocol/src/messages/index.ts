@@ -6,7 +6,35 @@
 import { z } from "zod";
 import { Heartbeat, NodeInfo, NodeInfoResult } from "./common.ts";
 import { ClusterStatus, ClusterStatusResult } from "./coordinator.ts";
-import { ReplicaNotes, ReplicaNotesResult } from "./replica.ts";
+import { HeadnodeConfigure, HeadnodeReplicaStatus, ReplicaStatus } from "./headnode.ts";
+import { ReplicaAck, ReplicaNotes } from "./replica.ts";
+import {
+  SledBlobAbort,
+  SledBlobAbortResult,
+  SledBlobBegin,
+  SledBlobBeginResult,
+  SledBlobCommit,
+  SledBlobDelete,
+  SledBlobGet,
+  SledBlobGetResult,
+  SledBlobInfo,
+  SledBlobList,
+  SledBlobListResult,
+  SledBlobPart,
+  SledBlobPartResult,
+  SledChunkDelete,
+  SledChunkRead,
+  SledChunkReadResult,
+  SledChunkStat,
+  SledChunkStatResult,
+  SledChunkWrite,
+  SledChunkWriteResult,
+  SledDeleteResult,
+  SledScrub,
+  SledScrubResult,
+  SledStat,
+  SledStatResult,
+} from "./sled.ts";
 import {
   VolumeFlush,
   VolumeFlushResult,
@@ -20,8 +48,10 @@ import {
 
 export * from "./common.ts";
 export * from "./coordinator.ts";
+export * from "./headnode.ts";
 export * as fields from "./fields.ts";
 export * from "./replica.ts";
+export * from "./sled.ts";
 export * from "./volume.ts";
 
 export const Message = z.discriminatedUnion("type", [
@@ -34,6 +64,22 @@ export const Message = z.discriminatedUnion("type", [
   VolumeWriteZeroes,
   VolumeFlush,
   ReplicaNotes,
+  ReplicaAck,
+  HeadnodeConfigure,
+  HeadnodeReplicaStatus,
+  SledChunkWrite,
+  SledChunkRead,
+  SledChunkDelete,
+  SledChunkStat,
+  SledStat,
+  SledBlobBegin,
+  SledBlobPart,
+  SledBlobCommit,
+  SledBlobAbort,
+  SledBlobGet,
+  SledBlobDelete,
+  SledBlobList,
+  SledScrub,
 ]);
 
 export type Message = z.infer<typeof Message>;
@@ -51,6 +97,22 @@ export const messageSchemas: { [T in MessageType]: z.ZodType<MessageOf<T>> } = {
   "volume.write-zeroes.v1": VolumeWriteZeroes,
   "volume.flush.v1": VolumeFlush,
   "replica.notes.v1": ReplicaNotes,
+  "replica.ack.v1": ReplicaAck,
+  "headnode.configure.v1": HeadnodeConfigure,
+  "headnode.replica.status.v1": HeadnodeReplicaStatus,
+  "sled.chunk.write.v1": SledChunkWrite,
+  "sled.chunk.read.v1": SledChunkRead,
+  "sled.chunk.delete.v1": SledChunkDelete,
+  "sled.chunk.stat.v1": SledChunkStat,
+  "sled.stat.v1": SledStat,
+  "sled.blob.begin.v1": SledBlobBegin,
+  "sled.blob.part.v1": SledBlobPart,
+  "sled.blob.commit.v1": SledBlobCommit,
+  "sled.blob.abort.v1": SledBlobAbort,
+  "sled.blob.get.v1": SledBlobGet,
+  "sled.blob.delete.v1": SledBlobDelete,
+  "sled.blob.list.v1": SledBlobList,
+  "sled.scrub.v1": SledScrub,
 };
 
 export const messageTypes = Object.keys(messageSchemas) as MessageType[];
@@ -64,7 +126,21 @@ export const resultSchemas = {
   "volume.trim.v1": VolumeMutationResult,
   "volume.write-zeroes.v1": VolumeMutationResult,
   "volume.flush.v1": VolumeFlushResult,
-  "replica.notes.v1": ReplicaNotesResult,
+  "headnode.configure.v1": ReplicaStatus,
+  "headnode.replica.status.v1": ReplicaStatus,
+  "sled.chunk.write.v1": SledChunkWriteResult,
+  "sled.chunk.read.v1": SledChunkReadResult,
+  "sled.chunk.delete.v1": SledDeleteResult,
+  "sled.chunk.stat.v1": SledChunkStatResult,
+  "sled.stat.v1": SledStatResult,
+  "sled.blob.begin.v1": SledBlobBeginResult,
+  "sled.blob.part.v1": SledBlobPartResult,
+  "sled.blob.commit.v1": SledBlobInfo,
+  "sled.blob.abort.v1": SledBlobAbortResult,
+  "sled.blob.get.v1": SledBlobGetResult,
+  "sled.blob.delete.v1": SledDeleteResult,
+  "sled.blob.list.v1": SledBlobListResult,
+  "sled.scrub.v1": SledScrubResult,
 } as const;
 
 export type RequestType = keyof typeof resultSchemas;

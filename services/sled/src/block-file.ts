@@ -1,0 +1,119 @@
+// The disk port: a file read and written at byte positions, made durable by `sync`.
+// The real adapter is a Node FileHandle (buffered I/O, fdatasync); tests plug in an
+// in-memory file that loses unsynced writes and tears sectors on a simulated crash.
+// Everything above this port is written against its contract:
+//
+//   - `write` resolves when the bytes are in the file's cache, not when they are durable.
+//   - `sync` resolves when every write that resolved before it was called is durable.
+//   - `read` returns exactly `length` bytes or fails; a short read is an error.
+
+import { execFile } from "node:child_process";
+import { type FileHandle, open } from "node:fs/promises";
+import { promisify } from "node:util";
+
+export interface BlockFile {
+  read(position: number, length: number): Promise<Buffer>;
+  write(position: number, buffers: readonly Uint8Array[]): Promise<void>;
+  sync(): Promise<void>;
+  size(): Promise<number>;
+  close(): Promise<void>;
+}
+
+export class FileBlockFile implements BlockFile {
+  private constructor(private readonly handle: FileHandle) {}
+
+  /** Opens an existing file for reading and writing. */
+  static async open(path: string): Promise<FileBlockFile> {
+    return new FileBlockFile(await open(path, "r+"));
+  }
+
+  async read(position: number, length: number): Promise<Buffer> {
+    const buffer = Buffer.allocUnsafe(length);
+    let done = 0;
+    while (done < length) {
+      const { bytesRead } = await this.handle.read(buffer, done, length - done, position + done);
+      if (bytesRead === 0) {
+        throw new Error(`short read: ${done} of ${length} bytes at ${position} (end of file)`);
+      }
+      done += bytesRead;
+    }
+    return buffer;
+  }
+
+  async write(position: number, buffers: readonly Uint8Array[]): Promise<void> {
+    let pending = buffers.filter((buffer) => buffer.byteLength > 0);
+    let at = position;
+    while (pending.length > 0) {
+      const { bytesWritten } = await this.handle.writev(pending as Uint8Array[], at);
+      at += bytesWritten;
+      pending = skipBytes(pending, bytesWritten);
+    }
+  }
+
+  sync(): Promise<void> {
+    return this.handle.datasync();
+  }
+
+  async size(): Promise<number> {
+    return (await this.handle.stat()).size;
+  }
+
+  close(): Promise<void> {
+    return this.handle.close();
+  }
+}
+
+/** The buffers that remain after the first `bytes` bytes of them were written. */
+function skipBytes(buffers: readonly Uint8Array[], bytes: number): Uint8Array[] {
+  const rest: Uint8Array[] = [];
+  let skip = bytes;
+  for (const buffer of buffers) {
+    if (skip >= buffer.byteLength) {
+      skip -= buffer.byteLength;
+    } else {
+      rest.push(skip > 0 ? buffer.subarray(skip) : buffer);
+      skip = 0;
+    }
+  }
+  return rest;
+}
+
+export type Preallocation = { preallocated: true } | { preallocated: false; note: string };
+
+/**
+ * Creates `path` with `bytes` bytes that read as zeros. Node has no fallocate, so the
+ * util-linux `fallocate` command reserves the blocks (a full file system then fails
+ * here, at format, not at a later write). Where it is missing or the file system cannot
+ * preallocate, the file is extended with ftruncate instead, sparse, and the returned
+ * note says so.
+ */
+export async function createZeroedFile(path: string, bytes: number): Promise<Preallocation> {
+  const handle = await open(path, "wx");
+  await handle.close();
+  try {
+    await promisify(execFile)("fallocate", ["--length", String(bytes), path]);
+    return { preallocated: true };
+  } catch (error) {
+    const handleForTruncate = await open(path, "r+");
+    try {
+      await handleForTruncate.truncate(bytes);
+    } finally {
+      await handleForTruncate.close();
+    }
+    const reason = (error as { stderr?: string }).stderr?.trim() || (error as Error).message;
+    return {
+      preallocated: false,
+      note: `fallocate failed (${reason}); the file is sparse and its blocks are not reserved`,
+    };
+  }
+}
+
+/** fsync of a directory, so that a rename or create in it is durable. */
+export async function syncDirectory(path: string): Promise<void> {
+  const handle = await open(path, "r");
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}

@@ -1,0 +1,69 @@
+// Every limit and default of the sled, in one place. Sizes are bytes unless the name
+// says otherwise; units come last. The on-disk constants (block, slot, superblock and
+// header sizes) are part of the device format: changing one needs a new format version.
+
+import { limits } from "@ballast/protocol";
+
+const kibibyte = 1024;
+const mebibyte = 1024 * kibibyte;
+const gibibyte = 1024 * mebibyte;
+
+/** The version written in every superblock; a device of another version is refused. */
+export const deviceFormatVersion = 1;
+
+/** The checksum and allocation unit: one CRC32C per block, extents in whole blocks. */
+export const blockBytes = 4 * kibibyte;
+
+/** One superblock copy; two copies sit at the start of every device. */
+export const superblockBytes = 4 * kibibyte;
+export const superblockCopies = 2;
+
+/** One allocation-map record: one sector, so that a write of it is all old or all new. */
+export const slotBytes = limits.sectorBytes;
+
+/**
+ * Slots per device are one per this much device space, so that the slot table (1/128
+ * of the device) runs out only when the average object is smaller than this.
+ */
+export const deviceBytesPerSlot = 64 * kibibyte;
+
+/** The fewest slots a device has, however small. */
+export const slotCountMin = 64;
+
+/** The fixed part of an extent header; the per-block CRC32C table follows it. */
+export const extentHeaderFixedBytes = 512;
+
+/** Default number of devices of a new sled, and the bounds the option accepts. */
+export const deviceCountDefault = 2;
+export const deviceCountMin = 1;
+export const deviceCountMax = 64;
+
+/** Default size of each device file, and the bounds the option accepts. */
+export const deviceBytesDefault = 1 * gibibyte;
+export const deviceBytesMin = 1 * mebibyte;
+export const deviceBytesMax = 16 * 1024 * gibibyte;
+
+/** Verified CRC tables of recently read objects kept in memory, bounded by their size. */
+export const crcTableCacheBytesMax = 16 * mebibyte;
+
+/** Blob uploads a sled holds open at once; each reserves its whole extent. */
+export const blobUploadsInflightMax = 16;
+
+/** An upload with no part, commit or abort for this long is dropped and its space freed. */
+export const blobUploadIdleMsMax = 60_000;
+
+/** How often idle uploads are looked for. */
+export const blobUploadSweepIntervalMs = 5000;
+
+/** Scrub reads each object in pieces of this size (a multiple of the block size). */
+export const scrubReadBytes = 1 * mebibyte;
+
+/** The name of device file `index` in the sled's data directory. */
+export function deviceFileName(index: number): string {
+  return `device-${index}.dev`;
+}
+
+/** Where a device file is built before it is renamed into place. */
+export function deviceTemporaryFileName(index: number): string {
+  return `device-${index}.dev.tmp`;
+}

@@ -1,0 +1,916 @@
+// The sled's store: chunks and blobs on the devices, with the allocator core deciding
+// where they go and this shell doing the I/O in an order that makes every
+// acknowledgement true after a kill -9 or a power cut (on-disk layout in format.ts).
+//
+// Write (a chunk, or a blob's commit):
+//   1. allocate a slot and an extent in memory (SpaceAllocator);
+//   2. write the extent: header (key, owner, generation, per-block CRC32C table) + data;
+//   3. fdatasync (shared with concurrent writers: group commit);
+//   4. write the slot that points at the extent;
+//   5. fdatasync again; only now is the object in the index, readable, and acknowledged.
+// A crash before 5 completes leaves either no slot (the space is free again when the
+// map is read back) or a complete slot over complete data, because step 3 made the data
+// durable before the slot was written. So a slot on disk always points at durable data,
+// and nothing unacknowledged is ever half visible.
+//
+// Delete: remove from the index (new reads answer NotFound), write zeros over the slot,
+// fdatasync, wait for reads already in progress, and only then give the space back to
+// the allocator. Space is reused only once no durable record can refer to it.
+//
+// Recovery (open): read every slot of every device. Free (zero) slots are free; a slot
+// that fails its CRC is a torn or damaged write that was never acknowledged as durable
+// state and counts as free (logged); valid slots claim their space, newest generation
+// first, and a slot that collides with a newer one (a duplicate key or overlapping
+// extent, which the write order above never produces) is cleared before serving.
+// In-memory state that is not in a slot (blob uploads in progress) simply vanishes.
+//
+// Reads verify every 4 KiB block they touch against its CRC from the extent header;
+// the header itself is verified (its CRC, and against the slot) before its table is
+// trusted and cached. A mismatch answers ChecksumMismatch with the location, never data.
+
+import { randomUUID } from "node:crypto";
+import { BallastError, crc32c, ErrorCode, type ResultOf, sledLimits } from "@ballast/protocol";
+import type { Logger } from "@ballast/runtime";
+import { type Allocation, SpaceAllocator } from "./allocator.ts";
+import {
+  blobUploadIdleMsMax,
+  blobUploadsInflightMax,
+  blockBytes,
+  crcTableCacheBytesMax,
+  scrubReadBytes,
+} from "./constants.ts";
+import type { Device } from "./device.ts";
+import { assert, checksumMismatch, type DamageLocation, noSpace, notFound } from "./errors.ts";
+import {
+  alignUp,
+  blockChecksums,
+  blockOffset,
+  type ChunkOwner,
+  dataBlockCount,
+  decodeExtentHeader,
+  encodeExtentHeader,
+  extentBlocks,
+  extentHeaderBytes,
+  headerMismatch,
+  type SlotRecord,
+} from "./format.ts";
+import { KeyedLock } from "./keyed-lock.ts";
+import {
+  blobGetLength,
+  checkBlobPart,
+  checkBlobSize,
+  checkChunkData,
+  checkChunkReadShape,
+  checkOwner,
+  checkRange,
+} from "./requests.ts";
+
+/** An object in the index: its durable slot record plus where that slot is. */
+interface StoredObject extends SlotRecord {
+  device: number;
+  slot: number;
+  /** Reads in progress; a delete waits for them before its space can be reused. */
+  pins: number;
+  whenUnpinned: (() => void) | undefined;
+}
+
+interface Upload {
+  id: string;
+  key: string;
+  bytes: number;
+  checksum: number;
+  allocation: Allocation;
+  received: number;
+  /** CRC32C of the bytes received so far, continued part by part. */
+  receivedChecksum: number;
+  blockChecksums: Uint32Array;
+  lastActivityMs: number;
+}
+
+export type Location = ResultOf<"sled.chunk.write.v1">["location"];
+export type ChunkWriteResult = ResultOf<"sled.chunk.write.v1">;
+export type BlobInfo = ResultOf<"sled.blob.commit.v1">;
+export type ScrubReport = ResultOf<"sled.scrub.v1">;
+export type Damage = ScrubReport["damaged"][number];
+export type SledStat = ResultOf<"sled.stat.v1">;
+
+export interface RecoveryReport {
+  chunks: number;
+  blobs: number;
+  /** Slots that failed their checksum: torn or damaged, treated as free. */
+  damagedSlots: number;
+  /** Valid slots that collided with newer ones and were cleared. */
+  clearedSlots: number;
+}
+
+export interface StoreOptions {
+  sledId: string;
+  devices: readonly Device[];
+  logger: Pick<Logger, "info" | "warn" | "error">;
+  /** The clock for upload expiry. */
+  nowMs?: () => number;
+}
+
+export class SledStore {
+  readonly sledId: string;
+  readonly devices: readonly Device[];
+  private readonly allocator: SpaceAllocator;
+  private readonly logger: StoreOptions["logger"];
+  private readonly nowMs: () => number;
+  private readonly chunks = new Map<string, StoredObject>();
+  private readonly blobs = new Map<string, StoredObject>();
+  private readonly uploads = new Map<string, Upload>();
+  private readonly chunkLocks = new KeyedLock();
+  private readonly blobLocks = new KeyedLock();
+  private readonly uploadLocks = new KeyedLock();
+  private readonly tableCache = new Map<string, Uint32Array>();
+  private tableCacheBytes = 0;
+  private nextGeneration = 1;
+  private runningScrub: Promise<ScrubReport> | undefined;
+
+  private constructor(options: StoreOptions) {
+    this.sledId = options.sledId;
+    this.devices = options.devices;
+    this.logger = options.logger;
+    this.nowMs = options.nowMs ?? Date.now;
+    this.devices.forEach((device, index) => {
+      assert(device.index === index, `device ${device.index} is at position ${index}`);
+    });
+    this.allocator = new SpaceAllocator(
+      this.devices.map((device) => ({
+        dataBlocks: device.layout.dataBlocks,
+        slotCount: device.layout.slotCount,
+      })),
+    );
+  }
+
+  /** Rebuilds the index and the allocator from the devices' allocation maps. */
+  static async open(options: StoreOptions): Promise<{ store: SledStore; report: RecoveryReport }> {
+    const store = new SledStore(options);
+    const report = await store.recover();
+    return { store, report };
+  }
+
+  // -------------------------------------------------------------------------------------
+  // Chunks
+
+  async writeChunk(
+    owner: ChunkOwner,
+    chunkId: string,
+    data: Uint8Array,
+  ): Promise<ChunkWriteResult> {
+    checkChunkData(data.byteLength);
+    return this.chunkLocks.run(chunkId, async () => {
+      const existing = this.chunks.get(chunkId);
+      if (existing !== undefined) return this.rewriteChunk(existing, owner, data);
+      const checksums = blockChecksums(data);
+      const object = await this.storeObject(
+        {
+          kind: "chunk",
+          key: chunkId,
+          owner,
+          dataBytes: data.byteLength,
+          dataChecksum: crc32c(data),
+        },
+        checksums,
+        (dataPosition, device) => device.writeData(dataPosition, withPadding(data)),
+      );
+      this.chunks.set(chunkId, object);
+      return {
+        location: this.locate(object),
+        bytes: object.dataBytes,
+        checksum: object.dataChecksum,
+        created: true,
+      };
+    });
+  }
+
+  /**
+   * A chunk id is written once. The same owner and bytes again is a retry and succeeds
+   * with the stored location (the stored bytes are read back and compared, not only the
+   * checksum); anything else is AlreadyExists.
+   */
+  private async rewriteChunk(
+    existing: StoredObject,
+    owner: ChunkOwner,
+    data: Uint8Array,
+  ): Promise<ChunkWriteResult> {
+    const sameOwner =
+      existing.owner?.volume === owner.volume && existing.owner.partition === owner.partition;
+    const sameBytes =
+      sameOwner &&
+      existing.dataBytes === data.byteLength &&
+      existing.dataChecksum === crc32c(data) &&
+      Buffer.from(data).equals(await this.readVerified(existing, 0, existing.dataBytes));
+    if (!sameBytes) {
+      throw new BallastError(
+        ErrorCode.AlreadyExists,
+        `chunk ${existing.key} exists with ${sameOwner ? "other bytes" : "another owner"}; chunks are written once`,
+        {
+          details: {
+            chunkId: existing.key,
+            bytes: existing.dataBytes,
+            checksum: existing.dataChecksum,
+          },
+        },
+      );
+    }
+    return {
+      location: this.locate(existing),
+      bytes: existing.dataBytes,
+      checksum: existing.dataChecksum,
+      created: false,
+    };
+  }
+
+  async readChunk(
+    owner: ChunkOwner,
+    chunkId: string,
+    offset: number,
+    length: number,
+  ): Promise<Buffer> {
+    checkChunkReadShape(offset, length);
+    const object = this.chunk(owner, chunkId);
+    checkRange(`chunk ${chunkId}`, offset, length, object.dataBytes);
+    return this.readVerified(object, offset, length);
+  }
+
+  statChunk(owner: ChunkOwner, chunkId: string): ResultOf<"sled.chunk.stat.v1"> {
+    const object = this.chunk(owner, chunkId);
+    return {
+      chunkId,
+      owner: object.owner!,
+      bytes: object.dataBytes,
+      checksum: object.dataChecksum,
+      location: this.locate(object),
+    };
+  }
+
+  deleteChunk(owner: ChunkOwner, chunkId: string): Promise<ResultOf<"sled.chunk.delete.v1">> {
+    return this.chunkLocks.run(chunkId, async () => {
+      const object = this.chunk(owner, chunkId);
+      this.chunks.delete(chunkId);
+      return this.removeObject(object);
+    });
+  }
+
+  private chunk(owner: ChunkOwner, chunkId: string): StoredObject {
+    const object = this.chunks.get(chunkId);
+    if (object === undefined) throw notFound("chunk", chunkId);
+    checkOwner(chunkId, object.owner!, owner);
+    return object;
+  }
+
+  // -------------------------------------------------------------------------------------
+  // Blobs
+
+  beginBlob(key: string, bytes: number, checksum: number): ResultOf<"sled.blob.begin.v1"> {
+    checkBlobSize(bytes);
+    const existing = this.blobs.get(key);
+    if (existing !== undefined) throw blobExists(existing);
+    if (this.uploads.size >= blobUploadsInflightMax) {
+      throw new BallastError(
+        ErrorCode.Unavailable,
+        `the sled holds ${this.uploads.size} blob uploads open, its limit; retry once one completes`,
+        { details: { uploads: this.uploads.size, uploadsMax: blobUploadsInflightMax } },
+      );
+    }
+    const allocation = this.allocate(bytes);
+    const upload: Upload = {
+      id: randomUUID(),
+      key,
+      bytes,
+      checksum,
+      allocation,
+      received: 0,
+      receivedChecksum: 0,
+      blockChecksums: new Uint32Array(dataBlockCount(bytes)),
+      lastActivityMs: this.nowMs(),
+    };
+    this.uploads.set(upload.id, upload);
+    return { uploadId: upload.id, partBytesMax: sledLimits.blobPartBytesMax };
+  }
+
+  putBlobPart(
+    uploadId: string,
+    offset: number,
+    data: Uint8Array,
+  ): Promise<ResultOf<"sled.blob.part.v1">> {
+    return this.uploadLocks.run(uploadId, async () => {
+      const upload = this.upload(uploadId);
+      checkBlobPart(upload, offset, data.byteLength);
+      const device = this.devices[upload.allocation.device]!;
+      const position = this.dataPosition(upload.allocation, upload.bytes) + offset;
+      await device.writeData(position, withPadding(data));
+      const checksums = blockChecksums(data);
+      upload.blockChecksums.set(checksums, offset / blockBytes);
+      upload.receivedChecksum = crc32c(data, upload.receivedChecksum);
+      upload.received += data.byteLength;
+      upload.lastActivityMs = this.nowMs();
+      return { bytesReceived: upload.received };
+    });
+  }
+
+  commitBlob(uploadId: string): Promise<BlobInfo> {
+    return this.uploadLocks.run(uploadId, async () => {
+      const upload = this.upload(uploadId);
+      if (upload.received !== upload.bytes) {
+        throw new BallastError(
+          ErrorCode.InvalidArgument,
+          `cannot commit blob ${upload.key}: ${upload.received} of ${upload.bytes} bytes received`,
+          {
+            details: { reason: "incomplete", bytesReceived: upload.received, bytes: upload.bytes },
+          },
+        );
+      }
+      if (upload.receivedChecksum !== upload.checksum) {
+        this.dropUpload(upload);
+        throw new BallastError(
+          ErrorCode.ChecksumMismatch,
+          `cannot commit blob ${upload.key}: the parts received have CRC32C ${upload.receivedChecksum}, the upload declared ${upload.checksum}; the upload is dropped`,
+          {
+            details: {
+              blobKey: upload.key,
+              declared: upload.checksum,
+              received: upload.receivedChecksum,
+            },
+          },
+        );
+      }
+      return this.blobLocks.run(upload.key, async () => {
+        const existing = this.blobs.get(upload.key);
+        if (existing !== undefined) {
+          this.dropUpload(upload);
+          throw blobExists(existing);
+        }
+        // The parts are written already; the header goes in front of them, then the
+        // same two-sync order as a chunk write.
+        this.uploads.delete(upload.id);
+        const object = await this.storeObject(
+          {
+            kind: "blob",
+            key: upload.key,
+            owner: undefined,
+            dataBytes: upload.bytes,
+            dataChecksum: upload.checksum,
+          },
+          upload.blockChecksums,
+          async () => undefined,
+          upload.allocation,
+        );
+        this.blobs.set(upload.key, object);
+        return this.blobInfo(object);
+      });
+    });
+  }
+
+  abortBlob(uploadId: string): Promise<ResultOf<"sled.blob.abort.v1">> {
+    return this.uploadLocks.run(uploadId, async () => {
+      const upload = this.upload(uploadId);
+      this.dropUpload(upload);
+      return { freedBytes: upload.allocation.blocks * blockBytes };
+    });
+  }
+
+  async getBlob(
+    key: string,
+    offset: number,
+    length: number | undefined,
+  ): Promise<ResultOf<"sled.blob.get.v1">> {
+    const object = this.blobs.get(key);
+    if (object === undefined) throw notFound("blob", key);
+    const wanted = blobGetLength(offset, length, object.dataBytes);
+    const data = await this.readVerified(object, offset, wanted);
+    return { data, bytes: object.dataBytes, checksum: object.dataChecksum };
+  }
+
+  deleteBlob(key: string): Promise<ResultOf<"sled.blob.delete.v1">> {
+    return this.blobLocks.run(key, async () => {
+      const object = this.blobs.get(key);
+      if (object === undefined) throw notFound("blob", key);
+      this.blobs.delete(key);
+      return this.removeObject(object);
+    });
+  }
+
+  listBlobs(
+    prefix: string | undefined,
+    startAfter: string | undefined,
+    limit: number | undefined,
+  ): ResultOf<"sled.blob.list.v1"> {
+    const entriesMax = limit ?? sledLimits.blobListEntriesMax;
+    const keys = [...this.blobs.keys()]
+      .filter(
+        (key) =>
+          (prefix === undefined || key.startsWith(prefix)) &&
+          (startAfter === undefined || key > startAfter),
+      )
+      .sort();
+    return {
+      blobs: keys.slice(0, entriesMax).map((key) => this.blobInfo(this.blobs.get(key)!)),
+      truncated: keys.length > entriesMax,
+    };
+  }
+
+  /** Drops uploads idle for longer than the limit, freeing their space. */
+  async expireUploads(): Promise<number> {
+    const nowMs = this.nowMs();
+    let expired = 0;
+    for (const id of [...this.uploads.keys()]) {
+      await this.uploadLocks.run(id, async () => {
+        const upload = this.uploads.get(id);
+        if (upload === undefined || nowMs - upload.lastActivityMs <= blobUploadIdleMsMax) return;
+        this.dropUpload(upload);
+        expired++;
+        this.logger.warn({ uploadId: id, key: upload.key }, "dropped an idle blob upload");
+      });
+    }
+    return expired;
+  }
+
+  private upload(uploadId: string): Upload {
+    const upload = this.uploads.get(uploadId);
+    if (upload === undefined) throw notFound("upload", uploadId);
+    return upload;
+  }
+
+  /** Forgets an upload; nothing durable refers to its space, so it is free at once. */
+  private dropUpload(upload: Upload): void {
+    this.uploads.delete(upload.id);
+    this.allocator.release(upload.allocation);
+  }
+
+  private blobInfo(object: StoredObject): BlobInfo {
+    return {
+      key: object.key,
+      bytes: object.dataBytes,
+      checksum: object.dataChecksum,
+      location: this.locate(object),
+    };
+  }
+
+  // -------------------------------------------------------------------------------------
+  // Usage and scrub
+
+  stat(): SledStat {
+    const devices = this.devices.map((device) => {
+      const usage = this.allocator.usage(device.index);
+      let chunks = 0;
+      let blobs = 0;
+      for (const object of this.chunks.values()) if (object.device === device.index) chunks++;
+      for (const object of this.blobs.values()) if (object.device === device.index) blobs++;
+      return {
+        device: device.index,
+        path: device.path,
+        deviceBytes: device.layout.deviceBytes,
+        capacityBytes: usage.dataBlocks * blockBytes,
+        usedBytes: usage.usedBlocks * blockBytes,
+        freeBytes: usage.freeBlocks * blockBytes,
+        largestFreeBytes: usage.largestFreeBlocks * blockBytes,
+        slots: usage.slotCount,
+        slotsUsed: usage.slotsUsed,
+        chunks,
+        blobs,
+        syncs: device.syncs,
+        failed: device.failed,
+      };
+    });
+    const sum = (pick: (device: (typeof devices)[number]) => number) =>
+      devices.reduce((total, device) => total + pick(device), 0);
+    return {
+      sled: this.sledId,
+      capacityBytes: sum((device) => device.capacityBytes),
+      usedBytes: sum((device) => device.usedBytes),
+      freeBytes: sum((device) => device.freeBytes),
+      chunks: this.chunks.size,
+      blobs: this.blobs.size,
+      uploads: this.uploads.size,
+      devices,
+    };
+  }
+
+  /** Verifies every stored object; a scrub asked for while one runs shares its report. */
+  scrub(): Promise<ScrubReport> {
+    this.runningScrub ??= this.scrubAll().finally(() => {
+      this.runningScrub = undefined;
+    });
+    return this.runningScrub;
+  }
+
+  private async scrubAll(): Promise<ScrubReport> {
+    const startedAtMs = this.nowMs();
+    const report: ScrubReport = {
+      sled: this.sledId,
+      chunksChecked: 0,
+      blobsChecked: 0,
+      bytesChecked: 0,
+      durationMs: 0,
+      damaged: [],
+      damagedTruncated: false,
+    };
+    const objects = [...this.chunks.values(), ...this.blobs.values()];
+    for (const object of objects) {
+      const current = (object.kind === "chunk" ? this.chunks : this.blobs).get(object.key);
+      if (current !== object) continue; // deleted (or replaced) since the scrub began
+      const damage = await this.scrubObject(object);
+      if (object.kind === "chunk") report.chunksChecked++;
+      else report.blobsChecked++;
+      report.bytesChecked += object.dataBytes;
+      if (damage === undefined) continue;
+      if (report.damaged.length < sledLimits.scrubReportEntriesMax) report.damaged.push(damage);
+      else report.damagedTruncated = true;
+      this.logger.error({ ...damage }, "scrub found a damaged object");
+    }
+    report.durationMs = Math.max(0, this.nowMs() - startedAtMs);
+    return report;
+  }
+
+  /** Reads an object whole, block by block, from disk (never from the table cache). */
+  private async scrubObject(object: StoredObject): Promise<Damage | undefined> {
+    const base = {
+      kind: object.kind,
+      id: object.key,
+      ...(object.owner === undefined ? {} : { owner: object.owner }),
+      device: object.device,
+    };
+    this.pin(object);
+    try {
+      return await this.verifyObject(object, base);
+    } catch (error) {
+      // A header that fails its checks, or bytes the device cannot read at all.
+      const reason =
+        error instanceof BallastError ? error.message : `unreadable: ${(error as Error).message}`;
+      return { ...base, offset: this.extentPosition(object), badBlocks: 0, reason };
+    } finally {
+      this.unpin(object);
+    }
+  }
+
+  private async verifyObject(
+    object: StoredObject,
+    base: Omit<Damage, "offset" | "badBlocks" | "reason">,
+  ): Promise<Damage | undefined> {
+    const checksums = await this.readHeader(object);
+    const device = this.devices[object.device]!;
+    const dataPosition = this.dataPosition(object, object.dataBytes);
+    let badBlocks = 0;
+    let firstBadOffset = 0;
+    let wholeChecksum = 0;
+    for (let offset = 0; offset < object.dataBytes; offset += scrubReadBytes) {
+      const length = Math.min(scrubReadBytes, object.dataBytes - offset);
+      const bytes = await device.read(dataPosition + offset, length);
+      wholeChecksum = crc32c(bytes, wholeChecksum);
+      for (let at = 0; at < length; at += blockBytes) {
+        const block = (offset + at) / blockBytes;
+        if (crc32c(bytes.subarray(at, at + blockBytes)) === checksums[block]) continue;
+        if (badBlocks === 0) firstBadOffset = dataPosition + offset + at;
+        badBlocks++;
+      }
+    }
+    if (badBlocks > 0) {
+      return {
+        ...base,
+        offset: firstBadOffset,
+        badBlocks,
+        reason: `${badBlocks} of ${checksums.length} blocks fail their checksum`,
+      };
+    }
+    if (wholeChecksum !== object.dataChecksum) {
+      return {
+        ...base,
+        offset: dataPosition,
+        badBlocks: 0,
+        reason: "every block matches its CRC but the whole object does not match its checksum",
+      };
+    }
+    return undefined;
+  }
+
+  // -------------------------------------------------------------------------------------
+  // The write and delete paths shared by chunks and blobs
+
+  /**
+   * Makes an object durable in the order of the header comment and returns it; the
+   * caller puts it in the index. `writeData` writes the data behind the header (a blob's
+   * parts are on disk already). Space is released on failure only while no slot may be
+   * on disk; after that the device is failed and the next start recovers.
+   */
+  private async storeObject(
+    fields: Omit<SlotRecord, "generation" | "start" | "blocks">,
+    checksums: Uint32Array,
+    writeData: (dataPosition: number, device: Device) => Promise<void>,
+    reserved?: Allocation,
+  ): Promise<StoredObject> {
+    const allocation = reserved ?? this.allocate(fields.dataBytes);
+    const device = this.devices[allocation.device]!;
+    const object: StoredObject = {
+      ...fields,
+      generation: this.nextGeneration++,
+      start: allocation.start,
+      blocks: allocation.blocks,
+      device: allocation.device,
+      slot: allocation.slot,
+      pins: 0,
+      whenUnpinned: undefined,
+    };
+    const header = encodeExtentHeader({
+      ...fields,
+      generation: object.generation,
+      blockChecksums: checksums,
+    });
+    try {
+      await device.writeData(this.extentPosition(object), [header]);
+      await writeData(this.dataPosition(object, object.dataBytes), device);
+      await device.sync();
+    } catch (error) {
+      this.allocator.release(allocation);
+      throw error;
+    }
+    await device.writeSlot(object.slot, slotRecordOf(object));
+    await device.sync();
+    return object;
+  }
+
+  /** Clears the object's slot durably, waits for its readers, then frees its space. */
+  private async removeObject(object: StoredObject): Promise<{ freedBytes: number }> {
+    const device = this.devices[object.device]!;
+    await device.writeSlot(object.slot, undefined);
+    await device.sync();
+    if (object.pins > 0) {
+      await new Promise<void>((resolve) => {
+        object.whenUnpinned = resolve;
+      });
+    }
+    this.allocator.release(allocationOf(object));
+    this.forgetTable(object);
+    return { freedBytes: object.blocks * blockBytes };
+  }
+
+  private allocate(dataBytes: number): Allocation {
+    const blocks = extentBlocks(dataBytes);
+    const outcome = this.allocator.allocate(blocks);
+    if (outcome.ok) return outcome.allocation;
+    throw noSpace(
+      dataBytes,
+      outcome.reason === "no-free-slot"
+        ? "every slot of every device's allocation map is in use"
+        : `no device has ${blocks * blockBytes} contiguous free bytes (the largest free extent is ${outcome.largestFreeBlocks * blockBytes})`,
+      {
+        reason: outcome.reason,
+        extentBytes: blocks * blockBytes,
+        largestFreeBytes: outcome.largestFreeBlocks * blockBytes,
+      },
+    );
+  }
+
+  // -------------------------------------------------------------------------------------
+  // Verified reads
+
+  /** Reads `length` bytes at `offset` of an object, verifying every block it touches. */
+  private async readVerified(
+    object: StoredObject,
+    offset: number,
+    length: number,
+  ): Promise<Buffer> {
+    if (length === 0) return Buffer.alloc(0);
+    this.pin(object);
+    try {
+      const checksums = await this.blockTable(object);
+      const firstBlock = Math.floor(offset / blockBytes);
+      const lastBlock = Math.floor((offset + length - 1) / blockBytes);
+      const readStart = firstBlock * blockBytes;
+      const readEnd = Math.min((lastBlock + 1) * blockBytes, object.dataBytes);
+      const dataPosition = this.dataPosition(object, object.dataBytes);
+      const bytes = await this.devices[object.device]!.read(
+        dataPosition + readStart,
+        readEnd - readStart,
+      );
+      for (let block = firstBlock; block <= lastBlock; block++) {
+        const at = (block - firstBlock) * blockBytes;
+        if (crc32c(bytes.subarray(at, at + blockBytes)) !== checksums[block]) {
+          throw checksumMismatch(
+            this.damage(
+              object,
+              dataPosition + block * blockBytes,
+              "a data block failed its checksum",
+              block,
+            ),
+          );
+        }
+      }
+      return bytes.subarray(offset - readStart, offset - readStart + length);
+    } finally {
+      this.unpin(object);
+    }
+  }
+
+  /** The object's verified per-block CRC table, from the cache or the disk. */
+  private async blockTable(object: StoredObject): Promise<Uint32Array> {
+    const key = tableKey(object);
+    const cached = this.tableCache.get(key);
+    if (cached !== undefined) {
+      this.tableCache.delete(key);
+      this.tableCache.set(key, cached); // most recently used goes last
+      return cached;
+    }
+    const checksums = await this.readHeader(object);
+    this.tableCache.set(key, checksums);
+    this.tableCacheBytes += checksums.byteLength;
+    for (const [oldest, table] of this.tableCache) {
+      if (this.tableCacheBytes <= crcTableCacheBytesMax) break;
+      this.tableCache.delete(oldest);
+      this.tableCacheBytes -= table.byteLength;
+    }
+    return checksums;
+  }
+
+  /** Reads and checks an object's header: its own CRC, then that it is this slot's object. */
+  private async readHeader(object: StoredObject): Promise<Uint32Array> {
+    const position = this.extentPosition(object);
+    const bytes = await this.devices[object.device]!.read(
+      position,
+      extentHeaderBytes(object.dataBytes),
+    );
+    const decoding = decodeExtentHeader(bytes);
+    if (!decoding.ok) throw checksumMismatch(this.damage(object, position, decoding.detail));
+    const mismatch = headerMismatch(decoding.header, object);
+    if (mismatch !== undefined) throw checksumMismatch(this.damage(object, position, mismatch));
+    return decoding.header.blockChecksums;
+  }
+
+  private forgetTable(object: StoredObject): void {
+    const key = tableKey(object);
+    const table = this.tableCache.get(key);
+    if (table === undefined) return;
+    this.tableCache.delete(key);
+    this.tableCacheBytes -= table.byteLength;
+  }
+
+  private damage(
+    object: StoredObject,
+    offset: number,
+    reason: string,
+    block?: number,
+  ): DamageLocation {
+    return {
+      sled: this.sledId,
+      device: object.device,
+      offset,
+      kind: object.kind,
+      id: object.key,
+      ...(block === undefined ? {} : { block }),
+      reason,
+    };
+  }
+
+  private pin(object: StoredObject): void {
+    object.pins++;
+  }
+
+  private unpin(object: StoredObject): void {
+    object.pins--;
+    assert(object.pins >= 0, `object ${object.key} unpinned more often than pinned`);
+    if (object.pins === 0 && object.whenUnpinned !== undefined) {
+      const resolve = object.whenUnpinned;
+      object.whenUnpinned = undefined;
+      resolve();
+    }
+  }
+
+  // -------------------------------------------------------------------------------------
+  // Places
+
+  private extentPosition(place: { device: number; start: number }): number {
+    return blockOffset(this.devices[place.device]!.layout, place.start);
+  }
+
+  private dataPosition(place: { device: number; start: number }, dataBytes: number): number {
+    return this.extentPosition(place) + extentHeaderBytes(dataBytes);
+  }
+
+  private locate(object: StoredObject): Location {
+    return {
+      sled: this.sledId,
+      device: object.device,
+      offset: this.extentPosition(object),
+      extentBytes: object.blocks * blockBytes,
+      dataOffset: this.dataPosition(object, object.dataBytes),
+    };
+  }
+
+  // -------------------------------------------------------------------------------------
+  // Recovery
+
+  private async recover(): Promise<RecoveryReport> {
+    const report: RecoveryReport = { chunks: 0, blobs: 0, damagedSlots: 0, clearedSlots: 0 };
+    const found: StoredObject[] = [];
+    for (const device of this.devices) {
+      const slots = await device.readSlots();
+      slots.forEach((decoding, slot) => {
+        if (decoding.state === "empty") return;
+        if (decoding.state === "damaged") {
+          report.damagedSlots++;
+          this.logger.warn(
+            { device: device.index, slot, problem: decoding.detail },
+            "ignored a slot that fails its checks (torn or damaged write); its space is free",
+          );
+          return;
+        }
+        found.push({
+          ...decoding.record,
+          device: device.index,
+          slot,
+          pins: 0,
+          whenUnpinned: undefined,
+        });
+      });
+    }
+    found.sort((a, b) => b.generation - a.generation);
+    // Generations only grow, even past slots that are cleared below.
+    this.nextGeneration = (found[0]?.generation ?? 0) + 1;
+    const toClear: StoredObject[] = [];
+    for (const object of found) {
+      const index = object.kind === "chunk" ? this.chunks : this.blobs;
+      const expectedBlocks = extentBlocks(object.dataBytes);
+      let problem: string | undefined;
+      if (index.has(object.key)) problem = "a newer slot holds the same key";
+      else if (object.blocks !== expectedBlocks)
+        problem = `its extent of ${object.blocks} blocks does not fit ${object.dataBytes} bytes`;
+      else {
+        const outcome = this.allocator.claim(allocationOf(object));
+        if (outcome !== "claimed") problem = `its space could not be claimed (${outcome})`;
+      }
+      if (problem !== undefined) {
+        toClear.push(object);
+        this.logger.error(
+          {
+            device: object.device,
+            slot: object.slot,
+            key: object.key,
+            generation: object.generation,
+            problem,
+          },
+          "clearing a slot that collides with newer state",
+        );
+        continue;
+      }
+      index.set(object.key, object);
+    }
+    for (const object of toClear) {
+      // Cleared slots were never claimed; their slot index is free in the allocator.
+      await this.devices[object.device]!.writeSlot(object.slot, undefined);
+    }
+    if (toClear.length > 0) {
+      await Promise.all(this.devices.map((device) => device.sync()));
+    }
+    report.chunks = this.chunks.size;
+    report.blobs = this.blobs.size;
+    report.clearedSlots = toClear.length;
+    return report;
+  }
+
+  async close(): Promise<void> {
+    await Promise.allSettled(this.devices.map((device) => device.close()));
+  }
+}
+
+function slotRecordOf(object: StoredObject): SlotRecord {
+  return {
+    kind: object.kind,
+    key: object.key,
+    owner: object.owner,
+    generation: object.generation,
+    dataBytes: object.dataBytes,
+    dataChecksum: object.dataChecksum,
+    start: object.start,
+    blocks: object.blocks,
+  };
+}
+
+function allocationOf(object: StoredObject): Allocation {
+  return { device: object.device, slot: object.slot, start: object.start, blocks: object.blocks };
+}
+
+function tableKey(object: StoredObject): string {
+  return `${object.device}/${object.slot}/${object.generation}`;
+}
+
+/** The data followed by zeros up to the next block boundary. */
+function withPadding(data: Uint8Array): Uint8Array[] {
+  const padding = alignUp(data.byteLength, blockBytes) - data.byteLength;
+  return padding === 0 ? [data] : [data, Buffer.alloc(padding)];
+}
+
+function blobExists(existing: StoredObject): BallastError {
+  return new BallastError(
+    ErrorCode.AlreadyExists,
+    `blob ${existing.key} exists; blobs are written once (delete it first to replace it)`,
+    {
+      details: {
+        blobKey: existing.key,
+        bytes: existing.dataBytes,
+        checksum: existing.dataChecksum,
+      },
+    },
+  );
+}

@@ -1,0 +1,493 @@
+import { open as openFile, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { crc32c, ErrorCode, sledLimits } from "@ballast/protocol";
+import { afterEach, beforeEach, describe, expect, test } from "vitest";
+import { blobUploadIdleMsMax, blockBytes } from "../src/constants.ts";
+import { DeviceError } from "../src/errors.ts";
+import type { SledStore } from "../src/store.ts";
+import { codeOf, mebibyte, openStoreOnFiles, patterned, temporaryDirectory } from "./support.ts";
+
+const owner = { volume: "vol-1", partition: 0 };
+let directory: Awaited<ReturnType<typeof temporaryDirectory>>;
+let store: SledStore | undefined;
+
+beforeEach(async () => {
+  directory = await temporaryDirectory();
+});
+afterEach(async () => {
+  await store?.close();
+  store = undefined;
+  await directory.remove();
+});
+
+async function open(
+  options: { deviceCount?: number; deviceBytes?: number; nowMs?: () => number } = {},
+) {
+  await store?.close();
+  const opened = await openStoreOnFiles({ dataDir: directory.path, ...options });
+  store = opened.store;
+  return opened;
+}
+
+async function putBlob(
+  target: SledStore,
+  key: string,
+  data: Buffer,
+  partBytes = sledLimits.blobPartBytesMax,
+) {
+  const { uploadId } = target.beginBlob(key, data.byteLength, crc32c(data));
+  for (let offset = 0; offset < data.byteLength; offset += partBytes) {
+    await target.putBlobPart(uploadId, offset, data.subarray(offset, offset + partBytes));
+  }
+  return target.commitBlob(uploadId);
+}
+
+async function flipByte(path: string, position: number): Promise<void> {
+  const handle = await openFile(path, "r+");
+  try {
+    const byte = Buffer.alloc(1);
+    await handle.read(byte, 0, 1, position);
+    byte[0]! ^= 0x5a;
+    await handle.write(byte, 0, 1, position);
+  } finally {
+    await handle.close();
+  }
+}
+
+describe("chunks", () => {
+  test("a written chunk reads back whole and in sector ranges, and survives a reopen", async () => {
+    const { store: first } = await open();
+    const data = patterned(3 * blockBytes + 1536, 1);
+    const written = await first.writeChunk(owner, "c-1", data);
+    expect(written).toMatchObject({
+      bytes: data.byteLength,
+      checksum: crc32c(data),
+      created: true,
+    });
+    expect(written.location.dataOffset - written.location.offset).toBe(blockBytes);
+    expect(await first.readChunk(owner, "c-1", 0, data.byteLength)).toEqual(data);
+    expect(await first.readChunk(owner, "c-1", 4096 + 512, 5120)).toEqual(
+      data.subarray(4096 + 512, 4096 + 512 + 5120),
+    );
+    const { store: second, report } = await open();
+    expect(report).toMatchObject({ chunks: 1, damagedSlots: 0, clearedSlots: 0 });
+    expect(await second.readChunk(owner, "c-1", 0, data.byteLength)).toEqual(data);
+    expect(second.statChunk(owner, "c-1")).toMatchObject({
+      location: written.location,
+      bytes: data.byteLength,
+    });
+  });
+
+  test("the same bytes again are an idempotent success; other bytes or owners are refused", async () => {
+    const { store: target } = await open();
+    const data = patterned(8192, 2);
+    const first = await target.writeChunk(owner, "c-2", data);
+    const again = await target.writeChunk(owner, "c-2", Buffer.from(data));
+    expect(again).toEqual({ ...first, created: false });
+    expect(await codeOf(() => target.writeChunk(owner, "c-2", patterned(8192, 3)))).toBe(
+      ErrorCode.AlreadyExists,
+    );
+    expect(
+      await codeOf(() => target.writeChunk({ volume: "vol-2", partition: 0 }, "c-2", data)),
+    ).toBe(ErrorCode.AlreadyExists);
+    expect(target.stat().chunks).toBe(1);
+  });
+
+  test("delete frees the space durably, and the id can be written again", async () => {
+    const { store: target } = await open();
+    const empty = target.stat().usedBytes;
+    await target.writeChunk(owner, "c-3", patterned(65536, 3));
+    expect(target.stat().usedBytes).toBe(empty + 65536 + blockBytes);
+    expect(await target.deleteChunk(owner, "c-3")).toEqual({ freedBytes: 65536 + blockBytes });
+    expect(await codeOf(() => target.readChunk(owner, "c-3", 0, 512))).toBe(ErrorCode.NotFound);
+    const { store: reopened } = await open();
+    expect(reopened.stat()).toMatchObject({ usedBytes: empty, chunks: 0 });
+    await reopened.writeChunk(owner, "c-3", patterned(512, 4));
+    expect(await reopened.readChunk(owner, "c-3", 0, 512)).toEqual(patterned(512, 4));
+  });
+
+  test("bad input answers typed errors and damages nothing", async () => {
+    const { store: target } = await open();
+    const data = patterned(16384, 5);
+    await target.writeChunk(owner, "c-4", data);
+    const cases: [string, () => unknown, string][] = [
+      [
+        "unaligned length",
+        () => target.writeChunk(owner, "c-5", Buffer.alloc(1000)),
+        ErrorCode.Unaligned,
+      ],
+      ["empty", () => target.writeChunk(owner, "c-5", Buffer.alloc(0)), ErrorCode.InvalidArgument],
+      [
+        "oversized",
+        () => target.writeChunk(owner, "c-5", Buffer.alloc(sledLimits.chunkBytesMax + 512)),
+        ErrorCode.PayloadTooLarge,
+      ],
+      ["unaligned offset", () => target.readChunk(owner, "c-4", 100, 512), ErrorCode.Unaligned],
+      ["unaligned read length", () => target.readChunk(owner, "c-4", 0, 100), ErrorCode.Unaligned],
+      ["empty read", () => target.readChunk(owner, "c-4", 0, 0), ErrorCode.InvalidArgument],
+      [
+        "past the end",
+        () => target.readChunk(owner, "c-4", 16384 - 512, 1024),
+        ErrorCode.OutOfRange,
+      ],
+      [
+        "read too large",
+        () => target.readChunk(owner, "c-4", 0, sledLimits.readBytesMax + 512),
+        ErrorCode.PayloadTooLarge,
+      ],
+      ["unknown chunk", () => target.readChunk(owner, "c-404", 0, 512), ErrorCode.NotFound],
+      ["unknown delete", () => target.deleteChunk(owner, "c-404"), ErrorCode.NotFound],
+      [
+        "wrong owner read",
+        () => target.readChunk({ volume: "vol-1", partition: 1 }, "c-4", 0, 512),
+        ErrorCode.InvalidArgument,
+      ],
+      [
+        "wrong owner delete",
+        () => target.deleteChunk({ volume: "vol-9", partition: 0 }, "c-4"),
+        ErrorCode.InvalidArgument,
+      ],
+      [
+        "wrong owner stat",
+        () => target.statChunk({ volume: "vol-9", partition: 0 }, "c-4"),
+        ErrorCode.InvalidArgument,
+      ],
+    ];
+    for (const [what, work, code] of cases) {
+      expect(await codeOf(work), what).toBe(code);
+    }
+    expect(await target.readChunk(owner, "c-4", 0, 16384)).toEqual(data);
+    expect(target.stat().chunks).toBe(1);
+  });
+
+  test("a flipped byte answers ChecksumMismatch with the location; other blocks still read", async () => {
+    const { store: target } = await open();
+    const data = patterned(4 * blockBytes, 6);
+    const { location } = await target.writeChunk(owner, "c-6", data);
+    await target.writeChunk(owner, "c-7", patterned(blockBytes, 7));
+    const path = join(directory.path, `device-${location.device}.dev`);
+    await flipByte(path, location.dataOffset + 2 * blockBytes + 100);
+    try {
+      await target.readChunk(owner, "c-6", 0, data.byteLength);
+      expect.unreachable();
+    } catch (error) {
+      expect(error).toMatchObject({
+        code: ErrorCode.ChecksumMismatch,
+        details: {
+          sled: "sled-1",
+          device: location.device,
+          offset: location.dataOffset + 2 * blockBytes,
+          chunkId: "c-6",
+          block: 2,
+        },
+      });
+    }
+    expect(await target.readChunk(owner, "c-6", 0, 2 * blockBytes)).toEqual(
+      data.subarray(0, 2 * blockBytes),
+    );
+    expect(await target.readChunk(owner, "c-6", 3 * blockBytes, blockBytes)).toEqual(
+      data.subarray(3 * blockBytes),
+    );
+    const report = await target.scrub();
+    expect(report).toMatchObject({ chunksChecked: 2, damagedTruncated: false });
+    expect(report.damaged).toEqual([
+      {
+        kind: "chunk",
+        id: "c-6",
+        owner,
+        device: location.device,
+        offset: location.dataOffset + 2 * blockBytes,
+        badBlocks: 1,
+        reason: "1 of 4 blocks fail their checksum",
+      },
+    ]);
+  });
+
+  test("a damaged header is caught on the first read and by scrub", async () => {
+    const { store: target } = await open();
+    const { location } = await target.writeChunk(owner, "c-8", patterned(8192, 8));
+    await flipByte(join(directory.path, `device-${location.device}.dev`), location.offset + 516); // the CRC of block 1
+    const { store: reopened } = await open(); // an empty CRC-table cache
+    expect(await codeOf(() => reopened.readChunk(owner, "c-8", 0, 512))).toBe(
+      ErrorCode.ChecksumMismatch,
+    );
+    const report = await reopened.scrub();
+    expect(report.damaged).toMatchObject([{ id: "c-8", offset: location.offset, badBlocks: 0 }]);
+  });
+
+  test("a full sled answers NoSpace, and deleting makes room", async () => {
+    const { store: target } = await open({ deviceCount: 2, deviceBytes: 4 * mebibyte });
+    const written: string[] = [];
+    let code: string | undefined;
+    for (let index = 0; index < 20 && code === undefined; index++) {
+      try {
+        await target.writeChunk(owner, `full-${index}`, patterned(mebibyte, index));
+        written.push(`full-${index}`);
+      } catch (error) {
+        code = (error as { code?: string }).code;
+      }
+    }
+    expect(code).toBe(ErrorCode.NoSpace);
+    expect(written.length).toBe(6); // three 1 MiB chunks (plus headers) per 4 MiB device
+    await target.deleteChunk(owner, written[0]!);
+    await target.writeChunk(owner, "after-delete", patterned(mebibyte, 99));
+    for (const id of written.slice(1)) {
+      expect(await target.readChunk(owner, id, 0, 512)).toEqual(
+        patterned(512, Number(id.slice(5))),
+      );
+    }
+  });
+
+  test("concurrent writes share fsyncs (group commit)", async () => {
+    const { store: target } = await open({ deviceCount: 1 });
+    const writes = 32;
+    await Promise.all(
+      Array.from({ length: writes }, (_, index) =>
+        target.writeChunk(owner, `g-${index}`, patterned(8192, index)),
+      ),
+    );
+    const syncs = target.stat().devices[0]!.syncs;
+    // Two syncs per write without sharing; far fewer with it.
+    expect(syncs).toBeLessThan(writes);
+    for (let index = 0; index < writes; index++) {
+      expect(await target.readChunk(owner, `g-${index}`, 0, 8192)).toEqual(patterned(8192, index));
+    }
+  });
+});
+
+describe("blobs", () => {
+  test("a multi-part blob is visible only once committed, and reads back by offset", async () => {
+    const { store: target } = await open({ deviceCount: 1, deviceBytes: 32 * mebibyte });
+    const data = patterned(9 * mebibyte + 123, 10);
+    const { uploadId } = target.beginBlob("checkpoint/vol-1/0/7", data.byteLength, crc32c(data));
+    const part = 4 * mebibyte;
+    await target.putBlobPart(uploadId, 0, data.subarray(0, part));
+    expect(await codeOf(() => target.getBlob("checkpoint/vol-1/0/7", 0, 10))).toBe(
+      ErrorCode.NotFound,
+    );
+    expect(target.listBlobs(undefined, undefined, undefined).blobs).toEqual([]);
+    await target.putBlobPart(uploadId, part, data.subarray(part, 2 * part));
+    await target.putBlobPart(uploadId, 2 * part, data.subarray(2 * part));
+    const info = await target.commitBlob(uploadId);
+    expect(info).toMatchObject({
+      key: "checkpoint/vol-1/0/7",
+      bytes: data.byteLength,
+      checksum: crc32c(data),
+    });
+    const { store: reopened } = await open({ deviceCount: 1, deviceBytes: 32 * mebibyte });
+    const pieces: Buffer[] = [];
+    for (let offset = 0; offset < data.byteLength; ) {
+      const got = await reopened.getBlob("checkpoint/vol-1/0/7", offset, undefined);
+      pieces.push(Buffer.from(got.data));
+      offset += got.data.byteLength;
+    }
+    expect(Buffer.concat(pieces).equals(data)).toBe(true);
+    expect((await reopened.getBlob("checkpoint/vol-1/0/7", 5000, 7)).data).toEqual(
+      data.subarray(5000, 5007),
+    );
+  });
+
+  test("list, delete and write-once keys", async () => {
+    const { store: target } = await open();
+    for (const key of ["b/2", "a/1", "b/1", "c"])
+      await putBlob(target, key, patterned(1000, key.length));
+    expect(target.listBlobs("b/", undefined, undefined).blobs.map((blob) => blob.key)).toEqual([
+      "b/1",
+      "b/2",
+    ]);
+    expect(target.listBlobs(undefined, "a/1", 2)).toMatchObject({
+      blobs: [{ key: "b/1" }, { key: "b/2" }],
+      truncated: true,
+    });
+    expect(await codeOf(() => target.beginBlob("c", 10, 0))).toBe(ErrorCode.AlreadyExists);
+    await target.deleteBlob("c");
+    expect(await codeOf(() => target.getBlob("c", 0, undefined))).toBe(ErrorCode.NotFound);
+    await putBlob(target, "c", patterned(10, 1));
+    expect((await target.getBlob("c", 0, undefined)).data).toEqual(patterned(10, 1));
+  });
+
+  test("bad parts, a wrong checksum and idle uploads are refused, and their space comes back", async () => {
+    let nowMs = 1_000_000;
+    const { store: target } = await open({ nowMs: () => nowMs });
+    const empty = target.stat().usedBytes;
+    const data = patterned(3 * blockBytes + 10, 11);
+    const { uploadId } = target.beginBlob("k", data.byteLength, crc32c(data));
+    expect(target.stat().usedBytes).toBeGreaterThan(empty);
+    const cases: [string, () => unknown, string][] = [
+      [
+        "out of order",
+        () => target.putBlobPart(uploadId, blockBytes, data.subarray(blockBytes)),
+        ErrorCode.InvalidArgument,
+      ],
+      [
+        "unaligned middle part",
+        () => target.putBlobPart(uploadId, 0, data.subarray(0, 1000)),
+        ErrorCode.Unaligned,
+      ],
+      [
+        "past the end",
+        () => target.putBlobPart(uploadId, 0, Buffer.alloc(4 * blockBytes)),
+        ErrorCode.OutOfRange,
+      ],
+      [
+        "empty part",
+        () => target.putBlobPart(uploadId, 0, Buffer.alloc(0)),
+        ErrorCode.InvalidArgument,
+      ],
+      ["incomplete commit", () => target.commitBlob(uploadId), ErrorCode.InvalidArgument],
+      ["unknown upload", () => target.commitBlob("no-such-upload"), ErrorCode.NotFound],
+      ["empty blob", () => target.beginBlob("e", 0, 0), ErrorCode.InvalidArgument],
+      [
+        "huge blob",
+        () => target.beginBlob("e", sledLimits.blobBytesMax + 1, 0),
+        ErrorCode.PayloadTooLarge,
+      ],
+      ["get of unknown", () => target.getBlob("nope", 0, undefined), ErrorCode.NotFound],
+    ];
+    for (const [what, work, code] of cases) expect(await codeOf(work), what).toBe(code);
+    // A part whose bytes do not give the declared checksum: the commit refuses and drops it.
+    const corrupted = Buffer.from(data);
+    corrupted[7]! ^= 1;
+    await target.putBlobPart(uploadId, 0, corrupted);
+    expect(await codeOf(() => target.commitBlob(uploadId))).toBe(ErrorCode.ChecksumMismatch);
+    expect(target.stat()).toMatchObject({ usedBytes: empty, uploads: 0 });
+    // An idle upload is dropped after the limit.
+    const idle = target.beginBlob("idle", 100, 0);
+    nowMs += blobUploadIdleMsMax + 1;
+    expect(await target.expireUploads()).toBe(1);
+    expect(await codeOf(() => target.commitBlob(idle.uploadId))).toBe(ErrorCode.NotFound);
+    expect(target.stat()).toMatchObject({ usedBytes: empty, uploads: 0 });
+    // Reads of a blob at any offset and bad ranges.
+    await putBlob(target, "ok", data);
+    expect(await codeOf(() => target.getBlob("ok", data.byteLength + 1, undefined))).toBe(
+      ErrorCode.OutOfRange,
+    );
+    expect(await codeOf(() => target.getBlob("ok", 10, data.byteLength))).toBe(
+      ErrorCode.OutOfRange,
+    );
+    expect((await target.getBlob("ok", data.byteLength, undefined)).data.byteLength).toBe(0);
+  });
+
+  test("an upload lost to a restart leaks nothing", async () => {
+    const { store: first } = await open();
+    const empty = first.stat().usedBytes;
+    const { uploadId } = first.beginBlob("lost", 2 * mebibyte, 0);
+    await first.putBlobPart(uploadId, 0, patterned(mebibyte, 1));
+    const { store: second } = await open();
+    expect(second.stat()).toMatchObject({ usedBytes: empty, blobs: 0, uploads: 0 });
+  });
+
+  test("scrub reports a damaged blob", async () => {
+    const { store: target } = await open();
+    const info = await putBlob(target, "damaged", patterned(5 * blockBytes, 12));
+    await putBlob(target, "fine", patterned(5 * blockBytes, 13));
+    await flipByte(
+      join(directory.path, `device-${info.location.device}.dev`),
+      info.location.dataOffset + 4 * blockBytes,
+    );
+    expect(await codeOf(() => target.getBlob("damaged", 4 * blockBytes, 1))).toBe(
+      ErrorCode.ChecksumMismatch,
+    );
+    const report = await target.scrub();
+    expect(report).toMatchObject({ blobsChecked: 2, chunksChecked: 0 });
+    expect(report.damaged).toMatchObject([{ kind: "blob", id: "damaged", badBlocks: 1 }]);
+  });
+});
+
+describe("device files", () => {
+  test("a restart never reformats: configuration changes and foreign files are refused", async () => {
+    const { store: first } = await open({ deviceCount: 2, deviceBytes: 4 * mebibyte });
+    await first.writeChunk(owner, "keep", patterned(4096, 1));
+    await first.close();
+    store = undefined;
+    const refusals: [string, () => Promise<unknown>, RegExp][] = [
+      [
+        "other size",
+        () =>
+          openStoreOnFiles({ dataDir: directory.path, deviceBytes: 8 * mebibyte, deviceCount: 2 }),
+        /changing the size/,
+      ],
+      [
+        "fewer devices",
+        () =>
+          openStoreOnFiles({ dataDir: directory.path, deviceBytes: 4 * mebibyte, deviceCount: 1 }),
+        /device count/,
+      ],
+      [
+        "more devices",
+        () =>
+          openStoreOnFiles({ dataDir: directory.path, deviceBytes: 4 * mebibyte, deviceCount: 3 }),
+        /missing|device count/,
+      ],
+      [
+        "other sled",
+        () =>
+          openStoreOnFiles({
+            dataDir: directory.path,
+            deviceBytes: 4 * mebibyte,
+            deviceCount: 2,
+            sledId: "sled-2",
+          }),
+        /belongs to sled "sled-1"/,
+      ],
+    ];
+    for (const [what, work, message] of refusals) {
+      await expect(work(), what).rejects.toThrow(DeviceError);
+      await expect(work(), what).rejects.toThrow(message);
+    }
+    // A device that is not a sled device at all.
+    const path = join(directory.path, "device-1.dev");
+    const original = await readFile(path);
+    await writeFile(path, Buffer.alloc(original.byteLength, 0x41));
+    await expect(
+      openStoreOnFiles({ dataDir: directory.path, deviceBytes: 4 * mebibyte }),
+    ).rejects.toThrow(/not a Ballast sled device/);
+    await rm(path);
+    await expect(
+      openStoreOnFiles({ dataDir: directory.path, deviceBytes: 4 * mebibyte }),
+    ).rejects.toThrow(/missing/);
+    await writeFile(path, original);
+    const { store: reopened } = await open({ deviceCount: 2, deviceBytes: 4 * mebibyte });
+    expect(await reopened.readChunk(owner, "keep", 0, 4096)).toEqual(patterned(4096, 1));
+  });
+
+  test("one damaged superblock copy is repaired from the other; two are refused", async () => {
+    await open({ deviceCount: 1, deviceBytes: 4 * mebibyte });
+    await store?.close();
+    store = undefined;
+    const path = join(directory.path, "device-0.dev");
+    await flipByte(path, 100);
+    const { store: repaired } = await open({ deviceCount: 1, deviceBytes: 4 * mebibyte });
+    await repaired.close();
+    store = undefined;
+    const image = await readFile(path);
+    expect(image.subarray(0, 4096).equals(image.subarray(4096, 8192))).toBe(true);
+    await flipByte(path, 100);
+    await flipByte(path, 4096 + 100);
+    await expect(
+      openStoreOnFiles({ dataDir: directory.path, deviceCount: 1, deviceBytes: 4 * mebibyte }),
+    ).rejects.toThrow(/both superblock copies are damaged/);
+  });
+
+  test("a crash between renaming formatted devices into place is finished on restart", async () => {
+    const { store: first } = await open({ deviceCount: 2, deviceBytes: 4 * mebibyte });
+    const { location } = await first.writeChunk(owner, "early", patterned(4096, 2));
+    await first.close();
+    store = undefined;
+    // As if the first start had renamed one device into place and died before the other.
+    const other = location.device === 0 ? 1 : 0;
+    await rename(
+      join(directory.path, `device-${other}.dev`),
+      join(directory.path, `device-${other}.dev.tmp`),
+    );
+    const { store: reopened } = await open({ deviceCount: 2, deviceBytes: 4 * mebibyte });
+    expect(reopened.stat().devices).toHaveLength(2);
+    expect(await reopened.readChunk(owner, "early", 0, 4096)).toEqual(patterned(4096, 2));
+  });
+
+  test("a device file left half formatted is rebuilt", async () => {
+    await writeFile(join(directory.path, "device-0.dev.tmp"), "half");
+    const { store: target } = await open({ deviceCount: 1, deviceBytes: 4 * mebibyte });
+    expect(target.stat().devices).toHaveLength(1);
+  });
+});
