@@ -9,6 +9,8 @@ import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { isRunning, runCli, startCli } from "../support/cli.ts";
 import { temporaryDirectory, waitFor } from "../support/cluster.ts";
 
+// The real defaults of `ballast up`, but small sled devices, so as not to fill the disk.
+const smallSleds = { BALLAST_SLED_DEVICE_BYTES: String(64 * 1024 * 1024) };
 let dataDir: string;
 let removeDirectory: () => Promise<void>;
 const launched: ReturnType<typeof startCli>[] = [];
@@ -72,7 +74,7 @@ describe("ballast up and status", () => {
   });
 
   test("up starts every service and status --json shows them healthy", async () => {
-    const run = startCli(["up", "--data-dir", dataDir]);
+    const run = startCli(["up", "--data-dir", dataDir], smallSleds);
     launched.push(run);
     const status = await waitForFullHealth();
     expect(status.services.map((service) => service.id).sort()).toEqual(expectedIds);
@@ -129,7 +131,7 @@ describe("ballast up and status", () => {
   });
 
   test("up again on the same data directory brings back the same cluster", async () => {
-    const run = startCli(["up", "--data-dir", dataDir]);
+    const run = startCli(["up", "--data-dir", dataDir], smallSleds);
     launched.push(run);
     const status = await waitForFullHealth();
     const cluster = await readCluster();

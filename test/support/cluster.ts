@@ -9,11 +9,17 @@ import { LocalCluster, type LocalClusterOptions } from "@ballast/cli";
 import { subjects } from "@ballast/protocol";
 import { Bus, connectNats, createLogger, startTracing } from "@ballast/runtime";
 
-/** Fast membership for tests: beats every 200 ms, dead after 1.5 s of silence. */
+/**
+ * For tests: fast membership (beats every 200 ms, dead after 1.5 s of silence), and
+ * small sled devices (2 × 64 MiB) so that a machine with little free disk still runs
+ * the suite; tests that need other sizes set their own.
+ */
 export const testEnv = {
   BALLAST_HEARTBEAT_INTERVAL_MS: "200",
   BALLAST_HEARTBEAT_TIMEOUT_MS: "1500",
   BALLAST_LOG_LEVEL: "debug",
+  BALLAST_SLED_DEVICES: "2",
+  BALLAST_SLED_DEVICE_BYTES: String(64 * 1024 * 1024),
 };
 
 export async function temporaryDirectory(prefix = "ballast-test-"): Promise<{

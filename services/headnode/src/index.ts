@@ -1,1 +1,5 @@
 export * from "./headnode.ts";
+export * from "./headnode-service.ts";
+export * from "./replica/metadata.ts";
+export * from "./replica/replica.ts";
+export * from "./simulation/simulation.ts";

@@ -1,5 +1,5 @@
-// The headnode process: `node --import tsx services/headnode/src/main.ts --help`.
+// The head node process: `node --import tsx services/headnode/src/main.ts --help`.
 import { runService } from "@ballast/runtime";
-import { headnodeDefinition } from "./headnode.ts";
+import { headnodeDefinition } from "./headnode-service.ts";
 
 process.exit(await runService(headnodeDefinition));

@@ -1,0 +1,54 @@
+// Limits and defaults of the head node. Time inside the replica core is counted in
+// ticks; the shell ticks every `tickMs`, so each *Ticks value is also given in ms.
+
+import { limits } from "@ballast/protocol";
+
+/** How often the shell ticks every replica core. */
+export const tickMs = 20;
+
+export interface ReplicaLimits {
+  /** Ops assigned but not yet committed; past it, new writes wait. */
+  notesInflightMax: number;
+  /** Bytes of note data held for unflushed or unreleased ops; past it, new writes wait. */
+  logBytesMax: number;
+  /** Client requests waiting for room; past it, requests answer Unavailable. */
+  requestsWaitingMax: number;
+  /** Notes per replication message, and bytes of note data per message. */
+  notesPerMessageMax: number;
+  replicationBytesMax: number;
+  /** Without progress from a secondary for this long, resend from what it acknowledged. */
+  resendTicks: number;
+  /** An empty notes message carries the commit point at least this often. */
+  heartbeatTicks: number;
+  /** A client request not committed by then answers Timeout (it may still commit later). */
+  requestDeadlineTicks: number;
+  /** Flush once this many bytes are committed but not flushed … */
+  flushBytesThreshold: number;
+  /** … or once the oldest unflushed op has waited this long. */
+  flushIntervalTicks: number;
+  /** The largest chunk a flush writes. */
+  chunkBytesMax: number;
+  /** After a failed chunk write, wait this long before trying again. */
+  flushRetryTicks: number;
+  /** Checkpoint metadata once this many log bytes are flushed but not released … */
+  checkpointReleasableBytes: number;
+  /** … or this long after the last checkpoint when anything is releasable. */
+  checkpointIntervalTicks: number;
+}
+
+export const replicaLimitsDefault: ReplicaLimits = {
+  notesInflightMax: 4096,
+  logBytesMax: 256 * 1024 * 1024,
+  requestsWaitingMax: 1024,
+  notesPerMessageMax: limits.notesPerMessageMax,
+  replicationBytesMax: 4 * 1024 * 1024,
+  resendTicks: 25,
+  heartbeatTicks: 10,
+  requestDeadlineTicks: 1500,
+  flushBytesThreshold: 8 * 1024 * 1024,
+  flushIntervalTicks: 50,
+  chunkBytesMax: 4 * 1024 * 1024,
+  flushRetryTicks: 25,
+  checkpointReleasableBytes: 64 * 1024 * 1024,
+  checkpointIntervalTicks: 500,
+};

@@ -1,0 +1,68 @@
+// The file-system steps the journal builds its durability from, each doing one thing:
+// make a directory entry durable, write every byte of a list of buffers, read a whole
+// segment. Nothing here decides what must be durable when; the journal does.
+//
+// Failure model: an error from the file system is passed up unchanged; the journal turns
+// it into a JournalFailedError and stops, because after a failed write or sync the file's
+// contents are unknown.
+
+import { type FileHandle, mkdir, open } from "node:fs/promises";
+import { dirname } from "node:path";
+import { writeBuffersMax } from "./constants.ts";
+import { assert } from "./errors.ts";
+import { bytesOf } from "./format.ts";
+
+/** fsync of a directory: makes the creation, renaming or deletion of its entries durable. */
+export async function syncDirectory(directory: string): Promise<void> {
+  const handle = await open(directory, "r");
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+/**
+ * Creates the directory and any missing parents, syncing the parent of each one created,
+ * so that a crash cannot take away a directory whose segments were already made durable.
+ */
+export async function makeDirectory(directory: string): Promise<void> {
+  const firstCreated = await mkdir(directory, { recursive: true });
+  if (firstCreated === undefined) return;
+  for (let created = directory; ; created = dirname(created)) {
+    await syncDirectory(dirname(created));
+    if (created === firstCreated || dirname(created) === created) return;
+  }
+}
+
+/** Writes all of `buffers` at `position`, in as few writev calls as the kernel allows. */
+export async function writeFully(
+  handle: FileHandle,
+  buffers: readonly Uint8Array[],
+  position: number,
+): Promise<void> {
+  let at = position;
+  for (let start = 0; start < buffers.length; start += writeBuffersMax) {
+    let group = buffers.slice(start, start + writeBuffersMax);
+    let bytesLeft = bytesOf(group);
+    while (bytesLeft > 0) {
+      const { bytesWritten } = await handle.writev(group, at);
+      assert(bytesWritten > 0, `writev wrote nothing of ${bytesLeft} bytes at offset ${at}`);
+      at += bytesWritten;
+      bytesLeft -= bytesWritten;
+      // A short write (a signal, a full quota that later frees) leaves the rest to write.
+      if (bytesLeft > 0) group = skipBytes(group, bytesWritten);
+    }
+  }
+}
+
+function skipBytes(buffers: readonly Uint8Array[], bytes: number): Uint8Array[] {
+  let skipped = 0;
+  for (const [index, buffer] of buffers.entries()) {
+    if (skipped + buffer.length > bytes) {
+      return [buffer.subarray(bytes - skipped), ...buffers.slice(index + 1)];
+    }
+    skipped += buffer.length;
+  }
+  return [];
+}

@@ -1,0 +1,354 @@
+// The note journal of one partition replica: a segmented, append-only, checksummed file
+// journal with group commit. A replica writes every replicated note to it and
+// acknowledges the note only once `append` has resolved, which means the note is on disk
+// and synced. After a restart, even after kill -9 or power loss, `Journal.open` reads
+// back every acknowledged note; once notes are flushed and checkpointed, the replica
+// releases them and whole segment files are deleted.
+//
+// Model. The journal is a directory of segment files, each named by its first op number
+// and holding a run of contiguous records (format.ts has the byte layout). Calls are
+// checked and applied to an in-memory layout at once (layout.ts, the pure core), which
+// returns the file effects; this class, the shell, runs those effects one operation at a
+// time, in call order (operation-queue.ts). Appends group-commit: appends that arrive
+// while an operation runs join one batch, which is written with one writev per segment
+// and made durable with one fdatasync, so N concurrent appenders cost about N/batch
+// syncs, and an append is never acknowledged by a sync that began before its write.
+//
+// Durability, step by step:
+// - an append resolves after its bytes are written and fdatasync'ed;
+// - a new segment's directory entry is fsync'ed before records in it are acknowledged,
+//   and before any later segment exists;
+// - a segment's data is fdatasync'ed before the next segment is created, so a torn write
+//   can only be at the end of the last segment (which is what recovery relies on);
+// - truncation deletes segments newest first and release oldest first, each deletion
+//   followed by a directory fsync, so a crash part way leaves a contiguous run of ops;
+//   a cut inside a segment is fdatasync'ed before the call resolves.
+//
+// Failure model. A usage error (JournalUsageError) is raised before anything changes.
+// An I/O error fails the journal for good (JournalFailedError): after a failed fsync the
+// kernel may have dropped the unwritten pages, so the journal takes no more work and the
+// replica reopens it, letting recovery say what is durable. One process may have one
+// Journal per directory; the head node owns its data directory, so no other process
+// writes there.
+
+import { type FileHandle, open, unlink } from "node:fs/promises";
+import { join, resolve } from "node:path";
+import {
+  segmentBytesMaxCeiling,
+  segmentBytesMaxDefault,
+  segmentBytesMaxFloor,
+} from "./constants.ts";
+import {
+  JournalAssertionError,
+  JournalCorruptError,
+  JournalFailedError,
+  JournalUsageError,
+} from "./errors.ts";
+import { syncDirectory, writeFully } from "./files.ts";
+import { segmentFileName } from "./format.ts";
+import {
+  coalesceWrites,
+  type JournalRecord,
+  type ReleasePlan,
+  SegmentLayout,
+  type SegmentWrite,
+  type TruncatePlan,
+} from "./layout.ts";
+import { OperationQueue } from "./operation-queue.ts";
+import { recoverJournal } from "./recovery.ts";
+
+export interface JournalOptions {
+  /** The journal's own directory, created (durably) if missing. */
+  directory: string;
+  /** A new segment file is started once the current one would grow past this. */
+  segmentBytesMax?: number;
+}
+
+export interface RecoveredJournal {
+  journal: Journal;
+  /** Every intact record, in op order, contiguous; payloads are copies. */
+  records: JournalRecord[];
+  /** Bytes dropped from the end as a torn or incomplete write; 0 after a clean close. */
+  tornTailBytes: number;
+}
+
+/** Appends that will be written and synced together; they wait for the same sync. */
+interface AppendBatch {
+  writes: SegmentWrite[];
+  durable: Promise<void>;
+}
+
+/** Directories with an open Journal in this process: two would overwrite each other. */
+const openDirectories = new Set<string>();
+
+export class Journal {
+  readonly #directory: string;
+  readonly #layout: SegmentLayout;
+  readonly #queue = new OperationQueue();
+  /** The segment file open for writing, once an operation has needed one. */
+  #active: { firstOpNum: number; handle: FileHandle } | undefined;
+  /** The batch that new appends join: queued and not yet started. */
+  #batch: AppendBatch | undefined;
+  #closed: Promise<void> | undefined;
+  #failure: JournalFailedError | undefined;
+  #syncCount = 0;
+
+  private constructor(directory: string, layout: SegmentLayout) {
+    this.#directory = directory;
+    this.#layout = layout;
+  }
+
+  /** Recovers the journal in `options.directory` (see recovery.ts) and opens it. */
+  static async open(options: JournalOptions): Promise<RecoveredJournal> {
+    const { directory: directoryGiven, segmentBytesMax = segmentBytesMaxDefault } = options ?? {};
+    if (typeof directoryGiven !== "string" || directoryGiven === "") {
+      throw new JournalUsageError(
+        `cannot open a journal: the directory ${JSON.stringify(directoryGiven)} is not a path`,
+      );
+    }
+    if (
+      !Number.isSafeInteger(segmentBytesMax) ||
+      segmentBytesMax < segmentBytesMaxFloor ||
+      segmentBytesMax > segmentBytesMaxCeiling
+    ) {
+      throw new JournalUsageError(
+        `cannot open a journal with segmentBytesMax ${segmentBytesMax}: it must be a whole number from ${segmentBytesMaxFloor} to ${segmentBytesMaxCeiling}`,
+      );
+    }
+    const directory = resolve(directoryGiven);
+    if (openDirectories.has(directory)) {
+      throw new JournalUsageError(
+        `cannot open the journal in ${directory}: this process has it open already`,
+      );
+    }
+    openDirectories.add(directory);
+    try {
+      const recovery = await recoverJournal(directory);
+      const journal = new Journal(directory, new SegmentLayout(segmentBytesMax, recovery.segments));
+      return { journal, records: recovery.records, tornTailBytes: recovery.tornTailBytes };
+    } catch (error) {
+      openDirectories.delete(directory);
+      if (error instanceof JournalCorruptError || error instanceof JournalAssertionError) {
+        throw error;
+      }
+      throw new JournalFailedError(directory, "cannot open the journal", { cause: error });
+    }
+  }
+
+  get directory(): string {
+    return this.#directory;
+  }
+
+  /** The lowest op stored, counting appends and truncations called but not yet done. */
+  get firstOpNum(): number | undefined {
+    return this.#layout.firstOpNum;
+  }
+
+  /** The highest op appended, durable or pending, after any truncation called so far. */
+  get lastOpNum(): number | undefined {
+    return this.#layout.lastOpNum;
+  }
+
+  /** Bytes of all segment files, once the operations called so far have completed. */
+  get bytes(): number {
+    return this.#layout.bytes;
+  }
+
+  /** Segment files, once the operations called so far have completed. */
+  get segmentCount(): number {
+    return this.#layout.segmentCount;
+  }
+
+  /**
+   * fsync and fdatasync calls made since open returned, on segment files and on the
+   * directory, for metrics and tests; recovery's own syncs are not counted.
+   */
+  get syncCount(): number {
+    return this.#syncCount;
+  }
+
+  /**
+   * Appends records whose op numbers are contiguous and follow lastOpNum (any first op
+   * when the journal is empty). Resolves once they are durable. The payloads are copied
+   * before this returns, so the caller may reuse its buffers at once.
+   */
+  append(records: readonly JournalRecord[]): Promise<void> {
+    let writes: SegmentWrite[];
+    try {
+      this.#checkUsable("append");
+      writes = this.#layout.planAppend(records);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    const batch = this.#batch ?? this.#startBatch();
+    for (const write of writes) batch.writes.push(write);
+    return batch.durable;
+  }
+
+  /** Durably drops every record above `opNum` (a new primary's log replaces the tail). */
+  truncateAfter(opNum: number): Promise<void> {
+    let plan: TruncatePlan;
+    try {
+      this.#checkUsable("truncate");
+      plan = this.#layout.planTruncateAfter(opNum);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    return this.#enqueue("truncate", () => this.#truncate(plan));
+  }
+
+  /**
+   * Deletes the segments all of whose records are at or below `opNum`, except the last
+   * segment, which always stays (see SegmentLayout.planReleaseThrough). Records above
+   * `opNum` always stay, and so may records at or below it that share their segment.
+   */
+  releaseThrough(opNum: number): Promise<void> {
+    let plan: ReleasePlan;
+    try {
+      this.#checkUsable("release");
+      plan = this.#layout.planReleaseThrough(opNum);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    return this.#enqueue("release", () => this.#release(plan));
+  }
+
+  /** Waits for the operations called so far, then closes the files. Calling again is harmless. */
+  close(): Promise<void> {
+    this.#batch = undefined;
+    this.#closed ??= this.#queue.run(async () => {
+      try {
+        await this.#closeActive();
+      } finally {
+        openDirectories.delete(this.#directory);
+      }
+    });
+    return this.#closed;
+  }
+
+  #checkUsable(action: string): void {
+    if (this.#closed !== undefined) {
+      throw new JournalUsageError(`cannot ${action}: the journal in ${this.#directory} is closed`);
+    }
+    if (this.#failure !== undefined) throw this.#failedBefore(action);
+  }
+
+  #failedBefore(action: string): JournalFailedError {
+    return new JournalFailedError(
+      this.#directory,
+      `cannot ${action}: an earlier file operation failed, so the journal takes no more work`,
+      { cause: this.#failure?.cause },
+    );
+  }
+
+  #startBatch(): AppendBatch {
+    const writes: SegmentWrite[] = [];
+    const durable = this.#enqueue("append", async () => {
+      // Sealed from here on: appends that arrive during these writes and this sync join
+      // the next batch, whose sync begins only after their writes.
+      if (this.#batch?.writes === writes) this.#batch = undefined;
+      await this.#commit(coalesceWrites(writes));
+    });
+    const batch = { writes, durable };
+    this.#batch = batch;
+    return batch;
+  }
+
+  /**
+   * Queues an operation after those called before it. Any operation queued behind it
+   * starts a new batch, so that appends called later are not written before it.
+   */
+  #enqueue(action: string, operation: () => Promise<void>): Promise<void> {
+    this.#batch = undefined;
+    return this.#queue.run(async () => {
+      if (this.#failure !== undefined) throw this.#failedBefore(action);
+      try {
+        await operation();
+      } catch (error) {
+        this.#failure = new JournalFailedError(this.#directory, `cannot ${action}`, {
+          cause: error,
+        });
+        throw this.#failure;
+      }
+    });
+  }
+
+  async #commit(writes: readonly SegmentWrite[]): Promise<void> {
+    let unsynced: FileHandle | undefined;
+    for (const write of writes) {
+      if (write.create) {
+        // The segment before must be durable before its successor exists: recovery takes
+        // damage in any segment but the last for corruption, not for a torn write.
+        if (unsynced !== undefined) await this.#datasync(unsynced);
+        unsynced = undefined;
+        await this.#createSegment(write.firstOpNum);
+      }
+      const handle = await this.#activate(write.firstOpNum);
+      await writeFully(handle, write.buffers, write.position);
+      unsynced = handle;
+    }
+    if (unsynced !== undefined) await this.#datasync(unsynced);
+  }
+
+  async #truncate(plan: TruncatePlan): Promise<void> {
+    for (const firstOpNum of plan.deletions) await this.#deleteSegment(firstOpNum);
+    if (plan.cut !== undefined) {
+      const handle = await this.#activate(plan.cut.firstOpNum);
+      await handle.truncate(plan.cut.bytes);
+      await this.#datasync(handle);
+    }
+  }
+
+  async #release(plan: ReleasePlan): Promise<void> {
+    for (const firstOpNum of plan.deletions) await this.#deleteSegment(firstOpNum);
+  }
+
+  /** Creates a segment file and makes its name durable; it becomes the active segment. */
+  async #createSegment(firstOpNum: number): Promise<void> {
+    await this.#closeActive();
+    // "wx" fails if the file exists: a stale segment by that name would be a bug, and
+    // writing into it would mix its old bytes with the new records.
+    const handle = await open(this.#segmentPath(firstOpNum), "wx");
+    this.#active = { firstOpNum, handle };
+    await this.#syncDirectory();
+  }
+
+  /** The handle of the segment to write to, opening it when another one is active. */
+  async #activate(firstOpNum: number): Promise<FileHandle> {
+    if (this.#active?.firstOpNum === firstOpNum) return this.#active.handle;
+    await this.#closeActive();
+    const handle = await open(this.#segmentPath(firstOpNum), "r+");
+    this.#active = { firstOpNum, handle };
+    return handle;
+  }
+
+  async #deleteSegment(firstOpNum: number): Promise<void> {
+    if (this.#active?.firstOpNum === firstOpNum) await this.#closeActive();
+    await unlink(this.#segmentPath(firstOpNum));
+    await this.#syncDirectory();
+  }
+
+  /**
+   * Closing loses nothing: the segment closed is synced, by the operation that wrote it
+   * (each ends synced) or, at a roll inside a commit, just before the next is created.
+   */
+  async #closeActive(): Promise<void> {
+    const active = this.#active;
+    this.#active = undefined;
+    await active?.handle.close();
+  }
+
+  async #datasync(handle: FileHandle): Promise<void> {
+    this.#syncCount++;
+    await handle.datasync();
+  }
+
+  async #syncDirectory(): Promise<void> {
+    this.#syncCount++;
+    await syncDirectory(this.#directory);
+  }
+
+  #segmentPath(firstOpNum: number): string {
+    return join(this.#directory, segmentFileName(firstOpNum));
+  }
+}

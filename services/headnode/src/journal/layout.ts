@@ -1,0 +1,325 @@
+// The journal's segment layout: which segment files exist, which ops each holds and
+// where each record starts. The pure core of the journal: it validates every call,
+// applies it at once, and returns the file effects (writes, deletions, a cut) that make
+// the files match. It never awaits, so the journal's op numbers, segment count and size
+// answer for every call made so far, and two calls can never plan against the same state.
+//
+// Invariants (asserted in full when a layout is built and after a release, and at the
+// tail after an append or truncation, where those can break them):
+// - every segment holds at least one record; records are contiguous within a segment and
+//   across segments (segment n+1 starts at the op after segment n's last);
+// - a new segment starts only when the last one would grow past segmentBytesMax, so a
+//   segment is larger than that only when its single record alone is;
+// - the released op, when known, lies between firstOpNum - 1 and lastOpNum.
+
+import {
+  appendPayloadBytesMax,
+  appendRecordsMax,
+  payloadBytesMax,
+  segmentHeaderBytes,
+} from "./constants.ts";
+import { assert, JournalUsageError } from "./errors.ts";
+import { bytesOf, encodeRecord, encodeSegmentHeader } from "./format.ts";
+
+export interface JournalRecord {
+  opNum: number;
+  payload: Uint8Array;
+}
+
+export interface LayoutSegment {
+  firstOpNum: number;
+  /**
+   * Where each record's header starts: op firstOpNum + i at recordOffsets[i]. Kept so a
+   * truncation knows where to cut without reading the file; 8 bytes per record, small
+   * beside the payloads a replica holds in memory anyway.
+   */
+  recordOffsets: number[];
+  /** The file's length once every planned write is done. */
+  bytes: number;
+}
+
+/** Bytes to write at `position` of a segment file, creating the file first when `create`. */
+export interface SegmentWrite {
+  firstOpNum: number;
+  create: boolean;
+  position: number;
+  buffers: Uint8Array[];
+}
+
+export interface TruncatePlan {
+  /** Segments to delete, newest first, so that a crash part way leaves a prefix of ops. */
+  deletions: number[];
+  /** The segment that keeps the new last op, and the length to cut it to. */
+  cut: { firstOpNum: number; bytes: number } | undefined;
+}
+
+export interface ReleasePlan {
+  /** Segments to delete, oldest first, so that a crash part way leaves a suffix of ops. */
+  deletions: number[];
+}
+
+export class SegmentLayout {
+  readonly #segmentBytesMax: number;
+  readonly #segments: LayoutSegment[];
+  #bytes: number;
+  /** The highest op released so far and still inside the stored range, if any. */
+  #releasedThroughOpNum: number | undefined;
+
+  constructor(segmentBytesMax: number, segments: LayoutSegment[]) {
+    this.#segmentBytesMax = segmentBytesMax;
+    this.#segments = segments;
+    this.#bytes = segments.reduce((sum, segment) => sum + segment.bytes, 0);
+    this.#releasedThroughOpNum = undefined;
+    this.checkInvariants();
+  }
+
+  get firstOpNum(): number | undefined {
+    return this.#segments[0]?.firstOpNum;
+  }
+
+  get lastOpNum(): number | undefined {
+    const last = this.#segments.at(-1);
+    return last === undefined ? undefined : lastOpNumOf(last);
+  }
+
+  get bytes(): number {
+    return this.#bytes;
+  }
+
+  get segmentCount(): number {
+    return this.#segments.length;
+  }
+
+  /** Validates the records, adds them, and returns the writes that store them. */
+  planAppend(records: readonly JournalRecord[]): SegmentWrite[] {
+    this.#checkAppend(records);
+    const writes: SegmentWrite[] = [];
+    for (const record of records) {
+      const encoded = encodeRecord(record.opNum, record.payload);
+      let segment = this.#segments.at(-1);
+      if (segment === undefined || segment.bytes + encoded.length > this.#segmentBytesMax) {
+        segment = { firstOpNum: record.opNum, recordOffsets: [], bytes: segmentHeaderBytes };
+        this.#segments.push(segment);
+        this.#bytes += segmentHeaderBytes;
+        const header = encodeSegmentHeader(record.opNum);
+        writes.push({ firstOpNum: record.opNum, create: true, position: 0, buffers: [header] });
+      }
+      let write = writes.at(-1);
+      if (write === undefined || write.firstOpNum !== segment.firstOpNum) {
+        write = {
+          firstOpNum: segment.firstOpNum,
+          create: false,
+          position: segment.bytes,
+          buffers: [],
+        };
+        writes.push(write);
+      }
+      write.buffers.push(encoded);
+      segment.recordOffsets.push(segment.bytes);
+      segment.bytes += encoded.length;
+      this.#bytes += encoded.length;
+    }
+    this.#checkTail();
+    return writes;
+  }
+
+  /** Validates the op, drops every record above it, and returns the deletions and cut. */
+  planTruncateAfter(opNum: number): TruncatePlan {
+    const plan: TruncatePlan = { deletions: [], cut: undefined };
+    if (!isOpNum(opNum)) {
+      throw new JournalUsageError(
+        `cannot truncate after op ${String(opNum)}: it is not a non-negative safe integer`,
+      );
+    }
+    const firstOpNum = this.firstOpNum;
+    const lastOpNum = this.lastOpNum;
+    if (firstOpNum === undefined || lastOpNum === undefined || opNum >= lastOpNum) return plan;
+    if (opNum < firstOpNum - 1) {
+      throw new JournalUsageError(
+        `cannot truncate after op ${opNum}: the journal's first op is ${firstOpNum}, so ops ${opNum + 1} to ${firstOpNum - 1} are not stored here to be replaced`,
+      );
+    }
+    const released = this.#releasedThroughOpNum;
+    if (released !== undefined && opNum < released) {
+      throw new JournalUsageError(
+        `cannot truncate after op ${opNum}: ops through ${released} are released (flushed and checkpointed), so they must not be dropped`,
+      );
+    }
+    for (let last = this.#segments.at(-1); last !== undefined && last.firstOpNum > opNum; ) {
+      this.#segments.pop();
+      this.#bytes -= last.bytes;
+      plan.deletions.push(last.firstOpNum);
+      last = this.#segments.at(-1);
+    }
+    const keeper = this.#segments.at(-1);
+    if (keeper !== undefined && lastOpNumOf(keeper) > opNum) {
+      const recordsKept = opNum - keeper.firstOpNum + 1;
+      const bytes = keeper.recordOffsets[recordsKept];
+      assert(bytes !== undefined, `no offset for op ${opNum + 1} in segment ${keeper.firstOpNum}`);
+      this.#bytes -= keeper.bytes - bytes;
+      keeper.bytes = bytes;
+      keeper.recordOffsets.length = recordsKept;
+      plan.cut = { firstOpNum: keeper.firstOpNum, bytes };
+    }
+    if (this.#segments.length === 0) this.#releasedThroughOpNum = undefined;
+    this.#checkTail();
+    return plan;
+  }
+
+  /**
+   * Validates the op and drops every segment all of whose records are at or below it,
+   * except the last: like Kafka's active segment, the last segment stays, so that the
+   * journal, even across restarts, always knows the op the next append must carry.
+   */
+  planReleaseThrough(opNum: number): ReleasePlan {
+    if (!isOpNum(opNum)) {
+      throw new JournalUsageError(
+        `cannot release through op ${String(opNum)}: it is not a non-negative safe integer`,
+      );
+    }
+    const plan: ReleasePlan = { deletions: [] };
+    for (let first = this.#segments[0]; first !== undefined && this.#segments.length > 1; ) {
+      if (lastOpNumOf(first) > opNum) break;
+      this.#segments.shift();
+      this.#bytes -= first.bytes;
+      plan.deletions.push(first.firstOpNum);
+      first = this.#segments[0];
+    }
+    const lastOpNum = this.lastOpNum;
+    if (lastOpNum !== undefined) {
+      const released = Math.min(opNum, lastOpNum);
+      this.#releasedThroughOpNum = Math.max(released, this.#releasedThroughOpNum ?? released);
+    }
+    this.checkInvariants();
+    return plan;
+  }
+
+  /** Asserts every invariant in the module header. Costs time in the number of segments. */
+  checkInvariants(): void {
+    let bytes = 0;
+    let opNumNext: number | undefined;
+    for (const segment of this.#segments) {
+      assert(segment.recordOffsets.length > 0, `segment ${segment.firstOpNum} holds no records`);
+      assert(
+        opNumNext === undefined || segment.firstOpNum === opNumNext,
+        `segment ${segment.firstOpNum} does not follow op ${String(opNumNext)}`,
+      );
+      assert(
+        segment.recordOffsets[0] === segmentHeaderBytes,
+        `segment ${segment.firstOpNum} does not start its records after its header`,
+      );
+      opNumNext = lastOpNumOf(segment) + 1;
+      bytes += segment.bytes;
+    }
+    assert(bytes === this.#bytes, `the layout counts ${this.#bytes} bytes, its segments ${bytes}`);
+    this.#checkReleased();
+  }
+
+  /** The invariants an append or truncation can break, checked in constant time. */
+  #checkTail(): void {
+    const last = this.#segments.at(-1);
+    if (last !== undefined) {
+      assert(last.recordOffsets.length > 0, `segment ${last.firstOpNum} holds no records`);
+      const lastRecordOffset = last.recordOffsets.at(-1) ?? 0;
+      assert(lastRecordOffset < last.bytes, `segment ${last.firstOpNum} ends inside a record`);
+    }
+    this.#checkReleased();
+  }
+
+  #checkReleased(): void {
+    const released = this.#releasedThroughOpNum;
+    if (released === undefined) return;
+    const firstOpNum = this.firstOpNum;
+    const lastOpNum = this.lastOpNum;
+    assert(
+      firstOpNum !== undefined && lastOpNum !== undefined,
+      `op ${released} is released, yet the journal is empty`,
+    );
+    assert(
+      firstOpNum - 1 <= released && released <= lastOpNum,
+      `op ${released} is released, outside the stored ops ${firstOpNum} to ${lastOpNum}`,
+    );
+  }
+
+  #checkAppend(records: readonly JournalRecord[]): void {
+    if (!Array.isArray(records)) {
+      throw new JournalUsageError(
+        `cannot append: the records are a ${typeof records}, not an array`,
+      );
+    }
+    if (records.length === 0) throw new JournalUsageError("cannot append: no records were given");
+    if (records.length > appendRecordsMax) {
+      throw new JournalUsageError(
+        `cannot append ${records.length} records in one call: the limit is ${appendRecordsMax}`,
+      );
+    }
+    const lastOpNum = this.lastOpNum;
+    let opNumExpected = lastOpNum === undefined ? undefined : lastOpNum + 1;
+    let payloadBytes = 0;
+    for (const [index, record] of records.entries()) {
+      const opNum: unknown = record?.opNum;
+      const payload: unknown = record?.payload;
+      if (!isOpNum(opNum)) {
+        throw new JournalUsageError(
+          `cannot append record ${index} of the call: its op number ${String(opNum)} is not a non-negative safe integer`,
+        );
+      }
+      if (!(payload instanceof Uint8Array)) {
+        throw new JournalUsageError(`cannot append op ${opNum}: its payload is not a Uint8Array`);
+      }
+      if (payload.length > payloadBytesMax) {
+        throw new JournalUsageError(
+          `cannot append op ${opNum}: its payload of ${payload.length} bytes is over the limit of ${payloadBytesMax}`,
+        );
+      }
+      if (opNumExpected !== undefined && opNum !== opNumExpected) {
+        const after =
+          index === 0
+            ? `the journal's last op is ${String(lastOpNum)}`
+            : `it follows op ${opNumExpected - 1} in the same call`;
+        throw new JournalUsageError(
+          `cannot append op ${opNum}: ${after}, so the next op must be ${opNumExpected}`,
+        );
+      }
+      opNumExpected = opNum + 1;
+      payloadBytes += payload.length;
+    }
+    if (payloadBytes > appendPayloadBytesMax) {
+      throw new JournalUsageError(
+        `cannot append ${payloadBytes} payload bytes in one call: the limit is ${appendPayloadBytesMax}`,
+      );
+    }
+  }
+}
+
+/**
+ * Joins writes that continue one another in the same segment, so that a group commit of
+ * many small appends issues one writev per segment rather than one write per append.
+ */
+export function coalesceWrites(writes: readonly SegmentWrite[]): SegmentWrite[] {
+  const coalesced: SegmentWrite[] = [];
+  let previousEnd = 0;
+  for (const write of writes) {
+    const previous = coalesced.at(-1);
+    const continues =
+      previous !== undefined &&
+      !write.create &&
+      previous.firstOpNum === write.firstOpNum &&
+      previousEnd === write.position;
+    if (continues) {
+      previous.buffers.push(...write.buffers);
+    } else {
+      coalesced.push({ ...write, buffers: [...write.buffers] });
+    }
+    previousEnd = write.position + bytesOf(write.buffers);
+  }
+  return coalesced;
+}
+
+export function isOpNum(value: unknown): value is number {
+  return Number.isSafeInteger(value) && (value as number) >= 0;
+}
+
+function lastOpNumOf(segment: LayoutSegment): number {
+  return segment.firstOpNum + segment.recordOffsets.length - 1;
+}

@@ -1,0 +1,174 @@
+// Recovery: reading a journal's segments back after a restart or a crash, and deciding
+// for each flaw whether a crash explains it.
+//
+// The journal writes so that only the last segment can end in a torn write: it syncs a
+// segment's data before it creates the next one, and truncation and release delete
+// segments from the ends inward. So recovery reads:
+// - damage in the last segment, with no intact record after it, as a torn tail: a write
+//   that never finished and so was never acknowledged. It is cut off (durably) and its
+//   length reported. A last segment left with no intact record (its header torn, or the
+//   process killed between creating it and writing its first record) is deleted.
+// - anything else as corruption: damage in any other segment, an intact record after
+//   damage, a gap or overlap in op numbers, a header that does not match its file name.
+//   Recovery throws JournalCorruptError and changes nothing, because dropping records
+//   could drop acknowledged ones.
+//
+// Every segment is checked before any byte changes, so a journal found corrupt is left
+// exactly as it was, for an operator or a repair to examine. Segments are read one at a
+// time, each into one buffer, so recovery needs memory for the records it returns plus
+// one segment.
+
+import type { Dirent } from "node:fs";
+import { open, readdir, unlink } from "node:fs/promises";
+import { join } from "node:path";
+import { segmentFileBytesMax, segmentHeaderBytes } from "./constants.ts";
+import { JournalCorruptError } from "./errors.ts";
+import { makeDirectory, syncDirectory } from "./files.ts";
+import { parseSegmentFileName } from "./format.ts";
+import type { JournalRecord, LayoutSegment } from "./layout.ts";
+import { findIntactRecordAfter, type SegmentScan, scanSegment } from "./segment-scan.ts";
+
+export interface Recovery {
+  /** The segments that remain, each with at least one record. */
+  segments: LayoutSegment[];
+  /** Every intact record, in op order. */
+  records: JournalRecord[];
+  /** Bytes cut from (or deleted with) the last segment as a torn tail. */
+  tornTailBytes: number;
+}
+
+interface SegmentFile {
+  firstOpNum: number;
+  path: string;
+}
+
+/** The cut that removes a torn tail: keep `keepBytes` of the file, or delete it at 0. */
+interface TailRepair {
+  path: string;
+  fileBytes: number;
+  keepBytes: number;
+}
+
+export async function recoverJournal(directory: string): Promise<Recovery> {
+  await makeDirectory(directory);
+  const files = await listSegmentFiles(directory);
+  const segments: LayoutSegment[] = [];
+  const records: JournalRecord[] = [];
+  let repair: TailRepair | undefined;
+  for (const [index, file] of files.entries()) {
+    const isLast = index === files.length - 1;
+    const bytes = await readSegmentFile(file.path);
+    const scan = scanSegment(bytes);
+    const lastOpNum = records.at(-1)?.opNum;
+    checkSegment(file, scan, bytes, isLast, lastOpNum === undefined ? undefined : lastOpNum + 1);
+    if (scan.records.length > 0) {
+      const recordOffsets = scan.records.map((record) => record.offset);
+      segments.push({ firstOpNum: file.firstOpNum, recordOffsets, bytes: scan.intactBytes });
+    }
+    for (const { opNum, payload } of scan.records) records.push({ opNum, payload });
+    if (isLast && (scan.damage !== undefined || scan.records.length === 0)) {
+      const keepBytes = scan.records.length === 0 ? 0 : scan.intactBytes;
+      repair = { path: file.path, fileBytes: bytes.length, keepBytes };
+    }
+  }
+  if (repair === undefined) return { segments, records, tornTailBytes: 0 };
+  await repairTail(directory, repair);
+  return { segments, records, tornTailBytes: repair.fileBytes - repair.keepBytes };
+}
+
+/** Throws JournalCorruptError unless every flaw of the segment is one a crash explains. */
+function checkSegment(
+  file: SegmentFile,
+  scan: SegmentScan,
+  bytes: Uint8Array,
+  isLast: boolean,
+  opNumNext: number | undefined,
+): void {
+  const { damage, header } = scan;
+  if (damage !== undefined) {
+    if (!isLast) {
+      throw new JournalCorruptError(
+        file.path,
+        damage.offset,
+        `${damage.reason}, in a segment that is not the last, which no torn write can reach (a segment is durable before the next one is created)`,
+      );
+    }
+    if (damage.kind === "inconsistent") {
+      throw new JournalCorruptError(file.path, damage.offset, damage.reason);
+    }
+    const intactOffset = findIntactRecordAfter(bytes, damage);
+    if (intactOffset !== undefined) {
+      throw new JournalCorruptError(
+        file.path,
+        damage.offset,
+        `${damage.reason}, yet an intact record follows at offset ${intactOffset}, so this is damage, not a torn write`,
+      );
+    }
+  }
+  if (header !== undefined && header.firstOpNum !== file.firstOpNum) {
+    throw new JournalCorruptError(
+      file.path,
+      0,
+      `the segment header gives first op ${header.firstOpNum}, but the file name gives ${file.firstOpNum}`,
+    );
+  }
+  if (header !== undefined && opNumNext !== undefined && header.firstOpNum !== opNumNext) {
+    throw new JournalCorruptError(
+      file.path,
+      0,
+      `the segment starts at op ${header.firstOpNum}, but the segment before it ends at op ${opNumNext - 1}`,
+    );
+  }
+  if (!isLast && scan.records.length === 0) {
+    throw new JournalCorruptError(
+      file.path,
+      segmentHeaderBytes,
+      "the segment holds no records, yet it is not the last",
+    );
+  }
+}
+
+async function listSegmentFiles(directory: string): Promise<SegmentFile[]> {
+  const entries: Dirent[] = await readdir(directory, { withFileTypes: true });
+  const files: SegmentFile[] = [];
+  for (const entry of entries) {
+    const firstOpNum = parseSegmentFileName(entry.name);
+    // Other files (an operator's notes, a copy being made) are not the journal's.
+    if (firstOpNum === undefined || !entry.isFile()) continue;
+    files.push({ firstOpNum, path: join(directory, entry.name) });
+  }
+  return files.sort((left, right) => left.firstOpNum - right.firstOpNum);
+}
+
+async function readSegmentFile(path: string): Promise<Buffer> {
+  const handle = await open(path, "r");
+  try {
+    const { size } = await handle.stat();
+    if (size > segmentFileBytesMax) {
+      throw new JournalCorruptError(
+        path,
+        segmentFileBytesMax,
+        `the file is ${size} bytes, longer than any segment the journal writes (${segmentFileBytesMax})`,
+      );
+    }
+    return await handle.readFile();
+  } finally {
+    await handle.close();
+  }
+}
+
+/** Cuts the torn tail off (durably), or deletes a segment left with nothing. */
+async function repairTail(directory: string, repair: TailRepair): Promise<void> {
+  if (repair.keepBytes === 0) {
+    await unlink(repair.path);
+    await syncDirectory(directory);
+    return;
+  }
+  const handle = await open(repair.path, "r+");
+  try {
+    await handle.truncate(repair.keepBytes);
+    await handle.datasync();
+  } finally {
+    await handle.close();
+  }
+}

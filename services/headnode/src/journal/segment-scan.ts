@@ -1,0 +1,102 @@
+// Scanning one segment's bytes: the intact prefix of records and the first damage after
+// it. Pure, like the format it reads; recovery decides what the damage means (a torn tail
+// in the last segment, corruption anywhere else) from the facts this returns.
+//
+// A segment's records must carry the op numbers header.firstOpNum, +1, +2, …; a record
+// whose checksum holds but whose op number breaks that sequence is inconsistent, which
+// no torn write can produce.
+
+import { recordHeaderBytes, recordMarker, segmentHeaderBytes } from "./constants.ts";
+import { type Damage, decodeRecordAt, decodeSegmentHeader, type SegmentHeader } from "./format.ts";
+
+export interface ScannedRecord {
+  opNum: number;
+  /** A copy, so that the records do not keep the whole segment's buffer alive. */
+  payload: Uint8Array;
+  /** Offset of the record's header in the file. */
+  offset: number;
+}
+
+export interface SegmentScan {
+  /** The header, or undefined when it is damaged (and then no record is read). */
+  header: SegmentHeader | undefined;
+  /** The intact records before the first damage, in file order. */
+  records: ScannedRecord[];
+  /** Length of the intact prefix: header and records up to the first damage. */
+  intactBytes: number;
+  /** The first damage; undefined when every byte of the file is intact. */
+  damage: SegmentDamage | undefined;
+}
+
+export interface SegmentDamage extends Damage {
+  offset: number;
+  /** The op the damaged record should have held; undefined when the header is damaged. */
+  opNumExpected: number | undefined;
+}
+
+export function scanSegment(bytes: Uint8Array): SegmentScan {
+  const header = decodeSegmentHeader(bytes);
+  if (header.kind !== "valid") {
+    const damage = { ...header, offset: 0, opNumExpected: undefined };
+    return { header: undefined, records: [], intactBytes: 0, damage };
+  }
+  const records: ScannedRecord[] = [];
+  let opNumExpected = header.value.firstOpNum;
+  let offset = segmentHeaderBytes;
+  const damaged = (damage: SegmentDamage): SegmentScan => ({
+    header: header.value,
+    records,
+    intactBytes: offset,
+    damage,
+  });
+  while (offset < bytes.length) {
+    const record = decodeRecordAt(bytes, offset);
+    if (record.kind !== "valid") return damaged({ ...record, offset, opNumExpected });
+    if (record.value.opNum !== opNumExpected) {
+      const reason = `the record holds op ${record.value.opNum} where op ${opNumExpected} belongs`;
+      return damaged({ kind: "inconsistent", reason, offset, opNumExpected });
+    }
+    // A plain Uint8Array copy: neither a view that keeps the segment's buffer alive nor a
+    // Buffer, whose slice() would share memory with whatever the caller hands it.
+    const payload = new Uint8Array(record.value.payload);
+    records.push({ opNum: opNumExpected, payload, offset });
+    opNumExpected++;
+    offset = record.value.endOffset;
+  }
+  return { header: header.value, records, intactBytes: offset, damage: undefined };
+}
+
+/**
+ * The offset of the first intact record after the damage, or undefined. An intact record
+ * later in the file proves the damage is not a torn tail: a write that stopped part way
+ * leaves nothing intact after it. Only a record whose op could follow the damaged one
+ * counts (at least the op expected there, and no further on than the bytes left could
+ * hold), so that a record-shaped copy inside some payload (a block device stores anything,
+ * even another journal) is not taken for proof.
+ */
+export function findIntactRecordAfter(
+  bytes: Uint8Array,
+  damage: SegmentDamage,
+): number | undefined {
+  const haystack = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length);
+  const marker = Buffer.alloc(4);
+  marker.writeUInt32LE(recordMarker, 0);
+  const recordsFollowingMax = Math.ceil((bytes.length - damage.offset) / recordHeaderBytes);
+  for (
+    let candidate = haystack.indexOf(marker, damage.offset + 1);
+    candidate !== -1;
+    candidate = haystack.indexOf(marker, candidate + 1)
+  ) {
+    const record = decodeRecordAt(bytes, candidate);
+    if (record.kind !== "valid") continue;
+    const { opNumExpected } = damage;
+    if (
+      opNumExpected === undefined ||
+      (record.value.opNum >= opNumExpected &&
+        record.value.opNum <= opNumExpected + recordsFollowingMax)
+    ) {
+      return candidate;
+    }
+  }
+  return undefined;
+}

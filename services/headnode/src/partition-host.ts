@@ -1,0 +1,359 @@
+// The async shell around one partition replica core. It owns the replica's journal and
+// checkpoint file, carries out the core's effects (see replica/effects.ts for the
+// ordering contract), and turns NATS requests into core inputs and core replies into
+// NATS replies.
+//
+// Ordering: journal effects are handed to the journal in the order the core produced
+// them (the journal serializes and group-commits them), and the core hears of an
+// append's durability only after its fsync. Sends and replies go out as they come.
+//
+// Files of a replica, under <data-dir>/partitions/<volume>/<partition>/:
+//   journal/          the note journal (segment files)
+//   checkpoint.bin    the last durable metadata snapshot (write to a temporary, fsync,
+//                     rename, fsync the directory: a crash leaves the old or the new one)
+
+import { mkdir, open, readFile, rename } from "node:fs/promises";
+import { dirname, join } from "node:path";
+import {
+  BallastError,
+  decodeValue,
+  ErrorCode,
+  encodeValue,
+  type MessageOf,
+  subjects,
+} from "@ballast/protocol";
+import type { Logger, Service } from "@ballast/runtime";
+import { Journal } from "./journal/index.ts";
+import type { Effect, ReadResult, ReplicationMessage, Reply } from "./replica/effects.ts";
+import { PartitionMetadata } from "./replica/metadata.ts";
+import type { Note } from "./replica/note.ts";
+import { type ClientRequest, type Configuration, Replica } from "./replica/replica.ts";
+import type { SledClient } from "./sled-client.ts";
+
+export interface PartitionAddress {
+  volume: string;
+  partition: number;
+  partitionStart: number;
+  partitionBytes: number;
+}
+
+interface Waiting {
+  resolve(reply: Reply): void;
+  reject(error: BallastError): void;
+}
+
+export class PartitionHost {
+  readonly address: PartitionAddress;
+  readonly replica: Replica;
+  private readonly journal: Journal;
+  private readonly directory: string;
+  private readonly service: Service;
+  private readonly sleds: SledClient;
+  private readonly logger: Logger;
+  private readonly waiting = new Map<number, Waiting>();
+  private nextRequestId = 1;
+  private sledIds: string[] = [];
+  private closed = false;
+
+  private constructor(
+    address: PartitionAddress,
+    replica: Replica,
+    journal: Journal,
+    directory: string,
+    service: Service,
+    sleds: SledClient,
+  ) {
+    this.address = address;
+    this.replica = replica;
+    this.journal = journal;
+    this.directory = directory;
+    this.service = service;
+    this.sleds = sleds;
+    this.logger = service.logger.child({ volume: address.volume, partition: address.partition });
+  }
+
+  /** Opens (recovering) the replica's journal and checkpoint and builds its core. */
+  static async open(
+    service: Service,
+    dataDir: string,
+    address: PartitionAddress,
+    sleds: SledClient,
+    session: number,
+  ): Promise<PartitionHost> {
+    const directory = join(dataDir, "partitions", address.volume, String(address.partition));
+    await mkdir(directory, { recursive: true });
+    const checkpointPath = join(directory, "checkpoint.bin");
+    let checkpoint: { metadata: PartitionMetadata; opNum: number } | undefined;
+    try {
+      checkpoint = await PartitionMetadata.restore(await readFile(checkpointPath));
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== "ENOENT") throw error;
+    }
+    const recovered = await Journal.open({ directory: join(directory, "journal") });
+    const notes = recovered.records.map((record) => decodeNote(record.payload));
+    if (recovered.tornTailBytes > 0) {
+      service.logger.warn(
+        { volume: address.volume, partition: address.partition, bytes: recovered.tornTailBytes },
+        "dropped a torn journal tail",
+      );
+    }
+    const replica = new Replica(
+      { nodeId: service.nodeId, ...address, session },
+      { ...(checkpoint === undefined ? {} : { checkpoint }), notes },
+    );
+    service.logger.info(
+      {
+        volume: address.volume,
+        partition: address.partition,
+        checkpointOpNum: checkpoint?.opNum ?? 0,
+        journalNotes: notes.length,
+        lastOpNum: replica.lastOpNum,
+      },
+      "replica recovered",
+    );
+    return new PartitionHost(address, replica, recovered.journal, directory, service, sleds);
+  }
+
+  configure(configuration: Configuration, sleds: readonly string[]): void {
+    this.sledIds = [...sleds];
+    this.replica.configure(configuration);
+    this.run();
+  }
+
+  tick(): void {
+    this.replica.tick();
+    this.run();
+  }
+
+  onReplication(message: ReplicationMessage): void {
+    // Decoded data aliases the NATS message buffer: the core keeps notes, so copy.
+    if (message.type === "replica.notes.v1") {
+      message.notes = message.notes.map((note) =>
+        note.data === undefined
+          ? note
+          : { ...note, data: Uint8Array.prototype.slice.call(note.data) },
+      );
+    }
+    this.replica.onReplicationMessage(message);
+    this.run();
+  }
+
+  /** Runs a write, trim, zeroes or flush request to its reply. */
+  request(build: (requestId: number) => ClientRequest): Promise<Reply> {
+    const requestId = this.nextRequestId++;
+    const reply = new Promise<Reply>((resolve, reject) => {
+      this.waiting.set(requestId, { resolve, reject });
+    });
+    this.replica.onClientRequest(build(requestId));
+    this.run();
+    return reply;
+  }
+
+  /** Plans a read in the core, then fetches chunk parts from sleds. */
+  async read(message: MessageOf<"volume.read.v1">): Promise<{ data: Uint8Array[] }> {
+    const plan: ReadResult = this.replica.read(message.epoch, message.reads);
+    const data = await Promise.all(plan.ranges.map((range) => this.assemble(range)));
+    return { data };
+  }
+
+  private async assemble(range: ReadResult["ranges"][number]): Promise<Uint8Array> {
+    const bytes = new Uint8Array(range.length);
+    await Promise.all(
+      range.parts.map(async (part) => {
+        const at = part.offset - range.offset;
+        switch (part.kind) {
+          case "zero":
+            return;
+          case "memory":
+            bytes.set(part.data, at);
+            return;
+          case "chunk": {
+            const data = await this.sleds.readChunk(
+              { volume: this.address.volume, partition: this.address.partition },
+              part.chunk.sledChunkId,
+              part.chunk.copies,
+              part.chunkOffset,
+              part.length,
+            );
+            bytes.set(data, at);
+            return;
+          }
+          default: {
+            const unreachable: never = part;
+            throw new Error(`unknown read part ${JSON.stringify(unreachable)}`);
+          }
+        }
+      }),
+    );
+    return bytes;
+  }
+
+  status() {
+    const replica = this.replica;
+    return {
+      volume: this.address.volume,
+      partition: this.address.partition,
+      role: replica.roleName,
+      epoch: replica.configuration?.epoch ?? 0,
+      lastOpNum: replica.lastOpNum,
+      durableOpNum: replica.durableOpNum,
+      commitOpNum: replica.commitOpNum,
+      flushedThroughOpNum: replica.metadata.flushedThroughOpNum,
+      chunks: replica.metadata.chunks.size,
+      extents: replica.metadata.tree.extentCount,
+      metadataDigest: digest(replica.metadata.fingerprint()),
+    };
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const waiting of this.waiting.values()) {
+      waiting.reject(
+        new BallastError(ErrorCode.ShuttingDown, `${this.service.nodeId} is shutting down`),
+      );
+    }
+    this.waiting.clear();
+    await this.journal.close();
+  }
+
+  /** Carries out every effect the core has produced. */
+  private run(): void {
+    for (const effect of this.replica.drainEffects()) this.execute(effect);
+  }
+
+  private execute(effect: Effect): void {
+    switch (effect.type) {
+      case "journal.append": {
+        const last = effect.notes[effect.notes.length - 1];
+        if (last === undefined) return;
+        const records = effect.notes.map((note) => ({
+          opNum: note.opNum,
+          payload: encodeNote(note),
+        }));
+        this.journal.append(records).then(
+          () => {
+            if (this.closed) return;
+            this.replica.onJournalDurable(last.opNum, effect.generation);
+            this.run();
+          },
+          (error) => this.fatal("journal append failed", error),
+        );
+        return;
+      }
+      case "journal.truncate":
+        this.journal
+          .truncateAfter(effect.afterOpNum)
+          .catch((error) => this.fatal("journal truncate failed", error));
+        return;
+      case "journal.release":
+        this.journal
+          .releaseThrough(effect.throughOpNum)
+          .catch((error) => this.logger.error({ error: String(error) }, "journal release failed"));
+        return;
+      case "send":
+        this.service.bus.publish(
+          subjects.replica.build(this.address.volume, this.address.partition, effect.to),
+          effect.message,
+        );
+        return;
+      case "reply": {
+        const waiting = this.waiting.get(effect.requestId);
+        this.waiting.delete(effect.requestId);
+        waiting?.resolve(effect.reply);
+        return;
+      }
+      case "reply.error": {
+        const waiting = this.waiting.get(effect.requestId);
+        this.waiting.delete(effect.requestId);
+        waiting?.reject(effect.error);
+        return;
+      }
+      case "chunk.write":
+        this.sleds
+          .writeChunk(
+            { volume: this.address.volume, partition: this.address.partition },
+            effect.sledChunkId,
+            effect.data,
+            this.sledIds,
+            effect.chunkNumber,
+          )
+          .then(
+            (copies) => {
+              this.replica.onChunkWritten(effect.chunkNumber, copies);
+              this.run();
+            },
+            (error) => {
+              this.logger.warn(
+                { chunk: effect.sledChunkId, error: String(error) },
+                "chunk write failed; will retry",
+              );
+              this.replica.onChunkFailed(effect.chunkNumber);
+              this.run();
+            },
+          );
+        return;
+      case "checkpoint.write":
+        this.writeCheckpoint(effect.snapshot).then(
+          () => {
+            this.replica.onCheckpointWritten(effect.opNum);
+            this.run();
+          },
+          (error) => this.logger.error({ error: String(error) }, "checkpoint write failed"),
+        );
+        return;
+      default: {
+        const unreachable: never = effect;
+        throw new Error(`unknown effect ${JSON.stringify(unreachable)}`);
+      }
+    }
+  }
+
+  private async writeCheckpoint(snapshot: Uint8Array): Promise<void> {
+    const path = join(this.directory, "checkpoint.bin");
+    const temporary = `${path}.tmp`;
+    const file = await open(temporary, "w");
+    try {
+      await file.writeFile(snapshot);
+      await file.sync();
+    } finally {
+      await file.close();
+    }
+    await rename(temporary, path);
+    const directory = await open(dirname(path), "r");
+    try {
+      await directory.sync();
+    } finally {
+      await directory.close();
+    }
+  }
+
+  /** A journal that cannot write cannot keep promises: stop this process loudly. */
+  private fatal(what: string, error: unknown): void {
+    this.logger.fatal(
+      { error: String(error) },
+      `${what}; stopping so that no acknowledgement is wrong`,
+    );
+    process.kill(process.pid, "SIGTERM");
+  }
+}
+
+function encodeNote(note: Note): Uint8Array {
+  return encodeValue(note);
+}
+
+function decodeNote(payload: Uint8Array): Note {
+  const note = decodeValue(payload) as Note;
+  return note.data === undefined
+    ? note
+    : { ...note, data: Uint8Array.prototype.slice.call(note.data) };
+}
+
+function digest(text: string): string {
+  // FNV-1a over the fingerprint: enough to compare replicas, cheap to compute.
+  let hash = 0x811c9dc5;
+  for (let index = 0; index < text.length; index++) {
+    hash ^= text.charCodeAt(index);
+    hash = Math.imul(hash, 0x01000193) >>> 0;
+  }
+  return `${hash.toString(16).padStart(8, "0")}-${text.length}`;
+}

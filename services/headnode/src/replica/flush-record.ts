@@ -1,0 +1,64 @@
+// A flush record: the note that moves metadata from the journal to a sled chunk. The
+// primary writes the chunk first, then proposes this record through the op stream, so
+// every replica updates its metadata identically and in op order. Each piece says
+// "bytes [offset, offset+length) of op `opNum` are now at `chunkOffset` in the chunk";
+// applying it changes only ranges whose stored op number is still `opNum`, so a newer
+// write to the same range is never clobbered.
+//
+// A record with no chunk advances `throughOpNum` only: every op it covers had been
+// overwritten or trimmed before the flush, so there was nothing to write.
+
+import { Packr, Unpackr } from "msgpackr";
+import { z } from "zod";
+
+export const FlushRecord = z.object({
+  /** Every op up to this one has its live bytes in chunks once this record applies. */
+  throughOpNum: z.number().int().nonnegative(),
+  chunk: z
+    .object({
+      chunkNumber: z.number().int().nonnegative(),
+      sledChunkId: z.string().min(1).max(64),
+      copies: z.array(z.string().min(1).max(63)).min(1).max(8),
+      bytes: z.number().int().positive(),
+    })
+    .nullable(),
+  /** [offset, length, opNum, chunkOffset] per piece, flat for compactness. */
+  pieces: z.array(z.number().int().nonnegative()),
+});
+
+export type FlushRecord = z.infer<typeof FlushRecord>;
+
+export interface FlushPiece {
+  offset: number;
+  length: number;
+  opNum: number;
+  chunkOffset: number;
+}
+
+const packr = new Packr({ useRecords: false, moreTypes: false });
+const unpackr = new Unpackr({ useRecords: false, moreTypes: false, mapsAsObjects: true });
+
+export function encodeFlushRecord(record: FlushRecord): Uint8Array {
+  return packr.pack(record);
+}
+
+/** Decodes a committed flush record; a bad one is a bug on the primary, not bad input. */
+export function decodeFlushRecord(data: Uint8Array): FlushRecord {
+  const record = FlushRecord.parse(unpackr.unpack(data as Buffer));
+  if (record.pieces.length % 4 !== 0) {
+    throw new Error(`flush record pieces must come in fours, got ${record.pieces.length}`);
+  }
+  return record;
+}
+
+export function* flushPieces(record: FlushRecord): Generator<FlushPiece> {
+  const flat = record.pieces;
+  for (let index = 0; index < flat.length; index += 4) {
+    yield {
+      offset: flat[index]!,
+      length: flat[index + 1]!,
+      opNum: flat[index + 2]!,
+      chunkOffset: flat[index + 3]!,
+    };
+  }
+}

@@ -1,0 +1,255 @@
+// The volume metadata of one partition replica: the extent tree (byte range → newest
+// location), the table of chunks flushed to sleds, and what is flushed so far. Every
+// replica applies the same committed notes in the same op order to its own copy, so the
+// copies stay identical; nothing here reads a clock or depends on which role it plays.
+//
+// A write's bytes are first located in the journal as {segment: opNum, position}: the
+// "segment" of a journal location is the op number of the note holding the bytes, and
+// the position is the byte within that note's data. A flush record later moves live
+// pieces to {chunkId: chunkNumber, offset}.
+//
+// Snapshot format (what a checkpoint stores): a 4-byte little-endian length, a msgpack
+// header {format, opNum, flushedThrough op/epoch/session, nextChunkNumber, chunks}, then the extent
+// tree in @ballast/btree's checkpoint format, which carries its own checksums.
+
+import {
+  type ChunkLocation,
+  ExtentTree,
+  type Location,
+  loadCheckpoint,
+  type Piece,
+  serializeCheckpoint,
+} from "@ballast/btree";
+import { Packr, Unpackr } from "msgpackr";
+import { z } from "zod";
+import { decodeFlushRecord, flushPieces } from "./flush-record.ts";
+import type { Note } from "./note.ts";
+
+export interface ChunkEntry {
+  sledChunkId: string;
+  copies: string[];
+  bytes: number;
+}
+
+const snapshotFormat = 1;
+
+const SnapshotHeader = z.object({
+  format: z.literal(snapshotFormat),
+  opNum: z.number().int().nonnegative(),
+  flushedThroughOpNum: z.number().int().nonnegative(),
+  flushedThroughEpoch: z.number().int().nonnegative(),
+  flushedThroughSession: z.number().int().nonnegative(),
+  nextChunkNumber: z.number().int().nonnegative(),
+  chunks: z.array(
+    z.tuple([
+      z.number().int().nonnegative(),
+      z.string(),
+      z.array(z.string()),
+      z.number().int().nonnegative(),
+    ]),
+  ),
+});
+
+const packr = new Packr({ useRecords: false, moreTypes: false });
+const unpackr = new Unpackr({ useRecords: false, moreTypes: false, mapsAsObjects: true });
+
+export type ReadPart =
+  | { kind: "zero"; offset: number; length: number }
+  | { kind: "memory"; offset: number; length: number; data: Uint8Array }
+  | {
+      kind: "chunk";
+      offset: number;
+      length: number;
+      chunkNumber: number;
+      chunkOffset: number;
+      chunk: ChunkEntry;
+    };
+
+export class PartitionMetadata {
+  readonly tree: ExtentTree;
+  readonly chunks = new Map<number, ChunkEntry>();
+  /** Committed writes not yet covered by a flush record: op → its range. In op order. */
+  readonly unflushed = new Map<number, { offset: number; length: number }>();
+  flushedThroughOpNum = 0;
+  /** Which note the flushed point is (epoch and session): kept so that a replica
+   * recovered from a checkpoint can still prove its log matches at that point. */
+  flushedThroughEpoch = 0;
+  flushedThroughSession = 0;
+  nextChunkNumber = 0;
+  /** Bytes of committed write data not yet flushed (an upper bound: overwrites count). */
+  unflushedBytes = 0;
+
+  constructor(tree: ExtentTree = new ExtentTree()) {
+    this.tree = tree;
+  }
+
+  /** Applies one committed note. Notes arrive strictly in op order. */
+  apply(note: Note): void {
+    switch (note.kind) {
+      case "write":
+        this.tree.insert({
+          offset: note.offset,
+          length: note.length,
+          opNum: note.opNum,
+          location: { kind: "journal", segment: note.opNum, position: 0 },
+        });
+        this.unflushed.set(note.opNum, { offset: note.offset, length: note.length });
+        this.unflushedBytes += note.length;
+        break;
+      case "trim":
+      case "zeroes":
+        this.tree.insert({
+          offset: note.offset,
+          length: note.length,
+          opNum: note.opNum,
+          location: { kind: "zero" },
+        });
+        break;
+      case "flush":
+        this.applyFlush(note);
+        break;
+      default: {
+        const unreachable: never = note.kind;
+        throw new Error(`unknown note kind ${unreachable}`);
+      }
+    }
+  }
+
+  private applyFlush(note: Note): void {
+    if (note.data === undefined) throw new Error(`flush note ${note.opNum} has no record`);
+    const record = decodeFlushRecord(note.data);
+    if (record.chunk !== null) {
+      const { chunkNumber, sledChunkId, copies, bytes } = record.chunk;
+      if (this.chunks.has(chunkNumber)) {
+        throw new Error(`flush record at op ${note.opNum} reuses chunk number ${chunkNumber}`);
+      }
+      this.chunks.set(chunkNumber, { sledChunkId, copies: [...copies], bytes });
+      this.nextChunkNumber = Math.max(this.nextChunkNumber, chunkNumber + 1);
+      for (const piece of flushPieces(record)) {
+        const location: ChunkLocation = {
+          kind: "chunk",
+          chunkId: chunkNumber,
+          offset: piece.chunkOffset,
+        };
+        this.tree.updateLocation(piece.offset, piece.length, piece.opNum, location);
+      }
+    }
+    for (const [opNum, range] of this.unflushed) {
+      if (opNum > record.throughOpNum) break;
+      this.unflushed.delete(opNum);
+      this.unflushedBytes -= range.length;
+    }
+    this.flushedThroughOpNum = Math.max(this.flushedThroughOpNum, record.throughOpNum);
+  }
+
+  /**
+   * Where each byte of [offset, offset+length) lives, in order. `noteData` returns the
+   * data of a journal-resident op; the caller guarantees it holds every unflushed op.
+   */
+  planRead(
+    offset: number,
+    length: number,
+    noteData: (opNum: number) => Uint8Array | undefined,
+  ): ReadPart[] {
+    const parts: ReadPart[] = [];
+    for (const piece of this.tree.lookup(offset, length)) {
+      parts.push(this.part(piece, noteData));
+    }
+    return parts;
+  }
+
+  private part(piece: Piece, noteData: (opNum: number) => Uint8Array | undefined): ReadPart {
+    const { offset, length } = piece;
+    const location: Location | null | undefined = "location" in piece ? piece.location : undefined;
+    if (location === undefined || location === null || location.kind === "zero")
+      return { kind: "zero", offset, length };
+    if (location.kind === "journal") {
+      const data = noteData(location.segment);
+      if (data === undefined) {
+        throw new Error(`op ${location.segment} is referenced by the tree but not held`);
+      }
+      return {
+        kind: "memory",
+        offset,
+        length,
+        data: data.subarray(location.position, location.position + length),
+      };
+    }
+    const chunk = this.chunks.get(location.chunkId);
+    if (chunk === undefined) {
+      throw new Error(`chunk ${location.chunkId} is referenced by the tree but not known`);
+    }
+    return {
+      kind: "chunk",
+      offset,
+      length,
+      chunkNumber: location.chunkId,
+      chunkOffset: location.offset,
+      chunk,
+    };
+  }
+
+  /** The whole metadata at `opNum`, as bytes. Synchronous, so it is a consistent cut. */
+  snapshot(opNum: number, flushedThrough: { epoch: number; session: number }): Uint8Array {
+    const header = packr.pack({
+      format: snapshotFormat,
+      opNum,
+      flushedThroughOpNum: this.flushedThroughOpNum,
+      flushedThroughEpoch: flushedThrough.epoch,
+      flushedThroughSession: flushedThrough.session,
+      nextChunkNumber: this.nextChunkNumber,
+      chunks: [...this.chunks].map(([number, entry]) => [
+        number,
+        entry.sledChunkId,
+        entry.copies,
+        entry.bytes,
+      ]),
+    });
+    const parts: Uint8Array[] = [new Uint8Array(4), header];
+    new DataView(parts[0]!.buffer).setUint32(0, header.byteLength, true);
+    for (const block of serializeCheckpoint(this.tree, { opNum })) parts.push(block.slice());
+    return Buffer.concat(parts);
+  }
+
+  /** Loads a snapshot; throws (a CheckpointError or a header error) if it is not sound. */
+  static async restore(bytes: Uint8Array): Promise<{ metadata: PartitionMetadata; opNum: number }> {
+    if (bytes.byteLength < 4) throw new Error("metadata snapshot is truncated");
+    const headerBytes = new DataView(bytes.buffer, bytes.byteOffset, 4).getUint32(0, true);
+    if (4 + headerBytes > bytes.byteLength)
+      throw new Error("metadata snapshot header is truncated");
+    const header = SnapshotHeader.parse(
+      unpackr.unpack(Buffer.from(bytes.buffer, bytes.byteOffset + 4, headerBytes)),
+    );
+    const loaded = await loadCheckpoint([bytes.subarray(4 + headerBytes)]);
+    if (loaded.meta.opNum !== header.opNum) {
+      throw new Error(`snapshot header says op ${header.opNum}, tree says ${loaded.meta.opNum}`);
+    }
+    const metadata = new PartitionMetadata(loaded.tree);
+    metadata.flushedThroughOpNum = header.flushedThroughOpNum;
+    metadata.flushedThroughEpoch = header.flushedThroughEpoch;
+    metadata.flushedThroughSession = header.flushedThroughSession;
+    metadata.nextChunkNumber = header.nextChunkNumber;
+    for (const [number, sledChunkId, copies, chunkBytes] of header.chunks) {
+      metadata.chunks.set(number, { sledChunkId, copies, bytes: chunkBytes });
+    }
+    return { metadata, opNum: header.opNum };
+  }
+
+  /** A canonical description for comparing replicas in tests. */
+  fingerprint(): string {
+    const extents = [...this.tree.extents()].map((extent) => {
+      const location = extent.location;
+      const where =
+        location.kind === "zero"
+          ? "z"
+          : location.kind === "journal"
+            ? `j${location.segment}+${location.position}`
+            : `c${location.chunkId}+${location.offset}`;
+      return `${extent.offset}:${extent.length}@${extent.opNum}=${where}`;
+    });
+    const chunks = [...this.chunks]
+      .sort(([a], [b]) => a - b)
+      .map(([number, entry]) => `${number}:${entry.sledChunkId}:${entry.bytes}`);
+    return `${extents.join(",")}|${chunks.join(",")}|f${this.flushedThroughOpNum}|n${this.nextChunkNumber}`;
+  }
+}

@@ -1,0 +1,1073 @@
+// The replica core of one volume partition: a synchronous state machine. Messages, client
+// requests, completions and ticks go in; effects come out (see effects.ts for the
+// ordering contract with the shell). It never awaits, reads a clock or draws a random
+// number, so a simulator can run a whole partition from a seed and replay any failure.
+//
+// The protocol (both patents, and the brief):
+// - The primary turns each client write, trim or write-zeroes into a note with the next
+//   op number and its epoch, journals it, and sends it to every secondary of the epoch.
+//   A note is *pending* until committed and is never readable while pending: reads go
+//   through the metadata tree, which only committed notes reach.
+// - The primary commits op N once its own journal and every secondary hold N durably;
+//   commits happen strictly in op order; then the client is answered.
+// - A secondary takes notes only from the current epoch's primary, only when its log
+//   holds the note just before them (so logs that agree on one note agree on all before
+//   it), and only in op order; it acknowledges the highest op it holds durably and has
+//   matched against this primary session. It commits in op order as the commit point
+//   reaches it.
+// - A note of the same op number but another epoch or content replaces an uncommitted
+//   tail (a new primary's log wins); a committed op is never replaced.
+// - Flush: the primary packs live, committed journal bytes into a chunk, has the shell
+//   write it to sleds, then proposes a flush record through the same op stream; every
+//   replica moves those pieces' metadata to the chunk when the record commits.
+// - Checkpoint: once flushed bytes pile up, a replica snapshots its metadata; when the
+//   snapshot is durable, journal notes whose bytes are all in chunks are released.
+//
+// Failure model: messages may be lost, duplicated, reordered or delayed; any replica may
+// crash and restart from its durable journal and last checkpoint, losing what was not
+// yet durable. A restarted primary gets a new session number, so acknowledgements meant
+// for its previous life are ignored.
+
+import { BallastError, ErrorCode, limits } from "@ballast/protocol";
+import { type ReplicaLimits, replicaLimitsDefault } from "../constants.ts";
+import type { Effect, ReadResult, ReplicationMessage, RequestId } from "./effects.ts";
+import { encodeFlushRecord, type FlushRecord } from "./flush-record.ts";
+import { PartitionMetadata } from "./metadata.ts";
+import { type Note, noteBytes, noteChecksum, sameNote } from "./note.ts";
+
+export interface Configuration {
+  epoch: number;
+  primary: string;
+  secondaries: readonly string[];
+}
+
+export interface ReplicaIdentity {
+  nodeId: string;
+  volume: string;
+  partition: number;
+  /** The partition's first byte in the volume, and its size. */
+  partitionStart: number;
+  partitionBytes: number;
+  /**
+   * Grows on every start of the process (the shell keeps a durable counter): acks echo
+   * it, and secondaries ignore messages from a session older than one they have seen.
+   */
+  session: number;
+}
+
+export interface Recovered {
+  /** The last durable metadata snapshot, if any, already restored. */
+  checkpoint?: { metadata: PartitionMetadata; opNum: number };
+  /** Every note in the durable journal, in op order, contiguous. */
+  notes: readonly Note[];
+}
+
+export type MutationKind = "write" | "trim" | "zeroes";
+
+/** Watches commits (simulation checkers, metrics); must not call back into the replica. */
+export interface ReplicaObserver {
+  committed?(note: Note): void;
+}
+
+export type ClientRequest =
+  | {
+      kind: "write";
+      requestId: RequestId;
+      epoch: number;
+      writes: readonly { offset: number; data: Uint8Array }[];
+    }
+  | {
+      kind: "trim" | "zeroes";
+      requestId: RequestId;
+      epoch: number;
+      ranges: readonly { offset: number; length: number }[];
+    }
+  | { kind: "flush"; requestId: RequestId; epoch: number };
+
+interface SecondaryProgress {
+  /** Highest op it holds durably and matched against this session. */
+  matchOpNum: number;
+  /** Next op to send it. */
+  nextOpNum: number;
+  lastProgressTick: number;
+  lastSendTick: number;
+}
+
+interface PendingReply {
+  requestId: RequestId;
+  opNumFirst: number;
+  opNumLast: number;
+  deadlineTick: number;
+}
+
+interface FlushWaiter {
+  requestId: RequestId;
+  targetOpNum: number;
+  deadlineTick: number;
+}
+
+interface FlushInFlight {
+  chunkNumber: number;
+  sledChunkId: string;
+  record: FlushRecord;
+  /** Set once the record is proposed as a note. */
+  recordOpNum?: number;
+}
+
+type Role =
+  | { name: "idle" }
+  | {
+      name: "primary";
+      secondaries: Map<string, SecondaryProgress>;
+      /** Reads wait until the tail inherited at the start of the epoch is committed. */
+      readableFromOpNum: number;
+    }
+  | {
+      name: "secondary";
+      primarySession: number | undefined;
+      matchedOpNum: number;
+      primaryCommitOpNum: number;
+    };
+
+export class Replica {
+  readonly identity: ReplicaIdentity;
+  readonly limits: ReplicaLimits;
+  metadata: PartitionMetadata;
+  configuration: Configuration | undefined;
+  private role: Role = { name: "idle" };
+
+  /** Notes held in memory: every op after the last release. */
+  private readonly log = new Map<number, Note>();
+  private logBytes = 0;
+  lastOpNum = 0;
+  durableOpNum = 0;
+  commitOpNum = 0;
+  private releasedOpNum = 0;
+  private releasedEpoch = 0;
+  private releasedSession = 0;
+  private journalGeneration = 0;
+
+  private tickCount = 0;
+  private effects: Effect[] = [];
+  private readonly pendingReplies: PendingReply[] = [];
+  private readonly waitingRequests: { request: ClientRequest; deadlineTick: number }[] = [];
+  private readonly flushWaiters: FlushWaiter[] = [];
+  private flushInFlight: FlushInFlight | undefined;
+  private flushRetryAtTick = 0;
+  private proposedChunkNumber = -1;
+  private checkpointInFlight: { opNum: number; flushedThroughOpNum: number } | undefined;
+  private lastCheckpointTick = 0;
+  private checkpointFlushedThroughOpNum = 0;
+  private readonly observer: ReplicaObserver;
+
+  constructor(
+    identity: ReplicaIdentity,
+    recovered: Recovered = { notes: [] },
+    limitsOverride: Partial<ReplicaLimits> = {},
+    observer: ReplicaObserver = {},
+  ) {
+    this.identity = identity;
+    this.observer = observer;
+    this.limits = { ...replicaLimitsDefault, ...limitsOverride };
+    this.metadata = recovered.checkpoint?.metadata ?? new PartitionMetadata();
+    this.commitOpNum = recovered.checkpoint?.opNum ?? 0;
+    // Notes up to the flushed point have all their bytes in chunks: nothing holds them.
+    this.releasedOpNum = this.metadata.flushedThroughOpNum;
+    this.releasedEpoch = this.metadata.flushedThroughEpoch;
+    this.releasedSession = this.metadata.flushedThroughSession;
+    this.checkpointFlushedThroughOpNum = this.metadata.flushedThroughOpNum;
+    let previous = -1;
+    for (const note of recovered.notes) {
+      assert(
+        previous === -1 || note.opNum === previous + 1,
+        `journal notes not contiguous at ${note.opNum}`,
+      );
+      previous = note.opNum;
+      if (note.opNum === this.releasedOpNum) {
+        this.releasedEpoch = note.epoch;
+        this.releasedSession = note.session;
+      }
+      if (note.opNum <= this.releasedOpNum) continue; // its bytes are in chunks
+      this.hold(note);
+      if (note.opNum <= this.commitOpNum && note.kind === "write") {
+        // Committed before the checkpoint and not flushed: the tree refers to its bytes.
+        this.metadata.unflushed.set(note.opNum, { offset: note.offset, length: note.length });
+        this.metadata.unflushedBytes += note.length;
+      }
+    }
+    const first = recovered.notes[0];
+    assert(
+      first === undefined || first.opNum <= this.commitOpNum + 1,
+      `journal starts at op ${first?.opNum}, after the checkpoint at ${this.commitOpNum}: notes are missing`,
+    );
+    this.lastOpNum = Math.max(this.commitOpNum, previous);
+    this.durableOpNum = this.lastOpNum;
+  }
+
+  /** Takes the effects produced since the last call. */
+  drainEffects(): Effect[] {
+    const effects = this.effects;
+    this.effects = [];
+    return effects;
+  }
+
+  get roleName(): Role["name"] {
+    return this.role.name;
+  }
+
+  get heldNoteCount(): number {
+    return this.log.size;
+  }
+
+  // ---------------------------------------------------------------- configuration
+
+  /** A new replica set from the coordinator (or the test). Older epochs are ignored. */
+  configure(configuration: Configuration): void {
+    if (this.configuration !== undefined && configuration.epoch < this.configuration.epoch) return;
+    if (this.configuration !== undefined && configuration.epoch === this.configuration.epoch)
+      return;
+    this.configuration = configuration;
+    this.failPendingRequests(ErrorCode.NotPrimary, `epoch ${configuration.epoch} began`);
+    this.flushInFlight = undefined;
+    if (configuration.primary === this.identity.nodeId) {
+      const secondaries = new Map<string, SecondaryProgress>();
+      for (const secondary of configuration.secondaries) {
+        // Resend the whole uncommitted tail: the secondary may hold another epoch's.
+        secondaries.set(secondary, {
+          matchOpNum: 0,
+          nextOpNum: Math.max(this.commitOpNum, this.releasedOpNum) + 1,
+          lastProgressTick: this.tickCount,
+          lastSendTick: -Infinity,
+        });
+      }
+      this.role = { name: "primary", secondaries, readableFromOpNum: this.lastOpNum };
+      this.advanceCommit();
+      this.replicate(true);
+    } else if (configuration.secondaries.includes(this.identity.nodeId)) {
+      this.role = {
+        name: "secondary",
+        primarySession: undefined,
+        matchedOpNum: this.commitOpNum,
+        primaryCommitOpNum: this.commitOpNum,
+      };
+    } else {
+      this.role = { name: "idle" };
+    }
+  }
+
+  // ---------------------------------------------------------------- client requests
+
+  onClientRequest(request: ClientRequest): void {
+    const refusal = this.refuseAsPrimary(request.epoch);
+    if (refusal !== undefined) {
+      this.replyError(request.requestId, refusal);
+      return;
+    }
+    if (request.kind === "flush") {
+      this.flushWaiters.push({
+        requestId: request.requestId,
+        targetOpNum: this.commitOpNum,
+        deadlineTick: this.tickCount + this.limits.requestDeadlineTicks,
+      });
+      this.answerFlushWaiters();
+      this.maybeStartFlush(true);
+      return;
+    }
+    const invalid = this.validateMutation(request);
+    if (invalid !== undefined) {
+      this.replyError(request.requestId, invalid);
+      return;
+    }
+    if (this.waitingRequests.length > 0 || !this.hasRoomFor(request)) {
+      if (this.waitingRequests.length >= this.limits.requestsWaitingMax) {
+        this.replyError(
+          request.requestId,
+          new BallastError(
+            ErrorCode.Unavailable,
+            `partition ${this.identity.partition} has ${this.waitingRequests.length} requests waiting (limit ${this.limits.requestsWaitingMax}); retry later`,
+          ),
+        );
+        return;
+      }
+      this.waitingRequests.push({
+        request,
+        deadlineTick: this.tickCount + this.limits.requestDeadlineTicks,
+      });
+      return;
+    }
+    this.assign(request);
+  }
+
+  /** Plans a read on the primary. Synchronous: the plan is a consistent cut at the commit point. */
+  read(epoch: number, ranges: readonly { offset: number; length: number }[]): ReadResult {
+    const refusal = this.refuseAsPrimary(epoch);
+    if (refusal !== undefined) throw refusal;
+    const role = this.role as Extract<Role, { name: "primary" }>;
+    if (this.commitOpNum < role.readableFromOpNum) {
+      throw new BallastError(
+        ErrorCode.Unavailable,
+        `the primary of partition ${this.identity.partition} is committing its inherited tail (op ${this.commitOpNum} of ${role.readableFromOpNum}); retry`,
+      );
+    }
+    let total = 0;
+    for (const range of ranges) {
+      const problem = this.checkRange(range.offset, range.length);
+      if (problem !== undefined) throw problem;
+      total += range.length;
+    }
+    if (total > limits.requestDataBytesMax) {
+      throw new BallastError(
+        ErrorCode.InvalidArgument,
+        `a read may return at most ${limits.requestDataBytesMax} bytes; asked for ${total}`,
+      );
+    }
+    return {
+      asOfOpNum: this.commitOpNum,
+      ranges: ranges.map((range) => ({
+        offset: range.offset,
+        length: range.length,
+        parts: this.metadata.planRead(
+          range.offset,
+          range.length,
+          (opNum) => this.log.get(opNum)?.data,
+        ),
+      })),
+    };
+  }
+
+  private refuseAsPrimary(epoch: number): BallastError | undefined {
+    const configuration = this.configuration;
+    if (configuration === undefined || this.role.name !== "primary") {
+      return new BallastError(
+        ErrorCode.NotPrimary,
+        `${this.identity.nodeId} is not the primary of ${this.identity.volume}/${this.identity.partition}`,
+        {
+          details: { primary: configuration?.primary ?? null, epoch: configuration?.epoch ?? null },
+        },
+      );
+    }
+    if (epoch !== configuration.epoch) {
+      return new BallastError(
+        ErrorCode.WrongEpoch,
+        `request for epoch ${epoch}, but ${this.identity.volume}/${this.identity.partition} is in epoch ${configuration.epoch}`,
+        { details: { epoch, currentEpoch: configuration.epoch, primary: configuration.primary } },
+      );
+    }
+    return undefined;
+  }
+
+  private checkRange(offset: number, length: number): BallastError | undefined {
+    const { partitionStart, partitionBytes } = this.identity;
+    if (offset % limits.sectorBytes !== 0 || length % limits.sectorBytes !== 0) {
+      return new BallastError(
+        ErrorCode.Unaligned,
+        `offset ${offset} and length ${length} must be multiples of ${limits.sectorBytes}`,
+        { details: { offset, length, sectorBytes: limits.sectorBytes } },
+      );
+    }
+    if (length === 0) {
+      return new BallastError(ErrorCode.InvalidArgument, `a range at ${offset} has length 0`);
+    }
+    if (offset < partitionStart || offset + length > partitionStart + partitionBytes) {
+      return new BallastError(
+        ErrorCode.OutOfRange,
+        `range [${offset}, ${offset + length}) is outside partition ${this.identity.partition} [${partitionStart}, ${partitionStart + partitionBytes})`,
+        { details: { offset, length, partitionStart, partitionBytes } },
+      );
+    }
+    return undefined;
+  }
+
+  private validateMutation(
+    request: Exclude<ClientRequest, { kind: "flush" }>,
+  ): BallastError | undefined {
+    let total = 0;
+    if (request.kind === "write") {
+      for (const write of request.writes) {
+        const problem = this.checkRange(write.offset, write.data.byteLength);
+        if (problem !== undefined) return problem;
+        total += write.data.byteLength;
+      }
+    } else {
+      for (const range of request.ranges) {
+        const problem = this.checkRange(range.offset, range.length);
+        if (problem !== undefined) return problem;
+      }
+    }
+    if (total > limits.requestDataBytesMax) {
+      return new BallastError(
+        ErrorCode.PayloadTooLarge,
+        `a write request may carry at most ${limits.requestDataBytesMax} bytes; it carries ${total}`,
+      );
+    }
+    return undefined;
+  }
+
+  private hasRoomFor(request: ClientRequest): boolean {
+    const count =
+      request.kind === "write"
+        ? request.writes.length
+        : request.kind === "flush"
+          ? 0
+          : request.ranges.length;
+    const bytes =
+      request.kind === "write"
+        ? request.writes.reduce((sum, write) => sum + write.data.byteLength, 0)
+        : 0;
+    const inflight = this.lastOpNum - this.commitOpNum;
+    return (
+      (inflight === 0 || inflight + count <= this.limits.notesInflightMax) &&
+      (this.logBytes === 0 || this.logBytes + bytes <= this.limits.logBytesMax)
+    );
+  }
+
+  private assign(request: Exclude<ClientRequest, { kind: "flush" }>): void {
+    const epoch = this.configuration!.epoch;
+    const notes: Note[] =
+      request.kind === "write"
+        ? request.writes.map((write) => ({
+            opNum: 0,
+            epoch,
+            session: this.identity.session,
+            kind: "write" as const,
+            offset: write.offset,
+            length: write.data.byteLength,
+            data: write.data,
+            checksum: noteChecksum(write.data),
+          }))
+        : request.ranges.map((range) => ({
+            opNum: 0,
+            epoch,
+            session: this.identity.session,
+            kind: request.kind,
+            offset: range.offset,
+            length: range.length,
+            checksum: 0,
+          }));
+    const opNumFirst = this.lastOpNum + 1;
+    this.propose(notes);
+    this.pendingReplies.push({
+      requestId: request.requestId,
+      opNumFirst,
+      opNumLast: this.lastOpNum,
+      deadlineTick: this.tickCount + this.limits.requestDeadlineTicks,
+    });
+  }
+
+  /** Gives notes op numbers, journals them and sends them. Primary only. */
+  private propose(notes: Note[]): void {
+    for (const note of notes) {
+      note.opNum = ++this.lastOpNum;
+      this.hold(note);
+    }
+    this.effects.push({ type: "journal.append", generation: this.journalGeneration, notes });
+    this.replicate(false);
+  }
+
+  private hold(note: Note): void {
+    this.log.set(note.opNum, note);
+    this.logBytes += noteBytes(note);
+  }
+
+  // ---------------------------------------------------------------- replication
+
+  /** Sends each secondary what it lacks, within the in-flight window. */
+  private replicate(heartbeat: boolean): void {
+    if (this.role.name !== "primary") return;
+    for (const [to, progress] of this.role.secondaries) {
+      let sent = false;
+      while (
+        progress.nextOpNum <= this.lastOpNum &&
+        progress.nextOpNum - progress.matchOpNum - 1 < this.limits.notesInflightMax
+      ) {
+        if (progress.nextOpNum <= this.releasedOpNum) {
+          // The notes it needs are released: it must be rebuilt from a checkpoint.
+          break;
+        }
+        const notes: Note[] = [];
+        let bytes = 0;
+        for (let opNum = progress.nextOpNum; opNum <= this.lastOpNum; opNum++) {
+          const note = this.log.get(opNum)!;
+          if (notes.length >= this.limits.notesPerMessageMax) break;
+          if (notes.length > 0 && bytes + noteBytes(note) > this.limits.replicationBytesMax) break;
+          notes.push(note);
+          bytes += noteBytes(note);
+        }
+        this.sendNotes(to, progress.nextOpNum - 1, notes);
+        progress.nextOpNum += notes.length;
+        progress.lastSendTick = this.tickCount;
+        sent = true;
+      }
+      if (!sent && heartbeat) {
+        // Carries the commit point, and lets the secondary learn this session.
+        this.sendNotes(to, Math.max(progress.matchOpNum, this.releasedOpNum), []);
+        progress.lastSendTick = this.tickCount;
+      }
+    }
+  }
+
+  private sendNotes(to: string, previousOpNum: number, notes: Note[]): void {
+    const configuration = this.configuration!;
+    this.send(to, {
+      type: "replica.notes.v1",
+      volume: this.identity.volume,
+      partition: this.identity.partition,
+      epoch: configuration.epoch,
+      primary: this.identity.nodeId,
+      session: this.identity.session,
+      commitOpNum: this.commitOpNum,
+      previousOpNum,
+      ...this.assignedIn(previousOpNum),
+      notes,
+    });
+  }
+
+  /** Which note op `opNum` is: its epoch and session (zeros for op 0 or unknown). */
+  private identityOf(opNum: number): { epoch: number; session: number } {
+    const { previousEpoch, previousSession } = this.assignedIn(opNum);
+    return { epoch: previousEpoch, session: previousSession };
+  }
+
+  /** The epoch and session op `opNum` was assigned in (zeros for op 0 or unknown). */
+  private assignedIn(opNum: number): { previousEpoch: number; previousSession: number } {
+    if (opNum === this.releasedOpNum) {
+      return { previousEpoch: this.releasedEpoch, previousSession: this.releasedSession };
+    }
+    const note = this.log.get(opNum);
+    return { previousEpoch: note?.epoch ?? 0, previousSession: note?.session ?? 0 };
+  }
+
+  private send(to: string, message: ReplicationMessage): void {
+    this.effects.push({ type: "send", to, message });
+  }
+
+  onReplicationMessage(message: ReplicationMessage): void {
+    switch (message.type) {
+      case "replica.notes.v1":
+        this.onNotes(message);
+        return;
+      case "replica.ack.v1":
+        this.onAck(message);
+        return;
+      default: {
+        const unreachable: never = message;
+        throw new Error(`unknown replication message ${JSON.stringify(unreachable)}`);
+      }
+    }
+  }
+
+  private onNotes(message: Extract<ReplicationMessage, { type: "replica.notes.v1" }>): void {
+    const configuration = this.configuration;
+    if (configuration === undefined) return;
+    if (message.epoch < configuration.epoch) {
+      // A deposed primary: tell it the epoch it lost, so it stops.
+      this.sendAck(message.primary, message.session, false);
+      return;
+    }
+    if (message.epoch > configuration.epoch) return; // the shell learns the new epoch first
+    const role = this.role;
+    if (role.name !== "secondary" || message.primary !== configuration.primary) return;
+    if (role.primarySession !== undefined && message.session < role.primarySession) {
+      // A delayed message from the primary's previous life. Taking it could replace a
+      // note this replica holds for the newer session, one the newer session may have
+      // committed; sessions only grow, so it is simply ignored.
+      return;
+    }
+    if (role.primarySession !== message.session) {
+      // A restarted primary: what was matched or learned of the commit point under its
+      // previous session says nothing about this one.
+      role.primarySession = message.session;
+      role.matchedOpNum = this.commitOpNum;
+      role.primaryCommitOpNum = this.commitOpNum;
+    }
+    if (!this.holds(message.previousOpNum, message.previousEpoch, message.previousSession)) {
+      this.sendAck(message.primary, message.session, true);
+      return;
+    }
+    role.matchedOpNum = Math.max(role.matchedOpNum, message.previousOpNum);
+    const appended: Note[] = [];
+    let expected = message.previousOpNum + 1;
+    for (const incoming of message.notes) {
+      if (incoming.opNum !== expected) break; // not contiguous: take what is
+      expected++;
+      if (incoming.opNum <= this.commitOpNum) {
+        role.matchedOpNum = Math.max(role.matchedOpNum, incoming.opNum);
+        continue;
+      }
+      const held = this.log.get(incoming.opNum);
+      if (held !== undefined && sameNote(held, incoming)) {
+        role.matchedOpNum = Math.max(role.matchedOpNum, incoming.opNum);
+        continue;
+      }
+      if (held !== undefined) this.truncateAfter(incoming.opNum - 1, appended);
+      if (incoming.kind === "write" && incoming.checksum !== noteChecksum(incoming.data)) break;
+      const note = { ...incoming };
+      this.hold(note);
+      this.lastOpNum = note.opNum;
+      appended.push(note);
+      role.matchedOpNum = note.opNum;
+    }
+    if (appended.length > 0) {
+      this.effects.push({
+        type: "journal.append",
+        generation: this.journalGeneration,
+        notes: appended,
+      });
+    }
+    role.primaryCommitOpNum = Math.max(role.primaryCommitOpNum, message.commitOpNum);
+    this.advanceCommit();
+    if (appended.length === 0) this.sendAck(message.primary, message.session, false);
+  }
+
+  /** Whether this replica's log holds op `opNum` as assigned in `epoch` and `session`. */
+  private holds(opNum: number, epoch: number, session: number): boolean {
+    if (opNum <= this.commitOpNum) return true; // committed ops are the same everywhere
+    if (opNum > this.lastOpNum) return false;
+    const note = this.log.get(opNum);
+    return note !== undefined && note.epoch === epoch && note.session === session;
+  }
+
+  /** Drops the uncommitted tail after `opNum`; the journal drops it too, in order. */
+  private truncateAfter(opNum: number, appended: Note[]): void {
+    assert(opNum >= this.commitOpNum, `cannot truncate committed op ${opNum + 1}`);
+    if (appended.length > 0) {
+      // Notes appended earlier in this same message are before opNum + 1: keep them.
+      this.effects.push({
+        type: "journal.append",
+        generation: this.journalGeneration,
+        notes: appended.splice(0),
+      });
+    }
+    for (let dropped = this.lastOpNum; dropped > opNum; dropped--) {
+      const note = this.log.get(dropped);
+      if (note !== undefined) {
+        this.log.delete(dropped);
+        this.logBytes -= noteBytes(note);
+      }
+    }
+    this.lastOpNum = opNum;
+    this.durableOpNum = Math.min(this.durableOpNum, opNum);
+    this.journalGeneration++;
+    this.effects.push({
+      type: "journal.truncate",
+      generation: this.journalGeneration,
+      afterOpNum: opNum,
+    });
+  }
+
+  private sendAck(to: string, session: number, mismatch: boolean): void {
+    const configuration = this.configuration!;
+    const matched = this.role.name === "secondary" ? this.role.matchedOpNum : this.commitOpNum;
+    this.send(to, {
+      type: "replica.ack.v1",
+      volume: this.identity.volume,
+      partition: this.identity.partition,
+      epoch: configuration.epoch,
+      from: this.identity.nodeId,
+      session,
+      durableOpNum: Math.min(this.durableOpNum, matched),
+      commitOpNum: this.commitOpNum,
+      mismatch,
+    });
+  }
+
+  private onAck(message: Extract<ReplicationMessage, { type: "replica.ack.v1" }>): void {
+    const configuration = this.configuration;
+    if (configuration === undefined || this.role.name !== "primary") return;
+    if (message.epoch > configuration.epoch) {
+      // Someone holds a newer epoch: this primary is deposed. Stop serving.
+      this.role = { name: "idle" };
+      this.failPendingRequests(ErrorCode.WrongEpoch, `epoch ${message.epoch} exists`);
+      return;
+    }
+    if (message.epoch < configuration.epoch || message.session !== this.identity.session) return;
+    const progress = this.role.secondaries.get(message.from);
+    if (progress === undefined) return;
+    const matchBefore = progress.matchOpNum;
+    // Committed ops are identical everywhere, so a secondary's commit point is matched.
+    progress.matchOpNum = Math.max(
+      progress.matchOpNum,
+      Math.min(message.commitOpNum, this.lastOpNum),
+    );
+    if (message.mismatch) {
+      // Resend from its commit point, but not from before what this primary still holds:
+      // the prefix check at the release point tells whether it can still catch up.
+      progress.nextOpNum = Math.max(message.commitOpNum, this.releasedOpNum) + 1;
+      progress.lastProgressTick = this.tickCount;
+    } else {
+      progress.matchOpNum = Math.max(
+        progress.matchOpNum,
+        Math.min(message.durableOpNum, this.lastOpNum),
+      );
+      progress.nextOpNum = Math.max(progress.nextOpNum, progress.matchOpNum + 1);
+    }
+    // Only an advance counts as progress: acks to heartbeats must not hold off a resend.
+    if (progress.matchOpNum > matchBefore) progress.lastProgressTick = this.tickCount;
+    this.advanceCommit();
+    this.replicate(false);
+  }
+
+  onJournalDurable(throughOpNum: number, generation: number): void {
+    if (generation !== this.journalGeneration) return; // written before a truncation
+    if (throughOpNum <= this.durableOpNum) return;
+    this.durableOpNum = Math.min(throughOpNum, this.lastOpNum);
+    this.advanceCommit();
+    const role = this.role;
+    if (role.name === "secondary" && role.primarySession !== undefined) {
+      this.sendAck(this.configuration!.primary, role.primarySession, false);
+    }
+  }
+
+  // ---------------------------------------------------------------- commit
+
+  private advanceCommit(): void {
+    let target: number;
+    const role = this.role;
+    if (role.name === "primary") {
+      target = this.durableOpNum;
+      for (const progress of role.secondaries.values())
+        target = Math.min(target, progress.matchOpNum);
+    } else if (role.name === "secondary") {
+      target = Math.min(role.primaryCommitOpNum, role.matchedOpNum, this.durableOpNum);
+    } else {
+      return;
+    }
+    target = Math.min(target, this.lastOpNum);
+    while (this.commitOpNum < target) {
+      const note = this.log.get(this.commitOpNum + 1);
+      assert(note !== undefined, `op ${this.commitOpNum + 1} is to be committed but is not held`);
+      this.commitOpNum = note.opNum;
+      this.metadata.apply(note);
+      this.observer.committed?.(note);
+      if (note.kind === "flush" && this.flushInFlight?.recordOpNum === note.opNum) {
+        this.flushInFlight = undefined;
+      }
+    }
+    if (role.name === "primary") {
+      this.answerCommitted();
+      this.answerFlushWaiters();
+    }
+  }
+
+  private answerCommitted(): void {
+    while (
+      this.pendingReplies.length > 0 &&
+      this.pendingReplies[0]!.opNumLast <= this.commitOpNum
+    ) {
+      const pending = this.pendingReplies.shift()!;
+      this.effects.push({
+        type: "reply",
+        requestId: pending.requestId,
+        reply: { kind: "mutation", opNumFirst: pending.opNumFirst, opNumLast: pending.opNumLast },
+      });
+    }
+  }
+
+  private answerFlushWaiters(): void {
+    for (let index = 0; index < this.flushWaiters.length; ) {
+      const waiter = this.flushWaiters[index]!;
+      const firstUnflushed = this.metadata.unflushed.keys().next();
+      const done = firstUnflushed.done === true || firstUnflushed.value > waiter.targetOpNum;
+      if (done) {
+        this.flushWaiters.splice(index, 1);
+        this.effects.push({
+          type: "reply",
+          requestId: waiter.requestId,
+          reply: {
+            kind: "flush",
+            flushedOpNum: Math.max(this.metadata.flushedThroughOpNum, waiter.targetOpNum),
+          },
+        });
+      } else {
+        index++;
+      }
+    }
+  }
+
+  // ---------------------------------------------------------------- time
+
+  tick(): void {
+    this.tickCount++;
+    const role = this.role;
+    if (role.name === "primary") {
+      for (const progress of role.secondaries.values()) {
+        if (
+          progress.matchOpNum < this.lastOpNum &&
+          this.tickCount - progress.lastProgressTick >= this.limits.resendTicks
+        ) {
+          progress.nextOpNum = progress.matchOpNum + 1; // go back and resend
+          progress.lastProgressTick = this.tickCount;
+        }
+      }
+      const heartbeat = [...role.secondaries.values()].some(
+        (progress) => this.tickCount - progress.lastSendTick >= this.limits.heartbeatTicks,
+      );
+      this.replicate(heartbeat);
+      this.expireRequests();
+      this.admitWaitingRequests();
+      this.maybeStartFlush(false);
+    }
+    this.maybeCheckpoint();
+  }
+
+  private expireRequests(): void {
+    const expired = (deadlineTick: number) => deadlineTick <= this.tickCount;
+    for (let index = this.pendingReplies.length - 1; index >= 0; index--) {
+      const pending = this.pendingReplies[index]!;
+      if (expired(pending.deadlineTick)) {
+        this.pendingReplies.splice(index, 1);
+        this.replyError(pending.requestId, timeoutError(pending.opNumLast, this.commitOpNum));
+      }
+    }
+    for (let index = this.waitingRequests.length - 1; index >= 0; index--) {
+      const waiting = this.waitingRequests[index]!;
+      if (expired(waiting.deadlineTick)) {
+        this.waitingRequests.splice(index, 1);
+        this.replyError(
+          waiting.request.requestId,
+          new BallastError(
+            ErrorCode.Timeout,
+            "the request waited for room in the replication window past its deadline",
+          ),
+        );
+      }
+    }
+    for (let index = this.flushWaiters.length - 1; index >= 0; index--) {
+      const waiter = this.flushWaiters[index]!;
+      if (expired(waiter.deadlineTick)) {
+        this.flushWaiters.splice(index, 1);
+        this.replyError(
+          waiter.requestId,
+          new BallastError(
+            ErrorCode.Timeout,
+            `flush through op ${waiter.targetOpNum} did not finish by its deadline`,
+          ),
+        );
+      }
+    }
+  }
+
+  private admitWaitingRequests(): void {
+    while (this.waitingRequests.length > 0 && this.hasRoomFor(this.waitingRequests[0]!.request)) {
+      const waiting = this.waitingRequests.shift()!;
+      this.assign(waiting.request as Exclude<ClientRequest, { kind: "flush" }>);
+    }
+  }
+
+  // ---------------------------------------------------------------- flush
+
+  private maybeStartFlush(forced: boolean): void {
+    const role = this.role;
+    if (role.name !== "primary" || this.flushInFlight !== undefined) return;
+    if (this.tickCount < this.flushRetryAtTick) return;
+    // The inherited tail may hold a flush record of an earlier primary: until it is
+    // committed, a new flush could reuse its chunk number or flush from a stale cut.
+    if (this.commitOpNum < role.readableFromOpNum) return;
+    const first = this.metadata.unflushed.entries().next();
+    if (first.done === true || first.value[0] > this.commitOpNum) return;
+    const due =
+      forced ||
+      this.flushWaiters.length > 0 ||
+      this.metadata.unflushedBytes >= this.limits.flushBytesThreshold ||
+      this.logBytes >= this.limits.logBytesMax / 2 ||
+      this.tickCount % this.limits.flushIntervalTicks === 0;
+    if (!due) return;
+
+    const pieces: number[] = [];
+    const parts: Uint8Array[] = [];
+    let bytes = 0;
+    let throughOpNum = this.metadata.flushedThroughOpNum;
+    for (const [opNum, range] of this.metadata.unflushed) {
+      if (opNum > this.commitOpNum) break;
+      const note = this.log.get(opNum)!;
+      const live = this.metadata.tree
+        .lookup(range.offset, range.length)
+        .filter(
+          (piece) =>
+            piece.location !== null &&
+            piece.location.kind === "journal" &&
+            piece.location.segment === opNum,
+        );
+      const liveBytes = live.reduce((sum, piece) => sum + piece.length, 0);
+      if (bytes > 0 && bytes + liveBytes > this.limits.chunkBytesMax) break;
+      for (const piece of live) {
+        const location = piece.location as { kind: "journal"; position: number };
+        pieces.push(piece.offset, piece.length, opNum, bytes);
+        parts.push(note.data!.subarray(location.position, location.position + piece.length));
+        bytes += piece.length;
+      }
+      throughOpNum = opNum;
+    }
+    const configuration = this.configuration!;
+    if (bytes === 0) {
+      // Everything it covers was overwritten: record the progress, write no chunk.
+      const record: FlushRecord = { throughOpNum, chunk: null, pieces: [] };
+      this.flushInFlight = { chunkNumber: -1, sledChunkId: "", record };
+      this.proposeFlushRecord();
+      return;
+    }
+    const chunkNumber = Math.max(this.metadata.nextChunkNumber, this.proposedChunkNumber + 1);
+    this.proposedChunkNumber = chunkNumber;
+    const sledChunkId = `p${this.identity.partition}-e${configuration.epoch}-s${this.identity.session.toString(36)}-c${chunkNumber}`;
+    this.flushInFlight = {
+      chunkNumber,
+      sledChunkId,
+      record: { throughOpNum, chunk: { chunkNumber, sledChunkId, copies: [], bytes }, pieces },
+    };
+    this.effects.push({
+      type: "chunk.write",
+      chunkNumber,
+      sledChunkId,
+      data: concat(parts, bytes),
+    });
+  }
+
+  onChunkWritten(chunkNumber: number, copies: readonly string[]): void {
+    const flush = this.flushInFlight;
+    if (flush === undefined || flush.chunkNumber !== chunkNumber || flush.recordOpNum !== undefined)
+      return;
+    if (this.role.name !== "primary") return;
+    flush.record.chunk!.copies = [...copies];
+    this.proposeFlushRecord();
+  }
+
+  onChunkFailed(chunkNumber: number): void {
+    if (
+      this.flushInFlight?.chunkNumber !== chunkNumber ||
+      this.flushInFlight.recordOpNum !== undefined
+    )
+      return;
+    this.flushInFlight = undefined;
+    this.flushRetryAtTick = this.tickCount + this.limits.flushRetryTicks;
+  }
+
+  private proposeFlushRecord(): void {
+    const flush = this.flushInFlight!;
+    const data = encodeFlushRecord(flush.record);
+    const note: Note = {
+      opNum: 0,
+      epoch: this.configuration!.epoch,
+      session: this.identity.session,
+      kind: "flush",
+      offset: 0,
+      length: 0,
+      data,
+      checksum: noteChecksum(data),
+    };
+    this.propose([note]);
+    flush.recordOpNum = note.opNum;
+  }
+
+  // ---------------------------------------------------------------- checkpoints and release
+
+  private maybeCheckpoint(): void {
+    if (this.checkpointInFlight !== undefined) return;
+    const flushedThrough = this.metadata.flushedThroughOpNum;
+    if (flushedThrough <= this.checkpointFlushedThroughOpNum) return;
+    const releasableBytes = this.heldBytesThrough(flushedThrough);
+    const due =
+      releasableBytes >= this.limits.checkpointReleasableBytes ||
+      this.logBytes >= this.limits.logBytesMax / 2 ||
+      this.tickCount - this.lastCheckpointTick >= this.limits.checkpointIntervalTicks;
+    if (!due) return;
+    this.checkpointInFlight = { opNum: this.commitOpNum, flushedThroughOpNum: flushedThrough };
+    this.lastCheckpointTick = this.tickCount;
+    this.effects.push({
+      type: "checkpoint.write",
+      opNum: this.commitOpNum,
+      snapshot: this.metadata.snapshot(this.commitOpNum, this.identityOf(flushedThrough)),
+    });
+  }
+
+  private heldBytesThrough(opNum: number): number {
+    let bytes = 0;
+    for (let op = this.releasedOpNum + 1; op <= opNum; op++)
+      bytes += noteBytes(this.log.get(op) ?? emptyNote);
+    return bytes;
+  }
+
+  onCheckpointWritten(opNum: number): void {
+    const checkpoint = this.checkpointInFlight;
+    if (checkpoint === undefined || checkpoint.opNum !== opNum) return;
+    this.checkpointInFlight = undefined;
+    this.checkpointFlushedThroughOpNum = checkpoint.flushedThroughOpNum;
+    this.release();
+  }
+
+  /** Lets the journal drop notes whose bytes are all in chunks and in a durable checkpoint. */
+  private release(): void {
+    let through = this.checkpointFlushedThroughOpNum;
+    if (this.role.name === "primary") {
+      for (const progress of this.role.secondaries.values())
+        through = Math.min(through, progress.matchOpNum);
+    }
+    if (through <= this.releasedOpNum) return;
+    const last = this.log.get(through);
+    for (let opNum = this.releasedOpNum + 1; opNum <= through; opNum++) {
+      const note = this.log.get(opNum);
+      if (note !== undefined) {
+        this.log.delete(opNum);
+        this.logBytes -= noteBytes(note);
+      }
+    }
+    this.releasedOpNum = through;
+    this.releasedEpoch = last?.epoch ?? this.releasedEpoch;
+    this.releasedSession = last?.session ?? this.releasedSession;
+    this.effects.push({ type: "journal.release", throughOpNum: through });
+  }
+
+  // ---------------------------------------------------------------- replies
+
+  private replyError(requestId: RequestId, error: BallastError): void {
+    this.effects.push({ type: "reply.error", requestId, error });
+  }
+
+  private failPendingRequests(code: ErrorCode, why: string): void {
+    const error = () =>
+      new BallastError(
+        code,
+        `the request's outcome is unknown: ${why}; retry with the current primary`,
+      );
+    for (const pending of this.pendingReplies.splice(0))
+      this.replyError(pending.requestId, error());
+    for (const waiting of this.waitingRequests.splice(0))
+      this.replyError(waiting.request.requestId, error());
+    for (const waiter of this.flushWaiters.splice(0)) this.replyError(waiter.requestId, error());
+  }
+}
+
+const emptyNote: Note = {
+  opNum: 0,
+  epoch: 0,
+  session: 0,
+  kind: "trim",
+  offset: 0,
+  length: 0,
+  checksum: 0,
+};
+
+function timeoutError(opNumLast: number, commitOpNum: number): BallastError {
+  return new BallastError(
+    ErrorCode.Timeout,
+    `op ${opNumLast} was not committed by its deadline (committed through ${commitOpNum}): a secondary is slow or unreachable; the write may still commit`,
+    { details: { opNum: opNumLast, commitOpNum } },
+  );
+}
+
+function concat(parts: Uint8Array[], bytes: number): Uint8Array {
+  const out = new Uint8Array(bytes);
+  let at = 0;
+  for (const part of parts) {
+    out.set(part, at);
+    at += part.byteLength;
+  }
+  return out;
+}
+
+export class ReplicaAssertionError extends Error {
+  override readonly name = "ReplicaAssertionError";
+}
+
+function assert(condition: boolean, message: string): asserts condition {
+  if (!condition) throw new ReplicaAssertionError(message);
+}

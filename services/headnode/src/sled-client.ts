@@ -1,0 +1,141 @@
+// How a head node uses sleds: write a chunk to two of them, read a range from the first
+// copy that answers with sound bytes, and repair a copy that failed its checksum by
+// writing the good bytes back to it.
+
+import { BallastError, ErrorCode, subjects } from "@ballast/protocol";
+import type { Bus, Logger } from "@ballast/runtime";
+
+/** Copies of every chunk. Erasure coding across sleds is a later step. */
+export const chunkCopies = 2;
+const sledDeadlineMs = 10_000;
+
+export interface ChunkOwner {
+  volume: string;
+  partition: number;
+}
+
+export class SledClient {
+  constructor(
+    private readonly bus: Bus,
+    private readonly logger: Logger,
+  ) {}
+
+  /**
+   * Writes the chunk to `chunkCopies` sleds, starting at a position chosen by the chunk
+   * number so that chunks spread over the sleds; a sled that fails is replaced by the
+   * next. Resolves with the sleds that hold it; rejects if fewer than two could.
+   */
+  async writeChunk(
+    owner: ChunkOwner,
+    chunkId: string,
+    data: Uint8Array,
+    sleds: readonly string[],
+    spread: number,
+  ): Promise<string[]> {
+    if (sleds.length < chunkCopies) {
+      throw new BallastError(
+        ErrorCode.Unavailable,
+        `a chunk needs ${chunkCopies} sleds, but only ${sleds.length} are configured`,
+      );
+    }
+    const order = sleds.map((_, index) => sleds[(spread + index) % sleds.length]!);
+    const holders: string[] = [];
+    const failures: string[] = [];
+    for (let next = 0; holders.length < chunkCopies && next < order.length; ) {
+      const batch = order.slice(next, next + chunkCopies - holders.length);
+      next += batch.length;
+      const results = await Promise.allSettled(
+        batch.map((sled) =>
+          this.bus.request(
+            subjects.node.build(sled),
+            { type: "sled.chunk.write.v1", owner, chunkId, data },
+            { deadlineMs: sledDeadlineMs },
+          ),
+        ),
+      );
+      results.forEach((result, index) => {
+        if (result.status === "fulfilled") holders.push(batch[index]!);
+        else failures.push(`${batch[index]}: ${(result.reason as Error).message}`);
+      });
+    }
+    if (holders.length < chunkCopies) {
+      throw new BallastError(
+        ErrorCode.Unavailable,
+        `chunk ${chunkId} reached ${holders.length} of ${chunkCopies} sleds: ${failures.join("; ")}`,
+      );
+    }
+    return holders;
+  }
+
+  /** Reads from the first sound copy; repairs copies that failed their checksum. */
+  async readChunk(
+    owner: ChunkOwner,
+    chunkId: string,
+    copies: readonly string[],
+    offset: number,
+    length: number,
+  ): Promise<Uint8Array> {
+    const damaged: string[] = [];
+    const errors: string[] = [];
+    for (const sled of copies) {
+      try {
+        const { data } = await this.bus.request(
+          subjects.node.build(sled),
+          { type: "sled.chunk.read.v1", owner, chunkId, offset, length },
+          { deadlineMs: sledDeadlineMs },
+        );
+        if (damaged.length > 0) void this.repair(owner, chunkId, sled, damaged);
+        return Uint8Array.prototype.slice.call(data);
+      } catch (error) {
+        if (error instanceof BallastError && error.code === ErrorCode.ChecksumMismatch) {
+          this.logger.warn(
+            { sled, chunk: chunkId, offset },
+            "chunk copy failed its checksum; reading another",
+          );
+          damaged.push(sled);
+        }
+        errors.push(`${sled}: ${(error as Error).message}`);
+      }
+    }
+    throw new BallastError(
+      ErrorCode.Unavailable,
+      `no copy of chunk ${chunkId} could be read: ${errors.join("; ")}`,
+    );
+  }
+
+  /** Rewrites a damaged copy from a sound one (delete, then write the whole chunk). */
+  private async repair(
+    owner: ChunkOwner,
+    chunkId: string,
+    from: string,
+    damaged: readonly string[],
+  ) {
+    try {
+      const stat = await this.bus.request(subjects.node.build(from), {
+        type: "sled.chunk.stat.v1",
+        owner,
+        chunkId,
+      });
+      const { data } = await this.bus.request(
+        subjects.node.build(from),
+        { type: "sled.chunk.read.v1", owner, chunkId, offset: 0, length: stat.bytes },
+        { deadlineMs: sledDeadlineMs },
+      );
+      for (const sled of damaged) {
+        await this.bus.request(subjects.node.build(sled), {
+          type: "sled.chunk.delete.v1",
+          owner,
+          chunkId,
+        });
+        await this.bus.request(
+          subjects.node.build(sled),
+          { type: "sled.chunk.write.v1", owner, chunkId, data },
+          { deadlineMs: sledDeadlineMs },
+        );
+        this.logger.info({ sled, chunk: chunkId, from }, "repaired a damaged chunk copy");
+      }
+    } catch (error) {
+      this.logger.error({ chunk: chunkId, damaged, error: String(error) }, "chunk repair failed");
+    }
+  }
+}

@@ -1,0 +1,310 @@
+// The journal's pure core: how appends are laid out in segments, which files a
+// truncation or release deletes or cuts, and that every bad call is refused before it
+// changes anything.
+
+import { describe, expect, test } from "vitest";
+import {
+  appendPayloadBytesMax,
+  appendRecordsMax,
+  payloadBytesMax,
+  recordHeaderBytes,
+  segmentHeaderBytes,
+} from "../src/journal/constants.ts";
+import { JournalUsageError } from "../src/journal/errors.ts";
+import {
+  coalesceWrites,
+  type JournalRecord,
+  SegmentLayout,
+  type SegmentWrite,
+} from "../src/journal/layout.ts";
+
+/** Records of `payloadBytes` each: with 30-byte payloads a record takes 50 bytes. */
+function records(firstOpNum: number, count: number, payloadBytes = 30): JournalRecord[] {
+  return Array.from({ length: count }, (_, index) => ({
+    opNum: firstOpNum + index,
+    payload: new Uint8Array(payloadBytes).fill(index),
+  }));
+}
+
+/** A layout with 224-byte segments: a 24-byte header and four 50-byte records each. */
+function layoutOfFourPerSegment(recordCount: number, firstOpNum = 1): SegmentLayout {
+  const layout = new SegmentLayout(224, []);
+  if (recordCount > 0) layout.planAppend(records(firstOpNum, recordCount));
+  return layout;
+}
+
+function summary(writes: SegmentWrite[]) {
+  return writes.map((write) => ({
+    firstOpNum: write.firstOpNum,
+    create: write.create,
+    position: write.position,
+    bytes: write.buffers.reduce((sum, buffer) => sum + buffer.length, 0),
+  }));
+}
+
+function state(layout: SegmentLayout) {
+  const { firstOpNum, lastOpNum, bytes, segmentCount } = layout;
+  return { firstOpNum, lastOpNum, bytes, segmentCount };
+}
+
+describe("appending", () => {
+  test("fills a segment up to segmentBytesMax, then starts the next at the next op", () => {
+    const layout = new SegmentLayout(224, []);
+    const writes = layout.planAppend(records(1, 9));
+    // A new segment's header and first records go out in one write.
+    expect(summary(writes)).toEqual([
+      { firstOpNum: 1, create: true, position: 0, bytes: segmentHeaderBytes + 200 },
+      { firstOpNum: 5, create: true, position: 0, bytes: segmentHeaderBytes + 200 },
+      { firstOpNum: 9, create: true, position: 0, bytes: segmentHeaderBytes + 50 },
+    ]);
+    expect(state(layout)).toEqual({
+      firstOpNum: 1,
+      lastOpNum: 9,
+      bytes: 3 * 24 + 9 * 50,
+      segmentCount: 3,
+    });
+  });
+
+  test("continues the last segment where the previous append ended", () => {
+    const layout = layoutOfFourPerSegment(2);
+    expect(summary(layout.planAppend(records(3, 1)))).toEqual([
+      { firstOpNum: 1, create: false, position: 124, bytes: 50 },
+    ]);
+  });
+
+  test("gives a record larger than segmentBytesMax a segment of its own", () => {
+    const layout = new SegmentLayout(512, []);
+    layout.planAppend(records(1, 1, 10));
+    const writes = layout.planAppend([{ opNum: 2, payload: new Uint8Array(1000) }]);
+    expect(summary(writes)).toEqual([
+      {
+        firstOpNum: 2,
+        create: true,
+        position: 0,
+        bytes: segmentHeaderBytes + recordHeaderBytes + 1000,
+      },
+    ]);
+    layout.planAppend(records(3, 1, 10));
+    expect(layout.segmentCount).toBe(3);
+  });
+
+  test("accepts any first op when empty, then only the next op", () => {
+    const layout = new SegmentLayout(224, []);
+    layout.planAppend(records(1_000_000, 2));
+    expect(state(layout)).toMatchObject({ firstOpNum: 1_000_000, lastOpNum: 1_000_001 });
+    expect(() => layout.planAppend(records(1_000_003, 1))).toThrow(
+      "cannot append op 1000003: the journal's last op is 1000001, so the next op must be 1000002",
+    );
+  });
+
+  test.each([
+    [
+      "a gap",
+      records(7, 1),
+      "cannot append op 7: the journal's last op is 5, so the next op must be 6",
+    ],
+    [
+      "a duplicate",
+      records(5, 1),
+      "cannot append op 5: the journal's last op is 5, so the next op must be 6",
+    ],
+    [
+      "a step back",
+      records(2, 2),
+      "cannot append op 2: the journal's last op is 5, so the next op must be 6",
+    ],
+    [
+      "a gap inside the call",
+      [...records(6, 1), ...records(8, 1)],
+      "cannot append op 8: it follows op 6 in the same call, so the next op must be 7",
+    ],
+    ["no records", [], "cannot append: no records were given"],
+    [
+      "a negative op",
+      [{ opNum: -1, payload: new Uint8Array(1) }],
+      "cannot append record 0 of the call: its op number -1 is not a non-negative safe integer",
+    ],
+    [
+      "a fractional op",
+      [{ opNum: 6.5, payload: new Uint8Array(1) }],
+      "its op number 6.5 is not a non-negative safe integer",
+    ],
+    [
+      "an op past the safe integers",
+      [{ opNum: 2 ** 53, payload: new Uint8Array(1) }],
+      `its op number ${2 ** 53} is not a non-negative safe integer`,
+    ],
+    [
+      "a payload that is not bytes",
+      [{ opNum: 6, payload: "text" as unknown as Uint8Array }],
+      "cannot append op 6: its payload is not a Uint8Array",
+    ],
+    [
+      "a payload over the limit",
+      [{ opNum: 6, payload: new Uint8Array(payloadBytesMax + 1) }],
+      `cannot append op 6: its payload of ${payloadBytesMax + 1} bytes is over the limit of ${payloadBytesMax}`,
+    ],
+    [
+      "too many records",
+      records(6, appendRecordsMax + 1, 0),
+      `cannot append ${appendRecordsMax + 1} records in one call: the limit is ${appendRecordsMax}`,
+    ],
+    [
+      "too many bytes",
+      records(6, 8, payloadBytesMax),
+      `cannot append ${8 * payloadBytesMax} payload bytes in one call: the limit is ${appendPayloadBytesMax}`,
+    ],
+  ])("refuses %s and changes nothing", (_, bad, message) => {
+    const layout = layoutOfFourPerSegment(5);
+    const before = state(layout);
+    expect(() => layout.planAppend(bad)).toThrow(JournalUsageError);
+    expect(() => layout.planAppend(bad)).toThrow(message);
+    expect(state(layout)).toEqual(before);
+    layout.planAppend(records(6, 1)); // and the next good append still fits
+    expect(layout.lastOpNum).toBe(6);
+  });
+
+  test("refuses records that are not an array", () => {
+    const layout = new SegmentLayout(224, []);
+    expect(() => layout.planAppend(undefined as unknown as JournalRecord[])).toThrow(
+      "cannot append: the records are a undefined, not an array",
+    );
+  });
+});
+
+describe("coalescing the writes of a group commit", () => {
+  test("joins writes that continue each other in a segment, and nothing else", () => {
+    const layout = new SegmentLayout(224, []);
+    const writes = [
+      ...layout.planAppend(records(1, 2)),
+      ...layout.planAppend(records(3, 1)),
+      ...layout.planAppend(records(4, 3)),
+    ];
+    expect(summary(coalesceWrites(writes))).toEqual([
+      { firstOpNum: 1, create: true, position: 0, bytes: 24 + 4 * 50 },
+      { firstOpNum: 5, create: true, position: 0, bytes: 24 + 2 * 50 },
+    ]);
+    // The input is left as it was.
+    expect(summary(writes).map((write) => write.bytes)).toEqual([124, 50, 50, 124]);
+  });
+
+  test("keeps writes apart that do not meet", () => {
+    const buffer = new Uint8Array(10);
+    const writes: SegmentWrite[] = [
+      { firstOpNum: 1, create: false, position: 100, buffers: [buffer] },
+      { firstOpNum: 1, create: false, position: 200, buffers: [buffer] },
+    ];
+    expect(coalesceWrites(writes)).toHaveLength(2);
+  });
+});
+
+describe("truncating", () => {
+  test("deletes later segments newest first and cuts the one that keeps the new last op", () => {
+    const layout = layoutOfFourPerSegment(14); // segments 1, 5, 9, 13
+    const plan = layout.planTruncateAfter(6);
+    expect(plan).toEqual({ deletions: [13, 9], cut: { firstOpNum: 5, bytes: 24 + 2 * 50 } });
+    expect(state(layout)).toEqual({
+      firstOpNum: 1,
+      lastOpNum: 6,
+      bytes: 224 + 124,
+      segmentCount: 2,
+    });
+    expect(summary(layout.planAppend(records(7, 1)))).toEqual([
+      { firstOpNum: 5, create: false, position: 124, bytes: 50 },
+    ]);
+  });
+
+  test("deletes a segment whose first op is dropped rather than cutting it to its header", () => {
+    const layout = layoutOfFourPerSegment(10); // segments 1, 5, 9
+    expect(layout.planTruncateAfter(4)).toEqual({ deletions: [9, 5], cut: undefined });
+    expect(state(layout)).toEqual({ firstOpNum: 1, lastOpNum: 4, bytes: 224, segmentCount: 1 });
+  });
+
+  test("after the op before the first empties the journal, which then takes any op", () => {
+    const layout = layoutOfFourPerSegment(6, 11);
+    expect(layout.planTruncateAfter(10)).toEqual({ deletions: [15, 11], cut: undefined });
+    expect(state(layout)).toEqual({
+      firstOpNum: undefined,
+      lastOpNum: undefined,
+      bytes: 0,
+      segmentCount: 0,
+    });
+    layout.planAppend(records(3, 1));
+    expect(layout.firstOpNum).toBe(3);
+  });
+
+  test("at or past the last op, or of an empty journal, changes nothing", () => {
+    const layout = layoutOfFourPerSegment(6);
+    expect(layout.planTruncateAfter(6)).toEqual({ deletions: [], cut: undefined });
+    expect(layout.planTruncateAfter(100)).toEqual({ deletions: [], cut: undefined });
+    expect(layout.lastOpNum).toBe(6);
+    expect(new SegmentLayout(224, []).planTruncateAfter(5)).toEqual({
+      deletions: [],
+      cut: undefined,
+    });
+  });
+
+  test("refuses an op below the one before the first stored op", () => {
+    const layout = layoutOfFourPerSegment(3, 10);
+    expect(() => layout.planTruncateAfter(8)).toThrow(
+      "cannot truncate after op 8: the journal's first op is 10, so ops 9 to 9 are not stored here to be replaced",
+    );
+    expect(() => layout.planTruncateAfter(-1)).toThrow("it is not a non-negative safe integer");
+    expect(layout.lastOpNum).toBe(12);
+  });
+
+  test("refuses to drop released ops, even those still stored in a shared segment", () => {
+    const layout = layoutOfFourPerSegment(10); // segments 1, 5, 9
+    expect(layout.planReleaseThrough(6)).toEqual({ deletions: [1] });
+    expect(layout.firstOpNum).toBe(5);
+    expect(() => layout.planTruncateAfter(5)).toThrow(
+      "cannot truncate after op 5: ops through 6 are released (flushed and checkpointed), so they must not be dropped",
+    );
+    expect(layout.planTruncateAfter(6)).toEqual({
+      deletions: [9],
+      cut: { firstOpNum: 5, bytes: 24 + 2 * 50 },
+    });
+  });
+});
+
+describe("releasing", () => {
+  test("deletes, oldest first, exactly the segments whose every op is at or below the op", () => {
+    const layout = layoutOfFourPerSegment(14); // segments 1, 5, 9, 13
+    expect(layout.planReleaseThrough(3)).toEqual({ deletions: [] });
+    expect(layout.planReleaseThrough(8)).toEqual({ deletions: [1, 5] });
+    expect(state(layout)).toEqual({
+      firstOpNum: 9,
+      lastOpNum: 14,
+      bytes: 224 + 124,
+      segmentCount: 2,
+    });
+  });
+
+  test("keeps the last segment, so the journal still knows the next op", () => {
+    const layout = layoutOfFourPerSegment(6);
+    expect(layout.planReleaseThrough(1000)).toEqual({ deletions: [1] });
+    expect(state(layout)).toMatchObject({ firstOpNum: 5, lastOpNum: 6, segmentCount: 1 });
+    expect(() => layout.planAppend(records(8, 1))).toThrow("so the next op must be 7");
+  });
+
+  test("refuses an op that is not a non-negative safe integer", () => {
+    const layout = layoutOfFourPerSegment(6);
+    expect(() => layout.planReleaseThrough(Number.NaN)).toThrow(
+      "cannot release through op NaN: it is not a non-negative safe integer",
+    );
+    expect(layout.segmentCount).toBe(2);
+  });
+});
+
+test("a layout from segments that break its invariants is refused by an assertion", () => {
+  const segment = (firstOpNum: number, count: number) => ({
+    firstOpNum,
+    recordOffsets: Array.from({ length: count }, (_, index) => 24 + index * 50),
+    bytes: 24 + count * 50,
+  });
+  expect(() => new SegmentLayout(224, [segment(1, 2), segment(4, 1)])).toThrow(
+    "segment 4 does not follow op 3",
+  );
+  expect(() => new SegmentLayout(224, [segment(1, 0)])).toThrow("segment 1 holds no records");
+  expect(() => new SegmentLayout(224, [segment(1, 2), segment(3, 1)])).not.toThrow();
+});

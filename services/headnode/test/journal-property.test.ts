@@ -1,0 +1,254 @@
+// Properties of the journal on real files, over random inputs:
+// - a torn tail, made by cutting the last segment anywhere or by overwriting its end
+//   with garbage, is recovered to exactly the records wholly before the damage, with the
+//   dropped bytes reported, and the journal then takes appends that survive a reopen;
+// - random sequences of appends, truncations, releases and reopens agree with a model
+//   of the records, and the journal's size and segment count agree with the files.
+
+import { readFile, truncate, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import fc from "fast-check";
+import { describe, expect, test } from "vitest";
+import { recordHeaderBytes, segmentHeaderBytes } from "../src/journal/constants.ts";
+import { parseSegmentFileName } from "../src/journal/format.ts";
+import { Journal, type JournalRecord } from "../src/journal/index.ts";
+import {
+  expectSameRecords,
+  segmentBytesOnDisk,
+  segmentNames,
+  temporaryDirectory,
+} from "./fixtures/journal-files.ts";
+
+const segmentBytesMax = 512;
+
+function recordsOfSizes(firstOpNum: number, sizes: readonly number[]): JournalRecord[] {
+  return sizes.map((size, index) => {
+    const opNum = firstOpNum + index;
+    const payload = new Uint8Array(size);
+    for (let byte = 0; byte < size; byte++) payload[byte] = (opNum * 31 + byte * 7) & 0xff;
+    return { opNum, payload };
+  });
+}
+
+async function withDirectory(run: (directory: string) => Promise<void>): Promise<void> {
+  const { path, remove } = await temporaryDirectory();
+  try {
+    await run(path);
+  } finally {
+    await remove();
+  }
+}
+
+describe("a torn tail", () => {
+  const damageArbitrary = fc.record({
+    sizes: fc.array(fc.integer({ min: 0, max: 120 }), { minLength: 1, maxLength: 40 }),
+    batchSize: fc.integer({ min: 1, max: 8 }),
+    /** Where the damage starts, as a fraction of the last segment's length. */
+    position: fc.double({ min: 0, max: 1, noNaN: true }),
+    mode: fc.constantFrom("cut", "garbage"),
+    /** XOR mask for garbage mode; every byte is made odd, so every byte changes. */
+    mask: fc.uint8Array({ minLength: 1, maxLength: 64 }),
+    /** Garbage mode also appends these bytes past the old end. */
+    extra: fc.uint8Array({ maxLength: 64 }),
+  });
+
+  test("recovers exactly the records wholly before the damage, then takes appends", async () => {
+    await fc.assert(
+      fc.asyncProperty(damageArbitrary, (damage) =>
+        withDirectory(async (directory) => {
+          const written = recordsOfSizes(1, damage.sizes);
+          const { journal } = await Journal.open({ directory, segmentBytesMax });
+          for (let start = 0; start < written.length; start += damage.batchSize) {
+            await journal.append(written.slice(start, start + damage.batchSize));
+          }
+          await journal.close();
+
+          const names = await segmentNames(directory);
+          const lastName = names.at(-1)!;
+          const lastFirstOpNum = parseSegmentFileName(lastName)!;
+          const path = join(directory, lastName);
+          const original = await readFile(path);
+          // The end offset of each record of the last segment, from the format alone.
+          const recordEnds: number[] = [];
+          let end = segmentHeaderBytes;
+          for (const record of written.slice(lastFirstOpNum - 1)) {
+            end += recordHeaderBytes + record.payload.length;
+            recordEnds.push(end);
+          }
+          expect(end).toBe(original.length);
+
+          const position = Math.floor(damage.position * original.length);
+          let fileBytes: number;
+          if (damage.mode === "cut") {
+            await truncate(path, position);
+            fileBytes = position;
+          } else {
+            const damaged = Buffer.concat([original, damage.extra]);
+            for (let offset = position; offset < original.length; offset++) {
+              const maskByte = damage.mask[(offset - position) % damage.mask.length]!;
+              damaged[offset] = damaged[offset]! ^ (maskByte | 1);
+            }
+            await writeFile(path, damaged);
+            fileBytes = damaged.length;
+          }
+
+          const keptInLast = recordEnds.filter((recordEnd) => recordEnd <= position).length;
+          const keptBytes = keptInLast === 0 ? 0 : recordEnds[keptInLast - 1]!;
+          const kept = written.slice(0, lastFirstOpNum - 1 + keptInLast);
+          const recovered = await Journal.open({ directory, segmentBytesMax });
+          expectSameRecords(recovered.records, kept);
+          expect(recovered.tornTailBytes).toBe(fileBytes - keptBytes);
+          // Damage that starts inside a record (or garbage anywhere) always drops bytes; a
+          // cut exactly at a record boundary drops none.
+          const damagedInsideRecord =
+            damage.mode === "cut"
+              ? position > keptBytes
+              : position < original.length || damage.extra.length > 0;
+          if (damagedInsideRecord) expect(recovered.tornTailBytes).toBeGreaterThan(0);
+          expect(recovered.journal.bytes).toBe(await segmentBytesOnDisk(directory));
+          expect(await segmentNames(directory)).toEqual(
+            keptInLast === 0 ? names.slice(0, -1) : names,
+          );
+
+          const more = recordsOfSizes(kept.length + 1, [5, 300, 0]);
+          await recovered.journal.append(more);
+          await recovered.journal.close();
+          const reopened = await Journal.open({ directory, segmentBytesMax });
+          expectSameRecords(reopened.records, [...kept, ...more]);
+          expect(reopened.tornTailBytes).toBe(0);
+          await reopened.journal.close();
+        }),
+      ),
+      { numRuns: 120 },
+    );
+  });
+});
+
+type Step =
+  | { kind: "append"; sizes: number[] }
+  | { kind: "concurrentAppends"; sizes: number[] }
+  | { kind: "truncate"; position: number }
+  | { kind: "release"; position: number }
+  | { kind: "reopen" };
+
+const sizesArbitrary = fc.array(fc.integer({ min: 0, max: 150 }), { minLength: 1, maxLength: 6 });
+const stepArbitrary: fc.Arbitrary<Step> = fc.oneof(
+  {
+    weight: 4,
+    arbitrary: fc.record({ kind: fc.constant("append" as const), sizes: sizesArbitrary }),
+  },
+  {
+    weight: 2,
+    arbitrary: fc.record({
+      kind: fc.constant("concurrentAppends" as const),
+      sizes: sizesArbitrary,
+    }),
+  },
+  {
+    weight: 1,
+    arbitrary: fc.record({
+      kind: fc.constant("truncate" as const),
+      position: fc.double({ min: 0, max: 1, noNaN: true }),
+    }),
+  },
+  {
+    weight: 1,
+    arbitrary: fc.record({
+      kind: fc.constant("release" as const),
+      position: fc.double({ min: 0, max: 1, noNaN: true }),
+    }),
+  },
+  { weight: 1, arbitrary: fc.constant({ kind: "reopen" as const }) },
+);
+
+describe("random operations against a model", () => {
+  test("agree on the records, the first and last op, the size and the segments", async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(stepArbitrary, { minLength: 1, maxLength: 30 }),
+        fc.oneof(fc.constant(0), fc.constant(1), fc.integer({ min: 0, max: 2 ** 40 })),
+        (steps, firstOpNum) =>
+          withDirectory(async (directory) => {
+            let { journal } = await Journal.open({ directory, segmentBytesMax });
+            /** The records the journal must hold: a suffix of all appended, after truncations. */
+            let model: JournalRecord[] = [];
+            let releasedThrough: number | undefined;
+            const nextOpNum = () => (model.at(-1)?.opNum ?? firstOpNum - 1) + 1;
+
+            for (const step of steps) {
+              const modelFirst = model[0]?.opNum;
+              const modelLast = model.at(-1)?.opNum;
+              switch (step.kind) {
+                case "append": {
+                  const records = recordsOfSizes(nextOpNum(), step.sizes);
+                  await journal.append(records);
+                  model.push(...records);
+                  break;
+                }
+                case "concurrentAppends": {
+                  const records = recordsOfSizes(nextOpNum(), step.sizes);
+                  await Promise.all(records.map((record) => journal.append([record])));
+                  model.push(...records);
+                  break;
+                }
+                case "truncate": {
+                  if (modelFirst === undefined || modelLast === undefined) break;
+                  // Op numbers are never negative, so a journal starting at op 0 cannot be
+                  // emptied by truncateAfter(-1).
+                  const low = Math.max(modelFirst - 1, releasedThrough ?? 0, 0);
+                  const opNum = low + Math.floor(step.position * (modelLast - low + 1));
+                  await journal.truncateAfter(opNum);
+                  model = model.filter((record) => record.opNum <= opNum);
+                  if (model.length === 0) releasedThrough = undefined;
+                  break;
+                }
+                case "release": {
+                  if (modelFirst === undefined || modelLast === undefined) break;
+                  const span = modelLast - modelFirst + 3;
+                  const opNum = Math.max(0, modelFirst - 1 + Math.floor(step.position * span));
+                  await journal.releaseThrough(opNum);
+                  const first = journal.firstOpNum!;
+                  // Every record above the op stays; the last segment stays whatever the op.
+                  expect(first).toBeGreaterThanOrEqual(modelFirst);
+                  expect(first).toBeLessThanOrEqual(
+                    Math.max(modelFirst, Math.min(opNum + 1, modelLast)),
+                  );
+                  // And no segment that could have gone stayed: the first one left either
+                  // is the last one or holds an op above the released one.
+                  const starts = (await segmentNames(directory)).map(
+                    (name) => parseSegmentFileName(name)!,
+                  );
+                  if (starts.length >= 2) expect(starts[1]! - 1).toBeGreaterThan(opNum);
+                  model = model.filter((record) => record.opNum >= first);
+                  releasedThrough = Math.max(releasedThrough ?? -1, Math.min(opNum, modelLast));
+                  break;
+                }
+                case "reopen": {
+                  await journal.close();
+                  const recovered = await Journal.open({ directory, segmentBytesMax });
+                  expect(recovered.tornTailBytes).toBe(0);
+                  expectSameRecords(recovered.records, model);
+                  journal = recovered.journal;
+                  // Recovery forgets releases; the files still hold what the model holds.
+                  releasedThrough = undefined;
+                  break;
+                }
+              }
+              expect(journal.firstOpNum).toBe(model[0]?.opNum);
+              expect(journal.lastOpNum).toBe(model.at(-1)?.opNum);
+              expect(journal.bytes).toBe(await segmentBytesOnDisk(directory));
+              expect(journal.segmentCount).toBe((await segmentNames(directory)).length);
+            }
+            await journal.close();
+            const { journal: reopened, records } = await Journal.open({
+              directory,
+              segmentBytesMax,
+            });
+            expectSameRecords(records, model);
+            await reopened.close();
+          }),
+      ),
+      { numRuns: 60 },
+    );
+  });
+});

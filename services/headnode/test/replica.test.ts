@@ -1,0 +1,557 @@
+// Scenario tests of the replica core: short scripts that drive primary and secondary
+// cores by hand and check the effects they produce.
+
+import { type BallastError, crc32c, ErrorCode, type MessageOf } from "@ballast/protocol";
+import { describe, expect, test } from "vitest";
+import type { Effect } from "../src/replica/effects.ts";
+import { PartitionMetadata } from "../src/replica/metadata.ts";
+import { type Configuration, Replica } from "../src/replica/replica.ts";
+
+const partitionBytes = 1024 * 1024;
+const configuration: Configuration = {
+  epoch: 3,
+  primary: "head-1",
+  secondaries: ["head-2", "head-3"],
+};
+
+function replica(nodeId: string, session = 11, limits = {}) {
+  const core = new Replica(
+    { nodeId, volume: "vol", partition: 0, partitionStart: 0, partitionBytes, session },
+    { notes: [] },
+    limits,
+  );
+  core.configure(configuration);
+  return core;
+}
+
+function sectors(count: number, fill: number): Uint8Array {
+  return new Uint8Array(count * 512).fill(fill);
+}
+
+type Notes = MessageOf<"replica.notes.v1">;
+type Ack = MessageOf<"replica.ack.v1">;
+
+/** Effects of one kind, from a drained list. */
+function only<T extends Effect["type"]>(
+  effects: Effect[],
+  type: T,
+): Extract<Effect, { type: T }>[] {
+  return effects.filter((effect): effect is Extract<Effect, { type: T }> => effect.type === type);
+}
+
+function notesTo(effects: Effect[], to: string): Notes[] {
+  return only(effects, "send")
+    .filter((send) => send.to === to && send.message.type === "replica.notes.v1")
+    .map((send) => send.message as Notes);
+}
+
+function acksTo(effects: Effect[], to: string): Ack[] {
+  return only(effects, "send")
+    .filter((send) => send.to === to && send.message.type === "replica.ack.v1")
+    .map((send) => send.message as Ack);
+}
+
+/** Makes every journal append of `core` durable at once. */
+function syncJournal(core: Replica, effects: Effect[]): Effect[] {
+  const out: Effect[] = [];
+  for (const append of only(effects, "journal.append")) {
+    const last = append.notes[append.notes.length - 1];
+    if (last !== undefined) {
+      core.onJournalDurable(last.opNum, append.generation);
+      out.push(...core.drainEffects());
+    }
+  }
+  return out;
+}
+
+function errorOf(effects: Effect[]): BallastError {
+  const [reply] = only(effects, "reply.error");
+  expect(reply).toBeDefined();
+  return reply!.error;
+}
+
+describe("the write path", () => {
+  test("a write is answered only after the primary and every secondary hold it durably", () => {
+    const primary = replica("head-1");
+    const secondaries = { "head-2": replica("head-2"), "head-3": replica("head-3") };
+    primary.drainEffects();
+    primary.onClientRequest({
+      kind: "write",
+      requestId: 1,
+      epoch: 3,
+      writes: [{ offset: 4096, data: sectors(2, 7) }],
+    });
+    const proposed = primary.drainEffects();
+    expect(only(proposed, "journal.append")[0]?.notes.map((note) => note.opNum)).toEqual([1]);
+    expect(only(proposed, "reply")).toEqual([]);
+
+    // The primary's own journal is durable: still no reply, secondaries have nothing.
+    expect(only(syncJournal(primary, proposed), "reply")).toEqual([]);
+
+    for (const [id, secondary] of Object.entries(secondaries)) {
+      const [message] = notesTo(proposed, id);
+      secondary.onReplicationMessage(message!);
+      const received = secondary.drainEffects();
+      // An ack is produced only after the secondary's journal write is durable.
+      expect(acksTo(received, "head-1")).toEqual([]);
+      const [ack] = acksTo(syncJournal(secondary, received), "head-1");
+      expect(ack).toMatchObject({ durableOpNum: 1, mismatch: false });
+      primary.onReplicationMessage(ack!);
+      const afterAck = primary.drainEffects();
+      if (id === "head-2") expect(only(afterAck, "reply")).toEqual([]);
+      else
+        expect(only(afterAck, "reply")).toEqual([
+          { type: "reply", requestId: 1, reply: { kind: "mutation", opNumFirst: 1, opNumLast: 1 } },
+        ]);
+    }
+    expect(primary.commitOpNum).toBe(1);
+  });
+
+  test("a pending note is never readable; it is once committed", () => {
+    const primary = new Replica(
+      {
+        nodeId: "head-1",
+        volume: "vol",
+        partition: 0,
+        partitionStart: 0,
+        partitionBytes,
+        session: 1,
+      },
+      { notes: [] },
+    );
+    primary.configure({ epoch: 1, primary: "head-1", secondaries: ["head-2"] });
+    primary.onClientRequest({
+      kind: "write",
+      requestId: 1,
+      epoch: 1,
+      writes: [{ offset: 0, data: sectors(1, 9) }],
+    });
+    const effects = primary.drainEffects();
+    syncJournal(primary, effects);
+    const pending = primary.read(1, [{ offset: 0, length: 512 }]);
+    expect(pending.asOfOpNum).toBe(0);
+    expect(pending.ranges[0]!.parts).toEqual([{ kind: "zero", offset: 0, length: 512 }]);
+    primary.onReplicationMessage({
+      type: "replica.ack.v1",
+      volume: "vol",
+      partition: 0,
+      epoch: 1,
+      from: "head-2",
+      session: 1,
+      durableOpNum: 1,
+      commitOpNum: 0,
+      mismatch: false,
+    });
+    const committed = primary.read(1, [{ offset: 0, length: 512 }]);
+    expect(committed.asOfOpNum).toBe(1);
+    const part = committed.ranges[0]!.parts[0]!;
+    expect(part.kind === "memory" && [...part.data]).toEqual(Array(512).fill(9));
+  });
+
+  test("a degraded epoch with no secondary commits on the primary's durability alone", () => {
+    const primary = new Replica({
+      nodeId: "head-1",
+      volume: "vol",
+      partition: 0,
+      partitionStart: 0,
+      partitionBytes,
+      session: 1,
+    });
+    primary.configure({ epoch: 4, primary: "head-1", secondaries: [] });
+    primary.onClientRequest({
+      kind: "trim",
+      requestId: 5,
+      epoch: 4,
+      ranges: [{ offset: 0, length: 4096 }],
+    });
+    const replies = only(syncJournal(primary, primary.drainEffects()), "reply");
+    expect(replies.map((reply) => reply.requestId)).toEqual([5]);
+  });
+});
+
+describe("bad client input", () => {
+  const cases: [string, Parameters<Replica["onClientRequest"]>[0], ErrorCode][] = [
+    [
+      "a wrong epoch",
+      { kind: "write", requestId: 1, epoch: 2, writes: [{ offset: 0, data: sectors(1, 1) }] },
+      ErrorCode.WrongEpoch,
+    ],
+    [
+      "an unaligned offset",
+      { kind: "write", requestId: 1, epoch: 3, writes: [{ offset: 100, data: sectors(1, 1) }] },
+      ErrorCode.Unaligned,
+    ],
+    [
+      "an unaligned length",
+      { kind: "write", requestId: 1, epoch: 3, writes: [{ offset: 0, data: new Uint8Array(700) }] },
+      ErrorCode.Unaligned,
+    ],
+    [
+      "a range past the partition",
+      {
+        kind: "trim",
+        requestId: 1,
+        epoch: 3,
+        ranges: [{ offset: partitionBytes - 512, length: 1024 }],
+      },
+      ErrorCode.OutOfRange,
+    ],
+    [
+      "an empty range",
+      { kind: "zeroes", requestId: 1, epoch: 3, ranges: [{ offset: 0, length: 0 }] },
+      ErrorCode.InvalidArgument,
+    ],
+    [
+      "more data than a request may carry",
+      {
+        kind: "write",
+        requestId: 1,
+        epoch: 3,
+        writes: [0, 1, 2, 3, 4].map((index) => ({
+          offset: index * 1024 * 1024 - index * 1024 * 1024,
+          data: new Uint8Array(1024 * 1024),
+        })),
+      },
+      ErrorCode.PayloadTooLarge,
+    ],
+  ];
+
+  test.each(cases)("%s is refused with a typed error and assigns no op", (_what, request, code) => {
+    const primary = new Replica({
+      nodeId: "head-1",
+      volume: "vol",
+      partition: 0,
+      partitionStart: 0,
+      partitionBytes: 8 * 1024 * 1024,
+      session: 1,
+    });
+    primary.configure(configuration);
+    primary.drainEffects();
+    if (_what === "a range past the partition") {
+      const small = replica("head-1");
+      small.drainEffects();
+      small.onClientRequest(request);
+      expect(errorOf(small.drainEffects()).code).toBe(code);
+      expect(small.lastOpNum).toBe(0);
+      return;
+    }
+    primary.onClientRequest(request);
+    const effects = primary.drainEffects();
+    expect(errorOf(effects).code).toBe(code);
+    expect(only(effects, "journal.append")).toEqual([]);
+    expect(primary.lastOpNum).toBe(0);
+  });
+
+  test("a secondary refuses client requests and reads, naming the primary", () => {
+    const secondary = replica("head-2");
+    secondary.onClientRequest({ kind: "flush", requestId: 9, epoch: 3 });
+    const error = errorOf(secondary.drainEffects());
+    expect(error.code).toBe(ErrorCode.NotPrimary);
+    expect(error.details).toMatchObject({ primary: "head-1", epoch: 3 });
+    expect(() => secondary.read(3, [{ offset: 0, length: 512 }])).toThrow(
+      expect.objectContaining({ code: ErrorCode.NotPrimary }),
+    );
+  });
+
+  test("a read that is unaligned, out of range or too large is refused", () => {
+    const primary = replica("head-1");
+    expect(() => primary.read(3, [{ offset: 1, length: 512 }])).toThrow(
+      expect.objectContaining({ code: ErrorCode.Unaligned }),
+    );
+    expect(() => primary.read(3, [{ offset: partitionBytes, length: 512 }])).toThrow(
+      expect.objectContaining({ code: ErrorCode.OutOfRange }),
+    );
+    expect(() => primary.read(3, Array(5).fill({ offset: 0, length: 1024 * 1024 }))).toThrow(
+      expect.objectContaining({ code: ErrorCode.InvalidArgument }),
+    );
+    expect(() => primary.read(2, [{ offset: 0, length: 512 }])).toThrow(
+      expect.objectContaining({ code: ErrorCode.WrongEpoch }),
+    );
+  });
+});
+
+describe("replication edge cases", () => {
+  function notesMessage(overrides: Partial<Notes>): Notes {
+    return {
+      type: "replica.notes.v1",
+      volume: "vol",
+      partition: 0,
+      epoch: 3,
+      primary: "head-1",
+      session: 11,
+      commitOpNum: 0,
+      previousOpNum: 0,
+      previousEpoch: 0,
+      previousSession: 0,
+      notes: [],
+      ...overrides,
+    };
+  }
+  function note(opNum: number, fill = opNum, epoch = 3, session = 11) {
+    const data = sectors(1, fill);
+    return {
+      opNum,
+      epoch,
+      session,
+      kind: "write" as const,
+      offset: 0,
+      length: 512,
+      data,
+      checksum: crc32c(data),
+    };
+  }
+
+  test("a gap before the notes is not journaled; the ack asks for a resend", () => {
+    const secondary = replica("head-2");
+    secondary.onReplicationMessage(
+      notesMessage({ previousOpNum: 4, previousEpoch: 3, previousSession: 11, notes: [note(5)] }),
+    );
+    const effects = secondary.drainEffects();
+    expect(only(effects, "journal.append")).toEqual([]);
+    expect(acksTo(effects, "head-1")).toEqual([
+      expect.objectContaining({ mismatch: true, commitOpNum: 0 }),
+    ]);
+  });
+
+  test("duplicated notes are journaled once", () => {
+    const secondary = replica("head-2");
+    const message = notesMessage({ notes: [note(1), note(2)] });
+    secondary.onReplicationMessage(message);
+    const first = secondary.drainEffects();
+    expect(only(first, "journal.append")[0]?.notes.map((n) => n.opNum)).toEqual([1, 2]);
+    secondary.onReplicationMessage(message);
+    const second = secondary.drainEffects();
+    expect(only(second, "journal.append")).toEqual([]);
+    expect(acksTo(second, "head-1")).toHaveLength(1);
+  });
+
+  test("notes that skip an op number inside a message stop at the skip", () => {
+    const secondary = replica("head-2");
+    secondary.onReplicationMessage(notesMessage({ notes: [note(1), note(3)] }));
+    expect(only(secondary.drainEffects(), "journal.append")[0]?.notes.map((n) => n.opNum)).toEqual([
+      1,
+    ]);
+  });
+
+  test("a write note whose data fails its checksum is not journaled", () => {
+    const secondary = replica("head-2");
+    const bad = { ...note(1), checksum: 12345 };
+    secondary.onReplicationMessage(notesMessage({ notes: [bad] }));
+    expect(only(secondary.drainEffects(), "journal.append")).toEqual([]);
+  });
+
+  test("notes from an older epoch are refused with an ack that names the newer epoch", () => {
+    const secondary = replica("head-2");
+    secondary.onReplicationMessage(notesMessage({ epoch: 2, notes: [note(1, 1, 2)] }));
+    const effects = secondary.drainEffects();
+    expect(only(effects, "journal.append")).toEqual([]);
+    const [ack] = acksTo(effects, "head-1");
+    expect(ack?.epoch).toBe(3);
+
+    // The old primary learns of the newer epoch and stops serving.
+    const old = new Replica({
+      nodeId: "head-1",
+      volume: "vol",
+      partition: 0,
+      partitionStart: 0,
+      partitionBytes,
+      session: 11,
+    });
+    old.configure({ epoch: 2, primary: "head-1", secondaries: ["head-2"] });
+    old.onClientRequest({
+      kind: "write",
+      requestId: 1,
+      epoch: 2,
+      writes: [{ offset: 0, data: sectors(1, 1) }],
+    });
+    old.drainEffects();
+    old.onReplicationMessage({ ...ack!, session: 11 });
+    expect(errorOf(old.drainEffects()).code).toBe(ErrorCode.WrongEpoch);
+    expect(old.roleName).toBe("idle");
+  });
+
+  test("a new primary's log replaces an uncommitted tail from another session", () => {
+    const secondary = replica("head-2");
+    secondary.onReplicationMessage(
+      notesMessage({ session: 10, notes: [note(1, 1, 3, 10), note(2, 2, 3, 10)] }),
+    );
+    syncJournal(secondary, secondary.drainEffects());
+    expect(secondary.lastOpNum).toBe(2);
+    // The restarted primary (session 11) kept op 1 but assigned op 2 anew.
+    secondary.onReplicationMessage(
+      notesMessage({
+        session: 11,
+        commitOpNum: 0,
+        previousOpNum: 1,
+        previousEpoch: 3,
+        previousSession: 10,
+        notes: [note(2, 99, 3, 11)],
+      }),
+    );
+    const effects = secondary.drainEffects();
+    expect(only(effects, "journal.truncate")).toEqual([expect.objectContaining({ afterOpNum: 1 })]);
+    expect(
+      only(effects, "journal.append")
+        .at(-1)
+        ?.notes.map((n) => [n.opNum, n.session]),
+    ).toEqual([[2, 11]]);
+  });
+});
+
+describe("backpressure", () => {
+  test("writes past the in-flight window wait, then go in as commits make room", () => {
+    const primary = new Replica(
+      {
+        nodeId: "head-1",
+        volume: "vol",
+        partition: 0,
+        partitionStart: 0,
+        partitionBytes,
+        session: 1,
+      },
+      { notes: [] },
+      { notesInflightMax: 2, requestDeadlineTicks: 1000 },
+    );
+    primary.configure({ epoch: 1, primary: "head-1", secondaries: [] });
+    for (let requestId = 1; requestId <= 4; requestId++) {
+      primary.onClientRequest({
+        kind: "write",
+        requestId,
+        epoch: 1,
+        writes: [{ offset: 0, data: sectors(1, requestId) }],
+      });
+    }
+    const first = primary.drainEffects();
+    expect(
+      only(first, "journal.append").flatMap((append) => append.notes.map((n) => n.opNum)),
+    ).toEqual([1, 2]);
+    const replies = only(syncJournal(primary, first), "reply").map((reply) => reply.requestId);
+    expect(replies).toEqual([1, 2]);
+    primary.tick();
+    const admitted = primary.drainEffects();
+    expect(
+      only(admitted, "journal.append").flatMap((append) => append.notes.map((n) => n.opNum)),
+    ).toEqual([3, 4]);
+  });
+
+  test("a write held up by a slow secondary times out with a clear error", () => {
+    const primary = new Replica(
+      {
+        nodeId: "head-1",
+        volume: "vol",
+        partition: 0,
+        partitionStart: 0,
+        partitionBytes,
+        session: 1,
+      },
+      { notes: [] },
+      { requestDeadlineTicks: 5 },
+    );
+    primary.configure({ epoch: 1, primary: "head-1", secondaries: ["head-2"] });
+    primary.onClientRequest({
+      kind: "write",
+      requestId: 1,
+      epoch: 1,
+      writes: [{ offset: 0, data: sectors(1, 1) }],
+    });
+    syncJournal(primary, primary.drainEffects());
+    for (let tick = 0; tick < 4; tick++) primary.tick();
+    expect(only(primary.drainEffects(), "reply.error")).toEqual([]);
+    primary.tick();
+    const error = errorOf(primary.drainEffects());
+    expect(error.code).toBe(ErrorCode.Timeout);
+    expect(error.message).toMatch(/not committed by its deadline/);
+  });
+});
+
+describe("flush, checkpoint and recovery", () => {
+  test("a flush moves metadata to a chunk on every replica, then a checkpoint releases the journal", async () => {
+    const limits = { flushBytesThreshold: 1, checkpointIntervalTicks: 1 };
+    const primary = new Replica(
+      {
+        nodeId: "head-1",
+        volume: "vol",
+        partition: 0,
+        partitionStart: 0,
+        partitionBytes,
+        session: 1,
+      },
+      { notes: [] },
+      limits,
+    );
+    primary.configure({ epoch: 1, primary: "head-1", secondaries: [] });
+    primary.onClientRequest({
+      kind: "write",
+      requestId: 1,
+      epoch: 1,
+      writes: [{ offset: 1024, data: sectors(4, 5) }],
+    });
+    syncJournal(primary, primary.drainEffects());
+    primary.onClientRequest({
+      kind: "write",
+      requestId: 2,
+      epoch: 1,
+      writes: [{ offset: 2048, data: sectors(1, 6) }],
+    });
+    syncJournal(primary, primary.drainEffects());
+    primary.tick();
+    const [write] = only(primary.drainEffects(), "chunk.write");
+    // Only live bytes are packed: three of op 1's four sectors, and op 2's one sector.
+    expect(write?.data.byteLength).toBe(4 * 512);
+    primary.onChunkWritten(write!.chunkNumber, ["sled-1", "sled-2"]);
+    const recorded = primary.drainEffects();
+    const [record] = only(recorded, "journal.append");
+    expect(record?.notes[0]?.kind).toBe("flush");
+    syncJournal(primary, recorded);
+    expect(primary.metadata.flushedThroughOpNum).toBe(2);
+    const [piece] = primary.metadata.tree.lookup(1024, 512);
+    expect(piece?.location).toEqual({ kind: "chunk", chunkId: write!.chunkNumber, offset: 0 });
+
+    primary.tick();
+    const [checkpoint] = only(primary.drainEffects(), "checkpoint.write");
+    expect(checkpoint?.opNum).toBe(3);
+    primary.onCheckpointWritten(checkpoint!.opNum);
+    expect(only(primary.drainEffects(), "journal.release")).toEqual([
+      { type: "journal.release", throughOpNum: 2 },
+    ]);
+
+    // A restart from that checkpoint plus the journal's remaining notes reads the same.
+    const restored = await PartitionMetadata.restore(checkpoint!.snapshot);
+    const again = new Replica(
+      {
+        nodeId: "head-1",
+        volume: "vol",
+        partition: 0,
+        partitionStart: 0,
+        partitionBytes,
+        session: 2,
+      },
+      { checkpoint: restored, notes: [record!.notes[0]!] },
+    );
+    expect(again.commitOpNum).toBe(3);
+    expect(again.metadata.fingerprint()).toBe(primary.metadata.fingerprint());
+  });
+
+  test("a journal that starts after the checkpoint is refused as missing notes", () => {
+    const metadata = new PartitionMetadata();
+    expect(
+      () =>
+        new Replica(
+          {
+            nodeId: "head-1",
+            volume: "vol",
+            partition: 0,
+            partitionStart: 0,
+            partitionBytes,
+            session: 2,
+          },
+          {
+            checkpoint: { metadata, opNum: 3 },
+            notes: [
+              { opNum: 6, epoch: 1, session: 1, kind: "trim", offset: 0, length: 512, checksum: 0 },
+            ],
+          },
+        ),
+    ).toThrow(/notes are missing/);
+  });
+});
