@@ -16,6 +16,7 @@ import { CliError, exitCodes } from "./errors.ts";
 import { scrubCommand, scrubHelp } from "./scrub.ts";
 import { fetchStatus, formatStatus } from "./status.ts";
 import { up } from "./up.ts";
+import { volumeCommand, volumeHelp } from "./volume.ts";
 
 const usage = `ballast: a replicated block store on NATS
 
@@ -24,6 +25,7 @@ Usage: ballast <command> [options]
 Commands:
   up        start a local cluster in the foreground (Ctrl-C stops it)
   status    show services and volumes (--json for scripts)
+  volume    create, list, describe and delete volumes
   scrub     verify every chunk and blob on the sleds and report damage
   help      show this help, or a command's: ballast help <command>
   version   print the version
@@ -36,6 +38,7 @@ Exit codes: 0 ok, 1 failed, 2 usage, 3 cluster unreachable, 4 missing tool.
 
 const commandHelp: Record<string, string> = {
   scrub: scrubHelp,
+  volume: volumeHelp,
   up: `Usage: ballast up [options]
 
 Starts nats-server (unless --nats is given), the coordinator, head nodes and sleds as
@@ -152,6 +155,12 @@ async function main(argv: string[]): Promise<number> {
       }
       return exitCodes.ok;
     }
+    case "volume":
+      if (rest.includes("--help")) return help("volume");
+      return volumeCommand(rest);
+    case "scrub":
+      if (rest.includes("--help")) return help("scrub");
+      return scrubCommand(rest);
     default:
       throw new CliError(
         exitCodes.usage,

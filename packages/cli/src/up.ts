@@ -4,6 +4,7 @@
 
 import { mkdir } from "node:fs/promises";
 import { resolve } from "node:path";
+import { BallastError, ErrorCode, subjects } from "@ballast/protocol";
 import { clusterFilePath, readClusterFile, writeClusterFile } from "./cluster-file.ts";
 import { connectCli } from "./connect.ts";
 import { clusterReadyTimeoutMs } from "./constants.ts";
@@ -107,10 +108,7 @@ export async function up(options: UpOptions): Promise<number> {
       `  npx ballast status${options.dataDir === "./.ballast" ? "" : ` --data-dir ${options.dataDir}`}`,
     );
     options.print("  npx ballast status --json");
-    if (options.demo) {
-      options.print("Volumes, the NBD gateway and a demo disk arrive with later releases;");
-      options.print("for now the demo is the cluster itself: watch it with `npx ballast status`.");
-    }
+    if (options.demo) await createDemoVolume(cluster, options.print);
     options.print("Press Ctrl-C to stop the cluster.");
   }
   const reason = first ?? (await stopSignal);
@@ -120,6 +118,27 @@ export async function up(options: UpOptions): Promise<number> {
   await save({ running: false, stoppedAtMs: Date.now() });
   options.print("stopped; no Ballast process is left running.");
   return exitCodes.ok;
+}
+
+/** `--demo`: a 1 GiB volume named demo with two replicas, unless it exists already. */
+async function createDemoVolume(cluster: LocalCluster, print: (line: string) => void) {
+  const client = await connectCli({ natsUrl: cluster.natsUrl, source: "ballast up" });
+  try {
+    await client.bus.request(
+      subjects.coordinator.build(),
+      { type: "volume.create.v1", name: "demo", sizeBytes: 2 ** 30, replicaCount: 2 },
+      { deadlineMs: 15_000 },
+    );
+    print("created the demo volume: 1 GiB, two replicas (npx ballast volume describe demo)");
+  } catch (error) {
+    if (error instanceof BallastError && error.code === ErrorCode.AlreadyExists) {
+      print("the demo volume is here from an earlier run (npx ballast volume describe demo)");
+    } else {
+      print(`! could not create the demo volume: ${(error as Error).message}`);
+    }
+  } finally {
+    await client.close();
+  }
 }
 
 async function waitUntilHealthy(cluster: LocalCluster, print: (line: string) => void) {

@@ -39,6 +39,12 @@ export const volumeBytesMax = 2 ** 50;
 export const replicaCountMin = 2;
 export const replicaCountMax = 3;
 
+/** Volume partitions: the default size, its bounds, and the most partitions per volume. */
+export const partitionBytesDefault = 1024 * mebibyte;
+export const partitionBytesMin = mebibyte;
+export const partitionBytesMax = 64 * 1024 * mebibyte;
+export const partitionsPerVolumeMax = 65_536;
+
 /** Free-text fields (error messages, reasons) are cut to this many characters. */
 export const textLengthMax = 4096;
 

@@ -37,6 +37,19 @@ export const messageArbitraries: {
     { type: fc.constant("cluster.status.v1" as const), probe: fc.boolean() },
     { requiredKeys: ["type"] },
   ),
+  "volume.create.v1": fc.record(
+    {
+      type: fc.constant("volume.create.v1" as const),
+      name,
+      sizeBytes: volumeOffset,
+      replicaCount: fc.constantFrom(2, 3),
+      partitionBytes: volumeOffset,
+    },
+    { requiredKeys: ["type", "name", "sizeBytes"] },
+  ),
+  "volume.describe.v1": fc.record({ type: fc.constant("volume.describe.v1" as const), name }),
+  "volume.list.v1": fc.record({ type: fc.constant("volume.list.v1" as const) }),
+  "volume.delete.v1": fc.record({ type: fc.constant("volume.delete.v1" as const), name }),
   "volume.write.v1": fc.record({
     type: fc.constant("volume.write.v1" as const),
     ...address,

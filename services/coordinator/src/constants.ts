@@ -10,3 +10,17 @@ export const probeDeadlineMs = 1000;
 
 /** The most services membership tracks; heartbeats from more are refused and logged. */
 export const membersMax = 4096;
+
+/** How often the leader checks every partition against membership and pushes configuration. */
+export const reconcileIntervalMs = 500;
+
+/** Configuration is pushed again to every member at least this often, to catch restarts. */
+export const configureRefreshMs = 5000;
+
+/** How long a configure request to a head node may take. */
+export const configureDeadlineMs = 2000;
+
+/** The leader lease, its renewal period, and the clock skew between coordinators allowed for. */
+export const leaderLeaseMs = 3000;
+export const leaderRenewMs = 1000;
+export const clockSkewMsMax = 500;

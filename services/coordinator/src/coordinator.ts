@@ -1,27 +1,39 @@
-// The coordinator's shell. It feeds heartbeats and ticks into the Membership core, logs
-// what the core decides, and answers the cluster's control requests. Control state
-// (the volume catalogue, replica sets, leases) lives in the JetStream KV bucket
-// `ballast-control`, which the coordinator creates on start; a NATS server without
-// JetStream is refused with a clear error rather than discovered later.
+// The coordinator's shell. Every coordinator tracks membership from heartbeats (so that
+// one that takes over leadership already knows who is alive); only the leader — holder
+// of the KV lease, see leadership.ts — answers control requests and reconciles:
+// it checks every partition against membership, applies failover decisions
+// (placement.ts) by compare-and-set on the partition's KV record, and pushes each
+// replica set to its head nodes. Control state lives in the JetStream KV bucket
+// `ballast-control` (catalogue.ts); a NATS server without JetStream is refused at start.
 
 import {
   BallastError,
   buckets,
   ErrorCode,
+  limits,
   type MessageOf,
   parseHeartbeatSubject,
   type ResultOf,
   subjects,
 } from "@ballast/protocol";
-import type { CommonConfig, ConfigOf, OptionSpecs, Service } from "@ballast/runtime";
+import type { CommonConfig, ConfigOf, OptionSpecs, Served, Service } from "@ballast/runtime";
 import { Kvm } from "@nats-io/kv";
+import { Catalogue, type VolumeRecord } from "./catalogue.ts";
 import {
+  clockSkewMsMax,
+  configureDeadlineMs,
+  configureRefreshMs,
   heartbeatTimeoutMsDefault,
   heartbeatTimeoutMsMax,
   heartbeatTimeoutMsMin,
+  leaderLeaseMs,
+  leaderRenewMs,
   probeDeadlineMs,
+  reconcileIntervalMs,
 } from "./constants.ts";
+import { Leadership } from "./leadership.ts";
 import { type Heartbeat, Membership, type MembershipEvent } from "./membership.ts";
+import { decideFailover, loadOf, type PartitionRecord, placePartitions } from "./placement.ts";
 
 export const coordinatorOptions = {
   heartbeatTimeoutMs: {
@@ -33,14 +45,39 @@ export const coordinatorOptions = {
     max: heartbeatTimeoutMsMax,
     description: "silence after which a service is declared dead",
   },
+  partitionBytes: {
+    flag: "partition-bytes",
+    env: "BALLAST_PARTITION_BYTES",
+    type: "integer",
+    default: limits.partitionBytesDefault,
+    min: limits.partitionBytesMin,
+    max: limits.partitionBytesMax,
+    description: "partition size of new volumes that do not name one",
+  },
 } as const satisfies OptionSpecs;
 
 type CoordinatorConfig = ConfigOf<typeof coordinatorOptions> & CommonConfig;
 type StatusResult = ResultOf<"cluster.status.v1">;
+type VolumeState = ResultOf<"volume.describe.v1">;
+
+const controlRequests = [
+  "cluster.status.v1",
+  "volume.create.v1",
+  "volume.describe.v1",
+  "volume.list.v1",
+  "volume.delete.v1",
+] as const;
 
 export class Coordinator {
   private readonly membership: Membership;
-  private tickTimer: NodeJS.Timeout | undefined;
+  private catalogue!: Catalogue;
+  private leadership!: Leadership;
+  private control: Served | undefined;
+  private readonly timers: NodeJS.Timeout[] = [];
+  /** When each (partition, node) was last sent its configuration, and for which epoch. */
+  private readonly configured = new Map<string, { epoch: number; atMs: number }>();
+  private readonly startedAtMs = Date.now();
+  private reconciling = false;
 
   constructor(
     private readonly service: Service,
@@ -50,39 +87,51 @@ export class Coordinator {
   }
 
   async start(): Promise<void> {
-    await this.openControlStore();
+    const kv = await this.openControlStore();
+    this.catalogue = new Catalogue(kv);
+    this.leadership = new Leadership({
+      kv,
+      nodeId: this.service.nodeId,
+      leaseMs: leaderLeaseMs,
+      clockSkewMsMax,
+    });
     this.service.serve(
       subjects.heartbeat.pattern,
       { accept: ["heartbeat.v1"], traced: false },
       (heartbeat, context) => this.onHeartbeat(heartbeat, context.subject),
     );
-    this.service.serve(
-      subjects.coordinator.build(),
-      { accept: ["cluster.status.v1"], queue: "coordinator" },
-      (message) => {
-        switch (message.type) {
-          case "cluster.status.v1":
-            return this.onClusterStatus(message);
-          default: {
-            const unreachable: never = message.type;
-            throw new Error(`no handler for ${unreachable}`);
-          }
-        }
-      },
-    );
     this.service.serveInbox([], () => undefined);
     this.service.setDescription(() => ({
       heartbeatTimeoutMs: this.config.heartbeatTimeoutMs,
       members: this.membership.list().length,
+      leader: this.leadership.isLeader(Date.now()),
     }));
     const tickMs = Math.max(50, Math.floor(this.config.heartbeatTimeoutMs / 4));
-    this.tickTimer = setInterval(() => this.report(this.membership.tick(Date.now())), tickMs);
-    this.service.onClose(() => clearInterval(this.tickTimer));
+    this.every(tickMs, () => this.report(this.membership.tick(Date.now())));
+    this.every(leaderRenewMs, () => this.lead());
+    this.every(reconcileIntervalMs, () => this.reconcile());
+    this.service.onClose(async () => {
+      for (const timer of this.timers) clearInterval(timer);
+      await this.control?.stop();
+    });
+    await this.lead();
   }
 
-  private async openControlStore(): Promise<void> {
+  private every(ms: number, work: () => unknown): void {
+    this.timers.push(
+      setInterval(() => {
+        void Promise.resolve()
+          .then(work)
+          .catch((error) =>
+            this.service.logger.error({ error: String(error) }, "periodic work failed"),
+          );
+      }, ms),
+    );
+  }
+
+  private async openControlStore() {
     try {
-      await new Kvm(this.service.bus.connection).create(buckets.control, { history: 8 });
+      return await new Kvm(this.service.bus.connection).create(buckets.control, { history: 8 });
     } catch (error) {
       throw new BallastError(
         ErrorCode.Unavailable,
@@ -91,6 +140,51 @@ export class Coordinator {
       );
     }
   }
+
+  /** Takes or renews the lease; serves the control subject exactly while leading. */
+  private async lead(): Promise<void> {
+    const leading = await this.leadership.renew(Date.now());
+    if (leading && this.control === undefined) {
+      this.service.logger.info("leading the cluster");
+      this.control = this.service.serve(
+        subjects.coordinator.build(),
+        { accept: controlRequests, queue: "coordinator" },
+        (message) => this.onControl(message),
+      );
+    } else if (!leading && this.control !== undefined) {
+      this.service.logger.warn("lost the leadership");
+      const served = this.control;
+      this.control = undefined;
+      await served.stop();
+    }
+  }
+
+  private onControl(message: MessageOf<(typeof controlRequests)[number]>) {
+    if (!this.leadership.isLeader(Date.now())) {
+      throw new BallastError(
+        ErrorCode.Unavailable,
+        `${this.service.nodeId} no longer leads; retry`,
+      );
+    }
+    switch (message.type) {
+      case "cluster.status.v1":
+        return this.onClusterStatus(message);
+      case "volume.create.v1":
+        return this.onVolumeCreate(message);
+      case "volume.describe.v1":
+        return this.describe(message.name);
+      case "volume.list.v1":
+        return this.onVolumeList();
+      case "volume.delete.v1":
+        return this.onVolumeDelete(message.name);
+      default: {
+        const unreachable: never = message;
+        throw new Error(`no handler for ${JSON.stringify(unreachable)}`);
+      }
+    }
+  }
+
+  // ---------------------------------------------------------------- membership
 
   private onHeartbeat(heartbeat: Heartbeat, subject: string): void {
     const from = parseHeartbeatSubject(subject);
@@ -119,9 +213,11 @@ export class Coordinator {
             { member: event.member.id, pid: event.member.pid, previousPid: event.previousPid },
             "node restarted",
           );
+          this.forgetConfigured(event.member.id);
           break;
         case "rejoined":
           logger.info({ member: event.member.id, silentMs: event.silentMs }, "node is back");
+          this.forgetConfigured(event.member.id);
           break;
         case "died":
           logger.warn(
@@ -139,6 +235,223 @@ export class Coordinator {
       }
     }
   }
+
+  /** A restarted node has lost its replicas' configuration: push it again. */
+  private forgetConfigured(nodeId: string): void {
+    for (const key of this.configured.keys()) {
+      if (key.endsWith(`@${nodeId}`)) this.configured.delete(key);
+    }
+  }
+
+  // ---------------------------------------------------------------- reconcile
+
+  /** Leader only: failover by CAS, then push configurations that changed or are due. */
+  private async reconcile(): Promise<void> {
+    const nowMs = Date.now();
+    if (!this.leadership.isLeader(nowMs) || this.reconciling) return;
+    // A coordinator that just started has not heard every heartbeat yet: it must not
+    // take silence for death.
+    if (nowMs - this.startedAtMs < this.config.heartbeatTimeoutMs) return;
+    this.reconciling = true;
+    try {
+      const alive = new Set(this.membership.alive("headnode").map((member) => member.id));
+      const sleds = this.membership.alive("sled").map((member) => member.id);
+      const partitions = await this.catalogue.allPartitions();
+      const load = loadOf(
+        partitions.map((entry) => entry.value),
+        [...alive],
+      );
+      for (const entry of partitions) {
+        let record = entry.value;
+        const decision = decideFailover(record, alive, load);
+        if (decision.kind === "change") {
+          const applied = await this.catalogue.updatePartition(decision.record, entry.revision);
+          if (!applied) continue; // someone else changed it: decide again next round
+          this.service.logger.warn(
+            {
+              volume: record.volume,
+              partition: record.partition,
+              epoch: decision.record.epoch,
+              primary: decision.record.primary,
+              secondaries: decision.record.secondaries,
+            },
+            decision.reason,
+          );
+          record = decision.record;
+        } else if (decision.kind === "unavailable") {
+          this.service.logger.error(
+            { volume: record.volume, partition: record.partition },
+            decision.reason,
+          );
+          continue;
+        }
+        await this.push(record, alive, sleds, nowMs);
+      }
+    } finally {
+      this.reconciling = false;
+    }
+  }
+
+  private async push(
+    record: PartitionRecord,
+    alive: ReadonlySet<string>,
+    sleds: readonly string[],
+    nowMs: number,
+  ): Promise<void> {
+    if (sleds.length === 0) return;
+    const members = [record.primary, ...record.secondaries].filter((member) => alive.has(member));
+    await Promise.all(
+      members.map(async (member) => {
+        const key = `${record.volume}/${record.partition}@${member}`;
+        const last = this.configured.get(key);
+        if (last?.epoch === record.epoch && nowMs - last.atMs < configureRefreshMs) return;
+        try {
+          await this.service.bus.request(
+            subjects.node.build(member),
+            {
+              type: "headnode.configure.v1",
+              volume: record.volume,
+              partition: record.partition,
+              partitionStart: record.partitionStart,
+              partitionBytes: record.partitionBytes,
+              epoch: record.epoch,
+              primary: record.primary,
+              secondaries: record.secondaries,
+              sleds: [...sleds],
+            },
+            { deadlineMs: configureDeadlineMs },
+          );
+          this.configured.set(key, { epoch: record.epoch, atMs: nowMs });
+        } catch (error) {
+          this.service.logger.warn(
+            {
+              member,
+              volume: record.volume,
+              partition: record.partition,
+              error: (error as Error).message,
+            },
+            "could not configure a replica; will retry",
+          );
+        }
+      }),
+    );
+  }
+
+  // ---------------------------------------------------------------- volumes
+
+  private async onVolumeCreate(message: MessageOf<"volume.create.v1">): Promise<VolumeState> {
+    const replicaCount = message.replicaCount ?? limits.replicaCountMin;
+    const partitionBytes = message.partitionBytes ?? this.config.partitionBytes;
+    const problems: string[] = [];
+    if (replicaCount < limits.replicaCountMin || replicaCount > limits.replicaCountMax) {
+      problems.push(
+        `replica count must be ${limits.replicaCountMin} or ${limits.replicaCountMax}, got ${replicaCount}`,
+      );
+    }
+    if (message.sizeBytes === 0 || message.sizeBytes % limits.sectorBytes !== 0) {
+      problems.push(
+        `size must be a positive multiple of ${limits.sectorBytes} bytes, got ${message.sizeBytes}`,
+      );
+    }
+    if (message.sizeBytes > limits.volumeBytesMax) {
+      problems.push(
+        `size must be at most ${limits.volumeBytesMax} bytes, got ${message.sizeBytes}`,
+      );
+    }
+    if (
+      partitionBytes % limits.sectorBytes !== 0 ||
+      partitionBytes < limits.partitionBytesMin ||
+      partitionBytes > limits.partitionBytesMax
+    ) {
+      problems.push(
+        `partition size must be a multiple of ${limits.sectorBytes} from ${limits.partitionBytesMin} to ${limits.partitionBytesMax} bytes, got ${partitionBytes}`,
+      );
+    }
+    if (
+      problems.length === 0 &&
+      Math.ceil(message.sizeBytes / partitionBytes) > limits.partitionsPerVolumeMax
+    ) {
+      problems.push(
+        `${Math.ceil(message.sizeBytes / partitionBytes)} partitions is over the limit of ${limits.partitionsPerVolumeMax}: use larger partitions`,
+      );
+    }
+    if (problems.length > 0) {
+      throw new BallastError(
+        ErrorCode.InvalidArgument,
+        `cannot create volume ${message.name}: ${problems.join("; ")}`,
+      );
+    }
+    const alive = this.membership.alive("headnode").map((member) => member.id);
+    const existing = await this.catalogue.allPartitions();
+    const load = loadOf(
+      existing.map((entry) => entry.value),
+      alive,
+    );
+    const partitions = placePartitions(
+      message.name,
+      message.sizeBytes,
+      partitionBytes,
+      replicaCount,
+      alive,
+      load,
+    );
+    const volume: VolumeRecord = {
+      name: message.name,
+      sizeBytes: message.sizeBytes,
+      replicaCount,
+      partitionBytes,
+      createdAtMs: Date.now(),
+    };
+    const stored = await this.catalogue.createVolume(volume, partitions);
+    this.service.logger.info(
+      { volume: volume.name, partitions: stored.length, replicaCount },
+      "volume created",
+    );
+    const sleds = this.membership.alive("sled").map((member) => member.id);
+    const aliveSet = new Set(alive);
+    await Promise.all(stored.map((record) => this.push(record, aliveSet, sleds, Date.now())));
+    return this.stateOf(volume, stored);
+  }
+
+  private async describe(name: string): Promise<VolumeState> {
+    const volume = await this.catalogue.volume(name);
+    if (volume === undefined) throw new BallastError(ErrorCode.NotFound, `no volume named ${name}`);
+    const partitions = await this.catalogue.partitions(name);
+    return this.stateOf(
+      volume.value,
+      partitions.map((entry) => entry.value),
+    );
+  }
+
+  private async onVolumeList(): Promise<ResultOf<"volume.list.v1">> {
+    const volumes = await this.catalogue.volumes();
+    return { volumes: await Promise.all(volumes.map((volume) => this.describe(volume.name))) };
+  }
+
+  private async onVolumeDelete(name: string): Promise<ResultOf<"volume.delete.v1">> {
+    const deleted = await this.catalogue.deleteVolume(name);
+    if (!deleted) throw new BallastError(ErrorCode.NotFound, `no volume named ${name}`);
+    this.service.logger.info({ volume: name }, "volume deleted from the catalogue");
+    return { name, deleted };
+  }
+
+  private stateOf(volume: VolumeRecord, partitions: PartitionRecord[]): VolumeState {
+    return {
+      ...volume,
+      partitions: partitions.map((record) => ({
+        partition: record.partition,
+        partitionStart: record.partitionStart,
+        partitionBytes: record.partitionBytes,
+        epoch: record.epoch,
+        primary: record.primary,
+        secondaries: record.secondaries,
+        // Every member of an epoch holds every acknowledged write: commit waits for all.
+        inSync: [record.primary, ...record.secondaries],
+      })),
+    };
+  }
+
+  // ---------------------------------------------------------------- status
 
   private async onClusterStatus(message: MessageOf<"cluster.status.v1">): Promise<StatusResult> {
     const nowMs = Date.now();
@@ -170,8 +483,8 @@ export class Coordinator {
           }),
       );
     }
-    // The volume catalogue arrives with the coordinator issue; until then there are none.
-    return { coordinator: this.service.nodeId, generatedAtMs: nowMs, services, volumes: [] };
+    const volumes = (await this.onVolumeList()).volumes;
+    return { coordinator: this.service.nodeId, generatedAtMs: nowMs, services, volumes };
   }
 }
 

@@ -1,8 +1,13 @@
 // Messages the coordinator answers on its inbox.
 
 import { z } from "zod";
-import { statusEntriesMax } from "../limits.ts";
-import { nodeId, serviceKind, text, unsignedInteger } from "./fields.ts";
+import {
+  partitionsPerVolumeMax,
+  replicaCountMax,
+  replicaCountMin,
+  statusEntriesMax,
+} from "../limits.ts";
+import { nodeId, serviceKind, text, unsignedInteger, volumeName } from "./fields.ts";
 
 /** Asks for the whole cluster's state: services and volumes. */
 export const ClusterStatus = z.object({
@@ -30,4 +35,58 @@ export const ClusterStatusResult = z.object({
   generatedAtMs: unsignedInteger,
   services: z.array(ServiceStatus).max(statusEntriesMax),
   volumes: z.array(z.record(z.string(), z.unknown())).max(statusEntriesMax),
+});
+
+/** A partition's replica set, as the coordinator assigned it. */
+export const PartitionState = z.object({
+  partition: unsignedInteger,
+  partitionStart: unsignedInteger,
+  partitionBytes: unsignedInteger,
+  epoch: unsignedInteger,
+  primary: nodeId,
+  secondaries: z.array(nodeId).max(2),
+  /** Members that hold every acknowledged write (all of them, unless rebuilding). */
+  inSync: z.array(nodeId).max(3),
+});
+
+export const VolumeState = z.object({
+  name: volumeName,
+  sizeBytes: unsignedInteger,
+  replicaCount: z.number().int().min(replicaCountMin).max(replicaCountMax),
+  partitionBytes: unsignedInteger,
+  createdAtMs: unsignedInteger,
+  partitions: z.array(PartitionState).max(partitionsPerVolumeMax),
+});
+
+export const VolumeCreate = z.object({
+  type: z.literal("volume.create.v1"),
+  name: volumeName,
+  sizeBytes: unsignedInteger,
+  /** Defaults to 2 (a primary and one secondary). */
+  replicaCount: z.number().int().optional(),
+  /** Defaults to the coordinator's partition size. */
+  partitionBytes: unsignedInteger.optional(),
+});
+
+export const VolumeDescribe = z.object({
+  type: z.literal("volume.describe.v1"),
+  name: volumeName,
+});
+
+export const VolumeList = z.object({
+  type: z.literal("volume.list.v1"),
+});
+
+export const VolumeListResult = z.object({
+  volumes: z.array(VolumeState).max(statusEntriesMax),
+});
+
+export const VolumeDelete = z.object({
+  type: z.literal("volume.delete.v1"),
+  name: volumeName,
+});
+
+export const VolumeDeleteResult = z.object({
+  name: volumeName,
+  deleted: z.boolean(),
 });

@@ -5,7 +5,17 @@
 
 import { z } from "zod";
 import { Heartbeat, NodeInfo, NodeInfoResult } from "./common.ts";
-import { ClusterStatus, ClusterStatusResult } from "./coordinator.ts";
+import {
+  ClusterStatus,
+  ClusterStatusResult,
+  VolumeCreate,
+  VolumeDelete,
+  VolumeDeleteResult,
+  VolumeDescribe,
+  VolumeList,
+  VolumeListResult,
+  VolumeState,
+} from "./coordinator.ts";
 import { HeadnodeConfigure, HeadnodeReplicaStatus, ReplicaStatus } from "./headnode.ts";
 import { ReplicaAck, ReplicaNotes } from "./replica.ts";
 import {
@@ -48,8 +58,8 @@ import {
 
 export * from "./common.ts";
 export * from "./coordinator.ts";
-export * from "./headnode.ts";
 export * as fields from "./fields.ts";
+export * from "./headnode.ts";
 export * from "./replica.ts";
 export * from "./sled.ts";
 export * from "./volume.ts";
@@ -58,6 +68,10 @@ export const Message = z.discriminatedUnion("type", [
   Heartbeat,
   NodeInfo,
   ClusterStatus,
+  VolumeCreate,
+  VolumeDescribe,
+  VolumeList,
+  VolumeDelete,
   VolumeWrite,
   VolumeRead,
   VolumeTrim,
@@ -91,6 +105,10 @@ export const messageSchemas: { [T in MessageType]: z.ZodType<MessageOf<T>> } = {
   "heartbeat.v1": Heartbeat,
   "node.info.v1": NodeInfo,
   "cluster.status.v1": ClusterStatus,
+  "volume.create.v1": VolumeCreate,
+  "volume.describe.v1": VolumeDescribe,
+  "volume.list.v1": VolumeList,
+  "volume.delete.v1": VolumeDelete,
   "volume.write.v1": VolumeWrite,
   "volume.read.v1": VolumeRead,
   "volume.trim.v1": VolumeTrim,
@@ -121,6 +139,10 @@ export const messageTypes = Object.keys(messageSchemas) as MessageType[];
 export const resultSchemas = {
   "node.info.v1": NodeInfoResult,
   "cluster.status.v1": ClusterStatusResult,
+  "volume.create.v1": VolumeState,
+  "volume.describe.v1": VolumeState,
+  "volume.list.v1": VolumeListResult,
+  "volume.delete.v1": VolumeDeleteResult,
   "volume.write.v1": VolumeMutationResult,
   "volume.read.v1": VolumeReadResult,
   "volume.trim.v1": VolumeMutationResult,

@@ -1,0 +1,131 @@
+// `ballast volume create|list|describe|delete`: the volume catalogue, through the
+// leading coordinator. `--json` prints the coordinator's VolumeState objects as they are.
+
+import { type ParseArgsConfig, parseArgs } from "node:util";
+import { BallastError, ErrorCode, type ResultOf, subjects } from "@ballast/protocol";
+import { connectCli, findCluster } from "./connect.ts";
+import { dataDirDefault } from "./constants.ts";
+import { CliError, exitCodes } from "./errors.ts";
+import { formatSize, parseSize, SizeError } from "./sizes.ts";
+
+export const volumeHelp = `Usage: ballast volume <create|list|describe|delete> [options]
+
+  ballast volume create NAME --size 10GiB [--replicas 2|3] [--partition-size 1GiB]
+  ballast volume list [--json]
+  ballast volume describe NAME [--json]
+  ballast volume delete NAME
+
+Names are 1-63 of a-z, 0-9 and '-'. Sizes take KiB, MiB, GiB or TiB.
+Common options: --data-dir <dir> (default ${dataDirDefault}), --nats <url>.
+`;
+
+type VolumeState = ResultOf<"volume.describe.v1">;
+
+const options: ParseArgsConfig["options"] = {
+  "data-dir": { type: "string" },
+  nats: { type: "string" },
+  json: { type: "boolean" },
+  size: { type: "string" },
+  replicas: { type: "string" },
+  "partition-size": { type: "string" },
+};
+
+export async function volumeCommand(argv: string[]): Promise<number> {
+  let parsed: ReturnType<typeof parseArgs>;
+  try {
+    parsed = parseArgs({ args: argv, options, strict: true, allowPositionals: true });
+  } catch (error) {
+    throw new CliError(exitCodes.usage, `${(error as Error).message} (see ballast help volume)`);
+  }
+  const flags = parsed.values as Record<string, string | boolean | undefined>;
+  const [action, name, ...extra] = parsed.positionals;
+  if (extra.length > 0)
+    throw new CliError(exitCodes.usage, `unexpected arguments: ${extra.join(" ")}`);
+  const needsName = action === "create" || action === "describe" || action === "delete";
+  if (needsName && name === undefined) {
+    throw new CliError(
+      exitCodes.usage,
+      `ballast volume ${action} needs a volume name (see ballast help volume)`,
+    );
+  }
+  if (!["create", "list", "describe", "delete"].includes(action ?? "")) {
+    throw new CliError(
+      exitCodes.usage,
+      `unknown volume action ${JSON.stringify(action ?? "")} (see ballast help volume)`,
+    );
+  }
+  let request: Parameters<typeof send>[1];
+  try {
+    request =
+      action === "create"
+        ? {
+            type: "volume.create.v1",
+            name: name!,
+            sizeBytes: parseSize(requireFlag(flags.size, "--size"), "--size"),
+            ...(flags.replicas === undefined ? {} : { replicaCount: Number(flags.replicas) }),
+            ...(flags["partition-size"] === undefined
+              ? {}
+              : { partitionBytes: parseSize(String(flags["partition-size"]), "--partition-size") }),
+          }
+        : action === "list"
+          ? { type: "volume.list.v1" }
+          : action === "describe"
+            ? { type: "volume.describe.v1", name: name! }
+            : { type: "volume.delete.v1", name: name! };
+  } catch (error) {
+    if (error instanceof SizeError) throw new CliError(exitCodes.usage, error.message);
+    throw error;
+  }
+  const address = await findCluster({
+    nats: flags.nats as string | undefined,
+    dataDir: (flags["data-dir"] as string | undefined) ?? dataDirDefault,
+  });
+  const client = await connectCli(address);
+  try {
+    const result = await send(client.bus, request);
+    if (flags.json) {
+      process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+    } else if ("volumes" in result) {
+      process.stdout.write(
+        result.volumes.length === 0 ? "no volumes\n" : result.volumes.map(summary).join(""),
+      );
+    } else if ("deleted" in result) {
+      process.stdout.write(`deleted volume ${result.name} from the catalogue\n`);
+    } else {
+      process.stdout.write(`${summary(result)}${result.partitions.map(partitionLine).join("")}`);
+    }
+    return exitCodes.ok;
+  } catch (error) {
+    if (error instanceof BallastError) {
+      const code =
+        error.code === ErrorCode.Unavailable || error.code === ErrorCode.Timeout
+          ? exitCodes.unreachable
+          : exitCodes.failed;
+      throw new CliError(code, `${error.code}: ${error.message}`, { cause: error });
+    }
+    throw error;
+  } finally {
+    await client.close();
+  }
+}
+
+function requireFlag(value: string | boolean | undefined, flag: string): string {
+  if (typeof value !== "string") throw new CliError(exitCodes.usage, `${flag} is required`);
+  return value;
+}
+
+// biome-ignore lint/suspicious/noExplicitAny: one sender for the four request shapes
+async function send(bus: Awaited<ReturnType<typeof connectCli>>["bus"], request: any) {
+  return (await bus.request(subjects.coordinator.build(), request, { deadlineMs: 15_000 })) as
+    | VolumeState
+    | ResultOf<"volume.list.v1">
+    | ResultOf<"volume.delete.v1">;
+}
+
+function summary(volume: VolumeState): string {
+  return `${volume.name}  ${formatSize(volume.sizeBytes)}  ${volume.replicaCount} replicas  ${volume.partitions.length} partitions of ${formatSize(volume.partitionBytes)}\n`;
+}
+
+function partitionLine(partition: VolumeState["partitions"][number]): string {
+  return `  partition ${partition.partition}  epoch ${partition.epoch}  primary ${partition.primary}  secondaries ${partition.secondaries.join(", ") || "(none: degraded)"}\n`;
+}

@@ -1,0 +1,191 @@
+// The coordinator on real processes: the volume catalogue (CLI and concurrent creates),
+// failover of a primary and of a secondary under a stream of writes, and a second
+// coordinator taking over when the leader is killed.
+
+import { BallastError, ErrorCode, type ResultOf, subjects } from "@ballast/protocol";
+import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { runCli } from "../support/cli.ts";
+import { connectTestBus, startTestCluster, type TestCluster, waitFor } from "../support/cluster.ts";
+
+type VolumeState = ResultOf<"volume.describe.v1">;
+
+const mebibyte = 1024 * 1024;
+let cluster: TestCluster;
+
+beforeAll(async () => {
+  cluster = await startTestCluster({ coordinators: 2, headNodes: 3, sleds: 3 });
+});
+afterAll(() => cluster?.stop());
+
+function describeVolume(name: string): Promise<VolumeState> {
+  return cluster.bus.request(subjects.coordinator.build(), { type: "volume.describe.v1", name });
+}
+
+/** The model of partition 0 of `vol`: what each written 4 KiB block must read as. */
+const written = new Map<number, number>();
+
+/** Writes block `block` of partition 0 with a fill byte, retrying through failovers. */
+async function writeBlock(volume: string, block: number, fill: number): Promise<void> {
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    const state = await describeVolume(volume);
+    const partition = state.partitions[0]!;
+    try {
+      await cluster.bus.request(
+        subjects.volume.build(volume, 0),
+        {
+          type: "volume.write.v1",
+          volume,
+          partition: 0,
+          epoch: partition.epoch,
+          writes: [{ offset: block * 4096, data: new Uint8Array(4096).fill(fill) }],
+        },
+        { deadlineMs: 3000 },
+      );
+      written.set(block, fill);
+      return;
+    } catch (error) {
+      if (!(error instanceof BallastError) || !error.retryable || Date.now() > deadline)
+        throw error;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
+}
+
+async function expectWrittenBlocks(volume: string): Promise<void> {
+  const state = await describeVolume(volume);
+  for (const [block, fill] of written) {
+    const result = await cluster.bus.request(
+      subjects.volume.build(volume, 0),
+      {
+        type: "volume.read.v1",
+        volume,
+        partition: 0,
+        epoch: state.partitions[0]!.epoch,
+        reads: [{ offset: block * 4096, length: 4096 }],
+      },
+      { deadlineMs: 5000 },
+    );
+    expect([...new Set(result.data[0])], `block ${block}`).toEqual([fill]);
+  }
+}
+
+describe("the volume catalogue", () => {
+  test("create, list and describe through the CLI; replicas on distinct head nodes", async () => {
+    const nats = ["--nats", cluster.cluster.natsUrl];
+    const created = await runCli([
+      "volume",
+      "create",
+      "vol",
+      "--size",
+      "16MiB",
+      "--partition-size",
+      "4MiB",
+      ...nats,
+    ]);
+    expect(created.stderr).toBe("");
+    expect(created.code).toBe(0);
+    expect(created.stdout).toContain("vol  16MiB  2 replicas  4 partitions of 4MiB");
+    const listed = await runCli(["volume", "list", "--json", ...nats]);
+    const volumes = JSON.parse(listed.stdout).volumes as VolumeState[];
+    expect(volumes.map((volume) => volume.name)).toEqual(["vol"]);
+    for (const partition of volumes[0]!.partitions) {
+      expect(partition.epoch).toBe(1);
+      expect(new Set([partition.primary, ...partition.secondaries]).size).toBe(2);
+    }
+    const primaries = volumes[0]!.partitions.map((partition) => partition.primary);
+    expect(new Set(primaries).size).toBeGreaterThan(1); // primaries are spread
+    const status = JSON.parse((await runCli(["status", "--json", ...nats])).stdout);
+    expect(status.volumes.map((volume: VolumeState) => volume.name)).toEqual(["vol"]);
+  });
+
+  test("bad names and sizes, duplicates and too many replicas are clear errors", async () => {
+    const nats = ["--nats", cluster.cluster.natsUrl];
+    const duplicate = await runCli(["volume", "create", "vol", "--size", "1MiB", ...nats]);
+    expect(duplicate.code).toBe(1);
+    expect(duplicate.stderr).toContain("AlreadyExists: volume vol already exists");
+    const badSize = await runCli(["volume", "create", "x", "--size", "12parsecs", ...nats]);
+    expect(badSize.code).toBe(2);
+    expect(badSize.stderr).toContain("--size must be a whole number with an optional unit");
+    const unaligned = await runCli(["volume", "create", "x", "--size", "1000", ...nats]);
+    expect(unaligned.stderr).toContain("size must be a positive multiple of 512");
+    const badName = await runCli(["volume", "create", "Bad.Name", "--size", "1MiB", ...nats]);
+    expect(badName.code).toBe(1);
+    expect(badName.stderr).toContain("InvalidMessage");
+    await expect(
+      cluster.bus.request(subjects.coordinator.build(), {
+        type: "volume.create.v1",
+        name: "four",
+        sizeBytes: mebibyte,
+        replicaCount: 4,
+      }),
+    ).rejects.toMatchObject({ code: ErrorCode.InvalidArgument });
+    const missing = await runCli(["volume", "describe", "nope", ...nats]);
+    expect(missing.stderr).toContain("NotFound: no volume named nope");
+  });
+
+  test("two clients creating the same name at once: exactly one succeeds", async () => {
+    const other = await connectTestBus(cluster.cluster.natsUrl);
+    const create = (bus: typeof cluster.bus) =>
+      bus.request(subjects.coordinator.build(), {
+        type: "volume.create.v1",
+        name: "race",
+        sizeBytes: 8 * mebibyte,
+      });
+    const results = await Promise.allSettled([create(cluster.bus), create(other.bus)]);
+    await other.close();
+    expect(results.filter((result) => result.status === "fulfilled")).toHaveLength(1);
+    const rejected = results.find(
+      (result) => result.status === "rejected",
+    ) as PromiseRejectedResult;
+    expect(rejected.reason).toMatchObject({ code: ErrorCode.AlreadyExists });
+  });
+});
+
+describe("failover", () => {
+  test("kill -9 of a primary: writes resume through the promoted secondary, nothing acknowledged is lost", async () => {
+    for (let block = 0; block < 40; block++) await writeBlock("vol", block, 1 + (block % 200));
+    const before = (await describeVolume("vol")).partitions[0]!;
+    const killedAtMs = Date.now();
+    await cluster.cluster.kill(before.primary, "SIGKILL");
+    await writeBlock("vol", 40, 77);
+    const resumedMs = Date.now() - killedAtMs;
+    const after = (await describeVolume("vol")).partitions[0]!;
+    expect(after.epoch).toBeGreaterThan(before.epoch);
+    expect(after.primary).toBe(before.secondaries[0]);
+    expect(after.secondaries).not.toContain(before.primary);
+    for (let block = 41; block < 60; block++) await writeBlock("vol", block, 3);
+    await expectWrittenBlocks("vol");
+    process.stdout.write(
+      `failover: first write ${resumedMs} ms after kill -9 of ${before.primary}\n`,
+    );
+    expect(resumedMs).toBeLessThan(30_000);
+    cluster.cluster.restart(before.primary);
+  });
+
+  test("the leading coordinator is killed: the other leads and answers", async () => {
+    const holder = async () => {
+      const status = await cluster.bus.request(subjects.coordinator.build(), {
+        type: "cluster.status.v1",
+      });
+      return status.coordinator;
+    };
+    const leader = await holder();
+    await cluster.cluster.kill(leader, "SIGKILL");
+    const killedAtMs = Date.now();
+    const next = await waitFor("another coordinator to lead", async () => {
+      try {
+        const now = await holder();
+        return now !== leader ? now : undefined;
+      } catch {
+        return undefined;
+      }
+    });
+    process.stdout.write(
+      `coordinator takeover: ${Date.now() - killedAtMs} ms after kill -9 of ${leader}\n`,
+    );
+    expect(next).not.toBe(leader);
+    await expectWrittenBlocks("vol");
+    cluster.cluster.restart(leader);
+  });
+});
