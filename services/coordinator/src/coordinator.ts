@@ -236,10 +236,13 @@ export class Coordinator {
     }
   }
 
-  /** A restarted node has lost its replicas' configuration: push it again. */
+  /**
+   * A restarted node has lost its replicas' configuration, and a node back from silence
+   * may have missed a failover: push to it again (members and deposed members alike).
+   */
   private forgetConfigured(nodeId: string): void {
-    for (const key of this.configured.keys()) {
-      if (key.endsWith(`@${nodeId}`)) this.configured.delete(key);
+    for (const [key, last] of this.configured) {
+      if (key.endsWith(`@${nodeId}`)) this.configured.set(key, { ...last, epoch: -1 });
     }
   }
 
@@ -299,7 +302,15 @@ export class Coordinator {
     nowMs: number,
   ): Promise<void> {
     if (sleds.length === 0) return;
-    const members = [record.primary, ...record.secondaries].filter((member) => alive.has(member));
+    // Members, and live nodes configured for this partition before but no longer
+    // members (a deposed primary that is still running must hear that it is out).
+    const prefix = `${record.volume}/${record.partition}@`;
+    const previous = [...this.configured.keys()]
+      .filter((key) => key.startsWith(prefix))
+      .map((key) => key.slice(prefix.length));
+    const members = [...new Set([record.primary, ...record.secondaries, ...previous])].filter(
+      (member) => alive.has(member),
+    );
     await Promise.all(
       members.map(async (member) => {
         const key = `${record.volume}/${record.partition}@${member}`;

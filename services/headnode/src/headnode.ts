@@ -91,12 +91,17 @@ export class HeadNode {
         `replica set names a node twice: ${members.join(", ")}`,
       );
     }
-    if (!members.includes(this.service.nodeId)) {
+    if (
+      !members.includes(this.service.nodeId) &&
+      !this.hosted.has(`${message.volume}/${message.partition}`)
+    ) {
       throw new BallastError(
         ErrorCode.InvalidArgument,
         `${this.service.nodeId} is not in the replica set ${members.join(", ")} of ${message.volume}/${message.partition}`,
       );
     }
+    // A replica set without this node (from the coordinator, after a failover) makes
+    // the hosted replica idle: it stops serving the partition at once.
     const hosted = await this.open(message);
     const current = hosted.host.replica.configuration?.epoch;
     if (current !== undefined && message.epoch < current) {

@@ -242,6 +242,17 @@ describe("bad client input", () => {
     expect(primary.lastOpNum).toBe(0);
   });
 
+  test("a request naming a future epoch is refused and does not depose the primary", () => {
+    // Only the coordinator (through configure) and replicas' acks speak for epochs; a
+    // client's claim must not take a primary down.
+    const primary = replica("head-1");
+    primary.drainEffects();
+    primary.onClientRequest({ kind: "flush", requestId: 1, epoch: 99 });
+    expect(errorOf(primary.drainEffects()).code).toBe(ErrorCode.WrongEpoch);
+    expect(primary.roleName).toBe("primary");
+    expect(() => primary.read(3, [{ offset: 0, length: 512 }])).not.toThrow();
+  });
+
   test("a secondary refuses client requests and reads, naming the primary", () => {
     const secondary = replica("head-2");
     secondary.onClientRequest({ kind: "flush", requestId: 9, epoch: 3 });

@@ -346,12 +346,6 @@ export class Replica {
         },
       );
     }
-    if (epoch > configuration.epoch) {
-      // The client knows a newer epoch: this replica has been replaced as primary.
-      // Step down at once, so it stops answering on the partition's subject.
-      this.role = { name: "idle" };
-      this.failPendingRequests(ErrorCode.NotPrimary, `epoch ${epoch} exists`);
-    }
     if (epoch !== configuration.epoch) {
       return new BallastError(
         ErrorCode.WrongEpoch,
