@@ -2,10 +2,11 @@
 // failover of a primary and of a secondary under a stream of writes, and a second
 // coordinator taking over when the leader is killed.
 
-import { BallastError, ErrorCode, type ResultOf, subjects } from "@ballast/protocol";
+import { ErrorCode, type ResultOf, subjects } from "@ballast/protocol";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { runCli } from "../support/cli.ts";
 import { connectTestBus, startTestCluster, type TestCluster, waitFor } from "../support/cluster.ts";
+import { VolumeModel } from "../support/volume-io.ts";
 
 type VolumeState = ResultOf<"volume.describe.v1">;
 
@@ -14,6 +15,7 @@ let cluster: TestCluster;
 
 beforeAll(async () => {
   cluster = await startTestCluster({ coordinators: 2, headNodes: 3, sleds: 3 });
+  io = new VolumeModel(cluster.bus, "vol");
 });
 afterAll(() => cluster?.stop());
 
@@ -21,54 +23,7 @@ function describeVolume(name: string): Promise<VolumeState> {
   return cluster.bus.request(subjects.coordinator.build(), { type: "volume.describe.v1", name });
 }
 
-/** The model of partition 0 of `vol`: what each written 4 KiB block must read as. */
-const written = new Map<number, number>();
-
-/** Writes block `block` of partition 0 with a fill byte, retrying through failovers. */
-async function writeBlock(volume: string, block: number, fill: number): Promise<void> {
-  const deadline = Date.now() + 30_000;
-  for (;;) {
-    const state = await describeVolume(volume);
-    const partition = state.partitions[0]!;
-    try {
-      await cluster.bus.request(
-        subjects.volume.build(volume, 0),
-        {
-          type: "volume.write.v1",
-          volume,
-          partition: 0,
-          epoch: partition.epoch,
-          writes: [{ offset: block * 4096, data: new Uint8Array(4096).fill(fill) }],
-        },
-        { deadlineMs: 3000 },
-      );
-      written.set(block, fill);
-      return;
-    } catch (error) {
-      if (!(error instanceof BallastError) || !error.retryable || Date.now() > deadline)
-        throw error;
-      await new Promise((resolve) => setTimeout(resolve, 100));
-    }
-  }
-}
-
-async function expectWrittenBlocks(volume: string): Promise<void> {
-  const state = await describeVolume(volume);
-  for (const [block, fill] of written) {
-    const result = await cluster.bus.request(
-      subjects.volume.build(volume, 0),
-      {
-        type: "volume.read.v1",
-        volume,
-        partition: 0,
-        epoch: state.partitions[0]!.epoch,
-        reads: [{ offset: block * 4096, length: 4096 }],
-      },
-      { deadlineMs: 5000 },
-    );
-    expect([...new Set(result.data[0])], `block ${block}`).toEqual([fill]);
-  }
-}
+let io: VolumeModel;
 
 describe("the volume catalogue", () => {
   test("create, list and describe through the CLI; replicas on distinct head nodes", async () => {
@@ -144,18 +99,18 @@ describe("the volume catalogue", () => {
 
 describe("failover", () => {
   test("kill -9 of a primary: writes resume through the promoted secondary, nothing acknowledged is lost", async () => {
-    for (let block = 0; block < 40; block++) await writeBlock("vol", block, 1 + (block % 200));
+    for (let block = 0; block < 40; block++) await io.writeBlock(block, 1 + (block % 200));
     const before = (await describeVolume("vol")).partitions[0]!;
     const killedAtMs = Date.now();
     await cluster.cluster.kill(before.primary, "SIGKILL");
-    await writeBlock("vol", 40, 77);
+    await io.writeBlock(40, 77);
     const resumedMs = Date.now() - killedAtMs;
     const after = (await describeVolume("vol")).partitions[0]!;
     expect(after.epoch).toBeGreaterThan(before.epoch);
     expect(after.primary).toBe(before.secondaries[0]);
     expect(after.secondaries).not.toContain(before.primary);
-    for (let block = 41; block < 60; block++) await writeBlock("vol", block, 3);
-    await expectWrittenBlocks("vol");
+    for (let block = 41; block < 60; block++) await io.writeBlock(block, 3);
+    await io.expectAllWritten();
     process.stdout.write(
       `failover: first write ${resumedMs} ms after kill -9 of ${before.primary}\n`,
     );
@@ -185,7 +140,7 @@ describe("failover", () => {
       `coordinator takeover: ${Date.now() - killedAtMs} ms after kill -9 of ${leader}\n`,
     );
     expect(next).not.toBe(leader);
-    await expectWrittenBlocks("vol");
+    await io.expectAllWritten();
     cluster.cluster.restart(leader);
   });
 });

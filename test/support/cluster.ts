@@ -58,7 +58,9 @@ export async function startTestCluster(
     async stop() {
       await client.close();
       await cluster.stop();
-      await directory.remove();
+      // BALLAST_TEST_KEEP_DATA=1 keeps logs and data for a look after a failure.
+      if (process.env.BALLAST_TEST_KEEP_DATA) process.stderr.write(`kept ${directory.path}\n`);
+      else await directory.remove();
     },
   };
 }

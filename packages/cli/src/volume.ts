@@ -127,5 +127,13 @@ function summary(volume: VolumeState): string {
 }
 
 function partitionLine(partition: VolumeState["partitions"][number]): string {
-  return `  partition ${partition.partition}  epoch ${partition.epoch}  primary ${partition.primary}  secondaries ${partition.secondaries.join(", ") || "(none: degraded)"}\n`;
+  const learners =
+    partition.learners.length === 0 ? "" : `  rebuilding ${partition.learners.join(", ")}`;
+  const checkpoints = partition.checkpoints
+    .map(
+      (checkpoint) =>
+        `${checkpoint.node} op ${checkpoint.opNum} (${Math.round(checkpoint.ageMs / 1000)}s old)`,
+    )
+    .join(", ");
+  return `  partition ${partition.partition}  epoch ${partition.epoch}  primary ${partition.primary}  secondaries ${partition.secondaries.join(", ") || "(none: degraded)"}${learners}\n${checkpoints === "" ? "" : `    checkpoints: ${checkpoints}\n`}`;
 }

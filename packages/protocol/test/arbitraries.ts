@@ -108,6 +108,19 @@ export const messageArbitraries: {
     secondaries: fc.array(name, { maxLength: 2 }),
     sleds: fc.array(name, { minLength: 1, maxLength: 4 }),
   }),
+  "checkpoint.record.v1": fc.record({
+    type: fc.constant("checkpoint.record.v1" as const),
+    volume: name,
+    partition: small,
+    node: name,
+    checkpoint: fc.record({
+      opNum: safe,
+      blobKey: fc.stringMatching(/^[a-z0-9][a-z0-9._/-]{0,40}$/),
+      sleds: fc.array(name, { minLength: 1, maxLength: 3 }),
+      bytes: safe,
+      createdAtMs: safe,
+    }),
+  }),
   "headnode.replica.status.v1": fc.record({
     type: fc.constant("headnode.replica.status.v1" as const),
     volume: name,

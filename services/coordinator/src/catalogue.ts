@@ -4,6 +4,8 @@
 //   volume.<name>                 {name, sizeBytes, replicaCount, partitionBytes, createdAtMs}
 //   partition.<name>.<index>      {volume, partition, partitionStart, partitionBytes,
 //                                  epoch, primary, secondaries}
+//   checkpoint.<name>.<index>.<node>  the replica's newest checkpoint on sleds
+//                                  {opNum, blobKey, sleds, bytes, createdAtMs}
 //   leader                        {coordinator, expiresAtMs}   (see leadership.ts)
 //
 // Every change is a compare-and-set: `create` refuses a key that exists (so two clients
@@ -36,8 +38,19 @@ function encode(value: unknown): Uint8Array {
   return encoder.encode(JSON.stringify(value));
 }
 
+export interface CheckpointPointer {
+  opNum: number;
+  blobKey: string;
+  sleds: string[];
+  bytes: number;
+  createdAtMs: number;
+}
+
 export const keys = {
   volume: (name: string) => `volume.${name}`,
+  checkpoint: (name: string, partition: number, node: string) =>
+    `checkpoint.${name}.${partition}.${node}`,
+  checkpointsOf: (name: string) => `checkpoint.${name}.>`,
   partition: (name: string, partition: number) => `partition.${name}.${partition}`,
   partitionsOf: (name: string) => `partition.${name}.>`,
 };
@@ -129,6 +142,49 @@ export class Catalogue {
     }
   }
 
+  /**
+   * Records a replica's newest checkpoint; an older one than what is recorded is
+   * ignored. Returns the pointer it replaced, whose blob the head node may delete.
+   */
+  async recordCheckpoint(
+    name: string,
+    partition: number,
+    node: string,
+    pointer: CheckpointPointer,
+  ): Promise<{ replaced?: CheckpointPointer; recorded: boolean }> {
+    const key = keys.checkpoint(name, partition, node);
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const current = await this.read<CheckpointPointer>(key);
+      if (current !== undefined && current.value.opNum > pointer.opNum) return { recorded: false };
+      try {
+        if (current === undefined) await this.kv.create(key, encode(pointer));
+        else await this.kv.update(key, encode(pointer), current.revision);
+        return current === undefined
+          ? { recorded: true }
+          : { replaced: current.value, recorded: true };
+      } catch (error) {
+        if (!isConflict(error)) throw error;
+      }
+    }
+    return { recorded: false };
+  }
+
+  /** Every replica's newest checkpoint of a volume: partition → node → pointer. */
+  async checkpoints(name: string): Promise<Map<number, Map<string, CheckpointPointer>>> {
+    const found: string[] = [];
+    for await (const key of await this.kv.keys(keys.checkpointsOf(name))) found.push(key);
+    const result = new Map<number, Map<string, CheckpointPointer>>();
+    for (const key of found) {
+      const [, , partitionText, node] = key.split(".");
+      const entry = await this.read<CheckpointPointer>(key);
+      if (entry === undefined || node === undefined) continue;
+      const partition = Number(partitionText);
+      if (!result.has(partition)) result.set(partition, new Map());
+      result.get(partition)!.set(node, entry.value);
+    }
+    return result;
+  }
+
   /** Deletes the volume record first (so it stops being listed), then its partitions. */
   async deleteVolume(name: string): Promise<boolean> {
     const volume = await this.volume(name);
@@ -142,6 +198,7 @@ export class Catalogue {
     for (const partition of await this.partitions(name)) {
       await this.kv.delete(keys.partition(name, partition.value.partition));
     }
+    for await (const key of await this.kv.keys(keys.checkpointsOf(name))) await this.kv.delete(key);
     return true;
   }
 

@@ -18,7 +18,7 @@ import {
 } from "@ballast/protocol";
 import type { CommonConfig, ConfigOf, OptionSpecs, Served, Service } from "@ballast/runtime";
 import { Kvm } from "@nats-io/kv";
-import { Catalogue, type VolumeRecord } from "./catalogue.ts";
+import { Catalogue, type CheckpointPointer, type VolumeRecord } from "./catalogue.ts";
 import {
   clockSkewMsMax,
   configureDeadlineMs,
@@ -33,7 +33,14 @@ import {
 } from "./constants.ts";
 import { Leadership } from "./leadership.ts";
 import { type Heartbeat, Membership, type MembershipEvent } from "./membership.ts";
-import { decideFailover, loadOf, type PartitionRecord, placePartitions } from "./placement.ts";
+import {
+  decideFailover,
+  decideRebuild,
+  loadOf,
+  type PartitionRecord,
+  placePartitions,
+  promoteLearner,
+} from "./placement.ts";
 
 export const coordinatorOptions = {
   heartbeatTimeoutMs: {
@@ -66,6 +73,7 @@ const controlRequests = [
   "volume.describe.v1",
   "volume.list.v1",
   "volume.delete.v1",
+  "checkpoint.record.v1",
 ] as const;
 
 export class Coordinator {
@@ -177,6 +185,10 @@ export class Coordinator {
         return this.onVolumeList();
       case "volume.delete.v1":
         return this.onVolumeDelete(message.name);
+      case "checkpoint.record.v1":
+        return this.catalogue
+          .recordCheckpoint(message.volume, message.partition, message.node, message.checkpoint)
+          .then(({ replaced }) => (replaced === undefined ? {} : { replaced }));
       default: {
         const unreachable: never = message;
         throw new Error(`no handler for ${JSON.stringify(unreachable)}`);
@@ -260,38 +272,89 @@ export class Coordinator {
       const alive = new Set(this.membership.alive("headnode").map((member) => member.id));
       const sleds = this.membership.alive("sled").map((member) => member.id);
       const partitions = await this.catalogue.allPartitions();
+      const replicaCounts = new Map(
+        (await this.catalogue.volumes()).map((volume) => [volume.name, volume.replicaCount]),
+      );
       const load = loadOf(
         partitions.map((entry) => entry.value),
         [...alive],
       );
+      const checkpoints = new Map<string, Map<number, Map<string, CheckpointPointer>>>();
       for (const entry of partitions) {
         let record = entry.value;
         const decision = decideFailover(record, alive, load);
-        if (decision.kind === "change") {
-          const applied = await this.catalogue.updatePartition(decision.record, entry.revision);
-          if (!applied) continue; // someone else changed it: decide again next round
-          this.service.logger.warn(
-            {
-              volume: record.volume,
-              partition: record.partition,
-              epoch: decision.record.epoch,
-              primary: decision.record.primary,
-              secondaries: decision.record.secondaries,
-            },
-            decision.reason,
-          );
-          record = decision.record;
-        } else if (decision.kind === "unavailable") {
+        if (decision.kind === "unavailable") {
           this.service.logger.error(
             { volume: record.volume, partition: record.partition },
             decision.reason,
           );
           continue;
         }
-        await this.push(record, alive, sleds, nowMs);
+        let next: { record: PartitionRecord; reason: string } | undefined =
+          decision.kind === "change" ? decision : undefined;
+        if (next === undefined) {
+          const rebuild = decideRebuild(record, replicaCounts.get(record.volume) ?? 2, alive, load);
+          if (rebuild !== undefined) {
+            next = {
+              record: rebuild,
+              reason: `adding ${rebuild.learners?.[0]} as a learner to rebuild the partition`,
+            };
+          }
+        }
+        if (next === undefined && (record.learners ?? []).length > 0) {
+          const caughtUp = await this.caughtUpLearner(record);
+          if (caughtUp !== undefined) {
+            next = {
+              record: promoteLearner(record, caughtUp),
+              reason: `learner ${caughtUp} caught up: promoting it to secondary`,
+            };
+          }
+        }
+        if (next !== undefined) {
+          const applied = await this.catalogue.updatePartition(next.record, entry.revision);
+          if (!applied) continue; // someone else changed it: decide again next round
+          this.service.logger.warn(
+            {
+              volume: record.volume,
+              partition: record.partition,
+              epoch: next.record.epoch,
+              primary: next.record.primary,
+              secondaries: next.record.secondaries,
+              learners: next.record.learners ?? [],
+            },
+            next.reason,
+          );
+          record = next.record;
+        }
+        if (!checkpoints.has(record.volume)) {
+          checkpoints.set(record.volume, await this.catalogue.checkpoints(record.volume));
+        }
+        const rebuildFrom = checkpoints
+          .get(record.volume)
+          ?.get(record.partition)
+          ?.get(record.primary);
+        await this.push(record, alive, sleds, nowMs, rebuildFrom);
       }
     } finally {
       this.reconciling = false;
+    }
+  }
+
+  /** A learner the primary reports as matched through its commit point, if any. */
+  private async caughtUpLearner(record: PartitionRecord): Promise<string | undefined> {
+    try {
+      const status = await this.service.bus.request(
+        subjects.node.build(record.primary),
+        { type: "headnode.replica.status.v1", volume: record.volume, partition: record.partition },
+        { deadlineMs: configureDeadlineMs },
+      );
+      if (status.epoch !== record.epoch) return undefined;
+      const follower = (status.followers ?? []).find(
+        (candidate) => candidate.learner && candidate.matchOpNum >= status.commitOpNum,
+      );
+      return follower?.node;
+    } catch {
+      return undefined;
     }
   }
 
@@ -300,6 +363,7 @@ export class Coordinator {
     alive: ReadonlySet<string>,
     sleds: readonly string[],
     nowMs: number,
+    rebuildFrom?: CheckpointPointer,
   ): Promise<void> {
     if (sleds.length === 0) return;
     // Members, and live nodes configured for this partition before but no longer
@@ -308,9 +372,10 @@ export class Coordinator {
     const previous = [...this.configured.keys()]
       .filter((key) => key.startsWith(prefix))
       .map((key) => key.slice(prefix.length));
-    const members = [...new Set([record.primary, ...record.secondaries, ...previous])].filter(
-      (member) => alive.has(member),
-    );
+    const learners = record.learners ?? [];
+    const members = [
+      ...new Set([record.primary, ...record.secondaries, ...learners, ...previous]),
+    ].filter((member) => alive.has(member));
     await Promise.all(
       members.map(async (member) => {
         const key = `${record.volume}/${record.partition}@${member}`;
@@ -328,6 +393,10 @@ export class Coordinator {
               epoch: record.epoch,
               primary: record.primary,
               secondaries: record.secondaries,
+              learners,
+              ...(learners.includes(member) && rebuildFrom !== undefined
+                ? { checkpoint: rebuildFrom }
+                : {}),
               sleds: [...sleds],
             },
             { deadlineMs: configureDeadlineMs },
@@ -431,6 +500,7 @@ export class Coordinator {
     return this.stateOf(
       volume.value,
       partitions.map((entry) => entry.value),
+      await this.catalogue.checkpoints(name),
     );
   }
 
@@ -446,7 +516,12 @@ export class Coordinator {
     return { name, deleted };
   }
 
-  private stateOf(volume: VolumeRecord, partitions: PartitionRecord[]): VolumeState {
+  private stateOf(
+    volume: VolumeRecord,
+    partitions: PartitionRecord[],
+    checkpoints: Map<number, Map<string, CheckpointPointer>> = new Map(),
+  ): VolumeState {
+    const nowMs = Date.now();
     return {
       ...volume,
       partitions: partitions.map((record) => ({
@@ -458,6 +533,14 @@ export class Coordinator {
         secondaries: record.secondaries,
         // Every member of an epoch holds every acknowledged write: commit waits for all.
         inSync: [record.primary, ...record.secondaries],
+        learners: record.learners ?? [],
+        checkpoints: [
+          ...(checkpoints.get(record.partition) ?? new Map<string, CheckpointPointer>()),
+        ].map(([node, pointer]) => ({
+          node,
+          opNum: pointer.opNum,
+          ageMs: Math.max(0, nowMs - pointer.createdAtMs),
+        })),
       })),
     };
   }

@@ -10,7 +10,12 @@
 // only once all of them hold it), so any live member can be promoted. A dead primary is
 // replaced by the live secondary with the fewest primaries; a dead secondary is dropped.
 // Either way the epoch goes up by one. A partition with no live member is left as it is
-// (nothing can serve it) and reported.
+// (nothing can serve it) and reported. A dead learner is dropped too.
+//
+// Back to full strength: a partition with fewer members than its replica count gets a
+// learner, the least loaded live head node not already in it; the learner rebuilds from
+// the primary's checkpoint and counts for nothing until the primary reports it has
+// caught up, when a new epoch makes it a secondary.
 
 import { BallastError, ErrorCode } from "@ballast/protocol";
 
@@ -22,6 +27,8 @@ export interface PartitionRecord {
   epoch: number;
   primary: string;
   secondaries: string[];
+  /** Replicas being rebuilt from a checkpoint (absent in records written before them). */
+  learners?: string[];
 }
 
 export interface Load {
@@ -102,12 +109,26 @@ export function decideFailover(
   load: Map<string, Load>,
 ): FailoverDecision {
   const liveSecondaries = record.secondaries.filter((member) => alive.has(member));
+  const learners = record.learners ?? [];
+  const liveLearners = learners.filter((member) => alive.has(member));
   if (alive.has(record.primary)) {
-    if (liveSecondaries.length === record.secondaries.length) return { kind: "keep" };
+    if (liveSecondaries.length === record.secondaries.length) {
+      if (liveLearners.length === learners.length) return { kind: "keep" };
+      return {
+        kind: "change",
+        record: { ...record, epoch: record.epoch + 1, learners: liveLearners },
+        reason: `learner ${learners.filter((member) => !alive.has(member)).join(", ")} is dead: dropping it`,
+      };
+    }
     const dropped = record.secondaries.filter((member) => !alive.has(member));
     return {
       kind: "change",
-      record: { ...record, epoch: record.epoch + 1, secondaries: liveSecondaries },
+      record: {
+        ...record,
+        epoch: record.epoch + 1,
+        secondaries: liveSecondaries,
+        learners: liveLearners,
+      },
       reason: `secondary ${dropped.join(", ")} is dead: continuing degraded`,
     };
   }
@@ -127,7 +148,34 @@ export function decideFailover(
       epoch: record.epoch + 1,
       primary,
       secondaries: liveSecondaries.filter((member) => member !== primary),
+      learners: liveLearners,
     },
     reason: `primary ${record.primary} is dead: promoting ${primary}`,
+  };
+}
+
+/** A degraded partition with no learner gets one: the least loaded live spare. */
+export function decideRebuild(
+  record: PartitionRecord,
+  replicaCount: number,
+  alive: ReadonlySet<string>,
+  load: Map<string, Load>,
+): PartitionRecord | undefined {
+  const members = [record.primary, ...record.secondaries];
+  if (members.length >= replicaCount || (record.learners ?? []).length > 0) return undefined;
+  const spares = [...alive].filter((node) => !members.includes(node) && load.has(node));
+  if (spares.length === 0) return undefined;
+  const learner = spares.sort(byLoad(load))[0]!;
+  load.get(learner)!.replicas++;
+  return { ...record, epoch: record.epoch + 1, learners: [learner] };
+}
+
+/** A learner that has matched the primary's commit point becomes a secondary. */
+export function promoteLearner(record: PartitionRecord, learner: string): PartitionRecord {
+  return {
+    ...record,
+    epoch: record.epoch + 1,
+    secondaries: [...record.secondaries, learner],
+    learners: (record.learners ?? []).filter((member) => member !== learner),
   };
 }

@@ -1,15 +1,29 @@
 // The head node's service definition for the runtime.
 
-import type { CommonConfig, Service } from "@ballast/runtime";
+import type { CommonConfig, ConfigOf, OptionSpecs, Service } from "@ballast/runtime";
+import { replicaLimitsDefault, tickMs } from "./constants.ts";
 import { HeadNode } from "./headnode.ts";
 import { nextSession } from "./session.ts";
 
-export const headnodeOptions = {} as const;
+export const headnodeOptions = {
+  checkpointIntervalMs: {
+    flag: "checkpoint-interval-ms",
+    env: "BALLAST_CHECKPOINT_INTERVAL_MS",
+    type: "integer",
+    default: replicaLimitsDefault.checkpointIntervalTicks * tickMs,
+    min: 100,
+    max: 3_600_000,
+    description: "checkpoint a replica's metadata at least this often while it flushes",
+  },
+} as const satisfies OptionSpecs;
 
 export const headnodeDefinition = {
   kind: "headnode" as const,
   options: headnodeOptions,
-  async start(service: Service, config: CommonConfig) {
-    new HeadNode(service, config, await nextSession(config.dataDir)).start();
+  async start(service: Service, config: ConfigOf<typeof headnodeOptions> & CommonConfig) {
+    const limits = {
+      checkpointIntervalTicks: Math.max(1, Math.round(config.checkpointIntervalMs / tickMs)),
+    };
+    new HeadNode(service, config, await nextSession(config.dataDir), limits).start();
   },
 };

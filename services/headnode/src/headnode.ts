@@ -16,7 +16,7 @@ import {
   subjects,
 } from "@ballast/protocol";
 import type { CommonConfig, Served, Service } from "@ballast/runtime";
-import { tickMs } from "./constants.ts";
+import { type ReplicaLimits, tickMs } from "./constants.ts";
 import { PartitionHost } from "./partition-host.ts";
 import type { Reply } from "./replica/effects.ts";
 import { SledClient } from "./sled-client.ts";
@@ -46,6 +46,7 @@ export class HeadNode {
     private readonly service: Service,
     private readonly config: CommonConfig,
     private readonly session: number,
+    private readonly limits: Partial<ReplicaLimits> = {},
   ) {
     this.sleds = new SledClient(service.bus, service.logger);
   }
@@ -84,7 +85,7 @@ export class HeadNode {
   private async onConfigure(
     message: MessageOf<"headnode.configure.v1">,
   ): Promise<ResultOf<"headnode.configure.v1">> {
-    const members = [message.primary, ...message.secondaries];
+    const members = [message.primary, ...message.secondaries, ...(message.learners ?? [])];
     if (new Set(members).size !== members.length) {
       throw new BallastError(
         ErrorCode.InvalidArgument,
@@ -112,7 +113,12 @@ export class HeadNode {
       );
     }
     hosted.host.configure(
-      { epoch: message.epoch, primary: message.primary, secondaries: message.secondaries },
+      {
+        epoch: message.epoch,
+        primary: message.primary,
+        secondaries: message.secondaries,
+        learners: message.learners ?? [],
+      },
       message.sleds,
     );
     await this.followRole(hosted);
@@ -125,6 +131,13 @@ export class HeadNode {
     if (existing !== undefined) return Promise.resolve(existing);
     let opening = this.opening.get(key);
     if (opening === undefined) {
+      // A learner with a checkpoint is rebuilt from it: whatever this node still holds of
+      // the partition (from before it was dropped) is stale, and a learner counts for
+      // nothing, so discarding it loses no acknowledged write.
+      const rebuildFrom =
+        message.checkpoint !== undefined && (message.learners ?? []).includes(this.service.nodeId)
+          ? message.checkpoint
+          : undefined;
       opening = (async () => {
         const host = await PartitionHost.open(
           this.service,
@@ -137,6 +150,8 @@ export class HeadNode {
           },
           this.sleds,
           this.session,
+          rebuildFrom,
+          this.limits,
         );
         const replication = this.service.serve(
           subjects.replica.build(message.volume, message.partition, this.service.nodeId),
@@ -145,10 +160,14 @@ export class HeadNode {
         );
         const hosted: Hosted = { host, replication, volume: undefined };
         this.hosted.set(key, hosted);
-        this.opening.delete(key);
         return hosted;
       })();
       this.opening.set(key, opening);
+      // Success or failure, the next configure must not reuse this attempt.
+      opening.then(
+        () => this.opening.delete(key),
+        () => this.opening.delete(key),
+      );
     }
     return opening;
   }

@@ -11,11 +11,19 @@
 //   journal/          the note journal (segment files)
 //   checkpoint.bin    the last durable metadata snapshot (write to a temporary, fsync,
 //                     rename, fsync the directory: a crash leaves the old or the new one)
+//   rebuilt.bin       another replica's checkpoint this one was rebuilt from, until it
+//                     writes its own (so a crash during the rebuild resumes it)
+//
+// Each checkpoint is also stored as a blob on two sleds and its pointer recorded with
+// the coordinator; the blob it replaces is then deleted. A replacement replica with no
+// state of its own is rebuilt from the primary's newest pointer: the first sled copy
+// that is whole and sound (CRC32C of the blob, and the snapshot's own checksums) wins.
 
-import { mkdir, open, readFile, rename } from "node:fs/promises";
+import { mkdir, open, readFile, rename, rm } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import {
   BallastError,
+  type CheckpointPointer,
   decodeValue,
   ErrorCode,
   encodeValue,
@@ -23,6 +31,8 @@ import {
   subjects,
 } from "@ballast/protocol";
 import type { Logger, Service } from "@ballast/runtime";
+import type { z } from "zod";
+import type { ReplicaLimits } from "./constants.ts";
 import { Journal } from "./journal/index.ts";
 import type { Effect, ReadResult, ReplicationMessage, Reply } from "./replica/effects.ts";
 import { PartitionMetadata } from "./replica/metadata.ts";
@@ -36,6 +46,8 @@ export interface PartitionAddress {
   partitionStart: number;
   partitionBytes: number;
 }
+
+type Pointer = z.infer<typeof CheckpointPointer>;
 
 interface Waiting {
   resolve(reply: Reply): void;
@@ -54,6 +66,11 @@ export class PartitionHost {
   private nextRequestId = 1;
   private sledIds: string[] = [];
   private closed = false;
+  /** The newest checkpoint stored on sleds. */
+  private stored: Pointer | undefined;
+  /** The op of the checkpoint this replica was rebuilt from, until it writes its own. */
+  private rebuiltFromOpNum: number | undefined;
+  private uploads: Promise<void> = Promise.resolve();
 
   private constructor(
     address: PartitionAddress,
@@ -79,17 +96,34 @@ export class PartitionHost {
     address: PartitionAddress,
     sleds: SledClient,
     session: number,
+    rebuildFrom?: Pointer,
+    limits: Partial<ReplicaLimits> = {},
   ): Promise<PartitionHost> {
     const directory = join(dataDir, "partitions", address.volume, String(address.partition));
-    await mkdir(directory, { recursive: true });
-    const checkpointPath = join(directory, "checkpoint.bin");
-    let checkpoint: { metadata: PartitionMetadata; opNum: number } | undefined;
-    try {
-      checkpoint = await PartitionMetadata.restore(await readFile(checkpointPath));
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== "ENOENT") throw error;
+    if (rebuildFrom !== undefined) {
+      // Rebuilt from scratch: fetch first, so that a failed fetch leaves the old state.
+      const snapshot = await fetchSnapshot(sleds, rebuildFrom, service.logger);
+      await rm(directory, { recursive: true, force: true });
+      await mkdir(directory, { recursive: true });
+      await writeDurably(join(directory, "rebuilt.bin"), snapshot.bytes);
+      service.logger.info(
+        {
+          volume: address.volume,
+          partition: address.partition,
+          opNum: rebuildFrom.opNum,
+          from: snapshot.sled,
+        },
+        "rebuilding from a checkpoint on sleds",
+      );
     }
+    await mkdir(directory, { recursive: true });
+    let checkpoint = await readSnapshot(join(directory, "checkpoint.bin"));
+    let rebuilt = false;
     const recovered = await Journal.open({ directory: join(directory, "journal") });
+    if (checkpoint === undefined) {
+      checkpoint = await readSnapshot(join(directory, "rebuilt.bin"));
+      rebuilt = checkpoint !== undefined;
+    }
     const notes = recovered.records.map((record) => decodeNote(record.payload));
     if (recovered.tornTailBytes > 0) {
       service.logger.warn(
@@ -99,7 +133,8 @@ export class PartitionHost {
     }
     const replica = new Replica(
       { nodeId: service.nodeId, ...address, session },
-      { ...(checkpoint === undefined ? {} : { checkpoint }), notes },
+      { ...(checkpoint === undefined ? {} : { checkpoint }), notes, rebuilt },
+      limits,
     );
     service.logger.info(
       {
@@ -111,7 +146,9 @@ export class PartitionHost {
       },
       "replica recovered",
     );
-    return new PartitionHost(address, replica, recovered.journal, directory, service, sleds);
+    const host = new PartitionHost(address, replica, recovered.journal, directory, service, sleds);
+    if (rebuilt) host.rebuiltFromOpNum = checkpoint?.opNum;
+    return host;
   }
 
   configure(configuration: Configuration, sleds: readonly string[]): void {
@@ -202,6 +239,9 @@ export class PartitionHost {
       chunks: replica.metadata.chunks.size,
       extents: replica.metadata.tree.extentCount,
       metadataDigest: digest(replica.metadata.fingerprint()),
+      followers: replica.followers(),
+      ...(this.stored === undefined ? {} : { checkpoint: this.stored }),
+      ...(this.rebuiltFromOpNum === undefined ? {} : { rebuiltFromOpNum: this.rebuiltFromOpNum }),
     };
   }
 
@@ -297,6 +337,9 @@ export class PartitionHost {
           () => {
             this.replica.onCheckpointWritten(effect.opNum);
             this.run();
+            this.uploads = this.uploads.then(() =>
+              this.storeOnSleds(effect.opNum, effect.snapshot),
+            );
           },
           (error) => this.logger.error({ error: String(error) }, "checkpoint write failed"),
         );
@@ -309,21 +352,48 @@ export class PartitionHost {
   }
 
   private async writeCheckpoint(snapshot: Uint8Array): Promise<void> {
-    const path = join(this.directory, "checkpoint.bin");
-    const temporary = `${path}.tmp`;
-    const file = await open(temporary, "w");
-    try {
-      await file.writeFile(snapshot);
-      await file.sync();
-    } finally {
-      await file.close();
+    await writeDurably(join(this.directory, "checkpoint.bin"), snapshot);
+    if (this.rebuiltFromOpNum !== undefined) {
+      // Its own checkpoint now covers everything the rebuilt one did.
+      this.rebuiltFromOpNum = undefined;
+      await rm(join(this.directory, "rebuilt.bin"), { force: true });
     }
-    await rename(temporary, path);
-    const directory = await open(dirname(path), "r");
+  }
+
+  /** Stores a checkpoint on two sleds, records it with the coordinator, drops the old one. */
+  private async storeOnSleds(opNum: number, snapshot: Uint8Array): Promise<void> {
+    if (this.closed || this.sledIds.length === 0) return;
+    const { volume, partition } = this.address;
+    const key = `checkpoints/${volume}/${partition}/${this.service.nodeId}/${opNum}-${this.replica.identity.session}`;
     try {
-      await directory.sync();
-    } finally {
-      await directory.close();
+      const sleds = await this.sleds.putBlob(key, snapshot, this.sledIds, opNum);
+      const pointer: Pointer = {
+        opNum,
+        blobKey: key,
+        sleds,
+        bytes: snapshot.byteLength,
+        createdAtMs: Date.now(),
+      };
+      const { replaced } = await this.service.bus.request(subjects.coordinator.build(), {
+        type: "checkpoint.record.v1",
+        volume,
+        partition,
+        node: this.service.nodeId,
+        checkpoint: pointer,
+      });
+      this.stored = pointer;
+      if (replaced !== undefined && replaced.blobKey !== key) {
+        await this.sleds.deleteBlob(replaced.blobKey, replaced.sleds);
+      }
+      this.logger.info(
+        { opNum, key, sleds, bytes: snapshot.byteLength },
+        "checkpoint stored on sleds",
+      );
+    } catch (error) {
+      this.logger.warn(
+        { opNum, error: (error as Error).message },
+        "could not store a checkpoint on sleds; will with the next",
+      );
     }
   }
 
@@ -356,4 +426,58 @@ function digest(text: string): string {
     hash = Math.imul(hash, 0x01000193) >>> 0;
   }
   return `${hash.toString(16).padStart(8, "0")}-${text.length}`;
+}
+
+async function readSnapshot(path: string) {
+  let bytes: Uint8Array;
+  try {
+    bytes = await readFile(path);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    throw error;
+  }
+  return PartitionMetadata.restore(bytes);
+}
+
+/** Writes a file so that a crash leaves the old or the new one, never a mix. */
+async function writeDurably(path: string, bytes: Uint8Array): Promise<void> {
+  const temporary = `${path}.tmp`;
+  const file = await open(temporary, "w");
+  try {
+    await file.writeFile(bytes);
+    await file.sync();
+  } finally {
+    await file.close();
+  }
+  await rename(temporary, path);
+  const directory = await open(dirname(path), "r");
+  try {
+    await directory.sync();
+  } finally {
+    await directory.close();
+  }
+}
+
+/** The first copy of a checkpoint that is whole and sound, restored. */
+async function fetchSnapshot(sleds: SledClient, pointer: Pointer, logger: Logger) {
+  const problems: string[] = [];
+  for (const sled of pointer.sleds) {
+    try {
+      const { data } = await sleds.getBlob(pointer.blobKey, pointer.bytes, [sled]);
+      const restored = await PartitionMetadata.restore(data);
+      if (restored.opNum !== pointer.opNum)
+        throw new Error(`holds op ${restored.opNum}, not ${pointer.opNum}`);
+      return { bytes: data, restored, sled };
+    } catch (error) {
+      logger.warn(
+        { sled, blob: pointer.blobKey, error: (error as Error).message },
+        "checkpoint copy unusable; trying another",
+      );
+      problems.push(`${sled}: ${(error as Error).message}`);
+    }
+  }
+  throw new BallastError(
+    ErrorCode.Unavailable,
+    `no usable copy of checkpoint ${pointer.blobKey}: ${problems.join("; ")}`,
+  );
 }

@@ -47,6 +47,12 @@ export const PartitionState = z.object({
   secondaries: z.array(nodeId).max(2),
   /** Members that hold every acknowledged write (all of them, unless rebuilding). */
   inSync: z.array(nodeId).max(3),
+  /** Replicas being rebuilt from a checkpoint; they join as secondaries once caught up. */
+  learners: z.array(nodeId).max(2),
+  /** Each replica's newest checkpoint on sleds: op number and age. */
+  checkpoints: z
+    .array(z.object({ node: nodeId, opNum: unsignedInteger, ageMs: unsignedInteger }))
+    .max(4),
 });
 
 export const VolumeState = z.object({

@@ -16,7 +16,13 @@ import {
   VolumeListResult,
   VolumeState,
 } from "./coordinator.ts";
-import { HeadnodeConfigure, HeadnodeReplicaStatus, ReplicaStatus } from "./headnode.ts";
+import {
+  CheckpointRecord,
+  CheckpointRecordResult,
+  HeadnodeConfigure,
+  HeadnodeReplicaStatus,
+  ReplicaStatus,
+} from "./headnode.ts";
 import { ReplicaAck, ReplicaNotes } from "./replica.ts";
 import {
   SledBlobAbort,
@@ -81,6 +87,7 @@ export const Message = z.discriminatedUnion("type", [
   ReplicaAck,
   HeadnodeConfigure,
   HeadnodeReplicaStatus,
+  CheckpointRecord,
   SledChunkWrite,
   SledChunkRead,
   SledChunkDelete,
@@ -118,6 +125,7 @@ export const messageSchemas: { [T in MessageType]: z.ZodType<MessageOf<T>> } = {
   "replica.ack.v1": ReplicaAck,
   "headnode.configure.v1": HeadnodeConfigure,
   "headnode.replica.status.v1": HeadnodeReplicaStatus,
+  "checkpoint.record.v1": CheckpointRecord,
   "sled.chunk.write.v1": SledChunkWrite,
   "sled.chunk.read.v1": SledChunkRead,
   "sled.chunk.delete.v1": SledChunkDelete,
@@ -150,6 +158,7 @@ export const resultSchemas = {
   "volume.flush.v1": VolumeFlushResult,
   "headnode.configure.v1": ReplicaStatus,
   "headnode.replica.status.v1": ReplicaStatus,
+  "checkpoint.record.v1": CheckpointRecordResult,
   "sled.chunk.write.v1": SledChunkWriteResult,
   "sled.chunk.read.v1": SledChunkReadResult,
   "sled.chunk.delete.v1": SledDeleteResult,

@@ -120,9 +120,12 @@ export class PartitionMetadata {
     const record = decodeFlushRecord(note.data);
     if (record.chunk !== null) {
       const { chunkNumber, sledChunkId, copies, bytes } = record.chunk;
-      if (this.chunks.has(chunkNumber)) {
+      const known = this.chunks.get(chunkNumber);
+      if (known !== undefined && known.sledChunkId !== sledChunkId) {
         throw new Error(`flush record at op ${note.opNum} reuses chunk number ${chunkNumber}`);
       }
+      // The same record again (a rebuilt replica re-receives notes its snapshot already
+      // reflects): applying it once more changes nothing.
       this.chunks.set(chunkNumber, { sledChunkId, copies: [...copies], bytes });
       this.nextChunkNumber = Math.max(this.nextChunkNumber, chunkNumber + 1);
       for (const piece of flushPieces(record)) {

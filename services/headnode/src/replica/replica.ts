@@ -39,6 +39,8 @@ export interface Configuration {
   epoch: number;
   primary: string;
   secondaries: readonly string[];
+  /** Replicas being rebuilt: sent notes, not counted for commit. */
+  learners?: readonly string[];
 }
 
 export interface ReplicaIdentity {
@@ -58,6 +60,13 @@ export interface ReplicaIdentity {
 export interface Recovered {
   /** The last durable metadata snapshot, if any, already restored. */
   checkpoint?: { metadata: PartitionMetadata; opNum: number };
+  /**
+   * The checkpoint came from another replica (a rebuild), with no journal of our own:
+   * start committed only through its flushed point, so that the notes after it (whose
+   * bytes live only in journals) are received again. Re-applying the ones the snapshot
+   * already reflects changes nothing: the tree keeps the stored extent on a tie.
+   */
+  rebuilt?: boolean;
   /** Every note in the durable journal, in op order, contiguous. */
   notes: readonly Note[];
 }
@@ -85,6 +94,8 @@ export type ClientRequest =
   | { kind: "flush"; requestId: RequestId; epoch: number };
 
 interface SecondaryProgress {
+  /** A learner is replicated to but does not count for commit. */
+  learner: boolean;
   /** Highest op it holds durably and matched against this session. */
   matchOpNum: number;
   /** Next op to send it. */
@@ -170,7 +181,9 @@ export class Replica {
     this.observer = observer;
     this.limits = { ...replicaLimitsDefault, ...limitsOverride };
     this.metadata = recovered.checkpoint?.metadata ?? new PartitionMetadata();
-    this.commitOpNum = recovered.checkpoint?.opNum ?? 0;
+    this.commitOpNum = recovered.rebuilt
+      ? this.metadata.flushedThroughOpNum
+      : (recovered.checkpoint?.opNum ?? 0);
     // Notes up to the flushed point have all their bytes in chunks: nothing holds them.
     this.releasedOpNum = this.metadata.flushedThroughOpNum;
     this.releasedEpoch = this.metadata.flushedThroughEpoch;
@@ -219,6 +232,16 @@ export class Replica {
     return this.log.size;
   }
 
+  /** On a primary: what each secondary and learner has matched (for status). */
+  followers(): { node: string; matchOpNum: number; learner: boolean }[] {
+    if (this.role.name !== "primary") return [];
+    return [...this.role.secondaries].map(([node, progress]) => ({
+      node,
+      matchOpNum: progress.matchOpNum,
+      learner: progress.learner,
+    }));
+  }
+
   // ---------------------------------------------------------------- configuration
 
   /** A new replica set from the coordinator (or the test). Older epochs are ignored. */
@@ -231,9 +254,14 @@ export class Replica {
     this.flushInFlight = undefined;
     if (configuration.primary === this.identity.nodeId) {
       const secondaries = new Map<string, SecondaryProgress>();
-      for (const secondary of configuration.secondaries) {
+      const followers = [
+        ...configuration.secondaries.map((node) => ({ node, learner: false })),
+        ...(configuration.learners ?? []).map((node) => ({ node, learner: true })),
+      ];
+      for (const { node, learner } of followers) {
         // Resend the whole uncommitted tail: the secondary may hold another epoch's.
-        secondaries.set(secondary, {
+        secondaries.set(node, {
+          learner,
           matchOpNum: 0,
           nextOpNum: Math.max(this.commitOpNum, this.releasedOpNum) + 1,
           lastProgressTick: this.tickCount,
@@ -243,7 +271,10 @@ export class Replica {
       this.role = { name: "primary", secondaries, readableFromOpNum: this.lastOpNum };
       this.advanceCommit();
       this.replicate(true);
-    } else if (configuration.secondaries.includes(this.identity.nodeId)) {
+    } else if (
+      configuration.secondaries.includes(this.identity.nodeId) ||
+      (configuration.learners ?? []).includes(this.identity.nodeId)
+    ) {
       this.role = {
         name: "secondary",
         primarySession: undefined,
@@ -725,8 +756,9 @@ export class Replica {
     const role = this.role;
     if (role.name === "primary") {
       target = this.durableOpNum;
-      for (const progress of role.secondaries.values())
-        target = Math.min(target, progress.matchOpNum);
+      for (const progress of role.secondaries.values()) {
+        if (!progress.learner) target = Math.min(target, progress.matchOpNum);
+      }
     } else if (role.name === "secondary") {
       target = Math.min(role.primaryCommitOpNum, role.matchedOpNum, this.durableOpNum);
     } else {
