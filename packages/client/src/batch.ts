@@ -1,0 +1,107 @@
+// Entries and batches. An entry is one caller's piece of work on one partition (a
+// write, a read, a trim or write-zeroes range, or a flush); a batch is the entries one
+// request carries. This module is pure: it decides which pending entries go together,
+// and the scheduler sends them.
+//
+// The batching rule: a batch is the longest prefix of its queue's pending entries that
+// fits one request — at most `requestEntriesMax` entries and, for reads and writes, at
+// most `requestDataBytesMax` data bytes. Taking a prefix keeps entries in the order they
+// were issued, so overlapping writes in one batch apply in issue order. Two exceptions:
+// every pending flush rides one flush request (it has no entries on the wire), and an
+// entry marked `isolated` travels alone (see the scheduler on why an entry is isolated).
+
+export type RequestKind = "write" | "read" | "trim" | "write-zeroes" | "flush";
+
+export const requestKinds: readonly RequestKind[] = [
+  "write",
+  "read",
+  "trim",
+  "write-zeroes",
+  "flush",
+];
+
+/** Kinds that change the volume's contents (and so make a later flush necessary). */
+export function isMutation(kind: RequestKind): boolean {
+  return kind === "write" || kind === "trim" || kind === "write-zeroes";
+}
+
+const noBytes = new Uint8Array(0);
+
+export interface Entry {
+  readonly kind: RequestKind;
+  /** The volume offset of the entry's first byte; 0 for a flush. */
+  readonly offset: number;
+  /** The bytes the entry covers; 0 for a flush. */
+  readonly length: number;
+  /**
+   * For a write, the bytes to write; for a read, the part of the caller's buffer the
+   * reply is copied into. Empty for other kinds. Its length is `length` for both.
+   */
+  readonly buffer: Uint8Array;
+  /** When the caller issued the operation, on the client's clock; the retry budget starts here. */
+  readonly issuedAtMs: number;
+  /** Set after a batch failed for good: the entry is re-sent alone, for its own answer. */
+  isolated: boolean;
+  /** Settles the caller's piece; called exactly once. */
+  readonly resolve: () => void;
+  readonly reject: (error: unknown) => void;
+}
+
+export interface EntrySpec {
+  readonly kind: RequestKind;
+  readonly offset: number;
+  readonly length: number;
+  readonly buffer?: Uint8Array;
+  readonly issuedAtMs: number;
+}
+
+/** Builds an entry and the promise its settlement resolves. */
+export function createEntry(spec: EntrySpec): { entry: Entry; settled: Promise<void> } {
+  let resolve!: () => void;
+  let reject!: (error: unknown) => void;
+  const settled = new Promise<void>((resolvePromise, rejectPromise) => {
+    resolve = resolvePromise;
+    reject = rejectPromise;
+  });
+  const entry: Entry = {
+    kind: spec.kind,
+    offset: spec.offset,
+    length: spec.length,
+    buffer: spec.buffer ?? noBytes,
+    issuedAtMs: spec.issuedAtMs,
+    isolated: false,
+    resolve,
+    reject,
+  };
+  return { entry, settled };
+}
+
+export interface BatchLimits {
+  readonly requestEntriesMax: number;
+  readonly requestDataBytesMax: number;
+}
+
+/** The data bytes an entry adds to a request: its length for reads and writes, else 0. */
+export function dataBytesOf(entry: Entry): number {
+  return entry.kind === "read" || entry.kind === "write" ? entry.length : 0;
+}
+
+/**
+ * Removes the next batch from the front of `pending` (all of one kind) and returns it.
+ * `pending` must not be empty, and no entry may carry more than `requestDataBytesMax`.
+ */
+export function takeBatch(pending: Entry[], limits: BatchLimits): Entry[] {
+  const first = pending[0]!;
+  if (first.kind === "flush") return pending.splice(0, pending.length);
+  if (first.isolated) return pending.splice(0, 1);
+  let count = 0;
+  let dataBytes = 0;
+  for (const entry of pending) {
+    if (entry.isolated || count === limits.requestEntriesMax) break;
+    const entryBytes = dataBytesOf(entry);
+    if (count > 0 && dataBytes + entryBytes > limits.requestDataBytesMax) break;
+    dataBytes += entryBytes;
+    count += 1;
+  }
+  return pending.splice(0, count);
+}

@@ -1,0 +1,132 @@
+// How a volume's byte range maps onto its partitions. Pure functions over the
+// coordinator's description: no I/O, no state.
+//
+// Model: a volume of `sizeBytes` is tiled by partitions, each `[partitionStart,
+// partitionStart + partitionBytes)`, in order, without gaps or overlaps (the last may be
+// shorter than the others). Offsets stay volume offsets throughout: the wire carries them
+// that way, so splitting only ever cuts a range, never rebases it.
+//
+// Failure model: the description comes from another process. It is checked here once,
+// when it arrives; a description that does not tile its volume, or a layout that changed
+// under an open volume, is refused with InvalidVolumeStateError rather than guessed at.
+// Past that check, the functions assert nothing more about it.
+
+import { limits, type ResultOf } from "@ballast/protocol";
+import { InvalidVolumeStateError } from "./errors.ts";
+
+/** The coordinator's description of a volume, as volume.describe.v1 answers it. */
+export type VolumeState = ResultOf<"volume.describe.v1">;
+
+export type PartitionLayout = Pick<
+  VolumeState["partitions"][number],
+  "partition" | "partitionStart" | "partitionBytes"
+>;
+
+/** A part of a range that lies in one partition; `index` is the partition's position. */
+export interface Piece {
+  readonly index: number;
+  readonly offset: number;
+  readonly length: number;
+}
+
+/** Throws InvalidVolumeStateError unless `state` describes `name` and tiles it exactly. */
+export function checkVolumeState(name: string, state: VolumeState): void {
+  if (state.name !== name) {
+    throw new InvalidVolumeStateError(
+      name,
+      `the coordinator answered for volume ${JSON.stringify(state.name)}`,
+    );
+  }
+  if (state.sizeBytes % limits.sectorBytes !== 0) {
+    throw new InvalidVolumeStateError(
+      name,
+      `its size ${state.sizeBytes} is not a multiple of ${limits.sectorBytes} bytes`,
+    );
+  }
+  let expectedStart = 0;
+  for (const [index, partition] of state.partitions.entries()) {
+    if (partition.partitionStart !== expectedStart) {
+      throw new InvalidVolumeStateError(
+        name,
+        `partition ${partition.partition} (position ${index}) starts at ${partition.partitionStart}, expected ${expectedStart}`,
+      );
+    }
+    if (partition.partitionBytes <= 0 || partition.partitionBytes % limits.sectorBytes !== 0) {
+      throw new InvalidVolumeStateError(
+        name,
+        `partition ${partition.partition} has ${partition.partitionBytes} bytes, not a positive multiple of ${limits.sectorBytes}`,
+      );
+    }
+    expectedStart += partition.partitionBytes;
+  }
+  if (expectedStart !== state.sizeBytes) {
+    throw new InvalidVolumeStateError(
+      name,
+      `its partitions cover ${expectedStart} bytes, but its size is ${state.sizeBytes}`,
+    );
+  }
+}
+
+/** Throws InvalidVolumeStateError if `next` maps offsets to partitions unlike `previous`. */
+export function checkSameLayout(previous: VolumeState, next: VolumeState): void {
+  const changed = (what: string): never => {
+    throw new InvalidVolumeStateError(previous.name, `its layout changed while open: ${what}`);
+  };
+  if (next.sizeBytes !== previous.sizeBytes) {
+    changed(`size ${previous.sizeBytes} became ${next.sizeBytes}`);
+  }
+  if (next.partitions.length !== previous.partitions.length) {
+    changed(`${previous.partitions.length} partitions became ${next.partitions.length}`);
+  }
+  for (const [index, before] of previous.partitions.entries()) {
+    const after = next.partitions[index]!;
+    if (
+      after.partition !== before.partition ||
+      after.partitionStart !== before.partitionStart ||
+      after.partitionBytes !== before.partitionBytes
+    ) {
+      changed(
+        `partition ${before.partition} at [${before.partitionStart}, +${before.partitionBytes}) became partition ${after.partition} at [${after.partitionStart}, +${after.partitionBytes})`,
+      );
+    }
+  }
+}
+
+/** The position of the partition holding byte `offset`, which must lie in the volume. */
+export function partitionIndexOf(partitions: readonly PartitionLayout[], offset: number): number {
+  let low = 0;
+  let high = partitions.length - 1;
+  while (low < high) {
+    // The last partition whose start is at or before the offset.
+    const middle = Math.ceil((low + high) / 2);
+    if (partitions[middle]!.partitionStart <= offset) low = middle;
+    else high = middle - 1;
+  }
+  return low;
+}
+
+/**
+ * Cuts `[offset, offset + length)` at partition boundaries, and each partition's part
+ * into pieces of at most `pieceBytesMax`, in offset order. The range must lie inside
+ * the volume the partitions tile.
+ */
+export function splitRange(
+  partitions: readonly PartitionLayout[],
+  offset: number,
+  length: number,
+  pieceBytesMax: number,
+): Piece[] {
+  const pieces: Piece[] = [];
+  const end = offset + length;
+  let cursor = offset;
+  let index = partitionIndexOf(partitions, offset);
+  while (cursor < end) {
+    const partition = partitions[index]!;
+    const partitionEnd = partition.partitionStart + partition.partitionBytes;
+    const pieceEnd = Math.min(end, partitionEnd, cursor + pieceBytesMax);
+    pieces.push({ index, offset: cursor, length: pieceEnd - cursor });
+    cursor = pieceEnd;
+    if (cursor === partitionEnd) index += 1;
+  }
+  return pieces;
+}

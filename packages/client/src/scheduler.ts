@@ -1,0 +1,221 @@
+// The request scheduler of one open volume: it turns callers' entries into requests,
+// bounds how many are in flight, and retries them across failovers.
+//
+// Model. Entries wait in batch queues, one per partition and kind of request (write,
+// read, trim, write-zeroes, flush). The pump — which runs once at the end of any
+// event-loop turn in which an entry arrived or a request finished — starts requests
+// while the volume has fewer than `requestsInflightPerVolumeMax` in flight, giving each
+// queue at most `requestsInflightPerQueueMax`, round robin across queues. Each request
+// carries the queue's next batch (see batch.ts: the longest prefix of pending entries
+// that fits one request). The batching rule, from a caller's point of view: entries for
+// one partition issued in the same event-loop turn, or while that partition's queue is
+// at its in-flight bound, are merged into one request, up to the wire's entry and byte
+// limits. Under light load a request leaves at the end of the turn its entry was issued
+// in; under heavy load requests grow instead of multiplying.
+//
+// Failover. A request that fails with a retryable code (WrongEpoch, NotPrimary,
+// Unavailable, Timeout, ShuttingDown) is retried with backoff (retry.ts); alongside the
+// delay the volume is re-described (volume-state.ts, shared by every request that failed
+// against the same description), and the retry carries the new epoch. A request holds
+// its in-flight slot while it waits, so entries that arrive during a failover gather in
+// their queues and leave as large batches once the new primary answers.
+//
+// Failure model. A non-retryable error fails the request at once. One request answers
+// for its whole batch, but a head node refuses a batch for what one entry asks, so when
+// a batch of several entries fails for good its entries are marked isolated and re-sent
+// one per request: each caller gets the answer to its own entry. A retry may apply a
+// write, trim or write-zeroes twice (the first reply was lost, not the request): the
+// same bytes land on the same range again, which is harmless because an operation's
+// promise settles only after its last attempt settled, so no write a caller issues after
+// that promise can be overtaken by a late copy of it. Concurrent operations on
+// overlapping ranges have no defined order, as with any block device.
+//
+// Flush. A flush request makes durable on sleds everything the partition acknowledged
+// before it was received. The scheduler counts, per partition, mutation requests that
+// settled, and the count a successful flush was sent after; a volume flush needs only the
+// partitions with mutations settled since.
+
+import { isBallastError } from "@ballast/protocol";
+import { type Entry, isMutation, type RequestKind, takeBatch } from "./batch.ts";
+import type { ClientOptions } from "./options.ts";
+import { withRetries } from "./retry.ts";
+import type { VolumeStateCache } from "./volume-state.ts";
+import { type RequestBus, sendBatch } from "./wire.ts";
+
+/** The entries waiting for one partition and one kind of request. */
+interface BatchQueue {
+  readonly key: string;
+  /** The partition's position in the volume's description. */
+  readonly index: number;
+  readonly kind: RequestKind;
+  readonly pending: Entry[];
+  inflight: number;
+}
+
+/** What one partition needs flushed. */
+interface FlushProgress {
+  /** Mutation requests to the partition that have settled, succeeded or failed. */
+  mutationsSettled: number;
+  /** `mutationsSettled` as it was when the last successful flush request was sent. */
+  mutationsFlushed: number;
+}
+
+export class RequestScheduler {
+  private readonly bus: RequestBus;
+  private readonly state: VolumeStateCache;
+  private readonly options: Readonly<ClientOptions>;
+  /** Insertion-ordered; a queue that starts a request moves to the end (round robin). */
+  private readonly queues = new Map<string, BatchQueue>();
+  private readonly progress = new Map<number, FlushProgress>();
+  private requestsInflightCount = 0;
+  private pumpScheduled = false;
+
+  constructor(bus: RequestBus, state: VolumeStateCache, options: Readonly<ClientOptions>) {
+    this.bus = bus;
+    this.state = state;
+    this.options = options;
+  }
+
+  /** Requests in flight now, including those waiting to be retried. */
+  get requestsInflight(): number {
+    return this.requestsInflightCount;
+  }
+
+  /** Queues `entry` for the partition at position `index`; it leaves at the next pump. */
+  submit(index: number, entry: Entry): void {
+    const key = `${index}/${entry.kind}`;
+    let queue = this.queues.get(key);
+    if (queue === undefined) {
+      queue = { key, index, kind: entry.kind, pending: [], inflight: 0 };
+      this.queues.set(key, queue);
+    }
+    queue.pending.push(entry);
+    this.schedulePump();
+  }
+
+  /** Positions of the partitions with mutations settled since their last flush was sent. */
+  partitionsToFlush(): number[] {
+    const indexes: number[] = [];
+    for (const [index, progress] of this.progress) {
+      if (progress.mutationsSettled > progress.mutationsFlushed) indexes.push(index);
+    }
+    return indexes.sort((left, right) => left - right);
+  }
+
+  private schedulePump(): void {
+    if (this.pumpScheduled) return;
+    this.pumpScheduled = true;
+    setImmediate(() => {
+      this.pumpScheduled = false;
+      this.pump();
+    });
+  }
+
+  private pump(): void {
+    const volumeMax = this.options.requestsInflightPerVolumeMax;
+    const queueMax = this.options.requestsInflightPerQueueMax;
+    let started = true;
+    while (started && this.requestsInflightCount < volumeMax) {
+      started = false;
+      // A snapshot, because starting a request moves its queue to the end of the map.
+      for (const queue of [...this.queues.values()]) {
+        if (this.requestsInflightCount >= volumeMax) break;
+        if (queue.pending.length === 0 || queue.inflight >= queueMax) continue;
+        this.queues.delete(queue.key);
+        this.queues.set(queue.key, queue);
+        this.start(queue, takeBatch(queue.pending, this.options));
+        started = true;
+      }
+    }
+  }
+
+  private start(queue: BatchQueue, batch: Entry[]): void {
+    queue.inflight += 1;
+    this.requestsInflightCount += 1;
+    void this.run(queue, batch).finally(() => {
+      queue.inflight -= 1;
+      this.requestsInflightCount -= 1;
+      if (queue.inflight === 0 && queue.pending.length === 0) this.queues.delete(queue.key);
+      this.schedulePump();
+    });
+  }
+
+  /** Sends one batch to its end and settles its entries; never rejects. */
+  private async run(queue: BatchQueue, batch: Entry[]): Promise<void> {
+    const { index, kind } = queue;
+    const progress = this.progressOf(index);
+    let issuedAtMs = Number.POSITIVE_INFINITY;
+    for (const entry of batch) issuedAtMs = Math.min(issuedAtMs, entry.issuedAtMs);
+    let generationSent = 0;
+    let mutationsCovered = 0;
+    let failure: { error: unknown } | undefined;
+    try {
+      await withRetries(
+        {
+          describe: () => this.describeBatch(index, kind, batch),
+          issuedAtMs,
+          attempt: () => {
+            const snapshot = this.state.current;
+            const partition = snapshot.state.partitions[index]!;
+            generationSent = snapshot.generation;
+            mutationsCovered = progress.mutationsSettled;
+            return sendBatch(
+              this.bus,
+              snapshot.subjects[index]!,
+              kind,
+              {
+                volume: snapshot.state.name,
+                partition: partition.partition,
+                epoch: partition.epoch,
+              },
+              batch,
+              this.options.requestDeadlineMs,
+            );
+          },
+          beforeRetry: () => this.state.refresh(generationSent),
+        },
+        this.options,
+      );
+    } catch (error) {
+      failure = { error };
+    }
+    // Progress first, so that a caller who flushes as soon as its write settles finds
+    // the write counted.
+    if (isMutation(kind)) progress.mutationsSettled += 1;
+    if (failure === undefined) {
+      if (kind === "flush") {
+        progress.mutationsFlushed = Math.max(progress.mutationsFlushed, mutationsCovered);
+      }
+      for (const entry of batch) entry.resolve();
+      return;
+    }
+    const { error } = failure;
+    if (batch.length > 1 && kind !== "flush" && isBallastError(error) && !error.retryable) {
+      for (const entry of batch) entry.isolated = true;
+      queue.pending.unshift(...batch);
+      return;
+    }
+    for (const entry of batch) entry.reject(error);
+  }
+
+  private progressOf(index: number): FlushProgress {
+    let progress = this.progress.get(index);
+    if (progress === undefined) {
+      progress = { mutationsSettled: 0, mutationsFlushed: 0 };
+      this.progress.set(index, progress);
+    }
+    return progress;
+  }
+
+  /** Says what a batch does, for the error when its retry budget runs out. */
+  private describeBatch(index: number, kind: RequestKind, batch: readonly Entry[]): string {
+    const { state } = this.state.current;
+    const where = `partition ${state.partitions[index]!.partition} of volume ${JSON.stringify(state.name)}`;
+    if (kind === "flush") return `flush ${where}`;
+    let bytes = 0;
+    for (const entry of batch) bytes += entry.length;
+    const verb = kind === "write-zeroes" ? "write zeroes to" : kind;
+    const ranges = batch.length === 1 ? "1 range" : `${batch.length} ranges`;
+    return `${verb} ${ranges} (${bytes} bytes) in ${where}`;
+  }
+}

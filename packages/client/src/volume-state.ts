@@ -1,0 +1,103 @@
+// What an open volume believes about its partitions: the coordinator's last description
+// (each partition's epoch and primary) and a generation that counts descriptions.
+//
+// Model: requests carry the epoch of the snapshot current when they were sent, and
+// remember the snapshot's generation. After a retryable failure, `refresh(generation)`
+// describes the volume again — unless a description newer than the one the request used
+// has already arrived (then the failure is explained, and the retry simply uses it), or
+// one is already in flight (then the failure joins it). So however many requests fail
+// together at a failover, the volume is described once per change, not once per request.
+//
+// Failure model: a describe may fail like any request; `refresh` rejects with that error
+// and leaves the snapshot as it was, and the caller's retry loop decides whether to try
+// again. A description whose layout differs from the first one (other partitions, other
+// size) is refused with InvalidVolumeStateError: offsets already split by the old layout
+// would land in the wrong partitions.
+
+import { subjects } from "@ballast/protocol";
+import { checkSameLayout, checkVolumeState, type VolumeState } from "./layout.ts";
+import type { ClientOptions } from "./options.ts";
+import { withRetries } from "./retry.ts";
+import { describeVolume, type RequestBus } from "./wire.ts";
+
+export interface VolumeSnapshot {
+  /** Counts descriptions received; the first is 1. */
+  readonly generation: number;
+  readonly state: VolumeState;
+  /** The volume subject of each partition, by position, built once. */
+  readonly subjects: readonly string[];
+}
+
+export class VolumeStateCache {
+  readonly name: string;
+  private snapshot: VolumeSnapshot;
+  private refreshing: Promise<void> | undefined;
+  private readonly bus: RequestBus;
+  private readonly options: Readonly<ClientOptions>;
+
+  private constructor(
+    bus: RequestBus,
+    name: string,
+    state: VolumeState,
+    options: Readonly<ClientOptions>,
+  ) {
+    this.bus = bus;
+    this.name = name;
+    this.options = options;
+    this.snapshot = {
+      generation: 1,
+      state,
+      subjects: state.partitions.map((partition) =>
+        subjects.volume.build(name, partition.partition),
+      ),
+    };
+  }
+
+  /** Describes the volume, retrying retryable failures within the retry budget. */
+  static async open(
+    bus: RequestBus,
+    name: string,
+    options: Readonly<ClientOptions>,
+  ): Promise<VolumeStateCache> {
+    const state = await withRetries(
+      {
+        describe: () => `describe volume ${JSON.stringify(name)}`,
+        issuedAtMs: options.clock.nowMs(),
+        attempt: () => describeVolume(bus, name, options.describeDeadlineMs),
+      },
+      options,
+    );
+    checkVolumeState(name, state);
+    return new VolumeStateCache(bus, name, state, options);
+  }
+
+  get current(): VolumeSnapshot {
+    return this.snapshot;
+  }
+
+  /**
+   * Resolves once a description newer than generation `generationSeen` is current:
+   * at once if one is, by joining the describe in flight if there is one, and by
+   * starting one otherwise.
+   */
+  refresh(generationSeen: number): Promise<void> {
+    if (this.snapshot.generation > generationSeen) return Promise.resolve();
+    if (this.refreshing === undefined) {
+      this.refreshing = this.describe().finally(() => {
+        this.refreshing = undefined;
+      });
+    }
+    return this.refreshing;
+  }
+
+  private async describe(): Promise<void> {
+    const state = await describeVolume(this.bus, this.name, this.options.describeDeadlineMs);
+    checkVolumeState(this.name, state);
+    checkSameLayout(this.snapshot.state, state);
+    this.snapshot = {
+      generation: this.snapshot.generation + 1,
+      state,
+      subjects: this.snapshot.subjects,
+    };
+  }
+}

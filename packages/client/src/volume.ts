@@ -1,0 +1,196 @@
+// An open Ballast volume as a block device. Each operation is checked (validation.ts),
+// cut at partition boundaries and at the wire's per-request byte limit (layout.ts), and
+// handed to the volume's scheduler as entries (scheduler.ts), which batches, sends and
+// retries them. A read allocates the caller's buffer up front and each entry's reply is
+// copied into its part of it, so pieces can complete in any order and still reassemble
+// in offset order.
+//
+// An operation settles only when every one of its entries has settled — even when one
+// failed early — so that a caller who reacts to the failure (say, by writing the range
+// again) cannot be overtaken by a late piece of the failed operation. It rejects with
+// the first failure in offset order.
+//
+// Closing: `close()` refuses new operations at once (VolumeClosedError) and resolves once
+// every operation already issued has settled; those keep retrying as usual meanwhile.
+//
+// A write's `data` is sent as views, not copies: the caller must not change it until
+// the write settles (a retry re-sends the same views).
+
+import { createEntry, type RequestKind } from "./batch.ts";
+import type { BlockDevice } from "./block-device.ts";
+import { VolumeClosedError } from "./errors.ts";
+import { type Piece, splitRange } from "./layout.ts";
+import type { ClientOptions } from "./options.ts";
+import { RequestScheduler } from "./scheduler.ts";
+import { checkRange, checkWriteData, describeOperation } from "./validation.ts";
+import type { VolumeStateCache } from "./volume-state.ts";
+import type { RequestBus } from "./wire.ts";
+
+/** A volume opened by BallastClient.openVolume. */
+export class Volume implements BlockDevice {
+  readonly name: string;
+  readonly sizeBytes: number;
+  private readonly state: VolumeStateCache;
+  private readonly scheduler: RequestScheduler;
+  private readonly clock: ClientOptions["clock"];
+  private readonly requestDataBytesMax: number;
+  private operationsPending = 0;
+  private closed = false;
+  private readonly idleWaiters: (() => void)[] = [];
+
+  /** Use BallastClient.openVolume; this constructor is the client's. */
+  constructor(bus: RequestBus, state: VolumeStateCache, options: Readonly<ClientOptions>) {
+    this.name = state.name;
+    this.sizeBytes = state.current.state.sizeBytes;
+    this.state = state;
+    this.scheduler = new RequestScheduler(bus, state, options);
+    this.clock = options.clock;
+    this.requestDataBytesMax = options.requestDataBytesMax;
+  }
+
+  /** The number of partitions the volume is cut into. */
+  get partitionCount(): number {
+    return this.state.current.state.partitions.length;
+  }
+
+  /** True once `close()` was called. */
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  async read(offset: number, length: number): Promise<Uint8Array> {
+    this.begin(describeOperation("read", offset, length), { offset, length });
+    try {
+      const bytes = new Uint8Array(length);
+      await this.perform("read", offset, length, this.requestDataBytesMax, bytes);
+      return bytes;
+    } finally {
+      this.end();
+    }
+  }
+
+  async write(offset: number, data: Uint8Array): Promise<void> {
+    const length = data instanceof Uint8Array ? data.byteLength : 0;
+    this.begin(describeOperation("write", offset, length), { offset, length }, { data });
+    try {
+      await this.perform("write", offset, length, this.requestDataBytesMax, data);
+    } finally {
+      this.end();
+    }
+  }
+
+  async trim(offset: number, length: number): Promise<void> {
+    this.begin(describeOperation("trim", offset, length), { offset, length });
+    try {
+      // Ranges carry no data, so only partition boundaries cut them.
+      await this.perform("trim", offset, length, length);
+    } finally {
+      this.end();
+    }
+  }
+
+  async writeZeroes(offset: number, length: number): Promise<void> {
+    this.begin(describeOperation("write zeroes over", offset, length), { offset, length });
+    try {
+      await this.perform("write-zeroes", offset, length, length);
+    } finally {
+      this.end();
+    }
+  }
+
+  /**
+   * Resolves once everything acknowledged before it is flushed to sleds: it sends a
+   * flush to each partition with writes, trims or write-zeroes settled since that
+   * partition's last flush, and to no other.
+   */
+  async flush(): Promise<void> {
+    this.begin("flush");
+    try {
+      const issuedAtMs = this.clock.nowMs();
+      await settleAll(
+        this.scheduler.partitionsToFlush().map((index) => {
+          const { entry, settled } = createEntry({
+            kind: "flush",
+            offset: 0,
+            length: 0,
+            issuedAtMs,
+          });
+          this.scheduler.submit(index, entry);
+          return settled;
+        }),
+      );
+    } finally {
+      this.end();
+    }
+  }
+
+  /** Refuses new operations and resolves once every operation issued before has settled. */
+  close(): Promise<void> {
+    this.closed = true;
+    if (this.operationsPending === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  /**
+   * Checks the operation (closed volume first, then the write's data, then the range)
+   * and counts it as pending; throws if it must not start.
+   */
+  private begin(
+    operation: string,
+    range?: { offset: number; length: number },
+    write?: { data: unknown },
+  ): void {
+    if (this.closed) throw new VolumeClosedError(this.name, operation);
+    if (range !== undefined) {
+      if (write !== undefined) checkWriteData(this, range.offset, write.data);
+      checkRange(this, operation, range.offset, range.length);
+    }
+    this.operationsPending += 1;
+  }
+
+  private end(): void {
+    this.operationsPending -= 1;
+    if (this.operationsPending === 0) {
+      for (const resolve of this.idleWaiters.splice(0)) resolve();
+    }
+  }
+
+  /** Cuts the range into entries, submits them, and waits for every one to settle. */
+  private perform(
+    kind: RequestKind,
+    offset: number,
+    length: number,
+    pieceBytesMax: number,
+    buffer?: Uint8Array,
+  ): Promise<void> {
+    const issuedAtMs = this.clock.nowMs();
+    const pieces: Piece[] = splitRange(
+      this.state.current.state.partitions,
+      offset,
+      length,
+      pieceBytesMax,
+    );
+    return settleAll(
+      pieces.map((piece) => {
+        const start = piece.offset - offset;
+        const { entry, settled } = createEntry({
+          kind,
+          offset: piece.offset,
+          length: piece.length,
+          issuedAtMs,
+          ...(buffer === undefined ? {} : { buffer: buffer.subarray(start, start + piece.length) }),
+        });
+        this.scheduler.submit(piece.index, entry);
+        return settled;
+      }),
+    );
+  }
+}
+
+/** Waits for every promise, then rejects with the first failure in list order, if any. */
+async function settleAll(promises: readonly Promise<void>[]): Promise<void> {
+  const outcomes = await Promise.allSettled(promises);
+  for (const outcome of outcomes) {
+    if (outcome.status === "rejected") throw outcome.reason;
+  }
+}

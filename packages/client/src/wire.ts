@@ -1,0 +1,132 @@
+// The client's only contact with the bus: one batch becomes one volume.* request, and a
+// volume is described through the coordinator. Messages are built from the protocol's
+// types, so the compiler keeps them in step with the wire; replies arrive validated by
+// the bus's codec, and the one thing the codec cannot know — that a read answered one
+// buffer of the right size per range asked — is checked here, the edge where the reply
+// meets its request.
+//
+// Failure model: the bus throws a BallastError for every remote failure and for NATS
+// faults (no responder → Unavailable, deadline → Timeout); those pass through untouched
+// for the retry logic to judge. A read reply of the wrong shape is a server bug and
+// becomes an UnexpectedReplyError, which no retry would fix.
+
+import { subjects } from "@ballast/protocol";
+import type { Bus } from "@ballast/runtime";
+import type { Entry, RequestKind } from "./batch.ts";
+import { UnexpectedReplyError } from "./errors.ts";
+import type { VolumeState } from "./layout.ts";
+
+/** The narrow part of the runtime's Bus the client needs (so tests can pass a fake). */
+export interface RequestBus {
+  request: Bus["request"];
+}
+
+/** Where a request goes: a partition of a volume, in the epoch the client believes current. */
+export interface PartitionAddress {
+  readonly volume: string;
+  readonly partition: number;
+  readonly epoch: number;
+}
+
+/**
+ * Sends `entries` (all of `kind`, all in the addressed partition) as one request and
+ * settles nothing: on success a read's buffers are filled, and the caller resolves the
+ * entries; on failure the error is thrown for the caller to judge.
+ */
+export async function sendBatch(
+  bus: RequestBus,
+  subject: string,
+  kind: RequestKind,
+  address: PartitionAddress,
+  entries: readonly Entry[],
+  deadlineMs: number,
+): Promise<void> {
+  const options = { deadlineMs };
+  const ranges = () => entries.map((entry) => ({ offset: entry.offset, length: entry.length }));
+  switch (kind) {
+    case "write":
+      await bus.request<"volume.write.v1">(
+        subject,
+        {
+          type: "volume.write.v1",
+          ...address,
+          writes: entries.map((entry) => ({ offset: entry.offset, data: entry.buffer })),
+        },
+        options,
+      );
+      return;
+    case "read": {
+      const result = await bus.request<"volume.read.v1">(
+        subject,
+        { type: "volume.read.v1", ...address, reads: ranges() },
+        options,
+      );
+      copyReadReply(subject, entries, result.data);
+      return;
+    }
+    case "trim":
+      await bus.request<"volume.trim.v1">(
+        subject,
+        { type: "volume.trim.v1", ...address, ranges: ranges() },
+        options,
+      );
+      return;
+    case "write-zeroes":
+      await bus.request<"volume.write-zeroes.v1">(
+        subject,
+        { type: "volume.write-zeroes.v1", ...address, ranges: ranges() },
+        options,
+      );
+      return;
+    case "flush":
+      await bus.request<"volume.flush.v1">(
+        subject,
+        { type: "volume.flush.v1", ...address },
+        options,
+      );
+      return;
+    default: {
+      const unreachable: never = kind;
+      throw new Error(`no request for entries of kind ${String(unreachable)}`);
+    }
+  }
+}
+
+/** Copies each returned buffer into its entry's part of the caller's buffer. */
+function copyReadReply(
+  subject: string,
+  entries: readonly Entry[],
+  data: readonly Uint8Array[],
+): void {
+  if (data.length !== entries.length) {
+    throw new UnexpectedReplyError(
+      subject,
+      `a read of ${entries.length} ranges answered ${data.length} buffers`,
+    );
+  }
+  for (const [index, entry] of entries.entries()) {
+    const bytes = data[index]!;
+    if (bytes.byteLength !== entry.length) {
+      throw new UnexpectedReplyError(
+        subject,
+        `the read of ${entry.length} bytes at offset ${entry.offset} answered ${bytes.byteLength} bytes`,
+      );
+    }
+  }
+  // Copy only once every buffer passed, so that a bad reply leaves no caller's buffer
+  // half filled by it.
+  for (const [index, entry] of entries.entries()) entry.buffer.set(data[index]!);
+}
+
+/** Asks the coordinator for a volume's state. */
+export function describeVolume(
+  bus: RequestBus,
+  name: string,
+  deadlineMs: number,
+): Promise<VolumeState> {
+  return bus.request<"volume.describe.v1">(
+    subjects.coordinator.build(),
+    { type: "volume.describe.v1", name },
+    { deadlineMs },
+  );
+}

@@ -1,0 +1,472 @@
+// FakeClusterBus: a whole Ballast cluster as the client sees it through the bus, in one
+// object. It answers volume.describe.v1 on the coordinator's subject and serves volume.*
+// requests on each partition's subject from an in-memory byte array per partition,
+// refusing what a head node refuses (wrong epoch, unaligned or out-of-partition ranges,
+// too many bytes, malformed messages), so that a client bug shows up as a refusal rather
+// than as silently accepted bytes.
+//
+// Knobs: fail the next N requests to a partition with a code (before or after applying
+// them: "after" is a lost reply, so a retry applies the mutation twice); refuse any
+// request with an entry at a given offset; fail describes; fail a partition over to a
+// new epoch and primary (requests with the old epoch get WrongEpoch, and describes
+// report the new epoch at once); re-create or delete a volume; delay requests; hold all
+// requests until resumed.
+// Every request is recorded in `sent`, in the order the client sent it.
+//
+// Timing: a request is served when it arrives, after its delay and any hold, and is
+// answered at once; requests held together are served in the order they were sent.
+
+import {
+  BallastError,
+  ErrorCode,
+  limits,
+  type MessageOf,
+  messageSchemas,
+  type RequestMessage,
+  type RequestType,
+  type ResultOf,
+  subjects,
+} from "@ballast/protocol";
+import type { RequestOptions } from "@ballast/runtime";
+import type { RequestBus } from "../src/index.ts";
+
+export interface FakeVolumeSpec {
+  name: string;
+  sizeBytes: number;
+  /** Every partition has this many bytes, except perhaps a shorter last one. */
+  partitionBytes: number;
+  replicaCount?: 2 | 3;
+}
+
+export interface RecordedRequest<T extends RequestType = RequestType> {
+  readonly subject: string;
+  readonly message: MessageOf<T>;
+  readonly deadlineMs: number | undefined;
+}
+
+interface PlannedFailure {
+  code: ErrorCode;
+  remaining: number;
+  afterApplying: boolean;
+}
+
+interface FakePartition {
+  partition: number;
+  partitionStart: number;
+  partitionBytes: number;
+  epoch: number;
+  primary: string;
+  secondaries: string[];
+  bytes: Uint8Array;
+  lastOpNum: number;
+  flushedOpNum: number;
+  failures: PlannedFailure[];
+}
+
+interface FakeVolume {
+  name: string;
+  sizeBytes: number;
+  replicaCount: 2 | 3;
+  partitionBytes: number;
+  partitions: FakePartition[];
+  /** Entry offsets that make any request carrying them fail, with the code to fail with. */
+  refusals: Map<number, ErrorCode>;
+}
+
+type VolumeMessage = MessageOf<
+  "volume.write.v1" | "volume.read.v1" | "volume.trim.v1" | "volume.write-zeroes.v1"
+>;
+
+const nodeIds = ["headnode-1", "headnode-2", "headnode-3", "headnode-4"];
+
+export class FakeClusterBus implements RequestBus {
+  /** Every request the client sent, in order. */
+  readonly sent: RecordedRequest[] = [];
+  /** How long each request takes to reach its server, on real timers. */
+  requestDelayMs = 0;
+  private readonly volumes = new Map<string, FakeVolume>();
+  private describeFailures: PlannedFailure | undefined;
+  private hold:
+    | {
+        released: Promise<void>;
+        release: () => void;
+        only: (subject: string, message: RequestMessage) => boolean;
+      }
+    | undefined;
+  private heldCount = 0;
+
+  constructor(specs: readonly FakeVolumeSpec[]) {
+    for (const spec of specs) this.createVolume(spec);
+  }
+
+  createVolume(spec: FakeVolumeSpec): void {
+    const partitions: FakePartition[] = [];
+    for (let start = 0, partition = 0; start < spec.sizeBytes; partition += 1) {
+      const partitionBytes = Math.min(spec.partitionBytes, spec.sizeBytes - start);
+      const replicaCount = spec.replicaCount ?? 2;
+      const members = Array.from(
+        { length: replicaCount },
+        (_, member) => nodeIds[(partition + member) % nodeIds.length]!,
+      );
+      partitions.push({
+        partition,
+        partitionStart: start,
+        partitionBytes,
+        epoch: 1,
+        primary: members[0]!,
+        secondaries: members.slice(1),
+        bytes: new Uint8Array(partitionBytes),
+        lastOpNum: 0,
+        flushedOpNum: 0,
+        failures: [],
+      });
+      start += partitionBytes;
+    }
+    this.volumes.set(spec.name, {
+      name: spec.name,
+      sizeBytes: spec.sizeBytes,
+      replicaCount: spec.replicaCount ?? 2,
+      partitionBytes: spec.partitionBytes,
+      partitions,
+      refusals: new Map(),
+    });
+  }
+
+  /** Removes the volume: describes answer NotFound, its subjects have no responders. */
+  deleteVolume(name: string): void {
+    this.volumes.delete(name);
+  }
+
+  // The bus.
+
+  request<T extends RequestType>(
+    subject: string,
+    message: MessageOf<T>,
+    options: RequestOptions = {},
+  ): Promise<ResultOf<T>> {
+    this.sent.push({ subject, message, deadlineMs: options.deadlineMs } as RecordedRequest);
+    return this.deliver(subject, message as RequestMessage, options.deadlineMs) as Promise<
+      ResultOf<T>
+    >;
+  }
+
+  // Knobs.
+
+  /** The next `count` requests to the partition fail with `code`. */
+  failNext(
+    volume: string,
+    partition: number,
+    count: number,
+    code: ErrorCode,
+    options: { afterApplying?: boolean } = {},
+  ): void {
+    this.partitionOf(volume, partition).failures.push({
+      code,
+      remaining: count,
+      afterApplying: options.afterApplying ?? false,
+    });
+  }
+
+  /** The next `count` describes fail with `code`. */
+  failDescribes(count: number, code: ErrorCode): void {
+    this.describeFailures = { code, remaining: count, afterApplying: false };
+  }
+
+  /** Any request with an entry starting at `offset` fails with `code`, as a whole. */
+  refuseEntriesAt(volume: string, offset: number, code: ErrorCode): void {
+    this.volumeOf(volume).refusals.set(offset, code);
+  }
+
+  /** Moves the partition to the next epoch with its first secondary as primary. */
+  failover(volume: string, partition: number): { epoch: number; primary: string } {
+    const state = this.partitionOf(volume, partition);
+    const [next, ...rest] = state.secondaries;
+    state.secondaries = [...rest, state.primary];
+    state.primary = next!;
+    state.epoch += 1;
+    return { epoch: state.epoch, primary: state.primary };
+  }
+
+  /**
+   * Holds requests on their way until `resume()`: every request, or those for which
+   * `only(subject, message)` is true.
+   */
+  pause(only: (subject: string, message: RequestMessage) => boolean = () => true): void {
+    if (this.hold !== undefined) throw new Error("the fake cluster is paused already");
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    this.hold = { released, release, only };
+  }
+
+  resume(): void {
+    const hold = this.hold;
+    this.hold = undefined;
+    hold?.release();
+  }
+
+  // Inspection.
+
+  /** Requests held by `pause()` now. */
+  get held(): number {
+    return this.heldCount;
+  }
+
+  requestsOf<T extends RequestType>(type: T): RecordedRequest<T>[] {
+    return this.sent.filter(
+      (request) => request.message.type === type,
+    ) as unknown as RecordedRequest<T>[];
+  }
+
+  get describeCount(): number {
+    return this.requestsOf("volume.describe.v1").length;
+  }
+
+  /** A copy of the volume's bytes. */
+  contents(volume: string): Uint8Array {
+    const state = this.volumeOf(volume);
+    const bytes = new Uint8Array(state.sizeBytes);
+    for (const partition of state.partitions) bytes.set(partition.bytes, partition.partitionStart);
+    return bytes;
+  }
+
+  epochOf(volume: string, partition: number): number {
+    return this.partitionOf(volume, partition).epoch;
+  }
+
+  flushedOpNumOf(volume: string, partition: number): number {
+    return this.partitionOf(volume, partition).flushedOpNum;
+  }
+
+  // Serving.
+
+  private async deliver(
+    subject: string,
+    message: RequestMessage,
+    deadlineMs: number | undefined,
+  ): Promise<unknown> {
+    if (this.requestDelayMs > 0) {
+      if (deadlineMs !== undefined && this.requestDelayMs >= deadlineMs) {
+        await sleep(deadlineMs);
+        throw new BallastError(
+          ErrorCode.Timeout,
+          `no reply on ${subject} within the deadline of ${deadlineMs} ms`,
+        );
+      }
+      await sleep(this.requestDelayMs);
+    }
+    while (this.hold?.only(subject, message)) {
+      this.heldCount += 1;
+      await this.hold.released;
+      this.heldCount -= 1;
+    }
+    return this.serve(subject, message);
+  }
+
+  private serve(subject: string, message: RequestMessage): unknown {
+    const schema = messageSchemas[message.type] as {
+      safeParse(value: unknown): { success: boolean; error?: { message: string } };
+    };
+    const parsed = schema.safeParse(message);
+    if (!parsed.success) {
+      throw new BallastError(
+        ErrorCode.InvalidMessage,
+        `fake refused ${message.type}: ${parsed.error?.message}`,
+      );
+    }
+    switch (message.type) {
+      case "volume.describe.v1":
+        return this.onDescribe(subject, message);
+      case "volume.write.v1":
+      case "volume.read.v1":
+      case "volume.trim.v1":
+      case "volume.write-zeroes.v1":
+        return this.onVolumeMessage(subject, message);
+      case "volume.flush.v1":
+        return this.onFlush(subject, message);
+      default:
+        throw new BallastError(
+          ErrorCode.UnexpectedMessageType,
+          `fake cluster does not serve ${message.type}`,
+        );
+    }
+  }
+
+  private onDescribe(subject: string, message: MessageOf<"volume.describe.v1">): unknown {
+    if (subject !== subjects.coordinator.build()) {
+      throw new BallastError(ErrorCode.Unavailable, `no service is listening on ${subject}`);
+    }
+    const failure = this.describeFailures;
+    if (failure !== undefined && failure.remaining > 0) {
+      failure.remaining -= 1;
+      throw new BallastError(failure.code, `fake describe failure (${failure.code})`);
+    }
+    const volume = this.volumes.get(message.name);
+    if (volume === undefined) {
+      throw new BallastError(ErrorCode.NotFound, `volume ${message.name} does not exist`);
+    }
+    return {
+      name: volume.name,
+      sizeBytes: volume.sizeBytes,
+      replicaCount: volume.replicaCount,
+      partitionBytes: volume.partitionBytes,
+      createdAtMs: 0,
+      partitions: volume.partitions.map((partition) => ({
+        partition: partition.partition,
+        partitionStart: partition.partitionStart,
+        partitionBytes: partition.partitionBytes,
+        epoch: partition.epoch,
+        primary: partition.primary,
+        secondaries: [...partition.secondaries],
+        inSync: [partition.primary, ...partition.secondaries],
+        learners: [],
+        checkpoints: [],
+      })),
+    };
+  }
+
+  /** Finds the addressed partition, applies planned failures before it, checks the epoch. */
+  private admit(
+    subject: string,
+    message: { volume: string; partition: number; epoch: number },
+  ): { volume: FakeVolume; partition: FakePartition; failAfter: PlannedFailure | undefined } {
+    const volume = this.volumes.get(message.volume);
+    const partition = volume?.partitions[message.partition];
+    if (volume === undefined || partition === undefined) {
+      throw new BallastError(ErrorCode.Unavailable, `no service is listening on ${subject}`);
+    }
+    if (subject !== subjects.volume.build(message.volume, message.partition)) {
+      throw new BallastError(
+        ErrorCode.InvalidArgument,
+        `message for ${message.volume}/${message.partition} sent to ${subject}`,
+      );
+    }
+    let failAfter: PlannedFailure | undefined;
+    const failure = partition.failures[0];
+    if (failure !== undefined) {
+      failure.remaining -= 1;
+      if (failure.remaining <= 0) partition.failures.shift();
+      if (!failure.afterApplying) {
+        throw new BallastError(failure.code, `fake failure (${failure.code}) on ${subject}`);
+      }
+      failAfter = failure;
+    }
+    if (message.epoch !== partition.epoch) {
+      throw new BallastError(
+        ErrorCode.WrongEpoch,
+        `request for epoch ${message.epoch}, but ${message.volume}/${message.partition} is in epoch ${partition.epoch}`,
+        {
+          details: {
+            epoch: message.epoch,
+            currentEpoch: partition.epoch,
+            primary: partition.primary,
+          },
+        },
+      );
+    }
+    return { volume, partition, failAfter };
+  }
+
+  private onVolumeMessage(subject: string, message: VolumeMessage): unknown {
+    const { volume, partition, failAfter } = this.admit(subject, message);
+    const ranges =
+      message.type === "volume.write.v1"
+        ? message.writes.map((write) => ({ offset: write.offset, length: write.data.byteLength }))
+        : message.type === "volume.read.v1"
+          ? message.reads
+          : message.ranges;
+    let dataBytes = 0;
+    for (const range of ranges) {
+      const refusal = volume.refusals.get(range.offset);
+      if (refusal !== undefined) {
+        throw new BallastError(refusal, `fake refusal (${refusal}) of offset ${range.offset}`);
+      }
+      checkRange(partition, range.offset, range.length);
+      dataBytes += range.length;
+    }
+    const carriesData = message.type === "volume.write.v1" || message.type === "volume.read.v1";
+    if (carriesData && dataBytes > limits.requestDataBytesMax) {
+      throw new BallastError(
+        ErrorCode.PayloadTooLarge,
+        `a request may carry at most ${limits.requestDataBytesMax} bytes; it carries ${dataBytes}`,
+      );
+    }
+    let result: unknown;
+    const at = (offset: number): number => offset - partition.partitionStart;
+    switch (message.type) {
+      case "volume.read.v1":
+        result = {
+          data: message.reads.map((read) =>
+            partition.bytes.slice(at(read.offset), at(read.offset) + read.length),
+          ),
+        };
+        break;
+      case "volume.write.v1":
+        for (const write of message.writes) partition.bytes.set(write.data, at(write.offset));
+        result = this.committed(partition, message.writes.length);
+        break;
+      case "volume.trim.v1":
+      case "volume.write-zeroes.v1":
+        for (const range of message.ranges) {
+          partition.bytes.fill(0, at(range.offset), at(range.offset) + range.length);
+        }
+        result = this.committed(partition, message.ranges.length);
+        break;
+    }
+    if (failAfter !== undefined) {
+      throw new BallastError(failAfter.code, `fake lost reply (${failAfter.code}) on ${subject}`);
+    }
+    return result;
+  }
+
+  private onFlush(subject: string, message: MessageOf<"volume.flush.v1">): unknown {
+    const { partition, failAfter } = this.admit(subject, message);
+    partition.flushedOpNum = partition.lastOpNum;
+    if (failAfter !== undefined) {
+      throw new BallastError(failAfter.code, `fake lost reply (${failAfter.code}) on ${subject}`);
+    }
+    return { flushedOpNum: partition.flushedOpNum };
+  }
+
+  private committed(partition: FakePartition, count: number) {
+    const opNumFirst = partition.lastOpNum + 1;
+    partition.lastOpNum += count;
+    return { opNumFirst, opNumLast: partition.lastOpNum };
+  }
+
+  private volumeOf(name: string): FakeVolume {
+    const volume = this.volumes.get(name);
+    if (volume === undefined) throw new Error(`the fake cluster has no volume ${name}`);
+    return volume;
+  }
+
+  private partitionOf(name: string, partition: number): FakePartition {
+    const state = this.volumeOf(name).partitions[partition];
+    if (state === undefined) throw new Error(`volume ${name} has no partition ${partition}`);
+    return state;
+  }
+}
+
+function checkRange(partition: FakePartition, offset: number, length: number): void {
+  if (offset % limits.sectorBytes !== 0 || length % limits.sectorBytes !== 0) {
+    throw new BallastError(
+      ErrorCode.Unaligned,
+      `offset ${offset} and length ${length} must be multiples of ${limits.sectorBytes}`,
+    );
+  }
+  if (length === 0) {
+    throw new BallastError(ErrorCode.InvalidArgument, `a range at ${offset} has length 0`);
+  }
+  const end = partition.partitionStart + partition.partitionBytes;
+  if (offset < partition.partitionStart || offset + length > end) {
+    throw new BallastError(
+      ErrorCode.OutOfRange,
+      `range [${offset}, ${offset + length}) is outside partition ${partition.partition} [${partition.partitionStart}, ${end})`,
+    );
+  }
+}
+
+function sleep(delayMs: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, delayMs));
+}

@@ -1,0 +1,399 @@
+// A volume as a block device against a well-behaved fake cluster: splitting across
+// partitions and the per-request byte limit, reassembly of reads, trims and zeroes,
+// flush, opening, refusing bad input before anything is sent, and closing.
+
+import { BallastError, ErrorCode, isBallastError, limits, subjects } from "@ballast/protocol";
+import { describe, expect, it } from "vitest";
+import { BallastClient, ClientOptionsError, constants, VolumeClosedError } from "../src/index.ts";
+import { FakeClusterBus } from "./fake-cluster-bus.ts";
+import {
+  mebibyte,
+  nextTurn,
+  openTestVolume,
+  patternBytes,
+  requestDataBytes,
+  waitUntil,
+} from "./helpers.ts";
+
+/** Asserts that `promise` rejects with a BallastError of `code` and returns the error. */
+async function expectBallastError(promise: Promise<unknown>, code: ErrorCode) {
+  const error = await promise.then(
+    () => expect.fail(`expected a ${code} BallastError, but the operation succeeded`),
+    (error: unknown) => error,
+  );
+  expect(error).toBeInstanceOf(BallastError);
+  expect((error as BallastError).code).toBe(code);
+  return error as BallastError;
+}
+
+describe("splitting and reassembly", () => {
+  it("writes 10 MiB across three 4 MiB partitions and reads it back byte-identical", async () => {
+    const { fake, volume } = await openTestVolume({
+      name: "split",
+      sizeBytes: 12 * mebibyte,
+      partitionBytes: 4 * mebibyte,
+    });
+    const data = patternBytes(10 * mebibyte, 1);
+
+    await volume.write(mebibyte, data);
+    const read = await volume.read(mebibyte, 10 * mebibyte);
+
+    expect(Buffer.from(read).equals(Buffer.from(data))).toBe(true);
+    const expected = new Uint8Array(12 * mebibyte);
+    expected.set(data, mebibyte);
+    expect(Buffer.from(fake.contents("split")).equals(Buffer.from(expected))).toBe(true);
+    // One write per partition: 3 MiB, 4 MiB, 3 MiB, each to its own partition's subject.
+    const writes = fake.requestsOf("volume.write.v1");
+    expect(writes.map((request) => request.message.partition).sort()).toEqual([0, 1, 2]);
+    for (const request of [...writes, ...fake.requestsOf("volume.read.v1")]) {
+      const { partition } = request.message;
+      expect(request.subject).toBe(subjects.volume.build("split", partition));
+      const entries =
+        "writes" in request.message
+          ? request.message.writes.map((write) => ({
+              offset: write.offset,
+              length: write.data.byteLength,
+            }))
+          : request.message.reads;
+      for (const entry of entries) {
+        expect(entry.offset).toBeGreaterThanOrEqual(partition * 4 * mebibyte);
+        expect(entry.offset + entry.length).toBeLessThanOrEqual((partition + 1) * 4 * mebibyte);
+      }
+    }
+  });
+
+  it("cuts I/O inside one partition into requests of at most 4 MiB", async () => {
+    const { fake, volume } = await openTestVolume({
+      name: "large",
+      sizeBytes: 16 * mebibyte,
+      partitionBytes: 16 * mebibyte,
+    });
+    const data = patternBytes(9 * mebibyte + 512, 2);
+
+    await volume.write(512, data);
+    const read = await volume.read(512, data.byteLength);
+
+    expect(Buffer.from(read).equals(Buffer.from(data))).toBe(true);
+    const writes = fake.requestsOf("volume.write.v1");
+    const reads = fake.requestsOf("volume.read.v1");
+    expect(writes.length).toBe(3);
+    expect(reads.length).toBe(3);
+    for (const request of [...writes, ...reads]) {
+      expect(requestDataBytes(request.message)).toBeLessThanOrEqual(limits.requestDataBytesMax);
+    }
+  });
+
+  it("honours a smaller per-request byte limit from the options", async () => {
+    const { fake, volume } = await openTestVolume(
+      { name: "small", sizeBytes: 64 * 1024, partitionBytes: 64 * 1024 },
+      { requestDataBytesMax: 4096 },
+    );
+    const data = patternBytes(20 * 1024, 3);
+
+    await volume.write(0, data);
+
+    expect(Buffer.from(await volume.read(0, data.byteLength)).equals(Buffer.from(data))).toBe(true);
+    const writes = fake.requestsOf("volume.write.v1");
+    expect(writes.length).toBe(5);
+    for (const request of writes)
+      expect(requestDataBytes(request.message)).toBeLessThanOrEqual(4096);
+  });
+
+  it("reads trimmed and zeroed ranges as zeroes, across a partition boundary", async () => {
+    const { fake, volume } = await openTestVolume({
+      name: "zeroes",
+      sizeBytes: 3 * mebibyte,
+      partitionBytes: mebibyte,
+    });
+    const data = patternBytes(3 * mebibyte, 4);
+    await volume.write(0, data);
+
+    await volume.trim(mebibyte - 4096, 8192);
+    await volume.writeZeroes(2 * mebibyte - 512, 1024);
+
+    const expected = data.slice();
+    expected.fill(0, mebibyte - 4096, mebibyte + 4096);
+    expected.fill(0, 2 * mebibyte - 512, 2 * mebibyte + 512);
+    expect(Buffer.from(await volume.read(0, 3 * mebibyte)).equals(Buffer.from(expected))).toBe(
+      true,
+    );
+    // Each range was cut at the boundary into one range per partition.
+    expect(fake.requestsOf("volume.trim.v1").map((request) => request.message.ranges)).toEqual(
+      expect.arrayContaining([
+        [{ offset: mebibyte - 4096, length: 4096 }],
+        [{ offset: mebibyte, length: 4096 }],
+      ]),
+    );
+    expect(fake.requestsOf("volume.write-zeroes.v1").length).toBe(2);
+  });
+
+  it("sends every request with the epoch of its partition and the client's deadline", async () => {
+    const { fake, volume } = await openTestVolume(
+      { name: "epochs", sizeBytes: 2 * mebibyte, partitionBytes: mebibyte },
+      { requestDeadlineMs: 1234 },
+    );
+    fake.failover("epochs", 1);
+    // The volume was described before the failover: partition 1's first request is
+    // refused, the client re-describes, and the retry carries epoch 2.
+    await volume.write(mebibyte, patternBytes(512, 5));
+
+    const writes = fake.requestsOf("volume.write.v1");
+    expect(writes.map((request) => request.message.epoch)).toEqual([1, 2]);
+    expect(writes.every((request) => request.deadlineMs === 1234)).toBe(true);
+  });
+});
+
+describe("flush", () => {
+  it("flushes exactly the partitions written since their last flush", async () => {
+    const { fake, volume } = await openTestVolume({
+      name: "flush",
+      sizeBytes: 4 * mebibyte,
+      partitionBytes: mebibyte,
+    });
+    await volume.write(0, patternBytes(4096, 6));
+    await volume.trim(2 * mebibyte, 4096);
+
+    await volume.flush();
+
+    const flushed = fake.requestsOf("volume.flush.v1").map((request) => request.message.partition);
+    expect(flushed.sort()).toEqual([0, 2]);
+    expect(fake.flushedOpNumOf("flush", 0)).toBe(1);
+    expect(fake.flushedOpNumOf("flush", 2)).toBe(1);
+
+    // Nothing written since: nothing to flush, nothing sent.
+    await volume.flush();
+    expect(fake.requestsOf("volume.flush.v1").length).toBe(2);
+
+    await volume.writeZeroes(3 * mebibyte, 512);
+    await volume.flush();
+    expect(fake.requestsOf("volume.flush.v1").map((request) => request.message.partition)).toEqual([
+      0, 2, 3,
+    ]);
+  });
+
+  it("lets concurrent flushes of a partition share one request", async () => {
+    const { fake, volume } = await openTestVolume({
+      name: "flushes",
+      sizeBytes: mebibyte,
+      partitionBytes: mebibyte,
+    });
+    await volume.write(0, patternBytes(512, 7));
+
+    await Promise.all([volume.flush(), volume.flush(), volume.flush()]);
+
+    expect(fake.requestsOf("volume.flush.v1").length).toBe(1);
+  });
+
+  it("flushes again a write acknowledged after the previous flush was sent", async () => {
+    const { fake, volume } = await openTestVolume({
+      name: "late",
+      sizeBytes: mebibyte,
+      partitionBytes: mebibyte,
+    });
+    await volume.write(0, patternBytes(512, 8));
+    fake.pause((_, message) => message.type === "volume.flush.v1");
+    const firstFlush = volume.flush();
+    await waitUntil(() => fake.held === 1, "the flush is held");
+    // Acknowledged while the flush is on its way: the flush may or may not cover it.
+    await volume.write(512, patternBytes(512, 9));
+    fake.resume();
+    await firstFlush;
+
+    await volume.flush();
+
+    expect(fake.requestsOf("volume.flush.v1").length).toBe(2);
+    expect(fake.flushedOpNumOf("late", 0)).toBe(2);
+  });
+});
+
+describe("opening a volume", () => {
+  it("fails with the coordinator's NotFound for a volume that does not exist", async () => {
+    const fake = new FakeClusterBus([]);
+    const client = new BallastClient(fake);
+
+    await expectBallastError(client.openVolume("missing"), ErrorCode.NotFound);
+    expect(fake.describeCount).toBe(1);
+  });
+
+  it("refuses a name that cannot be a volume's without sending anything", async () => {
+    const fake = new FakeClusterBus([]);
+    const client = new BallastClient(fake);
+
+    const error = await expectBallastError(
+      client.openVolume("Bad.Name"),
+      ErrorCode.InvalidArgument,
+    );
+    expect(error.message).toContain('"Bad.Name"');
+    expect(fake.sent).toEqual([]);
+  });
+
+  it("retries a coordinator that is briefly unavailable", async () => {
+    const fake = new FakeClusterBus([{ name: "v", sizeBytes: mebibyte, partitionBytes: mebibyte }]);
+    fake.failDescribes(2, ErrorCode.Unavailable);
+    const client = new BallastClient(fake, { retryDelayMsInitial: 1, retryDelayMsMax: 2 });
+
+    const volume = await client.openVolume("v");
+
+    expect(volume.sizeBytes).toBe(mebibyte);
+    expect(volume.partitionCount).toBe(1);
+    expect(fake.describeCount).toBe(3);
+  });
+
+  it("refuses options outside their range, naming every problem", () => {
+    const fake = new FakeClusterBus([]);
+    const build = () =>
+      new BallastClient(fake, {
+        requestDataBytesMax: limits.requestDataBytesMax + 512,
+        requestEntriesMax: 0,
+        retryDelayMsInitial: 100,
+        retryDelayMsMax: 10,
+      });
+
+    expect(build).toThrow(ClientOptionsError);
+    try {
+      build();
+    } catch (error) {
+      expect((error as ClientOptionsError).problems.length).toBe(3);
+    }
+  });
+
+  it("defaults to the named limits", async () => {
+    const fake = new FakeClusterBus([{ name: "v", sizeBytes: mebibyte, partitionBytes: mebibyte }]);
+    const volume = await new BallastClient(fake).openVolume("v");
+
+    await volume.write(0, patternBytes(512, 10));
+
+    expect(fake.requestsOf("volume.write.v1")[0]!.deadlineMs).toBe(constants.requestDeadlineMs);
+    expect(fake.requestsOf("volume.describe.v1")[0]!.deadlineMs).toBe(constants.describeDeadlineMs);
+  });
+});
+
+describe("bad input is refused before anything is sent", () => {
+  const spec = { name: "input", sizeBytes: 2 * mebibyte, partitionBytes: mebibyte };
+
+  const cases: {
+    name: string;
+    code: ErrorCode;
+    run: (volume: Awaited<ReturnType<typeof openTestVolume>>["volume"]) => Promise<unknown>;
+  }[] = [
+    { name: "an unaligned read offset", code: ErrorCode.Unaligned, run: (v) => v.read(100, 512) },
+    { name: "an unaligned read length", code: ErrorCode.Unaligned, run: (v) => v.read(0, 1000) },
+    {
+      name: "an unaligned write length",
+      code: ErrorCode.Unaligned,
+      run: (v) => v.write(0, new Uint8Array(513)),
+    },
+    { name: "an unaligned trim", code: ErrorCode.Unaligned, run: (v) => v.trim(512, 10) },
+    {
+      name: "an unaligned write-zeroes",
+      code: ErrorCode.Unaligned,
+      run: (v) => v.writeZeroes(1, 512),
+    },
+    {
+      name: "a read past the end",
+      code: ErrorCode.OutOfRange,
+      run: (v) => v.read(2 * mebibyte - 512, 1024),
+    },
+    {
+      name: "a write past the end",
+      code: ErrorCode.OutOfRange,
+      run: (v) => v.write(2 * mebibyte, new Uint8Array(512)),
+    },
+    { name: "a negative offset", code: ErrorCode.OutOfRange, run: (v) => v.trim(-512, 512) },
+    { name: "a zero-length read", code: ErrorCode.InvalidArgument, run: (v) => v.read(0, 0) },
+    {
+      name: "a zero-length write",
+      code: ErrorCode.InvalidArgument,
+      run: (v) => v.write(0, new Uint8Array(0)),
+    },
+    {
+      name: "a zero-length write-zeroes",
+      code: ErrorCode.InvalidArgument,
+      run: (v) => v.writeZeroes(512, 0),
+    },
+    { name: "a fractional offset", code: ErrorCode.InvalidArgument, run: (v) => v.read(0.5, 512) },
+    {
+      name: "write data that is not bytes",
+      code: ErrorCode.InvalidArgument,
+      run: (v) => v.write(0, "not bytes" as unknown as Uint8Array),
+    },
+  ];
+
+  for (const testCase of cases) {
+    it(`refuses ${testCase.name} with ${testCase.code}`, async () => {
+      const { fake, volume } = await openTestVolume(spec);
+      const sentBefore = fake.sent.length;
+
+      const error = await expectBallastError(testCase.run(volume), testCase.code);
+
+      expect(error.message).toContain('volume "input"');
+      await nextTurn();
+      expect(fake.sent.length).toBe(sentBefore);
+    });
+  }
+
+  it("says in the message what was refused and the values seen", async () => {
+    const { volume } = await openTestVolume(spec);
+
+    const error = await expectBallastError(volume.read(100, 512), ErrorCode.Unaligned);
+
+    expect(error.message).toBe(
+      'cannot read 512 bytes at offset 100 on volume "input": offset 100 and length 512 must both be multiples of the 512-byte sector',
+    );
+    expect(error.details).toMatchObject({ offset: 100, length: 512, sectorBytes: 512 });
+  });
+});
+
+describe("closing", () => {
+  const spec = { name: "closing", sizeBytes: mebibyte, partitionBytes: mebibyte };
+
+  it("refuses every operation after close with VolumeClosedError, sending nothing", async () => {
+    const { fake, volume } = await openTestVolume(spec);
+    await volume.close();
+    const sentBefore = fake.sent.length;
+
+    const attempts = [
+      volume.read(0, 512),
+      volume.write(0, new Uint8Array(512)),
+      volume.trim(0, 512),
+      volume.writeZeroes(0, 512),
+      volume.flush(),
+    ];
+
+    for (const attempt of attempts) {
+      const error = await attempt.then(
+        () => expect.fail("an operation after close succeeded"),
+        (error: unknown) => error,
+      );
+      expect(error).toBeInstanceOf(VolumeClosedError);
+      expect((error as VolumeClosedError).volume).toBe("closing");
+      expect(isBallastError(error)).toBe(false);
+    }
+    await nextTurn();
+    expect(fake.sent.length).toBe(sentBefore);
+    expect(volume.isClosed).toBe(true);
+  });
+
+  it("waits for operations in flight, which complete, and refuses new ones meanwhile", async () => {
+    const { fake, volume } = await openTestVolume(spec);
+    fake.pause();
+    const write = volume.write(0, patternBytes(4096, 11));
+    await waitUntil(() => fake.held === 1, "the write is held");
+
+    let closed = false;
+    const closing = volume.close().then(() => {
+      closed = true;
+    });
+    await nextTurn();
+    expect(closed).toBe(false);
+    await expect(volume.read(0, 512)).rejects.toBeInstanceOf(VolumeClosedError);
+
+    fake.resume();
+    await closing;
+
+    await expect(write).resolves.toBeUndefined();
+    expect(Buffer.from(fake.contents("closing").subarray(0, 4096))).toEqual(
+      Buffer.from(patternBytes(4096, 11)),
+    );
+  });
+});
