@@ -13,6 +13,7 @@ import {
   sledCountDefault,
 } from "./constants.ts";
 import { CliError, exitCodes } from "./errors.ts";
+import { ioCommand, ioHelp } from "./io.ts";
 import { scrubCommand, scrubHelp } from "./scrub.ts";
 import { fetchStatus, formatStatus } from "./status.ts";
 import { up } from "./up.ts";
@@ -26,6 +27,10 @@ Commands:
   up        start a local cluster in the foreground (Ctrl-C stops it)
   status    show services and volumes (--json for scripts)
   volume    create, list, describe and delete volumes
+  write     write a file or stdin into a volume at an offset
+  read      read a range of a volume to a file or stdout
+  import    copy a whole image file into a volume (with progress)
+  export    copy a whole volume into an image file (with progress)
   scrub     verify every chunk and blob on the sleds and report damage
   help      show this help, or a command's: ballast help <command>
   version   print the version
@@ -39,6 +44,10 @@ Exit codes: 0 ok, 1 failed, 2 usage, 3 cluster unreachable, 4 missing tool.
 const commandHelp: Record<string, string> = {
   scrub: scrubHelp,
   volume: volumeHelp,
+  write: ioHelp,
+  read: ioHelp,
+  import: ioHelp,
+  export: ioHelp,
   up: `Usage: ballast up [options]
 
 Starts nats-server (unless --nats is given), the coordinator, head nodes and sleds as
@@ -158,6 +167,12 @@ async function main(argv: string[]): Promise<number> {
     case "volume":
       if (rest.includes("--help")) return help("volume");
       return volumeCommand(rest);
+    case "write":
+    case "read":
+    case "import":
+    case "export":
+      if (rest.includes("--help")) return help(command);
+      return ioCommand(command, rest);
     case "scrub":
       if (rest.includes("--help")) return help("scrub");
       return scrubCommand(rest);
