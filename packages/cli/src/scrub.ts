@@ -33,6 +33,7 @@ import { connectCli, findCluster } from "./connect.ts";
 import { dataDirDefault, statusDeadlineMs } from "./constants.ts";
 import { CliError, exitCodes } from "./errors.ts";
 import { formatDuration } from "./status.ts";
+import { table } from "./table.ts";
 
 /**
  * How long one sled may take to scrub: it reads every stored byte. The bus's upper bound
@@ -225,21 +226,6 @@ export function formatScrub(summary: ScrubSummary): string {
     ...damaged,
   ];
   return `${lines.join("\n")}\n`;
-}
-
-function table(rows: string[][]): string[] {
-  const widths: number[] = [];
-  for (const row of rows) {
-    row.forEach((cell, index) => {
-      widths[index] = Math.max(widths[index] ?? 0, cell.length);
-    });
-  }
-  return rows.map((row) =>
-    row
-      .map((cell, index) => cell.padEnd(widths[index] ?? 0))
-      .join("  ")
-      .trimEnd(),
-  );
 }
 
 function formatBytes(bytes: number): string {

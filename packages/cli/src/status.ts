@@ -14,6 +14,7 @@ import { BallastError, ErrorCode, type ResultOf, subjects } from "@ballast/proto
 import type { Bus } from "@ballast/runtime";
 import { statusDeadlineMs } from "./constants.ts";
 import { CliError, exitCodes } from "./errors.ts";
+import { table } from "./table.ts";
 
 export type ClusterStatus = ResultOf<"cluster.status.v1"> & { nats: string };
 
@@ -56,7 +57,7 @@ export function formatStatus(status: ClusterStatus, nowMs: number): string {
     `NATS ${status.nats}   coordinator ${status.coordinator}`,
     "",
     `SERVICES (${healthy} of ${status.services.length} healthy)`,
-    ...table([header, ...rows]),
+    ...table([header, ...rows], "  "),
     "",
     "VOLUMES",
     ...(status.volumes.length === 0
@@ -64,18 +65,6 @@ export function formatStatus(status: ClusterStatus, nowMs: number): string {
       : status.volumes.map((volume) => `  ${JSON.stringify(volume)}`)),
   ];
   return `${lines.join("\n")}\n`;
-}
-
-function table(rows: string[][]): string[] {
-  const widths: number[] = [];
-  for (const row of rows) {
-    row.forEach((cell, index) => {
-      widths[index] = Math.max(widths[index] ?? 0, cell.length);
-    });
-  }
-  return rows.map((row) =>
-    `  ${row.map((cell, index) => cell.padEnd(widths[index] ?? 0)).join("  ")}`.trimEnd(),
-  );
 }
 
 export function formatDuration(ms: number): string {
