@@ -19,6 +19,7 @@ test("every service docker-compose starts has an entry point, and NATS and Jaege
       "services/coordinator/src/main.ts",
       "services/sled/src/main.ts",
       "services/headnode/src/main.ts",
+      "services/gateway/src/main.ts",
     ]),
   );
   for (const entry of entries) expect(existsSync(`${root}${entry}`)).toBe(true);

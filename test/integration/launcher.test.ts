@@ -4,7 +4,7 @@
 
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
-import type { ClusterFile, ClusterStatus } from "@ballast/cli";
+import { type ClusterFile, type ClusterStatus, freePort } from "@ballast/cli";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { isRunning, runCli, startCli } from "../support/cli.ts";
 import { temporaryDirectory, waitFor } from "../support/cluster.ts";
@@ -19,6 +19,7 @@ beforeAll(async () => {
   const directory = await temporaryDirectory();
   dataDir = directory.path;
   removeDirectory = directory.remove;
+  nbdPort = String(await freePort());
 });
 
 afterAll(async () => {
@@ -29,7 +30,17 @@ afterAll(async () => {
   await removeDirectory();
 });
 
-const expectedIds = ["coordinator-1", "head-1", "head-2", "head-3", "sled-1", "sled-2", "sled-3"];
+const expectedIds = [
+  "coordinator-1",
+  "gateway-1",
+  "head-1",
+  "head-2",
+  "head-3",
+  "sled-1",
+  "sled-2",
+  "sled-3",
+];
+let nbdPort = "";
 
 async function statusJson(): Promise<ClusterStatus | undefined> {
   const result = await runCli(["status", "--json", "--data-dir", dataDir]);
@@ -40,7 +51,7 @@ async function statusJson(): Promise<ClusterStatus | undefined> {
 async function waitForFullHealth(): Promise<ClusterStatus> {
   // The issue's bound: every service healthy within 15 s of `up`.
   return waitFor(
-    "all seven services healthy in `ballast status --json`",
+    "all eight services healthy in `ballast status --json`",
     async () => {
       const status = await statusJson();
       const healthy = status?.services.filter((service) => service.healthy).map((s) => s.id);
@@ -74,7 +85,7 @@ describe("ballast up and status", () => {
   });
 
   test("up starts every service and status --json shows them healthy", async () => {
-    const run = startCli(["up", "--data-dir", dataDir], smallSleds);
+    const run = startCli(["up", "--data-dir", dataDir, "--nbd-port", nbdPort], smallSleds);
     launched.push(run);
     const status = await waitForFullHealth();
     expect(status.services.map((service) => service.id).sort()).toEqual(expectedIds);
@@ -104,13 +115,13 @@ describe("ballast up and status", () => {
       BALLAST_NATS: cluster.natsUrl,
     });
     expect(result.code).toBe(0);
-    expect(result.stdout).toContain("SERVICES (7 of 7 healthy)");
+    expect(result.stdout).toContain("SERVICES (8 of 8 healthy)");
     for (const id of expectedIds)
       expect(result.stdout).toMatch(new RegExp(`${id}\\s+\\d+\\s+healthy`));
   });
 
   test("a second up on a running data directory is refused", async () => {
-    const result = await runCli(["up", "--data-dir", dataDir]);
+    const result = await runCli(["up", "--data-dir", dataDir, "--nbd-port", nbdPort]);
     expect(result.code).toBe(1);
     expect(result.stderr).toMatch(/a cluster is already running from .* \(launcher pid \d+\)/);
   });
@@ -131,7 +142,7 @@ describe("ballast up and status", () => {
   });
 
   test("up again on the same data directory brings back the same cluster", async () => {
-    const run = startCli(["up", "--data-dir", dataDir], smallSleds);
+    const run = startCli(["up", "--data-dir", dataDir, "--nbd-port", nbdPort], smallSleds);
     launched.push(run);
     const status = await waitForFullHealth();
     const cluster = await readCluster();

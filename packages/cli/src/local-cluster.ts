@@ -23,6 +23,10 @@ export interface LocalClusterOptions {
   coordinators: number;
   headNodes: number;
   sleds: number;
+  /** NBD gateways (none unless asked for). */
+  gateways?: number;
+  /** gateway-N listens on this port plus N - 1; 0 lets each pick a free port. */
+  nbdPortFirst?: number;
   /** Extra environment for every service (log level, OTLP endpoint, intervals). */
   env?: Record<string, string>;
   /** Make services stop by themselves if this process dies (the launcher does). */
@@ -89,6 +93,7 @@ export class LocalCluster {
       ["coordinator", options.coordinators],
       ["sled", options.sleds],
       ["headnode", options.headNodes],
+      ["gateway", options.gateways ?? 0],
     ];
     for (const [kind, count] of counts) {
       for (let index = 1; index <= count; index++) {
@@ -164,6 +169,11 @@ export class LocalCluster {
     const managed = this.managed(id);
     const { kind, dataDir, log } = managed.record;
     const env: Record<string, string> = { ...this.options.env };
+    if (kind === "gateway") {
+      const first = this.options.nbdPortFirst ?? 10_809;
+      const index = Number(id.slice(id.lastIndexOf("-") + 1));
+      env.BALLAST_NBD_PORT = String(first === 0 ? 0 : first + index - 1);
+    }
     if (this.options.tieToParent) env.BALLAST_PARENT_PID = String(process.pid);
     const child = spawnChild({
       command: process.execPath,

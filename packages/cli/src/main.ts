@@ -61,6 +61,8 @@ Options:
   --coordinators <n>      coordinator processes (default ${coordinatorCountDefault})
   --headnodes <n>         head node processes (default ${headNodeCountDefault})
   --sleds <n>             sled processes (default ${sledCountDefault})
+  --gateways <n>          NBD gateway processes (default 1)
+  --nbd-port <port>       the first gateway's NBD port (default 10809)
   --otlp-endpoint <url>   export traces by OTLP/HTTP (e.g. http://127.0.0.1:4318)
   --log-level <level>     services' log level (default info)
   --demo                  print what to try once the cluster is up
@@ -99,6 +101,18 @@ function count(value: unknown, flag: string, fallback: number, min: number): num
   return number;
 }
 
+function port(value: unknown): number {
+  if (value === undefined) return 10_809;
+  const number = Number(value);
+  if (!Number.isSafeInteger(number) || number < 1 || number > 65_535) {
+    throw new CliError(
+      exitCodes.usage,
+      `--nbd-port must be a port from 1 to 65535, got ${JSON.stringify(value)}`,
+    );
+  }
+  return number;
+}
+
 const print = (line: string) => process.stdout.write(`${line}\n`);
 
 async function main(argv: string[]): Promise<number> {
@@ -124,6 +138,8 @@ async function main(argv: string[]): Promise<number> {
         coordinators: { type: "string" },
         headnodes: { type: "string" },
         sleds: { type: "string" },
+        gateways: { type: "string" },
+        "nbd-port": { type: "string" },
         "otlp-endpoint": { type: "string" },
         "log-level": { type: "string" },
         demo: { type: "boolean" },
@@ -134,6 +150,8 @@ async function main(argv: string[]): Promise<number> {
         coordinators: count(flags.coordinators, "coordinators", coordinatorCountDefault, 1),
         headNodes: count(flags.headnodes, "headnodes", headNodeCountDefault, 1),
         sleds: count(flags.sleds, "sleds", sledCountDefault, 1),
+        gateways: count(flags.gateways, "gateways", 1, 0),
+        nbdPort: port(flags["nbd-port"]),
         demo: flags.demo === true,
         otlpEndpoint:
           (flags["otlp-endpoint"] as string | undefined) ??

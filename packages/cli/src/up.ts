@@ -20,6 +20,8 @@ export interface UpOptions {
   coordinators: number;
   headNodes: number;
   sleds: number;
+  gateways: number;
+  nbdPort: number;
   demo: boolean;
   otlpEndpoint?: string | undefined;
   logLevel?: string | undefined;
@@ -55,6 +57,8 @@ export async function up(options: UpOptions): Promise<number> {
     coordinators: options.coordinators,
     headNodes: options.headNodes,
     sleds: options.sleds,
+    gateways: options.gateways,
+    nbdPortFirst: options.nbdPort,
     env,
     tieToParent: true,
     onUnexpectedExit(service, code) {
@@ -109,6 +113,13 @@ export async function up(options: UpOptions): Promise<number> {
     );
     options.print("  npx ballast status --json");
     if (options.demo) await createDemoVolume(cluster, options.print);
+    if (options.gateways > 0) {
+      const url = `nbd://127.0.0.1:${options.nbdPort}/${options.demo ? "demo" : "<volume>"}`;
+      options.print(`NBD gateway on 127.0.0.1:${options.nbdPort}; try:`);
+      options.print(`  nbdinfo ${url}`);
+      options.print(`  nbdcopy disk.img ${url}          # import an image`);
+      options.print(`  qemu-img info ${url}`);
+    }
     options.print("Press Ctrl-C to stop the cluster.");
   }
   const reason = first ?? (await stopSignal);

@@ -1,0 +1,123 @@
+// The gateway: serves Ballast volumes over NBD, so that standard block clients (qemu,
+// nbdcopy, nbdinfo, fio, the Linux nbd-client) use a volume as a disk. The export name
+// is the volume name. Each export is one client-library Volume shared by every
+// connection to it, so a flush on any connection covers every connection's
+// acknowledged writes (which is what lets the server offer multi-connection).
+//
+// Failure model: a volume that fails over is followed by the client library (requests
+// wait and retry); an unknown volume is an unknown export; a volume deleted while open
+// fails its I/O with the coordinator's NotFound, as an NBD error.
+
+import { BallastClient, type Volume } from "@ballast/client";
+import { BallastError, ErrorCode, subjects } from "@ballast/protocol";
+import type { CommonConfig, ConfigOf, OptionSpecs, Service } from "@ballast/runtime";
+import { NbdServer } from "./nbd/index.ts";
+
+export const nbdPortDefault = 10809;
+
+export const gatewayOptions = {
+  nbdHost: {
+    flag: "nbd-host",
+    env: "BALLAST_NBD_HOST",
+    type: "string",
+    default: "127.0.0.1",
+    description: "address the NBD server listens on",
+  },
+  nbdPort: {
+    flag: "nbd-port",
+    env: "BALLAST_NBD_PORT",
+    type: "integer",
+    default: nbdPortDefault,
+    min: 0,
+    max: 65_535,
+    description: "NBD TCP port (0 picks a free one)",
+  },
+  nbdSocket: {
+    flag: "nbd-socket",
+    env: "BALLAST_NBD_SOCKET",
+    type: "string",
+    description: "listen on this Unix socket instead of TCP",
+  },
+} as const satisfies OptionSpecs;
+
+type GatewayConfig = ConfigOf<typeof gatewayOptions> & CommonConfig;
+
+export class Gateway {
+  private readonly client: BallastClient;
+  private readonly volumes = new Map<string, Promise<Volume>>();
+  private server: NbdServer | undefined;
+  private address = "";
+
+  constructor(
+    private readonly service: Service,
+    private readonly config: GatewayConfig,
+  ) {
+    this.client = new BallastClient(service.bus);
+  }
+
+  async start(): Promise<void> {
+    this.service.serveInbox([], () => undefined);
+    this.server = new NbdServer({
+      openExport: (name) => this.openExport(name),
+      listExports: () => this.listExports(),
+      logger: this.service.logger,
+    });
+    const bound = await this.server.listen(
+      this.config.nbdSocket === undefined
+        ? { host: this.config.nbdHost, port: this.config.nbdPort }
+        : { path: this.config.nbdSocket },
+    );
+    this.address =
+      bound.path !== undefined
+        ? `nbd+unix:///?socket=${bound.path}`
+        : `nbd://${this.config.nbdHost}:${bound.port}`;
+    this.service.logger.info({ nbd: this.address }, "serving NBD");
+    this.service.setDescription(() => ({
+      nbd: this.address,
+      connections: this.server?.connectionCount ?? 0,
+      exports: [...this.volumes.keys()],
+    }));
+    this.service.onClose(async () => {
+      await this.server?.close();
+      await Promise.allSettled(
+        [...this.volumes.values()].map(async (volume) => (await volume).close()),
+      );
+    });
+  }
+
+  /** One shared Volume per name; a name that is not a volume is not an export. */
+  private async openExport(name: string): Promise<Volume | undefined> {
+    let opening = this.volumes.get(name);
+    if (opening === undefined) {
+      opening = this.client.openVolume(name);
+      this.volumes.set(name, opening);
+      opening.catch(() => this.volumes.delete(name));
+    }
+    try {
+      return await opening;
+    } catch (error) {
+      if (
+        error instanceof BallastError &&
+        (error.code === ErrorCode.NotFound || error.code === ErrorCode.InvalidArgument)
+      ) {
+        return undefined;
+      }
+      throw error;
+    }
+  }
+
+  private async listExports(): Promise<string[]> {
+    const { volumes } = await this.service.bus.request(subjects.coordinator.build(), {
+      type: "volume.list.v1",
+    });
+    return volumes.map((volume) => volume.name);
+  }
+}
+
+export const gatewayDefinition = {
+  kind: "gateway" as const,
+  options: gatewayOptions,
+  async start(service: Service, config: GatewayConfig) {
+    await new Gateway(service, config).start();
+  },
+};

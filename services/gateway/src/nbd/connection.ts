@@ -1,0 +1,159 @@
+// One client connection from accept to close: the handshake, then the transmission
+// phase, then an orderly or a hard disconnect.
+//
+// Model: `run` drives the phases and resolves once the socket is closed and no request
+// of this connection is still running against the backend, so that the server's close
+// can promise that in-flight requests finished. The connection owns its socket, its
+// reader and its writer; nothing else touches them.
+//
+// How a connection ends, and why:
+// - The client sends NBD_OPT_ABORT or NBD_CMD_DISC, or ends its side of the stream:
+//   requests in flight finish and are answered, then the server ends its side and
+//   closes once the last byte is flushed (a soft disconnect).
+// - The server shuts down (`shutdown`): in the handshake, the socket is closed at once
+//   (nothing is in flight); in transmission, reading stops, requests in flight finish
+//   and are answered, then as above.
+// - The client breaks the protocol, misses the handshake deadline, or names a missing
+//   export with NBD_OPT_EXPORT_NAME: the socket is destroyed at once (a hard
+//   disconnect); requests already running still finish before `run` resolves, and
+//   their replies are dropped.
+// - The socket fails (reset, timeout of keep-alive): as a hard disconnect.
+// Nothing a client does can make `run` reject, and nothing here throws into the
+// server's accept path.
+
+import type { Socket } from "node:net";
+import type { Logger } from "@ballast/runtime";
+import type { BlockDevice } from "./block-device.ts";
+import type { NbdLimits } from "./constants.ts";
+import { assertNever, ConnectionClosedError, NbdProtocolError } from "./errors.ts";
+import { Handshake } from "./handshake.ts";
+import { SocketReader } from "./socket-reader.ts";
+import { SocketWriter } from "./socket-writer.ts";
+import { Transmission } from "./transmission.ts";
+
+export interface ConnectionContext {
+  limits: NbdLimits;
+  logger: Logger;
+  openExport(name: string): Promise<BlockDevice | undefined>;
+  listExports(): Promise<string[]>;
+}
+
+export class NbdConnection {
+  private readonly socket: Socket;
+  private readonly context: ConnectionContext;
+  private readonly logger: Logger;
+  private readonly reader: SocketReader;
+  private readonly writer: SocketWriter;
+  private readonly closed: Promise<void>;
+  private transmission: Transmission | undefined;
+  private stopping = false;
+
+  constructor(socket: Socket, context: ConnectionContext) {
+    this.socket = socket;
+    this.context = context;
+    this.logger = context.logger;
+    // Errors end in 'close', which every waiter below listens for; they are only logged.
+    socket.on("error", (error) => this.logger.debug({ err: error }, "socket error"));
+    this.closed = new Promise((resolve) => socket.once("close", () => resolve()));
+    this.reader = new SocketReader(socket, context.limits.readAheadBytesMax);
+    this.writer = new SocketWriter(socket);
+  }
+
+  /** Serves the connection to its end. Never rejects. */
+  async run(): Promise<void> {
+    let ending: "soft" | "hard";
+    try {
+      ending = await this.serve();
+    } catch (error) {
+      ending = this.onFailure(error);
+    }
+    if (ending === "hard") this.socket.destroy();
+    await this.transmission?.whenIdle();
+    if (ending === "soft") this.endSoftly();
+    await this.closed;
+  }
+
+  /**
+   * Stops taking requests; what is in flight finishes and is answered, then the
+   * connection closes. A connection still in its handshake closes at once.
+   */
+  shutdown(): void {
+    if (this.stopping) return;
+    this.stopping = true;
+    if (this.transmission === undefined) {
+      this.socket.destroy();
+      return;
+    }
+    this.reader.cancel(new ConnectionClosedError("the server is shutting down"));
+  }
+
+  private async serve(): Promise<"soft" | "hard"> {
+    const { limits } = this.context;
+    const deadline = setTimeout(() => {
+      this.logger.warn(
+        { handshakeDeadlineMs: limits.handshakeDeadlineMs },
+        "handshake not finished in time; disconnecting",
+      );
+      this.socket.destroy();
+    }, limits.handshakeDeadlineMs);
+    let outcome: Awaited<ReturnType<Handshake["run"]>>;
+    try {
+      outcome = await new Handshake({
+        reader: this.reader,
+        writer: this.writer,
+        limits,
+        logger: this.logger,
+        closed: this.closed,
+        openExport: this.context.openExport,
+        listExports: this.context.listExports,
+      }).run();
+    } finally {
+      clearTimeout(deadline);
+    }
+    switch (outcome.kind) {
+      case "aborted":
+        this.logger.debug("client aborted the handshake");
+        return "soft";
+      case "refused":
+        this.logger.info({ reason: outcome.reason }, "export refused; disconnecting");
+        return "hard";
+      case "transmission": {
+        if (this.stopping) return "soft";
+        const { device } = outcome;
+        this.logger.info({ export: device.name, sizeBytes: device.sizeBytes }, "export opened");
+        this.transmission = new Transmission({
+          reader: this.reader,
+          writer: this.writer,
+          device,
+          limits,
+          logger: this.logger.child({ export: device.name }),
+        });
+        await this.transmission.run();
+        this.logger.debug("client disconnected");
+        return "soft";
+      }
+      default:
+        return assertNever(outcome, "handshake outcome");
+    }
+  }
+
+  /** How to end after `error` ended the phase it happened in. */
+  private onFailure(error: unknown): "soft" | "hard" {
+    if (error instanceof ConnectionClosedError) {
+      this.logger.debug({ reason: error.message }, "connection ended");
+      return "soft";
+    }
+    if (error instanceof NbdProtocolError) {
+      this.logger.warn({ reason: error.message }, "protocol violation; disconnecting");
+      return "hard";
+    }
+    this.logger.error({ err: error }, "connection failed");
+    return "hard";
+  }
+
+  /** Ends our side once every reply is flushed, then lets go of the socket. */
+  private endSoftly(): void {
+    if (this.socket.destroyed) return;
+    this.socket.end(() => this.socket.destroy());
+  }
+}

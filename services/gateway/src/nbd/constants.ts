@@ -1,0 +1,118 @@
+// Every bound and default of the NBD server, in one place. Numbers the protocol itself
+// fixes (magics, header sizes, the 4096-byte string bound) live in wire.ts; the ones
+// here are choices of this server. A caller may change the limits (tests shrink them to
+// make the bounds easy to reach); `checkLimits` refuses combinations that cannot work.
+// Names carry their unit last.
+
+import { limits } from "@ballast/protocol";
+import { NbdLimitsError } from "./errors.ts";
+import { exportRequestFixedBytes, lengthMax, requestHeaderBytes, stringBytesMax } from "./wire.ts";
+
+const kibibyte = 1024;
+const mebibyte = 1024 * kibibyte;
+
+/**
+ * The minimum block size the server advertises: every offset and length must be a
+ * multiple of it. It is the Ballast sector, which the backend insists on anyway.
+ */
+export const blockBytesMin = limits.sectorBytes;
+
+/** The preferred block size advertised: I/O in multiples of it avoids read-modify-write. */
+export const blockBytesPreferred = 4 * kibibyte;
+
+export interface NbdLimits {
+  /** Connections open at once; one more is closed as soon as it is accepted. */
+  connectionsMax: number;
+  /** Time from accept to the end of option haggling; a slower client is disconnected. */
+  handshakeDeadlineMs: number;
+  /** Data bytes of one option. A longer option closes the connection unread. */
+  optionBytesMax: number;
+  /** Names one NBD_OPT_LIST may return; with more, the list is refused as too big. */
+  exportsListedMax: number;
+  /**
+   * The largest read or write, advertised as the maximum block size. A longer read is
+   * answered NBD_EINVAL; a longer write closes the connection without reading its data.
+   */
+  payloadBytesMax: number;
+  /**
+   * Requests read from one connection and not yet answered. At the limit the server
+   * stops taking requests from that socket until one is answered.
+   */
+  requestsInflightPerConnectionMax: number;
+  /**
+   * Read and write data held for one connection's requests in flight (write data
+   * received, read data not yet sent). Like the request count, it stops the reading.
+   */
+  payloadBytesInflightPerConnectionMax: number;
+  /**
+   * Bytes read from a socket ahead of the request parser. Past it the socket is paused,
+   * so that a client that sends faster than the backend serves fills TCP windows, not
+   * the server's memory.
+   */
+  readAheadBytesMax: number;
+  /** Idle time before TCP keep-alive probes start, so that dead clients are noticed. */
+  keepAliveInitialDelayMs: number;
+}
+
+export const nbdLimitsDefault: NbdLimits = {
+  connectionsMax: 1024,
+  handshakeDeadlineMs: 10_000,
+  // The longest name the spec allows, its framing, and room for many information requests.
+  optionBytesMax: 8 * kibibyte,
+  exportsListedMax: limits.statusEntriesMax,
+  // 2^25: the size the spec says no client should be refused below.
+  payloadBytesMax: 32 * mebibyte,
+  // qemu keeps 16 requests in flight per connection and nbdcopy 64.
+  requestsInflightPerConnectionMax: 64,
+  payloadBytesInflightPerConnectionMax: 128 * mebibyte,
+  readAheadBytesMax: 256 * kibibyte,
+  keepAliveInitialDelayMs: 60_000,
+};
+
+/** The default limits with `overrides` applied; throws NbdLimitsError if they cannot work. */
+export function resolveLimits(overrides: Partial<NbdLimits> = {}): NbdLimits {
+  const resolved: NbdLimits = { ...nbdLimitsDefault, ...overrides };
+  const problems = checkLimits(resolved);
+  if (problems.length > 0) throw new NbdLimitsError(problems);
+  return resolved;
+}
+
+/** Every reason `candidate` cannot be used, one sentence each; empty when it can. */
+export function checkLimits(candidate: NbdLimits): string[] {
+  const problems: string[] = [];
+  for (const [name, value] of Object.entries(candidate)) {
+    if (!Number.isSafeInteger(value) || value <= 0) {
+      problems.push(`${name} must be a positive integer, got ${String(value)}`);
+    }
+  }
+  if (problems.length > 0) return problems;
+
+  const optionBytesMin = exportRequestFixedBytes + stringBytesMax;
+  if (candidate.optionBytesMax < optionBytesMin) {
+    problems.push(
+      `optionBytesMax must be at least ${optionBytesMin} so that every legal export name fits, got ${candidate.optionBytesMax}`,
+    );
+  }
+  const { payloadBytesMax } = candidate;
+  if (payloadBytesMax % blockBytesMin !== 0) {
+    problems.push(
+      `payloadBytesMax must be a multiple of the ${blockBytesMin}-byte minimum block, got ${payloadBytesMax}`,
+    );
+  }
+  if (payloadBytesMax < blockBytesPreferred || payloadBytesMax > lengthMax) {
+    problems.push(
+      `payloadBytesMax must be from ${blockBytesPreferred} (the preferred block) to ${lengthMax}, got ${payloadBytesMax}`,
+    );
+  }
+  if (candidate.payloadBytesInflightPerConnectionMax < payloadBytesMax) {
+    problems.push(
+      `payloadBytesInflightPerConnectionMax must be at least payloadBytesMax (${payloadBytesMax}) so that the largest request fits, got ${candidate.payloadBytesInflightPerConnectionMax}`,
+    );
+  }
+  if (candidate.readAheadBytesMax < requestHeaderBytes) {
+    problems.push(
+      `readAheadBytesMax must hold at least one ${requestHeaderBytes}-byte request header, got ${candidate.readAheadBytesMax}`,
+    );
+  }
+  return problems;
+}

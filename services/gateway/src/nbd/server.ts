@@ -1,0 +1,135 @@
+// The NBD server: listens on a TCP address or a Unix socket and serves each accepted
+// connection (connection.ts) until it ends. Exports are looked up by name through the
+// caller's `openExport`, once per NBD_OPT_INFO, NBD_OPT_GO or NBD_OPT_EXPORT_NAME.
+//
+// Failure model: everything that goes wrong on a connection stays on that connection;
+// the server logs it and keeps serving the others. Past `connectionsMax` connections a
+// new one is closed as soon as it is accepted. `close` stops listening, asks every
+// connection to stop taking requests, and resolves once the requests in flight have
+// been answered and every socket is closed.
+
+import { createServer, type Server, type Socket } from "node:net";
+import { createLogger, type Logger } from "@ballast/runtime";
+import type { BlockDevice } from "./block-device.ts";
+import { NbdConnection } from "./connection.ts";
+import { type NbdLimits, resolveLimits } from "./constants.ts";
+import { assert } from "./errors.ts";
+
+export interface NbdServerOptions {
+  /** Looks up an export by name (the volume name); undefined → NBD_REP_ERR_UNKNOWN. */
+  openExport(name: string): Promise<BlockDevice | undefined>;
+  /** Names for NBD_OPT_LIST. */
+  listExports(): Promise<string[]>;
+  logger?: Logger;
+  limits?: Partial<NbdLimits>;
+}
+
+export type ListenAddress = { host: string; port: number } | { path: string };
+
+export interface BoundAddress {
+  /** The TCP port bound (the one chosen, when 0 was asked for). */
+  port?: number;
+  /** The Unix socket's path. */
+  path?: string;
+}
+
+export class NbdServer {
+  private readonly options: NbdServerOptions;
+  private readonly limits: NbdLimits;
+  private readonly logger: Logger;
+  private readonly connections = new Set<NbdConnection>();
+  private readonly running = new Set<Promise<void>>();
+  private server: Server | undefined;
+  private nextConnectionId = 1;
+  private closing = false;
+
+  /** Throws NbdLimitsError if `options.limits` cannot work together. */
+  constructor(options: NbdServerOptions) {
+    this.options = options;
+    this.limits = resolveLimits(options.limits);
+    this.logger = (
+      options.logger ?? createLogger({ service: "gateway", nodeId: "nbd", level: "silent" })
+    ).child({ component: "nbd" });
+  }
+
+  get connectionCount(): number {
+    return this.connections.size;
+  }
+
+  async listen(address: ListenAddress): Promise<BoundAddress> {
+    assert(this.server === undefined, "an NbdServer listens once");
+    const server = createServer({
+      // Replies to requests in flight still go out after the client ends its side.
+      allowHalfOpen: true,
+      // The spec asks both ends to disable Nagle: replies are small and latency-bound.
+      noDelay: true,
+      keepAlive: true,
+      keepAliveInitialDelay: this.limits.keepAliveInitialDelayMs,
+    });
+    server.on("connection", (socket) => this.onConnection(socket));
+    this.server = server;
+    try {
+      await new Promise<void>((resolve, reject) => {
+        server.once("error", reject);
+        const listening = () => {
+          server.off("error", reject);
+          resolve();
+        };
+        if ("path" in address) server.listen(address.path, listening);
+        else server.listen(address.port, address.host, listening);
+      });
+    } catch (error) {
+      this.server = undefined;
+      throw error;
+    }
+    server.on("error", (error) => this.logger.error({ err: error }, "listener failed"));
+    const bound = server.address();
+    assert(bound !== null, "a listening server has an address");
+    const result: BoundAddress = typeof bound === "string" ? { path: bound } : { port: bound.port };
+    this.logger.info(result, "NBD server listening");
+    return result;
+  }
+
+  /** Stops listening and ends every connection once its requests in flight are answered. */
+  async close(): Promise<void> {
+    this.closing = true;
+    const server = this.server;
+    const stopped =
+      server === undefined || !server.listening
+        ? Promise.resolve()
+        : new Promise<void>((resolve) => server.close(() => resolve()));
+    for (const connection of this.connections) connection.shutdown();
+    await Promise.all([stopped, ...this.running]);
+    this.logger.info("NBD server closed");
+  }
+
+  private onConnection(socket: Socket): void {
+    const remote =
+      socket.remoteAddress === undefined ? "unix" : `${socket.remoteAddress}:${socket.remotePort}`;
+    if (this.closing || this.connections.size >= this.limits.connectionsMax) {
+      this.logger.warn(
+        { remote, connections: this.connections.size, closing: this.closing },
+        "connection refused",
+      );
+      socket.on("error", () => {});
+      socket.destroy();
+      return;
+    }
+    const id = this.nextConnectionId++;
+    const logger = this.logger.child({ connection: id, remote });
+    const connection = new NbdConnection(socket, {
+      limits: this.limits,
+      logger,
+      openExport: (name) => this.options.openExport(name),
+      listExports: () => this.options.listExports(),
+    });
+    this.connections.add(connection);
+    logger.debug("connection accepted");
+    const running = connection.run().finally(() => {
+      this.connections.delete(connection);
+      this.running.delete(running);
+      logger.debug("connection closed");
+    });
+    this.running.add(running);
+  }
+}

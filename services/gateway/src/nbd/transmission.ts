@@ -1,0 +1,194 @@
+// The transmission phase of one connection: read requests, run them against the
+// export's BlockDevice, answer each with a simple reply. What a request may ask for is
+// decided by request-decision.ts; this module moves bytes and awaits the backend.
+//
+// Model: one loop reads requests in order and starts each one without waiting for it,
+// so many run at once and replies go out as they complete, in any order (each carries
+// its handle). The loop waits for room before it reads: at most
+// `requestsInflightPerConnectionMax` requests and `payloadBytesInflightPerConnectionMax`
+// bytes of read and write data are in flight, counted until the reply has left (or the
+// socket took it without backpressure). While the loop waits the socket reader stops
+// reading, so a fast client is held back by TCP rather than by the server's memory.
+//
+// Ordering contract (from the spec): a reply is sent only after its operation
+// completed; NBD_CMD_FLAG_FUA on a write, trim or write-zeroes adds a backend flush
+// before the reply; NBD_CMD_FLUSH is a backend flush, which covers every write already
+// answered on any connection.
+//
+// Failure model: a backend failure fails that request alone, with the error value
+// `replyErrorOf` picks, and is logged. A request the client should not have sent is
+// refused with an error value, or, when its data cannot be skipped, ends the
+// connection (NbdProtocolError). `run` returns on NBD_CMD_DISC and throws when the
+// stream ends or is cancelled (ConnectionClosedError); requests in flight then finish
+// on their own, and `whenIdle` says when.
+
+import type { Logger } from "@ballast/runtime";
+import type { BlockDevice } from "./block-device.ts";
+import { decodeRequestHeader, encodeSimpleReplyHeader, type RequestHeader } from "./codec.ts";
+import type { NbdLimits } from "./constants.ts";
+import { assertNever, BackendContractError, NbdProtocolError, replyErrorOf } from "./errors.ts";
+import { InflightLimiter } from "./inflight-limiter.ts";
+import { decideRequest, type ExportGeometry, type RequestDecision } from "./request-decision.ts";
+import type { SocketReader } from "./socket-reader.ts";
+import type { SocketWriter } from "./socket-writer.ts";
+import { ReplyError, requestHeaderBytes } from "./wire.ts";
+
+export interface TransmissionContext {
+  reader: SocketReader;
+  writer: SocketWriter;
+  device: BlockDevice;
+  limits: NbdLimits;
+  logger: Logger;
+}
+
+/** What a request is answered with: an error value, and a successful read's data. */
+interface Reply {
+  error: ReplyError;
+  data?: Uint8Array;
+}
+
+const succeeded: Reply = { error: ReplyError.None };
+
+type DecisionOf<Kind extends RequestDecision["kind"]> = Extract<RequestDecision, { kind: Kind }>;
+
+export class Transmission {
+  private readonly context: TransmissionContext;
+  private readonly geometry: ExportGeometry;
+  private readonly inflight: InflightLimiter;
+
+  constructor(context: TransmissionContext) {
+    this.context = context;
+    this.geometry = {
+      sizeBytes: context.device.sizeBytes,
+      payloadBytesMax: context.limits.payloadBytesMax,
+    };
+    this.inflight = new InflightLimiter(
+      context.limits.requestsInflightPerConnectionMax,
+      context.limits.payloadBytesInflightPerConnectionMax,
+    );
+  }
+
+  /** Resolves once every request started has been answered (or its reply dropped). */
+  whenIdle(): Promise<void> {
+    return this.inflight.whenIdle();
+  }
+
+  /** Serves requests until NBD_CMD_DISC. */
+  async run(): Promise<void> {
+    const { reader } = this.context;
+    for (;;) {
+      await this.inflight.whenRoomFor(0);
+      const request = decodeRequestHeader(await reader.read(requestHeaderBytes));
+      const decision = decideRequest(request, this.geometry);
+      switch (decision.kind) {
+        case "read":
+          await this.inflight.whenRoomFor(decision.length);
+          this.start(request, decision.length, () => this.onRead(decision));
+          break;
+        case "write": {
+          // Wait for room before reading the data: the data is what the limit bounds.
+          // Nothing else starts while this loop waits, so the room is still there.
+          await this.inflight.whenRoomFor(decision.length);
+          const data = await reader.read(decision.length);
+          this.start(request, decision.length, () => this.onWrite(decision, data));
+          break;
+        }
+        case "write-zeroes":
+          this.start(request, 0, () => this.onWriteZeroes(decision));
+          break;
+        case "trim":
+          this.start(request, 0, () => this.onTrim(decision));
+          break;
+        case "flush":
+          this.start(request, 0, () => this.onFlush());
+          break;
+        case "refuse":
+          this.context.logger.debug(
+            { command: request.command, error: decision.error, reason: decision.reason },
+            "request refused",
+          );
+          await reader.discard(decision.discardBytes);
+          this.start(request, 0, async () => ({ error: decision.error }));
+          break;
+        case "disconnect":
+          return;
+        case "abandon":
+          throw new NbdProtocolError(decision.reason);
+        default:
+          assertNever(decision, "request decision");
+      }
+    }
+  }
+
+  private async onRead({ offset, length }: DecisionOf<"read">): Promise<Reply> {
+    const data = await this.context.device.read(offset, length);
+    if (data.byteLength !== length) {
+      throw new BackendContractError(
+        `a read of ${length} bytes at offset ${offset} returned ${data.byteLength} bytes`,
+      );
+    }
+    return { error: ReplyError.None, data };
+  }
+
+  private async onWrite(decision: DecisionOf<"write">, data: Buffer): Promise<Reply> {
+    await this.context.device.write(decision.offset, data);
+    if (decision.forceUnitAccess) await this.context.device.flush();
+    return succeeded;
+  }
+
+  private async onWriteZeroes(decision: DecisionOf<"write-zeroes">): Promise<Reply> {
+    // NBD_CMD_FLAG_NO_HOLE needs nothing more: a Ballast volume allocates space when
+    // it writes, zeroes or data alike, so no write can find its space taken by a hole.
+    await this.context.device.writeZeroes(decision.offset, decision.length);
+    if (decision.forceUnitAccess) await this.context.device.flush();
+    return succeeded;
+  }
+
+  private async onTrim(decision: DecisionOf<"trim">): Promise<Reply> {
+    await this.context.device.trim(decision.offset, decision.length);
+    if (decision.forceUnitAccess) await this.context.device.flush();
+    return succeeded;
+  }
+
+  private async onFlush(): Promise<Reply> {
+    await this.context.device.flush();
+    return succeeded;
+  }
+
+  /** Counts the request in flight and answers it once `operation` settles. */
+  private start(
+    request: RequestHeader,
+    payloadBytes: number,
+    operation: () => Promise<Reply>,
+  ): void {
+    this.inflight.begin(payloadBytes);
+    this.answer(request, operation)
+      .catch((error: unknown) => {
+        this.context.logger.error({ err: error }, "answering a request failed");
+      })
+      .finally(() => this.inflight.end(payloadBytes));
+  }
+
+  private async answer(request: RequestHeader, operation: () => Promise<Reply>): Promise<void> {
+    let reply: Reply;
+    try {
+      reply = await operation();
+    } catch (failure) {
+      reply = { error: replyErrorOf(failure) };
+      this.context.logger.warn(
+        {
+          err: failure,
+          command: request.command,
+          offset: String(request.offset),
+          length: request.length,
+          error: reply.error,
+        },
+        "request failed",
+      );
+    }
+    await this.context.writer.send(
+      encodeSimpleReplyHeader(reply.error, request.handle),
+      reply.data,
+    );
+  }
+}
