@@ -7,8 +7,10 @@ import { createHash, randomBytes } from "node:crypto";
 import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
+import { freePort } from "@ballast/cli";
 import { subjects } from "@ballast/protocol";
 import { afterAll, beforeAll, expect, test } from "vitest";
+import { startCli } from "../support/cli.ts";
 import { startTestCluster, type TestCluster, waitFor } from "../support/cluster.ts";
 
 const run = promisify(execFile);
@@ -93,4 +95,19 @@ test("kill -9 of a primary during nbdcopy: the copy completes and its checksum m
     name: "disk",
   });
   expect(after.partitions[1]!.primary).not.toBe(victim);
+});
+
+test("ballast nbd serves the cluster's volumes from the terminal until Ctrl-C", async () => {
+  const port = await freePort();
+  const served = startCli(["nbd", "--port", String(port), "--nats", cluster.cluster.natsUrl]);
+  const { stdout } = await waitFor("ballast nbd to answer", async () => {
+    try {
+      return await run("nbdinfo", ["--json", `nbd://127.0.0.1:${port}/disk`]);
+    } catch {
+      return undefined;
+    }
+  });
+  expect(JSON.parse(stdout).exports[0]["export-size"]).toBe(96 * mebibyte);
+  served.child.kill("SIGINT");
+  expect(await served.exited).toBe(0);
 });

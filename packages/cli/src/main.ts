@@ -14,6 +14,7 @@ import {
 } from "./constants.ts";
 import { CliError, exitCodes } from "./errors.ts";
 import { ioCommand, ioHelp } from "./io.ts";
+import { nbdCommand, nbdHelp } from "./nbd.ts";
 import { scrubCommand, scrubHelp } from "./scrub.ts";
 import { fetchStatus, formatStatus } from "./status.ts";
 import { up } from "./up.ts";
@@ -31,6 +32,7 @@ Commands:
   read      read a range of a volume to a file or stdout
   import    copy a whole image file into a volume (with progress)
   export    copy a whole volume into an image file (with progress)
+  nbd       serve volumes over NBD from this terminal
   scrub     verify every chunk and blob on the sleds and report damage
   help      show this help, or a command's: ballast help <command>
   version   print the version
@@ -44,6 +46,7 @@ Exit codes: 0 ok, 1 failed, 2 usage, 3 cluster unreachable, 4 missing tool.
 const commandHelp: Record<string, string> = {
   scrub: scrubHelp,
   volume: volumeHelp,
+  nbd: nbdHelp,
   write: ioHelp,
   read: ioHelp,
   import: ioHelp,
@@ -191,6 +194,9 @@ async function main(argv: string[]): Promise<number> {
     case "export":
       if (rest.includes("--help")) return help(command);
       return ioCommand(command, rest);
+    case "nbd":
+      if (rest.includes("--help")) return help("nbd");
+      return nbdCommand(rest);
     case "scrub":
       if (rest.includes("--help")) return help("scrub");
       return scrubCommand(rest);

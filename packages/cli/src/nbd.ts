@@ -1,0 +1,63 @@
+// `ballast nbd`: serves the cluster's volumes over NBD from this terminal, until Ctrl-C.
+// It runs the gateway service in this process (heartbeats, node info and all), with an
+// id of its own and a throwaway data directory, so it can run beside `ballast up`'s.
+
+import { mkdtemp, rm } from "node:fs/promises";
+import { hostname, tmpdir } from "node:os";
+import { join } from "node:path";
+import { type ParseArgsConfig, parseArgs } from "node:util";
+import { gatewayDefinition, nbdPortDefault } from "@ballast/gateway";
+import { runService } from "@ballast/runtime";
+import { findCluster } from "./connect.ts";
+import { dataDirDefault } from "./constants.ts";
+import { CliError, exitCodes } from "./errors.ts";
+
+export const nbdHelp = `Usage: ballast nbd [--port ${nbdPortDefault}] [--host 127.0.0.1] [--socket PATH] [options]
+
+Serves every volume over NBD (the export name is the volume name) until Ctrl-C:
+  nbdinfo nbd://127.0.0.1:${nbdPortDefault}/VOLUME
+Options: --data-dir <dir> (default ${dataDirDefault}), --nats <url>.
+`;
+
+const options: ParseArgsConfig["options"] = {
+  "data-dir": { type: "string" },
+  nats: { type: "string" },
+  port: { type: "string" },
+  host: { type: "string" },
+  socket: { type: "string" },
+};
+
+export async function nbdCommand(argv: string[]): Promise<number> {
+  let flags: Record<string, string | boolean | undefined>;
+  try {
+    flags = parseArgs({ args: argv, options, strict: true, allowPositionals: false })
+      .values as typeof flags;
+  } catch (error) {
+    throw new CliError(exitCodes.usage, `${(error as Error).message} (see ballast help nbd)`);
+  }
+  const address = await findCluster({
+    nats: flags.nats as string | undefined,
+    dataDir: (flags["data-dir"] as string | undefined) ?? dataDirDefault,
+  });
+  const directory = await mkdtemp(join(tmpdir(), "ballast-nbd-"));
+  const id = `gateway-${hostname()
+    .toLowerCase()
+    .replace(/[^a-z0-9-]/g, "-")
+    .slice(0, 30)}-${process.pid}`;
+  const serviceArgv = ["--id", id, "--data-dir", directory, "--nats", address.natsUrl];
+  if (flags.port !== undefined) serviceArgv.push("--nbd-port", String(flags.port));
+  if (flags.host !== undefined) serviceArgv.push("--nbd-host", String(flags.host));
+  if (flags.socket !== undefined) serviceArgv.push("--nbd-socket", String(flags.socket));
+  process.stderr.write(
+    `serving NBD for the cluster at ${address.natsUrl} on ${flags.socket ?? `${flags.host ?? "127.0.0.1"}:${flags.port ?? nbdPortDefault}`}; Ctrl-C stops\n`,
+  );
+  try {
+    const code = await runService(gatewayDefinition, {
+      argv: serviceArgv,
+      env: { BALLAST_LOG_LEVEL: "warn" },
+    });
+    return code === 0 ? exitCodes.ok : code === 2 ? exitCodes.usage : exitCodes.failed;
+  } finally {
+    await rm(directory, { recursive: true, force: true });
+  }
+}
