@@ -128,7 +128,16 @@ function summary(volume: VolumeState): string {
 
 function partitionLine(partition: VolumeState["partitions"][number]): string {
   const learners =
-    partition.learners.length === 0 ? "" : `  rebuilding ${partition.learners.join(", ")}`;
+    partition.learners.length === 0
+      ? ""
+      : `  rebuilding ${partition.learners
+          .map((node) => {
+            const progress = partition.rebuilds.find((entry) => entry.node === node);
+            return progress === undefined
+              ? node
+              : `${node} (op ${progress.matchOpNum} of ${progress.targetOpNum})`;
+          })
+          .join(", ")}`;
   const checkpoints = partition.checkpoints
     .map(
       (checkpoint) =>

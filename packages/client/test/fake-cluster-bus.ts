@@ -321,6 +321,7 @@ export class FakeClusterBus implements RequestBus {
         secondaries: [...partition.secondaries],
         inSync: [partition.primary, ...partition.secondaries],
         learners: [],
+        rebuilds: [],
         checkpoints: [],
       })),
     };

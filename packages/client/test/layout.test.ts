@@ -24,6 +24,7 @@ function volumeState(name: string, partitionSizes: readonly number[]): VolumeSta
       secondaries: ["headnode-2"],
       inSync: ["headnode-1", "headnode-2"],
       learners: [],
+      rebuilds: [],
       checkpoints: [],
     };
     start += partitionBytes;

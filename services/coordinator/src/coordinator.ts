@@ -85,6 +85,11 @@ export class Coordinator {
   /** When each (partition, node) was last sent its configuration, and for which epoch. */
   private readonly configured = new Map<string, { epoch: number; atMs: number }>();
   private readonly startedAtMs = Date.now();
+  /** The last progress the primary reported for each partition's learners. */
+  private readonly rebuilds = new Map<
+    string,
+    { node: string; matchOpNum: number; targetOpNum: number }[]
+  >();
   private reconciling = false;
 
   constructor(
@@ -349,6 +354,16 @@ export class Coordinator {
         { deadlineMs: configureDeadlineMs },
       );
       if (status.epoch !== record.epoch) return undefined;
+      this.rebuilds.set(
+        `${record.volume}/${record.partition}`,
+        (status.followers ?? [])
+          .filter((candidate) => candidate.learner)
+          .map((candidate) => ({
+            node: candidate.node,
+            matchOpNum: candidate.matchOpNum,
+            targetOpNum: status.commitOpNum,
+          })),
+      );
       const follower = (status.followers ?? []).find(
         (candidate) => candidate.learner && candidate.matchOpNum >= status.commitOpNum,
       );
@@ -534,6 +549,9 @@ export class Coordinator {
         // Every member of an epoch holds every acknowledged write: commit waits for all.
         inSync: [record.primary, ...record.secondaries],
         learners: record.learners ?? [],
+        rebuilds: (this.rebuilds.get(`${record.volume}/${record.partition}`) ?? []).filter(
+          (entry) => (record.learners ?? []).includes(entry.node),
+        ),
         checkpoints: [
           ...(checkpoints.get(record.partition) ?? new Map<string, CheckpointPointer>()),
         ].map(([node, pointer]) => ({

@@ -32,8 +32,10 @@ export interface ReplicaLimits {
   flushRetryTicks: number;
   /** Checkpoint metadata once this many log bytes are flushed but not released … */
   checkpointReleasableBytes: number;
-  /** … or this long after the last checkpoint when anything is releasable. */
+  /** … or this long after the last checkpoint when anything is releasable … */
   checkpointIntervalTicks: number;
+  /** … or once this many ops have committed since the last checkpoint. */
+  checkpointIntervalOps: number;
 }
 
 export const replicaLimitsDefault: ReplicaLimits = {
@@ -51,4 +53,5 @@ export const replicaLimitsDefault: ReplicaLimits = {
   flushRetryTicks: 25,
   checkpointReleasableBytes: 64 * 1024 * 1024,
   checkpointIntervalTicks: 500,
+  checkpointIntervalOps: 100_000,
 };

@@ -15,6 +15,15 @@ export const headnodeOptions = {
     max: 3_600_000,
     description: "checkpoint a replica's metadata at least this often while it flushes",
   },
+  checkpointIntervalOps: {
+    flag: "checkpoint-interval-ops",
+    env: "BALLAST_CHECKPOINT_INTERVAL_OPS",
+    type: "integer",
+    default: replicaLimitsDefault.checkpointIntervalOps,
+    min: 1,
+    max: 100_000_000,
+    description: "checkpoint a replica's metadata at least every this many ops",
+  },
 } as const satisfies OptionSpecs;
 
 export const headnodeDefinition = {
@@ -23,6 +32,7 @@ export const headnodeDefinition = {
   async start(service: Service, config: ConfigOf<typeof headnodeOptions> & CommonConfig) {
     const limits = {
       checkpointIntervalTicks: Math.max(1, Math.round(config.checkpointIntervalMs / tickMs)),
+      checkpointIntervalOps: config.checkpointIntervalOps,
     };
     new HeadNode(service, config, await nextSession(config.dataDir), limits).start();
   },

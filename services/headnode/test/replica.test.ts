@@ -543,6 +543,61 @@ describe("flush, checkpoint and recovery", () => {
     expect(again.metadata.fingerprint()).toBe(primary.metadata.fingerprint());
   });
 
+  test("a checkpoint is taken after a set number of ops, without waiting for its interval", () => {
+    const limits = {
+      flushBytesThreshold: 1,
+      checkpointIntervalTicks: 1_000_000,
+      checkpointIntervalOps: 5,
+    };
+    const primary = new Replica(
+      {
+        nodeId: "head-1",
+        volume: "vol",
+        partition: 0,
+        partitionStart: 0,
+        partitionBytes,
+        session: 1,
+      },
+      { notes: [] },
+      limits,
+    );
+    primary.configure({ epoch: 1, primary: "head-1", secondaries: [] });
+    const checkpoints: number[] = [];
+    const settle = () => {
+      for (
+        let effects = primary.drainEffects();
+        effects.length > 0;
+        effects = primary.drainEffects()
+      ) {
+        for (const effect of effects) {
+          if (effect.type === "journal.append") {
+            primary.onJournalDurable(effect.notes.at(-1)!.opNum, effect.generation);
+          } else if (effect.type === "chunk.write") {
+            primary.onChunkWritten(effect.chunkNumber, ["sled-1", "sled-2"]);
+          } else if (effect.type === "checkpoint.write") {
+            checkpoints.push(effect.opNum);
+            primary.onCheckpointWritten(effect.opNum);
+          }
+        }
+      }
+    };
+    for (let requestId = 1; requestId <= 12; requestId++) {
+      primary.onClientRequest({
+        kind: "write",
+        requestId,
+        epoch: 1,
+        writes: [{ offset: 0, data: sectors(1, requestId) }],
+      });
+      settle();
+      primary.tick();
+      settle();
+    }
+    expect(checkpoints.length).toBeGreaterThanOrEqual(2);
+    for (let index = 1; index < checkpoints.length; index++) {
+      expect(checkpoints[index]! - checkpoints[index - 1]!).toBeGreaterThanOrEqual(5);
+    }
+  });
+
   test("a journal that starts after the checkpoint is refused as missing notes", () => {
     const metadata = new PartitionMetadata();
     expect(

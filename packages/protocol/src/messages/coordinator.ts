@@ -49,6 +49,10 @@ export const PartitionState = z.object({
   inSync: z.array(nodeId).max(3),
   /** Replicas being rebuilt from a checkpoint; they join as secondaries once caught up. */
   learners: z.array(nodeId).max(2),
+  /** How far each rebuild is, as the primary last reported: matched op of its commit point. */
+  rebuilds: z
+    .array(z.object({ node: nodeId, matchOpNum: unsignedInteger, targetOpNum: unsignedInteger }))
+    .max(2),
   /** Each replica's newest checkpoint on sleds: op number and age. */
   checkpoints: z
     .array(z.object({ node: nodeId, opNum: unsignedInteger, ageMs: unsignedInteger }))

@@ -168,6 +168,7 @@ export class Replica {
   private proposedChunkNumber = -1;
   private checkpointInFlight: { opNum: number; flushedThroughOpNum: number } | undefined;
   private lastCheckpointTick = 0;
+  private lastCheckpointOpNum = 0;
   private checkpointFlushedThroughOpNum = 0;
   private readonly observer: ReplicaObserver;
 
@@ -1000,10 +1001,12 @@ export class Replica {
     const due =
       releasableBytes >= this.limits.checkpointReleasableBytes ||
       this.logBytes >= this.limits.logBytesMax / 2 ||
-      this.tickCount - this.lastCheckpointTick >= this.limits.checkpointIntervalTicks;
+      this.tickCount - this.lastCheckpointTick >= this.limits.checkpointIntervalTicks ||
+      this.commitOpNum - this.lastCheckpointOpNum >= this.limits.checkpointIntervalOps;
     if (!due) return;
     this.checkpointInFlight = { opNum: this.commitOpNum, flushedThroughOpNum: flushedThrough };
     this.lastCheckpointTick = this.tickCount;
+    this.lastCheckpointOpNum = this.commitOpNum;
     this.effects.push({
       type: "checkpoint.write",
       opNum: this.commitOpNum,
