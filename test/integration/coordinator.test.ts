@@ -2,7 +2,15 @@
 // failover of a primary and of a secondary under a stream of writes, and a second
 // coordinator taking over when the leader is killed.
 
-import { ErrorCode, type ResultOf, subjects } from "@ballast/protocol";
+import {
+  decodeValue,
+  ErrorCode,
+  encodeMessage,
+  type Message,
+  type ResultOf,
+  subjects,
+} from "@ballast/protocol";
+import { createInbox } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { runCli } from "../support/cli.ts";
 import { connectTestBus, startTestCluster, type TestCluster, waitFor } from "../support/cluster.ts";
@@ -142,5 +150,71 @@ describe("failover", () => {
     expect(next).not.toBe(leader);
     await io.expectAllWritten();
     cluster.cluster.restart(leader);
+  });
+});
+
+/** Sends a request and gathers every reply that comes within `windowMs` (many may answer). */
+async function everyReply(subject: string, message: Message, windowMs: number) {
+  const connection = cluster.bus.connection;
+  const inbox = createInbox();
+  const replies: { ok: boolean; error?: { code: string } }[] = [];
+  const subscription = connection.subscribe(inbox);
+  const gathering = (async () => {
+    for await (const reply of subscription)
+      replies.push(decodeValue(reply.data) as (typeof replies)[number]);
+  })();
+  connection.publish(subject, encodeMessage(message), { reply: inbox });
+  await new Promise((resolve) => setTimeout(resolve, windowMs));
+  subscription.unsubscribe();
+  await gathering;
+  return replies;
+}
+
+describe("fencing", () => {
+  test("a primary frozen by SIGSTOP can neither commit a write nor serve a read once replaced", async () => {
+    await io.writeBlock(300, 0x11);
+    const before = (await io.describe()).partitions[0]!;
+    const frozen = before.primary;
+    const frozenAtMs = Date.now();
+    process.kill(cluster.cluster.pid(frozen), "SIGSTOP");
+    try {
+      const after = await waitFor(
+        "a new primary",
+        async () => {
+          const state = (await io.describe()).partitions[0]!;
+          return state.primary !== frozen ? state : undefined;
+        },
+        30_000,
+      );
+      // The coordinator waited for the frozen primary's read lease to run out.
+      expect(Date.now() - frozenAtMs).toBeGreaterThanOrEqual(3000);
+      expect(after.epoch).toBeGreaterThan(before.epoch);
+      await io.writeBlock(300, 0x22); // acknowledged by the new primary
+    } finally {
+      process.kill(cluster.cluster.pid(frozen), "SIGCONT");
+    }
+    // Straight after it wakes, before anyone tells it: requests in its old epoch.
+    const subject = subjects.volume.build("vol", 0);
+    const address = { volume: "vol", partition: 0, epoch: before.epoch };
+    const [reads, writes] = await Promise.all([
+      everyReply(
+        subject,
+        { type: "volume.read.v1", ...address, reads: [{ offset: 300 * 4096, length: 4096 }] },
+        2000,
+      ),
+      everyReply(
+        subject,
+        {
+          type: "volume.write.v1",
+          ...address,
+          writes: [{ offset: 300 * 4096, data: new Uint8Array(4096).fill(0x33) }],
+        },
+        2000,
+      ),
+    ]);
+    expect(reads.length).toBeGreaterThan(0);
+    expect(reads.filter((reply) => reply.ok)).toEqual([]);
+    expect(writes.filter((reply) => reply.ok)).toEqual([]);
+    await io.expectAllWritten(); // block 300 reads 0x22: the stale write did not land
   });
 });

@@ -24,3 +24,7 @@ export const configureDeadlineMs = 2000;
 export const leaderLeaseMs = 3000;
 export const leaderRenewMs = 1000;
 export const clockSkewMsMax = 500;
+
+/** A primary's read lease, and how often the leader renews it (well inside the lease). */
+export const primaryLeaseMs = 3000;
+export const primaryLeaseRenewMs = 1000;

@@ -28,6 +28,8 @@ import {
   heartbeatTimeoutMsMin,
   leaderLeaseMs,
   leaderRenewMs,
+  primaryLeaseMs,
+  primaryLeaseRenewMs,
   probeDeadlineMs,
   reconcileIntervalMs,
 } from "./constants.ts";
@@ -85,6 +87,10 @@ export class Coordinator {
   /** When each (partition, node) was last sent its configuration, and for which epoch. */
   private readonly configured = new Map<string, { epoch: number; atMs: number }>();
   private readonly startedAtMs = Date.now();
+  /** When this coordinator last began to lead: leases granted before are unknown to it. */
+  private leaderSinceMs = Number.POSITIVE_INFINITY;
+  /** The furthest read lease granted to each partition's primary. */
+  private readonly leases = new Map<string, { primary: string; untilMs: number }>();
   /** The last progress the primary reported for each partition's learners. */
   private readonly rebuilds = new Map<
     string,
@@ -159,6 +165,7 @@ export class Coordinator {
     const leading = await this.leadership.renew(Date.now());
     if (leading && this.control === undefined) {
       this.service.logger.info("leading the cluster");
+      this.leaderSinceMs = Date.now();
       this.control = this.service.serve(
         subjects.coordinator.build(),
         { accept: controlRequests, queue: "coordinator" },
@@ -315,6 +322,21 @@ export class Coordinator {
             };
           }
         }
+        if (next !== undefined && next.record.primary !== record.primary) {
+          const leaseUntilMs = this.leaseOf(record);
+          if (nowMs <= leaseUntilMs + clockSkewMsMax) {
+            // The old primary may still serve reads until its lease runs out.
+            this.service.logger.info(
+              {
+                volume: record.volume,
+                partition: record.partition,
+                waitMs: leaseUntilMs + clockSkewMsMax - nowMs,
+              },
+              `waiting for ${record.primary}'s read lease to run out before promoting`,
+            );
+            continue;
+          }
+        }
         if (next !== undefined) {
           const applied = await this.catalogue.updatePartition(next.record, entry.revision);
           if (!applied) continue; // someone else changed it: decide again next round
@@ -343,6 +365,13 @@ export class Coordinator {
     } finally {
       this.reconciling = false;
     }
+  }
+
+  /** The furthest lease `record.primary` may hold: granted by us, or by a leader before us. */
+  private leaseOf(record: PartitionRecord): number {
+    const granted = this.leases.get(`${record.volume}/${record.partition}`);
+    const beforeUs = this.leaderSinceMs + primaryLeaseMs;
+    return granted?.primary === record.primary ? Math.max(granted.untilMs, beforeUs) : beforeUs;
   }
 
   /** A learner the primary reports as matched through its commit point, if any. */
@@ -395,7 +424,22 @@ export class Coordinator {
       members.map(async (member) => {
         const key = `${record.volume}/${record.partition}@${member}`;
         const last = this.configured.get(key);
-        if (last?.epoch === record.epoch && nowMs - last.atMs < configureRefreshMs) return;
+        const isPrimary = member === record.primary;
+        const refreshMs = isPrimary ? primaryLeaseRenewMs : configureRefreshMs;
+        if (last?.epoch === record.epoch && nowMs - last.atMs < refreshMs) return;
+        let leaseExpiresAtMs: number | undefined;
+        if (isPrimary) {
+          // Counted as granted before it is sent: the message may arrive even if the
+          // request times out.
+          leaseExpiresAtMs = nowMs + primaryLeaseMs;
+          const partitionKey = `${record.volume}/${record.partition}`;
+          const granted = this.leases.get(partitionKey);
+          const untilMs =
+            granted?.primary === member
+              ? Math.max(granted.untilMs, leaseExpiresAtMs)
+              : leaseExpiresAtMs;
+          this.leases.set(partitionKey, { primary: member, untilMs });
+        }
         try {
           await this.service.bus.request(
             subjects.node.build(member),
@@ -409,6 +453,7 @@ export class Coordinator {
               primary: record.primary,
               secondaries: record.secondaries,
               learners,
+              ...(leaseExpiresAtMs === undefined ? {} : { leaseExpiresAtMs }),
               ...(learners.includes(member) && rebuildFrom !== undefined
                 ? { checkpoint: rebuildFrom }
                 : {}),

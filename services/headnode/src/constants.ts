@@ -3,6 +3,9 @@
 
 import { limits } from "@ballast/protocol";
 
+/** The most the clocks of coordinators and head nodes may differ; leases allow for it. */
+export const clockSkewMsMax = 500;
+
 /** How often the shell ticks every replica core. */
 export const tickMs = 20;
 

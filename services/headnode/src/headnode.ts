@@ -120,6 +120,7 @@ export class HeadNode {
         learners: message.learners ?? [],
       },
       message.sleds,
+      message.primary === this.service.nodeId ? message.leaseExpiresAtMs : undefined,
     );
     await this.followRole(hosted);
     return hosted.host.status();

@@ -32,7 +32,7 @@ import {
 } from "@ballast/protocol";
 import type { Logger, Service } from "@ballast/runtime";
 import type { z } from "zod";
-import type { ReplicaLimits } from "./constants.ts";
+import { clockSkewMsMax, type ReplicaLimits } from "./constants.ts";
 import { Journal } from "./journal/index.ts";
 import type { Effect, ReadResult, ReplicationMessage, Reply } from "./replica/effects.ts";
 import { PartitionMetadata } from "./replica/metadata.ts";
@@ -151,8 +151,19 @@ export class PartitionHost {
     return host;
   }
 
-  configure(configuration: Configuration, sleds: readonly string[]): void {
+  /**
+   * A read lease, for the primary: reads are served only before it runs out (less the
+   * allowed clock skew). Undefined means unleased (a static assignment).
+   */
+  private leaseExpiresAtMs: number | undefined;
+
+  configure(
+    configuration: Configuration,
+    sleds: readonly string[],
+    leaseExpiresAtMs?: number,
+  ): void {
     this.sledIds = [...sleds];
+    this.leaseExpiresAtMs = leaseExpiresAtMs;
     this.replica.configure(configuration);
     this.run();
   }
@@ -188,6 +199,18 @@ export class PartitionHost {
 
   /** Plans a read in the core, then fetches chunk parts from sleds. */
   async read(message: MessageOf<"volume.read.v1">): Promise<{ data: Uint8Array[] }> {
+    if (
+      this.leaseExpiresAtMs !== undefined &&
+      Date.now() >= this.leaseExpiresAtMs - clockSkewMsMax
+    ) {
+      // Another primary may exist by now: the coordinator promotes only after this
+      // lease has run out. Serving from here could return data older than a write
+      // acknowledged elsewhere.
+      throw new BallastError(
+        ErrorCode.Unavailable,
+        `the read lease of ${this.service.nodeId} on ${this.address.volume}/${this.address.partition} ran out ${Date.now() - this.leaseExpiresAtMs} ms ago; retry`,
+      );
+    }
     const plan: ReadResult = this.replica.read(message.epoch, message.reads);
     const data = await Promise.all(plan.ranges.map((range) => this.assemble(range)));
     return { data };

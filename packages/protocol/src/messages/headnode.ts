@@ -33,6 +33,12 @@ export const HeadnodeConfigure = z.object({
    * commit until they have caught up and a new epoch makes them secondaries.
    */
   learners: z.array(nodeId).max(2).optional(),
+  /**
+   * For the primary: it may serve reads until this time (the coordinator's clock, less
+   * the allowed skew); the coordinator renews it and waits it out before it promotes
+   * another primary. Absent in static assignments, which run unleased.
+   */
+  leaseExpiresAtMs: unsignedInteger.optional(),
   /** For a learner with no state of its own: the checkpoint to rebuild from. */
   checkpoint: CheckpointPointer.optional(),
   /** The sleds flushes may write chunks to. */
