@@ -173,7 +173,17 @@ async function everyReply(subject: string, message: Message, windowMs: number) {
 describe("fencing", () => {
   test("a primary frozen by SIGSTOP can neither commit a write nor serve a read once replaced", async () => {
     await io.writeBlock(300, 0x11);
-    const before = (await io.describe()).partitions[0]!;
+    // The earlier failover left the partition degraded until a learner is rebuilt and
+    // promoted; a primary with no in-sync secondary cannot be replaced, so wait.
+    const before = await waitFor(
+      "partition 0 back at full strength",
+      async () => {
+        const state = (await io.describe()).partitions[0]!;
+        return state.secondaries.length > 0 && state.learners.length === 0 ? state : undefined;
+      },
+      90_000,
+      250,
+    );
     const frozen = before.primary;
     const frozenAtMs = Date.now();
     process.kill(cluster.cluster.pid(frozen), "SIGSTOP");

@@ -15,6 +15,6 @@ export const clusterReadyTimeoutMs = 30_000;
 /** How long a stopping child gets after SIGTERM before it is killed. */
 export const childStopGraceMs = 15_000;
 /** How long the CLI waits for NATS when it connects to run a command. */
-export const cliConnectTimeoutMs = 3000;
+export const cliConnectTimeoutMs = 10_000;
 /** How long `ballast status` waits for the coordinator's answer. */
 export const statusDeadlineMs = 5000;

@@ -15,6 +15,7 @@ import type { Bus } from "@ballast/runtime";
 import { statusDeadlineMs } from "./constants.ts";
 import { CliError, exitCodes } from "./errors.ts";
 import { table } from "./table.ts";
+import { partitionLine, summary, type VolumeState } from "./volume.ts";
 
 export type ClusterStatus = ResultOf<"cluster.status.v1"> & { nats: string };
 
@@ -62,7 +63,10 @@ export function formatStatus(status: ClusterStatus, nowMs: number): string {
     "VOLUMES",
     ...(status.volumes.length === 0
       ? ["  (none)"]
-      : status.volumes.map((volume) => `  ${JSON.stringify(volume)}`)),
+      : status.volumes.map((volume) => {
+          const state = volume as VolumeState;
+          return `  ${summary(state)}${state.partitions.map((partition) => `  ${partitionLine(partition)}`).join("")}`.trimEnd();
+        })),
   ];
   return `${lines.join("\n")}\n`;
 }

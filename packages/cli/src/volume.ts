@@ -19,7 +19,7 @@ Names are 1-63 of a-z, 0-9 and '-'. Sizes take KiB, MiB, GiB or TiB.
 Common options: --data-dir <dir> (default ${dataDirDefault}), --nats <url>.
 `;
 
-type VolumeState = ResultOf<"volume.describe.v1">;
+export type VolumeState = ResultOf<"volume.describe.v1">;
 
 const options: ParseArgsConfig["options"] = {
   "data-dir": { type: "string" },
@@ -122,11 +122,11 @@ async function send(bus: Awaited<ReturnType<typeof connectCli>>["bus"], request:
     | ResultOf<"volume.delete.v1">;
 }
 
-function summary(volume: VolumeState): string {
+export function summary(volume: VolumeState): string {
   return `${volume.name}  ${formatSize(volume.sizeBytes)}  ${volume.replicaCount} replicas  ${volume.partitions.length} partitions of ${formatSize(volume.partitionBytes)}\n`;
 }
 
-function partitionLine(partition: VolumeState["partitions"][number]): string {
+export function partitionLine(partition: VolumeState["partitions"][number]): string {
   const learners =
     partition.learners.length === 0
       ? ""

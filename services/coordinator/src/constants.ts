@@ -28,3 +28,6 @@ export const clockSkewMsMax = 500;
 /** A primary's read lease, and how often the leader renews it (well inside the lease). */
 export const primaryLeaseMs = 3000;
 export const primaryLeaseRenewMs = 1000;
+
+/** A learner not caught up by then is dropped; the next round adds one afresh. */
+export const learnerCatchUpMsMax = 30_000;

@@ -28,6 +28,7 @@ import {
   heartbeatTimeoutMsMin,
   leaderLeaseMs,
   leaderRenewMs,
+  learnerCatchUpMsMax,
   primaryLeaseMs,
   primaryLeaseRenewMs,
   probeDeadlineMs,
@@ -89,6 +90,8 @@ export class Coordinator {
   private readonly startedAtMs = Date.now();
   /** When this coordinator last began to lead: leases granted before are unknown to it. */
   private leaderSinceMs = Number.POSITIVE_INFINITY;
+  /** When each learner (partition@node) was first seen rebuilding. */
+  private readonly learnersSince = new Map<string, number>();
   /** The furthest read lease granted to each partition's primary. */
   private readonly leases = new Map<string, { primary: string; untilMs: number }>();
   /** The last progress the primary reported for each partition's learners. */
@@ -315,6 +318,22 @@ export class Coordinator {
         }
         if (next === undefined && (record.learners ?? []).length > 0) {
           const caughtUp = await this.caughtUpLearner(record);
+          const stuck = (record.learners ?? []).find((node) => {
+            const key = `${record.volume}/${record.partition}@${node}`;
+            if (!this.learnersSince.has(key)) this.learnersSince.set(key, nowMs);
+            return caughtUp !== node && nowMs - this.learnersSince.get(key)! > learnerCatchUpMsMax;
+          });
+          if (stuck !== undefined && caughtUp === undefined) {
+            this.learnersSince.delete(`${record.volume}/${record.partition}@${stuck}`);
+            next = {
+              record: {
+                ...record,
+                epoch: record.epoch + 1,
+                learners: (record.learners ?? []).filter((node) => node !== stuck),
+              },
+              reason: `learner ${stuck} did not catch up within ${learnerCatchUpMsMax} ms: dropping it to start again`,
+            };
+          }
           if (caughtUp !== undefined) {
             next = {
               record: promoteLearner(record, caughtUp),

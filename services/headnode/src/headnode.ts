@@ -132,13 +132,12 @@ export class HeadNode {
     if (existing !== undefined) return Promise.resolve(existing);
     let opening = this.opening.get(key);
     if (opening === undefined) {
-      // A learner with a checkpoint is rebuilt from it: whatever this node still holds of
-      // the partition (from before it was dropped) is stale, and a learner counts for
-      // nothing, so discarding it loses no acknowledged write.
-      const rebuildFrom =
-        message.checkpoint !== undefined && (message.learners ?? []).includes(this.service.nodeId)
-          ? message.checkpoint
-          : undefined;
+      // A learner starts fresh, from the checkpoint it is given or, with none, from op 1
+      // (a primary releases no note before a checkpoint is recorded): whatever this node
+      // still holds of the partition is stale, and a learner counts for nothing, so
+      // discarding it loses no acknowledged write.
+      const isLearner = (message.learners ?? []).includes(this.service.nodeId);
+      const rebuildFrom = isLearner ? message.checkpoint : undefined;
       opening = (async () => {
         const host = await PartitionHost.open(
           this.service,
@@ -153,6 +152,7 @@ export class HeadNode {
           this.session,
           rebuildFrom,
           this.limits,
+          isLearner,
         );
         const replication = this.service.serve(
           subjects.replica.build(message.volume, message.partition, this.service.nodeId),

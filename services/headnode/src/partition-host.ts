@@ -98,8 +98,10 @@ export class PartitionHost {
     session: number,
     rebuildFrom?: Pointer,
     limits: Partial<ReplicaLimits> = {},
+    fresh = false,
   ): Promise<PartitionHost> {
     const directory = join(dataDir, "partitions", address.volume, String(address.partition));
+    if (fresh && rebuildFrom === undefined) await rm(directory, { recursive: true, force: true });
     if (rebuildFrom !== undefined) {
       // Rebuilt from scratch: fetch first, so that a failed fetch leaves the old state.
       const snapshot = await fetchSnapshot(sleds, rebuildFrom, service.logger);
@@ -356,15 +358,24 @@ export class PartitionHost {
           );
         return;
       case "checkpoint.write":
+        // The journal is released only once the checkpoint is on sleds and recorded:
+        // a replacement replica rebuilt from the newest recorded checkpoint can then
+        // always get every note after it from the primary.
         this.writeCheckpoint(effect.snapshot).then(
           () => {
-            this.replica.onCheckpointWritten(effect.opNum);
-            this.run();
-            this.uploads = this.uploads.then(() =>
-              this.storeOnSleds(effect.opNum, effect.snapshot),
-            );
+            this.uploads = this.uploads.then(async () => {
+              if (await this.storeOnSleds(effect.opNum, effect.snapshot)) {
+                this.replica.onCheckpointWritten(effect.opNum);
+              } else {
+                this.replica.onCheckpointFailed(effect.opNum);
+              }
+              this.run();
+            });
           },
-          (error) => this.logger.error({ error: String(error) }, "checkpoint write failed"),
+          (error) => {
+            this.logger.error({ error: String(error) }, "checkpoint write failed");
+            this.replica.onCheckpointFailed(effect.opNum);
+          },
         );
         return;
       default: {
@@ -384,8 +395,8 @@ export class PartitionHost {
   }
 
   /** Stores a checkpoint on two sleds, records it with the coordinator, drops the old one. */
-  private async storeOnSleds(opNum: number, snapshot: Uint8Array): Promise<void> {
-    if (this.closed || this.sledIds.length === 0) return;
+  private async storeOnSleds(opNum: number, snapshot: Uint8Array): Promise<boolean> {
+    if (this.closed || this.sledIds.length === 0) return false;
     const { volume, partition } = this.address;
     const key = `checkpoints/${volume}/${partition}/${this.service.nodeId}/${opNum}-${this.replica.identity.session}`;
     try {
@@ -412,11 +423,13 @@ export class PartitionHost {
         { opNum, key, sleds, bytes: snapshot.byteLength },
         "checkpoint stored on sleds",
       );
+      return true;
     } catch (error) {
       this.logger.warn(
         { opNum, error: (error as Error).message },
         "could not store a checkpoint on sleds; will with the next",
       );
+      return false;
     }
   }
 

@@ -1029,6 +1029,11 @@ export class Replica {
     this.release();
   }
 
+  /** The checkpoint could not be stored: nothing is released, and another is taken later. */
+  onCheckpointFailed(opNum: number): void {
+    if (this.checkpointInFlight?.opNum === opNum) this.checkpointInFlight = undefined;
+  }
+
   /** Lets the journal drop notes whose bytes are all in chunks and in a durable checkpoint. */
   private release(): void {
     let through = this.checkpointFlushedThroughOpNum;
