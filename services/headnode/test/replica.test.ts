@@ -14,12 +14,13 @@ const configuration: Configuration = {
   secondaries: ["head-2", "head-3"],
 };
 
+/** The identity of a replica of partition 0 of "vol". */
+function identity(nodeId: string, session: number, bytes = partitionBytes) {
+  return { nodeId, volume: "vol", partition: 0, partitionStart: 0, partitionBytes: bytes, session };
+}
+
 function replica(nodeId: string, session = 11, limits = {}) {
-  const core = new Replica(
-    { nodeId, volume: "vol", partition: 0, partitionStart: 0, partitionBytes, session },
-    { notes: [] },
-    limits,
-  );
+  const core = new Replica(identity(nodeId, session), { notes: [] }, limits);
   core.configure(configuration);
   return core;
 }
@@ -108,17 +109,7 @@ describe("the write path", () => {
   });
 
   test("a pending note is never readable; it is once committed", () => {
-    const primary = new Replica(
-      {
-        nodeId: "head-1",
-        volume: "vol",
-        partition: 0,
-        partitionStart: 0,
-        partitionBytes,
-        session: 1,
-      },
-      { notes: [] },
-    );
+    const primary = new Replica(identity("head-1", 1), { notes: [] });
     primary.configure({ epoch: 1, primary: "head-1", secondaries: ["head-2"] });
     primary.onClientRequest({
       kind: "write",
@@ -149,14 +140,7 @@ describe("the write path", () => {
   });
 
   test("a degraded epoch with no secondary commits on the primary's durability alone", () => {
-    const primary = new Replica({
-      nodeId: "head-1",
-      volume: "vol",
-      partition: 0,
-      partitionStart: 0,
-      partitionBytes,
-      session: 1,
-    });
+    const primary = new Replica(identity("head-1", 1));
     primary.configure({ epoch: 4, primary: "head-1", secondaries: [] });
     primary.onClientRequest({
       kind: "trim",
@@ -217,14 +201,7 @@ describe("bad client input", () => {
   ];
 
   test.each(cases)("%s is refused with a typed error and assigns no op", (_what, request, code) => {
-    const primary = new Replica({
-      nodeId: "head-1",
-      volume: "vol",
-      partition: 0,
-      partitionStart: 0,
-      partitionBytes: 8 * 1024 * 1024,
-      session: 1,
-    });
+    const primary = new Replica(identity("head-1", 1, 8 * 1024 * 1024));
     primary.configure(configuration);
     primary.drainEffects();
     if (_what === "a range past the partition") {
@@ -360,14 +337,7 @@ describe("replication edge cases", () => {
     expect(ack?.epoch).toBe(3);
 
     // The old primary learns of the newer epoch and stops serving.
-    const old = new Replica({
-      nodeId: "head-1",
-      volume: "vol",
-      partition: 0,
-      partitionStart: 0,
-      partitionBytes,
-      session: 11,
-    });
+    const old = new Replica(identity("head-1", 11));
     old.configure({ epoch: 2, primary: "head-1", secondaries: ["head-2"] });
     old.onClientRequest({
       kind: "write",
@@ -412,14 +382,7 @@ describe("replication edge cases", () => {
 describe("backpressure", () => {
   test("writes past the in-flight window wait, then go in as commits make room", () => {
     const primary = new Replica(
-      {
-        nodeId: "head-1",
-        volume: "vol",
-        partition: 0,
-        partitionStart: 0,
-        partitionBytes,
-        session: 1,
-      },
+      identity("head-1", 1),
       { notes: [] },
       { notesInflightMax: 2, requestDeadlineTicks: 1000 },
     );
@@ -446,18 +409,7 @@ describe("backpressure", () => {
   });
 
   test("a write held up by a slow secondary times out with a clear error", () => {
-    const primary = new Replica(
-      {
-        nodeId: "head-1",
-        volume: "vol",
-        partition: 0,
-        partitionStart: 0,
-        partitionBytes,
-        session: 1,
-      },
-      { notes: [] },
-      { requestDeadlineTicks: 5 },
-    );
+    const primary = new Replica(identity("head-1", 1), { notes: [] }, { requestDeadlineTicks: 5 });
     primary.configure({ epoch: 1, primary: "head-1", secondaries: ["head-2"] });
     primary.onClientRequest({
       kind: "write",
@@ -478,18 +430,7 @@ describe("backpressure", () => {
 describe("flush, checkpoint and recovery", () => {
   test("a flush moves metadata to a chunk on every replica, then a checkpoint releases the journal", async () => {
     const limits = { flushBytesThreshold: 1, checkpointIntervalTicks: 1 };
-    const primary = new Replica(
-      {
-        nodeId: "head-1",
-        volume: "vol",
-        partition: 0,
-        partitionStart: 0,
-        partitionBytes,
-        session: 1,
-      },
-      { notes: [] },
-      limits,
-    );
+    const primary = new Replica(identity("head-1", 1), { notes: [] }, limits);
     primary.configure({ epoch: 1, primary: "head-1", secondaries: [] });
     primary.onClientRequest({
       kind: "write",
@@ -528,17 +469,10 @@ describe("flush, checkpoint and recovery", () => {
 
     // A restart from that checkpoint plus the journal's remaining notes reads the same.
     const restored = await PartitionMetadata.restore(checkpoint!.snapshot);
-    const again = new Replica(
-      {
-        nodeId: "head-1",
-        volume: "vol",
-        partition: 0,
-        partitionStart: 0,
-        partitionBytes,
-        session: 2,
-      },
-      { checkpoint: restored, notes: [record!.notes[0]!] },
-    );
+    const again = new Replica(identity("head-1", 2), {
+      checkpoint: restored,
+      notes: [record!.notes[0]!],
+    });
     expect(again.commitOpNum).toBe(3);
     expect(again.metadata.fingerprint()).toBe(primary.metadata.fingerprint());
   });
@@ -549,18 +483,7 @@ describe("flush, checkpoint and recovery", () => {
       checkpointIntervalTicks: 1_000_000,
       checkpointIntervalOps: 5,
     };
-    const primary = new Replica(
-      {
-        nodeId: "head-1",
-        volume: "vol",
-        partition: 0,
-        partitionStart: 0,
-        partitionBytes,
-        session: 1,
-      },
-      { notes: [] },
-      limits,
-    );
+    const primary = new Replica(identity("head-1", 1), { notes: [] }, limits);
     primary.configure({ epoch: 1, primary: "head-1", secondaries: [] });
     const checkpoints: number[] = [];
     const settle = () => {
@@ -602,22 +525,12 @@ describe("flush, checkpoint and recovery", () => {
     const metadata = new PartitionMetadata();
     expect(
       () =>
-        new Replica(
-          {
-            nodeId: "head-1",
-            volume: "vol",
-            partition: 0,
-            partitionStart: 0,
-            partitionBytes,
-            session: 2,
-          },
-          {
-            checkpoint: { metadata, opNum: 3 },
-            notes: [
-              { opNum: 6, epoch: 1, session: 1, kind: "trim", offset: 0, length: 512, checksum: 0 },
-            ],
-          },
-        ),
+        new Replica(identity("head-1", 2), {
+          checkpoint: { metadata, opNum: 3 },
+          notes: [
+            { opNum: 6, epoch: 1, session: 1, kind: "trim", offset: 0, length: 512, checksum: 0 },
+          ],
+        }),
     ).toThrow(/notes are missing/);
   });
 });
