@@ -73,6 +73,59 @@ test("qemu-io writes a pattern and reads it back", async () => {
   expect(stdout).not.toContain("Pattern verification failed");
 });
 
+test("qemu-img converts a qcow2 image onto the volume, and compares identical", async () => {
+  const qcow2 = join(cluster.dataDir, "image.qcow2");
+  await run("qemu-img", ["create", "-q", "-f", "qcow2", qcow2, "96M"]);
+  await run("qemu-io", [
+    "-f",
+    "qcow2",
+    qcow2,
+    "-c",
+    "write -P 0x5a 0 5M",
+    "-c",
+    "write -z 8M 2M",
+    "-c",
+    "write -P 0xa5 40M 3M",
+  ]);
+  await run("qemu-img", ["convert", "-n", "-f", "qcow2", "-O", "raw", qcow2, url], {
+    timeout: 120_000,
+  });
+  const { stdout } = await run("qemu-img", ["compare", "-f", "qcow2", "-F", "raw", qcow2, url], {
+    timeout: 120_000,
+  });
+  expect(stdout).toContain("Images are identical");
+});
+
+test("fio with the nbd engine writes at random and verifies every block (crc32c)", async (context) => {
+  try {
+    await run("fio", ["--enghelp=nbd"]);
+  } catch {
+    context.skip(); // this fio was built without its nbd engine
+  }
+  const { stdout } = await run(
+    "fio",
+    [
+      "--name=ballast",
+      "--ioengine=nbd",
+      `--uri=${url}`,
+      "--rw=randwrite",
+      "--bs=4k",
+      "--size=16M",
+      "--iodepth=8",
+      "--verify=crc32c",
+      "--do_verify=1",
+      "--verify_fatal=1",
+      "--verify_state_save=0",
+      "--output-format=json",
+    ],
+    { timeout: 120_000 },
+  );
+  const [job] = JSON.parse(stdout.slice(stdout.indexOf("{"))).jobs;
+  expect(job.error).toBe(0);
+  expect(job.write.io_bytes).toBe(16 * mebibyte);
+  expect(job.read.io_bytes).toBe(16 * mebibyte);
+});
+
 test("kill -9 of a primary during nbdcopy: the copy completes and its checksum matches", async () => {
   const source = join(cluster.dataDir, "failover.raw");
   const target = join(cluster.dataDir, "failover-out.raw");
