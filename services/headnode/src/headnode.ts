@@ -66,7 +66,7 @@ export class HeadNode {
     });
     this.service.setDescription(() => ({
       session: this.session,
-      replicas: [...this.hosted.values()].map(({ host }) => host.status()),
+      replicas: [...this.hosted.values()].map(({ host }) => host.summary()),
     }));
     this.tickTimer = setInterval(() => this.tick(), tickMs);
     this.service.onClose(async () => {

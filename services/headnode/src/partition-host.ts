@@ -250,6 +250,30 @@ export class PartitionHost {
     return bytes;
   }
 
+  /** The metadata digest, recomputed only when the commit point has moved. */
+  private digestCache: { commitOpNum: number; digest: string } | undefined;
+
+  private digest(): string {
+    const commitOpNum = this.replica.commitOpNum;
+    if (this.digestCache?.commitOpNum !== commitOpNum) {
+      this.digestCache = { commitOpNum, digest: this.replica.metadata.digest() };
+    }
+    return this.digestCache.digest;
+  }
+
+  /** A few numbers per replica, cheap enough for every node-info request. */
+  summary() {
+    const replica = this.replica;
+    return {
+      volume: this.address.volume,
+      partition: this.address.partition,
+      role: replica.roleName,
+      epoch: replica.configuration?.epoch ?? 0,
+      lastOpNum: replica.lastOpNum,
+      commitOpNum: replica.commitOpNum,
+    };
+  }
+
   status() {
     const replica = this.replica;
     return {
@@ -263,7 +287,7 @@ export class PartitionHost {
       flushedThroughOpNum: replica.metadata.flushedThroughOpNum,
       chunks: replica.metadata.chunks.size,
       extents: replica.metadata.tree.extentCount,
-      metadataDigest: digest(replica.metadata.fingerprint()),
+      metadataDigest: this.digest(),
       followers: replica.followers(),
       ...(this.stored === undefined ? {} : { checkpoint: this.stored }),
       ...(this.rebuiltFromOpNum === undefined ? {} : { rebuiltFromOpNum: this.rebuiltFromOpNum }),
@@ -447,21 +471,9 @@ function encodeNote(note: Note): Uint8Array {
   return encodeValue(note);
 }
 
+/** The journal hands out payloads it owns copies of, so the note may keep views of it. */
 function decodeNote(payload: Uint8Array): Note {
-  const note = decodeValue(payload) as Note;
-  return note.data === undefined
-    ? note
-    : { ...note, data: Uint8Array.prototype.slice.call(note.data) };
-}
-
-function digest(text: string): string {
-  // FNV-1a over the fingerprint: enough to compare replicas, cheap to compute.
-  let hash = 0x811c9dc5;
-  for (let index = 0; index < text.length; index++) {
-    hash ^= text.charCodeAt(index);
-    hash = Math.imul(hash, 0x01000193) >>> 0;
-  }
-  return `${hash.toString(16).padStart(8, "0")}-${text.length}`;
+  return decodeValue(payload) as Note;
 }
 
 async function readSnapshot(path: string) {

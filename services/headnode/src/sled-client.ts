@@ -68,7 +68,10 @@ export class SledClient {
     return holders;
   }
 
-  /** Reads from the first sound copy; repairs copies that failed their checksum. */
+  /**
+   * Reads from the first sound copy; repairs copies that failed their checksum. The
+   * bytes returned are a view of the reply message: copy them to keep them.
+   */
   async readChunk(
     owner: ChunkOwner,
     chunkId: string,
@@ -86,7 +89,8 @@ export class SledClient {
           { deadlineMs: sledDeadlineMs },
         );
         if (damaged.length > 0) void this.repair(owner, chunkId, sled, damaged);
-        return Uint8Array.prototype.slice.call(data);
+        // A view of the reply's buffer: the caller copies it into the read it assembles.
+        return data;
       } catch (error) {
         if (error instanceof BallastError && error.code === ErrorCode.ChecksumMismatch) {
           this.logger.warn(

@@ -12,6 +12,7 @@
 // header {format, opNum, flushedThrough op/epoch/session, nextChunkNumber, chunks}, then the extent
 // tree in @ballast/btree's checkpoint format, which carries its own checksums.
 
+import { createHash } from "node:crypto";
 import {
   type ChunkLocation,
   ExtentTree,
@@ -240,7 +241,19 @@ export class PartitionMetadata {
 
   /** A canonical description for comparing replicas in tests. */
   fingerprint(): string {
-    const extents = [...this.tree.extents()].map((extent) => {
+    return [...this.describe()].join("");
+  }
+
+  /** A SHA-256 of the fingerprint, computed piece by piece: no string of the whole tree. */
+  digest(): string {
+    const hash = createHash("sha256");
+    for (const piece of this.describe()) hash.update(piece);
+    return hash.digest("hex");
+  }
+
+  /** The canonical description, in pieces: extents, chunks, flushed point, next chunk. */
+  private *describe(): Generator<string> {
+    for (const extent of this.tree.extents()) {
       const location = extent.location;
       const where =
         location.kind === "zero"
@@ -248,11 +261,12 @@ export class PartitionMetadata {
           : location.kind === "journal"
             ? `j${location.segment}+${location.position}`
             : `c${location.chunkId}+${location.offset}`;
-      return `${extent.offset}:${extent.length}@${extent.opNum}=${where}`;
-    });
-    const chunks = [...this.chunks]
-      .sort(([a], [b]) => a - b)
-      .map(([number, entry]) => `${number}:${entry.sledChunkId}:${entry.bytes}`);
-    return `${extents.join(",")}|${chunks.join(",")}|f${this.flushedThroughOpNum}|n${this.nextChunkNumber}`;
+      yield `${extent.offset}:${extent.length}@${extent.opNum}=${where},`;
+    }
+    yield "|";
+    for (const [number, entry] of [...this.chunks].sort(([a], [b]) => a - b)) {
+      yield `${number}:${entry.sledChunkId}:${entry.bytes},`;
+    }
+    yield `|f${this.flushedThroughOpNum}|n${this.nextChunkNumber}`;
   }
 }

@@ -150,6 +150,11 @@ export class Replica {
   /** Notes held in memory: every op after the last release. */
   private readonly log = new Map<number, Note>();
   private logBytes = 0;
+  /**
+   * Bytes of held notes whose data is all in chunks (op ≤ the flushed point): what a
+   * checkpoint would let the journal release. Kept as a count so ticks need no scan.
+   */
+  private flushedHeldBytes = 0;
   lastOpNum = 0;
   durableOpNum = 0;
   commitOpNum = 0;
@@ -227,10 +232,6 @@ export class Replica {
 
   get roleName(): Role["name"] {
     return this.role.name;
-  }
-
-  get heldNoteCount(): number {
-    return this.log.size;
   }
 
   /** On a primary: what each secondary and learner has matched (for status). */
@@ -770,7 +771,9 @@ export class Replica {
       const note = this.log.get(this.commitOpNum + 1);
       assert(note !== undefined, `op ${this.commitOpNum + 1} is to be committed but is not held`);
       this.commitOpNum = note.opNum;
+      const flushedBefore = this.metadata.flushedThroughOpNum;
       this.metadata.apply(note);
+      this.countFlushedHeldBytes(flushedBefore);
       this.observer.committed?.(note);
       if (note.kind === "flush" && this.flushInFlight?.recordOpNum === note.opNum) {
         this.flushInFlight = undefined;
@@ -997,9 +1000,8 @@ export class Replica {
     if (this.checkpointInFlight !== undefined) return;
     const flushedThrough = this.metadata.flushedThroughOpNum;
     if (flushedThrough <= this.checkpointFlushedThroughOpNum) return;
-    const releasableBytes = this.heldBytesThrough(flushedThrough);
     const due =
-      releasableBytes >= this.limits.checkpointReleasableBytes ||
+      this.flushedHeldBytes >= this.limits.checkpointReleasableBytes ||
       this.logBytes >= this.limits.logBytesMax / 2 ||
       this.tickCount - this.lastCheckpointTick >= this.limits.checkpointIntervalTicks ||
       this.commitOpNum - this.lastCheckpointOpNum >= this.limits.checkpointIntervalOps;
@@ -1014,11 +1016,16 @@ export class Replica {
     });
   }
 
-  private heldBytesThrough(opNum: number): number {
-    let bytes = 0;
-    for (let op = this.releasedOpNum + 1; op <= opNum; op++)
-      bytes += noteBytes(this.log.get(op) ?? emptyNote);
-    return bytes;
+  /** Adds the held notes a flush record just covered to what a checkpoint would release. */
+  private countFlushedHeldBytes(flushedBefore: number): void {
+    const flushedNow = this.metadata.flushedThroughOpNum;
+    for (
+      let opNum = Math.max(flushedBefore, this.releasedOpNum) + 1;
+      opNum <= flushedNow;
+      opNum++
+    ) {
+      this.flushedHeldBytes += noteBytes(this.log.get(opNum) ?? emptyNote);
+    }
   }
 
   onCheckpointWritten(opNum: number): void {
@@ -1048,6 +1055,7 @@ export class Replica {
       if (note !== undefined) {
         this.log.delete(opNum);
         this.logBytes -= noteBytes(note);
+        this.flushedHeldBytes -= noteBytes(note); // released notes are all flushed
       }
     }
     this.releasedOpNum = through;
