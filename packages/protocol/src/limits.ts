@@ -50,3 +50,28 @@ export const textLengthMax = 4096;
 
 /** The most services or volumes a status reply lists. */
 export const statusEntriesMax = 4096;
+
+/** Volume incarnation ids: the alphabet of names, at most this long; never reused. */
+export const volumeIdLengthMax = 32;
+
+/** The most partitions one head node report (leases, progress, stalls) may list. */
+export const reportPartitionsMax = 16_384;
+
+/**
+ * Read leases, as durations each side measures on its own monotonic clock (never a wall
+ * clock compared across machines). A primary counts its lease from the moment it sent
+ * the report the lease answers; the coordinator counts the same grant from the moment it
+ * answered, which is later, and waits a further margin for clock-rate drift before it
+ * promotes another primary. Both processes must agree on these, so they live here.
+ */
+export const primaryLeaseMs = 3000;
+export const primaryLeaseDriftMarginMs = 250;
+
+/** How often a head node reports (and so renews its primaries' leases). */
+export const headnodeReportIntervalMs = 500;
+
+/**
+ * A primary that has waited this long for a voting secondary to make an op durable
+ * reports the secondary as stalled; the coordinator drops it as it would a dead one.
+ */
+export const commitStallMsMax = 3000;

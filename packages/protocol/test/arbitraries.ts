@@ -126,6 +126,29 @@ export const messageArbitraries: {
     volume: name,
     partition: small,
   }),
+  "headnode.drop.v1": fc.record({
+    type: fc.constant("headnode.drop.v1" as const),
+    volume: name,
+    volumeId: name,
+  }),
+  "headnode.report.v1": fc.record({
+    type: fc.constant("headnode.report.v1" as const),
+    node: name,
+    primaries: fc.array(
+      fc.record({
+        volume: name,
+        partition: small,
+        epoch: safe,
+        session: safe,
+        commitOpNum: safe,
+        tailCommitted: fc.boolean(),
+        followers: fc.array(fc.record({ node: name, matchOpNum: safe, learner: fc.boolean() }), {
+          maxLength: 2,
+        }),
+      }),
+      { maxLength: 4 },
+    ),
+  }),
   "replica.ack.v1": fc.record({
     type: fc.constant("replica.ack.v1" as const),
     ...address,

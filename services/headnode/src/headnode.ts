@@ -120,7 +120,7 @@ export class HeadNode {
         learners: message.learners ?? [],
       },
       message.sleds,
-      message.primary === this.service.nodeId ? message.leaseExpiresAtMs : undefined,
+      undefined, // leases move to headnode.report.v1 (in progress)
     );
     await this.followRole(hosted);
     return hosted.host.status();

@@ -7,7 +7,7 @@ import {
   replicaCountMin,
   statusEntriesMax,
 } from "../limits.ts";
-import { nodeId, serviceKind, text, unsignedInteger, volumeName } from "./fields.ts";
+import { nodeId, serviceKind, text, unsignedInteger, volumeId, volumeName } from "./fields.ts";
 
 /** Asks for the whole cluster's state: services and volumes. */
 export const ClusterStatus = z.object({
@@ -49,6 +49,11 @@ export const PartitionState = z.object({
   inSync: z.array(nodeId).max(3),
   /** Replicas being rebuilt from a checkpoint; they join as secondaries once caught up. */
   learners: z.array(nodeId).max(2),
+  /**
+   * Caught-up learners that already count for commit but may not yet be promoted to
+   * primary: the next epoch makes them secondaries (see docs/architecture.md).
+   */
+  joining: z.array(nodeId).max(2).optional(),
   /** How far each rebuild is, as the primary last reported: matched op of its commit point. */
   rebuilds: z
     .array(z.object({ node: nodeId, matchOpNum: unsignedInteger, targetOpNum: unsignedInteger }))
@@ -61,6 +66,8 @@ export const PartitionState = z.object({
 
 export const VolumeState = z.object({
   name: volumeName,
+  /** This incarnation of the name: a deleted and re-created volume gets another. */
+  id: volumeId.optional(),
   sizeBytes: unsignedInteger,
   replicaCount: z.number().int().min(replicaCountMin).max(replicaCountMax),
   partitionBytes: unsignedInteger,

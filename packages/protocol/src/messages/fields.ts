@@ -8,6 +8,7 @@ import {
   requestEntriesMax,
   textLengthMax,
   volumeBytesMax,
+  volumeIdLengthMax,
   volumeNameLengthMax,
 } from "../limits.ts";
 import { serviceKinds } from "../subjects.ts";
@@ -23,6 +24,8 @@ export const volumeBytes = z.number().int().nonnegative().max(volumeBytesMax);
 
 export const nodeId = z.string().min(1).max(nodeIdLengthMax).regex(namePattern);
 export const volumeName = z.string().min(1).max(volumeNameLengthMax).regex(namePattern);
+/** A volume's incarnation: a delete and a re-create of one name get different ids. */
+export const volumeId = z.string().min(1).max(volumeIdLengthMax).regex(namePattern);
 export const serviceKind = z.enum(serviceKinds);
 export const text = z.string().max(textLengthMax);
 

@@ -2,7 +2,15 @@
 // hosts (from the coordinator, or a test's static assignment), and a replica's state.
 
 import { z } from "zod";
-import { nodeId, unsignedInteger, volumeBytes, volumeName } from "./fields.ts";
+import { reportPartitionsMax } from "../limits.ts";
+import {
+  nodeId,
+  positiveInteger,
+  unsignedInteger,
+  volumeBytes,
+  volumeId,
+  volumeName,
+} from "./fields.ts";
 import { blobKey } from "./sled.ts";
 
 /** Where a replica's metadata checkpoint is stored: a blob on two or more sleds. */
@@ -23,6 +31,12 @@ const partitionAddress = { volume: volumeName, partition: unsignedInteger };
 export const HeadnodeConfigure = z.object({
   type: z.literal("headnode.configure.v1"),
   ...partitionAddress,
+  /**
+   * The volume's incarnation. A replica of another incarnation of the same name (the
+   * volume was deleted and created again) is dropped, never reused. Absent in static
+   * assignments, where it defaults to the volume's name.
+   */
+  volumeId: volumeId.optional(),
   partitionStart: volumeBytes,
   partitionBytes: volumeBytes,
   epoch: unsignedInteger,
@@ -34,19 +48,32 @@ export const HeadnodeConfigure = z.object({
    */
   learners: z.array(nodeId).max(2).optional(),
   /**
-   * For the primary: it may serve reads until this time (the coordinator's clock, less
-   * the allowed skew); the coordinator renews it and waits it out before it promotes
-   * another primary. Absent in static assignments, which run unleased.
+   * The primary serves reads only under a lease that `headnode.report.v1` renews (a
+   * duration on its own monotonic clock). Absent in static assignments, which run
+   * unleased.
    */
-  leaseExpiresAtMs: unsignedInteger.optional(),
+  leased: z.boolean().optional(),
   /** For a learner with no state of its own: the checkpoint to rebuild from. */
   checkpoint: CheckpointPointer.optional(),
   /** The sleds flushes may write chunks to. */
   sleds: z.array(nodeId).min(1).max(64),
 });
 
+/** What a primary knows of one follower. */
+export const Follower = z.object({
+  node: nodeId,
+  matchOpNum: unsignedInteger,
+  /** A learner is replicated to but does not count for commit. */
+  learner: z.boolean(),
+  /** Set once a voting follower has kept a commit waiting longer than commitStallMsMax. */
+  stalledMs: unsignedInteger.optional(),
+  /** Set when a learner needs notes this primary has released: it must rebuild afresh. */
+  needsRebuild: z.boolean().optional(),
+});
+
 export const ReplicaStatus = z.object({
   ...partitionAddress,
+  volumeId: volumeId.optional(),
   role: z.enum(["primary", "secondary", "idle"]),
   epoch: unsignedInteger,
   lastOpNum: unsignedInteger,
@@ -58,10 +85,9 @@ export const ReplicaStatus = z.object({
   /** A digest of the whole metadata: equal on replicas whose metadata is identical. */
   metadataDigest: z.string(),
   /** On a primary: what each secondary and learner has matched. */
-  followers: z
-    .array(z.object({ node: nodeId, matchOpNum: unsignedInteger, learner: z.boolean() }))
-    .max(4)
-    .optional(),
+  followers: z.array(Follower).max(4).optional(),
+  /** On a primary: whether the tail it inherited at the start of its epoch is committed. */
+  tailCommitted: z.boolean().optional(),
   /** The newest checkpoint stored on sleds, if any. */
   checkpoint: CheckpointPointer.optional(),
   /** Set while the replica rebuilds from a checkpoint. */
@@ -84,4 +110,48 @@ export const CheckpointRecordResult = z.object({
 export const HeadnodeReplicaStatus = z.object({
   type: z.literal("headnode.replica.status.v1"),
   ...partitionAddress,
+});
+
+/**
+ * Drops every replica of one incarnation of a volume (sent when it is deleted): the
+ * replica stops serving and its directory is removed.
+ */
+export const HeadnodeDrop = z.object({
+  type: z.literal("headnode.drop.v1"),
+  volume: volumeName,
+  volumeId,
+});
+
+export const HeadnodeDropResult = z.object({ dropped: unsignedInteger });
+
+/** One partition a head node serves as primary, as it reports it. */
+export const PrimaryReport = z.object({
+  ...partitionAddress,
+  volumeId: volumeId.optional(),
+  epoch: unsignedInteger,
+  session: unsignedInteger,
+  commitOpNum: unsignedInteger,
+  /** Whether the tail it inherited at the start of its epoch is committed. */
+  tailCommitted: z.boolean(),
+  followers: z.array(Follower).max(4),
+});
+
+/**
+ * Sent by every head node to the coordinator every headnodeReportIntervalMs: its
+ * primaries, their followers' progress and stalls. The answer renews the read lease of
+ * each primary the coordinator still recognises, for leaseMs counted from when the
+ * report was sent (by the head node's monotonic clock).
+ */
+export const HeadnodeReport = z.object({
+  type: z.literal("headnode.report.v1"),
+  node: nodeId,
+  primaries: z.array(PrimaryReport).max(reportPartitionsMax),
+});
+
+export const HeadnodeReportResult = z.object({
+  leaseMs: positiveInteger,
+  /** The primaries whose lease is renewed: exactly these partitions at these epochs. */
+  granted: z
+    .array(z.object({ ...partitionAddress, epoch: unsignedInteger }))
+    .max(reportPartitionsMax),
 });

@@ -1,0 +1,306 @@
+// What the leader does with one partition: a pure function of the partition's record
+// and the leader's view (who is alive, what the primary last reported, how far the read
+// lease it may hold runs, the time). It never reads a clock, the KV store or the
+// network; the shell applies an `update` by compare-and-set on the record's revision,
+// so a decision taken on a stale view is refused, not applied, and the next round
+// decides again with a fresh view. The simulator drives the same function.
+//
+// Members of a partition record:
+//   primary, secondaries   the voting members of the epoch: every acknowledged write is
+//                          on all of them (commit waits for every one), so any live one
+//                          may be promoted to primary.
+//   learners               replicas being rebuilt from a checkpoint: sent notes, not
+//                          counted for commit, never promoted.
+//   joining                caught-up learners that count for commit (the head nodes
+//                          are told they are secondaries) but are not yet eligible for
+//                          promotion.
+//
+// Safe promotion (defect: promotion on a stale "caught up"). A learner becomes a voter
+// in two epochs. First it joins: a new epoch in which the primary counts it for every
+// commit. Then, once the primary reports from that epoch that its inherited tail is
+// committed and the joiner has matched its commit point, the joiner becomes a secondary.
+// Every op acknowledged before the joining epoch is at or below that tail, and every op
+// acknowledged in it waited for the joiner, so the joiner holds every acknowledged
+// write however stale the report: the report only has to come from the joining epoch.
+// A joiner is never promoted to primary; if the primary changes, it becomes a learner
+// again and rebuilds from the new primary.
+//
+// Reads: a primary serves reads only under a lease (see leases in docs/architecture.md).
+// Before a new primary is chosen, the decision waits until every lease the old primary
+// may hold has run out (`leaseUntilMs`, on the leader's monotonic clock).
+
+import { limits, type MessageOf } from "@ballast/protocol";
+import type { Load } from "./placement.ts";
+
+const { commitStallMsMax } = limits;
+
+export interface PartitionRecord {
+  volume: string;
+  /** The volume's incarnation (absent in records written before incarnations). */
+  volumeId?: string;
+  partition: number;
+  partitionStart: number;
+  partitionBytes: number;
+  epoch: number;
+  primary: string;
+  secondaries: string[];
+  /** Replicas being rebuilt from a checkpoint (absent in records written before them). */
+  learners?: string[];
+  /** Caught-up learners that count for commit but cannot yet be promoted. */
+  joining?: string[];
+}
+
+/** One primary's entry of a `headnode.report.v1`. */
+export type Report = MessageOf<"headnode.report.v1">["primaries"][number];
+
+export interface PartitionView {
+  /** The leader's monotonic time. */
+  nowMs: number;
+  /** Live head nodes, by membership. */
+  alive: ReadonlySet<string>;
+  /** Replicas and primaries per live head node (decisions that add a replica update it). */
+  load: Map<string, Load>;
+  /** The volume's replica count. */
+  replicaCount: number;
+  /** The newest report of this partition from its primary, if any. */
+  report?: Report;
+  /**
+   * Until when the current primary may still hold a read lease, on the leader's
+   * monotonic clock, including the drift margin and leases a previous leader may have
+   * granted. A primary is never replaced before this.
+   */
+  leaseUntilMs: number;
+  /** When each current learner was added (leader's clock); absent for ones it did not see added. */
+  learnersSinceMs: ReadonlyMap<string, number>;
+  /** How long a learner may take to catch up before it is dropped and re-added. */
+  learnerCatchUpMsMax: number;
+}
+
+export type PartitionDecision =
+  | { kind: "keep" }
+  | { kind: "unavailable"; reason: string }
+  /** The primary must change, but its read lease may still run: decide again later. */
+  | { kind: "wait"; untilMs: number; reason: string }
+  | { kind: "update"; record: PartitionRecord; reason: string };
+
+/** Nodes the head nodes are told are secondaries: voting members and joiners. */
+export function votingSecondaries(record: PartitionRecord): string[] {
+  return [...record.secondaries, ...(record.joining ?? [])];
+}
+
+/** Every node that hosts a replica of the partition under this record. */
+export function membersOf(record: PartitionRecord): string[] {
+  return [
+    record.primary,
+    ...record.secondaries,
+    ...(record.joining ?? []),
+    ...(record.learners ?? []),
+  ];
+}
+
+/** The report, if it comes from the record's primary in the record's epoch. */
+function currentReport(record: PartitionRecord, report: Report | undefined): Report | undefined {
+  if (report === undefined || report.epoch !== record.epoch) return undefined;
+  return report;
+}
+
+/** Voting followers the primary reports as keeping commits waiting too long. */
+function stalledFollowers(record: PartitionRecord, report: Report | undefined): string[] {
+  const voting = votingSecondaries(record);
+  return (currentReport(record, report)?.followers ?? [])
+    .filter(
+      (follower) =>
+        voting.includes(follower.node) &&
+        !follower.learner &&
+        (follower.stalledMs ?? 0) >= commitStallMsMax,
+    )
+    .map((follower) => follower.node);
+}
+
+function byLoad(load: Map<string, Load>) {
+  return (a: string, b: string) => {
+    const left = load.get(a) ?? { replicas: 0, primaries: 0 };
+    const right = load.get(b) ?? { replicas: 0, primaries: 0 };
+    return left.replicas - right.replicas || left.primaries - right.primaries || a.localeCompare(b);
+  };
+}
+
+/** The one decision for a partition this round. */
+export function decidePartition(record: PartitionRecord, view: PartitionView): PartitionDecision {
+  return (
+    decideMembership(record, view) ??
+    decideRebuild(record, view) ??
+    decidePromotion(record, view) ?? { kind: "keep" }
+  );
+}
+
+/**
+ * Dead or stalled members leave. A dead primary is replaced by the live voting
+ * secondary with the fewest primaries, once its lease has run out.
+ */
+function decideMembership(
+  record: PartitionRecord,
+  view: PartitionView,
+): PartitionDecision | undefined {
+  const { alive } = view;
+  const stalled = new Set(stalledFollowers(record, view.report));
+  const keeps = (node: string) => alive.has(node) && !stalled.has(node);
+  const learners = record.learners ?? [];
+  const joining = record.joining ?? [];
+  const secondaries = record.secondaries.filter(keeps);
+  const liveJoining = joining.filter(keeps);
+  const liveLearners = learners.filter((node) => alive.has(node));
+  const gone = [
+    ...record.secondaries.filter((node) => !keeps(node)),
+    ...joining.filter((node) => !keeps(node)),
+    ...learners.filter((node) => !alive.has(node)),
+  ];
+  const why = (node: string) => (stalled.has(node) ? `${node} stalled commits` : `${node} is dead`);
+  if (alive.has(record.primary)) {
+    if (gone.length === 0) return undefined;
+    return {
+      kind: "update",
+      record: {
+        ...record,
+        epoch: record.epoch + 1,
+        secondaries,
+        joining: liveJoining,
+        learners: liveLearners,
+      },
+      reason: `${gone.map(why).join("; ")}: continuing without ${gone.length === 1 ? "it" : "them"}`,
+    };
+  }
+  if (secondaries.length === 0) {
+    return {
+      kind: "unavailable",
+      reason: `primary ${record.primary} is dead and no live secondary holds every acknowledged write; waiting for one to return`,
+    };
+  }
+  if (view.nowMs <= view.leaseUntilMs) {
+    return {
+      kind: "wait",
+      untilMs: view.leaseUntilMs,
+      reason: `primary ${record.primary} is dead; waiting ${Math.ceil(view.leaseUntilMs - view.nowMs)} ms for its read lease to run out before promoting`,
+    };
+  }
+  const primary = [...secondaries].sort(
+    (a, b) =>
+      (view.load.get(a)?.primaries ?? 0) - (view.load.get(b)?.primaries ?? 0) || a.localeCompare(b),
+  )[0]!;
+  // Joiners were caught up with the old primary, not necessarily with the new one's
+  // log: they rebuild as learners of the new primary.
+  return {
+    kind: "update",
+    record: {
+      ...record,
+      epoch: record.epoch + 1,
+      primary,
+      secondaries: secondaries.filter((node) => node !== primary),
+      joining: [],
+      learners: [...liveLearners, ...liveJoining],
+    },
+    reason: `primary ${record.primary} is dead: promoting ${primary}`,
+  };
+}
+
+/**
+ * A partition short of its replica count gets a learner, the least loaded live spare;
+ * a learner that cannot catch up (the primary reports it needs notes already released,
+ * or it has taken too long) is dropped, and the next round adds one afresh.
+ */
+function decideRebuild(
+  record: PartitionRecord,
+  view: PartitionView,
+): PartitionDecision | undefined {
+  const learners = record.learners ?? [];
+  const report = currentReport(record, view.report);
+  for (const learner of learners) {
+    const progress = report?.followers.find((follower) => follower.node === learner);
+    const sinceMs = view.learnersSinceMs.get(learner);
+    const overdue = sinceMs !== undefined && view.nowMs - sinceMs > view.learnerCatchUpMsMax;
+    const caughtUp = progress !== undefined && progress.matchOpNum >= report!.commitOpNum;
+    if (progress?.needsRebuild === true || (overdue && !caughtUp)) {
+      return {
+        kind: "update",
+        record: {
+          ...record,
+          epoch: record.epoch + 1,
+          learners: learners.filter((node) => node !== learner),
+        },
+        reason:
+          progress?.needsRebuild === true
+            ? `learner ${learner} needs notes the primary has released: dropping it to rebuild afresh`
+            : `learner ${learner} did not catch up within ${view.learnerCatchUpMsMax} ms: dropping it to start again`,
+      };
+    }
+  }
+  const members = membersOf(record);
+  if (members.length >= view.replicaCount) return undefined;
+  const spares = [...view.alive].filter((node) => !members.includes(node) && view.load.has(node));
+  if (spares.length === 0) return undefined;
+  const learner = spares.sort(byLoad(view.load))[0]!;
+  view.load.get(learner)!.replicas++;
+  return {
+    kind: "update",
+    record: { ...record, epoch: record.epoch + 1, learners: [...learners, learner] },
+    reason: `adding ${learner} as a learner to rebuild the partition`,
+  };
+}
+
+/** Learner → joining → secondary, each step on a report from the current epoch. */
+function decidePromotion(
+  record: PartitionRecord,
+  view: PartitionView,
+): PartitionDecision | undefined {
+  const report = currentReport(record, view.report);
+  if (report === undefined || !report.tailCommitted) return undefined;
+  const matched = (node: string, learner: boolean) =>
+    report.followers.some(
+      (follower) =>
+        follower.node === node &&
+        follower.learner === learner &&
+        follower.needsRebuild !== true &&
+        follower.matchOpNum >= report.commitOpNum,
+    );
+  const joined = (record.joining ?? []).find((node) => matched(node, false));
+  if (joined !== undefined) {
+    return {
+      kind: "update",
+      record: {
+        ...record,
+        epoch: record.epoch + 1,
+        secondaries: [...record.secondaries, joined],
+        joining: (record.joining ?? []).filter((node) => node !== joined),
+      },
+      reason: `${joined} holds every acknowledged write: promoting it to secondary`,
+    };
+  }
+  const caughtUp = (record.learners ?? []).find((node) => matched(node, true));
+  if (caughtUp !== undefined) {
+    return {
+      kind: "update",
+      record: {
+        ...record,
+        epoch: record.epoch + 1,
+        learners: (record.learners ?? []).filter((node) => node !== caughtUp),
+        joining: [...(record.joining ?? []), caughtUp],
+      },
+      reason: `learner ${caughtUp} caught up: it now counts for commit, and becomes a secondary once the primary confirms it holds every acknowledged write`,
+    };
+  }
+  return undefined;
+}
+
+/**
+ * Whether the leader may renew `node`'s read lease on this partition at `epoch`: only
+ * the record's primary, in the record's epoch, while alive and not about to be replaced.
+ */
+export function mayGrantLease(
+  record: PartitionRecord,
+  node: string,
+  epoch: number,
+  alive: ReadonlySet<string>,
+  replacing: boolean,
+): boolean {
+  return record.primary === node && record.epoch === epoch && alive.has(node) && !replacing;
+}
