@@ -2,7 +2,9 @@
 // nbdcopy, nbdinfo, fio, the Linux nbd-client) use a volume as a disk. The export name
 // is the volume name. Each export is one client-library Volume shared by every
 // connection to it, so a flush on any connection covers every connection's
-// acknowledged writes (which is what lets the server offer multi-connection).
+// acknowledged writes, and waits for those in flight (which is what lets the server
+// offer multi-connection). A flush sends nothing: acknowledged writes are already
+// durable in every replica's journal.
 //
 // Failure model: a volume that fails over is followed by the client library (requests
 // wait and retry); an unknown volume is an unknown export; a volume deleted while open
