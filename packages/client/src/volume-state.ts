@@ -16,7 +16,7 @@
 // InvalidVolumeStateError: offsets already split by the old layout would land in the
 // wrong partitions. One of another incarnation of the name is NotFound.
 
-import { subjects } from "@ballast/protocol";
+import { ErrorCode, isBallastError, subjects } from "@ballast/protocol";
 import { checkSameLayout, normalizeVolumeState, type VolumeState } from "./layout.ts";
 import type { ClientOptions } from "./options.ts";
 import { withRetries } from "./retry.ts";
@@ -34,6 +34,7 @@ export class VolumeStateCache {
   readonly name: string;
   private snapshot: VolumeSnapshot;
   private refreshing: Promise<void> | undefined;
+  private goneSeen = false;
   private readonly bus: RequestBus;
   private readonly options: Readonly<ClientOptions>;
 
@@ -92,12 +93,26 @@ export class VolumeStateCache {
     return this.refreshing;
   }
 
+  /**
+   * True once a describe found the volume deleted (the coordinator's NotFound, or
+   * another incarnation under the name): nothing this cache addresses exists any more.
+   */
+  get gone(): boolean {
+    return this.goneSeen;
+  }
+
   private async describe(): Promise<void> {
-    const state = normalizeVolumeState(
-      this.name,
-      await describeVolume(this.bus, this.name, this.options.describeDeadlineMs),
-    );
-    checkSameLayout(this.snapshot.state, state);
+    let state: VolumeState;
+    try {
+      state = normalizeVolumeState(
+        this.name,
+        await describeVolume(this.bus, this.name, this.options.describeDeadlineMs),
+      );
+      checkSameLayout(this.snapshot.state, state);
+    } catch (error) {
+      if (isBallastError(error, ErrorCode.NotFound)) this.goneSeen = true;
+      throw error;
+    }
     this.snapshot = {
       generation: this.snapshot.generation + 1,
       state,

@@ -63,6 +63,14 @@ export class Volume implements BlockDevice {
     return this.state.current.state.partitions.length;
   }
 
+  /**
+   * True once the volume was found deleted (its operations fail with NotFound): a name
+   * re-created since is another volume, which `openVolume` opens anew.
+   */
+  get isDeleted(): boolean {
+    return this.state.gone;
+  }
+
   /** True once `close()` was called. */
   get isClosed(): boolean {
     return this.closed;

@@ -294,7 +294,9 @@ describe("failover", () => {
     const { fake, volume } = await openTestVolume(spec);
     fake.deleteVolume(spec.name);
 
+    expect(volume.isDeleted).toBe(false);
     await expectBallastError(volume.write(0, patternBytes(512, 6)), ErrorCode.NotFound);
+    expect(volume.isDeleted).toBe(true);
 
     // Unavailable (no responders), then a describe that says the volume is gone.
     expect(fake.requestsOf("volume.write.v1").length).toBe(1);
@@ -313,6 +315,7 @@ describe("failover", () => {
 
     expect(error.message).toContain("was deleted while open");
     expect(fake.requestsOf("volume.read.v1").length).toBe(1);
+    expect(volume.isDeleted).toBe(true);
   });
 
   it("refuses a new description whose layout differs from the open volume's", async () => {

@@ -87,9 +87,22 @@ export class Gateway {
     });
   }
 
-  /** One shared Volume per name; a name that is not a volume is not an export. */
+  /**
+   * One shared Volume per name; a name that is not a volume is not an export. A Volume
+   * found deleted is let go (its connections keep failing with NotFound, as they must:
+   * their disk is gone), and the name is opened anew, for a volume created since.
+   */
   private async openExport(name: string): Promise<Volume | undefined> {
     let opening = this.volumes.get(name);
+    if (opening !== undefined) {
+      const served = await settledValue(opening);
+      if (served?.isDeleted && this.volumes.get(name) === opening) {
+        this.service.logger.info({ export: name }, "volume deleted while served; opening anew");
+        this.volumes.delete(name);
+        void served.close();
+      }
+      opening = this.volumes.get(name);
+    }
     if (opening === undefined) {
       opening = this.client.openVolume(name);
       this.volumes.set(name, opening);
@@ -114,6 +127,14 @@ export class Gateway {
     });
     return volumes.map((volume) => volume.name);
   }
+}
+
+/** The value `promise` resolved with, or undefined if it rejected. */
+async function settledValue<T>(promise: Promise<T>): Promise<T | undefined> {
+  return promise.then(
+    (value) => value,
+    () => undefined,
+  );
 }
 
 export const gatewayDefinition = {
