@@ -75,7 +75,7 @@ export const replicaLimitsDefault: ReplicaLimits = {
   checkpointReleasableBytes: 64 * 1024 * 1024,
   checkpointIntervalTicks: 500,
   checkpointIntervalOps: 100_000,
-  checkpointRetryTicks: 50,
+  checkpointRetryTicks: 100,
   commitStallTicks: Math.ceil(limits.commitStallMsMax / tickMs),
   learnerPinTicks: 250,
 };

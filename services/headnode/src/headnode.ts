@@ -294,6 +294,9 @@ export class HeadNode {
       // Once a voter (or out of the set), it is no longer what a rebuild started from.
       if (part !== "learner") hosted.freshLearner = false;
       await this.followRole(hosted);
+      // A new leased primary reads nothing until a report is granted: report now rather
+      // than at the next interval.
+      if (part === "primary" && message.leased === true) void this.report();
       return hosted.host.status();
     });
   }

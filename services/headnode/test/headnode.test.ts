@@ -245,7 +245,7 @@ describe("membership", () => {
 describe("reports and read leases", () => {
   test("a leased primary reads while reports are granted, and stops once its lease runs out", async () => {
     const leaseMs = 1500;
-    let granting = true;
+    let granting = false;
     service.answerReport = (report) => ({
       leaseMs,
       granted: granting
@@ -253,7 +253,9 @@ describe("reports and read leases", () => {
         : [],
     });
     await configure({ epoch: 2, leased: true });
-    expect(await codeOf(read(2))).toBe(ErrorCode.Unavailable);
+    await until("a first report", () => service.reports.length > 0);
+    expect(await codeOf(read(2))).toBe(ErrorCode.Unavailable); // not granted
+    granting = true;
     await until("a granted report", async () => (await codeOf(read(2))) === undefined);
     const [report] = service.reports;
     expect(report).toMatchObject({
