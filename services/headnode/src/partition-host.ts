@@ -180,21 +180,12 @@ export class PartitionHost {
   }
 
   /**
-   * What a primary tells the coordinator every report (undefined unless primary). Asks
-   * the core for a fresh checkpoint when a learner needs one: it needs notes already
-   * released, or this primary has released notes but recorded no checkpoint in this
-   * life (a learner started from the catalogue's older pointer may not be servable).
+   * What a primary tells the coordinator every report (undefined unless primary). The
+   * core itself takes a fresh checkpoint when a learner needs one.
    */
   report(): MessageOf<"headnode.report.v1">["primaries"][number] | undefined {
     const replica = this.replica;
     if (replica.roleName !== "primary") return undefined;
-    const followers = replica.followers();
-    if (
-      followers.some((follower) => follower.needsRebuild === true) ||
-      (this.stored === undefined && replica.releasedThroughOpNum > 0)
-    ) {
-      replica.requestCheckpoint();
-    }
     return {
       volume: this.address.volume,
       volumeId: this.address.volumeId,
@@ -203,7 +194,7 @@ export class PartitionHost {
       session: replica.identity.session,
       commitOpNum: replica.commitOpNum,
       tailCommitted: replica.tailCommitted,
-      followers: followers.map(followerOnTheWire),
+      followers: replica.followers().map(followerOnTheWire),
     };
   }
 

@@ -5,6 +5,7 @@ import { type BallastError, crc32c, ErrorCode, type MessageOf } from "@ballast/p
 import { describe, expect, test } from "vitest";
 import type { Effect } from "../src/replica/effects.ts";
 import { PartitionMetadata } from "../src/replica/metadata.ts";
+import type { Note } from "../src/replica/note.ts";
 import { type Configuration, Replica, sledChunkIdOf } from "../src/replica/replica.ts";
 
 const partitionBytes = 1024 * 1024;
@@ -675,6 +676,48 @@ describe("learners and release", () => {
     expect(only(syncJournal(primary, effects), "reply").map((reply) => reply.requestId)).toEqual([
       3,
     ]);
+  });
+
+  test("a restarted primary with released notes records a fresh checkpoint, once", async () => {
+    const primary = primaryWithCheckpoint({});
+    const appended: Note[] = [];
+    primary.tick();
+    const [first] = only(primary.drainEffects(), "checkpoint.write");
+    expect(first).toBeUndefined(); // nothing asked for it yet: released nothing
+    primary.requestCheckpoint();
+    primary.tick();
+    const [checkpoint] = only(primary.drainEffects(), "checkpoint.write");
+    primary.onCheckpointWritten(checkpoint!.opNum);
+    expect(primary.releasedThroughOpNum).toBe(0); // the learner has matched nothing
+    primary.onReplicationMessage(ack("head-2", 1, 1, { durableOpNum: 3 }));
+    primary.requestCheckpoint();
+    primary.tick();
+    const [second] = only(primary.drainEffects(), "checkpoint.write");
+    for (let opNum = 1; opNum <= primary.lastOpNum; opNum++) {
+      appended.push((primary as unknown as { log: Map<number, Note> }).log.get(opNum)!);
+    }
+    primary.onCheckpointWritten(second!.opNum);
+    expect(primary.releasedThroughOpNum).toBe(2);
+    const [release] = only(primary.drainEffects(), "journal.release");
+    const journal = appended.filter((note) => note.opNum > release!.throughOpNum);
+
+    const restarted = new Replica(
+      identity("head-1", 2),
+      { checkpoint: await PartitionMetadata.restore(second!.snapshot), notes: journal },
+      { checkpointIntervalTicks: 1e9, checkpointRetryTicks: 3 },
+    );
+    expect(restarted.releasedThroughOpNum).toBe(2);
+    restarted.configure({ epoch: 2, primary: "head-1", secondaries: [] });
+    const checkpoints = () => only(restarted.drainEffects(), "checkpoint.write");
+    restarted.tick();
+    restarted.tick();
+    expect(checkpoints()).toEqual([]);
+    restarted.tick();
+    const [fresh] = checkpoints();
+    expect(fresh?.opNum).toBe(restarted.commitOpNum);
+    restarted.onCheckpointWritten(fresh!.opNum);
+    for (let tick = 0; tick < 10; tick++) restarted.tick();
+    expect(checkpoints()).toEqual([]);
   });
 
   test("a learner that is catching up holds the release until it has the notes", () => {

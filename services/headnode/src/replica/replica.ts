@@ -218,8 +218,10 @@ export class Replica {
   private lastCheckpointOpNum = 0;
   /** The flushed point of the newest checkpoint known stored and recorded: release stops there. */
   private checkpointFlushedThroughOpNum = 0;
-  /** The shell asked for a checkpoint even if nothing new is flushed. */
+  /** A checkpoint is due even if nothing new is flushed (asked for, or a learner needs one). */
   private checkpointRequested = false;
+  /** The op of the newest checkpoint stored and recorded in this life of the replica. */
+  private recordedCheckpointOpNum: number | undefined;
   /**
    * On a primary: when each durable, uncommitted run of ops became durable here (or the
    * epoch began), in op order: how long a commit has waited on a lagging follower.
@@ -982,6 +984,7 @@ export class Replica {
       this.expireRequests();
       this.admitWaitingRequests();
       this.maybeStartFlush(false);
+      this.checkpointForLearners(role);
     }
     this.maybeCheckpoint();
   }
@@ -1138,11 +1141,33 @@ export class Replica {
 
   /**
    * Asks for a checkpoint even if nothing new is flushed (at most one per
-   * checkpointRetryTicks): when a learner needs notes already released, or the primary
-   * has no checkpoint recorded on sleds, a learner needs a fresh one to start from.
+   * checkpointRetryTicks). The core asks itself when learners need one (below).
    */
   requestCheckpoint(): void {
     this.checkpointRequested = true;
+  }
+
+  /**
+   * A learner starts from a recorded checkpoint and needs every note after its flushed
+   * point. With notes released but no checkpoint recorded in this life (a restart: the
+   * catalogue's pointer may be older than what it resumed from), or with a learner that
+   * needs released notes and commits since the last record, the primary records a
+   * fresh checkpoint for the next learner to start from.
+   */
+  private checkpointForLearners(role: Extract<Role, { name: "primary" }>): void {
+    if (this.checkpointRequested) return;
+    const recorded = this.recordedCheckpointOpNum;
+    if (recorded === undefined) {
+      if (this.releasedOpNum > 0) this.checkpointRequested = true;
+      return;
+    }
+    if (this.commitOpNum <= recorded) return;
+    for (const progress of role.secondaries.values()) {
+      if (progress.needsRebuild) {
+        this.checkpointRequested = true;
+        return;
+      }
+    }
   }
 
   private maybeCheckpoint(): void {
@@ -1187,6 +1212,7 @@ export class Replica {
     if (checkpoint === undefined || checkpoint.opNum !== opNum) return;
     this.checkpointInFlight = undefined;
     this.checkpointFlushedThroughOpNum = checkpoint.flushedThroughOpNum;
+    this.recordedCheckpointOpNum = opNum;
     this.release();
   }
 
