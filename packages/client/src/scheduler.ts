@@ -168,6 +168,7 @@ export class RequestScheduler {
                 volume: snapshot.state.name,
                 partition: partition.partition,
                 epoch: partition.epoch,
+                ...(snapshot.state.id === undefined ? {} : { volumeId: snapshot.state.id }),
               },
               batch,
               this.options.requestDeadlineMs,

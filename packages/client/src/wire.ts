@@ -27,6 +27,8 @@ export interface PartitionAddress {
   readonly volume: string;
   readonly partition: number;
   readonly epoch: number;
+  /** The incarnation the client opened, when the description named one. */
+  readonly volumeId?: string;
 }
 
 /**

@@ -426,6 +426,21 @@ export class HeadNode {
         `message for ${message.volume}/${message.partition} sent to ${host.address.volume}/${host.address.partition}`,
       );
     }
+    if (message.volumeId !== undefined && message.volumeId !== host.address.volumeId) {
+      // Another incarnation of the name: the client's volume was deleted, or this node
+      // has not yet heard of the new one. Either way describing again settles it.
+      throw new BallastError(
+        ErrorCode.WrongEpoch,
+        `${host.address.volume}/${host.address.partition} here is incarnation ${host.address.volumeId}, not ${message.volumeId}; describe the volume again`,
+        {
+          details: {
+            epoch: message.epoch,
+            volumeId: message.volumeId,
+            currentVolumeId: host.address.volumeId,
+          },
+        },
+      );
+    }
     switch (message.type) {
       case "volume.write.v1":
         return mutationResult(

@@ -169,6 +169,30 @@ describe("volume incarnations", () => {
     expect(existsSync(join(dataDir, "partitions", "id-new", "0"))).toBe(true);
   });
 
+  test("I/O naming another incarnation of the name answers WrongEpoch and changes nothing", async () => {
+    await configure({ volumeId: "id-new", epoch: 1 });
+    const stale = (type: string, extra: Record<string, unknown>) =>
+      service.call(subjects.volume.build("vol", 0), {
+        type,
+        volume: "vol",
+        partition: 0,
+        epoch: 1,
+        volumeId: "id-old",
+        ...extra,
+      });
+    const data = new Uint8Array(4096).fill(0xcd);
+    expect(await codeOf(stale("volume.write.v1", { writes: [{ offset: 0, data }] }))).toBe(
+      ErrorCode.WrongEpoch,
+    );
+    expect(await codeOf(stale("volume.read.v1", { reads: [{ offset: 0, length: 4096 }] }))).toBe(
+      ErrorCode.WrongEpoch,
+    );
+    expect([...(await read(1))]).toEqual(Array(4096).fill(0));
+    // The right incarnation (or none named, as plain NATS clients may send) is served.
+    await write(1, 0x11);
+    expect((await read(1))[0]).toBe(0x11);
+  });
+
   test("a drop closes the incarnation's replicas, removes their files and refuses it later", async () => {
     await configure({ volumeId: "id-a" });
     await write(1, 1);

@@ -4,13 +4,27 @@
 // Every request carries many entries: batching is the normal case, not an extension.
 
 import { z } from "zod";
-import { bytes, entries, range, unsignedInteger, volumeBytes, volumeName } from "./fields.ts";
+import {
+  bytes,
+  entries,
+  range,
+  unsignedInteger,
+  volumeBytes,
+  volumeId,
+  volumeName,
+} from "./fields.ts";
 
 const partitionAddress = {
   volume: volumeName,
   partition: unsignedInteger,
   /** The epoch the client believes current; a mismatch answers WrongEpoch or NotPrimary. */
   epoch: unsignedInteger,
+  /**
+   * The volume incarnation the client opened. A primary of another incarnation of the
+   * name answers WrongEpoch, so the client describes again and learns the volume was
+   * deleted (or that the primary has not caught up). Absent: not checked.
+   */
+  volumeId: volumeId.optional(),
 };
 
 export const VolumeWrite = z.object({
