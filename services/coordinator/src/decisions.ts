@@ -30,9 +30,14 @@
 // may hold has run out (`leaseUntilMs`, on the leader's monotonic clock).
 
 import { limits, type MessageOf } from "@ballast/protocol";
-import type { Load } from "./placement.ts";
 
 const { commitStallMsMax } = limits;
+
+/** Replicas (of any member kind) and primaries a head node holds. */
+export interface Load {
+  replicas: number;
+  primaries: number;
+}
 
 export interface PartitionRecord {
   volume: string;
@@ -48,6 +53,16 @@ export interface PartitionRecord {
   learners?: string[];
   /** Caught-up learners that count for commit but cannot yet be promoted. */
   joining?: string[];
+  /**
+   * The leadership term of the coordinator that wrote the record (absent before terms).
+   * A leader refuses to write over a record of a higher term: it has been deposed.
+   */
+  term?: number;
+}
+
+/** The volume incarnation a record belongs to: records before incarnations use the name. */
+export function volumeIdOf(record: PartitionRecord): string {
+  return record.volumeId ?? record.volume;
 }
 
 /** One primary's entry of a `headnode.report.v1`. */
@@ -143,7 +158,10 @@ function decideMembership(
   view: PartitionView,
 ): PartitionDecision | undefined {
   const { alive } = view;
-  const stalled = new Set(stalledFollowers(record, view.report));
+  // A stall is a wait of the live primary's commits; once the primary is dead it says
+  // nothing (a stalled follower still holds every acknowledged write: none committed
+  // without it), so it must not keep a secondary from being promoted.
+  const stalled = new Set(alive.has(record.primary) ? stalledFollowers(record, view.report) : []);
   const keeps = (node: string) => alive.has(node) && !stalled.has(node);
   const learners = record.learners ?? [];
   const joining = record.joining ?? [];
