@@ -50,3 +50,9 @@ export const reportAgeMsMax = 2000;
 
 /** A learner not caught up by then is dropped; the next round adds one afresh. */
 export const learnerCatchUpMsMax = 30_000;
+
+/**
+ * A live node dropped from a partition (stalled, or unable to catch up) is the last
+ * choice for that partition's next learner for this long.
+ */
+export const droppedNodeAvoidMs = 60_000;

@@ -32,7 +32,6 @@
 // monotonic clock (performance.now); wall-clock times appear only in what is shown.
 
 import { randomBytes } from "node:crypto";
-import { performance } from "node:perf_hooks";
 import {
   BallastError,
   buckets,
@@ -60,6 +59,7 @@ import {
   configureRefreshMs,
   configuresInflightMax,
   dropDeadlineMs,
+  droppedNodeAvoidMs,
   heartbeatTimeoutMsDefault,
   heartbeatTimeoutMsMax,
   heartbeatTimeoutMsMin,
@@ -119,8 +119,11 @@ const controlRequests = [
   "headnode.report.v1",
 ] as const;
 
-/** The monotonic clock every duration is measured on. */
-const now = () => performance.now();
+/**
+ * The monotonic clock every duration is measured on (read through the global, so that
+ * tests can drive it with fake timers).
+ */
+const now = () => globalThis.performance.now();
 
 /** A new volume incarnation id: never reused, within the alphabet and length of ids. */
 function newVolumeId(): string {
@@ -151,6 +154,8 @@ interface Tenure {
   failuresLogged: Set<string>;
   /** Per partition, when this tenure first saw each learner. */
   learnersSince: Map<string, Map<string, number>>;
+  /** Per partition, live nodes dropped from it and until when to avoid re-adding them. */
+  dropped: Map<string, Map<string, number>>;
   /** The last non-update decision logged per partition: logged when it changes. */
   reasons: Map<string, string>;
   refreshedAtMs: number;
@@ -177,15 +182,17 @@ export class Coordinator {
   private listeningSinceMs = now();
   private lastTickAtMs = now();
 
+  /** `store` replaces the JetStream KV bucket in tests. */
   constructor(
     private readonly service: Service,
     private readonly config: CoordinatorConfig,
+    private readonly store?: ControlStore,
   ) {
     this.membership = new Membership({ heartbeatTimeoutMs: config.heartbeatTimeoutMs });
   }
 
   async start(): Promise<void> {
-    const kv: ControlStore = await this.openControlStore();
+    const kv: ControlStore = this.store ?? (await this.openControlStore());
     this.catalogue = new Catalogue(kv);
     this.leadership = new Leadership({
       kv,
@@ -286,6 +293,7 @@ export class Coordinator {
       configuring: new Set(),
       failuresLogged: new Set(),
       learnersSince: new Map(),
+      dropped: new Map(),
       reasons: new Map(),
       refreshedAtMs: sinceMs,
       refreshing: false,
@@ -527,6 +535,7 @@ export class Coordinator {
       leaseUntilMs: tenure.leases.leaseUntilMs(record),
       learnersSinceMs: this.learnersSince(tenure, record, nowMs),
       learnerCatchUpMsMax,
+      avoid: this.avoided(tenure, record, nowMs),
     });
     switch (decision.kind) {
       case "keep":
@@ -577,6 +586,16 @@ export class Coordinator {
     return since;
   }
 
+  /** Live nodes recently dropped from the partition (forgetting those whose time is up). */
+  private avoided(tenure: Tenure, record: PartitionRecord, nowMs: number): ReadonlySet<string> {
+    const key = partitionKey(record);
+    const dropped = tenure.dropped.get(key);
+    if (dropped === undefined) return new Set();
+    for (const [node, untilMs] of dropped) if (nowMs >= untilMs) dropped.delete(node);
+    if (dropped.size === 0) tenure.dropped.delete(key);
+    return new Set(dropped.keys());
+  }
+
   /** Logs a decision that changes nothing, once per distinct reason. */
   private note(
     tenure: Tenure,
@@ -625,6 +644,15 @@ export class Coordinator {
       }
       const stored = { value: { ...next, term: tenure.term }, revision: outcome.revision };
       tenure.records.set(key, stored);
+      const alive = this.aliveHeadNodes();
+      const remaining = membersOf(next);
+      for (const node of membersOf(current.value)) {
+        if (remaining.includes(node) || !alive.has(node)) continue;
+        // Dropped while alive: stalled, or could not catch up. Not the next learner.
+        const dropped = tenure.dropped.get(key) ?? new Map<string, number>();
+        dropped.set(node, now() + droppedNodeAvoidMs);
+        tenure.dropped.set(key, dropped);
+      }
       this.service.logger.warn(
         {
           volume: next.volume,
@@ -637,7 +665,7 @@ export class Coordinator {
         },
         reason,
       );
-      this.configure(tenure, stored.value, this.aliveHeadNodes(), this.aliveSleds());
+      this.configure(tenure, stored.value, alive, this.aliveSleds());
     } catch (error) {
       // The write may or may not have landed: until a read says which, no lease is
       // granted on this partition (`replacing` stays) and nothing else is decided.
@@ -724,6 +752,7 @@ export class Coordinator {
     tenure.leases.forget(record);
     tenure.configured.delete(key);
     tenure.learnersSince.delete(key);
+    tenure.dropped.delete(key);
     tenure.reasons.delete(key);
     tenure.unsure.delete(key);
   }

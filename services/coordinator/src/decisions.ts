@@ -89,6 +89,12 @@ export interface PartitionView {
   learnersSinceMs: ReadonlyMap<string, number>;
   /** How long a learner may take to catch up before it is dropped and re-added. */
   learnerCatchUpMsMax: number;
+  /**
+   * Live nodes recently dropped from this partition (stalled, or unable to catch up): a
+   * new learner is chosen among them only when no other spare is live, so that a node
+   * with a hung disk is not re-added over and over while a healthy spare waits.
+   */
+  avoid?: ReadonlySet<string>;
 }
 
 export type PartitionDecision =
@@ -256,7 +262,8 @@ function decideRebuild(
   if (members.length >= view.replicaCount) return undefined;
   const spares = [...view.alive].filter((node) => !members.includes(node) && view.load.has(node));
   if (spares.length === 0) return undefined;
-  const learner = spares.sort(byLoad(view.load))[0]!;
+  const welcome = spares.filter((node) => !(view.avoid?.has(node) ?? false));
+  const learner = (welcome.length > 0 ? welcome : spares).sort(byLoad(view.load))[0]!;
   view.load.get(learner)!.replicas++;
   return {
     kind: "update",
