@@ -305,3 +305,48 @@ describe("reconcile", () => {
     expect(harness.record(1).epoch).toBe(1);
   });
 });
+
+describe("volumes", () => {
+  test("describe shows the incarnation and each partition once, however often it is listed", async () => {
+    const harness = await started(["head-1", "head-2"], [["head-1", "head-2"]]);
+    harness.store.listTwice.add(keys.partition("v", 0));
+    const state = (await harness.control({ type: "volume.describe.v1", name: "v" })) as {
+      id: string;
+      partitions: { partition: number; joining: string[] }[];
+    };
+    expect(state.id).toBe("v-1");
+    expect(state.partitions.map((partition) => partition.partition)).toEqual([0]);
+    expect(state.partitions[0]!.joining).toEqual([]);
+  });
+
+  test("delete tells every live head node to drop the incarnation; a re-create is another one", async () => {
+    const harness = await started(["head-1", "head-2", "head-3"], [["head-1", "head-2"]]);
+    harness.behaviour.set("head-3", "slow"); // does not answer: logged, not fatal
+    const deleting = harness.control({ type: "volume.delete.v1", name: "v" });
+    await run(harness, configureDeadlineMs + 500);
+    expect(await deleting).toEqual({ name: "v", deleted: true });
+    const drops = harness.sent.filter((sent) => sent.message.type === "headnode.drop.v1");
+    expect(drops.map((sent) => [sent.node, sent.message])).toEqual(
+      ["head-1", "head-2", "head-3"].map((node) => [
+        node,
+        { type: "headnode.drop.v1", volume: "v", volumeId: "v-1" },
+      ]),
+    );
+    expect(harness.records()).toEqual([]);
+    harness.behaviour.set("head-3", "ok");
+    const created = (await harness.control({
+      type: "volume.create.v1",
+      name: "v",
+      sizeBytes: mebibyte,
+      partitionBytes: mebibyte,
+    })) as { id: string };
+    expect(created.id).not.toBe("v-1");
+    expect(harness.record(0).volumeId).toBe(created.id);
+    // Its replicas were configured with the new incarnation before the answer.
+    const configured = harness.sent.filter(
+      (sent) =>
+        sent.message.type === "headnode.configure.v1" && sent.message.volumeId === created.id,
+    );
+    expect(configured).toHaveLength(2);
+  });
+});
