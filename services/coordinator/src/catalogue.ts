@@ -1,26 +1,43 @@
 // The cluster's control state in the JetStream KV bucket `ballast-control`, as JSON so
 // an operator can read it with any NATS tool:
 //
-//   volume.<name>                 {name, sizeBytes, replicaCount, partitionBytes, createdAtMs}
-//   partition.<name>.<index>      {volume, partition, partitionStart, partitionBytes,
-//                                  epoch, primary, secondaries}
+//   volume.<name>                 {name, id, sizeBytes, replicaCount, partitionBytes,
+//                                  createdAtMs}
+//   partition.<name>.<index>      {volume, volumeId, partition, partitionStart,
+//                                  partitionBytes, epoch, primary, secondaries, joining,
+//                                  learners, term}
 //   checkpoint.<name>.<index>.<node>  the replica's newest checkpoint on sleds
 //                                  {opNum, blobKey, sleds, bytes, createdAtMs}
-//   leader                        {coordinator, expiresAtMs}   (see leadership.ts)
+//   leader                        {coordinator, term}   (see leadership.ts)
 //
-// Every change is a compare-and-set: `create` refuses a key that exists (so two clients
-// creating one volume cannot both succeed), and `update` names the revision it read (so
-// a decision taken on a stale view is refused, not applied). A volume is created by
-// writing its partitions first and its volume record last, so a volume that is listed
-// always has all its partitions; a create that dies halfway leaves partition records
-// that the next create of that name reuses.
+// Incarnations: a volume's `id` is never reused (the shell makes it from the time and
+// random bytes), and each of its partition records carries it as `volumeId`, so a
+// volume deleted and created again under the same name is another volume to every head
+// node. Records written before ids existed have none: their id is the name.
+//
+// Every change is a compare-and-set: `create` refuses a key that exists, and `update`
+// names the revision it read, so a decision taken on a stale view is refused, not
+// applied. Partition writes are also fenced by leadership term: a writer whose term is
+// below the record's has been deposed and writes nothing, and a new leader rewrites
+// every partition record with its term before it decides anything (`fence`), so a
+// revision an ex-leader read before the takeover no longer matches.
+//
+// A volume is created by writing its partitions first and its volume record last, so a
+// volume that is listed always has all its partitions; partition records left by a
+// create or a delete that died halfway belong to no listed volume (or to another id)
+// and are overwritten by the next create of that name. Creates and deletes run one at a
+// time in the leader.
+//
+// The KV key listing may return a key twice when the key is updated while it is listed:
+// every listing here is de-duplicated, so no reader ever sees a partition twice.
 
 import { BallastError, ErrorCode } from "@ballast/protocol";
-import type { KV } from "@nats-io/kv";
-import type { PartitionRecord } from "./placement.ts";
+import { type PartitionRecord, volumeIdOf } from "./decisions.ts";
 
 export interface VolumeRecord {
   name: string;
+  /** The incarnation: never reused. Absent in records written before incarnations. */
+  id?: string;
   sizeBytes: number;
   replicaCount: number;
   partitionBytes: number;
@@ -32,12 +49,6 @@ export interface Versioned<T> {
   revision: number;
 }
 
-const encoder = new TextEncoder();
-
-function encode(value: unknown): Uint8Array {
-  return encoder.encode(JSON.stringify(value));
-}
-
 export interface CheckpointPointer {
   opNum: number;
   blobKey: string;
@@ -46,14 +57,66 @@ export interface CheckpointPointer {
   createdAtMs: number;
 }
 
+/** One stored entry, as the KV store returns it. */
+export interface StoredEntry {
+  revision: number;
+  operation: "PUT" | "DEL" | "PURGE";
+  json<T>(): T;
+}
+
+/**
+ * The part of the JetStream KV API the coordinator uses: a port, so that tests run the
+ * catalogue and leadership on an in-memory store.
+ */
+export interface ControlStore {
+  get(key: string): Promise<StoredEntry | null>;
+  create(key: string, value: Uint8Array): Promise<number>;
+  update(key: string, value: Uint8Array, revision: number): Promise<number>;
+  delete(key: string, options?: { previousSeq?: number }): Promise<void>;
+  keys(filter: string): Promise<AsyncIterable<string>>;
+}
+
+/** How many times a fencing rewrite retries a record that moved under it. */
+const fenceAttemptsMax = 5;
+/** Records rewritten at once when a new leader fences the catalogue. */
+const fenceConcurrencyMax = 64;
+
+const encoder = new TextEncoder();
+
+function encode(value: unknown): Uint8Array {
+  return encoder.encode(JSON.stringify(value));
+}
+
 export const keys = {
   volume: (name: string) => `volume.${name}`,
+  volumes: "volume.>",
   checkpoint: (name: string, partition: number, node: string) =>
     `checkpoint.${name}.${partition}.${node}`,
   checkpointsOf: (name: string) => `checkpoint.${name}.>`,
   partition: (name: string, partition: number) => `partition.${name}.${partition}`,
   partitionsOf: (name: string) => `partition.${name}.>`,
+  partitions: "partition.>",
 };
+
+/** The incarnation of a volume record: records before incarnations use the name. */
+export function idOfVolume(volume: VolumeRecord): string {
+  return volume.id ?? volume.name;
+}
+
+/** Each key once, sorted, however often the listing returned it. */
+export function uniqueKeys(listed: Iterable<string>): string[] {
+  return [...new Set(listed)].sort();
+}
+
+/** The leadership term a record was written in (0 before terms). */
+export function termOf(record: PartitionRecord): number {
+  return record.term ?? 0;
+}
+
+/** Whether a leader of `writerTerm` may write over a record stored with `record`'s term. */
+export function mayOverwrite(record: PartitionRecord, writerTerm: number): boolean {
+  return termOf(record) <= writerTerm;
+}
 
 /** True for the KV errors that mean "the revision you named is not the current one". */
 function isConflict(error: unknown): boolean {
@@ -61,61 +124,78 @@ function isConflict(error: unknown): boolean {
   return /wrong last sequence|key exists|already exists/i.test(message);
 }
 
+export type UpdateOutcome =
+  | { applied: true; revision: number }
+  /** The record moved on since it was read: decide again on a fresh read. */
+  | { applied: false; reason: "conflict" }
+  /** The record carries a higher term: this writer no longer leads. */
+  | { applied: false; reason: "deposed" };
+
 export class Catalogue {
-  constructor(private readonly kv: KV) {}
+  constructor(private readonly kv: ControlStore) {}
 
   async volume(name: string): Promise<Versioned<VolumeRecord> | undefined> {
     return this.read<VolumeRecord>(keys.volume(name));
   }
 
   async volumes(): Promise<VolumeRecord[]> {
-    const names: string[] = [];
-    for await (const key of await this.kv.keys("volume.>")) names.push(key.slice("volume.".length));
-    const records = await Promise.all(names.sort().map((name) => this.volume(name)));
+    const names = (await this.list(keys.volumes)).map((key) => key.slice("volume.".length));
+    const records = await Promise.all(names.map((name) => this.volume(name)));
     return records.filter((record) => record !== undefined).map((record) => record.value);
   }
 
-  async partitions(name: string): Promise<Versioned<PartitionRecord>[]> {
-    const found: string[] = [];
-    for await (const key of await this.kv.keys(keys.partitionsOf(name))) found.push(key);
-    const records = await Promise.all(found.map((key) => this.read<PartitionRecord>(key)));
-    return records
-      .filter((record) => record !== undefined)
-      .sort((a, b) => a.value.partition - b.value.partition);
+  async partition(name: string, index: number): Promise<Versioned<PartitionRecord> | undefined> {
+    return this.read<PartitionRecord>(keys.partition(name, index));
   }
 
+  /** The partitions of a volume, each once, in partition order. */
+  async partitions(name: string): Promise<Versioned<PartitionRecord>[]> {
+    return this.readPartitions(await this.list(keys.partitionsOf(name)));
+  }
+
+  /** Every partition record, each once. */
   async allPartitions(): Promise<Versioned<PartitionRecord>[]> {
-    const found: string[] = [];
-    for await (const key of await this.kv.keys("partition.>")) found.push(key);
-    const records = await Promise.all(found.map((key) => this.read<PartitionRecord>(key)));
-    return records.filter((record) => record !== undefined);
+    return this.readPartitions(await this.list(keys.partitions));
   }
 
   /**
-   * Writes partition records (keeping any a dead create left with the same shape), then
-   * the volume record with `create`: exactly one concurrent create of a name succeeds.
+   * Writes the partition records of a new incarnation (overwriting any a create or
+   * delete that died halfway left under the name), then the volume record with
+   * `create`: a name that exists is refused. The caller runs one create or delete at a
+   * time, so no two incarnations of one name race for its partition keys.
    */
   async createVolume(
     volume: VolumeRecord,
     partitions: PartitionRecord[],
-  ): Promise<PartitionRecord[]> {
+    term: number,
+  ): Promise<Versioned<PartitionRecord>[]> {
     if ((await this.volume(volume.name)) !== undefined) {
       throw new BallastError(ErrorCode.AlreadyExists, `volume ${volume.name} already exists`);
     }
-    const stored: PartitionRecord[] = [];
-    for (const record of partitions) {
-      const key = keys.partition(volume.name, record.partition);
-      try {
-        await this.kv.create(key, encode(record));
-        stored.push(record);
-      } catch (error) {
-        if (!isConflict(error)) throw error;
-        // Another create of this name got here first (or a dead one left it): use it.
-        const existing = await this.read<PartitionRecord>(key);
-        if (existing === undefined) throw error;
-        stored.push(existing.value);
-      }
-    }
+    // Stale pointers of a dead incarnation must never seed a learner of this one.
+    for (const key of await this.list(keys.checkpointsOf(volume.name))) await this.kv.delete(key);
+    const stored = await Promise.all(
+      partitions.map(async (partition) => {
+        const record = { ...partition, term };
+        const key = keys.partition(volume.name, record.partition);
+        for (let attempt = 0; attempt < fenceAttemptsMax; attempt++) {
+          const leftover = await this.read<PartitionRecord>(key);
+          try {
+            const revision =
+              leftover === undefined
+                ? await this.kv.create(key, encode(record))
+                : await this.kv.update(key, encode(record), leftover.revision);
+            return { value: record, revision };
+          } catch (error) {
+            if (!isConflict(error)) throw error;
+          }
+        }
+        throw new BallastError(
+          ErrorCode.Unavailable,
+          `cannot create volume ${volume.name}: partition ${record.partition}'s record kept changing`,
+        );
+      }),
+    );
     try {
       await this.kv.create(keys.volume(volume.name), encode(volume));
     } catch (error) {
@@ -127,19 +207,68 @@ export class Catalogue {
     return stored;
   }
 
-  /** Replaces a partition record if it is still at `revision`; false if it moved on. */
-  async updatePartition(record: PartitionRecord, revision: number): Promise<boolean> {
+  /**
+   * Replaces a partition record if it is still at `current.revision` and was not
+   * written by a later leader; stamps `record` with the writer's term.
+   */
+  async updatePartition(
+    record: PartitionRecord,
+    current: Versioned<PartitionRecord>,
+    term: number,
+  ): Promise<UpdateOutcome> {
+    if (!mayOverwrite(current.value, term)) return { applied: false, reason: "deposed" };
     try {
-      await this.kv.update(
+      const revision = await this.kv.update(
         keys.partition(record.volume, record.partition),
-        encode(record),
-        revision,
+        encode({ ...record, term }),
+        current.revision,
       );
-      return true;
+      return { applied: true, revision };
     } catch (error) {
-      if (isConflict(error)) return false;
+      if (isConflict(error)) return { applied: false, reason: "conflict" };
       throw error;
     }
+  }
+
+  /**
+   * A new leader's first act: rewrites every partition record with its term, so that
+   * any compare-and-set an ex-leader prepared fails. Returns the records as rewritten,
+   * or `deposed` if a record already carries a higher term.
+   */
+  async fence(
+    term: number,
+  ): Promise<{ deposed: false; records: Versioned<PartitionRecord>[] } | { deposed: true }> {
+    const found = await this.list(keys.partitions);
+    const records: Versioned<PartitionRecord>[] = [];
+    let deposed = false;
+    for (let start = 0; start < found.length && !deposed; start += fenceConcurrencyMax) {
+      await Promise.all(
+        found.slice(start, start + fenceConcurrencyMax).map(async (key) => {
+          for (let attempt = 0; attempt < fenceAttemptsMax; attempt++) {
+            const current = await this.read<PartitionRecord>(key);
+            if (current === undefined) return;
+            if (termOf(current.value) === term) {
+              records.push(current);
+              return;
+            }
+            const outcome = await this.updatePartition(current.value, current, term);
+            if (outcome.applied) {
+              records.push({ value: { ...current.value, term }, revision: outcome.revision });
+              return;
+            }
+            if (outcome.reason === "deposed") {
+              deposed = true;
+              return;
+            }
+          }
+          throw new BallastError(
+            ErrorCode.Unavailable,
+            `cannot fence ${key} with term ${term}: it kept changing`,
+          );
+        }),
+      );
+    }
+    return deposed ? { deposed: true } : { deposed: false, records };
   }
 
   /**
@@ -153,7 +282,7 @@ export class Catalogue {
     pointer: CheckpointPointer,
   ): Promise<{ replaced?: CheckpointPointer; recorded: boolean }> {
     const key = keys.checkpoint(name, partition, node);
-    for (let attempt = 0; attempt < 5; attempt++) {
+    for (let attempt = 0; attempt < fenceAttemptsMax; attempt++) {
       const current = await this.read<CheckpointPointer>(key);
       if (current !== undefined && current.value.opNum > pointer.opNum) return { recorded: false };
       try {
@@ -169,14 +298,24 @@ export class Catalogue {
     return { recorded: false };
   }
 
+  /** One replica's newest checkpoint, if recorded. */
+  async checkpoint(
+    name: string,
+    partition: number,
+    node: string,
+  ): Promise<CheckpointPointer | undefined> {
+    return (await this.read<CheckpointPointer>(keys.checkpoint(name, partition, node)))?.value;
+  }
+
   /** Every replica's newest checkpoint of a volume: partition → node → pointer. */
   async checkpoints(name: string): Promise<Map<number, Map<string, CheckpointPointer>>> {
-    const found: string[] = [];
-    for await (const key of await this.kv.keys(keys.checkpointsOf(name))) found.push(key);
+    const found = await this.list(keys.checkpointsOf(name));
+    const entries = await Promise.all(
+      found.map(async (key) => ({ key, entry: await this.read<CheckpointPointer>(key) })),
+    );
     const result = new Map<number, Map<string, CheckpointPointer>>();
-    for (const key of found) {
+    for (const { key, entry } of entries) {
       const [, , partitionText, node] = key.split(".");
-      const entry = await this.read<CheckpointPointer>(key);
       if (entry === undefined || node === undefined) continue;
       const partition = Number(partitionText);
       if (!result.has(partition)) result.set(partition, new Map());
@@ -185,21 +324,45 @@ export class Catalogue {
     return result;
   }
 
-  /** Deletes the volume record first (so it stops being listed), then its partitions. */
-  async deleteVolume(name: string): Promise<boolean> {
+  /**
+   * Deletes the volume record first (so it stops being listed), then its partitions and
+   * checkpoint pointers. Returns the deleted record, or undefined if there was none.
+   */
+  async deleteVolume(name: string): Promise<VolumeRecord | undefined> {
     const volume = await this.volume(name);
-    if (volume === undefined) return false;
+    if (volume === undefined) return undefined;
     try {
       await this.kv.delete(keys.volume(name), { previousSeq: volume.revision });
     } catch (error) {
-      if (isConflict(error)) return false;
+      if (isConflict(error)) return undefined;
       throw error;
     }
-    for (const partition of await this.partitions(name)) {
-      await this.kv.delete(keys.partition(name, partition.value.partition));
+    for (const key of await this.list(keys.partitionsOf(name))) await this.kv.delete(key);
+    for (const key of await this.list(keys.checkpointsOf(name))) await this.kv.delete(key);
+    return volume.value;
+  }
+
+  /** The keys matching `filter`, each once. */
+  private async list(filter: string): Promise<string[]> {
+    const found: string[] = [];
+    for await (const key of await this.kv.keys(filter)) found.push(key);
+    return uniqueKeys(found);
+  }
+
+  private async readPartitions(found: string[]): Promise<Versioned<PartitionRecord>[]> {
+    const records = await Promise.all(found.map((key) => this.read<PartitionRecord>(key)));
+    const byPartition = new Map<string, Versioned<PartitionRecord>>();
+    for (const record of records) {
+      if (record === undefined) continue;
+      // Two keys never name one partition; this guards the invariant readers rely on.
+      byPartition.set(`${record.value.volume}/${record.value.partition}`, record);
     }
-    for await (const key of await this.kv.keys(keys.checkpointsOf(name))) await this.kv.delete(key);
-    return true;
+    return [...byPartition.values()].sort(
+      (a, b) =>
+        a.value.volume.localeCompare(b.value.volume) ||
+        a.value.partition - b.value.partition ||
+        volumeIdOf(a.value).localeCompare(volumeIdOf(b.value)),
+    );
   }
 
   private async read<T>(key: string): Promise<Versioned<T> | undefined> {

@@ -11,8 +11,14 @@ export const probeDeadlineMs = 1000;
 /** The most services membership tracks; heartbeats from more are refused and logged. */
 export const membersMax = 4096;
 
-/** How often the leader checks every partition against membership and pushes configuration. */
+/** How often the leader decides every partition (each with its own fresh time). */
 export const reconcileIntervalMs = 500;
+
+/**
+ * How often the leader re-reads the whole catalogue. Between reads it decides from its
+ * own copy, which only it writes during its term (writes are fenced by term).
+ */
+export const catalogueRefreshMs = 5000;
 
 /** Configuration is pushed again to every member at least this often, to catch restarts. */
 export const configureRefreshMs = 5000;
@@ -20,14 +26,33 @@ export const configureRefreshMs = 5000;
 /** How long a configure request to a head node may take. */
 export const configureDeadlineMs = 2000;
 
-/** The leader lease, its renewal period, and the clock skew between coordinators allowed for. */
+/** Configure requests outstanding at once, over every head node and partition. */
+export const configuresInflightMax = 1024;
+
+/** How long a `headnode.drop.v1` to each head node may take when a volume is deleted. */
+export const dropDeadlineMs = 2000;
+
+/**
+ * The leader lease and its renewal period, measured by each coordinator on its own
+ * monotonic clock, and the margin for the two clocks' rates to differ over one lease:
+ * a leader stops leaseMs − margin after it began its last renewal, another takes over
+ * once the key has not changed for leaseMs + margin (see leadership.ts).
+ */
 export const leaderLeaseMs = 3000;
 export const leaderRenewMs = 1000;
-export const clockSkewMsMax = 500;
+export const leaderLeaseDriftMarginMs = 500;
 
-/** A primary's read lease, and how often the leader renews it (well inside the lease). */
-export const primaryLeaseMs = 3000;
-export const primaryLeaseRenewMs = 1000;
+/**
+ * A primary's report older than this is not acted on (stalls, learners' progress): its
+ * primary has stopped reporting, and its lease runs out on its own.
+ */
+export const reportAgeMsMax = 2000;
 
 /** A learner not caught up by then is dropped; the next round adds one afresh. */
 export const learnerCatchUpMsMax = 30_000;
+
+/**
+ * A live node dropped from a partition (stalled, or unable to catch up) is the last
+ * choice for that partition's next learner for this long.
+ */
+export const droppedNodeAvoidMs = 60_000;

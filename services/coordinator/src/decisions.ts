@@ -30,9 +30,14 @@
 // may hold has run out (`leaseUntilMs`, on the leader's monotonic clock).
 
 import { limits, type MessageOf } from "@ballast/protocol";
-import type { Load } from "./placement.ts";
 
 const { commitStallMsMax } = limits;
+
+/** Replicas (of any member kind) and primaries a head node holds. */
+export interface Load {
+  replicas: number;
+  primaries: number;
+}
 
 export interface PartitionRecord {
   volume: string;
@@ -48,6 +53,16 @@ export interface PartitionRecord {
   learners?: string[];
   /** Caught-up learners that count for commit but cannot yet be promoted. */
   joining?: string[];
+  /**
+   * The leadership term of the coordinator that wrote the record (absent before terms).
+   * A leader refuses to write over a record of a higher term: it has been deposed.
+   */
+  term?: number;
+}
+
+/** The volume incarnation a record belongs to: records before incarnations use the name. */
+export function volumeIdOf(record: PartitionRecord): string {
+  return record.volumeId ?? record.volume;
 }
 
 /** One primary's entry of a `headnode.report.v1`. */
@@ -74,6 +89,12 @@ export interface PartitionView {
   learnersSinceMs: ReadonlyMap<string, number>;
   /** How long a learner may take to catch up before it is dropped and re-added. */
   learnerCatchUpMsMax: number;
+  /**
+   * Live nodes recently dropped from this partition (stalled, or unable to catch up): a
+   * new learner is chosen among them only when no other spare is live, so that a node
+   * with a hung disk is not re-added over and over while a healthy spare waits.
+   */
+  avoid?: ReadonlySet<string>;
 }
 
 export type PartitionDecision =
@@ -143,7 +164,10 @@ function decideMembership(
   view: PartitionView,
 ): PartitionDecision | undefined {
   const { alive } = view;
-  const stalled = new Set(stalledFollowers(record, view.report));
+  // A stall is a wait of the live primary's commits; once the primary is dead it says
+  // nothing (a stalled follower still holds every acknowledged write: none committed
+  // without it), so it must not keep a secondary from being promoted.
+  const stalled = new Set(alive.has(record.primary) ? stalledFollowers(record, view.report) : []);
   const keeps = (node: string) => alive.has(node) && !stalled.has(node);
   const learners = record.learners ?? [];
   const joining = record.joining ?? [];
@@ -238,7 +262,8 @@ function decideRebuild(
   if (members.length >= view.replicaCount) return undefined;
   const spares = [...view.alive].filter((node) => !members.includes(node) && view.load.has(node));
   if (spares.length === 0) return undefined;
-  const learner = spares.sort(byLoad(view.load))[0]!;
+  const welcome = spares.filter((node) => !(view.avoid?.has(node) ?? false));
+  const learner = (welcome.length > 0 ? welcome : spares).sort(byLoad(view.load))[0]!;
   view.load.get(learner)!.replicas++;
   return {
     kind: "update",

@@ -1,46 +1,23 @@
-// Placement and failover decisions: pure functions of the catalogue and of who is
-// alive. They never read a clock or the KV store; the shell applies what they return
-// by compare-and-set, so a decision based on a stale view is refused, not applied.
+// Placement and load: pure functions of the catalogue and of who is alive. They never
+// read a clock or the KV store.
 //
 // Placement puts each partition's replicas on distinct head nodes, choosing the least
 // loaded ones (fewest replicas, then fewest primaries, then id), and makes the least
 // loaded chosen node the primary, so that both replicas and primaries spread evenly.
-//
-// Failover: every member of an epoch holds every acknowledged write (a write commits
-// only once all of them hold it), so any live member can be promoted. A dead primary is
-// replaced by the live secondary with the fewest primaries; a dead secondary is dropped.
-// Either way the epoch goes up by one. A partition with no live member is left as it is
-// (nothing can serve it) and reported. A dead learner is dropped too.
-//
-// Back to full strength: a partition with fewer members than its replica count gets a
-// learner, the least loaded live head node not already in it; the learner rebuilds from
-// the primary's checkpoint and counts for nothing until the primary reports it has
-// caught up, when a new epoch makes it a secondary.
+// What happens to a partition after it is placed (failover, rebuild, promotion) is
+// decisions.ts.
 
 import { BallastError, ErrorCode } from "@ballast/protocol";
+import { type Load, membersOf, type PartitionRecord } from "./decisions.ts";
 
-export interface PartitionRecord {
-  volume: string;
-  partition: number;
-  partitionStart: number;
-  partitionBytes: number;
-  epoch: number;
-  primary: string;
-  secondaries: string[];
-  /** Replicas being rebuilt from a checkpoint (absent in records written before them). */
-  learners?: string[];
-}
-
-export interface Load {
-  replicas: number;
-  primaries: number;
-}
-
-/** Replicas and primaries per head node, over every partition given. */
+/**
+ * Replicas and primaries per head node, over every partition given. Every member
+ * counts as a replica, learners and joiners too: each holds a journal and a B-tree.
+ */
 export function loadOf(partitions: Iterable<PartitionRecord>, headNodes: readonly string[]) {
   const load = new Map<string, Load>(headNodes.map((id) => [id, { replicas: 0, primaries: 0 }]));
   for (const record of partitions) {
-    for (const member of [record.primary, ...record.secondaries]) {
+    for (const member of membersOf(record)) {
       const entry = load.get(member);
       if (entry !== undefined) entry.replicas++;
     }
@@ -58,9 +35,13 @@ function byLoad(load: Map<string, Load>) {
   };
 }
 
-/** Chooses replica sets for `count` new partitions; updates `load` as it goes. */
+/**
+ * Chooses replica sets for the partitions of a new volume incarnation `volumeId`;
+ * updates `load` as it goes.
+ */
 export function placePartitions(
   volume: string,
+  volumeId: string,
   sizeBytes: number,
   partitionBytes: number,
   replicaCount: number,
@@ -86,6 +67,7 @@ export function placePartitions(
     const partitionStart = partition * partitionBytes;
     records.push({
       volume,
+      volumeId,
       partition,
       partitionStart,
       partitionBytes: Math.min(partitionBytes, sizeBytes - partitionStart),
@@ -95,87 +77,4 @@ export function placePartitions(
     });
   }
   return records;
-}
-
-export type FailoverDecision =
-  | { kind: "keep" }
-  | { kind: "unavailable"; reason: string }
-  | { kind: "change"; record: PartitionRecord; reason: string };
-
-/** What to do with a partition given the live head nodes. */
-export function decideFailover(
-  record: PartitionRecord,
-  alive: ReadonlySet<string>,
-  load: Map<string, Load>,
-): FailoverDecision {
-  const liveSecondaries = record.secondaries.filter((member) => alive.has(member));
-  const learners = record.learners ?? [];
-  const liveLearners = learners.filter((member) => alive.has(member));
-  if (alive.has(record.primary)) {
-    if (liveSecondaries.length === record.secondaries.length) {
-      if (liveLearners.length === learners.length) return { kind: "keep" };
-      return {
-        kind: "change",
-        record: { ...record, epoch: record.epoch + 1, learners: liveLearners },
-        reason: `learner ${learners.filter((member) => !alive.has(member)).join(", ")} is dead: dropping it`,
-      };
-    }
-    const dropped = record.secondaries.filter((member) => !alive.has(member));
-    return {
-      kind: "change",
-      record: {
-        ...record,
-        epoch: record.epoch + 1,
-        secondaries: liveSecondaries,
-        learners: liveLearners,
-      },
-      reason: `secondary ${dropped.join(", ")} is dead: continuing degraded`,
-    };
-  }
-  if (liveSecondaries.length === 0) {
-    return {
-      kind: "unavailable",
-      reason: `primary ${record.primary} and every secondary are dead; waiting for one to return`,
-    };
-  }
-  const primary = [...liveSecondaries].sort(
-    (a, b) => (load.get(a)?.primaries ?? 0) - (load.get(b)?.primaries ?? 0) || a.localeCompare(b),
-  )[0]!;
-  return {
-    kind: "change",
-    record: {
-      ...record,
-      epoch: record.epoch + 1,
-      primary,
-      secondaries: liveSecondaries.filter((member) => member !== primary),
-      learners: liveLearners,
-    },
-    reason: `primary ${record.primary} is dead: promoting ${primary}`,
-  };
-}
-
-/** A degraded partition with no learner gets one: the least loaded live spare. */
-export function decideRebuild(
-  record: PartitionRecord,
-  replicaCount: number,
-  alive: ReadonlySet<string>,
-  load: Map<string, Load>,
-): PartitionRecord | undefined {
-  const members = [record.primary, ...record.secondaries];
-  if (members.length >= replicaCount || (record.learners ?? []).length > 0) return undefined;
-  const spares = [...alive].filter((node) => !members.includes(node) && load.has(node));
-  if (spares.length === 0) return undefined;
-  const learner = spares.sort(byLoad(load))[0]!;
-  load.get(learner)!.replicas++;
-  return { ...record, epoch: record.epoch + 1, learners: [learner] };
-}
-
-/** A learner that has matched the primary's commit point becomes a secondary. */
-export function promoteLearner(record: PartitionRecord, learner: string): PartitionRecord {
-  return {
-    ...record,
-    epoch: record.epoch + 1,
-    secondaries: [...record.secondaries, learner],
-    learners: (record.learners ?? []).filter((member) => member !== learner),
-  };
 }

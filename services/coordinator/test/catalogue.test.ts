@@ -1,0 +1,159 @@
+// The catalogue on an in-memory KV store: listings de-duplicated, writes fenced by the
+// leader's term, incarnations kept apart.
+
+import { describe, expect, test } from "vitest";
+import { Catalogue, keys, mayOverwrite, uniqueKeys } from "../src/catalogue.ts";
+import type { PartitionRecord } from "../src/decisions.ts";
+import { FakeStore } from "./fake-store.ts";
+
+const mebibyte = 1024 * 1024;
+
+function partition(index: number, overrides: Partial<PartitionRecord> = {}): PartitionRecord {
+  return {
+    volume: "v",
+    volumeId: "v-1",
+    partition: index,
+    partitionStart: index * mebibyte,
+    partitionBytes: mebibyte,
+    epoch: 1,
+    primary: "head-1",
+    secondaries: ["head-2"],
+    ...overrides,
+  };
+}
+
+function volumeWithTwoPartitions(store: FakeStore): void {
+  store.put(keys.partition("v", 0), partition(0));
+  store.put(keys.partition("v", 1), partition(1));
+  store.put(keys.volume("v"), {
+    name: "v",
+    id: "v-1",
+    sizeBytes: 2 * mebibyte,
+    replicaCount: 2,
+    partitionBytes: mebibyte,
+    createdAtMs: 1,
+  });
+}
+
+describe("a key listed twice (updated while it was listed)", () => {
+  test("uniqueKeys keeps each key once", () => {
+    expect(uniqueKeys(["b", "a", "b", "c", "a"])).toEqual(["a", "b", "c"]);
+  });
+
+  test("a volume's partitions, every partition, volumes and checkpoints are each listed once", async () => {
+    const store = new FakeStore();
+    volumeWithTwoPartitions(store);
+    store.put(keys.checkpoint("v", 0, "head-1"), {
+      opNum: 5,
+      blobKey: "b",
+      sleds: ["sled-1"],
+      bytes: 10,
+      createdAtMs: 1,
+    });
+    store.listTwice.add(keys.partition("v", 1));
+    store.listTwice.add(keys.volume("v"));
+    store.listTwice.add(keys.checkpoint("v", 0, "head-1"));
+    const catalogue = new Catalogue(store);
+    expect((await catalogue.partitions("v")).map((entry) => entry.value.partition)).toEqual([0, 1]);
+    expect((await catalogue.allPartitions()).map((entry) => entry.value.partition)).toEqual([0, 1]);
+    expect((await catalogue.volumes()).map((volume) => volume.name)).toEqual(["v"]);
+    expect([...(await catalogue.checkpoints("v")).get(0)!.keys()]).toEqual(["head-1"]);
+  });
+});
+
+describe("writes fenced by the leader's term", () => {
+  test("a writer never overwrites a record of a higher term", () => {
+    expect(mayOverwrite(partition(0, { term: 3 }), 3)).toBe(true);
+    expect(mayOverwrite(partition(0, { term: 3 }), 4)).toBe(true);
+    expect(mayOverwrite(partition(0, { term: 4 }), 3)).toBe(false);
+    expect(mayOverwrite(partition(0), 1)).toBe(true); // written before terms
+  });
+
+  test("an ex-leader's compare-and-set prepared before a takeover fails after the new leader fences", async () => {
+    const store = new FakeStore();
+    volumeWithTwoPartitions(store);
+    const exLeader = new Catalogue(store);
+    const newLeader = new Catalogue(store);
+    // The ex-leader (term 1) reads the record and decides, then is paused.
+    const read = (await exLeader.partition("v", 0))!;
+    const decided = { ...read.value, epoch: 2, primary: "head-2", secondaries: [] };
+    // Meanwhile another coordinator takes over with term 2 and fences.
+    const fenced = await newLeader.fence(2);
+    expect(fenced.deposed).toBe(false);
+    expect(store.value<PartitionRecord>(keys.partition("v", 0))?.term).toBe(2);
+    // The ex-leader wakes and applies what it decided: refused.
+    expect(await exLeader.updatePartition(decided, read, 1)).toEqual({
+      applied: false,
+      reason: "conflict",
+    });
+    // Reading again does not help it: the record is of a later term.
+    const fresh = (await exLeader.partition("v", 0))!;
+    expect(await exLeader.updatePartition(decided, fresh, 1)).toEqual({
+      applied: false,
+      reason: "deposed",
+    });
+    expect(store.value<PartitionRecord>(keys.partition("v", 0))).toMatchObject({
+      epoch: 1,
+      primary: "head-1",
+      term: 2,
+    });
+    // The new leader's own writes go through, stamped with its term.
+    const outcome = await newLeader.updatePartition({ ...fresh.value, epoch: 2 }, fresh, 2);
+    expect(outcome.applied).toBe(true);
+    expect(store.value<PartitionRecord>(keys.partition("v", 0))).toMatchObject({
+      epoch: 2,
+      term: 2,
+    });
+  });
+
+  test("a leader that finds a later term while fencing is told it is deposed", async () => {
+    const store = new FakeStore();
+    volumeWithTwoPartitions(store);
+    store.put(keys.partition("v", 1), partition(1, { term: 7 }));
+    expect((await new Catalogue(store).fence(6)).deposed).toBe(true);
+  });
+});
+
+describe("volume incarnations", () => {
+  test("a create over what a dead delete left takes every partition record for the new id", async () => {
+    const store = new FakeStore();
+    // A delete that died halfway: the volume record is gone, a partition record (at a
+    // high epoch) and a checkpoint pointer of the old incarnation are left.
+    store.put(keys.partition("v", 0), partition(0, { volumeId: "old", epoch: 9 }));
+    store.put(keys.checkpoint("v", 0, "head-1"), {
+      opNum: 5,
+      blobKey: "b",
+      sleds: ["sled-1"],
+      bytes: 10,
+      createdAtMs: 1,
+    });
+    const catalogue = new Catalogue(store);
+    const stored = await catalogue.createVolume(
+      {
+        name: "v",
+        id: "new",
+        sizeBytes: mebibyte,
+        replicaCount: 2,
+        partitionBytes: mebibyte,
+        createdAtMs: 2,
+      },
+      [partition(0, { volumeId: "new" })],
+      3,
+    );
+    expect(stored.map((entry) => entry.value)).toEqual([
+      expect.objectContaining({ volumeId: "new", epoch: 1, term: 3 }),
+    ]);
+    expect(store.value(keys.partition("v", 0))).toMatchObject({ volumeId: "new", epoch: 1 });
+    expect((await catalogue.checkpoints("v")).size).toBe(0);
+    expect((await catalogue.volume("v"))?.value.id).toBe("new");
+  });
+
+  test("delete returns the deleted incarnation and removes its records", async () => {
+    const store = new FakeStore();
+    volumeWithTwoPartitions(store);
+    const catalogue = new Catalogue(store);
+    expect((await catalogue.deleteVolume("v"))?.id).toBe("v-1");
+    expect(await catalogue.partitions("v")).toEqual([]);
+    expect(await catalogue.deleteVolume("v")).toBeUndefined();
+  });
+});

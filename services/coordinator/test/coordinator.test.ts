@@ -1,0 +1,352 @@
+// The coordinator's shell on a fake service and an in-memory KV store, on fake timers:
+// the executor around the pure decisions. Head nodes are scripted: they beat, report,
+// and answer configure requests (or hang, or say they hold nothing).
+
+import { BallastError, ErrorCode, limits, type Message, subjects } from "@ballast/protocol";
+import { afterEach, beforeEach, describe, expect, test, vi } from "vitest";
+import { keys } from "../src/catalogue.ts";
+import { configureDeadlineMs, reconcileIntervalMs } from "../src/constants.ts";
+import { Coordinator } from "../src/coordinator.ts";
+import type { PartitionRecord } from "../src/decisions.ts";
+import { FakeStore } from "./fake-store.ts";
+
+const heartbeatTimeoutMs = 1500;
+const mebibyte = 1024 * 1024;
+
+/**
+ * ok: beats, reports, answers. slow: beats and reports, but configure requests time out
+ * (a head node whose event loop or disk is stuck behind something). frozen: SIGSTOP,
+ * silent and requests time out. dead: kill -9. empty: a fresh process holding nothing.
+ */
+type Behaviour = "ok" | "slow" | "frozen" | "dead" | "empty";
+
+interface Sent {
+  atMs: number;
+  node: string;
+  message: Message;
+}
+
+/** A scripted cluster around one coordinator. */
+class Harness {
+  readonly store = new FakeStore();
+  readonly sent: Sent[] = [];
+  readonly behaviour = new Map<string, Behaviour>();
+  readonly pids = new Map<string, number>();
+  readonly logs: string[] = [];
+  /** When each head node last reported (and so was last granted a lease). */
+  readonly reportedAtMs = new Map<string, number>();
+  private readonly routes = new Map<string, (message: never, context: never) => unknown>();
+  private sequence = 0;
+
+  readonly service = {
+    kind: "coordinator",
+    nodeId: "coordinator-1",
+    logger: Object.fromEntries(
+      ["debug", "info", "warn", "error"].map((level) => [
+        level,
+        (_context: unknown, message?: string) => this.logs.push(`${level}: ${message ?? ""}`),
+      ]),
+    ),
+    serve: (subject: string, _options: unknown, dispatch: (m: never, c: never) => unknown) => {
+      this.routes.set(subject, dispatch);
+      return { stop: async () => void this.routes.delete(subject) };
+    },
+    serveInbox: () => ({ stop: async () => undefined }),
+    setDescription: () => undefined,
+    onClose: () => undefined,
+    bus: {
+      request: (subject: string, message: Message) => this.request(subject, message),
+    },
+  };
+
+  constructor(readonly heads: string[]) {
+    for (const head of heads) {
+      this.behaviour.set(head, "ok");
+      this.pids.set(head, 100);
+    }
+  }
+
+  private request(subject: string, message: Message): Promise<unknown> {
+    const node = subject.split(".").at(-1)!;
+    this.sent.push({ atMs: performance.now(), node, message });
+    switch (this.behaviour.get(node)) {
+      case "ok":
+        return Promise.resolve({});
+      case "empty":
+        return Promise.reject(new BallastError(ErrorCode.NotFound, `${node} holds nothing`));
+      case "slow":
+      case "frozen":
+        // No answer: the request times out at its deadline.
+        return new Promise((_, reject) =>
+          setTimeout(
+            () => reject(new BallastError(ErrorCode.Timeout, "no reply")),
+            configureDeadlineMs,
+          ),
+        );
+      default:
+        return Promise.reject(new BallastError(ErrorCode.Unavailable, "no responders"));
+    }
+  }
+
+  /** Heartbeats from every head node that runs, and a sled. */
+  beat(): void {
+    const dispatch = this.routes.get(subjects.heartbeat.pattern)!;
+    const beat = (kind: "headnode" | "sled", nodeId: string, pid: number) =>
+      dispatch(
+        {
+          type: "heartbeat.v1",
+          kind,
+          nodeId,
+          pid,
+          startedAtMs: pid,
+          sentAtMs: Date.now(),
+          sequence: this.sequence++,
+          version: "0.1.0",
+        } as never,
+        { subject: subjects.heartbeat.build(kind, nodeId), isRequest: false } as never,
+      );
+    beat("sled", "sled-1", 1);
+    for (const head of this.heads) {
+      const behaviour = this.behaviour.get(head);
+      if (behaviour === "ok" || behaviour === "slow" || behaviour === "empty") {
+        beat("headnode", head, this.pids.get(head)!);
+      }
+    }
+  }
+
+  control(message: Message): unknown {
+    const dispatch = this.routes.get(subjects.coordinator.build());
+    if (dispatch === undefined) throw new Error("no leader serves the control subject");
+    return dispatch(message as never, { subject: "", isRequest: true } as never);
+  }
+
+  /** What the primaries add to their reports (a stall, say). */
+  reportExtra: (record: PartitionRecord) => object = () => ({});
+
+  /** Each running head node reports the partitions it is primary of. */
+  report(): void {
+    for (const head of this.heads) {
+      if (this.behaviour.get(head) !== "ok" && this.behaviour.get(head) !== "slow") continue;
+      const primaries = this.records()
+        .filter((record) => record.primary === head)
+        .map((record) => ({
+          volume: record.volume,
+          volumeId: record.volumeId,
+          partition: record.partition,
+          epoch: record.epoch,
+          session: 1,
+          commitOpNum: 10,
+          tailCommitted: true,
+          followers: [...record.secondaries, ...(record.joining ?? [])].map((node) => ({
+            node,
+            matchOpNum: 10,
+            learner: false,
+          })),
+          ...this.reportExtra(record),
+        }));
+      this.reportedAtMs.set(head, performance.now());
+      void this.control({ type: "headnode.report.v1", node: head, primaries } as Message);
+    }
+  }
+
+  records(): PartitionRecord[] {
+    return [0, 1, 2]
+      .map((index) => this.store.value<PartitionRecord>(keys.partition("v", index)))
+      .filter((record) => record !== undefined);
+  }
+
+  record(index: number): PartitionRecord {
+    return this.store.value<PartitionRecord>(keys.partition("v", index))!;
+  }
+
+  configures(node: string, partition: number, sinceMs = 0): Sent[] {
+    return this.sent.filter(
+      (sent) =>
+        sent.node === node &&
+        sent.atMs >= sinceMs &&
+        sent.message.type === "headnode.configure.v1" &&
+        sent.message.partition === partition,
+    );
+  }
+}
+
+function volume(harness: Harness, partitions: [string, string][]): void {
+  partitions.forEach(([primary, secondary], index) => {
+    harness.store.put(keys.partition("v", index), {
+      volume: "v",
+      volumeId: "v-1",
+      partition: index,
+      partitionStart: index * mebibyte,
+      partitionBytes: mebibyte,
+      epoch: 1,
+      primary,
+      secondaries: [secondary],
+    } satisfies PartitionRecord);
+  });
+  harness.store.put(keys.volume("v"), {
+    name: "v",
+    id: "v-1",
+    sizeBytes: partitions.length * mebibyte,
+    replicaCount: 2,
+    partitionBytes: mebibyte,
+    createdAtMs: 1,
+  });
+}
+
+/** Runs the cluster for `ms`: heartbeats every 200 ms, reports every 500 ms. */
+async function run(harness: Harness, ms: number, onStep: () => void = () => undefined) {
+  for (let elapsed = 0; elapsed < ms; elapsed += 100) {
+    if (elapsed % 200 === 0) harness.beat();
+    if (elapsed % 500 === 0) harness.report();
+    onStep();
+    await vi.advanceTimersByTimeAsync(100);
+  }
+}
+
+async function started(
+  heads: string[],
+  partitions: [string, string][],
+  behaviour: Record<string, Behaviour> = {},
+) {
+  const harness = new Harness(heads);
+  for (const [head, what] of Object.entries(behaviour)) harness.behaviour.set(head, what);
+  volume(harness, partitions);
+  const coordinator = new Coordinator(
+    harness.service as never,
+    { heartbeatTimeoutMs, partitionBytes: mebibyte } as never,
+    harness.store,
+  );
+  await coordinator.start();
+  await run(harness, 3000); // leads, fences, hears everyone, configures everyone
+  return harness;
+}
+
+beforeEach(() => {
+  vi.useFakeTimers({
+    toFake: ["setTimeout", "clearTimeout", "setInterval", "clearInterval", "Date", "performance"],
+  });
+});
+afterEach(() => {
+  vi.useRealTimers();
+});
+
+describe("reconcile", () => {
+  test("a slow head node delays nobody; frozen, it is replaced as fast as a killed one", async () => {
+    // head-1 answers no configure request from the start, so requests to it are always
+    // outstanding: nothing that decides may wait for them.
+    const harness = await started(
+      ["head-1", "head-2", "head-3", "head-4"],
+      [
+        ["head-1", "head-2"],
+        ["head-3", "head-4"],
+      ],
+      { "head-1": "slow" },
+    );
+    expect(harness.configures("head-1", 0).length).toBeGreaterThanOrEqual(1);
+    expect(harness.records().map((record) => record.term)).toEqual([1, 1]);
+    const faultAtMs = performance.now();
+    harness.behaviour.set("head-1", "frozen"); // SIGSTOP: silent, requests hang
+    harness.behaviour.set("head-3", "dead"); // kill -9: silent, requests refused
+    const promotedAtMs = new Map<number, number>();
+    await run(harness, 10_000, () => {
+      for (const index of [0, 1]) {
+        if (!promotedAtMs.has(index) && harness.record(index).epoch > 1) {
+          promotedAtMs.set(index, performance.now() - faultAtMs);
+        }
+      }
+    });
+    expect(harness.record(0)).toMatchObject({ primary: "head-2", secondaries: [] });
+    expect(harness.record(1)).toMatchObject({ primary: "head-4", secondaries: [] });
+    // The same reconcile round replaced both.
+    expect(Math.abs(promotedAtMs.get(0)! - promotedAtMs.get(1)!)).toBeLessThanOrEqual(
+      reconcileIntervalMs,
+    );
+    // Not before the read lease each primary was last granted (plus the margin) ran out.
+    const leaseMs = limits.primaryLeaseMs + limits.primaryLeaseDriftMarginMs;
+    expect(faultAtMs + promotedAtMs.get(0)!).toBeGreaterThan(
+      harness.reportedAtMs.get("head-1")! + leaseMs,
+    );
+    expect(faultAtMs + promotedAtMs.get(1)!).toBeGreaterThan(
+      harness.reportedAtMs.get("head-3")! + leaseMs,
+    );
+    process.stdout.write(
+      `frozen primary replaced after ${promotedAtMs.get(0)} ms, killed one after ${promotedAtMs.get(1)} ms (simulated)\n`,
+    );
+    // The new primary is configured with the lease flag and the volume's incarnation.
+    const configure = harness.configures("head-2", 0).at(-1)!.message;
+    expect(configure).toMatchObject({ primary: "head-2", leased: true, volumeId: "v-1" });
+  });
+
+  test("a stall the primary reports drops the secondary; restarted empty, it is told once and left alone", async () => {
+    const harness = await started(
+      ["head-1", "head-2", "head-3"],
+      [
+        ["head-1", "head-2"],
+        ["head-3", "head-1"],
+      ],
+    );
+    // head-1 reports that head-2 keeps partition 0's commits waiting.
+    harness.reportExtra = (record) =>
+      record.partition === 0 && record.secondaries.includes("head-2")
+        ? { followers: [{ node: "head-2", matchOpNum: 3, learner: false, stalledMs: 5000 }] }
+        : {};
+    await run(harness, 600);
+    // Dropped: a learner takes its place (head-3, the only spare), not head-2 again.
+    expect(harness.record(0)).toMatchObject({ epoch: 2, primary: "head-1", secondaries: [] });
+    await run(harness, 1000);
+    expect(harness.record(0).learners).toEqual(["head-3"]);
+    // head-2 restarts with nothing: the leader tells it once that it is out, no more.
+    harness.behaviour.set("head-2", "empty");
+    harness.pids.set("head-2", 200);
+    const restartedAtMs = performance.now();
+    await run(harness, 10_000);
+    expect(harness.configures("head-2", 0, restartedAtMs)).toHaveLength(1);
+    // Every other partition kept being served: partition 1 never changed.
+    expect(harness.record(1).epoch).toBe(1);
+  });
+});
+
+describe("volumes", () => {
+  test("describe shows the incarnation and each partition once, however often it is listed", async () => {
+    const harness = await started(["head-1", "head-2"], [["head-1", "head-2"]]);
+    harness.store.listTwice.add(keys.partition("v", 0));
+    const state = (await harness.control({ type: "volume.describe.v1", name: "v" })) as {
+      id: string;
+      partitions: { partition: number; joining: string[] }[];
+    };
+    expect(state.id).toBe("v-1");
+    expect(state.partitions.map((partition) => partition.partition)).toEqual([0]);
+    expect(state.partitions[0]!.joining).toEqual([]);
+  });
+
+  test("delete tells every live head node to drop the incarnation; a re-create is another one", async () => {
+    const harness = await started(["head-1", "head-2", "head-3"], [["head-1", "head-2"]]);
+    harness.behaviour.set("head-3", "slow"); // does not answer: logged, not fatal
+    const deleting = harness.control({ type: "volume.delete.v1", name: "v" });
+    await run(harness, configureDeadlineMs + 500);
+    expect(await deleting).toEqual({ name: "v", deleted: true });
+    const drops = harness.sent.filter((sent) => sent.message.type === "headnode.drop.v1");
+    expect(drops.map((sent) => [sent.node, sent.message])).toEqual(
+      ["head-1", "head-2", "head-3"].map((node) => [
+        node,
+        { type: "headnode.drop.v1", volume: "v", volumeId: "v-1" },
+      ]),
+    );
+    expect(harness.records()).toEqual([]);
+    harness.behaviour.set("head-3", "ok");
+    const created = (await harness.control({
+      type: "volume.create.v1",
+      name: "v",
+      sizeBytes: mebibyte,
+      partitionBytes: mebibyte,
+    })) as { id: string };
+    expect(created.id).not.toBe("v-1");
+    expect(harness.record(0).volumeId).toBe(created.id);
+    // Its replicas were configured with the new incarnation before the answer.
+    const configured = harness.sent.filter(
+      (sent) =>
+        sent.message.type === "headnode.configure.v1" && sent.message.volumeId === created.id,
+    );
+    expect(configured).toHaveLength(2);
+  });
+});

@@ -1,0 +1,234 @@
+// The leader's per-partition decision, pure: records, reports and time in, one decision
+// out. Time is an argument; nothing here waits.
+
+import { limits } from "@ballast/protocol";
+import { describe, expect, test } from "vitest";
+import {
+  decidePartition,
+  mayGrantLease,
+  type PartitionRecord,
+  type PartitionView,
+  type Report,
+} from "../src/decisions.ts";
+import { loadOf } from "../src/placement.ts";
+
+const heads = ["head-1", "head-2", "head-3", "head-4"];
+const mebibyte = 1024 * 1024;
+
+const base: PartitionRecord = {
+  volume: "v",
+  volumeId: "v-1",
+  partition: 0,
+  partitionStart: 0,
+  partitionBytes: mebibyte,
+  epoch: 4,
+  primary: "head-1",
+  secondaries: ["head-2"],
+};
+
+function view(record: PartitionRecord, overrides: Partial<PartitionView> = {}): PartitionView {
+  return {
+    nowMs: 100_000,
+    alive: new Set(heads),
+    load: loadOf([record], heads),
+    replicaCount: 2,
+    leaseUntilMs: 0,
+    learnersSinceMs: new Map(),
+    learnerCatchUpMsMax: 30_000,
+    ...overrides,
+  };
+}
+
+function report(record: PartitionRecord, overrides: Partial<Report> = {}): Report {
+  return {
+    volume: record.volume,
+    partition: record.partition,
+    epoch: record.epoch,
+    session: 1,
+    commitOpNum: 100,
+    tailCommitted: true,
+    followers: [],
+    ...overrides,
+  };
+}
+
+describe("safe promotion of a learner", () => {
+  const learning: PartitionRecord = { ...base, secondaries: [], learners: ["head-2"] };
+
+  test("a caught-up learner first joins: it counts for commit but is not a secondary yet", () => {
+    const decision = decidePartition(
+      learning,
+      view(learning, {
+        report: report(learning, {
+          followers: [{ node: "head-2", matchOpNum: 100, learner: true }],
+        }),
+      }),
+    );
+    expect(decision).toMatchObject({
+      kind: "update",
+      record: { epoch: 5, secondaries: [], joining: ["head-2"], learners: [] },
+    });
+  });
+
+  test("a stale 'caught up' report from the epoch before joining never promotes the joiner", () => {
+    const joining: PartitionRecord = { ...learning, epoch: 5, learners: [], joining: ["head-2"] };
+    const stale = report(joining, {
+      epoch: 4,
+      followers: [{ node: "head-2", matchOpNum: 100, learner: true }],
+    });
+    expect(decidePartition(joining, view(joining, { report: stale }))).toEqual({ kind: "keep" });
+    // Matched, but the primary has not yet committed the tail it inherited: not yet.
+    const untailed = report(joining, {
+      tailCommitted: false,
+      followers: [{ node: "head-2", matchOpNum: 100, learner: false }],
+    });
+    expect(decidePartition(joining, view(joining, { report: untailed }))).toEqual({
+      kind: "keep",
+    });
+  });
+
+  test("a report from the joining epoch with the tail committed makes the joiner a secondary", () => {
+    const joining: PartitionRecord = { ...learning, epoch: 5, learners: [], joining: ["head-2"] };
+    const fresh = report(joining, {
+      followers: [{ node: "head-2", matchOpNum: 100, learner: false }],
+    });
+    expect(decidePartition(joining, view(joining, { report: fresh }))).toMatchObject({
+      kind: "update",
+      record: { epoch: 6, secondaries: ["head-2"], joining: [] },
+    });
+  });
+
+  test("a learner behind the commit point stays a learner", () => {
+    const decision = decidePartition(
+      learning,
+      view(learning, {
+        report: report(learning, {
+          followers: [{ node: "head-2", matchOpNum: 99, learner: true }],
+        }),
+      }),
+    );
+    expect(decision).toEqual({ kind: "keep" });
+  });
+});
+
+describe("a dead primary", () => {
+  const three: PartitionRecord = {
+    ...base,
+    secondaries: ["head-3"],
+    joining: ["head-2"],
+    learners: ["head-4"],
+  };
+  const withoutPrimary = new Set(["head-2", "head-3", "head-4"]);
+
+  test("waits for its read lease to run out, then promotes only a voting secondary", () => {
+    const waiting = decidePartition(
+      three,
+      view(three, { alive: withoutPrimary, replicaCount: 3, leaseUntilMs: 100_500 }),
+    );
+    expect(waiting).toMatchObject({ kind: "wait", untilMs: 100_500 });
+    const promoted = decidePartition(
+      three,
+      view(three, { alive: withoutPrimary, replicaCount: 3, leaseUntilMs: 99_999 }),
+    );
+    expect(promoted).toMatchObject({
+      kind: "update",
+      record: { epoch: 5, primary: "head-3", secondaries: [], joining: [] },
+    });
+    // The joiner and the learner rebuild from the new primary as learners.
+    expect(promoted.kind === "update" && [...promoted.record.learners!].sort()).toEqual([
+      "head-2",
+      "head-4",
+    ]);
+  });
+
+  test("with only a joiner and a learner left, nobody is promoted", () => {
+    const noVoter: PartitionRecord = { ...three, secondaries: [] };
+    expect(
+      decidePartition(noVoter, view(noVoter, { alive: withoutPrimary, replicaCount: 3 })).kind,
+    ).toBe("unavailable");
+  });
+
+  test("a stall its last report named does not keep the secondary from being promoted", () => {
+    const stalled = report(base, {
+      followers: [
+        { node: "head-2", matchOpNum: 90, learner: false, stalledMs: limits.commitStallMsMax },
+      ],
+    });
+    expect(
+      decidePartition(base, view(base, { alive: new Set(["head-2"]), report: stalled })),
+    ).toMatchObject({ kind: "update", record: { primary: "head-2", epoch: 5 } });
+  });
+});
+
+describe("gray failure and rebuild", () => {
+  test("a voting secondary the primary reports stalled for commitStallMsMax is dropped", () => {
+    const stalled = (stalledMs: number) =>
+      report(base, {
+        followers: [{ node: "head-2", matchOpNum: 90, learner: false, stalledMs }],
+      });
+    expect(
+      decidePartition(base, view(base, { report: stalled(limits.commitStallMsMax - 1) })),
+    ).toEqual({ kind: "keep" });
+    expect(
+      decidePartition(base, view(base, { report: stalled(limits.commitStallMsMax) })),
+    ).toMatchObject({
+      kind: "update",
+      record: { epoch: 5, primary: "head-1", secondaries: [] },
+      reason: expect.stringContaining("head-2 stalled commits"),
+    });
+  });
+
+  test("a degraded partition gets the least loaded live spare as a learner", () => {
+    const degraded: PartitionRecord = { ...base, secondaries: [] };
+    const other: PartitionRecord = { ...base, partition: 1, secondaries: ["head-3"] };
+    const decision = decidePartition(
+      degraded,
+      view(degraded, { load: loadOf([degraded, other], heads) }),
+    );
+    expect(decision).toMatchObject({
+      kind: "update",
+      record: { epoch: 5, secondaries: [], learners: ["head-2"] },
+    });
+  });
+
+  test("a learner that needs released notes is dropped, to be rebuilt afresh", () => {
+    const learning: PartitionRecord = { ...base, secondaries: [], learners: ["head-2"] };
+    const decision = decidePartition(
+      learning,
+      view(learning, {
+        report: report(learning, {
+          followers: [{ node: "head-2", matchOpNum: 3, learner: true, needsRebuild: true }],
+        }),
+      }),
+    );
+    expect(decision).toMatchObject({ kind: "update", record: { epoch: 5, learners: [] } });
+  });
+
+  test("a learner overdue and not caught up is dropped; one in time is kept", () => {
+    const learning: PartitionRecord = { ...base, secondaries: [], learners: ["head-2"] };
+    const behind = report(learning, {
+      followers: [{ node: "head-2", matchOpNum: 3, learner: true }],
+    });
+    const since = new Map([["head-2", 100_000 - 30_001]]);
+    expect(
+      decidePartition(learning, view(learning, { report: behind, learnersSinceMs: since })),
+    ).toMatchObject({ kind: "update", record: { learners: [] } });
+    const recent = new Map([["head-2", 100_000 - 29_999]]);
+    expect(
+      decidePartition(learning, view(learning, { report: behind, learnersSinceMs: recent })),
+    ).toEqual({ kind: "keep" });
+  });
+});
+
+describe("lease grants", () => {
+  const alive = new Set(heads);
+
+  test("only the record's primary, at the record's epoch, alive, and not being replaced", () => {
+    expect(mayGrantLease(base, "head-1", 4, alive, false)).toBe(true);
+    expect(mayGrantLease(base, "head-1", 4, alive, true)).toBe(false);
+    expect(mayGrantLease(base, "head-1", 3, alive, false)).toBe(false);
+    expect(mayGrantLease(base, "head-1", 5, alive, false)).toBe(false);
+    expect(mayGrantLease(base, "head-2", 4, alive, false)).toBe(false);
+    expect(mayGrantLease(base, "head-1", 4, new Set(["head-2"]), false)).toBe(false);
+  });
+});

@@ -1,0 +1,119 @@
+// Leadership on durations: each coordinator measures on its own monotonic clock, and the
+// clocks here start far apart, because no two are ever compared.
+
+import { describe, expect, test } from "vitest";
+import { LeaderElection, Leadership, leaderKey } from "../src/leadership.ts";
+import { FakeStore } from "./fake-store.ts";
+
+const leaseMs = 3000;
+const marginMs = 500;
+
+function election(nodeId: string) {
+  return new LeaderElection({ nodeId, leaseMs, marginMs });
+}
+
+describe("the pure election", () => {
+  test("a leader leads until leaseMs − margin after the start of its last renewal", () => {
+    const a = election("a");
+    const write = a.next(undefined, 100);
+    expect(write).toEqual({ kind: "create", record: { coordinator: "a", term: 1 } });
+    a.onWritten({ coordinator: "a", term: 1 }, 90);
+    expect(a.isLeader(90 + leaseMs - marginMs - 1)).toBe(true);
+    expect(a.isLeader(90 + leaseMs - marginMs)).toBe(false);
+    expect(a.termAt(1000)).toBe(1);
+  });
+
+  test("another takes over only once the key has not changed for leaseMs + margin on its clock", () => {
+    const b = election("b");
+    const key = { value: { coordinator: "a", term: 4 }, revision: 10 };
+    expect(b.next(key, 5_000_000)).toEqual({ kind: "none" });
+    expect(b.next(key, 5_000_000 + leaseMs + marginMs - 1)).toEqual({ kind: "none" });
+    expect(b.next(key, 5_000_000 + leaseMs + marginMs)).toEqual({
+      kind: "update",
+      record: { coordinator: "b", term: 5 },
+      revision: 10,
+    });
+  });
+
+  test("a renewal seen in between starts the wait again", () => {
+    const b = election("b");
+    b.next({ value: { coordinator: "a", term: 4 }, revision: 10 }, 0);
+    const renewed = { value: { coordinator: "a", term: 4 }, revision: 11 };
+    expect(b.next(renewed, leaseMs + marginMs)).toEqual({ kind: "none" });
+    expect(b.next(renewed, 2 * (leaseMs + marginMs) - 1)).toEqual({ kind: "none" });
+    expect(b.next(renewed, 2 * (leaseMs + marginMs)).kind).toBe("update");
+  });
+
+  test("a restarted process of the same id waits like anyone else: it holds no term", () => {
+    const again = election("a");
+    expect(again.next({ value: { coordinator: "a", term: 2 }, revision: 3 }, 0)).toEqual({
+      kind: "none",
+    });
+  });
+
+  test("leading again after a lapse is a new tenure, even in the same term", () => {
+    const a = election("a");
+    a.next(undefined, 0);
+    a.onWritten({ coordinator: "a", term: 1 }, 0);
+    const first = a.tenure;
+    a.next({ value: { coordinator: "a", term: 1 }, revision: 1 }, 1000);
+    a.onWritten({ coordinator: "a", term: 1 }, 1000);
+    expect(a.tenure).toBe(first); // a renewal in time continues the tenure
+    // Paused through its lease: on waking it does not lead, and its renewal starts anew.
+    expect(a.isLeader(60_000)).toBe(false);
+    const write = a.next({ value: { coordinator: "a", term: 1 }, revision: 2 }, 60_000);
+    expect(write).toMatchObject({ kind: "update", record: { term: 1 } });
+    a.onWritten({ coordinator: "a", term: 1 }, 60_000);
+    expect(a.tenure).toBe(first + 1);
+  });
+});
+
+/** A coordinator with its own monotonic clock, started at an arbitrary origin. */
+function coordinator(store: FakeStore, nodeId: string, originMs: number) {
+  const clock = { nowMs: originMs };
+  const leadership = new Leadership({
+    kv: store,
+    nodeId,
+    leaseMs,
+    marginMs,
+    clock: () => clock.nowMs,
+  });
+  return { clock, leadership };
+}
+
+describe("two coordinators on one store", () => {
+  test("never both lead, whatever their clocks read; the new term is higher", async () => {
+    const store = new FakeStore();
+    const a = coordinator(store, "a", 1_000);
+    const b = coordinator(store, "b", 9_000_000_000);
+    const advance = (ms: number) => {
+      a.clock.nowMs += ms;
+      b.clock.nowMs += ms;
+    };
+    expect((await a.leadership.renew())?.term).toBe(1);
+    expect(await b.leadership.renew()).toBeUndefined();
+    // a renews every second; b never gets in.
+    for (let second = 0; second < 10; second++) {
+      advance(1000);
+      expect(await a.leadership.renew()).toBeDefined();
+      expect(await b.leadership.renew()).toBeUndefined();
+    }
+    // a is paused: it stops renewing. b keeps trying each second.
+    let takenAtMs: number | undefined;
+    for (let elapsed = 0; elapsed < 10_000 && takenAtMs === undefined; elapsed += 250) {
+      advance(250);
+      const leading = await b.leadership.renew();
+      if (leading !== undefined) {
+        takenAtMs = elapsed + 250;
+        expect(leading.term).toBe(2);
+      }
+      // Never two leaders at one instant.
+      expect(a.leadership.isLeader() && b.leadership.isLeader()).toBe(false);
+    }
+    expect(takenAtMs).toBeDefined();
+    // a wakes: it does not lead, and its renewal does not take the key back.
+    expect(a.leadership.isLeader()).toBe(false);
+    expect(await a.leadership.renew()).toBeUndefined();
+    expect(store.value(leaderKey)).toEqual({ coordinator: "b", term: 2 });
+  });
+});
