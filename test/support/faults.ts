@@ -6,8 +6,17 @@
 
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
-import { BallastError, ErrorCode, type ResultOf, subjects } from "@ballast/protocol";
+import {
+  BallastError,
+  decodeValue,
+  ErrorCode,
+  encodeMessage,
+  type Message,
+  type ResultOf,
+  subjects,
+} from "@ballast/protocol";
 import type { Bus } from "@ballast/runtime";
+import { createInbox } from "@nats-io/transport-node";
 import { waitFor } from "./cluster.ts";
 
 export type VolumeState = ResultOf<"volume.describe.v1">;
@@ -68,7 +77,8 @@ export function waitForFullStrength(
   );
 }
 
-export interface TimedWrite {
+export interface TimedRequest {
+  kind: "write" | "read";
   start: number;
   end: number;
   ok: boolean;
@@ -83,10 +93,12 @@ export interface LoadVerify {
 
 /**
  * A steady 4 KiB write load through an NBD server, on a ring of `slots` blocks at
- * `offset`: every write is timed; `stop()` ends it and reads every slot back.
+ * `offset`, each write read back: every request is timed; `stop()` ends it and reads
+ * every slot back.
  */
 export class NbdLoad {
-  readonly writes: TimedWrite[] = [];
+  readonly writes: TimedRequest[] = [];
+  readonly reads: TimedRequest[] = [];
   private readonly child: ChildProcess;
   private readonly exited: Promise<number | null>;
   private verified: LoadVerify | undefined;
@@ -110,6 +122,7 @@ export class NbdLoad {
         pending = pending.slice(newline + 1);
         const record = JSON.parse(line);
         if (record.kind === "write") this.writes.push(record);
+        else if (record.kind === "read") this.reads.push(record);
         else if (record.kind === "verify") this.verified = record;
         else if (record.kind === "ready") readyResolve();
       }
@@ -132,12 +145,13 @@ export class NbdLoad {
     );
   }
 
-  failures(): TimedWrite[] {
-    return this.writes.filter((write) => !write.ok);
+  /** Every write and read that failed (an NBD error, or a read of other bytes). */
+  failures(): TimedRequest[] {
+    return [...this.writes, ...this.reads].filter((request) => !request.ok);
   }
 
   /** The first write acknowledged at or after `atMs`, if any. */
-  firstAckAfter(atMs: number): TimedWrite | undefined {
+  firstAckAfter(atMs: number): TimedRequest | undefined {
     return this.writes.find((write) => write.ok && write.end >= atMs);
   }
 
@@ -396,4 +410,26 @@ export async function readBytes(
 /** The distinct byte values in `data`, sorted: [0] for zeros, [fill] for one pattern. */
 export function bytesIn(data: Uint8Array): number[] {
   return [...new Set(data)].sort((a, b) => a - b);
+}
+
+/**
+ * Sends a request and gathers every reply that comes within `windowMs`: more than one
+ * process may be subscribed to a partition's subject (a deposed primary woken from a
+ * pause), and a client takes whichever answers first.
+ */
+export async function everyReply(bus: Bus, subject: string, message: Message, windowMs: number) {
+  const connection = bus.connection;
+  const inbox = createInbox();
+  const replies: { ok: boolean; error?: { code: string; message: string } }[] = [];
+  const subscription = connection.subscribe(inbox);
+  const gathering = (async () => {
+    for await (const reply of subscription) {
+      replies.push(decodeValue(reply.data) as (typeof replies)[number]);
+    }
+  })();
+  connection.publish(subject, encodeMessage(message), { reply: inbox });
+  await new Promise((resolve) => setTimeout(resolve, windowMs));
+  subscription.unsubscribe();
+  await gathering;
+  return replies;
 }

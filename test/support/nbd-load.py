@@ -5,10 +5,12 @@
 #   nbd-load.py URL OFFSET SLOTS
 #
 # Writes 4 KiB blocks one after another, in a ring of SLOTS blocks starting at byte
-# OFFSET, each filled with a byte that changes with every write, and prints one JSON line
-# per write: {"kind": "write", "start": ms, "end": ms, "ok": bool, "error"?: str}, with
-# wall-clock milliseconds (comparable with the test's Date.now(): same machine). An error
-# is printed and the load goes on: a test counts errors, it does not stop at the first.
+# OFFSET, each filled with a byte that changes with every write, and reads each block
+# back after its write. Prints one JSON line per request:
+# {"kind": "write" | "read", "start": ms, "end": ms, "ok": bool, "error"?: str}, with
+# wall-clock milliseconds (comparable with the test's Date.now(): same machine). A read
+# that returns other bytes than the write just acknowledged is an error too. An error is
+# printed and the load goes on: a test counts errors, it does not stop at the first.
 # When stdin closes (or reads "stop"), it reads every slot back and prints
 # {"kind": "verify", "mismatches": [...], "errors": [...]}: each slot must hold what its
 # last acknowledged write put there.
@@ -62,6 +64,18 @@ def main():
         except nbd.Error as error:
             acknowledged.pop(slot, None)
             emit({"kind": "write", "start": start, "end": now_ms(), "ok": False, "error": str(error)})
+            continue
+        start = now_ms()
+        try:
+            data = handle.pread(block_bytes, offset + slot * block_bytes)
+            if data == bytes([fill]) * block_bytes:
+                emit({"kind": "read", "start": start, "end": now_ms(), "ok": True})
+            else:
+                found = sorted(set(data))[:4]
+                emit({"kind": "read", "start": start, "end": now_ms(), "ok": False,
+                      "error": f"read {found} after writing {fill}"})
+        except nbd.Error as error:
+            emit({"kind": "read", "start": start, "end": now_ms(), "ok": False, "error": str(error)})
     mismatches = []
     errors = []
     for slot, fill in sorted(acknowledged.items()):
