@@ -77,9 +77,10 @@ test("a volume whose partition reached a higher epoch is deleted; the new one co
     `volume life: old incarnation at epoch ${last.epoch} (degraded at ${degraded.epoch}) before delete\n`,
   );
 
+  expect(last.epoch).toBeGreaterThan(1);
+
   await deleteWithCli("life2");
-  const again = await create("life2");
-  expect(again.partitions[0]!.epoch).toBeLessThan(last.epoch);
+  await create("life2");
   // Today: every configure is refused (the primary's node holds the old, higher epoch),
   // so the write below fails with WrongEpoch or times out after 20 s of retries.
   await writeBlocks(cluster.bus, "life2", 0, 0, 4, 0x77);

@@ -199,8 +199,8 @@ export interface FailedRead {
  * Reads one block of one partition straight from its primary, over and over, and
  * records every read that fails. A WrongEpoch or NotPrimary answer (the partition's
  * membership changed: the client learns the new epoch and retries) is retried within
- * the probe for up to a second; any other failure, or no answer within `deadlineMs`,
- * is a failed read.
+ * the probe for up to 3 s (the catalogue moves to a new epoch before the head nodes
+ * hear of it); any other failure, or no answer within `deadlineMs`, is a failed read.
  */
 export class ReadProbe {
   readonly failed: FailedRead[] = [];
@@ -223,7 +223,7 @@ export class ReadProbe {
     let epoch = (await describeVolume(this.bus, this.volume)).partitions[this.partition]!.epoch;
     while (!this.stopped) {
       const atMs = Date.now();
-      let retryUntilMs = atMs + 1000;
+      const retryUntilMs = atMs + 3000;
       for (;;) {
         try {
           const result = await this.bus.request(
@@ -253,10 +253,10 @@ export class ReadProbe {
             } catch {
               // the coordinator is busy: try the read again with what we have
             }
+            await new Promise((resolve) => setTimeout(resolve, 50));
             continue;
           }
           this.failed.push({ atMs, code, message: (error as Error).message });
-          retryUntilMs = 0;
           try {
             epoch = (await describeVolume(this.bus, this.volume)).partitions[this.partition]!.epoch;
           } catch {
