@@ -175,7 +175,10 @@ async function expectSafeAndLive(kind: string, observed: Observed, boundMs: numb
   expect(after.primary, "the loaded partition's primary").not.toBe(observed.victim);
   expect(after.epoch).toBeGreaterThan(observed.epochBefore);
   expect(observed.outageMs, `writes resumed within ${boundMs} ms`).toBeDefined();
-  expect(observed.outageMs!).toBeLessThanOrEqual(boundMs);
+  expect(
+    observed.outageMs!,
+    `write outage (ms) after the fault on ${observed.victim}`,
+  ).toBeLessThanOrEqual(boundMs);
   expect(observed.load.failures(), "NBD requests that failed").toEqual([]);
   expect(verify.errors).toEqual([]);
   expect(verify.mismatches).toEqual([]);
