@@ -781,14 +781,22 @@ describe("read leases", () => {
     expect(refused(3200)).toBe(ErrorCode.Unavailable);
     primary.renewLease(1, 6200);
     expect(refused(6000)).toBeUndefined();
-    // A new epoch needs its own lease.
-    primary.configure({ epoch: 2, primary: "head-1", secondaries: [], leased: true });
-    expect(refused(6000, 2)).toBe(ErrorCode.Unavailable);
-    primary.renewLease(2, 9000);
+    // Staying primary into a new epoch (a secondary came or went) keeps the lease: the
+    // coordinator promises per partition and node, so reads go on through it.
+    primary.configure({ epoch: 2, primary: "head-1", secondaries: ["head-2"], leased: true });
     expect(refused(6000, 2)).toBeUndefined();
+    expect(refused(6200, 2)).toBe(ErrorCode.Unavailable);
+    primary.renewLease(2, 9000);
+    expect(refused(6300, 2)).toBeUndefined();
+    // Deposed, then primary again: the old grant is gone and a new one is needed.
+    primary.configure({ epoch: 3, primary: "head-2", secondaries: ["head-1"], leased: true });
+    primary.configure({ epoch: 4, primary: "head-1", secondaries: ["head-2"], leased: true });
+    expect(refused(6300, 4)).toBe(ErrorCode.Unavailable);
+    primary.renewLease(4, 9500);
+    expect(refused(6300, 4)).toBeUndefined();
     // Unleased (static) sets need none.
-    primary.configure({ epoch: 3, primary: "head-1", secondaries: [] });
-    expect(refused(1e9, 3)).toBeUndefined();
+    primary.configure({ epoch: 5, primary: "head-1", secondaries: [] });
+    expect(refused(1e9, 5)).toBeUndefined();
   });
 });
 

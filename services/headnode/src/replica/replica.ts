@@ -35,7 +35,8 @@
 //   that the coordinator can drop it (a hung disk that still heartbeats).
 // - Reads on a leased primary need a read lease that has not run out. The lease is a
 //   time on the shell's monotonic clock (`renewLease`, `read(…, nowMs)`): the core never
-//   compares clocks of two machines. A new epoch drops the lease.
+//   compares clocks of two machines. A primary that stays primary into a new epoch
+//   keeps its lease; any other role change drops it.
 //
 // Failure model: messages may be lost, duplicated, reordered or delayed; any replica may
 // crash and restart from its durable journal and last checkpoint, losing what was not
@@ -343,11 +344,18 @@ export class Replica {
     if (this.configuration !== undefined && configuration.epoch < this.configuration.epoch) return;
     if (this.configuration !== undefined && configuration.epoch === this.configuration.epoch)
       return;
+    const wasPrimary = this.role.name === "primary";
     this.configuration = configuration;
     this.failPendingRequests(ErrorCode.NotPrimary, `epoch ${configuration.epoch} began`);
     this.flushInFlight = undefined;
-    // A lease is granted for one epoch: the next one needs its own.
-    this.leaseUntilMs = undefined;
+    // A lease is the coordinator's promise that no other node becomes this partition's
+    // primary before it runs out (it tracks grants per partition and node, not per
+    // epoch). So a primary that stays primary into a new epoch (a secondary dropped or
+    // added) keeps it, and reads go on through routine membership changes; any other
+    // role change drops it, and a primary again later needs a new grant.
+    if (!(wasPrimary && configuration.primary === this.identity.nodeId)) {
+      this.leaseUntilMs = undefined;
+    }
     this.durableSince = [];
     if (configuration.primary === this.identity.nodeId) {
       const secondaries = new Map<string, SecondaryProgress>();
