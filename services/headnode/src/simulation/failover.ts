@@ -476,8 +476,12 @@ export class FailoverSimulation {
   // The model coordinator's state.
   private volumeId = "";
   private incarnation = 0;
-  /** The epoch the incarnation's records started at: members configured at it start empty. */
-  private createdAtEpoch = 1;
+  /**
+   * Per partition, the voters of the incarnation's first record that have been voters
+   * ever since: one that holds no replica has never acknowledged an op, so no op can have
+   * committed, and it may start empty. Anyone else with nothing must rebuild as a learner.
+   */
+  private readonly originalVoters = new Map<number, Set<string>>();
   private readonly records = new Map<number, { record: PartitionRecord; revision: number }>();
   private readonly lastHeardTick = new Map<string, number>();
   private readonly reports = new Map<number, Report>();
@@ -490,7 +494,8 @@ export class FailoverSimulation {
 
   constructor(options: FailoverOptions) {
     this.options = options;
-    this.random = xoroshiro128plus(options.seed);
+    // Neighbouring small seeds give xoroshiro's first outputs little entropy: mix first.
+    this.random = xoroshiro128plus(mixSeed(options.seed));
     for (let index = 0; index < options.nodes; index++) {
       const drift = options.clockRateDrift;
       this.nodes.push({
@@ -562,7 +567,8 @@ export class FailoverSimulation {
   }
 
   private integer(from: number, to: number): number {
-    return uniformInt(this.random, from, Math.max(from, Math.floor(to)));
+    const low = Math.ceil(from);
+    return uniformInt(this.random, low, Math.max(low, Math.floor(to)));
   }
 
   private nowMs(): number {
@@ -1012,7 +1018,6 @@ export class FailoverSimulation {
     this.incarnation++;
     this.volumeId = `v${this.incarnation}`;
     const epoch = recreated && !this.options.recreateAtEpochOne ? highestEpoch + 1 : 1;
-    this.createdAtEpoch = epoch;
     this.records.clear();
     this.reports.clear();
     this.staleReports.clear();
@@ -1039,6 +1044,7 @@ export class FailoverSimulation {
         joining: [],
       };
       this.records.set(partition, { record, revision: 1 });
+      this.originalVoters.set(partition, new Set(chosen));
       this.pushConfiguration(record);
     });
     for (const client of this.clients) client.routes.clear();
@@ -1152,6 +1158,9 @@ export class FailoverSimulation {
     if (next.primary !== before.primary) this.stats.promotions++;
     entry.record = next;
     entry.revision++;
+    const voters = [next.primary, ...votingSecondaries(next)];
+    const originals = this.originalVoters.get(partition);
+    for (const node of [...(originals ?? [])]) if (!voters.includes(node)) originals!.delete(node);
     let since = this.learnersSince.get(partition);
     if (since === undefined) {
       since = new Map();
@@ -1166,9 +1175,7 @@ export class FailoverSimulation {
   }
 
   private pushConfiguration(record: PartitionRecord): void {
-    // Until the first membership change, a member with nothing of its own is one that
-    // has not yet created the fresh incarnation's replica.
-    const create = record.epoch === this.createdAtEpoch;
+    const originals = this.originalVoters.get(record.partition);
     const since = this.learnersSince.get(record.partition);
     const pointer = this.pointers.get(`${this.volumeId}/${record.partition}/${record.primary}`);
     for (const member of membersOf(record)) {
@@ -1185,7 +1192,7 @@ export class FailoverSimulation {
             secondaries: votingSecondaries(record),
             learners: record.learners ?? [],
           },
-          create,
+          create: originals?.has(member) === true,
           ...(learnerSince === undefined ? {} : { learnerSince }),
           ...(learnerSince === undefined || pointer === undefined ? {} : { checkpoint: pointer }),
         },
@@ -1653,6 +1660,14 @@ export class FailoverSimulation {
     }
     return parts.join(" | ");
   }
+}
+
+/** A 32-bit integer hash (the finaliser of MurmurHash3), so that seeds 1, 2, 3 … differ widely. */
+function mixSeed(seed: number): number {
+  let hash = seed | 0;
+  hash = Math.imul(hash ^ (hash >>> 16), 0x85ebca6b);
+  hash = Math.imul(hash ^ (hash >>> 13), 0xc2b2ae35);
+  return (hash ^ (hash >>> 16)) | 0;
 }
 
 function emptyDisk(): SimulatedDisk {

@@ -49,6 +49,10 @@ for (let seed = first; seed < first + count; seed++) {
       `seed ${seed}: ${ok ? "ok" : "VIOLATION"} ${JSON.stringify(result.stats)}\n`,
     );
   }
+  if (values.quiet && (seed - first + 1) % 1000 === 0) {
+    const seconds = ((performance.now() - started) / 1000).toFixed(1);
+    process.stdout.write(`… ${seed - first + 1} seeds, ${failed} with violations, ${seconds} s\n`);
+  }
   if (ok) continue;
   for (const violation of result.violations) {
     process.stdout.write(`  [${violation.check}] ${violation.message}\n`);
