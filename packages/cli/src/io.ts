@@ -1,8 +1,8 @@
 // Block I/O from the command line, through the client library (which follows
 // failovers): `ballast write` and `ballast read` for a range, `ballast import` and
 // `ballast export` for a whole image with a progress line. Data moves in pieces of
-// `pieceBytes` with `piecesInflightMax` in flight; everything written is flushed to
-// sleds before the command reports success.
+// `pieceBytes` with `piecesInflightMax` in flight; everything written is durable in
+// every replica's journal before the command reports success.
 
 import { open } from "node:fs/promises";
 import { type ParseArgsConfig, parseArgs } from "node:util";
@@ -23,7 +23,7 @@ export const ioHelp = `Usage:
   ballast export VOLUME PATH                                the whole volume into a file
 
 Offsets and lengths take KiB, MiB, GiB, TiB and must be multiples of 512; --pad fills
-the last partial sector of the input with zeros. Every write is flushed to sleds
+the last partial sector of the input with zeros. Every write is durable on every replica
 before the command succeeds. Common options: --data-dir <dir> (default ${dataDirDefault}), --nats <url>.
 `;
 

@@ -7,11 +7,14 @@
 // that way, so splitting only ever cuts a range, never rebases it.
 //
 // Failure model: the description comes from another process. It is checked here once,
-// when it arrives; a description that does not tile its volume, or a layout that changed
-// under an open volume, is refused with InvalidVolumeStateError rather than guessed at.
-// Past that check, the functions assert nothing more about it.
+// when it arrives, and normalised: a partition listed twice (a catalogue listing taken
+// while the partition's record changed) is kept once, at its newest epoch. A description
+// that does not tile its volume, or a layout that changed under an open volume, is
+// refused with InvalidVolumeStateError rather than guessed at; a volume deleted and
+// created again under the same name while open is NotFound. Past that check, the
+// functions assert nothing more about it.
 
-import { limits, type ResultOf } from "@ballast/protocol";
+import { BallastError, ErrorCode, limits, type ResultOf } from "@ballast/protocol";
 import { InvalidVolumeStateError } from "./errors.ts";
 
 /** The coordinator's description of a volume, as volume.describe.v1 answers it. */
@@ -29,8 +32,19 @@ export interface Piece {
   readonly length: number;
 }
 
-/** Throws InvalidVolumeStateError unless `state` describes `name` and tiles it exactly. */
-export function checkVolumeState(name: string, state: VolumeState): void {
+/**
+ * The description the client uses: `state` with each partition listed once, in partition
+ * order. Throws InvalidVolumeStateError unless it describes `name` and its partitions
+ * tile the volume exactly.
+ *
+ * A partition listed twice is not an inconsistency: the coordinator lists its catalogue
+ * with a key listing that returns a key again when the key is updated during the
+ * listing (a failover in progress), and it reads each copy separately. The copies then
+ * agree on the partition's range and differ at most in epoch and members; the one with
+ * the higher epoch is the newer, and is kept. Copies that disagree on the range are a
+ * real inconsistency.
+ */
+export function normalizeVolumeState(name: string, state: VolumeState): VolumeState {
   if (state.name !== name) {
     throw new InvalidVolumeStateError(
       name,
@@ -43,12 +57,19 @@ export function checkVolumeState(name: string, state: VolumeState): void {
       `its size ${state.sizeBytes} is not a multiple of ${limits.sectorBytes} bytes`,
     );
   }
+  const partitions = newestCopies(name, state.partitions);
   let expectedStart = 0;
-  for (const [index, partition] of state.partitions.entries()) {
+  for (const [index, partition] of partitions.entries()) {
+    if (partition.partition !== index) {
+      throw new InvalidVolumeStateError(
+        name,
+        `its partitions are numbered ${partitions.map((each) => each.partition).join(", ")}, not 0 to ${partitions.length - 1}`,
+      );
+    }
     if (partition.partitionStart !== expectedStart) {
       throw new InvalidVolumeStateError(
         name,
-        `partition ${partition.partition} (position ${index}) starts at ${partition.partitionStart}, expected ${expectedStart}`,
+        `partition ${partition.partition} starts at ${partition.partitionStart}, expected ${expectedStart}`,
       );
     }
     if (partition.partitionBytes <= 0 || partition.partitionBytes % limits.sectorBytes !== 0) {
@@ -65,10 +86,59 @@ export function checkVolumeState(name: string, state: VolumeState): void {
       `its partitions cover ${expectedStart} bytes, but its size is ${state.sizeBytes}`,
     );
   }
+  return partitions === state.partitions ? state : { ...state, partitions };
 }
 
-/** Throws InvalidVolumeStateError if `next` maps offsets to partitions unlike `previous`. */
+type PartitionState = VolumeState["partitions"][number];
+
+/**
+ * Each partition once, the copy with the highest epoch (the first of equals), sorted by
+ * partition number; the very array given when it already is so (the common case).
+ */
+function newestCopies(
+  name: string,
+  partitions: readonly PartitionState[],
+): VolumeState["partitions"] {
+  let inOrder = true;
+  for (let index = 1; index < partitions.length && inOrder; index += 1) {
+    inOrder = partitions[index - 1]!.partition < partitions[index]!.partition;
+  }
+  if (inOrder) return partitions as VolumeState["partitions"];
+  const newest = new Map<number, PartitionState>();
+  for (const copy of partitions) {
+    const kept = newest.get(copy.partition);
+    if (kept === undefined) {
+      newest.set(copy.partition, copy);
+      continue;
+    }
+    if (
+      kept.partitionStart !== copy.partitionStart ||
+      kept.partitionBytes !== copy.partitionBytes
+    ) {
+      throw new InvalidVolumeStateError(
+        name,
+        `partition ${copy.partition} is listed twice with different ranges, [${kept.partitionStart}, +${kept.partitionBytes}) and [${copy.partitionStart}, +${copy.partitionBytes})`,
+      );
+    }
+    if (copy.epoch > kept.epoch) newest.set(copy.partition, copy);
+  }
+  return [...newest.values()].sort((left, right) => left.partition - right.partition);
+}
+
+/**
+ * Throws NotFound if `next` is another incarnation of the name than `previous` (the open
+ * volume was deleted, and one created under its name: its bytes are not the open
+ * volume's), and InvalidVolumeStateError if `next` maps offsets to partitions unlike
+ * `previous`.
+ */
 export function checkSameLayout(previous: VolumeState, next: VolumeState): void {
+  if (previous.id !== undefined && next.id !== undefined && previous.id !== next.id) {
+    throw new BallastError(
+      ErrorCode.NotFound,
+      `volume ${JSON.stringify(previous.name)} was deleted while open: the name now belongs to another volume (incarnation ${next.id}, not ${previous.id})`,
+      { details: { volume: previous.name, id: previous.id, currentId: next.id } },
+    );
+  }
   const changed = (what: string): never => {
     throw new InvalidVolumeStateError(previous.name, `its layout changed while open: ${what}`);
   };

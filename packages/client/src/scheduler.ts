@@ -30,8 +30,9 @@
 // that promise can be overtaken by a late copy of it. Concurrent operations on
 // overlapping ranges have no defined order, as with any block device.
 //
-// Flush. A flush request makes durable on sleds everything the partition acknowledged
-// before it was received. The scheduler counts, per partition, mutation requests that
+// Flush to sleds. A flush request (Volume.flushToSleds; the durability barrier
+// Volume.flush sends nothing) asks the partition's primary to flush to sleds everything
+// it acknowledged before it was received. The scheduler counts, per partition, mutation requests that
 // settled, and the count a successful flush was sent after; a volume flush needs only the
 // partitions with mutations settled since.
 

@@ -10,12 +10,14 @@
 //
 // Failure model: a describe may fail like any request; `refresh` rejects with that error
 // and leaves the snapshot as it was, and the caller's retry loop decides whether to try
-// again. A description whose layout differs from the first one (other partitions, other
-// size) is refused with InvalidVolumeStateError: offsets already split by the old layout
-// would land in the wrong partitions.
+// again (wire.ts makes the coordinator's own faults retryable). A description that lists
+// a partition twice is used with the newest copy (layout.ts). A description whose layout
+// differs from the first one (other partitions, other size) is refused with
+// InvalidVolumeStateError: offsets already split by the old layout would land in the
+// wrong partitions. One of another incarnation of the name is NotFound.
 
-import { subjects } from "@ballast/protocol";
-import { checkSameLayout, checkVolumeState, type VolumeState } from "./layout.ts";
+import { ErrorCode, isBallastError, subjects } from "@ballast/protocol";
+import { checkSameLayout, normalizeVolumeState, type VolumeState } from "./layout.ts";
 import type { ClientOptions } from "./options.ts";
 import { withRetries } from "./retry.ts";
 import { describeVolume, type RequestBus } from "./wire.ts";
@@ -32,6 +34,7 @@ export class VolumeStateCache {
   readonly name: string;
   private snapshot: VolumeSnapshot;
   private refreshing: Promise<void> | undefined;
+  private goneSeen = false;
   private readonly bus: RequestBus;
   private readonly options: Readonly<ClientOptions>;
 
@@ -63,11 +66,11 @@ export class VolumeStateCache {
       {
         describe: () => `describe volume ${JSON.stringify(name)}`,
         issuedAtMs: options.clock.nowMs(),
-        attempt: () => describeVolume(bus, name, options.describeDeadlineMs),
+        attempt: async () =>
+          normalizeVolumeState(name, await describeVolume(bus, name, options.describeDeadlineMs)),
       },
       options,
     );
-    checkVolumeState(name, state);
     return new VolumeStateCache(bus, name, state, options);
   }
 
@@ -90,10 +93,26 @@ export class VolumeStateCache {
     return this.refreshing;
   }
 
+  /**
+   * True once a describe found the volume deleted (the coordinator's NotFound, or
+   * another incarnation under the name): nothing this cache addresses exists any more.
+   */
+  get gone(): boolean {
+    return this.goneSeen;
+  }
+
   private async describe(): Promise<void> {
-    const state = await describeVolume(this.bus, this.name, this.options.describeDeadlineMs);
-    checkVolumeState(this.name, state);
-    checkSameLayout(this.snapshot.state, state);
+    let state: VolumeState;
+    try {
+      state = normalizeVolumeState(
+        this.name,
+        await describeVolume(this.bus, this.name, this.options.describeDeadlineMs),
+      );
+      checkSameLayout(this.snapshot.state, state);
+    } catch (error) {
+      if (isBallastError(error, ErrorCode.NotFound)) this.goneSeen = true;
+      throw error;
+    }
     this.snapshot = {
       generation: this.snapshot.generation + 1,
       state,

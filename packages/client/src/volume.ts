@@ -10,6 +10,14 @@
 // again) cannot be overtaken by a late piece of the failed operation. It rejects with
 // the first failure in offset order.
 //
+// Flushing: `flush` is the durability barrier a block device owes its user, and needs no
+// request: a mutation settles successfully only once its partition's primary has
+// acknowledged it, which the primary does once every replica holds it in its journal
+// on disk. So `flush` only waits for the mutations issued before it (on any caller of
+// this Volume, which is why the NBD gateway shares one Volume per export) to settle.
+// `flushToSleds` is the explicit, slower request to move data from the journals to
+// sled chunks, for a caller that wants exactly that.
+//
 // Closing: `close()` refuses new operations at once (VolumeClosedError) and resolves once
 // every operation already issued has settled; those keep retrying as usual meanwhile.
 //
@@ -35,6 +43,8 @@ export class Volume implements BlockDevice {
   private readonly clock: ClientOptions["clock"];
   private readonly requestDataBytesMax: number;
   private operationsPending = 0;
+  /** Writes, trims and write-zeroes issued and not yet settled, for `flush` to wait on. */
+  private readonly mutationsInflight = new Set<Promise<void>>();
   private closed = false;
   private readonly idleWaiters: (() => void)[] = [];
 
@@ -51,6 +61,14 @@ export class Volume implements BlockDevice {
   /** The number of partitions the volume is cut into. */
   get partitionCount(): number {
     return this.state.current.state.partitions.length;
+  }
+
+  /**
+   * True once the volume was found deleted (its operations fail with NotFound): a name
+   * re-created since is another volume, which `openVolume` opens anew.
+   */
+  get isDeleted(): boolean {
+    return this.state.gone;
   }
 
   /** True once `close()` was called. */
@@ -73,7 +91,7 @@ export class Volume implements BlockDevice {
     const length = data instanceof Uint8Array ? data.byteLength : 0;
     this.begin(describeOperation("write", offset, length), { offset, length }, { data });
     try {
-      await this.perform("write", offset, length, this.requestDataBytesMax, data);
+      await this.mutation(this.perform("write", offset, length, this.requestDataBytesMax, data));
     } finally {
       this.end();
     }
@@ -83,7 +101,7 @@ export class Volume implements BlockDevice {
     this.begin(describeOperation("trim", offset, length), { offset, length });
     try {
       // Ranges carry no data, so only partition boundaries cut them.
-      await this.perform("trim", offset, length, length);
+      await this.mutation(this.perform("trim", offset, length, length));
     } finally {
       this.end();
     }
@@ -92,19 +110,40 @@ export class Volume implements BlockDevice {
   async writeZeroes(offset: number, length: number): Promise<void> {
     this.begin(describeOperation("write zeroes over", offset, length), { offset, length });
     try {
-      await this.perform("write-zeroes", offset, length, length);
+      await this.mutation(this.perform("write-zeroes", offset, length, length));
     } finally {
       this.end();
     }
   }
 
   /**
-   * Resolves once everything acknowledged before it is flushed to sleds: it sends a
-   * flush to each partition with writes, trims or write-zeroes settled since that
-   * partition's last flush, and to no other.
+   * The durability barrier: resolves once every write, trim and write-zeroes issued on
+   * this volume before the call has settled, and sends nothing. A mutation that
+   * succeeded was acknowledged by its partition's primary only once every replica held
+   * it durably in its journal, so there is nothing further to wait for; a mutation that
+   * failed told its own caller so, and does not fail the flush.
+   *
+   * Only what was issued before is waited for: a flush never waits behind operations
+   * issued after it, so a steady stream of writes cannot starve it.
    */
   async flush(): Promise<void> {
     this.begin("flush");
+    try {
+      await Promise.allSettled([...this.mutationsInflight]);
+    } finally {
+      this.end();
+    }
+  }
+
+  /**
+   * Asks the primary of each partition with mutations settled since its last such
+   * request to flush them to sleds (volume.flush.v1), and resolves once every one has
+   * answered. Slower than `flush` and not needed for durability; it fails when the
+   * head nodes cannot flush (fewer live sleds than a chunk needs copies). What exactly
+   * an answer promises is the head node's contract for volume.flush.v1.
+   */
+  async flushToSleds(): Promise<void> {
+    this.begin("flush to sleds");
     try {
       const issuedAtMs = this.clock.nowMs();
       await settleAll(
@@ -153,6 +192,16 @@ export class Volume implements BlockDevice {
     if (this.operationsPending === 0) {
       for (const resolve of this.idleWaiters.splice(0)) resolve();
     }
+  }
+
+  /** Counts `settled` in flight until it settles, for `flush`; returns it. */
+  private mutation(settled: Promise<void>): Promise<void> {
+    this.mutationsInflight.add(settled);
+    const forget = () => {
+      this.mutationsInflight.delete(settled);
+    };
+    settled.then(forget, forget);
+    return settled;
   }
 
   /** Cuts the range into entries, submits them, and waits for every one to settle. */

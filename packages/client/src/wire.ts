@@ -7,10 +7,11 @@
 //
 // Failure model: the bus throws a BallastError for every remote failure and for NATS
 // faults (no responder → Unavailable, deadline → Timeout); those pass through untouched
-// for the retry logic to judge. A read reply of the wrong shape is a server bug and
+// for the retry logic to judge, except a describe's Internal, which is retryable there
+// (see describeVolume). A read reply of the wrong shape is a server bug and
 // becomes an UnexpectedReplyError, which no retry would fix.
 
-import { subjects } from "@ballast/protocol";
+import { BallastError, ErrorCode, isBallastError, subjects } from "@ballast/protocol";
 import type { Bus } from "@ballast/runtime";
 import type { Entry, RequestKind } from "./batch.ts";
 import { UnexpectedReplyError } from "./errors.ts";
@@ -118,15 +119,32 @@ function copyReadReply(
   for (const [index, entry] of entries.entries()) entry.buffer.set(data[index]!);
 }
 
-/** Asks the coordinator for a volume's state. */
-export function describeVolume(
+/**
+ * Asks the coordinator for a volume's state. An Internal failure of the describe comes
+ * back as Unavailable (the original as its cause): a describe only reads the catalogue,
+ * and the coordinator answers Internal when its catalogue store fails under it, which
+ * happens while the store or the coordinator's leadership is moving. Retrying is the
+ * right answer to that, and a lasting fault still ends in the retry budget's Timeout,
+ * which carries it.
+ */
+export async function describeVolume(
   bus: RequestBus,
   name: string,
   deadlineMs: number,
 ): Promise<VolumeState> {
-  return bus.request<"volume.describe.v1">(
-    subjects.coordinator.build(),
-    { type: "volume.describe.v1", name },
-    { deadlineMs },
-  );
+  const subject = subjects.coordinator.build();
+  try {
+    return await bus.request<"volume.describe.v1">(
+      subject,
+      { type: "volume.describe.v1", name },
+      { deadlineMs },
+    );
+  } catch (error) {
+    if (!isBallastError(error, ErrorCode.Internal)) throw error;
+    throw new BallastError(
+      ErrorCode.Unavailable,
+      `the coordinator failed to describe volume ${JSON.stringify(name)} (Internal: ${error.message}); retry`,
+      { cause: error, details: { subject, volume: name } },
+    );
+  }
 }

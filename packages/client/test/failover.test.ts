@@ -1,12 +1,21 @@
 // Failover and failures from the wire: retryable codes are retried with a fresh
-// description and the new epoch, describes are shared by concurrent failures, the retry
-// budget ends in a Timeout-coded BallastError, non-retryable codes fail at once, and a
-// batch that fails for good gives each caller the answer to its own entry.
+// description and the new epoch, describes are shared by concurrent failures, a
+// description listing a partition twice and a coordinator failing over are ridden out,
+// the retry budget ends in a Timeout-coded BallastError, non-retryable codes fail at
+// once, and a batch that fails for good gives each caller the answer to its own entry.
 
 import { BallastError, ErrorCode, isBallastError, subjects } from "@ballast/protocol";
 import { describe, expect, it } from "vitest";
-import { InvalidVolumeStateError } from "../src/index.ts";
-import { mebibyte, nextTurn, openTestVolume, patternBytes, waitUntil } from "./helpers.ts";
+import { BallastClient, InvalidVolumeStateError } from "../src/index.ts";
+import { FakeClusterBus } from "./fake-cluster-bus.ts";
+import {
+  mebibyte,
+  nextTurn,
+  openTestVolume,
+  patternBytes,
+  VirtualClock,
+  waitUntil,
+} from "./helpers.ts";
 
 const spec = { name: "failover", sizeBytes: 3 * mebibyte, partitionBytes: mebibyte };
 
@@ -177,15 +186,136 @@ describe("failover", () => {
     expect(fake.describeCount).toBe(1 + 4);
   });
 
+  for (const order of ["stale-first", "stale-last"] as const) {
+    it(`follows a description that lists the failed-over partition twice (${order})`, async () => {
+      // The coordinator's catalogue listing returns a partition's key again when its
+      // record changes during the listing: the old copy and the new one.
+      const { fake, volume } = await openTestVolume(spec);
+      fake.failover(spec.name, 1);
+      fake.listTwiceInDescribes(spec.name, 1, order);
+      const data = patternBytes(8192, 11);
+
+      await volume.write(mebibyte - 4096, data);
+      const read = await volume.read(mebibyte - 4096, 8192);
+
+      expect(Buffer.from(read).equals(Buffer.from(data))).toBe(true);
+      const epochs = fake
+        .requestsOf("volume.write.v1")
+        .filter((request) => request.message.partition === 1)
+        .map((request) => request.message.epoch);
+      expect(epochs).toEqual([1, 2]);
+      expect(volume.partitionCount).toBe(3);
+    });
+  }
+
+  it("opens a volume whose description lists a partition twice", async () => {
+    const fake = new FakeClusterBus([spec]);
+    fake.failover(spec.name, 2);
+    fake.listTwiceInDescribes(spec.name, 2, "stale-last");
+    const volume = await new BallastClient(fake, { clock: new VirtualClock() }).openVolume(
+      spec.name,
+    );
+
+    await volume.write(2 * mebibyte, patternBytes(512, 12));
+
+    expect(fake.requestsOf("volume.write.v1").map((request) => request.message.epoch)).toEqual([2]);
+  });
+
+  it("retries a describe the coordinator fails with Internal (its store failing under it)", async () => {
+    const { fake, volume } = await openTestVolume(spec);
+    fake.failover(spec.name, 0);
+    fake.failDescribes(2, ErrorCode.Internal);
+
+    await volume.write(0, patternBytes(512, 13));
+
+    expect(fake.describeCount).toBe(1 + 3);
+    expect(fake.requestsOf("volume.write.v1").at(-1)?.message.epoch).toBe(2);
+  });
+
+  it("retries reads a primary refuses for lack of a read lease", async () => {
+    const { fake, volume } = await openTestVolume(spec);
+    const data = patternBytes(4096, 14);
+    await volume.write(0, data);
+    fake.failNext(spec.name, 0, 3, ErrorCode.Unavailable, { types: ["volume.read.v1"] });
+
+    const read = await volume.read(0, 4096);
+
+    expect(Buffer.from(read).equals(Buffer.from(data))).toBe(true);
+    expect(fake.requestsOf("volume.read.v1").length).toBe(4);
+  });
+
+  it("rides out a frozen primary's whole replacement, as the gateway sees it", async () => {
+    // Partition 1's primary freezes (SIGSTOP): requests wait out their 5 s deadline.
+    // Its head node is declared dead and stops answering (no responders), the coordinator
+    // itself changes leader meanwhile (describes find no responders, then one fails in
+    // its store), and once the partition has failed over the listing shows it twice.
+    // The new primary refuses reads until its lease arrives. Every operation succeeds.
+    const { fake, volume, clock } = await openTestVolume(spec);
+    const before = patternBytes(spec.sizeBytes, 15);
+    await volume.write(0, before);
+
+    fake.failNext(spec.name, 1, 3, ErrorCode.Timeout, { takesMs: 5000 });
+    fake.failNext(spec.name, 1, 4, ErrorCode.Unavailable);
+    fake.failNext(spec.name, 1, 2, ErrorCode.Unavailable, { types: ["volume.read.v1"] });
+    fake.failDescribes(3, ErrorCode.Unavailable, { takesMs: 100 });
+    fake.failDescribes(1, ErrorCode.Internal);
+    fake.failover(spec.name, 1);
+    fake.listTwiceInDescribes(spec.name, 1, "stale-last");
+    const startedMs = clock.nowMs();
+
+    const written = patternBytes(2 * mebibyte, 16);
+    const operations = [
+      volume.write(mebibyte / 2, written),
+      volume.read(mebibyte + 4096, 4096),
+      volume.trim(2 * mebibyte - 4096, 4096),
+      volume.flush(),
+    ];
+    const outcomes = await Promise.allSettled(operations);
+
+    expect(outcomes.filter((outcome) => outcome.status === "rejected")).toEqual([]);
+    const model = new Uint8Array(before);
+    model.set(written, mebibyte / 2);
+    model.fill(0, 2 * mebibyte - 4096, 2 * mebibyte);
+    expect(Buffer.from(fake.contents(spec.name)).equals(Buffer.from(model))).toBe(true);
+    expect(Buffer.from(await volume.read(0, spec.sizeBytes)).equals(Buffer.from(model))).toBe(true);
+    // A failover of more than 15 s, well inside the 60 s retry budget.
+    expect(clock.nowMs() - startedMs).toBeGreaterThan(15_000);
+    // Every planned failure was met on the way, and the write got through at the new epoch.
+    expect(fake.failuresPlanned(spec.name, 1)).toBe(0);
+    expect(fake.describeFailuresPlanned).toBe(0);
+    const writes = fake.requestsOf("volume.write.v1").filter((request) => {
+      return request.message.partition === 1;
+    });
+    expect(writes.at(-1)?.message.epoch).toBe(2);
+    expect(fake.requestsOf("volume.flush.v1")).toEqual([]);
+  });
+
   it("fails with NotFound when the volume was deleted during a failover", async () => {
     const { fake, volume } = await openTestVolume(spec);
     fake.deleteVolume(spec.name);
 
+    expect(volume.isDeleted).toBe(false);
     await expectBallastError(volume.write(0, patternBytes(512, 6)), ErrorCode.NotFound);
+    expect(volume.isDeleted).toBe(true);
 
     // Unavailable (no responders), then a describe that says the volume is gone.
     expect(fake.requestsOf("volume.write.v1").length).toBe(1);
     expect(fake.describeCount).toBe(2);
+  });
+
+  it("fails with NotFound when the volume was deleted and created again while open", async () => {
+    const fake = new FakeClusterBus([spec]);
+    const volume = await new BallastClient(fake, { clock: new VirtualClock() }).openVolume(
+      spec.name,
+    );
+    fake.createVolume({ ...spec, id: "failover-2" });
+    fake.failNext(spec.name, 0, 1, ErrorCode.WrongEpoch);
+
+    const error = await expectBallastError(volume.read(0, 512), ErrorCode.NotFound);
+
+    expect(error.message).toContain("was deleted while open");
+    expect(fake.requestsOf("volume.read.v1").length).toBe(1);
+    expect(volume.isDeleted).toBe(true);
   });
 
   it("refuses a new description whose layout differs from the open volume's", async () => {

@@ -6,11 +6,15 @@
 // than as silently accepted bytes.
 //
 // Knobs: fail the next N requests to a partition with a code (before or after applying
-// them: "after" is a lost reply, so a retry applies the mutation twice); refuse any
-// request with an entry at a given offset; fail describes; fail a partition over to a
-// new epoch and primary (requests with the old epoch get WrongEpoch, and describes
-// report the new epoch at once); re-create or delete a volume; delay requests; hold all
-// requests until resumed.
+// them: "after" is a lost reply, so a retry applies the mutation twice), each failure
+// perhaps taking time on the client's clock (a request that waits out its deadline at
+// a frozen primary); fail only its reads (a primary without a read lease); refuse any
+// request with an entry at a given offset; fail describes (planned failures queue up);
+// fail a partition over to a new epoch and primary (requests with the old epoch get
+// WrongEpoch, and describes report the new epoch at once); list a partition twice in
+// describes, as the coordinator's catalogue listing does when the partition's record
+// changes during it (the copy before the last failover, and the current one);
+// re-create or delete a volume; delay requests; hold all requests until resumed.
 // Every request is recorded in `sent`, in the order the client sent it.
 //
 // Timing: a request is served when it arrives, after its delay and any hold, and is
@@ -32,6 +36,8 @@ import type { RequestBus } from "../src/index.ts";
 
 export interface FakeVolumeSpec {
   name: string;
+  /** The incarnation describes report; `${name}-1` unless given. */
+  id?: string;
   sizeBytes: number;
   /** Every partition has this many bytes, except perhaps a shorter last one. */
   partitionBytes: number;
@@ -48,6 +54,10 @@ interface PlannedFailure {
   code: ErrorCode;
   remaining: number;
   afterApplying: boolean;
+  /** Only requests of these types fail (and count); all when undefined. */
+  types?: readonly RequestType[];
+  /** How long each failure takes on the client's clock (see `elapse`). */
+  takesMs: number;
 }
 
 interface FakePartition {
@@ -57,6 +67,10 @@ interface FakePartition {
   epoch: number;
   primary: string;
   secondaries: string[];
+  /** The epoch and primary before the last failover (for stale copies in describes). */
+  previous: { epoch: number; primary: string; secondaries: string[] } | undefined;
+  /** How describes list the partition twice: the stale copy before or after the current. */
+  listedTwice: "stale-first" | "stale-last" | undefined;
   bytes: Uint8Array;
   lastOpNum: number;
   flushedOpNum: number;
@@ -65,6 +79,7 @@ interface FakePartition {
 
 interface FakeVolume {
   name: string;
+  id: string;
   sizeBytes: number;
   replicaCount: 2 | 3;
   partitionBytes: number;
@@ -84,8 +99,14 @@ export class FakeClusterBus implements RequestBus {
   readonly sent: RecordedRequest[] = [];
   /** How long each request takes to reach its server, on real timers. */
   requestDelayMs = 0;
+  /**
+   * Moves the client's clock forward; a planned failure that takes time calls it. A test
+   * on a virtual clock sets it, so that the retry budget sees the time a real failure
+   * would have cost.
+   */
+  elapse: (ms: number) => void = () => undefined;
   private readonly volumes = new Map<string, FakeVolume>();
-  private describeFailures: PlannedFailure | undefined;
+  private readonly describeFailures: PlannedFailure[] = [];
   private hold:
     | {
         released: Promise<void>;
@@ -115,6 +136,8 @@ export class FakeClusterBus implements RequestBus {
         epoch: 1,
         primary: members[0]!,
         secondaries: members.slice(1),
+        previous: undefined,
+        listedTwice: undefined,
         bytes: new Uint8Array(partitionBytes),
         lastOpNum: 0,
         flushedOpNum: 0,
@@ -124,6 +147,7 @@ export class FakeClusterBus implements RequestBus {
     }
     this.volumes.set(spec.name, {
       name: spec.name,
+      id: spec.id ?? `${spec.name}-1`,
       sizeBytes: spec.sizeBytes,
       replicaCount: spec.replicaCount ?? 2,
       partitionBytes: spec.partitionBytes,
@@ -152,24 +176,51 @@ export class FakeClusterBus implements RequestBus {
 
   // Knobs.
 
-  /** The next `count` requests to the partition fail with `code`. */
+  /**
+   * The next `count` requests to the partition (of `types`, if given) fail with `code`,
+   * each taking `takesMs` of the client's time. Plans queue up: the next starts when
+   * this one is used up.
+   */
   failNext(
     volume: string,
     partition: number,
     count: number,
     code: ErrorCode,
-    options: { afterApplying?: boolean } = {},
+    options: { afterApplying?: boolean; types?: readonly RequestType[]; takesMs?: number } = {},
   ): void {
     this.partitionOf(volume, partition).failures.push({
       code,
       remaining: count,
       afterApplying: options.afterApplying ?? false,
+      ...(options.types === undefined ? {} : { types: options.types }),
+      takesMs: options.takesMs ?? 0,
     });
   }
 
-  /** The next `count` describes fail with `code`. */
-  failDescribes(count: number, code: ErrorCode): void {
-    this.describeFailures = { code, remaining: count, afterApplying: false };
+  /** The next `count` describes (after those already planned) fail with `code`. */
+  failDescribes(count: number, code: ErrorCode, options: { takesMs?: number } = {}): void {
+    this.describeFailures.push({
+      code,
+      remaining: count,
+      afterApplying: false,
+      takesMs: options.takesMs ?? 0,
+    });
+  }
+
+  /**
+   * Describes list the partition twice from now on: its copy from before the last
+   * failover (which must have happened) and its current one, in the order given.
+   */
+  listTwiceInDescribes(
+    volume: string,
+    partition: number,
+    order: "stale-first" | "stale-last" = "stale-last",
+  ): void {
+    const state = this.partitionOf(volume, partition);
+    if (state.previous === undefined) {
+      throw new Error(`partition ${partition} of ${volume} has not failed over yet`);
+    }
+    state.listedTwice = order;
   }
 
   /** Any request with an entry starting at `offset` fails with `code`, as a whole. */
@@ -180,6 +231,11 @@ export class FakeClusterBus implements RequestBus {
   /** Moves the partition to the next epoch with its first secondary as primary. */
   failover(volume: string, partition: number): { epoch: number; primary: string } {
     const state = this.partitionOf(volume, partition);
+    state.previous = {
+      epoch: state.epoch,
+      primary: state.primary,
+      secondaries: [...state.secondaries],
+    };
     const [next, ...rest] = state.secondaries;
     state.secondaries = [...rest, state.primary];
     state.primary = next!;
@@ -217,6 +273,19 @@ export class FakeClusterBus implements RequestBus {
     return this.sent.filter(
       (request) => request.message.type === type,
     ) as unknown as RecordedRequest<T>[];
+  }
+
+  /** Planned failures of requests to the partition not yet met. */
+  failuresPlanned(volume: string, partition: number): number {
+    return this.partitionOf(volume, partition).failures.reduce(
+      (sum, failure) => sum + failure.remaining,
+      0,
+    );
+  }
+
+  /** Planned describe failures not yet met. */
+  get describeFailuresPlanned(): number {
+    return this.describeFailures.reduce((sum, failure) => sum + failure.remaining, 0);
   }
 
   get describeCount(): number {
@@ -297,9 +366,11 @@ export class FakeClusterBus implements RequestBus {
     if (subject !== subjects.coordinator.build()) {
       throw new BallastError(ErrorCode.Unavailable, `no service is listening on ${subject}`);
     }
-    const failure = this.describeFailures;
-    if (failure !== undefined && failure.remaining > 0) {
+    const failure = this.describeFailures[0];
+    if (failure !== undefined) {
       failure.remaining -= 1;
+      if (failure.remaining <= 0) this.describeFailures.shift();
+      this.elapse(failure.takesMs);
       throw new BallastError(failure.code, `fake describe failure (${failure.code})`);
     }
     const volume = this.volumes.get(message.name);
@@ -308,29 +379,26 @@ export class FakeClusterBus implements RequestBus {
     }
     return {
       name: volume.name,
+      id: volume.id,
       sizeBytes: volume.sizeBytes,
       replicaCount: volume.replicaCount,
       partitionBytes: volume.partitionBytes,
       createdAtMs: 0,
-      partitions: volume.partitions.map((partition) => ({
-        partition: partition.partition,
-        partitionStart: partition.partitionStart,
-        partitionBytes: partition.partitionBytes,
-        epoch: partition.epoch,
-        primary: partition.primary,
-        secondaries: [...partition.secondaries],
-        inSync: [partition.primary, ...partition.secondaries],
-        learners: [],
-        rebuilds: [],
-        checkpoints: [],
-      })),
+      partitions: volume.partitions.flatMap((partition) => {
+        const current = describePartition(partition, partition);
+        if (partition.listedTwice === undefined || partition.previous === undefined) {
+          return [current];
+        }
+        const stale = describePartition(partition, partition.previous);
+        return partition.listedTwice === "stale-first" ? [stale, current] : [current, stale];
+      }),
     };
   }
 
   /** Finds the addressed partition, applies planned failures before it, checks the epoch. */
   private admit(
     subject: string,
-    message: { volume: string; partition: number; epoch: number },
+    message: { type: RequestType; volume: string; partition: number; epoch: number },
   ): { volume: FakeVolume; partition: FakePartition; failAfter: PlannedFailure | undefined } {
     const volume = this.volumes.get(message.volume);
     const partition = volume?.partitions[message.partition];
@@ -345,9 +413,10 @@ export class FakeClusterBus implements RequestBus {
     }
     let failAfter: PlannedFailure | undefined;
     const failure = partition.failures[0];
-    if (failure !== undefined) {
+    if (failure !== undefined && (failure.types?.includes(message.type) ?? true)) {
       failure.remaining -= 1;
       if (failure.remaining <= 0) partition.failures.shift();
+      this.elapse(failure.takesMs);
       if (!failure.afterApplying) {
         throw new BallastError(failure.code, `fake failure (${failure.code}) on ${subject}`);
       }
@@ -447,6 +516,25 @@ export class FakeClusterBus implements RequestBus {
     if (state === undefined) throw new Error(`volume ${name} has no partition ${partition}`);
     return state;
   }
+}
+
+/** A partition as describes list it, with the epoch and members of `assignment`. */
+function describePartition(
+  partition: FakePartition,
+  assignment: { epoch: number; primary: string; secondaries: string[] },
+) {
+  return {
+    partition: partition.partition,
+    partitionStart: partition.partitionStart,
+    partitionBytes: partition.partitionBytes,
+    epoch: assignment.epoch,
+    primary: assignment.primary,
+    secondaries: [...assignment.secondaries],
+    inSync: [assignment.primary, ...assignment.secondaries],
+    learners: [],
+    rebuilds: [],
+    checkpoints: [],
+  };
 }
 
 function checkRange(partition: FakePartition, offset: number, length: number): void {

@@ -68,6 +68,9 @@ export async function openTestVolume(
 ): Promise<TestVolume> {
   const fake = new FakeClusterBus([spec]);
   const clock = new VirtualClock();
+  fake.elapse = (ms) => {
+    clock.nowMsValue += ms;
+  };
   const client = new BallastClient(fake, { clock, random: () => 0.5, ...options });
   const volume = await client.openVolume(spec.name);
   return { fake, client, volume, clock };

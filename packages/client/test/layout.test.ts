@@ -1,11 +1,13 @@
 // The partition math: finding a partition, cutting a range at partition boundaries and
-// at the per-request limit, and refusing descriptions that do not tile their volume.
+// at the per-request limit, keeping one copy of a partition listed twice, and refusing
+// descriptions that do not tile their volume.
 
+import { ErrorCode, isBallastError } from "@ballast/protocol";
 import { describe, expect, it } from "vitest";
 import { InvalidVolumeStateError } from "../src/index.ts";
 import {
   checkSameLayout,
-  checkVolumeState,
+  normalizeVolumeState,
   partitionIndexOf,
   splitRange,
   type VolumeState,
@@ -87,13 +89,13 @@ describe("splitRange", () => {
   });
 });
 
-describe("checkVolumeState", () => {
+describe("normalizeVolumeState", () => {
   it("accepts partitions that tile the volume, the last one shorter", () => {
-    expect(() => checkVolumeState("v", volumeState("v", [4096, 4096, 512]))).not.toThrow();
+    expect(() => normalizeVolumeState("v", volumeState("v", [4096, 4096, 512]))).not.toThrow();
   });
 
   it("refuses a description of another volume", () => {
-    expect(() => checkVolumeState("v", volumeState("w", [4096]))).toThrow(
+    expect(() => normalizeVolumeState("v", volumeState("w", [4096]))).toThrow(
       'cannot use the description of volume "v": the coordinator answered for volume "w"',
     );
   });
@@ -102,19 +104,68 @@ describe("checkVolumeState", () => {
     const state = volumeState("v", [4096, 4096]);
     state.partitions[1]!.partitionStart = 8192;
     state.sizeBytes = 12_288;
-    expect(() => checkVolumeState("v", state)).toThrow(
-      "partition 1 (position 1) starts at 8192, expected 4096",
+    expect(() => normalizeVolumeState("v", state)).toThrow(
+      "partition 1 starts at 8192, expected 4096",
     );
   });
 
   it("refuses partitions that do not cover the volume's size", () => {
     const state = volumeState("v", [4096, 4096]);
     state.sizeBytes = 16_384;
-    expect(() => checkVolumeState("v", state)).toThrow(InvalidVolumeStateError);
+    expect(() => normalizeVolumeState("v", state)).toThrow(InvalidVolumeStateError);
+  });
+
+  it("keeps one copy of a partition listed twice, the one with the higher epoch, in either order", () => {
+    // The coordinator's key listing returns a partition's key again when its record is
+    // updated during the listing: two copies, the newer one at a higher epoch.
+    for (const staleFirst of [true, false]) {
+      const state = volumeState("v", [4096, 4096, 4096]);
+      const current = { ...state.partitions[1]!, epoch: 3, primary: "headnode-2" };
+      const stale = { ...state.partitions[1]!, epoch: 2 };
+      state.partitions.splice(1, 1, ...(staleFirst ? [stale, current] : [current, stale]));
+
+      const normalized = normalizeVolumeState("v", state);
+
+      expect(normalized.partitions.map((partition) => partition.partition)).toEqual([0, 1, 2]);
+      expect(normalized.partitions[1]).toEqual(current);
+      expect(normalized.sizeBytes).toBe(12_288);
+    }
+  });
+
+  it("sorts partitions listed out of order, and returns a tidy description as it is", () => {
+    const tidy = volumeState("v", [4096, 4096]);
+    expect(normalizeVolumeState("v", tidy)).toBe(tidy);
+    const shuffled = volumeState("v", [4096, 4096]);
+    shuffled.partitions.reverse();
+    expect(normalizeVolumeState("v", shuffled).partitions).toEqual(tidy.partitions);
+  });
+
+  it("refuses a partition listed twice with different ranges", () => {
+    const state = volumeState("v", [4096, 4096]);
+    state.partitions.push({ ...state.partitions[1]!, partitionBytes: 2048 });
+    expect(() => normalizeVolumeState("v", state)).toThrow(
+      "partition 1 is listed twice with different ranges, [4096, +4096) and [4096, +2048)",
+    );
+  });
+
+  it("refuses a missing partition, naming the numbers it found", () => {
+    const state = volumeState("v", [4096, 4096, 4096]);
+    state.partitions.splice(1, 1);
+    expect(() => normalizeVolumeState("v", state)).toThrow(
+      "its partitions are numbered 0, 2, not 0 to 1",
+    );
+  });
+
+  it("refuses overlapping partitions", () => {
+    const state = volumeState("v", [4096, 4096]);
+    state.partitions[1]!.partitionStart = 2048;
+    expect(() => normalizeVolumeState("v", state)).toThrow(
+      "partition 1 starts at 2048, expected 4096",
+    );
   });
 
   it("refuses an unaligned partition", () => {
-    expect(() => checkVolumeState("v", volumeState("v", [4096, 1000, 24]))).toThrow(
+    expect(() => normalizeVolumeState("v", volumeState("v", [4096, 1000, 24]))).toThrow(
       "partition 1 has 1000 bytes, not a positive multiple of 512",
     );
   });
@@ -132,6 +183,23 @@ describe("checkSameLayout", () => {
     expect(() =>
       checkSameLayout(volumeState("v", [4096, 4096]), volumeState("v", [2048, 6144])),
     ).toThrow("partition 0 at [0, +4096) became partition 0 at [0, +2048)");
+  });
+
+  it("says NotFound for another incarnation of the name", () => {
+    const previous = { ...volumeState("v", [4096]), id: "v-1" };
+    const next = { ...volumeState("v", [4096]), id: "v-2" };
+    let thrown: unknown;
+    try {
+      checkSameLayout(previous, next);
+    } catch (error) {
+      thrown = error;
+    }
+    expect(isBallastError(thrown, ErrorCode.NotFound)).toBe(true);
+    expect((thrown as Error).message).toBe(
+      'volume "v" was deleted while open: the name now belongs to another volume (incarnation v-2, not v-1)',
+    );
+    // A description without an incarnation (an older coordinator) says nothing about it.
+    expect(() => checkSameLayout(previous, volumeState("v", [4096]))).not.toThrow();
   });
 
   it("refuses a description with more partitions", () => {

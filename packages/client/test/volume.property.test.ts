@@ -172,7 +172,7 @@ async function runSteps(
     const failures = (await outcomes).filter((outcome) => outcome.status === "rejected");
     expect(failures).toEqual([]);
   }
-  await volume.flush();
+  await volume.flushToSleds();
   expect(Buffer.from(fake.contents(spec.name)).equals(Buffer.from(model))).toBe(true);
   const whole = await volume.read(0, spec.sizeBytes);
   expect(Buffer.from(whole).equals(Buffer.from(model))).toBe(true);

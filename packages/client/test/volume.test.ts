@@ -1,6 +1,7 @@
 // A volume as a block device against a well-behaved fake cluster: splitting across
 // partitions and the per-request byte limit, reassembly of reads, trims and zeroes,
-// flush, opening, refusing bad input before anything is sent, and closing.
+// flush (the barrier) and flush to sleds, opening, refusing bad input before anything
+// is sent, and closing.
 
 import { BallastError, ErrorCode, isBallastError, limits, subjects } from "@ballast/protocol";
 import { describe, expect, it } from "vitest";
@@ -143,7 +144,74 @@ describe("splitting and reassembly", () => {
   });
 });
 
-describe("flush", () => {
+describe("flush, the durability barrier", () => {
+  const spec = { name: "barrier", sizeBytes: 4 * mebibyte, partitionBytes: mebibyte };
+
+  it("sends nothing, and resolves only once the mutations issued before it have settled", async () => {
+    const { fake, volume } = await openTestVolume(spec);
+    fake.pause((_, message) => message.type !== "volume.describe.v1");
+    const order: string[] = [];
+    const mutations = [
+      volume.write(0, patternBytes(4096, 1)).then(() => order.push("write")),
+      volume.trim(mebibyte, 4096).then(() => order.push("trim")),
+      volume.writeZeroes(3 * mebibyte, 512).then(() => order.push("write-zeroes")),
+    ];
+    const flushed = volume.flush().then(() => order.push("flush"));
+    await waitUntil(() => fake.held === 3, "the three mutations are held");
+    for (let turn = 0; turn < 5; turn += 1) await nextTurn();
+    expect(order).toEqual([]);
+
+    fake.resume();
+    await Promise.all([...mutations, flushed]);
+
+    expect(order.at(-1)).toBe("flush");
+    expect(fake.requestsOf("volume.flush.v1")).toEqual([]);
+  });
+
+  it("needs no flush on the head nodes: it succeeds while they cannot flush to sleds", async () => {
+    const { fake, volume } = await openTestVolume(spec);
+    await volume.write(0, patternBytes(4096, 2));
+    await volume.write(2 * mebibyte, patternBytes(4096, 3));
+    // As with fewer live sleds than a chunk needs copies: every flush to sleds fails.
+    for (const partition of [0, 2]) {
+      fake.failNext(spec.name, partition, Number.POSITIVE_INFINITY, ErrorCode.Internal, {
+        types: ["volume.flush.v1"],
+      });
+    }
+
+    await volume.flush();
+
+    expect(fake.requestsOf("volume.flush.v1")).toEqual([]);
+    await expectBallastError(volume.flushToSleds(), ErrorCode.Internal);
+  });
+
+  it("does not wait for mutations issued after it", async () => {
+    const { fake, volume } = await openTestVolume(spec);
+    fake.pause((_, message) => message.type === "volume.write.v1" && message.partition === 1);
+    const before = volume.write(0, patternBytes(512, 4));
+    const flushed = volume.flush();
+    const after = volume.write(mebibyte, patternBytes(512, 5));
+    await waitUntil(() => fake.held === 1, "the later write is held");
+
+    await flushed;
+    await before;
+
+    fake.resume();
+    await after;
+  });
+
+  it("succeeds when a mutation it waited for failed: that failure is the mutation's own", async () => {
+    const { fake, volume } = await openTestVolume(spec);
+    fake.failNext(spec.name, 0, 1, ErrorCode.ChecksumMismatch);
+    const failed = volume.write(0, patternBytes(512, 6));
+    const flushed = volume.flush();
+
+    await expectBallastError(failed, ErrorCode.ChecksumMismatch);
+    await expect(flushed).resolves.toBeUndefined();
+  });
+});
+
+describe("flushToSleds", () => {
   it("flushes exactly the partitions written since their last flush", async () => {
     const { fake, volume } = await openTestVolume({
       name: "flush",
@@ -153,7 +221,7 @@ describe("flush", () => {
     await volume.write(0, patternBytes(4096, 6));
     await volume.trim(2 * mebibyte, 4096);
 
-    await volume.flush();
+    await volume.flushToSleds();
 
     const flushed = fake.requestsOf("volume.flush.v1").map((request) => request.message.partition);
     expect(flushed.sort()).toEqual([0, 2]);
@@ -161,11 +229,11 @@ describe("flush", () => {
     expect(fake.flushedOpNumOf("flush", 2)).toBe(1);
 
     // Nothing written since: nothing to flush, nothing sent.
-    await volume.flush();
+    await volume.flushToSleds();
     expect(fake.requestsOf("volume.flush.v1").length).toBe(2);
 
     await volume.writeZeroes(3 * mebibyte, 512);
-    await volume.flush();
+    await volume.flushToSleds();
     expect(fake.requestsOf("volume.flush.v1").map((request) => request.message.partition)).toEqual([
       0, 2, 3,
     ]);
@@ -179,7 +247,7 @@ describe("flush", () => {
     });
     await volume.write(0, patternBytes(512, 7));
 
-    await Promise.all([volume.flush(), volume.flush(), volume.flush()]);
+    await Promise.all([volume.flushToSleds(), volume.flushToSleds(), volume.flushToSleds()]);
 
     expect(fake.requestsOf("volume.flush.v1").length).toBe(1);
   });
@@ -192,14 +260,14 @@ describe("flush", () => {
     });
     await volume.write(0, patternBytes(512, 8));
     fake.pause((_, message) => message.type === "volume.flush.v1");
-    const firstFlush = volume.flush();
+    const firstFlush = volume.flushToSleds();
     await waitUntil(() => fake.held === 1, "the flush is held");
     // Acknowledged while the flush is on its way: the flush may or may not cover it.
     await volume.write(512, patternBytes(512, 9));
     fake.resume();
     await firstFlush;
 
-    await volume.flush();
+    await volume.flushToSleds();
 
     expect(fake.requestsOf("volume.flush.v1").length).toBe(2);
     expect(fake.flushedOpNumOf("late", 0)).toBe(2);
@@ -358,6 +426,7 @@ describe("closing", () => {
       volume.trim(0, 512),
       volume.writeZeroes(0, 512),
       volume.flush(),
+      volume.flushToSleds(),
     ];
 
     for (const attempt of attempts) {

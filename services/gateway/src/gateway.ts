@@ -2,7 +2,9 @@
 // nbdcopy, nbdinfo, fio, the Linux nbd-client) use a volume as a disk. The export name
 // is the volume name. Each export is one client-library Volume shared by every
 // connection to it, so a flush on any connection covers every connection's
-// acknowledged writes (which is what lets the server offer multi-connection).
+// acknowledged writes, and waits for those in flight (which is what lets the server
+// offer multi-connection). A flush sends nothing: acknowledged writes are already
+// durable in every replica's journal.
 //
 // Failure model: a volume that fails over is followed by the client library (requests
 // wait and retry); an unknown volume is an unknown export; a volume deleted while open
@@ -85,9 +87,22 @@ export class Gateway {
     });
   }
 
-  /** One shared Volume per name; a name that is not a volume is not an export. */
+  /**
+   * One shared Volume per name; a name that is not a volume is not an export. A Volume
+   * found deleted is let go (its connections keep failing with NotFound, as they must:
+   * their disk is gone), and the name is opened anew, for a volume created since.
+   */
   private async openExport(name: string): Promise<Volume | undefined> {
     let opening = this.volumes.get(name);
+    if (opening !== undefined) {
+      const served = await settledValue(opening);
+      if (served?.isDeleted && this.volumes.get(name) === opening) {
+        this.service.logger.info({ export: name }, "volume deleted while served; opening anew");
+        this.volumes.delete(name);
+        void served.close();
+      }
+      opening = this.volumes.get(name);
+    }
     if (opening === undefined) {
       opening = this.client.openVolume(name);
       this.volumes.set(name, opening);
@@ -112,6 +127,14 @@ export class Gateway {
     });
     return volumes.map((volume) => volume.name);
   }
+}
+
+/** The value `promise` resolved with, or undefined if it rejected. */
+async function settledValue<T>(promise: Promise<T>): Promise<T | undefined> {
+  return promise.then(
+    (value) => value,
+    () => undefined,
+  );
 }
 
 export const gatewayDefinition = {

@@ -2,6 +2,7 @@
 // the Ballast client does (Unaligned, OutOfRange, InvalidArgument), records every
 // operation, and lets a test hold operations back (`gate`) or fail them (`failNext`),
 // so that completion order, in-flight limits and error mapping can be driven exactly.
+// Its flush keeps the contract's barrier: it waits for the mutations issued before it.
 
 import { BallastError, ErrorCode, limits } from "@ballast/protocol";
 import type { BlockDevice } from "../src/nbd/index.ts";
@@ -25,6 +26,7 @@ export class MemoryBlockDevice implements BlockDevice {
   /** Awaited before an operation touches the bytes; a test uses it to hold or reorder. */
   gate: ((operation: OperationRecord) => Promise<void>) | undefined;
   private failures: Error[] = [];
+  private readonly mutationsInflight = new Set<Promise<void>>();
 
   constructor(name: string, sizeBytes: number) {
     this.name = name;
@@ -66,12 +68,29 @@ export class MemoryBlockDevice implements BlockDevice {
     });
   }
 
-  flush(): Promise<void> {
-    return this.run({ kind: "flush", offset: 0, length: 0 }, () => undefined);
+  async flush(): Promise<void> {
+    const before = [...this.mutationsInflight];
+    const operation: OperationRecord = { kind: "flush", offset: 0, length: 0 };
+    this.operations.push(operation);
+    await Promise.allSettled(before);
+    return this.perform(operation, () => undefined);
   }
 
-  private async run<T>(operation: OperationRecord, apply: () => T): Promise<T> {
+  private run<T>(operation: OperationRecord, apply: () => T): Promise<T> {
     this.operations.push(operation);
+    const done = this.perform(operation, apply);
+    if (operation.kind !== "read") {
+      const settled = done.then(
+        () => undefined,
+        () => undefined,
+      );
+      this.mutationsInflight.add(settled);
+      void settled.then(() => this.mutationsInflight.delete(settled));
+    }
+    return done;
+  }
+
+  private async perform<T>(operation: OperationRecord, apply: () => T): Promise<T> {
     try {
       if (operation.kind !== "flush") this.checkRange(operation);
       const failure = this.failures.shift();

@@ -3,11 +3,17 @@
 
 import { limits } from "@ballast/protocol";
 
-/** The most the clocks of coordinators and head nodes may differ; leases allow for it. */
-export const clockSkewMsMax = 500;
-
 /** How often the shell ticks every replica core. */
 export const tickMs = 20;
+
+/**
+ * Incarnations of deleted volumes this node remembers (`headnode.drop.v1`), so that a
+ * configure for one that arrives late is refused instead of re-creating its replica.
+ */
+export const droppedIncarnationsMax = 4096;
+
+/** How long a head node waits for the coordinator to answer a report. */
+export const reportDeadlineMs = limits.headnodeReportIntervalMs * 2;
 
 export interface ReplicaLimits {
   /** Ops assigned but not yet committed; past it, new writes wait. */
@@ -39,6 +45,18 @@ export interface ReplicaLimits {
   checkpointIntervalTicks: number;
   /** … or once this many ops have committed since the last checkpoint. */
   checkpointIntervalOps: number;
+  /** A checkpoint the shell asks for waits at least this long after the last one. */
+  checkpointRetryTicks: number;
+  /**
+   * A voting follower that has kept a commit waiting this long is reported stalled
+   * (commitStallMsMax of the protocol, in ticks): the coordinator then drops it.
+   */
+  commitStallTicks: number;
+  /**
+   * Release waits for a learner only while it makes progress: it matched a new op
+   * within this long (or has matched everything). A learner left behind is rebuilt.
+   */
+  learnerPinTicks: number;
 }
 
 export const replicaLimitsDefault: ReplicaLimits = {
@@ -57,4 +75,7 @@ export const replicaLimitsDefault: ReplicaLimits = {
   checkpointReleasableBytes: 64 * 1024 * 1024,
   checkpointIntervalTicks: 500,
   checkpointIntervalOps: 100_000,
+  checkpointRetryTicks: 100,
+  commitStallTicks: Math.ceil(limits.commitStallMsMax / tickMs),
+  learnerPinTicks: 250,
 };

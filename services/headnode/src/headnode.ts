@@ -4,19 +4,45 @@
 // partition's volume subject where clients send I/O; it ticks every core on a timer.
 //
 // Replica sets arrive as `headnode.configure.v1` on the node's inbox, from the
-// coordinator (or a test's static assignment). A restarted head node recovers each
-// replica from its checkpoint file and journal when it is configured again.
+// coordinator (or a test's static assignment); configures of one partition are handled
+// one at a time. A restarted head node recovers each replica from its checkpoint file
+// and journal when it is configured again. Replicas are per incarnation of a volume
+// (`volumeId`, the volume's name when absent): a configure of another incarnation of a
+// hosted volume name closes the hosted replica and removes its files before the new
+// one opens, so a re-created volume never reads the deleted one's bytes, and the old
+// incarnation's epoch never refuses the new one. `headnode.drop.v1` (a volume deleted)
+// closes and removes every replica of that incarnation, and later configures of it are
+// refused. A configure that names this node a learner while it hosts the partition in
+// any other state (it was a secondary, dropped, then re-added) discards that state and
+// rebuilds from the configure's checkpoint: a learner must start from a point the
+// primary can serve. A configure of a partition this node neither hosts nor belongs to
+// answers NotFound: there is nothing to tell it.
+//
+// Every headnodeReportIntervalMs the node reports its primaries to the coordinator
+// (`headnode.report.v1`: commit point, whether the inherited tail is committed,
+// followers' progress, stalls and rebuild needs). The answer renews the read lease of
+// each primary it names, for leaseMs counted from when the report was sent, on this
+// process's monotonic clock; a primary with no answer lets its lease run out and stops
+// serving reads (if it is leased: static assignments are not).
 
+import { rm } from "node:fs/promises";
+import { join } from "node:path";
 import {
   BallastError,
   ErrorCode,
+  limits,
   type Message,
   type MessageOf,
   type ResultOf,
   subjects,
 } from "@ballast/protocol";
 import type { CommonConfig, Served, Service } from "@ballast/runtime";
-import { type ReplicaLimits, tickMs } from "./constants.ts";
+import {
+  droppedIncarnationsMax,
+  type ReplicaLimits,
+  reportDeadlineMs,
+  tickMs,
+} from "./constants.ts";
 import { PartitionHost } from "./partition-host.ts";
 import type { Reply } from "./replica/effects.ts";
 import { SledClient } from "./sled-client.ts";
@@ -29,17 +55,35 @@ type VolumeMessage = MessageOf<
   | "volume.flush.v1"
 >;
 
+type Configure = MessageOf<"headnode.configure.v1">;
+type PrimaryReport = MessageOf<"headnode.report.v1">["primaries"][number];
+
 interface Hosted {
   host: PartitionHost;
   replication: Served;
   volume: Served | undefined;
+  /**
+   * Opened afresh for a rebuild and configured only as a learner since: what it holds
+   * came from the primary it learns from. Anything else this node holds of the
+   * partition is discarded when it is (re-)added as a learner.
+   */
+  freshLearner: boolean;
 }
+
+/** This node's part in a replica set. */
+type Part = "primary" | "secondary" | "learner" | "none";
 
 export class HeadNode {
   private readonly hosted = new Map<string, Hosted>();
-  private readonly opening = new Map<string, Promise<Hosted>>();
+  /** Per partition: the tail of the chain of configures and drops, run one at a time. */
+  private readonly queues = new Map<string, Promise<unknown>>();
+  /** Incarnations dropped (`volume/volumeId`), oldest first, at most droppedIncarnationsMax. */
+  private readonly dropped = new Set<string>();
   private readonly sleds: SledClient;
   private tickTimer: NodeJS.Timeout | undefined;
+  private reportTimer: NodeJS.Timeout | undefined;
+  private reporting = false;
+  private reportFailing = false;
 
   /** `session` grows on every start (see session.ts). */
   constructor(
@@ -52,25 +96,32 @@ export class HeadNode {
   }
 
   start(): void {
-    this.service.serveInbox(["headnode.configure.v1", "headnode.replica.status.v1"], (message) => {
-      switch (message.type) {
-        case "headnode.configure.v1":
-          return this.onConfigure(message);
-        case "headnode.replica.status.v1":
-          return this.hostOf(message.volume, message.partition).host.status();
-        default: {
-          const unreachable: never = message;
-          throw new Error(`no handler for ${JSON.stringify(unreachable)}`);
+    this.service.serveInbox(
+      ["headnode.configure.v1", "headnode.replica.status.v1", "headnode.drop.v1"],
+      (message) => {
+        switch (message.type) {
+          case "headnode.configure.v1":
+            return this.onConfigure(message);
+          case "headnode.replica.status.v1":
+            return this.hostOf(message.volume, message.partition).host.status();
+          case "headnode.drop.v1":
+            return this.onDrop(message);
+          default: {
+            const unreachable: never = message;
+            throw new Error(`no handler for ${JSON.stringify(unreachable)}`);
+          }
         }
-      }
-    });
+      },
+    );
     this.service.setDescription(() => ({
       session: this.session,
       replicas: [...this.hosted.values()].map(({ host }) => host.summary()),
     }));
     this.tickTimer = setInterval(() => this.tick(), tickMs);
+    this.reportTimer = setInterval(() => void this.report(), limits.headnodeReportIntervalMs);
     this.service.onClose(async () => {
       clearInterval(this.tickTimer);
+      clearInterval(this.reportTimer);
       await Promise.all([...this.hosted.values()].map(({ host }) => host.close()));
     });
   }
@@ -82,9 +133,90 @@ export class HeadNode {
     }
   }
 
-  private async onConfigure(
-    message: MessageOf<"headnode.configure.v1">,
-  ): Promise<ResultOf<"headnode.configure.v1">> {
+  // ---------------------------------------------------------------- reports and leases
+
+  /**
+   * Reports every primary to the coordinator and renews the leases it grants. The lease
+   * counts from before the report was sent, so it always ends before the coordinator's
+   * own count of the same grant (which starts when it answers). One report at a time: a
+   * slow coordinator gets no pile of them.
+   */
+  private async report(): Promise<void> {
+    if (this.reporting) return;
+    this.reporting = true;
+    try {
+      const reported = new Map<string, { host: PartitionHost; epoch: number }>();
+      const primaries: PrimaryReport[] = [];
+      for (const [key, hosted] of this.hosted) {
+        const entry = hosted.host.report();
+        if (entry === undefined) continue;
+        primaries.push(entry);
+        reported.set(key, { host: hosted.host, epoch: entry.epoch });
+      }
+      for (let at = 0; at === 0 || at < primaries.length; at += limits.reportPartitionsMax) {
+        const sentAtMs = performance.now();
+        const answer = await this.service.bus.request(
+          subjects.coordinator.build(),
+          {
+            type: "headnode.report.v1",
+            node: this.service.nodeId,
+            primaries: primaries.slice(at, at + limits.reportPartitionsMax),
+          },
+          { deadlineMs: reportDeadlineMs },
+        );
+        for (const grant of answer.granted) {
+          const key = partitionKey(grant.volume, grant.partition);
+          const was = reported.get(key);
+          // Only the replica that was reported (not a newer incarnation since), in the
+          // epoch it was reported in.
+          if (was === undefined || was.epoch !== grant.epoch) continue;
+          if (this.hosted.get(key)?.host !== was.host) continue;
+          was.host.renewLease(grant.epoch, sentAtMs + answer.leaseMs);
+        }
+      }
+      if (this.reportFailing) {
+        this.reportFailing = false;
+        this.service.logger.info("reports reach the coordinator again");
+      }
+    } catch (error) {
+      if (!this.reportFailing) {
+        this.reportFailing = true;
+        this.service.logger.warn(
+          { error: (error as Error).message },
+          "could not report to the coordinator; leased primaries stop serving reads once their leases run out",
+        );
+      }
+    } finally {
+      this.reporting = false;
+    }
+  }
+
+  // ---------------------------------------------------------------- configure and drop
+
+  /** Runs `work` after every earlier configure or drop of the same partition. */
+  private serially<T>(key: string, work: () => Promise<T>): Promise<T> {
+    const previous = this.queues.get(key) ?? Promise.resolve();
+    const next = previous.then(work, work);
+    const tail = next.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.queues.set(key, tail);
+    void tail.then(() => {
+      if (this.queues.get(key) === tail) this.queues.delete(key);
+    });
+    return next;
+  }
+
+  private partOf(message: Configure): Part {
+    const node = this.service.nodeId;
+    if (message.primary === node) return "primary";
+    if (message.secondaries.includes(node)) return "secondary";
+    if ((message.learners ?? []).includes(node)) return "learner";
+    return "none";
+  }
+
+  private onConfigure(message: Configure): Promise<ResultOf<"headnode.configure.v1">> {
     const members = [message.primary, ...message.secondaries, ...(message.learners ?? [])];
     if (new Set(members).size !== members.length) {
       throw new BallastError(
@@ -92,92 +224,179 @@ export class HeadNode {
         `replica set names a node twice: ${members.join(", ")}`,
       );
     }
-    if (
-      !members.includes(this.service.nodeId) &&
-      !this.hosted.has(`${message.volume}/${message.partition}`)
-    ) {
-      throw new BallastError(
-        ErrorCode.InvalidArgument,
-        `${this.service.nodeId} is not in the replica set ${members.join(", ")} of ${message.volume}/${message.partition}`,
-      );
-    }
-    // A replica set without this node (from the coordinator, after a failover) makes
-    // the hosted replica idle: it stops serving the partition at once.
-    const hosted = await this.open(message);
-    const current = hosted.host.replica.configuration?.epoch;
-    if (current !== undefined && message.epoch < current) {
-      throw new BallastError(
-        ErrorCode.WrongEpoch,
-        `${message.volume}/${message.partition} is in epoch ${current}; refusing epoch ${message.epoch}`,
-        { details: { epoch: message.epoch, currentEpoch: current } },
-      );
-    }
-    hosted.host.configure(
-      {
-        epoch: message.epoch,
-        primary: message.primary,
-        secondaries: message.secondaries,
-        learners: message.learners ?? [],
-      },
-      message.sleds,
-      undefined, // leases move to headnode.report.v1 (in progress)
-    );
-    await this.followRole(hosted);
-    return hosted.host.status();
-  }
-
-  private open(message: MessageOf<"headnode.configure.v1">): Promise<Hosted> {
-    const key = `${message.volume}/${message.partition}`;
-    const existing = this.hosted.get(key);
-    if (existing !== undefined) return Promise.resolve(existing);
-    let opening = this.opening.get(key);
-    if (opening === undefined) {
-      // A learner starts fresh, from the checkpoint it is given or, with none, from op 1
-      // (a primary releases no note before a checkpoint is recorded): whatever this node
-      // still holds of the partition is stale, and a learner counts for nothing, so
-      // discarding it loses no acknowledged write.
-      const isLearner = (message.learners ?? []).includes(this.service.nodeId);
-      const rebuildFrom = isLearner ? message.checkpoint : undefined;
-      opening = (async () => {
-        const host = await PartitionHost.open(
-          this.service,
-          this.config.dataDir,
+    const volumeId = message.volumeId ?? message.volume;
+    const key = partitionKey(message.volume, message.partition);
+    return this.serially(key, async () => {
+      if (this.dropped.has(incarnationKey(message.volume, volumeId))) {
+        throw new BallastError(
+          ErrorCode.NotFound,
+          `${message.volume} (id ${volumeId}) was deleted; ${this.service.nodeId} hosts no replica of it`,
+        );
+      }
+      const part = this.partOf(message);
+      let hosted = this.hosted.get(key);
+      if (hosted !== undefined && hosted.host.address.volumeId !== volumeId) {
+        // Ids are never reused: the hosted replica belongs to a deleted incarnation.
+        this.service.logger.info(
           {
             volume: message.volume,
             partition: message.partition,
-            partitionStart: message.partitionStart,
-            partitionBytes: message.partitionBytes,
+            volumeId,
+            was: hosted.host.address.volumeId,
           },
-          this.sleds,
-          this.session,
-          rebuildFrom,
-          this.limits,
-          isLearner,
+          "configured for another incarnation of the volume: removing the old replica",
         );
-        const replication = this.service.serve(
-          subjects.replica.build(message.volume, message.partition, this.service.nodeId),
-          { accept: ["replica.notes.v1", "replica.ack.v1"], traced: false },
-          (replicationMessage) => host.onReplication(replicationMessage),
+        await this.close(key, hosted, true);
+        hosted = undefined;
+      }
+      const current = hosted?.host.replica.configuration?.epoch;
+      if (current !== undefined && message.epoch < current) {
+        throw new BallastError(
+          ErrorCode.WrongEpoch,
+          `${message.volume}/${message.partition} is in epoch ${current}; refusing epoch ${message.epoch}`,
+          { details: { epoch: message.epoch, currentEpoch: current } },
         );
-        const hosted: Hosted = { host, replication, volume: undefined };
-        this.hosted.set(key, hosted);
-        return hosted;
-      })();
-      this.opening.set(key, opening);
-      // Success or failure, the next configure must not reuse this attempt.
-      opening.then(
-        () => this.opening.delete(key),
-        () => this.opening.delete(key),
+      }
+      if (
+        hosted !== undefined &&
+        part === "learner" &&
+        !hosted.freshLearner &&
+        (current === undefined || message.epoch > current)
+      ) {
+        // What it holds may lie below the primary's release point, or off its log: a
+        // learner counts for nothing, so discarding it loses no acknowledged write.
+        this.service.logger.info(
+          { volume: message.volume, partition: message.partition, epoch: message.epoch },
+          "added as a learner while holding the partition: discarding its state to rebuild afresh",
+        );
+        await this.close(key, hosted, true);
+        hosted = undefined;
+      }
+      if (hosted === undefined && part === "none") {
+        throw new BallastError(
+          ErrorCode.NotFound,
+          `${this.service.nodeId} is not in the replica set ${members.join(", ")} of ${message.volume}/${message.partition} and hosts no replica of it`,
+        );
+      }
+      // A replica set without this node (from the coordinator, after a failover) makes
+      // the hosted replica idle: it stops serving the partition at once.
+      hosted ??= await this.open(message, volumeId, part === "learner");
+      hosted.host.configure(
+        {
+          epoch: message.epoch,
+          primary: message.primary,
+          secondaries: message.secondaries,
+          learners: message.learners ?? [],
+          leased: message.leased === true,
+        },
+        message.sleds,
       );
+      // Once a voter (or out of the set), it is no longer what a rebuild started from.
+      if (part !== "learner") hosted.freshLearner = false;
+      await this.followRole(hosted);
+      // A new leased primary reads nothing until a report is granted: report now rather
+      // than at the next interval.
+      if (part === "primary" && message.leased === true) void this.report();
+      return hosted.host.status();
+    });
+  }
+
+  private async onDrop(
+    message: MessageOf<"headnode.drop.v1">,
+  ): Promise<ResultOf<"headnode.drop.v1">> {
+    const incarnation = incarnationKey(message.volume, message.volumeId);
+    this.dropped.delete(incarnation);
+    this.dropped.add(incarnation);
+    if (this.dropped.size > droppedIncarnationsMax) {
+      this.dropped.delete(this.dropped.values().next().value!);
     }
-    return opening;
+    const keys = [...this.hosted]
+      .filter(
+        ([, hosted]) =>
+          hosted.host.address.volume === message.volume &&
+          hosted.host.address.volumeId === message.volumeId,
+      )
+      .map(([key]) => key);
+    let dropped = 0;
+    await Promise.all(
+      keys.map((key) =>
+        this.serially(key, async () => {
+          const hosted = this.hosted.get(key);
+          if (hosted === undefined || hosted.host.address.volumeId !== message.volumeId) return;
+          await this.close(key, hosted, true);
+          dropped++;
+        }),
+      ),
+    );
+    // Replicas of it this node holds on disk but has not opened since a restart. The
+    // directory is per incarnation; another volume shares it only if a static volume
+    // is named like this id, and then it stays.
+    const shared = [...this.hosted.values()].some(
+      ({ host }) =>
+        host.address.volumeId === message.volumeId && host.address.volume !== message.volume,
+    );
+    if (!shared) {
+      await rm(join(this.config.dataDir, "partitions", message.volumeId), {
+        recursive: true,
+        force: true,
+      });
+    }
+    this.service.logger.info(
+      { volume: message.volume, volumeId: message.volumeId, dropped },
+      "dropped the replicas of a deleted volume",
+    );
+    return { dropped };
+  }
+
+  /** Stops serving a replica and closes it; `remove` deletes its files too. */
+  private async close(key: string, hosted: Hosted, remove: boolean): Promise<void> {
+    if (this.hosted.get(key) === hosted) this.hosted.delete(key);
+    const served = [hosted.replication, hosted.volume];
+    hosted.volume = undefined;
+    await Promise.all(served.map((one) => one?.stop()));
+    await hosted.host.close();
+    if (remove) await hosted.host.remove();
+  }
+
+  private async open(message: Configure, volumeId: string, isLearner: boolean): Promise<Hosted> {
+    // A learner starts fresh, from the checkpoint it is given or, with none, from op 1
+    // (a primary releases no note before a checkpoint is recorded): whatever this node
+    // still holds of the partition is stale, and a learner counts for nothing, so
+    // discarding it loses no acknowledged write.
+    const rebuildFrom = isLearner ? message.checkpoint : undefined;
+    const host = await PartitionHost.open(
+      this.service,
+      this.config.dataDir,
+      {
+        volume: message.volume,
+        volumeId,
+        partition: message.partition,
+        partitionStart: message.partitionStart,
+        partitionBytes: message.partitionBytes,
+      },
+      this.sleds,
+      this.session,
+      rebuildFrom,
+      this.limits,
+      isLearner,
+    );
+    const replication = this.service.serve(
+      subjects.replica.build(message.volume, message.partition, this.service.nodeId),
+      { accept: ["replica.notes.v1", "replica.ack.v1"], traced: false },
+      (replicationMessage) => host.onReplication(replicationMessage),
+    );
+    const hosted: Hosted = { host, replication, volume: undefined, freshLearner: isLearner };
+    this.hosted.set(partitionKey(message.volume, message.partition), hosted);
+    return hosted;
   }
 
   /** Listens on the partition's volume subject exactly while this replica is primary. */
   private async followRole(hosted: Hosted): Promise<void> {
-    const isPrimary = hosted.host.replica.roleName === "primary";
+    const { volume, partition } = hosted.host.address;
+    // A replica closed meanwhile (dropped, replaced) serves nothing any more.
+    const current = this.hosted.get(partitionKey(volume, partition)) === hosted;
+    const isPrimary = current && hosted.host.replica.roleName === "primary";
     if (isPrimary && hosted.volume === undefined) {
-      const { volume, partition } = hosted.host.address;
       hosted.volume = this.service.serve(
         subjects.volume.build(volume, partition),
         {
@@ -250,7 +469,7 @@ export class HeadNode {
   }
 
   private hostOf(volume: string, partition: number): Hosted {
-    const hosted = this.hosted.get(`${volume}/${partition}`);
+    const hosted = this.hosted.get(partitionKey(volume, partition));
     if (hosted === undefined) {
       throw new BallastError(
         ErrorCode.NotFound,
@@ -259,6 +478,14 @@ export class HeadNode {
     }
     return hosted;
   }
+}
+
+function partitionKey(volume: string, partition: number): string {
+  return `${volume}/${partition}`;
+}
+
+function incarnationKey(volume: string, volumeId: string): string {
+  return `${volume}/${volumeId}`;
 }
 
 function mutationResult(reply: Reply): ResultOf<"volume.write.v1"> {

@@ -1,23 +1,30 @@
 // The async shell around one partition replica core. It owns the replica's journal and
 // checkpoint file, carries out the core's effects (see replica/effects.ts for the
 // ordering contract), and turns NATS requests into core inputs and core replies into
-// NATS replies.
+// NATS replies. Time reaches the core as ticks and, for read leases, as this process's
+// monotonic clock (performance.now()); a wall clock is never compared across machines.
 //
 // Ordering: journal effects are handed to the journal in the order the core produced
 // them (the journal serializes and group-commits them), and the core hears of an
 // append's durability only after its fsync. Sends and replies go out as they come.
 //
-// Files of a replica, under <data-dir>/partitions/<volume>/<partition>/:
+// Files of a replica, under <data-dir>/partitions/<volume id>/<partition>/ (the volume's
+// incarnation, so that a deleted and re-created volume never finds the old one's files):
 //   journal/          the note journal (segment files)
 //   checkpoint.bin    the last durable metadata snapshot (write to a temporary, fsync,
 //                     rename, fsync the directory: a crash leaves the old or the new one)
 //   rebuilt.bin       another replica's checkpoint this one was rebuilt from, until it
 //                     writes its own (so a crash during the rebuild resumes it)
 //
-// Each checkpoint is also stored as a blob on two sleds and its pointer recorded with
-// the coordinator; the blob it replaces is then deleted. A replacement replica with no
-// state of its own is rebuilt from the primary's newest pointer: the first sled copy
-// that is whole and sound (CRC32C of the blob, and the snapshot's own checksums) wins.
+// Each checkpoint is also stored as a blob on two sleds (checkpoints/<volume id>/
+// <partition>/<node>/<op>-<session>) and its pointer recorded with the coordinator; the
+// blob it replaces is then deleted; only then does the core release journal notes. A
+// kill -9 between the local file and the record leaves a local checkpoint newer than
+// the recorded one: the core then holds every note its journal still has (see
+// replica.ts), so a learner rebuilt from the recorded pointer can still catch up. A
+// replacement replica with no state of its own is rebuilt from the pointer its configure
+// names: the first sled copy that is whole and sound (CRC32C of the blob, and the
+// snapshot's own checksums) wins.
 
 import { mkdir, open, readFile, rename, rm } from "node:fs/promises";
 import { dirname, join } from "node:path";
@@ -32,16 +39,23 @@ import {
 } from "@ballast/protocol";
 import type { Logger, Service } from "@ballast/runtime";
 import type { z } from "zod";
-import { clockSkewMsMax, type ReplicaLimits } from "./constants.ts";
+import { type ReplicaLimits, tickMs } from "./constants.ts";
 import { Journal } from "./journal/index.ts";
 import type { Effect, ReadResult, ReplicationMessage, Reply } from "./replica/effects.ts";
 import { PartitionMetadata } from "./replica/metadata.ts";
 import type { Note } from "./replica/note.ts";
-import { type ClientRequest, type Configuration, Replica } from "./replica/replica.ts";
+import {
+  type ClientRequest,
+  type Configuration,
+  type FollowerProgress,
+  Replica,
+} from "./replica/replica.ts";
 import type { SledClient } from "./sled-client.ts";
 
 export interface PartitionAddress {
   volume: string;
+  /** The volume's incarnation (the volume's name in static assignments). */
+  volumeId: string;
   partition: number;
   partitionStart: number;
   partitionBytes: number;
@@ -100,7 +114,7 @@ export class PartitionHost {
     limits: Partial<ReplicaLimits> = {},
     fresh = false,
   ): Promise<PartitionHost> {
-    const directory = join(dataDir, "partitions", address.volume, String(address.partition));
+    const directory = partitionDirectory(dataDir, address.volumeId, address.partition);
     if (fresh && rebuildFrom === undefined) await rm(directory, { recursive: true, force: true });
     if (rebuildFrom !== undefined) {
       // Rebuilt from scratch: fetch first, so that a failed fetch leaves the old state.
@@ -153,21 +167,35 @@ export class PartitionHost {
     return host;
   }
 
-  /**
-   * A read lease, for the primary: reads are served only before it runs out (less the
-   * allowed clock skew). Undefined means unleased (a static assignment).
-   */
-  private leaseExpiresAtMs: number | undefined;
-
-  configure(
-    configuration: Configuration,
-    sleds: readonly string[],
-    leaseExpiresAtMs?: number,
-  ): void {
+  /** A new replica set; `configuration.leased` makes a primary's reads need a lease. */
+  configure(configuration: Configuration, sleds: readonly string[]): void {
     this.sledIds = [...sleds];
-    this.leaseExpiresAtMs = leaseExpiresAtMs;
     this.replica.configure(configuration);
     this.run();
+  }
+
+  /** Renews the primary's read lease of `epoch` until `untilMs` (performance.now() time). */
+  renewLease(epoch: number, untilMs: number): void {
+    this.replica.renewLease(epoch, untilMs);
+  }
+
+  /**
+   * What a primary tells the coordinator every report (undefined unless primary). The
+   * core itself takes a fresh checkpoint when a learner needs one.
+   */
+  report(): MessageOf<"headnode.report.v1">["primaries"][number] | undefined {
+    const replica = this.replica;
+    if (replica.roleName !== "primary") return undefined;
+    return {
+      volume: this.address.volume,
+      volumeId: this.address.volumeId,
+      partition: this.address.partition,
+      epoch: replica.configuration?.epoch ?? 0,
+      session: replica.identity.session,
+      commitOpNum: replica.commitOpNum,
+      tailCommitted: replica.tailCommitted,
+      followers: replica.followers().map(followerOnTheWire),
+    };
   }
 
   tick(): void {
@@ -201,19 +229,10 @@ export class PartitionHost {
 
   /** Plans a read in the core, then fetches chunk parts from sleds. */
   async read(message: MessageOf<"volume.read.v1">): Promise<{ data: Uint8Array[] }> {
-    if (
-      this.leaseExpiresAtMs !== undefined &&
-      Date.now() >= this.leaseExpiresAtMs - clockSkewMsMax
-    ) {
-      // Another primary may exist by now: the coordinator promotes only after this
-      // lease has run out. Serving from here could return data older than a write
-      // acknowledged elsewhere.
-      throw new BallastError(
-        ErrorCode.Unavailable,
-        `the read lease of ${this.service.nodeId} on ${this.address.volume}/${this.address.partition} ran out ${Date.now() - this.leaseExpiresAtMs} ms ago; retry`,
-      );
-    }
-    const plan: ReadResult = this.replica.read(message.epoch, message.reads);
+    // The core checks the read lease against this monotonic clock: once it has run out,
+    // another primary may exist, and serving could return data older than a write
+    // acknowledged there.
+    const plan: ReadResult = this.replica.read(message.epoch, message.reads, performance.now());
     const data = await Promise.all(plan.ranges.map((range) => this.assemble(range)));
     return { data };
   }
@@ -266,6 +285,7 @@ export class PartitionHost {
     const replica = this.replica;
     return {
       volume: this.address.volume,
+      volumeId: this.address.volumeId,
       partition: this.address.partition,
       role: replica.roleName,
       epoch: replica.configuration?.epoch ?? 0,
@@ -276,8 +296,10 @@ export class PartitionHost {
 
   status() {
     const replica = this.replica;
+    const primary = replica.roleName === "primary";
     return {
       volume: this.address.volume,
+      volumeId: this.address.volumeId,
       partition: this.address.partition,
       role: replica.roleName,
       epoch: replica.configuration?.epoch ?? 0,
@@ -288,7 +310,8 @@ export class PartitionHost {
       chunks: replica.metadata.chunks.size,
       extents: replica.metadata.tree.extentCount,
       metadataDigest: this.digest(),
-      followers: replica.followers(),
+      followers: replica.followers().map(followerOnTheWire),
+      ...(primary ? { tailCommitted: replica.tailCommitted } : {}),
       ...(this.stored === undefined ? {} : { checkpoint: this.stored }),
       ...(this.rebuiltFromOpNum === undefined ? {} : { rebuiltFromOpNum: this.rebuiltFromOpNum }),
     };
@@ -303,6 +326,11 @@ export class PartitionHost {
     }
     this.waiting.clear();
     await this.journal.close();
+  }
+
+  /** Deletes the replica's files; only after `close`. */
+  async remove(): Promise<void> {
+    await rm(this.directory, { recursive: true, force: true });
   }
 
   /** Carries out every effect the core has produced. */
@@ -421,10 +449,16 @@ export class PartitionHost {
   /** Stores a checkpoint on two sleds, records it with the coordinator, drops the old one. */
   private async storeOnSleds(opNum: number, snapshot: Uint8Array): Promise<boolean> {
     if (this.closed || this.sledIds.length === 0) return false;
-    const { volume, partition } = this.address;
-    const key = `checkpoints/${volume}/${partition}/${this.service.nodeId}/${opNum}-${this.replica.identity.session}`;
+    const { volume, volumeId, partition } = this.address;
+    const key = `checkpoints/${volumeId}/${partition}/${this.service.nodeId}/${opNum}-${this.replica.identity.session}`;
     try {
       const sleds = await this.sleds.putBlob(key, snapshot, this.sledIds, opNum);
+      if (this.closed) {
+        // Closed meanwhile (maybe dropped with its volume): a pointer recorded now could
+        // outlive the incarnation it belongs to.
+        await this.sleds.deleteBlob(key, sleds);
+        return false;
+      }
       const pointer: Pointer = {
         opNum,
         blobKey: key,
@@ -465,6 +499,22 @@ export class PartitionHost {
     );
     process.kill(process.pid, "SIGTERM");
   }
+}
+
+/** Where a replica's files live: per incarnation of the volume, then per partition. */
+export function partitionDirectory(dataDir: string, volumeId: string, partition: number): string {
+  return join(dataDir, "partitions", volumeId, String(partition));
+}
+
+/** A follower as status and reports carry it: stalls in ms (ticks × tickMs). */
+function followerOnTheWire(follower: FollowerProgress) {
+  return {
+    node: follower.node,
+    matchOpNum: follower.matchOpNum,
+    learner: follower.learner,
+    ...(follower.stalledTicks === undefined ? {} : { stalledMs: follower.stalledTicks * tickMs }),
+    ...(follower.needsRebuild === true ? { needsRebuild: true } : {}),
+  };
 }
 
 function encodeNote(note: Note): Uint8Array {

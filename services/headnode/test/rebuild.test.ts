@@ -5,6 +5,7 @@
 import { expect, test } from "vitest";
 import type { Effect } from "../src/replica/effects.ts";
 import { PartitionMetadata } from "../src/replica/metadata.ts";
+import type { Note } from "../src/replica/note.ts";
 import { type Configuration, Replica } from "../src/replica/replica.ts";
 
 const partitionBytes = 1024 * 1024;
@@ -123,6 +124,129 @@ test("a learner rebuilt from a checkpoint catches up without holding up writes",
     primary.tick();
     pump(cores, chunks);
   }
+  expect(learner.commitOpNum).toBe(primary.commitOpNum);
+  expect(learner.metadata.fingerprint()).toBe(primary.metadata.fingerprint());
+});
+
+/** A replica's disk, as far as recovery goes: its journal and its local checkpoint file. */
+interface Disk {
+  journal: Note[];
+  checkpoint?: Uint8Array;
+}
+
+/**
+ * Delivers effects between the cores until nothing moves, keeping each core's disk:
+ * appends and releases reach its journal, checkpoints its local file. A checkpoint is
+ * reported stored and recorded only if `record` says so.
+ */
+function pumpWithDisks(
+  cores: Map<string, Replica>,
+  disks: Map<string, Disk>,
+  record: (node: string, opNum: number) => boolean,
+): void {
+  for (let round = 0; round < 1000; round++) {
+    let moved = false;
+    for (const [node, core] of cores) {
+      const disk = disks.get(node)!;
+      for (const effect of core.drainEffects()) {
+        moved = true;
+        switch (effect.type) {
+          case "send":
+            cores.get(effect.to)?.onReplicationMessage(effect.message);
+            break;
+          case "journal.append":
+            disk.journal.push(...effect.notes.map((note) => ({ ...note })));
+            core.onJournalDurable(effect.notes.at(-1)!.opNum, effect.generation);
+            break;
+          case "journal.truncate":
+            disk.journal = disk.journal.filter((note) => note.opNum <= effect.afterOpNum);
+            break;
+          case "journal.release":
+            disk.journal = disk.journal.filter((note) => note.opNum > effect.throughOpNum);
+            break;
+          case "chunk.write":
+            core.onChunkWritten(effect.chunkNumber, ["sled-1", "sled-2"]);
+            break;
+          case "checkpoint.write":
+            disk.checkpoint = effect.snapshot;
+            if (record(node, effect.opNum)) core.onCheckpointWritten(effect.opNum);
+            break;
+          default:
+            break;
+        }
+      }
+    }
+    if (!moved) return;
+  }
+  throw new Error("the cores did not settle");
+}
+
+test("after a crash between the local checkpoint and its record, a learner from the recorded one still catches up", async () => {
+  const limits = { flushBytesThreshold: 1, checkpointIntervalTicks: 1e9, checkpointRetryTicks: 0 };
+  const disks = new Map<string, Disk>([["head-1", { journal: [] }]]);
+  const first = new Replica(identity("head-1", 1), { notes: [] }, limits);
+  const cores = new Map([["head-1", first]]);
+  first.configure({ epoch: 1, primary: "head-1", secondaries: [] });
+  const recorded: Uint8Array[] = [];
+  let recording = true;
+  const record = (_node: string, _opNum: number) => {
+    if (recording) recorded.push(disks.get("head-1")!.checkpoint!);
+    return recording;
+  };
+  const flushAndCheckpoint = () => {
+    first.tick(); // flush what is committed
+    pumpWithDisks(cores, disks, record);
+    first.requestCheckpoint();
+    first.tick();
+    pumpWithDisks(cores, disks, record);
+  };
+  for (let index = 0; index < 10; index++) write(first, index, 1, index * 4096, index + 1);
+  pumpWithDisks(cores, disks, record);
+  flushAndCheckpoint(); // checkpoint A: stored, recorded; the journal is released up to it
+  expect(recorded.length).toBe(1);
+  const releasedAtA = first.releasedThroughOpNum;
+  expect(releasedAtA).toBeGreaterThan(0);
+  for (let index = 10; index < 20; index++) write(first, index, 1, index * 4096, index + 1);
+  pumpWithDisks(cores, disks, record);
+  recording = false; // checkpoint B reaches the local file; kill -9 before it is recorded
+  flushAndCheckpoint();
+  const local = await PartitionMetadata.restore(disks.get("head-1")!.checkpoint!);
+  const atA = await PartitionMetadata.restore(recorded[0]!);
+  expect(local.metadata.flushedThroughOpNum).toBeGreaterThan(atA.metadata.flushedThroughOpNum);
+
+  // The restart: its local checkpoint is B, its journal what was never released.
+  const primary = new Replica(
+    identity("head-1", 2),
+    { checkpoint: local, notes: disks.get("head-1")!.journal.map((note) => ({ ...note })) },
+    limits,
+  );
+  expect(primary.releasedThroughOpNum).toBeLessThanOrEqual(atA.metadata.flushedThroughOpNum);
+  // The learner is rebuilt from the recorded pointer, A.
+  const learner = new Replica(identity("head-2", 1), {
+    checkpoint: atA,
+    notes: [],
+    rebuilt: true,
+  });
+  cores.set("head-1", primary);
+  cores.set("head-2", learner);
+  disks.set("head-2", { journal: [] });
+  const epoch2: Configuration = {
+    epoch: 2,
+    primary: "head-1",
+    secondaries: [],
+    learners: ["head-2"],
+  };
+  primary.configure(epoch2);
+  learner.configure(epoch2);
+  write(primary, 100, 2, 0, 0xee);
+  for (let tick = 0; tick < 60; tick++) {
+    primary.tick();
+    learner.tick();
+    pumpWithDisks(cores, disks, () => true);
+  }
+  expect(primary.followers()).toEqual([
+    { node: "head-2", matchOpNum: primary.lastOpNum, learner: true },
+  ]);
   expect(learner.commitOpNum).toBe(primary.commitOpNum);
   expect(learner.metadata.fingerprint()).toBe(primary.metadata.fingerprint());
 });

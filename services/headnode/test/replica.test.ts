@@ -5,7 +5,8 @@ import { type BallastError, crc32c, ErrorCode, type MessageOf } from "@ballast/p
 import { describe, expect, test } from "vitest";
 import type { Effect } from "../src/replica/effects.ts";
 import { PartitionMetadata } from "../src/replica/metadata.ts";
-import { type Configuration, Replica } from "../src/replica/replica.ts";
+import type { Note } from "../src/replica/note.ts";
+import { type Configuration, Replica, sledChunkIdOf } from "../src/replica/replica.ts";
 
 const partitionBytes = 1024 * 1024;
 const configuration: Configuration = {
@@ -463,8 +464,9 @@ describe("flush, checkpoint and recovery", () => {
     const [checkpoint] = only(primary.drainEffects(), "checkpoint.write");
     expect(checkpoint?.opNum).toBe(3);
     primary.onCheckpointWritten(checkpoint!.opNum);
+    // Released through op 2; the journal keeps op 2 itself, which a restart resumes after.
     expect(only(primary.drainEffects(), "journal.release")).toEqual([
-      { type: "journal.release", throughOpNum: 2 },
+      { type: "journal.release", throughOpNum: 1 },
     ]);
 
     // A restart from that checkpoint plus the journal's remaining notes reads the same.
@@ -532,5 +534,291 @@ describe("flush, checkpoint and recovery", () => {
           ],
         }),
     ).toThrow(/notes are missing/);
+  });
+});
+
+/** An ack from `from` to a primary of session `session`. */
+function ack(
+  from: string,
+  epoch: number,
+  session: number,
+  fields: Partial<Pick<Ack, "durableOpNum" | "commitOpNum" | "mismatch">>,
+): Ack {
+  return {
+    type: "replica.ack.v1",
+    volume: "vol",
+    partition: 0,
+    epoch,
+    from,
+    session,
+    durableOpNum: 0,
+    commitOpNum: 0,
+    mismatch: false,
+    ...fields,
+  };
+}
+
+function writeOne(core: Replica, requestId: number, epoch: number, fill: number, offset = 0) {
+  core.onClientRequest({
+    kind: "write",
+    requestId,
+    epoch,
+    writes: [{ offset, data: sectors(1, fill) }],
+  });
+}
+
+describe("commit stalls", () => {
+  test("a voting follower that keeps a commit waiting past the limit is reported; a learner never is", () => {
+    const primary = new Replica(identity("head-1", 1), { notes: [] }, { commitStallTicks: 5 });
+    primary.configure({
+      epoch: 1,
+      primary: "head-1",
+      secondaries: ["head-2"],
+      learners: ["head-3"],
+    });
+    writeOne(primary, 1, 1, 1);
+    syncJournal(primary, primary.drainEffects());
+    expect(primary.commitOpNum).toBe(0);
+    for (let tick = 0; tick < 4; tick++) primary.tick();
+    expect(primary.followers().some((follower) => follower.stalledTicks !== undefined)).toBe(false);
+    primary.tick();
+    const stalled = primary.followers();
+    expect(stalled.find((follower) => follower.node === "head-2")?.stalledTicks).toBe(5);
+    // The learner lags as far, but a commit never waits on it.
+    expect(stalled.find((follower) => follower.node === "head-3")?.stalledTicks).toBeUndefined();
+
+    // Once it acknowledges, the commit goes through and nothing waits on it any more.
+    primary.onReplicationMessage(ack("head-2", 1, 1, { durableOpNum: 1 }));
+    expect(primary.commitOpNum).toBe(1);
+    expect(primary.followers().every((follower) => follower.stalledTicks === undefined)).toBe(true);
+  });
+
+  test("a follower behind the primary's own unfinished journal write is not stalled", () => {
+    const primary = new Replica(identity("head-1", 1), { notes: [] }, { commitStallTicks: 3 });
+    primary.configure({ epoch: 1, primary: "head-1", secondaries: ["head-2"] });
+    writeOne(primary, 1, 1, 1);
+    primary.drainEffects(); // the primary's own append is not durable yet
+    for (let tick = 0; tick < 10; tick++) primary.tick();
+    expect(primary.followers()[0]?.stalledTicks).toBeUndefined();
+  });
+
+  test("the stall of an inherited tail counts from the start of the epoch", () => {
+    const notes = [1, 2].map((opNum) => ({
+      opNum,
+      epoch: 1,
+      session: 1,
+      kind: "trim" as const,
+      offset: 0,
+      length: 512,
+      checksum: 0,
+    }));
+    const primary = new Replica(identity("head-1", 2), { notes }, { commitStallTicks: 4 });
+    for (let tick = 0; tick < 10; tick++) primary.tick();
+    primary.configure({ epoch: 2, primary: "head-1", secondaries: ["head-2"] });
+    expect(primary.tailCommitted).toBe(false);
+    for (let tick = 0; tick < 3; tick++) primary.tick();
+    expect(primary.followers()[0]?.stalledTicks).toBeUndefined();
+    primary.tick();
+    expect(primary.followers()[0]?.stalledTicks).toBe(4);
+    primary.onReplicationMessage(ack("head-2", 2, 2, { durableOpNum: 2 }));
+    expect(primary.tailCommitted).toBe(true);
+  });
+});
+
+describe("learners and release", () => {
+  /** A primary alone with one learner, with ops 1–2 flushed and a checkpoint written. */
+  function primaryWithCheckpoint(limits: object) {
+    const primary = new Replica(
+      identity("head-1", 1),
+      { notes: [] },
+      // No checkpoint of its own accord: the test asks for one when it wants it.
+      { flushBytesThreshold: 1, checkpointIntervalTicks: 1e9, checkpointRetryTicks: 0, ...limits },
+    );
+    primary.configure({ epoch: 1, primary: "head-1", secondaries: [], learners: ["head-2"] });
+    writeOne(primary, 1, 1, 1);
+    writeOne(primary, 2, 1, 2, 512);
+    syncJournal(primary, primary.drainEffects());
+    primary.tick();
+    const [chunk] = only(primary.drainEffects(), "chunk.write");
+    primary.onChunkWritten(chunk!.chunkNumber, ["sled-1", "sled-2"]);
+    syncJournal(primary, primary.drainEffects());
+    expect(primary.metadata.flushedThroughOpNum).toBe(2);
+    return primary;
+  }
+
+  function checkpointNow(primary: Replica): Effect[] {
+    primary.requestCheckpoint();
+    primary.tick();
+    const [checkpoint] = only(primary.drainEffects(), "checkpoint.write");
+    expect(checkpoint).toBeDefined();
+    primary.onCheckpointWritten(checkpoint!.opNum);
+    return primary.drainEffects();
+  }
+
+  test("a learner that makes no progress does not hold the journal, and is told to rebuild", () => {
+    const primary = primaryWithCheckpoint({ learnerPinTicks: 5 });
+    for (let tick = 0; tick < 5; tick++) primary.tick();
+    primary.drainEffects();
+    expect(only(checkpointNow(primary), "journal.release")).toEqual([
+      { type: "journal.release", throughOpNum: 1 },
+    ]);
+    expect(primary.releasedThroughOpNum).toBe(2);
+    expect(primary.followers()[0]?.needsRebuild).toBeUndefined();
+    // The learner finally answers: its log does not reach the release point.
+    primary.onReplicationMessage(ack("head-2", 1, 1, { commitOpNum: 0, mismatch: true }));
+    expect(primary.followers()).toEqual([
+      { node: "head-2", matchOpNum: 0, learner: true, needsRebuild: true },
+    ]);
+    // It is sent no more notes that it could only refuse; the writes go on.
+    writeOne(primary, 3, 1, 3);
+    const effects = primary.drainEffects();
+    expect(notesTo(effects, "head-2")).toEqual([]);
+    expect(only(syncJournal(primary, effects), "reply").map((reply) => reply.requestId)).toEqual([
+      3,
+    ]);
+  });
+
+  test("a restarted primary with released notes records a fresh checkpoint, once", async () => {
+    const primary = primaryWithCheckpoint({});
+    const appended: Note[] = [];
+    primary.tick();
+    const [first] = only(primary.drainEffects(), "checkpoint.write");
+    expect(first).toBeUndefined(); // nothing asked for it yet: released nothing
+    primary.requestCheckpoint();
+    primary.tick();
+    const [checkpoint] = only(primary.drainEffects(), "checkpoint.write");
+    primary.onCheckpointWritten(checkpoint!.opNum);
+    expect(primary.releasedThroughOpNum).toBe(0); // the learner has matched nothing
+    primary.onReplicationMessage(ack("head-2", 1, 1, { durableOpNum: 3 }));
+    primary.requestCheckpoint();
+    primary.tick();
+    const [second] = only(primary.drainEffects(), "checkpoint.write");
+    for (let opNum = 1; opNum <= primary.lastOpNum; opNum++) {
+      appended.push((primary as unknown as { log: Map<number, Note> }).log.get(opNum)!);
+    }
+    primary.onCheckpointWritten(second!.opNum);
+    expect(primary.releasedThroughOpNum).toBe(2);
+    const [release] = only(primary.drainEffects(), "journal.release");
+    const journal = appended.filter((note) => note.opNum > release!.throughOpNum);
+
+    const restarted = new Replica(
+      identity("head-1", 2),
+      { checkpoint: await PartitionMetadata.restore(second!.snapshot), notes: journal },
+      { checkpointIntervalTicks: 1e9, checkpointRetryTicks: 3 },
+    );
+    expect(restarted.releasedThroughOpNum).toBe(2);
+    restarted.configure({ epoch: 2, primary: "head-1", secondaries: [] });
+    const checkpoints = () => only(restarted.drainEffects(), "checkpoint.write");
+    restarted.tick();
+    restarted.tick();
+    expect(checkpoints()).toEqual([]);
+    restarted.tick();
+    const [fresh] = checkpoints();
+    expect(fresh?.opNum).toBe(restarted.commitOpNum);
+    restarted.onCheckpointWritten(fresh!.opNum);
+    for (let tick = 0; tick < 10; tick++) restarted.tick();
+    expect(checkpoints()).toEqual([]);
+  });
+
+  test("a learner that is catching up holds the release until it has the notes", () => {
+    const primary = primaryWithCheckpoint({ learnerPinTicks: 1000 });
+    primary.onReplicationMessage(ack("head-2", 1, 1, { durableOpNum: 1 }));
+    primary.drainEffects();
+    expect(only(checkpointNow(primary), "journal.release")).toEqual([]);
+    expect(primary.releasedThroughOpNum).toBe(1);
+  });
+});
+
+describe("flush requests", () => {
+  test("a flush answers once earlier writes are committed, with every chunk write failing", () => {
+    const primary = new Replica(
+      identity("head-1", 1),
+      { notes: [] },
+      { flushBytesThreshold: 1, flushRetryTicks: 1 },
+    );
+    primary.configure({ epoch: 1, primary: "head-1", secondaries: ["head-2"] });
+    writeOne(primary, 1, 1, 1);
+    syncJournal(primary, primary.drainEffects());
+    primary.onReplicationMessage(ack("head-2", 1, 1, { durableOpNum: 1 }));
+    expect(only(primary.drainEffects(), "reply").map((reply) => reply.requestId)).toEqual([1]);
+    // A write still in flight when the flush arrives is included in it.
+    writeOne(primary, 2, 1, 2);
+    primary.onClientRequest({ kind: "flush", requestId: 3, epoch: 1 });
+    const effects = primary.drainEffects();
+    // It nudges a flush to sleds, which fails; nobody waits for it.
+    const [chunk] = only(effects, "chunk.write");
+    expect(chunk).toBeDefined();
+    primary.onChunkFailed(chunk!.chunkNumber);
+    // Durable on the primary, not yet on the secondary: neither is answered.
+    expect(only(syncJournal(primary, effects), "reply")).toEqual([]);
+    primary.onReplicationMessage(ack("head-2", 1, 1, { durableOpNum: 2 }));
+    expect(only(primary.drainEffects(), "reply")).toEqual([
+      { type: "reply", requestId: 2, reply: { kind: "mutation", opNumFirst: 2, opNumLast: 2 } },
+      { type: "reply", requestId: 3, reply: { kind: "flush", flushedOpNum: 2 } },
+    ]);
+    expect(primary.metadata.flushedThroughOpNum).toBe(0);
+  });
+});
+
+describe("read leases", () => {
+  test("a leased primary reads only before its lease, by the monotonic time it is given", () => {
+    const primary = new Replica(identity("head-1", 1), { notes: [] });
+    primary.configure({ epoch: 1, primary: "head-1", secondaries: [], leased: true });
+    const range = [{ offset: 0, length: 512 }];
+    const refused = (nowMs: number, epoch = 1) => {
+      try {
+        primary.read(epoch, range, nowMs);
+        return undefined;
+      } catch (error) {
+        return (error as BallastError).code;
+      }
+    };
+    expect(refused(100)).toBe(ErrorCode.Unavailable); // no lease yet
+    primary.renewLease(1, 3100);
+    expect(refused(3099)).toBeUndefined();
+    expect(refused(3100)).toBe(ErrorCode.Unavailable);
+    primary.renewLease(2, 9000); // a grant for another epoch renews nothing
+    expect(refused(3200)).toBe(ErrorCode.Unavailable);
+    primary.renewLease(1, 6200);
+    expect(refused(6000)).toBeUndefined();
+    // A new epoch needs its own lease.
+    primary.configure({ epoch: 2, primary: "head-1", secondaries: [], leased: true });
+    expect(refused(6000, 2)).toBe(ErrorCode.Unavailable);
+    primary.renewLease(2, 9000);
+    expect(refused(6000, 2)).toBeUndefined();
+    // Unleased (static) sets need none.
+    primary.configure({ epoch: 3, primary: "head-1", secondaries: [] });
+    expect(refused(1e9, 3)).toBeUndefined();
+  });
+});
+
+describe("volume incarnations", () => {
+  test("partition 0 of two incarnations names its first chunk differently", () => {
+    const firstChunk = (volumeId: string) => {
+      const primary = new Replica(
+        { ...identity("head-1", 1), volume: "vol", volumeId },
+        { notes: [] },
+        { flushBytesThreshold: 1 },
+      );
+      primary.configure({ epoch: 1, primary: "head-1", secondaries: [] });
+      writeOne(primary, 1, 1, 1);
+      syncJournal(primary, primary.drainEffects());
+      primary.tick();
+      return only(primary.drainEffects(), "chunk.write")[0]!.sledChunkId;
+    };
+    const one = firstChunk("v1a2b3c4");
+    const other = firstChunk("v9f8e7d6");
+    expect(one).not.toBe(other);
+    for (const id of [one, other]) expect(id).toMatch(/^[a-z0-9][a-z0-9-]{0,63}$/);
+  });
+
+  test("a chunk id stays within the sled's limit for the longest ids and numbers", () => {
+    const id = sledChunkIdOf(
+      { volume: "v", volumeId: "x".repeat(32), partition: 0xffff_ffff, session: 0xffff_ffff },
+      Number.MAX_SAFE_INTEGER,
+      Number.MAX_SAFE_INTEGER,
+    );
+    expect(id.length).toBeLessThanOrEqual(64);
+    expect(id).toMatch(/^[a-z0-9][a-z0-9-]*$/);
   });
 });

@@ -37,7 +37,11 @@ export const VolumeWriteZeroes = z.object({
   ranges: entries(range),
 });
 
-/** Completes once everything acknowledged before it is flushed to sleds. */
+/**
+ * Completes once every op the primary had assigned when it arrived is committed, that
+ * is durable in every voting replica's journal; it also prompts a flush to sleds but
+ * does not wait for one.
+ */
 export const VolumeFlush = z.object({
   type: z.literal("volume.flush.v1"),
   ...partitionAddress,

@@ -7,8 +7,9 @@
 // settles once the operation is complete on the replicas; a rejection is a
 // BallastError whose code says why (any other Error counts as an I/O error). A write
 // is durable on every replica's journal when it is acknowledged, whichever connection
-// issued it, and `flush` moves what was acknowledged before it to sleds; no state is
-// private to a connection, which is what lets the server advertise
+// issued it, so FUA needs nothing beyond the acknowledgement; `flush` is a barrier that
+// waits for the writes issued before it (on every connection) to settle, and sends
+// nothing. No state is private to a connection, which is what lets the server advertise
 // NBD_FLAG_CAN_MULTI_CONN.
 
 export type { BlockDevice } from "@ballast/client";

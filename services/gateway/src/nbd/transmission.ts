@@ -10,10 +10,16 @@
 // socket took it without backpressure). While the loop waits the socket reader stops
 // reading, so a fast client is held back by TCP rather than by the server's memory.
 //
-// Ordering contract (from the spec): a reply is sent only after its operation
-// completed; NBD_CMD_FLAG_FUA on a write, trim or write-zeroes adds a backend flush
-// before the reply; NBD_CMD_FLUSH is a backend flush, which covers every write already
-// answered on any connection.
+// Ordering contract (from the spec's "Ordering of messages and writes"): a reply is sent
+// only after its operation completed. NBD_CMD_FLUSH must not be answered before every
+// write already answered is on non-volatile storage, and a command with
+// NBD_CMD_FLAG_FUA not before its own data is. A backend operation completes only once
+// it is durable on every replica (see block-device.ts), so a FUA command is answered
+// with its own completion and nothing more, and a flush is the backend's `flush`: a
+// barrier that sends nothing and waits for the export's writes in flight when it
+// arrived (on any connection; more than the spec asks, which covers only writes
+// already answered, and cheap). Neither waits for data to reach sleds, so neither
+// fails or stalls when sleds are slow or too few.
 //
 // Failure model: a backend failure fails that request alone, with the error value
 // `replyErrorOf` picks, and is logged. A request the client should not have sent is
@@ -131,8 +137,8 @@ export class Transmission {
   }
 
   private async onWrite(decision: DecisionOf<"write">, data: Buffer): Promise<Reply> {
+    // With or without FUA: the completed write is durable on every replica already.
     await this.context.device.write(decision.offset, data);
-    if (decision.forceUnitAccess) await this.context.device.flush();
     return succeeded;
   }
 
@@ -140,13 +146,11 @@ export class Transmission {
     // NBD_CMD_FLAG_NO_HOLE needs nothing more: a Ballast volume allocates space when
     // it writes, zeroes or data alike, so no write can find its space taken by a hole.
     await this.context.device.writeZeroes(decision.offset, decision.length);
-    if (decision.forceUnitAccess) await this.context.device.flush();
     return succeeded;
   }
 
   private async onTrim(decision: DecisionOf<"trim">): Promise<Reply> {
     await this.context.device.trim(decision.offset, decision.length);
-    if (decision.forceUnitAccess) await this.context.device.flush();
     return succeeded;
   }
 

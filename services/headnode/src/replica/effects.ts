@@ -5,13 +5,18 @@
 // - Journal effects (`journal.append`, `journal.truncate`, `journal.release`) run one
 //   after another in the order given. After an append is durable (fsync), the shell
 //   calls `onJournalDurable(lastOpNum, generation)` with the effect's generation.
+//   `journal.release` lets the journal drop notes through `throughOpNum`; the core
+//   names one op less than it released, so that the note at its release point stays
+//   on disk and a restart knows which note (epoch, session) it resumes after.
 // - `send` may be delayed, lost, duplicated or reordered: the protocol tolerates all
 //   four. Sends may overtake journal writes; an ack is only *produced* by the core after
 //   the journal write it covers is durable.
 // - `reply` answers a client request, once.
 // - `chunk.write` writes `data` to at least two sleds and calls `onChunkWritten` with
 //   the sleds that hold it, or `onChunkFailed`.
-// - `checkpoint.write` stores the snapshot durably and calls `onCheckpointWritten`.
+// - `checkpoint.write` stores the snapshot durably, on sleds, and records it with the
+//   coordinator, then calls `onCheckpointWritten` (or `onCheckpointFailed`): the core
+//   releases journal notes only on a checkpoint a learner could be rebuilt from.
 
 import type { BallastError, MessageOf } from "@ballast/protocol";
 import type { ReadPart } from "./metadata.ts";

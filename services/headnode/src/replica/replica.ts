@@ -20,15 +20,33 @@
 // - Flush: the primary packs live, committed journal bytes into a chunk, has the shell
 //   write it to sleds, then proposes a flush record through the same op stream; every
 //   replica moves those pieces' metadata to the chunk when the record commits.
-// - Checkpoint: once flushed bytes pile up, a replica snapshots its metadata; when the
-//   snapshot is durable, journal notes whose bytes are all in chunks are released.
+// - Flush requests (NBD FLUSH and FUA) answer once every op assigned before they arrived
+//   is committed, that is durable in the journal of every voting replica; they nudge a
+//   flush to sleds but never wait for one.
+// - Checkpoint: once flushed bytes pile up (or the shell asks, `requestCheckpoint`), a
+//   replica snapshots its metadata; when the shell reports the snapshot stored on sleds
+//   and recorded, journal notes whose bytes are all in chunks are released. Release on
+//   a primary waits for every voting follower, and for a learner only while it makes
+//   progress (learnerPinTicks): a stuck learner must not fill the journal until writes
+//   time out. A learner that then needs a released note is reported `needsRebuild`:
+//   it can never catch up from this primary and must start again from a checkpoint.
+// - Learners are replicated to but never counted for commit. A voting follower whose
+//   lag keeps a commit waiting longer than commitStallTicks is reported stalled, so
+//   that the coordinator can drop it (a hung disk that still heartbeats).
+// - Reads on a leased primary need a read lease that has not run out. The lease is a
+//   time on the shell's monotonic clock (`renewLease`, `read(…, nowMs)`): the core never
+//   compares clocks of two machines. A new epoch drops the lease.
 //
 // Failure model: messages may be lost, duplicated, reordered or delayed; any replica may
 // crash and restart from its durable journal and last checkpoint, losing what was not
 // yet durable. A restarted primary gets a new session number, so acknowledgements meant
-// for its previous life are ignored.
+// for its previous life are ignored. A restart holds every note its journal still has:
+// the journal drops notes only after a checkpoint is recorded (and keeps the note at the
+// release point, so that a restart knows which note it resumes after), whereas the
+// local checkpoint file may be newer than the recorded one; learners rebuilt from the
+// recorded one must still find every note after it.
 
-import { BallastError, ErrorCode, limits } from "@ballast/protocol";
+import { BallastError, crc32c, ErrorCode, limits, sledLimits } from "@ballast/protocol";
 import { type ReplicaLimits, replicaLimitsDefault } from "../constants.ts";
 import type { Effect, ReadResult, ReplicationMessage, RequestId } from "./effects.ts";
 import { encodeFlushRecord, type FlushRecord } from "./flush-record.ts";
@@ -41,11 +59,19 @@ export interface Configuration {
   secondaries: readonly string[];
   /** Replicas being rebuilt: sent notes, not counted for commit. */
   learners?: readonly string[];
+  /** The primary serves reads only under a read lease (absent: unleased, static sets). */
+  leased?: boolean;
 }
 
 export interface ReplicaIdentity {
   nodeId: string;
   volume: string;
+  /**
+   * The volume's incarnation (a delete and re-create of the name get different ids);
+   * chunk ids carry it, so that two incarnations never name a chunk alike. Defaults to
+   * the volume's name, as in static assignments.
+   */
+  volumeId?: string;
   partition: number;
   /** The partition's first byte in the volume, and its size. */
   partitionStart: number;
@@ -100,8 +126,24 @@ interface SecondaryProgress {
   matchOpNum: number;
   /** Next op to send it. */
   nextOpNum: number;
+  /** When it last advanced, or a resend began (resends wait resendTicks after it). */
   lastProgressTick: number;
+  /** When matchOpNum last advanced (or the epoch began): how a learner shows progress. */
+  lastAdvanceTick: number;
   lastSendTick: number;
+  /** A learner that needs a note this primary has released: it must be rebuilt. */
+  needsRebuild: boolean;
+}
+
+/** What a primary knows of one follower (status and reports). */
+export interface FollowerProgress {
+  node: string;
+  matchOpNum: number;
+  learner: boolean;
+  /** Set once a voting follower has kept a commit waiting commitStallTicks or longer. */
+  stalledTicks?: number;
+  /** Set for a learner that needs notes this primary has released. */
+  needsRebuild?: boolean;
 }
 
 interface PendingReply {
@@ -174,7 +216,19 @@ export class Replica {
   private checkpointInFlight: { opNum: number; flushedThroughOpNum: number } | undefined;
   private lastCheckpointTick = 0;
   private lastCheckpointOpNum = 0;
+  /** The flushed point of the newest checkpoint known stored and recorded: release stops there. */
   private checkpointFlushedThroughOpNum = 0;
+  /** A checkpoint is due even if nothing new is flushed (asked for, or a learner needs one). */
+  private checkpointRequested = false;
+  /** The op of the newest checkpoint stored and recorded in this life of the replica. */
+  private recordedCheckpointOpNum: number | undefined;
+  /**
+   * On a primary: when each durable, uncommitted run of ops became durable here (or the
+   * epoch began), in op order: how long a commit has waited on a lagging follower.
+   */
+  private durableSince: { throughOpNum: number; tick: number }[] = [];
+  /** On a leased primary: reads are served before this time (the shell's monotonic ms). */
+  private leaseUntilMs: number | undefined;
   private readonly observer: ReplicaObserver;
 
   constructor(
@@ -187,14 +241,23 @@ export class Replica {
     this.observer = observer;
     this.limits = { ...replicaLimitsDefault, ...limitsOverride };
     this.metadata = recovered.checkpoint?.metadata ?? new PartitionMetadata();
-    this.commitOpNum = recovered.rebuilt
-      ? this.metadata.flushedThroughOpNum
-      : (recovered.checkpoint?.opNum ?? 0);
-    // Notes up to the flushed point have all their bytes in chunks: nothing holds them.
-    this.releasedOpNum = this.metadata.flushedThroughOpNum;
+    const flushedThrough = this.metadata.flushedThroughOpNum;
+    this.commitOpNum = recovered.rebuilt ? flushedThrough : (recovered.checkpoint?.opNum ?? 0);
+    const first = recovered.notes[0];
+    assert(
+      first === undefined || first.opNum <= this.commitOpNum + 1,
+      `journal starts at op ${first?.opNum}, after the checkpoint at ${this.commitOpNum}: notes are missing`,
+    );
+    // Every note the journal still has is held, even those whose bytes are in chunks:
+    // the local checkpoint may be newer than the one recorded with the coordinator (a
+    // crash between the two), and a learner rebuilt from the recorded one needs every
+    // note after it. The journal keeps the note at its release point, which is where
+    // this replica resumes; they are released again after the next recorded checkpoint.
+    this.releasedOpNum =
+      first === undefined ? flushedThrough : Math.min(flushedThrough, first.opNum);
     this.releasedEpoch = this.metadata.flushedThroughEpoch;
     this.releasedSession = this.metadata.flushedThroughSession;
-    this.checkpointFlushedThroughOpNum = this.metadata.flushedThroughOpNum;
+    this.checkpointFlushedThroughOpNum = this.releasedOpNum;
     let previous = -1;
     for (const note of recovered.notes) {
       assert(
@@ -206,19 +269,16 @@ export class Replica {
         this.releasedEpoch = note.epoch;
         this.releasedSession = note.session;
       }
-      if (note.opNum <= this.releasedOpNum) continue; // its bytes are in chunks
+      if (note.opNum <= this.releasedOpNum) continue;
       this.hold(note);
-      if (note.opNum <= this.commitOpNum && note.kind === "write") {
+      if (note.opNum <= flushedThrough) {
+        this.flushedHeldBytes += noteBytes(note); // in chunks: a checkpoint releases it
+      } else if (note.opNum <= this.commitOpNum && note.kind === "write") {
         // Committed before the checkpoint and not flushed: the tree refers to its bytes.
         this.metadata.unflushed.set(note.opNum, { offset: note.offset, length: note.length });
         this.metadata.unflushedBytes += note.length;
       }
     }
-    const first = recovered.notes[0];
-    assert(
-      first === undefined || first.opNum <= this.commitOpNum + 1,
-      `journal starts at op ${first?.opNum}, after the checkpoint at ${this.commitOpNum}: notes are missing`,
-    );
     this.lastOpNum = Math.max(this.commitOpNum, previous);
     this.durableOpNum = this.lastOpNum;
   }
@@ -234,14 +294,46 @@ export class Replica {
     return this.role.name;
   }
 
-  /** On a primary: what each secondary and learner has matched (for status). */
-  followers(): { node: string; matchOpNum: number; learner: boolean }[] {
+  /** On a primary: what each secondary and learner has matched, stalls, rebuilds. */
+  followers(): FollowerProgress[] {
     if (this.role.name !== "primary") return [];
-    return [...this.role.secondaries].map(([node, progress]) => ({
-      node,
-      matchOpNum: progress.matchOpNum,
-      learner: progress.learner,
-    }));
+    return [...this.role.secondaries].map(([node, progress]) => {
+      const stalledTicks = this.stalledTicksOf(progress);
+      return {
+        node,
+        matchOpNum: progress.matchOpNum,
+        learner: progress.learner,
+        ...(stalledTicks >= this.limits.commitStallTicks ? { stalledTicks } : {}),
+        ...(progress.needsRebuild ? { needsRebuild: true } : {}),
+      };
+    });
+  }
+
+  /**
+   * On a primary: whether the tail it inherited at the start of its epoch is committed.
+   * From then on, every op acknowledged by an earlier primary is on every voter of this
+   * epoch (the coordinator's safe-promotion rule relies on it).
+   */
+  get tailCommitted(): boolean {
+    return this.role.name === "primary" && this.commitOpNum >= this.role.readableFromOpNum;
+  }
+
+  /** Notes through this op are released: no follower can be served from before it. */
+  get releasedThroughOpNum(): number {
+    return this.releasedOpNum;
+  }
+
+  /**
+   * How long a commit has waited on a voting follower: since the oldest op it lacks
+   * became durable here (or the epoch began), if the primary could commit that op but
+   * for it. Zero for learners, which never hold a commit.
+   */
+  private stalledTicksOf(progress: SecondaryProgress): number {
+    if (progress.learner) return 0;
+    const waitingOpNum = Math.max(progress.matchOpNum, this.commitOpNum) + 1;
+    if (waitingOpNum > Math.min(this.durableOpNum, this.lastOpNum)) return 0;
+    const since = this.durableSince.find((run) => run.throughOpNum >= waitingOpNum);
+    return since === undefined ? 0 : this.tickCount - since.tick;
   }
 
   // ---------------------------------------------------------------- configuration
@@ -254,6 +346,9 @@ export class Replica {
     this.configuration = configuration;
     this.failPendingRequests(ErrorCode.NotPrimary, `epoch ${configuration.epoch} began`);
     this.flushInFlight = undefined;
+    // A lease is granted for one epoch: the next one needs its own.
+    this.leaseUntilMs = undefined;
+    this.durableSince = [];
     if (configuration.primary === this.identity.nodeId) {
       const secondaries = new Map<string, SecondaryProgress>();
       const followers = [
@@ -267,10 +362,16 @@ export class Replica {
           matchOpNum: 0,
           nextOpNum: Math.max(this.commitOpNum, this.releasedOpNum) + 1,
           lastProgressTick: this.tickCount,
+          lastAdvanceTick: this.tickCount,
           lastSendTick: -Infinity,
+          needsRebuild: false,
         });
       }
       this.role = { name: "primary", secondaries, readableFromOpNum: this.lastOpNum };
+      // The inherited durable tail waits for the followers from now on.
+      if (this.durableOpNum > this.commitOpNum) {
+        this.durableSince.push({ throughOpNum: this.durableOpNum, tick: this.tickCount });
+      }
       this.advanceCommit();
       this.replicate(true);
     } else if (
@@ -297,12 +398,17 @@ export class Replica {
       return;
     }
     if (request.kind === "flush") {
+      // Every write acknowledged before the flush arrived is committed, so durable in
+      // every voter's journal: that is what a flush promises, and waits for sleds
+      // would add nothing to it. Writes still in flight when it arrived are included
+      // (NBD FUA and FLUSH may follow a write whose reply is on its way).
       this.flushWaiters.push({
         requestId: request.requestId,
-        targetOpNum: this.commitOpNum,
+        targetOpNum: this.lastOpNum,
         deadlineTick: this.tickCount + this.limits.requestDeadlineTicks,
       });
       this.answerFlushWaiters();
+      // A hint: moving data to sleds shortens journals, but nobody waits for it.
       this.maybeStartFlush(true);
       return;
     }
@@ -331,11 +437,40 @@ export class Replica {
     this.assign(request);
   }
 
-  /** Plans a read on the primary. Synchronous: the plan is a consistent cut at the commit point. */
-  read(epoch: number, ranges: readonly { offset: number; length: number }[]): ReadResult {
+  /**
+   * Renews the read lease of this primary until `untilMs` (the shell's monotonic clock),
+   * if it is still the primary of `epoch`. A grant for another epoch is ignored.
+   */
+  renewLease(epoch: number, untilMs: number): void {
+    if (this.role.name !== "primary" || this.configuration?.epoch !== epoch) return;
+    this.leaseUntilMs = Math.max(this.leaseUntilMs ?? untilMs, untilMs);
+  }
+
+  /**
+   * Plans a read on the primary. Synchronous: the plan is a consistent cut at the commit
+   * point. `nowMs` is the shell's monotonic clock; a leased primary refuses reads unless
+   * its lease runs past it (another primary may exist once it has run out).
+   */
+  read(
+    epoch: number,
+    ranges: readonly { offset: number; length: number }[],
+    nowMs?: number,
+  ): ReadResult {
     const refusal = this.refuseAsPrimary(epoch);
     if (refusal !== undefined) throw refusal;
     const role = this.role as Extract<Role, { name: "primary" }>;
+    if (this.configuration!.leased === true) {
+      const leaseUntilMs = this.leaseUntilMs;
+      if (leaseUntilMs === undefined || nowMs === undefined || nowMs >= leaseUntilMs) {
+        throw new BallastError(
+          ErrorCode.Unavailable,
+          leaseUntilMs === undefined
+            ? `the primary of ${this.identity.volume}/${this.identity.partition} holds no read lease in epoch ${epoch} yet; retry`
+            : `the read lease of the primary of ${this.identity.volume}/${this.identity.partition} ran out${nowMs === undefined ? "" : ` ${Math.ceil(nowMs - leaseUntilMs)} ms ago`}; retry`,
+          { details: { epoch } },
+        );
+      }
+    }
     if (this.commitOpNum < role.readableFromOpNum) {
       throw new BallastError(
         ErrorCode.Unavailable,
@@ -509,7 +644,10 @@ export class Replica {
     if (this.role.name !== "primary") return;
     for (const [to, progress] of this.role.secondaries) {
       let sent = false;
+      // A learner that needs released notes would only answer each batch with another
+      // mismatch: it gets heartbeats alone (which tell it apart once it is rebuilt).
       while (
+        !progress.needsRebuild &&
         progress.nextOpNum <= this.lastOpNum &&
         progress.nextOpNum - progress.matchOpNum - 1 < this.limits.notesInflightMax
       ) {
@@ -727,15 +865,23 @@ export class Replica {
       // the prefix check at the release point tells whether it can still catch up.
       progress.nextOpNum = Math.max(message.commitOpNum, this.releasedOpNum) + 1;
       progress.lastProgressTick = this.tickCount;
+      // Its log does not hold the note at the release point, and the next op it needs
+      // is released: it can never catch up from here.
+      if (progress.learner && message.commitOpNum < this.releasedOpNum)
+        progress.needsRebuild = true;
     } else {
       progress.matchOpNum = Math.max(
         progress.matchOpNum,
         Math.min(message.durableOpNum, this.lastOpNum),
       );
       progress.nextOpNum = Math.max(progress.nextOpNum, progress.matchOpNum + 1);
+      progress.needsRebuild = false; // it matched at the release point or after
     }
     // Only an advance counts as progress: acks to heartbeats must not hold off a resend.
-    if (progress.matchOpNum > matchBefore) progress.lastProgressTick = this.tickCount;
+    if (progress.matchOpNum > matchBefore) {
+      progress.lastProgressTick = this.tickCount;
+      progress.lastAdvanceTick = this.tickCount;
+    }
     this.advanceCommit();
     this.replicate(false);
   }
@@ -744,6 +890,9 @@ export class Replica {
     if (generation !== this.journalGeneration) return; // written before a truncation
     if (throughOpNum <= this.durableOpNum) return;
     this.durableOpNum = Math.min(throughOpNum, this.lastOpNum);
+    if (this.role.name === "primary") {
+      this.durableSince.push({ throughOpNum: this.durableOpNum, tick: this.tickCount });
+    }
     this.advanceCommit();
     const role = this.role;
     if (role.name === "secondary" && role.primarySession !== undefined) {
@@ -780,6 +929,8 @@ export class Replica {
       }
     }
     if (role.name === "primary") {
+      while (this.durableSince.length > 0 && this.durableSince[0]!.throughOpNum <= this.commitOpNum)
+        this.durableSince.shift();
       this.answerCommitted();
       this.answerFlushWaiters();
     }
@@ -799,24 +950,15 @@ export class Replica {
     }
   }
 
+  /** Flush waiters target ops in arrival order, so the ones answered are a prefix. */
   private answerFlushWaiters(): void {
-    for (let index = 0; index < this.flushWaiters.length; ) {
-      const waiter = this.flushWaiters[index]!;
-      const firstUnflushed = this.metadata.unflushed.keys().next();
-      const done = firstUnflushed.done === true || firstUnflushed.value > waiter.targetOpNum;
-      if (done) {
-        this.flushWaiters.splice(index, 1);
-        this.effects.push({
-          type: "reply",
-          requestId: waiter.requestId,
-          reply: {
-            kind: "flush",
-            flushedOpNum: Math.max(this.metadata.flushedThroughOpNum, waiter.targetOpNum),
-          },
-        });
-      } else {
-        index++;
-      }
+    while (this.flushWaiters.length > 0 && this.flushWaiters[0]!.targetOpNum <= this.commitOpNum) {
+      const waiter = this.flushWaiters.shift()!;
+      this.effects.push({
+        type: "reply",
+        requestId: waiter.requestId,
+        reply: { kind: "flush", flushedOpNum: waiter.targetOpNum },
+      });
     }
   }
 
@@ -842,6 +984,7 @@ export class Replica {
       this.expireRequests();
       this.admitWaitingRequests();
       this.maybeStartFlush(false);
+      this.checkpointForLearners(role);
     }
     this.maybeCheckpoint();
   }
@@ -944,7 +1087,7 @@ export class Replica {
     }
     const chunkNumber = Math.max(this.metadata.nextChunkNumber, this.proposedChunkNumber + 1);
     this.proposedChunkNumber = chunkNumber;
-    const sledChunkId = `p${this.identity.partition}-e${configuration.epoch}-s${this.identity.session.toString(36)}-c${chunkNumber}`;
+    const sledChunkId = sledChunkIdOf(this.identity, configuration.epoch, chunkNumber);
     this.flushInFlight = {
       chunkNumber,
       sledChunkId,
@@ -996,17 +1139,53 @@ export class Replica {
 
   // ---------------------------------------------------------------- checkpoints and release
 
+  /**
+   * Asks for a checkpoint even if nothing new is flushed (at most one per
+   * checkpointRetryTicks). The core asks itself when learners need one (below).
+   */
+  requestCheckpoint(): void {
+    this.checkpointRequested = true;
+  }
+
+  /**
+   * A learner starts from a recorded checkpoint and needs every note after its flushed
+   * point. With notes released but no checkpoint recorded in this life (a restart: the
+   * catalogue's pointer may be older than what it resumed from), or with a learner that
+   * needs released notes and commits since the last record, the primary records a
+   * fresh checkpoint for the next learner to start from.
+   */
+  private checkpointForLearners(role: Extract<Role, { name: "primary" }>): void {
+    if (this.checkpointRequested) return;
+    const recorded = this.recordedCheckpointOpNum;
+    if (recorded === undefined) {
+      if (this.releasedOpNum > 0) this.checkpointRequested = true;
+      return;
+    }
+    if (this.commitOpNum <= recorded) return;
+    for (const progress of role.secondaries.values()) {
+      if (progress.needsRebuild) {
+        this.checkpointRequested = true;
+        return;
+      }
+    }
+  }
+
   private maybeCheckpoint(): void {
     if (this.checkpointInFlight !== undefined) return;
     const flushedThrough = this.metadata.flushedThroughOpNum;
-    if (flushedThrough <= this.checkpointFlushedThroughOpNum) return;
+    const requested =
+      this.checkpointRequested &&
+      this.tickCount - this.lastCheckpointTick >= this.limits.checkpointRetryTicks;
+    if (flushedThrough <= this.checkpointFlushedThroughOpNum && !requested) return;
     const due =
+      requested ||
       this.flushedHeldBytes >= this.limits.checkpointReleasableBytes ||
       this.logBytes >= this.limits.logBytesMax / 2 ||
       this.tickCount - this.lastCheckpointTick >= this.limits.checkpointIntervalTicks ||
       this.commitOpNum - this.lastCheckpointOpNum >= this.limits.checkpointIntervalOps;
     if (!due) return;
     this.checkpointInFlight = { opNum: this.commitOpNum, flushedThroughOpNum: flushedThrough };
+    this.checkpointRequested = false;
     this.lastCheckpointTick = this.tickCount;
     this.lastCheckpointOpNum = this.commitOpNum;
     this.effects.push({
@@ -1033,6 +1212,7 @@ export class Replica {
     if (checkpoint === undefined || checkpoint.opNum !== opNum) return;
     this.checkpointInFlight = undefined;
     this.checkpointFlushedThroughOpNum = checkpoint.flushedThroughOpNum;
+    this.recordedCheckpointOpNum = opNum;
     this.release();
   }
 
@@ -1041,12 +1221,21 @@ export class Replica {
     if (this.checkpointInFlight?.opNum === opNum) this.checkpointInFlight = undefined;
   }
 
-  /** Lets the journal drop notes whose bytes are all in chunks and in a durable checkpoint. */
+  /**
+   * Lets the journal drop notes whose bytes are all in chunks and in a recorded
+   * checkpoint. A primary keeps what its voting followers lack (they must hold every
+   * committed op), and what a learner lacks only while the learner makes progress and
+   * the log is less than half full: a stuck learner must not hold the journal until
+   * writes wait for room. A learner left behind learns so at its next message (its log
+   * does not reach the release point) and is reported as needing a rebuild.
+   */
   private release(): void {
     let through = this.checkpointFlushedThroughOpNum;
     if (this.role.name === "primary") {
-      for (const progress of this.role.secondaries.values())
-        through = Math.min(through, progress.matchOpNum);
+      for (const progress of this.role.secondaries.values()) {
+        if (!progress.learner || this.learnerPinsRelease(progress))
+          through = Math.min(through, progress.matchOpNum);
+      }
     }
     if (through <= this.releasedOpNum) return;
     const last = this.log.get(through);
@@ -1061,7 +1250,18 @@ export class Replica {
     this.releasedOpNum = through;
     this.releasedEpoch = last?.epoch ?? this.releasedEpoch;
     this.releasedSession = last?.session ?? this.releasedSession;
-    this.effects.push({ type: "journal.release", throughOpNum: through });
+    // The journal keeps the note at the release point: after a restart, it says which
+    // note (epoch and session) this replica resumes after.
+    if (through > 1) this.effects.push({ type: "journal.release", throughOpNum: through - 1 });
+  }
+
+  private learnerPinsRelease(progress: SecondaryProgress): boolean {
+    return (
+      !progress.needsRebuild &&
+      this.logBytes < this.limits.logBytesMax / 2 &&
+      (progress.matchOpNum >= this.lastOpNum ||
+        this.tickCount - progress.lastAdvanceTick < this.limits.learnerPinTicks)
+    );
   }
 
   // ---------------------------------------------------------------- replies
@@ -1093,6 +1293,26 @@ const emptyNote: Note = {
   length: 0,
   checksum: 0,
 };
+
+/**
+ * The sled's name of a chunk: unique across volumes and their incarnations (the volume
+ * id), partitions, epochs, primary sessions and chunk numbers, since sleds name chunks
+ * in one space. An id too long for the sled's limit shortens the incarnation to a hash
+ * and the numbers to base 36; a hash collision cannot mix data up, because a sled
+ * refuses to store other bytes under an existing chunk id.
+ */
+export function sledChunkIdOf(
+  identity: Pick<ReplicaIdentity, "volume" | "volumeId" | "partition" | "session">,
+  epoch: number,
+  chunkNumber: number,
+): string {
+  const volumeId = identity.volumeId ?? identity.volume;
+  const session = identity.session.toString(36);
+  const readable = `${volumeId}-p${identity.partition}-e${epoch}-s${session}-c${chunkNumber}`;
+  if (readable.length <= sledLimits.chunkIdLengthMax) return readable;
+  const base36 = (value: number) => value.toString(36);
+  return `${crc32c(new TextEncoder().encode(volumeId)).toString(36)}-p${base36(identity.partition)}-e${base36(epoch)}-s${session}-c${base36(chunkNumber)}`;
+}
 
 function timeoutError(opNumLast: number, commitOpNum: number): BallastError {
   return new BallastError(

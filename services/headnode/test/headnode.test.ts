@@ -1,0 +1,291 @@
+// Scenario tests of the head node shell, on real journals in a temporary directory and a
+// fake service in place of NATS: the node's inbox and volume subjects are called
+// directly, and the fake coordinator answers reports. They cover what the shell decides
+// about whole replicas: incarnations, drops, learners re-added, partitions it has left,
+// and read leases renewed by reports.
+
+import { existsSync } from "node:fs";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import {
+  BallastError,
+  ErrorCode,
+  limits,
+  type Message,
+  type MessageOf,
+  subjects,
+} from "@ballast/protocol";
+import { type CommonConfig, createLogger, type Service } from "@ballast/runtime";
+import { afterEach, beforeEach, describe, expect, test } from "vitest";
+import { HeadNode } from "../src/headnode.ts";
+
+type Handler = (message: Message) => unknown;
+type Report = MessageOf<"headnode.report.v1">;
+
+/** The parts of a Service the head node uses, with subjects served from a map. */
+class FakeService {
+  readonly nodeId = "head-1";
+  readonly logger = createLogger({ service: "headnode", nodeId: "head-1", level: "silent" });
+  readonly served = new Map<string, Handler>();
+  readonly reports: Report[] = [];
+  /** How the fake coordinator answers a report; throwing means no coordinator. */
+  answerReport: (report: Report) => unknown = () => {
+    throw new BallastError(ErrorCode.Unavailable, "no coordinator");
+  };
+  private closers: (() => Promise<void>)[] = [];
+
+  readonly bus = {
+    request: async (subject: string, message: Message) => {
+      if (subject === subjects.coordinator.build() && message.type === "headnode.report.v1") {
+        this.reports.push(message);
+        return this.answerReport(message);
+      }
+      throw new BallastError(ErrorCode.Unavailable, `nothing answers ${subject} in this test`);
+    },
+    publish: () => undefined,
+  };
+
+  serveInbox(_accept: readonly string[], dispatch: Handler) {
+    return this.serve(subjects.node.build(this.nodeId), {}, dispatch);
+  }
+
+  serve(subject: string, _options: unknown, dispatch: Handler) {
+    this.served.set(subject, dispatch);
+    return {
+      stop: async () => {
+        if (this.served.get(subject) === dispatch) this.served.delete(subject);
+      },
+    };
+  }
+
+  setDescription(): void {}
+
+  onClose(closer: () => Promise<void>): void {
+    this.closers.push(closer);
+  }
+
+  async close(): Promise<void> {
+    for (const closer of this.closers) await closer();
+  }
+
+  /** Sends to a served subject as a request would, and returns the answer. */
+  async call(subject: string, message: Record<string, unknown>): Promise<unknown> {
+    const handler = this.served.get(subject);
+    if (handler === undefined) {
+      throw new BallastError(ErrorCode.Unavailable, `nobody serves ${subject}`);
+    }
+    return handler(message as unknown as Message);
+  }
+
+  inbox(message: Record<string, unknown>) {
+    return this.call(subjects.node.build(this.nodeId), message);
+  }
+}
+
+const partitionBytes = 1024 * 1024;
+let dataDir: string;
+let service: FakeService;
+let node: HeadNode;
+
+beforeEach(async () => {
+  dataDir = await mkdtemp(join(tmpdir(), "ballast-headnode-"));
+  service = new FakeService();
+  node = new HeadNode(service as unknown as Service, { dataDir } as unknown as CommonConfig, 1);
+  node.start();
+});
+
+afterEach(async () => {
+  await service.close();
+  await rm(dataDir, { recursive: true, force: true });
+});
+
+function configure(fields: Record<string, unknown>) {
+  return service.inbox({
+    type: "headnode.configure.v1",
+    volume: "vol",
+    partition: 0,
+    partitionStart: 0,
+    partitionBytes,
+    epoch: 1,
+    primary: "head-1",
+    secondaries: [],
+    sleds: ["sled-1"],
+    ...fields,
+  });
+}
+
+function write(epoch: number, fill: number) {
+  return service.call(subjects.volume.build("vol", 0), {
+    type: "volume.write.v1",
+    volume: "vol",
+    partition: 0,
+    epoch,
+    writes: [{ offset: 0, data: new Uint8Array(4096).fill(fill) }],
+  });
+}
+
+async function read(epoch: number): Promise<Uint8Array> {
+  const { data } = (await service.call(subjects.volume.build("vol", 0), {
+    type: "volume.read.v1",
+    volume: "vol",
+    partition: 0,
+    epoch,
+    reads: [{ offset: 0, length: 4096 }],
+  })) as { data: Uint8Array[] };
+  return data[0]!;
+}
+
+async function codeOf(promise: Promise<unknown>): Promise<string | undefined> {
+  try {
+    await promise;
+    return undefined;
+  } catch (error) {
+    return (error as BallastError).code;
+  }
+}
+
+async function until(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 5000) {
+  const start = performance.now();
+  while (!(await check())) {
+    if (performance.now() - start > timeoutMs) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+describe("volume incarnations", () => {
+  test("a re-created volume never reads the deleted one's bytes, whatever the old epoch", async () => {
+    await configure({ volumeId: "id-old", epoch: 7 });
+    await write(7, 0xab);
+    expect((await read(7))[0]).toBe(0xab);
+    expect(existsSync(join(dataDir, "partitions", "id-old", "0"))).toBe(true);
+
+    // The same name, another incarnation, starting again at epoch 1.
+    const status = (await configure({ volumeId: "id-new", epoch: 1 })) as { lastOpNum: number };
+    expect(status.lastOpNum).toBe(0);
+    expect([...(await read(1))]).toEqual(Array(4096).fill(0));
+    expect(existsSync(join(dataDir, "partitions", "id-old"))).toBe(true);
+    expect(existsSync(join(dataDir, "partitions", "id-old", "0"))).toBe(false);
+    expect(existsSync(join(dataDir, "partitions", "id-new", "0"))).toBe(true);
+  });
+
+  test("a drop closes the incarnation's replicas, removes their files and refuses it later", async () => {
+    await configure({ volumeId: "id-a" });
+    await write(1, 1);
+    expect(
+      await service.inbox({ type: "headnode.drop.v1", volume: "vol", volumeId: "id-b" }),
+    ).toEqual({
+      dropped: 0,
+    });
+    expect(
+      await service.inbox({ type: "headnode.drop.v1", volume: "vol", volumeId: "id-a" }),
+    ).toEqual({
+      dropped: 1,
+    });
+    expect(existsSync(join(dataDir, "partitions", "id-a"))).toBe(false);
+    expect(service.served.has(subjects.volume.build("vol", 0))).toBe(false);
+    expect(
+      await codeOf(
+        Promise.resolve().then(() =>
+          service.inbox({ type: "headnode.replica.status.v1", volume: "vol", partition: 0 }),
+        ),
+      ),
+    ).toBe(ErrorCode.NotFound);
+    // A configure of the dropped incarnation that arrives late creates nothing.
+    expect(await codeOf(configure({ volumeId: "id-a", epoch: 2 }))).toBe(ErrorCode.NotFound);
+    expect(existsSync(join(dataDir, "partitions", "id-a"))).toBe(false);
+  });
+});
+
+describe("membership", () => {
+  test("a node re-added as a learner while it still hosts the partition starts afresh", async () => {
+    await configure({ epoch: 1 });
+    await write(1, 5);
+    await write(1, 6);
+    // Out of the set, then back as a learner of another primary.
+    await configure({ epoch: 2, primary: "head-2", secondaries: ["head-3"] });
+    const status = (await configure({
+      epoch: 3,
+      primary: "head-2",
+      secondaries: ["head-3"],
+      learners: ["head-1"],
+    })) as { lastOpNum: number; commitOpNum: number; epoch: number };
+    expect(status).toMatchObject({ lastOpNum: 0, commitOpNum: 0, epoch: 3 });
+    // Configured again as a learner in a later epoch, it keeps what it has learnt.
+    await configure({
+      epoch: 4,
+      primary: "head-2",
+      secondaries: [],
+      learners: ["head-1"],
+    });
+    expect(
+      await service.inbox({ type: "headnode.replica.status.v1", volume: "vol", partition: 0 }),
+    ).toMatchObject({ epoch: 4 });
+  });
+
+  test("a stale configure naming it a learner does not discard a voter's state", async () => {
+    await configure({ epoch: 5 });
+    await write(5, 9);
+    expect(
+      await codeOf(
+        configure({ epoch: 4, primary: "head-2", secondaries: [], learners: ["head-1"] }),
+      ),
+    ).toBe(ErrorCode.WrongEpoch);
+    expect((await read(5))[0]).toBe(9);
+  });
+
+  test("a configure of a partition it neither hosts nor belongs to answers NotFound", async () => {
+    expect(
+      await codeOf(configure({ partition: 3, primary: "head-2", secondaries: ["head-3"] })),
+    ).toBe(ErrorCode.NotFound);
+    expect(existsSync(join(dataDir, "partitions", "vol", "3"))).toBe(false);
+  });
+});
+
+describe("reports and read leases", () => {
+  test("a leased primary reads while reports are granted, and stops once its lease runs out", async () => {
+    const leaseMs = 1500;
+    let granting = false;
+    service.answerReport = (report) => ({
+      leaseMs,
+      granted: granting
+        ? report.primaries.map(({ volume, partition, epoch }) => ({ volume, partition, epoch }))
+        : [],
+    });
+    await configure({ epoch: 2, leased: true });
+    await until("a first report", () => service.reports.length > 0);
+    expect(await codeOf(read(2))).toBe(ErrorCode.Unavailable); // not granted
+    granting = true;
+    await until("a granted report", async () => (await codeOf(read(2))) === undefined);
+    const [report] = service.reports;
+    expect(report).toMatchObject({
+      type: "headnode.report.v1",
+      node: "head-1",
+      primaries: [
+        {
+          volume: "vol",
+          volumeId: "vol",
+          partition: 0,
+          epoch: 2,
+          session: 1,
+          commitOpNum: 0,
+          tailCommitted: true,
+          followers: [],
+        },
+      ],
+    });
+    // The coordinator stops granting (it is about to promote another primary).
+    granting = false;
+    await until(
+      "the lease to run out",
+      async () => (await codeOf(read(2))) === ErrorCode.Unavailable,
+      leaseMs + 2 * limits.headnodeReportIntervalMs + 2000,
+    );
+  });
+
+  test("an unleased (static) primary reads with no coordinator at all", async () => {
+    await configure({ epoch: 1 });
+    await write(1, 3);
+    expect((await read(1))[0]).toBe(3);
+  });
+});
