@@ -59,17 +59,14 @@ test("the checkers catch a disk that loses acknowledged writes", async () => {
 
 type Overrides = Partial<Omit<FailoverOptions, "seed">>;
 
-// Seeds that find a known defect the head node core has yet to fix, kept out of CI until
-// it lands. 4 nodes seed 129: the primary's newest checkpoint has both sled copies lost
-// or corrupt, and nothing makes the primary write a fresh one (no new flushes once the
-// load stops), so the learner can never be rebuilt and the partition stays short
-// (issue 11, "the primary makes a fresh checkpoint"; remove once the core forces one).
+// Per shape, seeds that find a known defect not yet fixed, kept out of CI until it is
+// (none at present; list them with the diagnosis).
 const failoverShapes: [string, Overrides, number[]][] = [
   ["5 head nodes, partitions of 3 and 2 replicas", { nodes: 5, partitions: [3, 2] }, []],
   [
     "4 head nodes, partitions of 2, 3 and 2 replicas",
     { nodes: 4, partitions: [2, 3, 2], loadTicks: 350 },
-    [129],
+    [],
   ],
 ];
 
@@ -138,7 +135,8 @@ async function firstCaught(
 test("the checkers catch promotion on a stale caught-up report (defect 1)", async () => {
   const caught = await firstCaught(
     "promote-on-stale-report",
-    ["acknowledged", "acknowledged-twice", "acknowledged-lost", "agreement"],
+    // With the current core, divergent replicas often trip a core assertion first.
+    ["acknowledged", "acknowledged-twice", "acknowledged-lost", "agreement", "exception"],
     { crashRate: 0.01 },
     60,
   );

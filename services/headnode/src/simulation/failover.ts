@@ -39,8 +39,7 @@
 // metadata is identical, a full read matches both the committed history and the client's
 // own model of acknowledged writes, and every acknowledged op is committed.
 //
-// The replica API this drives is adapted in one place (`ReplicaAdapter`): leases,
-// follower stalls and the inherited tail are computed here until the core provides them.
+// The replica API this drives is adapted in one place (`ReplicaAdapter`).
 
 import {
   decidePartition,
@@ -177,6 +176,10 @@ export const failoverDefaults: Omit<FailoverOptions, "seed"> = {
     notesInflightMax: 64,
     notesPerMessageMax: 16,
     flushRetryTicks: 10,
+    checkpointRetryTicks: 20,
+    // commitStallMsMax and the head node's learner pin, at 100 ms a tick.
+    commitStallTicks: Math.ceil(limits.commitStallMsMax / 100),
+    learnerPinTicks: 50,
   },
 };
 
@@ -307,83 +310,36 @@ interface NodeReport {
 // ---------------------------------------------------------------- the replica adapter
 
 /**
- * The replica core and what the simulator adds around it until the core does it itself:
- * the read lease (on the node's monotonic clock), the tail inherited at the start of the
- * epoch (committed once the commit point reaches the last op at configure time), and
- * how long each voting follower has kept a commit waiting.
+ * The replica core as the simulated head node drives it: configured as a leased primary
+ * (unless the lease sabotage is on), leases renewed on the node's monotonic clock, and
+ * reports built from the core's own followers (stalls, rebuilds) and inherited tail.
  */
 class ReplicaAdapter {
   readonly replica: Replica;
-  private lease: { epoch: number; untilMs: number } | undefined;
-  private tail: { epoch: number; opNum: number } | undefined;
-  private readonly waiting = new Map<string, { matchOpNum: number; sinceTick: number }>();
+  private readonly leased: boolean;
 
-  constructor(replica: Replica) {
+  constructor(replica: Replica, leased: boolean) {
     this.replica = replica;
+    this.leased = leased;
   }
 
   configure(configuration: Configuration): void {
-    const before = this.replica.configuration?.epoch;
-    this.replica.configure(configuration);
-    if (
-      before !== configuration.epoch &&
-      this.replica.configuration?.epoch === configuration.epoch
-    ) {
-      this.tail = { epoch: configuration.epoch, opNum: this.replica.lastOpNum };
-      this.waiting.clear();
-    }
+    this.replica.configure({ ...configuration, leased: this.leased });
   }
 
   renewLease(epoch: number, untilMs: number): void {
-    if (this.replica.configuration?.epoch !== epoch) return;
-    if (this.lease === undefined || this.lease.epoch !== epoch || this.lease.untilMs < untilMs)
-      this.lease = { epoch, untilMs };
+    this.replica.renewLease(epoch, untilMs);
   }
 
-  read(
-    epoch: number,
-    ranges: { offset: number; length: number }[],
-    nowMs: number,
-    checkLease: boolean,
-  ): ReadResult {
-    const result = this.replica.read(epoch, ranges);
-    if (
-      checkLease &&
-      (this.lease === undefined || this.lease.epoch !== epoch || nowMs >= this.lease.untilMs)
-    ) {
-      throw new BallastError(ErrorCode.Unavailable, "the primary holds no read lease; retry");
-    }
-    return result;
+  read(epoch: number, ranges: { offset: number; length: number }[], nowMs: number): ReadResult {
+    return this.replica.read(epoch, ranges, nowMs);
   }
 
   get tailCommitted(): boolean {
-    const epoch = this.replica.configuration?.epoch;
-    return (
-      this.tail !== undefined &&
-      this.tail.epoch === epoch &&
-      this.replica.commitOpNum >= this.tail.opNum
-    );
+    return this.replica.tailCommitted;
   }
 
-  /** Called every tick the node runs: tracks followers a commit is waiting for. */
-  observe(tick: number): void {
-    const lastOpNum = this.replica.lastOpNum;
-    for (const follower of this.replica.followers()) {
-      if (follower.learner || follower.matchOpNum >= lastOpNum) {
-        this.waiting.delete(follower.node);
-        continue;
-      }
-      const known = this.waiting.get(follower.node);
-      if (known === undefined || known.matchOpNum !== follower.matchOpNum)
-        this.waiting.set(follower.node, { matchOpNum: follower.matchOpNum, sinceTick: tick });
-    }
-  }
-
-  report(
-    tick: number,
-    tickMs: number,
-    volumeId: string,
-  ): (Report & { volumeId: string }) | undefined {
+  report(tickMs: number, volumeId: string): (Report & { volumeId: string }) | undefined {
     const replica = this.replica;
     const configuration = replica.configuration;
     if (replica.roleName !== "primary" || configuration === undefined) return undefined;
@@ -394,14 +350,11 @@ class ReplicaAdapter {
       epoch: configuration.epoch,
       session: replica.identity.session,
       commitOpNum: replica.commitOpNum,
-      tailCommitted: this.tailCommitted,
-      followers: replica.followers().map((follower) => {
-        const waiting = this.waiting.get(follower.node);
-        return {
-          ...follower,
-          ...(waiting === undefined ? {} : { stalledMs: (tick - waiting.sinceTick) * tickMs }),
-        };
-      }),
+      tailCommitted: replica.tailCommitted,
+      followers: replica.followers().map(({ stalledTicks, ...follower }) => ({
+        ...follower,
+        ...(stalledTicks === undefined ? {} : { stalledMs: stalledTicks * tickMs }),
+      })),
     };
   }
 }
@@ -620,7 +573,6 @@ export class FailoverSimulation {
         const adapter = hosted.adapter;
         if (adapter === undefined) continue;
         adapter.replica.tick();
-        adapter.observe(this.tickNow);
         this.execute(node, hosted);
       }
       if (this.tickNow % this.options.roundTicks === 0) this.sendReport(node);
@@ -706,7 +658,7 @@ export class FailoverSimulation {
           this.watchedFor(hosted.volumeId, hosted.partition).checker.committed(node.id, note),
       },
     );
-    hosted.adapter = new ReplicaAdapter(replica);
+    hosted.adapter = new ReplicaAdapter(replica, this.options.sabotage !== "no-lease-check");
   }
 
   private crash(node: SimulatedNode): void {
@@ -993,7 +945,7 @@ export class FailoverSimulation {
   private sendReport(node: SimulatedNode): void {
     const primaries: NodeReport["primaries"] = [];
     for (const hosted of node.hosted.values()) {
-      const report = hosted.adapter?.report(this.tickNow, this.options.tickMs, hosted.volumeId);
+      const report = hosted.adapter?.report(this.options.tickMs, hosted.volumeId);
       if (report !== undefined) primaries.push(report);
     }
     this.send({
@@ -1469,7 +1421,6 @@ export class FailoverSimulation {
         request.epoch,
         [{ offset: request.offset, length: request.length }],
         this.localMs(node),
-        this.options.sabotage !== "no-lease-check",
       );
     } catch (error) {
       if (!(error instanceof BallastError)) throw error;
@@ -1611,6 +1562,17 @@ export class FailoverSimulation {
       }
       const primary = this.node(record.primary).hosted.get(partition)!.adapter!;
       if (primary.replica.roleName !== "primary" || !primary.tailCommitted) return false;
+      try {
+        // Settled includes a primary that serves reads: it holds a current lease.
+        primary.read(
+          record.epoch,
+          [{ offset: partition * this.options.partitionBytes, length: limits.sectorBytes }],
+          this.localMs(this.node(record.primary)),
+        );
+      } catch (error) {
+        if (error instanceof BallastError && error.code === ErrorCode.Unavailable) return false;
+        throw error;
+      }
       const last = primary.replica.lastOpNum;
       if (
         !replicas.every((replica) => replica.commitOpNum === last && replica.durableOpNum >= last)
@@ -1633,9 +1595,11 @@ export class FailoverSimulation {
             `${member}'s metadata differs from the primary's once settled`,
           );
       }
-      const read = primary.read(record.epoch, [
-        { offset: partition * this.options.partitionBytes, length: this.options.partitionBytes },
-      ]);
+      const read = primary.read(
+        record.epoch,
+        [{ offset: partition * this.options.partitionBytes, length: this.options.partitionBytes }],
+        this.localMs(this.node(record.primary)),
+      );
       const bytes = this.resolveRead(read, watched.checker);
       const start = partition * this.options.partitionBytes;
       watched.checker.read(start, bytes, read.asOfOpNum, watched.checker.highestAcknowledgedOpNum);
