@@ -1,10 +1,17 @@
-// The seeded simulation of a partition, as CI runs it. Any failing seed replays exactly
-// with `npm run simulate -- --seed N --replicas R`.
+// The seeded simulations, as CI runs them. Any failing seed replays exactly: the
+// single partition with `npm run simulate -- --seed N --replicas R`, the cluster with
+// failover with `npm run simulate -- --failover --seed N`.
 
 import { describe, expect, test } from "vitest";
+import {
+  type FailoverOptions,
+  type FailoverResult,
+  type Sabotage,
+  simulateFailover,
+} from "../src/simulation/failover.ts";
 import { simulate } from "../src/simulation/simulation.ts";
 
-const seedsPerShape = Number(process.env.BALLAST_SIMULATION_SEEDS ?? 500);
+const seedsPerShape = Number(process.env.BALLAST_SIMULATION_SEEDS ?? 300);
 
 describe.each([3, 2] as const)("simulation with %i replicas", (replicas) => {
   test(`${seedsPerShape} seeds keep every invariant`, async () => {
@@ -46,4 +53,130 @@ test("the checkers catch a disk that loses acknowledged writes", async () => {
     if (result.violations.length > 0) caught++;
   }
   expect(caught).toBeGreaterThan(0);
+}, 120_000);
+
+// ---------------------------------------------------------------- failover
+
+type Overrides = Partial<Omit<FailoverOptions, "seed">>;
+
+// Per shape, seeds that find a known defect not yet fixed, kept out of CI until it is
+// (none at present; list them with the diagnosis).
+const failoverShapes: [string, Overrides, number[]][] = [
+  ["5 head nodes, partitions of 3 and 2 replicas", { nodes: 5, partitions: [3, 2] }, []],
+  [
+    "4 head nodes, partitions of 2, 3 and 2 replicas",
+    { nodes: 4, partitions: [2, 3, 2], loadTicks: 350 },
+    [],
+  ],
+];
+
+function summary(result: FailoverResult, overrides: Overrides): string {
+  const replay = `npm run simulate -- --failover --seed ${result.seed}${
+    overrides.sabotage === undefined ? "" : ` --sabotage ${overrides.sabotage}`
+  } (with ${JSON.stringify(overrides)})`;
+  return `seed ${result.seed} failed; replay: ${replay}\n${result.violations
+    .map((violation) => `[${violation.check}] ${violation.message}`)
+    .join("\n")}`;
+}
+
+describe.each(failoverShapes)("failover simulation: %s", (_name, overrides, knownDefects) => {
+  test(`${seedsPerShape} seeds keep every invariant`, async () => {
+    const totals = {
+      acknowledgedMutations: 0,
+      reads: 0,
+      crashes: 0,
+      pauses: 0,
+      promotions: 0,
+      rebuilds: 0,
+      recreates: 0,
+    };
+    for (let seed = 1; seed <= seedsPerShape; seed++) {
+      if (knownDefects.includes(seed)) continue;
+      const result = await simulateFailover(seed, overrides);
+      expect(result.violations, summary(result, overrides)).toEqual([]);
+      for (const key of Object.keys(totals) as (keyof typeof totals)[])
+        totals[key] += result.stats[key];
+    }
+    // The runs did real work: writes acknowledged and reads checked across failovers,
+    // primaries replaced, learners rebuilt from checkpoints, volumes re-created.
+    expect(totals.acknowledgedMutations).toBeGreaterThan(seedsPerShape * 20);
+    expect(totals.reads).toBeGreaterThan(seedsPerShape * 10);
+    expect(totals.crashes).toBeGreaterThan(seedsPerShape);
+    expect(totals.pauses).toBeGreaterThan(seedsPerShape / 2);
+    expect(totals.promotions).toBeGreaterThan(seedsPerShape / 2);
+    expect(totals.rebuilds).toBeGreaterThan(seedsPerShape);
+    expect(totals.recreates).toBeGreaterThan(seedsPerShape / 10);
+  }, 600_000);
+});
+
+test("the same failover seed replays to the same result", async () => {
+  const first = await simulateFailover(11);
+  const second = await simulateFailover(11);
+  expect(second).toEqual(first);
+});
+
+/**
+ * Runs seeds from 1 until one shows a violation of one of `checks`: each sabotage must
+ * be caught by the checker it is meant for, within `seedsMax` seeds.
+ */
+async function firstCaught(
+  sabotage: Sabotage,
+  checks: string[],
+  overrides: Overrides,
+  seedsMax: number,
+): Promise<number | undefined> {
+  for (let seed = 1; seed <= seedsMax; seed++) {
+    const result = await simulateFailover(seed, { ...overrides, sabotage });
+    if (result.violations.some((violation) => checks.includes(violation.check))) return seed;
+  }
+  return undefined;
+}
+
+test("the checkers catch promotion on a stale caught-up report (defect 1)", async () => {
+  const caught = await firstCaught(
+    "promote-on-stale-report",
+    // With the current core, divergent replicas often trip a core assertion first.
+    ["acknowledged", "acknowledged-twice", "acknowledged-lost", "agreement", "exception"],
+    { crashRate: 0.01 },
+    60,
+  );
+  expect(caught).toBeDefined();
+}, 120_000);
+
+test("the checkers catch a disk that loses acknowledged writes", async () => {
+  const caught = await firstCaught(
+    "disk-loses-acknowledged-writes",
+    ["acknowledged", "acknowledged-twice", "acknowledged-lost", "agreement"],
+    {},
+    60,
+  );
+  expect(caught).toBeDefined();
+}, 120_000);
+
+// Primaries cut off from the cluster but not from clients: exactly what leases are for.
+const leaseFaults: Overrides = {
+  netPartitionRate: 0.01,
+  netPartitionTicksMax: 300,
+  clients: 10,
+  clientTimeoutTicks: 30,
+  crashRate: 0,
+  pauseRate: 0,
+  diskHangRate: 0,
+};
+
+test("the checkers catch a primary that serves reads without a lease", async () => {
+  const caught = await firstCaught("no-lease-check", ["read"], leaseFaults, 60);
+  expect(caught).toBeDefined();
+}, 120_000);
+
+test("with leases, primaries cut off from the cluster serve no stale reads", async () => {
+  for (let seed = 1; seed <= 40; seed++) {
+    const result = await simulateFailover(seed, leaseFaults);
+    expect(result.violations, summary(result, leaseFaults)).toEqual([]);
+  }
+}, 120_000);
+
+test("the checkers catch a partition left short of its replica count", async () => {
+  const caught = await firstCaught("no-rebuild", ["settle"], {}, 20);
+  expect(caught).toBeDefined();
 }, 120_000);

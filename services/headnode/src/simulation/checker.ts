@@ -1,7 +1,13 @@
 // The simulation's checkers. The committed history (op → note) is learned from every
 // replica's commits and must agree across replicas; the model of the partition's bytes is
 // that history replayed in op order, and every read must equal the model at the op the
-// read says it reflects.
+// read says it reflects. One Checker watches one incarnation of one partition, across
+// every epoch; checkers of a run may share one list of violations.
+//
+// AcknowledgedModel is the client's own model, independent of what replicas report: per
+// sector, the value of the acknowledged mutation with the highest op, plus the values of
+// every attempt whose outcome the client never learned (it may or may not have
+// committed). Once settled, a full read must show, in every sector, one of those.
 
 import { limits } from "@ballast/protocol";
 import type { Note } from "../replica/note.ts";
@@ -16,17 +22,29 @@ export interface Violation {
 const violationsMax = 20;
 
 export class Checker {
-  readonly violations: Violation[] = [];
+  readonly violations: Violation[];
+  /** Prefixes every message (which partition incarnation this checker watches). */
+  private readonly label: string;
   /** The committed history: the note each op committed as. */
   private readonly history = new Map<number, Note>();
-  private readonly acknowledgedOps: { opNum: number; expected: Note }[] = [];
+  /** What clients were told each op is: at most one content per op, across epochs. */
+  private readonly acknowledgedOps = new Map<number, Note>();
   /** The model at `modelOpNum`: per sector, the byte value pattern's op and data. */
   private model = new Map<number, Uint8Array>();
   private modelOpNum = 0;
 
-  fail(check: string, message: string): void {
-    if (this.violations.length < violationsMax) this.violations.push({ check, message });
+  constructor(violations: Violation[] = [], label = "") {
+    this.violations = violations;
+    this.label = label;
   }
+
+  fail(check: string, message: string): void {
+    if (this.violations.length < violationsMax)
+      this.violations.push({ check, message: this.label ? `${this.label}: ${message}` : message });
+  }
+
+  /** The highest op acknowledged to any client so far. */
+  highestAcknowledgedOpNum = 0;
 
   committed(nodeId: string, note: Note): void {
     const known = this.history.get(note.opNum);
@@ -75,7 +93,15 @@ export class Checker {
       );
     }
     for (const note of expected) {
-      this.acknowledgedOps.push({ opNum: note.opNum, expected: note });
+      const earlier = this.acknowledgedOps.get(note.opNum);
+      if (earlier !== undefined && !sameContent(earlier, note)) {
+        this.fail(
+          "acknowledged-twice",
+          `two different notes were acknowledged at op ${note.opNum} (a ${earlier.kind} and a ${note.kind})`,
+        );
+      }
+      this.acknowledgedOps.set(note.opNum, note);
+      this.highestAcknowledgedOpNum = Math.max(this.highestAcknowledgedOpNum, note.opNum);
       const committed = this.history.get(note.opNum);
       if (committed === undefined) {
         this.fail(
@@ -92,7 +118,7 @@ export class Checker {
   }
 
   allAcknowledgedCommitted(commitOpNum: number): void {
-    for (const { opNum } of this.acknowledgedOps) {
+    for (const opNum of this.acknowledgedOps.keys()) {
       if (opNum > commitOpNum) {
         this.fail(
           "durability",
@@ -165,4 +191,77 @@ function sameContent(committed: Note, expected: Note): boolean {
     committed.length === expected.length &&
     committed.checksum === expected.checksum
   );
+}
+
+/** The value every byte of a sector holds: writes fill each sector with one byte value. */
+export type SectorValue = number;
+
+/** One mutation attempt as the client sent it: per entry, its first sector and values. */
+export interface Attempt {
+  entries: { firstSector: number; values: SectorValue[] }[];
+}
+
+export class AcknowledgedModel {
+  /** Per sector: the acknowledged mutation with the highest op. */
+  private readonly acknowledged = new Map<number, { opNum: number; value: SectorValue }>();
+  /** Attempts whose outcome is unknown (no acknowledgement yet, perhaps never). */
+  private readonly unknown = new Map<number, Attempt>();
+
+  issued(attemptId: number, attempt: Attempt): void {
+    this.unknown.set(attemptId, attempt);
+  }
+
+  /** The attempt committed as ops opNumFirst, opNumFirst + 1, … one per entry. */
+  acknowledgedAt(attemptId: number, opNumFirst: number): void {
+    const attempt = this.unknown.get(attemptId);
+    if (attempt === undefined) return;
+    this.unknown.delete(attemptId);
+    attempt.entries.forEach((entry, index) => {
+      const opNum = opNumFirst + index;
+      entry.values.forEach((value, at) => {
+        const sector = entry.firstSector + at;
+        const known = this.acknowledged.get(sector);
+        if (known === undefined || known.opNum < opNum)
+          this.acknowledged.set(sector, { opNum, value });
+      });
+    });
+  }
+
+  /**
+   * Checks a settled full read starting at sector `firstSector`: every sector holds the
+   * value of its newest acknowledged mutation or of an attempt with an unknown outcome.
+   */
+  checkSettled(checker: Checker, firstSector: number, bytes: Uint8Array): void {
+    const possible = new Map<number, Set<SectorValue>>();
+    for (const attempt of this.unknown.values()) {
+      for (const entry of attempt.entries) {
+        entry.values.forEach((value, at) => {
+          const sector = entry.firstSector + at;
+          let values = possible.get(sector);
+          if (values === undefined) {
+            values = new Set();
+            possible.set(sector, values);
+          }
+          values.add(value);
+        });
+      }
+    }
+    for (let at = 0; at < bytes.length; at += limits.sectorBytes) {
+      const sector = firstSector + at / limits.sectorBytes;
+      const first = bytes[at]!;
+      const uniform = bytes.subarray(at, at + limits.sectorBytes).every((byte) => byte === first);
+      const expected = this.acknowledged.get(sector);
+      const allowed = expected === undefined ? first === 0 : expected.value === first;
+      if (uniform && (allowed || possible.get(sector)?.has(first) === true)) continue;
+      checker.fail(
+        "acknowledged-lost",
+        `sector ${sector} settled as ${uniform ? first : "mixed bytes"}, but its newest acknowledged mutation ${
+          expected === undefined
+            ? "is none (zeroes)"
+            : `is op ${expected.opNum} (${expected.value})`
+        } and no unfinished attempt wrote that`,
+      );
+      return;
+    }
+  }
 }

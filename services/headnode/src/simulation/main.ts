@@ -1,7 +1,13 @@
-// Runs the partition simulation: `npm run simulate -- --seed 42` replays one seed
-// exactly; `--seeds 1000 --from 1` runs a range and stops at the first violation.
+// Runs the simulations. `npm run simulate -- --seed 42` replays one seed of the
+// single-partition simulation exactly; `--seeds 1000 --from 1` runs a range and stops at
+// the first violation. `--failover` runs the cluster simulation (several head nodes,
+// partitions of 3 and 2 replicas, the model coordinator, failover, rebuild and faults)
+// instead: `npm run simulate -- --failover --seeds 20000` for a long run, `--failover
+// --seed N` to replay one; `--sabotage NAME` breaks one thing on purpose, `--keep-going`
+// runs every seed and counts the failures.
 
 import { parseArgs } from "node:util";
+import { type Sabotage, simulateFailover } from "./failover.ts";
 import { simulate } from "./simulation.ts";
 
 const { values } = parseArgs({
@@ -11,29 +17,52 @@ const { values } = parseArgs({
     from: { type: "string", default: "1" },
     replicas: { type: "string", default: "3" },
     ticks: { type: "string" },
+    failover: { type: "boolean", default: false },
+    sabotage: { type: "string" },
+    "keep-going": { type: "boolean", default: false },
+    quiet: { type: "boolean", default: false },
   },
 });
 
 const replicas = Number(values.replicas) === 2 ? 2 : 3;
 const first = values.seed === undefined ? Number(values.from) : Number(values.seed);
 const count = values.seed === undefined ? Number(values.seeds) : 1;
-const overrides = {
-  replicas: replicas as 2 | 3,
-  ...(values.ticks ? { loadTicks: Number(values.ticks) } : {}),
-};
+const ticks = values.ticks ? { loadTicks: Number(values.ticks) } : {};
 
+async function runOne(seed: number) {
+  if (values.failover) {
+    return simulateFailover(seed, {
+      ...ticks,
+      ...(values.sabotage ? { sabotage: values.sabotage as Sabotage } : {}),
+    });
+  }
+  return simulate(seed, { replicas: replicas as 2 | 3, ...ticks });
+}
+
+const started = performance.now();
 let failed = 0;
 for (let seed = first; seed < first + count; seed++) {
-  const result = await simulate(seed, overrides);
-  const line = `seed ${seed}: ${result.violations.length === 0 ? "ok" : "VIOLATION"} ${JSON.stringify(result.stats)}`;
-  process.stdout.write(`${line}\n`);
-  if (result.violations.length > 0) {
-    for (const violation of result.violations) {
-      process.stdout.write(`  [${violation.check}] ${violation.message}\n`);
-    }
-    process.stdout.write(`replay: npm run simulate -- --seed ${seed} --replicas ${replicas}\n`);
-    failed++;
-    break;
+  const result = await runOne(seed);
+  const ok = result.violations.length === 0;
+  if (!ok || !values.quiet || count === 1) {
+    process.stdout.write(
+      `seed ${seed}: ${ok ? "ok" : "VIOLATION"} ${JSON.stringify(result.stats)}\n`,
+    );
   }
+  if (values.quiet && (seed - first + 1) % 1000 === 0) {
+    const seconds = ((performance.now() - started) / 1000).toFixed(1);
+    process.stdout.write(`… ${seed - first + 1} seeds, ${failed} with violations, ${seconds} s\n`);
+  }
+  if (ok) continue;
+  for (const violation of result.violations) {
+    process.stdout.write(`  [${violation.check}] ${violation.message}\n`);
+  }
+  process.stdout.write(
+    `replay: npm run simulate -- --seed ${seed} ${values.failover ? "--failover" : `--replicas ${replicas}`}${values.sabotage ? ` --sabotage ${values.sabotage}` : ""}\n`,
+  );
+  failed++;
+  if (!values["keep-going"]) break;
 }
+const seconds = ((performance.now() - started) / 1000).toFixed(1);
+process.stdout.write(`${count} seeds from ${first}: ${failed} with violations, ${seconds} s\n`);
 process.exit(failed === 0 ? 0 : 1);

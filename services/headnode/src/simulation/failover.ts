@@ -1,0 +1,1684 @@
+// Deterministic simulation of a small cluster: several head nodes hosting the replicas of
+// one volume's partitions (the real replica cores), a model coordinator that takes every
+// membership decision with the real pure `decidePartition`, and clients that follow
+// failovers. One seeded generator and a tick counter drive everything, so a seed replays
+// exactly (`npm run simulate -- --failover --seed N`).
+//
+// Time: one tick is `tickMs` of the coordinator's monotonic clock. Each head node has its
+// own monotonic clock, running at its own rate (within the drift the lease margin allows)
+// from its own offset, and stepping forward now and then; leases are durations each side
+// measures on its own clock, never a comparison of two clocks.
+//
+// The model coordinator keeps the partition records (as the KV store would: one writer,
+// so every update by revision applies), declares a head node dead after
+// `deadAfterTicks` of silence (crashed, paused or cut-off nodes stop reporting), and every
+// `roundTicks` builds each partition's PartitionView (alive, load, replica count, the
+// primary's newest report, lease, learners) and applies the decision. It pushes the
+// record to every member each round; a learner's configuration carries the primary's
+// newest checkpoint pointer and the epoch it was added in, and a head node that is told
+// it is a learner it has not been since then starts that replica afresh from the
+// checkpoint on the simulated sleds. Head nodes report their primaries (commit point,
+// inherited tail, followers with stalls) every round; the answer renews the leases.
+//
+// Faults while loaded: messages dropped, duplicated (not client requests: each attempt
+// is assigned at most once, so the client model can reason about it), delayed; head
+// nodes crash (the journal append in progress may be torn) and restart with a new
+// session; pauses longer than a lease (a paused node neither ticks nor receives, messages
+// to it wait, its monotonic clock runs on); clock rates and forward steps; a disk that
+// stops completing writes while its node keeps reporting (gray failure); sustained
+// network partitions (a node cut off from everyone, or only from its peers); chunk
+// writes, checkpoint uploads and checkpoint copies on sleds that fail or are lost; and a
+// volume deleted and re-created under the same name (a new incarnation: head nodes drop
+// the old replicas, and the new one must never show the old bytes).
+//
+// Checkers (checker.ts): per partition incarnation, every committed op is the same note
+// everywhere; no two different notes are acknowledged at one op; every acknowledged op
+// was committed as sent; every read equals the model at the op it reflects and is never
+// older than an op acknowledged before it began; once settled, every partition is back
+// at full strength (replica count voters, no learners or joiners), every member's
+// metadata is identical, a full read matches both the committed history and the client's
+// own model of acknowledged writes, and every acknowledged op is committed.
+//
+// The replica API this drives is adapted in one place (`ReplicaAdapter`).
+
+import {
+  decidePartition,
+  membersOf,
+  type PartitionDecision,
+  type PartitionRecord,
+  type PartitionView,
+  type Report,
+  votingSecondaries,
+} from "@ballast/coordinator/decisions";
+import { BallastError, crc32c, ErrorCode, limits } from "@ballast/protocol";
+import { uniformInt } from "pure-rand/distribution/uniformInt";
+import { xoroshiro128plus } from "pure-rand/generator/xoroshiro128plus";
+import type { JumpableRandomGenerator } from "pure-rand/types/JumpableRandomGenerator";
+import type { ReplicaLimits } from "../constants.ts";
+import type { Effect, ReadResult, ReplicationMessage } from "../replica/effects.ts";
+import { PartitionMetadata } from "../replica/metadata.ts";
+import type { Note } from "../replica/note.ts";
+import { type ClientRequest, type Configuration, Replica } from "../replica/replica.ts";
+import { AcknowledgedModel, type Attempt, Checker, type Violation } from "./checker.ts";
+
+/** Ways to break the system on purpose, one per checker, to prove each can fail. */
+export type Sabotage =
+  /** The old coordinator (defect 1): a learner reported caught up becomes a secondary at once. */
+  | "promote-on-stale-report"
+  /** A disk that acknowledges journal writes it then loses in a crash. */
+  | "disk-loses-acknowledged-writes"
+  /** Primaries serve reads without checking their lease. */
+  | "no-lease-check"
+  /** The coordinator never adds learners: partitions stay short of their replica count. */
+  | "no-rebuild";
+
+export interface FailoverOptions {
+  seed: number;
+  nodes: number;
+  /** Replica count of each partition of the volume. */
+  partitions: readonly (2 | 3)[];
+  partitionBytes: number;
+  loadTicks: number;
+  settleTicksMax: number;
+  /** Milliseconds of coordinator time per tick. */
+  tickMs: number;
+  /** Coordinator rounds and head node reports, every this many ticks. */
+  roundTicks: number;
+  /** Silence after which the coordinator declares a head node dead. */
+  deadAfterTicks: number;
+  learnerCatchUpMs: number;
+  dropRate: number;
+  duplicateRate: number;
+  delayTicksMax: number;
+  /** At most this many head nodes crashed, paused or cut off at once. */
+  faultyNodesMax: number;
+  crashRate: number;
+  downTicksMax: number;
+  pauseRate: number;
+  pauseTicksMin: number;
+  pauseTicksMax: number;
+  diskHangRate: number;
+  diskHangTicksMax: number;
+  netPartitionRate: number;
+  netPartitionTicksMax: number;
+  /** Each node's monotonic clock runs at 1 ± up to this. */
+  clockRateDrift: number;
+  /** Per tick and node: chance its monotonic clock jumps forward (up to clockStepMsMax). */
+  clockStepRate: number;
+  clockStepMsMax: number;
+  /** Per run: chance the volume is deleted and re-created once while loaded. */
+  recreateChance: number;
+  /**
+   * The re-created volume's records start at epoch 1 (as a fresh catalogue would) rather
+   * than above every epoch of the deleted incarnation.
+   */
+  recreateAtEpochOne: boolean;
+  diskDelayTicksMax: number;
+  chunkFailRate: number;
+  /** A checkpoint upload fails; each of its two copies on sleds is lost or corrupt. */
+  checkpointUploadFailRate: number;
+  checkpointCopyLossRate: number;
+  checkpointUploadTicksMax: number;
+  clients: number;
+  requestRate: number;
+  clientTimeoutTicks: number;
+  clientRetries: number;
+  limits: Partial<ReplicaLimits>;
+  sabotage?: Sabotage;
+}
+
+export const failoverDefaults: Omit<FailoverOptions, "seed"> = {
+  nodes: 5,
+  partitions: [3, 2],
+  partitionBytes: 32 * 1024,
+  loadTicks: 500,
+  settleTicksMax: 2500,
+  tickMs: 100,
+  roundTicks: 5,
+  deadAfterTicks: 20,
+  learnerCatchUpMs: 8000,
+  dropRate: 0.03,
+  duplicateRate: 0.02,
+  delayTicksMax: 4,
+  faultyNodesMax: 1,
+  crashRate: 0.004,
+  downTicksMax: 60,
+  pauseRate: 0.002,
+  pauseTicksMin: 35,
+  pauseTicksMax: 90,
+  diskHangRate: 0.002,
+  diskHangTicksMax: 120,
+  netPartitionRate: 0.002,
+  netPartitionTicksMax: 150,
+  clockRateDrift: 0.03,
+  clockStepRate: 0.002,
+  clockStepMsMax: 5000,
+  recreateChance: 0.25,
+  recreateAtEpochOne: false,
+  diskDelayTicksMax: 2,
+  chunkFailRate: 0.1,
+  checkpointUploadFailRate: 0.1,
+  checkpointCopyLossRate: 0.1,
+  checkpointUploadTicksMax: 3,
+  clients: 5,
+  requestRate: 0.5,
+  clientTimeoutTicks: 60,
+  clientRetries: 3,
+  limits: {
+    flushBytesThreshold: 8 * 1024,
+    flushIntervalTicks: 20,
+    chunkBytesMax: 16 * 1024,
+    checkpointReleasableBytes: 16 * 1024,
+    checkpointIntervalTicks: 60,
+    resendTicks: 8,
+    heartbeatTicks: 3,
+    requestDeadlineTicks: 100,
+    notesInflightMax: 64,
+    notesPerMessageMax: 16,
+    flushRetryTicks: 10,
+    checkpointRetryTicks: 20,
+    // commitStallMsMax and the head node's learner pin, at 100 ms a tick.
+    commitStallTicks: Math.ceil(limits.commitStallMsMax / 100),
+    learnerPinTicks: 50,
+  },
+};
+
+export interface FailoverResult {
+  seed: number;
+  violations: Violation[];
+  stats: {
+    ticks: number;
+    acknowledgedMutations: number;
+    reads: number;
+    crashes: number;
+    pauses: number;
+    diskHangs: number;
+    netPartitions: number;
+    recreates: number;
+    promotions: number;
+    rebuilds: number;
+    epochs: number;
+    messagesDropped: number;
+    /**
+     * Ticks in which some link carried more than linkMessagesPerTickMax messages (the
+     * excess is dropped, as a full queue would): a sign of a message storm.
+     */
+    overloadedLinkTicks: number;
+  };
+}
+
+/** What one link delivers per tick at most; the rest is lost, as from a full queue. */
+const linkMessagesPerTickMax = 64;
+
+const volumeName = "sim";
+
+// ---------------------------------------------------------------- the simulated world
+
+type DiskOperation =
+  | { kind: "append"; notes: Note[]; generation: number }
+  | { kind: "truncate"; afterOpNum: number }
+  | { kind: "release"; throughOpNum: number };
+
+/** One replica's durable state on its head node: journal, checkpoint, rebuild source. */
+interface SimulatedDisk {
+  journal: Note[];
+  checkpoint: Uint8Array | undefined;
+  /** The checkpoint this replica was rebuilt from, until it writes its own. */
+  rebuiltFrom: Uint8Array | undefined;
+  queue: { operation: DiskOperation; readyTick: number }[];
+  checkpointPending: { opNum: number; snapshot: Uint8Array; readyTick: number } | undefined;
+  uploadPending: { opNum: number; snapshot: Uint8Array; readyTick: number } | undefined;
+}
+
+/** A replica a head node hosts: its disk survives crashes, the core does not. */
+interface Hosted {
+  volumeId: string;
+  partition: number;
+  disk: SimulatedDisk;
+  /** The epoch this replica was added as a learner in, if it was rebuilt as one. */
+  learnerSince: number | undefined;
+  adapter: ReplicaAdapter | undefined;
+}
+
+interface SimulatedNode {
+  id: string;
+  up: boolean;
+  restartTick: number;
+  pausedUntilTick: number;
+  diskHungUntilTick: number;
+  /**
+   * Until this tick, cut off from everyone ("isolated"), from the other head nodes only
+   * ("peers"), or from the other head nodes and the coordinator while clients still
+   * reach it ("cluster": the deposed primary a lease exists for).
+   */
+  cut: { kind: "isolated" | "peers" | "cluster"; untilTick: number } | undefined;
+  /** Durable, grows on every start: sessions are unique per node. */
+  session: number;
+  /** Bumped on every start, so completions from an earlier life are dropped. */
+  life: number;
+  clock: { rate: number; offsetMs: number };
+  hosted: Map<number, Hosted>;
+  droppedVolumeIds: Set<string>;
+}
+
+interface CheckpointPointer {
+  opNum: number;
+  blobKey: string;
+}
+
+type Envelope =
+  | { kind: "replication"; from: string; to: string; message: ReplicationMessage }
+  | { kind: "request"; client: number; to: string; attempt: number; request: NodeRequest }
+  | { kind: "reply"; from: string; client: number; attempt: number; outcome: ClientOutcome }
+  | { kind: "configure"; to: string; configure: ConfigureMessage }
+  | { kind: "drop"; to: string; volumeId: string }
+  | { kind: "report"; from: string; report: NodeReport }
+  | {
+      kind: "grant";
+      to: string;
+      sentAtMs: number;
+      leaseMs: number;
+      granted: { volumeId: string; partition: number; epoch: number }[];
+    };
+
+type NodeRequest =
+  | ClientRequest
+  | { kind: "read"; requestId: number; epoch: number; offset: number; length: number };
+
+type ClientOutcome =
+  | { ok: true; reply: Extract<Effect, { type: "reply" }>["reply"] }
+  | { ok: false; error: BallastError };
+
+interface ConfigureMessage {
+  volumeId: string;
+  partition: number;
+  configuration: Configuration;
+  /** A fresh incarnation's first placement: voters start empty. */
+  create: boolean;
+  /** For a learner: the epoch it was added in, and the checkpoint to rebuild from. */
+  learnerSince?: number;
+  checkpoint?: CheckpointPointer;
+}
+
+interface NodeReport {
+  node: string;
+  /** The node's monotonic time when it sent the report: its leases count from here. */
+  sentAtMs: number;
+  primaries: (Report & { volumeId: string })[];
+}
+
+// ---------------------------------------------------------------- the replica adapter
+
+/**
+ * The replica core as the simulated head node drives it: configured as a leased primary
+ * (unless the lease sabotage is on), leases renewed on the node's monotonic clock, and
+ * reports built from the core's own followers (stalls, rebuilds) and inherited tail.
+ */
+class ReplicaAdapter {
+  readonly replica: Replica;
+  private readonly leased: boolean;
+
+  constructor(replica: Replica, leased: boolean) {
+    this.replica = replica;
+    this.leased = leased;
+  }
+
+  configure(configuration: Configuration): void {
+    this.replica.configure({ ...configuration, leased: this.leased });
+  }
+
+  renewLease(epoch: number, untilMs: number): void {
+    this.replica.renewLease(epoch, untilMs);
+  }
+
+  read(epoch: number, ranges: { offset: number; length: number }[], nowMs: number): ReadResult {
+    return this.replica.read(epoch, ranges, nowMs);
+  }
+
+  get tailCommitted(): boolean {
+    return this.replica.tailCommitted;
+  }
+
+  report(tickMs: number, volumeId: string): (Report & { volumeId: string }) | undefined {
+    const replica = this.replica;
+    const configuration = replica.configuration;
+    if (replica.roleName !== "primary" || configuration === undefined) return undefined;
+    return {
+      volume: volumeName,
+      volumeId,
+      partition: replica.identity.partition,
+      epoch: configuration.epoch,
+      session: replica.identity.session,
+      commitOpNum: replica.commitOpNum,
+      tailCommitted: replica.tailCommitted,
+      followers: replica.followers().map(({ stalledTicks, ...follower }) => ({
+        ...follower,
+        ...(stalledTicks === undefined ? {} : { stalledMs: stalledTicks * tickMs }),
+      })),
+    };
+  }
+}
+
+// ---------------------------------------------------------------- clients
+
+interface ClientAttempt {
+  attempt: number;
+  partition: number;
+  volumeId: string;
+  request: NodeRequest;
+  issuedTick: number;
+  acknowledgedBefore: number;
+  retriesLeft: number;
+}
+
+interface SimulatedClient {
+  routes: Map<number, { node: string; epoch: number; volumeId: string }>;
+  outstanding: ClientAttempt | undefined;
+}
+
+/** What one partition incarnation is checked against. */
+interface Watched {
+  checker: Checker;
+  model: AcknowledgedModel;
+}
+
+// ---------------------------------------------------------------- the simulation
+
+export class FailoverSimulation {
+  readonly options: FailoverOptions;
+  private readonly random: JumpableRandomGenerator;
+  private readonly violations: Violation[] = [];
+  private readonly nodes: SimulatedNode[] = [];
+  private readonly clients: SimulatedClient[] = [];
+  private readonly inFlight: { tick: number; envelope: Envelope }[] = [];
+  private readonly sledChunks = new Map<string, Uint8Array>();
+  /** Checkpoint blobs on sleds: each copy (or its loss), and the CRC32C it was stored with. */
+  private readonly blobs = new Map<string, { crc: number; copies: (Uint8Array | undefined)[] }>();
+  private readonly chunkWrites: {
+    node: string;
+    life: number;
+    volumeId: string;
+    partition: number;
+    readyTick: number;
+    chunkNumber: number;
+    sledChunkId: string;
+    data: Uint8Array;
+    fails: boolean;
+  }[] = [];
+  private readonly watched = new Map<string, Watched>();
+  private tickNow = 0;
+  private nextAttempt = 1;
+  private faultsOn = true;
+  private recreateAtTick = -1;
+  private readonly stats: FailoverResult["stats"] = {
+    ticks: 0,
+    acknowledgedMutations: 0,
+    reads: 0,
+    crashes: 0,
+    pauses: 0,
+    diskHangs: 0,
+    netPartitions: 0,
+    recreates: 0,
+    promotions: 0,
+    rebuilds: 0,
+    epochs: 0,
+    messagesDropped: 0,
+    overloadedLinkTicks: 0,
+  };
+
+  // The model coordinator's state.
+  private volumeId = "";
+  private incarnation = 0;
+  /**
+   * Per partition, the voters of the incarnation's first record that have been voters
+   * ever since: one that holds no replica has never acknowledged an op, so no op can have
+   * committed, and it may start empty. Anyone else with nothing must rebuild as a learner.
+   */
+  private readonly originalVoters = new Map<number, Set<string>>();
+  private readonly records = new Map<number, { record: PartitionRecord; revision: number }>();
+  private readonly lastHeardTick = new Map<string, number>();
+  private readonly reports = new Map<number, Report>();
+  /** Reports as first seen, for the stale-promotion sabotage. */
+  private readonly staleReports = new Map<number, Report>();
+  private readonly leaseUntilMs = new Map<number, number>();
+  private readonly replacing = new Set<number>();
+  private readonly learnersSince = new Map<number, Map<string, { ms: number; epoch: number }>>();
+  private readonly pointers = new Map<string, CheckpointPointer>();
+
+  constructor(options: FailoverOptions) {
+    this.options = options;
+    // Neighbouring small seeds give xoroshiro's first outputs little entropy: mix first.
+    this.random = xoroshiro128plus(mixSeed(options.seed));
+    for (let index = 0; index < options.nodes; index++) {
+      const drift = options.clockRateDrift;
+      this.nodes.push({
+        id: `head-${index + 1}`,
+        up: true,
+        restartTick: 0,
+        pausedUntilTick: 0,
+        diskHungUntilTick: 0,
+        cut: undefined,
+        session: 0,
+        life: 0,
+        clock: {
+          rate: 1 + (this.integer(-1000, 1000) / 1000) * drift,
+          offsetMs: this.integer(0, 1_000_000),
+        },
+        hosted: new Map(),
+        droppedVolumeIds: new Set(),
+      });
+    }
+    for (let index = 0; index < options.clients; index++)
+      this.clients.push({ routes: new Map(), outstanding: undefined });
+    if (this.chance(options.recreateChance))
+      this.recreateAtTick = this.integer(options.loadTicks / 4, (options.loadTicks * 3) / 4);
+  }
+
+  async run(): Promise<FailoverResult> {
+    try {
+      await this.runPhases();
+    } catch (error) {
+      this.fail("exception", `tick ${this.tickNow}: ${(error as Error).stack ?? error}`);
+    }
+    this.stats.ticks = this.tickNow;
+    return { seed: this.options.seed, violations: this.violations, stats: { ...this.stats } };
+  }
+
+  private fail(check: string, message: string): void {
+    if (this.violations.length < 20) this.violations.push({ check, message });
+  }
+
+  private async runPhases(): Promise<void> {
+    for (const node of this.nodes) await this.startNode(node);
+    this.createVolume(false);
+    for (let tick = 0; tick < this.options.loadTicks; tick++) await this.step(true);
+    this.faultsOn = false;
+    for (const node of this.nodes) {
+      node.pausedUntilTick = 0;
+      node.diskHungUntilTick = 0;
+      node.cut = undefined;
+      if (!node.up) await this.startNode(node);
+    }
+    let settled = false;
+    for (let tick = 0; tick < this.options.settleTicksMax && !settled; tick++) {
+      await this.step(false);
+      settled = this.isSettled();
+    }
+    if (!settled) {
+      this.fail(
+        "settle",
+        `not back at full strength within ${this.options.settleTicksMax} ticks: ${this.describe()}`,
+      );
+    } else {
+      this.checkSettled();
+    }
+  }
+
+  private chance(probability: number): boolean {
+    if (probability <= 0) return false;
+    return uniformInt(this.random, 0, 999_999) < probability * 1_000_000;
+  }
+
+  private integer(from: number, to: number): number {
+    const low = Math.ceil(from);
+    return uniformInt(this.random, low, Math.max(low, Math.floor(to)));
+  }
+
+  private nowMs(): number {
+    return this.tickNow * this.options.tickMs;
+  }
+
+  private localMs(node: SimulatedNode): number {
+    return node.clock.offsetMs + this.nowMs() * node.clock.rate;
+  }
+
+  private node(id: string): SimulatedNode {
+    const node = this.nodes.find((candidate) => candidate.id === id);
+    if (node === undefined) throw new Error(`no node ${id}`);
+    return node;
+  }
+
+  private running(node: SimulatedNode): boolean {
+    return node.up && node.pausedUntilTick <= this.tickNow;
+  }
+
+  private watchedFor(volumeId: string, partition: number): Watched {
+    const key = `${volumeId}/${partition}`;
+    let watched = this.watched.get(key);
+    if (watched === undefined) {
+      watched = { checker: new Checker(this.violations, key), model: new AcknowledgedModel() };
+      this.watched.set(key, watched);
+    }
+    return watched;
+  }
+
+  // ---------------------------------------------------------------- one tick
+
+  private async step(load: boolean): Promise<void> {
+    this.tickNow++;
+    if (load) {
+      await this.injectFaults();
+      if (this.tickNow === this.recreateAtTick) this.recreateVolume();
+      this.issueRequests();
+    }
+    for (const node of this.nodes) {
+      if (node.cut !== undefined && node.cut.untilTick <= this.tickNow) node.cut = undefined;
+    }
+    this.completeDiskWork();
+    this.completeChunkWrites();
+    await this.deliverMessages();
+    for (const node of this.nodes) {
+      if (!this.running(node)) continue;
+      for (const hosted of node.hosted.values()) {
+        const adapter = hosted.adapter;
+        if (adapter === undefined) continue;
+        adapter.replica.tick();
+        this.execute(node, hosted);
+      }
+      if (this.tickNow % this.options.roundTicks === 0) this.sendReport(node);
+    }
+    if (this.tickNow % this.options.roundTicks === 0) this.coordinatorRound();
+    this.expireClientAttempts();
+  }
+
+  private faultyNodes(): number {
+    return this.nodes.filter(
+      (node) =>
+        !node.up ||
+        node.pausedUntilTick > this.tickNow ||
+        node.cut !== undefined ||
+        node.diskHungUntilTick > this.tickNow,
+    ).length;
+  }
+
+  private async injectFaults(): Promise<void> {
+    const options = this.options;
+    for (const node of this.nodes) {
+      if (!node.up) {
+        if (this.tickNow >= node.restartTick) await this.startNode(node);
+        continue;
+      }
+      if (this.chance(options.clockStepRate))
+        node.clock.offsetMs += this.integer(1, options.clockStepMsMax);
+      if (node.pausedUntilTick > this.tickNow) continue;
+      const room = this.faultyNodes() < options.faultyNodesMax;
+      const healthy = node.cut === undefined && node.diskHungUntilTick <= this.tickNow;
+      if (!room || !healthy) continue;
+      if (this.chance(options.crashRate)) {
+        this.crash(node);
+      } else if (this.chance(options.pauseRate)) {
+        this.stats.pauses++;
+        node.pausedUntilTick =
+          this.tickNow + this.integer(options.pauseTicksMin, options.pauseTicksMax);
+      } else if (this.chance(options.diskHangRate)) {
+        this.stats.diskHangs++;
+        node.diskHungUntilTick = this.tickNow + this.integer(10, options.diskHangTicksMax);
+      } else if (this.chance(options.netPartitionRate)) {
+        this.stats.netPartitions++;
+        const kinds = ["isolated", "peers", "cluster"] as const;
+        node.cut = {
+          kind: kinds[this.integer(0, kinds.length - 1)]!,
+          untilTick: this.tickNow + this.integer(10, options.netPartitionTicksMax),
+        };
+      }
+    }
+  }
+
+  // ---------------------------------------------------------------- head nodes
+
+  private async startNode(node: SimulatedNode): Promise<void> {
+    node.up = true;
+    node.session++;
+    node.life++;
+    for (const hosted of node.hosted.values()) await this.openReplica(node, hosted);
+  }
+
+  /** Builds a replica core from its disk, as a head node does on start. */
+  private async openReplica(node: SimulatedNode, hosted: Hosted): Promise<void> {
+    const disk = hosted.disk;
+    const own = disk.checkpoint ?? disk.rebuiltFrom;
+    const checkpoint = own === undefined ? undefined : await PartitionMetadata.restore(own);
+    const replica = new Replica(
+      {
+        nodeId: node.id,
+        volume: volumeName,
+        partition: hosted.partition,
+        partitionStart: hosted.partition * this.options.partitionBytes,
+        partitionBytes: this.options.partitionBytes,
+        session: node.session,
+      },
+      {
+        ...(checkpoint === undefined ? {} : { checkpoint }),
+        rebuilt: disk.checkpoint === undefined && disk.rebuiltFrom !== undefined,
+        notes: disk.journal.map((note) => ({ ...note })),
+      },
+      this.options.limits,
+      {
+        committed: (note) =>
+          this.watchedFor(hosted.volumeId, hosted.partition).checker.committed(node.id, note),
+      },
+    );
+    hosted.adapter = new ReplicaAdapter(replica, this.options.sabotage !== "no-lease-check");
+  }
+
+  private crash(node: SimulatedNode): void {
+    this.stats.crashes++;
+    node.up = false;
+    node.restartTick = this.tickNow + this.integer(1, this.options.downTicksMax);
+    for (const hosted of node.hosted.values()) {
+      hosted.adapter = undefined;
+      const disk = hosted.disk;
+      const inProgress = disk.queue[0];
+      if (inProgress !== undefined && inProgress.operation.kind === "append") {
+        const kept = this.integer(0, inProgress.operation.notes.length);
+        this.appendDurably(disk, inProgress.operation.notes.slice(0, kept));
+      }
+      disk.queue = [];
+      disk.checkpointPending = undefined;
+      disk.uploadPending = undefined;
+      if (this.options.sabotage === "disk-loses-acknowledged-writes") {
+        disk.journal.splice(Math.max(0, disk.journal.length - this.integer(1, 3)));
+      }
+    }
+  }
+
+  private appendDurably(disk: SimulatedDisk, notes: Note[]): void {
+    for (const note of notes) {
+      const last = disk.journal[disk.journal.length - 1];
+      if (last !== undefined && note.opNum !== last.opNum + 1) {
+        this.fail("journal", `append of op ${note.opNum} after op ${last.opNum}`);
+      }
+      disk.journal.push({ ...note });
+    }
+  }
+
+  private execute(node: SimulatedNode, hosted: Hosted): void {
+    const adapter = hosted.adapter;
+    if (adapter === undefined) return;
+    for (const effect of adapter.replica.drainEffects()) {
+      switch (effect.type) {
+        case "journal.append":
+          this.enqueueDisk(node, hosted.disk, {
+            kind: "append",
+            notes: effect.notes,
+            generation: effect.generation,
+          });
+          break;
+        case "journal.truncate":
+          this.enqueueDisk(node, hosted.disk, { kind: "truncate", afterOpNum: effect.afterOpNum });
+          break;
+        case "journal.release":
+          this.enqueueDisk(node, hosted.disk, {
+            kind: "release",
+            throughOpNum: effect.throughOpNum,
+          });
+          break;
+        case "send":
+          this.send({ kind: "replication", from: node.id, to: effect.to, message: effect.message });
+          break;
+        case "reply":
+        case "reply.error":
+          // Replies are matched to client attempts by the request id (the attempt number).
+          this.send({
+            kind: "reply",
+            from: node.id,
+            client: this.clientOf(effect.requestId),
+            attempt: effect.requestId,
+            outcome:
+              effect.type === "reply"
+                ? { ok: true, reply: effect.reply }
+                : { ok: false, error: effect.error },
+          });
+          break;
+        case "chunk.write":
+          this.chunkWrites.push({
+            node: node.id,
+            life: node.life,
+            volumeId: hosted.volumeId,
+            partition: hosted.partition,
+            readyTick: this.tickNow + this.integer(1, 4),
+            chunkNumber: effect.chunkNumber,
+            sledChunkId: effect.sledChunkId,
+            data: effect.data,
+            fails: this.faultsOn && this.chance(this.options.chunkFailRate),
+          });
+          break;
+        case "checkpoint.write":
+          hosted.disk.checkpointPending = {
+            opNum: effect.opNum,
+            snapshot: effect.snapshot,
+            readyTick: this.tickNow + this.integer(1, 4),
+          };
+          break;
+        default: {
+          const unreachable: never = effect;
+          throw new Error(`unknown effect ${JSON.stringify(unreachable)}`);
+        }
+      }
+    }
+  }
+
+  private enqueueDisk(node: SimulatedNode, disk: SimulatedDisk, operation: DiskOperation): void {
+    const previous = disk.queue[disk.queue.length - 1]?.readyTick ?? this.tickNow;
+    const delay = this.faultsOn ? this.integer(0, this.options.diskDelayTicksMax) : 0;
+    disk.queue.push({ operation, readyTick: Math.max(previous, this.tickNow + delay) });
+    void node;
+  }
+
+  private completeDiskWork(): void {
+    for (const node of this.nodes) {
+      // A hung disk completes nothing; a paused process hears of nothing (the kernel
+      // finishes the writes, the process learns of them when it runs again).
+      if (!this.running(node) || node.diskHungUntilTick > this.tickNow) continue;
+      for (const hosted of node.hosted.values()) this.completeDisk(node, hosted);
+    }
+  }
+
+  private completeDisk(node: SimulatedNode, hosted: Hosted): void {
+    const disk = hosted.disk;
+    while (disk.queue.length > 0 && disk.queue[0]!.readyTick <= this.tickNow) {
+      const { operation } = disk.queue.shift()!;
+      switch (operation.kind) {
+        case "append": {
+          this.appendDurably(disk, operation.notes);
+          const last = operation.notes[operation.notes.length - 1];
+          if (last !== undefined)
+            hosted.adapter?.replica.onJournalDurable(last.opNum, operation.generation);
+          break;
+        }
+        case "truncate":
+          disk.journal = disk.journal.filter((note) => note.opNum <= operation.afterOpNum);
+          break;
+        case "release":
+          disk.journal = disk.journal.filter((note) => note.opNum > operation.throughOpNum);
+          break;
+        default: {
+          const unreachable: never = operation;
+          throw new Error(`unknown disk operation ${JSON.stringify(unreachable)}`);
+        }
+      }
+      this.execute(node, hosted);
+    }
+    const pending = disk.checkpointPending;
+    if (pending !== undefined && pending.readyTick <= this.tickNow) {
+      // Durable locally; then stored on sleds and recorded, and only then may the
+      // journal be released (as partition-host does).
+      disk.checkpoint = pending.snapshot;
+      disk.rebuiltFrom = undefined;
+      disk.checkpointPending = undefined;
+      disk.uploadPending = {
+        ...pending,
+        readyTick: this.tickNow + this.integer(0, this.options.checkpointUploadTicksMax),
+      };
+    }
+    const upload = disk.uploadPending;
+    if (upload !== undefined && upload.readyTick <= this.tickNow) {
+      disk.uploadPending = undefined;
+      const replica = hosted.adapter?.replica;
+      if (this.faultsOn && this.chance(this.options.checkpointUploadFailRate)) {
+        replica?.onCheckpointFailed(upload.opNum);
+      } else {
+        const blobKey = `checkpoints/${hosted.volumeId}/${hosted.partition}/${node.id}/${upload.opNum}-${node.session}`;
+        const copies = [0, 1].map((): Uint8Array | undefined => {
+          if (!(this.faultsOn && this.chance(this.options.checkpointCopyLossRate)))
+            return upload.snapshot;
+          if (this.chance(0.5)) return undefined; // lost
+          const corrupt = new Uint8Array(upload.snapshot); // a copy (Buffer.slice is a view)
+          const at = this.integer(0, corrupt.length - 1);
+          corrupt[at] = corrupt[at]! ^ 0x5a;
+          return corrupt;
+        });
+        this.blobs.set(blobKey, { crc: crc32c(upload.snapshot), copies });
+        this.pointers.set(`${hosted.volumeId}/${hosted.partition}/${node.id}`, {
+          opNum: upload.opNum,
+          blobKey,
+        });
+        replica?.onCheckpointWritten(upload.opNum);
+      }
+      this.execute(node, hosted);
+    }
+  }
+
+  private completeChunkWrites(): void {
+    for (let index = 0; index < this.chunkWrites.length; ) {
+      const write = this.chunkWrites[index]!;
+      if (write.readyTick > this.tickNow) {
+        index++;
+        continue;
+      }
+      const node = this.node(write.node);
+      if (node.pausedUntilTick > this.tickNow && node.up) {
+        index++;
+        continue;
+      }
+      this.chunkWrites.splice(index, 1);
+      if (!write.fails) {
+        const existing = this.sledChunks.get(write.sledChunkId);
+        if (existing !== undefined && Buffer.compare(existing, write.data) !== 0) {
+          this.fail("sled", `chunk ${write.sledChunkId} written twice with different data`);
+        }
+        this.sledChunks.set(write.sledChunkId, write.data);
+      }
+      const hosted = node.hosted.get(write.partition);
+      if (!node.up || node.life !== write.life || hosted?.volumeId !== write.volumeId) continue;
+      const replica = hosted.adapter?.replica;
+      if (replica === undefined) continue;
+      if (write.fails) replica.onChunkFailed(write.chunkNumber);
+      else replica.onChunkWritten(write.chunkNumber, ["sled-1", "sled-2"]);
+      this.execute(node, hosted);
+    }
+  }
+
+  /** Drops a replica and its directory (volume deleted, or a new incarnation arrived). */
+  private dropReplica(node: SimulatedNode, hosted: Hosted): void {
+    node.hosted.delete(hosted.partition);
+    node.droppedVolumeIds.add(hosted.volumeId);
+  }
+
+  private async onConfigure(node: SimulatedNode, message: ConfigureMessage): Promise<void> {
+    if (node.droppedVolumeIds.has(message.volumeId)) return;
+    let hosted = node.hosted.get(message.partition);
+    if (hosted !== undefined && hosted.volumeId !== message.volumeId) {
+      this.dropReplica(node, hosted);
+      hosted = undefined;
+    }
+    const { configuration } = message;
+    const learner = configuration.learners?.includes(node.id) === true;
+    if (learner && (hosted === undefined || hosted.learnerSince !== message.learnerSince)) {
+      // A learner starts afresh from the primary's newest checkpoint on sleds; a failed
+      // fetch leaves what was there, and the next configuration tries again.
+      let snapshot: Uint8Array | undefined;
+      if (message.checkpoint !== undefined) {
+        // The first copy that is whole (the blob's CRC32C) and sound (the snapshot's own
+        // checksums) wins, as partition-host fetches it.
+        const blob = this.blobs.get(message.checkpoint.blobKey);
+        for (const copy of blob?.copies ?? []) {
+          if (copy === undefined || crc32c(copy) !== blob!.crc) continue;
+          try {
+            await PartitionMetadata.restore(copy);
+            snapshot = copy;
+            break;
+          } catch {
+            // a corrupt copy: try the next
+          }
+        }
+        if (snapshot === undefined) return;
+      }
+      if (hosted !== undefined) this.dropReplica(node, hosted);
+      node.droppedVolumeIds.delete(message.volumeId);
+      hosted = {
+        volumeId: message.volumeId,
+        partition: message.partition,
+        disk: emptyDisk(),
+        learnerSince: message.learnerSince,
+        adapter: undefined,
+      };
+      hosted.disk.rebuiltFrom = snapshot;
+      node.hosted.set(message.partition, hosted);
+      await this.openReplica(node, hosted);
+      this.stats.rebuilds++;
+    } else if (hosted === undefined) {
+      // A voter with nothing of its own: only a fresh incarnation's first placement
+      // starts empty; anything else would be a replica missing acknowledged writes.
+      if (!message.create) return;
+      hosted = {
+        volumeId: message.volumeId,
+        partition: message.partition,
+        disk: emptyDisk(),
+        learnerSince: undefined,
+        adapter: undefined,
+      };
+      node.hosted.set(message.partition, hosted);
+      await this.openReplica(node, hosted);
+    }
+    hosted.adapter?.configure(configuration);
+    this.execute(node, hosted);
+  }
+
+  private onDrop(node: SimulatedNode, volumeId: string): void {
+    for (const hosted of [...node.hosted.values()]) {
+      if (hosted.volumeId === volumeId) this.dropReplica(node, hosted);
+    }
+    node.droppedVolumeIds.add(volumeId);
+  }
+
+  private sendReport(node: SimulatedNode): void {
+    const primaries: NodeReport["primaries"] = [];
+    for (const hosted of node.hosted.values()) {
+      const report = hosted.adapter?.report(this.options.tickMs, hosted.volumeId);
+      if (report !== undefined) primaries.push(report);
+    }
+    this.send({
+      kind: "report",
+      from: node.id,
+      report: { node: node.id, sentAtMs: this.localMs(node), primaries },
+    });
+  }
+
+  private onGrant(node: SimulatedNode, envelope: Extract<Envelope, { kind: "grant" }>): void {
+    for (const grant of envelope.granted) {
+      const hosted = node.hosted.get(grant.partition);
+      if (hosted === undefined || hosted.volumeId !== grant.volumeId) continue;
+      hosted.adapter?.renewLease(grant.epoch, envelope.sentAtMs + envelope.leaseMs);
+    }
+  }
+
+  // ---------------------------------------------------------------- the model coordinator
+
+  private createVolume(recreated: boolean): void {
+    const highestEpoch = Math.max(0, ...[...this.records.values()].map((r) => r.record.epoch));
+    this.incarnation++;
+    this.volumeId = `v${this.incarnation}`;
+    const epoch = recreated && !this.options.recreateAtEpochOne ? highestEpoch + 1 : 1;
+    this.records.clear();
+    this.reports.clear();
+    this.staleReports.clear();
+    this.leaseUntilMs.clear();
+    this.replacing.clear();
+    this.learnersSince.clear();
+    const alive = this.aliveNodes();
+    const load = new Map(this.nodes.map((node) => [node.id, 0]));
+    this.options.partitions.forEach((replicaCount, partition) => {
+      const chosen = [...alive]
+        .sort((a, b) => load.get(a)! - load.get(b)! || a.localeCompare(b))
+        .slice(0, replicaCount);
+      for (const node of chosen) load.set(node, load.get(node)! + 1);
+      const record: PartitionRecord = {
+        volume: volumeName,
+        volumeId: this.volumeId,
+        partition,
+        partitionStart: partition * this.options.partitionBytes,
+        partitionBytes: this.options.partitionBytes,
+        epoch,
+        primary: chosen[0]!,
+        secondaries: chosen.slice(1),
+        learners: [],
+        joining: [],
+      };
+      this.records.set(partition, { record, revision: 1 });
+      this.originalVoters.set(partition, new Set(chosen));
+      this.pushConfiguration(record);
+    });
+    for (const client of this.clients) client.routes.clear();
+  }
+
+  private recreateVolume(): void {
+    this.stats.recreates++;
+    const old = this.volumeId;
+    // The client closes the deleted volume: what it had in flight may still land in
+    // either incarnation, so it counts as unknown in the new one too.
+    const inFlight = this.clients
+      .map((client) => client.outstanding)
+      .filter((attempt): attempt is ClientAttempt => attempt !== undefined);
+    for (const node of this.nodes) this.send({ kind: "drop", to: node.id, volumeId: old });
+    this.createVolume(true);
+    for (const attempt of inFlight) {
+      const entries = attemptEntries(attempt.request);
+      if (entries !== undefined)
+        this.watchedFor(this.volumeId, attempt.partition).model.issued(attempt.attempt, entries);
+    }
+  }
+
+  private aliveNodes(): Set<string> {
+    const alive = new Set<string>();
+    for (const node of this.nodes) {
+      const heard = this.lastHeardTick.get(node.id) ?? 0;
+      if (this.tickNow - heard <= this.options.deadAfterTicks) alive.add(node.id);
+    }
+    return alive;
+  }
+
+  private loadOf(alive: ReadonlySet<string>): Map<string, { replicas: number; primaries: number }> {
+    const load = new Map<string, { replicas: number; primaries: number }>();
+    for (const node of alive) load.set(node, { replicas: 0, primaries: 0 });
+    for (const { record } of this.records.values()) {
+      for (const member of membersOf(record)) {
+        const entry = load.get(member);
+        if (entry === undefined) continue;
+        entry.replicas++;
+        if (member === record.primary) entry.primaries++;
+      }
+    }
+    return load;
+  }
+
+  private coordinatorRound(): void {
+    const alive = this.aliveNodes();
+    const load = this.loadOf(alive);
+    for (const [partition, entry] of this.records) {
+      const record = entry.record;
+      let decision: PartitionDecision = this.sabotagedPromotion(partition, record);
+      if (decision.kind === "keep") {
+        const since = this.learnersSince.get(partition) ?? new Map();
+        const report = this.reports.get(partition);
+        const view: PartitionView = {
+          nowMs: this.nowMs(),
+          alive,
+          load:
+            this.options.sabotage === "no-rebuild"
+              ? new Map([...load].filter(([node]) => membersOf(record).includes(node)))
+              : load,
+          replicaCount: this.options.partitions[partition]!,
+          ...(report === undefined ? {} : { report }),
+          leaseUntilMs: this.leaseUntilMs.get(partition) ?? 0,
+          learnersSinceMs: new Map([...since].map(([node, value]) => [node, value.ms])),
+          learnerCatchUpMsMax: this.options.learnerCatchUpMs,
+        };
+        decision = decidePartition(record, view);
+      }
+      this.replacing.delete(partition);
+      if (decision.kind === "wait") this.replacing.add(partition);
+      if (decision.kind === "update") this.applyUpdate(partition, entry, decision.record);
+      this.pushConfiguration(this.records.get(partition)!.record);
+    }
+  }
+
+  /**
+   * The defect-1 coordinator, for the sabotage: a learner the primary once reported as
+   * caught up (however long ago) becomes a secondary at once, with no joining epoch.
+   */
+  private sabotagedPromotion(partition: number, record: PartitionRecord): PartitionDecision {
+    if (this.options.sabotage !== "promote-on-stale-report") return { kind: "keep" };
+    const report = this.staleReports.get(partition);
+    if (report === undefined || report.epoch > record.epoch) return { kind: "keep" };
+    const learners = record.learners ?? [];
+    const caughtUp = learners.find((node) =>
+      report.followers.some(
+        (follower) => follower.node === node && follower.matchOpNum >= report.commitOpNum,
+      ),
+    );
+    if (caughtUp === undefined) return { kind: "keep" };
+    return {
+      kind: "update",
+      record: {
+        ...record,
+        epoch: record.epoch + 1,
+        secondaries: [...record.secondaries, caughtUp],
+        learners: learners.filter((node) => node !== caughtUp),
+      },
+      reason: "sabotage: promote on a stale report",
+    };
+  }
+
+  private applyUpdate(
+    partition: number,
+    entry: { record: PartitionRecord; revision: number },
+    next: PartitionRecord,
+  ): void {
+    const before = entry.record;
+    this.stats.epochs++;
+    if (next.primary !== before.primary) this.stats.promotions++;
+    entry.record = next;
+    entry.revision++;
+    const voters = [next.primary, ...votingSecondaries(next)];
+    const originals = this.originalVoters.get(partition);
+    for (const node of [...(originals ?? [])]) if (!voters.includes(node)) originals!.delete(node);
+    let since = this.learnersSince.get(partition);
+    if (since === undefined) {
+      since = new Map();
+      this.learnersSince.set(partition, since);
+    }
+    for (const node of [...since.keys()]) {
+      if (!(next.learners ?? []).includes(node)) since.delete(node);
+    }
+    for (const node of next.learners ?? []) {
+      if (!since.has(node)) since.set(node, { ms: this.nowMs(), epoch: next.epoch });
+    }
+  }
+
+  private pushConfiguration(record: PartitionRecord): void {
+    const originals = this.originalVoters.get(record.partition);
+    const since = this.learnersSince.get(record.partition);
+    const pointer = this.pointers.get(`${this.volumeId}/${record.partition}/${record.primary}`);
+    for (const member of membersOf(record)) {
+      const learnerSince = since?.get(member)?.epoch;
+      this.send({
+        kind: "configure",
+        to: member,
+        configure: {
+          volumeId: this.volumeId,
+          partition: record.partition,
+          configuration: {
+            epoch: record.epoch,
+            primary: record.primary,
+            secondaries: votingSecondaries(record),
+            learners: record.learners ?? [],
+          },
+          create: originals?.has(member) === true,
+          ...(learnerSince === undefined ? {} : { learnerSince }),
+          ...(learnerSince === undefined || pointer === undefined ? {} : { checkpoint: pointer }),
+        },
+      });
+    }
+  }
+
+  private onReport(report: NodeReport): void {
+    this.lastHeardTick.set(report.node, this.tickNow);
+    const granted: { volumeId: string; partition: number; epoch: number }[] = [];
+    const alive = this.aliveNodes();
+    for (const primary of report.primaries) {
+      if (primary.volumeId !== this.volumeId) continue;
+      const entry = this.records.get(primary.partition);
+      if (entry === undefined) continue;
+      const record = entry.record;
+      if (record.primary !== report.node || primary.epoch !== record.epoch) continue;
+      const known = this.reports.get(primary.partition);
+      if (known === undefined || known.epoch <= primary.epoch)
+        this.reports.set(primary.partition, primary);
+      if (!this.staleReports.has(primary.partition) || this.chance(0.05))
+        this.staleReports.set(primary.partition, primary);
+      if (!alive.has(report.node) || this.replacing.has(primary.partition)) continue;
+      granted.push({
+        volumeId: primary.volumeId,
+        partition: primary.partition,
+        epoch: primary.epoch,
+      });
+      // Counted from when the coordinator answers, plus the margin for clock-rate drift.
+      this.leaseUntilMs.set(
+        primary.partition,
+        Math.max(
+          this.leaseUntilMs.get(primary.partition) ?? 0,
+          this.nowMs() + limits.primaryLeaseMs + limits.primaryLeaseDriftMarginMs,
+        ),
+      );
+    }
+    this.send({
+      kind: "grant",
+      to: report.node,
+      sentAtMs: report.sentAtMs,
+      leaseMs: limits.primaryLeaseMs,
+      granted,
+    });
+  }
+
+  // ---------------------------------------------------------------- network
+
+  /** Whether a message can pass from `from` to `to` now ("coordinator" and "client" are ends too). */
+  private linked(from: string, to: string): boolean {
+    const nodeEnd = (id: string) => this.nodes.find((node) => node.id === id);
+    const a = nodeEnd(from);
+    const b = nodeEnd(to);
+    for (const [end, other] of [
+      [a, b],
+      [b, a],
+    ] as const) {
+      const cut = end?.cut;
+      if (cut === undefined) continue;
+      if (cut.kind === "isolated") return false;
+      if (other !== undefined) return false; // another head node
+      if (cut.kind === "cluster" && (from === "coordinator" || to === "coordinator")) return false;
+    }
+    return true;
+  }
+
+  private endpoints(envelope: Envelope): { from: string; to: string } {
+    switch (envelope.kind) {
+      case "replication":
+        return { from: envelope.from, to: envelope.to };
+      case "request":
+        return { from: "client", to: envelope.to };
+      case "reply":
+        return { from: envelope.from, to: "client" };
+      case "configure":
+      case "drop":
+      case "grant":
+        return { from: "coordinator", to: envelope.to };
+      case "report":
+        return { from: envelope.from, to: "coordinator" };
+      default: {
+        const unreachable: never = envelope;
+        throw new Error(`unknown envelope ${JSON.stringify(unreachable)}`);
+      }
+    }
+  }
+
+  private send(envelope: Envelope): void {
+    if (this.faultsOn && this.chance(this.options.dropRate)) {
+      this.stats.messagesDropped++;
+      return;
+    }
+    // Client requests are never duplicated: each attempt is assigned at most once.
+    const copies =
+      this.faultsOn && envelope.kind !== "request" && this.chance(this.options.duplicateRate)
+        ? 2
+        : 1;
+    for (let copy = 0; copy < copies; copy++) {
+      const delay = this.faultsOn ? this.integer(0, this.options.delayTicksMax) : 0;
+      this.inFlight.push({ tick: this.tickNow + delay, envelope });
+    }
+  }
+
+  private async deliverMessages(): Promise<void> {
+    const due: Envelope[] = [];
+    const perLink = new Map<string, number>();
+    let overloaded = false;
+    let kept = 0;
+    for (const entry of this.inFlight) {
+      if (entry.tick > this.tickNow) {
+        this.inFlight[kept++] = entry;
+        continue;
+      }
+      const { from, to } = this.endpoints(entry.envelope);
+      if (!this.linked(from, to)) continue; // lost to the network partition
+      const target = this.nodes.find((node) => node.id === to);
+      if (target?.up && target.pausedUntilTick > this.tickNow) {
+        this.inFlight[kept++] = entry; // waits in the socket until the process runs
+        continue;
+      }
+      const link = `${from}>${to}`;
+      const carried = (perLink.get(link) ?? 0) + 1;
+      perLink.set(link, carried);
+      if (carried > linkMessagesPerTickMax && from !== "coordinator" && to !== "coordinator") {
+        overloaded = true;
+        continue;
+      }
+      due.push(entry.envelope);
+    }
+    if (overloaded) this.stats.overloadedLinkTicks++;
+    this.inFlight.length = kept;
+    for (const envelope of due) await this.deliver(envelope);
+  }
+
+  private async deliver(envelope: Envelope): Promise<void> {
+    switch (envelope.kind) {
+      case "replication": {
+        const node = this.node(envelope.to);
+        if (!node.up) return;
+        const hosted = node.hosted.get(envelope.message.partition);
+        if (hosted?.adapter === undefined) return;
+        hosted.adapter.replica.onReplicationMessage(envelope.message);
+        this.execute(node, hosted);
+        return;
+      }
+      case "request":
+        this.deliverRequest(envelope);
+        return;
+      case "reply":
+        this.receiveReply(envelope.client, envelope.attempt, envelope.outcome);
+        return;
+      case "configure": {
+        const node = this.node(envelope.to);
+        if (node.up) await this.onConfigure(node, envelope.configure);
+        return;
+      }
+      case "drop": {
+        const node = this.node(envelope.to);
+        if (node.up) this.onDrop(node, envelope.volumeId);
+        return;
+      }
+      case "report":
+        this.onReport(envelope.report);
+        return;
+      case "grant": {
+        const node = this.node(envelope.to);
+        if (node.up) this.onGrant(node, envelope);
+        return;
+      }
+      default: {
+        const unreachable: never = envelope;
+        throw new Error(`unknown envelope ${JSON.stringify(unreachable)}`);
+      }
+    }
+  }
+
+  // ---------------------------------------------------------------- clients
+
+  private clientOf(attempt: number): number {
+    return this.clients.findIndex((client) => client.outstanding?.attempt === attempt);
+  }
+
+  private route(client: SimulatedClient, partition: number) {
+    let route = client.routes.get(partition);
+    if (route === undefined) {
+      const record = this.records.get(partition)!.record;
+      route = { node: record.primary, epoch: record.epoch, volumeId: this.volumeId };
+      client.routes.set(partition, route);
+    }
+    return route;
+  }
+
+  private issueRequests(): void {
+    this.clients.forEach((client, index) => {
+      if (client.outstanding !== undefined || !this.chance(this.options.requestRate)) return;
+      const partition = this.integer(0, this.options.partitions.length - 1);
+      this.issue(index, partition, this.newRequest(partition), this.options.clientRetries);
+    });
+  }
+
+  private newRequest(partition: number): NodeRequest {
+    const sectors = this.options.partitionBytes / limits.sectorBytes;
+    const base = partition * this.options.partitionBytes;
+    const pickRange = () => {
+      const length = this.integer(1, 8) * limits.sectorBytes;
+      const offset =
+        base + this.integer(0, sectors - length / limits.sectorBytes) * limits.sectorBytes;
+      return { offset, length };
+    };
+    const roll = this.integer(0, 99);
+    if (roll < 55) {
+      const writes = Array.from({ length: this.integer(1, 3) }, () => {
+        const { offset, length } = pickRange();
+        const data = new Uint8Array(length);
+        for (let index = 0; index < length; index += limits.sectorBytes)
+          data.fill(this.integer(1, 255), index, index + limits.sectorBytes);
+        return { offset, data };
+      });
+      return { kind: "write", requestId: 0, epoch: 0, writes };
+    }
+    if (roll < 62) return { kind: "trim", requestId: 0, epoch: 0, ranges: [pickRange()] };
+    if (roll < 68) return { kind: "zeroes", requestId: 0, epoch: 0, ranges: [pickRange()] };
+    if (roll < 70) return { kind: "flush", requestId: 0, epoch: 0 };
+    return { kind: "read", requestId: 0, epoch: 0, ...pickRange() };
+  }
+
+  /** Sends one attempt of a request along the client's route. */
+  private issue(clientIndex: number, partition: number, template: NodeRequest, retries: number) {
+    const client = this.clients[clientIndex]!;
+    const route = this.route(client, partition);
+    const attempt = this.nextAttempt++;
+    const request = { ...template, requestId: attempt, epoch: route.epoch } as NodeRequest;
+    const watched = this.watchedFor(route.volumeId, partition);
+    const entries = attemptEntries(request);
+    if (entries !== undefined) watched.model.issued(attempt, entries);
+    client.outstanding = {
+      attempt,
+      partition,
+      volumeId: route.volumeId,
+      request,
+      issuedTick: this.tickNow,
+      acknowledgedBefore: watched.checker.highestAcknowledgedOpNum,
+      retriesLeft: retries,
+    };
+    this.send({ kind: "request", client: clientIndex, to: route.node, attempt, request });
+  }
+
+  private deliverRequest(envelope: Extract<Envelope, { kind: "request" }>): void {
+    const node = this.node(envelope.to);
+    if (!node.up) return;
+    const { request } = envelope;
+    const hosted = node.hosted.get(this.partitionOf(request));
+    const adapter = hosted?.adapter;
+    const refuse = (error: BallastError) =>
+      this.send({
+        kind: "reply",
+        from: node.id,
+        client: envelope.client,
+        attempt: envelope.attempt,
+        outcome: { ok: false, error },
+      });
+    if (hosted === undefined || adapter === undefined) {
+      refuse(new BallastError(ErrorCode.NotPrimary, `${node.id} hosts no such replica`));
+      return;
+    }
+    if (request.kind !== "read") {
+      adapter.replica.onClientRequest(request);
+      this.execute(node, hosted);
+      return;
+    }
+    let read: ReadResult;
+    try {
+      read = adapter.read(
+        request.epoch,
+        [{ offset: request.offset, length: request.length }],
+        this.localMs(node),
+      );
+    } catch (error) {
+      if (!(error instanceof BallastError)) throw error;
+      refuse(error);
+      return;
+    }
+    // The client checks what it would be given, against the incarnation it reads.
+    const outstanding = this.clients[envelope.client]?.outstanding;
+    if (outstanding?.attempt === envelope.attempt) {
+      const watched = this.watchedFor(outstanding.volumeId, outstanding.partition);
+      watched.checker.read(
+        request.offset,
+        this.resolveRead(read, watched.checker),
+        read.asOfOpNum,
+        outstanding.acknowledgedBefore,
+      );
+      this.stats.reads++;
+    }
+    this.send({
+      kind: "reply",
+      from: node.id,
+      client: envelope.client,
+      attempt: envelope.attempt,
+      outcome: { ok: true, reply: { kind: "read", read } },
+    });
+  }
+
+  private partitionOf(request: NodeRequest): number {
+    const offset =
+      request.kind === "write"
+        ? request.writes[0]!.offset
+        : request.kind === "flush"
+          ? -1
+          : request.kind === "read"
+            ? request.offset
+            : request.ranges[0]!.offset;
+    if (offset >= 0) return Math.floor(offset / this.options.partitionBytes);
+    // A flush names no range: the client sent it to this attempt's partition.
+    const outstanding = this.clients.find(
+      (client) => client.outstanding?.attempt === request.requestId,
+    )?.outstanding;
+    return outstanding?.partition ?? 0;
+  }
+
+  private resolveRead(read: ReadResult, checker: Checker): Uint8Array {
+    const range = read.ranges[0]!;
+    const bytes = new Uint8Array(range.length);
+    for (const part of range.parts) {
+      const at = part.offset - range.offset;
+      switch (part.kind) {
+        case "zero":
+          break;
+        case "memory":
+          bytes.set(part.data, at);
+          break;
+        case "chunk": {
+          const chunk = this.sledChunks.get(part.chunk.sledChunkId);
+          if (chunk === undefined) {
+            checker.fail(
+              "read",
+              `chunk ${part.chunk.sledChunkId} is referenced but was never written`,
+            );
+            break;
+          }
+          bytes.set(chunk.subarray(part.chunkOffset, part.chunkOffset + part.length), at);
+          break;
+        }
+        default: {
+          const unreachable: never = part;
+          throw new Error(`unknown part ${JSON.stringify(unreachable)}`);
+        }
+      }
+    }
+    return bytes;
+  }
+
+  private receiveReply(clientIndex: number, attempt: number, outcome: ClientOutcome): void {
+    const client = this.clients[clientIndex];
+    const outstanding = client?.outstanding;
+    if (outstanding === undefined || outstanding.attempt !== attempt) return; // late or given up
+    client!.outstanding = undefined;
+    if (outcome.ok) {
+      if (outcome.reply.kind !== "mutation") return;
+      const request = outstanding.request;
+      if (request.kind === "read" || request.kind === "flush") {
+        this.fail("client", `attempt ${attempt} (${request.kind}) got a mutation reply`);
+        return;
+      }
+      this.stats.acknowledgedMutations++;
+      const watched = this.watchedFor(outstanding.volumeId, outstanding.partition);
+      watched.checker.acknowledged(request, outcome.reply.opNumFirst, outcome.reply.opNumLast);
+      watched.model.acknowledgedAt(attempt, outcome.reply.opNumFirst);
+      return;
+    }
+    this.retry(clientIndex, outstanding);
+  }
+
+  /** After an error or a timeout: learn the current route, and try again if allowed. */
+  private retry(clientIndex: number, outstanding: ClientAttempt): void {
+    const client = this.clients[clientIndex]!;
+    client.outstanding = undefined;
+    client.routes.delete(outstanding.partition);
+    if (outstanding.volumeId !== this.volumeId || outstanding.retriesLeft <= 0) return;
+    this.issue(
+      clientIndex,
+      outstanding.partition,
+      outstanding.request,
+      outstanding.retriesLeft - 1,
+    );
+  }
+
+  private expireClientAttempts(): void {
+    this.clients.forEach((client, index) => {
+      const outstanding = client.outstanding;
+      if (outstanding === undefined) return;
+      if (this.tickNow - outstanding.issuedTick <= this.options.clientTimeoutTicks) return;
+      if (this.faultsOn) this.retry(index, outstanding);
+      else client.outstanding = undefined;
+    });
+  }
+
+  // ---------------------------------------------------------------- settling
+
+  private isSettled(): boolean {
+    if (this.chunkWrites.length > 0) return false;
+    for (const [partition, { record }] of this.records) {
+      if ((record.learners ?? []).length > 0 || (record.joining ?? []).length > 0) return false;
+      const members = membersOf(record);
+      if (members.length !== this.options.partitions[partition]) return false;
+      const replicas: Replica[] = [];
+      for (const member of members) {
+        const node = this.node(member);
+        const hosted = node.hosted.get(partition);
+        const replica = hosted?.adapter?.replica;
+        if (!node.up || hosted?.volumeId !== this.volumeId || replica === undefined) return false;
+        if (replica.configuration?.epoch !== record.epoch) return false;
+        if (hosted.disk.queue.length > 0) return false;
+        replicas.push(replica);
+      }
+      const primary = this.node(record.primary).hosted.get(partition)!.adapter!;
+      if (primary.replica.roleName !== "primary" || !primary.tailCommitted) return false;
+      try {
+        // Settled includes a primary that serves reads: it holds a current lease.
+        primary.read(
+          record.epoch,
+          [{ offset: partition * this.options.partitionBytes, length: limits.sectorBytes }],
+          this.localMs(this.node(record.primary)),
+        );
+      } catch (error) {
+        if (error instanceof BallastError && error.code === ErrorCode.Unavailable) return false;
+        throw error;
+      }
+      const last = primary.replica.lastOpNum;
+      if (
+        !replicas.every((replica) => replica.commitOpNum === last && replica.durableOpNum >= last)
+      )
+        return false;
+    }
+    return true;
+  }
+
+  private checkSettled(): void {
+    for (const [partition, { record }] of this.records) {
+      const watched = this.watchedFor(this.volumeId, partition);
+      const primary = this.node(record.primary).hosted.get(partition)!.adapter!.replica;
+      const expected = primary.metadata.fingerprint();
+      for (const member of membersOf(record)) {
+        const replica = this.node(member).hosted.get(partition)!.adapter!.replica;
+        if (replica.metadata.fingerprint() !== expected)
+          watched.checker.fail(
+            "metadata",
+            `${member}'s metadata differs from the primary's once settled`,
+          );
+      }
+      const read = primary.read(
+        record.epoch,
+        [{ offset: partition * this.options.partitionBytes, length: this.options.partitionBytes }],
+        this.localMs(this.node(record.primary)),
+      );
+      const bytes = this.resolveRead(read, watched.checker);
+      const start = partition * this.options.partitionBytes;
+      watched.checker.read(start, bytes, read.asOfOpNum, watched.checker.highestAcknowledgedOpNum);
+      watched.model.checkSettled(watched.checker, start / limits.sectorBytes, bytes);
+      watched.checker.allAcknowledgedCommitted(primary.commitOpNum);
+    }
+  }
+
+  private describe(): string {
+    const parts: string[] = [];
+    for (const [partition, { record }] of this.records) {
+      const members = membersOf(record).map((member) => {
+        const node = this.node(member);
+        const replica = node.hosted.get(partition)?.adapter?.replica;
+        return replica === undefined
+          ? `${member}: ${node.up ? "no replica" : "down"}`
+          : `${member}: ${replica.roleName} e${replica.configuration?.epoch} last ${replica.lastOpNum} durable ${replica.durableOpNum} commit ${replica.commitOpNum}`;
+      });
+      parts.push(
+        `p${partition} e${record.epoch} primary ${record.primary} secondaries [${record.secondaries}] joining [${record.joining ?? []}] learners [${record.learners ?? []}] {${members.join("; ")}}`,
+      );
+    }
+    return parts.join(" | ");
+  }
+}
+
+/** A 32-bit integer hash (the finaliser of MurmurHash3), so that seeds 1, 2, 3 … differ widely. */
+function mixSeed(seed: number): number {
+  let hash = seed | 0;
+  hash = Math.imul(hash ^ (hash >>> 16), 0x85ebca6b);
+  hash = Math.imul(hash ^ (hash >>> 13), 0xc2b2ae35);
+  return (hash ^ (hash >>> 16)) | 0;
+}
+
+function emptyDisk(): SimulatedDisk {
+  return {
+    journal: [],
+    checkpoint: undefined,
+    rebuiltFrom: undefined,
+    queue: [],
+    checkpointPending: undefined,
+    uploadPending: undefined,
+  };
+}
+
+/** A mutation's entries as the client model sees them; undefined for reads and flushes. */
+function attemptEntries(request: NodeRequest): Attempt | undefined {
+  const sector = (offset: number) => offset / limits.sectorBytes;
+  switch (request.kind) {
+    case "write":
+      return {
+        entries: request.writes.map((write) => {
+          const values: number[] = [];
+          for (let at = 0; at < write.data.length; at += limits.sectorBytes)
+            values.push(write.data[at]!);
+          return { firstSector: sector(write.offset), values };
+        }),
+      };
+    case "trim":
+    case "zeroes":
+      return {
+        entries: request.ranges.map((range) => ({
+          firstSector: sector(range.offset),
+          values: new Array<number>(range.length / limits.sectorBytes).fill(0),
+        })),
+      };
+    case "flush":
+    case "read":
+      return undefined;
+    default: {
+      const unreachable: never = request;
+      throw new Error(`unknown request ${JSON.stringify(unreachable)}`);
+    }
+  }
+}
+
+export async function simulateFailover(
+  seed: number,
+  overrides: Partial<Omit<FailoverOptions, "seed">> = {},
+): Promise<FailoverResult> {
+  return new FailoverSimulation({ ...failoverDefaults, ...overrides, seed }).run();
+}
