@@ -250,3 +250,51 @@ test("after a crash between the local checkpoint and its record, a learner from 
   expect(learner.commitOpNum).toBe(primary.commitOpNum);
   expect(learner.metadata.fingerprint()).toBe(primary.metadata.fingerprint());
 });
+
+test("a rebuilt replica takes no checkpoint until it has re-committed what its snapshot reflects", async () => {
+  // Found by the failover simulator: a learner's own checkpoint, due before the primary
+  // had resent the notes after the snapshot's flushed point, snapshotted its tree at a
+  // commit point below ops the tree already held, and tripped the B-tree's assertion.
+  const limits = { flushBytesThreshold: 1, checkpointIntervalTicks: 1 };
+  const primary = new Replica(identity("head-1", 1), { notes: [] }, limits);
+  const cores = new Map([["head-1", primary]]);
+  const chunks = new Map<number, true>();
+  primary.configure({ epoch: 1, primary: "head-1", secondaries: [] });
+  for (let index = 0; index < 10; index++) write(primary, index, 1, index * 4096, index + 1);
+  pump(cores, chunks);
+  primary.tick();
+  pump(cores, chunks);
+  for (let index = 10; index < 20; index++) write(primary, index, 1, index * 4096, index + 1);
+  pump(cores, chunks);
+  primary.tick();
+  const [checkpoint] = pump(cores, chunks).filter((effect) => effect.type === "checkpoint.write");
+  if (checkpoint?.type !== "checkpoint.write") throw new Error("no checkpoint was taken");
+  const restored = await PartitionMetadata.restore(checkpoint.snapshot);
+  expect(restored.metadata.flushedThroughOpNum).toBeLessThan(checkpoint.opNum);
+
+  // Rebuilt, with its own checkpoints due at every tick and one asked for (as after a
+  // restart, or as a primary whose learner needs one), and no primary reachable yet.
+  const learner = new Replica(
+    identity("head-2", 1),
+    { checkpoint: restored, notes: [], rebuilt: true },
+    { ...limits, checkpointRetryTicks: 1 },
+  );
+  learner.configure({ epoch: 2, primary: "head-1", secondaries: [], learners: ["head-2"] });
+  learner.requestCheckpoint();
+  for (let tick = 0; tick < 5; tick++) learner.tick();
+  expect(learner.drainEffects().filter((effect) => effect.type === "checkpoint.write")).toEqual([]);
+
+  // Once the primary has resent what it lacks, it checkpoints as any replica does.
+  cores.set("head-2", learner);
+  primary.configure({ epoch: 2, primary: "head-1", secondaries: [], learners: ["head-2"] });
+  for (let tick = 0; tick < 40 && learner.commitOpNum < primary.commitOpNum; tick++) {
+    primary.tick();
+    pump(cores, chunks);
+  }
+  expect(learner.commitOpNum).toBe(primary.commitOpNum);
+  expect(learner.commitOpNum).toBeGreaterThanOrEqual(checkpoint.opNum);
+  learner.requestCheckpoint();
+  learner.tick();
+  const own = learner.drainEffects().filter((effect) => effect.type === "checkpoint.write");
+  expect(own.map((effect) => effect.opNum)).toEqual([learner.commitOpNum]);
+});

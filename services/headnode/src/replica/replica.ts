@@ -223,6 +223,8 @@ export class Replica {
   private checkpointRequested = false;
   /** The op of the newest checkpoint stored and recorded in this life of the replica. */
   private recordedCheckpointOpNum: number | undefined;
+  /** The op the restored metadata reflects: no checkpoint is taken below it. */
+  private readonly metadataThroughOpNum: number;
   /**
    * On a primary: when each durable, uncommitted run of ops became durable here (or the
    * epoch began), in op order: how long a commit has waited on a lagging follower.
@@ -242,6 +244,7 @@ export class Replica {
     this.observer = observer;
     this.limits = { ...replicaLimitsDefault, ...limitsOverride };
     this.metadata = recovered.checkpoint?.metadata ?? new PartitionMetadata();
+    this.metadataThroughOpNum = recovered.checkpoint?.opNum ?? 0;
     const flushedThrough = this.metadata.flushedThroughOpNum;
     this.commitOpNum = recovered.rebuilt ? flushedThrough : (recovered.checkpoint?.opNum ?? 0);
     const first = recovered.notes[0];
@@ -1180,6 +1183,9 @@ export class Replica {
 
   private maybeCheckpoint(): void {
     if (this.checkpointInFlight !== undefined) return;
+    // A rebuilt replica's tree already reflects ops up to the snapshot it came from,
+    // past its commit point: a snapshot now would claim ops it has not committed.
+    if (this.commitOpNum < this.metadataThroughOpNum) return;
     const flushedThrough = this.metadata.flushedThroughOpNum;
     const requested =
       this.checkpointRequested &&
