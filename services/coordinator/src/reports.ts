@@ -8,20 +8,21 @@
 //
 // Failure model: a report from a deposed primary (woken from a pause, say) is granted
 // nothing, and the next configure round tells that node it is out. A checkpoint pointer
-// is kept only from a current member of the partition, so one from a node that has left
-// can never seed a learner.
+// is kept only from a current member of the partition's current incarnation, so one
+// from a node that has left, or a late one from a deleted incarnation whose name was
+// created again, can never seed a learner.
 
 import { BallastError, ErrorCode, limits, type MessageOf, type ResultOf } from "@ballast/protocol";
 import { type Catalogue, idOfVolume } from "./catalogue.ts";
 import { now } from "./clock.ts";
-import { membersOf } from "./decisions.ts";
+import { membersOf, volumeIdOf } from "./decisions.ts";
 import type { Heartbeats } from "./heartbeats.ts";
 import { type Grant, partitionKey } from "./leases.ts";
 import type { Tenure } from "./tenure.ts";
 
 export class Reports {
   constructor(
-    private readonly catalogue: Pick<Catalogue, "partition" | "recordCheckpoint">,
+    private readonly catalogue: Pick<Catalogue, "volume" | "partition" | "recordCheckpoint">,
     private readonly heartbeats: Pick<Heartbeats, "aliveHeadNodes">,
   ) {}
 
@@ -58,12 +59,36 @@ export class Reports {
     message: MessageOf<"checkpoint.record.v1">,
   ): Promise<ResultOf<"checkpoint.record.v1">> {
     // Only a member's pointer is kept: one from a replica of a deleted incarnation, or
-    // from a node that has left, must never seed a learner.
-    const record = await this.catalogue.partition(message.volume, message.partition);
-    if (record === undefined || !membersOf(record.value).includes(message.node)) {
+    // from a node that has left, must never seed a learner. Pointers are keyed by the
+    // volume's name, so a record that names its incarnation is checked against both the
+    // volume and the partition record: either may already be a re-creation's.
+    const { volume, partition, node, volumeId } = message;
+    const [current, record] = await Promise.all([
+      volumeId === undefined ? undefined : this.catalogue.volume(volume),
+      this.catalogue.partition(volume, partition),
+    ]);
+    if (volumeId !== undefined) {
+      const currentId = current === undefined ? undefined : idOfVolume(current.value);
+      const recordId = record === undefined ? undefined : volumeIdOf(record.value);
+      const gone =
+        currentId === undefined
+          ? "the volume is deleted"
+          : currentId !== volumeId
+            ? `the volume is now incarnation ${currentId}`
+            : recordId !== volumeId
+              ? `its partition record is ${recordId === undefined ? "gone" : `of incarnation ${recordId}`}`
+              : undefined;
+      if (gone !== undefined) {
+        throw new BallastError(
+          ErrorCode.NotFound,
+          `${volume}/${partition} of incarnation ${volumeId} is gone (${gone}): checkpoint from ${node} not recorded`,
+        );
+      }
+    }
+    if (record === undefined || !membersOf(record.value).includes(node)) {
       throw new BallastError(
         ErrorCode.NotFound,
-        `${message.node} is not a member of ${message.volume}/${message.partition}: checkpoint not recorded`,
+        `${node} is not a member of ${volume}/${partition}: checkpoint not recorded`,
       );
     }
     const { replaced } = await this.catalogue.recordCheckpoint(
