@@ -123,10 +123,16 @@ async function send(bus: Awaited<ReturnType<typeof connectCli>>["bus"], request:
 }
 
 export function summary(volume: VolumeState): string {
-  return `${volume.name}  ${formatSize(volume.sizeBytes)}  ${volume.replicaCount} replicas  ${volume.partitions.length} partitions of ${formatSize(volume.partitionBytes)}\n`;
+  // The incarnation last: a volume deleted and created again keeps its name, not its id.
+  const id = volume.id === undefined ? "" : `  id ${volume.id}`;
+  return `${volume.name}  ${formatSize(volume.sizeBytes)}  ${volume.replicaCount} replicas  ${volume.partitions.length} partitions of ${formatSize(volume.partitionBytes)}${id}\n`;
 }
 
 export function partitionLine(partition: VolumeState["partitions"][number]): string {
+  // Joiners count for commit but cannot be promoted until the next epoch makes them
+  // secondaries: shown apart from both.
+  const joining = partition.joining ?? [];
+  const joiners = joining.length === 0 ? "" : `  joining ${joining.join(", ")}`;
   const learners =
     partition.learners.length === 0
       ? ""
@@ -144,5 +150,5 @@ export function partitionLine(partition: VolumeState["partitions"][number]): str
         `${checkpoint.node} op ${checkpoint.opNum} (${Math.round(checkpoint.ageMs / 1000)}s old)`,
     )
     .join(", ");
-  return `  partition ${partition.partition}  epoch ${partition.epoch}  primary ${partition.primary}  secondaries ${partition.secondaries.join(", ") || "(none: degraded)"}${learners}\n${checkpoints === "" ? "" : `    checkpoints: ${checkpoints}\n`}`;
+  return `  partition ${partition.partition}  epoch ${partition.epoch}  primary ${partition.primary}  secondaries ${partition.secondaries.join(", ") || "(none: degraded)"}${joiners}${learners}\n${checkpoints === "" ? "" : `    checkpoints: ${checkpoints}\n`}`;
 }

@@ -111,6 +111,7 @@ export const messageArbitraries: {
   "checkpoint.record.v1": fc.record({
     type: fc.constant("checkpoint.record.v1" as const),
     volume: name,
+    volumeId: name,
     partition: small,
     node: name,
     checkpoint: fc.record({

@@ -350,3 +350,75 @@ describe("volumes", () => {
     expect(configured).toHaveLength(2);
   });
 });
+
+describe("checkpoints", () => {
+  const pointer = (opNum: number) => ({
+    opNum,
+    blobKey: `checkpoints/x/0/${opNum}`,
+    sleds: ["sled-1"],
+    bytes: 1,
+    createdAtMs: 1,
+  });
+
+  test("a late record from a deleted incarnation is refused, not kept under its re-creation's name", async () => {
+    const harness = await started(["head-1", "head-2", "head-3"], [["head-1", "head-2"]]);
+    await harness.control({ type: "volume.delete.v1", name: "v" });
+    const created = (await harness.control({
+      type: "volume.create.v1",
+      name: "v",
+      sizeBytes: mebibyte,
+      partitionBytes: mebibyte,
+    })) as { id: string };
+    // A member of the new incarnation that also held a replica of the old one.
+    const node = harness.record(0).primary;
+    const outsider = ["head-1", "head-2", "head-3"].find(
+      (head) => head !== node && !harness.record(0).secondaries.includes(head),
+    )!;
+    const record = (volumeId: string | undefined, from: string, opNum: number) =>
+      harness.control({
+        type: "checkpoint.record.v1",
+        volume: "v",
+        ...(volumeId === undefined ? {} : { volumeId }),
+        partition: 0,
+        node: from,
+        checkpoint: pointer(opNum),
+      });
+    await expect(record("v-1", node, 7)).rejects.toMatchObject({
+      code: ErrorCode.NotFound,
+      message: expect.stringContaining(
+        `incarnation v-1 is gone (the volume is now incarnation ${created.id})`,
+      ),
+    });
+    expect(harness.store.value(keys.checkpoint("v", 0, node))).toBeUndefined();
+    // The current incarnation's member is recorded; a non-member still is not.
+    expect(await record(created.id, node, 8)).toEqual({});
+    expect(harness.store.value(keys.checkpoint("v", 0, node))).toEqual(pointer(8));
+    await expect(record(created.id, outsider, 9)).rejects.toMatchObject({
+      code: ErrorCode.NotFound,
+      message: expect.stringContaining(`${outsider} is not a member of v/0`),
+    });
+    // A head node that names no incarnation is checked for membership only, as before.
+    expect(await record(undefined, node, 10)).toEqual({ replaced: pointer(8) });
+  });
+
+  test("a record for a volume whose delete died halfway is refused", async () => {
+    const harness = await started(["head-1", "head-2"], [["head-1", "head-2"]]);
+    // The volume record is gone, its partition records (naming head-1) are left.
+    await harness.store.delete(keys.volume("v"));
+    expect(harness.record(0).primary).toBe("head-1");
+    await expect(
+      harness.control({
+        type: "checkpoint.record.v1",
+        volume: "v",
+        volumeId: "v-1",
+        partition: 0,
+        node: "head-1",
+        checkpoint: pointer(1),
+      }),
+    ).rejects.toMatchObject({
+      code: ErrorCode.NotFound,
+      message: expect.stringContaining("the volume is deleted"),
+    });
+    expect(harness.store.value(keys.checkpoint("v", 0, "head-1"))).toBeUndefined();
+  });
+});

@@ -469,6 +469,7 @@ export class PartitionHost {
       const { replaced } = await this.service.bus.request(subjects.coordinator.build(), {
         type: "checkpoint.record.v1",
         volume,
+        volumeId,
         partition,
         node: this.service.nodeId,
         checkpoint: pointer,

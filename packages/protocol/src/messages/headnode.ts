@@ -98,6 +98,12 @@ export const ReplicaStatus = z.object({
 export const CheckpointRecord = z.object({
   type: z.literal("checkpoint.record.v1"),
   ...partitionAddress,
+  /**
+   * The incarnation the replica belongs to: a late record from a deleted incarnation
+   * is refused rather than kept under its re-creation's name. Absent from head nodes
+   * that predate it, whose records are checked for membership only.
+   */
+  volumeId: volumeId.optional(),
   node: nodeId,
   checkpoint: CheckpointPointer,
 });

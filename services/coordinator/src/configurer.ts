@@ -1,0 +1,130 @@
+// Pushes partition records to head nodes as `headnode.configure.v1`, in the background
+// of whoever decided: at most one request in flight per replica and
+// configuresInflightMax in all, so a slow or frozen head node delays nothing but its
+// own configure requests.
+//
+// Each member is sent the record (secondaries = votingSecondaries, learners with the
+// primary's checkpoint pointer, the volume's incarnation, `leased` for the primary)
+// when its epoch changed and every configureRefreshMs. A node that has left the
+// partition is sent the new replica set until it answers once (or answers that it holds
+// nothing, NotFound), then never again unless it restarts (tenure.ts, forgetConfigured).
+//
+// Failure model: a request that fails or times out is retried on a later round; its
+// failure is logged once per replica and epoch. An answer that arrives after the
+// tenure ended is dropped.
+
+import { BallastError, ErrorCode, subjects } from "@ballast/protocol";
+import type { Service } from "@ballast/runtime";
+import type { Catalogue } from "./catalogue.ts";
+import { now } from "./clock.ts";
+import { configureDeadlineMs, configureRefreshMs, configuresInflightMax } from "./constants.ts";
+import { membersOf, type PartitionRecord, volumeIdOf, votingSecondaries } from "./decisions.ts";
+import { partitionKey } from "./leases.ts";
+import type { Tenure, Tenures } from "./tenure.ts";
+
+export class Configurer {
+  constructor(
+    private readonly service: Pick<Service, "bus" | "logger">,
+    private readonly catalogue: Pick<Catalogue, "checkpoint">,
+    private readonly tenures: Pick<Tenures, "held">,
+  ) {}
+
+  /**
+   * Pushes the record to every live member whose configuration is out of date or due
+   * for a refresh, and to live former members that have not heard they are out. Returns
+   * once those requests settle; the decision loop never waits for it.
+   */
+  configure(
+    tenure: Tenure,
+    record: PartitionRecord,
+    alive: ReadonlySet<string>,
+    sleds: readonly string[],
+  ): Promise<void> {
+    if (sleds.length === 0) return Promise.resolve();
+    const key = partitionKey(record);
+    const members = membersOf(record);
+    let nodes = tenure.configured.get(key);
+    if (nodes === undefined) {
+      nodes = new Map();
+      tenure.configured.set(key, nodes);
+    }
+    const nowMs = now();
+    const sending: Promise<void>[] = [];
+    for (const node of new Set([...members, ...nodes.keys()])) {
+      if (!alive.has(node) || tenure.configuring.has(`${key}@${node}`)) continue;
+      const member = members.includes(node);
+      const last = nodes.get(node);
+      if (!member && last === undefined) continue;
+      const current = last?.epoch === record.epoch;
+      if (current && (!member || nowMs - last.atMs < configureRefreshMs)) continue;
+      if (tenure.configuring.size >= configuresInflightMax) break;
+      sending.push(this.send(tenure, record, node, member, sleds));
+    }
+    return Promise.all(sending).then(() => undefined);
+  }
+
+  private async send(
+    tenure: Tenure,
+    record: PartitionRecord,
+    node: string,
+    member: boolean,
+    sleds: readonly string[],
+  ): Promise<void> {
+    const key = partitionKey(record);
+    const inflightKey = `${key}@${node}`;
+    tenure.configuring.add(inflightKey);
+    try {
+      const learners = record.learners ?? [];
+      const checkpoint = learners.includes(node)
+        ? await this.catalogue.checkpoint(record.volume, record.partition, record.primary)
+        : undefined;
+      await this.service.bus.request(
+        subjects.node.build(node),
+        {
+          type: "headnode.configure.v1",
+          volume: record.volume,
+          volumeId: volumeIdOf(record),
+          partition: record.partition,
+          partitionStart: record.partitionStart,
+          partitionBytes: record.partitionBytes,
+          epoch: record.epoch,
+          primary: record.primary,
+          secondaries: votingSecondaries(record),
+          learners,
+          ...(node === record.primary ? { leased: true } : {}),
+          ...(checkpoint === undefined ? {} : { checkpoint }),
+          sleds: [...sleds],
+        },
+        { deadlineMs: configureDeadlineMs },
+      );
+      if (this.tenures.held() !== tenure) return;
+      tenure.configured.get(key)?.set(node, { epoch: record.epoch, atMs: now() });
+      tenure.failuresLogged.delete(`${inflightKey}@${record.epoch}`);
+    } catch (error) {
+      if (this.tenures.held() !== tenure) return;
+      const code = error instanceof BallastError ? error.code : undefined;
+      const context = {
+        node,
+        volume: record.volume,
+        partition: record.partition,
+        epoch: record.epoch,
+        error: (error as Error).message,
+      };
+      if (!member && (code === ErrorCode.NotFound || code === ErrorCode.InvalidArgument)) {
+        // A former member that holds nothing of the partition: nothing to tell it.
+        tenure.configured.get(key)?.delete(node);
+        this.service.logger.debug(context, "a former member holds nothing of the partition");
+        return;
+      }
+      const logged = `${inflightKey}@${record.epoch}`;
+      if (tenure.failuresLogged.has(logged)) {
+        this.service.logger.debug(context, "could not configure a replica; will retry");
+      } else {
+        tenure.failuresLogged.add(logged);
+        this.service.logger.warn(context, "could not configure a replica; will retry");
+      }
+    } finally {
+      if (this.tenures.held() === tenure) tenure.configuring.delete(inflightKey);
+    }
+  }
+}

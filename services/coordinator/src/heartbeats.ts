@@ -1,0 +1,129 @@
+// The shell around membership.ts: takes heartbeats off the bus and ticks with the
+// monotonic clock, logs each membership event, and answers who is alive. Every
+// coordinator runs one, leader or not, so that one that takes over leadership already
+// knows who is alive.
+//
+// Failure model: a pause of this process (SIGSTOP, a stalled event loop) looks like
+// silence from everyone, because the heartbeats sent meanwhile are still queued. So
+// after a start or a pause it listens for a whole heartbeat timeout before it takes
+// silence for death, and the leader decides nothing while it listens.
+
+import { parseHeartbeatSubject } from "@ballast/protocol";
+import type { Logger } from "@ballast/runtime";
+import { now } from "./clock.ts";
+import { type Heartbeat, type Member, Membership, type MembershipEvent } from "./membership.ts";
+
+export interface HeartbeatsOptions {
+  logger: Logger;
+  heartbeatTimeoutMs: number;
+  /** A node restarted or came back from silence: it may hold stale configuration. */
+  onReturn: (nodeId: string) => void;
+}
+
+export class Heartbeats {
+  private readonly membership: Membership;
+  /**
+   * Since when membership has been heard without a gap: after a start or a pause
+   * heartbeats have not had time to arrive, and silence is not taken for death until
+   * a heartbeat timeout has passed.
+   */
+  private listeningSinceMs = now();
+  private lastTickAtMs = now();
+
+  constructor(private readonly options: HeartbeatsOptions) {
+    this.membership = new Membership({ heartbeatTimeoutMs: options.heartbeatTimeoutMs });
+  }
+
+  onHeartbeat(heartbeat: Heartbeat, subject: string): void {
+    const from = parseHeartbeatSubject(subject);
+    if (from === undefined || from.kind !== heartbeat.kind || from.nodeId !== heartbeat.nodeId) {
+      this.options.logger.warn(
+        { subject, kind: heartbeat.kind, nodeId: heartbeat.nodeId },
+        "ignored a heartbeat whose subject does not match its content",
+      );
+      return;
+    }
+    this.reportEvents(this.membership.onHeartbeat(heartbeat, now()));
+  }
+
+  /** The periodic tick: notices a pause of this process, then declares deaths. */
+  tick(): void {
+    const nowMs = now();
+    if (nowMs - this.lastTickAtMs > this.options.heartbeatTimeoutMs) {
+      // This process did not run for a heartbeat timeout: heartbeats sent meanwhile
+      // are still queued. Listen afresh before taking silence for death.
+      this.options.logger.warn(
+        { pausedMs: Math.round(nowMs - this.lastTickAtMs) },
+        "this coordinator was paused: listening for heartbeats again before declaring deaths",
+      );
+      this.listeningSinceMs = nowMs;
+    }
+    this.lastTickAtMs = nowMs;
+    this.declareDeaths(nowMs);
+  }
+
+  /** Declares the silent dead, unless it is still listening. */
+  declareDeaths(nowMs: number): void {
+    if (!this.listening(nowMs)) this.reportEvents(this.membership.tick(nowMs));
+  }
+
+  /** True while membership has not yet been heard for a whole heartbeat timeout. */
+  listening(nowMs: number): boolean {
+    return nowMs - this.listeningSinceMs < this.options.heartbeatTimeoutMs;
+  }
+
+  /** Every member heard of, alive or dead. */
+  list(): Member[] {
+    return this.membership.list();
+  }
+
+  /** Live head nodes, in membership order (placement depends on it). */
+  aliveHeadNodes(): Set<string> {
+    return new Set(this.membership.alive("headnode").map((member) => member.id));
+  }
+
+  aliveSleds(): string[] {
+    return this.membership.alive("sled").map((member) => member.id);
+  }
+
+  private reportEvents(events: MembershipEvent[]): void {
+    const logger = this.options.logger;
+    for (const event of events) {
+      switch (event.type) {
+        case "joined":
+          logger.info(
+            { member: event.member.id, kind: event.member.kind, pid: event.member.pid },
+            "node joined",
+          );
+          break;
+        case "restarted":
+          logger.warn(
+            { member: event.member.id, pid: event.member.pid, previousPid: event.previousPid },
+            "node restarted",
+          );
+          this.options.onReturn(event.member.id);
+          break;
+        case "rejoined":
+          logger.info(
+            { member: event.member.id, silentMs: Math.round(event.silentMs) },
+            "node is back",
+          );
+          this.options.onReturn(event.member.id);
+          break;
+        case "died":
+          logger.warn(
+            { member: event.member.id, kind: event.member.kind, silentMs: event.silentMs },
+            `node declared dead: no heartbeat for ${Math.round(event.silentMs)} ms (timeout ${event.timeoutMs} ms)`,
+          );
+          break;
+        case "refused":
+          logger.warn({ member: event.nodeId, reason: event.reason }, "refused a heartbeat");
+          break;
+        default: {
+          const unreachable: never = event;
+          throw new Error(`unknown membership event ${JSON.stringify(unreachable)}`);
+        }
+      }
+    }
+  }
+}

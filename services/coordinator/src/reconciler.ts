@@ -1,0 +1,307 @@
+// The executor of decisions.ts: every reconcileIntervalMs the leader takes each
+// partition on its own, with a fresh reading of the monotonic clock, asks
+// decidePartition what to do, and does it. Nothing in that loop awaits: an `update` is
+// applied by compare-and-set on the record's revision in the background, with at most
+// one in flight per partition, and configuration is pushed by configurer.ts, also in
+// the background. So a slow or frozen head node delays no decision: a node frozen by
+// SIGSTOP and declared dead is replaced exactly as fast as a killed one.
+//
+// A decision to replace a primary marks the partition `replacing` in the same turn, so
+// no read-lease grant (leases.ts) slips in between the decision and its compare-and-set.
+//
+// Failure model: a compare-and-set refused for a stale revision is decided again on a
+// fresh read; one whose outcome is unclear (the store did not answer) leaves the
+// partition `unsure` — no lease, no decision — until a read says what was written. A
+// record carrying a later term means a later leader exists: this tenure stops deciding.
+// Every catalogueRefreshMs the whole catalogue is read back as a safety net.
+
+import type { Logger } from "@ballast/runtime";
+import { type Catalogue, idOfVolume, termOf, type Versioned } from "./catalogue.ts";
+import { now } from "./clock.ts";
+import type { Configurer } from "./configurer.ts";
+import { catalogueRefreshMs, droppedNodeAvoidMs, learnerCatchUpMsMax } from "./constants.ts";
+import {
+  decidePartition,
+  type Load,
+  membersOf,
+  type PartitionRecord,
+  volumeIdOf,
+} from "./decisions.ts";
+import type { Heartbeats } from "./heartbeats.ts";
+import { partitionKey } from "./leases.ts";
+import { loadOf } from "./placement.ts";
+import { forget, remember, type Tenure, type Tenures } from "./tenure.ts";
+
+export interface ReconcilerOptions {
+  logger: Logger;
+  catalogue: Pick<Catalogue, "updatePartition" | "partition" | "volumes" | "allPartitions">;
+  heartbeats: Pick<Heartbeats, "listening" | "aliveHeadNodes" | "aliveSleds">;
+  configurer: Pick<Configurer, "configure">;
+  tenures: Tenures;
+}
+
+export class Reconciler {
+  constructor(private readonly options: ReconcilerOptions) {}
+
+  /** Leader only: every partition decided on its own; nothing here awaits. */
+  reconcile(): void {
+    const { tenures, heartbeats } = this.options;
+    const tenure = tenures.current();
+    if (tenure === undefined || !tenure.ready) return;
+    const startMs = now();
+    if (heartbeats.listening(startMs)) return;
+    if (startMs - tenure.refreshedAtMs >= catalogueRefreshMs && !tenure.refreshing) {
+      void this.refresh(tenure);
+    }
+    const alive = heartbeats.aliveHeadNodes();
+    const sleds = heartbeats.aliveSleds();
+    const load = loadOf(
+      [...tenure.records.values()].map((entry) => entry.value),
+      [...alive],
+    );
+    for (const entry of tenure.records.values()) this.step(tenure, entry, alive, sleds, load);
+  }
+
+  /** One partition: decide with a fresh time, then act without waiting. */
+  private step(
+    tenure: Tenure,
+    entry: Versioned<PartitionRecord>,
+    alive: ReadonlySet<string>,
+    sleds: readonly string[],
+    load: Map<string, Load>,
+  ): void {
+    const { configurer } = this.options;
+    const record = entry.value;
+    const key = partitionKey(record);
+    if (tenure.inflight.has(key)) return;
+    const volume = tenure.volumes.get(record.volume);
+    // Partitions of no listed volume are a create still under way or a delete that
+    // died halfway: not a volume's, not reconciled.
+    if (volume === undefined || idOfVolume(volume) !== volumeIdOf(record)) return;
+    if (tenure.unsure.has(key)) {
+      void this.reread(tenure, record);
+      return;
+    }
+    const nowMs = now();
+    const decision = decidePartition(record, {
+      nowMs,
+      alive,
+      load,
+      replicaCount: volume.replicaCount,
+      report: tenure.leases.reportOf(record, nowMs),
+      leaseUntilMs: tenure.leases.leaseUntilMs(record),
+      learnersSinceMs: learnersSince(tenure, record, nowMs),
+      learnerCatchUpMsMax,
+      avoid: avoided(tenure, record, nowMs),
+    });
+    switch (decision.kind) {
+      case "keep":
+        tenure.leases.setReplacing(record, false);
+        tenure.reasons.delete(key);
+        configurer.configure(tenure, record, alive, sleds);
+        return;
+      case "unavailable":
+        tenure.leases.setReplacing(record, false);
+        this.note(tenure, record, "error", decision.reason);
+        configurer.configure(tenure, record, alive, sleds);
+        return;
+      case "wait":
+        // Set in the same turn as the decision: no grant may extend the lease it read.
+        tenure.leases.setReplacing(record, true);
+        this.note(tenure, record, "info", decision.reason);
+        configurer.configure(tenure, record, alive, sleds);
+        return;
+      case "update":
+        if (decision.record.primary !== record.primary) tenure.leases.setReplacing(record, true);
+        tenure.inflight.add(key);
+        tenure.reasons.delete(key);
+        void this.apply(tenure, entry, decision.record, decision.reason);
+        return;
+      default: {
+        const unreachable: never = decision;
+        throw new Error(`unknown decision ${JSON.stringify(unreachable)}`);
+      }
+    }
+  }
+
+  /** Logs a decision that changes nothing, once per distinct reason. */
+  private note(
+    tenure: Tenure,
+    record: PartitionRecord,
+    level: "info" | "error",
+    reason: string,
+  ): void {
+    const key = partitionKey(record);
+    // Waits count down: compare the reason without its numbers.
+    const shape = reason.replace(/\d+/g, "#");
+    if (tenure.reasons.get(key) === shape) return;
+    tenure.reasons.set(key, shape);
+    this.options.logger[level](
+      { volume: record.volume, partition: record.partition, epoch: record.epoch },
+      reason,
+    );
+  }
+
+  /** Applies an update by compare-and-set, in the background of the decision loop. */
+  private async apply(
+    tenure: Tenure,
+    current: Versioned<PartitionRecord>,
+    next: PartitionRecord,
+    reason: string,
+  ): Promise<void> {
+    const { logger, catalogue, heartbeats, configurer, tenures } = this.options;
+    const key = partitionKey(next);
+    let settled = true;
+    try {
+      if (tenures.current() !== tenure) return;
+      const outcome = await catalogue.updatePartition(next, current, tenure.term);
+      if (tenures.held() !== tenure) return;
+      if (!outcome.applied) {
+        if (outcome.reason === "deposed") {
+          logger.warn(
+            { volume: next.volume, partition: next.partition, term: tenure.term },
+            "a later leader wrote this partition: this coordinator no longer decides",
+          );
+          tenure.ready = false;
+          return;
+        }
+        // Someone moved it on (an earlier write whose answer was lost): decide again
+        // on a fresh read.
+        const fresh = await catalogue.partition(next.volume, next.partition);
+        if (tenures.held() === tenure && fresh !== undefined) remember(tenure, fresh);
+        return;
+      }
+      const stored = { value: { ...next, term: tenure.term }, revision: outcome.revision };
+      tenure.records.set(key, stored);
+      const alive = heartbeats.aliveHeadNodes();
+      const remaining = membersOf(next);
+      for (const node of membersOf(current.value)) {
+        if (remaining.includes(node) || !alive.has(node)) continue;
+        // Dropped while alive: stalled, or could not catch up. Not the next learner.
+        const dropped = tenure.dropped.get(key) ?? new Map<string, number>();
+        dropped.set(node, now() + droppedNodeAvoidMs);
+        tenure.dropped.set(key, dropped);
+      }
+      logger.warn(
+        {
+          volume: next.volume,
+          partition: next.partition,
+          epoch: next.epoch,
+          primary: next.primary,
+          secondaries: next.secondaries,
+          joining: next.joining ?? [],
+          learners: next.learners ?? [],
+        },
+        reason,
+      );
+      configurer.configure(tenure, stored.value, alive, heartbeats.aliveSleds());
+    } catch (error) {
+      // The write may or may not have landed: until a read says which, no lease is
+      // granted on this partition (`replacing` stays) and nothing else is decided.
+      settled = false;
+      if (tenures.held() === tenure) tenure.unsure.add(key);
+      logger.warn(
+        { volume: next.volume, partition: next.partition, error: (error as Error).message },
+        "could not record a partition decision; reading it again",
+      );
+    } finally {
+      if (tenures.held() === tenure) {
+        tenure.inflight.delete(key);
+        if (settled) tenure.leases.setReplacing(next, false);
+      }
+    }
+  }
+
+  /** Reads back a partition whose last write is unclear, then lets it be decided again. */
+  private async reread(tenure: Tenure, record: PartitionRecord): Promise<void> {
+    const { logger, catalogue, tenures } = this.options;
+    const key = partitionKey(record);
+    tenure.inflight.add(key);
+    try {
+      const fresh = await catalogue.partition(record.volume, record.partition);
+      if (tenures.held() !== tenure) return;
+      if (fresh !== undefined && volumeIdOf(fresh.value) === volumeIdOf(record)) {
+        remember(tenure, fresh);
+      }
+      tenure.unsure.delete(key);
+      tenure.leases.setReplacing(record, false);
+    } catch (error) {
+      logger.warn(
+        { volume: record.volume, partition: record.partition, error: (error as Error).message },
+        "could not read a partition record back; will retry",
+      );
+    } finally {
+      if (tenures.held() === tenure) tenure.inflight.delete(key);
+    }
+  }
+
+  /** Re-reads the whole catalogue into the leader's copy (a safety net, not a source). */
+  private async refresh(tenure: Tenure): Promise<void> {
+    const { logger, catalogue, tenures } = this.options;
+    tenure.refreshing = true;
+    const generation = tenure.generation;
+    try {
+      const [volumes, partitions] = await Promise.all([
+        catalogue.volumes(),
+        catalogue.allPartitions(),
+      ]);
+      if (tenures.held() !== tenure) return;
+      const names = new Set(volumes.map((volume) => volume.name));
+      for (const volume of volumes) tenure.volumes.set(volume.name, volume);
+      const listed = new Set<string>();
+      for (const entry of partitions) {
+        if (termOf(entry.value) > tenure.term) {
+          logger.warn(
+            { volume: entry.value.volume, partition: entry.value.partition, term: tenure.term },
+            "a later leader wrote this partition: this coordinator no longer decides",
+          );
+          tenure.ready = false;
+          return;
+        }
+        listed.add(partitionKey(entry.value));
+        remember(tenure, entry);
+      }
+      if (generation === tenure.generation) {
+        // Nothing was created or deleted meanwhile: what is not listed is gone.
+        for (const name of tenure.volumes.keys()) if (!names.has(name)) tenure.volumes.delete(name);
+        for (const [key, entry] of tenure.records) {
+          if (!listed.has(key) && !tenure.inflight.has(key)) forget(tenure, entry.value);
+        }
+      }
+      tenure.refreshedAtMs = now();
+    } catch (error) {
+      logger.warn({ error: (error as Error).message }, "could not read the catalogue");
+    } finally {
+      tenure.refreshing = false;
+    }
+  }
+}
+
+/** When this tenure first saw each of the record's learners (forgetting former ones). */
+function learnersSince(
+  tenure: Tenure,
+  record: PartitionRecord,
+  nowMs: number,
+): ReadonlyMap<string, number> {
+  const learners = record.learners ?? [];
+  const key = partitionKey(record);
+  if (learners.length === 0) {
+    tenure.learnersSince.delete(key);
+    return new Map();
+  }
+  const since = tenure.learnersSince.get(key) ?? new Map<string, number>();
+  for (const node of since.keys()) if (!learners.includes(node)) since.delete(node);
+  for (const node of learners) if (!since.has(node)) since.set(node, nowMs);
+  tenure.learnersSince.set(key, since);
+  return since;
+}
+
+/** Live nodes recently dropped from the partition (forgetting those whose time is up). */
+function avoided(tenure: Tenure, record: PartitionRecord, nowMs: number): ReadonlySet<string> {
+  const key = partitionKey(record);
+  const dropped = tenure.dropped.get(key);
+  if (dropped === undefined) return new Set();
+  for (const [node, untilMs] of dropped) if (nowMs >= untilMs) dropped.delete(node);
+  if (dropped.size === 0) tenure.dropped.delete(key);
+  return new Set(dropped.keys());
+}

@@ -1,0 +1,102 @@
+// What head nodes tell the leader: their primaries' reports, which renew read leases
+// (leases.ts), and the checkpoint pointers their replicas record, which seed learners.
+//
+// Read leases: head nodes report their primaries in `headnode.report.v1` every
+// headnodeReportIntervalMs; the answer renews each primary's lease as a duration. A
+// report is only heard once the tenure has fenced the catalogue (before that it knows
+// no records, and grants nothing).
+//
+// Failure model: a report from a deposed primary (woken from a pause, say) is granted
+// nothing, and the next configure round tells that node it is out. A checkpoint pointer
+// is kept only from a current member of the partition's current incarnation, so one
+// from a node that has left, or a late one from a deleted incarnation whose name was
+// created again, can never seed a learner.
+
+import { BallastError, ErrorCode, limits, type MessageOf, type ResultOf } from "@ballast/protocol";
+import { type Catalogue, idOfVolume } from "./catalogue.ts";
+import { now } from "./clock.ts";
+import { membersOf, volumeIdOf } from "./decisions.ts";
+import type { Heartbeats } from "./heartbeats.ts";
+import { type Grant, partitionKey } from "./leases.ts";
+import type { Tenure } from "./tenure.ts";
+
+export class Reports {
+  constructor(
+    private readonly catalogue: Pick<Catalogue, "volume" | "partition" | "recordCheckpoint">,
+    private readonly heartbeats: Pick<Heartbeats, "aliveHeadNodes">,
+  ) {}
+
+  /** A head node's report: keep what its primaries say, renew the leases that may be. */
+  onReport(
+    tenure: Tenure,
+    message: MessageOf<"headnode.report.v1">,
+  ): ResultOf<"headnode.report.v1"> {
+    const granted: Grant[] = [];
+    if (tenure.ready) {
+      const alive = this.heartbeats.aliveHeadNodes();
+      const nowMs = now();
+      for (const report of message.primaries) {
+        const volume = tenure.volumes.get(report.volume);
+        if (volume === undefined) continue;
+        const entry = tenure.records.get(`${idOfVolume(volume)}/${report.partition}`);
+        if (entry === undefined || entry.value.volume !== report.volume) continue;
+        const record = entry.value;
+        if (tenure.leases.onReport(message.node, report, record, alive, nowMs)) {
+          granted.push({ volume: report.volume, partition: report.partition, epoch: report.epoch });
+        } else if (message.node !== record.primary) {
+          // A deposed primary (woken from a pause, say), perhaps unknown to this
+          // tenure: make sure the next configure round tells it it is out.
+          const nodes = tenure.configured.get(partitionKey(record)) ?? new Map();
+          if (!nodes.has(message.node)) nodes.set(message.node, { epoch: -1, atMs: 0 });
+          tenure.configured.set(partitionKey(record), nodes);
+        }
+      }
+    }
+    return { leaseMs: limits.primaryLeaseMs, granted };
+  }
+
+  async onCheckpointRecord(
+    message: MessageOf<"checkpoint.record.v1">,
+  ): Promise<ResultOf<"checkpoint.record.v1">> {
+    // Only a member's pointer is kept: one from a replica of a deleted incarnation, or
+    // from a node that has left, must never seed a learner. Pointers are keyed by the
+    // volume's name, so a record that names its incarnation is checked against both the
+    // volume and the partition record: either may already be a re-creation's.
+    const { volume, partition, node, volumeId } = message;
+    const [current, record] = await Promise.all([
+      volumeId === undefined ? undefined : this.catalogue.volume(volume),
+      this.catalogue.partition(volume, partition),
+    ]);
+    if (volumeId !== undefined) {
+      const currentId = current === undefined ? undefined : idOfVolume(current.value);
+      const recordId = record === undefined ? undefined : volumeIdOf(record.value);
+      const gone =
+        currentId === undefined
+          ? "the volume is deleted"
+          : currentId !== volumeId
+            ? `the volume is now incarnation ${currentId}`
+            : recordId !== volumeId
+              ? `its partition record is ${recordId === undefined ? "gone" : `of incarnation ${recordId}`}`
+              : undefined;
+      if (gone !== undefined) {
+        throw new BallastError(
+          ErrorCode.NotFound,
+          `${volume}/${partition} of incarnation ${volumeId} is gone (${gone}): checkpoint from ${node} not recorded`,
+        );
+      }
+    }
+    if (record === undefined || !membersOf(record.value).includes(node)) {
+      throw new BallastError(
+        ErrorCode.NotFound,
+        `${node} is not a member of ${volume}/${partition}: checkpoint not recorded`,
+      );
+    }
+    const { replaced } = await this.catalogue.recordCheckpoint(
+      message.volume,
+      message.partition,
+      message.node,
+      message.checkpoint,
+    );
+    return replaced === undefined ? {} : { replaced };
+  }
+}

@@ -1,0 +1,114 @@
+// The leader's state for one tenure: its copy of the catalogue and the bookkeeping of
+// what it has decided and pushed. A new tenure (a takeover, or leading again after a
+// lapse) starts from an empty one, so nothing an earlier tenure believed survives it.
+//
+// The shell (coordinator.ts) owns which tenure is in force; the parts that act for the
+// leader (reconciler.ts, configurer.ts, volumes.ts, reports.ts) ask it through
+// `Tenures` after every await, and drop what they were doing when the tenure changed.
+
+import { limits } from "@ballast/protocol";
+import type { Versioned, VolumeRecord } from "./catalogue.ts";
+import { reportAgeMsMax } from "./constants.ts";
+import type { PartitionRecord } from "./decisions.ts";
+import type { Leading } from "./leadership.ts";
+import { LeaseBook, partitionKey } from "./leases.ts";
+
+export interface Tenure {
+  term: number;
+  tenure: number;
+  /** Set once every partition record carries this term: only then does it decide. */
+  ready: boolean;
+  /** Set when fencing failed: the next renewal starts the tenure's state again. */
+  failed: boolean;
+  leases: LeaseBook;
+  /** Volumes by name, and partition records by partitionKey: the leader's copy. */
+  volumes: Map<string, VolumeRecord>;
+  records: Map<string, Versioned<PartitionRecord>>;
+  /** Partitions with a compare-and-set (or a re-read after an unclear one) in flight. */
+  inflight: Set<string>;
+  /** Partitions whose last compare-and-set may or may not have applied. */
+  unsure: Set<string>;
+  /** Per partition, per node: the epoch it last acknowledged and when (monotonic). */
+  configured: Map<string, Map<string, { epoch: number; atMs: number }>>;
+  /** `${partitionKey}@${node}` of configure requests in flight. */
+  configuring: Set<string>;
+  /** `${partitionKey}@${node}@${epoch}` whose failure was logged: once each. */
+  failuresLogged: Set<string>;
+  /** Per partition, when this tenure first saw each learner. */
+  learnersSince: Map<string, Map<string, number>>;
+  /** Per partition, live nodes dropped from it and until when to avoid re-adding them. */
+  dropped: Map<string, Map<string, number>>;
+  /** The last non-update decision logged per partition: logged when it changes. */
+  reasons: Map<string, string>;
+  refreshedAtMs: number;
+  refreshing: boolean;
+  /** Grows on every create or delete, so a listing begun before one removes nothing. */
+  generation: number;
+}
+
+/** Which tenure is in force, as the shell knows it. */
+export interface Tenures {
+  /** The tenure last started, even if its lease has lapsed since: checked after awaits. */
+  held(): Tenure | undefined;
+  /** The tenure this coordinator leads in right now, if any. */
+  current(): Tenure | undefined;
+}
+
+/** An empty tenure, begun at `sinceMs` on the monotonic clock. */
+export function newTenure(leading: Leading, sinceMs: number): Tenure {
+  return {
+    ...leading,
+    ready: false,
+    failed: false,
+    leases: new LeaseBook({
+      leaderSinceMs: sinceMs,
+      leaseMs: limits.primaryLeaseMs,
+      driftMarginMs: limits.primaryLeaseDriftMarginMs,
+      reportAgeMsMax,
+    }),
+    volumes: new Map(),
+    records: new Map(),
+    inflight: new Set(),
+    unsure: new Set(),
+    configured: new Map(),
+    configuring: new Set(),
+    failuresLogged: new Set(),
+    learnersSince: new Map(),
+    dropped: new Map(),
+    reasons: new Map(),
+    refreshedAtMs: sinceMs,
+    refreshing: false,
+    generation: 0,
+  };
+}
+
+/** Keeps a record in the leader's copy unless the copy holds a newer revision. */
+export function remember(tenure: Tenure, entry: Versioned<PartitionRecord>): void {
+  const key = partitionKey(entry.value);
+  const cached = tenure.records.get(key);
+  if (cached === undefined || entry.revision > cached.revision) tenure.records.set(key, entry);
+}
+
+/** Drops every piece of the tenure's state about a partition. */
+export function forget(tenure: Tenure, record: PartitionRecord): void {
+  const key = partitionKey(record);
+  tenure.records.delete(key);
+  tenure.leases.forget(record);
+  tenure.configured.delete(key);
+  tenure.learnersSince.delete(key);
+  tenure.dropped.delete(key);
+  tenure.reasons.delete(key);
+  tenure.unsure.delete(key);
+}
+
+/**
+ * A restarted node has lost its replicas' configuration, and a node back from silence
+ * may have missed a failover: mark it out of date everywhere, so the next configure
+ * round pushes to it again (members and deposed members alike).
+ */
+export function forgetConfigured(tenure: Tenure | undefined, nodeId: string): void {
+  for (const nodes of tenure?.configured.values() ?? []) {
+    const last = nodes.get(nodeId);
+    if (last !== undefined) nodes.set(nodeId, { ...last, epoch: -1 });
+  }
+}

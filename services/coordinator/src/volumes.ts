@@ -1,0 +1,268 @@
+// The volume requests the leader answers: create, describe, list and delete, and the
+// volume state they show. The catalogue (catalogue.ts) is the source of truth; the
+// leader's copy in its tenure is kept in step so that reconcile sees a new volume, and
+// stops seeing a deleted one, at once. Creates and deletes run one at a time (the
+// shell serializes them).
+//
+// Incarnations: every create makes a new volume id, never reused, so a volume deleted
+// and created again under the same name is another volume to every head node.
+//
+// Failure model: a create or delete that dies halfway leaves partition records of no
+// listed volume, which nothing reconciles and the next create of the name overwrites.
+// Telling head nodes to drop a deleted incarnation is best effort: a node that misses
+// it (down, frozen) drops its replica when a configure of another incarnation of the
+// name reaches it.
+
+import { randomBytes } from "node:crypto";
+import {
+  BallastError,
+  ErrorCode,
+  limits,
+  type MessageOf,
+  type ResultOf,
+  subjects,
+} from "@ballast/protocol";
+import type { Service } from "@ballast/runtime";
+import {
+  type Catalogue,
+  type CheckpointPointer,
+  idOfVolume,
+  type VolumeRecord,
+} from "./catalogue.ts";
+import type { Configurer } from "./configurer.ts";
+import { dropDeadlineMs } from "./constants.ts";
+import { type PartitionRecord, volumeIdOf } from "./decisions.ts";
+import type { Heartbeats } from "./heartbeats.ts";
+import { loadOf, placePartitions } from "./placement.ts";
+import { forget, remember, type Tenure, type Tenures } from "./tenure.ts";
+
+export type VolumeState = ResultOf<"volume.describe.v1">;
+
+export interface VolumesOptions {
+  service: Pick<Service, "bus" | "logger">;
+  catalogue: Pick<
+    Catalogue,
+    | "volume"
+    | "volumes"
+    | "partitions"
+    | "allPartitions"
+    | "checkpoints"
+    | "createVolume"
+    | "deleteVolume"
+  >;
+  heartbeats: Pick<Heartbeats, "aliveHeadNodes" | "aliveSleds">;
+  configurer: Pick<Configurer, "configure">;
+  tenures: Tenures;
+  /** The partition size of a volume whose create request names none. */
+  partitionBytesDefault: number;
+}
+
+/** A new volume incarnation id: never reused, within the alphabet and length of ids. */
+function newVolumeId(): string {
+  return `${Date.now().toString(36)}-${randomBytes(6).toString("hex")}`;
+}
+
+export class Volumes {
+  constructor(private readonly options: VolumesOptions) {}
+
+  async create(tenure: Tenure, message: MessageOf<"volume.create.v1">): Promise<VolumeState> {
+    const { service, catalogue, heartbeats, configurer, tenures } = this.options;
+    const replicaCount = message.replicaCount ?? limits.replicaCountMin;
+    const partitionBytes = message.partitionBytes ?? this.options.partitionBytesDefault;
+    const problems: string[] = [];
+    if (replicaCount < limits.replicaCountMin || replicaCount > limits.replicaCountMax) {
+      problems.push(
+        `replica count must be ${limits.replicaCountMin} or ${limits.replicaCountMax}, got ${replicaCount}`,
+      );
+    }
+    if (message.sizeBytes === 0 || message.sizeBytes % limits.sectorBytes !== 0) {
+      problems.push(
+        `size must be a positive multiple of ${limits.sectorBytes} bytes, got ${message.sizeBytes}`,
+      );
+    }
+    if (message.sizeBytes > limits.volumeBytesMax) {
+      problems.push(
+        `size must be at most ${limits.volumeBytesMax} bytes, got ${message.sizeBytes}`,
+      );
+    }
+    if (
+      partitionBytes % limits.sectorBytes !== 0 ||
+      partitionBytes < limits.partitionBytesMin ||
+      partitionBytes > limits.partitionBytesMax
+    ) {
+      problems.push(
+        `partition size must be a multiple of ${limits.sectorBytes} from ${limits.partitionBytesMin} to ${limits.partitionBytesMax} bytes, got ${partitionBytes}`,
+      );
+    }
+    if (
+      problems.length === 0 &&
+      Math.ceil(message.sizeBytes / partitionBytes) > limits.partitionsPerVolumeMax
+    ) {
+      problems.push(
+        `${Math.ceil(message.sizeBytes / partitionBytes)} partitions is over the limit of ${limits.partitionsPerVolumeMax}: use larger partitions`,
+      );
+    }
+    if (problems.length > 0) {
+      throw new BallastError(
+        ErrorCode.InvalidArgument,
+        `cannot create volume ${message.name}: ${problems.join("; ")}`,
+      );
+    }
+    const alive = [...heartbeats.aliveHeadNodes()];
+    const existing = await catalogue.allPartitions();
+    const load = loadOf(
+      existing.map((entry) => entry.value),
+      alive,
+    );
+    const id = newVolumeId();
+    const partitions = placePartitions(
+      message.name,
+      id,
+      message.sizeBytes,
+      partitionBytes,
+      replicaCount,
+      alive,
+      load,
+    );
+    const volume: VolumeRecord = {
+      name: message.name,
+      id,
+      sizeBytes: message.sizeBytes,
+      replicaCount,
+      partitionBytes,
+      createdAtMs: Date.now(),
+    };
+    const stored = await catalogue.createVolume(volume, partitions, tenure.term);
+    service.logger.info(
+      { volume: volume.name, id, partitions: stored.length, replicaCount },
+      "volume created",
+    );
+    if (tenures.held() === tenure) {
+      tenure.generation++;
+      tenure.volumes.set(volume.name, volume);
+      for (const entry of stored) remember(tenure, entry);
+      // Configured before the answer, so the volume serves I/O as soon as it is listed.
+      const aliveSet = heartbeats.aliveHeadNodes();
+      const sleds = heartbeats.aliveSleds();
+      await Promise.all(
+        stored.map((entry) => configurer.configure(tenure, entry.value, aliveSet, sleds)),
+      );
+    }
+    return this.stateOf(
+      volume,
+      stored.map((entry) => entry.value),
+    );
+  }
+
+  async describe(name: string): Promise<VolumeState> {
+    const { catalogue } = this.options;
+    const volume = await catalogue.volume(name);
+    if (volume === undefined) throw new BallastError(ErrorCode.NotFound, `no volume named ${name}`);
+    const id = idOfVolume(volume.value);
+    const [partitions, checkpoints] = await Promise.all([
+      catalogue.partitions(name),
+      catalogue.checkpoints(name),
+    ]);
+    return this.stateOf(
+      volume.value,
+      partitions.map((entry) => entry.value).filter((record) => volumeIdOf(record) === id),
+      checkpoints,
+    );
+  }
+
+  async list(): Promise<ResultOf<"volume.list.v1">> {
+    const volumes = await this.options.catalogue.volumes();
+    return { volumes: await Promise.all(volumes.map((volume) => this.describe(volume.name))) };
+  }
+
+  /**
+   * Removes the volume's records, then tells every live head node to drop the
+   * incarnation's replicas.
+   */
+  async delete(tenure: Tenure, name: string): Promise<ResultOf<"volume.delete.v1">> {
+    const { service, catalogue, heartbeats, tenures } = this.options;
+    const deleted = await catalogue.deleteVolume(name);
+    if (deleted === undefined)
+      throw new BallastError(ErrorCode.NotFound, `no volume named ${name}`);
+    const volumeId = idOfVolume(deleted);
+    service.logger.info({ volume: name, id: volumeId }, "volume deleted from the catalogue");
+    if (tenures.held() === tenure) {
+      tenure.generation++;
+      if (
+        tenure.volumes.get(name) !== undefined &&
+        idOfVolume(tenure.volumes.get(name)!) === volumeId
+      ) {
+        tenure.volumes.delete(name);
+      }
+      for (const entry of [...tenure.records.values()]) {
+        if (entry.value.volume === name && volumeIdOf(entry.value) === volumeId) {
+          forget(tenure, entry.value);
+        }
+      }
+    }
+    const nodes = [...heartbeats.aliveHeadNodes()];
+    await Promise.all(
+      nodes.map(async (node) => {
+        try {
+          const { dropped } = await service.bus.request(
+            subjects.node.build(node),
+            { type: "headnode.drop.v1", volume: name, volumeId },
+            { deadlineMs: dropDeadlineMs },
+          );
+          service.logger.info({ node, volume: name, id: volumeId, dropped }, "replicas dropped");
+        } catch (error) {
+          service.logger.warn(
+            { node, volume: name, id: volumeId, error: (error as Error).message },
+            "could not tell a head node to drop a deleted volume's replicas",
+          );
+        }
+      }),
+    );
+    return { name, deleted: true };
+  }
+
+  /** What describe shows: the records, with rebuild progress and checkpoint ages. */
+  private stateOf(
+    volume: VolumeRecord,
+    partitions: PartitionRecord[],
+    checkpoints: Map<number, Map<string, CheckpointPointer>> = new Map(),
+  ): VolumeState {
+    const nowMs = Date.now();
+    const leases = this.options.tenures.current()?.leases;
+    return {
+      ...volume,
+      id: idOfVolume(volume),
+      partitions: partitions.map((record) => {
+        const learners = record.learners ?? [];
+        const report = leases?.lastReportOf(record);
+        return {
+          partition: record.partition,
+          partitionStart: record.partitionStart,
+          partitionBytes: record.partitionBytes,
+          epoch: record.epoch,
+          primary: record.primary,
+          secondaries: record.secondaries,
+          // Commit waits for every voting member, so each holds every acknowledged
+          // write; joiners are not counted until they are secondaries.
+          inSync: [record.primary, ...record.secondaries],
+          learners,
+          joining: record.joining ?? [],
+          rebuilds: (report?.epoch === record.epoch ? report.followers : [])
+            .filter((follower) => learners.includes(follower.node))
+            .map((follower) => ({
+              node: follower.node,
+              matchOpNum: follower.matchOpNum,
+              targetOpNum: report!.commitOpNum,
+            })),
+          checkpoints: [
+            ...(checkpoints.get(record.partition) ?? new Map<string, CheckpointPointer>()),
+          ].map(([node, pointer]) => ({
+            node,
+            opNum: pointer.opNum,
+            ageMs: Math.max(0, nowMs - pointer.createdAtMs),
+          })),
+        };
+      }),
+    };
+  }
+}
