@@ -5,6 +5,7 @@ export * from "./checksum.ts";
 export * from "./codec.ts";
 export * from "./envelope.ts";
 export * from "./errors.ts";
+export * from "./incarnation.ts";
 export * as limits from "./limits.ts";
 export * from "./messages/index.ts";
 export * from "./subjects.ts";

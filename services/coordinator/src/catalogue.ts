@@ -96,6 +96,8 @@ export const keys = {
   partition: (name: string, partition: number) => `partition.${name}.${partition}`,
   partitionsOf: (name: string) => `partition.${name}.>`,
   partitions: "partition.>",
+  /** The last incarnation number given to a name; never deleted, so never reused. */
+  incarnation: (name: string) => `incarnation.${name}`,
 };
 
 /** The incarnation of a volume record: records before incarnations use the name. */
@@ -156,6 +158,29 @@ export class Catalogue {
   /** Every partition record, each once. */
   async allPartitions(): Promise<Versioned<PartitionRecord>[]> {
     return this.readPartitions(await this.list(keys.partitions));
+  }
+
+  /**
+   * The next incarnation number of a name, taken by compare-and-set on a counter that
+   * a delete never removes: ids of one name are ordered, and never reused.
+   */
+  async nextIncarnation(name: string): Promise<number> {
+    const key = keys.incarnation(name);
+    for (let attempt = 0; attempt < fenceAttemptsMax; attempt++) {
+      const current = await this.read<{ incarnation: number }>(key);
+      const next = (current?.value.incarnation ?? 0) + 1;
+      try {
+        if (current === undefined) await this.kv.create(key, encode({ incarnation: next }));
+        else await this.kv.update(key, encode({ incarnation: next }), current.revision);
+        return next;
+      } catch (error) {
+        if (!isConflict(error)) throw error;
+      }
+    }
+    throw new BallastError(
+      ErrorCode.Unavailable,
+      `cannot create volume ${name}: its incarnation counter kept changing`,
+    );
   }
 
   /**

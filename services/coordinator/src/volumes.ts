@@ -17,6 +17,7 @@ import { randomBytes } from "node:crypto";
 import {
   BallastError,
   ErrorCode,
+  formatVolumeId,
   limits,
   type MessageOf,
   type ResultOf,
@@ -48,6 +49,7 @@ export interface VolumesOptions {
     | "allPartitions"
     | "checkpoints"
     | "createVolume"
+    | "nextIncarnation"
     | "deleteVolume"
   >;
   heartbeats: Pick<Heartbeats, "aliveHeadNodes" | "aliveSleds">;
@@ -58,8 +60,9 @@ export interface VolumesOptions {
 }
 
 /** A new volume incarnation id: never reused, within the alphabet and length of ids. */
-function newVolumeId(): string {
-  return `${Date.now().toString(36)}-${randomBytes(6).toString("hex")}`;
+/** `<incarnation>-<nonce>` (see @ballast/protocol incarnation.ts): ordered per name, unique. */
+function newVolumeId(incarnation: number): string {
+  return formatVolumeId(incarnation, randomBytes(6).toString("hex"));
 }
 
 export class Volumes {
@@ -114,7 +117,7 @@ export class Volumes {
       existing.map((entry) => entry.value),
       alive,
     );
-    const id = newVolumeId();
+    const id = newVolumeId(await catalogue.nextIncarnation(message.name));
     const partitions = placePartitions(
       message.name,
       id,

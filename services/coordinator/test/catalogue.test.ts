@@ -1,6 +1,7 @@
 // The catalogue on an in-memory KV store: listings de-duplicated, writes fenced by the
 // leader's term, incarnations kept apart.
 
+import { formatVolumeId, incarnationOf } from "@ballast/protocol";
 import { describe, expect, test } from "vitest";
 import { Catalogue, keys, mayOverwrite, uniqueKeys } from "../src/catalogue.ts";
 import type { PartitionRecord } from "../src/decisions.ts";
@@ -155,5 +156,21 @@ describe("volume incarnations", () => {
     expect((await catalogue.deleteVolume("v"))?.id).toBe("v-1");
     expect(await catalogue.partitions("v")).toEqual([]);
     expect(await catalogue.deleteVolume("v")).toBeUndefined();
+  });
+});
+
+describe("incarnation numbers", () => {
+  test("grow by one per create of a name, survive its delete, and order the ids", async () => {
+    const store = new FakeStore();
+    const catalogue = new Catalogue(store);
+    expect(await catalogue.nextIncarnation("v")).toBe(1);
+    expect(await catalogue.nextIncarnation("w")).toBe(1);
+    volumeWithTwoPartitions(store);
+    expect(await catalogue.deleteVolume("v")).toBeTruthy();
+    expect(await catalogue.nextIncarnation("v")).toBe(2);
+    const older = formatVolumeId(9, "aa");
+    const newer = formatVolumeId(10, "00");
+    expect(incarnationOf(newer)).toBeGreaterThan(incarnationOf(older));
+    expect(incarnationOf("volumename")).toBe(0); // a static assignment's plain name
   });
 });

@@ -57,6 +57,11 @@ export interface ReplicaLimits {
    * within this long (or has matched everything). A learner left behind is rebuilt.
    */
   learnerPinTicks: number;
+  /**
+   * A learner that has not answered at all for this long may be unable to fetch its
+   * checkpoint: the primary records a fresh one for the learner that replaces it.
+   */
+  learnerSilentTicks: number;
 }
 
 export const replicaLimitsDefault: ReplicaLimits = {
@@ -78,4 +83,5 @@ export const replicaLimitsDefault: ReplicaLimits = {
   checkpointRetryTicks: 100,
   commitStallTicks: Math.ceil(limits.commitStallMsMax / tickMs),
   learnerPinTicks: 250,
+  learnerSilentTicks: 750,
 };

@@ -30,6 +30,7 @@ import { join } from "node:path";
 import {
   BallastError,
   ErrorCode,
+  incarnationOf,
   limits,
   type Message,
   type MessageOf,
@@ -235,6 +236,19 @@ export class HeadNode {
       }
       const part = this.partOf(message);
       let hosted = this.hosted.get(key);
+      if (
+        hosted !== undefined &&
+        hosted.host.address.volumeId !== volumeId &&
+        incarnationOf(volumeId) <= incarnationOf(hosted.host.address.volumeId)
+      ) {
+        // A configure delayed from an incarnation older than the one hosted (a deleted
+        // volume): it must never replace the current replica.
+        this.rememberDropped(message.volume, volumeId);
+        throw new BallastError(
+          ErrorCode.NotFound,
+          `${message.volume} (id ${volumeId}) is older than incarnation ${hosted.host.address.volumeId} hosted here: it was deleted`,
+        );
+      }
       if (hosted !== undefined && hosted.host.address.volumeId !== volumeId) {
         // Ids are never reused: the hosted replica belongs to a deleted incarnation.
         this.service.logger.info(
@@ -301,15 +315,20 @@ export class HeadNode {
     });
   }
 
-  private async onDrop(
-    message: MessageOf<"headnode.drop.v1">,
-  ): Promise<ResultOf<"headnode.drop.v1">> {
-    const incarnation = incarnationKey(message.volume, message.volumeId);
+  /** Remembers a deleted incarnation, so that a late configure of it answers NotFound. */
+  private rememberDropped(volume: string, volumeId: string): void {
+    const incarnation = incarnationKey(volume, volumeId);
     this.dropped.delete(incarnation);
     this.dropped.add(incarnation);
     if (this.dropped.size > droppedIncarnationsMax) {
       this.dropped.delete(this.dropped.values().next().value!);
     }
+  }
+
+  private async onDrop(
+    message: MessageOf<"headnode.drop.v1">,
+  ): Promise<ResultOf<"headnode.drop.v1">> {
+    this.rememberDropped(message.volume, message.volumeId);
     const keys = [...this.hosted]
       .filter(
         ([, hosted]) =>

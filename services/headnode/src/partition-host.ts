@@ -85,6 +85,8 @@ export class PartitionHost {
   /** The op of the checkpoint this replica was rebuilt from, until it writes its own. */
   private rebuiltFromOpNum: number | undefined;
   private uploads: Promise<void> = Promise.resolve();
+  /** Checkpoints stored on sleds by this process, for distinct blob keys. */
+  private uploadCount = 0;
 
   private constructor(
     address: PartitionAddress,
@@ -450,7 +452,10 @@ export class PartitionHost {
   private async storeOnSleds(opNum: number, snapshot: Uint8Array): Promise<boolean> {
     if (this.closed || this.sledIds.length === 0) return false;
     const { volume, volumeId, partition } = this.address;
-    const key = `checkpoints/${volumeId}/${partition}/${this.service.nodeId}/${opNum}-${this.replica.identity.session}`;
+    // A checkpoint may be stored again at the same op (a learner could not fetch the
+    // last one): the upload count keeps every key of this session distinct.
+    this.uploadCount++;
+    const key = `checkpoints/${volumeId}/${partition}/${this.service.nodeId}/${opNum}-${this.replica.identity.session}-${this.uploadCount}`;
     try {
       const sleds = await this.sleds.putBlob(key, snapshot, this.sledIds, opNum);
       if (this.closed) {

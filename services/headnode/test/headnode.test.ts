@@ -155,29 +155,38 @@ async function until(what: string, check: () => boolean | Promise<boolean>, time
 
 describe("volume incarnations", () => {
   test("a re-created volume never reads the deleted one's bytes, whatever the old epoch", async () => {
-    await configure({ volumeId: "id-old", epoch: 7 });
+    await configure({ volumeId: "1-old", epoch: 7 });
     await write(7, 0xab);
     expect((await read(7))[0]).toBe(0xab);
-    expect(existsSync(join(dataDir, "partitions", "id-old", "0"))).toBe(true);
+    expect(existsSync(join(dataDir, "partitions", "1-old", "0"))).toBe(true);
 
     // The same name, another incarnation, starting again at epoch 1.
-    const status = (await configure({ volumeId: "id-new", epoch: 1 })) as { lastOpNum: number };
+    const status = (await configure({ volumeId: "2-new", epoch: 1 })) as { lastOpNum: number };
     expect(status.lastOpNum).toBe(0);
     expect([...(await read(1))]).toEqual(Array(4096).fill(0));
-    expect(existsSync(join(dataDir, "partitions", "id-old"))).toBe(true);
-    expect(existsSync(join(dataDir, "partitions", "id-old", "0"))).toBe(false);
-    expect(existsSync(join(dataDir, "partitions", "id-new", "0"))).toBe(true);
+    expect(existsSync(join(dataDir, "partitions", "1-old"))).toBe(true);
+    expect(existsSync(join(dataDir, "partitions", "1-old", "0"))).toBe(false);
+    expect(existsSync(join(dataDir, "partitions", "2-new", "0"))).toBe(true);
+  });
+
+  test("a configure delayed from an older incarnation answers NotFound and leaves the current one", async () => {
+    await configure({ volumeId: "2-new", epoch: 1 });
+    await write(1, 0x5e);
+    expect(await codeOf(configure({ volumeId: "1-old", epoch: 9 }))).toBe(ErrorCode.NotFound);
+    expect((await read(1))[0]).toBe(0x5e);
+    expect(existsSync(join(dataDir, "partitions", "2-new", "0"))).toBe(true);
+    expect(existsSync(join(dataDir, "partitions", "1-old", "0"))).toBe(false);
   });
 
   test("I/O naming another incarnation of the name answers WrongEpoch and changes nothing", async () => {
-    await configure({ volumeId: "id-new", epoch: 1 });
+    await configure({ volumeId: "2-new", epoch: 1 });
     const stale = (type: string, extra: Record<string, unknown>) =>
       service.call(subjects.volume.build("vol", 0), {
         type,
         volume: "vol",
         partition: 0,
         epoch: 1,
-        volumeId: "id-old",
+        volumeId: "1-old",
         ...extra,
       });
     const data = new Uint8Array(4096).fill(0xcd);
@@ -194,7 +203,7 @@ describe("volume incarnations", () => {
   });
 
   test("a drop closes the incarnation's replicas, removes their files and refuses it later", async () => {
-    await configure({ volumeId: "id-a" });
+    await configure({ volumeId: "1-a" });
     await write(1, 1);
     expect(
       await service.inbox({ type: "headnode.drop.v1", volume: "vol", volumeId: "id-b" }),
@@ -202,11 +211,11 @@ describe("volume incarnations", () => {
       dropped: 0,
     });
     expect(
-      await service.inbox({ type: "headnode.drop.v1", volume: "vol", volumeId: "id-a" }),
+      await service.inbox({ type: "headnode.drop.v1", volume: "vol", volumeId: "1-a" }),
     ).toEqual({
       dropped: 1,
     });
-    expect(existsSync(join(dataDir, "partitions", "id-a"))).toBe(false);
+    expect(existsSync(join(dataDir, "partitions", "1-a"))).toBe(false);
     expect(service.served.has(subjects.volume.build("vol", 0))).toBe(false);
     expect(
       await codeOf(
@@ -216,8 +225,8 @@ describe("volume incarnations", () => {
       ),
     ).toBe(ErrorCode.NotFound);
     // A configure of the dropped incarnation that arrives late creates nothing.
-    expect(await codeOf(configure({ volumeId: "id-a", epoch: 2 }))).toBe(ErrorCode.NotFound);
-    expect(existsSync(join(dataDir, "partitions", "id-a"))).toBe(false);
+    expect(await codeOf(configure({ volumeId: "1-a", epoch: 2 }))).toBe(ErrorCode.NotFound);
+    expect(existsSync(join(dataDir, "partitions", "1-a"))).toBe(false);
   });
 });
 

@@ -134,6 +134,10 @@ interface SecondaryProgress {
   lastSendTick: number;
   /** A learner that needs a note this primary has released: it must be rebuilt. */
   needsRebuild: boolean;
+  /** Whether it has acknowledged anything in this epoch. */
+  heard: boolean;
+  /** When a learner not yet heard from was last counted as silent (or the epoch began). */
+  silentSinceTick: number;
 }
 
 /** What a primary knows of one follower (status and reports). */
@@ -376,6 +380,8 @@ export class Replica {
           lastAdvanceTick: this.tickCount,
           lastSendTick: -Infinity,
           needsRebuild: false,
+          heard: false,
+          silentSinceTick: this.tickCount,
         });
       }
       this.role = { name: "primary", secondaries, readableFromOpNum: this.lastOpNum };
@@ -865,6 +871,7 @@ export class Replica {
     if (message.epoch < configuration.epoch || message.session !== this.identity.session) return;
     const progress = this.role.secondaries.get(message.from);
     if (progress === undefined) return;
+    progress.heard = true;
     const matchBefore = progress.matchOpNum;
     // Committed ops are identical everywhere, so a secondary's commit point is matched.
     progress.matchOpNum = Math.max(
@@ -1167,6 +1174,20 @@ export class Replica {
    */
   private checkpointForLearners(role: Extract<Role, { name: "primary" }>): void {
     if (this.checkpointRequested) return;
+    for (const progress of role.secondaries.values()) {
+      // A learner that never answers may be unable to fetch the checkpoint it was given
+      // (every copy lost or damaged): the next learner needs another one, even with no
+      // commit since.
+      if (
+        progress.learner &&
+        !progress.heard &&
+        this.tickCount - progress.silentSinceTick >= this.limits.learnerSilentTicks
+      ) {
+        progress.silentSinceTick = this.tickCount;
+        this.checkpointRequested = true;
+        return;
+      }
+    }
     const recorded = this.recordedCheckpointOpNum;
     if (recorded === undefined) {
       if (this.releasedOpNum > 0) this.checkpointRequested = true;

@@ -50,7 +50,14 @@ import {
   type Report,
   votingSecondaries,
 } from "@ballast/coordinator/decisions";
-import { BallastError, crc32c, ErrorCode, limits } from "@ballast/protocol";
+import {
+  BallastError,
+  crc32c,
+  ErrorCode,
+  formatVolumeId,
+  incarnationOf,
+  limits,
+} from "@ballast/protocol";
 import { uniformInt } from "pure-rand/distribution/uniformInt";
 import { xoroshiro128plus } from "pure-rand/generator/xoroshiro128plus";
 import type { JumpableRandomGenerator } from "pure-rand/types/JumpableRandomGenerator";
@@ -180,6 +187,7 @@ export const failoverDefaults: Omit<FailoverOptions, "seed"> = {
     // commitStallMsMax and the head node's learner pin, at 100 ms a tick.
     commitStallTicks: Math.ceil(limits.commitStallMsMax / 100),
     learnerPinTicks: 50,
+    learnerSilentTicks: 60,
   },
 };
 
@@ -394,6 +402,8 @@ export class FailoverSimulation {
   private readonly sledChunks = new Map<string, Uint8Array>();
   /** Checkpoint blobs on sleds: each copy (or its loss), and the CRC32C it was stored with. */
   private readonly blobs = new Map<string, { crc: number; copies: (Uint8Array | undefined)[] }>();
+  /** Checkpoint uploads so far: keeps blob keys distinct, as partition-host's count does. */
+  private uploadCount = 0;
   private readonly chunkWrites: {
     node: string;
     life: number;
@@ -818,7 +828,8 @@ export class FailoverSimulation {
       if (this.faultsOn && this.chance(this.options.checkpointUploadFailRate)) {
         replica?.onCheckpointFailed(upload.opNum);
       } else {
-        const blobKey = `checkpoints/${hosted.volumeId}/${hosted.partition}/${node.id}/${upload.opNum}-${node.session}`;
+        this.uploadCount++;
+        const blobKey = `checkpoints/${hosted.volumeId}/${hosted.partition}/${node.id}/${upload.opNum}-${node.session}-${this.uploadCount}`;
         const copies = [0, 1].map((): Uint8Array | undefined => {
           if (!(this.faultsOn && this.chance(this.options.checkpointCopyLossRate)))
             return upload.snapshot;
@@ -878,6 +889,16 @@ export class FailoverSimulation {
   private async onConfigure(node: SimulatedNode, message: ConfigureMessage): Promise<void> {
     if (node.droppedVolumeIds.has(message.volumeId)) return;
     let hosted = node.hosted.get(message.partition);
+    if (
+      hosted !== undefined &&
+      hosted.volumeId !== message.volumeId &&
+      incarnationOf(message.volumeId) <= incarnationOf(hosted.volumeId)
+    ) {
+      // Delayed from a deleted incarnation: as the head node does, never let it
+      // replace the current one.
+      node.droppedVolumeIds.add(message.volumeId);
+      return;
+    }
     if (hosted !== undefined && hosted.volumeId !== message.volumeId) {
       this.dropReplica(node, hosted);
       hosted = undefined;
@@ -968,7 +989,7 @@ export class FailoverSimulation {
   private createVolume(recreated: boolean): void {
     const highestEpoch = Math.max(0, ...[...this.records.values()].map((r) => r.record.epoch));
     this.incarnation++;
-    this.volumeId = `v${this.incarnation}`;
+    this.volumeId = formatVolumeId(this.incarnation, "sim");
     const epoch = recreated && !this.options.recreateAtEpochOne ? highestEpoch + 1 : 1;
     this.records.clear();
     this.reports.clear();
