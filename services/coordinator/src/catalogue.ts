@@ -9,9 +9,13 @@
 //   checkpoint.<name>.<index>.<node>  the replica's newest checkpoint on sleds
 //                                  {opNum, blobKey, sleds, bytes, createdAtMs}
 //   leader                        {coordinator, term}   (see leadership.ts)
+//   incarnation.<name>            {incarnation}: the last incarnation number of the
+//                                  name, never deleted
 //
-// Incarnations: a volume's `id` is never reused (the shell makes it from the time and
-// random bytes), and each of its partition records carries it as `volumeId`, so a
+// Incarnations: a volume's `id` is `<incarnation>-<nonce>` (@ballast/protocol
+// incarnation.ts), the number taken from `incarnation.<name>` by compare-and-set, so ids
+// of one name are ordered and never reused. Each partition record carries it as
+// `volumeId`, so a
 // volume deleted and created again under the same name is another volume to every head
 // node. Records written before ids existed have none: their id is the name.
 //
