@@ -20,6 +20,8 @@ const tools = [
   { command: "nbdkit", packageName: "nbdkit", required: false },
   { command: "nbdinfo", packageName: "libnbd-bin", required: false },
   { command: "qemu-img", packageName: "qemu-utils", required: false },
+  // nbdsh comes with libnbd's Python bindings, which the failover tests' NBD load uses.
+  { command: "nbdsh", packageName: "python3-libnbd", required: false },
 ];
 
 function say(line) {
