@@ -125,7 +125,11 @@ function currentReport(record: PartitionRecord, report: Report | undefined): Rep
   return report;
 }
 
-/** Voting followers the primary reports as keeping commits waiting too long. */
+/**
+ * Voting followers the primary reports as unfit: keeping commits waiting too long (a
+ * hung disk), or needing notes it has already released (a learner that joined just as
+ * the primary released what it lacked: it can never catch up and must rebuild).
+ */
 function stalledFollowers(record: PartitionRecord, report: Report | undefined): string[] {
   const voting = votingSecondaries(record);
   return (currentReport(record, report)?.followers ?? [])
@@ -133,7 +137,7 @@ function stalledFollowers(record: PartitionRecord, report: Report | undefined): 
       (follower) =>
         voting.includes(follower.node) &&
         !follower.learner &&
-        (follower.stalledMs ?? 0) >= commitStallMsMax,
+        ((follower.stalledMs ?? 0) >= commitStallMsMax || follower.needsRebuild === true),
     )
     .map((follower) => follower.node);
 }
@@ -179,7 +183,8 @@ function decideMembership(
     ...joining.filter((node) => !keeps(node)),
     ...learners.filter((node) => !alive.has(node)),
   ];
-  const why = (node: string) => (stalled.has(node) ? `${node} stalled commits` : `${node} is dead`);
+  const why = (node: string) =>
+    stalled.has(node) ? `${node} stalled commits or cannot catch up` : `${node} is dead`;
   if (alive.has(record.primary)) {
     if (gone.length === 0) return undefined;
     return {

@@ -178,6 +178,27 @@ describe("gray failure and rebuild", () => {
     });
   });
 
+  test("a joiner that needs notes the primary released is dropped, never left joining", () => {
+    // Found by the failover simulator (seed 19019): the learner caught up, the primary
+    // committed and released more while it was still a learner, and the joiner could
+    // then never match: the partition stayed short for good.
+    const joining: PartitionRecord = { ...base, secondaries: [], joining: ["head-2"] };
+    const decision = decidePartition(
+      joining,
+      view(joining, {
+        report: report(joining, {
+          commitOpNum: 73,
+          followers: [{ node: "head-2", matchOpNum: 54, learner: false, needsRebuild: true }],
+        }),
+      }),
+    );
+    expect(decision).toMatchObject({
+      kind: "update",
+      record: { epoch: 5, primary: "head-1", secondaries: [], joining: [] },
+      reason: expect.stringContaining("cannot catch up"),
+    });
+  });
+
   test("a degraded partition gets the least loaded live spare as a learner", () => {
     const degraded: PartitionRecord = { ...base, secondaries: [] };
     const other: PartitionRecord = { ...base, partition: 1, secondaries: ["head-3"] };

@@ -678,6 +678,21 @@ describe("learners and release", () => {
     ]);
   });
 
+  test("a learner made a voter after the notes it lacked were released is told to rebuild", () => {
+    const primary = primaryWithCheckpoint({ learnerPinTicks: 5 });
+    for (let tick = 0; tick < 5; tick++) primary.tick();
+    primary.drainEffects();
+    checkpointNow(primary);
+    expect(primary.releasedThroughOpNum).toBe(2);
+    // The coordinator saw it caught up earlier and makes it count for commit (joining).
+    primary.configure({ epoch: 2, primary: "head-1", secondaries: ["head-2"] });
+    primary.drainEffects();
+    primary.onReplicationMessage(ack("head-2", 2, 1, { commitOpNum: 0, mismatch: true }));
+    expect(primary.followers()).toEqual([
+      { node: "head-2", matchOpNum: 0, learner: false, needsRebuild: true },
+    ]);
+  });
+
   test("a restarted primary with released notes records a fresh checkpoint, once", async () => {
     const primary = primaryWithCheckpoint({});
     const appended: Note[] = [];

@@ -885,8 +885,9 @@ export class Replica {
       progress.lastProgressTick = this.tickCount;
       // Its log does not hold the note at the release point, and the next op it needs
       // is released: it can never catch up from here.
-      if (progress.learner && message.commitOpNum < this.releasedOpNum)
-        progress.needsRebuild = true;
+      // A voter too: a learner may have joined just as the notes it lacked were
+      // released; the coordinator drops it, and it rebuilds as a learner.
+      if (message.commitOpNum < this.releasedOpNum) progress.needsRebuild = true;
     } else {
       progress.matchOpNum = Math.max(
         progress.matchOpNum,
