@@ -17,8 +17,9 @@
 //                     writes its own (so a crash during the rebuild resumes it)
 //
 // Each checkpoint is also stored as a blob on two sleds (checkpoints/<volume id>/
-// <partition>/<node>/<op>-<session>) and its pointer recorded with the coordinator; the
-// blob it replaces is then deleted; only then does the core release journal notes. A
+// <partition>/<node>/<op>-<session>-<upload>, named by the core) and its pointer recorded
+// with the coordinator, each step an effect of the core (replica/effects.ts); once it is
+// recorded the core releases journal notes and has the blob it replaced deleted. A
 // kill -9 between the local file and the record leaves a local checkpoint newer than
 // the recorded one: the core then holds every note its journal still has (see
 // replica.ts), so a learner rebuilt from the recorded pointer can still catch up. A
@@ -80,13 +81,8 @@ export class PartitionHost {
   private nextRequestId = 1;
   private sledIds: string[] = [];
   private closed = false;
-  /** The newest checkpoint stored on sleds. */
-  private stored: Pointer | undefined;
   /** The op of the checkpoint this replica was rebuilt from, until it writes its own. */
   private rebuiltFromOpNum: number | undefined;
-  private uploads: Promise<void> = Promise.resolve();
-  /** Checkpoints stored on sleds by this process, for distinct blob keys. */
-  private uploadCount = 0;
 
   private constructor(
     address: PartitionAddress,
@@ -314,7 +310,9 @@ export class PartitionHost {
       metadataDigest: this.digest(),
       followers: replica.followers().map(followerOnTheWire),
       ...(primary ? { tailCommitted: replica.tailCommitted } : {}),
-      ...(this.stored === undefined ? {} : { checkpoint: this.stored }),
+      ...(replica.recordedCheckpoint === undefined
+        ? {}
+        : { checkpoint: replica.recordedCheckpoint }),
       ...(this.rebuiltFromOpNum === undefined ? {} : { rebuiltFromOpNum: this.rebuiltFromOpNum }),
     };
   }
@@ -412,25 +410,74 @@ export class PartitionHost {
           );
         return;
       case "checkpoint.write":
-        // The journal is released only once the checkpoint is on sleds and recorded:
-        // a replacement replica rebuilt from the newest recorded checkpoint can then
-        // always get every note after it from the primary.
         this.writeCheckpoint(effect.snapshot).then(
           () => {
-            this.uploads = this.uploads.then(async () => {
-              if (await this.storeOnSleds(effect.opNum, effect.snapshot)) {
-                this.replica.onCheckpointWritten(effect.opNum);
-              } else {
-                this.replica.onCheckpointFailed(effect.opNum);
-              }
-              this.run();
-            });
+            if (this.closed) return;
+            this.replica.onCheckpointDurable(effect.opNum);
+            this.run();
           },
           (error) => {
             this.logger.error({ error: String(error) }, "checkpoint write failed");
-            this.replica.onCheckpointFailed(effect.opNum);
+            this.checkpointFailed(effect.opNum);
           },
         );
+        return;
+      case "checkpoint.store":
+        this.storeCheckpoint(effect).then(
+          (pointer) => {
+            if (pointer === undefined) return this.checkpointFailed(effect.opNum);
+            this.replica.onCheckpointStored(effect.opNum, pointer);
+            this.run();
+          },
+          (error) => {
+            this.logger.warn(
+              { opNum: effect.opNum, error: (error as Error).message },
+              "could not store a checkpoint on sleds; will with the next",
+            );
+            this.checkpointFailed(effect.opNum);
+          },
+        );
+        return;
+      case "checkpoint.record": {
+        const { volume, volumeId, partition } = this.address;
+        this.service.bus
+          .request(subjects.coordinator.build(), {
+            type: "checkpoint.record.v1",
+            volume,
+            volumeId,
+            partition,
+            node: this.service.nodeId,
+            checkpoint: effect.pointer,
+          })
+          .then(
+            ({ replaced }) => {
+              if (this.closed) return;
+              this.logger.info(
+                { opNum: effect.opNum, key: effect.pointer.blobKey, sleds: effect.pointer.sleds },
+                "checkpoint stored on sleds and recorded",
+              );
+              this.replica.onCheckpointRecorded(effect.opNum, replaced);
+              this.run();
+            },
+            (error) => {
+              this.logger.warn(
+                { opNum: effect.opNum, error: (error as Error).message },
+                "could not record a checkpoint; will with the next",
+              );
+              this.checkpointFailed(effect.opNum);
+            },
+          );
+        return;
+      }
+      case "blob.delete":
+        this.sleds
+          .deleteBlob(effect.blobKey, [...effect.sleds])
+          .catch((error) =>
+            this.logger.warn(
+              { blob: effect.blobKey, error: String(error) },
+              "could not delete a replaced checkpoint; it stays on its sleds",
+            ),
+          );
         return;
       default: {
         const unreachable: never = effect;
@@ -448,53 +495,36 @@ export class PartitionHost {
     }
   }
 
-  /** Stores a checkpoint on two sleds, records it with the coordinator, drops the old one. */
-  private async storeOnSleds(opNum: number, snapshot: Uint8Array): Promise<boolean> {
-    if (this.closed || this.sledIds.length === 0) return false;
-    const { volume, volumeId, partition } = this.address;
-    // A checkpoint may be stored again at the same op (a learner could not fetch the
-    // last one): the upload count keeps every key of this session distinct.
-    this.uploadCount++;
-    const key = `checkpoints/${volumeId}/${partition}/${this.service.nodeId}/${opNum}-${this.replica.identity.session}-${this.uploadCount}`;
-    try {
-      const sleds = await this.sleds.putBlob(key, snapshot, this.sledIds, opNum);
-      if (this.closed) {
-        // Closed meanwhile (maybe dropped with its volume): a pointer recorded now could
-        // outlive the incarnation it belongs to.
-        await this.sleds.deleteBlob(key, sleds);
-        return false;
-      }
-      const pointer: Pointer = {
-        opNum,
-        blobKey: key,
-        sleds,
-        bytes: snapshot.byteLength,
-        createdAtMs: Date.now(),
-      };
-      const { replaced } = await this.service.bus.request(subjects.coordinator.build(), {
-        type: "checkpoint.record.v1",
-        volume,
-        volumeId,
-        partition,
-        node: this.service.nodeId,
-        checkpoint: pointer,
-      });
-      this.stored = pointer;
-      if (replaced !== undefined && replaced.blobKey !== key) {
-        await this.sleds.deleteBlob(replaced.blobKey, replaced.sleds);
-      }
-      this.logger.info(
-        { opNum, key, sleds, bytes: snapshot.byteLength },
-        "checkpoint stored on sleds",
-      );
-      return true;
-    } catch (error) {
-      this.logger.warn(
-        { opNum, error: (error as Error).message },
-        "could not store a checkpoint on sleds; will with the next",
-      );
-      return false;
+  /** Stores a checkpoint on two sleds; undefined if this host cannot (closed, no sleds). */
+  private async storeCheckpoint(
+    effect: Extract<Effect, { type: "checkpoint.store" }>,
+  ): Promise<Pointer | undefined> {
+    if (this.closed || this.sledIds.length === 0) return undefined;
+    const sleds = await this.sleds.putBlob(
+      effect.blobKey,
+      effect.snapshot,
+      this.sledIds,
+      effect.opNum,
+    );
+    if (this.closed) {
+      // Closed meanwhile (maybe dropped with its volume): a pointer recorded now could
+      // outlive the incarnation it belongs to.
+      await this.sleds.deleteBlob(effect.blobKey, sleds);
+      return undefined;
     }
+    return {
+      opNum: effect.opNum,
+      blobKey: effect.blobKey,
+      sleds,
+      bytes: effect.snapshot.byteLength,
+      createdAtMs: Date.now(),
+    };
+  }
+
+  private checkpointFailed(opNum: number): void {
+    if (this.closed) return;
+    this.replica.onCheckpointFailed(opNum);
+    this.run();
   }
 
   /** A journal that cannot write cannot keep promises: stop this process loudly. */

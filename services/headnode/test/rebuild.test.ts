@@ -7,6 +7,7 @@ import type { Effect } from "../src/replica/effects.ts";
 import { PartitionMetadata } from "../src/replica/metadata.ts";
 import type { Note } from "../src/replica/note.ts";
 import { type Configuration, Replica } from "../src/replica/replica.ts";
+import { publishCheckpoint, storedPointer } from "../src/testing/checkpoint.ts";
 
 const partitionBytes = 1024 * 1024;
 const identity = (nodeId: string, session: number) => ({
@@ -66,7 +67,7 @@ test("a learner rebuilt from a checkpoint catches up without holding up writes",
   const [checkpoint] = pump(cores, chunks).filter((effect) => effect.type === "checkpoint.write");
   expect(checkpoint?.type).toBe("checkpoint.write");
   if (checkpoint?.type !== "checkpoint.write") return;
-  primary.onCheckpointWritten(checkpoint.opNum);
+  publishCheckpoint(primary, checkpoint.opNum);
   pump(cores, chunks);
   const restored = await PartitionMetadata.restore(checkpoint.snapshot);
   expect(restored.metadata.flushedThroughOpNum).toBeLessThan(checkpoint.opNum);
@@ -169,7 +170,13 @@ function pumpWithDisks(
             break;
           case "checkpoint.write":
             disk.checkpoint = effect.snapshot;
-            if (record(node, effect.opNum)) core.onCheckpointWritten(effect.opNum);
+            core.onCheckpointDurable(effect.opNum);
+            break;
+          case "checkpoint.store":
+            core.onCheckpointStored(effect.opNum, storedPointer(effect));
+            break;
+          case "checkpoint.record":
+            if (record(node, effect.opNum)) core.onCheckpointRecorded(effect.opNum);
             break;
           default:
             break;

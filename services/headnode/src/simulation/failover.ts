@@ -62,7 +62,12 @@ import { uniformInt } from "pure-rand/distribution/uniformInt";
 import { xoroshiro128plus } from "pure-rand/generator/xoroshiro128plus";
 import type { JumpableRandomGenerator } from "pure-rand/types/JumpableRandomGenerator";
 import type { ReplicaLimits } from "../constants.ts";
-import type { Effect, ReadResult, ReplicationMessage } from "../replica/effects.ts";
+import type {
+  CheckpointPointer,
+  Effect,
+  ReadResult,
+  ReplicationMessage,
+} from "../replica/effects.ts";
 import { PartitionMetadata } from "../replica/metadata.ts";
 import type { Note } from "../replica/note.ts";
 import { type ClientRequest, type Configuration, Replica } from "../replica/replica.ts";
@@ -235,7 +240,11 @@ interface SimulatedDisk {
   rebuiltFrom: Uint8Array | undefined;
   queue: { operation: DiskOperation; readyTick: number }[];
   checkpointPending: { opNum: number; snapshot: Uint8Array; readyTick: number } | undefined;
-  uploadPending: { opNum: number; snapshot: Uint8Array; readyTick: number } | undefined;
+  uploadPending:
+    | { opNum: number; blobKey: string; snapshot: Uint8Array; readyTick: number }
+    | undefined;
+  /** A record with the model coordinator, answered at the next disk pass. */
+  recordPending: { opNum: number; pointer: CheckpointPointer } | undefined;
 }
 
 /** A replica a head node hosts: its disk survives crashes, the core does not. */
@@ -267,11 +276,6 @@ interface SimulatedNode {
   clock: { rate: number; offsetMs: number };
   hosted: Map<number, Hosted>;
   droppedVolumeIds: Set<string>;
-}
-
-interface CheckpointPointer {
-  opNum: number;
-  blobKey: string;
 }
 
 type Envelope =
@@ -402,8 +406,6 @@ export class FailoverSimulation {
   private readonly sledChunks = new Map<string, Uint8Array>();
   /** Checkpoint blobs on sleds: each copy (or its loss), and the CRC32C it was stored with. */
   private readonly blobs = new Map<string, { crc: number; copies: (Uint8Array | undefined)[] }>();
-  /** Checkpoint uploads so far: keeps blob keys distinct, as partition-host's count does. */
-  private uploadCount = 0;
   private readonly chunkWrites: {
     node: string;
     life: number;
@@ -686,6 +688,7 @@ export class FailoverSimulation {
       disk.queue = [];
       disk.checkpointPending = undefined;
       disk.uploadPending = undefined;
+      disk.recordPending = undefined;
       if (this.options.sabotage === "disk-loses-acknowledged-writes") {
         disk.journal.splice(Math.max(0, disk.journal.length - this.integer(1, 3)));
       }
@@ -760,6 +763,20 @@ export class FailoverSimulation {
             readyTick: this.tickNow + this.integer(1, 4),
           };
           break;
+        case "checkpoint.store":
+          hosted.disk.uploadPending = {
+            opNum: effect.opNum,
+            blobKey: effect.blobKey,
+            snapshot: effect.snapshot,
+            readyTick: this.tickNow + this.integer(0, this.options.checkpointUploadTicksMax),
+          };
+          break;
+        case "checkpoint.record":
+          hosted.disk.recordPending = { opNum: effect.opNum, pointer: effect.pointer };
+          break;
+        case "blob.delete":
+          this.blobs.delete(effect.blobKey);
+          break;
         default: {
           const unreachable: never = effect;
           throw new Error(`unknown effect ${JSON.stringify(unreachable)}`);
@@ -809,27 +826,23 @@ export class FailoverSimulation {
       }
       this.execute(node, hosted);
     }
+    const replica = hosted.adapter?.replica;
     const pending = disk.checkpointPending;
     if (pending !== undefined && pending.readyTick <= this.tickNow) {
-      // Durable locally; then stored on sleds and recorded, and only then may the
-      // journal be released (as partition-host does).
+      // Durable locally; the core then has it stored on sleds and recorded, and only
+      // then releases the journal.
       disk.checkpoint = pending.snapshot;
       disk.rebuiltFrom = undefined;
       disk.checkpointPending = undefined;
-      disk.uploadPending = {
-        ...pending,
-        readyTick: this.tickNow + this.integer(0, this.options.checkpointUploadTicksMax),
-      };
+      replica?.onCheckpointDurable(pending.opNum);
+      this.execute(node, hosted);
     }
     const upload = disk.uploadPending;
     if (upload !== undefined && upload.readyTick <= this.tickNow) {
       disk.uploadPending = undefined;
-      const replica = hosted.adapter?.replica;
       if (this.faultsOn && this.chance(this.options.checkpointUploadFailRate)) {
         replica?.onCheckpointFailed(upload.opNum);
       } else {
-        this.uploadCount++;
-        const blobKey = `checkpoints/${hosted.volumeId}/${hosted.partition}/${node.id}/${upload.opNum}-${node.session}-${this.uploadCount}`;
         const copies = [0, 1].map((): Uint8Array | undefined => {
           if (!(this.faultsOn && this.chance(this.options.checkpointCopyLossRate)))
             return upload.snapshot;
@@ -839,13 +852,30 @@ export class FailoverSimulation {
           corrupt[at] = corrupt[at]! ^ 0x5a;
           return corrupt;
         });
-        this.blobs.set(blobKey, { crc: crc32c(upload.snapshot), copies });
-        this.pointers.set(`${hosted.volumeId}/${hosted.partition}/${node.id}`, {
+        this.blobs.set(upload.blobKey, { crc: crc32c(upload.snapshot), copies });
+        replica?.onCheckpointStored(upload.opNum, {
           opNum: upload.opNum,
-          blobKey,
+          blobKey: upload.blobKey,
+          sleds: ["sled-1", "sled-2"],
+          bytes: upload.snapshot.byteLength,
+          createdAtMs: this.nowMs(),
         });
-        replica?.onCheckpointWritten(upload.opNum);
       }
+      this.execute(node, hosted);
+    }
+    const record = disk.recordPending;
+    if (record !== undefined) {
+      // As the catalogue does: an older pointer than the one recorded is ignored (and
+      // answered with nothing replaced).
+      disk.recordPending = undefined;
+      const key = `${hosted.volumeId}/${hosted.partition}/${node.id}`;
+      const current = this.pointers.get(key);
+      let replaced: CheckpointPointer | undefined;
+      if (current === undefined || current.opNum <= record.opNum) {
+        this.pointers.set(key, record.pointer);
+        replaced = current;
+      }
+      replica?.onCheckpointRecorded(record.opNum, replaced);
       this.execute(node, hosted);
     }
   }
@@ -1663,6 +1693,7 @@ function emptyDisk(): SimulatedDisk {
     queue: [],
     checkpointPending: undefined,
     uploadPending: undefined,
+    recordPending: undefined,
   };
 }
 

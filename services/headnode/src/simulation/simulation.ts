@@ -109,6 +109,14 @@ interface SimulatedDisk {
   /** Operations not yet durable, completed one after another. */
   queue: { operation: DiskOperation; readyTick: number }[];
   checkpointPending: { opNum: number; snapshot: Uint8Array; readyTick: number } | undefined;
+  /**
+   * The later steps of a checkpoint (stored on the fake sleds, recorded with a coordinator
+   * that always accepts), each answered at the next disk pass; lost in a crash.
+   */
+  checkpointStep:
+    | { kind: "store"; opNum: number; blobKey: string; bytes: number }
+    | { kind: "record"; opNum: number }
+    | undefined;
 }
 
 interface SimulatedNode {
@@ -178,7 +186,13 @@ export class Simulation {
         replica: undefined,
         incarnation: 0,
         restartTick: 0,
-        disk: { journal: [], checkpoint: undefined, queue: [], checkpointPending: undefined },
+        disk: {
+          journal: [],
+          checkpoint: undefined,
+          queue: [],
+          checkpointPending: undefined,
+          checkpointStep: undefined,
+        },
       });
     }
   }
@@ -314,6 +328,7 @@ export class Simulation {
     }
     node.disk.queue = [];
     node.disk.checkpointPending = undefined;
+    node.disk.checkpointStep = undefined;
     if (this.options.diskLosesAcknowledgedWrites) {
       const lost = this.integer(1, 3);
       node.disk.journal.splice(Math.max(0, node.disk.journal.length - lost));
@@ -384,6 +399,20 @@ export class Simulation {
             readyTick: this.tickNow + this.integer(1, 5),
           };
           break;
+        case "checkpoint.store":
+          node.disk.checkpointStep = {
+            kind: "store",
+            opNum: effect.opNum,
+            blobKey: effect.blobKey,
+            bytes: effect.snapshot.byteLength,
+          };
+          break;
+        case "checkpoint.record":
+          node.disk.checkpointStep = { kind: "record", opNum: effect.opNum };
+          break;
+        case "blob.delete":
+          // Checkpoint blobs are not kept here: nothing in this simulation fetches them.
+          break;
         default: {
           const unreachable: never = effect;
           throw new Error(`unknown effect ${JSON.stringify(unreachable)}`);
@@ -427,11 +456,27 @@ export class Simulation {
         }
         this.execute(node);
       }
+      const step = disk.checkpointStep;
+      if (step !== undefined) {
+        disk.checkpointStep = undefined;
+        if (step.kind === "store") {
+          node.replica?.onCheckpointStored(step.opNum, {
+            opNum: step.opNum,
+            blobKey: step.blobKey,
+            sleds: ["sled-1", "sled-2"],
+            bytes: step.bytes,
+            createdAtMs: this.tickNow,
+          });
+        } else {
+          node.replica?.onCheckpointRecorded(step.opNum);
+        }
+        this.execute(node);
+      }
       const pending = disk.checkpointPending;
       if (pending !== undefined && pending.readyTick <= this.tickNow) {
         disk.checkpoint = pending.snapshot;
         disk.checkpointPending = undefined;
-        node.replica?.onCheckpointWritten(pending.opNum);
+        node.replica?.onCheckpointDurable(pending.opNum);
         this.execute(node);
       }
     }
