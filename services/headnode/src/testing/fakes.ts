@@ -180,6 +180,11 @@ export class FakeCheckpointFile implements CheckpointStorePort {
     return Promise.resolve(undefined);
   }
 
+  /** Whether a write is in progress. */
+  get pending(): boolean {
+    return this.writing !== undefined;
+  }
+
   complete(): void {
     const writing = this.writing;
     if (writing === undefined || writing.readyTick > this.world.tick) return;
@@ -434,6 +439,11 @@ export class FakeCheckpointRecords {
 
   get pending(): number {
     return this.waiting.length;
+  }
+
+  /** Loses the records `owner` has in flight (it was killed before they arrived). */
+  lose(owner: string): void {
+    this.waiting = this.waiting.filter((entry) => entry.owner !== owner);
   }
 
   complete(held: (owner: string) => boolean = () => false): void {
