@@ -13,6 +13,7 @@ import { join } from "node:path";
 import type { Effect } from "../src/replica/effects.ts";
 import { PartitionMetadata } from "../src/replica/metadata.ts";
 import { Replica } from "../src/replica/replica.ts";
+import { storedPointer } from "../src/testing/checkpoint.ts";
 
 const mebibyte = 1024 * 1024;
 const gibibyte = 1024 * mebibyte;
@@ -45,7 +46,13 @@ function run(
           case "checkpoint.write":
             checkpoint.bytes = effect.snapshot;
             checkpoint.opNum = effect.opNum;
-            core.onCheckpointWritten(effect.opNum);
+            core.onCheckpointDurable(effect.opNum);
+            break;
+          case "checkpoint.store":
+            core.onCheckpointStored(effect.opNum, storedPointer(effect));
+            break;
+          case "checkpoint.record":
+            core.onCheckpointRecorded(effect.opNum);
             break;
           default:
             break;

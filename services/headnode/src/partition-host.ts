@@ -1,49 +1,53 @@
-// The async shell around one partition replica core. It owns the replica's journal and
-// checkpoint file, carries out the core's effects (see replica/effects.ts for the
-// ordering contract), and turns NATS requests into core inputs and core replies into
-// NATS replies. Time reaches the core as ticks and, for read leases, as this process's
-// monotonic clock (performance.now()); a wall clock is never compared across machines.
+// The async shell around one partition replica core. It opens the replica (recovering
+// its journal and checkpoint, or rebuilding it from another replica's checkpoint), turns
+// NATS requests into core inputs and core replies into NATS replies, and has the effect
+// runner (effect-runner.ts) carry out the core's effects through the real ports
+// (adapters.ts: journal and checkpoint files, sleds, NATS, this process's clocks). Time
+// reaches the core as ticks and, for read leases, as the monotonic clock port; a wall
+// clock is never compared across machines.
 //
-// Ordering: journal effects are handed to the journal in the order the core produced
-// them (the journal serializes and group-commits them), and the core hears of an
-// append's durability only after its fsync. Sends and replies go out as they come.
+// Ordering (replica/effects.ts): journal effects reach the journal in the order the core
+// produced them (the journal serializes and group-commits them), and the core hears of
+// an append's durability only after its fsync. Sends and replies go out as they come.
 //
 // Files of a replica, under <data-dir>/partitions/<volume id>/<partition>/ (the volume's
-// incarnation, so that a deleted and re-created volume never finds the old one's files):
-//   journal/          the note journal (segment files)
-//   checkpoint.bin    the last durable metadata snapshot (write to a temporary, fsync,
-//                     rename, fsync the directory: a crash leaves the old or the new one)
-//   rebuilt.bin       another replica's checkpoint this one was rebuilt from, until it
-//                     writes its own (so a crash during the rebuild resumes it)
+// incarnation, so that a deleted and re-created volume never finds the old one's
+// files): the journal, checkpoint.bin and rebuilt.bin (see adapters.ts).
 //
 // Each checkpoint is also stored as a blob on two sleds (checkpoints/<volume id>/
-// <partition>/<node>/<op>-<session>) and its pointer recorded with the coordinator; the
-// blob it replaces is then deleted; only then does the core release journal notes. A
-// kill -9 between the local file and the record leaves a local checkpoint newer than
-// the recorded one: the core then holds every note its journal still has (see
-// replica.ts), so a learner rebuilt from the recorded pointer can still catch up. A
-// replacement replica with no state of its own is rebuilt from the pointer its configure
-// names: the first sled copy that is whole and sound (CRC32C of the blob, and the
-// snapshot's own checksums) wins.
+// <partition>/<node>/<op>-<session>-<upload>, named by the core) and its pointer recorded
+// with the coordinator, each step an effect of the core; once it is recorded the core
+// releases journal notes and has the blob it replaced deleted. A kill -9 between the
+// local file and the record leaves a local checkpoint newer than the recorded one: the
+// core then holds every note its journal still has (see replica.ts), so a learner
+// rebuilt from the recorded pointer can still catch up. A replacement replica with no
+// state of its own is rebuilt from the pointer its configure names: the first sled copy
+// that is whole and sound (CRC32C of the blob, and the snapshot's own checksums) wins.
 
-import { mkdir, open, readFile, rename, rm } from "node:fs/promises";
-import { dirname, join } from "node:path";
-import {
-  BallastError,
-  type CheckpointPointer,
-  decodeValue,
-  ErrorCode,
-  encodeValue,
-  type MessageOf,
-  subjects,
-} from "@ballast/protocol";
+import { mkdir, rm } from "node:fs/promises";
+import { join } from "node:path";
+import { BallastError, ErrorCode, type MessageOf } from "@ballast/protocol";
 import type { Logger, Service } from "@ballast/runtime";
-import type { z } from "zod";
+import {
+  CheckpointFile,
+  decodeNote,
+  JournalFiles,
+  NatsSleds,
+  NatsTransport,
+  processClock,
+} from "./adapters.ts";
+import { fetchCheckpoint } from "./checkpoint-fetch.ts";
 import { type ReplicaLimits, tickMs } from "./constants.ts";
+import { EffectRunner } from "./effect-runner.ts";
 import { Journal } from "./journal/index.ts";
-import type { Effect, ReadResult, ReplicationMessage, Reply } from "./replica/effects.ts";
+import type { ReplicaPorts } from "./ports.ts";
+import type {
+  CheckpointPointer,
+  ReadResult,
+  ReplicationMessage,
+  Reply,
+} from "./replica/effects.ts";
 import { PartitionMetadata } from "./replica/metadata.ts";
-import type { Note } from "./replica/note.ts";
 import {
   type ClientRequest,
   type Configuration,
@@ -61,8 +65,6 @@ export interface PartitionAddress {
   partitionBytes: number;
 }
 
-type Pointer = z.infer<typeof CheckpointPointer>;
-
 interface Waiting {
   resolve(reply: Reply): void;
   reject(error: BallastError): void;
@@ -72,26 +74,20 @@ export class PartitionHost {
   readonly address: PartitionAddress;
   readonly replica: Replica;
   private readonly journal: Journal;
+  private readonly checkpoints: CheckpointFile;
+  private readonly ports: ReplicaPorts;
+  private readonly runner: EffectRunner;
   private readonly directory: string;
   private readonly service: Service;
-  private readonly sleds: SledClient;
   private readonly logger: Logger;
   private readonly waiting = new Map<number, Waiting>();
   private nextRequestId = 1;
-  private sledIds: string[] = [];
-  private closed = false;
-  /** The newest checkpoint stored on sleds. */
-  private stored: Pointer | undefined;
-  /** The op of the checkpoint this replica was rebuilt from, until it writes its own. */
-  private rebuiltFromOpNum: number | undefined;
-  private uploads: Promise<void> = Promise.resolve();
-  /** Checkpoints stored on sleds by this process, for distinct blob keys. */
-  private uploadCount = 0;
 
   private constructor(
     address: PartitionAddress,
     replica: Replica,
     journal: Journal,
+    checkpoints: CheckpointFile,
     directory: string,
     service: Service,
     sleds: SledClient,
@@ -99,10 +95,23 @@ export class PartitionHost {
     this.address = address;
     this.replica = replica;
     this.journal = journal;
+    this.checkpoints = checkpoints;
     this.directory = directory;
     this.service = service;
-    this.sleds = sleds;
     this.logger = service.logger.child({ volume: address.volume, partition: address.partition });
+    this.ports = {
+      journal: new JournalFiles(journal),
+      checkpoints,
+      sleds: new NatsSleds(sleds, { volume: address.volume, partition: address.partition }),
+      transport: new NatsTransport(service, address),
+      clock: processClock,
+    };
+    this.runner = new EffectRunner(replica, this.ports, {
+      reply: (requestId, reply) => this.settleRequest(requestId)?.resolve(reply),
+      replyError: (requestId, error) => this.settleRequest(requestId)?.reject(error),
+      fatal: (what, error) => this.fatal(what, error),
+      log: this.logger,
+    });
   }
 
   /** Opens (recovering) the replica's journal and checkpoint and builds its core. */
@@ -112,18 +121,24 @@ export class PartitionHost {
     address: PartitionAddress,
     sleds: SledClient,
     session: number,
-    rebuildFrom?: Pointer,
+    rebuildFrom?: CheckpointPointer,
     limits: Partial<ReplicaLimits> = {},
     fresh = false,
   ): Promise<PartitionHost> {
     const directory = partitionDirectory(dataDir, address.volumeId, address.partition);
+    const checkpoints = new CheckpointFile(directory);
     if (fresh && rebuildFrom === undefined) await rm(directory, { recursive: true, force: true });
     if (rebuildFrom !== undefined) {
       // Rebuilt from scratch: fetch first, so that a failed fetch leaves the old state.
-      const snapshot = await fetchSnapshot(sleds, rebuildFrom, service.logger);
+      const owner = { volume: address.volume, partition: address.partition };
+      const snapshot = await fetchCheckpoint(
+        new NatsSleds(sleds, owner),
+        rebuildFrom,
+        service.logger,
+      );
       await rm(directory, { recursive: true, force: true });
       await mkdir(directory, { recursive: true });
-      await writeDurably(join(directory, "rebuilt.bin"), snapshot.bytes);
+      await checkpoints.installRebuilt(snapshot.bytes);
       service.logger.info(
         {
           volume: address.volume,
@@ -135,13 +150,11 @@ export class PartitionHost {
       );
     }
     await mkdir(directory, { recursive: true });
-    let checkpoint = await readSnapshot(join(directory, "checkpoint.bin"));
-    let rebuilt = false;
+    const stored = await checkpoints.read();
     const recovered = await Journal.open({ directory: join(directory, "journal") });
-    if (checkpoint === undefined) {
-      checkpoint = await readSnapshot(join(directory, "rebuilt.bin"));
-      rebuilt = checkpoint !== undefined;
-    }
+    const checkpoint =
+      stored === undefined ? undefined : await PartitionMetadata.restore(stored.bytes);
+    const rebuilt = stored?.rebuilt === true;
     const notes = recovered.records.map((record) => decodeNote(record.payload));
     if (recovered.tornTailBytes > 0) {
       service.logger.warn(
@@ -164,19 +177,26 @@ export class PartitionHost {
       },
       "replica recovered",
     );
-    const host = new PartitionHost(address, replica, recovered.journal, directory, service, sleds);
-    if (rebuilt) host.rebuiltFromOpNum = checkpoint?.opNum;
-    return host;
+    if (rebuilt) checkpoints.rebuiltFromOpNum = checkpoint?.opNum;
+    return new PartitionHost(
+      address,
+      replica,
+      recovered.journal,
+      checkpoints,
+      directory,
+      service,
+      sleds,
+    );
   }
 
   /** A new replica set; `configuration.leased` makes a primary's reads need a lease. */
   configure(configuration: Configuration, sleds: readonly string[]): void {
-    this.sledIds = [...sleds];
+    this.runner.sleds = [...sleds];
     this.replica.configure(configuration);
     this.run();
   }
 
-  /** Renews the primary's read lease of `epoch` until `untilMs` (performance.now() time). */
+  /** Renews the primary's read lease of `epoch` until `untilMs` (the clock port's time). */
   renewLease(epoch: number, untilMs: number): void {
     this.replica.renewLease(epoch, untilMs);
   }
@@ -234,7 +254,11 @@ export class PartitionHost {
     // The core checks the read lease against this monotonic clock: once it has run out,
     // another primary may exist, and serving could return data older than a write
     // acknowledged there.
-    const plan: ReadResult = this.replica.read(message.epoch, message.reads, performance.now());
+    const plan: ReadResult = this.replica.read(
+      message.epoch,
+      message.reads,
+      this.ports.clock.nowMs(),
+    );
     const data = await Promise.all(plan.ranges.map((range) => this.assemble(range)));
     return { data };
   }
@@ -251,8 +275,7 @@ export class PartitionHost {
             bytes.set(part.data, at);
             return;
           case "chunk": {
-            const data = await this.sleds.readChunk(
-              { volume: this.address.volume, partition: this.address.partition },
+            const data = await this.ports.sleds.readChunk(
               part.chunk.sledChunkId,
               part.chunk.copies,
               part.chunkOffset,
@@ -314,13 +337,17 @@ export class PartitionHost {
       metadataDigest: this.digest(),
       followers: replica.followers().map(followerOnTheWire),
       ...(primary ? { tailCommitted: replica.tailCommitted } : {}),
-      ...(this.stored === undefined ? {} : { checkpoint: this.stored }),
-      ...(this.rebuiltFromOpNum === undefined ? {} : { rebuiltFromOpNum: this.rebuiltFromOpNum }),
+      ...(replica.recordedCheckpoint === undefined
+        ? {}
+        : { checkpoint: replica.recordedCheckpoint }),
+      ...(this.checkpoints.rebuiltFromOpNum === undefined
+        ? {}
+        : { rebuiltFromOpNum: this.checkpoints.rebuiltFromOpNum }),
     };
   }
 
   async close(): Promise<void> {
-    this.closed = true;
+    this.runner.close();
     for (const waiting of this.waiting.values()) {
       waiting.reject(
         new BallastError(ErrorCode.ShuttingDown, `${this.service.nodeId} is shutting down`),
@@ -337,164 +364,13 @@ export class PartitionHost {
 
   /** Carries out every effect the core has produced. */
   private run(): void {
-    for (const effect of this.replica.drainEffects()) this.execute(effect);
+    this.runner.run();
   }
 
-  private execute(effect: Effect): void {
-    switch (effect.type) {
-      case "journal.append": {
-        const last = effect.notes[effect.notes.length - 1];
-        if (last === undefined) return;
-        const records = effect.notes.map((note) => ({
-          opNum: note.opNum,
-          payload: encodeNote(note),
-        }));
-        this.journal.append(records).then(
-          () => {
-            if (this.closed) return;
-            this.replica.onJournalDurable(last.opNum, effect.generation);
-            this.run();
-          },
-          (error) => this.fatal("journal append failed", error),
-        );
-        return;
-      }
-      case "journal.truncate":
-        this.journal
-          .truncateAfter(effect.afterOpNum)
-          .catch((error) => this.fatal("journal truncate failed", error));
-        return;
-      case "journal.release":
-        this.journal
-          .releaseThrough(effect.throughOpNum)
-          .catch((error) => this.logger.error({ error: String(error) }, "journal release failed"));
-        return;
-      case "send":
-        this.service.bus.publish(
-          subjects.replica.build(this.address.volume, this.address.partition, effect.to),
-          effect.message,
-        );
-        return;
-      case "reply": {
-        const waiting = this.waiting.get(effect.requestId);
-        this.waiting.delete(effect.requestId);
-        waiting?.resolve(effect.reply);
-        return;
-      }
-      case "reply.error": {
-        const waiting = this.waiting.get(effect.requestId);
-        this.waiting.delete(effect.requestId);
-        waiting?.reject(effect.error);
-        return;
-      }
-      case "chunk.write":
-        this.sleds
-          .writeChunk(
-            { volume: this.address.volume, partition: this.address.partition },
-            effect.sledChunkId,
-            effect.data,
-            this.sledIds,
-            effect.chunkNumber,
-          )
-          .then(
-            (copies) => {
-              this.replica.onChunkWritten(effect.chunkNumber, copies);
-              this.run();
-            },
-            (error) => {
-              this.logger.warn(
-                { chunk: effect.sledChunkId, error: String(error) },
-                "chunk write failed; will retry",
-              );
-              this.replica.onChunkFailed(effect.chunkNumber);
-              this.run();
-            },
-          );
-        return;
-      case "checkpoint.write":
-        // The journal is released only once the checkpoint is on sleds and recorded:
-        // a replacement replica rebuilt from the newest recorded checkpoint can then
-        // always get every note after it from the primary.
-        this.writeCheckpoint(effect.snapshot).then(
-          () => {
-            this.uploads = this.uploads.then(async () => {
-              if (await this.storeOnSleds(effect.opNum, effect.snapshot)) {
-                this.replica.onCheckpointWritten(effect.opNum);
-              } else {
-                this.replica.onCheckpointFailed(effect.opNum);
-              }
-              this.run();
-            });
-          },
-          (error) => {
-            this.logger.error({ error: String(error) }, "checkpoint write failed");
-            this.replica.onCheckpointFailed(effect.opNum);
-          },
-        );
-        return;
-      default: {
-        const unreachable: never = effect;
-        throw new Error(`unknown effect ${JSON.stringify(unreachable)}`);
-      }
-    }
-  }
-
-  private async writeCheckpoint(snapshot: Uint8Array): Promise<void> {
-    await writeDurably(join(this.directory, "checkpoint.bin"), snapshot);
-    if (this.rebuiltFromOpNum !== undefined) {
-      // Its own checkpoint now covers everything the rebuilt one did.
-      this.rebuiltFromOpNum = undefined;
-      await rm(join(this.directory, "rebuilt.bin"), { force: true });
-    }
-  }
-
-  /** Stores a checkpoint on two sleds, records it with the coordinator, drops the old one. */
-  private async storeOnSleds(opNum: number, snapshot: Uint8Array): Promise<boolean> {
-    if (this.closed || this.sledIds.length === 0) return false;
-    const { volume, volumeId, partition } = this.address;
-    // A checkpoint may be stored again at the same op (a learner could not fetch the
-    // last one): the upload count keeps every key of this session distinct.
-    this.uploadCount++;
-    const key = `checkpoints/${volumeId}/${partition}/${this.service.nodeId}/${opNum}-${this.replica.identity.session}-${this.uploadCount}`;
-    try {
-      const sleds = await this.sleds.putBlob(key, snapshot, this.sledIds, opNum);
-      if (this.closed) {
-        // Closed meanwhile (maybe dropped with its volume): a pointer recorded now could
-        // outlive the incarnation it belongs to.
-        await this.sleds.deleteBlob(key, sleds);
-        return false;
-      }
-      const pointer: Pointer = {
-        opNum,
-        blobKey: key,
-        sleds,
-        bytes: snapshot.byteLength,
-        createdAtMs: Date.now(),
-      };
-      const { replaced } = await this.service.bus.request(subjects.coordinator.build(), {
-        type: "checkpoint.record.v1",
-        volume,
-        volumeId,
-        partition,
-        node: this.service.nodeId,
-        checkpoint: pointer,
-      });
-      this.stored = pointer;
-      if (replaced !== undefined && replaced.blobKey !== key) {
-        await this.sleds.deleteBlob(replaced.blobKey, replaced.sleds);
-      }
-      this.logger.info(
-        { opNum, key, sleds, bytes: snapshot.byteLength },
-        "checkpoint stored on sleds",
-      );
-      return true;
-    } catch (error) {
-      this.logger.warn(
-        { opNum, error: (error as Error).message },
-        "could not store a checkpoint on sleds; will with the next",
-      );
-      return false;
-    }
+  private settleRequest(requestId: number): Waiting | undefined {
+    const waiting = this.waiting.get(requestId);
+    this.waiting.delete(requestId);
+    return waiting;
   }
 
   /** A journal that cannot write cannot keep promises: stop this process loudly. */
@@ -521,67 +397,4 @@ function followerOnTheWire(follower: FollowerProgress) {
     ...(follower.stalledTicks === undefined ? {} : { stalledMs: follower.stalledTicks * tickMs }),
     ...(follower.needsRebuild === true ? { needsRebuild: true } : {}),
   };
-}
-
-function encodeNote(note: Note): Uint8Array {
-  return encodeValue(note);
-}
-
-/** The journal hands out payloads it owns copies of, so the note may keep views of it. */
-function decodeNote(payload: Uint8Array): Note {
-  return decodeValue(payload) as Note;
-}
-
-async function readSnapshot(path: string) {
-  let bytes: Uint8Array;
-  try {
-    bytes = await readFile(path);
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === "ENOENT") return undefined;
-    throw error;
-  }
-  return PartitionMetadata.restore(bytes);
-}
-
-/** Writes a file so that a crash leaves the old or the new one, never a mix. */
-async function writeDurably(path: string, bytes: Uint8Array): Promise<void> {
-  const temporary = `${path}.tmp`;
-  const file = await open(temporary, "w");
-  try {
-    await file.writeFile(bytes);
-    await file.sync();
-  } finally {
-    await file.close();
-  }
-  await rename(temporary, path);
-  const directory = await open(dirname(path), "r");
-  try {
-    await directory.sync();
-  } finally {
-    await directory.close();
-  }
-}
-
-/** The first copy of a checkpoint that is whole and sound, restored. */
-async function fetchSnapshot(sleds: SledClient, pointer: Pointer, logger: Logger) {
-  const problems: string[] = [];
-  for (const sled of pointer.sleds) {
-    try {
-      const { data } = await sleds.getBlob(pointer.blobKey, pointer.bytes, [sled]);
-      const restored = await PartitionMetadata.restore(data);
-      if (restored.opNum !== pointer.opNum)
-        throw new Error(`holds op ${restored.opNum}, not ${pointer.opNum}`);
-      return { bytes: data, restored, sled };
-    } catch (error) {
-      logger.warn(
-        { sled, blob: pointer.blobKey, error: (error as Error).message },
-        "checkpoint copy unusable; trying another",
-      );
-      problems.push(`${sled}: ${(error as Error).message}`);
-    }
-  }
-  throw new BallastError(
-    ErrorCode.Unavailable,
-    `no usable copy of checkpoint ${pointer.blobKey}: ${problems.join("; ")}`,
-  );
 }

@@ -1,12 +1,16 @@
 // A replacement replica rebuilt from a checkpoint: it joins as a learner, receives only
 // the notes after the checkpoint's flushed point, never holds up commits, and ends with
-// metadata identical to the primary's; then a new epoch makes it a secondary.
+// metadata identical to the primary's; then a new epoch makes it a secondary. The cores
+// run on the head node's effect runner over the shared fakes (testing/cluster.ts), and
+// learners fetch their checkpoint from the fake sleds as the head node does.
 
 import { expect, test } from "vitest";
-import type { Effect } from "../src/replica/effects.ts";
+import { fetchCheckpoint } from "../src/checkpoint-fetch.ts";
+import { silentLog } from "../src/effect-runner.ts";
+import type { CheckpointPointer } from "../src/replica/effects.ts";
 import { PartitionMetadata } from "../src/replica/metadata.ts";
-import type { Note } from "../src/replica/note.ts";
 import { type Configuration, Replica } from "../src/replica/replica.ts";
+import { InstantCluster } from "../src/testing/cluster.ts";
 
 const partitionBytes = 1024 * 1024;
 const identity = (nodeId: string, session: number) => ({
@@ -18,28 +22,6 @@ const identity = (nodeId: string, session: number) => ({
   session,
 });
 
-/** Delivers every effect between the cores until nothing moves; journals sync at once. */
-function pump(cores: Map<string, Replica>, chunks: Map<number, true>): Effect[] {
-  const leftovers: Effect[] = [];
-  for (let round = 0; round < 1000; round++) {
-    let moved = false;
-    for (const [, core] of cores) {
-      for (const effect of core.drainEffects()) {
-        moved = true;
-        if (effect.type === "send") cores.get(effect.to)?.onReplicationMessage(effect.message);
-        else if (effect.type === "journal.append") {
-          core.onJournalDurable(effect.notes[effect.notes.length - 1]!.opNum, effect.generation);
-        } else if (effect.type === "chunk.write") {
-          chunks.set(effect.chunkNumber, true);
-          core.onChunkWritten(effect.chunkNumber, ["sled-1", "sled-2"]);
-        } else leftovers.push(effect);
-      }
-    }
-    if (!moved) return leftovers;
-  }
-  throw new Error("the cores did not settle");
-}
-
 function write(core: Replica, requestId: number, epoch: number, offset: number, fill: number) {
   core.onClientRequest({
     kind: "write",
@@ -49,27 +31,30 @@ function write(core: Replica, requestId: number, epoch: number, offset: number, 
   });
 }
 
+/** The checkpoint `pointer` names, fetched from the sleds as a replacement would. */
+async function fetched(cluster: InstantCluster, pointer: CheckpointPointer | undefined) {
+  if (pointer === undefined) throw new Error("no checkpoint is recorded");
+  return (await fetchCheckpoint(cluster.sleds.port("head-2"), pointer, silentLog)).restored;
+}
+
 test("a learner rebuilt from a checkpoint catches up without holding up writes", async () => {
   const limits = { flushBytesThreshold: 1, checkpointIntervalTicks: 1 };
+  const cluster = new InstantCluster();
   const primary = new Replica(identity("head-1", 1), { notes: [] }, limits);
-  const cores = new Map([["head-1", primary]]);
-  const chunks = new Map<number, true>();
+  cluster.add("head-1", primary);
   const epoch1: Configuration = { epoch: 1, primary: "head-1", secondaries: [] };
   primary.configure(epoch1);
   for (let index = 0; index < 20; index++) write(primary, index, 1, (index % 7) * 4096, index + 1);
-  pump(cores, chunks);
+  cluster.settle();
   primary.tick(); // flush what is committed
-  pump(cores, chunks);
+  cluster.settle();
   for (let index = 20; index < 30; index++) write(primary, index, 1, (index % 5) * 8192, index + 1);
-  pump(cores, chunks);
+  cluster.settle();
   primary.tick(); // checkpoint: its op is past the flushed point (ops 21+ are unflushed)
-  const [checkpoint] = pump(cores, chunks).filter((effect) => effect.type === "checkpoint.write");
-  expect(checkpoint?.type).toBe("checkpoint.write");
-  if (checkpoint?.type !== "checkpoint.write") return;
-  primary.onCheckpointWritten(checkpoint.opNum);
-  pump(cores, chunks);
-  const restored = await PartitionMetadata.restore(checkpoint.snapshot);
-  expect(restored.metadata.flushedThroughOpNum).toBeLessThan(checkpoint.opNum);
+  cluster.settle();
+  const pointer = cluster.records.pointers.get("head-1");
+  const restored = await fetched(cluster, pointer);
+  expect(restored.metadata.flushedThroughOpNum).toBeLessThan(pointer!.opNum);
 
   // The replacement: no journal of its own, the primary's checkpoint, as a learner.
   const learner = new Replica(identity("head-2", 1), {
@@ -77,7 +62,7 @@ test("a learner rebuilt from a checkpoint catches up without holding up writes",
     notes: [],
     rebuilt: true,
   });
-  cores.set("head-2", learner);
+  cluster.add("head-2", learner);
   const epoch2: Configuration = {
     epoch: 2,
     primary: "head-1",
@@ -86,17 +71,16 @@ test("a learner rebuilt from a checkpoint catches up without holding up writes",
   };
   primary.configure(epoch2);
   learner.configure(epoch2);
-  // Writes commit while the learner catches up: it does not count for commit.
+  // Writes commit while the learner hears nothing: it does not count for commit.
+  cluster.isolated.add("head-2");
   write(primary, 100, 2, 0, 0xee);
-  primary.drainEffects().forEach((effect) => {
-    if (effect.type === "journal.append")
-      primary.onJournalDurable(effect.notes.at(-1)!.opNum, effect.generation);
-  });
+  cluster.settle();
   expect(primary.commitOpNum).toBe(primary.lastOpNum);
+  cluster.isolated.delete("head-2");
   for (let tick = 0; tick < 60; tick++) {
     primary.tick();
     learner.tick();
-    pump(cores, chunks);
+    cluster.settle();
   }
   expect(learner.commitOpNum).toBe(primary.commitOpNum);
   expect(learner.metadata.fingerprint()).toBe(primary.metadata.fingerprint());
@@ -116,110 +100,56 @@ test("a learner rebuilt from a checkpoint catches up without holding up writes",
   const epoch3: Configuration = { epoch: 3, primary: "head-1", secondaries: ["head-2"] };
   primary.configure(epoch3);
   learner.configure(epoch3);
-  pump(cores, chunks);
+  cluster.settle();
   write(primary, 200, 3, 4096, 0x42);
-  pump(cores, chunks);
+  cluster.settle();
   // The commit point reaches a secondary with the next message (a heartbeat at the latest).
   for (let tick = 0; tick < 12; tick++) {
     primary.tick();
-    pump(cores, chunks);
+    cluster.settle();
   }
   expect(learner.commitOpNum).toBe(primary.commitOpNum);
   expect(learner.metadata.fingerprint()).toBe(primary.metadata.fingerprint());
 });
 
-/** A replica's disk, as far as recovery goes: its journal and its local checkpoint file. */
-interface Disk {
-  journal: Note[];
-  checkpoint?: Uint8Array;
-}
-
-/**
- * Delivers effects between the cores until nothing moves, keeping each core's disk:
- * appends and releases reach its journal, checkpoints its local file. A checkpoint is
- * reported stored and recorded only if `record` says so.
- */
-function pumpWithDisks(
-  cores: Map<string, Replica>,
-  disks: Map<string, Disk>,
-  record: (node: string, opNum: number) => boolean,
-): void {
-  for (let round = 0; round < 1000; round++) {
-    let moved = false;
-    for (const [node, core] of cores) {
-      const disk = disks.get(node)!;
-      for (const effect of core.drainEffects()) {
-        moved = true;
-        switch (effect.type) {
-          case "send":
-            cores.get(effect.to)?.onReplicationMessage(effect.message);
-            break;
-          case "journal.append":
-            disk.journal.push(...effect.notes.map((note) => ({ ...note })));
-            core.onJournalDurable(effect.notes.at(-1)!.opNum, effect.generation);
-            break;
-          case "journal.truncate":
-            disk.journal = disk.journal.filter((note) => note.opNum <= effect.afterOpNum);
-            break;
-          case "journal.release":
-            disk.journal = disk.journal.filter((note) => note.opNum > effect.throughOpNum);
-            break;
-          case "chunk.write":
-            core.onChunkWritten(effect.chunkNumber, ["sled-1", "sled-2"]);
-            break;
-          case "checkpoint.write":
-            disk.checkpoint = effect.snapshot;
-            if (record(node, effect.opNum)) core.onCheckpointWritten(effect.opNum);
-            break;
-          default:
-            break;
-        }
-      }
-    }
-    if (!moved) return;
-  }
-  throw new Error("the cores did not settle");
-}
-
 test("after a crash between the local checkpoint and its record, a learner from the recorded one still catches up", async () => {
   const limits = { flushBytesThreshold: 1, checkpointIntervalTicks: 1e9, checkpointRetryTicks: 0 };
-  const disks = new Map<string, Disk>([["head-1", { journal: [] }]]);
+  const cluster = new InstantCluster();
   const first = new Replica(identity("head-1", 1), { notes: [] }, limits);
-  const cores = new Map([["head-1", first]]);
+  const disk = cluster.add("head-1", first);
   first.configure({ epoch: 1, primary: "head-1", secondaries: [] });
-  const recorded: Uint8Array[] = [];
-  let recording = true;
-  const record = (_node: string, _opNum: number) => {
-    if (recording) recorded.push(disks.get("head-1")!.checkpoint!);
-    return recording;
-  };
   const flushAndCheckpoint = () => {
     first.tick(); // flush what is committed
-    pumpWithDisks(cores, disks, record);
+    cluster.settle();
     first.requestCheckpoint();
     first.tick();
-    pumpWithDisks(cores, disks, record);
+    cluster.settle();
   };
   for (let index = 0; index < 10; index++) write(first, index, 1, index * 4096, index + 1);
-  pumpWithDisks(cores, disks, record);
+  cluster.settle();
   flushAndCheckpoint(); // checkpoint A: stored, recorded; the journal is released up to it
-  expect(recorded.length).toBe(1);
-  const releasedAtA = first.releasedThroughOpNum;
-  expect(releasedAtA).toBeGreaterThan(0);
+  const pointerA = cluster.records.pointers.get("head-1");
+  expect(pointerA).toBeDefined();
+  expect(first.releasedThroughOpNum).toBeGreaterThan(0);
   for (let index = 10; index < 20; index++) write(first, index, 1, index * 4096, index + 1);
-  pumpWithDisks(cores, disks, record);
-  recording = false; // checkpoint B reaches the local file; kill -9 before it is recorded
+  cluster.settle();
+  // Checkpoint B reaches the local file and the sleds; kill -9 before it is recorded.
+  cluster.recordsHeld = true;
   flushAndCheckpoint();
-  const local = await PartitionMetadata.restore(disks.get("head-1")!.checkpoint!);
-  const atA = await PartitionMetadata.restore(recorded[0]!);
+  cluster.records.lose("head-1");
+  cluster.recordsHeld = false;
+  expect(cluster.records.pointers.get("head-1")).toEqual(pointerA);
+  const local = await PartitionMetadata.restore(disk.checkpoints.checkpoint!);
+  const atA = await fetched(cluster, pointerA);
   expect(local.metadata.flushedThroughOpNum).toBeGreaterThan(atA.metadata.flushedThroughOpNum);
 
   // The restart: its local checkpoint is B, its journal what was never released.
   const primary = new Replica(
     identity("head-1", 2),
-    { checkpoint: local, notes: disks.get("head-1")!.journal.map((note) => ({ ...note })) },
+    { checkpoint: local, notes: disk.journal.notes.map((note) => ({ ...note })) },
     limits,
   );
+  cluster.restart("head-1", primary);
   expect(primary.releasedThroughOpNum).toBeLessThanOrEqual(atA.metadata.flushedThroughOpNum);
   // The learner is rebuilt from the recorded pointer, A.
   const learner = new Replica(identity("head-2", 1), {
@@ -227,9 +157,7 @@ test("after a crash between the local checkpoint and its record, a learner from 
     notes: [],
     rebuilt: true,
   });
-  cores.set("head-1", primary);
-  cores.set("head-2", learner);
-  disks.set("head-2", { journal: [] });
+  cluster.add("head-2", learner);
   const epoch2: Configuration = {
     epoch: 2,
     primary: "head-1",
@@ -242,7 +170,7 @@ test("after a crash between the local checkpoint and its record, a learner from 
   for (let tick = 0; tick < 60; tick++) {
     primary.tick();
     learner.tick();
-    pumpWithDisks(cores, disks, () => true);
+    cluster.settle();
   }
   expect(primary.followers()).toEqual([
     { node: "head-2", matchOpNum: primary.lastOpNum, learner: true },
@@ -256,21 +184,21 @@ test("a rebuilt replica takes no checkpoint until it has re-committed what its s
   // had resent the notes after the snapshot's flushed point, snapshotted its tree at a
   // commit point below ops the tree already held, and tripped the B-tree's assertion.
   const limits = { flushBytesThreshold: 1, checkpointIntervalTicks: 1 };
+  const cluster = new InstantCluster();
   const primary = new Replica(identity("head-1", 1), { notes: [] }, limits);
-  const cores = new Map([["head-1", primary]]);
-  const chunks = new Map<number, true>();
+  cluster.add("head-1", primary);
   primary.configure({ epoch: 1, primary: "head-1", secondaries: [] });
   for (let index = 0; index < 10; index++) write(primary, index, 1, index * 4096, index + 1);
-  pump(cores, chunks);
+  cluster.settle();
   primary.tick();
-  pump(cores, chunks);
+  cluster.settle();
   for (let index = 10; index < 20; index++) write(primary, index, 1, index * 4096, index + 1);
-  pump(cores, chunks);
+  cluster.settle();
   primary.tick();
-  const [checkpoint] = pump(cores, chunks).filter((effect) => effect.type === "checkpoint.write");
-  if (checkpoint?.type !== "checkpoint.write") throw new Error("no checkpoint was taken");
-  const restored = await PartitionMetadata.restore(checkpoint.snapshot);
-  expect(restored.metadata.flushedThroughOpNum).toBeLessThan(checkpoint.opNum);
+  cluster.settle();
+  const pointer = cluster.records.pointers.get("head-1");
+  const restored = await fetched(cluster, pointer);
+  expect(restored.metadata.flushedThroughOpNum).toBeLessThan(pointer!.opNum);
 
   // Rebuilt, with its own checkpoints due at every tick and one asked for (as after a
   // restart, or as a primary whose learner needs one), and no primary reachable yet.
@@ -285,14 +213,14 @@ test("a rebuilt replica takes no checkpoint until it has re-committed what its s
   expect(learner.drainEffects().filter((effect) => effect.type === "checkpoint.write")).toEqual([]);
 
   // Once the primary has resent what it lacks, it checkpoints as any replica does.
-  cores.set("head-2", learner);
+  cluster.add("head-2", learner);
   primary.configure({ epoch: 2, primary: "head-1", secondaries: [], learners: ["head-2"] });
   for (let tick = 0; tick < 40 && learner.commitOpNum < primary.commitOpNum; tick++) {
     primary.tick();
-    pump(cores, chunks);
+    cluster.settle();
   }
   expect(learner.commitOpNum).toBe(primary.commitOpNum);
-  expect(learner.commitOpNum).toBeGreaterThanOrEqual(checkpoint.opNum);
+  expect(learner.commitOpNum).toBeGreaterThanOrEqual(pointer!.opNum);
   learner.requestCheckpoint();
   learner.tick();
   const own = learner.drainEffects().filter((effect) => effect.type === "checkpoint.write");

@@ -7,6 +7,7 @@ import type { Effect } from "../src/replica/effects.ts";
 import { PartitionMetadata } from "../src/replica/metadata.ts";
 import type { Note } from "../src/replica/note.ts";
 import { type Configuration, Replica, sledChunkIdOf } from "../src/replica/replica.ts";
+import { publishCheckpoint, storedPointer } from "../src/testing/checkpoint.ts";
 
 const partitionBytes = 1024 * 1024;
 const configuration: Configuration = {
@@ -463,7 +464,7 @@ describe("flush, checkpoint and recovery", () => {
     primary.tick();
     const [checkpoint] = only(primary.drainEffects(), "checkpoint.write");
     expect(checkpoint?.opNum).toBe(3);
-    primary.onCheckpointWritten(checkpoint!.opNum);
+    publishCheckpoint(primary, checkpoint!.opNum);
     // Released through op 2; the journal keeps op 2 itself, which a restart resumes after.
     expect(only(primary.drainEffects(), "journal.release")).toEqual([
       { type: "journal.release", throughOpNum: 1 },
@@ -501,7 +502,11 @@ describe("flush, checkpoint and recovery", () => {
             primary.onChunkWritten(effect.chunkNumber, ["sled-1", "sled-2"]);
           } else if (effect.type === "checkpoint.write") {
             checkpoints.push(effect.opNum);
-            primary.onCheckpointWritten(effect.opNum);
+            primary.onCheckpointDurable(effect.opNum);
+          } else if (effect.type === "checkpoint.store") {
+            primary.onCheckpointStored(effect.opNum, storedPointer(effect));
+          } else if (effect.type === "checkpoint.record") {
+            primary.onCheckpointRecorded(effect.opNum);
           }
         }
       }
@@ -651,9 +656,78 @@ describe("learners and release", () => {
     primary.tick();
     const [checkpoint] = only(primary.drainEffects(), "checkpoint.write");
     expect(checkpoint).toBeDefined();
-    primary.onCheckpointWritten(checkpoint!.opNum);
+    publishCheckpoint(primary, checkpoint!.opNum);
     return primary.drainEffects();
   }
+
+  test("a checkpoint is published step by step; a failed step releases nothing and the next retries", () => {
+    const primary = primaryWithCheckpoint({ learnerPinTicks: 0 });
+    primary.tick();
+    primary.drainEffects();
+    const keys: string[] = [];
+    for (const failAt of ["write", "store", "record"] as const) {
+      primary.requestCheckpoint();
+      primary.tick();
+      const [write] = only(primary.drainEffects(), "checkpoint.write");
+      expect(write).toBeDefined();
+      const opNum = write!.opNum;
+      if (failAt !== "write") {
+        primary.onCheckpointDurable(opNum);
+        const [store] = only(primary.drainEffects(), "checkpoint.store");
+        keys.push(store!.blobKey);
+        // Reports out of order, or again, change nothing.
+        primary.onCheckpointRecorded(opNum);
+        primary.onCheckpointDurable(opNum);
+        expect(primary.drainEffects()).toEqual([]);
+        if (failAt === "record") {
+          primary.onCheckpointStored(opNum, storedPointer(store!));
+          expect(only(primary.drainEffects(), "checkpoint.record")).toHaveLength(1);
+        }
+      }
+      primary.onCheckpointFailed(opNum);
+      primary.onCheckpointRecorded(opNum); // too late: the checkpoint failed
+      expect(primary.drainEffects()).toEqual([]);
+      expect(primary.releasedThroughOpNum).toBe(0);
+      expect(primary.recordedCheckpoint).toBeUndefined();
+    }
+
+    // The next goes through: the journal is released and the replaced blob deleted.
+    primary.requestCheckpoint();
+    primary.tick();
+    const [write] = only(primary.drainEffects(), "checkpoint.write");
+    const old = {
+      opNum: 1,
+      blobKey: "checkpoints/old",
+      sleds: ["sled-3"],
+      bytes: 1,
+      createdAtMs: 0,
+    };
+    const { pointer } = publishCheckpoint(primary, write!.opNum, old);
+    keys.push(pointer.blobKey);
+    // Every upload at the same op has its own key: a store never overwrites a recorded blob.
+    expect(new Set(keys).size).toBe(keys.length);
+    const effects = primary.drainEffects();
+    expect(only(effects, "blob.delete")).toEqual([
+      { type: "blob.delete", blobKey: "checkpoints/old", sleds: ["sled-3"] },
+    ]);
+    expect(only(effects, "journal.release")).toEqual([
+      { type: "journal.release", throughOpNum: 1 },
+    ]);
+    expect(primary.recordedCheckpoint).toEqual(pointer);
+
+    // Recorded over itself (the same record again): nothing to delete.
+    primary.requestCheckpoint();
+    primary.tick();
+    const [again] = only(primary.drainEffects(), "checkpoint.write");
+    primary.onCheckpointDurable(again!.opNum);
+    const [store] = only(primary.drainEffects(), "checkpoint.store");
+    const same = storedPointer(store!);
+    primary.onCheckpointStored(again!.opNum, same);
+    primary.drainEffects();
+    primary.onCheckpointRecorded(again!.opNum, same);
+    expect(only(primary.drainEffects(), "blob.delete")).toEqual([]);
+    expect(primary.recordedCheckpoint).toEqual(same);
+  });
 
   test("a learner that makes no progress does not hold the journal, and is told to rebuild", () => {
     const primary = primaryWithCheckpoint({ learnerPinTicks: 5 });
@@ -702,7 +776,7 @@ describe("learners and release", () => {
     primary.requestCheckpoint();
     primary.tick();
     const [checkpoint] = only(primary.drainEffects(), "checkpoint.write");
-    primary.onCheckpointWritten(checkpoint!.opNum);
+    publishCheckpoint(primary, checkpoint!.opNum);
     expect(primary.releasedThroughOpNum).toBe(0); // the learner has matched nothing
     primary.onReplicationMessage(ack("head-2", 1, 1, { durableOpNum: 3 }));
     primary.requestCheckpoint();
@@ -711,7 +785,7 @@ describe("learners and release", () => {
     for (let opNum = 1; opNum <= primary.lastOpNum; opNum++) {
       appended.push((primary as unknown as { log: Map<number, Note> }).log.get(opNum)!);
     }
-    primary.onCheckpointWritten(second!.opNum);
+    publishCheckpoint(primary, second!.opNum);
     expect(primary.releasedThroughOpNum).toBe(2);
     const [release] = only(primary.drainEffects(), "journal.release");
     const journal = appended.filter((note) => note.opNum > release!.throughOpNum);
@@ -730,7 +804,7 @@ describe("learners and release", () => {
     restarted.tick();
     const [fresh] = checkpoints();
     expect(fresh?.opNum).toBe(restarted.commitOpNum);
-    restarted.onCheckpointWritten(fresh!.opNum);
+    publishCheckpoint(restarted, fresh!.opNum);
     for (let tick = 0; tick < 10; tick++) restarted.tick();
     expect(checkpoints()).toEqual([]);
   });

@@ -14,15 +14,39 @@
 // - `reply` answers a client request, once.
 // - `chunk.write` writes `data` to at least two sleds and calls `onChunkWritten` with
 //   the sleds that hold it, or `onChunkFailed`.
-// - `checkpoint.write` stores the snapshot durably, on sleds, and records it with the
-//   coordinator, then calls `onCheckpointWritten` (or `onCheckpointFailed`): the core
-//   releases journal notes only on a checkpoint a learner could be rebuilt from.
+// - Checkpoint publication is four steps, one checkpoint at a time; each waits for the
+//   report of the one before, so the shell never runs two at once:
+//   1. `checkpoint.write` writes the snapshot to the local checkpoint file (temporary,
+//      fsync, rename, fsync the directory), then calls `onCheckpointDurable(opNum)`. A
+//      restart may find this file newer than the recorded checkpoint: the core then
+//      holds every note its journal has.
+//   2. `checkpoint.store` puts the snapshot as blob `blobKey` on at least two sleds, then
+//      calls `onCheckpointStored(opNum, pointer)` with the sleds that hold it. Keys are
+//      distinct per upload (the core counts them within a session), so a store never
+//      overwrites a blob a record may name.
+//   3. `checkpoint.record` records `pointer` with the coordinator, then calls
+//      `onCheckpointRecorded(opNum, replaced)` with the pointer it replaced, if any.
+//   4. On the record, the core releases journal notes (a learner rebuilt from the
+//      recorded checkpoint can get every note after it from the primary) and emits
+//      `blob.delete` for the replaced blob when its key differs. A delete may fail or
+//      be lost: that leaves garbage on sleds, never a wrong answer.
+//   Any step may fail: the shell calls `onCheckpointFailed(opNum)`, nothing is released,
+//   and a later checkpoint starts again at step 1. Reports for a checkpoint the core no
+//   longer waits on (a failed one, an earlier life) are ignored.
 
-import type { BallastError, MessageOf } from "@ballast/protocol";
+import type {
+  BallastError,
+  CheckpointPointer as CheckpointPointerSchema,
+  MessageOf,
+} from "@ballast/protocol";
+import type { z } from "zod";
 import type { ReadPart } from "./metadata.ts";
 import type { Note } from "./note.ts";
 
 export type RequestId = number;
+
+/** Where a stored checkpoint is: its blob, the sleds that hold it, its size. */
+export type CheckpointPointer = z.infer<typeof CheckpointPointerSchema>;
 
 export type ReplicationMessage = MessageOf<"replica.notes.v1"> | MessageOf<"replica.ack.v1">;
 
@@ -45,4 +69,7 @@ export type Effect =
   | { type: "reply"; requestId: RequestId; reply: Reply }
   | { type: "reply.error"; requestId: RequestId; error: BallastError }
   | { type: "chunk.write"; chunkNumber: number; sledChunkId: string; data: Uint8Array }
-  | { type: "checkpoint.write"; opNum: number; snapshot: Uint8Array };
+  | { type: "checkpoint.write"; opNum: number; snapshot: Uint8Array }
+  | { type: "checkpoint.store"; opNum: number; blobKey: string; snapshot: Uint8Array }
+  | { type: "checkpoint.record"; opNum: number; pointer: CheckpointPointer }
+  | { type: "blob.delete"; blobKey: string; sleds: readonly string[] };

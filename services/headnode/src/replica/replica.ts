@@ -24,8 +24,9 @@
 //   is committed, that is durable in the journal of every voting replica; they nudge a
 //   flush to sleds but never wait for one.
 // - Checkpoint: once flushed bytes pile up (or the shell asks, `requestCheckpoint`), a
-//   replica snapshots its metadata; when the shell reports the snapshot stored on sleds
-//   and recorded, journal notes whose bytes are all in chunks are released. Release on
+//   replica snapshots its metadata and publishes it step by step (write the local file,
+//   store the blob on sleds, record its pointer with the coordinator, see effects.ts);
+//   once recorded, journal notes whose bytes are all in chunks are released. Release on
 //   a primary waits for every voting follower, and for a learner only while it makes
 //   progress (learnerPinTicks): a stuck learner must not fill the journal until writes
 //   time out. A learner that then needs a released note is reported `needsRebuild`:
@@ -49,7 +50,13 @@
 
 import { BallastError, crc32c, ErrorCode, limits, sledLimits } from "@ballast/protocol";
 import { type ReplicaLimits, replicaLimitsDefault } from "../constants.ts";
-import type { Effect, ReadResult, ReplicationMessage, RequestId } from "./effects.ts";
+import type {
+  CheckpointPointer,
+  Effect,
+  ReadResult,
+  ReplicationMessage,
+  RequestId,
+} from "./effects.ts";
 import { encodeFlushRecord, type FlushRecord } from "./flush-record.ts";
 import { PartitionMetadata } from "./metadata.ts";
 import { type Note, noteBytes, noteChecksum, sameNote } from "./note.ts";
@@ -218,7 +225,24 @@ export class Replica {
   private flushInFlight: FlushInFlight | undefined;
   private flushRetryAtTick = 0;
   private proposedChunkNumber = -1;
-  private checkpointInFlight: { opNum: number; flushedThroughOpNum: number } | undefined;
+  /**
+   * The checkpoint being published, and the step it waits on (see effects.ts): written
+   * locally, then stored on sleds under `blobKey`, then recorded. One at a time.
+   */
+  private checkpointInFlight:
+    | {
+        opNum: number;
+        flushedThroughOpNum: number;
+        step: "write" | "store" | "record";
+        snapshot: Uint8Array;
+        blobKey: string;
+        pointer?: CheckpointPointer;
+      }
+    | undefined;
+  /** Checkpoints stored in this life: keeps every blob key of the session distinct. */
+  private checkpointUploads = 0;
+  /** The newest checkpoint stored on sleds and recorded in this life. */
+  recordedCheckpoint: CheckpointPointer | undefined;
   private lastCheckpointTick = 0;
   private lastCheckpointOpNum = 0;
   /** The flushed point of the newest checkpoint known stored and recorded: release stops there. */
@@ -1220,15 +1244,24 @@ export class Replica {
       this.tickCount - this.lastCheckpointTick >= this.limits.checkpointIntervalTicks ||
       this.commitOpNum - this.lastCheckpointOpNum >= this.limits.checkpointIntervalOps;
     if (!due) return;
-    this.checkpointInFlight = { opNum: this.commitOpNum, flushedThroughOpNum: flushedThrough };
+    const opNum = this.commitOpNum;
+    const snapshot = this.metadata.snapshot(opNum, this.identityOf(flushedThrough));
+    // A checkpoint may be stored again at the same op (a learner could not fetch the
+    // last one): the upload count keeps every key of this session distinct.
+    this.checkpointUploads++;
+    const { nodeId, volume, volumeId, partition, session } = this.identity;
+    const blobKey = `checkpoints/${volumeId ?? volume}/${partition}/${nodeId}/${opNum}-${session}-${this.checkpointUploads}`;
+    this.checkpointInFlight = {
+      opNum,
+      flushedThroughOpNum: flushedThrough,
+      step: "write",
+      snapshot,
+      blobKey,
+    };
     this.checkpointRequested = false;
     this.lastCheckpointTick = this.tickCount;
-    this.lastCheckpointOpNum = this.commitOpNum;
-    this.effects.push({
-      type: "checkpoint.write",
-      opNum: this.commitOpNum,
-      snapshot: this.metadata.snapshot(this.commitOpNum, this.identityOf(flushedThrough)),
-    });
+    this.lastCheckpointOpNum = opNum;
+    this.effects.push({ type: "checkpoint.write", opNum, snapshot });
   }
 
   /** Adds the held notes a flush record just covered to what a checkpoint would release. */
@@ -1243,16 +1276,54 @@ export class Replica {
     }
   }
 
-  onCheckpointWritten(opNum: number): void {
+  /** The checkpoint file is durable: store it on sleds next. */
+  onCheckpointDurable(opNum: number): void {
     const checkpoint = this.checkpointInFlight;
-    if (checkpoint === undefined || checkpoint.opNum !== opNum) return;
+    if (checkpoint?.opNum !== opNum || checkpoint.step !== "write") return;
+    checkpoint.step = "store";
+    this.effects.push({
+      type: "checkpoint.store",
+      opNum,
+      blobKey: checkpoint.blobKey,
+      snapshot: checkpoint.snapshot,
+    });
+  }
+
+  /** The checkpoint is on sleds at `pointer`: record it with the coordinator next. */
+  onCheckpointStored(opNum: number, pointer: CheckpointPointer): void {
+    const checkpoint = this.checkpointInFlight;
+    if (checkpoint?.opNum !== opNum || checkpoint.step !== "store") return;
+    assert(
+      pointer.blobKey === checkpoint.blobKey && pointer.opNum === opNum,
+      `checkpoint ${opNum} stored as ${pointer.blobKey} at op ${pointer.opNum}, not as ${checkpoint.blobKey}`,
+    );
+    checkpoint.step = "record";
+    checkpoint.pointer = pointer;
+    this.effects.push({ type: "checkpoint.record", opNum, pointer });
+  }
+
+  /**
+   * The coordinator holds the pointer: a learner rebuilt from it finds every note after
+   * it here, so the journal may release what it covers. The blob it replaced (`replaced`)
+   * is deleted, unless it is this one (the same record again).
+   */
+  onCheckpointRecorded(opNum: number, replaced?: CheckpointPointer): void {
+    const checkpoint = this.checkpointInFlight;
+    if (checkpoint?.opNum !== opNum || checkpoint.step !== "record") return;
     this.checkpointInFlight = undefined;
     this.checkpointFlushedThroughOpNum = checkpoint.flushedThroughOpNum;
     this.recordedCheckpointOpNum = opNum;
+    this.recordedCheckpoint = checkpoint.pointer;
+    if (replaced !== undefined && replaced.blobKey !== checkpoint.blobKey) {
+      this.effects.push({ type: "blob.delete", blobKey: replaced.blobKey, sleds: replaced.sleds });
+    }
     this.release();
   }
 
-  /** The checkpoint could not be stored: nothing is released, and another is taken later. */
+  /**
+   * A step of the checkpoint failed (write, store or record): nothing is released, and
+   * another is taken later. A blob stored but not recorded stays on its sleds.
+   */
   onCheckpointFailed(opNum: number): void {
     if (this.checkpointInFlight?.opNum === opNum) this.checkpointInFlight = undefined;
   }

@@ -39,7 +39,11 @@
 // metadata is identical, a full read matches both the committed history and the client's
 // own model of acknowledged writes, and every acknowledged op is committed.
 //
-// The replica API this drives is adapted in one place (`ReplicaAdapter`).
+// The replica API this drives is adapted in one place (`ReplicaAdapter`); its effects are
+// carried out by the head node's own effect runner (effect-runner.ts) through the seeded
+// fakes of testing/fakes.ts (journal, checkpoint file, sleds, network, the coordinator's
+// checkpoint records, drifting clocks), and a learner fetches its checkpoint as the head
+// node does (checkpoint-fetch.ts).
 
 import {
   decidePartition,
@@ -50,22 +54,29 @@ import {
   type Report,
   votingSecondaries,
 } from "@ballast/coordinator/decisions";
-import {
-  BallastError,
-  crc32c,
-  ErrorCode,
-  formatVolumeId,
-  incarnationOf,
-  limits,
-} from "@ballast/protocol";
-import { uniformInt } from "pure-rand/distribution/uniformInt";
-import { xoroshiro128plus } from "pure-rand/generator/xoroshiro128plus";
-import type { JumpableRandomGenerator } from "pure-rand/types/JumpableRandomGenerator";
+import { BallastError, ErrorCode, formatVolumeId, incarnationOf, limits } from "@ballast/protocol";
+import { fetchCheckpoint } from "../checkpoint-fetch.ts";
 import type { ReplicaLimits } from "../constants.ts";
-import type { Effect, ReadResult, ReplicationMessage } from "../replica/effects.ts";
+import { EffectRunner, silentLog } from "../effect-runner.ts";
+import type { ReplicaPorts } from "../ports.ts";
+import type {
+  CheckpointPointer,
+  ReadResult,
+  ReplicationMessage,
+  Reply,
+} from "../replica/effects.ts";
 import { PartitionMetadata } from "../replica/metadata.ts";
-import type { Note } from "../replica/note.ts";
 import { type ClientRequest, type Configuration, Replica } from "../replica/replica.ts";
+import {
+  DriftingClock,
+  FakeCheckpointFile,
+  FakeCheckpointRecords,
+  FakeJournal,
+  FakeNetwork,
+  FakeSleds,
+  SimRandom,
+  type SimWorld,
+} from "../testing/fakes.ts";
 import { AcknowledgedModel, type Attempt, Checker, type Violation } from "./checker.ts";
 
 /** Ways to break the system on purpose, one per checker, to prove each can fail. */
@@ -222,30 +233,17 @@ const volumeName = "sim";
 
 // ---------------------------------------------------------------- the simulated world
 
-type DiskOperation =
-  | { kind: "append"; notes: Note[]; generation: number }
-  | { kind: "truncate"; afterOpNum: number }
-  | { kind: "release"; throughOpNum: number };
-
-/** One replica's durable state on its head node: journal, checkpoint, rebuild source. */
-interface SimulatedDisk {
-  journal: Note[];
-  checkpoint: Uint8Array | undefined;
-  /** The checkpoint this replica was rebuilt from, until it writes its own. */
-  rebuiltFrom: Uint8Array | undefined;
-  queue: { operation: DiskOperation; readyTick: number }[];
-  checkpointPending: { opNum: number; snapshot: Uint8Array; readyTick: number } | undefined;
-  uploadPending: { opNum: number; snapshot: Uint8Array; readyTick: number } | undefined;
-}
-
 /** A replica a head node hosts: its disk survives crashes, the core does not. */
 interface Hosted {
   volumeId: string;
   partition: number;
-  disk: SimulatedDisk;
+  journal: FakeJournal;
+  checkpoints: FakeCheckpointFile;
   /** The epoch this replica was added as a learner in, if it was rebuilt as one. */
   learnerSince: number | undefined;
   adapter: ReplicaAdapter | undefined;
+  /** Carries out the adapter's core's effects; closed when that core's life ends. */
+  runner: EffectRunner | undefined;
 }
 
 interface SimulatedNode {
@@ -264,14 +262,9 @@ interface SimulatedNode {
   session: number;
   /** Bumped on every start, so completions from an earlier life are dropped. */
   life: number;
-  clock: { rate: number; offsetMs: number };
+  clock: DriftingClock;
   hosted: Map<number, Hosted>;
   droppedVolumeIds: Set<string>;
-}
-
-interface CheckpointPointer {
-  opNum: number;
-  blobKey: string;
 }
 
 type Envelope =
@@ -293,9 +286,7 @@ type NodeRequest =
   | ClientRequest
   | { kind: "read"; requestId: number; epoch: number; offset: number; length: number };
 
-type ClientOutcome =
-  | { ok: true; reply: Extract<Effect, { type: "reply" }>["reply"] }
-  | { ok: false; error: BallastError };
+type ClientOutcome = { ok: true; reply: Reply } | { ok: false; error: BallastError };
 
 interface ConfigureMessage {
   volumeId: string;
@@ -394,27 +385,15 @@ interface Watched {
 
 export class FailoverSimulation {
   readonly options: FailoverOptions;
-  private readonly random: JumpableRandomGenerator;
+  private readonly random: SimRandom;
+  private readonly world: SimWorld;
   private readonly violations: Violation[] = [];
   private readonly nodes: SimulatedNode[] = [];
   private readonly clients: SimulatedClient[] = [];
-  private readonly inFlight: { tick: number; envelope: Envelope }[] = [];
-  private readonly sledChunks = new Map<string, Uint8Array>();
-  /** Checkpoint blobs on sleds: each copy (or its loss), and the CRC32C it was stored with. */
-  private readonly blobs = new Map<string, { crc: number; copies: (Uint8Array | undefined)[] }>();
-  /** Checkpoint uploads so far: keeps blob keys distinct, as partition-host's count does. */
-  private uploadCount = 0;
-  private readonly chunkWrites: {
-    node: string;
-    life: number;
-    volumeId: string;
-    partition: number;
-    readyTick: number;
-    chunkNumber: number;
-    sledChunkId: string;
-    data: Uint8Array;
-    fails: boolean;
-  }[] = [];
+  private readonly network: FakeNetwork<Envelope>;
+  private readonly sleds: FakeSleds;
+  /** The coordinator's checkpoint pointers, per volume id/partition/node. */
+  private readonly checkpointRecords = new FakeCheckpointRecords();
   private readonly watched = new Map<string, Watched>();
   private tickNow = 0;
   private nextAttempt = 1;
@@ -453,12 +432,30 @@ export class FailoverSimulation {
   private readonly leaseUntilMs = new Map<number, number>();
   private readonly replacing = new Set<number>();
   private readonly learnersSince = new Map<number, Map<string, { ms: number; epoch: number }>>();
-  private readonly pointers = new Map<string, CheckpointPointer>();
 
   constructor(options: FailoverOptions) {
     this.options = options;
     // Neighbouring small seeds give xoroshiro's first outputs little entropy: mix first.
-    this.random = xoroshiro128plus(mixSeed(options.seed));
+    this.random = new SimRandom(mixSeed(options.seed));
+    const simulation = this;
+    this.world = {
+      random: this.random,
+      get tick() {
+        return simulation.tickNow;
+      },
+      get faultsOn() {
+        return simulation.faultsOn;
+      },
+      fail: (check, message) => this.fail(check, message),
+    };
+    this.network = new FakeNetwork(this.world, options);
+    this.sleds = new FakeSleds(this.world, {
+      chunkFailRate: options.chunkFailRate,
+      chunkWriteTicksMax: 4,
+      blobPutFailRate: options.checkpointUploadFailRate,
+      blobCopyLossRate: options.checkpointCopyLossRate,
+      blobPutTicksMax: options.checkpointUploadTicksMax,
+    });
     for (let index = 0; index < options.nodes; index++) {
       const drift = options.clockRateDrift;
       this.nodes.push({
@@ -470,10 +467,11 @@ export class FailoverSimulation {
         cut: undefined,
         session: 0,
         life: 0,
-        clock: {
-          rate: 1 + (this.integer(-1000, 1000) / 1000) * drift,
-          offsetMs: this.integer(0, 1_000_000),
-        },
+        clock: new DriftingClock(
+          () => this.nowMs(),
+          1 + (this.integer(-1000, 1000) / 1000) * drift,
+          this.integer(0, 1_000_000),
+        ),
         hosted: new Map(),
         droppedVolumeIds: new Set(),
       });
@@ -491,6 +489,7 @@ export class FailoverSimulation {
       this.fail("exception", `tick ${this.tickNow}: ${(error as Error).stack ?? error}`);
     }
     this.stats.ticks = this.tickNow;
+    this.stats.messagesDropped = this.network.dropped;
     return { seed: this.options.seed, violations: this.violations, stats: { ...this.stats } };
   }
 
@@ -525,13 +524,11 @@ export class FailoverSimulation {
   }
 
   private chance(probability: number): boolean {
-    if (probability <= 0) return false;
-    return uniformInt(this.random, 0, 999_999) < probability * 1_000_000;
+    return this.random.chance(probability);
   }
 
   private integer(from: number, to: number): number {
-    const low = Math.ceil(from);
-    return uniformInt(this.random, low, Math.max(low, Math.floor(to)));
+    return this.random.integer(from, to);
   }
 
   private nowMs(): number {
@@ -539,7 +536,7 @@ export class FailoverSimulation {
   }
 
   private localMs(node: SimulatedNode): number {
-    return node.clock.offsetMs + this.nowMs() * node.clock.rate;
+    return node.clock.nowMs();
   }
 
   private node(id: string): SimulatedNode {
@@ -574,8 +571,7 @@ export class FailoverSimulation {
     for (const node of this.nodes) {
       if (node.cut !== undefined && node.cut.untilTick <= this.tickNow) node.cut = undefined;
     }
-    this.completeDiskWork();
-    this.completeChunkWrites();
+    this.completeWork();
     await this.deliverMessages();
     for (const node of this.nodes) {
       if (!this.running(node)) continue;
@@ -609,7 +605,7 @@ export class FailoverSimulation {
         continue;
       }
       if (this.chance(options.clockStepRate))
-        node.clock.offsetMs += this.integer(1, options.clockStepMsMax);
+        node.clock.step(this.integer(1, options.clockStepMsMax));
       if (node.pausedUntilTick > this.tickNow) continue;
       const room = this.faultyNodes() < options.faultyNodesMax;
       const healthy = node.cut === undefined && node.diskHungUntilTick <= this.tickNow;
@@ -645,9 +641,9 @@ export class FailoverSimulation {
 
   /** Builds a replica core from its disk, as a head node does on start. */
   private async openReplica(node: SimulatedNode, hosted: Hosted): Promise<void> {
-    const disk = hosted.disk;
-    const own = disk.checkpoint ?? disk.rebuiltFrom;
-    const checkpoint = own === undefined ? undefined : await PartitionMetadata.restore(own);
+    const stored = await hosted.checkpoints.read();
+    const checkpoint =
+      stored === undefined ? undefined : await PartitionMetadata.restore(stored.bytes);
     const replica = new Replica(
       {
         nodeId: node.id,
@@ -659,8 +655,8 @@ export class FailoverSimulation {
       },
       {
         ...(checkpoint === undefined ? {} : { checkpoint }),
-        rebuilt: disk.checkpoint === undefined && disk.rebuiltFrom !== undefined,
-        notes: disk.journal.map((note) => ({ ...note })),
+        rebuilt: stored?.rebuilt === true,
+        notes: hosted.journal.notes.map((note) => ({ ...note })),
       },
       this.options.limits,
       {
@@ -669,6 +665,38 @@ export class FailoverSimulation {
       },
     );
     hosted.adapter = new ReplicaAdapter(replica, this.options.sabotage !== "no-lease-check");
+    hosted.runner = new EffectRunner(replica, this.portsOf(node, hosted), {
+      // Replies are matched to client attempts by the request id (the attempt number).
+      reply: (requestId, reply) => this.replyTo(node, requestId, { ok: true, reply }),
+      replyError: (requestId, error) => this.replyTo(node, requestId, { ok: false, error }),
+      fatal: (what, error) => this.fail("exception", `${node.id}: ${what}: ${error.message}`),
+    });
+    hosted.runner.sleds = ["sled-1", "sled-2"];
+  }
+
+  private portsOf(node: SimulatedNode, hosted: Hosted): ReplicaPorts {
+    const recordKey = `${hosted.volumeId}/${hosted.partition}/${node.id}`;
+    return {
+      journal: hosted.journal,
+      checkpoints: hosted.checkpoints,
+      sleds: this.sleds.port(node.id),
+      transport: {
+        send: (to, message) => this.send({ kind: "replication", from: node.id, to, message }),
+        recordCheckpoint: (pointer, done) =>
+          this.checkpointRecords.record(node.id, recordKey, pointer, done),
+      },
+      clock: node.clock,
+    };
+  }
+
+  private replyTo(node: SimulatedNode, requestId: number, outcome: ClientOutcome): void {
+    this.send({
+      kind: "reply",
+      from: node.id,
+      client: this.clientOf(requestId),
+      attempt: requestId,
+      outcome,
+    });
   }
 
   private crash(node: SimulatedNode): void {
@@ -677,211 +705,53 @@ export class FailoverSimulation {
     node.restartTick = this.tickNow + this.integer(1, this.options.downTicksMax);
     for (const hosted of node.hosted.values()) {
       hosted.adapter = undefined;
-      const disk = hosted.disk;
-      const inProgress = disk.queue[0];
-      if (inProgress !== undefined && inProgress.operation.kind === "append") {
-        const kept = this.integer(0, inProgress.operation.notes.length);
-        this.appendDurably(disk, inProgress.operation.notes.slice(0, kept));
-      }
-      disk.queue = [];
-      disk.checkpointPending = undefined;
-      disk.uploadPending = undefined;
+      hosted.runner?.close();
+      hosted.runner = undefined;
+      hosted.journal.crash();
+      hosted.checkpoints.crash();
       if (this.options.sabotage === "disk-loses-acknowledged-writes") {
-        disk.journal.splice(Math.max(0, disk.journal.length - this.integer(1, 3)));
+        hosted.journal.loseNewest(this.integer(1, 3));
       }
     }
   }
 
-  private appendDurably(disk: SimulatedDisk, notes: Note[]): void {
-    for (const note of notes) {
-      const last = disk.journal[disk.journal.length - 1];
-      if (last !== undefined && note.opNum !== last.opNum + 1) {
-        this.fail("journal", `append of op ${note.opNum} after op ${last.opNum}`);
-      }
-      disk.journal.push({ ...note });
-    }
+  private execute(_node: SimulatedNode, hosted: Hosted): void {
+    hosted.runner?.run();
   }
 
-  private execute(node: SimulatedNode, hosted: Hosted): void {
-    const adapter = hosted.adapter;
-    if (adapter === undefined) return;
-    for (const effect of adapter.replica.drainEffects()) {
-      switch (effect.type) {
-        case "journal.append":
-          this.enqueueDisk(node, hosted.disk, {
-            kind: "append",
-            notes: effect.notes,
-            generation: effect.generation,
-          });
-          break;
-        case "journal.truncate":
-          this.enqueueDisk(node, hosted.disk, { kind: "truncate", afterOpNum: effect.afterOpNum });
-          break;
-        case "journal.release":
-          this.enqueueDisk(node, hosted.disk, {
-            kind: "release",
-            throughOpNum: effect.throughOpNum,
-          });
-          break;
-        case "send":
-          this.send({ kind: "replication", from: node.id, to: effect.to, message: effect.message });
-          break;
-        case "reply":
-        case "reply.error":
-          // Replies are matched to client attempts by the request id (the attempt number).
-          this.send({
-            kind: "reply",
-            from: node.id,
-            client: this.clientOf(effect.requestId),
-            attempt: effect.requestId,
-            outcome:
-              effect.type === "reply"
-                ? { ok: true, reply: effect.reply }
-                : { ok: false, error: effect.error },
-          });
-          break;
-        case "chunk.write":
-          this.chunkWrites.push({
-            node: node.id,
-            life: node.life,
-            volumeId: hosted.volumeId,
-            partition: hosted.partition,
-            readyTick: this.tickNow + this.integer(1, 4),
-            chunkNumber: effect.chunkNumber,
-            sledChunkId: effect.sledChunkId,
-            data: effect.data,
-            fails: this.faultsOn && this.chance(this.options.chunkFailRate),
-          });
-          break;
-        case "checkpoint.write":
-          hosted.disk.checkpointPending = {
-            opNum: effect.opNum,
-            snapshot: effect.snapshot,
-            readyTick: this.tickNow + this.integer(1, 4),
-          };
-          break;
-        default: {
-          const unreachable: never = effect;
-          throw new Error(`unknown effect ${JSON.stringify(unreachable)}`);
-        }
-      }
-    }
-  }
-
-  private enqueueDisk(node: SimulatedNode, disk: SimulatedDisk, operation: DiskOperation): void {
-    const previous = disk.queue[disk.queue.length - 1]?.readyTick ?? this.tickNow;
-    const delay = this.faultsOn ? this.integer(0, this.options.diskDelayTicksMax) : 0;
-    disk.queue.push({ operation, readyTick: Math.max(previous, this.tickNow + delay) });
-    void node;
-  }
-
-  private completeDiskWork(): void {
+  /**
+   * Completes disk, sled and coordinator work due by now. A hung disk completes nothing;
+   * a paused process hears of nothing (the kernel finishes the writes, the process
+   * learns of them when it runs again); a crashed one's runner is closed and hears
+   * nothing either.
+   */
+  private completeWork(): void {
     for (const node of this.nodes) {
-      // A hung disk completes nothing; a paused process hears of nothing (the kernel
-      // finishes the writes, the process learns of them when it runs again).
       if (!this.running(node) || node.diskHungUntilTick > this.tickNow) continue;
-      for (const hosted of node.hosted.values()) this.completeDisk(node, hosted);
-    }
-  }
-
-  private completeDisk(node: SimulatedNode, hosted: Hosted): void {
-    const disk = hosted.disk;
-    while (disk.queue.length > 0 && disk.queue[0]!.readyTick <= this.tickNow) {
-      const { operation } = disk.queue.shift()!;
-      switch (operation.kind) {
-        case "append": {
-          this.appendDurably(disk, operation.notes);
-          const last = operation.notes[operation.notes.length - 1];
-          if (last !== undefined)
-            hosted.adapter?.replica.onJournalDurable(last.opNum, operation.generation);
-          break;
-        }
-        case "truncate":
-          disk.journal = disk.journal.filter((note) => note.opNum <= operation.afterOpNum);
-          break;
-        case "release":
-          disk.journal = disk.journal.filter((note) => note.opNum > operation.throughOpNum);
-          break;
-        default: {
-          const unreachable: never = operation;
-          throw new Error(`unknown disk operation ${JSON.stringify(unreachable)}`);
-        }
+      for (const hosted of node.hosted.values()) {
+        hosted.journal.complete();
+        hosted.checkpoints.complete();
       }
-      this.execute(node, hosted);
     }
-    const pending = disk.checkpointPending;
-    if (pending !== undefined && pending.readyTick <= this.tickNow) {
-      // Durable locally; then stored on sleds and recorded, and only then may the
-      // journal be released (as partition-host does).
-      disk.checkpoint = pending.snapshot;
-      disk.rebuiltFrom = undefined;
-      disk.checkpointPending = undefined;
-      disk.uploadPending = {
-        ...pending,
-        readyTick: this.tickNow + this.integer(0, this.options.checkpointUploadTicksMax),
-      };
-    }
-    const upload = disk.uploadPending;
-    if (upload !== undefined && upload.readyTick <= this.tickNow) {
-      disk.uploadPending = undefined;
-      const replica = hosted.adapter?.replica;
-      if (this.faultsOn && this.chance(this.options.checkpointUploadFailRate)) {
-        replica?.onCheckpointFailed(upload.opNum);
-      } else {
-        this.uploadCount++;
-        const blobKey = `checkpoints/${hosted.volumeId}/${hosted.partition}/${node.id}/${upload.opNum}-${node.session}-${this.uploadCount}`;
-        const copies = [0, 1].map((): Uint8Array | undefined => {
-          if (!(this.faultsOn && this.chance(this.options.checkpointCopyLossRate)))
-            return upload.snapshot;
-          if (this.chance(0.5)) return undefined; // lost
-          const corrupt = new Uint8Array(upload.snapshot); // a copy (Buffer.slice is a view)
-          const at = this.integer(0, corrupt.length - 1);
-          corrupt[at] = corrupt[at]! ^ 0x5a;
-          return corrupt;
-        });
-        this.blobs.set(blobKey, { crc: crc32c(upload.snapshot), copies });
-        this.pointers.set(`${hosted.volumeId}/${hosted.partition}/${node.id}`, {
-          opNum: upload.opNum,
-          blobKey,
-        });
-        replica?.onCheckpointWritten(upload.opNum);
-      }
-      this.execute(node, hosted);
-    }
-  }
-
-  private completeChunkWrites(): void {
-    for (let index = 0; index < this.chunkWrites.length; ) {
-      const write = this.chunkWrites[index]!;
-      if (write.readyTick > this.tickNow) {
-        index++;
-        continue;
-      }
-      const node = this.node(write.node);
-      if (node.pausedUntilTick > this.tickNow && node.up) {
-        index++;
-        continue;
-      }
-      this.chunkWrites.splice(index, 1);
-      if (!write.fails) {
-        const existing = this.sledChunks.get(write.sledChunkId);
-        if (existing !== undefined && Buffer.compare(existing, write.data) !== 0) {
-          this.fail("sled", `chunk ${write.sledChunkId} written twice with different data`);
-        }
-        this.sledChunks.set(write.sledChunkId, write.data);
-      }
-      const hosted = node.hosted.get(write.partition);
-      if (!node.up || node.life !== write.life || hosted?.volumeId !== write.volumeId) continue;
-      const replica = hosted.adapter?.replica;
-      if (replica === undefined) continue;
-      if (write.fails) replica.onChunkFailed(write.chunkNumber);
-      else replica.onChunkWritten(write.chunkNumber, ["sled-1", "sled-2"]);
-      this.execute(node, hosted);
-    }
+    const stalled = (id: string) => {
+      const node = this.node(id);
+      return (
+        node.up && (node.pausedUntilTick > this.tickNow || node.diskHungUntilTick > this.tickNow)
+      );
+    };
+    // Chunk writes wait only for a paused process; checkpoint uploads and records are
+    // steps of its checkpoint, which a hung disk holds up too.
+    this.sleds.complete((owner, kind) =>
+      kind === "chunk"
+        ? this.node(owner).up && this.node(owner).pausedUntilTick > this.tickNow
+        : stalled(owner),
+    );
+    this.checkpointRecords.complete(stalled);
   }
 
   /** Drops a replica and its directory (volume deleted, or a new incarnation arrived). */
   private dropReplica(node: SimulatedNode, hosted: Hosted): void {
+    hosted.runner?.close();
     node.hosted.delete(hosted.partition);
     node.droppedVolumeIds.add(hosted.volumeId);
   }
@@ -912,29 +782,18 @@ export class FailoverSimulation {
       if (message.checkpoint !== undefined) {
         // The first copy that is whole (the blob's CRC32C) and sound (the snapshot's own
         // checksums) wins, as partition-host fetches it.
-        const blob = this.blobs.get(message.checkpoint.blobKey);
-        for (const copy of blob?.copies ?? []) {
-          if (copy === undefined || crc32c(copy) !== blob!.crc) continue;
-          try {
-            await PartitionMetadata.restore(copy);
-            snapshot = copy;
-            break;
-          } catch {
-            // a corrupt copy: try the next
-          }
+        try {
+          snapshot = (
+            await fetchCheckpoint(this.sleds.port(node.id), message.checkpoint, silentLog)
+          ).bytes;
+        } catch {
+          return;
         }
-        if (snapshot === undefined) return;
       }
       if (hosted !== undefined) this.dropReplica(node, hosted);
       node.droppedVolumeIds.delete(message.volumeId);
-      hosted = {
-        volumeId: message.volumeId,
-        partition: message.partition,
-        disk: emptyDisk(),
-        learnerSince: message.learnerSince,
-        adapter: undefined,
-      };
-      hosted.disk.rebuiltFrom = snapshot;
+      hosted = this.newHosted(message.volumeId, message.partition, message.learnerSince);
+      hosted.checkpoints.rebuiltFrom = snapshot;
       node.hosted.set(message.partition, hosted);
       await this.openReplica(node, hosted);
       this.stats.rebuilds++;
@@ -942,18 +801,25 @@ export class FailoverSimulation {
       // A voter with nothing of its own: only a fresh incarnation's first placement
       // starts empty; anything else would be a replica missing acknowledged writes.
       if (!message.create) return;
-      hosted = {
-        volumeId: message.volumeId,
-        partition: message.partition,
-        disk: emptyDisk(),
-        learnerSince: undefined,
-        adapter: undefined,
-      };
+      hosted = this.newHosted(message.volumeId, message.partition, undefined);
       node.hosted.set(message.partition, hosted);
       await this.openReplica(node, hosted);
     }
     hosted.adapter?.configure(configuration);
     this.execute(node, hosted);
+  }
+
+  /** A replica with empty disks. */
+  private newHosted(volumeId: string, partition: number, learnerSince: number | undefined): Hosted {
+    return {
+      volumeId,
+      partition,
+      journal: new FakeJournal(this.world, this.options.diskDelayTicksMax),
+      checkpoints: new FakeCheckpointFile(this.world, 4),
+      learnerSince,
+      adapter: undefined,
+      runner: undefined,
+    };
   }
 
   private onDrop(node: SimulatedNode, volumeId: string): void {
@@ -1150,7 +1016,9 @@ export class FailoverSimulation {
   private pushConfiguration(record: PartitionRecord): void {
     const originals = this.originalVoters.get(record.partition);
     const since = this.learnersSince.get(record.partition);
-    const pointer = this.pointers.get(`${this.volumeId}/${record.partition}/${record.primary}`);
+    const pointer = this.checkpointRecords.pointers.get(
+      `${this.volumeId}/${record.partition}/${record.primary}`,
+    );
     for (const member of membersOf(record)) {
       const learnerSince = since?.get(member)?.epoch;
       this.send({
@@ -1254,49 +1122,28 @@ export class FailoverSimulation {
   }
 
   private send(envelope: Envelope): void {
-    if (this.faultsOn && this.chance(this.options.dropRate)) {
-      this.stats.messagesDropped++;
-      return;
-    }
     // Client requests are never duplicated: each attempt is assigned at most once.
-    const copies =
-      this.faultsOn && envelope.kind !== "request" && this.chance(this.options.duplicateRate)
-        ? 2
-        : 1;
-    for (let copy = 0; copy < copies; copy++) {
-      const delay = this.faultsOn ? this.integer(0, this.options.delayTicksMax) : 0;
-      this.inFlight.push({ tick: this.tickNow + delay, envelope });
-    }
+    this.network.send(envelope, envelope.kind !== "request");
   }
 
   private async deliverMessages(): Promise<void> {
-    const due: Envelope[] = [];
     const perLink = new Map<string, number>();
     let overloaded = false;
-    let kept = 0;
-    for (const entry of this.inFlight) {
-      if (entry.tick > this.tickNow) {
-        this.inFlight[kept++] = entry;
-        continue;
-      }
-      const { from, to } = this.endpoints(entry.envelope);
-      if (!this.linked(from, to)) continue; // lost to the network partition
+    const due = this.network.due((envelope) => {
+      const { from, to } = this.endpoints(envelope);
+      if (!this.linked(from, to)) return "lose"; // lost to the network partition
       const target = this.nodes.find((node) => node.id === to);
-      if (target?.up && target.pausedUntilTick > this.tickNow) {
-        this.inFlight[kept++] = entry; // waits in the socket until the process runs
-        continue;
-      }
+      if (target?.up && target.pausedUntilTick > this.tickNow) return "hold"; // waits in the socket
       const link = `${from}>${to}`;
       const carried = (perLink.get(link) ?? 0) + 1;
       perLink.set(link, carried);
       if (carried > linkMessagesPerTickMax && from !== "coordinator" && to !== "coordinator") {
         overloaded = true;
-        continue;
+        return "lose";
       }
-      due.push(entry.envelope);
-    }
+      return "deliver";
+    });
     if (overloaded) this.stats.overloadedLinkTicks++;
-    this.inFlight.length = kept;
     for (const envelope of due) await this.deliver(envelope);
   }
 
@@ -1498,7 +1345,7 @@ export class FailoverSimulation {
           bytes.set(part.data, at);
           break;
         case "chunk": {
-          const chunk = this.sledChunks.get(part.chunk.sledChunkId);
+          const chunk = this.sleds.chunks.get(part.chunk.sledChunkId);
           if (chunk === undefined) {
             checker.fail(
               "read",
@@ -1566,7 +1413,7 @@ export class FailoverSimulation {
   // ---------------------------------------------------------------- settling
 
   private isSettled(): boolean {
-    if (this.chunkWrites.length > 0) return false;
+    if (this.sleds.pending > 0) return false;
     for (const [partition, { record }] of this.records) {
       if ((record.learners ?? []).length > 0 || (record.joining ?? []).length > 0) return false;
       const members = membersOf(record);
@@ -1578,7 +1425,7 @@ export class FailoverSimulation {
         const replica = hosted?.adapter?.replica;
         if (!node.up || hosted?.volumeId !== this.volumeId || replica === undefined) return false;
         if (replica.configuration?.epoch !== record.epoch) return false;
-        if (hosted.disk.queue.length > 0) return false;
+        if (hosted.journal.pending > 0) return false;
         replicas.push(replica);
       }
       const primary = this.node(record.primary).hosted.get(partition)!.adapter!;
@@ -1653,17 +1500,6 @@ function mixSeed(seed: number): number {
   hash = Math.imul(hash ^ (hash >>> 16), 0x85ebca6b);
   hash = Math.imul(hash ^ (hash >>> 13), 0xc2b2ae35);
   return (hash ^ (hash >>> 16)) | 0;
-}
-
-function emptyDisk(): SimulatedDisk {
-  return {
-    journal: [],
-    checkpoint: undefined,
-    rebuiltFrom: undefined,
-    queue: [],
-    checkpointPending: undefined,
-    uploadPending: undefined,
-  };
 }
 
 /** A mutation's entries as the client model sees them; undefined for reads and flushes. */

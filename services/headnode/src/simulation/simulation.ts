@@ -14,18 +14,27 @@
 // state than an acknowledged write it follows; once settled, every replica's metadata is
 // identical and a full read matches the model.
 //
-// The sleds, network and disk here are fakes for simulation only; integration tests use
-// the real ones.
+// The core's effects are carried out by the head node's own effect runner
+// (effect-runner.ts), through the seeded fakes of testing/fakes.ts for the journal,
+// checkpoint file, sleds, network and coordinator; integration tests use the real ones.
 
 import { BallastError, limits } from "@ballast/protocol";
-import { uniformInt } from "pure-rand/distribution/uniformInt";
-import { xoroshiro128plus } from "pure-rand/generator/xoroshiro128plus";
-import type { JumpableRandomGenerator } from "pure-rand/types/JumpableRandomGenerator";
 import type { ReplicaLimits } from "../constants.ts";
-import type { Effect, ReadResult, ReplicationMessage } from "../replica/effects.ts";
+import { EffectRunner } from "../effect-runner.ts";
+import type { ReplicaPorts } from "../ports.ts";
+import type { ReadResult, ReplicationMessage, Reply } from "../replica/effects.ts";
 import { PartitionMetadata } from "../replica/metadata.ts";
-import type { Note } from "../replica/note.ts";
 import { type ClientRequest, Replica } from "../replica/replica.ts";
+import {
+  DriftingClock,
+  FakeCheckpointFile,
+  FakeCheckpointRecords,
+  FakeJournal,
+  FakeNetwork,
+  FakeSleds,
+  SimRandom,
+  type SimWorld,
+} from "../testing/fakes.ts";
 import { Checker, type Violation } from "./checker.ts";
 
 export interface SimulationOptions {
@@ -97,27 +106,16 @@ export interface SimulationResult {
   };
 }
 
-type DiskOperation =
-  | { kind: "append"; notes: Note[]; generation: number }
-  | { kind: "truncate"; afterOpNum: number }
-  | { kind: "release"; throughOpNum: number };
-
-interface SimulatedDisk {
-  /** What survives a crash. */
-  journal: Note[];
-  checkpoint: Uint8Array | undefined;
-  /** Operations not yet durable, completed one after another. */
-  queue: { operation: DiskOperation; readyTick: number }[];
-  checkpointPending: { opNum: number; snapshot: Uint8Array; readyTick: number } | undefined;
-}
-
 interface SimulatedNode {
   id: string;
   replica: Replica | undefined;
-  /** Bumped on every restart, so completions from an earlier life are dropped. */
+  runner: EffectRunner | undefined;
+  /** Bumped on every restart: sessions grow with it. */
   incarnation: number;
   restartTick: number;
-  disk: SimulatedDisk;
+  /** What survives a crash. */
+  journal: FakeJournal;
+  checkpoints: FakeCheckpointFile;
 }
 
 type Envelope =
@@ -133,9 +131,7 @@ interface ReadRequest {
   length: number;
 }
 
-type ClientOutcome =
-  | { ok: true; reply: Extract<Effect, { type: "reply" }>["reply"] }
-  | { ok: false; error: BallastError };
+type ClientOutcome = { ok: true; reply: Reply } | { ok: false; error: BallastError };
 
 interface Outstanding {
   request: ClientRequest | ReadRequest;
@@ -148,37 +144,51 @@ const epoch = 1;
 
 export class Simulation {
   readonly options: SimulationOptions;
-  private readonly random: JumpableRandomGenerator;
+  private readonly random: SimRandom;
+  private readonly world: SimWorld;
   private readonly nodes: SimulatedNode[] = [];
   private readonly checker = new Checker();
-  private readonly inFlight: { tick: number; envelope: Envelope }[] = [];
-  private readonly sleds = new Map<string, Uint8Array>();
+  private readonly network: FakeNetwork<Envelope>;
+  private readonly sleds: FakeSleds;
+  private readonly records = new FakeCheckpointRecords();
   private readonly outstanding = new Map<number, Outstanding>();
-  private readonly chunkWrites: {
-    node: string;
-    incarnation: number;
-    readyTick: number;
-    chunkNumber: number;
-    sledChunkId: string;
-    data: Uint8Array;
-    fails: boolean;
-  }[] = [];
   private tickNow = 0;
   private nextRequestId = 1;
   private highestAcknowledgedOpNum = 0;
   private faultsOn = true;
-  private readonly stats = { crashes: 0, messagesDropped: 0, reads: 0, acknowledgedMutations: 0 };
+  private readonly stats = { crashes: 0, reads: 0, acknowledgedMutations: 0 };
 
   constructor(options: SimulationOptions) {
     this.options = options;
-    this.random = xoroshiro128plus(options.seed);
+    this.random = new SimRandom(options.seed);
+    const simulation = this;
+    this.world = {
+      random: this.random,
+      get tick() {
+        return simulation.tickNow;
+      },
+      get faultsOn() {
+        return simulation.faultsOn;
+      },
+      fail: (check, message) => this.checker.fail(check, message),
+    };
+    this.network = new FakeNetwork(this.world, options);
+    this.sleds = new FakeSleds(this.world, {
+      chunkFailRate: options.chunkFailRate,
+      chunkWriteTicksMax: 4,
+      blobPutFailRate: 0,
+      blobCopyLossRate: 0,
+      blobPutTicksMax: 1,
+    });
     for (let index = 0; index < options.replicas; index++) {
       this.nodes.push({
         id: `head-${index + 1}`,
         replica: undefined,
+        runner: undefined,
         incarnation: 0,
         restartTick: 0,
-        disk: { journal: [], checkpoint: undefined, queue: [], checkpointPending: undefined },
+        journal: new FakeJournal(this.world, options.diskDelayTicksMax),
+        checkpoints: new FakeCheckpointFile(this.world, 5),
       });
     }
   }
@@ -201,7 +211,7 @@ export class Simulation {
         crashes: this.stats.crashes,
         commitOpNum: primary?.commitOpNum ?? -1,
         chunks: primary?.metadata.chunks.size ?? -1,
-        messagesDropped: this.stats.messagesDropped,
+        messagesDropped: this.network.dropped,
       },
     };
   }
@@ -236,24 +246,22 @@ export class Simulation {
     } else {
       this.expireClientRequests(true);
     }
-    this.completeDiskWork();
-    this.completeChunkWrites();
+    this.completeWork();
     this.deliverMessages();
     for (const node of this.nodes) {
       if (node.replica === undefined) continue;
       node.replica.tick();
-      this.execute(node);
+      node.runner?.run();
     }
     this.expireClientRequests(false);
   }
 
   private chance(probability: number): boolean {
-    if (probability <= 0) return false;
-    return uniformInt(this.random, 0, 999_999) < probability * 1_000_000;
+    return this.random.chance(probability);
   }
 
   private integer(from: number, to: number): number {
-    return uniformInt(this.random, from, to);
+    return this.random.integer(from, to);
   }
 
   // ---------------------------------------------------------------- replicas
@@ -262,10 +270,9 @@ export class Simulation {
     node.incarnation++;
     // Sessions grow with every restart, as the head node's durable counter makes them.
     const session = node.incarnation;
+    const stored = await node.checkpoints.read();
     const checkpoint =
-      node.disk.checkpoint === undefined
-        ? undefined
-        : await PartitionMetadata.restore(node.disk.checkpoint);
+      stored === undefined ? undefined : await PartitionMetadata.restore(stored.bytes);
     const replica = new Replica(
       {
         nodeId: node.id,
@@ -277,7 +284,7 @@ export class Simulation {
       },
       {
         ...(checkpoint === undefined ? {} : { checkpoint }),
-        notes: node.disk.journal.map((note) => ({ ...note })),
+        notes: node.journal.notes.map((note) => ({ ...note })),
       },
       this.options.limits,
       { committed: (note) => this.checker.committed(node.id, note) },
@@ -288,7 +295,29 @@ export class Simulation {
       secondaries: this.nodes.slice(1).map((other) => other.id),
     });
     node.replica = replica;
-    this.execute(node);
+    node.runner = new EffectRunner(replica, this.portsOf(node), {
+      reply: (requestId, reply) =>
+        this.network.send({ kind: "reply", requestId, outcome: { ok: true, reply } }),
+      replyError: (requestId, error) =>
+        this.network.send({ kind: "reply", requestId, outcome: { ok: false, error } }),
+      fatal: (what, error) => this.checker.fail("exception", `${what}: ${error.message}`),
+    });
+    node.runner.sleds = ["sled-1", "sled-2"];
+    node.runner.run();
+  }
+
+  private portsOf(node: SimulatedNode): ReplicaPorts {
+    return {
+      journal: node.journal,
+      checkpoints: node.checkpoints,
+      sleds: this.sleds.port(node.id),
+      transport: {
+        send: (to, message) => this.network.send({ kind: "replication", to, message }),
+        // A coordinator that always takes the record.
+        recordCheckpoint: (pointer, done) => this.records.record(node.id, node.id, pointer, done),
+      },
+      clock: new DriftingClock(() => this.tickNow),
+    };
   }
 
   private async maybeCrashOrRestart(): Promise<void> {
@@ -304,189 +333,40 @@ export class Simulation {
 
   private crash(node: SimulatedNode): void {
     this.stats.crashes++;
+    node.runner?.close();
+    node.runner = undefined;
     node.replica = undefined;
     node.restartTick = this.tickNow + this.integer(1, this.options.downTicksMax);
     // The operation in progress may be torn: a prefix of an append survives.
-    const inProgress = node.disk.queue[0];
-    if (inProgress !== undefined && inProgress.operation.kind === "append") {
-      const kept = this.integer(0, inProgress.operation.notes.length);
-      this.appendDurably(node.disk, inProgress.operation.notes.slice(0, kept));
-    }
-    node.disk.queue = [];
-    node.disk.checkpointPending = undefined;
-    if (this.options.diskLosesAcknowledgedWrites) {
-      const lost = this.integer(1, 3);
-      node.disk.journal.splice(Math.max(0, node.disk.journal.length - lost));
-    }
+    node.journal.crash();
+    node.checkpoints.crash();
+    if (this.options.diskLosesAcknowledgedWrites) node.journal.loseNewest(this.integer(1, 3));
   }
 
-  private appendDurably(disk: SimulatedDisk, notes: Note[]): void {
-    for (const note of notes) {
-      const last = disk.journal[disk.journal.length - 1];
-      if (last !== undefined && note.opNum !== last.opNum + 1) {
-        this.checker.fail("journal", `append of op ${note.opNum} after op ${last.opNum}`);
-      }
-      disk.journal.push(note);
-    }
-  }
-
-  /** Carries out the effects a replica produced. */
-  private execute(node: SimulatedNode): void {
-    const replica = node.replica;
-    if (replica === undefined) return;
-    for (const effect of replica.drainEffects()) {
-      switch (effect.type) {
-        case "journal.append":
-          this.enqueueDisk(node, {
-            kind: "append",
-            notes: effect.notes,
-            generation: effect.generation,
-          });
-          break;
-        case "journal.truncate":
-          this.enqueueDisk(node, { kind: "truncate", afterOpNum: effect.afterOpNum });
-          break;
-        case "journal.release":
-          this.enqueueDisk(node, { kind: "release", throughOpNum: effect.throughOpNum });
-          break;
-        case "send":
-          this.sendOnNetwork({ kind: "replication", to: effect.to, message: effect.message });
-          break;
-        case "reply":
-          this.sendOnNetwork({
-            kind: "reply",
-            requestId: effect.requestId,
-            outcome: { ok: true, reply: effect.reply },
-          });
-          break;
-        case "reply.error":
-          this.sendOnNetwork({
-            kind: "reply",
-            requestId: effect.requestId,
-            outcome: { ok: false, error: effect.error },
-          });
-          break;
-        case "chunk.write":
-          this.chunkWrites.push({
-            node: node.id,
-            incarnation: node.incarnation,
-            readyTick: this.tickNow + this.integer(1, 4),
-            chunkNumber: effect.chunkNumber,
-            sledChunkId: effect.sledChunkId,
-            data: effect.data,
-            fails: this.faultsOn && this.chance(this.options.chunkFailRate),
-          });
-          break;
-        case "checkpoint.write":
-          node.disk.checkpointPending = {
-            opNum: effect.opNum,
-            snapshot: effect.snapshot,
-            readyTick: this.tickNow + this.integer(1, 5),
-          };
-          break;
-        default: {
-          const unreachable: never = effect;
-          throw new Error(`unknown effect ${JSON.stringify(unreachable)}`);
-        }
-      }
-    }
-  }
-
-  private enqueueDisk(node: SimulatedNode, operation: DiskOperation): void {
-    const previous = node.disk.queue[node.disk.queue.length - 1]?.readyTick ?? this.tickNow;
-    const delay = this.faultsOn ? this.integer(0, this.options.diskDelayTicksMax) : 0;
-    node.disk.queue.push({ operation, readyTick: Math.max(previous, this.tickNow + delay) });
-  }
-
-  private completeDiskWork(): void {
+  /** Completes disk, sled and coordinator work due by now; each runner hears of its own. */
+  private completeWork(): void {
     for (const node of this.nodes) {
-      const disk = node.disk;
-      while (disk.queue.length > 0 && disk.queue[0]!.readyTick <= this.tickNow) {
-        const { operation } = disk.queue.shift()!;
-        switch (operation.kind) {
-          case "append": {
-            this.appendDurably(
-              disk,
-              operation.notes.map((note) => ({ ...note })),
-            );
-            const last = operation.notes[operation.notes.length - 1];
-            if (last !== undefined)
-              node.replica?.onJournalDurable(last.opNum, operation.generation);
-            break;
-          }
-          case "truncate":
-            disk.journal = disk.journal.filter((note) => note.opNum <= operation.afterOpNum);
-            break;
-          case "release":
-            disk.journal = disk.journal.filter((note) => note.opNum > operation.throughOpNum);
-            break;
-          default: {
-            const unreachable: never = operation;
-            throw new Error(`unknown disk operation ${JSON.stringify(unreachable)}`);
-          }
-        }
-        this.execute(node);
-      }
-      const pending = disk.checkpointPending;
-      if (pending !== undefined && pending.readyTick <= this.tickNow) {
-        disk.checkpoint = pending.snapshot;
-        disk.checkpointPending = undefined;
-        node.replica?.onCheckpointWritten(pending.opNum);
-        this.execute(node);
-      }
+      node.journal.complete();
+      node.checkpoints.complete();
     }
-  }
-
-  private completeChunkWrites(): void {
-    for (let index = 0; index < this.chunkWrites.length; ) {
-      const write = this.chunkWrites[index]!;
-      if (write.readyTick > this.tickNow) {
-        index++;
-        continue;
-      }
-      this.chunkWrites.splice(index, 1);
-      if (!write.fails) {
-        const existing = this.sleds.get(write.sledChunkId);
-        if (existing !== undefined && Buffer.compare(existing, write.data) !== 0) {
-          this.checker.fail("sled", `chunk ${write.sledChunkId} written twice with different data`);
-        }
-        this.sleds.set(write.sledChunkId, write.data);
-      }
-      const node = this.nodes.find((candidate) => candidate.id === write.node)!;
-      if (node.replica === undefined || node.incarnation !== write.incarnation) continue;
-      if (write.fails) node.replica.onChunkFailed(write.chunkNumber);
-      else node.replica.onChunkWritten(write.chunkNumber, ["sled-1", "sled-2"]);
-      this.execute(node);
-    }
+    this.sleds.complete();
+    this.records.complete();
   }
 
   // ---------------------------------------------------------------- network
 
   private sendOnNetwork(envelope: Envelope): void {
-    if (this.faultsOn && this.chance(this.options.dropRate)) {
-      this.stats.messagesDropped++;
-      return;
-    }
-    const copies = this.faultsOn && this.chance(this.options.duplicateRate) ? 2 : 1;
-    for (let copy = 0; copy < copies; copy++) {
-      const delay = this.faultsOn ? this.integer(0, this.options.delayTicksMax) : 0;
-      this.inFlight.push({ tick: this.tickNow + delay, envelope });
-    }
+    this.network.send(envelope);
   }
 
   private deliverMessages(): void {
-    const due = this.inFlight.filter((entry) => entry.tick <= this.tickNow);
-    if (due.length === 0) return;
-    const remaining = this.inFlight.filter((entry) => entry.tick > this.tickNow);
-    this.inFlight.length = 0;
-    this.inFlight.push(...remaining);
-    for (const { envelope } of due) {
+    for (const envelope of this.network.due()) {
       switch (envelope.kind) {
         case "replication": {
           const node = this.node(envelope.to);
           if (node.replica === undefined) break;
           node.replica.onReplicationMessage(envelope.message);
-          this.execute(node);
+          node.runner?.run();
           break;
         }
         case "request":
@@ -584,7 +464,7 @@ export class Simulation {
       return;
     }
     replica.onClientRequest(request);
-    this.execute(node);
+    node.runner?.run();
   }
 
   private resolveRead(read: ReadResult): Uint8Array {
@@ -599,7 +479,7 @@ export class Simulation {
           bytes.set(part.data, at);
           break;
         case "chunk": {
-          const chunk = this.sleds.get(part.chunk.sledChunkId);
+          const chunk = this.sleds.chunks.get(part.chunk.sledChunkId);
           if (chunk === undefined) {
             this.checker.fail(
               "read",
@@ -649,8 +529,8 @@ export class Simulation {
     const replicas = this.nodes.map((node) => node.replica);
     if (replicas.some((replica) => replica === undefined)) return false;
     const primary = replicas[0]!;
-    if (this.inFlight.length > 0 || this.chunkWrites.length > 0) return false;
-    if (this.nodes.some((node) => node.disk.queue.length > 0)) return false;
+    if (this.network.size > 0 || this.sleds.pending > 0) return false;
+    if (this.nodes.some((node) => node.journal.pending > 0)) return false;
     // A secondary may still hold an uncommitted op past the primary's last, from the
     // primary's previous life: it is replaced by the next op, and until then harmless.
     return replicas.every(

@@ -1,0 +1,200 @@
+// The real adapters behind a replica's ports (ports.ts): the note journal on local disk,
+// the checkpoint file, sleds and the coordinator over NATS, and this process's clocks.
+// Each turns the port's callback into the promise of the API underneath.
+//
+// Files of a replica (see partition-host.ts for the directory):
+//   journal/          the note journal (segment files)
+//   checkpoint.bin    the last durable metadata snapshot (write to a temporary, fsync,
+//                     rename, fsync the directory: a crash leaves the old or the new one)
+//   rebuilt.bin       another replica's checkpoint this one was rebuilt from, until it
+//                     writes its own (so a crash during the rebuild resumes it)
+
+import { open, readFile, rename, rm } from "node:fs/promises";
+import { dirname, join } from "node:path";
+import { decodeValue, encodeValue, subjects } from "@ballast/protocol";
+import type { Service } from "@ballast/runtime";
+import type { Journal } from "./journal/index.ts";
+import {
+  type CheckpointStorePort,
+  type ClockPort,
+  type Done,
+  type JournalPort,
+  type SledsPort,
+  type StoredCheckpoint,
+  settle,
+  type TransportPort,
+} from "./ports.ts";
+import type { CheckpointPointer, ReplicationMessage } from "./replica/effects.ts";
+import type { Note } from "./replica/note.ts";
+import type { ChunkOwner, SledClient } from "./sled-client.ts";
+
+/** The note journal on disk; the journal itself serializes and group-commits. */
+export class JournalFiles implements JournalPort {
+  constructor(readonly journal: Journal) {}
+
+  append(notes: readonly Note[], done: Done): void {
+    const records = notes.map((note) => ({ opNum: note.opNum, payload: encodeNote(note) }));
+    settle(this.journal.append(records), done);
+  }
+
+  truncateAfter(afterOpNum: number, done: Done): void {
+    settle(this.journal.truncateAfter(afterOpNum), done);
+  }
+
+  releaseThrough(throughOpNum: number, done: Done): void {
+    settle(this.journal.releaseThrough(throughOpNum), done);
+  }
+}
+
+export function encodeNote(note: Note): Uint8Array {
+  return encodeValue(note);
+}
+
+/** The journal hands out payloads it owns copies of, so the note may keep views of it. */
+export function decodeNote(payload: Uint8Array): Note {
+  return decodeValue(payload) as Note;
+}
+
+/** checkpoint.bin, and rebuilt.bin until the replica's own checkpoint replaces it. */
+export class CheckpointFile implements CheckpointStorePort {
+  /** The op of the checkpoint this replica was rebuilt from, until it writes its own. */
+  rebuiltFromOpNum: number | undefined;
+
+  constructor(private readonly directory: string) {}
+
+  /** Keeps another replica's checkpoint to rebuild from (replacing any state). */
+  async installRebuilt(bytes: Uint8Array): Promise<void> {
+    await writeDurably(join(this.directory, "rebuilt.bin"), bytes);
+  }
+
+  async read(): Promise<StoredCheckpoint | undefined> {
+    const own = await readIfThere(join(this.directory, "checkpoint.bin"));
+    if (own !== undefined) return { bytes: own, rebuilt: false };
+    const rebuilt = await readIfThere(join(this.directory, "rebuilt.bin"));
+    return rebuilt === undefined ? undefined : { bytes: rebuilt, rebuilt: true };
+  }
+
+  write(snapshot: Uint8Array, done: Done): void {
+    settle(this.writeNow(snapshot), done);
+  }
+
+  private async writeNow(snapshot: Uint8Array): Promise<void> {
+    await writeDurably(join(this.directory, "checkpoint.bin"), snapshot);
+    if (this.rebuiltFromOpNum !== undefined) {
+      // Its own checkpoint now covers everything the rebuilt one did.
+      this.rebuiltFromOpNum = undefined;
+      await rm(join(this.directory, "rebuilt.bin"), { force: true });
+    }
+  }
+}
+
+/** Chunks and blobs of one partition on sleds, over NATS. */
+export class NatsSleds implements SledsPort {
+  constructor(
+    private readonly client: SledClient,
+    private readonly owner: ChunkOwner,
+  ) {}
+
+  writeChunk(
+    chunk: { sledChunkId: string; chunkNumber: number; data: Uint8Array },
+    sleds: readonly string[],
+    done: Done<string[]>,
+  ): void {
+    settle(
+      this.client.writeChunk(this.owner, chunk.sledChunkId, chunk.data, sleds, chunk.chunkNumber),
+      done,
+    );
+  }
+
+  readChunk(
+    sledChunkId: string,
+    copies: readonly string[],
+    offset: number,
+    length: number,
+  ): Promise<Uint8Array> {
+    return this.client.readChunk(this.owner, sledChunkId, copies, offset, length);
+  }
+
+  putBlob(
+    key: string,
+    data: Uint8Array,
+    sleds: readonly string[],
+    spread: number,
+    done: Done<string[]>,
+  ): void {
+    settle(this.client.putBlob(key, data, sleds, spread), done);
+  }
+
+  getBlob(
+    key: string,
+    bytes: number,
+    sleds: readonly string[],
+  ): Promise<{ data: Uint8Array; sled: string }> {
+    return this.client.getBlob(key, bytes, sleds);
+  }
+
+  deleteBlob(key: string, sleds: readonly string[], done: Done): void {
+    settle(this.client.deleteBlob(key, sleds), done);
+  }
+}
+
+/** Replication messages over NATS; checkpoint records to the coordinator. */
+export class NatsTransport implements TransportPort {
+  constructor(
+    private readonly service: Service,
+    private readonly address: { volume: string; volumeId: string; partition: number },
+  ) {}
+
+  send(to: string, message: ReplicationMessage): void {
+    const { volume, partition } = this.address;
+    this.service.bus.publish(subjects.replica.build(volume, partition, to), message);
+  }
+
+  recordCheckpoint(pointer: CheckpointPointer, done: Done<{ replaced?: CheckpointPointer }>): void {
+    const { volume, volumeId, partition } = this.address;
+    settle(
+      this.service.bus.request(subjects.coordinator.build(), {
+        type: "checkpoint.record.v1",
+        volume,
+        volumeId,
+        partition,
+        node: this.service.nodeId,
+        checkpoint: pointer,
+      }),
+      done,
+    );
+  }
+}
+
+export const processClock: ClockPort = {
+  nowMs: () => performance.now(),
+  wallMs: () => Date.now(),
+};
+
+async function readIfThere(path: string): Promise<Uint8Array | undefined> {
+  try {
+    return await readFile(path);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    throw error;
+  }
+}
+
+/** Writes a file so that a crash leaves the old or the new one, never a mix. */
+async function writeDurably(path: string, bytes: Uint8Array): Promise<void> {
+  const temporary = `${path}.tmp`;
+  const file = await open(temporary, "w");
+  try {
+    await file.writeFile(bytes);
+    await file.sync();
+  } finally {
+    await file.close();
+  }
+  await rename(temporary, path);
+  const directory = await open(dirname(path), "r");
+  try {
+    await directory.sync();
+  } finally {
+    await directory.close();
+  }
+}

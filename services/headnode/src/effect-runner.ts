@@ -1,0 +1,206 @@
+// Carries out a replica core's effects through its ports (ports.ts) and reports each
+// completion back to the core, in the order replica/effects.ts lays down. The head node
+// (partition-host.ts), the simulators and the scenario tests all run this one runner,
+// with real adapters or with the seeded fakes, so that what the simulators check is what
+// the head node does.
+//
+// It holds no state of the protocol: which checkpoint step comes next, what is released,
+// which blob to delete, are the core's decisions. It only knows the sleds of the current
+// configuration and whether its life has ended.
+//
+// Failure model: a journal append or truncate that fails cannot keep the promises the
+// core already made, so it is fatal (the shell stops the process); a failed release only
+// leaves notes on disk. A failed chunk write or checkpoint step is reported to the core,
+// which retries later. Once closed (a crash, a shutdown, a dropped replica), completions
+// are ignored: the core of that life is gone.
+
+import type { BallastError } from "@ballast/protocol";
+import type { ReplicaPorts } from "./ports.ts";
+import type { Effect, Reply, RequestId } from "./replica/effects.ts";
+import type { Replica } from "./replica/replica.ts";
+
+/** The few log calls the runner makes (pino's logger fits; fakes pass a silent one). */
+export interface RunnerLog {
+  info(fields: object, message: string): void;
+  warn(fields: object, message: string): void;
+  error(fields: object, message: string): void;
+}
+
+export const silentLog: RunnerLog = { info() {}, warn() {}, error() {} };
+
+export interface RunnerHooks {
+  /** Answers a client request (once). */
+  reply(requestId: RequestId, reply: Reply): void;
+  replyError(requestId: RequestId, error: BallastError): void;
+  /** The journal failed: nothing the core acknowledges can be trusted any more. */
+  fatal(what: string, error: Error): void;
+  log?: RunnerLog;
+}
+
+export class EffectRunner {
+  readonly core: Replica;
+  /** The sleds chunks and checkpoint blobs go to (the current configuration's). */
+  sleds: readonly string[] = [];
+  private closedFlag = false;
+  private readonly ports: ReplicaPorts;
+  private readonly hooks: RunnerHooks;
+  private readonly log: RunnerLog;
+
+  constructor(core: Replica, ports: ReplicaPorts, hooks: RunnerHooks) {
+    this.core = core;
+    this.ports = ports;
+    this.hooks = hooks;
+    this.log = hooks.log ?? silentLog;
+  }
+
+  get closed(): boolean {
+    return this.closedFlag;
+  }
+
+  /** Ends this life: later completions are ignored. */
+  close(): void {
+    this.closedFlag = true;
+  }
+
+  /** Carries out every effect the core has produced. */
+  run(): void {
+    if (this.closedFlag) return;
+    for (const effect of this.core.drainEffects()) this.execute(effect);
+  }
+
+  /** Reports to the core if this life goes on, then carries out what that produced. */
+  private report(action: () => void): void {
+    if (this.closedFlag) return;
+    action();
+    this.run();
+  }
+
+  private execute(effect: Effect): void {
+    const { journal, checkpoints, sleds, transport } = this.ports;
+    switch (effect.type) {
+      case "journal.append": {
+        const last = effect.notes[effect.notes.length - 1];
+        if (last === undefined) return;
+        journal.append(effect.notes, (outcome) => {
+          if (!outcome.ok) return this.fatalUnlessClosed("journal append failed", outcome.error);
+          this.report(() => this.core.onJournalDurable(last.opNum, effect.generation));
+        });
+        return;
+      }
+      case "journal.truncate":
+        journal.truncateAfter(effect.afterOpNum, (outcome) => {
+          if (!outcome.ok) this.fatalUnlessClosed("journal truncate failed", outcome.error);
+        });
+        return;
+      case "journal.release":
+        journal.releaseThrough(effect.throughOpNum, (outcome) => {
+          if (!outcome.ok)
+            this.log.error({ error: String(outcome.error) }, "journal release failed");
+        });
+        return;
+      case "send":
+        transport.send(effect.to, effect.message);
+        return;
+      case "reply":
+        this.hooks.reply(effect.requestId, effect.reply);
+        return;
+      case "reply.error":
+        this.hooks.replyError(effect.requestId, effect.error);
+        return;
+      case "chunk.write":
+        sleds.writeChunk(effect, this.sleds, (outcome) => {
+          if (outcome.ok) {
+            this.report(() => this.core.onChunkWritten(effect.chunkNumber, outcome.value));
+            return;
+          }
+          this.log.warn(
+            { chunk: effect.sledChunkId, error: String(outcome.error) },
+            "chunk write failed; will retry",
+          );
+          this.report(() => this.core.onChunkFailed(effect.chunkNumber));
+        });
+        return;
+      case "checkpoint.write":
+        checkpoints.write(effect.snapshot, (outcome) => {
+          if (outcome.ok) {
+            this.report(() => this.core.onCheckpointDurable(effect.opNum));
+            return;
+          }
+          this.log.error({ error: String(outcome.error) }, "checkpoint write failed");
+          this.report(() => this.core.onCheckpointFailed(effect.opNum));
+        });
+        return;
+      case "checkpoint.store":
+        this.storeCheckpoint(effect);
+        return;
+      case "checkpoint.record":
+        transport.recordCheckpoint(effect.pointer, (outcome) => {
+          if (outcome.ok) {
+            this.log.info(
+              { opNum: effect.opNum, key: effect.pointer.blobKey, sleds: effect.pointer.sleds },
+              "checkpoint stored on sleds and recorded",
+            );
+            this.report(() => this.core.onCheckpointRecorded(effect.opNum, outcome.value.replaced));
+            return;
+          }
+          this.log.warn(
+            { opNum: effect.opNum, error: outcome.error.message },
+            "could not record a checkpoint; will with the next",
+          );
+          this.report(() => this.core.onCheckpointFailed(effect.opNum));
+        });
+        return;
+      case "blob.delete":
+        sleds.deleteBlob(effect.blobKey, effect.sleds, (outcome) => {
+          if (!outcome.ok)
+            this.log.warn(
+              { blob: effect.blobKey, error: String(outcome.error) },
+              "could not delete a replaced checkpoint; it stays on its sleds",
+            );
+        });
+        return;
+      default: {
+        const unreachable: never = effect;
+        throw new Error(`unknown effect ${JSON.stringify(unreachable)}`);
+      }
+    }
+  }
+
+  private storeCheckpoint(effect: Extract<Effect, { type: "checkpoint.store" }>): void {
+    const { opNum, blobKey, snapshot } = effect;
+    if (this.sleds.length === 0) {
+      // Nowhere to store it (a static assignment without sleds): nothing is released.
+      queueMicrotask(() => this.report(() => this.core.onCheckpointFailed(opNum)));
+      return;
+    }
+    this.ports.sleds.putBlob(blobKey, snapshot, this.sleds, opNum, (outcome) => {
+      if (!outcome.ok) {
+        this.log.warn(
+          { opNum, error: outcome.error.message },
+          "could not store a checkpoint on sleds; will with the next",
+        );
+        this.report(() => this.core.onCheckpointFailed(opNum));
+        return;
+      }
+      if (this.closedFlag) {
+        // Closed meanwhile (maybe dropped with its volume): a pointer recorded now could
+        // outlive the incarnation it belongs to.
+        this.ports.sleds.deleteBlob(blobKey, outcome.value, () => {});
+        return;
+      }
+      this.report(() =>
+        this.core.onCheckpointStored(opNum, {
+          opNum,
+          blobKey,
+          sleds: outcome.value,
+          bytes: snapshot.byteLength,
+          createdAtMs: this.ports.clock.wallMs(),
+        }),
+      );
+    });
+  }
+
+  private fatalUnlessClosed(what: string, error: Error): void {
+    if (!this.closedFlag) this.hooks.fatal(what, error);
+  }
+}

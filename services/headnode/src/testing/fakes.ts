@@ -1,0 +1,490 @@
+// Seeded fakes of a replica's ports (ports.ts), shared by the simulators
+// (simulation/simulation.ts, simulation/failover.ts) and the scenario tests. Nothing
+// here reads a clock or Math.random: work completes when the simulator calls
+// `complete()` at a tick, and every fault is drawn from the one seeded generator, so a
+// seed replays exactly.
+//
+// Fault knobs, each off once the simulator turns faults off (settling):
+// - journal (FakeJournal): operations complete in order after a random delay; a crash
+//   loses what had not completed, and the append in progress may leave a prefix of its
+//   notes (a torn tail); as sabotage, a crash may also lose acknowledged notes.
+// - checkpoint file (FakeCheckpointFile): written after a delay; a crash loses a write
+//   in progress (the old file stays).
+// - sleds (FakeSleds): chunk writes fail at a rate; checkpoint uploads fail at a rate,
+//   and each of their two copies may be lost or corrupt (found by the blob's CRC32C).
+// - network (FakeNetwork): messages are dropped, duplicated and delayed (so reordered).
+// - checkpoint records (FakeCheckpointRecords): the coordinator's catalogue, which keeps
+//   the newest pointer per replica and answers with the one it replaced.
+// - clock (DriftingClock): a node's monotonic clock at its own rate and offset, stepping
+//   forward now and then.
+//
+// Holding back: a simulator may hold the completions of one owner (a paused process, a
+// hung disk) by the `held` predicate it passes to `complete`.
+
+import { crc32c } from "@ballast/protocol";
+import { uniformInt } from "pure-rand/distribution/uniformInt";
+import { xoroshiro128plus } from "pure-rand/generator/xoroshiro128plus";
+import type { JumpableRandomGenerator } from "pure-rand/types/JumpableRandomGenerator";
+import type {
+  CheckpointStorePort,
+  ClockPort,
+  Done,
+  JournalPort,
+  SledsPort,
+  StoredCheckpoint,
+} from "../ports.ts";
+import type { CheckpointPointer } from "../replica/effects.ts";
+import type { Note } from "../replica/note.ts";
+
+/** The one seeded generator of a simulation. */
+export class SimRandom {
+  private readonly generator: JumpableRandomGenerator;
+
+  constructor(seed: number) {
+    this.generator = xoroshiro128plus(seed);
+  }
+
+  chance(probability: number): boolean {
+    if (probability <= 0) return false;
+    return uniformInt(this.generator, 0, 999_999) < probability * 1_000_000;
+  }
+
+  /** A whole number in [from, to] (bounds rounded inwards). */
+  integer(from: number, to: number): number {
+    const low = Math.ceil(from);
+    return uniformInt(this.generator, low, Math.max(low, Math.floor(to)));
+  }
+}
+
+/** What every fake reads of its simulation. */
+export interface SimWorld {
+  readonly random: SimRandom;
+  readonly tick: number;
+  /** Faults are drawn only while this is on (off while settling). */
+  readonly faultsOn: boolean;
+  /** A check the fakes themselves make failed (a journal out of order, a chunk rewritten). */
+  fail(check: string, message: string): void;
+}
+
+const ok = { ok: true, value: undefined } as const;
+
+type JournalOperation =
+  | { kind: "append"; notes: readonly Note[] }
+  | { kind: "truncate"; afterOpNum: number }
+  | { kind: "release"; throughOpNum: number };
+
+/** One replica's journal: `notes` is what survives a crash. */
+export class FakeJournal implements JournalPort {
+  notes: Note[] = [];
+  private queue: { operation: JournalOperation; readyTick: number; done: Done }[] = [];
+
+  constructor(
+    private readonly world: SimWorld,
+    private readonly delayTicksMax: number,
+  ) {}
+
+  append(notes: readonly Note[], done: Done): void {
+    this.enqueue({ kind: "append", notes }, done);
+  }
+
+  truncateAfter(afterOpNum: number, done: Done): void {
+    this.enqueue({ kind: "truncate", afterOpNum }, done);
+  }
+
+  releaseThrough(throughOpNum: number, done: Done): void {
+    this.enqueue({ kind: "release", throughOpNum }, done);
+  }
+
+  /** Operations not yet durable. */
+  get pending(): number {
+    return this.queue.length;
+  }
+
+  /** Makes durable, in order, every operation due by now. */
+  complete(): void {
+    while (this.queue.length > 0 && this.queue[0]!.readyTick <= this.world.tick) {
+      const { operation, done } = this.queue.shift()!;
+      switch (operation.kind) {
+        case "append":
+          this.appendDurably(operation.notes);
+          break;
+        case "truncate":
+          this.notes = this.notes.filter((note) => note.opNum <= operation.afterOpNum);
+          break;
+        case "release":
+          this.notes = this.notes.filter((note) => note.opNum > operation.throughOpNum);
+          break;
+        default: {
+          const unreachable: never = operation;
+          throw new Error(`unknown journal operation ${JSON.stringify(unreachable)}`);
+        }
+      }
+      done(ok);
+    }
+  }
+
+  /** A crash: pending operations are lost, the append in progress may be torn. */
+  crash(): void {
+    const inProgress = this.queue[0]?.operation;
+    if (inProgress?.kind === "append") {
+      const kept = this.world.random.integer(0, inProgress.notes.length);
+      this.appendDurably(inProgress.notes.slice(0, kept));
+    }
+    this.queue = [];
+  }
+
+  /** Sabotage: a disk that loses acknowledged writes (its newest durable notes). */
+  loseNewest(count: number): void {
+    this.notes.splice(Math.max(0, this.notes.length - count));
+  }
+
+  private enqueue(operation: JournalOperation, done: Done): void {
+    const previous = this.queue[this.queue.length - 1]?.readyTick ?? this.world.tick;
+    const delay = this.world.faultsOn ? this.world.random.integer(0, this.delayTicksMax) : 0;
+    this.queue.push({ operation, readyTick: Math.max(previous, this.world.tick + delay), done });
+  }
+
+  private appendDurably(notes: readonly Note[]): void {
+    for (const note of notes) {
+      const last = this.notes[this.notes.length - 1];
+      if (last !== undefined && note.opNum !== last.opNum + 1) {
+        this.world.fail("journal", `append of op ${note.opNum} after op ${last.opNum}`);
+      }
+      this.notes.push({ ...note });
+    }
+  }
+}
+
+/** One replica's checkpoint file, and the checkpoint it was rebuilt from. */
+export class FakeCheckpointFile implements CheckpointStorePort {
+  checkpoint: Uint8Array | undefined;
+  /** Another replica's checkpoint this one was rebuilt from, until it writes its own. */
+  rebuiltFrom: Uint8Array | undefined;
+  private writing: { snapshot: Uint8Array; readyTick: number; done: Done } | undefined;
+
+  constructor(
+    private readonly world: SimWorld,
+    private readonly writeTicksMax: number,
+  ) {}
+
+  write(snapshot: Uint8Array, done: Done): void {
+    const readyTick = this.world.tick + this.world.random.integer(1, this.writeTicksMax);
+    this.writing = { snapshot, readyTick, done };
+  }
+
+  read(): Promise<StoredCheckpoint | undefined> {
+    if (this.checkpoint !== undefined)
+      return Promise.resolve({ bytes: this.checkpoint, rebuilt: false });
+    if (this.rebuiltFrom !== undefined)
+      return Promise.resolve({ bytes: this.rebuiltFrom, rebuilt: true });
+    return Promise.resolve(undefined);
+  }
+
+  /** Whether a write is in progress. */
+  get pending(): boolean {
+    return this.writing !== undefined;
+  }
+
+  complete(): void {
+    const writing = this.writing;
+    if (writing === undefined || writing.readyTick > this.world.tick) return;
+    this.writing = undefined;
+    this.checkpoint = writing.snapshot;
+    this.rebuiltFrom = undefined;
+    writing.done(ok);
+  }
+
+  crash(): void {
+    this.writing = undefined;
+  }
+}
+
+export interface FakeSledsOptions {
+  chunkFailRate: number;
+  /** Ticks a chunk write takes at most (at least one). */
+  chunkWriteTicksMax: number;
+  /** A checkpoint upload fails; each of its two copies is lost or corrupt. */
+  blobPutFailRate: number;
+  blobCopyLossRate: number;
+  blobPutTicksMax: number;
+}
+
+interface Blob {
+  crc: number;
+  /** Each holder's copy, or undefined where it was lost. */
+  copies: Map<string, Uint8Array | undefined>;
+}
+
+type SledWork =
+  | {
+      kind: "chunk";
+      owner: string;
+      readyTick: number;
+      sledChunkId: string;
+      data: Uint8Array;
+      fails: boolean;
+      done: Done<string[]>;
+    }
+  | {
+      kind: "blob";
+      owner: string;
+      readyTick: number;
+      key: string;
+      data: Uint8Array;
+      sleds: readonly string[];
+      done: Done<string[]>;
+    }
+  | { kind: "delete"; owner: string; readyTick: number; key: string; done: Done };
+
+/** The sleds every replica of a simulation shares. */
+export class FakeSleds {
+  readonly chunks = new Map<string, Uint8Array>();
+  readonly blobs = new Map<string, Blob>();
+  private work: SledWork[] = [];
+
+  constructor(
+    private readonly world: SimWorld,
+    private readonly options: FakeSledsOptions,
+  ) {}
+
+  /** The sleds as one owner (a head node) uses them; its completions can be held. */
+  port(owner: string): SledsPort {
+    const world = this.world;
+    return {
+      writeChunk: (chunk, _sleds, done) => {
+        this.work.push({
+          kind: "chunk",
+          owner,
+          readyTick: world.tick + world.random.integer(1, this.options.chunkWriteTicksMax),
+          sledChunkId: chunk.sledChunkId,
+          data: chunk.data,
+          fails: world.faultsOn && world.random.chance(this.options.chunkFailRate),
+          done,
+        });
+      },
+      readChunk: async (sledChunkId, _copies, offset, length) => {
+        const chunk = this.chunks.get(sledChunkId);
+        if (chunk === undefined) throw new Error(`no chunk ${sledChunkId}`);
+        return chunk.subarray(offset, offset + length);
+      },
+      putBlob: (key, data, sleds, _spread, done) => {
+        const readyTick = world.tick + world.random.integer(0, this.options.blobPutTicksMax);
+        this.work.push({ kind: "blob", owner, readyTick, key, data, sleds, done });
+      },
+      getBlob: async (key, _bytes, sleds) => this.getBlob(key, sleds),
+      deleteBlob: (key, _sleds, done) => {
+        this.work.push({ kind: "delete", owner, readyTick: world.tick, key, done });
+      },
+    };
+  }
+
+  /** Work not yet completed. */
+  get pending(): number {
+    return this.work.length;
+  }
+
+  /** Completes the work due by now, except what `held` holds back. */
+  complete(held: (owner: string, kind: SledWork["kind"]) => boolean = () => false): void {
+    for (let index = 0; index < this.work.length; ) {
+      const work = this.work[index]!;
+      if (work.readyTick > this.world.tick || held(work.owner, work.kind)) {
+        index++;
+        continue;
+      }
+      this.work.splice(index, 1);
+      switch (work.kind) {
+        case "chunk":
+          if (work.fails) {
+            work.done({ ok: false, error: new Error(`chunk ${work.sledChunkId}: sled failed`) });
+          } else {
+            const existing = this.chunks.get(work.sledChunkId);
+            if (existing !== undefined && Buffer.compare(existing, work.data) !== 0) {
+              this.world.fail(
+                "sled",
+                `chunk ${work.sledChunkId} written twice with different data`,
+              );
+            }
+            this.chunks.set(work.sledChunkId, work.data);
+            work.done({ ok: true, value: ["sled-1", "sled-2"] });
+          }
+          break;
+        case "blob":
+          this.completePut(work);
+          break;
+        case "delete":
+          this.blobs.delete(work.key);
+          work.done(ok);
+          break;
+        default: {
+          const unreachable: never = work;
+          throw new Error(`unknown sled work ${JSON.stringify(unreachable)}`);
+        }
+      }
+    }
+  }
+
+  private completePut(work: Extract<SledWork, { kind: "blob" }>): void {
+    const { world, options } = this;
+    if (world.faultsOn && world.random.chance(options.blobPutFailRate)) {
+      work.done({ ok: false, error: new Error(`blob ${work.key}: upload failed`) });
+      return;
+    }
+    const holders = work.sleds.slice(0, 2);
+    const copies = new Map<string, Uint8Array | undefined>();
+    for (const sled of holders) {
+      let copy: Uint8Array | undefined = work.data;
+      if (world.faultsOn && world.random.chance(options.blobCopyLossRate)) {
+        if (world.random.chance(0.5)) {
+          copy = undefined; // lost
+        } else {
+          copy = new Uint8Array(work.data); // a copy (Buffer.slice is a view)
+          const at = world.random.integer(0, copy.length - 1);
+          copy[at] = copy[at]! ^ 0x5a;
+        }
+      }
+      copies.set(sled, copy);
+    }
+    this.blobs.set(work.key, { crc: crc32c(work.data), copies });
+    work.done({ ok: true, value: holders });
+  }
+
+  private getBlob(key: string, sleds: readonly string[]): { data: Uint8Array; sled: string } {
+    const blob = this.blobs.get(key);
+    for (const sled of sleds) {
+      const copy = blob?.copies.get(sled);
+      if (copy !== undefined && crc32c(copy) === blob!.crc) return { data: copy, sled };
+    }
+    throw new Error(`no sound copy of blob ${key} on ${sleds.join(", ")}`);
+  }
+}
+
+export interface FakeNetworkOptions {
+  dropRate: number;
+  duplicateRate: number;
+  delayTicksMax: number;
+}
+
+/** Messages in flight: dropped, duplicated and delayed while faults are on. */
+export class FakeNetwork<Envelope> {
+  dropped = 0;
+  private inFlight: { tick: number; envelope: Envelope }[] = [];
+
+  constructor(
+    private readonly world: SimWorld,
+    private readonly options: FakeNetworkOptions,
+  ) {}
+
+  /** Sends; `duplicable: false` for what must arrive at most once (a client's attempt). */
+  send(envelope: Envelope, duplicable = true): void {
+    const { world, options } = this;
+    if (world.faultsOn && world.random.chance(options.dropRate)) {
+      this.dropped++;
+      return;
+    }
+    const copies =
+      world.faultsOn && duplicable && world.random.chance(options.duplicateRate) ? 2 : 1;
+    for (let copy = 0; copy < copies; copy++) {
+      const delay = world.faultsOn ? world.random.integer(0, options.delayTicksMax) : 0;
+      this.inFlight.push({ tick: world.tick + delay, envelope });
+    }
+  }
+
+  get size(): number {
+    return this.inFlight.length;
+  }
+
+  /**
+   * Takes the messages due by now, in the order sent. `decide` may hold one back (it
+   * waits in the socket) or lose it (a cut link, a full queue).
+   */
+  due(decide: (envelope: Envelope) => "deliver" | "hold" | "lose" = () => "deliver"): Envelope[] {
+    const due: Envelope[] = [];
+    let kept = 0;
+    for (const entry of this.inFlight) {
+      if (entry.tick > this.world.tick) {
+        this.inFlight[kept++] = entry;
+        continue;
+      }
+      const decision = decide(entry.envelope);
+      if (decision === "hold") this.inFlight[kept++] = entry;
+      else if (decision === "deliver") due.push(entry.envelope);
+    }
+    this.inFlight.length = kept;
+    return due;
+  }
+}
+
+/**
+ * The coordinator's catalogue of checkpoint pointers, one per replica (key), as
+ * catalogue.ts keeps them: an older pointer than the one recorded is ignored and
+ * answered with nothing replaced. Records are answered at the next `complete`.
+ */
+export class FakeCheckpointRecords {
+  readonly pointers = new Map<string, CheckpointPointer>();
+  private waiting: {
+    owner: string;
+    key: string;
+    pointer: CheckpointPointer;
+    done: Done<{ replaced?: CheckpointPointer }>;
+  }[] = [];
+
+  record(
+    owner: string,
+    key: string,
+    pointer: CheckpointPointer,
+    done: Done<{ replaced?: CheckpointPointer }>,
+  ): void {
+    this.waiting.push({ owner, key, pointer, done });
+  }
+
+  get pending(): number {
+    return this.waiting.length;
+  }
+
+  /** Loses the records `owner` has in flight (it was killed before they arrived). */
+  lose(owner: string): void {
+    this.waiting = this.waiting.filter((entry) => entry.owner !== owner);
+  }
+
+  complete(held: (owner: string) => boolean = () => false): void {
+    const now = this.waiting;
+    this.waiting = [];
+    for (const entry of now) {
+      if (held(entry.owner)) {
+        this.waiting.push(entry);
+        continue;
+      }
+      const current = this.pointers.get(entry.key);
+      if (current !== undefined && current.opNum > entry.pointer.opNum) {
+        entry.done({ ok: true, value: {} });
+        continue;
+      }
+      this.pointers.set(entry.key, entry.pointer);
+      entry.done({ ok: true, value: current === undefined ? {} : { replaced: current } });
+    }
+  }
+}
+
+/**
+ * A node's monotonic clock: `offsetMs + globalMs() × rate`, stepping forward (never
+ * back) by `step`. Wall time is the simulation's own.
+ */
+export class DriftingClock implements ClockPort {
+  constructor(
+    private readonly globalMs: () => number,
+    readonly rate = 1,
+    public offsetMs = 0,
+  ) {}
+
+  nowMs(): number {
+    return this.offsetMs + this.globalMs() * this.rate;
+  }
+
+  wallMs(): number {
+    return this.globalMs();
+  }
+
+  step(ms: number): void {
+    this.offsetMs += ms;
+  }
+}
