@@ -96,12 +96,19 @@ export class NatsSleds implements SledsPort {
   ) {}
 
   writeChunk(
-    chunk: { sledChunkId: string; chunkNumber: number; data: Uint8Array },
+    chunk: { sledChunkId: string; chunkNumber: number; data: Uint8Array; checksum?: number },
     sleds: readonly string[],
     done: Done<string[]>,
   ): void {
     settle(
-      this.client.writeChunk(this.owner, chunk.sledChunkId, chunk.data, sleds, chunk.chunkNumber),
+      this.client.writeChunk(
+        this.owner,
+        chunk.sledChunkId,
+        chunk.data,
+        sleds,
+        chunk.chunkNumber,
+        chunk.checksum,
+      ),
       done,
     );
   }
@@ -111,8 +118,9 @@ export class NatsSleds implements SledsPort {
     copies: readonly string[],
     offset: number,
     length: number,
+    expect?: { bytes: number; checksum?: number },
   ): Promise<Uint8Array> {
-    return this.client.readChunk(this.owner, sledChunkId, copies, offset, length);
+    return this.client.readChunk(this.owner, sledChunkId, copies, offset, length, expect);
   }
 
   putBlob(

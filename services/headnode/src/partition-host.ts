@@ -280,6 +280,7 @@ export class PartitionHost {
               part.chunk.copies,
               part.chunkOffset,
               part.length,
+              part.chunk,
             );
             bytes.set(data, at);
             return;

@@ -52,16 +52,21 @@ export interface CheckpointStorePort {
 export interface SledsPort {
   /** Writes a chunk to two of `sleds`; `done` with the sleds that hold it. */
   writeChunk(
-    chunk: { sledChunkId: string; chunkNumber: number; data: Uint8Array },
+    chunk: { sledChunkId: string; chunkNumber: number; data: Uint8Array; checksum?: number },
     sleds: readonly string[],
     done: Done<string[]>,
   ): void;
-  /** Reads a range of a chunk from the first sound copy. */
+  /**
+   * Reads a range of a chunk from the first sound copy. `expect` is what the chunk table
+   * records (its size, and its CRC32C when known): a whole-chunk read is checked against
+   * it, and damaged or missing copies are repaired from a copy that matches it.
+   */
   readChunk(
     sledChunkId: string,
     copies: readonly string[],
     offset: number,
     length: number,
+    expect?: { bytes: number; checksum?: number },
   ): Promise<Uint8Array>;
   /** Stores a blob on two of `sleds`; `done` with the sleds that hold it. */
   putBlob(

@@ -1,7 +1,24 @@
 // How a head node uses sleds: write a chunk to two of them, read a range from the first
-// copy that answers with sound bytes, and repair a copy that failed its checksum by
-// writing the good bytes back to it; store checkpoints as blobs on two sleds and read
-// one back from the first copy that is whole and sound.
+// copy that answers with sound bytes, and repair a copy that is damaged or missing from a
+// sound one; store checkpoints as blobs on two sleds and read one back from the first
+// copy that is whole and sound.
+//
+// Checksums end to end: the primary computes each chunk's CRC32C from the bytes it packs
+// and the flush record keeps it. A write counts only on a sled whose stored copy has that
+// CRC32C; a read of a whole chunk is checked against it here; a read of part of a chunk
+// relies on the sled's CRC per 4 KiB block (it never returns a block that fails it). A
+// copy whose blocks all pass but whose whole differs (another object under the right id)
+// is caught by a whole read, a repair and `checkChunk`, which read copies whole.
+//
+// Repair order: sleds keep chunks write-once (writing an existing id with other bytes
+// answers AlreadyExists, and a damaged one answers ChecksumMismatch), so a damaged copy
+// cannot be overwritten where it is. A repair therefore first proves its source whole
+// against the recorded CRC32C, then tries to write the copy (which succeeds at once when
+// the copy is missing, or if the sled takes a replacement); only when the sled refuses is
+// the damaged copy dropped and written again, after the sled has shown room for it. If
+// that last write fails, the copy is missing rather than damaged (no fewer sound copies
+// than before); the failure is logged and returned, and the next read or check that
+// finds the copy missing repairs it.
 
 import { BallastError, crc32c, ErrorCode, sledLimits, subjects } from "@ballast/protocol";
 import type { Bus, Logger } from "@ballast/runtime";
@@ -15,7 +32,35 @@ export interface ChunkOwner {
   partition: number;
 }
 
+/** What the chunk table records of a chunk: a copy is sound only if it matches. */
+export interface ChunkExpectation {
+  bytes: number;
+  /** CRC32C of the whole chunk; absent for chunks flushed before records kept it. */
+  checksum?: number;
+}
+
+/** What became of one damaged or missing copy. */
+export interface CopyRepair {
+  sled: string;
+  repaired: boolean;
+  /** How the copy was found: damaged (failed a checksum) or missing (NotFound). */
+  found: "damaged" | "missing";
+  /** Why it was not repaired, and whether the damaged copy is still in place. */
+  error?: string;
+}
+
+/** A copy a read could not use: it failed a checksum, or the sled does not have it. */
+function isBadCopy(error: unknown): error is BallastError {
+  return (
+    error instanceof BallastError &&
+    (error.code === ErrorCode.ChecksumMismatch || error.code === ErrorCode.NotFound)
+  );
+}
+
 export class SledClient {
+  /** Copies being repaired now (`sled/chunk`): concurrent reads start one repair each. */
+  private readonly repairing = new Set<string>();
+
   constructor(
     private readonly bus: Bus,
     private readonly logger: Logger,
@@ -23,8 +68,9 @@ export class SledClient {
 
   /**
    * Writes the chunk to `chunkCopies` sleds, starting at a position chosen by the chunk
-   * number so that chunks spread over the sleds; a sled that fails is replaced by the
-   * next. Resolves with the sleds that hold it; rejects if fewer than two could.
+   * number so that chunks spread over the sleds; a sled that fails, or stores a copy
+   * whose CRC32C is not `checksum`, is replaced by the next. Resolves with the sleds
+   * that hold it; rejects if fewer than two could.
    */
   async writeChunk(
     owner: ChunkOwner,
@@ -32,6 +78,7 @@ export class SledClient {
     data: Uint8Array,
     sleds: readonly string[],
     spread: number,
+    checksum: number = crc32c(data),
   ): Promise<string[]> {
     if (sleds.length < chunkCopies) {
       throw new BallastError(
@@ -46,13 +93,7 @@ export class SledClient {
       const batch = order.slice(next, next + chunkCopies - holders.length);
       next += batch.length;
       const results = await Promise.allSettled(
-        batch.map((sled) =>
-          this.bus.request(
-            subjects.node.build(sled),
-            { type: "sled.chunk.write.v1", owner, chunkId, data },
-            { deadlineMs: sledDeadlineMs },
-          ),
-        ),
+        batch.map((sled) => this.writeCopy(owner, chunkId, sled, data, checksum)),
       );
       results.forEach((result, index) => {
         if (result.status === "fulfilled") holders.push(batch[index]!);
@@ -68,9 +109,40 @@ export class SledClient {
     return holders;
   }
 
+  /** Writes one copy and checks that the sled stored what the primary packed. */
+  private async writeCopy(
+    owner: ChunkOwner,
+    chunkId: string,
+    sled: string,
+    data: Uint8Array,
+    checksum: number,
+  ): Promise<void> {
+    const written = await this.bus.request(
+      subjects.node.build(sled),
+      { type: "sled.chunk.write.v1", owner, chunkId, data },
+      { deadlineMs: sledDeadlineMs },
+    );
+    if (written.checksum === checksum && written.bytes === data.byteLength) return;
+    // The sled holds other bytes under this id (changed on the way, or in its memory):
+    // that copy is no copy of the chunk. Drop it if this write made it; either way the
+    // sled does not count as a holder.
+    if (written.created) {
+      await this.bus
+        .request(subjects.node.build(sled), { type: "sled.chunk.delete.v1", owner, chunkId })
+        .catch(() => undefined);
+    }
+    throw new BallastError(
+      ErrorCode.ChecksumMismatch,
+      `chunk ${chunkId} on ${sled} was stored with ${written.bytes} bytes and CRC32C ${written.checksum}, not ${data.byteLength} bytes and ${checksum}`,
+      { details: { sled, chunkId, stored: written.checksum, expected: checksum } },
+    );
+  }
+
   /**
-   * Reads from the first sound copy; repairs copies that failed their checksum. The
-   * bytes returned are a view of the reply message: copy them to keep them.
+   * Reads from the first sound copy; repairs, in the background, copies that failed a
+   * checksum or are missing. A read of the whole chunk is checked against the recorded
+   * CRC32C when `expect` has one. The bytes returned are a view of the reply message:
+   * copy them to keep them.
    */
   async readChunk(
     owner: ChunkOwner,
@@ -78,8 +150,10 @@ export class SledClient {
     copies: readonly string[],
     offset: number,
     length: number,
+    expect?: ChunkExpectation,
   ): Promise<Uint8Array> {
-    const damaged: string[] = [];
+    const whole = expect?.checksum !== undefined && offset === 0 && length === expect.bytes;
+    const bad: { sled: string; found: CopyRepair["found"] }[] = [];
     const errors: string[] = [];
     for (const sled of copies) {
       try {
@@ -88,16 +162,27 @@ export class SledClient {
           { type: "sled.chunk.read.v1", owner, chunkId, offset, length },
           { deadlineMs: sledDeadlineMs },
         );
-        if (damaged.length > 0) void this.repair(owner, chunkId, sled, damaged);
+        if (whole && crc32c(data) !== expect.checksum) {
+          throw new BallastError(
+            ErrorCode.ChecksumMismatch,
+            `chunk ${chunkId} on ${sled} passes the sled's block checks but not the recorded CRC32C`,
+          );
+        }
+        if (bad.length > 0) {
+          void this.repairChunk(owner, chunkId, sled, bad, expect, whole ? data : undefined);
+        }
         // A view of the reply's buffer: the caller copies it into the read it assembles.
         return data;
       } catch (error) {
-        if (error instanceof BallastError && error.code === ErrorCode.ChecksumMismatch) {
+        if (isBadCopy(error)) {
           this.logger.warn(
-            { sled, chunk: chunkId, offset },
-            "chunk copy failed its checksum; reading another",
+            { sled, chunk: chunkId, offset, code: error.code },
+            "chunk copy is damaged or missing; reading another",
           );
-          damaged.push(sled);
+          bad.push({
+            sled,
+            found: error.code === ErrorCode.NotFound ? "missing" : "damaged",
+          });
         }
         errors.push(`${sled}: ${(error as Error).message}`);
       }
@@ -108,39 +193,179 @@ export class SledClient {
     );
   }
 
-  /** Rewrites a damaged copy from a sound one (delete, then write the whole chunk). */
-  private async repair(
+  /**
+   * Reads every copy whole and checks it against `expect` (and each sled's own checks);
+   * repairs the damaged and missing ones from a sound one. For a verifier that knows
+   * the chunk table (a head node's scrub): what it cannot repair is returned, not thrown.
+   */
+  async checkChunk(
+    owner: ChunkOwner,
+    chunkId: string,
+    copies: readonly string[],
+    expect: ChunkExpectation,
+  ): Promise<CopyRepair[]> {
+    const bad: { sled: string; found: CopyRepair["found"] }[] = [];
+    let sound: { sled: string; data: Uint8Array } | undefined;
+    for (const sled of copies) {
+      try {
+        const data = await this.readWhole(owner, chunkId, sled, expect);
+        sound ??= { sled, data };
+      } catch (error) {
+        if (isBadCopy(error)) {
+          bad.push({ sled, found: error.code === ErrorCode.NotFound ? "missing" : "damaged" });
+        } else {
+          this.logger.warn(
+            { sled, chunk: chunkId, error: String(error) },
+            "chunk copy could not be checked",
+          );
+        }
+      }
+    }
+    if (bad.length === 0) return [];
+    if (sound === undefined) {
+      return bad.map(({ sled, found }) => ({
+        sled,
+        found,
+        repaired: false,
+        error: `no sound copy of chunk ${chunkId} to repair from`,
+      }));
+    }
+    return this.repairChunk(owner, chunkId, sound.sled, bad, expect, sound.data);
+  }
+
+  /**
+   * Repairs damaged or missing copies from the copy on `from` (see the header for the
+   * order). `data`, when given, is the whole chunk already read from `from` and checked.
+   * Never throws: each copy's outcome is logged and returned.
+   */
+  async repairChunk(
     owner: ChunkOwner,
     chunkId: string,
     from: string,
-    damaged: readonly string[],
-  ) {
+    bad: readonly { sled: string; found: CopyRepair["found"] }[],
+    expect?: ChunkExpectation,
+    data?: Uint8Array,
+  ): Promise<CopyRepair[]> {
+    const mine = bad.filter(({ sled }) => !this.repairing.has(`${sled}/${chunkId}`));
+    for (const { sled } of mine) this.repairing.add(`${sled}/${chunkId}`);
     try {
-      const stat = await this.bus.request(subjects.node.build(from), {
-        type: "sled.chunk.stat.v1",
-        owner,
-        chunkId,
-      });
-      const { data } = await this.bus.request(
-        subjects.node.build(from),
-        { type: "sled.chunk.read.v1", owner, chunkId, offset: 0, length: stat.bytes },
-        { deadlineMs: sledDeadlineMs },
-      );
-      for (const sled of damaged) {
-        await this.bus.request(subjects.node.build(sled), {
-          type: "sled.chunk.delete.v1",
-          owner,
-          chunkId,
-        });
-        await this.bus.request(
-          subjects.node.build(sled),
-          { type: "sled.chunk.write.v1", owner, chunkId, data },
-          { deadlineMs: sledDeadlineMs },
+      let source: { data: Uint8Array; checksum: number };
+      try {
+        source = await this.soundSource(owner, chunkId, from, expect, data);
+      } catch (error) {
+        const reason = `the source copy on ${from} is not sound: ${(error as Error).message}`;
+        this.logger.error(
+          { chunk: chunkId, from, bad: mine, error: reason },
+          "chunk repair failed",
         );
-        this.logger.info({ sled, chunk: chunkId, from }, "repaired a damaged chunk copy");
+        return mine.map(({ sled, found }) => ({ sled, found, repaired: false, error: reason }));
       }
+      const outcomes: CopyRepair[] = [];
+      for (const { sled, found } of mine) {
+        const error = await this.replaceCopy(owner, chunkId, sled, source.data, source.checksum);
+        if (error === undefined) {
+          this.logger.info({ sled, chunk: chunkId, from, found }, "repaired a chunk copy");
+          outcomes.push({ sled, found, repaired: true });
+        } else {
+          this.logger.error({ sled, chunk: chunkId, from, found, error }, "chunk repair failed");
+          outcomes.push({ sled, found, repaired: false, error });
+        }
+      }
+      return outcomes;
+    } finally {
+      for (const { sled } of mine) this.repairing.delete(`${sled}/${chunkId}`);
+    }
+  }
+
+  /** The whole chunk from `from`, proven against the recorded CRC32C (or the sled's). */
+  private async soundSource(
+    owner: ChunkOwner,
+    chunkId: string,
+    from: string,
+    expect: ChunkExpectation | undefined,
+    data: Uint8Array | undefined,
+  ): Promise<{ data: Uint8Array; checksum: number }> {
+    if (data !== undefined && expect?.checksum !== undefined && crc32c(data) === expect.checksum) {
+      return { data: Uint8Array.prototype.slice.call(data), checksum: expect.checksum };
+    }
+    const stat = await this.bus.request(subjects.node.build(from), {
+      type: "sled.chunk.stat.v1",
+      owner,
+      chunkId,
+    });
+    const checksum = expect?.checksum ?? stat.checksum;
+    const whole = await this.readWhole(owner, chunkId, from, {
+      bytes: expect?.bytes ?? stat.bytes,
+      checksum,
+    });
+    return { data: whole, checksum };
+  }
+
+  /**
+   * Reads one copy whole and checks it against `expect.checksum` (when known); a copy
+   * that does not match answers ChecksumMismatch. A copy of the chunk is one read.
+   */
+  private async readWhole(
+    owner: ChunkOwner,
+    chunkId: string,
+    sled: string,
+    expect: ChunkExpectation,
+  ): Promise<Uint8Array> {
+    const { data } = await this.bus.request(
+      subjects.node.build(sled),
+      { type: "sled.chunk.read.v1", owner, chunkId, offset: 0, length: expect.bytes },
+      { deadlineMs: sledDeadlineMs },
+    );
+    if (expect.checksum !== undefined && crc32c(data) !== expect.checksum) {
+      throw new BallastError(
+        ErrorCode.ChecksumMismatch,
+        `chunk ${chunkId} on ${sled} does not match its recorded CRC32C`,
+      );
+    }
+    return Uint8Array.prototype.slice.call(data);
+  }
+
+  /**
+   * Puts a sound copy on `sled`; returns why it could not, or undefined. Writes first;
+   * drops the copy there only if the sled refuses because it holds another (damaged or
+   * wrong) one, and only once the sled has shown room for the new one.
+   */
+  private async replaceCopy(
+    owner: ChunkOwner,
+    chunkId: string,
+    sled: string,
+    data: Uint8Array,
+    checksum: number,
+  ): Promise<string | undefined> {
+    try {
+      await this.writeCopy(owner, chunkId, sled, data, checksum);
+      return undefined;
     } catch (error) {
-      this.logger.error({ chunk: chunkId, damaged, error: String(error) }, "chunk repair failed");
+      const refused =
+        error instanceof BallastError &&
+        (error.code === ErrorCode.AlreadyExists || error.code === ErrorCode.ChecksumMismatch);
+      if (!refused) {
+        return `writing the copy failed (the old copy is untouched): ${(error as Error).message}`;
+      }
+    }
+    const subject = subjects.node.build(sled);
+    try {
+      const stat = await this.bus.request(subject, { type: "sled.stat.v1" });
+      const room = stat.devices.some(
+        (device) => !device.failed && device.largestFreeBytes >= data.byteLength,
+      );
+      if (!room) {
+        return `the sled has no room for a new copy, so the damaged copy is left in place`;
+      }
+      await this.bus.request(subject, { type: "sled.chunk.delete.v1", owner, chunkId });
+    } catch (error) {
+      return `dropping the damaged copy failed (it may still be in place): ${(error as Error).message}`;
+    }
+    try {
+      await this.writeCopy(owner, chunkId, sled, data, checksum);
+      return undefined;
+    } catch (error) {
+      return `the damaged copy was dropped but writing the new one failed, so the copy is missing until a later repair: ${(error as Error).message}`;
     }
   }
 

@@ -13,7 +13,8 @@
 //   the journal write it covers is durable.
 // - `reply` answers a client request, once.
 // - `chunk.write` writes `data` to at least two sleds and calls `onChunkWritten` with
-//   the sleds that hold it, or `onChunkFailed`.
+//   the sleds that hold it, or `onChunkFailed`. A sled whose stored copy does not have
+//   the effect's `checksum` does not count as holding it.
 // - Checkpoint publication is four steps, one checkpoint at a time; each waits for the
 //   report of the one before, so the shell never runs two at once:
 //   1. `checkpoint.write` writes the snapshot to the local checkpoint file (temporary,
@@ -68,7 +69,14 @@ export type Effect =
   | { type: "send"; to: string; message: ReplicationMessage }
   | { type: "reply"; requestId: RequestId; reply: Reply }
   | { type: "reply.error"; requestId: RequestId; error: BallastError }
-  | { type: "chunk.write"; chunkNumber: number; sledChunkId: string; data: Uint8Array }
+  | {
+      type: "chunk.write";
+      chunkNumber: number;
+      sledChunkId: string;
+      data: Uint8Array;
+      /** CRC32C of `data`, as the flush record keeps it. */
+      checksum: number;
+    }
   | { type: "checkpoint.write"; opNum: number; snapshot: Uint8Array }
   | { type: "checkpoint.store"; opNum: number; blobKey: string; snapshot: Uint8Array }
   | { type: "checkpoint.record"; opNum: number; pointer: CheckpointPointer }

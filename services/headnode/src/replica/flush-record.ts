@@ -7,6 +7,12 @@
 //
 // A record with no chunk advances `throughOpNum` only: every op it covers had been
 // overwritten or trimmed before the flush, so there was nothing to write.
+//
+// The chunk's CRC32C is computed by the primary from the bytes it packed, before any
+// sled sees them, so every replica's metadata (and every checkpoint) can check a copy
+// end to end: a sled's own checks prove only that it returns what it stored. Records
+// written before the field existed decode without it, and their chunks are checked by
+// the sleds alone.
 
 import { Packr, Unpackr } from "msgpackr";
 import { z } from "zod";
@@ -20,6 +26,8 @@ export const FlushRecord = z.object({
       sledChunkId: z.string().min(1).max(64),
       copies: z.array(z.string().min(1).max(63)).min(1).max(8),
       bytes: z.number().int().positive(),
+      /** CRC32C of the whole chunk as the primary packed it; absent in older records. */
+      checksum: z.number().int().min(0).max(0xffff_ffff).optional(),
     })
     .nullable(),
   /** [offset, length, opNum, chunkOffset] per piece, flat for compactness. */

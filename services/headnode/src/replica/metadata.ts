@@ -9,7 +9,8 @@
 // pieces to {chunkId: chunkNumber, offset}.
 //
 // Snapshot format (what a checkpoint stores): a 4-byte little-endian length, a msgpack
-// header {format, opNum, flushedThrough op/epoch/session, nextChunkNumber, chunks}, then the extent
+// header {format, opNum, flushedThrough op/epoch/session, nextChunkNumber, chunks (each
+// with its CRC32C when its flush record had one)}, then the extent
 // tree in @ballast/btree's checkpoint format, which carries its own checksums.
 
 import { createHash } from "node:crypto";
@@ -30,6 +31,9 @@ export interface ChunkEntry {
   sledChunkId: string;
   copies: string[];
   bytes: number;
+  /** CRC32C of the whole chunk, from its flush record; absent for chunks flushed before
+   * records carried it. Reads of the whole chunk and repairs check copies against it. */
+  checksum?: number;
 }
 
 const snapshotFormat = 1;
@@ -41,12 +45,23 @@ const SnapshotHeader = z.object({
   flushedThroughEpoch: z.number().int().nonnegative(),
   flushedThroughSession: z.number().int().nonnegative(),
   nextChunkNumber: z.number().int().nonnegative(),
+  // [number, sledChunkId, copies, bytes, checksum?]: snapshots taken before chunks
+  // carried a checksum have four elements.
   chunks: z.array(
-    z.tuple([
-      z.number().int().nonnegative(),
-      z.string(),
-      z.array(z.string()),
-      z.number().int().nonnegative(),
+    z.union([
+      z.tuple([
+        z.number().int().nonnegative(),
+        z.string(),
+        z.array(z.string()),
+        z.number().int().nonnegative(),
+        z.number().int().min(0).max(0xffff_ffff),
+      ]),
+      z.tuple([
+        z.number().int().nonnegative(),
+        z.string(),
+        z.array(z.string()),
+        z.number().int().nonnegative(),
+      ]),
     ]),
   ),
 });
@@ -120,14 +135,14 @@ export class PartitionMetadata {
     if (note.data === undefined) throw new Error(`flush note ${note.opNum} has no record`);
     const record = decodeFlushRecord(note.data);
     if (record.chunk !== null) {
-      const { chunkNumber, sledChunkId, copies, bytes } = record.chunk;
+      const { chunkNumber, sledChunkId, copies, bytes, checksum } = record.chunk;
       const known = this.chunks.get(chunkNumber);
       if (known !== undefined && known.sledChunkId !== sledChunkId) {
         throw new Error(`flush record at op ${note.opNum} reuses chunk number ${chunkNumber}`);
       }
       // The same record again (a rebuilt replica re-receives notes its snapshot already
       // reflects): applying it once more changes nothing.
-      this.chunks.set(chunkNumber, { sledChunkId, copies: [...copies], bytes });
+      this.chunks.set(chunkNumber, chunkEntry(sledChunkId, [...copies], bytes, checksum));
       this.nextChunkNumber = Math.max(this.nextChunkNumber, chunkNumber + 1);
       for (const piece of flushPieces(record)) {
         const location: ChunkLocation = {
@@ -202,12 +217,11 @@ export class PartitionMetadata {
       flushedThroughEpoch: flushedThrough.epoch,
       flushedThroughSession: flushedThrough.session,
       nextChunkNumber: this.nextChunkNumber,
-      chunks: [...this.chunks].map(([number, entry]) => [
-        number,
-        entry.sledChunkId,
-        entry.copies,
-        entry.bytes,
-      ]),
+      chunks: [...this.chunks].map(([number, entry]) =>
+        entry.checksum === undefined
+          ? [number, entry.sledChunkId, entry.copies, entry.bytes]
+          : [number, entry.sledChunkId, entry.copies, entry.bytes, entry.checksum],
+      ),
     });
     const parts: Uint8Array[] = [new Uint8Array(4), header];
     new DataView(parts[0]!.buffer).setUint32(0, header.byteLength, true);
@@ -233,8 +247,8 @@ export class PartitionMetadata {
     metadata.flushedThroughEpoch = header.flushedThroughEpoch;
     metadata.flushedThroughSession = header.flushedThroughSession;
     metadata.nextChunkNumber = header.nextChunkNumber;
-    for (const [number, sledChunkId, copies, chunkBytes] of header.chunks) {
-      metadata.chunks.set(number, { sledChunkId, copies, bytes: chunkBytes });
+    for (const [number, sledChunkId, copies, chunkBytes, checksum] of header.chunks) {
+      metadata.chunks.set(number, chunkEntry(sledChunkId, copies, chunkBytes, checksum));
     }
     return { metadata, opNum: header.opNum };
   }
@@ -265,8 +279,20 @@ export class PartitionMetadata {
     }
     yield "|";
     for (const [number, entry] of [...this.chunks].sort(([a], [b]) => a - b)) {
-      yield `${number}:${entry.sledChunkId}:${entry.bytes},`;
+      yield `${number}:${entry.sledChunkId}:${entry.bytes}${entry.checksum === undefined ? "" : `:${entry.checksum}`},`;
     }
     yield `|f${this.flushedThroughOpNum}|n${this.nextChunkNumber}`;
   }
+}
+
+/** A chunk table entry; the checksum is left out, not undefined, when it is unknown. */
+function chunkEntry(
+  sledChunkId: string,
+  copies: string[],
+  bytes: number,
+  checksum: number | undefined,
+): ChunkEntry {
+  return checksum === undefined
+    ? { sledChunkId, copies, bytes }
+    : { sledChunkId, copies, bytes, checksum };
 }

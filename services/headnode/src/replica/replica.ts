@@ -1131,17 +1131,20 @@ export class Replica {
     const chunkNumber = Math.max(this.metadata.nextChunkNumber, this.proposedChunkNumber + 1);
     this.proposedChunkNumber = chunkNumber;
     const sledChunkId = sledChunkIdOf(this.identity, configuration.epoch, chunkNumber);
+    const data = concat(parts, bytes);
+    // Computed here, from the bytes the journal holds, before any sled sees them: the
+    // record then lets every replica check a copy end to end, not just a sled's own view.
+    const checksum = crc32c(data);
     this.flushInFlight = {
       chunkNumber,
       sledChunkId,
-      record: { throughOpNum, chunk: { chunkNumber, sledChunkId, copies: [], bytes }, pieces },
+      record: {
+        throughOpNum,
+        chunk: { chunkNumber, sledChunkId, copies: [], bytes, checksum },
+        pieces,
+      },
     };
-    this.effects.push({
-      type: "chunk.write",
-      chunkNumber,
-      sledChunkId,
-      data: concat(parts, bytes),
-    });
+    this.effects.push({ type: "chunk.write", chunkNumber, sledChunkId, data, checksum });
   }
 
   onChunkWritten(chunkNumber: number, copies: readonly string[]): void {

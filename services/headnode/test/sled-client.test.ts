@@ -1,0 +1,200 @@
+// The head node's sled client against fake sleds that keep the real sled's rules: chunks
+// are write-once (the same bytes again succeed, other bytes answer AlreadyExists, and a
+// damaged copy answers ChecksumMismatch to reads and writes), and a missing chunk
+// answers NotFound. Checks: writes count only copies with the primary's CRC32C, whole
+// reads are checked against the recorded CRC32C, damaged and missing copies are
+// repaired, and a repair that cannot complete leaves the damaged copy in place.
+
+import { BallastError, crc32c, ErrorCode } from "@ballast/protocol";
+import type { Bus, Logger } from "@ballast/runtime";
+import { describe, expect, test, vi } from "vitest";
+import { SledClient } from "../src/sled-client.ts";
+
+const owner = { volume: "vol", partition: 0 };
+
+interface StoredChunk {
+  data: Uint8Array;
+  damaged: boolean;
+}
+
+class FakeSled {
+  readonly chunks = new Map<string, StoredChunk>();
+  /** Writes answer this error instead of storing (a failing device). */
+  writeError: BallastError | undefined;
+  /** Stores these bytes instead of the ones sent (bytes changed on the way). */
+  storeInstead: Uint8Array | undefined;
+  largestFreeBytes = 1 << 30;
+  readonly log: string[] = [];
+
+  // biome-ignore lint/suspicious/noExplicitAny: a fake of the sled's whole request surface
+  handle(message: any): unknown {
+    this.log.push(message.type);
+    const stored = this.chunks.get(message.chunkId);
+    switch (message.type) {
+      case "sled.chunk.write.v1": {
+        if (this.writeError !== undefined) throw this.writeError;
+        const data: Uint8Array = this.storeInstead ?? message.data.slice();
+        if (stored !== undefined) {
+          if (stored.damaged) throw new BallastError(ErrorCode.ChecksumMismatch, "damaged");
+          if (!Buffer.from(stored.data).equals(Buffer.from(data)))
+            throw new BallastError(ErrorCode.AlreadyExists, "other bytes");
+          return result(stored.data, false);
+        }
+        this.chunks.set(message.chunkId, { data, damaged: false });
+        return result(data, true);
+      }
+      case "sled.chunk.read.v1": {
+        if (stored === undefined) throw new BallastError(ErrorCode.NotFound, "no such chunk");
+        if (stored.damaged) throw new BallastError(ErrorCode.ChecksumMismatch, "bad block");
+        return { data: stored.data.subarray(message.offset, message.offset + message.length) };
+      }
+      case "sled.chunk.stat.v1":
+        if (stored === undefined) throw new BallastError(ErrorCode.NotFound, "no such chunk");
+        return { bytes: stored.data.byteLength, checksum: crc32c(stored.data) };
+      case "sled.chunk.delete.v1":
+        if (stored === undefined) throw new BallastError(ErrorCode.NotFound, "no such chunk");
+        this.chunks.delete(message.chunkId);
+        return { freedBytes: stored.data.byteLength };
+      case "sled.stat.v1":
+        return { devices: [{ failed: false, largestFreeBytes: this.largestFreeBytes }] };
+      default:
+        throw new Error(`the fake sled does not answer ${message.type}`);
+    }
+  }
+}
+
+function result(data: Uint8Array, created: boolean) {
+  return { bytes: data.byteLength, checksum: crc32c(data), created, location: {} };
+}
+
+function cluster(names: string[]) {
+  const sleds = new Map(names.map((name) => [name, new FakeSled()]));
+  const bus = {
+    request: async (subject: string, message: unknown) => {
+      const sled = sleds.get(subject.split(".").at(-1)!);
+      if (sled === undefined) throw new BallastError(ErrorCode.Unavailable, "no responders");
+      return sled.handle(message);
+    },
+  } as unknown as Bus;
+  const logger = {
+    info: vi.fn(),
+    warn: vi.fn(),
+    error: vi.fn(),
+    debug: vi.fn(),
+  } as unknown as Logger & { error: ReturnType<typeof vi.fn>; info: ReturnType<typeof vi.fn> };
+  return { sleds, logger, client: new SledClient(bus, logger) };
+}
+
+function pattern(bytes: number, seed: number): Uint8Array {
+  return new Uint8Array(bytes).map((_, index) => (index * 31 + seed) & 0xff);
+}
+
+const good = pattern(8192, 1);
+const checksum = crc32c(good);
+const expectation = { bytes: good.byteLength, checksum };
+
+function sled(sleds: Map<string, FakeSled>, name: string): FakeSled {
+  return sleds.get(name)!;
+}
+
+describe("chunk writes", () => {
+  test("a sled that stores other bytes than the primary packed does not count as a copy", async () => {
+    const { sleds, client } = cluster(["sled-1", "sled-2", "sled-3"]);
+    sled(sleds, "sled-1").storeInstead = pattern(8192, 2);
+    const holders = await client.writeChunk(owner, "c0", good, [...sleds.keys()], 0, checksum);
+    expect(holders).toEqual(["sled-2", "sled-3"]);
+    // The wrong copy it made is dropped, not left as a copy of the chunk.
+    expect(sled(sleds, "sled-1").chunks.has("c0")).toBe(false);
+  });
+});
+
+describe("chunk reads", () => {
+  test("a whole read checks the recorded CRC32C: a wrong object under the right id is skipped and repaired", async () => {
+    const { sleds, logger, client } = cluster(["sled-1", "sled-2"]);
+    // Every block of sled-1's copy passes the sled's own checks; the whole is another chunk.
+    sled(sleds, "sled-1").chunks.set("c0", { data: pattern(8192, 9), damaged: false });
+    sled(sleds, "sled-2").chunks.set("c0", { data: good.slice(), damaged: false });
+    const data = await client.readChunk(owner, "c0", ["sled-1", "sled-2"], 0, 8192, expectation);
+    expect(Buffer.from(data).equals(Buffer.from(good))).toBe(true);
+    await vi.waitFor(() => expect(logger.info).toHaveBeenCalled());
+    expect(Buffer.from(sled(sleds, "sled-1").chunks.get("c0")!.data).equals(good)).toBe(true);
+  });
+
+  test("a copy the sled answers NotFound for is repaired like a damaged one", async () => {
+    const { sleds, logger, client } = cluster(["sled-1", "sled-2"]);
+    sled(sleds, "sled-2").chunks.set("c0", { data: good.slice(), damaged: false });
+    const data = await client.readChunk(owner, "c0", ["sled-1", "sled-2"], 4096, 4096, expectation);
+    expect(Buffer.from(data).equals(Buffer.from(good.subarray(4096)))).toBe(true);
+    await vi.waitFor(() => expect(logger.info).toHaveBeenCalled());
+    expect(Buffer.from(sled(sleds, "sled-1").chunks.get("c0")!.data).equals(good)).toBe(true);
+    // Nothing to drop: the write went straight to the sled that lacked the copy.
+    expect(sled(sleds, "sled-1").log).not.toContain("sled.chunk.delete.v1");
+  });
+
+  test("a damaged copy is replaced: written first, dropped and rewritten only when the sled refuses", async () => {
+    const { sleds, logger, client } = cluster(["sled-1", "sled-2"]);
+    sled(sleds, "sled-1").chunks.set("c0", { data: good.slice(), damaged: true });
+    sled(sleds, "sled-2").chunks.set("c0", { data: good.slice(), damaged: false });
+    await client.readChunk(owner, "c0", ["sled-1", "sled-2"], 0, 512, expectation);
+    await vi.waitFor(() => expect(logger.info).toHaveBeenCalled());
+    expect(sled(sleds, "sled-1").chunks.get("c0")).toMatchObject({ damaged: false });
+    expect(sled(sleds, "sled-1").log.filter((type) => type !== "sled.chunk.read.v1")).toEqual([
+      "sled.chunk.write.v1",
+      "sled.stat.v1",
+      "sled.chunk.delete.v1",
+      "sled.chunk.write.v1",
+    ]);
+  });
+
+  test("a repair whose write fails leaves the damaged copy in place and reports it", async () => {
+    const { sleds, logger, client } = cluster(["sled-1", "sled-2"]);
+    sled(sleds, "sled-1").chunks.set("c0", { data: good.slice(), damaged: true });
+    sled(sleds, "sled-1").writeError = new BallastError(ErrorCode.Unavailable, "device failed");
+    sled(sleds, "sled-2").chunks.set("c0", { data: good.slice(), damaged: false });
+    await client.readChunk(owner, "c0", ["sled-1", "sled-2"], 0, 512, expectation);
+    await vi.waitFor(() => expect(logger.error).toHaveBeenCalled());
+    expect(sled(sleds, "sled-1").chunks.get("c0")).toMatchObject({ damaged: true });
+    expect(sled(sleds, "sled-1").log).not.toContain("sled.chunk.delete.v1");
+  });
+
+  test("a sled with no room for the new copy keeps its damaged one", async () => {
+    const { sleds, client } = cluster(["sled-1", "sled-2"]);
+    sled(sleds, "sled-1").chunks.set("c0", { data: good.slice(), damaged: true });
+    sled(sleds, "sled-1").largestFreeBytes = 0;
+    sled(sleds, "sled-2").chunks.set("c0", { data: good.slice(), damaged: false });
+    const outcomes = await client.checkChunk(owner, "c0", ["sled-1", "sled-2"], expectation);
+    expect(outcomes).toMatchObject([{ sled: "sled-1", found: "damaged", repaired: false }]);
+    expect(sled(sleds, "sled-1").chunks.get("c0")).toMatchObject({ damaged: true });
+  });
+
+  test("a repair never copies from a source that fails the recorded CRC32C", async () => {
+    const { sleds, logger, client } = cluster(["sled-1", "sled-2"]);
+    sled(sleds, "sled-2").chunks.set("c0", { data: pattern(8192, 5), damaged: false });
+    // A partial read is served from sled-2 (its blocks pass); the repair must refuse it.
+    await client.readChunk(owner, "c0", ["sled-1", "sled-2"], 0, 512, expectation);
+    await vi.waitFor(() => expect(logger.error).toHaveBeenCalled());
+    expect(sled(sleds, "sled-1").chunks.has("c0")).toBe(false);
+  });
+});
+
+describe("checking every copy", () => {
+  test("finds a missing and a wrong copy and repairs both from the sound one", async () => {
+    const { sleds, client } = cluster(["sled-1", "sled-2", "sled-3"]);
+    sled(sleds, "sled-1").chunks.set("c0", { data: pattern(8192, 4), damaged: false });
+    sled(sleds, "sled-3").chunks.set("c0", { data: good.slice(), damaged: false });
+    const outcomes = await client.checkChunk(
+      owner,
+      "c0",
+      ["sled-1", "sled-2", "sled-3"],
+      expectation,
+    );
+    expect(outcomes).toEqual([
+      { sled: "sled-1", found: "damaged", repaired: true },
+      { sled: "sled-2", found: "missing", repaired: true },
+    ]);
+    for (const name of ["sled-1", "sled-2"]) {
+      expect(Buffer.from(sled(sleds, name).chunks.get("c0")!.data).equals(good)).toBe(true);
+    }
+    expect(await client.checkChunk(owner, "c0", ["sled-1", "sled-2"], expectation)).toEqual([]);
+  });
+});
