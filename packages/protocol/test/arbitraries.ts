@@ -220,6 +220,15 @@ export const messageArbitraries: {
     },
     { requiredKeys: ["type"] },
   ),
+  "sled.chunk.list.v1": fc.record(
+    {
+      type: fc.constant("sled.chunk.list.v1" as const),
+      volume: name,
+      startAfter: chunkId,
+      limit: fc.integer({ min: 1, max: 1000 }),
+    },
+    { requiredKeys: ["type"] },
+  ),
   "sled.scrub.v1": fc.record({ type: fc.constant("sled.scrub.v1" as const) }),
 };
 

@@ -11,6 +11,10 @@
 //   leader                        {coordinator, term}   (see leadership.ts)
 //   incarnation.<name>            {incarnation}: the last incarnation number of the
 //                                  name, never deleted
+//   purge.<volume id>             {volume, volumeId, deletedAtMs}: a deleted
+//                                  incarnation whose chunks and blobs may remain on
+//                                  sleds (see purge.ts); written before the volume
+//                                  record is deleted, removed once purged
 //
 // Incarnations: a volume's `id` is `<incarnation>-<nonce>` (@ballast/protocol
 // incarnation.ts), the number taken from `incarnation.<name>` by compare-and-set, so ids
@@ -37,6 +41,7 @@
 
 import { BallastError, ErrorCode } from "@ballast/protocol";
 import { type PartitionRecord, volumeIdOf } from "./decisions.ts";
+import type { PurgeRecord } from "./purge.ts";
 
 export interface VolumeRecord {
   name: string;
@@ -102,6 +107,8 @@ export const keys = {
   partitions: "partition.>",
   /** The last incarnation number given to a name; never deleted, so never reused. */
   incarnation: (name: string) => `incarnation.${name}`,
+  purge: (volumeId: string) => `purge.${volumeId}`,
+  purges: "purge.>",
 };
 
 /** The incarnation of a volume record: records before incarnations use the name. */
@@ -369,6 +376,26 @@ export class Catalogue {
     for (const key of await this.list(keys.partitionsOf(name))) await this.kv.delete(key);
     for (const key of await this.list(keys.checkpointsOf(name))) await this.kv.delete(key);
     return volume.value;
+  }
+
+  /** Records that an incarnation is to be purged; a record already there is kept. */
+  async recordPurge(record: PurgeRecord): Promise<void> {
+    try {
+      await this.kv.create(keys.purge(record.volumeId), encode(record));
+    } catch (error) {
+      if (!isConflict(error)) throw error;
+    }
+  }
+
+  /** Every incarnation still to be purged. */
+  async purges(): Promise<PurgeRecord[]> {
+    const found = await this.list(keys.purges);
+    const records = await Promise.all(found.map((key) => this.read<PurgeRecord>(key)));
+    return records.filter((record) => record !== undefined).map((record) => record.value);
+  }
+
+  async forgetPurge(volumeId: string): Promise<void> {
+    await this.kv.delete(keys.purge(volumeId));
   }
 
   /** The keys matching `filter`, each once. */

@@ -56,3 +56,21 @@ export const learnerCatchUpMsMax = 30_000;
  * choice for that partition's next learner for this long.
  */
 export const droppedNodeAvoidMs = 60_000;
+
+/**
+ * Purging a deleted volume incarnation's chunks and checkpoint blobs from the sleds
+ * (purge.ts). The grace lets a head node's flush or upload that was in flight at the
+ * delete land before the first pass (passes repeat, so one that lands later is caught
+ * too); the record is forgotten once passes have found nothing on every known sled for
+ * the retention time, or once it is this old while some sled stays silent.
+ */
+export const purgeGraceMs = 3000;
+export const purgePassIntervalMs = 2000;
+export const purgeRetainMs = 60_000;
+export const purgeRecordAgeMsMax = 24 * 60 * 60 * 1000;
+
+/** How long one sled list or delete request of a purge pass may take. */
+export const purgeRequestDeadlineMs = 5000;
+
+/** Pages of a sled's chunk or blob listing one purge pass reads, per incarnation. */
+export const purgeListPagesMax = 100;

@@ -7,7 +7,9 @@
 // The work itself is done by the parts this file wires together, each with only what
 // it needs: reconciler.ts (the executor of the pure decisions in decisions.ts),
 // configurer.ts (configure pushes to head nodes), volumes.ts (create, describe, list,
-// delete), reports.ts (primaries' reports and checkpoint pointers), status.ts.
+// delete), purger.ts (deletes a deleted incarnation's chunks and checkpoint blobs from
+// the sleds, deciding with purge.ts), reports.ts (primaries' reports and checkpoint
+// pointers), status.ts.
 //
 // Leadership and fencing: every partition record the leader writes carries its term,
 // and a new tenure (a takeover, or leading again after a lapse such as a SIGSTOP)
@@ -38,10 +40,12 @@ import {
   leaderLeaseDriftMarginMs,
   leaderLeaseMs,
   leaderRenewMs,
+  purgePassIntervalMs,
   reconcileIntervalMs,
 } from "./constants.ts";
 import { Heartbeats } from "./heartbeats.ts";
 import { Leadership, type Leading } from "./leadership.ts";
+import { Purger } from "./purger.ts";
 import { Reconciler } from "./reconciler.ts";
 import { Reports } from "./reports.ts";
 import { Status } from "./status.ts";
@@ -87,6 +91,7 @@ interface Parts {
   leadership: Leadership;
   reconciler: Reconciler;
   volumes: Volumes;
+  purger: Purger;
   reports: Reports;
   status: Status;
 }
@@ -132,11 +137,13 @@ export class Coordinator {
       members: this.heartbeats.list().length,
       leader: this.parts.leadership.isLeader(),
       term: this.leader?.term,
+      purgesPending: this.parts.purger.pending(),
     }));
     const tickMs = Math.max(50, Math.floor(this.config.heartbeatTimeoutMs / 4));
     this.every(tickMs, () => this.heartbeats.tick());
     this.every(leaderRenewMs, () => this.lead());
     this.every(reconcileIntervalMs, () => this.parts.reconciler.reconcile());
+    this.every(purgePassIntervalMs, () => this.parts.purger.purge());
     this.service.onClose(async () => {
       for (const timer of this.timers) clearInterval(timer);
       await this.control?.stop();
@@ -170,9 +177,10 @@ export class Coordinator {
       tenures,
       partitionBytesDefault: this.config.partitionBytes,
     });
+    const purger = new Purger({ service, catalogue, heartbeats, tenures });
     const reports = new Reports(catalogue, heartbeats);
     const status = new Status(service, heartbeats, volumes);
-    return { catalogue, leadership, reconciler, volumes, reports, status };
+    return { catalogue, leadership, reconciler, volumes, purger, reports, status };
   }
 
   private every(ms: number, work: () => unknown): void {

@@ -7,11 +7,16 @@
 // Incarnations: every create makes a new volume id, never reused, so a volume deleted
 // and created again under the same name is another volume to every head node.
 //
+// Deletes: a delete first records the incarnation to be purged (`purge.<volume id>`,
+// see purge.ts and purger.ts), then removes the volume's records, then tells head
+// nodes to drop the incarnation's replicas and journals. The leader's purger later
+// deletes the incarnation's chunks and checkpoint blobs from every sled.
+//
 // Failure model: a create or delete that dies halfway leaves partition records of no
-// listed volume, which nothing reconciles and the next create of the name overwrites.
-// Telling head nodes to drop a deleted incarnation is best effort: a node that misses
-// it (down, frozen) drops its replica when a configure of another incarnation of the
-// name reaches it.
+// listed volume, which nothing reconciles and the next create of the name overwrites;
+// a delete that dies after its purge record is purged all the same. Telling head nodes
+// to drop a deleted incarnation is best effort: a node that misses it (down, frozen)
+// drops its replica when a configure of another incarnation of the name reaches it.
 
 import { randomBytes } from "node:crypto";
 import {
@@ -51,6 +56,8 @@ export interface VolumesOptions {
     | "createVolume"
     | "nextIncarnation"
     | "deleteVolume"
+    | "recordPurge"
+    | "forgetPurge"
   >;
   heartbeats: Pick<Heartbeats, "aliveHeadNodes" | "aliveSleds">;
   configurer: Pick<Configurer, "configure">;
@@ -184,10 +191,28 @@ export class Volumes {
    */
   async delete(tenure: Tenure, name: string): Promise<ResultOf<"volume.delete.v1">> {
     const { service, catalogue, heartbeats, tenures } = this.options;
-    const deleted = await catalogue.deleteVolume(name);
-    if (deleted === undefined)
+    const current = await catalogue.volume(name);
+    if (current === undefined)
       throw new BallastError(ErrorCode.NotFound, `no volume named ${name}`);
-    const volumeId = idOfVolume(deleted);
+    // The purge record goes first, so that a leader that dies right after the delete
+    // leaves its successor a record of what to purge; the purger never touches an
+    // incarnation that is still live, so a delete that then fails deletes nothing.
+    const volumeId = idOfVolume(current.value);
+    await catalogue.recordPurge({ volume: name, volumeId, deletedAtMs: Date.now() });
+    const deleted = await catalogue.deleteVolume(name);
+    if (deleted === undefined || idOfVolume(deleted) !== volumeId) {
+      // Another writer (an ex-leader) got there first. The record read above is purged
+      // only if it is gone: a record still live drops its purge record again.
+      const still = await catalogue.volume(name);
+      if (still !== undefined && idOfVolume(still.value) === volumeId) {
+        await catalogue.forgetPurge(volumeId);
+        throw new BallastError(
+          ErrorCode.Unavailable,
+          `volume ${name} changed while it was being deleted; retry`,
+        );
+      }
+      throw new BallastError(ErrorCode.NotFound, `no volume named ${name}`);
+    }
     service.logger.info({ volume: name, id: volumeId }, "volume deleted from the catalogue");
     if (tenures.held() === tenure) {
       tenure.generation++;

@@ -333,6 +333,8 @@ describe("volumes", () => {
       ]),
     );
     expect(harness.records()).toEqual([]);
+    // The incarnation is left to the purger, durably: its chunks and blobs remain.
+    expect(harness.store.value(keys.purge("v-1"))).toMatchObject({ volume: "v", volumeId: "v-1" });
     harness.behaviour.set("head-3", "ok");
     const created = (await harness.control({
       type: "volume.create.v1",

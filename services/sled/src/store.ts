@@ -246,6 +246,30 @@ export class SledStore {
     };
   }
 
+  /** Chunks in id order, of the owner volume `volume` if given, after `startAfter`. */
+  listChunks(
+    volume: string | undefined,
+    startAfter: string | undefined,
+    limit: number | undefined,
+  ): ResultOf<"sled.chunk.list.v1"> {
+    const entriesMax = limit ?? sledLimits.chunkListEntriesMax;
+    const ids = [...this.chunks.entries()]
+      .filter(
+        ([id, object]) =>
+          (volume === undefined || object.owner?.volume === volume) &&
+          (startAfter === undefined || id > startAfter),
+      )
+      .map(([id]) => id)
+      .sort();
+    return {
+      chunks: ids.slice(0, entriesMax).map((id) => {
+        const object = this.chunks.get(id)!;
+        return { chunkId: id, owner: object.owner!, bytes: object.dataBytes };
+      }),
+      truncated: ids.length > entriesMax,
+    };
+  }
+
   deleteChunk(owner: ChunkOwner, chunkId: string): Promise<ResultOf<"sled.chunk.delete.v1">> {
     return this.chunkLocks.run(chunkId, async () => {
       const object = this.chunk(owner, chunkId);

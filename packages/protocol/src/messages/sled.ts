@@ -36,6 +36,8 @@ export const sledLimits = {
   readBytesMax: 4 * mebibyte,
   /** The most blobs one list reply holds; `truncated` says when there are more. */
   blobListEntriesMax: 1000,
+  /** The most chunks one list reply holds; `truncated` says when there are more. */
+  chunkListEntriesMax: 1000,
   /** The most damaged objects one scrub reply names; `damagedTruncated` says when cut. */
   scrubReportEntriesMax: 1000,
   /** Upload ids are the sled's own (a UUID today); this bounds what a request may carry. */
@@ -128,6 +130,29 @@ export const SledChunkStatResult = z.object({
   bytes: unsignedInteger,
   checksum: uint32,
   location: SledLocation,
+});
+
+/**
+ * Lists chunks in id order, those whose owner's volume is `volume` (exactly), after
+ * `startAfter`. The coordinator purges a deleted volume's chunks with it: the chunk ids
+ * a sled holds are known nowhere else once the volume's replicas are dropped.
+ */
+export const SledChunkList = z.object({
+  type: z.literal("sled.chunk.list.v1"),
+  volume: volumeName.optional(),
+  startAfter: chunkId.optional(),
+  limit: z.number().int().min(1).max(sledLimits.chunkListEntriesMax).optional(),
+});
+
+export const SledChunkListEntry = z.object({
+  chunkId,
+  owner: ChunkOwner,
+  bytes: unsignedInteger,
+});
+
+export const SledChunkListResult = z.object({
+  chunks: z.array(SledChunkListEntry).max(sledLimits.chunkListEntriesMax),
+  truncated: z.boolean(),
 });
 
 /** Capacity and usage of the sled and of each of its devices. */

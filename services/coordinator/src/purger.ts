@@ -1,0 +1,223 @@
+// The shell of purging deleted incarnations: on the leader, every few seconds, it reads
+// the purge records from the catalogue, lists the chunks (by owner volume) and
+// checkpoint blobs (by `checkpoints/<volume id>/`) of every live sled, asks purge.ts
+// which of them belong to a deleted incarnation, and deletes those. The decisions —
+// what to delete, when to start, when to forget — are purge.ts's; this file only moves
+// requests.
+//
+// Failure model: a sled that is down, or a list or delete that fails, makes the pass
+// incomplete and the record stays; the next pass tries again, so a sled that returns is
+// purged then. A delete that finds the object gone (NotFound) is done. Passes run only
+// while this coordinator leads a ready tenure, and a new tenure starts a new schedule,
+// so after a failover the new leader finishes what the old one began. The live volume
+// ids are read afresh from the catalogue before every pass, and nothing of a live
+// incarnation is ever deleted.
+
+import { BallastError, ErrorCode, sledLimits, subjects } from "@ballast/protocol";
+import type { Service } from "@ballast/runtime";
+import { type Catalogue, idOfVolume } from "./catalogue.ts";
+import { now } from "./clock.ts";
+import {
+  purgeGraceMs,
+  purgeListPagesMax,
+  purgeRecordAgeMsMax,
+  purgeRequestDeadlineMs,
+  purgeRetainMs,
+} from "./constants.ts";
+import type { Heartbeats } from "./heartbeats.ts";
+import {
+  type ChunkEntry,
+  checkpointBlobPrefixOf,
+  type PassOutcome,
+  type PendingPurge,
+  type PurgeDelete,
+  type PurgeRecord,
+  PurgeSchedule,
+  type PurgeTimes,
+  purgeDeletes,
+  type SledInventory,
+} from "./purge.ts";
+import type { Tenure, Tenures } from "./tenure.ts";
+
+export interface PurgerOptions {
+  service: Pick<Service, "bus" | "logger">;
+  catalogue: Pick<Catalogue, "purges" | "forgetPurge" | "volumes">;
+  heartbeats: Pick<Heartbeats, "list" | "listening">;
+  tenures: Tenures;
+  times?: PurgeTimes;
+}
+
+export class Purger {
+  private readonly times: PurgeTimes;
+  private schedule: PurgeSchedule;
+  private scheduleTenure: Tenure | undefined;
+  private running = false;
+
+  constructor(private readonly options: PurgerOptions) {
+    this.times = options.times ?? {
+      graceMs: purgeGraceMs,
+      retainMs: purgeRetainMs,
+      ageMsMax: purgeRecordAgeMsMax,
+    };
+    this.schedule = new PurgeSchedule(this.times);
+  }
+
+  /** The incarnations this leader is still purging (empty on a follower). */
+  pending(): PendingPurge[] {
+    const tenure = this.options.tenures.current();
+    return tenure !== undefined && tenure === this.scheduleTenure
+      ? this.schedule.pending(now())
+      : [];
+  }
+
+  /** One pass, if this coordinator leads and no pass is running. */
+  async purge(): Promise<void> {
+    const { tenures, heartbeats } = this.options;
+    const tenure = tenures.current();
+    if (tenure === undefined || !tenure.ready || this.running) return;
+    if (heartbeats.listening(now())) return;
+    this.running = true;
+    try {
+      await this.pass(tenure);
+    } finally {
+      this.running = false;
+    }
+  }
+
+  private async pass(tenure: Tenure): Promise<void> {
+    const { catalogue, heartbeats, tenures, service } = this.options;
+    if (this.scheduleTenure !== tenure) {
+      this.scheduleTenure = tenure;
+      this.schedule = new PurgeSchedule(this.times);
+    }
+    const schedule = this.schedule;
+    schedule.observe(await catalogue.purges(), now());
+    const due = schedule.due(now());
+    if (due.length === 0) return;
+    const live = new Set((await catalogue.volumes()).map(idOfVolume));
+    const sleds = heartbeats.list().filter((member) => member.kind === "sled");
+    const everySledAlive = sleds.every((member) => member.alive);
+    const outcomes = new Map<string, PassOutcome>(
+      due.map((record) => [record.volumeId, { found: 0, complete: everySledAlive }]),
+    );
+    await Promise.all(
+      sleds
+        .filter((member) => member.alive)
+        .map((member) => this.purgeSled(member.id, due, live, outcomes)),
+    );
+    for (const record of due) {
+      if (tenures.current() !== tenure) return;
+      const outcome = outcomes.get(record.volumeId)!;
+      if (outcome.found > 0) {
+        service.logger.info(
+          { volume: record.volume, id: record.volumeId, objects: outcome.found },
+          "purged objects of a deleted volume incarnation",
+        );
+      }
+      if (schedule.passed(record.volumeId, outcome, now()) === "forget") {
+        await catalogue.forgetPurge(record.volumeId);
+        schedule.forget(record.volumeId);
+        service.logger.info(
+          { volume: record.volume, id: record.volumeId, complete: outcome.complete },
+          "a deleted volume incarnation is purged; its record is forgotten",
+        );
+      }
+    }
+  }
+
+  /** Lists one sled and deletes what belongs to the incarnations due. */
+  private async purgeSled(
+    sled: string,
+    due: readonly PurgeRecord[],
+    live: ReadonlySet<string>,
+    outcomes: Map<string, PassOutcome>,
+  ): Promise<void> {
+    let inventory: SledInventory;
+    try {
+      inventory = await this.inventoryOf(sled, due);
+    } catch (error) {
+      for (const outcome of outcomes.values()) outcome.complete = false;
+      this.options.service.logger.warn(
+        { sled, error: (error as Error).message },
+        "could not list a sled's objects to purge deleted volumes",
+      );
+      return;
+    }
+    for (const target of purgeDeletes(inventory, due, live)) {
+      const outcome = outcomes.get(target.volumeId)!;
+      outcome.found++;
+      try {
+        await this.delete(sled, target);
+      } catch (error) {
+        if (error instanceof BallastError && error.code === ErrorCode.NotFound) continue;
+        outcome.complete = false;
+        this.options.service.logger.warn(
+          { sled, target, error: (error as Error).message },
+          "could not delete an object of a deleted volume incarnation",
+        );
+      }
+    }
+  }
+
+  private async inventoryOf(sled: string, due: readonly PurgeRecord[]): Promise<SledInventory> {
+    const { bus } = this.options.service;
+    const subject = subjects.node.build(sled);
+    const options = { deadlineMs: purgeRequestDeadlineMs };
+    const chunks: ChunkEntry[] = [];
+    for (const volume of new Set(due.map((record) => record.volume))) {
+      let startAfter: string | undefined;
+      for (let page = 0; page < purgeListPagesMax; page++) {
+        const listed = await bus.request(
+          subject,
+          { type: "sled.chunk.list.v1", volume, startAfter, limit: sledLimits.chunkListEntriesMax },
+          options,
+        );
+        chunks.push(...listed.chunks);
+        if (!listed.truncated || listed.chunks.length === 0) break;
+        startAfter = listed.chunks.at(-1)!.chunkId;
+      }
+    }
+    const blobKeys: string[] = [];
+    for (const record of due) {
+      let startAfter: string | undefined;
+      for (let page = 0; page < purgeListPagesMax; page++) {
+        const listed = await bus.request(
+          subject,
+          {
+            type: "sled.blob.list.v1",
+            prefix: checkpointBlobPrefixOf(record.volumeId),
+            startAfter,
+            limit: sledLimits.blobListEntriesMax,
+          },
+          options,
+        );
+        blobKeys.push(...listed.blobs.map((blob) => blob.key));
+        if (!listed.truncated || listed.blobs.length === 0) break;
+        startAfter = listed.blobs.at(-1)!.key;
+      }
+    }
+    return { chunks, blobKeys };
+  }
+
+  private async delete(sled: string, target: PurgeDelete): Promise<void> {
+    const { bus } = this.options.service;
+    const subject = subjects.node.build(sled);
+    const options = { deadlineMs: purgeRequestDeadlineMs };
+    switch (target.kind) {
+      case "chunk":
+        await bus.request(
+          subject,
+          { type: "sled.chunk.delete.v1", owner: target.owner, chunkId: target.chunkId },
+          options,
+        );
+        return;
+      case "blob":
+        await bus.request(subject, { type: "sled.blob.delete.v1", key: target.key }, options);
+        return;
+      default: {
+        const unreachable: never = target;
+        throw new Error(`no delete for ${JSON.stringify(unreachable)}`);
+      }
+    }
+  }
+}

@@ -1,0 +1,155 @@
+import { describe, expect, test } from "vitest";
+// The head node's own naming, so that these tests break if the two ever drift apart.
+import { sledChunkIdOf } from "../../headnode/src/replica/replica.ts";
+import {
+  type ChunkEntry,
+  hashedChunkPrefixOf,
+  isChunkOf,
+  type PurgeRecord,
+  PurgeSchedule,
+  purgeDeletes,
+} from "../src/purge.ts";
+
+const dead: PurgeRecord = { volume: "vol", volumeId: "1-aaaaaaaaaaaa", deletedAtMs: 1 };
+const liveId = "2-bbbbbbbbbbbb";
+
+function chunkOf(volume: string, volumeId: string, partition: number, chunkNumber = 0): ChunkEntry {
+  const chunkId = sledChunkIdOf({ volume, volumeId, partition, session: 7 }, 3, chunkNumber);
+  return { chunkId, owner: { volume, partition }, bytes: 4096 };
+}
+
+describe("which chunks belong to a deleted incarnation", () => {
+  test("the incarnation's own chunks, in every partition, are matched", () => {
+    for (const partition of [0, 9, 10, 123]) {
+      expect(isChunkOf(chunkOf("vol", dead.volumeId, partition, 5), dead, new Set())).toBe(true);
+    }
+  });
+
+  test("another incarnation of the same name is never matched", () => {
+    expect(isChunkOf(chunkOf("vol", liveId, 0), dead, new Set([liveId]))).toBe(false);
+  });
+
+  test("another volume whose id or name extends this one's is never matched", () => {
+    // Same id text under another owner, and a name that merely starts with ours.
+    expect(isChunkOf(chunkOf("vol2", dead.volumeId, 0), dead, new Set())).toBe(false);
+    const record: PurgeRecord = { volume: "vol", volumeId: "vol", deletedAtMs: 1 };
+    expect(isChunkOf(chunkOf("vol", "vol-p0", 0), record, new Set())).toBe(false);
+    expect(isChunkOf(chunkOf("vol", "vol", 0), record, new Set())).toBe(true);
+  });
+
+  test("a chunk whose id and owner disagree on the partition is kept", () => {
+    const chunk = chunkOf("vol", dead.volumeId, 1);
+    expect(isChunkOf({ ...chunk, owner: { volume: "vol", partition: 2 } }, dead, new Set())).toBe(
+      false,
+    );
+  });
+
+  test("ids too long for a chunk id are recognised by their hash", () => {
+    const longName = `v${"x".repeat(60)}`;
+    const record: PurgeRecord = { volume: longName, volumeId: longName, deletedAtMs: 1 };
+    const chunk = chunkOf(longName, longName, 35, 40);
+    expect(chunk.chunkId.startsWith(hashedChunkPrefixOf(longName))).toBe(true);
+    expect(isChunkOf(chunk, record, new Set())).toBe(true);
+  });
+
+  test("a hashed prefix that a live incarnation shares is ambiguous, and kept", () => {
+    const longName = `v${"x".repeat(60)}`;
+    const record: PurgeRecord = { volume: longName, volumeId: longName, deletedAtMs: 1 };
+    const chunk = chunkOf(longName, longName, 0);
+    // Stand-in for a CRC collision: the live id is the dead one's twin.
+    expect(isChunkOf(chunk, record, new Set([longName]))).toBe(false);
+  });
+});
+
+describe("the deletes of a purge pass", () => {
+  const inventory = {
+    chunks: [
+      chunkOf("vol", dead.volumeId, 0, 0),
+      chunkOf("vol", dead.volumeId, 1, 4),
+      chunkOf("vol", liveId, 0, 0),
+      chunkOf("other", "1-cccccccccccc", 0, 0),
+    ],
+    blobKeys: [
+      `checkpoints/${dead.volumeId}/0/h1/10-1-1`,
+      `checkpoints/${dead.volumeId}x/0/h1/10-1-1`,
+      `checkpoints/${liveId}/0/h1/10-1-1`,
+    ],
+  };
+
+  test("every chunk and checkpoint blob of the incarnation, and nothing else", () => {
+    const deletes = purgeDeletes(inventory, [dead], new Set([liveId]));
+    expect(deletes).toEqual([
+      {
+        kind: "chunk",
+        volumeId: dead.volumeId,
+        chunkId: inventory.chunks[0]!.chunkId,
+        owner: { volume: "vol", partition: 0 },
+      },
+      {
+        kind: "chunk",
+        volumeId: dead.volumeId,
+        chunkId: inventory.chunks[1]!.chunkId,
+        owner: { volume: "vol", partition: 1 },
+      },
+      { kind: "blob", volumeId: dead.volumeId, key: `checkpoints/${dead.volumeId}/0/h1/10-1-1` },
+    ]);
+  });
+
+  test("an incarnation that is live again is not purged at all", () => {
+    expect(purgeDeletes(inventory, [dead], new Set([dead.volumeId]))).toEqual([]);
+  });
+});
+
+describe("the purge schedule", () => {
+  const times = { graceMs: 1000, retainMs: 5000, ageMsMax: 60_000 };
+  const clean = { found: 0, complete: true };
+
+  test("an incarnation is due only after its grace", () => {
+    const schedule = new PurgeSchedule(times);
+    schedule.observe([dead], 100);
+    expect(schedule.due(1099)).toEqual([]);
+    expect(schedule.due(1100)).toEqual([dead]);
+  });
+
+  test("it is forgotten once passes have found nothing for the retention time", () => {
+    const schedule = new PurgeSchedule(times);
+    schedule.observe([dead], 0);
+    expect(schedule.passed(dead.volumeId, { found: 3, complete: true }, 1000)).toBe("keep");
+    expect(schedule.passed(dead.volumeId, clean, 2000)).toBe("keep");
+    expect(schedule.passed(dead.volumeId, clean, 6999)).toBe("keep");
+    expect(schedule.passed(dead.volumeId, clean, 7000)).toBe("forget");
+  });
+
+  test("a pass that finds objects again (a late flush) restarts the retention", () => {
+    const schedule = new PurgeSchedule(times);
+    schedule.observe([dead], 0);
+    schedule.passed(dead.volumeId, clean, 1000);
+    expect(schedule.passed(dead.volumeId, { found: 1, complete: true }, 5000)).toBe("keep");
+    expect(schedule.passed(dead.volumeId, clean, 6000)).toBe("keep");
+    expect(schedule.passed(dead.volumeId, clean, 10_999)).toBe("keep");
+    expect(schedule.passed(dead.volumeId, clean, 11_000)).toBe("forget");
+  });
+
+  test("a sled that is down keeps the record until the age limit", () => {
+    const schedule = new PurgeSchedule(times);
+    schedule.observe([dead], 0);
+    const missed = { found: 0, complete: false };
+    expect(schedule.passed(dead.volumeId, missed, 10_000)).toBe("keep");
+    expect(schedule.passed(dead.volumeId, missed, 59_999)).toBe("keep");
+    expect(schedule.passed(dead.volumeId, missed, 60_000)).toBe("forget");
+    // Objects that will not delete keep it past the age limit.
+    expect(schedule.passed(dead.volumeId, { found: 1, complete: false }, 70_000)).toBe("keep");
+  });
+
+  test("a record that left the catalogue is dropped; one seen anew starts its grace again", () => {
+    const schedule = new PurgeSchedule(times);
+    schedule.observe([dead], 0);
+    schedule.observe([], 500);
+    expect(schedule.due(5000)).toEqual([]);
+    schedule.observe([dead], 5000);
+    expect(schedule.due(5999)).toEqual([]);
+    expect(schedule.pending(6000)).toEqual([
+      { volume: "vol", volumeId: dead.volumeId, deletedAtMs: 1, cleanForMs: 0 },
+    ]);
+  });
+});
