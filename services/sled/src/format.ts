@@ -47,8 +47,10 @@
 // Why a torn or half-written record is never trusted: every record carries a CRC32C
 // over all of its bytes, checked on every read. A slot is one sector, written in place
 // only when it is free (a new object) or being freed (a delete): a torn slot write is
-// either the old or the new sector, or fails its CRC and counts as free, and both are
-// correct, because neither the write nor the delete had been acknowledged. The extent
+// either the old or the new sector, or fails its CRC with one end of the sector zero
+// (`inspectDamagedSlot`), and recovery may read it as free, because neither the write
+// nor the delete had been acknowledged. A slot that fails its CRC otherwise is damage,
+// not free space (store.ts says what recovery does with it). The extent
 // header repeats the slot's generation, key and size, so a slot that points at data of
 // another object (stale or misdirected) is caught on the first read. The superblock is
 // written to a temporary file that is renamed into place only after it is durable, and

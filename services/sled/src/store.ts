@@ -17,12 +17,31 @@
 // fdatasync, wait for reads already in progress, and only then give the space back to
 // the allocator. Space is reused only once no durable record can refer to it.
 //
-// Recovery (open): read every slot of every device. Free (zero) slots are free; a slot
-// that fails its CRC is a torn or damaged write that was never acknowledged as durable
-// state and counts as free (logged); valid slots claim their space, newest generation
-// first, and a slot that collides with a newer one (a duplicate key or overlapping
-// extent, which the write order above never produces) is cleared before serving.
+// Recovery (open): read every slot of every device. A device whose slot table cannot be
+// read is failed (no writes; the sled serves from the others). Free (zero) slots are
+// free; valid slots claim their space, newest generation first, and a slot that collides
+// with a newer one (a duplicate key or overlapping extent, which the write order above
+// never produces) is cleared before serving. A slot that fails its checks is one of:
+//   - rebuilt: the extent header at the place its fields still name is whole and has its
+//     generation (unique per sled) and size. The slot was written only after that extent
+//     was durable, so the object is complete whether or not it was acknowledged; its slot
+//     is rewritten from the header.
+//   - torn: its magic or CRC field reads as zeros. A slot is written only over a free
+//     (zero) slot or with zeros, so a write cut inside the sector leaves one end zero;
+//     that write was never acknowledged and the slot is free.
+//   - damaged: anything else, a record that was once whole and went bad. It is never
+//     taken for free space: its slot (and the extent it names, when nothing valid holds
+//     it) stays allocated, a read of the key it names answers ChecksumMismatch with the
+//     device and slot offset, scrub and health() list it, and a rewrite (a repair) or a
+//     delete of that key clears it. A damaged slot whose key is unreadable is reported
+//     by place only. (A redundant slot copy would tell more, at the cost of a format
+//     change and a second write per object; the extent header already is the copy.)
 // In-memory state that is not in a slot (blob uploads in progress) simply vanishes.
+//
+// Devices fail on their own: an I/O error on a device's write path latches it failed
+// (device.ts), the allocator skips it from then on, and a chunk write whose data phase
+// failed on it is placed again on a healthy device. A write that fails after its slot
+// write began is not retried (the slot may be durable; the next start decides).
 //
 // Reads verify every 4 KiB block they touch against its CRC from the extent header;
 // the header itself is verified (its CRC, and against the slot) before its table is
