@@ -10,8 +10,12 @@
 //     cleared. Releasing earlier would let new data overwrite an object that a crash
 //     could bring back.
 //
-// Placement: an object goes to the device with the most free blocks among those that
-// have a free slot and a free extent large enough, lowest device index on a tie, and
+// A device the shell reports failed (`fail`: an I/O error on its write path, or a slot
+// table that could not be read) gets no new allocations, however much free space it
+// has; its live allocations stay booked, so that they are released exactly once.
+//
+// Placement: an object goes to the device with the most free blocks among the healthy
+// ones that have a free slot and a free extent large enough, lowest device index on a tie, and
 // within a device to the smallest free extent that fits (best fit, lowest start on a
 // tie), which keeps large extents whole for large objects.
 
@@ -186,8 +190,8 @@ export type AllocateOutcome =
   | { ok: true; allocation: Allocation }
   | {
       ok: false;
-      /** No device has a free slot, or none has a free extent this large. */
-      reason: "no-free-slot" | "no-free-extent";
+      /** Every device failed, or no healthy one has a free slot or a free extent this large. */
+      reason: "no-healthy-device" | "no-free-slot" | "no-free-extent";
       freeBlocks: number;
       largestFreeBlocks: number;
     };
@@ -216,6 +220,7 @@ interface DeviceSpace {
   slots: FreeRanges;
   /** Slot → extent of every live allocation, to check each release against. */
   live: Map<number, Extent>;
+  failed: boolean;
 }
 
 export class SpaceAllocator {
@@ -227,7 +232,19 @@ export class SpaceAllocator {
       blocks: new FreeRanges(geometry.dataBlocks),
       slots: new FreeRanges(geometry.slotCount),
       live: new Map(),
+      failed: false,
     }));
+  }
+
+  /** Takes a device out of placement for good (until the sled restarts). */
+  fail(device: number): void {
+    const space = this.devices[device];
+    assert(space !== undefined, `no device ${device}`);
+    space.failed = true;
+  }
+
+  isFailed(device: number): boolean {
+    return this.devices[device]?.failed === true;
   }
 
   get deviceCount(): number {
@@ -239,10 +256,13 @@ export class SpaceAllocator {
     assert(Number.isSafeInteger(blocks) && blocks > 0, `cannot allocate ${blocks} blocks`);
     let chosen = -1;
     let anySlot = false;
+    let anyHealthy = false;
     let freeBlocks = 0;
     let largestFreeBlocks = 0;
     for (let index = 0; index < this.devices.length; index++) {
       const space = this.devices[index]!;
+      if (space.failed) continue;
+      anyHealthy = true;
       if (space.slots.freeUnits === 0) continue;
       anySlot = true;
       const largest = space.blocks.largestFree;
@@ -256,7 +276,7 @@ export class SpaceAllocator {
     if (chosen < 0) {
       return {
         ok: false,
-        reason: anySlot ? "no-free-extent" : "no-free-slot",
+        reason: !anyHealthy ? "no-healthy-device" : anySlot ? "no-free-extent" : "no-free-slot",
         freeBlocks,
         largestFreeBlocks,
       };
@@ -292,6 +312,28 @@ export class SpaceAllocator {
     return "claimed";
   }
 
+  /**
+   * Marks one slot in use with no extent: a damaged slot whose extent is unknown, kept
+   * out of reuse until it is cleared (`releaseSlot`). False (and no change) if it is not free.
+   */
+  claimSlot(device: number, slot: number): boolean {
+    const space = this.devices[device];
+    if (space === undefined || !Number.isSafeInteger(slot)) return false;
+    if (slot < 0 || slot >= space.geometry.slotCount || !space.slots.isFree(slot, 1)) return false;
+    space.slots.claim(slot, 1);
+    space.live.set(slot, { start: 0, length: 0 });
+    return true;
+  }
+
+  /** Returns a slot claimed by `claimSlot`. */
+  releaseSlot(device: number, slot: number): void {
+    const space = this.devices[device];
+    assert(space !== undefined, `release on unknown device ${device}`);
+    assert(space.live.get(slot)?.length === 0, `slot ${slot} of ${device} is not a bare slot`);
+    space.live.delete(slot);
+    space.slots.give(slot, 1);
+  }
+
   /** Returns an allocation's slot and extent; it must be exactly one that is live. */
   release(allocation: Allocation): void {
     const space = this.devices[allocation.device];
@@ -325,12 +367,14 @@ export class SpaceAllocator {
   /** Every live allocation, for checkers. */
   liveAllocations(): Allocation[] {
     return this.devices.flatMap((space, device) =>
-      [...space.live].map(([slot, extent]) => ({
-        device,
-        slot,
-        start: extent.start,
-        blocks: extent.length,
-      })),
+      [...space.live]
+        .filter(([, extent]) => extent.length > 0)
+        .map(([slot, extent]) => ({
+          device,
+          slot,
+          start: extent.start,
+          blocks: extent.length,
+        })),
     );
   }
 

@@ -55,6 +55,9 @@ export const blobUploadIdleMsMax = 60_000;
 /** How often idle uploads are looked for. */
 export const blobUploadSweepIntervalMs = 5000;
 
+/** Damaged slots named in the sled's status details; the rest only counted. */
+export const damagedSlotsDescribedMax = 16;
+
 /** Scrub reads each object in pieces of this size (a multiple of the block size). */
 export const scrubReadBytes = 1 * mebibyte;
 

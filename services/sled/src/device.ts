@@ -4,8 +4,12 @@
 // memory and the file; what the records mean is the store's business.
 //
 // Failure model: an I/O error on the write path (a write or an fdatasync) leaves the
-// device's durable state unknown, so the device is marked failed and refuses further
-// writes until the sled restarts and recovers from what is on disk; reads go on.
+// device's durable state unknown, so the device is marked failed (latched) and refuses
+// further writes until the sled restarts and recovers from what is on disk; reads go on.
+// A failed fdatasync fails every writer that joined it and every later one (group-
+// commit.ts): after a failed fsync the kernel may have dropped the dirty pages, so a
+// later sync that succeeds proves nothing. The store also fails a device whose slot
+// table cannot be read at open (`markFailed`); the other devices of the sled go on.
 
 import type { BlockFile } from "./block-file.ts";
 import {
@@ -150,6 +154,17 @@ export class Device {
 
   get failed(): boolean {
     return this.failure !== undefined;
+  }
+
+  /** Why the device takes no writes, or undefined while it is healthy. */
+  get failureMessage(): string | undefined {
+    if (this.failure === undefined) return undefined;
+    return (this.failure as Error)?.message ?? String(this.failure);
+  }
+
+  /** Latches a failure found outside the write path (an unreadable slot table at open). */
+  markFailed(cause: unknown): void {
+    this.failure ??= cause;
   }
 
   get syncs(): number {

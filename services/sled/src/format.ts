@@ -47,8 +47,10 @@
 // Why a torn or half-written record is never trusted: every record carries a CRC32C
 // over all of its bytes, checked on every read. A slot is one sector, written in place
 // only when it is free (a new object) or being freed (a delete): a torn slot write is
-// either the old or the new sector, or fails its CRC and counts as free, and both are
-// correct, because neither the write nor the delete had been acknowledged. The extent
+// either the old or the new sector, or fails its CRC with one end of the sector zero
+// (`inspectDamagedSlot`), and recovery may read it as free, because neither the write
+// nor the delete had been acknowledged. A slot that fails its CRC otherwise is damage,
+// not free space (store.ts says what recovery does with it). The extent
 // header repeats the slot's generation, key and size, so a slot that points at data of
 // another object (stale or misdirected) is caught on the first read. The superblock is
 // written to a temporary file that is renamed into place only after it is durable, and
@@ -245,7 +247,7 @@ export interface SlotRecord {
 
 export type SlotDecoding =
   | { state: "empty" }
-  | { state: "damaged"; detail: string }
+  | { state: "damaged"; detail: string; inspection: DamagedSlot }
   | { state: "used"; record: SlotRecord };
 
 export function encodeSlot(record: SlotRecord): Buffer {
@@ -260,6 +262,17 @@ export function encodeSlot(record: SlotRecord): Buffer {
 }
 
 export function decodeSlot(buffer: Uint8Array): SlotDecoding {
+  const decoding = decodeSlotChecked(buffer);
+  if (decoding.state !== "damaged") return decoding;
+  return { ...decoding, inspection: inspectDamagedSlot(buffer) };
+}
+
+function decodeSlotChecked(
+  buffer: Uint8Array,
+):
+  | { state: "empty" }
+  | { state: "damaged"; detail: string }
+  | { state: "used"; record: SlotRecord } {
   const bytes = Buffer.from(buffer.buffer, buffer.byteOffset, buffer.byteLength);
   assert(bytes.byteLength === slotBytes, `a slot is ${slotBytes} bytes`);
   if (bytes.every((byte) => byte === 0)) return { state: "empty" };
@@ -282,6 +295,49 @@ export function decodeSlot(buffer: Uint8Array): SlotDecoding {
   return {
     state: "used",
     record: { ...fields, start: readUint64(bytes, 32), blocks: bytes.readUInt32LE(40) },
+  };
+}
+
+/**
+ * What a slot that fails its checks still says, read without trusting its CRC.
+ *
+ * `torn` is true when the sector is what a torn write between a record and a free (zero)
+ * slot leaves: its magic or its CRC field reads as zeros. A slot is written only over a
+ * free slot (a new object) or with zeros (a delete), so a write cut inside the sector
+ * leaves one end of it zero. Neither such write was acknowledged, so such a slot may
+ * read as free. Anything else (a nonzero magic and CRC that do not check) is damage to a
+ * record that was once whole.
+ *
+ * `place` is the extent the slot claims and `generation` its object's generation, when
+ * those fields are in range; recovery trusts them only if the extent header there agrees
+ * (see store.ts).
+ */
+export interface DamagedSlot {
+  torn: boolean;
+  place: { start: number; blocks: number } | undefined;
+  generation: number | undefined;
+  /** The key and kind the slot names, when those fields still decode. */
+  named: { kind: ObjectKind; key: string } | undefined;
+}
+
+export function inspectDamagedSlot(buffer: Uint8Array): DamagedSlot {
+  const bytes = Buffer.from(buffer.buffer, buffer.byteOffset, buffer.byteLength);
+  assert(bytes.byteLength === slotBytes, `a slot is ${slotBytes} bytes`);
+  const torn = bytes.readUInt32LE(0) === 0 || bytes.readUInt32LE(checksumOffsetInSlot) === 0;
+  const generation = bytes.readUInt32LE(12) * 2 ** 32 + bytes.readUInt32LE(8);
+  const start = bytes.readUInt32LE(36) * 2 ** 32 + bytes.readUInt32LE(32);
+  const blocks = bytes.readUInt32LE(40);
+  const place = Number.isSafeInteger(start) && blocks > 0 ? { start, blocks } : undefined;
+  const fields = readObjectFields(bytes);
+  const named =
+    typeof fields === "string" || !/^[\x21-\x7e]+$/.test(fields.key)
+      ? undefined
+      : { kind: fields.kind, key: fields.key };
+  return {
+    torn,
+    place,
+    generation: Number.isSafeInteger(generation) && generation > 0 ? generation : undefined,
+    named,
   };
 }
 

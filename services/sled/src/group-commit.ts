@@ -6,12 +6,17 @@
 //
 // Failure model: when an fdatasync fails, the kernel may already have dropped the dirty
 // pages it could not write (the "fsyncgate" lesson), so a retry proves nothing. Every
-// caller of that fdatasync gets the error, and the owner (the device) stops taking writes.
+// caller of that fdatasync gets the error, and so does every caller after it, including
+// those that had already joined the next one: their writes were in the page cache when
+// the failed fdatasync ran, so a later one that succeeds would acknowledge pages the
+// kernel may have dropped. The failure is latched: no further fdatasync is issued, and
+// the owner (the device) stops taking writes until it is reopened.
 
 export class GroupCommit {
   private running: Promise<void> | undefined;
   private next: Promise<void> | undefined;
   private syncCount = 0;
+  private failure: { error: unknown } | undefined;
 
   constructor(private readonly syncOnce: () => Promise<void>) {}
 
@@ -22,6 +27,7 @@ export class GroupCommit {
 
   /** Resolves once every write completed before this call is durable. */
   sync(): Promise<void> {
+    if (this.failure !== undefined) return Promise.reject(this.failure.error);
     if (this.running === undefined) return this.start();
     // The running sync may have begun before this caller's write: wait for the next one,
     // which all callers arriving meanwhile share.
@@ -34,14 +40,20 @@ export class GroupCommit {
 
   private startNext(): Promise<void> {
     this.next = undefined;
+    if (this.failure !== undefined) return Promise.reject(this.failure.error);
     return this.start();
   }
 
   private start(): Promise<void> {
     this.syncCount++;
-    const running: Promise<void> = this.syncOnce().finally(() => {
-      if (this.running === running) this.running = undefined;
-    });
+    const running: Promise<void> = this.syncOnce()
+      .catch((error: unknown) => {
+        this.failure ??= { error };
+        throw error;
+      })
+      .finally(() => {
+        if (this.running === running) this.running = undefined;
+      });
     this.running = running;
     return running;
   }

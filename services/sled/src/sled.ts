@@ -5,15 +5,19 @@
 // makes acknowledgements durable), format.ts (the bytes on disk) and allocator.ts (the
 // pure core that places objects); this module only wires them to the bus.
 //
-// Failure model: a device that cannot be used stops the start with a DeviceError that
-// says why (the process exits non-zero; nothing is reformatted). Bad requests and
-// operating faults answer typed errors and the sled goes on. Blob uploads live in memory
+// Failure model: a device that is not this sled's, or not of this format, stops the
+// start with a DeviceError that says why (the process exits non-zero; nothing is
+// reformatted). A device of this sled whose allocation map cannot be read, or that fails
+// a write or an fdatasync later, is failed on its own: the sled serves from the others
+// and its status details (node.info) name the failed devices and any damaged slots. Bad
+// requests and operating faults answer typed errors and the sled goes on. Blob uploads live in memory
 // only: a restart drops them, and their reserved space is free again.
 
 import type { MessageOf } from "@ballast/protocol";
 import type { CommonConfig, ConfigOf, OptionSpecs, Service } from "@ballast/runtime";
 import {
   blobUploadSweepIntervalMs,
+  damagedSlotsDescribedMax,
   deviceBytesDefault,
   deviceBytesMax,
   deviceBytesMin,
@@ -114,6 +118,7 @@ export class Sled {
   /** The kind-specific part of node.info.v1. */
   describe(dataDir: string): Record<string, unknown> {
     const stat = this.store.stat();
+    const health = this.store.health();
     return {
       dataDir,
       devices: stat.devices.length,
@@ -121,6 +126,10 @@ export class Sled {
       usedBytes: stat.usedBytes,
       chunks: stat.chunks,
       blobs: stat.blobs,
+      failedDevices: health.failedDevices,
+      damagedSlots: health.damagedSlots.length,
+      // A bounded sample: the full list is in scrub reports and the log.
+      damagedSlotsSample: health.damagedSlots.slice(0, damagedSlotsDescribedMax),
     };
   }
 }

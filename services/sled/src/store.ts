@@ -17,12 +17,31 @@
 // fdatasync, wait for reads already in progress, and only then give the space back to
 // the allocator. Space is reused only once no durable record can refer to it.
 //
-// Recovery (open): read every slot of every device. Free (zero) slots are free; a slot
-// that fails its CRC is a torn or damaged write that was never acknowledged as durable
-// state and counts as free (logged); valid slots claim their space, newest generation
-// first, and a slot that collides with a newer one (a duplicate key or overlapping
-// extent, which the write order above never produces) is cleared before serving.
+// Recovery (open): read every slot of every device. A device whose slot table cannot be
+// read is failed (no writes; the sled serves from the others). Free (zero) slots are
+// free; valid slots claim their space, newest generation first, and a slot that collides
+// with a newer one (a duplicate key or overlapping extent, which the write order above
+// never produces) is cleared before serving. A slot that fails its checks is one of:
+//   - rebuilt: the extent header at the place its fields still name is whole and has its
+//     generation (unique per sled) and size. The slot was written only after that extent
+//     was durable, so the object is complete whether or not it was acknowledged; its slot
+//     is rewritten from the header.
+//   - torn: its magic or CRC field reads as zeros. A slot is written only over a free
+//     (zero) slot or with zeros, so a write cut inside the sector leaves one end zero;
+//     that write was never acknowledged and the slot is free.
+//   - damaged: anything else, a record that was once whole and went bad. It is never
+//     taken for free space: its slot (and the extent it names, when nothing valid holds
+//     it) stays allocated, a read of the key it names answers ChecksumMismatch with the
+//     device and slot offset, scrub and health() list it, and a rewrite (a repair) or a
+//     delete of that key clears it. A damaged slot whose key is unreadable is reported
+//     by place only. (A redundant slot copy would tell more, at the cost of a format
+//     change and a second write per object; the extent header already is the copy.)
 // In-memory state that is not in a slot (blob uploads in progress) simply vanishes.
+//
+// Devices fail on their own: an I/O error on a device's write path latches it failed
+// (device.ts), the allocator skips it from then on, and a chunk write whose data phase
+// failed on it is placed again on a healthy device. A write that fails after its slot
+// write began is not retried (the slot may be durable; the next start decides).
 //
 // Reads verify every 4 KiB block they touch against its CRC from the extent header;
 // the header itself is verified (its CRC, and against the slot) before its table is
@@ -37,22 +56,33 @@ import {
   blobUploadsInflightMax,
   blockBytes,
   crcTableCacheBytesMax,
+  extentHeaderFixedBytes,
   scrubReadBytes,
 } from "./constants.ts";
 import type { Device } from "./device.ts";
-import { assert, checksumMismatch, type DamageLocation, noSpace, notFound } from "./errors.ts";
+import {
+  assert,
+  checksumMismatch,
+  type DamageLocation,
+  deviceFailed,
+  noSpace,
+  notFound,
+} from "./errors.ts";
 import {
   alignUp,
   blockChecksums,
   blockOffset,
   type ChunkOwner,
+  type DamagedSlot,
   dataBlockCount,
   decodeExtentHeader,
   encodeExtentHeader,
   extentBlocks,
   extentHeaderBytes,
   headerMismatch,
+  type ObjectKind,
   type SlotRecord,
+  slotOffset,
 } from "./format.ts";
 import { KeyedLock } from "./keyed-lock.ts";
 import {
@@ -94,13 +124,43 @@ export type ScrubReport = ResultOf<"sled.scrub.v1">;
 export type Damage = ScrubReport["damaged"][number];
 export type SledStat = ResultOf<"sled.stat.v1">;
 
+/**
+ * A slot that fails its checks and is not a torn write: kept out of reuse, reported by
+ * reads of the key it names, by stat and by scrub, until a rewrite or delete of that key
+ * (a repair, or an operator) clears it.
+ */
+interface DamagedSlotEntry {
+  device: number;
+  slot: number;
+  /** The key the slot still names, when its fields decode. */
+  named: { kind: ObjectKind; key: string } | undefined;
+  /** What its fields still say of its extent and generation (not to be trusted). */
+  place: DamagedSlot["place"];
+  generation: number;
+  /** The extent it claims, when that was free to hold; undefined: only the slot is held. */
+  allocation: Allocation | undefined;
+  reason: string;
+}
+
 export interface RecoveryReport {
   chunks: number;
   blobs: number;
-  /** Slots that failed their checksum: torn or damaged, treated as free. */
+  /** Slots that fail their checks and are not torn writes: kept as damage, never free. */
   damagedSlots: number;
+  /** Slots a torn (never acknowledged) write left: free. */
+  tornSlots: number;
+  /** Slots that failed their checks but whose object was rebuilt from its extent header. */
+  recoveredSlots: number;
   /** Valid slots that collided with newer ones and were cleared. */
   clearedSlots: number;
+  /** Devices whose allocation map could not be read: failed, the sled goes on without them. */
+  failedDevices: number;
+}
+
+/** What the sled reports about its health beside the usage in stat. */
+export interface SledHealth {
+  failedDevices: { device: number; path: string; reason: string }[];
+  damagedSlots: { device: number; slot: number; offset: number; key?: string; reason: string }[];
 }
 
 export interface StoreOptions {
@@ -120,6 +180,8 @@ export class SledStore {
   private readonly chunks = new Map<string, StoredObject>();
   private readonly blobs = new Map<string, StoredObject>();
   private readonly uploads = new Map<string, Upload>();
+  /** Damaged slots by `device/slot`. */
+  private readonly damagedSlots = new Map<string, DamagedSlotEntry>();
   private readonly chunkLocks = new KeyedLock();
   private readonly blobLocks = new KeyedLock();
   private readonly uploadLocks = new KeyedLock();
@@ -176,6 +238,7 @@ export class SledStore {
         (dataPosition, device) => device.writeData(dataPosition, withPadding(data)),
       );
       this.chunks.set(chunkId, object);
+      await this.clearDamagedNaming("chunk", chunkId);
       return {
         location: this.locate(object),
         bytes: object.dataBytes,
@@ -272,15 +335,19 @@ export class SledStore {
 
   deleteChunk(owner: ChunkOwner, chunkId: string): Promise<ResultOf<"sled.chunk.delete.v1">> {
     return this.chunkLocks.run(chunkId, async () => {
+      if (!this.chunks.has(chunkId) && this.damagedNaming("chunk", chunkId).length > 0) {
+        // Dropping a copy that only a damaged slot still names (a repair or an operator).
+        return { freedBytes: await this.clearDamagedNaming("chunk", chunkId) };
+      }
       const object = this.chunk(owner, chunkId);
       this.chunks.delete(chunkId);
-      return this.removeObject(object);
+      return this.removeObject(object, () => this.chunks.set(chunkId, object));
     });
   }
 
   private chunk(owner: ChunkOwner, chunkId: string): StoredObject {
     const object = this.chunks.get(chunkId);
-    if (object === undefined) throw notFound("chunk", chunkId);
+    if (object === undefined) throw this.missing("chunk", chunkId);
     checkOwner(chunkId, object.owner!, owner);
     return object;
   }
@@ -383,6 +450,7 @@ export class SledStore {
           upload.allocation,
         );
         this.blobs.set(upload.key, object);
+        await this.clearDamagedNaming("blob", upload.key);
         return this.blobInfo(object);
       });
     });
@@ -402,7 +470,7 @@ export class SledStore {
     length: number | undefined,
   ): Promise<ResultOf<"sled.blob.get.v1">> {
     const object = this.blobs.get(key);
-    if (object === undefined) throw notFound("blob", key);
+    if (object === undefined) throw this.missing("blob", key);
     const wanted = blobGetLength(offset, length, object.dataBytes);
     const data = await this.readVerified(object, offset, wanted);
     return { data, bytes: object.dataBytes, checksum: object.dataChecksum };
@@ -411,9 +479,12 @@ export class SledStore {
   deleteBlob(key: string): Promise<ResultOf<"sled.blob.delete.v1">> {
     return this.blobLocks.run(key, async () => {
       const object = this.blobs.get(key);
+      if (object === undefined && this.damagedNaming("blob", key).length > 0) {
+        return { freedBytes: await this.clearDamagedNaming("blob", key) };
+      }
       if (object === undefined) throw notFound("blob", key);
       this.blobs.delete(key);
-      return this.removeObject(object);
+      return this.removeObject(object, () => this.blobs.set(key, object));
     });
   }
 
@@ -474,11 +545,93 @@ export class SledStore {
   }
 
   // -------------------------------------------------------------------------------------
+  // Damaged slots
+
+  private damagedNaming(kind: ObjectKind, key: string): DamagedSlotEntry[] {
+    return [...this.damagedSlots.values()].filter(
+      (entry) => entry.named?.kind === kind && entry.named.key === key,
+    );
+  }
+
+  /**
+   * The error for a key with no object: ChecksumMismatch, with where, when a damaged slot
+   * names it (the object may have been here and the damage hides it), NotFound otherwise.
+   */
+  private missing(kind: ObjectKind, key: string): BallastError {
+    const entry = this.damagedNaming(kind, key)[0];
+    if (entry === undefined) return notFound(kind, key);
+    return checksumMismatch({
+      sled: this.sledId,
+      device: entry.device,
+      offset: this.slotPosition(entry),
+      kind,
+      id: key,
+      reason: `its slot ${entry.slot} in the allocation map is damaged (${entry.reason})`,
+    });
+  }
+
+  /**
+   * Clears the damaged slots that name a key, once a good copy of it is durable here or
+   * it was deleted: zeros over the slot, fdatasync, then its space is free. A device that
+   * cannot take the write keeps the entry (and its space), and says so in the log.
+   */
+  private async clearDamagedNaming(kind: ObjectKind, key: string): Promise<number> {
+    let freedBytes = 0;
+    for (const entry of this.damagedNaming(kind, key)) {
+      const device = this.devices[entry.device]!;
+      try {
+        await device.writeSlot(entry.slot, undefined);
+        await device.sync();
+      } catch (error) {
+        this.logger.error(
+          { device: entry.device, slot: entry.slot, key, error: String(error) },
+          "could not clear a damaged slot",
+        );
+        continue;
+      }
+      this.damagedSlots.delete(`${entry.device}/${entry.slot}`);
+      if (entry.allocation === undefined) {
+        this.allocator.releaseSlot(entry.device, entry.slot);
+      } else {
+        this.allocator.release(entry.allocation);
+        freedBytes += entry.allocation.blocks * blockBytes;
+      }
+      this.logger.warn({ device: entry.device, slot: entry.slot, key }, "cleared a damaged slot");
+    }
+    return freedBytes;
+  }
+
+  private slotPosition(place: { device: number; slot: number }): number {
+    return slotOffset(this.devices[place.device]!.layout, place.slot);
+  }
+
+  /** Failed devices and damaged slots: what stat's numbers alone do not say. */
+  health(): SledHealth {
+    return {
+      failedDevices: this.devices.flatMap((device) =>
+        device.failed
+          ? [{ device: device.index, path: device.path, reason: device.failureMessage ?? "" }]
+          : [],
+      ),
+      damagedSlots: [...this.damagedSlots.values()].map((entry) => ({
+        device: entry.device,
+        slot: entry.slot,
+        offset: this.slotPosition(entry),
+        ...(entry.named === undefined ? {} : { key: entry.named.key }),
+        reason: entry.reason,
+      })),
+    };
+  }
+
+  // -------------------------------------------------------------------------------------
   // Usage and scrub
 
   stat(): SledStat {
+    this.noteFailedDevices();
     const devices = this.devices.map((device) => {
       const usage = this.allocator.usage(device.index);
+      // A failed device takes no writes: none of its free space can be used.
+      const usable = device.failed ? 0 : 1;
       let chunks = 0;
       let blobs = 0;
       for (const object of this.chunks.values()) if (object.device === device.index) chunks++;
@@ -489,8 +642,8 @@ export class SledStore {
         deviceBytes: device.layout.deviceBytes,
         capacityBytes: usage.dataBlocks * blockBytes,
         usedBytes: usage.usedBlocks * blockBytes,
-        freeBytes: usage.freeBlocks * blockBytes,
-        largestFreeBytes: usage.largestFreeBlocks * blockBytes,
+        freeBytes: usable * usage.freeBlocks * blockBytes,
+        largestFreeBytes: usable * usage.largestFreeBlocks * blockBytes,
         slots: usage.slotCount,
         slotsUsed: usage.slotsUsed,
         chunks,
@@ -544,6 +697,18 @@ export class SledStore {
       if (report.damaged.length < sledLimits.scrubReportEntriesMax) report.damaged.push(damage);
       else report.damagedTruncated = true;
       this.logger.error({ ...damage }, "scrub found a damaged object");
+    }
+    for (const entry of this.damagedSlots.values()) {
+      const damage: Damage = {
+        kind: entry.named?.kind ?? "chunk",
+        id: entry.named?.key ?? `(unnamed: slot ${entry.slot} of device ${entry.device})`,
+        device: entry.device,
+        offset: this.slotPosition(entry),
+        badBlocks: 0,
+        reason: `its slot ${entry.slot} in the allocation map is damaged (${entry.reason})`,
+      };
+      if (report.damaged.length < sledLimits.scrubReportEntriesMax) report.damaged.push(damage);
+      else report.damagedTruncated = true;
     }
     report.durationMs = Math.max(0, this.nowMs() - startedAtMs);
     return report;
@@ -618,6 +783,10 @@ export class SledStore {
    * caller puts it in the index. `writeData` writes the data behind the header (a blob's
    * parts are on disk already). Space is released on failure only while no slot may be
    * on disk; after that the device is failed and the next start recovers.
+   *
+   * When the data phase fails because the device failed, nothing on disk refers to the
+   * attempt, so a write the store placed itself (a chunk) is placed again on another,
+   * healthy device; a blob's parts are on the failed device already and its commit fails.
    */
   private async storeObject(
     fields: Omit<SlotRecord, "generation" | "start" | "blocks">,
@@ -625,7 +794,31 @@ export class SledStore {
     writeData: (dataPosition: number, device: Device) => Promise<void>,
     reserved?: Allocation,
   ): Promise<StoredObject> {
-    const allocation = reserved ?? this.allocate(fields.dataBytes);
+    if (reserved !== undefined) return this.storeObjectAt(reserved, fields, checksums, writeData);
+    for (let attempt = 1; ; attempt++) {
+      const allocation = this.allocate(fields.dataBytes);
+      try {
+        return await this.storeObjectAt(allocation, fields, checksums, writeData);
+      } catch (error) {
+        const retry =
+          error instanceof DataPhaseFailure &&
+          this.devices[allocation.device]!.failed &&
+          attempt < this.devices.length;
+        if (!retry) throw error instanceof DataPhaseFailure ? error.cause : error;
+        this.logger.warn(
+          { device: allocation.device, key: fields.key, error: String(error.cause) },
+          "a device failed under a write; placing it on another",
+        );
+      }
+    }
+  }
+
+  private async storeObjectAt(
+    allocation: Allocation,
+    fields: Omit<SlotRecord, "generation" | "start" | "blocks">,
+    checksums: Uint32Array,
+    writeData: (dataPosition: number, device: Device) => Promise<void>,
+  ): Promise<StoredObject> {
     const device = this.devices[allocation.device]!;
     const object: StoredObject = {
       ...fields,
@@ -648,18 +841,30 @@ export class SledStore {
       await device.sync();
     } catch (error) {
       this.allocator.release(allocation);
-      throw error;
+      throw new DataPhaseFailure(error);
     }
     await device.writeSlot(object.slot, slotRecordOf(object));
     await device.sync();
     return object;
   }
 
-  /** Clears the object's slot durably, waits for its readers, then frees its space. */
-  private async removeObject(object: StoredObject): Promise<{ freedBytes: number }> {
+  /**
+   * Clears the object's slot durably, waits for its readers, then frees its space. When
+   * the device fails the clear, the slot may still be on disk and the data is untouched,
+   * so the object goes back in the index (`restore`): it stays readable, not deleted.
+   */
+  private async removeObject(
+    object: StoredObject,
+    restore: () => void,
+  ): Promise<{ freedBytes: number }> {
     const device = this.devices[object.device]!;
-    await device.writeSlot(object.slot, undefined);
-    await device.sync();
+    try {
+      await device.writeSlot(object.slot, undefined);
+      await device.sync();
+    } catch (error) {
+      restore();
+      throw error;
+    }
     if (object.pins > 0) {
       await new Promise<void>((resolve) => {
         object.whenUnpinned = resolve;
@@ -671,9 +876,14 @@ export class SledStore {
   }
 
   private allocate(dataBytes: number): Allocation {
+    this.noteFailedDevices();
     const blocks = extentBlocks(dataBytes);
     const outcome = this.allocator.allocate(blocks);
     if (outcome.ok) return outcome.allocation;
+    if (outcome.reason === "no-healthy-device") {
+      const first = this.devices[0]!;
+      throw deviceFailed(first.index, new Error(`every device of the sled failed`));
+    }
     throw noSpace(
       dataBytes,
       outcome.reason === "no-free-slot"
@@ -685,6 +895,18 @@ export class SledStore {
         largestFreeBytes: outcome.largestFreeBlocks * blockBytes,
       },
     );
+  }
+
+  /** Takes devices that failed (a write or sync error latched by the device) out of placement. */
+  private noteFailedDevices(): void {
+    for (const device of this.devices) {
+      if (!device.failed || this.allocator.isFailed(device.index)) continue;
+      this.allocator.fail(device.index);
+      this.logger.error(
+        { device: device.index, path: device.path, reason: device.failureMessage },
+        "device failed: it takes no more writes until the sled restarts",
+      );
+    }
   }
 
   // -------------------------------------------------------------------------------------
@@ -826,33 +1048,87 @@ export class SledStore {
   // Recovery
 
   private async recover(): Promise<RecoveryReport> {
-    const report: RecoveryReport = { chunks: 0, blobs: 0, damagedSlots: 0, clearedSlots: 0 };
+    const report: RecoveryReport = {
+      chunks: 0,
+      blobs: 0,
+      damagedSlots: 0,
+      tornSlots: 0,
+      recoveredSlots: 0,
+      clearedSlots: 0,
+      failedDevices: 0,
+    };
     const found: StoredObject[] = [];
+    /** Objects rebuilt from their extent header; their slot is rewritten once claimed. */
+    const rebuilt = new Set<StoredObject>();
+    const damaged: DamagedSlotEntry[] = [];
     for (const device of this.devices) {
-      const slots = await device.readSlots();
-      slots.forEach((decoding, slot) => {
-        if (decoding.state === "empty") return;
-        if (decoding.state === "damaged") {
-          report.damagedSlots++;
+      let slots: Awaited<ReturnType<Device["readSlots"]>>;
+      try {
+        slots = await device.readSlots();
+      } catch (error) {
+        // Without its allocation map nothing on the device can be found or placed safely:
+        // the device fails, the sled serves from the others.
+        device.markFailed(error);
+        report.failedDevices++;
+        this.logger.error(
+          { device: device.index, path: device.path, error: String(error) },
+          "cannot read the device's allocation map; the device is failed",
+        );
+        continue;
+      }
+      for (const [slot, decoding] of slots.entries()) {
+        if (decoding.state === "empty") continue;
+        if (decoding.state === "used") {
+          found.push({
+            ...decoding.record,
+            device: device.index,
+            slot,
+            pins: 0,
+            whenUnpinned: undefined,
+          });
+          continue;
+        }
+        const record = await this.rebuildFromHeader(device, decoding.inspection);
+        if (record !== undefined) {
+          const object: StoredObject = {
+            ...record,
+            device: device.index,
+            slot,
+            pins: 0,
+            whenUnpinned: undefined,
+          };
+          found.push(object);
+          rebuilt.add(object);
+          report.recoveredSlots++;
+          this.logger.warn(
+            { device: device.index, slot, key: record.key, problem: decoding.detail },
+            "rebuilt a slot that fails its checks from its object's extent header",
+          );
+        } else if (decoding.inspection.torn) {
+          report.tornSlots++;
           this.logger.warn(
             { device: device.index, slot, problem: decoding.detail },
-            "ignored a slot that fails its checks (torn or damaged write); its space is free",
+            "a torn slot write (never acknowledged); its space is free",
           );
-          return;
+        } else {
+          damaged.push({
+            device: device.index,
+            slot,
+            named: decoding.inspection.named,
+            place: decoding.inspection.place,
+            generation: decoding.inspection.generation ?? 0,
+            allocation: undefined,
+            reason: decoding.detail,
+          });
         }
-        found.push({
-          ...decoding.record,
-          device: device.index,
-          slot,
-          pins: 0,
-          whenUnpinned: undefined,
-        });
-      });
+      }
     }
     found.sort((a, b) => b.generation - a.generation);
-    // Generations only grow, even past slots that are cleared below.
-    this.nextGeneration = (found[0]?.generation ?? 0) + 1;
+    // Generations only grow, even past slots that are cleared below and damaged slots.
+    this.nextGeneration =
+      Math.max(found[0]?.generation ?? 0, ...damaged.map((entry) => entry.generation)) + 1;
     const toClear: StoredObject[] = [];
+    const toRewrite: StoredObject[] = [];
     for (const object of found) {
       const index = object.kind === "chunk" ? this.chunks : this.blobs;
       const expectedBlocks = extentBlocks(object.dataBytes);
@@ -879,22 +1155,103 @@ export class SledStore {
         continue;
       }
       index.set(object.key, object);
+      if (rebuilt.has(object)) toRewrite.push(object);
     }
+    for (const entry of damaged) {
+      // The extent a damaged slot claims is held too when nothing valid holds it (it may
+      // be the object's data); otherwise only the slot is.
+      const place = entry.place;
+      const onDevice =
+        place !== undefined &&
+        place.start + place.blocks <= this.devices[entry.device]!.layout.dataBlocks;
+      const allocation = onDevice
+        ? { device: entry.device, slot: entry.slot, start: place.start, blocks: place.blocks }
+        : undefined;
+      if (allocation !== undefined && this.allocator.claim(allocation) === "claimed") {
+        entry.allocation = allocation;
+      } else {
+        assert(this.allocator.claimSlot(entry.device, entry.slot), "a damaged slot is free");
+      }
+      this.damagedSlots.set(`${entry.device}/${entry.slot}`, entry);
+      report.damagedSlots++;
+      this.logger.error(
+        {
+          device: entry.device,
+          slot: entry.slot,
+          offset: this.slotPosition(entry),
+          key: entry.named?.key,
+          problem: entry.reason,
+        },
+        "a slot of the allocation map is damaged; it is kept as damage, not reused",
+      );
+    }
+    const written = new Set<number>();
     for (const object of toClear) {
       // Cleared slots were never claimed; their slot index is free in the allocator.
       await this.devices[object.device]!.writeSlot(object.slot, undefined);
+      written.add(object.device);
     }
-    if (toClear.length > 0) {
-      await Promise.all(this.devices.map((device) => device.sync()));
+    for (const object of toRewrite) {
+      await this.devices[object.device]!.writeSlot(object.slot, slotRecordOf(object));
+      written.add(object.device);
     }
+    await Promise.all([...written].map((device) => this.devices[device]!.sync()));
+    this.noteFailedDevices();
     report.chunks = this.chunks.size;
     report.blobs = this.blobs.size;
     report.clearedSlots = toClear.length;
     return report;
   }
 
+  /**
+   * The object a damaged slot described, rebuilt from the self-describing extent header
+   * at the place the slot still names, if that header is whole and is the same object
+   * (same generation, which is unique sled-wide, and an extent of the same size).
+   * Because a slot is written only after its extent is durable, such an object is
+   * complete whether or not its write was acknowledged.
+   */
+  private async rebuildFromHeader(
+    device: Device,
+    inspection: DamagedSlot,
+  ): Promise<SlotRecord | undefined> {
+    const place = inspection.place;
+    if (place === undefined || inspection.generation === undefined) return undefined;
+    if (place.start + place.blocks > device.layout.dataBlocks) return undefined;
+    try {
+      const position = blockOffset(device.layout, place.start);
+      const fixed = await device.read(position, extentHeaderFixedBytes);
+      const tableBlocks = fixed.readUInt32LE(32);
+      const headerBytes = extentHeaderBytes(tableBlocks * blockBytes);
+      if (headerBytes > place.blocks * blockBytes) return undefined;
+      const decoding = decodeExtentHeader(await device.read(position, headerBytes));
+      if (!decoding.ok) return undefined;
+      const header = decoding.header;
+      if (header.generation !== inspection.generation) return undefined;
+      if (extentBlocks(header.dataBytes) !== place.blocks) return undefined;
+      return {
+        kind: header.kind,
+        key: header.key,
+        owner: header.owner,
+        generation: header.generation,
+        dataBytes: header.dataBytes,
+        dataChecksum: header.dataChecksum,
+        start: place.start,
+        blocks: place.blocks,
+      };
+    } catch {
+      return undefined;
+    }
+  }
+
   async close(): Promise<void> {
     await Promise.allSettled(this.devices.map((device) => device.close()));
+  }
+}
+
+/** A write that failed before its slot was written: nothing durable refers to it. */
+class DataPhaseFailure extends Error {
+  constructor(override readonly cause: unknown) {
+    super("the data phase of a write failed", { cause });
   }
 }
 

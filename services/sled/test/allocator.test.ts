@@ -216,3 +216,24 @@ function checkBooks(
     expect(allocator.usage(index).slotsUsed).toBe(mine.length);
   });
 }
+
+describe("failed devices", () => {
+  test("a failed device gets no allocations, even with the most free space", () => {
+    const allocator = new SpaceAllocator([
+      { dataBlocks: 1000, slotCount: 64 },
+      { dataBlocks: 100, slotCount: 64 },
+    ]);
+    allocator.fail(0);
+    for (let object = 0; object < 10; object++) {
+      const outcome = allocator.allocate(4);
+      expect(outcome.ok && outcome.allocation.device).toBe(1);
+    }
+    expect(allocator.isFailed(0)).toBe(true);
+  });
+
+  test("with every device failed there is no space", () => {
+    const allocator = new SpaceAllocator([{ dataBlocks: 1000, slotCount: 64 }]);
+    allocator.fail(0);
+    expect(allocator.allocate(1)).toMatchObject({ ok: false, reason: "no-healthy-device" });
+  });
+});

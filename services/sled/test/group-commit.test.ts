@@ -36,5 +36,30 @@ test("a failed sync fails every caller that shares it", async () => {
   });
   const results = await Promise.allSettled([commit.sync(), commit.sync(), commit.sync()]);
   expect(results.every((result) => result.status === "rejected")).toBe(true);
-  expect(calls).toBe(2);
+  // The failure is latched: the callers that joined the next sync get it without one.
+  expect(calls).toBe(1);
+});
+
+test("a caller that joined the sync after a failed one fails too, and so does every later caller", async () => {
+  // The first fdatasync fails; the second would succeed. The joiner's write was in the
+  // page cache when the first failed, so the second proves nothing for it.
+  const results: ("fail" | "ok")[] = ["fail", "ok", "ok"];
+  let calls = 0;
+  const pending: (() => void)[] = [];
+  const commit = new GroupCommit(
+    () =>
+      new Promise<void>((resolve, reject) => {
+        const outcome = results[calls++];
+        pending.push(() => (outcome === "fail" ? reject(new Error("EIO")) : resolve()));
+      }),
+  );
+  const first = commit.sync();
+  const joiner = commit.sync();
+  pending[0]!();
+  await expect(first).rejects.toThrow("EIO");
+  await Promise.resolve();
+  pending[1]?.();
+  await expect(joiner).rejects.toThrow("EIO");
+  await expect(commit.sync()).rejects.toThrow("EIO");
+  expect(calls).toBe(1);
 });
