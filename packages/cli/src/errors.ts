@@ -11,6 +11,8 @@ export const exitCodes = {
   unreachable: 3,
   /** A tool the command needs is not installed. */
   missingTool: 4,
+  /** `status --check`: some partition of some volume is degraded, rebuilding or joining. */
+  notFullStrength: 5,
 } as const;
 
 export type ExitCode = (typeof exitCodes)[keyof typeof exitCodes];

@@ -4,6 +4,7 @@
 
 import { type ParseArgsConfig, parseArgs } from "node:util";
 import { constants as runtimeConstants } from "@ballast/runtime";
+import { type CommandName, commandOf, helpFor } from "./commands.ts";
 import { connectCli, findCluster } from "./connect.ts";
 import {
   coordinatorCountDefault,
@@ -13,73 +14,13 @@ import {
   sledCountDefault,
 } from "./constants.ts";
 import { CliError, exitCodes } from "./errors.ts";
-import { ioCommand, ioHelp } from "./io.ts";
-import { nbdCommand, nbdHelp } from "./nbd.ts";
-import { scrubCommand, scrubHelp } from "./scrub.ts";
+import { clusterHealth, healthLine } from "./health.ts";
+import { ioCommand } from "./io.ts";
+import { nbdCommand } from "./nbd.ts";
+import { scrubCommand } from "./scrub.ts";
 import { fetchStatus, formatStatus } from "./status.ts";
 import { up } from "./up.ts";
-import { volumeCommand, volumeHelp } from "./volume.ts";
-
-const usage = `ballast: a replicated block store on NATS
-
-Usage: ballast <command> [options]
-
-Commands:
-  up        start a local cluster in the foreground (Ctrl-C stops it)
-  status    show services and volumes (--json for scripts)
-  volume    create, list, describe and delete volumes
-  write     write a file or stdin into a volume at an offset
-  read      read a range of a volume to a file or stdout
-  import    copy a whole image file into a volume (with progress)
-  export    copy a whole volume into an image file (with progress)
-  nbd       serve volumes over NBD from this terminal
-  scrub     verify every chunk and blob on the sleds and report damage
-  help      show this help, or a command's: ballast help <command>
-  version   print the version
-
-Every command finds the cluster from --nats URL, else BALLAST_NATS, else the
-cluster.json that \`ballast up\` wrote in --data-dir (default ${dataDirDefault}).
-
-Exit codes: 0 ok, 1 failed, 2 usage, 3 cluster unreachable, 4 missing tool.
-`;
-
-const commandHelp: Record<string, string> = {
-  scrub: scrubHelp,
-  volume: volumeHelp,
-  nbd: nbdHelp,
-  write: ioHelp,
-  read: ioHelp,
-  import: ioHelp,
-  export: ioHelp,
-  up: `Usage: ballast up [options]
-
-Starts nats-server (unless --nats is given), the coordinator, head nodes and sleds as
-separate processes, each with its own data directory and log under --data-dir, and
-waits until all are healthy. Ctrl-C or SIGTERM stops every child. Running it again on
-the same --data-dir brings back the same cluster.
-
-Options:
-  --data-dir <dir>        where state and logs live (default ${dataDirDefault})
-  --nats <url>            use this NATS server instead of starting one
-  --coordinators <n>      coordinator processes (default ${coordinatorCountDefault})
-  --headnodes <n>         head node processes (default ${headNodeCountDefault})
-  --sleds <n>             sled processes (default ${sledCountDefault})
-  --gateways <n>          NBD gateway processes (default 1)
-  --nbd-port <port>       the first gateway's NBD port (default 10809)
-  --otlp-endpoint <url>   export traces by OTLP/HTTP (e.g. http://127.0.0.1:4318)
-  --log-level <level>     services' log level (default info)
-  --demo                  print what to try once the cluster is up
-`,
-  status: `Usage: ballast status [options]
-
-Shows every service (kind, id, pid, health, last heartbeat) and every volume.
-
-Options:
-  --json                  print JSON (shape documented in the README)
-  --data-dir <dir>        find the cluster through this directory (default ${dataDirDefault})
-  --nats <url>            find the cluster at this NATS URL
-`,
-};
+import { volumeCommand } from "./volume.ts";
 
 type Flags = Record<string, string | boolean | undefined>;
 
@@ -119,18 +60,19 @@ function port(value: unknown): number {
 const print = (line: string) => process.stdout.write(`${line}\n`);
 
 async function main(argv: string[]): Promise<number> {
-  const [command, ...rest] = argv;
+  const [argument, ...rest] = argv;
+  const command = commandOf(argument);
+  if (command === undefined) {
+    throw new CliError(
+      exitCodes.usage,
+      `unknown command ${JSON.stringify(argument)} (see ballast help)`,
+    );
+  }
   switch (command) {
-    case undefined:
     case "help":
-    case "--help":
-    case "-h": {
-      const topic = rest[0];
-      process.stdout.write(topic !== undefined && commandHelp[topic] ? commandHelp[topic] : usage);
+      process.stdout.write(helpFor(rest[0]));
       return exitCodes.ok;
-    }
     case "version":
-    case "--version":
       print(runtimeConstants.ballastVersion);
       return exitCodes.ok;
     case "up": {
@@ -169,6 +111,7 @@ async function main(argv: string[]): Promise<number> {
         "data-dir": { type: "string" },
         nats: { type: "string" },
         json: { type: "boolean" },
+        check: { type: "boolean" },
       });
       const address = await findCluster({
         nats: flags.nats as string | undefined,
@@ -180,6 +123,14 @@ async function main(argv: string[]): Promise<number> {
         process.stdout.write(
           flags.json ? `${JSON.stringify(status, null, 2)}\n` : formatStatus(status, Date.now()),
         );
+        if (flags.check) {
+          // Scripts and health probes read the exit code; stderr says why for a person.
+          const weak = clusterHealth(status).filter((volume) => volume.state !== "full");
+          for (const volume of weak) {
+            process.stderr.write(`ballast: volume ${volume.name} ${healthLine(volume)}\n`);
+          }
+          if (weak.length > 0) return exitCodes.notFullStrength;
+        }
       } finally {
         await client.close();
       }
@@ -200,16 +151,15 @@ async function main(argv: string[]): Promise<number> {
     case "scrub":
       if (rest.includes("--help")) return help("scrub");
       return scrubCommand(rest);
-    default:
-      throw new CliError(
-        exitCodes.usage,
-        `unknown command ${JSON.stringify(command)} (see ballast help)`,
-      );
+    default: {
+      const never: never = command;
+      throw new Error(`unhandled command ${String(never)}`);
+    }
   }
 }
 
-function help(command: string): number {
-  process.stdout.write(commandHelp[command] ?? usage);
+function help(command: CommandName): number {
+  process.stdout.write(helpFor(command));
   return exitCodes.ok;
 }
 

@@ -9,11 +9,15 @@
 //     "volumes": [] }
 //
 // Fields are only ever added, never renamed or removed, within protocol v1.
+//
+// The human view gives each volume a one-line health summary (health.ts); `--check`
+// makes the exit code say whether every partition is at full strength.
 
 import { BallastError, ErrorCode, type ResultOf, subjects } from "@ballast/protocol";
 import type { Bus } from "@ballast/runtime";
 import { statusDeadlineMs } from "./constants.ts";
 import { CliError, exitCodes } from "./errors.ts";
+import { deadNodesOf, healthLine, volumeHealth } from "./health.ts";
 import { table } from "./table.ts";
 import { partitionLine, summary, type VolumeState } from "./volume.ts";
 
@@ -54,6 +58,7 @@ export function formatStatus(status: ClusterStatus, nowMs: number): string {
   ]);
   const header = ["KIND", "ID", "PID", "HEALTH", "HEARTBEAT", "UPTIME", ""];
   const healthy = status.services.filter((service) => service.healthy).length;
+  const dead = deadNodesOf(status);
   const lines = [
     `NATS ${status.nats}   coordinator ${status.coordinator}`,
     "",
@@ -65,7 +70,8 @@ export function formatStatus(status: ClusterStatus, nowMs: number): string {
       ? ["  (none)"]
       : status.volumes.map((volume) => {
           const state = volume as VolumeState;
-          return `  ${summary(state)}${state.partitions.map((partition) => `  ${partitionLine(partition)}`).join("")}`.trimEnd();
+          const health = `    ${healthLine(volumeHealth(state, dead))}\n`;
+          return `  ${summary(state)}${health}${state.partitions.map((partition) => `  ${partitionLine(partition)}`).join("")}`.trimEnd();
         })),
   ];
   return `${lines.join("\n")}\n`;

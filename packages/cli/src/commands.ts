@@ -1,0 +1,117 @@
+// The `ballast` commands and their help texts, in one table: main.ts dispatches on these
+// names (a switch with a never-check, so a command added here and not handled there is a
+// type error), the top-level help is built from the same table, and the README test
+// (test/readme.test.ts) compares the README's command list against it. Nothing here
+// runs a command, so tests can import it without starting one.
+
+import {
+  coordinatorCountDefault,
+  dataDirDefault,
+  headNodeCountDefault,
+  sledCountDefault,
+} from "./constants.ts";
+import { exitCodes } from "./errors.ts";
+import { ioHelp } from "./io.ts";
+import { nbdHelp } from "./nbd.ts";
+import { scrubHelp } from "./scrub.ts";
+import { volumeHelp } from "./volume.ts";
+
+/** Every command, with the one line the top-level help shows for it. */
+export const commands = [
+  { name: "up", summary: "start a local cluster in the foreground (Ctrl-C stops it)" },
+  {
+    name: "status",
+    summary: "show services and volumes with their health (--json, --check for scripts)",
+  },
+  { name: "volume", summary: "create, list, describe and delete volumes" },
+  { name: "write", summary: "write a file or stdin into a volume at an offset" },
+  { name: "read", summary: "read a range of a volume to a file or stdout" },
+  { name: "import", summary: "copy a whole image file into a volume (with progress)" },
+  { name: "export", summary: "copy a whole volume into an image file (with progress)" },
+  { name: "nbd", summary: "serve volumes over NBD from this terminal" },
+  { name: "scrub", summary: "verify every chunk and blob on the sleds and report damage" },
+  { name: "help", summary: "show this help, or a command's: ballast help <command>" },
+  { name: "version", summary: "print the version" },
+] as const;
+
+export type CommandName = (typeof commands)[number]["name"];
+
+/** What each first argument means: a command's name, or one of the usual aliases. */
+export function commandOf(argument: string | undefined): CommandName | undefined {
+  switch (argument) {
+    case undefined:
+    case "--help":
+    case "-h":
+      return "help";
+    case "--version":
+      return "version";
+    default:
+      return commands.find((command) => command.name === argument)?.name;
+  }
+}
+
+const exitCodeLine = `Exit codes: ${exitCodes.ok} ok, ${exitCodes.failed} failed, ${exitCodes.usage} usage, ${exitCodes.unreachable} cluster unreachable, ${exitCodes.missingTool} missing tool, ${exitCodes.notFullStrength} not at full strength (status --check).`;
+
+export const usage = `ballast: a replicated block store on NATS
+
+Usage: ballast <command> [options]
+
+Commands:
+${commands.map((command) => `  ${command.name.padEnd(10)}${command.summary}`).join("\n")}
+
+Every command finds the cluster from --nats URL, else BALLAST_NATS, else the
+cluster.json that \`ballast up\` wrote in --data-dir (default ${dataDirDefault}).
+
+${exitCodeLine}
+`;
+
+/** Each command's own help; a command absent here has only the top-level help. */
+export const commandHelp: Partial<Record<CommandName, string>> = {
+  scrub: scrubHelp,
+  volume: volumeHelp,
+  nbd: nbdHelp,
+  write: ioHelp,
+  read: ioHelp,
+  import: ioHelp,
+  export: ioHelp,
+  up: `Usage: ballast up [options]
+
+Starts nats-server (unless --nats is given), the coordinator, head nodes and sleds as
+separate processes, each with its own data directory and log under --data-dir, and
+waits until all are healthy. Ctrl-C or SIGTERM stops every child. Running it again on
+the same --data-dir brings back the same cluster.
+
+Options:
+  --data-dir <dir>        where state and logs live (default ${dataDirDefault})
+  --nats <url>            use this NATS server instead of starting one
+  --coordinators <n>      coordinator processes (default ${coordinatorCountDefault})
+  --headnodes <n>         head node processes (default ${headNodeCountDefault})
+  --sleds <n>             sled processes (default ${sledCountDefault})
+  --gateways <n>          NBD gateway processes (default 1)
+  --nbd-port <port>       the first gateway's NBD port (default 10809)
+  --otlp-endpoint <url>   export traces by OTLP/HTTP (e.g. http://127.0.0.1:4318)
+  --log-level <level>     services' log level (default info)
+  --demo                  print what to try once the cluster is up
+`,
+  status: `Usage: ballast status [options]
+
+Shows every service (kind, id, pid, health, last heartbeat) and every volume, with a
+one-line health summary per volume: full strength, degraded (which partitions, which
+members are missing) or rebuilding (with progress).
+
+Options:
+  --json                  print JSON (shape documented in the README)
+  --check                 exit ${exitCodes.notFullStrength} unless every partition of every volume is at full
+                          strength (all its replicas voting, none rebuilding or joining)
+  --data-dir <dir>        find the cluster through this directory (default ${dataDirDefault})
+  --nats <url>            find the cluster at this NATS URL
+
+${exitCodeLine}
+`,
+};
+
+/** The help for a topic: the command's own, else the top-level one. */
+export function helpFor(topic: string | undefined): string {
+  const command = commandOf(topic);
+  return (command === undefined ? undefined : commandHelp[command]) ?? usage;
+}

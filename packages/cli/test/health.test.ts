@@ -1,0 +1,153 @@
+// The health summary of `ballast status` and the decision of `ballast status --check`,
+// as pure functions of the status JSON.
+
+import { describe, expect, test } from "vitest";
+import { clusterHealth, healthLine, isFullStrength, volumeHealth } from "../src/health.ts";
+import { type ClusterStatus, formatStatus } from "../src/status.ts";
+import type { VolumeState } from "../src/volume.ts";
+
+type Partition = VolumeState["partitions"][number];
+
+function partition(index: number, fields: Partial<Partition> = {}): Partition {
+  return {
+    partition: index,
+    partitionStart: index * 4096,
+    partitionBytes: 4096,
+    epoch: 1,
+    primary: "head-1",
+    secondaries: ["head-2"],
+    inSync: ["head-1", "head-2"],
+    learners: [],
+    joining: [],
+    rebuilds: [],
+    checkpoints: [],
+    ...fields,
+  };
+}
+
+function volume(partitions: Partition[], replicaCount = 2, name = "vol"): VolumeState {
+  return {
+    name,
+    sizeBytes: 4096 * partitions.length,
+    replicaCount,
+    partitionBytes: 4096,
+    createdAtMs: 1,
+    partitions,
+  };
+}
+
+function service(id: string, healthy: boolean): ClusterStatus["services"][number] {
+  return {
+    kind: "headnode",
+    id,
+    pid: 1,
+    healthy,
+    startedAtMs: 1,
+    lastHeartbeatAtMs: 1,
+    lastHeartbeatAgeMs: 1,
+    version: "0.1.0",
+  };
+}
+
+function status(volumes: VolumeState[], dead: string[] = []): ClusterStatus {
+  const ids = ["head-1", "head-2", "head-3"];
+  return {
+    nats: "nats://127.0.0.1:4222",
+    coordinator: "coordinator-1",
+    generatedAtMs: 1,
+    services: ids.map((id) => service(id, !dead.includes(id))),
+    volumes,
+  };
+}
+
+const none = new Set<string>();
+
+describe("volume health", () => {
+  test("every member voting and nothing rebuilding is full strength", () => {
+    const health = volumeHealth(volume([partition(0), partition(1)]), none);
+    expect(health.state).toBe("full");
+    expect(healthLine(health)).toBe("health: full strength (2 partitions)");
+    expect(isFullStrength(status([volume([partition(0)])]))).toBe(true);
+    expect(isFullStrength(status([]))).toBe(true);
+  });
+
+  test("fewer voting members than replicas is degraded, naming the partition", () => {
+    const health = volumeHealth(volume([partition(0), partition(1, { secondaries: [] })]), none);
+    expect(health.state).toBe("degraded");
+    expect(healthLine(health)).toBe("health: DEGRADED: partition 1: 1 of 2 members");
+    expect(isFullStrength(status([volume([partition(0, { secondaries: [] })])]))).toBe(false);
+  });
+
+  test("a member whose service is dead counts as missing, and is named", () => {
+    // Before the coordinator replaces it, the partition still names the dead member.
+    const state = status([volume([partition(0)])], ["head-2"]);
+    const [health] = clusterHealth(state);
+    expect(health!.state).toBe("degraded");
+    expect(healthLine(health!)).toBe("health: DEGRADED: partition 0: 1 of 2 members, head-2 down");
+    expect(isFullStrength(state)).toBe(false);
+    // A dead node that is no member of the partition does not weaken it.
+    expect(isFullStrength(status([volume([partition(0)])], ["head-3"]))).toBe(true);
+  });
+
+  test("a learner is rebuilding, with the progress the primary reported", () => {
+    const rebuilding = partition(0, {
+      secondaries: [],
+      learners: ["head-3"],
+      rebuilds: [{ node: "head-3", matchOpNum: 812, targetOpNum: 1024 }],
+    });
+    const health = volumeHealth(volume([rebuilding]), none);
+    expect(health.state).toBe("rebuilding");
+    expect(healthLine(health)).toBe(
+      "health: REBUILDING: partition 0: 1 of 2 members, rebuilding head-3 op 812 of 1024",
+    );
+    // No report yet: the learner is named without progress.
+    const unreported = volumeHealth(
+      volume([partition(0, { secondaries: [], learners: ["head-3"] })]),
+      none,
+    );
+    expect(healthLine(unreported)).toBe(
+      "health: REBUILDING: partition 0: 1 of 2 members, rebuilding head-3",
+    );
+    expect(isFullStrength(status([volume([rebuilding])]))).toBe(false);
+  });
+
+  test("a joiner is not yet full strength, even with every secondary in place", () => {
+    // Three replicas: a joiner counts for commit but is not yet a secondary.
+    const joining = partition(0, { secondaries: ["head-2"], joining: ["head-3"] });
+    const health = volumeHealth(volume([joining], 3), none);
+    expect(health.state).toBe("rebuilding");
+    expect(healthLine(health)).toBe(
+      "health: REBUILDING: partition 0: 2 of 3 members, joining head-3",
+    );
+    expect(isFullStrength(status([volume([joining], 3)]))).toBe(false);
+    // A two-replica partition with a stale joiner listed is still not at full strength.
+    expect(isFullStrength(status([volume([partition(0, { joining: ["head-3"] })])]))).toBe(false);
+  });
+
+  test("degraded outranks rebuilding; one weak volume fails the check for all", () => {
+    const health = volumeHealth(
+      volume([
+        partition(0, { secondaries: [], learners: ["head-3"] }),
+        partition(1, { secondaries: [] }),
+      ]),
+      none,
+    );
+    expect(health.state).toBe("degraded");
+    expect(healthLine(health)).toBe(
+      "health: DEGRADED: partition 0: 1 of 2 members, rebuilding head-3; partition 1: 1 of 2 members",
+    );
+    const mixed = status([
+      volume([partition(0)], 2, "good"),
+      volume([partition(0, { secondaries: [] })], 2, "weak"),
+    ]);
+    expect(clusterHealth(mixed).map((entry) => entry.state)).toEqual(["full", "degraded"]);
+    expect(isFullStrength(mixed)).toBe(false);
+  });
+
+  test("the human status view has the health line under each volume", () => {
+    const text = formatStatus(status([volume([partition(0)])], ["head-2"]), 1);
+    expect(text).toContain(
+      "  vol  4KiB  2 replicas  1 partitions of 4KiB\n    health: DEGRADED: partition 0: 1 of 2 members, head-2 down\n    partition 0",
+    );
+  });
+});
