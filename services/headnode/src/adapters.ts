@@ -30,15 +30,32 @@ import type { ChunkOwner, SledClient } from "./sled-client.ts";
 
 /** The note journal on disk; the journal itself serializes and group-commits. */
 export class JournalFiles implements JournalPort {
+  /**
+   * Test only: once set, appends and truncations fail with this errno code instead of
+   * reaching the journal, as on a full or broken disk. Off (undefined) unless a test sets it.
+   */
+  failForTesting: "ENOSPC" | "EIO" | undefined;
+
   constructor(readonly journal: Journal) {}
 
   append(notes: readonly Note[], done: Done): void {
+    if (this.failForTesting !== undefined) return this.injectedFailure(done);
     const records = notes.map((note) => ({ opNum: note.opNum, payload: encodeNote(note) }));
     settle(this.journal.append(records), done);
   }
 
   truncateAfter(afterOpNum: number, done: Done): void {
+    if (this.failForTesting !== undefined) return this.injectedFailure(done);
     settle(this.journal.truncateAfter(afterOpNum), done);
+  }
+
+  private injectedFailure(done: Done): void {
+    const error: NodeJS.ErrnoException = new Error(
+      `${this.failForTesting}: injected by a test, write`,
+    );
+    error.code = this.failForTesting;
+    // Never synchronously (ports.ts): the runner is draining effects right now.
+    setImmediate(() => done({ ok: false, error }));
   }
 
   releaseThrough(throughOpNum: number, done: Done): void {
