@@ -39,13 +39,19 @@ export class JournalFiles implements JournalPort {
   constructor(readonly journal: Journal) {}
 
   append(notes: readonly Note[], done: Done): void {
-    if (this.failForTesting !== undefined) return this.injectedFailure(done);
+    if (this.failForTesting !== undefined) {
+      this.injectedFailure(done);
+      return;
+    }
     const records = notes.map((note) => ({ opNum: note.opNum, payload: encodeNote(note) }));
     settle(this.journal.append(records), done);
   }
 
   truncateAfter(afterOpNum: number, done: Done): void {
-    if (this.failForTesting !== undefined) return this.injectedFailure(done);
+    if (this.failForTesting !== undefined) {
+      this.injectedFailure(done);
+      return;
+    }
     settle(this.journal.truncateAfter(afterOpNum), done);
   }
 
