@@ -23,7 +23,8 @@
 //
 // Files of a replica, under <data-dir>/partitions/<volume id>/<partition>/ (the volume's
 // incarnation, so that a deleted and re-created volume never finds the old one's
-// files): the journal, checkpoint.bin and rebuilt.bin (see adapters.ts).
+// files): the journal, checkpoint.bin and rebuilt.bin (see adapters.ts; both checkpoint
+// files are checksummed whole, and a damaged one is refused, never started from).
 //
 // Each checkpoint is also stored as a blob on two sleds (checkpoints/<volume id>/
 // <partition>/<node>/<op>-<session>-<upload>, named by the core) and its pointer recorded
@@ -173,10 +174,17 @@ export class PartitionHost {
       );
     }
     await mkdir(directory, { recursive: true });
+    // A damaged checkpoint (CheckpointDamagedError, or a snapshot that does not restore)
+    // throws before the journal opens: the replica is not opened at all. Starting without
+    // it would be starting from damage, and discarding the replica's state to start empty
+    // would let a voter forget notes it acknowledged. So the configure fails, naming the
+    // file; as a member it acknowledges nothing, its primary reports it stalled and the
+    // coordinator replaces it, and once this node is added as a learner its state is
+    // discarded and rebuilt from another replica's checkpoint (headnode.ts).
     const stored = await checkpoints.read();
-    const recovered = await Journal.open({ directory: join(directory, "journal") });
     const checkpoint =
       stored === undefined ? undefined : await PartitionMetadata.restore(stored.bytes);
+    const recovered = await Journal.open({ directory: join(directory, "journal") });
     const rebuilt = stored?.rebuilt === true;
     const notes = recovered.records.map((record) => decodeNote(record.payload));
     if (recovered.tornTailBytes > 0) {

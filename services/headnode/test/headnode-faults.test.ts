@@ -1,16 +1,21 @@
-// Faults of one replica's storage on the head node shell: a journal that fails (a full
-// disk, an I/O error) fails that replica alone. It answers what waits, never acknowledges
+// Faults of one replica's storage on the head node shell. A journal that fails (a full
+// disk, an I/O error) fails that replica alone: it answers what waits, never acknowledges
 // again, stops serving, says so in its status and node info, and the process and the
-// other replicas carry on. Real journals in a temporary directory, a fake service in
+// other replicas carry on. A damaged local checkpoint file is refused, never started
+// from, and a rebuild replaces it. Real files in a temporary directory, a fake service in
 // place of NATS (as in headnode.test.ts), and the test-only journal failure hook.
 
-import { mkdtemp, rm } from "node:fs/promises";
+import { existsSync } from "node:fs";
+import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { BallastError, ErrorCode, type Message, subjects } from "@ballast/protocol";
 import { type CommonConfig, createLogger, type Service } from "@ballast/runtime";
 import { afterEach, beforeEach, describe, expect, test, vi } from "vitest";
+import { CheckpointFile } from "../src/adapters.ts";
 import { HeadNode } from "../src/headnode.ts";
+import { partitionDirectory } from "../src/partition-host.ts";
+import { PartitionMetadata } from "../src/replica/metadata.ts";
 
 type Handler = (message: Message) => unknown;
 
@@ -185,5 +190,107 @@ describe("a journal that fails", () => {
     expect(await read(0, 2)).toBe(0x31);
     await write(0, 2, 0x33);
     expect(await read(0, 2)).toBe(0x33);
+  });
+});
+
+/** A snapshot whose header holds a chunk table, as a replica's checkpoint would. */
+function snapshotWithChunks(): Uint8Array {
+  const metadata = new PartitionMetadata();
+  metadata.chunks.set(0, { sledChunkId: "chunk-aaaaaaaaaaaa", copies: ["sled-1"], bytes: 4096 });
+  metadata.nextChunkNumber = 1;
+  return metadata.snapshot(5, { epoch: 1, session: 1 });
+}
+
+async function writeCheckpoint(directory: string, snapshot: Uint8Array): Promise<void> {
+  await mkdir(directory, { recursive: true });
+  const file = new CheckpointFile(directory);
+  await new Promise<void>((resolve, reject) =>
+    file.write(snapshot, (outcome) => (outcome.ok ? resolve() : reject(outcome.error))),
+  );
+}
+
+/** Reads and restores the checkpoint in `directory`, or returns what refused it. */
+async function restoreFrom(directory: string) {
+  try {
+    const stored = await new CheckpointFile(directory).read();
+    const restored = await PartitionMetadata.restore(stored!.bytes);
+    return { chunkId: restored.metadata.chunks.get(0)?.sledChunkId, error: undefined };
+  } catch (error) {
+    return { chunkId: undefined, error: error as BallastError };
+  }
+}
+
+describe("the local checkpoint file", () => {
+  test("reads back what was written", async () => {
+    const directory = join(dataDir, "checkpoint");
+    await writeCheckpoint(directory, snapshotWithChunks());
+    expect(await restoreFrom(directory)).toEqual({
+      chunkId: "chunk-aaaaaaaaaaaa",
+      error: undefined,
+    });
+  });
+
+  test("with a byte flipped in its header (the chunk table) is refused, not restored", async () => {
+    const directory = join(dataDir, "checkpoint");
+    await writeCheckpoint(directory, snapshotWithChunks());
+    const path = join(directory, "checkpoint.bin");
+    const bytes = await readFile(path);
+    // A letter of the chunk id in the snapshot's msgpack header, which the extent tree's
+    // own checksums do not cover: the damage changes which chunk reads go to.
+    const at = bytes.indexOf("chunk-aaaa");
+    expect(at).toBeGreaterThan(0);
+    bytes[at + 6] = "b".charCodeAt(0);
+    await writeFile(path, bytes);
+    const outcome = await restoreFrom(directory);
+    expect(outcome.chunkId).toBeUndefined();
+    expect(outcome.error?.code).toBe(ErrorCode.ChecksumMismatch);
+    expect(outcome.error?.message).toContain(path);
+  });
+
+  test("cut short, or with a byte flipped anywhere, is refused", async () => {
+    const directory = join(dataDir, "checkpoint");
+    await writeCheckpoint(directory, snapshotWithChunks());
+    const path = join(directory, "checkpoint.bin");
+    const whole = await readFile(path);
+    for (let offset = 0; offset < whole.length; offset += 7) {
+      const damaged = Buffer.from(whole);
+      damaged[offset] = (damaged[offset] ?? 0) ^ 0x01;
+      await writeFile(path, damaged);
+      expect((await restoreFrom(directory)).error?.code, `byte ${offset}`).toBe(
+        ErrorCode.ChecksumMismatch,
+      );
+    }
+    await writeFile(path, whole.subarray(0, whole.length - 1));
+    expect((await restoreFrom(directory)).error?.code).toBe(ErrorCode.ChecksumMismatch);
+  });
+
+  test("damaged, keeps the replica from opening, and a rebuild as a learner replaces it", async () => {
+    const directory = partitionDirectory(dataDir, "vol", 0);
+    await writeCheckpoint(directory, snapshotWithChunks());
+    const path = join(directory, "checkpoint.bin");
+    const bytes = await readFile(path);
+    bytes[bytes.length - 1] = (bytes[bytes.length - 1] ?? 0) ^ 0xff;
+    await writeFile(path, bytes);
+
+    const refused = await configure(0, 1).catch((error: unknown) => error as BallastError);
+    expect((refused as BallastError).code).toBe(ErrorCode.ChecksumMismatch);
+    expect(service.served.has(subjects.volume.build("vol", 0))).toBe(false);
+
+    // Added back as a learner, it discards its state and starts afresh (here from op 1:
+    // the configure names no checkpoint), never from the damaged file.
+    await service.inbox({
+      type: "headnode.configure.v1",
+      volume: "vol",
+      partition: 0,
+      partitionStart: 0,
+      partitionBytes,
+      epoch: 2,
+      primary: "head-2",
+      secondaries: [],
+      learners: ["head-1"],
+      sleds: ["sled-1"],
+    });
+    expect(existsSync(path)).toBe(false);
+    expect((await status(0)).lastOpNum).toBe(0);
   });
 });
