@@ -8,10 +8,32 @@
 //                     rename, fsync the directory: a crash leaves the old or the new one)
 //   rebuilt.bin       another replica's checkpoint this one was rebuilt from, until it
 //                     writes its own (so a crash during the rebuild resumes it)
+//
+// Both checkpoint files are framed and checksummed whole, because the snapshot checks
+// only part of itself: its extent tree carries @ballast/btree's checksums, but its
+// header (the chunk table, the flushed point, the next chunk number) carries none, and a
+// flipped bit there would send reads to the wrong chunk. (A copy on sleds is covered by
+// the blob's own CRC32C.) The frame, little-endian:
+//
+//   0   8  magic "BLSTCKPT"
+//   8   4  frame version (1)
+//   12  8  snapshot length in bytes
+//   20  4  CRC32C of bytes 0..20, continued over the snapshot
+//   24  …  the snapshot (PartitionMetadata.snapshot)
+//
+// A file that fails any check is refused with CheckpointDamagedError, naming the file
+// and what is wrong; the replica is then not opened from it (partition-host.ts).
 
 import { open, readFile, rename, rm } from "node:fs/promises";
 import { dirname, join } from "node:path";
-import { decodeValue, encodeValue, subjects } from "@ballast/protocol";
+import {
+  BallastError,
+  crc32c,
+  decodeValue,
+  ErrorCode,
+  encodeValue,
+  subjects,
+} from "@ballast/protocol";
 import type { Service } from "@ballast/runtime";
 import type { Journal } from "./journal/index.ts";
 import {
@@ -30,15 +52,38 @@ import type { ChunkOwner, SledClient } from "./sled-client.ts";
 
 /** The note journal on disk; the journal itself serializes and group-commits. */
 export class JournalFiles implements JournalPort {
+  /**
+   * Test only: once set, appends and truncations fail with this errno code instead of
+   * reaching the journal, as on a full or broken disk. Off (undefined) unless a test sets it.
+   */
+  failForTesting: "ENOSPC" | "EIO" | undefined;
+
   constructor(readonly journal: Journal) {}
 
   append(notes: readonly Note[], done: Done): void {
+    if (this.failForTesting !== undefined) {
+      this.injectedFailure(done);
+      return;
+    }
     const records = notes.map((note) => ({ opNum: note.opNum, payload: encodeNote(note) }));
     settle(this.journal.append(records), done);
   }
 
   truncateAfter(afterOpNum: number, done: Done): void {
+    if (this.failForTesting !== undefined) {
+      this.injectedFailure(done);
+      return;
+    }
     settle(this.journal.truncateAfter(afterOpNum), done);
+  }
+
+  private injectedFailure(done: Done): void {
+    const error: NodeJS.ErrnoException = new Error(
+      `${this.failForTesting}: injected by a test, write`,
+    );
+    error.code = this.failForTesting;
+    // Never synchronously (ports.ts): the runner is draining effects right now.
+    setImmediate(() => done({ ok: false, error }));
   }
 
   releaseThrough(throughOpNum: number, done: Done): void {
@@ -64,14 +109,19 @@ export class CheckpointFile implements CheckpointStorePort {
 
   /** Keeps another replica's checkpoint to rebuild from (replacing any state). */
   async installRebuilt(bytes: Uint8Array): Promise<void> {
-    await writeDurably(join(this.directory, "rebuilt.bin"), bytes);
+    await writeDurably(join(this.directory, "rebuilt.bin"), frameCheckpoint(bytes));
   }
 
+  /** The checkpoint to restart from; throws CheckpointDamagedError if it fails its checks. */
   async read(): Promise<StoredCheckpoint | undefined> {
-    const own = await readIfThere(join(this.directory, "checkpoint.bin"));
-    if (own !== undefined) return { bytes: own, rebuilt: false };
-    const rebuilt = await readIfThere(join(this.directory, "rebuilt.bin"));
-    return rebuilt === undefined ? undefined : { bytes: rebuilt, rebuilt: true };
+    const ownPath = join(this.directory, "checkpoint.bin");
+    const own = await readIfThere(ownPath);
+    if (own !== undefined) return { bytes: unframeCheckpoint(ownPath, own), rebuilt: false };
+    const rebuiltPath = join(this.directory, "rebuilt.bin");
+    const rebuilt = await readIfThere(rebuiltPath);
+    return rebuilt === undefined
+      ? undefined
+      : { bytes: unframeCheckpoint(rebuiltPath, rebuilt), rebuilt: true };
   }
 
   write(snapshot: Uint8Array, done: Done): void {
@@ -79,13 +129,82 @@ export class CheckpointFile implements CheckpointStorePort {
   }
 
   private async writeNow(snapshot: Uint8Array): Promise<void> {
-    await writeDurably(join(this.directory, "checkpoint.bin"), snapshot);
+    await writeDurably(join(this.directory, "checkpoint.bin"), frameCheckpoint(snapshot));
     if (this.rebuiltFromOpNum !== undefined) {
       // Its own checkpoint now covers everything the rebuilt one did.
       this.rebuiltFromOpNum = undefined;
       await rm(join(this.directory, "rebuilt.bin"), { force: true });
     }
   }
+}
+
+const checkpointMagic = new TextEncoder().encode("BLSTCKPT");
+const checkpointFrameVersion = 1;
+const checkpointFrameBytes = 24;
+const twoToThe32 = 2 ** 32;
+
+/** A local checkpoint file failed its checks: it must not be started from. */
+export class CheckpointDamagedError extends BallastError {
+  constructor(
+    readonly path: string,
+    reason: string,
+  ) {
+    super(
+      ErrorCode.ChecksumMismatch,
+      `the local checkpoint ${path} is damaged (${reason}); the replica must be rebuilt from another replica's checkpoint`,
+      { details: { path } },
+    );
+  }
+}
+
+/** The checkpoint file's bytes: the frame (see the module header), then the snapshot. */
+export function frameCheckpoint(snapshot: Uint8Array): Uint8Array {
+  const frame = new Uint8Array(checkpointFrameBytes);
+  const view = new DataView(frame.buffer);
+  frame.set(checkpointMagic, 0);
+  view.setUint32(8, checkpointFrameVersion, true);
+  view.setUint32(12, snapshot.byteLength % twoToThe32, true);
+  view.setUint32(16, Math.floor(snapshot.byteLength / twoToThe32), true);
+  view.setUint32(20, crc32c(snapshot, crc32c(frame.subarray(0, 20))), true);
+  return Buffer.concat([frame, snapshot]);
+}
+
+/** The snapshot inside a checkpoint file; throws CheckpointDamagedError unless it is whole. */
+export function unframeCheckpoint(path: string, bytes: Uint8Array): Uint8Array {
+  if (bytes.byteLength < checkpointFrameBytes) {
+    throw new CheckpointDamagedError(
+      path,
+      `${bytes.byteLength} bytes, shorter than its ${checkpointFrameBytes}-byte frame`,
+    );
+  }
+  const view = new DataView(bytes.buffer, bytes.byteOffset, checkpointFrameBytes);
+  if (!checkpointMagic.every((byte, index) => bytes[index] === byte)) {
+    throw new CheckpointDamagedError(path, "its magic is not BLSTCKPT");
+  }
+  const snapshot = bytes.subarray(checkpointFrameBytes);
+  const checksumStored = view.getUint32(20, true);
+  const checksumComputed = crc32c(snapshot, crc32c(bytes.subarray(0, 20)));
+  if (checksumStored !== checksumComputed) {
+    throw new CheckpointDamagedError(
+      path,
+      `its CRC32C is ${checksumStored.toString(16)}, computed ${checksumComputed.toString(16)}`,
+    );
+  }
+  const version = view.getUint32(8, true);
+  if (version !== checkpointFrameVersion) {
+    throw new CheckpointDamagedError(
+      path,
+      `frame version ${version}, not ${checkpointFrameVersion}`,
+    );
+  }
+  const length = view.getUint32(16, true) * twoToThe32 + view.getUint32(12, true);
+  if (length !== snapshot.byteLength) {
+    throw new CheckpointDamagedError(
+      path,
+      `its frame gives ${length} snapshot bytes, the file holds ${snapshot.byteLength}`,
+    );
+  }
+  return snapshot;
 }
 
 /** Chunks and blobs of one partition on sleds, over NATS. */

@@ -24,6 +24,13 @@
 // each primary it names, for leaseMs counted from when the report was sent, on this
 // process's monotonic clock; a primary with no answer lets its lease run out and stops
 // serving reads (if it is leased: static assignments are not).
+//
+// A replica whose journal fails (a full or broken disk) fails alone (partition-host.ts):
+// the node stops serving its volume and replication subjects at once, reports it failed
+// in its status and node info, and keeps every other replica running. As a secondary it
+// no longer acknowledges, so its primary reports it stalled and the coordinator replaces
+// it. A later configure of that partition reopens it as a restart would: journal
+// recovery says what is durable.
 
 import { rm } from "node:fs/promises";
 import { join } from "node:path";
@@ -61,7 +68,7 @@ type PrimaryReport = MessageOf<"headnode.report.v1">["primaries"][number];
 
 interface Hosted {
   host: PartitionHost;
-  replication: Served;
+  replication: Served | undefined;
   volume: Served | undefined;
   /**
    * Opened afresh for a rebuild and configured only as a learner since: what it holds
@@ -236,6 +243,16 @@ export class HeadNode {
       }
       const part = this.partOf(message);
       let hosted = this.hosted.get(key);
+      if (hosted?.host.failed !== undefined) {
+        // Its journal failed: reopen it as a restart would, so that recovery says what is
+        // durable (it may fail again, alone, if the disk is still full).
+        this.service.logger.info(
+          { volume: message.volume, partition: message.partition },
+          "configured again after its journal failed: reopening the replica",
+        );
+        await this.close(key, hosted, false);
+        hosted = undefined;
+      }
       if (
         hosted !== undefined &&
         hosted.host.address.volumeId !== volumeId &&
@@ -406,6 +423,7 @@ export class HeadNode {
     );
     const hosted: Hosted = { host, replication, volume: undefined, freshLearner: isLearner };
     this.hosted.set(partitionKey(message.volume, message.partition), hosted);
+    host.onFailure = () => void this.followRole(hosted);
     return hosted;
   }
 
@@ -414,7 +432,13 @@ export class HeadNode {
     const { volume, partition } = hosted.host.address;
     // A replica closed meanwhile (dropped, replaced) serves nothing any more.
     const current = this.hosted.get(partitionKey(volume, partition)) === hosted;
-    const isPrimary = current && hosted.host.replica.roleName === "primary";
+    if (hosted.host.failed !== undefined && hosted.replication !== undefined) {
+      // A failed replica takes no replication messages: it acknowledges nothing.
+      const replication = hosted.replication;
+      hosted.replication = undefined;
+      await replication.stop();
+    }
+    const isPrimary = current && hosted.host.roleName === "primary";
     if (isPrimary && hosted.volume === undefined) {
       hosted.volume = this.service.serve(
         subjects.volume.build(volume, partition),
@@ -500,6 +524,14 @@ export class HeadNode {
         throw new Error(`no handler for ${(unreachable as Message).type}`);
       }
     }
+  }
+
+  /**
+   * Test only: makes the journal of the hosted replica of `volume`/`partition` fail from
+   * its next append on (see PartitionHost.injectJournalFailureForTesting).
+   */
+  injectJournalFailureForTesting(volume: string, partition: number, errno: "ENOSPC" | "EIO"): void {
+    this.hostOf(volume, partition).host.injectJournalFailureForTesting(errno);
   }
 
   private hostOf(volume: string, partition: number): Hosted {

@@ -10,9 +10,21 @@
 // produced them (the journal serializes and group-commits them), and the core hears of
 // an append's durability only after its fsync. Sends and replies go out as they come.
 //
+// Failure model. A journal that fails (ENOSPC, EIO: an append or truncate rejected)
+// fails this replica only, never the process: after a failed fsync what is on disk is
+// unknown, so the replica latches failed at once. Its effect runner is closed (no
+// completion reaches the core again, so nothing is acknowledged after the failure), its
+// pending requests are answered Unavailable naming the cause, and from then on it takes
+// no requests, replication messages or ticks, reports no primary, and shows the failure
+// in its status and summary (node info). The head node stops serving it (headnode.ts);
+// as a secondary it stops acknowledging, so its primary reports it stalled and the
+// coordinator replaces it. Stopping the whole process instead would take every other
+// partition down with it, and with a full disk it would crash-loop.
+//
 // Files of a replica, under <data-dir>/partitions/<volume id>/<partition>/ (the volume's
 // incarnation, so that a deleted and re-created volume never finds the old one's
-// files): the journal, checkpoint.bin and rebuilt.bin (see adapters.ts).
+// files): the journal, checkpoint.bin and rebuilt.bin (see adapters.ts; both checkpoint
+// files are checksummed whole, and a damaged one is refused, never started from).
 //
 // Each checkpoint is also stored as a blob on two sleds (checkpoints/<volume id>/
 // <partition>/<node>/<op>-<session>-<upload>, named by the core) and its pointer recorded
@@ -65,6 +77,14 @@ export interface PartitionAddress {
   partitionBytes: number;
 }
 
+/** Why a replica stopped: its journal failed, with the file system's error code. */
+export interface ReplicaFailure {
+  what: string;
+  /** The errno code (ENOSPC, EIO, …) when the file system gave one. */
+  errno: string | undefined;
+  message: string;
+}
+
 interface Waiting {
   resolve(reply: Reply): void;
   reject(error: BallastError): void;
@@ -82,6 +102,10 @@ export class PartitionHost {
   private readonly logger: Logger;
   private readonly waiting = new Map<number, Waiting>();
   private nextRequestId = 1;
+  /** Set once the journal has failed: this replica is done (see the module header). */
+  private failure: ReplicaFailure | undefined;
+  /** Told once, when the replica fails; the head node stops serving it. */
+  onFailure: (() => void) | undefined;
 
   private constructor(
     address: PartitionAddress,
@@ -109,7 +133,7 @@ export class PartitionHost {
     this.runner = new EffectRunner(replica, this.ports, {
       reply: (requestId, reply) => this.settleRequest(requestId)?.resolve(reply),
       replyError: (requestId, error) => this.settleRequest(requestId)?.reject(error),
-      fatal: (what, error) => this.fatal(what, error),
+      fatal: (what, error) => this.fail(what, error),
       log: this.logger,
     });
   }
@@ -150,10 +174,17 @@ export class PartitionHost {
       );
     }
     await mkdir(directory, { recursive: true });
+    // A damaged checkpoint (CheckpointDamagedError, or a snapshot that does not restore)
+    // throws before the journal opens: the replica is not opened at all. Starting without
+    // it would be starting from damage, and discarding the replica's state to start empty
+    // would let a voter forget notes it acknowledged. So the configure fails, naming the
+    // file; as a member it acknowledges nothing, its primary reports it stalled and the
+    // coordinator replaces it, and once this node is added as a learner its state is
+    // discarded and rebuilt from another replica's checkpoint (headnode.ts).
     const stored = await checkpoints.read();
-    const recovered = await Journal.open({ directory: join(directory, "journal") });
     const checkpoint =
       stored === undefined ? undefined : await PartitionMetadata.restore(stored.bytes);
+    const recovered = await Journal.open({ directory: join(directory, "journal") });
     const rebuilt = stored?.rebuilt === true;
     const notes = recovered.records.map((record) => decodeNote(record.payload));
     if (recovered.tornTailBytes > 0) {
@@ -191,6 +222,7 @@ export class PartitionHost {
 
   /** A new replica set; `configuration.leased` makes a primary's reads need a lease. */
   configure(configuration: Configuration, sleds: readonly string[]): void {
+    if (this.failure !== undefined) return;
     this.runner.sleds = [...sleds];
     this.replica.configure(configuration);
     this.run();
@@ -198,6 +230,7 @@ export class PartitionHost {
 
   /** Renews the primary's read lease of `epoch` until `untilMs` (the clock port's time). */
   renewLease(epoch: number, untilMs: number): void {
+    if (this.failure !== undefined) return;
     this.replica.renewLease(epoch, untilMs);
   }
 
@@ -207,7 +240,7 @@ export class PartitionHost {
    */
   report(): MessageOf<"headnode.report.v1">["primaries"][number] | undefined {
     const replica = this.replica;
-    if (replica.roleName !== "primary") return undefined;
+    if (this.failure !== undefined || replica.roleName !== "primary") return undefined;
     return {
       volume: this.address.volume,
       volumeId: this.address.volumeId,
@@ -221,11 +254,14 @@ export class PartitionHost {
   }
 
   tick(): void {
+    if (this.failure !== undefined) return;
     this.replica.tick();
     this.run();
   }
 
   onReplication(message: ReplicationMessage): void {
+    // A failed replica acknowledges nothing: its primary sees it stall.
+    if (this.failure !== undefined) return;
     // Decoded data aliases the NATS message buffer: the core keeps notes, so copy.
     if (message.type === "replica.notes.v1") {
       message.notes = message.notes.map((note) =>
@@ -240,6 +276,7 @@ export class PartitionHost {
 
   /** Runs a write, trim, zeroes or flush request to its reply. */
   request(build: (requestId: number) => ClientRequest): Promise<Reply> {
+    if (this.failure !== undefined) return Promise.reject(this.failedError());
     const requestId = this.nextRequestId++;
     const reply = new Promise<Reply>((resolve, reject) => {
       this.waiting.set(requestId, { resolve, reject });
@@ -251,6 +288,7 @@ export class PartitionHost {
 
   /** Plans a read in the core, then fetches chunk parts from sleds. */
   async read(message: MessageOf<"volume.read.v1">): Promise<{ data: Uint8Array[] }> {
+    if (this.failure !== undefined) throw this.failedError();
     // The core checks the read lease against this monotonic clock: once it has run out,
     // another primary may exist, and serving could return data older than a write
     // acknowledged there.
@@ -313,7 +351,8 @@ export class PartitionHost {
       volume: this.address.volume,
       volumeId: this.address.volumeId,
       partition: this.address.partition,
-      role: replica.roleName,
+      role: this.roleName,
+      ...this.failureField(),
       epoch: replica.configuration?.epoch ?? 0,
       lastOpNum: replica.lastOpNum,
       commitOpNum: replica.commitOpNum,
@@ -322,12 +361,13 @@ export class PartitionHost {
 
   status() {
     const replica = this.replica;
-    const primary = replica.roleName === "primary";
+    const primary = this.roleName === "primary";
     return {
       volume: this.address.volume,
       volumeId: this.address.volumeId,
       partition: this.address.partition,
-      role: replica.roleName,
+      role: this.roleName,
+      ...this.failureField(),
       epoch: replica.configuration?.epoch ?? 0,
       lastOpNum: replica.lastOpNum,
       durableOpNum: replica.durableOpNum,
@@ -374,14 +414,73 @@ export class PartitionHost {
     return waiting;
   }
 
-  /** A journal that cannot write cannot keep promises: stop this process loudly. */
-  private fatal(what: string, error: unknown): void {
-    this.logger.fatal(
-      { error: String(error) },
-      `${what}; stopping so that no acknowledgement is wrong`,
-    );
-    process.kill(process.pid, "SIGTERM");
+  /** Whether the journal failed and this replica stopped (see the module header). */
+  get failed(): ReplicaFailure | undefined {
+    return this.failure;
   }
+
+  /** The role it plays: a failed replica plays none, whatever its core last held. */
+  get roleName(): "primary" | "secondary" | "idle" {
+    return this.failure === undefined ? this.replica.roleName : "idle";
+  }
+
+  /**
+   * Test only: makes this replica's journal fail its next appends and truncations with
+   * the given errno code, as a full or broken disk would. Never called outside tests.
+   */
+  injectJournalFailureForTesting(errno: "ENOSPC" | "EIO"): void {
+    (this.ports.journal as JournalFiles).failForTesting = errno;
+  }
+
+  private failureField(): { failed?: string } {
+    return this.failure === undefined ? {} : { failed: this.failure.message };
+  }
+
+  private failedError(): BallastError {
+    const failure = this.failure;
+    return new BallastError(
+      ErrorCode.Unavailable,
+      `${this.service.nodeId} no longer serves ${this.address.volume}/${this.address.partition}: ${failure?.message ?? "its journal failed"}`,
+      { details: { errno: failure?.errno } },
+    );
+  }
+
+  /**
+   * The journal failed: what it holds is unknown, so this replica must never acknowledge
+   * again. Latches the failure, closes the runner (no completion reaches the core),
+   * answers what waits, and tells the head node; the process and the other replicas
+   * carry on.
+   */
+  private fail(what: string, error: unknown): void {
+    if (this.failure !== undefined) return;
+    const errno = errnoOf(error);
+    const cause = errno === "ENOSPC" ? "no space left on the disk" : String(error);
+    this.failure = {
+      what,
+      errno,
+      message: `${what} (${cause}); the replica stopped so that no acknowledgement is wrong`,
+    };
+    this.runner.close();
+    this.logger.error(
+      { error: String(error), errno },
+      `${what}; this replica stops acknowledging and serving, the others carry on`,
+    );
+    const failed = this.failedError();
+    for (const waiting of this.waiting.values()) waiting.reject(failed);
+    this.waiting.clear();
+    // Its files stay for recovery to judge when it is opened again; the handles go.
+    this.journal.close().catch(() => undefined);
+    this.onFailure?.();
+  }
+}
+
+/** The errno code of a file-system error, looking through the journal's wrapping. */
+function errnoOf(error: unknown): string | undefined {
+  for (let at: unknown = error; at instanceof Error; at = at.cause) {
+    const code = (at as NodeJS.ErrnoException).code;
+    if (typeof code === "string") return code;
+  }
+  return undefined;
 }
 
 /** Where a replica's files live: per incarnation of the volume, then per partition. */

@@ -97,7 +97,9 @@ describe("the segment header", () => {
     new DataView(header.buffer).setUint32(8, formatVersion + 1, true);
     const decoded = decodeSegmentHeader(withChecksum(header));
     expect(decoded.kind).toBe("inconsistent");
-    expect(decoded.kind !== "valid" && decoded.reason).toContain("format version 2");
+    expect(decoded.kind !== "valid" && decoded.reason).toContain(
+      `format version ${formatVersion + 1}`,
+    );
   });
 
   test("with a first op past the safe integers is inconsistent", () => {
@@ -170,18 +172,20 @@ describe("scanning a segment", () => {
     expect(scan.intactBytes).toBe(bytes.length);
     expect(scan.records.map((record) => record.opNum)).toEqual([40, 41, 42]);
     expect(scan.records.map((record) => record.payload)).toEqual(payloads);
-    expect(scan.records.map((record) => record.offset)).toEqual([24, 47, 67]);
+    const H = recordHeaderBytes;
+    expect(scan.records.map((record) => record.offset)).toEqual([24, 24 + H + 3, 24 + 2 * H + 3]);
     bytes.fill(0);
     expect(scan.records[0]?.payload).toEqual(new Uint8Array([1, 2, 3]));
   });
 
   test("stops at the first damage and reports the intact prefix", () => {
     const bytes = segmentBytes(1, [new Uint8Array(10), new Uint8Array(10), new Uint8Array(10)]);
-    flipBit(bytes, 24 + 30 + 25); // inside the second record's payload
+    const second = 24 + recordHeaderBytes + 10;
+    flipBit(bytes, second + recordHeaderBytes + 5); // inside the second record's payload
     const scan = scanSegment(bytes);
     expect(scan.records.map((record) => record.opNum)).toEqual([1]);
-    expect(scan.intactBytes).toBe(54);
-    expect(scan.damage).toMatchObject({ kind: "mismatch", offset: 54, opNumExpected: 2 });
+    expect(scan.intactBytes).toBe(second);
+    expect(scan.damage).toMatchObject({ kind: "mismatch", offset: second, opNumExpected: 2 });
   });
 
   test("reports a valid record with the wrong op as inconsistent", () => {
@@ -192,8 +196,20 @@ describe("scanning a segment", () => {
     ]);
     const scan = scanSegment(bytes);
     expect(scan.records).toHaveLength(1);
-    expect(scan.damage).toMatchObject({ kind: "inconsistent", offset: 45 });
+    expect(scan.damage).toMatchObject({ kind: "inconsistent", offset: 24 + recordHeaderBytes + 1 });
     expect(scan.damage?.reason).toBe("the record holds op 12 where op 11 belongs");
+  });
+
+  test("reports a valid record whose sync start is neither its own op nor its predecessor's as inconsistent", () => {
+    const bytes = Buffer.concat([
+      encodeSegmentHeader(10),
+      encodeRecord(10, new Uint8Array(1)),
+      encodeRecord(11, new Uint8Array(1), 10),
+      encodeRecord(12, new Uint8Array(1), 11),
+    ]);
+    const scan = scanSegment(bytes);
+    expect(scan.records.map((record) => record.syncStartOpNum)).toEqual([10, 10]);
+    expect(scan.damage).toMatchObject({ kind: "inconsistent", opNumExpected: 12 });
   });
 
   test("reads no record when the header is damaged", () => {
@@ -209,10 +225,10 @@ describe("scanning a segment", () => {
 describe("looking for an intact record after damage", () => {
   test("finds the next intact record past a damaged one", () => {
     const bytes = segmentBytes(1, [new Uint8Array(10), new Uint8Array(10), new Uint8Array(10)]);
-    flipBit(bytes, 24 + 25); // the first record's payload
+    flipBit(bytes, 24 + recordHeaderBytes + 5); // the first record's payload
     const scan = scanSegment(bytes);
     expect(scan.damage?.offset).toBe(24);
-    expect(findIntactRecordAfter(bytes, scan.damage!)).toBe(54);
+    expect(findIntactRecordAfter(bytes, scan.damage!)).toBe(24 + recordHeaderBytes + 10);
   });
 
   test("finds nothing after a torn last record", () => {
@@ -236,6 +252,8 @@ describe("looking for an intact record after damage", () => {
     outer.set(encodeRecord(3, new Uint8Array([7, 7, 7])), 30);
     const plausible = segmentBytes(1, [new Uint8Array(5), outer]).subarray(0, bytes.length - 1);
     const plausibleScan = scanSegment(plausible);
-    expect(findIntactRecordAfter(plausible, plausibleScan.damage!)).toBe(24 + 25 + 20 + 30);
+    expect(findIntactRecordAfter(plausible, plausibleScan.damage!)).toBe(
+      24 + (recordHeaderBytes + 5) + recordHeaderBytes + 30,
+    );
   });
 });

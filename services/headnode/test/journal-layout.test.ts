@@ -18,8 +18,12 @@ import {
   type SegmentWrite,
 } from "../src/journal/layout.ts";
 
-/** Records of `payloadBytes` each: with 30-byte payloads a record takes 50 bytes. */
-function records(firstOpNum: number, count: number, payloadBytes = 30): JournalRecord[] {
+/** Records of `payloadBytes` each: with the default payloads a record takes 50 bytes. */
+function records(
+  firstOpNum: number,
+  count: number,
+  payloadBytes = 50 - recordHeaderBytes,
+): JournalRecord[] {
   return Array.from({ length: count }, (_, index) => ({
     opNum: firstOpNum + index,
     payload: new Uint8Array(payloadBytes).fill(index),

@@ -54,12 +54,12 @@ async function reopen(journal: Journal, options: Partial<JournalOptions> = {}) {
   return open(options);
 }
 
-/** 100-byte payloads make 120-byte records; 512-byte segments then hold four each. */
+/** 92-byte payloads make 120-byte records; 512-byte segments then hold four each. */
 const smallSegments = { segmentBytesMax: 512 };
 const smallRecords = (firstOpNum: number, count: number): JournalRecord[] =>
   Array.from({ length: count }, (_, index) => ({
     opNum: firstOpNum + index,
-    payload: new Uint8Array(100).fill((firstOpNum + index) & 0xff),
+    payload: new Uint8Array(120 - recordHeaderBytes).fill((firstOpNum + index) & 0xff),
   }));
 
 describe("opening", () => {
@@ -440,9 +440,10 @@ describe("recovery refuses corruption", () => {
     await expectCorrupt(path, segmentHeaderBytes + 120, /record header is incomplete/);
   });
 
-  test("a flipped byte in the last segment with an intact record after it", async () => {
+  test("a flipped byte in the last segment with an intact record of a later commit after it", async () => {
     const { journal } = await open();
-    await journal.append(smallRecords(1, 4));
+    await journal.append(smallRecords(1, 2));
+    await journal.append(smallRecords(3, 2)); // a later group commit, after a sync
     await journal.close();
     openJournals.delete(journal);
     const path = join(directory, segmentFileName(1));
@@ -450,7 +451,7 @@ describe("recovery refuses corruption", () => {
     await expectCorrupt(
       path,
       segmentHeaderBytes + 120,
-      `yet an intact record follows at offset ${segmentHeaderBytes + 240}, so this is damage, not a torn write`,
+      `yet an intact record written after a later sync follows at offset ${segmentHeaderBytes + 240}, so this is damage, not a torn write`,
     );
   });
 

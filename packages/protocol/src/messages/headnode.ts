@@ -92,6 +92,8 @@ export const ReplicaStatus = z.object({
   checkpoint: CheckpointPointer.optional(),
   /** Set while the replica rebuilds from a checkpoint. */
   rebuiltFromOpNum: unsignedInteger.optional(),
+  /** Set once the replica's journal failed (a full disk, say): it serves nothing since. */
+  failed: z.string().optional(),
 });
 
 /** A head node tells the coordinator where its newest checkpoint of a replica is. */

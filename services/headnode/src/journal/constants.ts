@@ -8,7 +8,7 @@ const mebibyte = 1024 * kibibyte;
 const gibibyte = 1024 * mebibyte;
 
 /** The version written in every segment header; a segment of another version is refused. */
-export const formatVersion = 1;
+export const formatVersion = 2;
 
 /** First bytes of every segment file: ASCII "BLSTJRNL" (Ballast journal). */
 export const segmentMagic: Uint8Array = new TextEncoder().encode("BLSTJRNL");
@@ -22,8 +22,12 @@ export const recordMarker = 0x45_54_4f_4e;
 /** Segment header: magic (8), format version (4), first op number (8), CRC32C (4). */
 export const segmentHeaderBytes = 24;
 
-/** Record header: marker (4), payload length (4), op number (8), CRC32C (4). */
-export const recordHeaderBytes = 20;
+/**
+ * Record header: marker (4), payload length (4), op number (8), sync start op number (8),
+ * CRC32C (4). The sync start (version 2) is what lets recovery tell a torn group commit
+ * from damage to synced records (see format.ts).
+ */
+export const recordHeaderBytes = 28;
 
 /** Segment files are named `segment-<first op number, this many digits>.log`. */
 export const segmentNameDigits = 20;

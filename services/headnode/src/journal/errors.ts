@@ -4,8 +4,8 @@
 //   op numbers, a payload over the limit, an append after close). It is raised before any
 //   file is touched, so the journal and its files are as they were and stay usable.
 // - JournalCorruptError: recovery found bytes that a crash cannot explain (a bad record
-//   with intact records after it, a gap in op numbers, a damaged segment that is not the
-//   last). The journal refuses to open rather than drop records it may have acknowledged;
+//   with intact records of a later group commit after it, a gap in op numbers, a damaged
+//   segment that is not the last). The journal refuses to open rather than drop records it may have acknowledged;
 //   the replica must be rebuilt from its peers. It names the file, the offset and what
 //   was wrong there.
 // - JournalFailedError: a write, sync, truncate or delete failed. After a failed fsync the

@@ -7,16 +7,29 @@
 //
 //   segment header (24 bytes)
 //     0   8  magic "BLSTJRNL"
-//     8   4  format version (1)
+//     8   4  format version (2)
 //     12  8  first op number: the op of the segment's first record
 //     20  4  CRC32C of bytes 0..20
 //
-//   record (20 bytes + payload), repeated to the end of the file
+//   record (28 bytes + payload), repeated to the end of the file
 //     0   4  marker "NOTE" (0x45544f4e)
 //     4   4  payload length in bytes
 //     8   8  op number
-//     16  4  CRC32C of bytes 0..16, continued over the payload
-//     20  …  payload
+//     16  8  sync start op number (below)
+//     24  4  CRC32C of bytes 0..24, continued over the payload
+//     28  …  payload
+//
+// The sync start of a record is the op of the first record written to its segment since
+// the segment's last sync: the first op of its group commit, or the segment's first op
+// when the commit rolled into this segment part way. So the records after one sync and up
+// to the next all carry the same sync start, and each record carries either the sync
+// start of the record before it or its own op (it begins a new sync region). A group
+// commit's writes reach the disk in no particular order until its fdatasync returns (the
+// page cache writes pages back as it likes), so after a crash a middle page of the last
+// commit may be missing while a later one is there; the sync start lets recovery see that
+// every intact record after such damage belongs to the same unsynced commit as the damaged
+// one (a torn tail), rather than to a later one (then the damage was synced: corruption).
+// Version 1 had no sync start and is refused.
 //
 // Decoding tells three kinds of bad bytes apart, because recovery treats them
 // differently: "incomplete" (the file ends inside the header or record: a write that did
@@ -38,6 +51,9 @@ import { assert } from "./errors.ts";
 
 const twoToThe32 = 2 ** 32;
 
+/** Where the record header's CRC32C sits; it covers the header bytes before it. */
+const checksumOffset = recordHeaderBytes - 4;
+
 /** Bytes that could not be decoded, and why (see the module header for the kinds). */
 export interface Damage {
   kind: "incomplete" | "mismatch" | "inconsistent";
@@ -53,6 +69,8 @@ export interface SegmentHeader {
 
 export interface DecodedRecord {
   opNum: number;
+  /** The op that began the record's sync region (see the module header); at most opNum. */
+  syncStartOpNum: number;
   /** A view of the payload inside the decoded bytes (not a copy). */
   payload: Uint8Array;
   /** Offset just past the record. */
@@ -127,19 +145,34 @@ export function decodeSegmentHeader(bytes: Uint8Array): Decoded<SegmentHeader> {
   return { kind: "valid", value: { formatVersion: version, firstOpNum } };
 }
 
-/** The record's header and a copy of its payload, in one buffer ready to write. */
-export function encodeRecord(opNum: number, payload: Uint8Array): Uint8Array {
+/**
+ * The record's header and a copy of its payload, in one buffer ready to write. The sync
+ * start defaults to the op itself: a record that begins its own sync region.
+ */
+export function encodeRecord(
+  opNum: number,
+  payload: Uint8Array,
+  syncStartOpNum = opNum,
+): Uint8Array {
   assert(Number.isSafeInteger(opNum) && opNum >= 0, `bad op number ${opNum}`);
+  assert(
+    Number.isSafeInteger(syncStartOpNum) && syncStartOpNum >= 0 && syncStartOpNum <= opNum,
+    `bad sync start ${syncStartOpNum} for op ${opNum}`,
+  );
   assert(payload.length <= payloadBytesMax, `payload of ${payload.length} bytes over the limit`);
   const bytes = new Uint8Array(recordHeaderBytes + payload.length);
   const view = viewOf(bytes);
   view.setUint32(0, recordMarker, true);
   view.setUint32(4, payload.length, true);
   writeUint64(view, 8, opNum);
+  writeUint64(view, 16, syncStartOpNum);
   bytes.set(payload, recordHeaderBytes);
   // Checksum the copy that will be written, not the caller's buffer, which may change.
-  const checksum = crc32c(bytes.subarray(recordHeaderBytes), crc32c(bytes.subarray(0, 16)));
-  view.setUint32(16, checksum, true);
+  const checksum = crc32c(
+    bytes.subarray(recordHeaderBytes),
+    crc32c(bytes.subarray(0, checksumOffset)),
+  );
+  view.setUint32(checksumOffset, checksum, true);
   return bytes;
 }
 
@@ -175,8 +208,8 @@ export function decodeRecordAt(bytes: Uint8Array, offset: number): Decoded<Decod
     };
   }
   const payload = bytes.subarray(offset + recordHeaderBytes, endOffset);
-  const checksumStored = view.getUint32(16, true);
-  const checksumComputed = crc32c(payload, crc32c(bytes.subarray(offset, offset + 16)));
+  const checksumStored = view.getUint32(checksumOffset, true);
+  const checksumComputed = crc32c(payload, crc32c(bytes.subarray(offset, offset + checksumOffset)));
   if (checksumStored !== checksumComputed) {
     return {
       kind: "mismatch",
@@ -190,7 +223,14 @@ export function decodeRecordAt(bytes: Uint8Array, offset: number): Decoded<Decod
       reason: `the record's op number ${readUint64Text(view, 8)} is not a safe integer`,
     };
   }
-  return { kind: "valid", value: { opNum, payload, endOffset } };
+  const syncStartOpNum = readUint64(view, 16);
+  if (syncStartOpNum === undefined || syncStartOpNum > opNum) {
+    return {
+      kind: "inconsistent",
+      reason: `the record of op ${opNum} gives sync start ${readUint64Text(view, 16)}, which is not an op at or before it`,
+    };
+  }
+  return { kind: "valid", value: { opNum, syncStartOpNum, payload, endOffset } };
 }
 
 /** Bytes a record of this payload takes on disk. */

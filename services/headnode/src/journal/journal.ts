@@ -15,7 +15,10 @@
 // syncs, and an append is never acknowledged by a sync that began before its write.
 //
 // Durability, step by step:
-// - an append resolves after its bytes are written and fdatasync'ed;
+// - an append resolves after its bytes are written and fdatasync'ed; until then its
+//   commit's pages may reach the disk in any order, so every record carries the op its
+//   commit began at in its segment (its sync start, format.ts), and recovery takes damage
+//   confined to the last commit for a torn tail (recovery.ts);
 // - a new segment's directory entry is fsync'ed before records in it are acknowledged,
 //   and before any later segment exists;
 // - a segment's data is fdatasync'ed before the next segment is created, so a torn write
@@ -74,6 +77,8 @@ export interface RecoveredJournal {
 
 /** Appends that will be written and synced together; they wait for the same sync. */
 interface AppendBatch {
+  /** The first op of the batch: the sync start of its records (format.ts). */
+  firstOpNum: number;
   writes: SegmentWrite[];
   durable: Promise<void>;
 }
@@ -176,11 +181,11 @@ export class Journal {
     let writes: SegmentWrite[];
     try {
       this.#checkUsable("append");
-      writes = this.#layout.planAppend(records);
+      writes = this.#layout.planAppend(records, this.#batch?.firstOpNum);
     } catch (error) {
       return Promise.reject(error);
     }
-    const batch = this.#batch ?? this.#startBatch();
+    const batch = this.#batch ?? this.#startBatch(records[0]!.opNum);
     for (const write of writes) batch.writes.push(write);
     return batch.durable;
   }
@@ -241,7 +246,7 @@ export class Journal {
     );
   }
 
-  #startBatch(): AppendBatch {
+  #startBatch(firstOpNum: number): AppendBatch {
     const writes: SegmentWrite[] = [];
     const durable = this.#enqueue("append", async () => {
       // Sealed from here on: appends that arrive during these writes and this sync join
@@ -249,7 +254,7 @@ export class Journal {
       if (this.#batch?.writes === writes) this.#batch = undefined;
       await this.#commit(coalesceWrites(writes));
     });
-    const batch = { writes, durable };
+    const batch = { firstOpNum, writes, durable };
     this.#batch = batch;
     return batch;
   }

@@ -19,7 +19,7 @@ import {
   segmentHeaderBytes,
 } from "./constants.ts";
 import { assert, JournalUsageError } from "./errors.ts";
-import { bytesOf, encodeRecord, encodeSegmentHeader } from "./format.ts";
+import { bytesOf, encodeRecord, encodeSegmentHeader, recordBytes } from "./format.ts";
 
 export interface JournalRecord {
   opNum: number;
@@ -90,20 +90,29 @@ export class SegmentLayout {
     return this.#segments.length;
   }
 
-  /** Validates the records, adds them, and returns the writes that store them. */
-  planAppend(records: readonly JournalRecord[]): SegmentWrite[] {
+  /**
+   * Validates the records, adds them, and returns the writes that store them.
+   * `commitFirstOpNum` is the first op of the group commit these records join (undefined:
+   * they start one); each record carries the op its sync region began at (format.ts):
+   * the commit's first op, or its segment's first op when the commit rolled into it.
+   */
+  planAppend(records: readonly JournalRecord[], commitFirstOpNum?: number): SegmentWrite[] {
     this.#checkAppend(records);
+    const commitStart = commitFirstOpNum ?? records[0]!.opNum;
     const writes: SegmentWrite[] = [];
     for (const record of records) {
-      const encoded = encodeRecord(record.opNum, record.payload);
       let segment = this.#segments.at(-1);
-      if (segment === undefined || segment.bytes + encoded.length > this.#segmentBytesMax) {
+      const encodedBytes = recordBytes(record.payload.length);
+      if (segment === undefined || segment.bytes + encodedBytes > this.#segmentBytesMax) {
         segment = { firstOpNum: record.opNum, recordOffsets: [], bytes: segmentHeaderBytes };
         this.#segments.push(segment);
         this.#bytes += segmentHeaderBytes;
         const header = encodeSegmentHeader(record.opNum);
         writes.push({ firstOpNum: record.opNum, create: true, position: 0, buffers: [header] });
       }
+      // The segment before a roll is synced before this one is created (journal.ts).
+      const syncStartOpNum = Math.max(commitStart, segment.firstOpNum);
+      const encoded = encodeRecord(record.opNum, record.payload, syncStartOpNum);
       let write = writes.at(-1);
       if (write === undefined || write.firstOpNum !== segment.firstOpNum) {
         write = {

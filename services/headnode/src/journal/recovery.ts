@@ -1,17 +1,31 @@
 // Recovery: reading a journal's segments back after a restart or a crash, and deciding
 // for each flaw whether a crash explains it.
 //
-// The journal writes so that only the last segment can end in a torn write: it syncs a
+// The journal writes so that only the last group commit of the last segment can be torn:
+// each commit ends with an fdatasync before the next operation starts, it syncs a
 // segment's data before it creates the next one, and truncation and release delete
-// segments from the ends inward. So recovery reads:
-// - damage in the last segment, with no intact record after it, as a torn tail: a write
-//   that never finished and so was never acknowledged. It is cut off (durably) and its
-//   length reported. A last segment left with no intact record (its header torn, or the
-//   process killed between creating it and writing its first record) is deleted.
+// segments from the ends inward. Until that last fdatasync returns, the commit's pages
+// reach the disk in any order, so a crash can leave a middle page of it missing and a
+// later one written; none of its records was acknowledged. Every record names the op its
+// sync region began at (format.ts), which tells recovery where that last commit began.
+// So recovery reads:
+// - damage in the last segment after which every intact record belongs to the damaged
+//   op's own sync region as a torn tail: a commit that never finished and so was never
+//   acknowledged. It is cut off at the damage (durably; the intact records before the
+//   damage stay, acknowledged or not) and its length reported. A last segment left with
+//   no intact record before the damage (its header torn, or the process killed between
+//   creating it and writing its first record) is deleted.
 // - anything else as corruption: damage in any other segment, an intact record after
-//   damage, a gap or overlap in op numbers, a header that does not match its file name.
-//   Recovery throws JournalCorruptError and changes nothing, because dropping records
-//   could drop acknowledged ones.
+//   damage that was written after a later sync (so the damage had been synced), a gap or
+//   overlap in op numbers, a header that does not match its file name. Recovery throws
+//   JournalCorruptError and changes nothing, because dropping records could drop
+//   acknowledged ones.
+//
+// What recovery cannot tell: whether the last commit's fdatasync had returned. Damage
+// inside it is taken for a torn commit even if it was bit rot after an acknowledgement;
+// the replica protocol covers that case, as a replica acknowledged by a quorum of peers
+// holds the note elsewhere. The rule is the same one a journal without sync starts must
+// apply to its last record, widened to the last commit.
 //
 // Every segment is checked before any byte changes, so a journal found corrupt is left
 // exactly as it was, for an operator or a repair to examine. Segments are read one at a
@@ -96,12 +110,18 @@ function checkSegment(
     if (damage.kind === "inconsistent") {
       throw new JournalCorruptError(file.path, damage.offset, damage.reason);
     }
-    const intactOffset = findIntactRecordAfter(bytes, damage);
+    // The damaged op: the one expected after the intact prefix, or, with the segment
+    // header itself damaged, the segment's first (its name says which).
+    const unsynced = {
+      opNumDamaged: damage.opNumExpected ?? file.firstOpNum,
+      syncStartBefore: scan.records.at(-1)?.syncStartOpNum,
+    };
+    const intactOffset = findIntactRecordAfter(bytes, damage, unsynced);
     if (intactOffset !== undefined) {
       throw new JournalCorruptError(
         file.path,
         damage.offset,
-        `${damage.reason}, yet an intact record follows at offset ${intactOffset}, so this is damage, not a torn write`,
+        `${damage.reason}, yet an intact record written after a later sync follows at offset ${intactOffset}, so this is damage, not a torn write`,
       );
     }
   }

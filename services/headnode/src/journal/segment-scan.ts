@@ -2,15 +2,18 @@
 // it. Pure, like the format it reads; recovery decides what the damage means (a torn tail
 // in the last segment, corruption anywhere else) from the facts this returns.
 //
-// A segment's records must carry the op numbers header.firstOpNum, +1, +2, …; a record
-// whose checksum holds but whose op number breaks that sequence is inconsistent, which
-// no torn write can produce.
+// A segment's records must carry the op numbers header.firstOpNum, +1, +2, …, and each
+// the sync start of the record before it or its own op (the first record: its own op);
+// a record whose checksum holds but that breaks either rule is inconsistent, which no
+// torn write can produce.
 
 import { recordHeaderBytes, recordMarker, segmentHeaderBytes } from "./constants.ts";
 import { type Damage, decodeRecordAt, decodeSegmentHeader, type SegmentHeader } from "./format.ts";
 
 export interface ScannedRecord {
   opNum: number;
+  /** The op its sync region began at (format.ts). */
+  syncStartOpNum: number;
   /** A copy, so that the records do not keep the whole segment's buffer alive. */
   payload: Uint8Array;
   /** Offset of the record's header in the file. */
@@ -56,10 +59,16 @@ export function scanSegment(bytes: Uint8Array): SegmentScan {
       const reason = `the record holds op ${record.value.opNum} where op ${opNumExpected} belongs`;
       return damaged({ kind: "inconsistent", reason, offset, opNumExpected });
     }
+    const { syncStartOpNum } = record.value;
+    const syncStartBefore = records.at(-1)?.syncStartOpNum;
+    if (syncStartOpNum !== opNumExpected && syncStartOpNum !== syncStartBefore) {
+      const reason = `the record of op ${opNumExpected} gives sync start ${syncStartOpNum}, neither its own op nor the ${syncStartBefore ?? "(none)"} of the record before it`;
+      return damaged({ kind: "inconsistent", reason, offset, opNumExpected });
+    }
     // A plain Uint8Array copy: neither a view that keeps the segment's buffer alive nor a
     // Buffer, whose slice() would share memory with whatever the caller hands it.
     const payload = new Uint8Array(record.value.payload);
-    records.push({ opNum: opNumExpected, payload, offset });
+    records.push({ opNum: opNumExpected, syncStartOpNum, payload, offset });
     opNumExpected++;
     offset = record.value.endOffset;
   }
@@ -67,16 +76,24 @@ export function scanSegment(bytes: Uint8Array): SegmentScan {
 }
 
 /**
- * The offset of the first intact record after the damage, or undefined. An intact record
- * later in the file proves the damage is not a torn tail: a write that stopped part way
- * leaves nothing intact after it. Only a record whose op could follow the damaged one
- * counts (at least the op expected there, and no further on than the bytes left could
- * hold), so that a record-shaped copy inside some payload (a block device stores anything,
- * even another journal) is not taken for proof.
+ * The offset of the first intact record after the damage that proves the damage is not a
+ * torn tail, or undefined. Only a record whose op could follow the damaged one counts (at
+ * least the op expected there, and no further on than the bytes left could hold), so that
+ * a record-shaped copy inside some payload (a block device stores anything, even another
+ * journal) is not taken for proof.
+ *
+ * Without `unsynced`, any such record is proof: a single write that stopped part way
+ * leaves nothing intact after it. With it, the damage lies in the last group commit when
+ * the record's sync start is one that the damaged op's own sync region could have (the
+ * sync start of the last intact record before the damage, or the damaged op itself): its
+ * pages reached the disk in any order, so an intact later page of the same commit proves
+ * nothing. A record whose sync region began after the damaged op was written after a sync
+ * that covered the damage, so it still proves damage, not a torn write.
  */
 export function findIntactRecordAfter(
   bytes: Uint8Array,
   damage: SegmentDamage,
+  unsynced?: { opNumDamaged: number; syncStartBefore: number | undefined },
 ): number | undefined {
   const haystack = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length);
   const marker = Buffer.alloc(4);
@@ -89,14 +106,17 @@ export function findIntactRecordAfter(
   ) {
     const record = decodeRecordAt(bytes, candidate);
     if (record.kind !== "valid") continue;
-    const { opNumExpected } = damage;
-    if (
+    const opNumExpected = damage.opNumExpected ?? unsynced?.opNumDamaged;
+    const plausible =
       opNumExpected === undefined ||
       (record.value.opNum >= opNumExpected &&
-        record.value.opNum <= opNumExpected + recordsFollowingMax)
-    ) {
-      return candidate;
-    }
+        record.value.opNum <= opNumExpected + recordsFollowingMax);
+    if (!plausible) continue;
+    const { syncStartOpNum } = record.value;
+    const sameCommit =
+      unsynced !== undefined &&
+      (syncStartOpNum === unsynced.opNumDamaged || syncStartOpNum === unsynced.syncStartBefore);
+    if (!sameCommit) return candidate;
   }
   return undefined;
 }

@@ -1,0 +1,296 @@
+// Faults of one replica's storage on the head node shell. A journal that fails (a full
+// disk, an I/O error) fails that replica alone: it answers what waits, never acknowledges
+// again, stops serving, says so in its status and node info, and the process and the
+// other replicas carry on. A damaged local checkpoint file is refused, never started
+// from, and a rebuild replaces it. Real files in a temporary directory, a fake service in
+// place of NATS (as in headnode.test.ts), and the test-only journal failure hook.
+
+import { existsSync } from "node:fs";
+import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { BallastError, ErrorCode, type Message, subjects } from "@ballast/protocol";
+import { type CommonConfig, createLogger, type Service } from "@ballast/runtime";
+import { afterEach, beforeEach, describe, expect, test, vi } from "vitest";
+import { CheckpointFile } from "../src/adapters.ts";
+import { HeadNode } from "../src/headnode.ts";
+import { partitionDirectory } from "../src/partition-host.ts";
+import { PartitionMetadata } from "../src/replica/metadata.ts";
+
+type Handler = (message: Message) => unknown;
+
+/** The parts of a Service the head node uses, with subjects served from a map. */
+class FakeService {
+  readonly nodeId = "head-1";
+  readonly logger = createLogger({ service: "headnode", nodeId: "head-1", level: "silent" });
+  readonly served = new Map<string, Handler>();
+  description: (() => Record<string, unknown>) | undefined;
+  private closers: (() => Promise<void>)[] = [];
+
+  readonly bus = {
+    request: async (subject: string) => {
+      throw new BallastError(ErrorCode.Unavailable, `nothing answers ${subject} in this test`);
+    },
+    publish: () => undefined,
+  };
+
+  serveInbox(_accept: readonly string[], dispatch: Handler) {
+    return this.serve(subjects.node.build(this.nodeId), {}, dispatch);
+  }
+
+  serve(subject: string, _options: unknown, dispatch: Handler) {
+    this.served.set(subject, dispatch);
+    return {
+      stop: async () => {
+        if (this.served.get(subject) === dispatch) this.served.delete(subject);
+      },
+    };
+  }
+
+  setDescription(describe: () => Record<string, unknown>): void {
+    this.description = describe;
+  }
+
+  onClose(closer: () => Promise<void>): void {
+    this.closers.push(closer);
+  }
+
+  async close(): Promise<void> {
+    for (const closer of this.closers) await closer();
+  }
+
+  async call(subject: string, message: Record<string, unknown>): Promise<unknown> {
+    const handler = this.served.get(subject);
+    if (handler === undefined) {
+      throw new BallastError(ErrorCode.Unavailable, `nobody serves ${subject}`);
+    }
+    return handler(message as unknown as Message);
+  }
+
+  inbox(message: Record<string, unknown>) {
+    return this.call(subjects.node.build(this.nodeId), message);
+  }
+}
+
+const partitionBytes = 1024 * 1024;
+let dataDir: string;
+let service: FakeService;
+let node: HeadNode;
+
+beforeEach(async () => {
+  dataDir = await mkdtemp(join(tmpdir(), "ballast-headnode-faults-"));
+  service = new FakeService();
+  node = new HeadNode(service as unknown as Service, { dataDir } as unknown as CommonConfig, 1);
+  node.start();
+});
+
+afterEach(async () => {
+  vi.restoreAllMocks();
+  await service.close();
+  await rm(dataDir, { recursive: true, force: true });
+});
+
+function configure(partition: number, epoch: number) {
+  return service.inbox({
+    type: "headnode.configure.v1",
+    volume: "vol",
+    partition,
+    partitionStart: partition * partitionBytes,
+    partitionBytes,
+    epoch,
+    primary: "head-1",
+    secondaries: [],
+    sleds: ["sled-1"],
+  });
+}
+
+function write(partition: number, epoch: number, fill: number) {
+  return service.call(subjects.volume.build("vol", partition), {
+    type: "volume.write.v1",
+    volume: "vol",
+    partition,
+    epoch,
+    writes: [{ offset: partition * partitionBytes, data: new Uint8Array(4096).fill(fill) }],
+  });
+}
+
+async function read(partition: number, epoch: number): Promise<number | undefined> {
+  const { data } = (await service.call(subjects.volume.build("vol", partition), {
+    type: "volume.read.v1",
+    volume: "vol",
+    partition,
+    epoch,
+    reads: [{ offset: partition * partitionBytes, length: 4096 }],
+  })) as { data: Uint8Array[] };
+  return data[0]![0];
+}
+
+function status(partition: number) {
+  return service.inbox({
+    type: "headnode.replica.status.v1",
+    volume: "vol",
+    partition,
+  }) as Promise<{
+    role: string;
+    failed?: string;
+    lastOpNum: number;
+  }>;
+}
+
+describe("a journal that fails", () => {
+  for (const errno of ["ENOSPC", "EIO"] as const) {
+    test(`with ${errno} fails its replica alone, which never acknowledges again`, async () => {
+      const kill = vi.spyOn(process, "kill").mockImplementation(() => true);
+      await configure(0, 1);
+      await configure(1, 1);
+      await write(0, 1, 0x11);
+      await write(1, 1, 0x21);
+
+      node.injectJournalFailureForTesting("vol", 0, errno);
+      // The write waiting on the failed append is answered, not acknowledged.
+      const failed = await write(0, 1, 0x12).catch((error: unknown) => error);
+      expect(failed).toBeInstanceOf(BallastError);
+      expect((failed as BallastError).code).toBe(ErrorCode.Unavailable);
+      expect((failed as BallastError).message).toMatch(
+        errno === "ENOSPC" ? /no space left/ : /EIO/,
+      );
+      // The process is not stopped.
+      expect(kill).not.toHaveBeenCalled();
+
+      // It serves nothing of the partition any more: neither volume nor replication.
+      expect(service.served.has(subjects.volume.build("vol", 0))).toBe(false);
+      expect(service.served.has(subjects.replica.build("vol", 0, "head-1"))).toBe(false);
+      const failedStatus = await status(0);
+      expect(failedStatus.role).toBe("idle");
+      expect(failedStatus.failed).toMatch(/journal append failed/);
+      const replicas = service.description?.().replicas as { partition: number; failed?: string }[];
+      expect(replicas.find((replica) => replica.partition === 0)?.failed).toMatch(/stopped/);
+      expect(replicas.find((replica) => replica.partition === 1)?.failed).toBeUndefined();
+
+      // The other partition on the node goes on working.
+      await write(1, 1, 0x22);
+      expect(await read(1, 1)).toBe(0x22);
+      expect((await status(1)).role).toBe("primary");
+      expect(kill).not.toHaveBeenCalled();
+    });
+  }
+
+  test("a replica configured again after its journal failed is reopened from what is durable", async () => {
+    vi.spyOn(process, "kill").mockImplementation(() => true);
+    await configure(0, 1);
+    await write(0, 1, 0x31);
+    node.injectJournalFailureForTesting("vol", 0, "ENOSPC");
+    await write(0, 1, 0x32).catch(() => undefined);
+    expect((await status(0)).failed).toBeDefined();
+
+    // Space freed, the coordinator configures it again: recovery reopens it.
+    const reopened = (await configure(0, 2)) as { role: string; failed?: string };
+    expect(reopened.role).toBe("primary");
+    expect(reopened.failed).toBeUndefined();
+    expect(await read(0, 2)).toBe(0x31);
+    await write(0, 2, 0x33);
+    expect(await read(0, 2)).toBe(0x33);
+  });
+});
+
+/** A snapshot whose header holds a chunk table, as a replica's checkpoint would. */
+function snapshotWithChunks(): Uint8Array {
+  const metadata = new PartitionMetadata();
+  metadata.chunks.set(0, { sledChunkId: "chunk-aaaaaaaaaaaa", copies: ["sled-1"], bytes: 4096 });
+  metadata.nextChunkNumber = 1;
+  return metadata.snapshot(5, { epoch: 1, session: 1 });
+}
+
+async function writeCheckpoint(directory: string, snapshot: Uint8Array): Promise<void> {
+  await mkdir(directory, { recursive: true });
+  const file = new CheckpointFile(directory);
+  await new Promise<void>((resolve, reject) =>
+    file.write(snapshot, (outcome) => (outcome.ok ? resolve() : reject(outcome.error))),
+  );
+}
+
+/** Reads and restores the checkpoint in `directory`, or returns what refused it. */
+async function restoreFrom(directory: string) {
+  try {
+    const stored = await new CheckpointFile(directory).read();
+    const restored = await PartitionMetadata.restore(stored!.bytes);
+    return { chunkId: restored.metadata.chunks.get(0)?.sledChunkId, error: undefined };
+  } catch (error) {
+    return { chunkId: undefined, error: error as BallastError };
+  }
+}
+
+describe("the local checkpoint file", () => {
+  test("reads back what was written", async () => {
+    const directory = join(dataDir, "checkpoint");
+    await writeCheckpoint(directory, snapshotWithChunks());
+    expect(await restoreFrom(directory)).toEqual({
+      chunkId: "chunk-aaaaaaaaaaaa",
+      error: undefined,
+    });
+  });
+
+  test("with a byte flipped in its header (the chunk table) is refused, not restored", async () => {
+    const directory = join(dataDir, "checkpoint");
+    await writeCheckpoint(directory, snapshotWithChunks());
+    const path = join(directory, "checkpoint.bin");
+    const bytes = await readFile(path);
+    // A letter of the chunk id in the snapshot's msgpack header, which the extent tree's
+    // own checksums do not cover: the damage changes which chunk reads go to.
+    const at = bytes.indexOf("chunk-aaaa");
+    expect(at).toBeGreaterThan(0);
+    bytes[at + 6] = "b".charCodeAt(0);
+    await writeFile(path, bytes);
+    const outcome = await restoreFrom(directory);
+    expect(outcome.chunkId).toBeUndefined();
+    expect(outcome.error?.code).toBe(ErrorCode.ChecksumMismatch);
+    expect(outcome.error?.message).toContain(path);
+  });
+
+  test("cut short, or with a byte flipped anywhere, is refused", async () => {
+    const directory = join(dataDir, "checkpoint");
+    await writeCheckpoint(directory, snapshotWithChunks());
+    const path = join(directory, "checkpoint.bin");
+    const whole = await readFile(path);
+    for (let offset = 0; offset < whole.length; offset += 7) {
+      const damaged = Buffer.from(whole);
+      damaged[offset] = (damaged[offset] ?? 0) ^ 0x01;
+      await writeFile(path, damaged);
+      expect((await restoreFrom(directory)).error?.code, `byte ${offset}`).toBe(
+        ErrorCode.ChecksumMismatch,
+      );
+    }
+    await writeFile(path, whole.subarray(0, whole.length - 1));
+    expect((await restoreFrom(directory)).error?.code).toBe(ErrorCode.ChecksumMismatch);
+  });
+
+  test("damaged, keeps the replica from opening, and a rebuild as a learner replaces it", async () => {
+    const directory = partitionDirectory(dataDir, "vol", 0);
+    await writeCheckpoint(directory, snapshotWithChunks());
+    const path = join(directory, "checkpoint.bin");
+    const bytes = await readFile(path);
+    bytes[bytes.length - 1] = (bytes[bytes.length - 1] ?? 0) ^ 0xff;
+    await writeFile(path, bytes);
+
+    const refused = await configure(0, 1).catch((error: unknown) => error as BallastError);
+    expect((refused as BallastError).code).toBe(ErrorCode.ChecksumMismatch);
+    expect(service.served.has(subjects.volume.build("vol", 0))).toBe(false);
+
+    // Added back as a learner, it discards its state and starts afresh (here from op 1:
+    // the configure names no checkpoint), never from the damaged file.
+    await service.inbox({
+      type: "headnode.configure.v1",
+      volume: "vol",
+      partition: 0,
+      partitionStart: 0,
+      partitionBytes,
+      epoch: 2,
+      primary: "head-2",
+      secondaries: [],
+      learners: ["head-1"],
+      sleds: ["sled-1"],
+    });
+    expect(existsSync(path)).toBe(false);
+    expect((await status(0)).lastOpNum).toBe(0);
+  });
+});
