@@ -9,7 +9,9 @@
 // configuration and whether its life has ended.
 //
 // Failure model: a journal append or truncate that fails cannot keep the promises the
-// core already made, so it is fatal (the shell stops the process); a failed release only
+// core already made, so it is fatal to the replica (the shell latches it failed: it
+// acknowledges nothing more and stops serving the partition; other replicas of the
+// node go on); a failed release only
 // leaves notes on disk. A failed chunk write or checkpoint step is reported to the core,
 // which retries later. Once closed (a crash, a shutdown, a dropped replica), completions
 // are ignored: the core of that life is gone.
