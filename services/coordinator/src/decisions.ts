@@ -167,7 +167,13 @@ function decideMembership(
   record: PartitionRecord,
   view: PartitionView,
 ): PartitionDecision | undefined {
-  const { alive } = view;
+  // A primary that reports itself failed (its journal could not write) serves nothing:
+  // fail over as if its node were dead.
+  const primaryFailed = currentReport(record, view.report)?.failed === true;
+  const alive = primaryFailed
+    ? new Set([...view.alive].filter((node) => node !== record.primary))
+    : view.alive;
+  const primaryGone = primaryFailed ? "has failed" : "is dead";
   // A stall is a wait of the live primary's commits; once the primary is dead it says
   // nothing (a stalled follower still holds every acknowledged write: none committed
   // without it), so it must not keep a secondary from being promoted.
@@ -202,14 +208,14 @@ function decideMembership(
   if (secondaries.length === 0) {
     return {
       kind: "unavailable",
-      reason: `primary ${record.primary} is dead and no live secondary holds every acknowledged write; waiting for one to return`,
+      reason: `primary ${record.primary} ${primaryGone} and no live secondary holds every acknowledged write; waiting for one to return`,
     };
   }
   if (view.nowMs <= view.leaseUntilMs) {
     return {
       kind: "wait",
       untilMs: view.leaseUntilMs,
-      reason: `primary ${record.primary} is dead; waiting ${Math.ceil(view.leaseUntilMs - view.nowMs)} ms for its read lease to run out before promoting`,
+      reason: `primary ${record.primary} ${primaryGone}; waiting ${Math.ceil(view.leaseUntilMs - view.nowMs)} ms for its read lease to run out before promoting`,
     };
   }
   const primary = [...secondaries].sort(
@@ -228,7 +234,7 @@ function decideMembership(
       joining: [],
       learners: [...liveLearners, ...liveJoining],
     },
-    reason: `primary ${record.primary} is dead: promoting ${primary}`,
+    reason: `primary ${record.primary} ${primaryGone}: promoting ${primary}`,
   };
 }
 

@@ -74,6 +74,9 @@ export class LeaseBook {
     if (report.volumeId !== undefined && report.volumeId !== volumeIdOf(record)) return false;
     const key = partitionKey(record);
     if (node === record.primary) this.reports.set(key, { node, report, atMs: nowMs });
+    // A replica that reports itself failed serves nothing: a grant would only delay
+    // its replacement.
+    if (report.failed === true) return false;
     if (!mayGrantLease(record, node, report.epoch, alive, this.replacing.has(key))) return false;
     const untilMs = nowMs + this.options.leaseMs + this.options.driftMarginMs;
     const previous = this.grants.get(key);

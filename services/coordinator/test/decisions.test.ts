@@ -141,6 +141,22 @@ describe("a dead primary", () => {
     ]);
   });
 
+  test("a primary that reports itself failed is replaced like a dead one, after its lease", () => {
+    // Its journal could not write (ENOSPC): the node is alive and reports, but serves
+    // nothing. Before, only a dead node's primaries were ever replaced.
+    const failed = report(base, { failed: true, tailCommitted: false, followers: [] });
+    expect(
+      decidePartition(base, view(base, { report: failed, leaseUntilMs: 100_500 })),
+    ).toMatchObject({ kind: "wait", reason: expect.stringContaining("head-1 has failed") });
+    expect(decidePartition(base, view(base, { report: failed }))).toMatchObject({
+      kind: "update",
+      record: { epoch: 5, primary: "head-2", secondaries: [] },
+    });
+    // A failed report from an older epoch says nothing of this one.
+    const stale = report(base, { epoch: 3, failed: true });
+    expect(decidePartition(base, view(base, { report: stale }))).toEqual({ kind: "keep" });
+  });
+
   test("with only a joiner and a learner left, nobody is promoted", () => {
     const noVoter: PartitionRecord = { ...three, secondaries: [] };
     expect(

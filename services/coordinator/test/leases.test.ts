@@ -66,6 +66,14 @@ describe("lease grants", () => {
     expect(leases.onReport("head-1", report(), record, alive, 51_000)).toBe(true);
   });
 
+  test("refused to a primary that reports itself failed, whose report is still kept", () => {
+    const leases = book();
+    const until = leases.leaseUntilMs(record);
+    expect(leases.onReport("head-1", report({ failed: true }), record, alive, 50_000)).toBe(false);
+    expect(leases.leaseUntilMs(record)).toBe(until);
+    expect(leases.reportOf(record, 50_100)?.failed).toBe(true);
+  });
+
   test("refused at another epoch, to a node that is not the primary, or of another incarnation", () => {
     const leases = book();
     expect(leases.onReport("head-1", report({ epoch: 3 }), record, alive, 50_000)).toBe(false);

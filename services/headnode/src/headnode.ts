@@ -159,7 +159,7 @@ export class HeadNode {
         const entry = hosted.host.report();
         if (entry === undefined) continue;
         primaries.push(entry);
-        reported.set(key, { host: hosted.host, epoch: entry.epoch });
+        if (entry.failed !== true) reported.set(key, { host: hosted.host, epoch: entry.epoch });
       }
       for (let at = 0; at === 0 || at < primaries.length; at += limits.reportPartitionsMax) {
         const sentAtMs = performance.now();

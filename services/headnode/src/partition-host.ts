@@ -240,7 +240,23 @@ export class PartitionHost {
    */
   report(): MessageOf<"headnode.report.v1">["primaries"][number] | undefined {
     const replica = this.replica;
-    if (this.failure !== undefined || replica.roleName !== "primary") return undefined;
+    if (this.failure !== undefined) {
+      // Configured as primary but failed: say so, so that the partition fails over
+      // although this node is alive (it serves nothing and holds no lease).
+      if (replica.configuration?.primary !== replica.identity.nodeId) return undefined;
+      return {
+        volume: this.address.volume,
+        volumeId: this.address.volumeId,
+        partition: this.address.partition,
+        epoch: replica.configuration.epoch,
+        session: replica.identity.session,
+        commitOpNum: replica.commitOpNum,
+        tailCommitted: false,
+        followers: [],
+        failed: true,
+      };
+    }
+    if (replica.roleName !== "primary") return undefined;
     return {
       volume: this.address.volume,
       volumeId: this.address.volumeId,

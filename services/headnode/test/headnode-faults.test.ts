@@ -9,7 +9,7 @@ import { existsSync } from "node:fs";
 import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { BallastError, ErrorCode, type Message, subjects } from "@ballast/protocol";
+import { BallastError, ErrorCode, type Message, type MessageOf, subjects } from "@ballast/protocol";
 import { type CommonConfig, createLogger, type Service } from "@ballast/runtime";
 import { afterEach, beforeEach, describe, expect, test, vi } from "vitest";
 import { CheckpointFile } from "../src/adapters.ts";
@@ -27,8 +27,12 @@ class FakeService {
   description: (() => Record<string, unknown>) | undefined;
   private closers: (() => Promise<void>)[] = [];
 
+  /** Every report the node sent (no coordinator answers them). */
+  readonly reports: MessageOf<"headnode.report.v1">[] = [];
+
   readonly bus = {
-    request: async (subject: string) => {
+    request: async (subject: string, message?: Message) => {
+      if (message?.type === "headnode.report.v1") this.reports.push(message);
       throw new BallastError(ErrorCode.Unavailable, `nothing answers ${subject} in this test`);
     },
     publish: () => undefined,
@@ -166,6 +170,20 @@ describe("a journal that fails", () => {
       const replicas = service.description?.().replicas as { partition: number; failed?: string }[];
       expect(replicas.find((replica) => replica.partition === 0)?.failed).toMatch(/stopped/);
       expect(replicas.find((replica) => replica.partition === 1)?.failed).toBeUndefined();
+
+      // Its reports say it failed, so that the coordinator fails the partition over
+      // although the node is alive; the healthy partition is reported as before.
+      service.reports.length = 0;
+      const deadlineMs = performance.now() + 5000;
+      while (service.reports.length === 0 && performance.now() < deadlineMs) {
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      const primaries = service.reports[0]?.primaries ?? [];
+      expect(primaries.find((entry) => entry.partition === 0)).toMatchObject({
+        epoch: 1,
+        failed: true,
+      });
+      expect(primaries.find((entry) => entry.partition === 1)?.failed).toBeUndefined();
 
       // The other partition on the node goes on working.
       await write(1, 1, 0x22);

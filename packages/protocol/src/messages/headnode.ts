@@ -142,6 +142,12 @@ export const PrimaryReport = z.object({
   /** Whether the tail it inherited at the start of its epoch is committed. */
   tailCommitted: z.boolean(),
   followers: z.array(Follower).max(4),
+  /**
+   * Set when this node was configured as the primary but the replica has failed (its
+   * journal could not write): it serves nothing, and the coordinator must fail the
+   * partition over as if the node were dead.
+   */
+  failed: z.boolean().optional(),
 });
 
 /**
