@@ -5,8 +5,10 @@
 //     "generatedAtMs": 1764061200000,
 //     "services": [ { "kind": "sled", "id": "sled-1", "pid": 123, "healthy": true,
 //                     "startedAtMs": …, "lastHeartbeatAtMs": …, "lastHeartbeatAgeMs": 312,
-//                     "version": "0.1.0", "info": { … } } ],
-//     "volumes": [] }
+//                     "version": "0.1.0", "info": { … },
+//                     "capacity": { "capacityBytes": …, "usedBytes": …, … } } ],
+//     "volumes": [ { …, "stored": { "bytes": …, "chunks": …, "sleds": [ … ] } } ],
+//     "capacity": { "sleds": 3, "sledsUnanswered": 0, "capacityBytes": …, … } }
 //
 // Fields are only ever added, never renamed or removed, within protocol v1.
 //
@@ -19,7 +21,7 @@ import { statusDeadlineMs } from "./constants.ts";
 import { CliError, exitCodes } from "./errors.ts";
 import { deadNodesOf, healthLine, volumeHealth } from "./health.ts";
 import { table } from "./table.ts";
-import { partitionLine, summary, type VolumeState } from "./volume.ts";
+import { formatBytes, partitionLine, storedLine, summary, type VolumeState } from "./volume.ts";
 
 export type ClusterStatus = ResultOf<"cluster.status.v1"> & { nats: string };
 
@@ -64,6 +66,7 @@ export function formatStatus(status: ClusterStatus, nowMs: number): string {
     "",
     `SERVICES (${healthy} of ${status.services.length} healthy)`,
     ...table([header, ...rows], "  "),
+    ...capacityLines(status),
     "",
     "VOLUMES",
     ...(status.volumes.length === 0
@@ -71,10 +74,53 @@ export function formatStatus(status: ClusterStatus, nowMs: number): string {
       : status.volumes.map((volume) => {
           const state = volume as VolumeState;
           const health = `    ${healthLine(volumeHealth(state, dead))}\n`;
-          return `  ${summary(state)}${health}${state.partitions.map((partition) => `  ${partitionLine(partition)}`).join("")}`.trimEnd();
+          return `  ${summary(state)}${health}${indent(storedLine(state))}${state.partitions.map((partition) => `  ${partitionLine(partition)}`).join("")}`.trimEnd();
         })),
   ];
   return `${lines.join("\n")}\n`;
+}
+
+const indent = (text: string) => text.replace(/^(?=.)/gm, "  ");
+
+/**
+ * Each live sled's capacity, usage and objects, with failed devices named, and the
+ * cluster totals; a sled that did not answer says why. Nothing when status was not probed.
+ */
+export function capacityLines(status: ClusterStatus): string[] {
+  const totals = status.capacity;
+  const sleds = status.services.filter((service) => service.kind === "sled" && service.healthy);
+  if (totals === undefined) return [];
+  const header = ["SLED", "CAPACITY", "USED", "FREE", "CHUNKS", "BLOBS", ""];
+  const rows = sleds.map((sled) => {
+    const capacity = sled.capacity;
+    if (capacity === undefined)
+      return [sled.id, "-", "-", "-", "-", "-", `no answer: ${sled.capacityError ?? "unknown"}`];
+    const failed = capacity.failedDevices;
+    return [
+      sled.id,
+      formatBytes(capacity.capacityBytes),
+      `${formatBytes(capacity.usedBytes)} (${percent(capacity.usedBytes, capacity.capacityBytes)})`,
+      formatBytes(capacity.freeBytes),
+      String(capacity.chunks),
+      String(capacity.blobs),
+      failed.length === 0
+        ? ""
+        : `FAILED devices ${failed.map((device) => `${device.device} (${device.path})`).join(", ")}`,
+    ];
+  });
+  const unanswered =
+    totals.sledsUnanswered === 0 ? "" : `, ${totals.sledsUnanswered} not answering`;
+  const failed = totals.failedDevices === 0 ? "" : `, ${totals.failedDevices} failed devices`;
+  return [
+    "",
+    `CAPACITY (${totals.sleds} sleds${unanswered})`,
+    ...table([header, ...rows], "  "),
+    `  total ${formatBytes(totals.capacityBytes)}  used ${formatBytes(totals.usedBytes)} (${percent(totals.usedBytes, totals.capacityBytes)})  free ${formatBytes(totals.freeBytes)}  ${totals.chunks} chunks  ${totals.blobs} blobs${failed}`,
+  ];
+}
+
+function percent(part: number, whole: number): string {
+  return whole === 0 ? "0%" : `${((100 * part) / whole).toFixed(1)}%`;
 }
 
 export function formatDuration(ms: number): string {

@@ -1,5 +1,7 @@
 // `ballast volume create|list|describe|delete`: the volume catalogue, through the
 // leading coordinator. `--json` prints the coordinator's VolumeState objects as they are.
+// Describe also shows what the volume's incarnation stores on sleds (every copy of every
+// chunk), or why it could not be counted.
 
 import { type ParseArgsConfig, parseArgs } from "node:util";
 import { BallastError, ErrorCode, type ResultOf, subjects } from "@ballast/protocol";
@@ -92,7 +94,9 @@ export async function volumeCommand(argv: string[]): Promise<number> {
     } else if ("deleted" in result) {
       process.stdout.write(`deleted volume ${result.name} from the catalogue\n`);
     } else {
-      process.stdout.write(`${summary(result)}${result.partitions.map(partitionLine).join("")}`);
+      process.stdout.write(
+        `${summary(result)}${storedLine(result)}${result.partitions.map(partitionLine).join("")}`,
+      );
     }
     return exitCodes.ok;
   } catch (error) {
@@ -126,6 +130,44 @@ export function summary(volume: VolumeState): string {
   // The incarnation last: a volume deleted and created again keeps its name, not its id.
   const id = volume.id === undefined ? "" : `  id ${volume.id}`;
   return `${volume.name}  ${formatSize(volume.sizeBytes)}  ${volume.replicaCount} replicas  ${volume.partitions.length} partitions of ${formatSize(volume.partitionBytes)}${id}\n`;
+}
+
+/**
+ * A byte count for people, in the largest unit it reaches: whole when it is a whole
+ * number of that unit, else to one decimal (capacities and usage are rarely round).
+ */
+export function formatBytes(bytes: number): string {
+  for (const [unit, size] of [
+    ["TiB", 2 ** 40],
+    ["GiB", 2 ** 30],
+    ["MiB", 2 ** 20],
+    ["KiB", 2 ** 10],
+  ] as const) {
+    if (bytes >= size)
+      return bytes % size === 0 ? `${bytes / size}${unit}` : `${(bytes / size).toFixed(1)}${unit}`;
+  }
+  return `${bytes}B`;
+}
+
+/**
+ * What the volume stores on sleds, on its own line; nothing when it was not asked for
+ * (volume list). Each sled's share is shown, and a sled that could not be counted says why.
+ */
+export function storedLine(volume: VolumeState): string {
+  const stored = volume.stored;
+  if (stored === undefined) return "";
+  const shares = stored.sleds
+    .map((sled) =>
+      sled.error === undefined
+        ? `${sled.sled} ${formatBytes(sled.bytes ?? 0)} in ${sled.chunks ?? 0}`
+        : `${sled.sled} not counted: ${sled.error}`,
+    )
+    .join(", ");
+  const total =
+    stored.bytes === undefined
+      ? `stored on sleds: unknown (${stored.reason ?? "not every sled was counted"})`
+      : `stored on sleds ${formatBytes(stored.bytes)} in ${stored.chunks ?? 0} chunks (all copies)`;
+  return `  ${total}\n${shares === "" ? "" : `    ${shares}\n`}`;
 }
 
 export function partitionLine(partition: VolumeState["partitions"][number]): string {

@@ -12,8 +12,18 @@
 // nodes to drop the incarnation's replicas and journals. The leader's purger later
 // deletes the incarnation's chunks and checkpoint blobs from every sled.
 //
+// Stored bytes: describe (and status, through list with `stored`) also counts what the
+// incarnation's chunks occupy on sleds, by listing each live sled's chunks of the
+// volume's name (`sled.chunk.list.v1`, paged, a bounded number of pages) and keeping
+// those purge.ts's `isChunkOf` matches to the incarnation: an older incarnation of the
+// name still being purged is never counted. Plain list does not count: it is called
+// often and the listings are not free.
+//
 // Failure model: a create or delete that dies halfway leaves partition records of no
 // listed volume, which nothing reconciles and the next create of the name overwrites;
+// a sled that is dead, does not answer a listing in time, or holds more of the volume's
+// chunks than the bounded listing reads makes the stored totals omitted, with a reason,
+// never the describe fail;
 // a delete that dies after its purge record is purged all the same. Telling head nodes
 // to drop a deleted incarnation is best effort: a node that misses it (down, frozen)
 // drops its replica when a configure of another incarnation of the name reaches it.
@@ -26,6 +36,7 @@ import {
   limits,
   type MessageOf,
   type ResultOf,
+  sledLimits,
   subjects,
 } from "@ballast/protocol";
 import type { Service } from "@ballast/runtime";
@@ -35,14 +46,75 @@ import {
   idOfVolume,
   type VolumeRecord,
 } from "./catalogue.ts";
+import { now } from "./clock.ts";
 import type { Configurer } from "./configurer.ts";
 import { dropDeadlineMs } from "./constants.ts";
 import { type PartitionRecord, volumeIdOf } from "./decisions.ts";
 import type { Heartbeats } from "./heartbeats.ts";
 import { loadOf, placePartitions } from "./placement.ts";
+import { type ChunkEntry, isChunkOf } from "./purge.ts";
 import { forget, remember, type Tenure, type Tenures } from "./tenure.ts";
 
 export type VolumeState = ResultOf<"volume.describe.v1">;
+export type VolumeStored = NonNullable<VolumeState["stored"]>;
+
+/**
+ * How long one sled's whole chunk listing (all its pages) may take when describe counts
+ * stored bytes: short, as status probes are, so that a silent sled costs a describe or a
+ * status one deadline, well within the CLI's wait for the answer.
+ */
+export const storedListDeadlineMs = 2000;
+
+/**
+ * Pages of one sled's chunk listing (each up to `sledLimits.chunkListEntriesMax`)
+ * read for one volume: past this the sled's share is not counted and the totals are
+ * omitted, so a describe stays bounded whatever a sled holds.
+ */
+export const storedListPagesMax = 16;
+
+/** One sled's listing of a volume name's chunks, or why it could not be had. */
+export type SledListing =
+  | { sled: string; chunks: readonly ChunkEntry[] }
+  | { sled: string; error: string };
+
+/**
+ * What `volume`'s incarnation stores, from each sled's listing of its name. A chunk is
+ * counted when it matches the incarnation exactly (purge.ts's `isChunkOf`); a hashed
+ * prefix that another live incarnation shares is ambiguous and not counted. Totals are
+ * given only when every sled was counted.
+ */
+export function storedOf(
+  volume: { name: string; id: string },
+  listings: readonly SledListing[],
+  liveVolumeIds: ReadonlySet<string>,
+): VolumeStored {
+  // The volume's own id is live, and would make its own hashed prefix look ambiguous.
+  const others = new Set([...liveVolumeIds].filter((id) => id !== volume.id));
+  const record = { volume: volume.name, volumeId: volume.id };
+  const sleds: VolumeStored["sleds"] = [];
+  const failed: string[] = [];
+  let bytes = 0;
+  let chunks = 0;
+  for (const listing of [...listings].sort((a, b) => a.sled.localeCompare(b.sled))) {
+    if ("error" in listing) {
+      sleds.push({ sled: listing.sled, error: listing.error });
+      failed.push(`${listing.sled}: ${listing.error}`);
+      continue;
+    }
+    let sledBytes = 0;
+    let sledChunks = 0;
+    for (const chunk of listing.chunks) {
+      if (!isChunkOf(chunk, record, others)) continue;
+      sledBytes += chunk.bytes;
+      sledChunks++;
+    }
+    sleds.push({ sled: listing.sled, bytes: sledBytes, chunks: sledChunks });
+    bytes += sledBytes;
+    chunks += sledChunks;
+  }
+  if (failed.length > 0) return { reason: `not counted on ${failed.join("; ")}`, sleds };
+  return { bytes, chunks, sleds };
+}
 
 export interface VolumesOptions {
   service: Pick<Service, "bus" | "logger">;
@@ -59,7 +131,7 @@ export interface VolumesOptions {
     | "recordPurge"
     | "forgetPurge"
   >;
-  heartbeats: Pick<Heartbeats, "aliveHeadNodes" | "aliveSleds">;
+  heartbeats: Pick<Heartbeats, "aliveHeadNodes" | "aliveSleds" | "list">;
   configurer: Pick<Configurer, "configure">;
   tenures: Tenures;
   /** The partition size of a volume whose create request names none. */
@@ -164,25 +236,75 @@ export class Volumes {
     );
   }
 
-  async describe(name: string): Promise<VolumeState> {
+  /** The volume's state; with `stored` (the default), what it stores on sleds too. */
+  async describe(name: string, options: { stored?: boolean } = {}): Promise<VolumeState> {
     const { catalogue } = this.options;
     const volume = await catalogue.volume(name);
     if (volume === undefined) throw new BallastError(ErrorCode.NotFound, `no volume named ${name}`);
     const id = idOfVolume(volume.value);
-    const [partitions, checkpoints] = await Promise.all([
+    const [partitions, checkpoints, stored] = await Promise.all([
       catalogue.partitions(name),
       catalogue.checkpoints(name),
+      options.stored === false ? undefined : this.storedOn(volume.value),
     ]);
-    return this.stateOf(
+    const state = this.stateOf(
       volume.value,
       partitions.map((entry) => entry.value).filter((record) => volumeIdOf(record) === id),
       checkpoints,
     );
+    return stored === undefined ? state : { ...state, stored };
   }
 
-  async list(): Promise<ResultOf<"volume.list.v1">> {
+  /** Every volume's state; with `stored`, what each stores on sleds (status asks). */
+  async list(options: { stored?: boolean } = {}): Promise<ResultOf<"volume.list.v1">> {
     const volumes = await this.options.catalogue.volumes();
-    return { volumes: await Promise.all(volumes.map((volume) => this.describe(volume.name))) };
+    const stored = options.stored === true;
+    return {
+      volumes: await Promise.all(volumes.map((volume) => this.describe(volume.name, { stored }))),
+    };
+  }
+
+  /** Lists the volume's chunks on every sled, in parallel, and sums its incarnation's. */
+  private async storedOn(volume: VolumeRecord): Promise<VolumeStored> {
+    const { catalogue, heartbeats } = this.options;
+    const live = new Set((await catalogue.volumes()).map(idOfVolume));
+    const sleds = heartbeats.list().filter((member) => member.kind === "sled");
+    const listings = await Promise.all(
+      sleds.map(
+        async (member): Promise<SledListing> =>
+          member.alive
+            ? this.listChunks(member.id, volume.name)
+            : { sled: member.id, error: "not alive" },
+      ),
+    );
+    return storedOf({ name: volume.name, id: idOfVolume(volume) }, listings, live);
+  }
+
+  private async listChunks(sled: string, volume: string): Promise<SledListing> {
+    const { bus } = this.options.service;
+    const chunks: ChunkEntry[] = [];
+    const endsAtMs = now() + storedListDeadlineMs;
+    let startAfter: string | undefined;
+    try {
+      for (let page = 0; page < storedListPagesMax; page++) {
+        const deadlineMs = Math.round(endsAtMs - now());
+        if (deadlineMs <= 0) return { sled, error: `listing took over ${storedListDeadlineMs}ms` };
+        const listed = await bus.request(
+          subjects.node.build(sled),
+          { type: "sled.chunk.list.v1", volume, startAfter, limit: sledLimits.chunkListEntriesMax },
+          { deadlineMs },
+        );
+        chunks.push(...listed.chunks);
+        if (!listed.truncated || listed.chunks.length === 0) return { sled, chunks };
+        startAfter = listed.chunks.at(-1)!.chunkId;
+      }
+    } catch (error) {
+      return { sled, error: (error as Error).message };
+    }
+    return {
+      sled,
+      error: `more than ${storedListPagesMax * sledLimits.chunkListEntriesMax} chunks of ${volume}`,
+    };
   }
 
   /**

@@ -12,8 +12,23 @@ import { nodeId, serviceKind, text, unsignedInteger, volumeId, volumeName } from
 /** Asks for the whole cluster's state: services and volumes. */
 export const ClusterStatus = z.object({
   type: z.literal("cluster.status.v1"),
-  /** Also ask every live service to describe itself (slower, more detail). */
+  /**
+   * Also ask every live service to describe itself, every live sled for its capacity,
+   * and every live sled for each volume's chunks (slower, more detail).
+   */
   probe: z.boolean().optional(),
+});
+
+/** A sled's capacity and usage, summed over its devices (from its `sled.stat.v1`). */
+export const SledCapacity = z.object({
+  capacityBytes: unsignedInteger,
+  usedBytes: unsignedInteger,
+  freeBytes: unsignedInteger,
+  chunks: unsignedInteger,
+  blobs: unsignedInteger,
+  devices: unsignedInteger,
+  /** Devices that took an I/O error on the write path and take no more writes. */
+  failedDevices: z.array(z.object({ device: unsignedInteger, path: text })).max(1024),
 });
 
 export const ServiceStatus = z.object({
@@ -28,6 +43,21 @@ export const ServiceStatus = z.object({
   /** With `probe`: the node's own description, or why it could not be had. */
   info: z.record(z.string(), z.unknown()).optional(),
   probeError: text.optional(),
+  /** With `probe`, for a live sled: its capacity, or why it could not be had. */
+  capacity: SledCapacity.optional(),
+  capacityError: text.optional(),
+});
+
+/** Capacity summed over the live sleds that answered; `sledsUnanswered` did not. */
+export const ClusterCapacity = z.object({
+  sleds: unsignedInteger,
+  sledsUnanswered: unsignedInteger,
+  capacityBytes: unsignedInteger,
+  usedBytes: unsignedInteger,
+  freeBytes: unsignedInteger,
+  chunks: unsignedInteger,
+  blobs: unsignedInteger,
+  failedDevices: unsignedInteger,
 });
 
 export const ClusterStatusResult = z.object({
@@ -35,6 +65,8 @@ export const ClusterStatusResult = z.object({
   generatedAtMs: unsignedInteger,
   services: z.array(ServiceStatus).max(statusEntriesMax),
   volumes: z.array(z.record(z.string(), z.unknown())).max(statusEntriesMax),
+  /** With `probe`: totals over the sleds' capacities. */
+  capacity: ClusterCapacity.optional(),
 });
 
 /** A partition's replica set, as the coordinator assigned it. */
@@ -64,6 +96,27 @@ export const PartitionState = z.object({
     .max(4),
 });
 
+/**
+ * What an incarnation's chunks occupy on sleds: the chunk bytes summed over every copy
+ * on every sled. The totals are omitted, with `reason`, when some sled could not be
+ * counted (dead, silent, or more chunks than a bounded listing reads).
+ */
+export const VolumeStored = z.object({
+  bytes: unsignedInteger.optional(),
+  chunks: unsignedInteger.optional(),
+  reason: text.optional(),
+  sleds: z
+    .array(
+      z.object({
+        sled: nodeId,
+        bytes: unsignedInteger.optional(),
+        chunks: unsignedInteger.optional(),
+        error: text.optional(),
+      }),
+    )
+    .max(statusEntriesMax),
+});
+
 export const VolumeState = z.object({
   name: volumeName,
   /** This incarnation of the name: a deleted and re-created volume gets another. */
@@ -73,6 +126,8 @@ export const VolumeState = z.object({
   partitionBytes: unsignedInteger,
   createdAtMs: unsignedInteger,
   partitions: z.array(PartitionState).max(partitionsPerVolumeMax),
+  /** On describe and in status (not in list): what the incarnation stores on sleds. */
+  stored: VolumeStored.optional(),
 });
 
 export const VolumeCreate = z.object({
