@@ -66,6 +66,24 @@ export interface SimWorld {
   fail(check: string, message: string): void;
 }
 
+/** A world that reads the simulation's tick and its fault switch as they change. */
+export function simWorld(
+  random: SimRandom,
+  now: { tick(): number; faultsOn(): boolean },
+  fail: (check: string, message: string) => void,
+): SimWorld {
+  return {
+    random,
+    get tick() {
+      return now.tick();
+    },
+    get faultsOn() {
+      return now.faultsOn();
+    },
+    fail,
+  };
+}
+
 const ok = { ok: true, value: undefined } as const;
 
 type JournalOperation =
