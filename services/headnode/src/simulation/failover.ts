@@ -60,7 +60,6 @@ import type { ReplicaLimits } from "../constants.ts";
 import { EffectRunner, silentLog } from "../effect-runner.ts";
 import type { ReplicaPorts } from "../ports.ts";
 import type { CheckpointPointer, ReadResult, ReplicationMessage } from "../replica/effects.ts";
-import { PartitionMetadata } from "../replica/metadata.ts";
 import { type Configuration, Replica } from "../replica/replica.ts";
 import {
   type ClientOutcome,
@@ -75,6 +74,7 @@ import {
   FakeJournal,
   FakeNetwork,
   FakeSleds,
+  recoveredFrom,
   SimRandom,
   type SimWorld,
   simWorld,
@@ -631,9 +631,7 @@ export class FailoverSimulation {
 
   /** Builds a replica core from its disk, as a head node does on start. */
   private async openReplica(node: SimulatedNode, hosted: Hosted): Promise<void> {
-    const stored = await hosted.checkpoints.read();
-    const checkpoint =
-      stored === undefined ? undefined : await PartitionMetadata.restore(stored.bytes);
+    const recovered = await recoveredFrom(hosted.journal, hosted.checkpoints);
     const replica = new Replica(
       {
         nodeId: node.id,
@@ -643,11 +641,7 @@ export class FailoverSimulation {
         partitionBytes: this.options.partitionBytes,
         session: node.session,
       },
-      {
-        ...(checkpoint === undefined ? {} : { checkpoint }),
-        rebuilt: stored?.rebuilt === true,
-        notes: hosted.journal.notes.map((note) => ({ ...note })),
-      },
+      recovered,
       this.options.limits,
       {
         committed: (note) =>

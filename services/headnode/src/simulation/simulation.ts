@@ -23,7 +23,6 @@ import type { ReplicaLimits } from "../constants.ts";
 import { EffectRunner } from "../effect-runner.ts";
 import type { ReplicaPorts } from "../ports.ts";
 import type { ReadResult, ReplicationMessage } from "../replica/effects.ts";
-import { PartitionMetadata } from "../replica/metadata.ts";
 import { Replica } from "../replica/replica.ts";
 import {
   type ClientOutcome,
@@ -38,6 +37,7 @@ import {
   FakeJournal,
   FakeNetwork,
   FakeSleds,
+  recoveredFrom,
   SimRandom,
   type SimWorld,
   simWorld,
@@ -261,9 +261,7 @@ export class Simulation {
     node.incarnation++;
     // Sessions grow with every restart, as the head node's durable counter makes them.
     const session = node.incarnation;
-    const stored = await node.checkpoints.read();
-    const checkpoint =
-      stored === undefined ? undefined : await PartitionMetadata.restore(stored.bytes);
+    const recovered = await recoveredFrom(node.journal, node.checkpoints);
     const replica = new Replica(
       {
         nodeId: node.id,
@@ -273,10 +271,7 @@ export class Simulation {
         partitionBytes: this.options.partitionBytes,
         session,
       },
-      {
-        ...(checkpoint === undefined ? {} : { checkpoint }),
-        notes: node.journal.notes.map((note) => ({ ...note })),
-      },
+      recovered,
       this.options.limits,
       { committed: (note) => this.checker.committed(node.id, note) },
     );
