@@ -6,6 +6,7 @@ export * from "./config.ts";
 export * as constants from "./constants.ts";
 export * from "./data-dir.ts";
 export * from "./errors.ts";
+export * from "./keyed-lock.ts";
 export * from "./logger.ts";
 export * from "./run.ts";
 export * from "./service.ts";

@@ -44,7 +44,7 @@ import {
   type ResultOf,
   subjects,
 } from "@ballast/protocol";
-import type { CommonConfig, Served, Service } from "@ballast/runtime";
+import { type CommonConfig, KeyedLock, type Served, type Service } from "@ballast/runtime";
 import {
   droppedIncarnationsMax,
   type ReplicaLimits,
@@ -83,8 +83,8 @@ type Part = "primary" | "secondary" | "learner" | "none";
 
 export class HeadNode {
   private readonly hosted = new Map<string, Hosted>();
-  /** Per partition: the tail of the chain of configures and drops, run one at a time. */
-  private readonly queues = new Map<string, Promise<unknown>>();
+  /** Per partition: configures and drops, run one at a time in arrival order. */
+  private readonly serially = new KeyedLock();
   /** Incarnations dropped (`volume/volumeId`), oldest first, at most droppedIncarnationsMax. */
   private readonly dropped = new Set<string>();
   private readonly sleds: SledClient;
@@ -201,21 +201,6 @@ export class HeadNode {
 
   // ---------------------------------------------------------------- configure and drop
 
-  /** Runs `work` after every earlier configure or drop of the same partition. */
-  private serially<T>(key: string, work: () => Promise<T>): Promise<T> {
-    const previous = this.queues.get(key) ?? Promise.resolve();
-    const next = previous.then(work, work);
-    const tail = next.then(
-      () => undefined,
-      () => undefined,
-    );
-    this.queues.set(key, tail);
-    void tail.then(() => {
-      if (this.queues.get(key) === tail) this.queues.delete(key);
-    });
-    return next;
-  }
-
   private partOf(message: Configure): Part {
     const node = this.service.nodeId;
     if (message.primary === node) return "primary";
@@ -234,7 +219,7 @@ export class HeadNode {
     }
     const volumeId = message.volumeId ?? message.volume;
     const key = partitionKey(message.volume, message.partition);
-    return this.serially(key, async () => {
+    return this.serially.run(key, async () => {
       if (this.dropped.has(incarnationKey(message.volume, volumeId))) {
         throw new BallastError(
           ErrorCode.NotFound,
@@ -356,7 +341,7 @@ export class HeadNode {
     let dropped = 0;
     await Promise.all(
       keys.map((key) =>
-        this.serially(key, async () => {
+        this.serially.run(key, async () => {
           const hosted = this.hosted.get(key);
           if (hosted === undefined || hosted.host.address.volumeId !== message.volumeId) return;
           await this.close(key, hosted, true);

@@ -3,95 +3,32 @@
 // again, stops serving, says so in its status and node info, and the process and the
 // other replicas carry on. A damaged local checkpoint file is refused, never started
 // from, and a rebuild replaces it. Real files in a temporary directory, a fake service in
-// place of NATS (as in headnode.test.ts), and the test-only journal failure hook.
+// place of NATS (fake-service.ts), and the test-only journal failure hook.
 
 import { existsSync } from "node:fs";
-import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { BallastError, ErrorCode, type Message, type MessageOf, subjects } from "@ballast/protocol";
-import { type CommonConfig, createLogger, type Service } from "@ballast/runtime";
+import { BallastError, ErrorCode, subjects } from "@ballast/protocol";
 import { afterEach, beforeEach, describe, expect, test, vi } from "vitest";
 import { CheckpointFile } from "../src/adapters.ts";
-import { HeadNode } from "../src/headnode.ts";
+import type { HeadNode } from "../src/headnode.ts";
 import { partitionDirectory } from "../src/partition-host.ts";
 import { PartitionMetadata } from "../src/replica/metadata.ts";
-
-type Handler = (message: Message) => unknown;
-
-/** The parts of a Service the head node uses, with subjects served from a map. */
-class FakeService {
-  readonly nodeId = "head-1";
-  readonly logger = createLogger({ service: "headnode", nodeId: "head-1", level: "silent" });
-  readonly served = new Map<string, Handler>();
-  description: (() => Record<string, unknown>) | undefined;
-  private closers: (() => Promise<void>)[] = [];
-
-  /** Every report the node sent (no coordinator answers them). */
-  readonly reports: MessageOf<"headnode.report.v1">[] = [];
-
-  readonly bus = {
-    request: async (subject: string, message?: Message) => {
-      if (message?.type === "headnode.report.v1") this.reports.push(message);
-      throw new BallastError(ErrorCode.Unavailable, `nothing answers ${subject} in this test`);
-    },
-    publish: () => undefined,
-  };
-
-  serveInbox(_accept: readonly string[], dispatch: Handler) {
-    return this.serve(subjects.node.build(this.nodeId), {}, dispatch);
-  }
-
-  serve(subject: string, _options: unknown, dispatch: Handler) {
-    this.served.set(subject, dispatch);
-    return {
-      stop: async () => {
-        if (this.served.get(subject) === dispatch) this.served.delete(subject);
-      },
-    };
-  }
-
-  setDescription(describe: () => Record<string, unknown>): void {
-    this.description = describe;
-  }
-
-  onClose(closer: () => Promise<void>): void {
-    this.closers.push(closer);
-  }
-
-  async close(): Promise<void> {
-    for (const closer of this.closers) await closer();
-  }
-
-  async call(subject: string, message: Record<string, unknown>): Promise<unknown> {
-    const handler = this.served.get(subject);
-    if (handler === undefined) {
-      throw new BallastError(ErrorCode.Unavailable, `nobody serves ${subject}`);
-    }
-    return handler(message as unknown as Message);
-  }
-
-  inbox(message: Record<string, unknown>) {
-    return this.call(subjects.node.build(this.nodeId), message);
-  }
-}
+import { type FakeService, startHeadNode } from "./fake-service.ts";
 
 const partitionBytes = 1024 * 1024;
 let dataDir: string;
 let service: FakeService;
 let node: HeadNode;
+let stop: () => Promise<void>;
 
 beforeEach(async () => {
-  dataDir = await mkdtemp(join(tmpdir(), "ballast-headnode-faults-"));
-  service = new FakeService();
-  node = new HeadNode(service as unknown as Service, { dataDir } as unknown as CommonConfig, 1);
-  node.start();
+  ({ dataDir, service, node, stop } = await startHeadNode("ballast-headnode-faults-"));
 });
 
 afterEach(async () => {
   vi.restoreAllMocks();
-  await service.close();
-  await rm(dataDir, { recursive: true, force: true });
+  await stop();
 });
 
 function configure(partition: number, epoch: number) {

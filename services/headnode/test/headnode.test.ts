@@ -5,99 +5,22 @@
 // and read leases renewed by reports.
 
 import { existsSync } from "node:fs";
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
-import {
-  BallastError,
-  ErrorCode,
-  limits,
-  type Message,
-  type MessageOf,
-  subjects,
-} from "@ballast/protocol";
-import { type CommonConfig, createLogger, type Service } from "@ballast/runtime";
+import { type BallastError, ErrorCode, limits, subjects } from "@ballast/protocol";
 import { afterEach, beforeEach, describe, expect, test } from "vitest";
-import { HeadNode } from "../src/headnode.ts";
-
-type Handler = (message: Message) => unknown;
-type Report = MessageOf<"headnode.report.v1">;
-
-/** The parts of a Service the head node uses, with subjects served from a map. */
-class FakeService {
-  readonly nodeId = "head-1";
-  readonly logger = createLogger({ service: "headnode", nodeId: "head-1", level: "silent" });
-  readonly served = new Map<string, Handler>();
-  readonly reports: Report[] = [];
-  /** How the fake coordinator answers a report; throwing means no coordinator. */
-  answerReport: (report: Report) => unknown = () => {
-    throw new BallastError(ErrorCode.Unavailable, "no coordinator");
-  };
-  private closers: (() => Promise<void>)[] = [];
-
-  readonly bus = {
-    request: async (subject: string, message: Message) => {
-      if (subject === subjects.coordinator.build() && message.type === "headnode.report.v1") {
-        this.reports.push(message);
-        return this.answerReport(message);
-      }
-      throw new BallastError(ErrorCode.Unavailable, `nothing answers ${subject} in this test`);
-    },
-    publish: () => undefined,
-  };
-
-  serveInbox(_accept: readonly string[], dispatch: Handler) {
-    return this.serve(subjects.node.build(this.nodeId), {}, dispatch);
-  }
-
-  serve(subject: string, _options: unknown, dispatch: Handler) {
-    this.served.set(subject, dispatch);
-    return {
-      stop: async () => {
-        if (this.served.get(subject) === dispatch) this.served.delete(subject);
-      },
-    };
-  }
-
-  setDescription(): void {}
-
-  onClose(closer: () => Promise<void>): void {
-    this.closers.push(closer);
-  }
-
-  async close(): Promise<void> {
-    for (const closer of this.closers) await closer();
-  }
-
-  /** Sends to a served subject as a request would, and returns the answer. */
-  async call(subject: string, message: Record<string, unknown>): Promise<unknown> {
-    const handler = this.served.get(subject);
-    if (handler === undefined) {
-      throw new BallastError(ErrorCode.Unavailable, `nobody serves ${subject}`);
-    }
-    return handler(message as unknown as Message);
-  }
-
-  inbox(message: Record<string, unknown>) {
-    return this.call(subjects.node.build(this.nodeId), message);
-  }
-}
+import { type FakeService, startHeadNode } from "./fake-service.ts";
 
 const partitionBytes = 1024 * 1024;
 let dataDir: string;
 let service: FakeService;
-let node: HeadNode;
+let stop: () => Promise<void>;
 
 beforeEach(async () => {
-  dataDir = await mkdtemp(join(tmpdir(), "ballast-headnode-"));
-  service = new FakeService();
-  node = new HeadNode(service as unknown as Service, { dataDir } as unknown as CommonConfig, 1);
-  node.start();
+  ({ dataDir, service, stop } = await startHeadNode("ballast-headnode-"));
 });
 
 afterEach(async () => {
-  await service.close();
-  await rm(dataDir, { recursive: true, force: true });
+  await stop();
 });
 
 function configure(fields: Record<string, unknown>) {

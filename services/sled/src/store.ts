@@ -49,7 +49,7 @@
 
 import { randomUUID } from "node:crypto";
 import { BallastError, crc32c, ErrorCode, type ResultOf, sledLimits } from "@ballast/protocol";
-import type { Logger } from "@ballast/runtime";
+import { KeyedLock, type Logger } from "@ballast/runtime";
 import { type Allocation, SpaceAllocator } from "./allocator.ts";
 import {
   blobUploadIdleMsMax,
@@ -84,7 +84,6 @@ import {
   type SlotRecord,
   slotOffset,
 } from "./format.ts";
-import { KeyedLock } from "./keyed-lock.ts";
 import {
   blobGetLength,
   checkBlobPart,

@@ -59,14 +59,14 @@ import { fetchCheckpoint } from "../checkpoint-fetch.ts";
 import type { ReplicaLimits } from "../constants.ts";
 import { EffectRunner, silentLog } from "../effect-runner.ts";
 import type { ReplicaPorts } from "../ports.ts";
-import type {
-  CheckpointPointer,
-  ReadResult,
-  ReplicationMessage,
-  Reply,
-} from "../replica/effects.ts";
-import { PartitionMetadata } from "../replica/metadata.ts";
-import { type ClientRequest, type Configuration, Replica } from "../replica/replica.ts";
+import type { CheckpointPointer, ReadResult, ReplicationMessage } from "../replica/effects.ts";
+import { type Configuration, Replica } from "../replica/replica.ts";
+import {
+  type ClientOutcome,
+  randomRequest,
+  resolveRead,
+  type SimRequest,
+} from "../testing/client.ts";
 import {
   DriftingClock,
   FakeCheckpointFile,
@@ -74,8 +74,10 @@ import {
   FakeJournal,
   FakeNetwork,
   FakeSleds,
+  recoveredFrom,
   SimRandom,
   type SimWorld,
+  simWorld,
 } from "../testing/fakes.ts";
 import { AcknowledgedModel, type Attempt, Checker, type Violation } from "./checker.ts";
 
@@ -269,7 +271,7 @@ interface SimulatedNode {
 
 type Envelope =
   | { kind: "replication"; from: string; to: string; message: ReplicationMessage }
-  | { kind: "request"; client: number; to: string; attempt: number; request: NodeRequest }
+  | { kind: "request"; client: number; to: string; attempt: number; request: SimRequest }
   | { kind: "reply"; from: string; client: number; attempt: number; outcome: ClientOutcome }
   | { kind: "configure"; to: string; configure: ConfigureMessage }
   | { kind: "drop"; to: string; volumeId: string }
@@ -281,12 +283,6 @@ type Envelope =
       leaseMs: number;
       granted: { volumeId: string; partition: number; epoch: number }[];
     };
-
-type NodeRequest =
-  | ClientRequest
-  | { kind: "read"; requestId: number; epoch: number; offset: number; length: number };
-
-type ClientOutcome = { ok: true; reply: Reply } | { ok: false; error: BallastError };
 
 interface ConfigureMessage {
   volumeId: string;
@@ -364,7 +360,7 @@ interface ClientAttempt {
   attempt: number;
   partition: number;
   volumeId: string;
-  request: NodeRequest;
+  request: SimRequest;
   issuedTick: number;
   acknowledgedBefore: number;
   retriesLeft: number;
@@ -437,17 +433,11 @@ export class FailoverSimulation {
     this.options = options;
     // Neighbouring small seeds give xoroshiro's first outputs little entropy: mix first.
     this.random = new SimRandom(mixSeed(options.seed));
-    const simulation = this;
-    this.world = {
-      random: this.random,
-      get tick() {
-        return simulation.tickNow;
-      },
-      get faultsOn() {
-        return simulation.faultsOn;
-      },
-      fail: (check, message) => this.fail(check, message),
-    };
+    this.world = simWorld(
+      this.random,
+      { tick: () => this.tickNow, faultsOn: () => this.faultsOn },
+      (check, message) => this.fail(check, message),
+    );
     this.network = new FakeNetwork(this.world, options);
     this.sleds = new FakeSleds(this.world, {
       chunkFailRate: options.chunkFailRate,
@@ -641,9 +631,7 @@ export class FailoverSimulation {
 
   /** Builds a replica core from its disk, as a head node does on start. */
   private async openReplica(node: SimulatedNode, hosted: Hosted): Promise<void> {
-    const stored = await hosted.checkpoints.read();
-    const checkpoint =
-      stored === undefined ? undefined : await PartitionMetadata.restore(stored.bytes);
+    const recovered = await recoveredFrom(hosted.journal, hosted.checkpoints);
     const replica = new Replica(
       {
         nodeId: node.id,
@@ -653,11 +641,7 @@ export class FailoverSimulation {
         partitionBytes: this.options.partitionBytes,
         session: node.session,
       },
-      {
-        ...(checkpoint === undefined ? {} : { checkpoint }),
-        rebuilt: stored?.rebuilt === true,
-        notes: hosted.journal.notes.map((note) => ({ ...note })),
-      },
+      recovered,
       this.options.limits,
       {
         committed: (note) =>
@@ -1213,38 +1197,17 @@ export class FailoverSimulation {
     });
   }
 
-  private newRequest(partition: number): NodeRequest {
-    const sectors = this.options.partitionBytes / limits.sectorBytes;
-    const base = partition * this.options.partitionBytes;
-    const pickRange = () => {
-      const length = this.integer(1, 8) * limits.sectorBytes;
-      const offset =
-        base + this.integer(0, sectors - length / limits.sectorBytes) * limits.sectorBytes;
-      return { offset, length };
-    };
-    const roll = this.integer(0, 99);
-    if (roll < 55) {
-      const writes = Array.from({ length: this.integer(1, 3) }, () => {
-        const { offset, length } = pickRange();
-        const data = new Uint8Array(length);
-        for (let index = 0; index < length; index += limits.sectorBytes)
-          data.fill(this.integer(1, 255), index, index + limits.sectorBytes);
-        return { offset, data };
-      });
-      return { kind: "write", requestId: 0, epoch: 0, writes };
-    }
-    if (roll < 62) return { kind: "trim", requestId: 0, epoch: 0, ranges: [pickRange()] };
-    if (roll < 68) return { kind: "zeroes", requestId: 0, epoch: 0, ranges: [pickRange()] };
-    if (roll < 70) return { kind: "flush", requestId: 0, epoch: 0 };
-    return { kind: "read", requestId: 0, epoch: 0, ...pickRange() };
+  private newRequest(partition: number): SimRequest {
+    const { partitionBytes } = this.options;
+    return randomRequest(this.random, partition * partitionBytes, partitionBytes);
   }
 
   /** Sends one attempt of a request along the client's route. */
-  private issue(clientIndex: number, partition: number, template: NodeRequest, retries: number) {
+  private issue(clientIndex: number, partition: number, template: SimRequest, retries: number) {
     const client = this.clients[clientIndex]!;
     const route = this.route(client, partition);
     const attempt = this.nextAttempt++;
-    const request = { ...template, requestId: attempt, epoch: route.epoch } as NodeRequest;
+    const request = { ...template, requestId: attempt, epoch: route.epoch } as SimRequest;
     const watched = this.watchedFor(route.volumeId, partition);
     const entries = attemptEntries(request);
     if (entries !== undefined) watched.model.issued(attempt, entries);
@@ -1316,7 +1279,7 @@ export class FailoverSimulation {
     });
   }
 
-  private partitionOf(request: NodeRequest): number {
+  private partitionOf(request: SimRequest): number {
     const offset =
       request.kind === "write"
         ? request.writes[0]!.offset
@@ -1334,35 +1297,7 @@ export class FailoverSimulation {
   }
 
   private resolveRead(read: ReadResult, checker: Checker): Uint8Array {
-    const range = read.ranges[0]!;
-    const bytes = new Uint8Array(range.length);
-    for (const part of range.parts) {
-      const at = part.offset - range.offset;
-      switch (part.kind) {
-        case "zero":
-          break;
-        case "memory":
-          bytes.set(part.data, at);
-          break;
-        case "chunk": {
-          const chunk = this.sleds.chunks.get(part.chunk.sledChunkId);
-          if (chunk === undefined) {
-            checker.fail(
-              "read",
-              `chunk ${part.chunk.sledChunkId} is referenced but was never written`,
-            );
-            break;
-          }
-          bytes.set(chunk.subarray(part.chunkOffset, part.chunkOffset + part.length), at);
-          break;
-        }
-        default: {
-          const unreachable: never = part;
-          throw new Error(`unknown part ${JSON.stringify(unreachable)}`);
-        }
-      }
-    }
-    return bytes;
+    return resolveRead(read, this.sleds.chunks, (check, message) => checker.fail(check, message));
   }
 
   private receiveReply(clientIndex: number, attempt: number, outcome: ClientOutcome): void {
@@ -1503,7 +1438,7 @@ function mixSeed(seed: number): number {
 }
 
 /** A mutation's entries as the client model sees them; undefined for reads and flushes. */
-function attemptEntries(request: NodeRequest): Attempt | undefined {
+function attemptEntries(request: SimRequest): Attempt | undefined {
   const sector = (offset: number) => offset / limits.sectorBytes;
   switch (request.kind) {
     case "write":

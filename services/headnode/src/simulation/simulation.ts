@@ -18,13 +18,18 @@
 // (effect-runner.ts), through the seeded fakes of testing/fakes.ts for the journal,
 // checkpoint file, sleds, network and coordinator; integration tests use the real ones.
 
-import { BallastError, limits } from "@ballast/protocol";
+import { BallastError } from "@ballast/protocol";
 import type { ReplicaLimits } from "../constants.ts";
 import { EffectRunner } from "../effect-runner.ts";
 import type { ReplicaPorts } from "../ports.ts";
-import type { ReadResult, ReplicationMessage, Reply } from "../replica/effects.ts";
-import { PartitionMetadata } from "../replica/metadata.ts";
-import { type ClientRequest, Replica } from "../replica/replica.ts";
+import type { ReadResult, ReplicationMessage } from "../replica/effects.ts";
+import { Replica } from "../replica/replica.ts";
+import {
+  type ClientOutcome,
+  randomRequest,
+  resolveRead,
+  type SimRequest,
+} from "../testing/client.ts";
 import {
   DriftingClock,
   FakeCheckpointFile,
@@ -32,8 +37,10 @@ import {
   FakeJournal,
   FakeNetwork,
   FakeSleds,
+  recoveredFrom,
   SimRandom,
   type SimWorld,
+  simWorld,
 } from "../testing/fakes.ts";
 import { Checker, type Violation } from "./checker.ts";
 
@@ -120,21 +127,11 @@ interface SimulatedNode {
 
 type Envelope =
   | { kind: "replication"; to: string; message: ReplicationMessage }
-  | { kind: "request"; to: string; request: ClientRequest | ReadRequest }
+  | { kind: "request"; to: string; request: SimRequest }
   | { kind: "reply"; requestId: number; outcome: ClientOutcome };
 
-interface ReadRequest {
-  kind: "read";
-  requestId: number;
-  epoch: number;
-  offset: number;
-  length: number;
-}
-
-type ClientOutcome = { ok: true; reply: Reply } | { ok: false; error: BallastError };
-
 interface Outstanding {
-  request: ClientRequest | ReadRequest;
+  request: SimRequest;
   issuedTick: number;
   /** The highest op acknowledged to the client before this request was issued. */
   acknowledgedBefore: number;
@@ -161,17 +158,11 @@ export class Simulation {
   constructor(options: SimulationOptions) {
     this.options = options;
     this.random = new SimRandom(options.seed);
-    const simulation = this;
-    this.world = {
-      random: this.random,
-      get tick() {
-        return simulation.tickNow;
-      },
-      get faultsOn() {
-        return simulation.faultsOn;
-      },
-      fail: (check, message) => this.checker.fail(check, message),
-    };
+    this.world = simWorld(
+      this.random,
+      { tick: () => this.tickNow, faultsOn: () => this.faultsOn },
+      (check, message) => this.checker.fail(check, message),
+    );
     this.network = new FakeNetwork(this.world, options);
     this.sleds = new FakeSleds(this.world, {
       chunkFailRate: options.chunkFailRate,
@@ -270,9 +261,7 @@ export class Simulation {
     node.incarnation++;
     // Sessions grow with every restart, as the head node's durable counter makes them.
     const session = node.incarnation;
-    const stored = await node.checkpoints.read();
-    const checkpoint =
-      stored === undefined ? undefined : await PartitionMetadata.restore(stored.bytes);
+    const recovered = await recoveredFrom(node.journal, node.checkpoints);
     const replica = new Replica(
       {
         nodeId: node.id,
@@ -282,10 +271,7 @@ export class Simulation {
         partitionBytes: this.options.partitionBytes,
         session,
       },
-      {
-        ...(checkpoint === undefined ? {} : { checkpoint }),
-        notes: node.journal.notes.map((note) => ({ ...note })),
-      },
+      recovered,
       this.options.limits,
       { committed: (note) => this.checker.committed(node.id, note) },
     );
@@ -395,33 +381,8 @@ export class Simulation {
     if (this.outstanding.size >= this.options.clientConcurrency) return;
     if (!this.chance(this.options.requestRate)) return;
     const requestId = this.nextRequestId++;
-    const sectors = this.options.partitionBytes / limits.sectorBytes;
-    const pickRange = () => {
-      const length = this.integer(1, 8) * limits.sectorBytes;
-      const offset = this.integer(0, sectors - length / limits.sectorBytes) * limits.sectorBytes;
-      return { offset, length };
-    };
-    const roll = this.integer(0, 99);
-    let request: ClientRequest | ReadRequest;
-    if (roll < 55) {
-      const writes = Array.from({ length: this.integer(1, 3) }, () => {
-        const { offset, length } = pickRange();
-        const data = new Uint8Array(length);
-        for (let index = 0; index < length; index += 512) {
-          data.fill(this.integer(1, 255), index, index + 512);
-        }
-        return { offset, data };
-      });
-      request = { kind: "write", requestId, epoch, writes };
-    } else if (roll < 62) {
-      request = { kind: "trim", requestId, epoch, ranges: [pickRange()] };
-    } else if (roll < 68) {
-      request = { kind: "zeroes", requestId, epoch, ranges: [pickRange()] };
-    } else if (roll < 70) {
-      request = { kind: "flush", requestId, epoch };
-    } else {
-      request = { kind: "read", requestId, epoch, ...pickRange() };
-    }
+    const drawn = randomRequest(this.random, 0, this.options.partitionBytes);
+    const request = { ...drawn, requestId, epoch } as SimRequest;
     this.outstanding.set(requestId, {
       request,
       issuedTick: this.tickNow,
@@ -430,7 +391,7 @@ export class Simulation {
     this.sendOnNetwork({ kind: "request", to: this.nodes[0]!.id, request });
   }
 
-  private deliverRequest(to: string, request: ClientRequest | ReadRequest): void {
+  private deliverRequest(to: string, request: SimRequest): void {
     const node = this.node(to);
     const replica = node.replica;
     if (replica === undefined) return;
@@ -468,35 +429,9 @@ export class Simulation {
   }
 
   private resolveRead(read: ReadResult): Uint8Array {
-    const range = read.ranges[0]!;
-    const bytes = new Uint8Array(range.length);
-    for (const part of range.parts) {
-      const at = part.offset - range.offset;
-      switch (part.kind) {
-        case "zero":
-          break;
-        case "memory":
-          bytes.set(part.data, at);
-          break;
-        case "chunk": {
-          const chunk = this.sleds.chunks.get(part.chunk.sledChunkId);
-          if (chunk === undefined) {
-            this.checker.fail(
-              "read",
-              `chunk ${part.chunk.sledChunkId} is referenced but was never written`,
-            );
-            break;
-          }
-          bytes.set(chunk.subarray(part.chunkOffset, part.chunkOffset + part.length), at);
-          break;
-        }
-        default: {
-          const unreachable: never = part;
-          throw new Error(`unknown part ${JSON.stringify(unreachable)}`);
-        }
-      }
-    }
-    return bytes;
+    return resolveRead(read, this.sleds.chunks, (check, message) =>
+      this.checker.fail(check, message),
+    );
   }
 
   private receiveReply(requestId: number, outcome: ClientOutcome): void {

@@ -21,6 +21,7 @@ import {
   FakeSleds,
   SimRandom,
   type SimWorld,
+  simWorld,
 } from "./fakes.ts";
 
 export interface ClusterNode {
@@ -52,17 +53,13 @@ export class InstantCluster {
   }>;
 
   constructor(seed = 1) {
-    const cluster = this;
-    this.world = {
-      random: new SimRandom(seed),
-      get tick() {
-        return cluster.tick;
-      },
-      faultsOn: false,
-      fail: (check, message) => {
+    this.world = simWorld(
+      new SimRandom(seed),
+      { tick: () => this.tick, faultsOn: () => false },
+      (check, message) => {
         throw new Error(`[${check}] ${message}`);
       },
-    };
+    );
     this.network = new FakeNetwork(this.world, { dropRate: 0, duplicateRate: 0, delayTicksMax: 0 });
     this.sleds = new FakeSleds(this.world, {
       chunkFailRate: 0,

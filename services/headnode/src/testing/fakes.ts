@@ -34,7 +34,9 @@ import type {
   StoredCheckpoint,
 } from "../ports.ts";
 import type { CheckpointPointer } from "../replica/effects.ts";
+import { PartitionMetadata } from "../replica/metadata.ts";
 import type { Note } from "../replica/note.ts";
+import type { Recovered } from "../replica/replica.ts";
 
 /** The one seeded generator of a simulation. */
 export class SimRandom {
@@ -64,6 +66,24 @@ export interface SimWorld {
   readonly faultsOn: boolean;
   /** A check the fakes themselves make failed (a journal out of order, a chunk rewritten). */
   fail(check: string, message: string): void;
+}
+
+/** A world that reads the simulation's tick and its fault switch as they change. */
+export function simWorld(
+  random: SimRandom,
+  now: { tick(): number; faultsOn(): boolean },
+  fail: (check: string, message: string) => void,
+): SimWorld {
+  return {
+    random,
+    get tick() {
+      return now.tick();
+    },
+    get faultsOn() {
+      return now.faultsOn();
+    },
+    fail,
+  };
 }
 
 const ok = { ok: true, value: undefined } as const;
@@ -197,6 +217,25 @@ export class FakeCheckpointFile implements CheckpointStorePort {
   crash(): void {
     this.writing = undefined;
   }
+}
+
+/**
+ * What a replica starts from on these disks, as the head node reads them on start: the
+ * checkpoint file (restored; rebuilt when it is another replica's) and a copy of every
+ * durable note.
+ */
+export async function recoveredFrom(
+  journal: FakeJournal,
+  checkpoints: FakeCheckpointFile,
+): Promise<Recovered> {
+  const stored = await checkpoints.read();
+  const checkpoint =
+    stored === undefined ? undefined : await PartitionMetadata.restore(stored.bytes);
+  return {
+    ...(checkpoint === undefined ? {} : { checkpoint }),
+    rebuilt: stored?.rebuilt === true,
+    notes: journal.notes.map((note) => ({ ...note })),
+  };
 }
 
 export interface FakeSledsOptions {

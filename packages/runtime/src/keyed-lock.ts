@@ -1,6 +1,8 @@
-// Serializes work per key: operations on the same chunk id, blob key or upload run one
-// after another, in arrival order; different keys run concurrently. A key's entry is
-// dropped when its last operation finishes, so the map holds only keys in use.
+// Serializes work per key: operations on the same key (a sled's chunk id, blob key or
+// upload; a head node's partition) run one after another, in arrival order; different
+// keys run concurrently. Work runs after its predecessor whether that succeeded or
+// failed, and the caller sees its own work's outcome only. A key's entry is dropped when
+// its last operation finishes, so the map holds only keys in use.
 
 export class KeyedLock {
   private readonly tails = new Map<string, Promise<unknown>>();

@@ -1,0 +1,107 @@
+// The parts of a Service the head node shell uses, in place of NATS, for the shell's
+// scenario tests (headnode.test.ts, headnode-faults.test.ts): subjects are served from a
+// map and called directly, reports to the coordinator are kept and answered by a
+// function the test sets (by default: no coordinator), and nothing else answers.
+
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { BallastError, ErrorCode, type Message, type MessageOf, subjects } from "@ballast/protocol";
+import { type CommonConfig, createLogger, type Service } from "@ballast/runtime";
+import { HeadNode } from "../src/headnode.ts";
+
+type Handler = (message: Message) => unknown;
+export type Report = MessageOf<"headnode.report.v1">;
+
+export class FakeService {
+  readonly nodeId = "head-1";
+  readonly logger = createLogger({ service: "headnode", nodeId: "head-1", level: "silent" });
+  readonly served = new Map<string, Handler>();
+  /** What the node last set as its node info. */
+  description: (() => Record<string, unknown>) | undefined;
+  /** Every report the node sent to the coordinator. */
+  readonly reports: Report[] = [];
+  /** How the fake coordinator answers a report; throwing means no coordinator. */
+  answerReport: (report: Report) => unknown = () => {
+    throw new BallastError(ErrorCode.Unavailable, "no coordinator");
+  };
+  private closers: (() => Promise<void>)[] = [];
+
+  readonly bus = {
+    request: async (subject: string, message?: Message) => {
+      if (subject === subjects.coordinator.build() && message?.type === "headnode.report.v1") {
+        this.reports.push(message);
+        return this.answerReport(message);
+      }
+      throw new BallastError(ErrorCode.Unavailable, `nothing answers ${subject} in this test`);
+    },
+    publish: () => undefined,
+  };
+
+  serveInbox(_accept: readonly string[], dispatch: Handler) {
+    return this.serve(subjects.node.build(this.nodeId), {}, dispatch);
+  }
+
+  serve(subject: string, _options: unknown, dispatch: Handler) {
+    this.served.set(subject, dispatch);
+    return {
+      stop: async () => {
+        if (this.served.get(subject) === dispatch) this.served.delete(subject);
+      },
+    };
+  }
+
+  setDescription(describe: () => Record<string, unknown>): void {
+    this.description = describe;
+  }
+
+  onClose(closer: () => Promise<void>): void {
+    this.closers.push(closer);
+  }
+
+  async close(): Promise<void> {
+    for (const closer of this.closers) await closer();
+  }
+
+  /** Sends to a served subject as a request would, and returns the answer. */
+  async call(subject: string, message: Record<string, unknown>): Promise<unknown> {
+    const handler = this.served.get(subject);
+    if (handler === undefined) {
+      throw new BallastError(ErrorCode.Unavailable, `nobody serves ${subject}`);
+    }
+    return handler(message as unknown as Message);
+  }
+
+  inbox(message: Record<string, unknown>) {
+    return this.call(subjects.node.build(this.nodeId), message);
+  }
+}
+
+export interface StartedHeadNode {
+  dataDir: string;
+  service: FakeService;
+  node: HeadNode;
+  /** Closes the node (through its service) and deletes its data directory. */
+  stop(): Promise<void>;
+}
+
+/** A started head node on a fresh temporary data directory named from `prefix`. */
+export async function startHeadNode(prefix: string): Promise<StartedHeadNode> {
+  const dataDir = await mkdtemp(join(tmpdir(), prefix));
+  const service = new FakeService();
+  const node = new HeadNode(
+    service as unknown as Service,
+    { dataDir } as unknown as CommonConfig,
+    1,
+  );
+  node.start();
+  return {
+    dataDir,
+    service,
+    node,
+    stop: async () => {
+      await service.close();
+      await rm(dataDir, { recursive: true, force: true });
+    },
+  };
+}
