@@ -5,10 +5,10 @@
 import { crc32c } from "@ballast/protocol";
 import { Packr } from "msgpackr";
 import { describe, expect, test } from "vitest";
-import type { Effect } from "../src/replica/effects.ts";
 import { decodeFlushRecord, encodeFlushRecord } from "../src/replica/flush-record.ts";
 import { PartitionMetadata } from "../src/replica/metadata.ts";
 import { Replica } from "../src/replica/replica.ts";
+import { only, syncJournal } from "./effects-helpers.ts";
 
 function identity(nodeId: string, session: number) {
   return {
@@ -19,25 +19,6 @@ function identity(nodeId: string, session: number) {
     partitionBytes: 1024 * 1024,
     session,
   };
-}
-
-function only<T extends Effect["type"]>(
-  effects: Effect[],
-  type: T,
-): Extract<Effect, { type: T }>[] {
-  return effects.filter((effect): effect is Extract<Effect, { type: T }> => effect.type === type);
-}
-
-function syncJournal(core: Replica, effects: Effect[]): Effect[] {
-  const out: Effect[] = [];
-  for (const append of only(effects, "journal.append")) {
-    const last = append.notes[append.notes.length - 1];
-    if (last !== undefined) {
-      core.onJournalDurable(last.opNum, append.generation);
-      out.push(...core.drainEffects());
-    }
-  }
-  return out;
 }
 
 /** A primary alone, with one write flushed: the chunk write and the committed record. */

@@ -8,6 +8,7 @@ import { PartitionMetadata } from "../src/replica/metadata.ts";
 import type { Note } from "../src/replica/note.ts";
 import { type Configuration, Replica, sledChunkIdOf } from "../src/replica/replica.ts";
 import { publishCheckpoint, storedPointer } from "../src/testing/checkpoint.ts";
+import { only, syncJournal } from "./effects-helpers.ts";
 
 const partitionBytes = 1024 * 1024;
 const configuration: Configuration = {
@@ -34,14 +35,6 @@ function sectors(count: number, fill: number): Uint8Array {
 type Notes = MessageOf<"replica.notes.v1">;
 type Ack = MessageOf<"replica.ack.v1">;
 
-/** Effects of one kind, from a drained list. */
-function only<T extends Effect["type"]>(
-  effects: Effect[],
-  type: T,
-): Extract<Effect, { type: T }>[] {
-  return effects.filter((effect): effect is Extract<Effect, { type: T }> => effect.type === type);
-}
-
 function notesTo(effects: Effect[], to: string): Notes[] {
   return only(effects, "send")
     .filter((send) => send.to === to && send.message.type === "replica.notes.v1")
@@ -52,19 +45,6 @@ function acksTo(effects: Effect[], to: string): Ack[] {
   return only(effects, "send")
     .filter((send) => send.to === to && send.message.type === "replica.ack.v1")
     .map((send) => send.message as Ack);
-}
-
-/** Makes every journal append of `core` durable at once. */
-function syncJournal(core: Replica, effects: Effect[]): Effect[] {
-  const out: Effect[] = [];
-  for (const append of only(effects, "journal.append")) {
-    const last = append.notes[append.notes.length - 1];
-    if (last !== undefined) {
-      core.onJournalDurable(last.opNum, append.generation);
-      out.push(...core.drainEffects());
-    }
-  }
-  return out;
 }
 
 function errorOf(effects: Effect[]): BallastError {
