@@ -9,7 +9,7 @@ import { fetchCheckpoint } from "../src/checkpoint-fetch.ts";
 import { silentLog } from "../src/effect-runner.ts";
 import type { CheckpointPointer } from "../src/replica/effects.ts";
 import { PartitionMetadata } from "../src/replica/metadata.ts";
-import { type Configuration, Replica } from "../src/replica/replica.ts";
+import { type Configuration, type Recovered, Replica } from "../src/replica/replica.ts";
 import { InstantCluster } from "../src/testing/cluster.ts";
 
 const partitionBytes = 1024 * 1024;
@@ -32,6 +32,25 @@ function write(core: Replica, requestId: number, epoch: number, offset: number, 
 }
 
 /** The checkpoint `pointer` names, fetched from the sleds as a replacement would. */
+/** Rebuilds head-2 from `checkpoint` and makes it the learner of head-1 in epoch 2. */
+function addLearner(
+  cluster: InstantCluster,
+  primary: Replica,
+  checkpoint: NonNullable<Recovered["checkpoint"]>,
+): Replica {
+  const learner = new Replica(identity("head-2", 1), { checkpoint, notes: [], rebuilt: true });
+  cluster.add("head-2", learner);
+  const epoch2: Configuration = {
+    epoch: 2,
+    primary: "head-1",
+    secondaries: [],
+    learners: ["head-2"],
+  };
+  primary.configure(epoch2);
+  learner.configure(epoch2);
+  return learner;
+}
+
 async function fetched(cluster: InstantCluster, pointer: CheckpointPointer | undefined) {
   if (pointer === undefined) throw new Error("no checkpoint is recorded");
   return (await fetchCheckpoint(cluster.sleds.port("head-2"), pointer, silentLog)).restored;
@@ -57,20 +76,7 @@ test("a learner rebuilt from a checkpoint catches up without holding up writes",
   expect(restored.metadata.flushedThroughOpNum).toBeLessThan(pointer!.opNum);
 
   // The replacement: no journal of its own, the primary's checkpoint, as a learner.
-  const learner = new Replica(identity("head-2", 1), {
-    checkpoint: restored,
-    notes: [],
-    rebuilt: true,
-  });
-  cluster.add("head-2", learner);
-  const epoch2: Configuration = {
-    epoch: 2,
-    primary: "head-1",
-    secondaries: [],
-    learners: ["head-2"],
-  };
-  primary.configure(epoch2);
-  learner.configure(epoch2);
+  const learner = addLearner(cluster, primary, restored);
   // Writes commit while the learner hears nothing: it does not count for commit.
   cluster.isolated.add("head-2");
   write(primary, 100, 2, 0, 0xee);
@@ -152,20 +158,7 @@ test("after a crash between the local checkpoint and its record, a learner from 
   cluster.restart("head-1", primary);
   expect(primary.releasedThroughOpNum).toBeLessThanOrEqual(atA.metadata.flushedThroughOpNum);
   // The learner is rebuilt from the recorded pointer, A.
-  const learner = new Replica(identity("head-2", 1), {
-    checkpoint: atA,
-    notes: [],
-    rebuilt: true,
-  });
-  cluster.add("head-2", learner);
-  const epoch2: Configuration = {
-    epoch: 2,
-    primary: "head-1",
-    secondaries: [],
-    learners: ["head-2"],
-  };
-  primary.configure(epoch2);
-  learner.configure(epoch2);
+  const learner = addLearner(cluster, primary, atA);
   write(primary, 100, 2, 0, 0xee);
   for (let tick = 0; tick < 60; tick++) {
     primary.tick();
