@@ -72,7 +72,7 @@ export async function volumeCommand(argv: string[]): Promise<number> {
         : action === "list"
           ? { type: "volume.list.v1" }
           : action === "describe"
-            ? { type: "volume.describe.v1", name: name! }
+            ? { type: "volume.describe.v1", name: name!, stored: true }
             : { type: "volume.delete.v1", name: name! };
   } catch (error) {
     if (error instanceof SizeError) throw new CliError(exitCodes.usage, error.message);

@@ -364,8 +364,12 @@ export class Catalogue {
    * Deletes the volume record first (so it stops being listed), then its partitions and
    * checkpoint pointers. Returns the deleted record, or undefined if there was none.
    */
-  async deleteVolume(name: string): Promise<VolumeRecord | undefined> {
-    const volume = await this.volume(name);
+  async deleteVolume(
+    name: string,
+    read?: Versioned<VolumeRecord>,
+  ): Promise<VolumeRecord | undefined> {
+    // With `read`, only that very record is deleted: a re-creation since is left alone.
+    const volume = read ?? (await this.volume(name));
     if (volume === undefined) return undefined;
     try {
       await this.kv.delete(keys.volume(name), { previousSeq: volume.revision });

@@ -302,7 +302,7 @@ export class Coordinator {
       case "volume.create.v1":
         return this.serialize(() => volumes.create(tenure, message));
       case "volume.describe.v1":
-        return volumes.describe(message.name);
+        return volumes.describe(message.name, { stored: message.stored === true });
       case "volume.list.v1":
         return volumes.list();
       case "volume.delete.v1":

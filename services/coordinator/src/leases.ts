@@ -55,10 +55,6 @@ export class LeaseBook {
     else this.replacing.delete(partitionKey(record));
   }
 
-  isReplacing(record: PartitionRecord): boolean {
-    return this.replacing.has(partitionKey(record));
-  }
-
   /**
    * One primary's entry of a report from `node`, against the leader's record of that
    * partition (of the same incarnation). Keeps the report if `node` is the record's

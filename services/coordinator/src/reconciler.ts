@@ -246,6 +246,9 @@ export class Reconciler {
         catalogue.allPartitions(),
       ]);
       if (tenures.held() !== tenure) return;
+      // A create or delete landed while this listing was read: it may predate it, and
+      // merging it could bring a deleted volume back. The next refresh reads again.
+      if (generation !== tenure.generation) return;
       const names = new Set(volumes.map((volume) => volume.name));
       for (const volume of volumes) tenure.volumes.set(volume.name, volume);
       const listed = new Set<string>();
@@ -261,12 +264,10 @@ export class Reconciler {
         listed.add(partitionKey(entry.value));
         remember(tenure, entry);
       }
-      if (generation === tenure.generation) {
-        // Nothing was created or deleted meanwhile: what is not listed is gone.
-        for (const name of tenure.volumes.keys()) if (!names.has(name)) tenure.volumes.delete(name);
-        for (const [key, entry] of tenure.records) {
-          if (!listed.has(key) && !tenure.inflight.has(key)) forget(tenure, entry.value);
-        }
+      // Nothing was created or deleted meanwhile: what is not listed is gone.
+      for (const name of tenure.volumes.keys()) if (!names.has(name)) tenure.volumes.delete(name);
+      for (const [key, entry] of tenure.records) {
+        if (!listed.has(key) && !tenure.inflight.has(key)) forget(tenure, entry.value);
       }
       tenure.refreshedAtMs = now();
     } catch (error) {

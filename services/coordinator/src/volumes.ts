@@ -236,7 +236,7 @@ export class Volumes {
     );
   }
 
-  /** The volume's state; with `stored` (the default), what it stores on sleds too. */
+  /** The volume's state; with `stored`, what it stores on sleds too (a listing of each sled). */
   async describe(name: string, options: { stored?: boolean } = {}): Promise<VolumeState> {
     const { catalogue } = this.options;
     const volume = await catalogue.volume(name);
@@ -245,7 +245,7 @@ export class Volumes {
     const [partitions, checkpoints, stored] = await Promise.all([
       catalogue.partitions(name),
       catalogue.checkpoints(name),
-      options.stored === false ? undefined : this.storedOn(volume.value),
+      options.stored === true ? this.storedOn(volume.value) : undefined,
     ]);
     const state = this.stateOf(
       volume.value,
@@ -266,8 +266,7 @@ export class Volumes {
 
   /** Lists the volume's chunks on every sled, in parallel, and sums its incarnation's. */
   private async storedOn(volume: VolumeRecord): Promise<VolumeStored> {
-    const { catalogue, heartbeats } = this.options;
-    const live = new Set((await catalogue.volumes()).map(idOfVolume));
+    const { heartbeats } = this.options;
     const sleds = heartbeats.list().filter((member) => member.kind === "sled");
     const listings = await Promise.all(
       sleds.map(
@@ -277,7 +276,9 @@ export class Volumes {
             : { sled: member.id, error: "not alive" },
       ),
     );
-    return storedOf({ name: volume.name, id: idOfVolume(volume) }, listings, live);
+    // Only chunks owned by this name count, and this incarnation is the name's only live
+    // one: no other live id can make one of them ambiguous.
+    return storedOf({ name: volume.name, id: idOfVolume(volume) }, listings, new Set());
   }
 
   private async listChunks(sled: string, volume: string): Promise<SledListing> {
@@ -321,7 +322,7 @@ export class Volumes {
     // incarnation that is still live, so a delete that then fails deletes nothing.
     const volumeId = idOfVolume(current.value);
     await catalogue.recordPurge({ volume: name, volumeId, deletedAtMs: Date.now() });
-    const deleted = await catalogue.deleteVolume(name);
+    const deleted = await catalogue.deleteVolume(name, current);
     if (deleted === undefined || idOfVolume(deleted) !== volumeId) {
       // Another writer (an ex-leader) got there first. The record read above is purged
       // only if it is gone: a record still live drops its purge record again.

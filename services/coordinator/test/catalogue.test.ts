@@ -157,6 +157,18 @@ describe("volume incarnations", () => {
     expect(await catalogue.partitions("v")).toEqual([]);
     expect(await catalogue.deleteVolume("v")).toBeUndefined();
   });
+
+  test("a delete of the record it read never removes a re-creation made since", async () => {
+    const store = new FakeStore();
+    volumeWithTwoPartitions(store);
+    const catalogue = new Catalogue(store);
+    const read = await catalogue.volume("v");
+    // Deleted and created again (as another incarnation) by someone else meanwhile.
+    await catalogue.deleteVolume("v");
+    store.put(keys.volume("v"), { ...read!.value, id: "v-2" });
+    expect(await catalogue.deleteVolume("v", read)).toBeUndefined();
+    expect((await catalogue.volume("v"))?.value.id).toBe("v-2");
+  });
 });
 
 describe("incarnation numbers", () => {

@@ -793,7 +793,13 @@ export class SledStore {
     writeData: (dataPosition: number, device: Device) => Promise<void>,
     reserved?: Allocation,
   ): Promise<StoredObject> {
-    if (reserved !== undefined) return this.storeObjectAt(reserved, fields, checksums, writeData);
+    if (reserved !== undefined) {
+      // A blob's parts are on this device already: no retry, but the caller gets the
+      // device's own error, not the internal marker.
+      return this.storeObjectAt(reserved, fields, checksums, writeData).catch((error) => {
+        throw error instanceof DataPhaseFailure ? error.cause : error;
+      });
+    }
     for (let attempt = 1; ; attempt++) {
       const allocation = this.allocate(fields.dataBytes);
       try {

@@ -143,6 +143,11 @@ export const VolumeCreate = z.object({
 export const VolumeDescribe = z.object({
   type: z.literal("volume.describe.v1"),
   name: volumeName,
+  /**
+   * Also count what the volume stores on sleds (`stored`): a listing of every sled's
+   * chunks, so off unless asked. Clients that only route I/O never ask.
+   */
+  stored: z.boolean().optional(),
 });
 
 export const VolumeList = z.object({
