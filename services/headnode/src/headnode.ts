@@ -297,6 +297,15 @@ export class HeadNode {
       // A replica set without this node (from the coordinator, after a failover) makes
       // the hosted replica idle: it stops serving the partition at once.
       hosted ??= await this.open(message, volumeId, part === "learner");
+      if (this.dropped.has(incarnationKey(message.volume, volumeId))) {
+        // Dropped while it opened (the drop waits only for replicas already hosted):
+        // a deleted incarnation must not stay hosted, nor keep files.
+        await this.close(key, hosted, true);
+        throw new BallastError(
+          ErrorCode.NotFound,
+          `${message.volume} (id ${volumeId}) was deleted while ${this.service.nodeId} opened it`,
+        );
+      }
       hosted.host.configure(
         {
           epoch: message.epoch,
