@@ -55,6 +55,7 @@ import type { Bus } from "@ballast/runtime";
 import { connectCli, findCluster } from "./connect.ts";
 import { dataDirDefault, statusDeadlineMs } from "./constants.ts";
 import { CliError, exitCodes } from "./errors.ts";
+import { formatBytes } from "./sizes.ts";
 import { formatDuration } from "./status.ts";
 import { table } from "./table.ts";
 
@@ -342,7 +343,7 @@ async function soundCopy(
       { type: "sled.chunk.read.v1", owner, chunkId, offset, length },
       { deadlineMs: repairRequestDeadlineMs },
     );
-    parts.push(Uint8Array.prototype.slice.call(data));
+    parts.push(data); // Buffer.concat below copies it out of the message buffer
   }
   const data = Buffer.concat(parts);
   if (crc32c(data) !== stat.checksum) {
@@ -454,15 +455,4 @@ export function formatScrub(summary: ScrubSummary): string {
         ]),
   ];
   return `${lines.join("\n")}\n`;
-}
-
-function formatBytes(bytes: number): string {
-  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
-  let value = bytes;
-  let unit = 0;
-  while (value >= 1024 && unit < units.length - 1) {
-    value /= 1024;
-    unit++;
-  }
-  return unit === 0 ? `${bytes} B` : `${value.toFixed(1)} ${units[unit]}`;
 }

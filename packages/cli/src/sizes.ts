@@ -42,3 +42,20 @@ export function formatSize(bytes: number): string {
   }
   return `${bytes}B`;
 }
+
+/**
+ * A byte count for people, in the largest unit it reaches: whole when it is a whole
+ * number of that unit, else to one decimal (capacities and usage are rarely round).
+ */
+export function formatBytes(bytes: number): string {
+  for (const [unit, size] of [
+    ["TiB", 2 ** 40],
+    ["GiB", 2 ** 30],
+    ["MiB", 2 ** 20],
+    ["KiB", 2 ** 10],
+  ] as const) {
+    if (bytes >= size)
+      return bytes % size === 0 ? `${bytes / size}${unit}` : `${(bytes / size).toFixed(1)}${unit}`;
+  }
+  return `${bytes}B`;
+}

@@ -20,8 +20,9 @@ import type { Bus } from "@ballast/runtime";
 import { statusDeadlineMs } from "./constants.ts";
 import { CliError, exitCodes } from "./errors.ts";
 import { deadNodesOf, healthLine, volumeHealth } from "./health.ts";
+import { formatBytes } from "./sizes.ts";
 import { table } from "./table.ts";
-import { formatBytes, partitionLine, storedLine, summary, type VolumeState } from "./volume.ts";
+import { partitionLine, storedLine, summary, type VolumeState } from "./volume.ts";
 
 export type ClusterStatus = ResultOf<"cluster.status.v1"> & { nats: string };
 

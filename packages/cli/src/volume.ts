@@ -8,7 +8,7 @@ import { BallastError, ErrorCode, type ResultOf, subjects } from "@ballast/proto
 import { connectCli, findCluster } from "./connect.ts";
 import { dataDirDefault } from "./constants.ts";
 import { CliError, exitCodes } from "./errors.ts";
-import { formatSize, parseSize, SizeError } from "./sizes.ts";
+import { formatBytes, formatSize, parseSize, SizeError } from "./sizes.ts";
 
 export const volumeHelp = `Usage: ballast volume <create|list|describe|delete> [options]
 
@@ -130,23 +130,6 @@ export function summary(volume: VolumeState): string {
   // The incarnation last: a volume deleted and created again keeps its name, not its id.
   const id = volume.id === undefined ? "" : `  id ${volume.id}`;
   return `${volume.name}  ${formatSize(volume.sizeBytes)}  ${volume.replicaCount} replicas  ${volume.partitions.length} partitions of ${formatSize(volume.partitionBytes)}${id}\n`;
-}
-
-/**
- * A byte count for people, in the largest unit it reaches: whole when it is a whole
- * number of that unit, else to one decimal (capacities and usage are rarely round).
- */
-export function formatBytes(bytes: number): string {
-  for (const [unit, size] of [
-    ["TiB", 2 ** 40],
-    ["GiB", 2 ** 30],
-    ["MiB", 2 ** 20],
-    ["KiB", 2 ** 10],
-  ] as const) {
-    if (bytes >= size)
-      return bytes % size === 0 ? `${bytes / size}${unit}` : `${(bytes / size).toFixed(1)}${unit}`;
-  }
-  return `${bytes}B`;
 }
 
 /**

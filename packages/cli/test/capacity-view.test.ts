@@ -2,8 +2,9 @@
 // devices named, cluster totals, and what each volume stores on sleds, or why not.
 
 import { describe, expect, test } from "vitest";
+import { formatBytes } from "../src/sizes.ts";
 import { type ClusterStatus, capacityLines, formatStatus } from "../src/status.ts";
-import { formatBytes, storedLine, type VolumeState } from "../src/volume.ts";
+import { storedLine, type VolumeState } from "../src/volume.ts";
 
 const mebibyte = 1024 * 1024;
 const gibibyte = 1024 * mebibyte;

@@ -55,10 +55,6 @@ export class EffectRunner {
     this.log = hooks.log ?? silentLog;
   }
 
-  get closed(): boolean {
-    return this.closedFlag;
-  }
-
   /** Ends this life: later completions are ignored. */
   close(): void {
     this.closedFlag = true;

@@ -249,8 +249,6 @@ export class Replica {
   private checkpointFlushedThroughOpNum = 0;
   /** A checkpoint is due even if nothing new is flushed (asked for, or a learner needs one). */
   private checkpointRequested = false;
-  /** The op of the newest checkpoint stored and recorded in this life of the replica. */
-  private recordedCheckpointOpNum: number | undefined;
   /** The op the restored metadata reflects: no checkpoint is taken below it. */
   private readonly metadataThroughOpNum: number;
   /**
@@ -1216,7 +1214,7 @@ export class Replica {
         return;
       }
     }
-    const recorded = this.recordedCheckpointOpNum;
+    const recorded = this.recordedCheckpoint?.opNum;
     if (recorded === undefined) {
       if (this.releasedOpNum > 0) this.checkpointRequested = true;
       return;
@@ -1315,7 +1313,6 @@ export class Replica {
     if (checkpoint?.opNum !== opNum || checkpoint.step !== "record") return;
     this.checkpointInFlight = undefined;
     this.checkpointFlushedThroughOpNum = checkpoint.flushedThroughOpNum;
-    this.recordedCheckpointOpNum = opNum;
     this.recordedCheckpoint = checkpoint.pointer;
     if (replaced !== undefined && replaced.blobKey !== checkpoint.blobKey) {
       this.effects.push({ type: "blob.delete", blobKey: replaced.blobKey, sleds: replaced.sleds });
