@@ -3,7 +3,7 @@
 // slot that fails its checks is recovered from its extent header, or read as free when a
 // torn write left it, or else kept and reported as damage, never silently free.
 
-import { BallastError, ErrorCode } from "@ballast/protocol";
+import { BallastError, crc32c, ErrorCode } from "@ballast/protocol";
 import { describe, expect, test } from "vitest";
 import type { BlockFile } from "../src/block-file.ts";
 import { slotBytes } from "../src/constants.ts";
@@ -98,6 +98,26 @@ describe("a failed device", () => {
     expect(stat.devices[0]).toMatchObject({ failed: true, freeBytes: 0 });
     expect(stat.devices[1]!.failed).toBe(false);
     expect(store.health().failedDevices).toMatchObject([{ device: 0 }]);
+  });
+
+  test("a blob whose device fails before its commit fails with the device's own error", async () => {
+    const files = (await formattedFiles(1)).map((file) => new FaultyFile(file));
+    const { store } = await openOn(files);
+    const data = patterned(8192, 3);
+    const { uploadId } = store.beginBlob(
+      "checkpoints/v/0/head-1/1-1-1",
+      data.byteLength,
+      crc32c(data),
+    );
+    await store.putBlobPart(uploadId, 0, data);
+    files[0]!.failSyncs = true;
+    const failure = await store.commitBlob(uploadId).then(
+      () => undefined,
+      (error: unknown) => error,
+    );
+    // The internal marker of a failed data phase never reaches a caller.
+    expect(failure).toBeInstanceOf(Error);
+    expect((failure as Error).message).not.toMatch(/data phase/);
   });
 
   test("a failed sync fails the writes that shared it and latches the device", async () => {
