@@ -6,7 +6,18 @@
 // write to the same range is never clobbered.
 //
 // A record with no chunk advances `throughOpNum` only: every op it covers had been
-// overwritten or trimmed before the flush, so there was nothing to write.
+// overwritten or trimmed before the flush, so there was nothing to write (or it carries
+// only chunk-table maintenance, below).
+//
+// Chunk-table maintenance rides in the same records, applied after the pieces, so that
+// every replica changes its table at the same op:
+// - `copies` replaces a chunk's copy list (a copy was re-made on another sled because a
+//   sled holding one is out of service);
+// - `drop` removes chunks that no extent of any tree refers to any more. Nothing can add
+//   a reference to a chunk between the proposal and the commit (writes only take
+//   references away, and one record is in flight at a time), so a dropped chunk is
+//   unreferenced on every replica. Replicas never delete sled objects; the coordinator's
+//   orphan sweep does, once no recorded checkpoint lists the chunk.
 //
 // The chunk's CRC32C is computed by the primary from the bytes it packed, before any
 // sled sees them, so every replica's metadata (and every checkpoint) can check a copy
@@ -32,6 +43,14 @@ export const FlushRecord = z.object({
     .nullable(),
   /** [offset, length, opNum, chunkOffset] per piece, flat for compactness. */
   pieces: z.array(z.number().int().nonnegative()),
+  /** New copy lists of chunks already in the table: [chunkNumber, sleds]. */
+  copies: z
+    .array(
+      z.tuple([z.number().int().nonnegative(), z.array(z.string().min(1).max(63)).min(1).max(8)]),
+    )
+    .optional(),
+  /** Chunks no tree refers to any more, removed from the table. */
+  drop: z.array(z.number().int().nonnegative()).optional(),
 });
 
 export type FlushRecord = z.infer<typeof FlushRecord>;

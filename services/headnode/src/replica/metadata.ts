@@ -153,6 +153,12 @@ export class PartitionMetadata {
         this.tree.updateLocation(piece.offset, piece.length, piece.opNum, location);
       }
     }
+    for (const [chunkNumber, copies] of record.copies ?? []) {
+      const known = this.chunks.get(chunkNumber);
+      // A chunk dropped by an earlier record is not brought back by a late copy list.
+      if (known !== undefined) known.copies = [...copies];
+    }
+    for (const chunkNumber of record.drop ?? []) this.chunks.delete(chunkNumber);
     for (const [opNum, range] of this.unflushed) {
       if (opNum > record.throughOpNum) break;
       this.unflushed.delete(opNum);

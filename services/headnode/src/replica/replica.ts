@@ -226,6 +226,12 @@ export class Replica {
   private flushRetryAtTick = 0;
   private proposedChunkNumber = -1;
   /**
+   * Copy lists to record, chunk → sleds (re-replication, `recordCopies`): the next flush
+   * record carries them. Held on a primary only; a lost record loses them, and the shell
+   * records them again when it next finds the chunk short of copies.
+   */
+  private readonly pendingCopies = new Map<number, string[]>();
+  /**
    * The checkpoint being published, and the step it waits on (see effects.ts): written
    * locally, then stored on sleds under `blobKey`, then recorded. One at a time.
    */
@@ -377,6 +383,7 @@ export class Replica {
     this.configuration = configuration;
     this.failPendingRequests(ErrorCode.NotPrimary, `epoch ${configuration.epoch} began`);
     this.flushInFlight = undefined;
+    this.pendingCopies.clear();
     // A lease is the coordinator's promise that no other node becomes this partition's
     // primary before it runs out (it tracks grants per partition and node, not per
     // epoch). So a primary that stays primary into a new epoch (a secondary dropped or
@@ -1084,9 +1091,12 @@ export class Replica {
     // committed, a new flush could reuse its chunk number or flush from a stale cut.
     if (this.commitOpNum < role.readableFromOpNum) return;
     const first = this.metadata.unflushed.entries().next();
-    if (first.done === true || first.value[0] > this.commitOpNum) return;
+    const hasData = first.done !== true && first.value[0] <= this.commitOpNum;
+    const hasMaintenance = this.pendingCopies.size > 0;
+    if (!hasData && !hasMaintenance) return;
     const due =
       forced ||
+      hasMaintenance ||
       this.flushWaiters.length > 0 ||
       this.metadata.unflushedBytes >= this.limits.flushBytesThreshold ||
       this.logBytes >= this.limits.logBytesMax / 2 ||
@@ -1121,7 +1131,7 @@ export class Replica {
     const configuration = this.configuration!;
     if (bytes === 0) {
       // Everything it covers was overwritten: record the progress, write no chunk.
-      const record: FlushRecord = { throughOpNum, chunk: null, pieces: [] };
+      const record: FlushRecord = this.withMaintenance({ throughOpNum, chunk: null, pieces: [] });
       this.flushInFlight = { chunkNumber: -1, sledChunkId: "", record };
       this.proposeFlushRecord();
       return;
@@ -1136,11 +1146,11 @@ export class Replica {
     this.flushInFlight = {
       chunkNumber,
       sledChunkId,
-      record: {
+      record: this.withMaintenance({
         throughOpNum,
         chunk: { chunkNumber, sledChunkId, copies: [], bytes, checksum },
         pieces,
-      },
+      }),
     };
     this.effects.push({ type: "chunk.write", chunkNumber, sledChunkId, data, checksum });
   }
@@ -1160,8 +1170,39 @@ export class Replica {
       this.flushInFlight.recordOpNum !== undefined
     )
       return;
+    // The maintenance it carried goes to the next record.
+    for (const [chunkNumber, copies] of this.flushInFlight.record.copies ?? []) {
+      if (!this.pendingCopies.has(chunkNumber)) this.pendingCopies.set(chunkNumber, copies);
+    }
     this.flushInFlight = undefined;
     this.flushRetryAtTick = this.tickCount + this.limits.flushRetryTicks;
+  }
+
+  /**
+   * On the primary: records that `chunkNumber`'s copies are now on `copies` (the shell
+   * made a new copy because a sled holding one is out of service). The next flush
+   * record carries it, so every replica's table changes at the same op; one is
+   * proposed for it even with nothing to flush. Ignored off the primary or for a chunk
+   * not in the table.
+   */
+  recordCopies(chunkNumber: number, copies: readonly string[]): void {
+    if (this.role.name !== "primary") return;
+    if (!this.metadata.chunks.has(chunkNumber)) return;
+    if (copies.length === 0 || copies.length > 8) {
+      throw new Error(`a chunk's copies must number 1 to 8, got ${copies.length}`);
+    }
+    this.pendingCopies.set(chunkNumber, [...copies]);
+  }
+
+  /** Moves the pending maintenance into `record`. */
+  private withMaintenance(record: FlushRecord): FlushRecord {
+    if (this.pendingCopies.size === 0) return record;
+    const copies: [number, string[]][] = [];
+    for (const [chunkNumber, sleds] of this.pendingCopies) {
+      if (this.metadata.chunks.has(chunkNumber)) copies.push([chunkNumber, sleds]);
+    }
+    this.pendingCopies.clear();
+    return copies.length === 0 ? record : { ...record, copies };
   }
 
   private proposeFlushRecord(): void {
