@@ -82,6 +82,12 @@ export const ReplicaStatus = z.object({
   flushedThroughOpNum: unsignedInteger,
   chunks: unsignedInteger,
   extents: unsignedInteger,
+  /** Bytes of the chunks in the table: what this partition holds on sleds, per copy. */
+  chunkBytes: unsignedInteger.optional(),
+  /** Of those, bytes some extent still refers to; the rest is reclaimable. */
+  liveBytes: unsignedInteger.optional(),
+  /** On a primary: chunks with fewer than two copies on sleds in service. */
+  chunksShortOfCopies: unsignedInteger.optional(),
   /** A digest of the whole metadata: equal on replicas whose metadata is identical. */
   metadataDigest: z.string(),
   /** On a primary: what each secondary and learner has matched. */
@@ -148,6 +154,11 @@ export const PrimaryReport = z.object({
    * partition over as if the node were dead.
    */
   failed: z.boolean().optional(),
+  /** Bytes of the chunks in the partition's table, and of those still referred to. */
+  chunkBytes: unsignedInteger.optional(),
+  liveBytes: unsignedInteger.optional(),
+  /** Chunks with fewer than two copies on sleds in service (re-replication to do). */
+  chunksShortOfCopies: unsignedInteger.optional(),
 });
 
 /**
@@ -168,4 +179,9 @@ export const HeadnodeReportResult = z.object({
   granted: z
     .array(z.object({ ...partitionAddress, epoch: unsignedInteger }))
     .max(reportPartitionsMax),
+  /**
+   * Sleds the coordinator has declared out of service (silent longer than its
+   * sledOutAfterMs): a copy on one of them is lost, and primaries make a new one.
+   */
+  sledsOut: z.array(nodeId).max(4096).optional(),
 });
