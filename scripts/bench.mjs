@@ -1,8 +1,8 @@
 #!/usr/bin/env node
-// `npm run bench [filter]`: runs every benchmark (packages/*/bench/*.bench.ts and
+// `npm run bench:micro [filter]`: runs every component benchmark (packages/*/bench/*.bench.ts and
 // services/*/bench/*.bench.ts), one after another so they do not compete for the two
 // cores, each in its own process with --expose-gc. A filter keeps only the files whose
-// path contains it, e.g. `npm run bench btree`.
+// path contains it, e.g. `npm run bench:micro btree`.
 
 import { spawnSync } from "node:child_process";
 import { existsSync, readdirSync } from "node:fs";

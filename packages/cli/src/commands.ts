@@ -4,6 +4,7 @@
 // (test/readme.test.ts) compares the README's command list against it. Nothing here
 // runs a command, so tests can import it without starting one.
 
+import { benchHelp } from "./bench.ts";
 import {
   coordinatorCountDefault,
   dataDirDefault,
@@ -30,6 +31,7 @@ export const commands = [
   { name: "export", summary: "copy a whole volume into an image file (with progress)" },
   { name: "nbd", summary: "serve volumes over NBD from this terminal" },
   { name: "scrub", summary: "verify every chunk and blob on the sleds and report damage" },
+  { name: "bench", summary: "run fio through the NBD gateway and against nbdkit, in one table" },
   { name: "help", summary: "show this help, or a command's: ballast help <command>" },
   { name: "version", summary: "print the version" },
 ] as const;
@@ -67,6 +69,7 @@ ${exitCodeLine}
 
 /** Each command's own help; a command absent here has only the top-level help. */
 export const commandHelp: Partial<Record<CommandName, string>> = {
+  bench: benchHelp,
   scrub: scrubHelp,
   volume: volumeHelp,
   nbd: nbdHelp,

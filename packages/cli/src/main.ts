@@ -4,6 +4,7 @@
 
 import { type ParseArgsConfig, parseArgs } from "node:util";
 import { constants as runtimeConstants } from "@ballast/runtime";
+import { benchCommand } from "./bench.ts";
 import { type CommandName, commandOf, helpFor } from "./commands.ts";
 import { connectCli, findCluster } from "./connect.ts";
 import {
@@ -151,6 +152,9 @@ async function main(argv: string[]): Promise<number> {
     case "scrub":
       if (rest.includes("--help")) return help("scrub");
       return scrubCommand(rest);
+    case "bench":
+      if (rest.includes("--help")) return help("bench");
+      return benchCommand(rest);
     default: {
       const never: never = command;
       throw new Error(`unhandled command ${String(never)}`);

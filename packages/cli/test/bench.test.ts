@@ -1,0 +1,62 @@
+// The fio benchmark's pure parts: options, the parse of fio's JSON, and the table with
+// Ballast's ratio to each baseline.
+
+import { describe, expect, test } from "vitest";
+import { formatBenchTable, type JobResult, parseBenchArgs, parseFioResult } from "../src/bench.ts";
+
+const fioJson = JSON.stringify({
+  jobs: [
+    {
+      error: 0,
+      read: { iops: 0, bw_bytes: 0, clat_ns: {} },
+      write: {
+        iops: 2000.4,
+        bw_bytes: 8_193_638,
+        clat_ns: { percentile: { "50.000000": 450_000, "99.000000": 2_100_000 } },
+      },
+    },
+  ],
+});
+
+describe("ballast bench", () => {
+  test("reads IOPS, bandwidth and latency percentiles of the side the job used", () => {
+    // fio may print warnings before its JSON.
+    const parsed = parseFioResult(`note: something\n${fioJson}`, "randwrite");
+    expect(parsed).toEqual({ iops: 2000.4, mbPerSecond: 8.193638, p50Us: 450, p99Us: 2100 });
+    expect(parseFioResult(fioJson, "randread").iops).toBe(0);
+    expect(() => parseFioResult("fio: error", "read")).toThrow(/no JSON/);
+  });
+
+  test("options: --quick, sizes, replicas, and clear errors", () => {
+    expect(parseBenchArgs(["--quick"])).toMatchObject({ seconds: 3, sizeBytes: 64 * 1024 ** 2 });
+    expect(parseBenchArgs(["--quick", "--seconds", "5", "--size", "1G"])).toMatchObject({
+      seconds: 5,
+      sizeBytes: 1024 ** 3,
+    });
+    expect(() => parseBenchArgs(["--replicas", "4"])).toThrow(/2 or 3/);
+    expect(() => parseBenchArgs(["--size", "3K"])).toThrow(/MiB/);
+    expect(() => parseBenchArgs(["--only", "ceph"])).toThrow(/unknown bench target/);
+    expect(() => parseBenchArgs(["--frobnicate"])).toThrow(/unknown option/);
+  });
+
+  test("the table gives Ballast's ratio to each baseline, and failed jobs as failed", () => {
+    const row = (target: JobResult["target"], iops: number, ok = true): JobResult => ({
+      target,
+      job: "4k-randwrite-qd32",
+      ok,
+      iops,
+      mbPerSecond: iops / 250,
+      p50Us: 100,
+      p99Us: 900,
+    });
+    const table = formatBenchTable([
+      row("ballast", 500),
+      row("nbdkit", 1000),
+      row("nbdkit-fua", 250),
+    ]);
+    const ballastLine = table.split("\n").find((line) => line.includes("ballast"))!;
+    expect(ballastLine).toContain("0.50×");
+    expect(ballastLine).toContain("2.00×");
+    expect(formatBenchTable([row("ballast", 0, false)])).toContain("failed");
+  });
+});
