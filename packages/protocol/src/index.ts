@@ -1,6 +1,7 @@
 // @ballast/protocol: the wire. Subjects, messages, the codec that is the edge between
 // bytes and types, the reply envelope, error codes and the limits they enforce.
 
+export * from "./checkpoint-header.ts";
 export * from "./checksum.ts";
 export * from "./codec.ts";
 export * from "./envelope.ts";

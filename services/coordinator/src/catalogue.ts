@@ -361,6 +361,28 @@ export class Catalogue {
   }
 
   /**
+   * Forgets a departed replica's pointer, only if it still records `opNum` (a node that
+   * rejoined and recorded a newer one since keeps it). Returns whether it was deleted.
+   */
+  async forgetCheckpoint(
+    name: string,
+    partition: number,
+    node: string,
+    opNum: number,
+  ): Promise<boolean> {
+    const key = keys.checkpoint(name, partition, node);
+    const current = await this.read<CheckpointPointer>(key);
+    if (current === undefined || current.value.opNum !== opNum) return false;
+    try {
+      await this.kv.delete(key, { previousSeq: current.revision });
+      return true;
+    } catch (error) {
+      if (isConflict(error)) return false;
+      throw error;
+    }
+  }
+
+  /**
    * Deletes the volume record first (so it stops being listed), then its partitions and
    * checkpoint pointers. Returns the deleted record, or undefined if there was none.
    */

@@ -74,3 +74,24 @@ export const purgeRequestDeadlineMs = 5000;
 
 /** Pages of a sled's chunk or blob listing one purge pass reads, per incarnation. */
 export const purgeListPagesMax = 100;
+
+/**
+ * The orphan sweep (sweep.ts, sweeper.ts): how often the leader compares the sleds'
+ * objects of live volumes with what recorded checkpoints reference, and how long an
+ * orphan must stay one (two passes at least this far apart) before it is deleted, so
+ * that reads planned before a drop, rebuilds reading an old blob and uploads not yet
+ * recorded finish first. Both can be shortened for tests (coordinator options).
+ */
+export const sweepIntervalMsDefault = 30_000;
+export const sweepGraceMsDefault = 60_000;
+export const sweepTimeMsMin = 100;
+export const sweepTimeMsMax = 24 * 60 * 60 * 1000;
+
+/** How long one sled request of a sweep pass (list, header read, delete) may take. */
+export const sweepRequestDeadlineMs = 5000;
+
+/** Pages of a sled's chunk or blob listing one sweep pass reads, per volume. */
+export const sweepListPagesMax = 100;
+
+/** Deletes one pass sends at most (one at a time); the rest wait for the next pass. */
+export const sweepDeletesPerPassMax = 1000;

@@ -8,7 +8,8 @@
 // it needs: reconciler.ts (the executor of the pure decisions in decisions.ts),
 // configurer.ts (configure pushes to head nodes), volumes.ts (create, describe, list,
 // delete), purger.ts (deletes a deleted incarnation's chunks and checkpoint blobs from
-// the sleds, deciding with purge.ts), reports.ts (primaries' reports and checkpoint
+// the sleds, deciding with purge.ts), sweeper.ts (deletes live volumes' orphans,
+// deciding with sweep.ts), reports.ts (primaries' reports and checkpoint
 // pointers), status.ts.
 //
 // Leadership and fencing: every partition record the leader writes carries its term,
@@ -42,6 +43,10 @@ import {
   leaderRenewMs,
   purgePassIntervalMs,
   reconcileIntervalMs,
+  sweepGraceMsDefault,
+  sweepIntervalMsDefault,
+  sweepTimeMsMax,
+  sweepTimeMsMin,
 } from "./constants.ts";
 import { Heartbeats } from "./heartbeats.ts";
 import { Leadership, type Leading } from "./leadership.ts";
@@ -49,6 +54,7 @@ import { Purger } from "./purger.ts";
 import { Reconciler } from "./reconciler.ts";
 import { Reports } from "./reports.ts";
 import { Status } from "./status.ts";
+import { Sweeper } from "./sweeper.ts";
 import { forgetConfigured, newTenure, remember, type Tenure, type Tenures } from "./tenure.ts";
 import { Volumes } from "./volumes.ts";
 
@@ -71,6 +77,25 @@ export const coordinatorOptions = {
     max: limits.partitionBytesMax,
     description: "partition size of new volumes that do not name one",
   },
+  sweepIntervalMs: {
+    flag: "sweep-interval-ms",
+    env: "BALLAST_SWEEP_INTERVAL_MS",
+    type: "integer",
+    default: sweepIntervalMsDefault,
+    min: sweepTimeMsMin,
+    max: sweepTimeMsMax,
+    description: "how often the leader sweeps the sleds for orphaned chunks and blobs",
+  },
+  sweepGraceMs: {
+    flag: "sweep-grace-ms",
+    env: "BALLAST_SWEEP_GRACE_MS",
+    type: "integer",
+    default: sweepGraceMsDefault,
+    min: sweepTimeMsMin,
+    max: sweepTimeMsMax,
+    description:
+      "how long an orphan must stay one (two sweeps this far apart) before it is deleted",
+  },
 } as const satisfies OptionSpecs;
 
 type CoordinatorConfig = ConfigOf<typeof coordinatorOptions> & CommonConfig;
@@ -92,6 +117,7 @@ interface Parts {
   reconciler: Reconciler;
   volumes: Volumes;
   purger: Purger;
+  sweeper: Sweeper;
   reports: Reports;
   status: Status;
 }
@@ -138,12 +164,14 @@ export class Coordinator {
       leader: this.parts.leadership.isLeader(),
       term: this.leader?.term,
       purgesPending: this.parts.purger.pending(),
+      sweep: this.parts.sweeper.sweepStatus(),
     }));
     const tickMs = Math.max(50, Math.floor(this.config.heartbeatTimeoutMs / 4));
     this.every(tickMs, () => this.heartbeats.tick());
     this.every(leaderRenewMs, () => this.lead());
     this.every(reconcileIntervalMs, () => this.parts.reconciler.reconcile());
     this.every(purgePassIntervalMs, () => this.parts.purger.purge());
+    this.every(this.config.sweepIntervalMs, () => this.parts.sweeper.sweep());
     this.service.onClose(async () => {
       for (const timer of this.timers) clearInterval(timer);
       await this.control?.stop();
@@ -178,9 +206,11 @@ export class Coordinator {
       partitionBytesDefault: this.config.partitionBytes,
     });
     const purger = new Purger({ service, catalogue, heartbeats, tenures });
+    const graceMs = this.config.sweepGraceMs;
+    const sweeper = new Sweeper({ service, catalogue, heartbeats, tenures, graceMs });
     const reports = new Reports(catalogue, heartbeats);
     const status = new Status(service, heartbeats, volumes);
-    return { catalogue, leadership, reconciler, volumes, purger, reports, status };
+    return { catalogue, leadership, reconciler, volumes, purger, sweeper, reports, status };
   }
 
   private every(ms: number, work: () => unknown): void {

@@ -22,8 +22,8 @@ import {
   type Piece,
   serializeCheckpoint,
 } from "@ballast/btree";
-import { Packr, Unpackr } from "msgpackr";
-import { z } from "zod";
+import { checkpointHeaderFormat, readCheckpointHeader } from "@ballast/protocol";
+import { Packr } from "msgpackr";
 import { decodeFlushRecord, flushPieces } from "./flush-record.ts";
 import type { Note } from "./note.ts";
 
@@ -36,38 +36,9 @@ export interface ChunkEntry {
   checksum?: number;
 }
 
-const snapshotFormat = 1;
-
-const SnapshotHeader = z.object({
-  format: z.literal(snapshotFormat),
-  opNum: z.number().int().nonnegative(),
-  flushedThroughOpNum: z.number().int().nonnegative(),
-  flushedThroughEpoch: z.number().int().nonnegative(),
-  flushedThroughSession: z.number().int().nonnegative(),
-  nextChunkNumber: z.number().int().nonnegative(),
-  // [number, sledChunkId, copies, bytes, checksum?]: snapshots taken before chunks
-  // carried a checksum have four elements.
-  chunks: z.array(
-    z.union([
-      z.tuple([
-        z.number().int().nonnegative(),
-        z.string(),
-        z.array(z.string()),
-        z.number().int().nonnegative(),
-        z.number().int().min(0).max(0xffff_ffff),
-      ]),
-      z.tuple([
-        z.number().int().nonnegative(),
-        z.string(),
-        z.array(z.string()),
-        z.number().int().nonnegative(),
-      ]),
-    ]),
-  ),
-});
+const snapshotFormat = checkpointHeaderFormat;
 
 const packr = new Packr({ useRecords: false, moreTypes: false });
-const unpackr = new Unpackr({ useRecords: false, moreTypes: false, mapsAsObjects: true });
 
 export type ReadPart =
   | { kind: "zero"; offset: number; length: number }
@@ -237,14 +208,8 @@ export class PartitionMetadata {
 
   /** Loads a snapshot; throws (a CheckpointError or a header error) if it is not sound. */
   static async restore(bytes: Uint8Array): Promise<{ metadata: PartitionMetadata; opNum: number }> {
-    if (bytes.byteLength < 4) throw new Error("metadata snapshot is truncated");
-    const headerBytes = new DataView(bytes.buffer, bytes.byteOffset, 4).getUint32(0, true);
-    if (4 + headerBytes > bytes.byteLength)
-      throw new Error("metadata snapshot header is truncated");
-    const header = SnapshotHeader.parse(
-      unpackr.unpack(Buffer.from(bytes.buffer, bytes.byteOffset + 4, headerBytes)),
-    );
-    const loaded = await loadCheckpoint([bytes.subarray(4 + headerBytes)]);
+    const { header, headerEnd } = readCheckpointHeader(bytes);
+    const loaded = await loadCheckpoint([bytes.subarray(headerEnd)]);
     if (loaded.meta.opNum !== header.opNum) {
       throw new Error(`snapshot header says op ${header.opNum}, tree says ${loaded.meta.opNum}`);
     }

@@ -1,0 +1,173 @@
+// The names and the header of a partition replica's checkpoint, as far as a reader other
+// than the head node needs them: the coordinator's orphan sweep reads a checkpoint's
+// chunk table and next chunk number from the blob's first bytes, and parses the chunk
+// ids and blob keys it finds on sleds. The head node writes all three (its metadata
+// snapshot, `sledChunkIdOf`, and the checkpoint's blob key); this module is where their
+// shapes are defined for both sides.
+//
+// Checkpoint (metadata snapshot) layout: a 4-byte little-endian header length, the
+// msgpack header {format, opNum, flushedThrough op/epoch/session, nextChunkNumber,
+// chunks}, then the extent tree in @ballast/btree's checkpoint format (which carries its
+// own checksums; the header is validated by its schema here).
+//
+// Chunk ids: `<volume id>-p<partition>-e<epoch>-s<session>-c<chunk number>` with the
+// numbers in decimal (session in base 36); when that is longer than a sled accepts, the
+// volume id becomes the base-36 CRC32C of it and every number is written in base 36.
+// Checkpoint blob keys: `checkpoints/<volume id>/<partition>/<node>/<op>-<session>-<upload>`.
+
+import { Unpackr } from "msgpackr";
+import { z } from "zod";
+import { crc32c } from "./checksum.ts";
+import { BallastError, ErrorCode } from "./errors.ts";
+
+/** The header format the head node writes and this reader accepts. */
+export const checkpointHeaderFormat = 1;
+
+/** Bytes of the little-endian length that precedes the msgpack header. */
+export const checkpointHeaderLengthBytes = 4;
+
+/**
+ * The largest header a reader accepts (the chunk table is about 60 bytes a chunk, so
+ * this is over a million chunks); a larger length is a damaged blob, not a header.
+ */
+export const checkpointHeaderBytesMax = 64 * 1024 * 1024;
+
+const unsigned = z.number().int().nonnegative();
+
+export const CheckpointHeader = z.object({
+  format: z.literal(checkpointHeaderFormat),
+  opNum: unsigned,
+  flushedThroughOpNum: unsigned,
+  flushedThroughEpoch: unsigned,
+  flushedThroughSession: unsigned,
+  nextChunkNumber: unsigned,
+  // [number, sledChunkId, copies, bytes, checksum?]: snapshots taken before chunks
+  // carried a checksum have four elements.
+  chunks: z.array(
+    z.union([
+      z.tuple([unsigned, z.string(), z.array(z.string()), unsigned, unsigned.max(0xffff_ffff)]),
+      z.tuple([unsigned, z.string(), z.array(z.string()), unsigned]),
+    ]),
+  ),
+});
+export type CheckpointHeader = z.infer<typeof CheckpointHeader>;
+
+// The options the head node packs the header with (metadata.ts): plain maps, no records.
+const unpackr = new Unpackr({ useRecords: false, moreTypes: false, mapsAsObjects: true });
+
+/**
+ * The length of the msgpack header, from a checkpoint's first
+ * `checkpointHeaderLengthBytes` bytes. Throws a typed error on a truncated prefix or an
+ * impossible length.
+ */
+export function checkpointHeaderLengthOf(bytes: Uint8Array): number {
+  if (bytes.byteLength < checkpointHeaderLengthBytes) {
+    throw new BallastError(
+      ErrorCode.InvalidArgument,
+      `a checkpoint is truncated: ${bytes.byteLength} bytes, its header length needs ${checkpointHeaderLengthBytes}`,
+    );
+  }
+  const length = new DataView(bytes.buffer, bytes.byteOffset, 4).getUint32(0, true);
+  if (length > checkpointHeaderBytesMax) {
+    throw new BallastError(
+      ErrorCode.InvalidArgument,
+      `a checkpoint names a header of ${length} bytes, more than ${checkpointHeaderBytesMax}`,
+    );
+  }
+  return length;
+}
+
+/**
+ * Parses a checkpoint's header from `bytes`, which hold at least the length prefix and
+ * the header (the whole checkpoint, or just its first bytes). Returns the header and how
+ * many bytes it took with its prefix (where the tree begins). Throws a typed error if
+ * the header is truncated or does not match the schema.
+ */
+export function readCheckpointHeader(bytes: Uint8Array): {
+  header: CheckpointHeader;
+  headerEnd: number;
+} {
+  const length = checkpointHeaderLengthOf(bytes);
+  const headerEnd = checkpointHeaderLengthBytes + length;
+  if (headerEnd > bytes.byteLength) {
+    throw new BallastError(
+      ErrorCode.InvalidArgument,
+      `a checkpoint header is truncated: it needs ${headerEnd} bytes, ${bytes.byteLength} are there`,
+    );
+  }
+  let decoded: unknown;
+  try {
+    decoded = unpackr.unpack(
+      Buffer.from(bytes.buffer, bytes.byteOffset + checkpointHeaderLengthBytes, length),
+    );
+  } catch (error) {
+    throw new BallastError(ErrorCode.InvalidArgument, "a checkpoint header is not msgpack", {
+      cause: error,
+    });
+  }
+  const parsed = CheckpointHeader.safeParse(decoded);
+  if (!parsed.success) {
+    throw new BallastError(
+      ErrorCode.InvalidArgument,
+      `a checkpoint header does not match its schema: ${parsed.error.message}`,
+    );
+  }
+  return { header: parsed.data, headerEnd };
+}
+
+/** The prefix a head node uses in place of a volume id too long for a chunk id. */
+export function hashedChunkIdPrefixOf(volumeId: string): string {
+  return crc32c(new TextEncoder().encode(volumeId)).toString(36);
+}
+
+const readableTail = /^-p([0-9]+)-e([0-9]+)-s[0-9a-z]+-c([0-9]+)$/;
+const hashedTail = /^-p([0-9a-z]+)-e[0-9a-z]+-s[0-9a-z]+-c([0-9a-z]+)$/;
+
+/**
+ * The partition and chunk number of a chunk id of incarnation `volumeId`, in either the
+ * readable or the hashed form; undefined for an id of another shape or another volume
+ * id (a hashed id of another incarnation whose CRC collides parses too: callers also
+ * check the chunk's owner).
+ */
+export function parseSledChunkId(
+  chunkId: string,
+  volumeId: string,
+): { partition: number; chunkNumber: number } | undefined {
+  if (chunkId.startsWith(volumeId)) {
+    const tail = readableTail.exec(chunkId.slice(volumeId.length));
+    if (tail !== null) return numbers(tail[1]!, tail[3]!, 10);
+  }
+  const hashed = hashedChunkIdPrefixOf(volumeId);
+  if (chunkId.startsWith(hashed)) {
+    const tail = hashedTail.exec(chunkId.slice(hashed.length));
+    if (tail !== null) return numbers(tail[1]!, tail[2]!, 36);
+  }
+  return undefined;
+}
+
+function numbers(partitionText: string, chunkText: string, radix: number) {
+  const partition = Number.parseInt(partitionText, radix);
+  const chunkNumber = Number.parseInt(chunkText, radix);
+  if (!Number.isSafeInteger(partition) || !Number.isSafeInteger(chunkNumber)) return undefined;
+  return { partition, chunkNumber };
+}
+
+/**
+ * Every checkpoint blob key of incarnation `volumeId` begins with this; with a
+ * partition, every key of that partition's replicas.
+ */
+export function checkpointBlobPrefixOf(volumeId: string, partition?: number): string {
+  return partition === undefined
+    ? `checkpoints/${volumeId}/`
+    : `checkpoints/${volumeId}/${partition}/`;
+}
+
+/** The partition a checkpoint blob key of `volumeId` names; undefined for another shape. */
+export function partitionOfCheckpointBlobKey(key: string, volumeId: string): number | undefined {
+  const prefix = checkpointBlobPrefixOf(volumeId);
+  if (!key.startsWith(prefix)) return undefined;
+  const match = /^(0|[1-9][0-9]*)\/[^/]+\/[^/]+$/.exec(key.slice(prefix.length));
+  if (match === null) return undefined;
+  const partition = Number(match[1]);
+  return Number.isSafeInteger(partition) ? partition : undefined;
+}

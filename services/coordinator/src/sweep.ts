@@ -1,0 +1,234 @@
+// The orphan sweep's decisions: which of a sled's objects of a live volume nothing can
+// still reference, when such an orphan may be deleted, and which checkpoint pointers of
+// departed replicas the catalogue can forget. Pure: the recorded checkpoints (pointers
+// with the headers read from their blobs), the sleds' inventories and the time come in
+// as arguments; the shell (sweeper.ts) reads them and sends the deletes.
+//
+// Model (docs/architecture.md, "Orphan sweep"): every replica's state derives from a
+// recorded checkpoint or from a later state, and later states only add chunk numbers at
+// or above the checkpoint's `nextChunkNumber`. So a chunk object of partition P with
+// number n is an orphan iff n is below the least `nextChunkNumber` of P's recorded
+// checkpoints and no recorded checkpoint's chunk table names its id. A chunk the table
+// lists is kept on every sled, whatever its copies say (re-replication may have added a
+// copy after the checkpoint). A checkpoint blob is an orphan iff no recorded pointer
+// names its key. An orphan is deleted only once it was one in two passes at least
+// `graceMs` apart: a read planned before a drop, a rebuild reading an old blob, or an
+// upload not yet recorded all finish within the grace.
+//
+// Failure model: every doubt keeps the object. A partition whose pointers cannot all be
+// read (a header fetch failed, a pointer of another incarnation) or that has no
+// recorded checkpoint keeps everything this pass; so does an object whose id or key
+// does not parse as this incarnation's, whose owner disagrees with its id, or of a
+// volume that is not in the catalogue (the purger owns deleted incarnations). An
+// orphan not seen again in a pass (its sled silent, its partition unreadable) starts its
+// grace again.
+
+import {
+  type CheckpointHeader,
+  checkpointBlobPrefixOf,
+  parseSledChunkId,
+  partitionOfCheckpointBlobKey,
+} from "@ballast/protocol";
+import type { CheckpointPointer } from "./catalogue.ts";
+import type { ChunkEntry } from "./purge.ts";
+
+/** A recorded pointer, with what its blob's header says. */
+export interface RecordedCheckpoint {
+  node: string;
+  opNum: number;
+  blobKey: string;
+  nextChunkNumber: number;
+  /** The sled chunk ids of its chunk table. */
+  chunkIds: readonly string[];
+}
+
+/** One partition's recorded checkpoints as this pass read them. */
+export type PartitionCheckpoints =
+  | { kind: "read"; checkpoints: readonly RecordedCheckpoint[] }
+  /** Some pointer could not be read: keep the whole partition this pass. */
+  | { kind: "unreadable"; reason: string };
+
+/** A live volume as the sweep sees it: partitions absent from the map keep everything. */
+export interface SweptVolume {
+  name: string;
+  volumeId: string;
+  partitions: ReadonlyMap<number, PartitionCheckpoints>;
+}
+
+/** What one sled holds of one volume: chunks owned by it, blobs under its prefix. */
+export interface SweptInventory {
+  chunks: readonly ChunkEntry[];
+  blobs: readonly { key: string; bytes: number }[];
+}
+
+export type SweepTarget =
+  | {
+      kind: "chunk";
+      sled: string;
+      volume: string;
+      volumeId: string;
+      chunkId: string;
+      owner: ChunkEntry["owner"];
+      bytes: number;
+    }
+  | { kind: "blob"; sled: string; volume: string; volumeId: string; key: string; bytes: number };
+
+/**
+ * One partition's recorded checkpoints from its pointers (node → pointer) and the
+ * headers read from their blobs (blob key → header; absent when the read failed).
+ */
+export function partitionCheckpointsOf(
+  volumeId: string,
+  partition: number,
+  pointers: ReadonlyMap<string, CheckpointPointer>,
+  headers: ReadonlyMap<string, CheckpointHeader>,
+): PartitionCheckpoints {
+  const checkpoints: RecordedCheckpoint[] = [];
+  for (const [node, pointer] of pointers) {
+    // A pointer of another incarnation (recorded by a replica of a deleted one in a
+    // race) says nothing of this one's chunk numbers: doubt keeps the partition.
+    if (!pointer.blobKey.startsWith(checkpointBlobPrefixOf(volumeId, partition))) {
+      return {
+        kind: "unreadable",
+        reason: `${node}'s pointer ${pointer.blobKey} is not of ${volumeId}`,
+      };
+    }
+    const header = headers.get(pointer.blobKey);
+    if (header === undefined) {
+      return { kind: "unreadable", reason: `${node}'s checkpoint ${pointer.blobKey} was not read` };
+    }
+    if (header.opNum !== pointer.opNum) {
+      return {
+        kind: "unreadable",
+        reason: `${pointer.blobKey} holds op ${header.opNum}, its pointer says ${pointer.opNum}`,
+      };
+    }
+    checkpoints.push({
+      node,
+      opNum: pointer.opNum,
+      blobKey: pointer.blobKey,
+      nextChunkNumber: header.nextChunkNumber,
+      chunkIds: header.chunks.map((chunk) => chunk[1]),
+    });
+  }
+  return { kind: "read", checkpoints };
+}
+
+/** The objects of `volume` on `sled` that are orphans in this pass. */
+export function orphansOn(
+  sled: string,
+  volume: SweptVolume,
+  inventory: SweptInventory,
+): SweepTarget[] {
+  const bounds = new Map<
+    number,
+    { nextChunkNumberMin: number; referenced: Set<string>; keys: Set<string> }
+  >();
+  for (const [partition, state] of volume.partitions) {
+    if (state.kind !== "read" || state.checkpoints.length === 0) continue;
+    bounds.set(partition, {
+      nextChunkNumberMin: Math.min(
+        ...state.checkpoints.map((checkpoint) => checkpoint.nextChunkNumber),
+      ),
+      referenced: new Set(state.checkpoints.flatMap((checkpoint) => checkpoint.chunkIds)),
+      keys: new Set(state.checkpoints.map((checkpoint) => checkpoint.blobKey)),
+    });
+  }
+  const orphans: SweepTarget[] = [];
+  for (const chunk of inventory.chunks) {
+    if (chunk.owner.volume !== volume.name) continue;
+    const parsed = parseSledChunkId(chunk.chunkId, volume.volumeId);
+    if (parsed === undefined || parsed.partition !== chunk.owner.partition) continue;
+    const bound = bounds.get(parsed.partition);
+    if (bound === undefined) continue;
+    if (parsed.chunkNumber >= bound.nextChunkNumberMin) continue;
+    if (bound.referenced.has(chunk.chunkId)) continue;
+    orphans.push({
+      kind: "chunk",
+      sled,
+      volume: volume.name,
+      volumeId: volume.volumeId,
+      chunkId: chunk.chunkId,
+      owner: chunk.owner,
+      bytes: chunk.bytes,
+    });
+  }
+  for (const blob of inventory.blobs) {
+    const partition = partitionOfCheckpointBlobKey(blob.key, volume.volumeId);
+    if (partition === undefined) continue;
+    const bound = bounds.get(partition);
+    if (bound === undefined || bound.keys.has(blob.key)) continue;
+    orphans.push({
+      kind: "blob",
+      sled,
+      volume: volume.name,
+      volumeId: volume.volumeId,
+      key: blob.key,
+      bytes: blob.bytes,
+    });
+  }
+  return orphans;
+}
+
+function targetKey(target: SweepTarget): string {
+  return `${target.sled}\n${target.kind}\n${target.kind === "chunk" ? target.chunkId : target.key}`;
+}
+
+/**
+ * The two-pass confirmation: an orphan becomes due once it was an orphan in an earlier
+ * pass at least `graceMs` before this one. One per leader tenure: a new leader starts
+ * every grace afresh (a longer wait is always safe).
+ */
+export class SweepConfirmations {
+  private readonly firstSeenMs = new Map<string, number>();
+
+  constructor(private readonly graceMs: number) {}
+
+  /**
+   * Takes a pass's orphans (all of them: one not passed in is forgotten) and returns
+   * those due for deletion.
+   */
+  confirm(orphans: readonly SweepTarget[], nowMs: number): SweepTarget[] {
+    const seen = new Set<string>();
+    const due: SweepTarget[] = [];
+    for (const orphan of orphans) {
+      const key = targetKey(orphan);
+      seen.add(key);
+      const first = this.firstSeenMs.get(key);
+      if (first === undefined) this.firstSeenMs.set(key, nowMs);
+      else if (nowMs - first >= this.graceMs) due.push(orphan);
+    }
+    for (const key of [...this.firstSeenMs.keys()]) {
+      if (!seen.has(key)) this.firstSeenMs.delete(key);
+    }
+    return due;
+  }
+
+  /** Orphans waiting out their grace. */
+  get waiting(): number {
+    return this.firstSeenMs.size;
+  }
+}
+
+/**
+ * The nodes whose pointers the catalogue can forget: not members of the partition
+ * (primary, secondaries, joining, learners) and no newer than some member's pointer.
+ * Until then the departed pointer may be the partition's newest state on sleds.
+ */
+export function departedPointers(
+  members: readonly string[],
+  pointers: ReadonlyMap<string, Pick<CheckpointPointer, "opNum">>,
+): { node: string; opNum: number }[] {
+  const memberSet = new Set(members);
+  let memberOpNumMax = -1;
+  for (const [node, pointer] of pointers) {
+    if (memberSet.has(node)) memberOpNumMax = Math.max(memberOpNumMax, pointer.opNum);
+  }
+  const departed: { node: string; opNum: number }[] = [];
+  for (const [node, pointer] of pointers) {
+    if (!memberSet.has(node) && pointer.opNum <= memberOpNumMax) {
+      departed.push({ node, opNum: pointer.opNum });
+    }
+  }
+  return departed;
+}

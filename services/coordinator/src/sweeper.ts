@@ -1,0 +1,322 @@
+// The shell of the orphan sweep: on the leader, every `intervalMs`, for each live
+// volume it reads the recorded checkpoint pointers from the catalogue, forgets those of
+// departed replicas that a member's pointer has caught up with, reads each pointer's
+// checkpoint header from one of its sleds, lists every live sled's chunks (by owner
+// volume) and checkpoint blobs (by `checkpoints/<volume id>/`), and deletes the orphans
+// that sweep.ts confirms. The decisions are sweep.ts's; this file only moves requests.
+//
+// Order matters for safety: the headers are read before the sleds are listed, so an
+// object listed was either referenced by a header read or can never be referenced
+// again (later states only add chunk numbers at or above every header's
+// nextChunkNumber); a new checkpoint recorded meanwhile only makes the sweep keep more.
+//
+// Failure model: a header that no sled returns makes its partition keep everything
+// this pass; a sled that is down, or a listing that fails, is skipped (its orphans
+// start their grace again); a delete that fails is retried next pass; one that finds
+// the object gone (NotFound) is done. Deletes go one at a time, at most
+// `sweepDeletesPerPassMax` a pass. Passes run only while this coordinator leads a ready
+// tenure, and a new tenure starts every grace afresh.
+
+import {
+  BallastError,
+  type CheckpointHeader,
+  checkpointBlobPrefixOf,
+  checkpointHeaderLengthBytes,
+  checkpointHeaderLengthOf,
+  ErrorCode,
+  readCheckpointHeader,
+  sledLimits,
+  subjects,
+} from "@ballast/protocol";
+import type { Service } from "@ballast/runtime";
+import {
+  type Catalogue,
+  type CheckpointPointer,
+  idOfVolume,
+  type VolumeRecord,
+} from "./catalogue.ts";
+import { now } from "./clock.ts";
+import {
+  sweepDeletesPerPassMax,
+  sweepGraceMsDefault,
+  sweepListPagesMax,
+  sweepRequestDeadlineMs,
+} from "./constants.ts";
+import { membersOf, volumeIdOf } from "./decisions.ts";
+import type { Heartbeats } from "./heartbeats.ts";
+import type { ChunkEntry } from "./purge.ts";
+import {
+  departedPointers,
+  orphansOn,
+  type PartitionCheckpoints,
+  partitionCheckpointsOf,
+  SweepConfirmations,
+  type SweepTarget,
+  type SweptInventory,
+  type SweptVolume,
+} from "./sweep.ts";
+import type { Tenure, Tenures } from "./tenure.ts";
+
+export interface SweeperOptions {
+  service: Pick<Service, "bus" | "logger">;
+  catalogue: Pick<Catalogue, "volumes" | "partitions" | "checkpoints" | "forgetCheckpoint">;
+  heartbeats: Pick<Heartbeats, "list" | "listening">;
+  tenures: Tenures;
+  graceMs?: number;
+}
+
+/** What the sweep has freed so far on this coordinator, for status. */
+export interface SweepStatus {
+  passes: number;
+  objectsFreed: number;
+  bytesFreed: number;
+  /** Orphans waiting out their grace after the last pass. */
+  orphansWaiting: number;
+  /** Wall-clock time of the last complete pass, shown to operators; 0 before one. */
+  lastPassAtMs: number;
+}
+
+export class Sweeper {
+  private readonly graceMs: number;
+  private confirmations: SweepConfirmations;
+  private confirmationsTenure: Tenure | undefined;
+  private running = false;
+  private readonly status: SweepStatus = {
+    passes: 0,
+    objectsFreed: 0,
+    bytesFreed: 0,
+    orphansWaiting: 0,
+    lastPassAtMs: 0,
+  };
+
+  constructor(private readonly options: SweeperOptions) {
+    this.graceMs = options.graceMs ?? sweepGraceMsDefault;
+    this.confirmations = new SweepConfirmations(this.graceMs);
+  }
+
+  sweepStatus(): SweepStatus {
+    return { ...this.status };
+  }
+
+  /** One pass, if this coordinator leads and no pass is running. */
+  async sweep(): Promise<void> {
+    const { tenures, heartbeats } = this.options;
+    const tenure = tenures.current();
+    if (tenure === undefined || !tenure.ready || this.running) return;
+    if (heartbeats.listening(now())) return;
+    this.running = true;
+    try {
+      await this.pass(tenure);
+    } finally {
+      this.running = false;
+    }
+  }
+
+  private async pass(tenure: Tenure): Promise<void> {
+    const { catalogue, heartbeats, tenures } = this.options;
+    if (this.confirmationsTenure !== tenure) {
+      this.confirmationsTenure = tenure;
+      this.confirmations = new SweepConfirmations(this.graceMs);
+    }
+    const confirmations = this.confirmations;
+    const sleds = heartbeats
+      .list()
+      .filter((member) => member.kind === "sled" && member.alive)
+      .map((member) => member.id);
+    const orphans: SweepTarget[] = [];
+    for (const volume of await catalogue.volumes()) {
+      if (tenures.current() !== tenure) return;
+      const swept = await this.readVolume(volume);
+      for (const sled of sleds) {
+        const inventory = await this.inventoryOf(sled, swept).catch((error) => {
+          this.options.service.logger.warn(
+            { sled, volume: swept.name, error: (error as Error).message },
+            "could not list a sled's objects of a volume to sweep",
+          );
+          return undefined;
+        });
+        if (inventory !== undefined) orphans.push(...orphansOn(sled, swept, inventory));
+      }
+    }
+    const due = confirmations.confirm(orphans, now());
+    this.status.orphansWaiting = confirmations.waiting - due.length;
+    for (const target of due.slice(0, sweepDeletesPerPassMax)) {
+      if (tenures.current() !== tenure) return;
+      await this.delete(target);
+    }
+    this.status.passes++;
+    this.status.lastPassAtMs = Date.now();
+  }
+
+  /**
+   * A live volume's recorded checkpoints, partition by partition; forgets the pointers
+   * of departed replicas on the way (they still count in this pass).
+   */
+  private async readVolume(volume: VolumeRecord): Promise<SweptVolume> {
+    const { catalogue, service } = this.options;
+    const volumeId = idOfVolume(volume);
+    const [records, pointers] = await Promise.all([
+      catalogue.partitions(volume.name),
+      catalogue.checkpoints(volume.name),
+    ]);
+    for (const { value: record } of records) {
+      const recorded = pointers.get(record.partition);
+      if (volumeIdOf(record) !== volumeId || recorded === undefined) continue;
+      for (const { node, opNum } of departedPointers(membersOf(record), recorded)) {
+        if (await catalogue.forgetCheckpoint(volume.name, record.partition, node, opNum)) {
+          service.logger.info(
+            { volume: volume.name, partition: record.partition, node, opNum },
+            "forgot the checkpoint pointer of a departed replica: a member's is as new",
+          );
+        }
+      }
+    }
+    const partitions = new Map<number, PartitionCheckpoints>();
+    for (const [partition, recorded] of pointers) {
+      const headers = new Map<string, CheckpointHeader>();
+      for (const pointer of recorded.values()) {
+        const header = await this.headerOf(pointer);
+        if (header === undefined) break;
+        headers.set(pointer.blobKey, header);
+      }
+      const state = partitionCheckpointsOf(volumeId, partition, recorded, headers);
+      if (state.kind === "unreadable") {
+        service.logger.warn(
+          { volume: volume.name, partition, reason: state.reason },
+          "keeping every object of a partition this sweep: its checkpoints could not all be read",
+        );
+      }
+      partitions.set(partition, state);
+    }
+    return { name: volume.name, volumeId, partitions };
+  }
+
+  /** A checkpoint's header from the first of its sleds that returns it. */
+  private async headerOf(pointer: CheckpointPointer): Promise<CheckpointHeader | undefined> {
+    const problems: string[] = [];
+    for (const sled of pointer.sleds) {
+      try {
+        return await this.readHeader(sled, pointer);
+      } catch (error) {
+        problems.push(`${sled}: ${(error as Error).message}`);
+      }
+    }
+    this.options.service.logger.warn(
+      { blob: pointer.blobKey, problems },
+      "could not read a recorded checkpoint's header from any of its sleds",
+    );
+    return undefined;
+  }
+
+  private async readHeader(sled: string, pointer: CheckpointPointer): Promise<CheckpointHeader> {
+    const { bus } = this.options.service;
+    const subject = subjects.node.build(sled);
+    const options = { deadlineMs: sweepRequestDeadlineMs };
+    const key = pointer.blobKey;
+    const first = await bus.request(
+      subject,
+      { type: "sled.blob.get.v1", key, offset: 0, length: checkpointHeaderLengthBytes },
+      options,
+    );
+    if (first.bytes !== pointer.bytes) {
+      throw new Error(`blob holds ${first.bytes} bytes, its pointer says ${pointer.bytes}`);
+    }
+    const headerEnd = checkpointHeaderLengthBytes + checkpointHeaderLengthOf(first.data);
+    if (headerEnd > first.bytes) throw new Error(`header of ${headerEnd} bytes overruns the blob`);
+    const parts: Uint8Array[] = [first.data.subarray(0, checkpointHeaderLengthBytes)];
+    let offset = checkpointHeaderLengthBytes;
+    while (offset < headerEnd) {
+      const length = Math.min(sledLimits.readBytesMax, headerEnd - offset);
+      const got = await bus.request(
+        subject,
+        { type: "sled.blob.get.v1", key, offset, length },
+        options,
+      );
+      if (got.data.byteLength === 0) throw new Error(`empty read at ${offset} of ${headerEnd}`);
+      parts.push(got.data);
+      offset += got.data.byteLength;
+    }
+    return readCheckpointHeader(Buffer.concat(parts)).header;
+  }
+
+  private async inventoryOf(sled: string, volume: SweptVolume): Promise<SweptInventory> {
+    const { bus } = this.options.service;
+    const subject = subjects.node.build(sled);
+    const options = { deadlineMs: sweepRequestDeadlineMs };
+    const chunks: ChunkEntry[] = [];
+    let startAfter: string | undefined;
+    for (let page = 0; page < sweepListPagesMax; page++) {
+      const listed = await bus.request(
+        subject,
+        {
+          type: "sled.chunk.list.v1",
+          volume: volume.name,
+          startAfter,
+          limit: sledLimits.chunkListEntriesMax,
+        },
+        options,
+      );
+      chunks.push(...listed.chunks);
+      if (!listed.truncated || listed.chunks.length === 0) break;
+      startAfter = listed.chunks.at(-1)!.chunkId;
+    }
+    const blobs: { key: string; bytes: number }[] = [];
+    let keyAfter: string | undefined;
+    for (let page = 0; page < sweepListPagesMax; page++) {
+      const listed = await bus.request(
+        subject,
+        {
+          type: "sled.blob.list.v1",
+          prefix: checkpointBlobPrefixOf(volume.volumeId),
+          startAfter: keyAfter,
+          limit: sledLimits.blobListEntriesMax,
+        },
+        options,
+      );
+      blobs.push(...listed.blobs.map((blob) => ({ key: blob.key, bytes: blob.bytes })));
+      if (!listed.truncated || listed.blobs.length === 0) break;
+      keyAfter = listed.blobs.at(-1)!.key;
+    }
+    return { chunks, blobs };
+  }
+
+  private async delete(target: SweepTarget): Promise<void> {
+    const { bus, logger } = this.options.service;
+    const subject = subjects.node.build(target.sled);
+    const options = { deadlineMs: sweepRequestDeadlineMs };
+    try {
+      switch (target.kind) {
+        case "chunk":
+          await bus.request(
+            subject,
+            { type: "sled.chunk.delete.v1", owner: target.owner, chunkId: target.chunkId },
+            options,
+          );
+          break;
+        case "blob":
+          await bus.request(subject, { type: "sled.blob.delete.v1", key: target.key }, options);
+          break;
+        default: {
+          const unreachable: never = target;
+          throw new Error(`no delete for ${JSON.stringify(unreachable)}`);
+        }
+      }
+    } catch (error) {
+      if (error instanceof BallastError && error.code === ErrorCode.NotFound) return;
+      logger.warn({ target, error: (error as Error).message }, "could not delete an orphan");
+      return;
+    }
+    this.status.objectsFreed++;
+    this.status.bytesFreed += target.bytes;
+    logger.info(
+      {
+        sled: target.sled,
+        volume: target.volume,
+        object: target.kind === "chunk" ? target.chunkId : target.key,
+        kind: target.kind,
+        bytes: target.bytes,
+      },
+      "deleted an orphan that no recorded checkpoint references",
+    );
+  }
+}

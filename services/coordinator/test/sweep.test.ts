@@ -1,0 +1,390 @@
+import { type CheckpointHeader, hashedChunkIdPrefixOf } from "@ballast/protocol";
+import { describe, expect, test } from "vitest";
+import { Catalogue, type CheckpointPointer } from "../src/catalogue.ts";
+import {
+  departedPointers,
+  orphansOn,
+  type PartitionCheckpoints,
+  partitionCheckpointsOf,
+  type RecordedCheckpoint,
+  SweepConfirmations,
+  type SweptInventory,
+  type SweptVolume,
+} from "../src/sweep.ts";
+import { FakeStore } from "./fake-store.ts";
+
+const volumeId = "1-abc";
+const name = "vol";
+const chunkId = (partition: number, chunkNumber: number) =>
+  `${volumeId}-p${partition}-e1-s1-c${chunkNumber}`;
+const blobKey = (partition: number, node: string, opNum: number) =>
+  `checkpoints/${volumeId}/${partition}/${node}/${opNum}-1-1`;
+
+function checkpoint(
+  node: string,
+  nextChunkNumber: number,
+  chunkNumbers: number[],
+  partition = 0,
+): RecordedCheckpoint {
+  return {
+    node,
+    opNum: 10,
+    blobKey: blobKey(partition, node, 10),
+    nextChunkNumber,
+    chunkIds: chunkNumbers.map((number) => chunkId(partition, number)),
+  };
+}
+
+function volumeWith(partitions: [number, PartitionCheckpoints][]): SweptVolume {
+  return { name, volumeId, partitions: new Map(partitions) };
+}
+
+function inventory(chunks: [number, number][], blobs: string[] = []): SweptInventory {
+  return {
+    chunks: chunks.map(([partition, number]) => ({
+      chunkId: chunkId(partition, number),
+      owner: { volume: name, partition },
+      bytes: 4096,
+    })),
+    blobs: blobs.map((key) => ({ key, bytes: 100 })),
+  };
+}
+
+const ids = (targets: ReturnType<typeof orphansOn>) =>
+  targets.map((target) => (target.kind === "chunk" ? target.chunkId : target.key));
+
+describe("which objects are orphans", () => {
+  const read = (checkpoints: RecordedCheckpoint[]): PartitionCheckpoints => ({
+    kind: "read",
+    checkpoints,
+  });
+
+  test("a chunk in a recorded checkpoint's table is kept, whatever its number", () => {
+    const volume = volumeWith([[0, read([checkpoint("a", 10, [2]), checkpoint("b", 10, [])])]]);
+    expect(orphansOn("s1", volume, inventory([[0, 2]]))).toEqual([]);
+  });
+
+  test("a chunk below every checkpoint's next number and in no table is an orphan", () => {
+    const volume = volumeWith([[0, read([checkpoint("a", 10, [2]), checkpoint("b", 12, [2])])]]);
+    const found = orphansOn("s1", volume, inventory([[0, 3]]));
+    expect(found).toEqual([
+      {
+        kind: "chunk",
+        sled: "s1",
+        volume: name,
+        volumeId,
+        chunkId: chunkId(0, 3),
+        owner: { volume: name, partition: 0 },
+        bytes: 4096,
+      },
+    ]);
+  });
+
+  test("a chunk numbered at or above the least next chunk number is kept", () => {
+    // b's checkpoint is older: chunk 10 may be added by records after it.
+    const volume = volumeWith([[0, read([checkpoint("a", 20, []), checkpoint("b", 10, [])])]]);
+    expect(
+      ids(
+        orphansOn(
+          "s1",
+          volume,
+          inventory([
+            [0, 9],
+            [0, 10],
+            [0, 15],
+          ]),
+        ),
+      ),
+    ).toEqual([chunkId(0, 9)]);
+  });
+
+  test("a partition without a recorded checkpoint, or unread, keeps everything", () => {
+    const volume = volumeWith([
+      [0, read([])],
+      [1, { kind: "unreadable", reason: "header fetch failed" }],
+    ]);
+    const held = inventory(
+      [
+        [0, 0],
+        [1, 0],
+        [2, 0],
+      ],
+      [blobKey(0, "a", 1), blobKey(1, "a", 1), blobKey(2, "a", 1)],
+    );
+    expect(orphansOn("s1", volume, held)).toEqual([]);
+  });
+
+  test("objects of another incarnation, or whose owner disagrees with their id, are kept", () => {
+    const volume = volumeWith([[0, read([checkpoint("a", 10, [])])]]);
+    const held: SweptInventory = {
+      chunks: [
+        // A deleted incarnation of the same name: the purger's.
+        { chunkId: "0-old-p0-e1-s1-c1", owner: { volume: name, partition: 0 }, bytes: 1 },
+        // The id says partition 0, the owner partition 1.
+        { chunkId: chunkId(0, 1), owner: { volume: name, partition: 1 }, bytes: 1 },
+        // Another volume's owner.
+        { chunkId: chunkId(0, 2), owner: { volume: "other", partition: 0 }, bytes: 1 },
+      ],
+      blobs: [
+        { key: "checkpoints/0-old/0/a/1-1-1", bytes: 1 },
+        { key: `checkpoints/${volumeId}/0/odd`, bytes: 1 },
+      ],
+    };
+    expect(orphansOn("s1", volume, held)).toEqual([]);
+  });
+
+  test("a checkpoint blob no recorded pointer names is an orphan; a named one is kept", () => {
+    const volume = volumeWith([[0, read([checkpoint("a", 10, [])])]]);
+    const stray = blobKey(0, "gone", 3);
+    expect(ids(orphansOn("s1", volume, inventory([], [blobKey(0, "a", 10), stray])))).toEqual([
+      stray,
+    ]);
+  });
+
+  test("hashed chunk ids of a long volume id are judged like readable ones", () => {
+    const longId = `1-${"x".repeat(60)}`;
+    const hashed = hashedChunkIdPrefixOf(longId);
+    const volume: SweptVolume = {
+      name,
+      volumeId: longId,
+      partitions: new Map([
+        [
+          0,
+          read([
+            {
+              node: "a",
+              opNum: 1,
+              blobKey: `checkpoints/${longId}/0/a/1-1-1`,
+              nextChunkNumber: 40,
+              chunkIds: [`${hashed}-p0-e1-s1-c5`],
+            },
+          ]),
+        ],
+      ]),
+    };
+    const held: SweptInventory = {
+      // Chunk 5 is listed; chunk 6 is not; chunk 40 ("14" in base 36) is too new.
+      chunks: [5, 6, 40].map((number) => ({
+        chunkId: `${hashed}-p0-e1-s1-c${number.toString(36)}`,
+        owner: { volume: name, partition: 0 },
+        bytes: 1,
+      })),
+      blobs: [],
+    };
+    expect(ids(orphansOn("s1", volume, held))).toEqual([`${hashed}-p0-e1-s1-c6`]);
+  });
+});
+
+describe("reading a partition's recorded checkpoints", () => {
+  const pointer = (node: string, opNum: number): CheckpointPointer => ({
+    opNum,
+    blobKey: blobKey(0, node, opNum),
+    sleds: ["s1", "s2"],
+    bytes: 100,
+    createdAtMs: 0,
+  });
+  const header = (opNum: number, nextChunkNumber: number, chunks: number[]): CheckpointHeader => ({
+    format: 1,
+    opNum,
+    flushedThroughOpNum: opNum,
+    flushedThroughEpoch: 1,
+    flushedThroughSession: 1,
+    nextChunkNumber,
+    chunks: chunks.map((number) => [number, chunkId(0, number), ["s1"], 10]),
+  });
+
+  test("every pointer read gives its next chunk number and table", () => {
+    const pointers = new Map([
+      ["a", pointer("a", 5)],
+      ["b", pointer("b", 7)],
+    ]);
+    const headers = new Map([
+      [blobKey(0, "a", 5), header(5, 3, [1])],
+      [blobKey(0, "b", 7), header(7, 4, [1, 3])],
+    ]);
+    expect(partitionCheckpointsOf(volumeId, 0, pointers, headers)).toEqual({
+      kind: "read",
+      checkpoints: [
+        {
+          node: "a",
+          opNum: 5,
+          blobKey: blobKey(0, "a", 5),
+          nextChunkNumber: 3,
+          chunkIds: [chunkId(0, 1)],
+        },
+        {
+          node: "b",
+          opNum: 7,
+          blobKey: blobKey(0, "b", 7),
+          nextChunkNumber: 4,
+          chunkIds: [chunkId(0, 1), chunkId(0, 3)],
+        },
+      ],
+    });
+  });
+
+  test("an unreadable header keeps the partition: nothing of it is an orphan", () => {
+    const pointers = new Map([
+      ["a", pointer("a", 5)],
+      ["b", pointer("b", 7)],
+    ]);
+    // b's header could not be fetched: had it been left out, chunk 3 (in b's table
+    // only) and chunk 2 would look like orphans.
+    const headers = new Map([[blobKey(0, "a", 5), header(5, 10, [1])]]);
+    const state = partitionCheckpointsOf(volumeId, 0, pointers, headers);
+    expect(state.kind).toBe("unreadable");
+    const volume = volumeWith([[0, state]]);
+    expect(
+      orphansOn(
+        "s1",
+        volume,
+        inventory(
+          [
+            [0, 2],
+            [0, 3],
+          ],
+          [blobKey(0, "x", 1)],
+        ),
+      ),
+    ).toEqual([]);
+  });
+
+  test("a header that disagrees with its pointer, or a pointer of another incarnation, keeps the partition", () => {
+    const pointers = new Map([["a", pointer("a", 5)]]);
+    expect(
+      partitionCheckpointsOf(
+        volumeId,
+        0,
+        pointers,
+        new Map([[blobKey(0, "a", 5), header(6, 3, [])]]),
+      ).kind,
+    ).toBe("unreadable");
+    const foreign = new Map([
+      ["a", { ...pointer("a", 5), blobKey: "checkpoints/0-old/0/a/5-1-1" }],
+    ]);
+    expect(
+      partitionCheckpointsOf(
+        volumeId,
+        0,
+        foreign,
+        new Map([["checkpoints/0-old/0/a/5-1-1", header(5, 3, [])]]),
+      ).kind,
+    ).toBe("unreadable");
+  });
+});
+
+describe("the two-pass confirmation", () => {
+  const volume = volumeWith([[0, { kind: "read", checkpoints: [checkpoint("a", 10, [])] }]]);
+  const orphan = orphansOn("s1", volume, inventory([[0, 1]]));
+
+  test("an unreferenced chunk is due only on a later pass at least the grace after the first", () => {
+    const confirmations = new SweepConfirmations(60_000);
+    expect(confirmations.confirm(orphan, 1000)).toEqual([]);
+    expect(confirmations.confirm(orphan, 30_000)).toEqual([]);
+    expect(confirmations.confirm(orphan, 60_999)).toEqual([]);
+    expect(confirmations.confirm(orphan, 61_000)).toEqual(orphan);
+  });
+
+  test("an orphan missing from a pass starts its grace again", () => {
+    const confirmations = new SweepConfirmations(60_000);
+    expect(confirmations.confirm(orphan, 0)).toEqual([]);
+    // Referenced again, or its sled did not answer: forgotten.
+    expect(confirmations.confirm([], 30_000)).toEqual([]);
+    expect(confirmations.confirm(orphan, 70_000)).toEqual([]);
+    expect(confirmations.waiting).toBe(1);
+    expect(confirmations.confirm(orphan, 130_000)).toEqual(orphan);
+  });
+
+  test("the same object on two sleds is confirmed on each sled separately", () => {
+    const confirmations = new SweepConfirmations(10);
+    const other = orphansOn("s2", volume, inventory([[0, 1]]));
+    confirmations.confirm(orphan, 0);
+    expect(confirmations.confirm([...orphan, ...other], 10)).toEqual(orphan);
+  });
+});
+
+describe("departed replicas' pointers", () => {
+  const pointers = (entries: [string, number][]) =>
+    new Map(entries.map(([node, opNum]) => [node, { opNum }]));
+
+  test("a departed node's pointer is forgotten only once a member's pointer is as new", () => {
+    expect(
+      departedPointers(
+        ["a", "b"],
+        pointers([
+          ["a", 5],
+          ["b", 6],
+          ["gone", 7],
+        ]),
+      ),
+    ).toEqual([]);
+    expect(
+      departedPointers(
+        ["a", "b"],
+        pointers([
+          ["a", 7],
+          ["gone", 7],
+        ]),
+      ),
+    ).toEqual([{ node: "gone", opNum: 7 }]);
+    expect(
+      departedPointers(
+        ["a"],
+        pointers([
+          ["a", 9],
+          ["gone", 7],
+          ["left", 3],
+        ]),
+      ),
+    ).toEqual([
+      { node: "gone", opNum: 7 },
+      { node: "left", opNum: 3 },
+    ]);
+  });
+
+  test("a member without a pointer makes no departed pointer forgettable", () => {
+    expect(departedPointers(["a"], pointers([["gone", 1]]))).toEqual([]);
+  });
+
+  test("learners and joining nodes are members: their pointers stay", () => {
+    const record = {
+      primary: "a",
+      secondaries: ["b"],
+      joining: ["c"],
+      learners: ["d"],
+    };
+    const members = [record.primary, ...record.secondaries, ...record.joining, ...record.learners];
+    expect(
+      departedPointers(
+        members,
+        pointers([
+          ["a", 9],
+          ["c", 1],
+          ["d", 1],
+        ]),
+      ),
+    ).toEqual([]);
+  });
+});
+
+describe("forgetting a departed pointer in the catalogue", () => {
+  const pointer = (opNum: number): CheckpointPointer => ({
+    opNum,
+    blobKey: blobKey(0, "gone", opNum),
+    sleds: ["s1"],
+    bytes: 1,
+    createdAtMs: 0,
+  });
+
+  test("deletes the pointer it decided on, never a newer one recorded since", async () => {
+    const catalogue = new Catalogue(new FakeStore());
+    await catalogue.recordCheckpoint(name, 0, "gone", pointer(7));
+    // The node rejoined and recorded a newer checkpoint after the sweep read op 7.
+    await catalogue.recordCheckpoint(name, 0, "gone", pointer(9));
+    expect(await catalogue.forgetCheckpoint(name, 0, "gone", 7)).toBe(false);
+    expect((await catalogue.checkpoint(name, 0, "gone"))?.opNum).toBe(9);
+    expect(await catalogue.forgetCheckpoint(name, 0, "gone", 9)).toBe(true);
+    expect(await catalogue.checkpoint(name, 0, "gone")).toBeUndefined();
+    expect(await catalogue.forgetCheckpoint(name, 0, "gone", 9)).toBe(false);
+  });
+});

@@ -1,0 +1,219 @@
+// The sweep's shell against scripted sleds (in-memory chunks and blobs behind a fake
+// bus, checkpoint blobs holding real header bytes) and the real catalogue on an
+// in-memory KV store.
+
+import { BallastError, crc32c, ErrorCode, type Message, subjects } from "@ballast/protocol";
+import { Packr } from "msgpackr";
+import { expect, test } from "vitest";
+import { Catalogue, keys } from "../src/catalogue.ts";
+import type { PartitionRecord } from "../src/decisions.ts";
+import type { Member } from "../src/membership.ts";
+import { Sweeper } from "../src/sweeper.ts";
+import type { Tenure } from "../src/tenure.ts";
+import { FakeStore } from "./fake-store.ts";
+
+const name = "v";
+const volumeId = "1-aaaaaaaaaaaa";
+const chunkId = (number: number, epoch = 1) => `${volumeId}-p0-e${epoch}-s1-c${number}`;
+const blobKey = (node: string, opNum: number) => `checkpoints/${volumeId}/0/${node}/${opNum}-1-1`;
+
+/** A checkpoint as the head node writes it: length, msgpack header, then (here) padding. */
+function checkpointBytes(opNum: number, nextChunkNumber: number, chunks: number[]): Uint8Array {
+  const header = new Packr({ useRecords: false, moreTypes: false }).pack({
+    format: 1,
+    opNum,
+    flushedThroughOpNum: opNum,
+    flushedThroughEpoch: 1,
+    flushedThroughSession: 1,
+    nextChunkNumber,
+    chunks: chunks.map((number) => [number, chunkId(number), ["sled-1"], 4096]),
+  });
+  const bytes = new Uint8Array(4 + header.byteLength + 64);
+  new DataView(bytes.buffer).setUint32(0, header.byteLength, true);
+  bytes.set(header, 4);
+  return bytes;
+}
+
+class FakeSled {
+  readonly chunks = new Set<string>();
+  readonly blobs = new Map<string, Uint8Array>();
+  readonly requests: string[] = [];
+
+  answer(message: Message): unknown {
+    this.requests.push(message.type);
+    switch (message.type) {
+      case "sled.chunk.list.v1": {
+        // Pages of one, so that paging is exercised.
+        const ids = [...this.chunks]
+          .filter((id) => message.startAfter === undefined || id > message.startAfter)
+          .sort();
+        return {
+          chunks: ids
+            .slice(0, 1)
+            .map((id) => ({ chunkId: id, owner: { volume: name, partition: 0 }, bytes: 4096 })),
+          truncated: ids.length > 1,
+        };
+      }
+      case "sled.blob.list.v1": {
+        const found = [...this.blobs.keys()].filter((key) => key.startsWith(message.prefix ?? ""));
+        return {
+          blobs: found.map((key) => ({ key, bytes: this.blobs.get(key)!.byteLength })),
+          truncated: false,
+        };
+      }
+      case "sled.blob.get.v1": {
+        const data = this.blobs.get(message.key);
+        if (data === undefined) throw new BallastError(ErrorCode.NotFound, message.key);
+        const end =
+          message.length === undefined ? data.byteLength : message.offset + message.length;
+        return {
+          data: data.slice(message.offset, end),
+          bytes: data.byteLength,
+          checksum: crc32c(data),
+        };
+      }
+      case "sled.chunk.delete.v1":
+        if (!this.chunks.delete(message.chunkId)) throw new BallastError(ErrorCode.NotFound, "");
+        return { freedBytes: 4096 };
+      case "sled.blob.delete.v1":
+        if (!this.blobs.delete(message.key)) throw new BallastError(ErrorCode.NotFound, "");
+        return { freedBytes: 4096 };
+      default:
+        throw new Error(`unexpected ${message.type}`);
+    }
+  }
+}
+
+async function harness(members: Partial<PartitionRecord> = {}) {
+  const store = new FakeStore();
+  const catalogue = new Catalogue(store);
+  store.put(keys.volume(name), {
+    name,
+    id: volumeId,
+    sizeBytes: 1,
+    replicaCount: 2,
+    partitionBytes: 1,
+    createdAtMs: 1,
+  });
+  const record: PartitionRecord = {
+    volume: name,
+    volumeId,
+    partition: 0,
+    partitionStart: 0,
+    partitionBytes: 1,
+    epoch: 1,
+    primary: "a",
+    secondaries: ["b"],
+    ...members,
+  };
+  store.put(keys.partition(name, 0), record);
+  const sled = new FakeSled();
+  const tenure = { ready: true } as Tenure;
+  const leadership = { leading: true };
+  const current = () => (leadership.leading ? tenure : undefined);
+  const sweeper = new Sweeper({
+    service: {
+      bus: {
+        request: async (subject: string, message: Message) => {
+          expect(subject).toBe(subjects.node.build("sled-1"));
+          return sled.answer(message);
+        },
+      },
+      logger: { info: () => undefined, warn: () => undefined },
+    } as never,
+    catalogue,
+    heartbeats: {
+      list: () => [{ id: "sled-1", kind: "sled", alive: true } as Member],
+      listening: () => false,
+    },
+    tenures: { held: current, current },
+    graceMs: 0,
+  });
+  /** Stores a checkpoint blob on the sled and records its pointer. */
+  const checkpoint = async (node: string, opNum: number, next: number, chunks: number[]) => {
+    const bytes = checkpointBytes(opNum, next, chunks);
+    sled.blobs.set(blobKey(node, opNum), bytes);
+    await catalogue.recordCheckpoint(name, 0, node, {
+      opNum,
+      blobKey: blobKey(node, opNum),
+      sleds: ["sled-1"],
+      bytes: bytes.byteLength,
+      createdAtMs: 1,
+    });
+  };
+  return { sled, sweeper, catalogue, checkpoint, leadership };
+}
+
+test("orphans are deleted on the second pass; referenced and newer chunks and named blobs stay", async () => {
+  const { sled, sweeper, checkpoint } = await harness();
+  await checkpoint("a", 10, 5, [1, 3]);
+  await checkpoint("b", 9, 4, [1, 3]);
+  for (const number of [1, 2, 3, 4, 7]) sled.chunks.add(chunkId(number));
+  sled.blobs.set(blobKey("a", 8), new Uint8Array(10));
+
+  await sweeper.sweep();
+  expect(sled.requests).not.toContain("sled.chunk.delete.v1");
+  await sweeper.sweep();
+  // 2 is below both next numbers and in no table; 4 is at b's next number: kept.
+  expect([...sled.chunks].sort()).toEqual([chunkId(1), chunkId(3), chunkId(4), chunkId(7)]);
+  expect([...sled.blobs.keys()].sort()).toEqual([blobKey("a", 10), blobKey("b", 9)]);
+  expect(sweeper.sweepStatus()).toMatchObject({ passes: 2, objectsFreed: 2, bytesFreed: 4106 });
+});
+
+test("a recorded checkpoint whose header no sled returns keeps the whole partition", async () => {
+  const { sled, sweeper, checkpoint } = await harness();
+  await checkpoint("a", 10, 5, [1]);
+  await checkpoint("b", 9, 5, [1, 3]);
+  sled.blobs.delete(blobKey("b", 9));
+  for (const number of [1, 2, 3]) sled.chunks.add(chunkId(number));
+  sled.blobs.set(blobKey("a", 8), new Uint8Array(10));
+  for (let pass = 0; pass < 3; pass++) await sweeper.sweep();
+  expect([...sled.chunks].sort()).toEqual([chunkId(1), chunkId(2), chunkId(3)]);
+  expect(sled.blobs.has(blobKey("a", 8))).toBe(true);
+  expect(sweeper.sweepStatus().objectsFreed).toBe(0);
+});
+
+test("a partition with no recorded checkpoint keeps everything", async () => {
+  const { sled, sweeper } = await harness();
+  sled.chunks.add(chunkId(0));
+  sled.blobs.set(blobKey("a", 1), new Uint8Array(10));
+  for (let pass = 0; pass < 3; pass++) await sweeper.sweep();
+  expect([...sled.chunks]).toEqual([chunkId(0)]);
+  expect([...sled.blobs.keys()]).toEqual([blobKey("a", 1)]);
+});
+
+test("a departed node's pointer is forgotten once a member's is as new, then its blob is swept", async () => {
+  const { sled, sweeper, catalogue, checkpoint } = await harness();
+  await checkpoint("a", 10, 5, [1]);
+  await checkpoint("gone", 12, 5, [1]);
+  await sweeper.sweep();
+  // A member's pointer is older than the departed node's: it may be the newest state.
+  expect(await catalogue.checkpoint(name, 0, "gone")).toBeDefined();
+  await checkpoint("b", 12, 5, [1]);
+  await sweeper.sweep();
+  expect(await catalogue.checkpoint(name, 0, "gone")).toBeUndefined();
+  await sweeper.sweep();
+  await sweeper.sweep();
+  expect([...sled.blobs.keys()].sort()).toEqual([blobKey("a", 10), blobKey("b", 12)]);
+});
+
+test("a learner's or joining node's pointer is a member's and stays", async () => {
+  const { sweeper, catalogue, checkpoint } = await harness({ learners: ["c"], joining: ["d"] });
+  await checkpoint("a", 20, 5, []);
+  await checkpoint("c", 3, 5, []);
+  await checkpoint("d", 4, 5, []);
+  await sweeper.sweep();
+  expect(await catalogue.checkpoint(name, 0, "c")).toBeDefined();
+  expect(await catalogue.checkpoint(name, 0, "d")).toBeDefined();
+});
+
+test("no pass runs while this coordinator does not lead", async () => {
+  const { sled, sweeper, checkpoint, leadership } = await harness();
+  await checkpoint("a", 10, 5, []);
+  sled.chunks.add(chunkId(0));
+  leadership.leading = false;
+  await sweeper.sweep();
+  await sweeper.sweep();
+  expect(sled.requests).toEqual([]);
+  expect(sled.chunks.size).toBe(1);
+});
