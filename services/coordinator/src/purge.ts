@@ -24,7 +24,7 @@
 // A new leader starts each record's grace afresh: it cannot know how long ago the
 // previous leader saw it, and a longer wait is always safe.
 
-import { crc32c } from "@ballast/protocol";
+import { checkpointBlobPrefixOf, hashedChunkIdPrefixOf } from "@ballast/protocol";
 
 /** `purge.<volume id>` in the catalogue: a deleted incarnation whose objects may remain. */
 export interface PurgeRecord {
@@ -54,16 +54,6 @@ export type PurgeDelete =
 /** The rest of a chunk id after its volume prefix (partition, epoch, session, chunk). */
 const chunkIdTailPattern = /^-p([0-9a-z]+)-e[0-9a-z]+-s[0-9a-z]+-c[0-9a-z]+$/;
 
-/** The prefix a head node uses in place of a volume id too long for a chunk id. */
-export function hashedChunkPrefixOf(volumeId: string): string {
-  return crc32c(new TextEncoder().encode(volumeId)).toString(36);
-}
-
-/** The blob keys of an incarnation's checkpoints all start with this. */
-export function checkpointBlobPrefixOf(volumeId: string): string {
-  return `checkpoints/${volumeId}/`;
-}
-
 /**
  * Whether `chunk` belongs to the incarnation `record`. `liveVolumeIds` are the ids of
  * every volume in the catalogue now: a hashed prefix one of them shares is ambiguous,
@@ -77,9 +67,9 @@ export function isChunkOf(
   if (chunk.owner.volume !== record.volume) return false;
   // Readable ids write the partition in decimal, hashed ones in base 36.
   if (tailPartitionIs(chunk.chunkId, record.volumeId, 10, chunk.owner.partition)) return true;
-  const hashed = hashedChunkPrefixOf(record.volumeId);
+  const hashed = hashedChunkIdPrefixOf(record.volumeId);
   if (!tailPartitionIs(chunk.chunkId, hashed, 36, chunk.owner.partition)) return false;
-  for (const live of liveVolumeIds) if (hashedChunkPrefixOf(live) === hashed) return false;
+  for (const live of liveVolumeIds) if (hashedChunkIdPrefixOf(live) === hashed) return false;
   return true;
 }
 

@@ -13,7 +13,13 @@
 // ids are read afresh from the catalogue before every pass, and nothing of a live
 // incarnation is ever deleted.
 
-import { BallastError, ErrorCode, sledLimits, subjects } from "@ballast/protocol";
+import {
+  BallastError,
+  checkpointBlobPrefixOf,
+  ErrorCode,
+  sledLimits,
+  subjects,
+} from "@ballast/protocol";
 import type { Service } from "@ballast/runtime";
 import { type Catalogue, idOfVolume } from "./catalogue.ts";
 import { now } from "./clock.ts";
@@ -27,7 +33,6 @@ import {
 import type { Heartbeats } from "./heartbeats.ts";
 import {
   type ChunkEntry,
-  checkpointBlobPrefixOf,
   type PassOutcome,
   type PendingPurge,
   type PurgeDelete,

@@ -1,9 +1,9 @@
+import { hashedChunkIdPrefixOf } from "@ballast/protocol";
 import { describe, expect, test } from "vitest";
 // The head node's own naming, so that these tests break if the two ever drift apart.
 import { sledChunkIdOf } from "../../headnode/src/replica/replica.ts";
 import {
   type ChunkEntry,
-  hashedChunkPrefixOf,
   isChunkOf,
   type PurgeRecord,
   PurgeSchedule,
@@ -48,7 +48,7 @@ describe("which chunks belong to a deleted incarnation", () => {
     const longName = `v${"x".repeat(60)}`;
     const record: PurgeRecord = { volume: longName, volumeId: longName, deletedAtMs: 1 };
     const chunk = chunkOf(longName, longName, 35, 40);
-    expect(chunk.chunkId.startsWith(hashedChunkPrefixOf(longName))).toBe(true);
+    expect(chunk.chunkId.startsWith(hashedChunkIdPrefixOf(longName))).toBe(true);
     expect(isChunkOf(chunk, record, new Set())).toBe(true);
   });
 
