@@ -4,6 +4,7 @@
 // (test/readme.test.ts) compares the README's command list against it. Nothing here
 // runs a command, so tests can import it without starting one.
 
+import { chaosHelp } from "./chaos/command.ts";
 import {
   coordinatorCountDefault,
   dataDirDefault,
@@ -30,6 +31,10 @@ export const commands = [
   { name: "export", summary: "copy a whole volume into an image file (with progress)" },
   { name: "nbd", summary: "serve volumes over NBD from this terminal" },
   { name: "scrub", summary: "verify every chunk and blob on the sleds and report damage" },
+  {
+    name: "chaos",
+    summary: "crash, freeze and hang a throwaway cluster under load; check no write is lost",
+  },
   { name: "help", summary: "show this help, or a command's: ballast help <command>" },
   { name: "version", summary: "print the version" },
 ] as const;
@@ -68,6 +73,7 @@ ${exitCodeLine}
 /** Each command's own help; a command absent here has only the top-level help. */
 export const commandHelp: Partial<Record<CommandName, string>> = {
   scrub: scrubHelp,
+  chaos: chaosHelp,
   volume: volumeHelp,
   nbd: nbdHelp,
   write: ioHelp,

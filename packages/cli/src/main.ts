@@ -4,6 +4,7 @@
 
 import { type ParseArgsConfig, parseArgs } from "node:util";
 import { constants as runtimeConstants } from "@ballast/runtime";
+import { chaosCommand } from "./chaos/command.ts";
 import { type CommandName, commandOf, helpFor } from "./commands.ts";
 import { connectCli, findCluster } from "./connect.ts";
 import {
@@ -151,6 +152,9 @@ async function main(argv: string[]): Promise<number> {
     case "scrub":
       if (rest.includes("--help")) return help("scrub");
       return scrubCommand(rest);
+    case "chaos":
+      if (rest.includes("--help")) return help("chaos");
+      return chaosCommand(rest);
     default: {
       const never: never = command;
       throw new Error(`unhandled command ${String(never)}`);
