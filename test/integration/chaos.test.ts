@@ -1,7 +1,8 @@
 // CI's short chaos run (issue 13): the chaos runner on real processes for about 100 s,
 // with the fault kinds in round-robin order so that each is injected at least once,
 // must find 0 violations in the history, bring the cluster back to full strength, and
-// leave every service running. A failing run keeps its data directory and saves the
+// leave every service running, with malformed messages to every subject and random
+// bytes to the NBD port all along. A failing run keeps its data directory and saves the
 // history there (the report names it); replay with `npm run chaos -- --seed N`.
 
 import { expect, test } from "vitest";
@@ -19,6 +20,7 @@ test("a short chaos run injects every fault kind and finds no violation", async 
     opsMax: 1_000_000,
     keep: false,
     roundRobin: true,
+    fuzz: true,
     log: (line) => process.stderr.write(`${line}\n`),
   });
   process.stderr.write(formatReport(report));

@@ -22,6 +22,7 @@ Options:
   --ops-max <n>       stop after this many client operations (default ${chaosOpsMaxDefault})
   --dir <dir>         the cluster's data directory (default: a new temporary one)
   --keep              keep the data directory (always kept when the check fails)
+  --no-fuzz           no malformed messages to the subjects, no random bytes to NBD
   --round-robin       inject the fault kinds in a fixed order (each at least once)
   --json              print the report as JSON
 
@@ -35,6 +36,7 @@ const options: ParseArgsConfig["options"] = {
   dir: { type: "string" },
   keep: { type: "boolean" },
   "round-robin": { type: "boolean" },
+  "no-fuzz": { type: "boolean" },
   json: { type: "boolean" },
 };
 
@@ -64,6 +66,7 @@ export async function chaosCommand(argv: string[]): Promise<number> {
     ...(typeof flags.dir === "string" ? { dataDir: flags.dir } : {}),
     keep: flags.keep === true,
     roundRobin: flags["round-robin"] === true,
+    fuzz: flags["no-fuzz"] !== true,
     log: (line) => process.stderr.write(`${line}\n`),
   });
   process.stdout.write(json ? `${JSON.stringify(report, null, 2)}\n` : formatReport(report));

@@ -17,6 +17,7 @@ import { Bus, connectNats, createLogger, startTracing } from "@ballast/runtime";
 import { LocalCluster } from "../local-cluster.ts";
 import { freePort } from "../nats-server.ts";
 import { checkHistory, formatHistory, type Outcome } from "./checker.ts";
+import { type FuzzStats, fuzzSubjects, runFuzz } from "./fuzz.ts";
 import {
   type FaultKind,
   type FaultRecord,
@@ -51,6 +52,8 @@ export interface ChaosOptions {
   keep: boolean;
   /** Faults in a fixed round-robin order, so a short run has each kind at least once. */
   roundRobin: boolean;
+  /** Malformed messages to every subject and random bytes to the NBD port (fuzz.ts). */
+  fuzz: boolean;
   log: (line: string) => void;
 }
 
@@ -107,6 +110,7 @@ export interface ChaosReport {
   /** From the end of the workload (everything healed) to full strength. */
   backToFullStrengthMs: number | undefined;
   servicesRunning: boolean;
+  fuzz?: FuzzStats;
   historyPath?: string;
 }
 
@@ -127,6 +131,7 @@ async function connectBus(natsUrl: string, name: string) {
   const connection = await connectNats({ servers: natsUrl, name, logger });
   return {
     bus: new Bus(connection, tracing.tracer),
+    connection,
     close: async () => {
       await connection.drain().catch(() => undefined);
       await tracing.shutdown().catch(() => undefined);
@@ -216,6 +221,19 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     const clientsGo = () => (Date.now() < deadline || !nemesisDone) && started++ < options.opsMax;
     const wounds = new Wounds();
     const clientRuns = plans.map((plan) => runClient(plan, history, clientsGo));
+    const fuzzRun = options.fuzz
+      ? runFuzz(
+          control.connection,
+          fuzzSubjects(
+            cluster.ids(),
+            chaosVolumes.map((volume) => ({ name: volume.name, partitions: volume.partitions })),
+            cluster.ids("headnode"),
+          ),
+          nbdPortNumber,
+          seededRandom(options.seed, "fuzz"),
+          () => !nemesisDone,
+        )
+      : undefined;
     const faults = await runNemesis(
       {
         cluster,
@@ -233,6 +251,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
       nemesisDone = true;
     });
     const stats = await Promise.all(clientRuns);
+    const fuzz = await fuzzRun;
     const workloadEndMs = history.nowMs();
     log(`chaos: workload done at ${(workloadEndMs / 1000).toFixed(1)} s; healing`);
 
@@ -292,6 +311,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
       })),
       backToFullStrengthMs,
       servicesRunning,
+      ...(fuzz === undefined ? {} : { fuzz }),
     };
     if (check.violations.length > 0 || !servicesRunning) {
       keep = true;
@@ -440,6 +460,11 @@ export function formatReport(report: ChaosReport): string {
   lines.push(
     `back to full strength after the run: ${report.backToFullStrengthMs === undefined ? "NOT REACHED" : `${report.backToFullStrengthMs} ms`}`,
     `every service running: ${report.servicesRunning ? "yes" : "NO"}`,
+    ...(report.fuzz === undefined
+      ? []
+      : [
+          `fuzz: ${report.fuzz.messages} malformed messages (${report.fuzz.answered} answered), ${report.fuzz.nbdConnections} NBD connections of random bytes`,
+        ]),
     `violations: ${report.violations.length}`,
   );
   for (const violation of report.violations) {
