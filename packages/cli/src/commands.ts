@@ -5,6 +5,7 @@
 // runs a command, so tests can import it without starting one.
 
 import { benchHelp } from "./bench.ts";
+import { chaosHelp } from "./chaos/command.ts";
 import {
   coordinatorCountDefault,
   dataDirDefault,
@@ -32,6 +33,10 @@ export const commands = [
   { name: "nbd", summary: "serve volumes over NBD from this terminal" },
   { name: "scrub", summary: "verify every chunk and blob on the sleds and report damage" },
   { name: "bench", summary: "run fio through the NBD gateway and against nbdkit, in one table" },
+  {
+    name: "chaos",
+    summary: "crash, freeze and hang a throwaway cluster under load; check no write is lost",
+  },
   { name: "help", summary: "show this help, or a command's: ballast help <command>" },
   { name: "version", summary: "print the version" },
 ] as const;
@@ -71,6 +76,7 @@ ${exitCodeLine}
 export const commandHelp: Partial<Record<CommandName, string>> = {
   bench: benchHelp,
   scrub: scrubHelp,
+  chaos: chaosHelp,
   volume: volumeHelp,
   nbd: nbdHelp,
   write: ioHelp,

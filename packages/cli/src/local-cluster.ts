@@ -58,7 +58,7 @@ export function serviceEntry(kind: ServiceKind): string {
 export class LocalCluster {
   readonly dataDir: string;
   readonly natsUrl: string;
-  readonly natsServer: RunningNatsServer | undefined;
+  private nats: RunningNatsServer | undefined;
   private readonly services = new Map<string, Managed>();
   private readonly options: LocalClusterOptions;
 
@@ -70,7 +70,12 @@ export class LocalCluster {
     this.options = options;
     this.dataDir = resolve(options.dataDir);
     this.natsUrl = natsUrl;
-    this.natsServer = natsServer;
+    this.nats = natsServer;
+  }
+
+  /** The nats-server this cluster started (the current one, after restartNatsServer). */
+  get natsServer(): RunningNatsServer | undefined {
+    return this.nats;
   }
 
   static async start(options: LocalClusterOptions): Promise<LocalCluster> {
@@ -143,6 +148,49 @@ export class LocalCluster {
     this.spawn(id);
   }
 
+  /** Sends a signal to one service without waiting (SIGSTOP, SIGCONT, SIGUSR2). */
+  signal(id: string, signal: NodeJS.Signals): void {
+    const child = this.managed(id).child;
+    if (child === undefined || child.exitCode !== null || child.signalCode !== null) {
+      throw new Error(`${id} is not running`);
+    }
+    child.kill(signal);
+  }
+
+  /** Whether a service's process is alive (it may be stopped by SIGSTOP). */
+  isRunning(id: string): boolean {
+    const child = this.managed(id).child;
+    return child !== undefined && child.exitCode === null && child.signalCode === null;
+  }
+
+  /** Crashes the nats-server this cluster started (SIGKILL by default) and waits for it. */
+  async killNatsServer(signal: NodeJS.Signals = "SIGKILL"): Promise<void> {
+    const server = this.nats;
+    if (server === undefined) throw new Error("this cluster did not start its nats-server");
+    const gone = exited(server.child);
+    server.child.kill(signal);
+    await gone;
+  }
+
+  /**
+   * Starts the nats-server again on the same port and store, after killNatsServer. The
+   * port must be free again; services reconnect to the same URL by themselves.
+   */
+  async restartNatsServer(): Promise<void> {
+    const server = this.nats;
+    if (server === undefined) throw new Error("this cluster did not start its nats-server");
+    const restarted = await startNatsServer({
+      directory: join(this.dataDir, "nats"),
+      logPath: join(this.dataDir, "logs", "nats-server.log"),
+      portPreferred: server.port,
+    });
+    if (restarted.port !== server.port) {
+      await restarted.stop();
+      throw new Error(`nats-server port ${server.port} is still taken; cannot restart on it`);
+    }
+    this.nats = restarted;
+  }
+
   /** Stops every service (in parallel, gracefully), then the nats-server it started. */
   async stop(): Promise<void> {
     await Promise.all(
@@ -151,7 +199,7 @@ export class LocalCluster {
         if (managed.child !== undefined) await stopChild(managed.child);
       }),
     );
-    await this.natsServer?.stop();
+    await this.nats?.stop();
   }
 
   private add(kind: ServiceKind, id: string): void {

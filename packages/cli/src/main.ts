@@ -5,6 +5,7 @@
 import { type ParseArgsConfig, parseArgs } from "node:util";
 import { constants as runtimeConstants } from "@ballast/runtime";
 import { benchCommand } from "./bench.ts";
+import { chaosCommand } from "./chaos/command.ts";
 import { type CommandName, commandOf, helpFor } from "./commands.ts";
 import { connectCli, findCluster } from "./connect.ts";
 import {
@@ -155,6 +156,9 @@ async function main(argv: string[]): Promise<number> {
     case "bench":
       if (rest.includes("--help")) return help("bench");
       return benchCommand(rest);
+    case "chaos":
+      if (rest.includes("--help")) return help("chaos");
+      return chaosCommand(rest);
     default: {
       const never: never = command;
       throw new Error(`unhandled command ${String(never)}`);

@@ -10,4 +10,5 @@ export * from "./keyed-lock.ts";
 export * from "./logger.ts";
 export * from "./run.ts";
 export * from "./service.ts";
+export * from "./test-faults.ts";
 export * from "./tracing.ts";

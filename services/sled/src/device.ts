@@ -11,6 +11,7 @@
 // later sync that succeeds proves nothing. The store also fails a device whose slot
 // table cannot be read at open (`markFailed`); the other devices of the sled go on.
 
+import { testWritesHang } from "@ballast/runtime";
 import type { BlockFile } from "./block-file.ts";
 import {
   blockBytes,
@@ -210,6 +211,8 @@ export class Device {
 
   private async guardWrite(write: () => Promise<void>): Promise<void> {
     if (this.failure !== undefined) throw deviceFailed(this.index, this.failure);
+    // Chaos tests' gray failure (BALLAST_TEST_FAULTS=1 and SIGUSR2): writes hang, no error.
+    await testWritesHang();
     try {
       await write();
     } catch (error) {

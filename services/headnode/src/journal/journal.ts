@@ -36,6 +36,7 @@
 
 import { type FileHandle, open, unlink } from "node:fs/promises";
 import { join, resolve } from "node:path";
+import { testWritesHang } from "@ballast/runtime";
 import {
   segmentBytesMaxCeiling,
   segmentBytesMaxDefault,
@@ -279,6 +280,8 @@ export class Journal {
   }
 
   async #commit(writes: readonly SegmentWrite[]): Promise<void> {
+    // Chaos tests' gray failure (BALLAST_TEST_FAULTS=1 and SIGUSR2): the commit hangs.
+    await testWritesHang();
     let unsynced: FileHandle | undefined;
     for (const write of writes) {
       if (write.create) {

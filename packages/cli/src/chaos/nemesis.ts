@@ -1,0 +1,272 @@
+// The chaos nemesis: faults on the real processes of a LocalCluster, each followed by
+// its recovery, on a schedule drawn from the seed. Between faults it waits until the
+// cluster is back at full strength (or a bound passes), so that faults do not pile up
+// beyond what the replica counts tolerate; the one deliberate pile-up is
+// `kill-head-and-sled`, two crashes at once, which every partition survives (replica
+// counts 2 and 3 on three head nodes, chunk copies on three sleds).
+//
+// Faults:
+// - kill-primary / kill-secondary: kill -9 of a head node that is a partition's primary
+//   (secondary), restarted after the hold;
+// - kill-sled, kill-coordinator (the leading one), kill-gateway: kill -9, then restart;
+// - stop-primary: SIGSTOP of a primary for longer than the heartbeat timeout and the
+//   read lease, then SIGCONT (the woken node must not act in its old epoch);
+// - kill-nats: kill -9 of nats-server, restarted on the same port and store;
+// - hang-journal / hang-sled: the gray failure: SIGUSR2 flips the test switch
+//   (BALLAST_TEST_FAULTS=1, packages/runtime/src/test-faults.ts) so the node's journal
+//   commits (a head node's) or device writes (a sled's) hang while it still heartbeats;
+//   SIGUSR2 again lets them go on.
+
+import { limits, subjects } from "@ballast/protocol";
+import type { Bus } from "@ballast/runtime";
+import { isFullStrength } from "../health.ts";
+import type { LocalCluster } from "../local-cluster.ts";
+import type { VolumeState } from "../volume.ts";
+import type { Random } from "./random.ts";
+
+export const faultKinds = [
+  "kill-primary",
+  "kill-secondary",
+  "kill-sled",
+  "kill-coordinator",
+  "kill-gateway",
+  "stop-primary",
+  "kill-nats",
+  "hang-journal",
+  "hang-sled",
+  "kill-head-and-sled",
+] as const;
+export type FaultKind = (typeof faultKinds)[number];
+
+/** How long a fault lasts before its recovery, at least and at most. */
+export const holdMsMin = 2000;
+export const holdMsMax = 5000;
+/** Quiet time between one fault's recovery (at full strength) and the next fault. */
+export const gapMsMin = 1000;
+export const gapMsMax = 3000;
+/** How long the nemesis waits for full strength after a recovery before going on. */
+export const fullStrengthWaitMs = 60_000;
+
+export interface FaultRecord {
+  kind: FaultKind;
+  targets: string[];
+  /** History times (ms since the run began). */
+  startMs: number;
+  recoveredMs?: number;
+  /** When the cluster was next seen at full strength; absent if not within the bound. */
+  fullStrengthMs?: number;
+  error?: string;
+}
+
+export interface NemesisContext {
+  cluster: LocalCluster;
+  bus: Bus;
+  volumes: readonly string[];
+  heartbeatTimeoutMs: number;
+  random: Random;
+  nowMs: () => number;
+  log: (line: string) => void;
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Heals what a fault left behind: processes down, stopped or with hanging writes. */
+export class Wounds {
+  readonly stopped = new Set<string>();
+  readonly hanging = new Set<string>();
+  natsDown = false;
+
+  async heal(cluster: LocalCluster): Promise<void> {
+    if (this.natsDown) {
+      await cluster.restartNatsServer();
+      this.natsDown = false;
+    }
+    for (const id of this.stopped) if (cluster.isRunning(id)) cluster.signal(id, "SIGCONT");
+    this.stopped.clear();
+    for (const id of this.hanging) if (cluster.isRunning(id)) cluster.signal(id, "SIGUSR2");
+    this.hanging.clear();
+    for (const id of cluster.ids()) if (!cluster.isRunning(id)) cluster.restart(id);
+  }
+}
+
+export async function describe(bus: Bus, volume: string): Promise<VolumeState> {
+  return bus.request(
+    subjects.coordinator.build(),
+    { type: "volume.describe.v1", name: volume },
+    { deadlineMs: 2000 },
+  );
+}
+
+export async function clusterStatus(bus: Bus) {
+  return bus.request(
+    subjects.coordinator.build(),
+    { type: "cluster.status.v1", probe: true },
+    { deadlineMs: 3000 },
+  );
+}
+
+/** Whether every service is healthy and every partition of every volume at full strength. */
+export async function atFullStrength(bus: Bus, ids: readonly string[]): Promise<boolean> {
+  try {
+    const status = await clusterStatus(bus);
+    const healthy = new Set(status.services.filter((s) => s.healthy).map((s) => s.id));
+    return ids.every((id) => healthy.has(id)) && isFullStrength(status);
+  } catch {
+    return false;
+  }
+}
+
+export async function waitForFullStrength(
+  bus: Bus,
+  ids: readonly string[],
+  timeoutMs: number,
+): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await atFullStrength(bus, ids)) return true;
+    await sleep(250);
+  }
+  return false;
+}
+
+async function headRole(context: NemesisContext, role: "primary" | "secondary"): Promise<string> {
+  for (let attempt = 0; attempt < 20; attempt++) {
+    try {
+      const state = await describe(context.bus, context.random.pick(context.volumes));
+      const partition = context.random.pick(state.partitions);
+      const candidates = role === "primary" ? [partition.primary] : partition.secondaries;
+      if (candidates.length > 0) return context.random.pick(candidates);
+    } catch {
+      // The coordinator may be failing over; ask again.
+    }
+    await sleep(250);
+  }
+  return context.random.pick(context.cluster.ids("headnode"));
+}
+
+async function leadingCoordinator(context: NemesisContext): Promise<string> {
+  for (let attempt = 0; attempt < 20; attempt++) {
+    try {
+      return (await clusterStatus(context.bus)).coordinator;
+    } catch {
+      await sleep(250);
+    }
+  }
+  return context.random.pick(context.cluster.ids("coordinator"));
+}
+
+/** Injects one fault, holds it, recovers; returns what happened. */
+export async function runFault(
+  kind: FaultKind,
+  context: NemesisContext,
+  wounds: Wounds,
+): Promise<FaultRecord> {
+  const { cluster, random } = context;
+  const hold = random.between(holdMsMin, holdMsMax);
+  const record: FaultRecord = { kind, targets: [], startMs: context.nowMs() };
+  const killAndRestart = async (ids: string[]) => {
+    record.targets = ids;
+    record.startMs = context.nowMs();
+    await Promise.all(ids.map((id) => cluster.kill(id, "SIGKILL")));
+    await sleep(hold);
+    for (const id of ids) cluster.restart(id);
+  };
+  try {
+    switch (kind) {
+      case "kill-primary":
+        await killAndRestart([await headRole(context, "primary")]);
+        break;
+      case "kill-secondary":
+        await killAndRestart([await headRole(context, "secondary")]);
+        break;
+      case "kill-sled":
+        await killAndRestart([random.pick(cluster.ids("sled"))]);
+        break;
+      case "kill-coordinator":
+        await killAndRestart([await leadingCoordinator(context)]);
+        break;
+      case "kill-gateway":
+        await killAndRestart(cluster.ids("gateway"));
+        break;
+      case "kill-head-and-sled":
+        await killAndRestart([
+          random.pick(cluster.ids("headnode")),
+          random.pick(cluster.ids("sled")),
+        ]);
+        break;
+      case "stop-primary": {
+        const id = await headRole(context, "primary");
+        record.targets = [id];
+        record.startMs = context.nowMs();
+        cluster.signal(id, "SIGSTOP");
+        wounds.stopped.add(id);
+        await sleep(context.heartbeatTimeoutMs + limits.primaryLeaseMs + hold);
+        cluster.signal(id, "SIGCONT");
+        wounds.stopped.delete(id);
+        break;
+      }
+      case "kill-nats":
+        record.targets = ["nats-server"];
+        record.startMs = context.nowMs();
+        wounds.natsDown = true;
+        await cluster.killNatsServer("SIGKILL");
+        await sleep(hold);
+        await cluster.restartNatsServer();
+        wounds.natsDown = false;
+        break;
+      case "hang-journal":
+      case "hang-sled": {
+        const id =
+          kind === "hang-journal"
+            ? await headRole(context, "primary")
+            : random.pick(cluster.ids("sled"));
+        record.targets = [id];
+        record.startMs = context.nowMs();
+        cluster.signal(id, "SIGUSR2");
+        wounds.hanging.add(id);
+        await sleep(hold);
+        cluster.signal(id, "SIGUSR2");
+        wounds.hanging.delete(id);
+        break;
+      }
+      default: {
+        const unreachable: never = kind;
+        throw new Error(`unknown fault ${String(unreachable)}`);
+      }
+    }
+  } catch (error) {
+    record.error = (error as Error).message;
+    await wounds.heal(cluster).catch(() => undefined);
+  }
+  record.recoveredMs = context.nowMs();
+  context.log(
+    `fault ${kind} on ${record.targets.join(", ")} at ${(record.startMs / 1000).toFixed(1)} s, recovered at ${(record.recoveredMs / 1000).toFixed(1)} s${record.error ? ` (error: ${record.error})` : ""}`,
+  );
+  if (await waitForFullStrength(context.bus, cluster.ids(), fullStrengthWaitMs)) {
+    record.fullStrengthMs = context.nowMs();
+  }
+  return record;
+}
+
+/**
+ * Runs faults until `keepGoing()` says stop. With `roundRobin`, the kinds come in order
+ * (so a short run injects each at least once); otherwise each is drawn from the seed.
+ */
+export async function runNemesis(
+  context: NemesisContext,
+  wounds: Wounds,
+  keepGoing: (faultsDone: number) => boolean,
+  roundRobin: boolean,
+): Promise<FaultRecord[]> {
+  const faults: FaultRecord[] = [];
+  let index = 0;
+  while (keepGoing(faults.length)) {
+    await sleep(context.random.between(gapMsMin, gapMsMax));
+    if (!keepGoing(faults.length)) break;
+    const kind = roundRobin
+      ? faultKinds[index++ % faultKinds.length]!
+      : context.random.pick(faultKinds);
+    faults.push(await runFault(kind, context, wounds));
+  }
+  return faults;
+}
