@@ -13,7 +13,8 @@
 // acknowledges nothing more and stops serving the partition; other replicas of the
 // node go on); a failed release only
 // leaves notes on disk. A failed chunk write or checkpoint step is reported to the core,
-// which retries later. Once closed (a crash, a shutdown, a dropped replica), completions
+// which retries later (a chunk write that failed because the sleds are full says so:
+// the core then answers writes NoSpace rather than let them wait). Once closed (a crash, a shutdown, a dropped replica), completions
 // are ignored: the core of that life is gone.
 
 import { type BallastError, ErrorCode } from "@ballast/protocol";
