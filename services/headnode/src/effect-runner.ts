@@ -13,10 +13,11 @@
 // acknowledges nothing more and stops serving the partition; other replicas of the
 // node go on); a failed release only
 // leaves notes on disk. A failed chunk write or checkpoint step is reported to the core,
-// which retries later. Once closed (a crash, a shutdown, a dropped replica), completions
+// which retries later (a chunk write that failed because the sleds are full says so:
+// the core then answers writes NoSpace rather than let them wait). Once closed (a crash, a shutdown, a dropped replica), completions
 // are ignored: the core of that life is gone.
 
-import type { BallastError } from "@ballast/protocol";
+import { type BallastError, ErrorCode } from "@ballast/protocol";
 import type { ReplicaPorts } from "./ports.ts";
 import type { Effect, Reply, RequestId } from "./replica/effects.ts";
 import type { Replica } from "./replica/replica.ts";
@@ -115,7 +116,10 @@ export class EffectRunner {
             { chunk: effect.sledChunkId, error: String(outcome.error) },
             "chunk write failed; will retry",
           );
-          this.report(() => this.core.onChunkFailed(effect.chunkNumber));
+          const noSpace = (outcome.error as { code?: unknown }).code === ErrorCode.NoSpace;
+          this.report(() =>
+            this.core.onChunkFailed(effect.chunkNumber, noSpace ? "no-space" : undefined),
+          );
         });
         return;
       case "checkpoint.write":

@@ -24,6 +24,16 @@ export const headnodeOptions = {
     max: 100_000_000,
     description: "checkpoint a replica's metadata at least every this many ops",
   },
+  journalBytesMax: {
+    flag: "journal-bytes-max",
+    env: "BALLAST_JOURNAL_BYTES_MAX",
+    type: "integer",
+    default: replicaLimitsDefault.logBytesMax,
+    min: 1024 * 1024,
+    max: 64 * 1024 * 1024 * 1024,
+    description:
+      "note bytes a replica holds before new writes wait; with full sleds and half of it held, writes answer NoSpace",
+  },
 } as const satisfies OptionSpecs;
 
 export const headnodeDefinition = {
@@ -33,6 +43,7 @@ export const headnodeDefinition = {
     const limits = {
       checkpointIntervalTicks: Math.max(1, Math.round(config.checkpointIntervalMs / tickMs)),
       checkpointIntervalOps: config.checkpointIntervalOps,
+      logBytesMax: config.journalBytesMax,
     };
     new HeadNode(service, config, await nextSession(config.dataDir), limits).start();
   },

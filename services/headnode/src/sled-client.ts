@@ -70,7 +70,8 @@ export class SledClient {
    * Writes the chunk to `chunkCopies` sleds, starting at a position chosen by the chunk
    * number so that chunks spread over the sleds; a sled that fails, or stores a copy
    * whose CRC32C is not `checksum`, is replaced by the next. Resolves with the sleds
-   * that hold it; rejects if fewer than two could.
+   * that hold it; rejects if fewer than two could: with NoSpace when every sled that
+   * failed answered NoSpace, else Unavailable.
    */
   async writeChunk(
     owner: ChunkOwner,
@@ -89,6 +90,7 @@ export class SledClient {
     const order = sleds.map((_, index) => sleds[(spread + index) % sleds.length]!);
     const holders: string[] = [];
     const failures: string[] = [];
+    let allNoSpace = true;
     for (let next = 0; holders.length < chunkCopies && next < order.length; ) {
       const batch = order.slice(next, next + chunkCopies - holders.length);
       next += batch.length;
@@ -96,13 +98,20 @@ export class SledClient {
         batch.map((sled) => this.writeCopy(owner, chunkId, sled, data, checksum)),
       );
       results.forEach((result, index) => {
-        if (result.status === "fulfilled") holders.push(batch[index]!);
-        else failures.push(`${batch[index]}: ${(result.reason as Error).message}`);
+        if (result.status === "fulfilled") {
+          holders.push(batch[index]!);
+          return;
+        }
+        failures.push(`${batch[index]}: ${(result.reason as Error).message}`);
+        const code = result.reason instanceof BallastError ? result.reason.code : undefined;
+        if (code !== ErrorCode.NoSpace) allNoSpace = false;
       });
     }
     if (holders.length < chunkCopies) {
+      // Every sled that failed was full: say so, so that the core can answer writes
+      // NoSpace instead of letting them wait for room that is not coming.
       throw new BallastError(
-        ErrorCode.Unavailable,
+        allNoSpace ? ErrorCode.NoSpace : ErrorCode.Unavailable,
         `chunk ${chunkId} reached ${holders.length} of ${chunkCopies} sleds: ${failures.join("; ")}`,
       );
     }

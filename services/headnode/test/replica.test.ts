@@ -829,6 +829,91 @@ describe("flush requests", () => {
   });
 });
 
+describe("full sleds", () => {
+  /** A primary (one secondary) whose journal is half full of committed writes. */
+  function halfFullPrimary() {
+    const primary = new Replica(
+      identity("head-1", 1),
+      { notes: [] },
+      {
+        logBytesMax: 8 * 512,
+        flushBytesThreshold: 1,
+        flushRetryTicks: 3,
+        flushIntervalTicks: 1000,
+      },
+    );
+    primary.configure({ epoch: 1, primary: "head-1", secondaries: ["head-2"] });
+    for (let request = 1; request <= 4; request++)
+      writeOne(primary, request, 1, request, request * 512);
+    syncJournal(primary, primary.drainEffects());
+    primary.onReplicationMessage(ack("head-2", 1, 1, { durableOpNum: 4 }));
+    expect(only(primary.drainEffects(), "reply")).toHaveLength(4);
+    return primary;
+  }
+
+  /** Lets the flush start and answers its chunk write with `outcome`. */
+  function flushAnswered(primary: Replica, outcome: "no-space" | "other" | "ok") {
+    let chunk: Extract<Effect, { type: "chunk.write" }> | undefined;
+    for (let tick = 0; tick < 10 && chunk === undefined; tick++) {
+      primary.tick();
+      [chunk] = only(primary.drainEffects(), "chunk.write");
+    }
+    expect(chunk).toBeDefined();
+    if (outcome === "ok") primary.onChunkWritten(chunk!.chunkNumber, ["sled-1", "sled-2"]);
+    else primary.onChunkFailed(chunk!.chunkNumber, outcome === "no-space" ? "no-space" : undefined);
+  }
+
+  test("writes are answered NoSpace at once, trims still go ahead, and a good flush ends it", () => {
+    const primary = halfFullPrimary();
+    // A write that waits for journal room when the flush fails for no space is answered too.
+    primary.onClientRequest({
+      kind: "write",
+      requestId: 10,
+      epoch: 1,
+      writes: [{ offset: 8192, data: sectors(8, 9) }],
+    });
+    expect(only(primary.drainEffects(), "journal.append")).toEqual([]);
+    flushAnswered(primary, "no-space");
+    let error = errorOf(primary.drainEffects());
+    expect(error.code).toBe(ErrorCode.NoSpace);
+    expect(error.message).toMatch(/^sleds are full: /);
+
+    writeOne(primary, 11, 1, 5, 8192);
+    error = errorOf(primary.drainEffects());
+    expect(error.code).toBe(ErrorCode.NoSpace);
+    primary.onClientRequest({
+      kind: "zeroes",
+      requestId: 12,
+      epoch: 1,
+      ranges: [{ offset: 0, length: 512 }],
+    });
+    expect(errorOf(primary.drainEffects()).code).toBe(ErrorCode.NoSpace);
+
+    // A trim is taken: it is how space comes back.
+    primary.onClientRequest({
+      kind: "trim",
+      requestId: 13,
+      epoch: 1,
+      ranges: [{ offset: 512, length: 2048 }],
+    });
+    const trimmed = primary.drainEffects();
+    expect(only(trimmed, "reply.error")).toEqual([]);
+    expect(only(trimmed, "journal.append")[0]?.notes.map((note) => note.kind)).toEqual(["trim"]);
+
+    // Once a flush gets its chunk onto sleds, writes are taken again.
+    flushAnswered(primary, "ok");
+    writeOne(primary, 14, 1, 6, 8192);
+    expect(only(primary.drainEffects(), "reply.error")).toEqual([]);
+  });
+
+  test("a flush that fails for another reason leaves writes waiting, as before", () => {
+    const primary = halfFullPrimary();
+    flushAnswered(primary, "other");
+    writeOne(primary, 10, 1, 5, 8192);
+    expect(only(primary.drainEffects(), "reply.error")).toEqual([]);
+  });
+});
+
 describe("read leases", () => {
   test("a leased primary reads only before its lease, by the monotonic time it is given", () => {
     const primary = new Replica(identity("head-1", 1), { notes: [] });

@@ -106,6 +106,18 @@ describe("chunk writes", () => {
     // The wrong copy it made is dropped, not left as a copy of the chunk.
     expect(sled(sleds, "sled-1").chunks.has("c0")).toBe(false);
   });
+
+  test("a write that fails because every failing sled is full rejects NoSpace, else Unavailable", async () => {
+    const { sleds, client } = cluster(["sled-1", "sled-2", "sled-3"]);
+    const full = () => new BallastError(ErrorCode.NoSpace, "full");
+    sled(sleds, "sled-1").writeError = full();
+    sled(sleds, "sled-2").writeError = full();
+    const write = (id: string) =>
+      client.writeChunk(owner, id, good, [...sleds.keys()], 0, checksum);
+    await expect(write("c0")).rejects.toMatchObject({ code: ErrorCode.NoSpace });
+    sled(sleds, "sled-2").writeError = new BallastError(ErrorCode.Unavailable, "device failed");
+    await expect(write("c1")).rejects.toMatchObject({ code: ErrorCode.Unavailable });
+  });
 });
 
 describe("chunk reads", () => {

@@ -18,7 +18,17 @@
 // ones that have a free slot and a free extent large enough, lowest device index on a tie, and
 // within a device to the smallest free extent that fits (best fit, lowest start on a
 // tie), which keeps large extents whole for large objects.
+//
+// Reserve: every device keeps back some blocks and slots (`reserveOf`, from the sled's
+// constants) that only blobs may use. A chunk goes only to a device that still has its
+// reserve free after it; so when data fills a sled, checkpoints can still be written.
 
+import {
+  blockBytes,
+  chunkReserveBytesMin,
+  chunkReserveFraction,
+  chunkReserveSlotsMin,
+} from "./constants.ts";
 import { assert } from "./errors.ts";
 
 export interface Extent {
@@ -186,12 +196,38 @@ export interface Allocation {
   blocks: number;
 }
 
+/** What an allocation is for: chunks may not use a device's reserve, blobs may. */
+export type AllocationPurpose = "chunk" | "blob";
+
+/** The blocks and slots of a device that only blobs may use. */
+export interface Reserve {
+  blocks: number;
+  slots: number;
+}
+
+/** A device's reserve: a fraction of it with a floor, never more than half of it. */
+export function reserveOf(geometry: DeviceGeometry): Reserve {
+  const floorBlocks = Math.ceil(chunkReserveBytesMin / blockBytes);
+  const blocks = Math.max(Math.ceil(geometry.dataBlocks * chunkReserveFraction), floorBlocks);
+  const slots = Math.max(
+    Math.ceil(geometry.slotCount * chunkReserveFraction),
+    chunkReserveSlotsMin,
+  );
+  return {
+    blocks: Math.min(blocks, Math.floor(geometry.dataBlocks / 2)),
+    slots: Math.min(slots, Math.floor(geometry.slotCount / 2)),
+  };
+}
+
 export type AllocateOutcome =
   | { ok: true; allocation: Allocation }
   | {
       ok: false;
-      /** Every device failed, or no healthy one has a free slot or a free extent this large. */
-      reason: "no-healthy-device" | "no-free-slot" | "no-free-extent";
+      /**
+       * Every device failed, or no healthy one has a free slot or a free extent this large,
+       * or (a chunk) none would keep its reserve for checkpoints.
+       */
+      reason: "no-healthy-device" | "no-free-slot" | "no-free-extent" | "reserve";
       freeBlocks: number;
       largestFreeBlocks: number;
     };
@@ -212,10 +248,14 @@ export interface DeviceUsage {
   largestFreeBlocks: number;
   slotCount: number;
   slotsUsed: number;
+  /** Blocks and slots kept for blobs: chunks are refused rather than use them. */
+  reserveBlocks: number;
+  reserveSlots: number;
 }
 
 interface DeviceSpace {
   geometry: DeviceGeometry;
+  reserve: Reserve;
   blocks: FreeRanges;
   slots: FreeRanges;
   /** Slot → extent of every live allocation, to check each release against. */
@@ -229,6 +269,7 @@ export class SpaceAllocator {
   constructor(geometries: readonly DeviceGeometry[]) {
     this.devices = geometries.map((geometry) => ({
       geometry: { ...geometry },
+      reserve: reserveOf(geometry),
       blocks: new FreeRanges(geometry.dataBlocks),
       slots: new FreeRanges(geometry.slotCount),
       live: new Map(),
@@ -251,12 +292,16 @@ export class SpaceAllocator {
     return this.devices.length;
   }
 
-  /** Space for an object of `blocks` blocks (header included), or why there is none. */
-  allocate(blocks: number): AllocateOutcome {
+  /**
+   * Space for an object of `blocks` blocks (header included), or why there is none. A
+   * chunk must leave the device's reserve free; a blob may use it.
+   */
+  allocate(blocks: number, purpose: AllocationPurpose = "blob"): AllocateOutcome {
     assert(Number.isSafeInteger(blocks) && blocks > 0, `cannot allocate ${blocks} blocks`);
     let chosen = -1;
     let anySlot = false;
     let anyHealthy = false;
+    let anyFit = false;
     let freeBlocks = 0;
     let largestFreeBlocks = 0;
     for (let index = 0; index < this.devices.length; index++) {
@@ -269,6 +314,12 @@ export class SpaceAllocator {
       freeBlocks = Math.max(freeBlocks, space.blocks.freeUnits);
       largestFreeBlocks = Math.max(largestFreeBlocks, largest);
       if (largest < blocks) continue;
+      anyFit = true;
+      if (purpose === "chunk") {
+        const { reserve } = space;
+        if (space.blocks.freeUnits - blocks < reserve.blocks) continue;
+        if (space.slots.freeUnits - 1 < reserve.slots) continue;
+      }
       if (chosen < 0 || space.blocks.freeUnits > this.devices[chosen]!.blocks.freeUnits) {
         chosen = index;
       }
@@ -276,7 +327,13 @@ export class SpaceAllocator {
     if (chosen < 0) {
       return {
         ok: false,
-        reason: !anyHealthy ? "no-healthy-device" : anySlot ? "no-free-extent" : "no-free-slot",
+        reason: !anyHealthy
+          ? "no-healthy-device"
+          : anyFit
+            ? "reserve"
+            : anySlot
+              ? "no-free-extent"
+              : "no-free-slot",
         freeBlocks,
         largestFreeBlocks,
       };
@@ -361,6 +418,8 @@ export class SpaceAllocator {
       largestFreeBlocks: space.blocks.largestFree,
       slotCount: space.geometry.slotCount,
       slotsUsed: space.slots.usedUnits,
+      reserveBlocks: space.reserve.blocks,
+      reserveSlots: space.reserve.slots,
     };
   }
 

@@ -33,6 +33,20 @@ export const slotCountMin = 64;
 /** The fixed part of an extent header; the per-block CRC32C table follows it. */
 export const extentHeaderFixedBytes = 512;
 
+/**
+ * Space kept back on every device for metadata checkpoints (blobs): a chunk write is
+ * refused with NoSpace when, after it, the device's free data space would be below
+ * `chunkReserveFraction` of its data region (at least `chunkReserveBytesMin`), or its free
+ * slots below `chunkReserveFraction` of its slots (at least `chunkReserveSlotsMin`). Blobs
+ * may use the reserve. Why: when data fills a sled, a head node can still upload a
+ * checkpoint, so it can release its journal and the space reclamation that needs a
+ * checkpoint can still make progress. On a very small device the reserve is capped at
+ * half of it, so that chunks can still be stored at all.
+ */
+export const chunkReserveFraction = 1 / 16;
+export const chunkReserveBytesMin = 256 * kibibyte;
+export const chunkReserveSlotsMin = 8;
+
 /** Default number of devices of a new sled, and the bounds the option accepts. */
 export const deviceCountDefault = 2;
 export const deviceCountMin = 1;

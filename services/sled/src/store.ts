@@ -43,6 +43,10 @@
 // failed on it is placed again on a healthy device. A write that fails after its slot
 // write began is not retried (the slot may be durable; the next start decides).
 //
+// Full: chunks are refused with NoSpace while each device still has its checkpoint
+// reserve free (allocator.ts, constants.ts); blobs may use the reserve, so a head node can
+// still write the checkpoint that lets it release its journal and reclaim space.
+//
 // Reads verify every 4 KiB block they touch against its CRC from the extent header;
 // the header itself is verified (its CRC, and against the slot) before its table is
 // trusted and cached. A mismatch answers ChecksumMismatch with the location, never data.
@@ -50,7 +54,7 @@
 import { randomUUID } from "node:crypto";
 import { BallastError, crc32c, ErrorCode, type ResultOf, sledLimits } from "@ballast/protocol";
 import { KeyedLock, type Logger } from "@ballast/runtime";
-import { type Allocation, SpaceAllocator } from "./allocator.ts";
+import { type Allocation, type AllocationPurpose, SpaceAllocator } from "./allocator.ts";
 import {
   blobUploadIdleMsMax,
   blobUploadsInflightMax,
@@ -365,7 +369,7 @@ export class SledStore {
         { details: { uploads: this.uploads.size, uploadsMax: blobUploadsInflightMax } },
       );
     }
-    const allocation = this.allocate(bytes);
+    const allocation = this.allocate(bytes, "blob");
     const upload: Upload = {
       id: randomUUID(),
       key,
@@ -801,7 +805,8 @@ export class SledStore {
       });
     }
     for (let attempt = 1; ; attempt++) {
-      const allocation = this.allocate(fields.dataBytes);
+      // Only chunks come here: a blob's space was reserved at its begin.
+      const allocation = this.allocate(fields.dataBytes, fields.kind);
       try {
         return await this.storeObjectAt(allocation, fields, checksums, writeData);
       } catch (error) {
@@ -880,10 +885,10 @@ export class SledStore {
     return { freedBytes: object.blocks * blockBytes };
   }
 
-  private allocate(dataBytes: number): Allocation {
+  private allocate(dataBytes: number, purpose: AllocationPurpose): Allocation {
     this.noteFailedDevices();
     const blocks = extentBlocks(dataBytes);
-    const outcome = this.allocator.allocate(blocks);
+    const outcome = this.allocator.allocate(blocks, purpose);
     if (outcome.ok) return outcome.allocation;
     if (outcome.reason === "no-healthy-device") {
       const first = this.devices[0]!;
@@ -893,7 +898,9 @@ export class SledStore {
       dataBytes,
       outcome.reason === "no-free-slot"
         ? "every slot of every device's allocation map is in use"
-        : `no device has ${blocks * blockBytes} contiguous free bytes (the largest free extent is ${outcome.largestFreeBlocks * blockBytes})`,
+        : outcome.reason === "reserve"
+          ? "the sled is full for data: the rest of every device is reserved for checkpoints"
+          : `no device has ${blocks * blockBytes} contiguous free bytes (the largest free extent is ${outcome.largestFreeBlocks * blockBytes})`,
       {
         reason: outcome.reason,
         extentBytes: blocks * blockBytes,

@@ -1,6 +1,6 @@
 import fc from "fast-check";
 import { describe, expect, test } from "vitest";
-import { type Allocation, FreeRanges, SpaceAllocator } from "../src/allocator.ts";
+import { type Allocation, FreeRanges, reserveOf, SpaceAllocator } from "../src/allocator.ts";
 import { SledAssertionError } from "../src/errors.ts";
 
 describe("free ranges", () => {
@@ -216,6 +216,47 @@ function checkBooks(
     expect(allocator.usage(index).slotsUsed).toBe(mine.length);
   });
 }
+
+describe("the checkpoint reserve", () => {
+  test("a chunk may not use a device's reserve; a blob may", () => {
+    const geometry = { dataBlocks: 1024, slotCount: 256 };
+    const reserve = reserveOf(geometry);
+    expect(reserve.blocks).toBeGreaterThan(0);
+    expect(reserve.blocks).toBeLessThanOrEqual(512);
+    const allocator = new SpaceAllocator([geometry]);
+    const chunk = allocator.allocate(1024 - reserve.blocks, "chunk");
+    expect(chunk.ok).toBe(true);
+    expect(allocator.allocate(1, "chunk")).toMatchObject({ ok: false, reason: "reserve" });
+    expect(allocator.allocate(reserve.blocks, "blob").ok).toBe(true);
+  });
+
+  test("slots are reserved too", () => {
+    const geometry = { dataBlocks: 1024, slotCount: 32 };
+    const { slots } = reserveOf(geometry);
+    const allocator = new SpaceAllocator([geometry]);
+    for (let index = 0; index < 32 - slots; index++) {
+      expect(allocator.allocate(1, "chunk").ok).toBe(true);
+    }
+    expect(allocator.allocate(1, "chunk")).toMatchObject({ ok: false, reason: "reserve" });
+    expect(allocator.allocate(1, "blob").ok).toBe(true);
+  });
+
+  test("a chunk goes to the device that keeps its reserve", () => {
+    const allocator = new SpaceAllocator([
+      { dataBlocks: 1000, slotCount: 64 },
+      { dataBlocks: 1000, slotCount: 64 },
+    ]);
+    const { blocks } = reserveOf({ dataBlocks: 1000, slotCount: 64 });
+    // Device 0 is left with less than its reserve beyond one more block.
+    expect(allocator.allocate(1000 - blocks, "blob")).toMatchObject({ allocation: { device: 0 } });
+    expect(allocator.allocate(1000 - blocks - 10, "blob")).toMatchObject({
+      allocation: { device: 1 },
+    });
+    // Device 1 has more free (blocks + 10) but 20 would eat its reserve; device 0 cannot either.
+    expect(allocator.allocate(20, "chunk")).toMatchObject({ ok: false, reason: "reserve" });
+    expect(allocator.allocate(10, "chunk")).toMatchObject({ ok: true, allocation: { device: 1 } });
+  });
+});
 
 describe("failed devices", () => {
   test("a failed device gets no allocations, even with the most free space", () => {

@@ -238,6 +238,30 @@ describe("chunks", () => {
     }
   });
 
+  test("a sled full of chunks still stores a checkpoint blob: the reserve is kept for it", async () => {
+    const { store: target } = await open({ deviceCount: 2, deviceBytes: 8 * mebibyte });
+    let code: string | undefined;
+    let written = 0;
+    for (let index = 0; index < 400 && code === undefined; index++) {
+      try {
+        await target.writeChunk(owner, `fill-${index}`, patterned(64 * 1024, index));
+        written++;
+      } catch (error) {
+        code = (error as { code?: string }).code;
+      }
+    }
+    expect(code).toBe(ErrorCode.NoSpace);
+    expect(written).toBeGreaterThan(100);
+    // A checkpoint of 128 KiB (two chunks' worth) still fits, on a sled that takes no more chunks.
+    const checkpoint = patterned(128 * 1024, 7);
+    await putBlob(target, "checkpoints/vol-1/0/head-1/1", checkpoint);
+    const got = await target.getBlob("checkpoints/vol-1/0/head-1/1", 0, undefined);
+    expect(Buffer.from(got.data)).toEqual(checkpoint);
+    expect(await codeOf(() => target.writeChunk(owner, "one-more", patterned(64 * 1024, 1)))).toBe(
+      ErrorCode.NoSpace,
+    );
+  });
+
   test("concurrent writes share fsyncs (group commit)", async () => {
     const { store: target } = await open({ deviceCount: 1 });
     const writes = 32;

@@ -224,6 +224,12 @@ export class Replica {
   private readonly flushWaiters: FlushWaiter[] = [];
   private flushInFlight: FlushInFlight | undefined;
   private flushRetryAtTick = 0;
+  /**
+   * The last chunk write failed because every sled that answered was out of space (and
+   * no chunk write has succeeded since). With the journal half full too, writes are
+   * refused at once with NoSpace (`sledsFullRefusal`) rather than left to time out.
+   */
+  private sledsFull = false;
   private proposedChunkNumber = -1;
   /**
    * Copy lists to record, chunk → sleds (re-replication, `recordCopies`): the next flush
@@ -463,6 +469,11 @@ export class Replica {
       this.replyError(request.requestId, invalid);
       return;
     }
+    const full = this.sledsFullRefusal(request);
+    if (full !== undefined) {
+      this.replyError(request.requestId, full);
+      return;
+    }
     if (this.waitingRequests.length > 0 || !this.hasRoomFor(request)) {
       if (this.waitingRequests.length >= this.limits.requestsWaitingMax) {
         this.replyError(
@@ -615,6 +626,21 @@ export class Replica {
       );
     }
     return undefined;
+  }
+
+  /**
+   * Full sleds: while the last flush failed for no space and the journal is at least half
+   * full, a write or write-zeroes could only wait for room that is not coming, so it is
+   * answered NoSpace now. Trims are always taken: they are how space comes back.
+   */
+  private sledsFullRefusal(request: ClientRequest): BallastError | undefined {
+    const adds = request.kind === "write" || request.kind === "zeroes";
+    if (!adds || !this.sledsFull || this.logBytes < this.limits.logBytesMax / 2) return undefined;
+    return new BallastError(
+      ErrorCode.NoSpace,
+      `sleds are full: partition ${this.identity.partition} of ${this.identity.volume} cannot flush (its sleds answered NoSpace) and its journal holds ${this.logBytes} of ${this.limits.logBytesMax} bytes; trim or free space and retry`,
+      { details: { logBytes: this.logBytes, logBytesMax: this.limits.logBytesMax } },
+    );
   }
 
   private hasRoomFor(request: ClientRequest): boolean {
@@ -1160,11 +1186,17 @@ export class Replica {
     if (flush === undefined || flush.chunkNumber !== chunkNumber || flush.recordOpNum !== undefined)
       return;
     if (this.role.name !== "primary") return;
+    this.sledsFull = false;
     flush.record.chunk!.copies = [...copies];
     this.proposeFlushRecord();
   }
 
-  onChunkFailed(chunkNumber: number): void {
+  /**
+   * A chunk write failed; the flush is retried after flushRetryTicks. `reason` "no-space"
+   * (every sled that failed answered NoSpace) makes writes that would wait for journal
+   * room answer NoSpace instead, the waiting ones included; trims still go ahead.
+   */
+  onChunkFailed(chunkNumber: number, reason?: "no-space"): void {
     if (
       this.flushInFlight?.chunkNumber !== chunkNumber ||
       this.flushInFlight.recordOpNum !== undefined
@@ -1176,6 +1208,16 @@ export class Replica {
     }
     this.flushInFlight = undefined;
     this.flushRetryAtTick = this.tickCount + this.limits.flushRetryTicks;
+    this.sledsFull = reason === "no-space";
+    if (!this.sledsFull) return;
+    for (let index = this.waitingRequests.length - 1; index >= 0; index--) {
+      const { request } = this.waitingRequests[index]!;
+      const refusal = this.sledsFullRefusal(request);
+      if (refusal === undefined) continue;
+      this.waitingRequests.splice(index, 1);
+      this.replyError(request.requestId, refusal);
+    }
+    this.admitWaitingRequests();
   }
 
   /**
