@@ -73,7 +73,8 @@ export interface ReplicaLimits {
   compactionLiveRatioMax: number;
   /**
    * Chunks one compaction reads at most (their live bytes together also stay within
-   * chunkBytesMax): bounds what a primary holds in memory while it gathers them.
+   * chunkBytesMax): bounds what a primary holds in memory while it gathers them (8 of
+   * 4 MiB: 32 MiB per compacting partition at worst).
    */
   compactionVictimsMax: number;
 }
@@ -101,5 +102,5 @@ export const replicaLimitsDefault: ReplicaLimits = {
   dropIntervalTicks: 50,
   compactionIntervalTicks: 1500,
   compactionLiveRatioMax: 0.5,
-  compactionVictimsMax: 16,
+  compactionVictimsMax: 8,
 };
