@@ -242,6 +242,17 @@ export class NatsSleds implements SledsPort {
     return this.client.readChunk(this.owner, sledChunkId, copies, offset, length, expect);
   }
 
+  readWholeChunk(
+    chunk: { sledChunkId: string; copies: readonly string[]; bytes: number; checksum?: number },
+    done: Done<Uint8Array>,
+  ): void {
+    const expect =
+      chunk.checksum === undefined
+        ? { bytes: chunk.bytes }
+        : { bytes: chunk.bytes, checksum: chunk.checksum };
+    settle(this.readChunk(chunk.sledChunkId, chunk.copies, 0, chunk.bytes, expect), done);
+  }
+
   putBlob(
     key: string,
     data: Uint8Array,

@@ -62,6 +62,21 @@ export interface ReplicaLimits {
    * checkpoint: the primary records a fresh one for the learner that replaces it.
    */
   learnerSilentTicks: number;
+  /**
+   * A primary lists chunks no tree refers to any more in the next flush record's `drop`;
+   * a record only for that is proposed at most this often.
+   */
+  dropIntervalTicks: number;
+  /** How often a primary looks for mostly-dead chunks to compact. */
+  compactionIntervalTicks: number;
+  /** A chunk is compacted once at most this fraction of its bytes is still referenced. */
+  compactionLiveRatioMax: number;
+  /**
+   * Chunks one compaction reads at most (their live bytes together also stay within
+   * chunkBytesMax): bounds what a primary holds in memory while it gathers them (8 of
+   * 4 MiB: 32 MiB per compacting partition at worst).
+   */
+  compactionVictimsMax: number;
 }
 
 export const replicaLimitsDefault: ReplicaLimits = {
@@ -84,4 +99,8 @@ export const replicaLimitsDefault: ReplicaLimits = {
   commitStallTicks: Math.ceil(limits.commitStallMsMax / tickMs),
   learnerPinTicks: 250,
   learnerSilentTicks: 750,
+  dropIntervalTicks: 50,
+  compactionIntervalTicks: 1500,
+  compactionLiveRatioMax: 0.5,
+  compactionVictimsMax: 8,
 };

@@ -122,6 +122,19 @@ export class EffectRunner {
           );
         });
         return;
+      case "chunk.read":
+        sleds.readWholeChunk(effect, (outcome) => {
+          if (outcome.ok) {
+            this.report(() => this.core.onChunkRead(effect.chunkNumber, outcome.value));
+            return;
+          }
+          this.log.warn(
+            { chunk: effect.sledChunkId, error: String(outcome.error) },
+            "could not read a chunk to compact; will pick again later",
+          );
+          this.report(() => this.core.onChunkReadFailed(effect.chunkNumber));
+        });
+        return;
       case "checkpoint.write":
         checkpoints.write(effect.snapshot, (outcome) => {
           if (outcome.ok) {

@@ -266,6 +266,7 @@ export class PartitionHost {
       commitOpNum: replica.commitOpNum,
       tailCommitted: replica.tailCommitted,
       followers: replica.followers().map(followerOnTheWire),
+      ...replica.spaceUsage(),
     };
   }
 
@@ -391,6 +392,7 @@ export class PartitionHost {
       flushedThroughOpNum: replica.metadata.flushedThroughOpNum,
       chunks: replica.metadata.chunks.size,
       extents: replica.metadata.tree.extentCount,
+      ...replica.spaceUsage(),
       metadataDigest: this.digest(),
       followers: replica.followers().map(followerOnTheWire),
       ...(primary ? { tailCommitted: replica.tailCommitted } : {}),

@@ -68,6 +68,14 @@ export interface SledsPort {
     length: number,
     expect?: { bytes: number; checksum?: number },
   ): Promise<Uint8Array>;
+  /**
+   * Reads a whole chunk (compaction) from the first copy that has `bytes` bytes and,
+   * when known, the CRC32C `checksum`; `done` with its bytes.
+   */
+  readWholeChunk(
+    chunk: { sledChunkId: string; copies: readonly string[]; bytes: number; checksum?: number },
+    done: Done<Uint8Array>,
+  ): void;
   /** Stores a blob on two of `sleds`; `done` with the sleds that hold it. */
   putBlob(
     key: string,

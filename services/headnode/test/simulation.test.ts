@@ -89,6 +89,8 @@ describe.each(failoverShapes)("failover simulation: %s", (_name, overrides, know
       promotions: 0,
       rebuilds: 0,
       recreates: 0,
+      chunkReads: 0,
+      chunksDropped: 0,
     };
     for (let seed = 1; seed <= seedsPerShape; seed++) {
       if (knownDefects.includes(seed)) continue;
@@ -106,6 +108,9 @@ describe.each(failoverShapes)("failover simulation: %s", (_name, overrides, know
     expect(totals.promotions).toBeGreaterThan(seedsPerShape / 2);
     expect(totals.rebuilds).toBeGreaterThan(seedsPerShape);
     expect(totals.recreates).toBeGreaterThan(seedsPerShape / 10);
+    // Space was reclaimed under all of it: chunks compacted and dropped.
+    expect(totals.chunkReads).toBeGreaterThan(seedsPerShape);
+    expect(totals.chunksDropped).toBeGreaterThan(seedsPerShape);
   }, 600_000);
 });
 
@@ -178,5 +183,10 @@ test("with leases, primaries cut off from the cluster serve no stale reads", asy
 
 test("the checkers catch a partition left short of its replica count", async () => {
   const caught = await firstCaught("no-rebuild", ["settle"], {}, 20);
+  expect(caught).toBeDefined();
+}, 120_000);
+
+test("the checkers catch a replica that drops a chunk still referenced", async () => {
+  const caught = await firstCaught("drop-referenced-chunk", ["space"], {}, 5);
   expect(caught).toBeDefined();
 }, 120_000);

@@ -77,6 +77,15 @@ export type Effect =
       /** CRC32C of `data`, as the flush record keeps it. */
       checksum: number;
     }
+  | {
+      type: "chunk.read";
+      chunkNumber: number;
+      sledChunkId: string;
+      copies: readonly string[];
+      bytes: number;
+      /** CRC32C of the whole chunk, from the table; absent for chunks of older records. */
+      checksum?: number;
+    }
   | { type: "checkpoint.write"; opNum: number; snapshot: Uint8Array }
   | { type: "checkpoint.store"; opNum: number; blobKey: string; snapshot: Uint8Array }
   | { type: "checkpoint.record"; opNum: number; pointer: CheckpointPointer }

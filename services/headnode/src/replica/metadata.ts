@@ -8,6 +8,16 @@
 // the position is the byte within that note's data. A flush record later moves live
 // pieces to {chunkId: chunkNumber, offset}.
 //
+// Space accounting: for every chunk, how many bytes some extent of some tree (`trees()`:
+// the current tree today; snapshots will add frozen ones) still refers to. It is kept
+// incrementally: a write, trim or write-zeroes takes away the bytes of the older extents
+// it covers (found by a lookup before the insert), and a flush piece moves the bytes it
+// actually relocates from their old place to its chunk. A restore recomputes it by a
+// scan; `checkRefs` compares the two (tests, simulators). A chunk no tree refers to is
+// dropped from the table by a later flush record (`drop`); a drop of a chunk still
+// referenced is refused and counted (`dropsRefused`), never applied: apply never throws
+// on it, and a replica that refused one is visibly wrong rather than reading a hole.
+//
 // Snapshot format (what a checkpoint stores): a 4-byte little-endian length, a msgpack
 // header {format, opNum, flushedThrough op/epoch/session, nextChunkNumber, chunks (each
 // with its CRC32C when its flush record had one)}, then the extent
@@ -16,6 +26,7 @@
 import { createHash } from "node:crypto";
 import {
   type ChunkLocation,
+  type Extent,
   ExtentTree,
   type Location,
   loadCheckpoint,
@@ -65,16 +76,132 @@ export class PartitionMetadata {
   nextChunkNumber = 0;
   /** Bytes of committed write data not yet flushed (an upper bound: overwrites count). */
   unflushedBytes = 0;
+  /** Drops refused because the chunk was still referenced: a bug if ever above 0. */
+  dropsRefused = 0;
+  /**
+   * Referenced bytes per chunk over every tree, kept incrementally; absent means none.
+   * `checkRefs` compares it with a recount.
+   */
+  private readonly refs: Map<number, number>;
 
   constructor(tree: ExtentTree = new ExtentTree()) {
     this.tree = tree;
+    this.refs = this.recountRefs();
+  }
+
+  /** Every extent tree of the partition: references are counted over all of them. */
+  trees(): readonly ExtentTree[] {
+    return [this.tree];
+  }
+
+  /** Bytes of `chunkNumber` that some extent of some tree refers to. */
+  refBytes(chunkNumber: number): number {
+    return this.refs.get(chunkNumber) ?? 0;
+  }
+
+  /** Bytes of every chunk in the table (what the partition holds on sleds, per copy). */
+  get chunkBytes(): number {
+    let total = 0;
+    for (const entry of this.chunks.values()) total += entry.bytes;
+    return total;
+  }
+
+  /** Bytes of chunks in the table that some tree still refers to. */
+  get liveBytes(): number {
+    let total = 0;
+    for (const chunkNumber of this.chunks.keys()) total += this.refBytes(chunkNumber);
+    return total;
+  }
+
+  /** Chunks in the table no tree refers to, in number order: what a record may drop. */
+  unreferencedChunks(): number[] {
+    const numbers: number[] = [];
+    for (const chunkNumber of this.chunks.keys()) {
+      if (this.refBytes(chunkNumber) === 0) numbers.push(chunkNumber);
+    }
+    return numbers.sort((a, b) => a - b);
+  }
+
+  /** Referenced bytes per chunk, recomputed by a scan of every tree. */
+  recountRefs(): Map<number, number> {
+    const refs = new Map<number, number>();
+    for (const tree of this.trees()) {
+      for (const extent of tree.extents()) {
+        if (extent.location.kind !== "chunk") continue;
+        const chunkNumber = extent.location.chunkId;
+        refs.set(chunkNumber, (refs.get(chunkNumber) ?? 0) + extent.length);
+      }
+    }
+    return refs;
+  }
+
+  /**
+   * What is wrong with the accounting, if anything: incremental counts that differ from
+   * a recount, and chunks an extent refers to that the table does not have.
+   */
+  checkRefs(): string[] {
+    const problems: string[] = [];
+    const recounted = this.recountRefs();
+    for (const chunkNumber of new Set([...recounted.keys(), ...this.refs.keys()])) {
+      const kept = this.refBytes(chunkNumber);
+      const counted = recounted.get(chunkNumber) ?? 0;
+      if (kept !== counted) {
+        problems.push(`chunk ${chunkNumber}: ${kept} referenced bytes kept, ${counted} counted`);
+      }
+      if (counted > 0 && !this.chunks.has(chunkNumber)) {
+        problems.push(`chunk ${chunkNumber} is referenced (${counted} bytes) but not in the table`);
+      }
+    }
+    return problems;
+  }
+
+  /**
+   * Every extent of every tree located in one of `chunkNumbers` (what compaction
+   * relocates), each once: the same op's bytes in two trees are one piece.
+   */
+  extentsIn(chunkNumbers: ReadonlySet<number>): Extent[] {
+    const found: Extent[] = [];
+    const seen = new Set<string>();
+    for (const tree of this.trees()) {
+      for (const extent of tree.extents()) {
+        if (extent.location.kind !== "chunk" || !chunkNumbers.has(extent.location.chunkId))
+          continue;
+        const key = `${extent.offset}:${extent.length}:${extent.opNum}`;
+        if (seen.has(key)) continue;
+        seen.add(key);
+        found.push(extent);
+      }
+    }
+    return found;
+  }
+
+  private addRef(chunkNumber: number, bytes: number): void {
+    const next = this.refBytes(chunkNumber) + bytes;
+    if (next === 0) this.refs.delete(chunkNumber);
+    else this.refs.set(chunkNumber, next);
+  }
+
+  /** Inserts into every tree, first taking away the chunk bytes the insert overrides. */
+  private insert(extent: Extent): void {
+    for (const tree of this.trees()) {
+      // Only stored extents with a lower op number give way (a tie keeps the stored one).
+      // With no chunk referenced at all (nothing flushed yet), there is nothing to look up.
+      if (this.refs.size > 0) {
+        for (const piece of tree.lookup(extent.offset, extent.length)) {
+          if (piece.location?.kind === "chunk" && (piece as Extent).opNum < extent.opNum) {
+            this.addRef(piece.location.chunkId, -piece.length);
+          }
+        }
+      }
+      tree.insert(extent);
+    }
   }
 
   /** Applies one committed note. Notes arrive strictly in op order. */
   apply(note: Note): void {
     switch (note.kind) {
       case "write":
-        this.tree.insert({
+        this.insert({
           offset: note.offset,
           length: note.length,
           opNum: note.opNum,
@@ -85,7 +212,7 @@ export class PartitionMetadata {
         break;
       case "trim":
       case "zeroes":
-        this.tree.insert({
+        this.insert({
           offset: note.offset,
           length: note.length,
           opNum: note.opNum,
@@ -121,7 +248,7 @@ export class PartitionMetadata {
           chunkId: chunkNumber,
           offset: piece.chunkOffset,
         };
-        this.tree.updateLocation(piece.offset, piece.length, piece.opNum, location);
+        this.relocate(piece.offset, piece.length, piece.opNum, location);
       }
     }
     for (const [chunkNumber, copies] of record.copies ?? []) {
@@ -129,13 +256,30 @@ export class PartitionMetadata {
       // A chunk dropped by an earlier record is not brought back by a late copy list.
       if (known !== undefined) known.copies = [...copies];
     }
-    for (const chunkNumber of record.drop ?? []) this.chunks.delete(chunkNumber);
+    for (const chunkNumber of record.drop ?? []) {
+      // The primary lists only unreferenced chunks, and nothing adds a reference to an
+      // existing chunk before the record applies; one still referenced is kept, counted.
+      if (this.refBytes(chunkNumber) > 0) this.dropsRefused += 1;
+      else this.chunks.delete(chunkNumber);
+    }
     for (const [opNum, range] of this.unflushed) {
       if (opNum > record.throughOpNum) break;
       this.unflushed.delete(opNum);
       this.unflushedBytes -= range.length;
     }
     this.flushedThroughOpNum = Math.max(this.flushedThroughOpNum, record.throughOpNum);
+  }
+
+  /** Moves op `opNum`'s bytes in the range to `location` in every tree, and their counts. */
+  private relocate(offset: number, length: number, opNum: number, location: ChunkLocation): void {
+    for (const tree of this.trees()) {
+      for (const piece of tree.lookup(offset, length)) {
+        if (piece.location?.kind === "chunk" && (piece as Extent).opNum === opNum) {
+          this.addRef(piece.location.chunkId, -piece.length);
+        }
+      }
+      this.addRef(location.chunkId, tree.updateLocation(offset, length, opNum, location));
+    }
   }
 
   /**

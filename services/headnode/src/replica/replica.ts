@@ -20,6 +20,12 @@
 // - Flush: the primary packs live, committed journal bytes into a chunk, has the shell
 //   write it to sleds, then proposes a flush record through the same op stream; every
 //   replica moves those pieces' metadata to the chunk when the record commits.
+// - Reclaiming space: the next flush record drops chunks no tree refers to any more
+//   (`drop`). Every compactionIntervalTicks the primary reads whole the chunks that are
+//   mostly dead (`chunk.read`); once it has them all, the next flush also packs their
+//   live extents (relocated pieces, matched on op number like any other) and drops them.
+//   Nothing then refers to a dropped chunk: only flush records add references, and only
+//   to their own new chunk.
 // - Flush requests (NBD FLUSH and FUA) answer once every op assigned before they arrived
 //   is committed, that is durable in the journal of every voting replica; they nudge a
 //   flush to sleds but never wait for one.
@@ -238,6 +244,13 @@ export class Replica {
    */
   private readonly pendingCopies = new Map<number, string[]>();
   /**
+   * On a primary: the compaction gathering its victims, chunk → its bytes once read.
+   * Handed to the next flush once complete; lost on a role change or a failed read.
+   */
+  private compaction: Map<number, Uint8Array | undefined> | undefined;
+  private lastCompactionTick = 0;
+  private lastDropTick = 0;
+  /**
    * The checkpoint being published, and the step it waits on (see effects.ts): written
    * locally, then stored on sleds under `blobKey`, then recorded. One at a time.
    */
@@ -390,6 +403,7 @@ export class Replica {
     this.failPendingRequests(ErrorCode.NotPrimary, `epoch ${configuration.epoch} began`);
     this.flushInFlight = undefined;
     this.pendingCopies.clear();
+    this.compaction = undefined;
     // A lease is the coordinator's promise that no other node becomes this partition's
     // primary before it runs out (it tracks grants per partition and node, not per
     // epoch). So a primary that stays primary into a new epoch (a secondary dropped or
@@ -1057,6 +1071,7 @@ export class Replica {
       this.replicate(heartbeat);
       this.expireRequests();
       this.admitWaitingRequests();
+      this.maybeStartCompaction(role);
       this.maybeStartFlush(false);
       this.checkpointForLearners(role);
     }
@@ -1118,7 +1133,14 @@ export class Replica {
     if (this.commitOpNum < role.readableFromOpNum) return;
     const first = this.metadata.unflushed.entries().next();
     const hasData = first.done !== true && first.value[0] <= this.commitOpNum;
-    const hasMaintenance = this.pendingCopies.size > 0;
+    const gathered = this.compactionGathered();
+    // Chunks to drop are looked for (a scan of the table) at most every dropIntervalTicks.
+    let dropsDue = false;
+    if (this.tickCount - this.lastDropTick >= this.limits.dropIntervalTicks) {
+      this.lastDropTick = this.tickCount;
+      dropsDue = this.metadata.unreferencedChunks().length > 0;
+    }
+    const hasMaintenance = this.pendingCopies.size > 0 || gathered !== undefined || dropsDue;
     if (!hasData && !hasMaintenance) return;
     const due =
       forced ||
@@ -1133,6 +1155,19 @@ export class Replica {
     const parts: Uint8Array[] = [];
     let bytes = 0;
     let throughOpNum = this.metadata.flushedThroughOpNum;
+    // Compaction first: the live extents of its victims, from the bytes it read. Their
+    // live bytes sum to at most chunkBytesMax (see maybeStartCompaction).
+    const victims = gathered === undefined ? [] : [...gathered.keys()];
+    if (gathered !== undefined) {
+      this.compaction = undefined;
+      for (const extent of this.metadata.extentsIn(new Set(victims))) {
+        const location = extent.location as { kind: "chunk"; chunkId: number; offset: number };
+        const victim = gathered.get(location.chunkId)!;
+        pieces.push(extent.offset, extent.length, extent.opNum, bytes);
+        parts.push(victim.subarray(location.offset, location.offset + extent.length));
+        bytes += extent.length;
+      }
+    }
     for (const [opNum, range] of this.metadata.unflushed) {
       if (opNum > this.commitOpNum) break;
       const note = this.log.get(opNum)!;
@@ -1157,7 +1192,10 @@ export class Replica {
     const configuration = this.configuration!;
     if (bytes === 0) {
       // Everything it covers was overwritten: record the progress, write no chunk.
-      const record: FlushRecord = this.withMaintenance({ throughOpNum, chunk: null, pieces: [] });
+      const record: FlushRecord = this.withMaintenance(
+        { throughOpNum, chunk: null, pieces: [] },
+        victims,
+      );
       this.flushInFlight = { chunkNumber: -1, sledChunkId: "", record };
       this.proposeFlushRecord();
       return;
@@ -1172,11 +1210,14 @@ export class Replica {
     this.flushInFlight = {
       chunkNumber,
       sledChunkId,
-      record: this.withMaintenance({
-        throughOpNum,
-        chunk: { chunkNumber, sledChunkId, copies: [], bytes, checksum },
-        pieces,
-      }),
+      record: this.withMaintenance(
+        {
+          throughOpNum,
+          chunk: { chunkNumber, sledChunkId, copies: [], bytes, checksum },
+          pieces,
+        },
+        victims,
+      ),
     };
     this.effects.push({ type: "chunk.write", chunkNumber, sledChunkId, data, checksum });
   }
@@ -1236,15 +1277,105 @@ export class Replica {
     this.pendingCopies.set(chunkNumber, [...copies]);
   }
 
-  /** Moves the pending maintenance into `record`. */
-  private withMaintenance(record: FlushRecord): FlushRecord {
-    if (this.pendingCopies.size === 0) return record;
+  /**
+   * Moves the pending maintenance into `record`: copy lists, and drops of every chunk no
+   * tree refers to now and of the compaction `victims` the record relocates (none is
+   * referenced once its pieces apply; writes meanwhile only take references away).
+   */
+  private withMaintenance(record: FlushRecord, victims: readonly number[]): FlushRecord {
     const copies: [number, string[]][] = [];
     for (const [chunkNumber, sleds] of this.pendingCopies) {
       if (this.metadata.chunks.has(chunkNumber)) copies.push([chunkNumber, sleds]);
     }
     this.pendingCopies.clear();
-    return copies.length === 0 ? record : { ...record, copies };
+    const drop = new Set(this.metadata.unreferencedChunks());
+    for (const chunkNumber of victims) {
+      if (this.metadata.chunks.has(chunkNumber)) drop.add(chunkNumber);
+    }
+    return {
+      ...record,
+      ...(copies.length === 0 ? {} : { copies }),
+      ...(drop.size === 0 ? {} : { drop: [...drop].sort((a, b) => a - b) }),
+    };
+  }
+
+  // ---------------------------------------------------------------- compaction
+
+  /**
+   * Every compactionIntervalTicks, picks chunks mostly dead (referenced bytes at most
+   * compactionLiveRatioMax of their size, but some), most dead bytes first, whose live
+   * bytes fit one chunk, and reads them whole. Not while a flush is in flight that may
+   * relocate some already.
+   */
+  private maybeStartCompaction(role: Extract<Role, { name: "primary" }>): void {
+    if (this.compaction !== undefined || this.flushInFlight !== undefined) return;
+    if (this.commitOpNum < role.readableFromOpNum) return;
+    if (this.tickCount - this.lastCompactionTick < this.limits.compactionIntervalTicks) return;
+    this.lastCompactionTick = this.tickCount;
+    const candidates: { chunkNumber: number; live: number; dead: number }[] = [];
+    for (const [chunkNumber, entry] of this.metadata.chunks) {
+      const live = this.metadata.refBytes(chunkNumber);
+      if (live > 0 && live <= entry.bytes * this.limits.compactionLiveRatioMax) {
+        candidates.push({ chunkNumber, live, dead: entry.bytes - live });
+      }
+    }
+    candidates.sort((a, b) => b.dead - a.dead || a.chunkNumber - b.chunkNumber);
+    const victims = new Map<number, Uint8Array | undefined>();
+    let liveBytes = 0;
+    for (const candidate of candidates) {
+      if (victims.size >= this.limits.compactionVictimsMax) break;
+      if (liveBytes + candidate.live > this.limits.chunkBytesMax) continue;
+      victims.set(candidate.chunkNumber, undefined);
+      liveBytes += candidate.live;
+    }
+    if (victims.size === 0) return;
+    this.compaction = victims;
+    for (const chunkNumber of victims.keys()) {
+      const entry = this.metadata.chunks.get(chunkNumber)!;
+      this.effects.push({
+        type: "chunk.read",
+        chunkNumber,
+        sledChunkId: entry.sledChunkId,
+        copies: [...entry.copies],
+        bytes: entry.bytes,
+        ...(entry.checksum === undefined ? {} : { checksum: entry.checksum }),
+      });
+    }
+  }
+
+  /** The compaction's victims and their bytes, once every one is read. */
+  private compactionGathered(): Map<number, Uint8Array> | undefined {
+    if (this.compaction === undefined) return undefined;
+    for (const data of this.compaction.values()) if (data === undefined) return undefined;
+    return this.compaction as Map<number, Uint8Array>;
+  }
+
+  /** A victim's bytes, read whole (the shell checked them against its CRC32C). */
+  onChunkRead(chunkNumber: number, data: Uint8Array): void {
+    if (this.compaction?.has(chunkNumber) !== true) return;
+    const entry = this.metadata.chunks.get(chunkNumber);
+    // Checked again here: relocated bytes are served as the truth from then on.
+    if (
+      entry === undefined ||
+      data.byteLength !== entry.bytes ||
+      (entry.checksum !== undefined && crc32c(data) !== entry.checksum)
+    ) {
+      this.onChunkReadFailed(chunkNumber);
+      return;
+    }
+    this.compaction.set(chunkNumber, data);
+  }
+
+  /** A victim could not be read: this compaction is given up; a later one picks again. */
+  onChunkReadFailed(chunkNumber: number): void {
+    if (this.compaction?.has(chunkNumber) !== true) return;
+    this.compaction = undefined;
+    this.lastCompactionTick = this.tickCount;
+  }
+
+  /** Space of the partition on sleds: chunk bytes in the table, and those referenced. */
+  spaceUsage(): { chunkBytes: number; liveBytes: number } {
+    return { chunkBytes: this.metadata.chunkBytes, liveBytes: this.metadata.liveBytes };
   }
 
   private proposeFlushRecord(): void {

@@ -4,12 +4,19 @@
 // read says it reflects. One Checker watches one incarnation of one partition, across
 // every epoch; checkers of a run may share one list of violations.
 //
+// Space reclamation (`space`): on every replica, every chunk an extent of any tree refers
+// to is in its chunk table, the incrementally kept referenced bytes equal a recount, and
+// no drop of a referenced chunk was ever refused (a refused drop means a primary listed a
+// chunk still in use: on a replica that applied it, reads would find no chunk).
+//
 // AcknowledgedModel is the client's own model, independent of what replicas report: per
 // sector, the value of the acknowledged mutation with the highest op, plus the values of
 // every attempt whose outcome the client never learned (it may or may not have
 // committed). Once settled, a full read must show, in every sector, one of those.
 
 import { limits } from "@ballast/protocol";
+import { decodeFlushRecord } from "../replica/flush-record.ts";
+import type { PartitionMetadata } from "../replica/metadata.ts";
 import type { Note } from "../replica/note.ts";
 import { noteChecksum, sameNote } from "../replica/note.ts";
 import type { ClientRequest } from "../replica/replica.ts";
@@ -45,11 +52,16 @@ export class Checker {
 
   /** The highest op acknowledged to any client so far. */
   highestAcknowledgedOpNum = 0;
+  /** Chunks dropped by committed flush records (each record counted once). */
+  chunksDropped = 0;
 
   committed(nodeId: string, note: Note): void {
     const known = this.history.get(note.opNum);
     if (known === undefined) {
       this.history.set(note.opNum, { ...note });
+      if (note.kind === "flush" && note.data !== undefined) {
+        this.chunksDropped += decodeFlushRecord(note.data).drop?.length ?? 0;
+      }
       return;
     }
     if (!sameNote(known, note)) {
@@ -57,6 +69,14 @@ export class Checker {
         "agreement",
         `${nodeId} committed op ${note.opNum} as a different note than another replica`,
       );
+    }
+  }
+
+  /** The space accounting of one replica's metadata (see the module header). */
+  space(nodeId: string, metadata: PartitionMetadata): void {
+    for (const problem of metadata.checkRefs()) this.fail("space", `${nodeId}: ${problem}`);
+    if (metadata.dropsRefused > 0) {
+      this.fail("space", `${nodeId} refused ${metadata.dropsRefused} drops of referenced chunks`);
     }
   }
 

@@ -37,7 +37,9 @@
 // older than an op acknowledged before it began; once settled, every partition is back
 // at full strength (replica count voters, no learners or joiners), every member's
 // metadata is identical, a full read matches both the committed history and the client's
-// own model of acknowledged writes, and every acknowledged op is committed.
+// own model of acknowledged writes, and every acknowledged op is committed; on every
+// replica at every tick, the space accounting holds (referenced chunks are in the table,
+// kept counts equal a recount, no drop refused), with drops and compactions frequent.
 //
 // The replica API this drives is adapted in one place (`ReplicaAdapter`); its effects are
 // carried out by the head node's own effect runner (effect-runner.ts) through the seeded
@@ -90,7 +92,9 @@ export type Sabotage =
   /** Primaries serve reads without checking their lease. */
   | "no-lease-check"
   /** The coordinator never adds learners: partitions stay short of their replica count. */
-  | "no-rebuild";
+  | "no-rebuild"
+  /** A replica drops a chunk from its table that its tree still refers to. */
+  | "drop-referenced-chunk";
 
 export interface FailoverOptions {
   seed: number;
@@ -201,6 +205,10 @@ export const failoverDefaults: Omit<FailoverOptions, "seed"> = {
     commitStallTicks: Math.ceil(limits.commitStallMsMax / 100),
     learnerPinTicks: 50,
     learnerSilentTicks: 60,
+    // Space reclamation often, so that drops and compactions meet every fault.
+    dropIntervalTicks: 5,
+    compactionIntervalTicks: 25,
+    compactionVictimsMax: 4,
   },
 };
 
@@ -225,6 +233,9 @@ export interface FailoverResult {
      * excess is dropped, as a full queue would): a sign of a message storm.
      */
     overloadedLinkTicks: number;
+    /** Whole-chunk reads for compaction, and chunks dropped by committed records. */
+    chunkReads: number;
+    chunksDropped: number;
   };
 }
 
@@ -409,7 +420,11 @@ export class FailoverSimulation {
     epochs: 0,
     messagesDropped: 0,
     overloadedLinkTicks: 0,
+    chunkReads: 0,
+    chunksDropped: 0,
   };
+  /** The drop-referenced-chunk sabotage has struck. */
+  private sabotagedDrop = false;
 
   // The model coordinator's state.
   private volumeId = "";
@@ -480,6 +495,9 @@ export class FailoverSimulation {
     }
     this.stats.ticks = this.tickNow;
     this.stats.messagesDropped = this.network.dropped;
+    this.stats.chunkReads = this.sleds.chunkReads;
+    for (const watched of this.watched.values())
+      this.stats.chunksDropped += watched.checker.chunksDropped;
     return { seed: this.options.seed, violations: this.violations, stats: { ...this.stats } };
   }
 
@@ -570,11 +588,29 @@ export class FailoverSimulation {
         if (adapter === undefined) continue;
         adapter.replica.tick();
         this.execute(node, hosted);
+        this.sabotageDrop(adapter.replica);
+        this.watchedFor(hosted.volumeId, hosted.partition).checker.space(
+          node.id,
+          adapter.replica.metadata,
+        );
       }
       if (this.tickNow % this.options.roundTicks === 0) this.sendReport(node);
     }
     if (this.tickNow % this.options.roundTicks === 0) this.coordinatorRound();
     this.expireClientAttempts();
+  }
+
+  /** The sabotage: once, halfway through the load, a replica loses a referenced chunk. */
+  private sabotageDrop(replica: Replica): void {
+    if (this.options.sabotage !== "drop-referenced-chunk" || this.sabotagedDrop) return;
+    if (this.tickNow < this.options.loadTicks / 2) return;
+    const metadata = replica.metadata;
+    for (const chunkNumber of metadata.chunks.keys()) {
+      if (metadata.refBytes(chunkNumber) === 0) continue;
+      metadata.chunks.delete(chunkNumber);
+      this.sabotagedDrop = true;
+      return;
+    }
   }
 
   private faultyNodes(): number {
@@ -1392,6 +1428,7 @@ export class FailoverSimulation {
       const expected = primary.metadata.fingerprint();
       for (const member of membersOf(record)) {
         const replica = this.node(member).hosted.get(partition)!.adapter!.replica;
+        watched.checker.space(member, replica.metadata);
         if (replica.metadata.fingerprint() !== expected)
           watched.checker.fail(
             "metadata",

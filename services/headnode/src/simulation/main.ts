@@ -41,9 +41,13 @@ async function runOne(seed: number) {
 
 const started = performance.now();
 let failed = 0;
+/** Every numeric stat summed over the seeds run, printed at the end. */
+const totals: Record<string, number> = {};
 for (let seed = first; seed < first + count; seed++) {
   const result = await runOne(seed);
   const ok = result.violations.length === 0;
+  for (const [name, value] of Object.entries(result.stats))
+    totals[name] = (totals[name] ?? 0) + value;
   if (!ok || !values.quiet || count === 1) {
     process.stdout.write(
       `seed ${seed}: ${ok ? "ok" : "VIOLATION"} ${JSON.stringify(result.stats)}\n`,
@@ -64,5 +68,6 @@ for (let seed = first; seed < first + count; seed++) {
   if (!values["keep-going"]) break;
 }
 const seconds = ((performance.now() - started) / 1000).toFixed(1);
+if (count > 1) process.stdout.write(`totals ${JSON.stringify(totals)}\n`);
 process.stdout.write(`${count} seeds from ${first}: ${failed} with violations, ${seconds} s\n`);
 process.exit(failed === 0 ? 0 : 1);

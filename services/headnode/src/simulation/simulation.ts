@@ -12,7 +12,9 @@
 // is the same note on every replica; every acknowledged write was committed as sent;
 // every read returns exactly the model's state at the op it reports, and never an older
 // state than an acknowledged write it follows; once settled, every replica's metadata is
-// identical and a full read matches the model.
+// identical and a full read matches the model; on every replica at every tick, the space
+// accounting holds (every referenced chunk is in the table, kept counts equal a recount,
+// no drop refused), with drops and compaction frequent (small limits).
 //
 // The core's effects are carried out by the head node's own effect runner
 // (effect-runner.ts), through the seeded fakes of testing/fakes.ts for the journal,
@@ -96,6 +98,9 @@ export const simulationDefaults: Omit<SimulationOptions, "seed"> = {
     requestDeadlineTicks: 300,
     notesInflightMax: 64,
     notesPerMessageMax: 16,
+    dropIntervalTicks: 5,
+    compactionIntervalTicks: 25,
+    compactionVictimsMax: 4,
   },
 };
 
@@ -110,6 +115,9 @@ export interface SimulationResult {
     commitOpNum: number;
     chunks: number;
     messagesDropped: number;
+    /** Whole-chunk reads for compaction, and chunks dropped by committed records. */
+    chunkReads: number;
+    chunksDropped: number;
   };
 }
 
@@ -203,6 +211,8 @@ export class Simulation {
         commitOpNum: primary?.commitOpNum ?? -1,
         chunks: primary?.metadata.chunks.size ?? -1,
         messagesDropped: this.network.dropped,
+        chunkReads: this.sleds.chunkReads,
+        chunksDropped: this.checker.chunksDropped,
       },
     };
   }
@@ -243,6 +253,7 @@ export class Simulation {
       if (node.replica === undefined) continue;
       node.replica.tick();
       node.runner?.run();
+      this.checker.space(node.id, node.replica.metadata);
     }
     this.expireClientRequests(false);
   }
@@ -477,6 +488,7 @@ export class Simulation {
   private checkSettled(): void {
     const primary = this.nodes[0]!.replica!;
     const expected = primary.metadata.fingerprint();
+    for (const node of this.nodes) this.checker.space(node.id, node.replica!.metadata);
     for (const node of this.nodes.slice(1)) {
       const fingerprint = node.replica!.metadata.fingerprint();
       if (fingerprint !== expected) {

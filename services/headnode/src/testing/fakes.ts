@@ -10,7 +10,8 @@
 //   notes (a torn tail); as sabotage, a crash may also lose acknowledged notes.
 // - checkpoint file (FakeCheckpointFile): written after a delay; a crash loses a write
 //   in progress (the old file stays).
-// - sleds (FakeSleds): chunk writes fail at a rate; checkpoint uploads fail at a rate,
+// - sleds (FakeSleds): chunk writes and whole-chunk reads (compaction) fail at a rate,
+//   and a read of a chunk no sled has (or with another size or CRC32C) fails; checkpoint uploads fail at a rate,
 //   and each of their two copies may be lost or corrupt (found by the blob's CRC32C).
 // - network (FakeNetwork): messages are dropped, duplicated and delayed (so reordered).
 // - checkpoint records (FakeCheckpointRecords): the coordinator's catalogue, which keeps
@@ -273,12 +274,24 @@ type SledWork =
       sleds: readonly string[];
       done: Done<string[]>;
     }
+  | {
+      kind: "read";
+      owner: string;
+      readyTick: number;
+      sledChunkId: string;
+      bytes: number;
+      checksum: number | undefined;
+      fails: boolean;
+      done: Done<Uint8Array>;
+    }
   | { kind: "delete"; owner: string; readyTick: number; key: string; done: Done };
 
 /** The sleds every replica of a simulation shares. */
 export class FakeSleds {
   readonly chunks = new Map<string, Uint8Array>();
   readonly blobs = new Map<string, Blob>();
+  /** Whole-chunk reads answered with the chunk's bytes (compaction). */
+  chunkReads = 0;
   private work: SledWork[] = [];
 
   constructor(
@@ -305,6 +318,18 @@ export class FakeSleds {
         const chunk = this.chunks.get(sledChunkId);
         if (chunk === undefined) throw new Error(`no chunk ${sledChunkId}`);
         return chunk.subarray(offset, offset + length);
+      },
+      readWholeChunk: (chunk, done) => {
+        this.work.push({
+          kind: "read",
+          owner,
+          readyTick: world.tick + world.random.integer(1, this.options.chunkWriteTicksMax),
+          sledChunkId: chunk.sledChunkId,
+          bytes: chunk.bytes,
+          checksum: chunk.checksum,
+          fails: world.faultsOn && world.random.chance(this.options.chunkFailRate),
+          done,
+        });
       },
       putBlob: (key, data, sleds, _spread, done) => {
         const readyTick = world.tick + world.random.integer(0, this.options.blobPutTicksMax);
@@ -347,6 +372,24 @@ export class FakeSleds {
             work.done({ ok: true, value: ["sled-1", "sled-2"] });
           }
           break;
+        case "read": {
+          const data = this.chunks.get(work.sledChunkId);
+          if (work.fails || data === undefined) {
+            work.done({ ok: false, error: new Error(`chunk ${work.sledChunkId}: read failed`) });
+          } else if (
+            data.byteLength !== work.bytes ||
+            (work.checksum !== undefined && crc32c(data) !== work.checksum)
+          ) {
+            work.done({
+              ok: false,
+              error: new Error(`chunk ${work.sledChunkId}: CRC32C mismatch`),
+            });
+          } else {
+            this.chunkReads++;
+            work.done({ ok: true, value: data });
+          }
+          break;
+        }
         case "blob":
           this.completePut(work);
           break;
