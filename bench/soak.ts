@@ -50,6 +50,9 @@ export const requestBytesMax = 1 * mebibyte;
 export const trimShare = 0.15;
 /** Sled usage at the end must stay below this share of capacity. */
 export const usageLimitFraction = 0.6;
+
+/** How long after the read-back the final usage is measured (see the sweep settings). */
+export const settleMs = 15_000;
 /** Cumulative writes must reach this multiple of the sleds' total capacity. */
 export const capacityMultipleDefault = 10;
 /** Reads of the final check, in pieces of this size. */
@@ -72,6 +75,13 @@ export interface SoakOptions {
   volumeBytes: number;
   replicas: 2 | 3;
   sampleIntervalMs: number;
+  /**
+   * Writes are paced to this rate on average (0: as fast as the cluster answers). A soak
+   * models a disk in use for months, not a bulk import: sleds of a few MiB absorb only
+   * seconds of unpaced writes, less than reclamation's own delays (flush, checkpoint,
+   * sweep grace), whereas real sleds hold hours.
+   */
+  bytesPerSecond: number;
   /** Fail when usage at the end is above usageLimitFraction (the issue's plateau). */
   checkUsage: boolean;
   seed: number;
@@ -93,6 +103,7 @@ export const soakDefaults: SoakOptions = {
   volumeBytes: 32 * mebibyte,
   replicas: 2,
   sampleIntervalMs: 10_000,
+  bytesPerSecond: 1.5 * mebibyte,
   checkUsage: true,
   seed: 1,
   env: {},
@@ -182,6 +193,11 @@ export async function runSoak(partial: Partial<SoakOptions> = {}): Promise<SoakR
         BALLAST_HEARTBEAT_TIMEOUT_MS: "1500",
         BALLAST_SLED_DEVICES: String(options.devicesPerSled),
         BALLAST_SLED_DEVICE_BYTES: String(options.deviceBytes),
+        // Sleds of a few MiB hold only seconds of writes: garbage must be swept within
+        // seconds too (the defaults, 30 s and 60 s, suit sleds of gigabytes and more).
+        BALLAST_SWEEP_INTERVAL_MS: "2000",
+        BALLAST_SWEEP_GRACE_MS: "4000",
+        BALLAST_CHECKPOINT_INTERVAL_MS: "2000",
         ...options.env,
       },
     });
@@ -288,6 +304,12 @@ export async function runSoak(partial: Partial<SoakOptions> = {}): Promise<SoakR
             Math.min(requestBytesMax, options.volumeBytes) / sectorBytes,
           ) * sectorBytes;
         const offset = random.between(0, sectorsMax - length / sectorBytes) * sectorBytes;
+        const aheadMs =
+          options.bytesPerSecond > 0
+            ? (counters.bytesWritten / options.bytesPerSecond) * 1000 -
+              (Date.now() - writesStartedAtMs)
+            : 0;
+        if (aheadMs > 0) await new Promise((resolve) => setTimeout(resolve, aheadMs));
         if (random.next() < trimShare) {
           await request(Command.Trim, offset, length);
           model.fill(0, offset, offset + length);
@@ -335,6 +357,9 @@ export async function runSoak(partial: Partial<SoakOptions> = {}): Promise<SoakR
         `the volume does not match the model: ${mismatchedBytes} bytes differ, the first at ${firstMismatchOffset}`,
       );
     }
+    // The plateau is judged once reclamation has caught up with the last writes: a
+    // checkpoint, then two sweep passes a grace apart (the intervals set above).
+    await new Promise((resolve) => setTimeout(resolve, settleMs));
     const last = await sample();
     if (options.checkUsage && last.usedFraction > usageLimitFraction) {
       failures.push(
@@ -383,6 +408,7 @@ const usage = `npm run soak -- [options]
   --sleds N            sleds (default ${soakDefaults.sleds}); --head-nodes N (default ${soakDefaults.headNodes})
   --device-mib N       each sled's device size (default ${soakDefaults.deviceBytes / mebibyte}); --devices N (default ${soakDefaults.devicesPerSled})
   --volume-mib N       the volume's size (default ${soakDefaults.volumeBytes / mebibyte})
+  --mib-per-second N   pace writes to N MiB/s on average, 0 for unpaced (default ${soakDefaults.bytesPerSecond / mebibyte})
   --sample-seconds N   the usage curve's interval (default ${soakDefaults.sampleIntervalMs / 1000})
   --no-usage-check     do not fail on usage above ${usageLimitFraction * 100} % at the end
   --seed N             the request generator's seed (default ${soakDefaults.seed})
@@ -401,6 +427,7 @@ async function main(): Promise<number> {
       devices: { type: "string" },
       "volume-mib": { type: "string" },
       "sample-seconds": { type: "string" },
+      "mib-per-second": { type: "string" },
       "no-usage-check": { type: "boolean" },
       seed: { type: "string" },
       "json-out": { type: "string" },
@@ -429,6 +456,10 @@ async function main(): Promise<number> {
     devicesPerSled: number(values.devices, soakDefaults.devicesPerSled),
     volumeBytes: number(values["volume-mib"], soakDefaults.volumeBytes / mebibyte) * mebibyte,
     sampleIntervalMs: number(values["sample-seconds"], soakDefaults.sampleIntervalMs / 1000) * 1000,
+    bytesPerSecond:
+      values["mib-per-second"] === "0"
+        ? 0
+        : number(values["mib-per-second"], soakDefaults.bytesPerSecond / mebibyte) * mebibyte,
     checkUsage: values["no-usage-check"] !== true,
     seed: number(values.seed, soakDefaults.seed),
   });
