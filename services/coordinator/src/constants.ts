@@ -74,3 +74,12 @@ export const purgeRequestDeadlineMs = 5000;
 
 /** Pages of a sled's chunk or blob listing one purge pass reads, per incarnation. */
 export const purgeListPagesMax = 100;
+
+/**
+ * Silence after which a sled is declared out of service (sleds.ts): its copies count as
+ * lost and primaries make new ones. Much longer than a heartbeat timeout, so that a sled
+ * restart does not copy everything it holds; shorter by option in tests.
+ */
+export const sledOutAfterMsDefault = 60_000;
+export const sledOutAfterMsMin = 100;
+export const sledOutAfterMsMax = 24 * 60 * 60 * 1000;

@@ -42,12 +42,16 @@ import {
   leaderRenewMs,
   purgePassIntervalMs,
   reconcileIntervalMs,
+  sledOutAfterMsDefault,
+  sledOutAfterMsMax,
+  sledOutAfterMsMin,
 } from "./constants.ts";
 import { Heartbeats } from "./heartbeats.ts";
 import { Leadership, type Leading } from "./leadership.ts";
 import { Purger } from "./purger.ts";
 import { Reconciler } from "./reconciler.ts";
 import { Reports } from "./reports.ts";
+import { SledRecords } from "./sled-records.ts";
 import { Status } from "./status.ts";
 import { forgetConfigured, newTenure, remember, type Tenure, type Tenures } from "./tenure.ts";
 import { Volumes } from "./volumes.ts";
@@ -61,6 +65,15 @@ export const coordinatorOptions = {
     min: heartbeatTimeoutMsMin,
     max: heartbeatTimeoutMsMax,
     description: "silence after which a service is declared dead",
+  },
+  sledOutAfterMs: {
+    flag: "sled-out-after-ms",
+    env: "BALLAST_SLED_OUT_AFTER_MS",
+    type: "integer",
+    default: sledOutAfterMsDefault,
+    min: sledOutAfterMsMin,
+    max: sledOutAfterMsMax,
+    description: "silence after which a sled is declared out and its chunks copied again",
   },
   partitionBytes: {
     flag: "partition-bytes",
@@ -94,6 +107,7 @@ interface Parts {
   purger: Purger;
   reports: Reports;
   status: Status;
+  sleds: SledRecords;
 }
 
 export class Coordinator {
@@ -144,6 +158,7 @@ export class Coordinator {
     this.every(leaderRenewMs, () => this.lead());
     this.every(reconcileIntervalMs, () => this.parts.reconciler.reconcile());
     this.every(purgePassIntervalMs, () => this.parts.purger.purge());
+    this.every(tickMs, () => this.parts.sleds.tick());
     this.service.onClose(async () => {
       for (const timer of this.timers) clearInterval(timer);
       await this.control?.stop();
@@ -178,9 +193,16 @@ export class Coordinator {
       partitionBytesDefault: this.config.partitionBytes,
     });
     const purger = new Purger({ service, catalogue, heartbeats, tenures });
-    const reports = new Reports(catalogue, heartbeats);
-    const status = new Status(service, heartbeats, volumes);
-    return { catalogue, leadership, reconciler, volumes, purger, reports, status };
+    const sleds = new SledRecords({
+      logger: service.logger,
+      catalogue,
+      heartbeats,
+      tenures,
+      sledOutAfterMs: this.config.sledOutAfterMs,
+    });
+    const reports = new Reports(catalogue, heartbeats, sleds);
+    const status = new Status(service, heartbeats, volumes, sleds);
+    return { catalogue, leadership, reconciler, volumes, purger, reports, status, sleds };
   }
 
   private every(ms: number, work: () => unknown): void {
@@ -298,7 +320,7 @@ export class Coordinator {
     const { volumes, reports, status } = this.parts;
     switch (message.type) {
       case "cluster.status.v1":
-        return status.onClusterStatus(message);
+        return status.onClusterStatus(message, tenure);
       case "volume.create.v1":
         return this.serialize(() => volumes.create(tenure, message));
       case "volume.describe.v1":
