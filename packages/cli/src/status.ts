@@ -106,7 +106,7 @@ export function reportedLine(reported: Reported | undefined): string {
     parts.push(
       reported.chunksShortOfCopies === 0
         ? "every chunk has 2 copies on sleds in service"
-        : `${reported.chunksShortOfCopies} chunks SHORT OF COPIES (re-replicating)`,
+        : `${reported.chunksShortOfCopies} chunks SHORT OF COPIES`,
     );
   }
   if (reported.chunkBytes !== undefined && reported.liveBytes !== undefined) {

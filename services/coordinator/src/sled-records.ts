@@ -94,7 +94,7 @@ export class SledRecords {
     const wallMs = Date.now();
     for (const member of this.options.heartbeats.list()) {
       if (member.kind !== "sled") continue;
-      const heardWallMs = wallMs - Math.max(0, nowMs - member.lastHeartbeatAtMs);
+      const heardWallMs = Math.round(wallMs - Math.max(0, nowMs - member.lastHeartbeatAtMs));
       if (book.heard(member.id, member.lastHeartbeatAtMs, heardWallMs)) {
         this.options.logger.info({ sled: member.id }, "sled in service");
       }
