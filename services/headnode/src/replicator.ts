@@ -14,6 +14,15 @@
 // partition it leads; one pass at a time (a change of the out set during a pass runs
 // another after it).
 //
+// Scheduled scrub: every primary also reads each of its chunks' live copies whole, at a
+// slow rate (one pass over its table per scrubIntervalMs, a day by default, spread
+// evenly: `scrubDue`), checks them against the table's CRC32C, and repairs a damaged or
+// missing copy from a sound one (SledClient.checkChunk: the new copy is written first,
+// the damaged one dropped only if the sled refuses it). One chunk at a time, so a scrub
+// adds at most one read to the copies above. Rot found between reads is thus repaired
+// before a second fault can meet it. The cursor is in memory: a new primary starts its
+// pass from the lowest chunk number.
+//
 // Failure model: the shell holds nothing durable. A copy written but never recorded (a
 // crash, a lost flush record, a failover) is an extra object that the coordinator's
 // orphan sweep frees; the next pass (here, or on the new primary) finds the chunk still
@@ -33,6 +42,12 @@ export const replicatorIntervalMs = 30_000;
 export const replicationCopiesInflightMax = 2;
 /** A chunk whose new copy list was recorded is left alone this long (its flush record). */
 export const recordSettleMs = 10_000;
+/** One scrub pass over a primary's chunk table takes this long. */
+export const scrubIntervalMs = 24 * 60 * 60 * 1000;
+/** How often the scrub checks the chunks that have come due. */
+export const scrubStepMs = 10_000;
+/** Chunks one primary's scrub checks in one step at most (credit beyond it is dropped). */
+export const scrubChunksPerStepMax = 16;
 
 /** What the replicator needs of a hosted replica (partition-host.ts). */
 export interface ReplicatedPartition {
@@ -105,12 +120,46 @@ export function planCopies(
   return { jobs, lost, stuck };
 }
 
+/**
+ * The scrub's pace for one partition: `credit` (fractional chunks owed) grows by the
+ * table's share of `elapsedMs` of a whole pass; the whole part is due now, at most
+ * scrubChunksPerStepMax (a long stall does not turn into a burst).
+ */
+export function scrubDue(
+  credit: number,
+  elapsedMs: number,
+  chunks: number,
+  intervalMs: number,
+): { due: number; credit: number } {
+  const owed = Math.min(credit + (elapsedMs * chunks) / intervalMs, scrubChunksPerStepMax);
+  const due = Math.min(Math.floor(owed), chunks);
+  return { due, credit: owed - due };
+}
+
+/** The `count` chunk numbers after `cursor` in order, wrapping around the table. */
+export function nextChunks(
+  chunkNumbers: Iterable<number>,
+  cursor: number,
+  count: number,
+): number[] {
+  const sorted = [...chunkNumbers].sort((a, b) => a - b);
+  const start = sorted.findIndex((n) => n > cursor);
+  const from = start === -1 ? 0 : start;
+  const picked: number[] = [];
+  for (let at = 0; at < Math.min(count, sorted.length); at++) {
+    picked.push(sorted[(from + at) % sorted.length]!);
+  }
+  return picked;
+}
+
 export interface ReplicatorOptions {
-  sleds: Pick<SledClient, "copyChunk">;
+  sleds: Pick<SledClient, "copyChunk" | "checkChunk">;
   logger: Logger;
   /** The replicas this node hosts now. */
   partitions: () => Iterable<ReplicatedPartition>;
   intervalMs?: number;
+  /** A whole scrub pass over each primary's table (scrubIntervalMs by default). */
+  scrubIntervalMs?: number;
   clock?: () => number;
 }
 
@@ -125,6 +174,10 @@ export class Replicator {
   private readonly checkpointsReplaced = new Map<string, string>();
   private readonly clock: () => number;
   private closed = false;
+  private scrubTimer: NodeJS.Timeout | undefined;
+  private scrubbing: Promise<void> | undefined;
+  /** Per partition (`volumeId/partition`): the last chunk scrubbed, and chunks owed. */
+  private readonly scrubbed = new Map<string, { cursor: number; credit: number; atMs: number }>();
 
   constructor(private readonly options: ReplicatorOptions) {
     this.clock = options.clock ?? (() => performance.now());
@@ -135,12 +188,78 @@ export class Replicator {
       () => void this.pass(),
       this.options.intervalMs ?? replicatorIntervalMs,
     );
+    this.scrubTimer = setInterval(() => void this.scrubStep(), scrubStepMs);
   }
 
   async close(): Promise<void> {
     this.closed = true;
     clearInterval(this.timer);
-    await this.running;
+    clearInterval(this.scrubTimer);
+    await Promise.all([this.running, this.scrubbing]);
+  }
+
+  /** Checks the chunks whose turn has come on every primary; one step at a time. */
+  scrubStep(): Promise<void> {
+    this.scrubbing ??= (async () => {
+      try {
+        await this.scrubDueChunks();
+      } catch (error) {
+        this.options.logger.error({ error: String(error) }, "scrub step failed");
+      } finally {
+        this.scrubbing = undefined;
+      }
+    })();
+    return this.scrubbing;
+  }
+
+  private async scrubDueChunks(): Promise<void> {
+    const nowMs = this.clock();
+    const intervalMs = this.options.scrubIntervalMs ?? scrubIntervalMs;
+    const hosted = new Set<string>();
+    for (const partition of this.options.partitions()) {
+      const key = `${partition.address.volumeId}/${partition.address.partition}`;
+      hosted.add(key);
+      if (partition.roleName !== "primary") {
+        this.scrubbed.delete(key);
+        continue;
+      }
+      const chunks = partition.replica.metadata.chunks;
+      const state = this.scrubbed.get(key) ?? { cursor: -1, credit: 0, atMs: nowMs };
+      const { due, credit } = scrubDue(state.credit, nowMs - state.atMs, chunks.size, intervalMs);
+      state.credit = credit;
+      state.atMs = nowMs;
+      this.scrubbed.set(key, state);
+      for (const chunkNumber of nextChunks(chunks.keys(), state.cursor, due)) {
+        if (this.closed || partition.roleName !== "primary") return;
+        state.cursor = chunkNumber;
+        const entry = chunks.get(chunkNumber);
+        if (entry !== undefined) await this.scrubChunk(partition, entry);
+      }
+    }
+    for (const key of this.scrubbed.keys()) if (!hosted.has(key)) this.scrubbed.delete(key);
+  }
+
+  /** Reads every live copy of one chunk whole; repairs the damaged and missing ones. */
+  private async scrubChunk(partition: ReplicatedPartition, entry: ChunkEntry): Promise<void> {
+    const { address } = partition;
+    const copies = liveCopies(entry.copies, this.out);
+    if (copies.length === 0) return;
+    const outcomes = await this.options.sleds.checkChunk(
+      { volume: address.volume, partition: address.partition },
+      entry.sledChunkId,
+      copies,
+      entry.checksum === undefined
+        ? { bytes: entry.bytes }
+        : { bytes: entry.bytes, checksum: entry.checksum },
+    );
+    for (const outcome of outcomes) {
+      this.options.logger.warn(
+        { ...address, chunk: entry.sledChunkId, ...outcome },
+        outcome.repaired
+          ? `scrub found a ${outcome.found} chunk copy and repaired it`
+          : `scrub found a ${outcome.found} chunk copy and could not repair it`,
+      );
+    }
   }
 
   /** The sleds out of service, as the coordinator's last report answer named them. */

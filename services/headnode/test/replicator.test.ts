@@ -3,9 +3,12 @@ import { describe, expect, test } from "vitest";
 import type { ChunkEntry } from "../src/replica/metadata.ts";
 import {
   chunksShortOfCopies,
+  nextChunks,
   planCopies,
   type ReplicatedPartition,
   Replicator,
+  scrubChunksPerStepMax,
+  scrubDue,
 } from "../src/replicator.ts";
 
 const logger = createLogger({ service: "headnode", nodeId: "head-1", level: "silent" });
@@ -115,6 +118,7 @@ describe("replicator", () => {
           copied.push(`${chunkId}->${to}`);
           return from[0]!;
         },
+        checkChunk: async () => [],
       },
     });
     replicator.setOut(["sled-3"]);
@@ -149,6 +153,7 @@ describe("replicator", () => {
           copies++;
           return "sled-1";
         },
+        checkChunk: async () => [],
       },
     });
     await replicator.pass();
@@ -157,10 +162,85 @@ describe("replicator", () => {
     const other = new Replicator({
       logger,
       partitions: () => [secondary],
-      sleds: { copyChunk: async () => "sled-1" },
+      sleds: { copyChunk: async () => "sled-1", checkChunk: async () => [] },
     });
     other.setOut(["sled-3"]);
     await other.pass();
     expect(recorded).toEqual([]);
+  });
+});
+
+describe("scheduled scrub", () => {
+  test("the pace spreads one pass over the interval, and a stall does not become a burst", () => {
+    // 100 chunks a day: one every 864 s.
+    const day = 86_400_000;
+    let step = scrubDue(0, 432_000, 100, day);
+    expect(step).toEqual({ due: 0, credit: 0.5 });
+    step = scrubDue(step.credit, 432_000, 100, day);
+    expect(step.due).toBe(1);
+    expect(step.credit).toBeCloseTo(0);
+    expect(scrubDue(0, day, 100, day).due).toBe(scrubChunksPerStepMax);
+    expect(scrubDue(0, day, 3, day).due).toBe(3);
+    expect(scrubDue(0, day, 0, day).due).toBe(0);
+  });
+
+  test("the cursor walks the table in order and wraps", () => {
+    expect(nextChunks([7, 2, 9, 4], -1, 2)).toEqual([2, 4]);
+    expect(nextChunks([7, 2, 9, 4], 4, 3)).toEqual([7, 9, 2]);
+    expect(nextChunks([7, 2, 9, 4], 9, 9)).toEqual([2, 4, 7, 9]);
+    expect(nextChunks([], 3, 2)).toEqual([]);
+  });
+
+  test("every chunk's live copies are checked once per pass, damage reported repaired", async () => {
+    const chunks = table([
+      [0, ["sled-1", "sled-2"]],
+      [1, ["sled-1", "sled-3"]],
+      [2, ["sled-2", "sled-4"]],
+    ]);
+    const checked: [string, string[]][] = [];
+    let nowMs = 0;
+    const replicated: ReplicatedPartition = {
+      address: { volume: "v", volumeId: "1-v", partition: 0 },
+      roleName: "primary",
+      sleds,
+      replica: {
+        metadata: { chunks } as ReplicatedPartition["replica"]["metadata"],
+        recordCopies: () => undefined,
+        requestCheckpoint: () => undefined,
+        recordedCheckpoint: undefined,
+      },
+    };
+    const replicator = new Replicator({
+      logger,
+      partitions: () => [replicated],
+      scrubIntervalMs: 3000,
+      clock: () => nowMs,
+      sleds: {
+        copyChunk: async () => "sled-1",
+        checkChunk: async (_owner, chunkId, copies) => {
+          checked.push([chunkId, [...copies]]);
+          return chunkId === "v/0/1"
+            ? [{ sled: "sled-1", found: "damaged" as const, repaired: true }]
+            : [];
+        },
+      },
+    });
+    replicator.setOut(["sled-3"]);
+    await replicator.pass();
+    await replicator.scrubStep(); // starts the clock for this partition
+    for (let step = 0; step < 6; step++) {
+      nowMs += 1000;
+      await replicator.scrubStep();
+    }
+    // Two whole passes over three chunks in 6 s; copies on out sleds are not read.
+    expect(checked).toEqual([
+      ["v/0/0", ["sled-1", "sled-2"]],
+      ["v/0/1", ["sled-1"]],
+      ["v/0/2", ["sled-2", "sled-4"]],
+      ["v/0/0", ["sled-1", "sled-2"]],
+      ["v/0/1", ["sled-1"]],
+      ["v/0/2", ["sled-2", "sled-4"]],
+    ]);
+    await replicator.close();
   });
 });
