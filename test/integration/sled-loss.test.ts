@@ -14,9 +14,9 @@ import { describeVolume, readBytes, writeBlocks } from "../support/faults.ts";
 
 const mebibyte = 1024 * 1024;
 const partitionBytes = 4 * mebibyte;
-const partitions = 2;
+const partitions = 4;
 const blocksPerWrite = 64;
-const writesPerPartition = 6;
+const writesPerPartition = 8;
 const sledOutAfterMs = 3000;
 /** Generous bound for a loaded machine: out after 3 s, then a few MiB to copy. */
 const replicatedWithinMs = 30_000;
