@@ -8,7 +8,12 @@
 //                     "version": "0.1.0", "info": { … },
 //                     "capacity": { "capacityBytes": …, "usedBytes": …, … } } ],
 //     "volumes": [ { …, "stored": { "bytes": …, "chunks": …, "sleds": [ … ] } } ],
-//     "capacity": { "sleds": 3, "sledsUnanswered": 0, "capacityBytes": …, … } }
+//     "capacity": { "sleds": 3, "sledsUnanswered": 0, "capacityBytes": …, … },
+//     "sleds": [ { "id": "sled-1", "state": "in", "since": …, "silentMs": 200, … } ] }
+//
+// Each volume also carries `reported`: what its primaries last reported to the leader,
+// summed — { "partitions", "partitionsReported", "chunksShortOfCopies", and when
+// reported "chunkBytes", "liveBytes", "reclaimableBytes" }.
 //
 // Fields are only ever added, never renamed or removed, within protocol v1.
 //
@@ -68,6 +73,7 @@ export function formatStatus(status: ClusterStatus, nowMs: number): string {
     `SERVICES (${healthy} of ${status.services.length} healthy)`,
     ...table([header, ...rows], "  "),
     ...capacityLines(status),
+    ...sledLines(status, nowMs),
     "",
     "VOLUMES",
     ...(status.volumes.length === 0
@@ -75,10 +81,63 @@ export function formatStatus(status: ClusterStatus, nowMs: number): string {
       : status.volumes.map((volume) => {
           const state = volume as VolumeState;
           const health = `    ${healthLine(volumeHealth(state, dead))}\n`;
-          return `  ${summary(state)}${health}${indent(storedLine(state))}${state.partitions.map((partition) => `  ${partitionLine(partition)}`).join("")}`.trimEnd();
+          const reported = reportedLine(volume.reported as Reported | undefined);
+          return `  ${summary(state)}${health}${indent(storedLine(state))}${reported}${state.partitions.map((partition) => `  ${partitionLine(partition)}`).join("")}`.trimEnd();
         })),
   ];
   return `${lines.join("\n")}\n`;
+}
+
+/** What a volume's primaries last reported (coordinator status.ts `reported`). */
+interface Reported {
+  partitions: number;
+  partitionsReported: number;
+  chunksShortOfCopies?: number;
+  chunkBytes?: number;
+  liveBytes?: number;
+  reclaimableBytes?: number;
+}
+
+/** Copies to make again and, when reported, capacity live and reclaimable; one line. */
+export function reportedLine(reported: Reported | undefined): string {
+  if (reported === undefined || reported.partitionsReported === 0) return "";
+  const parts: string[] = [];
+  if (reported.chunksShortOfCopies !== undefined) {
+    parts.push(
+      reported.chunksShortOfCopies === 0
+        ? "every chunk has 2 copies on sleds in service"
+        : `${reported.chunksShortOfCopies} chunks SHORT OF COPIES`,
+    );
+  }
+  if (reported.chunkBytes !== undefined && reported.liveBytes !== undefined) {
+    parts.push(
+      `chunks ${formatBytes(reported.chunkBytes)}: live ${formatBytes(reported.liveBytes)}, reclaimable ${formatBytes(reported.reclaimableBytes ?? reported.chunkBytes - reported.liveBytes)}`,
+    );
+  }
+  if (parts.length === 0) return "";
+  const of =
+    reported.partitionsReported === reported.partitions
+      ? ""
+      : ` (${reported.partitionsReported} of ${reported.partitions} partitions reported)`;
+  return `    ${parts.join("; ")}${of}\n`;
+}
+
+/** Every sled the leader has records of: in or out of service, and since when. */
+export function sledLines(status: ClusterStatus, nowMs: number): string[] {
+  const sleds = status.sleds;
+  if (sleds === undefined || sleds.length === 0) return [];
+  const out = sleds.filter((sled) => sled.state === "out").length;
+  const rows = sleds.map((sled) => [
+    sled.id,
+    sled.state === "in" ? "in" : "OUT",
+    `since ${formatDuration(nowMs - sled.since)} ago`,
+    sled.silentMs < 1000 ? "" : `silent ${formatDuration(sled.silentMs)}`,
+  ]);
+  return [
+    "",
+    `SLEDS (${sleds.length - out} in service, ${out} out)`,
+    ...table([["SLED", "STATE", "", ""], ...rows], "  "),
+  ];
 }
 
 const indent = (text: string) => text.replace(/^(?=.)/gm, "  ");

@@ -15,6 +15,9 @@
 //                                  incarnation whose chunks and blobs may remain on
 //                                  sleds (see purge.ts); written before the volume
 //                                  record is deleted, removed once purged
+//   sled.<id>                     {id, firstSeenMs, lastSeenMs, state, since}: a sled
+//                                  the leader has heard of, in or out of service
+//                                  (see sleds.ts)
 //
 // Incarnations: a volume's `id` is `<incarnation>-<nonce>` (@ballast/protocol
 // incarnation.ts), the number taken from `incarnation.<name>` by compare-and-set, so ids
@@ -42,6 +45,7 @@
 import { BallastError, ErrorCode } from "@ballast/protocol";
 import { type PartitionRecord, volumeIdOf } from "./decisions.ts";
 import type { PurgeRecord } from "./purge.ts";
+import type { SledRecord } from "./sleds.ts";
 
 export interface VolumeRecord {
   name: string;
@@ -109,6 +113,8 @@ export const keys = {
   incarnation: (name: string) => `incarnation.${name}`,
   purge: (volumeId: string) => `purge.${volumeId}`,
   purges: "purge.>",
+  sled: (id: string) => `sled.${id}`,
+  sleds: "sled.>",
 };
 
 /** The incarnation of a volume record: records before incarnations use the name. */
@@ -422,6 +428,29 @@ export class Catalogue {
 
   async forgetPurge(volumeId: string): Promise<void> {
     await this.kv.delete(keys.purge(volumeId));
+  }
+
+  // ---------------------------------------------------------------- sled records
+
+  /** Every sled record the leaders have kept (sleds.ts). */
+  async sledRecords(): Promise<SledRecord[]> {
+    const found = await this.list(keys.sleds);
+    const records = await Promise.all(found.map((key) => this.read<SledRecord>(key)));
+    return records.filter((record) => record !== undefined).map((record) => record.value);
+  }
+
+  /**
+   * Writes a sled record over whatever is there. Only the leader writes them, and a
+   * write an ex-leader races in is corrected by the leader's next change of state.
+   */
+  async putSledRecord(record: SledRecord): Promise<void> {
+    const key = keys.sled(record.id);
+    const current = await this.kv.get(key);
+    if (current === null || current.operation !== "PUT") {
+      await this.kv.create(key, encode(record));
+    } else {
+      await this.kv.update(key, encode(record), current.revision);
+    }
   }
 
   /** The keys matching `filter`, each once. */

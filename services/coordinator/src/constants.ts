@@ -95,3 +95,12 @@ export const sweepListPagesMax = 100;
 
 /** Deletes one pass sends at most (one at a time); the rest wait for the next pass. */
 export const sweepDeletesPerPassMax = 1000;
+
+/**
+ * Silence after which a sled is declared out of service (sleds.ts): its copies count as
+ * lost and primaries make new ones. Much longer than a heartbeat timeout, so that a sled
+ * restart does not copy everything it holds; shorter by option in tests.
+ */
+export const sledOutAfterMsDefault = 60_000;
+export const sledOutAfterMsMin = 100;
+export const sledOutAfterMsMax = 24 * 60 * 60 * 1000;

@@ -43,6 +43,9 @@ import {
   leaderRenewMs,
   purgePassIntervalMs,
   reconcileIntervalMs,
+  sledOutAfterMsDefault,
+  sledOutAfterMsMax,
+  sledOutAfterMsMin,
   sweepGraceMsDefault,
   sweepIntervalMsDefault,
   sweepTimeMsMax,
@@ -53,6 +56,7 @@ import { Leadership, type Leading } from "./leadership.ts";
 import { Purger } from "./purger.ts";
 import { Reconciler } from "./reconciler.ts";
 import { Reports } from "./reports.ts";
+import { SledRecords } from "./sled-records.ts";
 import { Status } from "./status.ts";
 import { Sweeper } from "./sweeper.ts";
 import { forgetConfigured, newTenure, remember, type Tenure, type Tenures } from "./tenure.ts";
@@ -67,6 +71,15 @@ export const coordinatorOptions = {
     min: heartbeatTimeoutMsMin,
     max: heartbeatTimeoutMsMax,
     description: "silence after which a service is declared dead",
+  },
+  sledOutAfterMs: {
+    flag: "sled-out-after-ms",
+    env: "BALLAST_SLED_OUT_AFTER_MS",
+    type: "integer",
+    default: sledOutAfterMsDefault,
+    min: sledOutAfterMsMin,
+    max: sledOutAfterMsMax,
+    description: "silence after which a sled is declared out and its chunks copied again",
   },
   partitionBytes: {
     flag: "partition-bytes",
@@ -120,6 +133,7 @@ interface Parts {
   sweeper: Sweeper;
   reports: Reports;
   status: Status;
+  sleds: SledRecords;
 }
 
 export class Coordinator {
@@ -172,6 +186,7 @@ export class Coordinator {
     this.every(reconcileIntervalMs, () => this.parts.reconciler.reconcile());
     this.every(purgePassIntervalMs, () => this.parts.purger.purge());
     this.every(this.config.sweepIntervalMs, () => this.parts.sweeper.sweep());
+    this.every(tickMs, () => this.parts.sleds.tick());
     this.service.onClose(async () => {
       for (const timer of this.timers) clearInterval(timer);
       await this.control?.stop();
@@ -208,9 +223,26 @@ export class Coordinator {
     const purger = new Purger({ service, catalogue, heartbeats, tenures });
     const graceMs = this.config.sweepGraceMs;
     const sweeper = new Sweeper({ service, catalogue, heartbeats, tenures, graceMs });
-    const reports = new Reports(catalogue, heartbeats);
-    const status = new Status(service, heartbeats, volumes);
-    return { catalogue, leadership, reconciler, volumes, purger, sweeper, reports, status };
+    const sleds = new SledRecords({
+      logger: service.logger,
+      catalogue,
+      heartbeats,
+      tenures,
+      sledOutAfterMs: this.config.sledOutAfterMs,
+    });
+    const reports = new Reports(catalogue, heartbeats, sleds);
+    const status = new Status(service, heartbeats, volumes, sleds);
+    return {
+      catalogue,
+      leadership,
+      reconciler,
+      volumes,
+      purger,
+      sweeper,
+      reports,
+      status,
+      sleds,
+    };
   }
 
   private every(ms: number, work: () => unknown): void {
@@ -328,7 +360,7 @@ export class Coordinator {
     const { volumes, reports, status } = this.parts;
     switch (message.type) {
       case "cluster.status.v1":
-        return status.onClusterStatus(message);
+        return status.onClusterStatus(message, tenure);
       case "volume.create.v1":
         return this.serialize(() => volumes.create(tenure, message));
       case "volume.describe.v1":

@@ -6,6 +6,9 @@
 // report is only heard once the tenure has fenced the catalogue (before that it knows
 // no records, and grants nothing).
 //
+// The answer also carries the sleds declared out of service (sled-records.ts), so that
+// primaries re-replicate the copies those held.
+//
 // Failure model: a report from a deposed primary (woken from a pause, say) is granted
 // nothing, and the next configure round tells that node it is out. A checkpoint pointer
 // is kept only from a current member of the partition's current incarnation, so one
@@ -18,12 +21,14 @@ import { now } from "./clock.ts";
 import { membersOf, volumeIdOf } from "./decisions.ts";
 import type { Heartbeats } from "./heartbeats.ts";
 import { type Grant, partitionKey } from "./leases.ts";
+import type { SledRecords } from "./sled-records.ts";
 import type { Tenure } from "./tenure.ts";
 
 export class Reports {
   constructor(
     private readonly catalogue: Pick<Catalogue, "volume" | "partition" | "recordCheckpoint">,
     private readonly heartbeats: Pick<Heartbeats, "aliveHeadNodes">,
+    private readonly sleds: Pick<SledRecords, "out">,
   ) {}
 
   /** A head node's report: keep what its primaries say, renew the leases that may be. */
@@ -52,7 +57,14 @@ export class Reports {
         }
       }
     }
-    return { leaseMs: limits.primaryLeaseMs, granted };
+    // The sleds out of service, once this leader knows them: a head node keeps the set
+    // it last heard while an answer says nothing.
+    const sledsOut = this.sleds.out(tenure);
+    return {
+      leaseMs: limits.primaryLeaseMs,
+      granted,
+      ...(sledsOut === undefined ? {} : { sledsOut }),
+    };
   }
 
   async onCheckpointRecord(

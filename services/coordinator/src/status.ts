@@ -4,6 +4,12 @@
 // (volumes.ts). Membership measures on the monotonic clock; what is shown is converted
 // to wall-clock times. Summing the sleds' answers is pure (`capacityOf`, `totalsOf`).
 //
+// It also shows every sled record (in or out of service, sled-records.ts) and, per
+// volume, what its primaries last reported: chunks short of copies (re-replication to
+// do) and, when reports carry them, the bytes of chunks and of those still referred to
+// (the rest reclaimable). Sums cover the partitions whose primary has reported to this
+// leader (`partitionsReported` of `partitions`).
+//
 // Failure model: a probe or stat that fails or times out is shown as that node's
 // probeError or capacityError, and the totals count only the sleds that answered (and
 // say how many did not); it never fails the status request.
@@ -12,7 +18,10 @@ import { type MessageOf, type ResultOf, subjects } from "@ballast/protocol";
 import type { Service } from "@ballast/runtime";
 import { now } from "./clock.ts";
 import { probeDeadlineMs } from "./constants.ts";
+import type { PartitionRecord } from "./decisions.ts";
 import type { Heartbeats } from "./heartbeats.ts";
+import type { SledRecords } from "./sled-records.ts";
+import type { Tenure } from "./tenure.ts";
 import type { Volumes } from "./volumes.ts";
 
 type StatusResult = ResultOf<"cluster.status.v1">;
@@ -66,14 +75,48 @@ export function totalsOf(services: readonly ServiceEntry[]): ClusterCapacity {
   return totals;
 }
 
+type Report = MessageOf<"headnode.report.v1">["primaries"][number];
+
+/** What a volume's primaries last reported, summed over its partitions. */
+export interface VolumeReported {
+  partitions: number;
+  partitionsReported: number;
+  chunksShortOfCopies?: number;
+  chunkBytes?: number;
+  liveBytes?: number;
+  reclaimableBytes?: number;
+}
+
+/** Sums the primaries' reports of one volume's partitions (undefined: not reported). */
+export function reportedOf(reports: readonly (Report | undefined)[]): VolumeReported {
+  const summed: VolumeReported = { partitions: reports.length, partitionsReported: 0 };
+  for (const report of reports) {
+    if (report === undefined) continue;
+    summed.partitionsReported++;
+    if (report.chunksShortOfCopies !== undefined) {
+      summed.chunksShortOfCopies = (summed.chunksShortOfCopies ?? 0) + report.chunksShortOfCopies;
+    }
+    if (report.chunkBytes !== undefined && report.liveBytes !== undefined) {
+      summed.chunkBytes = (summed.chunkBytes ?? 0) + report.chunkBytes;
+      summed.liveBytes = (summed.liveBytes ?? 0) + report.liveBytes;
+      summed.reclaimableBytes = summed.chunkBytes - summed.liveBytes;
+    }
+  }
+  return summed;
+}
+
 export class Status {
   constructor(
     private readonly service: Pick<Service, "bus" | "nodeId">,
     private readonly heartbeats: Pick<Heartbeats, "declareDeaths" | "list">,
     private readonly volumes: Pick<Volumes, "list">,
+    private readonly sleds: Pick<SledRecords, "list">,
   ) {}
 
-  async onClusterStatus(message: MessageOf<"cluster.status.v1">): Promise<StatusResult> {
+  async onClusterStatus(
+    message: MessageOf<"cluster.status.v1">,
+    tenure?: Tenure,
+  ): Promise<StatusResult> {
     const nowMs = now();
     const wallMs = Date.now();
     this.heartbeats.declareDeaths(nowMs);
@@ -90,9 +133,17 @@ export class Status {
         version: member.version,
       };
     });
+    const sleds = this.sleds.list();
+    const sledsField = sleds === undefined ? {} : { sleds };
     if (!message.probe) {
-      const volumes = (await this.volumes.list()).volumes;
-      return { coordinator: this.service.nodeId, generatedAtMs: wallMs, services, volumes };
+      const volumes = this.withReports((await this.volumes.list()).volumes, tenure);
+      return {
+        coordinator: this.service.nodeId,
+        generatedAtMs: wallMs,
+        services,
+        volumes,
+        ...sledsField,
+      };
     }
     const live = services.filter((entry) => entry.healthy);
     const [, , listed] = await Promise.all([
@@ -104,9 +155,29 @@ export class Status {
       coordinator: this.service.nodeId,
       generatedAtMs: wallMs,
       services,
-      volumes: listed.volumes,
+      volumes: this.withReports(listed.volumes, tenure),
       capacity: totalsOf(services),
+      ...sledsField,
     };
+  }
+
+  /** Each volume with what its primaries last reported to this leader (`reported`). */
+  private withReports<V extends { name: string; partitions: { partition: number }[] }>(
+    volumes: V[],
+    tenure: Tenure | undefined,
+  ): (V & { reported?: VolumeReported })[] {
+    if (tenure === undefined) return volumes;
+    const records = new Map<string, PartitionRecord>();
+    for (const entry of tenure.records.values()) {
+      records.set(`${entry.value.volume}/${entry.value.partition}`, entry.value);
+    }
+    return volumes.map((volume) => {
+      const reports = volume.partitions.map((partition) => {
+        const record = records.get(`${volume.name}/${partition.partition}`);
+        return record === undefined ? undefined : tenure.leases.lastReportOf(record);
+      });
+      return { ...volume, reported: reportedOf(reports) };
+    });
   }
 
   private async probe(entry: ServiceEntry): Promise<void> {

@@ -23,7 +23,9 @@
 // followers' progress, stalls and rebuild needs). The answer renews the read lease of
 // each primary it names, for leaseMs counted from when the report was sent, on this
 // process's monotonic clock; a primary with no answer lets its lease run out and stops
-// serving reads (if it is leased: static assignments are not).
+// serving reads (if it is leased: static assignments are not). The answer also names
+// the sleds out of service; the replicator (replicator.ts) then makes new copies of the
+// chunks its primaries list that are short of two live copies.
 //
 // A replica whose journal fails (a full or broken disk) fails alone (partition-host.ts):
 // the node stops serving its volume and replication subjects at once, reports it failed
@@ -53,6 +55,7 @@ import {
 } from "./constants.ts";
 import { PartitionHost } from "./partition-host.ts";
 import type { Reply } from "./replica/effects.ts";
+import { Replicator } from "./replicator.ts";
 import { SledClient } from "./sled-client.ts";
 
 type VolumeMessage = MessageOf<
@@ -88,6 +91,8 @@ export class HeadNode {
   /** Incarnations dropped (`volume/volumeId`), oldest first, at most droppedIncarnationsMax. */
   private readonly dropped = new Set<string>();
   private readonly sleds: SledClient;
+  /** Keeps two live copies of every chunk its primaries list (replicator.ts). */
+  private readonly replicator: Replicator;
   private tickTimer: NodeJS.Timeout | undefined;
   private reportTimer: NodeJS.Timeout | undefined;
   private reporting = false;
@@ -101,6 +106,11 @@ export class HeadNode {
     private readonly limits: Partial<ReplicaLimits> = {},
   ) {
     this.sleds = new SledClient(service.bus, service.logger);
+    this.replicator = new Replicator({
+      sleds: this.sleds,
+      logger: service.logger,
+      partitions: () => [...this.hosted.values()].map(({ host }) => host),
+    });
   }
 
   start(): void {
@@ -127,9 +137,11 @@ export class HeadNode {
     }));
     this.tickTimer = setInterval(() => this.tick(), tickMs);
     this.reportTimer = setInterval(() => void this.report(), limits.headnodeReportIntervalMs);
+    this.replicator.start();
     this.service.onClose(async () => {
       clearInterval(this.tickTimer);
       clearInterval(this.reportTimer);
+      await this.replicator.close();
       await Promise.all([...this.hosted.values()].map(({ host }) => host.close()));
     });
   }
@@ -180,6 +192,12 @@ export class HeadNode {
           if (was === undefined || was.epoch !== grant.epoch) continue;
           if (this.hosted.get(key)?.host !== was.host) continue;
           was.host.renewLease(grant.epoch, sentAtMs + answer.leaseMs);
+        }
+        // The sleds out of service (absent while the leader does not know yet): copies
+        // there count as lost, and the replicator makes new ones.
+        if (answer.sledsOut !== undefined) {
+          this.replicator.setOut(answer.sledsOut);
+          for (const { host } of this.hosted.values()) host.sledsOut = this.replicator.sledsOut;
         }
       }
       if (this.reportFailing) {
@@ -415,6 +433,7 @@ export class HeadNode {
       { accept: ["replica.notes.v1", "replica.ack.v1"], traced: false },
       (replicationMessage) => host.onReplication(replicationMessage),
     );
+    host.sledsOut = this.replicator.sledsOut;
     const hosted: Hosted = { host, replication, volume: undefined, freshLearner: isLearner };
     this.hosted.set(partitionKey(message.volume, message.partition), hosted);
     host.onFailure = () => void this.followRole(hosted);

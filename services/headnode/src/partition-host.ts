@@ -66,6 +66,7 @@ import {
   type FollowerProgress,
   Replica,
 } from "./replica/replica.ts";
+import { chunksShortOfCopies } from "./replicator.ts";
 import type { SledClient } from "./sled-client.ts";
 
 export interface PartitionAddress {
@@ -106,6 +107,8 @@ export class PartitionHost {
   private failure: ReplicaFailure | undefined;
   /** Told once, when the replica fails; the head node stops serving it. */
   onFailure: (() => void) | undefined;
+  /** Sleds the coordinator declared out (replicator.ts): copies there count as lost. */
+  sledsOut: ReadonlySet<string> = new Set();
 
   private constructor(
     address: PartitionAddress,
@@ -228,6 +231,11 @@ export class PartitionHost {
     this.run();
   }
 
+  /** The sleds of the current configuration: where new chunk copies may go. */
+  get sleds(): readonly string[] {
+    return this.runner.sleds;
+  }
+
   /** Renews the primary's read lease of `epoch` until `untilMs` (the clock port's time). */
   renewLease(epoch: number, untilMs: number): void {
     if (this.failure !== undefined) return;
@@ -267,6 +275,7 @@ export class PartitionHost {
       tailCommitted: replica.tailCommitted,
       followers: replica.followers().map(followerOnTheWire),
       ...replica.spaceUsage(),
+      chunksShortOfCopies: chunksShortOfCopies(replica.metadata.chunks, this.sledsOut),
     };
   }
 
@@ -395,7 +404,12 @@ export class PartitionHost {
       ...replica.spaceUsage(),
       metadataDigest: this.digest(),
       followers: replica.followers().map(followerOnTheWire),
-      ...(primary ? { tailCommitted: replica.tailCommitted } : {}),
+      ...(primary
+        ? {
+            tailCommitted: replica.tailCommitted,
+            chunksShortOfCopies: chunksShortOfCopies(replica.metadata.chunks, this.sledsOut),
+          }
+        : {}),
       ...(replica.recordedCheckpoint === undefined
         ? {}
         : { checkpoint: replica.recordedCheckpoint }),

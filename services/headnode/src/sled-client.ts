@@ -378,6 +378,44 @@ export class SledClient {
     }
   }
 
+  /**
+   * Re-replication (replicator.ts): makes a copy of the chunk on `to` from the first of
+   * `from` whose whole copy is sound (checked against `expect.checksum`, or the sled's
+   * own when the table has none). A copy already on `to` with the same bytes counts as
+   * made; a different one there is replaced as a repair would (replaceCopy). Resolves
+   * with the sled copied from; rejects when no source was sound or the write failed.
+   */
+  async copyChunk(
+    owner: ChunkOwner,
+    chunkId: string,
+    from: readonly string[],
+    to: string,
+    expect: ChunkExpectation,
+  ): Promise<string> {
+    const errors: string[] = [];
+    for (const sled of from) {
+      let source: { data: Uint8Array; checksum: number };
+      try {
+        source = await this.soundSource(owner, chunkId, sled, expect, undefined);
+      } catch (error) {
+        errors.push(`${sled}: ${(error as Error).message}`);
+        continue;
+      }
+      const failed = await this.replaceCopy(owner, chunkId, to, source.data, source.checksum);
+      if (failed !== undefined) {
+        throw new BallastError(
+          ErrorCode.Unavailable,
+          `copying chunk ${chunkId} from ${sled} to ${to}: ${failed}`,
+        );
+      }
+      return sled;
+    }
+    throw new BallastError(
+      ErrorCode.Unavailable,
+      `no sound copy of chunk ${chunkId} to copy to ${to}: ${errors.join("; ")}`,
+    );
+  }
+
   /** Stores a blob on `chunkCopies` sleds (in parts); resolves with the sleds that hold it. */
   async putBlob(
     key: string,

@@ -60,6 +60,19 @@ export const ClusterCapacity = z.object({
   failedDevices: unsignedInteger,
 });
 
+/**
+ * A sled as the leader's sled records hold it (re-replication): in or out of service,
+ * since when (wall clock), and how long the leader has not heard it.
+ */
+export const SledState = z.object({
+  id: nodeId,
+  state: z.enum(["in", "out"]),
+  since: unsignedInteger,
+  firstSeenMs: unsignedInteger,
+  lastSeenMs: unsignedInteger,
+  silentMs: unsignedInteger,
+});
+
 export const ClusterStatusResult = z.object({
   coordinator: nodeId,
   generatedAtMs: unsignedInteger,
@@ -67,6 +80,8 @@ export const ClusterStatusResult = z.object({
   volumes: z.array(z.record(z.string(), z.unknown())).max(statusEntriesMax),
   /** With `probe`: totals over the sleds' capacities. */
   capacity: ClusterCapacity.optional(),
+  /** Every sled the leader has records of, in or out of service (absent until loaded). */
+  sleds: z.array(SledState).max(statusEntriesMax).optional(),
 });
 
 /** A partition's replica set, as the coordinator assigned it. */

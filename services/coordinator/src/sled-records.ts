@@ -1,0 +1,130 @@
+// The shell around sleds.ts: on the leader, feeds the sled book the heartbeats that
+// membership heard, declares silent sleds out, logs each change and persists it in the
+// catalogue (`sled.<id>`). The report answer (reports.ts) hands the out set to head
+// nodes, and status (status.ts) shows every sled record.
+//
+// Each tenure starts a book of its own from the catalogue's records, loaded once the
+// tenure has fenced the catalogue; their silence counts from that load (at or after the
+// tenure's start: a sled is declared out later, never earlier). Until the book is
+// loaded the out set is unknown, and report answers say nothing of it (head nodes keep
+// the set they last heard). After a pause of this process (Heartbeats.listening) no
+// sled is declared out until membership has listened afresh.
+//
+// Failure model: a record that fails to persist is written again on the next tick; a
+// leader that dies first leaves the record as it was, and the next leader counts that
+// sled's silence from its own start (sleds.ts).
+
+import type { Logger } from "@ballast/runtime";
+import type { Catalogue } from "./catalogue.ts";
+import { now } from "./clock.ts";
+import type { Heartbeats } from "./heartbeats.ts";
+import { SledBook, type SledRecord } from "./sleds.ts";
+import type { Tenure, Tenures } from "./tenure.ts";
+
+export interface SledRecordsOptions {
+  logger: Logger;
+  catalogue: Pick<Catalogue, "sledRecords" | "putSledRecord">;
+  heartbeats: Pick<Heartbeats, "list" | "listening">;
+  tenures: Tenures;
+  sledOutAfterMs: number;
+}
+
+export class SledRecords {
+  private book: { tenure: Tenure; book: SledBook } | undefined;
+  private loading: Tenure | undefined;
+  private persisting = false;
+
+  constructor(private readonly options: SledRecordsOptions) {}
+
+  /** Sleds out of service, or undefined while this leader's book is not yet loaded. */
+  out(tenure: Tenure): string[] | undefined {
+    return this.book?.tenure === tenure ? this.book.book.out() : undefined;
+  }
+
+  /** Every sled record, for status; undefined while not leading or not yet loaded. */
+  list(): (SledRecord & { silentMs: number })[] | undefined {
+    const tenure = this.options.tenures.current();
+    if (tenure === undefined || this.book?.tenure !== tenure) return undefined;
+    this.update(this.book.book);
+    return this.book.book.list(now());
+  }
+
+  /** The periodic tick (every coordinator runs it; only a leader's does anything). */
+  async tick(): Promise<void> {
+    const tenure = this.options.tenures.current();
+    if (tenure === undefined || !tenure.ready) {
+      if (tenure === undefined) this.book = undefined;
+      return;
+    }
+    if (this.book?.tenure !== tenure) {
+      await this.load(tenure);
+      return;
+    }
+    this.update(this.book.book);
+    await this.persist(this.book.book);
+  }
+
+  private async load(tenure: Tenure): Promise<void> {
+    if (this.loading === tenure) return;
+    this.loading = tenure;
+    try {
+      const records = await this.options.catalogue.sledRecords();
+      if (this.options.tenures.current() !== tenure) return;
+      this.book = {
+        tenure,
+        book: new SledBook(this.options.sledOutAfterMs, now(), records),
+      };
+      this.options.logger.info(
+        { sleds: records.length, out: this.book.book.out() },
+        "loaded the sled records",
+      );
+    } catch (error) {
+      this.options.logger.warn(
+        { error: (error as Error).message },
+        "could not load the sled records; will try again",
+      );
+    } finally {
+      this.loading = undefined;
+    }
+  }
+
+  /** Counts the heartbeats heard, then declares the silent out. */
+  private update(book: SledBook): void {
+    const nowMs = now();
+    const wallMs = Date.now();
+    for (const member of this.options.heartbeats.list()) {
+      if (member.kind !== "sled") continue;
+      const heardWallMs = Math.round(wallMs - Math.max(0, nowMs - member.lastHeartbeatAtMs));
+      if (book.heard(member.id, member.lastHeartbeatAtMs, heardWallMs)) {
+        this.options.logger.info({ sled: member.id }, "sled in service");
+      }
+    }
+    if (this.options.heartbeats.listening(nowMs)) return;
+    for (const id of book.tick(nowMs, wallMs)) {
+      this.options.logger.warn(
+        { sled: id, sledOutAfterMs: this.options.sledOutAfterMs },
+        `sled declared out: silent for ${this.options.sledOutAfterMs} ms; its copies are made again elsewhere`,
+      );
+    }
+  }
+
+  private async persist(book: SledBook): Promise<void> {
+    if (this.persisting) return;
+    this.persisting = true;
+    try {
+      for (const record of book.takeChanged()) {
+        try {
+          await this.options.catalogue.putSledRecord(record);
+        } catch (error) {
+          book.unpersisted(record.id);
+          this.options.logger.warn(
+            { sled: record.id, error: (error as Error).message },
+            "could not persist a sled record; will try again",
+          );
+        }
+      }
+    } finally {
+      this.persisting = false;
+    }
+  }
+}

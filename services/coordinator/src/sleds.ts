@@ -1,0 +1,139 @@
+// Sled membership for re-replication: which sleds are out of service. A pure state
+// machine with the time as an argument (the leader's monotonic clock, `nowMs`) and the
+// wall-clock time only for what is recorded and shown (`wallMs`); the shell
+// (sled-records.ts) feeds it heartbeats, ticks it, and persists what changes.
+//
+// A sled silent for `sledOutAfterMs` is declared out: its copies count as lost, and
+// primaries make new ones elsewhere (head nodes learn the out set from the answer to
+// their reports). A sled heard again is in again: its copies are extra until the
+// coordinator's sweep frees them. This is slower than heartbeat death on purpose: a sled
+// restart (seconds) must not trigger a copy of everything it holds.
+//
+// Failure model: records are persisted by the leader (catalogue `sled.<id>`), so a new
+// leader knows sleds that died before its tenure. It cannot know how long such a sled
+// has really been silent (another coordinator's clock measured that), so a loaded
+// record counts its silence from the tenure's start: a sled out stays out until it is
+// heard after that start, and a sled in is declared out only after sledOutAfterMs more
+// of silence. A heartbeat heard before the tenure began counts for nothing either way.
+
+export interface SledRecord {
+  id: string;
+  /** Wall-clock times, for operators: first heard, last heard (as last persisted). */
+  firstSeenMs: number;
+  lastSeenMs: number;
+  state: "in" | "out";
+  /** Wall-clock time of the last change of state (or of the first sighting). */
+  since: number;
+}
+
+interface Tracked {
+  record: SledRecord;
+  /** Leader's monotonic time of the last heartbeat counted (or the tenure's start). */
+  heardAtMs: number;
+  /** Leader's monotonic time the sled was (or, loaded, was taken to be) declared out. */
+  outAtMs: number;
+  /** Whether the record changed since it was last persisted. */
+  dirty: boolean;
+}
+
+export class SledBook {
+  private readonly sleds = new Map<string, Tracked>();
+
+  /**
+   * `records`: what the catalogue holds, loaded by a new leader at `tenureStartMs`
+   * (monotonic): their silence counts from then.
+   */
+  constructor(
+    private readonly sledOutAfterMs: number,
+    private readonly tenureStartMs: number,
+    records: readonly SledRecord[] = [],
+  ) {
+    if (!(sledOutAfterMs > 0)) throw new Error(`sledOutAfterMs must be positive`);
+    for (const record of records) {
+      this.sleds.set(record.id, {
+        record: { ...record },
+        heardAtMs: tenureStartMs,
+        outAtMs: tenureStartMs,
+        dirty: false,
+      });
+    }
+  }
+
+  /** A heartbeat from `id`, received at `atMs` (monotonic). Returns whether its state changed. */
+  heard(id: string, atMs: number, wallMs: number): boolean {
+    if (atMs <= this.tenureStartMs) return false;
+    const tracked = this.sleds.get(id);
+    if (tracked === undefined) {
+      this.sleds.set(id, {
+        record: { id, firstSeenMs: wallMs, lastSeenMs: wallMs, state: "in", since: wallMs },
+        heardAtMs: atMs,
+        outAtMs: 0,
+        dirty: true,
+      });
+      return true;
+    }
+    if (atMs <= tracked.heardAtMs) return false;
+    tracked.heardAtMs = atMs;
+    tracked.record.lastSeenMs = wallMs;
+    if (tracked.record.state === "out" && atMs > tracked.outAtMs) {
+      tracked.record.state = "in";
+      tracked.record.since = wallMs;
+      tracked.dirty = true;
+      return true;
+    }
+    return false;
+  }
+
+  /** Declares out every sled in service silent for sledOutAfterMs; returns their ids. */
+  tick(nowMs: number, wallMs: number): string[] {
+    const declared: string[] = [];
+    for (const tracked of this.sleds.values()) {
+      if (tracked.record.state !== "in") continue;
+      if (nowMs - tracked.heardAtMs < this.sledOutAfterMs) continue;
+      tracked.record.state = "out";
+      tracked.record.since = wallMs;
+      tracked.outAtMs = nowMs;
+      tracked.dirty = true;
+      declared.push(tracked.record.id);
+    }
+    return declared;
+  }
+
+  /** Ids of the sleds out of service, sorted. */
+  out(): string[] {
+    return [...this.sleds.values()]
+      .filter((tracked) => tracked.record.state === "out")
+      .map((tracked) => tracked.record.id)
+      .sort();
+  }
+
+  /** Every sled record, sorted by id, with how long ago (monotonic) each was last heard. */
+  list(nowMs: number): (SledRecord & { silentMs: number })[] {
+    return [...this.sleds.values()]
+      .map((tracked) => ({
+        ...tracked.record,
+        silentMs: Math.max(0, Math.round(nowMs - tracked.heardAtMs)),
+      }))
+      .sort((a, b) => a.id.localeCompare(b.id));
+  }
+
+  /**
+   * Records to persist: those whose state changed (or that are new) since the last call.
+   * The caller marks them dirty again (`unpersisted`) if the write fails.
+   */
+  takeChanged(): SledRecord[] {
+    const changed: SledRecord[] = [];
+    for (const tracked of this.sleds.values()) {
+      if (!tracked.dirty) continue;
+      tracked.dirty = false;
+      changed.push({ ...tracked.record });
+    }
+    return changed;
+  }
+
+  /** A record whose write failed: persisted again on the next call to takeChanged. */
+  unpersisted(id: string): void {
+    const tracked = this.sleds.get(id);
+    if (tracked !== undefined) tracked.dirty = true;
+  }
+}

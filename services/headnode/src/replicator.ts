@@ -1,0 +1,386 @@
+// Re-replication on a head node: every chunk a primary's table lists keeps two copies on
+// sleds in service. The coordinator declares a sled out after a long silence (its
+// sledOutAfterMs) and says so in the answer to this node's reports; a copy on an out
+// sled counts as lost. When the out set changes, and every replicatorIntervalMs, each
+// primary's chunk table is scanned (`planCopies`, pure); each chunk short of copies is
+// read whole from a live copy, checked against its CRC32C, written to a live sled of the
+// configuration that does not hold it (SledClient.copyChunk), and then the core is asked
+// to record the new copy list (`recordCopies`): the next flush record carries it to every
+// replica, so the table of every replica, and the next checkpoint, name the new copy. A
+// primary whose recorded checkpoint blob has fewer than two copies on sleds in service is
+// asked for a new checkpoint (stored on two live sleds).
+//
+// Pacing: at most replicationCopiesInflightMax copies at once on this node, over every
+// partition it leads; one pass at a time (a change of the out set during a pass runs
+// another after it).
+//
+// Scheduled scrub: every primary also reads each of its chunks' live copies whole, at a
+// slow rate (one pass over its table per scrubIntervalMs, a day by default, spread
+// evenly: `scrubDue`), checks them against the table's CRC32C, and repairs a damaged or
+// missing copy from a sound one (SledClient.checkChunk: the new copy is written first,
+// the damaged one dropped only if the sled refuses it). One chunk at a time, so a scrub
+// adds at most one read to the copies above. Rot found between reads is thus repaired
+// before a second fault can meet it. The cursor is in memory: a new primary starts its
+// pass from the lowest chunk number.
+//
+// Failure model: the shell holds nothing durable. A copy written but never recorded (a
+// crash, a lost flush record, a failover) is an extra object that the coordinator's
+// orphan sweep frees; the next pass (here, or on the new primary) finds the chunk still
+// short and copies it again, to the same sled by the same choice, where the same bytes
+// count as copied. A chunk recorded is not copied again for recordSettleMs, the time its
+// flush record needs to commit. A chunk with no live copy cannot be copied: it is logged
+// and counted short (its data is lost unless an out sled comes back).
+
+import type { Logger } from "@ballast/runtime";
+import type { ChunkEntry } from "./replica/metadata.ts";
+import type { Replica } from "./replica/replica.ts";
+import { type ChunkOwner, chunkCopies, type SledClient } from "./sled-client.ts";
+
+/** How often every primary's table is scanned even if the out set did not change. */
+export const replicatorIntervalMs = 30_000;
+/** Chunk copies made at once by this head node, over all its primaries. */
+export const replicationCopiesInflightMax = 2;
+/** A chunk whose new copy list was recorded is left alone this long (its flush record). */
+export const recordSettleMs = 10_000;
+/** One scrub pass over a primary's chunk table takes this long. */
+export const scrubIntervalMs = 24 * 60 * 60 * 1000;
+/** How often the scrub checks the chunks that have come due. */
+export const scrubStepMs = 10_000;
+/** Chunks one primary's scrub checks in one step at most (credit beyond it is dropped). */
+export const scrubChunksPerStepMax = 16;
+
+/** What the replicator needs of a hosted replica (partition-host.ts). */
+export interface ReplicatedPartition {
+  readonly address: { volume: string; volumeId: string; partition: number };
+  readonly roleName: "primary" | "secondary" | "idle";
+  readonly replica: Pick<
+    Replica,
+    "metadata" | "recordCopies" | "requestCheckpoint" | "recordedCheckpoint"
+  >;
+  /** The sleds of the current configuration (alive as the coordinator last saw them). */
+  readonly sleds: readonly string[];
+}
+
+/** One copy to make: from any of `sources` (live copies) to `target`. */
+export interface CopyJob {
+  chunkNumber: number;
+  entry: ChunkEntry;
+  sources: string[];
+  target: string;
+}
+
+/** A chunk's copies on sleds in service. */
+export function liveCopies(copies: readonly string[], out: ReadonlySet<string>): string[] {
+  return copies.filter((sled) => !out.has(sled));
+}
+
+/** Chunks of the table with fewer than two copies on sleds in service. */
+export function chunksShortOfCopies(
+  chunks: ReadonlyMap<number, ChunkEntry>,
+  out: ReadonlySet<string>,
+): number {
+  let short = 0;
+  for (const entry of chunks.values()) {
+    if (liveCopies(entry.copies, out).length < chunkCopies) short++;
+  }
+  return short;
+}
+
+/**
+ * The copies to make for a table: one per chunk short of copies that has a live copy
+ * to read and a live sled of `sleds` without one (chosen by the chunk number, so that
+ * new copies spread and a retry picks the same sled). `skip` leaves chunks out (copies
+ * in flight, or recorded recently). `lost`: short chunks with no live copy; `stuck`:
+ * short chunks with no sled to copy to.
+ */
+export function planCopies(
+  chunks: ReadonlyMap<number, ChunkEntry>,
+  out: ReadonlySet<string>,
+  sleds: readonly string[],
+  skip: (chunkNumber: number) => boolean = () => false,
+): { jobs: CopyJob[]; lost: number[]; stuck: number[] } {
+  const jobs: CopyJob[] = [];
+  const lost: number[] = [];
+  const stuck: number[] = [];
+  for (const [chunkNumber, entry] of chunks) {
+    const sources = liveCopies(entry.copies, out);
+    if (sources.length >= chunkCopies || skip(chunkNumber)) continue;
+    if (sources.length === 0) {
+      lost.push(chunkNumber);
+      continue;
+    }
+    const candidates = sleds.filter((sled) => !out.has(sled) && !entry.copies.includes(sled));
+    if (candidates.length === 0) {
+      stuck.push(chunkNumber);
+      continue;
+    }
+    const target = candidates[chunkNumber % candidates.length]!;
+    jobs.push({ chunkNumber, entry, sources, target });
+  }
+  return { jobs, lost, stuck };
+}
+
+/**
+ * The scrub's pace for one partition: `credit` (fractional chunks owed) grows by the
+ * table's share of `elapsedMs` of a whole pass; the whole part is due now, at most
+ * scrubChunksPerStepMax (a long stall does not turn into a burst).
+ */
+export function scrubDue(
+  credit: number,
+  elapsedMs: number,
+  chunks: number,
+  intervalMs: number,
+): { due: number; credit: number } {
+  const owed = Math.min(credit + (elapsedMs * chunks) / intervalMs, scrubChunksPerStepMax);
+  const due = Math.min(Math.floor(owed), chunks);
+  return { due, credit: owed - due };
+}
+
+/** The `count` chunk numbers after `cursor` in order, wrapping around the table. */
+export function nextChunks(
+  chunkNumbers: Iterable<number>,
+  cursor: number,
+  count: number,
+): number[] {
+  const sorted = [...chunkNumbers].sort((a, b) => a - b);
+  const start = sorted.findIndex((n) => n > cursor);
+  const from = start === -1 ? 0 : start;
+  const picked: number[] = [];
+  for (let at = 0; at < Math.min(count, sorted.length); at++) {
+    picked.push(sorted[(from + at) % sorted.length]!);
+  }
+  return picked;
+}
+
+export interface ReplicatorOptions {
+  sleds: Pick<SledClient, "copyChunk" | "checkChunk">;
+  logger: Logger;
+  /** The replicas this node hosts now. */
+  partitions: () => Iterable<ReplicatedPartition>;
+  intervalMs?: number;
+  /** A whole scrub pass over each primary's table (scrubIntervalMs by default). */
+  scrubIntervalMs?: number;
+  clock?: () => number;
+}
+
+export class Replicator {
+  private out: ReadonlySet<string> = new Set();
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<void> | undefined;
+  private again = false;
+  /** `volumeId/partition/chunk` → when its new copy list was recorded. */
+  private readonly recorded = new Map<string, number>();
+  /** Per partition, the checkpoint blob a new checkpoint was asked for: asked once. */
+  private readonly checkpointsReplaced = new Map<string, string>();
+  private readonly clock: () => number;
+  private closed = false;
+  private scrubTimer: NodeJS.Timeout | undefined;
+  private scrubbing: Promise<void> | undefined;
+  /** Per partition (`volumeId/partition`): the last chunk scrubbed, and chunks owed. */
+  private readonly scrubbed = new Map<string, { cursor: number; credit: number; atMs: number }>();
+
+  constructor(private readonly options: ReplicatorOptions) {
+    this.clock = options.clock ?? (() => performance.now());
+  }
+
+  start(): void {
+    this.timer = setInterval(
+      () => void this.pass(),
+      this.options.intervalMs ?? replicatorIntervalMs,
+    );
+    this.scrubTimer = setInterval(() => void this.scrubStep(), scrubStepMs);
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    clearInterval(this.timer);
+    clearInterval(this.scrubTimer);
+    await Promise.all([this.running, this.scrubbing]);
+  }
+
+  /** Checks the chunks whose turn has come on every primary; one step at a time. */
+  scrubStep(): Promise<void> {
+    this.scrubbing ??= (async () => {
+      try {
+        await this.scrubDueChunks();
+      } catch (error) {
+        this.options.logger.error({ error: String(error) }, "scrub step failed");
+      } finally {
+        this.scrubbing = undefined;
+      }
+    })();
+    return this.scrubbing;
+  }
+
+  private async scrubDueChunks(): Promise<void> {
+    const nowMs = this.clock();
+    const intervalMs = this.options.scrubIntervalMs ?? scrubIntervalMs;
+    const hosted = new Set<string>();
+    for (const partition of this.options.partitions()) {
+      const key = `${partition.address.volumeId}/${partition.address.partition}`;
+      hosted.add(key);
+      if (partition.roleName !== "primary") {
+        this.scrubbed.delete(key);
+        continue;
+      }
+      const chunks = partition.replica.metadata.chunks;
+      const state = this.scrubbed.get(key) ?? { cursor: -1, credit: 0, atMs: nowMs };
+      const { due, credit } = scrubDue(state.credit, nowMs - state.atMs, chunks.size, intervalMs);
+      state.credit = credit;
+      state.atMs = nowMs;
+      this.scrubbed.set(key, state);
+      for (const chunkNumber of nextChunks(chunks.keys(), state.cursor, due)) {
+        if (this.closed || partition.roleName !== "primary") return;
+        state.cursor = chunkNumber;
+        const entry = chunks.get(chunkNumber);
+        if (entry !== undefined) await this.scrubChunk(partition, entry);
+      }
+    }
+    for (const key of this.scrubbed.keys()) if (!hosted.has(key)) this.scrubbed.delete(key);
+  }
+
+  /** Reads every live copy of one chunk whole; repairs the damaged and missing ones. */
+  private async scrubChunk(partition: ReplicatedPartition, entry: ChunkEntry): Promise<void> {
+    const { address } = partition;
+    const copies = liveCopies(entry.copies, this.out);
+    if (copies.length === 0) return;
+    const outcomes = await this.options.sleds.checkChunk(
+      { volume: address.volume, partition: address.partition },
+      entry.sledChunkId,
+      copies,
+      entry.checksum === undefined
+        ? { bytes: entry.bytes }
+        : { bytes: entry.bytes, checksum: entry.checksum },
+    );
+    for (const outcome of outcomes) {
+      this.options.logger.warn(
+        { ...address, chunk: entry.sledChunkId, ...outcome },
+        outcome.repaired
+          ? `scrub found a ${outcome.found} chunk copy and repaired it`
+          : `scrub found a ${outcome.found} chunk copy and could not repair it`,
+      );
+    }
+  }
+
+  /** The sleds out of service, as the coordinator's last report answer named them. */
+  get sledsOut(): ReadonlySet<string> {
+    return this.out;
+  }
+
+  /** A new out set: a pass starts at once if it changed. */
+  setOut(ids: readonly string[]): void {
+    const next = new Set(ids);
+    if (next.size === this.out.size && [...next].every((id) => this.out.has(id))) return;
+    this.options.logger.info({ sledsOut: [...next] }, "sleds out of service changed");
+    this.out = next;
+    void this.pass();
+  }
+
+  /** Scans every primary's table and makes the missing copies; one pass at a time. */
+  pass(): Promise<void> {
+    if (this.running !== undefined) {
+      this.again = true;
+      return this.running;
+    }
+    this.running = (async () => {
+      try {
+        do {
+          this.again = false;
+          await this.scan();
+        } while (this.again && !this.closed);
+      } catch (error) {
+        this.options.logger.error({ error: String(error) }, "re-replication pass failed");
+      } finally {
+        this.running = undefined;
+      }
+    })();
+    return this.running;
+  }
+
+  private async scan(): Promise<void> {
+    const out = this.out;
+    const nowMs = this.clock();
+    for (const [key, atMs] of this.recorded) {
+      if (nowMs - atMs >= recordSettleMs) this.recorded.delete(key);
+    }
+    const work: { partition: ReplicatedPartition; job: CopyJob }[] = [];
+    for (const partition of this.options.partitions()) {
+      if (partition.roleName !== "primary") continue;
+      this.checkCheckpoint(partition, out);
+      const { volumeId, partition: index } = partition.address;
+      const { jobs, lost, stuck } = planCopies(
+        partition.replica.metadata.chunks,
+        out,
+        partition.sleds,
+        (chunk) => this.recorded.has(`${volumeId}/${index}/${chunk}`),
+      );
+      if (lost.length > 0 || stuck.length > 0) {
+        this.options.logger.warn(
+          { ...partition.address, lost: lost.slice(0, 16), stuck: stuck.slice(0, 16) },
+          `${lost.length} chunks have no copy on a sled in service, ${stuck.length} have no live sled to copy to`,
+        );
+      }
+      for (const job of jobs) work.push({ partition, job });
+    }
+    if (work.length === 0) return;
+    this.options.logger.info({ chunks: work.length }, "re-replicating chunks short of copies");
+    let next = 0;
+    const worker = async () => {
+      while (next < work.length && !this.closed) {
+        const { partition, job } = work[next++]!;
+        await this.copy(partition, job);
+      }
+    };
+    await Promise.all(Array.from({ length: replicationCopiesInflightMax }, worker));
+  }
+
+  private async copy(partition: ReplicatedPartition, job: CopyJob): Promise<void> {
+    const { replica, address } = partition;
+    const current = replica.metadata.chunks.get(job.chunkNumber);
+    // Dropped or replaced since the plan, or no longer led here: nothing to do.
+    if (partition.roleName !== "primary" || current?.sledChunkId !== job.entry.sledChunkId) return;
+    const owner: ChunkOwner = { volume: address.volume, partition: address.partition };
+    try {
+      const from = await this.options.sleds.copyChunk(
+        owner,
+        job.entry.sledChunkId,
+        job.sources,
+        job.target,
+        job.entry.checksum === undefined
+          ? { bytes: job.entry.bytes }
+          : { bytes: job.entry.bytes, checksum: job.entry.checksum },
+      );
+      if (partition.roleName !== "primary") return;
+      const copies = [...liveCopies(current.copies, this.out), job.target];
+      replica.recordCopies(job.chunkNumber, [...new Set(copies)]);
+      this.recorded.set(
+        `${address.volumeId}/${address.partition}/${job.chunkNumber}`,
+        this.clock(),
+      );
+      this.options.logger.info(
+        { ...address, chunk: job.entry.sledChunkId, from, to: job.target, copies },
+        "made a new copy of a chunk short of copies",
+      );
+    } catch (error) {
+      this.options.logger.warn(
+        { ...address, chunk: job.entry.sledChunkId, to: job.target, error: String(error) },
+        "could not copy a chunk short of copies; the next pass tries again",
+      );
+    }
+  }
+
+  /** A recorded checkpoint with fewer than two live copies is replaced by a new one. */
+  private checkCheckpoint(partition: ReplicatedPartition, out: ReadonlySet<string>): void {
+    const pointer = partition.replica.recordedCheckpoint;
+    if (pointer === undefined) return;
+    if (liveCopies(pointer.sleds, out).length >= chunkCopies) return;
+    const key = `${partition.address.volumeId}/${partition.address.partition}`;
+    if (this.checkpointsReplaced.get(key) === pointer.blobKey) return;
+    this.checkpointsReplaced.set(key, pointer.blobKey);
+    partition.replica.requestCheckpoint();
+    this.options.logger.info(
+      { ...partition.address, blobKey: pointer.blobKey, sleds: pointer.sleds },
+      "the recorded checkpoint has fewer than 2 copies on sleds in service: taking a new one",
+    );
+  }
+}

@@ -1,0 +1,246 @@
+import { createLogger } from "@ballast/runtime";
+import { describe, expect, test } from "vitest";
+import type { ChunkEntry } from "../src/replica/metadata.ts";
+import {
+  chunksShortOfCopies,
+  nextChunks,
+  planCopies,
+  type ReplicatedPartition,
+  Replicator,
+  scrubChunksPerStepMax,
+  scrubDue,
+} from "../src/replicator.ts";
+
+const logger = createLogger({ service: "headnode", nodeId: "head-1", level: "silent" });
+
+function entry(n: number, copies: string[]): ChunkEntry {
+  return { sledChunkId: `v/0/${n}`, copies, bytes: 4096, checksum: 1000 + n };
+}
+
+function table(entries: [number, string[]][]): Map<number, ChunkEntry> {
+  return new Map(entries.map(([n, copies]) => [n, entry(n, copies)]));
+}
+
+const sleds = ["sled-1", "sled-2", "sled-3", "sled-4"];
+
+describe("re-replication choice", () => {
+  test("copies only chunks with fewer than 2 copies on sleds in service, to a live sled without one", () => {
+    const chunks = table([
+      [0, ["sled-1", "sled-2"]], // both live
+      [1, ["sled-1", "sled-3"]], // sled-3 out
+      [2, ["sled-3", "sled-2"]], // sled-3 out
+      [3, ["sled-3", "sled-4"]], // sled-3 out
+    ]);
+    const out = new Set(["sled-3"]);
+    expect(chunksShortOfCopies(chunks, out)).toBe(3);
+    expect(chunksShortOfCopies(chunks, new Set())).toBe(0);
+    const { jobs, lost, stuck } = planCopies(chunks, out, sleds);
+    expect(lost).toEqual([]);
+    expect(stuck).toEqual([]);
+    expect(jobs.map((job) => job.chunkNumber)).toEqual([1, 2, 3]);
+    for (const job of jobs) {
+      const copies = chunks.get(job.chunkNumber)!.copies;
+      expect(job.sources).toEqual(copies.filter((sled) => sled !== "sled-3"));
+      expect(out.has(job.target)).toBe(false);
+      expect(copies).not.toContain(job.target);
+    }
+  });
+
+  test("a chunk with no live copy is lost, one with no live sled left is stuck, skipped ones wait", () => {
+    const chunks = table([
+      [0, ["sled-3", "sled-4"]],
+      [1, ["sled-1", "sled-3"]],
+      [2, ["sled-2", "sled-3"]],
+    ]);
+    const out = new Set(["sled-3", "sled-4"]);
+    const plan = planCopies(chunks, out, ["sled-1", "sled-2", "sled-3", "sled-4"], (n) => n === 2);
+    expect(plan.lost).toEqual([0]);
+    expect(plan.jobs.map((job) => [job.chunkNumber, job.target])).toEqual([[1, "sled-2"]]);
+    const narrow = planCopies(table([[1, ["sled-1", "sled-3"]]]), out, ["sled-1", "sled-3"]);
+    expect(narrow.stuck).toEqual([1]);
+    expect(narrow.jobs).toEqual([]);
+  });
+});
+
+describe("replicator", () => {
+  function partition(chunks: Map<number, ChunkEntry>, checkpointSleds?: string[]) {
+    const recorded: [number, string[]][] = [];
+    let checkpointsRequested = 0;
+    const replicated: ReplicatedPartition = {
+      address: { volume: "v", volumeId: "1-v", partition: 0 },
+      roleName: "primary",
+      sleds,
+      replica: {
+        metadata: { chunks } as ReplicatedPartition["replica"]["metadata"],
+        recordCopies: (n: number, copies: readonly string[]) => {
+          recorded.push([n, [...copies]]);
+        },
+        requestCheckpoint: () => {
+          checkpointsRequested++;
+        },
+        recordedCheckpoint:
+          checkpointSleds === undefined
+            ? undefined
+            : {
+                opNum: 5,
+                blobKey: "checkpoints/x",
+                sleds: checkpointSleds,
+                bytes: 9,
+                createdAtMs: 1,
+              },
+      },
+    };
+    return { replicated, recorded, requests: () => checkpointsRequested };
+  }
+
+  test("copies each short chunk at most 2 at once, then records the live copies plus the new one", async () => {
+    const chunks = table([
+      [0, ["sled-1", "sled-2"]],
+      [1, ["sled-1", "sled-3"]],
+      [2, ["sled-3", "sled-2"]],
+      [3, ["sled-3", "sled-4"]],
+      [5, ["sled-4", "sled-3"]],
+    ]);
+    const { replicated, recorded, requests } = partition(chunks, ["sled-3", "sled-1"]);
+    let inflight = 0;
+    let inflightMax = 0;
+    const copied: string[] = [];
+    const replicator = new Replicator({
+      logger,
+      partitions: () => [replicated],
+      sleds: {
+        copyChunk: async (_owner, chunkId, from, to) => {
+          inflight++;
+          inflightMax = Math.max(inflightMax, inflight);
+          await new Promise((resolve) => setTimeout(resolve, 5));
+          inflight--;
+          if (chunkId === "v/0/5") throw new Error("sled-4 answers nothing");
+          copied.push(`${chunkId}->${to}`);
+          return from[0]!;
+        },
+        checkChunk: async () => [],
+      },
+    });
+    replicator.setOut(["sled-3"]);
+    await replicator.pass();
+    expect(inflightMax).toBe(2);
+    expect(copied).toHaveLength(3);
+    expect(recorded.map(([n]) => n).sort()).toEqual([1, 2, 3]);
+    for (const [n, copies] of recorded) {
+      expect(copies).toHaveLength(2);
+      expect(copies).not.toContain("sled-3");
+      expect(copies).toContain(chunks.get(n)!.copies.find((sled) => sled !== "sled-3"));
+    }
+    expect(requests()).toBe(1); // the checkpoint blob had one live copy
+    // Recorded chunks are not copied again while their flush record commits; the failed
+    // one is tried again on the next pass, and the checkpoint is not asked for twice.
+    copied.length = 0;
+    await replicator.pass();
+    expect(copied).toEqual([]);
+    expect(requests()).toBe(1);
+    await replicator.close();
+  });
+
+  test("nothing is copied while no sled is out, and a secondary copies nothing", async () => {
+    const chunks = table([[1, ["sled-1", "sled-3"]]]);
+    const { replicated, recorded } = partition(chunks);
+    let copies = 0;
+    const replicator = new Replicator({
+      logger,
+      partitions: () => [replicated],
+      sleds: {
+        copyChunk: async () => {
+          copies++;
+          return "sled-1";
+        },
+        checkChunk: async () => [],
+      },
+    });
+    await replicator.pass();
+    expect(copies).toBe(0);
+    const secondary = { ...replicated, roleName: "secondary" as const };
+    const other = new Replicator({
+      logger,
+      partitions: () => [secondary],
+      sleds: { copyChunk: async () => "sled-1", checkChunk: async () => [] },
+    });
+    other.setOut(["sled-3"]);
+    await other.pass();
+    expect(recorded).toEqual([]);
+  });
+});
+
+describe("scheduled scrub", () => {
+  test("the pace spreads one pass over the interval, and a stall does not become a burst", () => {
+    // 100 chunks a day: one every 864 s.
+    const day = 86_400_000;
+    let step = scrubDue(0, 432_000, 100, day);
+    expect(step).toEqual({ due: 0, credit: 0.5 });
+    step = scrubDue(step.credit, 432_000, 100, day);
+    expect(step.due).toBe(1);
+    expect(step.credit).toBeCloseTo(0);
+    expect(scrubDue(0, day, 100, day).due).toBe(scrubChunksPerStepMax);
+    expect(scrubDue(0, day, 3, day).due).toBe(3);
+    expect(scrubDue(0, day, 0, day).due).toBe(0);
+  });
+
+  test("the cursor walks the table in order and wraps", () => {
+    expect(nextChunks([7, 2, 9, 4], -1, 2)).toEqual([2, 4]);
+    expect(nextChunks([7, 2, 9, 4], 4, 3)).toEqual([7, 9, 2]);
+    expect(nextChunks([7, 2, 9, 4], 9, 9)).toEqual([2, 4, 7, 9]);
+    expect(nextChunks([], 3, 2)).toEqual([]);
+  });
+
+  test("every chunk's live copies are checked once per pass, damage reported repaired", async () => {
+    const chunks = table([
+      [0, ["sled-1", "sled-2"]],
+      [1, ["sled-1", "sled-3"]],
+      [2, ["sled-2", "sled-4"]],
+    ]);
+    const checked: [string, string[]][] = [];
+    let nowMs = 0;
+    const replicated: ReplicatedPartition = {
+      address: { volume: "v", volumeId: "1-v", partition: 0 },
+      roleName: "primary",
+      sleds,
+      replica: {
+        metadata: { chunks } as ReplicatedPartition["replica"]["metadata"],
+        recordCopies: () => undefined,
+        requestCheckpoint: () => undefined,
+        recordedCheckpoint: undefined,
+      },
+    };
+    const replicator = new Replicator({
+      logger,
+      partitions: () => [replicated],
+      scrubIntervalMs: 3000,
+      clock: () => nowMs,
+      sleds: {
+        copyChunk: async () => "sled-1",
+        checkChunk: async (_owner, chunkId, copies) => {
+          checked.push([chunkId, [...copies]]);
+          return chunkId === "v/0/1"
+            ? [{ sled: "sled-1", found: "damaged" as const, repaired: true }]
+            : [];
+        },
+      },
+    });
+    replicator.setOut(["sled-3"]);
+    await replicator.pass();
+    await replicator.scrubStep(); // starts the clock for this partition
+    for (let step = 0; step < 6; step++) {
+      nowMs += 1000;
+      await replicator.scrubStep();
+    }
+    // Two whole passes over three chunks in 6 s; copies on out sleds are not read.
+    expect(checked).toEqual([
+      ["v/0/0", ["sled-1", "sled-2"]],
+      ["v/0/1", ["sled-1"]],
+      ["v/0/2", ["sled-2", "sled-4"]],
+      ["v/0/0", ["sled-1", "sled-2"]],
+      ["v/0/1", ["sled-1"]],
+      ["v/0/2", ["sled-2", "sled-4"]],
+    ]);
+    await replicator.close();
+  });
+});
