@@ -100,7 +100,7 @@ export const soakDefaults: SoakOptions = {
   headNodes: 3,
   devicesPerSled: 1,
   deviceBytes: 64 * mebibyte,
-  volumeBytes: 32 * mebibyte,
+  volumeBytes: 16 * mebibyte,
   replicas: 2,
   sampleIntervalMs: 10_000,
   bytesPerSecond: 1.5 * mebibyte,

@@ -67,7 +67,12 @@ export interface ReplicaLimits {
    * a record only for that is proposed at most this often.
    */
   dropIntervalTicks: number;
-  /** How often a primary looks for mostly-dead chunks to compact. */
+  /**
+   * How often a primary looks for mostly-dead chunks to compact. Often enough that
+   * compaction keeps up with overwrites (one compaction moves up to chunkBytesMax of
+   * live bytes), and cheap when idle: a look is skipped while the partition's chunk and
+   * live bytes have not changed since a look that found nothing.
+   */
   compactionIntervalTicks: number;
   /** A chunk is compacted once at most this fraction of its bytes is still referenced. */
   compactionLiveRatioMax: number;
@@ -100,7 +105,7 @@ export const replicaLimitsDefault: ReplicaLimits = {
   learnerPinTicks: 250,
   learnerSilentTicks: 750,
   dropIntervalTicks: 50,
-  compactionIntervalTicks: 1500,
+  compactionIntervalTicks: 50,
   compactionLiveRatioMax: 0.5,
   compactionVictimsMax: 8,
 };

@@ -249,6 +249,12 @@ export class Replica {
    */
   private compaction: Map<number, Uint8Array | undefined> | undefined;
   private lastCompactionTick = 0;
+  /**
+   * The commit point at the last look for victims that found none: metadata changes only
+   * by committing notes, so until the commit point moves there is nothing new to find
+   * (an idle partition costs no scan of its chunk table).
+   */
+  private idleCompactionOpNum: number | undefined;
   private lastDropTick = 0;
   /**
    * The checkpoint being published, and the step it waits on (see effects.ts): written
@@ -1312,6 +1318,7 @@ export class Replica {
     if (this.commitOpNum < role.readableFromOpNum) return;
     if (this.tickCount - this.lastCompactionTick < this.limits.compactionIntervalTicks) return;
     this.lastCompactionTick = this.tickCount;
+    if (this.commitOpNum === this.idleCompactionOpNum) return;
     const candidates: { chunkNumber: number; live: number; dead: number }[] = [];
     for (const [chunkNumber, entry] of this.metadata.chunks) {
       const live = this.metadata.refBytes(chunkNumber);
@@ -1328,7 +1335,11 @@ export class Replica {
       victims.set(candidate.chunkNumber, undefined);
       liveBytes += candidate.live;
     }
-    if (victims.size === 0) return;
+    if (victims.size === 0) {
+      this.idleCompactionOpNum = this.commitOpNum;
+      return;
+    }
+    this.idleCompactionOpNum = undefined;
     this.compaction = victims;
     for (const chunkNumber of victims.keys()) {
       const entry = this.metadata.chunks.get(chunkNumber)!;
