@@ -238,12 +238,12 @@ describe("the README's wire table", () => {
       row.subject === "ballast.v1.coordinator"
         ? {
             ...row,
-            messages: [...row.messages.filter((m) => m !== "volume.list.v1"), "volume.resize.v1"],
+            messages: [...row.messages.filter((m) => m !== "volume.list.v1"), "volume.rename.v1"],
           }
         : row,
     );
     expect(wireProblems(unknown)).toEqual([
-      "ballast.v1.coordinator: volume.resize.v1 is no message type",
+      "ballast.v1.coordinator: volume.rename.v1 is no message type",
       "request type volume.list.v1 is on no subject of the table",
     ]);
   });

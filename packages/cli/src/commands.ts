@@ -25,7 +25,7 @@ export const commands = [
     name: "status",
     summary: "show services and volumes with their health (--json, --check for scripts)",
   },
-  { name: "volume", summary: "create, list, describe and delete volumes" },
+  { name: "volume", summary: "create, list, describe, resize and delete volumes" },
   { name: "write", summary: "write a file or stdin into a volume at an offset" },
   { name: "read", summary: "read a range of a volume to a file or stdout" },
   { name: "import", summary: "copy a whole image file into a volume (with progress)" },

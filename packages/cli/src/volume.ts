@@ -1,4 +1,4 @@
-// `ballast volume create|list|describe|delete`: the volume catalogue, through the
+// `ballast volume create|list|describe|resize|delete`: the volume catalogue, through the
 // leading coordinator. `--json` prints the coordinator's VolumeState objects as they are.
 // Describe also shows what the volume's incarnation stores on sleds (every copy of every
 // chunk), or why it could not be counted.
@@ -10,12 +10,16 @@ import { dataDirDefault } from "./constants.ts";
 import { CliError, exitCodes } from "./errors.ts";
 import { formatBytes, formatSize, parseSize, SizeError } from "./sizes.ts";
 
-export const volumeHelp = `Usage: ballast volume <create|list|describe|delete> [options]
+export const volumeHelp = `Usage: ballast volume <create|list|describe|resize|delete> [options]
 
   ballast volume create NAME --size 10GiB [--replicas 2|3] [--partition-size 1GiB]
   ballast volume list [--json]
   ballast volume describe NAME [--json]
+  ballast volume resize NAME --size 20GiB [--allow-shrink]
   ballast volume delete NAME
+
+Resize grows a volume online; NBD clients see the new size on their next connection.
+Shrinking discards the data past the new end, so it is refused without --allow-shrink.
 
 Names are 1-63 of a-z, 0-9 and '-'. Sizes take KiB, MiB, GiB or TiB.
 Common options: --data-dir <dir> (default ${dataDirDefault}), --nats <url>.
@@ -30,6 +34,7 @@ const options: ParseArgsConfig["options"] = {
   size: { type: "string" },
   replicas: { type: "string" },
   "partition-size": { type: "string" },
+  "allow-shrink": { type: "boolean" },
 };
 
 export async function volumeCommand(argv: string[]): Promise<number> {
@@ -43,14 +48,14 @@ export async function volumeCommand(argv: string[]): Promise<number> {
   const [action, name, ...extra] = parsed.positionals;
   if (extra.length > 0)
     throw new CliError(exitCodes.usage, `unexpected arguments: ${extra.join(" ")}`);
-  const needsName = action === "create" || action === "describe" || action === "delete";
+  const needsName = ["create", "describe", "resize", "delete"].includes(action ?? "");
   if (needsName && name === undefined) {
     throw new CliError(
       exitCodes.usage,
       `ballast volume ${action} needs a volume name (see ballast help volume)`,
     );
   }
-  if (!["create", "list", "describe", "delete"].includes(action ?? "")) {
+  if (!["create", "list", "describe", "resize", "delete"].includes(action ?? "")) {
     throw new CliError(
       exitCodes.usage,
       `unknown volume action ${JSON.stringify(action ?? "")} (see ballast help volume)`,
@@ -73,7 +78,14 @@ export async function volumeCommand(argv: string[]): Promise<number> {
           ? { type: "volume.list.v1" }
           : action === "describe"
             ? { type: "volume.describe.v1", name: name!, stored: true }
-            : { type: "volume.delete.v1", name: name! };
+            : action === "resize"
+              ? {
+                  type: "volume.resize.v1",
+                  name: name!,
+                  sizeBytes: parseSize(requireFlag(flags.size, "--size"), "--size"),
+                  ...(flags["allow-shrink"] === true ? { allowShrink: true } : {}),
+                }
+              : { type: "volume.delete.v1", name: name! };
   } catch (error) {
     if (error instanceof SizeError) throw new CliError(exitCodes.usage, error.message);
     throw error;
@@ -93,6 +105,8 @@ export async function volumeCommand(argv: string[]): Promise<number> {
       );
     } else if ("deleted" in result) {
       process.stdout.write(`deleted volume ${result.name} from the catalogue\n`);
+    } else if (action === "resize") {
+      process.stdout.write(`resized volume ${result.name}\n${summary(result)}`);
     } else {
       process.stdout.write(
         `${summary(result)}${storedLine(result)}${result.partitions.map(partitionLine).join("")}`,
@@ -118,9 +132,19 @@ function requireFlag(value: string | boolean | undefined, flag: string): string 
   return value;
 }
 
-// biome-ignore lint/suspicious/noExplicitAny: one sender for the four request shapes
+/**
+ * How long the CLI waits for the coordinator's answer: a resize may spend up to 20 s
+ * trimming a partition that fails over meanwhile (the coordinator's
+ * resizeTrimDeadlineMs), so it waits longer than the other requests.
+ */
+const answerDeadlineMs = 15_000;
+const resizeAnswerDeadlineMs = 30_000;
+
+// biome-ignore lint/suspicious/noExplicitAny: one sender for the five request shapes
 async function send(bus: Awaited<ReturnType<typeof connectCli>>["bus"], request: any) {
-  return (await bus.request(subjects.coordinator.build(), request, { deadlineMs: 15_000 })) as
+  const deadlineMs =
+    request.type === "volume.resize.v1" ? resizeAnswerDeadlineMs : answerDeadlineMs;
+  return (await bus.request(subjects.coordinator.build(), request, { deadlineMs })) as
     | VolumeState
     | ResultOf<"volume.list.v1">
     | ResultOf<"volume.delete.v1">;

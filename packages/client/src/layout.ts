@@ -2,8 +2,10 @@
 // coordinator's description: no I/O, no state.
 //
 // Model: a volume of `sizeBytes` is tiled by partitions, each `[partitionStart,
-// partitionStart + partitionBytes)`, in order, without gaps or overlaps (the last may be
-// shorter than the others). Offsets stay volume offsets throughout: the wire carries them
+// partitionStart + partitionBytes)`, in order, without gaps or overlaps (sizes may
+// differ). The partitions cover at least the volume: a resized volume's may reach past
+// its size (a grow adds whole partitions, a shrink keeps them), and I/O is bounded by
+// the size, not by them. Offsets stay volume offsets throughout: the wire carries them
 // that way, so splitting only ever cuts a range, never rebases it.
 //
 // Failure model: the description comes from another process. It is checked here once,
@@ -35,7 +37,7 @@ export interface Piece {
 /**
  * The description the client uses: `state` with each partition listed once, in partition
  * order. Throws InvalidVolumeStateError unless it describes `name` and its partitions
- * tile the volume exactly.
+ * tile the volume from 0 without gaps, to its size or past it.
  *
  * A partition listed twice is not an inconsistency: the coordinator lists its catalogue
  * with a key listing that returns a key again when the key is updated during the
@@ -80,7 +82,7 @@ export function normalizeVolumeState(name: string, state: VolumeState): VolumeSt
     }
     expectedStart += partition.partitionBytes;
   }
-  if (expectedStart !== state.sizeBytes) {
+  if (expectedStart < state.sizeBytes) {
     throw new InvalidVolumeStateError(
       name,
       `its partitions cover ${expectedStart} bytes, but its size is ${state.sizeBytes}`,
@@ -129,7 +131,9 @@ function newestCopies(
  * Throws NotFound if `next` is another incarnation of the name than `previous` (the open
  * volume was deleted, and one created under its name: its bytes are not the open
  * volume's), and InvalidVolumeStateError if `next` maps offsets to partitions unlike
- * `previous`.
+ * `previous`. A resize is not a change of layout: the size may differ, and partitions
+ * may be added after the last (a grow), as long as every partition `previous` knew
+ * keeps its range.
  */
 export function checkSameLayout(previous: VolumeState, next: VolumeState): void {
   if (previous.id !== undefined && next.id !== undefined && previous.id !== next.id) {
@@ -142,10 +146,7 @@ export function checkSameLayout(previous: VolumeState, next: VolumeState): void 
   const changed = (what: string): never => {
     throw new InvalidVolumeStateError(previous.name, `its layout changed while open: ${what}`);
   };
-  if (next.sizeBytes !== previous.sizeBytes) {
-    changed(`size ${previous.sizeBytes} became ${next.sizeBytes}`);
-  }
-  if (next.partitions.length !== previous.partitions.length) {
+  if (next.partitions.length < previous.partitions.length) {
     changed(`${previous.partitions.length} partitions became ${next.partitions.length}`);
   }
   for (const [index, before] of previous.partitions.entries()) {

@@ -14,7 +14,8 @@
 // a partition twice is used with the newest copy (layout.ts). A description whose layout
 // differs from the first one (other partitions, other size) is refused with
 // InvalidVolumeStateError: offsets already split by the old layout would land in the
-// wrong partitions. One of another incarnation of the name is NotFound.
+// wrong partitions; a resize (another size, partitions added after the last) is not such
+// a change, and is taken. One of another incarnation of the name is NotFound.
 
 import { ErrorCode, isBallastError, subjects } from "@ballast/protocol";
 import { checkSameLayout, normalizeVolumeState, type VolumeState } from "./layout.ts";
@@ -116,7 +117,12 @@ export class VolumeStateCache {
     this.snapshot = {
       generation: this.snapshot.generation + 1,
       state,
-      subjects: this.snapshot.subjects,
+      subjects:
+        state.partitions.length === this.snapshot.subjects.length
+          ? this.snapshot.subjects
+          : state.partitions.map((partition) =>
+              subjects.volume.build(this.name, partition.partition),
+            ),
     };
   }
 }

@@ -18,6 +18,12 @@
 // `flushToSleds` is the explicit, slower request to move data from the journals to
 // sled chunks, for a caller that wants exactly that.
 //
+// Resizing: the size is the newest description's, not the one the volume was opened
+// with. An operation that reaches past the known end first describes the volume again
+// (`refreshSize`), so I/O past the old end works after a grow without reopening; past
+// the newest end it is refused with OutOfRange. A shrink is learned at the next
+// description (that refresh, a failover, or `refreshSize`).
+//
 // Closing: `close()` refuses new operations at once (VolumeClosedError) and resolves once
 // every operation already issued has settled; those keep retrying as usual meanwhile.
 //
@@ -37,7 +43,6 @@ import type { RequestBus } from "./wire.ts";
 /** A volume opened by BallastClient.openVolume. */
 export class Volume implements BlockDevice {
   readonly name: string;
-  readonly sizeBytes: number;
   private readonly state: VolumeStateCache;
   private readonly scheduler: RequestScheduler;
   private readonly clock: ClientOptions["clock"];
@@ -51,11 +56,23 @@ export class Volume implements BlockDevice {
   /** Use BallastClient.openVolume; this constructor is the client's. */
   constructor(bus: RequestBus, state: VolumeStateCache, options: Readonly<ClientOptions>) {
     this.name = state.name;
-    this.sizeBytes = state.current.state.sizeBytes;
     this.state = state;
     this.scheduler = new RequestScheduler(bus, state, options);
     this.clock = options.clock;
     this.requestDataBytesMax = options.requestDataBytesMax;
+  }
+
+  /** The volume's size, as its newest description says (a resize changes it). */
+  get sizeBytes(): number {
+    return this.state.current.state.sizeBytes;
+  }
+
+  /**
+   * Describes the volume again, so that `sizeBytes` is the coordinator's current size;
+   * rejects as a describe does (NotFound once the volume was deleted).
+   */
+  async refreshSize(): Promise<void> {
+    await this.state.refresh(this.state.current.generation);
   }
 
   /** The number of partitions the volume is cut into. */
@@ -77,6 +94,7 @@ export class Volume implements BlockDevice {
   }
 
   async read(offset: number, length: number): Promise<Uint8Array> {
+    if (this.reachesPastEnd(offset, length)) await this.learnSize();
     this.begin(describeOperation("read", offset, length), { offset, length });
     try {
       const bytes = new Uint8Array(length);
@@ -89,6 +107,7 @@ export class Volume implements BlockDevice {
 
   async write(offset: number, data: Uint8Array): Promise<void> {
     const length = data instanceof Uint8Array ? data.byteLength : 0;
+    if (this.reachesPastEnd(offset, length)) await this.learnSize();
     this.begin(describeOperation("write", offset, length), { offset, length }, { data });
     try {
       await this.mutation(this.perform("write", offset, length, this.requestDataBytesMax, data));
@@ -98,6 +117,7 @@ export class Volume implements BlockDevice {
   }
 
   async trim(offset: number, length: number): Promise<void> {
+    if (this.reachesPastEnd(offset, length)) await this.learnSize();
     this.begin(describeOperation("trim", offset, length), { offset, length });
     try {
       // Ranges carry no data, so only partition boundaries cut them.
@@ -108,6 +128,7 @@ export class Volume implements BlockDevice {
   }
 
   async writeZeroes(offset: number, length: number): Promise<void> {
+    if (this.reachesPastEnd(offset, length)) await this.learnSize();
     this.begin(describeOperation("write zeroes over", offset, length), { offset, length });
     try {
       await this.mutation(this.perform("write-zeroes", offset, length, length));
@@ -168,6 +189,27 @@ export class Volume implements BlockDevice {
     this.closed = true;
     if (this.operationsPending === 0) return Promise.resolve();
     return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  /**
+   * Describes the volume again before an operation that reaches past the known end (the
+   * volume may have grown); `begin` then checks the range against the newest size. A
+   * describe that fails leaves the size as it was, and the range is refused as usual.
+   * Operations inside the known end never wait for this: they are submitted in the
+   * caller's turn, which is what lets the scheduler batch them.
+   */
+  private async learnSize(): Promise<void> {
+    await this.refreshSize().catch(() => undefined);
+  }
+
+  /** True for a well-formed range past the known end of an open volume. */
+  private reachesPastEnd(offset: number, length: number): boolean {
+    return (
+      !this.closed &&
+      Number.isSafeInteger(offset) &&
+      Number.isSafeInteger(length) &&
+      offset + length > this.sizeBytes
+    );
   }
 
   /**

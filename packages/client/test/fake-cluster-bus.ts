@@ -156,6 +156,32 @@ export class FakeClusterBus implements RequestBus {
     });
   }
 
+  /**
+   * Resizes the volume as the coordinator does: a grow past the last partition appends
+   * full partitions after it, a shrink only lowers the size; data stays.
+   */
+  resizeVolume(name: string, sizeBytes: number): void {
+    const volume = this.volumes.get(name)!;
+    const last = volume.partitions.at(-1)!;
+    for (
+      let start = last.partitionStart + last.partitionBytes, partition = last.partition + 1;
+      start < sizeBytes;
+      partition += 1, start += volume.partitionBytes
+    ) {
+      volume.partitions.push({
+        ...last,
+        partition,
+        partitionStart: start,
+        partitionBytes: volume.partitionBytes,
+        bytes: new Uint8Array(volume.partitionBytes),
+        lastOpNum: 0,
+        flushedOpNum: 0,
+        failures: [],
+      });
+    }
+    volume.sizeBytes = sizeBytes;
+  }
+
   /** Removes the volume: describes answer NotFound, its subjects have no responders. */
   deleteVolume(name: string): void {
     this.volumes.delete(name);

@@ -202,9 +202,16 @@ describe("checkSameLayout", () => {
     expect(() => checkSameLayout(previous, volumeState("v", [4096]))).not.toThrow();
   });
 
-  it("refuses a description with more partitions", () => {
+  it("takes a resize: partitions added after the last, another size", () => {
+    const grown = { ...volumeState("v", [4096, 4096, 4096]), sizeBytes: 10_240 };
+    expect(() => checkSameLayout(volumeState("v", [4096, 4096]), grown)).not.toThrow();
+    const shrunk = { ...volumeState("v", [4096, 4096]), sizeBytes: 512 };
+    expect(() => checkSameLayout(volumeState("v", [4096, 4096]), shrunk)).not.toThrow();
+  });
+
+  it("refuses a description with fewer partitions", () => {
     expect(() =>
-      checkSameLayout(volumeState("v", [4096, 4096]), volumeState("v", [4096, 4096, 4096])),
+      checkSameLayout(volumeState("v", [4096, 4096, 4096]), volumeState("v", [4096, 4096])),
     ).toThrow(InvalidVolumeStateError);
   });
 });

@@ -396,7 +396,11 @@ describe("bad input is refused before anything is sent", () => {
 
       expect(error.message).toContain('volume "input"');
       await nextTurn();
-      expect(fake.sent.length).toBe(sentBefore);
+      // A range past the known end describes the volume again (it may have grown), and
+      // sends nothing else.
+      expect(
+        fake.sent.slice(sentBefore).filter((sent) => sent.message.type !== "volume.describe.v1"),
+      ).toEqual([]);
     });
   }
 
@@ -409,6 +413,38 @@ describe("bad input is refused before anything is sent", () => {
       'cannot read 512 bytes at offset 100 on volume "input": offset 100 and length 512 must both be multiples of the 512-byte sector',
     );
     expect(error.details).toMatchObject({ offset: 100, length: 512, sectorBytes: 512 });
+  });
+});
+
+describe("resizing", () => {
+  const spec = { name: "resized", sizeBytes: 1.5 * mebibyte, partitionBytes: mebibyte };
+
+  it("after a grow, I/O past the old end works without reopening", async () => {
+    const { fake, volume } = await openTestVolume(spec);
+    const before = patternBytes(1.5 * mebibyte, 3);
+    await volume.write(0, before);
+    fake.resizeVolume(spec.name, 3 * mebibyte);
+
+    const after = patternBytes(1.5 * mebibyte, 4);
+    await volume.write(1.5 * mebibyte, after);
+
+    expect(volume.sizeBytes).toBe(3 * mebibyte);
+    // [0, 1 MiB), [1, 1.5 MiB) as created; [1.5, 2.5), [2.5, 3.5) added whole.
+    expect(volume.partitionCount).toBe(4);
+    expect(await volume.read(0, 1.5 * mebibyte)).toEqual(before);
+    expect(await volume.read(1.5 * mebibyte, 1.5 * mebibyte)).toEqual(after);
+  });
+
+  it("after a shrink, I/O past the new end is refused with OutOfRange", async () => {
+    const { fake, volume } = await openTestVolume(spec);
+    fake.resizeVolume(spec.name, 0.5 * mebibyte);
+    await volume.refreshSize();
+
+    const error = await expectBallastError(volume.read(mebibyte, 512), ErrorCode.OutOfRange);
+
+    expect(error.message).toContain(`outside the volume's ${0.5 * mebibyte} bytes`);
+    expect(fake.requestsOf("volume.read.v1")).toEqual([]);
+    expect(await volume.read(0, 512)).toEqual(new Uint8Array(512));
   });
 });
 

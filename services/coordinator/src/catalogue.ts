@@ -2,7 +2,7 @@
 // an operator can read it with any NATS tool:
 //
 //   volume.<name>                 {name, id, sizeBytes, replicaCount, partitionBytes,
-//                                  createdAtMs}
+//                                  createdAtMs, term}  (term: of the last resize)
 //   partition.<name>.<index>      {volume, volumeId, partition, partitionStart,
 //                                  partitionBytes, epoch, primary, secondaries, joining,
 //                                  learners, term}
@@ -55,6 +55,8 @@ export interface VolumeRecord {
   replicaCount: number;
   partitionBytes: number;
   createdAtMs: number;
+  /** The leadership term of the last resize; absent until the volume is resized. */
+  term?: number;
 }
 
 export interface Versioned<T> {
@@ -247,6 +249,74 @@ export class Catalogue {
       throw error;
     }
     return stored;
+  }
+
+  // ------------------------------------------------------------------ resize
+
+  /**
+   * Adds the partitions a grow places, in partition order, each with `create` (a key
+   * left by a resize that died halfway, of this incarnation, is taken as it stands:
+   * an added partition past the size is harmless, and the next grow counts it). Stamps
+   * each with the writer's term. Returns them as stored.
+   */
+  async addPartitions(
+    volume: VolumeRecord,
+    partitions: readonly PartitionRecord[],
+    term: number,
+  ): Promise<Versioned<PartitionRecord>[]> {
+    const stored: Versioned<PartitionRecord>[] = [];
+    // One at a time, in order: a resize that dies halfway leaves a prefix, never a gap.
+    for (const partition of partitions) {
+      const record = { ...partition, term };
+      const key = keys.partition(volume.name, record.partition);
+      const leftover = await this.read<PartitionRecord>(key);
+      try {
+        if (leftover !== undefined && volumeIdOf(leftover.value) === idOfVolume(volume)) {
+          throw new BallastError(
+            ErrorCode.Unavailable,
+            `cannot resize volume ${volume.name}: partition ${record.partition} appeared meanwhile; retry`,
+          );
+        }
+        // A leftover of another incarnation (a create or delete that died halfway) is
+        // overwritten, as create does.
+        const revision =
+          leftover === undefined
+            ? await this.kv.create(key, encode(record))
+            : await this.kv.update(key, encode(record), leftover.revision);
+        stored.push({ value: record, revision });
+      } catch (error) {
+        if (!isConflict(error)) throw error;
+        throw new BallastError(
+          ErrorCode.Unavailable,
+          `cannot resize volume ${volume.name}: partition ${record.partition}'s record changed meanwhile; retry`,
+        );
+      }
+    }
+    return stored;
+  }
+
+  /**
+   * Sets the volume's size if its record is still at `current.revision` and was not
+   * written by a later leader; stamps it with the writer's term.
+   */
+  async resizeVolume(
+    current: Versioned<VolumeRecord>,
+    sizeBytes: number,
+    term: number,
+  ): Promise<UpdateOutcome & { record?: VolumeRecord }> {
+    if ((current.value.term ?? 0) > term) return { applied: false, reason: "deposed" };
+    const record: VolumeRecord = { ...current.value, sizeBytes, term };
+    try {
+      const revision = await this.kv.update(
+        keys.volume(record.name),
+        encode(record),
+        current.revision,
+      );
+      return { applied: true, revision, record };
+    } catch (error) {
+      if (isConflict(error)) return { applied: false, reason: "conflict" };
+      throw error;
+    }
   }
 
   /**

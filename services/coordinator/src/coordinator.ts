@@ -7,9 +7,9 @@
 // The work itself is done by the parts this file wires together, each with only what
 // it needs: reconciler.ts (the executor of the pure decisions in decisions.ts),
 // configurer.ts (configure pushes to head nodes), volumes.ts (create, describe, list,
-// delete), purger.ts (deletes a deleted incarnation's chunks and checkpoint blobs from
-// the sleds, deciding with purge.ts), sweeper.ts (deletes live volumes' orphans,
-// deciding with sweep.ts), reports.ts (primaries' reports and checkpoint
+// resize, delete), purger.ts (deletes a deleted incarnation's chunks and checkpoint
+// blobs from the sleds, deciding with purge.ts), sweeper.ts (deletes live volumes'
+// orphans, deciding with sweep.ts), reports.ts (primaries' reports and checkpoint
 // pointers), status.ts.
 //
 // Leadership and fencing: every partition record the leader writes carries its term,
@@ -119,6 +119,7 @@ const controlRequests = [
   "volume.describe.v1",
   "volume.list.v1",
   "volume.delete.v1",
+  "volume.resize.v1",
   "checkpoint.record.v1",
   "headnode.report.v1",
 ] as const;
@@ -143,7 +144,7 @@ export class Coordinator {
   private readonly timers: NodeJS.Timeout[] = [];
   private leader: Tenure | undefined;
   private renewing = false;
-  /** Creates and deletes, one at a time. */
+  /** Creates, resizes and deletes, one at a time. */
   private catalogueChanges: Promise<unknown> = Promise.resolve();
   private readonly tenures: Tenures = {
     held: () => this.leader,
@@ -369,6 +370,8 @@ export class Coordinator {
         return volumes.list();
       case "volume.delete.v1":
         return this.serialize(() => volumes.delete(tenure, message.name));
+      case "volume.resize.v1":
+        return this.serialize(() => volumes.resize(tenure, message));
       case "checkpoint.record.v1":
         return reports.onCheckpointRecord(message);
       case "headnode.report.v1":

@@ -35,6 +35,13 @@ function byLoad(load: Map<string, Load>) {
   };
 }
 
+/** A partition's place in its volume, before replicas are chosen for it. */
+export interface PartitionRange {
+  partition: number;
+  partitionStart: number;
+  partitionBytes: number;
+}
+
 /**
  * Chooses replica sets for the partitions of a new volume incarnation `volumeId`;
  * updates `load` as it goes.
@@ -48,6 +55,31 @@ export function placePartitions(
   headNodes: readonly string[],
   load: Map<string, Load>,
 ): PartitionRecord[] {
+  const count = Math.ceil(sizeBytes / partitionBytes);
+  const ranges: PartitionRange[] = [];
+  for (let partition = 0; partition < count; partition++) {
+    const partitionStart = partition * partitionBytes;
+    ranges.push({
+      partition,
+      partitionStart,
+      partitionBytes: Math.min(partitionBytes, sizeBytes - partitionStart),
+    });
+  }
+  return placeRanges(volume, volumeId, ranges, replicaCount, headNodes, load);
+}
+
+/**
+ * Chooses replica sets for the given partitions of incarnation `volumeId`, at epoch 1:
+ * a create's partitions, or those a grow adds (resize.ts). Updates `load` as it goes.
+ */
+export function placeRanges(
+  volume: string,
+  volumeId: string,
+  ranges: readonly PartitionRange[],
+  replicaCount: number,
+  headNodes: readonly string[],
+  load: Map<string, Load>,
+): PartitionRecord[] {
   if (headNodes.length < replicaCount) {
     throw new BallastError(
       ErrorCode.Unavailable,
@@ -55,22 +87,18 @@ export function placePartitions(
       { details: { replicaCount, headNodes: headNodes.length } },
     );
   }
-  const count = Math.ceil(sizeBytes / partitionBytes);
   const records: PartitionRecord[] = [];
-  for (let partition = 0; partition < count; partition++) {
+  for (const range of ranges) {
     const chosen = [...headNodes].sort(byLoad(load)).slice(0, replicaCount);
     const primary = [...chosen].sort(
       (a, b) => load.get(a)!.primaries - load.get(b)!.primaries || a.localeCompare(b),
     )[0]!;
     for (const member of chosen) load.get(member)!.replicas++;
     load.get(primary)!.primaries++;
-    const partitionStart = partition * partitionBytes;
     records.push({
       volume,
       volumeId,
-      partition,
-      partitionStart,
-      partitionBytes: Math.min(partitionBytes, sizeBytes - partitionStart),
+      ...range,
       epoch: 1,
       primary,
       secondaries: chosen.filter((member) => member !== primary),

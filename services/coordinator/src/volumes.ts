@@ -51,8 +51,9 @@ import type { Configurer } from "./configurer.ts";
 import { dropDeadlineMs } from "./constants.ts";
 import { type PartitionRecord, volumeIdOf } from "./decisions.ts";
 import type { Heartbeats } from "./heartbeats.ts";
-import { loadOf, placePartitions } from "./placement.ts";
+import { loadOf, placePartitions, placeRanges } from "./placement.ts";
 import { type ChunkEntry, isChunkOf } from "./purge.ts";
+import { type ByteRange, piecesOf, planResize } from "./resize.ts";
 import { forget, remember, type Tenure, type Tenures } from "./tenure.ts";
 
 export type VolumeState = ResultOf<"volume.describe.v1">;
@@ -71,6 +72,16 @@ export const storedListDeadlineMs = 2000;
  * omitted, so a describe stays bounded whatever a sled holds.
  */
 export const storedListPagesMax = 16;
+
+/**
+ * How long a resize may spend trimming one partition's part of the tail through its
+ * primary, retrying across a failover (WrongEpoch, NotPrimary, no primary yet): longer
+ * than a failover takes, short enough that the CLI's wait for the answer outlasts it.
+ */
+export const resizeTrimDeadlineMs = 20_000;
+/** One trim request's deadline, and the pause before a retry. */
+export const resizeTrimAttemptMs = 3000;
+export const resizeTrimRetryPauseMs = 200;
 
 /** One sled's listing of a volume name's chunks, or why it could not be had. */
 export type SledListing =
@@ -130,6 +141,9 @@ export interface VolumesOptions {
     | "deleteVolume"
     | "recordPurge"
     | "forgetPurge"
+    | "partition"
+    | "addPartitions"
+    | "resizeVolume"
   >;
   heartbeats: Pick<Heartbeats, "aliveHeadNodes" | "aliveSleds" | "list">;
   configurer: Pick<Configurer, "configure">;
@@ -233,6 +247,126 @@ export class Volumes {
     return this.stateOf(
       volume,
       stored.map((entry) => entry.value),
+    );
+  }
+
+  /**
+   * Changes the volume's size (resize.ts has the model): a grow trims what it reveals of
+   * existing partitions, adds and configures the partitions it needs, then raises the
+   * size; a shrink (only with `allowShrink`) trims the tail, then lowers the size.
+   * Runs one at a time with creates and deletes.
+   */
+  async resize(tenure: Tenure, message: MessageOf<"volume.resize.v1">): Promise<VolumeState> {
+    const { service, catalogue, heartbeats, configurer, tenures } = this.options;
+    const current = await catalogue.volume(message.name);
+    if (current === undefined) {
+      throw new BallastError(ErrorCode.NotFound, `no volume named ${message.name}`);
+    }
+    const id = idOfVolume(current.value);
+    const partitions = (await catalogue.partitions(message.name))
+      .map((entry) => entry.value)
+      .filter((record) => volumeIdOf(record) === id);
+    const plan = planResize(current.value, partitions, message);
+    if (plan.kind === "unchanged") return this.describe(message.name);
+    if (plan.trim !== undefined) await this.trimTail(current.value, plan.trim);
+    let added: Awaited<ReturnType<typeof catalogue.addPartitions>> = [];
+    if (plan.kind === "grow" && plan.added.length > 0) {
+      const alive = [...heartbeats.aliveHeadNodes()];
+      const load = loadOf(
+        (await catalogue.allPartitions()).map((entry) => entry.value),
+        alive,
+      );
+      const placed = placeRanges(
+        message.name,
+        id,
+        plan.added,
+        current.value.replicaCount,
+        alive,
+        load,
+      );
+      added = await catalogue.addPartitions(current.value, placed, tenure.term);
+    }
+    const outcome = await catalogue.resizeVolume(current, plan.sizeBytes, tenure.term);
+    if (!outcome.applied) {
+      throw new BallastError(
+        ErrorCode.Unavailable,
+        outcome.reason === "deposed"
+          ? `cannot resize volume ${message.name}: a later leader wrote its record; retry`
+          : `volume ${message.name} changed while it was being resized; retry`,
+      );
+    }
+    service.logger.info(
+      {
+        volume: message.name,
+        id,
+        from: current.value.sizeBytes,
+        to: plan.sizeBytes,
+        added: added.length,
+      },
+      "volume resized",
+    );
+    if (tenures.held() === tenure) {
+      tenure.generation++;
+      tenure.volumes.set(message.name, outcome.record!);
+      for (const entry of added) remember(tenure, entry);
+      // Configured before the answer, as at create, so the new bytes serve I/O at once.
+      const aliveSet = heartbeats.aliveHeadNodes();
+      const sleds = heartbeats.aliveSleds();
+      await Promise.all(
+        added.map((entry) => configurer.configure(tenure, entry.value, aliveSet, sleds)),
+      );
+    }
+    return this.describe(message.name);
+  }
+
+  /**
+   * Trims `range` of the volume through each partition's primary, so that no byte of it
+   * can be read again. A partition that is failing over is retried on its newest record
+   * until `resizeTrimDeadlineMs`; past that the resize fails and changes nothing more.
+   */
+  private async trimTail(volume: VolumeRecord, range: ByteRange): Promise<void> {
+    const { catalogue, service } = this.options;
+    const id = idOfVolume(volume);
+    const partitions = (await catalogue.partitions(volume.name))
+      .map((entry) => entry.value)
+      .filter((record) => volumeIdOf(record) === id);
+    await Promise.all(
+      piecesOf(partitions, range).map(async (piece) => {
+        const endsAtMs = now() + resizeTrimDeadlineMs;
+        let lastError: unknown;
+        while (now() < endsAtMs) {
+          const record = (await catalogue.partition(volume.name, piece.partition))?.value;
+          if (record === undefined || volumeIdOf(record) !== id) {
+            throw new BallastError(
+              ErrorCode.NotFound,
+              `volume ${volume.name} was deleted while being resized`,
+            );
+          }
+          try {
+            await service.bus.request(
+              subjects.volume.build(volume.name, piece.partition),
+              {
+                type: "volume.trim.v1",
+                volume: volume.name,
+                partition: piece.partition,
+                epoch: record.epoch,
+                volumeId: id,
+                ranges: [{ offset: piece.offset, length: piece.length }],
+              },
+              { deadlineMs: resizeTrimAttemptMs },
+            );
+            return;
+          } catch (error) {
+            lastError = error;
+            if (error instanceof BallastError && !error.retryable) throw error;
+            await new Promise((resolve) => setTimeout(resolve, resizeTrimRetryPauseMs));
+          }
+        }
+        throw new BallastError(
+          ErrorCode.Unavailable,
+          `cannot resize volume ${volume.name}: trimming [${piece.offset}, ${piece.offset + piece.length}) of partition ${piece.partition} did not succeed within ${resizeTrimDeadlineMs}ms (${(lastError as Error)?.message ?? "no answer"}); retry`,
+        );
+      }),
     );
   }
 
@@ -380,8 +514,10 @@ export class Volumes {
   ): VolumeState {
     const nowMs = Date.now();
     const leases = this.options.tenures.current()?.leases;
+    // The record's term fences its writers; it is not part of the volume's state.
+    const { term: _term, ...shown } = volume;
     return {
-      ...volume,
+      ...shown,
       id: idOfVolume(volume),
       partitions: partitions.map((record) => {
         const learners = record.learners ?? [];

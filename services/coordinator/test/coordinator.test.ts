@@ -8,6 +8,7 @@ import { keys } from "../src/catalogue.ts";
 import { configureDeadlineMs, reconcileIntervalMs } from "../src/constants.ts";
 import { Coordinator } from "../src/coordinator.ts";
 import type { PartitionRecord } from "../src/decisions.ts";
+import { loadOf, placeRanges } from "../src/placement.ts";
 import { FakeStore } from "./fake-store.ts";
 
 const heartbeatTimeoutMs = 1500;
@@ -350,6 +351,103 @@ describe("volumes", () => {
         sent.message.type === "headnode.configure.v1" && sent.message.volumeId === created.id,
     );
     expect(configured).toHaveLength(2);
+  });
+});
+
+describe("resize", () => {
+  const stored = (harness: Harness, index: number) =>
+    harness.store.value<PartitionRecord>(keys.partition("v", index));
+
+  test("a grow places new partitions as create would and configures them before answering", async () => {
+    const harness = await started(["head-1", "head-2", "head-3"], [["head-1", "head-2"]]);
+    const before = [stored(harness, 0)!];
+    const alive = ["head-1", "head-2", "head-3"];
+    const expected = placeRanges(
+      "v",
+      "v-1",
+      [
+        { partition: 1, partitionStart: mebibyte, partitionBytes: mebibyte },
+        { partition: 2, partitionStart: 2 * mebibyte, partitionBytes: mebibyte },
+      ],
+      2,
+      alive,
+      loadOf(before, alive),
+    );
+    const answer = (await harness.control({
+      type: "volume.resize.v1",
+      name: "v",
+      sizeBytes: 2.5 * mebibyte,
+    })) as { sizeBytes: number; partitions: unknown[] };
+    expect(answer.sizeBytes).toBe(2.5 * mebibyte);
+    expect(answer.partitions).toHaveLength(3);
+    expect(answer).not.toHaveProperty("term");
+    for (const record of expected) {
+      expect(stored(harness, record.partition)).toEqual({ ...record, term: 1 });
+      expect(harness.configures(record.primary, record.partition)).toHaveLength(1);
+    }
+    expect(harness.store.value(keys.volume("v"))).toMatchObject({
+      sizeBytes: 2.5 * mebibyte,
+      term: 1,
+    });
+    // A grow that fits in the last partition adds nothing and trims what it reveals.
+    harness.behaviour.set("2", "ok"); // partition 2's volume subject answers
+    await harness.control({ type: "volume.resize.v1", name: "v", sizeBytes: 3 * mebibyte });
+    expect(stored(harness, 3)).toBeUndefined();
+    const trims = harness.sent.filter((sent) => sent.message.type === "volume.trim.v1");
+    expect(trims.map((sent) => sent.message)).toEqual([
+      {
+        type: "volume.trim.v1",
+        volume: "v",
+        partition: 2,
+        epoch: 1,
+        volumeId: "v-1",
+        ranges: [{ offset: 2.5 * mebibyte, length: 0.5 * mebibyte }],
+      },
+    ]);
+    expect(harness.store.value(keys.volume("v"))).toMatchObject({ sizeBytes: 3 * mebibyte });
+  });
+
+  test("a shrink is refused without allowShrink; with it the tail is trimmed first", async () => {
+    const harness = await started(
+      ["head-1", "head-2", "head-3"],
+      [
+        ["head-1", "head-2"],
+        ["head-2", "head-3"],
+      ],
+    );
+    const shrink = { type: "volume.resize.v1" as const, name: "v", sizeBytes: 0.5 * mebibyte };
+    await expect(harness.control(shrink)).rejects.toMatchObject({
+      code: ErrorCode.InvalidArgument,
+      message: expect.stringContaining("--allow-shrink"),
+    });
+    expect(harness.store.value(keys.volume("v"))).toMatchObject({ sizeBytes: 2 * mebibyte });
+    expect(harness.sent.some((sent) => sent.message.type === "volume.trim.v1")).toBe(false);
+    harness.behaviour.set("0", "ok");
+    harness.behaviour.set("1", "ok");
+    const answer = (await harness.control({ ...shrink, allowShrink: true })) as {
+      sizeBytes: number;
+      partitions: unknown[];
+    };
+    expect(answer.sizeBytes).toBe(0.5 * mebibyte);
+    expect(answer.partitions).toHaveLength(2); // kept, trimmed
+    const trims = harness.sent.filter((sent) => sent.message.type === "volume.trim.v1");
+    expect(trims.map((sent) => [sent.node, (sent.message as { ranges: unknown }).ranges])).toEqual([
+      ["0", [{ offset: 0.5 * mebibyte, length: 0.5 * mebibyte }]],
+      ["1", [{ offset: mebibyte, length: mebibyte }]],
+    ]);
+    expect(harness.store.value(keys.volume("v"))).toMatchObject({ sizeBytes: 0.5 * mebibyte });
+  });
+
+  test("a size create would refuse is refused, and nothing changes", async () => {
+    const harness = await started(["head-1", "head-2"], [["head-1", "head-2"]]);
+    await expect(
+      harness.control({ type: "volume.resize.v1", name: "v", sizeBytes: 2 * mebibyte + 1 }),
+    ).rejects.toMatchObject({ code: ErrorCode.InvalidArgument });
+    await expect(
+      harness.control({ type: "volume.resize.v1", name: "nope", sizeBytes: 2 * mebibyte }),
+    ).rejects.toMatchObject({ code: ErrorCode.NotFound });
+    expect(harness.store.value(keys.volume("v"))).toMatchObject({ sizeBytes: mebibyte });
+    expect(stored(harness, 1)).toBeUndefined();
   });
 });
 

@@ -6,6 +6,11 @@
 // offer multi-connection). A flush sends nothing: acknowledged writes are already
 // durable in every replica's journal.
 //
+// Size: each connection gets the volume's size as the coordinator says it when the
+// connection opens the export (the shared Volume describes the volume again), and keeps
+// it for its life, as NBD requires; so a resized volume shows its new size on the next
+// connection, and never mid-connection.
+//
 // Failure model: a volume that fails over is followed by the client library (requests
 // wait and retry); an unknown volume is an unknown export; a volume deleted while open
 // fails its I/O with the coordinator's NotFound, as an NBD error.
@@ -103,13 +108,16 @@ export class Gateway {
       }
       opening = this.volumes.get(name);
     }
+    // A Volume opened for this very connection was just described: its size is current.
+    const shared = opening !== undefined;
     if (opening === undefined) {
       opening = this.client.openVolume(name);
       this.volumes.set(name, opening);
       opening.catch(() => this.volumes.delete(name));
     }
     try {
-      return await opening;
+      const volume = await opening;
+      return shared ? await this.withCurrentSize(volume) : volume;
     } catch (error) {
       if (
         error instanceof BallastError &&
@@ -119,6 +127,22 @@ export class Gateway {
       }
       throw error;
     }
+  }
+
+  /**
+   * The shared Volume, described again so that the connection opening it sees its
+   * current size (a resize since the last connection). A describe that fails leaves the
+   * size as last known: the export still opens, as it did before resizes existed.
+   */
+  private async withCurrentSize(volume: Volume): Promise<Volume> {
+    await volume.refreshSize().catch((error: unknown) => {
+      if (error instanceof BallastError && error.code === ErrorCode.NotFound) throw error;
+      this.service.logger.warn(
+        { export: volume.name, error: (error as Error).message },
+        "could not learn the volume's current size; serving the last known",
+      );
+    });
+    return volume;
   }
 
   private async listExports(): Promise<string[]> {

@@ -173,6 +173,18 @@ export const VolumeListResult = z.object({
   volumes: z.array(VolumeState).max(statusEntriesMax),
 });
 
+/**
+ * Changes a volume's size. A grow is online: new partitions are placed as at create.
+ * A shrink is refused unless `allowShrink`; with it, the tail past the new size is
+ * trimmed first. Answers the volume's state at its new size.
+ */
+export const VolumeResize = z.object({
+  type: z.literal("volume.resize.v1"),
+  name: volumeName,
+  sizeBytes: unsignedInteger,
+  allowShrink: z.boolean().optional(),
+});
+
 export const VolumeDelete = z.object({
   type: z.literal("volume.delete.v1"),
   name: volumeName,

@@ -14,6 +14,7 @@ import {
   VolumeDescribe,
   VolumeList,
   VolumeListResult,
+  VolumeResize,
   VolumeState,
 } from "./coordinator.ts";
 import {
@@ -84,6 +85,7 @@ export const Message = z.discriminatedUnion("type", [
   VolumeDescribe,
   VolumeList,
   VolumeDelete,
+  VolumeResize,
   VolumeWrite,
   VolumeRead,
   VolumeTrim,
@@ -125,6 +127,7 @@ export const messageSchemas: { [T in MessageType]: z.ZodType<MessageOf<T>> } = {
   "volume.describe.v1": VolumeDescribe,
   "volume.list.v1": VolumeList,
   "volume.delete.v1": VolumeDelete,
+  "volume.resize.v1": VolumeResize,
   "volume.write.v1": VolumeWrite,
   "volume.read.v1": VolumeRead,
   "volume.trim.v1": VolumeTrim,
@@ -163,6 +166,7 @@ export const resultSchemas = {
   "volume.describe.v1": VolumeState,
   "volume.list.v1": VolumeListResult,
   "volume.delete.v1": VolumeDeleteResult,
+  "volume.resize.v1": VolumeState,
   "volume.write.v1": VolumeMutationResult,
   "volume.read.v1": VolumeReadResult,
   "volume.trim.v1": VolumeMutationResult,

@@ -1,0 +1,129 @@
+// The resize decision: what changing a volume's size does to its partitions. Pure: the
+// volume record, its partition ranges and the request come in, a plan goes out; the
+// shell (volumes.ts) trims, writes the records and configures the new partitions.
+//
+// Model: a volume's partitions tile `[0, coveredEnd)` in order, and `coveredEnd` is at
+// least the volume's size: the partitions may reach past the size, never fall short of
+// it. A create makes them end exactly at the size (its last partition the remainder). A
+// grow past `coveredEnd` appends partitions of the volume's full partition size
+// (existing partitions never change range: their replicas' bounds are fixed), so a
+// later grow within the last one changes only the size. A shrink keeps every partition
+// and only lowers the size: whole partitions past the new end stay, empty once trimmed,
+// and serve the volume again if it grows (a head node drops replicas only per
+// incarnation, and the orphan sweep frees chunks only of partitions the catalogue
+// lists, so keeping them is what keeps both correct).
+//
+// Zeros past the end: nothing past the size may ever be shown again. A shrink trims
+// `[newSize, oldSize)` before it lowers the size (freeing the space), and a grow trims
+// the part of existing partitions it reveals, `[oldSize, min(newSize, coveredEnd))`,
+// before it raises the size. The second trim is the guarantee: a write that landed past
+// the end after a shrink (a client that had not yet learned the smaller size) is
+// trimmed before any reader can see it; a trim of a never-written range costs one
+// metadata op per partition.
+//
+// Failure model: a plan is a function of what was read; the shell writes the volume
+// record by compare-and-set, so a plan made on a stale read is refused, not applied.
+
+import { BallastError, ErrorCode, limits } from "@ballast/protocol";
+import type { PartitionRange } from "./placement.ts";
+
+/** A range of volume bytes. */
+export interface ByteRange {
+  offset: number;
+  length: number;
+}
+
+export type ResizePlan =
+  /** The size is already the one asked for. */
+  | { kind: "unchanged"; sizeBytes: number }
+  /**
+   * Trim `trim` (inside existing partitions, possibly empty), write `added` partition
+   * records, then raise the size.
+   */
+  | { kind: "grow"; sizeBytes: number; trim: ByteRange | undefined; added: PartitionRange[] }
+  /** Trim `trim`, then lower the size; partitions stay. */
+  | { kind: "shrink"; sizeBytes: number; trim: ByteRange };
+
+export interface ResizeRequest {
+  name: string;
+  sizeBytes: number;
+  allowShrink?: boolean;
+}
+
+/**
+ * The plan for resizing a volume of `currentBytes` whose volume-wide partition size is
+ * `partitionBytes` and whose partitions are `partitions` (in partition order, tiling
+ * from 0). Throws InvalidArgument for a size create would refuse, a shrink without
+ * `allowShrink`, or a grow past the partition limit.
+ */
+export function planResize(
+  volume: { sizeBytes: number; partitionBytes: number },
+  partitions: readonly PartitionRange[],
+  request: ResizeRequest,
+): ResizePlan {
+  const refuse = (why: string): never => {
+    throw new BallastError(
+      ErrorCode.InvalidArgument,
+      `cannot resize volume ${request.name} to ${request.sizeBytes} bytes: ${why}`,
+      { details: { volume: request.name, sizeBytes: request.sizeBytes } },
+    );
+  };
+  const size = request.sizeBytes;
+  if (!Number.isSafeInteger(size) || size <= 0 || size % limits.sectorBytes !== 0) {
+    refuse(`the size must be a positive multiple of ${limits.sectorBytes} bytes`);
+  }
+  if (size > limits.volumeBytesMax) {
+    refuse(`the size must be at most ${limits.volumeBytesMax} bytes`);
+  }
+  if (size === volume.sizeBytes) return { kind: "unchanged", sizeBytes: size };
+  if (size < volume.sizeBytes) {
+    if (request.allowShrink !== true) {
+      refuse(
+        `that would shrink it from ${volume.sizeBytes} bytes and discard the data past the new end; pass allowShrink (--allow-shrink) to shrink`,
+      );
+    }
+    return {
+      kind: "shrink",
+      sizeBytes: size,
+      trim: { offset: size, length: volume.sizeBytes - size },
+    };
+  }
+  const last = partitions.at(-1);
+  const coveredEnd = last === undefined ? 0 : last.partitionStart + last.partitionBytes;
+  const revealedEnd = Math.min(size, coveredEnd);
+  const trim =
+    revealedEnd > volume.sizeBytes
+      ? { offset: volume.sizeBytes, length: revealedEnd - volume.sizeBytes }
+      : undefined;
+  const added: PartitionRange[] = [];
+  let start = coveredEnd;
+  let partition = partitions.length;
+  const count = Math.max(0, Math.ceil((size - coveredEnd) / volume.partitionBytes));
+  if (partitions.length + count > limits.partitionsPerVolumeMax) {
+    refuse(
+      `it would need ${partitions.length + count} partitions, over the limit of ${limits.partitionsPerVolumeMax}`,
+    );
+  }
+  while (start < size) {
+    const bytes = Math.min(volume.partitionBytes, limits.volumeBytesMax - start);
+    added.push({ partition, partitionStart: start, partitionBytes: bytes });
+    start += bytes;
+    partition++;
+  }
+  return { kind: "grow", sizeBytes: size, trim, added };
+}
+
+/** `range` cut at the partitions' boundaries: each piece with its partition's number. */
+export function piecesOf(
+  partitions: readonly PartitionRange[],
+  range: ByteRange,
+): { partition: number; offset: number; length: number }[] {
+  const end = range.offset + range.length;
+  const pieces: { partition: number; offset: number; length: number }[] = [];
+  for (const partition of partitions) {
+    const from = Math.max(range.offset, partition.partitionStart);
+    const to = Math.min(end, partition.partitionStart + partition.partitionBytes);
+    if (from < to) pieces.push({ partition: partition.partition, offset: from, length: to - from });
+  }
+  return pieces;
+}
