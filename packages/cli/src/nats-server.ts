@@ -133,6 +133,36 @@ export interface NatsClusterMembership {
 
 export const natsClusterName = "ballast";
 
+/**
+ * The `authorization` block of a nats-server config: each user with its allow-lists.
+ * `password` is a config token as written: a quoted string, or `$VARIABLE` to take it
+ * from the server's environment (as deploy/nats-auth.conf does).
+ */
+export function natsAuthorizationConfig(
+  users: { user: string; password: string; permissions: RolePermissions }[],
+): string {
+  const lines = ["authorization {", "  users: ["];
+  for (const { user, password, permissions } of users) {
+    lines.push(
+      "    {",
+      `      user: ${JSON.stringify(user)}`,
+      `      password: ${password}`,
+      "      permissions: {",
+      `        publish: { allow: ${JSON.stringify(permissions.publish)} }`,
+      `        subscribe: { allow: ${JSON.stringify(permissions.subscribe)} }`,
+      "      }",
+      "    }",
+    );
+  }
+  lines.push("  ]", "}");
+  return lines.join("\n");
+}
+
+/** The variable deploy/nats-auth.conf takes a role's password from. */
+export function natsPasswordVariable(role: string): string {
+  return `BALLAST_NATS_PASSWORD_${role.toUpperCase()}`;
+}
+
 /** The nats-server configuration text (JSON maps are valid in its config syntax). */
 export function natsServerConfig(options: {
   port: number;
@@ -165,16 +195,13 @@ export function natsServerConfig(options: {
   }
   if (options.users !== undefined) {
     lines.push(
-      `authorization: ${JSON.stringify({
-        users: options.users.map(({ user, password, permissions }) => ({
+      natsAuthorizationConfig(
+        options.users.map(({ user, password, permissions }) => ({
           user,
-          password,
-          permissions: {
-            publish: { allow: permissions.publish },
-            subscribe: { allow: permissions.subscribe },
-          },
+          password: JSON.stringify(password),
+          permissions,
         })),
-      })}`,
+      ),
     );
   }
   if (options.tls !== undefined) {
