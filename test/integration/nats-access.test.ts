@@ -3,13 +3,21 @@
 // sled's inbox, a head node's inbox (control), a heartbeat and the control bucket's
 // JetStream API, and an anonymous or wrongly authenticated connection is refused.
 
-import { stat } from "node:fs/promises";
+import { execFileSync } from "node:child_process";
+import { stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { BallastClient } from "@ballast/client";
 import { encodeMessage, subjects } from "@ballast/protocol";
 import { connect } from "@nats-io/transport-node";
 import { afterAll, beforeAll, expect, test } from "vitest";
-import { connectTestBus, startTestCluster, type TestCluster } from "../support/cluster.ts";
+import {
+  connectTestBus,
+  startTestCluster,
+  type TestCluster,
+  temporaryDirectory,
+  testAccess,
+  waitUntilHealthy,
+} from "../support/cluster.ts";
 
 const mebibyte = 1024 * 1024;
 let cluster: TestCluster;
@@ -104,3 +112,81 @@ test("the credentials and the server config are readable by their owner only", a
   for (const file of files) expect(((await stat(file)).mode & 0o777).toString(8)).toBe("600");
   expect(((await stat(join(cluster.dataDir, "credentials"))).mode & 0o777).toString(8)).toBe("700");
 });
+
+/** A throwaway CA and a certificate for 127.0.0.1 signed by it (openssl). */
+async function makeCertificates(directory: string) {
+  const file = (name: string) => join(directory, name);
+  const openssl = (...args: string[]) => execFileSync("openssl", args, { stdio: "ignore" });
+  openssl(
+    "req",
+    "-x509",
+    "-newkey",
+    "rsa:2048",
+    "-nodes",
+    "-days",
+    "1",
+    "-subj",
+    "/CN=ballast-test-ca",
+    "-keyout",
+    file("ca-key.pem"),
+    "-out",
+    file("ca.pem"),
+  );
+  openssl(
+    "req",
+    "-newkey",
+    "rsa:2048",
+    "-nodes",
+    "-subj",
+    "/CN=127.0.0.1",
+    "-keyout",
+    file("server-key.pem"),
+    "-out",
+    file("server.csr"),
+  );
+  await writeFile(file("ext.cnf"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n");
+  openssl(
+    "x509",
+    "-req",
+    "-in",
+    file("server.csr"),
+    "-CA",
+    file("ca.pem"),
+    "-CAkey",
+    file("ca-key.pem"),
+    "-CAcreateserial",
+    "-days",
+    "1",
+    "-out",
+    file("server.pem"),
+    "-extfile",
+    file("ext.cnf"),
+  );
+  return { cert: file("server.pem"), key: file("server-key.pem"), ca: file("ca.pem") };
+}
+
+test("with TLS the services and a client with the CA connect over tls://; without it, not", async () => {
+  const certificates = await temporaryDirectory("ballast-tls-");
+  let tls: TestCluster | undefined;
+  try {
+    const natsTls = await makeCertificates(certificates.path);
+    tls = await startTestCluster({ natsTls });
+    const url = tls.cluster.natsUrl;
+    expect(url).toMatch(/^tls:\/\/127\.0\.0\.1:\d+$/);
+    // The harness's bus got in with the CA, and the coordinator (over TLS) answered it.
+    await waitUntilHealthy(tls.bus, ["coordinator-1"]);
+    const { credentials } = testAccess("client");
+    await expect(
+      connect({
+        servers: url,
+        user: credentials!.user,
+        pass: credentials!.password,
+        reconnect: false,
+        timeout: 3000,
+      }),
+    ).rejects.toThrow(/certificate/i);
+  } finally {
+    await tls?.stop();
+    await certificates.remove();
+  }
+}, 60_000);

@@ -77,7 +77,7 @@ export async function startTestCluster(
     natsPasswords: testPasswords,
     env: { ...testEnv, ...options.env },
   });
-  const client = await connectTestBus(cluster.natsUrl);
+  const client = await connectTestBus(cluster.natsUrl, "operator", options.natsTls?.ca);
   await waitUntilHealthy(client.bus, cluster.ids());
   return {
     cluster,
@@ -93,15 +93,22 @@ export async function startTestCluster(
   };
 }
 
-/** A bus to the cluster as `role` (the operator, with full access, unless told). */
-export async function connectTestBus(natsUrl: string, role: NatsRole = "operator") {
+/**
+ * A bus to the cluster as `role` (the operator, with full access, unless told), trusting
+ * `caFile` when the cluster runs TLS.
+ */
+export async function connectTestBus(
+  natsUrl: string,
+  role: NatsRole = "operator",
+  caFile?: string,
+) {
   const logger = createLogger({ service: "test", nodeId: "test", level: "silent" });
   const tracing = startTracing({ serviceName: "ballast-test", instanceId: "test" });
   const connection = await connectNats({
     servers: natsUrl,
     name: `test-${role}`,
     logger,
-    access: testAccess(role),
+    access: { ...testAccess(role), ...(caFile === undefined ? {} : { caFile }) },
   });
   return {
     bus: new Bus(connection, tracing.tracer),
