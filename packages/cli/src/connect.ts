@@ -107,7 +107,11 @@ export async function connectCli(address: ClusterAddress): Promise<CliConnection
       name: "ballast-cli",
       logger,
       connectTimeoutMs: cliConnectTimeoutMs,
-      ...(address.access === undefined ? {} : { access: address.access }),
+      // Nothing known (say `ballast up --nats` on an external NATS): the BALLAST_NATS_*
+      // variables of this process, as connectNats reads them by default.
+      ...(address.access?.credentials === undefined && address.access?.caFile === undefined
+        ? {}
+        : { access: address.access }),
     });
   } catch (error) {
     await tracing.shutdown();
