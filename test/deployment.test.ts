@@ -1,6 +1,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
-import { limits } from "@ballast/protocol";
+import { natsAuthorizationConfig, natsPasswordVariable } from "@ballast/cli";
+import { limits, natsRoles, permissionsOf } from "@ballast/protocol";
 import { expect, test } from "vitest";
 
 const root = fileURLToPath(new URL("../", import.meta.url));
@@ -24,5 +25,29 @@ test("every service docker-compose starts has an entry point, and NATS and Jaege
   );
   for (const entry of entries) expect(existsSync(`${root}${entry}`)).toBe(true);
   expect(compose).toContain("OTEL_EXPORTER_OTLP_ENDPOINT: http://jaeger:4318");
-  expect(compose.match(/- "nats:\/\/nats:4222"/g)).toHaveLength(entries.length);
+  // Every Ballast service gets all three NATS servers, through the shared anchor.
+  expect(compose).toContain(
+    "BALLAST_NATS: nats://nats-1:4222,nats://nats-2:4222,nats://nats-3:4222",
+  );
+});
+
+test("the compose NATS users are the permission table's (vitest -u rewrites the file)", async () => {
+  const users = natsRoles.map((role) => ({
+    user: role,
+    password: `$${natsPasswordVariable(role)}`,
+    permissions: permissionsOf(role),
+  }));
+  const generated = [
+    "# Generated from packages/protocol/src/permissions.ts by test/deployment.test.ts",
+    "# (`npx vitest run test/deployment.test.ts -u` rewrites it): one user per role,",
+    "# each password from the server's environment.",
+    natsAuthorizationConfig(users),
+    "",
+  ].join("\n");
+  await expect(generated).toMatchFileSnapshot("../deploy/nats-auth.conf");
+});
+
+test("every role's password variable is given to the NATS servers", () => {
+  const compose = read("docker-compose.yml");
+  for (const role of natsRoles) expect(compose).toContain(`${natsPasswordVariable(role)}:`);
 });

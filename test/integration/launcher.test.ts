@@ -113,6 +113,8 @@ describe("ballast up and status", () => {
     const cluster = firstRun.cluster!;
     const result = await runCli(["status", "--data-dir", "/nonexistent"], {
       BALLAST_NATS: cluster.natsUrl,
+      // An explicit URL needs credentials too: the client's, as handed out.
+      BALLAST_NATS_CREDS: join(dataDir, "credentials", "client.json"),
     });
     expect(result.code).toBe(0);
     expect(result.stdout).toContain("SERVICES (8 of 8 healthy)");

@@ -1,13 +1,40 @@
 // Support for integration tests: real nats-server and real service processes in a
 // temporary directory, and a client bus to talk to them. Every address is loopback and
 // every cluster is stopped by the test that started it.
+//
+// NATS access: each service runs as its own role (LocalCluster hands it its file). The
+// test process itself is the operator: every cluster of this test process shares one
+// set of passwords, and BALLAST_NATS_USER/BALLAST_NATS_PASSWORD name the operator's, so
+// that the test bus, in-process commands and `ballast` subprocesses started with
+// `--nats URL` get in. Tests of the access model connect with the role they exercise
+// (clusterAccess / connectTestBus with a role).
 
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { LocalCluster, type LocalClusterOptions } from "@ballast/cli";
-import { subjects } from "@ballast/protocol";
-import { Bus, connectNats, createLogger, startTracing } from "@ballast/runtime";
+import {
+  type CredentialName,
+  LocalCluster,
+  type LocalClusterOptions,
+  randomPassword,
+  routeUser,
+} from "@ballast/cli";
+import { type NatsRole, natsRoles, subjects } from "@ballast/protocol";
+import { Bus, connectNats, createLogger, type NatsAccess, startTracing } from "@ballast/runtime";
+
+/** The passwords of every cluster this test process starts (made once per process). */
+export const testPasswords = Object.fromEntries(
+  [...natsRoles, routeUser].map((name) => [name, randomPassword()]),
+) as Record<CredentialName, string>;
+
+/** How a process with `role` reaches a cluster started by this test process. */
+export function testAccess(role: NatsRole): NatsAccess {
+  return { credentials: { user: role, password: testPasswords[role] } };
+}
+
+process.env.BALLAST_NATS_USER = "operator";
+process.env.BALLAST_NATS_PASSWORD = testPasswords.operator;
+delete process.env.BALLAST_NATS_CREDS;
 
 /**
  * For tests: fast membership (beats every 200 ms, dead after 1.5 s of silence), and
@@ -47,9 +74,10 @@ export async function startTestCluster(
     headNodes: options.headNodes ?? 0,
     sleds: options.sleds ?? 0,
     ...options,
+    natsPasswords: testPasswords,
     env: { ...testEnv, ...options.env },
   });
-  const client = await connectTestBus(cluster.natsUrl);
+  const client = await connectTestBus(cluster.natsUrl, "operator", options.natsTls?.ca);
   await waitUntilHealthy(client.bus, cluster.ids());
   return {
     cluster,
@@ -65,12 +93,26 @@ export async function startTestCluster(
   };
 }
 
-export async function connectTestBus(natsUrl: string) {
+/**
+ * A bus to the cluster as `role` (the operator, with full access, unless told), trusting
+ * `caFile` when the cluster runs TLS.
+ */
+export async function connectTestBus(
+  natsUrl: string,
+  role: NatsRole = "operator",
+  caFile?: string,
+) {
   const logger = createLogger({ service: "test", nodeId: "test", level: "silent" });
   const tracing = startTracing({ serviceName: "ballast-test", instanceId: "test" });
-  const connection = await connectNats({ servers: natsUrl, name: "test", logger });
+  const connection = await connectNats({
+    servers: natsUrl,
+    name: `test-${role}`,
+    logger,
+    access: { ...testAccess(role), ...(caFile === undefined ? {} : { caFile }) },
+  });
   return {
     bus: new Bus(connection, tracing.tracer),
+    connection,
     async close() {
       await connection.drain().catch(() => undefined);
     },

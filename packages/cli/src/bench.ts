@@ -379,7 +379,11 @@ export async function benchCommand(
         env: { BALLAST_LOG_LEVEL: "warn" },
         tieToParent: true,
       });
-      const client = await connectCli({ natsUrl: cluster.natsUrl, source: "ballast bench" });
+      const client = await connectCli({
+        natsUrl: cluster.natsUrl,
+        source: "ballast bench",
+        access: cluster.natsAccess("client"),
+      });
       try {
         // Retried until the head nodes and sleds have joined; an attempt whose answer was
         // lost may have created it already.

@@ -17,11 +17,28 @@ export interface ServiceRecord {
   log: string;
 }
 
+export interface NatsServerRecord {
+  pid: number;
+  port: number;
+  /** The port routes come in on, in a NATS cluster. */
+  routePort?: number;
+  config: string;
+  log: string;
+  storeDir: string;
+}
+
 export interface ClusterFile {
   format: number;
+  /** Every server's URL, comma-separated. */
   natsUrl: string;
-  /** Set when `ballast up` started nats-server itself (no --nats). */
-  natsServer?: { pid: number; port: number; config: string; log: string; storeDir: string };
+  /** Set when `ballast up` started nats-server itself (no --nats): the first server. */
+  natsServer?: NatsServerRecord;
+  /** Every nats-server `ballast up` started (several with --nats-cluster). */
+  natsServers?: NatsServerRecord[];
+  /** Directory of the per-role credentials files (credentials.ts), when made. */
+  credentialsDir?: string;
+  /** The CA file clients verify the servers with, when NATS runs TLS. */
+  natsCa?: string;
   /** The pid of the running launcher, or undefined once it has stopped. */
   launcherPid?: number;
   startedAtMs: number;

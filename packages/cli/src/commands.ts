@@ -67,7 +67,10 @@ Commands:
 ${commands.map((command) => `  ${command.name.padEnd(10)}${command.summary}`).join("\n")}
 
 Every command finds the cluster from --nats URL, else BALLAST_NATS, else the
-cluster.json that \`ballast up\` wrote in --data-dir (default ${dataDirDefault}).
+cluster.json that \`ballast up\` wrote in --data-dir (default ${dataDirDefault}), and its
+NATS credentials from BALLAST_NATS_CREDS (a file) or BALLAST_NATS_USER and
+BALLAST_NATS_PASSWORD, else from the files \`ballast up\` made next to cluster.json;
+BALLAST_NATS_CA names the CA when NATS runs TLS.
 
 ${exitCodeLine}
 `;
@@ -88,11 +91,19 @@ export const commandHelp: Partial<Record<CommandName, string>> = {
 Starts nats-server (unless --nats is given), the coordinator, head nodes and sleds as
 separate processes, each with its own data directory and log under --data-dir, and
 waits until all are healthy. Ctrl-C or SIGTERM stops every child. Running it again on
-the same --data-dir brings back the same cluster.
+the same --data-dir brings back the same cluster. NATS refuses anonymous connections:
+each role (coordinator, headnode, sled, gateway, client, operator) has its own user,
+with credentials in --data-dir/credentials/ (mode 0600).
 
 Options:
   --data-dir <dir>        where state and logs live (default ${dataDirDefault})
-  --nats <url>            use this NATS server instead of starting one
+  --nats <url>            use this NATS server instead of starting one (its
+                          credentials from BALLAST_NATS_CREDS or BALLAST_NATS_USER/_PASSWORD)
+  --nats-cluster <n>      run n routed nats-servers with the control bucket replicated
+                          n ways (default 1; 3 survives losing one)
+  --nats-tls-cert <file>  TLS for NATS: the servers' certificate (PEM)...
+  --nats-tls-key <file>   ...its key...
+  --nats-tls-ca <file>    ...and the CA that signed it, which services and clients trust
   --coordinators <n>      coordinator processes (default ${coordinatorCountDefault})
   --headnodes <n>         head node processes (default ${headNodeCountDefault})
   --sleds <n>             sled processes (default ${sledCountDefault})

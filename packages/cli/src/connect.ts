@@ -1,8 +1,21 @@
 // How every command finds the cluster: `--nats URL`, else the BALLAST_NATS environment
-// variable, else the cluster.json that `ballast up` wrote in the data directory.
+// variable, else the cluster.json that `ballast up` wrote in the data directory. The
+// credentials come from the same place as the URL: with a URL from cluster.json, the
+// role's file that `ballast up` made next to it (client unless the command needs more);
+// with --nats or BALLAST_NATS, BALLAST_NATS_CREDS (a file) or BALLAST_NATS_USER and
+// BALLAST_NATS_PASSWORD. BALLAST_NATS_CA names the CA for TLS, else cluster.json's.
 
 import { resolve } from "node:path";
-import { Bus, connectNats, createLogger, startTracing } from "@ballast/runtime";
+import type { NatsRole } from "@ballast/protocol";
+import {
+  Bus,
+  connectNats,
+  createLogger,
+  type NatsAccess,
+  natsAccessFromEnv,
+  readCredentialsFile,
+  startTracing,
+} from "@ballast/runtime";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { clusterFilePath, readClusterFile } from "./cluster-file.ts";
 import { cliConnectTimeoutMs } from "./constants.ts";
@@ -12,26 +25,65 @@ export interface ClusterAddress {
   natsUrl: string;
   /** Where the URL came from, for messages. */
   source: string;
+  /** Credentials and CA; absent means none (an open NATS). */
+  access?: NatsAccess;
+  /** The credentials file, when they came from one (to hand to a child service). */
+  credentialsFile?: string;
 }
 
 export async function findCluster(options: {
   nats?: string | undefined;
   dataDir: string;
   env?: Readonly<Record<string, string | undefined>>;
+  /** Whose credentials to take from a local cluster: client unless the command needs more. */
+  role?: NatsRole;
 }): Promise<ClusterAddress> {
+  const env = options.env ?? process.env;
+  let natsUrl: string | undefined;
+  let source = "";
   if (options.nats !== undefined && options.nats !== "") {
-    return { natsUrl: options.nats, source: "--nats" };
+    natsUrl = options.nats;
+    source = "--nats";
+  } else if (env.BALLAST_NATS !== undefined && env.BALLAST_NATS !== "") {
+    natsUrl = env.BALLAST_NATS;
+    source = "BALLAST_NATS";
   }
-  const fromEnv = (options.env ?? process.env).BALLAST_NATS;
-  if (fromEnv !== undefined && fromEnv !== "") return { natsUrl: fromEnv, source: "BALLAST_NATS" };
-  const file = await readClusterFile(options.dataDir);
-  if (file === undefined) {
-    throw new CliError(
-      exitCodes.unreachable,
-      `no cluster found: pass --nats URL, set BALLAST_NATS, or start one with \`ballast up\` (looked for ${clusterFilePath(resolve(options.dataDir))})`,
-    );
+  const file = await readClusterFile(options.dataDir).catch(() => undefined);
+  if (natsUrl === undefined) {
+    if (file === undefined) {
+      throw new CliError(
+        exitCodes.unreachable,
+        `no cluster found: pass --nats URL, set BALLAST_NATS, or start one with \`ballast up\` (looked for ${clusterFilePath(resolve(options.dataDir))})`,
+      );
+    }
+    natsUrl = file.natsUrl;
+    source = clusterFilePath(options.dataDir);
   }
-  return { natsUrl: file.natsUrl, source: clusterFilePath(options.dataDir) };
+  const address: ClusterAddress = { natsUrl, source };
+  // The local cluster's files count only for that cluster's URL.
+  const local = file !== undefined && file.natsUrl === natsUrl ? file : undefined;
+  let access: NatsAccess = {};
+  if (local?.credentialsDir !== undefined && source === clusterFilePath(options.dataDir)) {
+    // A URL and its credentials come from the same place: cluster.json describes the
+    // local cluster whole, whatever BALLAST_NATS_* say about some other one.
+    const path = `${local.credentialsDir}/${options.role ?? "client"}.json`;
+    try {
+      access.credentials = readCredentialsFile(path);
+      address.credentialsFile = path;
+    } catch (error) {
+      throw new CliError(exitCodes.unreachable, (error as Error).message, { cause: error });
+    }
+  } else {
+    try {
+      access = natsAccessFromEnv(env);
+    } catch (error) {
+      throw new CliError(exitCodes.usage, (error as Error).message, { cause: error });
+    }
+    if (env.BALLAST_NATS_CREDS) address.credentialsFile = env.BALLAST_NATS_CREDS;
+  }
+  if (access.caFile === undefined && local?.natsCa !== undefined) access.caFile = local.natsCa;
+  address.access = access;
+  return address;
 }
 
 export interface CliConnection {
@@ -55,12 +107,20 @@ export async function connectCli(address: ClusterAddress): Promise<CliConnection
       name: "ballast-cli",
       logger,
       connectTimeoutMs: cliConnectTimeoutMs,
+      // Nothing known (say `ballast up --nats` on an external NATS): the BALLAST_NATS_*
+      // variables of this process, as connectNats reads them by default.
+      ...(address.access?.credentials === undefined && address.access?.caFile === undefined
+        ? {}
+        : { access: address.access }),
     });
   } catch (error) {
     await tracing.shutdown();
+    const refused = /authoriz|authenticat/i.test(String((error as Error)?.message));
     throw new CliError(
       exitCodes.unreachable,
-      `cannot reach NATS at ${address.natsUrl} (from ${address.source}): is the cluster running?`,
+      refused
+        ? `NATS at ${address.natsUrl} (from ${address.source}) refused the credentials${address.access?.credentials ? ` of user ${address.access.credentials.user}` : " (none given: set BALLAST_NATS_CREDS, or BALLAST_NATS_USER and BALLAST_NATS_PASSWORD)"}`
+        : `cannot reach NATS at ${address.natsUrl} (from ${address.source}): is the cluster running?`,
       { cause: error },
     );
   }

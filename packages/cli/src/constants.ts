@@ -18,3 +18,10 @@ export const childStopGraceMs = 15_000;
 export const cliConnectTimeoutMs = 10_000;
 /** How long `ballast status` waits for the coordinator's answer. */
 export const statusDeadlineMs = 5000;
+
+/** At most this many nats-servers in a local NATS cluster (3 survives losing one). */
+export const natsClusterSizeMax = 5;
+/** How long the launcher waits for a NATS cluster to elect a JetStream leader. */
+export const natsClusterReadyTimeoutMs = 30_000;
+/** Revisions the control bucket keeps per key; the coordinator opens it with the same. */
+export const controlBucketHistory = 8;

@@ -4,6 +4,7 @@
 export * from "./cluster-file.ts";
 export * from "./connect.ts";
 export * as cliConstants from "./constants.ts";
+export * from "./credentials.ts";
 export * from "./errors.ts";
 export * from "./local-cluster.ts";
 export * from "./nats-server.ts";

@@ -4,22 +4,63 @@
 // run them too, and use `kill` and `restart` to crash and revive single services.
 // Node ids are stable (`head-1`, `sled-2`, …), so starting again on the same root
 // brings back the same nodes with the same state.
+//
+// NATS access: a cluster that starts its own NATS makes one user per role (credentials
+// under `credentials/`, see credentials.ts) and gives each service the file of its role
+// only; anonymous connections are refused. With `natsCluster: 3` it runs three routed
+// nats-servers on loopback and creates the control bucket with three replicas before
+// the coordinators open it, so the catalogue survives the loss of one server; services
+// get every URL and fail over. With an external NATS (`natsUrl`) the services inherit
+// the launcher's BALLAST_NATS_* variables instead.
 
 import type { ChildProcess } from "node:child_process";
 import { mkdir } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import type { ServiceKind } from "@ballast/protocol";
+import {
+  buckets,
+  type NatsRole,
+  natsRoles,
+  permissionsOf,
+  type ServiceKind,
+} from "@ballast/protocol";
+import { connectNats, createLogger, type NatsAccess, type NatsCredentials } from "@ballast/runtime";
+import { Kvm } from "@nats-io/kv";
 import type { ServiceRecord } from "./cluster-file.ts";
-import { type RunningNatsServer, startNatsServer } from "./nats-server.ts";
+import {
+  controlBucketHistory,
+  natsClusterReadyTimeoutMs,
+  natsClusterSizeMax,
+} from "./constants.ts";
+import {
+  type CredentialName,
+  credentialsFile,
+  ensureCredentials,
+  routeUser,
+} from "./credentials.ts";
+import {
+  freePort,
+  type NatsServerOptions,
+  type NatsTlsFiles,
+  type RunningNatsServer,
+  startNatsServer,
+} from "./nats-server.ts";
 import { exited, spawnChild, stopChild } from "./processes.ts";
 
 export interface LocalClusterOptions {
   dataDir: string;
   /** Use this NATS server instead of starting one. */
   natsUrl?: string;
-  /** Port to prefer for a nats-server this cluster starts. */
+  /** Port to prefer for a nats-server this cluster starts (the first, in a NATS cluster). */
   natsPortPreferred?: number;
+  /** Client and route ports to prefer per server of a NATS cluster (from cluster.json). */
+  natsPortsPreferred?: { port: number; routePort?: number }[];
+  /** How many routed nats-servers to run (1 by default; 3 survives losing one). */
+  natsCluster?: number;
+  /** TLS for NATS client connections with these PEM files. */
+  natsTls?: NatsTlsFiles;
+  /** Passwords to use instead of random ones (tests share one set across clusters). */
+  natsPasswords?: Partial<Record<CredentialName, string>>;
   coordinators: number;
   headNodes: number;
   sleds: number;
@@ -55,45 +96,85 @@ export function serviceEntry(kind: ServiceKind): string {
   return join(repositoryRoot, "services", kind, "src", "main.ts");
 }
 
+/** How one nats-server of this cluster is started (again, after a kill). */
+type NatsServerSpec = NatsServerOptions & { portPreferred: number };
+
 export class LocalCluster {
   readonly dataDir: string;
+  /** Every server's URL, comma-separated (clients fail over between them). */
   readonly natsUrl: string;
-  private nats: RunningNatsServer | undefined;
+  private readonly nats: (RunningNatsServer | undefined)[];
+  private readonly natsSpecs: NatsServerSpec[];
+  private readonly credentials: Record<CredentialName, NatsCredentials> | undefined;
   private readonly services = new Map<string, Managed>();
   private readonly options: LocalClusterOptions;
 
   private constructor(
     options: LocalClusterOptions,
     natsUrl: string,
-    natsServer: RunningNatsServer | undefined,
+    natsServers: RunningNatsServer[],
+    natsSpecs: NatsServerSpec[],
+    credentials: Record<CredentialName, NatsCredentials> | undefined,
   ) {
     this.options = options;
     this.dataDir = resolve(options.dataDir);
     this.natsUrl = natsUrl;
-    this.nats = natsServer;
+    this.nats = natsServers;
+    this.natsSpecs = natsSpecs;
+    this.credentials = credentials;
   }
 
-  /** The nats-server this cluster started (the current one, after restartNatsServer). */
+  /** The (first) nats-server this cluster started, the current one after a restart. */
   get natsServer(): RunningNatsServer | undefined {
+    return this.nats[0];
+  }
+
+  /** Every nats-server this cluster started, by index; undefined while one is killed. */
+  get natsServers(): readonly (RunningNatsServer | undefined)[] {
     return this.nats;
+  }
+
+  /** The credentials file of a role, when this cluster made credentials. */
+  credentialsFile(role: NatsRole): string | undefined {
+    return this.credentials === undefined ? undefined : credentialsFile(this.dataDir, role);
+  }
+
+  /** How a process with `role` reaches this cluster's NATS (for connectNats). */
+  natsAccess(role: NatsRole): NatsAccess {
+    return {
+      ...(this.credentials === undefined ? {} : { credentials: this.credentials[role] }),
+      ...(this.options.natsTls === undefined ? {} : { caFile: this.options.natsTls.ca }),
+    };
   }
 
   static async start(options: LocalClusterOptions): Promise<LocalCluster> {
     const dataDir = resolve(options.dataDir);
     await mkdir(join(dataDir, "logs"), { recursive: true });
-    let natsServer: RunningNatsServer | undefined;
+    const servers: RunningNatsServer[] = [];
+    const specs: NatsServerSpec[] = [];
+    let credentials: Record<CredentialName, NatsCredentials> | undefined;
     let natsUrl = options.natsUrl;
     if (natsUrl === undefined) {
-      natsServer = await startNatsServer({
-        directory: join(dataDir, "nats"),
-        logPath: join(dataDir, "logs", "nats-server.log"),
-        ...(options.natsPortPreferred === undefined
-          ? {}
-          : { portPreferred: options.natsPortPreferred }),
-      });
-      natsUrl = natsServer.url;
+      credentials = await ensureCredentials(dataDir, options.natsPasswords);
+      specs.push(...(await natsServerSpecs(dataDir, options, credentials)));
+      try {
+        // In a NATS cluster every server must be up before any can elect a leader.
+        for (const spec of specs) servers.push(await startNatsServer(spec));
+      } catch (error) {
+        await Promise.all(servers.map((server) => server.stop()));
+        throw error;
+      }
+      natsUrl = servers.map((server) => server.url).join(",");
     }
-    const cluster = new LocalCluster(options, natsUrl, natsServer);
+    const cluster = new LocalCluster(options, natsUrl, servers, specs, credentials);
+    if (servers.length > 1) {
+      try {
+        await cluster.createReplicatedControlBucket();
+      } catch (error) {
+        await cluster.stop();
+        throw error;
+      }
+    }
     const counts: [ServiceKind, number][] = [
       ["coordinator", options.coordinators],
       ["sled", options.sleds],
@@ -163,35 +244,38 @@ export class LocalCluster {
     return child !== undefined && child.exitCode === null && child.signalCode === null;
   }
 
-  /** Crashes the nats-server this cluster started (SIGKILL by default) and waits for it. */
-  async killNatsServer(signal: NodeJS.Signals = "SIGKILL"): Promise<void> {
-    const server = this.nats;
-    if (server === undefined) throw new Error("this cluster did not start its nats-server");
+  /**
+   * Crashes one nats-server this cluster started (the first by default; SIGKILL by
+   * default) and waits for it to exit.
+   */
+  async killNatsServer(signal: NodeJS.Signals = "SIGKILL", index = 0): Promise<void> {
+    const server = this.nats[index];
+    if (server === undefined) throw new Error(`nats-server ${index} is not running here`);
     const gone = exited(server.child);
     server.child.kill(signal);
     await gone;
+    this.nats[index] = undefined;
   }
 
   /**
-   * Starts the nats-server again on the same port and store, after killNatsServer. The
+   * Starts a nats-server again on the same ports and store, after killNatsServer. The
    * port must be free again; services reconnect to the same URL by themselves.
    */
-  async restartNatsServer(): Promise<void> {
-    const server = this.nats;
-    if (server === undefined) throw new Error("this cluster did not start its nats-server");
-    const restarted = await startNatsServer({
-      directory: join(this.dataDir, "nats"),
-      logPath: join(this.dataDir, "logs", "nats-server.log"),
-      portPreferred: server.port,
-    });
-    if (restarted.port !== server.port) {
+  async restartNatsServer(index = 0): Promise<void> {
+    const spec = this.natsSpecs[index];
+    if (spec === undefined) throw new Error(`this cluster did not start nats-server ${index}`);
+    if (this.nats[index] !== undefined) throw new Error(`nats-server ${index} is running`);
+    const restarted = await startNatsServer(spec);
+    if (restarted.port !== spec.portPreferred) {
       await restarted.stop();
-      throw new Error(`nats-server port ${server.port} is still taken; cannot restart on it`);
+      throw new Error(
+        `nats-server port ${spec.portPreferred} is still taken; cannot restart on it`,
+      );
     }
-    this.nats = restarted;
+    this.nats[index] = restarted;
   }
 
-  /** Stops every service (in parallel, gracefully), then the nats-server it started. */
+  /** Stops every service (in parallel, gracefully), then the nats-servers it started. */
   async stop(): Promise<void> {
     await Promise.all(
       [...this.services.values()].map(async (managed) => {
@@ -199,7 +283,44 @@ export class LocalCluster {
         if (managed.child !== undefined) await stopChild(managed.child);
       }),
     );
-    await this.nats?.stop();
+    await Promise.all(this.nats.map((server) => server?.stop()));
+  }
+
+  /**
+   * Creates the control bucket with one replica per server before any coordinator
+   * opens it (the coordinator opens an existing bucket as it is). JetStream answers
+   * only once the servers have elected a meta leader, so this retries until then.
+   */
+  private async createReplicatedControlBucket(): Promise<void> {
+    const logger = createLogger({ service: "launcher", nodeId: "launcher", level: "silent" });
+    const connection = await connectNats({
+      servers: this.natsUrl,
+      name: "ballast-launcher",
+      logger,
+      access: this.natsAccess("coordinator"),
+    });
+    try {
+      const deadline = Date.now() + natsClusterReadyTimeoutMs;
+      for (;;) {
+        try {
+          await new Kvm(connection).create(buckets.control, {
+            history: controlBucketHistory,
+            replicas: this.nats.length,
+          });
+          return;
+        } catch (error) {
+          if (Date.now() > deadline) {
+            throw new Error(
+              `the NATS cluster did not create the ${buckets.control} bucket within ${natsClusterReadyTimeoutMs} ms: ${(error as Error).message}`,
+              { cause: error },
+            );
+          }
+          await new Promise((resolveWait) => setTimeout(resolveWait, 500));
+        }
+      }
+    } finally {
+      await connection.close();
+    }
   }
 
   private add(kind: ServiceKind, id: string): void {
@@ -223,6 +344,13 @@ export class LocalCluster {
       env.BALLAST_NBD_PORT = String(first === 0 ? 0 : first + index - 1);
     }
     if (this.options.tieToParent) env.BALLAST_PARENT_PID = String(process.pid);
+    if (this.credentials !== undefined) {
+      // Only this role's file; clear what the launcher itself may have inherited.
+      env.BALLAST_NATS_CREDS = credentialsFile(this.dataDir, kind);
+      env.BALLAST_NATS_USER = "";
+      env.BALLAST_NATS_PASSWORD = "";
+    }
+    if (this.options.natsTls !== undefined) env.BALLAST_NATS_CA = this.options.natsTls.ca;
     const child = spawnChild({
       command: process.execPath,
       args: [
@@ -259,4 +387,64 @@ export class LocalCluster {
     }
     return managed;
   }
+}
+
+/** Where and how each nats-server of a cluster runs: ports, store, users, routes. */
+async function natsServerSpecs(
+  dataDir: string,
+  options: LocalClusterOptions,
+  credentials: Record<CredentialName, NatsCredentials>,
+): Promise<NatsServerSpec[]> {
+  const count = options.natsCluster ?? 1;
+  if (!Number.isSafeInteger(count) || count < 1 || count > natsClusterSizeMax) {
+    throw new Error(`natsCluster must be 1 to ${natsClusterSizeMax}, got ${count}`);
+  }
+  const users = natsRoles.map((role) => ({
+    ...credentials[role],
+    permissions: permissionsOf(role),
+  }));
+  const common = {
+    users,
+    ...(options.natsTls === undefined ? {} : { tls: options.natsTls }),
+  };
+  if (count === 1) {
+    // One server keeps the layout of earlier versions (nats/, logs/nats-server.log).
+    const port = await freePort(options.natsPortsPreferred?.[0]?.port ?? options.natsPortPreferred);
+    return [
+      {
+        ...common,
+        directory: join(dataDir, "nats"),
+        logPath: join(dataDir, "logs", "nats-server.log"),
+        portPreferred: port,
+      },
+    ];
+  }
+  const ports: { port: number; routePort: number }[] = [];
+  const taken = new Set<number>();
+  const pick = async (preferred: number | undefined) => {
+    let port = await freePort(preferred);
+    while (taken.has(port)) port = await freePort();
+    taken.add(port);
+    return port;
+  };
+  for (let index = 0; index < count; index++) {
+    const preferred = options.natsPortsPreferred?.[index];
+    const port = await pick(
+      preferred?.port ?? (index === 0 ? options.natsPortPreferred : undefined),
+    );
+    ports.push({ port, routePort: await pick(preferred?.routePort) });
+  }
+  return ports.map(({ port, routePort }, index) => ({
+    ...common,
+    directory: join(dataDir, `nats-${index + 1}`),
+    logPath: join(dataDir, "logs", `nats-server-${index + 1}.log`),
+    portPreferred: port,
+    cluster: {
+      serverName: `nats-${index + 1}`,
+      routePort,
+      routePorts: ports.map((other) => other.routePort),
+      routeUser,
+      routePassword: credentials[routeUser].password,
+    },
+  }));
 }

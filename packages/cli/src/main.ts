@@ -2,6 +2,7 @@
 // flag is a usage error), errors go to stderr, and the exit code says what kind of
 // failure it was (see errors.ts).
 
+import { resolve } from "node:path";
 import { type ParseArgsConfig, parseArgs } from "node:util";
 import { constants as runtimeConstants } from "@ballast/runtime";
 import { benchCommand } from "./bench.ts";
@@ -12,6 +13,7 @@ import {
   coordinatorCountDefault,
   dataDirDefault,
   headNodeCountDefault,
+  natsClusterSizeMax,
   serviceCountMax,
   sledCountDefault,
 } from "./constants.ts";
@@ -59,6 +61,33 @@ function port(value: unknown): number {
   return number;
 }
 
+function natsClusterSize(value: unknown): number {
+  if (value === undefined) return 1;
+  const number = Number(value);
+  if (!Number.isSafeInteger(number) || number < 1 || number > natsClusterSizeMax) {
+    throw new CliError(
+      exitCodes.usage,
+      `--nats-cluster must be a whole number from 1 to ${natsClusterSizeMax}, got ${JSON.stringify(value)}`,
+    );
+  }
+  return number;
+}
+
+/** The three TLS files come together or not at all. */
+function natsTls(flags: Flags): { cert: string; key: string; ca: string } | undefined {
+  const cert = flags["nats-tls-cert"] as string | undefined;
+  const key = flags["nats-tls-key"] as string | undefined;
+  const ca = flags["nats-tls-ca"] as string | undefined;
+  if (cert === undefined && key === undefined && ca === undefined) return undefined;
+  if (cert === undefined || key === undefined || ca === undefined) {
+    throw new CliError(
+      exitCodes.usage,
+      "--nats-tls-cert, --nats-tls-key and --nats-tls-ca go together",
+    );
+  }
+  return { cert: resolve(cert), key: resolve(key), ca: resolve(ca) };
+}
+
 const print = (line: string) => process.stdout.write(`${line}\n`);
 
 async function main(argv: string[]): Promise<number> {
@@ -82,6 +111,10 @@ async function main(argv: string[]): Promise<number> {
       const flags = parse(rest, {
         "data-dir": { type: "string" },
         nats: { type: "string" },
+        "nats-cluster": { type: "string" },
+        "nats-tls-cert": { type: "string" },
+        "nats-tls-key": { type: "string" },
+        "nats-tls-ca": { type: "string" },
         coordinators: { type: "string" },
         headnodes: { type: "string" },
         sleds: { type: "string" },
@@ -94,6 +127,8 @@ async function main(argv: string[]): Promise<number> {
       return up({
         dataDir: (flags["data-dir"] as string | undefined) ?? dataDirDefault,
         nats: flags.nats as string | undefined,
+        natsCluster: natsClusterSize(flags["nats-cluster"]),
+        natsTls: natsTls(flags),
         coordinators: count(flags.coordinators, "coordinators", coordinatorCountDefault, 1),
         headNodes: count(flags.headnodes, "headnodes", headNodeCountDefault, 1),
         sleds: count(flags.sleds, "sleds", sledCountDefault, 1),

@@ -2,13 +2,17 @@
 // only, JetStream on with its store under the given directory, and max_payload raised
 // to what the protocol needs. The server is a child of the launcher; its pid is written
 // to cluster.json so that a later `ballast up` can stop one a crashed launcher left.
+// Optionally: users with subject permissions (then anonymous connections are refused),
+// TLS for clients with given certificates, and a route block that joins it to the other
+// servers of a NATS cluster (JetStream clustered: each server has its own name and store).
+// The config holds passwords, so it is written with mode 0600.
 
 import type { ChildProcess } from "node:child_process";
 import { accessSync, constants as fsConstants } from "node:fs";
-import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { chmod, mkdir, readFile, writeFile } from "node:fs/promises";
 import { createConnection, createServer } from "node:net";
 import { delimiter, join } from "node:path";
-import { limits } from "@ballast/protocol";
+import { limits, type RolePermissions } from "@ballast/protocol";
 import { natsReadyTimeoutMs } from "./constants.ts";
 import { CliError, exitCodes } from "./errors.ts";
 import { isAlive, spawnChild, stopChild } from "./processes.ts";
@@ -101,11 +105,124 @@ export interface NatsServerOptions {
   portPreferred?: number;
   /** Where the server's log goes; defaults to nats-server.log in `directory`. */
   logPath?: string;
+  /** Users and their permissions; none means anonymous access (bare test servers). */
+  users?: { user: string; password: string; permissions: RolePermissions }[];
+  /** TLS for client connections (PEM files). */
+  tls?: NatsTlsFiles;
+  /** Membership of a NATS cluster on loopback. */
+  cluster?: NatsClusterMembership;
+}
+
+export interface NatsTlsFiles {
+  cert: string;
+  key: string;
+  ca: string;
+}
+
+export interface NatsClusterMembership {
+  /** Distinct per server: JetStream clustering needs it. */
+  serverName: string;
+  /** The port this server takes routes on. */
+  routePort: number;
+  /** Route ports of every server of the cluster (this one's may be among them). */
+  routePorts: number[];
+  /** Routes authenticate, so that nobody bypasses the users through the route port. */
+  routeUser: string;
+  routePassword: string;
+}
+
+export const natsClusterName = "ballast";
+
+/**
+ * The `authorization` block of a nats-server config: each user with its allow-lists.
+ * `password` is a config token as written: a quoted string, or `$VARIABLE` to take it
+ * from the server's environment (as deploy/nats-auth.conf does).
+ */
+export function natsAuthorizationConfig(
+  users: { user: string; password: string; permissions: RolePermissions }[],
+): string {
+  const lines = ["authorization {", "  users: ["];
+  for (const { user, password, permissions } of users) {
+    lines.push(
+      "    {",
+      `      user: ${JSON.stringify(user)}`,
+      `      password: ${password}`,
+      "      permissions: {",
+      `        publish: { allow: ${JSON.stringify(permissions.publish)} }`,
+      `        subscribe: { allow: ${JSON.stringify(permissions.subscribe)} }`,
+      "      }",
+      "    }",
+    );
+  }
+  lines.push("  ]", "}");
+  return lines.join("\n");
+}
+
+/** The variable deploy/nats-auth.conf takes a role's password from. */
+export function natsPasswordVariable(role: string): string {
+  return `BALLAST_NATS_PASSWORD_${role.toUpperCase()}`;
+}
+
+/** The nats-server configuration text (JSON maps are valid in its config syntax). */
+export function natsServerConfig(options: {
+  port: number;
+  storeDir: string;
+  users?: NatsServerOptions["users"];
+  tls?: NatsTlsFiles | undefined;
+  cluster?: NatsClusterMembership | undefined;
+}): string {
+  const lines = [
+    "# Written by `ballast up`; rewritten on every start.",
+    `listen: "127.0.0.1:${options.port}"`,
+    `max_payload: ${limits.natsPayloadBytesMax}`,
+    "jetstream {",
+    `  store_dir: ${JSON.stringify(options.storeDir)}`,
+    "}",
+  ];
+  if (options.cluster !== undefined) {
+    const { serverName, routePort, routePorts, routeUser, routePassword } = options.cluster;
+    lines.push(
+      `server_name: ${JSON.stringify(serverName)}`,
+      "cluster {",
+      `  name: ${natsClusterName}`,
+      `  listen: "127.0.0.1:${routePort}"`,
+      `  authorization: ${JSON.stringify({ user: routeUser, password: routePassword })}`,
+      `  routes: ${JSON.stringify(
+        routePorts.map((port) => `nats-route://${routeUser}:${routePassword}@127.0.0.1:${port}`),
+      )}`,
+      "}",
+    );
+  }
+  if (options.users !== undefined) {
+    lines.push(
+      natsAuthorizationConfig(
+        options.users.map(({ user, password, permissions }) => ({
+          user,
+          password: JSON.stringify(password),
+          permissions,
+        })),
+      ),
+    );
+  }
+  if (options.tls !== undefined) {
+    lines.push(
+      `tls: ${JSON.stringify({
+        cert_file: options.tls.cert,
+        key_file: options.tls.key,
+        ca_file: options.tls.ca,
+        timeout: 5,
+      })}`,
+    );
+  }
+  lines.push("");
+  return lines.join("\n");
 }
 
 export interface RunningNatsServer {
   url: string;
   port: number;
+  /** The route port, in a NATS cluster. */
+  routePort?: number;
   pid: number;
   configPath: string;
   storeDir: string;
@@ -124,16 +241,17 @@ export async function startNatsServer(options: NatsServerOptions): Promise<Runni
   const port = await freePort(options.portPreferred);
   await writeFile(
     configPath,
-    [
-      "# Written by `ballast up`; rewritten on every start.",
-      `listen: "127.0.0.1:${port}"`,
-      `max_payload: ${limits.natsPayloadBytesMax}`,
-      "jetstream {",
-      `  store_dir: ${JSON.stringify(storeDir)}`,
-      "}",
-      "",
-    ].join("\n"),
+    natsServerConfig({
+      port,
+      storeDir,
+      users: options.users,
+      tls: options.tls,
+      cluster: options.cluster,
+    }),
+    { mode: 0o600 },
   );
+  // writeFile keeps the mode of a file that exists already.
+  await chmod(configPath, 0o600);
   const child = spawnChild({ command: binary, args: ["-c", configPath], logPath });
   const failed = new Promise<never>((_, reject) => {
     child.once("exit", (code) =>
@@ -148,8 +266,9 @@ export async function startNatsServer(options: NatsServerOptions): Promise<Runni
   failed.catch(() => undefined);
   await Promise.race([waitForNats(port), failed]);
   return {
-    url: `nats://127.0.0.1:${port}`,
+    url: `${options.tls === undefined ? "nats" : "tls"}://127.0.0.1:${port}`,
     port,
+    ...(options.cluster === undefined ? {} : { routePort: options.cluster.routePort }),
     pid: child.pid ?? 0,
     configPath,
     storeDir,

@@ -38,6 +38,7 @@ export async function nbdCommand(argv: string[]): Promise<number> {
   const address = await findCluster({
     nats: flags.nats as string | undefined,
     dataDir: (flags["data-dir"] as string | undefined) ?? dataDirDefault,
+    role: "gateway",
   });
   const directory = await mkdtemp(join(tmpdir(), "ballast-nbd-"));
   const id = `gateway-${hostname()
@@ -45,6 +46,10 @@ export async function nbdCommand(argv: string[]): Promise<number> {
     .replace(/[^a-z0-9-]/g, "-")
     .slice(0, 30)}-${process.pid}`;
   const serviceArgv = ["--id", id, "--data-dir", directory, "--nats", address.natsUrl];
+  if (address.credentialsFile !== undefined) {
+    serviceArgv.push("--nats-creds", address.credentialsFile);
+  }
+  if (address.access?.caFile !== undefined) serviceArgv.push("--nats-ca", address.access.caFile);
   if (flags.port !== undefined) serviceArgv.push("--nbd-port", String(flags.port));
   if (flags.host !== undefined) serviceArgv.push("--nbd-host", String(flags.host));
   if (flags.socket !== undefined) serviceArgv.push("--nbd-socket", String(flags.socket));

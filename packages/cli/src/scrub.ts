@@ -136,7 +136,12 @@ export async function scrubCommand(argv: string[]): Promise<number> {
       throw error;
     }
   }
-  const address = await findCluster({ nats: flags.nats, dataDir: flags.dataDir ?? dataDirDefault });
+  const address = await findCluster({
+    nats: flags.nats,
+    dataDir: flags.dataDir ?? dataDirDefault,
+    // Scrubbing talks to every sled's inbox, which the client role may not.
+    role: "operator",
+  });
   const client = await connectCli(address);
   try {
     const sleds = flags.sled !== undefined ? [flags.sled] : await healthySleds(client.bus);

@@ -3,9 +3,14 @@
 // Running it again on the same data directory brings back the same cluster.
 
 import { mkdir } from "node:fs/promises";
-import { resolve } from "node:path";
+import { dirname, resolve } from "node:path";
 import { BallastError, ErrorCode, subjects } from "@ballast/protocol";
-import { clusterFilePath, readClusterFile, writeClusterFile } from "./cluster-file.ts";
+import {
+  clusterFilePath,
+  type NatsServerRecord,
+  readClusterFile,
+  writeClusterFile,
+} from "./cluster-file.ts";
 import { connectCli } from "./connect.ts";
 import { clusterReadyTimeoutMs } from "./constants.ts";
 import { CliError, exitCodes } from "./errors.ts";
@@ -17,6 +22,10 @@ import { type ClusterStatus, fetchStatus, formatDuration } from "./status.ts";
 export interface UpOptions {
   dataDir: string;
   nats?: string | undefined;
+  /** How many routed nats-servers to start (ignored with `nats`). */
+  natsCluster?: number;
+  /** TLS for NATS with these PEM files. */
+  natsTls?: { cert: string; key: string; ca: string } | undefined;
   coordinators: number;
   headNodes: number;
   sleds: number;
@@ -38,10 +47,14 @@ export async function up(options: UpOptions): Promise<number> {
       `a cluster is already running from ${dataDir} (launcher pid ${previous.launcherPid}); stop it first, or use another --data-dir`,
     );
   }
-  if (previous?.natsServer !== undefined) {
-    const stopped = await stopStaleNatsServer(previous.natsServer.pid, previous.natsServer.config);
-    if (stopped)
-      options.print(`stopped nats-server pid ${previous.natsServer.pid} left by an earlier run`);
+  const previousServers =
+    previous?.natsServers ?? (previous?.natsServer === undefined ? [] : [previous.natsServer]);
+  for (const server of previousServers) {
+    const stopped = await stopStaleNatsServer(server.pid, server.config);
+    if (stopped) options.print(`stopped nats-server pid ${server.pid} left by an earlier run`);
+  }
+  if (options.nats !== undefined && options.natsCluster !== undefined && options.natsCluster > 1) {
+    throw new CliError(exitCodes.usage, "--nats-cluster starts servers; it cannot go with --nats");
   }
 
   const env: Record<string, string> = {};
@@ -53,7 +66,16 @@ export async function up(options: UpOptions): Promise<number> {
   const cluster = await LocalCluster.start({
     dataDir,
     ...(options.nats === undefined ? {} : { natsUrl: options.nats }),
-    ...(previous?.natsServer === undefined ? {} : { natsPortPreferred: previous.natsServer.port }),
+    ...(previousServers.length === 0
+      ? {}
+      : {
+          natsPortsPreferred: previousServers.map((server) => ({
+            port: server.port,
+            ...(server.routePort === undefined ? {} : { routePort: server.routePort }),
+          })),
+        }),
+    natsCluster: options.natsCluster ?? 1,
+    ...(options.natsTls === undefined ? {} : { natsTls: options.natsTls }),
     coordinators: options.coordinators,
     headNodes: options.headNodes,
     sleds: options.sleds,
@@ -69,20 +91,27 @@ export async function up(options: UpOptions): Promise<number> {
       }
     },
   });
+  const natsServers: NatsServerRecord[] = cluster.natsServers.flatMap((server) =>
+    server === undefined
+      ? []
+      : [
+          {
+            pid: server.pid,
+            port: server.port,
+            ...(server.routePort === undefined ? {} : { routePort: server.routePort }),
+            config: server.configPath,
+            log: server.logPath,
+            storeDir: server.storeDir,
+          },
+        ],
+  );
+  const clientCredentials = cluster.credentialsFile("client");
   const save = (extra: { stoppedAtMs?: number; running: boolean }) =>
     writeClusterFile(dataDir, {
       natsUrl: cluster.natsUrl,
-      ...(cluster.natsServer === undefined
-        ? {}
-        : {
-            natsServer: {
-              pid: cluster.natsServer.pid,
-              port: cluster.natsServer.port,
-              config: cluster.natsServer.configPath,
-              log: cluster.natsServer.logPath,
-              storeDir: cluster.natsServer.storeDir,
-            },
-          }),
+      ...(natsServers[0] === undefined ? {} : { natsServer: natsServers[0], natsServers }),
+      ...(clientCredentials === undefined ? {} : { credentialsDir: dirname(clientCredentials) }),
+      ...(options.natsTls === undefined ? {} : { natsCa: options.natsTls.ca }),
       ...(extra.running ? { launcherPid: process.pid } : {}),
       startedAtMs,
       ...(extra.stoppedAtMs === undefined ? {} : { stoppedAtMs: extra.stoppedAtMs }),
@@ -96,9 +125,17 @@ export async function up(options: UpOptions): Promise<number> {
   });
 
   options.print(`Ballast is starting from ${dataDir}`);
-  options.print(
-    `  nats        ${cluster.natsUrl}${cluster.natsServer ? ` (pid ${cluster.natsServer.pid}, store ${cluster.natsServer.storeDir}, log ${cluster.natsServer.logPath})` : " (external)"}`,
-  );
+  if (natsServers.length === 0) options.print(`  nats        ${cluster.natsUrl} (external)`);
+  for (const server of natsServers) {
+    options.print(
+      `  nats        ${options.natsTls === undefined ? "nats" : "tls"}://127.0.0.1:${server.port} (pid ${server.pid}, store ${server.storeDir}, log ${server.log})`,
+    );
+  }
+  if (clientCredentials !== undefined) {
+    options.print(
+      `  credentials ${dirname(clientCredentials)} (one file per role, mode 0600; hand out client.json)`,
+    );
+  }
   for (const record of cluster.records()) {
     options.print(`  ${record.id.padEnd(14)}pid ${String(record.pid).padEnd(8)}log ${record.log}`);
   }
@@ -133,7 +170,11 @@ export async function up(options: UpOptions): Promise<number> {
 
 /** `--demo`: a 1 GiB volume named demo with two replicas, unless it exists already. */
 async function createDemoVolume(cluster: LocalCluster, print: (line: string) => void) {
-  const client = await connectCli({ natsUrl: cluster.natsUrl, source: "ballast up" });
+  const client = await connectCli({
+    natsUrl: cluster.natsUrl,
+    source: "ballast up",
+    access: cluster.natsAccess("client"),
+  });
   try {
     await client.bus.request(
       subjects.coordinator.build(),
@@ -155,7 +196,11 @@ async function createDemoVolume(cluster: LocalCluster, print: (line: string) => 
 async function waitUntilHealthy(cluster: LocalCluster, print: (line: string) => void) {
   const expected = new Set(cluster.ids());
   const deadline = Date.now() + clusterReadyTimeoutMs;
-  const client = await connectCli({ natsUrl: cluster.natsUrl, source: "ballast up" });
+  const client = await connectCli({
+    natsUrl: cluster.natsUrl,
+    source: "ballast up",
+    access: cluster.natsAccess("client"),
+  });
   try {
     let last: ClusterStatus | undefined;
     while (Date.now() < deadline) {

@@ -9,4 +9,5 @@ export * from "./errors.ts";
 export * from "./incarnation.ts";
 export * as limits from "./limits.ts";
 export * from "./messages/index.ts";
+export * from "./permissions.ts";
 export * from "./subjects.ts";

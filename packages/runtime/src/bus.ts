@@ -4,6 +4,7 @@
 // faults (no responder, timeout, closed connection) become BallastErrors too, so a caller
 // handles one error type.
 
+import { readFileSync } from "node:fs";
 import {
   BallastError,
   decodeReply,
@@ -32,8 +33,63 @@ import {
 import type { Logger } from "./logger.ts";
 import { injectTraceContext, SpanKind, withSpan } from "./tracing.ts";
 
+/** Who this connection is: a NATS user and password (one per role, see permissions.ts). */
+export interface NatsCredentials {
+  user: string;
+  password: string;
+}
+
+/** How to reach NATS beyond the URL: credentials and, for tls:// servers, the CA. */
+export interface NatsAccess {
+  credentials?: NatsCredentials | undefined;
+  /** PEM file of the CA that signed the servers' certificates (turns TLS on). */
+  caFile?: string | undefined;
+}
+
+/**
+ * Reads a credentials file: JSON `{ "user": …, "password": … }`, as `ballast up` writes
+ * under its data directory (mode 0600) and an operator hands out for external clusters.
+ */
+export function readCredentialsFile(path: string): NatsCredentials {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(readFileSync(path, "utf8"));
+  } catch (error) {
+    throw new BallastError(
+      ErrorCode.InvalidArgument,
+      `cannot read NATS credentials from ${path}: ${(error as Error).message}`,
+      { cause: error },
+    );
+  }
+  const { user, password } = (parsed ?? {}) as Record<string, unknown>;
+  if (typeof user !== "string" || typeof password !== "string" || user === "") {
+    throw new BallastError(
+      ErrorCode.InvalidArgument,
+      `${path} must hold JSON {"user": "...", "password": "..."}`,
+    );
+  }
+  return { user, password };
+}
+
+/**
+ * Access from the environment: BALLAST_NATS_CREDS (a credentials file), else
+ * BALLAST_NATS_USER with BALLAST_NATS_PASSWORD; BALLAST_NATS_CA for TLS. Used when the
+ * caller gives none, so every tool that connects honours the same variables.
+ */
+export function natsAccessFromEnv(env: Readonly<Record<string, string | undefined>>): NatsAccess {
+  const access: NatsAccess = {};
+  if (env.BALLAST_NATS_CREDS) access.credentials = readCredentialsFile(env.BALLAST_NATS_CREDS);
+  else if (env.BALLAST_NATS_USER) {
+    access.credentials = { user: env.BALLAST_NATS_USER, password: env.BALLAST_NATS_PASSWORD ?? "" };
+  }
+  if (env.BALLAST_NATS_CA) access.caFile = env.BALLAST_NATS_CA;
+  return access;
+}
+
 export interface ConnectOptions {
   servers: string;
+  /** Credentials and TLS; from the environment (natsAccessFromEnv) when absent. */
+  access?: NatsAccess;
   /** Shown by the NATS server's monitoring as the connection name. */
   name: string;
   logger: Logger;
@@ -41,9 +97,14 @@ export interface ConnectOptions {
   connectTimeoutMs?: number;
 }
 
-/** Connects with unbounded reconnects; the first connection is retried up to a bound. */
+/**
+ * Connects with unbounded reconnects; the first connection is retried up to a bound.
+ * With several servers (a NATS cluster) the client fails over to any of them, and
+ * learns the others from the cluster's gossip too.
+ */
 export async function connectNats(options: ConnectOptions): Promise<NatsConnection> {
   const servers = options.servers.split(",").map((server) => server.trim());
+  const access = options.access ?? natsAccessFromEnv(process.env);
   const timeoutMs = options.connectTimeoutMs ?? natsConnectTimeoutMs;
   const deadline = Date.now() + timeoutMs;
   let lastError: unknown;
@@ -56,11 +117,17 @@ export async function connectNats(options: ConnectOptions): Promise<NatsConnecti
         maxReconnectAttempts: -1,
         reconnectTimeWait: natsReconnectWaitMs,
         timeout: Math.min(2000, Math.max(100, deadline - Date.now())),
+        ...(access.credentials === undefined
+          ? {}
+          : { user: access.credentials.user, pass: access.credentials.password }),
+        ...(access.caFile === undefined ? {} : { tls: { caFile: access.caFile } }),
       });
       watchStatus(connection, options.logger);
       return connection;
     } catch (error) {
       lastError = error;
+      // Wrong credentials do not get better by waiting.
+      if (isAuthorizationError(error)) break;
       if (attempts++ === 0) {
         options.logger.warn(
           { nats: options.servers, error: (error as Error).message },
@@ -75,6 +142,10 @@ export async function connectNats(options: ConnectOptions): Promise<NatsConnecti
     `cannot connect to NATS at ${options.servers} within ${timeoutMs} ms: ${(lastError as Error)?.message ?? "no answer"}`,
     { cause: lastError },
   );
+}
+
+function isAuthorizationError(error: unknown): boolean {
+  return /authorization|authentication/i.test(String((error as Error)?.message ?? error));
 }
 
 async function watchStatus(connection: NatsConnection, logger: Logger): Promise<void> {

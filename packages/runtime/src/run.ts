@@ -5,7 +5,7 @@
 
 import { setTimeout as sleep } from "node:timers/promises";
 import type { ServiceKind } from "@ballast/protocol";
-import { Bus, connectNats } from "./bus.ts";
+import { Bus, connectNats, type NatsAccess, readCredentialsFile } from "./bus.ts";
 import { type ConfigOf, checks, describeOptions, type OptionSpecs, parseConfig } from "./config.ts";
 import {
   heartbeatIntervalMsDefault,
@@ -39,6 +39,30 @@ export const commonOptions = {
     default: "nats://127.0.0.1:4222",
     description: "NATS server URL(s), comma-separated",
     check: checks.natsUrl,
+  },
+  natsCreds: {
+    flag: "nats-creds",
+    env: "BALLAST_NATS_CREDS",
+    type: "string",
+    description: 'file with this service\'s NATS user and password, JSON {"user","password"}',
+  },
+  natsUser: {
+    flag: "nats-user",
+    env: "BALLAST_NATS_USER",
+    type: "string",
+    description: "NATS user (when no --nats-creds file is given)",
+  },
+  natsPassword: {
+    flag: "nats-password",
+    env: "BALLAST_NATS_PASSWORD",
+    type: "string",
+    description: "NATS password for --nats-user (prefer the variable: flags show in ps)",
+  },
+  natsCa: {
+    flag: "nats-ca",
+    env: "BALLAST_NATS_CA",
+    type: "string",
+    description: "PEM file of the CA of the NATS servers' TLS certificates (tls://)",
   },
   dataDir: {
     flag: "data-dir",
@@ -139,10 +163,21 @@ export async function runService<T extends OptionSpecs>(
     instanceId: common.nodeId,
     otlpEndpoint: common.otlpEndpoint,
   });
+  let access: NatsAccess;
+  try {
+    access = natsAccessOf(common);
+  } catch (error) {
+    logger.fatal((error as Error).message);
+    process.stderr.write(`ballast ${definition.kind}: ${(error as Error).message}\n`);
+    return exitCodes.badConfig;
+  }
   const connection = await connectNats({
     servers: common.nats,
     name: `${definition.kind}-${common.nodeId}`,
     logger,
+    // Nothing given: connectNats falls back to the BALLAST_NATS_* variables of this
+    // process (`ballast nbd` runs a gateway in the CLI's own process).
+    ...(access.credentials === undefined && access.caFile === undefined ? {} : { access }),
   });
   const service = new Service({
     kind: definition.kind,
@@ -179,6 +214,17 @@ export async function runService<T extends OptionSpecs>(
   }
   await tracing.shutdown().catch(() => undefined);
   return exitCode;
+}
+
+/** A service's NATS access from its options: a credentials file wins over user/password. */
+function natsAccessOf(common: CommonConfig): NatsAccess {
+  const access: NatsAccess = {};
+  if (common.natsCreds !== undefined) access.credentials = readCredentialsFile(common.natsCreds);
+  else if (common.natsUser !== undefined) {
+    access.credentials = { user: common.natsUser, password: common.natsPassword ?? "" };
+  }
+  if (common.natsCa !== undefined) access.caFile = common.natsCa;
+  return access;
 }
 
 /** Resolves when the launcher that started this process is gone. */

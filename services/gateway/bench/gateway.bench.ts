@@ -31,7 +31,12 @@ const cluster = await LocalCluster.start({
   env: { BALLAST_LOG_LEVEL: "warn", BALLAST_SLED_DEVICE_BYTES: String(1024 * mebibyte) },
 });
 const logger = createLogger({ service: "bench", nodeId: "bench", level: "silent" });
-const connection = await connectNats({ servers: cluster.natsUrl, name: "bench", logger });
+const connection = await connectNats({
+  servers: cluster.natsUrl,
+  name: "bench",
+  logger,
+  access: cluster.natsAccess("operator"),
+});
 const bus = new Bus(connection, startTracing({ serviceName: "bench", instanceId: "bench" }).tracer);
 
 async function untilReady<T>(attempt: () => Promise<T>): Promise<T> {

@@ -54,7 +54,12 @@ async function main(): Promise<void> {
         BALLAST_LOG_LEVEL: "warn",
       },
     });
-    const connection = await connectNats({ servers: cluster.natsUrl, name: "bench", logger });
+    const connection = await connectNats({
+      servers: cluster.natsUrl,
+      name: "bench",
+      logger,
+      access: cluster.natsAccess("operator"),
+    });
     const bus = new Bus(
       connection,
       startTracing({ serviceName: "bench", instanceId: "bench" }).tracer,

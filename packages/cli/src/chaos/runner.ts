@@ -13,7 +13,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { BallastClient, type Volume } from "@ballast/client";
 import { limits, subjects } from "@ballast/protocol";
-import { Bus, connectNats, createLogger, startTracing } from "@ballast/runtime";
+import { Bus, connectNats, createLogger, type NatsAccess, startTracing } from "@ballast/runtime";
 import { LocalCluster } from "../local-cluster.ts";
 import { freePort } from "../nats-server.ts";
 import { checkHistory, formatHistory, type Outcome } from "./checker.ts";
@@ -125,10 +125,10 @@ export function rangesOf(plan: VolumePlan): number[] {
   return ranges;
 }
 
-async function connectBus(natsUrl: string, name: string) {
+async function connectBus(natsUrl: string, name: string, access: NatsAccess) {
   const logger = createLogger({ service: "chaos", nodeId: name, level: "silent" });
   const tracing = startTracing({ serviceName: "ballast-chaos", instanceId: name });
-  const connection = await connectNats({ servers: natsUrl, name, logger });
+  const connection = await connectNats({ servers: natsUrl, name, logger, access });
   return {
     bus: new Bus(connection, tracing.tracer),
     connection,
@@ -157,7 +157,11 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
   const volumesOpen: Volume[] = [];
   let keep = options.keep;
   try {
-    const control = await connectBus(cluster.natsUrl, "chaos-control");
+    const control = await connectBus(
+      cluster.natsUrl,
+      "chaos-control",
+      cluster.natsAccess("operator"),
+    );
     connections.push(control);
     if (!(await waitForFullStrength(control.bus, cluster.ids(), 60_000))) {
       throw new Error("the cluster did not come up healthy within 60 s");
@@ -188,7 +192,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
       const owners: { name: string; port: ClientPlan["port"] }[] = [];
       for (let index = 1; index <= libraryClientsPerVolume; index++) {
         const name = `${volume.name}-lib-${index}`;
-        const connection = await connectBus(cluster.natsUrl, name);
+        const connection = await connectBus(cluster.natsUrl, name, cluster.natsAccess("client"));
         connections.push(connection);
         const opened = await new BallastClient(connection.bus).openVolume(volume.name);
         volumesOpen.push(opened);

@@ -1,0 +1,170 @@
+// Who may publish and subscribe to what on NATS: one NATS user per role, with subject
+// permissions derived from the subject builders in subjects.ts, so that the table and the
+// subjects cannot drift apart. Every subject family is assigned to every role on purpose
+// (the table is a Record over the families, and a test checks it covers every entry of
+// `subjects`): a new family does not compile until someone decides who may use it.
+//
+// Threat model: a role's credentials may leak to whoever runs that kind of process. A
+// client (the CLI, the client library, anything holding the client password) reaches
+// only the coordinator's request subject (catalogue, status) and volume I/O, and reads
+// its replies on _INBOX; it cannot publish replication traffic, a sled's or a head
+// node's inbox, heartbeats, or JetStream/KV. Services are trusted with their own
+// families. Permissions are per role, not per node: a head node can address any node
+// inbox, because node ids are not known when the credentials are made.
+// Limit: one coordinator subject carries both client requests and head-node reports, so
+// subject permissions cannot keep a client from sending a head node's report type; the
+// coordinator still validates every message.
+
+import { buckets, serviceKinds, subjectRoot, subjects } from "./subjects.ts";
+
+/** NATS users. `operator` is full access for the operator's own tools (scrub, chaos, tests). */
+export const natsRoles = [...serviceKinds, "client", "operator"] as const;
+export type NatsRole = (typeof natsRoles)[number];
+
+/** What a role may do on one family of subjects. */
+export type Access = "none" | "publish" | "subscribe" | "both";
+
+/** The subject families beyond those in `subjects`: replies, JetStream and the control KV. */
+export const extraFamilies = ["inbox", "jetstream", "controlKv"] as const;
+export type SubjectFamily = keyof typeof subjects | (typeof extraFamilies)[number];
+
+/** Patterns of every family, built from the subject builders with wildcards for tokens. */
+export function familyPatterns(family: SubjectFamily): string[] {
+  switch (family) {
+    case "heartbeat":
+      return [subjects.heartbeat.pattern];
+    case "coordinator":
+      return [subjects.coordinator.pattern];
+    case "node":
+      return [wildcardTokens(subjects.node.build("n"), 1)];
+    case "volume":
+      return [wildcardTokens(subjects.volume.build("v", 0), 2)];
+    case "replica":
+      return [wildcardTokens(subjects.replica.build("v", 0, "n"), 3)];
+    case "inbox":
+      return ["_INBOX.>"];
+    case "jetstream":
+      // The JetStream API, flow control and acks of the consumers KV listing uses.
+      return ["$JS.API.>", "$JS.FC.>", "$JS.ACK.>"];
+    case "controlKv":
+      return [`$KV.${buckets.control}.>`];
+    default: {
+      const never: never = family;
+      throw new Error(`unknown subject family ${String(never)}`);
+    }
+  }
+}
+
+/** Replaces the last `count` tokens of a built subject by `*`. */
+function wildcardTokens(subject: string, count: number): string {
+  const tokens = subject.split(".");
+  return [...tokens.slice(0, tokens.length - count), ...Array(count).fill("*")].join(".");
+}
+
+/**
+ * The table. Replies go to the requester's _INBOX, so whoever answers requests
+ * publishes there; whoever sends requests subscribes there.
+ */
+export const permissionTable: Record<SubjectFamily, Record<NatsRole, Access>> = {
+  // Each service publishes its own heartbeat (restricted to its kind below); the
+  // coordinator listens to all of them.
+  heartbeat: {
+    coordinator: "both",
+    headnode: "publish",
+    sled: "publish",
+    gateway: "publish",
+    client: "none",
+    operator: "both",
+  },
+  // Control-plane requests: the catalogue and status for clients and gateways,
+  // reports and checkpoint records from head nodes; coordinators answer.
+  coordinator: {
+    coordinator: "both",
+    headnode: "publish",
+    sled: "none",
+    gateway: "publish",
+    client: "publish",
+    operator: "both",
+  },
+  // Node inboxes: the coordinator configures head nodes, probes every service and
+  // drives sleds; head nodes read and write sleds. Every service answers on its own.
+  node: {
+    coordinator: "both",
+    headnode: "both",
+    sled: "subscribe",
+    gateway: "subscribe",
+    client: "none",
+    operator: "both",
+  },
+  // Volume I/O: clients and gateways send, primaries (head nodes) serve.
+  volume: {
+    coordinator: "none",
+    headnode: "subscribe",
+    sled: "none",
+    gateway: "publish",
+    client: "publish",
+    operator: "both",
+  },
+  // Replication between head nodes only.
+  replica: {
+    coordinator: "none",
+    headnode: "both",
+    sled: "none",
+    gateway: "none",
+    client: "none",
+    operator: "both",
+  },
+  inbox: {
+    coordinator: "both",
+    headnode: "both",
+    sled: "both",
+    gateway: "both",
+    client: "subscribe",
+    operator: "both",
+  },
+  // The control store lives in JetStream; only the coordinator (and the operator) use it.
+  jetstream: {
+    coordinator: "publish",
+    headnode: "none",
+    sled: "none",
+    gateway: "none",
+    client: "none",
+    operator: "publish",
+  },
+  controlKv: {
+    coordinator: "publish",
+    headnode: "none",
+    sled: "none",
+    gateway: "none",
+    client: "none",
+    operator: "publish",
+  },
+};
+
+export interface RolePermissions {
+  publish: string[];
+  subscribe: string[];
+}
+
+/** The publish and subscribe allow-lists of one role, as nats-server takes them. */
+export function permissionsOf(role: NatsRole): RolePermissions {
+  const publish: string[] = [];
+  const subscribe: string[] = [];
+  for (const family of Object.keys(permissionTable) as SubjectFamily[]) {
+    const access = permissionTable[family][role];
+    let patterns = familyPatterns(family);
+    if (family === "heartbeat" && (serviceKinds as readonly string[]).includes(role)) {
+      // A service may beat only as its own kind, under any node id.
+      const own = `${subjectRoot}.heartbeat.${role}.*`;
+      if (access === "publish") patterns = [own];
+      if (access === "both") {
+        publish.push(own);
+        subscribe.push(...patterns);
+        continue;
+      }
+    }
+    if (access === "publish" || access === "both") publish.push(...patterns);
+    if (access === "subscribe" || access === "both") subscribe.push(...patterns);
+  }
+  return { publish, subscribe };
+}

@@ -1,0 +1,74 @@
+import { describe, expect, test } from "vitest";
+import {
+  extraFamilies,
+  familyPatterns,
+  natsRoles,
+  permissionsOf,
+  permissionTable,
+  subjects,
+} from "../src/index.ts";
+
+/** NATS subject matching: `*` is one token, `>` the rest. */
+function matches(pattern: string, subject: string): boolean {
+  const p = pattern.split(".");
+  const s = subject.split(".");
+  for (let index = 0; index < p.length; index++) {
+    if (p[index] === ">") return s.length > index;
+    if (index >= s.length) return false;
+    if (p[index] !== "*" && p[index] !== s[index]) return false;
+  }
+  return p.length === s.length;
+}
+const allowed = (patterns: string[], subject: string) => patterns.some((p) => matches(p, subject));
+
+describe("the NATS permission table", () => {
+  test("assigns every subject family to every role", () => {
+    // A new entry in `subjects` must be added to the table deliberately.
+    const families = [...Object.keys(subjects), ...extraFamilies].sort();
+    expect(Object.keys(permissionTable).sort()).toEqual(families);
+    for (const family of families) {
+      expect(Object.keys(permissionTable[family as keyof typeof permissionTable]).sort()).toEqual(
+        [...natsRoles].sort(),
+      );
+    }
+  });
+
+  test("the patterns match what the builders build", () => {
+    expect(allowed(familyPatterns("node"), subjects.node.build("sled-1"))).toBe(true);
+    expect(allowed(familyPatterns("volume"), subjects.volume.build("demo", 3))).toBe(true);
+    expect(allowed(familyPatterns("replica"), subjects.replica.build("demo", 0, "h"))).toBe(true);
+    expect(allowed(familyPatterns("heartbeat"), subjects.heartbeat.build("sled", "s"))).toBe(true);
+    expect(allowed(familyPatterns("volume"), subjects.replica.build("demo", 0, "h"))).toBe(false);
+  });
+
+  test("a client reaches volume I/O and the coordinator, and nothing of the control plane", () => {
+    const client = permissionsOf("client");
+    expect(allowed(client.publish, subjects.volume.build("demo", 0))).toBe(true);
+    expect(allowed(client.publish, subjects.coordinator.build())).toBe(true);
+    expect(allowed(client.subscribe, "_INBOX.abc.1")).toBe(true);
+    for (const subject of [
+      subjects.replica.build("demo", 0, "head-1"),
+      subjects.node.build("sled-1"),
+      subjects.node.build("head-1"),
+      subjects.heartbeat.build("headnode", "head-1"),
+      "$JS.API.STREAM.INFO.KV_ballast-control",
+      "$KV.ballast-control.volume.demo",
+      "_INBOX.someone-else",
+    ]) {
+      expect(allowed(client.publish, subject), subject).toBe(false);
+    }
+    expect(allowed(client.subscribe, subjects.volume.build("demo", 0))).toBe(false);
+    expect(allowed(client.subscribe, subjects.replica.build("demo", 0, "head-1"))).toBe(false);
+  });
+
+  test("a service beats only as its own kind", () => {
+    const sled = permissionsOf("sled");
+    expect(allowed(sled.publish, subjects.heartbeat.build("sled", "sled-1"))).toBe(true);
+    expect(allowed(sled.publish, subjects.heartbeat.build("headnode", "sled-1"))).toBe(false);
+    expect(allowed(sled.publish, subjects.replica.build("demo", 0, "head-1"))).toBe(false);
+    const coordinator = permissionsOf("coordinator");
+    expect(allowed(coordinator.subscribe, subjects.heartbeat.build("sled", "s"))).toBe(true);
+    expect(allowed(coordinator.publish, subjects.heartbeat.build("sled", "s"))).toBe(false);
+    expect(allowed(coordinator.publish, "$KV.ballast-control.x")).toBe(true);
+  });
+});

@@ -1,0 +1,192 @@
+// Access control on real processes (issue 15): every service runs as its own NATS role,
+// a client-role connection does volume I/O but is refused publishing replication, a
+// sled's inbox, a head node's inbox (control), a heartbeat and the control bucket's
+// JetStream API, and an anonymous or wrongly authenticated connection is refused.
+
+import { execFileSync } from "node:child_process";
+import { stat, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { BallastClient } from "@ballast/client";
+import { encodeMessage, subjects } from "@ballast/protocol";
+import { connect } from "@nats-io/transport-node";
+import { afterAll, beforeAll, expect, test } from "vitest";
+import {
+  connectTestBus,
+  startTestCluster,
+  type TestCluster,
+  temporaryDirectory,
+  testAccess,
+  waitUntilHealthy,
+} from "../support/cluster.ts";
+
+const mebibyte = 1024 * 1024;
+let cluster: TestCluster;
+/** The first server's URL: a bare connect should not fail over. */
+let firstUrl: string;
+
+beforeAll(async () => {
+  cluster = await startTestCluster({ headNodes: 2, sleds: 2 });
+  firstUrl = cluster.cluster.natsUrl.split(",")[0]!;
+  await cluster.bus.request(subjects.coordinator.build(), {
+    type: "volume.create.v1",
+    name: "access",
+    sizeBytes: 8 * mebibyte,
+    partitionBytes: 8 * mebibyte,
+    replicaCount: 2,
+  });
+}, 60_000);
+afterAll(() => cluster?.stop());
+
+test("a client does volume I/O and is refused replication, sled and control subjects", async () => {
+  const client = await connectTestBus(cluster.cluster.natsUrl, "client");
+  try {
+    const volume = await new BallastClient(client.bus).openVolume("access");
+    const data = new Uint8Array(4096).fill(0x5a);
+    await volume.write(8192, data);
+    expect(await volume.read(8192, 4096)).toEqual(data);
+
+    const refused: string[] = [];
+    const watching = (async () => {
+      for await (const status of client.bus.connection.status()) {
+        if (status.type === "error") refused.push(String(status.error));
+      }
+    })();
+    const forbidden = [
+      subjects.replica.build("access", 0, "head-1"),
+      subjects.node.build("sled-1"),
+      subjects.node.build("head-1"),
+      subjects.heartbeat.build("headnode", "head-9"),
+      "$JS.API.STREAM.INFO.KV_ballast-control",
+      "$KV.ballast-control.volume.access",
+    ];
+    const junk = encodeMessage({ type: "cluster.status.v1" });
+    for (const subject of forbidden) client.bus.connection.publish(subject, junk);
+    await client.bus.connection.flush();
+    await expect
+      .poll(() => forbidden.filter((s) => !refused.some((e) => e.includes(`"${s}"`))), {
+        timeout: 5000,
+      })
+      .toEqual([]);
+    for (const error of refused) expect(error).toMatch(/permissions violation for publish/i);
+
+    // A request to a sled fails instead of reaching it.
+    await expect(
+      client.bus.connection.request(subjects.node.build("sled-1"), junk, { timeout: 2000 }),
+    ).rejects.toThrow(/permission|timeout|no responders/i);
+    // Nor may a client listen to replication.
+    const before = refused.length;
+    client.bus.connection.subscribe(subjects.replica.build("access", 0, "head-2"));
+    await client.bus.connection.flush();
+    await expect
+      .poll(() => refused.slice(before).join(" "), { timeout: 5000 })
+      .toMatch(/permissions violation for subscription/i);
+    // The connection survives the refusals and still does I/O.
+    expect(await volume.read(8192, 4096)).toEqual(data);
+    void watching;
+  } finally {
+    await client.close();
+  }
+}, 60_000);
+
+test("an anonymous connection and a wrong password are refused", async () => {
+  await expect(connect({ servers: firstUrl, reconnect: false, timeout: 3000 })).rejects.toThrow(
+    /authorization/i,
+  );
+  await expect(
+    connect({
+      servers: firstUrl,
+      user: "client",
+      pass: "not-the-password",
+      reconnect: false,
+      timeout: 3000,
+    }),
+  ).rejects.toThrow(/authorization/i);
+});
+
+test("the credentials and the server config are readable by their owner only", async () => {
+  const files = [
+    join(cluster.dataDir, "credentials", "client.json"),
+    join(cluster.dataDir, "credentials", "coordinator.json"),
+    join(cluster.dataDir, "nats", "nats-server.conf"),
+  ];
+  for (const file of files) expect(((await stat(file)).mode & 0o777).toString(8)).toBe("600");
+  expect(((await stat(join(cluster.dataDir, "credentials"))).mode & 0o777).toString(8)).toBe("700");
+});
+
+/** A throwaway CA and a certificate for 127.0.0.1 signed by it (openssl). */
+async function makeCertificates(directory: string) {
+  const file = (name: string) => join(directory, name);
+  const openssl = (...args: string[]) => execFileSync("openssl", args, { stdio: "ignore" });
+  openssl(
+    "req",
+    "-x509",
+    "-newkey",
+    "rsa:2048",
+    "-nodes",
+    "-days",
+    "1",
+    "-subj",
+    "/CN=ballast-test-ca",
+    "-keyout",
+    file("ca-key.pem"),
+    "-out",
+    file("ca.pem"),
+  );
+  openssl(
+    "req",
+    "-newkey",
+    "rsa:2048",
+    "-nodes",
+    "-subj",
+    "/CN=127.0.0.1",
+    "-keyout",
+    file("server-key.pem"),
+    "-out",
+    file("server.csr"),
+  );
+  await writeFile(file("ext.cnf"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n");
+  openssl(
+    "x509",
+    "-req",
+    "-in",
+    file("server.csr"),
+    "-CA",
+    file("ca.pem"),
+    "-CAkey",
+    file("ca-key.pem"),
+    "-CAcreateserial",
+    "-days",
+    "1",
+    "-out",
+    file("server.pem"),
+    "-extfile",
+    file("ext.cnf"),
+  );
+  return { cert: file("server.pem"), key: file("server-key.pem"), ca: file("ca.pem") };
+}
+
+test("with TLS the services and a client with the CA connect over tls://; without it, not", async () => {
+  const certificates = await temporaryDirectory("ballast-tls-");
+  let tls: TestCluster | undefined;
+  try {
+    const natsTls = await makeCertificates(certificates.path);
+    tls = await startTestCluster({ natsTls });
+    const url = tls.cluster.natsUrl;
+    expect(url).toMatch(/^tls:\/\/127\.0\.0\.1:\d+$/);
+    // The harness's bus got in with the CA, and the coordinator (over TLS) answered it.
+    await waitUntilHealthy(tls.bus, ["coordinator-1"]);
+    const { credentials } = testAccess("client");
+    await expect(
+      connect({
+        servers: url,
+        user: credentials!.user,
+        pass: credentials!.password,
+        reconnect: false,
+        timeout: 3000,
+      }),
+    ).rejects.toThrow(/certificate/i);
+  } finally {
+    await tls?.stop();
+    await certificates.remove();
+  }
+}, 60_000);
