@@ -36,6 +36,9 @@ export const volumeNameLengthMax = 63;
 export const snapshotNameLengthMax = 63;
 export const snapshotIdLengthMax = 63;
 
+/** The most snapshots one volume may have (each is a frozen tree on every replica). */
+export const snapshotsPerVolumeMax = 64;
+
 /** Node ids: the same alphabet as volume names. */
 export const nodeIdLengthMax = 63;
 

@@ -256,7 +256,7 @@ test("held acknowledgements wait for the release; the hold ends at its deadline"
   cluster.settle();
   expect(cluster.replies.get(during)).toMatchObject({ kind: "mutation" });
   // A hold that runs out is not "held" at its release.
-  primary.holdAcks(1, "hold-2", 0);
+  primary.holdAcks(1, "hold-2", 1);
   const late = partition.write(8192, 4096, 3);
   partition.ticks(1);
   expect(cluster.replies.get(late)).toMatchObject({ kind: "mutation" });

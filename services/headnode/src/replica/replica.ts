@@ -837,14 +837,14 @@ export class Replica {
 
   /**
    * On the primary of `epoch`: mutation replies wait from now until `releaseAcks(id)` or
-   * tick `untilTick`, whichever is first; assigning and committing go on. Returns the
-   * last op assigned so far. A new hold replaces one in force. Throws a refusal off the
-   * primary.
+   * `forTicks` ticks have passed, whichever is first; assigning and committing go on.
+   * Returns the last op assigned so far. A new hold replaces one in force. Throws a
+   * refusal off the primary.
    */
-  holdAcks(epoch: number, id: string, untilTick: number): { lastOpNum: number } {
+  holdAcks(epoch: number, id: string, forTicks: number): { lastOpNum: number } {
     const refusal = this.refuseAsPrimary(epoch);
     if (refusal !== undefined) throw refusal;
-    this.ackHold = { id, untilTick };
+    this.ackHold = { id, untilTick: this.tickCount + forTicks };
     return { lastOpNum: this.lastOpNum };
   }
 
