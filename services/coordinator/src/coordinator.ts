@@ -7,7 +7,7 @@
 // The work itself is done by the parts this file wires together, each with only what
 // it needs: reconciler.ts (the executor of the pure decisions in decisions.ts),
 // configurer.ts (configure pushes to head nodes), volumes.ts (create, describe, list,
-// delete), purger.ts (deletes a deleted incarnation's chunks and checkpoint blobs from
+// delete), snapshots.ts (snapshot create, list, delete), purger.ts (deletes a deleted incarnation's chunks and checkpoint blobs from
 // the sleds, deciding with purge.ts), sweeper.ts (deletes live volumes' orphans,
 // deciding with sweep.ts), reports.ts (primaries' reports and checkpoint
 // pointers), status.ts.
@@ -53,6 +53,7 @@ import { Leadership, type Leading } from "./leadership.ts";
 import { Purger } from "./purger.ts";
 import { Reconciler } from "./reconciler.ts";
 import { Reports } from "./reports.ts";
+import { Snapshots } from "./snapshots.ts";
 import { Status } from "./status.ts";
 import { Sweeper } from "./sweeper.ts";
 import { forgetConfigured, newTenure, remember, type Tenure, type Tenures } from "./tenure.ts";
@@ -106,6 +107,9 @@ const controlRequests = [
   "volume.describe.v1",
   "volume.list.v1",
   "volume.delete.v1",
+  "snapshot.create.v1",
+  "snapshot.list.v1",
+  "snapshot.delete.v1",
   "checkpoint.record.v1",
   "headnode.report.v1",
 ] as const;
@@ -120,6 +124,7 @@ interface Parts {
   sweeper: Sweeper;
   reports: Reports;
   status: Status;
+  snapshots: Snapshots;
 }
 
 export class Coordinator {
@@ -210,7 +215,18 @@ export class Coordinator {
     const sweeper = new Sweeper({ service, catalogue, heartbeats, tenures, graceMs });
     const reports = new Reports(catalogue, heartbeats);
     const status = new Status(service, heartbeats, volumes);
-    return { catalogue, leadership, reconciler, volumes, purger, sweeper, reports, status };
+    const snapshots = new Snapshots({ service, catalogue });
+    return {
+      catalogue,
+      leadership,
+      reconciler,
+      volumes,
+      purger,
+      sweeper,
+      reports,
+      status,
+      snapshots,
+    };
   }
 
   private every(ms: number, work: () => unknown): void {
@@ -325,7 +341,7 @@ export class Coordinator {
         `${this.service.nodeId} no longer leads; retry`,
       );
     }
-    const { volumes, reports, status } = this.parts;
+    const { volumes, reports, status, snapshots } = this.parts;
     switch (message.type) {
       case "cluster.status.v1":
         return status.onClusterStatus(message);
@@ -337,6 +353,12 @@ export class Coordinator {
         return volumes.list();
       case "volume.delete.v1":
         return this.serialize(() => volumes.delete(tenure, message.name));
+      case "snapshot.create.v1":
+        return this.serialize(() => snapshots.create(message));
+      case "snapshot.list.v1":
+        return snapshots.list(message.volume);
+      case "snapshot.delete.v1":
+        return this.serialize(() => snapshots.delete(message));
       case "checkpoint.record.v1":
         return reports.onCheckpointRecord(message);
       case "headnode.report.v1":
