@@ -1,10 +1,14 @@
 // The gateway: serves Ballast volumes over NBD, so that standard block clients (qemu,
 // nbdcopy, nbdinfo, fio, the Linux nbd-client) use a volume as a disk. The export name
-// is the volume name. Each export is one client-library Volume shared by every
+// is the volume name (or a snapshot's, below). Each export is one client-library Volume shared by every
 // connection to it, so a flush on any connection covers every connection's
 // acknowledged writes, and waits for those in flight (which is what lets the server
 // offer multi-connection). A flush sends nothing: acknowledged writes are already
 // durable in every replica's journal.
+//
+// Snapshots: the export name `VOLUME@NAME` is snapshot NAME of VOLUME, served read-only
+// (NBD_FLAG_READ_ONLY; writes, trims and write-zeroes answer EPERM). Export lists name
+// each volume and each of its snapshots.
 //
 // Failure model: a volume that fails over is followed by the client library (requests
 // wait and retry); an unknown volume is an unknown export; a volume deleted while open
@@ -104,7 +108,11 @@ export class Gateway {
       opening = this.volumes.get(name);
     }
     if (opening === undefined) {
-      opening = this.client.openVolume(name);
+      const snapshot = parseSnapshotExport(name);
+      opening =
+        snapshot === undefined
+          ? this.client.openVolume(name)
+          : this.client.openSnapshot(snapshot.volume, snapshot.snapshot);
       this.volumes.set(name, opening);
       opening.catch(() => this.volumes.delete(name));
     }
@@ -121,12 +129,38 @@ export class Gateway {
     }
   }
 
+  /** Every volume, and each of its snapshots as `VOLUME@NAME` (one listing per volume). */
   private async listExports(): Promise<string[]> {
     const { volumes } = await this.service.bus.request(subjects.coordinator.build(), {
       type: "volume.list.v1",
     });
-    return volumes.map((volume) => volume.name);
+    const snapshots = await Promise.all(
+      volumes.map(async (volume) => {
+        try {
+          const listed = await this.service.bus.request(subjects.coordinator.build(), {
+            type: "snapshot.list.v1",
+            volume: volume.name,
+          });
+          return listed.snapshots.map((snapshot) => `${volume.name}@${snapshot.name}`);
+        } catch {
+          return []; // a listing is best effort: the volume itself is still listed
+        }
+      }),
+    );
+    return volumes.flatMap((volume, index) => [volume.name, ...snapshots[index]!]);
   }
+}
+
+/**
+ * `VOLUME@NAME` names snapshot NAME of VOLUME, served read-only; any other name is a
+ * volume's. Names never hold `@`, so the split is unambiguous.
+ */
+export function parseSnapshotExport(
+  name: string,
+): { volume: string; snapshot: string } | undefined {
+  const at = name.indexOf("@");
+  if (at < 0) return undefined;
+  return { volume: name.slice(0, at), snapshot: name.slice(at + 1) };
 }
 
 /** The value `promise` resolved with, or undefined if it rejected. */
