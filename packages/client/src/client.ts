@@ -70,6 +70,6 @@ export class BallastClient {
       );
     }
     await volume.close();
-    return volume.reopenAsSnapshot(this.bus, this.options, found.id);
+    return volume.reopenAsSnapshot(this.bus, this.options, { id: found.id, name: found.name });
   }
 }

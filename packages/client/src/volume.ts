@@ -54,19 +54,20 @@ export class Volume implements BlockDevice {
 
   /**
    * Use BallastClient.openVolume or openSnapshot; this constructor is the client's. With
-   * `snapshot` (an id), every read is of that snapshot and every mutation is refused.
+   * `snapshot` (its id and name), every read is of that snapshot and every mutation is
+   * refused; the device is then named `VOLUME@NAME`, as its NBD export is.
    */
   constructor(
     bus: RequestBus,
     state: VolumeStateCache,
     options: Readonly<ClientOptions>,
-    snapshot?: string,
+    snapshot?: { id: string; name: string },
   ) {
-    this.name = state.name;
+    this.name = snapshot === undefined ? state.name : `${state.name}@${snapshot.name}`;
     this.sizeBytes = state.current.state.sizeBytes;
     this.state = state;
-    this.snapshot = snapshot;
-    this.scheduler = new RequestScheduler(bus, state, options, snapshot);
+    this.snapshot = snapshot?.id;
+    this.scheduler = new RequestScheduler(bus, state, options, snapshot?.id);
     this.clock = options.clock;
     this.requestDataBytesMax = options.requestDataBytesMax;
   }
@@ -82,7 +83,11 @@ export class Volume implements BlockDevice {
   }
 
   /** The same volume description, read as snapshot `snapshot` (the client's). */
-  reopenAsSnapshot(bus: RequestBus, options: Readonly<ClientOptions>, snapshot: string): Volume {
+  reopenAsSnapshot(
+    bus: RequestBus,
+    options: Readonly<ClientOptions>,
+    snapshot: { id: string; name: string },
+  ): Volume {
     return new Volume(bus, this.state, options, snapshot);
   }
 
