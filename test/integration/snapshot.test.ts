@@ -4,7 +4,7 @@
 // a kill -9 of a primary; a snapshot taken during a write workload holds exactly a
 // prefix of the workload's writes, covering every write acknowledged before the create
 // began; deleting it frees it. Prints how long a create took and the sleds' usage
-// before and after (a snapshot copies no data).
+// before and after (a snapshot copies no data). The `ballast snapshot` command too.
 
 import { execFile } from "node:child_process";
 import { readFile } from "node:fs/promises";
@@ -13,6 +13,7 @@ import { promisify } from "node:util";
 import { BallastClient } from "@ballast/client";
 import { type BallastError, subjects } from "@ballast/protocol";
 import { afterAll, beforeAll, expect, test } from "vitest";
+import { runCli } from "../support/cli.ts";
 import { startTestCluster, type TestCluster, waitFor } from "../support/cluster.ts";
 
 const run = promisify(execFile);
@@ -237,4 +238,24 @@ test("a snapshot during a write workload holds a prefix of it: every write ackno
     timeout: clientTimeoutMs,
   }).catch((error: Error) => error);
   expect(gone).toBeInstanceOf(Error);
+});
+
+test("ballast snapshot create, list and delete, with clear errors", async () => {
+  const nats = ["--nats", cluster.cluster.natsUrl];
+  const created = await runCli(["snapshot", "create", "disk", "by-cli", ...nats]);
+  expect(created.code, created.stderr).toBe(0);
+  expect(created.stdout).toMatch(/created snapshot disk@by-cli \(id s[0-9a-z-]+\) in \d+ ms/);
+  const listed = await runCli(["snapshot", "list", "disk", ...nats]);
+  expect(listed.code).toBe(0);
+  expect(listed.stdout).toContain("disk@by-cli");
+  const twice = await runCli(["snapshot", "create", "disk", "by-cli", ...nats]);
+  expect(twice.code).toBe(1);
+  expect(twice.stderr).toContain("AlreadyExists");
+  const deleted = await runCli(["snapshot", "delete", "disk", "by-cli", ...nats]);
+  expect(deleted.code, deleted.stderr).toBe(0);
+  const missing = await runCli(["snapshot", "delete", "disk", "by-cli", ...nats]);
+  expect(missing.code).toBe(1);
+  expect(missing.stderr).toContain("NotFound");
+  const usage = await runCli(["snapshot", "create", "disk", ...nats]);
+  expect(usage.code).toBe(2);
 });
