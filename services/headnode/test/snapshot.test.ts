@@ -2,7 +2,8 @@
 // runner over the shared fakes (testing/cluster.ts): a snapshot keeps its data through
 // overwrites, flushes (its journal-located bytes move to chunks with the live ones, so
 // the journal can still be released), compaction, a checkpoint restore and a failover to
-// a secondary; a take is idempotent by id; dropping it frees the chunks only it held;
+// a secondary, and a rebuild that re-applies its take; a take is idempotent by id;
+// dropping it frees the chunks only it held;
 // held acknowledgements wait for the release (or the hold's deadline).
 
 import type { BallastError } from "@ballast/protocol";
@@ -261,4 +262,46 @@ test("held acknowledgements wait for the release; the hold ends at its deadline"
   partition.ticks(1);
   expect(cluster.replies.get(late)).toMatchObject({ kind: "mutation" });
   expect(primary.releaseAcks("hold-2")).toEqual({ held: false });
+});
+
+test("a replica rebuilt from a checkpoint past a snapshot re-applies its take without refreezing it", async () => {
+  // The checkpoint is taken after the snapshot's op but its flushed point is before it,
+  // so a rebuilt replica receives the take note again, with the writes after it applied.
+  const partition = start({ flushBytesThreshold: 1e9, flushIntervalTicks: 1e9 });
+  partition.write(0, 4096, 1);
+  partition.take("s1");
+  partition.write(0, 4096, 2);
+  const primary = partition.primary;
+  const bytes = primary.metadata.snapshot(primary.commitOpNum, { epoch: 1, session: 1 });
+  const restored = await PartitionMetadata.restore(bytes);
+  expect(restored.metadata.flushedThroughOpNum).toBe(0);
+  const rebuilt = new Replica(
+    {
+      nodeId: "head-4",
+      volume: "vol",
+      partition: 0,
+      partitionStart: 0,
+      partitionBytes,
+      session: 1,
+    },
+    { checkpoint: restored, notes: [], rebuilt: true },
+  );
+  partition.cluster.add("head-4", rebuilt);
+  const epoch2: Configuration = {
+    epoch: 2,
+    primary: "head-1",
+    secondaries: ["head-2", "head-3"],
+    learners: ["head-4"],
+  };
+  for (const core of [...partition.cores, rebuilt]) core.configure(epoch2);
+  partition.cluster.settle();
+  for (let tick = 0; tick < 40; tick++) {
+    rebuilt.tick();
+    partition.ticks(1); // resends reach the learner
+  }
+  expect(rebuilt.commitOpNum).toBe(primary.commitOpNum);
+  expect(rebuilt.metadata.fingerprint()).toBe(primary.metadata.fingerprint());
+  expect(rebuilt.metadata.checkRefs()).toEqual([]);
+  const frozen = rebuilt.metadata.snapshotTree("s1").lookup(0, 4096);
+  expect(frozen).toMatchObject([{ opNum: 1 }]);
 });
