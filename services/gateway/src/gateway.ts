@@ -97,6 +97,13 @@ export class Gateway {
    * their disk is gone), and the name is opened anew, for a volume created since.
    */
   private async openExport(name: string): Promise<Volume | undefined> {
+    const snapshot = parseSnapshotExport(name);
+    if (snapshot !== undefined) {
+      // Opened per connection, not shared: a snapshot takes no writes, so there is no
+      // flush to share, and a snapshot deleted and taken again under its name is another
+      // snapshot (another id) that the next connection must find.
+      return this.unlessUnknown(this.client.openSnapshot(snapshot.volume, snapshot.snapshot));
+    }
     let opening = this.volumes.get(name);
     if (opening !== undefined) {
       const served = await settledValue(opening);
@@ -108,14 +115,15 @@ export class Gateway {
       opening = this.volumes.get(name);
     }
     if (opening === undefined) {
-      const snapshot = parseSnapshotExport(name);
-      opening =
-        snapshot === undefined
-          ? this.client.openVolume(name)
-          : this.client.openSnapshot(snapshot.volume, snapshot.snapshot);
+      opening = this.client.openVolume(name);
       this.volumes.set(name, opening);
       opening.catch(() => this.volumes.delete(name));
     }
+    return this.unlessUnknown(opening);
+  }
+
+  /** The opened volume, or undefined for a name that is no export (unknown or invalid). */
+  private async unlessUnknown(opening: Promise<Volume>): Promise<Volume | undefined> {
     try {
       return await opening;
     } catch (error) {

@@ -587,10 +587,21 @@ export class Replica {
         `a read may return at most ${limits.requestDataBytesMax} bytes; asked for ${total}`,
       );
     }
-    const frozen = snapshotId === undefined ? undefined : this.metadata.snapshots.get(snapshotId);
-    if (snapshotId !== undefined && frozen === undefined) this.metadata.snapshotTree(snapshotId);
+    // A snapshot reads as of the op it was taken at.
+    let asOfOpNum = this.commitOpNum;
+    if (snapshotId !== undefined) {
+      const frozen = this.metadata.snapshots.get(snapshotId);
+      if (frozen === undefined) {
+        throw new BallastError(
+          ErrorCode.NotFound,
+          `${this.identity.volume}/${this.identity.partition} has no snapshot ${snapshotId}`,
+          { details: { snapshot: snapshotId } },
+        );
+      }
+      asOfOpNum = frozen.opNum;
+    }
     return {
-      asOfOpNum: frozen?.opNum ?? this.commitOpNum,
+      asOfOpNum,
       ranges: ranges.map((range) => ({
         offset: range.offset,
         length: range.length,
