@@ -274,6 +274,8 @@ export class Replica {
    */
   private compaction: Map<number, Uint8Array | undefined> | undefined;
   private lastCompactionTick = 0;
+  /** Live bytes with snapshots, and the tick it was counted at (see spaceUsage). */
+  private liveBytesCache: { tick: number; liveBytes: number } | undefined;
   private lastDropTick = 0;
   /**
    * The checkpoint being published, and the step it waits on (see effects.ts): written
@@ -1548,9 +1550,23 @@ export class Replica {
     this.lastCompactionTick = this.tickCount;
   }
 
-  /** Space of the partition on sleds: chunk bytes in the table, and those referenced. */
+  /**
+   * Space of the partition on sleds: chunk bytes in the table, and those referenced. With
+   * snapshots, live bytes need a scan of every tree (each shared byte counted once), so
+   * that figure is refreshed at most every spaceUsageRefreshTicks: reports and status
+   * ask often.
+   */
   spaceUsage(): { chunkBytes: number; liveBytes: number } {
-    return { chunkBytes: this.metadata.chunkBytes, liveBytes: this.metadata.liveBytes };
+    const chunkBytes = this.metadata.chunkBytes;
+    if (this.metadata.snapshots.size === 0) {
+      this.liveBytesCache = undefined;
+      return { chunkBytes, liveBytes: this.metadata.liveBytes };
+    }
+    const cached = this.liveBytesCache;
+    if (cached === undefined || this.tickCount - cached.tick >= spaceUsageRefreshTicks) {
+      this.liveBytesCache = { tick: this.tickCount, liveBytes: this.metadata.liveBytes };
+    }
+    return { chunkBytes, liveBytes: this.liveBytesCache!.liveBytes };
   }
 
   private proposeFlushRecord(): void {
@@ -1780,6 +1796,12 @@ export class Replica {
     for (const waiter of this.controlWaiters.splice(0)) this.replyError(waiter.requestId, error());
   }
 }
+
+/**
+ * With snapshots, live bytes are recounted by a scan of every tree at most this often
+ * (250 ticks, 5 s at the shell's 20 ms tick), however often reports and status ask.
+ */
+const spaceUsageRefreshTicks = 250;
 
 const emptyNote: Note = {
   opNum: 0,
