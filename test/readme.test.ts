@@ -214,6 +214,7 @@ describe("the README's wire table", () => {
         ["coordinator", "ballast.v1.coordinator"],
         ["node", "ballast.v1.node.*"],
         ["volume", "ballast.v1.volume.*.*"],
+        ["partitionControl", "ballast.v1.partition.*.*"],
         ["replica", "ballast.v1.replica.*.*.*"],
       ]),
     );

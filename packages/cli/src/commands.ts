@@ -16,6 +16,7 @@ import { exitCodes } from "./errors.ts";
 import { ioHelp } from "./io.ts";
 import { nbdHelp } from "./nbd.ts";
 import { scrubHelp } from "./scrub.ts";
+import { snapshotHelp } from "./snapshot.ts";
 import { volumeHelp } from "./volume.ts";
 
 /** Every command, with the one line the top-level help shows for it. */
@@ -26,6 +27,7 @@ export const commands = [
     summary: "show services and volumes with their health (--json, --check for scripts)",
   },
   { name: "volume", summary: "create, list, describe, resize and delete volumes" },
+  { name: "snapshot", summary: "create, list and delete a volume's point-in-time snapshots" },
   { name: "write", summary: "write a file or stdin into a volume at an offset" },
   { name: "read", summary: "read a range of a volume to a file or stdout" },
   { name: "import", summary: "copy a whole image file into a volume (with progress)" },
@@ -81,6 +83,7 @@ export const commandHelp: Partial<Record<CommandName, string>> = {
   scrub: scrubHelp,
   chaos: chaosHelp,
   volume: volumeHelp,
+  snapshot: snapshotHelp,
   nbd: nbdHelp,
   write: ioHelp,
   read: ioHelp,

@@ -22,6 +22,7 @@ import { clusterHealth, healthLine } from "./health.ts";
 import { ioCommand } from "./io.ts";
 import { nbdCommand } from "./nbd.ts";
 import { scrubCommand } from "./scrub.ts";
+import { snapshotCommand } from "./snapshot.ts";
 import { fetchStatus, formatStatus } from "./status.ts";
 import { up } from "./up.ts";
 import { volumeCommand } from "./volume.ts";
@@ -176,6 +177,9 @@ async function main(argv: string[]): Promise<number> {
     case "volume":
       if (rest.includes("--help")) return help("volume");
       return volumeCommand(rest);
+    case "snapshot":
+      if (rest.includes("--help")) return help("snapshot");
+      return snapshotCommand(rest);
     case "write":
     case "read":
     case "import":

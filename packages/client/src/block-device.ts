@@ -14,6 +14,11 @@
 export interface BlockDevice {
   readonly name: string;
   readonly sizeBytes: number;
+  /**
+   * True for a read-only device (a snapshot): writes, trims and write-zeroes are refused.
+   * Absent means writable.
+   */
+  readonly readOnly?: boolean;
   read(offset: number, length: number): Promise<Uint8Array>;
   write(offset: number, data: Uint8Array): Promise<void>;
   trim(offset: number, length: number): Promise<void>;

@@ -8,7 +8,8 @@
 // name that could not be a volume's is refused with InvalidArgument before anything is
 // sent.
 
-import { BallastError, ErrorCode, isValidName, limits } from "@ballast/protocol";
+import { BallastError, ErrorCode, isValidName, limits, subjects } from "@ballast/protocol";
+import { describeDeadlineMs } from "./constants.ts";
 import { type ClientOptions, resolveClientOptions } from "./options.ts";
 import { Volume } from "./volume.ts";
 import { VolumeStateCache } from "./volume-state.ts";
@@ -35,5 +36,40 @@ export class BallastClient {
     }
     const state = await VolumeStateCache.open(this.bus, name, this.options);
     return new Volume(this.bus, state, this.options);
+  }
+
+  /**
+   * Opens snapshot `snapshot` of volume `name` as a read-only BlockDevice: reads return
+   * the volume as it was when the snapshot was taken; writes, trims and write-zeroes are
+   * refused. NotFound if the volume has no snapshot of that name.
+   */
+  async openSnapshot(name: string, snapshot: string): Promise<Volume> {
+    if (!isValidName(snapshot, limits.snapshotNameLengthMax)) {
+      throw new BallastError(
+        ErrorCode.InvalidArgument,
+        `cannot open snapshot ${JSON.stringify(snapshot)}: a snapshot name is 1 to ${limits.snapshotNameLengthMax} lowercase letters, digits and '-', starting with a letter or digit`,
+        { details: { name, snapshot } },
+      );
+    }
+    const volume = await this.openVolume(name);
+    const { snapshots } = await this.bus.request(
+      subjects.coordinator.build(),
+      { type: "snapshot.list.v1", volume: name },
+      { deadlineMs: describeDeadlineMs },
+    );
+    const found = snapshots.find((entry) => entry.name === snapshot);
+    // The volume opened must be the incarnation the snapshot is of.
+    if (found === undefined || (volume.id !== undefined && found.volumeId !== volume.id)) {
+      await volume.close();
+      throw new BallastError(
+        ErrorCode.NotFound,
+        `volume ${name} has no snapshot named ${snapshot}`,
+        {
+          details: { name, snapshot },
+        },
+      );
+    }
+    await volume.close();
+    return volume.reopenAsSnapshot(this.bus, this.options, { id: found.id, name: found.name });
   }
 }

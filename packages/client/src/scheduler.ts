@@ -71,7 +71,13 @@ export class RequestScheduler {
   private requestsInflightCount = 0;
   private pumpScheduled = false;
 
-  constructor(bus: RequestBus, state: VolumeStateCache, options: Readonly<ClientOptions>) {
+  /** `snapshotId`: every read goes to that snapshot of each partition. */
+  constructor(
+    bus: RequestBus,
+    state: VolumeStateCache,
+    options: Readonly<ClientOptions>,
+    private readonly snapshotId?: string,
+  ) {
     this.bus = bus;
     this.state = state;
     this.options = options;
@@ -169,6 +175,7 @@ export class RequestScheduler {
                 partition: partition.partition,
                 epoch: partition.epoch,
                 ...(snapshot.state.id === undefined ? {} : { volumeId: snapshot.state.id }),
+                ...(this.snapshotId === undefined ? {} : { snapshot: this.snapshotId }),
               },
               batch,
               this.options.requestDeadlineMs,

@@ -30,6 +30,7 @@
 // A write's `data` is sent as views, not copies: the caller must not change it until
 // the write settles (a retry re-sends the same views).
 
+import { BallastError, ErrorCode } from "@ballast/protocol";
 import { createEntry, type RequestKind } from "./batch.ts";
 import type { BlockDevice } from "./block-device.ts";
 import { VolumeClosedError } from "./errors.ts";
@@ -53,11 +54,24 @@ export class Volume implements BlockDevice {
   private closed = false;
   private readonly idleWaiters: (() => void)[] = [];
 
-  /** Use BallastClient.openVolume; this constructor is the client's. */
-  constructor(bus: RequestBus, state: VolumeStateCache, options: Readonly<ClientOptions>) {
-    this.name = state.name;
+  /** The snapshot id this volume reads (read-only), or undefined for the volume itself. */
+  readonly snapshot: string | undefined;
+
+  /**
+   * Use BallastClient.openVolume or openSnapshot; this constructor is the client's. With
+   * `snapshot` (its id and name), every read is of that snapshot and every mutation is
+   * refused; the device is then named `VOLUME@NAME`, as its NBD export is.
+   */
+  constructor(
+    bus: RequestBus,
+    state: VolumeStateCache,
+    options: Readonly<ClientOptions>,
+    snapshot?: { id: string; name: string },
+  ) {
+    this.name = snapshot === undefined ? state.name : `${state.name}@${snapshot.name}`;
     this.state = state;
-    this.scheduler = new RequestScheduler(bus, state, options);
+    this.snapshot = snapshot?.id;
+    this.scheduler = new RequestScheduler(bus, state, options, snapshot?.id);
     this.clock = options.clock;
     this.requestDataBytesMax = options.requestDataBytesMax;
   }
@@ -73,6 +87,25 @@ export class Volume implements BlockDevice {
    */
   async refreshSize(): Promise<void> {
     await this.state.refresh(this.state.current.generation);
+  }
+
+  /** A snapshot is read-only. */
+  get readOnly(): boolean {
+    return this.snapshot !== undefined;
+  }
+
+  /** The volume's incarnation, when its description names one. */
+  get id(): string | undefined {
+    return this.state.current.state.id;
+  }
+
+  /** The same volume description, read as snapshot `snapshot` (the client's). */
+  reopenAsSnapshot(
+    bus: RequestBus,
+    options: Readonly<ClientOptions>,
+    snapshot: { id: string; name: string },
+  ): Volume {
+    return new Volume(bus, this.state, options, snapshot);
   }
 
   /** The number of partitions the volume is cut into. */
@@ -108,7 +141,7 @@ export class Volume implements BlockDevice {
   async write(offset: number, data: Uint8Array): Promise<void> {
     const length = data instanceof Uint8Array ? data.byteLength : 0;
     if (this.reachesPastEnd(offset, length)) await this.learnSize();
-    this.begin(describeOperation("write", offset, length), { offset, length }, { data });
+    this.begin(describeOperation("write", offset, length), { offset, length }, { data }, true);
     try {
       await this.mutation(this.perform("write", offset, length, this.requestDataBytesMax, data));
     } finally {
@@ -118,7 +151,7 @@ export class Volume implements BlockDevice {
 
   async trim(offset: number, length: number): Promise<void> {
     if (this.reachesPastEnd(offset, length)) await this.learnSize();
-    this.begin(describeOperation("trim", offset, length), { offset, length });
+    this.begin(describeOperation("trim", offset, length), { offset, length }, undefined, true);
     try {
       // Ranges carry no data, so only partition boundaries cut them.
       await this.mutation(this.perform("trim", offset, length, length));
@@ -129,7 +162,12 @@ export class Volume implements BlockDevice {
 
   async writeZeroes(offset: number, length: number): Promise<void> {
     if (this.reachesPastEnd(offset, length)) await this.learnSize();
-    this.begin(describeOperation("write zeroes over", offset, length), { offset, length });
+    this.begin(
+      describeOperation("write zeroes over", offset, length),
+      { offset, length },
+      undefined,
+      true,
+    );
     try {
       await this.mutation(this.perform("write-zeroes", offset, length, length));
     } finally {
@@ -220,8 +258,16 @@ export class Volume implements BlockDevice {
     operation: string,
     range?: { offset: number; length: number },
     write?: { data: unknown },
+    mutates = false,
   ): void {
     if (this.closed) throw new VolumeClosedError(this.name, operation);
+    if (mutates && this.snapshot !== undefined) {
+      throw new BallastError(
+        ErrorCode.InvalidArgument,
+        `cannot ${operation}: ${this.name} is open as snapshot ${this.snapshot}, which is read-only`,
+        { details: { volume: this.name, snapshot: this.snapshot } },
+      );
+    }
     if (range !== undefined) {
       if (write !== undefined) checkWriteData(this, range.offset, write.data);
       checkRange(this, operation, range.offset, range.length);

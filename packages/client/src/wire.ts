@@ -29,6 +29,8 @@ export interface PartitionAddress {
   readonly epoch: number;
   /** The incarnation the client opened, when the description named one. */
   readonly volumeId?: string;
+  /** Reads go to this snapshot of the partition (its id) rather than its current data. */
+  readonly snapshot?: string;
 }
 
 /**
@@ -40,11 +42,13 @@ export async function sendBatch(
   bus: RequestBus,
   subject: string,
   kind: RequestKind,
-  address: PartitionAddress,
+  addressed: PartitionAddress,
   entries: readonly Entry[],
   deadlineMs: number,
 ): Promise<void> {
   const options = { deadlineMs };
+  // Only reads name a snapshot (a snapshot volume sends nothing else, see volume.ts).
+  const { snapshot, ...address } = addressed;
   const ranges = () => entries.map((entry) => ({ offset: entry.offset, length: entry.length }));
   switch (kind) {
     case "write":
@@ -61,7 +65,12 @@ export async function sendBatch(
     case "read": {
       const result = await bus.request<"volume.read.v1">(
         subject,
-        { type: "volume.read.v1", ...address, reads: ranges() },
+        {
+          type: "volume.read.v1",
+          ...address,
+          reads: ranges(),
+          ...(snapshot === undefined ? {} : { snapshot }),
+        },
         options,
       );
       copyReadReply(subject, entries, result.data);

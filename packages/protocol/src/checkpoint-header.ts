@@ -10,6 +10,14 @@
 // chunks}, then the extent tree in @ballast/btree's checkpoint format (which carries its
 // own checksums; the header is validated by its schema here).
 //
+// Format 2 adds the partition's snapshots (frozen extent trees): the header gains
+// `treeBytes` (the length of the current tree's serialization) and `snapshots`
+// ([id, opNum, bytes] each), and the snapshot trees follow the current one, in that
+// order, each in the same btree format. The chunk table still lists every chunk any
+// tree refers to (a snapshot keeps its chunks in the table), so a reader of the header
+// alone (the orphan sweep) sees every chunk the checkpoint needs. Format 1 (no
+// snapshots) is still read.
+//
 // Chunk ids: `<volume id>-p<partition>-e<epoch>-s<session>-c<chunk number>` with the
 // numbers in decimal (session in base 36); when that is longer than a sled accepts, the
 // volume id becomes the base-36 CRC32C of it and every number is written in base 36.
@@ -20,8 +28,11 @@ import { z } from "zod";
 import { crc32c } from "./checksum.ts";
 import { BallastError, ErrorCode } from "./errors.ts";
 
-/** The header format the head node writes and this reader accepts. */
-export const checkpointHeaderFormat = 1;
+/** The header format the head node writes. */
+export const checkpointHeaderFormat = 2;
+
+/** The oldest header format this reader still accepts (no snapshots). */
+export const checkpointHeaderFormatOldest = 1;
 
 /** Bytes of the little-endian length that precedes the msgpack header. */
 export const checkpointHeaderLengthBytes = 4;
@@ -34,22 +45,33 @@ export const checkpointHeaderBytesMax = 64 * 1024 * 1024;
 
 const unsigned = z.number().int().nonnegative();
 
-export const CheckpointHeader = z.object({
-  format: z.literal(checkpointHeaderFormat),
-  opNum: unsigned,
-  flushedThroughOpNum: unsigned,
-  flushedThroughEpoch: unsigned,
-  flushedThroughSession: unsigned,
-  nextChunkNumber: unsigned,
-  // [number, sledChunkId, copies, bytes, checksum?]: snapshots taken before chunks
-  // carried a checksum have four elements.
-  chunks: z.array(
-    z.union([
-      z.tuple([unsigned, z.string(), z.array(z.string()), unsigned, unsigned.max(0xffff_ffff)]),
-      z.tuple([unsigned, z.string(), z.array(z.string()), unsigned]),
-    ]),
-  ),
-});
+export const CheckpointHeader = z
+  .object({
+    format: z.union([z.literal(checkpointHeaderFormatOldest), z.literal(checkpointHeaderFormat)]),
+    opNum: unsigned,
+    flushedThroughOpNum: unsigned,
+    flushedThroughEpoch: unsigned,
+    flushedThroughSession: unsigned,
+    nextChunkNumber: unsigned,
+    // [number, sledChunkId, copies, bytes, checksum?]: snapshots taken before chunks
+    // carried a checksum have four elements.
+    chunks: z.array(
+      z.union([
+        z.tuple([unsigned, z.string(), z.array(z.string()), unsigned, unsigned.max(0xffff_ffff)]),
+        z.tuple([unsigned, z.string(), z.array(z.string()), unsigned]),
+      ]),
+    ),
+    /** Format 2: bytes of the current tree's serialization (snapshot trees follow it). */
+    treeBytes: unsigned.optional(),
+    /** Format 2: [snapshot id, op it was taken at, bytes of its tree], in stored order. */
+    snapshots: z.array(z.tuple([z.string().min(1), unsigned, unsigned])).optional(),
+  })
+  .refine(
+    (header) =>
+      header.format === checkpointHeaderFormatOldest ||
+      (header.treeBytes !== undefined && header.snapshots !== undefined),
+    { message: `a format ${checkpointHeaderFormat} header needs treeBytes and snapshots` },
+  );
 export type CheckpointHeader = z.infer<typeof CheckpointHeader>;
 
 // The options the head node packs the header with (metadata.ts): plain maps, no records.

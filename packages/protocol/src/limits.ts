@@ -29,6 +29,16 @@ export const notesPerMessageMax = 1024;
 /** Volume names: lowercase letters, digits and dashes, starting with a letter or digit. */
 export const volumeNameLengthMax = 63;
 
+/**
+ * Snapshot names (the user's) and ids (the coordinator's, what replicas keep): the same
+ * alphabet as volume names.
+ */
+export const snapshotNameLengthMax = 63;
+export const snapshotIdLengthMax = 63;
+
+/** The most snapshots one volume may have (each is a frozen tree on every replica). */
+export const snapshotsPerVolumeMax = 64;
+
 /** Node ids: the same alphabet as volume names. */
 export const nodeIdLengthMax = 63;
 

@@ -39,6 +39,8 @@ export function familyPatterns(family: SubjectFamily): string[] {
       return [wildcardTokens(subjects.node.build("n"), 1)];
     case "volume":
       return [wildcardTokens(subjects.volume.build("v", 0), 2)];
+    case "partitionControl":
+      return [wildcardTokens(subjects.partitionControl.build("v", 0), 2)];
     case "replica":
       return [wildcardTokens(subjects.replica.build("v", 0, "n"), 3)];
     case "inbox":
@@ -103,6 +105,15 @@ export const permissionTable: Record<SubjectFamily, Record<NatsRole, Access>> = 
     sled: "none",
     gateway: "publish",
     client: "publish",
+    operator: "both",
+  },
+  // Snapshot control of a partition: the leading coordinator asks, primaries answer.
+  partitionControl: {
+    coordinator: "publish",
+    headnode: "subscribe",
+    sled: "none",
+    gateway: "none",
+    client: "none",
     operator: "both",
   },
   // Replication between head nodes only.

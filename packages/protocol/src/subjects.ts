@@ -104,6 +104,18 @@ export const subjects = {
       return `${subjectRoot}.volume.${checkVolumeName(volume)}.${checkPartition(partition)}`;
     },
   },
+  /**
+   * Control of one partition (snapshots), served by its primary like `volume` but apart
+   * from block I/O: only the coordinator sends here.
+   */
+  partitionControl: {
+    pattern(volume: string, partition: number): string {
+      return subjects.partitionControl.build(volume, partition);
+    },
+    build(volume: string, partition: number): string {
+      return `${subjectRoot}.partition.${checkVolumeName(volume)}.${checkPartition(partition)}`;
+    },
+  },
   /** Replication traffic addressed to one replica (one node) of one partition. */
   replica: {
     pattern(volume: string, partition: number, nodeId: string): string {

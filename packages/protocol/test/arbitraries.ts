@@ -64,11 +64,15 @@ export const messageArbitraries: {
     ...address,
     writes: fc.array(fc.record({ offset: volumeOffset, data }), entryCount),
   }),
-  "volume.read.v1": fc.record({
-    type: fc.constant("volume.read.v1" as const),
-    ...address,
-    reads: fc.array(range, entryCount),
-  }),
+  "volume.read.v1": fc.record(
+    {
+      type: fc.constant("volume.read.v1" as const),
+      ...address,
+      reads: fc.array(range, entryCount),
+      snapshot: name,
+    },
+    { requiredKeys: ["type", "volume", "partition", "epoch", "reads"] },
+  ),
   "volume.trim.v1": fc.record({
     type: fc.constant("volume.trim.v1" as const),
     ...address,
@@ -80,6 +84,46 @@ export const messageArbitraries: {
     ranges: fc.array(range, entryCount),
   }),
   "volume.flush.v1": fc.record({ type: fc.constant("volume.flush.v1" as const), ...address }),
+  "snapshot.create.v1": fc.record({
+    type: fc.constant("snapshot.create.v1" as const),
+    volume: name,
+    name,
+  }),
+  "snapshot.list.v1": fc.record({ type: fc.constant("snapshot.list.v1" as const), volume: name }),
+  "snapshot.delete.v1": fc.record({
+    type: fc.constant("snapshot.delete.v1" as const),
+    volume: name,
+    name,
+  }),
+  "partition.snapshot.hold.v1": fc.record({
+    type: fc.constant("partition.snapshot.hold.v1" as const),
+    volume: name,
+    partition: small,
+    volumeId: name,
+    hold: name,
+    holdMs: fc.integer({ min: 1, max: 60_000 }),
+  }),
+  "partition.snapshot.take.v1": fc.record({
+    type: fc.constant("partition.snapshot.take.v1" as const),
+    volume: name,
+    partition: small,
+    volumeId: name,
+    snapshot: name,
+  }),
+  "partition.snapshot.release.v1": fc.record({
+    type: fc.constant("partition.snapshot.release.v1" as const),
+    volume: name,
+    partition: small,
+    volumeId: name,
+    hold: name,
+  }),
+  "partition.snapshot.drop.v1": fc.record({
+    type: fc.constant("partition.snapshot.drop.v1" as const),
+    volume: name,
+    partition: small,
+    volumeId: name,
+    snapshot: name,
+  }),
   "replica.notes.v1": fc.record({
     type: fc.constant("replica.notes.v1" as const),
     ...address,

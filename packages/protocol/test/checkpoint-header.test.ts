@@ -50,6 +50,25 @@ test("a truncated or malformed header is a typed error, never a partial header",
   expect(() => checkpointHeaderLengthOf(huge)).toThrow(/more than/);
 });
 
+test("format 2 lists snapshots after the tree; format 1 still reads; format 2 needs both", () => {
+  const snapshot = new PartitionMetadata().snapshot(1, { epoch: 1, session: 1 });
+  const { header } = readCheckpointHeader(snapshot);
+  expect(header.format).toBe(2);
+  expect(header.snapshots).toEqual([]);
+  expect(header.treeBytes).toBeGreaterThan(0);
+  const pack = (value: object) => {
+    const packed = new Packr({ useRecords: false }).pack(value);
+    const bytes = new Uint8Array(4 + packed.byteLength);
+    new DataView(bytes.buffer).setUint32(0, packed.byteLength, true);
+    bytes.set(packed, 4);
+    return bytes;
+  };
+  const { treeBytes: _tree, snapshots: _snapshots, ...format1 } = header;
+  expect(readCheckpointHeader(pack({ ...format1, format: 1 })).header.format).toBe(1);
+  expect(() => readCheckpointHeader(pack({ ...format1, format: 2 }))).toThrow(/treeBytes/);
+  expect(() => readCheckpointHeader(pack({ ...header, format: 3 }))).toThrow(/schema/);
+});
+
 test("the head node's readable chunk ids parse to their partition and chunk number", () => {
   const identity = { volume: "vol", volumeId: "1-abc", partition: 12, session: 40 };
   const id = sledChunkIdOf(identity, 3, 1234);

@@ -11,6 +11,8 @@
 //   leader                        {coordinator, term}   (see leadership.ts)
 //   incarnation.<name>            {incarnation}: the last incarnation number of the
 //                                  name, never deleted
+//   snapshot.<name>.<snapshot>    {volume, name, id, volumeId, createdAtMs, partitions:
+//                                  [{index, opNum}]} (see snapshots.ts)
 //   purge.<volume id>             {volume, volumeId, deletedAtMs}: a deleted
 //                                  incarnation whose chunks and blobs may remain on
 //                                  sleds (see purge.ts); written before the volume
@@ -117,6 +119,21 @@ export const keys = {
   purges: "purge.>",
   sled: (id: string) => `sled.${id}`,
   sleds: "sled.>",
+};
+
+/** A snapshot as recorded (snapshots.ts). */
+export interface SnapshotRecord {
+  volume: string;
+  name: string;
+  id: string;
+  volumeId: string;
+  createdAtMs: number;
+  partitions: { index: number; opNum: number }[];
+}
+
+const snapshotKeys = {
+  snapshot: (volume: string, name: string) => `snapshot.${volume}.${name}`,
+  snapshotsOf: (volume: string) => `snapshot.${volume}.>`,
 };
 
 /** The incarnation of a volume record: records before incarnations use the name. */
@@ -521,6 +538,40 @@ export class Catalogue {
     } else {
       await this.kv.update(key, encode(record), current.revision);
     }
+  }
+
+  // ------------------------------------------------------------ snapshots (snapshots.ts)
+  // `snapshot.<volume>.<name>`: a snapshot of an incarnation of the volume (its
+  // `volumeId`); a record of another incarnation is stale (the volume was deleted) and
+  // is overwritten by a create of the name.
+
+  async snapshot(volume: string, name: string): Promise<Versioned<SnapshotRecord> | undefined> {
+    return this.read<SnapshotRecord>(snapshotKeys.snapshot(volume, name));
+  }
+
+  async snapshots(volume: string): Promise<SnapshotRecord[]> {
+    const found = await this.list(snapshotKeys.snapshotsOf(volume));
+    const records = await Promise.all(found.map((key) => this.read<SnapshotRecord>(key)));
+    return records.filter((record) => record !== undefined).map((record) => record.value);
+  }
+
+  /** Records a snapshot; `stale` is a record of another incarnation it replaces. */
+  async recordSnapshot(record: SnapshotRecord, stale?: Versioned<SnapshotRecord>): Promise<void> {
+    const key = snapshotKeys.snapshot(record.volume, record.name);
+    try {
+      if (stale === undefined) await this.kv.create(key, encode(record));
+      else await this.kv.update(key, encode(record), stale.revision);
+    } catch (error) {
+      if (!isConflict(error)) throw error;
+      throw new BallastError(
+        ErrorCode.AlreadyExists,
+        `volume ${record.volume} already has a snapshot named ${record.name}`,
+      );
+    }
+  }
+
+  async forgetSnapshot(volume: string, name: string, revision: number): Promise<void> {
+    await this.kv.delete(snapshotKeys.snapshot(volume, name), { previousSeq: revision });
   }
 
   /** The keys matching `filter`, each once. */

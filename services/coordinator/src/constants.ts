@@ -104,3 +104,16 @@ export const sweepDeletesPerPassMax = 1000;
 export const sledOutAfterMsDefault = 60_000;
 export const sledOutAfterMsMin = 100;
 export const sledOutAfterMsMax = 24 * 60 * 60 * 1000;
+
+/**
+ * Snapshots (snapshots.ts): how long a create may take in all (every attempt), how long a
+ * primary holds acknowledgements at most (writes wait no longer than this for their
+ * replies, even if the leader dies mid-create), how long one partition request may
+ * take, how long to wait before retrying one (no primary yet), and how many attempts a
+ * create makes (each given up by a failover during it).
+ */
+export const snapshotCreateDeadlineMs = 10_000;
+export const snapshotHoldMs = 3000;
+export const snapshotStepDeadlineMs = 2000;
+export const snapshotRetryMs = 100;
+export const snapshotAttemptsMax = 3;

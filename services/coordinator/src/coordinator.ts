@@ -7,9 +7,10 @@
 // The work itself is done by the parts this file wires together, each with only what
 // it needs: reconciler.ts (the executor of the pure decisions in decisions.ts),
 // configurer.ts (configure pushes to head nodes), volumes.ts (create, describe, list,
-// resize, delete), purger.ts (deletes a deleted incarnation's chunks and checkpoint
-// blobs from the sleds, deciding with purge.ts), sweeper.ts (deletes live volumes'
-// orphans, deciding with sweep.ts), reports.ts (primaries' reports and checkpoint
+// resize, delete), snapshots.ts (snapshot create, list, delete), purger.ts (deletes a
+// deleted incarnation's chunks and checkpoint blobs from the sleds, deciding with
+// purge.ts), sweeper.ts (deletes live volumes' orphans, deciding with sweep.ts),
+// reports.ts (primaries' reports and checkpoint
 // pointers), status.ts.
 //
 // Leadership and fencing: every partition record the leader writes carries its term,
@@ -57,6 +58,7 @@ import { Purger } from "./purger.ts";
 import { Reconciler } from "./reconciler.ts";
 import { Reports } from "./reports.ts";
 import { SledRecords } from "./sled-records.ts";
+import { Snapshots } from "./snapshots.ts";
 import { Status } from "./status.ts";
 import { Sweeper } from "./sweeper.ts";
 import { forgetConfigured, newTenure, remember, type Tenure, type Tenures } from "./tenure.ts";
@@ -120,6 +122,9 @@ const controlRequests = [
   "volume.list.v1",
   "volume.delete.v1",
   "volume.resize.v1",
+  "snapshot.create.v1",
+  "snapshot.list.v1",
+  "snapshot.delete.v1",
   "checkpoint.record.v1",
   "headnode.report.v1",
 ] as const;
@@ -135,6 +140,7 @@ interface Parts {
   reports: Reports;
   status: Status;
   sleds: SledRecords;
+  snapshots: Snapshots;
 }
 
 export class Coordinator {
@@ -233,6 +239,7 @@ export class Coordinator {
     });
     const reports = new Reports(catalogue, heartbeats, sleds);
     const status = new Status(service, heartbeats, volumes, sleds);
+    const snapshots = new Snapshots({ service, catalogue });
     return {
       catalogue,
       leadership,
@@ -243,6 +250,7 @@ export class Coordinator {
       reports,
       status,
       sleds,
+      snapshots,
     };
   }
 
@@ -358,7 +366,7 @@ export class Coordinator {
         `${this.service.nodeId} no longer leads; retry`,
       );
     }
-    const { volumes, reports, status } = this.parts;
+    const { volumes, reports, status, snapshots } = this.parts;
     switch (message.type) {
       case "cluster.status.v1":
         return status.onClusterStatus(message, tenure);
@@ -372,6 +380,12 @@ export class Coordinator {
         return this.serialize(() => volumes.delete(tenure, message.name));
       case "volume.resize.v1":
         return this.serialize(() => volumes.resize(tenure, message));
+      case "snapshot.create.v1":
+        return this.serialize(() => snapshots.create(message));
+      case "snapshot.list.v1":
+        return snapshots.list(message.volume);
+      case "snapshot.delete.v1":
+        return this.serialize(() => snapshots.delete(message));
       case "checkpoint.record.v1":
         return reports.onCheckpointRecord(message);
       case "headnode.report.v1":

@@ -1,6 +1,6 @@
 // The gateway: serves Ballast volumes over NBD, so that standard block clients (qemu,
 // nbdcopy, nbdinfo, fio, the Linux nbd-client) use a volume as a disk. The export name
-// is the volume name. Each export is one client-library Volume shared by every
+// is the volume name (or a snapshot's, below). Each export is one client-library Volume shared by every
 // connection to it, so a flush on any connection covers every connection's
 // acknowledged writes, and waits for those in flight (which is what lets the server
 // offer multi-connection). A flush sends nothing: acknowledged writes are already
@@ -10,6 +10,10 @@
 // connection opens the export (the shared Volume describes the volume again), and keeps
 // it for its life, as NBD requires; so a resized volume shows its new size on the next
 // connection, and never mid-connection.
+//
+// Snapshots: the export name `VOLUME@NAME` is snapshot NAME of VOLUME, served read-only
+// (NBD_FLAG_READ_ONLY; writes, trims and write-zeroes answer EPERM). Export lists name
+// each volume and each of its snapshots.
 //
 // Failure model: a volume that fails over is followed by the client library (requests
 // wait and retry); an unknown volume is an unknown export; a volume deleted while open
@@ -98,6 +102,13 @@ export class Gateway {
    * their disk is gone), and the name is opened anew, for a volume created since.
    */
   private async openExport(name: string): Promise<Volume | undefined> {
+    const snapshot = parseSnapshotExport(name);
+    if (snapshot !== undefined) {
+      // Opened per connection, not shared: a snapshot takes no writes, so there is no
+      // flush to share, and a snapshot deleted and taken again under its name is another
+      // snapshot (another id) that the next connection must find.
+      return this.unlessUnknown(this.client.openSnapshot(snapshot.volume, snapshot.snapshot));
+    }
     let opening = this.volumes.get(name);
     if (opening !== undefined) {
       const served = await settledValue(opening);
@@ -115,9 +126,15 @@ export class Gateway {
       this.volumes.set(name, opening);
       opening.catch(() => this.volumes.delete(name));
     }
+    return this.unlessUnknown(
+      shared ? opening.then((volume) => this.withCurrentSize(volume)) : opening,
+    );
+  }
+
+  /** The opened volume, or undefined for a name that is no export (unknown or invalid). */
+  private async unlessUnknown(opening: Promise<Volume>): Promise<Volume | undefined> {
     try {
-      const volume = await opening;
-      return shared ? await this.withCurrentSize(volume) : volume;
+      return await opening;
     } catch (error) {
       if (
         error instanceof BallastError &&
@@ -145,12 +162,38 @@ export class Gateway {
     return volume;
   }
 
+  /** Every volume, and each of its snapshots as `VOLUME@NAME` (one listing per volume). */
   private async listExports(): Promise<string[]> {
     const { volumes } = await this.service.bus.request(subjects.coordinator.build(), {
       type: "volume.list.v1",
     });
-    return volumes.map((volume) => volume.name);
+    const snapshots = await Promise.all(
+      volumes.map(async (volume) => {
+        try {
+          const listed = await this.service.bus.request(subjects.coordinator.build(), {
+            type: "snapshot.list.v1",
+            volume: volume.name,
+          });
+          return listed.snapshots.map((snapshot) => `${volume.name}@${snapshot.name}`);
+        } catch {
+          return []; // a listing is best effort: the volume itself is still listed
+        }
+      }),
+    );
+    return volumes.flatMap((volume, index) => [volume.name, ...snapshots[index]!]);
   }
+}
+
+/**
+ * `VOLUME@NAME` names snapshot NAME of VOLUME, served read-only; any other name is a
+ * volume's. Names never hold `@`, so the split is unambiguous.
+ */
+export function parseSnapshotExport(
+  name: string,
+): { volume: string; snapshot: string } | undefined {
+  const at = name.indexOf("@");
+  if (at < 0) return undefined;
+  return { volume: name.slice(0, at), snapshot: name.slice(at + 1) };
 }
 
 /** The value `promise` resolved with, or undefined if it rejected. */

@@ -193,4 +193,29 @@ describe("decideRequest", () => {
       });
     }
   });
+
+  test("a read-only export (a snapshot) reads and flushes, and refuses changes with EPERM", () => {
+    const readOnly = { ...geometry, readOnly: true };
+    expect(decideRequest(request({ command: Command.Read, length: 4096 }), readOnly)).toEqual({
+      kind: "read",
+      offset: 0,
+      length: 4096,
+    });
+    expect(decideRequest(request({ command: Command.Flush, length: 0 }), readOnly)).toEqual({
+      kind: "flush",
+    });
+    expect(
+      decideRequest(request({ command: Command.Write, length: 1024 }), readOnly),
+    ).toMatchObject({
+      kind: "refuse",
+      error: ReplyError.NotPermitted,
+      discardBytes: 1024, // the write's data is read and dropped: the stream stays framed
+    });
+    for (const command of [Command.Trim, Command.WriteZeroes]) {
+      expect(decideRequest(request({ command, length: 512 }), readOnly)).toMatchObject({
+        kind: "refuse",
+        error: ReplyError.NotPermitted,
+      });
+    }
+  });
 });

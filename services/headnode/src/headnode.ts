@@ -33,6 +33,11 @@
 // no longer acknowledges, so its primary reports it stalled and the coordinator replaces
 // it. A later configure of that partition reopens it as a restart would: journal
 // recovery says what is durable.
+//
+// Snapshots: while primary, a replica also serves its partition's control subject, where
+// the coordinator holds and releases mutation acknowledgements and takes and drops
+// snapshots (partition.snapshot.*.v1; see @ballast/protocol's messages/snapshot.ts).
+// Reads of a snapshot are ordinary volume reads that name it.
 
 import { rm } from "node:fs/promises";
 import { join } from "node:path";
@@ -69,10 +74,19 @@ type VolumeMessage = MessageOf<
 type Configure = MessageOf<"headnode.configure.v1">;
 type PrimaryReport = MessageOf<"headnode.report.v1">["primaries"][number];
 
+type PartitionControlMessage = MessageOf<
+  | "partition.snapshot.hold.v1"
+  | "partition.snapshot.take.v1"
+  | "partition.snapshot.release.v1"
+  | "partition.snapshot.drop.v1"
+>;
+
 interface Hosted {
   host: PartitionHost;
   replication: Served | undefined;
   volume: Served | undefined;
+  /** The partition's control subject (snapshots): served with `volume`, while primary. */
+  control?: Served | undefined;
   /**
    * Opened afresh for a rebuild and configured only as a learner since: what it holds
    * came from the primary it learns from. Anything else this node holds of the
@@ -399,8 +413,9 @@ export class HeadNode {
   /** Stops serving a replica and closes it; `remove` deletes its files too. */
   private async close(key: string, hosted: Hosted, remove: boolean): Promise<void> {
     if (this.hosted.get(key) === hosted) this.hosted.delete(key);
-    const served = [hosted.replication, hosted.volume];
+    const served = [hosted.replication, hosted.volume, hosted.control];
     hosted.volume = undefined;
+    hosted.control = undefined;
     await Promise.all(served.map((one) => one?.stop()));
     await hosted.host.close();
     if (remove) await hosted.host.remove();
@@ -472,6 +487,63 @@ export class HeadNode {
       hosted.volume = undefined;
       await served.stop();
       this.service.logger.info(hosted.host.address, "no longer primary");
+    }
+    await this.followControl(hosted, isPrimary);
+  }
+
+  /** Serves the partition's control subject (snapshots) exactly while primary. */
+  private async followControl(hosted: Hosted, isPrimary: boolean): Promise<void> {
+    const { volume, partition } = hosted.host.address;
+    if (isPrimary && hosted.control === undefined) {
+      hosted.control = this.service.serve(
+        subjects.partitionControl.build(volume, partition),
+        {
+          accept: [
+            "partition.snapshot.hold.v1",
+            "partition.snapshot.take.v1",
+            "partition.snapshot.release.v1",
+            "partition.snapshot.drop.v1",
+          ],
+        },
+        (message) => this.onControlMessage(hosted.host, message),
+      );
+    } else if (!isPrimary && hosted.control !== undefined) {
+      const served = hosted.control;
+      hosted.control = undefined;
+      await served.stop();
+    }
+  }
+
+  private async onControlMessage(
+    host: PartitionHost,
+    message: PartitionControlMessage,
+  ): Promise<unknown> {
+    const { volume, partition, volumeId } = host.address;
+    if (message.volume !== volume || message.partition !== partition) {
+      throw new BallastError(
+        ErrorCode.InvalidArgument,
+        `message for ${message.volume}/${message.partition} sent to ${volume}/${partition}`,
+      );
+    }
+    if (message.volumeId !== volumeId) {
+      throw new BallastError(
+        ErrorCode.NotFound,
+        `${volume}/${partition} here is incarnation ${volumeId}, not ${message.volumeId}`,
+      );
+    }
+    switch (message.type) {
+      case "partition.snapshot.hold.v1":
+        return host.holdAcks(message.hold, message.holdMs);
+      case "partition.snapshot.release.v1":
+        return host.releaseAcks(message.hold);
+      case "partition.snapshot.take.v1":
+        return host.snapshotControl("take", message.snapshot);
+      case "partition.snapshot.drop.v1":
+        return host.snapshotControl("drop", message.snapshot);
+      default: {
+        const unreachable: never = message;
+        throw new Error(`no handler for ${(unreachable as Message).type}`);
+      }
     }
   }
 

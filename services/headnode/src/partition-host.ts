@@ -312,6 +312,56 @@ export class PartitionHost {
     return reply;
   }
 
+  // ------------------------------------------------------------ snapshots
+
+  /** The primary's epoch; NotPrimary off the primary. */
+  private primaryEpoch(): number {
+    const configuration = this.replica.configuration;
+    if (this.replica.roleName !== "primary" || configuration === undefined) {
+      throw new BallastError(
+        ErrorCode.NotPrimary,
+        `${this.service.nodeId} is not the primary of ${this.address.volume}/${this.address.partition}`,
+      );
+    }
+    return configuration.epoch;
+  }
+
+  /** Holds mutation replies for up to `holdMs` (see Replica.holdAcks). */
+  holdAcks(hold: string, holdMs: number): { epoch: number; lastOpNum: number } {
+    if (this.failure !== undefined) throw this.failedError();
+    const epoch = this.primaryEpoch();
+    const { lastOpNum } = this.replica.holdAcks(epoch, hold, Math.ceil(holdMs / tickMs));
+    return { epoch, lastOpNum };
+  }
+
+  /** Ends a hold; says whether it was in force throughout. */
+  releaseAcks(hold: string): { held: boolean } {
+    if (this.failure !== undefined) return { held: false };
+    const result = this.replica.releaseAcks(hold);
+    this.run();
+    return result;
+  }
+
+  /** Takes (`take`) or drops a snapshot through the op stream; answers the op once committed. */
+  async snapshotControl(
+    action: "take" | "drop",
+    snapshot: string,
+  ): Promise<{ epoch: number; opNum: number }> {
+    if (this.failure !== undefined) throw this.failedError();
+    const epoch = this.primaryEpoch();
+    const requestId = this.nextRequestId++;
+    const reply = new Promise<Reply>((resolve, reject) => {
+      this.waiting.set(requestId, { resolve, reject });
+    });
+    if (action === "take") this.replica.takeSnapshot(requestId, epoch, snapshot);
+    else this.replica.dropSnapshot(requestId, epoch, snapshot);
+    this.run();
+    const answer = await reply;
+    if (answer.kind !== "control")
+      throw new Error(`snapshot ${action} answered with ${answer.kind}`);
+    return { epoch, opNum: answer.opNum };
+  }
+
   /** Plans a read in the core, then fetches chunk parts from sleds. */
   async read(message: MessageOf<"volume.read.v1">): Promise<{ data: Uint8Array[] }> {
     if (this.failure !== undefined) throw this.failedError();
@@ -322,6 +372,7 @@ export class PartitionHost {
       message.epoch,
       message.reads,
       this.ports.clock.nowMs(),
+      message.snapshot,
     );
     const data = await Promise.all(plan.ranges.map((range) => this.assemble(range)));
     return { data };

@@ -91,6 +91,7 @@ describe.each(failoverShapes)("failover simulation: %s", (_name, overrides, know
       recreates: 0,
       chunkReads: 0,
       chunksDropped: 0,
+      snapshotsChecked: 0,
     };
     for (let seed = 1; seed <= seedsPerShape; seed++) {
       if (knownDefects.includes(seed)) continue;
@@ -111,6 +112,8 @@ describe.each(failoverShapes)("failover simulation: %s", (_name, overrides, know
     // Space was reclaimed under all of it: chunks compacted and dropped.
     expect(totals.chunkReads).toBeGreaterThan(seedsPerShape);
     expect(totals.chunksDropped).toBeGreaterThan(seedsPerShape);
+    // Snapshots were taken and dropped under all of it, and read back once settled.
+    expect(totals.snapshotsChecked).toBeGreaterThan(seedsPerShape);
   }, 600_000);
 });
 

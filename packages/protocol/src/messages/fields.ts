@@ -6,6 +6,8 @@ import { z } from "zod";
 import {
   nodeIdLengthMax,
   requestEntriesMax,
+  snapshotIdLengthMax,
+  snapshotNameLengthMax,
   textLengthMax,
   volumeBytesMax,
   volumeIdLengthMax,
@@ -26,6 +28,10 @@ export const nodeId = z.string().min(1).max(nodeIdLengthMax).regex(namePattern);
 export const volumeName = z.string().min(1).max(volumeNameLengthMax).regex(namePattern);
 /** A volume's incarnation: a delete and a re-create of one name get different ids. */
 export const volumeId = z.string().min(1).max(volumeIdLengthMax).regex(namePattern);
+/** A snapshot's name, unique within its volume (chosen by the user). */
+export const snapshotName = z.string().min(1).max(snapshotNameLengthMax).regex(namePattern);
+/** A snapshot's id, drawn by the coordinator and never reused: what replicas key it by. */
+export const snapshotId = z.string().min(1).max(snapshotIdLengthMax).regex(namePattern);
 export const serviceKind = z.enum(serviceKinds);
 export const text = z.string().max(textLengthMax);
 

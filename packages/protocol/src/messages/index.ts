@@ -59,6 +59,21 @@ import {
   SledStatResult,
 } from "./sled.ts";
 import {
+  PartitionSnapshotDrop,
+  PartitionSnapshotHold,
+  PartitionSnapshotHoldResult,
+  PartitionSnapshotRelease,
+  PartitionSnapshotReleaseResult,
+  PartitionSnapshotResult,
+  PartitionSnapshotTake,
+  SnapshotCreate,
+  SnapshotDelete,
+  SnapshotDeleteResult,
+  SnapshotList,
+  SnapshotListResult,
+  SnapshotState,
+} from "./snapshot.ts";
+import {
   VolumeFlush,
   VolumeFlushResult,
   VolumeMutationResult,
@@ -75,6 +90,7 @@ export * as fields from "./fields.ts";
 export * from "./headnode.ts";
 export * from "./replica.ts";
 export * from "./sled.ts";
+export * from "./snapshot.ts";
 export * from "./volume.ts";
 
 export const Message = z.discriminatedUnion("type", [
@@ -91,6 +107,13 @@ export const Message = z.discriminatedUnion("type", [
   VolumeTrim,
   VolumeWriteZeroes,
   VolumeFlush,
+  SnapshotCreate,
+  SnapshotList,
+  SnapshotDelete,
+  PartitionSnapshotHold,
+  PartitionSnapshotTake,
+  PartitionSnapshotRelease,
+  PartitionSnapshotDrop,
   ReplicaNotes,
   ReplicaAck,
   HeadnodeConfigure,
@@ -133,6 +156,13 @@ export const messageSchemas: { [T in MessageType]: z.ZodType<MessageOf<T>> } = {
   "volume.trim.v1": VolumeTrim,
   "volume.write-zeroes.v1": VolumeWriteZeroes,
   "volume.flush.v1": VolumeFlush,
+  "snapshot.create.v1": SnapshotCreate,
+  "snapshot.list.v1": SnapshotList,
+  "snapshot.delete.v1": SnapshotDelete,
+  "partition.snapshot.hold.v1": PartitionSnapshotHold,
+  "partition.snapshot.take.v1": PartitionSnapshotTake,
+  "partition.snapshot.release.v1": PartitionSnapshotRelease,
+  "partition.snapshot.drop.v1": PartitionSnapshotDrop,
   "replica.notes.v1": ReplicaNotes,
   "replica.ack.v1": ReplicaAck,
   "headnode.configure.v1": HeadnodeConfigure,
@@ -172,6 +202,13 @@ export const resultSchemas = {
   "volume.trim.v1": VolumeMutationResult,
   "volume.write-zeroes.v1": VolumeMutationResult,
   "volume.flush.v1": VolumeFlushResult,
+  "snapshot.create.v1": SnapshotState,
+  "snapshot.list.v1": SnapshotListResult,
+  "snapshot.delete.v1": SnapshotDeleteResult,
+  "partition.snapshot.hold.v1": PartitionSnapshotHoldResult,
+  "partition.snapshot.take.v1": PartitionSnapshotResult,
+  "partition.snapshot.release.v1": PartitionSnapshotReleaseResult,
+  "partition.snapshot.drop.v1": PartitionSnapshotResult,
   "headnode.configure.v1": ReplicaStatus,
   "headnode.replica.status.v1": ReplicaStatus,
   "headnode.drop.v1": HeadnodeDropResult,

@@ -15,7 +15,11 @@ import { z } from "zod";
 import { notesPerMessageMax } from "../limits.ts";
 import { bytes, nodeId, uint32, unsignedInteger, volumeBytes, volumeName } from "./fields.ts";
 
-export const noteKinds = ["write", "trim", "zeroes", "flush"] as const;
+/**
+ * `control` notes change the partition's trees rather than its bytes (a snapshot taken
+ * or dropped); their data is a control record the head node defines.
+ */
+export const noteKinds = ["write", "trim", "zeroes", "flush", "control"] as const;
 export type NoteKind = (typeof noteKinds)[number];
 
 export const Note = z.object({
@@ -28,7 +32,7 @@ export const Note = z.object({
   kind: z.enum(noteKinds),
   offset: volumeBytes,
   length: volumeBytes,
-  /** The bytes of a write, or the encoded flush record; absent for trim and zeroes. */
+  /** The bytes of a write, or the encoded flush or control record; absent for trim and zeroes. */
   data: bytes.optional(),
   /** CRC32C of `data` (0 where there is none), checked before the note is journaled. */
   checksum: uint32,

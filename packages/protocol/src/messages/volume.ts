@@ -8,6 +8,7 @@ import {
   bytes,
   entries,
   range,
+  snapshotId,
   unsignedInteger,
   volumeBytes,
   volumeId,
@@ -37,6 +38,12 @@ export const VolumeRead = z.object({
   type: z.literal("volume.read.v1"),
   ...partitionAddress,
   reads: entries(range),
+  /**
+   * Read this snapshot of the partition (its id, from the volume's snapshot record)
+   * rather than its current data; a primary that has no snapshot of that id answers
+   * NotFound. Same lease and epoch rules as any read.
+   */
+  snapshot: snapshotId.optional(),
 });
 
 export const VolumeTrim = z.object({

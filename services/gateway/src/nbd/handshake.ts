@@ -63,6 +63,20 @@ export const transmissionFlags =
   TransmissionFlag.SendWriteZeroes |
   TransmissionFlag.CanMultipleConnections;
 
+/**
+ * The flags of a read-only export (a snapshot): NBD_FLAG_READ_ONLY, and none of the
+ * commands that change data (they would answer EPERM).
+ */
+export const readOnlyTransmissionFlags =
+  TransmissionFlag.HasFlags |
+  TransmissionFlag.ReadOnly |
+  TransmissionFlag.SendFlush |
+  TransmissionFlag.CanMultipleConnections;
+
+function transmissionFlagsOf(device: { readOnly?: boolean }): number {
+  return device.readOnly === true ? readOnlyTransmissionFlags : transmissionFlags;
+}
+
 export interface HandshakeContext {
   reader: SocketReader;
   writer: SocketWriter;
@@ -148,7 +162,7 @@ export class Handshake {
     if ("failure" in lookup) return { kind: "refused", reason: lookup.failure };
     const { device } = lookup;
     await this.context.writer.send(
-      encodeExportNameReply(device.sizeBytes, transmissionFlags, !this.noZeroes),
+      encodeExportNameReply(device.sizeBytes, transmissionFlagsOf(device), !this.noZeroes),
     );
     return { kind: "transmission", device };
   }
@@ -167,7 +181,7 @@ export class Handshake {
     const wanted = request.informationRequested;
     const information = (data: Buffer) => encodeOptionReply(option, OptionReply.Information, data);
     const replies = [
-      information(encodeExportInformation(device.sizeBytes, transmissionFlags)),
+      information(encodeExportInformation(device.sizeBytes, transmissionFlagsOf(device))),
       information(
         encodeBlockSizeInformation({
           minimumBytes: blockBytesMin,

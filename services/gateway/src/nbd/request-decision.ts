@@ -29,6 +29,8 @@ export interface ExportGeometry {
   sizeBytes: number;
   /** The largest read or write the server takes (the advertised maximum block size). */
   payloadBytesMax: number;
+  /** A read-only export (a snapshot): writes, trims and write-zeroes answer EPERM. */
+  readOnly?: boolean;
 }
 
 /** Offsets and lengths past this point are checked and safe to use as numbers. */
@@ -83,6 +85,7 @@ export function decideRequest(request: RequestHeader, geometry: ExportGeometry):
         };
       }
       const fault =
+        readOnlyFault(request, geometry) ??
         flagsFault(request, flagsAllowed.write) ??
         rangeFault(request, geometry, ReplyError.NoSpace);
       if (fault !== undefined) return { ...fault, discardBytes: request.length };
@@ -101,12 +104,14 @@ export function decideRequest(request: RequestHeader, geometry: ExportGeometry):
     }
     case Command.Trim: {
       const fault =
+        readOnlyFault(request, geometry) ??
         flagsFault(request, flagsAllowed.trim) ??
         rangeFault(request, geometry, ReplyError.InvalidArgument);
       return fault ?? { kind: "trim", forceUnitAccess, ...checkedRange(request) };
     }
     case Command.WriteZeroes: {
       const fault =
+        readOnlyFault(request, geometry) ??
         flagsFault(request, flagsAllowed.writeZeroes) ??
         rangeFault(request, geometry, ReplyError.NoSpace);
       return fault ?? { kind: "write-zeroes", forceUnitAccess, ...checkedRange(request) };
@@ -127,6 +132,15 @@ type Refusal = Extract<RequestDecision, { kind: "refuse" }>;
 
 function refuse(error: ReplyError, reason: string): Refusal {
   return { kind: "refuse", error, discardBytes: 0, reason };
+}
+
+/** A mutation of a read-only export: NBD_EPERM (the export was offered NBD_FLAG_READ_ONLY). */
+function readOnlyFault(request: RequestHeader, geometry: ExportGeometry): Refusal | undefined {
+  if (geometry.readOnly !== true) return undefined;
+  return refuse(
+    ReplyError.NotPermitted,
+    `command ${request.command} changes data, and this export is read-only (a snapshot)`,
+  );
 }
 
 function flagsFault(request: RequestHeader, allowed: number): Refusal | undefined {

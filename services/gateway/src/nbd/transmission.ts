@@ -67,6 +67,7 @@ export class Transmission {
     this.geometry = {
       sizeBytes: context.device.sizeBytes,
       payloadBytesMax: context.limits.payloadBytesMax,
+      readOnly: context.device.readOnly === true,
     };
     this.inflight = new InflightLimiter(
       context.limits.requestsInflightPerConnectionMax,

@@ -60,6 +60,8 @@ export interface ReadResult {
 export type Reply =
   | { kind: "mutation"; opNumFirst: number; opNumLast: number }
   | { kind: "flush"; flushedOpNum: number }
+  /** A snapshot take or drop committed (a take answers with the op it was taken at). */
+  | { kind: "control"; opNum: number }
   | { kind: "read"; read: ReadResult };
 
 export type Effect =

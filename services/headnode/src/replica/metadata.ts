@@ -8,8 +8,15 @@
 // the position is the byte within that note's data. A flush record later moves live
 // pieces to {chunkId: chunkNumber, offset}.
 //
+// Snapshots are frozen extent trees (`snapshots`), each a copy of the current tree taken
+// when a `control` note (control-record.ts) commits, so every replica has the same ones at
+// the same op. Writes, trims and write-zeroes change the current tree only; flush pieces
+// and compaction relocations move an op's bytes in every tree (they match on op number),
+// so a snapshot's journal-located extents move to chunks with the live ones and the
+// journal can still be released, and a chunk lives while any tree refers to it.
+//
 // Space accounting: for every chunk, how many bytes some extent of some tree (`trees()`:
-// the current tree today; snapshots will add frozen ones) still refers to. It is kept
+// the current one and every snapshot) still refers to. It is kept
 // incrementally: a write, trim or write-zeroes takes away the bytes of the older extents
 // it covers (found by a lookup before the insert), and a flush piece moves the bytes it
 // actually relocates from their old place to its chunk. A restore recomputes it by a
@@ -20,8 +27,10 @@
 //
 // Snapshot format (what a checkpoint stores): a 4-byte little-endian length, a msgpack
 // header {format, opNum, flushedThrough op/epoch/session, nextChunkNumber, chunks (each
-// with its CRC32C when its flush record had one)}, then the extent
-// tree in @ballast/btree's checkpoint format, which carries its own checksums.
+// with its CRC32C when its flush record had one), treeBytes, snapshots ([id, op, bytes])},
+// then the current extent tree and each snapshot tree in @ballast/btree's checkpoint
+// format, which carries its own checksums (see @ballast/protocol's checkpoint-header.ts;
+// format 1, with no snapshots, is still read).
 
 import { createHash } from "node:crypto";
 import {
@@ -33,8 +42,14 @@ import {
   type Piece,
   serializeCheckpoint,
 } from "@ballast/btree";
-import { checkpointHeaderFormat, readCheckpointHeader } from "@ballast/protocol";
+import {
+  BallastError,
+  checkpointHeaderFormat,
+  ErrorCode,
+  readCheckpointHeader,
+} from "@ballast/protocol";
 import { Packr } from "msgpackr";
+import { decodeControlRecord } from "./control-record.ts";
 import { decodeFlushRecord, flushPieces } from "./flush-record.ts";
 import type { Note } from "./note.ts";
 
@@ -63,8 +78,24 @@ export type ReadPart =
       chunk: ChunkEntry;
     };
 
+/** A snapshot of the partition: the current tree as it was when op `opNum` applied. */
+export interface FrozenTree {
+  opNum: number;
+  tree: ExtentTree;
+}
+
+/** A journal-resident range of one op that some tree still refers to (what a flush packs). */
+export interface JournalRange {
+  offset: number;
+  length: number;
+  /** Where `offset` is in the op's data. */
+  position: number;
+}
+
 export class PartitionMetadata {
   readonly tree: ExtentTree;
+  /** Snapshots by id, each frozen when its control note applied. */
+  readonly snapshots = new Map<string, FrozenTree>();
   readonly chunks = new Map<number, ChunkEntry>();
   /** Committed writes not yet covered by a flush record: op → its range. In op order. */
   readonly unflushed = new Map<number, { offset: number; length: number }>();
@@ -84,14 +115,16 @@ export class PartitionMetadata {
    */
   private readonly refs: Map<number, number>;
 
-  constructor(tree: ExtentTree = new ExtentTree()) {
+  constructor(tree: ExtentTree = new ExtentTree(), snapshots: [string, FrozenTree][] = []) {
     this.tree = tree;
+    for (const [id, frozen] of snapshots) this.snapshots.set(id, frozen);
     this.refs = this.recountRefs();
   }
 
   /** Every extent tree of the partition: references are counted over all of them. */
   trees(): readonly ExtentTree[] {
-    return [this.tree];
+    if (this.snapshots.size === 0) return [this.tree];
+    return [this.tree, ...[...this.snapshots.values()].map((frozen) => frozen.tree)];
   }
 
   /** Bytes of `chunkNumber` that some extent of some tree refers to. */
@@ -106,11 +139,47 @@ export class PartitionMetadata {
     return total;
   }
 
-  /** Bytes of chunks in the table that some tree still refers to. */
+  /** Bytes of chunks in the table that some tree still refers to (each byte once). */
   get liveBytes(): number {
+    const distinct = this.snapshots.size === 0 ? undefined : this.distinctLiveBytes();
     let total = 0;
-    for (const chunkNumber of this.chunks.keys()) total += this.refBytes(chunkNumber);
+    for (const chunkNumber of this.chunks.keys()) {
+      total +=
+        distinct === undefined ? this.refBytes(chunkNumber) : (distinct.get(chunkNumber) ?? 0);
+    }
     return total;
+  }
+
+  /**
+   * Bytes of each chunk some tree refers to, each byte once however many trees share it
+   * (`refBytes` counts a byte once per tree: with snapshots it may exceed the chunk's
+   * size). A scan of every tree: for compaction's choice and for status, not per write.
+   */
+  distinctLiveBytes(): Map<number, number> {
+    if (this.snapshots.size === 0) return new Map(this.refs);
+    const ranges = new Map<number, [number, number][]>();
+    for (const tree of this.trees()) {
+      for (const extent of tree.extents()) {
+        if (extent.location.kind !== "chunk") continue;
+        const start = extent.location.offset;
+        const list = ranges.get(extent.location.chunkId) ?? [];
+        if (list.length === 0) ranges.set(extent.location.chunkId, list);
+        list.push([start, start + extent.length]);
+      }
+    }
+    const live = new Map<number, number>();
+    for (const [chunkNumber, list] of ranges) {
+      list.sort((a, b) => a[0] - b[0]);
+      let total = 0;
+      let end = -1;
+      for (const [start, stop] of list) {
+        if (stop <= end) continue;
+        total += stop - Math.max(start, end);
+        end = stop;
+      }
+      live.set(chunkNumber, total);
+    }
+    return live;
   }
 
   /** Chunks in the table no tree refers to, in number order: what a record may drop. */
@@ -181,20 +250,50 @@ export class PartitionMetadata {
     else this.refs.set(chunkNumber, next);
   }
 
-  /** Inserts into every tree, first taking away the chunk bytes the insert overrides. */
+  /**
+   * Inserts into the current tree (snapshots are frozen), first taking away the chunk
+   * bytes the insert overrides there.
+   */
   private insert(extent: Extent): void {
-    for (const tree of this.trees()) {
-      // Only stored extents with a lower op number give way (a tie keeps the stored one).
-      // With no chunk referenced at all (nothing flushed yet), there is nothing to look up.
-      if (this.refs.size > 0) {
-        for (const piece of tree.lookup(extent.offset, extent.length)) {
-          if (piece.location?.kind === "chunk" && (piece as Extent).opNum < extent.opNum) {
-            this.addRef(piece.location.chunkId, -piece.length);
-          }
+    const tree = this.tree;
+    // Only stored extents with a lower op number give way (a tie keeps the stored one).
+    // With no chunk referenced at all (nothing flushed yet), there is nothing to look up.
+    if (this.refs.size > 0) {
+      for (const piece of tree.lookup(extent.offset, extent.length)) {
+        if (piece.location?.kind === "chunk" && (piece as Extent).opNum < extent.opNum) {
+          this.addRef(piece.location.chunkId, -piece.length);
         }
       }
-      tree.insert(extent);
     }
+    tree.insert(extent);
+  }
+
+  /**
+   * The ranges of op `opNum` (a write of `range`) still in the journal in some tree,
+   * merged where trees overlap, in offset order: what a flush must pack so that no tree
+   * is left referring to a note the journal may release.
+   */
+  journalRangesOf(opNum: number, range: { offset: number; length: number }): JournalRange[] {
+    const found: { start: number; end: number }[] = [];
+    for (const tree of this.trees()) {
+      for (const piece of tree.lookup(range.offset, range.length)) {
+        if (piece.location?.kind === "journal" && piece.location.segment === opNum) {
+          found.push({ start: piece.offset, end: piece.offset + piece.length });
+        }
+      }
+    }
+    found.sort((a, b) => a.start - b.start);
+    const merged: JournalRange[] = [];
+    for (const { start, end } of found) {
+      const last = merged[merged.length - 1];
+      if (last !== undefined && start <= last.offset + last.length) {
+        last.length = Math.max(last.length, end - last.offset);
+      } else {
+        // A write's extents are at position 0 of its data at its offset.
+        merged.push({ offset: start, length: end - start, position: start - range.offset });
+      }
+    }
+    return merged;
   }
 
   /** Applies one committed note. Notes arrive strictly in op order. */
@@ -222,9 +321,44 @@ export class PartitionMetadata {
       case "flush":
         this.applyFlush(note);
         break;
+      case "control":
+        this.applyControl(note);
+        break;
       default: {
         const unreachable: never = note.kind;
         throw new Error(`unknown note kind ${unreachable}`);
+      }
+    }
+  }
+
+  /** Takes or drops a snapshot; idempotent (see control-record.ts). */
+  private applyControl(note: Note): void {
+    if (note.data === undefined) throw new Error(`control note ${note.opNum} has no record`);
+    const record = decodeControlRecord(note.data);
+    switch (record.kind) {
+      case "snapshot.take": {
+        if (this.snapshots.has(record.id)) return;
+        const tree = copyTree(this.tree);
+        this.snapshots.set(record.id, { opNum: note.opNum, tree });
+        for (const extent of tree.extents()) {
+          if (extent.location.kind === "chunk") this.addRef(extent.location.chunkId, extent.length);
+        }
+        return;
+      }
+      case "snapshot.drop": {
+        const frozen = this.snapshots.get(record.id);
+        if (frozen === undefined) return;
+        this.snapshots.delete(record.id);
+        for (const extent of frozen.tree.extents()) {
+          if (extent.location.kind === "chunk") {
+            this.addRef(extent.location.chunkId, -extent.length);
+          }
+        }
+        return;
+      }
+      default: {
+        const unreachable: never = record;
+        throw new Error(`unknown control record ${JSON.stringify(unreachable)}`);
       }
     }
   }
@@ -290,12 +424,25 @@ export class PartitionMetadata {
     offset: number,
     length: number,
     noteData: (opNum: number) => Uint8Array | undefined,
+    snapshotId?: string,
   ): ReadPart[] {
+    const tree = snapshotId === undefined ? this.tree : this.snapshotTree(snapshotId);
     const parts: ReadPart[] = [];
-    for (const piece of this.tree.lookup(offset, length)) {
+    for (const piece of tree.lookup(offset, length)) {
       parts.push(this.part(piece, noteData));
     }
     return parts;
+  }
+
+  /** The frozen tree of snapshot `id`; NotFound if this partition has none of that id. */
+  snapshotTree(id: string): ExtentTree {
+    const frozen = this.snapshots.get(id);
+    if (frozen === undefined) {
+      throw new BallastError(ErrorCode.NotFound, `this partition has no snapshot ${id}`, {
+        details: { snapshot: id },
+      });
+    }
+    return frozen.tree;
   }
 
   private part(piece: Piece, noteData: (opNum: number) => Uint8Array | undefined): ReadPart {
@@ -331,6 +478,16 @@ export class PartitionMetadata {
 
   /** The whole metadata at `opNum`, as bytes. Synchronous, so it is a consistent cut. */
   snapshot(opNum: number, flushedThrough: { epoch: number; session: number }): Uint8Array {
+    const serialize = (tree: ExtentTree): Uint8Array[] =>
+      [...serializeCheckpoint(tree, { opNum })].map((block) => block.slice());
+    const byteLength = (blocks: Uint8Array[]) =>
+      blocks.reduce((sum, block) => sum + block.byteLength, 0);
+    const treeBlocks = serialize(this.tree);
+    const frozen = [...this.snapshots].map(([id, { opNum: takenAt, tree }]) => ({
+      id,
+      takenAt,
+      blocks: serialize(tree),
+    }));
     const header = packr.pack({
       format: snapshotFormat,
       opNum,
@@ -343,21 +500,39 @@ export class PartitionMetadata {
           ? [number, entry.sledChunkId, entry.copies, entry.bytes]
           : [number, entry.sledChunkId, entry.copies, entry.bytes, entry.checksum],
       ),
+      treeBytes: byteLength(treeBlocks),
+      snapshots: frozen.map(({ id, takenAt, blocks }) => [id, takenAt, byteLength(blocks)]),
     });
-    const parts: Uint8Array[] = [new Uint8Array(4), header];
+    const parts: Uint8Array[] = [new Uint8Array(4), header, ...treeBlocks];
     new DataView(parts[0]!.buffer).setUint32(0, header.byteLength, true);
-    for (const block of serializeCheckpoint(this.tree, { opNum })) parts.push(block.slice());
+    for (const { blocks } of frozen) parts.push(...blocks);
     return Buffer.concat(parts);
   }
 
   /** Loads a snapshot; throws (a CheckpointError or a header error) if it is not sound. */
   static async restore(bytes: Uint8Array): Promise<{ metadata: PartitionMetadata; opNum: number }> {
     const { header, headerEnd } = readCheckpointHeader(bytes);
-    const loaded = await loadCheckpoint([bytes.subarray(headerEnd)]);
-    if (loaded.meta.opNum !== header.opNum) {
-      throw new Error(`snapshot header says op ${header.opNum}, tree says ${loaded.meta.opNum}`);
+    // Format 1 has the current tree alone, to the end; format 2 says where each ends.
+    let at = headerEnd;
+    const load = async (length: number) => {
+      if (at + length > bytes.byteLength) {
+        throw new Error(
+          `snapshot is truncated: a tree needs ${at + length} bytes, it has ${bytes.byteLength}`,
+        );
+      }
+      const loaded = await loadCheckpoint([bytes.subarray(at, at + length)]);
+      at += length;
+      if (loaded.meta.opNum !== header.opNum) {
+        throw new Error(`snapshot header says op ${header.opNum}, tree says ${loaded.meta.opNum}`);
+      }
+      return loaded.tree;
+    };
+    const tree = await load(header.treeBytes ?? bytes.byteLength - headerEnd);
+    const snapshots: [string, FrozenTree][] = [];
+    for (const [id, takenAt, treeBytes] of header.snapshots ?? []) {
+      snapshots.push([id, { opNum: takenAt, tree: await load(treeBytes) }]);
     }
-    const metadata = new PartitionMetadata(loaded.tree);
+    const metadata = new PartitionMetadata(tree, snapshots);
     metadata.flushedThroughOpNum = header.flushedThroughOpNum;
     metadata.flushedThroughEpoch = header.flushedThroughEpoch;
     metadata.flushedThroughSession = header.flushedThroughSession;
@@ -380,17 +555,16 @@ export class PartitionMetadata {
     return hash.digest("hex");
   }
 
-  /** The canonical description, in pieces: extents, chunks, flushed point, next chunk. */
+  /**
+   * The canonical description, in pieces: extents, snapshots (by id, each with its op and
+   * extents), chunks, flushed point, next chunk.
+   */
   private *describe(): Generator<string> {
-    for (const extent of this.tree.extents()) {
-      const location = extent.location;
-      const where =
-        location.kind === "zero"
-          ? "z"
-          : location.kind === "journal"
-            ? `j${location.segment}+${location.position}`
-            : `c${location.chunkId}+${location.offset}`;
-      yield `${extent.offset}:${extent.length}@${extent.opNum}=${where},`;
+    yield* describeTree(this.tree);
+    for (const id of [...this.snapshots.keys()].sort()) {
+      const frozen = this.snapshots.get(id)!;
+      yield `|s${id}@${frozen.opNum}:`;
+      yield* describeTree(frozen.tree);
     }
     yield "|";
     for (const [number, entry] of [...this.chunks].sort(([a], [b]) => a - b)) {
@@ -398,6 +572,29 @@ export class PartitionMetadata {
     }
     yield `|f${this.flushedThroughOpNum}|n${this.nextChunkNumber}`;
   }
+}
+
+function* describeTree(tree: ExtentTree): Generator<string> {
+  for (const extent of tree.extents()) {
+    const location = extent.location;
+    const where =
+      location.kind === "zero"
+        ? "z"
+        : location.kind === "journal"
+          ? `j${location.segment}+${location.position}`
+          : `c${location.chunkId}+${location.offset}`;
+    yield `${extent.offset}:${extent.length}@${extent.opNum}=${where},`;
+  }
+}
+
+/**
+ * A copy of `tree` that shares nothing with it: extents are inserted in offset order,
+ * so it is metadata only (O(extents)), no data is copied.
+ */
+function copyTree(tree: ExtentTree): ExtentTree {
+  const copy = new ExtentTree({ fanout: tree.fanout });
+  for (const extent of tree.extents()) copy.insert(extent);
+  return copy;
 }
 
 /** A chunk table entry; the checksum is left out, not undefined, when it is unknown. */

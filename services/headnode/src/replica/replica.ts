@@ -40,6 +40,17 @@
 // - Learners are replicated to but never counted for commit. A voting follower whose
 //   lag keeps a commit waiting longer than commitStallTicks is reported stalled, so
 //   that the coordinator can drop it (a hung disk that still heartbeats).
+// - Snapshots: a `control` note (control-record.ts) freezes a copy of the current tree
+//   under a snapshot id when it commits, or drops one; every replica applies it at the
+//   same op. `takeSnapshot` and `dropSnapshot` are idempotent by id (a retry after a
+//   failover finds the note committed, or waits for it in the inherited tail). Reads may
+//   name a snapshot and are then planned from its tree.
+// - Holding acknowledgements (`holdAcks`, for snapshots across partitions): mutations
+//   are still assigned and committed, but their replies wait until `releaseAcks` or the
+//   hold's deadline tick. While every partition holds, no write is acknowledged, so a
+//   write acknowledged before the hold is below every snapshot op taken during it, and a
+//   write issued after another's acknowledgement cannot be in a snapshot that lacks it.
+//   Any role change ends the hold; `releaseAcks` says whether it held throughout.
 // - Reads on a leased primary need a read lease that has not run out. The lease is a
 //   time on the shell's monotonic clock (`renewLease`, `read(…, nowMs)`): the core never
 //   compares clocks of two machines. A primary that stays primary into a new epoch
@@ -56,6 +67,7 @@
 
 import { BallastError, crc32c, ErrorCode, limits, sledLimits } from "@ballast/protocol";
 import { type ReplicaLimits, replicaLimitsDefault } from "../constants.ts";
+import { type ControlRecord, encodeControlRecord } from "./control-record.ts";
 import type {
   CheckpointPointer,
   Effect,
@@ -171,6 +183,13 @@ interface PendingReply {
   deadlineTick: number;
 }
 
+/** A take or drop of a snapshot, answered once its control note (at `opNum`) commits. */
+interface ControlWaiter {
+  requestId: RequestId;
+  opNum: number;
+  deadlineTick: number;
+}
+
 interface FlushWaiter {
   requestId: RequestId;
   targetOpNum: number;
@@ -228,6 +247,12 @@ export class Replica {
   private readonly pendingReplies: PendingReply[] = [];
   private readonly waitingRequests: { request: ClientRequest; deadlineTick: number }[] = [];
   private readonly flushWaiters: FlushWaiter[] = [];
+  private readonly controlWaiters: ControlWaiter[] = [];
+  /**
+   * On a primary: mutation replies wait while this hold is in force (until `untilTick`,
+   * or `releaseAcks`). Cleared by any role change.
+   */
+  private ackHold: { id: string; untilTick: number } | undefined;
   private flushInFlight: FlushInFlight | undefined;
   private flushRetryAtTick = 0;
   /**
@@ -255,6 +280,8 @@ export class Replica {
    * (an idle partition costs no scan of its chunk table).
    */
   private idleCompactionOpNum: number | undefined;
+  /** Live bytes with snapshots, and the tick it was counted at (see spaceUsage). */
+  private liveBytesCache: { tick: number; liveBytes: number } | undefined;
   private lastDropTick = 0;
   /**
    * The checkpoint being published, and the step it waits on (see effects.ts): written
@@ -407,6 +434,7 @@ export class Replica {
     const wasPrimary = this.role.name === "primary";
     this.configuration = configuration;
     this.failPendingRequests(ErrorCode.NotPrimary, `epoch ${configuration.epoch} began`);
+    this.ackHold = undefined;
     this.flushInFlight = undefined;
     this.pendingCopies.clear();
     this.compaction = undefined;
@@ -532,6 +560,7 @@ export class Replica {
     epoch: number,
     ranges: readonly { offset: number; length: number }[],
     nowMs?: number,
+    snapshotId?: string,
   ): ReadResult {
     const refusal = this.refuseAsPrimary(epoch);
     if (refusal !== undefined) throw refusal;
@@ -566,8 +595,21 @@ export class Replica {
         `a read may return at most ${limits.requestDataBytesMax} bytes; asked for ${total}`,
       );
     }
+    // A snapshot reads as of the op it was taken at.
+    let asOfOpNum = this.commitOpNum;
+    if (snapshotId !== undefined) {
+      const frozen = this.metadata.snapshots.get(snapshotId);
+      if (frozen === undefined) {
+        throw new BallastError(
+          ErrorCode.NotFound,
+          `${this.identity.volume}/${this.identity.partition} has no snapshot ${snapshotId}`,
+          { details: { snapshot: snapshotId } },
+        );
+      }
+      asOfOpNum = frozen.opNum;
+    }
     return {
-      asOfOpNum: this.commitOpNum,
+      asOfOpNum,
       ranges: ranges.map((range) => ({
         offset: range.offset,
         length: range.length,
@@ -575,6 +617,7 @@ export class Replica {
           range.offset,
           range.length,
           (opNum) => this.log.get(opNum)?.data,
+          snapshotId,
         ),
       })),
     };
@@ -722,6 +765,125 @@ export class Replica {
     }
     this.effects.push({ type: "journal.append", generation: this.journalGeneration, notes });
     this.replicate(false);
+  }
+
+  // ---------------------------------------------------------------- snapshots
+
+  /**
+   * On the primary: freezes the current tree as snapshot `id` through the op stream, and
+   * answers `{kind: "control", opNum}` (the op it was taken at) once committed. A take of
+   * an id already taken answers at once with its op; one whose note is already proposed
+   * (the inherited tail of a new primary) waits for that note.
+   */
+  takeSnapshot(requestId: RequestId, epoch: number, id: string): void {
+    const refusal = this.refuseAsPrimary(epoch);
+    if (refusal !== undefined) {
+      this.replyError(requestId, refusal);
+      return;
+    }
+    const taken = this.metadata.snapshots.get(id);
+    if (taken !== undefined) {
+      this.effects.push({
+        type: "reply",
+        requestId,
+        reply: { kind: "control", opNum: taken.opNum },
+      });
+      return;
+    }
+    this.proposeControl(requestId, { kind: "snapshot.take", id });
+  }
+
+  /**
+   * On the primary: drops snapshot `id` through the op stream; answers once committed
+   * (at once if no such snapshot exists or is being taken: a drop is idempotent).
+   */
+  dropSnapshot(requestId: RequestId, epoch: number, id: string): void {
+    const refusal = this.refuseAsPrimary(epoch);
+    if (refusal !== undefined) {
+      this.replyError(requestId, refusal);
+      return;
+    }
+    const pendingTake = this.proposedControl({ kind: "snapshot.take", id }) !== undefined;
+    if (!this.metadata.snapshots.has(id) && !pendingTake) {
+      this.effects.push({
+        type: "reply",
+        requestId,
+        reply: { kind: "control", opNum: this.commitOpNum },
+      });
+      return;
+    }
+    this.proposeControl(requestId, { kind: "snapshot.drop", id });
+  }
+
+  /** The snapshots this replica has: id → the op it was taken at. */
+  snapshotOps(): Map<string, number> {
+    return new Map([...this.metadata.snapshots].map(([id, frozen]) => [id, frozen.opNum]));
+  }
+
+  private proposeControl(requestId: RequestId, record: ControlRecord): void {
+    const deadlineTick = this.tickCount + this.limits.requestDeadlineTicks;
+    const proposed = this.proposedControl(record);
+    if (proposed !== undefined) {
+      this.controlWaiters.push({ requestId, opNum: proposed, deadlineTick });
+      return;
+    }
+    const data = encodeControlRecord(record);
+    const note: Note = {
+      opNum: 0,
+      epoch: this.configuration!.epoch,
+      session: this.identity.session,
+      kind: "control",
+      offset: 0,
+      length: 0,
+      data,
+      checksum: noteChecksum(data),
+    };
+    this.propose([note]);
+    this.controlWaiters.push({ requestId, opNum: note.opNum, deadlineTick });
+  }
+
+  /** The op of an uncommitted control note with the same record, if one is proposed. */
+  private proposedControl(record: ControlRecord): number | undefined {
+    const encoded = Buffer.from(encodeControlRecord(record));
+    for (let opNum = this.commitOpNum + 1; opNum <= this.lastOpNum; opNum++) {
+      const note = this.log.get(opNum);
+      if (note?.kind === "control" && note.data !== undefined && encoded.equals(note.data)) {
+        return opNum;
+      }
+    }
+    return undefined;
+  }
+
+  /**
+   * On the primary of `epoch`: mutation replies wait from now until `releaseAcks(id)` or
+   * `forTicks` ticks have passed, whichever is first; assigning and committing go on.
+   * Returns the last op assigned so far. A new hold replaces one in force. Throws a
+   * refusal off the primary.
+   */
+  holdAcks(epoch: number, id: string, forTicks: number): { lastOpNum: number } {
+    const refusal = this.refuseAsPrimary(epoch);
+    if (refusal !== undefined) throw refusal;
+    this.ackHold = { id, untilTick: this.tickCount + forTicks };
+    return { lastOpNum: this.lastOpNum };
+  }
+
+  /**
+   * Ends hold `id` and answers the mutations it kept waiting. Returns whether that hold
+   * was in force until now (not ended by its deadline, a role change or another hold):
+   * a snapshot taken under a hold that ended early is not crash-consistent.
+   */
+  releaseAcks(id: string): { held: boolean } {
+    const held = this.ackHold?.id === id;
+    if (held) {
+      this.ackHold = undefined;
+      this.answerCommitted();
+    }
+    return { held };
+  }
+
+  /** Whether mutation replies are held now. */
+  get holdingAcks(): boolean {
+    return this.ackHold !== undefined;
   }
 
   private hold(note: Note): void {
@@ -1031,6 +1193,15 @@ export class Replica {
   }
 
   private answerCommitted(): void {
+    while (this.controlWaiters.length > 0 && this.controlWaiters[0]!.opNum <= this.commitOpNum) {
+      const waiter = this.controlWaiters.shift()!;
+      this.effects.push({
+        type: "reply",
+        requestId: waiter.requestId,
+        reply: { kind: "control", opNum: waiter.opNum },
+      });
+    }
+    if (this.ackHold !== undefined) return;
     while (
       this.pendingReplies.length > 0 &&
       this.pendingReplies[0]!.opNumLast <= this.commitOpNum
@@ -1062,6 +1233,10 @@ export class Replica {
     this.tickCount++;
     const role = this.role;
     if (role.name === "primary") {
+      if (this.ackHold !== undefined && this.tickCount >= this.ackHold.untilTick) {
+        this.ackHold = undefined; // the deadline: a snapshot must not stall writes longer
+        this.answerCommitted();
+      }
       for (const progress of role.secondaries.values()) {
         if (
           progress.matchOpNum < this.lastOpNum &&
@@ -1104,6 +1279,13 @@ export class Replica {
             "the request waited for room in the replication window past its deadline",
           ),
         );
+      }
+    }
+    for (let index = this.controlWaiters.length - 1; index >= 0; index--) {
+      const waiter = this.controlWaiters[index]!;
+      if (expired(waiter.deadlineTick)) {
+        this.controlWaiters.splice(index, 1);
+        this.replyError(waiter.requestId, timeoutError(waiter.opNum, this.commitOpNum));
       }
     }
     for (let index = this.flushWaiters.length - 1; index >= 0; index--) {
@@ -1177,20 +1359,13 @@ export class Replica {
     for (const [opNum, range] of this.metadata.unflushed) {
       if (opNum > this.commitOpNum) break;
       const note = this.log.get(opNum)!;
-      const live = this.metadata.tree
-        .lookup(range.offset, range.length)
-        .filter(
-          (piece) =>
-            piece.location !== null &&
-            piece.location.kind === "journal" &&
-            piece.location.segment === opNum,
-        );
+      // What any tree still refers to: a snapshot may keep bytes the current tree lost.
+      const live = this.metadata.journalRangesOf(opNum, range);
       const liveBytes = live.reduce((sum, piece) => sum + piece.length, 0);
       if (bytes > 0 && bytes + liveBytes > this.limits.chunkBytesMax) break;
       for (const piece of live) {
-        const location = piece.location as { kind: "journal"; position: number };
         pieces.push(piece.offset, piece.length, opNum, bytes);
-        parts.push(note.data!.subarray(location.position, location.position + piece.length));
+        parts.push(note.data!.subarray(piece.position, piece.position + piece.length));
         bytes += piece.length;
       }
       throughOpNum = opNum;
@@ -1320,8 +1495,10 @@ export class Replica {
     this.lastCompactionTick = this.tickCount;
     if (this.commitOpNum === this.idleCompactionOpNum) return;
     const candidates: { chunkNumber: number; live: number; dead: number }[] = [];
+    // Each live byte once, however many trees (snapshots) share it.
+    const distinct = this.metadata.distinctLiveBytes();
     for (const [chunkNumber, entry] of this.metadata.chunks) {
-      const live = this.metadata.refBytes(chunkNumber);
+      const live = distinct.get(chunkNumber) ?? 0;
       if (live > 0 && live <= entry.bytes * this.limits.compactionLiveRatioMax) {
         candidates.push({ chunkNumber, live, dead: entry.bytes - live });
       }
@@ -1384,9 +1561,23 @@ export class Replica {
     this.lastCompactionTick = this.tickCount;
   }
 
-  /** Space of the partition on sleds: chunk bytes in the table, and those referenced. */
+  /**
+   * Space of the partition on sleds: chunk bytes in the table, and those referenced. With
+   * snapshots, live bytes need a scan of every tree (each shared byte counted once), so
+   * that figure is refreshed at most every spaceUsageRefreshTicks: reports and status
+   * ask often.
+   */
   spaceUsage(): { chunkBytes: number; liveBytes: number } {
-    return { chunkBytes: this.metadata.chunkBytes, liveBytes: this.metadata.liveBytes };
+    const chunkBytes = this.metadata.chunkBytes;
+    if (this.metadata.snapshots.size === 0) {
+      this.liveBytesCache = undefined;
+      return { chunkBytes, liveBytes: this.metadata.liveBytes };
+    }
+    const cached = this.liveBytesCache;
+    if (cached === undefined || this.tickCount - cached.tick >= spaceUsageRefreshTicks) {
+      this.liveBytesCache = { tick: this.tickCount, liveBytes: this.metadata.liveBytes };
+    }
+    return { chunkBytes, liveBytes: this.liveBytesCache!.liveBytes };
   }
 
   private proposeFlushRecord(): void {
@@ -1613,8 +1804,15 @@ export class Replica {
     for (const waiting of this.waitingRequests.splice(0))
       this.replyError(waiting.request.requestId, error());
     for (const waiter of this.flushWaiters.splice(0)) this.replyError(waiter.requestId, error());
+    for (const waiter of this.controlWaiters.splice(0)) this.replyError(waiter.requestId, error());
   }
 }
+
+/**
+ * With snapshots, live bytes are recounted by a scan of every tree at most this often
+ * (250 ticks, 5 s at the shell's 20 ms tick), however often reports and status ask.
+ */
+const spaceUsageRefreshTicks = 250;
 
 const emptyNote: Note = {
   opNum: 0,

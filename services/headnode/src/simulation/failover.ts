@@ -39,7 +39,9 @@
 // metadata is identical, a full read matches both the committed history and the client's
 // own model of acknowledged writes, and every acknowledged op is committed; on every
 // replica at every tick, the space accounting holds (referenced chunks are in the table,
-// kept counts equal a recount, no drop refused), with drops and compactions frequent.
+// kept counts equal a recount, no drop refused), with drops and compactions frequent;
+// primaries are asked now and then to take and drop snapshots, and once settled every
+// snapshot reads as the committed history at the op it was taken at.
 //
 // The replica API this drives is adapted in one place (`ReplicaAdapter`); its effects are
 // carried out by the head node's own effect runner (effect-runner.ts) through the seeded
@@ -145,6 +147,8 @@ export interface FailoverOptions {
   checkpointUploadTicksMax: number;
   clients: number;
   requestRate: number;
+  /** Per loaded tick: chance a partition's primary is asked to take or drop a snapshot. */
+  snapshotRate: number;
   clientTimeoutTicks: number;
   clientRetries: number;
   limits: Partial<ReplicaLimits>;
@@ -186,6 +190,7 @@ export const failoverDefaults: Omit<FailoverOptions, "seed"> = {
   checkpointUploadTicksMax: 3,
   clients: 5,
   requestRate: 0.5,
+  snapshotRate: 0.03,
   clientTimeoutTicks: 60,
   clientRetries: 3,
   limits: {
@@ -236,6 +241,9 @@ export interface FailoverResult {
     /** Whole-chunk reads for compaction, and chunks dropped by committed records. */
     chunkReads: number;
     chunksDropped: number;
+    /** Snapshot takes and drops asked of primaries, and snapshots read once settled. */
+    snapshotRequests: number;
+    snapshotsChecked: number;
   };
 }
 
@@ -422,7 +430,12 @@ export class FailoverSimulation {
     overloadedLinkTicks: 0,
     chunkReads: 0,
     chunksDropped: 0,
+    snapshotRequests: 0,
+    snapshotsChecked: 0,
   };
+  /** Snapshot ids drawn so far, and the request ids their takes and drops use (no client's). */
+  private snapshotsDrawn = 0;
+  private snapshotRequestId = 2 ** 40;
   /** The drop-referenced-chunk sabotage has struck. */
   private sabotagedDrop = false;
 
@@ -575,6 +588,7 @@ export class FailoverSimulation {
       await this.injectFaults();
       if (this.tickNow === this.recreateAtTick) this.recreateVolume();
       this.issueRequests();
+      this.snapshotRequests();
     }
     for (const node of this.nodes) {
       if (node.cut !== undefined && node.cut.untilTick <= this.tickNow) node.cut = undefined;
@@ -1233,6 +1247,31 @@ export class FailoverSimulation {
     });
   }
 
+  /**
+   * Now and then asks a partition's primary to take a new snapshot or drop one it has
+   * (replies go to no client). Once settled, every replica must have the same snapshots
+   * (the metadata fingerprints include them) and each must read as the model at its op.
+   */
+  private snapshotRequests(): void {
+    if (!this.chance(this.options.snapshotRate)) return;
+    const partition = this.integer(0, this.options.partitions.length - 1);
+    const record = this.records.get(partition)?.record;
+    if (record === undefined) return;
+    const node = this.node(record.primary);
+    const hosted = node.hosted.get(partition);
+    const replica = hosted?.adapter?.replica;
+    if (!node.up || hosted === undefined || hosted.volumeId !== this.volumeId || !replica) return;
+    const taken = [...replica.metadata.snapshots.keys()];
+    const requestId = this.snapshotRequestId++;
+    if (taken.length > 0 && this.chance(0.3)) {
+      replica.dropSnapshot(requestId, record.epoch, taken[this.integer(0, taken.length - 1)]!);
+    } else {
+      replica.takeSnapshot(requestId, record.epoch, `sim-${this.snapshotsDrawn++}`);
+    }
+    this.stats.snapshotRequests++;
+    this.execute(node, hosted);
+  }
+
   private newRequest(partition: number): SimRequest {
     const { partitionBytes } = this.options;
     return randomRequest(this.random, partition * partitionBytes, partitionBytes);
@@ -1445,6 +1484,17 @@ export class FailoverSimulation {
       watched.checker.read(start, bytes, read.asOfOpNum, watched.checker.highestAcknowledgedOpNum);
       watched.model.checkSettled(watched.checker, start / limits.sectorBytes, bytes);
       watched.checker.allAcknowledgedCommitted(primary.commitOpNum);
+      // Each snapshot reads as the committed history at the op it was taken at.
+      for (const id of primary.metadata.snapshots.keys()) {
+        const frozen = primary.read(
+          record.epoch,
+          [{ offset: start, length: this.options.partitionBytes }],
+          this.localMs(this.node(record.primary)),
+          id,
+        );
+        watched.checker.read(start, this.resolveRead(frozen, watched.checker), frozen.asOfOpNum, 0);
+        this.stats.snapshotsChecked++;
+      }
     }
   }
 

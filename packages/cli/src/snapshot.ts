@@ -1,0 +1,138 @@
+// `ballast snapshot create|list|delete`: a volume's snapshots, through the leading
+// coordinator. A snapshot is a crash-consistent point in time of the whole volume,
+// read-only, served over NBD as the export VOLUME@NAME; it costs metadata, not a copy of
+// the data. `--json` prints the coordinator's answers as they are.
+
+import { type ParseArgsConfig, parseArgs } from "node:util";
+import { BallastError, ErrorCode, type ResultOf, subjects } from "@ballast/protocol";
+import { connectCli, findCluster } from "./connect.ts";
+import { dataDirDefault } from "./constants.ts";
+import { CliError, exitCodes } from "./errors.ts";
+import { table } from "./table.ts";
+
+export const snapshotHelp = `Usage: ballast snapshot <create|list|delete> [options]
+
+  ballast snapshot create VOLUME NAME [--json]
+  ballast snapshot list VOLUME [--json]
+  ballast snapshot delete VOLUME NAME
+
+A snapshot holds every write acknowledged before create began, across all partitions
+of the volume. Read it over NBD as the read-only export VOLUME@NAME.
+Names are 1-63 of a-z, 0-9 and '-'.
+Common options: --data-dir <dir> (default ${dataDirDefault}), --nats <url>.
+`;
+
+type SnapshotState = ResultOf<"snapshot.create.v1">;
+
+const options: ParseArgsConfig["options"] = {
+  "data-dir": { type: "string" },
+  nats: { type: "string" },
+  json: { type: "boolean" },
+};
+
+/**
+ * How long the CLI waits for the coordinator: a create may retry inside its own deadline
+ * (10 s) after a failover, so this is longer.
+ */
+const snapshotRequestDeadlineMs = 30_000;
+
+export async function snapshotCommand(argv: string[]): Promise<number> {
+  let parsed: ReturnType<typeof parseArgs>;
+  try {
+    parsed = parseArgs({ args: argv, options, strict: true, allowPositionals: true });
+  } catch (error) {
+    throw new CliError(exitCodes.usage, `${(error as Error).message} (see ballast help snapshot)`);
+  }
+  const flags = parsed.values as Record<string, string | boolean | undefined>;
+  const [action, volume, name, ...extra] = parsed.positionals;
+  if (extra.length > 0)
+    throw new CliError(exitCodes.usage, `unexpected arguments: ${extra.join(" ")}`);
+  if (action !== "create" && action !== "list" && action !== "delete") {
+    throw new CliError(
+      exitCodes.usage,
+      `unknown snapshot action ${JSON.stringify(action ?? "")} (see ballast help snapshot)`,
+    );
+  }
+  if (volume === undefined || (action !== "list" && name === undefined)) {
+    throw new CliError(
+      exitCodes.usage,
+      `ballast snapshot ${action} needs ${action === "list" ? "a volume" : "a volume and a snapshot name"} (see ballast help snapshot)`,
+    );
+  }
+  if (action === "list" && name !== undefined) {
+    throw new CliError(exitCodes.usage, `unexpected arguments: ${name}`);
+  }
+  const address = await findCluster({
+    nats: flags.nats as string | undefined,
+    dataDir: (flags["data-dir"] as string | undefined) ?? dataDirDefault,
+  });
+  const client = await connectCli(address);
+  const coordinator = subjects.coordinator.build();
+  const deadline = { deadlineMs: snapshotRequestDeadlineMs };
+  try {
+    switch (action) {
+      case "create": {
+        const startedMs = performance.now();
+        const state = await client.bus.request(
+          coordinator,
+          { type: "snapshot.create.v1", volume, name: name! },
+          deadline,
+        );
+        const tookMs = Math.round(performance.now() - startedMs);
+        process.stdout.write(
+          flags.json
+            ? `${JSON.stringify(state, null, 2)}\n`
+            : `created snapshot ${volume}@${state.name} (id ${state.id}) in ${tookMs} ms\n`,
+        );
+        return exitCodes.ok;
+      }
+      case "list": {
+        const { snapshots } = await client.bus.request(
+          coordinator,
+          { type: "snapshot.list.v1", volume },
+          deadline,
+        );
+        if (flags.json) process.stdout.write(`${JSON.stringify(snapshots, null, 2)}\n`);
+        else if (snapshots.length === 0)
+          process.stdout.write(`volume ${volume} has no snapshots\n`);
+        else process.stdout.write(`${listTable(snapshots).join("\n")}\n`);
+        return exitCodes.ok;
+      }
+      case "delete":
+        await client.bus.request(
+          coordinator,
+          { type: "snapshot.delete.v1", volume, name: name! },
+          deadline,
+        );
+        process.stdout.write(`deleted snapshot ${volume}@${name}\n`);
+        return exitCodes.ok;
+      default: {
+        const unreachable: never = action;
+        throw new Error(`unknown action ${unreachable}`);
+      }
+    }
+  } catch (error) {
+    if (error instanceof BallastError) {
+      const code =
+        error.code === ErrorCode.Unavailable || error.code === ErrorCode.Timeout
+          ? exitCodes.unreachable
+          : exitCodes.failed;
+      throw new CliError(code, `${error.code}: ${error.message}`, { cause: error });
+    }
+    throw error;
+  } finally {
+    await client.close();
+  }
+}
+
+function listTable(snapshots: readonly SnapshotState[]): string[] {
+  return table([
+    ["NAME", "EXPORT", "CREATED", "ID"],
+    ...snapshots.map((snapshot) => [
+      snapshot.name,
+      `${snapshot.volume}@${snapshot.name}`,
+      new Date(snapshot.createdAtMs).toISOString(),
+      snapshot.id,
+    ]),
+  ]);
+}

@@ -1,0 +1,106 @@
+// Snapshots: crash-consistent points in time of a whole volume, taken by the leading
+// coordinator across every partition (its requests, `snapshot.*.v1`, on its inbox), and
+// the per-partition requests it sends each partition's primary to take one
+// (`partition.snapshot.*.v1`, on the partition's control subject, served by the primary).
+//
+// How a snapshot is taken (the coordinator's snapshots.ts says why it is consistent):
+// hold acknowledgements on every partition's primary, take the snapshot on every one
+// (a control note through each op stream), then release. A primary answers a hold with
+// its epoch; a release says whether the hold was in force throughout (a failover or the
+// hold's own deadline ends it early, and the attempt is then given up).
+
+import { z } from "zod";
+import { snapshotsPerVolumeMax } from "../limits.ts";
+import { snapshotId, snapshotName, unsignedInteger, volumeId, volumeName } from "./fields.ts";
+
+const partitionAddress = {
+  volume: volumeName,
+  partition: unsignedInteger,
+  /** The incarnation the coordinator means; another one answers NotFound. */
+  volumeId,
+};
+
+/**
+ * Mutation replies of the partition wait (writes are still assigned and committed) until
+ * released or `holdMs` has passed. A new hold replaces the one in force.
+ */
+export const PartitionSnapshotHold = z.object({
+  type: z.literal("partition.snapshot.hold.v1"),
+  ...partitionAddress,
+  hold: snapshotId,
+  holdMs: z.number().int().positive().max(60_000),
+});
+
+export const PartitionSnapshotHoldResult = z.object({
+  epoch: unsignedInteger,
+  /** The last op the primary had assigned when the hold began. */
+  lastOpNum: unsignedInteger,
+});
+
+/** Takes snapshot `snapshot` of the partition; idempotent by id. */
+export const PartitionSnapshotTake = z.object({
+  type: z.literal("partition.snapshot.take.v1"),
+  ...partitionAddress,
+  snapshot: snapshotId,
+});
+
+/** Drops snapshot `snapshot` of the partition; idempotent (no such snapshot is fine). */
+export const PartitionSnapshotDrop = z.object({
+  type: z.literal("partition.snapshot.drop.v1"),
+  ...partitionAddress,
+  snapshot: snapshotId,
+});
+
+/** A take answers with the op the snapshot was taken at; a drop with the op it committed. */
+export const PartitionSnapshotResult = z.object({
+  epoch: unsignedInteger,
+  opNum: unsignedInteger,
+});
+
+export const PartitionSnapshotRelease = z.object({
+  type: z.literal("partition.snapshot.release.v1"),
+  ...partitionAddress,
+  hold: snapshotId,
+});
+
+export const PartitionSnapshotReleaseResult = z.object({
+  /** Whether that hold was in force until this release (false: it ended early). */
+  held: z.boolean(),
+});
+
+/** A snapshot as the catalogue records it. */
+export const SnapshotState = z.object({
+  volume: volumeName,
+  name: snapshotName,
+  id: snapshotId,
+  /** The incarnation of the volume it is of. */
+  volumeId,
+  createdAtMs: unsignedInteger,
+  /** The op each partition took it at, by partition index. */
+  partitions: z.array(z.object({ index: unsignedInteger, opNum: unsignedInteger })),
+});
+
+export const SnapshotCreate = z.object({
+  type: z.literal("snapshot.create.v1"),
+  volume: volumeName,
+  name: snapshotName,
+});
+
+export const SnapshotList = z.object({
+  type: z.literal("snapshot.list.v1"),
+  volume: volumeName,
+});
+
+export const SnapshotListResult = z.object({
+  snapshots: z.array(SnapshotState).max(snapshotsPerVolumeMax),
+});
+
+export const SnapshotDelete = z.object({
+  type: z.literal("snapshot.delete.v1"),
+  volume: volumeName,
+  name: snapshotName,
+});
+
+export const SnapshotDeleteResult = z.object({
+  deleted: z.literal(true),
+});

@@ -1,0 +1,304 @@
+// The snapshot requests the leader answers: create, list and delete. A snapshot of a
+// volume is a frozen extent tree in every replica of every partition (a control note
+// through each partition's op stream); the catalogue records it as
+// `snapshot.<volume>.<name>` {volume, name, id, volumeId, createdAtMs, partitions: [{index,
+// opNum}]} once every partition has it. Ids are drawn here and never reused.
+//
+// Crash consistency across partitions. A snapshot must hold every write acknowledged
+// before the create began, and no write without one acknowledged before it was issued
+// (B issued after A was acknowledged: B in the snapshot means A is in). The leader:
+//   1. holds acknowledgements on every partition's primary (writes are still assigned
+//      and committed, replies wait; `partition.snapshot.hold.v1`);
+//   2. takes the snapshot on every partition (`partition.snapshot.take.v1`);
+//   3. releases every hold, each answering whether it was in force throughout.
+// A write acknowledged before its partition's hold began committed before it, so is
+// below that partition's snapshot op. While every partition holds, nothing is
+// acknowledged: a write B issued after A's acknowledgement was issued either after the
+// release (so after every snapshot op: not in) or A was acknowledged before A's
+// partition held (so A is in). That needs each partition to hold from its hold to the
+// end of the takes without a gap: a failover, a restart or the hold's own deadline ends
+// a hold (the new primary does not hold), and then the attempt is given up — the id is
+// dropped on every partition, nothing is recorded — and tried again with a new id while
+// the create's deadline allows. Retries of a take are idempotent by id (a new primary
+// has the note if it committed), but a take answered by another epoch than its hold
+// means the hold was lost: that attempt is given up too.
+//
+// Failure model: the leader may die mid-create: holds end by their deadline (writes
+// then flow again), and a snapshot taken on some partitions but never recorded stays as
+// an unlisted frozen tree (it holds chunks until dropped; a later version can sweep
+// unrecorded ids). A delete drops the id on every partition before it removes the
+// record, so a record always names a snapshot every partition has until the delete.
+
+import { randomBytes } from "node:crypto";
+import {
+  BallastError,
+  ErrorCode,
+  isBallastError,
+  limits,
+  type MessageOf,
+  type RequestType,
+  type ResultOf,
+  subjects,
+} from "@ballast/protocol";
+import type { Service } from "@ballast/runtime";
+import { type Catalogue, idOfVolume, type VolumeRecord } from "./catalogue.ts";
+import { now } from "./clock.ts";
+import {
+  snapshotAttemptsMax,
+  snapshotCreateDeadlineMs,
+  snapshotHoldMs,
+  snapshotRetryMs,
+  snapshotStepDeadlineMs,
+} from "./constants.ts";
+
+export type SnapshotState = ResultOf<"snapshot.create.v1">;
+
+export interface SnapshotsParts {
+  service: Service;
+  catalogue: Catalogue;
+}
+
+type PartitionRequest =
+  | MessageOf<"partition.snapshot.hold.v1">
+  | MessageOf<"partition.snapshot.take.v1">
+  | MessageOf<"partition.snapshot.release.v1">
+  | MessageOf<"partition.snapshot.drop.v1">;
+
+/** One attempt's outcome: the ops it took at, or why it was given up. */
+type Attempt = { ok: true; opNums: number[] } | { ok: false; why: string };
+
+export class Snapshots {
+  constructor(private readonly parts: SnapshotsParts) {}
+
+  async create(message: MessageOf<"snapshot.create.v1">): Promise<SnapshotState> {
+    const { catalogue } = this.parts;
+    const volume = await this.volumeOf(message.volume);
+    const existing = await catalogue.snapshot(message.volume, message.name);
+    if (existing !== undefined && existing.value.volumeId === idOfVolume(volume)) {
+      throw new BallastError(
+        ErrorCode.AlreadyExists,
+        `volume ${message.volume} already has a snapshot named ${message.name}`,
+        { details: { volume: message.volume, name: message.name } },
+      );
+    }
+    const count = (await this.snapshotsOf(volume)).length;
+    if (count >= limits.snapshotsPerVolumeMax) {
+      throw new BallastError(
+        ErrorCode.InvalidArgument,
+        `volume ${message.volume} has ${count} snapshots, the most it may have; delete one first`,
+      );
+    }
+    const deadline = now() + snapshotCreateDeadlineMs;
+    const whys: string[] = [];
+    for (let attempt = 1; attempt <= snapshotAttemptsMax && now() < deadline; attempt++) {
+      const id = newSnapshotId();
+      const outcome = await this.attempt(volume, id, deadline);
+      if (outcome.ok) {
+        const state: SnapshotState = {
+          volume: volume.name,
+          name: message.name,
+          id,
+          volumeId: idOfVolume(volume),
+          createdAtMs: Date.now(),
+          partitions: outcome.opNums.map((opNum, index) => ({ index, opNum })),
+        };
+        try {
+          await catalogue.recordSnapshot(state, existing);
+        } catch (error) {
+          await this.dropEverywhere(volume, id, now() + snapshotStepDeadlineMs);
+          throw error;
+        }
+        this.parts.service.logger.info(
+          { volume: volume.name, name: message.name, id, attempt },
+          "snapshot taken",
+        );
+        return state;
+      }
+      whys.push(outcome.why);
+      this.parts.service.logger.warn(
+        { volume: volume.name, name: message.name, id, why: outcome.why },
+        "snapshot attempt given up",
+      );
+      // Its partial trees go: a snapshot taken on some partitions only is no snapshot.
+      await this.dropEverywhere(volume, id, Math.max(deadline, now() + snapshotStepDeadlineMs));
+    }
+    throw new BallastError(
+      ErrorCode.Unavailable,
+      `snapshot ${message.name} of ${message.volume} could not be taken consistently by its deadline (${snapshotCreateDeadlineMs} ms): ${whys.join("; ") || "no attempt finished"}; nothing was recorded, retry`,
+    );
+  }
+
+  async list(volumeName: string): Promise<ResultOf<"snapshot.list.v1">> {
+    const volume = await this.volumeOf(volumeName);
+    return { snapshots: await this.snapshotsOf(volume) };
+  }
+
+  async delete(message: MessageOf<"snapshot.delete.v1">): Promise<ResultOf<"snapshot.delete.v1">> {
+    const { catalogue } = this.parts;
+    const volume = await this.volumeOf(message.volume);
+    const record = await catalogue.snapshot(message.volume, message.name);
+    if (record === undefined || record.value.volumeId !== idOfVolume(volume)) {
+      throw new BallastError(
+        ErrorCode.NotFound,
+        `volume ${message.volume} has no snapshot named ${message.name}`,
+        { details: { volume: message.volume, name: message.name } },
+      );
+    }
+    const dropped = await this.dropEverywhere(
+      volume,
+      record.value.id,
+      now() + snapshotCreateDeadlineMs,
+    );
+    if (!dropped) {
+      throw new BallastError(
+        ErrorCode.Unavailable,
+        `snapshot ${message.name} of ${message.volume} could not be dropped on every partition by the deadline; it is still recorded, retry`,
+      );
+    }
+    await catalogue.forgetSnapshot(message.volume, message.name, record.revision);
+    return { deleted: true };
+  }
+
+  /** The snapshots recorded for this incarnation of the volume, by name. */
+  private async snapshotsOf(volume: VolumeRecord): Promise<SnapshotState[]> {
+    const records = await this.parts.catalogue.snapshots(volume.name);
+    return records
+      .filter((record) => record.volumeId === idOfVolume(volume))
+      .sort((a, b) => a.name.localeCompare(b.name));
+  }
+
+  private async volumeOf(name: string): Promise<VolumeRecord> {
+    const volume = await this.parts.catalogue.volume(name);
+    if (volume === undefined) {
+      throw new BallastError(ErrorCode.NotFound, `no volume named ${name}`, {
+        details: { volume: name },
+      });
+    }
+    return volume.value;
+  }
+
+  /** Hold everywhere, take everywhere, release everywhere (see the module header). */
+  private async attempt(volume: VolumeRecord, id: string, deadline: number): Promise<Attempt> {
+    const count = Math.ceil(volume.sizeBytes / volume.partitionBytes);
+    const indexes = Array.from({ length: count }, (_, index) => index);
+    const base = { volume: volume.name, volumeId: idOfVolume(volume) };
+    const holdMs = Math.max(1, Math.min(snapshotHoldMs, deadline - now()));
+    let holds: ResultOf<"partition.snapshot.hold.v1">[] = [];
+    try {
+      holds = await Promise.all(
+        indexes.map((partition) =>
+          this.call(
+            { type: "partition.snapshot.hold.v1", ...base, partition, hold: id, holdMs },
+            deadline,
+          ),
+        ),
+      );
+      const takes = await Promise.all(
+        indexes.map((partition) =>
+          this.call(
+            { type: "partition.snapshot.take.v1", ...base, partition, snapshot: id },
+            deadline,
+          ),
+        ),
+      );
+      const moved = indexes.filter((index) => takes[index]!.epoch !== holds[index]!.epoch);
+      const released = await this.releaseEverywhere(volume, id, indexes);
+      const lost = indexes.filter((index) => released[index] !== true);
+      if (moved.length > 0 || lost.length > 0) {
+        return {
+          ok: false,
+          why: `partitions ${[...new Set([...moved, ...lost])].join(", ")} did not hold acknowledgements throughout (a failover or the hold's deadline)`,
+        };
+      }
+      return { ok: true, opNums: takes.map((take) => take.opNum) };
+    } catch (error) {
+      await this.releaseEverywhere(volume, id, indexes);
+      return { ok: false, why: (error as Error).message };
+    }
+  }
+
+  /** Releases hold `id` on every partition, once each: whether each held throughout. */
+  private async releaseEverywhere(
+    volume: VolumeRecord,
+    id: string,
+    indexes: number[],
+  ): Promise<(boolean | undefined)[]> {
+    return Promise.all(
+      indexes.map(async (partition) => {
+        try {
+          const { held } = await this.parts.service.bus.request(
+            subjects.partitionControl.build(volume.name, partition),
+            {
+              type: "partition.snapshot.release.v1",
+              volume: volume.name,
+              volumeId: idOfVolume(volume),
+              partition,
+              hold: id,
+            },
+            { deadlineMs: snapshotStepDeadlineMs },
+          );
+          return held;
+        } catch {
+          return undefined; // the hold ends at its own deadline
+        }
+      }),
+    );
+  }
+
+  /** Drops snapshot `id` on every partition (retrying until `deadline`): whether all did. */
+  private async dropEverywhere(
+    volume: VolumeRecord,
+    id: string,
+    deadline: number,
+  ): Promise<boolean> {
+    const count = Math.ceil(volume.sizeBytes / volume.partitionBytes);
+    const results = await Promise.allSettled(
+      Array.from({ length: count }, (_, partition) =>
+        this.call(
+          {
+            type: "partition.snapshot.drop.v1",
+            volume: volume.name,
+            volumeId: idOfVolume(volume),
+            partition,
+            snapshot: id,
+          },
+          deadline,
+        ),
+      ),
+    );
+    return results.every((result) => result.status === "fulfilled");
+  }
+
+  /**
+   * Sends a partition request to whichever node is its primary, retrying retryable
+   * failures (no primary yet, a failover) until `deadline`.
+   */
+  private async call<T extends PartitionRequest>(
+    message: T,
+    deadline: number,
+  ): Promise<ResultOf<T["type"] & RequestType>> {
+    const subject = subjects.partitionControl.build(message.volume, message.partition);
+    for (;;) {
+      const left = deadline - now();
+      if (left <= 0) {
+        throw new BallastError(
+          ErrorCode.Timeout,
+          `partition ${message.partition} did not answer ${message.type} by the deadline`,
+        );
+      }
+      try {
+        return (await this.parts.service.bus.request(subject, message as never, {
+          deadlineMs: Math.max(1, Math.min(snapshotStepDeadlineMs, left)),
+        })) as ResultOf<T["type"] & RequestType>;
+      } catch (error) {
+        if (!isBallastError(error) || !error.retryable) throw error;
+        await new Promise((resolve) => setTimeout(resolve, Math.min(snapshotRetryMs, left)));
+      }
+    }
+  }
+}
+
+/** A fresh snapshot id: never reused (time and randomness), a valid token. */
+function newSnapshotId(): string {
+  return `s${Date.now().toString(36)}-${randomBytes(6).toString("hex")}`;
+}
