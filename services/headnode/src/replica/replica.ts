@@ -1058,7 +1058,13 @@ export class Replica {
 
   // ---------------------------------------------------------------- time
 
-  tick(): void {
+  /**
+   * One tick of time, after `skipped` ticks the shell held back because quietTicks()
+   * said they would change nothing but the count (see quietTicks). Ticks are counted
+   * either way: every *Ticks limit keeps its meaning.
+   */
+  tick(skipped = 0): void {
+    this.skipQuietTicks(skipped);
     this.tickCount++;
     const role = this.role;
     if (role.name === "primary") {
@@ -1082,6 +1088,81 @@ export class Replica {
       this.checkpointForLearners(role);
     }
     this.maybeCheckpoint();
+  }
+
+  /**
+   * How many of the next ticks are certain to change nothing but the tick count (no
+   * effect, no reply, no state an input or a later tick could see): 0 when the next one
+   * may do something. A shell may hold back that many ticks and pass them to the next
+   * real one (`tick(skipped)`) without changing anything the core does, so an idle
+   * replica costs no tick work. Asked afresh before each tick it holds back, so that an
+   * input since (a request, a message, a completion, a configure, recordCopies,
+   * requestCheckpoint) counts at once: after any input, 0 is likely until a real tick.
+   *
+   * Conservative by design: anything in flight (journal appends, a flush, a compaction,
+   * a checkpoint), any request or waiter, any follower short of the last op, any learner
+   * or committed data not yet flushed, answers 0. Only the timers of an idle replica
+   * remain, and the bound is the nearest of them: a primary's heartbeat to each
+   * secondary, its looks for drops and compaction victims, and the checkpoint interval.
+   */
+  quietTicks(): number {
+    if (this.effects.length > 0 || this.durableOpNum < this.lastOpNum) return 0;
+    if (this.flushInFlight !== undefined || this.checkpointInFlight !== undefined) return 0;
+    if (this.commitOpNum < this.metadataThroughOpNum) return 0;
+    const until = (tick: number) => tick - this.tickCount - 1;
+    let quiet = Number.POSITIVE_INFINITY;
+    // maybeCheckpoint, on every role.
+    if (this.checkpointRequested) {
+      quiet = until(this.lastCheckpointTick + this.limits.checkpointRetryTicks);
+    }
+    if (this.metadata.flushedThroughOpNum > this.checkpointFlushedThroughOpNum) {
+      if (
+        this.flushedHeldBytes >= this.limits.checkpointReleasableBytes ||
+        this.logBytes >= this.limits.logBytesMax / 2 ||
+        this.commitOpNum - this.lastCheckpointOpNum >= this.limits.checkpointIntervalOps
+      ) {
+        return 0;
+      }
+      quiet = Math.min(quiet, until(this.lastCheckpointTick + this.limits.checkpointIntervalTicks));
+    }
+    const role = this.role;
+    if (role.name !== "primary") return Math.max(0, quiet);
+    if (
+      this.pendingReplies.length > 0 ||
+      this.waitingRequests.length > 0 ||
+      this.flushWaiters.length > 0 ||
+      this.pendingCopies.size > 0 ||
+      this.compaction !== undefined ||
+      this.commitOpNum < this.lastOpNum ||
+      this.commitOpNum < role.readableFromOpNum
+    ) {
+      return 0;
+    }
+    // Committed data not yet flushed: flushes count ticks (flushIntervalTicks).
+    const unflushed = this.metadata.unflushed.keys().next();
+    if (unflushed.done !== true && unflushed.value <= this.commitOpNum) return 0;
+    // checkpointForLearners: a checkpoint a restart or a learner would ask for.
+    if (this.recordedCheckpoint === undefined && this.releasedOpNum > 0) return 0;
+    for (const progress of role.secondaries.values()) {
+      if (progress.learner || progress.needsRebuild) return 0;
+      if (progress.matchOpNum < this.lastOpNum || progress.nextOpNum <= this.lastOpNum) return 0;
+      quiet = Math.min(quiet, until(progress.lastSendTick + this.limits.heartbeatTicks));
+    }
+    quiet = Math.min(
+      quiet,
+      until(this.lastDropTick + this.limits.dropIntervalTicks),
+      until(this.lastCompactionTick + this.limits.compactionIntervalTicks),
+    );
+    return Math.max(0, quiet);
+  }
+
+  /**
+   * Counts ticks the shell held back, each quiet when it was held (see quietTicks),
+   * without running one: before an input, so that the input finds the count it would
+   * have found if ticked every time.
+   */
+  skipQuietTicks(count: number): void {
+    this.tickCount += count;
   }
 
   private expireRequests(): void {
