@@ -1109,11 +1109,13 @@ export class Replica {
     if (this.effects.length > 0 || this.durableOpNum < this.lastOpNum) return 0;
     if (this.flushInFlight !== undefined || this.checkpointInFlight !== undefined) return 0;
     if (this.commitOpNum < this.metadataThroughOpNum) return 0;
-    const until = (tick: number) => tick - this.tickCount - 1;
-    let quiet = Number.POSITIVE_INFINITY;
+    // Each bound below is the tick at which something falls due: the ticks before it
+    // are quiet. (No closure here: this runs for every replica at every tick.)
+    const next = this.tickCount + 1;
+    let dueTick = Number.POSITIVE_INFINITY;
     // maybeCheckpoint, on every role.
     if (this.checkpointRequested) {
-      quiet = until(this.lastCheckpointTick + this.limits.checkpointRetryTicks);
+      dueTick = this.lastCheckpointTick + this.limits.checkpointRetryTicks;
     }
     if (this.metadata.flushedThroughOpNum > this.checkpointFlushedThroughOpNum) {
       if (
@@ -1123,10 +1125,10 @@ export class Replica {
       ) {
         return 0;
       }
-      quiet = Math.min(quiet, until(this.lastCheckpointTick + this.limits.checkpointIntervalTicks));
+      dueTick = Math.min(dueTick, this.lastCheckpointTick + this.limits.checkpointIntervalTicks);
     }
     const role = this.role;
-    if (role.name !== "primary") return Math.max(0, quiet);
+    if (role.name !== "primary") return Math.max(0, dueTick - next);
     if (
       this.pendingReplies.length > 0 ||
       this.waitingRequests.length > 0 ||
@@ -1139,21 +1141,23 @@ export class Replica {
       return 0;
     }
     // Committed data not yet flushed: flushes count ticks (flushIntervalTicks).
-    const unflushed = this.metadata.unflushed.keys().next();
-    if (unflushed.done !== true && unflushed.value <= this.commitOpNum) return 0;
+    if (this.metadata.unflushed.size > 0) {
+      const unflushed = this.metadata.unflushed.keys().next();
+      if (unflushed.done !== true && unflushed.value <= this.commitOpNum) return 0;
+    }
     // checkpointForLearners: a checkpoint a restart or a learner would ask for.
     if (this.recordedCheckpoint === undefined && this.releasedOpNum > 0) return 0;
     for (const progress of role.secondaries.values()) {
       if (progress.learner || progress.needsRebuild) return 0;
       if (progress.matchOpNum < this.lastOpNum || progress.nextOpNum <= this.lastOpNum) return 0;
-      quiet = Math.min(quiet, until(progress.lastSendTick + this.limits.heartbeatTicks));
+      dueTick = Math.min(dueTick, progress.lastSendTick + this.limits.heartbeatTicks);
     }
-    quiet = Math.min(
-      quiet,
-      until(this.lastDropTick + this.limits.dropIntervalTicks),
-      until(this.lastCompactionTick + this.limits.compactionIntervalTicks),
+    dueTick = Math.min(
+      dueTick,
+      this.lastDropTick + this.limits.dropIntervalTicks,
+      this.lastCompactionTick + this.limits.compactionIntervalTicks,
     );
-    return Math.max(0, quiet);
+    return Math.max(0, dueTick - next);
   }
 
   /**
