@@ -247,6 +247,29 @@ describe("lazy ticking (HeldTicks, Replica.quietTicks)", () => {
     );
   });
 
+  it("sends an idle follower a heartbeat every idleHeartbeatTicks, and the commit point at once", () => {
+    const eager = new Harness(false);
+    eager.apply({ kind: "write", offset: 0, length: 4096, fill: 7 });
+    eager.apply({ kind: "ticks", count: 300, settle: true });
+    const heartbeats = () =>
+      eager.effects[0]!.filter(
+        (effect) => effect.includes('"replica.notes.v1"') && effect.includes('"notes":[]'),
+      ).length;
+    const before = heartbeats();
+    eager.apply({ kind: "ticks", count: 1000, settle: true });
+    // Two followers, each told every idleHeartbeatTicks (250), not every heartbeatTicks.
+    expect(heartbeats() - before).toBeLessThanOrEqual(2 * Math.ceil(1000 / 250));
+    expect(heartbeats() - before).toBeGreaterThan(0);
+    // A write commits (and its flush record after it, within flushIntervalTicks): the
+    // followers learn each new commit point within heartbeatTicks, not 250.
+    eager.apply({ kind: "write", offset: 4096, length: 4096, fill: 8 });
+    const primary = eager.cores[0]!;
+    expect(eager.cores[1]!.commitOpNum).toBeLessThan(primary.commitOpNum);
+    eager.apply({ kind: "ticks", count: 3 * limits.heartbeatTicks!, settle: true });
+    expect(eager.cores[1]!.commitOpNum).toBe(primary.commitOpNum);
+    expect(eager.cores[2]!.commitOpNum).toBe(primary.commitOpNum);
+  });
+
   it("runs an idle replica's ticks only at the primary's heartbeats", () => {
     const lazy = new Harness(true);
     lazy.apply({ kind: "write", offset: 0, length: 4096, fill: 7 });
@@ -256,12 +279,12 @@ describe("lazy ticking (HeldTicks, Replica.quietTicks)", () => {
     const before = lazy.held!.map((held) => held.ticksRun);
     lazy.apply({ kind: "ticks", count: 1000, settle: true });
     const ran = lazy.held!.map((held, index) => held.ticksRun - before[index]!);
-    // The primary runs a tick only for its heartbeats (every 10 ticks) and its looks for
-    // drops (7) and compaction victims (11); its secondaries, which only take notes and
-    // commit points (their held ticks counted as each arrives), run none.
+    // The primary runs a tick only for its heartbeats (every 250 ticks once idle) and
+    // its looks for drops (7) and compaction victims (11); its secondaries, which only
+    // take notes and commit points (their held ticks counted as each arrives), run none.
     expect(ran[0]).toBeGreaterThan(0);
     expect(ran[0]).toBeLessThanOrEqual(
-      Math.ceil(1000 / 10) + Math.ceil(1000 / 7) + Math.ceil(1000 / 11),
+      Math.ceil(1000 / 250) + Math.ceil(1000 / 7) + Math.ceil(1000 / 11),
     );
     expect(ran.slice(1)).toEqual([0, 0]);
   });

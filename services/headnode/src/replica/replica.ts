@@ -149,6 +149,11 @@ interface SecondaryProgress {
   needsRebuild: boolean;
   /** Whether it has acknowledged anything in this epoch. */
   heard: boolean;
+  /**
+   * The commit point its acknowledgements say it knows. Once it holds every op and knows
+   * the commit point, heartbeats tell it nothing: it gets one every idleHeartbeatTicks.
+   */
+  knownCommitOpNum: number;
   /** When a learner not yet heard from was last counted as silent (or the epoch began). */
   silentSinceTick: number;
 }
@@ -436,6 +441,7 @@ export class Replica {
           lastSendTick: -Infinity,
           needsRebuild: false,
           heard: false,
+          knownCommitOpNum: 0,
           silentSinceTick: this.tickCount,
         });
       }
@@ -947,6 +953,7 @@ export class Replica {
     const progress = this.role.secondaries.get(message.from);
     if (progress === undefined) return;
     progress.heard = true;
+    progress.knownCommitOpNum = Math.max(progress.knownCommitOpNum, message.commitOpNum);
     const matchBefore = progress.matchOpNum;
     // Committed ops are identical everywhere, so a secondary's commit point is matched.
     progress.matchOpNum = Math.max(
@@ -1077,9 +1084,12 @@ export class Replica {
           progress.lastProgressTick = this.tickCount;
         }
       }
-      const heartbeat = [...role.secondaries.values()].some(
-        (progress) => this.tickCount - progress.lastSendTick >= this.limits.heartbeatTicks,
-      );
+      let heartbeat = false;
+      for (const progress of role.secondaries.values()) {
+        if (this.tickCount - progress.lastSendTick >= this.heartbeatTicksOf(progress)) {
+          heartbeat = true;
+        }
+      }
       this.replicate(heartbeat);
       this.expireRequests();
       this.admitWaitingRequests();
@@ -1150,7 +1160,7 @@ export class Replica {
     for (const progress of role.secondaries.values()) {
       if (progress.learner || progress.needsRebuild) return 0;
       if (progress.matchOpNum < this.lastOpNum || progress.nextOpNum <= this.lastOpNum) return 0;
-      dueTick = Math.min(dueTick, progress.lastSendTick + this.limits.heartbeatTicks);
+      dueTick = Math.min(dueTick, progress.lastSendTick + this.heartbeatTicksOf(progress));
     }
     dueTick = Math.min(
       dueTick,
@@ -1158,6 +1168,19 @@ export class Replica {
       this.lastCompactionTick + this.limits.compactionIntervalTicks,
     );
     return Math.max(0, dueTick - next);
+  }
+
+  /**
+   * How often a follower gets a heartbeat: every heartbeatTicks while it may lack an op
+   * or the commit point, every idleHeartbeatTicks once its acknowledgements say it has
+   * both (an idle partition then costs a message every few seconds, not five a second).
+   */
+  private heartbeatTicksOf(progress: SecondaryProgress): number {
+    const current =
+      !progress.learner &&
+      progress.matchOpNum >= this.lastOpNum &&
+      progress.knownCommitOpNum >= this.commitOpNum;
+    return current ? this.limits.idleHeartbeatTicks : this.limits.heartbeatTicks;
   }
 
   /**
