@@ -63,6 +63,28 @@ export class Configurer {
     return Promise.all(sending).then(() => undefined);
   }
 
+  /**
+   * Whether every live member holds this record's epoch (configured, none in flight) and
+   * no live former member still has to hear it is out: nothing for configure to send
+   * but the periodic refresh.
+   */
+  current(tenure: Tenure, record: PartitionRecord, alive: ReadonlySet<string>): boolean {
+    const key = partitionKey(record);
+    const nodes = tenure.configured.get(key);
+    if (nodes === undefined) return false;
+    const members = membersOf(record);
+    for (const node of members) {
+      if (!alive.has(node)) continue;
+      if (nodes.get(node)?.epoch !== record.epoch) return false;
+      if (tenure.configuring.has(`${key}@${node}`)) return false;
+    }
+    for (const [node, last] of nodes) {
+      if (members.includes(node) || !alive.has(node)) continue;
+      if (last.epoch !== record.epoch) return false;
+    }
+    return true;
+  }
+
   private async send(
     tenure: Tenure,
     record: PartitionRecord,

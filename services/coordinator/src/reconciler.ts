@@ -14,9 +14,26 @@
 // partition `unsure` — no lease, no decision — until a read says what was written. A
 // record carrying a later term means a later leader exists: this tenure stops deciding.
 // Every catalogueRefreshMs the whole catalogue is read back as a safety net.
+//
+// Idle cost (issue 14): deciding is a pure function of the partition's inputs, so a
+// partition whose last decision was `keep` — all members live and configured, no
+// learners or joiners, no drops to avoid — is not decided again until one of those
+// inputs changes: its record (revision), its volume, the live head nodes and sleds, the
+// report from its primary (compared by content: an idle primary reports the same every
+// time), or its configuration (a member restarted and must be configured again). None of
+// those inputs moves with time alone for such a partition (see `settledOn`). A full pass
+// over every partition runs every catalogueRefreshMs all the same, as a safety net and
+// for the configure refresh; so an idle cluster's reconcile costs a few comparisons per
+// partition a round, and one decision per partition every few seconds.
 
 import type { Logger } from "@ballast/runtime";
-import { type Catalogue, idOfVolume, termOf, type Versioned } from "./catalogue.ts";
+import {
+  type Catalogue,
+  idOfVolume,
+  termOf,
+  type Versioned,
+  type VolumeRecord,
+} from "./catalogue.ts";
 import { now } from "./clock.ts";
 import type { Configurer } from "./configurer.ts";
 import { catalogueRefreshMs, droppedNodeAvoidMs, learnerCatchUpMsMax } from "./constants.ts";
@@ -25,6 +42,7 @@ import {
   type Load,
   membersOf,
   type PartitionRecord,
+  type Report,
   volumeIdOf,
 } from "./decisions.ts";
 import type { Heartbeats } from "./heartbeats.ts";
@@ -36,11 +54,63 @@ export interface ReconcilerOptions {
   logger: Logger;
   catalogue: Pick<Catalogue, "updatePartition" | "partition" | "volumes" | "allPartitions">;
   heartbeats: Pick<Heartbeats, "listening" | "aliveHeadNodes" | "aliveSleds">;
-  configurer: Pick<Configurer, "configure">;
+  configurer: Pick<Configurer, "configure" | "current">;
   tenures: Tenures;
 }
 
+/**
+ * What a partition's last `keep` was decided on. While every part is unchanged, the
+ * decision is keep again: none of its other inputs (time, load, lease) can change it.
+ */
+export interface Settled {
+  revision: number;
+  volume: VolumeRecord;
+  /** The live head nodes and sleds (`membersKey`). */
+  members: string;
+  /** The primary's report it was decided on, and its content. */
+  report: Report | undefined;
+  reportText: string;
+}
+
+/** The live head nodes and sleds as one comparable string. */
+export function membersKey(alive: ReadonlySet<string>, sleds: readonly string[]): string {
+  return `${[...alive].sort().join(",")}|${[...sleds].sort().join(",")}`;
+}
+
+/**
+ * Whether a `keep` for this record may be remembered (see the module header): no
+ * learners or joiners (their progress is judged against time), no recently dropped
+ * nodes to avoid (they expire with time).
+ */
+export function settleable(record: PartitionRecord, avoiding: boolean): boolean {
+  return (record.learners ?? []).length === 0 && (record.joining ?? []).length === 0 && !avoiding;
+}
+
+/** Whether the partition's inputs are those its remembered `keep` was decided on. */
+export function settledOn(
+  settled: Settled,
+  now: { revision: number; volume: VolumeRecord; members: string; report: Report | undefined },
+): boolean {
+  if (settled.revision !== now.revision || settled.volume !== now.volume) return false;
+  if (settled.members !== now.members) return false;
+  if (settled.report === now.report) return true;
+  // A new report: the same content (an idle primary) leaves the decision as it was.
+  const text = reportText(now.report);
+  if (text !== settled.reportText) return false;
+  settled.report = now.report;
+  return true;
+}
+
+export function reportText(report: Report | undefined): string {
+  return report === undefined ? "" : JSON.stringify(report);
+}
+
 export class Reconciler {
+  /** Partitions whose last decision was keep, of `settledTenure`. */
+  private settled = new Map<string, Settled>();
+  private settledTenure: Tenure | undefined;
+  private fullPassAtMs = Number.NEGATIVE_INFINITY;
+
   constructor(private readonly options: ReconcilerOptions) {}
 
   /** Leader only: every partition decided on its own; nothing here awaits. */
@@ -55,11 +125,37 @@ export class Reconciler {
     }
     const alive = heartbeats.aliveHeadNodes();
     const sleds = heartbeats.aliveSleds();
-    const load = loadOf(
-      [...tenure.records.values()].map((entry) => entry.value),
-      [...alive],
-    );
-    for (const entry of tenure.records.values()) this.step(tenure, entry, alive, sleds, load);
+    if (this.settledTenure !== tenure || startMs - this.fullPassAtMs >= catalogueRefreshMs) {
+      this.settled = new Map();
+      this.settledTenure = tenure;
+      this.fullPassAtMs = startMs;
+    }
+    const members = membersKey(alive, sleds);
+    let load: Map<string, Load> | undefined;
+    const loadNow = () => {
+      load ??= loadOf(
+        [...tenure.records.values()].map((entry) => entry.value),
+        [...alive],
+      );
+      return load;
+    };
+    for (const entry of tenure.records.values()) {
+      const key = partitionKey(entry.value);
+      const settled = this.settled.get(key);
+      if (settled !== undefined) {
+        const volume = tenure.volumes.get(entry.value.volume);
+        const report = tenure.leases.reportOf(entry.value, startMs);
+        if (
+          volume !== undefined &&
+          settledOn(settled, { revision: entry.revision, volume, members, report }) &&
+          this.options.configurer.current(tenure, entry.value, alive)
+        ) {
+          continue;
+        }
+        this.settled.delete(key);
+      }
+      this.step(tenure, entry, alive, sleds, loadNow, members);
+    }
   }
 
   /** One partition: decide with a fresh time, then act without waiting. */
@@ -68,7 +164,8 @@ export class Reconciler {
     entry: Versioned<PartitionRecord>,
     alive: ReadonlySet<string>,
     sleds: readonly string[],
-    load: Map<string, Load>,
+    loadNow: () => Map<string, Load>,
+    members: string,
   ): void {
     const { configurer } = this.options;
     const record = entry.value;
@@ -83,22 +180,35 @@ export class Reconciler {
       return;
     }
     const nowMs = now();
+    const report = tenure.leases.reportOf(record, nowMs);
+    const avoid = avoided(tenure, record, nowMs);
     const decision = decidePartition(record, {
       nowMs,
       alive,
-      load,
+      load: loadNow(),
       replicaCount: volume.replicaCount,
-      report: tenure.leases.reportOf(record, nowMs),
+      report,
       leaseUntilMs: tenure.leases.leaseUntilMs(record),
       learnersSinceMs: learnersSince(tenure, record, nowMs),
       learnerCatchUpMsMax,
-      avoid: avoided(tenure, record, nowMs),
+      avoid,
     });
     switch (decision.kind) {
       case "keep":
         tenure.leases.setReplacing(record, false);
         tenure.reasons.delete(key);
         configurer.configure(tenure, record, alive, sleds);
+        // Remembered once every member has its configuration (sends still in flight or
+        // failed leave it to be decided, and configured, again next round).
+        if (settleable(record, avoid.size > 0) && configurer.current(tenure, record, alive)) {
+          this.settled.set(key, {
+            revision: entry.revision,
+            volume,
+            members,
+            report,
+            reportText: reportText(report),
+          });
+        }
         return;
       case "unavailable":
         tenure.leases.setReplacing(record, false);

@@ -163,7 +163,16 @@ export class HeadNode {
   private tick(): void {
     for (const hosted of this.hosted.values()) {
       hosted.host.tick();
-      void this.followRole(hosted);
+      // followRole is async and allocates: call it only when what it serves is out of
+      // step with the role (it settles both synchronously, so this converges).
+      const serving = hosted.volume !== undefined;
+      const failed = hosted.host.failed !== undefined;
+      if (
+        (hosted.host.roleName === "primary") !== serving ||
+        (failed && hosted.replication !== undefined)
+      ) {
+        void this.followRole(hosted);
+      }
     }
   }
 

@@ -51,6 +51,7 @@ import {
 import { fetchCheckpoint } from "./checkpoint-fetch.ts";
 import { type ReplicaLimits, tickMs } from "./constants.ts";
 import { EffectRunner } from "./effect-runner.ts";
+import { HeldTicks } from "./held-ticks.ts";
 import { Journal } from "./journal/index.ts";
 import type { ReplicaPorts } from "./ports.ts";
 import type {
@@ -103,6 +104,8 @@ export class PartitionHost {
   private readonly logger: Logger;
   private readonly waiting = new Map<number, Waiting>();
   private nextRequestId = 1;
+  /** Holds back the ticks of an idle core (held-ticks.ts). */
+  private readonly ticks: HeldTicks;
   /** Set once the journal has failed: this replica is done (see the module header). */
   private failure: ReplicaFailure | undefined;
   /** Told once, when the replica fails; the head node stops serving it. */
@@ -121,6 +124,7 @@ export class PartitionHost {
   ) {
     this.address = address;
     this.replica = replica;
+    this.ticks = new HeldTicks(replica);
     this.journal = journal;
     this.checkpoints = checkpoints;
     this.directory = directory;
@@ -227,6 +231,7 @@ export class PartitionHost {
   configure(configuration: Configuration, sleds: readonly string[]): void {
     if (this.failure !== undefined) return;
     this.runner.sleds = [...sleds];
+    this.catchUp();
     this.replica.configure(configuration);
     this.run();
   }
@@ -239,6 +244,7 @@ export class PartitionHost {
   /** Renews the primary's read lease of `epoch` until `untilMs` (the clock port's time). */
   renewLease(epoch: number, untilMs: number): void {
     if (this.failure !== undefined) return;
+    this.catchUp();
     this.replica.renewLease(epoch, untilMs);
   }
 
@@ -279,10 +285,20 @@ export class PartitionHost {
     };
   }
 
+  /**
+   * One tick of the head node's timer. Ticks the core said would change nothing but its
+   * count (Replica.quietTicks, asked afresh each time) are held back and handed over
+   * with the next tick that may do something: an idle replica costs one cheap query a
+   * tick, not a tick.
+   */
   tick(): void {
     if (this.failure !== undefined) return;
-    this.replica.tick();
-    this.run();
+    if (this.ticks.tick()) this.run();
+  }
+
+  /** Gives the core its held ticks before an input (see held-ticks.ts). */
+  private catchUp(): void {
+    this.ticks.catchUp();
   }
 
   onReplication(message: ReplicationMessage): void {
@@ -296,6 +312,7 @@ export class PartitionHost {
           : { ...note, data: Uint8Array.prototype.slice.call(note.data) },
       );
     }
+    this.catchUp();
     this.replica.onReplicationMessage(message);
     this.run();
   }
@@ -307,6 +324,7 @@ export class PartitionHost {
     const reply = new Promise<Reply>((resolve, reject) => {
       this.waiting.set(requestId, { resolve, reject });
     });
+    this.catchUp();
     this.replica.onClientRequest(build(requestId));
     this.run();
     return reply;
@@ -368,6 +386,7 @@ export class PartitionHost {
     // The core checks the read lease against this monotonic clock: once it has run out,
     // another primary may exist, and serving could return data older than a write
     // acknowledged there.
+    this.catchUp();
     const plan: ReadResult = this.replica.read(
       message.epoch,
       message.reads,

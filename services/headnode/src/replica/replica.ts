@@ -161,6 +161,11 @@ interface SecondaryProgress {
   needsRebuild: boolean;
   /** Whether it has acknowledged anything in this epoch. */
   heard: boolean;
+  /**
+   * The commit point its acknowledgements say it knows. Once it holds every op and knows
+   * the commit point, heartbeats tell it nothing: it gets one every idleHeartbeatTicks.
+   */
+  knownCommitOpNum: number;
   /** When a learner not yet heard from was last counted as silent (or the epoch began). */
   silentSinceTick: number;
 }
@@ -464,6 +469,7 @@ export class Replica {
           lastSendTick: -Infinity,
           needsRebuild: false,
           heard: false,
+          knownCommitOpNum: 0,
           silentSinceTick: this.tickCount,
         });
       }
@@ -1109,6 +1115,7 @@ export class Replica {
     const progress = this.role.secondaries.get(message.from);
     if (progress === undefined) return;
     progress.heard = true;
+    progress.knownCommitOpNum = Math.max(progress.knownCommitOpNum, message.commitOpNum);
     const matchBefore = progress.matchOpNum;
     // Committed ops are identical everywhere, so a secondary's commit point is matched.
     progress.matchOpNum = Math.max(
@@ -1229,7 +1236,13 @@ export class Replica {
 
   // ---------------------------------------------------------------- time
 
-  tick(): void {
+  /**
+   * One tick of time, after `skipped` ticks the shell held back because quietTicks()
+   * said they would change nothing but the count (see quietTicks). Ticks are counted
+   * either way: every *Ticks limit keeps its meaning.
+   */
+  tick(skipped = 0): void {
+    this.skipQuietTicks(skipped);
     this.tickCount++;
     const role = this.role;
     if (role.name === "primary") {
@@ -1246,9 +1259,12 @@ export class Replica {
           progress.lastProgressTick = this.tickCount;
         }
       }
-      const heartbeat = [...role.secondaries.values()].some(
-        (progress) => this.tickCount - progress.lastSendTick >= this.limits.heartbeatTicks,
-      );
+      let heartbeat = false;
+      for (const progress of role.secondaries.values()) {
+        if (this.tickCount - progress.lastSendTick >= this.heartbeatTicksOf(progress)) {
+          heartbeat = true;
+        }
+      }
       this.replicate(heartbeat);
       this.expireRequests();
       this.admitWaitingRequests();
@@ -1257,6 +1273,98 @@ export class Replica {
       this.checkpointForLearners(role);
     }
     this.maybeCheckpoint();
+  }
+
+  /**
+   * How many of the next ticks are certain to change nothing but the tick count (no
+   * effect, no reply, no state an input or a later tick could see): 0 when the next one
+   * may do something. A shell may hold back that many ticks and pass them to the next
+   * real one (`tick(skipped)`) without changing anything the core does, so an idle
+   * replica costs no tick work. Asked afresh before each tick it holds back, so that an
+   * input since (a request, a message, a completion, a configure, recordCopies,
+   * requestCheckpoint) counts at once: after any input, 0 is likely until a real tick.
+   *
+   * Conservative by design: anything in flight (journal appends, a flush, a compaction,
+   * a checkpoint), any request or waiter, any follower short of the last op, any learner
+   * or committed data not yet flushed, answers 0. Only the timers of an idle replica
+   * remain, and the bound is the nearest of them: a primary's heartbeat to each
+   * secondary, its looks for drops and compaction victims, and the checkpoint interval.
+   */
+  quietTicks(): number {
+    if (this.effects.length > 0 || this.durableOpNum < this.lastOpNum) return 0;
+    if (this.flushInFlight !== undefined || this.checkpointInFlight !== undefined) return 0;
+    if (this.commitOpNum < this.metadataThroughOpNum) return 0;
+    // Each bound below is the tick at which something falls due: the ticks before it
+    // are quiet. (No closure here: this runs for every replica at every tick.)
+    const next = this.tickCount + 1;
+    let dueTick = Number.POSITIVE_INFINITY;
+    // maybeCheckpoint, on every role.
+    if (this.checkpointRequested) {
+      dueTick = this.lastCheckpointTick + this.limits.checkpointRetryTicks;
+    }
+    if (this.metadata.flushedThroughOpNum > this.checkpointFlushedThroughOpNum) {
+      if (
+        this.flushedHeldBytes >= this.limits.checkpointReleasableBytes ||
+        this.logBytes >= this.limits.logBytesMax / 2 ||
+        this.commitOpNum - this.lastCheckpointOpNum >= this.limits.checkpointIntervalOps
+      ) {
+        return 0;
+      }
+      dueTick = Math.min(dueTick, this.lastCheckpointTick + this.limits.checkpointIntervalTicks);
+    }
+    const role = this.role;
+    if (role.name !== "primary") return Math.max(0, dueTick - next);
+    if (
+      this.pendingReplies.length > 0 ||
+      this.waitingRequests.length > 0 ||
+      this.flushWaiters.length > 0 ||
+      this.pendingCopies.size > 0 ||
+      this.compaction !== undefined ||
+      this.commitOpNum < this.lastOpNum ||
+      this.commitOpNum < role.readableFromOpNum
+    ) {
+      return 0;
+    }
+    // Committed data not yet flushed: flushes count ticks (flushIntervalTicks).
+    if (this.metadata.unflushed.size > 0) {
+      const unflushed = this.metadata.unflushed.keys().next();
+      if (unflushed.done !== true && unflushed.value <= this.commitOpNum) return 0;
+    }
+    // checkpointForLearners: a checkpoint a restart or a learner would ask for.
+    if (this.recordedCheckpoint === undefined && this.releasedOpNum > 0) return 0;
+    for (const progress of role.secondaries.values()) {
+      if (progress.learner || progress.needsRebuild) return 0;
+      if (progress.matchOpNum < this.lastOpNum || progress.nextOpNum <= this.lastOpNum) return 0;
+      dueTick = Math.min(dueTick, progress.lastSendTick + this.heartbeatTicksOf(progress));
+    }
+    dueTick = Math.min(
+      dueTick,
+      this.lastDropTick + this.limits.dropIntervalTicks,
+      this.lastCompactionTick + this.limits.compactionIntervalTicks,
+    );
+    return Math.max(0, dueTick - next);
+  }
+
+  /**
+   * How often a follower gets a heartbeat: every heartbeatTicks while it may lack an op
+   * or the commit point, every idleHeartbeatTicks once its acknowledgements say it has
+   * both (an idle partition then costs a message every few seconds, not five a second).
+   */
+  private heartbeatTicksOf(progress: SecondaryProgress): number {
+    const current =
+      !progress.learner &&
+      progress.matchOpNum >= this.lastOpNum &&
+      progress.knownCommitOpNum >= this.commitOpNum;
+    return current ? this.limits.idleHeartbeatTicks : this.limits.heartbeatTicks;
+  }
+
+  /**
+   * Counts ticks the shell held back, each quiet when it was held (see quietTicks),
+   * without running one: before an input, so that the input finds the count it would
+   * have found if ticked every time.
+   */
+  skipQuietTicks(count: number): void {
+    this.tickCount += count;
   }
 
   private expireRequests(): void {
