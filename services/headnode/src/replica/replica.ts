@@ -1285,7 +1285,7 @@ export class Replica {
    * requestCheckpoint) counts at once: after any input, 0 is likely until a real tick.
    *
    * Conservative by design: anything in flight (journal appends, a flush, a compaction,
-   * a checkpoint), any request or waiter, any follower short of the last op, any learner
+   * a checkpoint), a snapshot's hold on acknowledgements, any request or waiter, any follower short of the last op, any learner
    * or committed data not yet flushed, answers 0. Only the timers of an idle replica
    * remain, and the bound is the nearest of them: a primary's heartbeat to each
    * secondary, its looks for drops and compaction victims, and the checkpoint interval.
@@ -1320,6 +1320,7 @@ export class Replica {
       this.flushWaiters.length > 0 ||
       this.pendingCopies.size > 0 ||
       this.compaction !== undefined ||
+      this.ackHold !== undefined ||
       this.commitOpNum < this.lastOpNum ||
       this.commitOpNum < role.readableFromOpNum
     ) {
