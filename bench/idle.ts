@@ -26,6 +26,7 @@ import { subjects } from "@ballast/protocol";
 import {
   connectTestBus,
   temporaryDirectory,
+  testPasswords,
   waitFor,
   waitUntilHealthy,
 } from "../test/support/cluster.ts";
@@ -82,6 +83,8 @@ export async function measureIdle(options: {
       coordinators: 1,
       headNodes: 3,
       sleds: 3,
+      // The passwords connectTestBus uses (this process is the cluster's operator).
+      natsPasswords: testPasswords,
       env: {
         BALLAST_LOG_LEVEL: "warn",
         BALLAST_SLED_DEVICES: "1",

@@ -31,6 +31,7 @@ import { TestNbdClient } from "../services/gateway/test/nbd-test-client.ts";
 import {
   connectTestBus,
   temporaryDirectory,
+  testPasswords,
   waitFor,
   waitUntilHealthy,
 } from "../test/support/cluster.ts";
@@ -187,6 +188,8 @@ export async function runSoak(partial: Partial<SoakOptions> = {}): Promise<SoakR
       sleds: options.sleds,
       gateways: 1,
       nbdPortFirst: 0,
+      // The passwords connectTestBus uses (this process is the cluster's operator).
+      natsPasswords: testPasswords,
       env: {
         BALLAST_LOG_LEVEL: "info",
         BALLAST_HEARTBEAT_INTERVAL_MS: "200",

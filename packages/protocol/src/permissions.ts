@@ -98,9 +98,10 @@ export const permissionTable: Record<SubjectFamily, Record<NatsRole, Access>> = 
     client: "none",
     operator: "both",
   },
-  // Volume I/O: clients and gateways send, primaries (head nodes) serve.
+  // Volume I/O: clients and gateways send, primaries (head nodes) serve; the
+  // coordinator trims a volume's tail when it resizes it.
   volume: {
-    coordinator: "none",
+    coordinator: "publish",
     headnode: "subscribe",
     sled: "none",
     gateway: "publish",
