@@ -1,5 +1,5 @@
-// `ballast volume create|list|describe|resize|delete`: the volume catalogue, through the
-// leading coordinator. `--json` prints the coordinator's VolumeState objects as they are.
+// `ballast volume create|list|describe|resize|rollback|delete`: the volume catalogue,
+// through the leading coordinator. `--json` prints the coordinator's VolumeState objects as they are.
 // Describe also shows what the volume's incarnation stores on sleds (every copy of every
 // chunk), or why it could not be counted.
 
@@ -10,16 +10,22 @@ import { dataDirDefault } from "./constants.ts";
 import { CliError, exitCodes } from "./errors.ts";
 import { formatBytes, formatSize, parseSize, SizeError } from "./sizes.ts";
 
-export const volumeHelp = `Usage: ballast volume <create|list|describe|resize|delete> [options]
+export const volumeHelp = `Usage: ballast volume <create|list|describe|resize|rollback|delete> [options]
 
   ballast volume create NAME --size 10GiB [--replicas 2|3] [--partition-size 1GiB]
   ballast volume list [--json]
   ballast volume describe NAME [--json]
   ballast volume resize NAME --size 20GiB [--allow-shrink]
+  ballast volume rollback NAME SNAPSHOT [--force]
   ballast volume delete NAME
 
 Resize grows a volume online; NBD clients see the new size on their next connection.
 Shrinking discards the data past the new end, so it is refused without --allow-shrink.
+
+Rollback makes the volume's data that of its snapshot SNAPSHOT again (the snapshot
+stays; what was written since is discarded). It is refused while an NBD client is
+connected to the volume; --force skips that check (for client-library users who know
+nothing writes to it).
 
 Names are 1-63 of a-z, 0-9 and '-'. Sizes take KiB, MiB, GiB or TiB.
 Common options: --data-dir <dir> (default ${dataDirDefault}), --nats <url>.
@@ -35,6 +41,7 @@ const options: ParseArgsConfig["options"] = {
   replicas: { type: "string" },
   "partition-size": { type: "string" },
   "allow-shrink": { type: "boolean" },
+  force: { type: "boolean" },
 };
 
 export async function volumeCommand(argv: string[]): Promise<number> {
@@ -45,17 +52,26 @@ export async function volumeCommand(argv: string[]): Promise<number> {
     throw new CliError(exitCodes.usage, `${(error as Error).message} (see ballast help volume)`);
   }
   const flags = parsed.values as Record<string, string | boolean | undefined>;
-  const [action, name, ...extra] = parsed.positionals;
+  const [action, name, ...rest] = parsed.positionals;
+  // Rollback names the snapshot after the volume; no other action takes a second name.
+  const snapshot = action === "rollback" ? rest[0] : undefined;
+  const extra = action === "rollback" ? rest.slice(1) : rest;
   if (extra.length > 0)
     throw new CliError(exitCodes.usage, `unexpected arguments: ${extra.join(" ")}`);
-  const needsName = ["create", "describe", "resize", "delete"].includes(action ?? "");
+  const needsName = ["create", "describe", "resize", "rollback", "delete"].includes(action ?? "");
   if (needsName && name === undefined) {
     throw new CliError(
       exitCodes.usage,
       `ballast volume ${action} needs a volume name (see ballast help volume)`,
     );
   }
-  if (!["create", "list", "describe", "resize", "delete"].includes(action ?? "")) {
+  if (action === "rollback" && snapshot === undefined) {
+    throw new CliError(
+      exitCodes.usage,
+      "ballast volume rollback needs a volume and a snapshot name (see ballast help volume)",
+    );
+  }
+  if (!["create", "list", "describe", "resize", "rollback", "delete"].includes(action ?? "")) {
     throw new CliError(
       exitCodes.usage,
       `unknown volume action ${JSON.stringify(action ?? "")} (see ballast help volume)`,
@@ -85,7 +101,14 @@ export async function volumeCommand(argv: string[]): Promise<number> {
                   sizeBytes: parseSize(requireFlag(flags.size, "--size"), "--size"),
                   ...(flags["allow-shrink"] === true ? { allowShrink: true } : {}),
                 }
-              : { type: "volume.delete.v1", name: name! };
+              : action === "rollback"
+                ? {
+                    type: "volume.rollback.v1",
+                    volume: name!,
+                    snapshot: snapshot!,
+                    ...(flags.force === true ? { force: true } : {}),
+                  }
+                : { type: "volume.delete.v1", name: name! };
   } catch (error) {
     if (error instanceof SizeError) throw new CliError(exitCodes.usage, error.message);
     throw error;
@@ -102,6 +125,10 @@ export async function volumeCommand(argv: string[]): Promise<number> {
     } else if ("volumes" in result) {
       process.stdout.write(
         result.volumes.length === 0 ? "no volumes\n" : result.volumes.map(summary).join(""),
+      );
+    } else if ("snapshot" in result) {
+      process.stdout.write(
+        `rolled volume ${result.volume} back to snapshot ${result.snapshot} (${result.partitions.length} partitions)\n`,
       );
     } else if ("deleted" in result) {
       process.stdout.write(`deleted volume ${result.name} from the catalogue\n`);
@@ -140,14 +167,15 @@ function requireFlag(value: string | boolean | undefined, flag: string): string 
 const answerDeadlineMs = 15_000;
 const resizeAnswerDeadlineMs = 30_000;
 
-// biome-ignore lint/suspicious/noExplicitAny: one sender for the five request shapes
+// biome-ignore lint/suspicious/noExplicitAny: one sender for the six request shapes
 async function send(bus: Awaited<ReturnType<typeof connectCli>>["bus"], request: any) {
   const deadlineMs =
     request.type === "volume.resize.v1" ? resizeAnswerDeadlineMs : answerDeadlineMs;
   return (await bus.request(subjects.coordinator.build(), request, { deadlineMs })) as
     | VolumeState
     | ResultOf<"volume.list.v1">
-    | ResultOf<"volume.delete.v1">;
+    | ResultOf<"volume.delete.v1">
+    | ResultOf<"volume.rollback.v1">;
 }
 
 export function summary(volume: VolumeState): string {

@@ -124,6 +124,22 @@ export const messageArbitraries: {
     volumeId: name,
     snapshot: name,
   }),
+  "partition.snapshot.rollback.v1": fc.record({
+    type: fc.constant("partition.snapshot.rollback.v1" as const),
+    volume: name,
+    partition: small,
+    volumeId: name,
+    snapshot: name,
+  }),
+  "volume.rollback.v1": fc.record(
+    {
+      type: fc.constant("volume.rollback.v1" as const),
+      volume: name,
+      snapshot: name,
+      force: fc.boolean(),
+    },
+    { requiredKeys: ["type", "volume", "snapshot"] },
+  ),
   "replica.notes.v1": fc.record({
     type: fc.constant("replica.notes.v1" as const),
     ...address,

@@ -7,7 +7,7 @@
 // The work itself is done by the parts this file wires together, each with only what
 // it needs: reconciler.ts (the executor of the pure decisions in decisions.ts),
 // configurer.ts (configure pushes to head nodes), volumes.ts (create, describe, list,
-// resize, delete), snapshots.ts (snapshot create, list, delete), purger.ts (deletes a
+// resize, delete), snapshots.ts (snapshot create, list, delete; volume rollback), purger.ts (deletes a
 // deleted incarnation's chunks and checkpoint blobs from the sleds, deciding with
 // purge.ts), sweeper.ts (deletes live volumes' orphans, deciding with sweep.ts),
 // reports.ts (primaries' reports and checkpoint
@@ -125,6 +125,7 @@ const controlRequests = [
   "snapshot.create.v1",
   "snapshot.list.v1",
   "snapshot.delete.v1",
+  "volume.rollback.v1",
   "checkpoint.record.v1",
   "headnode.report.v1",
 ] as const;
@@ -239,7 +240,7 @@ export class Coordinator {
     });
     const reports = new Reports(catalogue, heartbeats, sleds);
     const status = new Status(service, heartbeats, volumes, sleds);
-    const snapshots = new Snapshots({ service, catalogue });
+    const snapshots = new Snapshots({ service, catalogue, members: heartbeats });
     return {
       catalogue,
       leadership,
@@ -386,6 +387,8 @@ export class Coordinator {
         return snapshots.list(message.volume);
       case "snapshot.delete.v1":
         return this.serialize(() => snapshots.delete(message));
+      case "volume.rollback.v1":
+        return this.serialize(() => snapshots.rollback(message));
       case "checkpoint.record.v1":
         return reports.onCheckpointRecord(message);
       case "headnode.report.v1":

@@ -28,6 +28,18 @@
 // an unlisted frozen tree (it holds chunks until dropped; a later version can sweep
 // unrecorded ids). A delete drops the id on every partition before it removes the
 // record, so a record always names a snapshot every partition has until the delete.
+//
+// Rollback (`volume.rollback.v1`): every partition's primary replaces its current tree
+// with a copy of the snapshot's (`partition.snapshot.rollback.v1`, a control note). It is
+// refused while the volume is attached: each live gateway reports, in its `node.info.v1`
+// details, `attached: {export: open NBD connections}`, and the leader asks every live
+// gateway; one that does not answer counts as "maybe attached" (refused too). `force`
+// skips the question, for client-library users who know no writer is using the volume
+// (the library's connections are not seen). The check is a moment's: a client that
+// connects during the rollback may see some partitions before and some after it. A
+// volume resized since the snapshot (another partition count) is refused: the snapshot
+// does not cover its new partitions. All partitions roll back or the request fails
+// naming those that did not; a retry rolls back again to the same state.
 
 import { randomBytes } from "node:crypto";
 import {
@@ -44,6 +56,7 @@ import type { Service } from "@ballast/runtime";
 import { type Catalogue, idOfVolume, type VolumeRecord } from "./catalogue.ts";
 import { now } from "./clock.ts";
 import {
+  probeDeadlineMs,
   snapshotAttemptsMax,
   snapshotCreateDeadlineMs,
   snapshotHoldMs,
@@ -56,13 +69,16 @@ export type SnapshotState = ResultOf<"snapshot.create.v1">;
 export interface SnapshotsParts {
   service: Service;
   catalogue: Catalogue;
+  /** Who is alive: the gateways asked whether a volume is attached (rollback). */
+  members?: { list(): readonly { kind: string; id: string; alive: boolean }[] };
 }
 
 type PartitionRequest =
   | MessageOf<"partition.snapshot.hold.v1">
   | MessageOf<"partition.snapshot.take.v1">
   | MessageOf<"partition.snapshot.release.v1">
-  | MessageOf<"partition.snapshot.drop.v1">;
+  | MessageOf<"partition.snapshot.drop.v1">
+  | MessageOf<"partition.snapshot.rollback.v1">;
 
 /** One attempt's outcome: the ops it took at, or why it was given up. */
 type Attempt = { ok: true; opNums: number[] } | { ok: false; why: string };
@@ -157,6 +173,97 @@ export class Snapshots {
     }
     await catalogue.forgetSnapshot(message.volume, message.name, record.revision);
     return { deleted: true };
+  }
+
+  // ------------------------------------------------------------ rollback
+
+  /** Rolls every partition back to the snapshot (see the module header). */
+  async rollback(
+    message: MessageOf<"volume.rollback.v1">,
+  ): Promise<ResultOf<"volume.rollback.v1">> {
+    const volume = await this.volumeOf(message.volume);
+    const record = await this.parts.catalogue.snapshot(message.volume, message.snapshot);
+    if (record === undefined || record.value.volumeId !== idOfVolume(volume)) {
+      throw new BallastError(
+        ErrorCode.NotFound,
+        `volume ${message.volume} has no snapshot named ${message.snapshot}`,
+        { details: { volume: message.volume, name: message.snapshot } },
+      );
+    }
+    const count = Math.ceil(volume.sizeBytes / volume.partitionBytes);
+    if (record.value.partitions.length !== count) {
+      throw new BallastError(
+        ErrorCode.InvalidArgument,
+        `volume ${message.volume} has ${count} partitions but snapshot ${message.snapshot} has ${record.value.partitions.length} (resized since): rollback needs the same size`,
+      );
+    }
+    if (message.force !== true) {
+      const attached = await this.attachedThrough(message.volume);
+      if (attached.length > 0) {
+        throw new BallastError(
+          ErrorCode.InvalidArgument,
+          `volume ${message.volume} is attached (${attached.join("; ")}): disconnect its NBD clients and retry, or pass --force if you know nothing writes to it`,
+          { details: { volume: message.volume } },
+        );
+      }
+    }
+    const deadline = now() + snapshotCreateDeadlineMs;
+    const base = { volume: volume.name, volumeId: idOfVolume(volume), snapshot: record.value.id };
+    const results = await Promise.allSettled(
+      Array.from({ length: count }, (_, partition) =>
+        this.call({ type: "partition.snapshot.rollback.v1", ...base, partition }, deadline),
+      ),
+    );
+    const failed = results.flatMap((result, index) =>
+      result.status === "rejected" ? [`${index} (${(result.reason as Error).message})`] : [],
+    );
+    if (failed.length > 0) {
+      throw new BallastError(
+        ErrorCode.Unavailable,
+        `rollback of ${message.volume} to ${message.snapshot} did not finish on partitions ${failed.join(", ")}; the others rolled back; retry (a rollback to the same snapshot again is safe)`,
+        { details: { volume: message.volume, name: message.snapshot } },
+      );
+    }
+    this.parts.service.logger.info(
+      { volume: volume.name, snapshot: message.snapshot, id: record.value.id },
+      "volume rolled back",
+    );
+    return {
+      volume: volume.name,
+      snapshot: message.snapshot,
+      partitions: results.map((result, index) => ({
+        index,
+        opNum: (result as PromiseFulfilledResult<{ opNum: number }>).value.opNum,
+      })),
+    };
+  }
+
+  /**
+   * Why the volume may be attached: each live gateway that reports NBD connections to
+   * it, or did not answer. Empty: no gateway has it open.
+   */
+  private async attachedThrough(volumeName: string): Promise<string[]> {
+    const gateways = (this.parts.members?.list() ?? []).filter(
+      (member) => member.kind === "gateway" && member.alive,
+    );
+    const answers = await Promise.all(
+      gateways.map(async (gateway): Promise<string | undefined> => {
+        try {
+          const info = await this.parts.service.bus.request(
+            subjects.node.build(gateway.id),
+            { type: "node.info.v1" },
+            { deadlineMs: probeDeadlineMs },
+          );
+          const connections = attachedCount(info.details, volumeName);
+          return connections > 0
+            ? `${connections} NBD connection(s) through gateway ${gateway.id}`
+            : undefined;
+        } catch (error) {
+          return `gateway ${gateway.id} did not say whether it has it open: ${(error as Error).message}`;
+        }
+      }),
+    );
+    return answers.filter((answer): answer is string => answer !== undefined);
   }
 
   /** The snapshots recorded for this incarnation of the volume, by name. */
@@ -301,4 +408,12 @@ export class Snapshots {
 /** A fresh snapshot id: never reused (time and randomness), a valid token. */
 function newSnapshotId(): string {
   return `s${Date.now().toString(36)}-${randomBytes(6).toString("hex")}`;
+}
+
+/** Open NBD connections to `volume` in a gateway's node.info details (`attached`). */
+export function attachedCount(details: Record<string, unknown>, volume: string): number {
+  const attached = details.attached;
+  if (typeof attached !== "object" || attached === null) return 0;
+  const count = (attached as Record<string, unknown>)[volume];
+  return typeof count === "number" ? count : 0;
 }

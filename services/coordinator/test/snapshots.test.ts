@@ -3,7 +3,9 @@
 // partition, then the record; a hold lost between its take and its release (a failover)
 // gives the attempt up, drops its id everywhere and tries again with a new one; names
 // taken answer AlreadyExists, unknown ones NotFound; delete drops on every partition and
-// then forgets the record.
+// then forgets the record. Rollback: every partition rolls back to the snapshot's id,
+// refused while a live gateway reports the volume attached (or does not answer) unless
+// forced, and a partition that fails is named in the error.
 
 import { BallastError, ErrorCode, type Message, subjects } from "@ballast/protocol";
 import { expect, test } from "vitest";
@@ -20,6 +22,10 @@ class FakePrimary {
   hold: string | undefined;
   readonly snapshots = new Map<string, number>();
   readonly log: string[] = [];
+  /** The snapshot ids rolled back to, in order. */
+  readonly rolledBack: string[] = [];
+  /** Set: rollbacks fail with it. */
+  rollbackFailure: BallastError | undefined;
   /** Called after each take: a test's failover. */
   afterTake: (() => void) | undefined;
 
@@ -44,13 +50,21 @@ class FakePrimary {
       case "partition.snapshot.drop.v1":
         this.snapshots.delete(message.snapshot);
         return { epoch: this.epoch, opNum: ++this.opNum };
+      case "partition.snapshot.rollback.v1":
+        if (this.rollbackFailure !== undefined) throw this.rollbackFailure;
+        if (!this.snapshots.has(message.snapshot)) throw new BallastError(ErrorCode.NotFound, "no");
+        this.rolledBack.push(message.snapshot);
+        return { epoch: this.epoch, opNum: ++this.opNum };
       default:
         throw new Error(`unexpected ${message.type}`);
     }
   }
 }
 
-function start() {
+/** A gateway's node.info details, or undefined: it does not answer. */
+type GatewayDetails = Record<string, unknown> | undefined;
+
+function start(gateways: Record<string, GatewayDetails> = {}) {
   const store = new FakeStore();
   const catalogue = new Catalogue(store);
   store.put(keys.volume("v"), {
@@ -66,6 +80,11 @@ function start() {
     service: {
       bus: {
         request: async (subject: string, message: Message) => {
+          for (const [id, details] of Object.entries(gateways)) {
+            if (subject !== subjects.node.build(id)) continue;
+            if (details === undefined) throw new BallastError(ErrorCode.Timeout, "no answer");
+            return { details };
+          }
           const index = primaries.findIndex(
             (_, partition) => subject === subjects.partitionControl.build("v", partition),
           );
@@ -76,8 +95,15 @@ function start() {
       logger: { info: () => undefined, warn: () => undefined },
     } as never,
     catalogue,
+    members: {
+      list: () => [
+        ...Object.keys(gateways).map((id) => ({ kind: "gateway", id, alive: true })),
+        { kind: "gateway", id: "dead-gateway", alive: false },
+        { kind: "headnode", id: "head-1", alive: true },
+      ],
+    },
   });
-  return { catalogue, primaries, snapshots };
+  return { catalogue, primaries, snapshots, store };
 }
 
 test("a create holds, takes and releases on every partition, then records the ops", async () => {
@@ -153,4 +179,61 @@ test("delete drops on every partition, then forgets the record; unknown names ar
   ]) {
     expect(await request.catch((error: BallastError) => error.code)).toBe(ErrorCode.NotFound);
   }
+});
+
+test("a rollback rolls every partition back to the snapshot's id; again is the same", async () => {
+  const { snapshots, primaries } = start({ "gw-1": { attached: { other: 2, "v@s": 1 } } });
+  const state = await snapshots.create({ type: "snapshot.create.v1", volume: "v", name: "s" });
+  const rollback = { type: "volume.rollback.v1", volume: "v", snapshot: "s" } as const;
+  const result = await snapshots.rollback(rollback);
+  expect(result).toEqual({
+    volume: "v",
+    snapshot: "s",
+    partitions: [
+      { index: 0, opNum: 12 },
+      { index: 1, opNum: 12 },
+      { index: 2, opNum: 12 },
+    ],
+  });
+  await snapshots.rollback(rollback);
+  for (const primary of primaries) expect(primary.rolledBack).toEqual([state.id, state.id]);
+  const unknown = await snapshots
+    .rollback({ ...rollback, snapshot: "nope" })
+    .catch((error: BallastError) => error.code);
+  expect(unknown).toBe(ErrorCode.NotFound);
+});
+
+test("a rollback is refused while a gateway has the volume attached or does not answer, unless forced", async () => {
+  for (const [details, why] of [
+    [{ attached: { v: 1 } }, /1 NBD connection\(s\) through gateway gw-1/],
+    [undefined, /gateway gw-1 did not say/],
+  ] as const) {
+    const { snapshots, primaries } = start({ "gw-0": { attached: {} }, "gw-1": details });
+    await snapshots.create({ type: "snapshot.create.v1", volume: "v", name: "s" });
+    const rollback = { type: "volume.rollback.v1", volume: "v", snapshot: "s" } as const;
+    const refused = await snapshots.rollback(rollback).catch((error: BallastError) => error);
+    expect(refused).toBeInstanceOf(BallastError);
+    expect((refused as BallastError).code).toBe(ErrorCode.InvalidArgument);
+    expect((refused as BallastError).message).toMatch(/volume v is attached/);
+    expect((refused as BallastError).message).toMatch(why);
+    for (const primary of primaries) expect(primary.rolledBack).toEqual([]);
+    await snapshots.rollback({ ...rollback, force: true });
+    for (const primary of primaries) expect(primary.rolledBack).toHaveLength(1);
+  }
+});
+
+test("a rollback that fails on a partition names it; a volume resized since is refused", async () => {
+  const { snapshots, primaries, catalogue, store } = start();
+  await snapshots.create({ type: "snapshot.create.v1", volume: "v", name: "s" });
+  primaries[1]!.rollbackFailure = new BallastError(ErrorCode.InvalidArgument, "broken");
+  const rollback = { type: "volume.rollback.v1", volume: "v", snapshot: "s" } as const;
+  const failed = await snapshots.rollback(rollback).catch((error: BallastError) => error);
+  expect((failed as BallastError).code).toBe(ErrorCode.Unavailable);
+  expect((failed as BallastError).message).toMatch(/did not finish on partitions 1 \(broken\)/);
+  expect(primaries[0]!.rolledBack).toHaveLength(1);
+  primaries[1]!.rollbackFailure = undefined;
+  const volume = (await catalogue.volume("v"))!.value;
+  store.put(keys.volume("v"), { ...volume, sizeBytes: 4 * partitionBytes });
+  const resized = await snapshots.rollback(rollback).catch((error: BallastError) => error);
+  expect((resized as BallastError).message).toMatch(/has 4 partitions but snapshot s has 3/);
 });

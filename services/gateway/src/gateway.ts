@@ -15,6 +15,9 @@
 // (NBD_FLAG_READ_ONLY; writes, trims and write-zeroes answer EPERM). Export lists name
 // each volume and each of its snapshots.
 //
+// Attachment: node.info.v1 details carry `attached: {volume: open connections}` (past
+// the handshake, writable exports only), which the coordinator asks before a rollback.
+//
 // Failure model: a volume that fails over is followed by the client library (requests
 // wait and retry); an unknown volume is an unknown export; a volume deleted while open
 // fails its I/O with the coordinator's NotFound, as an NBD error.
@@ -87,6 +90,8 @@ export class Gateway {
       nbd: this.address,
       connections: this.server?.connectionCount ?? 0,
       exports: [...this.volumes.keys()],
+      // Open NBD connections per volume: the coordinator refuses a rollback of one.
+      attached: this.server?.attachedDevices() ?? {},
     }));
     this.service.onClose(async () => {
       await this.server?.close();

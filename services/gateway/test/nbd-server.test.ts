@@ -1,6 +1,7 @@
 // The server as a whole: listening on TCP and Unix sockets, many connections at once on
 // one export, the connection limit, refusing limits that cannot work, and a close that
-// lets requests in flight finish.
+// lets requests in flight finish; the writable devices with connections open (what the
+// gateway reports as attached).
 
 import { existsSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
@@ -98,6 +99,20 @@ describe("NBD server", () => {
       });
       expect(read.data.equals(patterned(65536, neighbour))).toBe(true);
     }
+  });
+
+  test("attached devices count open connections to writable exports only, until they close", async () => {
+    const volume = new MemoryBlockDevice("vol", mebibyte);
+    const snapshot = Object.assign(new MemoryBlockDevice("vol@s", mebibyte), { readOnly: true });
+    running = await startTestServer({ devices: [volume, snapshot] });
+    expect(running.server.attachedDevices()).toEqual({});
+    const first = await open(running.address, "vol");
+    await open(running.address, "vol");
+    await open(running.address, "vol@s");
+    expect(running.server.attachedDevices()).toEqual({ vol: 2 });
+    first.destroy();
+    await waitUntil(() => running!.server.attachedDevices().vol === 1, "the closed one is gone");
+    expect(running.server.attachedDevices()).toEqual({ vol: 1 });
   });
 
   test("a connection past connectionsMax is closed at once; the others keep working", async () => {

@@ -35,8 +35,8 @@
 // recovery says what is durable.
 //
 // Snapshots: while primary, a replica also serves its partition's control subject, where
-// the coordinator holds and releases mutation acknowledgements and takes and drops
-// snapshots (partition.snapshot.*.v1; see @ballast/protocol's messages/snapshot.ts).
+// the coordinator holds and releases mutation acknowledgements, takes and drops
+// snapshots, and rolls the partition back to one (partition.snapshot.*.v1; see @ballast/protocol's messages/snapshot.ts).
 // Reads of a snapshot are ordinary volume reads that name it.
 
 import { rm } from "node:fs/promises";
@@ -79,6 +79,7 @@ type PartitionControlMessage = MessageOf<
   | "partition.snapshot.take.v1"
   | "partition.snapshot.release.v1"
   | "partition.snapshot.drop.v1"
+  | "partition.snapshot.rollback.v1"
 >;
 
 interface Hosted {
@@ -512,6 +513,7 @@ export class HeadNode {
             "partition.snapshot.take.v1",
             "partition.snapshot.release.v1",
             "partition.snapshot.drop.v1",
+            "partition.snapshot.rollback.v1",
           ],
         },
         (message) => this.onControlMessage(hosted.host, message),
@@ -549,6 +551,8 @@ export class HeadNode {
         return host.snapshotControl("take", message.snapshot);
       case "partition.snapshot.drop.v1":
         return host.snapshotControl("drop", message.snapshot);
+      case "partition.snapshot.rollback.v1":
+        return host.rollbackSnapshot(message.snapshot);
       default: {
         const unreachable: never = message;
         throw new Error(`no handler for ${(unreachable as Message).type}`);

@@ -380,6 +380,24 @@ export class PartitionHost {
     return { epoch, opNum: answer.opNum };
   }
 
+  /**
+   * Rolls the partition back to snapshot `snapshot` through the op stream (a control
+   * note; see Replica.rollbackSnapshot); answers the op once committed.
+   */
+  async rollbackSnapshot(snapshot: string): Promise<{ epoch: number; opNum: number }> {
+    if (this.failure !== undefined) throw this.failedError();
+    const epoch = this.primaryEpoch();
+    const requestId = this.nextRequestId++;
+    const reply = new Promise<Reply>((resolve, reject) => {
+      this.waiting.set(requestId, { resolve, reject });
+    });
+    this.replica.rollbackSnapshot(requestId, epoch, snapshot);
+    this.run();
+    const answer = await reply;
+    if (answer.kind !== "control") throw new Error(`rollback answered with ${answer.kind}`);
+    return { epoch, opNum: answer.opNum };
+  }
+
   /** Plans a read in the core, then fetches chunk parts from sleds. */
   async read(message: MessageOf<"volume.read.v1">): Promise<{ data: Uint8Array[] }> {
     if (this.failure !== undefined) throw this.failedError();

@@ -1,6 +1,7 @@
 // The head node shell's part in snapshots, on a real journal and a fake service in place
 // of NATS: the primary serves its partition's control subject (hold, take, release,
-// drop), reads may name a snapshot, and a held write is answered only at the release.
+// drop, rollback), reads may name a snapshot, and a held write is answered only at the
+// release.
 
 import { type BallastError, subjects } from "@ballast/protocol";
 import { afterEach, beforeEach, expect, test } from "vitest";
@@ -93,4 +94,18 @@ test("a held write is answered at the release; the release says the hold held", 
     snapshot: "x",
   }).catch((failure: BallastError) => failure.code);
   expect(other).toBe("NotFound");
+});
+
+test("a rollback on the control subject makes the volume read the snapshot again", async () => {
+  await write(1);
+  await control({ type: "partition.snapshot.take.v1", snapshot: "s-3" });
+  await write(2);
+  const rolled = await control({ type: "partition.snapshot.rollback.v1", snapshot: "s-3" });
+  expect(rolled).toMatchObject({ epoch: 1 });
+  expect(await read()).toBe(1);
+  expect(await read("s-3")).toBe(1);
+  const missing = await control({ type: "partition.snapshot.rollback.v1", snapshot: "nope" }).catch(
+    (failure: BallastError) => failure.code,
+  );
+  expect(missing).toBe("NotFound");
 });

@@ -51,7 +51,21 @@ export const PartitionSnapshotDrop = z.object({
   snapshot: snapshotId,
 });
 
-/** A take answers with the op the snapshot was taken at; a drop with the op it committed. */
+/**
+ * Replaces the partition's current tree with a copy of snapshot `snapshot`'s (the
+ * snapshot stays); NotFound if the partition has no such snapshot. Asking twice leaves
+ * the same state when nothing was written between.
+ */
+export const PartitionSnapshotRollback = z.object({
+  type: z.literal("partition.snapshot.rollback.v1"),
+  ...partitionAddress,
+  snapshot: snapshotId,
+});
+
+/**
+ * A take answers with the op the snapshot was taken at; a drop or a rollback with the op
+ * it committed at.
+ */
 export const PartitionSnapshotResult = z.object({
   epoch: unsignedInteger,
   opNum: unsignedInteger,
@@ -103,4 +117,25 @@ export const SnapshotDelete = z.object({
 
 export const SnapshotDeleteResult = z.object({
   deleted: z.literal(true),
+});
+
+/**
+ * Rolls volume `volume` back to its snapshot `snapshot` (a name): every partition's
+ * current tree becomes a copy of the snapshot's. Refused (InvalidArgument) while a
+ * gateway reports an NBD client attached to the volume, unless `force` (for
+ * client-library users who know no writer is using it). All partitions roll back or
+ * the request fails naming those that did not; retrying is safe.
+ */
+export const VolumeRollback = z.object({
+  type: z.literal("volume.rollback.v1"),
+  volume: volumeName,
+  snapshot: snapshotName,
+  force: z.boolean().optional(),
+});
+
+export const VolumeRollbackResult = z.object({
+  volume: volumeName,
+  snapshot: snapshotName,
+  /** The op each partition rolled back at, by partition index. */
+  partitions: z.array(z.object({ index: unsignedInteger, opNum: unsignedInteger })),
 });

@@ -47,6 +47,11 @@ export class NbdConnection {
   private readonly closed: Promise<void>;
   private transmission: Transmission | undefined;
   private stopping = false;
+  /**
+   * The device being served, once the handshake chose one: what the gateway reports as
+   * attached (a rollback is refused while a writable volume is attached).
+   */
+  attached: { name: string; readOnly: boolean } | undefined;
 
   constructor(socket: Socket, context: ConnectionContext) {
     this.socket = socket;
@@ -120,6 +125,7 @@ export class NbdConnection {
       case "transmission": {
         if (this.stopping) return "soft";
         const { device } = outcome;
+        this.attached = { name: device.name, readOnly: device.readOnly === true };
         this.logger.info({ export: device.name, sizeBytes: device.sizeBytes }, "export opened");
         this.transmission = new Transmission({
           reader: this.reader,

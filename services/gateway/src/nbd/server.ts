@@ -56,6 +56,20 @@ export class NbdServer {
     return this.connections.size;
   }
 
+  /**
+   * Open connections per writable device name, past their handshake (read-only ones,
+   * such as snapshot exports, are left out: they never write).
+   */
+  attachedDevices(): Record<string, number> {
+    const counts: Record<string, number> = {};
+    for (const connection of this.connections) {
+      const attached = connection.attached;
+      if (attached === undefined || attached.readOnly) continue;
+      counts[attached.name] = (counts[attached.name] ?? 0) + 1;
+    }
+    return counts;
+  }
+
   async listen(address: ListenAddress): Promise<BoundAddress> {
     assert(this.server === undefined, "an NbdServer listens once");
     const server = createServer({

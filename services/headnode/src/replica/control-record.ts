@@ -6,13 +6,17 @@
 //   copy of metadata only: the frozen tree refers to the same journal notes and chunks).
 // - `snapshot.drop` removes a frozen tree; the chunks only it referred to are then
 //   unreferenced and go through the ordinary drop path of flush records.
+// - `snapshot.rollback` replaces the current tree with a copy of a frozen one (the
+//   snapshot stays); the chunks only the replaced tree referred to become unreferenced
+//   and are dropped the same way. Applying it twice with no write between leaves the
+//   same tree; a replica that has no such snapshot (dropped since, in a re-applied
+//   tail) changes nothing: its tree already reflects what followed the rollback.
 //
 // Applying either is idempotent: a take of an id the metadata already has, or a drop of
 // one it lacks, changes nothing. A replica rebuilt from a checkpoint re-applies notes the
 // checkpoint already reflects, and a coordinator retries a take after a failover: a
 // second take must not refreeze the tree at a later op. Ids are never reused (the
 // coordinator draws them), so "already there" always means "this same snapshot".
-// Later kinds (a rollback to a snapshot) join the union here.
 
 import { Packr, Unpackr } from "msgpackr";
 import { z } from "zod";
@@ -28,6 +32,7 @@ export const SnapshotId = z
 export const ControlRecord = z.discriminatedUnion("kind", [
   z.object({ kind: z.literal("snapshot.take"), id: SnapshotId }),
   z.object({ kind: z.literal("snapshot.drop"), id: SnapshotId }),
+  z.object({ kind: z.literal("snapshot.rollback"), id: SnapshotId }),
 ]);
 export type ControlRecord = z.infer<typeof ControlRecord>;
 

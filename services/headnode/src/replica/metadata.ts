@@ -93,7 +93,8 @@ export interface JournalRange {
 }
 
 export class PartitionMetadata {
-  readonly tree: ExtentTree;
+  /** The current tree; replaced whole only by a rollback (applyControl). */
+  tree: ExtentTree;
   /** Snapshots by id, each frozen when its control note applied. */
   readonly snapshots = new Map<string, FrozenTree>();
   readonly chunks = new Map<number, ChunkEntry>();
@@ -331,7 +332,7 @@ export class PartitionMetadata {
     }
   }
 
-  /** Takes or drops a snapshot; idempotent (see control-record.ts). */
+  /** Takes, drops or rolls back to a snapshot; idempotent (see control-record.ts). */
   private applyControl(note: Note): void {
     if (note.data === undefined) throw new Error(`control note ${note.opNum} has no record`);
     const record = decodeControlRecord(note.data);
@@ -353,6 +354,22 @@ export class PartitionMetadata {
           if (extent.location.kind === "chunk") {
             this.addRef(extent.location.chunkId, -extent.length);
           }
+        }
+        return;
+      }
+      case "snapshot.rollback": {
+        const frozen = this.snapshots.get(record.id);
+        if (frozen === undefined) return;
+        // The replaced tree's references go, the copy's come: chunks only overwritten
+        // data referred to are then unreferenced and dropped by the next flush record.
+        for (const extent of this.tree.extents()) {
+          if (extent.location.kind === "chunk") {
+            this.addRef(extent.location.chunkId, -extent.length);
+          }
+        }
+        this.tree = copyTree(frozen.tree);
+        for (const extent of this.tree.extents()) {
+          if (extent.location.kind === "chunk") this.addRef(extent.location.chunkId, extent.length);
         }
         return;
       }

@@ -42,7 +42,8 @@
 //   that the coordinator can drop it (a hung disk that still heartbeats).
 // - Snapshots: a `control` note (control-record.ts) freezes a copy of the current tree
 //   under a snapshot id when it commits, or drops one; every replica applies it at the
-//   same op. `takeSnapshot` and `dropSnapshot` are idempotent by id (a retry after a
+//   same op. `rollbackSnapshot` replaces the current tree with a copy of a snapshot's the
+//   same way. `takeSnapshot` and `dropSnapshot` are idempotent by id (a retry after a
 //   failover finds the note committed, or waits for it in the inherited tail). Reads may
 //   name a snapshot and are then planned from its tree.
 // - Holding acknowledgements (`holdAcks`, for snapshots across partitions): mutations
@@ -819,6 +820,33 @@ export class Replica {
       return;
     }
     this.proposeControl(requestId, { kind: "snapshot.drop", id });
+  }
+
+  /**
+   * On the primary: replaces the current tree with a copy of snapshot `id` through the op
+   * stream (every replica at the same op); answers the op once committed. NotFound if the
+   * partition has no such snapshot (and none being taken). A retry proposes the rollback
+   * again: with no write between, the same tree results.
+   */
+  rollbackSnapshot(requestId: RequestId, epoch: number, id: string): void {
+    const refusal = this.refuseAsPrimary(epoch);
+    if (refusal !== undefined) {
+      this.replyError(requestId, refusal);
+      return;
+    }
+    const pendingTake = this.proposedControl({ kind: "snapshot.take", id }) !== undefined;
+    if (!this.metadata.snapshots.has(id) && !pendingTake) {
+      this.replyError(
+        requestId,
+        new BallastError(
+          ErrorCode.NotFound,
+          `${this.identity.volume}/${this.identity.partition} has no snapshot ${id}`,
+          { details: { snapshot: id } },
+        ),
+      );
+      return;
+    }
+    this.proposeControl(requestId, { kind: "snapshot.rollback", id });
   }
 
   /** The snapshots this replica has: id → the op it was taken at. */
