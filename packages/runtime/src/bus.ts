@@ -23,7 +23,7 @@ import {
   RequestError,
   TimeoutError,
 } from "@nats-io/transport-node";
-import type { Tracer } from "@opentelemetry/api";
+import type { Context, Tracer } from "@opentelemetry/api";
 import {
   natsConnectTimeoutMs,
   natsReconnectWaitMs,
@@ -175,9 +175,10 @@ export interface RequestOptions {
 /** Sends requests and publications with trace context, and decodes replies. */
 export class Bus {
   readonly connection: NatsConnection;
-  private readonly tracer: Tracer;
+  /** Undefined with tracing off: requests then make no span and carry no headers. */
+  private readonly tracer: Tracer | undefined;
 
-  constructor(connection: NatsConnection, tracer: Tracer) {
+  constructor(connection: NatsConnection, tracer: Tracer | undefined) {
     this.connection = connection;
     this.tracer = tracer;
   }
@@ -201,14 +202,17 @@ export class Bus {
       `send ${type}`,
       { kind: SpanKind.CLIENT, attributes: { "messaging.destination.name": subject } },
       async () => {
-        const headers = natsHeaders();
-        injectTraceContext(headers);
+        let headers: ReturnType<typeof natsHeaders> | undefined;
+        if (this.tracer !== undefined) {
+          headers = natsHeaders();
+          injectTraceContext(headers);
+        }
         const payload = encodeMessage(message as Message);
         let reply: Uint8Array;
         try {
           const response = await this.connection.request(subject, payload, {
             timeout: deadlineMs,
-            headers,
+            ...(headers === undefined ? {} : { headers }),
           });
           reply = response.data;
         } catch (error) {
@@ -220,14 +224,18 @@ export class Bus {
   }
 
   /** Publishes a message that expects no reply, with trace context unless `untraced`. */
-  publish(subject: string, message: Message, options: { untraced?: boolean } = {}): void {
+  publish(
+    subject: string,
+    message: Message,
+    options: { untraced?: boolean; traceFrom?: Context } = {},
+  ): void {
     const payload = encodeMessage(message);
-    if (options.untraced) {
+    if (options.untraced || this.tracer === undefined) {
       this.connection.publish(subject, payload);
       return;
     }
     const headers = natsHeaders();
-    injectTraceContext(headers);
+    injectTraceContext(headers, options.traceFrom);
     this.connection.publish(subject, payload, { headers });
   }
 }
