@@ -50,6 +50,16 @@ export const latencyBucketsSeconds = [
   10,
 ];
 
+const noopMeter = createNoopMeter();
+
+/**
+ * The meter of a service, or the no-op one for a stand-in that has none (the shells'
+ * scenario tests pass a fake service).
+ */
+export function meterOf(service: { readonly meter?: Meter | undefined }): Meter {
+  return service.meter ?? noopMeter;
+}
+
 export async function startMetrics(options: MetricsOptions): Promise<Metrics> {
   if (options.port === 0) {
     return { meter: createNoopMeter(), url: undefined, shutdown: async () => undefined };

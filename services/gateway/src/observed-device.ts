@@ -11,6 +11,7 @@ import {
   type Counter,
   type Histogram,
   type Meter,
+  meterOf,
   ROOT_CONTEXT,
   type Service,
   SpanKind,
@@ -63,7 +64,7 @@ export class ObservedDevice implements BlockDevice {
     private readonly inner: BlockDevice,
     private readonly service: Service,
   ) {
-    this.instruments = gatewayInstruments(service.meter);
+    this.instruments = gatewayInstruments(meterOf(service));
   }
 
   get name(): string {

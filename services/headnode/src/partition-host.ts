@@ -43,6 +43,7 @@ import {
   activeSpanContext,
   contextOfSpan,
   type Logger,
+  meterOf,
   type Service,
   type SpanContext,
   SpanStatusCode,
@@ -148,7 +149,7 @@ export class PartitionHost {
     this.directory = directory;
     this.service = service;
     this.logger = service.logger.child({ volume: address.volume, partition: address.partition });
-    this.instruments = replicaInstruments(service.meter);
+    this.instruments = replicaInstruments(meterOf(service));
     this.journalFiles = new JournalFiles(journal);
     const transport = new NatsTransport(service, address);
     this.ports = {

@@ -14,7 +14,13 @@
 // only: a restart drops them, and their reserved space is free again.
 
 import type { MessageOf } from "@ballast/protocol";
-import type { CommonConfig, ConfigOf, OptionSpecs, Service } from "@ballast/runtime";
+import {
+  type CommonConfig,
+  type ConfigOf,
+  meterOf,
+  type OptionSpecs,
+  type Service,
+} from "@ballast/runtime";
 import {
   blobUploadSweepIntervalMs,
   damagedSlotsDescribedMax,
@@ -136,7 +142,7 @@ export class Sled {
 
 /** Capacity gauges, read when Prometheus scrapes (no-ops when metrics are off). */
 function observeCapacity(service: Service, store: SledStore): void {
-  const meter = service.meter;
+  const meter = meterOf(service);
   const capacity = meter.createObservableGauge("ballast_sled_capacity_bytes", {
     description: "bytes of chunk space on this sled's devices",
   });
