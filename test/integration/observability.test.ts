@@ -88,14 +88,16 @@ test("one NBD write is one trace from the gateway through the primary to the sec
         s.instance !== primaryHandle.instance,
     ),
   );
-  const root = inTrace().find((s) => s.service === "ballast-gateway" && s.name === "nbd write");
-  expect(root?.parentSpanId).toBe("");
+  const root = await waitFor("the gateway's NBD write span, in the same trace", () =>
+    inTrace().find((s) => s.service === "ballast-gateway" && s.name === "nbd write"),
+  );
+  expect(root.parentSpanId).toBe("");
   // Parented hop by hop up to the NBD request: secondary handle → replicate notes (on
   // the primary) → the primary's handling → the client's send → the NBD request.
   const chain = await waitFor("the secondary's chain up to the root", () => {
     const spans = inTrace();
     const found = ancestry(secondaryHandle, spans);
-    return found[found.length - 1]?.spanId === root?.spanId ? found : undefined;
+    return found[found.length - 1]?.spanId === root.spanId ? found : undefined;
   });
   expect(chain.map((s) => `${s.instance}:${s.name}`)).toEqual([
     `${secondaryHandle.instance}:handle replica.notes.v1`,

@@ -23,7 +23,7 @@ import {
   RequestError,
   TimeoutError,
 } from "@nats-io/transport-node";
-import type { Context, Tracer } from "@opentelemetry/api";
+import type { Context, Counter, Meter, Tracer } from "@opentelemetry/api";
 import {
   natsConnectTimeoutMs,
   natsReconnectWaitMs,
@@ -178,9 +178,15 @@ export class Bus {
   /** Undefined with tracing off: requests then make no span and carry no headers. */
   private readonly tracer: Tracer | undefined;
 
-  constructor(connection: NatsConnection, tracer: Tracer | undefined) {
+  /** Requests that failed, by message type and error code (a no-op without metrics). */
+  private readonly failures: Counter | undefined;
+
+  constructor(connection: NatsConnection, tracer: Tracer | undefined, meter?: Meter) {
     this.connection = connection;
     this.tracer = tracer;
+    this.failures = meter?.createCounter("ballast_nats_request_errors", {
+      description: "NATS requests this process sent that failed, by type and error code",
+    });
   }
 
   /** Sends a request and returns its validated result, or throws a BallastError. */
@@ -216,9 +222,17 @@ export class Bus {
           });
           reply = response.data;
         } catch (error) {
-          throw translateNatsError(error, subject, deadlineMs);
+          const translated = translateNatsError(error, subject, deadlineMs);
+          this.failures?.add(1, { type, code: translated.code });
+          throw translated;
         }
-        return decodeReply(type, reply);
+        try {
+          return decodeReply(type, reply);
+        } catch (error) {
+          const code = error instanceof BallastError ? error.code : ErrorCode.Internal;
+          this.failures?.add(1, { type, code });
+          throw error;
+        }
       },
     );
   }

@@ -215,7 +215,7 @@ export async function runService<T extends OptionSpecs>(
   const service = new Service({
     kind: definition.kind,
     nodeId: common.nodeId,
-    bus: new Bus(connection, tracing.tracer),
+    bus: new Bus(connection, tracing.tracer, metrics.meter),
     tracer: tracing.tracer,
     meter: metrics.meter,
     logger,

@@ -33,6 +33,7 @@ import {
   type Link,
   type Meter,
   type ObservableResult,
+  ROOT_CONTEXT,
   type Service,
   type SpanContext,
   SpanKind,
@@ -41,7 +42,7 @@ import {
   traceContext,
   type UpDownCounter,
 } from "@ballast/runtime";
-import type { Done, JournalPort, TransportPort } from "./ports.ts";
+import type { Done, JournalPort, SledsPort, TransportPort } from "./ports.ts";
 import type { CheckpointPointer, ReplicationMessage } from "./replica/effects.ts";
 import type { Note } from "./replica/note.ts";
 import type { Replica } from "./replica/replica.ts";
@@ -192,6 +193,92 @@ export class ObservedJournal implements JournalPort {
 
   releaseThrough(throughOpNum: number, done: Done): void {
     this.inner.releaseThrough(throughOpNum, done);
+  }
+}
+
+/**
+ * The sleds port with background work kept out of request traces: the core's effects
+ * run in whatever context the input that produced them had (often a client request's
+ * span), but a chunk flush or a checkpoint blob is not part of that request. A chunk
+ * write is a root span of its own ("flush chunk"); the other background calls run
+ * under the root context. Reads (a client read's chunk fetches) keep their context.
+ * Installed only with tracing on.
+ */
+export class DetachedSleds implements SledsPort {
+  constructor(
+    private readonly service: Service,
+    private readonly inner: SledsPort,
+  ) {}
+
+  writeChunk(
+    chunk: { sledChunkId: string; chunkNumber: number; data: Uint8Array; checksum?: number },
+    sleds: readonly string[],
+    done: Done<string[]>,
+  ): void {
+    const tracer = this.service.tracer;
+    if (tracer === undefined) {
+      this.inner.writeChunk(chunk, sleds, done);
+      return;
+    }
+    const span = tracer.startSpan(
+      "flush chunk",
+      {
+        kind: SpanKind.INTERNAL,
+        attributes: {
+          "ballast.chunk": chunk.chunkNumber,
+          "ballast.bytes": chunk.data.byteLength,
+        },
+      },
+      ROOT_CONTEXT,
+    );
+    traceContext.with(trace.setSpan(ROOT_CONTEXT, span), () =>
+      this.inner.writeChunk(chunk, sleds, (outcome) => {
+        if (!outcome.ok) {
+          span.setStatus({ code: SpanStatusCode.ERROR, message: String(outcome.error) });
+        }
+        span.end();
+        done(outcome);
+      }),
+    );
+  }
+
+  readChunk(
+    sledChunkId: string,
+    copies: readonly string[],
+    offset: number,
+    length: number,
+    expect?: { bytes: number; checksum?: number },
+  ): Promise<Uint8Array> {
+    return this.inner.readChunk(sledChunkId, copies, offset, length, expect);
+  }
+
+  readWholeChunk(
+    chunk: { sledChunkId: string; copies: readonly string[]; bytes: number; checksum?: number },
+    done: Done<Uint8Array>,
+  ): void {
+    traceContext.with(ROOT_CONTEXT, () => this.inner.readWholeChunk(chunk, done));
+  }
+
+  putBlob(
+    key: string,
+    data: Uint8Array,
+    sleds: readonly string[],
+    spread: number,
+    done: Done<string[]>,
+  ): void {
+    traceContext.with(ROOT_CONTEXT, () => this.inner.putBlob(key, data, sleds, spread, done));
+  }
+
+  getBlob(
+    key: string,
+    bytes: number,
+    sleds: readonly string[],
+  ): Promise<{ data: Uint8Array; sled: string }> {
+    return this.inner.getBlob(key, bytes, sleds);
+  }
+
+  deleteBlob(key: string, sleds: readonly string[], done: Done): void {
+    traceContext.with(ROOT_CONTEXT, () => this.inner.deleteBlob(key, sleds, done));
   }
 }
 

@@ -62,6 +62,7 @@ import { EffectRunner } from "./effect-runner.ts";
 import { HeldTicks } from "./held-ticks.ts";
 import { Journal } from "./journal/index.ts";
 import {
+  DetachedSleds,
   ObservedJournal,
   OpContexts,
   type ReplicaInstruments,
@@ -152,6 +153,10 @@ export class PartitionHost {
     this.instruments = replicaInstruments(meterOf(service));
     this.journalFiles = new JournalFiles(journal);
     const transport = new NatsTransport(service, address);
+    const natsSleds = new NatsSleds(sleds, {
+      volume: address.volume,
+      partition: address.partition,
+    });
     this.ports = {
       journal: new ObservedJournal(
         service,
@@ -161,7 +166,7 @@ export class PartitionHost {
         address.volume,
       ),
       checkpoints,
-      sleds: new NatsSleds(sleds, { volume: address.volume, partition: address.partition }),
+      sleds: service.tracer === undefined ? natsSleds : new DetachedSleds(service, natsSleds),
       // Tracing off: the plain transport, whose messages carry no headers.
       transport:
         service.tracer === undefined
