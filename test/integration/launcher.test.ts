@@ -104,6 +104,16 @@ describe("ballast up and status", () => {
     expect(cluster.launcherPid).toBe(run.child.pid);
     expect(cluster.natsUrl).toMatch(/^nats:\/\/127\.0\.0\.1:\d+$/);
     expect(isRunning(cluster.natsServer!.pid)).toBe(true);
+    // Every service's metrics endpoint is printed, and answers.
+    const metricsUrls = await waitFor("a metrics URL per service in up's output", () => {
+      const urls = [...run.output.text.matchAll(/metrics (http:\/\/127\.0\.0\.1:\d+\/metrics)/g)];
+      return urls.length === expectedIds.length ? urls.map((match) => match[1]!) : undefined;
+    });
+    for (const url of metricsUrls) {
+      const response = await fetch(url);
+      expect(response.status).toBe(200);
+      expect(await response.text()).toContain("target_info");
+    }
     firstRun.status = status;
     firstRun.cluster = cluster;
     firstRun.created = await Promise.all(expectedIds.map(identityCreatedAt));

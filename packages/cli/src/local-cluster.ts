@@ -70,6 +70,11 @@ export interface LocalClusterOptions {
   nbdPortFirst?: number;
   /** Extra environment for every service (log level, OTLP endpoint, intervals). */
   env?: Record<string, string>;
+  /**
+   * Give every service a Prometheus endpoint on a free loopback port (BALLAST_METRICS_PORT),
+   * kept across restarts; see `metricsUrl`. Off: no service serves metrics.
+   */
+  metrics?: boolean;
   /** Make services stop by themselves if this process dies (the launcher does). */
   tieToParent?: boolean;
   /** Called when a service exits without being asked to. */
@@ -108,6 +113,8 @@ export class LocalCluster {
   private readonly credentials: Record<CredentialName, NatsCredentials> | undefined;
   private readonly services = new Map<string, Managed>();
   private readonly options: LocalClusterOptions;
+  /** Each service's metrics port, when `metrics` is on. */
+  private readonly metricsPorts = new Map<string, number>();
 
   private constructor(
     options: LocalClusterOptions,
@@ -186,8 +193,23 @@ export class LocalCluster {
         cluster.add(kind, `${idPrefix[kind]}-${index}`);
       }
     }
+    if (options.metrics === true) {
+      const taken = new Set<number>();
+      for (const id of cluster.services.keys()) {
+        let port = await freePort();
+        while (taken.has(port)) port = await freePort();
+        taken.add(port);
+        cluster.metricsPorts.set(id, port);
+      }
+    }
     for (const id of cluster.services.keys()) cluster.spawn(id);
     return cluster;
+  }
+
+  /** Where Prometheus scrapes service `id`, when the cluster serves metrics. */
+  metricsUrl(id: string): string | undefined {
+    const port = this.metricsPorts.get(id);
+    return port === undefined ? undefined : `http://127.0.0.1:${port}/metrics`;
   }
 
   /** Every service with its current pid. */
@@ -343,6 +365,8 @@ export class LocalCluster {
       const index = Number(id.slice(id.lastIndexOf("-") + 1));
       env.BALLAST_NBD_PORT = String(first === 0 ? 0 : first + index - 1);
     }
+    const metricsPort = this.metricsPorts.get(id);
+    if (metricsPort !== undefined) env.BALLAST_METRICS_PORT = String(metricsPort);
     if (this.options.tieToParent) env.BALLAST_PARENT_PID = String(process.pid);
     if (this.credentials !== undefined) {
       // Only this role's file; clear what the launcher itself may have inherited.

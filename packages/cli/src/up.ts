@@ -82,6 +82,7 @@ export async function up(options: UpOptions): Promise<number> {
     gateways: options.gateways,
     nbdPortFirst: options.nbdPort,
     env,
+    metrics: true,
     tieToParent: true,
     onUnexpectedExit(service, code) {
       if (!stopping) {
@@ -138,6 +139,8 @@ export async function up(options: UpOptions): Promise<number> {
   }
   for (const record of cluster.records()) {
     options.print(`  ${record.id.padEnd(14)}pid ${String(record.pid).padEnd(8)}log ${record.log}`);
+    const metrics = cluster.metricsUrl(record.id);
+    if (metrics !== undefined) options.print(`  ${"".padEnd(14)}metrics ${metrics}`);
   }
   options.print(`  cluster file ${clusterFilePath(dataDir)}`);
 

@@ -23,7 +23,7 @@ import {
   RequestError,
   TimeoutError,
 } from "@nats-io/transport-node";
-import type { Tracer } from "@opentelemetry/api";
+import type { Context, Counter, Meter, Tracer } from "@opentelemetry/api";
 import {
   natsConnectTimeoutMs,
   natsReconnectWaitMs,
@@ -175,11 +175,18 @@ export interface RequestOptions {
 /** Sends requests and publications with trace context, and decodes replies. */
 export class Bus {
   readonly connection: NatsConnection;
-  private readonly tracer: Tracer;
+  /** Undefined with tracing off: requests then make no span and carry no headers. */
+  private readonly tracer: Tracer | undefined;
 
-  constructor(connection: NatsConnection, tracer: Tracer) {
+  /** Requests that failed, by message type and error code (a no-op without metrics). */
+  private readonly failures: Counter | undefined;
+
+  constructor(connection: NatsConnection, tracer: Tracer | undefined, meter?: Meter) {
     this.connection = connection;
     this.tracer = tracer;
+    this.failures = meter?.createCounter("ballast_nats_request_errors", {
+      description: "NATS requests this process sent that failed, by type and error code",
+    });
   }
 
   /** Sends a request and returns its validated result, or throws a BallastError. */
@@ -201,33 +208,48 @@ export class Bus {
       `send ${type}`,
       { kind: SpanKind.CLIENT, attributes: { "messaging.destination.name": subject } },
       async () => {
-        const headers = natsHeaders();
-        injectTraceContext(headers);
+        let headers: ReturnType<typeof natsHeaders> | undefined;
+        if (this.tracer !== undefined) {
+          headers = natsHeaders();
+          injectTraceContext(headers);
+        }
         const payload = encodeMessage(message as Message);
         let reply: Uint8Array;
         try {
           const response = await this.connection.request(subject, payload, {
             timeout: deadlineMs,
-            headers,
+            ...(headers === undefined ? {} : { headers }),
           });
           reply = response.data;
         } catch (error) {
-          throw translateNatsError(error, subject, deadlineMs);
+          const translated = translateNatsError(error, subject, deadlineMs);
+          this.failures?.add(1, { type, code: translated.code });
+          throw translated;
         }
-        return decodeReply(type, reply);
+        try {
+          return decodeReply(type, reply);
+        } catch (error) {
+          const code = error instanceof BallastError ? error.code : ErrorCode.Internal;
+          this.failures?.add(1, { type, code });
+          throw error;
+        }
       },
     );
   }
 
   /** Publishes a message that expects no reply, with trace context unless `untraced`. */
-  publish(subject: string, message: Message, options: { untraced?: boolean } = {}): void {
+  publish(
+    subject: string,
+    message: Message,
+    options: { untraced?: boolean; traceFrom?: Context } = {},
+  ): void {
     const payload = encodeMessage(message);
-    if (options.untraced) {
+    if (options.untraced || this.tracer === undefined) {
       this.connection.publish(subject, payload);
       return;
     }
     const headers = natsHeaders();
-    injectTraceContext(headers);
+    injectTraceContext(headers, options.traceFrom);
     this.connection.publish(subject, payload, { headers });
   }
 }

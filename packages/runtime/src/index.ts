@@ -8,6 +8,7 @@ export * from "./data-dir.ts";
 export * from "./errors.ts";
 export * from "./keyed-lock.ts";
 export * from "./logger.ts";
+export * from "./metrics.ts";
 export * from "./run.ts";
 export * from "./service.ts";
 export * from "./test-faults.ts";

@@ -16,6 +16,7 @@ import {
 import { claimDataDir } from "./data-dir.ts";
 import { ConfigError, DataDirError } from "./errors.ts";
 import { createLogger, type Logger } from "./logger.ts";
+import { type Metrics, startMetrics } from "./metrics.ts";
 import { Service } from "./service.ts";
 import { startTracing } from "./tracing.ts";
 
@@ -86,6 +87,22 @@ export const commonOptions = {
     type: "string",
     description: "OTLP/HTTP endpoint for traces, e.g. http://127.0.0.1:4318",
     check: checks.httpUrl,
+  },
+  metricsPort: {
+    flag: "metrics-port",
+    env: "BALLAST_METRICS_PORT",
+    type: "integer",
+    default: 0,
+    min: 0,
+    max: 65_535,
+    description: "TCP port of the Prometheus endpoint (/metrics); 0 = no metrics",
+  },
+  metricsHost: {
+    flag: "metrics-host",
+    env: "BALLAST_METRICS_HOST",
+    type: "string",
+    default: "127.0.0.1",
+    description: "address the Prometheus endpoint listens on",
   },
   logLevel: {
     flag: "log-level",
@@ -163,6 +180,22 @@ export async function runService<T extends OptionSpecs>(
     instanceId: common.nodeId,
     otlpEndpoint: common.otlpEndpoint,
   });
+  let metrics: Metrics;
+  try {
+    metrics = await startMetrics({
+      port: common.metricsPort,
+      host: common.metricsHost,
+      serviceName: `ballast-${definition.kind}`,
+      instanceId: common.nodeId,
+    });
+  } catch (error) {
+    const message = `cannot serve metrics on ${common.metricsHost}:${common.metricsPort}: ${(error as Error).message}`;
+    logger.fatal(message);
+    process.stderr.write(`ballast ${definition.kind}: ${message}\n`);
+    await tracing.shutdown().catch(() => undefined);
+    return exitCodes.badConfig;
+  }
+  if (metrics.url !== undefined) logger.info({ metrics: metrics.url }, "serving metrics");
   let access: NatsAccess;
   try {
     access = natsAccessOf(common);
@@ -182,8 +215,9 @@ export async function runService<T extends OptionSpecs>(
   const service = new Service({
     kind: definition.kind,
     nodeId: common.nodeId,
-    bus: new Bus(connection, tracing.tracer),
+    bus: new Bus(connection, tracing.tracer, metrics.meter),
     tracer: tracing.tracer,
+    meter: metrics.meter,
     logger,
     heartbeatIntervalMs: common.heartbeatIntervalMs,
   });
@@ -212,6 +246,7 @@ export async function runService<T extends OptionSpecs>(
     await service.stop("start failed");
     exitCode = exitCodes.failed;
   }
+  await metrics.shutdown().catch(() => undefined);
   await tracing.shutdown().catch(() => undefined);
   return exitCode;
 }

@@ -20,7 +20,15 @@ import {
   subjects,
 } from "@ballast/protocol";
 import type { Msg, Subscription } from "@nats-io/transport-node";
-import { context as otelContext, type Span, type Tracer, trace } from "@opentelemetry/api";
+import {
+  type Counter,
+  createNoopMeter,
+  type Meter,
+  context as otelContext,
+  type Span,
+  type Tracer,
+  trace,
+} from "@opentelemetry/api";
 import type { Bus } from "./bus.ts";
 import { ballastVersion, handlersInflightMax, shutdownGraceMs } from "./constants.ts";
 import type { Logger } from "./logger.ts";
@@ -48,18 +56,23 @@ export interface ServeOptions<T extends MessageType> {
   inflightMax?: number;
   /**
    * Open a span per message (default). Off for high-rate background traffic such as
-   * heartbeats, whose spans would bury the ones worth reading.
+   * heartbeats, whose spans would bury the ones worth reading. "when-carried": only for a
+   * message whose sender put a trace context in its headers (replication: the notes of
+   * a traced request carry one, acknowledgements and empty rounds none).
    */
-  traced?: boolean;
+  traced?: boolean | "when-carried";
 }
 
 export interface ServiceOptions {
   kind: ServiceKind;
   nodeId: string;
   bus: Bus;
-  tracer: Tracer;
+  /** Undefined with tracing off (no exporter): no span is made. */
+  tracer: Tracer | undefined;
   logger: Logger;
   heartbeatIntervalMs: number;
+  /** The process's meter (metrics.ts); a no-op one when metrics are off. */
+  meter?: Meter;
 }
 
 type Closer = () => void | Promise<void>;
@@ -73,7 +86,7 @@ interface Route {
   accept: ReadonlySet<MessageType>;
   dispatch: Dispatch;
   inflightMax: number;
-  traced: boolean;
+  traced: boolean | "when-carried";
 }
 
 export class Service {
@@ -82,7 +95,12 @@ export class Service {
   readonly bus: Bus;
   readonly logger: Logger;
   readonly startedAtMs = Date.now();
-  private readonly tracer: Tracer;
+  /** Undefined with tracing off: actors check it before making a span. */
+  readonly tracer: Tracer | undefined;
+  /** Where the actor's instruments come from; a no-op meter when metrics are off. */
+  readonly meter: Meter;
+  /** Requests this service answered with an error, by message type and error code. */
+  private readonly failures: Counter;
   private readonly heartbeatIntervalMs: number;
   private readonly subscriptions: Subscription[] = [];
   private readonly loops: Promise<void>[] = [];
@@ -98,6 +116,10 @@ export class Service {
     this.nodeId = options.nodeId;
     this.bus = options.bus;
     this.tracer = options.tracer;
+    this.meter = options.meter ?? noopMeter;
+    this.failures = this.meter.createCounter("ballast_requests_failed", {
+      description: "NATS requests this service answered with an error, by type and code",
+    });
     this.logger = options.logger;
     this.heartbeatIntervalMs = options.heartbeatIntervalMs;
   }
@@ -264,7 +286,11 @@ export class Service {
       if (isRequest) raw.respond(encodeError(error));
       return;
     }
-    if (!route.traced) {
+    if (
+      this.tracer === undefined ||
+      !route.traced ||
+      (route.traced === "when-carried" && !raw.headers?.has("traceparent"))
+    ) {
       await this.run(raw, message, dispatch, undefined);
       return;
     }
@@ -293,6 +319,7 @@ export class Service {
       if (isRequest) raw.respond(encodeResult(result ?? null));
     } catch (error) {
       const body = errorBody(error);
+      this.failures.add(1, { type: message.type, code: body.code });
       span?.setStatus({ code: SpanStatusCode.ERROR, message: body.message });
       span?.setAttribute("ballast.error.code", body.code);
       const level = body.code === ErrorCode.Internal ? "error" : "warn";
@@ -301,6 +328,8 @@ export class Service {
     }
   }
 }
+
+const noopMeter = createNoopMeter();
 
 async function settleWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
   let timer: NodeJS.Timeout | undefined;

@@ -1,14 +1,28 @@
 // OpenTelemetry for Ballast. There is no NATS instrumentation package, so the W3C trace
 // context is carried by hand: the sender injects `traceparent` (and `tracestate`) into
 // the NATS message headers, the receiver extracts it and parents its span on it. Spans
-// are exported by OTLP/HTTP when an endpoint is configured; without one they are still
-// created (so logs carry trace ids and context still propagates) but go nowhere.
+// are exported by OTLP/HTTP when an endpoint is configured (OTEL_EXPORTER_OTLP_ENDPOINT
+// or --otlp-endpoint) and OTEL_TRACES_EXPORTER is not "none". Without an exporter there
+// is no tracer at all (`Tracing.tracer` is undefined) and every traced path checks for
+// it first: no span object, no context switch, no header is made, so tracing off costs
+// the write path one comparison per hop. Sampling follows the standard
+// OTEL_TRACES_SAMPLER and OTEL_TRACES_SAMPLER_ARG variables (the SDK reads them; the
+// default, parentbased_always_on, keeps every trace a sampled parent started).
+//
+// Why not @opentelemetry/sdk-node: at the version matching the pinned OTel packages
+// (0.223.0) it pulls in 149 packages (gRPC and protobuf exporters, install scripts) and a
+// second copy of @opentelemetry/core and resources at another patch version; the pieces
+// used here (the Node tracer provider, the OTLP/HTTP exporter, and for metrics the
+// Prometheus exporter with sdk-metrics, see metrics.ts) are what it would assemble.
 
 import {
   type Context,
   context,
+  type Link,
   propagation,
+  ROOT_CONTEXT,
   type Span,
+  type SpanContext,
   SpanKind,
   SpanStatusCode,
   type TextMapGetter,
@@ -58,21 +72,32 @@ export interface TracingOptions {
 }
 
 export interface Tracing {
-  tracer: Tracer;
+  /** Undefined when no exporter is configured: callers then make no spans at all. */
+  tracer: Tracer | undefined;
   /** Exports what is buffered and stops; call once on shutdown. */
   shutdown(): Promise<void>;
 }
 
 let registered = false;
 
+/** Whether spans go anywhere: an OTLP endpoint is given and the exporter is not "none". */
+export function tracingConfigured(
+  otlpEndpoint: string | undefined,
+  env: Readonly<Record<string, string | undefined>> = process.env,
+): boolean {
+  const exporters = (env.OTEL_TRACES_EXPORTER ?? "otlp").split(",").map((one) => one.trim());
+  if (exporters.includes("none") || !exporters.includes("otlp")) return false;
+  return otlpEndpoint !== undefined && otlpEndpoint !== "";
+}
+
 export function startTracing(options: TracingOptions): Tracing {
-  const spanProcessors: SpanProcessor[] = [];
-  if (options.otlpEndpoint !== undefined) {
-    const url = new URL("v1/traces", ensureSlash(options.otlpEndpoint)).toString();
-    spanProcessors.push(
-      new BatchSpanProcessor(new OTLPTraceExporter({ url }), { scheduledDelayMillis: 500 }),
-    );
+  if (!tracingConfigured(options.otlpEndpoint) || options.otlpEndpoint === undefined) {
+    return { tracer: undefined, shutdown: async () => undefined };
   }
+  const url = new URL("v1/traces", ensureSlash(options.otlpEndpoint)).toString();
+  const spanProcessors: SpanProcessor[] = [
+    new BatchSpanProcessor(new OTLPTraceExporter({ url }), { scheduledDelayMillis: 500 }),
+  ];
   const provider = new NodeTracerProvider({
     resource: resourceFromAttributes({
       [ATTR_SERVICE_NAME]: options.serviceName,
@@ -109,11 +134,12 @@ export function extractTraceContext(headers: HeaderCarrier | undefined): Context
 
 /** Runs `work` inside a new span, ending it and recording a thrown error. */
 export async function withSpan<T>(
-  tracer: Tracer,
+  tracer: Tracer | undefined,
   name: string,
   options: { kind: SpanKind; parent?: Context; attributes?: Record<string, string | number> },
-  work: (span: Span) => Promise<T>,
+  work: (span: Span | undefined) => Promise<T>,
 ): Promise<T> {
+  if (tracer === undefined) return work(undefined);
   const parent = options.parent ?? context.active();
   const span = tracer.startSpan(
     name,
@@ -131,4 +157,15 @@ export async function withSpan<T>(
   }
 }
 
-export { SpanKind, SpanStatusCode };
+/** The span context of the active span, if any (to carry across a batching boundary). */
+export function activeSpanContext(): SpanContext | undefined {
+  return trace.getActiveSpan()?.spanContext();
+}
+
+/** A context whose parent is the given span context (or the root when undefined). */
+export function contextOfSpan(spanContext: SpanContext | undefined): Context {
+  return spanContext === undefined ? ROOT_CONTEXT : trace.setSpanContext(ROOT_CONTEXT, spanContext);
+}
+
+export type { Context, Link, Span, SpanContext, Tracer };
+export { context as traceContext, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace };

@@ -26,6 +26,7 @@ import { BallastClient, type Volume } from "@ballast/client";
 import { BallastError, ErrorCode, subjects } from "@ballast/protocol";
 import type { CommonConfig, ConfigOf, OptionSpecs, Service } from "@ballast/runtime";
 import { NbdServer } from "./nbd/index.ts";
+import { ObservedDevice } from "./observed-device.ts";
 
 export const nbdPortDefault = 10809;
 
@@ -72,7 +73,10 @@ export class Gateway {
   async start(): Promise<void> {
     this.service.serveInbox([], () => undefined);
     this.server = new NbdServer({
-      openExport: (name) => this.openExport(name),
+      openExport: async (name) => {
+        const device = await this.openExport(name);
+        return device === undefined ? undefined : new ObservedDevice(device, this.service);
+      },
       listExports: () => this.listExports(),
       logger: this.service.logger,
     });

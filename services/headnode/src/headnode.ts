@@ -455,7 +455,7 @@ export class HeadNode {
     );
     const replication = this.service.serve(
       subjects.replica.build(message.volume, message.partition, this.service.nodeId),
-      { accept: ["replica.notes.v1", "replica.ack.v1"], traced: false },
+      { accept: ["replica.notes.v1", "replica.ack.v1"], traced: "when-carried" },
       (replicationMessage) => host.onReplication(replicationMessage),
     );
     host.sledsOut = this.replicator.sledsOut;

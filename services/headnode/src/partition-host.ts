@@ -39,7 +39,15 @@
 import { mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { BallastError, ErrorCode, type MessageOf } from "@ballast/protocol";
-import type { Logger, Service } from "@ballast/runtime";
+import {
+  activeSpanContext,
+  contextOfSpan,
+  type Logger,
+  meterOf,
+  type Service,
+  type SpanContext,
+  SpanStatusCode,
+} from "@ballast/runtime";
 import {
   CheckpointFile,
   decodeNote,
@@ -53,6 +61,14 @@ import { type ReplicaLimits, tickMs } from "./constants.ts";
 import { EffectRunner } from "./effect-runner.ts";
 import { HeldTicks } from "./held-ticks.ts";
 import { Journal } from "./journal/index.ts";
+import {
+  DetachedSleds,
+  ObservedJournal,
+  OpContexts,
+  type ReplicaInstruments,
+  replicaInstruments,
+  TracedTransport,
+} from "./observability.ts";
 import type { ReplicaPorts } from "./ports.ts";
 import type {
   CheckpointPointer,
@@ -112,6 +128,10 @@ export class PartitionHost {
   onFailure: (() => void) | undefined;
   /** Sleds the coordinator declared out (replicator.ts): copies there count as lost. */
   sledsOut: ReadonlySet<string> = new Set();
+  /** Traces: each in-flight op's request span context (observability.ts). */
+  private readonly opContexts = new OpContexts();
+  private readonly instruments: ReplicaInstruments;
+  private readonly journalFiles: JournalFiles;
 
   private constructor(
     address: PartitionAddress,
@@ -130,13 +150,31 @@ export class PartitionHost {
     this.directory = directory;
     this.service = service;
     this.logger = service.logger.child({ volume: address.volume, partition: address.partition });
+    this.instruments = replicaInstruments(meterOf(service));
+    this.journalFiles = new JournalFiles(journal);
+    const transport = new NatsTransport(service, address);
+    const natsSleds = new NatsSleds(sleds, {
+      volume: address.volume,
+      partition: address.partition,
+    });
     this.ports = {
-      journal: new JournalFiles(journal),
+      journal: new ObservedJournal(
+        service,
+        this.journalFiles,
+        this.opContexts,
+        this.instruments,
+        address.volume,
+      ),
       checkpoints,
-      sleds: new NatsSleds(sleds, { volume: address.volume, partition: address.partition }),
-      transport: new NatsTransport(service, address),
+      sleds: service.tracer === undefined ? natsSleds : new DetachedSleds(service, natsSleds),
+      // Tracing off: the plain transport, whose messages carry no headers.
+      transport:
+        service.tracer === undefined
+          ? transport
+          : new TracedTransport(service, address, transport, this.opContexts),
       clock: processClock,
     };
+    this.instruments.replicas.add(this);
     this.runner = new EffectRunner(replica, this.ports, {
       reply: (requestId, reply) => this.settleRequest(requestId)?.resolve(reply),
       replyError: (requestId, error) => this.settleRequest(requestId)?.reject(error),
@@ -325,9 +363,67 @@ export class PartitionHost {
       this.waiting.set(requestId, { resolve, reject });
     });
     this.catchUp();
-    this.replica.onClientRequest(build(requestId));
+    const request = build(requestId);
+    const lastBefore = this.replica.lastOpNum;
+    this.replica.onClientRequest(request);
+    // The ops the core gave this request now (none if it queued it): their sends and
+    // journal syncs are traced under this request's span (observability.ts).
+    const lastAfter = this.replica.lastOpNum;
+    const tracer = this.service.tracer;
+    const handling = tracer === undefined ? undefined : activeSpanContext();
+    if (handling !== undefined && lastAfter > lastBefore) {
+      this.opContexts.set(lastBefore + 1, lastAfter, handling);
+    }
     this.run();
-    return reply;
+    return this.observe(request, reply, handling, lastBefore + 1, lastAfter);
+  }
+
+  /**
+   * Counts a client request (metrics) and, when traced, spans its wait for the commit;
+   * forgets its ops' trace contexts once it is answered.
+   */
+  private async observe(
+    request: ClientRequest,
+    reply: Promise<Reply>,
+    handling: SpanContext | undefined,
+    opFirst: number,
+    opLast: number,
+  ): Promise<Reply> {
+    const { instruments } = this;
+    const volume = { volume: this.address.volume };
+    const startedMs = performance.now();
+    const commit =
+      handling === undefined || this.service.tracer === undefined
+        ? undefined
+        : this.service.tracer.startSpan(
+            "commit",
+            { attributes: { "ballast.op_first": opFirst, "ballast.op_last": opLast } },
+            contextOfSpan(handling),
+          );
+    instruments.inflight.add(1, volume);
+    try {
+      const answer = await reply;
+      instruments.requests.add(1, { ...volume, kind: request.kind });
+      if (request.kind === "write") {
+        instruments.writes.add(request.writes.length, volume);
+        let bytes = 0;
+        for (const write of request.writes) bytes += write.data.byteLength;
+        instruments.writeBytes.add(bytes, volume);
+      }
+      if (answer.kind === "mutation") commit?.setAttribute("ballast.op_last", answer.opNumLast);
+      return answer;
+    } catch (error) {
+      commit?.setStatus({ code: SpanStatusCode.ERROR, message: (error as Error).message });
+      throw error;
+    } finally {
+      instruments.inflight.add(-1, volume);
+      instruments.requestSeconds.record((performance.now() - startedMs) / 1000, {
+        ...volume,
+        kind: request.kind,
+      });
+      commit?.end();
+      if (opLast >= opFirst) this.opContexts.delete(opFirst, opLast);
+    }
   }
 
   // ------------------------------------------------------------ snapshots
@@ -509,6 +605,8 @@ export class PartitionHost {
 
   async close(): Promise<void> {
     this.runner.close();
+    this.instruments.replicas.delete(this);
+    this.opContexts.clear();
     for (const waiting of this.waiting.values()) {
       waiting.reject(
         new BallastError(ErrorCode.ShuttingDown, `${this.service.nodeId} is shutting down`),
@@ -549,7 +647,7 @@ export class PartitionHost {
    * the given errno code, as a full or broken disk would. Never called outside tests.
    */
   injectJournalFailureForTesting(errno: "ENOSPC" | "EIO"): void {
-    (this.ports.journal as JournalFiles).failForTesting = errno;
+    this.journalFiles.failForTesting = errno;
   }
 
   private failureField(): { failed?: string } {

@@ -14,7 +14,13 @@
 // only: a restart drops them, and their reserved space is free again.
 
 import type { MessageOf } from "@ballast/protocol";
-import type { CommonConfig, ConfigOf, OptionSpecs, Service } from "@ballast/runtime";
+import {
+  type CommonConfig,
+  type ConfigOf,
+  meterOf,
+  type OptionSpecs,
+  type Service,
+} from "@ballast/runtime";
 import {
   blobUploadSweepIntervalMs,
   damagedSlotsDescribedMax,
@@ -134,6 +140,33 @@ export class Sled {
   }
 }
 
+/** Capacity gauges, read when Prometheus scrapes (no-ops when metrics are off). */
+function observeCapacity(service: Service, store: SledStore): void {
+  const meter = meterOf(service);
+  const capacity = meter.createObservableGauge("ballast_sled_capacity_bytes", {
+    description: "bytes of chunk space on this sled's devices",
+  });
+  const used = meter.createObservableGauge("ballast_sled_used_bytes", {
+    description: "bytes of chunk space in use",
+  });
+  const chunks = meter.createObservableGauge("ballast_sled_chunks", {
+    description: "chunks stored",
+  });
+  const failed = meter.createObservableGauge("ballast_sled_failed_devices", {
+    description: "devices taken out of service after an I/O error",
+  });
+  meter.addBatchObservableCallback(
+    (result) => {
+      const stat = store.stat();
+      result.observe(capacity, stat.capacityBytes);
+      result.observe(used, stat.usedBytes);
+      result.observe(chunks, stat.chunks);
+      result.observe(failed, store.health().failedDevices.length);
+    },
+    [capacity, used, chunks, failed],
+  );
+}
+
 export const sledDefinition = {
   kind: "sled" as const,
   options: sledOptions,
@@ -152,6 +185,7 @@ export const sledDefinition = {
     const sled = new Sled(store);
     service.serveInbox(sledRequestTypes, (message) => sled.dispatch(message));
     service.setDescription(() => sled.describe(config.dataDir));
+    observeCapacity(service, store);
     const sweep = setInterval(() => {
       void store.expireUploads().catch((error: unknown) => {
         logger.error({ error: String(error) }, "expiring idle uploads failed");
