@@ -182,62 +182,121 @@ export function linearizable(ops: readonly BlockOp[]): boolean {
   }
   items.sort((a, b) => a.invokeMs - b.invokeMs);
   const required = items.filter((item) => item.required).length;
+  const count = items.length;
+  // The operations not yet in the order, as a doubly linked list in invoke order (a
+  // sentinel at `count`): taking one out and putting it back are O(1), and the search
+  // puts them back in the reverse order it took them out, so the list is always intact.
+  const next = new Int32Array(count + 1);
+  const prev = new Int32Array(count + 1);
+  for (let index = 0; index < count; index++) {
+    next[index] = index + 1;
+    prev[index] = index === 0 ? count : index - 1;
+  }
+  next[count] = count === 0 ? count : 0;
+  prev[count] = count === 0 ? count : count - 1;
+  const unlink = (index: number) => {
+    next[prev[index]!] = next[index]!;
+    prev[next[index]!] = prev[index]!;
+  };
+  const relink = (index: number) => {
+    next[prev[index]!] = index;
+    prev[next[index]!] = index;
+  };
+  // Which operations are done is remembered as a 64-bit Zobrist hash (two random words
+  // per operation, xored in and out), so a memo key costs O(1), not O(operations).
+  const random = xorshift(0x9e3779b9);
+  const zobristLow = new Uint32Array(count);
+  const zobristHigh = new Uint32Array(count);
+  for (let index = 0; index < count; index++) {
+    zobristLow[index] = random();
+    zobristHigh[index] = random();
+  }
   const failed = new Set<string>();
-  const done = new Uint8Array(items.length);
 
-  // Iterative depth-first search with an explicit stack, so long histories do not
-  // exhaust the call stack.
   interface Frame {
     value: string;
     remaining: number;
-    next: number;
+    low: number;
+    high: number;
+    /** The frontier: operations invoked by then may go next (see minCompleteOf). */
+    bound: number;
+    /** The candidate tried last (the sentinel before the first). */
+    cursor: number;
+    /** The candidate taken out for the child frame, put back when it returns. */
     chosen: number;
-    key: string;
   }
-  const keyFor = (value: string) => {
-    let mask = "";
-    for (let index = 0; index < done.length; index++) mask += done[index] === 1 ? "1" : "0";
-    return `${mask}|${value}`;
+  // The earliest completion among the operations left. They are in invoke order and
+  // each completes after it is invoked, so the scan stops at the first invoked after the
+  // earliest completion seen: the frontier, a handful of operations.
+  const minCompleteOf = () => {
+    let min = Number.POSITIVE_INFINITY;
+    for (let index = next[count]!; index !== count; index = next[index]!) {
+      const item = items[index]!;
+      if (item.invokeMs > min) break;
+      if (item.completeMs < min) min = item.completeMs;
+    }
+    return min;
   };
-  const stack: Frame[] = [{ value: "zero", remaining: required, next: 0, chosen: -1, key: "" }];
-  stack[0]!.key = keyFor("zero");
+  const frameOf = (value: string, remaining: number, low: number, high: number): Frame => ({
+    value,
+    remaining,
+    low,
+    high,
+    bound: minCompleteOf(),
+    cursor: count,
+    chosen: -1,
+  });
+  const memoKey = (frame: Frame) => `${frame.low},${frame.high},${frame.value}`;
+  const stack: Frame[] = [frameOf("zero", required, 0, 0)];
+  const pop = () => {
+    stack.pop();
+    const parent = stack.at(-1);
+    if (parent !== undefined) relink(parent.chosen);
+  };
   while (stack.length > 0) {
     const frame = stack.at(-1)!;
     if (frame.remaining === 0) return true;
-    if (frame.next === 0 && failed.has(frame.key)) {
-      stack.pop();
-      if (stack.length > 0) done[stack.at(-1)!.chosen] = 0;
+    if (frame.cursor === count && failed.has(memoKey(frame))) {
+      pop();
       continue;
     }
-    let minComplete = Number.POSITIVE_INFINITY;
-    for (let index = 0; index < items.length; index++) {
-      if (done[index] === 0) minComplete = Math.min(minComplete, items[index]!.completeMs);
-    }
     let advanced = false;
-    while (frame.next < items.length) {
-      const index = frame.next++;
+    for (let index = next[frame.cursor]!; index !== count; index = next[index]!) {
       const item = items[index]!;
-      if (done[index] === 1 || item.invokeMs > minComplete) continue;
+      if (item.invokeMs > frame.bound) break;
+      frame.cursor = index;
       if (item.read && item.value !== frame.value) continue;
-      done[index] = 1;
       frame.chosen = index;
-      const value = item.read ? frame.value : item.value;
-      stack.push({
-        value,
-        remaining: frame.remaining - (item.required ? 1 : 0),
-        next: 0,
-        chosen: -1,
-        key: keyFor(value),
-      });
+      unlink(index);
+      stack.push(
+        frameOf(
+          item.read ? frame.value : item.value,
+          frame.remaining - (item.required ? 1 : 0),
+          (frame.low ^ zobristLow[index]!) >>> 0,
+          (frame.high ^ zobristHigh[index]!) >>> 0,
+        ),
+      );
       advanced = true;
       break;
     }
     if (advanced) continue;
-    failed.add(frame.key);
-    stack.pop();
-    if (stack.length > 0) done[stack.at(-1)!.chosen] = 0;
+    failed.add(memoKey(frame));
+    pop();
   }
   return false;
+}
+
+/** A small seeded generator (xorshift32) for the Zobrist words. */
+function xorshift(seed: number): () => number {
+  let state = seed >>> 0 || 1;
+  return () => {
+    state ^= state << 13;
+    state >>>= 0;
+    state ^= state >>> 17;
+    state ^= state << 5;
+    state >>>= 0;
+    return state;
+  };
 }
 
 /** Removes operations one at a time while the rest still fails with `read` in it. */
