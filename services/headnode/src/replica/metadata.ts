@@ -16,11 +16,11 @@
 // journal can still be released, and a chunk lives while any tree refers to it.
 //
 // Space accounting: for every chunk, how many bytes some extent of some tree (`trees()`:
-// the current one and every snapshot) still refers to. It is kept
-// incrementally: a write, trim or write-zeroes takes away the bytes of the older extents
-// it covers (found by a lookup before the insert), and a flush piece moves the bytes it
-// actually relocates from their old place to its chunk. A restore recomputes it by a
-// scan; `checkRefs` compares the two (tests, simulators). A chunk no tree refers to is
+// the current one and every snapshot) still refers to. Each extent tree keeps live bytes
+// per chunk as its extents are inserted, split, trimmed and relocated (the B-tree's own
+// invariant check verifies them), so the partition's figure is a sum over its trees,
+// with no lookup on the write path; `checkRefs` compares it with a recount by a scan
+// (tests, simulators). A chunk no tree refers to is
 // dropped from the table by a later flush record (`drop`); a drop of a chunk still
 // referenced is refused and counted (`dropsRefused`), never applied: apply never throws
 // on it, and a replica that refused one is visibly wrong rather than reading a hole.
@@ -110,16 +110,10 @@ export class PartitionMetadata {
   unflushedBytes = 0;
   /** Drops refused because the chunk was still referenced: a bug if ever above 0. */
   dropsRefused = 0;
-  /**
-   * Referenced bytes per chunk over every tree, kept incrementally; absent means none.
-   * `checkRefs` compares it with a recount.
-   */
-  private readonly refs: Map<number, number>;
 
   constructor(tree: ExtentTree = new ExtentTree(), snapshots: [string, FrozenTree][] = []) {
     this.tree = tree;
     for (const [id, frozen] of snapshots) this.snapshots.set(id, frozen);
-    this.refs = this.recountRefs();
   }
 
   /** Every extent tree of the partition: references are counted over all of them. */
@@ -128,9 +122,16 @@ export class PartitionMetadata {
     return [this.tree, ...[...this.snapshots.values()].map((frozen) => frozen.tree)];
   }
 
-  /** Bytes of `chunkNumber` that some extent of some tree refers to. */
+  /**
+   * Bytes of `chunkNumber` that some extent of some tree refers to, counted once per
+   * tree. Each tree keeps its own live bytes per chunk as extents come and go (the
+   * B-tree's `check()` verifies them), so this is a sum, not a scan; `checkRefs`
+   * compares it with a recount.
+   */
   refBytes(chunkNumber: number): number {
-    return this.refs.get(chunkNumber) ?? 0;
+    let total = this.tree.liveBytes(chunkNumber);
+    for (const frozen of this.snapshots.values()) total += frozen.tree.liveBytes(chunkNumber);
+    return total;
   }
 
   /** Bytes of every chunk in the table (what the partition holds on sleds, per copy). */
@@ -157,7 +158,7 @@ export class PartitionMetadata {
    * size). A scan of every tree: for compaction's choice and for status, not per write.
    */
   distinctLiveBytes(): Map<number, number> {
-    if (this.snapshots.size === 0) return new Map(this.refs);
+    if (this.snapshots.size === 0) return this.tree.liveBytesByChunk();
     const ranges = new Map<number, [number, number][]>();
     for (const tree of this.trees()) {
       for (const extent of tree.extents()) {
@@ -212,7 +213,10 @@ export class PartitionMetadata {
   checkRefs(): string[] {
     const problems: string[] = [];
     const recounted = this.recountRefs();
-    for (const chunkNumber of new Set([...recounted.keys(), ...this.refs.keys()])) {
+    const kept = new Set<number>(this.chunks.keys());
+    for (const tree of this.trees())
+      for (const chunkNumber of tree.liveBytesByChunk().keys()) kept.add(chunkNumber);
+    for (const chunkNumber of new Set([...recounted.keys(), ...kept])) {
       const kept = this.refBytes(chunkNumber);
       const counted = recounted.get(chunkNumber) ?? 0;
       if (kept !== counted) {
@@ -245,28 +249,9 @@ export class PartitionMetadata {
     return found;
   }
 
-  private addRef(chunkNumber: number, bytes: number): void {
-    const next = this.refBytes(chunkNumber) + bytes;
-    if (next === 0) this.refs.delete(chunkNumber);
-    else this.refs.set(chunkNumber, next);
-  }
-
-  /**
-   * Inserts into the current tree (snapshots are frozen), first taking away the chunk
-   * bytes the insert overrides there.
-   */
+  /** Inserts into the current tree (snapshots are frozen); the tree counts its bytes. */
   private insert(extent: Extent): void {
-    const tree = this.tree;
-    // Only stored extents with a lower op number give way (a tie keeps the stored one).
-    // With no chunk referenced at all (nothing flushed yet), there is nothing to look up.
-    if (this.refs.size > 0) {
-      for (const piece of tree.lookup(extent.offset, extent.length)) {
-        if (piece.location?.kind === "chunk" && (piece as Extent).opNum < extent.opNum) {
-          this.addRef(piece.location.chunkId, -piece.length);
-        }
-      }
-    }
-    tree.insert(extent);
+    this.tree.insert(extent);
   }
 
   /**
@@ -339,38 +324,21 @@ export class PartitionMetadata {
     switch (record.kind) {
       case "snapshot.take": {
         if (this.snapshots.has(record.id)) return;
-        const tree = copyTree(this.tree);
-        this.snapshots.set(record.id, { opNum: note.opNum, tree });
-        for (const extent of tree.extents()) {
-          if (extent.location.kind === "chunk") this.addRef(extent.location.chunkId, extent.length);
-        }
+        this.snapshots.set(record.id, { opNum: note.opNum, tree: copyTree(this.tree) });
         return;
       }
       case "snapshot.drop": {
         const frozen = this.snapshots.get(record.id);
         if (frozen === undefined) return;
         this.snapshots.delete(record.id);
-        for (const extent of frozen.tree.extents()) {
-          if (extent.location.kind === "chunk") {
-            this.addRef(extent.location.chunkId, -extent.length);
-          }
-        }
         return;
       }
       case "snapshot.rollback": {
         const frozen = this.snapshots.get(record.id);
         if (frozen === undefined) return;
-        // The replaced tree's references go, the copy's come: chunks only overwritten
-        // data referred to are then unreferenced and dropped by the next flush record.
-        for (const extent of this.tree.extents()) {
-          if (extent.location.kind === "chunk") {
-            this.addRef(extent.location.chunkId, -extent.length);
-          }
-        }
+        // The replaced tree's references go with it: chunks only overwritten data
+        // referred to are then unreferenced and dropped by the next flush record.
         this.tree = copyTree(frozen.tree);
-        for (const extent of this.tree.extents()) {
-          if (extent.location.kind === "chunk") this.addRef(extent.location.chunkId, extent.length);
-        }
         return;
       }
       default: {
@@ -421,16 +389,9 @@ export class PartitionMetadata {
     this.flushedThroughOpNum = Math.max(this.flushedThroughOpNum, record.throughOpNum);
   }
 
-  /** Moves op `opNum`'s bytes in the range to `location` in every tree, and their counts. */
+  /** Moves op `opNum`'s bytes in the range to `location` in every tree (each recounts). */
   private relocate(offset: number, length: number, opNum: number, location: ChunkLocation): void {
-    for (const tree of this.trees()) {
-      for (const piece of tree.lookup(offset, length)) {
-        if (piece.location?.kind === "chunk" && (piece as Extent).opNum === opNum) {
-          this.addRef(piece.location.chunkId, -piece.length);
-        }
-      }
-      this.addRef(location.chunkId, tree.updateLocation(offset, length, opNum, location));
-    }
+    for (const tree of this.trees()) tree.updateLocation(offset, length, opNum, location);
   }
 
   /**
