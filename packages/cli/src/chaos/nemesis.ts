@@ -16,8 +16,15 @@
 //   (BALLAST_TEST_FAULTS=1, packages/runtime/src/test-faults.ts) so the node's journal
 //   commits (a head node's) or device writes (a sled's) hang while it still heartbeats;
 //   SIGUSR2 again lets them go on.
+// - fill-sled: a sled's devices fill up for real: the nemesis stores filler chunks on it
+//   (under an owner no volume has) until the sled answers NoSpace, holds, then deletes
+//   them. Flushes must go to the other sleds meanwhile; nothing may be lost or refused
+//   for good.
+// - kill-two-heads: two of the three head nodes killed at once, so some partition of
+//   the two-replica volume loses both replicas together; every acknowledged write must
+//   come back from their journals when they restart.
 
-import { limits, subjects } from "@ballast/protocol";
+import { ErrorCode, limits, subjects } from "@ballast/protocol";
 import type { Bus } from "@ballast/runtime";
 import { isFullStrength } from "../health.ts";
 import type { LocalCluster } from "../local-cluster.ts";
@@ -35,6 +42,8 @@ export const faultKinds = [
   "hang-journal",
   "hang-sled",
   "kill-head-and-sled",
+  "fill-sled",
+  "kill-two-heads",
 ] as const;
 export type FaultKind = (typeof faultKinds)[number];
 
@@ -46,6 +55,18 @@ export const gapMsMin = 1000;
 export const gapMsMax = 3000;
 /** How long the nemesis waits for full strength after a recovery before going on. */
 export const fullStrengthWaitMs = 60_000;
+
+/** The owner of fill-sled's filler chunks: a volume name no chaos volume uses. */
+export const fillerOwner = { volume: "chaos-filler", partition: 0 } as const;
+/** Size of one filler chunk (a partition's flush writes chunks of this order too). */
+export const fillerChunkBytes = 1024 * 1024;
+/** Filler chunk writes in flight at once: the fill takes seconds, not tens of them. */
+export const fillerWritesInFlight = 4;
+/**
+ * Most filler chunks fill-sled stores before giving up on seeing NoSpace: 2 GiB, far
+ * above the chaos sleds' 2 × 64 MiB, so reaching it means the sled never said full.
+ */
+export const fillerChunksMax = 2048;
 
 export interface FaultRecord {
   kind: FaultKind;
@@ -74,9 +95,11 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 export class Wounds {
   readonly stopped = new Set<string>();
   readonly hanging = new Set<string>();
+  /** Sleds holding filler chunks, with how many were stored. */
+  readonly filled = new Map<string, number>();
   natsDown = false;
 
-  async heal(cluster: LocalCluster): Promise<void> {
+  async heal(cluster: LocalCluster, bus?: Bus): Promise<void> {
     if (this.natsDown) {
       await cluster.restartNatsServer();
       this.natsDown = false;
@@ -86,6 +109,61 @@ export class Wounds {
     for (const id of this.hanging) if (cluster.isRunning(id)) cluster.signal(id, "SIGUSR2");
     this.hanging.clear();
     for (const id of cluster.ids()) if (!cluster.isRunning(id)) cluster.restart(id);
+    if (bus !== undefined) {
+      for (const [sled, count] of this.filled) {
+        await unfillSled(bus, sled, count);
+        this.filled.delete(sled);
+      }
+    }
+  }
+}
+
+const fillerChunkId = (index: number) => `chaos-filler-${index}`;
+
+/**
+ * Stores filler chunks on `sled`, `fillerWritesInFlight` at a time, until it answers
+ * NoSpace; returns how many chunk ids were tried (every filler id below it may be
+ * stored). `record` is told the count as it grows, so that a heal after an error deletes
+ * them.
+ */
+export async function fillSled(
+  bus: Bus,
+  sled: string,
+  record: (tried: number) => void,
+): Promise<number> {
+  const data = new Uint8Array(fillerChunkBytes).fill(0xf1);
+  const write = async (index: number): Promise<boolean> => {
+    try {
+      await bus.request(
+        subjects.node.build(sled),
+        { type: "sled.chunk.write.v1", owner: fillerOwner, chunkId: fillerChunkId(index), data },
+        { deadlineMs: 10_000 },
+      );
+      return true;
+    } catch (error) {
+      if ((error as { code?: unknown }).code === ErrorCode.NoSpace) return false;
+      throw error;
+    }
+  };
+  for (let first = 0; first < fillerChunksMax; first += fillerWritesInFlight) {
+    const batch = Array.from({ length: fillerWritesInFlight }, (_, index) => first + index);
+    record(first + batch.length);
+    const stored = await Promise.all(batch.map(write));
+    if (stored.includes(false)) return first + batch.length;
+  }
+  throw new Error(`${sled} took ${fillerChunksMax} filler chunks and never answered NoSpace`);
+}
+
+/** Deletes the first `count` filler chunk ids (a missing one is fine: maybe never stored). */
+export async function unfillSled(bus: Bus, sled: string, count: number): Promise<void> {
+  for (let index = 0; index < count; index++) {
+    await bus
+      .request(
+        subjects.node.build(sled),
+        { type: "sled.chunk.delete.v1", owner: fillerOwner, chunkId: fillerChunkId(index) },
+        { deadlineMs: 10_000 },
+      )
+      .catch(() => undefined);
   }
 }
 
@@ -194,6 +272,25 @@ export async function runFault(
           random.pick(cluster.ids("sled")),
         ]);
         break;
+      case "kill-two-heads": {
+        const heads = [...cluster.ids("headnode")];
+        const first = random.pick(heads);
+        await killAndRestart([first, random.pick(heads.filter((id) => id !== first))]);
+        break;
+      }
+      case "fill-sled": {
+        const sled = random.pick(cluster.ids("sled"));
+        record.targets = [sled];
+        record.startMs = context.nowMs();
+        const tried = await fillSled(context.bus, sled, (count) => wounds.filled.set(sled, count));
+        context.log(
+          `fill-sled: ${sled} answered NoSpace within ${tried} filler chunks of ${fillerChunkBytes} bytes`,
+        );
+        await sleep(hold);
+        await unfillSled(context.bus, sled, tried);
+        wounds.filled.delete(sled);
+        break;
+      }
       case "stop-primary": {
         const id = await headRole(context, "primary");
         record.targets = [id];
@@ -236,7 +333,7 @@ export async function runFault(
     }
   } catch (error) {
     record.error = (error as Error).message;
-    await wounds.heal(cluster).catch(() => undefined);
+    await wounds.heal(cluster, context.bus).catch(() => undefined);
   }
   record.recoveredMs = context.nowMs();
   context.log(

@@ -259,7 +259,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     const workloadEndMs = history.nowMs();
     log(`chaos: workload done at ${(workloadEndMs / 1000).toFixed(1)} s; healing`);
 
-    await wounds.heal(cluster);
+    await wounds.heal(cluster, control.bus);
     const healedAt = Date.now();
     const full = await waitForFullStrength(control.bus, cluster.ids(), settleTimeoutMs);
     const backToFullStrengthMs = full ? Date.now() - healedAt : undefined;
