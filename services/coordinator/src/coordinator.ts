@@ -230,7 +230,7 @@ export class Coordinator {
     });
     const purger = new Purger({ service, catalogue, heartbeats, tenures });
     const graceMs = this.config.sweepGraceMs;
-    const sweeper = new Sweeper({ service, catalogue, heartbeats, tenures, graceMs });
+
     const sleds = new SledRecords({
       logger: service.logger,
       catalogue,
@@ -241,6 +241,7 @@ export class Coordinator {
     const reports = new Reports(catalogue, heartbeats, sleds);
     const status = new Status(service, heartbeats, volumes, sleds);
     const snapshots = new Snapshots({ service, catalogue, members: heartbeats });
+    const sweeper = new Sweeper({ service, catalogue, heartbeats, tenures, graceMs, snapshots });
     return {
       catalogue,
       leadership,

@@ -25,8 +25,9 @@
 //
 // Failure model: the leader may die mid-create: holds end by their deadline (writes
 // then flow again), and a snapshot taken on some partitions but never recorded stays as
-// an unlisted frozen tree (it holds chunks until dropped; a later version can sweep
-// unrecorded ids). A delete drops the id on every partition before it removes the
+// an unlisted frozen tree until the orphan sweep (sweep.ts) finds its id in recorded
+// checkpoints, unrecorded for a grace and not being created (`creatingIds`), and drops
+// it on every partition (`dropUnrecorded`). A delete drops the id on every partition before it removes the
 // record, so a record always names a snapshot every partition has until the delete.
 //
 // Rollback (`volume.rollback.v1`): every partition's primary replaces its current tree
@@ -84,7 +85,22 @@ type PartitionRequest =
 type Attempt = { ok: true; opNums: number[] } | { ok: false; why: string };
 
 export class Snapshots {
+  /** Ids of snapshots this coordinator is creating now: the sweep leaves them alone. */
+  private readonly creating = new Set<string>();
+
   constructor(private readonly parts: SnapshotsParts) {}
+
+  creatingIds(): ReadonlySet<string> {
+    return this.creating;
+  }
+
+  /**
+   * Drops a snapshot id that no record names on every partition of `volume` (for the
+   * orphan sweep): whether every partition did within one step's deadline.
+   */
+  async dropUnrecorded(volume: VolumeRecord, id: string): Promise<boolean> {
+    return this.dropEverywhere(volume, id, now() + snapshotStepDeadlineMs);
+  }
 
   async create(message: MessageOf<"snapshot.create.v1">): Promise<SnapshotState> {
     const { catalogue } = this.parts;
@@ -108,40 +124,61 @@ export class Snapshots {
     const whys: string[] = [];
     for (let attempt = 1; attempt <= snapshotAttemptsMax && now() < deadline; attempt++) {
       const id = newSnapshotId();
-      const outcome = await this.attempt(volume, id, deadline);
-      if (outcome.ok) {
-        const state: SnapshotState = {
-          volume: volume.name,
-          name: message.name,
-          id,
-          volumeId: idOfVolume(volume),
-          createdAtMs: Date.now(),
-          partitions: outcome.opNums.map((opNum, index) => ({ index, opNum })),
-        };
-        try {
-          await catalogue.recordSnapshot(state, existing);
-        } catch (error) {
-          await this.dropEverywhere(volume, id, now() + snapshotStepDeadlineMs);
-          throw error;
+      this.creating.add(id);
+      try {
+        const taken = await this.attemptRecorded(volume, message.name, id, deadline, existing);
+        if (taken.ok) {
+          this.parts.service.logger.info(
+            { volume: volume.name, name: message.name, id, attempt },
+            "snapshot taken",
+          );
+          return taken.state;
         }
-        this.parts.service.logger.info(
-          { volume: volume.name, name: message.name, id, attempt },
-          "snapshot taken",
-        );
-        return state;
+        whys.push(taken.why);
+      } finally {
+        this.creating.delete(id);
       }
-      whys.push(outcome.why);
-      this.parts.service.logger.warn(
-        { volume: volume.name, name: message.name, id, why: outcome.why },
-        "snapshot attempt given up",
-      );
-      // Its partial trees go: a snapshot taken on some partitions only is no snapshot.
-      await this.dropEverywhere(volume, id, Math.max(deadline, now() + snapshotStepDeadlineMs));
     }
     throw new BallastError(
       ErrorCode.Unavailable,
       `snapshot ${message.name} of ${message.volume} could not be taken consistently by its deadline (${snapshotCreateDeadlineMs} ms): ${whys.join("; ") || "no attempt finished"}; nothing was recorded, retry`,
     );
+  }
+
+  /** One attempt at snapshot `id`, recorded if it was taken everywhere, dropped if not. */
+  private async attemptRecorded(
+    volume: VolumeRecord,
+    name: string,
+    id: string,
+    deadline: number,
+    existing: Awaited<ReturnType<Catalogue["snapshot"]>>,
+  ): Promise<{ ok: true; state: SnapshotState } | { ok: false; why: string }> {
+    const { catalogue } = this.parts;
+    const outcome = await this.attempt(volume, id, deadline);
+    if (outcome.ok) {
+      const state: SnapshotState = {
+        volume: volume.name,
+        name,
+        id,
+        volumeId: idOfVolume(volume),
+        createdAtMs: Date.now(),
+        partitions: outcome.opNums.map((opNum, index) => ({ index, opNum })),
+      };
+      try {
+        await catalogue.recordSnapshot(state, existing);
+      } catch (error) {
+        await this.dropEverywhere(volume, id, now() + snapshotStepDeadlineMs);
+        throw error;
+      }
+      return { ok: true, state };
+    }
+    this.parts.service.logger.warn(
+      { volume: volume.name, name, id, why: outcome.why },
+      "snapshot attempt given up",
+    );
+    // Its partial trees go: a snapshot taken on some partitions only is no snapshot.
+    await this.dropEverywhere(volume, id, Math.max(deadline, now() + snapshotStepDeadlineMs));
+    return { ok: false, why: outcome.why };
   }
 
   async list(volumeName: string): Promise<ResultOf<"snapshot.list.v1">> {

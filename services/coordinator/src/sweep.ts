@@ -15,6 +15,16 @@
 // `graceMs` apart: a read planned before a drop, a rebuild reading an old blob, or an
 // upload not yet recorded all finish within the grace.
 //
+// Snapshots no record names: a snapshot is recorded in the catalogue only once every
+// partition has taken it, and a delete drops it on every partition before it removes
+// the record. So an id that a recorded checkpoint of the volume's current incarnation
+// holds but no snapshot record of that incarnation names is a create that the leader
+// gave up or died in, or a delete's drop that a partition missed; unless this leader is
+// creating it now, it is dropped on every partition once it was unrecorded in two passes
+// at least `graceMs` apart (longer than a create may take), and its chunks then go the
+// ordinary way. Checkpoints lag the partitions, so this sees such an id late, never
+// early.
+//
 // Failure model: every doubt keeps the object. A partition whose pointers cannot all be
 // read (a header fetch failed, a pointer of another incarnation) or that has no
 // recorded checkpoint keeps everything this pass; so does an object whose id or key
@@ -40,6 +50,8 @@ export interface RecordedCheckpoint {
   nextChunkNumber: number;
   /** The sled chunk ids of its chunk table. */
   chunkIds: readonly string[];
+  /** The ids of the snapshots (frozen trees) it holds. */
+  snapshotIds: readonly string[];
 }
 
 /** One partition's recorded checkpoints as this pass read them. */
@@ -72,6 +84,15 @@ export type SweepTarget =
       bytes: number;
     }
   | { kind: "blob"; sled: string; volume: string; volumeId: string; key: string; bytes: number };
+
+/** A snapshot id some partitions hold and no record names: to drop on every partition. */
+export interface UnrecordedSnapshot {
+  volume: string;
+  volumeId: string;
+  id: string;
+  /** The partitions whose recorded checkpoints hold it. */
+  partitions: number[];
+}
 
 /**
  * One partition's recorded checkpoints from its pointers (node → pointer) and the
@@ -109,6 +130,7 @@ export function partitionCheckpointsOf(
       blobKey: pointer.blobKey,
       nextChunkNumber: header.nextChunkNumber,
       chunkIds: header.chunks.map((chunk) => chunk[1]),
+      snapshotIds: (header.snapshots ?? []).map((snapshot) => snapshot[0]),
     });
   }
   return { kind: "read", checkpoints };
@@ -170,8 +192,42 @@ export function orphansOn(
   return orphans;
 }
 
+/**
+ * The snapshot ids that recorded checkpoints of `volume` hold but neither a snapshot
+ * record (`recorded`, ids of this incarnation's records) nor a create in progress on
+ * this leader (`creating`) accounts for.
+ */
+export function unrecordedSnapshotsOf(
+  volume: SweptVolume,
+  recorded: ReadonlySet<string>,
+  creating: ReadonlySet<string>,
+): UnrecordedSnapshot[] {
+  const found = new Map<string, number[]>();
+  for (const [partition, state] of volume.partitions) {
+    if (state.kind !== "read") continue;
+    const ids = new Set(state.checkpoints.flatMap((checkpoint) => checkpoint.snapshotIds));
+    for (const id of ids) {
+      if (recorded.has(id) || creating.has(id)) continue;
+      const partitions = found.get(id) ?? [];
+      if (partitions.length === 0) found.set(id, partitions);
+      partitions.push(partition);
+    }
+  }
+  return [...found].map(([id, partitions]) => ({
+    volume: volume.name,
+    volumeId: volume.volumeId,
+    id,
+    partitions: partitions.sort((a, b) => a - b),
+  }));
+}
+
 function targetKey(target: SweepTarget): string {
   return `${target.sled}\n${target.kind}\n${target.kind === "chunk" ? target.chunkId : target.key}`;
+}
+
+/** The confirmation key of an unrecorded snapshot. */
+export function unrecordedSnapshotKey(snapshot: UnrecordedSnapshot): string {
+  return `${snapshot.volumeId}\nsnapshot\n${snapshot.id}`;
 }
 
 /**
@@ -179,20 +235,23 @@ function targetKey(target: SweepTarget): string {
  * pass at least `graceMs` before this one. One per leader tenure: a new leader starts
  * every grace afresh (a longer wait is always safe).
  */
-export class SweepConfirmations {
+export class SweepConfirmations<T = SweepTarget> {
   private readonly firstSeenMs = new Map<string, number>();
 
-  constructor(private readonly graceMs: number) {}
+  constructor(
+    private readonly graceMs: number,
+    private readonly keyOf: (orphan: T) => string = targetKey as unknown as (orphan: T) => string,
+  ) {}
 
   /**
    * Takes a pass's orphans (all of them: one not passed in is forgotten) and returns
    * those due for deletion.
    */
-  confirm(orphans: readonly SweepTarget[], nowMs: number): SweepTarget[] {
+  confirm(orphans: readonly T[], nowMs: number): T[] {
     const seen = new Set<string>();
-    const due: SweepTarget[] = [];
+    const due: T[] = [];
     for (const orphan of orphans) {
-      const key = targetKey(orphan);
+      const key = this.keyOf(orphan);
       seen.add(key);
       const first = this.firstSeenMs.get(key);
       if (first === undefined) this.firstSeenMs.set(key, nowMs);

@@ -10,6 +10,10 @@
 // again (later states only add chunk numbers at or above every header's
 // nextChunkNumber); a new checkpoint recorded meanwhile only makes the sweep keep more.
 //
+// Snapshot ids that recorded checkpoints hold and no record names (a create the leader
+// gave up or died in) are confirmed the same way, with the same grace, and dropped on
+// every partition through `snapshots` (snapshots.ts).
+//
 // Failure model: a header that no sled returns makes its partition keep everything
 // this pass; a sled that is down, or a listing that fails, is skipped (its orphans
 // start their grace again); a delete that fails is retried next pass; one that finds
@@ -45,6 +49,7 @@ import {
 import { membersOf, volumeIdOf } from "./decisions.ts";
 import type { Heartbeats } from "./heartbeats.ts";
 import type { ChunkEntry } from "./purge.ts";
+import type { Snapshots } from "./snapshots.ts";
 import {
   departedPointers,
   orphansOn,
@@ -54,14 +59,22 @@ import {
   type SweepTarget,
   type SweptInventory,
   type SweptVolume,
+  type UnrecordedSnapshot,
+  unrecordedSnapshotKey,
+  unrecordedSnapshotsOf,
 } from "./sweep.ts";
 import type { Tenure, Tenures } from "./tenure.ts";
 
 export interface SweeperOptions {
   service: Pick<Service, "bus" | "logger">;
-  catalogue: Pick<Catalogue, "volumes" | "partitions" | "checkpoints" | "forgetCheckpoint">;
+  catalogue: Pick<
+    Catalogue,
+    "volumes" | "partitions" | "checkpoints" | "forgetCheckpoint" | "snapshots"
+  >;
   heartbeats: Pick<Heartbeats, "list" | "listening">;
   tenures: Tenures;
+  /** Drops snapshot ids no record names; without it they are only counted. */
+  snapshots?: Pick<Snapshots, "creatingIds" | "dropUnrecorded">;
   graceMs?: number;
 }
 
@@ -74,11 +87,14 @@ export interface SweepStatus {
   orphansWaiting: number;
   /** Wall-clock time of the last complete pass, shown to operators; 0 before one. */
   lastPassAtMs: number;
+  /** Snapshot ids no record named that were dropped on every partition. */
+  snapshotsDropped: number;
 }
 
 export class Sweeper {
   private readonly graceMs: number;
   private confirmations: SweepConfirmations;
+  private snapshotConfirmations: SweepConfirmations<UnrecordedSnapshot>;
   private confirmationsTenure: Tenure | undefined;
   private running = false;
   private readonly status: SweepStatus = {
@@ -87,11 +103,13 @@ export class Sweeper {
     bytesFreed: 0,
     orphansWaiting: 0,
     lastPassAtMs: 0,
+    snapshotsDropped: 0,
   };
 
   constructor(private readonly options: SweeperOptions) {
     this.graceMs = options.graceMs ?? sweepGraceMsDefault;
     this.confirmations = new SweepConfirmations(this.graceMs);
+    this.snapshotConfirmations = new SweepConfirmations(this.graceMs, unrecordedSnapshotKey);
   }
 
   sweepStatus(): SweepStatus {
@@ -117,8 +135,11 @@ export class Sweeper {
     if (this.confirmationsTenure !== tenure) {
       this.confirmationsTenure = tenure;
       this.confirmations = new SweepConfirmations(this.graceMs);
+      this.snapshotConfirmations = new SweepConfirmations(this.graceMs, unrecordedSnapshotKey);
     }
     const confirmations = this.confirmations;
+    const unrecorded: UnrecordedSnapshot[] = [];
+    const volumesById = new Map<string, VolumeRecord>();
     const sleds = heartbeats
       .list()
       .filter((member) => member.kind === "sled" && member.alive)
@@ -127,6 +148,19 @@ export class Sweeper {
     for (const volume of await catalogue.volumes()) {
       if (tenures.current() !== tenure) return;
       const swept = await this.readVolume(volume);
+      volumesById.set(swept.volumeId, volume);
+      const recordedIds = new Set(
+        (await catalogue.snapshots(volume.name))
+          .filter((record) => record.volumeId === swept.volumeId)
+          .map((record) => record.id),
+      );
+      unrecorded.push(
+        ...unrecordedSnapshotsOf(
+          swept,
+          recordedIds,
+          this.options.snapshots?.creatingIds() ?? new Set(),
+        ),
+      );
       for (const sled of sleds) {
         const inventory = await this.inventoryOf(sled, swept).catch((error) => {
           this.options.service.logger.warn(
@@ -143,6 +177,11 @@ export class Sweeper {
     for (const target of due.slice(0, sweepDeletesPerPassMax)) {
       if (tenures.current() !== tenure) return;
       await this.delete(target);
+    }
+    for (const snapshot of this.snapshotConfirmations.confirm(unrecorded, now())) {
+      const volume = volumesById.get(snapshot.volumeId);
+      if (tenures.current() !== tenure || volume === undefined) return;
+      await this.dropSnapshot(volume, snapshot);
     }
     this.status.passes++;
     this.status.lastPassAtMs = Date.now();
@@ -278,6 +317,25 @@ export class Sweeper {
       keyAfter = listed.blobs.at(-1)!.key;
     }
     return { chunks, blobs };
+  }
+
+  /** Drops an unrecorded snapshot id on every partition (retried next pass if not all did). */
+  private async dropSnapshot(volume: VolumeRecord, snapshot: UnrecordedSnapshot): Promise<void> {
+    const { logger } = this.options.service;
+    const { snapshots } = this.options;
+    if (snapshots === undefined) return;
+    // Asked once more just before the drop: a create may have begun since the pass began.
+    if (snapshots.creatingIds().has(snapshot.id)) return;
+    const dropped = await snapshots.dropUnrecorded(volume, snapshot.id).catch(() => false);
+    if (!dropped) {
+      logger.warn({ ...snapshot }, "could not drop an unrecorded snapshot on every partition");
+      return;
+    }
+    this.status.snapshotsDropped++;
+    logger.info(
+      { ...snapshot },
+      "dropped a snapshot no record names (a create given up or cut off by a leader change)",
+    );
   }
 
   private async delete(target: SweepTarget): Promise<void> {

@@ -10,6 +10,9 @@ import {
   SweepConfirmations,
   type SweptInventory,
   type SweptVolume,
+  type UnrecordedSnapshot,
+  unrecordedSnapshotKey,
+  unrecordedSnapshotsOf,
 } from "../src/sweep.ts";
 import { FakeStore } from "./fake-store.ts";
 
@@ -25,6 +28,7 @@ function checkpoint(
   nextChunkNumber: number,
   chunkNumbers: number[],
   partition = 0,
+  snapshotIds: string[] = [],
 ): RecordedCheckpoint {
   return {
     node,
@@ -32,6 +36,7 @@ function checkpoint(
     blobKey: blobKey(partition, node, 10),
     nextChunkNumber,
     chunkIds: chunkNumbers.map((number) => chunkId(partition, number)),
+    snapshotIds,
   };
 }
 
@@ -157,6 +162,7 @@ describe("which objects are orphans", () => {
               blobKey: `checkpoints/${longId}/0/a/1-1-1`,
               nextChunkNumber: 40,
               chunkIds: [`${hashed}-p0-e1-s1-c5`],
+              snapshotIds: [],
             },
           ]),
         ],
@@ -202,6 +208,13 @@ describe("reading a partition's recorded checkpoints", () => {
       [blobKey(0, "a", 5), header(5, 3, [1])],
       [blobKey(0, "b", 7), header(7, 4, [1, 3])],
     ]);
+    // A format 2 header lists its snapshots; format 1 has none.
+    headers.set(blobKey(0, "a", 5), {
+      ...header(5, 3, [1]),
+      format: 2,
+      treeBytes: 0,
+      snapshots: [["snap-1", 4, 0]],
+    });
     expect(partitionCheckpointsOf(volumeId, 0, pointers, headers)).toEqual({
       kind: "read",
       checkpoints: [
@@ -211,6 +224,7 @@ describe("reading a partition's recorded checkpoints", () => {
           blobKey: blobKey(0, "a", 5),
           nextChunkNumber: 3,
           chunkIds: [chunkId(0, 1)],
+          snapshotIds: ["snap-1"],
         },
         {
           node: "b",
@@ -218,6 +232,7 @@ describe("reading a partition's recorded checkpoints", () => {
           blobKey: blobKey(0, "b", 7),
           nextChunkNumber: 4,
           chunkIds: [chunkId(0, 1), chunkId(0, 3)],
+          snapshotIds: [],
         },
       ],
     });
@@ -386,5 +401,45 @@ describe("forgetting a departed pointer in the catalogue", () => {
     expect(await catalogue.forgetCheckpoint(name, 0, "gone", 9)).toBe(true);
     expect(await catalogue.checkpoint(name, 0, "gone")).toBeUndefined();
     expect(await catalogue.forgetCheckpoint(name, 0, "gone", 9)).toBe(false);
+  });
+});
+
+describe("snapshots no record names", () => {
+  const read = (checkpoints: RecordedCheckpoint[]): PartitionCheckpoints => ({
+    kind: "read",
+    checkpoints,
+  });
+
+  test("an id held by some partitions and named by no record is found, with its partitions", () => {
+    const volume = volumeWith([
+      [0, read([checkpoint("a", 5, [], 0, ["kept", "half"]), checkpoint("b", 5, [], 0, ["kept"])])],
+      [1, read([checkpoint("a", 5, [], 1, ["kept"])])],
+      [2, read([checkpoint("c", 5, [], 2, ["kept", "half", "stale"])])],
+    ]);
+    const found = unrecordedSnapshotsOf(volume, new Set(["kept"]), new Set());
+    expect(found.map((snapshot) => [snapshot.id, snapshot.partitions])).toEqual([
+      ["half", [0, 2]],
+      ["stale", [2]],
+    ]);
+    expect(found.every((snapshot) => snapshot.volumeId === volumeId)).toBe(true);
+  });
+
+  test("a create in progress on this leader, and unreadable partitions, are left alone", () => {
+    const volume = volumeWith([
+      [0, read([checkpoint("a", 5, [], 0, ["creating"])])],
+      [1, { kind: "unreadable", reason: "a header fetch failed" }],
+    ]);
+    expect(unrecordedSnapshotsOf(volume, new Set(), new Set(["creating"]))).toEqual([]);
+  });
+
+  test("an unrecorded id is due only when two passes a grace apart both found it", () => {
+    const confirmations = new SweepConfirmations<UnrecordedSnapshot>(1000, unrecordedSnapshotKey);
+    const half: UnrecordedSnapshot = { volume: name, volumeId, id: "half", partitions: [0] };
+    expect(confirmations.confirm([half], 0)).toEqual([]);
+    expect(confirmations.confirm([half], 999)).toEqual([]);
+    // Recorded meanwhile (or dropped): the grace starts again when it is next seen.
+    expect(confirmations.confirm([], 1500)).toEqual([]);
+    expect(confirmations.confirm([half], 1600)).toEqual([]);
+    expect(confirmations.confirm([half], 2600)).toEqual([half]);
   });
 });

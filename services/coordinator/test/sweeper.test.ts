@@ -18,15 +18,23 @@ const chunkId = (number: number, epoch = 1) => `${volumeId}-p0-e${epoch}-s1-c${n
 const blobKey = (node: string, opNum: number) => `checkpoints/${volumeId}/0/${node}/${opNum}-1-1`;
 
 /** A checkpoint as the head node writes it: length, msgpack header, then (here) padding. */
-function checkpointBytes(opNum: number, nextChunkNumber: number, chunks: number[]): Uint8Array {
+function checkpointBytes(
+  opNum: number,
+  nextChunkNumber: number,
+  chunks: number[],
+  snapshotIds: string[] = [],
+): Uint8Array {
   const header = new Packr({ useRecords: false, moreTypes: false }).pack({
-    format: 1,
+    format: snapshotIds.length === 0 ? 1 : 2,
     opNum,
     flushedThroughOpNum: opNum,
     flushedThroughEpoch: 1,
     flushedThroughSession: 1,
     nextChunkNumber,
     chunks: chunks.map((number) => [number, chunkId(number), ["sled-1"], 4096]),
+    ...(snapshotIds.length === 0
+      ? {}
+      : { treeBytes: 0, snapshots: snapshotIds.map((id) => [id, opNum, 0]) }),
   });
   const bytes = new Uint8Array(4 + header.byteLength + 64);
   new DataView(bytes.buffer).setUint32(0, header.byteLength, true);
@@ -84,6 +92,19 @@ class FakeSled {
   }
 }
 
+/** A fake of the snapshot requests the sweep uses: which ids it dropped. */
+class FakeSnapshots {
+  readonly creating = new Set<string>();
+  readonly dropped: string[] = [];
+  creatingIds(): ReadonlySet<string> {
+    return this.creating;
+  }
+  async dropUnrecorded(_volume: unknown, id: string): Promise<boolean> {
+    this.dropped.push(id);
+    return true;
+  }
+}
+
 async function harness(members: Partial<PartitionRecord> = {}) {
   const store = new FakeStore();
   const catalogue = new Catalogue(store);
@@ -111,6 +132,7 @@ async function harness(members: Partial<PartitionRecord> = {}) {
   const tenure = { ready: true } as Tenure;
   const leadership = { leading: true };
   const current = () => (leadership.leading ? tenure : undefined);
+  const snapshots = new FakeSnapshots();
   const sweeper = new Sweeper({
     service: {
       bus: {
@@ -127,11 +149,18 @@ async function harness(members: Partial<PartitionRecord> = {}) {
       listening: () => false,
     },
     tenures: { held: current, current },
+    snapshots,
     graceMs: 0,
   });
   /** Stores a checkpoint blob on the sled and records its pointer. */
-  const checkpoint = async (node: string, opNum: number, next: number, chunks: number[]) => {
-    const bytes = checkpointBytes(opNum, next, chunks);
+  const checkpoint = async (
+    node: string,
+    opNum: number,
+    next: number,
+    chunks: number[],
+    snapshotIds: string[] = [],
+  ) => {
+    const bytes = checkpointBytes(opNum, next, chunks, snapshotIds);
     sled.blobs.set(blobKey(node, opNum), bytes);
     await catalogue.recordCheckpoint(name, 0, node, {
       opNum,
@@ -141,7 +170,7 @@ async function harness(members: Partial<PartitionRecord> = {}) {
       createdAtMs: 1,
     });
   };
-  return { sled, sweeper, catalogue, checkpoint, leadership };
+  return { sled, sweeper, catalogue, checkpoint, leadership, snapshots };
 }
 
 test("orphans are deleted on the second pass; referenced and newer chunks and named blobs stay", async () => {
@@ -216,4 +245,24 @@ test("no pass runs while this coordinator does not lead", async () => {
   await sweeper.sweep();
   expect(sled.requests).toEqual([]);
   expect(sled.chunks.size).toBe(1);
+});
+
+test("a snapshot id no record names is dropped on the second pass; recorded and creating ones stay", async () => {
+  const { sweeper, catalogue, checkpoint, snapshots } = await harness();
+  await checkpoint("a", 10, 5, [1], ["kept", "half", "creating"]);
+  await checkpoint("b", 9, 5, [1], ["kept", "half"]);
+  await catalogue.recordSnapshot({
+    volume: name,
+    name: "monday",
+    id: "kept",
+    volumeId,
+    createdAtMs: 1,
+    partitions: [{ index: 0, opNum: 8 }],
+  });
+  snapshots.creating.add("creating");
+  await sweeper.sweep();
+  expect(snapshots.dropped).toEqual([]);
+  await sweeper.sweep();
+  expect(snapshots.dropped).toEqual(["half"]);
+  expect(sweeper.sweepStatus().snapshotsDropped).toBe(1);
 });
