@@ -28,7 +28,9 @@ beforeAll(async () => {
     gateways: 1,
     nbdPortFirst: 0,
     metrics: true,
-    env: { OTEL_EXPORTER_OTLP_ENDPOINT: receiver.endpoint },
+    // OTEL_BSP_SCHEDULE_DELAY (a standard variable the SDK reads): spans arrive in 0.2 s,
+    // not the default 5 s.
+    env: { OTEL_EXPORTER_OTLP_ENDPOINT: receiver.endpoint, OTEL_BSP_SCHEDULE_DELAY: "200" },
   });
   for (const name of ["traced", "counted"]) {
     await cluster.bus.request(subjects.coordinator.build(), {
