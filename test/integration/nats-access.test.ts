@@ -1,7 +1,7 @@
 // Access control on real processes (issue 15): every service runs as its own NATS role,
 // a client-role connection does volume I/O but is refused publishing replication, a
-// sled's inbox, a head node's inbox (control), a heartbeat and the control bucket's
-// JetStream API, and an anonymous or wrongly authenticated connection is refused.
+// sled's inbox, a head node's inbox (control), a heartbeat, a head node's report and
+// the control bucket's JetStream API, and an anonymous or wrongly authenticated connection is refused.
 
 import { execFileSync } from "node:child_process";
 import { stat, writeFile } from "node:fs/promises";
@@ -58,6 +58,8 @@ test("a client does volume I/O and is refused replication, sled and control subj
       subjects.heartbeat.build("headnode", "head-9"),
       "$JS.API.STREAM.INFO.KV_ballast-control",
       "$KV.ballast-control.volume.access",
+      // Head nodes' reports have a subject of their own that clients may not publish.
+      subjects.coordinatorServices.build("headnode"),
     ];
     const junk = encodeMessage({ type: "cluster.status.v1" });
     for (const subject of forbidden) client.bus.connection.publish(subject, junk);
@@ -69,6 +71,15 @@ test("a client does volume I/O and is refused replication, sled and control subj
       .toEqual([]);
     for (const error of refused) expect(error).toMatch(/permissions violation for publish/i);
 
+    // Nor does the clients' coordinator subject take a head node's report: a client
+    // cannot renew a primary's lease or claim a partition's progress.
+    await expect(
+      client.bus.request(subjects.coordinator.build(), {
+        type: "headnode.report.v1",
+        node: "head-1",
+        primaries: [],
+      }),
+    ).rejects.toThrow(/refused a headnode.report.v1 message/);
     // A request to a sled fails instead of reaching it.
     await expect(
       client.bus.connection.request(subjects.node.build("sled-1"), junk, { timeout: 2000 }),

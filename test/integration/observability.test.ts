@@ -28,7 +28,9 @@ beforeAll(async () => {
     gateways: 1,
     nbdPortFirst: 0,
     metrics: true,
-    env: { OTEL_EXPORTER_OTLP_ENDPOINT: receiver.endpoint },
+    // OTEL_BSP_SCHEDULE_DELAY (a standard variable the SDK reads): spans arrive in 0.2 s,
+    // not the default 5 s.
+    env: { OTEL_EXPORTER_OTLP_ENDPOINT: receiver.endpoint, OTEL_BSP_SCHEDULE_DELAY: "200" },
   });
   for (const name of ["traced", "counted"]) {
     await cluster.bus.request(subjects.coordinator.build(), {
@@ -117,6 +119,30 @@ test("one NBD write is one trace from the gateway through the primary to the sec
   expect(primarySync?.parentSpanId).toBe(primaryHandle.spanId);
   const commit = inTrace().find((s) => s.name === "commit");
   expect(commit?.parentSpanId).toBe(primaryHandle.spanId);
+
+  // The flush that later carries the write's data to the sleds is a trace of its own (a
+  // background job, after the write was answered) linked to the primary's handling of
+  // the write; the sled writes nest under it.
+  const flush = await waitFor("the primary's flush of the write, linked to it", () =>
+    receiver.spans.find(
+      (s) =>
+        s.name === "flush chunk" &&
+        s.instance === primaryHandle.instance &&
+        s.links.some(
+          (link) => link.traceId === primaryHandle.traceId && link.spanId === primaryHandle.spanId,
+        ),
+    ),
+  );
+  expect(flush.parentSpanId).toBe("");
+  expect(flush.traceId).not.toBe(primaryHandle.traceId);
+  await waitFor("a sled write under the flush", () =>
+    receiver.spans.find(
+      (s) =>
+        s.traceId === flush.traceId &&
+        s.parentSpanId === flush.spanId &&
+        s.name === "send sled.chunk.write.v1",
+    ),
+  );
 }, 60_000);
 
 /** The value of every sample of `name` whose labels include `labels`, from a scrape. */

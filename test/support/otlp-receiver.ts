@@ -12,6 +12,8 @@ export interface ReceivedSpan {
   spanId: string;
   parentSpanId: string;
   kind: number;
+  /** The span contexts this span links to (a batch's other requests, a flush's writes). */
+  links: { traceId: string; spanId: string }[];
 }
 
 interface OtlpAttribute {
@@ -29,6 +31,7 @@ interface OtlpExport {
         spanId: string;
         parentSpanId?: string;
         kind: number;
+        links?: { traceId: string; spanId: string }[];
       }[];
     }[];
   }[];
@@ -55,6 +58,10 @@ export async function startOtlpReceiver() {
                 spanId: span.spanId,
                 parentSpanId: span.parentSpanId ?? "",
                 kind: span.kind,
+                links: (span.links ?? []).map((link) => ({
+                  traceId: link.traceId,
+                  spanId: link.spanId,
+                })),
               });
             }
           }

@@ -10,10 +10,11 @@
 // its replies on _INBOX; it cannot publish replication traffic, a sled's or a head
 // node's inbox, heartbeats, or JetStream/KV. Services are trusted with their own
 // families. Permissions are per role, not per node: a head node can address any node
-// inbox, because node ids are not known when the credentials are made.
-// Limit: one coordinator subject carries both client requests and head-node reports, so
-// subject permissions cannot keep a client from sending a head node's report type; the
-// coordinator still validates every message.
+// inbox, because node ids are not known when the credentials are made. What only
+// services send the coordinator (head-node reports, checkpoint records) has its own
+// subject, `coordinatorServices`, which a client cannot publish and each service may
+// publish only under its own kind; the coordinator accepts only those message types
+// there, and only client request types on `coordinator`.
 
 import { buckets, serviceKinds, subjectRoot, subjects } from "./subjects.ts";
 
@@ -35,6 +36,8 @@ export function familyPatterns(family: SubjectFamily): string[] {
       return [subjects.heartbeat.pattern];
     case "coordinator":
       return [subjects.coordinator.pattern];
+    case "coordinatorServices":
+      return [subjects.coordinatorServices.pattern];
     case "node":
       return [wildcardTokens(subjects.node.build("n"), 1)];
     case "volume":
@@ -78,14 +81,24 @@ export const permissionTable: Record<SubjectFamily, Record<NatsRole, Access>> = 
     client: "none",
     operator: "both",
   },
-  // Control-plane requests: the catalogue and status for clients and gateways,
-  // reports and checkpoint records from head nodes; coordinators answer.
+  // Control-plane requests: the catalogue, snapshots and status for clients and
+  // gateways; coordinators answer. (Head nodes ask nothing here any more.)
   coordinator: {
     coordinator: "both",
-    headnode: "publish",
+    headnode: "none",
     sled: "none",
     gateway: "publish",
     client: "publish",
+    operator: "both",
+  },
+  // Reports and checkpoint records from head nodes, each under its own kind (below);
+  // coordinators answer. Never a client's.
+  coordinatorServices: {
+    coordinator: "subscribe",
+    headnode: "publish",
+    sled: "none",
+    gateway: "none",
+    client: "none",
     operator: "both",
   },
   // Node inboxes: the coordinator configures head nodes, probes every service and
@@ -165,7 +178,13 @@ export function permissionsOf(role: NatsRole): RolePermissions {
   for (const family of Object.keys(permissionTable) as SubjectFamily[]) {
     const access = permissionTable[family][role];
     let patterns = familyPatterns(family);
-    if (family === "heartbeat" && (serviceKinds as readonly string[]).includes(role)) {
+    const ownKind = (serviceKinds as readonly string[]).includes(role);
+    if (family === "coordinatorServices" && ownKind && access === "publish") {
+      // A service may report only as its own kind.
+      publish.push(subjects.coordinatorServices.build(role as (typeof serviceKinds)[number]));
+      continue;
+    }
+    if (family === "heartbeat" && ownKind) {
       // A service may beat only as its own kind, under any node id.
       const own = `${subjectRoot}.heartbeat.${role}.*`;
       if (access === "publish") patterns = [own];

@@ -79,11 +79,26 @@ export const subjects = {
       return `${subjectRoot}.heartbeat.${checkServiceKind(kind)}.${checkNodeId(nodeId)}`;
     },
   },
-  /** Requests for the cluster's control plane, answered by the leading coordinator. */
+  /**
+   * Requests for the cluster's control plane from clients, gateways and operators (the
+   * catalogue, snapshots, status), answered by the leading coordinator.
+   */
   coordinator: {
     pattern: `${subjectRoot}.coordinator`,
     build(): string {
       return `${subjectRoot}.coordinator`;
+    },
+  },
+  /**
+   * What only services send the leading coordinator (a head node's reports and
+   * checkpoint records), apart from `coordinator` so that NATS permissions can keep a
+   * client from sending them: the last token is the sender's kind, and each service
+   * role may publish only under its own (permissions.ts).
+   */
+  coordinatorServices: {
+    pattern: `${subjectRoot}.coordinator.from.*`,
+    build(from: ServiceKind): string {
+      return `${subjectRoot}.coordinator.from.${checkServiceKind(from)}`;
     },
   },
   /** A node's own inbox: requests addressed to one service instance. */

@@ -39,6 +39,15 @@ describe("the NATS permission table", () => {
     expect(allowed(familyPatterns("replica"), subjects.replica.build("demo", 0, "h"))).toBe(true);
     expect(allowed(familyPatterns("heartbeat"), subjects.heartbeat.build("sled", "s"))).toBe(true);
     expect(allowed(familyPatterns("volume"), subjects.replica.build("demo", 0, "h"))).toBe(false);
+    expect(
+      allowed(
+        familyPatterns("coordinatorServices"),
+        subjects.coordinatorServices.build("headnode"),
+      ),
+    ).toBe(true);
+    expect(allowed(familyPatterns("coordinator"), subjects.coordinatorServices.build("sled"))).toBe(
+      false,
+    );
   });
 
   test("a client reaches volume I/O and the coordinator, and nothing of the control plane", () => {
@@ -51,6 +60,7 @@ describe("the NATS permission table", () => {
       subjects.node.build("sled-1"),
       subjects.node.build("head-1"),
       subjects.heartbeat.build("headnode", "head-1"),
+      subjects.coordinatorServices.build("headnode"),
       "$JS.API.STREAM.INFO.KV_ballast-control",
       "$KV.ballast-control.volume.demo",
       "_INBOX.someone-else",
@@ -70,5 +80,21 @@ describe("the NATS permission table", () => {
     expect(allowed(coordinator.subscribe, subjects.heartbeat.build("sled", "s"))).toBe(true);
     expect(allowed(coordinator.publish, subjects.heartbeat.build("sled", "s"))).toBe(false);
     expect(allowed(coordinator.publish, "$KV.ballast-control.x")).toBe(true);
+  });
+
+  test("only a head node reports to the coordinator, and only as a head node", () => {
+    const headnode = permissionsOf("headnode");
+    expect(allowed(headnode.publish, subjects.coordinatorServices.build("headnode"))).toBe(true);
+    expect(allowed(headnode.publish, subjects.coordinatorServices.build("sled"))).toBe(false);
+    // The client subject is not a head node's: it asks the coordinator nothing there.
+    expect(allowed(headnode.publish, subjects.coordinator.build())).toBe(false);
+    for (const role of ["client", "gateway", "sled"] as const) {
+      const publish = permissionsOf(role).publish;
+      expect(allowed(publish, subjects.coordinatorServices.build("headnode")), role).toBe(false);
+    }
+    const coordinator = permissionsOf("coordinator");
+    expect(allowed(coordinator.subscribe, subjects.coordinatorServices.build("headnode"))).toBe(
+      true,
+    );
   });
 });

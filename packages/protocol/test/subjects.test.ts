@@ -14,6 +14,9 @@ describe("subjects", () => {
     expect(subjects.volume.build("demo", 3)).toBe("ballast.v1.volume.demo.3");
     expect(subjects.replica.build("demo", 0, "head-1")).toBe("ballast.v1.replica.demo.0.head-1");
     expect(subjects.coordinator.build()).toBe("ballast.v1.coordinator");
+    expect(subjects.coordinatorServices.build("headnode")).toBe(
+      "ballast.v1.coordinator.from.headnode",
+    );
   });
 
   test("tokens that would change routing are refused", () => {
@@ -25,6 +28,8 @@ describe("subjects", () => {
     expect(() => subjects.volume.build("demo", 1.5)).toThrow(SubjectTokenError);
     // biome-ignore lint/suspicious/noExplicitAny: feeding a wrong kind on purpose
     expect(() => subjects.heartbeat.build("router" as any, "x")).toThrow(SubjectTokenError);
+    // biome-ignore lint/suspicious/noExplicitAny: feeding a wrong kind on purpose
+    expect(() => subjects.coordinatorServices.build("*" as any)).toThrow(SubjectTokenError);
   });
 
   test("heartbeat subjects parse back to kind and node id", () => {

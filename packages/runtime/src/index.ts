@@ -11,5 +11,6 @@ export * from "./logger.ts";
 export * from "./metrics.ts";
 export * from "./run.ts";
 export * from "./service.ts";
+export * from "./telemetry.ts";
 export * from "./test-faults.ts";
 export * from "./tracing.ts";

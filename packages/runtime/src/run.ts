@@ -16,9 +16,8 @@ import {
 import { claimDataDir } from "./data-dir.ts";
 import { ConfigError, DataDirError } from "./errors.ts";
 import { createLogger, type Logger } from "./logger.ts";
-import { type Metrics, startMetrics } from "./metrics.ts";
 import { Service } from "./service.ts";
-import { startTracing } from "./tracing.ts";
+import { startTelemetry, type Telemetry } from "./telemetry.ts";
 
 /** Options every service takes. */
 export const commonOptions = {
@@ -175,27 +174,24 @@ export async function runService<T extends OptionSpecs>(
     throw error;
   }
 
-  const tracing = startTracing({
-    serviceName: `ballast-${definition.kind}`,
-    instanceId: common.nodeId,
-    otlpEndpoint: common.otlpEndpoint,
-  });
-  let metrics: Metrics;
+  let telemetry: Telemetry;
   try {
-    metrics = await startMetrics({
-      port: common.metricsPort,
-      host: common.metricsHost,
+    telemetry = await startTelemetry({
       serviceName: `ballast-${definition.kind}`,
       instanceId: common.nodeId,
+      otlpEndpoint: common.otlpEndpoint,
+      metricsPort: common.metricsPort,
+      metricsHost: common.metricsHost,
     });
   } catch (error) {
     const message = `cannot serve metrics on ${common.metricsHost}:${common.metricsPort}: ${(error as Error).message}`;
     logger.fatal(message);
     process.stderr.write(`ballast ${definition.kind}: ${message}\n`);
-    await tracing.shutdown().catch(() => undefined);
     return exitCodes.badConfig;
   }
-  if (metrics.url !== undefined) logger.info({ metrics: metrics.url }, "serving metrics");
+  if (telemetry.metricsUrl !== undefined) {
+    logger.info({ metrics: telemetry.metricsUrl }, "serving metrics");
+  }
   let access: NatsAccess;
   try {
     access = natsAccessOf(common);
@@ -215,9 +211,9 @@ export async function runService<T extends OptionSpecs>(
   const service = new Service({
     kind: definition.kind,
     nodeId: common.nodeId,
-    bus: new Bus(connection, tracing.tracer, metrics.meter),
-    tracer: tracing.tracer,
-    meter: metrics.meter,
+    bus: new Bus(connection, telemetry.tracer, telemetry.meter),
+    tracer: telemetry.tracer,
+    meter: telemetry.meter,
     logger,
     heartbeatIntervalMs: common.heartbeatIntervalMs,
   });
@@ -246,8 +242,7 @@ export async function runService<T extends OptionSpecs>(
     await service.stop("start failed");
     exitCode = exitCodes.failed;
   }
-  await metrics.shutdown().catch(() => undefined);
-  await tracing.shutdown().catch(() => undefined);
+  await telemetry.shutdown().catch(() => undefined);
   return exitCode;
 }
 

@@ -274,7 +274,6 @@ export class Service {
   private async handle(raw: Msg, route: Route): Promise<void> {
     const { accept, dispatch } = route;
     const isRequest = raw.reply !== undefined && raw.reply !== "";
-    const parent = extractTraceContext(raw.headers);
     let message: Message;
     try {
       message = decodeMessage(raw.data, { accept });
@@ -294,6 +293,7 @@ export class Service {
       await this.run(raw, message, dispatch, undefined);
       return;
     }
+    const parent = extractTraceContext(raw.headers);
     const span = this.tracer.startSpan(
       `handle ${message.type}`,
       {

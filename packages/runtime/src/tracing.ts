@@ -1,19 +1,11 @@
-// OpenTelemetry for Ballast. There is no NATS instrumentation package, so the W3C trace
-// context is carried by hand: the sender injects `traceparent` (and `tracestate`) into
-// the NATS message headers, the receiver extracts it and parents its span on it. Spans
-// are exported by OTLP/HTTP when an endpoint is configured (OTEL_EXPORTER_OTLP_ENDPOINT
-// or --otlp-endpoint) and OTEL_TRACES_EXPORTER is not "none". Without an exporter there
-// is no tracer at all (`Tracing.tracer` is undefined) and every traced path checks for
-// it first: no span object, no context switch, no header is made, so tracing off costs
-// the write path one comparison per hop. Sampling follows the standard
-// OTEL_TRACES_SAMPLER and OTEL_TRACES_SAMPLER_ARG variables (the SDK reads them; the
-// default, parentbased_always_on, keeps every trace a sampled parent started).
-//
-// Why not @opentelemetry/sdk-node: at the version matching the pinned OTel packages
-// (0.223.0) it pulls in 149 packages (gRPC and protobuf exporters, install scripts) and a
-// second copy of @opentelemetry/core and resources at another patch version; the pieces
-// used here (the Node tracer provider, the OTLP/HTTP exporter, and for metrics the
-// Prometheus exporter with sdk-metrics, see metrics.ts) are what it would assemble.
+// Trace context for Ballast (the SDK is started in telemetry.ts). There is no NATS
+// instrumentation package, so the W3C trace context is carried by hand: the sender
+// injects `traceparent` (and `tracestate`) into the NATS message headers, the receiver
+// extracts it and parents its span on it. With tracing off there is no tracer at all
+// (`Telemetry.tracer` is undefined) and every traced path checks for it first: no span
+// object, no context switch, no header is made, so tracing off costs the write path one
+// comparison per hop. Where one message carries many requests (a flush carrying many
+// writes), the span links to the requests' span contexts instead of having one parent.
 
 import {
   type Context,
@@ -30,13 +22,6 @@ import {
   type Tracer,
   trace,
 } from "@opentelemetry/api";
-import { W3CTraceContextPropagator } from "@opentelemetry/core";
-import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-http";
-import { resourceFromAttributes } from "@opentelemetry/resources";
-import { BatchSpanProcessor, type SpanProcessor } from "@opentelemetry/sdk-trace-base";
-import { NodeTracerProvider } from "@opentelemetry/sdk-trace-node";
-import { ATTR_SERVICE_NAME, ATTR_SERVICE_VERSION } from "@opentelemetry/semantic-conventions";
-import { ballastVersion } from "./constants.ts";
 
 /** The subset of NATS message headers the propagator needs. */
 export interface HeaderCarrier {
@@ -61,66 +46,6 @@ const getter: TextMapGetter<HeaderCarrier | undefined> = {
     return carrier === undefined ? [] : carrier.keys();
   },
 };
-
-export interface TracingOptions {
-  /** e.g. "ballast-sled"; Jaeger groups spans by this. */
-  serviceName: string;
-  /** The node id, recorded as service.instance.id. */
-  instanceId: string;
-  /** Base URL of an OTLP/HTTP receiver, e.g. http://127.0.0.1:4318; unset to export nothing. */
-  otlpEndpoint?: string | undefined;
-}
-
-export interface Tracing {
-  /** Undefined when no exporter is configured: callers then make no spans at all. */
-  tracer: Tracer | undefined;
-  /** Exports what is buffered and stops; call once on shutdown. */
-  shutdown(): Promise<void>;
-}
-
-let registered = false;
-
-/** Whether spans go anywhere: an OTLP endpoint is given and the exporter is not "none". */
-export function tracingConfigured(
-  otlpEndpoint: string | undefined,
-  env: Readonly<Record<string, string | undefined>> = process.env,
-): boolean {
-  const exporters = (env.OTEL_TRACES_EXPORTER ?? "otlp").split(",").map((one) => one.trim());
-  if (exporters.includes("none") || !exporters.includes("otlp")) return false;
-  return otlpEndpoint !== undefined && otlpEndpoint !== "";
-}
-
-export function startTracing(options: TracingOptions): Tracing {
-  if (!tracingConfigured(options.otlpEndpoint) || options.otlpEndpoint === undefined) {
-    return { tracer: undefined, shutdown: async () => undefined };
-  }
-  const url = new URL("v1/traces", ensureSlash(options.otlpEndpoint)).toString();
-  const spanProcessors: SpanProcessor[] = [
-    new BatchSpanProcessor(new OTLPTraceExporter({ url }), { scheduledDelayMillis: 500 }),
-  ];
-  const provider = new NodeTracerProvider({
-    resource: resourceFromAttributes({
-      [ATTR_SERVICE_NAME]: options.serviceName,
-      [ATTR_SERVICE_VERSION]: ballastVersion,
-      "service.instance.id": options.instanceId,
-    }),
-    spanProcessors,
-  });
-  // The global API allows one registration per process; a second service in the same
-  // process (tests) reuses the first provider's context manager and propagator.
-  if (!registered) {
-    provider.register({ propagator: new W3CTraceContextPropagator() });
-    registered = true;
-  }
-  return {
-    tracer: provider.getTracer("ballast", ballastVersion),
-    shutdown: () => provider.shutdown(),
-  };
-}
-
-function ensureSlash(url: string): string {
-  return url.endsWith("/") ? url : `${url}/`;
-}
 
 /** Writes the active (or given) context's trace headers into a NATS header set. */
 export function injectTraceContext(headers: HeaderCarrier, from: Context = context.active()): void {

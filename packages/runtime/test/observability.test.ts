@@ -3,8 +3,8 @@
 
 import { createServer } from "node:net";
 import { expect, test } from "vitest";
-import { meterOf, startMetrics } from "../src/metrics.ts";
-import { startTracing, tracingConfigured } from "../src/tracing.ts";
+import { meterOf } from "../src/metrics.ts";
+import { startTelemetry, startTracing, tracingConfigured } from "../src/telemetry.ts";
 
 test("without an OTLP endpoint, or with OTEL_TRACES_EXPORTER=none, there is no tracer", async () => {
   expect(startTracing({ serviceName: "t", instanceId: "t" }).tracer).toBeUndefined();
@@ -12,6 +12,7 @@ test("without an OTLP endpoint, or with OTEL_TRACES_EXPORTER=none, there is no t
   expect(tracingConfigured("http://127.0.0.1:4318", {})).toBe(true);
   expect(tracingConfigured("http://127.0.0.1:4318", { OTEL_TRACES_EXPORTER: "none" })).toBe(false);
   expect(tracingConfigured("http://127.0.0.1:4318", { OTEL_TRACES_EXPORTER: "otlp" })).toBe(true);
+  expect(tracingConfigured("http://127.0.0.1:4318", { OTEL_SDK_DISABLED: "true" })).toBe(false);
 });
 
 async function freePort(): Promise<number> {
@@ -23,26 +24,49 @@ async function freePort(): Promise<number> {
 }
 
 test("port 0 serves nothing; a port serves the instruments in Prometheus text", async () => {
-  const off = await startMetrics({ port: 0, host: "127.0.0.1", serviceName: "s", instanceId: "i" });
-  expect(off.url).toBeUndefined();
+  const off = await startTelemetry({ metricsPort: 0, serviceName: "s", instanceId: "i" });
+  expect(off.metricsUrl).toBeUndefined();
+  expect(off.tracer).toBeUndefined();
   expect(meterOf({})).toBeDefined();
 
   const port = await freePort();
-  const on = await startMetrics({ port, host: "127.0.0.1", serviceName: "s", instanceId: "i" });
+  const on = await startTelemetry({ metricsPort: port, serviceName: "s", instanceId: "i" });
   try {
-    expect(on.url).toBe(`http://127.0.0.1:${port}/metrics`);
+    expect(on.metricsUrl).toBe(`http://127.0.0.1:${port}/metrics`);
+    // Metrics on, tracing off: the SDK registers no tracer provider and gives no tracer.
+    expect(on.tracer).toBeUndefined();
     on.meter.createCounter("ballast_test_things").add(3, { volume: "v" });
     on.meter.createHistogram("ballast_test_seconds").record(0.002, { volume: "v" });
-    const text = await (await fetch(on.url as string)).text();
+    const text = await (await fetch(on.metricsUrl as string)).text();
     expect(text).toMatch(/^ballast_test_things_total\{volume="v"[^}]*\} 3$/m);
     // Latencies use the seconds buckets (metrics.ts), not the SDK's millisecond defaults.
     expect(text).toMatch(/^ballast_test_seconds_bucket\{volume="v"[^}]*le="0.0025"\} 1$/m);
     expect(text).toContain('service_name="s"');
-    // A taken port fails the start (the service then exits with a clear error).
+    // One SDK per process: the API's globals take one registration.
     await expect(
-      startMetrics({ port, host: "127.0.0.1", serviceName: "s", instanceId: "i" }),
-    ).rejects.toThrow(/EADDRINUSE/);
+      startTelemetry({ metricsPort: await freePort(), serviceName: "s", instanceId: "i" }),
+    ).rejects.toThrow(/already started/);
   } finally {
     await on.shutdown();
+  }
+  // Shut down, the process may start again; a taken port fails the start (the service
+  // then exits with a clear error) and leaves no SDK behind.
+  const taken = createServer();
+  await new Promise<void>((resolve) => taken.listen(port, "127.0.0.1", resolve));
+  try {
+    await expect(
+      startTelemetry({ metricsPort: port, serviceName: "s", instanceId: "i" }),
+    ).rejects.toThrow(/EADDRINUSE/);
+  } finally {
+    await new Promise<void>((resolve) => taken.close(() => resolve()));
+  }
+  const again = await startTelemetry({ metricsPort: port, serviceName: "s2", instanceId: "i" });
+  try {
+    again.meter.createCounter("ballast_test_again").add(1);
+    const text = await (await fetch(again.metricsUrl as string)).text();
+    expect(text).toMatch(/^ballast_test_again_total\{[^}]*\} 1$/m);
+    expect(text).toContain('service_name="s2"');
+  } finally {
+    await again.shutdown();
   }
 });

@@ -17,7 +17,9 @@
 // and a new tenure (a takeover, or leading again after a lapse such as a SIGSTOP)
 // starts with empty bookkeeping (tenure.ts) and rewrites every partition record with
 // its term before it decides anything, so a compare-and-set an ex-leader prepared
-// fails. The control subject is served exactly while leading; a request that arrives
+// fails. The control subjects (clients' requests, and services' reports apart so that
+// NATS permissions can keep clients off them) are served exactly while leading, both
+// into the one dispatch switch; a request that arrives
 // as the lease lapses is refused as Unavailable, to be retried on the new leader.
 // Every duration is measured on the monotonic clock (clock.ts); wall-clock times
 // appear only in what is shown.
@@ -126,9 +128,10 @@ const controlRequests = [
   "snapshot.list.v1",
   "snapshot.delete.v1",
   "volume.rollback.v1",
-  "checkpoint.record.v1",
-  "headnode.report.v1",
 ] as const;
+
+/** What only services send (subjects.coordinatorServices), apart so clients cannot. */
+const serviceRequests = ["checkpoint.record.v1", "headnode.report.v1"] as const;
 
 /** The parts that work for the leader, made once the control store is open. */
 interface Parts {
@@ -147,7 +150,8 @@ interface Parts {
 export class Coordinator {
   private readonly heartbeats: Heartbeats;
   private parts!: Parts;
-  private control: Served | undefined;
+  /** The control subjects served while leading: clients', and services'. */
+  private control: Served[] | undefined;
   private readonly timers: NodeJS.Timeout[] = [];
   private leader: Tenure | undefined;
   private renewing = false;
@@ -197,7 +201,7 @@ export class Coordinator {
     this.every(tickMs, () => this.parts.sleds.tick());
     this.service.onClose(async () => {
       for (const timer of this.timers) clearInterval(timer);
-      await this.control?.stop();
+      await Promise.all((this.control ?? []).map((one) => one.stop()));
     });
     await this.lead();
   }
@@ -310,11 +314,18 @@ export class Coordinator {
     this.leader = tenure;
     this.service.logger.info({ term: tenure.term }, "leading the cluster");
     if (this.control === undefined) {
-      this.control = this.service.serve(
-        subjects.coordinator.build(),
-        { accept: controlRequests, queue: "coordinator" },
-        (message) => this.onControl(message),
-      );
+      this.control = [
+        this.service.serve(
+          subjects.coordinator.build(),
+          { accept: controlRequests, queue: "coordinator" },
+          (message) => this.onControl(message),
+        ),
+        this.service.serve(
+          subjects.coordinatorServices.pattern,
+          { accept: serviceRequests, queue: "coordinator" },
+          (message) => this.onControl(message),
+        ),
+      ];
     }
     void this.fence(tenure);
   }
@@ -353,14 +364,16 @@ export class Coordinator {
   private async stopLeading(): Promise<void> {
     if (this.leader !== undefined) this.service.logger.warn("lost the leadership");
     this.leader = undefined;
-    const served = this.control;
+    const served = this.control ?? [];
     this.control = undefined;
-    await served?.stop();
+    await Promise.all(served.map((one) => one.stop()));
   }
 
   // ---------------------------------------------------------------- control
 
-  private onControl(message: MessageOf<(typeof controlRequests)[number]>) {
+  private onControl(
+    message: MessageOf<(typeof controlRequests)[number] | (typeof serviceRequests)[number]>,
+  ) {
     const tenure = this.current();
     if (tenure === undefined) {
       throw new BallastError(

@@ -116,7 +116,12 @@ class Harness {
   }
 
   control(message: Message): unknown {
-    const dispatch = this.routes.get(subjects.coordinator.build());
+    // Head nodes' reports and checkpoint records have their own subject.
+    const fromHeadNode =
+      message.type === "headnode.report.v1" || message.type === "checkpoint.record.v1";
+    const dispatch = this.routes.get(
+      fromHeadNode ? subjects.coordinatorServices.pattern : subjects.coordinator.build(),
+    );
     if (dispatch === undefined) throw new Error("no leader serves the control subject");
     return dispatch(message as never, { subject: "", isRequest: true } as never);
   }

@@ -291,7 +291,7 @@ export class NatsTransport implements TransportPort {
   recordCheckpoint(pointer: CheckpointPointer, done: Done<{ replaced?: CheckpointPointer }>): void {
     const { volume, volumeId, partition } = this.address;
     settle(
-      this.service.bus.request(subjects.coordinator.build(), {
+      this.service.bus.request(subjects.coordinatorServices.build("headnode"), {
         type: "checkpoint.record.v1",
         volume,
         volumeId,

@@ -12,6 +12,16 @@ export const tickMs = 20;
  */
 export const droppedIncarnationsMax = 4096;
 
+/**
+ * Trace contexts of written ops a primary keeps until their data is flushed (tracing on
+ * only), so the flush span can link to them: past it the oldest are forgotten, and a
+ * flush after a long sled outage links to the newer writes only.
+ */
+export const flushContextOpsMax = 65_536;
+
+/** Links one flush span carries at most (OpenTelemetry's default span link limit). */
+export const flushSpanLinksMax = 128;
+
 /** How long a head node waits for the coordinator to answer a report. */
 export const reportDeadlineMs = limits.headnodeReportIntervalMs * 2;
 

@@ -200,7 +200,7 @@ export class HeadNode {
       for (let at = 0; at === 0 || at < primaries.length; at += limits.reportPartitionsMax) {
         const sentAtMs = performance.now();
         const answer = await this.service.bus.request(
-          subjects.coordinator.build(),
+          subjects.coordinatorServices.build("headnode"),
           {
             type: "headnode.report.v1",
             node: this.service.nodeId,

@@ -42,6 +42,7 @@ import {
   traceContext,
   type UpDownCounter,
 } from "@ballast/runtime";
+import { flushContextOpsMax, flushSpanLinksMax } from "./constants.ts";
 import type { Done, JournalPort, SledsPort, TransportPort } from "./ports.ts";
 import type { CheckpointPointer, ReplicationMessage } from "./replica/effects.ts";
 import type { Note } from "./replica/note.ts";
@@ -71,6 +72,52 @@ export class OpContexts {
       if (spanContext !== undefined && !found.includes(spanContext)) found.push(spanContext);
     }
     return found;
+  }
+}
+
+/**
+ * The span context of the request that wrote each op, from the request until the op's
+ * data is on sleds (a primary with tracing on): the flush that carries the data links
+ * to them, long after the requests were answered. Op numbers are added in ascending
+ * order, so the map's order is op order and the oldest go first.
+ */
+export class FlushContexts {
+  private readonly byOp = new Map<number, SpanContext>();
+
+  constructor(private readonly opsMax: number = flushContextOpsMax) {}
+
+  set(firstOpNum: number, lastOpNum: number, spanContext: SpanContext): void {
+    for (let opNum = firstOpNum; opNum <= lastOpNum; opNum++) this.byOp.set(opNum, spanContext);
+    for (const opNum of this.byOp.keys()) {
+      if (this.byOp.size <= this.opsMax) break;
+      this.byOp.delete(opNum);
+    }
+  }
+
+  /** The distinct request contexts of ops first..through, in op order, at most `max`. */
+  between(firstOpNum: number, throughOpNum: number, max: number): SpanContext[] {
+    const found: SpanContext[] = [];
+    for (const [opNum, spanContext] of this.byOp) {
+      if (opNum > throughOpNum || found.length >= max) break;
+      if (opNum >= firstOpNum && !found.includes(spanContext)) found.push(spanContext);
+    }
+    return found;
+  }
+
+  /** Forgets ops up to `opNum` (flushed, or overwritten before any flush carried them). */
+  forgetThrough(opNum: number): void {
+    for (const key of this.byOp.keys()) {
+      if (key > opNum) break;
+      this.byOp.delete(key);
+    }
+  }
+
+  clear(): void {
+    this.byOp.clear();
+  }
+
+  get size(): number {
+    return this.byOp.size;
   }
 }
 
@@ -200,18 +247,21 @@ export class ObservedJournal implements JournalPort {
  * The sleds port with background work kept out of request traces: the core's effects
  * run in whatever context the input that produced them had (often a client request's
  * span), but a chunk flush or a checkpoint blob is not part of that request. A chunk
- * write is a root span of its own ("flush chunk"); the other background calls run
- * under the root context. Reads (a client read's chunk fetches) keep their context.
- * Installed only with tracing on.
+ * write is a root span of its own ("flush chunk", with the sled writes under it) that
+ * links to the spans of the requests whose data it carries (batching: one chunk, many
+ * requests, and long after they were answered, so links, not a parent); the other
+ * background calls run under the root context. Reads (a client read's chunk fetches)
+ * keep their context. Installed only with tracing on.
  */
 export class DetachedSleds implements SledsPort {
   constructor(
     private readonly service: Service,
     private readonly inner: SledsPort,
+    private readonly contexts: FlushContexts = new FlushContexts(),
   ) {}
 
   writeChunk(
-    chunk: { sledChunkId: string; chunkNumber: number; data: Uint8Array; checksum?: number },
+    chunk: Parameters<SledsPort["writeChunk"]>[0],
     sleds: readonly string[],
     done: Done<string[]>,
   ): void {
@@ -220,20 +270,32 @@ export class DetachedSleds implements SledsPort {
       this.inner.writeChunk(chunk, sleds, done);
       return;
     }
+    const first = chunk.firstOpNum ?? 1;
+    const through = chunk.throughOpNum ?? 0;
+    // Ops before this chunk's first are flushed already, or were overwritten and left
+    // to a record without a chunk: none will be linked again.
+    this.contexts.forgetThrough(first - 1);
+    const writes = this.contexts.between(first, through, flushSpanLinksMax);
     const span = tracer.startSpan(
       "flush chunk",
       {
         kind: SpanKind.INTERNAL,
+        links: writes.map((spanContext) => ({ context: spanContext })),
         attributes: {
           "ballast.chunk": chunk.chunkNumber,
           "ballast.bytes": chunk.data.byteLength,
+          "ballast.op_first": first,
+          "ballast.op_last": through,
         },
       },
       ROOT_CONTEXT,
     );
     traceContext.with(trace.setSpan(ROOT_CONTEXT, span), () =>
       this.inner.writeChunk(chunk, sleds, (outcome) => {
-        if (!outcome.ok) {
+        if (outcome.ok) {
+          this.contexts.forgetThrough(through);
+        } else {
+          // Kept: the retry of this flush carries the same ops and links them again.
           span.setStatus({ code: SpanStatusCode.ERROR, message: String(outcome.error) });
         }
         span.end();

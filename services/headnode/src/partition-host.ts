@@ -63,6 +63,7 @@ import { HeldTicks } from "./held-ticks.ts";
 import { Journal } from "./journal/index.ts";
 import {
   DetachedSleds,
+  FlushContexts,
   ObservedJournal,
   OpContexts,
   type ReplicaInstruments,
@@ -130,6 +131,8 @@ export class PartitionHost {
   sledsOut: ReadonlySet<string> = new Set();
   /** Traces: each in-flight op's request span context (observability.ts). */
   private readonly opContexts = new OpContexts();
+  /** Contexts of written ops until their data is flushed (the flush span links them). */
+  private readonly flushContexts = new FlushContexts();
   private readonly instruments: ReplicaInstruments;
   private readonly journalFiles: JournalFiles;
 
@@ -166,7 +169,10 @@ export class PartitionHost {
         address.volume,
       ),
       checkpoints,
-      sleds: service.tracer === undefined ? natsSleds : new DetachedSleds(service, natsSleds),
+      sleds:
+        service.tracer === undefined
+          ? natsSleds
+          : new DetachedSleds(service, natsSleds, this.flushContexts),
       // Tracing off: the plain transport, whose messages carry no headers.
       transport:
         service.tracer === undefined
@@ -373,6 +379,7 @@ export class PartitionHost {
     const handling = tracer === undefined ? undefined : activeSpanContext();
     if (handling !== undefined && lastAfter > lastBefore) {
       this.opContexts.set(lastBefore + 1, lastAfter, handling);
+      if (request.kind !== "flush") this.flushContexts.set(lastBefore + 1, lastAfter, handling);
     }
     this.run();
     return this.observe(request, reply, handling, lastBefore + 1, lastAfter);
@@ -607,6 +614,7 @@ export class PartitionHost {
     this.runner.close();
     this.instruments.replicas.delete(this);
     this.opContexts.clear();
+    this.flushContexts.clear();
     for (const waiting of this.waiting.values()) {
       waiting.reject(
         new BallastError(ErrorCode.ShuttingDown, `${this.service.nodeId} is shutting down`),

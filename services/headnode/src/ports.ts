@@ -52,7 +52,15 @@ export interface CheckpointStorePort {
 export interface SledsPort {
   /** Writes a chunk to two of `sleds`; `done` with the sleds that hold it. */
   writeChunk(
-    chunk: { sledChunkId: string; chunkNumber: number; data: Uint8Array; checksum?: number },
+    chunk: {
+      sledChunkId: string;
+      chunkNumber: number;
+      data: Uint8Array;
+      checksum?: number;
+      /** The journal ops whose data the chunk carries (traces link the flush to them). */
+      firstOpNum?: number;
+      throughOpNum?: number;
+    },
     sleds: readonly string[],
     done: Done<string[]>,
   ): void;

@@ -29,7 +29,10 @@ export class FakeService {
 
   readonly bus = {
     request: async (subject: string, message?: Message) => {
-      if (subject === subjects.coordinator.build() && message?.type === "headnode.report.v1") {
+      if (
+        subject === subjects.coordinatorServices.build("headnode") &&
+        message?.type === "headnode.report.v1"
+      ) {
         this.reports.push(message);
         return this.answerReport(message);
       }

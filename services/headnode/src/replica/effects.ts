@@ -78,6 +78,13 @@ export type Effect =
       data: Uint8Array;
       /** CRC32C of `data`, as the flush record keeps it. */
       checksum: number;
+      /**
+       * The journal ops whose data it carries, first to last (none when first > last: a
+       * chunk of compacted data only). Only traces use it: the flush span links to the
+       * requests that wrote these ops.
+       */
+      firstOpNum: number;
+      throughOpNum: number;
     }
   | {
       type: "chunk.read";

@@ -1480,6 +1480,7 @@ export class Replica {
     const parts: Uint8Array[] = [];
     let bytes = 0;
     let throughOpNum = this.metadata.flushedThroughOpNum;
+    let firstOpNum = throughOpNum + 1;
     // Compaction first: the live extents of its victims, from the bytes it read. Their
     // live bytes sum to at most chunkBytesMax (see maybeStartCompaction).
     const victims = gathered === undefined ? [] : [...gathered.keys()];
@@ -1500,6 +1501,7 @@ export class Replica {
       const live = this.metadata.journalRangesOf(opNum, range);
       const liveBytes = live.reduce((sum, piece) => sum + piece.length, 0);
       if (bytes > 0 && bytes + liveBytes > this.limits.chunkBytesMax) break;
+      if (throughOpNum === this.metadata.flushedThroughOpNum) firstOpNum = opNum;
       for (const piece of live) {
         pieces.push(piece.offset, piece.length, opNum, bytes);
         parts.push(note.data!.subarray(piece.position, piece.position + piece.length));
@@ -1537,7 +1539,15 @@ export class Replica {
         victims,
       ),
     };
-    this.effects.push({ type: "chunk.write", chunkNumber, sledChunkId, data, checksum });
+    this.effects.push({
+      type: "chunk.write",
+      chunkNumber,
+      sledChunkId,
+      data,
+      checksum,
+      firstOpNum,
+      throughOpNum,
+    });
   }
 
   onChunkWritten(chunkNumber: number, copies: readonly string[]): void {
