@@ -87,6 +87,7 @@ export class BallastClient {
     const reopened = volume.reopenAsSnapshot(this.bus, this.options, {
       id: found.id,
       name: found.name,
+      ...(found.overlap === undefined ? {} : { overlap: found.overlap }),
     });
     await volume.close();
     return reopened;

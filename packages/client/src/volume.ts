@@ -68,6 +68,8 @@ export class Volume implements BlockDevice {
   private readonly parent: Volume | undefined;
   /** False once a reopened Volume took the parent over (it closes it then). */
   private ownsParent = true;
+  /** A snapshot of a clone: the clone's overlap when it was taken. */
+  private readonly snapshotOverlap: number | undefined;
 
   /**
    * Use BallastClient.openVolume or openSnapshot; this constructor is the client's. With
@@ -79,10 +81,11 @@ export class Volume implements BlockDevice {
     bus: RequestBus,
     state: VolumeStateCache,
     options: Readonly<ClientOptions>,
-    snapshot?: { id: string; name: string },
+    snapshot?: { id: string; name: string; overlap?: number },
     parent?: Volume,
   ) {
     this.parent = parent;
+    this.snapshotOverlap = snapshot?.overlap;
     this.name = snapshot === undefined ? state.name : `${state.name}@${snapshot.name}`;
     this.state = state;
     this.snapshot = snapshot?.id;
@@ -118,7 +121,7 @@ export class Volume implements BlockDevice {
   reopenAsSnapshot(
     bus: RequestBus,
     options: Readonly<ClientOptions>,
-    snapshot: { id: string; name: string },
+    snapshot: { id: string; name: string; overlap?: number },
   ): Volume {
     this.ownsParent = false;
     return new Volume(bus, this.state, options, snapshot, this.parent);
@@ -174,7 +177,7 @@ export class Volume implements BlockDevice {
     }
     const entries: Entry[] = [];
     await this.perform("read", offset, length, this.requestDataBytesMax, bytes, entries);
-    const overlap = this.state.current.state.parent?.overlap ?? 0;
+    const overlap = this.snapshotOverlap ?? this.state.current.state.parent?.overlap ?? 0;
     const ranges = fallThroughRanges(
       entries.flatMap((entry) => entry.unmapped ?? []),
       overlap,

@@ -25,7 +25,7 @@ interface FakeVolume {
   bytes: Uint8Array;
   mapped: boolean[];
   /** Frozen copies by snapshot id. */
-  snapshots: Map<string, { name: string; bytes: Uint8Array; mapped: boolean[] }>;
+  snapshots: Map<string, { name: string; bytes: Uint8Array; mapped: boolean[]; overlap?: number }>;
   parent?: {
     volume: string;
     volumeId: string;
@@ -69,6 +69,7 @@ class LayeredFake implements RequestBus {
       name: snapshot,
       bytes: volume.bytes.slice(),
       mapped: [...volume.mapped],
+      ...(volume.parent === undefined ? {} : { overlap: volume.parent.overlap }),
     });
     return id;
   }
@@ -118,6 +119,7 @@ class LayeredFake implements RequestBus {
             volumeId: volume.id,
             createdAtMs: 0,
             partitions: [],
+            ...(frozen.overlap === undefined ? {} : { overlap: frozen.overlap }),
           })),
         };
       }
@@ -253,6 +255,24 @@ describe("reads of a clone", () => {
     const expected = frozen.slice();
     expected.fill(0xbb, partitionBytes + 2 * sector, partitionBytes + 4 * sector);
     expect(await volume.read(0, size)).toEqual(expected);
+    await volume.close();
+  });
+
+  test("a snapshot of a clone falls through below the overlap the clone had when it was taken", async () => {
+    const { bus, size, frozen, parent } = parentWithSnapshot();
+    const clone = bus.add("clone", size, parent);
+    bus.snapshot("clone", "c1");
+    // A shrink and a grow since: the clone's own overlap is lower now.
+    clone.parent = { ...parent, overlap: partitionBytes };
+    bus.write("clone", partitionBytes, 0, 2 * partitionBytes);
+    const opened = client(bus);
+    const snapshot = await opened.openSnapshot("clone", "c1");
+    expect(await snapshot.read(0, size)).toEqual(frozen);
+    const volume = await opened.openVolume("clone");
+    const now = frozen.slice();
+    now.fill(0, partitionBytes);
+    expect(await volume.read(0, size)).toEqual(now);
+    await snapshot.close();
     await volume.close();
   });
 

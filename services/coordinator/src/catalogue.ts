@@ -143,6 +143,8 @@ export interface SnapshotRecord {
   partitions: { index: number; opNum: number }[];
   /** The volume's size when taken; absent in records made before clones. */
   sizeBytes?: number;
+  /** A snapshot of a clone: the clone's overlap when taken. */
+  overlap?: number;
 }
 
 const snapshotKeys = {

@@ -119,6 +119,8 @@ export class Snapshots {
           createdAtMs: Date.now(),
           partitions: outcome.opNums.map((opNum, index) => ({ index, opNum })),
           sizeBytes: volume.sizeBytes,
+          // A clone's snapshot falls through as the clone did when it was taken.
+          ...(volume.parent === undefined ? {} : { overlap: volume.parent.overlap }),
         };
         try {
           await catalogue.recordSnapshot(state, existing);

@@ -94,6 +94,11 @@ export const SnapshotState = z.object({
   partitions: z.array(z.object({ index: unsignedInteger, opNum: unsignedInteger })),
   /** The volume's size when it was taken (absent in records made before clones). */
   sizeBytes: unsignedInteger.optional(),
+  /**
+   * A snapshot of a clone: the clone's overlap when it was taken, which its reads fall
+   * through below (the clone's may be lower since, after a shrink).
+   */
+  overlap: unsignedInteger.optional(),
   /** In a listing: the volumes cloned from it, by name (absent when none). */
   clones: z.array(volumeName).max(statusEntriesMax).optional(),
 });
