@@ -127,12 +127,13 @@ export async function snapshotCommand(argv: string[]): Promise<number> {
 
 function listTable(snapshots: readonly SnapshotState[]): string[] {
   return table([
-    ["NAME", "EXPORT", "CREATED", "ID"],
+    ["NAME", "EXPORT", "CREATED", "ID", "CLONES"],
     ...snapshots.map((snapshot) => [
       snapshot.name,
       `${snapshot.volume}@${snapshot.name}`,
       new Date(snapshot.createdAtMs).toISOString(),
       snapshot.id,
+      snapshot.clones?.join(", ") ?? "-",
     ]),
   ]);
 }

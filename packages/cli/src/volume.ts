@@ -1,4 +1,4 @@
-// `ballast volume create|list|describe|resize|rollback|delete`: the volume catalogue,
+// `ballast volume create|clone|list|describe|resize|rollback|delete`: the volume catalogue,
 // through the leading coordinator. `--json` prints the coordinator's VolumeState objects as they are.
 // Describe also shows what the volume's incarnation stores on sleds (every copy of every
 // chunk), or why it could not be counted.
@@ -10,9 +10,10 @@ import { dataDirDefault } from "./constants.ts";
 import { CliError, exitCodes } from "./errors.ts";
 import { formatBytes, formatSize, parseSize, SizeError } from "./sizes.ts";
 
-export const volumeHelp = `Usage: ballast volume <create|list|describe|resize|rollback|delete> [options]
+export const volumeHelp = `Usage: ballast volume <create|clone|list|describe|resize|rollback|delete> [options]
 
   ballast volume create NAME --size 10GiB [--replicas 2|3] [--partition-size 1GiB]
+  ballast volume clone VOLUME@SNAPSHOT NAME [--replicas 2|3]
   ballast volume list [--json]
   ballast volume describe NAME [--json]
   ballast volume resize NAME --size 20GiB [--allow-shrink]
@@ -26,6 +27,10 @@ Rollback makes the volume's data that of its snapshot SNAPSHOT again (the snapsh
 stays; what was written since is discarded). It is refused while an NBD client is
 connected to the volume; --force skips that check (for client-library users who know
 nothing writes to it).
+
+Clone makes NAME a writable volume that reads as snapshot SNAPSHOT of VOLUME until
+written, with no copy of data; the two are independent from then on. The snapshot (and
+VOLUME) cannot be deleted while clones of it exist: delete the clones first.
 
 Names are 1-63 of a-z, 0-9 and '-'. Sizes take KiB, MiB, GiB or TiB.
 Common options: --data-dir <dir> (default ${dataDirDefault}), --nats <url>.
@@ -53,12 +58,16 @@ export async function volumeCommand(argv: string[]): Promise<number> {
   }
   const flags = parsed.values as Record<string, string | boolean | undefined>;
   const [action, name, ...rest] = parsed.positionals;
-  // Rollback names the snapshot after the volume; no other action takes a second name.
-  const snapshot = action === "rollback" ? rest[0] : undefined;
-  const extra = action === "rollback" ? rest.slice(1) : rest;
+  // Rollback names the snapshot after the volume, clone the new volume after the
+  // snapshot; no other action takes a second name.
+  const second = action === "rollback" || action === "clone" ? rest[0] : undefined;
+  const snapshot = action === "rollback" ? second : undefined;
+  const extra = action === "rollback" || action === "clone" ? rest.slice(1) : rest;
   if (extra.length > 0)
     throw new CliError(exitCodes.usage, `unexpected arguments: ${extra.join(" ")}`);
-  const needsName = ["create", "describe", "resize", "rollback", "delete"].includes(action ?? "");
+  const needsName = ["create", "clone", "describe", "resize", "rollback", "delete"].includes(
+    action ?? "",
+  );
   if (needsName && name === undefined) {
     throw new CliError(
       exitCodes.usage,
@@ -71,7 +80,10 @@ export async function volumeCommand(argv: string[]): Promise<number> {
       "ballast volume rollback needs a volume and a snapshot name (see ballast help volume)",
     );
   }
-  if (!["create", "list", "describe", "resize", "rollback", "delete"].includes(action ?? "")) {
+  const source = action === "clone" ? parseCloneSource(name!, second) : undefined;
+  if (
+    !["create", "clone", "list", "describe", "resize", "rollback", "delete"].includes(action ?? "")
+  ) {
     throw new CliError(
       exitCodes.usage,
       `unknown volume action ${JSON.stringify(action ?? "")} (see ballast help volume)`,
@@ -90,25 +102,31 @@ export async function volumeCommand(argv: string[]): Promise<number> {
               ? {}
               : { partitionBytes: parseSize(String(flags["partition-size"]), "--partition-size") }),
           }
-        : action === "list"
-          ? { type: "volume.list.v1" }
-          : action === "describe"
-            ? { type: "volume.describe.v1", name: name!, stored: true }
-            : action === "resize"
-              ? {
-                  type: "volume.resize.v1",
-                  name: name!,
-                  sizeBytes: parseSize(requireFlag(flags.size, "--size"), "--size"),
-                  ...(flags["allow-shrink"] === true ? { allowShrink: true } : {}),
-                }
-              : action === "rollback"
+        : source !== undefined
+          ? {
+              type: "volume.clone.v1",
+              ...source,
+              ...(flags.replicas === undefined ? {} : { replicaCount: Number(flags.replicas) }),
+            }
+          : action === "list"
+            ? { type: "volume.list.v1" }
+            : action === "describe"
+              ? { type: "volume.describe.v1", name: name!, stored: true }
+              : action === "resize"
                 ? {
-                    type: "volume.rollback.v1",
-                    volume: name!,
-                    snapshot: snapshot!,
-                    ...(flags.force === true ? { force: true } : {}),
+                    type: "volume.resize.v1",
+                    name: name!,
+                    sizeBytes: parseSize(requireFlag(flags.size, "--size"), "--size"),
+                    ...(flags["allow-shrink"] === true ? { allowShrink: true } : {}),
                   }
-                : { type: "volume.delete.v1", name: name! };
+                : action === "rollback"
+                  ? {
+                      type: "volume.rollback.v1",
+                      volume: name!,
+                      snapshot: snapshot!,
+                      ...(flags.force === true ? { force: true } : {}),
+                    }
+                  : { type: "volume.delete.v1", name: name! };
   } catch (error) {
     if (error instanceof SizeError) throw new CliError(exitCodes.usage, error.message);
     throw error;
@@ -134,9 +152,11 @@ export async function volumeCommand(argv: string[]): Promise<number> {
       process.stdout.write(`deleted volume ${result.name} from the catalogue\n`);
     } else if (action === "resize") {
       process.stdout.write(`resized volume ${result.name}\n${summary(result)}`);
+    } else if (action === "clone") {
+      process.stdout.write(`cloned volume ${result.name}\n${summary(result)}${parentLine(result)}`);
     } else {
       process.stdout.write(
-        `${summary(result)}${storedLine(result)}${result.partitions.map(partitionLine).join("")}`,
+        `${summary(result)}${parentLine(result)}${storedLine(result)}${result.partitions.map(partitionLine).join("")}`,
       );
     }
     return exitCodes.ok;
@@ -154,6 +174,28 @@ export async function volumeCommand(argv: string[]): Promise<number> {
   }
 }
 
+/** `VOLUME@SNAPSHOT NAME` of a clone, or a usage error that says what is missing. */
+export function parseCloneSource(
+  source: string,
+  name: string | undefined,
+): { volume: string; snapshot: string; name: string } {
+  const at = source.indexOf("@");
+  if (at <= 0 || at === source.length - 1 || name === undefined) {
+    throw new CliError(
+      exitCodes.usage,
+      "ballast volume clone needs VOLUME@SNAPSHOT and a name for the clone (see ballast help volume)",
+    );
+  }
+  return { volume: source.slice(0, at), snapshot: source.slice(at + 1), name };
+}
+
+/** A clone's parent snapshot, on its own line; nothing for a volume that is no clone. */
+export function parentLine(volume: VolumeState): string {
+  const parent = volume.parent;
+  if (parent === undefined) return "";
+  return `  clone of ${parent.volume}@${parent.snapshot}, reads through it below ${formatSize(parent.overlap)}\n`;
+}
+
 function requireFlag(value: string | boolean | undefined, flag: string): string {
   if (typeof value !== "string") throw new CliError(exitCodes.usage, `${flag} is required`);
   return value;
@@ -167,7 +209,7 @@ function requireFlag(value: string | boolean | undefined, flag: string): string 
 const answerDeadlineMs = 15_000;
 const resizeAnswerDeadlineMs = 30_000;
 
-// biome-ignore lint/suspicious/noExplicitAny: one sender for the six request shapes
+// biome-ignore lint/suspicious/noExplicitAny: one sender for the seven request shapes
 async function send(bus: Awaited<ReturnType<typeof connectCli>>["bus"], request: any) {
   const deadlineMs =
     request.type === "volume.resize.v1" ? resizeAnswerDeadlineMs : answerDeadlineMs;

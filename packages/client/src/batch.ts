@@ -42,6 +42,11 @@ export interface Entry {
   readonly issuedAtMs: number;
   /** Set after a batch failed for good: the entry is re-sent alone, for its own answer. */
   isolated: boolean;
+  /**
+   * For a read of a clone: the parts of the entry its partition has never mapped, as the
+   * last reply said (they fall through to the parent snapshot; see volume.ts).
+   */
+  unmapped?: { offset: number; length: number }[];
   /** Settles the caller's piece; called exactly once. */
   readonly resolve: () => void;
   readonly reject: (error: unknown) => void;

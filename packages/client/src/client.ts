@@ -35,7 +35,20 @@ export class BallastClient {
       );
     }
     const state = await VolumeStateCache.open(this.bus, name, this.options);
-    return new Volume(this.bus, state, this.options);
+    const parent = state.current.state.parent;
+    if (parent === undefined) return new Volume(this.bus, state, this.options);
+    // A clone reads through its parent snapshot (volume.ts), which must be the very
+    // snapshot it was cloned from: the coordinator keeps it while the clone exists.
+    const snapshot = await this.openSnapshot(parent.volume, parent.snapshot);
+    if (snapshot.snapshot !== parent.snapshotId || snapshot.id !== parent.volumeId) {
+      await snapshot.close();
+      throw new BallastError(
+        ErrorCode.NotFound,
+        `clone ${name}'s parent snapshot ${parent.volume}@${parent.snapshot} is gone`,
+        { details: { name, parent: parent.volume, snapshot: parent.snapshot } },
+      );
+    }
+    return new Volume(this.bus, state, this.options, undefined, snapshot);
   }
 
   /**
@@ -69,7 +82,14 @@ export class BallastClient {
         },
       );
     }
+    // Reopened first: the snapshot takes over a clone's parent reader, which closing the
+    // volume would otherwise close with it.
+    const reopened = volume.reopenAsSnapshot(this.bus, this.options, {
+      id: found.id,
+      name: found.name,
+      ...(found.overlap === undefined ? {} : { overlap: found.overlap }),
+    });
     await volume.close();
-    return volume.reopenAsSnapshot(this.bus, this.options, { id: found.id, name: found.name });
+    return reopened;
   }
 }

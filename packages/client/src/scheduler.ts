@@ -176,6 +176,8 @@ export class RequestScheduler {
                 epoch: partition.epoch,
                 ...(snapshot.state.id === undefined ? {} : { volumeId: snapshot.state.id }),
                 ...(this.snapshotId === undefined ? {} : { snapshot: this.snapshotId }),
+                // A clone's reads say what falls through to its parent (volume.ts).
+                ...(snapshot.state.parent === undefined ? {} : { unmapped: true }),
               },
               batch,
               this.options.requestDeadlineMs,

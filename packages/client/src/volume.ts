@@ -24,6 +24,12 @@
 // the newest end it is refused with OutOfRange. A shrink is learned at the next
 // description (that refresh, a failover, or `refreshSize`).
 //
+// Clones: a volume whose description names a parent snapshot reads through it. Each
+// read asks its partitions for the ranges they never mapped, and fills those below the
+// overlap from the parent snapshot (layering.ts), itself a read-only Volume (a clone of
+// a clone reads through its own parent the same way). Writes, trims and write-zeroes go
+// to the clone alone.
+//
 // Closing: `close()` refuses new operations at once (VolumeClosedError) and resolves once
 // every operation already issued has settled; those keep retrying as usual meanwhile.
 //
@@ -31,9 +37,10 @@
 // the write settles (a retry re-sends the same views).
 
 import { BallastError, ErrorCode } from "@ballast/protocol";
-import { createEntry, type RequestKind } from "./batch.ts";
+import { createEntry, type Entry, type RequestKind } from "./batch.ts";
 import type { BlockDevice } from "./block-device.ts";
 import { VolumeClosedError } from "./errors.ts";
+import { fallThroughRanges } from "./layering.ts";
 import { type Piece, splitRange } from "./layout.ts";
 import type { ClientOptions } from "./options.ts";
 import { RequestScheduler } from "./scheduler.ts";
@@ -57,17 +64,28 @@ export class Volume implements BlockDevice {
   /** The snapshot id this volume reads (read-only), or undefined for the volume itself. */
   readonly snapshot: string | undefined;
 
+  /** A clone's parent snapshot, read where the clone never mapped a byte. */
+  private readonly parent: Volume | undefined;
+  /** False once a reopened Volume took the parent over (it closes it then). */
+  private ownsParent = true;
+  /** A snapshot of a clone: the clone's overlap when it was taken. */
+  private readonly snapshotOverlap: number | undefined;
+
   /**
    * Use BallastClient.openVolume or openSnapshot; this constructor is the client's. With
    * `snapshot` (its id and name), every read is of that snapshot and every mutation is
-   * refused; the device is then named `VOLUME@NAME`, as its NBD export is.
+   * refused; the device is then named `VOLUME@NAME`, as its NBD export is. `parent`:
+   * a clone's parent snapshot, opened read-only (the Volume closes it when closed).
    */
   constructor(
     bus: RequestBus,
     state: VolumeStateCache,
     options: Readonly<ClientOptions>,
-    snapshot?: { id: string; name: string },
+    snapshot?: { id: string; name: string; overlap?: number },
+    parent?: Volume,
   ) {
+    this.parent = parent;
+    this.snapshotOverlap = snapshot?.overlap;
     this.name = snapshot === undefined ? state.name : `${state.name}@${snapshot.name}`;
     this.state = state;
     this.snapshot = snapshot?.id;
@@ -103,9 +121,17 @@ export class Volume implements BlockDevice {
   reopenAsSnapshot(
     bus: RequestBus,
     options: Readonly<ClientOptions>,
-    snapshot: { id: string; name: string },
+    snapshot: { id: string; name: string; overlap?: number },
   ): Volume {
-    return new Volume(bus, this.state, options, snapshot);
+    this.ownsParent = false;
+    return new Volume(bus, this.state, options, snapshot, this.parent);
+  }
+
+  /** The parent snapshot a clone reads through, as its newest description names it. */
+  get parentSnapshot(): { volume: string; snapshot: string; overlap: number } | undefined {
+    const parent = this.state.current.state.parent;
+    if (parent === undefined) return undefined;
+    return { volume: parent.volume, snapshot: parent.snapshot, overlap: parent.overlap };
   }
 
   /** The number of partitions the volume is cut into. */
@@ -131,8 +157,50 @@ export class Volume implements BlockDevice {
     this.begin(describeOperation("read", offset, length), { offset, length });
     try {
       const bytes = new Uint8Array(length);
-      await this.perform("read", offset, length, this.requestDataBytesMax, bytes);
+      await this.readInto(offset, bytes);
       return bytes;
+    } finally {
+      this.end();
+    }
+  }
+
+  /**
+   * Reads `bytes.byteLength` bytes at `offset` into `bytes`; for a clone, the ranges its
+   * partitions never mapped are then read from the parent snapshot, below the overlap.
+   */
+  private async readInto(offset: number, bytes: Uint8Array): Promise<void> {
+    const length = bytes.byteLength;
+    const parent = this.parent;
+    if (parent === undefined) {
+      await this.perform("read", offset, length, this.requestDataBytesMax, bytes);
+      return;
+    }
+    const entries: Entry[] = [];
+    await this.perform("read", offset, length, this.requestDataBytesMax, bytes, entries);
+    const overlap = this.snapshotOverlap ?? this.state.current.state.parent?.overlap ?? 0;
+    const ranges = fallThroughRanges(
+      entries.flatMap((entry) => entry.unmapped ?? []),
+      overlap,
+    );
+    await Promise.all(
+      ranges.map((range) =>
+        parent.readForClone(
+          range.offset,
+          bytes.subarray(range.offset - offset, range.offset - offset + range.length),
+        ),
+      ),
+    );
+  }
+
+  /**
+   * A read on behalf of a clone of this snapshot: the range is below the clone's overlap,
+   * which the snapshot's partitions cover, so it is not checked against the volume's
+   * current size (a parent shrunk since still has the snapshot's partitions).
+   */
+  private async readForClone(offset: number, bytes: Uint8Array): Promise<void> {
+    this.begin(describeOperation("read", offset, bytes.byteLength));
+    try {
+      await this.readInto(offset, bytes);
     } finally {
       this.end();
     }
@@ -223,10 +291,12 @@ export class Volume implements BlockDevice {
   }
 
   /** Refuses new operations and resolves once every operation issued before has settled. */
-  close(): Promise<void> {
+  async close(): Promise<void> {
     this.closed = true;
-    if (this.operationsPending === 0) return Promise.resolve();
-    return new Promise((resolve) => this.idleWaiters.push(resolve));
+    if (this.operationsPending > 0) {
+      await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
+    }
+    if (this.parent !== undefined && this.ownsParent) await this.parent.close();
   }
 
   /**
@@ -299,6 +369,7 @@ export class Volume implements BlockDevice {
     length: number,
     pieceBytesMax: number,
     buffer?: Uint8Array,
+    collect?: Entry[],
   ): Promise<void> {
     const issuedAtMs = this.clock.nowMs();
     const pieces: Piece[] = splitRange(
@@ -317,6 +388,7 @@ export class Volume implements BlockDevice {
           issuedAtMs,
           ...(buffer === undefined ? {} : { buffer: buffer.subarray(start, start + piece.length) }),
         });
+        collect?.push(entry);
         this.scheduler.submit(piece.index, entry);
         return settled;
       }),

@@ -31,6 +31,8 @@ export interface PartitionAddress {
   readonly volumeId?: string;
   /** Reads go to this snapshot of the partition (its id) rather than its current data. */
   readonly snapshot?: string;
+  /** Reads also ask for the never-mapped parts of each range (a clone's reads). */
+  readonly unmapped?: boolean;
 }
 
 /**
@@ -48,7 +50,7 @@ export async function sendBatch(
 ): Promise<void> {
   const options = { deadlineMs };
   // Only reads name a snapshot (a snapshot volume sends nothing else, see volume.ts).
-  const { snapshot, ...address } = addressed;
+  const { snapshot, unmapped, ...address } = addressed;
   const ranges = () => entries.map((entry) => ({ offset: entry.offset, length: entry.length }));
   switch (kind) {
     case "write":
@@ -70,10 +72,12 @@ export async function sendBatch(
           ...address,
           reads: ranges(),
           ...(snapshot === undefined ? {} : { snapshot }),
+          ...(unmapped === true ? { unmapped } : {}),
         },
         options,
       );
       copyReadReply(subject, entries, result.data);
+      if (unmapped === true) recordUnmapped(subject, entries, result.unmapped);
       return;
     }
     case "trim":
@@ -128,6 +132,36 @@ function copyReadReply(
   // Copy only once every buffer passed, so that a bad reply leaves no caller's buffer
   // half filled by it.
   for (const [index, entry] of entries.entries()) entry.buffer.set(data[index]!);
+}
+
+/**
+ * Keeps each entry's never-mapped parts from a reply that was asked for them. A reply
+ * without them (a head node that does not know the flag) would read a clone's
+ * unwritten bytes as zeros instead of its parent's: refused as a bad reply.
+ */
+function recordUnmapped(
+  subject: string,
+  entries: readonly Entry[],
+  unmapped: readonly { offset: number; length: number }[][] | undefined,
+): void {
+  if (unmapped === undefined || unmapped.length !== entries.length) {
+    throw new UnexpectedReplyError(
+      subject,
+      `a read of ${entries.length} ranges of a clone answered ${unmapped?.length ?? "no"} lists of unmapped ranges`,
+    );
+  }
+  for (const [index, entry] of entries.entries()) {
+    const end = entry.offset + entry.length;
+    for (const range of unmapped[index]!) {
+      if (range.offset < entry.offset || range.offset + range.length > end) {
+        throw new UnexpectedReplyError(
+          subject,
+          `the read of ${entry.length} bytes at offset ${entry.offset} answered an unmapped range [${range.offset}, ${range.offset + range.length}) outside it`,
+        );
+      }
+    }
+  }
+  for (const [index, entry] of entries.entries()) entry.unmapped = unmapped[index]!;
 }
 
 /**

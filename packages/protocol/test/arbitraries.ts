@@ -59,6 +59,16 @@ export const messageArbitraries: {
     },
     { requiredKeys: ["type", "name", "sizeBytes"] },
   ),
+  "volume.clone.v1": fc.record(
+    {
+      type: fc.constant("volume.clone.v1" as const),
+      volume: name,
+      snapshot: name,
+      name,
+      replicaCount: fc.constantFrom(2, 3),
+    },
+    { requiredKeys: ["type", "volume", "snapshot", "name"] },
+  ),
   "volume.write.v1": fc.record({
     type: fc.constant("volume.write.v1" as const),
     ...address,
@@ -70,6 +80,7 @@ export const messageArbitraries: {
       ...address,
       reads: fc.array(range, entryCount),
       snapshot: name,
+      unmapped: fc.boolean(),
     },
     { requiredKeys: ["type", "volume", "partition", "epoch", "reads"] },
   ),

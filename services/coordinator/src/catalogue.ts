@@ -45,6 +45,7 @@
 // every listing here is de-duplicated, so no reader ever sees a partition twice.
 
 import { BallastError, ErrorCode } from "@ballast/protocol";
+import { parentAfterResize } from "./clones.ts";
 import { type PartitionRecord, volumeIdOf } from "./decisions.ts";
 import type { PurgeRecord } from "./purge.ts";
 import type { SledRecord } from "./sleds.ts";
@@ -59,6 +60,17 @@ export interface VolumeRecord {
   createdAtMs: number;
   /** The leadership term of the last resize; absent until the volume is resized. */
   term?: number;
+  /** A clone's parent snapshot (clones.ts); absent for a volume that is no clone. */
+  parent?: VolumeParentRecord;
+}
+
+/** Which snapshot a clone layers on, and below which byte it falls through to it. */
+export interface VolumeParentRecord {
+  volume: string;
+  volumeId: string;
+  snapshot: string;
+  snapshotId: string;
+  overlap: number;
 }
 
 export interface Versioned<T> {
@@ -129,6 +141,10 @@ export interface SnapshotRecord {
   volumeId: string;
   createdAtMs: number;
   partitions: { index: number; opNum: number }[];
+  /** The volume's size when taken; absent in records made before clones. */
+  sizeBytes?: number;
+  /** A snapshot of a clone: the clone's overlap when taken. */
+  overlap?: number;
 }
 
 const snapshotKeys = {
@@ -322,7 +338,14 @@ export class Catalogue {
     term: number,
   ): Promise<UpdateOutcome & { record?: VolumeRecord }> {
     if ((current.value.term ?? 0) > term) return { applied: false, reason: "deposed" };
-    const record: VolumeRecord = { ...current.value, sizeBytes, term };
+    // A clone's overlap follows a shrink down and never comes back up (clones.ts).
+    const parent = parentAfterResize(current.value.parent, sizeBytes);
+    const record: VolumeRecord = {
+      ...current.value,
+      sizeBytes,
+      term,
+      ...(parent === undefined ? {} : { parent }),
+    };
     try {
       const revision = await this.kv.update(
         keys.volume(record.name),

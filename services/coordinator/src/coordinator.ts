@@ -124,6 +124,7 @@ const controlRequests = [
   "volume.list.v1",
   "volume.delete.v1",
   "volume.resize.v1",
+  "volume.clone.v1",
   "snapshot.create.v1",
   "snapshot.list.v1",
   "snapshot.delete.v1",
@@ -395,6 +396,8 @@ export class Coordinator {
         return this.serialize(() => volumes.delete(tenure, message.name));
       case "volume.resize.v1":
         return this.serialize(() => volumes.resize(tenure, message));
+      case "volume.clone.v1":
+        return this.serialize(() => volumes.clone(tenure, message));
       case "snapshot.create.v1":
         return this.serialize(() => snapshots.create(message));
       case "snapshot.list.v1":

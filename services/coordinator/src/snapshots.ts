@@ -56,6 +56,7 @@ import {
 import type { Service } from "@ballast/runtime";
 import { type Catalogue, idOfVolume, type VolumeRecord } from "./catalogue.ts";
 import { now } from "./clock.ts";
+import { clonesOf, refuseSnapshotDelete } from "./clones.ts";
 import {
   probeDeadlineMs,
   snapshotAttemptsMax,
@@ -163,6 +164,9 @@ export class Snapshots {
         volumeId: idOfVolume(volume),
         createdAtMs: Date.now(),
         partitions: outcome.opNums.map((opNum, index) => ({ index, opNum })),
+        sizeBytes: volume.sizeBytes,
+        // A clone's snapshot falls through as the clone did when it was taken.
+        ...(volume.parent === undefined ? {} : { overlap: volume.parent.overlap }),
       };
       try {
         await catalogue.recordSnapshot(state, existing);
@@ -197,6 +201,12 @@ export class Snapshots {
         { details: { volume: message.volume, name: message.name } },
       );
     }
+    // Clones read through it wherever they have not written: it stays while they do.
+    refuseSnapshotDelete(
+      message.volume,
+      message.name,
+      clonesOf(await catalogue.volumes(), idOfVolume(volume), record.value.id),
+    );
     const dropped = await this.dropEverywhere(
       volume,
       record.value.id,
@@ -305,10 +315,17 @@ export class Snapshots {
 
   /** The snapshots recorded for this incarnation of the volume, by name. */
   private async snapshotsOf(volume: VolumeRecord): Promise<SnapshotState[]> {
-    const records = await this.parts.catalogue.snapshots(volume.name);
+    const [records, volumes] = await Promise.all([
+      this.parts.catalogue.snapshots(volume.name),
+      this.parts.catalogue.volumes(),
+    ]);
     return records
       .filter((record) => record.volumeId === idOfVolume(volume))
-      .sort((a, b) => a.name.localeCompare(b.name));
+      .sort((a, b) => a.name.localeCompare(b.name))
+      .map((record) => {
+        const clones = clonesOf(volumes, idOfVolume(volume), record.id);
+        return clones.length === 0 ? record : { ...record, clones };
+      });
   }
 
   private async volumeOf(name: string): Promise<VolumeRecord> {

@@ -44,9 +44,11 @@ import {
   type Catalogue,
   type CheckpointPointer,
   idOfVolume,
+  type VolumeParentRecord,
   type VolumeRecord,
 } from "./catalogue.ts";
 import { now } from "./clock.ts";
+import { cloneDepthMax, clonesOf, depthOf, refuseVolumeDelete, snapshotSizeOf } from "./clones.ts";
 import type { Configurer } from "./configurer.ts";
 import { dropDeadlineMs } from "./constants.ts";
 import { type PartitionRecord, volumeIdOf } from "./decisions.ts";
@@ -144,6 +146,7 @@ export interface VolumesOptions {
     | "partition"
     | "addPartitions"
     | "resizeVolume"
+    | "snapshot"
   >;
   heartbeats: Pick<Heartbeats, "aliveHeadNodes" | "aliveSleds" | "list">;
   configurer: Pick<Configurer, "configure">;
@@ -161,7 +164,60 @@ function newVolumeId(incarnation: number): string {
 export class Volumes {
   constructor(private readonly options: VolumesOptions) {}
 
-  async create(tenure: Tenure, message: MessageOf<"volume.create.v1">): Promise<VolumeState> {
+  /**
+   * Creates volume `message.name`, a clone of snapshot `message.snapshot` of volume
+   * `message.volume` (clones.ts has the model): a volume of the snapshot's size and the
+   * parent's partition size, empty, whose record names its parent. Runs one at a time
+   * with creates and deletes, so the parent's snapshot cannot go meanwhile.
+   */
+  async clone(tenure: Tenure, message: MessageOf<"volume.clone.v1">): Promise<VolumeState> {
+    const { catalogue } = this.options;
+    const parent = (await catalogue.volume(message.volume))?.value;
+    if (parent === undefined) {
+      throw new BallastError(ErrorCode.NotFound, `no volume named ${message.volume}`, {
+        details: { volume: message.volume },
+      });
+    }
+    const snapshot = (await catalogue.snapshot(message.volume, message.snapshot))?.value;
+    if (snapshot === undefined || snapshot.volumeId !== idOfVolume(parent)) {
+      throw new BallastError(
+        ErrorCode.NotFound,
+        `volume ${message.volume} has no snapshot named ${message.snapshot}`,
+        { details: { volume: message.volume, name: message.snapshot } },
+      );
+    }
+    const byName = new Map((await catalogue.volumes()).map((volume) => [volume.name, volume]));
+    if (depthOf(parent, byName) >= cloneDepthMax) {
+      throw new BallastError(
+        ErrorCode.InvalidArgument,
+        `cannot clone ${message.volume}@${message.snapshot}: it is a clone ${cloneDepthMax} levels deep, the most a clone's parents may be`,
+      );
+    }
+    const overlap = snapshotSizeOf(snapshot, parent);
+    return this.create(
+      tenure,
+      {
+        type: "volume.create.v1",
+        name: message.name,
+        sizeBytes: overlap,
+        replicaCount: message.replicaCount ?? parent.replicaCount,
+        partitionBytes: parent.partitionBytes,
+      },
+      {
+        volume: parent.name,
+        volumeId: idOfVolume(parent),
+        snapshot: snapshot.name,
+        snapshotId: snapshot.id,
+        overlap,
+      },
+    );
+  }
+
+  async create(
+    tenure: Tenure,
+    message: MessageOf<"volume.create.v1">,
+    parent?: VolumeParentRecord,
+  ): Promise<VolumeState> {
     const { service, catalogue, heartbeats, configurer, tenures } = this.options;
     const replicaCount = message.replicaCount ?? limits.replicaCountMin;
     const partitionBytes = message.partitionBytes ?? this.options.partitionBytesDefault;
@@ -227,11 +283,12 @@ export class Volumes {
       replicaCount,
       partitionBytes,
       createdAtMs: Date.now(),
+      ...(parent === undefined ? {} : { parent }),
     };
     const stored = await catalogue.createVolume(volume, partitions, tenure.term);
     service.logger.info(
-      { volume: volume.name, id, partitions: stored.length, replicaCount },
-      "volume created",
+      { volume: volume.name, id, partitions: stored.length, replicaCount, parent },
+      parent === undefined ? "volume created" : "volume cloned",
     );
     if (tenures.held() === tenure) {
       tenure.generation++;
@@ -451,6 +508,8 @@ export class Volumes {
     const current = await catalogue.volume(name);
     if (current === undefined)
       throw new BallastError(ErrorCode.NotFound, `no volume named ${name}`);
+    // A clone reads its parent's snapshot, which goes with the volume: not while one exists.
+    refuseVolumeDelete(name, clonesOf(await catalogue.volumes(), idOfVolume(current.value)));
     // The purge record goes first, so that a leader that dies right after the delete
     // leaves its successor a record of what to purge; the purger never touches an
     // incarnation that is still live, so a delete that then fails deletes nothing.

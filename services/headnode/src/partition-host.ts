@@ -77,6 +77,7 @@ import type {
   ReplicationMessage,
   Reply,
 } from "./replica/effects.ts";
+import { type ByteRange, unmappedRanges } from "./replica/layering.ts";
 import { PartitionMetadata } from "./replica/metadata.ts";
 import {
   type ClientRequest,
@@ -502,7 +503,9 @@ export class PartitionHost {
   }
 
   /** Plans a read in the core, then fetches chunk parts from sleds. */
-  async read(message: MessageOf<"volume.read.v1">): Promise<{ data: Uint8Array[] }> {
+  async read(
+    message: MessageOf<"volume.read.v1">,
+  ): Promise<{ data: Uint8Array[]; unmapped?: ByteRange[][] }> {
     if (this.failure !== undefined) throw this.failedError();
     // The core checks the read lease against this monotonic clock: once it has run out,
     // another primary may exist, and serving could return data older than a write
@@ -515,7 +518,9 @@ export class PartitionHost {
       message.snapshot,
     );
     const data = await Promise.all(plan.ranges.map((range) => this.assemble(range)));
-    return { data };
+    // A clone's reader asks which ranges fall through to its parent (layering.ts).
+    if (message.unmapped !== true) return { data };
+    return { data, unmapped: plan.ranges.map((range) => unmappedRanges(range.parts)) };
   }
 
   private async assemble(range: ReadResult["ranges"][number]): Promise<Uint8Array> {

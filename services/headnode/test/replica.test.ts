@@ -103,7 +103,9 @@ describe("the write path", () => {
     syncJournal(primary, effects);
     const pending = primary.read(1, [{ offset: 0, length: 512 }]);
     expect(pending.asOfOpNum).toBe(0);
-    expect(pending.ranges[0]!.parts).toEqual([{ kind: "zero", offset: 0, length: 512 }]);
+    expect(pending.ranges[0]!.parts).toEqual([
+      { kind: "zero", offset: 0, length: 512, unmapped: true },
+    ]);
     primary.onReplicationMessage({
       type: "replica.ack.v1",
       volume: "vol",

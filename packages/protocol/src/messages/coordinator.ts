@@ -7,7 +7,16 @@ import {
   replicaCountMin,
   statusEntriesMax,
 } from "../limits.ts";
-import { nodeId, serviceKind, text, unsignedInteger, volumeId, volumeName } from "./fields.ts";
+import {
+  nodeId,
+  serviceKind,
+  snapshotId,
+  snapshotName,
+  text,
+  unsignedInteger,
+  volumeId,
+  volumeName,
+} from "./fields.ts";
 
 /** Asks for the whole cluster's state: services and volumes. */
 export const ClusterStatus = z.object({
@@ -132,6 +141,21 @@ export const VolumeStored = z.object({
     .max(statusEntriesMax),
 });
 
+/**
+ * A clone's parent: the snapshot it was cloned from. Reads of the clone fall through to
+ * that snapshot wherever the clone never mapped a byte, below `overlap` (the snapshot's
+ * size when cloned; shrinking the clone lowers it, growing never raises it).
+ */
+export const VolumeParent = z.object({
+  volume: volumeName,
+  /** The parent's incarnation: the snapshot is of it. */
+  volumeId,
+  /** The snapshot's name and id. */
+  snapshot: snapshotName,
+  snapshotId,
+  overlap: unsignedInteger,
+});
+
 export const VolumeState = z.object({
   name: volumeName,
   /** This incarnation of the name: a deleted and re-created volume gets another. */
@@ -141,6 +165,8 @@ export const VolumeState = z.object({
   partitionBytes: unsignedInteger,
   createdAtMs: unsignedInteger,
   partitions: z.array(PartitionState).max(partitionsPerVolumeMax),
+  /** A clone's parent snapshot; absent for a volume that is no clone. */
+  parent: VolumeParent.optional(),
   /** On describe and in status (not in list): what the incarnation stores on sleds. */
   stored: VolumeStored.optional(),
 });
@@ -183,6 +209,21 @@ export const VolumeResize = z.object({
   name: volumeName,
   sizeBytes: unsignedInteger,
   allowShrink: z.boolean().optional(),
+});
+
+/**
+ * Makes volume `name`, a writable clone of snapshot `snapshot` of volume `volume`: it
+ * reads as the snapshot until written, costs no data copy, and is independent of its
+ * parent from then on. The snapshot (and its volume) cannot be deleted while the clone
+ * exists. Answers the clone's state.
+ */
+export const VolumeClone = z.object({
+  type: z.literal("volume.clone.v1"),
+  volume: volumeName,
+  snapshot: snapshotName,
+  name: volumeName,
+  /** Defaults to the parent's. */
+  replicaCount: z.number().int().optional(),
 });
 
 export const VolumeDelete = z.object({

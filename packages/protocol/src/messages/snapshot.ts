@@ -10,7 +10,7 @@
 // hold's own deadline ends it early, and the attempt is then given up).
 
 import { z } from "zod";
-import { snapshotsPerVolumeMax } from "../limits.ts";
+import { snapshotsPerVolumeMax, statusEntriesMax } from "../limits.ts";
 import { snapshotId, snapshotName, unsignedInteger, volumeId, volumeName } from "./fields.ts";
 
 const partitionAddress = {
@@ -92,6 +92,15 @@ export const SnapshotState = z.object({
   createdAtMs: unsignedInteger,
   /** The op each partition took it at, by partition index. */
   partitions: z.array(z.object({ index: unsignedInteger, opNum: unsignedInteger })),
+  /** The volume's size when it was taken (absent in records made before clones). */
+  sizeBytes: unsignedInteger.optional(),
+  /**
+   * A snapshot of a clone: the clone's overlap when it was taken, which its reads fall
+   * through below (the clone's may be lower since, after a shrink).
+   */
+  overlap: unsignedInteger.optional(),
+  /** In a listing: the volumes cloned from it, by name (absent when none). */
+  clones: z.array(volumeName).max(statusEntriesMax).optional(),
 });
 
 export const SnapshotCreate = z.object({

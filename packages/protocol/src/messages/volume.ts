@@ -44,6 +44,12 @@ export const VolumeRead = z.object({
    * NotFound. Same lease and epoch rules as any read.
    */
   snapshot: snapshotId.optional(),
+  /**
+   * Also say, per range, which parts the partition has never mapped (no write, trim or
+   * write-zeroes ever covered them): a clone's reader fills those from its parent's
+   * snapshot. They read as zeros in `data` either way.
+   */
+  unmapped: z.boolean().optional(),
 });
 
 export const VolumeTrim = z.object({
@@ -77,6 +83,11 @@ export const VolumeMutationResult = z.object({
 export const VolumeReadResult = z.object({
   /** One buffer per requested range, in request order. */
   data: z.array(bytes),
+  /**
+   * With `unmapped` asked: per requested range, in request order, the never-mapped
+   * parts of it, in offset order (volume offsets), adjacent parts merged.
+   */
+  unmapped: z.array(z.array(range)).optional(),
 });
 
 export const VolumeFlushResult = z.object({

@@ -67,7 +67,9 @@ const snapshotFormat = checkpointHeaderFormat;
 const packr = new Packr({ useRecords: false, moreTypes: false });
 
 export type ReadPart =
-  | { kind: "zero"; offset: number; length: number }
+  /** Zeros; `unmapped` when no extent covers them at all (never written, trimmed or
+   * zeroed: a trim leaves a zero extent), which a clone's reader fills from its parent. */
+  | { kind: "zero"; offset: number; length: number; unmapped?: true }
   | { kind: "memory"; offset: number; length: number; data: Uint8Array }
   | {
       kind: "chunk";
@@ -426,8 +428,10 @@ export class PartitionMetadata {
   private part(piece: Piece, noteData: (opNum: number) => Uint8Array | undefined): ReadPart {
     const { offset, length } = piece;
     const location: Location | null | undefined = "location" in piece ? piece.location : undefined;
-    if (location === undefined || location === null || location.kind === "zero")
-      return { kind: "zero", offset, length };
+    if (location === undefined || location === null) {
+      return { kind: "zero", offset, length, unmapped: true };
+    }
+    if (location.kind === "zero") return { kind: "zero", offset, length };
     if (location.kind === "journal") {
       const data = noteData(location.segment);
       if (data === undefined) {
