@@ -1,5 +1,7 @@
 // The edge. Bytes from the bus become typed messages here, exactly once, or become a
 // BallastError with a code that says why not; nothing past this module re-validates.
+// zod checks every message but the write path's three, which hot-path.ts checks by hand
+// (never more loosely: what it is unsure of goes to zod).
 //
 // msgpack is plain: no record extension, no JavaScript-only types, so any msgpack
 // library can produce and read Ballast messages. Decoded binary fields alias the
@@ -9,6 +11,7 @@
 import { Packr, Unpackr } from "msgpackr";
 import type { z } from "zod";
 import { BallastError, ErrorCode } from "./errors.ts";
+import { acceptHotPath, hotPathTypes } from "./hot-path.ts";
 import { messageBytesMax } from "./limits.ts";
 import { Message, type MessageType, messageSchemas } from "./messages/index.ts";
 
@@ -148,6 +151,12 @@ export function decodeMessage(bytes: Uint8Array, options: DecodeOptions = {}): M
       `refused a ${type} message: this subject takes ${[...options.accept].join(", ")}`,
       { details: { type } },
     );
+  }
+  // The write path's messages get a cheap check of exactly what their schemas ask
+  // (hot-path.ts); anything it is not sure of, zod decides and explains.
+  if (hotPathTypes.has(type as MessageType)) {
+    const accepted = acceptHotPath(value);
+    if (accepted !== undefined) return accepted;
   }
   return parseWith(Message, value, `a ${type} message`);
 }
