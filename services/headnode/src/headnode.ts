@@ -592,7 +592,7 @@ export class HeadNode {
             // The data aliases the NATS message; the replica keeps it until flushed.
             writes: message.writes.map((write) => ({
               offset: write.offset,
-              data: Uint8Array.prototype.slice.call(write.data),
+              data: host.copyData(write.data),
             })),
           })),
         );

@@ -56,6 +56,7 @@ import {
   NatsTransport,
   processClock,
 } from "./adapters.ts";
+import { ByteSlab } from "./byte-slab.ts";
 import { fetchCheckpoint } from "./checkpoint-fetch.ts";
 import { type ReplicaLimits, tickMs } from "./constants.ts";
 import { EffectRunner } from "./effect-runner.ts";
@@ -134,6 +135,8 @@ export class PartitionHost {
   private readonly opContexts = new OpContexts();
   /** Contexts of written ops until their data is flushed (the flush span links them). */
   private readonly flushContexts = new FlushContexts();
+  /** Where kept write data is copied to out of NATS messages (byte-slab.ts). */
+  private readonly slab = new ByteSlab();
   private readonly instruments: ReplicaInstruments;
   private readonly journalFiles: JournalFiles;
 
@@ -351,15 +354,21 @@ export class PartitionHost {
     if (this.failure !== undefined) return;
     // Decoded data aliases the NATS message buffer: the core keeps notes, so copy.
     if (message.type === "replica.notes.v1") {
-      message.notes = message.notes.map((note) =>
-        note.data === undefined
-          ? note
-          : { ...note, data: Uint8Array.prototype.slice.call(note.data) },
-      );
+      for (const note of message.notes) {
+        if (note.data !== undefined) note.data = this.slab.copy(note.data);
+      }
     }
     this.catchUp();
     this.replica.onReplicationMessage(message);
     this.run();
+  }
+
+  /**
+   * A copy of write data to keep (the core keeps it until flushed and released), out
+   * of the NATS message it arrived in; small ones share slabs (byte-slab.ts).
+   */
+  copyData(data: Uint8Array): Uint8Array {
+    return this.slab.copy(data);
   }
 
   /** Runs a write, trim, zeroes or flush request to its reply. */

@@ -1,0 +1,340 @@
+// The write-path benchmark (issue 14, "a faster write path, found by profiling"): starts a
+// local cluster (1 coordinator, 3 head nodes, 3 sleds, 1 gateway), creates one volume of
+// one partition with 2 replicas, and runs fio (ioengine=nbd) 4 KiB random writes through
+// the gateway at QD1 and QD32. Around each job it reads every process's CPU time
+// (utime + stime from /proc/<pid>/stat, nats-server included), so it prints CPU per
+// write per process: on a shared machine that is a much steadier figure than IOPS.
+// With --profile DIR it also records a V8 CPU profile of each service over each job
+// (DIR/<job>/<pid>.cpuprofile, via bench/cpu-profile.cjs; the profiler costs CPU, so
+// take the figures from a run without it). --rounds N runs the pair of jobs N times.
+//
+//   npm run bench:write                      8 s per job, one round
+//   npm run bench:write -- --seconds 10 --rounds 3 --json-out write.json
+//   npm run bench:write -- --profile /tmp/prof
+
+import { spawn } from "node:child_process";
+import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { loadavg } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+import { LocalCluster } from "@ballast/cli";
+import { subjects } from "@ballast/protocol";
+import {
+  connectTestBus,
+  temporaryDirectory,
+  testPasswords,
+  waitFor,
+  waitUntilHealthy,
+} from "../test/support/cluster.ts";
+
+const mebibyte = 1024 * 1024;
+/**
+ * The volume: one partition (so one primary and one secondary carry every write), large
+ * enough that random writes seldom overwrite within a run (a small one makes the run
+ * mostly compaction).
+ */
+const volumeBytes = 256 * mebibyte;
+/** Clock ticks per second of /proc/<pid>/stat times (USER_HZ: 100 on Linux). */
+const clockTicksPerSecond = 100;
+
+interface JobRun {
+  job: string;
+  iodepth: number;
+  writes: number;
+  seconds: number;
+  iops: number;
+  p50Us: number;
+  p99Us: number;
+  /** CPU microseconds per write, by process (the primary and secondary by role). */
+  cpuUsPerWrite: Record<string, number>;
+  /** The part of it spent in the kernel (system time). */
+  systemUsPerWrite: Record<string, number>;
+  /** CPU per write less what the process burns idle over the same time. */
+  netUsPerWrite: Record<string, number>;
+  totalNetUsPerWrite: number;
+  totalCpuUsPerWrite: number;
+  load: number;
+}
+
+/** User and system CPU seconds of a process. */
+async function cpuSeconds(pid: number): Promise<{ user: number; system: number }> {
+  const stat = await readFile(`/proc/${pid}/stat`, "utf8");
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return {
+    user: Number(fields[11]) / clockTicksPerSecond,
+    system: Number(fields[12]) / clockTicksPerSecond,
+  };
+}
+
+function fio(args: readonly string[]): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = spawn("fio", args, { stdio: ["ignore", "pipe", "pipe"] });
+    let output = "";
+    child.stdout.on("data", (chunk) => {
+      output += chunk;
+    });
+    child.stderr.on("data", (chunk) => {
+      output += chunk;
+    });
+    child.once("error", reject);
+    child.once("exit", (code) =>
+      code === 0 ? resolve(output) : reject(new Error(`fio exited ${code}: ${output}`)),
+    );
+  });
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      seconds: { type: "string", default: "8" },
+      rounds: { type: "string", default: "1" },
+      profile: { type: "string" },
+      "count-messages": { type: "boolean", default: false },
+      "json-out": { type: "string" },
+    },
+  });
+  const seconds = Number(values.seconds);
+  const rounds = Number(values.rounds);
+  const profileDir = values.profile;
+  const log = (line: string) => process.stderr.write(`${line}\n`);
+  const directory = await temporaryDirectory("ballast-wpath-");
+  const nbdPort = 20000 + Math.floor(Math.random() * 20000);
+  let cluster: LocalCluster | undefined;
+  const runs: JobRun[] = [];
+  try {
+    cluster = await LocalCluster.start({
+      dataDir: directory.path,
+      coordinators: 1,
+      headNodes: 3,
+      sleds: 3,
+      gateways: 1,
+      nbdPortFirst: nbdPort,
+      natsPasswords: testPasswords,
+      env: {
+        BALLAST_LOG_LEVEL: "warn",
+        BALLAST_SLED_DEVICES: "1",
+        BALLAST_SLED_DEVICE_BYTES: String(512 * mebibyte),
+        ...(profileDir === undefined
+          ? {}
+          : {
+              NODE_OPTIONS: `--require ${fileURLToPath(new URL("./cpu-profile.cjs", import.meta.url))}`,
+              BALLAST_BENCH_PROFILE_DIR: profileDir,
+            }),
+      },
+    });
+    const bus = await connectTestBus(cluster.natsUrl);
+    let primary = "";
+    let secondary = "";
+    try {
+      await waitUntilHealthy(bus.bus, cluster.ids(), 60_000);
+      await waitFor(
+        "volume created",
+        async () =>
+          bus.bus
+            .request(
+              subjects.coordinator.build(),
+              {
+                type: "volume.create.v1",
+                name: "bench",
+                sizeBytes: volumeBytes,
+                replicaCount: 2,
+              },
+              { deadlineMs: 15_000 },
+            )
+            .then(
+              () => true,
+              (error: { code?: string }) => (error.code === "AlreadyExists" ? true : undefined),
+            ),
+        60_000,
+        500,
+      );
+      await waitFor(
+        "full strength",
+        async () => {
+          const volume = await bus.bus.request(
+            subjects.coordinator.build(),
+            { type: "volume.describe.v1", name: "bench" },
+            { deadlineMs: 10_000 },
+          );
+          const partition = volume.partitions[0];
+          if (partition === undefined || partition.secondaries.length !== 1) return undefined;
+          if (partition.learners.length > 0) return undefined;
+          primary = partition.primary;
+          secondary = partition.secondaries[0]!;
+          return true;
+        },
+        60_000,
+        500,
+      );
+    } finally {
+      await bus.close();
+    }
+    const pids = new Map<string, number>();
+    for (const record of cluster.records()) {
+      const name =
+        record.id === primary
+          ? "primary"
+          : record.id === secondary
+            ? "secondary"
+            : record.id.startsWith("head")
+              ? "head (idle)"
+              : record.id.startsWith("sled")
+                ? `sled ${record.id}`
+                : record.id;
+      pids.set(name, record.pid);
+    }
+    const natsPid = cluster.natsServer?.child.pid;
+    if (natsPid !== undefined) pids.set("nats-server", natsPid);
+    const uri = `nbd://127.0.0.1:${nbdPort}/bench`;
+    // --count-messages: a wiretap on every subject counts messages per write by kind
+    // (it adds to nats-server's load, so take CPU figures from a run without it).
+    const tap = values["count-messages"] ? await connectTestBus(cluster.natsUrl) : undefined;
+    const counts = new Map<string, number>();
+    if (tap !== undefined) {
+      for (const pattern of ["ballast.v1.>", "_INBOX.>"]) {
+        const subscription = tap.connection.subscribe(pattern);
+        void (async () => {
+          try {
+            for await (const message of subscription) {
+              const tokens = message.subject.split(".");
+              const kind = tokens[0] === "_INBOX" ? "reply" : tokens.slice(2, 4).join(".");
+              counts.set(kind, (counts.get(kind) ?? 0) + 1);
+            }
+          } catch (error) {
+            log(`wiretap on ${pattern}: ${(error as Error).message}`);
+          }
+        })();
+      }
+    }
+    // A short warm-up: the first writes allocate chunks and JIT the path.
+    await fio(jobArgs(uri, 32, 3));
+    // What each process burns with no I/O at all (ticks, heartbeats, reports), per
+    // second: subtracted from each job, so that a slow QD1 run (few writes over the
+    // same seconds) does not look as if each write cost more.
+    const idleSeconds = 5;
+    const idleBefore = new Map<string, { user: number; system: number }>();
+    for (const [id, pid] of pids) idleBefore.set(id, await cpuSeconds(pid));
+    const idleStarted = performance.now();
+    await new Promise((resolve) => setTimeout(resolve, idleSeconds * 1000));
+    const idleRate = new Map<string, number>();
+    const idleElapsed = (performance.now() - idleStarted) / 1000;
+    for (const [id, pid] of pids) {
+      const to = await cpuSeconds(pid);
+      const from = idleBefore.get(id)!;
+      idleRate.set(id, (to.user + to.system - from.user - from.system) / idleElapsed);
+    }
+    for (let round = 0; round < rounds; round++) {
+      for (const iodepth of [1, 32]) {
+        const job = `randwrite-qd${iodepth}`;
+        if (profileDir !== undefined) {
+          await mkdir(profileDir, { recursive: true });
+          for (const record of cluster.records()) process.kill(record.pid, "SIGWINCH");
+        }
+        const before = new Map<string, { user: number; system: number }>();
+        for (const [id, pid] of pids) before.set(id, await cpuSeconds(pid));
+        const started = performance.now();
+        counts.clear();
+        const output = await fio(jobArgs(uri, iodepth, seconds));
+        const after = new Map<string, { user: number; system: number }>();
+        for (const [id, pid] of pids) after.set(id, await cpuSeconds(pid));
+        const elapsed = (performance.now() - started) / 1000;
+        if (profileDir !== undefined) {
+          for (const record of cluster.records()) process.kill(record.pid, "SIGWINCH");
+          await new Promise((resolve) => setTimeout(resolve, 2000));
+          await mkdir(join(profileDir, job), { recursive: true });
+          // cpu-profile.cjs writes DIR/<pid>.cpuprofile: name them by role.
+          for (const [id, pid] of pids) {
+            const from = join(profileDir, `${pid}.cpuprofile`);
+            const text = await readFile(from, "utf8").catch(() => undefined);
+            if (text !== undefined)
+              await writeFile(join(profileDir, job, `${id.replace(/ .*/, "")}.cpuprofile`), text);
+          }
+        }
+        const parsed = JSON.parse(output.slice(output.indexOf("{")));
+        const write = parsed.jobs[0].write;
+        const writes = write.total_ios as number;
+        const cpuUsPerWrite: Record<string, number> = {};
+        const systemUsPerWrite: Record<string, number> = {};
+        const netUsPerWrite: Record<string, number> = {};
+        let total = 0;
+        let net = 0;
+        for (const id of pids.keys()) {
+          const from = before.get(id)!;
+          const to = after.get(id)!;
+          const system = ((to.system - from.system) * 1e6) / writes;
+          const us = ((to.user - from.user) * 1e6) / writes + system;
+          const idleUs = (idleRate.get(id)! * elapsed * 1e6) / writes;
+          cpuUsPerWrite[id] = us;
+          netUsPerWrite[id] = Math.max(0, us - idleUs);
+          net += Math.max(0, us - idleUs);
+          systemUsPerWrite[id] = system;
+          total += us;
+        }
+        const percentile = (key: string) =>
+          Number(write.clat_ns?.percentile?.[key] ?? write.lat_ns?.percentile?.[key] ?? 0) / 1000;
+        const result: JobRun = {
+          job,
+          iodepth,
+          writes,
+          seconds,
+          iops: write.iops,
+          p50Us: percentile("50.000000"),
+          p99Us: percentile("99.000000"),
+          cpuUsPerWrite,
+          systemUsPerWrite,
+          netUsPerWrite,
+          totalNetUsPerWrite: net,
+          totalCpuUsPerWrite: total,
+          load: loadavg()[0]!,
+        };
+        runs.push(result);
+        if (tap !== undefined) {
+          log(
+            `  messages per write: ${[...counts]
+              .sort((a, b) => b[1] - a[1])
+              .map(([kind, count]) => `${kind} ${(count / writes).toFixed(2)}`)
+              .join(", ")}`,
+          );
+        }
+        log(
+          `${job}: ${result.iops.toFixed(0)} IOPS, p50 ${result.p50Us.toFixed(0)} us, p99 ${result.p99Us.toFixed(0)} us, load ${result.load.toFixed(1)}\n  CPU/write ${total.toFixed(0)} us, less idle ${net.toFixed(0)} us: ${Object.entries(
+            cpuUsPerWrite,
+          )
+            .filter(([, us]) => us >= 1)
+            .map(
+              ([id, us]) =>
+                `${id} ${us.toFixed(0)} (sys ${systemUsPerWrite[id]!.toFixed(0)}, net ${netUsPerWrite[id]!.toFixed(0)})`,
+            )
+            .join(", ")}`,
+        );
+      }
+    }
+    await tap?.close();
+  } finally {
+    await cluster?.stop();
+    await directory.remove();
+  }
+  if (values["json-out"] !== undefined)
+    await writeFile(values["json-out"], `${JSON.stringify(runs, null, 2)}\n`);
+}
+
+function jobArgs(uri: string, iodepth: number, seconds: number): string[] {
+  return [
+    "--name",
+    `randwrite-qd${iodepth}`,
+    "--ioengine=nbd",
+    `--uri=${uri}`,
+    "--rw=randwrite",
+    "--bs=4k",
+    `--iodepth=${iodepth}`,
+    `--size=${volumeBytes}`,
+    "--output-format=json",
+    "--randrepeat=0",
+    "--norandommap",
+    "--time_based",
+    `--runtime=${seconds}`,
+  ];
+}
+
+await main();

@@ -1,0 +1,134 @@
+import fc from "fast-check";
+import { describe, expect, test } from "vitest";
+import { acceptHotPath, hotPathTypes } from "../src/hot-path.ts";
+import { decodeValue, encodeMessage, Message } from "../src/index.ts";
+import { messageArbitraries, plain } from "./arbitraries.ts";
+
+const hotMessages = fc.oneof(
+  messageArbitraries["volume.write.v1"],
+  messageArbitraries["replica.notes.v1"],
+  messageArbitraries["replica.ack.v1"],
+);
+
+/** Values that break one bound or type or another. */
+const oddValue = fc.constantFrom<unknown>(
+  null,
+  -1,
+  -0,
+  1.5,
+  Number.NaN,
+  Number.POSITIVE_INFINITY,
+  2 ** 32,
+  2 ** 50 + 1,
+  2 ** 53,
+  "",
+  "Upper",
+  "x".repeat(33),
+  "x".repeat(64),
+  "-leading",
+  "ok-name",
+  true,
+  0,
+  7,
+  new Uint8Array(3),
+  {},
+  [],
+  Array.from({ length: 1025 }, () => ({ offset: 0, data: new Uint8Array(0) })),
+  "write",
+  "flush",
+  "bogus",
+);
+
+type Path = (string | number)[];
+
+/** Every path to a field of `value` (top level, entries of arrays, their fields). */
+function paths(value: unknown, prefix: Path = []): Path[] {
+  if (value instanceof Uint8Array || value === null || typeof value !== "object") return [];
+  const found: Path[] = [];
+  for (const key of Object.keys(value)) {
+    const at = Array.isArray(value) ? Number(key) : key;
+    found.push([...prefix, at]);
+    found.push(...paths((value as Record<string, unknown>)[key], [...prefix, at]));
+  }
+  return found;
+}
+
+/** A copy of `value` (through the wire) with the field at `path` replaced, deleted or joined by a stray key. */
+function mutate(
+  value: unknown,
+  path: Path,
+  how: "set" | "delete" | "extra",
+  odd: unknown,
+): unknown {
+  const copy = decodeValue(encodeMessage(value as Message)) as Record<string, unknown>;
+  let parent: Record<string | number, unknown> = copy;
+  for (const key of path.slice(0, -1)) parent = parent[key] as Record<string | number, unknown>;
+  const last = path[path.length - 1]!;
+  if (how === "delete") delete parent[last];
+  else if (how === "extra") {
+    const target = parent[last];
+    if (target !== null && typeof target === "object" && !(target instanceof Uint8Array)) {
+      (target as Record<string, unknown>).stray = odd;
+    } else parent.stray = odd;
+  } else parent[last] = odd;
+  return copy;
+}
+
+describe("hot-path validation", () => {
+  test("covers the write path's three message types", () => {
+    expect([...hotPathTypes].sort()).toEqual([
+      "replica.ack.v1",
+      "replica.notes.v1",
+      "volume.write.v1",
+    ]);
+  });
+
+  test("accepts every valid message of its types, as the value itself, equal to zod's", () => {
+    fc.assert(
+      fc.property(hotMessages, (message) => {
+        const decoded = decodeValue(encodeMessage(message));
+        const accepted = acceptHotPath(decoded);
+        expect(accepted).toBe(decoded);
+        const parsed = Message.safeParse(decoded);
+        expect(parsed.success).toBe(true);
+        expect(plain(accepted)).toEqual(plain(parsed.data));
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  test("never accepts what zod refuses, nor anything zod would return changed", () => {
+    fc.assert(
+      fc.property(
+        hotMessages.chain((message) => {
+          const all = paths(message);
+          return fc.tuple(
+            fc.constant(message),
+            all.length === 0 ? fc.constant([] as Path) : fc.constantFrom(...all),
+            fc.constantFrom("set" as const, "delete" as const, "extra" as const),
+            oddValue,
+          );
+        }),
+        ([message, path, how, odd]) => {
+          if (path.length === 0) return;
+          const value = mutate(message, path, how, odd);
+          const accepted = acceptHotPath(value);
+          if (accepted === undefined) return;
+          const parsed = Message.safeParse(value);
+          expect(parsed.success).toBe(true);
+          expect(plain(accepted)).toEqual(plain(parsed.data));
+        },
+      ),
+      { numRuns: 3000 },
+    );
+  });
+
+  test("leaves every other message type to zod", () => {
+    fc.assert(
+      fc.property(messageArbitraries["volume.read.v1"], (message) => {
+        expect(acceptHotPath(decodeValue(encodeMessage(message)))).toBeUndefined();
+      }),
+      { numRuns: 50 },
+    );
+  });
+});
