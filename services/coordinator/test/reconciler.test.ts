@@ -112,11 +112,21 @@ describe("Reconciler: deciding only what changed", () => {
 
     // A report with new content (a write committed) on partition 1 only.
     const live = new Set(alive);
-    tenure.leases.onReport("head-1", report(1, 5), record(1), live, clockMs);
+    tenure.leases.onNodeReport(
+      { node: "head-1", primaries: [report(1, 5)] },
+      (_, partition) => record(partition),
+      live,
+      clockMs,
+    );
     clockMs += 500;
     expect(round()).toEqual([1]);
     // The same content again, as an idle primary reports every interval: nothing.
-    tenure.leases.onReport("head-1", report(1, 5), record(1), live, clockMs);
+    tenure.leases.onNodeReport(
+      { node: "head-1", primaries: [report(1, 5)] },
+      (_, partition) => record(partition),
+      live,
+      clockMs,
+    );
     clockMs += 500;
     expect(round()).toEqual([]);
 
