@@ -45,6 +45,7 @@
 // every listing here is de-duplicated, so no reader ever sees a partition twice.
 
 import { BallastError, ErrorCode } from "@ballast/protocol";
+import type { Watch } from "./catalogue-changes.ts";
 import { parentAfterResize } from "./clones.ts";
 import { type PartitionRecord, volumeIdOf } from "./decisions.ts";
 import type { PurgeRecord } from "./purge.ts";
@@ -103,6 +104,8 @@ export interface ControlStore {
   update(key: string, value: Uint8Array, revision: number): Promise<number>;
   delete(key: string, options?: { previousSeq?: number }): Promise<void>;
   keys(filter: string): Promise<AsyncIterable<string>>;
+  /** Changes as they happen (catalogue-changes.ts); absent: re-reads are never skipped. */
+  watch?: Watch;
 }
 
 /** How many times a fencing rewrite retries a record that moved under it. */

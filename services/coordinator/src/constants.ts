@@ -21,6 +21,15 @@ export const reconcileIntervalMs = 500;
 export const catalogueRefreshMs = 5000;
 
 /**
+ * With a watch on the catalogue (catalogue-changes.ts), a re-read that would find
+ * nothing changed is skipped; the whole catalogue is still read at least this often.
+ */
+export const catalogueRereadMsMax = 60_000;
+
+/** How long after a catalogue watch ends or fails it is started again. */
+export const watchRetryMs = 1000;
+
+/**
  * Configuration is pushed again to every member at least this often, as a safety net:
  * a new epoch is pushed at once, and a member that restarts or comes back from silence
  * is pushed again as membership sees it (tenure.ts, forgetConfigured). Slow, since every

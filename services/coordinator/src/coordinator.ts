@@ -35,6 +35,7 @@ import {
 import type { CommonConfig, ConfigOf, OptionSpecs, Served, Service } from "@ballast/runtime";
 import { Kvm } from "@nats-io/kv";
 import { Catalogue, type ControlStore } from "./catalogue.ts";
+import { CatalogueChanges } from "./catalogue-changes.ts";
 import { now } from "./clock.ts";
 import { Configurer } from "./configurer.ts";
 import {
@@ -146,6 +147,8 @@ interface Parts {
   status: Status;
   sleds: SledRecords;
   snapshots: Snapshots;
+  /** Watches the catalogue so that an idle one is not re-read (absent on a test store). */
+  changes: CatalogueChanges | undefined;
 }
 
 export class Coordinator {
@@ -200,7 +203,9 @@ export class Coordinator {
     this.every(purgePassIntervalMs, () => this.parts.purger.purge());
     this.every(this.config.sweepIntervalMs, () => this.parts.sweeper.sweep());
     this.every(tickMs, () => this.parts.sleds.tick());
+    this.parts.changes?.start();
     this.service.onClose(async () => {
+      this.parts.changes?.close();
       for (const timer of this.timers) clearInterval(timer);
       await Promise.all((this.control ?? []).map((one) => one.stop()));
     });
@@ -210,6 +215,8 @@ export class Coordinator {
   private assemble(kv: ControlStore): Parts {
     const { service, heartbeats, tenures } = this;
     const catalogue = new Catalogue(kv);
+    const changes =
+      kv.watch === undefined ? undefined : new CatalogueChanges(kv.watch.bind(kv), service.logger);
     const leadership = new Leadership({
       kv,
       nodeId: service.nodeId,
@@ -224,6 +231,7 @@ export class Coordinator {
       heartbeats,
       configurer,
       tenures,
+      ...(changes === undefined ? {} : { changes }),
     });
     const volumes = new Volumes({
       service,
@@ -258,6 +266,7 @@ export class Coordinator {
       status,
       sleds,
       snapshots,
+      changes,
     };
   }
 

@@ -1,25 +1,41 @@
 // Read leases of primaries, on the leader's side: a pure book of reports and grants,
 // time as an argument (the shell passes its monotonic clock).
 //
-// Pull model: every head node sends `headnode.report.v1` every headnodeReportIntervalMs
-// listing the partitions it serves as primary. The leader keeps the newest report of
-// each partition from the record's primary (the decisions' `view.report`), and grants a
-// lease to each listed primary iff `mayGrantLease` — the record's primary, at the
-// record's epoch, alive, and not being replaced. A grant is counted before the answer is
-// sent, from the moment it is decided, plus primaryLeaseMs and a drift margin; the
-// primary counts the same lease from when it *sent* its report, which is earlier, so its
-// lease always runs out first, whatever the two clocks read.
+// Node leases (issue 14: an idle cost flat in the number of partitions). Every head node
+// sends `headnode.report.v1` every headnodeReportIntervalMs. The book holds, per node,
+// the state it last reported (its primaries' entries, at a revision `seq` of a
+// `session`); a report changes that state (only the entries that changed, and those
+// gone) or replaces it (a whole state). A change whose base is not the revision held
+// (a lost answer, a new leader, a restart) is refused with `full`: the node sends its
+// whole state next, and nothing is renewed meanwhile. So an idle node costs one small
+// report and one small answer per interval, whatever it holds.
 //
-// A primary is never replaced before `leaseUntilMs`: the furthest grant to it, or, for a
-// leader that has just taken over, `leaderSinceMs` + primaryLeaseMs + margin, because
-// the previous leader may have granted one just before it stopped leading (it stopped
-// before this one started: see leadership.ts).
+// Each accepted report is one grant to the node: its lease (`nodeUntilMs`) runs from the
+// moment the grant is decided, plus primaryLeaseMs and a drift margin. It covers each
+// partition of the state for which `mayGrantLease` holds (the record's primary, at the
+// record's epoch, alive, not being replaced) and the entry is not failed; the others are
+// `excluded` in the answer, and the head node renews its lease on every other primary of
+// that state. The primary counts its lease from when it *sent* the report, which is
+// earlier, so its lease always runs out first, whatever the two clocks read.
+//
+// Per partition the book keeps who holds its lease: `live` while the node's grants
+// cover it (its lease is the node's), and frozen at the node's lease of that moment
+// once they stop covering it (replacing set, a failed or gone entry, a record of another
+// primary or epoch). A primary is never replaced before `leaseUntilMs`: that lease, or,
+// for a leader that has just taken over, `leaderSinceMs` + primaryLeaseMs + margin,
+// because the previous leader may have granted one just before it stopped leading (it
+// stopped before this one started: see leadership.ts).
 //
 // `replacing` closes the window between a decision to change a primary and the
 // compare-and-set that records it: the shell sets it in the same turn as the decision,
-// so no grant slips in after the decision has read `leaseUntilMs`.
+// which freezes the partition's lease, so no grant slips in after the decision has read
+// `leaseUntilMs`.
 //
-// One book lives for one tenure of leadership; a new tenure starts an empty one.
+// A report without `seq` (a head node that predates node leases) replaces the state
+// and is answered partition by partition (`granted`): the same coverage, listed.
+//
+// One book lives for one tenure of leadership; a new tenure starts an empty one (every
+// node's next change is refused, and it sends its whole state).
 
 import { mayGrantLease, type PartitionRecord, type Report, volumeIdOf } from "./decisions.ts";
 
@@ -34,14 +50,67 @@ export interface LeaseBookOptions {
 
 export type Grant = { volume: string; partition: number; epoch: number };
 
+/** What a head node's report says, as the book needs it. */
+export interface NodeReport {
+  node: string;
+  session?: number | undefined;
+  /** Absent: a head node that predates node leases (whole state, answered per partition). */
+  seq?: number | undefined;
+  /** Absent: the report is the node's whole state. */
+  base?: number | undefined;
+  primaries: readonly Report[];
+  gone?: readonly { volume: string; partition: number }[] | undefined;
+}
+
+export interface ReportOutcome {
+  /** The revision now held, when the report was accepted (not for legacy reports). */
+  accepted?: number;
+  /** How many entries the held state has. */
+  held?: number;
+  /** The report's base is not what is held: nothing renewed, a whole state is wanted. */
+  full?: boolean;
+  /** Entries of the held state whose lease is not renewed. */
+  excluded: Grant[];
+  /** To a legacy report: the entries whose lease is renewed. */
+  granted: Grant[];
+  /** Records whose primary is not this node although it reports itself primary. */
+  deposed: PartitionRecord[];
+}
+
+/** The record a reported entry is about: its volume name's current incarnation's. */
+export type RecordOf = (volume: string, partition: number) => PartitionRecord | undefined;
+
 /** A partition of one incarnation: the key of every per-partition map of the leader. */
 export function partitionKey(record: PartitionRecord): string {
   return `${volumeIdOf(record)}/${record.partition}`;
 }
 
+/** A reported entry's address: the volume's name, as the head node reports it. */
+function addressOf(volume: string, partition: number): string {
+  return `${volume}/${partition}`;
+}
+
+interface NodeState {
+  session: number;
+  seq: number;
+  entries: Map<string, Report>;
+  /** When the state was last confirmed by an accepted report. */
+  atMs: number;
+  /** The node's lease: until when its grants run (leader's monotonic clock). */
+  untilMs: number;
+  /** Partition keys whose lease is the node's (`live`). */
+  live: Set<string>;
+}
+
+/** Who holds a partition's lease: the node's own while live, else until `frozenUntilMs`. */
+interface PartitionLease {
+  node: string;
+  frozenUntilMs: number | undefined;
+}
+
 export class LeaseBook {
-  private readonly grants = new Map<string, { primary: string; untilMs: number }>();
-  private readonly reports = new Map<string, { node: string; report: Report; atMs: number }>();
+  private readonly nodes = new Map<string, NodeState>();
+  private readonly leases = new Map<string, PartitionLease>();
   private readonly replacing = new Set<string>();
 
   constructor(private readonly options: LeaseBookOptions) {}
@@ -51,65 +120,175 @@ export class LeaseBook {
   }
 
   setReplacing(record: PartitionRecord, replacing: boolean): void {
-    if (replacing) this.replacing.add(partitionKey(record));
-    else this.replacing.delete(partitionKey(record));
+    const key = partitionKey(record);
+    if (!replacing) {
+      this.replacing.delete(key);
+      return;
+    }
+    this.replacing.add(key);
+    // No later grant of the node's may count for this partition: its lease ends where
+    // the node's stands now.
+    const lease = this.leases.get(key);
+    if (lease !== undefined && lease.node === record.primary) this.freeze(key, lease);
   }
 
   /**
-   * One primary's entry of a report from `node`, against the leader's record of that
-   * partition (of the same incarnation). Keeps the report if `node` is the record's
-   * primary; returns whether its lease is renewed.
+   * A head node's report, against the leader's records: keeps the state it reports and
+   * decides the node's lease. `recordOf` gives the record of an entry's volume name and
+   * partition (undefined: none, or the volume is unknown).
    */
-  onReport(
-    node: string,
-    report: Report,
-    record: PartitionRecord,
+  onNodeReport(
+    report: NodeReport,
+    recordOf: RecordOf,
     alive: ReadonlySet<string>,
     nowMs: number,
-  ): boolean {
-    if (report.volumeId !== undefined && report.volumeId !== volumeIdOf(record)) return false;
-    const key = partitionKey(record);
-    if (node === record.primary) this.reports.set(key, { node, report, atMs: nowMs });
-    // A replica that reports itself failed serves nothing: a grant would only delay
-    // its replacement.
-    if (report.failed === true) return false;
-    if (!mayGrantLease(record, node, report.epoch, alive, this.replacing.has(key))) return false;
-    const untilMs = nowMs + this.options.leaseMs + this.options.driftMarginMs;
-    const previous = this.grants.get(key);
-    this.grants.set(key, {
-      primary: node,
-      untilMs: previous?.primary === node ? Math.max(previous.untilMs, untilMs) : untilMs,
-    });
-    return true;
+  ): ReportOutcome {
+    const legacy = report.seq === undefined;
+    const session = report.session ?? 0;
+    const seq = report.seq ?? 0;
+    let state = this.nodes.get(report.node);
+    if (report.base === undefined) {
+      // A whole state: refused only if older than the one held (a late duplicate, or a
+      // report of an earlier life of the node).
+      if (
+        !legacy &&
+        state !== undefined &&
+        (session < state.session || (session === state.session && seq <= state.seq))
+      ) {
+        return refused();
+      }
+      const entries = new Map<string, Report>();
+      for (const entry of report.primaries) {
+        entries.set(addressOf(entry.volume, entry.partition), entry);
+      }
+      state = {
+        session,
+        seq,
+        entries,
+        atMs: nowMs,
+        untilMs: state?.untilMs ?? Number.NEGATIVE_INFINITY,
+        live: state?.live ?? new Set(),
+      };
+      this.nodes.set(report.node, state);
+    } else {
+      if (
+        state === undefined ||
+        state.session !== session ||
+        state.seq !== report.base ||
+        seq <= report.base
+      ) {
+        return refused();
+      }
+      for (const gone of report.gone ?? []) {
+        state.entries.delete(addressOf(gone.volume, gone.partition));
+      }
+      for (const entry of report.primaries) {
+        state.entries.set(addressOf(entry.volume, entry.partition), entry);
+      }
+      state.seq = seq;
+      state.atMs = nowMs;
+    }
+
+    const outcome: ReportOutcome = { excluded: [], granted: [], deposed: [] };
+    const covered = new Set<string>();
+    for (const entry of state.entries.values()) {
+      const record = recordOf(entry.volume, entry.partition);
+      const grant = { volume: entry.volume, partition: entry.partition, epoch: entry.epoch };
+      if (
+        record === undefined ||
+        (entry.volumeId !== undefined && entry.volumeId !== volumeIdOf(record))
+      ) {
+        outcome.excluded.push(grant);
+        continue;
+      }
+      if (record.primary !== report.node) outcome.deposed.push(record);
+      const key = partitionKey(record);
+      // A replica that reports itself failed serves nothing: a grant would only delay
+      // its replacement.
+      if (
+        entry.failed === true ||
+        !mayGrantLease(record, report.node, entry.epoch, alive, this.replacing.has(key))
+      ) {
+        outcome.excluded.push(grant);
+        continue;
+      }
+      covered.add(key);
+      if (legacy) outcome.granted.push(grant);
+    }
+    // Partitions this node's grants covered and no longer do keep the lease they had
+    // before this grant; then the grant extends the node's lease over the rest.
+    for (const key of state.live) {
+      if (covered.has(key)) continue;
+      const lease = this.leases.get(key);
+      if (lease !== undefined && lease.node === report.node) this.freeze(key, lease);
+      state.live.delete(key);
+    }
+    if (alive.has(report.node)) {
+      const untilMs = nowMs + this.options.leaseMs + this.options.driftMarginMs;
+      state.untilMs = Math.max(state.untilMs, untilMs);
+    }
+    for (const key of covered) {
+      const lease = this.leases.get(key);
+      if (lease?.node === report.node) {
+        lease.frozenUntilMs = undefined;
+      } else {
+        this.leases.set(key, { node: report.node, frozenUntilMs: undefined });
+      }
+      state.live.add(key);
+    }
+    if (!legacy) {
+      outcome.accepted = seq;
+      outcome.held = state.entries.size;
+    }
+    return outcome;
   }
 
   /** The newest report from the record's primary, if recent enough to act on. */
   reportOf(record: PartitionRecord, nowMs: number): Report | undefined {
-    const kept = this.reports.get(partitionKey(record));
-    if (kept === undefined || kept.node !== record.primary) return undefined;
-    if (nowMs - kept.atMs > this.options.reportAgeMsMax) return undefined;
-    return kept.report;
+    const state = this.nodes.get(record.primary);
+    if (state === undefined || nowMs - state.atMs > this.options.reportAgeMsMax) return undefined;
+    return this.lastReportOf(record);
   }
 
   /** The newest report from the record's primary, however old (for progress shown). */
   lastReportOf(record: PartitionRecord): Report | undefined {
-    const kept = this.reports.get(partitionKey(record));
-    return kept?.node === record.primary ? kept.report : undefined;
+    const entry = this.nodes
+      .get(record.primary)
+      ?.entries.get(addressOf(record.volume, record.partition));
+    if (entry === undefined) return undefined;
+    if (entry.volumeId !== undefined && entry.volumeId !== volumeIdOf(record)) return undefined;
+    return entry;
   }
 
   /** Until when the record's primary may hold a read lease (leader's monotonic clock). */
   leaseUntilMs(record: PartitionRecord): number {
     const { leaderSinceMs, leaseMs, driftMarginMs } = this.options;
     const beforeUs = leaderSinceMs + leaseMs + driftMarginMs;
-    const granted = this.grants.get(partitionKey(record));
-    return granted?.primary === record.primary ? Math.max(granted.untilMs, beforeUs) : beforeUs;
+    const lease = this.leases.get(partitionKey(record));
+    if (lease === undefined || lease.node !== record.primary) return beforeUs;
+    return Math.max(this.untilOf(lease), beforeUs);
   }
 
   /** Drops everything about a partition (its volume was deleted). */
   forget(record: PartitionRecord): void {
     const key = partitionKey(record);
-    this.grants.delete(key);
-    this.reports.delete(key);
+    const lease = this.leases.get(key);
+    if (lease !== undefined) this.nodes.get(lease.node)?.live.delete(key);
+    this.leases.delete(key);
     this.replacing.delete(key);
   }
+
+  private untilOf(lease: PartitionLease): number {
+    return lease.frozenUntilMs ?? this.nodes.get(lease.node)?.untilMs ?? Number.NEGATIVE_INFINITY;
+  }
+
+  private freeze(key: string, lease: PartitionLease): void {
+    if (lease.frozenUntilMs !== undefined) return;
+    lease.frozenUntilMs = this.untilOf(lease);
+    this.nodes.get(lease.node)?.live.delete(key);
+  }
+}
+
+function refused(): ReportOutcome {
+  return { full: true, excluded: [], granted: [], deposed: [] };
 }

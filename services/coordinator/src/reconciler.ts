@@ -13,7 +13,9 @@
 // fresh read; one whose outcome is unclear (the store did not answer) leaves the
 // partition `unsure` — no lease, no decision — until a read says what was written. A
 // record carrying a later term means a later leader exists: this tenure stops deciding.
-// Every catalogueRefreshMs the whole catalogue is read back as a safety net.
+// Every catalogueRefreshMs the whole catalogue is read back as a safety net, unless a
+// watch on it (catalogue-changes.ts) saw no change since the last read, and at least
+// every catalogueRereadMsMax.
 //
 // Idle cost (issue 14): deciding is a pure function of the partition's inputs, so a
 // partition whose last decision was `keep` — all members live and configured, no
@@ -34,9 +36,15 @@ import {
   type Versioned,
   type VolumeRecord,
 } from "./catalogue.ts";
+import type { CatalogueChanges } from "./catalogue-changes.ts";
 import { now } from "./clock.ts";
 import type { Configurer } from "./configurer.ts";
-import { catalogueRefreshMs, droppedNodeAvoidMs, learnerCatchUpMsMax } from "./constants.ts";
+import {
+  catalogueRefreshMs,
+  catalogueRereadMsMax,
+  droppedNodeAvoidMs,
+  learnerCatchUpMsMax,
+} from "./constants.ts";
 import {
   decidePartition,
   type Load,
@@ -56,6 +64,8 @@ export interface ReconcilerOptions {
   heartbeats: Pick<Heartbeats, "listening" | "aliveHeadNodes" | "aliveSleds">;
   configurer: Pick<Configurer, "configure" | "current">;
   tenures: Tenures;
+  /** Changes to the catalogue, if watched: a re-read that would find none is skipped. */
+  changes?: Pick<CatalogueChanges, "version">;
 }
 
 /**
@@ -121,7 +131,12 @@ export class Reconciler {
     const startMs = now();
     if (heartbeats.listening(startMs)) return;
     if (startMs - tenure.refreshedAtMs >= catalogueRefreshMs && !tenure.refreshing) {
-      void this.refresh(tenure);
+      const version = this.options.changes?.version();
+      const unchanged =
+        version !== undefined &&
+        version === tenure.refreshedVersion &&
+        startMs - tenure.refreshedAtMs < catalogueRereadMsMax;
+      if (!unchanged) void this.refresh(tenure, version);
     }
     const alive = heartbeats.aliveHeadNodes();
     const sleds = heartbeats.aliveSleds();
@@ -345,8 +360,12 @@ export class Reconciler {
     }
   }
 
-  /** Re-reads the whole catalogue into the leader's copy (a safety net, not a source). */
-  private async refresh(tenure: Tenure): Promise<void> {
+  /**
+   * Re-reads the whole catalogue into the leader's copy (a safety net, not a source).
+   * `version` is the watch's count before the reads (catalogue-changes.ts): what it
+   * counted is in what they return.
+   */
+  private async refresh(tenure: Tenure, version: number | undefined): Promise<void> {
     const { logger, catalogue, tenures } = this.options;
     tenure.refreshing = true;
     const generation = tenure.generation;
@@ -380,6 +399,7 @@ export class Reconciler {
         if (!listed.has(key) && !tenure.inflight.has(key)) forget(tenure, entry.value);
       }
       tenure.refreshedAtMs = now();
+      tenure.refreshedVersion = version;
     } catch (error) {
       logger.warn({ error: (error as Error).message }, "could not read the catalogue");
     } finally {

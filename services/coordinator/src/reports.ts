@@ -2,9 +2,10 @@
 // (leases.ts), and the checkpoint pointers their replicas record, which seed learners.
 //
 // Read leases: head nodes report their primaries in `headnode.report.v1` every
-// headnodeReportIntervalMs; the answer renews each primary's lease as a duration. A
-// report is only heard once the tenure has fenced the catalogue (before that it knows
-// no records, and grants nothing).
+// headnodeReportIntervalMs, as changes to the state the leader holds of them; the
+// answer is one lease for the node, covering its primaries but those it excludes
+// (leases.ts). A report is only heard once the tenure has fenced the catalogue (before
+// that it knows no records, grants nothing, and asks for the whole state).
 //
 // The answer also carries the sleds declared out of service (sled-records.ts), so that
 // primaries re-replicate the copies those held.
@@ -20,7 +21,7 @@ import { type Catalogue, idOfVolume } from "./catalogue.ts";
 import { now } from "./clock.ts";
 import { membersOf, volumeIdOf } from "./decisions.ts";
 import type { Heartbeats } from "./heartbeats.ts";
-import { type Grant, partitionKey } from "./leases.ts";
+import { partitionKey } from "./leases.ts";
 import type { SledRecords } from "./sled-records.ts";
 import type { Tenure } from "./tenure.ts";
 
@@ -31,39 +32,49 @@ export class Reports {
     private readonly sleds: Pick<SledRecords, "out">,
   ) {}
 
-  /** A head node's report: keep what its primaries say, renew the leases that may be. */
+  /** A head node's report: keep what its primaries say, renew the node's lease. */
   onReport(
     tenure: Tenure,
     message: MessageOf<"headnode.report.v1">,
   ): ResultOf<"headnode.report.v1"> {
-    const granted: Grant[] = [];
-    if (tenure.ready) {
-      const alive = this.heartbeats.aliveHeadNodes();
-      const nowMs = now();
-      for (const report of message.primaries) {
-        const volume = tenure.volumes.get(report.volume);
-        if (volume === undefined) continue;
-        const entry = tenure.records.get(`${idOfVolume(volume)}/${report.partition}`);
-        if (entry === undefined || entry.value.volume !== report.volume) continue;
-        const record = entry.value;
-        if (tenure.leases.onReport(message.node, report, record, alive, nowMs)) {
-          granted.push({ volume: report.volume, partition: report.partition, epoch: report.epoch });
-        } else if (message.node !== record.primary) {
-          // A deposed primary (woken from a pause, say), perhaps unknown to this
-          // tenure: make sure the next configure round tells it it is out.
-          const nodes = tenure.configured.get(partitionKey(record)) ?? new Map();
-          if (!nodes.has(message.node)) nodes.set(message.node, { epoch: -1, atMs: 0 });
-          tenure.configured.set(partitionKey(record), nodes);
-        }
-      }
-    }
     // The sleds out of service, once this leader knows them: a head node keeps the set
     // it last heard while an answer says nothing.
     const sledsOut = this.sleds.out(tenure);
-    return {
+    const common = {
       leaseMs: limits.primaryLeaseMs,
-      granted,
       ...(sledsOut === undefined ? {} : { sledsOut }),
+    };
+    // Before the tenure has fenced the catalogue it knows no records: nothing is held,
+    // and the node is asked for its whole state once it is.
+    if (!tenure.ready) return { ...common, granted: [], full: true };
+    const outcome = tenure.leases.onNodeReport(
+      message,
+      (volumeName, partition) => {
+        const volume = tenure.volumes.get(volumeName);
+        if (volume === undefined) return undefined;
+        const entry = tenure.records.get(`${idOfVolume(volume)}/${partition}`);
+        return entry?.value.volume === volumeName ? entry.value : undefined;
+      },
+      this.heartbeats.aliveHeadNodes(),
+      now(),
+    );
+    for (const record of outcome.deposed) {
+      // A deposed primary (woken from a pause, say), perhaps unknown to this tenure:
+      // make sure the next configure round tells it it is out.
+      const nodes = tenure.configured.get(partitionKey(record)) ?? new Map();
+      if (!nodes.has(message.node)) nodes.set(message.node, { epoch: -1, atMs: 0 });
+      tenure.configured.set(partitionKey(record), nodes);
+    }
+    return {
+      ...common,
+      granted: outcome.granted,
+      ...(outcome.accepted === undefined
+        ? {}
+        : { accepted: outcome.accepted, held: outcome.held ?? 0 }),
+      ...(outcome.excluded.length === 0 || outcome.accepted === undefined
+        ? {}
+        : { excluded: outcome.excluded }),
+      ...(outcome.full === true ? { full: true } : {}),
     };
   }
 

@@ -41,6 +41,8 @@ export interface Tenure {
   /** The last non-update decision logged per partition: logged when it changes. */
   reasons: Map<string, string>;
   refreshedAtMs: number;
+  /** The catalogue watch's count when the last re-read began (catalogue-changes.ts). */
+  refreshedVersion: number | undefined;
   refreshing: boolean;
   /** Grows on every create or delete, so a listing begun before one removes nothing. */
   generation: number;
@@ -77,6 +79,7 @@ export function newTenure(leading: Leading, sinceMs: number): Tenure {
     dropped: new Map(),
     reasons: new Map(),
     refreshedAtMs: sinceMs,
+    refreshedVersion: undefined,
     refreshing: false,
     generation: 0,
   };

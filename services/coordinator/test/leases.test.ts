@@ -3,7 +3,7 @@
 import { limits } from "@ballast/protocol";
 import { describe, expect, test } from "vitest";
 import { decidePartition, type PartitionRecord, type Report } from "../src/decisions.ts";
-import { LeaseBook } from "../src/leases.ts";
+import { LeaseBook, type RecordOf, type ReportOutcome } from "../src/leases.ts";
 import { loadOf } from "../src/placement.ts";
 
 const { primaryLeaseMs, primaryLeaseDriftMarginMs, commitStallMsMax } = limits;
@@ -44,54 +44,246 @@ function book(leaderSinceMs = 0) {
   });
 }
 
+const lease = primaryLeaseMs + primaryLeaseDriftMarginMs;
+
+/** Records by address, as the leader's copy of the catalogue gives them. */
+function recordsOf(...records: PartitionRecord[]): RecordOf {
+  return (volume, partition) =>
+    records.find((r) => r.volume === volume && r.partition === partition);
+}
+
+/**
+ * Sends `node`'s whole state as one report of a head node that predates node leases:
+ * returns whether `entry`'s partition was granted.
+ */
+function legacy(
+  leases: LeaseBook,
+  node: string,
+  entry: Report,
+  on: PartitionRecord,
+  live: ReadonlySet<string>,
+  nowMs: number,
+): boolean {
+  const outcome = leases.onNodeReport({ node, primaries: [entry] }, recordsOf(on), live, nowMs);
+  return outcome.granted.length === 1;
+}
+
+/** A head node with node leases: each call is its next report (session 1). */
+function reporter(leases: LeaseBook, node: string, records: RecordOf) {
+  let seq = 0;
+  let base: number | undefined;
+  return {
+    /** A change (or, with `whole`, the whole state) at `nowMs`. */
+    send(
+      nowMs: number,
+      change: { primaries?: Report[]; gone?: { volume: string; partition: number }[] } = {},
+      options: { whole?: boolean; live?: ReadonlySet<string>; base?: number } = {},
+    ): ReportOutcome {
+      seq += 1;
+      const outcome = leases.onNodeReport(
+        {
+          node,
+          session: 1,
+          seq,
+          base: options.whole === true ? undefined : (options.base ?? base),
+          primaries: change.primaries ?? [],
+          gone: change.gone ?? [],
+        },
+        records,
+        options.live ?? alive,
+        nowMs,
+      );
+      if (outcome.accepted !== undefined) base = outcome.accepted;
+      return outcome;
+    },
+  };
+}
+
 describe("lease grants", () => {
   test("a grant runs for the lease plus the drift margin from when it is decided", () => {
     const leases = book();
-    expect(leases.onReport("head-1", report(), record, alive, 50_000)).toBe(true);
-    expect(leases.leaseUntilMs(record)).toBe(50_000 + primaryLeaseMs + primaryLeaseDriftMarginMs);
+    expect(legacy(leases, "head-1", report(), record, alive, 50_000)).toBe(true);
+    expect(leases.leaseUntilMs(record)).toBe(50_000 + lease);
     // A later grant extends it; an earlier one never shortens it.
-    leases.onReport("head-1", report(), record, alive, 51_000);
-    leases.onReport("head-1", report(), record, alive, 50_500);
-    expect(leases.leaseUntilMs(record)).toBe(51_000 + primaryLeaseMs + primaryLeaseDriftMarginMs);
+    legacy(leases, "head-1", report(), record, alive, 51_000);
+    legacy(leases, "head-1", report(), record, alive, 50_500);
+    expect(leases.leaseUntilMs(record)).toBe(51_000 + lease);
   });
 
   test("refused while the partition's primary is being replaced", () => {
     const leases = book();
-    leases.onReport("head-1", report(), record, alive, 50_000);
+    legacy(leases, "head-1", report(), record, alive, 50_000);
     const until = leases.leaseUntilMs(record);
     leases.setReplacing(record, true);
-    expect(leases.onReport("head-1", report(), record, alive, 51_000)).toBe(false);
+    expect(legacy(leases, "head-1", report(), record, alive, 51_000)).toBe(false);
     expect(leases.leaseUntilMs(record)).toBe(until);
     leases.setReplacing(record, false);
-    expect(leases.onReport("head-1", report(), record, alive, 51_000)).toBe(true);
+    expect(legacy(leases, "head-1", report(), record, alive, 51_000)).toBe(true);
+    expect(leases.leaseUntilMs(record)).toBe(51_000 + lease);
   });
 
   test("refused to a primary that reports itself failed, whose report is still kept", () => {
     const leases = book();
     const until = leases.leaseUntilMs(record);
-    expect(leases.onReport("head-1", report({ failed: true }), record, alive, 50_000)).toBe(false);
+    expect(legacy(leases, "head-1", report({ failed: true }), record, alive, 50_000)).toBe(false);
     expect(leases.leaseUntilMs(record)).toBe(until);
     expect(leases.reportOf(record, 50_100)?.failed).toBe(true);
   });
 
   test("refused at another epoch, to a node that is not the primary, or of another incarnation", () => {
     const leases = book();
-    expect(leases.onReport("head-1", report({ epoch: 3 }), record, alive, 50_000)).toBe(false);
-    expect(leases.onReport("head-2", report(), record, alive, 50_000)).toBe(false);
-    expect(leases.onReport("head-1", report({ volumeId: "v-0" }), record, alive, 50_000)).toBe(
+    expect(legacy(leases, "head-1", report({ epoch: 3 }), record, alive, 50_000)).toBe(false);
+    expect(legacy(leases, "head-2", report(), record, alive, 50_000)).toBe(false);
+    expect(legacy(leases, "head-1", report({ volumeId: "v-0" }), record, alive, 50_000)).toBe(
       false,
     );
-    expect(leases.onReport("head-1", report(), record, new Set(["head-2"]), 50_000)).toBe(false);
-    expect(leases.leaseUntilMs(record)).toBe(primaryLeaseMs + primaryLeaseDriftMarginMs);
+    expect(legacy(leases, "head-1", report(), record, new Set(["head-2"]), 50_000)).toBe(false);
+    expect(leases.leaseUntilMs(record)).toBe(lease);
   });
 
   test("a new leader assumes a lease granted just before it took over is outstanding", () => {
     const leases = book(70_000);
-    expect(leases.leaseUntilMs(record)).toBe(70_000 + primaryLeaseMs + primaryLeaseDriftMarginMs);
+    expect(leases.leaseUntilMs(record)).toBe(70_000 + lease);
     const promoted = { ...record, epoch: 5, primary: "head-2", secondaries: [] };
-    leases.onReport("head-1", report(), record, alive, 80_000);
+    legacy(leases, "head-1", report(), record, alive, 80_000);
     // A grant to the old primary says nothing about the new one.
-    expect(leases.leaseUntilMs(promoted)).toBe(70_000 + primaryLeaseMs + primaryLeaseDriftMarginMs);
+    expect(leases.leaseUntilMs(promoted)).toBe(70_000 + lease);
+  });
+});
+
+describe("node leases", () => {
+  const other: PartitionRecord = { ...record, partition: 1, partitionStart: 1024 * 1024 };
+  const records = recordsOf(record, other);
+
+  test("an idle node's empty change renews every primary it holds and keeps its reports fresh", () => {
+    const leases = book();
+    const head1 = reporter(leases, "head-1", records);
+    expect(
+      head1.send(50_000, { primaries: [report(), report({ partition: 1 })] }, { whole: true }),
+    ).toMatchObject({
+      accepted: 1,
+      held: 2,
+      excluded: [],
+    });
+    for (let at = 50_500; at <= 60_000; at += 500) {
+      expect(head1.send(at)).toMatchObject({ accepted: expect.any(Number), held: 2, excluded: [] });
+    }
+    expect(leases.leaseUntilMs(record)).toBe(60_000 + lease);
+    expect(leases.leaseUntilMs(other)).toBe(60_000 + lease);
+    // The entry sent once, 10 s ago, is still the primary's current report.
+    expect(leases.reportOf(other, 60_100)?.partition).toBe(1);
+    expect(leases.reportOf(other, 62_001)).toBeUndefined();
+  });
+
+  test("a change on another base is refused with full and renews nothing; the whole state is accepted", () => {
+    const leases = book();
+    const head1 = reporter(leases, "head-1", records);
+    head1.send(50_000, { primaries: [report()] }, { whole: true });
+    // The answer to seq 2 was lost: the node sends seq 3 on base 1, the book holds 2.
+    head1.send(50_500);
+    expect(head1.send(51_000, {}, { base: 1 })).toMatchObject({ full: true });
+    expect(leases.leaseUntilMs(record)).toBe(50_500 + lease);
+    expect(head1.send(51_500, { primaries: [report()] }, { whole: true })).toMatchObject({
+      accepted: 4,
+      held: 1,
+    });
+    expect(leases.leaseUntilMs(record)).toBe(51_500 + lease);
+  });
+
+  test("a whole state of an earlier session, or an older one of this session, is refused", () => {
+    const leases = book();
+    const whole = (session: number, seq: number, nowMs: number) =>
+      leases.onNodeReport(
+        { node: "head-1", session, seq, primaries: [report()] },
+        records,
+        alive,
+        nowMs,
+      );
+    expect(whole(2, 5, 50_000).accepted).toBe(5);
+    expect(whole(1, 9, 50_500).full).toBe(true);
+    expect(whole(2, 5, 50_500).full).toBe(true);
+    expect(whole(3, 1, 51_000).accepted).toBe(1);
+    expect(leases.leaseUntilMs(record)).toBe(51_000 + lease);
+  });
+
+  test("a failover waits out the old primary's node lease on that partition", () => {
+    const leases = book();
+    const head1 = reporter(leases, "head-1", records);
+    head1.send(50_000, { primaries: [report(), report({ partition: 1 })] }, { whole: true });
+    head1.send(50_500);
+    // head-1 dies: silent, and no longer alive.
+    const withoutHead1 = new Set(["head-2", "head-3"]);
+    const view = (nowMs: number) => ({
+      nowMs,
+      alive: withoutHead1,
+      load: loadOf([record], [...withoutHead1]),
+      replicaCount: 2,
+      report: leases.reportOf(record, nowMs),
+      leaseUntilMs: leases.leaseUntilMs(record),
+      learnersSinceMs: new Map(),
+      learnerCatchUpMsMax: 30_000,
+    });
+    expect(decidePartition(record, view(52_000))).toMatchObject({
+      kind: "wait",
+      untilMs: 50_500 + lease,
+    });
+    leases.setReplacing(record, true);
+    expect(decidePartition(record, view(50_500 + lease))).toMatchObject({ kind: "wait" });
+    expect(decidePartition(record, view(50_500 + lease + 1))).toMatchObject({
+      kind: "update",
+      record: { primary: "head-2", epoch: 5 },
+    });
+  });
+
+  test("once a partition stops being covered, the node's later grants do not extend its lease", () => {
+    const leases = book();
+    const head1 = reporter(leases, "head-1", records);
+    head1.send(50_000, { primaries: [report(), report({ partition: 1 })] }, { whole: true });
+    // head-1 stays alive and reports partition 0 failed: excluded, and its lease stays
+    // where the grant before left it, while partition 1 is renewed on.
+    const failed = head1.send(50_500, { primaries: [report({ failed: true })] });
+    expect(failed).toMatchObject({ held: 2, excluded: [{ volume: "v", partition: 0, epoch: 4 }] });
+    for (let at = 51_000; at <= 60_000; at += 500) head1.send(at);
+    expect(leases.leaseUntilMs(record)).toBe(50_000 + lease);
+    expect(leases.leaseUntilMs(other)).toBe(60_000 + lease);
+    const decision = decidePartition(record, {
+      nowMs: 60_000,
+      alive,
+      load: loadOf([record, other], heads),
+      replicaCount: 2,
+      report: leases.reportOf(record, 60_000),
+      leaseUntilMs: leases.leaseUntilMs(record),
+      learnersSinceMs: new Map(),
+      learnerCatchUpMsMax: 30_000,
+    });
+    expect(decision).toMatchObject({ kind: "update", record: { primary: "head-2" } });
+  });
+
+  test("a partition gone from the node's state, or being replaced, keeps the lease it had", () => {
+    const leases = book();
+    const head1 = reporter(leases, "head-1", records);
+    head1.send(50_000, { primaries: [report(), report({ partition: 1 })] }, { whole: true });
+    head1.send(50_500, { gone: [{ volume: "v", partition: 0 }] });
+    leases.setReplacing(other, true);
+    for (let at = 51_000; at <= 55_000; at += 500) {
+      expect(head1.send(at)).toMatchObject({ held: 1, excluded: [{ partition: 1 }] });
+    }
+    expect(leases.leaseUntilMs(record)).toBe(50_000 + lease);
+    expect(leases.leaseUntilMs(other)).toBe(50_500 + lease);
+    // Coming back into the state, and no longer replaced: covered again.
+    leases.setReplacing(other, false);
+    head1.send(56_000, { primaries: [report()] });
+    expect(leases.leaseUntilMs(record)).toBe(56_000 + lease);
+    expect(leases.leaseUntilMs(other)).toBe(56_000 + lease);
+  });
+
+  test("a node that reports a partition it no longer leads is named deposed and excluded", () => {
+    const leases = book();
+    const head2 = reporter(leases, "head-2", records);
+    const outcome = head2.send(50_000, { primaries: [report()] }, { whole: true });
+    expect(outcome.deposed).toEqual([record]);
+    expect(outcome.excluded).toEqual([{ volume: "v", partition: 0, epoch: 4 }]);
+    expect(leases.reportOf(record, 50_000)).toBeUndefined();
   });
 });
 
@@ -101,7 +293,7 @@ describe("reports feed the decisions", () => {
     const stalled = report({
       followers: [{ node: "head-2", matchOpNum: 7, learner: false, stalledMs: commitStallMsMax }],
     });
-    leases.onReport("head-1", stalled, record, alive, 50_000);
+    legacy(leases, "head-1", stalled, record, alive, 50_000);
     const decision = decidePartition(record, {
       nowMs: 50_100,
       alive,
@@ -117,9 +309,9 @@ describe("reports feed the decisions", () => {
 
   test("only the record primary's report is kept, and a stale one is not acted on", () => {
     const leases = book();
-    leases.onReport("head-2", report({ commitOpNum: 99 }), record, alive, 50_000);
+    legacy(leases, "head-2", report({ commitOpNum: 99 }), record, alive, 50_000);
     expect(leases.reportOf(record, 50_000)).toBeUndefined();
-    leases.onReport("head-1", report(), record, alive, 50_000);
+    legacy(leases, "head-1", report(), record, alive, 50_000);
     expect(leases.reportOf(record, 52_000)?.commitOpNum).toBe(10);
     expect(leases.reportOf(record, 52_001)).toBeUndefined();
     expect(leases.lastReportOf(record)?.commitOpNum).toBe(10);

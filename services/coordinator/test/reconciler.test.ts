@@ -6,7 +6,7 @@ import { createLogger } from "@ballast/runtime";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import type { VolumeRecord } from "../src/catalogue.ts";
 import { Configurer } from "../src/configurer.ts";
-import { catalogueRefreshMs } from "../src/constants.ts";
+import { catalogueRefreshMs, catalogueRereadMsMax } from "../src/constants.ts";
 import type { PartitionRecord, Report } from "../src/decisions.ts";
 import { partitionKey } from "../src/leases.ts";
 import { membersKey, Reconciler, reportText, settledOn } from "../src/reconciler.ts";
@@ -112,11 +112,21 @@ describe("Reconciler: deciding only what changed", () => {
 
     // A report with new content (a write committed) on partition 1 only.
     const live = new Set(alive);
-    tenure.leases.onReport("head-1", report(1, 5), record(1), live, clockMs);
+    tenure.leases.onNodeReport(
+      { node: "head-1", primaries: [report(1, 5)] },
+      (_, partition) => record(partition),
+      live,
+      clockMs,
+    );
     clockMs += 500;
     expect(round()).toEqual([1]);
     // The same content again, as an idle primary reports every interval: nothing.
-    tenure.leases.onReport("head-1", report(1, 5), record(1), live, clockMs);
+    tenure.leases.onNodeReport(
+      { node: "head-1", primaries: [report(1, 5)] },
+      (_, partition) => record(partition),
+      live,
+      clockMs,
+    );
     clockMs += 500;
     expect(round()).toEqual([]);
 
@@ -179,5 +189,67 @@ describe("Reconciler: deciding only what changed", () => {
     expect(membersKey(new Set(["b", "a"]), ["s2", "s1"])).toBe(
       membersKey(new Set(["a", "b"]), ["s1", "s2"]),
     );
+  });
+});
+
+describe("Reconciler: re-reading the catalogue only when it changed", () => {
+  beforeEach(() => {
+    clockMs = 1000;
+    vi.spyOn(globalThis.performance, "now").mockImplementation(() => clockMs);
+  });
+  afterEach(() => vi.restoreAllMocks());
+
+  function watched(version: () => number | undefined) {
+    const tenure: Tenure = newTenure({ term: 1, tenure: 1 }, 0);
+    tenure.ready = true;
+    tenure.volumes.set("vol", volume);
+    const value = record(0);
+    tenure.records.set(partitionKey(value), { value, revision: 1 });
+    let reads = 0;
+    const reconciler = new Reconciler({
+      logger: createLogger({ service: "test", nodeId: "test", level: "silent" }),
+      catalogue: {
+        volumes: async () => [volume],
+        allPartitions: async () => {
+          reads++;
+          return [{ value, revision: 1 }];
+        },
+      } as never,
+      heartbeats: {
+        listening: () => false,
+        aliveHeadNodes: () => new Set(["head-1", "head-2"]),
+        aliveSleds: () => ["sled-1"],
+      },
+      configurer: { configure: () => Promise.resolve(), current: () => true },
+      tenures: { held: () => tenure, current: () => tenure },
+      changes: { version },
+    });
+    /** Rounds every 500 ms for `ms`; returns the catalogue reads they made. */
+    const run = async (ms: number) => {
+      const before = reads;
+      for (let elapsed = 0; elapsed < ms; elapsed += 500) {
+        clockMs += 500;
+        reconciler.reconcile();
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+      return reads - before;
+    };
+    return { run };
+  }
+
+  it("skips a re-read while the watch saw no change, and reads at least every catalogueRereadMsMax", async () => {
+    let version = 7;
+    const { run } = watched(() => version);
+    expect(await run(catalogueRefreshMs)).toBe(1); // the first: the watch's count is new
+    expect(await run(4 * catalogueRefreshMs)).toBe(0);
+    version++; // a record changed
+    expect(await run(catalogueRefreshMs)).toBe(1);
+    expect(await run(catalogueRereadMsMax - catalogueRefreshMs)).toBe(0);
+    expect(await run(2 * catalogueRefreshMs)).toBe(1);
+  });
+
+  it("re-reads on every interval while the catalogue is not watched", async () => {
+    const { run } = watched(() => undefined);
+    expect(await run(4 * catalogueRefreshMs)).toBe(4);
   });
 });

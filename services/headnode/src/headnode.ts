@@ -20,9 +20,11 @@
 //
 // Every headnodeReportIntervalMs the node reports its primaries to the coordinator
 // (`headnode.report.v1`: commit point, whether the inherited tail is committed,
-// followers' progress, stalls and rebuild needs). The answer renews the read lease of
-// each primary it names, for leaseMs counted from when the report was sent, on this
-// process's monotonic clock; a primary with no answer lets its lease run out and stops
+// followers' progress, stalls and rebuild needs), as a change to the state the
+// coordinator holds of it (report-state.ts: an idle node sends an empty change). The
+// answer is one lease for the node: it renews the read lease of each primary of that
+// state but those it excludes, for leaseMs counted from when the report was sent, on
+// this process's monotonic clock; a primary with no answer lets its lease run out and stops
 // serving reads (if it is leased: static assignments are not). The answer also names
 // the sleds out of service; the replicator (replicator.ts) then makes new copies of the
 // chunks its primaries list that are short of two live copies.
@@ -61,6 +63,7 @@ import {
 import { PartitionHost } from "./partition-host.ts";
 import type { Reply } from "./replica/effects.ts";
 import { Replicator } from "./replicator.ts";
+import { type PrimaryReport, ReportState } from "./report-state.ts";
 import { SledClient } from "./sled-client.ts";
 
 type VolumeMessage = MessageOf<
@@ -72,7 +75,6 @@ type VolumeMessage = MessageOf<
 >;
 
 type Configure = MessageOf<"headnode.configure.v1">;
-type PrimaryReport = MessageOf<"headnode.report.v1">["primaries"][number];
 
 type PartitionControlMessage = MessageOf<
   | "partition.snapshot.hold.v1"
@@ -111,6 +113,8 @@ export class HeadNode {
   private tickTimer: NodeJS.Timeout | undefined;
   private reportTimer: NodeJS.Timeout | undefined;
   private reporting = false;
+  /** What the coordinator holds of this node's primaries (report-state.ts). */
+  private readonly reportState = new ReportState();
   private reportFailing = false;
 
   /** `session` grows on every start (see session.ts). */
@@ -180,49 +184,52 @@ export class HeadNode {
   // ---------------------------------------------------------------- reports and leases
 
   /**
-   * Reports every primary to the coordinator and renews the leases it grants. The lease
-   * counts from before the report was sent, so it always ends before the coordinator's
-   * own count of the same grant (which starts when it answers). One report at a time: a
-   * slow coordinator gets no pile of them.
+   * Reports this node's primaries to the coordinator, as a change to the state it holds
+   * (report-state.ts), and renews the leases its answer grants. The lease counts from
+   * before the report was sent, so it always ends before the coordinator's own count of
+   * the same grant (which starts when it answers). One report at a time: a slow
+   * coordinator gets no pile of them.
    */
   private async report(): Promise<void> {
     if (this.reporting) return;
     this.reporting = true;
     try {
-      const reported = new Map<string, { host: PartitionHost; epoch: number }>();
-      const primaries: PrimaryReport[] = [];
+      const hosts = new Map<string, PartitionHost>();
+      const current = new Map<string, PrimaryReport>();
       for (const [key, hosted] of this.hosted) {
         const entry = hosted.host.report();
         if (entry === undefined) continue;
-        primaries.push(entry);
-        if (entry.failed !== true) reported.set(key, { host: hosted.host, epoch: entry.epoch });
+        current.set(key, entry);
+        hosts.set(key, hosted.host);
       }
-      for (let at = 0; at === 0 || at < primaries.length; at += limits.reportPartitionsMax) {
-        const sentAtMs = performance.now();
-        const answer = await this.service.bus.request(
-          subjects.coordinatorServices.build("headnode"),
-          {
-            type: "headnode.report.v1",
-            node: this.service.nodeId,
-            primaries: primaries.slice(at, at + limits.reportPartitionsMax),
-          },
-          { deadlineMs: reportDeadlineMs },
-        );
-        for (const grant of answer.granted) {
-          const key = partitionKey(grant.volume, grant.partition);
-          const was = reported.get(key);
-          // Only the replica that was reported (not a newer incarnation since), in the
-          // epoch it was reported in.
-          if (was === undefined || was.epoch !== grant.epoch) continue;
-          if (this.hosted.get(key)?.host !== was.host) continue;
-          was.host.renewLease(grant.epoch, sentAtMs + answer.leaseMs);
-        }
-        // The sleds out of service (absent while the leader does not know yet): copies
-        // there count as lost, and the replicator makes new ones.
-        if (answer.sledsOut !== undefined) {
-          this.replicator.setOut(answer.sledsOut);
-          for (const { host } of this.hosted.values()) host.sledsOut = this.replicator.sledsOut;
-        }
+      const outgoing = this.reportState.next(current);
+      const sentAtMs = performance.now();
+      const answer = await this.service.bus.request(
+        subjects.coordinatorServices.build("headnode"),
+        {
+          type: "headnode.report.v1",
+          node: this.service.nodeId,
+          session: this.session,
+          seq: outgoing.seq,
+          ...(outgoing.base === undefined ? {} : { base: outgoing.base }),
+          primaries: outgoing.primaries,
+          ...(outgoing.gone.length === 0 ? {} : { gone: outgoing.gone }),
+        },
+        { deadlineMs: reportDeadlineMs },
+      );
+      for (const entry of this.reportState.onAnswer(outgoing, answer)) {
+        const key = partitionKey(entry.volume, entry.partition);
+        const host = hosts.get(key);
+        // Only the replica that was reported (not a newer incarnation since), in the
+        // epoch it was reported in (the core ignores a renewal of another epoch).
+        if (host === undefined || this.hosted.get(key)?.host !== host) continue;
+        host.renewLease(entry.epoch, sentAtMs + answer.leaseMs);
+      }
+      // The sleds out of service (absent while the leader does not know yet): copies
+      // there count as lost, and the replicator makes new ones.
+      if (answer.sledsOut !== undefined) {
+        this.replicator.setOut(answer.sledsOut);
+        for (const { host } of this.hosted.values()) host.sledsOut = this.replicator.sledsOut;
       }
       if (this.reportFailing) {
         this.reportFailing = false;

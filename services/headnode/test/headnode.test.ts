@@ -239,6 +239,42 @@ describe("reports and read leases", () => {
     );
   });
 
+  test("with node leases: the whole state once, then empty changes that renew the lease", async () => {
+    const leaseMs = 1500;
+    // A coordinator with node leases, holding the node's state as report-state.ts
+    // expects; `excluding` leaves the partition out of the node lease.
+    let held = 0;
+    let excluding = false;
+    service.answerReport = (report) => {
+      if (report.base !== undefined && report.base !== held)
+        return { leaseMs, granted: [], full: true };
+      held = report.seq ?? 0;
+      return {
+        leaseMs,
+        granted: [],
+        accepted: held,
+        held: 1,
+        ...(excluding ? { excluded: [{ volume: "vol", partition: 0, epoch: 2 }] } : {}),
+      };
+    };
+    await configure({ epoch: 2, leased: true });
+    await until("a read under the node lease", async () => (await codeOf(read(2))) === undefined);
+    const count = service.reports.length;
+    await until("two more reports", () => service.reports.length >= count + 2);
+    const [first] = service.reports;
+    expect(first).toMatchObject({ session: 1, seq: 1, primaries: [{ partition: 0, epoch: 2 }] });
+    expect(first?.base).toBeUndefined();
+    // Nothing changed since: the later reports carry no entry, on the last revision.
+    const later = service.reports.at(-1)!;
+    expect(later).toMatchObject({ primaries: [], base: (later.seq ?? 0) - 1 });
+    excluding = true;
+    await until(
+      "the lease to run out once excluded",
+      async () => (await codeOf(read(2))) === ErrorCode.Unavailable,
+      leaseMs + 2 * limits.headnodeReportIntervalMs + 2000,
+    );
+  });
+
   test("an unleased (static) primary reads with no coordinator at all", async () => {
     await configure({ epoch: 1 });
     await write(1, 3);

@@ -177,6 +177,12 @@ test("the checkers catch a primary that serves reads without a lease", async () 
   expect(caught).toBeDefined();
 }, 120_000);
 
+test("the checkers catch a node lease that renews the primaries it excludes", async () => {
+  // A deposed primary that reports again renews its old partition under its node lease.
+  const caught = await firstCaught("node-lease-ignores-exclusions", ["read"], leaseFaults, 100);
+  expect(caught).toBeDefined();
+}, 240_000);
+
 test("with leases, primaries cut off from the cluster serve no stale reads", async () => {
   for (let seed = 1; seed <= 40; seed++) {
     const result = await simulateFailover(seed, leaseFaults);

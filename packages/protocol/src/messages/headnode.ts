@@ -163,22 +163,58 @@ export const PrimaryReport = z.object({
 
 /**
  * Sent by every head node to the coordinator every headnodeReportIntervalMs: its
- * primaries, their followers' progress and stalls. The answer renews the read lease of
- * each primary the coordinator still recognises, for leaseMs counted from when the
- * report was sent (by the head node's monotonic clock).
+ * primaries, their followers' progress and stalls.
+ *
+ * Node leases (issue 14: an idle cost flat in the number of partitions). A report with
+ * `seq` is a change to the state the coordinator holds of this node: `primaries` are
+ * the entries that are new or changed since revision `base` of that state, `gone` the
+ * partitions no longer reported; without `base` it is a whole state (the first report,
+ * or after the coordinator answered `full`). An idle node so sends one small message
+ * per interval. The answer is one lease for the node: it renews the read lease of every
+ * primary in the state as of `accepted` except those `excluded`, for leaseMs counted
+ * from when the report was sent (by the head node's monotonic clock).
+ *
+ * A report without `seq` (a head node that predates node leases) is a whole state too,
+ * and its answer lists `granted` partition by partition.
  */
 export const HeadnodeReport = z.object({
   type: z.literal("headnode.report.v1"),
   node: nodeId,
   primaries: z.array(PrimaryReport).max(reportPartitionsMax),
+  /** The reporting process's session: grows on every start. */
+  session: unsignedInteger.optional(),
+  /** The revision of the state this report leaves: grows with every report of a session. */
+  seq: positiveInteger.optional(),
+  /** The revision `primaries` and `gone` change; absent: this report is the whole state. */
+  base: unsignedInteger.optional(),
+  /** Partitions in the state at `base` that this node no longer reports as primary. */
+  gone: z.array(z.object(partitionAddress)).max(reportPartitionsMax).optional(),
 });
+
+/** A primary whose lease the coordinator does not renew, at the epoch it was reported in. */
+const LeasedPartition = z.object({ ...partitionAddress, epoch: unsignedInteger });
 
 export const HeadnodeReportResult = z.object({
   leaseMs: positiveInteger,
-  /** The primaries whose lease is renewed: exactly these partitions at these epochs. */
-  granted: z
-    .array(z.object({ ...partitionAddress, epoch: unsignedInteger }))
-    .max(reportPartitionsMax),
+  /**
+   * To a report without `seq`: the primaries whose lease is renewed, exactly these
+   * partitions at these epochs. Empty for a report with `seq`.
+   */
+  granted: z.array(LeasedPartition).max(reportPartitionsMax),
+  /**
+   * The revision of this node's state the coordinator now holds: the node lease renews
+   * every primary in it except `excluded`. Absent when nothing was renewed.
+   */
+  accepted: positiveInteger.optional(),
+  /** How many partitions that state holds: the head node checks it holds as many. */
+  held: unsignedInteger.optional(),
+  /** Primaries of the accepted state whose lease is not renewed (and why is the record's). */
+  excluded: z.array(LeasedPartition).max(reportPartitionsMax).optional(),
+  /**
+   * The report's `base` is not the revision the coordinator holds (a new leader, a lost
+   * answer, a restart): nothing was renewed, and the next report must be a whole state.
+   */
+  full: z.boolean().optional(),
   /**
    * Sleds the coordinator has declared out of service (silent longer than its
    * sledOutAfterMs): a copy on one of them is lost, and primaries make a new one.

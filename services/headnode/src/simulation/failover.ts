@@ -18,7 +18,10 @@
 // newest checkpoint pointer and the epoch it was added in, and a head node that is told
 // it is a learner it has not been since then starts that replica afresh from the
 // checkpoint on the simulated sleds. Head nodes report their primaries (commit point,
-// inherited tail, followers with stalls) every round; the answer renews the leases.
+// inherited tail, followers with stalls) every round, as changes to the state the
+// coordinator holds of them (the head node's report-state.ts); the model coordinator
+// keeps node leases in the real book (coordinator/src/leases.ts), and its answer renews
+// the lease of every primary of the node it does not exclude.
 //
 // Faults while loaded: messages dropped, duplicated (not client requests: each attempt
 // is assigned at most once, so the client model can reason about it), delayed; head
@@ -58,6 +61,7 @@ import {
   type Report,
   votingSecondaries,
 } from "@ballast/coordinator/decisions";
+import { LeaseBook } from "@ballast/coordinator/leases";
 import { BallastError, ErrorCode, formatVolumeId, incarnationOf, limits } from "@ballast/protocol";
 import { fetchCheckpoint } from "../checkpoint-fetch.ts";
 import type { ReplicaLimits } from "../constants.ts";
@@ -65,6 +69,7 @@ import { EffectRunner, silentLog } from "../effect-runner.ts";
 import type { ReplicaPorts } from "../ports.ts";
 import type { CheckpointPointer, ReadResult, ReplicationMessage } from "../replica/effects.ts";
 import { type Configuration, Replica } from "../replica/replica.ts";
+import { addressKey, type Outgoing, type PrimaryReport, ReportState } from "../report-state.ts";
 import {
   type ClientOutcome,
   randomRequest,
@@ -96,7 +101,9 @@ export type Sabotage =
   /** The coordinator never adds learners: partitions stay short of their replica count. */
   | "no-rebuild"
   /** A replica drops a chunk from its table that its tree still refers to. */
-  | "drop-referenced-chunk";
+  | "drop-referenced-chunk"
+  /** Head nodes renew every primary under their node lease, even those it excludes. */
+  | "node-lease-ignores-exclusions";
 
 export interface FailoverOptions {
   seed: number;
@@ -286,6 +293,8 @@ interface SimulatedNode {
   clock: DriftingClock;
   hosted: Map<number, Hosted>;
   droppedVolumeIds: Set<string>;
+  /** What the coordinator holds of this node's primaries (this life's). */
+  reportState: ReportState;
 }
 
 type Envelope =
@@ -298,9 +307,12 @@ type Envelope =
   | {
       kind: "grant";
       to: string;
+      /** The node's session the report was from: an answer to an earlier life is dropped. */
+      session: number;
       sentAtMs: number;
-      leaseMs: number;
-      granted: { volumeId: string; partition: number; epoch: number }[];
+      /** The report this answers, as its sender remembers it. */
+      sent: Outgoing;
+      answer: Parameters<ReportState["onAnswer"]>[1];
     };
 
 interface ConfigureMessage {
@@ -316,9 +328,11 @@ interface ConfigureMessage {
 
 interface NodeReport {
   node: string;
+  session: number;
   /** The node's monotonic time when it sent the report: its leases count from here. */
   sentAtMs: number;
-  primaries: (Report & { volumeId: string })[];
+  /** A change to the state the coordinator holds of the node (report-state.ts). */
+  sent: Outgoing;
 }
 
 // ---------------------------------------------------------------- the replica adapter
@@ -453,8 +467,13 @@ export class FailoverSimulation {
   private readonly reports = new Map<number, Report>();
   /** Reports as first seen, for the stale-promotion sabotage. */
   private readonly staleReports = new Map<number, Report>();
-  private readonly leaseUntilMs = new Map<number, number>();
-  private readonly replacing = new Set<number>();
+  /** Node leases, as the real leader keeps them (coordinator/src/leases.ts). */
+  private readonly leases = new LeaseBook({
+    leaderSinceMs: Number.NEGATIVE_INFINITY,
+    leaseMs: limits.primaryLeaseMs,
+    driftMarginMs: limits.primaryLeaseDriftMarginMs,
+    reportAgeMsMax: Number.POSITIVE_INFINITY,
+  });
   private readonly learnersSince = new Map<number, Map<string, { ms: number; epoch: number }>>();
 
   constructor(options: FailoverOptions) {
@@ -492,6 +511,7 @@ export class FailoverSimulation {
         ),
         hosted: new Map(),
         droppedVolumeIds: new Set(),
+        reportState: new ReportState(),
       });
     }
     for (let index = 0; index < options.clients; index++)
@@ -676,6 +696,7 @@ export class FailoverSimulation {
     node.up = true;
     node.session++;
     node.life++;
+    node.reportState = new ReportState();
     for (const hosted of node.hosted.values()) await this.openReplica(node, hosted);
   }
 
@@ -864,23 +885,33 @@ export class FailoverSimulation {
   }
 
   private sendReport(node: SimulatedNode): void {
-    const primaries: NodeReport["primaries"] = [];
+    const current = new Map<string, PrimaryReport>();
     for (const hosted of node.hosted.values()) {
       const report = hosted.adapter?.report(this.options.tickMs, hosted.volumeId);
-      if (report !== undefined) primaries.push(report);
+      if (report !== undefined) current.set(addressKey(report.volume, report.partition), report);
     }
     this.send({
       kind: "report",
       from: node.id,
-      report: { node: node.id, sentAtMs: this.localMs(node), primaries },
+      report: {
+        node: node.id,
+        session: node.session,
+        sentAtMs: this.localMs(node),
+        sent: node.reportState.next(current),
+      },
     });
   }
 
   private onGrant(node: SimulatedNode, envelope: Extract<Envelope, { kind: "grant" }>): void {
-    for (const grant of envelope.granted) {
-      const hosted = node.hosted.get(grant.partition);
-      if (hosted === undefined || hosted.volumeId !== grant.volumeId) continue;
-      hosted.adapter?.renewLease(grant.epoch, envelope.sentAtMs + envelope.leaseMs);
+    if (envelope.session !== node.session) return;
+    const answer =
+      this.options.sabotage === "node-lease-ignores-exclusions"
+        ? { ...envelope.answer, excluded: [] }
+        : envelope.answer;
+    for (const entry of node.reportState.onAnswer(envelope.sent, answer)) {
+      const hosted = node.hosted.get(entry.partition);
+      if (hosted === undefined || hosted.volumeId !== entry.volumeId) continue;
+      hosted.adapter?.renewLease(entry.epoch, envelope.sentAtMs + envelope.answer.leaseMs);
     }
   }
 
@@ -891,11 +922,10 @@ export class FailoverSimulation {
     this.incarnation++;
     this.volumeId = formatVolumeId(this.incarnation, "sim");
     const epoch = recreated && !this.options.recreateAtEpochOne ? highestEpoch + 1 : 1;
+    for (const { record } of this.records.values()) this.leases.forget(record);
     this.records.clear();
     this.reports.clear();
     this.staleReports.clear();
-    this.leaseUntilMs.clear();
-    this.replacing.clear();
     this.learnersSince.clear();
     const alive = this.aliveNodes();
     const load = new Map(this.nodes.map((node) => [node.id, 0]));
@@ -981,14 +1011,13 @@ export class FailoverSimulation {
               : load,
           replicaCount: this.options.partitions[partition]!,
           ...(report === undefined ? {} : { report }),
-          leaseUntilMs: this.leaseUntilMs.get(partition) ?? 0,
+          leaseUntilMs: this.leases.leaseUntilMs(record),
           learnersSinceMs: new Map([...since].map(([node, value]) => [node, value.ms])),
           learnerCatchUpMsMax: this.options.learnerCatchUpMs,
         };
         decision = decidePartition(record, view);
       }
-      this.replacing.delete(partition);
-      if (decision.kind === "wait") this.replacing.add(partition);
+      this.leases.setReplacing(record, decision.kind === "wait");
       if (decision.kind === "update") this.applyUpdate(partition, entry, decision.record);
       this.pushConfiguration(this.records.get(partition)!.record);
     }
@@ -1077,9 +1106,8 @@ export class FailoverSimulation {
 
   private onReport(report: NodeReport): void {
     this.lastHeardTick.set(report.node, this.tickNow);
-    const granted: { volumeId: string; partition: number; epoch: number }[] = [];
-    const alive = this.aliveNodes();
-    for (const primary of report.primaries) {
+    const { sent } = report;
+    for (const primary of sent.primaries) {
       if (primary.volumeId !== this.volumeId) continue;
       const entry = this.records.get(primary.partition);
       if (entry === undefined) continue;
@@ -1090,27 +1118,37 @@ export class FailoverSimulation {
         this.reports.set(primary.partition, primary);
       if (!this.staleReports.has(primary.partition) || this.chance(0.05))
         this.staleReports.set(primary.partition, primary);
-      if (!alive.has(report.node) || this.replacing.has(primary.partition)) continue;
-      granted.push({
-        volumeId: primary.volumeId,
-        partition: primary.partition,
-        epoch: primary.epoch,
-      });
-      // Counted from when the coordinator answers, plus the margin for clock-rate drift.
-      this.leaseUntilMs.set(
-        primary.partition,
-        Math.max(
-          this.leaseUntilMs.get(primary.partition) ?? 0,
-          this.nowMs() + limits.primaryLeaseMs + limits.primaryLeaseDriftMarginMs,
-        ),
-      );
     }
+    // The lease, as the real leader decides it: counted from when it answers, plus the
+    // margin for clock-rate drift.
+    const outcome = this.leases.onNodeReport(
+      {
+        node: report.node,
+        session: report.session,
+        seq: sent.seq,
+        base: sent.base,
+        primaries: sent.primaries,
+        gone: sent.gone,
+      },
+      (volume, partition) =>
+        volume === volumeName ? this.records.get(partition)?.record : undefined,
+      this.aliveNodes(),
+      this.nowMs(),
+    );
     this.send({
       kind: "grant",
       to: report.node,
+      session: report.session,
       sentAtMs: report.sentAtMs,
-      leaseMs: limits.primaryLeaseMs,
-      granted,
+      sent,
+      answer: {
+        leaseMs: limits.primaryLeaseMs,
+        granted: outcome.granted,
+        ...(outcome.accepted === undefined ? {} : { accepted: outcome.accepted }),
+        ...(outcome.held === undefined ? {} : { held: outcome.held }),
+        excluded: outcome.excluded,
+        ...(outcome.full === true ? { full: true } : {}),
+      },
     });
   }
 

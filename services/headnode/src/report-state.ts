@@ -1,0 +1,132 @@
+// What a head node has told the coordinator of its primaries, and what the next report
+// says: pure, no clock, no I/O (headnode.ts sends and renews).
+//
+// Node leases (issue 14; the coordinator's side is coordinator/src/leases.ts). The
+// coordinator holds a state of this node: its primaries' entries at a revision. Each
+// report sends only what changed since the revision the coordinator last accepted
+// (entries new or different, partitions gone), or the whole state when the coordinator
+// asked for it (`full`: a new leader, a lost answer) or has accepted nothing yet. An
+// idle node so sends an empty change. The answer accepts the revision and is one lease
+// for the node: every primary of the accepted state is renewed but those `excluded`.
+//
+// Failure model: a report whose answer is lost may or may not have been applied; the
+// next change is from the last revision known accepted, and a coordinator that applied
+// the lost one refuses it with `full`. A renewal is only ever of an entry of the state
+// the coordinator says it accepted, at the epoch reported there; an answer whose `held`
+// count differs from that state renews nothing and makes the next report whole. An
+// answer with no `accepted` and no `full` is from a coordinator that predates node
+// leases: it lists `granted` partitions, and every report to it is whole.
+
+import { limits, type MessageOf, type ResultOf } from "@ballast/protocol";
+
+export type PrimaryReport = MessageOf<"headnode.report.v1">["primaries"][number];
+type Answer = ResultOf<"headnode.report.v1">;
+type Address = { volume: string; partition: number };
+
+/** The content of one report: what changes the coordinator's state, and into what. */
+export interface Outgoing {
+  seq: number;
+  /** Absent: the whole state. */
+  base: number | undefined;
+  primaries: PrimaryReport[];
+  gone: Address[];
+  /** The state the coordinator holds once it accepts this report. */
+  state: Map<string, PrimaryReport>;
+}
+
+export function addressKey(volume: string, partition: number): string {
+  return `${volume}/${partition}`;
+}
+
+/** Whether two entries say the same (then the coordinator need not hear it again). */
+export function sameEntry(a: PrimaryReport, b: PrimaryReport): boolean {
+  if (
+    a.volume !== b.volume ||
+    a.volumeId !== b.volumeId ||
+    a.partition !== b.partition ||
+    a.epoch !== b.epoch ||
+    a.session !== b.session ||
+    a.commitOpNum !== b.commitOpNum ||
+    a.tailCommitted !== b.tailCommitted ||
+    a.failed !== b.failed ||
+    a.chunkBytes !== b.chunkBytes ||
+    a.liveBytes !== b.liveBytes ||
+    a.chunksShortOfCopies !== b.chunksShortOfCopies ||
+    a.followers.length !== b.followers.length
+  ) {
+    return false;
+  }
+  return a.followers.every((f, i) => {
+    const g = b.followers[i]!;
+    return (
+      f.node === g.node &&
+      f.matchOpNum === g.matchOpNum &&
+      f.learner === g.learner &&
+      f.stalledMs === g.stalledMs &&
+      f.needsRebuild === g.needsRebuild
+    );
+  });
+}
+
+export class ReportState {
+  /** The state the coordinator last accepted, and its revision; undefined: send whole. */
+  private accepted: { seq: number; state: Map<string, PrimaryReport> } | undefined;
+  private seq = 0;
+
+  /** The next report, from every primary's entry now (keyed by addressKey). */
+  next(current: ReadonlyMap<string, PrimaryReport>): Outgoing {
+    const base = this.accepted;
+    const state = new Map(base?.state ?? []);
+    const primaries: PrimaryReport[] = [];
+    const gone: Address[] = [];
+    for (const [key, entry] of current) {
+      const held = state.get(key);
+      if (held !== undefined && sameEntry(held, entry)) continue;
+      // A state too large for one report goes over several: the rest next time.
+      if (primaries.length === limits.reportPartitionsMax) break;
+      primaries.push(entry);
+      state.set(key, entry);
+    }
+    for (const [key, held] of base?.state ?? []) {
+      if (current.has(key) || gone.length === limits.reportPartitionsMax) continue;
+      gone.push({ volume: held.volume, partition: held.partition });
+      state.delete(key);
+    }
+    this.seq += 1;
+    return { seq: this.seq, base: base?.seq, primaries, gone, state };
+  }
+
+  /**
+   * The answer to `sent`: the entries whose lease it renews (each at the epoch it was
+   * reported in), and what the next report is based on.
+   */
+  onAnswer(sent: Outgoing, answer: Answer): PrimaryReport[] {
+    if (answer.accepted === undefined) {
+      this.accepted = undefined;
+      if (answer.full === true) return [];
+      // A coordinator that predates node leases: exactly the partitions it lists.
+      const renewed: PrimaryReport[] = [];
+      for (const grant of answer.granted) {
+        const entry = sent.state.get(addressKey(grant.volume, grant.partition));
+        if (entry !== undefined && entry.epoch === grant.epoch && entry.failed !== true) {
+          renewed.push(entry);
+        }
+      }
+      return renewed;
+    }
+    if (answer.accepted !== sent.seq || answer.held !== sent.state.size) {
+      // Not the state this node sent: renew nothing, and start again from the whole.
+      this.accepted = undefined;
+      return [];
+    }
+    this.accepted = { seq: sent.seq, state: sent.state };
+    const excluded = new Set(
+      (answer.excluded ?? []).map((grant) => addressKey(grant.volume, grant.partition)),
+    );
+    const renewed: PrimaryReport[] = [];
+    for (const [key, entry] of sent.state) {
+      if (entry.failed !== true && !excluded.has(key)) renewed.push(entry);
+    }
+    return renewed;
+  }
+}

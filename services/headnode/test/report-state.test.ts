@@ -1,0 +1,247 @@
+// The head node's side of node leases (report-state.ts), alone and against the
+// coordinator's real book (coordinator/src/leases.ts) with lost messages and new leaders.
+
+import type { PartitionRecord } from "@ballast/coordinator/decisions";
+import { LeaseBook, type ReportOutcome } from "@ballast/coordinator/leases";
+import { limits } from "@ballast/protocol";
+import fc from "fast-check";
+import { describe, expect, test } from "vitest";
+import { addressKey, type PrimaryReport, ReportState } from "../src/report-state.ts";
+
+function entry(partition: number, overrides: Partial<PrimaryReport> = {}): PrimaryReport {
+  return {
+    volume: "v",
+    volumeId: "v-1",
+    partition,
+    epoch: 4,
+    session: 1,
+    commitOpNum: 10,
+    tailCommitted: true,
+    followers: [{ node: "head-2", matchOpNum: 10, learner: false }],
+    ...overrides,
+  };
+}
+
+function primaries(...entries: PrimaryReport[]): Map<string, PrimaryReport> {
+  return new Map(entries.map((e) => [addressKey(e.volume, e.partition), e]));
+}
+
+const leaseMs = limits.primaryLeaseMs;
+
+/** The coordinator's answer (reports.ts) to a report, from its book's outcome. */
+function answerOf(outcome: ReportOutcome) {
+  return {
+    leaseMs,
+    granted: outcome.granted,
+    ...(outcome.accepted === undefined ? {} : { accepted: outcome.accepted }),
+    ...(outcome.held === undefined ? {} : { held: outcome.held }),
+    excluded: outcome.excluded,
+    ...(outcome.full === true ? { full: true } : {}),
+  };
+}
+
+describe("ReportState", () => {
+  test("the whole state first, then only what changed, and an empty change when idle", () => {
+    const state = new ReportState();
+    const first = state.next(primaries(entry(0), entry(1)));
+    expect(first).toMatchObject({ seq: 1, base: undefined, gone: [] });
+    expect(first.primaries.map((e) => e.partition)).toEqual([0, 1]);
+    expect(state.onAnswer(first, { leaseMs, granted: [], accepted: 1, held: 2 })).toHaveLength(2);
+
+    const idle = state.next(primaries(entry(0), entry(1)));
+    expect(idle).toMatchObject({ seq: 2, base: 1, primaries: [], gone: [] });
+    expect(state.onAnswer(idle, { leaseMs, granted: [], accepted: 2, held: 2 })).toHaveLength(2);
+
+    const changed = state.next(primaries(entry(0, { commitOpNum: 11 })));
+    expect(changed).toMatchObject({
+      seq: 3,
+      base: 2,
+      primaries: [{ partition: 0, commitOpNum: 11 }],
+      gone: [{ volume: "v", partition: 1 }],
+    });
+  });
+
+  test("an answer asking for the whole state renews nothing, and the next report is whole", () => {
+    const state = new ReportState();
+    state.onAnswer(state.next(primaries(entry(0))), { leaseMs, granted: [], accepted: 1, held: 1 });
+    const change = state.next(primaries(entry(0)));
+    expect(state.onAnswer(change, { leaseMs, granted: [], full: true })).toEqual([]);
+    expect(state.next(primaries(entry(0)))).toMatchObject({ base: undefined, primaries: [{}] });
+  });
+
+  test("a lost answer leaves the next change on the last accepted revision", () => {
+    const state = new ReportState();
+    state.onAnswer(state.next(primaries(entry(0))), { leaseMs, granted: [], accepted: 1, held: 1 });
+    state.next(primaries(entry(0, { commitOpNum: 12 }))); // its answer is lost
+    expect(state.next(primaries(entry(0, { commitOpNum: 12 })))).toMatchObject({
+      seq: 3,
+      base: 1,
+      primaries: [{ commitOpNum: 12 }],
+    });
+  });
+
+  test("renews every primary of the accepted state but the excluded and the failed", () => {
+    const state = new ReportState();
+    const sent = state.next(primaries(entry(0), entry(1), entry(2, { failed: true })));
+    const renewed = state.onAnswer(sent, {
+      leaseMs,
+      granted: [],
+      accepted: 1,
+      held: 3,
+      excluded: [{ volume: "v", partition: 1, epoch: 4 }],
+    });
+    expect(renewed.map((e) => e.partition)).toEqual([0]);
+  });
+
+  test("an answer for another state than the one sent renews nothing", () => {
+    const state = new ReportState();
+    const sent = state.next(primaries(entry(0), entry(1)));
+    expect(state.onAnswer(sent, { leaseMs, granted: [], accepted: 1, held: 3 })).toEqual([]);
+    expect(state.onAnswer(sent, { leaseMs, granted: [], accepted: 7, held: 2 })).toEqual([]);
+    expect(state.next(primaries(entry(0), entry(1))).base).toBeUndefined();
+  });
+
+  test("a coordinator that predates node leases: exactly what it grants, and whole reports", () => {
+    const state = new ReportState();
+    const sent = state.next(primaries(entry(0), entry(1)));
+    const renewed = state.onAnswer(sent, {
+      leaseMs,
+      granted: [
+        { volume: "v", partition: 1, epoch: 4 },
+        { volume: "v", partition: 0, epoch: 3 },
+      ],
+    });
+    expect(renewed.map((e) => e.partition)).toEqual([1]);
+    expect(state.next(primaries(entry(0), entry(1)))).toMatchObject({ base: undefined });
+  });
+});
+
+describe("against the coordinator's book", () => {
+  const partitions = [0, 1, 2, 3, 4, 5];
+  /** The leader's records: head-1 leads the even partitions at epoch 4, head-2 the odd. */
+  const records = new Map<number, PartitionRecord>(
+    partitions.map((p) => [
+      p,
+      {
+        volume: "v",
+        volumeId: "v-1",
+        partition: p,
+        partitionStart: p * 1024 * 1024,
+        partitionBytes: 1024 * 1024,
+        epoch: 4,
+        primary: p % 2 === 0 ? "head-1" : "head-2",
+        secondaries: [p % 2 === 0 ? "head-2" : "head-1"],
+      },
+    ]),
+  );
+  const recordOf = (volume: string, partition: number) =>
+    volume === "v" ? records.get(partition) : undefined;
+  const alive = new Set(["head-1", "head-2"]);
+  const book = (sinceMs: number) =>
+    new LeaseBook({
+      leaderSinceMs: sinceMs,
+      leaseMs,
+      driftMarginMs: limits.primaryLeaseDriftMarginMs,
+      reportAgeMsMax: 2000,
+    });
+
+  const step = fc.record({
+    /** head-1's primaries this round: partition → epoch, commit point, failed. */
+    held: fc.array(
+      fc.record({
+        partition: fc.constantFrom(...partitions),
+        epoch: fc.constantFrom(3, 4),
+        commitOpNum: fc.integer({ min: 0, max: 3 }),
+        failed: fc.boolean(),
+      }),
+      { maxLength: 6 },
+    ),
+    fate: fc.constantFrom(
+      "delivered",
+      "delivered",
+      "delivered",
+      "lost",
+      "answer-lost",
+      "new-leader",
+    ),
+    replacing: fc.option(fc.constantFrom(...partitions), { nil: undefined }),
+  });
+
+  test("a renewal is only ever of a partition the book covers, and an idle node converges", () => {
+    fc.assert(
+      fc.property(fc.array(step, { minLength: 1, maxLength: 40 }), (steps) => {
+        const state = new ReportState();
+        let nowMs = 10_000;
+        let leases = book(nowMs);
+        for (const { held, fate, replacing } of steps) {
+          nowMs += 500;
+          if (fate === "new-leader") leases = book(nowMs);
+          for (const p of partitions) leases.setReplacing(records.get(p)!, p === replacing);
+          const current = primaries(
+            ...held.map((h) =>
+              entry(h.partition, { epoch: h.epoch, commitOpNum: h.commitOpNum, failed: h.failed }),
+            ),
+          );
+          const sent = state.next(current);
+          if (fate === "lost") continue;
+          const outcome = leases.onNodeReport(
+            {
+              node: "head-1",
+              session: 1,
+              seq: sent.seq,
+              base: sent.base,
+              primaries: sent.primaries,
+              gone: sent.gone,
+            },
+            recordOf,
+            alive,
+            nowMs,
+          );
+          if (fate === "answer-lost") continue;
+          const renewed = state.onAnswer(sent, answerOf(outcome));
+          for (const e of renewed) {
+            const record = records.get(e.partition)!;
+            // The head node's lease (from its send, earlier) ends no later than the book's.
+            expect(record.primary).toBe("head-1");
+            expect(record.epoch).toBe(e.epoch);
+            expect(e.failed).not.toBe(true);
+            expect(e.partition).not.toBe(replacing);
+            expect(leases.leaseUntilMs(record)).toBeGreaterThanOrEqual(nowMs + leaseMs);
+          }
+        }
+        // Two delivered rounds with nothing changing: the book holds what the node has.
+        const last = steps.at(-1)!.held;
+        const current = primaries(
+          ...last.map((h) =>
+            entry(h.partition, { epoch: h.epoch, commitOpNum: h.commitOpNum, failed: h.failed }),
+          ),
+        );
+        for (let round = 0; round < 2; round++) {
+          nowMs += 500;
+          const sent = state.next(current);
+          const outcome = leases.onNodeReport(
+            {
+              node: "head-1",
+              session: 1,
+              seq: sent.seq,
+              base: sent.base,
+              primaries: sent.primaries,
+              gone: sent.gone,
+            },
+            recordOf,
+            alive,
+            nowMs,
+          );
+          state.onAnswer(sent, answerOf(outcome));
+        }
+        for (const p of partitions) {
+          const record = records.get(p)!;
+          if (record.primary !== "head-1") continue;
+          const want = current.get(addressKey("v", p));
+          expect(leases.reportOf(record, nowMs)).toEqual(want);
+        }
+      }),
+      { numRuns: 300 },
+    );
+  });
+});
