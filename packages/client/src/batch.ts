@@ -43,11 +43,18 @@ export interface Entry {
   /** Set after a batch failed for good: the entry is re-sent alone, for its own answer. */
   isolated: boolean;
   /**
+   * The caller's abort signal: once it fires, the entry is left out of every later
+   * attempt and rejected with the signal's reason (scheduler.ts).
+   */
+  readonly signal?: AbortSignal;
+  /** True once resolved or rejected (an aborted entry settles before its batch does). */
+  settledEarly?: boolean;
+  /**
    * For a read of a clone: the parts of the entry its partition has never mapped, as the
    * last reply said (they fall through to the parent snapshot; see volume.ts).
    */
   unmapped?: { offset: number; length: number }[];
-  /** Settles the caller's piece; called exactly once. */
+  /** Settles the caller's piece; only the first call counts. */
   readonly resolve: () => void;
   readonly reject: (error: unknown) => void;
 }
@@ -58,16 +65,23 @@ export interface EntrySpec {
   readonly length: number;
   readonly buffer?: Uint8Array;
   readonly issuedAtMs: number;
+  readonly signal?: AbortSignal;
 }
 
-/** Builds an entry and the promise its settlement resolves. */
+/**
+ * Builds an entry and the promise its settlement resolves. An entry with a signal is
+ * rejected with the signal's reason as soon as it fires (its caller waits no longer);
+ * the scheduler then leaves it out of every later attempt.
+ */
 export function createEntry(spec: EntrySpec): { entry: Entry; settled: Promise<void> } {
-  let resolve!: () => void;
-  let reject!: (error: unknown) => void;
-  const settled = new Promise<void>((resolvePromise, rejectPromise) => {
-    resolve = resolvePromise;
-    reject = rejectPromise;
+  let resolvePromise!: () => void;
+  let rejectPromise!: (error: unknown) => void;
+  const settled = new Promise<void>((resolve, reject) => {
+    resolvePromise = resolve;
+    rejectPromise = reject;
   });
+  const { signal } = spec;
+  const onAbort = () => entry.reject(signal?.reason);
   const entry: Entry = {
     kind: spec.kind,
     offset: spec.offset,
@@ -75,9 +89,24 @@ export function createEntry(spec: EntrySpec): { entry: Entry; settled: Promise<v
     buffer: spec.buffer ?? noBytes,
     issuedAtMs: spec.issuedAtMs,
     isolated: false,
-    resolve,
-    reject,
+    ...(signal === undefined ? {} : { signal }),
+    resolve: () => {
+      if (entry.settledEarly === true) return;
+      entry.settledEarly = true;
+      signal?.removeEventListener("abort", onAbort);
+      resolvePromise();
+    },
+    reject: (error: unknown) => {
+      if (entry.settledEarly === true) return;
+      entry.settledEarly = true;
+      signal?.removeEventListener("abort", onAbort);
+      rejectPromise(error);
+    },
   };
+  if (signal !== undefined) {
+    if (signal.aborted) onAbort();
+    else signal.addEventListener("abort", onAbort, { once: true });
+  }
   return { entry, settled };
 }
 

@@ -10,6 +10,21 @@
 // `flush` (the barrier a file system or a VM issues) has only to wait for the writes
 // issued before it to complete; it sends nothing and touches no sled.
 
+/**
+ * Per-operation options. `signal`: once it fires, the operation sends no further attempt
+ * (the client retries after failovers and timeouts) and rejects with the signal's
+ * reason. An attempt already sent may still take effect, as an operation that timed
+ * out may; but it was sent before anything this client sends afterwards, and the
+ * partition's primary applies one client's requests in the order they arrive, so a
+ * later write to the same blocks lands after it. A caller that gives up on an
+ * operation (a timeout of its own, a closed NBD connection) must abort it: an
+ * abandoned operation goes on retrying and can land after the caller's next write to
+ * the same blocks, undoing it.
+ */
+export interface OperationOptions {
+  readonly signal?: AbortSignal;
+}
+
 /** What the NBD gateway and programs use: a volume as a block device. */
 export interface BlockDevice {
   readonly name: string;
@@ -19,10 +34,10 @@ export interface BlockDevice {
    * Absent means writable.
    */
   readonly readOnly?: boolean;
-  read(offset: number, length: number): Promise<Uint8Array>;
-  write(offset: number, data: Uint8Array): Promise<void>;
-  trim(offset: number, length: number): Promise<void>;
-  writeZeroes(offset: number, length: number): Promise<void>;
+  read(offset: number, length: number, options?: OperationOptions): Promise<Uint8Array>;
+  write(offset: number, data: Uint8Array, options?: OperationOptions): Promise<void>;
+  trim(offset: number, length: number, options?: OperationOptions): Promise<void>;
+  writeZeroes(offset: number, length: number, options?: OperationOptions): Promise<void>;
   /**
    * Resolves once every write, trim and write-zeroes issued before it has settled: what
    * succeeded of them is then durable on every replica. A failure of one of them is its

@@ -4,7 +4,7 @@
 // re-describing itself and retrying with the new epoch. Failures are BallastErrors with
 // the wire's codes, plus the client-side errors of errors.ts.
 
-export type { BlockDevice } from "./block-device.ts";
+export type { BlockDevice, OperationOptions } from "./block-device.ts";
 export { BallastClient } from "./client.ts";
 export * as constants from "./constants.ts";
 export * from "./errors.ts";

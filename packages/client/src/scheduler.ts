@@ -40,6 +40,10 @@ import { isBallastError } from "@ballast/protocol";
 import { type Entry, isMutation, type RequestKind, takeBatch } from "./batch.ts";
 import type { ClientOptions } from "./options.ts";
 import { withRetries } from "./retry.ts";
+
+/** Thrown by an attempt that has no entry left to send: every caller aborted. */
+const allAborted = new Error("every entry of the batch was aborted");
+
 import type { VolumeStateCache } from "./volume-state.ts";
 import { type RequestBus, sendBatch } from "./wire.ts";
 
@@ -147,7 +151,10 @@ export class RequestScheduler {
     });
   }
 
-  /** Sends one batch to its end and settles its entries; never rejects. */
+  /**
+   * Sends one batch to its end and settles its entries; never rejects. Entries aborted
+   * by their callers are rejected at once (batch.ts) and left out of later attempts.
+   */
   private async run(queue: BatchQueue, batch: Entry[]): Promise<void> {
     const { index, kind } = queue;
     const progress = this.progressOf(index);
@@ -155,6 +162,7 @@ export class RequestScheduler {
     for (const entry of batch) issuedAtMs = Math.min(issuedAtMs, entry.issuedAtMs);
     let generationSent = 0;
     let mutationsCovered = 0;
+    let live = batch;
     let failure: { error: unknown } | undefined;
     try {
       await withRetries(
@@ -162,6 +170,10 @@ export class RequestScheduler {
           describe: () => this.describeBatch(index, kind, batch),
           issuedAtMs,
           attempt: () => {
+            // An entry whose caller aborted is in no attempt after the abort; when every
+            // entry of the batch was aborted, nothing more is sent.
+            live = live.filter((entry) => entry.settledEarly !== true);
+            if (live.length === 0) throw allAborted;
             const snapshot = this.state.current;
             const partition = snapshot.state.partitions[index]!;
             generationSent = snapshot.generation;
@@ -179,7 +191,7 @@ export class RequestScheduler {
                 // A clone's reads say what falls through to its parent (volume.ts).
                 ...(snapshot.state.parent === undefined ? {} : { unmapped: true }),
               },
-              batch,
+              live,
               this.options.requestDeadlineMs,
             );
           },
@@ -189,6 +201,10 @@ export class RequestScheduler {
       );
     } catch (error) {
       failure = { error };
+    }
+    if (failure?.error === allAborted) {
+      if (isMutation(kind)) progress.mutationsSettled += 1;
+      return;
     }
     // Progress first, so that a caller who flushes as soon as its write settles finds
     // the write counted.

@@ -38,7 +38,7 @@
 
 import { BallastError, ErrorCode } from "@ballast/protocol";
 import { createEntry, type Entry, type RequestKind } from "./batch.ts";
-import type { BlockDevice } from "./block-device.ts";
+import type { BlockDevice, OperationOptions } from "./block-device.ts";
 import { VolumeClosedError } from "./errors.ts";
 import { fallThroughRanges } from "./layering.ts";
 import { type Piece, splitRange } from "./layout.ts";
@@ -152,12 +152,12 @@ export class Volume implements BlockDevice {
     return this.closed;
   }
 
-  async read(offset: number, length: number): Promise<Uint8Array> {
+  async read(offset: number, length: number, options?: OperationOptions): Promise<Uint8Array> {
     if (this.reachesPastEnd(offset, length)) await this.learnSize();
     this.begin(describeOperation("read", offset, length), { offset, length });
     try {
       const bytes = new Uint8Array(length);
-      await this.readInto(offset, bytes);
+      await this.readInto(offset, bytes, options?.signal);
       return bytes;
     } finally {
       this.end();
@@ -168,15 +168,23 @@ export class Volume implements BlockDevice {
    * Reads `bytes.byteLength` bytes at `offset` into `bytes`; for a clone, the ranges its
    * partitions never mapped are then read from the parent snapshot, below the overlap.
    */
-  private async readInto(offset: number, bytes: Uint8Array): Promise<void> {
+  private async readInto(offset: number, bytes: Uint8Array, signal?: AbortSignal): Promise<void> {
     const length = bytes.byteLength;
     const parent = this.parent;
     if (parent === undefined) {
-      await this.perform("read", offset, length, this.requestDataBytesMax, bytes);
+      await this.perform(
+        "read",
+        offset,
+        length,
+        this.requestDataBytesMax,
+        bytes,
+        undefined,
+        signal,
+      );
       return;
     }
     const entries: Entry[] = [];
-    await this.perform("read", offset, length, this.requestDataBytesMax, bytes, entries);
+    await this.perform("read", offset, length, this.requestDataBytesMax, bytes, entries, signal);
     const overlap = this.snapshotOverlap ?? this.state.current.state.parent?.overlap ?? 0;
     const ranges = fallThroughRanges(
       entries.flatMap((entry) => entry.unmapped ?? []),
@@ -206,29 +214,41 @@ export class Volume implements BlockDevice {
     }
   }
 
-  async write(offset: number, data: Uint8Array): Promise<void> {
+  async write(offset: number, data: Uint8Array, options?: OperationOptions): Promise<void> {
     const length = data instanceof Uint8Array ? data.byteLength : 0;
     if (this.reachesPastEnd(offset, length)) await this.learnSize();
     this.begin(describeOperation("write", offset, length), { offset, length }, { data }, true);
     try {
-      await this.mutation(this.perform("write", offset, length, this.requestDataBytesMax, data));
+      await this.mutation(
+        this.perform(
+          "write",
+          offset,
+          length,
+          this.requestDataBytesMax,
+          data,
+          undefined,
+          options?.signal,
+        ),
+      );
     } finally {
       this.end();
     }
   }
 
-  async trim(offset: number, length: number): Promise<void> {
+  async trim(offset: number, length: number, options?: OperationOptions): Promise<void> {
     if (this.reachesPastEnd(offset, length)) await this.learnSize();
     this.begin(describeOperation("trim", offset, length), { offset, length }, undefined, true);
     try {
       // Ranges carry no data, so only partition boundaries cut them.
-      await this.mutation(this.perform("trim", offset, length, length));
+      await this.mutation(
+        this.perform("trim", offset, length, length, undefined, undefined, options?.signal),
+      );
     } finally {
       this.end();
     }
   }
 
-  async writeZeroes(offset: number, length: number): Promise<void> {
+  async writeZeroes(offset: number, length: number, options?: OperationOptions): Promise<void> {
     if (this.reachesPastEnd(offset, length)) await this.learnSize();
     this.begin(
       describeOperation("write zeroes over", offset, length),
@@ -237,7 +257,9 @@ export class Volume implements BlockDevice {
       true,
     );
     try {
-      await this.mutation(this.perform("write-zeroes", offset, length, length));
+      await this.mutation(
+        this.perform("write-zeroes", offset, length, length, undefined, undefined, options?.signal),
+      );
     } finally {
       this.end();
     }
@@ -370,6 +392,7 @@ export class Volume implements BlockDevice {
     pieceBytesMax: number,
     buffer?: Uint8Array,
     collect?: Entry[],
+    signal?: AbortSignal,
   ): Promise<void> {
     const issuedAtMs = this.clock.nowMs();
     const pieces: Piece[] = splitRange(
@@ -387,6 +410,7 @@ export class Volume implements BlockDevice {
           length: piece.length,
           issuedAtMs,
           ...(buffer === undefined ? {} : { buffer: buffer.subarray(start, start + piece.length) }),
+          ...(signal === undefined ? {} : { signal }),
         });
         collect?.push(entry);
         this.scheduler.submit(piece.index, entry);

@@ -6,7 +6,7 @@
 // bytes by operation, latency, and requests in flight. Tracing off (no tracer): no span,
 // no context switch.
 
-import type { BlockDevice } from "@ballast/client";
+import type { BlockDevice, OperationOptions } from "@ballast/client";
 import {
   type Counter,
   type Histogram,
@@ -79,21 +79,23 @@ export class ObservedDevice implements BlockDevice {
     return this.inner.readOnly;
   }
 
-  read(offset: number, length: number): Promise<Uint8Array> {
-    return this.observe("read", offset, length, () => this.inner.read(offset, length));
+  read(offset: number, length: number, options?: OperationOptions): Promise<Uint8Array> {
+    return this.observe("read", offset, length, () => this.inner.read(offset, length, options));
   }
 
-  write(offset: number, data: Uint8Array): Promise<void> {
-    return this.observe("write", offset, data.byteLength, () => this.inner.write(offset, data));
+  write(offset: number, data: Uint8Array, options?: OperationOptions): Promise<void> {
+    return this.observe("write", offset, data.byteLength, () =>
+      this.inner.write(offset, data, options),
+    );
   }
 
-  trim(offset: number, length: number): Promise<void> {
-    return this.observe("trim", offset, length, () => this.inner.trim(offset, length));
+  trim(offset: number, length: number, options?: OperationOptions): Promise<void> {
+    return this.observe("trim", offset, length, () => this.inner.trim(offset, length, options));
   }
 
-  writeZeroes(offset: number, length: number): Promise<void> {
+  writeZeroes(offset: number, length: number, options?: OperationOptions): Promise<void> {
     return this.observe("write_zeroes", offset, length, () =>
-      this.inner.writeZeroes(offset, length),
+      this.inner.writeZeroes(offset, length, options),
     );
   }
 

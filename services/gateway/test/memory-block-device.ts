@@ -4,6 +4,7 @@
 // so that completion order, in-flight limits and error mapping can be driven exactly.
 // Its flush keeps the contract's barrier: it waits for the mutations issued before it.
 
+import type { OperationOptions } from "@ballast/client";
 import { BallastError, ErrorCode, limits } from "@ballast/protocol";
 import type { BlockDevice } from "../src/nbd/index.ts";
 
@@ -13,7 +14,12 @@ export interface OperationRecord {
   kind: OperationKind;
   offset: number;
   length: number;
+  /** The signal the caller passed (the NBD server: one per connection). */
+  signal?: AbortSignal;
 }
+
+const signalOf = (options?: OperationOptions) =>
+  options?.signal === undefined ? {} : { signal: options.signal };
 
 export class MemoryBlockDevice implements BlockDevice {
   readonly name: string;
@@ -43,27 +49,33 @@ export class MemoryBlockDevice implements BlockDevice {
     return this.operations.filter((operation) => operation.kind === kind).length;
   }
 
-  read(offset: number, length: number): Promise<Uint8Array> {
-    return this.run({ kind: "read", offset, length }, () =>
+  read(offset: number, length: number, options?: OperationOptions): Promise<Uint8Array> {
+    return this.run({ kind: "read", offset, length, ...signalOf(options) }, () =>
       this.bytes.slice(offset, offset + length),
     );
   }
 
-  write(offset: number, data: Uint8Array): Promise<void> {
+  write(offset: number, data: Uint8Array, options?: OperationOptions): Promise<void> {
     const copy = new Uint8Array(data);
-    return this.run({ kind: "write", offset, length: data.byteLength }, () => {
+    const record = {
+      kind: "write" as const,
+      offset,
+      length: data.byteLength,
+      ...signalOf(options),
+    };
+    return this.run(record, () => {
       this.bytes.set(copy, offset);
     });
   }
 
-  trim(offset: number, length: number): Promise<void> {
-    return this.run({ kind: "trim", offset, length }, () => {
+  trim(offset: number, length: number, options?: OperationOptions): Promise<void> {
+    return this.run({ kind: "trim", offset, length, ...signalOf(options) }, () => {
       this.bytes.fill(0, offset, offset + length);
     });
   }
 
-  writeZeroes(offset: number, length: number): Promise<void> {
-    return this.run({ kind: "write-zeroes", offset, length }, () => {
+  writeZeroes(offset: number, length: number, options?: OperationOptions): Promise<void> {
+    return this.run({ kind: "write-zeroes", offset, length, ...signalOf(options) }, () => {
       this.bytes.fill(0, offset, offset + length);
     });
   }

@@ -438,6 +438,27 @@ describe("NBD transmission", () => {
     });
   });
 
+  test("a connection that closes aborts what it had in flight, so none of it is retried", async () => {
+    // The backend (the client library) retries a write after failovers and timeouts;
+    // once its NBD client is gone, a retry could land after the client's next
+    // connection wrote the same blocks again. The signal stops the retries.
+    const device = new MemoryBlockDevice("vol", mebibyte);
+    const held = holdOperations(device, ["write"]);
+    await serve(device);
+    const client = await open(device);
+    client.sendRequest({ command: Command.Write, handle: 1n, offset: 0, data: patterned(4096, 1) });
+    await waitUntil(() => held.length === 1, "the write is held in the backend");
+    const { signal } = held[0]!.operation;
+    expect(signal?.aborted).toBe(false);
+    client.destroy();
+    await waitUntil(() => signal?.aborted === true, "the write's signal to fire");
+    // Another connection's operations carry a signal of their own, not fired.
+    device.gate = undefined;
+    const other = await open(device);
+    await expectHealthy(other, 10n);
+    expect(device.operations.at(-1)?.signal?.aborted).toBe(false);
+  });
+
   test("NBD_CMD_DISC: requests in flight are answered, then the server closes", async () => {
     const device = new MemoryBlockDevice("vol", mebibyte);
     const held = holdOperations(device, ["read"]);

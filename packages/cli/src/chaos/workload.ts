@@ -66,12 +66,19 @@ export interface ClientStats {
 }
 
 /** One way to reach a volume: the client library, or an NBD connection. */
+/**
+ * One client's way to the volume. `signal` fires when the client gives up on the
+ * operation (its timeout): the library then sends no further attempt (an abandoned
+ * operation would go on retrying and could land after the client's next write to the
+ * same blocks); an NBD connection is closed on a timeout, and the gateway aborts what
+ * the connection had in flight.
+ */
 export interface BlockPort {
   readonly via: "library" | "nbd";
-  write(offset: number, data: Uint8Array): Promise<void>;
-  read(offset: number, length: number): Promise<Uint8Array>;
-  trim(offset: number, length: number): Promise<void>;
-  writeZeroes(offset: number, length: number): Promise<void>;
+  write(offset: number, data: Uint8Array, signal: AbortSignal): Promise<void>;
+  read(offset: number, length: number, signal: AbortSignal): Promise<Uint8Array>;
+  trim(offset: number, length: number, signal: AbortSignal): Promise<void>;
+  writeZeroes(offset: number, length: number, signal: AbortSignal): Promise<void>;
   flush(): Promise<void>;
   close(): void;
 }
@@ -82,10 +89,10 @@ export class NotSentError extends Error {}
 export function libraryPort(volume: Volume): BlockPort {
   return {
     via: "library",
-    write: (offset, data) => volume.write(offset, data),
-    read: (offset, length) => volume.read(offset, length),
-    trim: (offset, length) => volume.trim(offset, length),
-    writeZeroes: (offset, length) => volume.writeZeroes(offset, length),
+    write: (offset, data, signal) => volume.write(offset, data, { signal }),
+    read: (offset, length, signal) => volume.read(offset, length, { signal }),
+    trim: (offset, length, signal) => volume.trim(offset, length, { signal }),
+    writeZeroes: (offset, length, signal) => volume.writeZeroes(offset, length, { signal }),
     flush: () => volume.flush(),
     close: () => void volume.close().catch(() => undefined),
   };
@@ -209,13 +216,13 @@ export async function runClient(
                 ),
               )
             : undefined;
-        const operation =
+        outcome = await settle((signal) =>
           data !== undefined
-            ? port.write(offset, data)
+            ? port.write(offset, data, signal)
             : kind === "trim"
-              ? port.trim(offset, length)
-              : port.writeZeroes(offset, length);
-        outcome = await settle(operation);
+              ? port.trim(offset, length, signal)
+              : port.writeZeroes(offset, length, signal),
+        );
         const completeMs = history.nowMs();
         blocks.forEach((block, index) => {
           history.add({
@@ -231,8 +238,8 @@ export async function runClient(
       }
       case "read": {
         let data: Uint8Array | undefined;
-        outcome = await settle(
-          port.read(offset, length).then((bytes) => {
+        outcome = await settle((signal) =>
+          port.read(offset, length, signal).then((bytes) => {
             data = bytes;
           }),
         );
@@ -258,7 +265,7 @@ export async function runClient(
         break;
       }
       case "flush":
-        outcome = await settle(port.flush());
+        outcome = await settle(() => port.flush());
         break;
       default: {
         const unreachable: never = kind;
@@ -273,12 +280,18 @@ export async function runClient(
   return stats;
 }
 
-/** ok if it resolved; fail if it was certainly never sent; unknown otherwise. */
-async function settle(operation: Promise<void>): Promise<Outcome> {
+/**
+ * ok if it resolved; fail if it was certainly never sent; unknown otherwise. On the
+ * timeout the operation is aborted, so that it sends nothing more.
+ */
+async function settle(start: (signal: AbortSignal) => Promise<void>): Promise<Outcome> {
+  const controller = new AbortController();
+  const operation = start(controller.signal);
   try {
     await withTimeout(operation, operationTimeoutMs);
     return "ok";
   } catch (error) {
+    controller.abort(error);
     operation.catch(() => undefined);
     return error instanceof NotSentError ? "fail" : "unknown";
   }

@@ -10,6 +10,8 @@
 // issued it, so FUA needs nothing beyond the acknowledgement; `flush` is a barrier that
 // waits for the writes issued before it (on every connection) to settle, and sends
 // nothing. No state is private to a connection, which is what lets the server advertise
-// NBD_FLAG_CAN_MULTI_CONN.
+// NBD_FLAG_CAN_MULTI_CONN. Each connection passes a signal with its operations that
+// fires when the connection closes, so that what a gone client had in flight is
+// retried no more: its next connection's writes must not be undone by an old retry.
 
 export type { BlockDevice } from "@ballast/client";

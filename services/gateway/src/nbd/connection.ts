@@ -46,6 +46,7 @@ export class NbdConnection {
   private readonly writer: SocketWriter;
   private readonly closed: Promise<void>;
   private transmission: Transmission | undefined;
+  private readonly aborted = new AbortController();
   private stopping = false;
   /**
    * The device being served, once the handshake chose one: what the gateway reports as
@@ -60,6 +61,8 @@ export class NbdConnection {
     // Errors end in 'close', which every waiter below listens for; they are only logged.
     socket.on("error", (error) => this.logger.debug({ err: error }, "socket error"));
     this.closed = new Promise((resolve) => socket.once("close", () => resolve()));
+    // What the client had in flight when it went is retried no more (block-device.ts).
+    socket.once("close", () => this.abandonInflight());
     this.reader = new SocketReader(socket, context.limits.readAheadBytesMax);
     this.writer = new SocketWriter(socket);
   }
@@ -67,11 +70,17 @@ export class NbdConnection {
   /** Serves the connection to its end. Never rejects. */
   async run(): Promise<void> {
     let ending: "soft" | "hard";
+    let clientGone = false;
     try {
       ending = await this.serve();
     } catch (error) {
       ending = this.onFailure(error);
+      // The stream ended without NBD_CMD_DISC (or broke), not by our shutdown.
+      clientGone = !this.stopping;
     }
+    // Nobody will read the answers of what is still in flight: it is retried no more
+    // (block-device.ts). After NBD_CMD_DISC, or while the server shuts down, it finishes.
+    if (ending === "hard" || clientGone) this.abandonInflight();
     if (ending === "hard") this.socket.destroy();
     await this.transmission?.whenIdle();
     if (ending === "soft") this.endSoftly();
@@ -133,6 +142,7 @@ export class NbdConnection {
           device,
           limits,
           logger: this.logger.child({ export: device.name }),
+          signal: this.aborted.signal,
         });
         await this.transmission.run();
         this.logger.debug("client disconnected");
@@ -141,6 +151,10 @@ export class NbdConnection {
       default:
         return assertNever(outcome, "handshake outcome");
     }
+  }
+
+  private abandonInflight(): void {
+    this.aborted.abort(new Error("the NBD client went away before the request finished"));
   }
 
   /** How to end after `error` ended the phase it happened in. */

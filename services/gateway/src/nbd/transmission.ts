@@ -45,6 +45,8 @@ export interface TransmissionContext {
   device: BlockDevice;
   limits: NbdLimits;
   logger: Logger;
+  /** Fires when the connection closes: its operations then send no further attempt. */
+  signal?: AbortSignal;
 }
 
 /** What a request is answered with: an error value, and a successful read's data. */
@@ -62,8 +64,11 @@ export class Transmission {
   private readonly geometry: ExportGeometry;
   private readonly inflight: InflightLimiter;
 
+  private readonly operationOptions: { signal?: AbortSignal };
+
   constructor(context: TransmissionContext) {
     this.context = context;
+    this.operationOptions = context.signal === undefined ? {} : { signal: context.signal };
     this.geometry = {
       sizeBytes: context.device.sizeBytes,
       payloadBytesMax: context.limits.payloadBytesMax,
@@ -128,7 +133,7 @@ export class Transmission {
   }
 
   private async onRead({ offset, length }: DecisionOf<"read">): Promise<Reply> {
-    const data = await this.context.device.read(offset, length);
+    const data = await this.context.device.read(offset, length, this.operationOptions);
     if (data.byteLength !== length) {
       throw new BackendContractError(
         `a read of ${length} bytes at offset ${offset} returned ${data.byteLength} bytes`,
@@ -139,19 +144,19 @@ export class Transmission {
 
   private async onWrite(decision: DecisionOf<"write">, data: Buffer): Promise<Reply> {
     // With or without FUA: the completed write is durable on every replica already.
-    await this.context.device.write(decision.offset, data);
+    await this.context.device.write(decision.offset, data, this.operationOptions);
     return succeeded;
   }
 
   private async onWriteZeroes(decision: DecisionOf<"write-zeroes">): Promise<Reply> {
     // NBD_CMD_FLAG_NO_HOLE needs nothing more: a Ballast volume allocates space when
     // it writes, zeroes or data alike, so no write can find its space taken by a hole.
-    await this.context.device.writeZeroes(decision.offset, decision.length);
+    await this.context.device.writeZeroes(decision.offset, decision.length, this.operationOptions);
     return succeeded;
   }
 
   private async onTrim(decision: DecisionOf<"trim">): Promise<Reply> {
-    await this.context.device.trim(decision.offset, decision.length);
+    await this.context.device.trim(decision.offset, decision.length, this.operationOptions);
     return succeeded;
   }
 
