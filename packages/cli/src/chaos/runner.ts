@@ -75,10 +75,19 @@ export const heartbeatTimeoutMs = 1500;
 /** How long the healed cluster may take to reach full strength before the run fails. */
 export const settleTimeoutMs = 120_000;
 
-/** The services' environment: fast membership, small sleds, the test fault switch on. */
+/**
+ * The services' environment: fast membership, small sleds, the test fault switch on,
+ * and a quick orphan sweep. The clients flush a small chunk every few operations, so
+ * the sleds (2 × 64 MiB each) take tens of thousands of chunks an hour, and the nemesis
+ * kills the leading coordinator every minute or two, which starts every grace afresh:
+ * with the default sweep (every 30 s, 60 s grace) the sleds filled within 20 minutes.
+ * The soak (bench/soak.ts) sweeps the same way for the same reason.
+ */
 export const chaosEnv: Record<string, string> = {
   BALLAST_HEARTBEAT_INTERVAL_MS: String(heartbeatIntervalMs),
   BALLAST_HEARTBEAT_TIMEOUT_MS: String(heartbeatTimeoutMs),
+  BALLAST_SWEEP_INTERVAL_MS: "2000",
+  BALLAST_SWEEP_GRACE_MS: "5000",
   BALLAST_LOG_LEVEL: "info",
   BALLAST_SLED_DEVICES: "2",
   BALLAST_SLED_DEVICE_BYTES: String(64 * 1024 * 1024),
