@@ -8,6 +8,7 @@ import { BallastError, ErrorCode, type ResultOf, subjects } from "@ballast/proto
 import { connectCli, findCluster } from "./connect.ts";
 import { dataDirDefault } from "./constants.ts";
 import { CliError, exitCodes } from "./errors.ts";
+import { formatBytes } from "./sizes.ts";
 import { table } from "./table.ts";
 
 export const snapshotHelp = `Usage: ballast snapshot <create|list|delete> [options]
@@ -127,13 +128,28 @@ export async function snapshotCommand(argv: string[]): Promise<number> {
 
 function listTable(snapshots: readonly SnapshotState[]): string[] {
   return table([
-    ["NAME", "EXPORT", "CREATED", "ID", "CLONES"],
+    ["NAME", "EXPORT", "CREATED", "ID", "UNIQUE", "CLONES"],
     ...snapshots.map((snapshot) => [
       snapshot.name,
       `${snapshot.volume}@${snapshot.name}`,
       new Date(snapshot.createdAtMs).toISOString(),
       snapshot.id,
+      uniqueText(snapshot),
       snapshot.clones?.join(", ") ?? "-",
     ]),
   ]);
+}
+
+/**
+ * The bytes only this snapshot holds (what deleting it would free, per copy), with how
+ * many of its partitions have reported when not all have; "-" before any has.
+ */
+export function uniqueText(snapshot: SnapshotState): string {
+  if (snapshot.uniqueBytes === undefined) return "-";
+  const reported = snapshot.uniqueBytesPartitions ?? snapshot.partitions.length;
+  const partial =
+    reported < snapshot.partitions.length
+      ? ` (${reported} of ${snapshot.partitions.length} partitions)`
+      : "";
+  return `${formatBytes(snapshot.uniqueBytes)}${partial}`;
 }

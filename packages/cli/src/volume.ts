@@ -9,6 +9,7 @@ import { connectCli, findCluster } from "./connect.ts";
 import { dataDirDefault } from "./constants.ts";
 import { CliError, exitCodes } from "./errors.ts";
 import { formatBytes, formatSize, parseSize, SizeError } from "./sizes.ts";
+import { uniqueText } from "./snapshot.ts";
 
 export const volumeHelp = `Usage: ballast volume <create|clone|list|describe|resize|rollback|delete> [options]
 
@@ -155,8 +156,9 @@ export async function volumeCommand(argv: string[]): Promise<number> {
     } else if (action === "clone") {
       process.stdout.write(`cloned volume ${result.name}\n${summary(result)}${parentLine(result)}`);
     } else {
+      const space = await spaceLines(client.bus, result as VolumeState);
       process.stdout.write(
-        `${summary(result)}${parentLine(result)}${storedLine(result)}${result.partitions.map(partitionLine).join("")}`,
+        `${summary(result)}${parentLine(result)}${storedLine(result)}${space}${result.partitions.map(partitionLine).join("")}`,
       );
     }
     return exitCodes.ok;
@@ -190,6 +192,54 @@ export function parseCloneSource(
 }
 
 /** A clone's parent snapshot, on its own line; nothing for a volume that is no clone. */
+/**
+ * What the volume, its snapshots and its clones hold on sleds (per copy), and so what
+ * deleting each would free: the volume's own chunk bytes; each snapshot's bytes no other
+ * tree refers to; each clone's own chunk bytes (a clone shares no chunk with its parent:
+ * its reads fall through instead). From what the primaries last reported to the leader;
+ * best effort: nothing is printed for what the leader does not know.
+ */
+async function spaceLines(
+  bus: Awaited<ReturnType<typeof connectCli>>["bus"],
+  volume: VolumeState,
+): Promise<string> {
+  const [listed, status] = await Promise.all([
+    bus
+      .request(
+        subjects.coordinator.build(),
+        { type: "snapshot.list.v1", volume: volume.name },
+        { deadlineMs: answerDeadlineMs },
+      )
+      .catch(() => undefined),
+    bus
+      .request(
+        subjects.coordinator.build(),
+        { type: "cluster.status.v1" },
+        { deadlineMs: answerDeadlineMs },
+      )
+      .catch(() => undefined),
+  ]);
+  const chunkBytesOf = (name: string): number | undefined => {
+    const entry = status?.volumes?.find((each) => each.name === name) as
+      | { reported?: { chunkBytes?: number } }
+      | undefined;
+    return entry?.reported?.chunkBytes;
+  };
+  const lines: string[] = [];
+  const own = chunkBytesOf(volume.name);
+  if (own !== undefined) lines.push(`  on sleds: ${formatBytes(own)} of chunks (per copy)\n`);
+  for (const snapshot of listed?.snapshots ?? []) {
+    const clones = (snapshot.clones ?? []).map((clone) => {
+      const bytes = chunkBytesOf(clone);
+      return bytes === undefined ? clone : `${clone} (${formatBytes(bytes)} of its own)`;
+    });
+    lines.push(
+      `  snapshot ${snapshot.name}: ${uniqueText(snapshot)} only it holds (deleting it frees that)${clones.length === 0 ? "" : `; clones: ${clones.join(", ")}`}\n`,
+    );
+  }
+  return lines.join("");
+}
+
 export function parentLine(volume: VolumeState): string {
   const parent = volume.parent;
   if (parent === undefined) return "";

@@ -30,6 +30,7 @@ import {
   ErrorCode,
   limits,
   type MessageOf,
+  type ResultOf,
   subjects,
 } from "@ballast/protocol";
 import type { CommonConfig, ConfigOf, OptionSpecs, Served, Service } from "@ballast/runtime";
@@ -62,7 +63,7 @@ import { Reconciler } from "./reconciler.ts";
 import { Reports } from "./reports.ts";
 import { SledRecords } from "./sled-records.ts";
 import { Snapshots } from "./snapshots.ts";
-import { Status } from "./status.ts";
+import { reportsOfVolume, Status, snapshotBytesOf } from "./status.ts";
 import { Sweeper } from "./sweeper.ts";
 import { forgetConfigured, newTenure, remember, type Tenure, type Tenures } from "./tenure.ts";
 import { Volumes } from "./volumes.ts";
@@ -410,7 +411,9 @@ export class Coordinator {
       case "snapshot.create.v1":
         return this.serialize(() => snapshots.create(message));
       case "snapshot.list.v1":
-        return snapshots.list(message.volume);
+        return snapshots
+          .list(message.volume)
+          .then((listed) => withSnapshotBytes(listed, message.volume, tenure));
       case "snapshot.delete.v1":
         return this.serialize(() => snapshots.delete(message));
       case "volume.rollback.v1":
@@ -440,3 +443,25 @@ export const coordinatorDefinition = {
     await new Coordinator(service, config).start();
   },
 };
+
+/**
+ * A listing with each snapshot's unique bytes, from what the volume's primaries last
+ * reported to this leader (status.ts); unchanged when this coordinator holds no tenure.
+ */
+function withSnapshotBytes(
+  listed: ResultOf<"snapshot.list.v1">,
+  volume: string,
+  tenure: Tenure | undefined,
+): ResultOf<"snapshot.list.v1"> {
+  if (tenure === undefined || listed.snapshots.length === 0) return listed;
+  const partitions = Math.max(...listed.snapshots.map((snapshot) => snapshot.partitions.length));
+  const bytes = snapshotBytesOf(reportsOfVolume(tenure, volume, partitions));
+  return {
+    snapshots: listed.snapshots.map((snapshot) => {
+      const sum = bytes.get(snapshot.id);
+      return sum === undefined
+        ? snapshot
+        : { ...snapshot, uniqueBytes: sum.uniqueBytes, uniqueBytesPartitions: sum.partitions };
+    }),
+  };
+}

@@ -87,6 +87,41 @@ export interface VolumeReported {
   reclaimableBytes?: number;
 }
 
+/**
+ * Per snapshot id, the bytes only it refers to, summed over the partitions whose reports
+ * give it, and how many partitions that is.
+ */
+export function snapshotBytesOf(
+  reports: readonly (Report | undefined)[],
+): Map<string, { uniqueBytes: number; partitions: number }> {
+  const summed = new Map<string, { uniqueBytes: number; partitions: number }>();
+  for (const report of reports) {
+    for (const { snapshot, uniqueBytes } of report?.snapshotBytes ?? []) {
+      const sum = summed.get(snapshot) ?? { uniqueBytes: 0, partitions: 0 };
+      sum.uniqueBytes += uniqueBytes;
+      sum.partitions += 1;
+      summed.set(snapshot, sum);
+    }
+  }
+  return summed;
+}
+
+/** What volume `name`'s primaries last reported to this tenure, by partition index. */
+export function reportsOfVolume(
+  tenure: Tenure,
+  name: string,
+  partitions: number,
+): (Report | undefined)[] {
+  const records = new Map<number, PartitionRecord>();
+  for (const entry of tenure.records.values()) {
+    if (entry.value.volume === name) records.set(entry.value.partition, entry.value);
+  }
+  return Array.from({ length: partitions }, (_, index) => {
+    const record = records.get(index);
+    return record === undefined ? undefined : tenure.leases.lastReportOf(record);
+  });
+}
+
 /** Sums the primaries' reports of one volume's partitions (undefined: not reported). */
 export function reportedOf(reports: readonly (Report | undefined)[]): VolumeReported {
   const summed: VolumeReported = { partitions: reports.length, partitionsReported: 0 };

@@ -51,6 +51,7 @@ export function sameEntry(a: PrimaryReport, b: PrimaryReport): boolean {
     a.failed !== b.failed ||
     a.chunkBytes !== b.chunkBytes ||
     a.liveBytes !== b.liveBytes ||
+    !sameSnapshotBytes(a.snapshotBytes, b.snapshotBytes) ||
     a.chunksShortOfCopies !== b.chunksShortOfCopies ||
     a.followers.length !== b.followers.length
   ) {
@@ -129,4 +130,18 @@ export class ReportState {
     }
     return renewed;
   }
+}
+
+function sameSnapshotBytes(
+  a: PrimaryReport["snapshotBytes"],
+  b: PrimaryReport["snapshotBytes"],
+): boolean {
+  if (a === undefined || b === undefined) return a === b;
+  return (
+    a.length === b.length &&
+    a.every(
+      (entry, index) =>
+        entry.snapshot === b[index]!.snapshot && entry.uniqueBytes === b[index]!.uniqueBytes,
+    )
+  );
 }

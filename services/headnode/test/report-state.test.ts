@@ -6,7 +6,7 @@ import { LeaseBook, type ReportOutcome } from "@ballast/coordinator/leases";
 import { limits } from "@ballast/protocol";
 import fc from "fast-check";
 import { describe, expect, test } from "vitest";
-import { addressKey, type PrimaryReport, ReportState } from "../src/report-state.ts";
+import { addressKey, type PrimaryReport, ReportState, sameEntry } from "../src/report-state.ts";
 
 function entry(partition: number, overrides: Partial<PrimaryReport> = {}): PrimaryReport {
   return {
@@ -244,4 +244,28 @@ describe("against the coordinator's book", () => {
       { numRuns: 300 },
     );
   });
+});
+
+test("a changed snapshot figure makes a report entry differ, so that it is sent", () => {
+  const entry = (snapshotBytes?: [string, number][]): PrimaryReport => ({
+    volume: "v",
+    partition: 0,
+    epoch: 1,
+    session: 1,
+    commitOpNum: 10,
+    tailCommitted: true,
+    followers: [],
+    ...(snapshotBytes === undefined
+      ? {}
+      : {
+          snapshotBytes: snapshotBytes.map(([snapshot, uniqueBytes]) => ({
+            snapshot,
+            uniqueBytes,
+          })),
+        }),
+  });
+  expect(sameEntry(entry([["s1", 4096]]), entry([["s1", 4096]]))).toBe(true);
+  expect(sameEntry(entry([["s1", 4096]]), entry([["s1", 8192]]))).toBe(false);
+  expect(sameEntry(entry([["s1", 4096]]), entry())).toBe(false);
+  expect(sameEntry(entry(), entry())).toBe(true);
 });

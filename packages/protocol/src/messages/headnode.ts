@@ -2,10 +2,11 @@
 // hosts (from the coordinator, or a test's static assignment), and a replica's state.
 
 import { z } from "zod";
-import { reportPartitionsMax } from "../limits.ts";
+import { reportPartitionsMax, snapshotsPerVolumeMax } from "../limits.ts";
 import {
   nodeId,
   positiveInteger,
+  snapshotId,
   unsignedInteger,
   volumeBytes,
   volumeId,
@@ -14,6 +15,15 @@ import {
 import { blobKey } from "./sled.ts";
 
 /** Where a replica's metadata checkpoint is stored: a blob on two or more sleds. */
+/**
+ * Per snapshot of a partition: the chunk bytes its frozen tree refers to and no other
+ * tree does, which is what deleting it lets reclamation free (a scan, refreshed every
+ * few seconds). Absent when the partition has no snapshot.
+ */
+export const SnapshotBytes = z
+  .array(z.object({ snapshot: snapshotId, uniqueBytes: unsignedInteger }))
+  .max(snapshotsPerVolumeMax);
+
 export const CheckpointPointer = z.object({
   opNum: unsignedInteger,
   blobKey,
@@ -86,6 +96,7 @@ export const ReplicaStatus = z.object({
   chunkBytes: unsignedInteger.optional(),
   /** Of those, bytes some extent still refers to; the rest is reclaimable. */
   liveBytes: unsignedInteger.optional(),
+  snapshotBytes: SnapshotBytes.optional(),
   /** On a primary: chunks with fewer than two copies on sleds in service. */
   chunksShortOfCopies: unsignedInteger.optional(),
   /** A digest of the whole metadata: equal on replicas whose metadata is identical. */
@@ -157,6 +168,7 @@ export const PrimaryReport = z.object({
   /** Bytes of the chunks in the partition's table, and of those still referred to. */
   chunkBytes: unsignedInteger.optional(),
   liveBytes: unsignedInteger.optional(),
+  snapshotBytes: SnapshotBytes.optional(),
   /** Chunks with fewer than two copies on sleds in service (re-replication to do). */
   chunksShortOfCopies: unsignedInteger.optional(),
 });

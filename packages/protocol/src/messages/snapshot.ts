@@ -101,6 +101,14 @@ export const SnapshotState = z.object({
   overlap: unsignedInteger.optional(),
   /** In a listing: the volumes cloned from it, by name (absent when none). */
   clones: z.array(volumeName).max(statusEntriesMax).optional(),
+  /**
+   * In a listing: the chunk bytes only this snapshot refers to, summed over the
+   * partitions whose primaries have reported it to the leader (per copy): what deleting
+   * it would let reclamation free. Absent until some partition has reported.
+   */
+  uniqueBytes: unsignedInteger.optional(),
+  /** How many partitions the `uniqueBytes` sum covers, of the snapshot's partitions. */
+  uniqueBytesPartitions: unsignedInteger.optional(),
 });
 
 export const SnapshotCreate = z.object({

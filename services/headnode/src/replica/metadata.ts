@@ -186,6 +186,42 @@ export class PartitionMetadata {
     return live;
   }
 
+  /**
+   * For each snapshot, the chunk bytes that its tree refers to and no other tree does
+   * (the current one or another snapshot): what deleting it would let reclamation free.
+   * A scan of every tree, like `distinctLiveBytes`: for status, not per write.
+   */
+  snapshotUniqueBytes(): Map<string, number> {
+    const unique = new Map<string, number>();
+    if (this.snapshots.size === 0) return unique;
+    const ids = [...this.snapshots.keys()];
+    const trees = [this.tree, ...ids.map((id) => this.snapshots.get(id)!.tree)];
+    // chunk → per tree, its [start, end) ranges in the chunk.
+    const ranges = new Map<number, [number, number][][]>();
+    trees.forEach((tree, index) => {
+      for (const extent of tree.extents()) {
+        if (extent.location.kind !== "chunk") continue;
+        let perTree = ranges.get(extent.location.chunkId);
+        if (perTree === undefined) {
+          perTree = trees.map(() => []);
+          ranges.set(extent.location.chunkId, perTree);
+        }
+        const start = extent.location.offset;
+        perTree[index]!.push([start, start + extent.length]);
+      }
+    });
+    for (const id of ids) unique.set(id, 0);
+    for (const perTree of ranges.values()) {
+      ids.forEach((id, at) => {
+        const own = perTree[at + 1]!;
+        if (own.length === 0) return;
+        const others = mergeRanges(perTree.filter((_, index) => index !== at + 1).flat());
+        unique.set(id, unique.get(id)! + uncoveredBytes(mergeRanges(own), others));
+      });
+    }
+    return unique;
+  }
+
   /** Chunks in the table no tree refers to, in number order: what a record may drop. */
   unreferencedChunks(): number[] {
     const numbers: number[] = [];
@@ -589,4 +625,34 @@ function chunkEntry(
   return checksum === undefined
     ? { sledChunkId, copies, bytes }
     : { sledChunkId, copies, bytes, checksum };
+}
+
+/** Sorted, disjoint ranges covering exactly the union of `ranges`. */
+function mergeRanges(ranges: [number, number][]): [number, number][] {
+  const sorted = [...ranges].sort((a, b) => a[0] - b[0]);
+  const merged: [number, number][] = [];
+  for (const [start, end] of sorted) {
+    const last = merged[merged.length - 1];
+    if (last !== undefined && start <= last[1]) last[1] = Math.max(last[1], end);
+    else merged.push([start, end]);
+  }
+  return merged;
+}
+
+/** Bytes of the disjoint sorted `ranges` that the disjoint sorted `cover` leaves out. */
+function uncoveredBytes(ranges: [number, number][], cover: [number, number][]): number {
+  let total = 0;
+  let at = 0;
+  for (const [start, end] of ranges) {
+    let position = start;
+    while (at < cover.length && cover[at]![1] <= position) at++;
+    for (let next = at; next < cover.length && cover[next]![0] < end; next++) {
+      const [coverStart, coverEnd] = cover[next]!;
+      if (coverStart > position) total += coverStart - position;
+      position = Math.max(position, coverEnd);
+      if (position >= end) break;
+    }
+    if (position < end) total += end - position;
+  }
+  return total;
 }

@@ -287,7 +287,13 @@ export class Replica {
    */
   private idleCompactionOpNum: number | undefined;
   /** Live bytes with snapshots, and the tick it was counted at (see spaceUsage). */
-  private liveBytesCache: { tick: number; liveBytes: number } | undefined;
+  private liveBytesCache:
+    | {
+        tick: number;
+        liveBytes: number;
+        snapshotBytes: { snapshot: string; uniqueBytes: number }[];
+      }
+    | undefined;
   private lastDropTick = 0;
   /**
    * The checkpoint being published, and the step it waits on (see effects.ts): written
@@ -1710,11 +1716,15 @@ export class Replica {
 
   /**
    * Space of the partition on sleds: chunk bytes in the table, and those referenced. With
-   * snapshots, live bytes need a scan of every tree (each shared byte counted once), so
-   * that figure is refreshed at most every spaceUsageRefreshTicks: reports and status
-   * ask often.
+   * snapshots, live bytes and the bytes unique to each snapshot need a scan of every tree
+   * (each shared byte counted once), so those figures are refreshed at most every
+   * spaceUsageRefreshTicks: reports and status ask often.
    */
-  spaceUsage(): { chunkBytes: number; liveBytes: number } {
+  spaceUsage(): {
+    chunkBytes: number;
+    liveBytes: number;
+    snapshotBytes?: { snapshot: string; uniqueBytes: number }[];
+  } {
     const chunkBytes = this.metadata.chunkBytes;
     if (this.metadata.snapshots.size === 0) {
       this.liveBytesCache = undefined;
@@ -1722,9 +1732,17 @@ export class Replica {
     }
     const cached = this.liveBytesCache;
     if (cached === undefined || this.tickCount - cached.tick >= spaceUsageRefreshTicks) {
-      this.liveBytesCache = { tick: this.tickCount, liveBytes: this.metadata.liveBytes };
+      const unique = this.metadata.snapshotUniqueBytes();
+      this.liveBytesCache = {
+        tick: this.tickCount,
+        liveBytes: this.metadata.liveBytes,
+        snapshotBytes: [...unique]
+          .sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))
+          .map(([snapshot, uniqueBytes]) => ({ snapshot, uniqueBytes })),
+      };
     }
-    return { chunkBytes, liveBytes: this.liveBytesCache!.liveBytes };
+    const { liveBytes, snapshotBytes } = this.liveBytesCache!;
+    return { chunkBytes, liveBytes, snapshotBytes };
   }
 
   private proposeFlushRecord(): void {
