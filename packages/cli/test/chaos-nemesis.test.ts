@@ -64,6 +64,14 @@ describe("fill-sled", () => {
     expect(sled.used()).toBe(0);
   });
 
+  test("a sled that never answers NoSpace ends the fault with an error naming it", async () => {
+    const sled = fakeSled(Number.MAX_SAFE_INTEGER);
+    await expect(fillSled(sled.bus, "sled-2", () => undefined)).rejects.toThrow(
+      "sled-2 took 2048 filler chunks and never answered NoSpace",
+    );
+    expect(sled.stored.size).toBe(2048);
+  });
+
   test("an error other than NoSpace ends the fault with that error", async () => {
     const sled = fakeSled(1 << 30, ErrorCode.Unavailable);
     await expect(fillSled(sled.bus, "sled-2", () => undefined)).rejects.toThrow("fake failure");

@@ -47,7 +47,10 @@ export interface Entry {
    * attempt and rejected with the signal's reason (scheduler.ts).
    */
   readonly signal?: AbortSignal;
-  /** True once resolved or rejected (an aborted entry settles before its batch does). */
+  /**
+   * For an entry with a signal: true once resolved or rejected (an aborted entry settles
+   * before its batch does). Entries without a signal settle only with their batch.
+   */
   settledEarly?: boolean;
   /**
    * For a read of a clone: the parts of the entry its partition has never mapped, as the
@@ -80,33 +83,34 @@ export function createEntry(spec: EntrySpec): { entry: Entry; settled: Promise<v
     resolvePromise = resolve;
     rejectPromise = reject;
   });
-  const { signal } = spec;
-  const onAbort = () => entry.reject(signal?.reason);
-  const entry: Entry = {
+  const fields = {
     kind: spec.kind,
     offset: spec.offset,
     length: spec.length,
     buffer: spec.buffer ?? noBytes,
     issuedAtMs: spec.issuedAtMs,
     isolated: false,
-    ...(signal === undefined ? {} : { signal }),
-    resolve: () => {
-      if (entry.settledEarly === true) return;
-      entry.settledEarly = true;
-      signal?.removeEventListener("abort", onAbort);
-      resolvePromise();
-    },
-    reject: (error: unknown) => {
-      if (entry.settledEarly === true) return;
-      entry.settledEarly = true;
-      signal?.removeEventListener("abort", onAbort);
-      rejectPromise(error);
-    },
   };
-  if (signal !== undefined) {
-    if (signal.aborted) onAbort();
-    else signal.addEventListener("abort", onAbort, { once: true });
+  const { signal } = spec;
+  if (signal === undefined) {
+    return { entry: { ...fields, resolve: resolvePromise, reject: rejectPromise }, settled };
   }
+  // The abort may settle the entry before its batch does: the first settlement counts.
+  const settle = (outcome: () => void) => {
+    if (entry.settledEarly === true) return;
+    entry.settledEarly = true;
+    signal.removeEventListener("abort", onAbort);
+    outcome();
+  };
+  const onAbort = () => entry.reject(signal.reason);
+  const entry: Entry = {
+    ...fields,
+    signal,
+    resolve: () => settle(resolvePromise),
+    reject: (error: unknown) => settle(() => rejectPromise(error)),
+  };
+  if (signal.aborted) onAbort();
+  else signal.addEventListener("abort", onAbort, { once: true });
   return { entry, settled };
 }
 

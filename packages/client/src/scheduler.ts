@@ -172,7 +172,9 @@ export class RequestScheduler {
           attempt: () => {
             // An entry whose caller aborted is in no attempt after the abort; when every
             // entry of the batch was aborted, nothing more is sent.
-            live = live.filter((entry) => entry.settledEarly !== true);
+            if (live.some((entry) => entry.settledEarly === true)) {
+              live = live.filter((entry) => entry.settledEarly !== true);
+            }
             if (live.length === 0) throw allAborted;
             const snapshot = this.state.current;
             const partition = snapshot.state.partitions[index]!;

@@ -96,12 +96,14 @@ class FakeSled {
 class FakeSnapshots {
   readonly creating = new Set<string>();
   readonly dropped: string[] = [];
+  /** Whether a drop reaches every partition. */
+  reachesEvery = true;
   creatingIds(): ReadonlySet<string> {
     return this.creating;
   }
   async dropUnrecorded(_volume: unknown, id: string): Promise<boolean> {
     this.dropped.push(id);
-    return true;
+    return this.reachesEvery;
   }
 }
 
@@ -264,5 +266,19 @@ test("a snapshot id no record names is dropped on the second pass; recorded and 
   expect(snapshots.dropped).toEqual([]);
   await sweeper.sweep();
   expect(snapshots.dropped).toEqual(["half"]);
+  expect(sweeper.sweepStatus().snapshotsDropped).toBe(1);
+});
+
+test("an unrecorded snapshot a partition did not drop is not counted, and is tried again", async () => {
+  const { sweeper, checkpoint, snapshots } = await harness();
+  await checkpoint("a", 10, 5, [1], ["half"]);
+  snapshots.reachesEvery = false;
+  await sweeper.sweep();
+  await sweeper.sweep();
+  expect(snapshots.dropped).toEqual(["half"]);
+  expect(sweeper.sweepStatus().snapshotsDropped).toBe(0);
+  snapshots.reachesEvery = true;
+  await sweeper.sweep();
+  expect(snapshots.dropped).toEqual(["half", "half"]);
   expect(sweeper.sweepStatus().snapshotsDropped).toBe(1);
 });

@@ -612,13 +612,7 @@ export class Replica {
     let asOfOpNum = this.commitOpNum;
     if (snapshotId !== undefined) {
       const frozen = this.metadata.snapshots.get(snapshotId);
-      if (frozen === undefined) {
-        throw new BallastError(
-          ErrorCode.NotFound,
-          `${this.identity.volume}/${this.identity.partition} has no snapshot ${snapshotId}`,
-          { details: { snapshot: snapshotId } },
-        );
-      }
+      if (frozen === undefined) throw this.noSnapshot(snapshotId);
       asOfOpNum = frozen.opNum;
     }
     return {
@@ -816,8 +810,7 @@ export class Replica {
       this.replyError(requestId, refusal);
       return;
     }
-    const pendingTake = this.proposedControl({ kind: "snapshot.take", id }) !== undefined;
-    if (!this.metadata.snapshots.has(id) && !pendingTake) {
+    if (!this.hasOrIsTaking(id)) {
       this.effects.push({
         type: "reply",
         requestId,
@@ -840,19 +833,27 @@ export class Replica {
       this.replyError(requestId, refusal);
       return;
     }
-    const pendingTake = this.proposedControl({ kind: "snapshot.take", id }) !== undefined;
-    if (!this.metadata.snapshots.has(id) && !pendingTake) {
-      this.replyError(
-        requestId,
-        new BallastError(
-          ErrorCode.NotFound,
-          `${this.identity.volume}/${this.identity.partition} has no snapshot ${id}`,
-          { details: { snapshot: id } },
-        ),
-      );
+    if (!this.hasOrIsTaking(id)) {
+      this.replyError(requestId, this.noSnapshot(id));
       return;
     }
     this.proposeControl(requestId, { kind: "snapshot.rollback", id });
+  }
+
+  /** Whether snapshot `id` is taken here, or its take is proposed and not yet committed. */
+  private hasOrIsTaking(id: string): boolean {
+    return (
+      this.metadata.snapshots.has(id) ||
+      this.proposedControl({ kind: "snapshot.take", id }) !== undefined
+    );
+  }
+
+  private noSnapshot(id: string): BallastError {
+    return new BallastError(
+      ErrorCode.NotFound,
+      `${this.identity.volume}/${this.identity.partition} has no snapshot ${id}`,
+      { details: { snapshot: id } },
+    );
   }
 
   /** The snapshots this replica has: id → the op it was taken at. */
