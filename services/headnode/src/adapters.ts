@@ -32,10 +32,12 @@ import {
   decodeValue,
   ErrorCode,
   encodeValue,
+  largeDataBytesMin,
   subjects,
 } from "@ballast/protocol";
 import type { Service } from "@ballast/runtime";
-import type { Journal } from "./journal/index.ts";
+import { Packr, RESERVE_START_SPACE } from "msgpackr";
+import { type Journal, type JournalRecord, journalLimits } from "./journal/index.ts";
 import {
   type CheckpointStorePort,
   type ClockPort,
@@ -65,7 +67,7 @@ export class JournalFiles implements JournalPort {
       this.injectedFailure(done);
       return;
     }
-    const records = notes.map((note) => ({ opNum: note.opNum, payload: encodeNote(note) }));
+    const records: JournalRecord[] = notes.map(encodeNoteRecord);
     settle(this.journal.append(records), done);
   }
 
@@ -93,6 +95,36 @@ export class JournalFiles implements JournalPort {
 
 export function encodeNote(note: Note): Uint8Array {
   return encodeValue(note);
+}
+
+/**
+ * msgpack with the options of @ballast/protocol's codec (so `decodeNote` reads what it
+ * packs, byte for byte what `encodeNote` makes): its own instance, to pack into room
+ * reserved for the journal's record header.
+ */
+const notePackr = new Packr({ useRecords: false, moreTypes: false, int64AsType: "number" });
+
+/**
+ * A note as a journal record, encoded once: msgpack writes the note after room for the
+ * record header, and the journal fills the header in place (JournalRecord.framed), rather
+ * than encoding the note and then copying it into a record. msgpackr hands out a view of
+ * its own buffer, never written again (its next pack starts past it). A note with large
+ * data goes through `encodeNote`, which sizes its buffer exactly (codec.ts), and is
+ * copied into its record.
+ */
+export function encodeNoteRecord(note: Note): JournalRecord {
+  if ((note.data?.byteLength ?? 0) >= largeDataBytesMin) {
+    return { opNum: note.opNum, payload: encodeNote(note) };
+  }
+  const framed: Uint8Array = notePackr.pack(
+    note,
+    RESERVE_START_SPACE | journalLimits.recordHeaderBytes,
+  );
+  return {
+    opNum: note.opNum,
+    payload: framed.subarray(journalLimits.recordHeaderBytes),
+    framed,
+  };
 }
 
 /** The journal hands out payloads it owns copies of, so the note may keep views of it. */

@@ -2,7 +2,11 @@
 // make the next fdatasync, writev or readdir fail the way a dying disk does (EIO). After
 // any such failure the journal must reject every affected append, take no more work, and
 // leave files from which a reopen recovers every record acknowledged before the failure.
+// Segment files are opened O_DSYNC, so an append's sync is its writev: a failed sync of
+// an append shows as a failed writev, and fdatasync is left to truncation. The wrapper
+// also counts calls, for the test that a group commit is one file call.
 
+import { constants } from "node:fs";
 import type * as FilePromises from "node:fs/promises";
 import { afterEach, beforeEach, describe, expect, test, vi } from "vitest";
 import { Journal, JournalFailedError } from "../src/journal/index.ts";
@@ -10,7 +14,13 @@ import { expectSameRecords, recordsFrom, temporaryDirectory } from "./fixtures/j
 
 type FaultyOperation = "datasync" | "writev" | "readdir";
 
-const faults = vi.hoisted(() => ({ failing: new Set<string>() }));
+const faults = vi.hoisted(() => ({
+  failing: new Set<string>(),
+  /** Calls on file handles, by method name. */
+  calls: new Map<string, number>(),
+  /** The flags of every open, in order. */
+  openFlags: [] as unknown[],
+}));
 
 function ioError(operation: string): Error {
   return Object.assign(new Error(`EIO: i/o error, ${operation}`), { code: "EIO" });
@@ -26,12 +36,16 @@ vi.mock("node:fs/promises", async (importOriginal) => {
             throw ioError(property);
           };
         }
+        if (typeof property === "string")
+          faults.calls.set(property, (faults.calls.get(property) ?? 0) + 1);
         const value = Reflect.get(target, property, target);
         return typeof value === "function" ? value.bind(target) : value;
       },
     });
-  const open = async (...parameters: Parameters<typeof actual.open>) =>
-    wrapHandle(await actual.open(...parameters));
+  const open = async (...parameters: Parameters<typeof actual.open>) => {
+    faults.openFlags.push(parameters[1]);
+    return wrapHandle(await actual.open(...parameters));
+  };
   const readdir = async (...parameters: Parameters<typeof actual.readdir>) => {
     if (faults.failing.has("readdir")) throw ioError("readdir");
     return actual.readdir(...parameters);
@@ -44,6 +58,8 @@ let removeDirectory: () => Promise<void>;
 
 beforeEach(async () => {
   faults.failing.clear();
+  faults.calls.clear();
+  faults.openFlags.length = 0;
   ({ path: directory, remove: removeDirectory } = await temporaryDirectory());
 });
 
@@ -52,7 +68,45 @@ afterEach(async () => {
   await removeDirectory();
 });
 
-describe.each<FaultyOperation>(["datasync", "writev"])("a failed %s", (operation) => {
+test("a group commit is one writev on a segment opened O_DSYNC, and no separate fdatasync", async () => {
+  const { journal } = await Journal.open({ directory });
+  await journal.append(recordsFrom(1, 1));
+  faults.calls.clear();
+  faults.openFlags.length = 0;
+  // Opens the segment again (a truncation closes and reopens it), then one batch.
+  await journal.truncateAfter(1);
+  faults.calls.clear();
+  await Promise.all(recordsFrom(2, 20).map((record) => journal.append([record])));
+  expect(faults.calls.get("writev")).toBe(1);
+  expect(faults.calls.get("datasync") ?? 0).toBe(0);
+  expect(faults.calls.get("sync") ?? 0).toBe(0);
+  for (const flags of faults.openFlags.filter((flags) => typeof flags === "number")) {
+    expect((flags as number) & constants.O_DSYNC).toBe(constants.O_DSYNC);
+  }
+  await journal.close();
+  expectSameRecords((await Journal.open({ directory })).records, recordsFrom(1, 21));
+});
+
+test("a failed fdatasync of a truncation fails the journal, and loses no acknowledged record", async () => {
+  const { journal } = await Journal.open({ directory });
+  await journal.append(recordsFrom(1, 10));
+  faults.failing.add("datasync");
+  const truncation = journal.truncateAfter(8);
+  await expect(truncation).rejects.toThrow(JournalFailedError);
+  await expect(truncation).rejects.toThrow("cannot truncate: EIO: i/o error, datasync");
+  faults.failing.clear();
+  await expect(journal.append(recordsFrom(9, 1))).rejects.toThrow(
+    "an earlier file operation failed",
+  );
+  await journal.close();
+  const recovered = await Journal.open({ directory });
+  // Whether the cut reached the disk or not, the records through op 8 are there.
+  expectSameRecords(recovered.records.slice(0, 8), recordsFrom(1, 8));
+  expectSameRecords(recovered.records, recordsFrom(1, recovered.records.length));
+  await recovered.journal.close();
+});
+
+describe.each<FaultyOperation>(["writev"])("a failed %s", (operation) => {
   test("rejects its whole batch, fails the journal, and loses no acknowledged record", async () => {
     const { journal } = await Journal.open({ directory });
     await journal.append(recordsFrom(1, 10));
@@ -91,7 +145,7 @@ describe.each<FaultyOperation>(["datasync", "writev"])("a failed %s", (operation
 test("operations queued behind a failed batch are rejected without running", async () => {
   const { journal } = await Journal.open({ directory });
   await journal.append(recordsFrom(1, 2));
-  faults.failing.add("datasync");
+  faults.failing.add("writev");
   const failing = journal.append(recordsFrom(3, 1));
   // The release ends the batch, so the last append waits in a batch of its own.
   const release = journal.releaseThrough(0);

@@ -142,6 +142,23 @@ describe("a round trip through close and reopen", () => {
     expect((await reopen(journal)).records[0]?.payload).toEqual(new Uint8Array([1, 2, 3]));
   });
 
+  test("a framed record is written in place: the header goes into its room, the payload is not copied", async () => {
+    const { journal } = await open();
+    const payloads = recordsFrom(1, 3).map((record) => record.payload);
+    const framedRecords = payloads.map((payload, index) => {
+      const framed = new Uint8Array(recordHeaderBytes + payload.length);
+      framed.set(payload, recordHeaderBytes);
+      return { opNum: index + 1, payload: framed.subarray(recordHeaderBytes), framed };
+    });
+    // Mixed with a plain record, which is copied as before.
+    await journal.append([...framedRecords, ...recordsFrom(4, 1)]);
+    for (const [index, record] of framedRecords.entries()) {
+      // The same bytes a copying append would have written, in the caller's buffer.
+      expect(record.framed).toEqual(encodeRecord(index + 1, payloads[index]!, 1));
+    }
+    expectSameRecords((await reopen(journal)).records, recordsFrom(1, 4));
+  });
+
   test("continues the last segment after a reopen", async () => {
     const { journal } = await open();
     await journal.append(recordsFrom(1, 5));
@@ -291,6 +308,16 @@ describe("bad usage", () => {
       (journal) =>
         journal.append([{ opNum: 11, payload: new Uint8Array(journalLimits.payloadBytesMax + 1) }]),
       "is over the limit of 9437184",
+    ],
+    [
+      "a framed buffer that is not its payload with room in front",
+      (journal) => {
+        const framed = new Uint8Array(recordHeaderBytes + 8);
+        return journal.append([
+          { opNum: 11, payload: framed.subarray(recordHeaderBytes - 1), framed },
+        ]);
+      },
+      "its framed buffer is not its payload",
     ],
     ["a negative truncation", (journal) => journal.truncateAfter(-1), "not a non-negative"],
     ["a negative release", (journal) => journal.releaseThrough(-5), "not a non-negative"],

@@ -35,18 +35,23 @@ export async function makeDirectory(directory: string): Promise<void> {
   }
 }
 
-/** Writes all of `buffers` at `position`, in as few writev calls as the kernel allows. */
+/**
+ * Writes all of `buffers` at `position`, in as few writev calls as the kernel allows, and
+ * returns how many it made (on a file opened O_DSYNC, each is also a sync).
+ */
 export async function writeFully(
   handle: FileHandle,
   buffers: readonly Uint8Array[],
   position: number,
-): Promise<void> {
+): Promise<number> {
+  let calls = 0;
   let at = position;
   for (let start = 0; start < buffers.length; start += writeBuffersMax) {
     let group = buffers.slice(start, start + writeBuffersMax);
     let bytesLeft = bytesOf(group);
     while (bytesLeft > 0) {
       const { bytesWritten } = await handle.writev(group, at);
+      calls++;
       assert(bytesWritten > 0, `writev wrote nothing of ${bytesLeft} bytes at offset ${at}`);
       at += bytesWritten;
       bytesLeft -= bytesWritten;
@@ -54,6 +59,7 @@ export async function writeFully(
       if (bytesLeft > 0) group = skipBytes(group, bytesWritten);
     }
   }
+  return calls;
 }
 
 function skipBytes(buffers: readonly Uint8Array[], bytes: number): Uint8Array[] {

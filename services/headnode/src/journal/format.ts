@@ -154,26 +154,40 @@ export function encodeRecord(
   payload: Uint8Array,
   syncStartOpNum = opNum,
 ): Uint8Array {
+  assert(payload.length <= payloadBytesMax, `payload of ${payload.length} bytes over the limit`);
+  const bytes = new Uint8Array(recordHeaderBytes + payload.length);
+  bytes.set(payload, recordHeaderBytes);
+  // Checksum the copy that will be written, not the caller's buffer, which may change.
+  return frameRecord(bytes, opNum, syncStartOpNum);
+}
+
+/**
+ * Writes the record header into the first `recordHeaderBytes` of `framed`, whose rest is
+ * the payload, and returns `framed`: the record in place, with no copy (the one pass the
+ * head node's note encoding makes, see JournalRecord.framed in layout.ts).
+ */
+export function frameRecord(framed: Uint8Array, opNum: number, syncStartOpNum = opNum): Uint8Array {
   assert(Number.isSafeInteger(opNum) && opNum >= 0, `bad op number ${opNum}`);
   assert(
     Number.isSafeInteger(syncStartOpNum) && syncStartOpNum >= 0 && syncStartOpNum <= opNum,
     `bad sync start ${syncStartOpNum} for op ${opNum}`,
   );
-  assert(payload.length <= payloadBytesMax, `payload of ${payload.length} bytes over the limit`);
-  const bytes = new Uint8Array(recordHeaderBytes + payload.length);
-  const view = viewOf(bytes);
+  const payloadBytes = framed.length - recordHeaderBytes;
+  assert(
+    payloadBytes >= 0 && payloadBytes <= payloadBytesMax,
+    `a framed record of ${framed.length} bytes has no room for its header or is over the limit`,
+  );
+  const view = viewOf(framed);
   view.setUint32(0, recordMarker, true);
-  view.setUint32(4, payload.length, true);
+  view.setUint32(4, payloadBytes, true);
   writeUint64(view, 8, opNum);
   writeUint64(view, 16, syncStartOpNum);
-  bytes.set(payload, recordHeaderBytes);
-  // Checksum the copy that will be written, not the caller's buffer, which may change.
   const checksum = crc32c(
-    bytes.subarray(recordHeaderBytes),
-    crc32c(bytes.subarray(0, checksumOffset)),
+    framed.subarray(recordHeaderBytes),
+    crc32c(framed.subarray(0, checksumOffset)),
   );
   view.setUint32(checksumOffset, checksum, true);
-  return bytes;
+  return framed;
 }
 
 /** Decodes the record that starts at `offset`; `bytes` ends where the file ends. */

@@ -11,18 +11,24 @@
 // returns the file effects; this class, the shell, runs those effects one operation at a
 // time, in call order (operation-queue.ts). Appends group-commit: appends that arrive
 // while an operation runs join one batch, which is written with one writev per segment
-// and made durable with one fdatasync, so N concurrent appenders cost about N/batch
-// syncs, and an append is never acknowledged by a sync that began before its write.
+// and made durable by that same call: segment files are opened with O_DSYNC, so a writev
+// returns only once its bytes are as durable as after an fdatasync (POSIX synchronized
+// I/O data integrity completion). N concurrent appenders cost about N/batch syncs, and
+// an append is never acknowledged by a sync that began before its write. One call, not a
+// writev and then an fdatasync, because each is a trip through libuv's threadpool: a
+// worker woken, a completion posted, the event loop woken. At queue depth 1 those fixed
+// costs, on the primary and on every secondary, were a large part of a write's CPU.
 //
 // Durability, step by step:
-// - an append resolves after its bytes are written and fdatasync'ed; until then its
+// - an append resolves after its O_DSYNC writes have returned; until then its
 //   commit's pages may reach the disk in any order, so every record carries the op its
 //   commit began at in its segment (its sync start, format.ts), and recovery takes damage
 //   confined to the last commit for a torn tail (recovery.ts);
 // - a new segment's directory entry is fsync'ed before records in it are acknowledged,
 //   and before any later segment exists;
-// - a segment's data is fdatasync'ed before the next segment is created, so a torn write
-//   can only be at the end of the last segment (which is what recovery relies on);
+// - a segment's data is durable before the next segment is created (its writes returned,
+//   each synced), so a torn write can only be at the end of the last segment (which is
+//   what recovery relies on);
 // - truncation deletes segments newest first and release oldest first, each deletion
 //   followed by a directory fsync, so a crash part way leaves a contiguous run of ops;
 //   a cut inside a segment is fdatasync'ed before the call resolves.
@@ -34,6 +40,7 @@
 // Journal per directory; the head node owns its data directory, so no other process
 // writes there.
 
+import { constants } from "node:fs";
 import { type FileHandle, open, unlink } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { testWritesHang } from "@ballast/runtime";
@@ -83,6 +90,15 @@ interface AppendBatch {
   writes: SegmentWrite[];
   durable: Promise<void>;
 }
+
+/**
+ * Segment files are opened for reading and writing with O_DSYNC: every write is synced
+ * as it is made (see the module header). Truncation still calls fdatasync: O_DSYNC covers
+ * writes, not ftruncate.
+ */
+const segmentOpenFlags = constants.O_RDWR | constants.O_DSYNC;
+/** A new segment: as above, and created by this call; a stale file by its name is a bug. */
+const segmentCreateFlags = segmentOpenFlags | constants.O_CREAT | constants.O_EXCL;
 
 /** Directories with an open Journal in this process: two would overwrite each other. */
 const openDirectories = new Set<string>();
@@ -166,8 +182,9 @@ export class Journal {
   }
 
   /**
-   * fsync and fdatasync calls made since open returned, on segment files and on the
-   * directory, for metrics and tests; recovery's own syncs are not counted.
+   * Syncs made since open returned, for metrics and tests: fsync and fdatasync calls on
+   * segment files and on the directory, and writes to segment files (each synced by
+   * O_DSYNC); recovery's own syncs are not counted.
    */
   get syncCount(): number {
     return this.#syncCount;
@@ -176,7 +193,9 @@ export class Journal {
   /**
    * Appends records whose op numbers are contiguous and follow lastOpNum (any first op
    * when the journal is empty). Resolves once they are durable. The payloads are copied
-   * before this returns, so the caller may reuse its buffers at once.
+   * before this returns, so the caller may reuse its buffers at once; except a record
+   * given `framed` (JournalRecord), whose buffer the journal writes its header into and
+   * writes as it is: the caller must leave it alone until the append settles.
    */
   append(records: readonly JournalRecord[]): Promise<void> {
     let writes: SegmentWrite[];
@@ -282,20 +301,15 @@ export class Journal {
   async #commit(writes: readonly SegmentWrite[]): Promise<void> {
     // Chaos tests' gray failure (BALLAST_TEST_FAULTS=1 and SIGUSR2): the commit hangs.
     await testWritesHang();
-    let unsynced: FileHandle | undefined;
     for (const write of writes) {
-      if (write.create) {
-        // The segment before must be durable before its successor exists: recovery takes
-        // damage in any segment but the last for corruption, not for a torn write.
-        if (unsynced !== undefined) await this.#datasync(unsynced);
-        unsynced = undefined;
-        await this.#createSegment(write.firstOpNum);
-      }
+      // The segment before a roll is durable already (its writes returned synced), as it
+      // must be before its successor exists: recovery takes damage in any segment but the
+      // last for corruption, not for a torn write.
+      if (write.create) await this.#createSegment(write.firstOpNum);
       const handle = await this.#activate(write.firstOpNum);
-      await writeFully(handle, write.buffers, write.position);
-      unsynced = handle;
+      // Each writev is a write and an fdatasync in one (O_DSYNC): count it as a sync.
+      this.#syncCount += await writeFully(handle, write.buffers, write.position);
     }
-    if (unsynced !== undefined) await this.#datasync(unsynced);
   }
 
   async #truncate(plan: TruncatePlan): Promise<void> {
@@ -316,7 +330,7 @@ export class Journal {
     await this.#closeActive();
     // "wx" fails if the file exists: a stale segment by that name would be a bug, and
     // writing into it would mix its old bytes with the new records.
-    const handle = await open(this.#segmentPath(firstOpNum), "wx");
+    const handle = await open(this.#segmentPath(firstOpNum), segmentCreateFlags, 0o666);
     this.#active = { firstOpNum, handle };
     await this.#syncDirectory();
   }
@@ -325,7 +339,7 @@ export class Journal {
   async #activate(firstOpNum: number): Promise<FileHandle> {
     if (this.#active?.firstOpNum === firstOpNum) return this.#active.handle;
     await this.#closeActive();
-    const handle = await open(this.#segmentPath(firstOpNum), "r+");
+    const handle = await open(this.#segmentPath(firstOpNum), segmentOpenFlags);
     this.#active = { firstOpNum, handle };
     return handle;
   }
@@ -338,7 +352,7 @@ export class Journal {
 
   /**
    * Closing loses nothing: the segment closed is synced, by the operation that wrote it
-   * (each ends synced) or, at a roll inside a commit, just before the next is created.
+   * (each write is synced as it is made, and a cut is fdatasync'ed).
    */
   async #closeActive(): Promise<void> {
     const active = this.#active;

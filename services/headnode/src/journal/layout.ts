@@ -16,14 +16,24 @@ import {
   appendPayloadBytesMax,
   appendRecordsMax,
   payloadBytesMax,
+  recordHeaderBytes,
   segmentHeaderBytes,
 } from "./constants.ts";
 import { assert, JournalUsageError } from "./errors.ts";
-import { bytesOf, encodeRecord, encodeSegmentHeader, recordBytes } from "./format.ts";
+import { bytesOf, encodeRecord, encodeSegmentHeader, frameRecord, recordBytes } from "./format.ts";
 
 export interface JournalRecord {
   opNum: number;
   payload: Uint8Array;
+  /**
+   * The same payload with `recordHeaderBytes` of room in front of it, in one buffer:
+   * `payload` must be `framed.subarray(recordHeaderBytes)`. When given, the journal
+   * writes the record header into that room and writes the buffer as it is, instead of
+   * copying the payload into a record of its own: the caller encodes once, into the
+   * record. The caller gives the buffer up: it must not change it until the append
+   * settles. Recovery returns records without it.
+   */
+  framed?: Uint8Array;
 }
 
 export interface LayoutSegment {
@@ -112,7 +122,10 @@ export class SegmentLayout {
       }
       // The segment before a roll is synced before this one is created (journal.ts).
       const syncStartOpNum = Math.max(commitStart, segment.firstOpNum);
-      const encoded = encodeRecord(record.opNum, record.payload, syncStartOpNum);
+      const encoded =
+        record.framed === undefined
+          ? encodeRecord(record.opNum, record.payload, syncStartOpNum)
+          : frameRecord(record.framed, record.opNum, syncStartOpNum);
       let write = writes.at(-1);
       if (write === undefined || write.firstOpNum !== segment.firstOpNum) {
         write = {
@@ -279,6 +292,20 @@ export class SegmentLayout {
       if (payload.length > payloadBytesMax) {
         throw new JournalUsageError(
           `cannot append op ${opNum}: its payload of ${payload.length} bytes is over the limit of ${payloadBytesMax}`,
+        );
+      }
+      const framed: unknown = record.framed;
+      if (
+        framed !== undefined &&
+        !(
+          framed instanceof Uint8Array &&
+          framed.buffer === payload.buffer &&
+          framed.byteOffset + recordHeaderBytes === payload.byteOffset &&
+          framed.length === recordHeaderBytes + payload.length
+        )
+      ) {
+        throw new JournalUsageError(
+          `cannot append op ${opNum}: its framed buffer is not its payload with ${recordHeaderBytes} bytes of room in front`,
         );
       }
       if (opNumExpected !== undefined && opNum !== opNumExpected) {
