@@ -159,6 +159,44 @@ describe("service shell", () => {
     await client.connection.close();
   });
 
+  test("replies answered out of order reach their own requests; a closed connection fails those waiting at once", async () => {
+    const service = await newService("head-f");
+    // Each answer echoes the partition asked about, after a delay that reverses the order.
+    service.serveInbox(["volume.flush.v1"], async (message) => {
+      const partition = (message as { partition: number }).partition;
+      await new Promise((resolve) => setTimeout(resolve, (20 - partition) * 5));
+      return { flushedOpNum: partition };
+    });
+    const client = await newBus("client-f");
+    const results = await Promise.all(
+      Array.from({ length: 20 }, (_, partition) =>
+        client.request(subjects.node.build("head-f"), { ...flushMessage, partition }),
+      ),
+    );
+    expect(results).toEqual(
+      Array.from({ length: 20 }, (_, partition) => ({ flushedOpNum: partition })),
+    );
+    // Answered only after the client has gone: its request fails as soon as it closes,
+    // as Unavailable, not at its deadline as Timeout.
+    const late = await newService("head-g");
+    late.serveInbox(["volume.flush.v1"], async () => {
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      return { flushedOpNum: 0 };
+    });
+    const pending = client.request(subjects.node.build("head-g"), flushMessage, {
+      deadlineMs: 60_000,
+    });
+    pending.catch(() => {});
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    await client.connection.close();
+    await expect(pending).rejects.toMatchObject({
+      code: ErrorCode.Unavailable,
+      message: "the NATS connection closed before the reply",
+    });
+    await service.stop("test");
+    await late.stop("test");
+  });
+
   test("heartbeats carry the node's identity and a rising sequence", async () => {
     const service = new Service({
       kind: "sled",
