@@ -1379,7 +1379,8 @@ export class Replica {
    * a checkpoint), a snapshot's hold on acknowledgements, any request or waiter, any follower short of the last op, any learner
    * or committed data not yet flushed, answers 0. Only the timers of an idle replica
    * remain, and the bound is the nearest of them: a primary's heartbeat to each
-   * secondary, its looks for drops and compaction victims, and the checkpoint interval.
+   * follower not yet current (a current one gets none), its looks for drops and
+   * compaction victims, a secondary's hello, and the checkpoint interval.
    */
   quietTicks(): number {
     if (this.effects.length > 0 || this.durableOpNum < this.lastOpNum) return 0;
