@@ -10,6 +10,8 @@
 //   npm run bench:idle                                   N = 8 and 1000, 60 s windows
 //   npm run bench:idle -- --partitions 8,1000 --seconds 60
 //   npm run bench:idle -- --profile /tmp/prof            CPU profiles of the window
+//   npm run bench:idle -- --count-messages               messages a second, by subject
+//                                                        family (the tap loads nats-server)
 //
 // The goal: the cluster with 1,000 partitions uses at most 2x the CPU of the one with 8,
 // and creating the 1,000 takes under 30 s. The machine may be shared: the 1-minute load
@@ -52,6 +54,8 @@ export interface IdleRun {
   /** The 1-minute load average at the window's start and end. */
   loadBefore: number;
   loadAfter: number;
+  /** With --count-messages: messages a second over the window, by subject family. */
+  messagesPerSecond?: Record<string, number>;
 }
 
 /** Clock ticks per second of /proc/<pid>/stat times (USER_HZ: 100 on Linux). */
@@ -71,12 +75,15 @@ export async function measureIdle(options: {
   seconds: number;
   settleMs: number;
   profileDir?: string;
+  /** A wiretap counts every message of the window (it adds to nats-server's load). */
+  countMessages?: boolean;
   log: (line: string) => void;
 }): Promise<IdleRun> {
   const { partitions, log } = options;
   const directory = await temporaryDirectory("ballast-idle-");
   let cluster: LocalCluster | undefined;
   let bus: Awaited<ReturnType<typeof connectTestBus>> | undefined;
+  let tap: Awaited<ReturnType<typeof connectTestBus>> | undefined;
   try {
     cluster = await LocalCluster.start({
       dataDir: directory.path,
@@ -160,6 +167,34 @@ export async function measureIdle(options: {
     // Nothing more talks to the cluster from here: the window has no client traffic.
     await bus.close();
     bus = undefined;
+    // --count-messages: as bench:write's wiretap, by subject family (replies as one),
+    // on every pattern the operator may subscribe to (deploy/nats-auth.conf).
+    const counts = new Map<string, number>();
+    let counting = false;
+    if (options.countMessages === true) {
+      tap = await connectTestBus(cluster.natsUrl);
+      const patterns = [
+        "ballast.v1.heartbeat.*.*",
+        "ballast.v1.coordinator",
+        "ballast.v1.coordinator.from.*",
+        "ballast.v1.node.*",
+        "ballast.v1.volume.*.*",
+        "ballast.v1.partition.*.*",
+        "ballast.v1.replica.*.*.*",
+        "_INBOX.>",
+      ];
+      for (const pattern of patterns) {
+        const subscription = tap.connection.subscribe(pattern);
+        void (async () => {
+          for await (const message of subscription) {
+            if (!counting) continue;
+            const tokens = message.subject.split(".");
+            const kind = tokens[0] === "_INBOX" ? "reply" : tokens.slice(2, 3).join(".");
+            counts.set(kind, (counts.get(kind) ?? 0) + 1);
+          }
+        })().catch((error: unknown) => log(`wiretap on ${pattern}: ${String(error)}`));
+      }
+    }
     await new Promise((resolve) => setTimeout(resolve, options.settleMs));
 
     const pids = new Map<string, number>();
@@ -176,7 +211,9 @@ export async function measureIdle(options: {
     const before = new Map<string, number>();
     for (const [id, pid] of pids) before.set(id, await cpuSeconds(pid));
     const startMs = performance.now();
+    counting = true;
     await new Promise((resolve) => setTimeout(resolve, options.seconds * 1000));
+    counting = false;
     const after = new Map<string, number>();
     for (const [id, pid] of pids) after.set(id, await cpuSeconds(pid));
     const windowMs = performance.now() - startMs;
@@ -190,6 +227,10 @@ export async function measureIdle(options: {
       cpuPercent[id] = percent;
       totalPercent += percent;
     }
+    const messagesPerSecond: Record<string, number> = {};
+    for (const [kind, count] of [...counts].sort()) {
+      messagesPerSecond[kind] = count / (windowMs / 1000);
+    }
     return {
       partitions,
       createMs,
@@ -199,8 +240,10 @@ export async function measureIdle(options: {
       totalPercent,
       loadBefore,
       loadAfter,
+      ...(options.countMessages === true ? { messagesPerSecond } : {}),
     };
   } finally {
+    await tap?.close();
     await bus?.close();
     await cluster?.stop();
     await directory.remove();
@@ -210,8 +253,13 @@ export async function measureIdle(options: {
 function table(runs: readonly IdleRun[]): string {
   const ids = [...new Set(runs.flatMap((run) => Object.keys(run.cpuPercent)))];
   const header = ["process", ...runs.map((run) => `N=${run.partitions}`)];
+  const kinds = [...new Set(runs.flatMap((run) => Object.keys(run.messagesPerSecond ?? {})))];
   const rows = [
     ...ids.map((id) => [id, ...runs.map((run) => `${(run.cpuPercent[id] ?? 0).toFixed(1)} %`)]),
+    ...kinds.map((kind) => [
+      `${kind} /s`,
+      ...runs.map((run) => (run.messagesPerSecond?.[kind] ?? 0).toFixed(1)),
+    ]),
     ["total", ...runs.map((run) => `${run.totalPercent.toFixed(1)} %`)],
     ["create", ...runs.map((run) => `${(run.createMs / 1000).toFixed(1)} s`)],
     ["full strength", ...runs.map((run) => `${(run.fullStrengthMs / 1000).toFixed(1)} s`)],
@@ -234,13 +282,14 @@ async function main(): Promise<void> {
       seconds: { type: "string", default: "60" },
       "settle-seconds": { type: "string", default: String(settleMsDefault / 1000) },
       profile: { type: "string" },
+      "count-messages": { type: "boolean", default: false },
       "json-out": { type: "string" },
       help: { type: "boolean", default: false },
     },
   });
   if (values.help) {
     process.stdout.write(
-      "npm run bench:idle -- [--partitions 8,1000] [--seconds 60] [--settle-seconds 10] [--profile DIR] [--json-out FILE]\n",
+      "npm run bench:idle -- [--partitions 8,1000] [--seconds 60] [--settle-seconds 10] [--profile DIR] [--count-messages] [--json-out FILE]\n",
     );
     return;
   }
@@ -255,6 +304,7 @@ async function main(): Promise<void> {
         seconds: Number(values.seconds),
         settleMs: Number(values["settle-seconds"]) * 1000,
         ...(values.profile === undefined ? {} : { profileDir: values.profile }),
+        countMessages: values["count-messages"],
         log,
       }),
     );

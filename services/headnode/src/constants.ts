@@ -37,10 +37,14 @@ export interface ReplicaLimits {
   replicationBytesMax: number;
   /** Without progress from a secondary for this long, resend from what it acknowledged. */
   resendTicks: number;
-  /** An empty notes message carries the commit point at least this often … */
+  /**
+   * An empty notes message carries the commit point at least this often to a follower
+   * that may lack an op, the commit point or the primary's session (none to one that has
+   * all three) …
+   */
   heartbeatTicks: number;
-  /** … and this often to a follower that holds every op and knows the commit point. */
-  idleHeartbeatTicks: number;
+  /** … and a follower that has heard nothing from its primary says hello this often. */
+  helloTicks: number;
   /** A client request not committed by then answers Timeout (it may still commit later). */
   requestDeadlineTicks: number;
   /** Flush once this many bytes are committed but not flushed … */
@@ -104,7 +108,7 @@ export const replicaLimitsDefault: ReplicaLimits = {
   replicationBytesMax: 4 * 1024 * 1024,
   resendTicks: 25,
   heartbeatTicks: 10,
-  idleHeartbeatTicks: 250,
+  helloTicks: 250,
   requestDeadlineTicks: 1500,
   flushBytesThreshold: 8 * 1024 * 1024,
   flushIntervalTicks: 50,

@@ -195,6 +195,13 @@ test("the checkers catch a partition left short of its replica count", async () 
   expect(caught).toBeDefined();
 }, 120_000);
 
+test("the checkers catch a restarted follower that never says hello (idle: no heartbeats)", async () => {
+  // The quiet restart after settling: without its hello, a secondary restarted below
+  // its commit point never learns it from an idle primary, and the cluster never settles.
+  const caught = await firstCaught("no-follower-hello", ["settle"], {}, 10);
+  expect(caught).toBeDefined();
+}, 120_000);
+
 test("the checkers catch a replica that drops a chunk still referenced", async () => {
   const caught = await firstCaught("drop-referenced-chunk", ["space"], {}, 5);
   expect(caught).toBeDefined();

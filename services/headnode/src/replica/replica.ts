@@ -40,6 +40,27 @@
 // - Learners are replicated to but never counted for commit. A voting follower whose
 //   lag keeps a commit waiting longer than commitStallTicks is reported stalled, so
 //   that the coordinator can drop it (a hung disk that still heartbeats).
+// - Idle followers get no heartbeats. A primary sends a follower an empty notes message
+//   (the commit point, and its session) every heartbeatTicks while the follower may lack
+//   an op, the commit point or the session, and nothing once its acks show all three (a
+//   *current* voter). Nothing else needs those heartbeats: liveness is per head node
+//   (membership), leases are per head node (the coordinator's grant on reports); stall
+//   detection counts ticks a commit waits on a follower, and an idle primary has no
+//   commit waiting (acks to heartbeats never counted as progress anyway); learners and
+//   followers that need rebuilding are never current; a new epoch or a restarted primary
+//   (a new session) makes every follower not current, and writes carry notes, resends
+//   and commit points as before. A deposed primary learns of the newer epoch from its
+//   first write's answers; until then its lease, not heartbeats, keeps it from serving
+//   stale reads. What a heartbeat would tell a current follower it already knows, with
+//   one exception: a follower that restarted forgets the commit point and the session
+//   (it resumes from its journal, committed only through its checkpoint). So a
+//   secondary that has taken no notes from its primary since its role began says hello
+//   every helloTicks: an ack of `helloSession`, which the primary answers by treating
+//   it as not current (heartbeats until it acknowledges this session). A lost hello or
+//   heartbeat is repeated; a hello with a newer epoch deposes the primary as any ack
+//   does. A follower that lost acknowledged state is outside the failure model, and a
+//   write finds it (mismatch) as before. So an idle partition costs no replication
+//   messages at all: traffic follows writes, not partitions (docs/performance.md).
 // - Snapshots: a `control` note (control-record.ts) freezes a copy of the current tree
 //   under a snapshot id when it commits, or drops one; every replica applies it at the
 //   same op. `rollbackSnapshot` replaces the current tree with a copy of a snapshot's the
@@ -79,6 +100,12 @@ import type {
 import { encodeFlushRecord, type FlushRecord } from "./flush-record.ts";
 import { PartitionMetadata } from "./metadata.ts";
 import { type Note, noteBytes, noteChecksum, sameNote } from "./note.ts";
+
+/**
+ * The session a follower's hello acknowledges (`replica.ack.v1` with nothing matched):
+ * sessions start at 1, so no primary ever has it.
+ */
+export const helloSession = 0;
 
 export interface Configuration {
   epoch: number;
@@ -163,8 +190,14 @@ interface SecondaryProgress {
   /** Whether it has acknowledged anything in this epoch. */
   heard: boolean;
   /**
-   * The commit point its acknowledgements say it knows. Once it holds every op and knows
-   * the commit point, heartbeats tell it nothing: it gets one every idleHeartbeatTicks.
+   * Whether its acknowledgements show it knows this primary session: set by an ack that
+   * echoes it, cleared by a hello (an ack of session `helloSession`: it restarted, or
+   * never heard this session). Part of what makes a follower current (heartbeatTicksOf).
+   */
+  inSession: boolean;
+  /**
+   * The commit point its acknowledgements say it knows. Once it holds every op, knows the
+   * commit point and this session, heartbeats tell it nothing: it gets none.
    */
   knownCommitOpNum: number;
   /** When a learner not yet heard from was last counted as silent (or the epoch began). */
@@ -223,6 +256,8 @@ type Role =
       primarySession: number | undefined;
       matchedOpNum: number;
       primaryCommitOpNum: number;
+      /** When it last said hello (or took the role), while primarySession is unknown. */
+      lastHelloTick: number;
     };
 
 export class Replica {
@@ -476,6 +511,7 @@ export class Replica {
           lastSendTick: -Infinity,
           needsRebuild: false,
           heard: false,
+          inSession: false,
           knownCommitOpNum: 0,
           silentSinceTick: this.tickCount,
         });
@@ -496,6 +532,7 @@ export class Replica {
         primarySession: undefined,
         matchedOpNum: this.commitOpNum,
         primaryCommitOpNum: this.commitOpNum,
+        lastHelloTick: this.tickCount,
       };
     } else {
       this.role = { name: "idle" };
@@ -1146,10 +1183,20 @@ export class Replica {
       this.failPendingRequests(ErrorCode.WrongEpoch, `epoch ${message.epoch} exists`);
       return;
     }
-    if (message.epoch < configuration.epoch || message.session !== this.identity.session) return;
+    if (message.epoch < configuration.epoch) return;
+    if (message.session === helloSession) {
+      // A follower of this epoch that does not know this session (it restarted, or no
+      // notes reached it): it is not current, so heartbeats resume until it acknowledges
+      // one. What it matched stays: it acknowledged only what was durable.
+      const progress = this.role.secondaries.get(message.from);
+      if (progress !== undefined) progress.inSession = false;
+      return;
+    }
+    if (message.session !== this.identity.session) return;
     const progress = this.role.secondaries.get(message.from);
     if (progress === undefined) return;
     progress.heard = true;
+    progress.inSession = true;
     progress.knownCommitOpNum = Math.max(progress.knownCommitOpNum, message.commitOpNum);
     const matchBefore = progress.matchOpNum;
     // Committed ops are identical everywhere, so a secondary's commit point is matched.
@@ -1306,6 +1353,15 @@ export class Replica {
       this.maybeStartCompaction(role);
       this.maybeStartFlush(false);
       this.checkpointForLearners(role);
+    } else if (
+      role.name === "secondary" &&
+      role.primarySession === undefined &&
+      this.tickCount - role.lastHelloTick >= this.limits.helloTicks
+    ) {
+      // No notes from this epoch's primary since the role began (a restart, or lost
+      // messages): a current follower gets no heartbeats, so ask for one.
+      role.lastHelloTick = this.tickCount;
+      this.sendAck(this.configuration!.primary, helloSession, false);
     }
     this.maybeCheckpoint();
   }
@@ -1323,7 +1379,8 @@ export class Replica {
    * a checkpoint), a snapshot's hold on acknowledgements, any request or waiter, any follower short of the last op, any learner
    * or committed data not yet flushed, answers 0. Only the timers of an idle replica
    * remain, and the bound is the nearest of them: a primary's heartbeat to each
-   * secondary, its looks for drops and compaction victims, and the checkpoint interval.
+   * follower not yet current (a current one gets none), its looks for drops and
+   * compaction victims, a secondary's hello, and the checkpoint interval.
    */
   quietTicks(): number {
     if (this.effects.length > 0 || this.durableOpNum < this.lastOpNum) return 0;
@@ -1348,6 +1405,9 @@ export class Replica {
       dueTick = Math.min(dueTick, this.lastCheckpointTick + this.limits.checkpointIntervalTicks);
     }
     const role = this.role;
+    if (role.name === "secondary" && role.primarySession === undefined) {
+      dueTick = Math.min(dueTick, role.lastHelloTick + this.limits.helloTicks);
+    }
     if (role.name !== "primary") return Math.max(0, dueTick - next);
     if (
       this.pendingReplies.length > 0 ||
@@ -1371,7 +1431,10 @@ export class Replica {
     for (const progress of role.secondaries.values()) {
       if (progress.learner || progress.needsRebuild) return 0;
       if (progress.matchOpNum < this.lastOpNum || progress.nextOpNum <= this.lastOpNum) return 0;
-      dueTick = Math.min(dueTick, progress.lastSendTick + this.heartbeatTicksOf(progress));
+      const heartbeatTicks = this.heartbeatTicksOf(progress);
+      if (heartbeatTicks !== Number.POSITIVE_INFINITY) {
+        dueTick = Math.min(dueTick, progress.lastSendTick + heartbeatTicks);
+      }
     }
     dueTick = Math.min(
       dueTick,
@@ -1382,16 +1445,17 @@ export class Replica {
   }
 
   /**
-   * How often a follower gets a heartbeat: every heartbeatTicks while it may lack an op
-   * or the commit point, every idleHeartbeatTicks once its acknowledgements say it has
-   * both (an idle partition then costs a message every few seconds, not five a second).
+   * How often a follower gets a heartbeat: every heartbeatTicks while it may lack an op,
+   * the commit point or this session; never once its acknowledgements say it has all
+   * three (a current voter: see "Idle followers" in the module header).
    */
   private heartbeatTicksOf(progress: SecondaryProgress): number {
     const current =
       !progress.learner &&
+      progress.inSession &&
       progress.matchOpNum >= this.lastOpNum &&
       progress.knownCommitOpNum >= this.commitOpNum;
-    return current ? this.limits.idleHeartbeatTicks : this.limits.heartbeatTicks;
+    return current ? Number.POSITIVE_INFINITY : this.limits.heartbeatTicks;
   }
 
   /**

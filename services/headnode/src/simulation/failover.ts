@@ -103,7 +103,12 @@ export type Sabotage =
   /** A replica drops a chunk from its table that its tree still refers to. */
   | "drop-referenced-chunk"
   /** Head nodes renew every primary under their node lease, even those it excludes. */
-  | "node-lease-ignores-exclusions";
+  | "node-lease-ignores-exclusions"
+  /**
+   * Secondaries never say hello: one that restarts while its primary is idle never
+   * learns the commit point, since current followers get no heartbeats.
+   */
+  | "no-follower-hello";
 
 export interface FailoverOptions {
   seed: number;
@@ -113,6 +118,8 @@ export interface FailoverOptions {
   partitionBytes: number;
   loadTicks: number;
   settleTicksMax: number;
+  /** Idle ticks after settling before the quiet restart: up to this many. */
+  quietTicksBeforeRestart: number;
   /** Milliseconds of coordinator time per tick. */
   tickMs: number;
   /** Coordinator rounds and head node reports, every this many ticks. */
@@ -168,6 +175,7 @@ export const failoverDefaults: Omit<FailoverOptions, "seed"> = {
   partitionBytes: 32 * 1024,
   loadTicks: 500,
   settleTicksMax: 2500,
+  quietTicksBeforeRestart: 100,
   tickMs: 100,
   roundTicks: 5,
   deadAfterTicks: 20,
@@ -208,6 +216,8 @@ export const failoverDefaults: Omit<FailoverOptions, "seed"> = {
     checkpointIntervalTicks: 60,
     resendTicks: 8,
     heartbeatTicks: 3,
+    // Often, so that hellos meet every fault (restarts, cuts, epochs changing under them).
+    helloTicks: 15,
     requestDeadlineTicks: 100,
     notesInflightMax: 64,
     notesPerMessageMax: 16,
@@ -232,6 +242,8 @@ export interface FailoverResult {
     acknowledgedMutations: number;
     reads: number;
     crashes: number;
+    /** Nodes killed and back once idle, in the same epoch (after settling). */
+    quietRestarts: number;
     pauses: number;
     diskHangs: number;
     netPartitions: number;
@@ -433,6 +445,7 @@ export class FailoverSimulation {
     acknowledgedMutations: 0,
     reads: 0,
     crashes: 0,
+    quietRestarts: 0,
     pauses: 0,
     diskHangs: 0,
     netPartitions: 0,
@@ -549,6 +562,32 @@ export class FailoverSimulation {
       node.cut = undefined;
       if (!node.up) await this.startNode(node);
     }
+    if (!(await this.settle())) return;
+    // A quiet restart. Every primary takes one more snapshot: a control note, which its
+    // secondaries commit but take no checkpoint for (checkpoints follow flushes). Once
+    // settled and a while idle, a secondary of one partition is killed and back before
+    // it is counted dead, so the partition keeps its epoch. It resumes from its journal
+    // committed only through its last checkpoint, below the snapshot; its primary sends
+    // a current follower nothing while idle, so only its hello lets it learn the commit
+    // point and the cluster settle again.
+    for (const partition of this.records.keys()) this.takeSnapshot(partition);
+    if (!(await this.settle())) return;
+    const quietTicks = this.integer(0, this.options.quietTicksBeforeRestart);
+    for (let tick = 0; tick < quietTicks; tick++) await this.step(false);
+    const partition = this.integer(0, this.options.partitions.length - 1);
+    const secondaries = this.records.get(partition)?.record.secondaries ?? [];
+    if (secondaries.length === 0) return;
+    const node = this.node(secondaries[this.integer(0, secondaries.length - 1)]!);
+    this.crash(node);
+    this.stats.quietRestarts++;
+    const downTicks = this.integer(1, Math.floor(this.options.deadAfterTicks / 2));
+    for (let tick = 0; tick < downTicks; tick++) await this.step(false);
+    await this.startNode(node);
+    await this.settle();
+  }
+
+  /** Steps without load until back at full strength, then checks the settled state. */
+  private async settle(): Promise<boolean> {
     let settled = false;
     for (let tick = 0; tick < this.options.settleTicksMax && !settled; tick++) {
       await this.step(false);
@@ -562,6 +601,7 @@ export class FailoverSimulation {
     } else {
       this.checkSettled();
     }
+    return settled;
   }
 
   private chance(probability: number): boolean {
@@ -713,7 +753,9 @@ export class FailoverSimulation {
         session: node.session,
       },
       recovered,
-      this.options.limits,
+      this.options.sabotage === "no-follower-hello"
+        ? { ...this.options.limits, helloTicks: Number.POSITIVE_INFINITY }
+        : this.options.limits,
       {
         committed: (note) =>
           this.watchedFor(hosted.volumeId, hosted.partition).checker.committed(node.id, note),
@@ -1306,6 +1348,19 @@ export class FailoverSimulation {
     } else {
       replica.takeSnapshot(requestId, record.epoch, `sim-${this.snapshotsDrawn++}`);
     }
+    this.stats.snapshotRequests++;
+    this.execute(node, hosted);
+  }
+
+  /** Asks a partition's primary to take a new snapshot (its reply goes to no client). */
+  private takeSnapshot(partition: number): void {
+    const record = this.records.get(partition)?.record;
+    if (record === undefined) return;
+    const node = this.node(record.primary);
+    const hosted = node.hosted.get(partition);
+    const replica = hosted?.adapter?.replica;
+    if (!node.up || hosted === undefined || hosted.volumeId !== this.volumeId || !replica) return;
+    replica.takeSnapshot(this.snapshotRequestId++, record.epoch, `sim-${this.snapshotsDrawn++}`);
     this.stats.snapshotRequests++;
     this.execute(node, hosted);
   }
