@@ -14,7 +14,7 @@
 // state and count alone, so its answer holds until the tick it names: asked once, it
 // stands for every node tick until then. Every input to the core (a request, a message,
 // an effect completion, a configure, the replicator's recordCopies and
-// requestCheckpoint, a lease, a hold) goes through `input`, which first catches the
+// requestCheckpoint, a hold) goes through `input`, which first catches the
 // count up to now, so that whatever the input stamps with the count is stamped as
 // before; the shell then makes the replica due at the next node tick (the input may
 // have made work). The differential test (test/held-ticks.test.ts) drives a core ticked

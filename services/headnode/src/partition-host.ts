@@ -45,7 +45,7 @@
 // or for ever. The core is therefore private: the head node and the replicator see it
 // only as `replica` (HostedReplica: state to read, and the replicator's two inputs
 // through the gate), and the effect runner's completions pass the gate through its
-// `beforeCompletion` hook.
+// `beforeCompletion` hook. A lease renewal alone skips it (see `renewLease`).
 
 import { mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
@@ -367,7 +367,11 @@ export class PartitionHost {
   /** Renews the primary's read lease of `epoch` until `untilMs` (the clock port's time). */
   renewLease(epoch: number, untilMs: number): void {
     if (this.failure !== undefined) return;
-    this.input((core) => core.renewLease(epoch, untilMs));
+    // The one input that skips the gate: a lease neither reads the tick count nor changes
+    // what a tick does or the role (only `read` compares it, with the clock), and every
+    // primary gets one every report, so waking each for it would make the node ask
+    // every primary twice a second for nothing.
+    this.core.renewLease(epoch, untilMs);
   }
 
   /**
@@ -393,8 +397,8 @@ export class PartitionHost {
       };
     }
     if (replica.roleName !== "primary") return undefined;
-    // Follower stalls are counted in ticks: count the held ones first.
-    this.catchUp();
+    // Follower stalls are counted in ticks, but need no catching up: a follower short of
+    // an op keeps the core from being quiet, so no tick is held while one is counted.
     return {
       volume: this.address.volume,
       volumeId: this.address.volumeId,
