@@ -37,6 +37,11 @@ export interface RunnerHooks {
   replyError(requestId: RequestId, error: BallastError): void;
   /** The journal failed: nothing the core acknowledges can be trusted any more. */
   fatal(what: string, error: Error): void;
+  /**
+   * A completion is about to reach the core: an input like any other (the head node's
+   * shell catches up the core's held ticks and makes it due at the next node tick).
+   */
+  beforeCompletion?(): void;
   log?: RunnerLog;
 }
 
@@ -70,6 +75,7 @@ export class EffectRunner {
   /** Reports to the core if this life goes on, then carries out what that produced. */
   private report(action: () => void): void {
     if (this.closedFlag) return;
+    this.hooks.beforeCompletion?.();
     action();
     this.run();
   }

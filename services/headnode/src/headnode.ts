@@ -2,6 +2,9 @@
 // (journal, checkpoint file, replica core). The head node subscribes, per replica, to
 // the replica's replication subject, and, only while the replica is primary, to the
 // partition's volume subject where clients send I/O; it ticks every core on a timer.
+// A node tick asks only the replicas due at it (tick-schedule.ts): those whose quiet
+// ticks have run out and those an input reached since the last tick, so an idle
+// replica costs nothing between its deadlines (issue 14).
 //
 // Replica sets arrive as `headnode.configure.v1` on the node's inbox, from the
 // coordinator (or a test's static assignment); configures of one partition are handled
@@ -65,6 +68,7 @@ import type { Reply } from "./replica/effects.ts";
 import { Replicator } from "./replicator.ts";
 import { type PrimaryReport, ReportState } from "./report-state.ts";
 import { SledClient } from "./sled-client.ts";
+import { TickSchedule } from "./tick-schedule.ts";
 
 type VolumeMessage = MessageOf<
   | "volume.write.v1"
@@ -111,6 +115,8 @@ export class HeadNode {
   /** Keeps two live copies of every chunk its primaries list (replicator.ts). */
   private readonly replicator: Replicator;
   private tickTimer: NodeJS.Timeout | undefined;
+  /** When each hosted replica is next asked for a tick (tick-schedule.ts). */
+  private readonly schedule = new TickSchedule<Hosted>();
   private reportTimer: NodeJS.Timeout | undefined;
   private reporting = false;
   /** What the coordinator holds of this node's primaries (report-state.ts). */
@@ -165,15 +171,23 @@ export class HeadNode {
     });
   }
 
+  /**
+   * One node tick: ticks the replicas due at it and schedules each again where it says
+   * (partition-host.ts). Only an input (or a failure) changes a replica's role, and each
+   * makes it due, so what it serves is checked here only for those an input reached.
+   */
   private tick(): void {
-    for (const hosted of this.hosted.values()) {
-      hosted.host.tick();
+    const schedule = this.schedule;
+    for (const hosted of schedule.advance()) {
+      const host = hosted.host;
+      schedule.due(hosted, host.tick(schedule.now));
+      if (!host.takeInputs()) continue;
       // followRole is async and allocates: call it only when what it serves is out of
       // step with the role (it settles both synchronously, so this converges).
       const serving = hosted.volume !== undefined;
-      const failed = hosted.host.failed !== undefined;
+      const failed = host.failed !== undefined;
       if (
-        (hosted.host.roleName === "primary") !== serving ||
+        (host.roleName === "primary") !== serving ||
         (failed && hosted.replication !== undefined)
       ) {
         void this.followRole(hosted);
@@ -430,6 +444,8 @@ export class HeadNode {
   /** Stops serving a replica and closes it; `remove` deletes its files too. */
   private async close(key: string, hosted: Hosted, remove: boolean): Promise<void> {
     if (this.hosted.get(key) === hosted) this.hosted.delete(key);
+    // Asked no more (inputs that still reach it wake it only while it is hosted).
+    this.schedule.remove(hosted);
     const served = [hosted.replication, hosted.volume, hosted.control];
     hosted.volume = undefined;
     hosted.control = undefined;
@@ -467,7 +483,18 @@ export class HeadNode {
     );
     host.sledsOut = this.replicator.sledsOut;
     const hosted: Hosted = { host, replication, volume: undefined, freshLearner: isLearner };
-    this.hosted.set(partitionKey(message.volume, message.partition), hosted);
+    const key = partitionKey(message.volume, message.partition);
+    this.hosted.set(key, hosted);
+    const schedule = this.schedule;
+    host.attach({
+      get now() {
+        return schedule.now;
+      },
+      wake: () => {
+        if (this.hosted.get(key) === hosted) schedule.wake(hosted);
+      },
+    });
+    schedule.wake(hosted);
     host.onFailure = () => void this.followRole(hosted);
     return hosted;
   }

@@ -347,7 +347,8 @@ export class DetachedSleds implements SledsPort {
 /** A replica as the scrape-time gauges see it. */
 export interface ObservedReplica {
   readonly address: { volume: string; partition: number };
-  readonly replica: Replica;
+  /** Read only: inputs reach a hosted core through its host (partition-host.ts). */
+  readonly replica: Pick<Replica, "lastOpNum" | "commitOpNum" | "metadata" | "followers">;
   readonly roleName: "primary" | "secondary" | "idle";
 }
 

@@ -35,6 +35,17 @@
 // rebuilt from the recorded pointer can still catch up. A replacement replica with no
 // state of its own is rebuilt from the pointer its configure names: the first sled copy
 // that is whole and sound (CRC32C of the blob, and the snapshot's own checksums) wins.
+//
+// Ticks (issue 14). The head node asks a replica for a tick only when it is due
+// (tick-schedule.ts): when its core's quiet ticks have run out, or at the next node tick
+// after an input. So every input must reach the core through one gate, `input`, which
+// catches up the ticks held back (held-ticks.ts), notes that something came in (the head
+// node then checks whether the role changed) and makes the replica due at the next node
+// tick; an input that bypassed it could leave the replica unasked until its old due tick
+// or for ever. The core is therefore private: the head node and the replicator see it
+// only as `replica` (HostedReplica: state to read, and the replicator's two inputs
+// through the gate), and the effect runner's completions pass the gate through its
+// `beforeCompletion` hook. A lease renewal alone skips it (see `renewLease`).
 
 import { mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
@@ -89,6 +100,33 @@ import {
 import { chunksShortOfCopies } from "./replicator.ts";
 import type { SledClient } from "./sled-client.ts";
 
+/**
+ * What others (the head node, the replicator) see of a hosted replica's core: state to
+ * read, and the replicator's two inputs, which go through the host's gate like every
+ * other input (see the module header).
+ */
+export interface HostedReplica {
+  readonly configuration: Replica["configuration"];
+  readonly metadata: Replica["metadata"];
+  readonly recordedCheckpoint: Replica["recordedCheckpoint"];
+  readonly lastOpNum: number;
+  readonly commitOpNum: number;
+  followers(): FollowerProgress[];
+  recordCopies(chunkNumber: number, copies: readonly string[]): void;
+  requestCheckpoint(): void;
+}
+
+/** The node's tick schedule as a replica sees it (tick-schedule.ts). */
+export interface ReplicaTicking {
+  /** The node tick now: the last one taken. */
+  readonly now: number;
+  /** Makes this replica due at the next node tick. */
+  wake(): void;
+}
+
+/** Before a head node attaches a replica to its schedule: tick 0, nothing to wake. */
+const unattached: ReplicaTicking = { now: 0, wake() {} };
+
 export interface PartitionAddress {
   volume: string;
   /** The volume's incarnation (the volume's name in static assignments). */
@@ -113,7 +151,10 @@ interface Waiting {
 
 export class PartitionHost {
   readonly address: PartitionAddress;
-  readonly replica: Replica;
+  /** The core as others may use it (every input through the gate: `input`). */
+  readonly replica: HostedReplica;
+  /** The core itself: inputs reach it only through `input`. */
+  private readonly core: Replica;
   private readonly journal: Journal;
   private readonly checkpoints: CheckpointFile;
   private readonly ports: ReplicaPorts;
@@ -124,7 +165,13 @@ export class PartitionHost {
   private readonly waiting = new Map<number, Waiting>();
   private nextRequestId = 1;
   /** Holds back the ticks of an idle core (held-ticks.ts). */
-  private readonly ticks: HeldTicks;
+  private ticks: HeldTicks;
+  /** The node's tick schedule (`attach`). */
+  private ticking: ReplicaTicking = unattached;
+  /** An input reached the core since the head node last asked (`takeInputs`). */
+  private inputs = false;
+  /** Closed: inputs that still arrive make it due no more. */
+  private closed = false;
   /** Set once the journal has failed: this replica is done (see the module header). */
   private failure: ReplicaFailure | undefined;
   /** Told once, when the replica fails; the head node stops serving it. */
@@ -150,8 +197,36 @@ export class PartitionHost {
     sleds: SledClient,
   ) {
     this.address = address;
-    this.replica = replica;
+    this.core = replica;
     this.ticks = new HeldTicks(replica);
+    this.replica = {
+      get configuration() {
+        return replica.configuration;
+      },
+      get metadata() {
+        return replica.metadata;
+      },
+      get recordedCheckpoint() {
+        return replica.recordedCheckpoint;
+      },
+      get lastOpNum() {
+        return replica.lastOpNum;
+      },
+      get commitOpNum() {
+        return replica.commitOpNum;
+      },
+      followers: () => replica.followers(),
+      recordCopies: (chunkNumber, copies) => {
+        if (this.failure !== undefined) return;
+        this.input((core) => core.recordCopies(chunkNumber, copies));
+        this.run();
+      },
+      requestCheckpoint: () => {
+        if (this.failure !== undefined) return;
+        this.input((core) => core.requestCheckpoint());
+        this.run();
+      },
+    };
     this.journal = journal;
     this.checkpoints = checkpoints;
     this.directory = directory;
@@ -189,6 +264,7 @@ export class PartitionHost {
       reply: (requestId, reply) => this.settleRequest(requestId)?.resolve(reply),
       replyError: (requestId, error) => this.settleRequest(requestId)?.reject(error),
       fatal: (what, error) => this.fail(what, error),
+      beforeCompletion: () => this.input(() => undefined),
       log: this.logger,
     });
   }
@@ -279,8 +355,7 @@ export class PartitionHost {
   configure(configuration: Configuration, sleds: readonly string[]): void {
     if (this.failure !== undefined) return;
     this.runner.sleds = [...sleds];
-    this.catchUp();
-    this.replica.configure(configuration);
+    this.input((core) => core.configure(configuration));
     this.run();
   }
 
@@ -292,8 +367,11 @@ export class PartitionHost {
   /** Renews the primary's read lease of `epoch` until `untilMs` (the clock port's time). */
   renewLease(epoch: number, untilMs: number): void {
     if (this.failure !== undefined) return;
-    this.catchUp();
-    this.replica.renewLease(epoch, untilMs);
+    // The one input that skips the gate: a lease neither reads the tick count nor changes
+    // what a tick does or the role (only `read` compares it, with the clock), and every
+    // primary gets one every report, so waking each for it would make the node ask
+    // every primary twice a second for nothing.
+    this.core.renewLease(epoch, untilMs);
   }
 
   /**
@@ -301,7 +379,7 @@ export class PartitionHost {
    * core itself takes a fresh checkpoint when a learner needs one.
    */
   report(): MessageOf<"headnode.report.v1">["primaries"][number] | undefined {
-    const replica = this.replica;
+    const replica = this.core;
     if (this.failure !== undefined) {
       // Configured as primary but failed: say so, so that the partition fails over
       // although this node is alive (it serves nothing and holds no lease).
@@ -319,6 +397,8 @@ export class PartitionHost {
       };
     }
     if (replica.roleName !== "primary") return undefined;
+    // Follower stalls are counted in ticks, but need no catching up: a follower short of
+    // an op keeps the core from being quiet, so no tick is held while one is counted.
     return {
       volume: this.address.volume,
       volumeId: this.address.volumeId,
@@ -334,19 +414,59 @@ export class PartitionHost {
   }
 
   /**
-   * One tick of the head node's timer. Ticks the core said would change nothing but its
-   * count (Replica.quietTicks, asked afresh each time) are held back and handed over
-   * with the next tick that may do something: an idle replica costs one cheap query a
-   * tick, not a tick.
+   * Joins the node's tick schedule (tick-schedule.ts), before any input: the core's
+   * tick count starts at the node's tick now.
    */
-  tick(): void {
-    if (this.failure !== undefined) return;
-    if (this.ticks.tick()) this.run();
+  attach(ticking: ReplicaTicking): void {
+    this.ticking = ticking;
+    this.ticks = new HeldTicks(this.core, ticking.now);
   }
 
-  /** Gives the core its held ticks before an input (see held-ticks.ts). */
+  /**
+   * Node tick `now` has come for this replica (it was due). Ticks the core said would
+   * change nothing but its count (Replica.quietTicks) are held back and handed over with
+   * the next tick that may do something. Returns the node tick at which to ask it next:
+   * the next one after a tick ran, else the first that is not quiet (Infinity: not
+   * until an input; a failed or closed replica is never asked again).
+   */
+  tick(now: number): number {
+    if (this.failure !== undefined || this.closed) return Number.POSITIVE_INFINITY;
+    const { ran, dueTick } = this.ticks.tick(now);
+    if (ran) this.run();
+    return dueTick;
+  }
+
+  /**
+   * Whether an input reached the core (or it failed) since the last call: only then
+   * can its role have changed, and the head node check what it serves.
+   */
+  takeInputs(): boolean {
+    const inputs = this.inputs;
+    this.inputs = false;
+    return inputs;
+  }
+
+  /**
+   * The one way in to the core (see the module header): catches up its held ticks (any
+   * that must run, runs, with its effects, before the input), notes the input, makes the
+   * replica due at the next node tick, then applies it. The caller carries out the
+   * effects (`run`) when it is ready to.
+   */
+  private input<T>(apply: (core: Replica) => T): T {
+    this.catchUp();
+    this.inputs = true;
+    if (!this.closed) this.ticking.wake();
+    return apply(this.core);
+  }
+
+  /**
+   * Counts the held ticks, before an input or for a reader of tick-counted state. Not
+   * once failed or closed: such a core is ticked no more, and what reaches it still
+   * (a message already on its way) counts for nothing.
+   */
   private catchUp(): void {
-    this.ticks.catchUp();
+    if (this.failure !== undefined || this.closed) return;
+    if (this.ticks.catchUp(this.ticking.now)) this.run();
   }
 
   onReplication(message: ReplicationMessage): void {
@@ -358,8 +478,7 @@ export class PartitionHost {
         if (note.data !== undefined) note.data = this.slab.copy(note.data);
       }
     }
-    this.catchUp();
-    this.replica.onReplicationMessage(message);
+    this.input((core) => core.onReplicationMessage(message));
     this.run();
   }
 
@@ -378,13 +497,15 @@ export class PartitionHost {
     const reply = new Promise<Reply>((resolve, reject) => {
       this.waiting.set(requestId, { resolve, reject });
     });
-    this.catchUp();
     const request = build(requestId);
-    const lastBefore = this.replica.lastOpNum;
-    this.replica.onClientRequest(request);
+    const lastBefore = this.input((core) => {
+      const last = core.lastOpNum;
+      core.onClientRequest(request);
+      return last;
+    });
     // The ops the core gave this request now (none if it queued it): their sends and
     // journal syncs are traced under this request's span (observability.ts).
-    const lastAfter = this.replica.lastOpNum;
+    const lastAfter = this.core.lastOpNum;
     const tracer = this.service.tracer;
     const handling = tracer === undefined ? undefined : activeSpanContext();
     if (handling !== undefined && lastAfter > lastBefore) {
@@ -447,8 +568,8 @@ export class PartitionHost {
 
   /** The primary's epoch; NotPrimary off the primary. */
   private primaryEpoch(): number {
-    const configuration = this.replica.configuration;
-    if (this.replica.roleName !== "primary" || configuration === undefined) {
+    const configuration = this.core.configuration;
+    if (this.core.roleName !== "primary" || configuration === undefined) {
       throw new BallastError(
         ErrorCode.NotPrimary,
         `${this.service.nodeId} is not the primary of ${this.address.volume}/${this.address.partition}`,
@@ -461,14 +582,17 @@ export class PartitionHost {
   holdAcks(hold: string, holdMs: number): { epoch: number; lastOpNum: number } {
     if (this.failure !== undefined) throw this.failedError();
     const epoch = this.primaryEpoch();
-    const { lastOpNum } = this.replica.holdAcks(epoch, hold, Math.ceil(holdMs / tickMs));
+    // The hold's deadline counts from the core's tick count: it must be caught up.
+    const { lastOpNum } = this.input((core) =>
+      core.holdAcks(epoch, hold, Math.ceil(holdMs / tickMs)),
+    );
     return { epoch, lastOpNum };
   }
 
   /** Ends a hold; says whether it was in force throughout. */
   releaseAcks(hold: string): { held: boolean } {
     if (this.failure !== undefined) return { held: false };
-    const result = this.replica.releaseAcks(hold);
+    const result = this.input((core) => core.releaseAcks(hold));
     this.run();
     return result;
   }
@@ -484,8 +608,10 @@ export class PartitionHost {
     const reply = new Promise<Reply>((resolve, reject) => {
       this.waiting.set(requestId, { resolve, reject });
     });
-    if (action === "take") this.replica.takeSnapshot(requestId, epoch, snapshot);
-    else this.replica.dropSnapshot(requestId, epoch, snapshot);
+    this.input((core) => {
+      if (action === "take") core.takeSnapshot(requestId, epoch, snapshot);
+      else core.dropSnapshot(requestId, epoch, snapshot);
+    });
     this.run();
     const answer = await reply;
     if (answer.kind !== "control")
@@ -504,7 +630,7 @@ export class PartitionHost {
     const reply = new Promise<Reply>((resolve, reject) => {
       this.waiting.set(requestId, { resolve, reject });
     });
-    this.replica.rollbackSnapshot(requestId, epoch, snapshot);
+    this.input((core) => core.rollbackSnapshot(requestId, epoch, snapshot));
     this.run();
     const answer = await reply;
     if (answer.kind !== "control") throw new Error(`rollback answered with ${answer.kind}`);
@@ -519,12 +645,8 @@ export class PartitionHost {
     // The core checks the read lease against this monotonic clock: once it has run out,
     // another primary may exist, and serving could return data older than a write
     // acknowledged there.
-    this.catchUp();
-    const plan: ReadResult = this.replica.read(
-      message.epoch,
-      message.reads,
-      this.ports.clock.nowMs(),
-      message.snapshot,
+    const plan: ReadResult = this.input((core) =>
+      core.read(message.epoch, message.reads, this.ports.clock.nowMs(), message.snapshot),
     );
     const data = await Promise.all(plan.ranges.map((range) => this.assemble(range)));
     // A clone's reader asks which ranges fall through to its parent (layering.ts).
@@ -568,16 +690,16 @@ export class PartitionHost {
   private digestCache: { commitOpNum: number; digest: string } | undefined;
 
   private digest(): string {
-    const commitOpNum = this.replica.commitOpNum;
+    const commitOpNum = this.core.commitOpNum;
     if (this.digestCache?.commitOpNum !== commitOpNum) {
-      this.digestCache = { commitOpNum, digest: this.replica.metadata.digest() };
+      this.digestCache = { commitOpNum, digest: this.core.metadata.digest() };
     }
     return this.digestCache.digest;
   }
 
   /** A few numbers per replica, cheap enough for every node-info request. */
   summary() {
-    const replica = this.replica;
+    const replica = this.core;
     return {
       volume: this.address.volume,
       volumeId: this.address.volumeId,
@@ -591,7 +713,9 @@ export class PartitionHost {
   }
 
   status() {
-    const replica = this.replica;
+    // Follower stalls are counted in ticks: count the held ones first.
+    this.catchUp();
+    const replica = this.core;
     const primary = this.roleName === "primary";
     return {
       volume: this.address.volume,
@@ -625,6 +749,7 @@ export class PartitionHost {
   }
 
   async close(): Promise<void> {
+    this.closed = true;
     this.runner.close();
     this.instruments.replicas.delete(this);
     this.opContexts.clear();
@@ -661,7 +786,7 @@ export class PartitionHost {
 
   /** The role it plays: a failed replica plays none, whatever its core last held. */
   get roleName(): "primary" | "secondary" | "idle" {
-    return this.failure === undefined ? this.replica.roleName : "idle";
+    return this.failure === undefined ? this.core.roleName : "idle";
   }
 
   /**
@@ -710,6 +835,9 @@ export class PartitionHost {
     this.waiting.clear();
     // Its files stay for recovery to judge when it is opened again; the handles go.
     this.journal.close().catch(() => undefined);
+    // Its role changed (it plays none now): the head node checks what it serves.
+    this.inputs = true;
+    if (!this.closed) this.ticking.wake();
     this.onFailure?.();
   }
 }

@@ -207,7 +207,8 @@ describe("idle followers", () => {
     // Held back until the hello is due, then a real tick that says it.
     let ticks = 0;
     while (scenario.hellos().length === 0 && ticks < 1000) {
-      held.tick();
+      held.tick(ticks + 1); // asked at every node tick, as a schedule may
+
       scenario.cluster.settle();
       ticks++;
     }
