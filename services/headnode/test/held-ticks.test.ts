@@ -360,11 +360,10 @@ describe("lazy ticking (TickSchedule, HeldTicks, Replica.quietTicks)", () => {
     for (const index of [1, 2]) {
       expect(asked[index]! - askedBefore[index]!).toBeLessThanOrEqual(3 * Math.ceil(1000 / 250));
     }
-    // The primary runs a tick only for its looks for drops (7) and compaction victims
-    // (11): its current followers get no heartbeats; its secondaries, which only take
-    // notes and commit points (their held ticks counted as each arrives), run none.
-    expect(ran[0]).toBeGreaterThan(0);
-    expect(ran[0]).toBeLessThanOrEqual(Math.ceil(1000 / 7) + Math.ceil(1000 / 11));
-    expect(ran.slice(1)).toEqual([0, 0]);
+    // Nor is the primary: its current followers get no heartbeats, and its looks for
+    // chunks to drop and compaction victims found none at this commit point, so they
+    // cannot find any until it moves. An idle partition runs no tick at all.
+    expect(asked[0]! - askedBefore[0]!).toBeLessThanOrEqual(2);
+    expect(ran).toEqual([0, 0, 0]);
   });
 });

@@ -331,6 +331,12 @@ export class Replica {
     | undefined;
   private lastDropTick = 0;
   /**
+   * The commit point at the last look for chunks to drop that found none: as for
+   * compaction, nothing new can be unreferenced until the commit point moves, so an idle
+   * primary neither scans its table nor keeps a timer for it (quietTicks).
+   */
+  private idleDropOpNum: number | undefined;
+  /**
    * The checkpoint being published, and the step it waits on (see effects.ts): written
    * locally, then stored on sleds under `blobKey`, then recorded. One at a time.
    */
@@ -1436,11 +1442,14 @@ export class Replica {
         dueTick = Math.min(dueTick, progress.lastSendTick + heartbeatTicks);
       }
     }
-    dueTick = Math.min(
-      dueTick,
-      this.lastDropTick + this.limits.dropIntervalTicks,
-      this.lastCompactionTick + this.limits.compactionIntervalTicks,
-    );
+    // The looks for chunks to drop and compaction victims, unless the last of each found
+    // nothing at this commit point (then they cannot find anything until it moves).
+    if (this.commitOpNum !== this.idleDropOpNum) {
+      dueTick = Math.min(dueTick, this.lastDropTick + this.limits.dropIntervalTicks);
+    }
+    if (this.commitOpNum !== this.idleCompactionOpNum) {
+      dueTick = Math.min(dueTick, this.lastCompactionTick + this.limits.compactionIntervalTicks);
+    }
     return Math.max(0, dueTick - next);
   }
 
@@ -1532,9 +1541,13 @@ export class Replica {
     const gathered = this.compactionGathered();
     // Chunks to drop are looked for (a scan of the table) at most every dropIntervalTicks.
     let dropsDue = false;
-    if (this.tickCount - this.lastDropTick >= this.limits.dropIntervalTicks) {
+    if (
+      this.tickCount - this.lastDropTick >= this.limits.dropIntervalTicks &&
+      this.commitOpNum !== this.idleDropOpNum
+    ) {
       this.lastDropTick = this.tickCount;
       dropsDue = this.metadata.unreferencedChunks().length > 0;
+      this.idleDropOpNum = dropsDue ? undefined : this.commitOpNum;
     }
     const hasMaintenance = this.pendingCopies.size > 0 || gathered !== undefined || dropsDue;
     if (!hasData && !hasMaintenance) return;
@@ -1710,8 +1723,10 @@ export class Replica {
     if (this.compaction !== undefined || this.flushInFlight !== undefined) return;
     if (this.commitOpNum < role.readableFromOpNum) return;
     if (this.tickCount - this.lastCompactionTick < this.limits.compactionIntervalTicks) return;
-    this.lastCompactionTick = this.tickCount;
+    // Before the timer is reset: a look that cannot find anything changes nothing, so
+    // the ticks of an idle primary stay quiet (quietTicks leaves this timer out).
     if (this.commitOpNum === this.idleCompactionOpNum) return;
+    this.lastCompactionTick = this.tickCount;
     const candidates: { chunkNumber: number; live: number; dead: number }[] = [];
     // Each live byte once, however many trees (snapshots) share it.
     const distinct = this.metadata.distinctLiveBytes();
