@@ -5,7 +5,9 @@
 //
 // Each member is sent the record (secondaries = votingSecondaries, learners with the
 // primary's checkpoint pointer, the volume's incarnation, `leased` for the primary)
-// when its epoch changed and every configureRefreshMs. A node that has left the
+// when its epoch changed and, as a safety net, once its configuration is older than its
+// own point of the configureRefreshMs period (`refreshDue`: spread, so the refreshes of
+// members configured together are not due together). A node that has left the
 // partition is sent the new replica set until it answers once (or answers that it holds
 // nothing, NotFound), then never again unless it restarts (tenure.ts, forgetConfigured).
 //
@@ -20,6 +22,7 @@ import { now } from "./clock.ts";
 import { configureDeadlineMs, configureRefreshMs, configuresInflightMax } from "./constants.ts";
 import { membersOf, type PartitionRecord, volumeIdOf, votingSecondaries } from "./decisions.ts";
 import { partitionKey } from "./leases.ts";
+import { spreadMs } from "./reconciler.ts";
 import type { Tenure, Tenures } from "./tenure.ts";
 
 export class Configurer {
@@ -56,7 +59,7 @@ export class Configurer {
       const last = nodes.get(node);
       if (!member && last === undefined) continue;
       const current = last?.epoch === record.epoch;
-      if (current && (!member || nowMs - last.atMs < configureRefreshMs)) continue;
+      if (current && (!member || !refreshDue(`${key}@${node}`, last.atMs, nowMs))) continue;
       if (tenure.configuring.size >= configuresInflightMax) break;
       sending.push(this.send(tenure, record, node, member, sleds));
     }
@@ -149,4 +152,14 @@ export class Configurer {
       if (this.tenures.held() === tenure) tenure.configuring.delete(inflightKey);
     }
   }
+}
+
+/**
+ * Whether a member configured at `atMs` is due for the safety-net refresh at `nowMs`:
+ * after its own point of the configureRefreshMs period (`spreadMs` of `member`, the
+ * partition key and node), so members acknowledged in one burst (a new leader's first
+ * pass) are refreshed over half a period, not in one round.
+ */
+export function refreshDue(member: string, atMs: number, nowMs: number): boolean {
+  return nowMs - atMs >= spreadMs(member, configureRefreshMs);
 }
