@@ -119,6 +119,13 @@ export const sweepRequestDeadlineMs = 5000;
 /** Pages of a sled's chunk or blob listing one sweep pass reads, per volume. */
 export const sweepListPagesMax = 100;
 
+/**
+ * Chunk-table entries of checkpoint headers the sweep keeps between passes (a header
+ * is read once per recorded pointer while it fits; beyond, every pass reads it again):
+ * bounds the coordinator's memory at some tens of MiB.
+ */
+export const sweepHeaderCacheChunksMax = 200_000;
+
 /** Deletes one pass sends at most (one at a time); the rest wait for the next pass. */
 export const sweepDeletesPerPassMax = 1000;
 

@@ -14,6 +14,17 @@
 // gave up or died in) are confirmed the same way, with the same grace, and dropped on
 // every partition through `snapshots` (snapshots.ts).
 //
+// Idle cost (issue 14): a pass reads the volumes, their snapshot records and their
+// checkpoint pointers from the KV store, fresh (a pointer is what keeps a blob: one
+// read late could let a new checkpoint's blob look orphaned), but not the partition
+// records: it takes them from the leader's own copy (tenure.ts), which only this
+// leader writes during its tenure, leaving out any whose write is in flight or unclear
+// (they forget no pointer this pass). A checkpoint's header is read from a sled once
+// per pointer (blob key, size and creation time: keys are never reused, blobs never
+// rewritten) and kept while the pointer stays recorded, up to
+// `sweepHeaderCacheChunksMax` chunk entries in all; headers beyond that are read every
+// pass as before.
+//
 // Failure model: a header that no sled returns makes its partition keep everything
 // this pass; a sled that is down, or a listing that fails, is skipped (its orphans
 // start their grace again); a delete that fails is retried next pass; one that finds
@@ -43,10 +54,11 @@ import { now } from "./clock.ts";
 import {
   sweepDeletesPerPassMax,
   sweepGraceMsDefault,
+  sweepHeaderCacheChunksMax,
   sweepListPagesMax,
   sweepRequestDeadlineMs,
 } from "./constants.ts";
-import { membersOf, volumeIdOf } from "./decisions.ts";
+import { membersOf, type PartitionRecord, volumeIdOf } from "./decisions.ts";
 import type { Heartbeats } from "./heartbeats.ts";
 import type { ChunkEntry } from "./purge.ts";
 import type { Snapshots } from "./snapshots.ts";
@@ -67,10 +79,7 @@ import type { Tenure, Tenures } from "./tenure.ts";
 
 export interface SweeperOptions {
   service: Pick<Service, "bus" | "logger">;
-  catalogue: Pick<
-    Catalogue,
-    "volumes" | "partitions" | "checkpoints" | "forgetCheckpoint" | "snapshots"
-  >;
+  catalogue: Pick<Catalogue, "volumes" | "checkpoints" | "forgetCheckpoint" | "snapshots">;
   heartbeats: Pick<Heartbeats, "list" | "listening">;
   tenures: Tenures;
   /** Drops snapshot ids no record names; without it they are only counted. */
@@ -97,6 +106,8 @@ export class Sweeper {
   private snapshotConfirmations: SweepConfirmations<UnrecordedSnapshot>;
   private confirmationsTenure: Tenure | undefined;
   private running = false;
+  /** Headers read by earlier passes, by `headerCacheKey`, while their pointer is recorded. */
+  private headers = new Map<string, CheckpointHeader>();
   private readonly status: SweepStatus = {
     passes: 0,
     objectsFreed: 0,
@@ -145,9 +156,11 @@ export class Sweeper {
       .filter((member) => member.kind === "sled" && member.alive)
       .map((member) => member.id);
     const orphans: SweepTarget[] = [];
+    const records = settledRecords(tenure);
+    const headers = { kept: new Map<string, CheckpointHeader>(), chunks: 0 };
     for (const volume of await catalogue.volumes()) {
       if (tenures.current() !== tenure) return;
-      const swept = await this.readVolume(volume);
+      const swept = await this.readVolume(volume, records.get(volume.name) ?? [], headers);
       volumesById.set(swept.volumeId, volume);
       const recordedIds = new Set(
         (await catalogue.snapshots(volume.name))
@@ -172,6 +185,8 @@ export class Sweeper {
         if (inventory !== undefined) orphans.push(...orphansOn(sled, swept, inventory));
       }
     }
+    // Headers of pointers no longer recorded are dropped with them.
+    this.headers = headers.kept;
     const due = confirmations.confirm(orphans, now());
     this.status.orphansWaiting = confirmations.waiting - due.length;
     for (const target of due.slice(0, sweepDeletesPerPassMax)) {
@@ -189,16 +204,19 @@ export class Sweeper {
 
   /**
    * A live volume's recorded checkpoints, partition by partition; forgets the pointers
-   * of departed replicas on the way (they still count in this pass).
+   * of departed replicas on the way (they still count in this pass). `records` are the
+   * leader's settled records of the volume (`settledRecords`); `headers` collects the
+   * headers this pass used, to keep for the next.
    */
-  private async readVolume(volume: VolumeRecord): Promise<SweptVolume> {
+  private async readVolume(
+    volume: VolumeRecord,
+    records: readonly PartitionRecord[],
+    headers: { kept: Map<string, CheckpointHeader>; chunks: number },
+  ): Promise<SweptVolume> {
     const { catalogue, service } = this.options;
     const volumeId = idOfVolume(volume);
-    const [records, pointers] = await Promise.all([
-      catalogue.partitions(volume.name),
-      catalogue.checkpoints(volume.name),
-    ]);
-    for (const { value: record } of records) {
+    const pointers = await catalogue.checkpoints(volume.name);
+    for (const record of records) {
       const recorded = pointers.get(record.partition);
       if (volumeIdOf(record) !== volumeId || recorded === undefined) continue;
       for (const { node, opNum } of departedPointers(membersOf(record), recorded)) {
@@ -212,13 +230,21 @@ export class Sweeper {
     }
     const partitions = new Map<number, PartitionCheckpoints>();
     for (const [partition, recorded] of pointers) {
-      const headers = new Map<string, CheckpointHeader>();
+      const read = new Map<string, CheckpointHeader>();
       for (const pointer of recorded.values()) {
-        const header = await this.headerOf(pointer);
+        const key = headerCacheKey(pointer);
+        const header = this.headers.get(key) ?? (await this.headerOf(pointer));
         if (header === undefined) break;
-        headers.set(pointer.blobKey, header);
+        read.set(pointer.blobKey, header);
+        if (
+          !headers.kept.has(key) &&
+          headers.chunks + header.chunks.length <= sweepHeaderCacheChunksMax
+        ) {
+          headers.kept.set(key, header);
+          headers.chunks += header.chunks.length;
+        }
       }
-      const state = partitionCheckpointsOf(volumeId, partition, recorded, headers);
+      const state = partitionCheckpointsOf(volumeId, partition, recorded, read);
       if (state.kind === "unreadable") {
         service.logger.warn(
           { volume: volume.name, partition, reason: state.reason },
@@ -377,4 +403,29 @@ export class Sweeper {
       "deleted an orphan that no recorded checkpoint references",
     );
   }
+}
+
+/**
+ * What identifies a checkpoint blob's content: its key (node, op, session and upload
+ * number: never reused), size and creation time, so a header read once stands for it.
+ */
+export function headerCacheKey(pointer: CheckpointPointer): string {
+  return `${pointer.blobKey}|${pointer.bytes}|${pointer.createdAtMs}`;
+}
+
+/**
+ * The leader's partition records by volume name, leaving out those with a write in
+ * flight or unclear: the rest are what the store holds, since only this leader writes
+ * them during its tenure (every write is fenced by its term) and its copy takes each
+ * write it makes, and the records of a volume it creates, as they land.
+ */
+export function settledRecords(tenure: Tenure): Map<string, PartitionRecord[]> {
+  const byVolume = new Map<string, PartitionRecord[]>();
+  for (const [key, entry] of tenure.records) {
+    if (tenure.inflight.has(key) || tenure.unsure.has(key)) continue;
+    const list = byVolume.get(entry.value.volume) ?? [];
+    list.push(entry.value);
+    byVolume.set(entry.value.volume, list);
+  }
+  return byVolume;
 }

@@ -7,6 +7,7 @@ import { Packr } from "msgpackr";
 import { expect, test } from "vitest";
 import { Catalogue, keys } from "../src/catalogue.ts";
 import type { PartitionRecord } from "../src/decisions.ts";
+import { partitionKey } from "../src/leases.ts";
 import type { Member } from "../src/membership.ts";
 import { Sweeper } from "../src/sweeper.ts";
 import type { Tenure } from "../src/tenure.ts";
@@ -131,7 +132,13 @@ async function harness(members: Partial<PartitionRecord> = {}) {
   };
   store.put(keys.partition(name, 0), record);
   const sled = new FakeSled();
-  const tenure = { ready: true } as Tenure;
+  // The leader's copy of the records (the sweep reads no partition record from the store).
+  const tenure = {
+    ready: true,
+    records: new Map([[partitionKey(record), { value: record, revision: 1 }]]),
+    inflight: new Set<string>(),
+    unsure: new Set<string>(),
+  } as unknown as Tenure;
   const leadership = { leading: true };
   const current = () => (leadership.leading ? tenure : undefined);
   const snapshots = new FakeSnapshots();
@@ -172,7 +179,7 @@ async function harness(members: Partial<PartitionRecord> = {}) {
       createdAtMs: 1,
     });
   };
-  return { sled, sweeper, catalogue, checkpoint, leadership, snapshots };
+  return { sled, sweeper, catalogue, checkpoint, leadership, snapshots, tenure, record };
 }
 
 test("orphans are deleted on the second pass; referenced and newer chunks and named blobs stay", async () => {
@@ -281,4 +288,48 @@ test("an unrecorded snapshot a partition did not drop is not counted, and is tri
   await sweeper.sweep();
   expect(snapshots.dropped).toEqual(["half", "half"]);
   expect(sweeper.sweepStatus().snapshotsDropped).toBe(1);
+});
+
+test("departures are judged on the leader's copy of the records, none with a write in flight or unclear", async () => {
+  const { sweeper, catalogue, checkpoint, tenure, record } = await harness();
+  await checkpoint("a", 10, 5, [1]);
+  await checkpoint("b", 10, 5, [1]);
+  // c has departed (the record's members are a and b), and a's pointer is as new.
+  await checkpoint("c", 10, 5, [1]);
+  // A write of the partition in flight, then one unclear: nothing is forgotten.
+  const key = partitionKey(record);
+  tenure.inflight.add(key);
+  await sweeper.sweep();
+  tenure.inflight.delete(key);
+  tenure.unsure.add(key);
+  await sweeper.sweep();
+  expect(await catalogue.checkpoint(name, 0, "c")).toBeDefined();
+  tenure.unsure.delete(key);
+  await sweeper.sweep();
+  expect(await catalogue.checkpoint(name, 0, "c")).toBeUndefined();
+  expect(await catalogue.checkpoint(name, 0, "b")).toBeDefined();
+});
+
+test("a checkpoint's header is read once while its pointer stays recorded", async () => {
+  const { sled, sweeper, checkpoint } = await harness();
+  await checkpoint("a", 10, 5, [1, 3]);
+  await checkpoint("b", 9, 4, [1, 3]);
+  for (const number of [1, 2, 3]) sled.chunks.add(chunkId(number));
+  // Two requests a header: its length, then the rest.
+  const reads = () => sled.requests.filter((type) => type === "sled.blob.get.v1").length;
+  await sweeper.sweep();
+  expect(reads()).toBe(4);
+  await sweeper.sweep();
+  expect(reads()).toBe(4);
+  // The orphan went on the second pass, from headers kept from the first.
+  expect([...sled.chunks].sort()).toEqual([chunkId(1), chunkId(3)]);
+  // A new checkpoint of b: its header is read, a's still is not; b's old blob goes.
+  await checkpoint("b", 12, 6, [1, 3, 5]);
+  sled.chunks.add(chunkId(5));
+  await sweeper.sweep();
+  expect(reads()).toBe(6);
+  await sweeper.sweep();
+  expect(reads()).toBe(6);
+  expect([...sled.blobs.keys()].sort()).toEqual([blobKey("a", 10), blobKey("b", 12)]);
+  expect([...sled.chunks].sort()).toEqual([chunkId(1), chunkId(3), chunkId(5)]);
 });
