@@ -179,8 +179,15 @@ export class Reconciler {
   /** Partitions whose last decision was keep, of `settledTenure`. */
   private settled = new Map<string, Settled>();
   private settledTenure: Tenure | undefined;
+  /** When `settled` was last rid of partitions the leader's copy no longer holds. */
+  private prunedAtMs = Number.NEGATIVE_INFINITY;
 
   constructor(private readonly options: ReconcilerOptions) {}
+
+  /** How many partitions are remembered as settled (for tests). */
+  settledCount(): number {
+    return this.settled.size;
+  }
 
   /** Leader only: every partition decided on its own; nothing here awaits. */
   reconcile(): void {
@@ -202,6 +209,14 @@ export class Reconciler {
     if (this.settledTenure !== tenure) {
       this.settled = new Map();
       this.settledTenure = tenure;
+      this.prunedAtMs = startMs;
+    }
+    if (startMs - this.prunedAtMs >= settledRecheckMs) {
+      // Deleted partitions are never visited again: forget them once a period.
+      this.prunedAtMs = startMs;
+      for (const key of this.settled.keys()) {
+        if (!tenure.records.has(key)) this.settled.delete(key);
+      }
     }
     const members = membersKey(alive, sleds);
     let load: Map<string, Load> | undefined;

@@ -106,7 +106,7 @@ function setup() {
     reconciler.reconcile();
     return [...decided].sort();
   };
-  return { tenure, alive, round };
+  return { tenure, alive, round, reconciler };
 }
 
 describe("Reconciler: deciding only what changed", () => {
@@ -210,6 +210,17 @@ describe("Reconciler: deciding only what changed", () => {
     expect(round()).toEqual([1]);
     clockMs += 500;
     expect(round()).toEqual([]);
+  });
+
+  it("forgets what it remembered of partitions the catalogue no longer holds", () => {
+    const { tenure, round, reconciler } = setup();
+    expect(round()).toEqual([0, 1, 2]);
+    expect(reconciler.settledCount()).toBe(3);
+    // Partition 2 deleted (a volume deleted or shrunk): forgotten within a period.
+    tenure.records.delete(partitionKey(record(2)));
+    const startMs = clockMs;
+    for (clockMs += 500; clockMs <= startMs + settledRecheckMs; clockMs += 500) round();
+    expect(reconciler.settledCount()).toBe(2);
   });
 
   it("decides every round a partition with learners (their progress is timed)", () => {
