@@ -11,6 +11,13 @@
 // partition is sent the new replica set until it answers once (or answers that it holds
 // nothing, NotFound), then never again unless it restarts (tenure.ts, forgetConfigured).
 //
+// The primary's reports show the epoch its replica is configured in: a primary that
+// acknowledged the record's epoch and still reports an older one configureVerifyMs
+// later (`outOfStep`) has lost its configuration and is pushed again at once. Other
+// members report nothing of their own; a restart or a return from silence is seen by
+// membership (tenure.ts, forgetConfigured), and a secondary that cannot follow shows
+// as a stall in its primary's report (decisions.ts).
+//
 // Failure model: a request that fails or times out is retried on a later round; its
 // failure is logged once per replica and epoch. An answer that arrives after the
 // tenure ended is dropped.
@@ -19,8 +26,19 @@ import { BallastError, ErrorCode, subjects } from "@ballast/protocol";
 import type { Service } from "@ballast/runtime";
 import type { Catalogue } from "./catalogue.ts";
 import { now } from "./clock.ts";
-import { configureDeadlineMs, configureRefreshMs, configuresInflightMax } from "./constants.ts";
-import { membersOf, type PartitionRecord, volumeIdOf, votingSecondaries } from "./decisions.ts";
+import {
+  configureDeadlineMs,
+  configureRefreshMs,
+  configuresInflightMax,
+  configureVerifyMs,
+} from "./constants.ts";
+import {
+  membersOf,
+  type PartitionRecord,
+  type Report,
+  volumeIdOf,
+  votingSecondaries,
+} from "./decisions.ts";
 import { partitionKey } from "./leases.ts";
 import { spreadMs } from "./reconciler.ts";
 import type { Tenure, Tenures } from "./tenure.ts";
@@ -52,13 +70,16 @@ export class Configurer {
       tenure.configured.set(key, nodes);
     }
     const nowMs = now();
+    const report = tenure.leases.reportOf(record, nowMs);
     const sending: Promise<void>[] = [];
     for (const node of new Set([...members, ...nodes.keys()])) {
       if (!alive.has(node) || tenure.configuring.has(`${key}@${node}`)) continue;
       const member = members.includes(node);
       const last = nodes.get(node);
       if (!member && last === undefined) continue;
-      const current = last?.epoch === record.epoch;
+      const current =
+        last?.epoch === record.epoch &&
+        !(node === record.primary && outOfStep(record, report, last, nowMs));
       if (current && (!member || !refreshDue(`${key}@${node}`, last.atMs, nowMs))) continue;
       if (tenure.configuring.size >= configuresInflightMax) break;
       sending.push(this.send(tenure, record, node, member, sleds));
@@ -80,6 +101,15 @@ export class Configurer {
       if (!alive.has(node)) continue;
       if (nodes.get(node)?.epoch !== record.epoch) return false;
       if (tenure.configuring.has(`${key}@${node}`)) return false;
+    }
+    const nowMs = now();
+    const primary = nodes.get(record.primary);
+    if (
+      alive.has(record.primary) &&
+      primary !== undefined &&
+      outOfStep(record, tenure.leases.reportOf(record, nowMs), primary, nowMs)
+    ) {
+      return false;
     }
     for (const [node, last] of nodes) {
       if (members.includes(node) || !alive.has(node)) continue;
@@ -162,4 +192,22 @@ export class Configurer {
  */
 export function refreshDue(member: string, atMs: number, nowMs: number): boolean {
   return nowMs - atMs >= spreadMs(member, configureRefreshMs);
+}
+
+/**
+ * Whether the primary, which acknowledged the record's epoch at `acknowledged.atMs`,
+ * still reports an older one configureVerifyMs later: it has lost its configuration.
+ */
+export function outOfStep(
+  record: PartitionRecord,
+  report: Report | undefined,
+  acknowledged: { epoch: number; atMs: number },
+  nowMs: number,
+): boolean {
+  return (
+    report !== undefined &&
+    report.epoch < record.epoch &&
+    acknowledged.epoch === record.epoch &&
+    nowMs - acknowledged.atMs >= configureVerifyMs
+  );
 }

@@ -49,6 +49,14 @@ export const settledRecheckMs = 60_000;
  */
 export const configureRefreshMs = 300_000;
 
+/**
+ * A primary whose reports still show an older epoch this long after it acknowledged
+ * the record's has lost its configuration (configurer.ts): it is pushed again at once,
+ * not at the next refresh. Several report intervals (headnodeReportIntervalMs, 500 ms)
+ * and more than reportAgeMsMax, so a report sent before the acknowledgement never counts.
+ */
+export const configureVerifyMs = 5000;
+
 /** How long a configure request to a head node may take. */
 export const configureDeadlineMs = 2000;
 

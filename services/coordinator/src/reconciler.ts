@@ -134,10 +134,22 @@ export function spreadMs(key: string, periodMs: number): number {
 /**
  * Whether a `keep` for this record may be remembered (see the module header): no
  * learners or joiners (their progress is judged against time), no recently dropped
- * nodes to avoid (they expire with time).
+ * nodes to avoid (they expire with time), no primary reporting an older epoch (whether
+ * it must be configured again depends on time).
  */
-export function settleable(record: PartitionRecord, avoiding: boolean): boolean {
-  return (record.learners ?? []).length === 0 && (record.joining ?? []).length === 0 && !avoiding;
+export function settleable(
+  record: PartitionRecord,
+  avoiding: boolean,
+  report: Report | undefined,
+): boolean {
+  return (
+    (record.learners ?? []).length === 0 &&
+    (record.joining ?? []).length === 0 &&
+    !avoiding &&
+    // A primary that reports an older epoch than the record's is out of step until a
+    // report says otherwise: configurer.ts pushes it again if that lasts (`outOfStep`).
+    (report === undefined || report.epoch >= record.epoch)
+  );
 }
 
 /** What a `keep` decided at `nowMs` on `inputs` remembers (see `settledCheck`). */
@@ -297,7 +309,10 @@ export class Reconciler {
         configurer.configure(tenure, record, alive, sleds);
         // Remembered once every member has its configuration (sends still in flight or
         // failed leave it to be decided, and configured, again next round).
-        if (settleable(record, avoid.size > 0) && configurer.current(tenure, record, alive)) {
+        if (
+          settleable(record, avoid.size > 0, report) &&
+          configurer.current(tenure, record, alive)
+        ) {
           const inputs = {
             revision: entry.revision,
             volume,

@@ -223,6 +223,30 @@ describe("Reconciler: deciding only what changed", () => {
     expect(reconciler.settledCount()).toBe(2);
   });
 
+  it("decides every round a partition whose primary reports an older epoch", () => {
+    const { tenure, alive, round } = setup();
+    tenure.leases.onNodeReport(
+      { node: "head-1", primaries: [{ ...report(0, 3), epoch: 0 }] },
+      (_, partition) => record(partition),
+      new Set(alive),
+      clockMs,
+    );
+    expect(round()).toEqual([0, 1, 2]);
+    clockMs += 500;
+    expect(round()).toEqual([0]);
+    // Its report catches up: settled.
+    tenure.leases.onNodeReport(
+      { node: "head-1", primaries: [report(0, 3)] },
+      (_, partition) => record(partition),
+      new Set(alive),
+      clockMs,
+    );
+    clockMs += 500;
+    expect(round()).toEqual([0]);
+    clockMs += 500;
+    expect(round()).toEqual([]);
+  });
+
   it("decides every round a partition with learners (their progress is timed)", () => {
     const { tenure, alive, round } = setup();
     alive.add("head-3");
