@@ -14,9 +14,12 @@
 // gave up or died in) are confirmed the same way, with the same grace, and dropped on
 // every partition through `snapshots` (snapshots.ts).
 //
-// Idle cost (issue 14): a pass reads the volumes, their snapshot records and their
-// checkpoint pointers from the KV store, fresh (a pointer is what keeps a blob: one
-// read late could let a new checkpoint's blob look orphaned), but not the partition
+// Idle cost (issue 14): a pass reads the volumes and their snapshot records from the KV
+// store. It reads a volume's checkpoint pointers only if they may have changed since it
+// last read them: a pointer is what keeps a blob, so one read late could let a new
+// checkpoint's blob look orphaned, and the proof of "unchanged" is a watch that has
+// delivered a mark written at the start of this pass (catalogue-changes.ts,
+// PointerChanges); without that proof every pointer is read. It reads no partition
 // records: it takes them from the leader's own copy (tenure.ts), which only this
 // leader writes during its tenure, leaving out any whose write is in flight or unclear
 // (they forget no pointer this pass). A checkpoint's header is read from a sled once
@@ -50,6 +53,7 @@ import {
   idOfVolume,
   type VolumeRecord,
 } from "./catalogue.ts";
+import type { PointerChanges, PointerVersions } from "./catalogue-changes.ts";
 import { now } from "./clock.ts";
 import {
   sweepDeletesPerPassMax,
@@ -82,6 +86,8 @@ export interface SweeperOptions {
   catalogue: Pick<Catalogue, "volumes" | "checkpoints" | "forgetCheckpoint" | "snapshots">;
   heartbeats: Pick<Heartbeats, "list" | "listening">;
   tenures: Tenures;
+  /** Changes to checkpoint pointers; without it every pass reads every pointer. */
+  pointers?: Pick<PointerChanges, "sync">;
   /** Drops snapshot ids no record names; without it they are only counted. */
   snapshots?: Pick<Snapshots, "creatingIds" | "dropUnrecorded">;
   graceMs?: number;
@@ -108,6 +114,8 @@ export class Sweeper {
   private running = false;
   /** Headers read by earlier passes, by `headerCacheKey`, while their pointer is recorded. */
   private headers = new Map<string, CheckpointHeader>();
+  /** Pointers read by earlier passes, by volume name, with the count they were read at. */
+  private pointers = new Map<string, PointerRead>();
   private readonly status: SweepStatus = {
     passes: 0,
     objectsFreed: 0,
@@ -158,9 +166,20 @@ export class Sweeper {
     const orphans: SweepTarget[] = [];
     const records = settledRecords(tenure);
     const headers = { kept: new Map<string, CheckpointHeader>(), chunks: 0 };
+    // Before the volumes are listed: what they hold is read after the mark.
+    const versions = await this.options.pointers
+      ?.sync(sweepRequestDeadlineMs)
+      .catch(() => undefined);
+    const pointersRead = new Map<string, PointerRead>();
     for (const volume of await catalogue.volumes()) {
       if (tenures.current() !== tenure) return;
-      const swept = await this.readVolume(volume, records.get(volume.name) ?? [], headers);
+      const pointers = await this.pointersOf(volume, versions, pointersRead);
+      const swept = await this.readVolume(
+        volume,
+        pointers,
+        records.get(volume.name) ?? [],
+        headers,
+      );
       volumesById.set(swept.volumeId, volume);
       const recordedIds = new Set(
         (await catalogue.snapshots(volume.name))
@@ -185,8 +204,10 @@ export class Sweeper {
         if (inventory !== undefined) orphans.push(...orphansOn(sled, swept, inventory));
       }
     }
-    // Headers of pointers no longer recorded are dropped with them.
+    // Headers of pointers no longer recorded are dropped with them, and pointers with
+    // their volumes.
     this.headers = headers.kept;
+    this.pointers = pointersRead;
     const due = confirmations.confirm(orphans, now());
     this.status.orphansWaiting = confirmations.waiting - due.length;
     for (const target of due.slice(0, sweepDeletesPerPassMax)) {
@@ -210,12 +231,12 @@ export class Sweeper {
    */
   private async readVolume(
     volume: VolumeRecord,
+    pointers: ReadonlyMap<number, ReadonlyMap<string, CheckpointPointer>>,
     records: readonly PartitionRecord[],
     headers: { kept: Map<string, CheckpointHeader>; chunks: number },
   ): Promise<SweptVolume> {
     const { catalogue, service } = this.options;
     const volumeId = idOfVolume(volume);
-    const pointers = await catalogue.checkpoints(volume.name);
     for (const record of records) {
       const recorded = pointers.get(record.partition);
       if (volumeIdOf(record) !== volumeId || recorded === undefined) continue;
@@ -254,6 +275,34 @@ export class Sweeper {
       partitions.set(partition, state);
     }
     return { name: volume.name, volumeId, partitions };
+  }
+
+  /**
+   * A volume's recorded pointers: those an earlier pass read if the watch proves none
+   * changed since (`versions`, of a mark written at the start of this pass), else read
+   * from the store now. Records what it used in `used`.
+   */
+  private async pointersOf(
+    volume: VolumeRecord,
+    versions: PointerVersions | undefined,
+    used: Map<string, PointerRead>,
+  ): Promise<ReadonlyMap<number, ReadonlyMap<string, CheckpointPointer>>> {
+    const previous = this.pointers.get(volume.name);
+    const count = versions?.counts.get(volume.name) ?? 0;
+    if (
+      versions !== undefined &&
+      previous !== undefined &&
+      previous.generation === versions.generation &&
+      previous.count === count
+    ) {
+      used.set(volume.name, previous);
+      return previous.pointers;
+    }
+    const pointers = await this.options.catalogue.checkpoints(volume.name);
+    if (versions !== undefined) {
+      used.set(volume.name, { generation: versions.generation, count, pointers });
+    }
+    return pointers;
   }
 
   /** A checkpoint's header from the first of its sleds that returns it. */
@@ -428,4 +477,11 @@ export function settledRecords(tenure: Tenure): Map<string, PartitionRecord[]> {
     byVolume.set(entry.value.volume, list);
   }
   return byVolume;
+}
+
+/** A volume's pointers as a pass read them, and the watch's count they were read at. */
+interface PointerRead {
+  generation: number;
+  count: number;
+  pointers: ReadonlyMap<number, ReadonlyMap<string, CheckpointPointer>>;
 }

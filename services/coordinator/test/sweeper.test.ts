@@ -6,6 +6,7 @@ import { BallastError, crc32c, ErrorCode, type Message, subjects } from "@ballas
 import { Packr } from "msgpackr";
 import { expect, test } from "vitest";
 import { Catalogue, keys } from "../src/catalogue.ts";
+import type { PointerVersions } from "../src/catalogue-changes.ts";
 import type { PartitionRecord } from "../src/decisions.ts";
 import { partitionKey } from "../src/leases.ts";
 import type { Member } from "../src/membership.ts";
@@ -108,7 +109,10 @@ class FakeSnapshots {
   }
 }
 
-async function harness(members: Partial<PartitionRecord> = {}) {
+async function harness(
+  members: Partial<PartitionRecord> = {},
+  pointers?: { sync(): Promise<PointerVersions | undefined> },
+) {
   const store = new FakeStore();
   const catalogue = new Catalogue(store);
   store.put(keys.volume(name), {
@@ -160,6 +164,7 @@ async function harness(members: Partial<PartitionRecord> = {}) {
     tenures: { held: current, current },
     snapshots,
     graceMs: 0,
+    ...(pointers === undefined ? {} : { pointers }),
   });
   /** Stores a checkpoint blob on the sled and records its pointer. */
   const checkpoint = async (
@@ -332,4 +337,41 @@ test("a checkpoint's header is read once while its pointer stays recorded", asyn
   expect(reads()).toBe(6);
   expect([...sled.blobs.keys()].sort()).toEqual([blobKey("a", 10), blobKey("b", 12)]);
   expect([...sled.chunks].sort()).toEqual([chunkId(1), chunkId(3), chunkId(5)]);
+});
+
+test("a volume's pointers are read again only when the watch counted a change before this pass's mark", async () => {
+  let versions: PointerVersions | undefined = { generation: 1, counts: new Map([[name, 4]]) };
+  const { sled, sweeper, catalogue, checkpoint } = await harness(
+    {},
+    { sync: async () => versions },
+  );
+  let reads = 0;
+  const checkpoints = catalogue.checkpoints.bind(catalogue);
+  catalogue.checkpoints = (volume: string) => {
+    reads++;
+    return checkpoints(volume);
+  };
+  await checkpoint("a", 10, 5, [1]);
+  await checkpoint("b", 9, 5, [1]);
+  for (const number of [1, 2]) sled.chunks.add(chunkId(number));
+  await sweeper.sweep();
+  await sweeper.sweep();
+  expect(reads).toBe(1);
+  expect([...sled.chunks]).toEqual([chunkId(1)]);
+  // b records a new checkpoint (its blob is on the sled before its pointer): counted,
+  // so read again, and its blob is kept.
+  await checkpoint("b", 12, 6, [1, 5]);
+  versions = { generation: 1, counts: new Map([[name, 5]]) };
+  await sweeper.sweep();
+  await sweeper.sweep();
+  expect(reads).toBe(2);
+  expect([...sled.blobs.keys()].sort()).toEqual([blobKey("a", 10), blobKey("b", 12)]);
+  // A new watch generation, or no proof at all: read again.
+  versions = { generation: 2, counts: new Map([[name, 5]]) };
+  await sweeper.sweep();
+  expect(reads).toBe(3);
+  versions = undefined;
+  await sweeper.sweep();
+  await sweeper.sweep();
+  expect(reads).toBe(5);
 });
