@@ -77,3 +77,162 @@ export class CatalogueChanges {
     }
   }
 }
+
+// Change detection for the orphan sweep's checkpoint pointers (sweeper.ts). A pointer
+// is what keeps a checkpoint blob, so a pass must see every pointer recorded before it
+// began: a count that merely has not moved yet (a watch running late) is no proof. So
+// the sweep writes a mark (`pointerMarkKey`, in the same watched key space) and waits
+// until this watch delivers it: a watch delivers in the store's order, so every pointer
+// change before the mark has been counted by then. A volume whose count has not moved
+// between two marks holds the pointers a read after the first returned.
+//
+// Failure model: a watch that ends or fails is started again after watchRetryMs, with
+// a new generation (counts of different generations are never compared); a mark not
+// delivered within the deadline, or no watch, makes the sweep read every pointer.
+
+/** The key the sweep writes to learn how far the pointer watch has delivered. */
+export const pointerMarkKey = "checkpoint._mark";
+
+/** Pointer changes by volume as of a delivered mark (`PointerChanges.sync`). */
+export interface PointerVersions {
+  generation: number;
+  /** Changes to the volume's pointers counted by this generation's watch. */
+  counts: ReadonlyMap<string, number>;
+}
+
+/** The KV watch the pointer detector needs: keys and revisions of changes. */
+export type KeyWatch = (options: {
+  key: string;
+  include: "updates";
+  headers_only: boolean;
+}) => Promise<AsyncIterable<{ key: string; revision: number }> & { stop(): void }>;
+
+/** The writes the mark needs (the control store's). */
+export interface MarkStore {
+  get(key: string): Promise<{ revision: number } | null>;
+  create(key: string, value: Uint8Array): Promise<number>;
+  update(key: string, value: Uint8Array, revision: number): Promise<number>;
+}
+
+export class PointerChanges {
+  private counts = new Map<string, number>();
+  private generation = 0;
+  private live = false;
+  private delivered = Number.NEGATIVE_INFINITY;
+  private waiters: {
+    revision: number;
+    resolve: (versions: PointerVersions | undefined) => void;
+  }[] = [];
+  private watching: { stop(): void } | undefined;
+  private closed = false;
+
+  constructor(
+    private readonly watch: KeyWatch,
+    private readonly store: MarkStore,
+    private readonly logger: Pick<Logger, "warn">,
+    private readonly retryMs = watchRetryMs,
+  ) {}
+
+  start(): void {
+    void this.follow();
+  }
+
+  close(): void {
+    this.closed = true;
+    this.live = false;
+    this.watching?.stop();
+    this.settleWaiters();
+  }
+
+  /**
+   * Writes a mark and waits (at most `deadlineMs`) until the watch delivers it; the
+   * counts then hold every pointer change the store took before the mark. Undefined
+   * when not watching, or when the mark was not delivered in time.
+   */
+  async sync(deadlineMs: number): Promise<PointerVersions | undefined> {
+    if (!this.live) return undefined;
+    const generation = this.generation;
+    const revision = await this.mark();
+    if (!this.live || generation !== this.generation) return undefined;
+    if (this.delivered >= revision) return this.versions();
+    let timer: NodeJS.Timeout | undefined;
+    const versions = await new Promise<PointerVersions | undefined>((resolve) => {
+      this.waiters.push({ revision, resolve });
+      timer = setTimeout(() => resolve(undefined), deadlineMs);
+    }).finally(() => clearTimeout(timer));
+    return versions?.generation === generation ? versions : undefined;
+  }
+
+  private versions(): PointerVersions {
+    return { generation: this.generation, counts: new Map(this.counts) };
+  }
+
+  private async mark(): Promise<number> {
+    const value = new TextEncoder().encode(JSON.stringify({ atMs: Date.now() }));
+    for (let attempt = 0; ; attempt++) {
+      const current = await this.store.get(pointerMarkKey);
+      try {
+        return current === null
+          ? await this.store.create(pointerMarkKey, value)
+          : await this.store.update(pointerMarkKey, value, current.revision);
+      } catch (error) {
+        // Another leader's mark landed in between: read it again (a few times at most).
+        if (attempt >= 2) throw error;
+      }
+    }
+  }
+
+  /**
+   * Resolves every waiter whose mark has been delivered with the counts as of now; when
+   * the watch has ended, every waiter with none (its mark may never come).
+   */
+  private settleWaiters(): void {
+    const waiting = this.waiters;
+    this.waiters = [];
+    for (const waiter of waiting) {
+      if (!this.live) waiter.resolve(undefined);
+      else if (waiter.revision > this.delivered) this.waiters.push(waiter);
+      else waiter.resolve(this.versions());
+    }
+  }
+
+  private async follow(): Promise<void> {
+    while (!this.closed) {
+      try {
+        const changes = await this.watch({
+          key: "checkpoint.>",
+          include: "updates",
+          headers_only: true,
+        });
+        this.watching = changes;
+        if (this.closed) changes.stop();
+        this.generation++;
+        this.counts = new Map();
+        this.delivered = Number.NEGATIVE_INFINITY;
+        this.live = true;
+        try {
+          for await (const change of changes) {
+            if (change.key === pointerMarkKey) {
+              this.delivered = Math.max(this.delivered, change.revision);
+              this.settleWaiters();
+              continue;
+            }
+            const volume = change.key.split(".")[1];
+            if (volume !== undefined) this.counts.set(volume, (this.counts.get(volume) ?? 0) + 1);
+          }
+        } finally {
+          this.live = false;
+          this.watching = undefined;
+          // Waiters of this generation get no counts: they read every pointer.
+          this.settleWaiters();
+        }
+      } catch (error) {
+        this.logger.warn(
+          { key: "checkpoint.>", error: (error as Error).message },
+          "checkpoint pointer watch failed; the sweep reads every pointer meanwhile",
+        );
+      }
+      if (!this.closed) await new Promise((resolve) => setTimeout(resolve, this.retryMs));
+    }
+  }
+}

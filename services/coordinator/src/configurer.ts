@@ -5,9 +5,18 @@
 //
 // Each member is sent the record (secondaries = votingSecondaries, learners with the
 // primary's checkpoint pointer, the volume's incarnation, `leased` for the primary)
-// when its epoch changed and every configureRefreshMs. A node that has left the
+// when its epoch changed and, as a safety net, once its configuration is older than its
+// own point of the configureRefreshMs period (`refreshDue`: spread, so the refreshes of
+// members configured together are not due together). A node that has left the
 // partition is sent the new replica set until it answers once (or answers that it holds
 // nothing, NotFound), then never again unless it restarts (tenure.ts, forgetConfigured).
+//
+// The primary's reports show the epoch its replica is configured in: a primary that
+// acknowledged the record's epoch and still reports an older one configureVerifyMs
+// later (`outOfStep`) has lost its configuration and is pushed again at once. Other
+// members report nothing of their own; a restart or a return from silence is seen by
+// membership (tenure.ts, forgetConfigured), and a secondary that cannot follow shows
+// as a stall in its primary's report (decisions.ts).
 //
 // Failure model: a request that fails or times out is retried on a later round; its
 // failure is logged once per replica and epoch. An answer that arrives after the
@@ -17,9 +26,21 @@ import { BallastError, ErrorCode, subjects } from "@ballast/protocol";
 import type { Service } from "@ballast/runtime";
 import type { Catalogue } from "./catalogue.ts";
 import { now } from "./clock.ts";
-import { configureDeadlineMs, configureRefreshMs, configuresInflightMax } from "./constants.ts";
-import { membersOf, type PartitionRecord, volumeIdOf, votingSecondaries } from "./decisions.ts";
+import {
+  configureDeadlineMs,
+  configureRefreshMs,
+  configuresInflightMax,
+  configureVerifyMs,
+} from "./constants.ts";
+import {
+  membersOf,
+  type PartitionRecord,
+  type Report,
+  volumeIdOf,
+  votingSecondaries,
+} from "./decisions.ts";
 import { partitionKey } from "./leases.ts";
+import { spreadMs } from "./reconciler.ts";
 import type { Tenure, Tenures } from "./tenure.ts";
 
 export class Configurer {
@@ -49,14 +70,17 @@ export class Configurer {
       tenure.configured.set(key, nodes);
     }
     const nowMs = now();
+    const report = tenure.leases.reportOf(record, nowMs);
     const sending: Promise<void>[] = [];
     for (const node of new Set([...members, ...nodes.keys()])) {
       if (!alive.has(node) || tenure.configuring.has(`${key}@${node}`)) continue;
       const member = members.includes(node);
       const last = nodes.get(node);
       if (!member && last === undefined) continue;
-      const current = last?.epoch === record.epoch;
-      if (current && (!member || nowMs - last.atMs < configureRefreshMs)) continue;
+      const current =
+        last?.epoch === record.epoch &&
+        !(node === record.primary && outOfStep(record, report, last, nowMs));
+      if (current && (!member || !refreshDue(`${key}@${node}`, last.atMs, nowMs))) continue;
       if (tenure.configuring.size >= configuresInflightMax) break;
       sending.push(this.send(tenure, record, node, member, sleds));
     }
@@ -77,6 +101,15 @@ export class Configurer {
       if (!alive.has(node)) continue;
       if (nodes.get(node)?.epoch !== record.epoch) return false;
       if (tenure.configuring.has(`${key}@${node}`)) return false;
+    }
+    const nowMs = now();
+    const primary = nodes.get(record.primary);
+    if (
+      alive.has(record.primary) &&
+      primary !== undefined &&
+      outOfStep(record, tenure.leases.reportOf(record, nowMs), primary, nowMs)
+    ) {
+      return false;
     }
     for (const [node, last] of nodes) {
       if (members.includes(node) || !alive.has(node)) continue;
@@ -149,4 +182,32 @@ export class Configurer {
       if (this.tenures.held() === tenure) tenure.configuring.delete(inflightKey);
     }
   }
+}
+
+/**
+ * Whether a member configured at `atMs` is due for the safety-net refresh at `nowMs`:
+ * after its own point of the configureRefreshMs period (`spreadMs` of `member`, the
+ * partition key and node), so members acknowledged in one burst (a new leader's first
+ * pass) are refreshed over half a period, not in one round.
+ */
+export function refreshDue(member: string, atMs: number, nowMs: number): boolean {
+  return nowMs - atMs >= spreadMs(member, configureRefreshMs);
+}
+
+/**
+ * Whether the primary, which acknowledged the record's epoch at `acknowledged.atMs`,
+ * still reports an older one configureVerifyMs later: it has lost its configuration.
+ */
+export function outOfStep(
+  record: PartitionRecord,
+  report: Report | undefined,
+  acknowledged: { epoch: number; atMs: number },
+  nowMs: number,
+): boolean {
+  return (
+    report !== undefined &&
+    report.epoch < record.epoch &&
+    acknowledged.epoch === record.epoch &&
+    nowMs - acknowledged.atMs >= configureVerifyMs
+  );
 }

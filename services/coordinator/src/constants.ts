@@ -30,13 +30,32 @@ export const catalogueRereadMsMax = 60_000;
 export const watchRetryMs = 1000;
 
 /**
- * Configuration is pushed again to every member at least this often, as a safety net:
- * a new epoch is pushed at once, and a member that restarts or comes back from silence
- * is pushed again as membership sees it (tenure.ts, forgetConfigured). Slow, since every
- * partition's members are refreshed: at 5 s, 1,000 partitions cost 400 configures a
- * second on an idle cluster.
+ * A partition whose last decision was `keep` is decided again when an input of that
+ * decision changes (reconciler.ts); at the latest after this long all the same, as a
+ * safety net, each partition at its own point in the second half of the period so that
+ * no round decides every partition (1,000 partitions: about 20 decisions a second).
  */
-export const configureRefreshMs = 30_000;
+export const settledRecheckMs = 60_000;
+
+/**
+ * Configuration is pushed again to every member at least this often, as a safety net
+ * only: a new epoch is pushed at once, and a member that restarts or comes back from
+ * silence is pushed again as membership sees it (tenure.ts, forgetConfigured); a head
+ * node drops a replica's configuration only when told to (a delete). Each member is due
+ * at its own point in the second half of the period, and only when its partition is
+ * decided (at least every settledRecheckMs), so the refresh is a trickle, not a burst:
+ * 1,000 partitions of 2 replicas cost about 9 configures a second at 300 s (67 at 30 s,
+ * 400 at 5 s).
+ */
+export const configureRefreshMs = 300_000;
+
+/**
+ * A primary whose reports still show an older epoch this long after it acknowledged
+ * the record's has lost its configuration (configurer.ts): it is pushed again at once,
+ * not at the next refresh. Several report intervals (headnodeReportIntervalMs, 500 ms)
+ * and more than reportAgeMsMax, so a report sent before the acknowledgement never counts.
+ */
+export const configureVerifyMs = 5000;
 
 /** How long a configure request to a head node may take. */
 export const configureDeadlineMs = 2000;
@@ -107,6 +126,13 @@ export const sweepRequestDeadlineMs = 5000;
 
 /** Pages of a sled's chunk or blob listing one sweep pass reads, per volume. */
 export const sweepListPagesMax = 100;
+
+/**
+ * Chunk-table entries of checkpoint headers the sweep keeps between passes (a header
+ * is read once per recorded pointer while it fits; beyond, every pass reads it again):
+ * bounds the coordinator's memory at some tens of MiB.
+ */
+export const sweepHeaderCacheChunksMax = 200_000;
 
 /** Deletes one pass sends at most (one at a time); the rest wait for the next pass. */
 export const sweepDeletesPerPassMax = 1000;

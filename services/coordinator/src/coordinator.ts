@@ -36,7 +36,7 @@ import {
 import type { CommonConfig, ConfigOf, OptionSpecs, Served, Service } from "@ballast/runtime";
 import { Kvm } from "@nats-io/kv";
 import { Catalogue, type ControlStore } from "./catalogue.ts";
-import { CatalogueChanges } from "./catalogue-changes.ts";
+import { CatalogueChanges, type KeyWatch, PointerChanges } from "./catalogue-changes.ts";
 import { now } from "./clock.ts";
 import { Configurer } from "./configurer.ts";
 import {
@@ -150,6 +150,8 @@ interface Parts {
   snapshots: Snapshots;
   /** Watches the catalogue so that an idle one is not re-read (absent on a test store). */
   changes: CatalogueChanges | undefined;
+  /** Watches checkpoint pointers so that the sweep reads only changed ones (idem). */
+  pointers: PointerChanges | undefined;
 }
 
 export class Coordinator {
@@ -205,8 +207,10 @@ export class Coordinator {
     this.every(this.config.sweepIntervalMs, () => this.parts.sweeper.sweep());
     this.every(tickMs, () => this.parts.sleds.tick());
     this.parts.changes?.start();
+    this.parts.pointers?.start();
     this.service.onClose(async () => {
       this.parts.changes?.close();
+      this.parts.pointers?.close();
       for (const timer of this.timers) clearInterval(timer);
       await Promise.all((this.control ?? []).map((one) => one.stop()));
     });
@@ -218,6 +222,12 @@ export class Coordinator {
     const catalogue = new Catalogue(kv);
     const changes =
       kv.watch === undefined ? undefined : new CatalogueChanges(kv.watch.bind(kv), service.logger);
+    // ControlStore types its watch for counting only; JetStream KV's yields each entry's
+    // key and revision, which the pointer watch reads.
+    const pointers =
+      kv.watch === undefined
+        ? undefined
+        : new PointerChanges(kv.watch.bind(kv) as unknown as KeyWatch, kv, service.logger);
     const leadership = new Leadership({
       kv,
       nodeId: service.nodeId,
@@ -255,7 +265,15 @@ export class Coordinator {
     const reports = new Reports(catalogue, heartbeats, sleds);
     const status = new Status(service, heartbeats, volumes, sleds);
     const snapshots = new Snapshots({ service, catalogue, members: heartbeats });
-    const sweeper = new Sweeper({ service, catalogue, heartbeats, tenures, graceMs, snapshots });
+    const sweeper = new Sweeper({
+      service,
+      catalogue,
+      heartbeats,
+      tenures,
+      graceMs,
+      snapshots,
+      ...(pointers === undefined ? {} : { pointers }),
+    });
     return {
       catalogue,
       leadership,
@@ -268,6 +286,7 @@ export class Coordinator {
       sleds,
       snapshots,
       changes,
+      pointers,
     };
   }
 

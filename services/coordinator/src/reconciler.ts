@@ -22,11 +22,13 @@
 // learners or joiners, no drops to avoid — is not decided again until one of those
 // inputs changes: its record (revision), its volume, the live head nodes and sleds, the
 // report from its primary (compared by content: an idle primary reports the same every
-// time), or its configuration (a member restarted and must be configured again). None of
-// those inputs moves with time alone for such a partition (see `settledOn`). A full pass
-// over every partition runs every catalogueRefreshMs all the same, as a safety net and
-// for the configure refresh; so an idle cluster's reconcile costs a few comparisons per
-// partition a round, and one decision per partition every few seconds.
+// time), or its members' configuration (an acknowledgement, or a member restarted and
+// must be configured again). None of those inputs moves with time alone for such a
+// partition (see `settledCheck`). As a safety net, and for the slow configure refresh
+// (configurer.ts), a settled partition is decided again anyway once `settledRecheckMs`
+// has passed, each at its own point of that period (`spreadMs`), so no round decides
+// every partition at once: an idle cluster's reconcile costs a few comparisons per
+// partition a round, and one decision per partition a minute.
 
 import type { Logger } from "@ballast/runtime";
 import {
@@ -44,6 +46,7 @@ import {
   catalogueRereadMsMax,
   droppedNodeAvoidMs,
   learnerCatchUpMsMax,
+  settledRecheckMs,
 } from "./constants.ts";
 import {
   decidePartition,
@@ -68,6 +71,9 @@ export interface ReconcilerOptions {
   changes?: Pick<CatalogueChanges, "version">;
 }
 
+/** A member's acknowledged configuration, as the tenure holds it (`Tenure.configured`). */
+export type Acknowledged = { epoch: number; atMs: number };
+
 /**
  * What a partition's last `keep` was decided on. While every part is unchanged, the
  * decision is keep again: none of its other inputs (time, load, lease) can change it.
@@ -80,7 +86,31 @@ export interface Settled {
   /** The primary's report it was decided on, and its content. */
   report: Report | undefined;
   reportText: string;
+  /**
+   * The partition's configuration acknowledgements, by identity: the configurer and
+   * `forgetConfigured` replace an entry on every change, never edit one in place.
+   */
+  acknowledged: ReadonlyMap<string, Acknowledged> | undefined;
+  acks: readonly (readonly [string, Acknowledged])[];
+  /** When it is decided again whatever changed: the safety net (`settledRecheckMs`). */
+  dueAtMs: number;
 }
+
+/** A partition's inputs now, as `settledCheck` compares them. */
+export interface SettledInputs {
+  revision: number;
+  volume: VolumeRecord;
+  members: string;
+  report: Report | undefined;
+  acknowledged: ReadonlyMap<string, Acknowledged> | undefined;
+}
+
+/**
+ * What deciding the partition again could change: `settled` (nothing), `same-report`
+ * (nothing, and this report object is the remembered one's content: remember it to
+ * compare the next by identity), or `decide` (an input moved, or the safety net is due).
+ */
+export type SettledCheck = "settled" | "same-report" | "decide";
 
 /** The live head nodes and sleds as one comparable string. */
 export function membersKey(alive: ReadonlySet<string>, sleds: readonly string[]): string {
@@ -88,27 +118,69 @@ export function membersKey(alive: ReadonlySet<string>, sleds: readonly string[])
 }
 
 /**
- * Whether a `keep` for this record may be remembered (see the module header): no
- * learners or joiners (their progress is judged against time), no recently dropped
- * nodes to avoid (they expire with time).
+ * A point in [periodMs / 2, periodMs] fixed by `key`: periodic work keyed by partition
+ * or member is due at its own point of the period, not all in one round.
  */
-export function settleable(record: PartitionRecord, avoiding: boolean): boolean {
-  return (record.learners ?? []).length === 0 && (record.joining ?? []).length === 0 && !avoiding;
+export function spreadMs(key: string, periodMs: number): number {
+  // FNV-1a: cheap, and spreads similar keys ("vol/1", "vol/2") apart.
+  let hash = 0x811c9dc5;
+  for (let i = 0; i < key.length; i++) {
+    hash ^= key.charCodeAt(i);
+    hash = Math.imul(hash, 0x01000193);
+  }
+  return periodMs / 2 + ((hash >>> 0) / 0x1_0000_0000) * (periodMs / 2);
 }
 
-/** Whether the partition's inputs are those its remembered `keep` was decided on. */
-export function settledOn(
-  settled: Settled,
-  now: { revision: number; volume: VolumeRecord; members: string; report: Report | undefined },
+/**
+ * Whether a `keep` for this record may be remembered (see the module header): no
+ * learners or joiners (their progress is judged against time), no recently dropped
+ * nodes to avoid (they expire with time), no primary reporting an older epoch (whether
+ * it must be configured again depends on time).
+ */
+export function settleable(
+  record: PartitionRecord,
+  avoiding: boolean,
+  report: Report | undefined,
 ): boolean {
-  if (settled.revision !== now.revision || settled.volume !== now.volume) return false;
-  if (settled.members !== now.members) return false;
-  if (settled.report === now.report) return true;
+  return (
+    (record.learners ?? []).length === 0 &&
+    (record.joining ?? []).length === 0 &&
+    !avoiding &&
+    // A primary that reports an older epoch than the record's is out of step until a
+    // report says otherwise: configurer.ts pushes it again if that lasts (`outOfStep`).
+    (report === undefined || report.epoch >= record.epoch)
+  );
+}
+
+/** What a `keep` decided at `nowMs` on `inputs` remembers (see `settledCheck`). */
+export function settle(key: string, inputs: SettledInputs, nowMs: number): Settled {
+  return {
+    revision: inputs.revision,
+    volume: inputs.volume,
+    members: inputs.members,
+    report: inputs.report,
+    reportText: reportText(inputs.report),
+    acknowledged: inputs.acknowledged,
+    acks: [...(inputs.acknowledged ?? [])],
+    dueAtMs: nowMs + spreadMs(key, settledRecheckMs),
+  };
+}
+
+/** Whether the partition must be decided again (pure: time is an argument). */
+export function settledCheck(settled: Settled, now: SettledInputs, nowMs: number): SettledCheck {
+  if (nowMs >= settled.dueAtMs) return "decide";
+  if (settled.revision !== now.revision || settled.volume !== now.volume) return "decide";
+  if (settled.members !== now.members) return "decide";
+  if (now.acknowledged !== settled.acknowledged) return "decide";
+  if (now.acknowledged !== undefined) {
+    if (now.acknowledged.size !== settled.acks.length) return "decide";
+    for (const [node, ack] of settled.acks) {
+      if (now.acknowledged.get(node) !== ack) return "decide";
+    }
+  }
+  if (settled.report === now.report) return "settled";
   // A new report: the same content (an idle primary) leaves the decision as it was.
-  const text = reportText(now.report);
-  if (text !== settled.reportText) return false;
-  settled.report = now.report;
-  return true;
+  return reportText(now.report) === settled.reportText ? "same-report" : "decide";
 }
 
 export function reportText(report: Report | undefined): string {
@@ -119,9 +191,15 @@ export class Reconciler {
   /** Partitions whose last decision was keep, of `settledTenure`. */
   private settled = new Map<string, Settled>();
   private settledTenure: Tenure | undefined;
-  private fullPassAtMs = Number.NEGATIVE_INFINITY;
+  /** When `settled` was last rid of partitions the leader's copy no longer holds. */
+  private prunedAtMs = Number.NEGATIVE_INFINITY;
 
   constructor(private readonly options: ReconcilerOptions) {}
+
+  /** How many partitions are remembered as settled (for tests). */
+  settledCount(): number {
+    return this.settled.size;
+  }
 
   /** Leader only: every partition decided on its own; nothing here awaits. */
   reconcile(): void {
@@ -140,10 +218,17 @@ export class Reconciler {
     }
     const alive = heartbeats.aliveHeadNodes();
     const sleds = heartbeats.aliveSleds();
-    if (this.settledTenure !== tenure || startMs - this.fullPassAtMs >= catalogueRefreshMs) {
+    if (this.settledTenure !== tenure) {
       this.settled = new Map();
       this.settledTenure = tenure;
-      this.fullPassAtMs = startMs;
+      this.prunedAtMs = startMs;
+    }
+    if (startMs - this.prunedAtMs >= settledRecheckMs) {
+      // Deleted partitions are never visited again: forget them once a period.
+      this.prunedAtMs = startMs;
+      for (const key of this.settled.keys()) {
+        if (!tenure.records.has(key)) this.settled.delete(key);
+      }
     }
     const members = membersKey(alive, sleds);
     let load: Map<string, Load> | undefined;
@@ -154,18 +239,27 @@ export class Reconciler {
       );
       return load;
     };
-    for (const entry of tenure.records.values()) {
-      const key = partitionKey(entry.value);
+    for (const [key, entry] of tenure.records) {
       const settled = this.settled.get(key);
       if (settled !== undefined) {
         const volume = tenure.volumes.get(entry.value.volume);
-        const report = tenure.leases.reportOf(entry.value, startMs);
-        if (
-          volume !== undefined &&
-          settledOn(settled, { revision: entry.revision, volume, members, report }) &&
-          this.options.configurer.current(tenure, entry.value, alive)
-        ) {
-          continue;
+        if (volume !== undefined) {
+          const check = settledCheck(
+            settled,
+            {
+              revision: entry.revision,
+              volume,
+              members,
+              report: tenure.leases.reportOf(entry.value, startMs),
+              acknowledged: tenure.configured.get(key),
+            },
+            startMs,
+          );
+          if (check === "same-report") {
+            settled.report = tenure.leases.reportOf(entry.value, startMs);
+            continue;
+          }
+          if (check === "settled") continue;
         }
         this.settled.delete(key);
       }
@@ -215,14 +309,18 @@ export class Reconciler {
         configurer.configure(tenure, record, alive, sleds);
         // Remembered once every member has its configuration (sends still in flight or
         // failed leave it to be decided, and configured, again next round).
-        if (settleable(record, avoid.size > 0) && configurer.current(tenure, record, alive)) {
-          this.settled.set(key, {
+        if (
+          settleable(record, avoid.size > 0, report) &&
+          configurer.current(tenure, record, alive)
+        ) {
+          const inputs = {
             revision: entry.revision,
             volume,
             members,
             report,
-            reportText: reportText(report),
-          });
+            acknowledged: tenure.configured.get(key),
+          };
+          this.settled.set(key, settle(key, inputs, nowMs));
         }
         return;
       case "unavailable":

@@ -14,6 +14,20 @@
 // gave up or died in) are confirmed the same way, with the same grace, and dropped on
 // every partition through `snapshots` (snapshots.ts).
 //
+// Idle cost (issue 14): a pass reads the volumes and their snapshot records from the KV
+// store. It reads a volume's checkpoint pointers only if they may have changed since it
+// last read them: a pointer is what keeps a blob, so one read late could let a new
+// checkpoint's blob look orphaned, and the proof of "unchanged" is a watch that has
+// delivered a mark written at the start of this pass (catalogue-changes.ts,
+// PointerChanges); without that proof every pointer is read. It reads no partition
+// records: it takes them from the leader's own copy (tenure.ts), which only this
+// leader writes during its tenure, leaving out any whose write is in flight or unclear
+// (they forget no pointer this pass). A checkpoint's header is read from a sled once
+// per pointer (blob key, size and creation time: keys are never reused, blobs never
+// rewritten) and kept while the pointer stays recorded, up to
+// `sweepHeaderCacheChunksMax` chunk entries in all; headers beyond that are read every
+// pass as before.
+//
 // Failure model: a header that no sled returns makes its partition keep everything
 // this pass; a sled that is down, or a listing that fails, is skipped (its orphans
 // start their grace again); a delete that fails is retried next pass; one that finds
@@ -39,14 +53,16 @@ import {
   idOfVolume,
   type VolumeRecord,
 } from "./catalogue.ts";
+import type { PointerChanges, PointerVersions } from "./catalogue-changes.ts";
 import { now } from "./clock.ts";
 import {
   sweepDeletesPerPassMax,
   sweepGraceMsDefault,
+  sweepHeaderCacheChunksMax,
   sweepListPagesMax,
   sweepRequestDeadlineMs,
 } from "./constants.ts";
-import { membersOf, volumeIdOf } from "./decisions.ts";
+import { membersOf, type PartitionRecord, volumeIdOf } from "./decisions.ts";
 import type { Heartbeats } from "./heartbeats.ts";
 import type { ChunkEntry } from "./purge.ts";
 import type { Snapshots } from "./snapshots.ts";
@@ -67,12 +83,11 @@ import type { Tenure, Tenures } from "./tenure.ts";
 
 export interface SweeperOptions {
   service: Pick<Service, "bus" | "logger">;
-  catalogue: Pick<
-    Catalogue,
-    "volumes" | "partitions" | "checkpoints" | "forgetCheckpoint" | "snapshots"
-  >;
+  catalogue: Pick<Catalogue, "volumes" | "checkpoints" | "forgetCheckpoint" | "snapshots">;
   heartbeats: Pick<Heartbeats, "list" | "listening">;
   tenures: Tenures;
+  /** Changes to checkpoint pointers; without it every pass reads every pointer. */
+  pointers?: Pick<PointerChanges, "sync">;
   /** Drops snapshot ids no record names; without it they are only counted. */
   snapshots?: Pick<Snapshots, "creatingIds" | "dropUnrecorded">;
   graceMs?: number;
@@ -97,6 +112,10 @@ export class Sweeper {
   private snapshotConfirmations: SweepConfirmations<UnrecordedSnapshot>;
   private confirmationsTenure: Tenure | undefined;
   private running = false;
+  /** Headers read by earlier passes, by `headerCacheKey`, while their pointer is recorded. */
+  private headers = new Map<string, CheckpointHeader>();
+  /** Pointers read by earlier passes, by volume name, with the count they were read at. */
+  private pointers = new Map<string, PointerRead>();
   private readonly status: SweepStatus = {
     passes: 0,
     objectsFreed: 0,
@@ -145,9 +164,22 @@ export class Sweeper {
       .filter((member) => member.kind === "sled" && member.alive)
       .map((member) => member.id);
     const orphans: SweepTarget[] = [];
+    const records = settledRecords(tenure);
+    const headers = { kept: new Map<string, CheckpointHeader>(), chunks: 0 };
+    // Before the volumes are listed: what they hold is read after the mark.
+    const versions = await this.options.pointers
+      ?.sync(sweepRequestDeadlineMs)
+      .catch(() => undefined);
+    const pointersRead = new Map<string, PointerRead>();
     for (const volume of await catalogue.volumes()) {
       if (tenures.current() !== tenure) return;
-      const swept = await this.readVolume(volume);
+      const pointers = await this.pointersOf(volume, versions, pointersRead);
+      const swept = await this.readVolume(
+        volume,
+        pointers,
+        records.get(volume.name) ?? [],
+        headers,
+      );
       volumesById.set(swept.volumeId, volume);
       const recordedIds = new Set(
         (await catalogue.snapshots(volume.name))
@@ -172,6 +204,10 @@ export class Sweeper {
         if (inventory !== undefined) orphans.push(...orphansOn(sled, swept, inventory));
       }
     }
+    // Headers of pointers no longer recorded are dropped with them, and pointers with
+    // their volumes.
+    this.headers = headers.kept;
+    this.pointers = pointersRead;
     const due = confirmations.confirm(orphans, now());
     this.status.orphansWaiting = confirmations.waiting - due.length;
     for (const target of due.slice(0, sweepDeletesPerPassMax)) {
@@ -189,16 +225,19 @@ export class Sweeper {
 
   /**
    * A live volume's recorded checkpoints, partition by partition; forgets the pointers
-   * of departed replicas on the way (they still count in this pass).
+   * of departed replicas on the way (they still count in this pass). `records` are the
+   * leader's settled records of the volume (`settledRecords`); `headers` collects the
+   * headers this pass used, to keep for the next.
    */
-  private async readVolume(volume: VolumeRecord): Promise<SweptVolume> {
+  private async readVolume(
+    volume: VolumeRecord,
+    pointers: ReadonlyMap<number, ReadonlyMap<string, CheckpointPointer>>,
+    records: readonly PartitionRecord[],
+    headers: { kept: Map<string, CheckpointHeader>; chunks: number },
+  ): Promise<SweptVolume> {
     const { catalogue, service } = this.options;
     const volumeId = idOfVolume(volume);
-    const [records, pointers] = await Promise.all([
-      catalogue.partitions(volume.name),
-      catalogue.checkpoints(volume.name),
-    ]);
-    for (const { value: record } of records) {
+    for (const record of records) {
       const recorded = pointers.get(record.partition);
       if (volumeIdOf(record) !== volumeId || recorded === undefined) continue;
       for (const { node, opNum } of departedPointers(membersOf(record), recorded)) {
@@ -212,13 +251,21 @@ export class Sweeper {
     }
     const partitions = new Map<number, PartitionCheckpoints>();
     for (const [partition, recorded] of pointers) {
-      const headers = new Map<string, CheckpointHeader>();
+      const read = new Map<string, CheckpointHeader>();
       for (const pointer of recorded.values()) {
-        const header = await this.headerOf(pointer);
+        const key = headerCacheKey(pointer);
+        const header = this.headers.get(key) ?? (await this.headerOf(pointer));
         if (header === undefined) break;
-        headers.set(pointer.blobKey, header);
+        read.set(pointer.blobKey, header);
+        if (
+          !headers.kept.has(key) &&
+          headers.chunks + header.chunks.length <= sweepHeaderCacheChunksMax
+        ) {
+          headers.kept.set(key, header);
+          headers.chunks += header.chunks.length;
+        }
       }
-      const state = partitionCheckpointsOf(volumeId, partition, recorded, headers);
+      const state = partitionCheckpointsOf(volumeId, partition, recorded, read);
       if (state.kind === "unreadable") {
         service.logger.warn(
           { volume: volume.name, partition, reason: state.reason },
@@ -228,6 +275,34 @@ export class Sweeper {
       partitions.set(partition, state);
     }
     return { name: volume.name, volumeId, partitions };
+  }
+
+  /**
+   * A volume's recorded pointers: those an earlier pass read if the watch proves none
+   * changed since (`versions`, of a mark written at the start of this pass), else read
+   * from the store now. Records what it used in `used`.
+   */
+  private async pointersOf(
+    volume: VolumeRecord,
+    versions: PointerVersions | undefined,
+    used: Map<string, PointerRead>,
+  ): Promise<ReadonlyMap<number, ReadonlyMap<string, CheckpointPointer>>> {
+    const previous = this.pointers.get(volume.name);
+    const count = versions?.counts.get(volume.name) ?? 0;
+    if (
+      versions !== undefined &&
+      previous !== undefined &&
+      previous.generation === versions.generation &&
+      previous.count === count
+    ) {
+      used.set(volume.name, previous);
+      return previous.pointers;
+    }
+    const pointers = await this.options.catalogue.checkpoints(volume.name);
+    if (versions !== undefined) {
+      used.set(volume.name, { generation: versions.generation, count, pointers });
+    }
+    return pointers;
   }
 
   /** A checkpoint's header from the first of its sleds that returns it. */
@@ -377,4 +452,36 @@ export class Sweeper {
       "deleted an orphan that no recorded checkpoint references",
     );
   }
+}
+
+/**
+ * What identifies a checkpoint blob's content: its key (node, op, session and upload
+ * number: never reused), size and creation time, so a header read once stands for it.
+ */
+export function headerCacheKey(pointer: CheckpointPointer): string {
+  return `${pointer.blobKey}|${pointer.bytes}|${pointer.createdAtMs}`;
+}
+
+/**
+ * The leader's partition records by volume name, leaving out those with a write in
+ * flight or unclear: the rest are what the store holds, since only this leader writes
+ * them during its tenure (every write is fenced by its term) and its copy takes each
+ * write it makes, and the records of a volume it creates, as they land.
+ */
+export function settledRecords(tenure: Tenure): Map<string, PartitionRecord[]> {
+  const byVolume = new Map<string, PartitionRecord[]>();
+  for (const [key, entry] of tenure.records) {
+    if (tenure.inflight.has(key) || tenure.unsure.has(key)) continue;
+    const list = byVolume.get(entry.value.volume) ?? [];
+    list.push(entry.value);
+    byVolume.set(entry.value.volume, list);
+  }
+  return byVolume;
+}
+
+/** A volume's pointers as a pass read them, and the watch's count they were read at. */
+interface PointerRead {
+  generation: number;
+  count: number;
+  pointers: ReadonlyMap<number, ReadonlyMap<string, CheckpointPointer>>;
 }

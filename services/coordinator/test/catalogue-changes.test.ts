@@ -1,7 +1,13 @@
 // The catalogue watch that lets an idle leader skip re-reading the catalogue.
 
 import { describe, expect, it } from "vitest";
-import { CatalogueChanges, type Watch } from "../src/catalogue-changes.ts";
+import {
+  CatalogueChanges,
+  type KeyWatch,
+  PointerChanges,
+  pointerMarkKey,
+  type Watch,
+} from "../src/catalogue-changes.ts";
 
 /** A watch whose changes the test pushes, and ends or fails at will. */
 class FakeWatches {
@@ -85,5 +91,126 @@ describe("CatalogueChanges", () => {
     changes.close();
     await settle();
     expect(watches.open.size).toBe(0);
+  });
+});
+
+/**
+ * A store whose writes go, in order, to one watch of the `checkpoint.>` keys; deliveries
+ * can be held back (a watch running late), and the watch ended.
+ */
+class FakePointerStore {
+  revision = 0;
+  readonly marks = new Map<string, number>();
+  held = false;
+  private queue: { key: string; revision: number }[] = [];
+  private waiting: ((result: IteratorResult<{ key: string; revision: number }>) => void)[] = [];
+  private ended = false;
+
+  readonly watch: KeyWatch = async () => {
+    this.ended = false;
+    this.queue = [];
+    return {
+      stop: () => this.end(),
+      [Symbol.asyncIterator]: () => ({
+        next: () => {
+          if (!this.held && this.queue.length > 0) {
+            return Promise.resolve({ done: false, value: this.queue.shift()! });
+          }
+          if (this.ended) return Promise.resolve({ done: true, value: undefined });
+          return new Promise((resolve) => this.waiting.push(resolve));
+        },
+      }),
+    };
+  };
+
+  /** A change to `key` (a pointer recorded or forgotten). */
+  change(key: string): number {
+    this.revision++;
+    this.queue.push({ key, revision: this.revision });
+    this.deliver();
+    return this.revision;
+  }
+
+  release(): void {
+    this.held = false;
+    this.deliver();
+  }
+
+  end(): void {
+    this.ended = true;
+    for (const resolve of this.waiting.splice(0)) resolve({ done: true, value: undefined });
+  }
+
+  async get(key: string) {
+    const revision = this.marks.get(key);
+    return revision === undefined ? null : { revision };
+  }
+  async create(key: string) {
+    const revision = this.change(key);
+    this.marks.set(key, revision);
+    return revision;
+  }
+  async update(key: string, _value: Uint8Array, previous: number) {
+    if (this.marks.get(key) !== previous) throw new Error("wrong last sequence");
+    return this.create(key);
+  }
+
+  private deliver(): void {
+    while (!this.held && this.queue.length > 0 && this.waiting.length > 0) {
+      this.waiting.shift()!({ done: false, value: this.queue.shift()! });
+    }
+  }
+}
+
+describe("PointerChanges", () => {
+  const logger = { warn: () => undefined };
+  const settle = () => new Promise((resolve) => setImmediate(resolve));
+
+  it("counts each volume's pointer changes up to a mark the watch has delivered", async () => {
+    const store = new FakePointerStore();
+    const changes = new PointerChanges(store.watch, store, logger, 1);
+    expect(await changes.sync(1000)).toBeUndefined(); // not watching yet
+    changes.start();
+    await settle();
+    store.change("checkpoint.a.0.head-1");
+    store.change("checkpoint.a.1.head-2");
+    store.change("checkpoint.b.0.head-1");
+    const first = await changes.sync(1000);
+    expect(first?.counts).toEqual(
+      new Map([
+        ["a", 2],
+        ["b", 1],
+      ]),
+    );
+    expect(await changes.sync(1000)).toEqual(first);
+    // A change the watch has not delivered yet: the mark after it waits for it.
+    store.held = true;
+    store.change("checkpoint.b.3.head-1");
+    const waiting = changes.sync(1000);
+    await settle();
+    store.release();
+    expect((await waiting)?.counts.get("b")).toBe(2);
+    expect(pointerMarkKey.split(".").length).toBe(2); // never a pointer's key
+    changes.close();
+  });
+
+  it("gives no counts for a mark not delivered in time, or when the watch ends", async () => {
+    const store = new FakePointerStore();
+    const changes = new PointerChanges(store.watch, store, logger, 1);
+    changes.start();
+    await settle();
+    const { generation } = (await changes.sync(1000))!;
+    store.held = true;
+    expect(await changes.sync(5)).toBeUndefined();
+    const waiting = changes.sync(1000);
+    await settle();
+    store.end();
+    expect(await waiting).toBeUndefined();
+    // Started again: a new generation, counting afresh.
+    store.held = false;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    const again = await changes.sync(1000);
+    expect(again?.generation).toBe(generation + 1);
+    changes.close();
   });
 });

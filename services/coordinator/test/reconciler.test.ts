@@ -1,15 +1,27 @@
 // The reconciler decides a partition again only when an input of its last `keep`
-// changed (issue 14: an idle cost flat in partitions), with a full pass every
-// catalogueRefreshMs as a safety net.
+// changed (issue 14: an idle cost flat in partitions), and each settled partition at
+// its own point of settledRecheckMs as a safety net.
 
 import { createLogger } from "@ballast/runtime";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import type { VolumeRecord } from "../src/catalogue.ts";
-import { Configurer } from "../src/configurer.ts";
-import { catalogueRefreshMs, catalogueRereadMsMax } from "../src/constants.ts";
+import { Configurer, refreshDue } from "../src/configurer.ts";
+import {
+  catalogueRefreshMs,
+  catalogueRereadMsMax,
+  configureRefreshMs,
+  settledRecheckMs,
+} from "../src/constants.ts";
 import type { PartitionRecord, Report } from "../src/decisions.ts";
 import { partitionKey } from "../src/leases.ts";
-import { membersKey, Reconciler, reportText, settledOn } from "../src/reconciler.ts";
+import {
+  membersKey,
+  Reconciler,
+  type SettledInputs,
+  settle,
+  settledCheck,
+  spreadMs,
+} from "../src/reconciler.ts";
 import { forgetConfigured, newTenure, type Tenure } from "../src/tenure.ts";
 
 const volume: VolumeRecord = {
@@ -94,7 +106,7 @@ function setup() {
     reconciler.reconcile();
     return [...decided].sort();
   };
-  return { tenure, alive, round };
+  return { tenure, alive, round, reconciler };
 }
 
 describe("Reconciler: deciding only what changed", () => {
@@ -151,13 +163,88 @@ describe("Reconciler: deciding only what changed", () => {
     expect(round()).toEqual([]);
   });
 
-  it("runs a full pass every catalogueRefreshMs all the same", () => {
-    const { round } = setup();
+  it("decides each settled partition again at its own point of settledRecheckMs", () => {
+    const { tenure, round } = setup();
     expect(round()).toEqual([0, 1, 2]);
-    clockMs += catalogueRefreshMs - 1;
+    const due = [0, 1, 2].map((partition) => ({
+      partition,
+      atMs: clockMs + spreadMs(partitionKey(record(partition)), settledRecheckMs),
+    }));
+    due.sort((a, b) => a.atMs - b.atMs);
+    // Nothing before the first is due, whatever the number of rounds.
+    const startMs = clockMs;
+    for (clockMs = startMs + 500; clockMs < due[0]!.atMs; clockMs += 500) {
+      expect(round()).toEqual([]);
+    }
+    // Then each exactly when it is due, not all in one round.
+    const decided: number[] = [];
+    for (; clockMs <= due[2]!.atMs + 500; clockMs += 500) {
+      const now = round();
+      for (const partition of now) {
+        const at = due.find((one) => one.partition === partition)!.atMs;
+        expect(clockMs).toBeGreaterThanOrEqual(at);
+        expect(clockMs - at).toBeLessThan(500);
+      }
+      decided.push(...now);
+    }
+    expect(decided.sort()).toEqual([0, 1, 2]);
+    expect(tenure.records.size).toBe(3);
+  });
+
+  it("decides a settled partition again when a member's configuration is acknowledged anew", () => {
+    const { tenure, round } = setup();
+    expect(round()).toEqual([0, 1, 2]);
+    clockMs += 500;
     expect(round()).toEqual([]);
-    clockMs += 1;
+    // A refresh acknowledged (a new entry, the same epoch): that partition only.
+    const nodes = tenure.configured.get(partitionKey(record(1)))!;
+    nodes.set("head-2", { epoch: 1, atMs: clockMs });
+    clockMs += 500;
+    expect(round()).toEqual([1]);
+    // A former member that holds nothing is forgotten: decided again too.
+    nodes.set("head-9", { epoch: 1, atMs: clockMs });
+    clockMs += 500;
+    expect(round()).toEqual([1]);
+    nodes.delete("head-9");
+    clockMs += 500;
+    expect(round()).toEqual([1]);
+    clockMs += 500;
+    expect(round()).toEqual([]);
+  });
+
+  it("forgets what it remembered of partitions the catalogue no longer holds", () => {
+    const { tenure, round, reconciler } = setup();
     expect(round()).toEqual([0, 1, 2]);
+    expect(reconciler.settledCount()).toBe(3);
+    // Partition 2 deleted (a volume deleted or shrunk): forgotten within a period.
+    tenure.records.delete(partitionKey(record(2)));
+    const startMs = clockMs;
+    for (clockMs += 500; clockMs <= startMs + settledRecheckMs; clockMs += 500) round();
+    expect(reconciler.settledCount()).toBe(2);
+  });
+
+  it("decides every round a partition whose primary reports an older epoch", () => {
+    const { tenure, alive, round } = setup();
+    tenure.leases.onNodeReport(
+      { node: "head-1", primaries: [{ ...report(0, 3), epoch: 0 }] },
+      (_, partition) => record(partition),
+      new Set(alive),
+      clockMs,
+    );
+    expect(round()).toEqual([0, 1, 2]);
+    clockMs += 500;
+    expect(round()).toEqual([0]);
+    // Its report catches up: settled.
+    tenure.leases.onNodeReport(
+      { node: "head-1", primaries: [report(0, 3)] },
+      (_, partition) => record(partition),
+      new Set(alive),
+      clockMs,
+    );
+    clockMs += 500;
+    expect(round()).toEqual([0]);
+    clockMs += 500;
+    expect(round()).toEqual([]);
   });
 
   it("decides every round a partition with learners (their progress is timed)", () => {
@@ -172,23 +259,63 @@ describe("Reconciler: deciding only what changed", () => {
     expect(round()).toEqual([0]);
   });
 
-  it("compares reports by content", () => {
+  it("compares reports by content, and every other input by identity", () => {
     const first = report(0, 3);
-    const settled = {
+    const acknowledged = new Map([
+      ["head-1", { epoch: 1, atMs: 0 }],
+      ["head-2", { epoch: 1, atMs: 0 }],
+    ]);
+    const inputs: SettledInputs = {
       revision: 1,
       volume,
       members: membersKey(new Set(["head-1"]), ["sled-1"]),
       report: first,
-      reportText: reportText(first),
+      acknowledged,
     };
-    const inputs = { revision: 1, volume, members: settled.members };
-    expect(settledOn(settled, { ...inputs, report: report(0, 3) })).toBe(true);
-    expect(settledOn(settled, { ...inputs, report: report(0, 4) })).toBe(false);
-    expect(settledOn(settled, { ...inputs, report: undefined })).toBe(false);
-    expect(settledOn(settled, { ...inputs, report: first, revision: 2 })).toBe(false);
+    const settled = settle("vol/0", inputs, 0);
+    const check = (changes: Partial<SettledInputs>, nowMs = 1) =>
+      settledCheck(settled, { ...inputs, ...changes }, nowMs);
+    expect(check({})).toBe("settled");
+    expect(check({ report: report(0, 3) })).toBe("same-report");
+    expect(check({ report: report(0, 4) })).toBe("decide");
+    expect(check({ report: undefined })).toBe("decide");
+    expect(check({ revision: 2 })).toBe("decide");
+    expect(check({ volume: { ...volume } })).toBe("decide");
+    expect(check({ members: membersKey(new Set(["head-2"]), ["sled-1"]) })).toBe("decide");
+    expect(check({ acknowledged: undefined })).toBe("decide");
+    expect(check({ acknowledged: new Map(acknowledged) })).toBe("decide");
+    // Entries replaced (forgetConfigured, a new acknowledgement) or added in place.
+    acknowledged.set("head-2", { epoch: -1, atMs: 0 });
+    expect(check({})).toBe("decide");
+    acknowledged.set("head-2", settled.acks[1]![1]);
+    expect(check({})).toBe("settled");
+    acknowledged.set("head-3", { epoch: 1, atMs: 0 });
+    expect(check({})).toBe("decide");
+    acknowledged.delete("head-3");
+    // The safety net, by time alone.
+    expect(check({}, settled.dueAtMs - 1)).toBe("settled");
+    expect(check({}, settled.dueAtMs)).toBe("decide");
     expect(membersKey(new Set(["b", "a"]), ["s2", "s1"])).toBe(
       membersKey(new Set(["a", "b"]), ["s1", "s2"]),
     );
+  });
+
+  it("spreads periodic work over the second half of its period, by key", () => {
+    const points = Array.from({ length: 1000 }, (_, i) => spreadMs(`vol/${i}@head-1`, 60_000));
+    for (const point of points) {
+      expect(point).toBeGreaterThanOrEqual(30_000);
+      expect(point).toBeLessThanOrEqual(60_000);
+    }
+    expect(spreadMs("vol/7@head-1", 60_000)).toBe(points[7]);
+    // Spread, not bunched: every tenth of the half period holds some of them.
+    const buckets = new Set(points.map((point) => Math.floor((point - 30_000) / 3000)));
+    expect(buckets.size).toBeGreaterThanOrEqual(10);
+    // A configuration refresh is due at the member's own point, never before half.
+    const member = "vol/3@head-2";
+    const at = spreadMs(member, configureRefreshMs);
+    expect(refreshDue(member, 0, configureRefreshMs / 2 - 1)).toBe(false);
+    expect(refreshDue(member, 0, at - 1)).toBe(false);
+    expect(refreshDue(member, 0, at)).toBe(true);
   });
 });
 

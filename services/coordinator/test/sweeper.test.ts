@@ -6,7 +6,9 @@ import { BallastError, crc32c, ErrorCode, type Message, subjects } from "@ballas
 import { Packr } from "msgpackr";
 import { expect, test } from "vitest";
 import { Catalogue, keys } from "../src/catalogue.ts";
+import type { PointerVersions } from "../src/catalogue-changes.ts";
 import type { PartitionRecord } from "../src/decisions.ts";
+import { partitionKey } from "../src/leases.ts";
 import type { Member } from "../src/membership.ts";
 import { Sweeper } from "../src/sweeper.ts";
 import type { Tenure } from "../src/tenure.ts";
@@ -107,7 +109,10 @@ class FakeSnapshots {
   }
 }
 
-async function harness(members: Partial<PartitionRecord> = {}) {
+async function harness(
+  members: Partial<PartitionRecord> = {},
+  pointers?: { sync(): Promise<PointerVersions | undefined> },
+) {
   const store = new FakeStore();
   const catalogue = new Catalogue(store);
   store.put(keys.volume(name), {
@@ -131,7 +136,13 @@ async function harness(members: Partial<PartitionRecord> = {}) {
   };
   store.put(keys.partition(name, 0), record);
   const sled = new FakeSled();
-  const tenure = { ready: true } as Tenure;
+  // The leader's copy of the records (the sweep reads no partition record from the store).
+  const tenure = {
+    ready: true,
+    records: new Map([[partitionKey(record), { value: record, revision: 1 }]]),
+    inflight: new Set<string>(),
+    unsure: new Set<string>(),
+  } as unknown as Tenure;
   const leadership = { leading: true };
   const current = () => (leadership.leading ? tenure : undefined);
   const snapshots = new FakeSnapshots();
@@ -153,6 +164,7 @@ async function harness(members: Partial<PartitionRecord> = {}) {
     tenures: { held: current, current },
     snapshots,
     graceMs: 0,
+    ...(pointers === undefined ? {} : { pointers }),
   });
   /** Stores a checkpoint blob on the sled and records its pointer. */
   const checkpoint = async (
@@ -172,7 +184,7 @@ async function harness(members: Partial<PartitionRecord> = {}) {
       createdAtMs: 1,
     });
   };
-  return { sled, sweeper, catalogue, checkpoint, leadership, snapshots };
+  return { sled, sweeper, catalogue, checkpoint, leadership, snapshots, tenure, record };
 }
 
 test("orphans are deleted on the second pass; referenced and newer chunks and named blobs stay", async () => {
@@ -281,4 +293,85 @@ test("an unrecorded snapshot a partition did not drop is not counted, and is tri
   await sweeper.sweep();
   expect(snapshots.dropped).toEqual(["half", "half"]);
   expect(sweeper.sweepStatus().snapshotsDropped).toBe(1);
+});
+
+test("departures are judged on the leader's copy of the records, none with a write in flight or unclear", async () => {
+  const { sweeper, catalogue, checkpoint, tenure, record } = await harness();
+  await checkpoint("a", 10, 5, [1]);
+  await checkpoint("b", 10, 5, [1]);
+  // c has departed (the record's members are a and b), and a's pointer is as new.
+  await checkpoint("c", 10, 5, [1]);
+  // A write of the partition in flight, then one unclear: nothing is forgotten.
+  const key = partitionKey(record);
+  tenure.inflight.add(key);
+  await sweeper.sweep();
+  tenure.inflight.delete(key);
+  tenure.unsure.add(key);
+  await sweeper.sweep();
+  expect(await catalogue.checkpoint(name, 0, "c")).toBeDefined();
+  tenure.unsure.delete(key);
+  await sweeper.sweep();
+  expect(await catalogue.checkpoint(name, 0, "c")).toBeUndefined();
+  expect(await catalogue.checkpoint(name, 0, "b")).toBeDefined();
+});
+
+test("a checkpoint's header is read once while its pointer stays recorded", async () => {
+  const { sled, sweeper, checkpoint } = await harness();
+  await checkpoint("a", 10, 5, [1, 3]);
+  await checkpoint("b", 9, 4, [1, 3]);
+  for (const number of [1, 2, 3]) sled.chunks.add(chunkId(number));
+  // Two requests a header: its length, then the rest.
+  const reads = () => sled.requests.filter((type) => type === "sled.blob.get.v1").length;
+  await sweeper.sweep();
+  expect(reads()).toBe(4);
+  await sweeper.sweep();
+  expect(reads()).toBe(4);
+  // The orphan went on the second pass, from headers kept from the first.
+  expect([...sled.chunks].sort()).toEqual([chunkId(1), chunkId(3)]);
+  // A new checkpoint of b: its header is read, a's still is not; b's old blob goes.
+  await checkpoint("b", 12, 6, [1, 3, 5]);
+  sled.chunks.add(chunkId(5));
+  await sweeper.sweep();
+  expect(reads()).toBe(6);
+  await sweeper.sweep();
+  expect(reads()).toBe(6);
+  expect([...sled.blobs.keys()].sort()).toEqual([blobKey("a", 10), blobKey("b", 12)]);
+  expect([...sled.chunks].sort()).toEqual([chunkId(1), chunkId(3), chunkId(5)]);
+});
+
+test("a volume's pointers are read again only when the watch counted a change before this pass's mark", async () => {
+  let versions: PointerVersions | undefined = { generation: 1, counts: new Map([[name, 4]]) };
+  const { sled, sweeper, catalogue, checkpoint } = await harness(
+    {},
+    { sync: async () => versions },
+  );
+  let reads = 0;
+  const checkpoints = catalogue.checkpoints.bind(catalogue);
+  catalogue.checkpoints = (volume: string) => {
+    reads++;
+    return checkpoints(volume);
+  };
+  await checkpoint("a", 10, 5, [1]);
+  await checkpoint("b", 9, 5, [1]);
+  for (const number of [1, 2]) sled.chunks.add(chunkId(number));
+  await sweeper.sweep();
+  await sweeper.sweep();
+  expect(reads).toBe(1);
+  expect([...sled.chunks]).toEqual([chunkId(1)]);
+  // b records a new checkpoint (its blob is on the sled before its pointer): counted,
+  // so read again, and its blob is kept.
+  await checkpoint("b", 12, 6, [1, 5]);
+  versions = { generation: 1, counts: new Map([[name, 5]]) };
+  await sweeper.sweep();
+  await sweeper.sweep();
+  expect(reads).toBe(2);
+  expect([...sled.blobs.keys()].sort()).toEqual([blobKey("a", 10), blobKey("b", 12)]);
+  // A new watch generation, or no proof at all: read again.
+  versions = { generation: 2, counts: new Map([[name, 5]]) };
+  await sweeper.sweep();
+  expect(reads).toBe(3);
+  versions = undefined;
+  await sweeper.sweep();
+  await sweeper.sweep();
+  expect(reads).toBe(5);
 });

@@ -1,0 +1,122 @@
+// The configurer pushes a record to its members when their epoch is out of date, and
+// again to a primary whose reports contradict its acknowledgement (it lost its
+// configuration) — not only at the slow refresh (issue 14).
+
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { Configurer, outOfStep, refreshDue } from "../src/configurer.ts";
+import { configureVerifyMs } from "../src/constants.ts";
+import type { PartitionRecord, Report } from "../src/decisions.ts";
+import { partitionKey } from "../src/leases.ts";
+import { newTenure, type Tenure } from "../src/tenure.ts";
+
+const record: PartitionRecord = {
+  volume: "vol",
+  volumeId: "1-abc",
+  partition: 0,
+  partitionStart: 0,
+  partitionBytes: 1024 * 1024,
+  epoch: 2,
+  primary: "head-1",
+  secondaries: ["head-2"],
+  term: 1,
+};
+
+function report(epoch: number): Report {
+  return {
+    volume: "vol",
+    volumeId: "1-abc",
+    partition: 0,
+    epoch,
+    session: 1,
+    commitOpNum: 3,
+    tailCommitted: true,
+    followers: [{ node: "head-2", matchOpNum: 3, learner: false }],
+  };
+}
+
+let clockMs = 1000;
+
+describe("Configurer", () => {
+  beforeEach(() => {
+    clockMs = 1000;
+    vi.spyOn(globalThis.performance, "now").mockImplementation(() => clockMs);
+  });
+  afterEach(() => vi.restoreAllMocks());
+
+  function setup() {
+    const tenure: Tenure = newTenure({ term: 1, tenure: 1 }, 0);
+    const sent: string[] = [];
+    const configurer = new Configurer(
+      {
+        bus: {
+          request: async (subject: string) => {
+            sent.push(subject.split(".").at(-1)!);
+            return {};
+          },
+        },
+        logger: { debug: () => undefined, warn: () => undefined },
+      } as never,
+      {} as never,
+      { held: () => tenure },
+    );
+    const alive = new Set(["head-1", "head-2"]);
+    const primaryReports = (epoch: number) =>
+      tenure.leases.onNodeReport(
+        { node: "head-1", primaries: [report(epoch)] },
+        () => record,
+        alive,
+        clockMs,
+      );
+    return { tenure, sent, configurer, alive, primaryReports };
+  }
+
+  it("pushes again to a primary whose reports still show an older epoch after it acknowledged", async () => {
+    const { tenure, sent, configurer, alive, primaryReports } = setup();
+    await configurer.configure(tenure, record, alive, ["sled-1"]);
+    expect(sent.sort()).toEqual(["head-1", "head-2"].sort());
+    sent.length = 0;
+    // The primary reports the record's epoch: nothing to push, ever (until a refresh).
+    primaryReports(2);
+    clockMs += configureVerifyMs;
+    await configurer.configure(tenure, record, alive, ["sled-1"]);
+    expect(sent).toEqual([]);
+    expect(configurer.current(tenure, record, alive)).toBe(true);
+    // It reports an older epoch (its configuration is lost): pushed again once that has
+    // lasted configureVerifyMs from its acknowledgement, to it alone.
+    const ackedAtMs = tenure.configured.get(partitionKey(record))!.get("head-1")!.atMs;
+    clockMs = ackedAtMs + 1;
+    primaryReports(1);
+    expect(configurer.current(tenure, record, alive)).toBe(true);
+    clockMs = ackedAtMs + configureVerifyMs - 1;
+    primaryReports(1);
+    await configurer.configure(tenure, record, alive, ["sled-1"]);
+    expect(sent).toEqual([]);
+    clockMs = ackedAtMs + configureVerifyMs;
+    expect(configurer.current(tenure, record, alive)).toBe(false);
+    await configurer.configure(tenure, record, alive, ["sled-1"]);
+    expect(sent).toEqual(["head-1"]);
+    // Acknowledged again: it waits another configureVerifyMs for the report to agree.
+    expect(configurer.current(tenure, record, alive)).toBe(true);
+  });
+
+  it("judges a primary out of step only on an older epoch, after the verify time", () => {
+    const acked = { epoch: 2, atMs: 0 };
+    expect(outOfStep(record, report(1), acked, configureVerifyMs)).toBe(true);
+    expect(outOfStep(record, report(1), acked, configureVerifyMs - 1)).toBe(false);
+    expect(outOfStep(record, report(2), acked, configureVerifyMs)).toBe(false);
+    expect(outOfStep(record, report(3), acked, configureVerifyMs)).toBe(false);
+    expect(outOfStep(record, undefined, acked, configureVerifyMs)).toBe(false);
+    // Not acknowledged in this epoch: an ordinary push, not this.
+    expect(outOfStep(record, report(1), { epoch: 1, atMs: 0 }, configureVerifyMs)).toBe(false);
+  });
+
+  it("refreshes a member at its own point of the period, not every member at once", () => {
+    expect(refreshDue("vol/0@head-1", 0, 0)).toBe(false);
+    const dueAt = Array.from({ length: 100 }, (_, i) => {
+      let atMs = 0;
+      while (!refreshDue(`vol/${i}@head-1`, 0, atMs)) atMs += 1000;
+      return atMs;
+    });
+    expect(new Set(dueAt).size).toBeGreaterThan(50);
+  });
+});
