@@ -8,6 +8,8 @@
 //                                  learners, term}
 //   checkpoint.<name>.<index>.<node>  the replica's newest checkpoint on sleds
 //                                  {opNum, blobKey, sleds, bytes, createdAtMs}
+//   checkpoint._mark              written by each orphan-sweep pass, to know when the
+//                                  catalogue watch has caught up (sweeper.ts)
 //   leader                        {coordinator, term}   (see leadership.ts)
 //   incarnation.<name>            {incarnation}: the last incarnation number of the
 //                                  name, never deleted
