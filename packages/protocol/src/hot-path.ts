@@ -36,6 +36,7 @@ export const hotPathTypes: ReadonlySet<MessageType> = new Set<MessageType>([
   "replica.notes.v1",
   "replica.ack.v1",
   "sled.chunk.read.v1",
+  "sled.chunk.read-many.v1",
 ]);
 
 /** The request types whose replies have a hand-written check. */
@@ -43,6 +44,7 @@ export const hotReplyTypes: ReadonlySet<RequestType> = new Set<RequestType>([
   "volume.write.v1",
   "volume.read.v1",
   "sled.chunk.read.v1",
+  "sled.chunk.read-many.v1",
 ]);
 
 type Fields = Record<string, unknown>;
@@ -101,6 +103,9 @@ const readKeys = new Set([
 ]);
 const rangeKeys = new Set(["offset", "length"]);
 const sledReadKeys = new Set(["type", "owner", "chunkId", "offset", "length"]);
+const sledReadManyKeys = new Set(["type", "owner", "reads"]);
+const sledReadEntryKeys = new Set(["chunkId", "offset", "length"]);
+const sledReadManyResultKeys = new Set(["data", "failed"]);
 const ownerKeys = new Set(["volume", "partition"]);
 const replyKeys = new Set(["ok", "result"]);
 const mutationResultKeys = new Set(["opNumFirst", "opNumLast"]);
@@ -183,11 +188,13 @@ function acceptRead(value: Fields): boolean {
   return acceptRanges(value.reads, true);
 }
 
-function acceptSledRead(value: Fields): boolean {
-  if (!onlyKeys(value, sledReadKeys)) return false;
-  const owner = value.owner;
+function acceptOwner(owner: unknown): boolean {
   if (!isPlainObject(owner) || !onlyKeys(owner, ownerKeys)) return false;
-  if (!isName(owner.volume, volumeNameLengthMax) || !isUint32(owner.partition)) return false;
+  return isName(owner.volume, volumeNameLengthMax) && isUint32(owner.partition);
+}
+
+/** A chunk read's fields (of a single read, or an entry of a read-many). */
+function acceptChunkRange(value: Fields): boolean {
   const chunkId = value.chunkId;
   if (
     typeof chunkId !== "string" ||
@@ -198,6 +205,24 @@ function acceptSledRead(value: Fields): boolean {
     return false;
   }
   return isUnsigned(value.offset) && isUnsigned(value.length);
+}
+
+function acceptSledRead(value: Fields): boolean {
+  if (!onlyKeys(value, sledReadKeys) || !acceptOwner(value.owner)) return false;
+  return acceptChunkRange(value);
+}
+
+function acceptSledReadMany(value: Fields): boolean {
+  if (!onlyKeys(value, sledReadManyKeys) || !acceptOwner(value.owner)) return false;
+  const reads = value.reads;
+  if (!Array.isArray(reads) || reads.length < 1 || reads.length > sledLimits.readManyEntriesMax) {
+    return false;
+  }
+  for (const read of reads) {
+    if (!isPlainObject(read) || !onlyKeys(read, sledReadEntryKeys)) return false;
+    if (!acceptChunkRange(read)) return false;
+  }
+  return true;
 }
 
 function acceptNote(note: unknown): boolean {
@@ -246,6 +271,8 @@ export function acceptHotPath(value: unknown): Message | undefined {
       return acceptRead(value) ? (value as Message) : undefined;
     case "sled.chunk.read.v1":
       return acceptSledRead(value) ? (value as Message) : undefined;
+    case "sled.chunk.read-many.v1":
+      return acceptSledReadMany(value) ? (value as Message) : undefined;
     case "replica.notes.v1":
       return acceptNotes(value) ? (value as Message) : undefined;
     case "replica.ack.v1":
@@ -267,6 +294,17 @@ function acceptReadResult(result: Fields): boolean {
   if (!Array.isArray(unmapped)) return false;
   for (const ranges of unmapped) {
     if (!acceptRanges(ranges, false)) return false;
+  }
+  return true;
+}
+
+/** A read-many's answer; one with failures is left to zod (failures are rare). */
+function acceptReadManyResult(result: Fields): boolean {
+  if (!onlyKeys(result, sledReadManyResultKeys) || "failed" in result) return false;
+  const data = result.data;
+  if (!Array.isArray(data)) return false;
+  for (const bytes of data) {
+    if (!(bytes instanceof Uint8Array)) return false;
   }
   return true;
 }
@@ -297,6 +335,8 @@ export function acceptHotReply<T extends RequestType>(
       return onlyKeys(result, sledReadResultKeys) && result.data instanceof Uint8Array
         ? (result as ResultOf<T>)
         : undefined;
+    case "sled.chunk.read-many.v1":
+      return acceptReadManyResult(result) ? (result as ResultOf<T>) : undefined;
     default:
       return undefined;
   }

@@ -20,6 +20,7 @@ const hotMessages = fc.oneof(
   messageArbitraries["replica.notes.v1"],
   messageArbitraries["replica.ack.v1"],
   messageArbitraries["sled.chunk.read.v1"],
+  messageArbitraries["sled.chunk.read-many.v1"],
 );
 
 const range = fc.record({
@@ -56,6 +57,15 @@ const hotReplies: fc.Arbitrary<{ type: RequestType; reply: { ok: true; result: u
       reply: fc.record({
         ok: fc.constant(true as const),
         result: fc.record({ data: fc.uint8Array({ maxLength: 64 }) }),
+      }),
+    }),
+    fc.record({
+      type: fc.constant("sled.chunk.read-many.v1" as const),
+      reply: fc.record({
+        ok: fc.constant(true as const),
+        result: fc.record({
+          data: fc.array(fc.uint8Array({ maxLength: 64 }), { minLength: 1, maxLength: 4 }),
+        }),
       }),
     }),
   );
@@ -137,6 +147,7 @@ describe("hot-path validation", () => {
     expect([...hotPathTypes].sort()).toEqual([
       "replica.ack.v1",
       "replica.notes.v1",
+      "sled.chunk.read-many.v1",
       "sled.chunk.read.v1",
       "volume.read.v1",
       "volume.write.v1",
@@ -194,6 +205,7 @@ describe("hot-path validation", () => {
 
   test("accepts every valid reply of its types, as the result itself, equal to zod's", () => {
     expect([...hotReplyTypes].sort()).toEqual([
+      "sled.chunk.read-many.v1",
       "sled.chunk.read.v1",
       "volume.read.v1",
       "volume.write.v1",
