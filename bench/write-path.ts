@@ -359,7 +359,7 @@ async function main(): Promise<void> {
         runs.push(result);
         if (tap !== undefined) {
           log(
-            `  messages per write: ${[...counts]
+            `  messages per I/O: ${[...counts]
               .sort((a, b) => b[1] - a[1])
               .map(([kind, count]) => `${kind} ${(count / writes).toFixed(2)}`)
               .join(", ")}`,
