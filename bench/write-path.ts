@@ -1,16 +1,23 @@
 // The write-path benchmark (issue 14, "a faster write path, found by profiling"): starts a
 // local cluster (1 coordinator, 3 head nodes, 3 sleds, 1 gateway), creates one volume of
 // one partition with 2 replicas, and runs fio (ioengine=nbd) 4 KiB random writes through
-// the gateway at QD1 and QD32. Around each job it reads every process's CPU time
-// (utime + stime from /proc/<pid>/stat, nats-server included), so it prints CPU per
-// write per process: on a shared machine that is a much steadier figure than IOPS.
+// the gateway at QD1 and QD32 (`--jobs` picks others: reads, 1 MiB sequential I/O).
+// Around each job it reads every process's CPU time (utime + stime from
+// /proc/<pid>/stat, nats-server included), so it prints CPU per I/O per process: on a
+// shared machine that is a much steadier figure than IOPS. Before the first read job
+// the whole volume is written once (1 MiB sequential writes) and flushed to sleds, so
+// that reads find data, as a used disk has, and not never-written zeros.
 // With --profile DIR it also records a V8 CPU profile of each service over each job
 // (DIR/<job>/<pid>.cpuprofile, via bench/cpu-profile.cjs; the profiler costs CPU, so
-// take the figures from a run without it). --rounds N runs the pair of jobs N times.
+// take the figures from a run without it). --rounds N runs the list of jobs N times.
 //
 //   npm run bench:write                      8 s per job, one round
 //   npm run bench:write -- --seconds 10 --rounds 3 --json-out write.json
 //   npm run bench:write -- --profile /tmp/prof
+//   npm run bench:write -- --jobs randread-qd32,read-1m-qd8
+//
+// A job is `randwrite-qdN`, `randread-qdN` (4 KiB random), `write-1m-qdN` or
+// `read-1m-qdN` (1 MiB sequential), N the queue depth.
 
 import { spawn } from "node:child_process";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
@@ -38,9 +45,36 @@ const volumeBytes = 256 * mebibyte;
 /** Clock ticks per second of /proc/<pid>/stat times (USER_HZ: 100 on Linux). */
 const clockTicksPerSecond = 100;
 
+/** The jobs `--jobs` defaults to: the write path's two. */
+const defaultJobs = "randwrite-qd1,randwrite-qd32";
+
+interface Job {
+  name: string;
+  /** fio's `rw`. */
+  rw: "randwrite" | "randread" | "write" | "read";
+  blockBytes: number;
+  iodepth: number;
+}
+
+/** Parses a job name (see the header); throws on one it does not know. */
+function parseJob(name: string): Job {
+  const match = /^(randwrite|randread|write-1m|read-1m)-qd([1-9][0-9]*)$/.exec(name);
+  if (match === null) {
+    throw new Error(
+      `unknown job ${JSON.stringify(name)}: randwrite-qdN, randread-qdN, write-1m-qdN or read-1m-qdN`,
+    );
+  }
+  const kind = match[1]!;
+  const iodepth = Number(match[2]);
+  if (kind === "write-1m") return { name, rw: "write", blockBytes: mebibyte, iodepth };
+  if (kind === "read-1m") return { name, rw: "read", blockBytes: mebibyte, iodepth };
+  return { name, rw: kind as Job["rw"], blockBytes: 4096, iodepth };
+}
+
 interface JobRun {
   job: string;
   iodepth: number;
+  /** I/Os fio completed (reads or writes, as the job does). */
   writes: number;
   seconds: number;
   iops: number;
@@ -92,8 +126,10 @@ async function main(): Promise<void> {
       profile: { type: "string" },
       "count-messages": { type: "boolean", default: false },
       "json-out": { type: "string" },
+      jobs: { type: "string", default: defaultJobs },
     },
   });
+  const jobs = values.jobs.split(",").map((name) => parseJob(name.trim()));
   const seconds = Number(values.seconds);
   const rounds = Number(values.rounds);
   const profileDir = values.profile;
@@ -208,7 +244,37 @@ async function main(): Promise<void> {
       }
     }
     // A short warm-up: the first writes allocate chunks and JIT the path.
-    await fio(jobArgs(uri, 32, 3));
+    await fio(jobArgs(uri, parseJob("randwrite-qd32"), 3));
+    if (jobs.some((job) => job.rw === "read" || job.rw === "randread")) {
+      // Reads of a never-written volume are zeros the primary makes up: write it all,
+      // then have its chunks flushed to sleds, so reads take the sled path.
+      await fio([...jobArgs(uri, parseJob("write-1m-qd8"), 0), "--time_based=0"]);
+      // The primary flushes to sleds every second or 8 MiB, each flush an op of its own
+      // (so the flushed point stays below the commit point): wait until neither moves.
+      const watcher = await connectTestBus(cluster.natsUrl);
+      let last = "";
+      try {
+        await waitFor(
+          "the volume flushed to sleds",
+          async () => {
+            const status = await watcher.bus.request(
+              subjects.node.build(primary),
+              { type: "headnode.replica.status.v1", volume: "bench", partition: 0 },
+              { deadlineMs: 10_000 },
+            );
+            const now = `${status.flushedThroughOpNum}/${status.commitOpNum}`;
+            const settled = now === last;
+            last = now;
+            return settled ? true : undefined;
+          },
+          120_000,
+          2000,
+        );
+      } finally {
+        await watcher.close();
+      }
+      log("prefilled the volume and flushed it to sleds");
+    }
     // What each process burns with no I/O at all (ticks, heartbeats, reports), per
     // second: subtracted from each job, so that a slow QD1 run (few writes over the
     // same seconds) does not look as if each write cost more.
@@ -225,8 +291,9 @@ async function main(): Promise<void> {
       idleRate.set(id, (to.user + to.system - from.user - from.system) / idleElapsed);
     }
     for (let round = 0; round < rounds; round++) {
-      for (const iodepth of [1, 32]) {
-        const job = `randwrite-qd${iodepth}`;
+      for (const spec of jobs) {
+        const job = spec.name;
+        const iodepth = spec.iodepth;
         if (profileDir !== undefined) {
           await mkdir(profileDir, { recursive: true });
           for (const record of cluster.records()) process.kill(record.pid, "SIGWINCH");
@@ -235,7 +302,7 @@ async function main(): Promise<void> {
         for (const [id, pid] of pids) before.set(id, await cpuSeconds(pid));
         const started = performance.now();
         counts.clear();
-        const output = await fio(jobArgs(uri, iodepth, seconds));
+        const output = await fio(jobArgs(uri, spec, seconds));
         const after = new Map<string, { user: number; system: number }>();
         for (const [id, pid] of pids) after.set(id, await cpuSeconds(pid));
         const elapsed = (performance.now() - started) / 1000;
@@ -252,7 +319,8 @@ async function main(): Promise<void> {
           }
         }
         const parsed = JSON.parse(output.slice(output.indexOf("{")));
-        const write = parsed.jobs[0].write;
+        const side = spec.rw === "read" || spec.rw === "randread" ? "read" : "write";
+        const write = parsed.jobs[0][side];
         const writes = write.total_ios as number;
         const cpuUsPerWrite: Record<string, number> = {};
         const systemUsPerWrite: Record<string, number> = {};
@@ -291,14 +359,14 @@ async function main(): Promise<void> {
         runs.push(result);
         if (tap !== undefined) {
           log(
-            `  messages per write: ${[...counts]
+            `  messages per I/O: ${[...counts]
               .sort((a, b) => b[1] - a[1])
               .map(([kind, count]) => `${kind} ${(count / writes).toFixed(2)}`)
               .join(", ")}`,
           );
         }
         log(
-          `${job}: ${result.iops.toFixed(0)} IOPS, p50 ${result.p50Us.toFixed(0)} us, p99 ${result.p99Us.toFixed(0)} us, load ${result.load.toFixed(1)}\n  CPU/write ${total.toFixed(0)} us, less idle ${net.toFixed(0)} us: ${Object.entries(
+          `${job}: ${result.iops.toFixed(0)} IOPS (${((result.iops * spec.blockBytes) / 1e6).toFixed(0)} MB/s), p50 ${result.p50Us.toFixed(0)} us, p99 ${result.p99Us.toFixed(0)} us, load ${result.load.toFixed(1)}\n  CPU/IO ${total.toFixed(0)} us, less idle ${net.toFixed(0)} us: ${Object.entries(
             cpuUsPerWrite,
           )
             .filter(([, us]) => us >= 1)
@@ -319,15 +387,15 @@ async function main(): Promise<void> {
     await writeFile(values["json-out"], `${JSON.stringify(runs, null, 2)}\n`);
 }
 
-function jobArgs(uri: string, iodepth: number, seconds: number): string[] {
+function jobArgs(uri: string, job: Job, seconds: number): string[] {
   return [
     "--name",
-    `randwrite-qd${iodepth}`,
+    job.name,
     "--ioengine=nbd",
     `--uri=${uri}`,
-    "--rw=randwrite",
-    "--bs=4k",
-    `--iodepth=${iodepth}`,
+    `--rw=${job.rw}`,
+    `--bs=${job.blockBytes}`,
+    `--iodepth=${job.iodepth}`,
     `--size=${volumeBytes}`,
     "--output-format=json",
     "--randrepeat=0",

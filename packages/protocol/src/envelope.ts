@@ -5,6 +5,7 @@
 import { z } from "zod";
 import { decodeValue, encodeValue, parseWith } from "./codec.ts";
 import { BallastError, ErrorCode, isErrorCode } from "./errors.ts";
+import { acceptHotReply, hotReplyTypes } from "./hot-path.ts";
 import { textLengthMax } from "./limits.ts";
 import { type RequestType, type ResultOf, resultSchemas } from "./messages/index.ts";
 
@@ -16,7 +17,8 @@ export interface ErrorBody {
 
 export type Reply<T> = { ok: true; result: T } | { ok: false; error: ErrorBody };
 
-const ReplyShape = z.union([
+/** The envelope of every reply (the hot-path property tests compare with it). */
+export const ReplyShape = z.union([
   z.object({ ok: z.literal(true), result: z.unknown() }),
   z.object({
     ok: z.literal(false),
@@ -53,7 +55,14 @@ export function errorBody(error: unknown): ErrorBody {
  * MalformedMessage or InvalidMessage.
  */
 export function decodeReply<T extends RequestType>(type: T, bytes: Uint8Array): ResultOf<T> {
-  const reply = parseWith(ReplyShape, decodeValue(bytes), `the reply to ${type}`);
+  const value = decodeValue(bytes);
+  // The write and read paths' replies get a cheap check of exactly what their schemas
+  // ask (hot-path.ts); anything it is not sure of, zod decides and explains.
+  if (hotReplyTypes.has(type)) {
+    const accepted = acceptHotReply(type, value);
+    if (accepted !== undefined) return accepted;
+  }
+  const reply = parseWith(ReplyShape, value, `the reply to ${type}`);
   if (!reply.ok) {
     const code = isErrorCode(reply.error.code) ? reply.error.code : ErrorCode.Internal;
     throw new BallastError(code, reply.error.message, {

@@ -252,6 +252,11 @@ export const messageArbitraries: {
     offset: safe,
     length: safe,
   }),
+  "sled.chunk.read-many.v1": fc.record({
+    type: fc.constant("sled.chunk.read-many.v1" as const),
+    owner: chunkOwner,
+    reads: fc.array(fc.record({ chunkId, offset: safe, length: safe }), entryCount),
+  }),
   "sled.chunk.delete.v1": fc.record({
     type: fc.constant("sled.chunk.delete.v1" as const),
     owner: chunkOwner,

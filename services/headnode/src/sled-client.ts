@@ -19,8 +19,25 @@
 // that last write fails, the copy is missing rather than damaged (no fewer sound copies
 // than before); the failure is logged and returned, and the next read or check that
 // finds the copy missing repairs it.
+//
+// Batching: reads of chunk ranges asked for in one turn of the event loop (the parts of
+// the reads of one `volume.read.v1`, or of several) go to each sled as one
+// `sled.chunk.read-many.v1` per owner, instead of one `sled.chunk.read.v1` each: serving
+// 4 KiB random reads, each sled request cost the sled about 300 µs of CPU and a message
+// through nats-server each way. Each read of the batch succeeds or fails on its own, as
+// a single read would, and a read that fails on one copy tries the next as before. A
+// sled that does not know the message (one older than it) is asked one read at a time
+// from then on.
 
-import { BallastError, crc32c, ErrorCode, sledLimits, subjects } from "@ballast/protocol";
+import {
+  BallastError,
+  crc32c,
+  ErrorCode,
+  isErrorCode,
+  type ResultOf,
+  sledLimits,
+  subjects,
+} from "@ballast/protocol";
 import type { Bus, Logger } from "@ballast/runtime";
 
 /** Copies of every chunk. Erasure coding across sleds is a later step. */
@@ -57,9 +74,33 @@ function isBadCopy(error: unknown): error is BallastError {
   );
 }
 
+/** A chunk range waiting for the end of the turn to be sent with others to its sled. */
+interface PendingRead {
+  chunkId: string;
+  offset: number;
+  length: number;
+  resolve: (data: Uint8Array) => void;
+  reject: (error: unknown) => void;
+}
+
+/** A sled's answer that it does not take a message type (it predates it). */
+function isUnknownType(error: unknown): boolean {
+  return (
+    error instanceof BallastError &&
+    (error.code === ErrorCode.UnknownMessageType || error.code === ErrorCode.UnexpectedMessageType)
+  );
+}
+
 export class SledClient {
   /** Copies being repaired now (`sled/chunk`): concurrent reads start one repair each. */
   private readonly repairing = new Set<string>();
+  /** Reads of this turn by sled and owner, sent as one read-many when the turn ends. */
+  private readonly pendingReads = new Map<
+    string,
+    { sled: string; owner: ChunkOwner; reads: PendingRead[] }
+  >();
+  /** Sleds that answered that they do not know `sled.chunk.read-many.v1`. */
+  private readonly singleReadSleds = new Set<string>();
 
   constructor(
     private readonly bus: Bus,
@@ -166,11 +207,7 @@ export class SledClient {
     const errors: string[] = [];
     for (const sled of copies) {
       try {
-        const { data } = await this.bus.request(
-          subjects.node.build(sled),
-          { type: "sled.chunk.read.v1", owner, chunkId, offset, length },
-          { deadlineMs: sledDeadlineMs },
-        );
+        const data = await this.readRange(sled, owner, chunkId, offset, length);
         if (whole && crc32c(data) !== expect.checksum) {
           throw new BallastError(
             ErrorCode.ChecksumMismatch,
@@ -200,6 +237,130 @@ export class SledClient {
       ErrorCode.Unavailable,
       `no copy of chunk ${chunkId} could be read: ${errors.join("; ")}`,
     );
+  }
+
+  /**
+   * One chunk range from one sled: joins the reads of this turn to that sled and owner
+   * (see the header), or goes alone to a sled that takes only single reads.
+   */
+  private readRange(
+    sled: string,
+    owner: ChunkOwner,
+    chunkId: string,
+    offset: number,
+    length: number,
+  ): Promise<Uint8Array> {
+    if (this.singleReadSleds.has(sled)) return this.readOne(sled, owner, chunkId, offset, length);
+    return new Promise((resolve, reject) => {
+      const key = `${sled}\u0000${owner.volume}\u0000${owner.partition}`;
+      let pending = this.pendingReads.get(key);
+      if (pending === undefined) {
+        pending = { sled, owner, reads: [] };
+        this.pendingReads.set(key, pending);
+        queueMicrotask(() => {
+          this.pendingReads.delete(key);
+          this.sendReads(pending!.sled, pending!.owner, pending!.reads);
+        });
+      }
+      pending.reads.push({ chunkId, offset, length, resolve, reject });
+    });
+  }
+
+  private async readOne(
+    sled: string,
+    owner: ChunkOwner,
+    chunkId: string,
+    offset: number,
+    length: number,
+  ): Promise<Uint8Array> {
+    const { data } = await this.bus.request(
+      subjects.node.build(sled),
+      { type: "sled.chunk.read.v1", owner, chunkId, offset, length },
+      { deadlineMs: sledDeadlineMs },
+    );
+    return data;
+  }
+
+  /** Sends a turn's reads to one sled, in read-manys within the sled's limits. */
+  private sendReads(sled: string, owner: ChunkOwner, reads: readonly PendingRead[]): void {
+    let group: PendingRead[] = [];
+    let bytes = 0;
+    for (const read of reads) {
+      if (
+        group.length > 0 &&
+        (group.length >= sledLimits.readManyEntriesMax ||
+          bytes + read.length > sledLimits.readBytesMax)
+      ) {
+        void this.sendGroup(sled, owner, group);
+        group = [];
+        bytes = 0;
+      }
+      group.push(read);
+      bytes += read.length;
+    }
+    void this.sendGroup(sled, owner, group);
+  }
+
+  /** Settles every read of `group`: one request (a single read when alone). Never throws. */
+  private async sendGroup(
+    sled: string,
+    owner: ChunkOwner,
+    group: readonly PendingRead[],
+  ): Promise<void> {
+    if (group.length === 1 || this.singleReadSleds.has(sled)) {
+      for (const read of group) {
+        this.readOne(sled, owner, read.chunkId, read.offset, read.length).then(
+          read.resolve,
+          read.reject,
+        );
+      }
+      return;
+    }
+    let answer: ResultOf<"sled.chunk.read-many.v1">;
+    try {
+      answer = await this.bus.request(
+        subjects.node.build(sled),
+        {
+          type: "sled.chunk.read-many.v1",
+          owner,
+          reads: group.map(({ chunkId, offset, length }) => ({ chunkId, offset, length })),
+        },
+        { deadlineMs: sledDeadlineMs },
+      );
+    } catch (error) {
+      if (isUnknownType(error)) {
+        this.singleReadSleds.add(sled);
+        void this.sendGroup(sled, owner, group);
+        return;
+      }
+      for (const read of group) read.reject(error);
+      return;
+    }
+    const failures = new Map((answer.failed ?? []).map((failure) => [failure.index, failure]));
+    group.forEach((read, index) => {
+      const failure = failures.get(index);
+      if (failure !== undefined) {
+        read.reject(
+          new BallastError(
+            isErrorCode(failure.code) ? failure.code : ErrorCode.Internal,
+            failure.message,
+            { details: { ...failure.details, remote: true } },
+          ),
+        );
+        return;
+      }
+      const data = answer.data[index];
+      if (data === undefined || data.byteLength !== read.length) {
+        read.reject(
+          new BallastError(
+            ErrorCode.Internal,
+            `sled ${sled} answered ${data?.byteLength ?? "no"} bytes for a read of ${read.length} bytes of chunk ${read.chunkId}`,
+          ),
+        );
+        return;
+      }
+      read.resolve(data);
+    });
   }
 
   /**

@@ -24,6 +24,8 @@ class FakeSled {
   /** Stores these bytes instead of the ones sent (bytes changed on the way). */
   storeInstead: Uint8Array | undefined;
   largestFreeBytes = 1 << 30;
+  /** Answers read-many as a sled that predates it does. */
+  singleReadsOnly = false;
   readonly log: string[] = [];
 
   // biome-ignore lint/suspicious/noExplicitAny: a fake of the sled's whole request surface
@@ -47,6 +49,27 @@ class FakeSled {
         if (stored === undefined) throw new BallastError(ErrorCode.NotFound, "no such chunk");
         if (stored.damaged) throw new BallastError(ErrorCode.ChecksumMismatch, "bad block");
         return { data: stored.data.subarray(message.offset, message.offset + message.length) };
+      }
+      case "sled.chunk.read-many.v1": {
+        if (this.singleReadsOnly) {
+          throw new BallastError(ErrorCode.UnknownMessageType, "unknown message type");
+        }
+        const failed: { index: number; code: string; message: string }[] = [];
+        const data = message.reads.map(
+          (read: { chunkId: string; offset: number; length: number }, index: number) => {
+            try {
+              return (this.handle({ type: "sled.chunk.read.v1", ...read }) as { data: Uint8Array })
+                .data;
+            } catch (error) {
+              const { code, message: text } = error as BallastError;
+              failed.push({ index, code, message: text });
+              return new Uint8Array(0);
+            } finally {
+              this.log.pop();
+            }
+          },
+        );
+        return failed.length === 0 ? { data } : { data, failed };
       }
       case "sled.chunk.stat.v1":
         if (stored === undefined) throw new BallastError(ErrorCode.NotFound, "no such chunk");
@@ -121,6 +144,52 @@ describe("chunk writes", () => {
 });
 
 describe("chunk reads", () => {
+  test("reads asked for in one turn go to a sled as one read-many, each answered on its own", async () => {
+    const { sleds, client } = cluster(["sled-1", "sled-2"]);
+    const other = pattern(8192, 5);
+    sled(sleds, "sled-1").chunks.set("c0", { data: good.slice(), damaged: false });
+    sled(sleds, "sled-1").chunks.set("c1", { data: other.slice(), damaged: false });
+    sled(sleds, "sled-2").chunks.set("c2", { data: other.slice(), damaged: false });
+    const [a, b, c] = await Promise.all([
+      client.readChunk(owner, "c0", ["sled-1", "sled-2"], 4096, 4096),
+      client.readChunk(owner, "c1", ["sled-1", "sled-2"], 0, 512),
+      // Missing on sled-1 (NotFound within the read-many): read from sled-2.
+      client.readChunk(owner, "c2", ["sled-1", "sled-2"], 512, 1024),
+    ]);
+    expect(Buffer.from(a).equals(Buffer.from(good.subarray(4096)))).toBe(true);
+    expect(Buffer.from(b).equals(Buffer.from(other.subarray(0, 512)))).toBe(true);
+    expect(Buffer.from(c).equals(Buffer.from(other.subarray(512, 1536)))).toBe(true);
+    expect(sled(sleds, "sled-1").log[0]).toBe("sled.chunk.read-many.v1");
+    expect(sled(sleds, "sled-1").log.filter((type) => type.startsWith("sled.chunk.read"))).toEqual([
+      "sled.chunk.read-many.v1",
+    ]);
+    expect(sled(sleds, "sled-2").log[0]).toBe("sled.chunk.read.v1");
+  });
+
+  test("a sled that does not know read-many is asked one read at a time", async () => {
+    const { sleds, client } = cluster(["sled-1"]);
+    sled(sleds, "sled-1").singleReadsOnly = true;
+    sled(sleds, "sled-1").chunks.set("c0", { data: good.slice(), damaged: false });
+    const read = () =>
+      Promise.all([0, 512, 1024].map((at) => client.readChunk(owner, "c0", ["sled-1"], at, 512)));
+    for (const data of await read()) expect(data.byteLength).toBe(512);
+    for (const data of await read()) expect(data.byteLength).toBe(512);
+    expect(sled(sleds, "sled-1").log).toEqual([
+      "sled.chunk.read-many.v1",
+      ...Array(6).fill("sled.chunk.read.v1"),
+    ]);
+  });
+
+  test("a read-many that fails as a whole fails each of its reads over to the next copy", async () => {
+    const { sleds, client } = cluster(["sled-1", "sled-2"]);
+    sled(sleds, "sled-2").chunks.set("c0", { data: good.slice(), damaged: false });
+    const reads = await Promise.all(
+      [0, 512].map((at) => client.readChunk(owner, "c0", ["sled-0", "sled-2"], at, 512)),
+    );
+    expect(reads.map((data) => data.byteLength)).toEqual([512, 512]);
+    expect(sled(sleds, "sled-2").log).toEqual(["sled.chunk.read-many.v1"]);
+  });
+
   test("a whole read checks the recorded CRC32C: a wrong object under the right id is skipped and repaired", async () => {
     const { sleds, logger, client } = cluster(["sled-1", "sled-2"]);
     // Every block of sled-1's copy passes the sled's own checks; the whole is another chunk.

@@ -61,6 +61,7 @@ type SledConfig = ConfigOf<typeof sledOptions> & CommonConfig;
 export const sledRequestTypes = [
   "sled.chunk.write.v1",
   "sled.chunk.read.v1",
+  "sled.chunk.read-many.v1",
   "sled.chunk.delete.v1",
   "sled.chunk.stat.v1",
   "sled.chunk.list.v1",
@@ -90,6 +91,8 @@ export class Sled {
         return store
           .readChunk(message.owner, message.chunkId, message.offset, message.length)
           .then((data) => ({ data }));
+      case "sled.chunk.read-many.v1":
+        return store.readChunks(message.owner, message.reads);
       case "sled.chunk.delete.v1":
         return store.deleteChunk(message.owner, message.chunkId);
       case "sled.chunk.stat.v1":

@@ -52,7 +52,14 @@
 // trusted and cached. A mismatch answers ChecksumMismatch with the location, never data.
 
 import { randomUUID } from "node:crypto";
-import { BallastError, crc32c, ErrorCode, type ResultOf, sledLimits } from "@ballast/protocol";
+import {
+  BallastError,
+  crc32c,
+  ErrorCode,
+  errorBody,
+  type ResultOf,
+  sledLimits,
+} from "@ballast/protocol";
 import { KeyedLock, type Logger } from "@ballast/runtime";
 import { type Allocation, type AllocationPurpose, SpaceAllocator } from "./allocator.ts";
 import {
@@ -119,6 +126,9 @@ interface Upload {
   blockChecksums: Uint32Array;
   lastActivityMs: number;
 }
+
+/** The buffer a failed read of a read-many answers. */
+const emptyData = new Uint8Array(0);
 
 export type Location = ResultOf<"sled.chunk.write.v1">["location"];
 export type ChunkWriteResult = ResultOf<"sled.chunk.write.v1">;
@@ -299,6 +309,41 @@ export class SledStore {
     const object = this.chunk(owner, chunkId);
     checkRange(`chunk ${chunkId}`, offset, length, object.dataBytes);
     return this.readVerified(object, offset, length);
+  }
+
+  /**
+   * Several reads of one owner's chunks (`sled.chunk.read-many.v1`), run concurrently,
+   * each checked and answered as `readChunk` would: a read that fails answers an empty
+   * buffer and its error in `failed`, and fails none of the others. Their lengths
+   * together are bounded by the read limit, as one read's is.
+   */
+  async readChunks(
+    owner: ChunkOwner,
+    reads: readonly { chunkId: string; offset: number; length: number }[],
+  ): Promise<ResultOf<"sled.chunk.read-many.v1">> {
+    let bytes = 0;
+    for (const read of reads) bytes += read.length;
+    if (bytes > sledLimits.readBytesMax) {
+      throw new BallastError(
+        ErrorCode.PayloadTooLarge,
+        `a read-many returns at most ${sledLimits.readBytesMax} bytes, asked for ${bytes}`,
+        { details: { length: bytes, lengthMax: sledLimits.readBytesMax } },
+      );
+    }
+    const failed: NonNullable<ResultOf<"sled.chunk.read-many.v1">["failed"]> = [];
+    const data = await Promise.all(
+      reads.map((read, index) =>
+        this.readChunk(owner, read.chunkId, read.offset, read.length).catch(
+          (error: unknown): Uint8Array => {
+            failed.push({ index, ...errorBody(error) });
+            return emptyData;
+          },
+        ),
+      ),
+    );
+    if (failed.length === 0) return { data };
+    failed.sort((left, right) => left.index - right.index);
+    return { data, failed };
   }
 
   statChunk(owner: ChunkOwner, chunkId: string): ResultOf<"sled.chunk.stat.v1"> {

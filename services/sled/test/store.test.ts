@@ -55,6 +55,39 @@ async function flipByte(path: string, position: number): Promise<void> {
 }
 
 describe("chunks", () => {
+  test("a read-many answers each read as a single read would, failures in place", async () => {
+    const { store: target } = await open();
+    const one = patterned(3 * blockBytes, 1);
+    const two = patterned(2 * blockBytes, 2);
+    await target.writeChunk(owner, "c-1", one);
+    await target.writeChunk(owner, "c-2", two);
+    const answer = await target.readChunks(owner, [
+      { chunkId: "c-2", offset: 4096, length: 4096 },
+      { chunkId: "c-9", offset: 0, length: 512 },
+      { chunkId: "c-1", offset: 512, length: 8192 },
+      { chunkId: "c-1", offset: 100, length: 512 },
+      { chunkId: "c-1", offset: 0, length: 4 * blockBytes },
+    ]);
+    expect(answer.data.map((data) => data.byteLength)).toEqual([4096, 0, 8192, 0, 0]);
+    expect(answer.data[0]).toEqual(two.subarray(4096, 8192));
+    expect(answer.data[2]).toEqual(one.subarray(512, 512 + 8192));
+    expect(answer.failed?.map(({ index, code }) => [index, code])).toEqual([
+      [1, ErrorCode.NotFound],
+      [3, ErrorCode.Unaligned],
+      [4, ErrorCode.OutOfRange],
+    ]);
+    // No failures: no `failed` list. The read limit bounds all of a request's reads.
+    expect(await target.readChunks(owner, [{ chunkId: "c-1", offset: 0, length: 512 }])).toEqual({
+      data: [one.subarray(0, 512)],
+    });
+    const many = Array.from({ length: 2 }, () => ({
+      chunkId: "c-1",
+      offset: 0,
+      length: sledLimits.readBytesMax / 2 + 512,
+    }));
+    expect(await codeOf(() => target.readChunks(owner, many))).toBe(ErrorCode.PayloadTooLarge);
+  });
+
   test("a written chunk reads back whole and in sector ranges, and survives a reopen", async () => {
     const { store: first } = await open();
     const data = patterned(3 * blockBytes + 1536, 1);

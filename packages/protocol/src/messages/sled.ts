@@ -32,8 +32,10 @@ export const sledLimits = {
   blobBytesMax: 256 * mebibyte,
   /** The most data one blob part carries. Every part but the last is a multiple of 4 KiB. */
   blobPartBytesMax: 4 * mebibyte,
-  /** The most data one chunk read or blob get returns. */
+  /** The most data one chunk read or blob get returns (a read-many: all its reads). */
   readBytesMax: 4 * mebibyte,
+  /** The most ranges one `sled.chunk.read-many.v1` asks for. */
+  readManyEntriesMax: 256,
   /** The most blobs one list reply holds; `truncated` says when there are more. */
   blobListEntriesMax: 1000,
   /** The most chunks one list reply holds; `truncated` says when there are more. */
@@ -104,6 +106,40 @@ export const SledChunkRead = z.object({
 
 export const SledChunkReadResult = z.object({
   data: bytes,
+});
+
+/**
+ * Several chunk reads of one owner in one request: a head node serving 4 KiB random
+ * reads made one `sled.chunk.read.v1` per read, and each cost the sled, nats-server and
+ * the head node a message and a socket write or two each way. Each read is checked and
+ * answered as a `sled.chunk.read.v1` would be; their lengths together are at most
+ * `readBytesMax` (else the whole request answers PayloadTooLarge).
+ */
+export const SledChunkReadMany = z.object({
+  type: z.literal("sled.chunk.read-many.v1"),
+  owner: ChunkOwner,
+  reads: z
+    .array(z.object({ chunkId, offset: unsignedInteger, length: unsignedInteger }))
+    .min(1)
+    .max(sledLimits.readManyEntriesMax),
+});
+
+/**
+ * One buffer per read, in request order; a read that failed has an empty buffer and an
+ * entry in `failed` (its index and the error a single read would have answered).
+ */
+export const SledChunkReadManyResult = z.object({
+  data: z.array(bytes),
+  failed: z
+    .array(
+      z.object({
+        index: uint32,
+        code: z.string(),
+        message: text,
+        details: z.record(z.string(), z.unknown()).optional(),
+      }),
+    )
+    .optional(),
 });
 
 export const SledChunkDelete = z.object({

@@ -2,6 +2,11 @@
 //
 // A reply is its header and, for a read, its data: the two are written with the socket
 // corked, so that they leave in one writev and no other reply can come between them.
+// The socket also stays corked until the end of the turn in which its first reply of
+// the turn was written (`process.nextTick`, which runs once the promise callbacks of
+// the turn are done), so that the replies one batched answer completes leave in one
+// writev: at 4 KiB random reads, QD32, a writev per reply was 18 % of the gateway's
+// busy time. No reply waits for anything but the end of the turn it was written in.
 // Replies to different requests may go out in any order (the spec allows it; each
 // carries the client's handle). `send` resolves at once while the socket takes more,
 // and otherwise when it has drained, so a caller that awaits it (the transmission
@@ -20,6 +25,12 @@ export class SocketWriter {
   private readonly stream: Writable;
   private drained: Promise<void> | undefined;
   private releaseDrained: (() => void) | undefined;
+  /** True while the socket is corked until the end of this turn. */
+  private corkedForTurn = false;
+  private readonly uncorkTurn = () => {
+    this.corkedForTurn = false;
+    this.stream.uncork();
+  };
 
   constructor(stream: Writable) {
     this.stream = stream;
@@ -31,6 +42,11 @@ export class SocketWriter {
   send(head: Uint8Array, body?: Uint8Array): Promise<void> {
     const stream = this.stream;
     if (!stream.writable) return settled;
+    if (!this.corkedForTurn) {
+      this.corkedForTurn = true;
+      stream.cork();
+      process.nextTick(this.uncorkTurn);
+    }
     let accepted: boolean;
     if (body === undefined || body.byteLength === 0) {
       accepted = stream.write(head);
