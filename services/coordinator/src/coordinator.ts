@@ -262,7 +262,22 @@ export class Coordinator {
       tenures,
       sledOutAfterMs: this.config.sledOutAfterMs,
     });
-    const reports = new Reports(catalogue, heartbeats, sleds);
+    // A report that needs a decision at once (a failed replica, a stalled follower) has
+    // the leader reconcile on the next turn, once however many such reports came in it.
+    let reconcileQueued = false;
+    const reconcileSoon = () => {
+      if (reconcileQueued) return;
+      reconcileQueued = true;
+      setImmediate(() => {
+        reconcileQueued = false;
+        try {
+          reconciler.reconcile();
+        } catch (error) {
+          service.logger.error({ error: String(error) }, "reconcile after a report failed");
+        }
+      });
+    };
+    const reports = new Reports(catalogue, heartbeats, sleds, reconcileSoon);
     const status = new Status(service, heartbeats, volumes, sleds);
     const snapshots = new Snapshots({ service, catalogue, members: heartbeats });
     const sweeper = new Sweeper({

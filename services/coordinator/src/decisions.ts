@@ -95,6 +95,12 @@ export interface PartitionView {
    * with a hung disk is not re-added over and over while a healthy spare waits.
    */
   avoid?: ReadonlySet<string>;
+  /**
+   * Members other than the primary whose own node reports their replica failed in the
+   * record's epoch (its journal could not write): they acknowledge nothing, so they are
+   * dropped as a stalled follower is, without waiting for a write to stall on them.
+   */
+  failed?: ReadonlySet<string>;
 }
 
 export type PartitionDecision =
@@ -177,20 +183,36 @@ function decideMembership(
   // A stall is a wait of the live primary's commits; once the primary is dead it says
   // nothing (a stalled follower still holds every acknowledged write: none committed
   // without it), so it must not keep a secondary from being promoted.
-  const stalled = new Set(alive.has(record.primary) ? stalledFollowers(record, view.report) : []);
+  // A failed voter is treated as a stalled one: it holds every write acknowledged before
+  // it failed, so it is dropped only while the primary lives.
+  const failed = view.failed ?? new Set<string>();
+  const stalled = new Set(
+    alive.has(record.primary)
+      ? [
+          ...stalledFollowers(record, view.report),
+          ...votingSecondaries(record).filter((node) => failed.has(node)),
+        ]
+      : [],
+  );
   const keeps = (node: string) => alive.has(node) && !stalled.has(node);
   const learners = record.learners ?? [];
   const joining = record.joining ?? [];
   const secondaries = record.secondaries.filter(keeps);
   const liveJoining = joining.filter(keeps);
-  const liveLearners = learners.filter((node) => alive.has(node));
+  // A failed learner counts for nothing and will never catch up.
+  const learnerKept = (node: string) => alive.has(node) && !failed.has(node);
+  const liveLearners = learners.filter(learnerKept);
   const gone = [
     ...record.secondaries.filter((node) => !keeps(node)),
     ...joining.filter((node) => !keeps(node)),
-    ...learners.filter((node) => !alive.has(node)),
+    ...learners.filter((node) => !learnerKept(node)),
   ];
   const why = (node: string) =>
-    stalled.has(node) ? `${node} stalled commits or cannot catch up` : `${node} is dead`;
+    failed.has(node) && alive.has(node)
+      ? `${node}'s replica has failed`
+      : stalled.has(node)
+        ? `${node} stalled commits or cannot catch up`
+        : `${node} is dead`;
   if (alive.has(record.primary)) {
     if (gone.length === 0) return undefined;
     return {

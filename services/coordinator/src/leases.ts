@@ -34,9 +34,15 @@
 // A report without `seq` (a head node that predates node leases) replaces the state
 // and is answered partition by partition (`granted`): the same coverage, listed.
 //
+// The book also holds, per node, its failed replicas that are not primary (`failures`:
+// a secondary, joiner or learner whose journal failed), changed with the same report,
+// and indexed per partition so that decisions drop such a member at once
+// (`failedMembers`). They grant nothing.
+//
 // One book lives for one tenure of leadership; a new tenure starts an empty one (every
 // node's next change is refused, and it sends its whole state).
 
+import { limits } from "@ballast/protocol";
 import { mayGrantLease, type PartitionRecord, type Report, volumeIdOf } from "./decisions.ts";
 
 export interface LeaseBookOptions {
@@ -60,6 +66,18 @@ export interface NodeReport {
   base?: number | undefined;
   primaries: readonly Report[];
   gone?: readonly { volume: string; partition: number }[] | undefined;
+  /** Failed non-primary replicas, new or changed (all of them in a whole state). */
+  failures?: readonly FailedReplica[] | undefined;
+  failuresGone?: readonly { volume: string; partition: number }[] | undefined;
+}
+
+/** A replica that is not its partition's primary and whose journal failed. */
+export interface FailedReplica {
+  volume: string;
+  volumeId?: string | undefined;
+  partition: number;
+  /** The epoch of the configuration it held when it failed. */
+  epoch: number;
 }
 
 export interface ReportOutcome {
@@ -67,6 +85,13 @@ export interface ReportOutcome {
   accepted?: number;
   /** How many entries the held state has. */
   held?: number;
+  /** How many failed replicas the held state has. */
+  heldFailures?: number;
+  /**
+   * The report says something a decision acts on at once: a failed replica, a failed
+   * primary, a follower stalled or needing a rebuild.
+   */
+  urgent?: boolean;
   /** The report's base is not what is held: nothing renewed, a whole state is wanted. */
   full?: boolean;
   /** Entries of the held state whose lease is not renewed. */
@@ -94,6 +119,8 @@ interface NodeState {
   session: number;
   seq: number;
   entries: Map<string, Report>;
+  /** Its failed non-primary replicas, by address. */
+  failures: Map<string, FailedReplica>;
   /** When the state was last confirmed by an accepted report. */
   atMs: number;
   /** The node's lease: until when its grants run (leader's monotonic clock). */
@@ -112,6 +139,8 @@ export class LeaseBook {
   private readonly nodes = new Map<string, NodeState>();
   private readonly leases = new Map<string, PartitionLease>();
   private readonly replacing = new Set<string>();
+  /** Failed non-primary replicas by address (`volume/partition`), then node. */
+  private readonly failedAt = new Map<string, Map<string, FailedReplica>>();
 
   constructor(private readonly options: LeaseBookOptions) {}
 
@@ -161,10 +190,18 @@ export class LeaseBook {
       for (const entry of report.primaries) {
         entries.set(addressOf(entry.volume, entry.partition), entry);
       }
+      for (const address of state?.failures.keys() ?? []) this.unfail(address, report.node);
+      const failures = new Map<string, FailedReplica>();
+      for (const failure of report.failures ?? []) {
+        const address = addressOf(failure.volume, failure.partition);
+        failures.set(address, failure);
+        this.fail(address, report.node, failure);
+      }
       state = {
         session,
         seq,
         entries,
+        failures,
         atMs: nowMs,
         untilMs: state?.untilMs ?? Number.NEGATIVE_INFINITY,
         live: state?.live ?? new Set(),
@@ -184,6 +221,16 @@ export class LeaseBook {
       }
       for (const entry of report.primaries) {
         state.entries.set(addressOf(entry.volume, entry.partition), entry);
+      }
+      for (const gone of report.failuresGone ?? []) {
+        const address = addressOf(gone.volume, gone.partition);
+        state.failures.delete(address);
+        this.unfail(address, report.node);
+      }
+      for (const failure of report.failures ?? []) {
+        const address = addressOf(failure.volume, failure.partition);
+        state.failures.set(address, failure);
+        this.fail(address, report.node, failure);
       }
       state.seq = seq;
       state.atMs = nowMs;
@@ -239,8 +286,46 @@ export class LeaseBook {
     if (!legacy) {
       outcome.accepted = seq;
       outcome.held = state.entries.size;
+      outcome.heldFailures = state.failures.size;
+    }
+    if ((report.failures ?? []).length > 0 || report.primaries.some(needsAction)) {
+      outcome.urgent = true;
     }
     return outcome;
+  }
+
+  /**
+   * Members of the record, other than its primary, whose own node reports their replica
+   * failed in the record's epoch. A failure of an earlier epoch is not theirs now: the
+   * configure of the record's epoch reopens a failed replica, and a replica that fails
+   * again is reported at the epoch it was configured in.
+   */
+  failedMembers(record: PartitionRecord): ReadonlySet<string> {
+    const failed = this.failedAt.get(addressOf(record.volume, record.partition));
+    if (failed === undefined) return noNodes;
+    const nodes = new Set<string>();
+    for (const [node, failure] of failed) {
+      if (node === record.primary || failure.epoch !== record.epoch) continue;
+      if (failure.volumeId !== undefined && failure.volumeId !== volumeIdOf(record)) continue;
+      nodes.add(node);
+    }
+    return nodes.size === 0 ? noNodes : nodes;
+  }
+
+  private fail(address: string, node: string, failure: FailedReplica): void {
+    let failed = this.failedAt.get(address);
+    if (failed === undefined) {
+      failed = new Map();
+      this.failedAt.set(address, failed);
+    }
+    failed.set(node, failure);
+  }
+
+  private unfail(address: string, node: string): void {
+    const failed = this.failedAt.get(address);
+    if (failed === undefined) return;
+    failed.delete(node);
+    if (failed.size === 0) this.failedAt.delete(address);
   }
 
   /** The newest report from the record's primary, if recent enough to act on. */
@@ -287,6 +372,19 @@ export class LeaseBook {
     lease.frozenUntilMs = this.untilOf(lease);
     this.nodes.get(lease.node)?.live.delete(key);
   }
+}
+
+const noNodes: ReadonlySet<string> = new Set();
+
+/** An entry whose primary has failed, or with a follower the decisions drop. */
+function needsAction(entry: Report): boolean {
+  return (
+    entry.failed === true ||
+    entry.followers.some(
+      (follower) =>
+        (follower.stalledMs ?? 0) >= limits.commitStallMsMax || follower.needsRebuild === true,
+    )
+  );
 }
 
 function refused(): ReportOutcome {

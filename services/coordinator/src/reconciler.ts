@@ -22,7 +22,8 @@
 // learners or joiners, no drops to avoid — is not decided again until one of those
 // inputs changes: its record (revision), its volume, the live head nodes and sleds, the
 // report from its primary (compared by content: an idle primary reports the same every
-// time), or its members' configuration (an acknowledgement, or a member restarted and
+// time), the members its nodes report failed (a secondary's journal failure is heard
+// from its own node, leases.ts), or its members' configuration (an acknowledgement, or a member restarted and
 // must be configured again). None of those inputs moves with time alone for such a
 // partition (see `settledCheck`). As a safety net, and for the slow configure refresh
 // (configurer.ts), a settled partition is decided again anyway once `settledRecheckMs`
@@ -86,6 +87,8 @@ export interface Settled {
   /** The primary's report it was decided on, and its content. */
   report: Report | undefined;
   reportText: string;
+  /** Its members reported failed by their own nodes (`failedKey`). */
+  failed: string;
   /**
    * The partition's configuration acknowledgements, by identity: the configurer and
    * `forgetConfigured` replace an entry on every change, never edit one in place.
@@ -102,7 +105,14 @@ export interface SettledInputs {
   volume: VolumeRecord;
   members: string;
   report: Report | undefined;
+  /** Members reported failed (`failedKey`). */
+  failed: string;
   acknowledged: ReadonlyMap<string, Acknowledged> | undefined;
+}
+
+/** Members reported failed as one comparable string ("" for none, the common case). */
+export function failedKey(failed: ReadonlySet<string>): string {
+  return failed.size === 0 ? "" : [...failed].sort().join(",");
 }
 
 /**
@@ -160,6 +170,7 @@ export function settle(key: string, inputs: SettledInputs, nowMs: number): Settl
     members: inputs.members,
     report: inputs.report,
     reportText: reportText(inputs.report),
+    failed: inputs.failed,
     acknowledged: inputs.acknowledged,
     acks: [...(inputs.acknowledged ?? [])],
     dueAtMs: nowMs + spreadMs(key, settledRecheckMs),
@@ -171,6 +182,7 @@ export function settledCheck(settled: Settled, now: SettledInputs, nowMs: number
   if (nowMs >= settled.dueAtMs) return "decide";
   if (settled.revision !== now.revision || settled.volume !== now.volume) return "decide";
   if (settled.members !== now.members) return "decide";
+  if (settled.failed !== now.failed) return "decide";
   if (now.acknowledged !== settled.acknowledged) return "decide";
   if (now.acknowledged !== undefined) {
     if (now.acknowledged.size !== settled.acks.length) return "decide";
@@ -251,6 +263,7 @@ export class Reconciler {
               volume,
               members,
               report: tenure.leases.reportOf(entry.value, startMs),
+              failed: failedKey(tenure.leases.failedMembers(entry.value)),
               acknowledged: tenure.configured.get(key),
             },
             startMs,
@@ -291,7 +304,9 @@ export class Reconciler {
     const nowMs = now();
     const report = tenure.leases.reportOf(record, nowMs);
     const avoid = avoided(tenure, record, nowMs);
+    const failed = tenure.leases.failedMembers(record);
     const decision = decidePartition(record, {
+      failed,
       nowMs,
       alive,
       load: loadNow(),
@@ -318,6 +333,7 @@ export class Reconciler {
             volume,
             members,
             report,
+            failed: failedKey(failed),
             acknowledged: tenure.configured.get(key),
           };
           this.settled.set(key, settle(key, inputs, nowMs));

@@ -7,6 +7,11 @@
 // (leases.ts). A report is only heard once the tenure has fenced the catalogue (before
 // that it knows no records, grants nothing, and asks for the whole state).
 //
+// A report may also list the node's failed replicas that are not primary (a secondary
+// or learner whose journal failed; leases.ts keeps them). A report with such a failure,
+// a failed primary or a stalled follower is `urgent`: the shell reconciles at once
+// (coordinator.ts), so a drop waits for no reconcile round.
+//
 // The answer also carries the sleds declared out of service (sled-records.ts), so that
 // primaries re-replicate the copies those held.
 //
@@ -30,6 +35,11 @@ export class Reports {
     private readonly catalogue: Pick<Catalogue, "volume" | "partition" | "recordCheckpoint">,
     private readonly heartbeats: Pick<Heartbeats, "aliveHeadNodes">,
     private readonly sleds: Pick<SledRecords, "out">,
+    /**
+     * Called when a report says something to act on at once (a failed replica, a stall):
+     * the shell decides then rather than at the next reconcile round.
+     */
+    private readonly onUrgent: () => void = () => undefined,
   ) {}
 
   /** A head node's report: keep what its primaries say, renew the node's lease. */
@@ -58,6 +68,7 @@ export class Reports {
       this.heartbeats.aliveHeadNodes(),
       now(),
     );
+    if (outcome.urgent === true) this.onUrgent();
     for (const record of outcome.deposed) {
       // A deposed primary (woken from a pause, say), perhaps unknown to this tenure:
       // make sure the next configure round tells it it is out.
@@ -70,7 +81,11 @@ export class Reports {
       granted: outcome.granted,
       ...(outcome.accepted === undefined
         ? {}
-        : { accepted: outcome.accepted, held: outcome.held ?? 0 }),
+        : {
+            accepted: outcome.accepted,
+            held: outcome.held ?? 0,
+            heldFailures: outcome.heldFailures ?? 0,
+          }),
       ...(outcome.excluded.length === 0 || outcome.accepted === undefined
         ? {}
         : { excluded: outcome.excluded }),

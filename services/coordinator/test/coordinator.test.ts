@@ -297,8 +297,10 @@ describe("reconcile", () => {
         ? { followers: [{ node: "head-2", matchOpNum: 3, learner: false, stalledMs: 5000 }] }
         : {};
     await run(harness, 600);
-    // Dropped: a learner takes its place (head-3, the only spare), not head-2 again.
-    expect(harness.record(0)).toMatchObject({ epoch: 2, primary: "head-1", secondaries: [] });
+    // Dropped: a learner takes its place (head-3, the only spare), not head-2 again. (A
+    // report with a stall is decided at once, so the learner may already be in.)
+    expect(harness.record(0)).toMatchObject({ primary: "head-1", secondaries: [] });
+    expect(harness.record(0).epoch).toBeGreaterThanOrEqual(2);
     await run(harness, 1000);
     expect(harness.record(0).learners).toEqual(["head-3"]);
     // head-2 restarts with nothing: the leader tells it once that it is out, no more.

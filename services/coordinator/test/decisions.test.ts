@@ -269,3 +269,35 @@ describe("lease grants", () => {
     expect(mayGrantLease(base, "head-1", 4, new Set(["head-2"]), false)).toBe(false);
   });
 });
+
+describe("a member its own node reports failed", () => {
+  test("a failed secondary is dropped while its primary lives, with no write stalled on it", () => {
+    const decision = decidePartition(base, view(base, { failed: new Set(["head-2"]) }));
+    expect(decision).toMatchObject({
+      kind: "update",
+      record: { epoch: 5, primary: "head-1", secondaries: [] },
+    });
+    expect((decision as { reason: string }).reason).toMatch(/head-2's replica has failed/);
+  });
+
+  test("a failed learner is dropped; a failed joiner too", () => {
+    const learning = { ...base, learners: ["head-3"], joining: ["head-4"] };
+    expect(
+      decidePartition(learning, view(learning, { failed: new Set(["head-3", "head-4"]) })),
+    ).toMatchObject({
+      kind: "update",
+      record: { epoch: 5, secondaries: ["head-2"], learners: [], joining: [] },
+    });
+  });
+
+  test("once the primary is dead, a failed secondary is as good as a stalled one: promoted", () => {
+    const alive = new Set(["head-2", "head-3"]);
+    expect(decidePartition(base, view(base, { alive, failed: new Set(["head-2"]) }))).toMatchObject(
+      { kind: "update", record: { epoch: 5, primary: "head-2" } },
+    );
+  });
+
+  test("no failure: nothing to do", () => {
+    expect(decidePartition(base, view(base, { failed: new Set() }))).toEqual({ kind: "keep" });
+  });
+});

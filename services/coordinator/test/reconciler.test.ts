@@ -63,7 +63,7 @@ function report(partition: number, commitOpNum: number): Report {
 
 let clockMs = 1000;
 
-function setup() {
+function setup(catalogue: unknown = {}) {
   const tenure: Tenure = newTenure({ term: 1, tenure: 1 }, 0);
   tenure.ready = true;
   tenure.refreshing = true; // no catalogue reads in these tests
@@ -91,7 +91,7 @@ function setup() {
   };
   const reconciler = new Reconciler({
     logger: createLogger({ service: "test", nodeId: "test", level: "silent" }),
-    catalogue: {} as never,
+    catalogue: catalogue as never,
     heartbeats: {
       listening: () => false,
       aliveHeadNodes: () => new Set(alive),
@@ -161,6 +161,70 @@ describe("Reconciler: deciding only what changed", () => {
     expect(round()).toEqual([0, 1, 2]);
     clockMs += 500;
     expect(round()).toEqual([]);
+  });
+
+  it("drops a secondary at once when its own node reports its replica failed while idle", async () => {
+    // Issue 14 made the configure refresh 300 s and settled partitions are decided only
+    // on change: a secondary whose journal failed with no write to stall on it used to
+    // go unseen (the partition on one good copy) until a refresh reopened it.
+    const updates: PartitionRecord[] = [];
+    const { tenure, alive, round } = setup({
+      updatePartition: (next: PartitionRecord) => {
+        updates.push(next);
+        return Promise.resolve({ applied: true, revision: 100 });
+      },
+    });
+    expect(round()).toEqual([0, 1, 2]);
+    clockMs += 500;
+    expect(round()).toEqual([]);
+
+    // head-2 reports its replica of partition 1 failed, in the record's epoch. Its
+    // primary's report says nothing new (no write waits on it).
+    const recordOf = (_: string, partition: number) => record(partition);
+    const outcome = tenure.leases.onNodeReport(
+      {
+        node: "head-2",
+        session: 1,
+        seq: 1,
+        primaries: [],
+        failures: [{ volume: "vol", volumeId: "1-abc", partition: 1, epoch: 1 }],
+      },
+      recordOf,
+      new Set(alive),
+      clockMs,
+    );
+    expect(outcome).toMatchObject({ accepted: 1, held: 0, heldFailures: 1, urgent: true });
+    // The next round (the shell runs one at once on an urgent report) drops it.
+    clockMs += 1;
+    round();
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(updates).toHaveLength(1);
+    expect(updates[0]).toMatchObject({
+      partition: 1,
+      epoch: 2,
+      primary: "head-1",
+      secondaries: [],
+    });
+
+    // A failure of an earlier epoch (before the configure that reopens it) drops nothing.
+    tenure.leases.onNodeReport(
+      {
+        node: "head-2",
+        session: 1,
+        seq: 2,
+        base: 1,
+        primaries: [],
+        failures: [{ volume: "vol", volumeId: "1-abc", partition: 2, epoch: 0 }],
+        failuresGone: [{ volume: "vol", partition: 1 }],
+      },
+      recordOf,
+      new Set(alive),
+      clockMs,
+    );
+    clockMs += 500;
+    round();
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(updates.filter((update) => update.partition === 2)).toEqual([]);
   });
 
   it("decides each settled partition again at its own point of settledRecheckMs", () => {
@@ -270,6 +334,7 @@ describe("Reconciler: deciding only what changed", () => {
       volume,
       members: membersKey(new Set(["head-1"]), ["sled-1"]),
       report: first,
+      failed: "",
       acknowledged,
     };
     const settled = settle("vol/0", inputs, 0);
@@ -280,6 +345,7 @@ describe("Reconciler: deciding only what changed", () => {
     expect(check({ report: report(0, 4) })).toBe("decide");
     expect(check({ report: undefined })).toBe("decide");
     expect(check({ revision: 2 })).toBe("decide");
+    expect(check({ failed: "head-2" })).toBe("decide");
     expect(check({ volume: { ...volume } })).toBe("decide");
     expect(check({ members: membersKey(new Set(["head-2"]), ["sled-1"]) })).toBe("decide");
     expect(check({ acknowledged: undefined })).toBe("decide");

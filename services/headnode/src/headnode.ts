@@ -34,10 +34,11 @@
 //
 // A replica whose journal fails (a full or broken disk) fails alone (partition-host.ts):
 // the node stops serving its volume and replication subjects at once, reports it failed
-// in its status and node info, and keeps every other replica running. As a secondary it
-// no longer acknowledges, so its primary reports it stalled and the coordinator replaces
-// it. A later configure of that partition reopens it as a restart would: journal
-// recovery says what is durable.
+// in its status and node info, and keeps every other replica running, and reports at
+// once: a primary as `failed`, any other role in the report's `failures`, so that the
+// coordinator drops it without waiting for a write to stall on it (as a secondary it no
+// longer acknowledges) or for a configure refresh. A later configure of that partition
+// reopens it as a restart would: journal recovery says what is durable.
 //
 // Snapshots: while primary, a replica also serves its partition's control subject, where
 // the coordinator holds and releases mutation acknowledgements, takes and drops
@@ -66,7 +67,7 @@ import {
 import { PartitionHost } from "./partition-host.ts";
 import type { Reply } from "./replica/effects.ts";
 import { Replicator } from "./replicator.ts";
-import { type PrimaryReport, ReportState } from "./report-state.ts";
+import { type FailedReplica, type PrimaryReport, ReportState } from "./report-state.ts";
 import { SledClient } from "./sled-client.ts";
 import { TickSchedule } from "./tick-schedule.ts";
 
@@ -122,6 +123,8 @@ export class HeadNode {
   /** What the coordinator holds of this node's primaries (report-state.ts). */
   private readonly reportState = new ReportState();
   private reportFailing = false;
+  /** A report was asked for while one was on its way: send one more once it is done. */
+  private reportAgain = false;
 
   /** `session` grows on every start (see session.ts). */
   constructor(
@@ -205,18 +208,29 @@ export class HeadNode {
    * coordinator gets no pile of them.
    */
   private async report(): Promise<void> {
-    if (this.reporting) return;
+    if (this.reporting) {
+      // Asked for at once (a replica failed) while one is on its way: send another
+      // right after it, not a whole interval later.
+      this.reportAgain = true;
+      return;
+    }
     this.reporting = true;
+    this.reportAgain = false;
     try {
       const hosts = new Map<string, PartitionHost>();
       const current = new Map<string, PrimaryReport>();
+      const failures = new Map<string, FailedReplica>();
       for (const [key, hosted] of this.hosted) {
         const entry = hosted.host.report();
-        if (entry === undefined) continue;
+        if (entry === undefined) {
+          const failure = failedReplicaOf(hosted.host);
+          if (failure !== undefined) failures.set(key, failure);
+          continue;
+        }
         current.set(key, entry);
         hosts.set(key, hosted.host);
       }
-      const outgoing = this.reportState.next(current);
+      const outgoing = this.reportState.next(current, failures);
       const sentAtMs = performance.now();
       const answer = await this.service.bus.request(
         subjects.coordinatorServices.build("headnode"),
@@ -228,6 +242,8 @@ export class HeadNode {
           ...(outgoing.base === undefined ? {} : { base: outgoing.base }),
           primaries: outgoing.primaries,
           ...(outgoing.gone.length === 0 ? {} : { gone: outgoing.gone }),
+          ...(outgoing.failures.length === 0 ? {} : { failures: outgoing.failures }),
+          ...(outgoing.failuresGone.length === 0 ? {} : { failuresGone: outgoing.failuresGone }),
         },
         { deadlineMs: reportDeadlineMs },
       );
@@ -259,6 +275,7 @@ export class HeadNode {
       }
     } finally {
       this.reporting = false;
+      if (this.reportAgain) void this.report();
     }
   }
 
@@ -495,7 +512,12 @@ export class HeadNode {
       },
     });
     schedule.wake(hosted);
-    host.onFailure = () => void this.followRole(hosted);
+    host.onFailure = () => {
+      void this.followRole(hosted);
+      // The coordinator must hear at once, whatever the replica's role: a failed
+      // secondary or learner is otherwise seen only when a write stalls on it.
+      void this.report();
+    };
     return hosted;
   }
 
@@ -689,4 +711,16 @@ function incarnationKey(volume: string, volumeId: string): string {
 function mutationResult(reply: Reply): ResultOf<"volume.write.v1"> {
   if (reply.kind !== "mutation") throw new Error(`mutation answered with ${reply.kind}`);
   return { opNumFirst: reply.opNumFirst, opNumLast: reply.opNumLast };
+}
+
+/**
+ * A failed replica that is not reported as a primary (a secondary, joiner or learner),
+ * as the coordinator hears of it, at the epoch it was configured in; undefined if it
+ * has not failed or was never configured.
+ */
+function failedReplicaOf(host: PartitionHost): FailedReplica | undefined {
+  const epoch = host.replica.configuration?.epoch;
+  if (host.failed === undefined || epoch === undefined) return undefined;
+  const { volume, volumeId, partition } = host.address;
+  return { volume, volumeId, partition, epoch };
 }

@@ -16,10 +16,18 @@
 // count differs from that state renews nothing and makes the next report whole. An
 // answer with no `accepted` and no `full` is from a coordinator that predates node
 // leases: it lists `granted` partitions, and every report to it is whole.
+//
+// Failed replicas that are not primary (`failures`) are a second part of the same
+// state, sent the same way (new or changed entries, and those gone), so that the
+// coordinator hears at once of a secondary or learner whose journal failed, and an idle
+// node still sends an empty change. They renew nothing. An answer from a coordinator
+// that predates them says nothing of them (`heldFailures` absent): that coordinator
+// ignores them, and the check is skipped.
 
 import { limits, type MessageOf, type ResultOf } from "@ballast/protocol";
 
 export type PrimaryReport = MessageOf<"headnode.report.v1">["primaries"][number];
+export type FailedReplica = NonNullable<MessageOf<"headnode.report.v1">["failures"]>[number];
 type Answer = ResultOf<"headnode.report.v1">;
 type Address = { volume: string; partition: number };
 
@@ -32,6 +40,11 @@ export interface Outgoing {
   gone: Address[];
   /** The state the coordinator holds once it accepts this report. */
   state: Map<string, PrimaryReport>;
+  /** Failed non-primary replicas new or changed since `base` (all of them when whole). */
+  failures: FailedReplica[];
+  failuresGone: Address[];
+  /** The failed replicas the coordinator holds once it accepts this report. */
+  failureState: Map<string, FailedReplica>;
 }
 
 export function addressKey(volume: string, partition: number): string {
@@ -69,13 +82,34 @@ export function sameEntry(a: PrimaryReport, b: PrimaryReport): boolean {
   });
 }
 
+function sameFailure(a: FailedReplica, b: FailedReplica): boolean {
+  return (
+    a.volume === b.volume &&
+    a.volumeId === b.volumeId &&
+    a.partition === b.partition &&
+    a.epoch === b.epoch
+  );
+}
+
 export class ReportState {
   /** The state the coordinator last accepted, and its revision; undefined: send whole. */
-  private accepted: { seq: number; state: Map<string, PrimaryReport> } | undefined;
+  private accepted:
+    | {
+        seq: number;
+        state: Map<string, PrimaryReport>;
+        failureState: Map<string, FailedReplica>;
+      }
+    | undefined;
   private seq = 0;
 
-  /** The next report, from every primary's entry now (keyed by addressKey). */
-  next(current: ReadonlyMap<string, PrimaryReport>): Outgoing {
+  /**
+   * The next report, from every primary's entry now and every failed non-primary
+   * replica now (both keyed by addressKey).
+   */
+  next(
+    current: ReadonlyMap<string, PrimaryReport>,
+    currentFailures: ReadonlyMap<string, FailedReplica> = new Map(),
+  ): Outgoing {
     const base = this.accepted;
     const state = new Map(base?.state ?? []);
     const primaries: PrimaryReport[] = [];
@@ -93,8 +127,32 @@ export class ReportState {
       gone.push({ volume: held.volume, partition: held.partition });
       state.delete(key);
     }
+    const failureState = new Map(base?.failureState ?? []);
+    const failures: FailedReplica[] = [];
+    const failuresGone: Address[] = [];
+    for (const [key, entry] of currentFailures) {
+      const held = failureState.get(key);
+      if (held !== undefined && sameFailure(held, entry)) continue;
+      if (failures.length === limits.reportPartitionsMax) break;
+      failures.push(entry);
+      failureState.set(key, entry);
+    }
+    for (const [key, held] of base?.failureState ?? []) {
+      if (currentFailures.has(key) || failuresGone.length === limits.reportPartitionsMax) continue;
+      failuresGone.push({ volume: held.volume, partition: held.partition });
+      failureState.delete(key);
+    }
     this.seq += 1;
-    return { seq: this.seq, base: base?.seq, primaries, gone, state };
+    return {
+      seq: this.seq,
+      base: base?.seq,
+      primaries,
+      gone,
+      state,
+      failures,
+      failuresGone,
+      failureState,
+    };
   }
 
   /**
@@ -115,12 +173,16 @@ export class ReportState {
       }
       return renewed;
     }
-    if (answer.accepted !== sent.seq || answer.held !== sent.state.size) {
+    if (
+      answer.accepted !== sent.seq ||
+      answer.held !== sent.state.size ||
+      (answer.heldFailures !== undefined && answer.heldFailures !== sent.failureState.size)
+    ) {
       // Not the state this node sent: renew nothing, and start again from the whole.
       this.accepted = undefined;
       return [];
     }
-    this.accepted = { seq: sent.seq, state: sent.state };
+    this.accepted = { seq: sent.seq, state: sent.state, failureState: sent.failureState };
     const excluded = new Set(
       (answer.excluded ?? []).map((grant) => addressKey(grant.volume, grant.partition)),
     );

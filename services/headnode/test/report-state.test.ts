@@ -246,6 +246,79 @@ describe("against the coordinator's book", () => {
   });
 });
 
+describe("failed replicas that are not primary", () => {
+  const record: PartitionRecord = {
+    volume: "v",
+    volumeId: "v-1",
+    partition: 0,
+    partitionStart: 0,
+    partitionBytes: 1024 * 1024,
+    epoch: 4,
+    primary: "head-1",
+    secondaries: ["head-2"],
+  };
+  const failure = { volume: "v", volumeId: "v-1", partition: 0, epoch: 4 };
+
+  test("reach the coordinator's book as a change, once, and leave it when reopened", () => {
+    const book = new LeaseBook({
+      leaderSinceMs: 0,
+      leaseMs,
+      driftMarginMs: limits.primaryLeaseDriftMarginMs,
+      reportAgeMsMax: 2000,
+    });
+    const state = new ReportState();
+    const exchange = (failures: Map<string, typeof failure>) => {
+      const sent = state.next(new Map(), failures);
+      const outcome = book.onNodeReport(
+        {
+          node: "head-2",
+          session: 1,
+          seq: sent.seq,
+          base: sent.base,
+          primaries: sent.primaries,
+          gone: sent.gone,
+          failures: sent.failures,
+          failuresGone: sent.failuresGone,
+        },
+        () => record,
+        new Set(["head-1", "head-2"]),
+        1000,
+      );
+      state.onAnswer(sent, {
+        ...answerOf(outcome),
+        ...(outcome.heldFailures === undefined ? {} : { heldFailures: outcome.heldFailures }),
+      });
+      return { sent, outcome };
+    };
+    expect(exchange(new Map()).outcome.heldFailures).toBe(0);
+    expect(book.failedMembers(record)).toEqual(new Set());
+
+    const failed = new Map([[addressKey("v", 0), failure]]);
+    const first = exchange(failed);
+    expect(first.sent.failures).toEqual([failure]);
+    expect(first.outcome.urgent).toBe(true);
+    expect(book.failedMembers(record)).toEqual(new Set(["head-2"]));
+    // Idle: an empty change, and the book still holds the failure.
+    const idle = exchange(failed);
+    expect(idle.sent).toMatchObject({ primaries: [], gone: [], failures: [], failuresGone: [] });
+    expect(idle.outcome.urgent).toBeUndefined();
+    expect(book.failedMembers(record)).toEqual(new Set(["head-2"]));
+    // Not a member's failure in a later epoch (the configure of it reopens the replica).
+    expect(book.failedMembers({ ...record, epoch: 5 })).toEqual(new Set());
+    // Reopened: gone from the book.
+    expect(exchange(new Map()).sent.failuresGone).toEqual([{ volume: "v", partition: 0 }]);
+    expect(book.failedMembers(record)).toEqual(new Set());
+  });
+
+  test("a book that holds another count of them has the next report sent whole", () => {
+    const state = new ReportState();
+    const failed = new Map([[addressKey("v", 0), failure]]);
+    const sent = state.next(new Map(), failed);
+    state.onAnswer(sent, { leaseMs, granted: [], accepted: sent.seq, held: 0, heldFailures: 0 });
+    expect(state.next(new Map(), failed)).toMatchObject({ base: undefined, failures: [failure] });
+  });
+});
+
 test("a changed snapshot figure makes a report entry differ, so that it is sent", () => {
   const entry = (snapshotBytes?: [string, number][]): PrimaryReport => ({
     volume: "v",

@@ -174,6 +174,18 @@ export const PrimaryReport = z.object({
 });
 
 /**
+ * A replica on a head node that is not its primary (a secondary, joiner or learner) and
+ * whose journal failed: it acknowledges nothing, so the coordinator drops it at once
+ * rather than when a write stalls on it or a configure refresh happens to reopen it.
+ */
+export const FailedReplica = z.object({
+  ...partitionAddress,
+  volumeId: volumeId.optional(),
+  /** The epoch of the configuration the replica held when it failed. */
+  epoch: unsignedInteger,
+});
+
+/**
  * Sent by every head node to the coordinator every headnodeReportIntervalMs: its
  * primaries, their followers' progress and stalls.
  *
@@ -201,6 +213,14 @@ export const HeadnodeReport = z.object({
   base: unsignedInteger.optional(),
   /** Partitions in the state at `base` that this node no longer reports as primary. */
   gone: z.array(z.object(partitionAddress)).max(reportPartitionsMax).optional(),
+  /**
+   * Its failed non-primary replicas, as a change like `primaries`: those new or changed
+   * since `base` (all of them in a whole state). A coordinator that predates it ignores
+   * it, and the failure shows as a stall once a write waits on the replica.
+   */
+  failures: z.array(FailedReplica).max(reportPartitionsMax).optional(),
+  /** Partitions in the failures held at `base` that are failed no more (reopened, closed). */
+  failuresGone: z.array(z.object(partitionAddress)).max(reportPartitionsMax).optional(),
 });
 
 /** A primary whose lease the coordinator does not renew, at the epoch it was reported in. */
@@ -220,6 +240,11 @@ export const HeadnodeReportResult = z.object({
   accepted: positiveInteger.optional(),
   /** How many partitions that state holds: the head node checks it holds as many. */
   held: unsignedInteger.optional(),
+  /**
+   * How many failed replicas that state holds (absent from a coordinator that predates
+   * `failures`): the head node checks it holds as many.
+   */
+  heldFailures: unsignedInteger.optional(),
   /** Primaries of the accepted state whose lease is not renewed (and why is the record's). */
   excluded: z.array(LeasedPartition).max(reportPartitionsMax).optional(),
   /**
