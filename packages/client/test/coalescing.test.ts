@@ -118,6 +118,58 @@ describe("coalescing", () => {
     await write;
   });
 
+  it("sends a lone operation before the event loop's check phase (QD1 latency)", async () => {
+    const { fake, volume } = await openTestVolume({
+      name: "prompt",
+      sizeBytes: mebibyte,
+      partitionBytes: mebibyte,
+    });
+    fake.pause();
+
+    // An immediate queued before the write runs in the check phase of this loop
+    // iteration: the request must already have left by then.
+    let sentByCheckPhase = -1;
+    const checked = new Promise<void>((resolve) =>
+      setImmediate(() => {
+        sentByCheckPhase = fake.requestsOf("volume.write.v1").length;
+        resolve();
+      }),
+    );
+    const write = volume.write(0, patternBytes(512, 1));
+    await checked;
+    expect(sentByCheckPhase).toBe(1);
+
+    fake.resume();
+    await write;
+  });
+
+  it("merges operations issued by the promise callbacks of one turn, as the NBD gateway issues them", async () => {
+    const { fake, volume } = await openTestVolume({
+      name: "callbacks",
+      sizeBytes: mebibyte,
+      partitionBytes: mebibyte,
+    });
+    fake.pause();
+
+    // Like the gateway's request loop: each request is issued after a few awaited
+    // promises (parsing the next header and its data from what one socket read brought).
+    const writes: Promise<void>[] = [];
+    await (async () => {
+      for (let index = 0; index < 6; index++) {
+        await Promise.resolve();
+        await Promise.resolve();
+        writes.push(volume.write(index * 512, patternBytes(512, index)));
+      }
+    })();
+    await nextTurn();
+    expect(
+      fake.requestsOf("volume.write.v1").map((request) => request.message.writes.length),
+    ).toEqual([6]);
+
+    fake.resume();
+    await Promise.all(writes);
+  });
+
   it("never puts more than the entry limit in one request", async () => {
     const { fake, volume } = await openTestVolume({
       name: "entries",
