@@ -170,6 +170,36 @@ describe("coalescing", () => {
     await Promise.all(writes);
   });
 
+  it("gathers a busy queue's entries of one loop iteration into one batch (QD32 batching)", async () => {
+    const { fake, volume } = await openTestVolume(
+      { name: "busy", sizeBytes: mebibyte, partitionBytes: mebibyte },
+      { requestsInflightPerQueueMax: 4 },
+    );
+    fake.pause();
+    const writes = [volume.write(0, patternBytes(512, 0))];
+    await nextTurn();
+    expect(fake.requestsOf("volume.write.v1").length).toBe(1);
+
+    // The queue is busy (one request in flight) but has free slots. Writes issued by
+    // separate callbacks of one check phase, as socket reads of one loop iteration are,
+    // must leave together rather than one request each.
+    await new Promise<void>((resolve) => {
+      for (let index = 1; index <= 3; index++) {
+        setImmediate(() => {
+          writes.push(volume.write(index * 512, patternBytes(512, index)));
+          if (index === 3) resolve();
+        });
+      }
+    });
+    await nextTurn();
+    expect(
+      fake.requestsOf("volume.write.v1").map((request) => request.message.writes.length),
+    ).toEqual([1, 3]);
+
+    fake.resume();
+    await Promise.all(writes);
+  });
+
   it("never puts more than the entry limit in one request", async () => {
     const { fake, volume } = await openTestVolume({
       name: "entries",
