@@ -2,26 +2,17 @@
 // bounds how many are in flight, and retries them across failovers.
 //
 // Model. Entries wait in batch queues, one per partition and kind of request (write,
-// read, trim, write-zeroes, flush). The pump starts requests while the volume has fewer
-// than `requestsInflightPerVolumeMax` in flight, giving each queue at most
-// `requestsInflightPerQueueMax`, round robin across queues. Each request carries the
-// queue's next batch (see batch.ts: the longest prefix of pending entries that fits one
-// request). The batching rule, from a caller's point of view: entries for one partition
-// issued in the same event-loop turn, or while that partition's queue is busy, are
-// merged into one request, up to the wire's entry and byte limits. Under light load a
-// request leaves at the end of the turn its entry was issued in; under heavy load
-// requests grow instead of multiplying.
+// read, trim, write-zeroes, flush). The pump — which runs once at the end of any
+// event-loop turn in which an entry arrived or a request finished — starts requests
+// while the volume has fewer than `requestsInflightPerVolumeMax` in flight, giving each
+// queue at most `requestsInflightPerQueueMax`, round robin across queues. Each request
+// carries the queue's next batch (see batch.ts: the longest prefix of pending entries
+// that fits one request). The batching rule, from a caller's point of view: entries for
+// one partition issued in the same event-loop turn, or while that partition's queue is
+// at its in-flight bound, are merged into one request, up to the wire's entry and byte
+// limits. Under light load a request leaves at the end of the turn its entry was issued
+// in; under heavy load requests grow instead of multiplying.
 //
-// When the pump runs. An entry for a queue with nothing in flight is pumped at the end
-// of its turn: once the promise callbacks of the turn have run (`process.nextTick`
-// queued from within them runs only once the microtask queue is empty), so the requests
-// the NBD gateway parses from one socket read still share a batch, and a lone request
-// (QD1) does not wait for the event loop's check phase. An entry for a busy queue, and a
-// request that finishes while entries wait, pump in the check phase (`setImmediate`):
-// under load, the entries of every socket read and reply of one loop iteration gather
-// into one batch (pumping such entries at the end of each turn made QD32 batches about
-// a third smaller).
-
 // Failover. A request that fails with a retryable code (WrongEpoch, NotPrimary,
 // Unavailable, Timeout, ShuttingDown) is retried with backoff (retry.ts); alongside the
 // delay the volume is re-described (volume-state.ts, shared by every request that failed
@@ -82,8 +73,7 @@ export class RequestScheduler {
   private readonly queues = new Map<string, BatchQueue>();
   private readonly progress = new Map<number, FlushProgress>();
   private requestsInflightCount = 0;
-  private pumpAtTurnEndScheduled = false;
-  private pumpInCheckPhaseScheduled = false;
+  private pumpScheduled = false;
 
   /** `snapshotId`: every read goes to that snapshot of each partition. */
   constructor(
@@ -111,8 +101,7 @@ export class RequestScheduler {
       this.queues.set(key, queue);
     }
     queue.pending.push(entry);
-    if (queue.inflight === 0) this.pumpAtTurnEnd();
-    else this.pumpInCheckPhase();
+    this.schedulePump();
   }
 
   /** Positions of the partitions with mutations settled since their last flush was sent. */
@@ -124,30 +113,20 @@ export class RequestScheduler {
     return indexes.sort((left, right) => left - right);
   }
 
-  /** Pumps once the promise callbacks of this turn have run (see the module header). */
-  private pumpAtTurnEnd(): void {
-    if (this.pumpAtTurnEndScheduled) return;
-    this.pumpAtTurnEndScheduled = true;
-    process.nextTick(() => {
-      this.pumpAtTurnEndScheduled = false;
-      this.pump();
-    });
-  }
-
-  /** Pumps in the check phase of this loop iteration (see the module header). */
-  private pumpInCheckPhase(): void {
-    if (this.pumpInCheckPhaseScheduled) return;
-    this.pumpInCheckPhaseScheduled = true;
+  /**
+   * In the check phase, so that the entries of every socket read and reply of one loop
+   * iteration share a batch. Measured at QD1 (issue 14; docs/performance.md, "Queue
+   * depth 1: latency"): the wait costs a lone request about 10 µs, of which
+   * `process.nextTick` would save about 1 µs, while pumping at the end of every turn made
+   * QD32 batches about a third smaller.
+   */
+  private schedulePump(): void {
+    if (this.pumpScheduled) return;
+    this.pumpScheduled = true;
     setImmediate(() => {
-      this.pumpInCheckPhaseScheduled = false;
+      this.pumpScheduled = false;
       this.pump();
     });
-  }
-
-  /** Whether any queue holds an entry not yet sent. */
-  private hasPending(): boolean {
-    for (const queue of this.queues.values()) if (queue.pending.length > 0) return true;
-    return false;
   }
 
   private pump(): void {
@@ -175,9 +154,7 @@ export class RequestScheduler {
       queue.inflight -= 1;
       this.requestsInflightCount -= 1;
       if (queue.inflight === 0 && queue.pending.length === 0) this.queues.delete(queue.key);
-      // A finished request frees a slot only entries already waiting can use; an entry
-      // that arrives later schedules its own pump.
-      if (this.hasPending()) this.pumpInCheckPhase();
+      this.schedulePump();
     });
   }
 

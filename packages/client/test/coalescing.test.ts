@@ -118,31 +118,6 @@ describe("coalescing", () => {
     await write;
   });
 
-  it("sends a lone operation before the event loop's check phase (QD1 latency)", async () => {
-    const { fake, volume } = await openTestVolume({
-      name: "prompt",
-      sizeBytes: mebibyte,
-      partitionBytes: mebibyte,
-    });
-    fake.pause();
-
-    // An immediate queued before the write runs in the check phase of this loop
-    // iteration: the request must already have left by then.
-    let sentByCheckPhase = -1;
-    const checked = new Promise<void>((resolve) =>
-      setImmediate(() => {
-        sentByCheckPhase = fake.requestsOf("volume.write.v1").length;
-        resolve();
-      }),
-    );
-    const write = volume.write(0, patternBytes(512, 1));
-    await checked;
-    expect(sentByCheckPhase).toBe(1);
-
-    fake.resume();
-    await write;
-  });
-
   it("merges operations issued by the promise callbacks of one turn, as the NBD gateway issues them", async () => {
     const { fake, volume } = await openTestVolume({
       name: "callbacks",
