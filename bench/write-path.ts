@@ -10,11 +10,16 @@
 // With --profile DIR it also records a V8 CPU profile of each service over each job
 // (DIR/<job>/<pid>.cpuprofile, via bench/cpu-profile.cjs; the profiler costs CPU, so
 // take the figures from a run without it). --rounds N runs the list of jobs N times.
+// With --latency DIR it records, around each job, the events of the hooks of
+// bench/latency-hooks.patch (apply it first: `git apply bench/latency-hooks.patch`) in
+// every service (DIR/<job>-<round>/<role>.json, via bench/latency-trace.cjs);
+// bench/latency-breakdown.ts turns a QD1 job's files into time per stage of a write.
 //
 //   npm run bench:write                      8 s per job, one round
 //   npm run bench:write -- --seconds 10 --rounds 3 --json-out write.json
 //   npm run bench:write -- --profile /tmp/prof
 //   npm run bench:write -- --jobs randread-qd32,read-1m-qd8
+//   npm run bench:write -- --jobs randwrite-qd1 --latency /tmp/lat   (hooks applied)
 //
 // A job is `randwrite-qdN`, `randread-qdN` (4 KiB random), `write-1m-qdN` or
 // `read-1m-qdN` (1 MiB sequential), N the queue depth.
@@ -124,6 +129,7 @@ async function main(): Promise<void> {
       seconds: { type: "string", default: "8" },
       rounds: { type: "string", default: "1" },
       profile: { type: "string" },
+      latency: { type: "string" },
       "count-messages": { type: "boolean", default: false },
       "json-out": { type: "string" },
       jobs: { type: "string", default: defaultJobs },
@@ -133,6 +139,10 @@ async function main(): Promise<void> {
   const seconds = Number(values.seconds);
   const rounds = Number(values.rounds);
   const profileDir = values.profile;
+  const latencyDir = values.latency;
+  if (latencyDir !== undefined && profileDir !== undefined) {
+    throw new Error("--latency and --profile both use SIGWINCH: give one of them");
+  }
   const log = (line: string) => process.stderr.write(`${line}\n`);
   const directory = await temporaryDirectory("ballast-wpath-");
   const nbdPort = 20000 + Math.floor(Math.random() * 20000);
@@ -151,6 +161,12 @@ async function main(): Promise<void> {
         BALLAST_LOG_LEVEL: "warn",
         BALLAST_SLED_DEVICES: "1",
         BALLAST_SLED_DEVICE_BYTES: String(512 * mebibyte),
+        ...(latencyDir === undefined
+          ? {}
+          : {
+              NODE_OPTIONS: `--require ${fileURLToPath(new URL("./latency-trace.cjs", import.meta.url))}`,
+              BALLAST_BENCH_LATENCY_DIR: latencyDir,
+            }),
         ...(profileDir === undefined
           ? {}
           : {
@@ -298,6 +314,10 @@ async function main(): Promise<void> {
           await mkdir(profileDir, { recursive: true });
           for (const record of cluster.records()) process.kill(record.pid, "SIGWINCH");
         }
+        if (latencyDir !== undefined) {
+          await mkdir(latencyDir, { recursive: true });
+          for (const record of cluster.records()) process.kill(record.pid, "SIGWINCH");
+        }
         const before = new Map<string, { user: number; system: number }>();
         for (const [id, pid] of pids) before.set(id, await cpuSeconds(pid));
         const started = performance.now();
@@ -316,6 +336,21 @@ async function main(): Promise<void> {
             const text = await readFile(from, "utf8").catch(() => undefined);
             if (text !== undefined)
               await writeFile(join(profileDir, job, `${id.replace(/ .*/, "")}.cpuprofile`), text);
+          }
+        }
+        if (latencyDir !== undefined) {
+          for (const record of cluster.records()) process.kill(record.pid, "SIGWINCH");
+          await new Promise((resolve) => setTimeout(resolve, 2000));
+          await mkdir(join(latencyDir, `${job}-${round}`), { recursive: true });
+          for (const [id, pid] of pids) {
+            const text = await readFile(join(latencyDir, `${pid}.lat.json`), "utf8").catch(
+              () => undefined,
+            );
+            if (text !== undefined)
+              await writeFile(
+                join(latencyDir, `${job}-${round}`, `${id.replace(/ .*/, "")}.json`),
+                text,
+              );
           }
         }
         const parsed = JSON.parse(output.slice(output.indexOf("{")));

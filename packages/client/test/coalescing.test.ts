@@ -118,6 +118,63 @@ describe("coalescing", () => {
     await write;
   });
 
+  it("merges operations issued by the promise callbacks of one turn, as the NBD gateway issues them", async () => {
+    const { fake, volume } = await openTestVolume({
+      name: "callbacks",
+      sizeBytes: mebibyte,
+      partitionBytes: mebibyte,
+    });
+    fake.pause();
+
+    // Like the gateway's request loop: each request is issued after a few awaited
+    // promises (parsing the next header and its data from what one socket read brought).
+    const writes: Promise<void>[] = [];
+    await (async () => {
+      for (let index = 0; index < 6; index++) {
+        await Promise.resolve();
+        await Promise.resolve();
+        writes.push(volume.write(index * 512, patternBytes(512, index)));
+      }
+    })();
+    await nextTurn();
+    expect(
+      fake.requestsOf("volume.write.v1").map((request) => request.message.writes.length),
+    ).toEqual([6]);
+
+    fake.resume();
+    await Promise.all(writes);
+  });
+
+  it("gathers a busy queue's entries of one loop iteration into one batch (QD32 batching)", async () => {
+    const { fake, volume } = await openTestVolume(
+      { name: "busy", sizeBytes: mebibyte, partitionBytes: mebibyte },
+      { requestsInflightPerQueueMax: 4 },
+    );
+    fake.pause();
+    const writes = [volume.write(0, patternBytes(512, 0))];
+    await nextTurn();
+    expect(fake.requestsOf("volume.write.v1").length).toBe(1);
+
+    // The queue is busy (one request in flight) but has free slots. Writes issued by
+    // separate callbacks of one check phase, as socket reads of one loop iteration are,
+    // must leave together rather than one request each.
+    await new Promise<void>((resolve) => {
+      for (let index = 1; index <= 3; index++) {
+        setImmediate(() => {
+          writes.push(volume.write(index * 512, patternBytes(512, index)));
+          if (index === 3) resolve();
+        });
+      }
+    });
+    await nextTurn();
+    expect(
+      fake.requestsOf("volume.write.v1").map((request) => request.message.writes.length),
+    ).toEqual([1, 3]);
+
+    fake.resume();
+    await Promise.all(writes);
+  });
+
   it("never puts more than the entry limit in one request", async () => {
     const { fake, volume } = await openTestVolume({
       name: "entries",

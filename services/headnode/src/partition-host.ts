@@ -265,6 +265,8 @@ export class PartitionHost {
       replyError: (requestId, error) => this.settleRequest(requestId)?.reject(error),
       fatal: (what, error) => this.fail(what, error),
       beforeCompletion: () => this.input(() => undefined),
+      // Notes leave before the journal encodes them (effect-runner.ts, "Order").
+      deferJournal: queueMicrotask,
       log: this.logger,
     });
   }
