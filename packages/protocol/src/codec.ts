@@ -30,9 +30,10 @@ const unpackr = new Unpackr({
  */
 export const largeDataBytesMin = 64 * 1024;
 
-/** msgpack's "bin 32" and "array 32" markers. */
+/** msgpack's "bin 32", "array 32" and "map 32" markers. */
 const bin32 = 0xc6;
 const array32 = 0xdd;
+const map32 = 0xdf;
 /** The empty "bin 8" and the empty fixarray that stand in for the data. */
 const emptyBin8 = [0xc4, 0x00] as const;
 const emptyFixArray = 0x90;
@@ -52,15 +53,36 @@ const emptyFixArray = 0x90;
  * headers where a shorter one would do, which msgpack allows).
  */
 export function encodeValue(value: unknown, bytesMax: number = messageBytesMax): Uint8Array {
-  const encoded = encodeLargeData(value) ?? packr.pack(value);
-  if (encoded.byteLength > bytesMax) {
+  const encoded = encodeLarge(value, 0) ?? packr.pack(value);
+  checkEncodedSize(encoded.byteLength, bytesMax);
+  return encoded;
+}
+
+/**
+ * `encodeValue`'s bytes after `reserveBytes` bytes of room at the front (left for the
+ * caller to fill), in one buffer, or undefined when the value has no large data (the
+ * caller then encodes it its own way). The journal frames a note with large data this
+ * way: its record header goes in the room, so the note's bytes are copied once, into
+ * the record, instead of into an encoding and then into a record.
+ */
+export function encodeLargeValueAfter(
+  value: unknown,
+  reserveBytes: number,
+  bytesMax: number = messageBytesMax,
+): Uint8Array | undefined {
+  const framed = encodeLarge(value, reserveBytes);
+  if (framed !== undefined) checkEncodedSize(framed.byteLength - reserveBytes, bytesMax);
+  return framed;
+}
+
+function checkEncodedSize(bytes: number, bytesMax: number): void {
+  if (bytes > bytesMax) {
     throw new BallastError(
       ErrorCode.PayloadTooLarge,
-      `cannot send a message of ${encoded.byteLength} bytes: the limit is ${bytesMax}`,
-      { details: { bytes: encoded.byteLength, bytesMax } },
+      `cannot send a message of ${bytes} bytes: the limit is ${bytesMax}`,
+      { details: { bytes, bytesMax } },
     );
   }
-  return encoded;
 }
 
 function isPlainMap(value: unknown): value is Record<string, unknown> {
@@ -84,8 +106,66 @@ function dataBytes(data: unknown): number {
   return bytes;
 }
 
-function encodeLargeData(value: unknown): Uint8Array | undefined {
+/**
+ * A large value's encoding, as the parts it is assembled from: byte arrays that are
+ * either msgpack the value's own bytes are copied from (the large data, by reference)
+ * or encodings made here; `bytes` is their sum.
+ */
+class Parts {
+  readonly list: Uint8Array[] = [];
+  bytes = 0;
+
+  push(part: Uint8Array): void {
+    this.list.push(part);
+    this.bytes += part.byteLength;
+  }
+
+  /** A "bin 32", "array 32" or "map 32" header. */
+  header(marker: number, count: number): void {
+    const header = new Uint8Array(5);
+    header[0] = marker;
+    new DataView(header.buffer).setUint32(1, count);
+    this.push(header);
+  }
+
+  bin(bytes: Uint8Array): void {
+    this.header(bin32, bytes.byteLength);
+    this.push(bytes);
+  }
+
+  /** One buffer of exactly `reserveBytes` plus the parts (not zero-filled: all written). */
+  assemble(reserveBytes: number): Uint8Array {
+    const encoded = Buffer.allocUnsafeSlow(reserveBytes + this.bytes);
+    let at = reserveBytes;
+    for (const part of this.list) {
+      encoded.set(part, at);
+      at += part.byteLength;
+    }
+    return encoded;
+  }
+}
+
+/**
+ * The value's encoding after `reserveBytes` of room, as one allocation of the exact
+ * size, when it carries large data; undefined otherwise (msgpackr's path).
+ *
+ * Two shapes. (1) A map whose `data` field, or whose `result`'s (a reply envelope), holds
+ * at least `largeDataBytesMin` in one byte array or an array of them: a chunk on its
+ * way to a sled, a sled's chunk read, a primary's `volume.read.v1` answer. (2) Failing
+ * that, byte arrays of at least `nestedDataBytesMin` anywhere within
+ * `nestedDepthMax` levels of maps and arrays, together at least `largeDataBytesMin`: a
+ * `volume.write.v1` (`writes[].data`) or a `replica.notes.v1` (`notes[].data`) of large
+ * writes, which msgpackr encoded into a growth buffer (four times the size needed, the
+ * bytes copied on each growth, and every later small message a view of that buffer).
+ */
+function encodeLarge(value: unknown, reserveBytes: number): Uint8Array | undefined {
   if (!isPlainMap(value)) return undefined;
+  const parts = new Parts();
+  if (!topLevelData(value, parts) && !nestedData(value, parts)) return undefined;
+  return parts.assemble(reserveBytes);
+}
+
+function topLevelData(value: Record<string, unknown>, parts: Parts): boolean {
   // The data is the map's own `data`, or its `result`'s (a reply envelope): either way
   // moved to the very end of the encoding, `result` last in the envelope.
   let data = value.data;
@@ -95,9 +175,9 @@ function encodeLargeData(value: unknown): Uint8Array | undefined {
     head = { ...rest, data: data instanceof Uint8Array ? emptyBytes : [] };
   } else {
     const result = value.result;
-    if (!isPlainMap(result)) return undefined;
+    if (!isPlainMap(result)) return false;
     data = result.data;
-    if (dataBytes(data) < largeDataBytesMin) return undefined;
+    if (dataBytes(data) < largeDataBytesMin) return false;
     const { result: _, ...rest } = value;
     const { data: __, ...resultRest } = result;
     head = {
@@ -108,40 +188,93 @@ function encodeLargeData(value: unknown): Uint8Array | undefined {
   // The rest, then `data` as an empty byte string (or empty array) whose bytes end the
   // encoding: they are replaced by a bin 32 (array 32) header and the bytes themselves.
   const packed = packr.pack(head);
-  const items = data instanceof Uint8Array ? undefined : (data as Uint8Array[]);
-  let headBytes: number;
-  let total: number;
-  if (items === undefined) {
-    headBytes = packed.byteLength - emptyBin8.length;
+  if (data instanceof Uint8Array) {
+    const headBytes = packed.byteLength - emptyBin8.length;
     if (packed[headBytes] !== emptyBin8[0] || packed[headBytes + 1] !== emptyBin8[1]) {
-      return undefined;
+      return false;
     }
-    total = headBytes + 5 + (data as Uint8Array).byteLength;
-  } else {
-    headBytes = packed.byteLength - 1;
-    if (packed[headBytes] !== emptyFixArray) return undefined;
-    total = headBytes + 5 + items.length * 5 + dataBytes(items);
+    parts.push(packed.subarray(0, headBytes));
+    parts.bin(data);
+    return true;
   }
-  // Not zero-filled: every byte is written below.
-  const encoded = Buffer.allocUnsafeSlow(total);
-  encoded.set(packed.subarray(0, headBytes), 0);
-  const view = new DataView(encoded.buffer, encoded.byteOffset, encoded.byteLength);
-  let at = headBytes;
-  const putBin = (bytes: Uint8Array) => {
-    view.setUint8(at, bin32);
-    view.setUint32(at + 1, bytes.byteLength);
-    encoded.set(bytes, at + 5);
-    at += 5 + bytes.byteLength;
-  };
-  if (items === undefined) {
-    putBin(data as Uint8Array);
-  } else {
-    view.setUint8(at, array32);
-    view.setUint32(at + 1, items.length);
-    at += 5;
-    for (const item of items) putBin(item);
+  const items = data as Uint8Array[];
+  const headBytes = packed.byteLength - 1;
+  if (packed[headBytes] !== emptyFixArray) return false;
+  parts.push(packed.subarray(0, headBytes));
+  parts.header(array32, items.length);
+  for (const item of items) parts.bin(item);
+  return true;
+}
+
+/** A nested byte array of at least this many bytes is copied once, into the encoding. */
+export const nestedDataBytesMin = 16 * 1024;
+
+/** How deep `nestedData` looks: the message, an array in it, a map in that, its bytes. */
+const nestedDepthMax = 3;
+
+/** The bytes of byte arrays of `nestedDataBytesMin` or more within `depth` levels. */
+function nestedBytes(value: unknown, depth: number): number {
+  if (value instanceof Uint8Array) {
+    return value.byteLength >= nestedDataBytesMin ? value.byteLength : 0;
   }
-  return encoded;
+  if (depth === 0) return 0;
+  let bytes = 0;
+  if (Array.isArray(value)) {
+    for (const item of value) bytes += nestedBytes(item, depth - 1);
+  } else if (isPlainMap(value)) {
+    for (const key of Object.keys(value)) bytes += nestedBytes(value[key], depth - 1);
+  }
+  return bytes;
+}
+
+function nestedData(value: Record<string, unknown>, parts: Parts): boolean {
+  if (nestedBytes(value, nestedDepthMax) < largeDataBytesMin) return false;
+  encodeNested(value, nestedDepthMax, parts);
+  return true;
+}
+
+/**
+ * Encodes `value` into `parts`: large byte arrays by reference behind a bin 32 header,
+ * the maps and arrays that lead to them by hand (map 32, array 32; in a map, the keys
+ * without large data first, packed together by msgpackr), everything else by msgpackr.
+ */
+function encodeNested(value: unknown, depth: number, parts: Parts): void {
+  if (value instanceof Uint8Array && value.byteLength >= nestedDataBytesMin) {
+    parts.bin(value);
+    return;
+  }
+  if (depth === 0 || nestedBytes(value, depth) === 0) {
+    parts.push(packr.pack(value));
+    return;
+  }
+  if (Array.isArray(value)) {
+    parts.header(array32, value.length);
+    for (const item of value) encodeNested(item, depth - 1, parts);
+    return;
+  }
+  const map = value as Record<string, unknown>;
+  const keys = Object.keys(map);
+  const plain: Record<string, unknown> = {};
+  const nested: string[] = [];
+  for (const key of keys) {
+    if (nestedBytes(map[key], depth - 1) > 0) nested.push(key);
+    else plain[key] = map[key];
+  }
+  parts.header(map32, keys.length);
+  if (nested.length < keys.length) parts.push(withoutMapHeader(packr.pack(plain)));
+  for (const key of nested) {
+    parts.push(packr.pack(key));
+    encodeNested(map[key], depth - 1, parts);
+  }
+}
+
+/** A packed map's entries, without the fixmap, map 16 or map 32 header before them. */
+function withoutMapHeader(packed: Uint8Array): Uint8Array {
+  const marker = packed[0]!;
+  if (marker >= 0x80 && marker <= 0x8f) return packed.subarray(1);
+  if (marker === 0xde) return packed.subarray(3);
+  if (marker === 0xdf) return packed.subarray(5);
+  throw new Error(`msgpackr packed a map as 0x${marker.toString(16)}`);
 }
 
 const emptyBytes = new Uint8Array(0);
