@@ -327,6 +327,12 @@ async function watchStatus(connection: NatsConnection, logger: Logger): Promise<
 export interface RequestOptions {
   /** How long to wait for the reply; the request fails with Timeout after it. */
   deadlineMs?: number;
+  /**
+   * The message as `encodeMessage` encoded it, when the caller sends one message to
+   * several places (a chunk to each of its sleds): encoded once, not once per request.
+   * The bytes are sent as they are, so they must not change while any request is out.
+   */
+  encoded?: Uint8Array;
 }
 
 /** A request waiting for its reply (ReplyRouter). */
@@ -471,7 +477,7 @@ export class Bus {
           headers = natsHeaders();
           injectTraceContext(headers);
         }
-        const payload = encodeMessage(message as Message);
+        const payload = options.encoded ?? encodeMessage(message as Message);
         let reply: Uint8Array;
         try {
           this.#replies ??= new ReplyRouter(this.connection);
