@@ -53,26 +53,30 @@ const emptyFixArray = 0x90;
  * headers where a shorter one would do, which msgpack allows).
  */
 export function encodeValue(value: unknown, bytesMax: number = messageBytesMax): Uint8Array {
-  const encoded = encodeLarge(value, 0) ?? packr.pack(value);
+  const encoded = largeParts(value)?.assemble() ?? packr.pack(value);
   checkEncodedSize(encoded.byteLength, bytesMax);
   return encoded;
 }
 
 /**
- * `encodeValue`'s bytes after `reserveBytes` bytes of room at the front (left for the
- * caller to fill), in one buffer, or undefined when the value has no large data (the
- * caller then encodes it its own way). The journal frames a note with large data this
- * way: its record header goes in the room, so the note's bytes are copied once, into
- * the record, instead of into an encoding and then into a record.
+ * `encodeValue`'s bytes, after `reserveBytes` bytes of room at the front (left for the
+ * caller to fill), as a buffer and the large byte arrays of the value that follow it,
+ * by reference: `framed` is the room and the encoding up to the first of them, and
+ * `tail` the rest (the large byte arrays themselves, and between them what is not large,
+ * each run in one buffer). Undefined when the value has no large data (the caller then
+ * encodes it its own way). The journal frames a note with large data this way: its
+ * record header goes in the room, and the note's data is written to disk from where it
+ * is, not copied into an encoding.
  */
-export function encodeLargeValueAfter(
+export function encodeLargeValueParts(
   value: unknown,
   reserveBytes: number,
   bytesMax: number = messageBytesMax,
-): Uint8Array | undefined {
-  const framed = encodeLarge(value, reserveBytes);
-  if (framed !== undefined) checkEncodedSize(framed.byteLength - reserveBytes, bytesMax);
-  return framed;
+): { framed: Uint8Array; tail: Uint8Array[] } | undefined {
+  const parts = largeParts(value);
+  if (parts === undefined) return undefined;
+  checkEncodedSize(parts.bytes, bytesMax);
+  return parts.split(reserveBytes);
 }
 
 function checkEncodedSize(bytes: number, bytesMax: number): void {
@@ -113,6 +117,8 @@ function dataBytes(data: unknown): number {
  */
 class Parts {
   readonly list: Uint8Array[] = [];
+  /** Positions in `list` of the value's own large byte arrays (not copies). */
+  readonly large: number[] = [];
   bytes = 0;
 
   push(part: Uint8Array): void {
@@ -130,24 +136,66 @@ class Parts {
 
   bin(bytes: Uint8Array): void {
     this.header(bin32, bytes.byteLength);
+    this.large.push(this.list.length);
     this.push(bytes);
   }
 
-  /** One buffer of exactly `reserveBytes` plus the parts (not zero-filled: all written). */
-  assemble(reserveBytes: number): Uint8Array {
-    const encoded = Buffer.allocUnsafeSlow(reserveBytes + this.bytes);
-    let at = reserveBytes;
-    for (const part of this.list) {
-      encoded.set(part, at);
-      at += part.byteLength;
+  /** See `encodeLargeValueParts`. */
+  split(reserveBytes: number): { framed: Uint8Array; tail: Uint8Array[] } {
+    const firstLarge = this.large[0] ?? this.list.length;
+    const framed = Buffer.allocUnsafeSlow(reserveBytes + bytesOf(this.list, 0, firstLarge));
+    copyInto(framed, reserveBytes, this.list, 0, firstLarge);
+    const tail: Uint8Array[] = [];
+    let runStart = firstLarge;
+    for (const [index, at] of this.large.entries()) {
+      if (at > runStart) {
+        const run = Buffer.allocUnsafeSlow(bytesOf(this.list, runStart, at));
+        copyInto(run, 0, this.list, runStart, at);
+        tail.push(run);
+      }
+      tail.push(this.list[at]!);
+      runStart = at + 1;
+      if (index === this.large.length - 1 && runStart < this.list.length) {
+        const run = Buffer.allocUnsafeSlow(bytesOf(this.list, runStart, this.list.length));
+        copyInto(run, 0, this.list, runStart, this.list.length);
+        tail.push(run);
+      }
     }
+    return { framed, tail };
+  }
+
+  /** One buffer of exactly the parts (not zero-filled: all written). */
+  assemble(): Uint8Array {
+    const encoded = Buffer.allocUnsafeSlow(this.bytes);
+    copyInto(encoded, 0, this.list, 0, this.list.length);
     return encoded;
   }
 }
 
+function bytesOf(list: readonly Uint8Array[], start: number, end: number): number {
+  let bytes = 0;
+  for (let index = start; index < end; index += 1) bytes += list[index]!.byteLength;
+  return bytes;
+}
+
+function copyInto(
+  target: Uint8Array,
+  at: number,
+  list: readonly Uint8Array[],
+  start: number,
+  end: number,
+): void {
+  let position = at;
+  for (let index = start; index < end; index += 1) {
+    target.set(list[index]!, position);
+    position += list[index]!.byteLength;
+  }
+}
+
 /**
- * The value's encoding after `reserveBytes` of room, as one allocation of the exact
- * size, when it carries large data; undefined otherwise (msgpackr's path).
+ * The value's encoding as parts (`Parts`: assembled in one allocation of the exact size,
+ * or split around its large byte arrays), when it carries large data; undefined
+ * otherwise (msgpackr's path).
  *
  * Two shapes. (1) A map whose `data` field, or whose `result`'s (a reply envelope), holds
  * at least `largeDataBytesMin` in one byte array or an array of them: a chunk on its
@@ -158,11 +206,11 @@ class Parts {
  * writes, which msgpackr encoded into a growth buffer (four times the size needed, the
  * bytes copied on each growth, and every later small message a view of that buffer).
  */
-function encodeLarge(value: unknown, reserveBytes: number): Uint8Array | undefined {
+function largeParts(value: unknown): Parts | undefined {
   if (!isPlainMap(value)) return undefined;
   const parts = new Parts();
   if (!topLevelData(value, parts) && !nestedData(value, parts)) return undefined;
-  return parts.assemble(reserveBytes);
+  return parts;
 }
 
 function topLevelData(value: Record<string, unknown>, parts: Parts): boolean {

@@ -31,7 +31,7 @@ import {
   crc32c,
   decodeValue,
   ErrorCode,
-  encodeLargeValueAfter,
+  encodeLargeValueParts,
   encodeValue,
   subjects,
 } from "@ballast/protocol";
@@ -108,19 +108,21 @@ const notePackr = new Packr({ useRecords: false, moreTypes: false, int64AsType: 
  * A note as a journal record, encoded once: the note is written after room for the
  * record header, and the journal fills the header in place (JournalRecord.framed), rather
  * than encoding the note and then copying it into a record. A note with large data
- * (64 KiB or more) is assembled in a buffer of exactly its record's size
- * (`encodeLargeValueAfter`, codec.ts), so its bytes are copied once; others are packed
- * by msgpackr, which hands out a view of its own buffer, never written again (its next
- * pack starts past it).
+ * (64 KiB or more) is framed up to its data, and the data follows by reference
+ * (JournalRecord.tail, `encodeLargeValueParts` in codec.ts): the journal writes it from
+ * the note, which keeps it unchanged, so its bytes are not copied at all. Others are
+ * packed by msgpackr, which hands out a view of its own buffer, never written again (its
+ * next pack starts past it).
  */
 export function encodeNoteRecord(note: Note): JournalRecord {
+  const large = encodeLargeValueParts(note, journalLimits.recordHeaderBytes);
   const framed: Uint8Array =
-    encodeLargeValueAfter(note, journalLimits.recordHeaderBytes) ??
-    notePackr.pack(note, RESERVE_START_SPACE | journalLimits.recordHeaderBytes);
+    large?.framed ?? notePackr.pack(note, RESERVE_START_SPACE | journalLimits.recordHeaderBytes);
   return {
     opNum: note.opNum,
     payload: framed.subarray(journalLimits.recordHeaderBytes),
     framed,
+    ...(large === undefined || large.tail.length === 0 ? {} : { tail: large.tail }),
   };
 }
 
