@@ -1,14 +1,19 @@
 // Large messages through a real nats-server with the bus's tuned NATS client
 // (tuneForLargeMessages in packages/runtime/src/bus.ts): every byte arrives, in order,
-// small and large interleaved, and a large payload arrives in a buffer of its own size.
+// small and large interleaved, and a large payload arrives in a buffer of its own size;
+// a request with large data, published in parts (publishParts), arrives whole.
 
-import { randomBytes } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { type RunningNatsServer, startNatsServer } from "@ballast/cli";
+import { subjects } from "@ballast/protocol";
 import {
+  Bus,
   connectNats,
   createLogger,
   natsLargeMessageBytesMin,
   packSmallRuns,
+  Service,
+  startTracing,
 } from "@ballast/runtime";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { temporaryDirectory } from "../support/cluster.ts";
@@ -16,6 +21,7 @@ import { temporaryDirectory } from "../support/cluster.ts";
 let nats: RunningNatsServer;
 let removeDirectory: () => Promise<void>;
 const logger = createLogger({ service: "test", nodeId: "test", level: "silent" });
+const tracing = startTracing({ serviceName: "large-test", instanceId: "t" });
 
 beforeAll(async () => {
   const directory = await temporaryDirectory();
@@ -76,4 +82,70 @@ describe("large NATS messages", () => {
     expect(Buffer.concat(frames).equals(Buffer.concat(buffers))).toBe(true);
     expect(packSmallRuns([])).toEqual([]);
   });
+
+  test.each([
+    ["without", undefined],
+    ["with", tracing.tracer],
+  ])(
+    "a request with large data, sent in parts, arrives whole (%s trace headers)",
+    async (_, tracer) => {
+      const nodeId = `head-large-${tracer === undefined ? "plain" : "traced"}`;
+      const service = new Service({
+        kind: "headnode",
+        nodeId,
+        bus: new Bus(await connectNats({ servers: nats.url, name: nodeId, logger }), tracer),
+        tracer,
+        logger,
+        heartbeatIntervalMs: 1000,
+      });
+      const seen: string[][] = [];
+      service.serveInbox(["volume.write.v1"], (message) => {
+        if (message.type !== "volume.write.v1") throw new Error(message.type);
+        seen.push(message.writes.map((write) => digest(write.data)));
+        return { opNumFirst: 1, opNumLast: message.writes.length };
+      });
+      const client = new Bus(
+        await connectNats({ servers: nats.url, name: "client", logger }),
+        tracer,
+      );
+      // Published in parts: the client's protocol gets the data as payloads of their own.
+      const protocol = (
+        client.connection as unknown as {
+          protocol: { sendCommand: (...args: unknown[]) => void };
+        }
+      ).protocol;
+      const sendCommand = protocol.sendCommand;
+      let sentInParts = 0;
+      protocol.sendCommand = function (this: unknown, ...args: unknown[]) {
+        if (args.length > 4) sentInParts += 1;
+        return sendCommand.apply(this, args);
+      };
+      const writes = [100 * 1024, 4096, 1024 * 1024, 20_000, 0, 3 * 1024 * 1024].map(
+        (size, index) => ({
+          offset: index * 4 * 1024 * 1024,
+          data: new Uint8Array(randomBytes(size)),
+        }),
+      );
+      for (let round = 0; round < 3; round += 1) {
+        const result = await client.request(subjects.node.build(nodeId), {
+          type: "volume.write.v1",
+          volume: "v",
+          partition: 0,
+          epoch: 1,
+          writes,
+        });
+        expect(result).toEqual({ opNumFirst: 1, opNumLast: writes.length });
+      }
+      expect(sentInParts).toBe(3);
+      expect(seen).toEqual(
+        Array.from({ length: 3 }, () => writes.map((write) => digest(write.data))),
+      );
+      await service.stop("test");
+      await client.connection.close();
+    },
+  );
 });
+
+function digest(bytes: Uint8Array): string {
+  return `${bytes.byteLength} ${createHash("sha1").update(bytes).digest("hex")}`;
+}

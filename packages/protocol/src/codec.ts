@@ -365,6 +365,22 @@ export function encodeMessage(message: Message, bytesMax: number = messageBytesM
   return encodeValue(message, bytesMax);
 }
 
+/**
+ * `encodeMessage`'s bytes as parts to send one after another: for a message with large
+ * data, its own large byte arrays by reference and what lies between them in a buffer
+ * per run (`encodeLargeValueParts`); otherwise one buffer. Sent as parts, a large write
+ * or chunk is never copied into an encoding: the bytes go to the socket from where they
+ * are, so they must not change until sent.
+ */
+export function encodeMessageParts(
+  message: Message,
+  bytesMax: number = messageBytesMax,
+): Uint8Array[] {
+  const parts = encodeLargeValueParts(message, 0, bytesMax);
+  if (parts === undefined) return [encodeValue(message, bytesMax)];
+  return parts.framed.byteLength === 0 ? parts.tail : [parts.framed, ...parts.tail];
+}
+
 export interface DecodeOptions {
   /** The message types this subject takes; others answer UnexpectedMessageType. */
   accept?: ReadonlySet<MessageType>;

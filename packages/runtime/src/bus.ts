@@ -10,6 +10,7 @@ import {
   decodeReply,
   ErrorCode,
   encodeMessage,
+  encodeMessageParts,
   type Message,
   type MessageOf,
   type RequestType,
@@ -266,6 +267,78 @@ function tuneFlush(protocolClass: ProtocolInternals): void {
   };
 }
 
+/** The parts of nats.js's connection `publishParts` relies on. */
+interface ConnectionInternals {
+  _check?: (subject: string, sub: boolean, pub: boolean) => void;
+  protocol?: {
+    sendCommand?: (command: string, ...payloads: Uint8Array[]) => void;
+    info?: { max_payload?: number };
+    outBytes?: number;
+    outMsgs?: number;
+  };
+}
+
+const crlf = new Uint8Array([13, 10]);
+
+/**
+ * Publishes the message made of `parts` (in order) with a reply subject, as nats.js's
+ * `publish` does, without first joining the parts into one buffer: the PUB (HPUB with
+ * headers) line, the headers and every part go to the client's outbound queue as they
+ * are, and from there to the socket (tuneForLargeMessages), so a large write or chunk
+ * is not copied on its way out. The parts must not change until sent. One part, or a
+ * client without the internals this needs, takes nats.js's `publish` (the parts joined).
+ */
+export function publishParts(
+  connection: NatsConnection,
+  subject: string,
+  parts: readonly Uint8Array[],
+  reply: string,
+  headers: MsgHdrs | undefined,
+): void {
+  const internals = connection as unknown as ConnectionInternals;
+  const protocol = internals.protocol;
+  const sendCommand = protocol?.sendCommand;
+  const maxPayload = protocol?.info?.max_payload;
+  let bytes = 0;
+  for (const part of parts) bytes += part.byteLength;
+  const encodeHeaders = (headers as unknown as { encode?: () => Uint8Array } | undefined)?.encode;
+  const headerBytes =
+    headers === undefined || typeof encodeHeaders !== "function"
+      ? undefined
+      : encodeHeaders.call(headers);
+  const total = bytes + (headerBytes?.byteLength ?? 0);
+  if (
+    parts.length === 1 ||
+    typeof internals._check !== "function" ||
+    protocol === undefined ||
+    typeof sendCommand !== "function" ||
+    typeof maxPayload !== "number" ||
+    total > maxPayload ||
+    (headers !== undefined && headerBytes === undefined)
+  ) {
+    const payload = parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+    connection.publish(subject, payload, { reply, ...(headers === undefined ? {} : { headers }) });
+    return;
+  }
+  // What nats.js checks before it publishes: an open connection, not draining, subjects
+  // without whitespace.
+  internals._check(subject, false, true);
+  internals._check(reply, false, true);
+  protocol.outBytes = (protocol.outBytes ?? 0) + total;
+  protocol.outMsgs = (protocol.outMsgs ?? 0) + 1;
+  if (headerBytes === undefined) {
+    sendCommand.call(protocol, `PUB ${subject} ${reply} ${total}\r\n`, ...parts, crlf);
+  } else {
+    sendCommand.call(
+      protocol,
+      `HPUB ${subject} ${reply} ${headerBytes.byteLength} ${total}\r\n`,
+      headerBytes,
+      ...parts,
+      crlf,
+    );
+  }
+}
+
 /**
  * `buffers` in order, each large one as it is and each run of small ones between them
  * packed into one buffer (a writev of many small pieces costs more than a copy).
@@ -328,11 +401,11 @@ export interface RequestOptions {
   /** How long to wait for the reply; the request fails with Timeout after it. */
   deadlineMs?: number;
   /**
-   * The message as `encodeMessage` encoded it, when the caller sends one message to
+   * The message as `encodeMessageParts` encoded it, when the caller sends one message to
    * several places (a chunk to each of its sleds): encoded once, not once per request.
    * The bytes are sent as they are, so they must not change while any request is out.
    */
-  encoded?: Uint8Array;
+  encoded?: readonly Uint8Array[];
 }
 
 /** A request waiting for its reply (ReplyRouter). */
@@ -389,7 +462,7 @@ class ReplyRouter {
   /** Publishes `payload` on `subject` with a reply subject of its own; resolves with the reply. */
   request(
     subject: string,
-    payload: Uint8Array,
+    payload: readonly Uint8Array[],
     deadlineMs: number,
     headers: MsgHdrs | undefined,
   ): Promise<Uint8Array> {
@@ -400,10 +473,7 @@ class ReplyRouter {
       }, deadlineMs);
       this.#waiting.set(token, { subject, deadlineMs, resolve, reject, timer });
       try {
-        this.#connection.publish(subject, payload, {
-          reply: this.#prefix + token,
-          ...(headers === undefined ? {} : { headers }),
-        });
+        publishParts(this.#connection, subject, payload, this.#prefix + token, headers);
       } catch (error) {
         clearTimeout(timer);
         this.#waiting.delete(token);
@@ -477,7 +547,8 @@ export class Bus {
           headers = natsHeaders();
           injectTraceContext(headers);
         }
-        const payload = options.encoded ?? encodeMessage(message as Message);
+        // In parts: large data goes to the socket from where it is (publishParts).
+        const payload = options.encoded ?? encodeMessageParts(message as Message);
         let reply: Uint8Array;
         try {
           this.#replies ??= new ReplyRouter(this.connection);

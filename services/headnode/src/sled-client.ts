@@ -33,7 +33,7 @@ import {
   BallastError,
   crc32c,
   ErrorCode,
-  encodeMessage,
+  encodeMessageParts,
   isErrorCode,
   type ResultOf,
   sledLimits,
@@ -130,9 +130,9 @@ export class SledClient {
       );
     }
     const order = sleds.map((_, index) => sleds[(spread + index) % sleds.length]!);
-    // One encoding for every copy: a chunk is up to 4 MiB, and each encoding a fresh
-    // buffer of that size for the garbage collector.
-    const encoded = encodeMessage({ type: "sled.chunk.write.v1", owner, chunkId, data });
+    // One encoding for every copy, in parts: the chunk's bytes (up to 4 MiB) go to each
+    // sled's request from where they are, never copied into an encoding.
+    const encoded = encodeMessageParts({ type: "sled.chunk.write.v1", owner, chunkId, data });
     const holders: string[] = [];
     const failures: string[] = [];
     let allNoSpace = true;
@@ -170,7 +170,7 @@ export class SledClient {
     sled: string,
     data: Uint8Array,
     checksum: number,
-    encoded?: Uint8Array,
+    encoded?: readonly Uint8Array[],
   ): Promise<void> {
     const written = await this.bus.request(
       subjects.node.build(sled),
