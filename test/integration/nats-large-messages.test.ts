@@ -5,7 +5,7 @@
 
 import { createHash, randomBytes } from "node:crypto";
 import { type RunningNatsServer, startNatsServer } from "@ballast/cli";
-import { subjects } from "@ballast/protocol";
+import { decodeMessage, subjects } from "@ballast/protocol";
 import {
   Bus,
   connectNats,
@@ -137,6 +137,29 @@ describe("large NATS messages", () => {
         expect(result).toEqual({ opNumFirst: 1, opNumLast: writes.length });
       }
       expect(sentInParts).toBe(3);
+      // A publication (as replication messages go) is sent in parts too.
+      const listener = await connectNats({ servers: nats.url, name: "listener", logger });
+      const published = new Promise<string[]>((resolve) => {
+        listener.subscribe("large.publish", {
+          max: 1,
+          callback: (_error, message) => {
+            const decoded = decodeMessage(message.data);
+            if (decoded.type !== "volume.write.v1") throw new Error(decoded.type);
+            resolve(decoded.writes.map((write) => digest(write.data)));
+          },
+        });
+      });
+      await listener.flush();
+      client.publish("large.publish", {
+        type: "volume.write.v1",
+        volume: "v",
+        partition: 0,
+        epoch: 1,
+        writes,
+      });
+      expect(await published).toEqual(writes.map((write) => digest(write.data)));
+      expect(sentInParts).toBe(4);
+      await listener.close();
       expect(seen).toEqual(
         Array.from({ length: 3 }, () => writes.map((write) => digest(write.data))),
       );

@@ -9,7 +9,6 @@ import {
   BallastError,
   decodeReply,
   ErrorCode,
-  encodeMessage,
   encodeMessageParts,
   type Message,
   type MessageOf,
@@ -281,7 +280,7 @@ interface ConnectionInternals {
 const crlf = new Uint8Array([13, 10]);
 
 /**
- * Publishes the message made of `parts` (in order) with a reply subject, as nats.js's
+ * Publishes the message made of `parts` (in order), with a reply subject if given, as nats.js's
  * `publish` does, without first joining the parts into one buffer: the PUB (HPUB with
  * headers) line, the headers and every part go to the client's outbound queue as they
  * are, and from there to the socket (tuneForLargeMessages), so a large write or chunk
@@ -292,7 +291,7 @@ export function publishParts(
   connection: NatsConnection,
   subject: string,
   parts: readonly Uint8Array[],
-  reply: string,
+  reply: string | undefined,
   headers: MsgHdrs | undefined,
 ): void {
   const internals = connection as unknown as ConnectionInternals;
@@ -317,21 +316,25 @@ export function publishParts(
     (headers !== undefined && headerBytes === undefined)
   ) {
     const payload = parts.length === 1 ? parts[0]! : Buffer.concat(parts);
-    connection.publish(subject, payload, { reply, ...(headers === undefined ? {} : { headers }) });
+    connection.publish(subject, payload, {
+      ...(reply === undefined ? {} : { reply }),
+      ...(headers === undefined ? {} : { headers }),
+    });
     return;
   }
   // What nats.js checks before it publishes: an open connection, not draining, subjects
   // without whitespace.
   internals._check(subject, false, true);
-  internals._check(reply, false, true);
+  if (reply !== undefined) internals._check(reply, false, true);
+  const to = reply === undefined ? subject : `${subject} ${reply}`;
   protocol.outBytes = (protocol.outBytes ?? 0) + total;
   protocol.outMsgs = (protocol.outMsgs ?? 0) + 1;
   if (headerBytes === undefined) {
-    sendCommand.call(protocol, `PUB ${subject} ${reply} ${total}\r\n`, ...parts, crlf);
+    sendCommand.call(protocol, `PUB ${to} ${total}\r\n`, ...parts, crlf);
   } else {
     sendCommand.call(
       protocol,
-      `HPUB ${subject} ${reply} ${headerBytes.byteLength} ${total}\r\n`,
+      `HPUB ${to} ${headerBytes.byteLength} ${total}\r\n`,
       headerBytes,
       ...parts,
       crlf,
@@ -575,14 +578,15 @@ export class Bus {
     message: Message,
     options: { untraced?: boolean; traceFrom?: Context } = {},
   ): void {
-    const payload = encodeMessage(message);
+    // In parts: large data (notes to a secondary) goes to the socket from where it is.
+    const payload = encodeMessageParts(message);
     if (options.untraced || this.tracer === undefined) {
-      this.connection.publish(subject, payload);
+      publishParts(this.connection, subject, payload, undefined, undefined);
       return;
     }
     const headers = natsHeaders();
     injectTraceContext(headers, options.traceFrom);
-    this.connection.publish(subject, payload, { headers });
+    publishParts(this.connection, subject, payload, undefined, headers);
   }
 }
 
