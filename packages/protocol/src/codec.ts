@@ -30,9 +30,10 @@ const unpackr = new Unpackr({
  */
 export const largeDataBytesMin = 64 * 1024;
 
-/** msgpack's "bin 32" and "array 32" markers. */
+/** msgpack's "bin 32", "array 32" and "map 32" markers. */
 const bin32 = 0xc6;
 const array32 = 0xdd;
+const map32 = 0xdf;
 /** The empty "bin 8" and the empty fixarray that stand in for the data. */
 const emptyBin8 = [0xc4, 0x00] as const;
 const emptyFixArray = 0x90;
@@ -52,15 +53,40 @@ const emptyFixArray = 0x90;
  * headers where a shorter one would do, which msgpack allows).
  */
 export function encodeValue(value: unknown, bytesMax: number = messageBytesMax): Uint8Array {
-  const encoded = encodeLargeData(value) ?? packr.pack(value);
-  if (encoded.byteLength > bytesMax) {
+  const encoded = largeParts(value)?.assemble() ?? packr.pack(value);
+  checkEncodedSize(encoded.byteLength, bytesMax);
+  return encoded;
+}
+
+/**
+ * `encodeValue`'s bytes, after `reserveBytes` bytes of room at the front (left for the
+ * caller to fill), as a buffer and the large byte arrays of the value that follow it,
+ * by reference: `framed` is the room and the encoding up to the first of them, and
+ * `tail` the rest (the large byte arrays themselves, and between them what is not large,
+ * each run in one buffer). Undefined when the value has no large data (the caller then
+ * encodes it its own way). The journal frames a note with large data this way: its
+ * record header goes in the room, and the note's data is written to disk from where it
+ * is, not copied into an encoding.
+ */
+export function encodeLargeValueParts(
+  value: unknown,
+  reserveBytes: number,
+  bytesMax: number = messageBytesMax,
+): { framed: Uint8Array; tail: Uint8Array[] } | undefined {
+  const parts = largeParts(value);
+  if (parts === undefined) return undefined;
+  checkEncodedSize(parts.bytes, bytesMax);
+  return parts.split(reserveBytes);
+}
+
+function checkEncodedSize(bytes: number, bytesMax: number): void {
+  if (bytes > bytesMax) {
     throw new BallastError(
       ErrorCode.PayloadTooLarge,
-      `cannot send a message of ${encoded.byteLength} bytes: the limit is ${bytesMax}`,
-      { details: { bytes: encoded.byteLength, bytesMax } },
+      `cannot send a message of ${bytes} bytes: the limit is ${bytesMax}`,
+      { details: { bytes, bytesMax } },
     );
   }
-  return encoded;
 }
 
 function isPlainMap(value: unknown): value is Record<string, unknown> {
@@ -84,8 +110,110 @@ function dataBytes(data: unknown): number {
   return bytes;
 }
 
-function encodeLargeData(value: unknown): Uint8Array | undefined {
+/**
+ * A large value's encoding, as the parts it is assembled from: byte arrays that are
+ * either msgpack the value's own bytes are copied from (the large data, by reference)
+ * or encodings made here; `bytes` is their sum.
+ */
+class Parts {
+  readonly list: Uint8Array[] = [];
+  /** Positions in `list` of the value's own large byte arrays (not copies). */
+  readonly large: number[] = [];
+  bytes = 0;
+
+  push(part: Uint8Array): void {
+    this.list.push(part);
+    this.bytes += part.byteLength;
+  }
+
+  /** A "bin 32", "array 32" or "map 32" header. */
+  header(marker: number, count: number): void {
+    const header = new Uint8Array(5);
+    header[0] = marker;
+    new DataView(header.buffer).setUint32(1, count);
+    this.push(header);
+  }
+
+  bin(bytes: Uint8Array): void {
+    this.header(bin32, bytes.byteLength);
+    this.large.push(this.list.length);
+    this.push(bytes);
+  }
+
+  /** See `encodeLargeValueParts`. */
+  split(reserveBytes: number): { framed: Uint8Array; tail: Uint8Array[] } {
+    const firstLarge = this.large[0] ?? this.list.length;
+    const framed = Buffer.allocUnsafeSlow(reserveBytes + bytesOf(this.list, 0, firstLarge));
+    copyInto(framed, reserveBytes, this.list, 0, firstLarge);
+    const tail: Uint8Array[] = [];
+    let runStart = firstLarge;
+    for (const [index, at] of this.large.entries()) {
+      if (at > runStart) {
+        const run = Buffer.allocUnsafeSlow(bytesOf(this.list, runStart, at));
+        copyInto(run, 0, this.list, runStart, at);
+        tail.push(run);
+      }
+      tail.push(this.list[at]!);
+      runStart = at + 1;
+      if (index === this.large.length - 1 && runStart < this.list.length) {
+        const run = Buffer.allocUnsafeSlow(bytesOf(this.list, runStart, this.list.length));
+        copyInto(run, 0, this.list, runStart, this.list.length);
+        tail.push(run);
+      }
+    }
+    return { framed, tail };
+  }
+
+  /** One buffer of exactly the parts (not zero-filled: all written). */
+  assemble(): Uint8Array {
+    const encoded = Buffer.allocUnsafeSlow(this.bytes);
+    copyInto(encoded, 0, this.list, 0, this.list.length);
+    return encoded;
+  }
+}
+
+function bytesOf(list: readonly Uint8Array[], start: number, end: number): number {
+  let bytes = 0;
+  for (let index = start; index < end; index += 1) bytes += list[index]!.byteLength;
+  return bytes;
+}
+
+function copyInto(
+  target: Uint8Array,
+  at: number,
+  list: readonly Uint8Array[],
+  start: number,
+  end: number,
+): void {
+  let position = at;
+  for (let index = start; index < end; index += 1) {
+    target.set(list[index]!, position);
+    position += list[index]!.byteLength;
+  }
+}
+
+/**
+ * The value's encoding as parts (`Parts`: assembled in one allocation of the exact size,
+ * or split around its large byte arrays), when it carries large data; undefined
+ * otherwise (msgpackr's path).
+ *
+ * Two shapes. (1) A map whose `data` field, or whose `result`'s (a reply envelope), holds
+ * at least `largeDataBytesMin` in one byte array or an array of them: a chunk on its
+ * way to a sled, a sled's chunk read, a primary's `volume.read.v1` answer. (2) Failing
+ * that, byte arrays of at least `nestedDataBytesMin` anywhere within
+ * `nestedDepthMax` levels of maps and arrays, together at least `largeDataBytesMin`: a
+ * `volume.write.v1` (`writes[].data`) or a `replica.notes.v1` (`notes[].data`) of large
+ * writes, which msgpackr encoded into a growth buffer (four times the size needed, the
+ * bytes copied on each growth, and every later small message a view of that buffer).
+ */
+function largeParts(value: unknown): Parts | undefined {
   if (!isPlainMap(value)) return undefined;
+  const parts = new Parts();
+  if (!topLevelData(value, parts) && !nestedData(value, parts)) return undefined;
+  return parts;
+}
+
+function topLevelData(value: Record<string, unknown>, parts: Parts): boolean {
   // The data is the map's own `data`, or its `result`'s (a reply envelope): either way
   // moved to the very end of the encoding, `result` last in the envelope.
   let data = value.data;
@@ -95,9 +223,9 @@ function encodeLargeData(value: unknown): Uint8Array | undefined {
     head = { ...rest, data: data instanceof Uint8Array ? emptyBytes : [] };
   } else {
     const result = value.result;
-    if (!isPlainMap(result)) return undefined;
+    if (!isPlainMap(result)) return false;
     data = result.data;
-    if (dataBytes(data) < largeDataBytesMin) return undefined;
+    if (dataBytes(data) < largeDataBytesMin) return false;
     const { result: _, ...rest } = value;
     const { data: __, ...resultRest } = result;
     head = {
@@ -108,40 +236,93 @@ function encodeLargeData(value: unknown): Uint8Array | undefined {
   // The rest, then `data` as an empty byte string (or empty array) whose bytes end the
   // encoding: they are replaced by a bin 32 (array 32) header and the bytes themselves.
   const packed = packr.pack(head);
-  const items = data instanceof Uint8Array ? undefined : (data as Uint8Array[]);
-  let headBytes: number;
-  let total: number;
-  if (items === undefined) {
-    headBytes = packed.byteLength - emptyBin8.length;
+  if (data instanceof Uint8Array) {
+    const headBytes = packed.byteLength - emptyBin8.length;
     if (packed[headBytes] !== emptyBin8[0] || packed[headBytes + 1] !== emptyBin8[1]) {
-      return undefined;
+      return false;
     }
-    total = headBytes + 5 + (data as Uint8Array).byteLength;
-  } else {
-    headBytes = packed.byteLength - 1;
-    if (packed[headBytes] !== emptyFixArray) return undefined;
-    total = headBytes + 5 + items.length * 5 + dataBytes(items);
+    parts.push(packed.subarray(0, headBytes));
+    parts.bin(data);
+    return true;
   }
-  // Not zero-filled: every byte is written below.
-  const encoded = Buffer.allocUnsafeSlow(total);
-  encoded.set(packed.subarray(0, headBytes), 0);
-  const view = new DataView(encoded.buffer, encoded.byteOffset, encoded.byteLength);
-  let at = headBytes;
-  const putBin = (bytes: Uint8Array) => {
-    view.setUint8(at, bin32);
-    view.setUint32(at + 1, bytes.byteLength);
-    encoded.set(bytes, at + 5);
-    at += 5 + bytes.byteLength;
-  };
-  if (items === undefined) {
-    putBin(data as Uint8Array);
-  } else {
-    view.setUint8(at, array32);
-    view.setUint32(at + 1, items.length);
-    at += 5;
-    for (const item of items) putBin(item);
+  const items = data as Uint8Array[];
+  const headBytes = packed.byteLength - 1;
+  if (packed[headBytes] !== emptyFixArray) return false;
+  parts.push(packed.subarray(0, headBytes));
+  parts.header(array32, items.length);
+  for (const item of items) parts.bin(item);
+  return true;
+}
+
+/** A nested byte array of at least this many bytes is copied once, into the encoding. */
+export const nestedDataBytesMin = 16 * 1024;
+
+/** How deep `nestedData` looks: the message, an array in it, a map in that, its bytes. */
+const nestedDepthMax = 3;
+
+/** The bytes of byte arrays of `nestedDataBytesMin` or more within `depth` levels. */
+function nestedBytes(value: unknown, depth: number): number {
+  if (value instanceof Uint8Array) {
+    return value.byteLength >= nestedDataBytesMin ? value.byteLength : 0;
   }
-  return encoded;
+  if (depth === 0) return 0;
+  let bytes = 0;
+  if (Array.isArray(value)) {
+    for (const item of value) bytes += nestedBytes(item, depth - 1);
+  } else if (isPlainMap(value)) {
+    for (const key of Object.keys(value)) bytes += nestedBytes(value[key], depth - 1);
+  }
+  return bytes;
+}
+
+function nestedData(value: Record<string, unknown>, parts: Parts): boolean {
+  if (nestedBytes(value, nestedDepthMax) < largeDataBytesMin) return false;
+  encodeNested(value, nestedDepthMax, parts);
+  return true;
+}
+
+/**
+ * Encodes `value` into `parts`: large byte arrays by reference behind a bin 32 header,
+ * the maps and arrays that lead to them by hand (map 32, array 32; in a map, the keys
+ * without large data first, packed together by msgpackr), everything else by msgpackr.
+ */
+function encodeNested(value: unknown, depth: number, parts: Parts): void {
+  if (value instanceof Uint8Array && value.byteLength >= nestedDataBytesMin) {
+    parts.bin(value);
+    return;
+  }
+  if (depth === 0 || nestedBytes(value, depth) === 0) {
+    parts.push(packr.pack(value));
+    return;
+  }
+  if (Array.isArray(value)) {
+    parts.header(array32, value.length);
+    for (const item of value) encodeNested(item, depth - 1, parts);
+    return;
+  }
+  const map = value as Record<string, unknown>;
+  const keys = Object.keys(map);
+  const plain: Record<string, unknown> = {};
+  const nested: string[] = [];
+  for (const key of keys) {
+    if (nestedBytes(map[key], depth - 1) > 0) nested.push(key);
+    else plain[key] = map[key];
+  }
+  parts.header(map32, keys.length);
+  if (nested.length < keys.length) parts.push(withoutMapHeader(packr.pack(plain)));
+  for (const key of nested) {
+    parts.push(packr.pack(key));
+    encodeNested(map[key], depth - 1, parts);
+  }
+}
+
+/** A packed map's entries, without the fixmap, map 16 or map 32 header before them. */
+function withoutMapHeader(packed: Uint8Array): Uint8Array {
+  const marker = packed[0]!;
+  if (marker >= 0x80 && marker <= 0x8f) return packed.subarray(1);
+  if (marker === 0xde) return packed.subarray(3);
+  if (marker === 0xdf) return packed.subarray(5);
+  throw new Error(`msgpackr packed a map as 0x${marker.toString(16)}`);
 }
 
 const emptyBytes = new Uint8Array(0);
@@ -182,6 +363,22 @@ export function decodeValue(bytes: Uint8Array, bytesMax: number = messageBytesMa
 
 export function encodeMessage(message: Message, bytesMax: number = messageBytesMax): Uint8Array {
   return encodeValue(message, bytesMax);
+}
+
+/**
+ * `encodeMessage`'s bytes as parts to send one after another: for a message with large
+ * data, its own large byte arrays by reference and what lies between them in a buffer
+ * per run (`encodeLargeValueParts`); otherwise one buffer. Sent as parts, a large write
+ * or chunk is never copied into an encoding: the bytes go to the socket from where they
+ * are, so they must not change until sent.
+ */
+export function encodeMessageParts(
+  message: Message,
+  bytesMax: number = messageBytesMax,
+): Uint8Array[] {
+  const parts = encodeLargeValueParts(message, 0, bytesMax);
+  if (parts === undefined) return [encodeValue(message, bytesMax)];
+  return parts.framed.byteLength === 0 ? parts.tail : [parts.framed, ...parts.tail];
 }
 
 export interface DecodeOptions {

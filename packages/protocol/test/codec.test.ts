@@ -7,6 +7,7 @@ import {
   decodeMessage,
   decodeValue,
   ErrorCode,
+  encodeLargeValueParts,
   encodeMessage,
   encodeValue,
   limits,
@@ -269,13 +270,141 @@ describe("large data", () => {
     expect(encodeValue(single).byteLength).toBeLessThan(1024 * 1024 + 64);
   });
 
-  test("small read replies and data that is not all bytes take msgpackr's path", () => {
+  test("small read replies take msgpackr's path; data that is not all bytes the nested one", () => {
     const small = { ok: true, result: { data: [new Uint8Array(4096).fill(3)] } };
-    expect(summary(decodeValue(encodeValue(small)))).toEqual(summary(small));
+    const encodedSmall = encodeValue(small);
+    expect(summary(decodeValue(encodedSmall))).toEqual(summary(small));
+    // msgpackr's growth buffer, not an exact one.
+    expect(encodedSmall.buffer.byteLength).toBeGreaterThan(encodedSmall.byteLength);
     const mixed = { ok: true, result: { data: [chunk, "text"] } };
     const encoded = encodeValue(mixed);
     expect(summary(decodeValue(encoded))).toEqual(summary(mixed));
-    // msgpackr's growth buffer, not an exact one.
-    expect(encoded.buffer.byteLength).toBeGreaterThan(encoded.byteLength);
+    expect(encoded.buffer.byteLength).toBe(encoded.byteLength);
   });
 });
+
+describe("large nested data", () => {
+  /** Byte arrays of sizes around both thresholds (16 KiB per array, 64 KiB in all). */
+  const bytesOf = fc
+    .tuple(
+      fc.constantFrom(0, 1, 4096, 16_383, 16_384, 16_385, 65_536, 300_000),
+      fc.integer({ min: 0, max: 255 }),
+    )
+    .map(([length, seed]) => {
+      const bytes = new Uint8Array(length);
+      for (let at = 0; at < length; at += 997) bytes[at] = (seed + at) % 256;
+      return bytes;
+    });
+  const scalar = fc.oneof(
+    fc.integer(),
+    fc.double({ noNaN: true }),
+    fc.string({ maxLength: 8 }),
+    fc.boolean(),
+    fc.constant(null),
+  );
+  const key = fc.constantFrom("type", "data", "offset", "opNum", "writes", "notes", "a", "zz");
+  /** Maps and arrays up to three deep, with byte arrays and scalars as leaves. */
+  const { tree } = fc.letrec((tie) => ({
+    leaf: fc.oneof(scalar, bytesOf),
+    tree: fc.oneof(
+      { depthSize: "small", withCrossShrink: true },
+      tie("leaf"),
+      fc.array(tie("tree"), { maxLength: 5 }),
+      fc.dictionary(key, tie("tree"), { maxKeys: 5 }),
+    ),
+  }));
+  const message = fc.dictionary(key, tree, { minKeys: 1, maxKeys: 5 });
+  const summary = (value: unknown): unknown => {
+    if (value instanceof Uint8Array) {
+      return `bin ${value.byteLength} ${createHash("sha1").update(value).digest("hex")}`;
+    }
+    if (Array.isArray(value)) return value.map(summary);
+    if (typeof value === "object" && value !== null) {
+      // Key order is not part of a msgpack map's meaning.
+      return Object.fromEntries(
+        Object.entries(value)
+          .sort(([left], [right]) => (left < right ? -1 : 1))
+          .map(([name, item]) => [name, summary(item)]),
+      );
+    }
+    return value;
+  };
+
+  test("any map decodes to what msgpackr's own encoding does", () => {
+    fc.assert(
+      fc.property(message, (value) => {
+        const ours = decodeValue(encodeValue(value));
+        const theirs = decodeValue(new Packr({ useRecords: false }).pack(value));
+        expect(summary(ours)).toEqual(summary(theirs));
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  test("the room, then framed and tail, are encodeValue's bytes; large data is not copied", () => {
+    fc.assert(
+      fc.property(message, fc.integer({ min: 0, max: 40 }), (value, room) => {
+        const parts = encodeLargeValueParts(value, room);
+        if (parts === undefined) return;
+        const { framed, tail } = parts;
+        expect(framed.buffer.byteLength).toBe(framed.byteLength);
+        const whole = Buffer.concat([framed.subarray(room), ...tail]);
+        expect(whole.equals(Buffer.from(encodeValue(value)))).toBe(true);
+        // Every byte array of the tail that is large is one of the value's own.
+        const own = new Set<Uint8Array>();
+        const collect = (item: unknown): void => {
+          if (item instanceof Uint8Array) own.add(item);
+          else if (Array.isArray(item)) item.forEach(collect);
+          else if (typeof item === "object" && item !== null) Object.values(item).forEach(collect);
+        };
+        collect(value);
+        expect(tail.some((part) => own.has(part))).toBe(true);
+      }),
+      { numRuns: 200 },
+    );
+  });
+
+  const big = new Uint8Array(1024 * 1024);
+  for (let at = 0; at < big.length; at += 4093) big[at] = at % 251;
+  const write = {
+    type: "volume.write.v1",
+    volume: "v",
+    partition: 0,
+    epoch: 3,
+    writes: [
+      { offset: 0, data: big },
+      { offset: 1024 * 1024, data: big.subarray(0, 4096) },
+      { offset: 4 * 1024 * 1024, data: big.subarray(5, 5 + 100_000) },
+    ],
+  };
+  const notes = {
+    type: "replica.notes.v1",
+    commitOpNum: 7,
+    notes: [
+      { opNum: 8, kind: "write", offset: 0, data: big, checksum: 12 },
+      { opNum: 9, kind: "trim", offset: 0, length: 4096, checksum: 13 },
+    ],
+  };
+
+  test("a write or notes message with large data is one buffer of its own size", () => {
+    for (const value of [write, notes]) {
+      const encoded = encodeValue(value);
+      expect(encoded.buffer.byteLength).toBe(encoded.byteLength);
+      expect(encoded.byteLength).toBeLessThan(big.byteLength + 100_000 + 4096 + 256);
+      const decoded = decodeValue(encoded);
+      expect(summary(decoded)).toEqual(summary(value));
+    }
+    const decoded = decodeMessage(encodeValue(write)) as typeof write;
+    expect(decoded.writes.map((entry) => entry.offset)).toEqual([0, 1024 * 1024, 4 * 1024 * 1024]);
+  });
+
+  test("small nested data takes msgpackr's path, unchanged", () => {
+    const small = { ...write, writes: [{ offset: 0, data: big.subarray(0, 4096) }] };
+    expect(Buffer.from(encodeValue(small)).equals(Buffer.from(packr().pack(small)))).toBe(true);
+    expect(encodeLargeValueParts(small, 28)).toBeUndefined();
+  });
+});
+
+function packr(): Packr {
+  return new Packr({ useRecords: false, moreTypes: false, int64AsType: "number" });
+}

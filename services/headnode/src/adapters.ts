@@ -31,8 +31,8 @@ import {
   crc32c,
   decodeValue,
   ErrorCode,
+  encodeLargeValueParts,
   encodeValue,
-  largeDataBytesMin,
   subjects,
 } from "@ballast/protocol";
 import type { Service } from "@ballast/runtime";
@@ -105,25 +105,24 @@ export function encodeNote(note: Note): Uint8Array {
 const notePackr = new Packr({ useRecords: false, moreTypes: false, int64AsType: "number" });
 
 /**
- * A note as a journal record, encoded once: msgpack writes the note after room for the
+ * A note as a journal record, encoded once: the note is written after room for the
  * record header, and the journal fills the header in place (JournalRecord.framed), rather
- * than encoding the note and then copying it into a record. msgpackr hands out a view of
- * its own buffer, never written again (its next pack starts past it). A note with large
- * data goes through `encodeNote`, which sizes its buffer exactly (codec.ts), and is
- * copied into its record.
+ * than encoding the note and then copying it into a record. A note with large data
+ * (64 KiB or more) is framed up to its data, and the data follows by reference
+ * (JournalRecord.tail, `encodeLargeValueParts` in codec.ts): the journal writes it from
+ * the note, which keeps it unchanged, so its bytes are not copied at all. Others are
+ * packed by msgpackr, which hands out a view of its own buffer, never written again (its
+ * next pack starts past it).
  */
 export function encodeNoteRecord(note: Note): JournalRecord {
-  if ((note.data?.byteLength ?? 0) >= largeDataBytesMin) {
-    return { opNum: note.opNum, payload: encodeNote(note) };
-  }
-  const framed: Uint8Array = notePackr.pack(
-    note,
-    RESERVE_START_SPACE | journalLimits.recordHeaderBytes,
-  );
+  const large = encodeLargeValueParts(note, journalLimits.recordHeaderBytes);
+  const framed: Uint8Array =
+    large?.framed ?? notePackr.pack(note, RESERVE_START_SPACE | journalLimits.recordHeaderBytes);
   return {
     opNum: note.opNum,
     payload: framed.subarray(journalLimits.recordHeaderBytes),
     framed,
+    ...(large === undefined || large.tail.length === 0 ? {} : { tail: large.tail }),
   };
 }
 

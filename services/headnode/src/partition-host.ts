@@ -657,6 +657,22 @@ export class PartitionHost {
   }
 
   private async assemble(range: ReadResult["ranges"][number]): Promise<Uint8Array> {
+    // A range that is one part (a sequential read of a flushed volume, or of fresh
+    // writes) is that part's bytes, not a copy of them: the reply's encoding copies
+    // them once anyway, and a fresh buffer per MiB read was garbage for the collector.
+    // Both kinds are never written again: note data is a kept copy, and a sled's reply
+    // is a buffer of its own.
+    const only = range.parts.length === 1 ? range.parts[0]! : undefined;
+    if (only !== undefined && only.offset === range.offset && only.length === range.length) {
+      if (only.kind === "memory" && only.data.byteLength === range.length) return only.data;
+      if (only.kind === "chunk") {
+        const data = await this.readPart(only);
+        if (data.byteLength === range.length) return data;
+        const bytes = new Uint8Array(range.length);
+        bytes.set(data);
+        return bytes;
+      }
+    }
     const bytes = new Uint8Array(range.length);
     await Promise.all(
       range.parts.map(async (part) => {
@@ -667,17 +683,9 @@ export class PartitionHost {
           case "memory":
             bytes.set(part.data, at);
             return;
-          case "chunk": {
-            const data = await this.ports.sleds.readChunk(
-              part.chunk.sledChunkId,
-              part.chunk.copies,
-              part.chunkOffset,
-              part.length,
-              part.chunk,
-            );
-            bytes.set(data, at);
+          case "chunk":
+            bytes.set(await this.readPart(part), at);
             return;
-          }
           default: {
             const unreachable: never = part;
             throw new Error(`unknown read part ${JSON.stringify(unreachable)}`);
@@ -686,6 +694,18 @@ export class PartitionHost {
       }),
     );
     return bytes;
+  }
+
+  private readPart(
+    part: Extract<ReadResult["ranges"][number]["parts"][number], { kind: "chunk" }>,
+  ): Promise<Uint8Array> {
+    return this.ports.sleds.readChunk(
+      part.chunk.sledChunkId,
+      part.chunk.copies,
+      part.chunkOffset,
+      part.length,
+      part.chunk,
+    );
   }
 
   /** The metadata digest, recomputed only when the commit point has moved. */

@@ -33,6 +33,7 @@ import {
   BallastError,
   crc32c,
   ErrorCode,
+  encodeMessageParts,
   isErrorCode,
   type ResultOf,
   sledLimits,
@@ -129,6 +130,9 @@ export class SledClient {
       );
     }
     const order = sleds.map((_, index) => sleds[(spread + index) % sleds.length]!);
+    // One encoding for every copy, in parts: the chunk's bytes (up to 4 MiB) go to each
+    // sled's request from where they are, never copied into an encoding.
+    const encoded = encodeMessageParts({ type: "sled.chunk.write.v1", owner, chunkId, data });
     const holders: string[] = [];
     const failures: string[] = [];
     let allNoSpace = true;
@@ -136,7 +140,7 @@ export class SledClient {
       const batch = order.slice(next, next + chunkCopies - holders.length);
       next += batch.length;
       const results = await Promise.allSettled(
-        batch.map((sled) => this.writeCopy(owner, chunkId, sled, data, checksum)),
+        batch.map((sled) => this.writeCopy(owner, chunkId, sled, data, checksum, encoded)),
       );
       results.forEach((result, index) => {
         if (result.status === "fulfilled") {
@@ -166,11 +170,14 @@ export class SledClient {
     sled: string,
     data: Uint8Array,
     checksum: number,
+    encoded?: readonly Uint8Array[],
   ): Promise<void> {
     const written = await this.bus.request(
       subjects.node.build(sled),
       { type: "sled.chunk.write.v1", owner, chunkId, data },
-      { deadlineMs: sledDeadlineMs },
+      encoded === undefined
+        ? { deadlineMs: sledDeadlineMs }
+        : { deadlineMs: sledDeadlineMs, encoded },
     );
     if (written.checksum === checksum && written.bytes === data.byteLength) return;
     // The sled holds other bytes under this id (changed on the way, or in its memory):

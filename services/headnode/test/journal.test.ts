@@ -2,7 +2,7 @@
 // segment rolling, release, truncation, recovery from torn tails and refusal of
 // corruption, and bad usage that must leave the files as they were.
 
-import { readdir, readFile, rename, truncate, writeFile } from "node:fs/promises";
+import { readdir, readFile, rename, rm, truncate, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, test } from "vitest";
 import { recordHeaderBytes, segmentHeaderBytes } from "../src/journal/constants.ts";
@@ -157,6 +157,43 @@ describe("a round trip through close and reopen", () => {
       expect(record.framed).toEqual(encodeRecord(index + 1, payloads[index]!, 1));
     }
     expectSameRecords((await reopen(journal)).records, recordsFrom(1, 4));
+  });
+
+  test("a framed record with a tail: the tail follows by reference, and the files hold what a copying append writes", async () => {
+    // Payloads cut at every few bytes into a framed head and tail pieces (some empty),
+    // mixed with plain records, across segments of four records each.
+    const { journal } = await open(smallSegments);
+    const copying = await Journal.open({ directory: `${directory}-copy`, ...smallSegments });
+    openJournals.add(copying.journal);
+    const plain = smallRecords(1, 24);
+    const records = plain.map((record, index): JournalRecord => {
+      if (index % 3 === 2) return record;
+      const { payload } = record;
+      const cuts = [index % 7, 10 + index, 40, 40 + (index % 5), payload.length];
+      const head = payload.subarray(0, cuts[0]);
+      const framed = new Uint8Array(recordHeaderBytes + head.length);
+      framed.set(head, recordHeaderBytes);
+      const tail = cuts.slice(1).map((end, at) => payload.subarray(cuts[at], end));
+      return {
+        opNum: record.opNum,
+        payload: framed.subarray(recordHeaderBytes),
+        framed,
+        tail,
+      };
+    });
+    for (let at = 0; at < records.length; at += 5) {
+      await journal.append(records.slice(at, at + 5));
+      await copying.journal.append(plain.slice(at, at + 5));
+    }
+    expect(journal.bytes).toBe(copying.journal.bytes);
+    const ours = await snapshotFiles(directory);
+    const theirs = await snapshotFiles(`${directory}-copy`);
+    expect([...ours.keys()]).toEqual([...theirs.keys()]);
+    for (const [name, bytes] of ours) expect(bytes.equals(theirs.get(name)!), name).toBe(true);
+    expectSameRecords((await reopen(journal, smallSegments)).records, plain);
+    await copying.journal.close();
+    openJournals.delete(copying.journal);
+    await rm(`${directory}-copy`, { recursive: true, force: true });
   });
 
   test("continues the last segment after a reopen", async () => {
@@ -318,6 +355,27 @@ describe("bad usage", () => {
         ]);
       },
       "its framed buffer is not its payload",
+    ],
+    [
+      "a tail without a framed payload",
+      (journal) =>
+        journal.append([{ opNum: 11, payload: new Uint8Array(8), tail: [new Uint8Array(8)] }]),
+      "its tail is not a list of byte arrays after a framed payload",
+    ],
+    [
+      "a tail that takes the payload over the limit",
+      (journal) => {
+        const framed = new Uint8Array(recordHeaderBytes + 8);
+        return journal.append([
+          {
+            opNum: 11,
+            payload: framed.subarray(recordHeaderBytes),
+            framed,
+            tail: [new Uint8Array(journalLimits.payloadBytesMax)],
+          },
+        ]);
+      },
+      "is over the limit of",
     ],
     ["a negative truncation", (journal) => journal.truncateAfter(-1), "not a non-negative"],
     ["a negative release", (journal) => journal.releaseThrough(-5), "not a non-negative"],

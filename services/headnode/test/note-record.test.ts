@@ -1,7 +1,7 @@
 // A note as a journal record, encoded once (adapters.ts, encodeNoteRecord): msgpack packs
 // the note after room for the record header, so the journal writes the header in place.
 // The payload must be byte for byte what encodeNote makes (recovery decodes it with
-// decodeNote), a note with large data takes the exact-size path, and one record's
+// decodeNote), a note with large data is framed up to its data (which follows by reference), and one record's
 // buffer must not be written by the packing of the next.
 
 import { largeDataBytesMin } from "@ballast/protocol";
@@ -42,11 +42,20 @@ test("the payload is what encodeNote makes, with room for the record header in f
   }
 });
 
-test("a note with large data is encoded to its exact size and copied into its record", () => {
-  const note = writeNote(9, largeDataBytesMin);
-  const record = encodeNoteRecord(note);
-  expect(record.framed).toBeUndefined();
-  expect(record.payload).toEqual(encodeNote(note));
+test("a note with large data is framed up to its data, which follows by reference", () => {
+  for (const bytes of [largeDataBytesMin, 1024 * 1024]) {
+    const note = writeNote(9, bytes);
+    const record = encodeNoteRecord(note);
+    const framed = record.framed!;
+    expect(framed).toBeDefined();
+    expect(record.tail).toEqual([note.data]);
+    expect(record.tail![0]).toBe(note.data);
+    expect(framed.byteOffset + journalLimits.recordHeaderBytes).toBe(record.payload.byteOffset);
+    expect(framed.byteLength).toBe(journalLimits.recordHeaderBytes + record.payload.length);
+    const whole = Buffer.concat([record.payload, ...record.tail!]);
+    expect(whole.equals(Buffer.from(encodeNote(note)))).toBe(true);
+    expect(decodeNote(whole)).toEqual(decodeNote(encodeNote(note)));
+  }
 });
 
 test("packing the next note leaves an earlier record's buffer alone", () => {

@@ -5,7 +5,7 @@
 // reads are checked against the recorded CRC32C, damaged and missing copies are
 // repaired, and a repair that cannot complete leaves the damaged copy in place.
 
-import { BallastError, crc32c, ErrorCode } from "@ballast/protocol";
+import { BallastError, crc32c, decodeMessage, ErrorCode } from "@ballast/protocol";
 import type { Bus, Logger } from "@ballast/runtime";
 import { describe, expect, test, vi } from "vitest";
 import { SledClient } from "../src/sled-client.ts";
@@ -92,8 +92,15 @@ function result(data: Uint8Array, created: boolean) {
 
 function cluster(names: string[]) {
   const sleds = new Map(names.map((name) => [name, new FakeSled()]));
+  const sent: { subject: string; message: unknown; encoded: readonly Uint8Array[] | undefined }[] =
+    [];
   const bus = {
-    request: async (subject: string, message: unknown) => {
+    request: async (
+      subject: string,
+      message: unknown,
+      options?: { encoded?: readonly Uint8Array[] },
+    ) => {
+      sent.push({ subject, message, encoded: options?.encoded });
       const sled = sleds.get(subject.split(".").at(-1)!);
       if (sled === undefined) throw new BallastError(ErrorCode.Unavailable, "no responders");
       return sled.handle(message);
@@ -105,7 +112,7 @@ function cluster(names: string[]) {
     error: vi.fn(),
     debug: vi.fn(),
   } as unknown as Logger & { error: ReturnType<typeof vi.fn>; info: ReturnType<typeof vi.fn> };
-  return { sleds, logger, client: new SledClient(bus, logger) };
+  return { sleds, logger, sent, client: new SledClient(bus, logger) };
 }
 
 function pattern(bytes: number, seed: number): Uint8Array {
@@ -128,6 +135,26 @@ describe("chunk writes", () => {
     expect(holders).toEqual(["sled-2", "sled-3"]);
     // The wrong copy it made is dropped, not left as a copy of the chunk.
     expect(sled(sleds, "sled-1").chunks.has("c0")).toBe(false);
+  });
+
+  test("a chunk is encoded once for all its copies, and the encoding is the message", async () => {
+    const { sleds, sent, client } = cluster(["sled-1", "sled-2", "sled-3"]);
+    sled(sleds, "sled-1").writeError = new BallastError(ErrorCode.Unavailable, "down");
+    await client.writeChunk(owner, "c0", good, [...sleds.keys()], 0, checksum);
+    const writes = sent.filter(
+      (request) => (request.message as { type: string }).type === "sled.chunk.write.v1",
+    );
+    // Two copies at first, one of them failed, then one more: three requests.
+    expect(writes.length).toBe(3);
+    const [first] = writes;
+    expect(first!.encoded).toBeInstanceOf(Array);
+    for (const write of writes) expect(write.encoded).toBe(first!.encoded);
+    expect(decodeMessage(Buffer.concat(first!.encoded!))).toEqual({
+      type: "sled.chunk.write.v1",
+      owner,
+      chunkId: "c0",
+      data: Buffer.from(good),
+    });
   });
 
   test("a write that fails because every failing sled is full rejects NoSpace, else Unavailable", async () => {

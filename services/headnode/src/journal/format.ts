@@ -164,17 +164,24 @@ export function encodeRecord(
 /**
  * Writes the record header into the first `recordHeaderBytes` of `framed`, whose rest is
  * the payload, and returns `framed`: the record in place, with no copy (the one pass the
- * head node's note encoding makes, see JournalRecord.framed in layout.ts).
+ * head node's note encoding makes, see JournalRecord.framed in layout.ts). With `tail`,
+ * the payload goes on with those bytes, in order (JournalRecord.tail): the header counts
+ * and checksums them, and the caller writes them right after `framed`.
  */
-export function frameRecord(framed: Uint8Array, opNum: number, syncStartOpNum = opNum): Uint8Array {
+export function frameRecord(
+  framed: Uint8Array,
+  opNum: number,
+  syncStartOpNum = opNum,
+  tail: readonly Uint8Array[] = noTail,
+): Uint8Array {
   assert(Number.isSafeInteger(opNum) && opNum >= 0, `bad op number ${opNum}`);
   assert(
     Number.isSafeInteger(syncStartOpNum) && syncStartOpNum >= 0 && syncStartOpNum <= opNum,
     `bad sync start ${syncStartOpNum} for op ${opNum}`,
   );
-  const payloadBytes = framed.length - recordHeaderBytes;
+  const payloadBytes = framed.length - recordHeaderBytes + bytesOf(tail);
   assert(
-    payloadBytes >= 0 && payloadBytes <= payloadBytesMax,
+    framed.length >= recordHeaderBytes && payloadBytes <= payloadBytesMax,
     `a framed record of ${framed.length} bytes has no room for its header or is over the limit`,
   );
   const view = viewOf(framed);
@@ -182,13 +189,16 @@ export function frameRecord(framed: Uint8Array, opNum: number, syncStartOpNum = 
   view.setUint32(4, payloadBytes, true);
   writeUint64(view, 8, opNum);
   writeUint64(view, 16, syncStartOpNum);
-  const checksum = crc32c(
+  let checksum = crc32c(
     framed.subarray(recordHeaderBytes),
     crc32c(framed.subarray(0, checksumOffset)),
   );
+  for (const part of tail) checksum = crc32c(part, checksum);
   view.setUint32(checksumOffset, checksum, true);
   return framed;
 }
+
+const noTail: readonly Uint8Array[] = [];
 
 /** Decodes the record that starts at `offset`; `bytes` ends where the file ends. */
 export function decodeRecordAt(bytes: Uint8Array, offset: number): Decoded<DecodedRecord> {

@@ -195,7 +195,8 @@ export class Journal {
    * when the journal is empty). Resolves once they are durable. The payloads are copied
    * before this returns, so the caller may reuse its buffers at once; except a record
    * given `framed` (JournalRecord), whose buffer the journal writes its header into and
-   * writes as it is: the caller must leave it alone until the append settles.
+   * writes as it is, with its `tail` after it: the caller must leave both alone until
+   * the append settles.
    */
   append(records: readonly JournalRecord[]): Promise<void> {
     let writes: SegmentWrite[];

@@ -34,6 +34,19 @@ export interface JournalRecord {
    * settles. Recovery returns records without it.
    */
   framed?: Uint8Array;
+  /**
+   * More of the payload, by reference (only with `framed`): the record's payload is
+   * `payload` followed by each of these, in order. The journal checksums them with the
+   * rest and writes them as they are, right after `framed` in the same writev, so a
+   * note's large data reaches the disk without a copy. The caller must leave them
+   * unchanged until the append settles. Recovery returns the whole payload in one piece.
+   */
+  tail?: readonly Uint8Array[];
+}
+
+/** The bytes of a record's payload: `payload` and its `tail`. */
+export function payloadBytesOf(record: JournalRecord): number {
+  return record.payload.length + (record.tail === undefined ? 0 : bytesOf(record.tail));
 }
 
 export interface LayoutSegment {
@@ -112,7 +125,7 @@ export class SegmentLayout {
     const writes: SegmentWrite[] = [];
     for (const record of records) {
       let segment = this.#segments.at(-1);
-      const encodedBytes = recordBytes(record.payload.length);
+      const encodedBytes = recordBytes(payloadBytesOf(record));
       if (segment === undefined || segment.bytes + encodedBytes > this.#segmentBytesMax) {
         segment = { firstOpNum: record.opNum, recordOffsets: [], bytes: segmentHeaderBytes };
         this.#segments.push(segment);
@@ -125,7 +138,7 @@ export class SegmentLayout {
       const encoded =
         record.framed === undefined
           ? encodeRecord(record.opNum, record.payload, syncStartOpNum)
-          : frameRecord(record.framed, record.opNum, syncStartOpNum);
+          : frameRecord(record.framed, record.opNum, syncStartOpNum, record.tail);
       let write = writes.at(-1);
       if (write === undefined || write.firstOpNum !== segment.firstOpNum) {
         write = {
@@ -137,9 +150,12 @@ export class SegmentLayout {
         writes.push(write);
       }
       write.buffers.push(encoded);
+      if (record.framed !== undefined && record.tail !== undefined) {
+        for (const part of record.tail) write.buffers.push(part);
+      }
       segment.recordOffsets.push(segment.bytes);
-      segment.bytes += encoded.length;
-      this.#bytes += encoded.length;
+      segment.bytes += encodedBytes;
+      this.#bytes += encodedBytes;
     }
     this.#checkTail();
     return writes;
@@ -289,9 +305,23 @@ export class SegmentLayout {
       if (!(payload instanceof Uint8Array)) {
         throw new JournalUsageError(`cannot append op ${opNum}: its payload is not a Uint8Array`);
       }
-      if (payload.length > payloadBytesMax) {
+      const tail: unknown = record.tail;
+      if (
+        tail !== undefined &&
+        !(
+          record.framed !== undefined &&
+          Array.isArray(tail) &&
+          tail.every((part) => part instanceof Uint8Array)
+        )
+      ) {
         throw new JournalUsageError(
-          `cannot append op ${opNum}: its payload of ${payload.length} bytes is over the limit of ${payloadBytesMax}`,
+          `cannot append op ${opNum}: its tail is not a list of byte arrays after a framed payload`,
+        );
+      }
+      const bytes = payloadBytesOf(record);
+      if (bytes > payloadBytesMax) {
+        throw new JournalUsageError(
+          `cannot append op ${opNum}: its payload of ${bytes} bytes is over the limit of ${payloadBytesMax}`,
         );
       }
       const framed: unknown = record.framed;
@@ -318,7 +348,7 @@ export class SegmentLayout {
         );
       }
       opNumExpected = opNum + 1;
-      payloadBytes += payload.length;
+      payloadBytes += bytes;
     }
     if (payloadBytes > appendPayloadBytesMax) {
       throw new JournalUsageError(
