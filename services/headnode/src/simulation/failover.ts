@@ -13,9 +13,13 @@
 // so every update by revision applies), declares a head node dead after
 // `deadAfterTicks` of silence (crashed, paused or cut-off nodes stop reporting), and every
 // `roundTicks` builds each partition's PartitionView (alive, load, replica count, the
-// primary's newest report, lease, learners) and applies the decision. It pushes the
-// record to every member each round; a learner's configuration carries the primary's
-// newest checkpoint pointer and the epoch it was added in, and a head node that is told
+// primary's newest report, lease, learners, the members their own nodes report failed,
+// from the real lease book) and applies the decision. It pushes the record to a member
+// as the configurer does: until the member acknowledges the record's epoch, again
+// once its node restarts (a newer session) or comes back from silence, and otherwise
+// only at the slow refresh (configureRefreshTicks, 300 s). A learner's configuration
+// carries the primary's newest checkpoint pointer and the epoch it was added in, and a
+// head node that is told
 // it is a learner it has not been since then starts that replica afresh from the
 // checkpoint on the simulated sleds. Head nodes report their primaries (commit point,
 // inherited tail, followers with stalls) every round, as changes to the state the
@@ -28,7 +32,11 @@
 // nodes crash (the journal append in progress may be torn) and restart with a new
 // session; pauses longer than a lease (a paused node neither ticks nor receives, messages
 // to it wait, its monotonic clock runs on); clock rates and forward steps; a disk that
-// stops completing writes while its node keeps reporting (gray failure); sustained
+// stops completing writes while its node keeps reporting (gray failure); a replica's
+// journal that fails at its next write, failing that replica alone as partition-host.ts
+// does (its runner closed, no ticks, messages or requests; its node reports it at once
+// in `failures`; a later configure reopens it from its disk), while loaded and, now and
+// then, on a secondary once settled, at the snapshot's note of an idle partition; sustained
 // network partitions (a node cut off from everyone, or only from its peers); chunk
 // writes, checkpoint uploads and checkpoint copies on sleds that fail or are lost; and a
 // volume deleted and re-created under the same name (a new incarnation: head nodes drop
@@ -44,7 +52,10 @@
 // replica at every tick, the space accounting holds (referenced chunks are in the table,
 // kept counts equal a recount, no drop refused), with drops and compactions frequent;
 // primaries are asked now and then to take and drop snapshots, and once settled every
-// snapshot reads as the committed history at the op it was taken at.
+// snapshot reads as the committed history at the op it was taken at; a failed replica
+// counts as not serving, and while faults are off a failed member other than the
+// primary leaves its record within failedMemberTicksMax (its node reports it: no commit
+// need stall on it first).
 //
 // The replica API this drives is adapted in one place (`ReplicaAdapter`); its effects are
 // carried out by the head node's own effect runner (effect-runner.ts) through the seeded
@@ -69,7 +80,13 @@ import { EffectRunner, silentLog } from "../effect-runner.ts";
 import type { ReplicaPorts } from "../ports.ts";
 import type { CheckpointPointer, ReadResult, ReplicationMessage } from "../replica/effects.ts";
 import { type Configuration, Replica } from "../replica/replica.ts";
-import { addressKey, type Outgoing, type PrimaryReport, ReportState } from "../report-state.ts";
+import {
+  addressKey,
+  type FailedReplica,
+  type Outgoing,
+  type PrimaryReport,
+  ReportState,
+} from "../report-state.ts";
 import {
   type ClientOutcome,
   randomRequest,
@@ -108,7 +125,13 @@ export type Sabotage =
    * Secondaries never say hello: one that restarts while its primary is idle never
    * learns the commit point, since current followers get no heartbeats.
    */
-  | "no-follower-hello";
+  | "no-follower-hello"
+  /**
+   * The coordinator before failure reports: it passes decisions no `failed` members, so
+   * a secondary whose journal failed while its partition went on without it (or idle)
+   * stays a member until a configure refresh reopens it.
+   */
+  | "coordinator-ignores-failures";
 
 export interface FailoverOptions {
   seed: number;
@@ -126,6 +149,12 @@ export interface FailoverOptions {
   roundTicks: number;
   /** Silence after which the coordinator declares a head node dead. */
   deadAfterTicks: number;
+  /**
+   * The configurer's safety-net refresh: a member configured in the record's epoch is
+   * configured again only this long after (configureRefreshMs, 300 s, in ticks), or
+   * when it restarts or comes back from silence.
+   */
+  configureRefreshTicks: number;
   learnerCatchUpMs: number;
   dropRate: number;
   duplicateRate: number;
@@ -139,6 +168,25 @@ export interface FailoverOptions {
   pauseTicksMax: number;
   diskHangRate: number;
   diskHangTicksMax: number;
+  /**
+   * Per loaded tick and healthy node: chance one of its replicas' journals fails at its
+   * next append or truncation (a full or broken disk), failing that replica alone.
+   */
+  journalFailRate: number;
+  /**
+   * Per run: chance that, once settled, a secondary's journal fails at its next write
+   * (a snapshot's note) while the partition is otherwise idle.
+   */
+  idleJournalFailChance: number;
+  /** Journal failures may strike primaries too (see `mayFailJournal` for what that finds). */
+  journalFailPrimaries: boolean;
+  /**
+   * While faults are off, a member other than the primary whose replica failed in the
+   * record's epoch must leave the record within this many ticks: its node reports the
+   * failure at once. Below commitStallTicks, so a coordinator that only drops it once a
+   * commit has stalled on it is caught.
+   */
+  failedMemberTicksMax: number;
   netPartitionRate: number;
   netPartitionTicksMax: number;
   /** Each node's monotonic clock runs at 1 ± up to this. */
@@ -179,6 +227,7 @@ export const failoverDefaults: Omit<FailoverOptions, "seed"> = {
   tickMs: 100,
   roundTicks: 5,
   deadAfterTicks: 20,
+  configureRefreshTicks: 3000,
   learnerCatchUpMs: 8000,
   dropRate: 0.03,
   duplicateRate: 0.02,
@@ -191,6 +240,10 @@ export const failoverDefaults: Omit<FailoverOptions, "seed"> = {
   pauseTicksMax: 90,
   diskHangRate: 0.002,
   diskHangTicksMax: 120,
+  journalFailRate: 0.002,
+  idleJournalFailChance: 0.5,
+  journalFailPrimaries: false,
+  failedMemberTicksMax: 15,
   netPartitionRate: 0.002,
   netPartitionTicksMax: 150,
   clockRateDrift: 0.03,
@@ -246,6 +299,9 @@ export interface FailoverResult {
     quietRestarts: number;
     pauses: number;
     diskHangs: number;
+    /** Journals armed to fail, and replicas that failed on one. */
+    journalFailures: number;
+    replicasFailed: number;
     netPartitions: number;
     recreates: number;
     promotions: number;
@@ -357,6 +413,14 @@ interface NodeReport {
 class ReplicaAdapter {
   readonly replica: Replica;
   private readonly leased: boolean;
+  /**
+   * Set once its journal failed (partition-host.ts): the core is done, its runner
+   * closed, and it takes no ticks, messages or requests until the replica is reopened.
+   */
+  failed: string | undefined;
+  /** The tick it failed at; whether the failed-member check has flagged it. */
+  failedAtTick = 0;
+  flaggedLate = false;
 
   constructor(replica: Replica, leased: boolean) {
     this.replica = replica;
@@ -372,16 +436,45 @@ class ReplicaAdapter {
   }
 
   read(epoch: number, ranges: { offset: number; length: number }[], nowMs: number): ReadResult {
+    if (this.failed !== undefined)
+      throw new BallastError(ErrorCode.Unavailable, `replica failed: ${this.failed}`);
     return this.replica.read(epoch, ranges, nowMs);
   }
 
   get tailCommitted(): boolean {
-    return this.replica.tailCommitted;
+    return this.failed === undefined && this.replica.tailCommitted;
+  }
+
+  /**
+   * A failed replica that is not reported as primary, as its head node reports it
+   * (headnode.ts `failedReplicaOf`): at the epoch it was configured in.
+   */
+  failure(volumeId: string): FailedReplica | undefined {
+    const epoch = this.replica.configuration?.epoch;
+    if (this.failed === undefined || epoch === undefined) return undefined;
+    if (this.replica.configuration?.primary === this.replica.identity.nodeId) return undefined;
+    return { volume: volumeName, volumeId, partition: this.replica.identity.partition, epoch };
   }
 
   report(tickMs: number, volumeId: string): (Report & { volumeId: string }) | undefined {
     const replica = this.replica;
     const configuration = replica.configuration;
+    if (this.failed !== undefined) {
+      // Configured as primary but failed: said so, so that the partition fails over
+      // although this node is alive (partition-host.ts).
+      if (configuration?.primary !== replica.identity.nodeId) return undefined;
+      return {
+        volume: volumeName,
+        volumeId,
+        partition: replica.identity.partition,
+        epoch: configuration.epoch,
+        session: replica.identity.session,
+        commitOpNum: replica.commitOpNum,
+        tailCommitted: false,
+        followers: [],
+        failed: true,
+      };
+    }
     if (replica.roleName !== "primary" || configuration === undefined) return undefined;
     return {
       volume: volumeName,
@@ -439,6 +532,7 @@ export class FailoverSimulation {
   private tickNow = 0;
   private nextAttempt = 1;
   private faultsOn = true;
+  private faultsOffTick = 0;
   private recreateAtTick = -1;
   private readonly stats: FailoverResult["stats"] = {
     ticks: 0,
@@ -448,6 +542,8 @@ export class FailoverSimulation {
     quietRestarts: 0,
     pauses: 0,
     diskHangs: 0,
+    journalFailures: 0,
+    replicasFailed: 0,
     netPartitions: 0,
     recreates: 0,
     promotions: 0,
@@ -488,6 +584,14 @@ export class FailoverSimulation {
     reportAgeMsMax: Number.POSITIVE_INFINITY,
   });
   private readonly learnersSince = new Map<number, Map<string, { ms: number; epoch: number }>>();
+  /**
+   * Per partition and member, the epoch its head node acknowledged a configure of and
+   * when (configurer.ts `tenure.configured`): a member is pushed its record only when
+   * that is not the record's epoch or the refresh is due.
+   */
+  private readonly configured = new Map<number, Map<string, { epoch: number; atTick: number }>>();
+  /** Each head node's newest session heard of: a newer one is a restart. */
+  private readonly sessions = new Map<string, number>();
 
   constructor(options: FailoverOptions) {
     this.options = options;
@@ -556,6 +660,7 @@ export class FailoverSimulation {
     this.createVolume(false);
     for (let tick = 0; tick < this.options.loadTicks; tick++) await this.step(true);
     this.faultsOn = false;
+    this.faultsOffTick = this.tickNow;
     for (const node of this.nodes) {
       node.pausedUntilTick = 0;
       node.diskHungUntilTick = 0;
@@ -570,6 +675,12 @@ export class FailoverSimulation {
     // committed only through its last checkpoint, below the snapshot; its primary sends
     // a current follower nothing while idle, so only its hello lets it learn the commit
     // point and the cluster settle again.
+    //
+    // Before that snapshot, now and then, one secondary's journal is set to fail at its
+    // next write: the snapshot's note. Its primary commits with the others, and the
+    // partition is idle again, so no commit ever waits on it: only its own node's report
+    // of the failure lets the coordinator drop it and rebuild the partition.
+    if (this.chance(this.options.idleJournalFailChance)) this.failIdleSecondary();
     for (const partition of this.records.keys()) this.takeSnapshot(partition);
     if (!(await this.settle())) return;
     const quietTicks = this.integer(0, this.options.quietTicksBeforeRestart);
@@ -584,6 +695,49 @@ export class FailoverSimulation {
     for (let tick = 0; tick < downTicks; tick++) await this.step(false);
     await this.startNode(node);
     await this.settle();
+  }
+
+  /**
+   * A secondary, joiner or learner whose replica failed in its record's epoch is dropped
+   * within failedMemberTicksMax (counted from when faults went off, for one that failed
+   * while loaded): its own node reports it, and the coordinator need not wait for a
+   * commit to stall on it, which for an idle partition may be never.
+   */
+  private checkFailedMembers(): void {
+    for (const [partition, { record }] of this.records) {
+      for (const member of membersOf(record)) {
+        if (member === record.primary) continue;
+        const hosted = this.node(member).hosted.get(partition);
+        const adapter = hosted?.adapter;
+        if (adapter?.failed === undefined || adapter.flaggedLate) continue;
+        if (hosted?.volumeId !== this.volumeId) continue;
+        if (adapter.replica.configuration?.epoch !== record.epoch) continue;
+        const since = Math.max(adapter.failedAtTick, this.faultsOffTick);
+        if (this.tickNow - since <= this.options.failedMemberTicksMax) continue;
+        adapter.flaggedLate = true;
+        this.watchedFor(this.volumeId, partition).checker.fail(
+          "failed-member",
+          `${member}'s replica failed at tick ${adapter.failedAtTick} (${adapter.failed}) and is still a member at epoch ${record.epoch}, ${this.tickNow - since} ticks later: ${this.describe()}`,
+        );
+      }
+    }
+  }
+
+  /** Arms a journal failure on a secondary of a partition of three or more. */
+  private failIdleSecondary(): void {
+    const candidates: { node: SimulatedNode; hosted: Hosted }[] = [];
+    for (const [partition, { record }] of this.records) {
+      if (record.secondaries.length < 2) continue;
+      for (const secondary of record.secondaries) {
+        const node = this.node(secondary);
+        const hosted = node.hosted.get(partition);
+        if (hosted !== undefined) candidates.push({ node, hosted });
+      }
+    }
+    if (candidates.length === 0) return;
+    const { node, hosted } = candidates[this.integer(0, candidates.length - 1)]!;
+    hosted.journal.failNext(() => this.mayFailJournal(node, hosted));
+    this.stats.journalFailures++;
   }
 
   /** Steps without load until back at full strength, then checks the settled state. */
@@ -659,7 +813,7 @@ export class FailoverSimulation {
       if (!this.running(node)) continue;
       for (const hosted of node.hosted.values()) {
         const adapter = hosted.adapter;
-        if (adapter === undefined) continue;
+        if (adapter === undefined || adapter.failed !== undefined) continue;
         adapter.replica.tick();
         this.execute(node, hosted);
         this.sabotageDrop(adapter.replica);
@@ -672,6 +826,7 @@ export class FailoverSimulation {
     }
     if (this.tickNow % this.options.roundTicks === 0) this.coordinatorRound();
     this.expireClientAttempts();
+    if (!this.faultsOn) this.checkFailedMembers();
   }
 
   /** The sabotage: once, halfway through the load, a replica loses a referenced chunk. */
@@ -693,8 +848,37 @@ export class FailoverSimulation {
         !node.up ||
         node.pausedUntilTick > this.tickNow ||
         node.cut !== undefined ||
-        node.diskHungUntilTick > this.tickNow,
+        node.diskHungUntilTick > this.tickNow ||
+        this.journalFaulty(node),
     ).length;
+  }
+
+  /**
+   * Whether an armed journal failure may strike now: on a secondary, joiner or learner
+   * (the failures its node reports), and on a primary only with journalFailPrimaries.
+   * Two known gaps keep primaries out by default. A failed replica is reopened in the
+   * same node session (headnode.ts), so a primary reopened at the same epoch names
+   * chunks (and notes) as its failed life did: a sled then sees one chunk id written
+   * with different data (seen in a 500-seed run with the option on). And a failed
+   * primary with no secondary to promote waits for the configure refresh (300 s), far
+   * beyond the settling bound: that case is called off even with the option on.
+   */
+  private mayFailJournal(node: SimulatedNode, hosted: Hosted): boolean {
+    if (hosted.volumeId !== this.volumeId) return true;
+    const record = this.records.get(hosted.partition)?.record;
+    const primary = record?.primary === node.id || hosted.adapter?.replica.roleName === "primary";
+    if (!primary) return true;
+    if (!this.options.journalFailPrimaries) return false;
+    // A joiner is not promoted: it may lack what was acknowledged before it joined.
+    return record === undefined || record.primary !== node.id || record.secondaries.length > 0;
+  }
+
+  /** A replica of the node's has a journal armed to fail, or has failed on one. */
+  private journalFaulty(node: SimulatedNode): boolean {
+    for (const hosted of node.hosted.values()) {
+      if (hosted.journal.failing || hosted.adapter?.failed !== undefined) return true;
+    }
+    return false;
   }
 
   private async injectFaults(): Promise<void> {
@@ -719,6 +903,13 @@ export class FailoverSimulation {
       } else if (this.chance(options.diskHangRate)) {
         this.stats.diskHangs++;
         node.diskHungUntilTick = this.tickNow + this.integer(10, options.diskHangTicksMax);
+      } else if (this.chance(options.journalFailRate) && node.hosted.size > 0) {
+        // Its next append or truncation fails (at once if loaded, or at the next write
+        // of an idle partition): the replica fails alone, as partition-host.ts does.
+        const hosted = [...node.hosted.values()];
+        const chosen = hosted[this.integer(0, hosted.length - 1)]!;
+        chosen.journal.failNext(() => this.mayFailJournal(node, chosen));
+        this.stats.journalFailures++;
       } else if (this.chance(options.netPartitionRate)) {
         this.stats.netPartitions++;
         const kinds = ["isolated", "peers", "cluster"] as const;
@@ -761,12 +952,13 @@ export class FailoverSimulation {
           this.watchedFor(hosted.volumeId, hosted.partition).checker.committed(node.id, note),
       },
     );
-    hosted.adapter = new ReplicaAdapter(replica, this.options.sabotage !== "no-lease-check");
+    const adapter = new ReplicaAdapter(replica, this.options.sabotage !== "no-lease-check");
+    hosted.adapter = adapter;
     hosted.runner = new EffectRunner(replica, this.portsOf(node, hosted), {
       // Replies are matched to client attempts by the request id (the attempt number).
       reply: (requestId, reply) => this.replyTo(node, requestId, { ok: true, reply }),
       replyError: (requestId, error) => this.replyTo(node, requestId, { ok: false, error }),
-      fatal: (what, error) => this.fail("exception", `${node.id}: ${what}: ${error.message}`),
+      fatal: (what, error) => this.failReplica(node, hosted, adapter, what, error),
     });
     hosted.runner.sleds = ["sled-1", "sled-2"];
   }
@@ -784,6 +976,32 @@ export class FailoverSimulation {
       },
       clock: node.clock,
     };
+  }
+
+  /**
+   * The journal failed (the only fatal effect): as partition-host.ts does, the replica
+   * latches failed and its runner closes, so no completion reaches the core and nothing
+   * is acknowledged after the failure; the node keeps running its other replicas and
+   * reports at once (a failed primary as `failed`, any other role in `failures`).
+   * Anything else fatal is a defect.
+   */
+  private failReplica(
+    node: SimulatedNode,
+    hosted: Hosted,
+    adapter: ReplicaAdapter,
+    what: string,
+    error: Error,
+  ): void {
+    if (!what.startsWith("journal") || (error as NodeJS.ErrnoException).code !== "EIO") {
+      this.fail("exception", `${node.id}: ${what}: ${error.message}`);
+      return;
+    }
+    if (adapter.failed !== undefined || hosted.adapter !== adapter) return;
+    adapter.failed = `${what} (${error.message})`;
+    adapter.failedAtTick = this.tickNow;
+    hosted.runner?.close();
+    this.stats.replicasFailed++;
+    if (this.running(node)) this.sendReport(node);
   }
 
   private replyTo(node: SimulatedNode, requestId: number, outcome: ClientOutcome): void {
@@ -870,6 +1088,12 @@ export class FailoverSimulation {
       this.dropReplica(node, hosted);
       hosted = undefined;
     }
+    if (hosted?.adapter?.failed !== undefined) {
+      // Its journal failed: reopened as a restart would, so that recovery says what is
+      // durable (headnode.ts).
+      hosted.runner?.close();
+      await this.openReplica(node, hosted);
+    }
     const { configuration } = message;
     const learner = configuration.learners?.includes(node.id) === true;
     if (learner && (hosted === undefined || hosted.learnerSince !== message.learnerSince)) {
@@ -902,8 +1126,22 @@ export class FailoverSimulation {
       node.hosted.set(message.partition, hosted);
       await this.openReplica(node, hosted);
     }
-    hosted.adapter?.configure(configuration);
+    const adapter = hosted.adapter;
+    if (adapter === undefined) return;
+    adapter.configure(configuration);
     this.execute(node, hosted);
+    // Acknowledged, as the head node answers the configure request: the answer rides
+    // the request's link, and is lost only with it cut (drawing nothing from the
+    // generator, so runs without journal failures and with configureRefreshTicks 0 replay
+    // the streams of the model that pushed every round).
+    if (!this.linked(node.id, "coordinator")) return;
+    this.onConfigured({
+      from: node.id,
+      session: node.session,
+      volumeId: message.volumeId,
+      partition: message.partition,
+      epoch: configuration.epoch,
+    });
   }
 
   /** A replica with empty disks. */
@@ -928,9 +1166,13 @@ export class FailoverSimulation {
 
   private sendReport(node: SimulatedNode): void {
     const current = new Map<string, PrimaryReport>();
+    const failures = new Map<string, FailedReplica>();
     for (const hosted of node.hosted.values()) {
       const report = hosted.adapter?.report(this.options.tickMs, hosted.volumeId);
       if (report !== undefined) current.set(addressKey(report.volume, report.partition), report);
+      const failure = hosted.adapter?.failure(hosted.volumeId);
+      if (failure !== undefined)
+        failures.set(addressKey(failure.volume, failure.partition), failure);
     }
     this.send({
       kind: "report",
@@ -939,7 +1181,7 @@ export class FailoverSimulation {
         node: node.id,
         session: node.session,
         sentAtMs: this.localMs(node),
-        sent: node.reportState.next(current),
+        sent: node.reportState.next(current, failures),
       },
     });
   }
@@ -953,6 +1195,7 @@ export class FailoverSimulation {
     for (const entry of node.reportState.onAnswer(envelope.sent, answer)) {
       const hosted = node.hosted.get(entry.partition);
       if (hosted === undefined || hosted.volumeId !== entry.volumeId) continue;
+      if (hosted.adapter?.failed !== undefined) continue;
       hosted.adapter?.renewLease(entry.epoch, envelope.sentAtMs + envelope.answer.leaseMs);
     }
   }
@@ -969,6 +1212,7 @@ export class FailoverSimulation {
     this.reports.clear();
     this.staleReports.clear();
     this.learnersSince.clear();
+    this.configured.clear();
     const alive = this.aliveNodes();
     const load = new Map(this.nodes.map((node) => [node.id, 0]));
     this.options.partitions.forEach((replicaCount, partition) => {
@@ -1056,6 +1300,11 @@ export class FailoverSimulation {
           leaseUntilMs: this.leases.leaseUntilMs(record),
           learnersSinceMs: new Map([...since].map(([node, value]) => [node, value.ms])),
           learnerCatchUpMsMax: this.options.learnerCatchUpMs,
+          // Members whose own node reports them failed, as the real reconciler passes
+          // them (the sabotage: the coordinator before failure reports, which had none).
+          ...(this.options.sabotage === "coordinator-ignores-failures"
+            ? {}
+            : { failed: this.leases.failedMembers(record) }),
         };
         decision = decidePartition(record, view);
       }
@@ -1124,7 +1373,14 @@ export class FailoverSimulation {
     const pointer = this.checkpointRecords.pointers.get(
       `${this.volumeId}/${record.partition}/${record.primary}`,
     );
+    const configured = this.configured.get(record.partition);
     for (const member of membersOf(record)) {
+      const last = configured?.get(member);
+      if (
+        last?.epoch === record.epoch &&
+        this.tickNow - last.atTick < this.options.configureRefreshTicks
+      )
+        continue;
       const learnerSince = since?.get(member)?.epoch;
       this.send({
         kind: "configure",
@@ -1146,7 +1402,47 @@ export class FailoverSimulation {
     }
   }
 
+  /** A head node acknowledged a configure: it holds that epoch (configurer.ts). */
+  private onConfigured(envelope: {
+    from: string;
+    session: number;
+    volumeId: string;
+    partition: number;
+    epoch: number;
+  }): void {
+    if (envelope.volumeId !== this.volumeId) return;
+    if (!this.heardSession(envelope.from, envelope.session)) return;
+    let configured = this.configured.get(envelope.partition);
+    if (configured === undefined) {
+      configured = new Map();
+      this.configured.set(envelope.partition, configured);
+    }
+    configured.set(envelope.from, { epoch: envelope.epoch, atTick: this.tickNow });
+  }
+
+  /**
+   * Notes a session heard from a node; false if it is older than one already heard. A
+   * newer one is a restart, whose replicas must be configured again (tenure.ts
+   * `forgetConfigured`).
+   */
+  private heardSession(node: string, session: number): boolean {
+    const known = this.sessions.get(node);
+    if (known !== undefined && session < known) return false;
+    if (known !== undefined && session > known) this.forgetConfigured(node);
+    this.sessions.set(node, session);
+    return true;
+  }
+
+  private forgetConfigured(node: string): void {
+    for (const configured of this.configured.values()) configured.delete(node);
+  }
+
   private onReport(report: NodeReport): void {
+    // Back from silence (declared dead meanwhile): configured again, as after a restart.
+    const heard = this.lastHeardTick.get(report.node);
+    if (heard !== undefined && this.tickNow - heard > this.options.deadAfterTicks)
+      this.forgetConfigured(report.node);
+    this.heardSession(report.node, report.session);
     this.lastHeardTick.set(report.node, this.tickNow);
     const { sent } = report;
     for (const primary of sent.primaries) {
@@ -1171,6 +1467,8 @@ export class FailoverSimulation {
         base: sent.base,
         primaries: sent.primaries,
         gone: sent.gone,
+        failures: sent.failures,
+        failuresGone: sent.failuresGone,
       },
       (volume, partition) =>
         volume === volumeName ? this.records.get(partition)?.record : undefined,
@@ -1188,6 +1486,7 @@ export class FailoverSimulation {
         granted: outcome.granted,
         ...(outcome.accepted === undefined ? {} : { accepted: outcome.accepted }),
         ...(outcome.held === undefined ? {} : { held: outcome.held }),
+        ...(outcome.heldFailures === undefined ? {} : { heldFailures: outcome.heldFailures }),
         excluded: outcome.excluded,
         ...(outcome.full === true ? { full: true } : {}),
       },
@@ -1267,7 +1566,8 @@ export class FailoverSimulation {
         const node = this.node(envelope.to);
         if (!node.up) return;
         const hosted = node.hosted.get(envelope.message.partition);
-        if (hosted?.adapter === undefined) return;
+        // A failed replica takes no replication messages: it acknowledges nothing.
+        if (hosted?.adapter === undefined || hosted.adapter.failed !== undefined) return;
         hosted.adapter.replica.onReplicationMessage(envelope.message);
         this.execute(node, hosted);
         return;
@@ -1341,6 +1641,7 @@ export class FailoverSimulation {
     const hosted = node.hosted.get(partition);
     const replica = hosted?.adapter?.replica;
     if (!node.up || hosted === undefined || hosted.volumeId !== this.volumeId || !replica) return;
+    if (hosted.adapter?.failed !== undefined) return;
     const taken = [...replica.metadata.snapshots.keys()];
     const requestId = this.snapshotRequestId++;
     if (taken.length > 0 && this.chance(0.3)) {
@@ -1360,6 +1661,7 @@ export class FailoverSimulation {
     const hosted = node.hosted.get(partition);
     const replica = hosted?.adapter?.replica;
     if (!node.up || hosted === undefined || hosted.volumeId !== this.volumeId || !replica) return;
+    if (hosted.adapter?.failed !== undefined) return;
     replica.takeSnapshot(this.snapshotRequestId++, record.epoch, `sim-${this.snapshotsDrawn++}`);
     this.stats.snapshotRequests++;
     this.execute(node, hosted);
@@ -1407,6 +1709,11 @@ export class FailoverSimulation {
       });
     if (hosted === undefined || adapter === undefined) {
       refuse(new BallastError(ErrorCode.NotPrimary, `${node.id} hosts no such replica`));
+      return;
+    }
+    if (adapter.failed !== undefined) {
+      // The head node serves no failed replica's volume subject.
+      refuse(new BallastError(ErrorCode.NotPrimary, `${node.id}'s replica failed`));
       return;
     }
     if (request.kind !== "read") {
@@ -1527,6 +1834,8 @@ export class FailoverSimulation {
         const hosted = node.hosted.get(partition);
         const replica = hosted?.adapter?.replica;
         if (!node.up || hosted?.volumeId !== this.volumeId || replica === undefined) return false;
+        // A failed replica serves nothing: the partition is short of a copy.
+        if (hosted.adapter?.failed !== undefined) return false;
         if (replica.configuration?.epoch !== record.epoch) return false;
         if (hosted.journal.pending > 0) return false;
         replicas.push(replica);
@@ -1596,10 +1905,11 @@ export class FailoverSimulation {
     for (const [partition, { record }] of this.records) {
       const members = membersOf(record).map((member) => {
         const node = this.node(member);
-        const replica = node.hosted.get(partition)?.adapter?.replica;
+        const adapter = node.hosted.get(partition)?.adapter;
+        const replica = adapter?.replica;
         return replica === undefined
           ? `${member}: ${node.up ? "no replica" : "down"}`
-          : `${member}: ${replica.roleName} e${replica.configuration?.epoch} last ${replica.lastOpNum} durable ${replica.durableOpNum} commit ${replica.commitOpNum}`;
+          : `${member}: ${adapter?.failed === undefined ? "" : "FAILED "}${replica.roleName} e${replica.configuration?.epoch} last ${replica.lastOpNum} durable ${replica.durableOpNum} commit ${replica.commitOpNum}`;
       });
       parts.push(
         `p${partition} e${record.epoch} primary ${record.primary} secondaries [${record.secondaries}] joining [${record.joining ?? []}] learners [${record.learners ?? []}] {${members.join("; ")}}`,

@@ -7,7 +7,10 @@
 // Fault knobs, each off once the simulator turns faults off (settling):
 // - journal (FakeJournal): operations complete in order after a random delay; a crash
 //   loses what had not completed, and the append in progress may leave a prefix of its
-//   notes (a torn tail); as sabotage, a crash may also lose acknowledged notes.
+//   notes (a torn tail); as sabotage, a crash may also lose acknowledged notes. Armed
+//   by `failNext` (the simulator's draw, kept while settling: it strikes at the next
+//   write), the next append or truncation fails with EIO and what was queued behind it
+//   is lost, as on a full or broken disk.
 // - checkpoint file (FakeCheckpointFile): written after a delay; a crash loses a write
 //   in progress (the old file stays).
 // - sleds (FakeSleds): chunk writes and whole-chunk reads (compaction) fail at a rate,
@@ -98,6 +101,8 @@ type JournalOperation =
 export class FakeJournal implements JournalPort {
   notes: Note[] = [];
   private queue: { operation: JournalOperation; readyTick: number; done: Done }[] = [];
+  private failArmed = false;
+  private failAllowed: () => boolean = () => true;
 
   constructor(
     private readonly world: SimWorld,
@@ -121,10 +126,42 @@ export class FakeJournal implements JournalPort {
     return this.queue.length;
   }
 
+  /**
+   * Armed by `failNext`: the next append or truncation that comes due fails, as on a full
+   * or broken disk (ENOSPC, EIO).
+   */
+  get failing(): boolean {
+    return this.failArmed;
+  }
+
+  /**
+   * A journal failure: the next append or truncation to come due (now or whenever the
+   * replica next writes) is rejected with an I/O error. What was queued behind it is
+   * lost, as after a failed fsync nothing later is known durable; what was durable
+   * stays, for recovery to find when the replica is opened again. One failure per arming:
+   * a reopened replica finds a working disk. `allowed`, asked when the failure would
+   * strike, may call it off (the simulation's fault model).
+   */
+  failNext(allowed: () => boolean = () => true): void {
+    this.failArmed = true;
+    this.failAllowed = allowed;
+  }
+
   /** Makes durable, in order, every operation due by now. */
   complete(): void {
     while (this.queue.length > 0 && this.queue[0]!.readyTick <= this.world.tick) {
       const { operation, done } = this.queue.shift()!;
+      if (this.failArmed && operation.kind !== "release") {
+        this.failArmed = false;
+        if (this.failAllowed()) {
+          this.queue = [];
+          const error = Object.assign(new Error("EIO: i/o error, write (simulated)"), {
+            code: "EIO",
+          });
+          done({ ok: false, error });
+          return;
+        }
+      }
       switch (operation.kind) {
         case "append":
           this.appendDurably(operation.notes);
@@ -146,6 +183,8 @@ export class FakeJournal implements JournalPort {
 
   /** A crash: pending operations are lost, the append in progress may be torn. */
   crash(): void {
+    // The restarted process finds the disk working again.
+    this.failArmed = false;
     const inProgress = this.queue[0]?.operation;
     if (inProgress?.kind === "append") {
       const kept = this.world.random.integer(0, inProgress.notes.length);
