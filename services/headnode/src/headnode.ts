@@ -68,6 +68,7 @@ import { PartitionHost } from "./partition-host.ts";
 import type { Reply } from "./replica/effects.ts";
 import { Replicator } from "./replicator.ts";
 import { type FailedReplica, type PrimaryReport, ReportState } from "./report-state.ts";
+import { nextSession } from "./session.ts";
 import { SledClient } from "./sled-client.ts";
 import { TickSchedule } from "./tick-schedule.ts";
 
@@ -308,12 +309,18 @@ export class HeadNode {
       }
       const part = this.partOf(message);
       let hosted = this.hosted.get(key);
+      let reopenSession: number | undefined;
       if (hosted?.host.failed !== undefined) {
         // Its journal failed: reopen it as a restart would, so that recovery says what is
-        // durable (it may fail again, alone, if the disk is still full).
+        // durable (it may fail again, alone, if the disk is still full). As after a
+        // restart, in a new session: what it sent before the failure may not be in its
+        // journal, so a later op could take the number of one a secondary holds, and
+        // only the session tells them apart (log matching compares epoch and session);
+        // chunk ids and checkpoint keys are named by session too.
+        reopenSession = await nextSession(this.config.dataDir, this.session);
         this.service.logger.info(
-          { volume: message.volume, partition: message.partition },
-          "configured again after its journal failed: reopening the replica",
+          { volume: message.volume, partition: message.partition, session: reopenSession },
+          "configured again after its journal failed: reopening the replica in a new session",
         );
         await this.close(key, hosted, false);
         hosted = undefined;
@@ -376,7 +383,7 @@ export class HeadNode {
       }
       // A replica set without this node (from the coordinator, after a failover) makes
       // the hosted replica idle: it stops serving the partition at once.
-      hosted ??= await this.open(message, volumeId, part === "learner");
+      hosted ??= await this.open(message, volumeId, part === "learner", reopenSession);
       if (this.dropped.has(incarnationKey(message.volume, volumeId))) {
         // Dropped while it opened (the drop waits only for replicas already hosted):
         // a deleted incarnation must not stay hosted, nor keep files.
@@ -471,7 +478,13 @@ export class HeadNode {
     if (remove) await hosted.host.remove();
   }
 
-  private async open(message: Configure, volumeId: string, isLearner: boolean): Promise<Hosted> {
+  /** `session`: the replica's own, when it is not the node's (a reopen: see onConfigure). */
+  private async open(
+    message: Configure,
+    volumeId: string,
+    isLearner: boolean,
+    session = this.session,
+  ): Promise<Hosted> {
     // A learner starts fresh, from the checkpoint it is given or, with none, from op 1
     // (a primary releases no note before a checkpoint is recorded): whatever this node
     // still holds of the partition is stale, and a learner counts for nothing, so
@@ -488,7 +501,7 @@ export class HeadNode {
         partitionBytes: message.partitionBytes,
       },
       this.sleds,
-      this.session,
+      session,
       rebuildFrom,
       this.limits,
       isLearner,

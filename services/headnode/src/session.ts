@@ -9,7 +9,8 @@ import { join } from "node:path";
 const sessionFileName = "session";
 const sessionMax = 0xffff_ffff;
 
-export async function nextSession(dataDir: string): Promise<number> {
+/** `above`: a session the result must exceed besides the stored one (the node's own). */
+export async function nextSession(dataDir: string, above = 0): Promise<number> {
   const path = join(dataDir, sessionFileName);
   let previous = 0;
   try {
@@ -23,7 +24,7 @@ export async function nextSession(dataDir: string): Promise<number> {
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== "ENOENT") throw error;
   }
-  const session = previous + 1;
+  const session = Math.max(previous, above) + 1;
   const temporary = `${path}.tmp`;
   const file = await open(temporary, "w");
   try {

@@ -148,6 +148,44 @@ describe("a journal that fails", () => {
   });
 });
 
+describe("a replica reopened after its journal failed", () => {
+  /** The next report entry of partition 0 that `match` accepts. */
+  async function reported(match: (entry: { session: number; failed?: boolean }) => boolean) {
+    const deadlineMs = performance.now() + 5000;
+    for (;;) {
+      const entry = service.reports
+        .flatMap((report) => report.primaries)
+        .find((candidate) => candidate.partition === 0 && match(candidate));
+      if (entry !== undefined) return entry;
+      if (performance.now() > deadlineMs) throw new Error("no such report of partition 0");
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  }
+
+  test("is in a new session, even at the same epoch", async () => {
+    vi.spyOn(process, "kill").mockImplementation(() => true);
+    await configure(0, 1);
+    await write(0, 1, 0x41);
+    const before = await reported((entry) => entry.failed === undefined);
+    node.injectJournalFailureForTesting("vol", 0, "EIO");
+    await write(0, 1, 0x42).catch(() => undefined);
+    await reported((entry) => entry.failed === true);
+
+    // Configured again in the same epoch: what it sent before the failure may not be in
+    // its journal, so the ops it assigns next could reuse numbers a secondary holds; in
+    // the old session they would match them (log matching compares epoch and session).
+    service.reports.length = 0;
+    await configure(0, 1);
+    await write(0, 1, 0x43);
+    expect(await read(0, 1)).toBe(0x43);
+    const after = await reported((entry) => entry.failed === undefined);
+    expect(after.session).toBeGreaterThan(before.session);
+    // Durable in the data directory, so that a restart goes beyond it.
+    const stored = Number((await readFile(join(dataDir, "session"), "utf8")).trim());
+    expect(stored).toBeGreaterThanOrEqual(after.session);
+  });
+});
+
 /** A snapshot whose header holds a chunk table, as a replica's checkpoint would. */
 function snapshotWithChunks(): Uint8Array {
   const metadata = new PartitionMetadata();

@@ -242,7 +242,7 @@ export const failoverDefaults: Omit<FailoverOptions, "seed"> = {
   diskHangTicksMax: 120,
   journalFailRate: 0.002,
   idleJournalFailChance: 0.5,
-  journalFailPrimaries: false,
+  journalFailPrimaries: true,
   failedMemberTicksMax: 15,
   netPartitionRate: 0.002,
   netPartitionTicksMax: 150,
@@ -356,6 +356,11 @@ interface SimulatedNode {
   cut: { kind: "isolated" | "peers" | "cluster"; untilTick: number } | undefined;
   /** Durable, grows on every start: sessions are unique per node. */
   session: number;
+  /**
+   * The highest session given out, durable: a replica reopened after its journal failed
+   * gets one of its own above the node's (headnode.ts), and the next start goes beyond.
+   */
+  sessionIssued: number;
   /** Bumped on every start, so completions from an earlier life are dropped. */
   life: number;
   clock: DriftingClock;
@@ -420,6 +425,12 @@ class ReplicaAdapter {
   failed: string | undefined;
   /** The tick it failed at; whether the failed-member check has flagged it. */
   failedAtTick = 0;
+  /**
+   * From when the failed-member bound counts: the failure, or later, the last tick its
+   * partition's primary had failed too (a failed voter is dropped only while a primary
+   * lives: with both failed, the primary's failover, which waits out its lease, comes first).
+   */
+  boundFromTick = 0;
   flaggedLate = false;
 
   constructor(replica: Replica, leased: boolean) {
@@ -620,6 +631,7 @@ export class FailoverSimulation {
         diskHungUntilTick: 0,
         cut: undefined,
         session: 0,
+        sessionIssued: 0,
         life: 0,
         clock: new DriftingClock(
           () => this.nowMs(),
@@ -705,6 +717,8 @@ export class FailoverSimulation {
    */
   private checkFailedMembers(): void {
     for (const [partition, { record }] of this.records) {
+      const primaryFailed =
+        this.node(record.primary).hosted.get(partition)?.adapter?.failed !== undefined;
       for (const member of membersOf(record)) {
         if (member === record.primary) continue;
         const hosted = this.node(member).hosted.get(partition);
@@ -712,7 +726,8 @@ export class FailoverSimulation {
         if (adapter?.failed === undefined || adapter.flaggedLate) continue;
         if (hosted?.volumeId !== this.volumeId) continue;
         if (adapter.replica.configuration?.epoch !== record.epoch) continue;
-        const since = Math.max(adapter.failedAtTick, this.faultsOffTick);
+        if (primaryFailed) adapter.boundFromTick = this.tickNow;
+        const since = Math.max(adapter.failedAtTick, adapter.boundFromTick, this.faultsOffTick);
         if (this.tickNow - since <= this.options.failedMemberTicksMax) continue;
         adapter.flaggedLate = true;
         this.watchedFor(this.volumeId, partition).checker.fail(
@@ -855,13 +870,12 @@ export class FailoverSimulation {
 
   /**
    * Whether an armed journal failure may strike now: on a secondary, joiner or learner
-   * (the failures its node reports), and on a primary only with journalFailPrimaries.
-   * Two known gaps keep primaries out by default. A failed replica is reopened in the
-   * same node session (headnode.ts), so a primary reopened at the same epoch names
-   * chunks (and notes) as its failed life did: a sled then sees one chunk id written
-   * with different data (seen in a 500-seed run with the option on). And a failed
-   * primary with no secondary to promote waits for the configure refresh (300 s), far
-   * beyond the settling bound: that case is called off even with the option on.
+   * (the failures its node reports), and on a primary unless journalFailPrimaries is off.
+   * A failed replica is reopened in a session of its own (headnode.ts): reopened in the
+   * node's session, a primary at the same epoch named chunks (and notes) as its failed
+   * life did, and a sled saw one chunk id written with different data (a 500-seed run).
+   * One gap remains: a failed primary with no secondary to promote waits for the
+   * configure refresh (300 s), far beyond the settling bound, so that case is called off.
    */
   private mayFailJournal(node: SimulatedNode, hosted: Hosted): boolean {
     if (hosted.volumeId !== this.volumeId) return true;
@@ -925,14 +939,19 @@ export class FailoverSimulation {
 
   private async startNode(node: SimulatedNode): Promise<void> {
     node.up = true;
-    node.session++;
+    node.sessionIssued++;
+    node.session = node.sessionIssued;
     node.life++;
     node.reportState = new ReportState();
     for (const hosted of node.hosted.values()) await this.openReplica(node, hosted);
   }
 
   /** Builds a replica core from its disk, as a head node does on start. */
-  private async openReplica(node: SimulatedNode, hosted: Hosted): Promise<void> {
+  private async openReplica(
+    node: SimulatedNode,
+    hosted: Hosted,
+    session = node.session,
+  ): Promise<void> {
     const recovered = await recoveredFrom(hosted.journal, hosted.checkpoints);
     const replica = new Replica(
       {
@@ -941,7 +960,7 @@ export class FailoverSimulation {
         partition: hosted.partition,
         partitionStart: hosted.partition * this.options.partitionBytes,
         partitionBytes: this.options.partitionBytes,
-        session: node.session,
+        session,
       },
       recovered,
       this.options.sabotage === "no-follower-hello"
@@ -1092,7 +1111,9 @@ export class FailoverSimulation {
       // Its journal failed: reopened as a restart would, so that recovery says what is
       // durable (headnode.ts).
       hosted.runner?.close();
-      await this.openReplica(node, hosted);
+      // In a session of its own, as the head node reopens it (see its onConfigure).
+      node.sessionIssued++;
+      await this.openReplica(node, hosted, node.sessionIssued);
     }
     const { configuration } = message;
     const learner = configuration.learners?.includes(node.id) === true;
