@@ -41,7 +41,7 @@ import {
 } from "./decisions.ts";
 import { partitionKey } from "./leases.ts";
 import { spreadMs } from "./reconciler.ts";
-import type { Tenure, Tenures } from "./tenure.ts";
+import { type Tenure, type Tenures, touch } from "./tenure.ts";
 
 export class Configurer {
   constructor(
@@ -154,6 +154,7 @@ export class Configurer {
       );
       if (this.tenures.held() !== tenure) return;
       tenure.configured.get(key)?.set(node, { epoch: record.epoch, atMs: now() });
+      touch(tenure, key);
       tenure.failuresLogged.delete(`${inflightKey}@${record.epoch}`);
     } catch (error) {
       if (this.tenures.held() !== tenure) return;
@@ -168,6 +169,7 @@ export class Configurer {
       if (!member && (code === ErrorCode.NotFound || code === ErrorCode.InvalidArgument)) {
         // A former member that holds nothing of the partition: nothing to tell it.
         tenure.configured.get(key)?.delete(node);
+        touch(tenure, key);
         this.service.logger.debug(context, "a former member holds nothing of the partition");
         return;
       }

@@ -141,6 +141,8 @@ export class LeaseBook {
   private readonly replacing = new Set<string>();
   /** Failed non-primary replicas by address (`volume/partition`), then node. */
   private readonly failedAt = new Map<string, Map<string, FailedReplica>>();
+  /** Addresses whose reported entry or failures changed since `takeChanged`. */
+  private changed = new Set<string>();
 
   constructor(private readonly options: LeaseBookOptions) {}
 
@@ -187,8 +189,11 @@ export class LeaseBook {
         return refused();
       }
       const entries = new Map<string, Report>();
+      for (const address of state?.entries.keys() ?? []) this.changed.add(address);
       for (const entry of report.primaries) {
-        entries.set(addressOf(entry.volume, entry.partition), entry);
+        const address = addressOf(entry.volume, entry.partition);
+        entries.set(address, entry);
+        this.changed.add(address);
       }
       for (const address of state?.failures.keys() ?? []) this.unfail(address, report.node);
       const failures = new Map<string, FailedReplica>();
@@ -217,10 +222,14 @@ export class LeaseBook {
         return refused();
       }
       for (const gone of report.gone ?? []) {
-        state.entries.delete(addressOf(gone.volume, gone.partition));
+        const address = addressOf(gone.volume, gone.partition);
+        state.entries.delete(address);
+        this.changed.add(address);
       }
       for (const entry of report.primaries) {
-        state.entries.set(addressOf(entry.volume, entry.partition), entry);
+        const address = addressOf(entry.volume, entry.partition);
+        state.entries.set(address, entry);
+        this.changed.add(address);
       }
       for (const gone of report.failuresGone ?? []) {
         const address = addressOf(gone.volume, gone.partition);
@@ -312,7 +321,36 @@ export class LeaseBook {
     return nodes.size === 0 ? noNodes : nodes;
   }
 
+  /**
+   * The addresses (`volume/partition`, by the volume's name) whose reported entry or
+   * failed replicas changed since the last call: what `lastReportOf` and
+   * `failedMembers` say of them may have changed. Drained by the caller.
+   */
+  takeChanged(): ReadonlySet<string> {
+    const changed = this.changed;
+    this.changed = new Set();
+    return changed;
+  }
+
+  /** What `takeChanged` would return, without draining it (for tests). */
+  peekChanged(): ReadonlySet<string> {
+    return this.changed;
+  }
+
+  /**
+   * The nodes whose reports `reportOf` gives at `nowMs` (recent enough), as one
+   * comparable string: when it changes, so may `reportOf` of any of their partitions.
+   */
+  reportingKey(nowMs: number): string {
+    const nodes: string[] = [];
+    for (const [node, state] of this.nodes) {
+      if (nowMs - state.atMs <= this.options.reportAgeMsMax) nodes.push(node);
+    }
+    return nodes.sort().join(",");
+  }
+
   private fail(address: string, node: string, failure: FailedReplica): void {
+    this.changed.add(address);
     let failed = this.failedAt.get(address);
     if (failed === undefined) {
       failed = new Map();
@@ -324,6 +362,7 @@ export class LeaseBook {
   private unfail(address: string, node: string): void {
     const failed = this.failedAt.get(address);
     if (failed === undefined) return;
+    this.changed.add(address);
     failed.delete(node);
     if (failed.size === 0) this.failedAt.delete(address);
   }

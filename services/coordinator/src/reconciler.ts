@@ -28,8 +28,17 @@
 // partition (see `settledCheck`). As a safety net, and for the slow configure refresh
 // (configurer.ts), a settled partition is decided again anyway once `settledRecheckMs`
 // has passed, each at its own point of that period (`spreadMs`), so no round decides
-// every partition at once: an idle cluster's reconcile costs a few comparisons per
-// partition a round, and one decision per partition a minute.
+// every partition at once.
+//
+// Nor does a round look at every settled partition: the inputs above report their
+// changes (tenure.ts: records, volumes and acknowledgements; leases.ts: reported
+// entries and failed replicas, by address; a change of the live members, or of which
+// nodes' reports are recent enough to act on, touches every partition), and the safety
+// net points wait in a min-heap (`DueHeap`). A round looks at the partitions not
+// settled, the settled ones touched since the last round (still compared by
+// `settledCheck`, so a touch that changed nothing costs one comparison), and those whose
+// point is due: an idle cluster's round costs nothing per partition, and one decision
+// per partition a minute. `missed` is the scan it replaces, for tests.
 
 import type { Logger } from "@ballast/runtime";
 import {
@@ -199,18 +208,102 @@ export function reportText(report: Report | undefined): string {
   return report === undefined ? "" : JSON.stringify(report);
 }
 
+/** Settled partitions by when their safety net is due: a binary min-heap. */
+export class DueHeap {
+  private readonly items: { dueAtMs: number; key: string; settled: Settled }[] = [];
+
+  get size(): number {
+    return this.items.length;
+  }
+
+  push(key: string, settled: Settled): void {
+    const items = this.items;
+    items.push({ dueAtMs: settled.dueAtMs, key, settled });
+    let i = items.length - 1;
+    while (i > 0) {
+      const parent = (i - 1) >> 1;
+      if (items[parent]!.dueAtMs <= items[i]!.dueAtMs) break;
+      [items[parent], items[i]] = [items[i]!, items[parent]!];
+      i = parent;
+    }
+  }
+
+  /** Takes every item due at `nowMs`, earliest first. */
+  *popDue(nowMs: number): Generator<{ key: string; settled: Settled }> {
+    const items = this.items;
+    while (items.length > 0 && items[0]!.dueAtMs <= nowMs) {
+      const top = items[0]!;
+      const last = items.pop()!;
+      if (items.length > 0) {
+        items[0] = last;
+        let i = 0;
+        for (;;) {
+          const left = 2 * i + 1;
+          const right = left + 1;
+          let least = i;
+          if (left < items.length && items[left]!.dueAtMs < items[least]!.dueAtMs) least = left;
+          if (right < items.length && items[right]!.dueAtMs < items[least]!.dueAtMs) least = right;
+          if (least === i) break;
+          [items[least], items[i]] = [items[i]!, items[least]!];
+          i = least;
+        }
+      }
+      yield top;
+    }
+  }
+}
+
 export class Reconciler {
   /** Partitions whose last decision was keep, of `settledTenure`. */
   private settled = new Map<string, Settled>();
   private settledTenure: Tenure | undefined;
-  /** When `settled` was last rid of partitions the leader's copy no longer holds. */
-  private prunedAtMs = Number.NEGATIVE_INFINITY;
+  /**
+   * The partitions to look at next round: every one not settled, and settled ones whose
+   * inputs changed (the tenure's and the lease book's change events) or whose safety
+   * net is due (`due`). A settled partition nothing touched is not looked at.
+   */
+  private pending = new Set<string>();
+  /** Settled partitions by the point of their safety net (stale items are skipped). */
+  private due = new DueHeap();
+  /** The inputs every partition shares, as last seen: a change touches them all. */
+  private lastMembers = "";
+  private lastReporting = "";
 
   constructor(private readonly options: ReconcilerOptions) {}
 
   /** How many partitions are remembered as settled (for tests). */
   settledCount(): number {
     return this.settled.size;
+  }
+
+  /**
+   * Settled partitions that the scan this reconciler replaced would decide at `nowMs`
+   * (their inputs moved) but that it will not look at next round: none, unless a
+   * change event was missed. For tests; costs a scan.
+   */
+  missed(nowMs: number): string[] {
+    const tenure = this.options.tenures.current();
+    if (tenure === undefined || tenure !== this.settledTenure) return [];
+    const { heartbeats } = this.options;
+    const members = membersKey(heartbeats.aliveHeadNodes(), heartbeats.aliveSleds());
+    const changed = this.drain(tenure, members, nowMs, false);
+    const missed: string[] = [];
+    for (const [key, settled] of this.settled) {
+      if (this.pending.has(key) || changed.has(key) || nowMs >= settled.dueAtMs) continue;
+      const entry = tenure.records.get(key);
+      const volume = entry === undefined ? undefined : tenure.volumes.get(entry.value.volume);
+      if (entry === undefined || volume === undefined) {
+        missed.push(key);
+        continue;
+      }
+      const check = settledCheck(
+        settled,
+        this.inputsOf(tenure, entry, volume, members, nowMs),
+        nowMs,
+      );
+      if (check === "decide") missed.push(key);
+    }
+    return missed;
   }
 
   /** Leader only: every partition decided on its own; nothing here awaits. */
@@ -230,19 +323,22 @@ export class Reconciler {
     }
     const alive = heartbeats.aliveHeadNodes();
     const sleds = heartbeats.aliveSleds();
+    const members = membersKey(alive, sleds);
     if (this.settledTenure !== tenure) {
       this.settled = new Map();
       this.settledTenure = tenure;
-      this.prunedAtMs = startMs;
+      this.due = new DueHeap();
+      this.pending = new Set(tenure.records.keys());
+      this.lastMembers = members;
+      this.lastReporting = tenure.leases.reportingKey(startMs);
+      tenure.leases.takeChanged();
+      tenure.changes.keys.clear();
+      tenure.changes.all = false;
     }
-    if (startMs - this.prunedAtMs >= settledRecheckMs) {
-      // Deleted partitions are never visited again: forget them once a period.
-      this.prunedAtMs = startMs;
-      for (const key of this.settled.keys()) {
-        if (!tenure.records.has(key)) this.settled.delete(key);
-      }
+    for (const key of this.drain(tenure, members, startMs, true)) this.pending.add(key);
+    for (const { key, settled } of this.due.popDue(startMs)) {
+      if (this.settled.get(key) === settled) this.pending.add(key);
     }
-    const members = membersKey(alive, sleds);
     let load: Map<string, Load> | undefined;
     const loadNow = () => {
       load ??= loadOf(
@@ -251,33 +347,78 @@ export class Reconciler {
       );
       return load;
     };
-    for (const [key, entry] of tenure.records) {
+    for (const key of this.pending) {
+      const entry = tenure.records.get(key);
+      if (entry === undefined) {
+        // Deleted: nothing more to decide.
+        this.settled.delete(key);
+        this.pending.delete(key);
+        continue;
+      }
       const settled = this.settled.get(key);
       if (settled !== undefined) {
         const volume = tenure.volumes.get(entry.value.volume);
         if (volume !== undefined) {
-          const check = settledCheck(
-            settled,
-            {
-              revision: entry.revision,
-              volume,
-              members,
-              report: tenure.leases.reportOf(entry.value, startMs),
-              failed: failedKey(tenure.leases.failedMembers(entry.value)),
-              acknowledged: tenure.configured.get(key),
-            },
-            startMs,
-          );
-          if (check === "same-report") {
-            settled.report = tenure.leases.reportOf(entry.value, startMs);
+          const inputs = this.inputsOf(tenure, entry, volume, members, startMs);
+          const check = settledCheck(settled, inputs, startMs);
+          if (check === "same-report") settled.report = inputs.report;
+          if (check !== "decide") {
+            this.pending.delete(key);
             continue;
           }
-          if (check === "settled") continue;
         }
         this.settled.delete(key);
       }
       this.step(tenure, entry, alive, sleds, loadNow, members);
+      if (this.settled.has(key)) this.pending.delete(key);
     }
+  }
+
+  /**
+   * The partition keys whose inputs changed since the last drain (all of them when an
+   * input they share did). `consume`: forget the changes once returned.
+   */
+  private drain(tenure: Tenure, members: string, nowMs: number, consume: boolean): Set<string> {
+    const reporting = tenure.leases.reportingKey(nowMs);
+    const all =
+      tenure.changes.all || members !== this.lastMembers || reporting !== this.lastReporting;
+    const addresses = consume ? tenure.leases.takeChanged() : tenure.leases.peekChanged();
+    let keys: Set<string>;
+    if (all) {
+      keys = new Set(tenure.records.keys());
+    } else {
+      keys = new Set(tenure.changes.keys);
+      for (const address of addresses) {
+        const slash = address.lastIndexOf("/");
+        const volume = tenure.volumes.get(address.slice(0, slash));
+        if (volume !== undefined) keys.add(`${idOfVolume(volume)}/${address.slice(slash + 1)}`);
+      }
+    }
+    if (consume) {
+      tenure.changes.keys.clear();
+      tenure.changes.all = false;
+      this.lastMembers = members;
+      this.lastReporting = reporting;
+    }
+    return keys;
+  }
+
+  /** A partition's inputs now, as `settledCheck` compares them. */
+  private inputsOf(
+    tenure: Tenure,
+    entry: Versioned<PartitionRecord>,
+    volume: VolumeRecord,
+    members: string,
+    nowMs: number,
+  ): SettledInputs {
+    return {
+      revision: entry.revision,
+      volume,
+      members,
+      report: tenure.leases.reportOf(entry.value, nowMs),
+      failed: failedKey(tenure.leases.failedMembers(entry.value)),
+      acknowledged: tenure.configured.get(partitionKey(entry.value)),
+    };
   }
 
   /** One partition: decide with a fresh time, then act without waiting. */
@@ -336,7 +477,9 @@ export class Reconciler {
             failed: failedKey(failed),
             acknowledged: tenure.configured.get(key),
           };
-          this.settled.set(key, settle(key, inputs, nowMs));
+          const settled = settle(key, inputs, nowMs);
+          this.settled.set(key, settled);
+          this.due.push(key, settled);
         }
         return;
       case "unavailable":

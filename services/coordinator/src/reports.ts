@@ -28,7 +28,7 @@ import { membersOf, volumeIdOf } from "./decisions.ts";
 import type { Heartbeats } from "./heartbeats.ts";
 import { partitionKey } from "./leases.ts";
 import type { SledRecords } from "./sled-records.ts";
-import type { Tenure } from "./tenure.ts";
+import { type Tenure, touch } from "./tenure.ts";
 
 export class Reports {
   constructor(
@@ -73,7 +73,10 @@ export class Reports {
       // A deposed primary (woken from a pause, say), perhaps unknown to this tenure:
       // make sure the next configure round tells it it is out.
       const nodes = tenure.configured.get(partitionKey(record)) ?? new Map();
-      if (!nodes.has(message.node)) nodes.set(message.node, { epoch: -1, atMs: 0 });
+      if (!nodes.has(message.node)) {
+        nodes.set(message.node, { epoch: -1, atMs: 0 });
+        touch(tenure, partitionKey(record));
+      }
       tenure.configured.set(partitionKey(record), nodes);
     }
     return {

@@ -5,6 +5,14 @@
 // The shell (coordinator.ts) owns which tenure is in force; the parts that act for the
 // leader (reconciler.ts, configurer.ts, volumes.ts, reports.ts) ask it through
 // `Tenures` after every await, and drop what they were doing when the tenure changed.
+//
+// Change events (issue 14: a reconcile that looks only where something changed). The
+// partition records, the volumes and the configuration acknowledgements are maps that
+// note every change in `changes`: a record or acknowledgement by its partition key, a
+// volume as a change to every partition (volumes change rarely, and each names many).
+// The reconciler drains them every round. The acknowledgements' inner maps are edited
+// in place, so whoever edits one calls `touch` (configurer.ts, reports.ts,
+// `forgetConfigured`).
 
 import { limits } from "@ballast/protocol";
 import type { Versioned, VolumeRecord } from "./catalogue.ts";
@@ -12,6 +20,38 @@ import { reportAgeMsMax } from "./constants.ts";
 import type { PartitionRecord } from "./decisions.ts";
 import type { Leading } from "./leadership.ts";
 import { LeaseBook, partitionKey } from "./leases.ts";
+
+/** What changed since the reconciler last looked (see the module header). */
+export interface Changes {
+  /** Partition keys whose record or acknowledgements changed. */
+  keys: Set<string>;
+  /** Something every partition depends on changed (a volume). */
+  all: boolean;
+}
+
+/** A map that notes each key it sets to another value, or deletes. */
+export class WatchedMap<K, V> extends Map<K, V> {
+  constructor(private readonly changed: (key: K) => void) {
+    super();
+  }
+
+  override set(key: K, value: V): this {
+    // Map's constructor calls set before `changed` is assigned: it is given no entries.
+    if (super.get(key) !== value || !super.has(key)) this.changed?.(key);
+    return super.set(key, value);
+  }
+
+  override delete(key: K): boolean {
+    const had = super.delete(key);
+    if (had) this.changed(key);
+    return had;
+  }
+
+  override clear(): void {
+    for (const key of [...super.keys()]) this.changed(key);
+    super.clear();
+  }
+}
 
 export interface Tenure {
   term: number;
@@ -46,6 +86,8 @@ export interface Tenure {
   refreshing: boolean;
   /** Grows on every create or delete, so a listing begun before one removes nothing. */
   generation: number;
+  /** Changes to records, volumes and acknowledgements since the reconciler looked. */
+  changes: Changes;
 }
 
 /** Which tenure is in force, as the shell knows it. */
@@ -58,6 +100,8 @@ export interface Tenures {
 
 /** An empty tenure, begun at `sinceMs` on the monotonic clock. */
 export function newTenure(leading: Leading, sinceMs: number): Tenure {
+  const changes: Changes = { keys: new Set(), all: false };
+  const changed = (key: string) => changes.keys.add(key);
   return {
     ...leading,
     ready: false,
@@ -68,11 +112,13 @@ export function newTenure(leading: Leading, sinceMs: number): Tenure {
       driftMarginMs: limits.primaryLeaseDriftMarginMs,
       reportAgeMsMax,
     }),
-    volumes: new Map(),
-    records: new Map(),
+    volumes: new WatchedMap<string, VolumeRecord>(() => {
+      changes.all = true;
+    }),
+    records: new WatchedMap<string, Versioned<PartitionRecord>>(changed),
     inflight: new Set(),
     unsure: new Set(),
-    configured: new Map(),
+    configured: new WatchedMap<string, Map<string, { epoch: number; atMs: number }>>(changed),
     configuring: new Set(),
     failuresLogged: new Set(),
     learnersSince: new Map(),
@@ -82,7 +128,13 @@ export function newTenure(leading: Leading, sinceMs: number): Tenure {
     refreshedVersion: undefined,
     refreshing: false,
     generation: 0,
+    changes,
   };
+}
+
+/** Notes a change to the partition's inputs that its maps cannot see (an edited acknowledgement). */
+export function touch(tenure: Tenure, key: string): void {
+  tenure.changes.keys.add(key);
 }
 
 /** Keeps a record in the leader's copy unless the copy holds a newer revision. */
@@ -110,8 +162,11 @@ export function forget(tenure: Tenure, record: PartitionRecord): void {
  * round pushes to it again (members and deposed members alike).
  */
 export function forgetConfigured(tenure: Tenure | undefined, nodeId: string): void {
-  for (const nodes of tenure?.configured.values() ?? []) {
+  if (tenure === undefined) return;
+  for (const [key, nodes] of tenure.configured) {
     const last = nodes.get(nodeId);
-    if (last !== undefined) nodes.set(nodeId, { ...last, epoch: -1 });
+    if (last === undefined) continue;
+    nodes.set(nodeId, { ...last, epoch: -1 });
+    touch(tenure, key);
   }
 }

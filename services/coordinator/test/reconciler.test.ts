@@ -22,7 +22,7 @@ import {
   settledCheck,
   spreadMs,
 } from "../src/reconciler.ts";
-import { forgetConfigured, newTenure, type Tenure } from "../src/tenure.ts";
+import { forgetConfigured, newTenure, type Tenure, touch } from "../src/tenure.ts";
 
 const volume: VolumeRecord = {
   name: "vol",
@@ -261,15 +261,20 @@ describe("Reconciler: deciding only what changed", () => {
     clockMs += 500;
     expect(round()).toEqual([]);
     // A refresh acknowledged (a new entry, the same epoch): that partition only.
-    const nodes = tenure.configured.get(partitionKey(record(1)))!;
+    // Whoever edits an acknowledgement in place says so (`touch`), as configurer.ts does.
+    const key = partitionKey(record(1));
+    const nodes = tenure.configured.get(key)!;
     nodes.set("head-2", { epoch: 1, atMs: clockMs });
+    touch(tenure, key);
     clockMs += 500;
     expect(round()).toEqual([1]);
     // A former member that holds nothing is forgotten: decided again too.
     nodes.set("head-9", { epoch: 1, atMs: clockMs });
+    touch(tenure, key);
     clockMs += 500;
     expect(round()).toEqual([1]);
     nodes.delete("head-9");
+    touch(tenure, key);
     clockMs += 500;
     expect(round()).toEqual([1]);
     clockMs += 500;
@@ -444,5 +449,193 @@ describe("Reconciler: re-reading the catalogue only when it changed", () => {
   it("re-reads on every interval while the catalogue is not watched", async () => {
     const { run } = watched(() => undefined);
     expect(await run(4 * catalogueRefreshMs)).toBe(4);
+  });
+});
+
+describe("Reconciler: looking only where a change event points", () => {
+  beforeEach(() => {
+    clockMs = 1000;
+    vi.spyOn(globalThis.performance, "now").mockImplementation(() => clockMs);
+  });
+  afterEach(() => vi.restoreAllMocks());
+
+  /** Reports by change from each node, as head nodes send them (empty when idle). */
+  function reporter(tenure: Tenure, alive: Set<string>) {
+    const seqs = new Map<string, number>();
+    const recordOf = (_: string, partition: number) =>
+      tenure.records.get(partitionKey(record(partition)))?.value;
+    return (node: string, change: Partial<NodeReportChange> = {}) => {
+      const seq = seqs.get(node);
+      const next = (seq ?? 0) + 1;
+      seqs.set(node, next);
+      return tenure.leases.onNodeReport(
+        {
+          node,
+          session: 1,
+          seq: next,
+          ...(seq === undefined ? {} : { base: seq }),
+          primaries: [],
+          ...change,
+        },
+        recordOf,
+        new Set(alive),
+        clockMs,
+      );
+    };
+  }
+  type NodeReportChange = Parameters<Tenure["leases"]["onNodeReport"]>[0];
+
+  function settledSetup(updates: PartitionRecord[] = []) {
+    const context = setup({
+      updatePartition: (next: PartitionRecord) => {
+        updates.push(next);
+        return Promise.resolve({ applied: true, revision: 100 + updates.length });
+      },
+    });
+    const send = reporter(context.tenure, context.alive);
+    send("head-1", { primaries: [0, 1, 2].map((partition) => report(partition, 3)) });
+    send("head-2");
+    expect(context.round()).toEqual([0, 1, 2]);
+    clockMs += 500;
+    send("head-1");
+    send("head-2");
+    expect(context.round()).toEqual([]);
+    return { ...context, send };
+  }
+
+  it("decides on the next round a partition whose input changed, and no other", async () => {
+    const updates: PartitionRecord[] = [];
+    const { tenure, alive, round, send, reconciler } = settledSetup(updates);
+    const next = () => {
+      clockMs += 500;
+      send("head-1");
+      if (alive.has("head-2")) send("head-2");
+      expect(reconciler.missed(clockMs)).toEqual([]);
+      const before = updates.length;
+      const configured = round();
+      const updated = updates.slice(before).map((update) => update.partition);
+      return [...new Set([...configured, ...updated])].sort();
+    };
+    // A report with a stalled follower (an urgent report) on partition 2.
+    const stalled = {
+      ...report(2, 3),
+      followers: [{ node: "head-2", matchOpNum: 1, learner: false, stalledMs: 60_000 }],
+    };
+    expect(send("head-1", { primaries: [stalled] }).urgent).toBe(true);
+    expect(round()).toEqual([]);
+    // Decided, and the decision is an update (head-2 dropped), not a configure.
+    expect(updates.map((update) => update.partition)).toEqual([2]);
+    await new Promise((resolve) => setImmediate(resolve));
+    // A secondary's own node reports its replica failed (urgent) on partition 0.
+    expect(
+      send("head-2", {
+        failures: [{ volume: "vol", volumeId: "1-abc", partition: 0, epoch: 1 }],
+      }).urgent,
+    ).toBe(true);
+    round();
+    // (Partition 2's new record is decided again too: its record changed.)
+    expect(updates.slice(1).map((update) => update.partition)).toContain(0);
+    await new Promise((resolve) => setImmediate(resolve));
+    // A catalogue change: partition 1's record at a new revision.
+    const entry = tenure.records.get(partitionKey(record(1)))!;
+    tenure.records.set(partitionKey(record(1)), { ...entry, revision: entry.revision + 10 });
+    expect(next()).toContain(1);
+    // Settles again once the drops are written and configured.
+    for (let i = 0; i < 5; i++) {
+      await new Promise((resolve) => setImmediate(resolve));
+      next();
+    }
+    // Partitions 0 and 2 lack a replica (head-2 is avoided): decided every round.
+    expect(next()).toEqual([0, 2]);
+    // A head node's death: the settled partition 1 too.
+    alive.delete("head-2");
+    expect(next()).toEqual([0, 1, 2]);
+  });
+
+  it("decides a settled partition at its safety-net point with no event at all", () => {
+    const { round, send } = settledSetup();
+    const startMs = clockMs;
+    const seen = new Map<number, number>();
+    for (clockMs += 500; clockMs <= startMs + settledRecheckMs + 500; clockMs += 500) {
+      send("head-1");
+      send("head-2");
+      for (const partition of round()) if (!seen.has(partition)) seen.set(partition, clockMs);
+    }
+    expect([...seen.keys()].sort()).toEqual([0, 1, 2]);
+    for (const [partition, atMs] of seen) {
+      const dueMs = startMs - 500 + spreadMs(partitionKey(record(partition)), settledRecheckMs);
+      expect(atMs).toBeGreaterThanOrEqual(dueMs);
+      expect(atMs).toBeLessThan(dueMs + 500 + 1);
+    }
+  });
+
+  it("misses no change over random event sequences (against the scan it replaced)", () => {
+    let seed = 7;
+    const random = () => {
+      seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+      return seed / 0x1_0000_0000;
+    };
+    for (let run = 0; run < 30; run++) {
+      clockMs = 1000;
+      const { tenure, alive, round, send, reconciler } = settledSetup();
+      let commit = 3;
+      for (let step = 0; step < 60; step++) {
+        const partition = Math.floor(random() * 3);
+        const key = partitionKey(record(partition));
+        switch (Math.floor(random() * 11)) {
+          case 0:
+            send("head-1", { primaries: [report(partition, ++commit)] });
+            break;
+          case 1:
+            send("head-1", { primaries: [report(partition, commit)] });
+            break;
+          case 2:
+            send("head-2", {
+              failures: [{ volume: "vol", volumeId: "1-abc", partition, epoch: 1 }],
+            });
+            break;
+          case 3:
+            send("head-2", { failuresGone: [{ volume: "vol", partition }] });
+            break;
+          case 4: {
+            const entry = tenure.records.get(key);
+            if (entry !== undefined) {
+              tenure.records.set(key, { ...entry, revision: entry.revision + 1 });
+            }
+            break;
+          }
+          case 5:
+            tenure.volumes.set("vol", { ...volume });
+            break;
+          case 6:
+            if (alive.has("head-3")) alive.delete("head-3");
+            else alive.add("head-3");
+            break;
+          case 7: {
+            const nodes = tenure.configured.get(key);
+            if (nodes !== undefined) {
+              nodes.set("head-2", { epoch: 1, atMs: clockMs });
+              touch(tenure, key);
+            }
+            break;
+          }
+          case 8:
+            forgetConfigured(tenure, random() < 0.5 ? "head-1" : "head-2");
+            break;
+          case 9:
+            // A node goes quiet long enough for its reports to be too old to act on.
+            clockMs += 2500;
+            send("head-1");
+            break;
+          default:
+            clockMs += Math.floor(random() * 20_000);
+        }
+        clockMs += 500;
+        send("head-1");
+        send("head-2");
+        expect(reconciler.missed(clockMs)).toEqual([]);
+        round();
+      }
+    }
   });
 });
