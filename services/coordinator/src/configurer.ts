@@ -13,7 +13,8 @@
 //
 // The primary's reports show the epoch its replica is configured in: a primary that
 // acknowledged the record's epoch and still reports an older one configureVerifyMs
-// later (`outOfStep`) has lost its configuration and is pushed again at once. Other
+// later (`outOfStep`) has lost its configuration and is pushed again at once; so is one
+// that reports itself failed that long after (a configure reopens a failed replica). Other
 // members report nothing of their own; a restart or a return from silence is seen by
 // membership (tenure.ts, forgetConfigured), and a secondary that cannot follow shows
 // as a stall in its primary's report (decisions.ts).
@@ -26,16 +27,11 @@ import { BallastError, ErrorCode, subjects } from "@ballast/protocol";
 import type { Service } from "@ballast/runtime";
 import type { Catalogue } from "./catalogue.ts";
 import { now } from "./clock.ts";
-import {
-  configureDeadlineMs,
-  configureRefreshMs,
-  configuresInflightMax,
-  configureVerifyMs,
-} from "./constants.ts";
+import { configureDeadlineMs, configureRefreshMs, configuresInflightMax } from "./constants.ts";
 import {
   membersOf,
+  outOfStep,
   type PartitionRecord,
-  type Report,
   volumeIdOf,
   votingSecondaries,
 } from "./decisions.ts";
@@ -196,20 +192,5 @@ export function refreshDue(member: string, atMs: number, nowMs: number): boolean
   return nowMs - atMs >= spreadMs(member, configureRefreshMs);
 }
 
-/**
- * Whether the primary, which acknowledged the record's epoch at `acknowledged.atMs`,
- * still reports an older one configureVerifyMs later: it has lost its configuration.
- */
-export function outOfStep(
-  record: PartitionRecord,
-  report: Report | undefined,
-  acknowledged: { epoch: number; atMs: number },
-  nowMs: number,
-): boolean {
-  return (
-    report !== undefined &&
-    report.epoch < record.epoch &&
-    acknowledged.epoch === record.epoch &&
-    nowMs - acknowledged.atMs >= configureVerifyMs
-  );
-}
+// Pure, in decisions.ts (the failover simulator uses it too).
+export { outOfStep };

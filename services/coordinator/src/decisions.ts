@@ -30,6 +30,7 @@
 // may hold has run out (`leaseUntilMs`, on the leader's monotonic clock).
 
 import { limits, type MessageOf } from "@ballast/protocol";
+import { configureVerifyMs } from "./constants.ts";
 
 const { commitStallMsMax } = limits;
 
@@ -361,4 +362,26 @@ export function mayGrantLease(
   replacing: boolean,
 ): boolean {
   return record.primary === node && record.epoch === epoch && alive.has(node) && !replacing;
+}
+
+/**
+ * Whether the primary, which acknowledged the record's epoch at `acknowledged.atMs`,
+ * still reports an older one configureVerifyMs later (it has lost its configuration),
+ * or reports itself failed in this epoch that long after (its journal failed: a
+ * configure reopens it from what is durable, in a new session). The failed primary of a
+ * partition with no secondary to promote waited for the refresh (300 s) otherwise; one
+ * with a secondary is replaced meanwhile as before, whichever comes first.
+ */
+export function outOfStep(
+  record: PartitionRecord,
+  report: Report | undefined,
+  acknowledged: { epoch: number; atMs: number },
+  nowMs: number,
+): boolean {
+  return (
+    report !== undefined &&
+    (report.epoch < record.epoch || (report.epoch === record.epoch && report.failed === true)) &&
+    acknowledged.epoch === record.epoch &&
+    nowMs - acknowledged.atMs >= configureVerifyMs
+  );
 }

@@ -110,6 +110,18 @@ describe("Configurer", () => {
     expect(outOfStep(record, report(1), { epoch: 1, atMs: 0 }, configureVerifyMs)).toBe(false);
   });
 
+  it("pushes again to a primary that reports itself failed, after the verify time", () => {
+    // With no secondary to promote, nothing else would reopen it before the refresh.
+    const alone: PartitionRecord = { ...record, secondaries: [] };
+    const failed: Report = { ...report(2), followers: [], failed: true };
+    const acked = { epoch: 2, atMs: 0 };
+    expect(outOfStep(alone, failed, acked, configureVerifyMs)).toBe(true);
+    expect(outOfStep(alone, failed, acked, configureVerifyMs - 1)).toBe(false);
+    // Failed in an older epoch: that report is out of step anyway; in a newer one, not ours.
+    expect(outOfStep(alone, { ...failed, epoch: 3 }, acked, configureVerifyMs)).toBe(false);
+    expect(outOfStep(alone, { ...failed, failed: false }, acked, configureVerifyMs)).toBe(false);
+  });
+
   it("refreshes a member at its own point of the period, not every member at once", () => {
     expect(refreshDue("vol/0@head-1", 0, 0)).toBe(false);
     const dueAt = Array.from({ length: 100 }, (_, i) => {

@@ -66,6 +66,7 @@
 import {
   decidePartition,
   membersOf,
+  outOfStep,
   type PartitionDecision,
   type PartitionRecord,
   type PartitionView,
@@ -601,6 +602,8 @@ export class FailoverSimulation {
    * that is not the record's epoch or the refresh is due.
    */
   private readonly configured = new Map<number, Map<string, { epoch: number; atTick: number }>>();
+  /** Per head node, the newest report (session, seq) whose entries were taken. */
+  private readonly reportsApplied = new Map<string, { session: number; seq: number }>();
   /** Each head node's newest session heard of: a newer one is a restart. */
   private readonly sessions = new Map<string, number>();
 
@@ -874,17 +877,15 @@ export class FailoverSimulation {
    * A failed replica is reopened in a session of its own (headnode.ts): reopened in the
    * node's session, a primary at the same epoch named chunks (and notes) as its failed
    * life did, and a sled saw one chunk id written with different data (a 500-seed run).
-   * One gap remains: a failed primary with no secondary to promote waits for the
-   * configure refresh (300 s), far beyond the settling bound, so that case is called off.
+   * And a failed primary with no secondary to promote waited for the configure refresh
+   * (300 s): it is now pushed again once its reports say it failed (outOfStep).
    */
   private mayFailJournal(node: SimulatedNode, hosted: Hosted): boolean {
     if (hosted.volumeId !== this.volumeId) return true;
     const record = this.records.get(hosted.partition)?.record;
     const primary = record?.primary === node.id || hosted.adapter?.replica.roleName === "primary";
     if (!primary) return true;
-    if (!this.options.journalFailPrimaries) return false;
-    // A joiner is not promoted: it may lack what was acknowledged before it joined.
-    return record === undefined || record.primary !== node.id || record.secondaries.length > 0;
+    return this.options.journalFailPrimaries;
   }
 
   /** A replica of the node's has a journal armed to fail, or has failed on one. */
@@ -1395,11 +1396,23 @@ export class FailoverSimulation {
       `${this.volumeId}/${record.partition}/${record.primary}`,
     );
     const configured = this.configured.get(record.partition);
+    const report = this.reports.get(record.partition);
     for (const member of membersOf(record)) {
       const last = configured?.get(member);
       if (
         last?.epoch === record.epoch &&
-        this.tickNow - last.atTick < this.options.configureRefreshTicks
+        this.tickNow - last.atTick < this.options.configureRefreshTicks &&
+        // As configurer.ts: a primary whose reports contradict its acknowledgement (an
+        // older epoch, or failed) is pushed again once the verify time has passed.
+        !(
+          member === record.primary &&
+          outOfStep(
+            record,
+            report,
+            { epoch: last.epoch, atMs: last.atTick * this.options.tickMs },
+            this.nowMs(),
+          )
+        )
       )
         continue;
       const learnerSince = since?.get(member)?.epoch;
@@ -1466,6 +1479,15 @@ export class FailoverSimulation {
     this.heardSession(report.node, report.session);
     this.lastHeardTick.set(report.node, this.tickNow);
     const { sent } = report;
+    // Reports overtake each other on the way: an older one (its session and seq) must not
+    // replace what a newer one said, as the lease book, where the real leader reads them,
+    // refuses it (it once put a failed primary's healthy past back in place for good).
+    const applied = this.reportsApplied.get(report.node);
+    const newer =
+      applied === undefined ||
+      report.session > applied.session ||
+      (report.session === applied.session && sent.seq > applied.seq);
+    if (newer) this.reportsApplied.set(report.node, { session: report.session, seq: sent.seq });
     for (const primary of sent.primaries) {
       if (primary.volumeId !== this.volumeId) continue;
       const entry = this.records.get(primary.partition);
@@ -1473,7 +1495,7 @@ export class FailoverSimulation {
       const record = entry.record;
       if (record.primary !== report.node || primary.epoch !== record.epoch) continue;
       const known = this.reports.get(primary.partition);
-      if (known === undefined || known.epoch <= primary.epoch)
+      if (newer && (known === undefined || known.epoch <= primary.epoch))
         this.reports.set(primary.partition, primary);
       if (!this.staleReports.has(primary.partition) || this.chance(0.05))
         this.staleReports.set(primary.partition, primary);
