@@ -1,22 +1,23 @@
 // The cost of one NATS hop through the service shell: request/reply round trips from a
 // Bus to a Service through a real nats-server on 127.0.0.1, both ends in this process,
 // tracing and metrics off (as on the write path by default). Beside it, the floor: the
-// same round trip between two bare nats.js connections with a callback responder. The
-// shell's cost per round trip is the difference (one of the two hops of a round trip is
-// the shell's; the requester's side is the Bus in both shell rows).
+// same requests answered by a bare nats.js callback responder (a fixed reply, no decode,
+// no dispatch), and by a bare `for await` responder, which shows what the async
+// iterator costs per message. The requester is the same Bus in every row, so the
+// differences between rows are the responding side's.
 //
 // Figures are wall time per round trip at queue depth 1 and CPU time of this process per
 // round trip at QD1 and QD32 (the CPU figure is the steadier one on a shared machine;
 // nats-server's own CPU is not counted).
 //
-//   npm run bench:micro service
+//   npm run bench:micro runtime/bench
 //   node --import tsx packages/runtime/bench/service.bench.ts
 
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startNatsServer } from "@ballast/cli";
-import { encodeMessage, encodeResult } from "@ballast/protocol";
+import { encodeResult } from "@ballast/protocol";
 import { Bus, connectNats, createLogger, Service } from "@ballast/runtime";
 import type { NatsConnection } from "@nats-io/transport-node";
 
@@ -64,7 +65,7 @@ const cases: Case[] = [];
 // The floor: a bare callback responder and nats.js's own request.
 {
   const server = await connection("bare-server");
-  const client = await connection("bare-client");
+  const client = new Bus(await connection("bare-client"), undefined);
   const reply = encodeResult({ flushedOpNum: 1 });
   server.subscribe("bench.bare", {
     callback: (_error, message) => {
@@ -72,13 +73,12 @@ const cases: Case[] = [];
     },
   });
   await server.flush();
-  const payload = encodeMessage(flush);
   cases.push({
     name: "bare nats.js (callback responder)",
-    send: () => client.request("bench.bare", payload),
+    send: () => client.request("bench.bare", flush),
   });
   closers.push(async () => {
-    await client.close();
+    await client.connection.close();
     await server.close();
   });
 }
@@ -86,20 +86,19 @@ const cases: Case[] = [];
 // The same with a `for await` responder: what an async iterator costs per message.
 {
   const server = await connection("iterator-server");
-  const client = await connection("iterator-client");
+  const client = new Bus(await connection("iterator-client"), undefined);
   const reply = encodeResult({ flushedOpNum: 1 });
   const subscription = server.subscribe("bench.iterator");
   void (async () => {
     for await (const message of subscription) message.respond(reply);
   })();
   await server.flush();
-  const payload = encodeMessage(flush);
   cases.push({
     name: "bare nats.js (for await responder)",
-    send: () => client.request("bench.iterator", payload),
+    send: () => client.request("bench.iterator", flush),
   });
   closers.push(async () => {
-    await client.close();
+    await client.connection.close();
     await server.close();
   });
 }
