@@ -11,7 +11,8 @@
 // nats-server's own CPU is not counted).
 //
 //   npm run bench:micro runtime/bench
-//   node --import tsx packages/runtime/bench/service.bench.ts
+//   node --import tsx packages/runtime/bench/service.bench.ts [shell|bare|iterator]
+//   (a word keeps only the rows whose name contains it, e.g. to profile one of them)
 
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -94,7 +95,7 @@ const cases: Case[] = [];
   })();
   await server.flush();
   cases.push({
-    name: "bare nats.js (for await responder)",
+    name: "bare nats.js (for await responder, iterator)",
     send: () => client.request("bench.iterator", flush),
   });
   closers.push(async () => {
@@ -127,7 +128,8 @@ const cases: Case[] = [];
 }
 
 try {
-  for (const { name, send } of cases) {
+  const only = process.argv[2] ?? "";
+  for (const { name, send } of cases.filter((row) => row.name.includes(only))) {
     await measure(send, warmupRoundTrips, 1);
     const qd1: { wallUs: number; cpuUs: number }[] = [];
     const qd32: { wallUs: number; cpuUs: number }[] = [];
