@@ -140,7 +140,7 @@ try {
     const best = (rows: { wallUs: number; cpuUs: number }[], key: "wallUs" | "cpuUs") =>
       Math.min(...rows.map((row) => row[key])).toFixed(1);
     process.stdout.write(
-      `${name.padEnd(36)} QD1 ${best(qd1, "wallUs")} µs/round trip, ${best(qd1, "cpuUs")} µs CPU;` +
+      `${name.padEnd(46)} QD1 ${best(qd1, "wallUs")} µs/round trip, ${best(qd1, "cpuUs")} µs CPU;` +
         ` QD${depthPipelined} ${best(qd32, "cpuUs")} µs CPU/round trip (best of ${repeats})\n`,
     );
   }
