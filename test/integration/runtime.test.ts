@@ -134,6 +134,135 @@ describe("service shell", () => {
     await client.connection.close();
   });
 
+  test("one subscription's messages reach dispatch in the order sent, whatever order their handlers finish in", async () => {
+    const service = await newService("head-i");
+    const started: number[] = [];
+    const finished: number[] = [];
+    const count = 60;
+    let markDone = () => {};
+    const done = new Promise<void>((resolve) => {
+      markDone = resolve;
+    });
+    service.serve(
+      subjects.node.build("head-i"),
+      { accept: ["volume.flush.v1"] },
+      async (message) => {
+        const sequence = (message as { partition: number }).partition;
+        started.push(sequence);
+        // Later messages finish first: their order of completion is reversed.
+        await new Promise((resolve) => setTimeout(resolve, (count - sequence) % 7));
+        finished.push(sequence);
+        if (finished.length === count) markDone();
+      },
+    );
+    await service.bus.connection.flush(); // subscribed at the server before anything is sent
+    const client = await newBus("client-i");
+    for (let sequence = 0; sequence < count; sequence++) {
+      client.publish(subjects.node.build("head-i"), { ...flushMessage, partition: sequence });
+    }
+    await done;
+    expect(started).toEqual(Array.from({ length: count }, (_, sequence) => sequence));
+    expect(finished).not.toEqual(started);
+    await service.stop("test");
+    await client.connection.close();
+  });
+
+  test("with a limit of one, handlers run one at a time in the order sent", async () => {
+    const service = await newService("head-j");
+    const events: string[] = [];
+    service.serve(
+      subjects.node.build("head-j"),
+      { accept: ["volume.flush.v1"], inflightMax: 1 },
+      async (message) => {
+        const sequence = (message as { partition: number }).partition;
+        events.push(`start ${sequence}`);
+        await new Promise((resolve) => setTimeout(resolve, 5));
+        events.push(`end ${sequence}`);
+        return { flushedOpNum: sequence };
+      },
+    );
+    await service.bus.connection.flush(); // subscribed at the server before anything is sent
+    const client = await newBus("client-j");
+    const results = await Promise.all(
+      Array.from({ length: 6 }, (_, sequence) =>
+        client.request(subjects.node.build("head-j"), { ...flushMessage, partition: sequence }),
+      ),
+    );
+    expect(results).toEqual(
+      Array.from({ length: 6 }, (_, sequence) => ({ flushedOpNum: sequence })),
+    );
+    expect(events).toEqual(
+      Array.from({ length: 6 }, (_, sequence) => [`start ${sequence}`, `end ${sequence}`]).flat(),
+    );
+    await service.stop("test");
+    await client.connection.close();
+  });
+
+  test("stopping one subscription handles every message already delivered, waits for them, then takes no more", async () => {
+    const service = await newService("head-k");
+    const handled: number[] = [];
+    let markStarted = () => {};
+    const firstStarted = new Promise<void>((resolve) => {
+      markStarted = resolve;
+    });
+    const served = service.serve(
+      subjects.node.build("head-k"),
+      { accept: ["volume.flush.v1"], inflightMax: 1 },
+      async (message) => {
+        const sequence = (message as { partition: number }).partition;
+        markStarted();
+        await new Promise((resolve) => setTimeout(resolve, 40));
+        handled.push(sequence);
+        return { flushedOpNum: sequence };
+      },
+    );
+    await service.bus.connection.flush(); // subscribed at the server before anything is sent
+    const client = await newBus("client-k");
+    // Five requests: one runs, four wait behind it (delivered, not yet handled).
+    const replies = Array.from({ length: 5 }, (_, sequence) =>
+      client.request(subjects.node.build("head-k"), { ...flushMessage, partition: sequence }),
+    );
+    await firstStarted;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    await served.stop();
+    // stop() returned only after every delivered message was handled and answered.
+    expect(handled).toEqual([0, 1, 2, 3, 4]);
+    await expect(Promise.all(replies)).resolves.toEqual(
+      Array.from({ length: 5 }, (_, sequence) => ({ flushedOpNum: sequence })),
+    );
+    expect(service.subjects).toEqual([]);
+    await expect(
+      client.request(subjects.node.build("head-k"), flushMessage, { deadlineMs: 500 }),
+    ).rejects.toMatchObject({ code: ErrorCode.Unavailable });
+    expect(handled).toHaveLength(5);
+    await service.stop("test");
+    await client.connection.close();
+  });
+
+  test("a handler that answers without a promise is answered, and a refused message is answered with its error", async () => {
+    const service = await newService("head-l");
+    service.serveInbox(["volume.flush.v1"], (message) => ({
+      flushedOpNum: (message as { partition: number }).partition,
+    }));
+    await service.bus.connection.flush(); // subscribed at the server before anything is sent
+    const client = await newBus("client-l");
+    await expect(
+      client.request(subjects.node.build("head-l"), { ...flushMessage, partition: 3 }),
+    ).resolves.toEqual({ flushedOpNum: 3 });
+    await expect(
+      client.request(subjects.node.build("head-l"), {
+        type: "volume.read.v1",
+        volume: "v",
+        partition: 0,
+        epoch: 1,
+        offset: 0,
+        length: 4096,
+      } as never),
+    ).rejects.toMatchObject({ code: ErrorCode.UnexpectedMessageType });
+    await service.stop("test");
+    await client.connection.close();
+  });
+
   test("shutdown finishes in-flight work, then closes resources, then stops listening", async () => {
     const service = await newService("head-e");
     const order: string[] = [];
@@ -183,6 +312,8 @@ describe("service shell", () => {
       await new Promise((resolve) => setTimeout(resolve, 300));
       return { flushedOpNum: 0 };
     });
+    // Its subscription must reach the server first, or the request finds no listener.
+    await late.bus.connection.flush();
     const pending = client.request(subjects.node.build("head-g"), flushMessage, {
       deadlineMs: 60_000,
     });
@@ -210,6 +341,8 @@ describe("service shell", () => {
     const subscription = client.connection.subscribe(subjects.heartbeat.build("sled", "sled-h"), {
       max: 3,
     });
+    // The subscription must reach the server before the first heartbeat goes out.
+    await client.connection.flush();
     service.startHeartbeats();
     const sequences: number[] = [];
     const { decodeMessage } = await import("@ballast/protocol");
