@@ -1,20 +1,41 @@
-// A test-only gray-failure switch for the chaos runner (packages/cli/src/chaos): when a
-// process runs with BALLAST_TEST_FAULTS=1, each SIGUSR2 toggles "writes hang", and the
-// few write paths that call `testWritesHang()` (a head node's journal commit, a sled's
-// device writes) then wait, without failing, until the next SIGUSR2. The process stays
-// alive, heartbeats and answers everything that does not write: a node that looks
-// healthy but makes no progress.
+// Test-only fault switches for the chaos runner (packages/cli/src/chaos) and the
+// integration tests, on real processes. Both act only when a process runs with
+// BALLAST_TEST_FAULTS=1:
 //
-// Inert unless the variable is set: no signal handler is installed, and the hook is one
-// boolean test that returns undefined.
+// - hanging writes, the gray failure: each SIGUSR2 toggles "writes hang", and the few
+//   write paths that call `testWritesHang()` (a head node's journal commit, a sled's
+//   device writes) then wait, without failing, until the next SIGUSR2. The process stays
+//   alive, heartbeats and answers everything that does not write: a node that looks
+//   healthy but makes no progress.
+// - failing writes, a disk error: each SIGURG arms one failure, and the next call to
+//   `testWritesFail()` (a head node's journal commit) throws an Error with code EIO, as
+//   a failed write or sync would, and uses it up. One signal fails one commit, so one
+//   journal (the journal fails for good, and the replica reopened after it writes
+//   again): which one, on a node hosting several, is whichever commits next. The kernel
+//   does not queue a standard signal, so signals sent faster than the process handles
+//   them may count as one.
+//
+// Why SIGURG: its default action is to be ignored, so a process without the variable
+// shrugs it off (no way to trigger the fault by mistake, nor to kill the process); Node
+// uses SIGUSR1 for its inspector, and the benchmarks use SIGWINCH for their profilers;
+// SIGURG is sent by the kernel only to a socket's owner set with F_SETOWN, which
+// neither Node nor libuv sets.
+//
+// Inert unless the variable is set: no signal handler is installed, and each hook is
+// one test of a module variable.
 
 export const testFaultsEnvVar = "BALLAST_TEST_FAULTS";
+/** The signal that toggles hanging writes. */
+export const testHangSignal = "SIGUSR2";
+/** The signal that arms one failed write. */
+export const testFailSignal = "SIGURG";
 
 let writesHang = false;
 let released: (() => void)[] = [];
+let failuresArmed = 0;
 
 if (process.env[testFaultsEnvVar] === "1") {
-  process.on("SIGUSR2", () => {
+  process.on(testHangSignal, () => {
     writesHang = !writesHang;
     process.stderr.write(`${testFaultsEnvVar}: writes ${writesHang ? "hang" : "resume"}\n`);
     if (!writesHang) {
@@ -23,10 +44,26 @@ if (process.env[testFaultsEnvVar] === "1") {
       for (const resume of waiting) resume();
     }
   });
+  process.on(testFailSignal, () => {
+    failuresArmed += 1;
+    process.stderr.write(`${testFaultsEnvVar}: the next write fails (${failuresArmed} armed)\n`);
+  });
 }
 
 /** While the test switch is on, a promise that resolves when it is turned off. */
 export function testWritesHang(): Promise<void> | undefined {
   if (!writesHang) return undefined;
   return new Promise((resolve) => released.push(resolve));
+}
+
+/** Throws an EIO error, once per armed failure; returns at once when none is armed. */
+export function testWritesFail(): void {
+  if (failuresArmed === 0) return;
+  failuresArmed -= 1;
+  process.stderr.write(`${testFaultsEnvVar}: failing a write with EIO\n`);
+  throw Object.assign(new Error(`EIO: i/o error, write (injected by ${testFaultsEnvVar})`), {
+    code: "EIO",
+    errno: -5,
+    syscall: "write",
+  });
 }

@@ -43,7 +43,7 @@
 import { constants } from "node:fs";
 import { type FileHandle, open, unlink } from "node:fs/promises";
 import { join, resolve } from "node:path";
-import { testWritesHang } from "@ballast/runtime";
+import { testWritesFail, testWritesHang } from "@ballast/runtime";
 import {
   segmentBytesMaxCeiling,
   segmentBytesMaxDefault,
@@ -302,6 +302,7 @@ export class Journal {
   async #commit(writes: readonly SegmentWrite[]): Promise<void> {
     // Chaos tests' gray failure (BALLAST_TEST_FAULTS=1 and SIGUSR2): the commit hangs.
     await testWritesHang();
+    testWritesFail(); // and its disk error (SIGURG): the commit fails with EIO, once
     for (const write of writes) {
       // The segment before a roll is durable already (its writes returned synced), as it
       // must be before its successor exists: recovery takes damage in any segment but the
