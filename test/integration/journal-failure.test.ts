@@ -1,0 +1,301 @@
+// A journal that fails for real, on real processes (issue 14, trust): the head nodes
+// run with BALLAST_TEST_FAULTS=1, and SIGURG makes the next journal commit of the
+// process fail with EIO (packages/runtime/src/test-faults.ts), as a failed write or
+// sync would. The journal then fails for good, the replica stops serving and reports
+// itself failed, the coordinator drops it, and the head node reopens it in a new
+// session if it is configured again (headnode.ts, `nextSession`).
+//
+// A volume of one partition and two replicas on three head nodes takes a steady
+// stream of writes (one at a time, each retried while the answer is retryable, as a
+// client does, for at most `writeRetryMs`), each to one of `slots` blocks with a fill
+// of its own. For the secondary's journal, then for the primary's, the test checks:
+// - the fault fired (the victim's log says so) and the partition moved to a later
+//   epoch in which the victim was not a voter: the coordinator dropped it;
+// - the partition is back at full strength (a primary and a secondary, no learner);
+// - writes kept being acknowledged: none failed after its bounded retry, and writes
+//   were acknowledged after full strength returned;
+// - every slot reads back the fill of the last write acknowledged to it.
+// Every wait is bounded by a named timeout; the cluster and its directory are removed.
+
+import { limits, subjects } from "@ballast/protocol";
+import { afterAll, beforeAll, expect, test } from "vitest";
+import { startTestCluster, type TestCluster, waitFor } from "../support/cluster.ts";
+import {
+  bytesIn,
+  describeVolume,
+  readBytes,
+  type VolumeState,
+  waitForFullStrength,
+  writeBlocks,
+} from "../support/faults.ts";
+import { logLinesContaining } from "../support/logs.ts";
+
+const volume = "jfail";
+const partitionBytes = 4 * 1024 * 1024;
+const blockBytes = 4096;
+/** Blocks the writer cycles through; each write gets a fill of its own. */
+const slots = 32;
+/** The coordinator's configureVerifyMs (services/coordinator/src/constants.ts). */
+const configureVerifyMs = 5000;
+/**
+ * How long one write may be retried (a client's bounded retry): the failed replica is
+ * reported at once, so this covers the coordinator's reaction, a failover's lease wait
+ * and the client's retry delays, with room for a loaded machine.
+ */
+const writeRetryMs = 20_000;
+/** Writes acknowledged before the fault, so that the journals hold something. */
+const writesBeforeFault = 20;
+/** Writes acknowledged once full strength is back, on the new membership. */
+const writesAfterRecovery = 20;
+/** From the signal to the victim's log saying its commit failed. */
+const faultFiredMs = 10_000;
+/**
+ * From the fault to an epoch in which the victim is no voter, or (a primary) to its
+ * replica reopened: a failover waits out the read lease, and the coordinator's reaction
+ * may wait for a configure to be verified.
+ */
+const recoveredMs = limits.primaryLeaseMs + configureVerifyMs + 5000;
+/** From there to full strength again (a rebuild from a checkpoint). */
+const fullStrengthMs = 30_000;
+
+let cluster: TestCluster;
+
+beforeAll(async () => {
+  cluster = await startTestCluster({
+    headNodes: 3,
+    sleds: 3,
+    env: { BALLAST_TEST_FAULTS: "1", BALLAST_CHECKPOINT_INTERVAL_MS: "500" },
+  });
+  await cluster.bus.request(subjects.coordinator.build(), {
+    type: "volume.create.v1",
+    name: volume,
+    sizeBytes: partitionBytes,
+    partitionBytes,
+    replicaCount: 2,
+  });
+  await waitForFullStrength(cluster.bus, volume, 2, fullStrengthMs);
+});
+afterAll(async () => {
+  await writer?.stop().catch(() => undefined);
+  await watcher?.stop().catch(() => undefined);
+  await cluster?.stop();
+});
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Writes one slot after another, one write at a time, until stopped or a write fails. */
+class Writer {
+  /** The fill of the last write acknowledged to each slot. */
+  readonly acknowledged = new Map<number, number>();
+  acks = 0;
+  longestMs = 0;
+  failure: Error | undefined;
+  private stopped = false;
+  private readonly running: Promise<void>;
+
+  constructor(private next: number) {
+    this.running = this.run();
+  }
+
+  private async run(): Promise<void> {
+    while (!this.stopped) {
+      const slot = this.next % slots;
+      const fill = (this.next % 251) + 1;
+      const startMs = Date.now();
+      try {
+        await writeBlocks(cluster.bus, volume, 0, slot * blockBytes, 1, fill, writeRetryMs);
+      } catch (error) {
+        this.failure = error as Error;
+        return;
+      }
+      this.longestMs = Math.max(this.longestMs, Date.now() - startMs);
+      this.acknowledged.set(slot, fill);
+      this.acks += 1;
+      this.next += 1;
+    }
+  }
+
+  /** Resolves once `count` more writes are acknowledged (or throws if one failed). */
+  async ackedMore(count: number, what: string, timeoutMs: number): Promise<void> {
+    const target = this.acks + count;
+    await waitFor(
+      what,
+      () => {
+        if (this.failure !== undefined) throw this.failure;
+        return this.acks >= target ? true : undefined;
+      },
+      timeoutMs,
+      20,
+    ).catch((error: Error) => {
+      throw this.failure ?? error;
+    });
+  }
+
+  async stop(): Promise<number> {
+    this.stopped = true;
+    await this.running;
+    return this.next;
+  }
+}
+
+/** Describes the volume over and over, keeping each distinct membership it sees. */
+class Watcher {
+  readonly seen: VolumeState["partitions"][number][] = [];
+  private stopped = false;
+  private readonly running: Promise<void>;
+
+  constructor() {
+    this.running = this.run();
+  }
+
+  private async run(): Promise<void> {
+    while (!this.stopped) {
+      try {
+        const state = (await describeVolume(cluster.bus, volume)).partitions[0]!;
+        const last = this.seen.at(-1);
+        if (last === undefined || membership(last) !== membership(state)) this.seen.push(state);
+      } catch {
+        // a busy coordinator is not what this watches
+      }
+      await sleep(20);
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    await this.running;
+  }
+}
+
+function membership(state: VolumeState["partitions"][number]): string {
+  const { epoch, primary, secondaries, learners, joining } = state;
+  return JSON.stringify({ epoch, primary, secondaries, learners, joining: joining ?? [] });
+}
+
+/** What the victim's log says when its commit fails, and when its replica reopens. */
+const failedLine = "failing a write with EIO";
+const reopenedLine = "reopening the replica in a new session";
+
+let writer: Writer | undefined;
+let watcher: Watcher | undefined;
+let nextWrite = 0;
+
+async function replicaStatus(node: string) {
+  return cluster.bus.request(
+    subjects.node.build(node),
+    { type: "headnode.replica.status.v1", volume, partition: 0 },
+    { deadlineMs: 3000 },
+  );
+}
+
+/** Fails the journal of the partition's `role` and checks all the module header says. */
+async function failJournalOf(role: "primary" | "secondary") {
+  const before = (await describeVolume(cluster.bus, volume)).partitions[0]!;
+  const victim = role === "primary" ? before.primary : before.secondaries[0]!;
+  const logged = async (needle: string) =>
+    (await logLinesContaining(cluster.dataDir, [needle])).filter(
+      (hit) => hit.file === `${victim}.log`,
+    ).length;
+  const failedBefore = await logged(failedLine);
+  const reopenedBefore = await logged(reopenedLine);
+
+  watcher = new Watcher();
+  writer = new Writer(nextWrite);
+  await writer.ackedMore(writesBeforeFault, "writes before the fault", writeRetryMs);
+
+  const faultAtMs = Date.now();
+  cluster.cluster.signal(victim, "SIGURG");
+  await waitFor(
+    `${victim}'s journal commit to fail`,
+    async () => ((await logged(failedLine)) > failedBefore ? true : undefined),
+    faultFiredMs,
+  );
+  // The way back. Dropped: a later epoch without the victim as a voter (as a learner or
+  // joining it is being rebuilt, on the victim or on the spare node, so it was dropped
+  // first). Reopened, for a primary only: the coordinator configured it again in its
+  // epoch (`outOfStep`, once the epoch is older than the verify time) before the read
+  // lease it waits out for a failover had run out, and the victim reopened its replica
+  // in a new session and serves again, no longer failed.
+  const recovered = await waitFor(
+    `${victim} dropped from the voters after epoch ${before.epoch}${role === "primary" ? ", or reopened" : ""}`,
+    async () => {
+      const dropped = watcher!.seen.find(
+        (state) =>
+          state.epoch > before.epoch &&
+          state.primary !== victim &&
+          !state.secondaries.includes(victim),
+      );
+      if (dropped !== undefined) return { how: "dropped" as const, epoch: dropped.epoch };
+      if (role !== "primary" || (await logged(reopenedLine)) === reopenedBefore) return undefined;
+      const status = await replicaStatus(victim);
+      return status.failed === undefined && status.role === "primary"
+        ? { how: "reopened" as const, epoch: status.epoch }
+        : undefined;
+    },
+    recoveredMs,
+    20,
+  );
+  const recoveredAtMs = Date.now();
+  const full = await waitFor(
+    `${volume} back at full strength from epoch ${recovered.epoch}`,
+    async () => {
+      const state = (await describeVolume(cluster.bus, volume)).partitions[0]!;
+      const strong =
+        state.epoch >= recovered.epoch &&
+        state.secondaries.length === 1 &&
+        state.learners.length === 0 &&
+        (state.joining ?? []).length === 0;
+      return strong ? state : undefined;
+    },
+    fullStrengthMs,
+    100,
+  );
+  const fullAtMs = Date.now();
+  await writer.ackedMore(writesAfterRecovery, "writes after full strength", writeRetryMs);
+  nextWrite = await writer.stop();
+  await watcher.stop();
+
+  process.stdout.write(
+    `journal failure (${role} ${victim}): ${recovered.how} in epoch ${recovered.epoch} after ${recoveredAtMs - faultAtMs} ms, ` +
+      `full strength in epoch ${full.epoch} (primary ${full.primary}, secondary ${full.secondaries[0]}) after ${fullAtMs - faultAtMs} ms; ` +
+      `${writer.acks} writes acknowledged, the longest took ${writer.longestMs} ms (bound ${writeRetryMs} ms); ` +
+      `memberships seen: ${watcher.seen.map(membership).join(" ")}\n`,
+  );
+
+  expect(writer.failure, "a write that failed after its bounded retry").toBeUndefined();
+  // Both replicas healthy and identical: the secondary holds all the primary holds.
+  const [primary, secondary] = [full.primary, full.secondaries[0]!];
+  await waitFor(
+    `${secondary}'s metadata to equal ${primary}'s`,
+    async () => {
+      const [one, other] = await Promise.all([replicaStatus(primary), replicaStatus(secondary)]);
+      const same =
+        one.failed === undefined &&
+        other.failed === undefined &&
+        one.role === "primary" &&
+        other.role === "secondary" &&
+        other.commitOpNum === one.lastOpNum &&
+        other.metadataDigest === one.metadataDigest;
+      return same ? true : undefined;
+    },
+    fullStrengthMs,
+  );
+  for (const [slot, fill] of writer.acknowledged) {
+    const data = await readBytes(cluster.bus, volume, 0, slot * blockBytes, blockBytes);
+    expect(bytesIn(data), `slot ${slot}: the last acknowledged fill`).toEqual([fill]);
+  }
+  return { victim, before, recovered, full };
+}
+
+test("the secondary's journal fails: it is dropped, the partition is rebuilt, and no acknowledged write is lost", async () => {
+  const { victim, full } = await failJournalOf("secondary");
+  // The primary was healthy: it keeps its role.
+  expect(full.primary).not.toBe(victim);
+}, 120_000);
+
+test("the primary's journal fails: the partition fails over or reopens, and no acknowledged write is lost", async () => {
+  const { victim, full, before, recovered } = await failJournalOf("primary");
+  // Failed over: the old secondary leads. Reopened: the victim leads again.
+  const leader = recovered.how === "dropped" ? before.secondaries[0] : victim;
+  expect(full.primary, `the primary once ${recovered.how}`).toBe(leader);
+}, 120_000);
