@@ -10,7 +10,9 @@
 // client does, for at most `writeRetryMs`), each to one of `slots` blocks with a fill
 // of its own. For the secondary's journal, then for the primary's, the test checks:
 // - the fault fired (the victim's log says so) and the partition moved to a later
-//   epoch in which the victim was not a voter: the coordinator dropped it;
+//   epoch in which the victim was not a voter: the coordinator dropped it, and says it
+//   did because the victim reported its replica failed (a primary may instead be
+//   configured again in its epoch and reopen its replica in a new session);
 // - the partition is back at full strength (a primary and a secondary, no learner);
 // - writes kept being acknowledged: none failed after its bounded retry, and writes
 //   were acknowledged after full strength returned;
@@ -188,8 +190,21 @@ async function replicaStatus(node: string) {
   );
 }
 
-/** Fails the journal of the partition's `role` and checks all the module header says. */
+/**
+ * Fails the journal of the partition's `role` and checks all the module header says;
+ * stops the writer and the watcher however it ends, so that a failed case leaves no
+ * writes running into the next.
+ */
 async function failJournalOf(role: "primary" | "secondary") {
+  try {
+    return await failJournalUnguarded(role);
+  } finally {
+    if (writer !== undefined) nextWrite = await writer.stop();
+    await watcher?.stop();
+  }
+}
+
+async function failJournalUnguarded(role: "primary" | "secondary") {
   const before = (await describeVolume(cluster.bus, volume)).partitions[0]!;
   const victim = role === "primary" ? before.primary : before.secondaries[0]!;
   const logged = async (needle: string) =>
@@ -236,6 +251,19 @@ async function failJournalOf(role: "primary" | "secondary") {
     20,
   );
   const recoveredAtMs = Date.now();
+  // Why the coordinator acted: the failure the victim reported (`failures` for a
+  // secondary, `failed` for a primary), not a stall of the primary's commits that a
+  // write waiting on a dead secondary also shows, later, nor a missed heartbeat.
+  const because =
+    role === "primary" ? `primary ${victim} has failed` : `${victim}'s replica has failed`;
+  await waitFor(
+    `the coordinator to log "${because}"`,
+    async () => {
+      const hits = await logLinesContaining(cluster.dataDir, [because]);
+      return hits.some((hit) => hit.file.startsWith("coordinator")) ? true : undefined;
+    },
+    faultFiredMs,
+  );
   const full = await waitFor(
     `${volume} back at full strength from epoch ${recovered.epoch}`,
     async () => {
