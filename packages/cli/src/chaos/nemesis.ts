@@ -16,6 +16,12 @@
 //   (BALLAST_TEST_FAULTS=1, packages/runtime/src/test-faults.ts) so the node's journal
 //   commits (a head node's) or device writes (a sled's) hang while it still heartbeats;
 //   SIGUSR2 again lets them go on.
+// - fail-journal: a disk error: SIGURG arms the test switch so that the next journal
+//   commit of a head node (a primary's or a secondary's) fails with EIO. That replica's
+//   journal fails for good; the coordinator drops it (a secondary, or a primary by
+//   failing over) or configures it again, and the head node reopens it in a new session
+//   (services/headnode/src/headnode.ts). One signal fails one commit, so there is nothing
+//   to heal; the clients' writes make the commit come soon.
 // - fill-sled: a sled's devices fill up for real: the nemesis stores filler chunks on it
 //   (under an owner no volume has) until the sled answers NoSpace, holds, then deletes
 //   them. Flushes must go to the other sleds meanwhile; nothing may be lost or refused
@@ -44,6 +50,7 @@ export const faultKinds = [
   "kill-head-and-sled",
   "fill-sled",
   "kill-two-heads",
+  "fail-journal",
 ] as const;
 export type FaultKind = (typeof faultKinds)[number];
 
@@ -324,6 +331,14 @@ export async function runFault(
         await sleep(hold);
         cluster.signal(id, "SIGUSR2");
         wounds.hanging.delete(id);
+        break;
+      }
+      case "fail-journal": {
+        const id = await headRole(context, random.pick(["primary", "secondary"] as const));
+        record.targets = [id];
+        record.startMs = context.nowMs();
+        cluster.signal(id, "SIGURG");
+        await sleep(hold);
         break;
       }
       default: {
