@@ -193,8 +193,9 @@ export class Journal {
   }
 
   /**
-   * Bytes of all segment files, once the operations called so far have completed: the
-   * disk space the journal holds, the last segment's runway of zeros included.
+   * Bytes of all segment files, once the operations called so far have completed, and
+   * the runway extensions they started (see `settled`): the disk space the journal
+   * holds, the last segment's runway of zeros included.
    */
   get bytes(): number {
     return this.#layout.bytes;
