@@ -231,6 +231,8 @@ describe("a runway", () => {
     const appended = journal.append(kibRecords(1, 3));
     await close(journal);
     await appended;
+    // Anything queued behind close would have run by now.
+    await journal.settled();
     const path = firstSegment();
     expect(await sizeOf(path)).toBe(await recordsEndOf(path));
   });
