@@ -4,7 +4,8 @@
 // leave files from which a reopen recovers every record acknowledged before the failure.
 // Segment files are opened O_DSYNC, so an append's sync is its writev: a failed sync of
 // an append shows as a failed writev, and fdatasync is left to truncation. The wrapper
-// also counts calls, for the test that a group commit is one file call.
+// also counts calls, for the test that a group commit is one file call. A runway
+// extension is a writev of zeros only: "writevOfZeros" fails just those.
 
 import { constants } from "node:fs";
 import type * as FilePromises from "node:fs/promises";
@@ -38,6 +39,14 @@ vi.mock("node:fs/promises", async (importOriginal) => {
         }
         if (typeof property === "string")
           faults.calls.set(property, (faults.calls.get(property) ?? 0) + 1);
+        if (property === "writev" && faults.failing.has("writevOfZeros")) {
+          return async (buffers: Uint8Array[], position: number) => {
+            if (buffers.every((buffer) => buffer.every((byte) => byte === 0))) {
+              throw ioError("writev");
+            }
+            return target.writev(buffers, position);
+          };
+        }
         const value = Reflect.get(target, property, target);
         return typeof value === "function" ? value.bind(target) : value;
       },
@@ -110,6 +119,8 @@ describe.each<FaultyOperation>(["writev"])("a failed %s", (operation) => {
   test("rejects its whole batch, fails the journal, and loses no acknowledged record", async () => {
     const { journal } = await Journal.open({ directory });
     await journal.append(recordsFrom(1, 10));
+    // The runway extension that append started, so that the fault hits the batch.
+    await journal.settled();
     faults.failing.add(operation);
     const batch = recordsFrom(11, 5).map((record) => journal.append([record]));
     const results = await Promise.allSettled(batch);
@@ -145,6 +156,7 @@ describe.each<FaultyOperation>(["writev"])("a failed %s", (operation) => {
 test("operations queued behind a failed batch are rejected without running", async () => {
   const { journal } = await Journal.open({ directory });
   await journal.append(recordsFrom(1, 2));
+  await journal.settled();
   faults.failing.add("writev");
   const failing = journal.append(recordsFrom(3, 1));
   // The release ends the batch, so the last append waits in a batch of its own.
@@ -157,6 +169,24 @@ test("operations queued behind a failed batch are rejected without running", asy
   await journal.close();
   const recovered = await Journal.open({ directory });
   expect(recovered.records.map((record) => record.opNum)).not.toContain(4);
+  await recovered.journal.close();
+});
+
+test("a failed runway extension fails the journal; the append that started it stays acknowledged", async () => {
+  const { journal } = await Journal.open({ directory });
+  faults.failing.add("writevOfZeros");
+  // The batch is written; the extension queued behind it fails, and nothing awaits it.
+  await journal.append(recordsFrom(1, 3));
+  await journal.settled();
+  const next = journal.append(recordsFrom(4, 1));
+  await expect(next).rejects.toThrow(JournalFailedError);
+  await expect(next).rejects.toThrow("cannot append: an earlier file operation failed");
+  const error = (await next.catch((caught: unknown) => caught)) as JournalFailedError;
+  expect((error.cause as NodeJS.ErrnoException).code).toBe("EIO");
+  faults.failing.clear();
+  await journal.close();
+  const recovered = await Journal.open({ directory });
+  expectSameRecords(recovered.records, recordsFrom(1, 3));
   await recovered.journal.close();
 });
 

@@ -8,6 +8,8 @@ import {
   appendRecordsMax,
   payloadBytesMax,
   recordHeaderBytes,
+  runwayStepFirstBytes,
+  runwayStepMaxBytes,
   segmentHeaderBytes,
 } from "../src/journal/constants.ts";
 import { JournalUsageError } from "../src/journal/errors.ts";
@@ -297,6 +299,82 @@ describe("releasing", () => {
       "cannot release through op NaN: it is not a non-negative safe integer",
     );
     expect(layout.segmentCount).toBe(2);
+  });
+});
+
+describe("the runway", () => {
+  const kibibyte = 1024;
+
+  test("grows in steps that double up to the limit, each from the old end, never past segmentBytesMax", () => {
+    const segmentBytesMax = 4 * runwayStepMaxBytes + 1000;
+    const layout = new SegmentLayout(segmentBytesMax, []);
+    const extensions: { position: number; bytes: number }[] = [];
+    let end = 0;
+    let opNum = 1;
+    // One 32 KiB record at a time, each call asking for the runway due, until a roll.
+    for (; layout.segmentCount <= 1; opNum++) {
+      const writes = layout.planAppend(records(opNum, 1, 32 * kibibyte));
+      if (layout.segmentCount > 1) {
+        // The roll cuts the runway off the old segment, at its last record's end.
+        const create = writes.find((write) => write.create)!;
+        expect(create.cutRunway).toEqual({ firstOpNum: 1, bytes: expect.any(Number) });
+        expect(create.cutRunway!.bytes).toBeLessThan(end);
+        break;
+      }
+      // No record is written past the runway once one exists: each lands in zeros.
+      const write = writes.at(-1)!;
+      const recordsEnd = write.position + write.buffers.reduce((sum, b) => sum + b.length, 0);
+      if (end > 0) expect(recordsEnd).toBeLessThanOrEqual(end);
+      const extension = layout.planRunway();
+      if (extension === undefined) continue;
+      expect(extension.firstOpNum).toBe(1);
+      expect(extension.position).toBe(Math.max(end, recordsEnd));
+      end = extension.position + extension.bytes;
+      expect(end).toBeLessThanOrEqual(segmentBytesMax);
+      expect(layout.bytes).toBe(end);
+      extensions.push(extension);
+    }
+    const steps = extensions.map((extension) => extension.bytes);
+    const doubling = [1, 2, 4, 8, 16].map((factor) => factor * runwayStepFirstBytes);
+    expect(steps.slice(0, 5)).toEqual(doubling);
+    for (const step of steps.slice(5, -1)) expect(step).toBe(runwayStepMaxBytes);
+    // The last one stops at segmentBytesMax.
+    expect(end).toBe(segmentBytesMax);
+    // The new segment's first record is written where nothing is yet: it gets its own.
+    expect(layout.planRunway()).toMatchObject({
+      firstOpNum: opNum,
+      bytes: 16 * runwayStepFirstBytes,
+    });
+  });
+
+  test("is asked for only when low, and a truncation or a deletion of the last segment drops it", () => {
+    const layout = new SegmentLayout(224, []);
+    layout.planAppend(records(1, 1));
+    expect(layout.planRunway()).toEqual({ firstOpNum: 1, position: 74, bytes: 224 - 74 });
+    expect(layout.bytes).toBe(224);
+    // Runway left (100 bytes) is below a quarter of the next step, but the segment is full.
+    layout.planAppend(records(2, 1));
+    expect(layout.planRunway()).toBeUndefined();
+    expect(layout.bytes).toBe(224);
+    expect(layout.planTruncateAfter(1)).toEqual({
+      deletions: [],
+      cut: { firstOpNum: 1, bytes: 74 },
+    });
+    expect(layout.bytes).toBe(74);
+    layout.planAppend(records(2, 4)); // ops 2 to 4 fill segment 1, op 5 starts segment 5
+    expect(layout.planRunway()).toEqual({ firstOpNum: 5, position: 74, bytes: 224 - 74 });
+    expect(layout.bytes).toBe(2 * 224);
+    const truncation = layout.planTruncateAfter(4);
+    expect(truncation).toEqual({ deletions: [5], cut: undefined });
+    expect(layout.bytes).toBe(224);
+    // A runway recovery found is kept, and counted.
+    const recovered = new SegmentLayout(
+      224,
+      [{ firstOpNum: 1, recordOffsets: [24], bytes: 74 }],
+      5000,
+    );
+    expect(recovered.bytes).toBe(5074);
+    expect(recovered.planRunway()).toBeUndefined();
   });
 });
 

@@ -1,9 +1,13 @@
 // Properties of the journal on real files, over random inputs:
 // - a torn tail, made by cutting the last segment anywhere or by overwriting its end
-//   with garbage, is recovered to exactly the records wholly before the damage, with the
-//   dropped bytes reported, and the journal then takes appends that survive a reopen;
+//   with garbage, with or without its runway of zeros, is recovered to exactly the
+//   records wholly before the damage, with the dropped bytes reported (none for a cut
+//   inside the runway), and the journal then takes appends that survive a reopen;
 // - random sequences of appends, truncations, releases and reopens agree with a model
-//   of the records, and the journal's size and segment count agree with the files.
+//   of the records, and the journal's size and segment count agree with the files; no
+//   segment but the last has bytes after its last record, and a runway never reaches
+//   past segmentBytesMax. Run with tiny segments (many rolls, runways capped by the
+//   segment) and with segments large enough for runways that grow over several steps.
 
 import { readFile, truncate, writeFile } from "node:fs/promises";
 import { join } from "node:path";
@@ -13,7 +17,9 @@ import { recordHeaderBytes, segmentHeaderBytes } from "../src/journal/constants.
 import { parseSegmentFileName } from "../src/journal/format.ts";
 import { Journal, type JournalRecord } from "../src/journal/index.ts";
 import {
+  cutRunway,
   expectSameRecords,
+  recordsEndOf,
   segmentBytesOnDisk,
   segmentNames,
   temporaryDirectory,
@@ -50,6 +56,8 @@ describe("a torn tail", () => {
     mask: fc.uint8Array({ minLength: 1, maxLength: 64 }),
     /** Garbage mode also appends these bytes past the old end. */
     extra: fc.uint8Array({ maxLength: 64 }),
+    /** Keep the runway of zeros past the last record (else cut it first, as an old file). */
+    runway: fc.boolean(),
   });
 
   test("recovers exactly the records wholly before the damage, then takes appends", async () => {
@@ -67,7 +75,9 @@ describe("a torn tail", () => {
           const lastName = names.at(-1)!;
           const lastFirstOpNum = parseSegmentFileName(lastName)!;
           const path = join(directory, lastName);
+          if (!damage.runway) await cutRunway(path);
           const original = await readFile(path);
+          const recordsEnd = await recordsEndOf(path);
           // The end offset of each record of the last segment, from the format alone.
           const recordEnds: number[] = [];
           let end = segmentHeaderBytes;
@@ -75,7 +85,8 @@ describe("a torn tail", () => {
             end += recordHeaderBytes + record.payload.length;
             recordEnds.push(end);
           }
-          expect(end).toBe(original.length);
+          expect(end).toBe(recordsEnd);
+          if (!damage.runway) expect(original.length).toBe(recordsEnd);
 
           const position = Math.floor(damage.position * original.length);
           let fileBytes: number;
@@ -97,12 +108,15 @@ describe("a torn tail", () => {
           const kept = written.slice(0, lastFirstOpNum - 1 + keptInLast);
           const recovered = await Journal.open({ directory, segmentBytesMax });
           expectSameRecords(recovered.records, kept);
-          expect(recovered.tornTailBytes).toBe(fileBytes - keptBytes);
+          // A cut inside the runway leaves every record and zeros after them: no damage.
+          const cutInRunway = damage.mode === "cut" && position >= recordsEnd;
+          expect(recovered.tornTailBytes).toBe(cutInRunway ? 0 : fileBytes - keptBytes);
+          if (cutInRunway) expect((await readFile(path)).length).toBe(position);
           // Damage that starts inside a record (or garbage anywhere) always drops bytes; a
           // cut exactly at a record boundary drops none.
           const damagedInsideRecord =
             damage.mode === "cut"
-              ? position > keptBytes
+              ? position > keptBytes && position < recordsEnd
               : position < original.length || damage.extra.length > 0;
           if (damagedInsideRecord) expect(recovered.tornTailBytes).toBeGreaterThan(0);
           expect(recovered.journal.bytes).toBe(await segmentBytesOnDisk(directory));
@@ -131,124 +145,154 @@ type Step =
   | { kind: "release"; position: number }
   | { kind: "reopen" };
 
-const sizesArbitrary = fc.array(fc.integer({ min: 0, max: 150 }), { minLength: 1, maxLength: 6 });
-const stepArbitrary: fc.Arbitrary<Step> = fc.oneof(
-  {
-    weight: 4,
-    arbitrary: fc.record({ kind: fc.constant("append" as const), sizes: sizesArbitrary }),
-  },
-  {
-    weight: 2,
-    arbitrary: fc.record({
-      kind: fc.constant("concurrentAppends" as const),
-      sizes: sizesArbitrary,
-    }),
-  },
-  {
-    weight: 1,
-    arbitrary: fc.record({
-      kind: fc.constant("truncate" as const),
-      position: fc.double({ min: 0, max: 1, noNaN: true }),
-    }),
-  },
-  {
-    weight: 1,
-    arbitrary: fc.record({
-      kind: fc.constant("release" as const),
-      position: fc.double({ min: 0, max: 1, noNaN: true }),
-    }),
-  },
-  { weight: 1, arbitrary: fc.constant({ kind: "reopen" as const }) },
-);
-
-describe("random operations against a model", () => {
-  test("agree on the records, the first and last op, the size and the segments", async () => {
-    await fc.assert(
-      fc.asyncProperty(
-        fc.array(stepArbitrary, { minLength: 1, maxLength: 30 }),
-        fc.oneof(fc.constant(0), fc.constant(1), fc.integer({ min: 0, max: 2 ** 40 })),
-        (steps, firstOpNum) =>
-          withDirectory(async (directory) => {
-            let { journal } = await Journal.open({ directory, segmentBytesMax });
-            /** The records the journal must hold: a suffix of all appended, after truncations. */
-            let model: JournalRecord[] = [];
-            let releasedThrough: number | undefined;
-            const nextOpNum = () => (model.at(-1)?.opNum ?? firstOpNum - 1) + 1;
-
-            for (const step of steps) {
-              const modelFirst = model[0]?.opNum;
-              const modelLast = model.at(-1)?.opNum;
-              switch (step.kind) {
-                case "append": {
-                  const records = recordsOfSizes(nextOpNum(), step.sizes);
-                  await journal.append(records);
-                  model.push(...records);
-                  break;
-                }
-                case "concurrentAppends": {
-                  const records = recordsOfSizes(nextOpNum(), step.sizes);
-                  await Promise.all(records.map((record) => journal.append([record])));
-                  model.push(...records);
-                  break;
-                }
-                case "truncate": {
-                  if (modelFirst === undefined || modelLast === undefined) break;
-                  // Op numbers are never negative, so a journal starting at op 0 cannot be
-                  // emptied by truncateAfter(-1).
-                  const low = Math.max(modelFirst - 1, releasedThrough ?? 0, 0);
-                  const opNum = low + Math.floor(step.position * (modelLast - low + 1));
-                  await journal.truncateAfter(opNum);
-                  model = model.filter((record) => record.opNum <= opNum);
-                  if (model.length === 0) releasedThrough = undefined;
-                  break;
-                }
-                case "release": {
-                  if (modelFirst === undefined || modelLast === undefined) break;
-                  const span = modelLast - modelFirst + 3;
-                  const opNum = Math.max(0, modelFirst - 1 + Math.floor(step.position * span));
-                  await journal.releaseThrough(opNum);
-                  const first = journal.firstOpNum!;
-                  // Every record above the op stays; the last segment stays whatever the op.
-                  expect(first).toBeGreaterThanOrEqual(modelFirst);
-                  expect(first).toBeLessThanOrEqual(
-                    Math.max(modelFirst, Math.min(opNum + 1, modelLast)),
-                  );
-                  // And no segment that could have gone stayed: the first one left either
-                  // is the last one or holds an op above the released one.
-                  const starts = (await segmentNames(directory)).map(
-                    (name) => parseSegmentFileName(name)!,
-                  );
-                  if (starts.length >= 2) expect(starts[1]! - 1).toBeGreaterThan(opNum);
-                  model = model.filter((record) => record.opNum >= first);
-                  releasedThrough = Math.max(releasedThrough ?? -1, Math.min(opNum, modelLast));
-                  break;
-                }
-                case "reopen": {
-                  await journal.close();
-                  const recovered = await Journal.open({ directory, segmentBytesMax });
-                  expect(recovered.tornTailBytes).toBe(0);
-                  expectSameRecords(recovered.records, model);
-                  journal = recovered.journal;
-                  // Recovery forgets releases; the files still hold what the model holds.
-                  releasedThrough = undefined;
-                  break;
-                }
-              }
-              expect(journal.firstOpNum).toBe(model[0]?.opNum);
-              expect(journal.lastOpNum).toBe(model.at(-1)?.opNum);
-              expect(journal.bytes).toBe(await segmentBytesOnDisk(directory));
-              expect(journal.segmentCount).toBe((await segmentNames(directory)).length);
-            }
-            await journal.close();
-            const { journal: reopened, records } = await Journal.open({
-              directory,
-              segmentBytesMax,
-            });
-            expectSameRecords(records, model);
-            await reopened.close();
-          }),
-      ),
-      { numRuns: 60 },
-    );
+const stepArbitrary = (sizeMax: number): fc.Arbitrary<Step> => {
+  const sizesArbitrary = fc.array(fc.integer({ min: 0, max: sizeMax }), {
+    minLength: 1,
+    maxLength: 6,
   });
-});
+  return fc.oneof(
+    {
+      weight: 4,
+      arbitrary: fc.record({ kind: fc.constant("append" as const), sizes: sizesArbitrary }),
+    },
+    {
+      weight: 2,
+      arbitrary: fc.record({
+        kind: fc.constant("concurrentAppends" as const),
+        sizes: sizesArbitrary,
+      }),
+    },
+    {
+      weight: 1,
+      arbitrary: fc.record({
+        kind: fc.constant("truncate" as const),
+        position: fc.double({ min: 0, max: 1, noNaN: true }),
+      }),
+    },
+    {
+      weight: 1,
+      arbitrary: fc.record({
+        kind: fc.constant("release" as const),
+        position: fc.double({ min: 0, max: 1, noNaN: true }),
+      }),
+    },
+    { weight: 1, arbitrary: fc.constant({ kind: "reopen" as const }) },
+  );
+};
+
+/**
+ * Asserts the files' shape: no segment but the last has a byte after its last record,
+ * and the last one's runway stops at segmentBytesMax (or at its records, if past it).
+ */
+async function expectRunwayOnlyInLast(directory: string, segmentBytesMax: number) {
+  const names = await segmentNames(directory);
+  for (const [index, name] of names.entries()) {
+    const path = join(directory, name);
+    const size = (await readFile(path)).length;
+    const recordsEnd = await recordsEndOf(path);
+    if (index < names.length - 1) expect(size, name).toBe(recordsEnd);
+    else expect(size, name).toBeLessThanOrEqual(Math.max(segmentBytesMax, recordsEnd));
+  }
+}
+
+describe.each([
+  { segmentBytesMax, sizeMax: 150, numRuns: 60 },
+  // Runways of 64, 128 and 256 KiB steps, cut at rolls and truncations.
+  { segmentBytesMax: 384 * 1024, sizeMax: 40 * 1024, numRuns: 15 },
+])(
+  "random operations against a model, segmentBytesMax $segmentBytesMax",
+  ({ segmentBytesMax, sizeMax, numRuns }) => {
+    test("agree on the records, the first and last op, the size and the segments", async () => {
+      await fc.assert(
+        fc.asyncProperty(
+          fc.array(stepArbitrary(sizeMax), { minLength: 1, maxLength: 30 }),
+          fc.oneof(fc.constant(0), fc.constant(1), fc.integer({ min: 0, max: 2 ** 40 })),
+          (steps, firstOpNum) =>
+            withDirectory(async (directory) => {
+              let { journal } = await Journal.open({ directory, segmentBytesMax });
+              /** The records the journal must hold: a suffix of all appended, after truncations. */
+              let model: JournalRecord[] = [];
+              let releasedThrough: number | undefined;
+              const nextOpNum = () => (model.at(-1)?.opNum ?? firstOpNum - 1) + 1;
+
+              for (const step of steps) {
+                const modelFirst = model[0]?.opNum;
+                const modelLast = model.at(-1)?.opNum;
+                switch (step.kind) {
+                  case "append": {
+                    const records = recordsOfSizes(nextOpNum(), step.sizes);
+                    await journal.append(records);
+                    model.push(...records);
+                    break;
+                  }
+                  case "concurrentAppends": {
+                    const records = recordsOfSizes(nextOpNum(), step.sizes);
+                    await Promise.all(records.map((record) => journal.append([record])));
+                    model.push(...records);
+                    break;
+                  }
+                  case "truncate": {
+                    if (modelFirst === undefined || modelLast === undefined) break;
+                    // Op numbers are never negative, so a journal starting at op 0 cannot be
+                    // emptied by truncateAfter(-1).
+                    const low = Math.max(modelFirst - 1, releasedThrough ?? 0, 0);
+                    const opNum = low + Math.floor(step.position * (modelLast - low + 1));
+                    await journal.truncateAfter(opNum);
+                    model = model.filter((record) => record.opNum <= opNum);
+                    if (model.length === 0) releasedThrough = undefined;
+                    break;
+                  }
+                  case "release": {
+                    if (modelFirst === undefined || modelLast === undefined) break;
+                    const span = modelLast - modelFirst + 3;
+                    const opNum = Math.max(0, modelFirst - 1 + Math.floor(step.position * span));
+                    await journal.releaseThrough(opNum);
+                    const first = journal.firstOpNum!;
+                    // Every record above the op stays; the last segment stays whatever the op.
+                    expect(first).toBeGreaterThanOrEqual(modelFirst);
+                    expect(first).toBeLessThanOrEqual(
+                      Math.max(modelFirst, Math.min(opNum + 1, modelLast)),
+                    );
+                    // And no segment that could have gone stayed: the first one left either
+                    // is the last one or holds an op above the released one.
+                    const starts = (await segmentNames(directory)).map(
+                      (name) => parseSegmentFileName(name)!,
+                    );
+                    if (starts.length >= 2) expect(starts[1]! - 1).toBeGreaterThan(opNum);
+                    model = model.filter((record) => record.opNum >= first);
+                    releasedThrough = Math.max(releasedThrough ?? -1, Math.min(opNum, modelLast));
+                    break;
+                  }
+                  case "reopen": {
+                    await journal.close();
+                    const recovered = await Journal.open({ directory, segmentBytesMax });
+                    expect(recovered.tornTailBytes).toBe(0);
+                    expectSameRecords(recovered.records, model);
+                    journal = recovered.journal;
+                    // Recovery forgets releases; the files still hold what the model holds.
+                    releasedThrough = undefined;
+                    break;
+                  }
+                }
+                expect(journal.firstOpNum).toBe(model[0]?.opNum);
+                expect(journal.lastOpNum).toBe(model.at(-1)?.opNum);
+                // The runway extension an append started may still be running.
+                await journal.settled();
+                expect(journal.bytes).toBe(await segmentBytesOnDisk(directory));
+                await expectRunwayOnlyInLast(directory, segmentBytesMax);
+                expect(journal.segmentCount).toBe((await segmentNames(directory)).length);
+              }
+              await journal.close();
+              const { journal: reopened, records } = await Journal.open({
+                directory,
+                segmentBytesMax,
+              });
+              expectSameRecords(records, model);
+              await reopened.close();
+            }),
+        ),
+        { numRuns },
+      );
+    });
+  },
+);

@@ -16,9 +16,11 @@ import {
   journalLimits,
 } from "../src/journal/index.ts";
 import {
+  cutRunway,
   expectSameRecords,
   flipByte,
   payloadForOpNum,
+  recordsEndOf,
   recordsFrom,
   segmentBytesOnDisk,
   segmentNames,
@@ -163,37 +165,44 @@ describe("a round trip through close and reopen", () => {
     // Payloads cut at every few bytes into a framed head and tail pieces (some empty),
     // mixed with plain records, across segments of four records each.
     const { journal } = await open(smallSegments);
-    const copying = await Journal.open({ directory: `${directory}-copy`, ...smallSegments });
-    openJournals.add(copying.journal);
-    const plain = smallRecords(1, 24);
-    const records = plain.map((record, index): JournalRecord => {
-      if (index % 3 === 2) return record;
-      const { payload } = record;
-      const cuts = [index % 7, 10 + index, 40, 40 + (index % 5), payload.length];
-      const head = payload.subarray(0, cuts[0]);
-      const framed = new Uint8Array(recordHeaderBytes + head.length);
-      framed.set(head, recordHeaderBytes);
-      const tail = cuts.slice(1).map((end, at) => payload.subarray(cuts[at], end));
-      return {
-        opNum: record.opNum,
-        payload: framed.subarray(recordHeaderBytes),
-        framed,
-        tail,
-      };
-    });
-    for (let at = 0; at < records.length; at += 5) {
-      await journal.append(records.slice(at, at + 5));
-      await copying.journal.append(plain.slice(at, at + 5));
+    // Removed however the test ends: the afterEach hook removes only `directory`.
+    const copyDirectory = `${directory}-copy`;
+    try {
+      const copying = await Journal.open({ directory: copyDirectory, ...smallSegments });
+      openJournals.add(copying.journal);
+      const plain = smallRecords(1, 24);
+      const records = plain.map((record, index): JournalRecord => {
+        if (index % 3 === 2) return record;
+        const { payload } = record;
+        const cuts = [index % 7, 10 + index, 40, 40 + (index % 5), payload.length];
+        const head = payload.subarray(0, cuts[0]);
+        const framed = new Uint8Array(recordHeaderBytes + head.length);
+        framed.set(head, recordHeaderBytes);
+        const tail = cuts.slice(1).map((end, at) => payload.subarray(cuts[at], end));
+        return {
+          opNum: record.opNum,
+          payload: framed.subarray(recordHeaderBytes),
+          framed,
+          tail,
+        };
+      });
+      for (let at = 0; at < records.length; at += 5) {
+        await journal.append(records.slice(at, at + 5));
+        await copying.journal.append(plain.slice(at, at + 5));
+      }
+      // The runway extensions the appends started, before comparing the files.
+      await Promise.all([journal.settled(), copying.journal.settled()]);
+      expect(journal.bytes).toBe(copying.journal.bytes);
+      const ours = await snapshotFiles(directory);
+      const theirs = await snapshotFiles(copyDirectory);
+      expect([...ours.keys()]).toEqual([...theirs.keys()]);
+      for (const [name, bytes] of ours) expect(bytes.equals(theirs.get(name)!), name).toBe(true);
+      expectSameRecords((await reopen(journal, smallSegments)).records, plain);
+      await copying.journal.close();
+      openJournals.delete(copying.journal);
+    } finally {
+      await rm(copyDirectory, { recursive: true, force: true });
     }
-    expect(journal.bytes).toBe(copying.journal.bytes);
-    const ours = await snapshotFiles(directory);
-    const theirs = await snapshotFiles(`${directory}-copy`);
-    expect([...ours.keys()]).toEqual([...theirs.keys()]);
-    for (const [name, bytes] of ours) expect(bytes.equals(theirs.get(name)!), name).toBe(true);
-    expectSameRecords((await reopen(journal, smallSegments)).records, plain);
-    await copying.journal.close();
-    openJournals.delete(copying.journal);
-    await rm(`${directory}-copy`, { recursive: true, force: true });
   });
 
   test("continues the last segment after a reopen", async () => {
@@ -228,8 +237,9 @@ describe("group commit", () => {
     await new Promise((resolve) => setImmediate(resolve));
     const later = recordsFrom(2, 100).map((record) => journal.append([record]));
     await Promise.all([first, ...later]);
-    // The segment's creation syncs the directory once; then one data sync per batch.
-    expect(journal.syncCount).toBe(3);
+    // The segment's creation syncs the directory once; then one data sync per batch, and
+    // one for the runway the first batch started, queued between the two batches.
+    expect(journal.syncCount).toBe(4);
     expectSameRecords((await reopen(journal)).records, recordsFrom(1, 101));
   });
 
@@ -256,6 +266,7 @@ describe("segments", () => {
     expect(journal.segmentCount).toBe(11); // 42 records, four per segment
     const names = await segmentNames(directory);
     expect(names).toEqual([1, 5, 9, 13, 17, 21, 25, 29, 33, 37, 41].map(segmentFileName));
+    await journal.settled();
     expect(journal.bytes).toBe(await segmentBytesOnDisk(directory));
     for (const name of names.slice(0, -1)) {
       expect((await readFile(join(directory, name))).length).toBeLessThanOrEqual(512);
@@ -437,7 +448,8 @@ describe("recovery from a torn tail", () => {
     await journal.append(recordsFrom(1, 5, 100));
     await journal.close();
     const path = join(directory, segmentFileName(1));
-    const size = (await readFile(path)).length;
+    // The file as a crash inside the last record's append leaves it without a runway.
+    const size = await cutRunway(path);
     await truncate(path, size - 7);
     const lastRecordBytes = recordHeaderBytes + payloadForOpNum(5, 100).length;
     const { journal: reopened, records, tornTailBytes } = await open();
@@ -452,10 +464,14 @@ describe("recovery from a torn tail", () => {
     const { journal } = await open(smallSegments);
     await journal.append(smallRecords(1, 6)); // segments 1 and 5
     await journal.close();
-    await flipByte(join(directory, segmentFileName(5)), segmentHeaderBytes + 120 + 60);
+    const path = join(directory, segmentFileName(5));
+    await flipByte(path, segmentHeaderBytes + 120 + 60);
+    const size = (await readFile(path)).length;
     const { records, tornTailBytes } = await open(smallSegments);
     expectSameRecords(records, smallRecords(1, 5));
-    expect(tornTailBytes).toBe(120);
+    // The damaged record and the runway of zeros after it are cut.
+    expect(tornTailBytes).toBe(size - segmentHeaderBytes - 120);
+    expect((await readFile(path)).length).toBe(segmentHeaderBytes + 120);
   });
 
   test.each([0, 1, segmentHeaderBytes - 1, segmentHeaderBytes])(
@@ -560,8 +576,20 @@ describe("recovery refuses corruption", () => {
   test("an intact record with the wrong op at the end of the last segment", async () => {
     await threeSegments();
     const path = join(directory, segmentFileName(9));
+    const end = await cutRunway(path);
     const bytes = await readFile(path);
     await writeFile(path, Buffer.concat([bytes, encodeRecord(12, new Uint8Array(4))]));
-    await expectCorrupt(path, bytes.length, "the record holds op 12 where op 11 belongs");
+    await expectCorrupt(path, end, "the record holds op 12 where op 11 belongs");
+  });
+
+  test("an intact record with the wrong op in the last segment's runway", async () => {
+    await threeSegments();
+    const path = join(directory, segmentFileName(9));
+    const bytes = await readFile(path);
+    const end = await recordsEndOf(path);
+    expect(bytes.length).toBeGreaterThan(end);
+    bytes.set(encodeRecord(12, new Uint8Array(4)), end);
+    await writeFile(path, bytes);
+    await expectCorrupt(path, end, "the record holds op 12 where op 11 belongs");
   });
 });

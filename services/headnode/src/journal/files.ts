@@ -8,7 +8,7 @@
 
 import { type FileHandle, mkdir, open } from "node:fs/promises";
 import { dirname } from "node:path";
-import { writeBuffersMax } from "./constants.ts";
+import { runwayZeroBufferBytes, writeBuffersMax } from "./constants.ts";
 import { assert } from "./errors.ts";
 import { bytesOf } from "./format.ts";
 
@@ -60,6 +60,21 @@ export async function writeFully(
     }
   }
   return calls;
+}
+
+/** Never written to: the source of every runway's zeros. */
+const zeroBuffer = new Uint8Array(runwayZeroBufferBytes);
+
+/**
+ * Writes `bytes` zero bytes at `position` (a runway, journal.ts) and returns how many
+ * writev calls it made. The same zero buffer appears many times in one call.
+ */
+export function writeZeros(handle: FileHandle, position: number, bytes: number): Promise<number> {
+  const buffers: Uint8Array[] = [];
+  for (let left = bytes; left > 0; left -= runwayZeroBufferBytes) {
+    buffers.push(zeroBuffer.subarray(0, Math.min(left, runwayZeroBufferBytes)));
+  }
+  return writeFully(handle, buffers, position);
 }
 
 function skipBytes(buffers: readonly Uint8Array[], bytes: number): Uint8Array[] {

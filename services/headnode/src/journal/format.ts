@@ -19,6 +19,10 @@
 //     24  4  CRC32C of bytes 0..24, continued over the payload
 //     28  …  payload
 //
+//   the last segment only: zero bytes after the last record, to the end of the file (its
+//   runway, journal.ts). Not part of any record: a zero marker is never a record's, so
+//   the first zero byte where a record would start ends the records.
+//
 // The sync start of a record is the op of the first record written to its segment since
 // the segment's last sync: the first op of its group commit, or the segment's first op
 // when the commit rolled into this segment part way. So the records after one sync and up

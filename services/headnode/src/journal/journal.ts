@@ -19,6 +19,24 @@
 // worker woken, a completion posted, the event loop woken. At queue depth 1 those fixed
 // costs, on the primary and on every secondary, were a large part of a write's CPU.
 //
+// Runway. The last segment keeps zero bytes past its last record, written and synced
+// ahead of the records that will overwrite them. An O_DSYNC write that extends a file
+// must also commit the file's new size and extents (a file-system journal commit); one
+// into blocks already allocated and written commits only the data. Measured on ext4,
+// 4 KiB O_DSYNC writes: 400-560 µs appending, 127-195 µs overwriting zeros (etcd
+// preallocates its WAL segments, PostgreSQL zero-fills its WAL files, for the same
+// reason). When a batch starts with nothing queued behind it and the runway is low, the
+// layout plans an extension (the next step of zeros), queued as an operation of its own
+// right behind that batch: the batch does not wait for it, and later ones find zeros to
+// write into. It never runs alongside a record write: zeros written after records past
+// the old end would destroy them. Its zeros need not be durable for correctness (a crash leaves the
+// file shorter or reading zeros, and recovery takes either), but the write is synced like
+// any other (O_DSYNC) so that the size and extents are committed before records rely on
+// them. Steps start small and double per extension up to a limit (constants.ts), so an
+// idle replica's journal stays small. Before a new segment is created, the last one's
+// runway is cut off (ftruncate, fdatasync), so no segment but the last has bytes after
+// its last record; a truncation that cuts inside the last segment cuts its runway too.
+//
 // Durability, step by step:
 // - an append resolves after its O_DSYNC writes have returned; until then its
 //   commit's pages may reach the disk in any order, so every record carries the op its
@@ -27,8 +45,9 @@
 // - a new segment's directory entry is fsync'ed before records in it are acknowledged,
 //   and before any later segment exists;
 // - a segment's data is durable before the next segment is created (its writes returned,
-//   each synced), so a torn write can only be at the end of the last segment (which is
-//   what recovery relies on);
+//   each synced), and so is the cut of its runway, so a torn write can only be at the
+//   end of the last segment and only the last segment ends in zeros (which is what
+//   recovery relies on);
 // - truncation deletes segments newest first and release oldest first, each deletion
 //   followed by a directory fsync, so a crash part way leaves a contiguous run of ops;
 //   a cut inside a segment is fdatasync'ed before the call resolves.
@@ -55,12 +74,13 @@ import {
   JournalFailedError,
   JournalUsageError,
 } from "./errors.ts";
-import { syncDirectory, writeFully } from "./files.ts";
+import { syncDirectory, writeFully, writeZeros } from "./files.ts";
 import { segmentFileName } from "./format.ts";
 import {
   coalesceWrites,
   type JournalRecord,
   type ReleasePlan,
+  type RunwayExtension,
   SegmentLayout,
   type SegmentWrite,
   type TruncatePlan,
@@ -146,7 +166,8 @@ export class Journal {
     openDirectories.add(directory);
     try {
       const recovery = await recoverJournal(directory);
-      const journal = new Journal(directory, new SegmentLayout(segmentBytesMax, recovery.segments));
+      const layout = new SegmentLayout(segmentBytesMax, recovery.segments, recovery.runwayBytes);
+      const journal = new Journal(directory, layout);
       return { journal, records: recovery.records, tornTailBytes: recovery.tornTailBytes };
     } catch (error) {
       openDirectories.delete(directory);
@@ -171,7 +192,11 @@ export class Journal {
     return this.#layout.lastOpNum;
   }
 
-  /** Bytes of all segment files, once the operations called so far have completed. */
+  /**
+   * Bytes of all segment files, once the operations called so far have completed, and
+   * the runway extensions they started (see `settled`): the disk space the journal
+   * holds, the last segment's runway of zeros included.
+   */
   get bytes(): number {
     return this.#layout.bytes;
   }
@@ -184,7 +209,7 @@ export class Journal {
   /**
    * Syncs made since open returned, for metrics and tests: fsync and fdatasync calls on
    * segment files and on the directory, and writes to segment files (each synced by
-   * O_DSYNC); recovery's own syncs are not counted.
+   * O_DSYNC), the writes of runway zeros included; recovery's own syncs are not counted.
    */
   get syncCount(): number {
     return this.#syncCount;
@@ -239,6 +264,16 @@ export class Journal {
     return this.#enqueue("release", () => this.#release(plan));
   }
 
+  /**
+   * Resolves once the operations called so far have settled, and the runway extensions
+   * they started (an append does not wait for the extension its batch started). For
+   * tests, which compare `bytes` with the files. Never rejects.
+   */
+  settled(): Promise<void> {
+    this.#batch = undefined;
+    return this.#queue.run(async () => undefined);
+  }
+
   /** Waits for the operations called so far, then closes the files. Calling again is harmless. */
   close(): Promise<void> {
     this.#batch = undefined;
@@ -272,12 +307,29 @@ export class Journal {
     const durable = this.#enqueue("append", async () => {
       // Sealed from here on: appends that arrive during these writes and this sync join
       // the next batch, whose sync begins only after their writes.
-      if (this.#batch?.writes === writes) this.#batch = undefined;
+      if (this.#batch?.writes === writes) {
+        this.#batch = undefined;
+        this.#startRunwayExtension();
+      }
       await this.#commit(coalesceWrites(writes));
     });
     const batch = { firstOpNum, writes, durable };
     this.#batch = batch;
     return batch;
+  }
+
+  /**
+   * Plans the runway extension due after the batch being sealed, if any, and queues it
+   * right behind that batch, before the appends that arrive from now on (the next batch).
+   * Called only when nothing is queued behind the batch: the layout's state is then the
+   * files' state once the batch is written, so the zeros land past every record written
+   * before them, and every record planned after them lands after they are written. The
+   * batch does not wait for it; a failure fails the journal, and the next call says so.
+   */
+  #startRunwayExtension(): void {
+    const extension = this.#layout.planRunway();
+    if (extension === undefined) return;
+    this.#enqueue("extend the runway", () => this.#extendRunway(extension)).catch(() => undefined);
   }
 
   /**
@@ -307,6 +359,7 @@ export class Journal {
       // The segment before a roll is durable already (its writes returned synced), as it
       // must be before its successor exists: recovery takes damage in any segment but the
       // last for corruption, not for a torn write.
+      if (write.cutRunway !== undefined) await this.#cut(write.cutRunway);
       if (write.create) await this.#createSegment(write.firstOpNum);
       const handle = await this.#activate(write.firstOpNum);
       // Each writev is a write and an fdatasync in one (O_DSYNC): count it as a sync.
@@ -316,11 +369,20 @@ export class Journal {
 
   async #truncate(plan: TruncatePlan): Promise<void> {
     for (const firstOpNum of plan.deletions) await this.#deleteSegment(firstOpNum);
-    if (plan.cut !== undefined) {
-      const handle = await this.#activate(plan.cut.firstOpNum);
-      await handle.truncate(plan.cut.bytes);
-      await this.#datasync(handle);
-    }
+    if (plan.cut !== undefined) await this.#cut(plan.cut);
+  }
+
+  /** Cuts a segment file to `bytes`, durably: O_DSYNC covers writes, not ftruncate. */
+  async #cut(cut: { firstOpNum: number; bytes: number }): Promise<void> {
+    const handle = await this.#activate(cut.firstOpNum);
+    await handle.truncate(cut.bytes);
+    await this.#datasync(handle);
+  }
+
+  async #extendRunway(extension: RunwayExtension): Promise<void> {
+    const handle = await this.#activate(extension.firstOpNum);
+    // Synced by O_DSYNC, so counted as syncs, like a commit's writes.
+    this.#syncCount += await writeZeros(handle, extension.position, extension.bytes);
   }
 
   async #release(plan: ReleasePlan): Promise<void> {
@@ -354,7 +416,7 @@ export class Journal {
 
   /**
    * Closing loses nothing: the segment closed is synced, by the operation that wrote it
-   * (each write is synced as it is made, and a cut is fdatasync'ed).
+   * (each write is synced as it is made, runway zeros too, and a cut is fdatasync'ed).
    */
   async #closeActive(): Promise<void> {
     const active = this.#active;

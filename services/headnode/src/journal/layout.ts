@@ -4,19 +4,29 @@
 // the files match. It never awaits, so the journal's op numbers, segment count and size
 // answer for every call made so far, and two calls can never plan against the same state.
 //
+// The last segment may have a runway: zero bytes past its last record, written ahead so
+// that appends overwrite allocated, synced blocks instead of extending the file
+// (journal.ts says why). The layout tracks the runway's length and plans its extensions
+// (planRunway), and cuts it off a segment before the next one is created, so that only
+// the last segment ever has bytes past its last record.
+//
 // Invariants (asserted in full when a layout is built and after a release, and at the
 // tail after an append or truncation, where those can break them):
 // - every segment holds at least one record; records are contiguous within a segment and
 //   across segments (segment n+1 starts at the op after segment n's last);
 // - a new segment starts only when the last one would grow past segmentBytesMax, so a
 //   segment is larger than that only when its single record alone is;
-// - the released op, when known, lies between firstOpNum - 1 and lastOpNum.
+// - the released op, when known, lies between firstOpNum - 1 and lastOpNum;
+// - only the last segment has a runway.
 
 import {
   appendPayloadBytesMax,
   appendRecordsMax,
   payloadBytesMax,
   recordHeaderBytes,
+  runwayLowWaterDivisor,
+  runwayStepFirstBytes,
+  runwayStepMaxBytes,
   segmentHeaderBytes,
 } from "./constants.ts";
 import { assert, JournalUsageError } from "./errors.ts";
@@ -57,7 +67,10 @@ export interface LayoutSegment {
    * beside the payloads a replica holds in memory anyway.
    */
   recordOffsets: number[];
-  /** The file's length once every planned write is done. */
+  /**
+   * The end of the segment's last record once every planned write is done: the file's
+   * length, except for the last segment's runway of zeros past it.
+   */
   bytes: number;
 }
 
@@ -67,6 +80,19 @@ export interface SegmentWrite {
   create: boolean;
   position: number;
   buffers: Uint8Array[];
+  /**
+   * With `create`: the segment before it has a runway, to be cut off (the file cut to
+   * `bytes`, durably) before this segment is created, as no segment but the last may
+   * have bytes past its last record.
+   */
+  cutRunway?: { firstOpNum: number; bytes: number };
+}
+
+/** Zeros to write at `position` of the last segment, extending its runway by `bytes`. */
+export interface RunwayExtension {
+  firstOpNum: number;
+  position: number;
+  bytes: number;
 }
 
 export interface TruncatePlan {
@@ -84,14 +110,21 @@ export interface ReleasePlan {
 export class SegmentLayout {
   readonly #segmentBytesMax: number;
   readonly #segments: LayoutSegment[];
+  /** Bytes of the segments up to their last records (every runway excluded). */
   #bytes: number;
+  /** Zero bytes in the last segment's file past its last record, planned writes done. */
+  #runwayBytes: number;
+  /** The next runway extension's length: it doubles with each, up to a limit. */
+  #runwayStepBytes = runwayStepFirstBytes;
   /** The highest op released so far and still inside the stored range, if any. */
   #releasedThroughOpNum: number | undefined;
 
-  constructor(segmentBytesMax: number, segments: LayoutSegment[]) {
+  /** `runwayBytes`: the zeros recovery found past the last segment's last record. */
+  constructor(segmentBytesMax: number, segments: LayoutSegment[], runwayBytes = 0) {
     this.#segmentBytesMax = segmentBytesMax;
     this.#segments = segments;
     this.#bytes = segments.reduce((sum, segment) => sum + segment.bytes, 0);
+    this.#runwayBytes = runwayBytes;
     this.#releasedThroughOpNum = undefined;
     this.checkInvariants();
   }
@@ -105,8 +138,9 @@ export class SegmentLayout {
     return last === undefined ? undefined : lastOpNumOf(last);
   }
 
+  /** Bytes of all segment files: headers, records and the last segment's runway. */
   get bytes(): number {
-    return this.#bytes;
+    return this.#bytes + this.#runwayBytes;
   }
 
   get segmentCount(): number {
@@ -127,11 +161,20 @@ export class SegmentLayout {
       let segment = this.#segments.at(-1);
       const encodedBytes = recordBytes(payloadBytesOf(record));
       if (segment === undefined || segment.bytes + encodedBytes > this.#segmentBytesMax) {
+        const create: SegmentWrite = {
+          firstOpNum: record.opNum,
+          create: true,
+          position: 0,
+          buffers: [encodeSegmentHeader(record.opNum)],
+        };
+        if (segment !== undefined && this.#runwayBytes > 0) {
+          create.cutRunway = { firstOpNum: segment.firstOpNum, bytes: segment.bytes };
+        }
+        this.#runwayBytes = 0;
         segment = { firstOpNum: record.opNum, recordOffsets: [], bytes: segmentHeaderBytes };
         this.#segments.push(segment);
         this.#bytes += segmentHeaderBytes;
-        const header = encodeSegmentHeader(record.opNum);
-        writes.push({ firstOpNum: record.opNum, create: true, position: 0, buffers: [header] });
+        writes.push(create);
       }
       // The segment before a roll is synced before this one is created (journal.ts).
       const syncStartOpNum = Math.max(commitStart, segment.firstOpNum);
@@ -156,9 +199,31 @@ export class SegmentLayout {
       segment.recordOffsets.push(segment.bytes);
       segment.bytes += encodedBytes;
       this.#bytes += encodedBytes;
+      // The record lands in the runway's zeros, and past them it extends the file.
+      this.#runwayBytes = Math.max(0, this.#runwayBytes - encodedBytes);
     }
     this.#checkTail();
     return writes;
+  }
+
+  /**
+   * The runway extension due now, if any, applied at once: when the zeros left past the
+   * last record are below the low-water mark, the next step of zeros, never past
+   * segmentBytesMax. The caller must run it after every effect planned before it and
+   * before every effect planned after it: zeros written past records written later would
+   * destroy them.
+   */
+  planRunway(): RunwayExtension | undefined {
+    const last = this.#segments.at(-1);
+    if (last === undefined) return undefined;
+    if (this.#runwayBytes >= this.#runwayStepBytes / runwayLowWaterDivisor) return undefined;
+    const position = last.bytes + this.#runwayBytes;
+    const end = Math.min(position + this.#runwayStepBytes, this.#segmentBytesMax);
+    if (end <= position) return undefined;
+    this.#runwayBytes += end - position;
+    this.#runwayStepBytes = Math.min(2 * this.#runwayStepBytes, runwayStepMaxBytes);
+    this.#checkTail();
+    return { firstOpNum: last.firstOpNum, position, bytes: end - position };
   }
 
   /** Validates the op, drops every record above it, and returns the deletions and cut. */
@@ -183,6 +248,8 @@ export class SegmentLayout {
         `cannot truncate after op ${opNum}: ops through ${released} are released (flushed and checkpointed), so they must not be dropped`,
       );
     }
+    // Every deletion takes the runway with its file, and a cut takes it with the bytes cut.
+    this.#runwayBytes = 0;
     for (let last = this.#segments.at(-1); last !== undefined && last.firstOpNum > opNum; ) {
       this.#segments.pop();
       this.#bytes -= last.bytes;
@@ -250,7 +317,7 @@ export class SegmentLayout {
       bytes += segment.bytes;
     }
     assert(bytes === this.#bytes, `the layout counts ${this.#bytes} bytes, its segments ${bytes}`);
-    this.#checkReleased();
+    this.#checkTail();
   }
 
   /** The invariants an append or truncation can break, checked in constant time. */
@@ -261,6 +328,13 @@ export class SegmentLayout {
       const lastRecordOffset = last.recordOffsets.at(-1) ?? 0;
       assert(lastRecordOffset < last.bytes, `segment ${last.firstOpNum} ends inside a record`);
     }
+    const runway = this.#runwayBytes;
+    // Not bounded by segmentBytesMax: a journal reopened with a smaller one keeps the
+    // runway recovery found (planRunway never extends one past it).
+    assert(
+      Number.isSafeInteger(runway) && runway >= 0 && (runway === 0 || last !== undefined),
+      `a runway of ${runway} bytes past the last segment's ${last?.bytes ?? "(none)"} bytes`,
+    );
     this.#checkReleased();
   }
 

@@ -9,6 +9,14 @@
 // later one written; none of its records was acknowledged. Every record names the op its
 // sync region began at (format.ts), which tells recovery where that last commit began.
 // So recovery reads:
+// - zero bytes from the end of the last segment's intact records to the end of its file
+//   as its runway (journal.ts): zeros the journal wrote ahead for records to land in.
+//   Kept as they are, not reported: no record is lost there, since zeros never decode as
+//   a record (the record marker is not zero), and every acknowledged record before them
+//   is intact. A commit torn so that nothing of it reached the disk reads the same, and
+//   none of its records was acknowledged. Zeros after the last record of any other
+//   segment are damage, as before: the journal cuts a segment's runway off, durably,
+//   before it creates the next segment;
 // - damage in the last segment after which every intact record belongs to the damaged
 //   op's own sync region as a torn tail: a commit that never finished and so was never
 //   acknowledged. It is cut off at the damage (durably; the intact records before the
@@ -40,14 +48,21 @@ import { JournalCorruptError } from "./errors.ts";
 import { makeDirectory, syncDirectory } from "./files.ts";
 import { parseSegmentFileName } from "./format.ts";
 import type { JournalRecord, LayoutSegment } from "./layout.ts";
-import { findIntactRecordAfter, type SegmentScan, scanSegment } from "./segment-scan.ts";
+import {
+  findIntactRecordAfter,
+  runwayBytesOf,
+  type SegmentScan,
+  scanSegment,
+} from "./segment-scan.ts";
 
 export interface Recovery {
   /** The segments that remain, each with at least one record. */
   segments: LayoutSegment[];
+  /** The zero bytes past the last segment's last record: its runway, kept. */
+  runwayBytes: number;
   /** Every intact record, in op order. */
   records: JournalRecord[];
-  /** Bytes cut from (or deleted with) the last segment as a torn tail. */
+  /** Bytes cut from (or deleted with) the last segment as a torn tail, runway included. */
   tornTailBytes: number;
 }
 
@@ -69,10 +84,16 @@ export async function recoverJournal(directory: string): Promise<Recovery> {
   const segments: LayoutSegment[] = [];
   const records: JournalRecord[] = [];
   let repair: TailRepair | undefined;
+  let runwayBytes = 0;
   for (const [index, file] of files.entries()) {
     const isLast = index === files.length - 1;
     const bytes = await readSegmentFile(file.path);
-    const scan = scanSegment(bytes);
+    let scan = scanSegment(bytes);
+    if (isLast) {
+      runwayBytes = runwayBytesOf(bytes, scan);
+      // The last segment's runway is not damage (see the module header).
+      if (runwayBytes > 0) scan = { ...scan, damage: undefined };
+    }
     const lastOpNum = records.at(-1)?.opNum;
     checkSegment(file, scan, bytes, isLast, lastOpNum === undefined ? undefined : lastOpNum + 1);
     if (scan.records.length > 0) {
@@ -85,9 +106,14 @@ export async function recoverJournal(directory: string): Promise<Recovery> {
       repair = { path: file.path, fileBytes: bytes.length, keepBytes };
     }
   }
-  if (repair === undefined) return { segments, records, tornTailBytes: 0 };
+  if (repair === undefined) return { segments, records, runwayBytes, tornTailBytes: 0 };
   await repairTail(directory, repair);
-  return { segments, records, tornTailBytes: repair.fileBytes - repair.keepBytes };
+  return {
+    segments,
+    records,
+    runwayBytes: 0,
+    tornTailBytes: repair.fileBytes - repair.keepBytes,
+  };
 }
 
 /** Throws JournalCorruptError unless every flaw of the segment is one a crash explains. */

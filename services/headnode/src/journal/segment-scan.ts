@@ -76,6 +76,22 @@ export function scanSegment(bytes: Uint8Array): SegmentScan {
 }
 
 /**
+ * The length of the segment's runway: the zero bytes from its first damage to the end of
+ * the file, after at least one intact record; 0 when there is no such run (no damage, no
+ * record, or a non-zero byte after the damage). Whether zeros there are a runway or
+ * damage is recovery's call: only the last segment may have one. Zeros never decode as a
+ * record (the record marker is not zero), so a runway always shows as damage here.
+ */
+export function runwayBytesOf(bytes: Uint8Array, scan: SegmentScan): number {
+  if (scan.damage === undefined || scan.records.length === 0) return 0;
+  const start = scan.damage.offset;
+  for (let offset = start; offset < bytes.length; offset++) {
+    if (bytes[offset] !== 0) return 0;
+  }
+  return bytes.length - start;
+}
+
+/**
  * The offset of the first intact record after the damage that proves the damage is not a
  * torn tail, or undefined. Only a record whose op could follow the damaged one counts (at
  * least the op expected there, and no further on than the bytes left could hold), so that
