@@ -224,7 +224,7 @@ export class HeadNode {
       for (const [key, hosted] of this.hosted) {
         const entry = hosted.host.report();
         if (entry === undefined) {
-          const failure = failedReplicaOf(hosted.host);
+          const failure = hosted.host.failureReport();
           if (failure !== undefined) failures.set(key, failure);
           continue;
         }
@@ -724,16 +724,4 @@ function incarnationKey(volume: string, volumeId: string): string {
 function mutationResult(reply: Reply): ResultOf<"volume.write.v1"> {
   if (reply.kind !== "mutation") throw new Error(`mutation answered with ${reply.kind}`);
   return { opNumFirst: reply.opNumFirst, opNumLast: reply.opNumLast };
-}
-
-/**
- * A failed replica that is not reported as a primary (a secondary, joiner or learner),
- * as the coordinator hears of it, at the epoch it was configured in; undefined if it
- * has not failed or was never configured.
- */
-function failedReplicaOf(host: PartitionHost): FailedReplica | undefined {
-  const epoch = host.replica.configuration?.epoch;
-  if (host.failed === undefined || epoch === undefined) return undefined;
-  const { volume, volumeId, partition } = host.address;
-  return { volume, volumeId, partition, epoch };
 }

@@ -79,6 +79,7 @@ import { fetchCheckpoint } from "../checkpoint-fetch.ts";
 import type { ReplicaLimits } from "../constants.ts";
 import { EffectRunner, silentLog } from "../effect-runner.ts";
 import type { ReplicaPorts } from "../ports.ts";
+import { failedReplicaOf, primaryReportOf, type ReportAddress } from "../primary-report.ts";
 import type { CheckpointPointer, ReadResult, ReplicationMessage } from "../replica/effects.ts";
 import { type Configuration, Replica } from "../replica/replica.ts";
 import {
@@ -327,6 +328,7 @@ export interface FailoverResult {
 const linkMessagesPerTickMax = 64;
 
 const volumeName = "sim";
+const noSledsOut: ReadonlySet<string> = new Set();
 
 // ---------------------------------------------------------------- the simulated world
 
@@ -414,7 +416,7 @@ interface NodeReport {
 /**
  * The replica core as the simulated head node drives it: configured as a leased primary
  * (unless the lease sabotage is on), leases renewed on the node's monotonic clock, and
- * reports built from the core's own followers (stalls, rebuilds) and inherited tail.
+ * its report entries built by the head node's own pure functions (primary-report.ts).
  */
 class ReplicaAdapter {
   readonly replica: Replica;
@@ -457,50 +459,22 @@ class ReplicaAdapter {
     return this.failed === undefined && this.replica.tailCommitted;
   }
 
-  /**
-   * A failed replica that is not reported as primary, as its head node reports it
-   * (headnode.ts `failedReplicaOf`): at the epoch it was configured in.
-   */
+  /** Its entry of `failures`, as its head node reports it (primary-report.ts). */
   failure(volumeId: string): FailedReplica | undefined {
-    const epoch = this.replica.configuration?.epoch;
-    if (this.failed === undefined || epoch === undefined) return undefined;
-    if (this.replica.configuration?.primary === this.replica.identity.nodeId) return undefined;
-    return { volume: volumeName, volumeId, partition: this.replica.identity.partition, epoch };
+    return failedReplicaOf(this.replica, this.address(volumeId), this.failed !== undefined);
   }
 
-  report(tickMs: number, volumeId: string): (Report & { volumeId: string }) | undefined {
-    const replica = this.replica;
-    const configuration = replica.configuration;
-    if (this.failed !== undefined) {
-      // Configured as primary but failed: said so, so that the partition fails over
-      // although this node is alive (partition-host.ts).
-      if (configuration?.primary !== replica.identity.nodeId) return undefined;
-      return {
-        volume: volumeName,
-        volumeId,
-        partition: replica.identity.partition,
-        epoch: configuration.epoch,
-        session: replica.identity.session,
-        commitOpNum: replica.commitOpNum,
-        tailCommitted: false,
-        followers: [],
-        failed: true,
-      };
-    }
-    if (replica.roleName !== "primary" || configuration === undefined) return undefined;
-    return {
-      volume: volumeName,
-      volumeId,
-      partition: replica.identity.partition,
-      epoch: configuration.epoch,
-      session: replica.identity.session,
-      commitOpNum: replica.commitOpNum,
-      tailCommitted: replica.tailCommitted,
-      followers: replica.followers().map(({ stalledTicks, ...follower }) => ({
-        ...follower,
-        ...(stalledTicks === undefined ? {} : { stalledMs: stalledTicks * tickMs }),
-      })),
-    };
+  /** Its entry of `primaries`, as its head node reports it (primary-report.ts). */
+  report(tickMs: number, volumeId: string): PrimaryReport | undefined {
+    return primaryReportOf(this.replica, this.address(volumeId), this.failed !== undefined, {
+      tickMs,
+      // The simulated coordinator declares no sled out.
+      sledsOut: noSledsOut,
+    });
+  }
+
+  private address(volumeId: string): ReportAddress {
+    return { volume: volumeName, volumeId, partition: this.replica.identity.partition };
   }
 }
 
