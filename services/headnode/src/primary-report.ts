@@ -23,7 +23,7 @@
 
 import type { FollowerProgress, Replica } from "./replica/replica.ts";
 import { chunksShortOfCopies } from "./replicator.ts";
-import type { FailedReplica, PrimaryReport } from "./report-state.ts";
+import { addressKey, type FailedReplica, type PrimaryReport } from "./report-state.ts";
 
 /** Where a replica is, as reports name it (the volume's name and incarnation). */
 export interface ReportAddress {
@@ -117,4 +117,58 @@ export function failedReplicaOf(
   if (configuration.primary === core.identity.nodeId) return undefined;
   const { volume, volumeId, partition } = address;
   return { volume, volumeId, partition, epoch: configuration.epoch };
+}
+
+/** A hosted replica as its node's report reads it (PartitionHost, the simulator's adapter). */
+export interface Reporter {
+  report(): PrimaryReport | undefined;
+  failureReport(): FailedReplica | undefined;
+}
+
+/**
+ * What a node's report says of its replicas: the two parts report-state.ts sends, by
+ * address, and which replica each primary entry is of (the only ones the answer renews).
+ */
+export function nodeEntriesOf<R extends Reporter>(
+  replicas: Iterable<R>,
+): {
+  primaries: Map<string, PrimaryReport>;
+  failures: Map<string, FailedReplica>;
+  reported: Map<string, R>;
+} {
+  const primaries = new Map<string, PrimaryReport>();
+  const failures = new Map<string, FailedReplica>();
+  const reported = new Map<string, R>();
+  for (const replica of replicas) {
+    const entry = replica.report();
+    if (entry !== undefined) {
+      const key = addressKey(entry.volume, entry.partition);
+      primaries.set(key, entry);
+      reported.set(key, replica);
+      continue;
+    }
+    const failure = replica.failureReport();
+    if (failure !== undefined) failures.set(addressKey(failure.volume, failure.partition), failure);
+  }
+  return { primaries, failures, reported };
+}
+
+/**
+ * The leases an answer renews: for each entry it grants (report-state.ts `onAnswer`),
+ * the replica that reported it, if that is still the one hosted there (not reopened,
+ * rebuilt or of a newer incarnation since: the grant was for what was reported), at the
+ * epoch reported (the core ignores a renewal of another epoch).
+ */
+export function renewalsOf<R>(
+  granted: Iterable<{ volume: string; partition: number; epoch: number }>,
+  reported: ReadonlyMap<string, R>,
+  hostedNow: (volume: string, partition: number) => R | undefined,
+): { replica: R; epoch: number }[] {
+  const renewals: { replica: R; epoch: number }[] = [];
+  for (const { volume, partition, epoch } of granted) {
+    const replica = reported.get(addressKey(volume, partition));
+    if (replica === undefined || hostedNow(volume, partition) !== replica) continue;
+    renewals.push({ replica, epoch });
+  }
+  return renewals;
 }

@@ -8,8 +8,11 @@ import { describe, expect, test } from "vitest";
 import {
   failedReplicaOf,
   followerOnTheWire,
+  nodeEntriesOf,
   primaryReportOf,
   type ReportContext,
+  type Reporter,
+  renewalsOf,
 } from "../src/primary-report.ts";
 import { type Configuration, Replica } from "../src/replica/replica.ts";
 import { syncJournal } from "./effects-helpers.ts";
@@ -127,5 +130,55 @@ describe("a healthy replica that is not primary", () => {
     expect(primaryReportOf(secondary, address, false, context)).toBeUndefined();
     expect(failedReplicaOf(secondary, address, false)).toBeUndefined();
     expect(primaryReportOf(core("head-1"), address, false, context)).toBeUndefined();
+  });
+});
+
+describe("a node's report", () => {
+  /** A hosted replica that reports what it is given. */
+  function hosted(partition: number, part: "primary" | "failed-primary" | "failure" | "none") {
+    const entry = { ...head, partition, tailCommitted: true, followers: [] };
+    return {
+      partition,
+      report: () =>
+        part === "primary"
+          ? entry
+          : part === "failed-primary"
+            ? { ...entry, tailCommitted: false, failed: true }
+            : undefined,
+      failureReport: () => (part === "failure" ? { ...address, partition, epoch: 4 } : undefined),
+    } satisfies Reporter & { partition: number };
+  }
+
+  test("puts each replica in at most one part, by address, and remembers which replica each primary entry is of", () => {
+    const replicas = [
+      hosted(0, "primary"),
+      hosted(1, "failed-primary"),
+      hosted(2, "failure"),
+      hosted(3, "none"),
+    ];
+    const { primaries, failures, reported } = nodeEntriesOf(replicas);
+    expect([...primaries.keys()]).toEqual(["vol/0", "vol/1"]);
+    expect(primaries.get("vol/1")?.failed).toBe(true);
+    expect([...failures]).toEqual([["vol/2", { ...address, partition: 2, epoch: 4 }]]);
+    expect([...reported]).toEqual([
+      ["vol/0", replicas[0]],
+      ["vol/1", replicas[1]],
+    ]);
+  });
+
+  test("renews only the replica that was reported, if still the one hosted, at the epoch granted", () => {
+    const reportedReplicas = [hosted(0, "primary"), hosted(1, "primary"), hosted(2, "primary")];
+    const { reported } = nodeEntriesOf(reportedReplicas);
+    // Partition 1 was reopened (or rebuilt) since the report, and 2 dropped: the grant
+    // was for what was reported, so only partition 0 is renewed.
+    const now = new Map([
+      [0, reportedReplicas[0]],
+      [1, hosted(1, "primary")],
+    ]);
+    const granted = [0, 1, 2, 3].map((partition) => ({ volume: "vol", partition, epoch: 5 }));
+    const renewals = renewalsOf(granted, reported, (volume, partition) =>
+      volume === "vol" ? now.get(partition) : undefined,
+    );
+    expect(renewals).toEqual([{ replica: reportedReplicas[0], epoch: 5 }]);
   });
 });

@@ -79,11 +79,17 @@ import { fetchCheckpoint } from "../checkpoint-fetch.ts";
 import type { ReplicaLimits } from "../constants.ts";
 import { EffectRunner, silentLog } from "../effect-runner.ts";
 import type { ReplicaPorts } from "../ports.ts";
-import { failedReplicaOf, primaryReportOf, type ReportAddress } from "../primary-report.ts";
+import {
+  failedReplicaOf,
+  nodeEntriesOf,
+  primaryReportOf,
+  type ReportAddress,
+  type Reporter,
+  renewalsOf,
+} from "../primary-report.ts";
 import type { CheckpointPointer, ReadResult, ReplicationMessage } from "../replica/effects.ts";
 import { type Configuration, Replica } from "../replica/replica.ts";
 import {
-  addressKey,
   type FailedReplica,
   type Outgoing,
   type PrimaryReport,
@@ -388,6 +394,8 @@ type Envelope =
       sentAtMs: number;
       /** The report this answers, as its sender remembers it. */
       sent: Outgoing;
+      /** The replicas it reported as primaries, as its sender remembers them. */
+      reported: ReadonlyMap<string, ReplicaAdapter>;
       answer: Parameters<ReportState["onAnswer"]>[1];
     };
 
@@ -409,6 +417,8 @@ interface NodeReport {
   sentAtMs: number;
   /** A change to the state the coordinator holds of the node (report-state.ts). */
   sent: Outgoing;
+  /** The replicas it reports as primaries (kept by the node: never read by the coordinator). */
+  reported: ReadonlyMap<string, ReplicaAdapter>;
 }
 
 // ---------------------------------------------------------------- the replica adapter
@@ -418,9 +428,11 @@ interface NodeReport {
  * (unless the lease sabotage is on), leases renewed on the node's monotonic clock, and
  * its report entries built by the head node's own pure functions (primary-report.ts).
  */
-class ReplicaAdapter {
+class ReplicaAdapter implements Reporter {
   readonly replica: Replica;
   private readonly leased: boolean;
+  private readonly address: ReportAddress;
+  private readonly tickMs: number;
   /**
    * Set once its journal failed (partition-host.ts): the core is done, its runner
    * closed, and it takes no ticks, messages or requests until the replica is reopened.
@@ -436,9 +448,11 @@ class ReplicaAdapter {
   boundFromTick = 0;
   flaggedLate = false;
 
-  constructor(replica: Replica, leased: boolean) {
+  constructor(replica: Replica, leased: boolean, volumeId: string, tickMs: number) {
     this.replica = replica;
     this.leased = leased;
+    this.address = { volume: volumeName, volumeId, partition: replica.identity.partition };
+    this.tickMs = tickMs;
   }
 
   configure(configuration: Configuration): void {
@@ -446,6 +460,8 @@ class ReplicaAdapter {
   }
 
   renewLease(epoch: number, untilMs: number): void {
+    // As partition-host.ts: a failed replica holds no lease.
+    if (this.failed !== undefined) return;
     this.replica.renewLease(epoch, untilMs);
   }
 
@@ -460,21 +476,17 @@ class ReplicaAdapter {
   }
 
   /** Its entry of `failures`, as its head node reports it (primary-report.ts). */
-  failure(volumeId: string): FailedReplica | undefined {
-    return failedReplicaOf(this.replica, this.address(volumeId), this.failed !== undefined);
+  failureReport(): FailedReplica | undefined {
+    return failedReplicaOf(this.replica, this.address, this.failed !== undefined);
   }
 
   /** Its entry of `primaries`, as its head node reports it (primary-report.ts). */
-  report(tickMs: number, volumeId: string): PrimaryReport | undefined {
-    return primaryReportOf(this.replica, this.address(volumeId), this.failed !== undefined, {
-      tickMs,
+  report(): PrimaryReport | undefined {
+    return primaryReportOf(this.replica, this.address, this.failed !== undefined, {
+      tickMs: this.tickMs,
       // The simulated coordinator declares no sled out.
       sledsOut: noSledsOut,
     });
-  }
-
-  private address(volumeId: string): ReportAddress {
-    return { volume: volumeName, volumeId, partition: this.replica.identity.partition };
   }
 }
 
@@ -946,7 +958,12 @@ export class FailoverSimulation {
           this.watchedFor(hosted.volumeId, hosted.partition).checker.committed(node.id, note),
       },
     );
-    const adapter = new ReplicaAdapter(replica, this.options.sabotage !== "no-lease-check");
+    const adapter = new ReplicaAdapter(
+      replica,
+      this.options.sabotage !== "no-lease-check",
+      hosted.volumeId,
+      this.options.tickMs,
+    );
     hosted.adapter = adapter;
     hosted.runner = new EffectRunner(replica, this.portsOf(node, hosted), {
       // Replies are matched to client attempts by the request id (the attempt number).
@@ -1161,15 +1178,10 @@ export class FailoverSimulation {
   }
 
   private sendReport(node: SimulatedNode): void {
-    const current = new Map<string, PrimaryReport>();
-    const failures = new Map<string, FailedReplica>();
-    for (const hosted of node.hosted.values()) {
-      const report = hosted.adapter?.report(this.options.tickMs, hosted.volumeId);
-      if (report !== undefined) current.set(addressKey(report.volume, report.partition), report);
-      const failure = hosted.adapter?.failure(hosted.volumeId);
-      if (failure !== undefined)
-        failures.set(addressKey(failure.volume, failure.partition), failure);
-    }
+    // As headnode.ts builds and renews its reports (primary-report.ts).
+    const { primaries, failures, reported } = nodeEntriesOf(
+      [...node.hosted.values()].flatMap((hosted) => hosted.adapter ?? []),
+    );
     this.send({
       kind: "report",
       from: node.id,
@@ -1177,7 +1189,8 @@ export class FailoverSimulation {
         node: node.id,
         session: node.session,
         sentAtMs: this.localMs(node),
-        sent: node.reportState.next(current, failures),
+        sent: node.reportState.next(primaries, failures),
+        reported,
       },
     });
   }
@@ -1188,11 +1201,11 @@ export class FailoverSimulation {
       this.options.sabotage === "node-lease-ignores-exclusions"
         ? { ...envelope.answer, excluded: [] }
         : envelope.answer;
-    for (const entry of node.reportState.onAnswer(envelope.sent, answer)) {
-      const hosted = node.hosted.get(entry.partition);
-      if (hosted === undefined || hosted.volumeId !== entry.volumeId) continue;
-      if (hosted.adapter?.failed !== undefined) continue;
-      hosted.adapter?.renewLease(entry.epoch, envelope.sentAtMs + envelope.answer.leaseMs);
+    const granted = node.reportState.onAnswer(envelope.sent, answer);
+    const hostedNow = (volume: string, partition: number) =>
+      volume === volumeName ? node.hosted.get(partition)?.adapter : undefined;
+    for (const { replica, epoch } of renewalsOf(granted, envelope.reported, hostedNow)) {
+      replica.renewLease(epoch, envelope.sentAtMs + envelope.answer.leaseMs);
     }
   }
 
@@ -1498,6 +1511,7 @@ export class FailoverSimulation {
       session: report.session,
       sentAtMs: report.sentAtMs,
       sent,
+      reported: report.reported,
       answer: {
         leaseMs: limits.primaryLeaseMs,
         granted: outcome.granted,
