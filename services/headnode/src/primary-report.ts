@@ -16,9 +16,12 @@
 //   epoch, so that the coordinator drops it from the record at once.
 // - Anything else (a healthy secondary or learner, a replica never configured) is in
 //   neither.
+// The answer's lease renews, of each entry it grants, the very replica that reported it,
+// and only while that one is still hosted there: a replica reopened after a failure,
+// rebuilt as a learner or of a newer incarnation did not report it (`renewalsOf`).
 //
-// Failure model: none of its own. The state it reads is the core's at the time of the
-// report; `followers` needs no held ticks caught up first (a follower short of an op
+// Failure model: none of its own (report-state.ts handles lost and overtaken answers).
+// The state it reads is the core's at the time of the report; `followers` needs no held ticks caught up first (a follower short of an op
 // keeps the core from being quiet, so no tick is held while a stall is counted).
 
 import type { FollowerProgress, Replica } from "./replica/replica.ts";
