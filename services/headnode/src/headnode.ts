@@ -65,9 +65,10 @@ import {
   tickMs,
 } from "./constants.ts";
 import { PartitionHost } from "./partition-host.ts";
+import { nodeEntriesOf, renewalsOf } from "./primary-report.ts";
 import type { Reply } from "./replica/effects.ts";
 import { Replicator } from "./replicator.ts";
-import { type FailedReplica, type PrimaryReport, ReportState } from "./report-state.ts";
+import { ReportState } from "./report-state.ts";
 import { nextSession } from "./session.ts";
 import { SledClient } from "./sled-client.ts";
 import { TickSchedule } from "./tick-schedule.ts";
@@ -218,20 +219,10 @@ export class HeadNode {
     this.reporting = true;
     this.reportAgain = false;
     try {
-      const hosts = new Map<string, PartitionHost>();
-      const current = new Map<string, PrimaryReport>();
-      const failures = new Map<string, FailedReplica>();
-      for (const [key, hosted] of this.hosted) {
-        const entry = hosted.host.report();
-        if (entry === undefined) {
-          const failure = failedReplicaOf(hosted.host);
-          if (failure !== undefined) failures.set(key, failure);
-          continue;
-        }
-        current.set(key, entry);
-        hosts.set(key, hosted.host);
-      }
-      const outgoing = this.reportState.next(current, failures);
+      const { primaries, failures, reported } = nodeEntriesOf(
+        [...this.hosted.values()].map((hosted) => hosted.host),
+      );
+      const outgoing = this.reportState.next(primaries, failures);
       const sentAtMs = performance.now();
       const answer = await this.service.bus.request(
         subjects.coordinatorServices.build("headnode"),
@@ -248,13 +239,11 @@ export class HeadNode {
         },
         { deadlineMs: reportDeadlineMs },
       );
-      for (const entry of this.reportState.onAnswer(outgoing, answer)) {
-        const key = partitionKey(entry.volume, entry.partition);
-        const host = hosts.get(key);
-        // Only the replica that was reported (not a newer incarnation since), in the
-        // epoch it was reported in (the core ignores a renewal of another epoch).
-        if (host === undefined || this.hosted.get(key)?.host !== host) continue;
-        host.renewLease(entry.epoch, sentAtMs + answer.leaseMs);
+      const granted = this.reportState.onAnswer(outgoing, answer);
+      const hostedNow = (volume: string, partition: number) =>
+        this.hosted.get(partitionKey(volume, partition))?.host;
+      for (const { replica, epoch } of renewalsOf(granted, reported, hostedNow)) {
+        replica.renewLease(epoch, sentAtMs + answer.leaseMs);
       }
       // The sleds out of service (absent while the leader does not know yet): copies
       // there count as lost, and the replicator makes new ones.
@@ -724,16 +713,4 @@ function incarnationKey(volume: string, volumeId: string): string {
 function mutationResult(reply: Reply): ResultOf<"volume.write.v1"> {
   if (reply.kind !== "mutation") throw new Error(`mutation answered with ${reply.kind}`);
   return { opNumFirst: reply.opNumFirst, opNumLast: reply.opNumLast };
-}
-
-/**
- * A failed replica that is not reported as a primary (a secondary, joiner or learner),
- * as the coordinator hears of it, at the epoch it was configured in; undefined if it
- * has not failed or was never configured.
- */
-function failedReplicaOf(host: PartitionHost): FailedReplica | undefined {
-  const epoch = host.replica.configuration?.epoch;
-  if (host.failed === undefined || epoch === undefined) return undefined;
-  const { volume, volumeId, partition } = host.address;
-  return { volume, volumeId, partition, epoch };
 }

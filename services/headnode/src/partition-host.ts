@@ -83,6 +83,7 @@ import {
   TracedTransport,
 } from "./observability.ts";
 import type { ReplicaPorts } from "./ports.ts";
+import { failedReplicaOf, followerOnTheWire, primaryReportOf } from "./primary-report.ts";
 import type {
   CheckpointPointer,
   ReadResult,
@@ -98,6 +99,7 @@ import {
   Replica,
 } from "./replica/replica.ts";
 import { chunksShortOfCopies } from "./replicator.ts";
+import type { FailedReplica, PrimaryReport } from "./report-state.ts";
 import type { SledClient } from "./sled-client.ts";
 
 /**
@@ -377,42 +379,23 @@ export class PartitionHost {
   }
 
   /**
-   * What a primary tells the coordinator every report (undefined unless primary). The
-   * core itself takes a fresh checkpoint when a learner needs one.
+   * What a primary, or a failed replica configured as primary, tells the coordinator
+   * every report (primary-report.ts; undefined for any other). The core itself takes a
+   * fresh checkpoint when a learner needs one.
    */
-  report(): MessageOf<"headnode.report.v1">["primaries"][number] | undefined {
-    const replica = this.core;
-    if (this.failure !== undefined) {
-      // Configured as primary but failed: say so, so that the partition fails over
-      // although this node is alive (it serves nothing and holds no lease).
-      if (replica.configuration?.primary !== replica.identity.nodeId) return undefined;
-      return {
-        volume: this.address.volume,
-        volumeId: this.address.volumeId,
-        partition: this.address.partition,
-        epoch: replica.configuration.epoch,
-        session: replica.identity.session,
-        commitOpNum: replica.commitOpNum,
-        tailCommitted: false,
-        followers: [],
-        failed: true,
-      };
-    }
-    if (replica.roleName !== "primary") return undefined;
-    // Follower stalls are counted in ticks, but need no catching up: a follower short of
-    // an op keeps the core from being quiet, so no tick is held while one is counted.
-    return {
-      volume: this.address.volume,
-      volumeId: this.address.volumeId,
-      partition: this.address.partition,
-      epoch: replica.configuration?.epoch ?? 0,
-      session: replica.identity.session,
-      commitOpNum: replica.commitOpNum,
-      tailCommitted: replica.tailCommitted,
-      followers: replica.followers().map(followerOnTheWire),
-      ...replica.spaceUsage(),
-      chunksShortOfCopies: chunksShortOfCopies(replica.metadata.chunks, this.sledsOut),
-    };
+  report(): PrimaryReport | undefined {
+    return primaryReportOf(this.core, this.address, this.failure !== undefined, {
+      tickMs,
+      sledsOut: this.sledsOut,
+    });
+  }
+
+  /**
+   * What the head node tells the coordinator of this replica once it failed, unless it
+   * is configured as primary (then `report` says so): undefined while it has not.
+   */
+  failureReport(): FailedReplica | undefined {
+    return failedReplicaOf(this.core, this.address, this.failure !== undefined);
   }
 
   /**
@@ -754,7 +737,7 @@ export class PartitionHost {
       extents: replica.metadata.tree.extentCount,
       ...replica.spaceUsage(),
       metadataDigest: this.digest(),
-      followers: replica.followers().map(followerOnTheWire),
+      followers: replica.followers().map((follower) => followerOnTheWire(follower, tickMs)),
       ...(primary
         ? {
             tailCommitted: replica.tailCommitted,
@@ -876,15 +859,4 @@ function errnoOf(error: unknown): string | undefined {
 /** Where a replica's files live: per incarnation of the volume, then per partition. */
 export function partitionDirectory(dataDir: string, volumeId: string, partition: number): string {
   return join(dataDir, "partitions", volumeId, String(partition));
-}
-
-/** A follower as status and reports carry it: stalls in ms (ticks × tickMs). */
-function followerOnTheWire(follower: FollowerProgress) {
-  return {
-    node: follower.node,
-    matchOpNum: follower.matchOpNum,
-    learner: follower.learner,
-    ...(follower.stalledTicks === undefined ? {} : { stalledMs: follower.stalledTicks * tickMs }),
-    ...(follower.needsRebuild === true ? { needsRebuild: true } : {}),
-  };
 }

@@ -8,7 +8,7 @@
 import { existsSync } from "node:fs";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { BallastError, ErrorCode, subjects } from "@ballast/protocol";
+import { BallastError, crc32c, ErrorCode, subjects } from "@ballast/protocol";
 import { afterEach, beforeEach, describe, expect, test, vi } from "vitest";
 import { CheckpointFile } from "../src/adapters.ts";
 import type { HeadNode } from "../src/headnode.ts";
@@ -31,7 +31,15 @@ afterEach(async () => {
   await stop();
 });
 
-function configure(partition: number, epoch: number) {
+/** Configures `partition` at `epoch`: by default with this node as its lone primary. */
+function configure(
+  partition: number,
+  epoch: number,
+  members: { primary: string; secondaries: string[]; learners?: string[] } = {
+    primary: "head-1",
+    secondaries: [],
+  },
+) {
   return service.inbox({
     type: "headnode.configure.v1",
     volume: "vol",
@@ -39,8 +47,7 @@ function configure(partition: number, epoch: number) {
     partitionStart: partition * partitionBytes,
     partitionBytes,
     epoch,
-    primary: "head-1",
-    secondaries: [],
+    ...members,
     sleds: ["sled-1"],
   });
 }
@@ -145,6 +152,51 @@ describe("a journal that fails", () => {
     expect(await read(0, 2)).toBe(0x31);
     await write(0, 2, 0x33);
     expect(await read(0, 2)).toBe(0x33);
+  });
+});
+
+describe("a secondary whose journal fails", () => {
+  test("is reported at once among the failures, at its epoch, and never as a primary", async () => {
+    vi.spyOn(process, "kill").mockImplementation(() => true);
+    await configure(0, 2, { primary: "head-2", secondaries: ["head-1"] });
+    node.injectJournalFailureForTesting("vol", 0, "ENOSPC");
+    const data = new Uint8Array(512).fill(0x51);
+    await service.call(subjects.replica.build("vol", 0, "head-1"), {
+      type: "replica.notes.v1",
+      volume: "vol",
+      partition: 0,
+      epoch: 2,
+      primary: "head-2",
+      session: 7,
+      commitOpNum: 0,
+      previousOpNum: 0,
+      previousEpoch: 0,
+      previousSession: 0,
+      notes: [
+        {
+          opNum: 1,
+          epoch: 2,
+          session: 7,
+          kind: "write",
+          offset: 0,
+          length: 512,
+          data,
+          checksum: crc32c(data),
+        },
+      ],
+    });
+
+    const deadlineMs = performance.now() + 5000;
+    const failureOf = () =>
+      service.reports
+        .flatMap((report) => report.failures ?? [])
+        .find((entry) => entry.partition === 0);
+    while (failureOf() === undefined && performance.now() < deadlineMs) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    expect(failureOf()).toEqual({ volume: "vol", volumeId: "vol", partition: 0, epoch: 2 });
+    expect((await status(0)).failed).toMatch(/journal append failed/);
+    expect(service.reports.flatMap((report) => report.primaries)).toEqual([]);
   });
 });
 
@@ -271,18 +323,7 @@ describe("the local checkpoint file", () => {
 
     // Added back as a learner, it discards its state and starts afresh (here from op 1:
     // the configure names no checkpoint), never from the damaged file.
-    await service.inbox({
-      type: "headnode.configure.v1",
-      volume: "vol",
-      partition: 0,
-      partitionStart: 0,
-      partitionBytes,
-      epoch: 2,
-      primary: "head-2",
-      secondaries: [],
-      learners: ["head-1"],
-      sleds: ["sled-1"],
-    });
+    await configure(0, 2, { primary: "head-2", secondaries: [], learners: ["head-1"] });
     expect(existsSync(path)).toBe(false);
     expect((await status(0)).lastOpNum).toBe(0);
   });

@@ -79,10 +79,17 @@ import { fetchCheckpoint } from "../checkpoint-fetch.ts";
 import type { ReplicaLimits } from "../constants.ts";
 import { EffectRunner, silentLog } from "../effect-runner.ts";
 import type { ReplicaPorts } from "../ports.ts";
+import {
+  failedReplicaOf,
+  nodeEntriesOf,
+  primaryReportOf,
+  type ReportAddress,
+  type Reporter,
+  renewalsOf,
+} from "../primary-report.ts";
 import type { CheckpointPointer, ReadResult, ReplicationMessage } from "../replica/effects.ts";
 import { type Configuration, Replica } from "../replica/replica.ts";
 import {
-  addressKey,
   type FailedReplica,
   type Outgoing,
   type PrimaryReport,
@@ -327,6 +334,7 @@ export interface FailoverResult {
 const linkMessagesPerTickMax = 64;
 
 const volumeName = "sim";
+const noSledsOut: ReadonlySet<string> = new Set();
 
 // ---------------------------------------------------------------- the simulated world
 
@@ -386,6 +394,8 @@ type Envelope =
       sentAtMs: number;
       /** The report this answers, as its sender remembers it. */
       sent: Outgoing;
+      /** The replicas it reported as primaries, as its sender remembers them. */
+      reported: ReadonlyMap<string, ReplicaAdapter>;
       answer: Parameters<ReportState["onAnswer"]>[1];
     };
 
@@ -407,6 +417,8 @@ interface NodeReport {
   sentAtMs: number;
   /** A change to the state the coordinator holds of the node (report-state.ts). */
   sent: Outgoing;
+  /** The replicas it reports as primaries (kept by the node: never read by the coordinator). */
+  reported: ReadonlyMap<string, ReplicaAdapter>;
 }
 
 // ---------------------------------------------------------------- the replica adapter
@@ -414,11 +426,13 @@ interface NodeReport {
 /**
  * The replica core as the simulated head node drives it: configured as a leased primary
  * (unless the lease sabotage is on), leases renewed on the node's monotonic clock, and
- * reports built from the core's own followers (stalls, rebuilds) and inherited tail.
+ * its report entries built by the head node's own pure functions (primary-report.ts).
  */
-class ReplicaAdapter {
+class ReplicaAdapter implements Reporter {
   readonly replica: Replica;
   private readonly leased: boolean;
+  private readonly address: ReportAddress;
+  private readonly tickMs: number;
   /**
    * Set once its journal failed (partition-host.ts): the core is done, its runner
    * closed, and it takes no ticks, messages or requests until the replica is reopened.
@@ -434,9 +448,11 @@ class ReplicaAdapter {
   boundFromTick = 0;
   flaggedLate = false;
 
-  constructor(replica: Replica, leased: boolean) {
+  constructor(replica: Replica, leased: boolean, volumeId: string, tickMs: number) {
     this.replica = replica;
     this.leased = leased;
+    this.address = { volume: volumeName, volumeId, partition: replica.identity.partition };
+    this.tickMs = tickMs;
   }
 
   configure(configuration: Configuration): void {
@@ -444,6 +460,8 @@ class ReplicaAdapter {
   }
 
   renewLease(epoch: number, untilMs: number): void {
+    // As partition-host.ts: a failed replica holds no lease.
+    if (this.failed !== undefined) return;
     this.replica.renewLease(epoch, untilMs);
   }
 
@@ -457,50 +475,18 @@ class ReplicaAdapter {
     return this.failed === undefined && this.replica.tailCommitted;
   }
 
-  /**
-   * A failed replica that is not reported as primary, as its head node reports it
-   * (headnode.ts `failedReplicaOf`): at the epoch it was configured in.
-   */
-  failure(volumeId: string): FailedReplica | undefined {
-    const epoch = this.replica.configuration?.epoch;
-    if (this.failed === undefined || epoch === undefined) return undefined;
-    if (this.replica.configuration?.primary === this.replica.identity.nodeId) return undefined;
-    return { volume: volumeName, volumeId, partition: this.replica.identity.partition, epoch };
+  /** Its entry of `failures`, as its head node reports it (primary-report.ts). */
+  failureReport(): FailedReplica | undefined {
+    return failedReplicaOf(this.replica, this.address, this.failed !== undefined);
   }
 
-  report(tickMs: number, volumeId: string): (Report & { volumeId: string }) | undefined {
-    const replica = this.replica;
-    const configuration = replica.configuration;
-    if (this.failed !== undefined) {
-      // Configured as primary but failed: said so, so that the partition fails over
-      // although this node is alive (partition-host.ts).
-      if (configuration?.primary !== replica.identity.nodeId) return undefined;
-      return {
-        volume: volumeName,
-        volumeId,
-        partition: replica.identity.partition,
-        epoch: configuration.epoch,
-        session: replica.identity.session,
-        commitOpNum: replica.commitOpNum,
-        tailCommitted: false,
-        followers: [],
-        failed: true,
-      };
-    }
-    if (replica.roleName !== "primary" || configuration === undefined) return undefined;
-    return {
-      volume: volumeName,
-      volumeId,
-      partition: replica.identity.partition,
-      epoch: configuration.epoch,
-      session: replica.identity.session,
-      commitOpNum: replica.commitOpNum,
-      tailCommitted: replica.tailCommitted,
-      followers: replica.followers().map(({ stalledTicks, ...follower }) => ({
-        ...follower,
-        ...(stalledTicks === undefined ? {} : { stalledMs: stalledTicks * tickMs }),
-      })),
-    };
+  /** Its entry of `primaries`, as its head node reports it (primary-report.ts). */
+  report(): PrimaryReport | undefined {
+    return primaryReportOf(this.replica, this.address, this.failed !== undefined, {
+      tickMs: this.tickMs,
+      // The simulated coordinator declares no sled out.
+      sledsOut: noSledsOut,
+    });
   }
 }
 
@@ -972,7 +958,12 @@ export class FailoverSimulation {
           this.watchedFor(hosted.volumeId, hosted.partition).checker.committed(node.id, note),
       },
     );
-    const adapter = new ReplicaAdapter(replica, this.options.sabotage !== "no-lease-check");
+    const adapter = new ReplicaAdapter(
+      replica,
+      this.options.sabotage !== "no-lease-check",
+      hosted.volumeId,
+      this.options.tickMs,
+    );
     hosted.adapter = adapter;
     hosted.runner = new EffectRunner(replica, this.portsOf(node, hosted), {
       // Replies are matched to client attempts by the request id (the attempt number).
@@ -1187,15 +1178,10 @@ export class FailoverSimulation {
   }
 
   private sendReport(node: SimulatedNode): void {
-    const current = new Map<string, PrimaryReport>();
-    const failures = new Map<string, FailedReplica>();
-    for (const hosted of node.hosted.values()) {
-      const report = hosted.adapter?.report(this.options.tickMs, hosted.volumeId);
-      if (report !== undefined) current.set(addressKey(report.volume, report.partition), report);
-      const failure = hosted.adapter?.failure(hosted.volumeId);
-      if (failure !== undefined)
-        failures.set(addressKey(failure.volume, failure.partition), failure);
-    }
+    // As headnode.ts builds and renews its reports (primary-report.ts).
+    const { primaries, failures, reported } = nodeEntriesOf(
+      [...node.hosted.values()].flatMap((hosted) => hosted.adapter ?? []),
+    );
     this.send({
       kind: "report",
       from: node.id,
@@ -1203,7 +1189,8 @@ export class FailoverSimulation {
         node: node.id,
         session: node.session,
         sentAtMs: this.localMs(node),
-        sent: node.reportState.next(current, failures),
+        sent: node.reportState.next(primaries, failures),
+        reported,
       },
     });
   }
@@ -1214,11 +1201,11 @@ export class FailoverSimulation {
       this.options.sabotage === "node-lease-ignores-exclusions"
         ? { ...envelope.answer, excluded: [] }
         : envelope.answer;
-    for (const entry of node.reportState.onAnswer(envelope.sent, answer)) {
-      const hosted = node.hosted.get(entry.partition);
-      if (hosted === undefined || hosted.volumeId !== entry.volumeId) continue;
-      if (hosted.adapter?.failed !== undefined) continue;
-      hosted.adapter?.renewLease(entry.epoch, envelope.sentAtMs + envelope.answer.leaseMs);
+    const granted = node.reportState.onAnswer(envelope.sent, answer);
+    const hostedNow = (volume: string, partition: number) =>
+      volume === volumeName ? node.hosted.get(partition)?.adapter : undefined;
+    for (const { replica, epoch } of renewalsOf(granted, envelope.reported, hostedNow)) {
+      replica.renewLease(epoch, envelope.sentAtMs + envelope.answer.leaseMs);
     }
   }
 
@@ -1524,6 +1511,7 @@ export class FailoverSimulation {
       session: report.session,
       sentAtMs: report.sentAtMs,
       sent,
+      reported: report.reported,
       answer: {
         leaseMs: limits.primaryLeaseMs,
         granted: outcome.granted,
