@@ -12,6 +12,10 @@
 // the coordinators open it, so the catalogue survives the loss of one server; services
 // get every URL and fail over. With an external NATS (`natsUrl`) the services inherit
 // the launcher's BALLAST_NATS_* variables instead.
+//
+// A nats-server restart (after killNatsServer, or after one died) takes the same port
+// and store or fails: it never starts on another port, and a start that fails leaves no
+// server behind (nats-server.ts), so there is never a second server on one store.
 
 import type { ChildProcess } from "node:child_process";
 import { mkdir } from "node:fs/promises";
@@ -42,6 +46,7 @@ import {
   freePort,
   type NatsServerOptions,
   type NatsTlsFiles,
+  natsRestartReadyTimeoutMs,
   type RunningNatsServer,
   startNatsServer,
 } from "./nats-server.ts";
@@ -113,6 +118,8 @@ export class LocalCluster {
   private readonly credentials: Record<CredentialName, NatsCredentials> | undefined;
   private readonly services = new Map<string, Managed>();
   private readonly options: LocalClusterOptions;
+  /** nats-servers being restarted now (a second start on one store must never begin). */
+  private readonly natsRestarting = new Set<number>();
   /** Each service's metrics port, when `metrics` is on. */
   private readonly metricsPorts = new Map<string, number>();
 
@@ -166,7 +173,13 @@ export class LocalCluster {
       specs.push(...(await natsServerSpecs(dataDir, options, credentials)));
       try {
         // In a NATS cluster every server must be up before any can elect a leader.
-        for (const spec of specs) servers.push(await startNatsServer(spec));
+        for (const spec of specs) {
+          const server = await startNatsServer(spec);
+          servers.push(server);
+          // A first start may have taken another port than the spec's (it was taken
+          // meanwhile); restarts must come back on the one the services use.
+          spec.portPreferred = server.port;
+        }
       } catch (error) {
         await Promise.all(servers.map((server) => server.stop()));
         throw error;
@@ -174,35 +187,34 @@ export class LocalCluster {
       natsUrl = servers.map((server) => server.url).join(",");
     }
     const cluster = new LocalCluster(options, natsUrl, servers, specs, credentials);
-    if (servers.length > 1) {
-      try {
-        await cluster.createReplicatedControlBucket();
-      } catch (error) {
-        await cluster.stop();
-        throw error;
+    try {
+      if (servers.length > 1) await cluster.createReplicatedControlBucket();
+      const counts: [ServiceKind, number][] = [
+        ["coordinator", options.coordinators],
+        ["sled", options.sleds],
+        ["headnode", options.headNodes],
+        ["gateway", options.gateways ?? 0],
+      ];
+      for (const [kind, count] of counts) {
+        for (let index = 1; index <= count; index++) {
+          cluster.add(kind, `${idPrefix[kind]}-${index}`);
+        }
       }
-    }
-    const counts: [ServiceKind, number][] = [
-      ["coordinator", options.coordinators],
-      ["sled", options.sleds],
-      ["headnode", options.headNodes],
-      ["gateway", options.gateways ?? 0],
-    ];
-    for (const [kind, count] of counts) {
-      for (let index = 1; index <= count; index++) {
-        cluster.add(kind, `${idPrefix[kind]}-${index}`);
+      if (options.metrics === true) {
+        const taken = new Set<number>();
+        for (const id of cluster.services.keys()) {
+          let port = await freePort();
+          while (taken.has(port)) port = await freePort();
+          taken.add(port);
+          cluster.metricsPorts.set(id, port);
+        }
       }
+      for (const id of cluster.services.keys()) cluster.spawn(id);
+    } catch (error) {
+      // Nothing this start began may outlive it: not the nats-servers, not a service.
+      await cluster.stop().catch(() => undefined);
+      throw error;
     }
-    if (options.metrics === true) {
-      const taken = new Set<number>();
-      for (const id of cluster.services.keys()) {
-        let port = await freePort();
-        while (taken.has(port)) port = await freePort();
-        taken.add(port);
-        cluster.metricsPorts.set(id, port);
-      }
-    }
-    for (const id of cluster.services.keys()) cluster.spawn(id);
     return cluster;
   }
 
@@ -279,33 +291,53 @@ export class LocalCluster {
     this.nats[index] = undefined;
   }
 
-  /**
-   * Starts a nats-server again on the same ports and store, after killNatsServer. The
-   * port must be free again; services reconnect to the same URL by themselves.
-   */
-  async restartNatsServer(index = 0): Promise<void> {
-    const spec = this.natsSpecs[index];
-    if (spec === undefined) throw new Error(`this cluster did not start nats-server ${index}`);
-    if (this.nats[index] !== undefined) throw new Error(`nats-server ${index} is running`);
-    const restarted = await startNatsServer(spec);
-    if (restarted.port !== spec.portPreferred) {
-      await restarted.stop();
-      throw new Error(
-        `nats-server port ${spec.portPreferred} is still taken; cannot restart on it`,
-      );
-    }
-    this.nats[index] = restarted;
+  /** Whether nats-server `index` of this cluster is running (not killed, not exited). */
+  isNatsServerRunning(index = 0): boolean {
+    const child = this.nats[index]?.child;
+    return child !== undefined && child.exitCode === null && child.signalCode === null;
   }
 
-  /** Stops every service (in parallel, gracefully), then the nats-servers it started. */
+  /** The nats-servers this cluster started that are not running now (killed or exited). */
+  natsServersDown(): number[] {
+    return this.natsSpecs.flatMap((_, index) => (this.isNatsServerRunning(index) ? [] : [index]));
+  }
+
+  /**
+   * Starts a nats-server again on the same port and store, after killNatsServer or after
+   * it exited; services reconnect to the same URL by themselves. Fails with the reason if
+   * the port is taken or the server is not ready within `readyTimeoutMs` (the default
+   * allows for a JetStream store recovering under load); either way no server is left.
+   */
+  async restartNatsServer(index = 0, readyTimeoutMs = natsRestartReadyTimeoutMs): Promise<void> {
+    const spec = this.natsSpecs[index];
+    if (spec === undefined) throw new Error(`this cluster did not start nats-server ${index}`);
+    if (this.isNatsServerRunning(index)) throw new Error(`nats-server ${index} is running`);
+    if (this.natsRestarting.has(index)) {
+      throw new Error(`nats-server ${index} is being restarted already`);
+    }
+    this.natsRestarting.add(index);
+    try {
+      this.nats[index] = undefined;
+      this.nats[index] = await startNatsServer({ ...spec, portExact: true, readyTimeoutMs });
+    } finally {
+      this.natsRestarting.delete(index);
+    }
+  }
+
+  /**
+   * Stops every service (in parallel, gracefully), then the nats-servers it started.
+   * Every process is stopped even if stopping one fails; the first failure is thrown.
+   */
   async stop(): Promise<void> {
-    await Promise.all(
+    const services = await Promise.allSettled(
       [...this.services.values()].map(async (managed) => {
         managed.stopping = true;
         if (managed.child !== undefined) await stopChild(managed.child);
       }),
     );
-    await Promise.all(this.nats.map((server) => server?.stop()));
+    const nats = await Promise.allSettled(this.nats.map((server) => server?.stop()));
+    const failed = [...services, ...nats].find((result) => result.status === "rejected");
+    if (failed !== undefined) throw failed.reason;
   }
 
   /**

@@ -6,6 +6,13 @@
 // TLS for clients with given certificates, and a route block that joins it to the other
 // servers of a NATS cluster (JetStream clustered: each server has its own name and store).
 // The config holds passwords, so it is written with mode 0600.
+//
+// Failure model: a server that does not become ready in time, or exits, or anything
+// that throws after the spawn, ends with the child stopped (SIGTERM, then SIGKILL after
+// a bound) before the error is thrown: a server left behind would hold the port and
+// the JetStream store, and a later start beside it would put two servers on one store.
+// A restart (`portExact`) takes the same port or fails; it never falls back to another
+// port, which would mean a second server on the same store under a URL nobody uses.
 
 import type { ChildProcess } from "node:child_process";
 import { accessSync, constants as fsConstants } from "node:fs";
@@ -16,6 +23,24 @@ import { limits, type RolePermissions } from "@ballast/protocol";
 import { natsReadyTimeoutMs } from "./constants.ts";
 import { CliError, exitCodes } from "./errors.ts";
 import { isAlive, spawnChild, stopChild } from "./processes.ts";
+
+/**
+ * How long a nats-server that is being started again on its existing JetStream store
+ * may take to accept connections. It recovers every stream and consumer before it
+ * listens, and that grows with the store: in the 30-minute chaos run (load average
+ * 13 to 16 on 2 cores) 2,600 consumers took 5 s, 5,200 took 9 s, 7,900 took 13 s and
+ * 9,800 took 16.5 s (about 1.7 ms each), so the first start's 15 s was too short. 60 s
+ * covers about 35,000 consumers at that rate, and is still no longer than the chaos
+ * nemesis waits for full strength after a fault, so a server that needs more is a fault
+ * of its own to report, not a delay to absorb.
+ */
+export const natsRestartReadyTimeoutMs = 60_000;
+/**
+ * How long a nats-server that failed to start gets after SIGTERM before SIGKILL. It may
+ * be in the middle of recovering its store; a kill then is no worse than a crash, which
+ * the store survives.
+ */
+export const natsAbortGraceMs = 5000;
 
 export const natsInstallHint =
   "nats-server is not installed. Install it with `sudo apt-get install nats-server` " +
@@ -75,10 +100,28 @@ export async function freePort(preferred?: number): Promise<number> {
   return port;
 }
 
-/** Resolves once a NATS server at host:port sends its INFO line. */
-export async function waitForNats(port: number, timeoutMs = natsReadyTimeoutMs): Promise<void> {
+/** Whether nobody listens on 127.0.0.1:`port` (checked by listening on it briefly). */
+export async function portIsFree(port: number): Promise<boolean> {
+  return new Promise<boolean>((resolve) => {
+    const server = createServer();
+    server.once("error", () => resolve(false));
+    server.listen({ host: "127.0.0.1", port, exclusive: true }, () => {
+      server.close(() => resolve(true));
+    });
+  });
+}
+
+/**
+ * Resolves once a NATS server at host:port sends its INFO line; `signal` ends the wait
+ * early (the server exited: polling on would only keep the process alive).
+ */
+export async function waitForNats(
+  port: number,
+  timeoutMs = natsReadyTimeoutMs,
+  signal?: AbortSignal,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
+  while (Date.now() < deadline && signal?.aborted !== true) {
     const ready = await new Promise<boolean>((resolve) => {
       const socket = createConnection({ host: "127.0.0.1", port });
       const done = (value: boolean) => {
@@ -103,6 +146,14 @@ export interface NatsServerOptions {
   directory: string;
   /** Port to prefer (the one a previous run used); any free port otherwise. */
   portPreferred?: number;
+  /**
+   * Take exactly `portPreferred`, and fail if it is taken instead of choosing another:
+   * for a restart, which must keep the URL its clients use and must never run a second
+   * server on the store (the one holding the port may be an earlier server on it).
+   */
+  portExact?: boolean;
+  /** How long to wait for the server to accept connections (natsReadyTimeoutMs if absent). */
+  readyTimeoutMs?: number;
   /** Where the server's log goes; defaults to nats-server.log in `directory`. */
   logPath?: string;
   /** Users and their permissions; none means anonymous access (bare test servers). */
@@ -238,7 +289,7 @@ export async function startNatsServer(options: NatsServerOptions): Promise<Runni
   const storeDir = join(options.directory, "jetstream");
   const configPath = join(options.directory, "nats-server.conf");
   const logPath = options.logPath ?? join(options.directory, "nats-server.log");
-  const port = await freePort(options.portPreferred);
+  const port = await choosePort(options, storeDir);
   await writeFile(
     configPath,
     natsServerConfig({
@@ -253,18 +304,36 @@ export async function startNatsServer(options: NatsServerOptions): Promise<Runni
   // writeFile keeps the mode of a file that exists already.
   await chmod(configPath, 0o600);
   const child = spawnChild({ command: binary, args: ["-c", configPath], logPath });
-  const failed = new Promise<never>((_, reject) => {
-    child.once("exit", (code) =>
-      reject(
-        new CliError(
-          exitCodes.failed,
-          `nats-server exited with code ${code} while starting; see ${logPath}`,
+  const giveUp = new AbortController();
+  try {
+    const failed = new Promise<never>((_, reject) => {
+      child.once("exit", (code, signal) =>
+        reject(
+          new CliError(
+            exitCodes.failed,
+            `nats-server exited with ${code === null ? `signal ${signal}` : `code ${code}`} while starting`,
+          ),
         ),
-      ),
-    );
-  });
-  failed.catch(() => undefined);
-  await Promise.race([waitForNats(port), failed]);
+      );
+      child.once("error", (error) =>
+        reject(new CliError(exitCodes.failed, `cannot run ${binary}: ${error.message}`)),
+      );
+    });
+    failed.catch(() => undefined);
+    const readyTimeoutMs = options.readyTimeoutMs ?? natsReadyTimeoutMs;
+    await Promise.race([waitForNats(port, readyTimeoutMs, giveUp.signal), failed]);
+  } catch (error) {
+    giveUp.abort();
+    const wasRunning =
+      child.pid !== undefined && child.exitCode === null && child.signalCode === null;
+    await abortChild(child);
+    const stopped = wasRunning
+      ? `; stopped it (pid ${child.pid}) so that it holds neither the port nor the store`
+      : "";
+    throw new CliError(exitCodes.failed, `${(error as Error).message}${stopped}; see ${logPath}`, {
+      cause: error,
+    });
+  }
   return {
     url: `${options.tls === undefined ? "nats" : "tls"}://127.0.0.1:${port}`,
     port,
@@ -276,6 +345,26 @@ export async function startNatsServer(options: NatsServerOptions): Promise<Runni
     child,
     stop: () => stopChild(child),
   };
+}
+
+/** The port a start listens on: exactly the preferred one for a restart, else any free. */
+async function choosePort(options: NatsServerOptions, storeDir: string): Promise<number> {
+  if (options.portExact !== true) return freePort(options.portPreferred);
+  const port = options.portPreferred;
+  if (port === undefined) throw new Error("portExact needs portPreferred");
+  if (!(await portIsFree(port))) {
+    throw new CliError(
+      exitCodes.failed,
+      `cannot start nats-server on 127.0.0.1:${port}: the port is taken (by an earlier nats-server on ${storeDir}?); not starting it on another port, which would put a second server on that store`,
+    );
+  }
+  return port;
+}
+
+/** Stops a child that failed to start, and waits until it is gone (unless it never ran). */
+async function abortChild(child: ChildProcess): Promise<void> {
+  if (child.pid === undefined) return;
+  await stopChild(child, natsAbortGraceMs);
 }
 
 /**

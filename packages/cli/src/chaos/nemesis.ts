@@ -11,7 +11,10 @@
 // - kill-sled, kill-coordinator (the leading one), kill-gateway: kill -9, then restart;
 // - stop-primary: SIGSTOP of a primary for longer than the heartbeat timeout and the
 //   read lease, then SIGCONT (the woken node must not act in its old epoch);
-// - kill-nats: kill -9 of nats-server, restarted on the same port and store;
+// - kill-nats: kill -9 of nats-server, restarted on the same port and store (never on
+//   another: LocalCluster.restartNatsServer); a failed restart (not ready in time, port
+//   taken) leaves no server behind and is tried again, a bounded number of times, in
+//   the fault and again in every heal, which restarts any nats-server found down;
 // - hang-journal / hang-sled: the gray failure: SIGUSR2 flips the test switch
 //   (BALLAST_TEST_FAULTS=1, packages/runtime/src/test-faults.ts) so the node's journal
 //   commits (a head node's) or device writes (a sled's) hang while it still heartbeats;
@@ -63,6 +66,15 @@ export const gapMsMax = 3000;
 /** How long the nemesis waits for full strength after a recovery before going on. */
 export const fullStrengthWaitMs = 60_000;
 
+/**
+ * How many times a nats-server restart is tried, in the kill-nats fault and again in a
+ * heal. Each try may take up to natsRestartReadyTimeoutMs; more tries than this would
+ * hide a server that cannot come back, which is a finding to report.
+ */
+export const natsRestartAttempts = 3;
+/** Pause between restart tries, so that a port a dying process still holds is freed. */
+export const natsRestartPauseMs = 1000;
+
 /** The owner of fill-sled's filler chunks: a volume name no chaos volume uses. */
 export const fillerOwner = { volume: "chaos-filler", partition: 0 } as const;
 /** Size of one filler chunk (a partition's flush writes chunks of this order too). */
@@ -98,18 +110,53 @@ export interface NemesisContext {
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-/** Heals what a fault left behind: processes down, stopped or with hanging writes. */
+/**
+ * Restarts nats-server `index` of the cluster, trying again up to `attempts` times in
+ * all; throws the last failure, with how many tries it took.
+ */
+export async function restartNatsServerRetrying(
+  cluster: Pick<LocalCluster, "restartNatsServer">,
+  index: number,
+  log: (line: string) => void,
+  attempts = natsRestartAttempts,
+  pauseMs = natsRestartPauseMs,
+): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await cluster.restartNatsServer(index);
+      return;
+    } catch (error) {
+      const message = (error as Error).message;
+      if (attempt >= attempts) {
+        throw new Error(`nats-server ${index} did not restart in ${attempts} tries: ${message}`, {
+          cause: error,
+        });
+      }
+      log(`nats-server ${index}: restart try ${attempt} of ${attempts} failed: ${message}`);
+      await sleep(pauseMs);
+    }
+  }
+}
+
+/**
+ * Heals what a fault left behind: processes down, stopped or with hanging writes. A
+ * nats-server is restarted whenever the cluster has one down, whatever fault (or failed
+ * heal) left it so. Everything is healed that can be; then the first failure is thrown.
+ */
 export class Wounds {
   readonly stopped = new Set<string>();
   readonly hanging = new Set<string>();
   /** Sleds holding filler chunks, with how many were stored. */
   readonly filled = new Map<string, number>();
-  natsDown = false;
 
-  async heal(cluster: LocalCluster, bus?: Bus): Promise<void> {
-    if (this.natsDown) {
-      await cluster.restartNatsServer();
-      this.natsDown = false;
+  async heal(
+    cluster: LocalCluster,
+    bus?: Bus,
+    log: (line: string) => void = () => undefined,
+  ): Promise<void> {
+    const failures: unknown[] = [];
+    for (const index of cluster.natsServersDown()) {
+      await restartNatsServerRetrying(cluster, index, log).catch((error) => failures.push(error));
     }
     for (const id of this.stopped) if (cluster.isRunning(id)) cluster.signal(id, "SIGCONT");
     this.stopped.clear();
@@ -122,6 +169,7 @@ export class Wounds {
         this.filled.delete(sled);
       }
     }
+    if (failures.length > 0) throw failures[0];
   }
 }
 
@@ -312,11 +360,9 @@ export async function runFault(
       case "kill-nats":
         record.targets = ["nats-server"];
         record.startMs = context.nowMs();
-        wounds.natsDown = true;
         await cluster.killNatsServer("SIGKILL");
         await sleep(hold);
-        await cluster.restartNatsServer();
-        wounds.natsDown = false;
+        await restartNatsServerRetrying(cluster, 0, context.log);
         break;
       case "hang-journal":
       case "hang-sled": {
@@ -348,7 +394,9 @@ export async function runFault(
     }
   } catch (error) {
     record.error = (error as Error).message;
-    await wounds.heal(cluster, context.bus).catch(() => undefined);
+    await wounds.heal(cluster, context.bus, context.log).catch((healError) => {
+      record.error += `; the heal failed too: ${(healError as Error).message}`;
+    });
   }
   record.recoveredMs = context.nowMs();
   context.log(

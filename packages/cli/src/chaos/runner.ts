@@ -72,6 +72,12 @@ export const chaosPartitionBytes = limits.partitionBytesMin;
 export const libraryClientsPerVolume = 2;
 export const heartbeatIntervalMs = 200;
 export const heartbeatTimeoutMs = 1500;
+/**
+ * How long the cleanup waits for a client connection to drain before it goes on to stop
+ * the cluster anyway: with NATS down a drain may never finish, and the processes must be
+ * stopped whatever happens.
+ */
+export const connectionCloseBoundMs = 10_000;
 /** How long the healed cluster may take to reach full strength before the run fails. */
 export const settleTimeoutMs = 120_000;
 
@@ -268,7 +274,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     const workloadEndMs = history.nowMs();
     log(`chaos: workload done at ${(workloadEndMs / 1000).toFixed(1)} s; healing`);
 
-    await wounds.heal(cluster, control.bus);
+    await wounds.heal(cluster, control.bus, log);
     const healedAt = Date.now();
     const full = await waitForFullStrength(control.bus, cluster.ids(), settleTimeoutMs);
     const backToFullStrengthMs = full ? Date.now() - healedAt : undefined;
@@ -339,12 +345,28 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     keep = true;
     throw error;
   } finally {
-    for (const volume of volumesOpen) await volume.close().catch(() => undefined);
-    for (const connection of connections) await connection.close();
-    await cluster.stop().catch(() => undefined);
+    // Whatever failed, every process this run started is stopped, nats-servers included.
+    for (const volume of volumesOpen) await bounded(volume.close());
+    for (const connection of connections) await bounded(connection.close());
+    await cluster.stop().catch((error) => {
+      keep = true;
+      log(`chaos: stopping the cluster failed: ${(error as Error).message}`);
+    });
     if (keep) log(`chaos: kept ${dataDir}`);
     else await rm(dataDir, { recursive: true, force: true });
   }
+}
+
+/** Waits for `closing` at most connectionCloseBoundMs; a failure to close is ignored. */
+async function bounded(closing: Promise<unknown>): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([
+    closing.catch(() => undefined),
+    new Promise((resolve) => {
+      timer = setTimeout(resolve, connectionCloseBoundMs);
+    }),
+  ]);
+  clearTimeout(timer);
 }
 
 /** Reads one range after the heal, retrying, and records the reads as ordinary reads. */
