@@ -8,14 +8,14 @@
 
 import { randomBytes } from "node:crypto";
 import { type RunningNatsServer, startNatsServer } from "@ballast/cli";
-import { buckets, permissionsOf } from "@ballast/protocol";
+import { buckets, permissionsOf, subjects } from "@ballast/protocol";
 import { Bucket, Kvm } from "@nats-io/kv";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, expect, test } from "vitest";
 import { Catalogue, type ControlStore } from "../../services/coordinator/src/catalogue.ts";
 import { keyListingBatchMax } from "../../services/coordinator/src/constants.ts";
 import { controlStoreOf, listKeys } from "../../services/coordinator/src/kv-keys.ts";
-import { temporaryDirectory } from "../support/cluster.ts";
+import { startTestCluster, temporaryDirectory } from "../support/cluster.ts";
 
 let nats: RunningNatsServer;
 let removeDirectory: () => Promise<void>;
@@ -161,4 +161,24 @@ test("keys written during a listing do not hide the keys that were there before"
   }
   expect(written).toBeGreaterThan(0);
   expect(await consumerCount()).toBe(0);
+});
+
+test("a coordinator answering volume lists leaves no consumer on the control stream", async () => {
+  const cluster = await startTestCluster();
+  try {
+    const control = await new Kvm(cluster.bus.connection).open(buckets.control);
+    if (!(control instanceof Bucket)) throw new Error("not a bucket");
+    const consumers = async () =>
+      (await control.jsm.streams.info(control.stream)).state.consumer_count;
+    // Let the leader settle: it lists keys in its first passes too.
+    await cluster.bus.request(subjects.coordinator.build(), { type: "volume.list.v1" });
+    const before = await consumers();
+    for (let round = 0; round < 30; round++) {
+      await cluster.bus.request(subjects.coordinator.build(), { type: "volume.list.v1" });
+    }
+    // Its catalogue watches (a handful of consumers) remain; no listing adds one.
+    expect(await consumers()).toBe(before);
+  } finally {
+    await cluster.stop();
+  }
 });
