@@ -19,7 +19,8 @@
 // any other state (it was a secondary, dropped, then re-added) discards that state and
 // rebuilds from the configure's checkpoint: a learner must start from a point the
 // primary can serve. A configure of a partition this node neither hosts nor belongs to
-// answers NotFound: there is nothing to tell it.
+// answers NotFound: there is nothing to tell it. What to do with a configure is decided
+// in configure-decision.ts, purely, for this shell and the failover simulator alike.
 //
 // Every headnodeReportIntervalMs the node reports its primaries to the coordinator
 // (`headnode.report.v1`: commit point, whether the inherited tail is committed,
