@@ -19,7 +19,8 @@
 // any other state (it was a secondary, dropped, then re-added) discards that state and
 // rebuilds from the configure's checkpoint: a learner must start from a point the
 // primary can serve. A configure of a partition this node neither hosts nor belongs to
-// answers NotFound: there is nothing to tell it.
+// answers NotFound: there is nothing to tell it. What to do with a configure is decided
+// in configure-decision.ts, purely, for this shell and the failover simulator alike.
 //
 // Every headnodeReportIntervalMs the node reports its primaries to the coordinator
 // (`headnode.report.v1`: commit point, whether the inherited tail is committed,
@@ -50,7 +51,6 @@ import { join } from "node:path";
 import {
   BallastError,
   ErrorCode,
-  incarnationOf,
   limits,
   type Message,
   type MessageOf,
@@ -58,6 +58,12 @@ import {
   subjects,
 } from "@ballast/protocol";
 import { type CommonConfig, KeyedLock, type Served, type Service } from "@ballast/runtime";
+import {
+  type ConfigureDecision,
+  decideConfigure,
+  partOf,
+  type Refusal,
+} from "./configure-decision.ts";
 import {
   droppedIncarnationsMax,
   type ReplicaLimits,
@@ -104,9 +110,6 @@ interface Hosted {
    */
   freshLearner: boolean;
 }
-
-/** This node's part in a replica set. */
-type Part = "primary" | "secondary" | "learner" | "none";
 
 export class HeadNode {
   private readonly hosted = new Map<string, Hosted>();
@@ -271,14 +274,6 @@ export class HeadNode {
 
   // ---------------------------------------------------------------- configure and drop
 
-  private partOf(message: Configure): Part {
-    const node = this.service.nodeId;
-    if (message.primary === node) return "primary";
-    if (message.secondaries.includes(node)) return "secondary";
-    if ((message.learners ?? []).includes(node)) return "learner";
-    return "none";
-  }
-
   private onConfigure(message: Configure): Promise<ResultOf<"headnode.configure.v1">> {
     const members = [message.primary, ...message.secondaries, ...(message.learners ?? [])];
     if (new Set(members).size !== members.length) {
@@ -290,98 +285,51 @@ export class HeadNode {
     const volumeId = message.volumeId ?? message.volume;
     const key = partitionKey(message.volume, message.partition);
     return this.serially.run(key, async () => {
-      if (this.dropped.has(incarnationKey(message.volume, volumeId))) {
-        throw new BallastError(
-          ErrorCode.NotFound,
-          `${message.volume} (id ${volumeId}) was deleted; ${this.service.nodeId} hosts no replica of it`,
-        );
-      }
-      const part = this.partOf(message);
-      let hosted = this.hosted.get(key);
-      let reopenSession: number | undefined;
-      if (hosted?.host.failed !== undefined) {
-        // Its journal failed: reopen it as a restart would, so that recovery says what is
-        // durable (it may fail again, alone, if the disk is still full). As after a
-        // restart, in a new session: what it sent before the failure may not be in its
-        // journal, so a later op could take the number of one a secondary holds, and
-        // only the session tells them apart (log matching compares epoch and session);
-        // chunk ids and checkpoint keys are named by session too.
-        reopenSession = await nextSession(this.config.dataDir, this.session);
-        this.service.logger.info(
-          { volume: message.volume, partition: message.partition, session: reopenSession },
-          "configured again after its journal failed: reopening the replica in a new session",
-        );
-        await this.close(key, hosted, false);
-        hosted = undefined;
-      }
-      if (
-        hosted !== undefined &&
-        hosted.host.address.volumeId !== volumeId &&
-        incarnationOf(volumeId) <= incarnationOf(hosted.host.address.volumeId)
-      ) {
-        // A configure delayed from an incarnation older than the one hosted (a deleted
-        // volume): it must never replace the current replica.
-        this.rememberDropped(message.volume, volumeId);
-        throw new BallastError(
-          ErrorCode.NotFound,
-          `${message.volume} (id ${volumeId}) is older than incarnation ${hosted.host.address.volumeId} hosted here: it was deleted`,
-        );
-      }
-      if (hosted !== undefined && hosted.host.address.volumeId !== volumeId) {
-        // Ids are never reused: the hosted replica belongs to a deleted incarnation.
-        this.service.logger.info(
-          {
-            volume: message.volume,
-            partition: message.partition,
-            volumeId,
-            was: hosted.host.address.volumeId,
-          },
-          "configured for another incarnation of the volume: removing the old replica",
-        );
-        await this.close(key, hosted, true);
-        hosted = undefined;
-      }
-      const current = hosted?.host.replica.configuration?.epoch;
-      if (current !== undefined && message.epoch < current) {
-        throw new BallastError(
-          ErrorCode.WrongEpoch,
-          `${message.volume}/${message.partition} is in epoch ${current}; refusing epoch ${message.epoch}`,
-          { details: { epoch: message.epoch, currentEpoch: current } },
-        );
-      }
-      if (
-        hosted !== undefined &&
-        part === "learner" &&
-        !hosted.freshLearner &&
-        (current === undefined || message.epoch > current)
-      ) {
-        // What it holds may lie below the primary's release point, or off its log: a
-        // learner counts for nothing, so discarding it loses no acknowledged write.
-        this.service.logger.info(
-          { volume: message.volume, partition: message.partition, epoch: message.epoch },
-          "added as a learner while holding the partition: discarding its state to rebuild afresh",
-        );
-        await this.close(key, hosted, true);
-        hosted = undefined;
-      }
-      if (hosted === undefined && part === "none") {
-        throw new BallastError(
-          ErrorCode.NotFound,
-          `${this.service.nodeId} is not in the replica set ${members.join(", ")} of ${message.volume}/${message.partition} and hosts no replica of it`,
-        );
+      const part = partOf(this.service.nodeId, message);
+      const found = this.hosted.get(key);
+      const decision = decideConfigure(
+        { volumeId, epoch: message.epoch, part },
+        {
+          deleted: this.dropped.has(incarnationKey(message.volume, volumeId)),
+          hosted:
+            found === undefined
+              ? undefined
+              : {
+                  volumeId: found.host.address.volumeId,
+                  failed: found.host.failed !== undefined,
+                  epoch: found.host.replica.configuration?.epoch,
+                  freshLearner: found.freshLearner,
+                },
+        },
+      );
+      let hosted: Hosted;
+      if (decision.kind === "apply") {
+        hosted = found!;
+      } else {
+        if (found !== undefined && decision.retire !== "keep") {
+          this.logRetire(message, found, decision);
+          await this.close(key, found, decision.retire === "remove");
+        }
+        if (decision.forget !== undefined) this.rememberDropped(message.volume, decision.forget);
+        if (decision.kind === "refuse") throw this.refusal(message, volumeId, decision.refusal);
+        // After a failure, in a session of its own (configure-decision.ts).
+        const session =
+          decision.session === "new"
+            ? await nextSession(this.config.dataDir, this.session)
+            : this.session;
+        hosted = await this.open(message, volumeId, decision.from === "rebuild", session);
+        if (this.dropped.has(incarnationKey(message.volume, volumeId))) {
+          // Dropped while it opened (the drop waits only for replicas already hosted):
+          // a deleted incarnation must not stay hosted, nor keep files.
+          await this.close(key, hosted, true);
+          throw new BallastError(
+            ErrorCode.NotFound,
+            `${message.volume} (id ${volumeId}) was deleted while ${this.service.nodeId} opened it`,
+          );
+        }
       }
       // A replica set without this node (from the coordinator, after a failover) makes
       // the hosted replica idle: it stops serving the partition at once.
-      hosted ??= await this.open(message, volumeId, part === "learner", reopenSession);
-      if (this.dropped.has(incarnationKey(message.volume, volumeId))) {
-        // Dropped while it opened (the drop waits only for replicas already hosted):
-        // a deleted incarnation must not stay hosted, nor keep files.
-        await this.close(key, hosted, true);
-        throw new BallastError(
-          ErrorCode.NotFound,
-          `${message.volume} (id ${volumeId}) was deleted while ${this.service.nodeId} opened it`,
-        );
-      }
       hosted.host.configure(
         {
           epoch: message.epoch,
@@ -400,6 +348,70 @@ export class HeadNode {
       if (part === "primary" && message.leased === true) void this.report();
       return hosted.host.status();
     });
+  }
+
+  /** Says why a hosted replica is closed before a configure is carried out. */
+  private logRetire(
+    message: Configure,
+    hosted: Hosted,
+    decision: Exclude<ConfigureDecision, { kind: "apply" }>,
+  ): void {
+    const where = { volume: message.volume, partition: message.partition };
+    const was = hosted.host.address.volumeId;
+    if (hosted.host.failed !== undefined && decision.forget === undefined) {
+      this.service.logger.info(
+        where,
+        "configured again after its journal failed: reopening the replica in a new session",
+      );
+    } else if (decision.forget === was) {
+      // Ids are never reused: the hosted replica belongs to a deleted incarnation.
+      this.service.logger.info(
+        { ...where, volumeId: message.volumeId, was },
+        "configured for another incarnation of the volume: removing the old replica",
+      );
+    } else {
+      this.service.logger.info(
+        { ...where, epoch: message.epoch },
+        "added as a learner while holding the partition: discarding its state to rebuild afresh",
+      );
+    }
+  }
+
+  /** The error a refused configure answers. */
+  private refusal(message: Configure, volumeId: string, refusal: Refusal): BallastError {
+    const { volume, partition } = message;
+    switch (refusal.reason) {
+      case "deleted":
+        return new BallastError(
+          ErrorCode.NotFound,
+          `${volume} (id ${volumeId}) was deleted; ${this.service.nodeId} hosts no replica of it`,
+        );
+      case "older-incarnation":
+        return new BallastError(
+          ErrorCode.NotFound,
+          `${volume} (id ${volumeId}) is older than incarnation ${refusal.hostedVolumeId} hosted here: it was deleted`,
+        );
+      case "older-epoch":
+        return new BallastError(
+          ErrorCode.WrongEpoch,
+          `${volume}/${partition} is in epoch ${refusal.currentEpoch}; refusing epoch ${message.epoch}`,
+          { details: { epoch: message.epoch, currentEpoch: refusal.currentEpoch } },
+        );
+      case "not-a-member": {
+        const members = [message.primary, ...message.secondaries, ...(message.learners ?? [])];
+        return new BallastError(
+          ErrorCode.NotFound,
+          `${this.service.nodeId} is not in the replica set ${members.join(", ")} of ${volume}/${partition} and hosts no replica of it`,
+        );
+      }
+      case "no-state":
+        return new BallastError(
+          ErrorCode.NotFound,
+          `${this.service.nodeId} holds nothing of ${volume}/${partition} and this is not its first placement`,
+        );
+      default:
+        return refusal satisfies never;
+    }
   }
 
   /** Remembers a deleted incarnation, so that a late configure of it answers NotFound. */

@@ -153,6 +153,38 @@ describe("a journal that fails", () => {
     await write(0, 2, 0x33);
     expect(await read(0, 2)).toBe(0x33);
   });
+
+  test("a configure delayed from an older incarnation never replaces a failed replica of the current one", async () => {
+    vi.spyOn(process, "kill").mockImplementation(() => true);
+    const configureOf = (volumeId: string, epoch: number) =>
+      service.inbox({
+        type: "headnode.configure.v1",
+        volume: "vol",
+        volumeId,
+        partition: 0,
+        partitionStart: 0,
+        partitionBytes,
+        epoch,
+        primary: "head-1",
+        secondaries: [],
+        sleds: ["sled-1"],
+      });
+    await configureOf("2-new", 1);
+    await write(0, 1, 0x61);
+    node.injectJournalFailureForTesting("vol", 0, "ENOSPC");
+    await write(0, 1, 0x62).catch(() => undefined);
+    expect((await status(0)).failed).toBeDefined();
+
+    // The shell reopened a failed replica before it compared incarnations, and so opened
+    // the deleted incarnation in its place (an empty primary of the volume's name).
+    const stale = await configureOf("1-old", 9).catch((error: unknown) => error);
+    expect((stale as BallastError).code).toBe(ErrorCode.NotFound);
+    expect(existsSync(join(dataDir, "partitions", "1-old", "0"))).toBe(false);
+    expect((await status(0)).failed).toBeDefined();
+    // The current incarnation, configured again, reopens from what is durable.
+    await configureOf("2-new", 2);
+    expect(await read(0, 2)).toBe(0x61);
+  });
 });
 
 describe("a secondary whose journal fails", () => {

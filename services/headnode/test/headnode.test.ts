@@ -151,6 +151,19 @@ describe("volume incarnations", () => {
     expect(await codeOf(configure({ volumeId: "1-a", epoch: 2 }))).toBe(ErrorCode.NotFound);
     expect(existsSync(join(dataDir, "partitions", "1-a"))).toBe(false);
   });
+
+  test("an incarnation a newer one replaced stays deleted once the newer one is dropped too", async () => {
+    await configure({ volumeId: "1-a" });
+    await write(1, 1);
+    await configure({ volumeId: "2-b" });
+    expect(
+      await service.inbox({ type: "headnode.drop.v1", volume: "vol", volumeId: "2-b" }),
+    ).toEqual({ dropped: 1 });
+    // Nothing of the name is hosted any more: a configure of the replaced incarnation,
+    // delayed, must not bring it back (as the failover simulator already modelled).
+    expect(await codeOf(configure({ volumeId: "1-a", epoch: 2 }))).toBe(ErrorCode.NotFound);
+    expect(existsSync(join(dataDir, "partitions", "1-a", "0"))).toBe(false);
+  });
 });
 
 describe("membership", () => {

@@ -74,8 +74,9 @@ import {
   votingSecondaries,
 } from "@ballast/coordinator/decisions";
 import { LeaseBook } from "@ballast/coordinator/leases";
-import { BallastError, ErrorCode, formatVolumeId, incarnationOf, limits } from "@ballast/protocol";
+import { BallastError, ErrorCode, formatVolumeId, limits } from "@ballast/protocol";
 import { fetchCheckpoint } from "../checkpoint-fetch.ts";
+import { decideConfigure, partOf } from "../configure-decision.ts";
 import type { ReplicaLimits } from "../constants.ts";
 import { EffectRunner, silentLog } from "../effect-runner.ts";
 import type { ReplicaPorts } from "../ports.ts";
@@ -344,7 +345,10 @@ interface Hosted {
   partition: number;
   journal: FakeJournal;
   checkpoints: FakeCheckpointFile;
-  /** The epoch this replica was added as a learner in, if it was rebuilt as one. */
+  /**
+   * The epoch this replica was added as a learner in, if it was rebuilt as one and has
+   * been configured only as a learner since (a head node's freshLearner).
+   */
   learnerSince: number | undefined;
   adapter: ReplicaAdapter | undefined;
   /** Carries out the adapter's core's effects; closed when that core's life ends. */
@@ -1082,66 +1086,75 @@ export class FailoverSimulation {
     node.droppedVolumeIds.add(hosted.volumeId);
   }
 
+  /** As headnode.ts: decided in configure-decision.ts, carried out on simulated disks. */
   private async onConfigure(node: SimulatedNode, message: ConfigureMessage): Promise<void> {
-    if (node.droppedVolumeIds.has(message.volumeId)) return;
-    let hosted = node.hosted.get(message.partition);
-    if (
-      hosted !== undefined &&
-      hosted.volumeId !== message.volumeId &&
-      incarnationOf(message.volumeId) <= incarnationOf(hosted.volumeId)
-    ) {
-      // Delayed from a deleted incarnation: as the head node does, never let it
-      // replace the current one.
-      node.droppedVolumeIds.add(message.volumeId);
-      return;
-    }
-    if (hosted !== undefined && hosted.volumeId !== message.volumeId) {
-      this.dropReplica(node, hosted);
-      hosted = undefined;
-    }
-    if (hosted?.adapter?.failed !== undefined) {
-      // Its journal failed: reopened as a restart would, so that recovery says what is
-      // durable (headnode.ts).
-      hosted.runner?.close();
-      // In a session of its own, as the head node reopens it (see its onConfigure).
-      node.sessionIssued++;
-      await this.openReplica(node, hosted, node.sessionIssued);
-    }
     const { configuration } = message;
-    const learner = configuration.learners?.includes(node.id) === true;
-    if (learner && (hosted === undefined || hosted.learnerSince !== message.learnerSince)) {
-      // A learner starts afresh from the primary's newest checkpoint on sleds; a failed
-      // fetch leaves what was there, and the next configuration tries again.
-      let snapshot: Uint8Array | undefined;
-      if (message.checkpoint !== undefined) {
-        // The first copy that is whole (the blob's CRC32C) and sound (the snapshot's own
-        // checksums) wins, as partition-host fetches it.
-        try {
-          snapshot = (
-            await fetchCheckpoint(this.sleds.port(node.id), message.checkpoint, silentLog)
-          ).bytes;
-        } catch {
-          return;
-        }
+    const part = partOf(node.id, configuration);
+    const found = node.hosted.get(message.partition);
+    const configured = found?.adapter?.replica.configuration;
+    const decision = decideConfigure(
+      { volumeId: message.volumeId, epoch: configuration.epoch, part, create: message.create },
+      {
+        deleted: node.droppedVolumeIds.has(message.volumeId),
+        hosted:
+          found === undefined
+            ? undefined
+            : {
+                volumeId: found.volumeId,
+                failed: found.adapter?.failed !== undefined,
+                epoch: configured?.epoch,
+                // This coordinator tells no former member it is out (the configurer
+                // does, and a head node then clears freshLearner): the learner period a
+                // replica was rebuilt for stands for it. A core not configured since its
+                // node started is one a head node has not opened yet, and rebuilds.
+                freshLearner:
+                  configured !== undefined &&
+                  found.learnerSince !== undefined &&
+                  found.learnerSince === message.learnerSince,
+              },
+      },
+    );
+    let hosted = found;
+    if (decision.kind !== "apply") {
+      if (found !== undefined && decision.retire !== "keep") {
+        found.runner?.close();
+        // Removed: its disks go; closed (failed): its disks stay, to reopen from.
+        if (decision.retire === "remove") node.hosted.delete(found.partition);
       }
-      if (hosted !== undefined) this.dropReplica(node, hosted);
-      node.droppedVolumeIds.delete(message.volumeId);
-      hosted = this.newHosted(message.volumeId, message.partition, message.learnerSince);
-      hosted.checkpoints.rebuiltFrom = snapshot;
-      node.hosted.set(message.partition, hosted);
-      await this.openReplica(node, hosted);
-      this.stats.rebuilds++;
-    } else if (hosted === undefined) {
-      // A voter with nothing of its own: only a fresh incarnation's first placement
-      // starts empty; anything else would be a replica missing acknowledged writes.
-      if (!message.create) return;
-      hosted = this.newHosted(message.volumeId, message.partition, undefined);
-      node.hosted.set(message.partition, hosted);
-      await this.openReplica(node, hosted);
+      if (decision.forget !== undefined) node.droppedVolumeIds.add(decision.forget);
+      if (decision.kind === "refuse") return;
+      if (decision.session === "new") node.sessionIssued++;
+      const session = decision.session === "new" ? node.sessionIssued : node.session;
+      if (decision.from === "rebuild") {
+        // A learner starts afresh from the primary's newest checkpoint on sleds; a failed
+        // fetch leaves it unhosted, and the next configuration tries again. The first copy
+        // that is whole (the blob's CRC32C) and sound (the snapshot's own checksums) wins,
+        // as partition-host fetches it.
+        let snapshot: Uint8Array | undefined;
+        if (message.checkpoint !== undefined) {
+          try {
+            snapshot = (
+              await fetchCheckpoint(this.sleds.port(node.id), message.checkpoint, silentLog)
+            ).bytes;
+          } catch {
+            return;
+          }
+        }
+        hosted = this.newHosted(message.volumeId, message.partition, message.learnerSince);
+        hosted.checkpoints.rebuiltFrom = snapshot;
+        this.stats.rebuilds++;
+      } else if (decision.retire !== "close") {
+        // A voter with nothing of its own: a fresh incarnation's first placement.
+        hosted = this.newHosted(message.volumeId, message.partition, undefined);
+      }
+      node.hosted.set(message.partition, hosted!);
+      await this.openReplica(node, hosted!, session);
     }
-    const adapter = hosted.adapter;
-    if (adapter === undefined) return;
+    const adapter = hosted?.adapter;
+    if (hosted === undefined || adapter === undefined) return;
     adapter.configure(configuration);
+    // Once a voter (or out of the set), it is no longer what a rebuild started from.
+    if (part !== "learner") hosted.learnerSince = undefined;
     this.execute(node, hosted);
     // Acknowledged, as the head node answers the configure request: the answer rides
     // the request's link, and is lost only with it cut (drawing nothing from the

@@ -1,0 +1,170 @@
+// What a head node does with a `headnode.configure.v1` of one partition: pure, a function
+// of the message (incarnation, epoch, this node's part in the replica set) and of what
+// the node hosts of that partition (incarnation, epoch, failed or not, whether it was
+// rebuilt as the learner it is still asked to be); no clock, no I/O. The head node's shell
+// (headnode.ts) and the failover simulator (simulation/failover.ts) both decide here and
+// carry out the answer each on its own disks, so that the model cannot drift from the
+// shell.
+//
+// The model, in the order it is decided:
+// - An incarnation deleted here is refused: a late configure recreates nothing.
+// - A hosted replica of another incarnation: a configure of an older (or the same
+//   numbered) one is a delayed one from a deleted volume, refused and remembered as
+//   deleted; it must never replace the current replica, failed or not. A newer one
+//   replaces it: the old replica's files are removed and its incarnation remembered as
+//   deleted (ids are never reused).
+// - A failed replica (its journal failed) is closed and reopened as a restart would, so
+//   that recovery says what is durable, in a session of its own: what it sent before
+//   the failure may not be in its journal, so a later op could take the number of one a
+//   secondary holds, and only the session tells them apart (log matching compares epoch
+//   and session); chunk ids and checkpoint keys are named by session too. Whatever
+//   replaces a failed replica at the partition (reopened, rebuilt, or another
+//   incarnation) opens in a new session.
+// - A hosted replica refuses an epoch older than its own.
+// - Named a learner while it holds the partition in any other state (it was a voter, or
+//   a learner of an earlier period), in a newer epoch: its state is discarded and it is
+//   rebuilt afresh. What it holds may lie below the primary's release point or off its
+//   log; a learner counts for nothing, so discarding it loses no acknowledged write.
+// - With nothing hosted (any more): a node outside the replica set is refused (there is
+//   nothing to tell it); a learner is rebuilt afresh (from the message's checkpoint, or
+//   from op 1); a voter opens from what is stored. Where the sender says whether this
+//   is a fresh incarnation's first placement (the simulator's `create`; the protocol
+//   does not carry it, so the head node opens whatever its disk holds), a voter with
+//   nothing stored is refused otherwise: it would be a replica missing acknowledged
+//   writes.
+// - Otherwise the configuration is applied to the hosted core (the core ignores an epoch
+//   it already holds; a set without this node makes it idle).
+//
+// Failure model: none of its own. The shells carry the answer out in order (retire, then
+// open or refuse) and handle what the decision cannot see: a drop that lands while a
+// replica opens, a checkpoint fetch that fails.
+
+import { incarnationOf } from "@ballast/protocol";
+
+/** This node's part in a replica set. */
+export type Part = "primary" | "secondary" | "learner" | "none";
+
+/** The node's part in a replica set naming `primary`, `secondaries` and `learners`. */
+export function partOf(
+  node: string,
+  members: { primary: string; secondaries: readonly string[]; learners?: readonly string[] },
+): Part {
+  if (members.primary === node) return "primary";
+  if (members.secondaries.includes(node)) return "secondary";
+  if ((members.learners ?? []).includes(node)) return "learner";
+  return "none";
+}
+
+/** What a configure asks of this node. */
+export interface ConfigureAsk {
+  /** The volume's incarnation. */
+  volumeId: string;
+  epoch: number;
+  part: Part;
+  /**
+   * Whether this is the incarnation's first placement, where a voter may start empty;
+   * undefined where the sender does not say (the head node: it opens what it stores).
+   */
+  create?: boolean;
+}
+
+/** What the node hosts of the partition. */
+export interface HostedReplica {
+  volumeId: string;
+  /** Its journal failed: it serves nothing until it is reopened. */
+  failed: boolean;
+  /** The epoch its core is configured in; undefined while it is not configured. */
+  epoch: number | undefined;
+  /**
+   * Rebuilt afresh as the learner it is still asked to be: what it holds came from the
+   * primary it learns from, so a configure naming it a learner again keeps it.
+   */
+  freshLearner: boolean;
+}
+
+/** What the node knows of the partition when the configure arrives. */
+export interface ConfigureNode {
+  /** The message's incarnation was deleted here (dropped, or replaced by a newer one). */
+  deleted: boolean;
+  hosted: HostedReplica | undefined;
+}
+
+/**
+ * What becomes of the hosted replica before the rest: kept, closed with its files kept
+ * (a failed one, reopened from them), or closed and its files removed.
+ */
+export type Retire = "keep" | "close" | "remove";
+
+export type Refusal =
+  | { reason: "deleted" }
+  | { reason: "older-incarnation"; hostedVolumeId: string }
+  | { reason: "older-epoch"; currentEpoch: number }
+  | { reason: "not-a-member" }
+  | { reason: "no-state" };
+
+export type ConfigureDecision =
+  /** Answer an error; `retire` first (a failed replica is closed even so). */
+  | {
+      kind: "refuse";
+      refusal: Refusal;
+      retire: Retire;
+      /** An incarnation to remember as deleted. */
+      forget: string | undefined;
+    }
+  /** Configure the hosted core as it is. */
+  | { kind: "apply" }
+  /** `retire` the hosted replica (if any), then open one and configure it. */
+  | {
+      kind: "open";
+      retire: Retire;
+      forget: string | undefined;
+      /** The node's session, or a new one of its own (after a failed replica). */
+      session: "node" | "new";
+      /** Afresh as a learner (from the message's checkpoint), or from what is stored. */
+      from: "rebuild" | "stored";
+    };
+
+/** What to do with a configure (see the module header). */
+export function decideConfigure(ask: ConfigureAsk, node: ConfigureNode): ConfigureDecision {
+  const refuse = (refusal: Refusal, retire: Retire = "keep", forget?: string) =>
+    ({ kind: "refuse", refusal, retire, forget }) as const;
+  if (node.deleted) return refuse({ reason: "deleted" });
+  const hosted = node.hosted;
+  let retire: Retire = "keep";
+  let forget: string | undefined;
+  if (hosted !== undefined && hosted.volumeId !== ask.volumeId) {
+    if (incarnationOf(ask.volumeId) <= incarnationOf(hosted.volumeId)) {
+      return refuse(
+        { reason: "older-incarnation", hostedVolumeId: hosted.volumeId },
+        "keep",
+        ask.volumeId,
+      );
+    }
+    retire = "remove";
+    forget = hosted.volumeId;
+  } else if (hosted?.failed === true) {
+    retire = "close";
+  } else if (hosted !== undefined) {
+    const current = hosted.epoch;
+    if (current !== undefined && ask.epoch < current) {
+      return refuse({ reason: "older-epoch", currentEpoch: current });
+    }
+    const stale =
+      ask.part === "learner" &&
+      !hosted.freshLearner &&
+      (current === undefined || ask.epoch > current);
+    if (stale) retire = "remove";
+    else if (current === undefined && ask.part === "none") {
+      // Stored but not configured since it opened: as with nothing hosted.
+      return refuse({ reason: "not-a-member" });
+    } else return { kind: "apply" };
+  }
+  // Nothing hosted, or the hosted replica retires.
+  if (ask.part === "none") return refuse({ reason: "not-a-member" }, retire, forget);
+  const session = hosted?.failed === true ? "new" : "node";
+  if (ask.part === "learner") return { kind: "open", retire, forget, session, from: "rebuild" };
+  // A voter keeps what is stored only if it is this incarnation's (a failed one reopens).
+  const stored = retire === "close";
+  if (!stored && ask.create === false) return refuse({ reason: "no-state" }, retire, forget);
+  return { kind: "open", retire, forget, session, from: "stored" };
+}

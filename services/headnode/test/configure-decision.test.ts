@@ -1,0 +1,252 @@
+// What a head node does with a configure (configure-decision.ts), the one decision of the
+// head node shell and the failover simulator: every input, enumerated (incarnation
+// older, the same or newer than the hosted one; failed or not; epoch unset, older, equal
+// or newer; fresh learner or not; each part; create said or not), against the rules of
+// the module header, and the cases each shell relies on, by name.
+
+import { describe, expect, test } from "vitest";
+import {
+  type ConfigureAsk,
+  type ConfigureDecision,
+  type ConfigureNode,
+  decideConfigure,
+  type HostedReplica,
+  type Part,
+  partOf,
+} from "../src/configure-decision.ts";
+
+const parts: Part[] = ["primary", "secondary", "learner", "none"];
+/** Incarnation 2 of the name is asked for; the hosted one is 1, 2 or 3. */
+const askedId = "2-b";
+const hostedIds = ["1-a", askedId, "3-c"];
+const askedEpoch = 5;
+
+function* hostedReplicas(): Generator<HostedReplica | undefined> {
+  yield undefined;
+  for (const volumeId of hostedIds) {
+    for (const failed of [false, true]) {
+      for (const epoch of [undefined, 4, 5, 6]) {
+        for (const freshLearner of [false, true]) yield { volumeId, failed, epoch, freshLearner };
+      }
+    }
+  }
+}
+
+function* inputs(): Generator<{ ask: ConfigureAsk; node: ConfigureNode }> {
+  for (const deleted of [false, true]) {
+    for (const hosted of hostedReplicas()) {
+      for (const part of parts) {
+        for (const create of [undefined, false, true]) {
+          const ask: ConfigureAsk = {
+            volumeId: askedId,
+            epoch: askedEpoch,
+            part,
+            ...(create === undefined ? {} : { create }),
+          };
+          yield { ask, node: { deleted, hosted } };
+        }
+      }
+    }
+  }
+}
+
+const all = [...inputs()].map((input) => ({
+  ...input,
+  decision: decideConfigure(input.ask, input.node),
+}));
+
+function retireOf(decision: ConfigureDecision) {
+  return decision.kind === "apply" ? "keep" : decision.retire;
+}
+
+describe("decideConfigure, over every input", () => {
+  test("covers the whole space", () => {
+    expect(all).toHaveLength(2 * (1 + 3 * 2 * 4 * 2) * 4 * 3);
+  });
+
+  test("a deleted incarnation is refused and nothing hosted is touched", () => {
+    for (const { node, decision } of all.filter(({ node }) => node.deleted)) {
+      expect(decision, JSON.stringify(node)).toEqual({
+        kind: "refuse",
+        refusal: { reason: "deleted" },
+        retire: "keep",
+        forget: undefined,
+      });
+    }
+  });
+
+  test("an older or the same-numbered other incarnation never replaces the hosted one, failed or not", () => {
+    for (const { node, decision } of all) {
+      if (node.deleted || node.hosted?.volumeId !== "1-a") continue;
+      // 1-a is older than the asked 2-b: the asked one replaces it.
+      expect(retireOf(decision)).toBe("remove");
+      expect(decision.kind === "apply" ? undefined : decision.forget).toBe("1-a");
+    }
+    for (const { node, decision } of all) {
+      if (node.deleted || node.hosted?.volumeId !== "3-c") continue;
+      expect(decision).toEqual({
+        kind: "refuse",
+        refusal: { reason: "older-incarnation", hostedVolumeId: "3-c" },
+        retire: "keep",
+        forget: askedId,
+      });
+    }
+  });
+
+  test("never opens a voter with nothing stored when the sender says it is not a first placement", () => {
+    for (const { ask, node, decision } of all) {
+      if (decision.kind !== "open" || decision.from !== "stored") continue;
+      // Stored: only a failed replica of this incarnation, reopened from its disk.
+      if (ask.create === false) expect(decision.retire).toBe("close");
+      if (decision.retire === "close") expect(node.hosted?.volumeId).toBe(askedId);
+      expect(ask.part === "primary" || ask.part === "secondary").toBe(true);
+    }
+    // And refuses it instead; the head node, which is not told, opens what it stores.
+    const empty = (create: boolean | undefined) =>
+      decideConfigure(
+        { volumeId: askedId, epoch: 1, part: "secondary", create },
+        { deleted: false, hosted: undefined },
+      );
+    expect(empty(false)).toMatchObject({ kind: "refuse", refusal: { reason: "no-state" } });
+    expect(empty(true)).toMatchObject({ kind: "open", from: "stored", session: "node" });
+    expect(empty(undefined)).toMatchObject({ kind: "open", from: "stored", session: "node" });
+  });
+
+  test("whatever follows a failed replica opens in a new session, never the node's", () => {
+    for (const { node, decision } of all) {
+      if (decision.kind !== "open") continue;
+      expect(decision.session).toBe(node.hosted?.failed === true ? "new" : "node");
+    }
+  });
+
+  test("a failed replica is never configured as it is: it is closed (or removed) first", () => {
+    for (const { node, decision } of all) {
+      if (node.deleted || node.hosted?.failed !== true || node.hosted.volumeId === "3-c") continue;
+      expect(decision.kind).not.toBe("apply");
+      expect(retireOf(decision)).toBe(node.hosted.volumeId === askedId ? "close" : "remove");
+    }
+  });
+
+  test("a live replica refuses an older epoch, and is configured or rebuilt otherwise", () => {
+    for (const { ask, node, decision } of all) {
+      const hosted = node.hosted;
+      if (node.deleted || hosted?.volumeId !== askedId || hosted.failed) continue;
+      if (hosted.epoch !== undefined && hosted.epoch > askedEpoch) {
+        expect(decision).toEqual({
+          kind: "refuse",
+          refusal: { reason: "older-epoch", currentEpoch: hosted.epoch },
+          retire: "keep",
+          forget: undefined,
+        });
+        continue;
+      }
+      const newer = hosted.epoch === undefined || askedEpoch > hosted.epoch;
+      if (ask.part === "learner" && !hosted.freshLearner && newer) {
+        expect(decision).toEqual({
+          kind: "open",
+          retire: "remove",
+          forget: undefined,
+          session: "node",
+          from: "rebuild",
+        });
+      } else if (ask.part === "none" && hosted.epoch === undefined) {
+        expect(decision).toMatchObject({ kind: "refuse", refusal: { reason: "not-a-member" } });
+      } else {
+        expect(decision).toEqual({ kind: "apply" });
+      }
+    }
+  });
+
+  test("a replica's own state is removed only to rebuild it as a learner", () => {
+    for (const { ask, node, decision } of all) {
+      if (retireOf(decision) !== "remove" || node.hosted?.volumeId !== askedId) continue;
+      expect(ask.part).toBe("learner");
+      expect(node.hosted.freshLearner && !node.hosted.failed).toBe(false);
+      expect(decision).toMatchObject({ kind: "open", from: "rebuild" });
+    }
+  });
+
+  test("a node outside the replica set never opens anything", () => {
+    for (const { ask, decision } of all) {
+      if (ask.part !== "none") continue;
+      expect(decision.kind).not.toBe("open");
+    }
+  });
+
+  test("a learner with nothing (left) hosted is always rebuilt afresh", () => {
+    for (const { ask, node, decision } of all) {
+      if (ask.part !== "learner" || decision.kind !== "open") continue;
+      expect(decision.from).toBe("rebuild");
+      expect(node.hosted === undefined || retireOf(decision) !== "keep").toBe(true);
+    }
+  });
+});
+
+describe("decideConfigure, by name", () => {
+  const live = (fields: Partial<HostedReplica> = {}): ConfigureNode => ({
+    deleted: false,
+    hosted: { volumeId: askedId, failed: false, epoch: 5, freshLearner: false, ...fields },
+  });
+  const ask = (part: Part, epoch = askedEpoch): ConfigureAsk => ({
+    volumeId: askedId,
+    epoch,
+    part,
+  });
+
+  test("the same epoch again is applied (a no-op in the core)", () => {
+    expect(decideConfigure(ask("secondary"), live())).toEqual({ kind: "apply" });
+  });
+
+  test("a fresh learner named a learner again keeps what it rebuilt", () => {
+    expect(decideConfigure(ask("learner", 6), live({ freshLearner: true }))).toEqual({
+      kind: "apply",
+    });
+  });
+
+  test("a stale configure naming a voter a learner is refused, not rebuilt", () => {
+    expect(decideConfigure(ask("learner", 4), live())).toMatchObject({
+      kind: "refuse",
+      refusal: { reason: "older-epoch", currentEpoch: 5 },
+    });
+  });
+
+  test("a failed replica out of the set is closed, and the configure refused", () => {
+    expect(decideConfigure(ask("none"), live({ failed: true }))).toEqual({
+      kind: "refuse",
+      refusal: { reason: "not-a-member" },
+      retire: "close",
+      forget: undefined,
+    });
+  });
+
+  test("a failed learner is rebuilt afresh in a new session", () => {
+    expect(decideConfigure(ask("learner"), live({ failed: true, freshLearner: true }))).toEqual({
+      kind: "open",
+      retire: "close",
+      forget: undefined,
+      session: "new",
+      from: "rebuild",
+    });
+  });
+
+  test("a failed voter reopens from its disk in a new session, even at an older epoch", () => {
+    expect(decideConfigure(ask("primary", 4), live({ failed: true }))).toEqual({
+      kind: "open",
+      retire: "close",
+      forget: undefined,
+      session: "new",
+      from: "stored",
+    });
+  });
+
+  test("partOf names the node's part", () => {
+    const members = { primary: "a", secondaries: ["b"], learners: ["c"] };
+    expect(["a", "b", "c", "d"].map((node) => partOf(node, members))).toEqual([
+      "primary",
+      "secondary",
+      "learner",
+      "none",
+    ]);
+    expect(partOf("c", { primary: "a", secondaries: [] })).toBe("none");
+  });
+});
