@@ -13,6 +13,7 @@
 //   deleted; it must never replace the current replica, failed or not. A newer one
 //   replaces it: the old replica's files are removed and its incarnation remembered as
 //   deleted (ids are never reused).
+// - A hosted replica refuses an epoch older than its own, failed or not.
 // - A failed replica (its journal failed) is closed and reopened as a restart would, so
 //   that recovery says what is durable, in a session of its own: what it sent before
 //   the failure may not be in its journal, so a later op could take the number of one a
@@ -20,7 +21,6 @@
 //   and session); chunk ids and checkpoint keys are named by session too. Whatever
 //   replaces a failed replica at the partition (reopened, rebuilt, or another
 //   incarnation) opens in a new session.
-// - A hosted replica refuses an epoch older than its own.
 // - Named a learner while it holds the partition in any other state (it was a voter, or
 //   a learner of an earlier period), in a newer epoch: its state is discarded and it is
 //   rebuilt afresh. What it holds may lie below the primary's release point or off its
@@ -142,13 +142,16 @@ export function decideConfigure(ask: ConfigureAsk, node: ConfigureNode): Configu
     }
     retire = "remove";
     forget = hosted.volumeId;
+  } else if (hosted !== undefined && hosted.epoch !== undefined && ask.epoch < hosted.epoch) {
+    // Failed or not: a configure from before the replica's epoch is a delayed one. A
+    // failed replica stays failed (and reported) until a configure of its epoch or a
+    // later one reopens it: reopened by a stale one, its core (which recovers no
+    // configuration) would take the old epoch's part.
+    return refuse({ reason: "older-epoch", currentEpoch: hosted.epoch });
   } else if (hosted?.failed === true) {
     retire = "close";
   } else if (hosted !== undefined) {
     const current = hosted.epoch;
-    if (current !== undefined && ask.epoch < current) {
-      return refuse({ reason: "older-epoch", currentEpoch: current });
-    }
     const stale =
       ask.part === "learner" &&
       !hosted.freshLearner &&

@@ -123,7 +123,25 @@ describe("decideConfigure, over every input", () => {
     for (const { node, decision } of all) {
       if (node.deleted || node.hosted?.failed !== true || node.hosted.volumeId === "3-c") continue;
       expect(decision.kind).not.toBe("apply");
+      const sameIncarnation = node.hosted.volumeId === askedId;
+      if (sameIncarnation && node.hosted.epoch !== undefined && node.hosted.epoch > askedEpoch) {
+        continue; // an older epoch: refused, the replica kept as it is (below)
+      }
       expect(retireOf(decision)).toBe(node.hosted.volumeId === askedId ? "close" : "remove");
+    }
+  });
+
+  test("a hosted replica, failed or not, refuses an older epoch and is kept as it is", () => {
+    for (const { node, decision } of all) {
+      const hosted = node.hosted;
+      if (node.deleted || hosted?.volumeId !== askedId) continue;
+      if (hosted.epoch === undefined || hosted.epoch <= askedEpoch) continue;
+      expect(decision).toEqual({
+        kind: "refuse",
+        refusal: { reason: "older-epoch", currentEpoch: hosted.epoch },
+        retire: "keep",
+        forget: undefined,
+      });
     }
   });
 
@@ -229,8 +247,14 @@ describe("decideConfigure, by name", () => {
     });
   });
 
-  test("a failed voter reopens from its disk in a new session, even at an older epoch", () => {
+  test("a failed voter refuses an older epoch, and reopens from its disk in a new session at its own or a newer one", () => {
     expect(decideConfigure(ask("primary", 4), live({ failed: true }))).toEqual({
+      kind: "refuse",
+      refusal: { reason: "older-epoch", currentEpoch: 5 },
+      retire: "keep",
+      forget: undefined,
+    });
+    expect(decideConfigure(ask("primary", 5), live({ failed: true }))).toEqual({
       kind: "open",
       retire: "close",
       forget: undefined,
