@@ -4,7 +4,8 @@
 // partitions of 3 and 2 replicas, the model coordinator, failover, rebuild and faults)
 // instead: `npm run simulate -- --failover --seeds 20000` for a long run, `--failover
 // --seed N` to replay one; `--sabotage NAME` breaks one thing on purpose, `--keep-going`
-// runs every seed and counts the failures.
+// runs every seed and counts the failures; `--disk-loss P` makes each crash take the
+// node's disk with it at chance P (diskLossChance).
 
 import { parseArgs } from "node:util";
 import { type Sabotage, simulateFailover } from "./failover.ts";
@@ -19,6 +20,7 @@ const { values } = parseArgs({
     ticks: { type: "string" },
     failover: { type: "boolean", default: false },
     sabotage: { type: "string" },
+    "disk-loss": { type: "string" },
     "keep-going": { type: "boolean", default: false },
     quiet: { type: "boolean", default: false },
   },
@@ -34,6 +36,7 @@ async function runOne(seed: number) {
     return simulateFailover(seed, {
       ...ticks,
       ...(values.sabotage ? { sabotage: values.sabotage as Sabotage } : {}),
+      ...(values["disk-loss"] ? { diskLossChance: Number(values["disk-loss"]) } : {}),
     });
   }
   return simulate(seed, { replicas: replicas as 2 | 3, ...ticks });
@@ -62,7 +65,7 @@ for (let seed = first; seed < first + count; seed++) {
     process.stdout.write(`  [${violation.check}] ${violation.message}\n`);
   }
   process.stdout.write(
-    `replay: npm run simulate -- --seed ${seed} ${values.failover ? "--failover" : `--replicas ${replicas}`}${values.sabotage ? ` --sabotage ${values.sabotage}` : ""}\n`,
+    `replay: npm run simulate -- --seed ${seed} ${values.failover ? "--failover" : `--replicas ${replicas}`}${values.sabotage ? ` --sabotage ${values.sabotage}` : ""}${values["disk-loss"] ? ` --disk-loss ${values["disk-loss"]}` : ""}\n`,
   );
   failed++;
   if (!values["keep-going"]) break;
