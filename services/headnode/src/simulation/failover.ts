@@ -188,7 +188,11 @@ export interface FailoverOptions {
    * takes its report of commit point 0 without question. With the session restarting
    * at 1 too, chunk ids (partition, epoch, session, number) are written again with
    * other data (sled, "reuses chunk number"), and the lease book and secondaries ignore
-   * the older session (settle).
+   * the older session (settle). And the coordinator promotes any live voting secondary
+   * (decideMembership: by load, nothing of its state is looked at), so a secondary that
+   * lost its disk and came back before it was counted dead or stalled is promoted when
+   * its primary dies, missing every acknowledged write (`--disk-loss 1 --faulty-nodes
+   * 2`, seeds 41 and 194; rare at one faulty node at a time).
    */
   diskLossChance: number;
   downTicksMax: number;

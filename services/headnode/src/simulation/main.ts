@@ -5,7 +5,8 @@
 // instead: `npm run simulate -- --failover --seeds 20000` for a long run, `--failover
 // --seed N` to replay one; `--sabotage NAME` breaks one thing on purpose, `--keep-going`
 // runs every seed and counts the failures; `--disk-loss P` makes each crash take the
-// node's disk with it at chance P (diskLossChance).
+// node's disk with it at chance P (diskLossChance); `--faulty-nodes N` lets N nodes be
+// crashed, paused or cut off at once (faultyNodesMax).
 
 import { parseArgs } from "node:util";
 import { type Sabotage, simulateFailover } from "./failover.ts";
@@ -21,6 +22,7 @@ const { values } = parseArgs({
     failover: { type: "boolean", default: false },
     sabotage: { type: "string" },
     "disk-loss": { type: "string" },
+    "faulty-nodes": { type: "string" },
     "keep-going": { type: "boolean", default: false },
     quiet: { type: "boolean", default: false },
   },
@@ -37,6 +39,7 @@ async function runOne(seed: number) {
       ...ticks,
       ...(values.sabotage ? { sabotage: values.sabotage as Sabotage } : {}),
       ...(values["disk-loss"] ? { diskLossChance: Number(values["disk-loss"]) } : {}),
+      ...(values["faulty-nodes"] ? { faultyNodesMax: Number(values["faulty-nodes"]) } : {}),
     });
   }
   return simulate(seed, { replicas: replicas as 2 | 3, ...ticks });
@@ -65,7 +68,7 @@ for (let seed = first; seed < first + count; seed++) {
     process.stdout.write(`  [${violation.check}] ${violation.message}\n`);
   }
   process.stdout.write(
-    `replay: npm run simulate -- --seed ${seed} ${values.failover ? "--failover" : `--replicas ${replicas}`}${values.sabotage ? ` --sabotage ${values.sabotage}` : ""}${values["disk-loss"] ? ` --disk-loss ${values["disk-loss"]}` : ""}\n`,
+    `replay: npm run simulate -- --seed ${seed} ${values.failover ? "--failover" : `--replicas ${replicas}`}${values.sabotage ? ` --sabotage ${values.sabotage}` : ""}${values["disk-loss"] ? ` --disk-loss ${values["disk-loss"]}` : ""}${values["faulty-nodes"] ? ` --faulty-nodes ${values["faulty-nodes"]}` : ""}\n`,
   );
   failed++;
   if (!values["keep-going"]) break;
