@@ -50,7 +50,7 @@ import {
   type RunningNatsServer,
   startNatsServer,
 } from "./nats-server.ts";
-import { exited, spawnChild, stopChild } from "./processes.ts";
+import { exited, isRunning, spawnChild, stopChild } from "./processes.ts";
 
 export interface LocalClusterOptions {
   dataDir: string;
@@ -253,11 +253,7 @@ export class LocalCluster {
   /** Starts a service again (after kill) with the same id and data directory. */
   restart(id: string): void {
     const managed = this.managed(id);
-    if (
-      managed.child !== undefined &&
-      managed.child.exitCode === null &&
-      managed.child.signalCode === null
-    ) {
+    if (isRunning(managed.child)) {
       throw new Error(`${id} is still running (pid ${managed.record.pid})`);
     }
     this.spawn(id);
@@ -266,7 +262,7 @@ export class LocalCluster {
   /** Sends a signal to one service without waiting (SIGSTOP, SIGCONT, SIGUSR2). */
   signal(id: string, signal: NodeJS.Signals): void {
     const child = this.managed(id).child;
-    if (child === undefined || child.exitCode !== null || child.signalCode !== null) {
+    if (!isRunning(child)) {
       throw new Error(`${id} is not running`);
     }
     child.kill(signal);
@@ -274,8 +270,7 @@ export class LocalCluster {
 
   /** Whether a service's process is alive (it may be stopped by SIGSTOP). */
   isRunning(id: string): boolean {
-    const child = this.managed(id).child;
-    return child !== undefined && child.exitCode === null && child.signalCode === null;
+    return isRunning(this.managed(id).child);
   }
 
   /**
@@ -293,8 +288,7 @@ export class LocalCluster {
 
   /** Whether nats-server `index` of this cluster is running (not killed, not exited). */
   isNatsServerRunning(index = 0): boolean {
-    const child = this.nats[index]?.child;
-    return child !== undefined && child.exitCode === null && child.signalCode === null;
+    return isRunning(this.nats[index]?.child);
   }
 
   /** The nats-servers this cluster started that are not running now (killed or exited). */

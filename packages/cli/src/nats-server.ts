@@ -22,7 +22,7 @@ import { delimiter, join } from "node:path";
 import { limits, type RolePermissions } from "@ballast/protocol";
 import { natsReadyTimeoutMs } from "./constants.ts";
 import { CliError, exitCodes } from "./errors.ts";
-import { isAlive, spawnChild, stopChild } from "./processes.ts";
+import { isAlive, isRunning, spawnChild, stopChild } from "./processes.ts";
 
 /**
  * How long a nats-server that is being started again on its existing JetStream store
@@ -79,18 +79,24 @@ function isExecutable(path: string): boolean {
   }
 }
 
+/**
+ * Listens on 127.0.0.1:`port` briefly (0: a port the OS picks) and returns the port it
+ * got, or undefined when it is taken.
+ */
+function tryPort(port: number): Promise<number | undefined> {
+  return new Promise<number | undefined>((resolve) => {
+    const server = createServer();
+    server.once("error", () => resolve(undefined));
+    server.listen({ host: "127.0.0.1", port, exclusive: true }, () => {
+      const address = server.address();
+      const chosen = typeof address === "object" && address !== null ? address.port : undefined;
+      server.close(() => resolve(chosen));
+    });
+  });
+}
+
 /** A loopback port nobody listens on: `preferred` if it is free, else one the OS picks. */
 export async function freePort(preferred?: number): Promise<number> {
-  const tryPort = (port: number) =>
-    new Promise<number | undefined>((resolve) => {
-      const server = createServer();
-      server.once("error", () => resolve(undefined));
-      server.listen({ host: "127.0.0.1", port, exclusive: true }, () => {
-        const address = server.address();
-        const chosen = typeof address === "object" && address !== null ? address.port : undefined;
-        server.close(() => resolve(chosen));
-      });
-    });
   if (preferred !== undefined) {
     const port = await tryPort(preferred);
     if (port !== undefined) return port;
@@ -101,14 +107,8 @@ export async function freePort(preferred?: number): Promise<number> {
 }
 
 /** Whether nobody listens on 127.0.0.1:`port` (checked by listening on it briefly). */
-export async function portIsFree(port: number): Promise<boolean> {
-  return new Promise<boolean>((resolve) => {
-    const server = createServer();
-    server.once("error", () => resolve(false));
-    server.listen({ host: "127.0.0.1", port, exclusive: true }, () => {
-      server.close(() => resolve(true));
-    });
-  });
+async function portIsFree(port: number): Promise<boolean> {
+  return (await tryPort(port)) !== undefined;
 }
 
 /**
@@ -324,8 +324,7 @@ export async function startNatsServer(options: NatsServerOptions): Promise<Runni
     await Promise.race([waitForNats(port, readyTimeoutMs, giveUp.signal), failed]);
   } catch (error) {
     giveUp.abort();
-    const wasRunning =
-      child.pid !== undefined && child.exitCode === null && child.signalCode === null;
+    const wasRunning = child.pid !== undefined && isRunning(child);
     await abortChild(child);
     const stopped = wasRunning
       ? `; stopped it (pid ${child.pid}) so that it holds neither the port nor the store`

@@ -54,6 +54,11 @@ export async function stopChild(child: ChildProcess, graceMs = childStopGraceMs)
   clearTimeout(timer);
 }
 
+/** Whether `child` has neither exited nor been killed (it may be stopped by SIGSTOP). */
+export function isRunning(child: ChildProcess | undefined): child is ChildProcess {
+  return child !== undefined && child.exitCode === null && child.signalCode === null;
+}
+
 export function isAlive(pid: number | undefined): boolean {
   if (pid === undefined || !Number.isSafeInteger(pid) || pid <= 1) return false;
   try {

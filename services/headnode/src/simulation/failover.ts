@@ -1073,13 +1073,14 @@ export class FailoverSimulation {
         hosted.journal.loseNewest(this.integer(1, 3));
       }
     }
+    // What the head node keeps in memory only (the incarnations it dropped) is gone
+    // with any restart.
+    node.droppedVolumeIds.clear();
     if (!loseDisk) return;
     // A new, empty data directory: no replica is stored, and nextSession finds no
-    // session file, so the next start is session 1 again. What the head node keeps in
-    // memory only (the incarnations it dropped) is gone with any restart.
+    // session file, so the next start is session 1 again.
     this.stats.diskLosses++;
     node.hosted.clear();
-    node.droppedVolumeIds.clear();
     node.sessionIssued = 0;
   }
 
