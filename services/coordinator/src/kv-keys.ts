@@ -50,10 +50,10 @@ import {
 } from "./constants.ts";
 
 /** The header JetStream KV marks deletes and purges with (nats.js `kvOperationHdr`). */
-export const kvOperationHeader = "KV-Operation";
+const kvOperationHeader = "KV-Operation";
 
 /** A listing consumer's name begins with this, so an operator can tell what it is. */
-export const keyListingConsumerPrefix = "ballast_keys_";
+const keyListingConsumerPrefix = "ballast_keys_";
 
 type ConsumerConfig = Parameters<Bucket["jsm"]["consumers"]["add"]>[1];
 
