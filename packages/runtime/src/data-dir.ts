@@ -1,8 +1,20 @@
 // A service's data directory belongs to one node: the first start writes an identity
 // file, and every later start checks it, so that two nodes can never share a directory
 // and a directory is never adopted by a node of another kind.
+//
+// The identity also names the directory itself: `diskId`, drawn at random when the
+// directory is created (or when a directory from before disk ids is first claimed) and
+// never changed. A node that comes back under its old id on an empty disk (an operator
+// replaced a failed one) therefore says so in its heartbeats, and the coordinator counts
+// every replica it held on the old disk as lost instead of trusting an empty one.
+//
+// Failure model: the identity is written to a temporary file, synced, renamed and the
+// directory synced, so a crash leaves the old identity or the new one. One lost anyway
+// (a crash before the directory sync) gives the directory a new id on the next start,
+// which costs a rebuild of its replicas, never an acknowledged write.
 
-import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
+import { randomBytes } from "node:crypto";
+import { mkdir, open, readFile, rename } from "node:fs/promises";
 import { join } from "node:path";
 import type { ServiceKind } from "@ballast/protocol";
 import { DataDirError } from "./errors.ts";
@@ -15,6 +27,32 @@ export interface Identity {
   kind: ServiceKind;
   nodeId: string;
   createdAtMs: number;
+  /** 32 hex digits, random: which directory this is (see the module header). */
+  diskId: string;
+}
+
+const diskIdPattern = /^[0-9a-f]{32}$/;
+
+function newDiskId(): string {
+  return randomBytes(16).toString("hex");
+}
+
+async function writeIdentity(dataDir: string, path: string, identity: Identity): Promise<void> {
+  const temporary = `${path}.tmp`;
+  const file = await open(temporary, "w");
+  try {
+    await file.writeFile(`${JSON.stringify(identity, null, 2)}\n`);
+    await file.sync();
+  } finally {
+    await file.close();
+  }
+  await rename(temporary, path);
+  const directory = await open(dataDir, "r");
+  try {
+    await directory.sync();
+  } finally {
+    await directory.close();
+  }
 }
 
 /** Creates the directory and its identity on first use; refuses a directory of another node. */
@@ -32,15 +70,19 @@ export async function claimDataDir(
     if ((error as NodeJS.ErrnoException).code !== "ENOENT") throw error;
   }
   if (text === undefined) {
-    const identity: Identity = { format: identityFormat, kind, nodeId, createdAtMs: Date.now() };
-    const temporary = `${path}.tmp`;
-    await writeFile(temporary, `${JSON.stringify(identity, null, 2)}\n`);
-    await rename(temporary, path);
+    const identity: Identity = {
+      format: identityFormat,
+      kind,
+      nodeId,
+      createdAtMs: Date.now(),
+      diskId: newDiskId(),
+    };
+    await writeIdentity(dataDir, path, identity);
     return identity;
   }
-  let identity: Identity;
+  let identity: Omit<Identity, "diskId"> & { diskId?: unknown };
   try {
-    identity = JSON.parse(text) as Identity;
+    identity = JSON.parse(text) as typeof identity;
   } catch {
     throw new DataDirError(`cannot use ${dataDir}: ${path} is not valid JSON`);
   }
@@ -54,5 +96,16 @@ export async function claimDataDir(
       `cannot use ${dataDir} for ${kind} ${nodeId}: it belongs to ${identity.kind} ${identity.nodeId}`,
     );
   }
-  return identity;
+  if (identity.diskId === undefined) {
+    // Written before disk ids: this directory gets one now, kept from here on.
+    const named = { ...identity, diskId: newDiskId() };
+    await writeIdentity(dataDir, path, named);
+    return named;
+  }
+  if (typeof identity.diskId !== "string" || !diskIdPattern.test(identity.diskId)) {
+    throw new DataDirError(
+      `cannot use ${dataDir}: its identity's diskId ${JSON.stringify(identity.diskId)} is not 32 hex digits`,
+    );
+  }
+  return identity as Identity;
 }

@@ -163,8 +163,9 @@ export async function runService<T extends OptionSpecs>(
     nodeId: common.nodeId,
     level: common.logLevel,
   });
+  let disk: string;
   try {
-    await claimDataDir(common.dataDir, definition.kind, common.nodeId);
+    disk = (await claimDataDir(common.dataDir, definition.kind, common.nodeId)).diskId;
   } catch (error) {
     if (error instanceof DataDirError) {
       logger.fatal(error.message);
@@ -216,6 +217,7 @@ export async function runService<T extends OptionSpecs>(
     meter: telemetry.meter,
     logger,
     heartbeatIntervalMs: common.heartbeatIntervalMs,
+    disk,
   });
 
   const stopped = new Promise<string>((resolve) => {

@@ -79,6 +79,8 @@ export interface ServiceOptions {
   heartbeatIntervalMs: number;
   /** The process's meter (metrics.ts); a no-op one when metrics are off. */
   meter?: Meter;
+  /** Its data directory's id (data-dir.ts), sent in every heartbeat. */
+  disk?: string;
 }
 
 type Closer = () => void | Promise<void>;
@@ -100,6 +102,8 @@ export class Service {
   readonly bus: Bus;
   readonly logger: Logger;
   readonly startedAtMs = Date.now();
+  /** Its data directory's id, if it has one (data-dir.ts). */
+  readonly disk: string | undefined;
   /** Undefined with tracing off: actors check it before making a span. */
   readonly tracer: Tracer | undefined;
   /** Where the actor's instruments come from; a no-op meter when metrics are off. */
@@ -127,6 +131,7 @@ export class Service {
     });
     this.logger = options.logger;
     this.heartbeatIntervalMs = options.heartbeatIntervalMs;
+    this.disk = options.disk;
   }
 
   get isStopping(): boolean {
@@ -234,6 +239,7 @@ export class Service {
           sentAtMs: Date.now(),
           sequence: this.heartbeatSequence++,
           version: ballastVersion,
+          ...(this.disk === undefined ? {} : { disk: this.disk }),
         },
         { untraced: true },
       );

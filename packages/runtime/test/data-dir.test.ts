@@ -32,3 +32,36 @@ test("a damaged identity file is refused, not overwritten", async () => {
   await expect(claimDataDir(dir, "sled", "sled-1")).rejects.toThrow(/not valid JSON/);
   expect(await readFile(join(dir, identityFileName), "utf8")).toBe("{not json");
 });
+
+test("a directory gets a random disk id when created, and keeps it", async () => {
+  const first = await claimDataDir(join(root, "a"), "headnode", "head-1");
+  expect(first.diskId).toMatch(/^[0-9a-f]{32}$/);
+  expect((await claimDataDir(join(root, "a"), "headnode", "head-1")).diskId).toBe(first.diskId);
+  // The same node id on a new, empty directory: another disk, which is how the
+  // coordinator learns that the replicas on the old one are gone.
+  await rm(join(root, "a"), { recursive: true });
+  const replaced = await claimDataDir(join(root, "a"), "headnode", "head-1");
+  expect(replaced.diskId).not.toBe(first.diskId);
+});
+
+test("a directory from before disk ids gets one on its first claim, kept from then on", async () => {
+  const dir = join(root, "old");
+  await claimDataDir(dir, "headnode", "head-1");
+  const path = join(dir, identityFileName);
+  const { diskId: _dropped, ...old } = JSON.parse(await readFile(path, "utf8"));
+  await writeFile(path, JSON.stringify(old));
+  const upgraded = await claimDataDir(dir, "headnode", "head-1");
+  expect(upgraded).toMatchObject(old);
+  expect(upgraded.diskId).toMatch(/^[0-9a-f]{32}$/);
+  expect((await claimDataDir(dir, "headnode", "head-1")).diskId).toBe(upgraded.diskId);
+});
+
+test("a disk id that is not 32 hex digits is refused, not replaced", async () => {
+  const dir = join(root, "bad");
+  await claimDataDir(dir, "headnode", "head-1");
+  const path = join(dir, identityFileName);
+  const identity = JSON.parse(await readFile(path, "utf8"));
+  await writeFile(path, JSON.stringify({ ...identity, diskId: "nope" }));
+  await expect(claimDataDir(dir, "headnode", "head-1")).rejects.toThrow(/not 32 hex digits/);
+  expect(JSON.parse(await readFile(path, "utf8")).diskId).toBe("nope");
+});

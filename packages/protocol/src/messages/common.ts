@@ -1,7 +1,7 @@
 // Messages every service speaks: liveness and self-description.
 
 import { z } from "zod";
-import { nodeId, serviceKind, text, unsignedInteger } from "./fields.ts";
+import { diskId, nodeId, serviceKind, text, unsignedInteger } from "./fields.ts";
 
 /** Published (not requested) by every service on its heartbeat subject. */
 export const Heartbeat = z.object({
@@ -14,6 +14,12 @@ export const Heartbeat = z.object({
   /** Counts heartbeats since the process started; a reset means a restart. */
   sequence: unsignedInteger,
   version: text,
+  /**
+   * Its data directory's id. A head node back under its old node id with another one
+   * has lost every replica it held: the coordinator counts it out of every replica set
+   * that recorded the old one. Absent from services that predate it.
+   */
+  disk: diskId.optional(),
 });
 
 /** Asks a node to describe itself. */

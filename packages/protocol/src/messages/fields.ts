@@ -33,6 +33,11 @@ export const snapshotName = z.string().min(1).max(snapshotNameLengthMax).regex(n
 /** A snapshot's id, drawn by the coordinator and never reused: what replicas key it by. */
 export const snapshotId = z.string().min(1).max(snapshotIdLengthMax).regex(namePattern);
 export const serviceKind = z.enum(serviceKinds);
+/**
+ * A data directory's id: drawn at random when the directory is created (runtime
+ * data-dir.ts), so a node back under its old id on an empty disk says so.
+ */
+export const diskId = z.string().regex(/^[0-9a-f]{32}$/);
 export const text = z.string().max(textLengthMax);
 
 /** Binary data. msgpack `bin` decodes to a Buffer, which is a Uint8Array. */

@@ -4,6 +4,7 @@
 import { z } from "zod";
 import { reportPartitionsMax, snapshotsPerVolumeMax } from "../limits.ts";
 import {
+  diskId,
   nodeId,
   positiveInteger,
   snapshotId,
@@ -67,6 +68,14 @@ export const HeadnodeConfigure = z.object({
   checkpoint: CheckpointPointer.optional(),
   /** The sleds flushes may write chunks to. */
   sleds: z.array(nodeId).min(1).max(64),
+  /**
+   * The data directory the coordinator recorded this node's replica on (heard in its
+   * heartbeat when it joined the replica set). A node whose directory has another id lost
+   * that replica with its disk and refuses: opened empty, it would serve a replica that
+   * lacks acknowledged writes. Absent where nothing was recorded (static assignments,
+   * records from before disk ids).
+   */
+  disk: diskId.optional(),
 });
 
 /** What a primary knows of one follower. */
