@@ -7,6 +7,12 @@
 // shell.
 //
 // The model, in the order it is decided:
+// - A configure for another disk is refused: the coordinator recorded this node's replica
+//   on a data directory with another id (`disk`), so that replica was lost with its disk
+//   (the node came back on an empty one under its old id). Opened from what this disk
+//   stores (nothing), a voter would hand out op numbers again and serve a volume missing
+//   acknowledged writes; the coordinator takes the node out of the replica set instead,
+//   and may add it back as a learner on its new disk.
 // - An incarnation deleted here is refused: a late configure recreates nothing.
 // - A hosted replica of another incarnation: a configure of an older (or the same
 //   numbered) one is a delayed one from a deleted volume, refused and remembered as
@@ -61,6 +67,8 @@ export interface ConfigureAsk {
   volumeId: string;
   epoch: number;
   part: Part;
+  /** The data directory the sender recorded this node's replica on, if it says. */
+  disk?: string | undefined;
   /**
    * Whether this is the incarnation's first placement, where a voter may start empty;
    * undefined where the sender does not say (the head node: it opens what it stores).
@@ -84,6 +92,8 @@ export interface HostedReplica {
 
 /** What the node knows of the partition when the configure arrives. */
 export interface ConfigureNode {
+  /** This node's data directory id (data-dir.ts). */
+  disk?: string | undefined;
   /** The message's incarnation was deleted here (dropped, or replaced by a newer one). */
   deleted: boolean;
   hosted: HostedReplica | undefined;
@@ -96,6 +106,7 @@ export interface ConfigureNode {
 export type Retire = "keep" | "close" | "remove";
 
 export type Refusal =
+  | { reason: "other-disk"; disk: string }
   | { reason: "deleted" }
   | { reason: "older-incarnation"; hostedVolumeId: string }
   | { reason: "older-epoch"; currentEpoch: number }
@@ -128,6 +139,9 @@ export type ConfigureDecision =
 export function decideConfigure(ask: ConfigureAsk, node: ConfigureNode): ConfigureDecision {
   const refuse = (refusal: Refusal, retire: Retire = "keep", forget?: string) =>
     ({ kind: "refuse", refusal, retire, forget }) as const;
+  if (ask.disk !== undefined && ask.disk !== node.disk) {
+    return refuse({ reason: "other-disk", disk: ask.disk });
+  }
   if (node.deleted) return refuse({ reason: "deleted" });
   const hosted = node.hosted;
   let retire: Retire = "keep";

@@ -288,8 +288,9 @@ export class HeadNode {
       const part = partOf(this.service.nodeId, message);
       const found = this.hosted.get(key);
       const decision = decideConfigure(
-        { volumeId, epoch: message.epoch, part },
+        { volumeId, epoch: message.epoch, part, disk: message.disk },
         {
+          disk: this.service.disk,
           deleted: this.dropped.has(incarnationKey(message.volume, volumeId)),
           hosted:
             found === undefined
@@ -381,6 +382,11 @@ export class HeadNode {
   private refusal(message: Configure, volumeId: string, refusal: Refusal): BallastError {
     const { volume, partition } = message;
     switch (refusal.reason) {
+      case "other-disk":
+        return new BallastError(
+          ErrorCode.NotFound,
+          `${this.service.nodeId} holds nothing of ${volume}/${partition} on this disk (${this.service.disk ?? "no id"}): its replica was on disk ${refusal.disk}, which this node no longer has`,
+        );
       case "deleted":
         return new BallastError(
           ErrorCode.NotFound,

@@ -2,17 +2,35 @@
 // directory and made durable before the node serves. Secondaries ignore replication
 // messages from a primary session older than one they have seen, which is what stops a
 // delayed message from a primary's previous life from rewriting their logs.
+//
+// A data directory with no session file (a new node, or one back under its old id on an
+// empty disk) starts from the wall clock in seconds since sessionEpochMs, not from 1:
+// the node's sessions on a lost disk named chunks on sleds, checkpoint blobs and log
+// entries that other replicas still hold, and a session given out again would name
+// different data the same way (a sled refuses a chunk written twice with different
+// data). That holds while the node has averaged fewer than one start a second; sessions
+// fit 32 bits (the replication protocol's field) until the year 2156.
 
 import { open, readFile, rename } from "node:fs/promises";
 import { join } from "node:path";
 
 const sessionFileName = "session";
 const sessionMax = 0xffff_ffff;
+/** 2020-01-01T00:00:00Z: sessions of a fresh directory count seconds from it. */
+export const sessionEpochMs = Date.UTC(2020, 0, 1);
 
-/** `above`: a session the result must exceed besides the stored one (the node's own). */
-export async function nextSession(dataDir: string, above = 0): Promise<number> {
+/** The first session of a directory with no session file, at wall-clock `nowMs`. */
+export function freshSession(nowMs: number): number {
+  return Math.max(1, Math.floor((nowMs - sessionEpochMs) / 1000));
+}
+
+/**
+ * `above`: a session the result must exceed besides the stored one (the node's own);
+ * `nowMs`: the wall clock, for a directory with no session file.
+ */
+export async function nextSession(dataDir: string, above = 0, nowMs = Date.now()): Promise<number> {
   const path = join(dataDir, sessionFileName);
-  let previous = 0;
+  let previous = freshSession(nowMs) - 1;
   try {
     const text = (await readFile(path, "utf8")).trim();
     previous = Number(text);

@@ -274,3 +274,42 @@ describe("decideConfigure, by name", () => {
     expect(partOf("c", { primary: "a", secondaries: [] })).toBe("none");
   });
 });
+
+describe("decideConfigure and the node's disk", () => {
+  const diskA = "a".repeat(32);
+  const diskB = "b".repeat(32);
+
+  test("a configure recorded on another disk is refused whatever else holds, and nothing hosted is touched", () => {
+    for (const { ask, node } of all) {
+      const decision = decideConfigure({ ...ask, disk: diskA }, { ...node, disk: diskB });
+      expect(decision, JSON.stringify({ ask, node })).toEqual({
+        kind: "refuse",
+        refusal: { reason: "other-disk", disk: diskA },
+        retire: "keep",
+        forget: undefined,
+      });
+    }
+  });
+
+  test("a configure on this disk, or one that names none, is decided as before", () => {
+    for (const { ask, node, decision } of all) {
+      expect(decideConfigure({ ...ask, disk: diskA }, { ...node, disk: diskA })).toEqual(decision);
+      expect(decideConfigure(ask, { ...node, disk: diskB })).toEqual(decision);
+    }
+  });
+
+  test("an empty disk under the old node id never opens the voter it was (the defect)", () => {
+    // The coordinator re-pushes the primary's configuration in the same epoch to a node
+    // back on an empty disk: before disk ids it opened an empty primary.
+    const repush = { volumeId: askedId, epoch: askedEpoch, part: "primary" as const, disk: diskA };
+    expect(
+      decideConfigure(repush, { disk: diskB, deleted: false, hosted: undefined }),
+    ).toMatchObject({ kind: "refuse", refusal: { reason: "other-disk" } });
+    expect(
+      decideConfigure(
+        { ...repush, disk: undefined },
+        { disk: diskB, deleted: false, hosted: undefined },
+      ),
+    ).toMatchObject({ kind: "open", from: "stored" });
+  });
+});
