@@ -145,6 +145,8 @@ export class Configurer {
           ...(node === record.primary ? { leased: true } : {}),
           ...(checkpoint === undefined ? {} : { checkpoint }),
           sleds: [...sleds],
+          // The disk this member joined on: a node on another one refuses (decisions.ts).
+          ...(record.disks?.[node] === undefined ? {} : { disk: record.disks[node] }),
         },
         { deadlineMs: configureDeadlineMs },
       );

@@ -25,6 +25,15 @@
 // A joiner is never promoted to primary; if the primary changes, it becomes a learner
 // again and rebuilds from the new primary.
 //
+// Lost disks (defect: a head node back on an empty disk under its old id). Each member
+// is recorded with the id of the data directory it joined on (`disks`, heard in its
+// heartbeats). A live member whose heartbeats now name another directory lost its
+// replica with the old one: it is counted out of the partition as a dead member is (a
+// secondary is dropped, a primary replaced by a secondary that holds every acknowledged
+// write, never promoted), and may come back only as a learner, rebuilt, recorded on its
+// new disk. The head node refuses a configure recorded on another disk, so nothing opens
+// the lost replica empty in the meantime (configure-decision.ts).
+//
 // Reads: a primary serves reads only under a lease (see leases in docs/architecture.md).
 // Before a new primary is chosen, the decision waits until every lease the old primary
 // may hold has run out (`leaseUntilMs`, on the leader's monotonic clock).
@@ -55,6 +64,11 @@ export interface PartitionRecord {
   /** Caught-up learners that count for commit but cannot yet be promoted. */
   joining?: string[];
   /**
+   * The data directory each member joined on, by node (see "Lost disks"); absent for
+   * members that joined before disk ids or from a head node that sends none.
+   */
+  disks?: Record<string, string>;
+  /**
    * The leadership term of the coordinator that wrote the record (absent before terms).
    * A leader refuses to write over a record of a higher term: it has been deposed.
    */
@@ -74,6 +88,8 @@ export interface PartitionView {
   nowMs: number;
   /** Live head nodes, by membership. */
   alive: ReadonlySet<string>;
+  /** Each live head node's data directory id, where its heartbeats carry one. */
+  disks?: ReadonlyMap<string, string>;
   /** Replicas and primaries per live head node (decisions that add a replica update it). */
   load: Map<string, Load>;
   /** The volume's replica count. */
@@ -157,30 +173,77 @@ function byLoad(load: Map<string, Load>) {
   };
 }
 
+/**
+ * Members alive on another disk than the one the record has them on: their replica is
+ * lost (see "Lost disks").
+ */
+export function lostDisks(record: PartitionRecord, view: Pick<PartitionView, "disks">): string[] {
+  const recorded = record.disks ?? {};
+  return membersOf(record).filter((node) => {
+    const was = recorded[node];
+    const now = view.disks?.get(node);
+    return was !== undefined && now !== undefined && was !== now;
+  });
+}
+
+/**
+ * The record's disks for its members in `next`: kept for those that stay, the live disk
+ * for those that join (a new learner). A member recorded without one keeps none: it
+ * joined before disk ids, and its disk now may already be another.
+ */
+function disksOf(
+  next: PartitionRecord,
+  record: PartitionRecord,
+  view: Pick<PartitionView, "disks">,
+): Record<string, string> | undefined {
+  const before = new Set(membersOf(record));
+  const disks: Record<string, string> = {};
+  for (const node of membersOf(next)) {
+    const disk = before.has(node) ? record.disks?.[node] : view.disks?.get(node);
+    if (disk !== undefined) disks[node] = disk;
+  }
+  return Object.keys(disks).length === 0 ? undefined : disks;
+}
+
+/** The view as the decisions below see it: members on a lost disk are not alive. */
+interface Seen extends PartitionView {
+  /** Members alive on another disk than the record's (`lostDisks`). */
+  lost: readonly string[];
+}
+
 /** The one decision for a partition this round. */
 export function decidePartition(record: PartitionRecord, view: PartitionView): PartitionDecision {
-  return (
-    decideMembership(record, view) ??
-    decideRebuild(record, view) ??
-    decidePromotion(record, view) ?? { kind: "keep" }
-  );
+  // A member on a lost disk is, to this partition, a dead one.
+  const lost = lostDisks(record, view);
+  const seen: Seen =
+    lost.length === 0
+      ? { ...view, lost }
+      : { ...view, alive: new Set([...view.alive].filter((node) => !lost.includes(node))), lost };
+  const decision = decideMembership(record, seen) ??
+    decideRebuild(record, seen) ??
+    decidePromotion(record, seen) ?? { kind: "keep" };
+  if (decision.kind !== "update") return decision;
+  const { disks: _was, ...next } = decision.record;
+  const disks = disksOf(next, record, view);
+  return { ...decision, record: disks === undefined ? next : { ...next, disks } };
 }
 
 /**
  * Dead or stalled members leave. A dead primary is replaced by the live voting
  * secondary with the fewest primaries, once its lease has run out.
  */
-function decideMembership(
-  record: PartitionRecord,
-  view: PartitionView,
-): PartitionDecision | undefined {
+function decideMembership(record: PartitionRecord, view: Seen): PartitionDecision | undefined {
   // A primary that reports itself failed (its journal could not write) serves nothing:
   // fail over as if its node were dead.
   const primaryFailed = currentReport(record, view.report)?.failed === true;
   const alive = primaryFailed
     ? new Set([...view.alive].filter((node) => node !== record.primary))
     : view.alive;
-  const primaryGone = primaryFailed ? "has failed" : "is dead";
+  const primaryGone = primaryFailed
+    ? "has failed"
+    : view.lost.includes(record.primary)
+      ? "came back on another disk (its replica is lost)"
+      : "is dead";
   // A stall is a wait of the live primary's commits; once the primary is dead it says
   // nothing (a stalled follower still holds every acknowledged write: none committed
   // without it), so it must not keep a secondary from being promoted.
@@ -209,11 +272,13 @@ function decideMembership(
     ...learners.filter((node) => !learnerKept(node)),
   ];
   const why = (node: string) =>
-    failed.has(node) && alive.has(node)
-      ? `${node}'s replica has failed`
-      : stalled.has(node)
-        ? `${node} stalled commits or cannot catch up`
-        : `${node} is dead`;
+    view.lost.includes(node)
+      ? `${node} came back on another disk: its replica is lost`
+      : failed.has(node) && alive.has(node)
+        ? `${node}'s replica has failed`
+        : stalled.has(node)
+          ? `${node} stalled commits or cannot catch up`
+          : `${node} is dead`;
   if (alive.has(record.primary)) {
     if (gone.length === 0) return undefined;
     return {
@@ -266,10 +331,7 @@ function decideMembership(
  * a learner that cannot catch up (the primary reports it needs notes already released,
  * or it has taken too long) is dropped, and the next round adds one afresh.
  */
-function decideRebuild(
-  record: PartitionRecord,
-  view: PartitionView,
-): PartitionDecision | undefined {
+function decideRebuild(record: PartitionRecord, view: Seen): PartitionDecision | undefined {
   const learners = record.learners ?? [];
   const report = currentReport(record, view.report);
   for (const learner of learners) {
@@ -307,10 +369,7 @@ function decideRebuild(
 }
 
 /** Learner → joining → secondary, each step on a report from the current epoch. */
-function decidePromotion(
-  record: PartitionRecord,
-  view: PartitionView,
-): PartitionDecision | undefined {
+function decidePromotion(record: PartitionRecord, view: Seen): PartitionDecision | undefined {
   const report = currentReport(record, view.report);
   if (report === undefined || !report.tailCommitted) return undefined;
   const matched = (node: string, learner: boolean) =>

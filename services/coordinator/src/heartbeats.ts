@@ -82,6 +82,15 @@ export class Heartbeats {
     return new Set(this.membership.alive("headnode").map((member) => member.id));
   }
 
+  /** Each live head node's data directory id, where its heartbeats carry one. */
+  headNodeDisks(): Map<string, string> {
+    const disks = new Map<string, string>();
+    for (const member of this.membership.alive("headnode")) {
+      if (member.disk !== undefined) disks.set(member.id, member.disk);
+    }
+    return disks;
+  }
+
   aliveSleds(): string[] {
     return this.membership.alive("sled").map((member) => member.id);
   }

@@ -22,6 +22,8 @@ export interface Member {
   lastSequence: number;
   lastHeartbeatAtMs: number;
   alive: boolean;
+  /** Its data directory's id, from its newest heartbeat (absent from older services). */
+  disk?: string;
 }
 
 export type MembershipEvent =
@@ -72,6 +74,7 @@ export class Membership {
     const silentMs = nowMs - known.lastHeartbeatAtMs;
     const previousPid = known.pid;
     const wasAlive = known.alive;
+    delete known.disk;
     Object.assign(known, fromHeartbeat(heartbeat, nowMs));
     if (!wasAlive) events.push({ type: "rejoined", member: { ...known }, silentMs });
     if (restarted) events.push({ type: "restarted", member: { ...known }, previousPid });
@@ -112,6 +115,7 @@ export class Membership {
 
 function fromHeartbeat(heartbeat: Heartbeat, nowMs: number): Member {
   return {
+    ...(heartbeat.disk === undefined ? {} : { disk: heartbeat.disk }),
     kind: heartbeat.kind,
     id: heartbeat.nodeId,
     pid: heartbeat.pid,

@@ -54,6 +54,7 @@ export function placePartitions(
   replicaCount: number,
   headNodes: readonly string[],
   load: Map<string, Load>,
+  disks?: ReadonlyMap<string, string>,
 ): PartitionRecord[] {
   const count = Math.ceil(sizeBytes / partitionBytes);
   const ranges: PartitionRange[] = [];
@@ -65,7 +66,7 @@ export function placePartitions(
       partitionBytes: Math.min(partitionBytes, sizeBytes - partitionStart),
     });
   }
-  return placeRanges(volume, volumeId, ranges, replicaCount, headNodes, load);
+  return placeRanges(volume, volumeId, ranges, replicaCount, headNodes, load, disks);
 }
 
 /**
@@ -79,6 +80,8 @@ export function placeRanges(
   replicaCount: number,
   headNodes: readonly string[],
   load: Map<string, Load>,
+  /** Each head node's data directory id, recorded per member (decisions.ts, "Lost disks"). */
+  disks?: ReadonlyMap<string, string>,
 ): PartitionRecord[] {
   if (headNodes.length < replicaCount) {
     throw new BallastError(
@@ -95,6 +98,10 @@ export function placeRanges(
     )[0]!;
     for (const member of chosen) load.get(member)!.replicas++;
     load.get(primary)!.primaries++;
+    const onDisks = chosen.flatMap((member) => {
+      const disk = disks?.get(member);
+      return disk === undefined ? [] : [[member, disk] as const];
+    });
     records.push({
       volume,
       volumeId,
@@ -102,6 +109,7 @@ export function placeRanges(
       epoch: 1,
       primary,
       secondaries: chosen.filter((member) => member !== primary),
+      ...(onDisks.length === 0 ? {} : { disks: Object.fromEntries(onDisks) }),
     });
   }
   return records;

@@ -74,7 +74,7 @@ import { forget, remember, type Tenure, type Tenures } from "./tenure.ts";
 export interface ReconcilerOptions {
   logger: Logger;
   catalogue: Pick<Catalogue, "updatePartition" | "partition" | "volumes" | "allPartitions">;
-  heartbeats: Pick<Heartbeats, "listening" | "aliveHeadNodes" | "aliveSleds">;
+  heartbeats: Pick<Heartbeats, "listening" | "aliveHeadNodes" | "aliveSleds" | "headNodeDisks">;
   configurer: Pick<Configurer, "configure" | "current">;
   tenures: Tenures;
   /** Changes to the catalogue, if watched: a re-read that would find none is skipped. */
@@ -131,9 +131,20 @@ export function failedKey(failed: ReadonlySet<string>): string {
  */
 export type SettledCheck = "settled" | "same-report" | "decide";
 
-/** The live head nodes and sleds as one comparable string. */
-export function membersKey(alive: ReadonlySet<string>, sleds: readonly string[]): string {
-  return `${[...alive].sort().join(",")}|${[...sleds].sort().join(",")}`;
+/**
+ * The live head nodes (with their data directory ids: a node back on another disk is a
+ * change) and sleds as one comparable string.
+ */
+export function membersKey(
+  alive: ReadonlySet<string>,
+  sleds: readonly string[],
+  disks?: ReadonlyMap<string, string>,
+): string {
+  const nodes = [...alive].sort().map((node) => {
+    const disk = disks?.get(node);
+    return disk === undefined ? node : `${node}@${disk}`;
+  });
+  return `${nodes.join(",")}|${[...sleds].sort().join(",")}`;
 }
 
 /**
@@ -285,7 +296,11 @@ export class Reconciler {
     const tenure = this.options.tenures.current();
     if (tenure === undefined || tenure !== this.settledTenure) return [];
     const { heartbeats } = this.options;
-    const members = membersKey(heartbeats.aliveHeadNodes(), heartbeats.aliveSleds());
+    const members = membersKey(
+      heartbeats.aliveHeadNodes(),
+      heartbeats.aliveSleds(),
+      heartbeats.headNodeDisks(),
+    );
     const changed = this.drain(tenure, members, nowMs, false);
     const missed: string[] = [];
     for (const [key, settled] of this.settled) {
@@ -323,7 +338,8 @@ export class Reconciler {
     }
     const alive = heartbeats.aliveHeadNodes();
     const sleds = heartbeats.aliveSleds();
-    const members = membersKey(alive, sleds);
+    const disks = heartbeats.headNodeDisks();
+    const members = membersKey(alive, sleds, disks);
     if (this.settledTenure !== tenure) {
       this.settled = new Map();
       this.settledTenure = tenure;
@@ -369,7 +385,7 @@ export class Reconciler {
         }
         this.settled.delete(key);
       }
-      this.step(tenure, entry, alive, sleds, loadNow, members);
+      this.step(tenure, entry, alive, sleds, loadNow, members, disks);
       if (this.settled.has(key)) this.pending.delete(key);
     }
   }
@@ -429,6 +445,7 @@ export class Reconciler {
     sleds: readonly string[],
     loadNow: () => Map<string, Load>,
     members: string,
+    disks: ReadonlyMap<string, string>,
   ): void {
     const { configurer } = this.options;
     const record = entry.value;
@@ -450,6 +467,7 @@ export class Reconciler {
       failed,
       nowMs,
       alive,
+      disks,
       load: loadNow(),
       replicaCount: volume.replicaCount,
       report,

@@ -148,7 +148,7 @@ export interface VolumesOptions {
     | "resizeVolume"
     | "snapshot"
   >;
-  heartbeats: Pick<Heartbeats, "aliveHeadNodes" | "aliveSleds" | "list">;
+  heartbeats: Pick<Heartbeats, "aliveHeadNodes" | "aliveSleds" | "headNodeDisks" | "list">;
   configurer: Pick<Configurer, "configure">;
   tenures: Tenures;
   /** The partition size of a volume whose create request names none. */
@@ -275,6 +275,7 @@ export class Volumes {
       replicaCount,
       alive,
       load,
+      heartbeats.headNodeDisks(),
     );
     const volume: VolumeRecord = {
       name: message.name,
@@ -340,6 +341,7 @@ export class Volumes {
         current.value.replicaCount,
         alive,
         load,
+        heartbeats.headNodeDisks(),
       );
       added = await catalogue.addPartitions(current.value, placed, tenure.term);
     }

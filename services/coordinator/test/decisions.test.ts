@@ -301,3 +301,104 @@ describe("a member its own node reports failed", () => {
     expect(decidePartition(base, view(base, { failed: new Set() }))).toEqual({ kind: "keep" });
   });
 });
+
+describe("members back on another disk (lost disks)", () => {
+  const diskOf = (node: string, generation = 1) => `${node.slice(-1)}${generation}`.padEnd(32, "0");
+  const recorded: PartitionRecord = {
+    ...base,
+    secondaries: ["head-2", "head-3"],
+    disks: { "head-1": diskOf("head-1"), "head-2": diskOf("head-2"), "head-3": diskOf("head-3") },
+  };
+  const disksNow = (changed: Record<string, number> = {}) =>
+    new Map(heads.map((node) => [node, diskOf(node, changed[node] ?? 1)]));
+
+  test("on the disks it was recorded on, nothing changes", () => {
+    expect(
+      decidePartition(recorded, view(recorded, { disks: disksNow(), replicaCount: 3 })),
+    ).toEqual({
+      kind: "keep",
+    });
+  });
+
+  test("a secondary back on another disk is dropped while its primary lives, and its old disk forgotten", () => {
+    const decision = decidePartition(
+      recorded,
+      view(recorded, { disks: disksNow({ "head-2": 2 }), replicaCount: 3 }),
+    );
+    expect(decision).toMatchObject({
+      kind: "update",
+      record: { epoch: 5, primary: "head-1", secondaries: ["head-3"] },
+    });
+    if (decision.kind !== "update") return;
+    expect(decision.reason).toMatch(/head-2 came back on another disk/);
+    expect(decision.record.disks).toEqual({
+      "head-1": diskOf("head-1"),
+      "head-3": diskOf("head-3"),
+    });
+  });
+
+  test("a primary back on another disk is replaced by a secondary once its lease has run out, never kept", () => {
+    const disks = disksNow({ "head-1": 2 });
+    expect(
+      decidePartition(recorded, view(recorded, { disks, replicaCount: 3, leaseUntilMs: 200_000 })),
+    ).toMatchObject({ kind: "wait" });
+    const decision = decidePartition(recorded, view(recorded, { disks, replicaCount: 3 }));
+    expect(decision).toMatchObject({ kind: "update", record: { epoch: 5, primary: "head-2" } });
+    if (decision.kind !== "update") return;
+    expect(decision.reason).toMatch(/head-1 came back on another disk/);
+    expect(decision.record.secondaries).toEqual(["head-3"]);
+    expect(Object.keys(decision.record.disks ?? {}).sort()).toEqual(["head-2", "head-3"]);
+  });
+
+  test("a secondary back on another disk is never promoted when its primary dies (the defect)", () => {
+    const pair: PartitionRecord = {
+      ...base,
+      disks: { "head-1": diskOf("head-1"), "head-2": diskOf("head-2") },
+    };
+    const alive = new Set(["head-2", "head-3", "head-4"]);
+    // Back before it was counted dead, empty: promoting it would lose every write.
+    const decision = decidePartition(
+      pair,
+      view(pair, { alive, disks: disksNow({ "head-2": 2 }), load: loadOf([pair], [...alive]) }),
+    );
+    expect(decision).toMatchObject({ kind: "unavailable" });
+    // Without disk ids the same view promotes it.
+    expect(
+      decidePartition(
+        { ...pair, disks: undefined },
+        view(pair, { alive, load: loadOf([pair], [...alive]) }),
+      ),
+    ).toMatchObject({ kind: "update", record: { primary: "head-2" } });
+  });
+
+  test("a node back on another disk may come back as a learner, recorded on its new disk", () => {
+    const pair: PartitionRecord = { ...base, disks: { "head-1": diskOf("head-1") } };
+    const alive = new Set(["head-1", "head-2"]);
+    const decision = decidePartition(
+      pair,
+      view(pair, {
+        alive,
+        disks: disksNow({ "head-2": 3 }),
+        load: loadOf([pair], [...alive]),
+        replicaCount: 3,
+      }),
+    );
+    // head-2 joined before disk ids (nothing recorded): it is kept, and gets no disk.
+    expect(decision).toMatchObject({ kind: "keep" });
+    const dropped: PartitionRecord = { ...pair, secondaries: [] };
+    const rebuild = decidePartition(
+      dropped,
+      view(dropped, {
+        alive,
+        disks: disksNow({ "head-2": 3 }),
+        load: loadOf([dropped], [...alive]),
+      }),
+    );
+    expect(rebuild).toMatchObject({ kind: "update", record: { learners: ["head-2"] } });
+    if (rebuild.kind !== "update") return;
+    expect(rebuild.record.disks).toEqual({
+      "head-1": diskOf("head-1"),
+      "head-2": diskOf("head-2", 3),
+    });
+  });
+});

@@ -16,6 +16,23 @@ function heartbeat(overrides: Partial<Heartbeat> = {}): Heartbeat {
 }
 
 describe("membership", () => {
+  test("a member carries the disk its newest heartbeat names", () => {
+    const membership = new Membership({ heartbeatTimeoutMs: 2_000 });
+    const diskA = "a".repeat(32);
+    const diskB = "b".repeat(32);
+    membership.onHeartbeat(heartbeat({ disk: diskA }), 5_000);
+    expect(membership.list()[0]!.disk).toBe(diskA);
+    // Back under the same id on another disk (a restart with an empty data directory).
+    const events = membership.onHeartbeat(
+      heartbeat({ disk: diskB, pid: 999, startedAtMs: 5_500, sequence: 0 }),
+      5_600,
+    );
+    expect(events.map((event) => event.type)).toEqual(["restarted"]);
+    expect(membership.list()[0]!.disk).toBe(diskB);
+    membership.onHeartbeat(heartbeat({ pid: 999, startedAtMs: 5_500, sequence: 1 }), 5_700);
+    expect(membership.list()[0]).not.toHaveProperty("disk");
+  });
+
   test("a first heartbeat joins the node as healthy", () => {
     const membership = new Membership({ heartbeatTimeoutMs: 1000 });
     const events = membership.onHeartbeat(heartbeat(), 5_000);

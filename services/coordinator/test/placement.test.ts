@@ -22,6 +22,34 @@ describe("placement", () => {
     expect([...final.values()].map((entry) => entry.primaries)).toEqual([4, 4, 4]);
   });
 
+  test("each member is recorded with the disk it joins on, where its heartbeats name one", () => {
+    const disks = new Map([
+      ["head-1", "1".repeat(32)],
+      ["head-2", "2".repeat(32)],
+    ]);
+    const records = placePartitions(
+      "v",
+      "v-1",
+      6 * mebibyte,
+      mebibyte,
+      2,
+      heads,
+      loadOf([], heads),
+      disks,
+    );
+    for (const record of records) {
+      const members = [record.primary, ...record.secondaries];
+      const expected = Object.fromEntries(
+        members.filter((node) => disks.has(node)).map((node) => [node, disks.get(node)]),
+      );
+      expect(record.disks ?? {}).toEqual(expected);
+    }
+    expect(records.some((record) => record.disks?.["head-1"] !== undefined)).toBe(true);
+    // Without disk ids, records are as before.
+    const plain = placePartitions("v", "v-1", mebibyte, mebibyte, 2, heads, loadOf([], heads));
+    expect(plain[0]).not.toHaveProperty("disks");
+  });
+
   test("the last partition is cut to the volume's size", () => {
     const records = placePartitions(
       "v",
