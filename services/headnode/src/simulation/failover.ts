@@ -140,7 +140,14 @@ export type Sabotage =
    * a secondary whose journal failed while its partition went on without it (or idle)
    * stays a member until a configure refresh reopens it.
    */
-  | "coordinator-ignores-failures";
+  | "coordinator-ignores-failures"
+  /**
+   * The system before disk ids: configures name no disk and the coordinator hears of
+   * none, so a head node back on an empty disk under its old id opens the voter it was
+   * (empty), and a secondary back that way is promoted when its primary dies. Found with
+   * disk losses on (`diskLossChance`).
+   */
+  | "ignore-disk-ids";
 
 export interface FailoverOptions {
   seed: number;
@@ -173,26 +180,17 @@ export interface FailoverOptions {
   crashRate: number;
   /**
    * Per crash: chance the node's disk is lost with it (an operator swapped a failed
-   * disk): it comes back under the same node id with every replica's journal, metadata
-   * and checkpoint file gone, its durable session gone (it restarts at 1, as
-   * session.ts does with no file) and the incarnations it had dropped forgotten.
+   * disk): it comes back under the same node id on a new data directory (another disk
+   * id) with every replica's journal, metadata and checkpoint file gone, its session
+   * counted afresh from the clock (session.ts: here the tick, a clock that runs faster
+   * than the real one's seconds) and the incarnations it had dropped forgotten.
    *
-   * Off by default: it finds defects not fixed yet (`--disk-loss 0.3`: 47 of 300 seeds).
-   * Nothing stops an empty voter: a head node opens a voter from what is stored even
-   * when nothing is (configure-decision.ts; the protocol carries no "first placement"),
-   * and here an original voter is sent `create`. A primary that lost its disk is
-   * configured again on restart in the same epoch (a newer session) and takes ops from
-   * 1 again; its secondaries count ops at or below their commit point as matched
-   * (Replica.holds), so they acknowledge its new notes and it commits them over
-   * committed ones (agreement, acknowledged, acknowledged-twice, read); the coordinator
-   * takes its report of commit point 0 without question. With the session restarting
-   * at 1 too, chunk ids (partition, epoch, session, number) are written again with
-   * other data (sled, "reuses chunk number"), and the lease book and secondaries ignore
-   * the older session (settle). And the coordinator promotes any live voting secondary
-   * (decideMembership: by load, nothing of its state is looked at), so a secondary that
-   * lost its disk and came back before it was counted dead or stalled is promoted when
-   * its primary dies, missing every acknowledged write (`--disk-loss 1 --faulty-nodes
-   * 2`, seeds 41 and 194; rare at one faulty node at a time).
+   * Its reports name its disk, as a head node's heartbeats do; the coordinator counts a
+   * member back on another disk out of the partition (decisions.ts, "Lost disks") and the
+   * node refuses a configure recorded on its old disk (configure-decision.ts). The
+   * `ignore-disk-ids` sabotage shows what that prevents: an empty primary configured
+   * again in its epoch hands out op numbers again over committed ones, and an empty
+   * secondary is promoted.
    */
   diskLossChance: number;
   downTicksMax: number;
@@ -267,7 +265,7 @@ export const failoverDefaults: Omit<FailoverOptions, "seed"> = {
   delayTicksMax: 4,
   faultyNodesMax: 1,
   crashRate: 0.004,
-  diskLossChance: 0,
+  diskLossChance: 0.1,
   downTicksMax: 60,
   pauseRate: 0.002,
   pauseTicksMin: 35,
@@ -394,6 +392,8 @@ interface SimulatedNode {
    * reach it ("cluster": the deposed primary a lease exists for).
    */
   cut: { kind: "isolated" | "peers" | "cluster"; untilTick: number } | undefined;
+  /** Its data directory's id: a new one when the disk is lost. */
+  disk: string;
   /** Durable, grows on every start: sessions are unique per node. */
   session: number;
   /**
@@ -436,6 +436,8 @@ interface ConfigureMessage {
   configuration: Configuration;
   /** A fresh incarnation's first placement: voters start empty. */
   create: boolean;
+  /** The disk the record has this member on, if any (configurer.ts). */
+  disk?: string;
   /** For a learner: the epoch it was added in, and the checkpoint to rebuild from. */
   learnerSince?: number;
   checkpoint?: CheckpointPointer;
@@ -443,6 +445,8 @@ interface ConfigureMessage {
 
 interface NodeReport {
   node: string;
+  /** Its data directory's id, as a head node's heartbeats carry it. */
+  disk: string;
   session: number;
   /** The node's monotonic time when it sent the report: its leases count from here. */
   sentAtMs: number;
@@ -622,6 +626,8 @@ export class FailoverSimulation {
   private readonly configured = new Map<number, Map<string, { epoch: number; atTick: number }>>();
   /** Per head node, the newest report (session, seq) whose entries were taken. */
   private readonly reportsApplied = new Map<string, { session: number; seq: number }>();
+  /** Each head node's disk, from its newest report (as membership keeps heartbeats'). */
+  private readonly disks = new Map<string, string>();
   /** Each head node's newest session heard of: a newer one is a restart. */
   private readonly sessions = new Map<string, number>();
 
@@ -651,6 +657,7 @@ export class FailoverSimulation {
         pausedUntilTick: 0,
         diskHungUntilTick: 0,
         cut: undefined,
+        disk: `head-${index + 1}-disk-0`,
         session: 0,
         sessionIssued: 0,
         life: 0,
@@ -663,6 +670,10 @@ export class FailoverSimulation {
         droppedVolumeIds: new Set(),
         reportState: new ReportState(),
       });
+    }
+    // Heard before the volume is created, as placement hears heartbeats first.
+    if (options.sabotage !== "ignore-disk-ids") {
+      for (const node of this.nodes) this.disks.set(node.id, node.disk);
     }
     for (let index = 0; index < options.clients; index++)
       this.clients.push({ routes: new Map(), outstanding: undefined });
@@ -885,8 +896,21 @@ export class FailoverSimulation {
         node.pausedUntilTick > this.tickNow ||
         node.cut !== undefined ||
         node.diskHungUntilTick > this.tickNow ||
-        this.journalFaulty(node),
+        this.journalFaulty(node) ||
+        this.onLostDisk(node),
     ).length;
+  }
+
+  /**
+   * Whether a record still has the node on a disk it has lost: it stays a fault until the
+   * coordinator has counted it out, as a dead node is one until it is declared dead.
+   */
+  private onLostDisk(node: SimulatedNode): boolean {
+    for (const { record } of this.records.values()) {
+      const disk = record.disks?.[node.id];
+      if (disk !== undefined && disk !== node.disk) return true;
+    }
+    return false;
   }
 
   /**
@@ -914,6 +938,31 @@ export class FailoverSimulation {
     return false;
   }
 
+  /**
+   * Whether every partition `node` is a voter of has another voter, up and counted alive,
+   * that holds a replica of it on its disk: one disk lost at a time. Losing the last copy of acknowledged
+   * writes is data loss no replica count of two survives, and a partition left with no
+   * voter to promote stays unavailable, which is right but not what the checkers test.
+   */
+  private anotherCopyOfAll(node: SimulatedNode): boolean {
+    const alive = this.aliveNodes();
+    for (const [partition, { record }] of this.records) {
+      const voters = [record.primary, ...record.secondaries];
+      if (!voters.includes(node.id)) continue;
+      // Up, and known to the coordinator to be: one it still counts dead may be dropped
+      // from the record on the strength of a primary that has just lost its disk.
+      const copy = voters.some(
+        (other) =>
+          other !== node.id &&
+          this.node(other).up &&
+          alive.has(other) &&
+          this.node(other).hosted.get(partition)?.volumeId === this.volumeId,
+      );
+      if (!copy) return false;
+    }
+    return true;
+  }
+
   private async injectFaults(): Promise<void> {
     const options = this.options;
     for (const node of this.nodes) {
@@ -929,7 +978,8 @@ export class FailoverSimulation {
       if (!room || !healthy) continue;
       if (this.chance(options.crashRate)) {
         // Drawn only when on, so that runs without disk losses replay the same streams.
-        this.crash(node, options.diskLossChance > 0 && this.chance(options.diskLossChance));
+        const loseDisk = options.diskLossChance > 0 && this.chance(options.diskLossChance);
+        this.crash(node, loseDisk && this.anotherCopyOfAll(node));
       } else if (this.chance(options.pauseRate)) {
         this.stats.pauses++;
         node.pausedUntilTick =
@@ -1078,10 +1128,11 @@ export class FailoverSimulation {
     node.droppedVolumeIds.clear();
     if (!loseDisk) return;
     // A new, empty data directory: no replica is stored, and nextSession finds no
-    // session file, so the next start is session 1 again.
+    // session file, so the next start counts from the clock (session.ts).
     this.stats.diskLosses++;
     node.hosted.clear();
-    node.sessionIssued = 0;
+    node.disk = `${node.id}-disk-${this.stats.diskLosses}`;
+    node.sessionIssued = this.tickNow;
   }
 
   private execute(_node: SimulatedNode, hosted: Hosted): void {
@@ -1132,8 +1183,15 @@ export class FailoverSimulation {
     const found = node.hosted.get(message.partition);
     const configured = found?.adapter?.replica.configuration;
     const decision = decideConfigure(
-      { volumeId: message.volumeId, epoch: configuration.epoch, part, create: message.create },
       {
+        volumeId: message.volumeId,
+        epoch: configuration.epoch,
+        part,
+        create: message.create,
+        disk: message.disk,
+      },
+      {
+        disk: node.disk,
         deleted: node.droppedVolumeIds.has(message.volumeId),
         hosted:
           found === undefined
@@ -1239,6 +1297,7 @@ export class FailoverSimulation {
       from: node.id,
       report: {
         node: node.id,
+        disk: node.disk,
         session: node.session,
         sentAtMs: this.localMs(node),
         sent: node.reportState.next(primaries, failures),
@@ -1292,6 +1351,7 @@ export class FailoverSimulation {
         secondaries: chosen.slice(1),
         learners: [],
         joining: [],
+        ...this.disksOf(chosen),
       };
       this.records.set(partition, { record, revision: 1 });
       this.originalVoters.set(partition, new Set(chosen));
@@ -1315,6 +1375,20 @@ export class FailoverSimulation {
       if (entries !== undefined)
         this.watchedFor(this.volumeId, attempt.partition).model.issued(attempt.attempt, entries);
     }
+  }
+
+  /** The disks heard of the given nodes, as placement.ts records them. */
+  private disksOf(nodes: readonly string[]): { disks?: Record<string, string> } {
+    const known = nodes.flatMap((node) => {
+      const disk = this.disks.get(node);
+      return disk === undefined ? [] : [[node, disk] as const];
+    });
+    return known.length === 0 ? {} : { disks: Object.fromEntries(known) };
+  }
+
+  /** The disks of the live nodes, as the reconciler passes them. */
+  private liveDisks(alive: ReadonlySet<string>): Map<string, string> {
+    return new Map([...this.disks].filter(([node]) => alive.has(node)));
   }
 
   private aliveNodes(): Set<string> {
@@ -1352,6 +1426,7 @@ export class FailoverSimulation {
         const view: PartitionView = {
           nowMs: this.nowMs(),
           alive,
+          disks: this.liveDisks(alive),
           load:
             this.options.sabotage === "no-rebuild"
               ? new Map([...load].filter(([node]) => membersOf(record).includes(node)))
@@ -1468,6 +1543,7 @@ export class FailoverSimulation {
             learners: record.learners ?? [],
           },
           create: originals?.has(member) === true,
+          ...(record.disks?.[member] === undefined ? {} : { disk: record.disks[member] }),
           ...(learnerSince === undefined ? {} : { learnerSince }),
           ...(learnerSince === undefined || pointer === undefined ? {} : { checkpoint: pointer }),
         },
@@ -1526,6 +1602,8 @@ export class FailoverSimulation {
       applied === undefined ||
       report.session > applied.session ||
       (report.session === applied.session && sent.seq > applied.seq);
+    if (newer && this.options.sabotage !== "ignore-disk-ids")
+      this.disks.set(report.node, report.disk);
     if (newer) this.reportsApplied.set(report.node, { session: report.session, seq: sent.seq });
     for (const primary of sent.primaries) {
       if (primary.volumeId !== this.volumeId) continue;

@@ -4,8 +4,8 @@
 // partitions of 3 and 2 replicas, the model coordinator, failover, rebuild and faults)
 // instead: `npm run simulate -- --failover --seeds 20000` for a long run, `--failover
 // --seed N` to replay one; `--sabotage NAME` breaks one thing on purpose, `--keep-going`
-// runs every seed and counts the failures; `--disk-loss P` makes each crash take the
-// node's disk with it at chance P (diskLossChance); `--faulty-nodes N` lets N nodes be
+// runs every seed and counts the failures; `--disk-loss P` sets the chance that a crash
+// takes the node's disk with it (diskLossChance, 0.1 by default); `--faulty-nodes N` lets N nodes be
 // crashed, paused or cut off at once (faultyNodesMax).
 
 import { parseArgs } from "node:util";
