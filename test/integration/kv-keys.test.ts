@@ -1,10 +1,12 @@
 // Key listing of the control bucket on a real nats-server (kv-keys.ts), connected with
 // the coordinator's own NATS permissions: a listing returns exactly the live keys of its
 // filter (deleted and purged keys excluded, more keys than one fetch asks for, keys
-// updated many times), keys written meanwhile do not hide the ones that were there, and
-// no listing leaves a consumer on the stream. nats.js KV keys(), which the coordinator
-// used before, left one per call: 2,650 after a 30-minute chaos run, each recovered from
-// disk by every nats-server restart.
+// updated many times), the same keys as nats.js KV keys() over a store with history,
+// keys written meanwhile do not hide the ones that were there, a listing whose consumer
+// goes away fails rather than return what it read, and no listing leaves a consumer on
+// the stream. nats.js KV keys(), which the coordinator used before, left one per call:
+// 2,650 after a 30-minute chaos run, each recovered from disk by every nats-server
+// restart.
 
 import { randomBytes } from "node:crypto";
 import { type RunningNatsServer, startNatsServer } from "@ballast/cli";
@@ -114,6 +116,81 @@ test("lists exactly the live keys of a filter, many more than one fetch", async 
   expect(warnings).toEqual([]);
 });
 
+/** The KV's own listing, each key once. */
+async function kvKeys(filter: string): Promise<string[]> {
+  const found = new Set<string>();
+  for await (const key of await kv.keys(filter)) found.add(key);
+  return sorted(found);
+}
+
+test("lists what the KV's own keys() lists, over history, deletes and purges", async () => {
+  // More keys than one fetch asks for, each with its own history: up to 11 revisions
+  // (past the bucket's 8), deleted, purged, deleted or purged then written again, and
+  // keys one token deeper, so that `*` and `>` differ.
+  const count = keyListingBatchMax * 2;
+  await Promise.all(
+    Array.from({ length: count }, async (_, index) => {
+      const key = `history.${index}`;
+      for (let revision = 0; revision <= index % 11; revision++) await kv.put(key, "{}");
+      if (index % 5 === 0) await kv.delete(key);
+      if (index % 7 === 0) await kv.purge(key);
+      if (index % 11 === 0) await kv.put(key, "{}");
+      if (index % 3 === 0) await kv.put(`${key}.deeper`, "{}");
+      if (index % 9 === 0) await kv.delete(`${key}.deeper`);
+    }),
+  );
+  for (const filter of [
+    "history.>",
+    "history.*",
+    "history.*.deeper",
+    "history.33",
+    "history.35",
+    "history.7.>",
+    ">",
+  ]) {
+    const found = await listKeys(kv, filter, logger);
+    expect(found.length, filter).toBe(new Set(found).size);
+    expect(sorted(found), filter).toEqual(await kvKeys(filter));
+  }
+  expect((await kvKeys("history.*")).length).toBeGreaterThan(keyListingBatchMax);
+  // Fetched one message at a time, each fetch's pending count ends the listing.
+  expect(sorted(await listKeys(kv, "history.>", logger, { batchMax: 1, fetchMs: 1000 }))).toEqual(
+    await kvKeys("history.>"),
+  );
+  const names: string[] = [];
+  for await (const info of kv.jsm.consumers.list(kv.stream)) names.push(info.name);
+  await Promise.all(names.map((name) => kv.jsm.consumers.delete(kv.stream, name)));
+  expect(await consumerCount()).toBe(0);
+});
+
+test("a listing whose consumer is deleted under it fails, never returns what it read", async () => {
+  const quiet = { warn: () => {} };
+  await Promise.all(Array.from({ length: 300 }, (_, index) => kv.put(`doomed.${index}`, "{}")));
+  let listing = true;
+  let deleted = 0;
+  // Deletes every listing consumer it sees until the listing settles.
+  const deleter = (async () => {
+    while (listing) {
+      for await (const info of kv.jsm.consumers.list(kv.stream)) {
+        if (!info.name.startsWith("ballast_keys_")) continue;
+        await kv.jsm.consumers.delete(kv.stream, info.name).catch(() => undefined);
+        deleted++;
+      }
+    }
+  })();
+  const outcome = await listKeys(kv, "doomed.>", quiet, { batchMax: 1, fetchMs: 1000 })
+    .then((keys) => ({ keys }))
+    .catch((error: Error) => ({ error }))
+    .finally(() => {
+      listing = false;
+    });
+  await deleter;
+  expect(deleted).toBeGreaterThan(0);
+  // nats.js answers the fetch with "heartbeats missed"; the listing passes that on.
+  expect(outcome).toHaveProperty("error");
+  expect(await consumerCount()).toBe(0);
+});
+
 test("no listing leaves a consumer on the stream (KV keys() left one per call)", async () => {
   await kv.put("volume.counted", "{}");
   const catalogue = new Catalogue(store);
@@ -135,20 +212,20 @@ test("no listing leaves a consumer on the stream (KV keys() left one per call)",
 
 test("keys written during a listing do not hide the keys that were there before", async () => {
   const before: string[] = [];
-  for (let index = 0; index < 600; index++) before.push(`checkpoint.busy.${index}.head-1`);
+  for (let index = 0; index < 300; index++) before.push(`checkpoint.busy.${index}.head-1`);
   await Promise.all(before.map((key) => kv.put(key, "{}")));
   let writing = true;
   let written = 0;
   const writer = (async () => {
     while (writing) {
       // New keys and updates of the old ones, under the listed filter.
-      await kv.put(`checkpoint.busy.${600 + written}.head-2`, "{}");
+      await kv.put(`checkpoint.busy.${300 + written}.head-2`, "{}");
       await kv.put(before[written % before.length]!, "{}");
       written++;
     }
   })();
   try {
-    for (let round = 0; round < 10; round++) {
+    for (let round = 0; round < 4; round++) {
       const found = await listKeys(kv, "checkpoint.busy.>", logger);
       expect(found.length).toBe(new Set(found).size);
       const set = new Set(found);

@@ -32,8 +32,10 @@
 // Failure model: a create, fetch or delete may fail or time out (NATS reconnecting, the
 // stream leader moving). A failed create or fetch fails the listing (the caller's
 // request or pass fails and is retried, as for any KV read): a listing is complete or
-// fails, never silently short. A fetch that delivers nothing while messages are pending
-// fails the listing rather than wait without end. A failed delete is logged and
+// fails, never silently short (the KV's `keys()` ends its listing quietly on an idle
+// heartbeat or a closed consumer). A fetch that delivers nothing while messages are
+// pending, or whose consumer went away ("heartbeats missed"), fails the listing rather
+// than wait without end. A failed delete is logged and
 // ignored: the consumer has no subscriber, so the server removes it after the
 // inactivity threshold; being in memory, it never reaches the disk.
 
@@ -125,11 +127,21 @@ export class KeyListing {
   }
 }
 
+/** How a listing fetches; tests make it fetch one message at a time. */
+export interface KeyListingLimits {
+  batchMax: number;
+  fetchMs: number;
+}
+
 /** The keys of `bucket` matching `filter` (KV key syntax, wildcards allowed). */
 export async function listKeys(
   bucket: Bucket,
   filter: string,
   logger: Pick<Logger, "warn">,
+  { batchMax, fetchMs }: KeyListingLimits = {
+    batchMax: keyListingBatchMax,
+    fetchMs: keyListingFetchMs,
+  },
 ): Promise<string[]> {
   bucket.validateSearchKey(filter);
   const name = `${keyListingConsumerPrefix}${randomUUID().replaceAll("-", "")}`;
@@ -143,8 +155,8 @@ export async function listKeys(
     const consumer = bucket.js.consumers.getConsumerFromInfo(info);
     while (!listing.done) {
       const messages = await consumer.fetch({
-        max_messages: listing.nextBatch(keyListingBatchMax),
-        expires: keyListingFetchMs,
+        max_messages: listing.nextBatch(batchMax),
+        expires: fetchMs,
       });
       let delivered = 0;
       for await (const message of messages) {
@@ -159,7 +171,7 @@ export async function listKeys(
       if (delivered === 0) {
         throw new BallastError(
           ErrorCode.Unavailable,
-          `listing keys ${filter} of ${bucket.stream}: nothing delivered within ${keyListingFetchMs} ms with messages pending`,
+          `listing keys ${filter} of ${bucket.stream}: nothing delivered within ${fetchMs} ms with messages pending`,
         );
       }
     }
