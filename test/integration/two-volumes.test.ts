@@ -9,7 +9,7 @@
 
 import { subjects } from "@ballast/protocol";
 import { afterAll, beforeAll, expect, test } from "vitest";
-import { startTestCluster, type TestCluster } from "../support/cluster.ts";
+import { startTestCluster, type TestCluster, waitFor } from "../support/cluster.ts";
 import { onPartition, readBytes, writeBlocks } from "../support/faults.ts";
 import { logFiles, logLinesContaining } from "../support/logs.ts";
 import { listSledChunks, type SledChunk } from "../support/sled-chunks.ts";
@@ -68,7 +68,9 @@ async function writeAndFlush(volume: number, partition: number): Promise<number[
       blocksPerRound,
       fillOf(volume, partition, round),
     );
-    // A flush now writes this round's bytes as a chunk of their own.
+    // A flush now: it answers once the round is committed; its bytes reach the sleds
+    // after, in a chunk of their own or (if the round before is still on its way) one
+    // shared with the next round.
     const result = await onPartition(cluster.bus, name, partition, (epoch) =>
       cluster.bus.request(
         subjects.volume.build(name, partition),
@@ -128,24 +130,49 @@ test("two volumes written at once flush without a single AlreadyExists", async (
   ).toEqual([]);
 
   // (c) Each sled holds chunks of both volumes, under ids of their own volume, with
-  // owners that match; a chunk id on two sleds is two copies of one chunk.
-  const ownerOf = new Map<string, string>();
-  for (const sled of cluster.cluster.ids("sled")) {
-    const chunks = (await listSledChunks(cluster.bus, sled)).filter((chunk) =>
+  // owners that match; a chunk id on two sleds is two copies of one chunk. How many
+  // chunks a partition has is timing: a flush answers once its writes are committed
+  // and moves them to sleds in the background, one chunk at a time per partition, so a
+  // round flushed while the round before is still on its way shares a chunk with the
+  // next (1 to `rounds` chunks, every round's bytes once). The last may still be on its
+  // way when the reads end: wait until both sleds hold every round's bytes.
+  const sleds = cluster.cluster.ids("sled");
+  const chunksOf = async (sled: string) =>
+    (await listSledChunks(cluster.bus, sled)).filter((chunk) =>
       (volumes as readonly string[]).includes(chunk.owner.volume),
     );
+  const bytesOf = (chunks: SledChunk[], name: string, partition: number) =>
+    chunks
+      .filter((chunk) => chunk.owner.volume === name && chunk.owner.partition === partition)
+      .reduce((sum, chunk) => sum + chunk.bytes, 0);
+  const everyRoundOn = (chunks: SledChunk[]) =>
+    volumes.every((name) =>
+      Array.from({ length: partitions }, (_, partition) => partition).every(
+        (partition) => bytesOf(chunks, name, partition) >= rounds * roundBytes,
+      ),
+    );
+  const listed = await waitFor("every round's bytes in chunks on both sleds", async () => {
+    const all = await Promise.all(sleds.map(chunksOf));
+    return all.every(everyRoundOn) ? all : undefined;
+  });
+  const ownerOf = new Map<string, string>();
+  for (const [index, sled] of sleds.entries()) {
+    const chunks = listed[index]!;
     expect(new Set(chunks.map((chunk) => chunk.chunkId)).size, `${sled}: distinct ids`).toBe(
       chunks.length,
+    );
+    // Two sleds and two copies per chunk: every chunk of every partition is on each.
+    expect(chunks.map((chunk) => chunk.chunkId).sort(), `${sled}: the chunks`).toEqual(
+      listed[0]!.map((chunk) => chunk.chunkId).sort(),
     );
     for (const [volume, name] of volumes.entries()) {
       const mine = chunks.filter((chunk: SledChunk) => chunk.owner.volume === name);
       for (let partition = 0; partition < partitions; partition++) {
-        const ofPartition = mine.filter((chunk) => chunk.owner.partition === partition);
-        // Two sleds and two copies per chunk: every chunk of every partition is here.
-        expect(ofPartition.length, `${sled}: chunks of ${name} partition ${partition}`).toBe(
-          rounds,
+        // Every round's bytes once: no chunk flushed twice, none missing.
+        expect(bytesOf(chunks, name, partition), `${sled}: ${name} partition ${partition}`).toBe(
+          rounds * roundBytes,
         );
-        for (const chunk of ofPartition) {
+        for (const chunk of mine.filter((chunk) => chunk.owner.partition === partition)) {
           expect(chunk.chunkId, `${sled}: a chunk of ${name}`).toMatch(
             new RegExp(`^${ids[volume]}-p${partition}-`),
           );

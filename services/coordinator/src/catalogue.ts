@@ -43,8 +43,11 @@
 // and are overwritten by the next create of that name. Creates and deletes run one at a
 // time in the leader.
 //
-// The KV key listing may return a key twice when the key is updated while it is listed:
-// every listing here is de-duplicated, so no reader ever sees a partition twice.
+// Keys are listed through the store's `keys`: on JetStream, kv-keys.ts, which leaves no
+// consumer on the server (the KV's own `keys()` left one per call) and returns each
+// key once. Every listing here is de-duplicated all the same (the KV's own listing, as
+// tests may pass the bucket itself, returns a key twice when it is updated meanwhile),
+// so no reader ever sees a partition twice.
 
 import { BallastError, ErrorCode } from "@ballast/protocol";
 import type { Watch } from "./catalogue-changes.ts";
@@ -105,6 +108,10 @@ export interface ControlStore {
   create(key: string, value: Uint8Array): Promise<number>;
   update(key: string, value: Uint8Array, revision: number): Promise<number>;
   delete(key: string, options?: { previousSeq?: number }): Promise<void>;
+  /**
+   * The live keys matching `filter`, at least every key live before the call began and
+   * not deleted before it ended (kv-keys.ts), leaving nothing behind on the server.
+   */
   keys(filter: string): Promise<AsyncIterable<string>>;
   /** Changes as they happen (catalogue-changes.ts); absent: re-reads are never skipped. */
   watch?: Watch;

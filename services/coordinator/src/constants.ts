@@ -158,3 +158,21 @@ export const snapshotHoldMs = 3000;
 export const snapshotStepDeadlineMs = 2000;
 export const snapshotRetryMs = 100;
 export const snapshotAttemptsMax = 3;
+
+/**
+ * A key listing's consumer (kv-keys.ts) is deleted when the listing ends; should the
+ * delete fail, the server removes it after this long without a fetch.
+ */
+export const keyListingInactiveMs = 30_000;
+
+/** Messages asked for per fetch when listing keys: headers only, so each is small. */
+export const keyListingBatchMax = 256;
+
+/** A fetch that delivers nothing in this long, with messages pending, fails the listing. */
+export const keyListingFetchMs = 5000;
+
+/**
+ * A key listing reads until nothing is pending; one that has read this many messages
+ * beyond what was pending when it began is being outrun by writes, and fails.
+ */
+export const keyListingOverrunMax = 10_000;

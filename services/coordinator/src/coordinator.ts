@@ -57,6 +57,7 @@ import {
   sweepTimeMsMin,
 } from "./constants.ts";
 import { Heartbeats } from "./heartbeats.ts";
+import { controlStoreOf } from "./kv-keys.ts";
 import { Leadership, type Leading } from "./leadership.ts";
 import { Purger } from "./purger.ts";
 import { Reconciler } from "./reconciler.ts";
@@ -319,7 +320,11 @@ export class Coordinator {
 
   private async openControlStore() {
     try {
-      return await new Kvm(this.service.bus.connection).create(buckets.control, { history: 8 });
+      const kv = await new Kvm(this.service.bus.connection).create(buckets.control, {
+        history: 8,
+      });
+      // Not the KV itself: its keys() leaves a consumer on the server per call.
+      return controlStoreOf(kv, this.service.logger);
     } catch (error) {
       throw new BallastError(
         ErrorCode.Unavailable,
