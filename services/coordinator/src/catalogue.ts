@@ -5,7 +5,8 @@
 //                                  createdAtMs, term}  (term: of the last resize)
 //   partition.<name>.<index>      {volume, volumeId, partition, partitionStart,
 //                                  partitionBytes, epoch, primary, secondaries, joining,
-//                                  learners, term}
+//                                  learners, disks, term}  (disks: see "Lost disks",
+//                                  decisions.ts)
 //   checkpoint.<name>.<index>.<node>  the replica's newest checkpoint on sleds
 //                                  {opNum, blobKey, sleds, bytes, createdAtMs}
 //   checkpoint._mark              written by each orphan-sweep pass, to know when the
