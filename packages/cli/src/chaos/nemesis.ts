@@ -32,12 +32,28 @@
 // - kill-two-heads: two of the three head nodes killed at once, so some partition of
 //   the two-replica volume loses both replicas together; every acknowledged write must
 //   come back from their journals when they restart.
+// - lose-head-disk: a head node killed, its data directory deleted (its log stays) and
+//   started again at once under the same id, on a new empty disk: the coordinator must
+//   count it out of every partition (a primary replaced by a secondary, which holds
+//   every acknowledged write) and rebuild it. Only a head node whose every partition has
+//   another live voter is chosen (lost-disk.ts), so no fault takes the last copy; the
+//   fault is over when, at full strength, no partition record names a member on a disk
+//   it lost.
 
+import { rm } from "node:fs/promises";
 import { ErrorCode, limits, subjects } from "@ballast/protocol";
 import type { Bus } from "@ballast/runtime";
 import { isFullStrength } from "../health.ts";
 import type { LocalCluster } from "../local-cluster.ts";
 import type { VolumeState } from "../volume.ts";
+import {
+  formatLostDiskMember,
+  headsThatMayLoseDisk,
+  type LostDiskMember,
+  lostDiskMembersNow,
+  readDiskId,
+  serviceDataDir,
+} from "./lost-disk.ts";
 import type { Random } from "./random.ts";
 
 export const faultKinds = [
@@ -54,6 +70,7 @@ export const faultKinds = [
   "fill-sled",
   "kill-two-heads",
   "fail-journal",
+  "lose-head-disk",
 ] as const;
 export type FaultKind = (typeof faultKinds)[number];
 
@@ -63,6 +80,12 @@ export const holdMsMax = 5000;
 /** Quiet time between one fault's recovery (at full strength) and the next fault. */
 export const gapMsMin = 1000;
 export const gapMsMax = 3000;
+/**
+ * The gap's upper bound in round-robin runs (CI's short run, which goes on until every
+ * kind has run once): shorter, so that a fault kind added costs CI about its own
+ * recovery, not its recovery and a whole gap more. Still drawn from the same stream.
+ */
+export const gapMsMaxRoundRobin = 1500;
 /** How long the nemesis waits for full strength after a recovery before going on. */
 export const fullStrengthWaitMs = 60_000;
 
@@ -249,17 +272,73 @@ export async function atFullStrength(bus: Bus, ids: readonly string[]): Promise<
   }
 }
 
+/**
+ * Waits until atFullStrength, and `also` (if given) says yes too; a throw from `also`
+ * counts as no. False if that did not happen within `timeoutMs`.
+ */
 export async function waitForFullStrength(
   bus: Bus,
   ids: readonly string[],
   timeoutMs: number,
+  also?: () => Promise<boolean>,
 ): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
-    if (await atFullStrength(bus, ids)) return true;
+    if (
+      (await atFullStrength(bus, ids)) &&
+      (also === undefined || (await also().catch(() => false)))
+    ) {
+      return true;
+    }
     await sleep(250);
   }
   return false;
+}
+
+/** Members recorded on a disk their head node lost, over the chaos volumes. */
+export async function lostDiskMembers(
+  bus: Bus,
+  cluster: Pick<LocalCluster, "records">,
+  volumes: readonly string[],
+): Promise<LostDiskMember[]> {
+  const counts = [];
+  for (const name of volumes) {
+    counts.push({ name, partitions: (await describe(bus, name)).partitions.length });
+  }
+  return lostDiskMembersNow(bus, cluster, counts);
+}
+
+/** Whether no partition record names a member on a disk it lost (see lost-disk.ts). */
+export const noMemberOnLostDisk =
+  (bus: Bus, cluster: Pick<LocalCluster, "records">, volumes: readonly string[]) => async () =>
+    (await lostDiskMembers(bus, cluster, volumes)).length === 0;
+
+/**
+ * A head node that may lose its disk (lost-disk.ts, headsThatMayLoseDisk), from the
+ * leader's status; asked again for a while if none may (a partition short of a voter
+ * after the last fault). Throws if none may: the fault is then not injected.
+ */
+async function diskLossTarget(context: NemesisContext): Promise<string> {
+  let why = "no answer from the coordinator";
+  for (let attempt = 0; attempt < 20; attempt++) {
+    try {
+      const status = await clusterStatus(context.bus);
+      const alive = new Set(status.services.filter((s) => s.healthy).map((s) => s.id));
+      const lost = await lostDiskMembers(context.bus, context.cluster, context.volumes);
+      const candidates = headsThatMayLoseDisk(
+        status.volumes as unknown as VolumeState[],
+        context.cluster.ids("headnode"),
+        alive,
+        new Set(lost.map((member) => member.node)),
+      );
+      if (candidates.length > 0) return context.random.pick(candidates);
+      why = `every head node holds some partition's only live voter (alive: ${[...alive].join(", ")}; on lost disks: ${lost.map(formatLostDiskMember).join("; ") || "none"})`;
+    } catch (error) {
+      why = (error as Error).message;
+    }
+    await sleep(250);
+  }
+  throw new Error(`no head node may lose its disk: ${why}`);
 }
 
 async function headRole(context: NemesisContext, role: "primary" | "secondary"): Promise<string> {
@@ -387,6 +466,28 @@ export async function runFault(
         await sleep(hold);
         break;
       }
+      case "lose-head-disk": {
+        // No hold: the node comes back at once, as a replaced disk under the old id
+        // would, before the coordinator could count it dead. The hold is still drawn
+        // above, so that the schedule's stream is the same whatever the fault.
+        const id = await diskLossTarget(context);
+        const directory = serviceDataDir(cluster, id);
+        const disk = await readDiskId(directory);
+        record.targets = [id];
+        record.startMs = context.nowMs();
+        await cluster.kill(id, "SIGKILL");
+        await rm(directory, { recursive: true, force: true });
+        // Before the restart the node has no disk, so every member the records name on
+        // its old one shows here: the recovery check below has something to wait for.
+        const recorded = await lostDiskMembers(context.bus, cluster, context.volumes)
+          .then((members) => members.filter((member) => member.node === id))
+          .catch((error: Error) => `unreadable (${error.message})`);
+        cluster.restart(id);
+        context.log(
+          `lose-head-disk: ${id} killed, ${directory} (disk ${disk?.slice(0, 8) ?? "unknown"}) deleted, restarted; the records had it on that disk in ${typeof recorded === "string" ? recorded : `${recorded.length} partitions (${recorded.map((member) => `${member.volume}/${member.partition}`).join(", ")})`}`,
+        );
+        break;
+      }
       default: {
         const unreachable: never = kind;
         throw new Error(`unknown fault ${String(unreachable)}`);
@@ -402,8 +503,19 @@ export async function runFault(
   context.log(
     `fault ${kind} on ${record.targets.join(", ")} at ${(record.startMs / 1000).toFixed(1)} s, recovered at ${(record.recoveredMs / 1000).toFixed(1)} s${record.error ? ` (error: ${record.error})` : ""}`,
   );
-  if (await waitForFullStrength(context.bus, cluster.ids(), fullStrengthWaitMs)) {
+  // After a lost disk, full strength counts only once the node is counted out and
+  // rebuilt: until the coordinator hears its new disk, the status may call it full.
+  const rebuilt =
+    kind === "lose-head-disk" && record.error === undefined
+      ? noMemberOnLostDisk(context.bus, cluster, context.volumes)
+      : undefined;
+  if (await waitForFullStrength(context.bus, cluster.ids(), fullStrengthWaitMs, rebuilt)) {
     record.fullStrengthMs = context.nowMs();
+  } else if (rebuilt !== undefined) {
+    const left = await lostDiskMembers(context.bus, cluster, context.volumes).catch(
+      (error: Error) => `unreadable: ${error.message}`,
+    );
+    record.error = `not rebuilt within ${fullStrengthWaitMs} ms: members on lost disks: ${typeof left === "string" ? left : left.map(formatLostDiskMember).join("; ") || "none (the status is short)"}`;
   }
   return record;
 }
@@ -421,7 +533,7 @@ export async function runNemesis(
   const faults: FaultRecord[] = [];
   let index = 0;
   while (keepGoing(faults.length)) {
-    await sleep(context.random.between(gapMsMin, gapMsMax));
+    await sleep(context.random.between(gapMsMin, roundRobin ? gapMsMaxRoundRobin : gapMsMax));
     if (!keepGoing(faults.length)) break;
     const kind = roundRobin
       ? faultKinds[index++ % faultKinds.length]!

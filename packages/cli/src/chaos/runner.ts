@@ -22,6 +22,8 @@ import {
   type FaultKind,
   type FaultRecord,
   faultKinds,
+  lostDiskMembers,
+  noMemberOnLostDisk,
   runNemesis,
   Wounds,
   waitForFullStrength,
@@ -276,8 +278,20 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
 
     await wounds.heal(cluster, control.bus, log);
     const healedAt = Date.now();
-    const full = await waitForFullStrength(control.bus, cluster.ids(), settleTimeoutMs);
+    // Full strength also means no member recorded on a disk its node lost
+    // (lose-head-disk): such a member holds nothing, whatever the status says.
+    const volumeNames = chaosVolumes.map((volume) => volume.name);
+    const full = await waitForFullStrength(
+      control.bus,
+      cluster.ids(),
+      settleTimeoutMs,
+      noMemberOnLostDisk(control.bus, cluster, volumeNames),
+    );
     const backToFullStrengthMs = full ? Date.now() - healedAt : undefined;
+    if (!full) {
+      const left = await lostDiskMembers(control.bus, cluster, volumeNames).catch(() => []);
+      if (left.length > 0) log(`chaos: members on lost disks: ${JSON.stringify(left)}`);
+    }
     log(
       full
         ? `chaos: full strength ${backToFullStrengthMs} ms after healing`
