@@ -353,6 +353,13 @@ export interface FailoverResult {
     /** Snapshot takes and drops asked of primaries, and snapshots read once settled. */
     snapshotRequests: number;
     snapshotsChecked: number;
+    /**
+     * Failed primaries a configure reopened in place, and of those, the ones whose
+     * partition had a live voting secondary on its recorded disk at that moment (one
+     * the coordinator could have promoted instead).
+     */
+    primariesReopened: number;
+    primariesReopenedOverSecondary: number;
   };
 }
 
@@ -589,6 +596,8 @@ export class FailoverSimulation {
     chunksDropped: 0,
     snapshotRequests: 0,
     snapshotsChecked: 0,
+    primariesReopened: 0,
+    primariesReopenedOverSecondary: 0,
   };
   /** Snapshot ids drawn so far, and the request ids their takes and drops use (no client's). */
   private snapshotsDrawn = 0;
@@ -1220,6 +1229,7 @@ export class FailoverSimulation {
       }
       if (decision.forget !== undefined) node.droppedVolumeIds.add(decision.forget);
       if (decision.kind === "refuse") return;
+      if (decision.retire === "close" && part === "primary") this.countReopen(message);
       if (decision.session === "new") node.sessionIssued++;
       const session = decision.session === "new" ? node.sessionIssued : node.session;
       if (decision.from === "rebuild") {
@@ -1375,6 +1385,20 @@ export class FailoverSimulation {
       if (entries !== undefined)
         this.watchedFor(this.volumeId, attempt.partition).model.issued(attempt.attempt, entries);
     }
+  }
+
+  /** A failed primary reopened in place: could a secondary have been promoted instead? */
+  private countReopen(message: ConfigureMessage): void {
+    this.stats.primariesReopened++;
+    const record = this.records.get(message.partition)?.record;
+    if (record === undefined) return;
+    const alive = this.aliveNodes();
+    const promotable = record.secondaries.some(
+      (node) =>
+        alive.has(node) &&
+        (record.disks?.[node] === undefined || record.disks[node] === this.disks.get(node)),
+    );
+    if (promotable) this.stats.primariesReopenedOverSecondary++;
   }
 
   /** The disks heard of the given nodes, as placement.ts records them. */
