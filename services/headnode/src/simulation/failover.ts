@@ -65,6 +65,7 @@
 
 import {
   decidePartition,
+  failingOver,
   membersOf,
   outOfStep,
   type PartitionDecision,
@@ -1535,7 +1536,11 @@ export class FailoverSimulation {
     );
     const configured = this.configured.get(record.partition);
     const report = this.reports.get(record.partition);
+    const alive = this.aliveNodes();
+    const view = { alive, disks: this.liveDisks(alive) };
     for (const member of membersOf(record)) {
+      // As configurer.ts: a failed primary is sent nothing while it is failed over.
+      if (member === record.primary && failingOver(record, report, view)) continue;
       const last = configured?.get(member);
       if (
         last?.epoch === record.epoch &&
@@ -1549,6 +1554,7 @@ export class FailoverSimulation {
             report,
             { epoch: last.epoch, atMs: last.atTick * this.options.tickMs },
             this.nowMs(),
+            view,
           )
         )
       )
