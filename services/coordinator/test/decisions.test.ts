@@ -239,6 +239,24 @@ describe("a primary whose journal keeps failing", () => {
     });
   });
 
+  test("its node, dropped while alive, is the last choice to rebuild the lost copy on", () => {
+    // No count of failures is kept: each failure of the replica drops it (a primary is
+    // failed over, a secondary or learner is dropped), and a node dropped while alive is
+    // avoided for droppedNodeAvoidMs as long as another spare is live. With none, it is
+    // rebuilt there all the same: the only way back to full strength.
+    const after: PartitionRecord = { ...base, epoch: 5, primary: "head-2", secondaries: [] };
+    const avoid = new Set(["head-1"]);
+    expect(decidePartition(after, view(after, { avoid }))).toMatchObject({
+      kind: "update",
+      record: { learners: ["head-3"] },
+    });
+    const only = new Set(["head-1", "head-2"]);
+    expect(decidePartition(after, view(after, { alive: only, avoid }))).toMatchObject({
+      kind: "update",
+      record: { learners: ["head-1"] },
+    });
+  });
+
   test("the configurer holds a failed primary exactly when the decision fails it over", () => {
     const failed = report(base, { failed: true, tailCommitted: false, followers: [] });
     const acknowledged = { epoch: base.epoch, atMs: 0 };
