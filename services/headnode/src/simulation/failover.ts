@@ -357,7 +357,10 @@ export interface FailoverResult {
     /**
      * Failed primaries a configure reopened in place, and of those, the ones whose
      * partition had a live voting secondary on its recorded disk at that moment (one
-     * the coordinator could have promoted instead).
+     * the coordinator could have promoted instead). Since the configurer holds a failed
+     * primary that can be failed over (decisions.ts, `failingOver`), what is left of the
+     * second are configures of a new epoch that reach a primary whose failure the
+     * coordinator had not heard of yet (500 seeds: 4 of 19; before, 117 of 134).
      */
     primariesReopened: number;
     primariesReopenedOverSecondary: number;
