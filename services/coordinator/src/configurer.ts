@@ -17,9 +17,10 @@
 // that reports itself failed that long after (a configure reopens a failed replica in
 // place) if no secondary can take over. While one can (`failingOver`), a failed primary
 // is sent nothing at all, not even the refresh: the decisions fail the partition over,
-// and a reopen would call that off (decisions.ts). Other members report nothing of their own; a restart or a return from silence is seen by
-// membership (tenure.ts, forgetConfigured), and a secondary that cannot follow shows
-// as a stall in its primary's report (decisions.ts).
+// and a reopen would call that off (decisions.ts). Other members report nothing of
+// their own; a restart or a return from silence is seen by membership (tenure.ts,
+// forgetConfigured), and a secondary that cannot follow shows as a stall in its
+// primary's report (decisions.ts).
 //
 // Failure model: a request that fails or times out is retried on a later round; its
 // failure is logged once per replica and epoch. An answer that arrives after the
@@ -53,8 +54,10 @@ export class Configurer {
    * Pushes the record to every live member whose configuration is out of date or due
    * for a refresh, and to live former members that have not heard they are out; not to a
    * failed primary being failed over. `disks`: the live head nodes' data directories (a
-   * secondary on another disk than the record's cannot take over). Returns once those
-   * requests settle; the decision loop never waits for it.
+   * secondary on another disk than the record's cannot take over); the reconciler
+   * passes them every round, and a caller without them (a volume's creation) counts no
+   * disk as lost until that round. Returns once those requests settle; the decision
+   * loop never waits for it.
    */
   configure(
     tenure: Tenure,
