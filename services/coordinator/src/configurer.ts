@@ -14,10 +14,13 @@
 // The primary's reports show the epoch its replica is configured in: a primary that
 // acknowledged the record's epoch and still reports an older one configureVerifyMs
 // later (`outOfStep`) has lost its configuration and is pushed again at once; so is one
-// that reports itself failed that long after (a configure reopens a failed replica). Other
-// members report nothing of their own; a restart or a return from silence is seen by
-// membership (tenure.ts, forgetConfigured), and a secondary that cannot follow shows
-// as a stall in its primary's report (decisions.ts).
+// that reports itself failed that long after (a configure reopens a failed replica in
+// place) if no secondary can take over. While one can (`failingOver`), a failed primary
+// is sent nothing at all, not even the refresh: the decisions fail the partition over,
+// and a reopen would call that off (decisions.ts). Other members report nothing of
+// their own; a restart or a return from silence is seen by membership (tenure.ts,
+// forgetConfigured), and a secondary that cannot follow shows as a stall in its
+// primary's report (decisions.ts).
 //
 // Failure model: a request that fails or times out is retried on a later round; its
 // failure is logged once per replica and epoch. An answer that arrives after the
@@ -29,6 +32,7 @@ import type { Catalogue } from "./catalogue.ts";
 import { now } from "./clock.ts";
 import { configureDeadlineMs, configureRefreshMs, configuresInflightMax } from "./constants.ts";
 import {
+  failingOver,
   membersOf,
   outOfStep,
   type PartitionRecord,
@@ -48,14 +52,19 @@ export class Configurer {
 
   /**
    * Pushes the record to every live member whose configuration is out of date or due
-   * for a refresh, and to live former members that have not heard they are out. Returns
-   * once those requests settle; the decision loop never waits for it.
+   * for a refresh, and to live former members that have not heard they are out; not to a
+   * failed primary being failed over. `disks`: the live head nodes' data directories (a
+   * secondary on another disk than the record's cannot take over); the reconciler
+   * passes them every round, and a caller without them (a volume's creation) counts no
+   * disk as lost until that round. Returns once those requests settle; the decision
+   * loop never waits for it.
    */
   configure(
     tenure: Tenure,
     record: PartitionRecord,
     alive: ReadonlySet<string>,
     sleds: readonly string[],
+    disks?: ReadonlyMap<string, string>,
   ): Promise<void> {
     if (sleds.length === 0) return Promise.resolve();
     const key = partitionKey(record);
@@ -67,15 +76,17 @@ export class Configurer {
     }
     const nowMs = now();
     const report = tenure.leases.reportOf(record, nowMs);
+    const view = { alive, ...(disks === undefined ? {} : { disks }) };
     const sending: Promise<void>[] = [];
     for (const node of new Set([...members, ...nodes.keys()])) {
       if (!alive.has(node) || tenure.configuring.has(`${key}@${node}`)) continue;
+      if (node === record.primary && failingOver(record, report, view)) continue;
       const member = members.includes(node);
       const last = nodes.get(node);
       if (!member && last === undefined) continue;
       const current =
         last?.epoch === record.epoch &&
-        !(node === record.primary && outOfStep(record, report, last, nowMs));
+        !(node === record.primary && outOfStep(record, report, last, nowMs, view));
       if (current && (!member || !refreshDue(`${key}@${node}`, last.atMs, nowMs))) continue;
       if (tenure.configuring.size >= configuresInflightMax) break;
       sending.push(this.send(tenure, record, node, member, sleds));
@@ -88,7 +99,12 @@ export class Configurer {
    * no live former member still has to hear it is out: nothing for configure to send
    * but the periodic refresh.
    */
-  current(tenure: Tenure, record: PartitionRecord, alive: ReadonlySet<string>): boolean {
+  current(
+    tenure: Tenure,
+    record: PartitionRecord,
+    alive: ReadonlySet<string>,
+    disks?: ReadonlyMap<string, string>,
+  ): boolean {
     const key = partitionKey(record);
     const nodes = tenure.configured.get(key);
     if (nodes === undefined) return false;
@@ -103,7 +119,10 @@ export class Configurer {
     if (
       alive.has(record.primary) &&
       primary !== undefined &&
-      outOfStep(record, tenure.leases.reportOf(record, nowMs), primary, nowMs)
+      outOfStep(record, tenure.leases.reportOf(record, nowMs), primary, nowMs, {
+        alive,
+        ...(disks === undefined ? {} : { disks }),
+      })
     ) {
       return false;
     }
@@ -194,5 +213,5 @@ export function refreshDue(member: string, atMs: number, nowMs: number): boolean
   return nowMs - atMs >= spreadMs(member, configureRefreshMs);
 }
 
-// Pure, in decisions.ts (the failover simulator uses it too).
-export { outOfStep };
+// Pure, in decisions.ts (the failover simulator uses them too).
+export { failingOver, outOfStep };

@@ -293,6 +293,9 @@ function decideMembership(record: PartitionRecord, view: Seen): PartitionDecisio
       reason: `${gone.map(why).join("; ")}: continuing without ${gone.length === 1 ? "it" : "them"}`,
     };
   }
+  // `failsOver` says the same of the record before the stalls and drops above (with the
+  // primary counted out, nothing is stalled): the configurer holds a failed primary
+  // exactly while this goes on to wait and promote.
   if (secondaries.length === 0) {
     return {
       kind: "unavailable",
@@ -424,22 +427,64 @@ export function mayGrantLease(
 }
 
 /**
+ * Whether a primary counted out would be replaced (decideMembership): a voting secondary
+ * is alive on the disk the record has it on, so it holds every acknowledged write and
+ * may be promoted once the old primary's lease has run out. Joiners and learners are
+ * never promoted.
+ */
+export function failsOver(
+  record: PartitionRecord,
+  view: Pick<PartitionView, "alive" | "disks">,
+): boolean {
+  const lost = lostDisks(record, view);
+  return record.secondaries.some((node) => view.alive.has(node) && !lost.includes(node));
+}
+
+/**
+ * Whether the record's primary reports itself failed in the record's epoch while a
+ * secondary can take over (`failsOver`): decideMembership fails the partition over, and
+ * the configurer sends the primary nothing meanwhile, neither the verify push nor the
+ * refresh. A configure would reopen the failed replica in place (configure-decision.ts),
+ * its next report would say it is well, and the failover would be called off: a disk that
+ * keeps failing then looped through reopen, the partition unavailable each time until
+ * the reopen, instead of moving to the healthy secondary once (closing note, session 6).
+ * The replica left behind is told it is out by the new epoch, and the node may be
+ * rebuilt as a learner, last of the spares (droppedNodeAvoidMs).
+ */
+export function failingOver(
+  record: PartitionRecord,
+  report: Report | undefined,
+  view: Pick<PartitionView, "alive" | "disks">,
+): boolean {
+  return (
+    report !== undefined &&
+    report.epoch === record.epoch &&
+    report.failed === true &&
+    failsOver(record, view)
+  );
+}
+
+/**
  * Whether the primary, which acknowledged the record's epoch at `acknowledged.atMs`,
  * still reports an older one configureVerifyMs later (it has lost its configuration),
- * or reports itself failed in this epoch that long after (its journal failed: a
- * configure reopens it from what is durable, in a new session). The failed primary of a
- * partition with no secondary to promote waited for the refresh (300 s) otherwise; one
- * with a secondary is replaced meanwhile as before, whichever comes first.
+ * or reports itself failed in this epoch that long after with no secondary to promote
+ * (`failingOver`): a configure reopens it from what is durable, in a new session. That
+ * is the way out of a partition that has nothing to fail over to, which otherwise
+ * waited for the refresh (300 s).
  */
 export function outOfStep(
   record: PartitionRecord,
   report: Report | undefined,
   acknowledged: { epoch: number; atMs: number },
   nowMs: number,
+  view: Pick<PartitionView, "alive" | "disks">,
 ): boolean {
   return (
     report !== undefined &&
-    (report.epoch < record.epoch || (report.epoch === record.epoch && report.failed === true)) &&
+    (report.epoch < record.epoch ||
+      (report.epoch === record.epoch &&
+        report.failed === true &&
+        !failingOver(record, report, view))) &&
     acknowledged.epoch === record.epoch &&
     nowMs - acknowledged.atMs >= configureVerifyMs
   );

@@ -480,12 +480,12 @@ export class Reconciler {
       case "keep":
         tenure.leases.setReplacing(record, false);
         tenure.reasons.delete(key);
-        configurer.configure(tenure, record, alive, sleds);
+        configurer.configure(tenure, record, alive, sleds, disks);
         // Remembered once every member has its configuration (sends still in flight or
         // failed leave it to be decided, and configured, again next round).
         if (
           settleable(record, avoid.size > 0, report) &&
-          configurer.current(tenure, record, alive)
+          configurer.current(tenure, record, alive, disks)
         ) {
           const inputs = {
             revision: entry.revision,
@@ -503,13 +503,13 @@ export class Reconciler {
       case "unavailable":
         tenure.leases.setReplacing(record, false);
         this.note(tenure, record, "error", decision.reason);
-        configurer.configure(tenure, record, alive, sleds);
+        configurer.configure(tenure, record, alive, sleds, disks);
         return;
       case "wait":
         // Set in the same turn as the decision: no grant may extend the lease it read.
         tenure.leases.setReplacing(record, true);
         this.note(tenure, record, "info", decision.reason);
-        configurer.configure(tenure, record, alive, sleds);
+        configurer.configure(tenure, record, alive, sleds, disks);
         return;
       case "update":
         if (decision.record.primary !== record.primary) tenure.leases.setReplacing(record, true);
@@ -594,7 +594,13 @@ export class Reconciler {
         },
         reason,
       );
-      configurer.configure(tenure, stored.value, alive, heartbeats.aliveSleds());
+      configurer.configure(
+        tenure,
+        stored.value,
+        alive,
+        heartbeats.aliveSleds(),
+        heartbeats.headNodeDisks(),
+      );
     } catch (error) {
       // The write may or may not have landed: until a read says which, no lease is
       // granted on this partition (`replacing` stays) and nothing else is decided.

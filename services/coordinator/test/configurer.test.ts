@@ -3,8 +3,8 @@
 // configuration) — not only at the slow refresh (issue 14).
 
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { Configurer, outOfStep, refreshDue } from "../src/configurer.ts";
-import { configureVerifyMs } from "../src/constants.ts";
+import { Configurer, failingOver, outOfStep, refreshDue } from "../src/configurer.ts";
+import { configureRefreshMs, configureVerifyMs } from "../src/constants.ts";
 import type { PartitionRecord, Report } from "../src/decisions.ts";
 import { partitionKey } from "../src/leases.ts";
 import { newTenure, type Tenure } from "../src/tenure.ts";
@@ -34,6 +34,9 @@ function report(epoch: number): Report {
   };
 }
 
+/** The live head nodes and their disks, as the reconciler passes them. */
+const both = { alive: new Set(["head-1", "head-2"]) };
+
 let clockMs = 1000;
 
 describe("Configurer", () => {
@@ -60,9 +63,9 @@ describe("Configurer", () => {
       { held: () => tenure },
     );
     const alive = new Set(["head-1", "head-2"]);
-    const primaryReports = (epoch: number) =>
+    const primaryReports = (epoch: number, failed = false) =>
       tenure.leases.onNodeReport(
-        { node: "head-1", primaries: [report(epoch)] },
+        { node: "head-1", primaries: [{ ...report(epoch), ...(failed ? { failed } : {}) }] },
         () => record,
         alive,
         clockMs,
@@ -101,13 +104,15 @@ describe("Configurer", () => {
 
   it("judges a primary out of step only on an older epoch, after the verify time", () => {
     const acked = { epoch: 2, atMs: 0 };
-    expect(outOfStep(record, report(1), acked, configureVerifyMs)).toBe(true);
-    expect(outOfStep(record, report(1), acked, configureVerifyMs - 1)).toBe(false);
-    expect(outOfStep(record, report(2), acked, configureVerifyMs)).toBe(false);
-    expect(outOfStep(record, report(3), acked, configureVerifyMs)).toBe(false);
-    expect(outOfStep(record, undefined, acked, configureVerifyMs)).toBe(false);
+    expect(outOfStep(record, report(1), acked, configureVerifyMs, both)).toBe(true);
+    expect(outOfStep(record, report(1), acked, configureVerifyMs - 1, both)).toBe(false);
+    expect(outOfStep(record, report(2), acked, configureVerifyMs, both)).toBe(false);
+    expect(outOfStep(record, report(3), acked, configureVerifyMs, both)).toBe(false);
+    expect(outOfStep(record, undefined, acked, configureVerifyMs, both)).toBe(false);
     // Not acknowledged in this epoch: an ordinary push, not this.
-    expect(outOfStep(record, report(1), { epoch: 1, atMs: 0 }, configureVerifyMs)).toBe(false);
+    expect(outOfStep(record, report(1), { epoch: 1, atMs: 0 }, configureVerifyMs, both)).toBe(
+      false,
+    );
   });
 
   it("pushes again to a primary that reports itself failed, after the verify time", () => {
@@ -115,11 +120,70 @@ describe("Configurer", () => {
     const alone: PartitionRecord = { ...record, secondaries: [] };
     const failed: Report = { ...report(2), followers: [], failed: true };
     const acked = { epoch: 2, atMs: 0 };
-    expect(outOfStep(alone, failed, acked, configureVerifyMs)).toBe(true);
-    expect(outOfStep(alone, failed, acked, configureVerifyMs - 1)).toBe(false);
+    expect(outOfStep(alone, failed, acked, configureVerifyMs, both)).toBe(true);
+    expect(outOfStep(alone, failed, acked, configureVerifyMs - 1, both)).toBe(false);
     // Failed in an older epoch: that report is out of step anyway; in a newer one, not ours.
-    expect(outOfStep(alone, { ...failed, epoch: 3 }, acked, configureVerifyMs)).toBe(false);
-    expect(outOfStep(alone, { ...failed, failed: false }, acked, configureVerifyMs)).toBe(false);
+    expect(outOfStep(alone, { ...failed, epoch: 3 }, acked, configureVerifyMs, both)).toBe(false);
+    expect(outOfStep(alone, { ...failed, failed: false }, acked, configureVerifyMs, both)).toBe(
+      false,
+    );
+  });
+
+  it("holds a failed primary while its live secondary can take over, and reopens it only when none can", () => {
+    // The secondary holds every acknowledged write: the decisions promote it once the
+    // primary's lease runs out. A push would reopen the failed primary in place and call
+    // that off (the old code did, once configureVerifyMs had passed since the ack).
+    const failed: Report = { ...report(2), failed: true };
+    const acked = { epoch: 2, atMs: 0 };
+    expect(failingOver(record, failed, both)).toBe(true);
+    expect(outOfStep(record, failed, acked, configureVerifyMs, both)).toBe(false);
+    // The secondary is dead, or back on another disk (its replica is lost), or there is
+    // only a joiner: nothing to promote, so the reopen is the way out.
+    const dead = { alive: new Set(["head-1"]) };
+    const lostDisk = {
+      alive: both.alive,
+      disks: new Map([
+        ["head-1", "d1"],
+        ["head-2", "d2-new"],
+      ]),
+    };
+    const onDisks: PartitionRecord = { ...record, disks: { "head-1": "d1", "head-2": "d2" } };
+    const joinerOnly: PartitionRecord = { ...record, secondaries: [], joining: ["head-2"] };
+    for (const [which, view] of [
+      [record, dead],
+      [onDisks, lostDisk],
+      [joinerOnly, both],
+    ] as const) {
+      expect(failingOver(which, failed, view)).toBe(false);
+      expect(outOfStep(which, failed, acked, configureVerifyMs, view)).toBe(true);
+    }
+    // On the disk the record has it on, the secondary can take over.
+    const sameDisk = { alive: both.alive, disks: new Map([["head-2", "d2"]]) };
+    expect(failingOver(onDisks, failed, sameDisk)).toBe(true);
+    // Only a failure in the record's epoch: an older report is out of step as before.
+    expect(failingOver(record, { ...failed, epoch: 1 }, both)).toBe(false);
+    expect(outOfStep(record, { ...failed, epoch: 1 }, acked, configureVerifyMs, both)).toBe(true);
+    expect(failingOver(record, report(2), both)).toBe(false);
+  });
+
+  it("sends a failed primary nothing while it is failed over, not even the refresh", async () => {
+    const { tenure, sent, configurer, alive, primaryReports } = setup();
+    await configurer.configure(tenure, record, alive, ["sled-1"]);
+    sent.length = 0;
+    primaryReports(2, true);
+    clockMs += configureVerifyMs;
+    await configurer.configure(tenure, record, alive, ["sled-1"]);
+    expect(sent).toEqual([]);
+    clockMs += configureRefreshMs;
+    primaryReports(2, true);
+    await configurer.configure(tenure, record, alive, ["sled-1"]);
+    // The secondary is refreshed; the failed primary is left to be replaced.
+    expect(sent).toEqual(["head-2"]);
+    sent.length = 0;
+    // Its secondary died meanwhile: the reopen is the way out.
+    const alone = new Set(["head-1"]);
+    await configurer.configure(tenure, record, alone, ["sled-1"]);
+    expect(sent).toEqual(["head-1"]);
   });
 
   it("refreshes a member at its own point of the period, not every member at once", () => {

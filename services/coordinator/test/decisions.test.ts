@@ -5,7 +5,10 @@ import { limits } from "@ballast/protocol";
 import { describe, expect, test } from "vitest";
 import {
   decidePartition,
+  failingOver,
+  failsOver,
   mayGrantLease,
+  outOfStep,
   type PartitionRecord,
   type PartitionView,
   type Report,
@@ -173,6 +176,109 @@ describe("a dead primary", () => {
     expect(
       decidePartition(base, view(base, { alive: new Set(["head-2"]), report: stalled })),
     ).toMatchObject({ kind: "update", record: { primary: "head-2", epoch: 5 } });
+  });
+});
+
+describe("a primary whose journal keeps failing", () => {
+  /**
+   * The leader's rounds (every 500 ms) over a minute, with the configurer's rule for the
+   * primary (`outOfStep`: push, which reopens a failed replica in place) and the lease
+   * book's grants (each round to a primary that is well, none to a failed one or one
+   * being replaced). The primary's disk fails at once and again `failsAfterMs` after each
+   * reopen; the epoch was acknowledged long ago, as in a settled cluster.
+   */
+  function run(record: PartitionRecord, alive: ReadonlySet<string>, failsAfterMs: number) {
+    const roundMs = 500;
+    let nowMs = 100_000;
+    let acknowledged = { epoch: record.epoch, atMs: nowMs - 60_000 };
+    let leaseUntilMs = nowMs + limits.primaryLeaseMs + limits.primaryLeaseDriftMarginMs;
+    let failed = true;
+    let failsAtMs = Number.POSITIVE_INFINITY;
+    let reopens = 0;
+    const decisions = new Set<string>();
+    for (; nowMs < 160_000; nowMs += roundMs) {
+      if (nowMs >= failsAtMs) failed = true;
+      const primary = report(record, { failed, tailCommitted: !failed, followers: [] });
+      const seen = view(record, { nowMs, alive, report: primary, leaseUntilMs });
+      const decision = decidePartition(record, seen);
+      decisions.add(decision.kind);
+      if (decision.kind === "update") return { reopens, promoted: decision.record, decisions };
+      if (!failed && decision.kind === "keep") {
+        leaseUntilMs = nowMs + limits.primaryLeaseMs + limits.primaryLeaseDriftMarginMs;
+      }
+      if (outOfStep(record, primary, acknowledged, nowMs, { alive })) {
+        reopens++;
+        failed = false;
+        acknowledged = { epoch: record.epoch, atMs: nowMs };
+        failsAtMs = nowMs + failsAfterMs;
+      }
+    }
+    return { reopens, promoted: undefined, decisions };
+  }
+
+  test("is failed over to its healthy secondary, not reopened in place again and again", () => {
+    // The old code pushed the configure as soon as the failure was reported (the ack was
+    // older than configureVerifyMs), which reopened the primary in place and called the
+    // failover off; the disk failed again 3 s later, and so on: 12 reopens in a minute,
+    // never promoted.
+    const { reopens, promoted } = run(base, new Set(heads), 3000);
+    expect(reopens).toBe(0);
+    expect(promoted).toMatchObject({ epoch: 5, primary: "head-2", secondaries: [] });
+  });
+
+  test("with no secondary to promote, it is reopened in place: the only way out", () => {
+    const alone: PartitionRecord = { ...base, secondaries: [] };
+    const { reopens, promoted, decisions } = run(alone, new Set(["head-1"]), 3000);
+    expect(promoted).toBeUndefined();
+    expect(decisions).toEqual(new Set(["unavailable", "keep"]));
+    expect(reopens).toBeGreaterThan(5);
+    // Likewise with its secondary dead: reopened at once, then the dead one is dropped.
+    expect(run(base, new Set(["head-1"]), 3000)).toMatchObject({
+      reopens: 1,
+      promoted: { epoch: 5, primary: "head-1", secondaries: [] },
+    });
+  });
+
+  test("its node, dropped while alive, is the last choice to rebuild the lost copy on", () => {
+    // No count of failures is kept: each failure of the replica drops it (a primary is
+    // failed over, a secondary or learner is dropped), and a node dropped while alive is
+    // avoided for droppedNodeAvoidMs as long as another spare is live. With none, it is
+    // rebuilt there all the same: the only way back to full strength.
+    const after: PartitionRecord = { ...base, epoch: 5, primary: "head-2", secondaries: [] };
+    const avoid = new Set(["head-1"]);
+    expect(decidePartition(after, view(after, { avoid }))).toMatchObject({
+      kind: "update",
+      record: { learners: ["head-3"] },
+    });
+    const only = new Set(["head-1", "head-2"]);
+    expect(decidePartition(after, view(after, { alive: only, avoid }))).toMatchObject({
+      kind: "update",
+      record: { learners: ["head-1"] },
+    });
+  });
+
+  test("the configurer holds a failed primary exactly when the decision fails it over", () => {
+    const failed = report(base, { failed: true, tailCommitted: false, followers: [] });
+    const acknowledged = { epoch: base.epoch, atMs: 0 };
+    const onDisks: PartitionRecord = { ...base, disks: { "head-1": "d1", "head-2": "d2" } };
+    const cases: [PartitionRecord, Partial<PartitionView>][] = [
+      [base, {}],
+      [base, { alive: new Set(["head-1", "head-3"]) }],
+      [{ ...base, secondaries: [], joining: ["head-2"] }, {}],
+      [{ ...base, secondaries: [], learners: ["head-2"] }, {}],
+      [{ ...base, secondaries: ["head-2", "head-3"] }, { alive: new Set(["head-1", "head-3"]) }],
+      [base, { failed: new Set(["head-2"]) }],
+      [onDisks, { disks: new Map([["head-2", "d2"]]) }],
+      [onDisks, { disks: new Map([["head-2", "d2-new"]]) }],
+    ];
+    for (const [record, overrides] of cases) {
+      const seen = view(record, { report: failed, ...overrides });
+      const kind = decidePartition(record, seen).kind;
+      const holds = failingOver(record, failed, seen);
+      expect(holds).toBe(failsOver(record, seen));
+      expect(kind).toBe(holds ? "update" : "unavailable");
+      expect(outOfStep(record, failed, acknowledged, seen.nowMs, seen)).toBe(!holds);
+    }
   });
 });
 

@@ -10,6 +10,7 @@ import {
   catalogueRefreshMs,
   catalogueRereadMsMax,
   configureRefreshMs,
+  configureVerifyMs,
   settledRecheckMs,
 } from "../src/constants.ts";
 import type { PartitionRecord, Report } from "../src/decisions.ts";
@@ -226,6 +227,113 @@ describe("Reconciler: deciding only what changed", () => {
     round();
     await new Promise((resolve) => setImmediate(resolve));
     expect(updates.filter((update) => update.partition === 2)).toEqual([]);
+  });
+
+  it("fails a failed primary over to its secondary instead of configuring it again in place", async () => {
+    // The old configurer pushed the configure to a primary reporting itself failed once
+    // configureVerifyMs had passed since its ack (at once in a settled cluster), during
+    // the wait for its lease: the reopen in place called the failover off. The real
+    // configurer here, with a bus that records what it sends. Partition 1's secondary,
+    // head-3, comes back on another disk as the primary fails: it has nothing to promote.
+    const tenure: Tenure = newTenure({ term: 1, tenure: 1 }, 0);
+    tenure.ready = true;
+    tenure.refreshing = true;
+    tenure.volumes.set("vol", volume);
+    for (const [partition, secondary] of [
+      [0, "head-2"],
+      [1, "head-3"],
+    ] as const) {
+      const value = record(partition, {
+        secondaries: [secondary],
+        disks: { "head-1": "d1", [secondary]: `d${secondary.at(-1)}` },
+      });
+      tenure.records.set(partitionKey(value), { value, revision: partition + 1 });
+    }
+    const sent: { node: string; partition: number; epoch: number }[] = [];
+    const configurer = new Configurer(
+      {
+        bus: {
+          request: async (subject: string, message: { partition: number; epoch: number }) => {
+            const { partition, epoch } = message;
+            sent.push({ node: subject.split(".").at(-1)!, partition, epoch });
+            return {};
+          },
+        },
+        logger: { debug: () => undefined, warn: () => undefined },
+      } as never,
+      {} as never,
+      { held: () => tenure },
+    );
+    const updates: PartitionRecord[] = [];
+    const alive = new Set(["head-1", "head-2", "head-3"]);
+    const liveDisks = new Map([
+      ["head-1", "d1"],
+      ["head-2", "d2"],
+      ["head-3", "d3"],
+    ]);
+    const reconciler = new Reconciler({
+      logger: createLogger({ service: "test", nodeId: "test", level: "silent" }),
+      catalogue: {
+        updatePartition: (next: PartitionRecord) => {
+          updates.push(next);
+          return Promise.resolve({ applied: true, revision: 100 + updates.length });
+        },
+      } as never,
+      heartbeats: {
+        listening: () => false,
+        aliveHeadNodes: () => new Set(alive),
+        aliveSleds: () => ["sled-1"],
+        headNodeDisks: () => liveDisks,
+      },
+      configurer,
+      tenures: { held: () => tenure, current: () => tenure },
+    });
+    const settle = () => new Promise((resolve) => setImmediate(resolve));
+    const primaryReports = (seq: number, failed: boolean) =>
+      tenure.leases.onNodeReport(
+        {
+          node: "head-1",
+          session: 1,
+          seq,
+          primaries: [0, 1].map((partition) => ({
+            ...report(partition, 5),
+            ...(failed ? { failed, tailCommitted: false, followers: [] } : {}),
+          })),
+        },
+        (_, partition) => tenure.records.get(`1-abc/${partition}`)?.value,
+        alive,
+        clockMs,
+      );
+    reconciler.reconcile();
+    await settle();
+    expect(sent).toHaveLength(4);
+    // Settled and leased: the epoch was acknowledged long ago, the lease runs.
+    clockMs += configureVerifyMs + 1000;
+    primaryReports(1, false);
+    reconciler.reconcile();
+    await settle();
+    sent.length = 0;
+    // head-1's journal fails; head-3 is back on another disk.
+    liveDisks.set("head-3", "d3-new");
+    clockMs += 10;
+    primaryReports(2, true);
+    reconciler.reconcile();
+    await settle();
+    // Partition 0 waits for the lease and sends its failed primary nothing; partition 1
+    // has nothing to promote (head-3 is on another disk than its record's), so its
+    // primary is configured again at once: the reopen is its way out.
+    expect(sent).toEqual([{ node: "head-1", partition: 1, epoch: 1 }]);
+    expect(updates).toEqual([]);
+    sent.length = 0;
+    // Once the lease has run out, partition 0's secondary is promoted.
+    clockMs += 4000;
+    primaryReports(3, true);
+    reconciler.reconcile();
+    await settle();
+    expect(updates).toMatchObject([{ partition: 0, epoch: 2, primary: "head-2" }]);
+    expect(sent.filter((push) => push.node === "head-1" && push.partition === 0)).toEqual([
+      { node: "head-1", partition: 0, epoch: 2 },
+    ]);
   });
 
   it("decides each settled partition again at its own point of settledRecheckMs", () => {

@@ -65,6 +65,7 @@
 
 import {
   decidePartition,
+  failingOver,
   membersOf,
   outOfStep,
   type PartitionDecision,
@@ -353,6 +354,16 @@ export interface FailoverResult {
     /** Snapshot takes and drops asked of primaries, and snapshots read once settled. */
     snapshotRequests: number;
     snapshotsChecked: number;
+    /**
+     * Failed primaries a configure reopened in place, and of those, the ones whose
+     * partition had a live voting secondary on its recorded disk at that moment (one
+     * the coordinator could have promoted instead). Since the configurer holds a failed
+     * primary that can be failed over (decisions.ts, `failingOver`), what is left of the
+     * second are configures of a new epoch that reach a primary whose failure the
+     * coordinator had not heard of yet (500 seeds: 4 of 19; before, 117 of 134).
+     */
+    primariesReopened: number;
+    primariesReopenedOverSecondary: number;
   };
 }
 
@@ -589,6 +600,8 @@ export class FailoverSimulation {
     chunksDropped: 0,
     snapshotRequests: 0,
     snapshotsChecked: 0,
+    primariesReopened: 0,
+    primariesReopenedOverSecondary: 0,
   };
   /** Snapshot ids drawn so far, and the request ids their takes and drops use (no client's). */
   private snapshotsDrawn = 0;
@@ -1220,6 +1233,7 @@ export class FailoverSimulation {
       }
       if (decision.forget !== undefined) node.droppedVolumeIds.add(decision.forget);
       if (decision.kind === "refuse") return;
+      if (decision.retire === "close" && part === "primary") this.countReopen(message);
       if (decision.session === "new") node.sessionIssued++;
       const session = decision.session === "new" ? node.sessionIssued : node.session;
       if (decision.from === "rebuild") {
@@ -1377,6 +1391,20 @@ export class FailoverSimulation {
     }
   }
 
+  /** A failed primary reopened in place: could a secondary have been promoted instead? */
+  private countReopen(message: ConfigureMessage): void {
+    this.stats.primariesReopened++;
+    const record = this.records.get(message.partition)?.record;
+    if (record === undefined) return;
+    const alive = this.aliveNodes();
+    const promotable = record.secondaries.some(
+      (node) =>
+        alive.has(node) &&
+        (record.disks?.[node] === undefined || record.disks[node] === this.disks.get(node)),
+    );
+    if (promotable) this.stats.primariesReopenedOverSecondary++;
+  }
+
   /** The disks heard of the given nodes, as placement.ts records them. */
   private disksOf(nodes: readonly string[]): { disks?: Record<string, string> } {
     const known = nodes.flatMap((node) => {
@@ -1511,7 +1539,11 @@ export class FailoverSimulation {
     );
     const configured = this.configured.get(record.partition);
     const report = this.reports.get(record.partition);
+    const alive = this.aliveNodes();
+    const view = { alive, disks: this.liveDisks(alive) };
     for (const member of membersOf(record)) {
+      // As configurer.ts: a failed primary is sent nothing while it is failed over.
+      if (member === record.primary && failingOver(record, report, view)) continue;
       const last = configured?.get(member);
       if (
         last?.epoch === record.epoch &&
@@ -1525,6 +1557,7 @@ export class FailoverSimulation {
             report,
             { epoch: last.epoch, atMs: last.atTick * this.options.tickMs },
             this.nowMs(),
+            view,
           )
         )
       )
