@@ -299,7 +299,9 @@ export class Volumes {
       const aliveSet = heartbeats.aliveHeadNodes();
       const sleds = heartbeats.aliveSleds();
       await Promise.all(
-        stored.map((entry) => configurer.configure(tenure, entry.value, aliveSet, sleds)),
+        stored.map((entry) =>
+          configurer.configure(tenure, entry.value, aliveSet, sleds, heartbeats.headNodeDisks()),
+        ),
       );
     }
     return this.stateOf(
@@ -372,7 +374,9 @@ export class Volumes {
       const aliveSet = heartbeats.aliveHeadNodes();
       const sleds = heartbeats.aliveSleds();
       await Promise.all(
-        added.map((entry) => configurer.configure(tenure, entry.value, aliveSet, sleds)),
+        added.map((entry) =>
+          configurer.configure(tenure, entry.value, aliveSet, sleds, heartbeats.headNodeDisks()),
+        ),
       );
     }
     return this.describe(message.name);
