@@ -334,3 +334,64 @@ test("the primary's journal fails: the partition fails over to its secondary, an
   expect(recovered.how, "how the failed primary was dealt with").toBe("dropped");
   expect(full.primary, "the primary after the failover").toBe(before.secondaries[0]);
 }, 120_000);
+
+test("the primary's journal hangs without failing: it reports the stall, the partition fails over, and no acknowledged write is lost", async () => {
+  // SIGUSR2 (BALLAST_TEST_FAULTS=1) makes the victim's journal commits hang while the
+  // process runs on, as a disk that stops answering does: no error, no follower stall
+  // (the secondary holds every note it is sent). Before, nothing noticed and writes hung
+  // until the disk came back; now the primary reports its own stall and the coordinator
+  // fails the partition over to its secondary.
+  const before = (await describeVolume(cluster.bus, volume)).partitions[0]!;
+  const victim = before.primary;
+  let hung = false;
+  try {
+    watcher = new Watcher();
+    writer = new Writer(nextWrite);
+    await writer.ackedMore(writesBeforeFault, "writes before the hang", writeRetryMs);
+    const hungAtMs = Date.now();
+    cluster.cluster.signal(victim, "SIGUSR2");
+    hung = true;
+    const dropped = await waitFor(
+      `${victim} replaced as primary after epoch ${before.epoch}`,
+      async () =>
+        watcher!.seen.find(
+          (state) =>
+            state.epoch > before.epoch &&
+            state.primary !== victim &&
+            !state.secondaries.includes(victim),
+        ),
+      limits.commitStallMsMax + limits.primaryLeaseMs + 10_000,
+      20,
+    );
+    const droppedAtMs = Date.now();
+    const because = `primary ${victim} has kept writes waiting on its own journal`;
+    const hits = await logLinesContaining(cluster.dataDir, [because]);
+    expect(
+      hits.some((hit) => hit.file.startsWith("coordinator")),
+      `the coordinator logged "${because}"`,
+    ).toBe(true);
+    expect(dropped.primary, "the secondary, which holds every acknowledged write").toBe(
+      before.secondaries[0],
+    );
+    await writer.ackedMore(writesAfterRecovery, "writes on the new primary", writeRetryMs);
+    // The disk comes back; its replica is out of the set by now.
+    cluster.cluster.signal(victim, "SIGUSR2");
+    hung = false;
+    await waitForFullStrength(cluster.bus, volume, 2, fullStrengthMs);
+    nextWrite = await writer.stop();
+    await watcher.stop();
+    process.stdout.write(
+      `journal hang (primary ${victim}): replaced by ${dropped.primary} in epoch ${dropped.epoch} after ${droppedAtMs - hungAtMs} ms; ` +
+        `${writer.acks} writes acknowledged, the longest took ${writer.longestMs} ms\n`,
+    );
+    expect(writer.failure, "a write that failed after its bounded retry").toBeUndefined();
+    for (const [slot, fill] of writer.acknowledged) {
+      const data = await readBytes(cluster.bus, volume, 0, slot * blockBytes, blockBytes);
+      expect(bytesIn(data), `slot ${slot}: the last acknowledged fill`).toEqual([fill]);
+    }
+  } finally {
+    if (hung) cluster.cluster.signal(victim, "SIGUSR2");
+    if (writer !== undefined) nextWrite = await writer.stop();
+    await watcher?.stop();
+  }
+}, 120_000);

@@ -234,16 +234,23 @@ export function decidePartition(record: PartitionRecord, view: PartitionView): P
  */
 function decideMembership(record: PartitionRecord, view: Seen): PartitionDecision | undefined {
   // A primary that reports itself failed (its journal could not write) serves nothing:
-  // fail over as if its node were dead.
-  const primaryFailed = currentReport(record, view.report)?.failed === true;
+  // fail over as if its node were dead. So does one whose own journal has kept writes
+  // waiting past the stall bound (a disk that hangs without failing): it acknowledges
+  // nothing, and no follower can report that stall. Where no secondary can take over,
+  // nothing changes: it may yet recover.
+  const current = currentReport(record, view.report);
+  const primaryStalled = (current?.stalledMs ?? 0) >= commitStallMsMax;
+  const primaryFailed = current?.failed === true || primaryStalled;
   const alive = primaryFailed
     ? new Set([...view.alive].filter((node) => node !== record.primary))
     : view.alive;
-  const primaryGone = primaryFailed
-    ? "has failed"
-    : view.lost.includes(record.primary)
-      ? "came back on another disk (its replica is lost)"
-      : "is dead";
+  const primaryGone = primaryStalled
+    ? `has kept writes waiting on its own journal for ${current?.stalledMs} ms`
+    : primaryFailed
+      ? "has failed"
+      : view.lost.includes(record.primary)
+        ? "came back on another disk (its replica is lost)"
+        : "is dead";
   // A stall is a wait of the live primary's commits; once the primary is dead it says
   // nothing (a stalled follower still holds every acknowledged write: none committed
   // without it), so it must not keep a secondary from being promoted.

@@ -508,3 +508,35 @@ describe("members back on another disk (lost disks)", () => {
     });
   });
 });
+
+describe("a primary whose own journal hangs", () => {
+  const stalled = (stalledMs: number) => report(base, { stalledMs });
+
+  test("is replaced by its secondary once it has kept writes waiting for commitStallMsMax, after its lease", () => {
+    expect(
+      decidePartition(base, view(base, { report: stalled(limits.commitStallMsMax - 1) })),
+    ).toEqual({ kind: "keep" });
+    expect(
+      decidePartition(
+        base,
+        view(base, { report: stalled(limits.commitStallMsMax), leaseUntilMs: 200_000 }),
+      ),
+    ).toMatchObject({ kind: "wait" });
+    const decision = decidePartition(
+      base,
+      view(base, { report: stalled(limits.commitStallMsMax) }),
+    );
+    expect(decision).toMatchObject({
+      kind: "update",
+      record: { epoch: 5, primary: "head-2", secondaries: [] },
+    });
+    if (decision.kind === "update") expect(decision.reason).toMatch(/its own journal/);
+  });
+
+  test("with no secondary to take over, it stays: it may yet recover", () => {
+    const alone: PartitionRecord = { ...base, secondaries: [] };
+    expect(
+      decidePartition(alone, view(alone, { report: report(alone, { stalledMs: 10_000 }) })),
+    ).toMatchObject({ kind: "unavailable" });
+  });
+});

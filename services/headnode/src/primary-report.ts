@@ -45,6 +45,7 @@ export type ReportedCore = Pick<
   | "commitOpNum"
   | "tailCommitted"
   | "followers"
+  | "ownStalledTicks"
   | "spaceUsage"
   | "metadata"
 >;
@@ -96,10 +97,12 @@ export function primaryReportOf(
     commitOpNum: core.commitOpNum,
   };
   if (failed) return { ...entry, tailCommitted: false, followers: [], failed: true };
+  const stalledTicks = core.ownStalledTicks();
   return {
     ...entry,
     tailCommitted: core.tailCommitted,
     followers: core.followers().map((follower) => followerOnTheWire(follower, context.tickMs)),
+    ...(stalledTicks === 0 ? {} : { stalledMs: stalledTicks * context.tickMs }),
     ...core.spaceUsage(),
     chunksShortOfCopies: chunksShortOfCopies(core.metadata.chunks, context.sledsOut),
   };

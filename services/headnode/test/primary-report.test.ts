@@ -85,6 +85,22 @@ describe("a primary's entry", () => {
     );
   });
 
+  test("says its own journal has kept a write waiting once that reaches the core's limit", () => {
+    const primary = core("head-1");
+    primary.configure(configuration);
+    primary.onClientRequest({
+      kind: "write",
+      requestId: 1,
+      epoch: 4,
+      writes: [{ offset: 0, data: new Uint8Array(512).fill(1) }],
+    });
+    primary.drainEffects(); // its journal hangs: the append never completes
+    for (let tick = 0; tick < 2; tick++) primary.tick();
+    expect(primaryReportOf(primary, address, false, context)).not.toHaveProperty("stalledMs");
+    primary.tick();
+    expect(primaryReportOf(primary, address, false, context)?.stalledMs).toBe(3 * 20);
+  });
+
   test("a follower on the wire carries a rebuild only when one is needed", () => {
     const follower = { node: "head-3", matchOpNum: 5, learner: true };
     expect(followerOnTheWire({ ...follower, needsRebuild: false }, 20)).toEqual(follower);

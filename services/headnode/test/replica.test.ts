@@ -589,6 +589,43 @@ describe("commit stalls", () => {
     expect(primary.followers()[0]?.stalledTicks).toBeUndefined();
   });
 
+  test("a primary whose own journal keeps a write waiting past the limit reports itself stalled", () => {
+    // A disk that hangs without failing: its followers hold the notes and wait for
+    // nothing, so none can report it; the primary cannot commit without its own copy,
+    // and says so itself.
+    const primary = new Replica(identity("head-1", 1), { notes: [] }, { commitStallTicks: 4 });
+    primary.configure({ epoch: 1, primary: "head-1", secondaries: ["head-2"] });
+    expect(primary.ownStalledTicks()).toBe(0);
+    writeOne(primary, 1, 1, 1);
+    const first = primary.drainEffects(); // its own append does not complete
+    for (let tick = 0; tick < 3; tick++) primary.tick();
+    expect(primary.ownStalledTicks()).toBe(0);
+    primary.tick();
+    expect(primary.ownStalledTicks()).toBe(4);
+    // The secondary holding the note does not make the primary's journal any faster.
+    primary.onReplicationMessage(ack("head-2", 1, 1, { durableOpNum: 1 }));
+    expect(primary.commitOpNum).toBe(0);
+    expect(primary.ownStalledTicks()).toBe(4);
+    // Progress resets the wait: a slow disk that keeps up is not a stalled one.
+    writeOne(primary, 2, 1, 2, 4096);
+    const second = primary.drainEffects();
+    syncJournal(primary, first);
+    expect(primary.commitOpNum).toBe(1);
+    expect(primary.ownStalledTicks()).toBe(0);
+    for (let tick = 0; tick < 3; tick++) primary.tick();
+    expect(primary.ownStalledTicks()).toBe(0);
+    syncJournal(primary, second);
+    for (let tick = 0; tick < 10; tick++) primary.tick();
+    expect(primary.ownStalledTicks()).toBe(0);
+  });
+
+  test("a secondary never reports its own journal stalled: its primary reports it", () => {
+    const secondary = new Replica(identity("head-2", 1), { notes: [] }, { commitStallTicks: 2 });
+    secondary.configure({ epoch: 1, primary: "head-1", secondaries: ["head-2"] });
+    for (let tick = 0; tick < 10; tick++) secondary.tick();
+    expect(secondary.ownStalledTicks()).toBe(0);
+  });
+
   test("the stall of an inherited tail counts from the start of the epoch", () => {
     const notes = [1, 2].map((opNum) => ({
       opNum,

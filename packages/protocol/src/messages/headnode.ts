@@ -174,6 +174,13 @@ export const PrimaryReport = z.object({
    * partition over as if the node were dead.
    */
   failed: z.boolean().optional(),
+  /**
+   * Set once its own journal has kept a write waiting commitStallMsMax or longer without
+   * making anything more durable (a disk that hangs without failing): the coordinator
+   * fails the partition over to a secondary as for a failed primary. Absent from head
+   * nodes that predate it.
+   */
+  stalledMs: unsignedInteger.optional(),
   /** Bytes of the chunks in the partition's table, and of those still referred to. */
   chunkBytes: unsignedInteger.optional(),
   liveBytes: unsignedInteger.optional(),

@@ -367,6 +367,12 @@ export class Replica {
    * epoch began), in op order: how long a commit has waited on a lagging follower.
    */
   private durableSince: { throughOpNum: number; tick: number }[] = [];
+  /**
+   * Since when an op assigned or appended here has waited for this journal without the
+   * journal making anything more durable (undefined while nothing waits): a hung disk
+   * under a primary, which its followers cannot report (ownStalledTicks).
+   */
+  private journalWaitSinceTick: number | undefined;
   /** On a leased primary: reads are served before this time (the shell's monotonic ms). */
   private leaseUntilMs: number | undefined;
   private readonly observer: ReplicaObserver;
@@ -451,6 +457,18 @@ export class Replica {
   }
 
   /**
+   * On a primary: how long its own journal has kept an op waiting without making
+   * anything more durable (a disk that hangs without failing), once that is
+   * commitStallTicks or longer; 0 otherwise. Its node reports it, and the coordinator
+   * fails the partition over as for a failed primary: no follower can report this stall.
+   */
+  ownStalledTicks(): number {
+    if (this.role.name !== "primary" || this.journalWaitSinceTick === undefined) return 0;
+    const ticks = this.tickCount - this.journalWaitSinceTick;
+    return ticks >= this.limits.commitStallTicks ? ticks : 0;
+  }
+
+  /**
    * On a primary: whether the tail it inherited at the start of its epoch is committed.
    * From then on, every op acknowledged by an earlier primary is on every voter of this
    * epoch (the coordinator's safe-promotion rule relies on it).
@@ -500,6 +518,7 @@ export class Replica {
       this.leaseUntilMs = undefined;
     }
     this.durableSince = [];
+    this.journalWaitSinceTick = this.durableOpNum < this.lastOpNum ? this.tickCount : undefined;
     if (configuration.primary === this.identity.nodeId) {
       const secondaries = new Map<string, SecondaryProgress>();
       const followers = [
@@ -813,6 +832,7 @@ export class Replica {
       note.opNum = ++this.lastOpNum;
       this.hold(note);
     }
+    this.journalWaitSinceTick ??= this.tickCount;
     this.effects.push({ type: "journal.append", generation: this.journalGeneration, notes });
     this.replicate(false);
   }
@@ -1241,6 +1261,8 @@ export class Replica {
     if (generation !== this.journalGeneration) return; // written before a truncation
     if (throughOpNum <= this.durableOpNum) return;
     this.durableOpNum = Math.min(throughOpNum, this.lastOpNum);
+    // The journal made progress: what still waits has waited since now.
+    this.journalWaitSinceTick = this.durableOpNum < this.lastOpNum ? this.tickCount : undefined;
     if (this.role.name === "primary") {
       this.durableSince.push({ throughOpNum: this.durableOpNum, tick: this.tickCount });
     }
