@@ -298,9 +298,17 @@ export class SweepConfirmations<T = SweepTarget> {
    */
   inherit(sightings: readonly Sighting[], claimedAtMs: number): void {
     if (this.lastPassMs !== undefined) return;
+    // A record of another shape (an older or foreign writer) hands on nothing: doubt waits.
+    if (!Array.isArray(sightings)) return;
     this.inherited = new Map(
       sightings
-        .filter(([, servedMs]) => Number.isFinite(servedMs) && servedMs >= 0)
+        .filter(
+          (sighting) =>
+            Array.isArray(sighting) &&
+            typeof sighting[0] === "string" &&
+            Number.isFinite(sighting[1]) &&
+            sighting[1] >= 0,
+        )
         .map(([key, servedMs]) => [key, { baseMs: servedMs, sinceMs: claimedAtMs }]),
     );
   }

@@ -466,6 +466,17 @@ describe("confirmation across leader changes (sightings handed on)", () => {
       [`s1\nchunk\n${chunkId(0, 2)}`, 0],
     ]);
   });
+
+  test("sightings of another shape hand nothing on", () => {
+    const volume = volumeWith([[0, { kind: "read", checkpoints: [checkpoint("a", 10, [])] }]]);
+    const orphan = orphansOn("s1", volume, inventory([[0, 1]]));
+    const key = `s1\nchunk\n${chunkId(0, 1)}`;
+    for (const junk of [{}, [[key, "60000"]], [[key, -1]], [[key, Number.NaN]], [key, 60_000]]) {
+      const confirmations = new SweepConfirmations(grace);
+      confirmations.inherit(junk as never, 0);
+      expect(confirmations.confirm(orphan, 1)).toEqual([]);
+    }
+  });
 });
 
 describe("departed replicas' pointers", () => {
