@@ -607,13 +607,16 @@ export class Catalogue {
   ): Promise<{ found: SweepSightingsRecord | undefined; revision: number } | undefined> {
     const current = await this.read<SweepSightingsRecord>(keys.sweepSightings);
     if (current !== undefined && (current.value.term ?? 0) > term) return undefined;
+    // A record of another shape is kept as nothing: its sightings count for nothing.
+    const listOf = (value: unknown) => (keep && Array.isArray(value) ? value : []);
     const record: SweepSightingsRecord = {
       term,
-      objects: keep ? (current?.value.objects ?? []) : [],
-      snapshots: keep ? (current?.value.snapshots ?? []) : [],
+      objects: listOf(current?.value.objects),
+      snapshots: listOf(current?.value.snapshots),
     };
     const revision = await this.writeSweepSightings(record, current?.revision);
-    return revision === undefined ? undefined : { found: current?.value, revision };
+    if (revision === undefined) return undefined;
+    return { found: current === undefined ? undefined : record, revision };
   }
 
   /**

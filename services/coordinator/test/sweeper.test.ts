@@ -289,6 +289,17 @@ describe("under leader churn", () => {
   });
 });
 
+test("sightings of another shape in the store are taken as none", async () => {
+  const { sled, sweeper, checkpoint, store } = await harness();
+  store.put(keys.sweepSightings, { term: 0, objects: "junk", snapshots: { a: 1 } });
+  await checkpoint("a", 10, 5, []);
+  sled.chunks.add(chunkId(2));
+  await sweeper.sweep();
+  expect(sled.chunks.has(chunkId(2))).toBe(true);
+  await sweeper.sweep();
+  expect(sled.chunks.has(chunkId(2))).toBe(false);
+});
+
 test("a recorded checkpoint whose header no sled returns keeps the whole partition", async () => {
   const { sled, sweeper, checkpoint } = await harness();
   await checkpoint("a", 10, 5, [1]);
