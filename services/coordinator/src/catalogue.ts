@@ -11,6 +11,11 @@
 //                                  {opNum, blobKey, sleds, bytes, createdAtMs}
 //   checkpoint._mark              written by each orphan-sweep pass, to know when the
 //                                  catalogue watch has caught up (sweeper.ts)
+//   sweep.sightings               {term, objects: [[key, servedMs]], snapshots: [[key,
+//                                  servedMs]]}: the orphans the sweep has seen and how
+//                                  much of their grace they have served, handed from
+//                                  leader to leader (sweeper.ts, sweep.ts); written by
+//                                  compare-and-set under the writer's term
 //   leader                        {coordinator, term}   (see leadership.ts)
 //   incarnation.<name>            {incarnation}: the last incarnation number of the
 //                                  name, never deleted
@@ -144,7 +149,17 @@ export const keys = {
   purges: "purge.>",
   sled: (id: string) => `sled.${id}`,
   sleds: "sled.>",
+  sweepSightings: "sweep.sightings",
 };
+
+/** The orphan sweep's sightings as handed from leader to leader (sweeper.ts). */
+export interface SweepSightingsRecord {
+  /** The term of the leader that wrote it: a lower term never writes over it. */
+  term: number;
+  /** Objects (sweep.ts `targetKey`) and unrecorded snapshot ids, with the grace served. */
+  objects: (readonly [string, number])[];
+  snapshots: (readonly [string, number])[];
+}
 
 /** A snapshot as recorded (snapshots.ts). */
 export interface SnapshotRecord {
@@ -573,6 +588,52 @@ export class Catalogue {
       await this.kv.create(key, encode(record));
     } else {
       await this.kv.update(key, encode(record), current.revision);
+    }
+  }
+
+  // ------------------------------------------------------------ sweep sightings (sweeper.ts)
+
+  /**
+   * Claims the sweep's sightings for a leader of `term`: reads them and writes them back
+   * stamped with `term`, by compare-and-set over the revision read, so every write made
+   * before the claim returns is older than it and every later write by a lower term
+   * fails. `keep`: the sightings are written back as they were (else emptied). Returns
+   * what was there (undefined if nothing) and the revision written, or undefined if a
+   * higher term holds them or a write raced the claim.
+   */
+  async claimSweepSightings(
+    term: number,
+    keep: boolean,
+  ): Promise<{ found: SweepSightingsRecord | undefined; revision: number } | undefined> {
+    const current = await this.read<SweepSightingsRecord>(keys.sweepSightings);
+    if (current !== undefined && (current.value.term ?? 0) > term) return undefined;
+    // A record of another shape is kept as nothing: its sightings count for nothing.
+    const listOf = (value: unknown) => (keep && Array.isArray(value) ? value : []);
+    const record: SweepSightingsRecord = {
+      term,
+      objects: listOf(current?.value.objects),
+      snapshots: listOf(current?.value.snapshots),
+    };
+    const revision = await this.writeSweepSightings(record, current?.revision);
+    if (revision === undefined) return undefined;
+    return { found: current === undefined ? undefined : record, revision };
+  }
+
+  /**
+   * Writes the sweep's sightings over `revision` (undefined: the key must not exist).
+   * Returns the new revision, or undefined if the key moved on (another leader claimed).
+   */
+  async writeSweepSightings(
+    record: SweepSightingsRecord,
+    revision: number | undefined,
+  ): Promise<number | undefined> {
+    try {
+      return revision === undefined
+        ? await this.kv.create(keys.sweepSightings, encode(record))
+        : await this.kv.update(keys.sweepSightings, encode(record), revision);
+    } catch (error) {
+      if (isConflict(error)) return undefined;
+      throw error;
     }
   }
 

@@ -176,3 +176,11 @@ export const keyListingFetchMs = 5000;
  * beyond what was pending when it began is being outrun by writes, and fails.
  */
 export const keyListingOverrunMax = 10_000;
+
+/**
+ * Orphans whose sightings the sweep hands from leader to leader (`sweep.sightings`,
+ * sweeper.ts), most served first, and as many unrecorded snapshot ids; the rest wait
+ * out their grace within one tenure as before. About 100 bytes each as JSON, so the record stays well below NATS's default
+ * 1 MiB payload.
+ */
+export const sweepSightingsMax = 4096;

@@ -15,6 +15,45 @@
 // `graceMs` apart: a read planned before a drop, a rebuild reading an old blob, or an
 // upload not yet recorded all finish within the grace.
 //
+// Across leaders (`SweepConfirmations`, the record `sweep.sightings`): the grace is
+// served in pieces that each leader measures on its own monotonic clock, and handed
+// from leader to leader through the control store, so that orphans go even when no
+// tenure lasts a grace (a coordinator restarted often, a flapping NATS), where one
+// grace per tenure never freed anything. No clock is compared across coordinators:
+//   - A leader claims the record once per tenure, before its first pass reads anything:
+//     it reads it and writes it back under its term by compare-and-set over the
+//     revision read (a higher term's record is left alone), and notes the claim's time
+//     `c` on its clock once the write returned. Each later write is a compare-and-set
+//     over its own last one, so the writes of all leaders form one chain, and between
+//     a leader's claim and its last write that landed no other leader's write landed.
+//   - An orphan this tenure sees for the first time serves from that pass; one the
+//     record handed on with `s` served serves from `c` on, starting at `s`. Either way
+//     it keeps serving only while every pass sees it: one pass without it (its sled
+//     silent, its partition unreadable, referenced) forgets it, and so does the record
+//     the leader writes next. After each pass the leader writes what each orphan had
+//     served *at that pass* (not at the write).
+//   - Why served time never exceeds real time: the pieces added up are [first
+//     sighting or c, a pass whose write landed] of successive leaders in the chain.
+//     Each lies after its leader's claim landed and before its last write landed, so
+//     no two overlap in real time, and each is measured on one clock. Their sum is at
+//     most the real time from the first sighting of the run to the pass that finds
+//     the orphan due. The time between one leader's last pass and the next leader's
+//     claim counts for nothing.
+//   - What is unobserved: between a leader's last pass and the next leader's first,
+//     nobody looks, as between two passes of one leader (the sweep interval), only for
+//     longer (a leader that died before handing on leaves the record as its
+//     predecessor wrote it). That is safe for the reason the grace is: an object that
+//     was an orphan at a sighting can be touched afterwards only by what began before
+//     it (later states only add chunk numbers at or above the checkpoints'), which ends
+//     within the grace, so what matters is that the grace has passed since a sighting
+//     and that the object is an orphan in the pass that deletes it.
+//   - Progress: a tenure serves its orphans from its claim, made at the start of its
+//     first pass, to its last pass, so a tenure of one pass still adds that pass's
+//     length, and one of two passes an interval; an orphan is deleted once the pieces
+//     add up to the grace. At most `sweepSightingsMax` orphans (most served first) are
+//     handed on; the rest serve within one tenure as before, and move up as the others
+//     are deleted.
+//
 // Snapshots no record names: a snapshot is recorded in the catalogue only once every
 // partition has taken it, and a delete drops it on every partition before it removes
 // the record. So an id that a recorded checkpoint of the volume's current incarnation
@@ -31,7 +70,8 @@
 // does not parse as this incarnation's, whose owner disagrees with its id, or of a
 // volume that is not in the catalogue (the purger owns deleted incarnations). An
 // orphan not seen again in a pass (its sled silent, its partition unreadable) starts its
-// grace again.
+// grace again. A record that cannot be claimed or written leaves a leader to its own
+// sightings, which only makes the wait longer.
 
 import {
   type CheckpointHeader,
@@ -230,18 +270,48 @@ export function unrecordedSnapshotKey(snapshot: UnrecordedSnapshot): string {
   return `${snapshot.volumeId}\nsnapshot\n${snapshot.id}`;
 }
 
+/** A sighting kept across tenures: an orphan's key and how much of its grace it has served. */
+export type Sighting = readonly [key: string, servedMs: number];
+
 /**
  * The two-pass confirmation: an orphan becomes due once it was an orphan in an earlier
- * pass at least `graceMs` before this one. One per leader tenure: a new leader starts
- * every grace afresh (a longer wait is always safe).
+ * pass and has served `graceMs` since, counted on this leader's clock from its first
+ * sighting in this tenure, plus what earlier tenures handed on (`inherit`). Serving
+ * lapses, here and in what is handed on, as soon as a pass does not see the orphan.
  */
 export class SweepConfirmations<T = SweepTarget> {
-  private readonly firstSeenMs = new Map<string, number>();
+  /** Served time is `baseMs + (now - sinceMs)`. */
+  private readonly seen = new Map<string, { baseMs: number; sinceMs: number }>();
+  private inherited = new Map<string, { baseMs: number; sinceMs: number }>();
+  private lastPassMs: number | undefined;
 
   constructor(
     private readonly graceMs: number,
     private readonly keyOf: (orphan: T) => string = targetKey as unknown as (orphan: T) => string,
   ) {}
+
+  /**
+   * Takes the sightings an earlier tenure handed on, claimed (under this tenure's term,
+   * by compare-and-set over the last write) at `claimedAtMs`: each counts as served
+   * that much at the claim, and serves on from there if the next pass sees it. Only
+   * before the first pass: a tenure that has already looked hands on its own.
+   */
+  inherit(sightings: readonly Sighting[], claimedAtMs: number): void {
+    if (this.lastPassMs !== undefined) return;
+    // A record of another shape (an older or foreign writer) hands on nothing: doubt waits.
+    if (!Array.isArray(sightings)) return;
+    this.inherited = new Map(
+      sightings
+        .filter(
+          (sighting) =>
+            Array.isArray(sighting) &&
+            typeof sighting[0] === "string" &&
+            Number.isFinite(sighting[1]) &&
+            sighting[1] >= 0,
+        )
+        .map(([key, servedMs]) => [key, { baseMs: servedMs, sinceMs: claimedAtMs }]),
+    );
+  }
 
   /**
    * Takes a pass's orphans (all of them: one not passed in is forgotten) and returns
@@ -253,19 +323,38 @@ export class SweepConfirmations<T = SweepTarget> {
     for (const orphan of orphans) {
       const key = this.keyOf(orphan);
       seen.add(key);
-      const first = this.firstSeenMs.get(key);
-      if (first === undefined) this.firstSeenMs.set(key, nowMs);
-      else if (nowMs - first >= this.graceMs) due.push(orphan);
+      const known = this.seen.get(key) ?? this.inherited.get(key);
+      if (known === undefined) this.seen.set(key, { baseMs: 0, sinceMs: nowMs });
+      else {
+        this.seen.set(key, known);
+        if (known.baseMs + (nowMs - known.sinceMs) >= this.graceMs) due.push(orphan);
+      }
     }
-    for (const key of [...this.firstSeenMs.keys()]) {
-      if (!seen.has(key)) this.firstSeenMs.delete(key);
+    for (const key of [...this.seen.keys()]) {
+      if (!seen.has(key)) this.seen.delete(key);
     }
+    this.inherited = new Map();
+    this.lastPassMs = nowMs;
     return due;
+  }
+
+  /**
+   * What to hand on to the next tenure: each orphan the last pass saw, with the time it
+   * had served at that pass (not at the write: serving is only known up to a sighting),
+   * most served first, at most `max`.
+   */
+  sightings(max: number): Sighting[] {
+    const passMs = this.lastPassMs;
+    if (passMs === undefined) return [...this.inherited].map(([key, { baseMs }]) => [key, baseMs]);
+    return [...this.seen]
+      .map(([key, { baseMs, sinceMs }]): Sighting => [key, Math.floor(baseMs + passMs - sinceMs)])
+      .sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))
+      .slice(0, max);
   }
 
   /** Orphans waiting out their grace. */
   get waiting(): number {
-    return this.firstSeenMs.size;
+    return this.seen.size;
   }
 }
 

@@ -33,7 +33,14 @@
 // start their grace again); a delete that fails is retried next pass; one that finds
 // the object gone (NotFound) is done. Deletes go one at a time, at most
 // `sweepDeletesPerPassMax` a pass. Passes run only while this coordinator leads a ready
-// tenure, and a new tenure starts every grace afresh.
+// tenure.
+//
+// Leader changes (sweep.ts, "Across leaders"): a tenure's first pass begins by claiming
+// `sweep.sightings` (compare-and-set under its term) and takes the sightings handed
+// on; every pass that sees orphans, or empties a record that held some, writes what
+// they have served, before its deletes (compare-and-set over the tenure's last write).
+// A claim or write that fails leaves this tenure to its own sightings: a failed write
+// is claimed again, handing nothing on from before, at the next pass.
 
 import {
   BallastError,
@@ -51,6 +58,7 @@ import {
   type Catalogue,
   type CheckpointPointer,
   idOfVolume,
+  type SweepSightingsRecord,
   type VolumeRecord,
 } from "./catalogue.ts";
 import type { PointerChanges, PointerVersions } from "./catalogue-changes.ts";
@@ -61,6 +69,7 @@ import {
   sweepHeaderCacheChunksMax,
   sweepListPagesMax,
   sweepRequestDeadlineMs,
+  sweepSightingsMax,
 } from "./constants.ts";
 import { membersOf, type PartitionRecord, volumeIdOf } from "./decisions.ts";
 import type { Heartbeats } from "./heartbeats.ts";
@@ -83,7 +92,15 @@ import type { Tenure, Tenures } from "./tenure.ts";
 
 export interface SweeperOptions {
   service: Pick<Service, "bus" | "logger">;
-  catalogue: Pick<Catalogue, "volumes" | "checkpoints" | "forgetCheckpoint" | "snapshots">;
+  catalogue: Pick<
+    Catalogue,
+    | "volumes"
+    | "checkpoints"
+    | "forgetCheckpoint"
+    | "snapshots"
+    | "claimSweepSightings"
+    | "writeSweepSightings"
+  >;
   heartbeats: Pick<Heartbeats, "list" | "listening">;
   tenures: Tenures;
   /** Changes to checkpoint pointers; without it every pass reads every pointer. */
@@ -111,6 +128,12 @@ export class Sweeper {
   private confirmations: SweepConfirmations;
   private snapshotConfirmations: SweepConfirmations<UnrecordedSnapshot>;
   private confirmationsTenure: Tenure | undefined;
+  /**
+   * This tenure's hold on `sweep.sightings`: the revision of its last write, or
+   * undefined until claimed, and after a write that failed (claimed again next pass).
+   * `handed` says whether the record holds any sighting (so an empty pass rewrites it).
+   */
+  private sightings: { revision: number; handed: boolean } | undefined;
   private running = false;
   /** Headers read by earlier passes, by `headerCacheKey`, while their pointer is recorded. */
   private headers = new Map<string, CheckpointHeader>();
@@ -155,6 +178,12 @@ export class Sweeper {
       this.confirmationsTenure = tenure;
       this.confirmations = new SweepConfirmations(this.graceMs);
       this.snapshotConfirmations = new SweepConfirmations(this.graceMs, unrecordedSnapshotKey);
+      this.sightings = undefined;
+      // First, before anything this pass reads: the claim's time is where what earlier
+      // tenures handed on starts serving again, and all of this pass counts.
+      await this.claimSightings(tenure, true);
+    } else if (this.sightings === undefined) {
+      await this.claimSightings(tenure, false);
     }
     const confirmations = this.confirmations;
     const unrecorded: UnrecordedSnapshot[] = [];
@@ -210,17 +239,74 @@ export class Sweeper {
     this.pointers = pointersRead;
     const due = confirmations.confirm(orphans, now());
     this.status.orphansWaiting = confirmations.waiting - due.length;
+    const snapshotsDue = this.snapshotConfirmations.confirm(unrecorded, now());
+    // Before the deletes, which may take long: the next leader's claim then follows
+    // this pass closely, and serving counts only up to the sightings.
+    await this.handSightings(tenure);
     for (const target of due.slice(0, sweepDeletesPerPassMax)) {
       if (tenures.current() !== tenure) return;
       await this.delete(target);
     }
-    for (const snapshot of this.snapshotConfirmations.confirm(unrecorded, now())) {
+    for (const snapshot of snapshotsDue) {
       const volume = volumesById.get(snapshot.volumeId);
       if (tenures.current() !== tenure || volume === undefined) return;
       await this.dropSnapshot(volume, snapshot);
     }
     this.status.passes++;
     this.status.lastPassAtMs = Date.now();
+  }
+
+  /**
+   * Claims `sweep.sightings` for this tenure. `inherit`: this is the tenure's first
+   * pass, so what earlier tenures handed on is taken; a claim in a later pass (the
+   * first failed) takes nothing and empties them, since this tenure's passes before it
+   * handed nothing on and may have seen some of those orphans referenced. A failure
+   * leaves the tenure to its own sightings, as before there were any to hand on.
+   */
+  private async claimSightings(tenure: Tenure, inherit: boolean): Promise<void> {
+    const claimed = await this.options.catalogue
+      .claimSweepSightings(tenure.term, inherit)
+      .catch((error: Error) => {
+        this.options.service.logger.warn(
+          { error: error.message },
+          "could not claim the sweep's sightings: this tenure counts its own only",
+        );
+        return undefined;
+      });
+    if (claimed === undefined) return;
+    const claimedAtMs = now();
+    const found = inherit ? claimed.found : undefined;
+    this.sightings = {
+      revision: claimed.revision,
+      handed: found !== undefined && (found.objects.length > 0 || found.snapshots.length > 0),
+    };
+    if (found !== undefined) {
+      this.confirmations.inherit(found.objects, claimedAtMs);
+      this.snapshotConfirmations.inherit(found.snapshots, claimedAtMs);
+    }
+  }
+
+  /**
+   * Hands this pass's sightings on, by compare-and-set over this tenure's last write:
+   * one that fails (another leader claimed, or the store) leaves them unwritten and the
+   * claim to be made again next pass. Nothing is written while there is nothing to
+   * hand on and nothing was handed.
+   */
+  private async handSightings(tenure: Tenure): Promise<void> {
+    const held = this.sightings;
+    if (held === undefined) return;
+    const record: SweepSightingsRecord = {
+      term: tenure.term,
+      objects: this.confirmations.sightings(sweepSightingsMax),
+      snapshots: this.snapshotConfirmations.sightings(sweepSightingsMax),
+    };
+    const empty = record.objects.length === 0 && record.snapshots.length === 0;
+    if (empty && !held.handed) return;
+    this.sightings = undefined;
+    const revision = await this.options.catalogue
+      .writeSweepSightings(record, held.revision)
+      .catch(() => undefined);
+    if (revision !== undefined) this.sightings = { revision, handed: !empty };
   }
 
   /**

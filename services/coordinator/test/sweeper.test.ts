@@ -4,7 +4,7 @@
 
 import { BallastError, crc32c, ErrorCode, type Message, subjects } from "@ballast/protocol";
 import { Packr } from "msgpackr";
-import { expect, test } from "vitest";
+import { afterEach, beforeEach, describe, expect, test, vi } from "vitest";
 import { Catalogue, keys } from "../src/catalogue.ts";
 import type { PointerVersions } from "../src/catalogue-changes.ts";
 import type { PartitionRecord } from "../src/decisions.ts";
@@ -112,6 +112,7 @@ class FakeSnapshots {
 async function harness(
   members: Partial<PartitionRecord> = {},
   pointers?: { sync(): Promise<PointerVersions | undefined> },
+  graceMs = 0,
 ) {
   const store = new FakeStore();
   const catalogue = new Catalogue(store);
@@ -138,13 +139,15 @@ async function harness(
   const sled = new FakeSled();
   // The leader's copy of the records (the sweep reads no partition record from the store).
   const tenure = {
+    term: 1,
     ready: true,
     records: new Map([[partitionKey(record), { value: record, revision: 1 }]]),
     inflight: new Set<string>(),
     unsure: new Set<string>(),
   } as unknown as Tenure;
-  const leadership = { leading: true };
-  const current = () => (leadership.leading ? tenure : undefined);
+  // `tenure`: replaced to model a change of leader (a new tenure, as another coordinator's).
+  const leadership = { leading: true, tenure };
+  const current = () => (leadership.leading ? leadership.tenure : undefined);
   const snapshots = new FakeSnapshots();
   const sweeper = new Sweeper({
     service: {
@@ -163,7 +166,7 @@ async function harness(
     },
     tenures: { held: current, current },
     snapshots,
-    graceMs: 0,
+    graceMs,
     ...(pointers === undefined ? {} : { pointers }),
   });
   /** Stores a checkpoint blob on the sled and records its pointer. */
@@ -184,7 +187,7 @@ async function harness(
       createdAtMs: 1,
     });
   };
-  return { sled, sweeper, catalogue, checkpoint, leadership, snapshots, tenure, record };
+  return { sled, sweeper, catalogue, checkpoint, leadership, snapshots, tenure, record, store };
 }
 
 test("orphans are deleted on the second pass; referenced and newer chunks and named blobs stay", async () => {
@@ -201,6 +204,100 @@ test("orphans are deleted on the second pass; referenced and newer chunks and na
   expect([...sled.chunks].sort()).toEqual([chunkId(1), chunkId(3), chunkId(4), chunkId(7)]);
   expect([...sled.blobs.keys()].sort()).toEqual([blobKey("a", 10), blobKey("b", 9)]);
   expect(sweeper.sweepStatus()).toMatchObject({ passes: 2, objectsFreed: 2, bytesFreed: 4106 });
+});
+
+describe("under leader churn", () => {
+  // The shell's monotonic clock, driven by the test: every sled request takes 1 s.
+  let clockMs = 1_000_000;
+  beforeEach(() => {
+    vi.spyOn(globalThis.performance, "now").mockImplementation(() => clockMs);
+  });
+  afterEach(() => {
+    vi.restoreAllMocks();
+  });
+  const grace = 10_000;
+
+  /** A sweeper whose every pass is in a new tenure (a new leader), 30 s after the last. */
+  async function churned() {
+    const built = await harness({}, undefined, grace);
+    const answer = built.sled.answer.bind(built.sled);
+    built.sled.answer = (message: Message) => {
+      clockMs += 1000;
+      return answer(message);
+    };
+    let term = 1;
+    const pass = async () => {
+      term++;
+      built.leadership.tenure = { ...built.tenure, term } as Tenure;
+      await built.sweeper.sweep();
+      // Unmeasured by anyone: the leader dies, another takes over.
+      clockMs += 30_000;
+    };
+    return { ...built, pass };
+  }
+
+  test("an orphan is deleted though no tenure lasts its grace (it never was before)", async () => {
+    const { sled, checkpoint, pass, store } = await churned();
+    await checkpoint("a", 10, 5, [1, 3]);
+    await checkpoint("b", 9, 4, [1, 3]);
+    for (const number of [1, 2, 3, 7]) sled.chunks.add(chunkId(number));
+    sled.blobs.set(blobKey("a", 8), new Uint8Array(10));
+    const passesToDelete: number[] = [];
+    for (let passes = 1; passes <= 12; passes++) {
+      await pass();
+      if (!sled.chunks.has(chunkId(2))) passesToDelete.push(passes);
+    }
+    // Each tenure's pass lasts some 6 s of the 10 s grace, counted from its claim.
+    expect(passesToDelete[0]).toBeLessThanOrEqual(4);
+    expect([...sled.chunks].sort()).toEqual([chunkId(1), chunkId(3), chunkId(7)]);
+    expect([...sled.blobs.keys()].sort()).toEqual([blobKey("a", 10), blobKey("b", 9)]);
+    // Nothing left to hand on, and the last leader's term on the record.
+    expect((await store.get(keys.sweepSightings))?.json()).toEqual({
+      term: 13,
+      objects: [],
+      snapshots: [],
+    });
+  });
+
+  test("an upload recorded within the grace is never deleted, however often the leader changes", async () => {
+    const { sled, checkpoint, pass } = await churned();
+    await checkpoint("a", 10, 5, [1]);
+    // Uploaded, its pointer not yet recorded: an orphan for two tenures (one of them
+    // handing on 6 s served), then recorded and the one before it replaced.
+    sled.blobs.set(blobKey("a", 11), checkpointBytes(11, 5, [1]));
+    await pass();
+    await pass();
+    expect(sled.blobs.has(blobKey("a", 11))).toBe(true);
+    await checkpoint("a", 11, 5, [1]);
+    for (let passes = 0; passes < 6; passes++) await pass();
+    expect(sled.blobs.has(blobKey("a", 11))).toBe(true);
+    expect(sled.chunks.has(chunkId(1))).toBe(false);
+  });
+
+  test("a deposed leader's pass neither takes nor overwrites a later term's sightings", async () => {
+    const { sled, checkpoint, pass, store, leadership, tenure, sweeper } = await churned();
+    await checkpoint("a", 10, 5, []);
+    sled.chunks.add(chunkId(2));
+    await pass();
+    await pass();
+    const later = { term: 100, objects: [["x", 5]], snapshots: [] };
+    store.put(keys.sweepSightings, later);
+    leadership.tenure = { ...tenure, term: 50 } as Tenure;
+    await sweeper.sweep();
+    await sweeper.sweep();
+    expect((await store.get(keys.sweepSightings))?.json()).toEqual(later);
+  });
+});
+
+test("sightings of another shape in the store are taken as none", async () => {
+  const { sled, sweeper, checkpoint, store } = await harness();
+  store.put(keys.sweepSightings, { term: 0, objects: "junk", snapshots: { a: 1 } });
+  await checkpoint("a", 10, 5, []);
+  sled.chunks.add(chunkId(2));
+  await sweeper.sweep();
+  expect(sled.chunks.has(chunkId(2))).toBe(true);
+  await sweeper.sweep();
+  expect(sled.chunks.has(chunkId(2))).toBe(false);
 });
 
 test("a recorded checkpoint whose header no sled returns keeps the whole partition", async () => {
