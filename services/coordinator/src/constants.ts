@@ -184,3 +184,9 @@ export const keyListingOverrunMax = 10_000;
  * 1 MiB payload.
  */
 export const sweepSightingsMax = 4096;
+
+/**
+ * How often the leader checks whether an orphan sweep pass is due: the first pass of a
+ * tenure comes this soon after it is ready, the rest every sweep interval.
+ */
+export const sweepDueCheckMs = 1000;

@@ -51,6 +51,7 @@ import {
   sledOutAfterMsDefault,
   sledOutAfterMsMax,
   sledOutAfterMsMin,
+  sweepDueCheckMs,
   sweepGraceMsDefault,
   sweepIntervalMsDefault,
   sweepTimeMsMax,
@@ -205,7 +206,12 @@ export class Coordinator {
     this.every(leaderRenewMs, () => this.lead());
     this.every(reconcileIntervalMs, () => this.parts.reconciler.reconcile());
     this.every(purgePassIntervalMs, () => this.parts.purger.purge());
-    this.every(this.config.sweepIntervalMs, () => this.parts.sweeper.sweep());
+    // Checked every sweepDueCheckMs: a new leader's first pass comes as soon as it is
+    // ready, not a whole interval later (a coordinator restarted more often than the
+    // interval never swept at all).
+    this.every(Math.min(sweepDueCheckMs, this.config.sweepIntervalMs), () =>
+      this.parts.sweeper.sweepIfDue(this.config.sweepIntervalMs),
+    );
     this.every(tickMs, () => this.parts.sleds.tick());
     this.parts.changes?.start();
     this.parts.pointers?.start();

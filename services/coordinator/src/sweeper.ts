@@ -135,6 +135,8 @@ export class Sweeper {
    */
   private sightings: { revision: number; handed: boolean } | undefined;
   private running = false;
+  /** The tenure of the last pass begun, and when (this coordinator's monotonic clock). */
+  private lastPass: { tenure: Tenure; atMs: number } | undefined;
   /** Headers read by earlier passes, by `headerCacheKey`, while their pointer is recorded. */
   private headers = new Map<string, CheckpointHeader>();
   /** Pointers read by earlier passes, by volume name, with the count they were read at. */
@@ -159,11 +161,26 @@ export class Sweeper {
   }
 
   /** One pass, if this coordinator leads and no pass is running. */
+  /**
+   * A pass if one is due: the first of a tenure as soon as it is ready (a leader that
+   * lasts less than an interval still serves its part of the graces, see sweep.ts
+   * "Across leaders"), then one every `intervalMs`. Called often (sweepDueCheckMs).
+   */
+  sweepIfDue(intervalMs: number): Promise<void> {
+    const tenure = this.options.tenures.current();
+    const last = this.lastPass;
+    if (last !== undefined && last.tenure === tenure && now() - last.atMs < intervalMs) {
+      return Promise.resolve();
+    }
+    return this.sweep();
+  }
+
   async sweep(): Promise<void> {
     const { tenures, heartbeats } = this.options;
     const tenure = tenures.current();
     if (tenure === undefined || !tenure.ready || this.running) return;
     if (heartbeats.listening(now())) return;
+    this.lastPass = { tenure, atMs: now() };
     this.running = true;
     try {
       await this.pass(tenure);

@@ -236,6 +236,25 @@ describe("under leader churn", () => {
     return { ...built, pass };
   }
 
+  test("a new tenure's first pass is due at once, the next only an interval later", async () => {
+    const { sweeper, leadership, tenure } = await harness();
+    const passes = () => sweeper.sweepStatus().passes;
+    await sweeper.sweepIfDue(30_000);
+    expect(passes()).toBe(1);
+    clockMs += 29_000;
+    await sweeper.sweepIfDue(30_000);
+    expect(passes()).toBe(1);
+    clockMs += 1_000;
+    await sweeper.sweepIfDue(30_000);
+    expect(passes()).toBe(2);
+    // A new leader (another tenure) sweeps at once: before, it waited a whole interval,
+    // so one restarted more often than that never swept.
+    clockMs += 1_000;
+    leadership.tenure = { ...tenure, term: 2 } as Tenure;
+    await sweeper.sweepIfDue(30_000);
+    expect(passes()).toBe(3);
+  });
+
   test("an orphan is deleted though no tenure lasts its grace (it never was before)", async () => {
     const { sled, checkpoint, pass, store } = await churned();
     await checkpoint("a", 10, 5, [1, 3]);
