@@ -75,13 +75,21 @@ test("status shows sled capacity, and a written volume's stored bytes on the sle
   expect(imported.code).toBe(0);
   expect(imported.stderr).toContain("flushed");
 
-  // Flushed data reaches the sleds as chunks; wait until at least one copy is there.
+  // Flushed data reaches the sleds as chunks; wait until at least one copy is there,
+  // and until a status shows each sled's count no lower than its listing: a status asks
+  // every sled for its totals and its listing at once, so a chunk that lands between the
+  // two answers is in the listing only (seen once in CI under load).
   const after = await waitFor(
     "the volume's stored bytes to cover what was written",
     async () => {
       const state = await status();
       const stored = volumeOf(state, "cap")?.stored;
-      return stored?.bytes !== undefined && stored.bytes >= written ? state : undefined;
+      const settled = sledsOf(state).every(
+        (sled) =>
+          (sled.capacity?.chunks ?? 0) >=
+          (stored?.sleds.find((share) => share.sled === sled.id)?.chunks ?? 0),
+      );
+      return stored?.bytes !== undefined && stored.bytes >= written && settled ? state : undefined;
     },
     30_000,
     500,
