@@ -11,7 +11,7 @@ import {
 } from "../src/simulation/failover.ts";
 import { simulate } from "../src/simulation/simulation.ts";
 
-const seedsPerShape = Number(process.env.BALLAST_SIMULATION_SEEDS ?? 300);
+const seedsPerShape = Number(process.env.BALLAST_SIMULATION_SEEDS ?? 200);
 
 describe.each([3, 2] as const)("simulation with %i replicas", (replicas) => {
   test(`${seedsPerShape} seeds keep every invariant`, async () => {
