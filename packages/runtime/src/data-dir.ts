@@ -37,22 +37,31 @@ function newDiskId(): string {
   return randomBytes(16).toString("hex");
 }
 
-async function writeIdentity(dataDir: string, path: string, identity: Identity): Promise<void> {
+/**
+ * Replaces `name` in `dir` with `text` so that a crash leaves the old file or the new one:
+ * written to a temporary file, synced, renamed over it, and the directory synced.
+ */
+export async function writeFileDurably(dir: string, name: string, text: string): Promise<void> {
+  const path = join(dir, name);
   const temporary = `${path}.tmp`;
   const file = await open(temporary, "w");
   try {
-    await file.writeFile(`${JSON.stringify(identity, null, 2)}\n`);
+    await file.writeFile(text);
     await file.sync();
   } finally {
     await file.close();
   }
   await rename(temporary, path);
-  const directory = await open(dataDir, "r");
+  const directory = await open(dir, "r");
   try {
     await directory.sync();
   } finally {
     await directory.close();
   }
+}
+
+function writeIdentity(dataDir: string, identity: Identity): Promise<void> {
+  return writeFileDurably(dataDir, identityFileName, `${JSON.stringify(identity, null, 2)}\n`);
 }
 
 /** Creates the directory and its identity on first use; refuses a directory of another node. */
@@ -77,7 +86,7 @@ export async function claimDataDir(
       createdAtMs: Date.now(),
       diskId: newDiskId(),
     };
-    await writeIdentity(dataDir, path, identity);
+    await writeIdentity(dataDir, identity);
     return identity;
   }
   let identity: Omit<Identity, "diskId"> & { diskId?: unknown };
@@ -99,7 +108,7 @@ export async function claimDataDir(
   if (identity.diskId === undefined) {
     // Written before disk ids: this directory gets one now, kept from here on.
     const named = { ...identity, diskId: newDiskId() };
-    await writeIdentity(dataDir, path, named);
+    await writeIdentity(dataDir, named);
     return named;
   }
   if (typeof identity.diskId !== "string" || !diskIdPattern.test(identity.diskId)) {

@@ -11,8 +11,9 @@
 // data). That holds while the node has averaged fewer than one start a second; sessions
 // fit 32 bits (the replication protocol's field) until the year 2156.
 
-import { open, readFile, rename } from "node:fs/promises";
+import { readFile } from "node:fs/promises";
 import { join } from "node:path";
+import { writeFileDurably } from "@ballast/runtime";
 
 const sessionFileName = "session";
 const sessionMax = 0xffff_ffff;
@@ -43,20 +44,6 @@ export async function nextSession(dataDir: string, above = 0, nowMs = Date.now()
     if ((error as NodeJS.ErrnoException).code !== "ENOENT") throw error;
   }
   const session = Math.max(previous, above) + 1;
-  const temporary = `${path}.tmp`;
-  const file = await open(temporary, "w");
-  try {
-    await file.writeFile(`${session}\n`);
-    await file.sync();
-  } finally {
-    await file.close();
-  }
-  await rename(temporary, path);
-  const directory = await open(dataDir, "r");
-  try {
-    await directory.sync();
-  } finally {
-    await directory.close();
-  }
+  await writeFileDurably(dataDir, sessionFileName, `${session}\n`);
   return session;
 }
