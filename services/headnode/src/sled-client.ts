@@ -268,7 +268,7 @@ export class SledClient {
         { chunk: chunkId },
         "cached chunk does not match its recorded CRC32C; dropped it and reading sleds",
       );
-      this.cache.forget(chunkId, expect.bytes);
+      this.cache.forget(chunkId);
     }
     const bad: { sled: string; found: CopyRepair["found"] }[] = [];
     const errors: string[] = [];
@@ -277,7 +277,7 @@ export class SledClient {
         const data = await this.readRange(sled, owner, chunkId, offset, length);
         if (whole && crc32c(data) !== expect.checksum) {
           // Partial reads of this copy may have cached blocks of the wrong object.
-          this.cache.forget(chunkId, expect.bytes);
+          this.cache.forget(chunkId);
           throw new BallastError(
             ErrorCode.ChecksumMismatch,
             `chunk ${chunkId} on ${sled} passes the sled's block checks but not the recorded CRC32C`,
@@ -506,7 +506,7 @@ export class SledClient {
         if (error === undefined) {
           // A damaged copy may have been a wrong object whose blocks passed: whatever
           // partial reads of it cached goes, and later reads see the sound bytes.
-          if (found === "damaged") this.cache.forget(chunkId, source.data.byteLength);
+          if (found === "damaged") this.cache.forget(chunkId);
           this.logger.info({ sled, chunk: chunkId, from, found }, "repaired a chunk copy");
           outcomes.push({ sled, found, repaired: true });
         } else {
@@ -561,7 +561,7 @@ export class SledClient {
     );
     if (expect.checksum !== undefined && crc32c(data) !== expect.checksum) {
       // Partial reads of this copy may have cached blocks of the wrong object.
-      this.cache.forget(chunkId, expect.bytes);
+      this.cache.forget(chunkId);
       throw new BallastError(
         ErrorCode.ChecksumMismatch,
         `chunk ${chunkId} on ${sled} does not match its recorded CRC32C`,

@@ -4,10 +4,16 @@
 
 import fc from "fast-check";
 import { describe, expect, test } from "vitest";
-import { ChunkCache, cacheBlockBytes, cacheEntryOverheadBytes } from "../src/chunk-cache.ts";
+import {
+  ChunkCache,
+  cacheBlockBytes,
+  cacheEntryOverheadBytes,
+  chunkChargeBytes,
+} from "../src/chunk-cache.ts";
 
 const block = cacheBlockBytes;
-const charge = block + cacheEntryOverheadBytes;
+/** One block of a chunk with no other block here. */
+const charge = block + cacheEntryOverheadBytes + chunkChargeBytes;
 /** Room for every block of the property's four chunks of at most six blocks. */
 const roomy = 24 * charge;
 
@@ -60,6 +66,20 @@ describe("ChunkCache", () => {
     expect(same(cache.read("c", 10, 20), kept.subarray(10, 30))).toBe(true);
   });
 
+  test("a view it returned stays valid after its block is evicted and the memory reused", () => {
+    const cache = new ChunkCache(2 * charge + chunkChargeBytes * 2);
+    const first = pattern(block, 7);
+    cache.insert("a", 0, first);
+    const view = cache.read("a", 100, 200)!;
+    // Evict a (lent) and then blocks never lent, whose memory the next inserts reuse.
+    for (let seed = 0; seed < 6; seed++) cache.insert(`x${seed}`, 0, pattern(block, seed + 20));
+    expect(cache.stats().evictions).toBeGreaterThanOrEqual(5);
+    expect(same(view, first.subarray(100, 300))).toBe(true);
+    for (let seed = 4; seed < 6; seed++) {
+      expect(same(cache.read(`x${seed}`, 0, block), pattern(block, seed + 20))).toBe(true);
+    }
+  });
+
   test("evicts the least recently used blocks to stay within its bytes, overhead included", () => {
     const cache = new ChunkCache(3 * charge);
     for (const id of ["a", "b", "c"]) cache.insert(id, 0, pattern(block, id.charCodeAt(0)));
@@ -80,7 +100,7 @@ describe("ChunkCache", () => {
     const cache = new ChunkCache(1 << 20);
     cache.insert("c", 0, pattern(3 * block, 5));
     cache.insert("d", 0, pattern(block, 6));
-    cache.forget("c", 3 * block);
+    cache.forget("c");
     expect(cache.stats()).toMatchObject({ blocks: 1, bytes: charge });
     expect(cache.read("c", 0, 1)).toBeUndefined();
   });
