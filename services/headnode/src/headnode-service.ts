@@ -1,6 +1,7 @@
 // The head node's service definition for the runtime.
 
 import type { CommonConfig, ConfigOf, OptionSpecs, Service } from "@ballast/runtime";
+import { chunkCacheBytesDefault } from "./chunk-cache.ts";
 import { replicaLimitsDefault, tickMs } from "./constants.ts";
 import { HeadNode } from "./headnode.ts";
 import { nextSession } from "./session.ts";
@@ -34,6 +35,16 @@ export const headnodeOptions = {
     description:
       "note bytes a replica holds before new writes wait; with full sleds and half of it held, writes answer NoSpace",
   },
+  chunkCacheBytes: {
+    flag: "chunk-cache-bytes",
+    env: "BALLAST_CHUNK_CACHE_BYTES",
+    type: "integer",
+    default: chunkCacheBytesDefault,
+    min: 0,
+    max: 64 * 1024 * 1024 * 1024,
+    description:
+      "memory for sled chunk bytes read or flushed by this node, served again without a sled read; 0 turns it off",
+  },
 } as const satisfies OptionSpecs;
 
 export const headnodeDefinition = {
@@ -45,6 +56,9 @@ export const headnodeDefinition = {
       checkpointIntervalOps: config.checkpointIntervalOps,
       logBytesMax: config.journalBytesMax,
     };
-    new HeadNode(service, config, await nextSession(config.dataDir), limits).start();
+    new HeadNode(service, config, await nextSession(config.dataDir), limits, {
+      cacheBytes: config.chunkCacheBytes,
+      meter: service.meter,
+    }).start();
   },
 };

@@ -76,7 +76,7 @@ import type { Reply } from "./replica/effects.ts";
 import { Replicator } from "./replicator.ts";
 import { ReportState } from "./report-state.ts";
 import { nextSession } from "./session.ts";
-import { SledClient } from "./sled-client.ts";
+import { SledClient, type SledClientOptions } from "./sled-client.ts";
 import { TickSchedule } from "./tick-schedule.ts";
 
 type VolumeMessage = MessageOf<
@@ -137,8 +137,9 @@ export class HeadNode {
     private readonly config: CommonConfig,
     private readonly session: number,
     private readonly limits: Partial<ReplicaLimits> = {},
+    sledOptions: SledClientOptions = {},
   ) {
-    this.sleds = new SledClient(service.bus, service.logger);
+    this.sleds = new SledClient(service.bus, service.logger, sledOptions);
     this.replicator = new Replicator({
       sleds: this.sleds,
       logger: service.logger,

@@ -28,6 +28,18 @@
 // a single read would, and a read that fails on one copy tries the next as before. A
 // sled that does not know the message (one older than it) is asked one read at a time
 // from then on.
+//
+// Cache (chunk-cache.ts): chunks are write-once under ids never reused, so their bytes
+// are cached here, per 4 KiB block, with no invalidation: filled by every chunk this
+// node writes (what its primaries flush) and by every range it reads from a sled (after
+// the checks above), and consulted first by `readChunk`, which answers from it only when
+// every block of the range is there. A whole read answered from the cache is still
+// checked against the recorded CRC32C (its blocks may have come from partial reads of
+// a copy whose blocks pass but whose whole does not); on a mismatch the chunk is dropped
+// from the cache and read from sleds as before. A read answered from the cache meets no
+// copy, so it triggers no repair: damaged and missing copies are still found by the
+// reads that do reach sleds and by the scrub (`checkChunk`), and repairs, checks and
+// copies always read the sleds, never the cache.
 
 import {
   BallastError,
@@ -39,7 +51,8 @@ import {
   sledLimits,
   subjects,
 } from "@ballast/protocol";
-import type { Bus, Logger } from "@ballast/runtime";
+import type { Bus, Logger, Meter } from "@ballast/runtime";
+import { ChunkCache, chunkCacheBytesDefault } from "./chunk-cache.ts";
 
 /** Copies of every chunk. Erasure coding across sleds is a later step. */
 export const chunkCopies = 2;
@@ -92,6 +105,33 @@ function isUnknownType(error: unknown): boolean {
   );
 }
 
+export interface SledClientOptions {
+  /** Bound of the chunk cache, in bytes; 0 turns it off. */
+  cacheBytes?: number;
+  /** Where the cache's counters are reported (the service's meter). */
+  meter?: Meter;
+}
+
+/** The cache's counters as metrics, read when scraped. */
+function observeCache(meter: Meter, cache: ChunkCache): void {
+  const hits = meter.createObservableCounter("ballast_headnode_chunk_cache_hits", {
+    description: "chunk reads answered from the head node's chunk cache",
+  });
+  const misses = meter.createObservableCounter("ballast_headnode_chunk_cache_misses", {
+    description: "chunk reads the chunk cache could not answer whole (read from sleds)",
+  });
+  const evictions = meter.createObservableCounter("ballast_headnode_chunk_cache_evictions", {
+    description: "4 KiB blocks evicted from the chunk cache to make room",
+  });
+  const bytes = meter.createObservableGauge("ballast_headnode_chunk_cache_bytes", {
+    description: "bytes charged to the chunk cache (blocks and their overhead)",
+  });
+  hits.addCallback((result) => result.observe(cache.stats().hits));
+  misses.addCallback((result) => result.observe(cache.stats().misses));
+  evictions.addCallback((result) => result.observe(cache.stats().evictions));
+  bytes.addCallback((result) => result.observe(cache.stats().bytes));
+}
+
 export class SledClient {
   /** Copies being repaired now (`sled/chunk`): concurrent reads start one repair each. */
   private readonly repairing = new Set<string>();
@@ -103,10 +143,17 @@ export class SledClient {
   /** Sleds that answered that they do not know `sled.chunk.read-many.v1`. */
   private readonly singleReadSleds = new Set<string>();
 
+  /** Chunk bytes by 4 KiB block (see the header); off when its capacity is 0. */
+  readonly cache: ChunkCache;
+
   constructor(
     private readonly bus: Bus,
     private readonly logger: Logger,
-  ) {}
+    options: SledClientOptions = {},
+  ) {
+    this.cache = new ChunkCache(options.cacheBytes ?? chunkCacheBytesDefault);
+    if (options.meter !== undefined) observeCache(options.meter, this.cache);
+  }
 
   /**
    * Writes the chunk to `chunkCopies` sleds, starting at a position chosen by the chunk
@@ -160,6 +207,9 @@ export class SledClient {
         `chunk ${chunkId} reached ${holders.length} of ${chunkCopies} sleds: ${failures.join("; ")}`,
       );
     }
+    // What the primary just flushed is what its reads will ask for next; every holder
+    // stored exactly these bytes (its CRC32C matched).
+    this.cache.insert(chunkId, 0, data, data.byteLength);
     return holders;
   }
 
@@ -198,8 +248,9 @@ export class SledClient {
   /**
    * Reads from the first sound copy; repairs, in the background, copies that failed a
    * checksum or are missing. A read of the whole chunk is checked against the recorded
-   * CRC32C when `expect` has one. The bytes returned are a view of the reply message:
-   * copy them to keep them.
+   * CRC32C when `expect` has one. Answered from the cache when it holds the whole range
+   * (see the header). The bytes returned are a view of the reply message or of a cached
+   * block: copy them to keep them, and never modify them.
    */
   async readChunk(
     owner: ChunkOwner,
@@ -210,17 +261,29 @@ export class SledClient {
     expect?: ChunkExpectation,
   ): Promise<Uint8Array> {
     const whole = expect?.checksum !== undefined && offset === 0 && length === expect.bytes;
+    const cached = this.cache.read(chunkId, offset, length);
+    if (cached !== undefined) {
+      if (!whole || crc32c(cached) === expect.checksum) return cached;
+      this.logger.warn(
+        { chunk: chunkId },
+        "cached chunk does not match its recorded CRC32C; dropped it and reading sleds",
+      );
+      this.cache.forget(chunkId);
+    }
     const bad: { sled: string; found: CopyRepair["found"] }[] = [];
     const errors: string[] = [];
     for (const sled of copies) {
       try {
         const data = await this.readRange(sled, owner, chunkId, offset, length);
         if (whole && crc32c(data) !== expect.checksum) {
+          // Partial reads of this copy may have cached blocks of the wrong object.
+          this.cache.forget(chunkId);
           throw new BallastError(
             ErrorCode.ChecksumMismatch,
             `chunk ${chunkId} on ${sled} passes the sled's block checks but not the recorded CRC32C`,
           );
         }
+        this.cache.insert(chunkId, offset, data, expect?.bytes);
         if (bad.length > 0) {
           void this.repairChunk(owner, chunkId, sled, bad, expect, whole ? data : undefined);
         }
@@ -441,6 +504,9 @@ export class SledClient {
       for (const { sled, found } of mine) {
         const error = await this.replaceCopy(owner, chunkId, sled, source.data, source.checksum);
         if (error === undefined) {
+          // A damaged copy may have been a wrong object whose blocks passed: whatever
+          // partial reads of it cached goes, and later reads see the sound bytes.
+          if (found === "damaged") this.cache.forget(chunkId);
           this.logger.info({ sled, chunk: chunkId, from, found }, "repaired a chunk copy");
           outcomes.push({ sled, found, repaired: true });
         } else {
@@ -494,6 +560,8 @@ export class SledClient {
       { deadlineMs: sledDeadlineMs },
     );
     if (expect.checksum !== undefined && crc32c(data) !== expect.checksum) {
+      // Partial reads of this copy may have cached blocks of the wrong object.
+      this.cache.forget(chunkId);
       throw new BallastError(
         ErrorCode.ChecksumMismatch,
         `chunk ${chunkId} on ${sled} does not match its recorded CRC32C`,
