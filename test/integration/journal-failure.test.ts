@@ -360,7 +360,7 @@ test("the primary's journal hangs without failing: it reports the stall, the par
             state.primary !== victim &&
             !state.secondaries.includes(victim),
         ),
-      limits.commitStallMsMax + limits.primaryLeaseMs + 10_000,
+      limits.primaryStallMsMax + limits.primaryLeaseMs + 10_000,
       20,
     );
     const droppedAtMs = Date.now();

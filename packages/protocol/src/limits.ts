@@ -85,3 +85,12 @@ export const headnodeReportIntervalMs = 500;
  * reports the secondary as stalled; the coordinator drops it as it would a dead one.
  */
 export const commitStallMsMax = 3000;
+
+/**
+ * A primary whose own journal has kept an op waiting this long without making anything
+ * more durable (a disk that hangs without failing) reports itself stalled; the
+ * coordinator fails the partition over to a secondary. Twice the follower bound: one
+ * group commit of a busy primary on a throttled disk may take seconds and still be
+ * progress, and a failover costs a lease wait and a rebuild.
+ */
+export const primaryStallMsMax = 2 * commitStallMsMax;

@@ -41,7 +41,7 @@
 import { limits, type MessageOf } from "@ballast/protocol";
 import { configureVerifyMs } from "./constants.ts";
 
-const { commitStallMsMax } = limits;
+const { commitStallMsMax, primaryStallMsMax } = limits;
 
 /** Replicas (of any member kind) and primaries a head node holds. */
 export interface Load {
@@ -239,7 +239,7 @@ function decideMembership(record: PartitionRecord, view: Seen): PartitionDecisio
   // nothing, and no follower can report that stall. Where no secondary can take over,
   // nothing changes: it may yet recover.
   const current = currentReport(record, view.report);
-  const primaryStalled = (current?.stalledMs ?? 0) >= commitStallMsMax;
+  const primaryStalled = (current?.stalledMs ?? 0) >= primaryStallMsMax;
   const primaryFailed = current?.failed === true || primaryStalled;
   const alive = primaryFailed
     ? new Set([...view.alive].filter((node) => node !== record.primary))

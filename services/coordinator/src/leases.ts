@@ -419,7 +419,7 @@ const noNodes: ReadonlySet<string> = new Set();
 function needsAction(entry: Report): boolean {
   return (
     entry.failed === true ||
-    (entry.stalledMs ?? 0) >= limits.commitStallMsMax ||
+    (entry.stalledMs ?? 0) >= limits.primaryStallMsMax ||
     entry.followers.some(
       (follower) =>
         (follower.stalledMs ?? 0) >= limits.commitStallMsMax || follower.needsRebuild === true,

@@ -512,19 +512,19 @@ describe("members back on another disk (lost disks)", () => {
 describe("a primary whose own journal hangs", () => {
   const stalled = (stalledMs: number) => report(base, { stalledMs });
 
-  test("is replaced by its secondary once it has kept writes waiting for commitStallMsMax, after its lease", () => {
+  test("is replaced by its secondary once it has kept writes waiting for primaryStallMsMax, after its lease", () => {
     expect(
-      decidePartition(base, view(base, { report: stalled(limits.commitStallMsMax - 1) })),
+      decidePartition(base, view(base, { report: stalled(limits.primaryStallMsMax - 1) })),
     ).toEqual({ kind: "keep" });
     expect(
       decidePartition(
         base,
-        view(base, { report: stalled(limits.commitStallMsMax), leaseUntilMs: 200_000 }),
+        view(base, { report: stalled(limits.primaryStallMsMax), leaseUntilMs: 200_000 }),
       ),
     ).toMatchObject({ kind: "wait" });
     const decision = decidePartition(
       base,
-      view(base, { report: stalled(limits.commitStallMsMax) }),
+      view(base, { report: stalled(limits.primaryStallMsMax) }),
     );
     expect(decision).toMatchObject({
       kind: "update",

@@ -24,7 +24,7 @@
 //
 // Memory: each block is charged its bytes plus `cacheEntryOverheadBytes` (its record,
 // its Uint8Array and ArrayBuffer objects, the allocator's header), and each chunk with
-// blocks here `chunkChargeBytes` (its Map entry, record, block array and id string):
+// blocks here `chunkChargeBytes` (its Map entry, record, block map and id string):
 // measured with Node 20 at about 260 bytes of V8 heap a block and 250 a chunk, and
 // 450–650 bytes of RSS a block beyond its 4 KiB, so the bound holds for what the
 // process really spends. A capacity below one block's charge turns the cache off.
@@ -73,7 +73,12 @@ interface CachedBlock {
 /** The blocks held of one chunk, by index. */
 interface CachedChunk {
   id: string;
-  blocks: (CachedBlock | undefined)[];
+  /**
+   * A Map, not an array indexed by block: an array keeps its length (up to 1,024 slots
+   * for a 4 MiB chunk) while any one block survives, memory `chunkChargeBytes` does not
+   * count.
+   */
+  blocks: Map<number, CachedBlock>;
   held: number;
 }
 
@@ -120,7 +125,7 @@ export class ChunkCache {
       return undefined;
     }
     for (let index = first; index <= last; index++) {
-      const block = chunk.blocks[index];
+      const block = chunk.blocks.get(index);
       const start = index * cacheBlockBytes;
       if (
         block === undefined ||
@@ -132,7 +137,7 @@ export class ChunkCache {
     }
     this.hits++;
     if (first === last) {
-      const block = chunk.blocks[first]!;
+      const block = chunk.blocks.get(first)!;
       this.touch(block);
       block.lent = true;
       const start = first * cacheBlockBytes;
@@ -140,7 +145,7 @@ export class ChunkCache {
     }
     const data = new Uint8Array(length);
     for (let index = first; index <= last; index++) {
-      const block = chunk.blocks[index]!;
+      const block = chunk.blocks.get(index)!;
       const start = index * cacheBlockBytes;
       const from = Math.max(offset, start) - start;
       const to = Math.min(end, start + cacheBlockBytes) - start;
@@ -165,7 +170,7 @@ export class ChunkCache {
           ? start + cacheBlockBytes
           : Math.min(start + cacheBlockBytes, chunkBytes);
       if (blockEnd <= start || blockEnd > end) return;
-      const held = this.chunks.get(chunkId)?.blocks[index];
+      const held = this.chunks.get(chunkId)?.blocks.get(index);
       if (held !== undefined && held.data.byteLength >= blockEnd - start) {
         this.touch(held);
         continue;
@@ -179,7 +184,7 @@ export class ChunkCache {
   forget(chunkId: string): void {
     const chunk = this.chunks.get(chunkId);
     if (chunk === undefined) return;
-    for (const block of chunk.blocks) if (block !== undefined) this.remove(block);
+    for (const block of [...chunk.blocks.values()]) this.remove(block);
   }
 
   stats(): ChunkCacheStats {
@@ -209,7 +214,7 @@ export class ChunkCache {
     data.set(source);
     let chunk = this.chunks.get(chunkId);
     if (chunk === undefined) {
-      chunk = { id: chunkId, blocks: [], held: 0 };
+      chunk = { id: chunkId, blocks: new Map(), held: 0 };
       this.chunks.set(chunkId, chunk);
       this.chargedBytes += chunkChargeBytes;
     }
@@ -224,7 +229,7 @@ export class ChunkCache {
     if (this.newest === undefined) this.oldest = block;
     else this.newest.newer = block;
     this.newest = block;
-    chunk.blocks[index] = block;
+    chunk.blocks.set(index, block);
     chunk.held++;
     this.heldBlocks++;
     this.chargedBytes += data.byteLength + cacheEntryOverheadBytes;
@@ -250,7 +255,7 @@ export class ChunkCache {
   private remove(block: CachedBlock): void {
     this.unlink(block);
     const chunk = block.chunk;
-    chunk.blocks[block.index] = undefined;
+    chunk.blocks.delete(block.index);
     chunk.held--;
     this.heldBlocks--;
     this.chargedBytes -= block.data.byteLength + cacheEntryOverheadBytes;

@@ -68,6 +68,8 @@ export interface ReplicaLimits {
    * (commitStallMsMax of the protocol, in ticks): the coordinator then drops it.
    */
   commitStallTicks: number;
+  /** A primary's own journal stall it reports (primaryStallMsMax of the protocol, in ticks). */
+  primaryStallTicks: number;
   /**
    * Release waits for a learner only while it makes progress: it matched a new op
    * within this long (or has matched everything). A learner left behind is rebuilt.
@@ -119,6 +121,7 @@ export const replicaLimitsDefault: ReplicaLimits = {
   checkpointIntervalOps: 100_000,
   checkpointRetryTicks: 100,
   commitStallTicks: Math.ceil(limits.commitStallMsMax / tickMs),
+  primaryStallTicks: Math.ceil(limits.primaryStallMsMax / tickMs),
   learnerPinTicks: 250,
   learnerSilentTicks: 750,
   dropIntervalTicks: 50,

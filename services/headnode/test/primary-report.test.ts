@@ -33,7 +33,7 @@ function core(nodeId: string, session = 9): Replica {
   return new Replica(
     { nodeId, volume: "vol", partition: 2, partitionStart: 0, partitionBytes, session },
     { notes: [] },
-    { commitStallTicks: 3 },
+    { commitStallTicks: 3, primaryStallTicks: 3 },
   );
 }
 

@@ -593,7 +593,7 @@ describe("commit stalls", () => {
     // A disk that hangs without failing: its followers hold the notes and wait for
     // nothing, so none can report it; the primary cannot commit without its own copy,
     // and says so itself.
-    const primary = new Replica(identity("head-1", 1), { notes: [] }, { commitStallTicks: 4 });
+    const primary = new Replica(identity("head-1", 1), { notes: [] }, { primaryStallTicks: 4 });
     primary.configure({ epoch: 1, primary: "head-1", secondaries: ["head-2"] });
     expect(primary.ownStalledTicks()).toBe(0);
     writeOne(primary, 1, 1, 1);
@@ -620,7 +620,7 @@ describe("commit stalls", () => {
   });
 
   test("a secondary never reports its own journal stalled: its primary reports it", () => {
-    const secondary = new Replica(identity("head-2", 1), { notes: [] }, { commitStallTicks: 2 });
+    const secondary = new Replica(identity("head-2", 1), { notes: [] }, { primaryStallTicks: 2 });
     secondary.configure({ epoch: 1, primary: "head-1", secondaries: ["head-2"] });
     for (let tick = 0; tick < 10; tick++) secondary.tick();
     expect(secondary.ownStalledTicks()).toBe(0);

@@ -459,13 +459,13 @@ export class Replica {
   /**
    * On a primary: how long its own journal has kept an op waiting without making
    * anything more durable (a disk that hangs without failing), once that is
-   * commitStallTicks or longer; 0 otherwise. Its node reports it, and the coordinator
+   * primaryStallTicks or longer; 0 otherwise. Its node reports it, and the coordinator
    * fails the partition over as for a failed primary: no follower can report this stall.
    */
   ownStalledTicks(): number {
     if (this.role.name !== "primary" || this.journalWaitSinceTick === undefined) return 0;
     const ticks = this.tickCount - this.journalWaitSinceTick;
-    return ticks >= this.limits.commitStallTicks ? ticks : 0;
+    return ticks >= this.limits.primaryStallTicks ? ticks : 0;
   }
 
   /**

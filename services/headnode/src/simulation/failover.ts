@@ -311,6 +311,7 @@ export const failoverDefaults: Omit<FailoverOptions, "seed"> = {
     checkpointRetryTicks: 20,
     // commitStallMsMax and the head node's learner pin, at 100 ms a tick.
     commitStallTicks: Math.ceil(limits.commitStallMsMax / 100),
+    primaryStallTicks: Math.ceil(limits.primaryStallMsMax / 100),
     learnerPinTicks: 50,
     learnerSilentTicks: 60,
     // Space reclamation often, so that drops and compactions meet every fault.
