@@ -15,7 +15,7 @@
 
 import { randomBytes } from "node:crypto";
 import { mkdir, open, readFile, rename } from "node:fs/promises";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import type { ServiceKind } from "@ballast/protocol";
 import { DataDirError } from "./errors.ts";
 
@@ -38,21 +38,21 @@ function newDiskId(): string {
 }
 
 /**
- * Replaces `name` in `dir` with `text` so that a crash leaves the old file or the new one:
- * written to a temporary file, synced, renamed over it, and the directory synced.
+ * Replaces the file at `path` with `data` so that a crash leaves the old file or the new
+ * one, never a mix: written to a temporary file, synced, renamed over it, and its
+ * directory synced.
  */
-export async function writeFileDurably(dir: string, name: string, text: string): Promise<void> {
-  const path = join(dir, name);
+export async function writeFileDurably(path: string, data: string | Uint8Array): Promise<void> {
   const temporary = `${path}.tmp`;
   const file = await open(temporary, "w");
   try {
-    await file.writeFile(text);
+    await file.writeFile(data);
     await file.sync();
   } finally {
     await file.close();
   }
   await rename(temporary, path);
-  const directory = await open(dir, "r");
+  const directory = await open(dirname(path), "r");
   try {
     await directory.sync();
   } finally {
@@ -61,7 +61,10 @@ export async function writeFileDurably(dir: string, name: string, text: string):
 }
 
 function writeIdentity(dataDir: string, identity: Identity): Promise<void> {
-  return writeFileDurably(dataDir, identityFileName, `${JSON.stringify(identity, null, 2)}\n`);
+  return writeFileDurably(
+    join(dataDir, identityFileName),
+    `${JSON.stringify(identity, null, 2)}\n`,
+  );
 }
 
 /** Creates the directory and its identity on first use; refuses a directory of another node. */

@@ -24,8 +24,8 @@
 // A file that fails any check is refused with CheckpointDamagedError, naming the file
 // and what is wrong; the replica is then not opened from it (partition-host.ts).
 
-import { open, readFile, rename, rm } from "node:fs/promises";
-import { dirname, join } from "node:path";
+import { readFile, rm } from "node:fs/promises";
+import { join } from "node:path";
 import {
   BallastError,
   crc32c,
@@ -35,7 +35,7 @@ import {
   encodeValue,
   subjects,
 } from "@ballast/protocol";
-import type { Service } from "@ballast/runtime";
+import { type Service, writeFileDurably } from "@ballast/runtime";
 import { Packr, RESERVE_START_SPACE } from "msgpackr";
 import { type Journal, type JournalRecord, journalLimits } from "./journal/index.ts";
 import {
@@ -140,7 +140,7 @@ export class CheckpointFile implements CheckpointStorePort {
 
   /** Keeps another replica's checkpoint to rebuild from (replacing any state). */
   async installRebuilt(bytes: Uint8Array): Promise<void> {
-    await writeDurably(join(this.directory, "rebuilt.bin"), frameCheckpoint(bytes));
+    await writeFileDurably(join(this.directory, "rebuilt.bin"), frameCheckpoint(bytes));
   }
 
   /** The checkpoint to restart from; throws CheckpointDamagedError if it fails its checks. */
@@ -160,7 +160,7 @@ export class CheckpointFile implements CheckpointStorePort {
   }
 
   private async writeNow(snapshot: Uint8Array): Promise<void> {
-    await writeDurably(join(this.directory, "checkpoint.bin"), frameCheckpoint(snapshot));
+    await writeFileDurably(join(this.directory, "checkpoint.bin"), frameCheckpoint(snapshot));
     if (this.rebuiltFromOpNum !== undefined) {
       // Its own checkpoint now covers everything the rebuilt one did.
       this.rebuiltFromOpNum = undefined;
@@ -346,24 +346,5 @@ async function readIfThere(path: string): Promise<Uint8Array | undefined> {
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === "ENOENT") return undefined;
     throw error;
-  }
-}
-
-/** Writes a file so that a crash leaves the old or the new one, never a mix. */
-async function writeDurably(path: string, bytes: Uint8Array): Promise<void> {
-  const temporary = `${path}.tmp`;
-  const file = await open(temporary, "w");
-  try {
-    await file.writeFile(bytes);
-    await file.sync();
-  } finally {
-    await file.close();
-  }
-  await rename(temporary, path);
-  const directory = await open(dirname(path), "r");
-  try {
-    await directory.sync();
-  } finally {
-    await directory.close();
   }
 }

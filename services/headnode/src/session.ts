@@ -44,6 +44,6 @@ export async function nextSession(dataDir: string, above = 0, nowMs = Date.now()
     if ((error as NodeJS.ErrnoException).code !== "ENOENT") throw error;
   }
   const session = Math.max(previous, above) + 1;
-  await writeFileDurably(dataDir, sessionFileName, `${session}\n`);
+  await writeFileDurably(path, `${session}\n`);
   return session;
 }

@@ -126,10 +126,16 @@ function observeCache(meter: Meter, cache: ChunkCache): void {
   const bytes = meter.createObservableGauge("ballast_headnode_chunk_cache_bytes", {
     description: "bytes charged to the chunk cache (blocks and their overhead)",
   });
-  hits.addCallback((result) => result.observe(cache.stats().hits));
-  misses.addCallback((result) => result.observe(cache.stats().misses));
-  evictions.addCallback((result) => result.observe(cache.stats().evictions));
-  bytes.addCallback((result) => result.observe(cache.stats().bytes));
+  meter.addBatchObservableCallback(
+    (result) => {
+      const stats = cache.stats();
+      result.observe(hits, stats.hits);
+      result.observe(misses, stats.misses);
+      result.observe(evictions, stats.evictions);
+      result.observe(bytes, stats.bytes);
+    },
+    [hits, misses, evictions, bytes],
+  );
 }
 
 export class SledClient {

@@ -37,8 +37,8 @@ function core(nodeId: string, session = 9): Replica {
   );
 }
 
-/** A primary with one op durable on itself only, so that head-2 keeps it waiting. */
-function stalledPrimary(ticks: number): Replica {
+/** A primary that has taken one write; its effects (the journal append) are returned. */
+function primaryWithOneWrite(): { primary: Replica; effects: ReturnType<Replica["drainEffects"]> } {
   const primary = core("head-1");
   primary.configure(configuration);
   primary.onClientRequest({
@@ -47,7 +47,13 @@ function stalledPrimary(ticks: number): Replica {
     epoch: 4,
     writes: [{ offset: 0, data: new Uint8Array(512).fill(1) }],
   });
-  syncJournal(primary, primary.drainEffects());
+  return { primary, effects: primary.drainEffects() };
+}
+
+/** A primary with one op durable on itself only, so that head-2 keeps it waiting. */
+function stalledPrimary(ticks: number): Replica {
+  const { primary, effects } = primaryWithOneWrite();
+  syncJournal(primary, effects);
   for (let tick = 0; tick < ticks; tick++) primary.tick();
   return primary;
 }
@@ -86,15 +92,8 @@ describe("a primary's entry", () => {
   });
 
   test("says its own journal has kept a write waiting once that reaches the core's limit", () => {
-    const primary = core("head-1");
-    primary.configure(configuration);
-    primary.onClientRequest({
-      kind: "write",
-      requestId: 1,
-      epoch: 4,
-      writes: [{ offset: 0, data: new Uint8Array(512).fill(1) }],
-    });
-    primary.drainEffects(); // its journal hangs: the append never completes
+    // Its journal hangs: the append never completes.
+    const { primary } = primaryWithOneWrite();
     for (let tick = 0; tick < 2; tick++) primary.tick();
     expect(primaryReportOf(primary, address, false, context)).not.toHaveProperty("stalledMs");
     primary.tick();
