@@ -150,6 +150,47 @@ describe("codec edge", () => {
     }
   });
 
+  test("a disk id that is not 32 hex digits, or a stall that is not a count, is invalid", () => {
+    const heartbeat = {
+      type: "heartbeat.v1",
+      kind: "headnode",
+      nodeId: "head-1",
+      pid: 1,
+      startedAtMs: 1,
+      sentAtMs: 2,
+      sequence: 0,
+      version: "0.1.0",
+    };
+    const disk = "0123456789abcdef".repeat(2);
+    expect(decodeMessage(pack({ ...heartbeat, disk }))).toMatchObject({ disk });
+    for (const bad of [
+      "",
+      "ABCDEF0123456789".repeat(2),
+      `${disk}0`,
+      "not-hex".padEnd(32, "x"),
+      7,
+    ]) {
+      expect(codeOf(() => decodeMessage(pack({ ...heartbeat, disk: bad })))).toBe(
+        ErrorCode.InvalidMessage,
+      );
+    }
+    const configure = {
+      type: "headnode.configure.v1",
+      volume: "v",
+      partition: 0,
+      partitionStart: 0,
+      partitionBytes: 4096,
+      epoch: 1,
+      primary: "head-1",
+      secondaries: [],
+      sleds: ["sled-1"],
+    };
+    expect(decodeMessage(pack({ ...configure, disk }))).toMatchObject({ disk });
+    expect(codeOf(() => decodeMessage(pack({ ...configure, disk: "short" })))).toBe(
+      ErrorCode.InvalidMessage,
+    );
+  });
+
   test("too many entries in one request are invalid", () => {
     const writes = Array.from({ length: limits.requestEntriesMax + 1 }, () => ({
       offset: 0,

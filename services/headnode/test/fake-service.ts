@@ -15,6 +15,8 @@ export type Report = MessageOf<"headnode.report.v1">;
 
 export class FakeService {
   readonly nodeId = "head-1";
+  /** Its data directory's id (data-dir.ts), as a real service has from identity.json. */
+  readonly disk = "d".repeat(32);
   readonly logger = createLogger({ service: "headnode", nodeId: "head-1", level: "silent" });
   readonly served = new Map<string, Handler>();
   /** What the node last set as its node info. */

@@ -187,6 +187,36 @@ describe("a journal that fails", () => {
   });
 });
 
+describe("a configure recorded on another disk", () => {
+  test("is refused with NotFound naming both disks, opens nothing, and one for this disk is served", async () => {
+    const configureOn = (disk: string) =>
+      service.inbox({
+        type: "headnode.configure.v1",
+        volume: "vol",
+        volumeId: "1-a",
+        partition: 0,
+        partitionStart: 0,
+        partitionBytes,
+        epoch: 1,
+        primary: "head-1",
+        secondaries: [],
+        sleds: ["sled-1"],
+        disk,
+      });
+    // The coordinator recorded this replica on a disk the node no longer has: opened
+    // from what this disk stores (nothing), it would be an empty primary.
+    const refused = await configureOn("e".repeat(32)).catch((error: unknown) => error);
+    expect(refused).toBeInstanceOf(BallastError);
+    expect((refused as BallastError).code).toBe(ErrorCode.NotFound);
+    expect((refused as BallastError).message).toContain("e".repeat(32));
+    expect((refused as BallastError).message).toContain(service.disk);
+    expect(existsSync(join(dataDir, "partitions", "1-a", "0"))).toBe(false);
+    expect(service.served.has(subjects.volume.build("vol", 0))).toBe(false);
+    const served = (await configureOn(service.disk)) as { role: string };
+    expect(served.role).toBe("primary");
+  });
+});
+
 describe("a secondary whose journal fails", () => {
   test("is reported at once among the failures, at its epoch, and never as a primary", async () => {
     vi.spyOn(process, "kill").mockImplementation(() => true);
