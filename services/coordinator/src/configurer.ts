@@ -22,6 +22,12 @@
 // forgetConfigured), and a secondary that cannot follow shows as a stall in its
 // primary's report (decisions.ts).
 //
+// Members placed before disk ids have no disk in the record (decisions.ts, "Lost
+// disks"): the answer of a head node that opened or holds the replica names the disk
+// holding it, kept with the acknowledgement for the decision to record; a refusal for
+// holding nothing on its disk (`no-replica`) is kept per partition and epoch, and the
+// decision counts the member's replica lost.
+//
 // Failure model: a request that fails or times out is retried on a later round; its
 // failure is logged once per replica and epoch. An answer that arrives after the
 // tenure ended is dropped.
@@ -76,7 +82,11 @@ export class Configurer {
     }
     const nowMs = now();
     const report = tenure.leases.reportOf(record, nowMs);
-    const view = { alive, ...(disks === undefined ? {} : { disks }) };
+    const view = {
+      alive,
+      ...(disks === undefined ? {} : { disks }),
+      noReplica: noReplicaMembers(tenure, record),
+    };
     const sending: Promise<void>[] = [];
     for (const node of new Set([...members, ...nodes.keys()])) {
       if (!alive.has(node) || tenure.configuring.has(`${key}@${node}`)) continue;
@@ -122,6 +132,7 @@ export class Configurer {
       outOfStep(record, tenure.leases.reportOf(record, nowMs), primary, nowMs, {
         alive,
         ...(disks === undefined ? {} : { disks }),
+        noReplica: noReplicaMembers(tenure, record),
       })
     ) {
       return false;
@@ -148,7 +159,7 @@ export class Configurer {
       const checkpoint = learners.includes(node)
         ? await this.catalogue.checkpoint(record.volume, record.partition, record.primary)
         : undefined;
-      await this.service.bus.request(
+      const answer = await this.service.bus.request(
         subjects.node.build(node),
         {
           type: "headnode.configure.v1",
@@ -166,11 +177,18 @@ export class Configurer {
           sleds: [...sleds],
           // The disk this member joined on: a node on another one refuses (decisions.ts).
           ...(record.disks?.[node] === undefined ? {} : { disk: record.disks[node] }),
+          // Without one, a voter with nothing stored refuses (configure-decision.ts).
+          disksRecorded: true,
         },
         { deadlineMs: configureDeadlineMs },
       );
       if (this.tenures.held() !== tenure) return;
-      tenure.configured.get(key)?.set(node, { epoch: record.epoch, atMs: now() });
+      tenure.configured.get(key)?.set(node, {
+        epoch: record.epoch,
+        atMs: now(),
+        ...(answer.disk === undefined ? {} : { disk: answer.disk }),
+      });
+      tenure.noReplica.get(key)?.delete(node);
       touch(tenure, key);
       tenure.failuresLogged.delete(`${inflightKey}@${record.epoch}`);
     } catch (error) {
@@ -190,6 +208,13 @@ export class Configurer {
         this.service.logger.debug(context, "a former member holds nothing of the partition");
         return;
       }
+      if (member && code === ErrorCode.NotFound && noReplica(error)) {
+        // Back on an empty disk under its old id: its replica is lost (decisions.ts).
+        const refused = tenure.noReplica.get(key) ?? new Map<string, number>();
+        refused.set(node, record.epoch);
+        tenure.noReplica.set(key, refused);
+        touch(tenure, key);
+      }
       const logged = `${inflightKey}@${record.epoch}`;
       if (tenure.failuresLogged.has(logged)) {
         this.service.logger.debug(context, "could not configure a replica; will retry");
@@ -201,6 +226,48 @@ export class Configurer {
       if (this.tenures.held() === tenure) tenure.configuring.delete(inflightKey);
     }
   }
+}
+
+/** Whether a configure's refusal says the head node's disk holds nothing of the partition. */
+export function noReplica(error: unknown): boolean {
+  return error instanceof BallastError && error.details?.refusal === "no-replica";
+}
+
+/**
+ * Members of the record whose acknowledgement of its epoch named the disk holding their
+ * replica, where the record has none for them: `PartitionView.proven`.
+ */
+export function provenDisks(
+  tenure: Pick<Tenure, "configured">,
+  record: PartitionRecord,
+): Map<string, string> {
+  const proven = new Map<string, string>();
+  const nodes = tenure.configured.get(partitionKey(record));
+  if (nodes === undefined) return proven;
+  for (const node of membersOf(record)) {
+    const last = nodes.get(node);
+    if (last?.disk === undefined || last.epoch !== record.epoch) continue;
+    if (record.disks?.[node] === undefined) proven.set(node, last.disk);
+  }
+  return proven;
+}
+
+/**
+ * Members of the record that refused its epoch's configure for holding nothing of the
+ * partition on their disk: `PartitionView.noReplica`.
+ */
+export function noReplicaMembers(
+  tenure: Pick<Tenure, "noReplica">,
+  record: PartitionRecord,
+): Set<string> {
+  const refused = tenure.noReplica.get(partitionKey(record));
+  if (refused === undefined) return new Set();
+  const members = membersOf(record);
+  return new Set(
+    [...refused]
+      .filter(([node, epoch]) => epoch === record.epoch && members.includes(node))
+      .map(([node]) => node),
+  );
 }
 
 /**

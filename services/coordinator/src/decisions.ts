@@ -34,6 +34,16 @@
 // new disk. The head node refuses a configure recorded on another disk, so nothing opens
 // the lost replica empty in the meantime (configure-decision.ts).
 //
+// Members placed before disk ids have none recorded, so their heartbeats prove nothing:
+// a node back on an empty disk under its old id looks like one that kept its disk. The
+// head node tells them apart, and the coordinator learns only from what it says. A
+// configure names no disk for such a member; the head node refuses to open a voter from
+// nothing then (`no-replica`), and such a member is lost as above (`noReplica` in the
+// view). One that answers the configure says which disk holds the replica it hosts
+// (opened from what the disk stored, so it is proof), and that disk is recorded for it
+// (`proven`): from then on it is checked as any other. A heartbeat alone never fills a
+// disk in: it says where the node is now, not where its replica was.
+//
 // Reads: a primary serves reads only under a lease (see leases in docs/architecture.md).
 // Before a new primary is chosen, the decision waits until every lease the old primary
 // may hold has run out (`leaseUntilMs`, on the leader's monotonic clock).
@@ -90,6 +100,18 @@ export interface PartitionView {
   alive: ReadonlySet<string>;
   /** Each live head node's data directory id, where its heartbeats carry one. */
   disks?: ReadonlyMap<string, string>;
+  /**
+   * Members the record has no disk for that answered the configure of the record's epoch
+   * naming the disk that holds their replica (`headnode.configure.v1`'s result): proof
+   * the replica is there, recorded by the next update (see "Lost disks").
+   */
+  proven?: ReadonlyMap<string, string>;
+  /**
+   * Members the record has no disk for that refused the configure of the record's epoch
+   * because their disk holds nothing of the partition (`no-replica`): back on an empty
+   * disk, they lost their replica (see "Lost disks").
+   */
+  noReplica?: ReadonlySet<string>;
   /** Replicas and primaries per live head node (decisions that add a replica update it). */
   load: Map<string, Load>;
   /** The volume's replica count. */
@@ -174,35 +196,57 @@ function byLoad(load: Map<string, Load>) {
 }
 
 /**
- * Members alive on another disk than the one the record has them on: their replica is
- * lost (see "Lost disks").
+ * Members whose replica is lost (see "Lost disks"): alive on another disk than the one
+ * the record has them on, or, with none recorded, refusing the record's configure for
+ * holding nothing of the partition on their disk (`noReplica`).
  */
-export function lostDisks(record: PartitionRecord, view: Pick<PartitionView, "disks">): string[] {
+export function lostDisks(
+  record: PartitionRecord,
+  view: Pick<PartitionView, "disks" | "noReplica">,
+): string[] {
   const recorded = record.disks ?? {};
   return membersOf(record).filter((node) => {
     const was = recorded[node];
+    if (was === undefined) return view.noReplica?.has(node) === true;
     const now = view.disks?.get(node);
-    return was !== undefined && now !== undefined && was !== now;
+    return now !== undefined && was !== now;
   });
 }
 
 /**
  * The record's disks for its members in `next`: kept for those that stay, the live disk
- * for those that join (a new learner). A member recorded without one keeps none: it
- * joined before disk ids, and its disk now may already be another.
+ * for those that join (a new learner). A member recorded without one keeps none unless
+ * its answer to a configure proved where its replica is (`proven`): it joined before
+ * disk ids, and its disk now may already be another.
  */
 function disksOf(
   next: PartitionRecord,
   record: PartitionRecord,
-  view: Pick<PartitionView, "disks">,
+  view: Pick<PartitionView, "disks" | "proven">,
 ): Record<string, string> | undefined {
   const before = new Set(membersOf(record));
   const disks: Record<string, string> = {};
   for (const node of membersOf(next)) {
-    const disk = before.has(node) ? record.disks?.[node] : view.disks?.get(node);
+    const disk = before.has(node)
+      ? (record.disks?.[node] ?? view.proven?.get(node))
+      : view.disks?.get(node);
     if (disk !== undefined) disks[node] = disk;
   }
   return Object.keys(disks).length === 0 ? undefined : disks;
+}
+
+/** Members the record has no disk for whose answer proved one (`proven`). */
+function unrecorded(record: PartitionRecord, view: Pick<PartitionView, "proven">): string[] {
+  return membersOf(record).filter(
+    (node) => record.disks?.[node] === undefined && view.proven?.get(node) !== undefined,
+  );
+}
+
+/** Why a lost member's replica is gone, for the decision's reason. */
+function lostWhy(record: PartitionRecord, node: string): string {
+  return record.disks?.[node] === undefined
+    ? "holds no replica on its disk (back on an empty one)"
+    : "came back on another disk (its replica is lost)";
 }
 
 /** The view as the decisions below see it: members on a lost disk are not alive. */
@@ -222,6 +266,17 @@ export function decidePartition(record: PartitionRecord, view: PartitionView): P
   const decision = decideMembership(record, seen) ??
     decideRebuild(record, seen) ??
     decidePromotion(record, seen) ?? { kind: "keep" };
+  if (decision.kind === "keep") {
+    // Nothing else to change: record the disks members proved, in the same epoch (the
+    // head nodes' configuration does not change).
+    const proven = unrecorded(record, view);
+    if (proven.length === 0) return decision;
+    return {
+      kind: "update",
+      record: { ...record, disks: disksOf(record, record, view) },
+      reason: `${proven.map((node) => `${node} holds its replica on disk ${view.proven!.get(node)}`).join("; ")}: recording ${proven.length === 1 ? "it" : "them"}`,
+    };
+  }
   if (decision.kind !== "update") return decision;
   const { disks: _was, ...next } = decision.record;
   const disks = disksOf(next, record, view);
@@ -249,7 +304,7 @@ function decideMembership(record: PartitionRecord, view: Seen): PartitionDecisio
     : primaryFailed
       ? "has failed"
       : view.lost.includes(record.primary)
-        ? "came back on another disk (its replica is lost)"
+        ? lostWhy(record, record.primary)
         : "is dead";
   // A stall is a wait of the live primary's commits; once the primary is dead it says
   // nothing (a stalled follower still holds every acknowledged write: none committed
@@ -280,7 +335,7 @@ function decideMembership(record: PartitionRecord, view: Seen): PartitionDecisio
   ];
   const why = (node: string) =>
     view.lost.includes(node)
-      ? `${node} came back on another disk: its replica is lost`
+      ? `${node} ${lostWhy(record, node)}`
       : failed.has(node) && alive.has(node)
         ? `${node}'s replica has failed`
         : stalled.has(node)
@@ -441,7 +496,7 @@ export function mayGrantLease(
  */
 export function failsOver(
   record: PartitionRecord,
-  view: Pick<PartitionView, "alive" | "disks">,
+  view: Pick<PartitionView, "alive" | "disks" | "noReplica">,
 ): boolean {
   const lost = lostDisks(record, view);
   return record.secondaries.some((node) => view.alive.has(node) && !lost.includes(node));
@@ -461,7 +516,7 @@ export function failsOver(
 export function failingOver(
   record: PartitionRecord,
   report: Report | undefined,
-  view: Pick<PartitionView, "alive" | "disks">,
+  view: Pick<PartitionView, "alive" | "disks" | "noReplica">,
 ): boolean {
   return (
     report !== undefined &&
@@ -484,7 +539,7 @@ export function outOfStep(
   report: Report | undefined,
   acknowledged: { epoch: number; atMs: number },
   nowMs: number,
-  view: Pick<PartitionView, "alive" | "disks">,
+  view: Pick<PartitionView, "alive" | "disks" | "noReplica">,
 ): boolean {
   return (
     report !== undefined &&

@@ -50,7 +50,7 @@ import {
 } from "./catalogue.ts";
 import type { CatalogueChanges } from "./catalogue-changes.ts";
 import { now } from "./clock.ts";
-import type { Configurer } from "./configurer.ts";
+import { type Configurer, noReplicaMembers, provenDisks } from "./configurer.ts";
 import {
   catalogueRefreshMs,
   catalogueRereadMsMax,
@@ -69,7 +69,7 @@ import {
 import type { Heartbeats } from "./heartbeats.ts";
 import { partitionKey } from "./leases.ts";
 import { loadOf } from "./placement.ts";
-import { forget, remember, type Tenure, type Tenures } from "./tenure.ts";
+import { type Configured, forget, remember, type Tenure, type Tenures } from "./tenure.ts";
 
 export interface ReconcilerOptions {
   logger: Logger;
@@ -82,7 +82,7 @@ export interface ReconcilerOptions {
 }
 
 /** A member's acknowledged configuration, as the tenure holds it (`Tenure.configured`). */
-export type Acknowledged = { epoch: number; atMs: number };
+export type Acknowledged = Configured;
 
 /**
  * What a partition's last `keep` was decided on. While every part is unchanged, the
@@ -468,6 +468,8 @@ export class Reconciler {
       nowMs,
       alive,
       disks,
+      proven: provenDisks(tenure, record),
+      noReplica: noReplicaMembers(tenure, record),
       load: loadNow(),
       replicaCount: volume.replicaCount,
       report,

@@ -68,8 +68,16 @@ export interface Tenure {
   inflight: Set<string>;
   /** Partitions whose last compare-and-set may or may not have applied. */
   unsure: Set<string>;
-  /** Per partition, per node: the epoch it last acknowledged and when (monotonic). */
-  configured: Map<string, Map<string, { epoch: number; atMs: number }>>;
+  /**
+   * Per partition, per node: the epoch it last acknowledged and when (monotonic), and the
+   * disk its answer said holds its replica (decisions.ts, "Lost disks").
+   */
+  configured: Map<string, Map<string, Configured>>;
+  /**
+   * Per partition, per node: the epoch whose configure it refused for holding nothing of
+   * the partition on its disk (`no-replica`, decisions.ts "Lost disks").
+   */
+  noReplica: Map<string, Map<string, number>>;
   /** `${partitionKey}@${node}` of configure requests in flight. */
   configuring: Set<string>;
   /** `${partitionKey}@${node}@${epoch}` whose failure was logged: once each. */
@@ -88,6 +96,14 @@ export interface Tenure {
   generation: number;
   /** Changes to records, volumes and acknowledgements since the reconciler looked. */
   changes: Changes;
+}
+
+/** A member's acknowledged configuration (configurer.ts). */
+export interface Configured {
+  epoch: number;
+  atMs: number;
+  /** The disk its head node said holds the replica, where the answer said one. */
+  disk?: string;
 }
 
 /** Which tenure is in force, as the shell knows it. */
@@ -118,7 +134,8 @@ export function newTenure(leading: Leading, sinceMs: number): Tenure {
     records: new WatchedMap<string, Versioned<PartitionRecord>>(changed),
     inflight: new Set(),
     unsure: new Set(),
-    configured: new WatchedMap<string, Map<string, { epoch: number; atMs: number }>>(changed),
+    configured: new WatchedMap<string, Map<string, Configured>>(changed),
+    noReplica: new Map(),
     configuring: new Set(),
     failuresLogged: new Set(),
     learnersSince: new Map(),
@@ -150,6 +167,7 @@ export function forget(tenure: Tenure, record: PartitionRecord): void {
   tenure.records.delete(key);
   tenure.leases.forget(record);
   tenure.configured.delete(key);
+  tenure.noReplica.delete(key);
   tenure.learnersSince.delete(key);
   tenure.dropped.delete(key);
   tenure.reasons.delete(key);

@@ -2,10 +2,18 @@
 // again to a primary whose reports contradict its acknowledgement (it lost its
 // configuration) — not only at the slow refresh (issue 14).
 
+import { BallastError, ErrorCode } from "@ballast/protocol";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { Configurer, failingOver, outOfStep, refreshDue } from "../src/configurer.ts";
+import {
+  Configurer,
+  failingOver,
+  noReplicaMembers,
+  outOfStep,
+  provenDisks,
+  refreshDue,
+} from "../src/configurer.ts";
 import { configureRefreshMs, configureVerifyMs } from "../src/constants.ts";
-import type { PartitionRecord, Report } from "../src/decisions.ts";
+import { decidePartition, type PartitionRecord, type Report } from "../src/decisions.ts";
 import { partitionKey } from "../src/leases.ts";
 import { newTenure, type Tenure } from "../src/tenure.ts";
 
@@ -184,6 +192,86 @@ describe("Configurer", () => {
     const alone = new Set(["head-1"]);
     await configurer.configure(tenure, record, alone, ["sled-1"]);
     expect(sent).toEqual(["head-1"]);
+  });
+
+  it("keeps the disk an answer names, and a no-replica refusal, for the decisions of a record without disks", async () => {
+    const tenure: Tenure = newTenure({ term: 1, tenure: 1 }, 0);
+    const diskOf = (node: string) => node.slice(-1).repeat(32);
+    const asked: Record<string, unknown>[] = [];
+    /** What each node answers: its disk, no disk (an older head node), or a refusal. */
+    const answers = new Map<string, "disk" | "plain" | "no-replica" | "not-found">([
+      ["head-1", "disk"],
+      ["head-2", "no-replica"],
+      ["head-3", "plain"],
+    ]);
+    const configurer = new Configurer(
+      {
+        bus: {
+          request: async (subject: string, message: Record<string, unknown>) => {
+            const node = subject.split(".").at(-1)!;
+            asked.push({ node, ...message });
+            const answer = answers.get(node);
+            if (answer === "no-replica") {
+              throw new BallastError(ErrorCode.NotFound, "holds nothing", {
+                details: { refusal: "no-replica" },
+              });
+            }
+            if (answer === "not-found") throw new BallastError(ErrorCode.NotFound, "other");
+            return answer === "disk" ? { disk: diskOf(node) } : {};
+          },
+        },
+        logger: { debug: () => undefined, warn: () => undefined },
+      } as never,
+      {} as never,
+      { held: () => tenure },
+    );
+    // A record from before disk ids.
+    const legacy: PartitionRecord = { ...record, secondaries: ["head-2", "head-3"] };
+    const alive = new Set(["head-1", "head-2", "head-3"]);
+    await configurer.configure(tenure, legacy, alive, ["sled-1"]);
+    // Every configure says the sender records disks, and names none for these members.
+    expect(asked).toHaveLength(3);
+    for (const message of asked) {
+      expect(message.disksRecorded).toBe(true);
+      expect(message.disk).toBeUndefined();
+    }
+    expect(provenDisks(tenure, legacy)).toEqual(new Map([["head-1", diskOf("head-1")]]));
+    expect(noReplicaMembers(tenure, legacy)).toEqual(new Set(["head-2"]));
+    // The decision drops head-2 and records head-1's disk with it.
+    const decision = decidePartition(legacy, {
+      nowMs: 100_000,
+      alive,
+      disks: new Map([...alive].map((node) => [node, `${diskOf(node)}`])),
+      proven: provenDisks(tenure, legacy),
+      noReplica: noReplicaMembers(tenure, legacy),
+      load: new Map([...alive].map((node) => [node, { replicas: 1, primaries: 0 }])),
+      replicaCount: 3,
+      leaseUntilMs: 0,
+      learnersSinceMs: new Map(),
+      learnerCatchUpMsMax: 30_000,
+    });
+    expect(decision).toMatchObject({
+      kind: "update",
+      record: { epoch: 3, secondaries: ["head-3"], disks: { "head-1": diskOf("head-1") } },
+    });
+    // Both count for the record's epoch only: the next one is configured afresh.
+    const next: PartitionRecord = { ...legacy, epoch: 3 };
+    expect(provenDisks(tenure, next)).toEqual(new Map());
+    expect(noReplicaMembers(tenure, next)).toEqual(new Set());
+    // A recorded disk is not proven again, and a member that answers is no longer refused.
+    expect(provenDisks(tenure, { ...legacy, disks: { "head-1": diskOf("head-1") } })).toEqual(
+      new Map(),
+    );
+    answers.set("head-2", "disk");
+    clockMs += configureRefreshMs;
+    await configurer.configure(tenure, legacy, alive, ["sled-1"]);
+    expect(noReplicaMembers(tenure, legacy)).toEqual(new Set());
+    expect(provenDisks(tenure, legacy).get("head-2")).toBe(diskOf("head-2"));
+    // Any other refusal proves nothing.
+    answers.set("head-3", "not-found");
+    tenure.configured.get(partitionKey(legacy))!.delete("head-3");
+    await configurer.configure(tenure, legacy, alive, ["sled-1"]);
+    expect(noReplicaMembers(tenure, legacy)).toEqual(new Set());
   });
 
   it("refreshes a member at its own point of the period, not every member at once", () => {

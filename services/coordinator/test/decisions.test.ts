@@ -509,6 +509,153 @@ describe("members back on another disk (lost disks)", () => {
   });
 });
 
+describe("members placed before disk ids (legacy records)", () => {
+  const diskOf = (node: string, generation = 1) => `${node.slice(-1)}${generation}`.padEnd(32, "0");
+  /** A record written before disk ids: no `disks` at all. */
+  const legacy: PartitionRecord = { ...base, secondaries: ["head-2", "head-3"] };
+  const disksNow = (changed: Record<string, number> = {}) =>
+    new Map(heads.map((node) => [node, diskOf(node, changed[node] ?? 1)]));
+
+  test("a heartbeat alone records nothing, and proves nothing lost", () => {
+    // head-2's heartbeat names a disk the record never had: not a lost disk, not a disk.
+    expect(
+      decidePartition(legacy, view(legacy, { disks: disksNow({ "head-2": 2 }), replicaCount: 3 })),
+    ).toEqual({ kind: "keep" });
+  });
+
+  test("a member whose configure answer names the disk holding its replica gets that disk recorded, in the same epoch", () => {
+    const proven = new Map([
+      ["head-1", diskOf("head-1")],
+      ["head-3", diskOf("head-3")],
+    ]);
+    const decision = decidePartition(
+      legacy,
+      view(legacy, { disks: disksNow(), proven, replicaCount: 3 }),
+    );
+    expect(decision).toMatchObject({ kind: "update", record: { ...legacy, epoch: 4 } });
+    if (decision.kind !== "update") return;
+    expect(decision.record.disks).toEqual({
+      "head-1": diskOf("head-1"),
+      "head-3": diskOf("head-3"),
+    });
+    expect(decision.reason).toMatch(/head-1 holds its replica on disk/);
+    // Recorded, it is checked as any other: back on another disk it is lost.
+    const filled = decision.record;
+    expect(
+      decidePartition(filled, view(filled, { disks: disksNow({ "head-3": 2 }), replicaCount: 3 })),
+    ).toMatchObject({ kind: "update", record: { epoch: 5, secondaries: ["head-2"] } });
+  });
+
+  test("a proof never overrides a recorded disk", () => {
+    const recorded: PartitionRecord = { ...legacy, disks: { "head-1": diskOf("head-1") } };
+    const proven = new Map([["head-1", diskOf("head-1", 2)]]);
+    expect(
+      decidePartition(recorded, view(recorded, { disks: disksNow(), proven, replicaCount: 3 })),
+    ).toEqual({ kind: "keep" });
+  });
+
+  test("proven disks ride along with another update", () => {
+    const dead = new Set(["head-1", "head-2"]);
+    const decision = decidePartition(
+      legacy,
+      view(legacy, {
+        alive: dead,
+        disks: disksNow(),
+        proven: new Map([["head-2", diskOf("head-2")]]),
+        replicaCount: 3,
+        load: loadOf([legacy], [...dead]),
+      }),
+    );
+    expect(decision).toMatchObject({
+      kind: "update",
+      record: { epoch: 5, secondaries: ["head-2"] },
+    });
+    if (decision.kind !== "update") return;
+    expect(decision.record.disks).toEqual({ "head-2": diskOf("head-2") });
+  });
+
+  test("a secondary that refused for holding nothing on its disk is dropped while its primary lives", () => {
+    const decision = decidePartition(
+      legacy,
+      view(legacy, {
+        disks: disksNow({ "head-2": 2 }),
+        noReplica: new Set(["head-2"]),
+        replicaCount: 3,
+      }),
+    );
+    expect(decision).toMatchObject({
+      kind: "update",
+      record: { epoch: 5, primary: "head-1", secondaries: ["head-3"] },
+    });
+    if (decision.kind !== "update") return;
+    expect(decision.reason).toMatch(/head-2 holds no replica on its disk/);
+  });
+
+  test("a primary that refused for holding nothing on its disk is replaced by a secondary once its lease has run out (the limit)", () => {
+    const noReplica = new Set(["head-1"]);
+    const disks = disksNow({ "head-1": 2 });
+    expect(
+      decidePartition(
+        legacy,
+        view(legacy, { disks, noReplica, replicaCount: 3, leaseUntilMs: 200_000 }),
+      ),
+    ).toMatchObject({ kind: "wait" });
+    const decision = decidePartition(legacy, view(legacy, { disks, noReplica, replicaCount: 3 }));
+    expect(decision).toMatchObject({ kind: "update", record: { epoch: 5, primary: "head-2" } });
+    if (decision.kind !== "update") return;
+    expect(decision.reason).toMatch(/primary head-1 holds no replica on its disk/);
+    expect(decision.record.secondaries).toEqual(["head-3"]);
+    // Without the refusal the same view keeps it: its heartbeat alone proves nothing.
+    expect(decidePartition(legacy, view(legacy, { disks, replicaCount: 3 }))).toEqual({
+      kind: "keep",
+    });
+  });
+
+  test("a secondary that refused is never promoted, and is not one a failed primary fails over to", () => {
+    const pair: PartitionRecord = { ...base };
+    const alive = new Set(["head-2", "head-3", "head-4"]);
+    const noReplica = new Set(["head-2"]);
+    expect(
+      decidePartition(
+        pair,
+        view(pair, { alive, disks: disksNow(), noReplica, load: loadOf([pair], [...alive]) }),
+      ),
+    ).toMatchObject({ kind: "unavailable" });
+    expect(failsOver(pair, { alive: new Set(heads), noReplica })).toBe(false);
+    expect(failsOver(pair, { alive: new Set(heads) })).toBe(true);
+  });
+
+  test("a refusal counts only for a member with no disk recorded", () => {
+    const recorded: PartitionRecord = {
+      ...legacy,
+      disks: { "head-2": diskOf("head-2") },
+    };
+    expect(
+      decidePartition(
+        recorded,
+        view(recorded, { disks: disksNow(), noReplica: new Set(["head-2"]), replicaCount: 3 }),
+      ),
+    ).toEqual({ kind: "keep" });
+  });
+
+  test("the member dropped for it comes back as a learner recorded on its disk", () => {
+    const dropped: PartitionRecord = { ...legacy, epoch: 5, secondaries: ["head-3"] };
+    const alive = new Set(["head-1", "head-2", "head-3"]);
+    const decision = decidePartition(
+      dropped,
+      view(dropped, {
+        alive,
+        disks: disksNow({ "head-2": 2 }),
+        load: loadOf([dropped], [...alive]),
+        replicaCount: 3,
+      }),
+    );
+    expect(decision).toMatchObject({ kind: "update", record: { learners: ["head-2"] } });
+    if (decision.kind !== "update") return;
+    expect(decision.record.disks).toEqual({ "head-2": diskOf("head-2", 2) });
+  });
+});
+
 describe("a primary whose own journal hangs", () => {
   const stalled = (stalledMs: number) => report(base, { stalledMs });
 

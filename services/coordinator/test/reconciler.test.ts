@@ -2,6 +2,7 @@
 // changed (issue 14: an idle cost flat in partitions), and each settled partition at
 // its own point of settledRecheckMs as a safety net.
 
+import { BallastError, ErrorCode } from "@ballast/protocol";
 import { createLogger } from "@ballast/runtime";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import type { VolumeRecord } from "../src/catalogue.ts";
@@ -334,6 +335,89 @@ describe("Reconciler: deciding only what changed", () => {
     expect(sent.filter((push) => push.node === "head-1" && push.partition === 0)).toEqual([
       { node: "head-1", partition: 0, epoch: 2 },
     ]);
+  });
+
+  it("records the disk of a member placed before disk ids from its configure answer, and fails over a primary that refuses for holding nothing", async () => {
+    // The real configurer, with head nodes that answer as headnode.ts does: the disk
+    // holding the replica, or a `no-replica` refusal once head-1 is back on an empty disk.
+    const tenure: Tenure = newTenure({ term: 1, tenure: 1 }, 0);
+    tenure.ready = true;
+    tenure.refreshing = true;
+    tenure.volumes.set("vol", volume);
+    const legacy = record(0);
+    tenure.records.set(partitionKey(legacy), { value: legacy, revision: 1 });
+    /** Each node's disk now, and whether it still holds its replica; old: no disk said. */
+    const nodes = new Map([
+      ["head-1", { disk: "d1", holds: true, old: true }],
+      ["head-2", { disk: "d2", holds: true, old: true }],
+    ]);
+    const configurer = new Configurer(
+      {
+        bus: {
+          request: async (subject: string) => {
+            const node = nodes.get(subject.split(".").at(-1)!)!;
+            if (!node.holds) {
+              throw new BallastError(ErrorCode.NotFound, "holds nothing", {
+                details: { refusal: "no-replica" },
+              });
+            }
+            return node.old ? {} : { disk: node.disk };
+          },
+        },
+        logger: { debug: () => undefined, warn: () => undefined },
+      } as never,
+      {} as never,
+      { held: () => tenure },
+    );
+    const updates: PartitionRecord[] = [];
+    const alive = new Set(["head-1", "head-2"]);
+    const reconciler = new Reconciler({
+      logger: createLogger({ service: "test", nodeId: "test", level: "silent" }),
+      catalogue: {
+        updatePartition: (next: PartitionRecord) => {
+          updates.push(next);
+          return Promise.resolve({ applied: true, revision: 100 + updates.length });
+        },
+      } as never,
+      heartbeats: {
+        listening: () => false,
+        aliveHeadNodes: () => new Set(alive),
+        aliveSleds: () => ["sled-1"],
+        headNodeDisks: () => new Map([...nodes].map(([id, node]) => [id, node.disk])),
+      },
+      configurer,
+      tenures: { held: () => tenure, current: () => tenure },
+    });
+    const settleAll = () => new Promise((resolve) => setImmediate(resolve));
+    const rounds = async (count: number) => {
+      for (let i = 0; i < count; i++) {
+        reconciler.reconcile();
+        await settleAll();
+        await settleAll();
+      }
+    };
+    // Head nodes that say no disk: heartbeats alone fill nothing in.
+    await rounds(3);
+    expect(updates).toEqual([]);
+    // Restarted (configured again) as head nodes that answer with their disk: recorded,
+    // in the same epoch.
+    for (const node of nodes.values()) node.old = false;
+    forgetConfigured(tenure, "head-1");
+    forgetConfigured(tenure, "head-2");
+    await rounds(3);
+    expect(updates).toHaveLength(1);
+    expect(updates[0]).toMatchObject({ epoch: 1, disks: { "head-1": "d1", "head-2": "d2" } });
+    // Now a record with only head-2's disk (head-1 not yet heard from): head-1 comes back
+    // on an empty disk; it refuses, and head-2 is promoted once the lease has run out.
+    updates.length = 0;
+    const partly = { ...legacy, disks: { "head-2": "d2" } };
+    tenure.records.set(partitionKey(legacy), { value: partly, revision: 200 });
+    nodes.set("head-1", { disk: "d1-new", holds: false, old: false });
+    forgetConfigured(tenure, "head-1");
+    clockMs += 10_000;
+    await rounds(2);
+    expect(updates).toMatchObject([{ epoch: 2, primary: "head-2", secondaries: [] }]);
+    expect(updates[0]!.disks).toEqual({ "head-2": "d2" });
   });
 
   it("decides each settled partition again at its own point of settledRecheckMs", () => {

@@ -33,11 +33,20 @@
 //   log; a learner counts for nothing, so discarding it loses no acknowledged write.
 // - With nothing hosted (any more): a node outside the replica set is refused (there is
 //   nothing to tell it); a learner is rebuilt afresh (from the message's checkpoint, or
-//   from op 1); a voter opens from what is stored. Where the sender says whether this
-//   is a fresh incarnation's first placement (the simulator's `create`; the protocol
-//   does not carry it, so the head node opens whatever its disk holds), a voter with
-//   nothing stored is refused otherwise: it would be a replica missing acknowledged
-//   writes.
+//   from op 1); a voter opens from what is stored. A voter whose disk stores nothing of
+//   the incarnation (no journal, no checkpoint) is opened empty only where the configure
+//   names this disk (the coordinator recorded the member on it, which it does when it
+//   places a new incarnation there or adds a learner there) or comes from a sender that
+//   records no disks (a static assignment, an older coordinator). From a sender that
+//   records them (`disksRecorded`) but named none (a record from before disk ids), an
+//   empty voter is a node back on an empty disk under its old id, and is refused
+//   (`no-replica`): opened, it would hand out op numbers again and serve a volume
+//   missing acknowledged writes (closing note 7, the limit of disk ids). The
+//   coordinator counts the member out of the partition, as for a lost disk
+//   (decisions.ts, "Lost disks"). Where the sender says whether this is a fresh incarnation's
+//   first placement (the simulator's `create`; the protocol does not carry it), a voter
+//   with nothing stored is refused otherwise: it would be a replica missing
+//   acknowledged writes.
 // - Otherwise the configuration is applied to the hosted core (the core ignores an epoch
 //   it already holds; a set without this node makes it idle).
 //
@@ -70,6 +79,11 @@ export interface ConfigureAsk {
   /** The data directory the sender recorded this node's replica on, if it says. */
   disk?: string | undefined;
   /**
+   * The sender records members' disks (the coordinator): without `disk`, the member was
+   * placed before disk ids, and a voter with nothing `stored` refuses (`no-replica`).
+   */
+  disksRecorded?: boolean | undefined;
+  /**
    * Whether this is the incarnation's first placement, where a voter may start empty;
    * undefined where the sender does not say (the head node: it opens what it stores).
    */
@@ -96,6 +110,11 @@ export interface ConfigureNode {
   disk?: string | undefined;
   /** The message's incarnation was deleted here (dropped, or replaced by a newer one). */
   deleted: boolean;
+  /**
+   * Whether this node's disk stores a replica of the message's incarnation (a journal or
+   * a checkpoint in its partition directory); undefined where the caller did not look.
+   */
+  stored?: boolean | undefined;
   hosted: HostedReplica | undefined;
 }
 
@@ -111,7 +130,8 @@ export type Refusal =
   | { reason: "older-incarnation"; hostedVolumeId: string }
   | { reason: "older-epoch"; currentEpoch: number }
   | { reason: "not-a-member" }
-  | { reason: "no-state" };
+  | { reason: "no-state" }
+  | { reason: "no-replica" };
 
 export type ConfigureDecision =
   /** Answer an error; `retire` first (a failed replica is closed even so). */
@@ -183,5 +203,8 @@ export function decideConfigure(ask: ConfigureAsk, node: ConfigureNode): Configu
   // A voter keeps what is stored only if it is this incarnation's (a failed one reopens).
   const stored = retire === "close";
   if (!stored && ask.create === false) return refuse({ reason: "no-state" }, retire, forget);
+  if (!stored && ask.disk === undefined && ask.disksRecorded === true && node.stored === false) {
+    return refuse({ reason: "no-replica" }, retire, forget);
+  }
   return { kind: "open", retire, forget, session, from: "stored" };
 }

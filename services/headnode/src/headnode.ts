@@ -70,7 +70,7 @@ import {
   reportDeadlineMs,
   tickMs,
 } from "./constants.ts";
-import { PartitionHost } from "./partition-host.ts";
+import { PartitionHost, storesReplica } from "./partition-host.ts";
 import { nodeEntriesOf, renewalsOf } from "./primary-report.ts";
 import type { Reply } from "./replica/effects.ts";
 import { Replicator } from "./replicator.ts";
@@ -288,10 +288,25 @@ export class HeadNode {
     return this.serially.run(key, async () => {
       const part = partOf(this.service.nodeId, message);
       const found = this.hosted.get(key);
+      // Looked at only where it decides: a voter named no disk (configure-decision.ts).
+      const stored =
+        message.disk === undefined &&
+        message.disksRecorded === true &&
+        (part === "primary" || part === "secondary") &&
+        found?.host.address.volumeId !== volumeId
+          ? await storesReplica(this.config.dataDir, volumeId, message.partition)
+          : undefined;
       const decision = decideConfigure(
-        { volumeId, epoch: message.epoch, part, disk: message.disk },
+        {
+          volumeId,
+          epoch: message.epoch,
+          part,
+          disk: message.disk,
+          disksRecorded: message.disksRecorded,
+        },
         {
           disk: this.service.disk,
+          stored,
           deleted: this.dropped.has(incarnationKey(message.volume, volumeId)),
           hosted:
             found === undefined
@@ -348,7 +363,10 @@ export class HeadNode {
       // A new leased primary reads nothing until a report is granted: report now rather
       // than at the next interval.
       if (part === "primary" && message.leased === true) void this.report();
-      return hosted.host.status();
+      // The disk that holds the replica: proof for a coordinator that has none recorded
+      // (decisions.ts, "Lost disks"); a voter is never opened empty without it named.
+      const disk = this.service.disk;
+      return { ...hosted.host.status(), ...(disk === undefined ? {} : { disk }) };
     });
   }
 
@@ -411,6 +429,12 @@ export class HeadNode {
           `${this.service.nodeId} is not in the replica set ${members.join(", ")} of ${volume}/${partition} and hosts no replica of it`,
         );
       }
+      case "no-replica":
+        return new BallastError(
+          ErrorCode.NotFound,
+          `${this.service.nodeId} holds nothing of ${volume}/${partition} on this disk (${this.service.disk ?? "no id"}) and the configure names no disk: refusing to open an empty ${partOf(this.service.nodeId, message)}, which would lack acknowledged writes (a disk replaced under the old node id)`,
+          { details: { refusal: "no-replica" } },
+        );
       case "no-state":
         return new BallastError(
           ErrorCode.NotFound,

@@ -47,7 +47,7 @@
 // through the gate), and the effect runner's completions pass the gate through its
 // `beforeCompletion` hook. A lease renewal alone skips it (see `renewLease`).
 
-import { mkdir, rm } from "node:fs/promises";
+import { mkdir, readdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { BallastError, ErrorCode, type MessageOf } from "@ballast/protocol";
 import {
@@ -860,3 +860,26 @@ function errnoOf(error: unknown): string | undefined {
 export function partitionDirectory(dataDir: string, volumeId: string, partition: number): string {
   return join(dataDir, "partitions", volumeId, String(partition));
 }
+
+/**
+ * Whether the data directory stores a replica of the partition: its journal or a
+ * checkpoint, which `PartitionHost.open` recovers from (an empty or absent partition
+ * directory opens as a new, empty replica). configure-decision.ts, `no-replica`.
+ */
+export async function storesReplica(
+  dataDir: string,
+  volumeId: string,
+  partition: number,
+): Promise<boolean> {
+  let entries: string[];
+  try {
+    entries = await readdir(partitionDirectory(dataDir, volumeId, partition));
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return false;
+    throw error;
+  }
+  return entries.some((name) => storedNames.has(name));
+}
+
+/** What a partition directory holds once a replica opened there (adapters.ts). */
+const storedNames: ReadonlySet<string> = new Set(["journal", "checkpoint.bin", "rebuilt.bin"]);

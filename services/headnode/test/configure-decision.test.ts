@@ -313,3 +313,89 @@ describe("decideConfigure and the node's disk", () => {
     ).toMatchObject({ kind: "open", from: "stored" });
   });
 });
+
+describe("decideConfigure and a configure that names no disk (members placed before disk ids)", () => {
+  const disk = "a".repeat(32);
+  const voter = (part: Part) => part === "primary" || part === "secondary";
+  /** The base decision opened a voter from what the disk stores, not a failed replica. */
+  const opensStoredVoter = (decision: ConfigureDecision) =>
+    decision.kind === "open" && decision.from === "stored" && decision.retire !== "close";
+
+  test("from a sender that records disks, a voter whose disk stores nothing is refused; every other input is decided as before", () => {
+    let refused = 0;
+    for (const { ask, node, decision } of all) {
+      for (const disksRecorded of [undefined, false, true]) {
+        for (const stored of [undefined, false, true]) {
+          const got = decideConfigure({ ...ask, disksRecorded }, { ...node, disk, stored });
+          const context = JSON.stringify({ ask, node, disksRecorded, stored });
+          if (disksRecorded === true && stored === false && opensStoredVoter(decision)) {
+            refused++;
+            expect(voter(ask.part), context).toBe(true);
+            expect(got, context).toEqual({
+              kind: "refuse",
+              refusal: { reason: "no-replica" },
+              retire: (decision as { retire: string }).retire,
+              forget: (decision as { forget: string | undefined }).forget,
+            });
+          } else {
+            expect(got, context).toEqual(decision);
+          }
+        }
+      }
+    }
+    expect(refused).toBeGreaterThan(0);
+  });
+
+  test("with this disk named, an empty voter still opens (a first placement)", () => {
+    for (const { ask, node, decision } of all) {
+      expect(
+        decideConfigure({ ...ask, disk, disksRecorded: true }, { ...node, disk, stored: false }),
+      ).toEqual(decision);
+    }
+  });
+
+  test("never opens a voter from nothing without its disk named, from a sender that records disks", () => {
+    for (const { ask, node } of all) {
+      const decision = decideConfigure(
+        { ...ask, disksRecorded: true },
+        { ...node, disk, stored: false },
+      );
+      if (decision.kind !== "open" || !voter(ask.part)) continue;
+      // Stored only as a failed replica of this incarnation, reopened from its disk.
+      expect(decision.from).toBe("stored");
+      expect(decision.retire).toBe("close");
+      expect(node.hosted?.volumeId).toBe(askedId);
+    }
+  });
+
+  test("a node back on an empty disk under its old id, with no disk recorded, refuses the voter it was (the limit of disk ids)", () => {
+    for (const part of ["primary", "secondary"] as const) {
+      const repush = { volumeId: askedId, epoch: askedEpoch, part, disksRecorded: true };
+      expect(
+        decideConfigure(repush, { disk, deleted: false, hosted: undefined, stored: false }),
+      ).toEqual({
+        kind: "refuse",
+        refusal: { reason: "no-replica" },
+        retire: "keep",
+        forget: undefined,
+      });
+      // Its disk intact: it opens what it stores.
+      expect(
+        decideConfigure(repush, { disk, deleted: false, hosted: undefined, stored: true }),
+      ).toEqual({
+        kind: "open",
+        retire: "keep",
+        forget: undefined,
+        session: "node",
+        from: "stored",
+      });
+    }
+    // A learner is rebuilt, whatever its disk stores.
+    expect(
+      decideConfigure(
+        { volumeId: askedId, epoch: askedEpoch, part: "learner", disksRecorded: true },
+        { disk, deleted: false, hosted: undefined, stored: false },
+      ),
+    ).toMatchObject({ kind: "open", from: "rebuild" });
+  });
+});

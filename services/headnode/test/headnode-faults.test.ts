@@ -12,7 +12,7 @@ import { BallastError, crc32c, ErrorCode, subjects } from "@ballast/protocol";
 import { afterEach, beforeEach, describe, expect, test, vi } from "vitest";
 import { CheckpointFile } from "../src/adapters.ts";
 import type { HeadNode } from "../src/headnode.ts";
-import { partitionDirectory } from "../src/partition-host.ts";
+import { partitionDirectory, storesReplica } from "../src/partition-host.ts";
 import { PartitionMetadata } from "../src/replica/metadata.ts";
 import { type FakeService, startHeadNode } from "./fake-service.ts";
 
@@ -214,6 +214,46 @@ describe("a configure recorded on another disk", () => {
     expect(service.served.has(subjects.volume.build("vol", 0))).toBe(false);
     const served = (await configureOn(service.disk)) as { role: string };
     expect(served.role).toBe("primary");
+  });
+});
+
+describe("a configure naming no disk, from a sender that records disks (members placed before disk ids)", () => {
+  test("a voter this disk stores nothing of is refused with no-replica and nothing opens; the answer to one that opens names the disk", async () => {
+    const configureOf = (partition: number, epoch: number, disk?: string) =>
+      service.inbox({
+        type: "headnode.configure.v1",
+        volume: "vol",
+        volumeId: "1-a",
+        partition,
+        partitionStart: partition * partitionBytes,
+        partitionBytes,
+        epoch,
+        primary: "head-1",
+        secondaries: [],
+        sleds: ["sled-1"],
+        disksRecorded: true,
+        ...(disk === undefined ? {} : { disk }),
+      });
+    // A node back on an empty disk under its old id: opened, it would be an empty primary.
+    const refused = await configureOf(0, 1).catch((error: unknown) => error);
+    expect(refused).toBeInstanceOf(BallastError);
+    expect((refused as BallastError).code).toBe(ErrorCode.NotFound);
+    expect((refused as BallastError).details).toMatchObject({ refusal: "no-replica" });
+    expect((refused as BallastError).message).toContain(service.disk);
+    expect(existsSync(partitionDirectory(dataDir, "1-a", 0))).toBe(false);
+    expect(service.served.has(subjects.volume.build("vol", 0))).toBe(false);
+    expect(await storesReplica(dataDir, "1-a", 0)).toBe(false);
+    // Placed on this disk by name (a first placement): opened empty, and the answer says
+    // which disk holds it.
+    const placed = (await configureOf(0, 1, service.disk)) as { role: string; disk?: string };
+    expect(placed).toMatchObject({ role: "primary", disk: service.disk });
+    expect(await storesReplica(dataDir, "1-a", 0)).toBe(true);
+    // Hosted: a configure naming no disk applies, and its answer is the proof.
+    const again = (await configureOf(0, 2)) as { epoch: number; disk?: string };
+    expect(again).toMatchObject({ epoch: 2, disk: service.disk });
+    // Without the sender's word (a static assignment), an empty voter opens as before.
+    const plain = (await configure(1, 1)) as { role: string };
+    expect(plain.role).toBe("primary");
   });
 });
 

@@ -76,6 +76,14 @@ export const HeadnodeConfigure = z.object({
    * records from before disk ids).
    */
   disk: diskId.optional(),
+  /**
+   * Set by a sender that records each member's disk (the coordinator): a configure without
+   * `disk` is then for a member placed before disk ids, and a voter whose disk stores
+   * nothing of the partition refuses rather than open empty (`no-replica`: it is a node
+   * back on an empty disk under its old id). Absent in static assignments, where a voter
+   * opens from what is stored or empty.
+   */
+  disksRecorded: z.boolean().optional(),
 });
 
 /** What a primary knows of one follower. */
@@ -120,6 +128,18 @@ export const ReplicaStatus = z.object({
   rebuiltFromOpNum: unsignedInteger.optional(),
   /** Set once the replica's journal failed (a full disk, say): it serves nothing since. */
   failed: z.string().optional(),
+});
+
+/**
+ * A configure's answer: the replica's state, and the data directory that holds it. A head
+ * node answers only with a replica its disk holds (opened from what it stored, rebuilt on
+ * it, or placed on it by the configure's `disk`): it refuses to open a voter from nothing
+ * where the configure names no disk (configure-decision.ts, `no-replica`). So `disk` is
+ * proof that the replica lives there, and the coordinator records it for a member placed
+ * before disk ids (decisions.ts, "Lost disks"). Absent from head nodes that predate it.
+ */
+export const HeadnodeConfigureResult = ReplicaStatus.extend({
+  disk: diskId.optional(),
 });
 
 /** A head node tells the coordinator where its newest checkpoint of a replica is. */
