@@ -202,9 +202,9 @@ export function decideConfigure(ask: ConfigureAsk, node: ConfigureNode): Configu
   if (ask.part === "learner") return { kind: "open", retire, forget, session, from: "rebuild" };
   // A voter keeps what is stored only if it is this incarnation's (a failed one reopens).
   const stored = retire === "close";
-  if (!stored && ask.create === false) return refuse({ reason: "no-state" }, retire, forget);
   if (!stored && ask.disk === undefined && ask.disksRecorded === true && node.stored === false) {
     return refuse({ reason: "no-replica" }, retire, forget);
   }
+  if (!stored && ask.create === false) return refuse({ reason: "no-state" }, retire, forget);
   return { kind: "open", retire, forget, session, from: "stored" };
 }

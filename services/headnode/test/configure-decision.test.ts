@@ -317,9 +317,13 @@ describe("decideConfigure and the node's disk", () => {
 describe("decideConfigure and a configure that names no disk (members placed before disk ids)", () => {
   const disk = "a".repeat(32);
   const voter = (part: Part) => part === "primary" || part === "secondary";
-  /** The base decision opened a voter from what the disk stores, not a failed replica. */
+  /**
+   * The base decision opened a voter from what the disk stores, not a failed replica, or
+   * refused it for the same reason where the sender said it is no first placement.
+   */
   const opensStoredVoter = (decision: ConfigureDecision) =>
-    decision.kind === "open" && decision.from === "stored" && decision.retire !== "close";
+    (decision.kind === "open" && decision.from === "stored" && decision.retire !== "close") ||
+    (decision.kind === "refuse" && decision.refusal.reason === "no-state");
 
   test("from a sender that records disks, a voter whose disk stores nothing is refused; every other input is decided as before", () => {
     let refused = 0;

@@ -183,8 +183,10 @@ test("the checkers catch a primary that serves reads without a lease", async () 
 test("the checkers catch a node lease that renews the primaries it excludes", async () => {
   // A deposed primary that reports again renews its old partition under its node lease.
   // The window is narrow (about 1 seed in 300); these runs keep the streams of the model
-  // before journal failures, whose coordinator pushed configures every round.
+  // before journal failures (and legacy records), whose coordinator pushed configures
+  // every round.
   const pushEveryRound: Overrides = {
+    legacyRecordChance: 0,
     journalFailRate: 0,
     idleJournalFailChance: 0,
     configureRefreshTicks: 0,
@@ -213,6 +215,19 @@ test("the checkers catch a head node back on an empty disk that is trusted as be
     ["acknowledged", "acknowledged-twice", "acknowledged-lost", "agreement", "read"],
     { diskLossChance: 0.3 },
     40,
+  );
+  expect(caught).toBeDefined();
+}, 120_000);
+
+test("the checkers catch a head node that opens a voter named no disk from an empty disk (records from before disk ids)", async () => {
+  // Every volume placed by a coordinator from before disk ids, upgraded while an original
+  // voter's disk is replaced half the time: opened empty, that voter hands out op numbers
+  // again over committed ones, or is promoted empty.
+  const caught = await firstCaught(
+    "open-legacy-voters",
+    ["acknowledged", "acknowledged-twice", "acknowledged-lost", "agreement", "read"],
+    { legacyRecordChance: 1 },
+    30,
   );
   expect(caught).toBeDefined();
 }, 120_000);

@@ -148,7 +148,14 @@ export type Sabotage =
    * (empty), and a secondary back that way is promoted when its primary dies. Found with
    * disk losses on (`diskLossChance`).
    */
-  | "ignore-disk-ids";
+  | "ignore-disk-ids"
+  /**
+   * The head node before the `no-replica` refusal (configure-decision.ts): a voter the
+   * configure names no disk for opens whatever its disk stores, so on a record from
+   * before disk ids (`legacyRecordChance`) a node back on an empty disk under its old id
+   * opens the voter it was, empty. Found with disk losses on.
+   */
+  | "open-legacy-voters";
 
 export interface FailoverOptions {
   seed: number;
@@ -194,6 +201,18 @@ export interface FailoverOptions {
    * secondary is promoted.
    */
   diskLossChance: number;
+  /**
+   * Per volume creation: chance the volume is placed by a coordinator from before disk
+   * ids (session 7's limit) and that coordinator is upgraded a little later. Until then
+   * it hears no disk, records none and sends no `disksRecorded` (no disk is lost
+   * meanwhile: that system lost writes to it); at the upgrade it starts afresh (a new
+   * tenure configures every member again) and, half the time, an operator replaces an
+   * original voter's disk at that moment: the node comes back under its old id before it
+   * is counted dead. Today's coordinator records a member's disk from its answer and
+   * counts one that refuses for holding nothing (`no-replica`) as on a lost disk
+   * (decisions.ts, "Lost disks"). Drawn only when above 0.
+   */
+  legacyRecordChance: number;
   downTicksMax: number;
   pauseRate: number;
   pauseTicksMin: number;
@@ -267,6 +286,7 @@ export const failoverDefaults: Omit<FailoverOptions, "seed"> = {
   faultyNodesMax: 1,
   crashRate: 0.004,
   diskLossChance: 0.1,
+  legacyRecordChance: 0.3,
   downTicksMax: 60,
   pauseRate: 0.002,
   pauseTicksMin: 35,
@@ -331,6 +351,10 @@ export interface FailoverResult {
     crashes: number;
     /** Crashes that took the node's disk with them (diskLossChance). */
     diskLosses: number;
+    /** Volume incarnations written as records from before disk ids (legacyRecordChance). */
+    legacyVolumes: number;
+    /** Configures refused for holding nothing of a legacy record's partition (no-replica). */
+    noReplicaRefusals: number;
     /** Nodes killed and back once idle, in the same epoch (after settling). */
     quietRestarts: number;
     pauses: number;
@@ -450,6 +474,8 @@ interface ConfigureMessage {
   create: boolean;
   /** The disk the record has this member on, if any (configurer.ts). */
   disk?: string;
+  /** The sender records members' disks (configurer.ts): without `disk`, a legacy member. */
+  disksRecorded: boolean;
   /** For a learner: the epoch it was added in, and the checkpoint to rebuild from. */
   learnerSince?: number;
   checkpoint?: CheckpointPointer;
@@ -585,6 +611,8 @@ export class FailoverSimulation {
     reads: 0,
     crashes: 0,
     diskLosses: 0,
+    legacyVolumes: 0,
+    noReplicaRefusals: 0,
     quietRestarts: 0,
     pauses: 0,
     diskHangs: 0,
@@ -637,7 +665,14 @@ export class FailoverSimulation {
    * when (configurer.ts `tenure.configured`): a member is pushed its record only when
    * that is not the record's epoch or the refresh is due.
    */
-  private readonly configured = new Map<number, Map<string, { epoch: number; atTick: number }>>();
+  private readonly configured = new Map<
+    number,
+    Map<string, { epoch: number; atTick: number; disk?: string }>
+  >();
+  /** The tick the coordinator from before disk ids is upgraded at (legacyRecordChance). */
+  private legacyUpgradeTick = -1;
+  /** Per partition, members that refused an epoch for holding nothing (`no-replica`). */
+  private readonly noReplica = new Map<number, Map<string, number>>();
   /** Per head node, the newest report (session, seq) whose entries were taken. */
   private readonly reportsApplied = new Map<string, { session: number; seq: number }>();
   /** Each head node's disk, from its newest report (as membership keeps heartbeats'). */
@@ -920,9 +955,13 @@ export class FailoverSimulation {
    * coordinator has counted it out, as a dead node is one until it is declared dead.
    */
   private onLostDisk(node: SimulatedNode): boolean {
-    for (const { record } of this.records.values()) {
+    for (const [partition, { record }] of this.records) {
       const disk = record.disks?.[node.id];
       if (disk !== undefined && disk !== node.disk) return true;
+      // A voter of a legacy record (no disk) that holds nothing of it: its disk was lost.
+      const voter = [record.primary, ...votingSecondaries(record)].includes(node.id);
+      if (disk === undefined && voter && node.hosted.get(partition)?.volumeId !== this.volumeId)
+        return true;
     }
     return false;
   }
@@ -993,7 +1032,8 @@ export class FailoverSimulation {
       if (this.chance(options.crashRate)) {
         // Drawn only when on, so that runs without disk losses replay the same streams.
         const loseDisk = options.diskLossChance > 0 && this.chance(options.diskLossChance);
-        this.crash(node, loseDisk && this.anotherCopyOfAll(node));
+        // Before disk ids a lost disk lost writes (legacyRecordChance): none is lost then.
+        this.crash(node, loseDisk && !this.beforeUpgrade() && this.anotherCopyOfAll(node));
       } else if (this.chance(options.pauseRate)) {
         this.stats.pauses++;
         node.pausedUntilTick =
@@ -1203,9 +1243,14 @@ export class FailoverSimulation {
         part,
         create: message.create,
         disk: message.disk,
+        disksRecorded: message.disksRecorded,
       },
       {
         disk: node.disk,
+        // What its disk stores of the incarnation (hosted survives crashes here).
+        ...(this.options.sabotage === "open-legacy-voters"
+          ? {}
+          : { stored: found?.volumeId === message.volumeId }),
         deleted: node.droppedVolumeIds.has(message.volumeId),
         hosted:
           found === undefined
@@ -1233,7 +1278,20 @@ export class FailoverSimulation {
         if (decision.retire === "remove") node.hosted.delete(found.partition);
       }
       if (decision.forget !== undefined) node.droppedVolumeIds.add(decision.forget);
-      if (decision.kind === "refuse") return;
+      if (decision.kind === "refuse") {
+        if (decision.refusal.reason === "no-replica") this.stats.noReplicaRefusals++;
+        // As headnode.ts answers it, NotFound with the refusal named (configurer.ts).
+        if (decision.refusal.reason === "no-replica" && this.linked(node.id, "coordinator")) {
+          this.onNoReplica({
+            from: node.id,
+            session: node.session,
+            volumeId: message.volumeId,
+            partition: message.partition,
+            epoch: configuration.epoch,
+          });
+        }
+        return;
+      }
       if (decision.retire === "close" && part === "primary") this.countReopen(message);
       if (decision.session === "new") node.sessionIssued++;
       const session = decision.session === "new" ? node.sessionIssued : node.session;
@@ -1279,6 +1337,7 @@ export class FailoverSimulation {
       volumeId: message.volumeId,
       partition: message.partition,
       epoch: configuration.epoch,
+      disk: node.disk,
     });
   }
 
@@ -1348,6 +1407,12 @@ export class FailoverSimulation {
     this.staleReports.clear();
     this.learnersSince.clear();
     this.configured.clear();
+    this.noReplica.clear();
+    // Drawn only when on, so that runs without legacy records replay the same streams.
+    const legacy =
+      this.options.legacyRecordChance > 0 && this.chance(this.options.legacyRecordChance);
+    this.legacyUpgradeTick = legacy ? this.tickNow + this.integer(20, 150) : -1;
+    if (legacy) this.stats.legacyVolumes++;
     const alive = this.aliveNodes();
     const load = new Map(this.nodes.map((node) => [node.id, 0]));
     this.options.partitions.forEach((replicaCount, partition) => {
@@ -1366,7 +1431,7 @@ export class FailoverSimulation {
         secondaries: chosen.slice(1),
         learners: [],
         joining: [],
-        ...this.disksOf(chosen),
+        ...(this.beforeUpgrade() ? {} : this.disksOf(chosen)),
       };
       this.records.set(partition, { record, revision: 1 });
       this.originalVoters.set(partition, new Set(chosen));
@@ -1415,8 +1480,9 @@ export class FailoverSimulation {
     return known.length === 0 ? {} : { disks: Object.fromEntries(known) };
   }
 
-  /** The disks of the live nodes, as the reconciler passes them. */
+  /** The disks of the live nodes, as the reconciler passes them (none before disk ids). */
   private liveDisks(alive: ReadonlySet<string>): Map<string, string> {
+    if (this.beforeUpgrade()) return new Map();
     return new Map([...this.disks].filter(([node]) => alive.has(node)));
   }
 
@@ -1443,7 +1509,40 @@ export class FailoverSimulation {
     return load;
   }
 
+  /** Whether the coordinator is still one from before disk ids (legacyRecordChance). */
+  private beforeUpgrade(): boolean {
+    return this.legacyUpgradeTick >= 0 && this.tickNow < this.legacyUpgradeTick;
+  }
+
+  /**
+   * The coordinator from before disk ids is upgraded: a new tenure, which configures
+   * every member again; half the time an original voter's disk is replaced meanwhile and
+   * the node is back under its old id before it is counted dead.
+   */
+  private upgradeCoordinator(): void {
+    this.legacyUpgradeTick = -1;
+    this.configured.clear();
+    if (!this.chance(0.5)) return;
+    const voters = [...this.originalVoters.values()].flatMap((nodes) => [...nodes]);
+    const candidates = this.nodes.filter(
+      (node) =>
+        voters.includes(node.id) &&
+        node.up &&
+        node.pausedUntilTick <= this.tickNow &&
+        node.cut === undefined &&
+        node.diskHungUntilTick <= this.tickNow &&
+        this.anotherCopyOfAll(node),
+    );
+    if (candidates.length === 0 || this.faultyNodes() >= this.options.faultyNodesMax) return;
+    const node = candidates[this.integer(0, candidates.length - 1)]!;
+    this.crash(node, true);
+    node.restartTick = this.tickNow + this.integer(1, Math.floor(this.options.deadAfterTicks / 2));
+  }
+
   private coordinatorRound(): void {
+    if (this.legacyUpgradeTick >= 0 && this.tickNow >= this.legacyUpgradeTick) {
+      this.upgradeCoordinator();
+    }
     const alive = this.aliveNodes();
     const load = this.loadOf(alive);
     for (const [partition, entry] of this.records) {
@@ -1456,6 +1555,8 @@ export class FailoverSimulation {
           nowMs: this.nowMs(),
           alive,
           disks: this.liveDisks(alive),
+          proven: this.provenOf(record),
+          noReplica: this.noReplicaOf(record),
           load:
             this.options.sabotage === "no-rebuild"
               ? new Map([...load].filter(([node]) => membersOf(record).includes(node)))
@@ -1541,7 +1642,11 @@ export class FailoverSimulation {
     const configured = this.configured.get(record.partition);
     const report = this.reports.get(record.partition);
     const alive = this.aliveNodes();
-    const view = { alive, disks: this.liveDisks(alive) };
+    const view = {
+      alive,
+      disks: this.liveDisks(alive),
+      noReplica: this.noReplicaOf(record),
+    };
     for (const member of membersOf(record)) {
       // As configurer.ts: a failed primary is sent nothing while it is failed over.
       if (member === record.primary && failingOver(record, report, view)) continue;
@@ -1578,6 +1683,8 @@ export class FailoverSimulation {
           },
           create: originals?.has(member) === true,
           ...(record.disks?.[member] === undefined ? {} : { disk: record.disks[member] }),
+          // Today's coordinator records disks; one before disk ids did not.
+          disksRecorded: this.options.sabotage !== "ignore-disk-ids" && !this.beforeUpgrade(),
           ...(learnerSince === undefined ? {} : { learnerSince }),
           ...(learnerSince === undefined || pointer === undefined ? {} : { checkpoint: pointer }),
         },
@@ -1592,6 +1699,8 @@ export class FailoverSimulation {
     volumeId: string;
     partition: number;
     epoch: number;
+    /** The disk holding the replica, as a head node's answer names it. */
+    disk: string;
   }): void {
     if (envelope.volumeId !== this.volumeId) return;
     if (!this.heardSession(envelope.from, envelope.session)) return;
@@ -1600,7 +1709,56 @@ export class FailoverSimulation {
       configured = new Map();
       this.configured.set(envelope.partition, configured);
     }
-    configured.set(envelope.from, { epoch: envelope.epoch, atTick: this.tickNow });
+    configured.set(envelope.from, {
+      epoch: envelope.epoch,
+      atTick: this.tickNow,
+      // The system before disk ids heard none.
+      ...(this.options.sabotage === "ignore-disk-ids" || this.beforeUpgrade()
+        ? {}
+        : { disk: envelope.disk }),
+    });
+    this.noReplica.get(envelope.partition)?.delete(envelope.from);
+  }
+
+  /** A head node refused an epoch for holding nothing of the partition (configurer.ts). */
+  private onNoReplica(envelope: {
+    from: string;
+    session: number;
+    volumeId: string;
+    partition: number;
+    epoch: number;
+  }): void {
+    if (envelope.volumeId !== this.volumeId) return;
+    if (!this.heardSession(envelope.from, envelope.session)) return;
+    let refused = this.noReplica.get(envelope.partition);
+    if (refused === undefined) {
+      refused = new Map();
+      this.noReplica.set(envelope.partition, refused);
+    }
+    refused.set(envelope.from, envelope.epoch);
+  }
+
+  /** Members that refused the record's epoch for holding nothing (`noReplicaMembers`). */
+  private noReplicaOf(record: PartitionRecord): Set<string> {
+    const refused = this.noReplica.get(record.partition) ?? new Map<string, number>();
+    const members = membersOf(record);
+    return new Set(
+      [...refused]
+        .filter(([node, epoch]) => epoch === record.epoch && members.includes(node))
+        .map(([node]) => node),
+    );
+  }
+
+  /** Members whose answer to the record's epoch named their disk (`provenDisks`). */
+  private provenOf(record: PartitionRecord): Map<string, string> {
+    const proven = new Map<string, string>();
+    const configured = this.configured.get(record.partition);
+    for (const node of membersOf(record)) {
+      const last = configured?.get(node);
+      if (last?.disk === undefined || last.epoch !== record.epoch) continue;
+      if (record.disks?.[node] === undefined) proven.set(node, last.disk);
+    }
+    return proven;
   }
 
   /**
