@@ -33,6 +33,7 @@ export const messageArbitraries: {
     version: fc.string({ maxLength: 20 }),
   }),
   "node.info.v1": fc.record({ type: fc.constant("node.info.v1" as const) }),
+  "link.offer.v1": fc.record({ type: fc.constant("link.offer.v1" as const) }),
   "cluster.status.v1": fc.record(
     { type: fc.constant("cluster.status.v1" as const), probe: fc.boolean() },
     { requiredKeys: ["type"] },
