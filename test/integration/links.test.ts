@@ -3,10 +3,26 @@
 // volume requests and replication go over links, through a primary's kill -9.
 
 import { type RunningNatsServer, startNatsServer } from "@ballast/cli";
+import { BallastClient } from "@ballast/client";
 import { ErrorCode, isBallastError, subjects } from "@ballast/protocol";
-import { Bus, connectNats, createLogger, Service, startTracing } from "@ballast/runtime";
+import {
+  Bus,
+  connectNats,
+  createLogger,
+  type LinkServerStats,
+  Service,
+  startTracing,
+} from "@ballast/runtime";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { temporaryDirectory, waitFor } from "../support/cluster.ts";
+import {
+  connectTestBus,
+  startTestCluster,
+  type TestCluster,
+  temporaryDirectory,
+  waitFor,
+} from "../support/cluster.ts";
+import { describeVolume } from "../support/faults.ts";
+import { blockBytes } from "../support/volume-io.ts";
 
 let nats: RunningNatsServer;
 let removeDirectory: () => Promise<void>;
@@ -159,3 +175,124 @@ describe("the bus and the service shell over links", () => {
     await service.bus.connection.close();
   });
 });
+
+describe("a cluster over links", () => {
+  let cluster: TestCluster | undefined;
+  afterAll(async () => {
+    await cluster?.stop();
+  });
+
+  /** The `links` part of a node's info details (runtime service.ts). */
+  async function linksOf(bus: Bus, id: string): Promise<NodeLinks> {
+    const info = await bus.request(
+      subjects.node.build(id),
+      { type: "node.info.v1" },
+      { deadlineMs: 2000 },
+    );
+    return (info.details as { links: NodeLinks }).links;
+  }
+
+  test("volume requests and replication go over links, and a kill -9 of the primary loses no acknowledged write", async () => {
+    cluster = await startTestCluster({ headNodes: 3, sleds: 2 });
+    const control = cluster.bus;
+    await control.request(subjects.coordinator.build(), {
+      type: "volume.create.v1",
+      name: "linked",
+      sizeBytes: 8 * 1024 * 1024,
+      partitionBytes: 8 * 1024 * 1024,
+      replicaCount: 2,
+    });
+    const user = await connectTestBus(cluster.cluster.natsUrl, "client");
+    const plain = await connectTestBus(cluster.cluster.natsUrl, "client");
+    try {
+      const volume = await new BallastClient(user.bus).openVolume("linked");
+      const written = new Map<number, number>();
+      const write = async (block: number, fill: number) => {
+        await volume.write(block * blockBytes, new Uint8Array(blockBytes).fill(fill));
+        written.set(block, fill);
+      };
+      // The first writes go over NATS while the link is offered in the background.
+      await waitFor(
+        "volume requests over a link",
+        async () => {
+          await write(written.size % 512, 1 + (written.size % 250));
+          return user.bus.linkStats().link.requests >= 20 ? true : undefined;
+        },
+        10_000,
+        0,
+      );
+      const before = (await describeVolume(control, "linked")).partitions[0]!;
+      const primary = before.primary;
+      const secondary = before.secondaries[0]!;
+      const onPrimary = await linksOf(control, primary);
+      const onSecondary = await linksOf(control, secondary);
+      // The primary took the client's requests by link and its secondary's acks; the
+      // secondary took the primary's notes by link.
+      expect(onPrimary.received.requests.volume).toBeGreaterThanOrEqual(20);
+      expect(onPrimary.received.publishes.replica).toBeGreaterThan(0);
+      expect(onSecondary.received.publishes.replica).toBeGreaterThan(0);
+      expect(onPrimary.sent.link.publishes).toBeGreaterThan(0);
+      expect(user.bus.linkStats().link.requests).toBeGreaterThan(
+        user.bus.linkStats().nats.requests,
+      );
+
+      // kill -9 the primary while writes are in flight; every acknowledged one must read back.
+      let stop = false;
+      let next = 0;
+      const writers = [0, 1, 2, 3].map(async (lane) => {
+        while (!stop) {
+          const block = 600 + lane * 300 + (next++ % 300);
+          await write(block, 1 + (block % 250));
+        }
+      });
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      await cluster.cluster.kill(primary);
+      await waitFor(
+        "a new primary",
+        async () => {
+          const state = (await describeVolume(control, "linked")).partitions[0]!;
+          return state.primary !== primary ? state : undefined;
+        },
+        20_000,
+        100,
+      );
+      const linkedBefore = (await linksOf(control, secondary)).received.requests.volume;
+      await new Promise((resolve) => setTimeout(resolve, 1500));
+      stop = true;
+      await Promise.all(writers);
+      // The client forgot the dead primary's route and found the new one's.
+      expect(
+        user.bus.linkStats().fallbacks.closed + user.bus.linkStats().fallbacks.timeout,
+      ).toBeGreaterThan(0);
+      await waitFor(
+        "volume requests over a link to the new primary",
+        async () => {
+          await write(5000 % 2048, 9);
+          const now = (await linksOf(control, secondary)).received.requests.volume;
+          return now > linkedBefore ? true : undefined;
+        },
+        10_000,
+        50,
+      );
+      for (const [block, fill] of written) {
+        const data = await volume.read(block * blockBytes, blockBytes);
+        expect([...new Set(data)], `block ${block}`).toEqual([fill]);
+      }
+
+      // A client with links off works, all over NATS.
+      const unlinked = await new BallastClient(plain.bus, { links: false }).openVolume("linked");
+      await unlinked.write(0, new Uint8Array(blockBytes).fill(77));
+      expect([...new Set(await unlinked.read(0, blockBytes))]).toEqual([77]);
+      expect(plain.bus.linkStats().scopes).toEqual([]);
+      expect(plain.bus.linkStats().link.requests).toBe(0);
+      await Promise.all([volume.close(), unlinked.close()]);
+    } finally {
+      await Promise.all([user.close(), plain.close()]);
+    }
+  });
+});
+
+interface NodeLinks {
+  received: LinkServerStats;
+  sent: ReturnType<Bus["linkStats"]>;
+}

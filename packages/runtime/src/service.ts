@@ -310,7 +310,10 @@ export class Service {
       uptimeMs: Date.now() - this.startedAtMs,
       version: ballastVersion,
       subjects: [...this.subjectsServed],
-      details: this.#linkServer === undefined ? this.describe() : this.withLinks(this.describe()),
+      details:
+        this.#linkServer === undefined && this.bus.linkStats().scopes.length === 0
+          ? this.describe()
+          : this.withLinks(this.describe()),
     };
   }
 
