@@ -20,6 +20,14 @@
 //     reply         u32 id, payload (the reply envelope)              (server → client)
 //     no-responder  u32 id: nothing here serves that subject; the request was NOT
 //                   handled and may be sent again elsewhere           (server → client)
+//     ping          empty: are you there?                             (client → server)
+//     pong          empty: the answer to a ping                       (server → client)
+//
+// Pings exist because much of what a link carries is publishes (replication notes and
+// acknowledgements), which nothing answers: without them a link whose peer stopped
+// reading or whose packets vanish (no FIN, no RST) would swallow messages for as long as
+// TCP keeps retrying, while NATS would have carried them. Each side closes a link it has
+// not heard from for a while (runtime constants: linkPingIntervalMs, linkSilenceMsMax).
 //
 // A client sends `hello` first and nothing else until `hello-ok`. Subjects and the
 // traceparent are ASCII without spaces or wildcards; ids are the client's, echoed back.
@@ -84,7 +92,9 @@ export type LinkFrame =
     }
   | { kind: "publish"; subject: string; traceparent: string | undefined; payload: Uint8Array }
   | { kind: "reply"; id: number; payload: Uint8Array }
-  | { kind: "no-responder"; id: number };
+  | { kind: "no-responder"; id: number }
+  | { kind: "ping" }
+  | { kind: "pong" };
 
 export type LinkFrameKind = LinkFrame["kind"];
 
@@ -103,6 +113,8 @@ const kindCodes: { readonly [K in LinkFrameKind]: number } = {
   publish: 5,
   reply: 6,
   "no-responder": 7,
+  ping: 8,
+  pong: 9,
 };
 const kindsByCode: readonly (LinkFrameKind | undefined)[] = (() => {
   const byCode: (LinkFrameKind | undefined)[] = [];
@@ -161,6 +173,8 @@ export function encodeLinkFrame(
       break;
     }
     case "hello-ok":
+    case "ping":
+    case "pong":
       head = Buffer.allocUnsafe(5);
       break;
     case "refused": {
@@ -321,7 +335,9 @@ function decodeBody(body: Buffer): LinkFrame {
       return { kind, version: body[1]!, scope, token: body.subarray(4) };
     }
     case "hello-ok":
-      if (body.byteLength !== 1) throw invalid("hello-ok with a body");
+    case "ping":
+    case "pong":
+      if (body.byteLength !== 1) throw invalid(`${kind} with a body`);
       return { kind };
     case "refused":
       if (body.byteLength - 1 > linkReasonBytesMax) throw invalid("refusal reason too long");

@@ -29,6 +29,8 @@ const anyFrame: fc.Arbitrary<LinkFrame> = fc.oneof(
     token: fc.uint8Array({ maxLength: 64 }),
   }),
   fc.constant({ kind: "hello-ok" as const }),
+  fc.constant({ kind: "ping" as const }),
+  fc.constant({ kind: "pong" as const }),
   fc.record({ kind: fc.constant("refused" as const), reason: fc.string({ maxLength: 100 }) }),
   fc.record({ kind: fc.constant("request" as const), id, subject, traceparent, payload }),
   fc.record({ kind: fc.constant("publish" as const), subject, traceparent, payload }),

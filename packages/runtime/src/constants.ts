@@ -46,3 +46,12 @@ export const linkHelloTimeoutMs = 5000;
  * closed (its senders go back to NATS). Well above a burst of QD32 1 MiB writes.
  */
 export const linkWriteBufferBytesMax = 64 * 1024 * 1024;
+/** A sender pings each open link this often (publishes get no answers: link.ts, "ping"). */
+export const linkPingIntervalMs = 1000;
+/**
+ * Either side closes a link it has heard nothing from for this long: a peer that stopped
+ * reading, or a path that swallows packets. Its senders go back to NATS.
+ */
+export const linkSilenceMsMax = 4000;
+/** Bytes a new connection may send before its hello is complete (a hello is ~40). */
+export const linkHelloBytesMax = 1024;

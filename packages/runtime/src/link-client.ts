@@ -30,6 +30,8 @@ import {
   linkConnectTimeoutMs,
   linkOfferRefusedRetryMs,
   linkOfferRetryMs,
+  linkPingIntervalMs,
+  linkSilenceMsMax,
   linkWriteBufferBytesMax,
 } from "./constants.ts";
 import { FrameWriter } from "./link-server.ts";
@@ -60,6 +62,9 @@ export class LinkConnection {
   #idNext = 0;
   #open = false;
   #closed = false;
+  /** When anything last arrived from the server (performance.now()). */
+  #heardAtMs = performance.now();
+  readonly #pinger: ReturnType<typeof setInterval>;
   #settleReady: (error?: Error) => void = () => undefined;
 
   constructor(
@@ -97,6 +102,18 @@ export class LinkConnection {
     this.#writer.write(
       encodeLinkFrame({ kind: "hello", version: linkProtocolVersion, scope, token }),
     );
+    // Publishes get no answers: pings tell a live server from one that stopped reading
+    // or a path that swallows packets (protocol link.ts, "ping").
+    this.#pinger = setInterval(() => {
+      if (!this.#open) return;
+      const silentMs = performance.now() - this.#heardAtMs;
+      if (silentMs > linkSilenceMsMax) {
+        this.close(`nothing heard from ${address} for ${Math.round(silentMs)} ms`);
+        return;
+      }
+      this.#writer.write(pingFrame);
+    }, linkPingIntervalMs);
+    this.#pinger.unref();
   }
 
   /** Open: hello-ok seen, not closed. */
@@ -159,6 +176,7 @@ export class LinkConnection {
   close(reason = "closed"): void {
     if (this.#closed) return;
     this.#closed = true;
+    clearInterval(this.#pinger);
     this.#socket.destroy();
     this.#settleReady(new BallastError(ErrorCode.Unavailable, reason));
     for (const waiting of this.#waiting.values()) {
@@ -177,6 +195,7 @@ export class LinkConnection {
   }
 
   #data(chunk: Buffer): void {
+    this.#heardAtMs = performance.now();
     let frames: LinkFrame[];
     try {
       frames = this.#decoder.push(chunk);
@@ -203,9 +222,12 @@ export class LinkConnection {
           else waiting.reject(new LinkNotHandled(`nothing serves ${waiting.subject} there`));
           break;
         }
+        case "pong":
+          break;
         case "hello":
         case "request":
         case "publish":
+        case "ping":
           this.close(`a ${frame.kind} frame from a server`);
           return;
         default: {
@@ -217,6 +239,8 @@ export class LinkConnection {
     }
   }
 }
+
+const pingFrame = encodeLinkFrame({ kind: "ping" });
 
 function linkKey(address: string, scope: LinkScope): string {
   return `${scope} ${address}`;

@@ -30,7 +30,13 @@ import {
   linkScopes,
 } from "@ballast/protocol";
 import type { Counter, Meter } from "@opentelemetry/api";
-import { linkHelloTimeoutMs, linkWriteBufferBytesMax } from "./constants.ts";
+import {
+  linkHelloBytesMax,
+  linkHelloTimeoutMs,
+  linkPingIntervalMs,
+  linkSilenceMsMax,
+  linkWriteBufferBytesMax,
+} from "./constants.ts";
 import type { Logger } from "./logger.ts";
 
 /** Trace headers of a link message: only `traceparent` travels. */
@@ -88,7 +94,9 @@ export class LinkServer {
   readonly #secret = randomBytes(32);
   readonly #tokens = new Map<LinkScope, Buffer>();
   readonly #routes = new Map<string, { scope: LinkScope; deliver: LinkDeliver }>();
-  readonly #connections = new Set<Socket>();
+  /** Open connections, and when each last sent anything (performance.now()). */
+  readonly #connections = new Map<Socket, number>();
+  readonly #silenceCheck: ReturnType<typeof setInterval>;
   readonly #server: Server;
   readonly #logger: Logger;
   readonly #received: Counter | undefined;
@@ -111,6 +119,15 @@ export class LinkServer {
       description: "messages this process received over links, by scope and kind",
     });
     server.on("connection", (socket) => this.#accept(socket));
+    // A sender pings every linkPingIntervalMs: one silent for longer than
+    // linkSilenceMsMax is gone (no FIN seen) or stuck; its socket is closed.
+    this.#silenceCheck = setInterval(() => {
+      const now = performance.now();
+      for (const [socket, heardAtMs] of this.#connections) {
+        if (now - heardAtMs > linkSilenceMsMax) this.#closeBadly(socket, "silent sender");
+      }
+    }, linkPingIntervalMs);
+    this.#silenceCheck.unref();
   }
 
   /** Listens; rejects when the address cannot be bound. */
@@ -174,12 +191,13 @@ export class LinkServer {
   /** Stops listening and closes every connection. */
   async close(): Promise<void> {
     this.#routes.clear();
-    for (const socket of this.#connections) socket.destroy();
+    clearInterval(this.#silenceCheck);
+    for (const socket of this.#connections.keys()) socket.destroy();
     await new Promise<void>((resolve) => this.#server.close(() => resolve()));
   }
 
   #accept(socket: Socket): void {
-    this.#connections.add(socket);
+    this.#connections.set(socket, performance.now());
     this.#stats.connections++;
     socket.setNoDelay(true);
     const decoder = new LinkFrameDecoder();
@@ -195,11 +213,17 @@ export class LinkServer {
       this.#connections.delete(socket);
     });
     socket.on("data", (chunk: Buffer) => {
+      this.#connections.set(socket, performance.now());
       let frames: LinkFrame[];
       try {
         frames = decoder.push(chunk);
       } catch (error) {
         this.#closeBadly(socket, (error as Error).message);
+        return;
+      }
+      // Nobody unproven makes this process hold a large frame.
+      if (scope === undefined && frames.length === 0 && decoder.buffered > linkHelloBytesMax) {
+        this.#closeBadly(socket, "a hello too long");
         return;
       }
       for (const frame of frames) {
@@ -243,6 +267,10 @@ export class LinkServer {
   }
 
   #frame(socket: Socket, writer: FrameWriter, scope: LinkScope, frame: LinkFrame): void {
+    if (frame.kind === "ping") {
+      writer.write(pongFrame);
+      return;
+    }
     if (frame.kind !== "request" && frame.kind !== "publish") {
       this.#closeBadly(socket, `a ${frame.kind} frame from a sender`);
       return;
@@ -298,6 +326,8 @@ export class LinkServer {
     socket.destroy();
   }
 }
+
+const pongFrame = encodeLinkFrame({ kind: "pong" });
 
 /**
  * Writes frames to a socket, corked until the end of the turn so that the frames of one

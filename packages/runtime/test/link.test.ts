@@ -2,7 +2,7 @@
 // routes; the offer (over NATS in a running cluster) is a fake function here that hands
 // out what the server's `link.offer.v1` answer would.
 
-import { connect } from "node:net";
+import { connect, createServer } from "node:net";
 import {
   BallastError,
   decodeMessage,
@@ -287,6 +287,62 @@ describe("links over loopback", () => {
     routes.route(other);
     await waitUntil(() => outcomes.length === 3);
     expect(outcomes).toEqual(["no-link", "linked", "no-link"]);
+  });
+});
+
+describe("silent links", () => {
+  test("a server that stops answering pings is left, and a sender that goes quiet is dropped", async () => {
+    // A fake server: says hello-ok, then reads and answers nothing (a stopped process,
+    // or a path that swallows packets, as seen from the sender).
+    const mute = createServer((socket) => {
+      socket.on("error", () => undefined);
+      socket.once("data", () => {
+        for (const part of encodeLinkFrame({ kind: "hello-ok" })) socket.write(part);
+      });
+    });
+    await new Promise<void>((resolve) => mute.listen(0, "127.0.0.1", resolve));
+    cleanup.push(() => new Promise<void>((resolve) => mute.close(() => resolve())));
+    const port = (mute.address() as { port: number }).port;
+    const closed: string[] = [];
+    const connection = new LinkConnection(`127.0.0.1:${port}`, "replica", new Uint8Array(32), () =>
+      closed.push("sender"),
+    );
+    cleanup.push(() => connection.close());
+    await connection.ready;
+    expect(
+      connection.publish(subjects.replica.build("v", 0, "n"), [new Uint8Array(8)], undefined),
+    ).toBe(true);
+    // A real server, and a sender that says hello and then nothing at all.
+    const server = await newServer();
+    const quiet = connect({ host: "127.0.0.1", port: Number(server.address.split(":")[1]) });
+    cleanup.push(() => quiet.destroy());
+    quiet.on("error", () => undefined);
+    quiet.on("close", () => closed.push("server"));
+    quiet.resume(); // reads (and drops) the hello-ok, so that it sees the end
+    for (const part of encodeLinkFrame({
+      kind: "hello",
+      version: linkProtocolVersion,
+      scope: "volume",
+      token: server.tokenFor("volume"),
+    })) {
+      quiet.write(part);
+    }
+    await waitUntil(() => closed.length === 2, 10_000).catch((error) => {
+      throw new Error(`closed: ${closed.join(",")}`, { cause: error });
+    });
+    expect(closed.sort()).toEqual(["sender", "server"]);
+    expect(connection.open).toBe(false);
+    expect(
+      connection.publish(subjects.replica.build("v", 0, "n"), [new Uint8Array(8)], undefined),
+    ).toBe(false);
+  });
+
+  test("an idle link that answers pings stays open", async () => {
+    const server = await newServer();
+    const connection = newConnection(server, "volume");
+    await connection.ready;
+    await new Promise((resolve) => setTimeout(resolve, 5500));
+    expect(connection.open).toBe(true);
   });
 });
 
