@@ -48,6 +48,7 @@ import {
   requestDeadlineMsMax,
 } from "./constants.ts";
 import { type LinkConnection, LinkNotHandled, type LinkOffer, LinkRoutes } from "./link-client.ts";
+import { SealKeys } from "./link-seal.ts";
 import type { Logger } from "./logger.ts";
 import { injectTraceContext, SpanKind, withSpan } from "./tracing.ts";
 
@@ -551,6 +552,8 @@ export class Bus {
   /** Set by enableLinks: the scopes that may go over links, and their routes. */
   #linkScopes: ReadonlySet<LinkScope> = new Set();
   #links: LinkRoutes | undefined;
+  /** Opens the tokens offers carry (link-seal.ts). */
+  #sealKeys: SealKeys | undefined;
   #linkSent: Counter | undefined;
   #linkFallbacks: Counter | undefined;
   readonly #linkStats: LinkSendStats = {
@@ -585,6 +588,7 @@ export class Bus {
     this.#linkFallbacks = this.#meter?.createCounter("ballast_link_fallbacks", {
       description: "messages that had a link but went over NATS or failed with it, by reason",
     });
+    this.#sealKeys = new SealKeys();
     const links = new LinkRoutes(
       (subject) => this.#askOffer(subject),
       (outcome) => {
@@ -600,12 +604,23 @@ export class Bus {
     return { ...structuredClone(this.#linkStats), routed: this.#links?.routed ?? 0 };
   }
 
+  /** Asks `subject`'s server for a link, over NATS, and opens the token it seals. */
   async #askOffer(subject: string): Promise<LinkOffer> {
-    return this.request<"link.offer.v1">(
+    const keys = this.#sealKeys;
+    if (keys === undefined) throw new Error("links are not enabled");
+    const offer = await this.request<"link.offer.v1">(
       subject,
-      { type: "link.offer.v1" },
+      { type: "link.offer.v1", key: keys.publicKey },
       { deadlineMs: linkOfferDeadlineMs, viaNats: true },
     );
+    if (offer.address === undefined || offer.key === undefined || offer.sealed === undefined) {
+      return { scope: offer.scope };
+    }
+    return {
+      address: offer.address,
+      scope: offer.scope,
+      token: keys.open(offer.key, offer.sealed),
+    };
   }
 
   /** The link for `subject`, if its scope is linked and a route is known. */

@@ -43,6 +43,7 @@ import {
 } from "@opentelemetry/api";
 import type { Bus } from "./bus.ts";
 import { ballastVersion, handlersInflightMax, shutdownGraceMs } from "./constants.ts";
+import { SealKeys } from "./link-seal.ts";
 import { LinkServer, type LinkServerStats } from "./link-server.ts";
 import type { Logger } from "./logger.ts";
 import { extractTraceContext, type HeaderCarrier, SpanKind, SpanStatusCode } from "./tracing.ts";
@@ -151,6 +152,8 @@ export class Service {
   private heartbeatSequence = 0;
   private stopping: Promise<void> | undefined;
   #linkServer: LinkServer | undefined;
+  /** Seals tokens in offers (link-seal.ts); made with the listener. */
+  #sealKeys: SealKeys | undefined;
 
   constructor(options: ServiceOptions) {
     this.kind = options.kind;
@@ -186,6 +189,7 @@ export class Service {
    */
   async listenLinks(options: LinkListenOptions): Promise<string> {
     if (this.#linkServer !== undefined) return this.#linkServer.address;
+    this.#sealKeys ??= new SealKeys();
     this.#linkServer = await LinkServer.listen({
       ...options,
       logger: this.logger,
@@ -216,11 +220,21 @@ export class Service {
     await server?.close();
   }
 
-  /** Answers `link.offer.v1` on a subject of `scope`: where to connect, with what token. */
-  private linkOffer(scope: LinkScope) {
+  /**
+   * Answers `link.offer.v1` on a subject of `scope`: where to connect, and the token
+   * sealed to the asker's key (link-seal.ts).
+   */
+  private linkOffer(scope: LinkScope, askerKey: Uint8Array) {
     const server = this.#linkServer;
-    if (server === undefined) return { nodeId: this.nodeId, scope };
-    return { nodeId: this.nodeId, scope, address: server.address, token: server.tokenFor(scope) };
+    const keys = this.#sealKeys;
+    if (server === undefined || keys === undefined) return { nodeId: this.nodeId, scope };
+    return {
+      nodeId: this.nodeId,
+      scope,
+      address: server.address,
+      key: keys.publicKey,
+      sealed: keys.seal(askerKey, server.tokenFor(scope)),
+    };
   }
 
   /** Registers cleanup to run at shutdown, after in-flight messages finish; last in, first run. */
@@ -247,7 +261,7 @@ export class Service {
           ? (dispatch as Dispatch)
           : (message, context) =>
               message.type === "link.offer.v1"
-                ? this.linkOffer(scope)
+                ? this.linkOffer(scope, message.key)
                 : (dispatch as Dispatch)(message, context),
       traced: options.traced ?? true,
     };

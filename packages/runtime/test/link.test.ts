@@ -17,6 +17,7 @@ import {
 } from "@ballast/protocol";
 import { afterEach, describe, expect, test } from "vitest";
 import { LinkConnection, LinkNotHandled, type LinkOffer, LinkRoutes } from "../src/link-client.ts";
+import { SealKeys } from "../src/link-seal.ts";
 import { type LinkMessage, LinkServer } from "../src/link-server.ts";
 import { createLogger } from "../src/logger.ts";
 
@@ -287,6 +288,30 @@ describe("links over loopback", () => {
     routes.route(other);
     await waitUntil(() => outcomes.length === 3);
     expect(outcomes).toEqual(["no-link", "linked", "no-link"]);
+  });
+});
+
+describe("sealed tokens", () => {
+  test("only the asker opens the token an offer seals to its key", () => {
+    const server = new SealKeys();
+    const asker = new SealKeys();
+    const reader = new SealKeys();
+    const token = new Uint8Array(32).fill(9);
+    const sealed = server.seal(asker.publicKey, token);
+    expect(Buffer.from(asker.open(server.publicKey, sealed)).equals(Buffer.from(token))).toBe(true);
+    // Someone who read the exchange holds both public keys, and neither private one.
+    expect(() => reader.open(server.publicKey, sealed)).toThrow(BallastError);
+    expect(() => reader.open(asker.publicKey, sealed)).toThrow(BallastError);
+    const damaged = Uint8Array.from(sealed);
+    damaged[20] = (damaged[20] ?? 0) ^ 1;
+    let code: string | undefined;
+    try {
+      asker.open(server.publicKey, damaged);
+    } catch (error) {
+      code = codeOf(error);
+    }
+    expect(code).toBe(ErrorCode.InvalidMessage);
+    expect(() => asker.open(new Uint8Array(31), sealed)).toThrow(/wrong size/);
   });
 });
 
