@@ -720,13 +720,16 @@ export class Bus {
       this.#countSent(scope, "request", "link");
       return reply;
     } catch (error) {
-      this.#links?.forget(subject, link);
       if (error instanceof LinkNotHandled) {
+        this.#links?.forget(subject, link);
         this.#countFallback(scope, "no-responder");
         return undefined;
       }
-      const timedOut = error instanceof BallastError && error.code === ErrorCode.Timeout;
-      this.#countFallback(scope, timedOut ? "timeout" : "closed");
+      const code = error instanceof BallastError ? error.code : undefined;
+      // Anything else (a message too large for any transport) says nothing of the link.
+      if (code !== ErrorCode.Timeout && code !== ErrorCode.Unavailable) throw error;
+      this.#links?.forget(subject, link);
+      this.#countFallback(scope, code === ErrorCode.Timeout ? "timeout" : "closed");
       throw error;
     }
   }

@@ -337,6 +337,8 @@ export class LinkRoutes {
         ? "no-link"
         : "failed";
     }
+    // Closed meanwhile: a new socket now would keep a finished process alive.
+    if (this.#closed) return "failed";
     if (offer.address === undefined || offer.token === undefined) return "no-link";
     if (linkScopeOf(subject) !== offer.scope) return "no-link";
     const key = linkKey(offer.address, offer.scope);
