@@ -224,8 +224,19 @@ describe("a cluster over links", () => {
       const before = (await describeVolume(control, "linked")).partitions[0]!;
       const primary = before.primary;
       const secondary = before.secondaries[0]!;
+      // The primary may have asked its secondary for a link before the secondary served
+      // its replica subject (no responder): it asks again a second later, as notes go on.
+      const onSecondary = await waitFor(
+        "notes over a link",
+        async () => {
+          await write(written.size % 512, 1 + (written.size % 250));
+          const links = await linksOf(control, secondary);
+          return links.received.publishes.replica > 0 ? links : undefined;
+        },
+        10_000,
+        20,
+      );
       const onPrimary = await linksOf(control, primary);
-      const onSecondary = await linksOf(control, secondary);
       // The primary took the client's requests by link and its secondary's acks; the
       // secondary took the primary's notes by link.
       expect(onPrimary.received.requests.volume).toBeGreaterThanOrEqual(20);
