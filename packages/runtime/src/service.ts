@@ -199,11 +199,6 @@ export class Service {
     return this.#linkServer.address;
   }
 
-  /** The link listener's address, if it listens. */
-  get linkAddress(): string | undefined {
-    return this.#linkServer?.address;
-  }
-
   /** What this process received over links (undefined when it does not listen). */
   linkServerStats(): LinkServerStats | undefined {
     return this.#linkServer?.stats();
