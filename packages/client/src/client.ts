@@ -23,6 +23,7 @@ export class BallastClient {
   constructor(bus: RequestBus, options: Partial<ClientOptions> = {}) {
     this.bus = bus;
     this.options = resolveClientOptions(options);
+    if (this.options.links) this.bus.enableLinks?.(["volume"]);
   }
 
   /** Describes the volume through the coordinator and returns it as a BlockDevice. */

@@ -41,6 +41,12 @@ export interface ClientOptions {
   retryDelayMsMax: number;
   /** How long an operation keeps retrying, counted from when it was issued. */
   retryBudgetMs: number;
+  /**
+   * Send volume requests over direct links to primaries once their head nodes offer one
+   * (runtime bus.ts, `enableLinks`), over NATS until then and as the fallback. On by
+   * default; it sets the bus, so every user of the bus gets the links.
+   */
+  links: boolean;
   /** A uniform draw from [0, 1), for jitter. */
   random: () => number;
   clock: Clock;
@@ -61,6 +67,7 @@ export const clientOptionsDefault: Readonly<ClientOptions> = {
   retryDelayMsInitial,
   retryDelayMsMax,
   retryBudgetMs,
+  links: true,
   random: Math.random,
   clock: systemClock,
 };
@@ -95,6 +102,7 @@ export function resolveClientOptions(options: Partial<ClientOptions>): Readonly<
       `requestDataBytesMax must be a multiple of ${limits.sectorBytes} bytes, got ${resolved.requestDataBytesMax}`,
     );
   }
+  if (typeof resolved.links !== "boolean") problems.push("links must be true or false");
   if (typeof resolved.random !== "function") problems.push("random must be a function");
   if (typeof resolved.clock?.nowMs !== "function" || typeof resolved.clock?.sleep !== "function") {
     problems.push("clock must have nowMs() and sleep(delayMs)");

@@ -20,6 +20,8 @@ import type { VolumeState } from "./layout.ts";
 /** The narrow part of the runtime's Bus the client needs (so tests can pass a fake). */
 export interface RequestBus {
   request: Bus["request"];
+  /** Links for volume requests (a real Bus has it; a test's fake need not). */
+  enableLinks?: Bus["enableLinks"];
 }
 
 /** Where a request goes: a partition of a volume, in the epoch the client believes current. */

@@ -8,6 +8,7 @@ export * from "./envelope.ts";
 export * from "./errors.ts";
 export * from "./incarnation.ts";
 export * as limits from "./limits.ts";
+export * from "./link.ts";
 export * from "./messages/index.ts";
 export * from "./permissions.ts";
 export * from "./subjects.ts";

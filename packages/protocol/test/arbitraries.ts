@@ -33,6 +33,10 @@ export const messageArbitraries: {
     version: fc.string({ maxLength: 20 }),
   }),
   "node.info.v1": fc.record({ type: fc.constant("node.info.v1" as const) }),
+  "link.offer.v1": fc.record({
+    type: fc.constant("link.offer.v1" as const),
+    key: fc.uint8Array({ minLength: 32, maxLength: 32 }),
+  }),
   "cluster.status.v1": fc.record(
     { type: fc.constant("cluster.status.v1" as const), probe: fc.boolean() },
     { requiredKeys: ["type"] },

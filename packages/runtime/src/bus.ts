@@ -3,6 +3,17 @@
 // remote failure surfaces as a BallastError with the remote side's code. NATS-level
 // faults (no responder, timeout, closed connection) become BallastErrors too, so a caller
 // handles one error type.
+//
+// Links (link-client.ts): with `enableLinks`, a request or publish on a subject of an
+// enabled scope goes over a direct TCP link to the process serving it once one is known,
+// and over NATS until then; the same bytes either way, the same errors. A request the
+// link's server did not handle (`no-responder`) is resent over NATS at once; one that
+// may have been handled (the link closed, the deadline passed) fails as it would have
+// on NATS (Unavailable, Timeout) and its route is forgotten, so the next request goes
+// over NATS and asks for a link again. Switching transports mid-stream can reorder
+// messages of one subject; every protocol on link scopes already takes that (volume
+// requests are independent and retried by the client; replication tolerates lost and
+// reordered messages: see the replica core's header).
 
 import { readFileSync } from "node:fs";
 import {
@@ -10,6 +21,8 @@ import {
   decodeReply,
   ErrorCode,
   encodeMessageParts,
+  type LinkScope,
+  linkScopeOf,
   type Message,
   type MessageOf,
   type RequestType,
@@ -28,11 +41,14 @@ import {
 } from "@nats-io/transport-node";
 import type { Context, Counter, Meter, Tracer } from "@opentelemetry/api";
 import {
+  linkOfferDeadlineMs,
   natsConnectTimeoutMs,
   natsReconnectWaitMs,
   requestDeadlineMsDefault,
   requestDeadlineMsMax,
 } from "./constants.ts";
+import { type LinkConnection, LinkNotHandled, type LinkOffer, LinkRoutes } from "./link-client.ts";
+import { SealKeys } from "./link-seal.ts";
 import type { Logger } from "./logger.ts";
 import { injectTraceContext, SpanKind, withSpan } from "./tracing.ts";
 
@@ -409,6 +425,21 @@ export interface RequestOptions {
    * The bytes are sent as they are, so they must not change while any request is out.
    */
   encoded?: readonly Uint8Array[];
+  /** Over NATS even where a link is known (a link offer: links are learned over NATS). */
+  viaNats?: boolean;
+}
+
+/** Why a message of a linked scope went over NATS rather than a link it had. */
+export type LinkFallbackReason = "no-responder" | "closed" | "timeout" | "not-sent";
+
+/** What a Bus sent by link and by NATS on its linked scopes (node info, tests). */
+export interface LinkSendStats {
+  scopes: LinkScope[];
+  routed: number;
+  link: { requests: number; publishes: number };
+  nats: { requests: number; publishes: number };
+  fallbacks: Record<LinkFallbackReason, number>;
+  offers: { linked: number; "no-link": number; failed: number };
 }
 
 /** A request waiting for its reply (ReplyRouter). */
@@ -517,13 +548,97 @@ export class Bus {
 
   /** Requests that failed, by message type and error code (a no-op without metrics). */
   private readonly failures: Counter | undefined;
+  readonly #meter: Meter | undefined;
+  /** Set by enableLinks: the scopes that may go over links, and their routes. */
+  #linkScopes: ReadonlySet<LinkScope> = new Set();
+  #links: LinkRoutes | undefined;
+  /** Opens the tokens offers carry (link-seal.ts). */
+  #sealKeys: SealKeys | undefined;
+  #linkSent: Counter | undefined;
+  #linkFallbacks: Counter | undefined;
+  readonly #linkStats: LinkSendStats = {
+    scopes: [],
+    routed: 0,
+    link: { requests: 0, publishes: 0 },
+    nats: { requests: 0, publishes: 0 },
+    fallbacks: { "no-responder": 0, closed: 0, timeout: 0, "not-sent": 0 },
+    offers: { linked: 0, "no-link": 0, failed: 0 },
+  };
 
   constructor(connection: NatsConnection, tracer: Tracer | undefined, meter?: Meter) {
     this.connection = connection;
     this.tracer = tracer;
+    this.#meter = meter;
     this.failures = meter?.createCounter("ballast_nats_request_errors", {
       description: "NATS requests this process sent that failed, by type and error code",
     });
+  }
+
+  /**
+   * Sends messages of these scopes over links where one is known (module header). Called
+   * once, before traffic; a later call adds scopes. The links close with the connection.
+   */
+  enableLinks(scopes: readonly LinkScope[]): void {
+    this.#linkScopes = new Set([...this.#linkScopes, ...scopes]);
+    this.#linkStats.scopes = [...this.#linkScopes];
+    if (this.#links !== undefined) return;
+    this.#linkSent = this.#meter?.createCounter("ballast_link_sent", {
+      description: "messages of linked scopes this process sent, by scope, kind and transport",
+    });
+    this.#linkFallbacks = this.#meter?.createCounter("ballast_link_fallbacks", {
+      description: "messages that had a link but went over NATS or failed with it, by reason",
+    });
+    this.#sealKeys = new SealKeys();
+    const links = new LinkRoutes(
+      (subject) => this.#askOffer(subject),
+      (outcome) => {
+        this.#linkStats.offers[outcome]++;
+      },
+    );
+    this.#links = links;
+    void this.connection.closed().then(() => links.close());
+  }
+
+  /** What went by link and by NATS, for node info and tests. */
+  linkStats(): LinkSendStats {
+    return { ...structuredClone(this.#linkStats), routed: this.#links?.routed ?? 0 };
+  }
+
+  /** Asks `subject`'s server for a link, over NATS, and opens the token it seals. */
+  async #askOffer(subject: string): Promise<LinkOffer> {
+    const keys = this.#sealKeys;
+    if (keys === undefined) throw new Error("links are not enabled");
+    const offer = await this.request<"link.offer.v1">(
+      subject,
+      { type: "link.offer.v1", key: keys.publicKey },
+      { deadlineMs: linkOfferDeadlineMs, viaNats: true },
+    );
+    if (offer.address === undefined || offer.key === undefined || offer.sealed === undefined) {
+      return { scope: offer.scope };
+    }
+    return {
+      address: offer.address,
+      scope: offer.scope,
+      token: keys.open(offer.key, offer.sealed),
+    };
+  }
+
+  /** The link for `subject`, if its scope is linked and a route is known. */
+  #linkFor(subject: string): { scope: LinkScope; link: LinkConnection | undefined } | undefined {
+    if (this.#links === undefined) return undefined;
+    const scope = linkScopeOf(subject);
+    if (scope === undefined || !this.#linkScopes.has(scope)) return undefined;
+    return { scope, link: this.#links.route(subject) };
+  }
+
+  #countSent(scope: LinkScope, kind: "request" | "publish", transport: "link" | "nats"): void {
+    this.#linkStats[transport][kind === "request" ? "requests" : "publishes"]++;
+    this.#linkSent?.add(1, { scope, kind, transport });
+  }
+
+  #countFallback(scope: LinkScope, reason: LinkFallbackReason): void {
+    this.#linkStats.fallbacks[reason]++;
+    this.#linkFallbacks?.add(1, { scope, reason });
   }
 
   /** Sends a request and returns its validated result, or throws a BallastError. */
@@ -552,10 +667,24 @@ export class Bus {
         }
         // In parts: large data goes to the socket from where it is (publishParts).
         const payload = options.encoded ?? encodeMessageParts(message as Message);
-        let reply: Uint8Array;
+        let reply: Uint8Array | undefined;
         try {
-          this.#replies ??= new ReplyRouter(this.connection);
-          reply = await this.#replies.request(subject, payload, deadlineMs, headers);
+          const linked = options.viaNats ? undefined : this.#linkFor(subject);
+          if (linked?.link !== undefined) {
+            reply = await this.#requestByLink(
+              linked.scope,
+              linked.link,
+              subject,
+              payload,
+              deadlineMs,
+              headers,
+            );
+          }
+          if (reply === undefined) {
+            if (linked !== undefined) this.#countSent(linked.scope, "request", "nats");
+            this.#replies ??= new ReplyRouter(this.connection);
+            reply = await this.#replies.request(subject, payload, deadlineMs, headers);
+          }
         } catch (error) {
           const translated = translateNatsError(error, subject, deadlineMs);
           this.failures?.add(1, { type, code: translated.code });
@@ -572,6 +701,39 @@ export class Bus {
     );
   }
 
+  /**
+   * One request over a link: the reply's bytes, or undefined when the server did not
+   * handle it (`no-responder`: the caller sends it over NATS). Any other failure forgets
+   * the route and is thrown: the request may have been handled, so it is never resent.
+   */
+  async #requestByLink(
+    scope: LinkScope,
+    link: LinkConnection,
+    subject: string,
+    payload: readonly Uint8Array[],
+    deadlineMs: number,
+    headers: MsgHdrs | undefined,
+  ): Promise<Uint8Array | undefined> {
+    const traceparent = headers?.get("traceparent") || undefined;
+    try {
+      const reply = await link.request(subject, payload, traceparent, deadlineMs);
+      this.#countSent(scope, "request", "link");
+      return reply;
+    } catch (error) {
+      if (error instanceof LinkNotHandled) {
+        this.#links?.forget(subject, link);
+        this.#countFallback(scope, "no-responder");
+        return undefined;
+      }
+      const code = error instanceof BallastError ? error.code : undefined;
+      // Anything else (a message too large for any transport) says nothing of the link.
+      if (code !== ErrorCode.Timeout && code !== ErrorCode.Unavailable) throw error;
+      this.#links?.forget(subject, link);
+      this.#countFallback(scope, code === ErrorCode.Timeout ? "timeout" : "closed");
+      throw error;
+    }
+  }
+
   /** Publishes a message that expects no reply, with trace context unless `untraced`. */
   publish(
     subject: string,
@@ -580,12 +742,21 @@ export class Bus {
   ): void {
     // In parts: large data (notes to a secondary) goes to the socket from where it is.
     const payload = encodeMessageParts(message);
-    if (options.untraced || this.tracer === undefined) {
-      publishParts(this.connection, subject, payload, undefined, undefined);
-      return;
+    let headers: MsgHdrs | undefined;
+    if (!options.untraced && this.tracer !== undefined) {
+      headers = natsHeaders();
+      injectTraceContext(headers, options.traceFrom);
     }
-    const headers = natsHeaders();
-    injectTraceContext(headers, options.traceFrom);
+    const linked = this.#linkFor(subject);
+    if (linked !== undefined) {
+      const traceparent = headers?.get("traceparent") || undefined;
+      if (linked.link?.publish(subject, payload, traceparent)) {
+        this.#countSent(linked.scope, "publish", "link");
+        return;
+      }
+      if (linked.link !== undefined) this.#countFallback(linked.scope, "not-sent");
+      this.#countSent(linked.scope, "publish", "nats");
+    }
     publishParts(this.connection, subject, payload, undefined, headers);
   }
 }

@@ -27,3 +27,31 @@ export const natsConnectTimeoutMs = 30_000;
 
 /** The version every service reports in heartbeats and node info. */
 export const ballastVersion = "0.1.0";
+
+/**
+ * Links (link-server.ts, link-client.ts). A sender that knows no link for a subject asks
+ * its server for one at most this often per subject (after a failed or refused offer).
+ */
+export const linkOfferRetryMs = 1000;
+/** …and this often when the server said it takes no links (links off, an older node). */
+export const linkOfferRefusedRetryMs = 30_000;
+/** How long an offer request over NATS waits. */
+export const linkOfferDeadlineMs = 1000;
+/** How long a sender waits for a new link's TCP connection and `hello-ok`. */
+export const linkConnectTimeoutMs = 2000;
+/** How long a server waits for a new connection's `hello` before it closes it. */
+export const linkHelloTimeoutMs = 5000;
+/**
+ * Bytes a link may hold unsent; past this the other side is not reading and the link is
+ * closed (its senders go back to NATS). Well above a burst of QD32 1 MiB writes.
+ */
+export const linkWriteBufferBytesMax = 64 * 1024 * 1024;
+/** A sender pings each open link this often (publishes get no answers: link.ts, "ping"). */
+export const linkPingIntervalMs = 1000;
+/**
+ * Either side closes a link it has heard nothing from for this long: a peer that stopped
+ * reading, or a path that swallows packets. Its senders go back to NATS.
+ */
+export const linkSilenceMsMax = 4000;
+/** Bytes a new connection may send before its hello is complete (a hello is ~40). */
+export const linkHelloBytesMax = 1024;

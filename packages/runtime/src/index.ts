@@ -7,6 +7,8 @@ export * as constants from "./constants.ts";
 export * from "./data-dir.ts";
 export * from "./errors.ts";
 export * from "./keyed-lock.ts";
+export * from "./link-client.ts";
+export * from "./link-server.ts";
 export * from "./logger.ts";
 export * from "./metrics.ts";
 export * from "./run.ts";

@@ -13,6 +13,11 @@
 //
 // Failure model: a handler that throws answers with an error reply (its BallastError
 // code, or Internal) and the service goes on; a bad message never reaches the actor.
+//
+// Links (link-server.ts): a subject served with a link scope is also routed from the
+// service's link listener, into the same deliveries, decode, dispatch and reply as its
+// NATS subscription; the shell answers `link.offer.v1` on it (where to connect, and the
+// token) before the actor's dispatch. Stopping a subject removes its link route first.
 
 import {
   decodeMessage,
@@ -20,12 +25,13 @@ import {
   encodeError,
   encodeResult,
   errorBody,
+  type LinkScope,
   type Message,
   type MessageType,
   type ServiceKind,
   subjects,
 } from "@ballast/protocol";
-import type { Msg, Subscription } from "@nats-io/transport-node";
+import type { Subscription } from "@nats-io/transport-node";
 import {
   type Counter,
   createNoopMeter,
@@ -37,8 +43,10 @@ import {
 } from "@opentelemetry/api";
 import type { Bus } from "./bus.ts";
 import { ballastVersion, handlersInflightMax, shutdownGraceMs } from "./constants.ts";
+import { SealKeys } from "./link-seal.ts";
+import { LinkServer, type LinkServerStats } from "./link-server.ts";
 import type { Logger } from "./logger.ts";
-import { extractTraceContext, SpanKind, SpanStatusCode } from "./tracing.ts";
+import { extractTraceContext, type HeaderCarrier, SpanKind, SpanStatusCode } from "./tracing.ts";
 
 /** What a handler learns about the message beyond its content. */
 export interface MessageContext {
@@ -67,6 +75,30 @@ export interface ServeOptions<T extends MessageType> {
    * a traced request carry one, acknowledgements and empty rounds none).
    */
   traced?: boolean | "when-carried";
+  /**
+   * Also take this subject's messages over links of this scope (link-server.ts), and
+   * answer `link.offer.v1` on it. The subject must be of the scope's family.
+   */
+  link?: LinkScope;
+}
+
+/**
+ * A delivered message, from NATS (its Msg) or a link (LinkMessage): what the shell reads
+ * of it. A request has a non-empty `reply`; `respond` sends the reply envelope back.
+ */
+export interface Inbound {
+  readonly subject: string;
+  readonly data: Uint8Array;
+  readonly reply?: string | undefined;
+  readonly headers?: (HeaderCarrier & { has(key: string): boolean }) | undefined;
+  respond(data: Uint8Array): boolean;
+}
+
+/** Where this service listens for links: `advertise` is the host senders are told. */
+export interface LinkListenOptions {
+  host: string;
+  port: number;
+  advertise: string;
 }
 
 export interface ServiceOptions {
@@ -119,6 +151,9 @@ export class Service {
   private heartbeatTimer: NodeJS.Timeout | undefined;
   private heartbeatSequence = 0;
   private stopping: Promise<void> | undefined;
+  #linkServer: LinkServer | undefined;
+  /** Seals tokens in offers (link-seal.ts); made with the listener. */
+  #sealKeys: SealKeys | undefined;
 
   constructor(options: ServiceOptions) {
     this.kind = options.kind;
@@ -148,6 +183,55 @@ export class Service {
     this.describe = describe;
   }
 
+  /**
+   * Listens for links; subjects served with a `link` scope from now on are routed from
+   * it. Returns the address offers name (`advertise:port`).
+   */
+  async listenLinks(options: LinkListenOptions): Promise<string> {
+    if (this.#linkServer !== undefined) return this.#linkServer.address;
+    this.#sealKeys ??= new SealKeys();
+    this.#linkServer = await LinkServer.listen({
+      ...options,
+      logger: this.logger,
+      meter: this.meter,
+    });
+    this.logger.info({ link: this.#linkServer.address }, "listening for links");
+    return this.#linkServer.address;
+  }
+
+  /** What this process received over links (undefined when it does not listen). */
+  linkServerStats(): LinkServerStats | undefined {
+    return this.#linkServer?.stats();
+  }
+
+  /**
+   * Stops taking links: closes the listener and every link, so that requests in hand
+   * from them can no longer be answered there (their senders fail them Unavailable, as
+   * a crash would) and senders go back to NATS. Offers then name no address.
+   */
+  async closeLinks(): Promise<void> {
+    const server = this.#linkServer;
+    this.#linkServer = undefined;
+    await server?.close();
+  }
+
+  /**
+   * Answers `link.offer.v1` on a subject of `scope`: where to connect, and the token
+   * sealed to the asker's key (link-seal.ts).
+   */
+  private linkOffer(scope: LinkScope, askerKey: Uint8Array) {
+    const server = this.#linkServer;
+    const keys = this.#sealKeys;
+    if (server === undefined || keys === undefined) return { nodeId: this.nodeId, scope };
+    return {
+      nodeId: this.nodeId,
+      scope,
+      address: server.address,
+      key: keys.publicKey,
+      sealed: keys.seal(askerKey, server.tokenFor(scope)),
+    };
+  }
+
   /** Registers cleanup to run at shutdown, after in-flight messages finish; last in, first run. */
   onClose(closer: Closer): void {
     this.closers.push(closer);
@@ -162,9 +246,18 @@ export class Service {
     options: ServeOptions<T>,
     dispatch: Dispatch<Extract<Message, { type: T }>>,
   ): Served {
+    const scope = options.link;
     const route: Route = {
-      accept: new Set<MessageType>(options.accept),
-      dispatch: dispatch as Dispatch,
+      accept: new Set<MessageType>(
+        scope === undefined ? options.accept : [...options.accept, "link.offer.v1"],
+      ),
+      dispatch:
+        scope === undefined
+          ? (dispatch as Dispatch)
+          : (message, context) =>
+              message.type === "link.offer.v1"
+                ? this.linkOffer(scope, message.key)
+                : (dispatch as Dispatch)(message, context),
       traced: options.traced ?? true,
     };
     const deliveries = new Deliveries(
@@ -176,6 +269,10 @@ export class Service {
       ...(options.queue === undefined ? {} : { queue: options.queue }),
       callback: deliveries.deliver,
     });
+    const unroute =
+      scope === undefined || this.#linkServer === undefined
+        ? undefined
+        : this.#linkServer.route(subject, scope, (message) => deliveries.deliver(null, message));
     deliveries.closeWith(subscription);
     this.subscriptions.push(subscription);
     this.subjectsServed.push(subject);
@@ -183,6 +280,9 @@ export class Service {
     this.loops.push(loop);
     return {
       stop: async () => {
+        // Links first: from now on a link request here is answered no-responder (not
+        // handled), and its sender resends it over NATS.
+        unroute?.();
         const index = this.subscriptions.indexOf(subscription);
         if (index < 0) return;
         this.subscriptions.splice(index, 1);
@@ -219,7 +319,21 @@ export class Service {
       uptimeMs: Date.now() - this.startedAtMs,
       version: ballastVersion,
       subjects: [...this.subjectsServed],
-      details: this.describe(),
+      details:
+        this.#linkServer === undefined && this.bus.linkStats().scopes.length === 0
+          ? this.describe()
+          : this.withLinks(this.describe()),
+    };
+  }
+
+  private withLinks(details: Record<string, unknown>): Record<string, unknown> {
+    return {
+      ...details,
+      links: {
+        address: this.#linkServer?.address,
+        received: this.#linkServer?.stats(),
+        sent: this.bus.linkStats(),
+      },
     };
   }
 
@@ -257,6 +371,8 @@ export class Service {
   private async stopInOrder(reason: string): Promise<void> {
     this.logger.info({ reason }, "shutting down");
     if (this.heartbeatTimer !== undefined) clearInterval(this.heartbeatTimer);
+    // Links first: what arrives by link from now on is answered no-responder.
+    this.#linkServer?.unrouteAll();
     // Draining a subscription stops delivery and lets the loop handle what was already
     // delivered; the loops end once their in-flight handlers have finished.
     await Promise.allSettled(this.subscriptions.map((subscription) => subscription.drain()));
@@ -264,6 +380,8 @@ export class Service {
     if (!finished) {
       this.logger.warn({ graceMs: shutdownGraceMs }, "in-flight messages did not finish in time");
     }
+    // After the handlers: their replies to link requests have been written.
+    await this.closeLinks();
     for (const closer of this.closers.reverse()) {
       try {
         await closer();
@@ -284,7 +402,7 @@ export class Service {
    * handler that answers at once costs no promise here. Never throws for a bad message
    * or a failing handler: those become error replies.
    */
-  private handle(raw: Msg, route: Route): Promise<void> | undefined {
+  private handle(raw: Inbound, route: Route): Promise<void> | undefined {
     const isRequest = raw.reply !== undefined && raw.reply !== "";
     let message: Message;
     try {
@@ -308,7 +426,7 @@ export class Service {
   }
 
   private async handleTraced(
-    raw: Msg,
+    raw: Inbound,
     isRequest: boolean,
     message: Message,
     dispatch: Dispatch,
@@ -337,7 +455,7 @@ export class Service {
    * crash. A result that is not a promise is answered at once.
    */
   private run(
-    raw: Msg,
+    raw: Inbound,
     isRequest: boolean,
     message: Message,
     dispatch: Dispatch,
@@ -361,7 +479,7 @@ export class Service {
   }
 
   private answer(
-    raw: Msg,
+    raw: Inbound,
     isRequest: boolean,
     message: Message,
     result: unknown,
@@ -377,7 +495,7 @@ export class Service {
   }
 
   private fail(
-    raw: Msg,
+    raw: Inbound,
     isRequest: boolean,
     message: Message,
     error: unknown,
@@ -412,8 +530,8 @@ export class Service {
 class Deliveries {
   readonly finished: Promise<void>;
   /** nats.js's callback: bound once, so a delivery makes no closure. */
-  readonly deliver: (error: Error | null, message: Msg) => void;
-  private readonly backlog: Msg[] = [];
+  readonly deliver: (error: Error | null, message: Inbound) => void;
+  private readonly backlog: Inbound[] = [];
   private backlogHead = 0;
   private inflight = 0;
   private closed = false;
@@ -423,7 +541,7 @@ class Deliveries {
   private readonly settledBadly: (error: unknown) => void;
 
   constructor(
-    private readonly handle: (raw: Msg) => Promise<void> | undefined,
+    private readonly handle: (raw: Inbound) => Promise<void> | undefined,
     private readonly inflightMax: number,
     private readonly logger: Logger,
   ) {
@@ -462,7 +580,7 @@ class Deliveries {
     });
   }
 
-  private start(message: Msg): void {
+  private start(message: Inbound): void {
     let handled: Promise<void> | undefined;
     try {
       handled = this.handle(message);
@@ -477,8 +595,8 @@ class Deliveries {
 
   private pump(): void {
     while (this.inflight < this.inflightMax && this.backlogHead < this.backlog.length) {
-      const message = this.backlog[this.backlogHead] as Msg;
-      this.backlog[this.backlogHead++] = undefined as unknown as Msg;
+      const message = this.backlog[this.backlogHead] as Inbound;
+      this.backlog[this.backlogHead++] = undefined as unknown as Inbound;
       if (this.backlogHead === this.backlog.length) {
         this.backlog.length = 0;
         this.backlogHead = 0;

@@ -53,6 +53,15 @@ export const gatewayOptions = {
     type: "string",
     description: "listen on this Unix socket instead of TCP",
   },
+  links: {
+    flag: "links",
+    env: "BALLAST_LINKS",
+    type: "string",
+    default: "on",
+    check: (value: string) => (value === "on" || value === "off" ? undefined : "must be on or off"),
+    description:
+      "send volume I/O over direct links to the primaries that offer them (NATS until then, and as the fallback)",
+  },
 } as const satisfies OptionSpecs;
 
 type GatewayConfig = ConfigOf<typeof gatewayOptions> & CommonConfig;
@@ -67,7 +76,7 @@ export class Gateway {
     private readonly service: Service,
     private readonly config: GatewayConfig,
   ) {
-    this.client = new BallastClient(service.bus);
+    this.client = new BallastClient(service.bus, { links: config.links === "on" });
   }
 
   async start(): Promise<void> {

@@ -1,6 +1,13 @@
 // The head node's service definition for the runtime.
 
-import type { CommonConfig, ConfigOf, OptionSpecs, Service } from "@ballast/runtime";
+import {
+  type CommonConfig,
+  ConfigError,
+  type ConfigOf,
+  type LinkListenOptions,
+  type OptionSpecs,
+  type Service,
+} from "@ballast/runtime";
 import { chunkCacheBytesDefault } from "./chunk-cache.ts";
 import { replicaLimitsDefault, tickMs } from "./constants.ts";
 import { HeadNode } from "./headnode.ts";
@@ -45,12 +52,69 @@ export const headnodeOptions = {
     description:
       "memory for sled chunk bytes read or flushed by this node, served again without a sled read; 0 turns it off",
   },
+  linkListen: {
+    flag: "link-listen",
+    env: "BALLAST_LINK_LISTEN",
+    type: "string",
+    default: "127.0.0.1:0",
+    check: checkLinkListen,
+    description:
+      "host:port to take links on (volume I/O and replication without nats-server; port 0 picks one); off turns links off",
+  },
+  linkAdvertise: {
+    flag: "link-advertise",
+    env: "BALLAST_LINK_ADVERTISE",
+    type: "string",
+    check: (value: string) =>
+      /^[^\s:/]+$/.test(value)
+        ? undefined
+        : `must be a host name or IPv4 address, got ${JSON.stringify(value)}`,
+    description:
+      "host that senders connect to for links (default: the --link-listen host; required when that is 0.0.0.0)",
+  },
 } as const satisfies OptionSpecs;
+
+/** `off`, or `host:port` with a port in 0..65535. */
+function checkLinkListen(value: string): string | undefined {
+  if (value === "off") return undefined;
+  const match = /^([^\s:/]+):(\d{1,5})$/.exec(value);
+  if (match === null || Number(match[2]) > 65_535) {
+    return `must be host:port (e.g. 127.0.0.1:0) or off, got ${JSON.stringify(value)}`;
+  }
+  return undefined;
+}
+
+/**
+ * Where links are taken, from the options: undefined with links off. Listening on every
+ * address (0.0.0.0) needs a host to tell senders, which the node cannot guess.
+ */
+export function linkListenOf(config: {
+  linkListen: string;
+  linkAdvertise: string | undefined;
+}): LinkListenOptions | undefined {
+  if (config.linkListen === "off") return undefined;
+  const colon = config.linkListen.lastIndexOf(":");
+  const host = config.linkListen.slice(0, colon);
+  const port = Number(config.linkListen.slice(colon + 1));
+  if (config.linkAdvertise === undefined && (host === "0.0.0.0" || host === "::")) {
+    throw new ConfigError([
+      `--link-listen ${config.linkListen} listens on every address: --link-advertise (or BALLAST_LINK_ADVERTISE) must name the host senders connect to`,
+    ]);
+  }
+  return { host, port, advertise: config.linkAdvertise ?? host };
+}
 
 export const headnodeDefinition = {
   kind: "headnode" as const,
   options: headnodeOptions,
   async start(service: Service, config: ConfigOf<typeof headnodeOptions> & CommonConfig) {
+    // Links before any subject is served: served subjects are routed from the listener.
+    // A node with links off neither takes nor sends any (everything over NATS).
+    const links = linkListenOf(config);
+    if (links !== undefined) {
+      await service.listenLinks(links);
+      service.bus.enableLinks(["replica"]);
+    }
     const limits = {
       checkpointIntervalTicks: Math.max(1, Math.round(config.checkpointIntervalMs / tickMs)),
       checkpointIntervalOps: config.checkpointIntervalOps,

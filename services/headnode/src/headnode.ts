@@ -540,7 +540,10 @@ export class HeadNode {
     );
     const replication = this.service.serve(
       subjects.replica.build(message.volume, message.partition, this.service.nodeId),
-      { accept: ["replica.notes.v1", "replica.ack.v1"], traced: "when-carried" },
+      // Also over links from other head nodes (runtime link-server.ts): the core takes
+      // replication messages lost, duplicated or reordered, so a sender switching
+      // between a link and NATS mid-stream is safe.
+      { accept: ["replica.notes.v1", "replica.ack.v1"], traced: "when-carried", link: "replica" },
       (replicationMessage) => host.onReplication(replicationMessage),
     );
     host.sledsOut = this.replicator.sledsOut;
@@ -589,6 +592,10 @@ export class HeadNode {
             "volume.write-zeroes.v1",
             "volume.flush.v1",
           ],
+          // Also over links from clients: volume requests in flight together have no
+          // order (as on a disk), so a client switching transports reorders nothing
+          // it relies on.
+          link: "volume",
         },
         (message) => this.onVolumeMessage(hosted.host, message),
       );

@@ -1,7 +1,8 @@
 // Messages every service speaks: liveness and self-description.
 
 import { z } from "zod";
-import { diskId, nodeId, serviceKind, text, unsignedInteger } from "./fields.ts";
+import { linkScopes, linkTokenBytesMax } from "../link.ts";
+import { bytes, diskId, nodeId, serviceKind, text, unsignedInteger } from "./fields.ts";
 
 /** Published (not requested) by every service on its heartbeat subject. */
 export const Heartbeat = z.object({
@@ -38,4 +39,34 @@ export const NodeInfoResult = z.object({
   subjects: z.array(text).max(64),
   /** Kind-specific facts (capacity, replicas held, …); shape documented per service. */
   details: z.record(z.string(), z.unknown()),
+});
+
+/**
+ * Asks the process serving a link-scoped subject (a volume's primary, a replica) for a
+ * link to it (protocol link.ts). Sent over NATS on that very subject, so NATS
+ * permissions decide who may have one: whoever may publish there. Answered by the
+ * service shell before the actor sees it, like `node.info.v1`. `key` is the asker's
+ * X25519 public key: the token comes back sealed to it, since replies travel on _INBOX
+ * subjects that others may read (runtime link-seal.ts).
+ */
+export const LinkOffer = z.object({
+  type: z.literal("link.offer.v1"),
+  key: bytes.refine((key) => key.byteLength === 32, "an X25519 public key is 32 bytes"),
+});
+
+/** Where to connect, and the token a `hello` of that scope must carry. No address: no link. */
+export const LinkOfferResult = z.object({
+  nodeId,
+  scope: z.enum(linkScopes),
+  /** `host:port` of the node's link listener; absent when it takes no links. */
+  address: z
+    .string()
+    .max(300)
+    .regex(/^[^\s]+:[0-9]{1,5}$/)
+    .optional(),
+  /** The server's X25519 public key, and the token sealed under the shared key. */
+  key: bytes.refine((key) => key.byteLength === 32, "an X25519 public key is 32 bytes").optional(),
+  sealed: bytes
+    .refine((sealed) => sealed.byteLength <= 28 + linkTokenBytesMax, "sealed token too long")
+    .optional(),
 });

@@ -4,7 +4,7 @@
 // service sends it.
 
 import { z } from "zod";
-import { Heartbeat, NodeInfo, NodeInfoResult } from "./common.ts";
+import { Heartbeat, LinkOffer, LinkOfferResult, NodeInfo, NodeInfoResult } from "./common.ts";
 import {
   ClusterStatus,
   ClusterStatusResult,
@@ -103,6 +103,7 @@ export * from "./volume.ts";
 export const Message = z.discriminatedUnion("type", [
   Heartbeat,
   NodeInfo,
+  LinkOffer,
   ClusterStatus,
   VolumeCreate,
   VolumeDescribe,
@@ -156,6 +157,7 @@ export type MessageOf<T extends MessageType> = Extract<Message, { type: T }>;
 export const messageSchemas: { [T in MessageType]: z.ZodType<MessageOf<T>> } = {
   "heartbeat.v1": Heartbeat,
   "node.info.v1": NodeInfo,
+  "link.offer.v1": LinkOffer,
   "cluster.status.v1": ClusterStatus,
   "volume.create.v1": VolumeCreate,
   "volume.describe.v1": VolumeDescribe,
@@ -206,6 +208,7 @@ export const messageTypes = Object.keys(messageSchemas) as MessageType[];
 /** What each request type answers with. Messages absent here are published, not requested. */
 export const resultSchemas = {
   "node.info.v1": NodeInfoResult,
+  "link.offer.v1": LinkOfferResult,
   "cluster.status.v1": ClusterStatusResult,
   "volume.create.v1": VolumeState,
   "volume.describe.v1": VolumeState,

@@ -1,0 +1,384 @@
+// Links: a second transport for the same messages, a TCP byte stream straight from a
+// sender to the process that serves a subject, so that the write path's hot messages
+// (volume I/O to a primary, replication between head nodes) need not cross nats-server
+// (docs/performance.md, "Links"). NATS stays the way every message can always go, the
+// channel that hands out links (`link.offer.v1`) and the fallback. What travels on a
+// link is exactly what NATS would carry: the message bytes `encodeMessageParts` makes,
+// and the reply envelope bytes a NATS reply carries; only the framing is ours.
+//
+// A link is a stream of frames, each:
+//
+//   u32 big-endian  length of what follows (kind byte and body)
+//   u8              kind
+//   body            per kind:
+//     hello         u8 version, u8 scope, u8 token length, token      (client → server)
+//     hello-ok      empty                                             (server → client)
+//     refused       UTF-8 reason                                      (server → client, then closes)
+//     request       u32 id, u8 subject length, subject, u8 traceparent length (0 = none),
+//                   traceparent, payload (the rest)                   (client → server)
+//     publish       as request without the id; nothing answers it     (client → server)
+//     reply         u32 id, payload (the reply envelope)              (server → client)
+//     no-responder  u32 id: nothing here serves that subject; the request was NOT
+//                   handled and may be sent again elsewhere           (server → client)
+//     ping          empty: are you there?                             (client → server)
+//     pong          empty: the answer to a ping                       (server → client)
+//
+// Pings exist because much of what a link carries is publishes (replication notes and
+// acknowledgements), which nothing answers: without them a link whose peer stopped
+// reading or whose packets vanish (no FIN, no RST) would swallow messages for as long as
+// TCP keeps retrying, while NATS would have carried them. Each side closes a link it has
+// not heard from for a while (runtime constants: linkPingIntervalMs, linkSilenceMsMax).
+//
+// A client sends `hello` first and nothing else until `hello-ok`. Subjects and the
+// traceparent are ASCII without spaces or wildcards; ids are the client's, echoed back.
+//
+// Failure model: bytes arrive in arbitrary chunks (a frame split over reads, several
+// frames in one); the decoder reassembles them. A frame that breaks any rule above (a
+// length over `linkFrameBytesMax` or too short for its kind, an unknown kind, a bad
+// subject) is an InvalidMessage BallastError and nothing else; the connection that sent
+// it is closed, since a byte stream has no way to resynchronise.
+
+import { BallastError, ErrorCode } from "./errors.ts";
+import { natsPayloadBytesMax } from "./limits.ts";
+import { subjectRoot } from "./subjects.ts";
+
+/** The link framing's version; `hello` carries it and a server refuses any other. */
+export const linkProtocolVersion = 1;
+
+/** Room for a frame's own fields (kind, id, subject, traceparent) beyond its payload. */
+export const linkFrameHeaderBytesMax = 1024;
+
+/** The largest frame, length prefix excluded: what NATS would carry, plus the frame's fields. */
+export const linkFrameBytesMax = natsPayloadBytesMax + linkFrameHeaderBytesMax;
+
+/** Subjects and traceparents are length-prefixed by one byte. */
+export const linkSubjectLengthMax = 255;
+export const linkTraceparentLengthMax = 255;
+
+/** The longest token a hello may carry (ours are 32 bytes: HMAC-SHA256). */
+export const linkTokenBytesMax = 64;
+
+/** The longest refusal reason sent. */
+export const linkReasonBytesMax = 512;
+
+/** What a link may carry: each scope is one family of subjects. */
+export const linkScopes = ["volume", "replica"] as const;
+export type LinkScope = (typeof linkScopes)[number];
+
+/** The subject prefix of each scope: a link of that scope carries only these subjects. */
+export const linkScopePrefixes: { readonly [S in LinkScope]: string } = {
+  volume: `${subjectRoot}.volume.`,
+  replica: `${subjectRoot}.replica.`,
+};
+
+/** The scope whose family `subject` belongs to, if any. */
+export function linkScopeOf(subject: string): LinkScope | undefined {
+  for (const scope of linkScopes) {
+    if (subject.startsWith(linkScopePrefixes[scope])) return scope;
+  }
+  return undefined;
+}
+
+export type LinkFrame =
+  | { kind: "hello"; version: number; scope: LinkScope; token: Uint8Array }
+  | { kind: "hello-ok" }
+  | { kind: "refused"; reason: string }
+  | {
+      kind: "request";
+      id: number;
+      subject: string;
+      traceparent: string | undefined;
+      payload: Uint8Array;
+    }
+  | { kind: "publish"; subject: string; traceparent: string | undefined; payload: Uint8Array }
+  | { kind: "reply"; id: number; payload: Uint8Array }
+  | { kind: "no-responder"; id: number }
+  | { kind: "ping" }
+  | { kind: "pong" };
+
+export type LinkFrameKind = LinkFrame["kind"];
+
+/** A frame without its payload, whose parts are given apart (`encodeLinkFrame`). */
+export type LinkFrameHead = LinkFrame extends infer F
+  ? F extends LinkFrame
+    ? Omit<F, "payload">
+    : never
+  : never;
+
+const kindCodes: { readonly [K in LinkFrameKind]: number } = {
+  hello: 1,
+  "hello-ok": 2,
+  refused: 3,
+  request: 4,
+  publish: 5,
+  reply: 6,
+  "no-responder": 7,
+  ping: 8,
+  pong: 9,
+};
+const kindsByCode: readonly (LinkFrameKind | undefined)[] = (() => {
+  const byCode: (LinkFrameKind | undefined)[] = [];
+  for (const [kind, code] of Object.entries(kindCodes)) byCode[code] = kind as LinkFrameKind;
+  return byCode;
+})();
+
+/** Subject and traceparent characters: printable ASCII without space, `*` and `>`. */
+function isTokenText(text: string): boolean {
+  for (let index = 0; index < text.length; index += 1) {
+    const code = text.charCodeAt(index);
+    if (code <= 0x20 || code >= 0x7f || code === 0x2a || code === 0x3e) return false;
+  }
+  return true;
+}
+
+function invalid(message: string): BallastError {
+  return new BallastError(ErrorCode.InvalidMessage, `bad link frame: ${message}`);
+}
+
+function checkText(what: string, text: string, lengthMax: number, empty: boolean): void {
+  if (text.length > lengthMax || (!empty && text.length === 0) || !isTokenText(text)) {
+    throw invalid(
+      `${what} ${JSON.stringify(text.slice(0, 80))} is not 1 to ${lengthMax} ASCII characters without spaces or wildcards`,
+    );
+  }
+}
+
+function checkId(id: number): void {
+  if (!Number.isInteger(id) || id < 0 || id > 0xffff_ffff) throw invalid(`id ${id} is not a u32`);
+}
+
+/**
+ * Encodes a frame as parts to write in order: the frame's fields in one buffer, then the
+ * payload's parts as they are (a large write is not copied). Throws InvalidMessage for a
+ * frame that breaks the rules (the same the decoder enforces), PayloadTooLarge for one
+ * over `linkFrameBytesMax`.
+ */
+export function encodeLinkFrame(
+  frame: LinkFrame | LinkFrameHead,
+  payload?: readonly Uint8Array[],
+): Uint8Array[] {
+  const parts: readonly Uint8Array[] =
+    payload ?? ("payload" in frame && frame.payload instanceof Uint8Array ? [frame.payload] : []);
+  let payloadBytes = 0;
+  for (const part of parts) payloadBytes += part.byteLength;
+  let head: Buffer;
+  switch (frame.kind) {
+    case "hello": {
+      if (frame.token.byteLength > linkTokenBytesMax) throw invalid("token too long");
+      head = Buffer.allocUnsafe(4 + 1 + 3 + frame.token.byteLength);
+      head[5] = frame.version & 0xff;
+      head[6] = linkScopes.indexOf(frame.scope);
+      head[7] = frame.token.byteLength;
+      head.set(frame.token, 8);
+      break;
+    }
+    case "hello-ok":
+    case "ping":
+    case "pong":
+      head = Buffer.allocUnsafe(5);
+      break;
+    case "refused": {
+      const reason = Buffer.from(frame.reason, "utf8").subarray(0, linkReasonBytesMax);
+      head = Buffer.allocUnsafe(5 + reason.byteLength);
+      head.set(reason, 5);
+      break;
+    }
+    case "request":
+    case "publish": {
+      checkText("subject", frame.subject, linkSubjectLengthMax, false);
+      const traceparent = frame.traceparent ?? "";
+      checkText("traceparent", traceparent, linkTraceparentLengthMax, true);
+      const idBytes = frame.kind === "request" ? 4 : 0;
+      head = Buffer.allocUnsafe(5 + idBytes + 2 + frame.subject.length + traceparent.length);
+      let at = 5;
+      if (frame.kind === "request") {
+        checkId(frame.id);
+        head.writeUInt32BE(frame.id, at);
+        at += 4;
+      }
+      head[at++] = frame.subject.length;
+      at += head.write(frame.subject, at, "latin1");
+      head[at++] = traceparent.length;
+      head.write(traceparent, at, "latin1");
+      break;
+    }
+    case "reply":
+    case "no-responder":
+      checkId(frame.id);
+      head = Buffer.allocUnsafe(9);
+      head.writeUInt32BE(frame.id, 5);
+      break;
+    default: {
+      const never: never = frame;
+      throw invalid(`unknown kind ${String((never as LinkFrameHead).kind)}`);
+    }
+  }
+  const length = head.byteLength - 4 + payloadBytes;
+  if (length > linkFrameBytesMax) {
+    throw new BallastError(
+      ErrorCode.PayloadTooLarge,
+      `a link frame of ${length} bytes is over the limit of ${linkFrameBytesMax}`,
+    );
+  }
+  head.writeUInt32BE(length, 0);
+  head[4] = kindCodes[frame.kind];
+  if (frame.kind === "reply" || frame.kind === "request" || frame.kind === "publish") {
+    return [head, ...parts];
+  }
+  return [head];
+}
+
+/**
+ * Reassembles frames from a byte stream given in arbitrary chunks. `push` returns the
+ * frames completed by a chunk, in order, and throws InvalidMessage at the first bad one;
+ * after a throw the decoder is spent (every later push throws), as the stream is.
+ * A payload that lies within one chunk is a view of it, not a copy.
+ */
+export class LinkFrameDecoder {
+  #chunks: Buffer[] = [];
+  #buffered = 0;
+  #failed: BallastError | undefined;
+
+  /** Bytes held toward the next frame. */
+  get buffered(): number {
+    return this.#buffered;
+  }
+
+  push(chunk: Uint8Array): LinkFrame[] {
+    if (this.#failed !== undefined) throw this.#failed;
+    try {
+      return this.#push(chunk);
+    } catch (error) {
+      this.#failed =
+        error instanceof BallastError && error.code === ErrorCode.InvalidMessage
+          ? error
+          : invalid(String((error as Error)?.message ?? error));
+      this.#chunks = [];
+      this.#buffered = 0;
+      throw this.#failed;
+    }
+  }
+
+  #push(chunk: Uint8Array): LinkFrame[] {
+    const frames: LinkFrame[] = [];
+    if (chunk.byteLength === 0) return frames;
+    this.#chunks.push(
+      Buffer.isBuffer(chunk)
+        ? chunk
+        : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength),
+    );
+    this.#buffered += chunk.byteLength;
+    for (;;) {
+      if (this.#buffered < 4) return frames;
+      const length = this.#peekLength();
+      if (length < 1 || length > linkFrameBytesMax) {
+        throw invalid(`length ${length} is not between 1 and ${linkFrameBytesMax}`);
+      }
+      if (this.#buffered < 4 + length) return frames;
+      frames.push(decodeBody(this.#take(4 + length).subarray(4)));
+    }
+  }
+
+  #peekLength(): number {
+    const first = this.#chunks[0]!;
+    if (first.byteLength >= 4) return first.readUInt32BE(0);
+    const head = Buffer.allocUnsafe(4);
+    let at = 0;
+    for (const chunk of this.#chunks) {
+      const n = Math.min(4 - at, chunk.byteLength);
+      chunk.copy(head, at, 0, n);
+      at += n;
+      if (at === 4) break;
+    }
+    return head.readUInt32BE(0);
+  }
+
+  /** Removes and returns the next `bytes` bytes: a view when they lie in one chunk. */
+  #take(bytes: number): Buffer {
+    this.#buffered -= bytes;
+    const first = this.#chunks[0]!;
+    if (first.byteLength >= bytes) {
+      const taken = first.subarray(0, bytes);
+      if (first.byteLength === bytes) this.#chunks.shift();
+      else this.#chunks[0] = first.subarray(bytes);
+      return taken;
+    }
+    const taken = Buffer.allocUnsafe(bytes);
+    let at = 0;
+    while (at < bytes) {
+      const chunk = this.#chunks[0]!;
+      const n = Math.min(bytes - at, chunk.byteLength);
+      chunk.copy(taken, at, 0, n);
+      at += n;
+      if (n === chunk.byteLength) this.#chunks.shift();
+      else this.#chunks[0] = chunk.subarray(n);
+    }
+    return taken;
+  }
+}
+
+/** One frame's kind and body (the length prefix removed). */
+function decodeBody(body: Buffer): LinkFrame {
+  const kind = kindsByCode[body[0]!];
+  const need = (bytes: number) => {
+    if (body.byteLength < bytes)
+      throw invalid(`a ${kind} frame of ${body.byteLength} bytes is too short`);
+  };
+  switch (kind) {
+    case "hello": {
+      need(4);
+      const scope = linkScopes[body[2]!];
+      if (scope === undefined) throw invalid(`unknown scope ${body[2]}`);
+      const tokenBytes = body[3]!;
+      if (tokenBytes > linkTokenBytesMax) throw invalid(`token of ${tokenBytes} bytes`);
+      if (body.byteLength !== 4 + tokenBytes) throw invalid("hello of the wrong length");
+      return { kind, version: body[1]!, scope, token: body.subarray(4) };
+    }
+    case "hello-ok":
+    case "ping":
+    case "pong":
+      if (body.byteLength !== 1) throw invalid(`${kind} with a body`);
+      return { kind };
+    case "refused":
+      if (body.byteLength - 1 > linkReasonBytesMax) throw invalid("refusal reason too long");
+      return { kind, reason: body.toString("utf8", 1) };
+    case "request":
+    case "publish": {
+      let at = 1;
+      let id = 0;
+      if (kind === "request") {
+        need(5);
+        id = body.readUInt32BE(1);
+        at = 5;
+      }
+      need(at + 1);
+      const subjectLength = body[at++]!;
+      need(at + subjectLength + 1);
+      const subject = body.toString("latin1", at, at + subjectLength);
+      at += subjectLength;
+      checkText("subject", subject, linkSubjectLengthMax, false);
+      const traceLength = body[at++]!;
+      need(at + traceLength);
+      const traceparent = body.toString("latin1", at, at + traceLength);
+      at += traceLength;
+      checkText("traceparent", traceparent, linkTraceparentLengthMax, true);
+      const payload = body.subarray(at);
+      const carried = traceparent === "" ? undefined : traceparent;
+      return kind === "request"
+        ? { kind, id, subject, traceparent: carried, payload }
+        : { kind, subject, traceparent: carried, payload };
+    }
+    case "reply":
+      need(5);
+      return { kind, id: body.readUInt32BE(1), payload: body.subarray(5) };
+    case "no-responder":
+      if (body.byteLength !== 5) throw invalid("no-responder of the wrong length");
+      return { kind, id: body.readUInt32BE(1) };
+    case undefined:
+      throw invalid(`unknown kind ${body[0]}`);
+    default: {
+      const never: never = kind;
+      throw invalid(`unknown kind ${String(never)}`);
+    }
+  }
+}

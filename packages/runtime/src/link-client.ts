@@ -1,0 +1,365 @@
+// The sender's end of links (protocol link.ts, link-server.ts): which subjects have a
+// link, the connections they share, and one request or publish over a connection. The
+// Bus decides what goes where (bus.ts); this module only keeps the routes and moves bytes.
+//
+// Model: a route maps one exact subject to a connection (one per address and scope,
+// shared by every subject routed there). Routes are learned by asking `link.offer.v1`
+// over NATS on the subject itself, at most once per subject per linkOfferRetryMs (or
+// linkOfferRefusedRetryMs when the server takes no links), in the background: until a
+// route exists, and whenever one is forgotten, messages go over NATS. A route is made
+// only once its connection has had `hello-ok`, so a request never waits on a handshake.
+//
+// Failure model: a connection that closes (the server died, refused, or found a frame it
+// did not like) fails its waiting requests with Unavailable and takes its routes with it;
+// a request not answered by its deadline fails with Timeout. Neither is ever resent here:
+// it may have been handled. Only `no-responder` (the server says nothing there serves the
+// subject: not handled) is told apart (LinkNotHandled), for the Bus to resend over NATS.
+
+import { connect, type Socket } from "node:net";
+import {
+  BallastError,
+  ErrorCode,
+  encodeLinkFrame,
+  type LinkFrame,
+  LinkFrameDecoder,
+  type LinkScope,
+  linkProtocolVersion,
+  linkScopeOf,
+} from "@ballast/protocol";
+import {
+  linkConnectTimeoutMs,
+  linkOfferRefusedRetryMs,
+  linkOfferRetryMs,
+  linkPingIntervalMs,
+  linkSilenceMsMax,
+  linkWriteBufferBytesMax,
+} from "./constants.ts";
+import { FrameWriter } from "./link-server.ts";
+
+/** A request the server did not handle (nothing serves its subject there): safe to resend. */
+export class LinkNotHandled extends Error {
+  override readonly name = "LinkNotHandled";
+}
+
+interface Waiting {
+  subject: string;
+  deadlineMs: number;
+  resolve: (reply: Uint8Array) => void;
+  reject: (error: Error) => void;
+  timer: ReturnType<typeof setTimeout>;
+}
+
+/** One TCP connection to one server's link listener, for one scope. */
+export class LinkConnection {
+  readonly key: string;
+  /** Resolves on hello-ok; rejects (Unavailable) if the link cannot be opened. */
+  readonly ready: Promise<void>;
+  readonly #socket: Socket;
+  readonly #writer: FrameWriter;
+  readonly #decoder = new LinkFrameDecoder();
+  readonly #waiting = new Map<number, Waiting>();
+  readonly #onClose: (connection: LinkConnection) => void;
+  #idNext = 0;
+  #open = false;
+  #closed = false;
+  /** When anything last arrived from the server (performance.now()). */
+  #heardAtMs = performance.now();
+  readonly #pinger: ReturnType<typeof setInterval>;
+  #settleReady: (error?: Error) => void = () => undefined;
+
+  constructor(
+    address: string,
+    scope: LinkScope,
+    token: Uint8Array,
+    onClose: (connection: LinkConnection) => void,
+  ) {
+    this.key = linkKey(address, scope);
+    this.#onClose = onClose;
+    const colon = address.lastIndexOf(":");
+    const host = address.slice(0, colon).replace(/^\[(.*)\]$/, "$1");
+    const port = Number(address.slice(colon + 1));
+    this.ready = new Promise<void>((resolve, reject) => {
+      this.#settleReady = (error) => {
+        this.#settleReady = () => undefined;
+        if (error === undefined) resolve();
+        else reject(error);
+      };
+    });
+    this.ready.catch(() => undefined);
+    this.#socket = connect({ host, port, noDelay: true });
+    this.#writer = new FrameWriter(this.#socket);
+    const timer = setTimeout(
+      () => this.close(`no hello-ok from ${address} within ${linkConnectTimeoutMs} ms`),
+      linkConnectTimeoutMs,
+    );
+    this.ready.then(
+      () => clearTimeout(timer),
+      () => clearTimeout(timer),
+    );
+    this.#socket.on("error", (error) => this.close(`link to ${address}: ${error.message}`));
+    this.#socket.on("close", () => this.close(`link to ${address} closed`));
+    this.#socket.on("data", (chunk: Buffer) => this.#data(chunk));
+    this.#writer.write(
+      encodeLinkFrame({ kind: "hello", version: linkProtocolVersion, scope, token }),
+    );
+    // Publishes get no answers: pings tell a live server from one that stopped reading
+    // or a path that swallows packets (protocol link.ts, "ping").
+    this.#pinger = setInterval(() => {
+      if (!this.#open) return;
+      const silentMs = performance.now() - this.#heardAtMs;
+      if (silentMs > linkSilenceMsMax) {
+        this.close(`nothing heard from ${address} for ${Math.round(silentMs)} ms`);
+        return;
+      }
+      this.#writer.write(pingFrame);
+    }, linkPingIntervalMs);
+    this.#pinger.unref();
+  }
+
+  /** Open: hello-ok seen, not closed. */
+  get open(): boolean {
+    return this.#open && !this.#closed;
+  }
+
+  /** Requests waiting for their replies. */
+  get waiting(): number {
+    return this.#waiting.size;
+  }
+
+  /**
+   * Sends a request; resolves with the reply envelope's bytes. Rejects with LinkNotHandled
+   * (no-responder), or a BallastError Unavailable (the link closed, before or after the
+   * request was written) or Timeout (no reply by the deadline).
+   */
+  request(
+    subject: string,
+    payload: readonly Uint8Array[],
+    traceparent: string | undefined,
+    deadlineMs: number,
+  ): Promise<Uint8Array> {
+    return new Promise<Uint8Array>((resolve, reject) => {
+      if (!this.open) {
+        reject(unavailable(subject, "the link is closed"));
+        return;
+      }
+      const id = this.#idNext;
+      this.#idNext = (this.#idNext + 1) >>> 0;
+      const timer = setTimeout(() => {
+        if (this.#waiting.delete(id)) reject(linkTimeout(subject, deadlineMs));
+      }, deadlineMs);
+      this.#waiting.set(id, { subject, deadlineMs, resolve, reject, timer });
+      try {
+        this.#writer.write(encodeLinkFrame({ kind: "request", id, subject, traceparent }, payload));
+      } catch (error) {
+        clearTimeout(timer);
+        this.#waiting.delete(id);
+        reject(error);
+        return;
+      }
+      this.#checkBacklog();
+    });
+  }
+
+  /** Sends a publish; false (nothing sent) when the link is not open. */
+  publish(
+    subject: string,
+    payload: readonly Uint8Array[],
+    traceparent: string | undefined,
+  ): boolean {
+    if (!this.open) return false;
+    this.#writer.write(encodeLinkFrame({ kind: "publish", subject, traceparent }, payload));
+    this.#checkBacklog();
+    return true;
+  }
+
+  /** Closes the link; waiting requests fail with Unavailable. Safe to call again. */
+  close(reason = "closed"): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    clearInterval(this.#pinger);
+    this.#socket.destroy();
+    this.#settleReady(new BallastError(ErrorCode.Unavailable, reason));
+    for (const waiting of this.#waiting.values()) {
+      clearTimeout(waiting.timer);
+      waiting.reject(unavailable(waiting.subject, reason));
+    }
+    this.#waiting.clear();
+    this.#onClose(this);
+  }
+
+  /** A peer that does not read: close before the backlog grows without bound. */
+  #checkBacklog(): void {
+    if (this.#socket.writableLength > linkWriteBufferBytesMax) {
+      this.close(`more than ${linkWriteBufferBytesMax} bytes unsent on the link`);
+    }
+  }
+
+  #data(chunk: Buffer): void {
+    this.#heardAtMs = performance.now();
+    let frames: LinkFrame[];
+    try {
+      frames = this.#decoder.push(chunk);
+    } catch (error) {
+      this.close((error as Error).message);
+      return;
+    }
+    for (const frame of frames) {
+      switch (frame.kind) {
+        case "hello-ok":
+          this.#open = true;
+          this.#settleReady();
+          break;
+        case "refused":
+          this.close(`link refused: ${frame.reason}`);
+          return;
+        case "reply":
+        case "no-responder": {
+          const waiting = this.#waiting.get(frame.id);
+          if (waiting === undefined) break; // past its deadline
+          this.#waiting.delete(frame.id);
+          clearTimeout(waiting.timer);
+          if (frame.kind === "reply") waiting.resolve(frame.payload);
+          else waiting.reject(new LinkNotHandled(`nothing serves ${waiting.subject} there`));
+          break;
+        }
+        case "pong":
+          break;
+        case "hello":
+        case "request":
+        case "publish":
+        case "ping":
+          this.close(`a ${frame.kind} frame from a server`);
+          return;
+        default: {
+          const never: never = frame;
+          this.close(`unknown frame ${String(never)}`);
+          return;
+        }
+      }
+    }
+  }
+}
+
+const pingFrame = encodeLinkFrame({ kind: "ping" });
+
+function linkKey(address: string, scope: LinkScope): string {
+  return `${scope} ${address}`;
+}
+
+function unavailable(subject: string, reason: string): BallastError {
+  return new BallastError(ErrorCode.Unavailable, `request on ${subject} failed: ${reason}`, {
+    details: { subject },
+  });
+}
+
+function linkTimeout(subject: string, deadlineMs: number): BallastError {
+  return new BallastError(
+    ErrorCode.Timeout,
+    `no reply on ${subject} within the deadline of ${deadlineMs} ms`,
+    { details: { subject, deadlineMs } },
+  );
+}
+
+/** What an offer said: where to connect and with what token, or that there is no link. */
+export interface LinkOffer {
+  address?: string | undefined;
+  scope: LinkScope;
+  token?: Uint8Array | undefined;
+}
+
+/** How an offer ended, for the sender's metrics. */
+export type OfferOutcome = "linked" | "no-link" | "failed";
+
+/**
+ * The routes of one sender: subject → open connection, and the discovery that makes
+ * them. `ask` sends `link.offer.v1` over NATS on the subject (never over a link).
+ */
+export class LinkRoutes {
+  readonly #routes = new Map<string, LinkConnection>();
+  readonly #connections = new Map<string, LinkConnection>();
+  /** Per subject, the time before which no offer is asked again. */
+  readonly #notBefore = new Map<string, number>();
+  #closed = false;
+
+  constructor(
+    private readonly ask: (subject: string) => Promise<LinkOffer>,
+    private readonly onOffer: (outcome: OfferOutcome) => void = () => undefined,
+    private readonly nowMs: () => number = () => performance.now(),
+  ) {}
+
+  /** The open connection for `subject`, or undefined (and, if due, an offer asked). */
+  route(subject: string): LinkConnection | undefined {
+    const connection = this.#routes.get(subject);
+    if (connection?.open) return connection;
+    if (connection !== undefined) this.#routes.delete(subject);
+    this.#discover(subject);
+    return undefined;
+  }
+
+  /** Forgets `subject`'s route if it is still `connection`; the next message goes over NATS. */
+  forget(subject: string, connection: LinkConnection): void {
+    if (this.#routes.get(subject) === connection) this.#routes.delete(subject);
+  }
+
+  /** Subjects routed now (for tests and node info). */
+  get routed(): number {
+    return this.#routes.size;
+  }
+
+  close(): void {
+    this.#closed = true;
+    for (const connection of [...this.#connections.values()]) connection.close("the bus closed");
+    this.#routes.clear();
+  }
+
+  #discover(subject: string): void {
+    if (this.#closed) return;
+    const now = this.nowMs();
+    if ((this.#notBefore.get(subject) ?? Number.NEGATIVE_INFINITY) > now) return;
+    this.#notBefore.set(subject, now + linkOfferRetryMs);
+    void this.#learn(subject).then(
+      (outcome) => {
+        if (outcome === "no-link")
+          this.#notBefore.set(subject, this.nowMs() + linkOfferRefusedRetryMs);
+        this.onOffer(outcome);
+      },
+      () => this.onOffer("failed"),
+    );
+  }
+
+  async #learn(subject: string): Promise<OfferOutcome> {
+    let offer: LinkOffer;
+    try {
+      offer = await this.ask(subject);
+    } catch (error) {
+      // An older server does not know the type: it takes no links.
+      return error instanceof BallastError && error.code === ErrorCode.UnexpectedMessageType
+        ? "no-link"
+        : "failed";
+    }
+    // Closed meanwhile: a new socket now would keep a finished process alive.
+    if (this.#closed) return "failed";
+    if (offer.address === undefined || offer.token === undefined) return "no-link";
+    if (linkScopeOf(subject) !== offer.scope) return "no-link";
+    const key = linkKey(offer.address, offer.scope);
+    let connection = this.#connections.get(key);
+    if (connection === undefined) {
+      connection = new LinkConnection(offer.address, offer.scope, offer.token, (closed) =>
+        this.#closedConnection(closed),
+      );
+      this.#connections.set(key, connection);
+    }
+    await connection.ready;
+    if (this.#closed || !connection.open) return "failed";
+    this.#routes.set(subject, connection);
+    return "linked";
+  }
+
+  #closedConnection(connection: LinkConnection): void {
+    if (this.#connections.get(connection.key) === connection)
+      this.#connections.delete(connection.key);
+    for (const [subject, routed] of this.#routes) {
+      if (routed === connection) this.#routes.delete(subject);
+    }
+  }
+}

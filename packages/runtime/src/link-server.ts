@@ -1,0 +1,354 @@
+// The server end of links (protocol link.ts): a TCP listener owned by the Service, and a
+// route table from exact subject to the same delivery path the subject's NATS
+// subscription uses. A link is a second transport for the same messages, not a second
+// protocol: a request frame becomes a message that looks to the service shell like a
+// NATS message (subject, data, reply, trace headers, `respond`), so it is decoded at the
+// same edge, dispatched to the same handler and answered with the same reply bytes.
+//
+// Auth: a random 32-byte secret per process; a scope's token is HMAC-SHA256(secret,
+// scope). Tokens are handed out only over NATS, in answer to `link.offer.v1` on a subject
+// of that scope, so whoever NATS lets publish there may have one, and nobody else. A
+// connection must open with a `hello` carrying its scope's token; after that every frame
+// must name a subject of that scope's family. Anything else closes the connection.
+//
+// Failure model: a bad frame, a wrong token, a subject outside the scope, a silent new
+// connection (no hello within linkHelloTimeoutMs) or a peer that does not read (more
+// than linkWriteBufferBytesMax unsent) closes that connection and nothing else. A request
+// for a subject not routed here (any more) is answered `no-responder`: not handled, the
+// sender may send it elsewhere. A process that dies loses its secret: its tokens die with it.
+
+import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
+import { createServer, type Server, type Socket } from "node:net";
+import {
+  encodeLinkFrame,
+  type LinkFrame,
+  LinkFrameDecoder,
+  type LinkFrameHead,
+  type LinkScope,
+  linkProtocolVersion,
+  linkScopePrefixes,
+  linkScopes,
+} from "@ballast/protocol";
+import type { Counter, Meter } from "@opentelemetry/api";
+import {
+  linkHelloBytesMax,
+  linkHelloTimeoutMs,
+  linkPingIntervalMs,
+  linkSilenceMsMax,
+  linkWriteBufferBytesMax,
+} from "./constants.ts";
+import type { Logger } from "./logger.ts";
+
+/** Trace headers of a link message: only `traceparent` travels. */
+export class LinkHeaders {
+  constructor(private readonly traceparent: string) {}
+  has(key: string): boolean {
+    return key === "traceparent";
+  }
+  get(key: string): string {
+    return key === "traceparent" ? this.traceparent : "";
+  }
+  set(): void {
+    throw new Error("link headers are read-only");
+  }
+  keys(): string[] {
+    return ["traceparent"];
+  }
+}
+
+/** What the service shell takes from a link, in the shape of a NATS message. */
+export interface LinkMessage {
+  readonly subject: string;
+  readonly data: Uint8Array;
+  /** Non-empty for a request (the shell answers those), undefined for a publish. */
+  readonly reply: string | undefined;
+  readonly headers: LinkHeaders | undefined;
+  respond(data: Uint8Array): boolean;
+}
+
+/** Where a routed subject's messages go: the subscription's deliveries. */
+export type LinkDeliver = (message: LinkMessage) => void;
+
+export interface LinkServerOptions {
+  /** Address to listen on, e.g. 127.0.0.1 or 0.0.0.0. */
+  host: string;
+  /** 0 picks a free port. */
+  port: number;
+  /** The host senders are told to connect to (an address or name they can reach). */
+  advertise: string;
+  logger: Logger;
+  meter?: Meter | undefined;
+}
+
+/** Counts of what this server received, by scope and kind (for node info and tests). */
+export interface LinkServerStats {
+  connections: number;
+  requests: Record<LinkScope, number>;
+  publishes: Record<LinkScope, number>;
+  noResponders: number;
+  refused: number;
+  closedBadly: number;
+}
+
+export class LinkServer {
+  readonly #secret = randomBytes(32);
+  readonly #tokens = new Map<LinkScope, Buffer>();
+  readonly #routes = new Map<string, { scope: LinkScope; deliver: LinkDeliver }>();
+  /** Open connections, and when each last sent anything (performance.now()). */
+  readonly #connections = new Map<Socket, number>();
+  readonly #silenceCheck: ReturnType<typeof setInterval>;
+  readonly #server: Server;
+  readonly #logger: Logger;
+  readonly #received: Counter | undefined;
+  readonly #stats: LinkServerStats = {
+    connections: 0,
+    requests: { volume: 0, replica: 0 },
+    publishes: { volume: 0, replica: 0 },
+    noResponders: 0,
+    refused: 0,
+    closedBadly: 0,
+  };
+  /** `advertise:port`, what offers name. */
+  readonly address: string;
+
+  private constructor(server: Server, address: string, logger: Logger, meter: Meter | undefined) {
+    this.#server = server;
+    this.address = address;
+    this.#logger = logger;
+    this.#received = meter?.createCounter("ballast_link_received", {
+      description: "messages this process received over links, by scope and kind",
+    });
+    server.on("connection", (socket) => this.#accept(socket));
+    // A sender pings every linkPingIntervalMs: one silent for longer than
+    // linkSilenceMsMax is gone (no FIN seen) or stuck; its socket is closed.
+    this.#silenceCheck = setInterval(() => {
+      const now = performance.now();
+      for (const [socket, heardAtMs] of this.#connections) {
+        if (now - heardAtMs > linkSilenceMsMax) this.#closeBadly(socket, "silent sender");
+      }
+    }, linkPingIntervalMs);
+    this.#silenceCheck.unref();
+  }
+
+  /** Listens; rejects when the address cannot be bound. */
+  static async listen(options: LinkServerOptions): Promise<LinkServer> {
+    const server = createServer({ noDelay: true });
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(options.port, options.host, () => {
+        server.off("error", reject);
+        resolve();
+      });
+    });
+    const bound = server.address();
+    const port = typeof bound === "object" && bound !== null ? bound.port : options.port;
+    const link = new LinkServer(
+      server,
+      `${options.advertise}:${port}`,
+      options.logger,
+      options.meter,
+    );
+    server.on("error", (error) =>
+      options.logger.error({ error: String(error) }, "link listener failed"),
+    );
+    return link;
+  }
+
+  /** The token a hello of `scope` must carry. */
+  tokenFor(scope: LinkScope): Buffer {
+    let token = this.#tokens.get(scope);
+    if (token === undefined) {
+      token = createHmac("sha256", this.#secret).update(scope).digest();
+      this.#tokens.set(scope, token);
+    }
+    return token;
+  }
+
+  /**
+   * Routes `subject` to `deliver` until the returned function is called. A subject is
+   * served by one subscription at a time, as on NATS (no queue groups on link scopes).
+   */
+  route(subject: string, scope: LinkScope, deliver: LinkDeliver): () => void {
+    if (!subject.startsWith(linkScopePrefixes[scope])) {
+      throw new Error(`${subject} is not of the link scope ${scope}`);
+    }
+    const entry = { scope, deliver };
+    this.#routes.set(subject, entry);
+    return () => {
+      if (this.#routes.get(subject) === entry) this.#routes.delete(subject);
+    };
+  }
+
+  /** Removes every route: what arrives from now on is answered `no-responder`. */
+  unrouteAll(): void {
+    this.#routes.clear();
+  }
+
+  stats(): LinkServerStats {
+    return structuredClone(this.#stats);
+  }
+
+  /** Stops listening and closes every connection. */
+  async close(): Promise<void> {
+    this.#routes.clear();
+    clearInterval(this.#silenceCheck);
+    for (const socket of this.#connections.keys()) socket.destroy();
+    await new Promise<void>((resolve) => this.#server.close(() => resolve()));
+  }
+
+  #accept(socket: Socket): void {
+    this.#connections.set(socket, performance.now());
+    this.#stats.connections++;
+    socket.setNoDelay(true);
+    const decoder = new LinkFrameDecoder();
+    const writer = new FrameWriter(socket);
+    let scope: LinkScope | undefined;
+    const helloTimer = setTimeout(
+      () => this.#closeBadly(socket, "no hello in time"),
+      linkHelloTimeoutMs,
+    );
+    socket.on("error", () => undefined);
+    socket.on("close", () => {
+      clearTimeout(helloTimer);
+      this.#connections.delete(socket);
+    });
+    socket.on("data", (chunk: Buffer) => {
+      this.#connections.set(socket, performance.now());
+      let frames: LinkFrame[];
+      try {
+        frames = decoder.push(chunk);
+      } catch (error) {
+        this.#closeBadly(socket, (error as Error).message);
+        return;
+      }
+      // Nobody unproven makes this process hold a large frame.
+      if (scope === undefined && frames.length === 0 && decoder.buffered > linkHelloBytesMax) {
+        this.#closeBadly(socket, "a hello too long");
+        return;
+      }
+      for (const frame of frames) {
+        if (socket.destroyed) return;
+        if (scope === undefined) {
+          clearTimeout(helloTimer);
+          scope = this.#hello(socket, writer, frame);
+          if (scope === undefined) return;
+          continue;
+        }
+        this.#frame(socket, writer, scope, frame);
+      }
+    });
+  }
+
+  /** The scope a valid hello opens, or undefined after refusing it. */
+  #hello(socket: Socket, writer: FrameWriter, frame: LinkFrame): LinkScope | undefined {
+    let reason: string | undefined;
+    if (frame.kind !== "hello") reason = `expected hello, got ${frame.kind}`;
+    else if (frame.version !== linkProtocolVersion) {
+      reason = `link version ${frame.version}; this node speaks ${linkProtocolVersion}`;
+    } else if (!linkScopes.includes(frame.scope)) reason = "unknown scope";
+    else {
+      const expected = this.tokenFor(frame.scope);
+      if (
+        frame.token.byteLength !== expected.byteLength ||
+        !timingSafeEqual(frame.token, expected)
+      ) {
+        reason = "wrong token";
+      }
+    }
+    if (reason !== undefined || frame.kind !== "hello") {
+      this.#stats.refused++;
+      this.#logger.warn({ reason, from: socket.remoteAddress }, "refused a link");
+      writer.write(encodeLinkFrame({ kind: "refused", reason: reason ?? "refused" }));
+      socket.end();
+      return undefined;
+    }
+    writer.write(encodeLinkFrame({ kind: "hello-ok" }));
+    return frame.scope;
+  }
+
+  #frame(socket: Socket, writer: FrameWriter, scope: LinkScope, frame: LinkFrame): void {
+    if (frame.kind === "ping") {
+      writer.write(pongFrame);
+      return;
+    }
+    if (frame.kind !== "request" && frame.kind !== "publish") {
+      this.#closeBadly(socket, `a ${frame.kind} frame from a sender`);
+      return;
+    }
+    if (!frame.subject.startsWith(linkScopePrefixes[scope])) {
+      this.#closeBadly(socket, `${frame.subject} is outside the link's scope ${scope}`);
+      return;
+    }
+    const route = this.#routes.get(frame.subject);
+    if (frame.kind === "publish") {
+      this.#stats.publishes[scope]++;
+      this.#received?.add(1, { scope, kind: "publish" });
+      // Nothing serves it here: dropped, as NATS drops a message nobody subscribes to.
+      route?.deliver({
+        subject: frame.subject,
+        data: frame.payload,
+        reply: undefined,
+        headers: frame.traceparent === undefined ? undefined : new LinkHeaders(frame.traceparent),
+        respond: () => false,
+      });
+      return;
+    }
+    this.#stats.requests[scope]++;
+    this.#received?.add(1, { scope, kind: "request" });
+    const id = frame.id;
+    if (route === undefined) {
+      this.#stats.noResponders++;
+      writer.write(encodeLinkFrame({ kind: "no-responder", id }));
+      return;
+    }
+    let answered = false;
+    route.deliver({
+      subject: frame.subject,
+      data: frame.payload,
+      reply: "link",
+      headers: frame.traceparent === undefined ? undefined : new LinkHeaders(frame.traceparent),
+      respond: (data) => {
+        if (answered || socket.destroyed) return false;
+        answered = true;
+        writer.write(encodeLinkFrame({ kind: "reply", id } satisfies LinkFrameHead, [data]));
+        if (socket.writableLength > linkWriteBufferBytesMax) {
+          this.#closeBadly(socket, "the sender does not read its replies");
+        }
+        return true;
+      },
+    });
+  }
+
+  #closeBadly(socket: Socket, reason: string): void {
+    if (socket.destroyed) return;
+    this.#stats.closedBadly++;
+    this.#logger.warn({ reason, from: socket.remoteAddress }, "closed a link");
+    socket.destroy();
+  }
+}
+
+const pongFrame = encodeLinkFrame({ kind: "pong" });
+
+/**
+ * Writes frames to a socket, corked until the end of the turn so that the frames of one
+ * turn (a batch of replies) go out in one writev, as the NATS client's flush does.
+ */
+export class FrameWriter {
+  #corked = false;
+  readonly #uncork = () => {
+    this.#corked = false;
+    this.socket.uncork();
+  };
+
+  constructor(private readonly socket: Socket) {}
+
+  write(parts: readonly Uint8Array[]): void {
+    if (this.socket.destroyed) return;
+    if (!this.#corked) {
+      this.#corked = true;
+      this.socket.cork();
+      process.nextTick(this.#uncork);
+    }
+    for (const part of parts) this.socket.write(part);
+  }
+}

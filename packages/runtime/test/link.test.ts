@@ -1,0 +1,380 @@
+// Links over loopback in this process: a real LinkServer and real LinkConnections and
+// routes; the offer (over NATS in a running cluster) is a fake function here that hands
+// out what the server's `link.offer.v1` answer would.
+
+import { connect, createServer } from "node:net";
+import {
+  BallastError,
+  decodeMessage,
+  ErrorCode,
+  encodeLinkFrame,
+  encodeMessageParts,
+  encodeResult,
+  LinkFrameDecoder,
+  type LinkScope,
+  linkProtocolVersion,
+  subjects,
+} from "@ballast/protocol";
+import { afterEach, describe, expect, test } from "vitest";
+import { LinkConnection, LinkNotHandled, type LinkOffer, LinkRoutes } from "../src/link-client.ts";
+import { SealKeys } from "../src/link-seal.ts";
+import { type LinkMessage, LinkServer } from "../src/link-server.ts";
+import { createLogger } from "../src/logger.ts";
+
+const logger = createLogger({ service: "test", nodeId: "test", level: "silent" });
+const volumeSubject = subjects.volume.build("v", 0);
+const flush = { type: "volume.flush.v1" as const, volume: "v", partition: 0, epoch: 1 };
+
+const cleanup: (() => unknown)[] = [];
+afterEach(async () => {
+  for (const step of cleanup.splice(0).reverse()) await step();
+});
+
+async function newServer(): Promise<LinkServer> {
+  const server = await LinkServer.listen({
+    host: "127.0.0.1",
+    port: 0,
+    advertise: "127.0.0.1",
+    logger,
+  });
+  cleanup.push(() => server.close());
+  return server;
+}
+
+/** A connection to `server` of `scope`, open (hello-ok seen) unless the server refuses. */
+function newConnection(
+  server: LinkServer,
+  scope: LinkScope,
+  token: Uint8Array = server.tokenFor(scope),
+): LinkConnection {
+  const connection = new LinkConnection(server.address, scope, token, () => undefined);
+  cleanup.push(() => connection.close());
+  return connection;
+}
+
+function offerOf(server: LinkServer, scope: LinkScope): LinkOffer {
+  return { address: server.address, scope, token: server.tokenFor(scope) };
+}
+
+/** Answers each request with `{ flushedOpNum: n }`, n counting from 1. */
+function answering(received: LinkMessage[]) {
+  return (message: LinkMessage) => {
+    received.push(message);
+    message.respond(encodeResult({ flushedOpNum: received.length }));
+  };
+}
+
+function codeOf(error: unknown): string {
+  expect(error).toBeInstanceOf(BallastError);
+  return (error as BallastError).code;
+}
+
+async function rejection(promise: Promise<unknown>): Promise<unknown> {
+  try {
+    await promise;
+  } catch (error) {
+    return error;
+  }
+  throw new Error("expected a rejection");
+}
+
+describe("links over loopback", () => {
+  test("a request reaches the routed subject with its bytes and trace context; the reply comes back", async () => {
+    const server = await newServer();
+    const received: LinkMessage[] = [];
+    server.route(volumeSubject, "volume", answering(received));
+    const connection = newConnection(server, "volume");
+    await connection.ready;
+    const traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    const reply = await connection.request(
+      volumeSubject,
+      encodeMessageParts(flush),
+      traceparent,
+      1000,
+    );
+    expect(decodeMessage(received[0]!.data)).toEqual(flush);
+    expect(received[0]!.reply).toBeTruthy();
+    expect(received[0]!.headers?.get("traceparent")).toBe(traceparent);
+    expect(Buffer.from(reply).equals(Buffer.from(encodeResult({ flushedOpNum: 1 })))).toBe(true);
+    expect(server.stats().requests.volume).toBe(1);
+  });
+
+  test("a publish arrives without a reply subject; many interleave with requests in order", async () => {
+    const server = await newServer();
+    const subject = subjects.replica.build("v", 0, "n");
+    const received: LinkMessage[] = [];
+    server.route(subject, "replica", (message) => {
+      received.push(message);
+      if (message.reply) message.respond(encodeResult({ flushedOpNum: received.length }));
+    });
+    const connection = newConnection(server, "replica");
+    await connection.ready;
+    const ack = {
+      type: "replica.ack.v1" as const,
+      volume: "v",
+      partition: 0,
+      epoch: 1,
+      from: "n",
+      session: 1,
+      durableOpNum: 0,
+      commitOpNum: 0,
+      mismatch: false,
+    };
+    for (let index = 0; index < 50; index += 1) {
+      expect(
+        connection.publish(subject, encodeMessageParts({ ...ack, durableOpNum: index }), undefined),
+      ).toBe(true);
+    }
+    await connection.request(subject, encodeMessageParts(flush), undefined, 1000);
+    expect(received).toHaveLength(51);
+    expect(received.slice(0, 50).map((message) => message.reply)).toEqual(
+      Array(50).fill(undefined),
+    );
+    expect(
+      received
+        .slice(0, 50)
+        .map((message) => (decodeMessage(message.data) as typeof ack).durableOpNum),
+    ).toEqual([...Array(50).keys()]);
+  });
+
+  test("a subject not routed here is answered no-responder, told apart as not handled", async () => {
+    const server = await newServer();
+    const received: LinkMessage[] = [];
+    const unroute = server.route(volumeSubject, "volume", answering(received));
+    const connection = newConnection(server, "volume");
+    await connection.ready;
+    unroute();
+    const error = await rejection(
+      connection.request(volumeSubject, encodeMessageParts(flush), undefined, 1000),
+    );
+    expect(error).toBeInstanceOf(LinkNotHandled);
+    expect(received).toHaveLength(0);
+    // The link stays open for other subjects.
+    expect(connection.open).toBe(true);
+  });
+
+  test("a wrong token is refused and the link never opens", async () => {
+    const server = await newServer();
+    const wrong = newConnection(server, "volume", new Uint8Array(32));
+    expect(codeOf(await rejection(wrong.ready))).toBe(ErrorCode.Unavailable);
+    // The replica scope's token does not open a volume link either.
+    const other = newConnection(server, "volume", server.tokenFor("replica"));
+    expect(codeOf(await rejection(other.ready))).toBe(ErrorCode.Unavailable);
+    expect(server.stats().refused).toBe(2);
+  });
+
+  test("a frame before hello, and one out of scope, close the connection", async () => {
+    const server = await newServer();
+    const received: LinkMessage[] = [];
+    server.route(volumeSubject, "volume", answering(received));
+    // Out of scope: a volume link that names a replica subject.
+    const connection = newConnection(server, "volume");
+    await connection.ready;
+    const error = await rejection(
+      connection.request(
+        subjects.replica.build("v", 0, "n"),
+        encodeMessageParts(flush),
+        undefined,
+        1000,
+      ),
+    );
+    expect(codeOf(error)).toBe(ErrorCode.Unavailable);
+    expect(connection.open).toBe(false);
+    // A raw socket that sends a request first gets nothing handled and is closed.
+    const socket = connect({ host: "127.0.0.1", port: Number(server.address.split(":")[1]) });
+    cleanup.push(() => socket.destroy());
+    const closed = new Promise<void>((resolve) => socket.on("close", () => resolve()));
+    socket.on("error", () => undefined);
+    const decoder = new LinkFrameDecoder();
+    const frames: string[] = [];
+    socket.on("data", (chunk) => frames.push(...decoder.push(chunk).map((frame) => frame.kind)));
+    for (const part of encodeLinkFrame(
+      { kind: "request", id: 1, subject: volumeSubject, traceparent: undefined },
+      encodeMessageParts(flush),
+    )) {
+      socket.write(part);
+    }
+    await closed;
+    expect(frames).toEqual(["refused"]);
+    // Garbage after a good hello closes it too.
+    const raw = connect({ host: "127.0.0.1", port: Number(server.address.split(":")[1]) });
+    cleanup.push(() => raw.destroy());
+    raw.on("error", () => undefined);
+    const rawClosed = new Promise<void>((resolve) => raw.on("close", () => resolve()));
+    for (const part of encodeLinkFrame({
+      kind: "hello",
+      version: linkProtocolVersion,
+      scope: "volume",
+      token: server.tokenFor("volume"),
+    })) {
+      raw.write(part);
+    }
+    raw.write(Buffer.from([0xff, 0xff, 0xff, 0xff, 1]));
+    await rawClosed;
+    expect(received).toHaveLength(0);
+    expect(server.stats().closedBadly).toBeGreaterThanOrEqual(2);
+  });
+
+  test("a link killed mid-request fails it Unavailable and its routes are forgotten", async () => {
+    const server = await newServer();
+    const held: LinkMessage[] = [];
+    server.route(volumeSubject, "volume", (message) => held.push(message)); // never answers
+    const outcomes: string[] = [];
+    const routes = new LinkRoutes(
+      async () => offerOf(server, "volume"),
+      (outcome) => outcomes.push(outcome),
+    );
+    cleanup.push(() => routes.close());
+    expect(routes.route(volumeSubject)).toBeUndefined(); // asks in the background
+    await waitUntil(() => routes.routed === 1);
+    const link = routes.route(volumeSubject)!;
+    const pending = link.request(volumeSubject, encodeMessageParts(flush), undefined, 5000);
+    await waitUntil(() => held.length === 1);
+    await server.close(); // the server dies with the request in hand
+    expect(codeOf(await rejection(pending))).toBe(ErrorCode.Unavailable);
+    expect(routes.routed).toBe(0);
+    expect(routes.route(volumeSubject)).toBeUndefined();
+    expect(outcomes).toEqual(["linked"]);
+  });
+
+  test("a request not answered by its deadline fails Timeout; a late reply is dropped", async () => {
+    const server = await newServer();
+    const held: LinkMessage[] = [];
+    server.route(volumeSubject, "volume", (message) => held.push(message));
+    const connection = newConnection(server, "volume");
+    await connection.ready;
+    const error = await rejection(
+      connection.request(volumeSubject, encodeMessageParts(flush), undefined, 50),
+    );
+    expect(codeOf(error)).toBe(ErrorCode.Timeout);
+    held[0]!.respond(encodeResult({ flushedOpNum: 1 }));
+    // The link is still good.
+    server.route(volumeSubject, "volume", answering([]));
+    await connection.request(volumeSubject, encodeMessageParts(flush), undefined, 1000);
+    expect(connection.waiting).toBe(0);
+  });
+
+  test("offers are asked at most once per subject per backoff; no link offered backs off longer", async () => {
+    let now = 0;
+    let asked = 0;
+    let offer: LinkOffer = { scope: "volume" };
+    const outcomes: string[] = [];
+    const routes = new LinkRoutes(
+      async () => {
+        asked += 1;
+        return offer;
+      },
+      (outcome) => outcomes.push(outcome),
+      () => now,
+    );
+    cleanup.push(() => routes.close());
+    routes.route(volumeSubject);
+    routes.route(volumeSubject);
+    await waitUntil(() => outcomes.length === 1);
+    expect(asked).toBe(1);
+    expect(outcomes).toEqual(["no-link"]);
+    now = 1500;
+    routes.route(volumeSubject);
+    expect(asked).toBe(1); // 30 s after "no link"
+    const server = await newServer();
+    offer = offerOf(server, "volume");
+    now = 31_000;
+    routes.route(volumeSubject);
+    await waitUntil(() => routes.routed === 1);
+    expect(asked).toBe(2);
+    // An offer of another scope than the subject's is no link.
+    const other = subjects.volume.build("w", 1);
+    offer = offerOf(server, "replica");
+    routes.route(other);
+    await waitUntil(() => outcomes.length === 3);
+    expect(outcomes).toEqual(["no-link", "linked", "no-link"]);
+  });
+});
+
+describe("sealed tokens", () => {
+  test("only the asker opens the token an offer seals to its key", () => {
+    const server = new SealKeys();
+    const asker = new SealKeys();
+    const reader = new SealKeys();
+    const token = new Uint8Array(32).fill(9);
+    const sealed = server.seal(asker.publicKey, token);
+    expect(Buffer.from(asker.open(server.publicKey, sealed)).equals(Buffer.from(token))).toBe(true);
+    // Someone who read the exchange holds both public keys, and neither private one.
+    expect(() => reader.open(server.publicKey, sealed)).toThrow(BallastError);
+    expect(() => reader.open(asker.publicKey, sealed)).toThrow(BallastError);
+    const damaged = Uint8Array.from(sealed);
+    damaged[20] = (damaged[20] ?? 0) ^ 1;
+    let code: string | undefined;
+    try {
+      asker.open(server.publicKey, damaged);
+    } catch (error) {
+      code = codeOf(error);
+    }
+    expect(code).toBe(ErrorCode.InvalidMessage);
+    expect(() => asker.open(new Uint8Array(31), sealed)).toThrow(/wrong size/);
+  });
+});
+
+describe("silent links", () => {
+  test("a server that stops answering pings is left, and a sender that goes quiet is dropped", async () => {
+    // A fake server: says hello-ok, then reads and answers nothing (a stopped process,
+    // or a path that swallows packets, as seen from the sender).
+    const mute = createServer((socket) => {
+      socket.on("error", () => undefined);
+      socket.once("data", () => {
+        for (const part of encodeLinkFrame({ kind: "hello-ok" })) socket.write(part);
+      });
+    });
+    await new Promise<void>((resolve) => mute.listen(0, "127.0.0.1", resolve));
+    cleanup.push(() => new Promise<void>((resolve) => mute.close(() => resolve())));
+    const port = (mute.address() as { port: number }).port;
+    const closed: string[] = [];
+    const connection = new LinkConnection(`127.0.0.1:${port}`, "replica", new Uint8Array(32), () =>
+      closed.push("sender"),
+    );
+    cleanup.push(() => connection.close());
+    await connection.ready;
+    expect(
+      connection.publish(subjects.replica.build("v", 0, "n"), [new Uint8Array(8)], undefined),
+    ).toBe(true);
+    // A real server, and a sender that says hello and then nothing at all.
+    const server = await newServer();
+    const quiet = connect({ host: "127.0.0.1", port: Number(server.address.split(":")[1]) });
+    cleanup.push(() => quiet.destroy());
+    quiet.on("error", () => undefined);
+    quiet.on("close", () => closed.push("server"));
+    quiet.resume(); // reads (and drops) the hello-ok, so that it sees the end
+    for (const part of encodeLinkFrame({
+      kind: "hello",
+      version: linkProtocolVersion,
+      scope: "volume",
+      token: server.tokenFor("volume"),
+    })) {
+      quiet.write(part);
+    }
+    await waitUntil(() => closed.length === 2, 10_000).catch((error) => {
+      throw new Error(`closed: ${closed.join(",")}`, { cause: error });
+    });
+    expect(closed.sort()).toEqual(["sender", "server"]);
+    expect(connection.open).toBe(false);
+    expect(
+      connection.publish(subjects.replica.build("v", 0, "n"), [new Uint8Array(8)], undefined),
+    ).toBe(false);
+  });
+
+  test("an idle link that answers pings stays open", async () => {
+    const server = await newServer();
+    const connection = newConnection(server, "volume");
+    await connection.ready;
+    await new Promise((resolve) => setTimeout(resolve, 5500));
+    expect(connection.open).toBe(true);
+  });
+});
+
+async function waitUntil(check: () => boolean, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error("timed out");
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}

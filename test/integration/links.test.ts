@@ -1,0 +1,309 @@
+// Links (protocol link.ts, runtime link-server.ts, link-client.ts): the Bus and the
+// service shell against a real nats-server in this process, then a real cluster whose
+// volume requests and replication go over links, through a primary's kill -9.
+
+import { type RunningNatsServer, startNatsServer } from "@ballast/cli";
+import { BallastClient } from "@ballast/client";
+import { ErrorCode, isBallastError, subjects } from "@ballast/protocol";
+import {
+  Bus,
+  connectNats,
+  createLogger,
+  type LinkServerStats,
+  Service,
+  startTracing,
+} from "@ballast/runtime";
+import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import {
+  connectTestBus,
+  startTestCluster,
+  type TestCluster,
+  temporaryDirectory,
+  waitFor,
+} from "../support/cluster.ts";
+import { describeVolume } from "../support/faults.ts";
+import { blockBytes } from "../support/volume-io.ts";
+
+let nats: RunningNatsServer;
+let removeDirectory: () => Promise<void>;
+const tracing = startTracing({ serviceName: "links-test", instanceId: "t" });
+const logger = createLogger({ service: "test", nodeId: "test", level: "silent" });
+
+beforeAll(async () => {
+  const directory = await temporaryDirectory();
+  removeDirectory = directory.remove;
+  nats = await startNatsServer({ directory: directory.path });
+});
+afterAll(async () => {
+  await nats?.stop();
+  await removeDirectory?.();
+});
+
+async function newBus(name: string): Promise<Bus> {
+  return new Bus(await connectNats({ servers: nats.url, name, logger }), tracing.tracer);
+}
+
+async function newService(nodeId: string, links: boolean): Promise<Service> {
+  const service = new Service({
+    kind: "headnode",
+    nodeId,
+    bus: await newBus(nodeId),
+    tracer: tracing.tracer,
+    logger,
+    heartbeatIntervalMs: 1000,
+  });
+  if (links) await service.listenLinks({ host: "127.0.0.1", port: 0, advertise: "127.0.0.1" });
+  return service;
+}
+
+const volumeSubject = subjects.volume.build("links", 0);
+const flush = { type: "volume.flush.v1" as const, volume: "links", partition: 0, epoch: 1 };
+
+describe("the bus and the service shell over links", () => {
+  test("requests and publishes go by link once one is offered, with the same results", async () => {
+    const service = await newService("head-l1", true);
+    const seen: string[] = [];
+    service.serve(volumeSubject, { accept: ["volume.flush.v1"], link: "volume" }, (_m, context) => {
+      seen.push(context.isRequest ? "request" : "publish");
+      return { flushedOpNum: seen.length };
+    });
+    const client = await newBus("client-l1");
+    client.enableLinks(["volume"]);
+    // The first goes over NATS and asks for a link in the background.
+    expect(await client.request(volumeSubject, flush)).toEqual({ flushedOpNum: 1 });
+    await waitFor("a link", () => (client.linkStats().routed === 1 ? true : undefined), 5000, 10);
+    expect(await client.request(volumeSubject, flush)).toEqual({ flushedOpNum: 2 });
+    client.publish(volumeSubject, flush);
+    expect(await client.request(volumeSubject, flush)).toEqual({ flushedOpNum: 4 });
+    expect(seen).toEqual(["request", "request", "publish", "request"]);
+    const sent = client.linkStats();
+    expect(sent.link).toEqual({ requests: 2, publishes: 1 });
+    expect(sent.nats).toEqual({ requests: 1, publishes: 0 });
+    expect(sent.offers.linked).toBe(1);
+    const received = service.linkServerStats();
+    expect(received?.requests.volume).toBe(2);
+    expect(received?.publishes.volume).toBe(1);
+    // Node info shows both sides' counts.
+    const info = service.info();
+    expect(info.details).toMatchObject({ links: { received: { requests: { volume: 2 } } } });
+    await service.stop("test");
+    await client.connection.close();
+  });
+
+  test("a subject no longer served where its link points is resent over NATS at once", async () => {
+    const old = await newService("head-l2", true);
+    const handledBy: string[] = [];
+    const served = old.serve(volumeSubject, { accept: ["volume.flush.v1"], link: "volume" }, () => {
+      handledBy.push("old");
+      return { flushedOpNum: 1 };
+    });
+    const client = await newBus("client-l2");
+    client.enableLinks(["volume"]);
+    await client.request(volumeSubject, flush);
+    await waitFor("a link", () => (client.linkStats().routed === 1 ? true : undefined), 5000, 10);
+    // A failover: the old primary stops serving, a new one (links on) takes the subject.
+    await served.stop();
+    const next = await newService("head-l3", true);
+    next.serve(volumeSubject, { accept: ["volume.flush.v1"], link: "volume" }, () => {
+      handledBy.push("new");
+      return { flushedOpNum: 2 };
+    });
+    await next.bus.connection.flush(); // the subscription is known to nats-server
+    expect(await client.request(volumeSubject, flush)).toEqual({ flushedOpNum: 2 });
+    expect(handledBy).toEqual(["old", "new"]);
+    expect(client.linkStats().fallbacks["no-responder"]).toBe(1);
+    // …and the route is learned again, to the new server.
+    await waitFor(
+      "a new link",
+      async () => {
+        // Routes are learned as requests come (at most one offer a second per subject).
+        await client.request(volumeSubject, flush);
+        return client.linkStats().offers.linked === 2 ? true : undefined;
+      },
+      5000,
+      50,
+    );
+    await client.request(volumeSubject, flush);
+    expect(next.linkServerStats()?.requests.volume).toBeGreaterThanOrEqual(1);
+    await Promise.all([old.stop("test"), next.stop("test")]);
+    await client.connection.close();
+  });
+
+  test("a server that takes no links says so, and everything goes over NATS", async () => {
+    const service = await newService("head-l4", false);
+    service.serve(volumeSubject, { accept: ["volume.flush.v1"], link: "volume" }, () => ({
+      flushedOpNum: 7,
+    }));
+    const client = await newBus("client-l4");
+    client.enableLinks(["volume"]);
+    await client.request(volumeSubject, flush);
+    await waitFor("an offer", () =>
+      client.linkStats().offers["no-link"] === 1 ? true : undefined,
+    );
+    expect(await client.request(volumeSubject, flush)).toEqual({ flushedOpNum: 7 });
+    expect(client.linkStats().nats.requests).toBe(2);
+    expect(client.linkStats().link.requests).toBe(0);
+    await service.stop("test");
+    await client.connection.close();
+  });
+
+  test("a server killed with a request in hand: Unavailable, never resent, route forgotten", async () => {
+    const service = await newService("head-l5", true);
+    let calls = 0;
+    service.serve(volumeSubject, { accept: ["volume.flush.v1"], link: "volume" }, async () => {
+      calls += 1;
+      if (calls === 2) await new Promise(() => undefined); // never answers
+      return { flushedOpNum: calls };
+    });
+    const client = await newBus("client-l5");
+    client.enableLinks(["volume"]);
+    await client.request(volumeSubject, flush);
+    await waitFor("a link", () => (client.linkStats().routed === 1 ? true : undefined), 5000, 10);
+    const pending = client.request(volumeSubject, flush, { deadlineMs: 10_000 });
+    await waitFor("the request in hand", () => (calls === 2 ? true : undefined), 5000, 5);
+    // What a kill does to the link: its connections close under the sender.
+    await service.closeLinks();
+    const error = await pending.then(
+      () => undefined,
+      (failure: unknown) => failure,
+    );
+    expect(isBallastError(error, ErrorCode.Unavailable)).toBe(true);
+    expect(calls).toBe(2);
+    expect(client.linkStats().routed).toBe(0);
+    expect(client.linkStats().fallbacks.closed).toBe(1);
+    await client.connection.close();
+    await service.bus.connection.close();
+  });
+});
+
+describe("a cluster over links", () => {
+  let cluster: TestCluster | undefined;
+  afterAll(async () => {
+    await cluster?.stop();
+  });
+
+  /** The `links` part of a node's info details (runtime service.ts). */
+  async function linksOf(bus: Bus, id: string): Promise<NodeLinks> {
+    const info = await bus.request(
+      subjects.node.build(id),
+      { type: "node.info.v1" },
+      { deadlineMs: 2000 },
+    );
+    return (info.details as { links: NodeLinks }).links;
+  }
+
+  test("volume requests and replication go over links, and a kill -9 of the primary loses no acknowledged write", async () => {
+    cluster = await startTestCluster({ headNodes: 3, sleds: 2 });
+    const control = cluster.bus;
+    await control.request(subjects.coordinator.build(), {
+      type: "volume.create.v1",
+      name: "linked",
+      sizeBytes: 8 * 1024 * 1024,
+      partitionBytes: 8 * 1024 * 1024,
+      replicaCount: 2,
+    });
+    const user = await connectTestBus(cluster.cluster.natsUrl, "client");
+    const plain = await connectTestBus(cluster.cluster.natsUrl, "client");
+    try {
+      const volume = await new BallastClient(user.bus).openVolume("linked");
+      const written = new Map<number, number>();
+      const write = async (block: number, fill: number) => {
+        await volume.write(block * blockBytes, new Uint8Array(blockBytes).fill(fill));
+        written.set(block, fill);
+      };
+      // The first writes go over NATS while the link is offered in the background.
+      await waitFor(
+        "volume requests over a link",
+        async () => {
+          await write(written.size % 512, 1 + (written.size % 250));
+          return user.bus.linkStats().link.requests >= 20 ? true : undefined;
+        },
+        10_000,
+        0,
+      );
+      const before = (await describeVolume(control, "linked")).partitions[0]!;
+      const primary = before.primary;
+      const secondary = before.secondaries[0]!;
+      // The primary may have asked its secondary for a link before the secondary served
+      // its replica subject (no responder): it asks again a second later, as notes go on.
+      const onSecondary = await waitFor(
+        "notes over a link",
+        async () => {
+          await write(written.size % 512, 1 + (written.size % 250));
+          const links = await linksOf(control, secondary);
+          return links.received.publishes.replica > 0 ? links : undefined;
+        },
+        10_000,
+        20,
+      );
+      const onPrimary = await linksOf(control, primary);
+      // The primary took the client's requests by link and its secondary's acks; the
+      // secondary took the primary's notes by link.
+      expect(onPrimary.received.requests.volume).toBeGreaterThanOrEqual(20);
+      expect(onPrimary.received.publishes.replica).toBeGreaterThan(0);
+      expect(onSecondary.received.publishes.replica).toBeGreaterThan(0);
+      expect(onPrimary.sent.link.publishes).toBeGreaterThan(0);
+      expect(user.bus.linkStats().link.requests).toBeGreaterThan(
+        user.bus.linkStats().nats.requests,
+      );
+
+      // kill -9 the primary while writes are in flight; every acknowledged one must read back.
+      let stop = false;
+      let next = 0;
+      const writers = [0, 1, 2, 3].map(async (lane) => {
+        while (!stop) {
+          const block = 600 + lane * 300 + (next++ % 300);
+          await write(block, 1 + (block % 250));
+        }
+      });
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      await cluster.cluster.kill(primary);
+      await waitFor(
+        "a new primary",
+        async () => {
+          const state = (await describeVolume(control, "linked")).partitions[0]!;
+          return state.primary !== primary ? state : undefined;
+        },
+        20_000,
+        100,
+      );
+      const linkedBefore = (await linksOf(control, secondary)).received.requests.volume;
+      await new Promise((resolve) => setTimeout(resolve, 1500));
+      stop = true;
+      await Promise.all(writers);
+      // The client forgot the dead primary's route and found the new one's.
+      expect(
+        user.bus.linkStats().fallbacks.closed + user.bus.linkStats().fallbacks.timeout,
+      ).toBeGreaterThan(0);
+      await waitFor(
+        "volume requests over a link to the new primary",
+        async () => {
+          await write(5000 % 2048, 9);
+          const now = (await linksOf(control, secondary)).received.requests.volume;
+          return now > linkedBefore ? true : undefined;
+        },
+        10_000,
+        50,
+      );
+      for (const [block, fill] of written) {
+        const data = await volume.read(block * blockBytes, blockBytes);
+        expect([...new Set(data)], `block ${block}`).toEqual([fill]);
+      }
+
+      // A client with links off works, all over NATS.
+      const unlinked = await new BallastClient(plain.bus, { links: false }).openVolume("linked");
+      await unlinked.write(0, new Uint8Array(blockBytes).fill(77));
+      expect([...new Set(await unlinked.read(0, blockBytes))]).toEqual([77]);
+      expect(plain.bus.linkStats().scopes).toEqual([]);
+      expect(plain.bus.linkStats().link.requests).toBe(0);
+      await Promise.all([volume.close(), unlinked.close()]);
+    } finally {
+      await Promise.all([user.close(), plain.close()]);
+    }
+  });
+});
+
+interface NodeLinks {
+  received: LinkServerStats;
+  sent: ReturnType<Bus["linkStats"]>;
+}
