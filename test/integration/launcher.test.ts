@@ -190,8 +190,16 @@ describe("ballast command errors", () => {
   });
 
   test("status against a NATS URL where nothing listens is unreachable, not a hang", async () => {
-    const result = await runCli(["status", "--nats", "nats://127.0.0.1:1"]);
+    // The command's wait for NATS, shortened from its 10 s: the bound is what is tested.
+    const result = await runCli(["status", "--nats", "nats://127.0.0.1:1"], {
+      BALLAST_NATS_CONNECT_TIMEOUT_MS: "1000",
+    });
     expect(result.code).toBe(3);
     expect(result.stderr).toContain("cannot reach NATS at nats://127.0.0.1:1 (from --nats)");
+    const bad = await runCli(["status", "--nats", "nats://127.0.0.1:1"], {
+      BALLAST_NATS_CONNECT_TIMEOUT_MS: "soon",
+    });
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain("BALLAST_NATS_CONNECT_TIMEOUT_MS must be a whole number");
   });
 });

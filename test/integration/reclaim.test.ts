@@ -20,7 +20,13 @@ const purgedWithinMs = 45_000;
 let cluster: TestCluster;
 
 beforeAll(async () => {
-  cluster = await startTestCluster({ headNodes: 2, sleds: 2 });
+  // Checkpoints every second, not every 10 s (the default): the test waits for every
+  // replica's first one before it deletes the volume.
+  cluster = await startTestCluster({
+    headNodes: 2,
+    sleds: 2,
+    env: { BALLAST_CHECKPOINT_INTERVAL_MS: "1000" },
+  });
 });
 afterAll(() => cluster?.stop());
 

@@ -7,6 +7,7 @@
 import { benchHelp } from "./bench.ts";
 import { chaosHelp } from "./chaos/command.ts";
 import {
+  cliConnectTimeoutMs,
   coordinatorCountDefault,
   dataDirDefault,
   headNodeCountDefault,
@@ -72,7 +73,8 @@ Every command finds the cluster from --nats URL, else BALLAST_NATS, else the
 cluster.json that \`ballast up\` wrote in --data-dir (default ${dataDirDefault}), and its
 NATS credentials from BALLAST_NATS_CREDS (a file) or BALLAST_NATS_USER and
 BALLAST_NATS_PASSWORD, else from the files \`ballast up\` made next to cluster.json;
-BALLAST_NATS_CA names the CA when NATS runs TLS.
+BALLAST_NATS_CA names the CA when NATS runs TLS. A command waits up to
+${cliConnectTimeoutMs / 1000} s for NATS (BALLAST_NATS_CONNECT_TIMEOUT_MS sets it).
 
 ${exitCodeLine}
 `;

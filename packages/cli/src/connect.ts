@@ -4,6 +4,7 @@
 // role's file that `ballast up` made next to it (client unless the command needs more);
 // with --nats or BALLAST_NATS, BALLAST_NATS_CREDS (a file) or BALLAST_NATS_USER and
 // BALLAST_NATS_PASSWORD. BALLAST_NATS_CA names the CA for TLS, else cluster.json's.
+// BALLAST_NATS_CONNECT_TIMEOUT_MS bounds the wait for NATS (cliConnectTimeoutMs).
 
 import { resolve } from "node:path";
 import type { NatsRole } from "@ballast/protocol";
@@ -18,7 +19,11 @@ import {
 } from "@ballast/runtime";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { clusterFilePath, readClusterFile } from "./cluster-file.ts";
-import { cliConnectTimeoutMs } from "./constants.ts";
+import {
+  cliConnectTimeoutMs,
+  cliConnectTimeoutMsMax,
+  cliConnectTimeoutMsMin,
+} from "./constants.ts";
 import { CliError, exitCodes } from "./errors.ts";
 
 export interface ClusterAddress {
@@ -86,6 +91,29 @@ export async function findCluster(options: {
   return address;
 }
 
+/**
+ * How long a command waits for NATS: BALLAST_NATS_CONNECT_TIMEOUT_MS if set, else
+ * cliConnectTimeoutMs. A value that is not a whole number of milliseconds within the
+ * bounds is a usage error, not a silent default.
+ */
+export function cliConnectTimeoutOf(env: Readonly<Record<string, string | undefined>>): number {
+  const text = env.BALLAST_NATS_CONNECT_TIMEOUT_MS?.trim();
+  if (text === undefined || text === "") return cliConnectTimeoutMs;
+  const value = Number(text);
+  if (
+    !/^\d+$/.test(text) ||
+    !Number.isSafeInteger(value) ||
+    value < cliConnectTimeoutMsMin ||
+    value > cliConnectTimeoutMsMax
+  ) {
+    throw new CliError(
+      exitCodes.usage,
+      `BALLAST_NATS_CONNECT_TIMEOUT_MS must be a whole number of milliseconds from ${cliConnectTimeoutMsMin} to ${cliConnectTimeoutMsMax}, got ${JSON.stringify(text)}`,
+    );
+  }
+  return value;
+}
+
 export interface CliConnection {
   bus: Bus;
   connection: NatsConnection;
@@ -94,6 +122,7 @@ export interface CliConnection {
 
 /** Connects the command to the cluster's NATS, failing fast with a clear error. */
 export async function connectCli(address: ClusterAddress): Promise<CliConnection> {
+  const connectTimeoutMs = cliConnectTimeoutOf(process.env);
   const logger = createLogger({ service: "cli", nodeId: "cli", level: "silent", destination: 2 });
   const tracing = startTracing({
     serviceName: "ballast-cli",
@@ -106,7 +135,7 @@ export async function connectCli(address: ClusterAddress): Promise<CliConnection
       servers: address.natsUrl,
       name: "ballast-cli",
       logger,
-      connectTimeoutMs: cliConnectTimeoutMs,
+      connectTimeoutMs,
       // Nothing known (say `ballast up --nats` on an external NATS): the BALLAST_NATS_*
       // variables of this process, as connectNats reads them by default.
       ...(address.access?.credentials === undefined && address.access?.caFile === undefined

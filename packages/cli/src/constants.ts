@@ -14,8 +14,14 @@ export const natsReadyTimeoutMs = 15_000;
 export const clusterReadyTimeoutMs = 30_000;
 /** How long a stopping child gets after SIGTERM before it is killed. */
 export const childStopGraceMs = 15_000;
-/** How long the CLI waits for NATS when it connects to run a command. */
+/**
+ * How long the CLI waits for NATS when it connects to run a command (NATS may still be
+ * starting). BALLAST_NATS_CONNECT_TIMEOUT_MS may set it, from 100 ms to 10 minutes
+ * (tests of an unreachable cluster use it not to wait 10 s).
+ */
 export const cliConnectTimeoutMs = 10_000;
+export const cliConnectTimeoutMsMin = 100;
+export const cliConnectTimeoutMsMax = 600_000;
 /** How long `ballast status` waits for the coordinator's answer. */
 export const statusDeadlineMs = 5000;
 

@@ -14,8 +14,9 @@
 // Off costs nothing: with no exporter configured (no OTLP endpoint, or
 // OTEL_TRACES_EXPORTER=none) and no metrics port, no SDK is made at all: the tracer is
 // undefined, so every traced path makes no span, no context switch and no header (one
-// comparison per hop), and the meter is the API's no-op one. With metrics on and
-// tracing off, the SDK has no span processor and registers no tracer provider: the
+// comparison per hop), and the meter is the API's no-op one. Not even the SDK's packages
+// are loaded then (sdkPackages): they are a third of a process's start-up. With metrics
+// on and tracing off, the SDK has no span processor and registers no tracer provider: the
 // tracer is still undefined.
 //
 // Failure model: a taken metrics port fails the start (before the SDK starts) with the
@@ -23,6 +24,7 @@
 // loses spans (the exporter retries and drops), never blocks the write path.
 
 import { createServer, type Server } from "node:http";
+import { createRequire } from "node:module";
 import {
   context,
   createNoopMeter,
@@ -33,11 +35,8 @@ import {
   type Tracer,
   trace,
 } from "@opentelemetry/api";
-import { PrometheusExporter } from "@opentelemetry/exporter-prometheus";
-import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-http";
-import { defaultResource, resourceFromAttributes } from "@opentelemetry/resources";
-import { AggregationType } from "@opentelemetry/sdk-metrics";
-import { NodeSDK } from "@opentelemetry/sdk-node";
+import type { PrometheusExporter } from "@opentelemetry/exporter-prometheus";
+import type { NodeSDK } from "@opentelemetry/sdk-node";
 import { ATTR_SERVICE_VERSION } from "@opentelemetry/semantic-conventions";
 import { ballastVersion } from "./constants.ts";
 import { latencyBucketsSeconds } from "./metrics.ts";
@@ -64,6 +63,31 @@ export interface Telemetry {
   metricsUrl: string | undefined;
   /** Exports what is buffered, stops the endpoint and the SDK; call once on shutdown. */
   shutdown(): Promise<void>;
+}
+
+/**
+ * The SDK's packages, loaded on the first start rather than at import: they are about a
+ * third of a Ballast process's start-up CPU (some 0.3 s of 1 s), which a process with
+ * telemetry off (every command, and every service with no metrics port and no OTLP
+ * endpoint, as in the tests' clusters) never needs. Loaded with require so that the
+ * starts stay synchronous (startTracing is); their main entries are CommonJS, the same
+ * files an import of them loads.
+ */
+const requireSdk = createRequire(import.meta.url);
+function sdkPackages() {
+  return {
+    prometheus: requireSdk(
+      "@opentelemetry/exporter-prometheus",
+    ) as typeof import("@opentelemetry/exporter-prometheus"),
+    otlp: requireSdk(
+      "@opentelemetry/exporter-trace-otlp-http",
+    ) as typeof import("@opentelemetry/exporter-trace-otlp-http"),
+    resources: requireSdk("@opentelemetry/resources") as typeof import("@opentelemetry/resources"),
+    metrics: requireSdk(
+      "@opentelemetry/sdk-metrics",
+    ) as typeof import("@opentelemetry/sdk-metrics"),
+    node: requireSdk("@opentelemetry/sdk-node") as typeof import("@opentelemetry/sdk-node"),
+  };
 }
 
 /** The running SDK of this process, if any (the API's globals allow one). */
@@ -104,7 +128,7 @@ export async function startTelemetry(options: TelemetryOptions): Promise<Telemet
   const host = options.metricsHost ?? "127.0.0.1";
   // The exporter's own server cannot report a port taken: serve its handler from ours,
   // and listen before the SDK starts, so that a bad port fails the start cleanly.
-  const exporter = new PrometheusExporter({ preventServerStart: true });
+  const exporter = new (sdkPackages().prometheus.PrometheusExporter)({ preventServerStart: true });
   const server: Server = createServer((request, response) => {
     if (request.url === "/metrics" || request.url?.startsWith("/metrics?")) {
       exporter.getMetricsRequestHandler(request, response);
@@ -144,8 +168,12 @@ function startSdk(
   metricReader: PrometheusExporter | undefined,
 ): Telemetry {
   refuseSecondStart();
+  const sdkModules = sdkPackages();
+  const { defaultResource, resourceFromAttributes } = sdkModules.resources;
+  const { OTLPTraceExporter } = sdkModules.otlp;
+  const { AggregationType } = sdkModules.metrics;
   const tracing = tracingConfigured(options.otlpEndpoint) && options.otlpEndpoint !== undefined;
-  const sdk = new NodeSDK({
+  const sdk = new sdkModules.node.NodeSDK({
     serviceName: options.serviceName,
     resource: defaultResource().merge(
       resourceFromAttributes({

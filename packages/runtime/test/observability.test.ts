@@ -1,7 +1,10 @@
-// Tracing off makes no tracer (so no span objects anywhere), and the metrics endpoint
-// serves the Prometheus text of the instruments it is given.
+// Tracing off makes no tracer (so no span objects anywhere), and loads none of the SDK
+// (a third of every process's start-up); the metrics endpoint serves the Prometheus text
+// of the instruments it is given.
 
+import { spawnSync } from "node:child_process";
 import { createServer } from "node:net";
+import { fileURLToPath } from "node:url";
 import { expect, test } from "vitest";
 import { meterOf } from "../src/metrics.ts";
 import { startTelemetry, startTracing, tracingConfigured } from "../src/telemetry.ts";
@@ -14,6 +17,31 @@ test("without an OTLP endpoint, or with OTEL_TRACES_EXPORTER=none, there is no t
   expect(tracingConfigured("http://127.0.0.1:4318", { OTEL_TRACES_EXPORTER: "otlp" })).toBe(true);
   expect(tracingConfigured("http://127.0.0.1:4318", { OTEL_SDK_DISABLED: "true" })).toBe(false);
 });
+
+test("a process with telemetry off never loads the SDK's packages", () => {
+  // A fresh process: this test process may have loaded them already. With tracing off,
+  // the start is the no-op one; the SDK's CommonJS modules would show in require.cache.
+  const script = `
+    import { createRequire } from "node:module";
+    const { startTelemetry, startTracing } = await import(${JSON.stringify(telemetryModule)});
+    startTracing({ serviceName: "t", instanceId: "t" });
+    await startTelemetry({ metricsPort: 0, serviceName: "t", instanceId: "t" });
+    const loaded = Object.keys(createRequire(import.meta.url).cache);
+    console.log(JSON.stringify(loaded.filter((path) => /@opentelemetry[\\/]sdk-/.test(path))));
+  `;
+  const child = spawnSync(
+    process.execPath,
+    ["--import", "tsx", "--input-type=module", "-e", script],
+    {
+      encoding: "utf8",
+      env: { ...process.env, OTEL_EXPORTER_OTLP_ENDPOINT: "" },
+    },
+  );
+  expect(child.status, child.stderr).toBe(0);
+  expect(JSON.parse(child.stdout)).toEqual([]);
+});
+
+const telemetryModule = fileURLToPath(new URL("../src/telemetry.ts", import.meta.url));
 
 async function freePort(): Promise<number> {
   const server = createServer();

@@ -344,6 +344,10 @@ describe("bad usage", () => {
   async function journalWithTenRecords() {
     const recovered = await open(smallSegments);
     await recovered.journal.append(smallRecords(1, 10));
+    // An append does not wait for the runway extension its batch started: without this,
+    // one still running when the test takes its "before" copy of the files changes them
+    // after it (seen on a loaded machine), and "leaves the files as they were" fails.
+    await recovered.journal.settled();
     return recovered.journal;
   }
 
