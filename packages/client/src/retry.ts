@@ -12,13 +12,16 @@
 // Delays: the n-th retry waits a ceiling of `retryDelayMsInitial · 2^(n-1)`, capped at
 // `retryDelayMsMax`, of which half is fixed and half drawn at random ("equal jitter"):
 // clients that failed together spread out, and none hammers a primary that is still
-// being elected. When the next delay would end past the budget (counted from when the
+// being elected. A failure that no primary answered (Unavailable) or that a serving
+// primary answered with a newer epoch (WrongEpoch) is capped lower, at
+// `retryDelayMsFastMax`: waiting longer there only lengthens a failover's outage. When the next delay would end past the budget (counted from when the
 // operation was issued), the operation fails with a Timeout-coded BallastError that
 // names the attempts made and chains the last failure as its cause. The budget bounds
 // when the last attempt may start, so an operation fails at most one request deadline
 // after its budget ends.
 
 import { BallastError, ErrorCode, isBallastError } from "@ballast/protocol";
+import { retryDelayMsFastMax } from "./constants.ts";
 import type { ClientOptions } from "./options.ts";
 
 export type RetryPolicy = Pick<
@@ -26,12 +29,19 @@ export type RetryPolicy = Pick<
   "retryDelayMsInitial" | "retryDelayMsMax" | "retryBudgetMs" | "random" | "clock"
 >;
 
-/** The delay before retry number `retry` (1 for the first retry), jitter included. */
-export function retryDelayMs(retry: number, policy: RetryPolicy): number {
-  const ceilingMs = Math.min(
-    policy.retryDelayMsMax,
-    policy.retryDelayMsInitial * 2 ** Math.max(0, retry - 1),
-  );
+/** Failures retried after at most `retryDelayMsFastMax` (above). */
+const retriedFast: ReadonlySet<ErrorCode> = new Set([ErrorCode.Unavailable, ErrorCode.WrongEpoch]);
+
+/**
+ * The delay before retry number `retry` (1 for the first retry), jitter included, after a
+ * failure with code `after` (the slower schedule when not given).
+ */
+export function retryDelayMs(retry: number, policy: RetryPolicy, after?: ErrorCode): number {
+  const maxMs =
+    after !== undefined && retriedFast.has(after)
+      ? Math.min(policy.retryDelayMsMax, retryDelayMsFastMax)
+      : policy.retryDelayMsMax;
+  const ceilingMs = Math.min(maxMs, policy.retryDelayMsInitial * 2 ** Math.max(0, retry - 1));
   // Clamp the draw, so that a careless random source cannot make a delay negative or
   // longer than its ceiling.
   const draw = Math.min(1, Math.max(0, policy.random()));
@@ -62,7 +72,7 @@ export async function withRetries<T>(task: RetryTask<T>, policy: RetryPolicy): P
       if (!isBallastError(error) || !error.retryable) throw error;
       failure = error;
     }
-    const delayMs = retryDelayMs(attempts, policy);
+    const delayMs = retryDelayMs(attempts, policy, failure.code);
     if (policy.clock.nowMs() + delayMs > deadlineMs) {
       throw retryBudgetExhausted(task.describe(), attempts, policy.retryBudgetMs, failure);
     }

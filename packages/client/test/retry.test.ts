@@ -30,6 +30,44 @@ describe("retryDelayMs", () => {
     ]);
   });
 
+  it("caps the delay after Unavailable and WrongEpoch at the fast maximum, not the others", () => {
+    const retries = [1, 3, 5, 6, 8, 40];
+    for (const code of [ErrorCode.Unavailable, ErrorCode.WrongEpoch]) {
+      expect(retries.map((retry) => retryDelayMs(retry, policy(1), code))).toEqual([
+        50, 200, 250, 250, 250, 250,
+      ]);
+    }
+    for (const code of [ErrorCode.NotPrimary, ErrorCode.Timeout, ErrorCode.ShuttingDown]) {
+      expect(retries.map((retry) => retryDelayMs(retry, policy(1), code))).toEqual([
+        50, 200, 800, 1600, 2000, 2000,
+      ]);
+    }
+    // A configured maximum below the fast one still bounds both.
+    expect(retryDelayMs(40, policy(1, { retryDelayMsMax: 100 }), ErrorCode.Unavailable)).toBe(100);
+  });
+
+  it("retries a primary that nobody serves every quarter second at most, however long it takes", async () => {
+    const clock = new VirtualClock();
+    const attemptsAtMs: number[] = [];
+    const result = await withRetries(
+      {
+        describe: () => "test",
+        issuedAtMs: 0,
+        attempt: async () => {
+          attemptsAtMs.push(clock.nowMs());
+          if (clock.nowMs() < 5000) throw unavailable();
+          return "served";
+        },
+      },
+      policy(1, { clock }),
+    );
+    expect(result).toBe("served");
+    const gaps = attemptsAtMs.slice(1).map((at, index) => at - (attemptsAtMs[index] ?? 0));
+    expect(Math.max(...gaps)).toBe(250);
+    // The first attempt after the partition is served again comes within the fast maximum.
+    expect(attemptsAtMs.at(-1)).toBeLessThan(5000 + 250 + 1);
+  });
+
   it("keeps a random source that strays outside [0, 1) within the bounds", () => {
     expect(retryDelayMs(1, policy(-3))).toBe(25);
     expect(retryDelayMs(1, policy(7))).toBe(50);
