@@ -14,8 +14,9 @@
 // `deadAfterTicks` of silence (crashed, paused or cut-off nodes stop reporting), and every
 // `roundTicks` builds each partition's PartitionView (alive, load, replica count, the
 // primary's newest report, lease, learners, the members their own nodes report failed,
-// from the real lease book) and applies the decision. It pushes the record to a member
-// as the configurer does: until the member acknowledges the record's epoch, again
+// from the real lease book, the live nodes it dropped lately to avoid as learners) and
+// applies the decision. It pushes the record to a member as the configurer does: until
+// the member acknowledges the record's epoch, again
 // once its node restarts (a newer session) or comes back from silence, and otherwise
 // only at the slow refresh (configureRefreshTicks, 300 s). A learner's configuration
 // carries the primary's newest checkpoint pointer and the epoch it was added in, and a
@@ -32,7 +33,8 @@
 // nodes crash (the journal append in progress may be torn) and restart with a new
 // session; pauses longer than a lease (a paused node neither ticks nor receives, messages
 // to it wait, its monotonic clock runs on); clock rates and forward steps; a disk that
-// stops completing writes while its node keeps reporting (gray failure); a replica's
+// stops completing writes while its node keeps reporting (gray failure), in one run of
+// four for longer than a primary's stall bound and on into the settle phase; a replica's
 // journal that fails at its next write, failing that replica alone as partition-host.ts
 // does (its runner closed, no ticks, messages or requests; its node reports it at once
 // in `failures`; a later configure reopens it from its disk), while loaded and, now and
@@ -55,7 +57,9 @@
 // snapshot reads as the committed history at the op it was taken at; a failed replica
 // counts as not serving, and while faults are off a failed member other than the
 // primary leaves its record within failedMemberTicksMax (its node reports it: no commit
-// need stall on it first).
+// need stall on it first); and while loaded, no client's write waits longer than
+// availabilityTicksMax for its partition to acknowledge a write while every node's
+// faults stay as they are and the partition has a healthy voter (`checkAvailability`).
 //
 // The replica API this drives is adapted in one place (`ReplicaAdapter`); its effects are
 // carried out by the head node's own effect runner (effect-runner.ts) through the seeded
@@ -155,7 +159,15 @@ export type Sabotage =
    * before disk ids (`legacyRecordChance`) a node back on an empty disk under its old id
    * opens the voter it was, empty. Found with disk losses on.
    */
-  | "open-legacy-voters";
+  | "open-legacy-voters"
+  /**
+   * The system before primaries reported their own journal stalls (session 7): a
+   * primary's report never carries `stalledMs`, so a primary whose disk hangs without
+   * failing is never replaced, and its partition's writes wait as long as the disk does
+   * while a secondary could have taken over. Found by the availability check, with the
+   * long disk hangs on (`longDiskHangChance`).
+   */
+  | "ignore-primary-stall";
 
 export interface FailoverOptions {
   seed: number;
@@ -180,6 +192,13 @@ export interface FailoverOptions {
    */
   configureRefreshTicks: number;
   learnerCatchUpMs: number;
+  /**
+   * A live node dropped from a partition (stalled, or unable to catch up) is that
+   * partition's last choice of learner for this long (the coordinator's
+   * droppedNodeAvoidMs, 60 s, in ticks): a node whose disk hangs is not re-added over and
+   * over while a healthy spare waits.
+   */
+  droppedNodeAvoidTicks: number;
   dropRate: number;
   duplicateRate: number;
   delayTicksMax: number;
@@ -219,6 +238,32 @@ export interface FailoverOptions {
   pauseTicksMax: number;
   diskHangRate: number;
   diskHangTicksMax: number;
+  /**
+   * Per run: chance of one long disk hang, from a tick early in the load
+   * (longDiskHangFromTicks) on a node chosen then (half the time one hosting a
+   * primary), lasting longDiskHangTicksMin to longDiskHangTicksMax: longer than the
+   * primary's stall bound and often than the availability bound, and not ended when
+   * faults go off (it may run on into the settle phase). Short hangs (diskHangTicksMax)
+   * end before a primary's stall is reported; only a long one shows whether a primary
+   * on a hung disk is replaced (the `ignore-primary-stall` sabotage).
+   */
+  longDiskHangChance: number;
+  longDiskHangFromTicks: readonly [number, number];
+  longDiskHangTicksMin: number;
+  longDiskHangTicksMax: number;
+  /**
+   * The availability check, while loaded: a client's write to a partition waits no
+   * longer than this for some write to that partition to be acknowledged, counted from
+   * the latest of: the write's attempt (the first one unanswered), the last change of any
+   * node's faults (a crash, restart, pause, cut, disk hang or journal failure beginning
+   * or ending) and the last tick the partition had no healthy voter (up, running, not cut
+   * off, its disk not hung, its replica of the partition open and not failed, on its
+   * recorded disk). A partition with a healthy voter is one the coordinator can make
+   * available: by the primary itself, or by promoting that secondary once the primary is
+   * dead, failed or stalled and its lease has run out. By default
+   * `availabilityBoundTicks` of the run's own timings.
+   */
+  availabilityTicksMax?: number;
   /**
    * Per loaded tick and healthy node: chance one of its replicas' journals fails at its
    * next append or truncation (a full or broken disk), failing that replica alone.
@@ -268,6 +313,33 @@ export interface FailoverOptions {
   sabotage?: Sabotage;
 }
 
+/**
+ * The availability check's bound (availabilityTicksMax), the sum of what may pass, with
+ * every fault as it stands, before a waiting client's write is acknowledged: the
+ * primary's own stall bound (primaryStallMsMax), after which its report says it is
+ * stalled; the failover (failoverTicks: a dead node declared dead, reports and rounds,
+ * the promotion's configure, the new primary's inherited tail committed, with messages
+ * dropped and delayed on the way); the lease the coordinator waits out before promoting
+ * (primaryLeaseMs and its drift margin); and the client's side, three timeouts
+ * (clientTimeoutTicks): its attempt on the old primary hangs there until it times out
+ * before it asks the new one, and up to two more attempts may be lost on the way (a
+ * request or a reply dropped). Runs of 2,000 seeds of each CI shape counted waits of up
+ * to 214 ticks (the longest had lost a reply: one timeout more); with two timeouts
+ * (253), a second loss in a row would be a false alarm now and then.
+ */
+export function availabilityBoundTicks(options: {
+  tickMs: number;
+  roundTicks: number;
+  deadAfterTicks: number;
+  clientTimeoutTicks: number;
+}): number {
+  const ticks = (ms: number) => Math.ceil(ms / options.tickMs);
+  const stallTicks = ticks(limits.primaryStallMsMax);
+  const failoverTicks = options.deadAfterTicks + 4 * options.roundTicks;
+  const leaseTicks = ticks(limits.primaryLeaseMs + limits.primaryLeaseDriftMarginMs);
+  return stallTicks + failoverTicks + leaseTicks + 3 * options.clientTimeoutTicks;
+}
+
 export const failoverDefaults: Omit<FailoverOptions, "seed"> = {
   nodes: 5,
   partitions: [3, 2],
@@ -280,6 +352,7 @@ export const failoverDefaults: Omit<FailoverOptions, "seed"> = {
   deadAfterTicks: 20,
   configureRefreshTicks: 3000,
   learnerCatchUpMs: 8000,
+  droppedNodeAvoidTicks: 600,
   dropRate: 0.03,
   duplicateRate: 0.02,
   delayTicksMax: 4,
@@ -293,6 +366,10 @@ export const failoverDefaults: Omit<FailoverOptions, "seed"> = {
   pauseTicksMax: 90,
   diskHangRate: 0.002,
   diskHangTicksMax: 120,
+  longDiskHangChance: 0.25,
+  longDiskHangFromTicks: [10, 120],
+  longDiskHangTicksMin: Math.ceil(limits.primaryStallMsMax / 100),
+  longDiskHangTicksMax: 800,
   journalFailRate: 0.002,
   idleJournalFailChance: 0.5,
   journalFailPrimaries: true,
@@ -359,6 +436,16 @@ export interface FailoverResult {
     quietRestarts: number;
     pauses: number;
     diskHangs: number;
+    /** Long disk hangs (longDiskHangChance), counted in diskHangs too. */
+    longDiskHangs: number;
+    /** Primaries replaced because their reports said their own journal stalled. */
+    stallFailovers: number;
+    /**
+     * The longest wait the availability check counted that ended in an acknowledgement
+     * (see availabilityTicksMax): how close a run came to the bound. Main reports the
+     * largest over a range of seeds.
+     */
+    availabilityWaitTicksMax: number;
     /** Journals armed to fail, and replicas that failed on one. */
     journalFailures: number;
     replicasFailed: number;
@@ -422,6 +509,8 @@ interface SimulatedNode {
   restartTick: number;
   pausedUntilTick: number;
   diskHungUntilTick: number;
+  /** Its disk hang is the run's long one, which goes on when faults go off. */
+  diskHangLong: boolean;
   /**
    * Until this tick, cut off from everyone ("isolated"), from the other head nodes only
    * ("peers"), or from the other head nodes and the coordinator while clients still
@@ -504,6 +593,8 @@ interface NodeReport {
 class ReplicaAdapter implements Reporter {
   readonly replica: Replica;
   private readonly leased: boolean;
+  /** Off for the `ignore-primary-stall` sabotage: reports never say the primary stalled. */
+  private readonly reportsOwnStall: boolean;
   private readonly address: ReportAddress;
   private readonly tickMs: number;
   /**
@@ -521,9 +612,16 @@ class ReplicaAdapter implements Reporter {
   boundFromTick = 0;
   flaggedLate = false;
 
-  constructor(replica: Replica, leased: boolean, volumeId: string, tickMs: number) {
+  constructor(
+    replica: Replica,
+    leased: boolean,
+    reportsOwnStall: boolean,
+    volumeId: string,
+    tickMs: number,
+  ) {
     this.replica = replica;
     this.leased = leased;
+    this.reportsOwnStall = reportsOwnStall;
     this.address = { volume: volumeName, volumeId, partition: replica.identity.partition };
     this.tickMs = tickMs;
   }
@@ -555,11 +653,14 @@ class ReplicaAdapter implements Reporter {
 
   /** Its entry of `primaries`, as its head node reports it (primary-report.ts). */
   report(): PrimaryReport | undefined {
-    return primaryReportOf(this.replica, this.address, this.failed !== undefined, {
+    const report = primaryReportOf(this.replica, this.address, this.failed !== undefined, {
       tickMs: this.tickMs,
       // The simulated coordinator declares no sled out.
       sledsOut: noSledsOut,
     });
+    if (report === undefined || this.reportsOwnStall) return report;
+    const { stalledMs: _ignored, ...withoutStall } = report;
+    return withoutStall;
   }
 }
 
@@ -605,6 +706,21 @@ export class FailoverSimulation {
   private faultsOn = true;
   private faultsOffTick = 0;
   private recreateAtTick = -1;
+  /** The run's long disk hang: from this tick (once there is room), this long. */
+  private longHangAtTick = -1;
+  private longHangTicks = 0;
+  /**
+   * The availability check's state: every node's faults as of the last tick, and since
+   * when they have been so; per partition, the first write attempt not yet followed by
+   * an acknowledged write, and the last tick the partition had no healthy voter.
+   */
+  private readonly availabilityTicksMax: number;
+  private faultState = "";
+  private faultStateSinceTick = 0;
+  private readonly availability = new Map<
+    number,
+    { waitingSinceTick: number | undefined; noVoterTick: number }
+  >();
   private readonly stats: FailoverResult["stats"] = {
     ticks: 0,
     acknowledgedMutations: 0,
@@ -616,6 +732,9 @@ export class FailoverSimulation {
     quietRestarts: 0,
     pauses: 0,
     diskHangs: 0,
+    longDiskHangs: 0,
+    stallFailovers: 0,
+    availabilityWaitTicksMax: 0,
     journalFailures: 0,
     replicasFailed: 0,
     netPartitions: 0,
@@ -660,6 +779,8 @@ export class FailoverSimulation {
     reportAgeMsMax: Number.POSITIVE_INFINITY,
   });
   private readonly learnersSince = new Map<number, Map<string, { ms: number; epoch: number }>>();
+  /** Per partition, live nodes dropped from it and until when to avoid re-adding them. */
+  private readonly dropped = new Map<number, Map<string, number>>();
   /**
    * Per partition and member, the epoch its head node acknowledged a configure of and
    * when (configurer.ts `tenure.configured`): a member is pushed its record only when
@@ -682,6 +803,7 @@ export class FailoverSimulation {
 
   constructor(options: FailoverOptions) {
     this.options = options;
+    this.availabilityTicksMax = options.availabilityTicksMax ?? availabilityBoundTicks(options);
     // Neighbouring small seeds give xoroshiro's first outputs little entropy: mix first.
     this.random = new SimRandom(mixSeed(options.seed));
     this.world = simWorld(
@@ -705,6 +827,7 @@ export class FailoverSimulation {
         restartTick: 0,
         pausedUntilTick: 0,
         diskHungUntilTick: 0,
+        diskHangLong: false,
         cut: undefined,
         disk: `head-${index + 1}-disk-0`,
         session: 0,
@@ -728,6 +851,12 @@ export class FailoverSimulation {
       this.clients.push({ routes: new Map(), outstanding: undefined });
     if (this.chance(options.recreateChance))
       this.recreateAtTick = this.integer(options.loadTicks / 4, (options.loadTicks * 3) / 4);
+    // Drawn only when on, so that runs without long hangs replay the same streams.
+    if (options.longDiskHangChance > 0 && this.chance(options.longDiskHangChance)) {
+      const [from, to] = options.longDiskHangFromTicks;
+      this.longHangAtTick = this.integer(from, to);
+      this.longHangTicks = this.integer(options.longDiskHangTicksMin, options.longDiskHangTicksMax);
+    }
   }
 
   async run(): Promise<FailoverResult> {
@@ -756,7 +885,8 @@ export class FailoverSimulation {
     this.faultsOffTick = this.tickNow;
     for (const node of this.nodes) {
       node.pausedUntilTick = 0;
-      node.diskHungUntilTick = 0;
+      // The long hang runs its course: a primary on it must be replaced while settling.
+      if (!node.diskHangLong) node.diskHungUntilTick = 0;
       node.cut = undefined;
       if (!node.up) await this.startNode(node);
     }
@@ -922,6 +1052,7 @@ export class FailoverSimulation {
     }
     if (this.tickNow % this.options.roundTicks === 0) this.coordinatorRound();
     this.expireClientAttempts();
+    if (load) this.checkAvailability();
     if (!this.faultsOn) this.checkFailedMembers();
   }
 
@@ -983,10 +1114,19 @@ export class FailoverSimulation {
     return this.options.journalFailPrimaries;
   }
 
-  /** A replica of the node's has a journal armed to fail, or has failed on one. */
+  /**
+   * A replica of the node's has a journal armed to fail, or has failed on one and is
+   * still a member of its partition. One the coordinator has dropped is no fault any
+   * more: it lingers, closed, until a configure reopens it or it is rebuilt, which for
+   * a node the coordinator avoids as a learner (droppedNodeAvoidTicks) may be long.
+   */
   private journalFaulty(node: SimulatedNode): boolean {
     for (const hosted of node.hosted.values()) {
-      if (hosted.journal.failing || hosted.adapter?.failed !== undefined) return true;
+      if (hosted.journal.failing) return true;
+      if (hosted.adapter?.failed === undefined) continue;
+      const record = this.records.get(hosted.partition)?.record;
+      const member = record !== undefined && membersOf(record).includes(node.id);
+      if (member && hosted.volumeId === this.volumeId) return true;
     }
     return false;
   }
@@ -1018,6 +1158,7 @@ export class FailoverSimulation {
 
   private async injectFaults(): Promise<void> {
     const options = this.options;
+    if (this.longHangAtTick >= 0 && this.tickNow >= this.longHangAtTick) this.startLongHang();
     for (const node of this.nodes) {
       if (!node.up) {
         if (this.tickNow >= node.restartTick) await this.startNode(node);
@@ -1041,6 +1182,7 @@ export class FailoverSimulation {
       } else if (this.chance(options.diskHangRate)) {
         this.stats.diskHangs++;
         node.diskHungUntilTick = this.tickNow + this.integer(10, options.diskHangTicksMax);
+        node.diskHangLong = false;
       } else if (this.chance(options.journalFailRate) && node.hosted.size > 0) {
         // Its next append or truncation fails (at once if loaded, or at the next write
         // of an idle partition): the replica fails alone, as partition-host.ts does.
@@ -1057,6 +1199,125 @@ export class FailoverSimulation {
         };
       }
     }
+  }
+
+  /**
+   * The run's long disk hang, once there is room for a fault: half the time on the node
+   * of a partition's primary, else on any node that is running, connected and not hung.
+   */
+  private startLongHang(): void {
+    if (this.faultyNodes() >= this.options.faultyNodesMax) return;
+    const candidates = this.nodes.filter(
+      (node) =>
+        this.running(node) && node.cut === undefined && node.diskHungUntilTick <= this.tickNow,
+    );
+    if (candidates.length === 0) return;
+    const primaries = [...this.records.values()]
+      .map(({ record }) => candidates.find((node) => node.id === record.primary))
+      .filter((node): node is SimulatedNode => node !== undefined);
+    const among = primaries.length > 0 && this.chance(0.5) ? primaries : candidates;
+    const node = among[this.integer(0, among.length - 1)]!;
+    node.diskHungUntilTick = this.tickNow + this.longHangTicks;
+    node.diskHangLong = true;
+    this.longHangAtTick = -1;
+    this.stats.diskHangs++;
+    this.stats.longDiskHangs++;
+  }
+
+  // ---------------------------------------------------------------- availability
+
+  private availabilityOf(partition: number) {
+    let entry = this.availability.get(partition);
+    if (entry === undefined) {
+      entry = { waitingSinceTick: undefined, noVoterTick: this.tickNow };
+      this.availability.set(partition, entry);
+    }
+    return entry;
+  }
+
+  /** A node's faults as the availability check compares them from tick to tick. */
+  private faultsOf(node: SimulatedNode): string {
+    return [
+      node.up ? "up" : "down",
+      node.pausedUntilTick > this.tickNow ? "paused" : "",
+      node.cut?.kind ?? "",
+      node.diskHungUntilTick > this.tickNow ? "hung" : "",
+      this.journalFaulty(node) ? "journal" : "",
+      this.onLostDisk(node) ? "lost" : "",
+      node.disk,
+    ].join(",");
+  }
+
+  /**
+   * A voter of the record (its primary or a voting secondary, one the coordinator may
+   * promote) that is up, running, not cut off, its disk not hung, on its recorded disk,
+   * with its replica of this incarnation open and its journal neither failed nor armed
+   * to fail.
+   */
+  private hasHealthyVoter(partition: number, record: PartitionRecord): boolean {
+    return [record.primary, ...record.secondaries].some((voter) => {
+      const node = this.node(voter);
+      if (!this.running(node) || node.cut !== undefined) return false;
+      if (node.diskHungUntilTick > this.tickNow) return false;
+      const disk = record.disks?.[voter];
+      if (disk !== undefined && disk !== node.disk) return false;
+      const hosted = node.hosted.get(partition);
+      if (hosted?.volumeId !== this.volumeId || hosted.journal.failing) return false;
+      return hosted.adapter !== undefined && hosted.adapter.failed === undefined;
+    });
+  }
+
+  /** From when the wait of a partition's clients counts (see availabilityTicksMax). */
+  private waitCountsFrom(entry: { waitingSinceTick: number | undefined; noVoterTick: number }) {
+    return Math.max(
+      entry.waitingSinceTick ?? this.tickNow,
+      this.faultStateSinceTick,
+      entry.noVoterTick,
+    );
+  }
+
+  /**
+   * While loaded: a partition with a healthy voter, in a stretch where no node's faults
+   * change, acknowledges a waiting client's write within availabilityTicksMax. Legitimate
+   * unavailability (no voter left to promote, a coordinator cut off from the partition's
+   * nodes, a recovery under way from a fault that just began or ended) restarts the count.
+   */
+  private checkAvailability(): void {
+    const state = this.nodes.map((node) => this.faultsOf(node)).join(" ");
+    if (state !== this.faultState) {
+      this.faultState = state;
+      this.faultStateSinceTick = this.tickNow;
+    }
+    for (const [partition, { record }] of this.records) {
+      const entry = this.availabilityOf(partition);
+      if (!this.hasHealthyVoter(partition, record)) entry.noVoterTick = this.tickNow;
+      if (entry.waitingSinceTick === undefined) continue;
+      const from = this.waitCountsFrom(entry);
+      if (this.tickNow - from <= this.availabilityTicksMax) continue;
+      this.watchedFor(this.volumeId, partition).checker.fail(
+        "available",
+        `tick ${this.tickNow}: no write acknowledged for ${this.tickNow - from} ticks (since tick ${from}; bound ${this.availabilityTicksMax}) while a client waited, every node's faults unchanged and a healthy voter there: ${this.describe()}`,
+      );
+      // Flagged once per stretch; the next write waiting counts afresh.
+      entry.waitingSinceTick = undefined;
+    }
+  }
+
+  /** A client sent a write to the partition: it waits, unless one waits already. */
+  private writeWaiting(volumeId: string, partition: number): void {
+    if (volumeId !== this.volumeId) return;
+    const entry = this.availabilityOf(partition);
+    entry.waitingSinceTick ??= this.tickNow;
+  }
+
+  /** A write to the partition was acknowledged: nobody waits without progress. */
+  private writeAcknowledged(volumeId: string, partition: number): void {
+    if (volumeId !== this.volumeId) return;
+    const entry = this.availabilityOf(partition);
+    if (entry.waitingSinceTick === undefined) return;
+    const waited = this.tickNow - this.waitCountsFrom(entry);
+    this.stats.availabilityWaitTicksMax = Math.max(this.stats.availabilityWaitTicksMax, waited);
+    entry.waitingSinceTick = undefined;
   }
 
   // ---------------------------------------------------------------- head nodes
@@ -1098,6 +1359,7 @@ export class FailoverSimulation {
     const adapter = new ReplicaAdapter(
       replica,
       this.options.sabotage !== "no-lease-check",
+      this.options.sabotage !== "ignore-primary-stall",
       hosted.volumeId,
       this.options.tickMs,
     );
@@ -1406,6 +1668,7 @@ export class FailoverSimulation {
     this.reports.clear();
     this.staleReports.clear();
     this.learnersSince.clear();
+    this.dropped.clear();
     this.configured.clear();
     this.noReplica.clear();
     // Drawn only when on, so that runs without legacy records replay the same streams.
@@ -1442,6 +1705,9 @@ export class FailoverSimulation {
 
   private recreateVolume(): void {
     this.stats.recreates++;
+    // A new incarnation's partitions: the availability check starts over.
+    this.availability.clear();
+    this.faultStateSinceTick = this.tickNow;
     const old = this.volumeId;
     // The client closes the deleted volume: what it had in flight may still land in
     // either incarnation, so it counts as unknown in the new one too.
@@ -1566,6 +1832,7 @@ export class FailoverSimulation {
           leaseUntilMs: this.leases.leaseUntilMs(record),
           learnersSinceMs: new Map([...since].map(([node, value]) => [node, value.ms])),
           learnerCatchUpMsMax: this.options.learnerCatchUpMs,
+          avoid: this.avoided(partition),
           // Members whose own node reports them failed, as the real reconciler passes
           // them (the sabotage: the coordinator before failure reports, which had none).
           ...(this.options.sabotage === "coordinator-ignores-failures"
@@ -1575,9 +1842,26 @@ export class FailoverSimulation {
         decision = decidePartition(record, view);
       }
       this.leases.setReplacing(record, decision.kind === "wait");
-      if (decision.kind === "update") this.applyUpdate(partition, entry, decision.record);
+      if (decision.kind === "update") {
+        const report = this.reports.get(partition);
+        if (
+          decision.record.primary !== record.primary &&
+          report?.epoch === record.epoch &&
+          (report.stalledMs ?? 0) >= limits.primaryStallMsMax
+        )
+          this.stats.stallFailovers++;
+        this.applyUpdate(partition, entry, decision.record);
+      }
       this.pushConfiguration(this.records.get(partition)!.record);
     }
+  }
+
+  /** Live nodes recently dropped from the partition (reconciler.ts `avoided`). */
+  private avoided(partition: number): ReadonlySet<string> {
+    const dropped = this.dropped.get(partition);
+    if (dropped === undefined) return new Set();
+    for (const [node, untilTick] of dropped) if (this.tickNow >= untilTick) dropped.delete(node);
+    return new Set(dropped.keys());
   }
 
   /**
@@ -1614,6 +1898,15 @@ export class FailoverSimulation {
   ): void {
     const before = entry.record;
     this.stats.epochs++;
+    // As the reconciler does: a member dropped while alive is not the next learner.
+    const alive = this.aliveNodes();
+    const remaining = membersOf(next);
+    for (const node of membersOf(before)) {
+      if (remaining.includes(node) || !alive.has(node)) continue;
+      const dropped = this.dropped.get(partition) ?? new Map<string, number>();
+      dropped.set(node, this.tickNow + this.options.droppedNodeAvoidTicks);
+      this.dropped.set(partition, dropped);
+    }
     if (next.primary !== before.primary) this.stats.promotions++;
     entry.record = next;
     entry.revision++;
@@ -2033,7 +2326,10 @@ export class FailoverSimulation {
     const request = { ...template, requestId: attempt, epoch: route.epoch } as SimRequest;
     const watched = this.watchedFor(route.volumeId, partition);
     const entries = attemptEntries(request);
-    if (entries !== undefined) watched.model.issued(attempt, entries);
+    if (entries !== undefined) {
+      watched.model.issued(attempt, entries);
+      this.writeWaiting(route.volumeId, partition);
+    }
     client.outstanding = {
       attempt,
       partition,
@@ -2144,6 +2440,7 @@ export class FailoverSimulation {
       const watched = this.watchedFor(outstanding.volumeId, outstanding.partition);
       watched.checker.acknowledged(request, outcome.reply.opNumFirst, outcome.reply.opNumLast);
       watched.model.acknowledgedAt(attempt, outcome.reply.opNumFirst);
+      this.writeAcknowledged(outstanding.volumeId, outstanding.partition);
       return;
     }
     this.retry(clientIndex, outstanding);
