@@ -10,7 +10,11 @@
 // link's server did not handle (`no-responder`) is resent over NATS at once; one that
 // may have been handled (the link closed, the deadline passed) fails as it would have
 // on NATS (Unavailable, Timeout) and its route is forgotten, so the next request goes
-// over NATS and asks for a link again. Switching transports mid-stream can reorder
+// over NATS and asks for a link again. A reply over a link whose error says its server
+// no longer serves the subject (NotPrimary, WrongEpoch, Unavailable, ShuttingDown) is
+// the caller's as it came, and forgets the route too; and while the NATS connection is
+// down no route is used at all (a node cut off from NATS sends as if it had no links).
+// Switching transports mid-stream can reorder
 // messages of one subject; every protocol on link scopes already takes that (volume
 // requests are independent and retried by the client; replication tolerates lost and
 // reordered messages: see the replica core's header).
@@ -429,8 +433,26 @@ export interface RequestOptions {
   viaNats?: boolean;
 }
 
-/** Why a message of a linked scope went over NATS rather than a link it had. */
-export type LinkFallbackReason = "no-responder" | "closed" | "timeout" | "not-sent";
+/**
+ * Why a message of a linked scope went over NATS rather than a link it had; for
+ * "not-serving", why a link's route was forgotten after its reply (the reply itself is
+ * the caller's, as it came).
+ */
+export type LinkFallbackReason = "no-responder" | "closed" | "timeout" | "not-sent" | "not-serving";
+
+/**
+ * Error codes in a reply over a link that say its server no longer serves the subject
+ * as the sender needs (deposed, another epoch, a lease run out, stopping): the route is
+ * forgotten, so that retries go over NATS, to whoever serves it now, and a link to that
+ * one is asked for. Without this a node that answers but no longer serves (cut off from
+ * NATS, say) would be sent every retry forever.
+ */
+const notServingCodes: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
+  ErrorCode.NotPrimary,
+  ErrorCode.WrongEpoch,
+  ErrorCode.Unavailable,
+  ErrorCode.ShuttingDown,
+]);
 
 /** What a Bus sent by link and by NATS on its linked scopes (node info, tests). */
 export interface LinkSendStats {
@@ -561,7 +583,7 @@ export class Bus {
     routed: 0,
     link: { requests: 0, publishes: 0 },
     nats: { requests: 0, publishes: 0 },
-    fallbacks: { "no-responder": 0, closed: 0, timeout: 0, "not-sent": 0 },
+    fallbacks: { "no-responder": 0, closed: 0, timeout: 0, "not-sent": 0, "not-serving": 0 },
     offers: { linked: 0, "no-link": 0, failed: 0 },
   };
 
@@ -597,6 +619,24 @@ export class Bus {
     );
     this.#links = links;
     void this.connection.closed().then(() => links.close());
+    void this.#suspendLinksWhileDisconnected(links);
+  }
+
+  /**
+   * No routes while NATS is down: a node cut off from NATS may be cut off from the
+   * cluster (its leases run out, others take over its partitions), and what it learned
+   * over NATS is then stale. Its messages go to NATS (buffered by nats.js, or failing as
+   * they would without links) until it reconnects and offers are asked anew.
+   */
+  async #suspendLinksWhileDisconnected(links: LinkRoutes): Promise<void> {
+    try {
+      for await (const status of this.connection.status()) {
+        if (status.type === "disconnect" || status.type === "reconnecting") links.suspend();
+        else if (status.type === "reconnect") links.resume();
+      }
+    } catch {
+      // The status stream ends with the connection; so do the links.
+    }
   }
 
   /** What went by link and by NATS, for node info and tests. */
@@ -668,9 +708,12 @@ export class Bus {
         // In parts: large data goes to the socket from where it is (publishParts).
         const payload = options.encoded ?? encodeMessageParts(message as Message);
         let reply: Uint8Array | undefined;
+        /** The link the reply came over, if it did. */
+        let replyLink: { scope: LinkScope; link: LinkConnection } | undefined;
         try {
           const linked = options.viaNats ? undefined : this.#linkFor(subject);
           if (linked?.link !== undefined) {
+            replyLink = { scope: linked.scope, link: linked.link };
             reply = await this.#requestByLink(
               linked.scope,
               linked.link,
@@ -681,6 +724,7 @@ export class Bus {
             );
           }
           if (reply === undefined) {
+            replyLink = undefined;
             if (linked !== undefined) this.#countSent(linked.scope, "request", "nats");
             this.#replies ??= new ReplyRouter(this.connection);
             reply = await this.#replies.request(subject, payload, deadlineMs, headers);
@@ -694,6 +738,10 @@ export class Bus {
           return decodeReply(type, reply);
         } catch (error) {
           const code = error instanceof BallastError ? error.code : ErrorCode.Internal;
+          if (replyLink !== undefined && notServingCodes.has(code)) {
+            this.#links?.forget(subject, replyLink.link);
+            this.#countFallback(replyLink.scope, "not-serving");
+          }
           this.failures?.add(1, { type, code });
           throw error;
         }

@@ -280,6 +280,8 @@ export class LinkRoutes {
   /** Per subject, the time before which no offer is asked again. */
   readonly #notBefore = new Map<string, number>();
   #closed = false;
+  /** While set (the sender's NATS connection is down), no route is used or made. */
+  #suspended = false;
 
   constructor(
     private readonly ask: (subject: string) => Promise<LinkOffer>,
@@ -289,6 +291,7 @@ export class LinkRoutes {
 
   /** The open connection for `subject`, or undefined (and, if due, an offer asked). */
   route(subject: string): LinkConnection | undefined {
+    if (this.#suspended) return undefined;
     const connection = this.#routes.get(subject);
     if (connection?.open) return connection;
     if (connection !== undefined) this.#routes.delete(subject);
@@ -299,6 +302,22 @@ export class LinkRoutes {
   /** Forgets `subject`'s route if it is still `connection`; the next message goes over NATS. */
   forget(subject: string, connection: LinkConnection): void {
     if (this.#routes.get(subject) === connection) this.#routes.delete(subject);
+  }
+
+  /**
+   * Forgets every route and makes none until `resume`: the sender lost NATS, so what it
+   * learned over NATS (who serves a subject) may be stale and nothing can be learned
+   * anew; its messages go to NATS, as if it had no links. Connections stay open, to be
+   * routed again by the next offers.
+   */
+  suspend(): void {
+    this.#suspended = true;
+    this.#routes.clear();
+  }
+
+  /** Routes may be learned again (NATS is back). */
+  resume(): void {
+    this.#suspended = false;
   }
 
   /** Subjects routed now (for tests and node info). */
@@ -338,7 +357,7 @@ export class LinkRoutes {
         : "failed";
     }
     // Closed meanwhile: a new socket now would keep a finished process alive.
-    if (this.#closed) return "failed";
+    if (this.#closed || this.#suspended) return "failed";
     if (offer.address === undefined || offer.token === undefined) return "no-link";
     if (linkScopeOf(subject) !== offer.scope) return "no-link";
     const key = linkKey(offer.address, offer.scope);
@@ -350,7 +369,7 @@ export class LinkRoutes {
       this.#connections.set(key, connection);
     }
     await connection.ready;
-    if (this.#closed || !connection.open) return "failed";
+    if (this.#closed || this.#suspended || !connection.open) return "failed";
     this.#routes.set(subject, connection);
     return "linked";
   }
