@@ -55,3 +55,9 @@ export const linkPingIntervalMs = 1000;
 export const linkSilenceMsMax = 4000;
 /** Bytes a new connection may send before its hello is complete (a hello is ~40). */
 export const linkHelloBytesMax = 1024;
+/**
+ * How long a closing link server waits for each connection to close after ending it
+ * (its last replies flushed, a FIN sent) before it destroys it: a sender that reads
+ * closes at once; one that does not read must not hold up a shutdown.
+ */
+export const linkCloseGraceMs = 1000;

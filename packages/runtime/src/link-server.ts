@@ -16,6 +16,8 @@
 // than linkWriteBufferBytesMax unsent) closes that connection and nothing else. A request
 // for a subject not routed here (any more) is answered `no-responder`: not handled, the
 // sender may send it elsewhere. A process that dies loses its secret: its tokens die with it.
+// Closing ends each connection after flushing the replies already written (a handler
+// that answered just before shutdown is heard), and destroys it after linkCloseGraceMs.
 
 import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
 import { createServer, type Server, type Socket } from "node:net";
@@ -31,6 +33,7 @@ import {
 } from "@ballast/protocol";
 import type { Counter, Meter } from "@opentelemetry/api";
 import {
+  linkCloseGraceMs,
   linkHelloBytesMax,
   linkHelloTimeoutMs,
   linkPingIntervalMs,
@@ -94,9 +97,10 @@ export class LinkServer {
   readonly #secret = randomBytes(32);
   readonly #tokens = new Map<LinkScope, Buffer>();
   readonly #routes = new Map<string, { scope: LinkScope; deliver: LinkDeliver }>();
-  /** Open connections, and when each last sent anything (performance.now()). */
-  readonly #connections = new Map<Socket, number>();
+  /** Open connections: when each last sent anything (performance.now()), its writer. */
+  readonly #connections = new Map<Socket, { heardAtMs: number; writer: FrameWriter }>();
   readonly #silenceCheck: ReturnType<typeof setInterval>;
+  #closing = false;
   readonly #server: Server;
   readonly #logger: Logger;
   readonly #received: Counter | undefined;
@@ -123,7 +127,7 @@ export class LinkServer {
     // linkSilenceMsMax is gone (no FIN seen) or stuck; its socket is closed.
     this.#silenceCheck = setInterval(() => {
       const now = performance.now();
-      for (const [socket, heardAtMs] of this.#connections) {
+      for (const [socket, { heardAtMs }] of this.#connections) {
         if (now - heardAtMs > linkSilenceMsMax) this.#closeBadly(socket, "silent sender");
       }
     }, linkPingIntervalMs);
@@ -188,20 +192,35 @@ export class LinkServer {
     return structuredClone(this.#stats);
   }
 
-  /** Stops listening and closes every connection. */
+  /**
+   * Stops listening and closes every connection, gracefully: replies already given to a
+   * writer (the last handlers' at shutdown) are flushed and the connection ended, so that
+   * their senders get them rather than Unavailable for requests that were handled. A
+   * connection not closed by its peer within linkCloseGraceMs is destroyed.
+   */
   async close(): Promise<void> {
+    this.#closing = true;
     this.#routes.clear();
     clearInterval(this.#silenceCheck);
-    for (const socket of this.#connections.keys()) socket.destroy();
-    await new Promise<void>((resolve) => this.#server.close(() => resolve()));
+    const listenerClosed = new Promise<void>((resolve) => this.#server.close(() => resolve()));
+    await Promise.all(
+      [...this.#connections].map(([socket, { writer }]) => endGracefully(socket, writer)),
+    );
+    await listenerClosed;
   }
 
   #accept(socket: Socket): void {
-    this.#connections.set(socket, performance.now());
-    this.#stats.connections++;
-    socket.setNoDelay(true);
+    // Accepted as the listener closed: the listener's close waits for every connection.
+    if (this.#closing) {
+      socket.destroy();
+      return;
+    }
     const decoder = new LinkFrameDecoder();
     const writer = new FrameWriter(socket);
+    const connection = { heardAtMs: performance.now(), writer };
+    this.#connections.set(socket, connection);
+    this.#stats.connections++;
+    socket.setNoDelay(true);
     let scope: LinkScope | undefined;
     const helloTimer = setTimeout(
       () => this.#closeBadly(socket, "no hello in time"),
@@ -213,7 +232,9 @@ export class LinkServer {
       this.#connections.delete(socket);
     });
     socket.on("data", (chunk: Buffer) => {
-      this.#connections.set(socket, performance.now());
+      // Ending (closing): nothing more is taken; what was answered is on its way.
+      if (socket.writableEnded) return;
+      connection.heardAtMs = performance.now();
       let frames: LinkFrame[];
       try {
         frames = decoder.push(chunk);
@@ -308,7 +329,7 @@ export class LinkServer {
       reply: "link",
       headers: frame.traceparent === undefined ? undefined : new LinkHeaders(frame.traceparent),
       respond: (data) => {
-        if (answered || socket.destroyed) return false;
+        if (answered || socket.destroyed || socket.writableEnded) return false;
         answered = true;
         writer.write(encodeLinkFrame({ kind: "reply", id } satisfies LinkFrameHead, [data]));
         if (socket.writableLength > linkWriteBufferBytesMax) {
@@ -329,6 +350,23 @@ export class LinkServer {
 
 const pongFrame = encodeLinkFrame({ kind: "pong" });
 
+/** Flushes and ends `socket`; destroys it if it has not closed within linkCloseGraceMs. */
+async function endGracefully(socket: Socket, writer: FrameWriter): Promise<void> {
+  if (socket.destroyed) return;
+  const closed = new Promise<void>((resolve) => socket.once("close", () => resolve()));
+  writer.flush();
+  socket.end();
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  await Promise.race([
+    closed,
+    new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, linkCloseGraceMs);
+    }),
+  ]);
+  clearTimeout(timer);
+  socket.destroy();
+}
+
 /**
  * Writes frames to a socket, corked until the end of the turn so that the frames of one
  * turn (a batch of replies) go out in one writev, as the NATS client's flush does.
@@ -343,12 +381,19 @@ export class FrameWriter {
   constructor(private readonly socket: Socket) {}
 
   write(parts: readonly Uint8Array[]): void {
-    if (this.socket.destroyed) return;
+    if (this.socket.destroyed || this.socket.writableEnded) return;
     if (!this.#corked) {
       this.#corked = true;
       this.socket.cork();
       process.nextTick(this.#uncork);
     }
     for (const part of parts) this.socket.write(part);
+  }
+
+  /** Sends what this turn wrote now rather than at its end (before `end`). */
+  flush(): void {
+    if (!this.#corked) return;
+    this.#corked = false;
+    this.socket.uncork();
   }
 }

@@ -205,9 +205,10 @@ export class Service {
   }
 
   /**
-   * Stops taking links: closes the listener and every link, so that requests in hand
-   * from them can no longer be answered there (their senders fail them Unavailable, as
-   * a crash would) and senders go back to NATS. Offers then name no address.
+   * Stops taking links: closes the listener and every link (replies already given are
+   * flushed first, within linkCloseGraceMs), so that requests still in hand from them
+   * can no longer be answered there (their senders fail them Unavailable, as a crash
+   * would) and senders go back to NATS. Offers then name no address.
    */
   async closeLinks(): Promise<void> {
     const server = this.#linkServer;

@@ -237,6 +237,38 @@ describe("links over loopback", () => {
     expect(outcomes).toEqual(["linked"]);
   });
 
+  test("a server closed right after its last handler answers still delivers that reply", async () => {
+    const server = await newServer();
+    const held: LinkMessage[] = [];
+    server.route(volumeSubject, "volume", (message) => held.push(message));
+    const connection = newConnection(server, "volume");
+    await connection.ready;
+    const pending = connection.request(volumeSubject, encodeMessageParts(flush), undefined, 5000);
+    await waitUntil(() => held.length === 1);
+    // As at shutdown: the handler answers, and the links close in the same turn.
+    held[0]!.respond(encodeResult({ flushedOpNum: 7 }));
+    await server.close();
+    const reply = await pending;
+    expect(Buffer.from(reply).equals(Buffer.from(encodeResult({ flushedOpNum: 7 })))).toBe(true);
+    await waitUntil(() => !connection.open);
+  });
+
+  test("closing does not wait for ever on a peer that never closes its end", async () => {
+    const server = await newServer();
+    const raw = connect({
+      host: "127.0.0.1",
+      port: Number(server.address.split(":")[1]),
+      allowHalfOpen: true,
+    });
+    cleanup.push(() => raw.destroy());
+    raw.on("error", () => undefined);
+    const rawEnded = new Promise<void>((resolve) => raw.on("end", () => resolve()));
+    raw.resume();
+    await waitUntil(() => server.stats().connections === 1);
+    await server.close(); // resolves: the connection is destroyed after the grace
+    await rawEnded;
+  });
+
   test("a request not answered by its deadline fails Timeout; a late reply is dropped", async () => {
     const server = await newServer();
     const held: LinkMessage[] = [];
