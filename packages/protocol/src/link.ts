@@ -11,7 +11,8 @@
 //   u32 big-endian  length of what follows (kind byte and body)
 //   u8              kind
 //   body            per kind:
-//     hello         u8 version, u8 scope, u8 token length, token      (client → server)
+//     challenge     nonce (linkNonceBytes random bytes)               (server → client, first)
+//     hello         u8 version, u8 scope, u8 proof length, proof      (client → server)
 //     hello-ok      empty                                             (server → client)
 //     refused       UTF-8 reason                                      (server → client, then closes)
 //     request       u32 id, u8 subject length, subject, u8 traceparent length (0 = none),
@@ -29,8 +30,13 @@
 // TCP keeps retrying, while NATS would have carried them. Each side closes a link it has
 // not heard from for a while (runtime constants: linkPingIntervalMs, linkSilenceMsMax).
 //
-// A client sends `hello` first and nothing else until `hello-ok`. Subjects and the
-// traceparent are ASCII without spaces or wildcards; ids are the client's, echoed back.
+// A server sends `challenge` first: a nonce of its own, fresh for each connection. The
+// client answers with `hello`, whose proof is HMAC-SHA256(token, nonce): the token (from
+// an offer over NATS) never crosses the link, and a proof seen on the wire opens no
+// other connection. A client sends nothing else until `hello-ok`. Links are not
+// encrypted (no TLS): what they carry can be read on the path, as on a nats:// URL.
+// Subjects and the traceparent are ASCII without spaces or wildcards; ids are the
+// client's, echoed back.
 //
 // Failure model: bytes arrive in arbitrary chunks (a frame split over reads, several
 // frames in one); the decoder reassembles them. A frame that breaks any rule above (a
@@ -42,8 +48,11 @@ import { BallastError, ErrorCode } from "./errors.ts";
 import { natsPayloadBytesMax } from "./limits.ts";
 import { subjectRoot } from "./subjects.ts";
 
-/** The link framing's version; `hello` carries it and a server refuses any other. */
-export const linkProtocolVersion = 1;
+/**
+ * The link framing's version; `hello` carries it and a server refuses any other.
+ * 2: the server's `challenge` and the hello's proof (1 carried the token itself).
+ */
+export const linkProtocolVersion = 2;
 
 /** Room for a frame's own fields (kind, id, subject, traceparent) beyond its payload. */
 export const linkFrameHeaderBytesMax = 1024;
@@ -55,8 +64,14 @@ export const linkFrameBytesMax = natsPayloadBytesMax + linkFrameHeaderBytesMax;
 export const linkSubjectLengthMax = 255;
 export const linkTraceparentLengthMax = 255;
 
-/** The longest token a hello may carry (ours are 32 bytes: HMAC-SHA256). */
+/** The longest token an offer may hand out (ours are 32 bytes: HMAC-SHA256). */
 export const linkTokenBytesMax = 64;
+
+/** The longest proof a hello may carry (ours are 32 bytes: HMAC-SHA256). */
+export const linkProofBytesMax = 64;
+
+/** A challenge's nonce: random bytes, new for each connection. */
+export const linkNonceBytes = 32;
 
 /** The longest refusal reason sent. */
 export const linkReasonBytesMax = 512;
@@ -80,7 +95,8 @@ export function linkScopeOf(subject: string): LinkScope | undefined {
 }
 
 export type LinkFrame =
-  | { kind: "hello"; version: number; scope: LinkScope; token: Uint8Array }
+  | { kind: "challenge"; nonce: Uint8Array }
+  | { kind: "hello"; version: number; scope: LinkScope; proof: Uint8Array }
   | { kind: "hello-ok" }
   | { kind: "refused"; reason: string }
   | {
@@ -115,6 +131,7 @@ const kindCodes: { readonly [K in LinkFrameKind]: number } = {
   "no-responder": 7,
   ping: 8,
   pong: 9,
+  challenge: 10,
 };
 const kindsByCode: readonly (LinkFrameKind | undefined)[] = (() => {
   const byCode: (LinkFrameKind | undefined)[] = [];
@@ -163,13 +180,18 @@ export function encodeLinkFrame(
   for (const part of parts) payloadBytes += part.byteLength;
   let head: Buffer;
   switch (frame.kind) {
+    case "challenge":
+      if (frame.nonce.byteLength !== linkNonceBytes) throw invalid("a nonce of the wrong size");
+      head = Buffer.allocUnsafe(5 + linkNonceBytes);
+      head.set(frame.nonce, 5);
+      break;
     case "hello": {
-      if (frame.token.byteLength > linkTokenBytesMax) throw invalid("token too long");
-      head = Buffer.allocUnsafe(4 + 1 + 3 + frame.token.byteLength);
+      if (frame.proof.byteLength > linkProofBytesMax) throw invalid("proof too long");
+      head = Buffer.allocUnsafe(4 + 1 + 3 + frame.proof.byteLength);
       head[5] = frame.version & 0xff;
       head[6] = linkScopes.indexOf(frame.scope);
-      head[7] = frame.token.byteLength;
-      head.set(frame.token, 8);
+      head[7] = frame.proof.byteLength;
+      head.set(frame.proof, 8);
       break;
     }
     case "hello-ok":
@@ -325,14 +347,17 @@ function decodeBody(body: Buffer): LinkFrame {
       throw invalid(`a ${kind} frame of ${body.byteLength} bytes is too short`);
   };
   switch (kind) {
+    case "challenge":
+      if (body.byteLength !== 1 + linkNonceBytes) throw invalid("challenge of the wrong length");
+      return { kind, nonce: body.subarray(1) };
     case "hello": {
       need(4);
       const scope = linkScopes[body[2]!];
       if (scope === undefined) throw invalid(`unknown scope ${body[2]}`);
-      const tokenBytes = body[3]!;
-      if (tokenBytes > linkTokenBytesMax) throw invalid(`token of ${tokenBytes} bytes`);
-      if (body.byteLength !== 4 + tokenBytes) throw invalid("hello of the wrong length");
-      return { kind, version: body[1]!, scope, token: body.subarray(4) };
+      const proofBytes = body[3]!;
+      if (proofBytes > linkProofBytesMax) throw invalid(`proof of ${proofBytes} bytes`);
+      if (body.byteLength !== 4 + proofBytes) throw invalid("hello of the wrong length");
+      return { kind, version: body[1]!, scope, proof: body.subarray(4) };
     }
     case "hello-ok":
     case "ping":

@@ -26,7 +26,11 @@ const anyFrame: fc.Arbitrary<LinkFrame> = fc.oneof(
     kind: fc.constant("hello" as const),
     version: fc.integer({ min: 0, max: 255 }),
     scope: fc.constantFrom(...linkScopes),
-    token: fc.uint8Array({ maxLength: 64 }),
+    proof: fc.uint8Array({ maxLength: 64 }),
+  }),
+  fc.record({
+    kind: fc.constant("challenge" as const),
+    nonce: fc.uint8Array({ minLength: 32, maxLength: 32 }),
   }),
   fc.constant({ kind: "hello-ok" as const }),
   fc.constant({ kind: "ping" as const }),
@@ -163,6 +167,7 @@ describe("link frames", () => {
     );
     expect(bad([0, 0, 0, 1, 99])).toBe(ErrorCode.InvalidMessage); // unknown kind
     expect(bad([0, 0, 0, 2, 2, 0])).toBe(ErrorCode.InvalidMessage); // hello-ok with a body
+    expect(bad([0, 0, 0, 2, 10, 0])).toBe(ErrorCode.InvalidMessage); // a one-byte nonce
     expect(bad([0, 0, 0, 4, 4, 0, 0, 0])).toBe(ErrorCode.InvalidMessage); // short request
     // A publish whose subject holds a space or a wildcard.
     expect(bad([0, 0, 0, 5, 5, 2, 0x61, 0x20, 0])).toBe(ErrorCode.InvalidMessage);

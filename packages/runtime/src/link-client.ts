@@ -34,7 +34,7 @@ import {
   linkSilenceMsMax,
   linkWriteBufferBytesMax,
 } from "./constants.ts";
-import { FrameWriter } from "./link-server.ts";
+import { FrameWriter, linkProof } from "./link-server.ts";
 
 /** A request the server did not handle (nothing serves its subject there): safe to resend. */
 export class LinkNotHandled extends Error {
@@ -59,6 +59,9 @@ export class LinkConnection {
   readonly #decoder = new LinkFrameDecoder();
   readonly #waiting = new Map<number, Waiting>();
   readonly #onClose: (connection: LinkConnection) => void;
+  readonly #scope: LinkScope;
+  readonly #token: Uint8Array;
+  #helloSent = false;
   #idNext = 0;
   #open = false;
   #closed = false;
@@ -75,6 +78,8 @@ export class LinkConnection {
   ) {
     this.key = linkKey(address, scope);
     this.#onClose = onClose;
+    this.#scope = scope;
+    this.#token = token;
     const colon = address.lastIndexOf(":");
     const host = address.slice(0, colon).replace(/^\[(.*)\]$/, "$1");
     const port = Number(address.slice(colon + 1));
@@ -99,9 +104,7 @@ export class LinkConnection {
     this.#socket.on("error", (error) => this.close(`link to ${address}: ${error.message}`));
     this.#socket.on("close", () => this.close(`link to ${address} closed`));
     this.#socket.on("data", (chunk: Buffer) => this.#data(chunk));
-    this.#writer.write(
-      encodeLinkFrame({ kind: "hello", version: linkProtocolVersion, scope, token }),
-    );
+    // The hello waits for the server's challenge (protocol link.ts).
     // Publishes get no answers: pings tell a live server from one that stopped reading
     // or a path that swallows packets (protocol link.ts, "ping").
     this.#pinger = setInterval(() => {
@@ -205,7 +208,26 @@ export class LinkConnection {
     }
     for (const frame of frames) {
       switch (frame.kind) {
+        case "challenge":
+          if (this.#helloSent) {
+            this.close("a second challenge from the server");
+            return;
+          }
+          this.#helloSent = true;
+          this.#writer.write(
+            encodeLinkFrame({
+              kind: "hello",
+              version: linkProtocolVersion,
+              scope: this.#scope,
+              proof: linkProof(this.#token, frame.nonce),
+            }),
+          );
+          break;
         case "hello-ok":
+          if (!this.#helloSent) {
+            this.close("hello-ok before any challenge");
+            return;
+          }
           this.#open = true;
           this.#settleReady();
           break;

@@ -7,9 +7,12 @@
 //
 // Auth: a random 32-byte secret per process; a scope's token is HMAC-SHA256(secret,
 // scope). Tokens are handed out only over NATS, in answer to `link.offer.v1` on a subject
-// of that scope, so whoever NATS lets publish there may have one, and nobody else. A
-// connection must open with a `hello` carrying its scope's token; after that every frame
-// must name a subject of that scope's family. Anything else closes the connection.
+// of that scope, so whoever NATS lets publish there may have one, and nobody else. Each
+// connection is sent a fresh random nonce (`challenge`) and must answer with a `hello`
+// proving its scope's token, HMAC-SHA256(token, nonce) (`linkProof`): the token never
+// crosses the link, so someone reading it (links are not encrypted) cannot replay it.
+// After that every frame must name a subject of that scope's family. Anything else
+// closes the connection.
 //
 // Failure model: a bad frame, a wrong token, a subject outside the scope, a silent new
 // connection (no hello within linkHelloTimeoutMs) or a peer that does not read (more
@@ -27,6 +30,7 @@ import {
   LinkFrameDecoder,
   type LinkFrameHead,
   type LinkScope,
+  linkNonceBytes,
   linkProtocolVersion,
   linkScopePrefixes,
   linkScopes,
@@ -41,6 +45,11 @@ import {
   linkWriteBufferBytesMax,
 } from "./constants.ts";
 import type { Logger } from "./logger.ts";
+
+/** What a hello must carry to prove `token` on a connection challenged with `nonce`. */
+export function linkProof(token: Uint8Array, nonce: Uint8Array): Buffer {
+  return createHmac("sha256", token).update(nonce).digest();
+}
 
 /** Trace headers of a link message: only `traceparent` travels. */
 export class LinkHeaders {
@@ -218,6 +227,7 @@ export class LinkServer {
     const decoder = new LinkFrameDecoder();
     const writer = new FrameWriter(socket);
     const connection = { heardAtMs: performance.now(), writer };
+    const nonce = randomBytes(linkNonceBytes);
     this.#connections.set(socket, connection);
     this.#stats.connections++;
     socket.setNoDelay(true);
@@ -226,6 +236,7 @@ export class LinkServer {
       () => this.#closeBadly(socket, "no hello in time"),
       linkHelloTimeoutMs,
     );
+    writer.write(encodeLinkFrame({ kind: "challenge", nonce }));
     socket.on("error", () => undefined);
     socket.on("close", () => {
       clearTimeout(helloTimer);
@@ -251,7 +262,7 @@ export class LinkServer {
         if (socket.destroyed) return;
         if (scope === undefined) {
           clearTimeout(helloTimer);
-          scope = this.#hello(socket, writer, frame);
+          scope = this.#hello(socket, writer, nonce, frame);
           if (scope === undefined) return;
           continue;
         }
@@ -261,17 +272,22 @@ export class LinkServer {
   }
 
   /** The scope a valid hello opens, or undefined after refusing it. */
-  #hello(socket: Socket, writer: FrameWriter, frame: LinkFrame): LinkScope | undefined {
+  #hello(
+    socket: Socket,
+    writer: FrameWriter,
+    nonce: Uint8Array,
+    frame: LinkFrame,
+  ): LinkScope | undefined {
     let reason: string | undefined;
     if (frame.kind !== "hello") reason = `expected hello, got ${frame.kind}`;
     else if (frame.version !== linkProtocolVersion) {
       reason = `link version ${frame.version}; this node speaks ${linkProtocolVersion}`;
     } else if (!linkScopes.includes(frame.scope)) reason = "unknown scope";
     else {
-      const expected = this.tokenFor(frame.scope);
+      const expected = linkProof(this.tokenFor(frame.scope), nonce);
       if (
-        frame.token.byteLength !== expected.byteLength ||
-        !timingSafeEqual(frame.token, expected)
+        frame.proof.byteLength !== expected.byteLength ||
+        !timingSafeEqual(frame.proof, expected)
       ) {
         reason = "wrong token";
       }

@@ -2,7 +2,7 @@
 // routes; the offer (over NATS in a running cluster) is a fake function here that hands
 // out what the server's `link.offer.v1` answer would.
 
-import { connect, createServer } from "node:net";
+import { connect, createServer, type Socket } from "node:net";
 import {
   BallastError,
   decodeMessage,
@@ -18,7 +18,7 @@ import {
 import { afterEach, describe, expect, test } from "vitest";
 import { LinkConnection, LinkNotHandled, type LinkOffer, LinkRoutes } from "../src/link-client.ts";
 import { SealKeys } from "../src/link-seal.ts";
-import { type LinkMessage, LinkServer } from "../src/link-server.ts";
+import { type LinkMessage, LinkServer, linkProof } from "../src/link-server.ts";
 import { createLogger } from "../src/logger.ts";
 
 const logger = createLogger({ service: "test", nodeId: "test", level: "silent" });
@@ -163,6 +163,48 @@ describe("links over loopback", () => {
     expect(server.stats().refused).toBe(2);
   });
 
+  test("a hello must prove the token for this connection's nonce: neither the token nor a replayed proof opens one", async () => {
+    const server = await newServer();
+    const port = Number(server.address.split(":")[1]);
+    const token = server.tokenFor("replica");
+    /** Opens a raw connection, answers its challenge with `proofOf(nonce)`; the frames back. */
+    const attempt = async (proofOf: (nonce: Uint8Array) => Uint8Array) => {
+      const socket = connect({ host: "127.0.0.1", port });
+      cleanup.push(() => socket.destroy());
+      socket.on("error", () => undefined);
+      const decoder = new LinkFrameDecoder();
+      const frames: string[] = [];
+      let nonce: Uint8Array | undefined;
+      socket.on("data", (chunk) => {
+        for (const frame of decoder.push(chunk)) {
+          frames.push(frame.kind);
+          if (frame.kind !== "challenge") continue;
+          nonce = Uint8Array.from(frame.nonce);
+          for (const part of encodeLinkFrame({
+            kind: "hello",
+            version: linkProtocolVersion,
+            scope: "replica",
+            proof: proofOf(nonce),
+          })) {
+            socket.write(part);
+          }
+        }
+      });
+      await waitUntil(() => frames.length === 2);
+      return { frames, nonce: nonce!, socket };
+    };
+    const good = await attempt((nonce) => linkProof(token, nonce));
+    expect(good.frames).toEqual(["challenge", "hello-ok"]);
+    // What a reader of that connection saw: its proof, and its nonce.
+    const seen = linkProof(token, good.nonce);
+    const replayed = await attempt(() => seen);
+    expect(replayed.frames).toEqual(["challenge", "refused"]);
+    expect(Buffer.from(replayed.nonce).equals(Buffer.from(good.nonce))).toBe(false);
+    const bare = await attempt(() => token);
+    expect(bare.frames).toEqual(["challenge", "refused"]);
+    expect(server.stats().refused).toBe(2);
+  });
+
   test("a frame before hello, and one out of scope, close the connection", async () => {
     const server = await newServer();
     const received: LinkMessage[] = [];
@@ -195,20 +237,13 @@ describe("links over loopback", () => {
       socket.write(part);
     }
     await closed;
-    expect(frames).toEqual(["refused"]);
+    expect(frames).toEqual(["challenge", "refused"]);
     // Garbage after a good hello closes it too.
     const raw = connect({ host: "127.0.0.1", port: Number(server.address.split(":")[1]) });
     cleanup.push(() => raw.destroy());
     raw.on("error", () => undefined);
     const rawClosed = new Promise<void>((resolve) => raw.on("close", () => resolve()));
-    for (const part of encodeLinkFrame({
-      kind: "hello",
-      version: linkProtocolVersion,
-      scope: "volume",
-      token: server.tokenFor("volume"),
-    })) {
-      raw.write(part);
-    }
+    await rawHello(raw, "volume", server.tokenFor("volume"));
     raw.write(Buffer.from([0xff, 0xff, 0xff, 0xff, 1]));
     await rawClosed;
     expect(received).toHaveLength(0);
@@ -230,8 +265,9 @@ describe("links over loopback", () => {
     const link = routes.route(volumeSubject)!;
     const pending = link.request(volumeSubject, encodeMessageParts(flush), undefined, 5000);
     await waitUntil(() => held.length === 1);
-    await server.close(); // the server dies with the request in hand
-    expect(codeOf(await rejection(pending))).toBe(ErrorCode.Unavailable);
+    const failed = rejection(pending);
+    await server.close(); // the server goes with the request in hand
+    expect(codeOf(await failed)).toBe(ErrorCode.Unavailable);
     expect(routes.routed).toBe(0);
     expect(routes.route(volumeSubject)).toBeUndefined();
     expect(outcomes).toEqual(["linked"]);
@@ -353,6 +389,9 @@ describe("silent links", () => {
     // or a path that swallows packets, as seen from the sender).
     const mute = createServer((socket) => {
       socket.on("error", () => undefined);
+      for (const part of encodeLinkFrame({ kind: "challenge", nonce: new Uint8Array(32) })) {
+        socket.write(part);
+      }
       socket.once("data", () => {
         for (const part of encodeLinkFrame({ kind: "hello-ok" })) socket.write(part);
       });
@@ -375,15 +414,8 @@ describe("silent links", () => {
     cleanup.push(() => quiet.destroy());
     quiet.on("error", () => undefined);
     quiet.on("close", () => closed.push("server"));
+    await rawHello(quiet, "volume", server.tokenFor("volume"));
     quiet.resume(); // reads (and drops) the hello-ok, so that it sees the end
-    for (const part of encodeLinkFrame({
-      kind: "hello",
-      version: linkProtocolVersion,
-      scope: "volume",
-      token: server.tokenFor("volume"),
-    })) {
-      quiet.write(part);
-    }
     await waitUntil(() => closed.length === 2, 10_000).catch((error) => {
       throw new Error(`closed: ${closed.join(",")}`, { cause: error });
     });
@@ -402,6 +434,30 @@ describe("silent links", () => {
     expect(connection.open).toBe(true);
   });
 });
+
+/** Reads a raw socket's challenge and answers it with a hello proving `token`. */
+async function rawHello(socket: Socket, scope: LinkScope, token: Uint8Array): Promise<void> {
+  const decoder = new LinkFrameDecoder();
+  const nonce = await new Promise<Uint8Array>((resolve, reject) => {
+    const onData = (chunk: Buffer) => {
+      const frame = decoder.push(chunk)[0];
+      if (frame === undefined) return;
+      socket.off("data", onData);
+      if (frame.kind === "challenge") resolve(frame.nonce);
+      else reject(new Error(`expected a challenge, got ${frame.kind}`));
+    };
+    socket.on("data", onData);
+  });
+  socket.pause();
+  for (const part of encodeLinkFrame({
+    kind: "hello",
+    version: linkProtocolVersion,
+    scope,
+    proof: linkProof(token, nonce),
+  })) {
+    socket.write(part);
+  }
+}
 
 async function waitUntil(check: () => boolean, timeoutMs = 5000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
