@@ -56,10 +56,9 @@ export const headnodeOptions = {
     flag: "link-listen",
     env: "BALLAST_LINK_LISTEN",
     type: "string",
-    default: "127.0.0.1:0",
     check: checkLinkListen,
     description:
-      "host:port to take links on (volume I/O and replication without nats-server; port 0 picks one); off turns links off",
+      "host:port to take links on (volume I/O and replication without nats-server; port 0 picks one); off turns links off. Default 127.0.0.1:0, but off when NATS uses TLS: links are not encrypted",
   },
   linkAdvertise: {
     flag: "link-advertise",
@@ -84,21 +83,37 @@ function checkLinkListen(value: string): string | undefined {
   return undefined;
 }
 
+/** Where links are taken when --link-listen is not given and NATS is not TLS. */
+export const linkListenDefault = "127.0.0.1:0";
+
+/** NATS over TLS: a tls:// URL, or a CA given (which turns TLS on, bus.ts). */
+export function natsUsesTls(config: { nats: string; natsCa?: string | undefined }): boolean {
+  return (
+    config.natsCa !== undefined ||
+    config.nats.split(",").some((url) => url.trim().toLowerCase().startsWith("tls://"))
+  );
+}
+
 /**
- * Where links are taken, from the options: undefined with links off. Listening on every
- * address (0.0.0.0) needs a host to tell senders, which the node cannot guess.
+ * Where links are taken, from the options: undefined with links off. Links are not
+ * encrypted, so a node whose NATS uses TLS takes none unless --link-listen asks for
+ * them (start() then warns). Listening on every address (0.0.0.0) needs a host to tell
+ * senders, which the node cannot guess.
  */
 export function linkListenOf(config: {
-  linkListen: string;
+  linkListen: string | undefined;
   linkAdvertise: string | undefined;
+  nats: string;
+  natsCa?: string | undefined;
 }): LinkListenOptions | undefined {
-  if (config.linkListen === "off") return undefined;
-  const colon = config.linkListen.lastIndexOf(":");
-  const host = config.linkListen.slice(0, colon);
-  const port = Number(config.linkListen.slice(colon + 1));
+  const listen = config.linkListen ?? (natsUsesTls(config) ? "off" : linkListenDefault);
+  if (listen === "off") return undefined;
+  const colon = listen.lastIndexOf(":");
+  const host = listen.slice(0, colon);
+  const port = Number(listen.slice(colon + 1));
   if (config.linkAdvertise === undefined && (host === "0.0.0.0" || host === "::")) {
     throw new ConfigError([
-      `--link-listen ${config.linkListen} listens on every address: --link-advertise (or BALLAST_LINK_ADVERTISE) must name the host senders connect to`,
+      `--link-listen ${listen} listens on every address: --link-advertise (or BALLAST_LINK_ADVERTISE) must name the host senders connect to`,
     ]);
   }
   return { host, port, advertise: config.linkAdvertise ?? host };
@@ -112,6 +127,12 @@ export const headnodeDefinition = {
     // A node with links off neither takes nor sends any (everything over NATS).
     const links = linkListenOf(config);
     if (links !== undefined) {
+      if (natsUsesTls(config)) {
+        service.logger.warn(
+          { linkListen: config.linkListen },
+          "NATS uses TLS but links do not: volume I/O and replication over links travel unencrypted (--link-listen off to send them over NATS)",
+        );
+      }
       await service.listenLinks(links);
       service.bus.enableLinks(["replica"]);
     }
