@@ -61,3 +61,17 @@ export const linkHelloBytesMax = 1024;
  * closes at once; one that does not read must not hold up a shutdown.
  */
 export const linkCloseGraceMs = 1000;
+/**
+ * Open link connections a server keeps; one more is closed at once. Each costs a file
+ * descriptor, which the node's NATS connection, sled reads and journal files need too:
+ * a flood of connections must not take those. Well above a cluster's senders (one per
+ * gateway, CLI and head node, per scope).
+ */
+export const linkConnectionsMax = 256;
+/**
+ * Connections a server keeps that have not yet proven a token (hello): anyone who can
+ * reach the port may open these, so far fewer than linkConnectionsMax.
+ */
+export const linkHandshakesMax = 16;
+/** A server logs connections it turned away at the caps at most this often. */
+export const linkTurnedAwayLogIntervalMs = 10_000;

@@ -16,7 +16,9 @@
 //
 // Failure model: a bad frame, a wrong token, a subject outside the scope, a silent new
 // connection (no hello within linkHelloTimeoutMs) or a peer that does not read (more
-// than linkWriteBufferBytesMax unsent) closes that connection and nothing else. A request
+// than linkWriteBufferBytesMax unsent) closes that connection and nothing else. A
+// connection beyond linkConnectionsMax open, or linkHandshakesMax not yet through hello,
+// is closed as it arrives: a flood of them must not take the process's file descriptors. A request
 // for a subject not routed here (any more) is answered `no-responder`: not handled, the
 // sender may send it elsewhere. A process that dies loses its secret: its tokens die with it.
 // Closing ends each connection after flushing the replies already written (a handler
@@ -38,10 +40,13 @@ import {
 import type { Counter, Meter } from "@opentelemetry/api";
 import {
   linkCloseGraceMs,
+  linkConnectionsMax,
+  linkHandshakesMax,
   linkHelloBytesMax,
   linkHelloTimeoutMs,
   linkPingIntervalMs,
   linkSilenceMsMax,
+  linkTurnedAwayLogIntervalMs,
   linkWriteBufferBytesMax,
 } from "./constants.ts";
 import type { Logger } from "./logger.ts";
@@ -90,11 +95,18 @@ export interface LinkServerOptions {
   advertise: string;
   logger: Logger;
   meter?: Meter | undefined;
+  /** Caps on open connections and on those not through hello (tests set small ones). */
+  connectionsMax?: number;
+  handshakesMax?: number;
 }
 
 /** Counts of what this server received, by scope and kind (for node info and tests). */
 export interface LinkServerStats {
-  connections: number;
+  /** Connections accepted since the start (`open` of them are open now). */
+  accepted: number;
+  open: number;
+  /** Connections closed as they arrived, over linkConnectionsMax or linkHandshakesMax. */
+  turnedAway: number;
   requests: Record<LinkScope, number>;
   publishes: Record<LinkScope, number>;
   noResponders: number;
@@ -109,12 +121,19 @@ export class LinkServer {
   /** Open connections: when each last sent anything (performance.now()), its writer. */
   readonly #connections = new Map<Socket, { heardAtMs: number; writer: FrameWriter }>();
   readonly #silenceCheck: ReturnType<typeof setInterval>;
+  readonly #connectionsMax: number;
+  readonly #handshakesMax: number;
+  /** Connections open that have not yet had hello-ok. */
+  #handshaking = 0;
+  #turnedAwayLoggedAtMs = Number.NEGATIVE_INFINITY;
   #closing = false;
   readonly #server: Server;
   readonly #logger: Logger;
   readonly #received: Counter | undefined;
   readonly #stats: LinkServerStats = {
-    connections: 0,
+    accepted: 0,
+    open: 0,
+    turnedAway: 0,
     requests: { volume: 0, replica: 0 },
     publishes: { volume: 0, replica: 0 },
     noResponders: 0,
@@ -124,7 +143,10 @@ export class LinkServer {
   /** `advertise:port`, what offers name. */
   readonly address: string;
 
-  private constructor(server: Server, address: string, logger: Logger, meter: Meter | undefined) {
+  private constructor(server: Server, address: string, options: LinkServerOptions) {
+    const { logger, meter } = options;
+    this.#connectionsMax = options.connectionsMax ?? linkConnectionsMax;
+    this.#handshakesMax = options.handshakesMax ?? linkHandshakesMax;
     this.#server = server;
     this.address = address;
     this.#logger = logger;
@@ -155,12 +177,7 @@ export class LinkServer {
     });
     const bound = server.address();
     const port = typeof bound === "object" && bound !== null ? bound.port : options.port;
-    const link = new LinkServer(
-      server,
-      `${options.advertise}:${port}`,
-      options.logger,
-      options.meter,
-    );
+    const link = new LinkServer(server, `${options.advertise}:${port}`, options);
     server.on("error", (error) =>
       options.logger.error({ error: String(error) }, "link listener failed"),
     );
@@ -198,7 +215,7 @@ export class LinkServer {
   }
 
   stats(): LinkServerStats {
-    return structuredClone(this.#stats);
+    return { ...structuredClone(this.#stats), open: this.#connections.size };
   }
 
   /**
@@ -224,12 +241,26 @@ export class LinkServer {
       socket.destroy();
       return;
     }
+    if (
+      this.#connections.size >= this.#connectionsMax ||
+      this.#handshaking >= this.#handshakesMax
+    ) {
+      this.#turnAway(socket);
+      return;
+    }
     const decoder = new LinkFrameDecoder();
     const writer = new FrameWriter(socket);
     const connection = { heardAtMs: performance.now(), writer };
     const nonce = randomBytes(linkNonceBytes);
     this.#connections.set(socket, connection);
-    this.#stats.connections++;
+    this.#stats.accepted++;
+    this.#handshaking++;
+    let handshaking = true;
+    const handshakeOver = () => {
+      if (!handshaking) return;
+      handshaking = false;
+      this.#handshaking--;
+    };
     socket.setNoDelay(true);
     let scope: LinkScope | undefined;
     const helloTimer = setTimeout(
@@ -239,6 +270,7 @@ export class LinkServer {
     writer.write(encodeLinkFrame({ kind: "challenge", nonce }));
     socket.on("error", () => undefined);
     socket.on("close", () => {
+      handshakeOver();
       clearTimeout(helloTimer);
       this.#connections.delete(socket);
     });
@@ -264,6 +296,7 @@ export class LinkServer {
           clearTimeout(helloTimer);
           scope = this.#hello(socket, writer, nonce, frame);
           if (scope === undefined) return;
+          handshakeOver();
           continue;
         }
         this.#frame(socket, writer, scope, frame);
@@ -354,6 +387,26 @@ export class LinkServer {
         return true;
       },
     });
+  }
+
+  #turnAway(socket: Socket): void {
+    this.#stats.turnedAway++;
+    socket.on("error", () => undefined);
+    socket.destroy();
+    const now = performance.now();
+    if (now - this.#turnedAwayLoggedAtMs < linkTurnedAwayLogIntervalMs) return;
+    this.#turnedAwayLoggedAtMs = now;
+    this.#logger.warn(
+      {
+        from: socket.remoteAddress,
+        open: this.#connections.size,
+        handshaking: this.#handshaking,
+        connectionsMax: this.#connectionsMax,
+        handshakesMax: this.#handshakesMax,
+        turnedAway: this.#stats.turnedAway,
+      },
+      "turned away a link connection at the caps",
+    );
   }
 
   #closeBadly(socket: Socket, reason: string): void {

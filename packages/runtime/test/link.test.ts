@@ -205,6 +205,48 @@ describe("links over loopback", () => {
     expect(server.stats().refused).toBe(2);
   });
 
+  test("connections beyond the caps (open, and not yet through hello) are closed as they arrive", async () => {
+    const server = await LinkServer.listen({
+      host: "127.0.0.1",
+      port: 0,
+      advertise: "127.0.0.1",
+      logger,
+      connectionsMax: 3,
+      handshakesMax: 2,
+    });
+    cleanup.push(() => server.close());
+    const port = Number(server.address.split(":")[1]);
+    const open = () => {
+      const socket = connect({ host: "127.0.0.1", port });
+      cleanup.push(() => socket.destroy());
+      socket.on("error", () => undefined);
+      const closed = new Promise<void>((resolve) => socket.on("close", () => resolve()));
+      return { socket, closed };
+    };
+    const token = server.tokenFor("volume");
+    const a = open();
+    const b = open();
+    await waitUntil(() => server.stats().accepted === 2);
+    // Two silent connections hold both handshake places: a third is turned away.
+    const c = open();
+    await c.closed;
+    expect(server.stats().turnedAway).toBe(1);
+    // One through hello frees its handshake place; the open cap still counts it.
+    await rawHello(a.socket, "volume", token);
+    const d = open();
+    await rawHello(d.socket, "volume", token);
+    await waitUntil(() => server.stats().accepted === 3);
+    const e = open();
+    await e.closed;
+    expect(server.stats()).toMatchObject({ accepted: 3, open: 3, turnedAway: 2 });
+    // Closing one makes room again.
+    b.socket.destroy();
+    await waitUntil(() => server.stats().open === 2);
+    const f = open();
+    await rawHello(f.socket, "volume", token);
+    expect(server.stats()).toMatchObject({ accepted: 4, turnedAway: 2 });
+  });
+
   test("a frame before hello, and one out of scope, close the connection", async () => {
     const server = await newServer();
     const received: LinkMessage[] = [];
@@ -300,7 +342,7 @@ describe("links over loopback", () => {
     raw.on("error", () => undefined);
     const rawEnded = new Promise<void>((resolve) => raw.on("end", () => resolve()));
     raw.resume();
-    await waitUntil(() => server.stats().connections === 1);
+    await waitUntil(() => server.stats().accepted === 1);
     await server.close(); // resolves: the connection is destroyed after the grace
     await rawEnded;
   });
