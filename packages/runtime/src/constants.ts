@@ -35,6 +35,17 @@ export const ballastVersion = "0.1.0";
 export const linkOfferRetryMs = 1000;
 /** …and this often when the server said it takes no links (links off, an older node). */
 export const linkOfferRefusedRetryMs = 30_000;
+/**
+ * After a link to an address fails to open (no connection, no hello-ok, refused), no
+ * new connection is tried there for a while: linkConnectBackoffBaseMs, doubling with
+ * each failure in a row up to linkConnectBackoffMaxMs, each drawn from its upper half
+ * (jitter, so that senders that failed together do not come back together); reset once
+ * a link there opens. Meanwhile its subjects' messages go over NATS.
+ */
+export const linkConnectBackoffBaseMs = 1000;
+export const linkConnectBackoffMaxMs = 30_000;
+/** Subjects whose offer times a sender remembers before it forgets those already past. */
+export const linkOfferTimesKeptMax = 1024;
 /** How long an offer request over NATS waits. */
 export const linkOfferDeadlineMs = 1000;
 /** How long a sender waits for a new link's TCP connection and `hello-ok`. */

@@ -8,6 +8,9 @@
 // linkOfferRefusedRetryMs when the server takes no links), in the background: until a
 // route exists, and whenever one is forgotten, messages go over NATS. A route is made
 // only once its connection has had `hello-ok`, so a request never waits on a handshake.
+// A link that fails to open backs its address off (linkConnectBackoffBaseMs doubling to
+// linkConnectBackoffMaxMs, jittered, reset when one opens), and its subjects' offers
+// with it, so that a dead or refusing server is not dialled every second per subject.
 //
 // Failure model: a connection that closes (the server died, refused, or found a frame it
 // did not like) fails its waiting requests with Unavailable and takes its routes with it;
@@ -27,9 +30,12 @@ import {
   linkScopeOf,
 } from "@ballast/protocol";
 import {
+  linkConnectBackoffBaseMs,
+  linkConnectBackoffMaxMs,
   linkConnectTimeoutMs,
   linkOfferRefusedRetryMs,
   linkOfferRetryMs,
+  linkOfferTimesKeptMax,
   linkPingIntervalMs,
   linkSilenceMsMax,
   linkWriteBufferBytesMax,
@@ -301,6 +307,8 @@ export class LinkRoutes {
   readonly #connections = new Map<string, LinkConnection>();
   /** Per subject, the time before which no offer is asked again. */
   readonly #notBefore = new Map<string, number>();
+  /** Per connection key, failures to open in a row and when the next try may be. */
+  readonly #backoff = new Map<string, { failures: number; notBeforeMs: number }>();
   #closed = false;
   /** While set (the sender's NATS connection is down), no route is used or made. */
   #suspended = false;
@@ -309,6 +317,8 @@ export class LinkRoutes {
     private readonly ask: (subject: string) => Promise<LinkOffer>,
     private readonly onOffer: (outcome: OfferOutcome) => void = () => undefined,
     private readonly nowMs: () => number = () => performance.now(),
+    /** Uniform in [0, 1): the backoff's jitter. */
+    private readonly random: () => number = Math.random,
   ) {}
 
   /** The open connection for `subject`, or undefined (and, if due, an offer asked). */
@@ -357,6 +367,11 @@ export class LinkRoutes {
     if (this.#closed) return;
     const now = this.nowMs();
     if ((this.#notBefore.get(subject) ?? Number.NEGATIVE_INFINITY) > now) return;
+    if (this.#notBefore.size >= linkOfferTimesKeptMax) {
+      for (const [known, notBefore] of this.#notBefore) {
+        if (notBefore <= now) this.#notBefore.delete(known);
+      }
+    }
     this.#notBefore.set(subject, now + linkOfferRetryMs);
     void this.#learn(subject).then(
       (outcome) => {
@@ -385,15 +400,47 @@ export class LinkRoutes {
     const key = linkKey(offer.address, offer.scope);
     let connection = this.#connections.get(key);
     if (connection === undefined) {
+      const backoff = this.#backoff.get(key);
+      if (backoff !== undefined && backoff.notBeforeMs > this.nowMs()) {
+        this.#holdOffers(subject, backoff.notBeforeMs);
+        return "failed";
+      }
       connection = new LinkConnection(offer.address, offer.scope, offer.token, (closed) =>
         this.#closedConnection(closed),
       );
       this.#connections.set(key, connection);
+      // Once per connection, before any subject waiting on it hears.
+      connection.ready.then(
+        () => this.#backoff.delete(key),
+        () => this.#openFailed(key),
+      );
     }
-    await connection.ready;
+    try {
+      await connection.ready;
+    } catch {
+      const backoff = this.#backoff.get(key);
+      if (backoff !== undefined) this.#holdOffers(subject, backoff.notBeforeMs);
+      return "failed";
+    }
     if (this.#closed || this.#suspended || !connection.open) return "failed";
     this.#routes.set(subject, connection);
     return "linked";
+  }
+
+  /** A link to `key` did not open: the next try there waits longer (module header). */
+  #openFailed(key: string): void {
+    const failures = (this.#backoff.get(key)?.failures ?? 0) + 1;
+    const ceilingMs = Math.min(
+      linkConnectBackoffMaxMs,
+      linkConnectBackoffBaseMs * 2 ** Math.min(failures - 1, 30),
+    );
+    const delayMs = ceilingMs * (0.5 + 0.5 * this.random());
+    this.#backoff.set(key, { failures, notBeforeMs: this.nowMs() + delayMs });
+  }
+
+  /** No offer for `subject` before `notBeforeMs` (its server's address is backed off). */
+  #holdOffers(subject: string, notBeforeMs: number): void {
+    this.#notBefore.set(subject, Math.max(this.#notBefore.get(subject) ?? 0, notBeforeMs));
   }
 
   #closedConnection(connection: LinkConnection): void {

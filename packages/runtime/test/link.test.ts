@@ -401,6 +401,67 @@ describe("links over loopback", () => {
   });
 });
 
+describe("reconnects", () => {
+  test("an address whose links fail to open is backed off, doubling, for all its subjects; reset once one opens", async () => {
+    let now = 0;
+    let asked = 0;
+    const server = await newServer();
+    let offer: LinkOffer = { ...offerOf(server, "volume"), token: new Uint8Array(32) }; // refused
+    const outcomes: string[] = [];
+    const routes = new LinkRoutes(
+      async () => {
+        asked += 1;
+        return offer;
+      },
+      (outcome) => outcomes.push(outcome),
+      () => now,
+      () => 1, // no jitter: each wait is its ceiling
+    );
+    cleanup.push(() => routes.close());
+    const other = subjects.volume.build("w", 1);
+    const settle = async (count: number) => await waitUntil(() => outcomes.length === count);
+    routes.route(volumeSubject);
+    await settle(1);
+    expect(server.stats().refused).toBe(1); // backed off until 1000
+    now = 1000;
+    routes.route(volumeSubject);
+    await settle(2);
+    expect(server.stats().refused).toBe(2); // until 3000
+    now = 2500;
+    routes.route(volumeSubject); // a second after its last offer, but backed off
+    routes.route(other); // another subject of the same address asks, but does not dial
+    await settle(3);
+    expect(asked).toBe(3);
+    expect(server.stats().refused).toBe(2);
+    now = 2900;
+    routes.route(other); // and its offers wait with the address
+    expect(asked).toBe(3);
+    now = 3000;
+    offer = offerOf(server, "volume");
+    routes.route(volumeSubject);
+    await waitUntil(() => routes.routed === 1);
+    expect(server.stats().refused).toBe(2);
+    // Opened: the count is reset. The server goes; the next failure waits 1 s again.
+    const port = Number(server.address.split(":")[1]);
+    await server.close();
+    await waitUntil(() => routes.routed === 0);
+    offer = { address: `127.0.0.1:${port}`, scope: "volume", token: new Uint8Array(32) };
+    now = 5000;
+    routes.route(other);
+    await waitUntil(() => outcomes.length === 5);
+    expect(outcomes.at(-1)).toBe("failed");
+    // Its offers wait 1 s (the first failure since the reset), not 8 s (the fourth).
+    const askedBefore = asked;
+    now = 5999;
+    routes.route(other);
+    expect(asked).toBe(askedBefore);
+    now = 6000;
+    routes.route(other);
+    await waitUntil(() => outcomes.length === 6);
+    expect(asked).toBe(askedBefore + 1);
+  });
+});
+
 describe("sealed tokens", () => {
   test("only the asker opens the token an offer seals to its key", () => {
     const server = new SealKeys();
