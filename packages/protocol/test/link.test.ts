@@ -9,6 +9,7 @@ import {
   encodeResult,
   type LinkFrame,
   LinkFrameDecoder,
+  LinkOfferResult,
   linkFrameBytesMax,
   linkScopeOf,
   linkScopes,
@@ -205,3 +206,16 @@ describe("link frames", () => {
 function roundTripReason(reason: string): string {
   return Buffer.from(reason, "utf8").subarray(0, 512).toString("utf8");
 }
+
+describe("link offers", () => {
+  test("an offer's address names a port a socket can connect to", () => {
+    const offer = (address: string) =>
+      LinkOfferResult.safeParse({ nodeId: "n1", scope: "volume", address }).success;
+    expect(offer("head-1:7400")).toBe(true);
+    expect(offer("127.0.0.1:65535")).toBe(true);
+    expect(offer("127.0.0.1:65536")).toBe(false);
+    expect(offer("127.0.0.1:99999")).toBe(false);
+    expect(offer("127.0.0.1:0")).toBe(false);
+    expect(offer("127.0.0.1")).toBe(false);
+  });
+});

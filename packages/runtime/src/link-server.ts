@@ -27,6 +27,8 @@
 import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
 import { createServer, type Server, type Socket } from "node:net";
 import {
+  BallastError,
+  ErrorCode,
   encodeLinkFrame,
   type LinkFrame,
   LinkFrameDecoder,
@@ -200,7 +202,10 @@ export class LinkServer {
    */
   route(subject: string, scope: LinkScope, deliver: LinkDeliver): () => void {
     if (!subject.startsWith(linkScopePrefixes[scope])) {
-      throw new Error(`${subject} is not of the link scope ${scope}`);
+      throw new BallastError(
+        ErrorCode.InvalidArgument,
+        `${subject} is not of the link scope ${scope}`,
+      );
     }
     const entry = { scope, deliver };
     this.#routes.set(subject, entry);

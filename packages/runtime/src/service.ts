@@ -20,12 +20,14 @@
 // token) before the actor's dispatch. Stopping a subject removes its link route first.
 
 import {
+  BallastError,
   decodeMessage,
   ErrorCode,
   encodeError,
   encodeResult,
   errorBody,
   type LinkScope,
+  linkScopePrefixes,
   type Message,
   type MessageType,
   type ServiceKind,
@@ -248,6 +250,23 @@ export class Service {
     dispatch: Dispatch<Extract<Message, { type: T }>>,
   ): Served {
     const scope = options.link;
+    // Before subscribing: a refusal must leave nothing behind.
+    if (scope !== undefined) {
+      if (!subject.startsWith(linkScopePrefixes[scope])) {
+        throw new BallastError(
+          ErrorCode.InvalidArgument,
+          `${subject} is not of the link scope ${scope}`,
+        );
+      }
+      // A link reaches the one process that offered it: a queue group's share of
+      // messages would not hold (one subscription per subject, as on NATS).
+      if (options.queue !== undefined) {
+        throw new BallastError(
+          ErrorCode.InvalidArgument,
+          `${subject}: a subject served with a link scope cannot have a queue group`,
+        );
+      }
+    }
     const route: Route = {
       accept: new Set<MessageType>(
         scope === undefined ? options.accept : [...options.accept, "link.offer.v1"],

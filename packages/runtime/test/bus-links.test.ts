@@ -17,6 +17,7 @@ import { Bus } from "../src/bus.ts";
 import { SealKeys } from "../src/link-seal.ts";
 import { type LinkMessage, LinkServer } from "../src/link-server.ts";
 import { createLogger } from "../src/logger.ts";
+import { Service } from "../src/service.ts";
 
 const logger = createLogger({ service: "test", nodeId: "test", level: "silent" });
 const volumeSubject = subjects.volume.build("v", 0);
@@ -166,4 +167,48 @@ test("while NATS is disconnected no link is used; after it reconnects links are 
   await waitUntil(() => bus.linkStats().routed === 1);
   await bus.request(volumeSubject, flush);
   expect(served).toHaveLength(2);
+});
+
+test("serve refuses a link scope with a queue group, or a subject outside the scope, before subscribing", () => {
+  let subscribed = 0;
+  const connection = {
+    subscribe() {
+      subscribed += 1;
+      return { closed: new Promise(() => undefined) };
+    },
+    closed: () => new Promise(() => undefined),
+  } as unknown as NatsConnection;
+  const service = new Service({
+    kind: "headnode",
+    nodeId: "n1",
+    bus: new Bus(connection, undefined),
+    tracer: undefined,
+    logger,
+    heartbeatIntervalMs: 1000,
+  });
+  const refusal = (serve: () => unknown) => {
+    try {
+      serve();
+    } catch (error) {
+      return error;
+    }
+    return undefined;
+  };
+  const dispatch = () => undefined;
+  const queued = refusal(() =>
+    service.serve(
+      volumeSubject,
+      { accept: ["volume.flush.v1"], queue: "q", link: "volume" },
+      dispatch,
+    ),
+  );
+  expect(queued).toBeInstanceOf(BallastError);
+  expect((queued as BallastError).code).toBe(ErrorCode.InvalidArgument);
+  const outside = refusal(() =>
+    service.serve(volumeSubject, { accept: ["volume.flush.v1"], link: "replica" }, dispatch),
+  );
+  expect(outside).toBeInstanceOf(BallastError);
+  expect((outside as BallastError).code).toBe(ErrorCode.InvalidArgument);
+  expect(subscribed).toBe(0);
+  expect(service.subjects).toEqual([]);
 });

@@ -63,6 +63,10 @@ export const LinkOfferResult = z.object({
     .string()
     .max(300)
     .regex(/^[^\s]+:[0-9]{1,5}$/)
+    .refine((address) => {
+      const port = Number(address.slice(address.lastIndexOf(":") + 1));
+      return port >= 1 && port <= 65_535;
+    }, "a link address's port is 1 to 65535")
     .optional(),
   /** The server's X25519 public key, and the token sealed under the shared key. */
   key: bytes.refine((key) => key.byteLength === 32, "an X25519 public key is 32 bytes").optional(),
