@@ -84,5 +84,12 @@ export const linkConnectionsMax = 256;
  * reach the port may open these, so far fewer than linkConnectionsMax.
  */
 export const linkHandshakesMax = 16;
+/**
+ * Requests one link connection may have unanswered at a server; at this many it stops
+ * reading that connection (TCP then holds the sender back) until a reply goes out, so a
+ * fast sender cannot queue without bound in the process. Above a gateway's many
+ * volumes at QD32 on one node.
+ */
+export const linkUnansweredMax = 1024;
 /** A server logs connections it turned away at the caps at most this often. */
 export const linkTurnedAwayLogIntervalMs = 10_000;

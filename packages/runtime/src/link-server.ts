@@ -18,7 +18,9 @@
 // connection (no hello within linkHelloTimeoutMs) or a peer that does not read (more
 // than linkWriteBufferBytesMax unsent) closes that connection and nothing else. A
 // connection beyond linkConnectionsMax open, or linkHandshakesMax not yet through hello,
-// is closed as it arrives: a flood of them must not take the process's file descriptors. A request
+// is closed as it arrives: a flood of them must not take the process's file descriptors.
+// A connection with linkUnansweredMax requests unanswered is not read until a reply goes
+// out (TCP's flow control holds its sender back) and is not judged silent meanwhile. A request
 // for a subject not routed here (any more) is answered `no-responder`: not handled, the
 // sender may send it elsewhere. A process that dies loses its secret: its tokens die with it.
 // Closing ends each connection after flushing the replies already written (a handler
@@ -49,6 +51,7 @@ import {
   linkPingIntervalMs,
   linkSilenceMsMax,
   linkTurnedAwayLogIntervalMs,
+  linkUnansweredMax,
   linkWriteBufferBytesMax,
 } from "./constants.ts";
 import type { Logger } from "./logger.ts";
@@ -100,6 +103,8 @@ export interface LinkServerOptions {
   /** Caps on open connections and on those not through hello (tests set small ones). */
   connectionsMax?: number;
   handshakesMax?: number;
+  /** Requests a connection may have unanswered before it is no longer read. */
+  unansweredMax?: number;
 }
 
 /** Counts of what this server received, by scope and kind (for node info and tests). */
@@ -120,11 +125,12 @@ export class LinkServer {
   readonly #secret = randomBytes(32);
   readonly #tokens = new Map<LinkScope, Buffer>();
   readonly #routes = new Map<string, { scope: LinkScope; deliver: LinkDeliver }>();
-  /** Open connections: when each last sent anything (performance.now()), its writer. */
-  readonly #connections = new Map<Socket, { heardAtMs: number; writer: FrameWriter }>();
+  /** Open connections (performance.now() times). */
+  readonly #connections = new Map<Socket, Connection>();
   readonly #silenceCheck: ReturnType<typeof setInterval>;
   readonly #connectionsMax: number;
   readonly #handshakesMax: number;
+  readonly #unansweredMax: number;
   /** Connections open that have not yet had hello-ok. */
   #handshaking = 0;
   #turnedAwayLoggedAtMs = Number.NEGATIVE_INFINITY;
@@ -149,6 +155,7 @@ export class LinkServer {
     const { logger, meter } = options;
     this.#connectionsMax = options.connectionsMax ?? linkConnectionsMax;
     this.#handshakesMax = options.handshakesMax ?? linkHandshakesMax;
+    this.#unansweredMax = options.unansweredMax ?? linkUnansweredMax;
     this.#server = server;
     this.address = address;
     this.#logger = logger;
@@ -161,6 +168,8 @@ export class LinkServer {
     this.#silenceCheck = setInterval(() => {
       const now = performance.now();
       for (const [socket, { heardAtMs }] of this.#connections) {
+        // Not read while held back (unanswered requests): its pings wait unread.
+        if (socket.isPaused()) continue;
         if (now - heardAtMs > linkSilenceMsMax) this.#closeBadly(socket, "silent sender");
       }
     }, linkPingIntervalMs);
@@ -255,7 +264,7 @@ export class LinkServer {
     }
     const decoder = new LinkFrameDecoder();
     const writer = new FrameWriter(socket);
-    const connection = { heardAtMs: performance.now(), writer };
+    const connection: Connection = { heardAtMs: performance.now(), writer, unanswered: 0 };
     const nonce = randomBytes(linkNonceBytes);
     this.#connections.set(socket, connection);
     this.#stats.accepted++;
@@ -304,7 +313,7 @@ export class LinkServer {
           handshakeOver();
           continue;
         }
-        this.#frame(socket, writer, scope, frame);
+        this.#frame(socket, connection, scope, frame);
       }
     });
   }
@@ -341,7 +350,8 @@ export class LinkServer {
     return frame.scope;
   }
 
-  #frame(socket: Socket, writer: FrameWriter, scope: LinkScope, frame: LinkFrame): void {
+  #frame(socket: Socket, connection: Connection, scope: LinkScope, frame: LinkFrame): void {
+    const writer = connection.writer;
     if (frame.kind === "ping") {
       writer.write(pongFrame);
       return;
@@ -377,14 +387,22 @@ export class LinkServer {
       return;
     }
     let answered = false;
+    connection.unanswered++;
+    if (connection.unanswered >= this.#unansweredMax && !socket.isPaused()) socket.pause();
     route.deliver({
       subject: frame.subject,
       data: frame.payload,
       reply: "link",
       headers: frame.traceparent === undefined ? undefined : new LinkHeaders(frame.traceparent),
       respond: (data) => {
-        if (answered || socket.destroyed || socket.writableEnded) return false;
+        if (answered) return false;
         answered = true;
+        connection.unanswered--;
+        if (socket.isPaused() && connection.unanswered < this.#unansweredMax) {
+          connection.heardAtMs = performance.now();
+          socket.resume();
+        }
+        if (socket.destroyed || socket.writableEnded) return false;
         writer.write(encodeLinkFrame({ kind: "reply", id } satisfies LinkFrameHead, [data]));
         if (socket.writableLength > linkWriteBufferBytesMax) {
           this.#closeBadly(socket, "the sender does not read its replies");
@@ -423,6 +441,15 @@ export class LinkServer {
 }
 
 const pongFrame = encodeLinkFrame({ kind: "pong" });
+
+/** One open connection, as the server keeps it. */
+interface Connection {
+  /** When it last sent anything (performance.now()). */
+  heardAtMs: number;
+  writer: FrameWriter;
+  /** Requests delivered and not yet answered. */
+  unanswered: number;
+}
 
 /** Flushes and ends `socket`; destroys it if it has not closed within linkCloseGraceMs. */
 async function endGracefully(socket: Socket, writer: FrameWriter): Promise<void> {

@@ -401,6 +401,36 @@ describe("links over loopback", () => {
   });
 });
 
+describe("backpressure", () => {
+  test("a connection with its cap of requests unanswered is not read until a reply goes out", async () => {
+    const server = await LinkServer.listen({
+      host: "127.0.0.1",
+      port: 0,
+      advertise: "127.0.0.1",
+      logger,
+      unansweredMax: 4,
+    });
+    cleanup.push(() => server.close());
+    const held: LinkMessage[] = [];
+    server.route(volumeSubject, "volume", (message) => held.push(message));
+    const connection = newConnection(server, "volume");
+    await connection.ready;
+    const send = () =>
+      connection.request(volumeSubject, encodeMessageParts(flush), undefined, 10_000);
+    const first = [send(), send(), send(), send()];
+    await waitUntil(() => held.length === 4);
+    const later = [send(), send(), send()];
+    // Sent, and not taken: the server stopped reading at four unanswered.
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(held).toHaveLength(4);
+    held[0]!.respond(encodeResult({ flushedOpNum: 1 }));
+    await waitUntil(() => held.length === 7);
+    for (const message of held.slice(1)) message.respond(encodeResult({ flushedOpNum: 1 }));
+    await Promise.all([...first, ...later]);
+    expect(connection.open).toBe(true);
+  });
+});
+
 describe("reconnects", () => {
   test("an address whose links fail to open is backed off, doubling, for all its subjects; reset once one opens", async () => {
     let now = 0;
