@@ -64,6 +64,13 @@ export const linkPingIntervalMs = 1000;
  * reading, or a path that swallows packets. Its senders go back to NATS.
  */
 export const linkSilenceMsMax = 4000;
+/**
+ * A silence check (either side) that runs this much later than its interval says this
+ * process stalled (a long GC, a blocked event loop, a paused VM): what peers sent
+ * meanwhile is still unread, so heard-at times are reset rather than judged, lest every
+ * link be closed as silent at once. A real silence is then seen a check later.
+ */
+export const linkStallMsMin = linkPingIntervalMs;
 /** Bytes a new connection may send before its hello is complete (a hello is ~40). */
 export const linkHelloBytesMax = 1024;
 /**

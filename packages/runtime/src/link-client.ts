@@ -38,6 +38,7 @@ import {
   linkOfferTimesKeptMax,
   linkPingIntervalMs,
   linkSilenceMsMax,
+  linkStallMsMin,
   linkWriteBufferBytesMax,
 } from "./constants.ts";
 import { FrameWriter, linkProof } from "./link-server.ts";
@@ -113,9 +114,14 @@ export class LinkConnection {
     // The hello waits for the server's challenge (protocol link.ts).
     // Publishes get no answers: pings tell a live server from one that stopped reading
     // or a path that swallows packets (protocol link.ts, "ping").
+    let checkedAtMs = performance.now();
     this.#pinger = setInterval(() => {
+      const now = performance.now();
+      const lateMs = now - checkedAtMs - linkPingIntervalMs;
+      checkedAtMs = now;
       if (!this.#open) return;
-      const silentMs = performance.now() - this.#heardAtMs;
+      if (lateMs > linkStallMsMin) this.#heardAtMs = now; // this process stalled
+      const silentMs = now - this.#heardAtMs;
       if (silentMs > linkSilenceMsMax) {
         this.close(`nothing heard from ${address} for ${Math.round(silentMs)} ms`);
         return;

@@ -50,6 +50,7 @@ import {
   linkHelloTimeoutMs,
   linkPingIntervalMs,
   linkSilenceMsMax,
+  linkStallMsMin,
   linkTurnedAwayLogIntervalMs,
   linkUnansweredMax,
   linkWriteBufferBytesMax,
@@ -165,8 +166,16 @@ export class LinkServer {
     server.on("connection", (socket) => this.#accept(socket));
     // A sender pings every linkPingIntervalMs: one silent for longer than
     // linkSilenceMsMax is gone (no FIN seen) or stuck; its socket is closed.
+    let checkedAtMs = performance.now();
     this.#silenceCheck = setInterval(() => {
       const now = performance.now();
+      const lateMs = now - checkedAtMs - linkPingIntervalMs;
+      checkedAtMs = now;
+      if (lateMs > linkStallMsMin) {
+        // This process stalled: what senders sent meanwhile is unread (constants.ts).
+        for (const connection of this.#connections.values()) connection.heardAtMs = now;
+        return;
+      }
       for (const [socket, { heardAtMs }] of this.#connections) {
         // Not read while held back (unanswered requests): its pings wait unread.
         if (socket.isPaused()) continue;

@@ -559,6 +559,21 @@ describe("silent links", () => {
     ).toBe(false);
   });
 
+  test("a stall of this process longer than the silence limit closes no link", async () => {
+    const server = await newServer();
+    const connection = newConnection(server, "volume");
+    await connection.ready;
+    await new Promise((resolve) => setTimeout(resolve, 1100)); // a ping and its pong
+    // The event loop blocked (a long GC, a paused VM): nothing is read for 4.5 s.
+    const until = performance.now() + 4500;
+    while (performance.now() < until) {
+      // busy
+    }
+    await new Promise((resolve) => setTimeout(resolve, 1500)); // checks on both sides run
+    expect(connection.open).toBe(true);
+    expect(server.stats().closedBadly).toBe(0);
+  });
+
   test("an idle link that answers pings stays open", async () => {
     const server = await newServer();
     const connection = newConnection(server, "volume");
