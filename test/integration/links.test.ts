@@ -4,7 +4,7 @@
 
 import { type RunningNatsServer, startNatsServer } from "@ballast/cli";
 import { BallastClient } from "@ballast/client";
-import { ErrorCode, isBallastError, subjects } from "@ballast/protocol";
+import { BallastError, ErrorCode, isBallastError, subjects } from "@ballast/protocol";
 import {
   Bus,
   connectNats,
@@ -161,18 +161,78 @@ describe("the bus and the service shell over links", () => {
     await waitFor("a link", () => (client.linkStats().routed === 1 ? true : undefined), 5000, 10);
     const pending = client.request(volumeSubject, flush, { deadlineMs: 10_000 });
     await waitFor("the request in hand", () => (calls === 2 ? true : undefined), 5000, 5);
-    // What a kill does to the link: its connections close under the sender.
-    await service.closeLinks();
-    const error = await pending.then(
+    const failed = pending.then(
       () => undefined,
       (failure: unknown) => failure,
     );
+    // What a kill does to the link: its connections close under the sender.
+    await service.closeLinks();
+    const error = await failed;
     expect(isBallastError(error, ErrorCode.Unavailable)).toBe(true);
     expect(calls).toBe(2);
     expect(client.linkStats().routed).toBe(0);
     expect(client.linkStats().fallbacks.closed).toBe(1);
     await client.connection.close();
     await service.bus.connection.close();
+  });
+});
+
+describe("leaving a link", () => {
+  test("a service stopping answers, over their links, the requests its handlers finish", async () => {
+    const service = await newService("head-l6", true);
+    let calls = 0;
+    let release: () => void = () => undefined;
+    const released = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    service.serve(volumeSubject, { accept: ["volume.flush.v1"], link: "volume" }, async () => {
+      calls += 1;
+      if (calls === 2) await released;
+      return { flushedOpNum: calls };
+    });
+    const client = await newBus("client-l6");
+    client.enableLinks(["volume"]);
+    await client.request(volumeSubject, flush);
+    await waitFor("a link", () => (client.linkStats().routed === 1 ? true : undefined), 5000, 10);
+    const pending = client.request(volumeSubject, flush, { deadlineMs: 10_000 });
+    await waitFor("the request in hand", () => (calls === 2 ? true : undefined), 5000, 5);
+    const stopped = service.stop("test");
+    setTimeout(release, 100);
+    // Handled while stopping: its reply arrives (the links close after the handlers).
+    expect(await pending).toEqual({ flushedOpNum: 2 });
+    expect(client.linkStats().link.requests).toBe(1);
+    await stopped;
+    await client.connection.close();
+  });
+
+  test("a server that answers over its link that it no longer serves is left for NATS", async () => {
+    // The old primary: its lease ran out, it answers Unavailable (as a node cut off from
+    // NATS does). The new one serves the subject over NATS.
+    const old = await newService("head-l7", true);
+    let deposed = false;
+    old.serve(volumeSubject, { accept: ["volume.flush.v1"], link: "volume" }, () => {
+      if (deposed) throw new BallastError(ErrorCode.Unavailable, "the read lease ran out");
+      return { flushedOpNum: 1 };
+    });
+    const client = await newBus("client-l7");
+    client.enableLinks(["volume"]);
+    await client.request(volumeSubject, flush);
+    await waitFor("a link", () => (client.linkStats().routed === 1 ? true : undefined), 5000, 10);
+    deposed = true;
+    const failure = await client.request(volumeSubject, flush).then(
+      () => undefined,
+      (error: unknown) => error,
+    );
+    expect(isBallastError(failure, ErrorCode.Unavailable)).toBe(true);
+    expect(client.linkStats().routed).toBe(0);
+    // The retry goes over NATS, where the old node answers too (it still subscribes);
+    // nothing sends it back to the link until an offer is asked again.
+    const overNats = client.linkStats().nats.requests;
+    await client.request(volumeSubject, flush).catch(() => undefined);
+    expect(client.linkStats().nats.requests).toBe(overNats + 1);
+    expect(client.linkStats().fallbacks["not-serving"]).toBe(1);
+    await old.stop("test");
+    await client.connection.close();
   });
 });
 
