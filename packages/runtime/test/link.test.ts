@@ -247,6 +247,34 @@ describe("links over loopback", () => {
     expect(server.stats()).toMatchObject({ accepted: 4, turnedAway: 2 });
   });
 
+  test("after refusing a hello the server takes nothing more from that connection", async () => {
+    const server = await newServer();
+    const received: LinkMessage[] = [];
+    server.route(volumeSubject, "volume", answering(received));
+    const raw = connect({
+      host: "127.0.0.1",
+      port: Number(server.address.split(":")[1]),
+      allowHalfOpen: true, // still writes after the server's end
+    });
+    cleanup.push(() => raw.destroy());
+    raw.on("error", () => undefined);
+    const ended = new Promise<void>((resolve) => raw.on("end", () => resolve()));
+    await rawHello(raw, "volume", new Uint8Array(32)); // a wrong token
+    raw.resume();
+    await ended;
+    for (const part of encodeLinkFrame({
+      kind: "hello",
+      version: linkProtocolVersion,
+      scope: "volume",
+      proof: new Uint8Array(32),
+    })) {
+      raw.write(part);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(server.stats().refused).toBe(1);
+    expect(received).toHaveLength(0);
+  });
+
   test("a frame before hello, and one out of scope, close the connection", async () => {
     const server = await newServer();
     const received: LinkMessage[] = [];
