@@ -378,6 +378,8 @@ describe("a cluster over links", () => {
       expect(onPrimary.received.publishes.replica).toBeGreaterThan(0);
       expect(onSecondary.received.publishes.replica).toBeGreaterThan(0);
       expect(onPrimary.sent.link.publishes).toBeGreaterThan(0);
+      // Its sleds' inboxes are linked too (the chunks it flushes, the reads it misses).
+      expect(onPrimary.sent.scopes).toEqual(["replica", "node"]);
       expect(user.bus.linkStats().link.requests).toBeGreaterThan(
         user.bus.linkStats().nats.requests,
       );
