@@ -7,12 +7,15 @@ import { BallastClient } from "@ballast/client";
 import { BallastError, ErrorCode, isBallastError, subjects } from "@ballast/protocol";
 import {
   Bus,
+  commonOptions,
   connectNats,
   createLogger,
   type LinkServerStats,
+  parseConfig,
   Service,
   startTracing,
 } from "@ballast/runtime";
+import { sledDefinition, sledOptions } from "@ballast/sled";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import {
   connectTestBus,
@@ -236,6 +239,78 @@ describe("leaving a link", () => {
   });
 });
 
+describe("a sled's inbox over links", () => {
+  /** A sled in this process, on its own data directory; links as `env` says. */
+  async function startSled(nodeId: string, env: Record<string, string>) {
+    const directory = await temporaryDirectory();
+    const config = parseConfig(
+      { ...commonOptions, ...sledOptions },
+      {
+        argv: ["--id", nodeId, "--data-dir", directory.path, "--nats", nats.url],
+        env: { BALLAST_SLED_DEVICES: "1", BALLAST_SLED_DEVICE_BYTES: String(16 << 20), ...env },
+      },
+    );
+    const service = new Service({
+      kind: "sled",
+      nodeId,
+      bus: await newBus(nodeId),
+      tracer: undefined,
+      logger,
+      heartbeatIntervalMs: 1000,
+    });
+    await sledDefinition.start(service, config);
+    return {
+      service,
+      stop: async () => {
+        await service.stop("test");
+        await directory.remove();
+      },
+    };
+  }
+
+  test("a head node's chunk writes and reads go to a sled by link, and to a sled with links off by NATS", async () => {
+    const linked = await startSled("sled-l1", {});
+    const unlinked = await startSled("sled-l2", { BALLAST_LINK_LISTEN: "off" });
+    const head = await newBus("head-l8");
+    head.enableLinks(["replica", "node"]); // as a head node with links on
+    const owner = { volume: "links", partition: 0 };
+    const chunk = new Uint8Array(4 << 20).map((_, index) => index % 251);
+    try {
+      for (const sled of [linked, unlinked]) {
+        const inbox = subjects.node.build(sled.service.nodeId);
+        // The first goes over NATS and asks for a link; the next ones by link, if offered.
+        await head.request(inbox, { type: "node.info.v1" });
+        await waitFor("an offer", () =>
+          head.linkStats().offers.linked + head.linkStats().offers["no-link"] ===
+          (sled === linked ? 1 : 2)
+            ? true
+            : undefined,
+        );
+        const write = { type: "sled.chunk.write.v1" as const, owner, chunkId: "c-1", data: chunk };
+        expect((await head.request(inbox, write)).bytes).toBe(chunk.byteLength);
+        const { data } = await head.request(inbox, {
+          type: "sled.chunk.read.v1",
+          owner,
+          chunkId: "c-1",
+          offset: 4096,
+          length: 8192,
+        });
+        expect(Buffer.from(data).equals(Buffer.from(chunk.subarray(4096, 12288)))).toBe(true);
+      }
+      // Both by link to the one, both by NATS to the other (which offered no link).
+      expect(linked.service.linkServerStats()?.requests.node).toBe(2);
+      expect(unlinked.service.linkServerStats()).toBeUndefined();
+      expect(head.linkStats().link.requests).toBe(2);
+      // node.info.v1 to each, then the unlinked sled's write and read (offers are not counted).
+      expect(head.linkStats().nats.requests).toBe(4);
+      expect(head.linkStats().offers).toMatchObject({ linked: 1, "no-link": 1 });
+    } finally {
+      await head.connection.close();
+      await Promise.all([linked.stop(), unlinked.stop()]);
+    }
+  });
+});
+
 describe("a cluster over links", () => {
   let cluster: TestCluster | undefined;
   afterAll(async () => {
@@ -303,6 +378,8 @@ describe("a cluster over links", () => {
       expect(onPrimary.received.publishes.replica).toBeGreaterThan(0);
       expect(onSecondary.received.publishes.replica).toBeGreaterThan(0);
       expect(onPrimary.sent.link.publishes).toBeGreaterThan(0);
+      // Its sleds' inboxes are linked too (the chunks it flushes, the reads it misses).
+      expect(onPrimary.sent.scopes).toEqual(["replica", "node"]);
       expect(user.bus.linkStats().link.requests).toBeGreaterThan(
         user.bus.linkStats().nats.requests,
       );

@@ -76,14 +76,23 @@ export const linkNonceBytes = 32;
 /** The longest refusal reason sent. */
 export const linkReasonBytesMax = 512;
 
-/** What a link may carry: each scope is one family of subjects. */
-export const linkScopes = ["volume", "replica"] as const;
+/**
+ * What a link may carry: each scope is one family of subjects. A scope's token is handed
+ * to whoever may publish on a subject of its family over NATS (the offer is asked on the
+ * subject itself), so a scope must never be wider than one family of permissions.ts.
+ * `node` is the node inboxes (a sled's chunk writes and reads from head nodes): only
+ * trusted services (coordinator, head nodes, operator) may publish on that family, so a
+ * node-scope link lets its holder send nothing NATS would not. Its index (2) is on the
+ * wire in `hello`; new scopes go at the end.
+ */
+export const linkScopes = ["volume", "replica", "node"] as const;
 export type LinkScope = (typeof linkScopes)[number];
 
 /** The subject prefix of each scope: a link of that scope carries only these subjects. */
 export const linkScopePrefixes: { readonly [S in LinkScope]: string } = {
   volume: `${subjectRoot}.volume.`,
   replica: `${subjectRoot}.replica.`,
+  node: `${subjectRoot}.node.`,
 };
 
 /** The scope whose family `subject` belongs to, if any. */

@@ -103,6 +103,9 @@ export const permissionTable: Record<SubjectFamily, Record<NatsRole, Access>> = 
   },
   // Node inboxes: the coordinator configures head nodes, probes every service and
   // drives sleds; head nodes read and write sleds. Every service answers on its own.
+  // Sleds take their inbox over links too (link scope `node`, protocol link.ts), whose
+  // token goes to whoever may publish here: only trusted services may, and granting a
+  // client or a gateway publish here would hand it that token as well.
   node: {
     coordinator: "both",
     headnode: "both",

@@ -2,6 +2,8 @@ import { describe, expect, test } from "vitest";
 import {
   extraFamilies,
   familyPatterns,
+  linkScopePrefixes,
+  linkScopes,
   natsRoles,
   permissionsOf,
   permissionTable,
@@ -69,6 +71,16 @@ describe("the NATS permission table", () => {
     }
     expect(allowed(client.subscribe, subjects.volume.build("demo", 0))).toBe(false);
     expect(allowed(client.subscribe, subjects.replica.build("demo", 0, "head-1"))).toBe(false);
+  });
+
+  test("a link scope is one family, and node inboxes (linked to sleds) take only trusted services", () => {
+    for (const scope of linkScopes) {
+      expect(familyPatterns(scope).every((p) => p.startsWith(linkScopePrefixes[scope]))).toBe(true);
+    }
+    const publishers = natsRoles.filter((role) =>
+      ["publish", "both"].includes(permissionTable.node[role]),
+    );
+    expect(publishers).toEqual(["coordinator", "headnode", "operator"]);
   });
 
   test("a service beats only as its own kind", () => {

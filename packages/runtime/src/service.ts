@@ -315,14 +315,18 @@ export class Service {
     };
   }
 
-  /** Serves the node's inbox: `node.info.v1` plus the actor's own types. */
+  /**
+   * Serves the node's inbox: `node.info.v1` plus the actor's own types; with `link`
+   * ("node"), over links too (a sled's chunk traffic).
+   */
   serveInbox<T extends MessageType>(
     accept: readonly T[],
     dispatch: Dispatch<Extract<Message, { type: T }>>,
+    options: { link?: "node" } = {},
   ): Served {
     return this.serve(
       subjects.node.build(this.nodeId),
-      { accept: [...accept, "node.info.v1" as const] },
+      { accept: [...accept, "node.info.v1" as const], ...options },
       (message, context) => {
         if (message.type === "node.info.v1") return this.info();
         return (dispatch as Dispatch)(message, context);

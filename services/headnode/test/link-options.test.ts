@@ -1,8 +1,8 @@
 // The head node's link options: where it listens, what it tells senders, and off.
 
-import { ConfigError, parseConfig } from "@ballast/runtime";
+import { ConfigError, linkListenOf, natsUsesTls, parseConfig } from "@ballast/runtime";
 import { expect, test } from "vitest";
-import { headnodeOptions, linkListenOf, natsUsesTls } from "../src/headnode-service.ts";
+import { headnodeOptions } from "../src/headnode-service.ts";
 
 function parse(env: Record<string, string>) {
   return { nats: "nats://127.0.0.1:4222", ...parseConfig(headnodeOptions, { argv: [], env }) };

@@ -17,6 +17,8 @@ import type { MessageOf } from "@ballast/protocol";
 import {
   type CommonConfig,
   type ConfigOf,
+  linkOptions,
+  listenLinksAsConfigured,
   meterOf,
   type OptionSpecs,
   type Service,
@@ -53,6 +55,8 @@ export const sledOptions = {
     max: deviceBytesMax,
     description: "size of each device file, a multiple of 4096 (fixed once formatted)",
   },
+  // Where it takes links: head nodes' chunk writes and reads without nats-server.
+  ...linkOptions,
 } as const satisfies OptionSpecs;
 
 type SledConfig = ConfigOf<typeof sledOptions> & CommonConfig;
@@ -186,7 +190,14 @@ export const sledDefinition = {
     service.onClose(() => store.close());
     logger.info({ ...report, devices: devices.map((device) => device.path) }, "store recovered");
     const sled = new Sled(store);
-    service.serveInbox(sledRequestTypes, (message) => sled.dispatch(message));
+    // The inbox over links too (scope `node`, protocol link.ts): a chunk write is 4 MiB,
+    // two sleds' worth for every chunk a primary flushes, and each crossing of
+    // nats-server costs a copy in and out of it. The scope is safe because only trusted
+    // services may publish on node inboxes (permissions.ts): a token, asked for over
+    // NATS on this inbox, goes only to those who could send it all over NATS anyway.
+    // Listening before the inbox is served, so that it is routed from the listener.
+    await listenLinksAsConfigured(service, config);
+    service.serveInbox(sledRequestTypes, (message) => sled.dispatch(message), { link: "node" });
     service.setDescription(() => sled.describe(config.dataDir));
     observeCapacity(service, store);
     const sweep = setInterval(() => {
