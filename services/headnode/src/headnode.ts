@@ -325,7 +325,15 @@ export class HeadNode {
       } else {
         if (found !== undefined && decision.retire !== "keep") {
           this.logRetire(message, found, decision);
-          await this.close(key, found, decision.retire === "remove");
+          await this.close(
+            key,
+            found,
+            decision.retire === "remove",
+            new BallastError(
+              ErrorCode.NotPrimary,
+              `the request's outcome is unknown: ${this.service.nodeId} closed its replica of ${message.volume}/${message.partition} for epoch ${message.epoch}; retry with the current primary`,
+            ),
+          );
         }
         if (decision.forget !== undefined) this.rememberDropped(message.volume, decision.forget);
         if (decision.kind === "refuse") throw this.refusal(message, volumeId, decision.refusal);
@@ -498,15 +506,35 @@ export class HeadNode {
   }
 
   /** Stops serving a replica and closes it; `remove` deletes its files too. */
-  private async close(key: string, hosted: Hosted, remove: boolean): Promise<void> {
+  /**
+   * Closes a hosted replica. `reason`: what the requests it holds are answered (by
+   * default, that the node is shutting down).
+   *
+   * Order matters: its subscriptions stop taking messages, then the replica is closed,
+   * which answers every request it holds, and only then does this wait for the handlers
+   * in flight (a subscription's stop waits for them). Off the tick schedule, nothing
+   * else would answer a held request: a primary's write waits for acknowledgements that
+   * the members of a newer epoch never send, and its deadline passes only on ticks. The
+   * other order hung the configure that retired the replica, and every configure of the
+   * partition queued behind it (chaos, stop-primary: the woken primary, re-added as a
+   * learner, was never rebuilt).
+   */
+  private async close(
+    key: string,
+    hosted: Hosted,
+    remove: boolean,
+    reason?: BallastError,
+  ): Promise<void> {
     if (this.hosted.get(key) === hosted) this.hosted.delete(key);
     // Asked no more (inputs that still reach it wake it only while it is hosted).
     this.schedule.remove(hosted);
     const served = [hosted.replication, hosted.volume, hosted.control];
+    hosted.replication = undefined;
     hosted.volume = undefined;
     hosted.control = undefined;
-    await Promise.all(served.map((one) => one?.stop()));
-    await hosted.host.close();
+    const stopped = Promise.all(served.map((one) => one?.stop()));
+    await hosted.host.close(reason);
+    await stopped;
     if (remove) await hosted.host.remove();
   }
 

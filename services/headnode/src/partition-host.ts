@@ -173,7 +173,8 @@ export class PartitionHost {
   /** An input reached the core since the head node last asked (`takeInputs`). */
   private inputs = false;
   /** Closed: inputs that still arrive make it due no more. */
-  private closed = false;
+  /** False while open; once closed, the error every request is answered with. */
+  private closed: false | BallastError = false;
   /** Set once the journal has failed: this replica is done (see the module header). */
   private failure: ReplicaFailure | undefined;
   /** Told once, when the replica fails; the head node stops serving it. */
@@ -477,7 +478,8 @@ export class PartitionHost {
 
   /** Runs a write, trim, zeroes or flush request to its reply. */
   request(build: (requestId: number) => ClientRequest): Promise<Reply> {
-    if (this.failure !== undefined) return Promise.reject(this.failedError());
+    const refused = this.refusal();
+    if (refused !== undefined) return Promise.reject(refused);
     const requestId = this.nextRequestId++;
     const reply = new Promise<Reply>((resolve, reject) => {
       this.waiting.set(requestId, { resolve, reject });
@@ -565,7 +567,7 @@ export class PartitionHost {
 
   /** Holds mutation replies for up to `holdMs` (see Replica.holdAcks). */
   holdAcks(hold: string, holdMs: number): { epoch: number; lastOpNum: number } {
-    if (this.failure !== undefined) throw this.failedError();
+    this.refuseIfNotServing();
     const epoch = this.primaryEpoch();
     // The hold's deadline counts from the core's tick count: it must be caught up.
     const { lastOpNum } = this.input((core) =>
@@ -587,7 +589,7 @@ export class PartitionHost {
     action: "take" | "drop",
     snapshot: string,
   ): Promise<{ epoch: number; opNum: number }> {
-    if (this.failure !== undefined) throw this.failedError();
+    this.refuseIfNotServing();
     const epoch = this.primaryEpoch();
     const requestId = this.nextRequestId++;
     const reply = new Promise<Reply>((resolve, reject) => {
@@ -609,7 +611,7 @@ export class PartitionHost {
    * note; see Replica.rollbackSnapshot); answers the op once committed.
    */
   async rollbackSnapshot(snapshot: string): Promise<{ epoch: number; opNum: number }> {
-    if (this.failure !== undefined) throw this.failedError();
+    this.refuseIfNotServing();
     const epoch = this.primaryEpoch();
     const requestId = this.nextRequestId++;
     const reply = new Promise<Reply>((resolve, reject) => {
@@ -626,7 +628,7 @@ export class PartitionHost {
   async read(
     message: MessageOf<"volume.read.v1">,
   ): Promise<{ data: Uint8Array[]; unmapped?: ByteRange[][] }> {
-    if (this.failure !== undefined) throw this.failedError();
+    this.refuseIfNotServing();
     // The core checks the read lease against this monotonic clock: once it has run out,
     // another primary may exist, and serving could return data older than a write
     // acknowledged there.
@@ -753,19 +755,32 @@ export class PartitionHost {
     };
   }
 
-  async close(): Promise<void> {
-    this.closed = true;
+  /**
+   * Stops the replica: its runner, and every request it holds, answered with `reason`
+   * (by default: the node is shutting down). A request that reaches it afterwards is
+   * refused with the same error, never held: nothing would answer it.
+   */
+  async close(reason?: BallastError): Promise<void> {
+    this.closed =
+      reason ?? new BallastError(ErrorCode.ShuttingDown, `${this.service.nodeId} is shutting down`);
     this.runner.close();
     this.instruments.replicas.delete(this);
     this.opContexts.clear();
     this.flushContexts.clear();
-    for (const waiting of this.waiting.values()) {
-      waiting.reject(
-        new BallastError(ErrorCode.ShuttingDown, `${this.service.nodeId} is shutting down`),
-      );
-    }
+    for (const waiting of this.waiting.values()) waiting.reject(this.closed);
     this.waiting.clear();
     await this.journal.close();
+  }
+
+  /** Why a request is refused at once (failed or closed), if it is. */
+  private refusal(): BallastError | undefined {
+    if (this.failure !== undefined) return this.failedError();
+    return this.closed === false ? undefined : this.closed;
+  }
+
+  private refuseIfNotServing(): void {
+    const refused = this.refusal();
+    if (refused !== undefined) throw refused;
   }
 
   /** Deletes the replica's files; only after `close`. */

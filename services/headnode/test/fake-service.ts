@@ -47,11 +47,33 @@ export class FakeService {
     return this.serve(subjects.node.build(this.nodeId), {}, dispatch);
   }
 
+  /**
+   * As the runtime's Service: a stop takes no new message, then waits for every handler
+   * already called to finish (a shell that waits on its own held requests hangs here,
+   * as it would on NATS).
+   */
   serve(subject: string, _options: unknown, dispatch: Handler) {
-    this.served.set(subject, dispatch);
+    const inFlight = new Set<Promise<unknown>>();
+    const tracked: Handler = (message) => {
+      let handling: Promise<unknown>;
+      try {
+        handling = Promise.resolve(dispatch(message));
+      } catch (error) {
+        handling = Promise.reject(error);
+      }
+      const settled = handling.then(
+        () => undefined,
+        () => undefined,
+      );
+      inFlight.add(settled);
+      void settled.then(() => inFlight.delete(settled));
+      return handling;
+    };
+    this.served.set(subject, tracked);
     return {
       stop: async () => {
-        if (this.served.get(subject) === dispatch) this.served.delete(subject);
+        if (this.served.get(subject) === tracked) this.served.delete(subject);
+        await Promise.all(inFlight);
       },
     };
   }

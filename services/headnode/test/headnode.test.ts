@@ -192,6 +192,31 @@ describe("membership", () => {
     ).toMatchObject({ epoch: 4 });
   });
 
+  test("a primary re-added as a learner while a write waits on its secondary answers the write and takes the configure", async () => {
+    // Epoch 1: primary with a secondary that never acknowledges (nothing answers here),
+    // so the write waits in the replica for its commit.
+    await configure({ epoch: 1, secondaries: ["head-2"] });
+    const waiting = codeOf(write(1, 7));
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    // Failed over while it was frozen, then re-added as a learner: the configure retires
+    // the replica it holds. It must finish (the old shell waited for the write's handler,
+    // which waited for the retired replica, and hung), and the write is answered with a
+    // retryable code that says its outcome is unknown.
+    const retired = configure({
+      epoch: 3,
+      primary: "head-2",
+      secondaries: ["head-3"],
+      learners: ["head-1"],
+    });
+    const outcome = await Promise.race([
+      retired.then(() => "configured"),
+      new Promise((resolve) => setTimeout(() => resolve("hung"), 3000)),
+    ]);
+    expect(outcome).toBe("configured");
+    expect(await retired).toMatchObject({ lastOpNum: 0, epoch: 3 });
+    expect(await waiting).toBe(ErrorCode.NotPrimary);
+  });
+
   test("a stale configure naming it a learner does not discard a voter's state", async () => {
     await configure({ epoch: 5 });
     await write(5, 9);
