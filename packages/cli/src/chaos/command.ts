@@ -4,6 +4,7 @@
 
 import { type ParseArgsConfig, parseArgs } from "node:util";
 import { CliError, exitCodes } from "../errors.ts";
+import { type FaultKind, faultKinds } from "./nemesis.ts";
 import { formatReport, runChaos } from "./runner.ts";
 
 export const chaosSecondsDefault = 60;
@@ -30,6 +31,8 @@ Options:
   --keep              keep the data directory (always kept when the check fails)
   --no-fuzz           no malformed messages to the subjects, no random bytes to NBD
   --round-robin       inject the fault kinds in a fixed order (each at least once)
+  --faults <k,k,...>  inject only these fault kinds (default: all of them; see
+                      docs/testing.md)
   --json              print the report as JSON
 
 Exit code ${exitCodes.failed} on any violation; the failing history is saved in the data directory.
@@ -43,6 +46,7 @@ const options: ParseArgsConfig["options"] = {
   keep: { type: "boolean" },
   "round-robin": { type: "boolean" },
   "no-fuzz": { type: "boolean" },
+  faults: { type: "string" },
   json: { type: "boolean" },
 };
 
@@ -53,6 +57,20 @@ function count(value: string | boolean | undefined, flag: string, fallback: numb
     throw new CliError(exitCodes.usage, `${flag} takes a whole number, not ${String(value)}`);
   }
   return parsed;
+}
+
+/** `--faults a,b`: the named kinds, each known; a clear usage error otherwise. */
+export function faultKindsOf(text: string): FaultKind[] {
+  const names = text.split(",").map((name) => name.trim());
+  const known = new Set<string>(faultKinds);
+  const unknown = names.filter((name) => !known.has(name));
+  if (names.length === 0 || unknown.length > 0) {
+    throw new CliError(
+      exitCodes.usage,
+      `--faults takes fault kinds separated by commas; unknown: ${unknown.join(", ") || "(none given)"} (kinds: ${faultKinds.join(", ")})`,
+    );
+  }
+  return [...new Set(names as FaultKind[])];
 }
 
 export async function chaosCommand(argv: string[]): Promise<number> {
@@ -74,6 +92,7 @@ export async function chaosCommand(argv: string[]): Promise<number> {
     keep: flags.keep === true,
     roundRobin: flags["round-robin"] === true,
     fuzz: flags["no-fuzz"] !== true,
+    ...(typeof flags.faults === "string" ? { faults: faultKindsOf(flags.faults) } : {}),
     log: (line) => process.stderr.write(`${line}\n`),
   });
   process.stdout.write(json ? `${JSON.stringify(report, null, 2)}\n` : formatReport(report));

@@ -40,10 +40,11 @@
 //   fault is over when, at full strength, no partition record names a member on a disk
 //   it lost.
 
-import { rm } from "node:fs/promises";
+import { readFile, rm } from "node:fs/promises";
+import { join } from "node:path";
 import { ErrorCode, limits, subjects } from "@ballast/protocol";
 import type { Bus } from "@ballast/runtime";
-import { isFullStrength } from "../health.ts";
+import { clusterHealth, healthLine, isFullStrength } from "../health.ts";
 import type { LocalCluster } from "../local-cluster.ts";
 import type { VolumeState } from "../volume.ts";
 import {
@@ -295,6 +296,57 @@ export async function waitForFullStrength(
   return false;
 }
 
+/**
+ * Why the cluster is not at full strength, in one line: services not running, services
+ * the coordinator does not count healthy, and what each short partition lacks. For the
+ * log of a wait that failed, so that a run whose data directory is gone (CI) still says
+ * what was missing.
+ */
+export async function shortOfFullStrength(
+  bus: Bus,
+  cluster: Pick<LocalCluster, "ids" | "isRunning">,
+): Promise<string> {
+  const parts: string[] = [];
+  const stopped = cluster.ids().filter((id) => !cluster.isRunning(id));
+  if (stopped.length > 0) parts.push(`not running: ${stopped.join(", ")}`);
+  try {
+    const status = await clusterStatus(bus);
+    const healthy = new Set(status.services.filter((s) => s.healthy).map((s) => s.id));
+    const unhealthy = cluster.ids().filter((id) => !healthy.has(id));
+    if (unhealthy.length > 0) parts.push(`not healthy: ${unhealthy.join(", ")}`);
+    for (const health of clusterHealth(status)) {
+      if (health.state !== "full") parts.push(`${health.name} ${healthLine(health)}`);
+    }
+  } catch (error) {
+    parts.push(`no status from the coordinator: ${(error as Error).message}`);
+  }
+  return parts.join("; ") || "full strength now";
+}
+
+/**
+ * The last `count` lines at warn or above of each service's log (pino JSON; nats-server
+ * lines are skipped), for a run that failed where its data directory does not survive.
+ */
+export async function recentWarnings(
+  cluster: Pick<LocalCluster, "ids" | "dataDir">,
+  count: number,
+): Promise<string[]> {
+  const lines: string[] = [];
+  for (const id of cluster.ids()) {
+    const text = await readFile(join(cluster.dataDir, "logs", `${id}.log`), "utf8").catch(() => "");
+    const warnings = text.split("\n").filter((line) => {
+      if (!line.startsWith("{")) return false;
+      try {
+        return (JSON.parse(line) as { level?: number }).level! >= 40;
+      } catch {
+        return false;
+      }
+    });
+    for (const line of warnings.slice(-count)) lines.push(`${id}: ${line}`);
+  }
+  return lines;
+}
+
 /** Members recorded on a disk their head node lost, over the chaos volumes. */
 export async function lostDiskMembers(
   bus: Bus,
@@ -511,7 +563,12 @@ export async function runFault(
       : undefined;
   if (await waitForFullStrength(context.bus, cluster.ids(), fullStrengthWaitMs, rebuilt)) {
     record.fullStrengthMs = context.nowMs();
-  } else if (rebuilt !== undefined) {
+    return record;
+  }
+  context.log(
+    `chaos: not at full strength ${fullStrengthWaitMs} ms after ${kind}: ${await shortOfFullStrength(context.bus, cluster)}`,
+  );
+  if (rebuilt !== undefined) {
     const left = await lostDiskMembers(context.bus, cluster, context.volumes).catch(
       (error: Error) => `unreadable: ${error.message}`,
     );
@@ -529,15 +586,15 @@ export async function runNemesis(
   wounds: Wounds,
   keepGoing: (faultsDone: number) => boolean,
   roundRobin: boolean,
+  kinds: readonly FaultKind[] = faultKinds,
 ): Promise<FaultRecord[]> {
+  if (kinds.length === 0) throw new Error("the nemesis needs at least one fault kind");
   const faults: FaultRecord[] = [];
   let index = 0;
   while (keepGoing(faults.length)) {
     await sleep(context.random.between(gapMsMin, roundRobin ? gapMsMaxRoundRobin : gapMsMax));
     if (!keepGoing(faults.length)) break;
-    const kind = roundRobin
-      ? faultKinds[index++ % faultKinds.length]!
-      : context.random.pick(faultKinds);
+    const kind = roundRobin ? kinds[index++ % kinds.length]! : context.random.pick(kinds);
     faults.push(await runFault(kind, context, wounds));
   }
   return faults;

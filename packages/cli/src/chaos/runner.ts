@@ -24,7 +24,9 @@ import {
   faultKinds,
   lostDiskMembers,
   noMemberOnLostDisk,
+  recentWarnings,
   runNemesis,
+  shortOfFullStrength,
   Wounds,
   waitForFullStrength,
 } from "./nemesis.ts";
@@ -56,6 +58,8 @@ export interface ChaosOptions {
   roundRobin: boolean;
   /** Malformed messages to every subject and random bytes to the NBD port (fuzz.ts). */
   fuzz: boolean;
+  /** The fault kinds the nemesis injects (all of faultKinds if absent). */
+  faults?: readonly FaultKind[];
   log: (line: string) => void;
 }
 
@@ -82,6 +86,11 @@ export const heartbeatTimeoutMs = 1500;
 export const connectionCloseBoundMs = 10_000;
 /** How long the healed cluster may take to reach full strength before the run fails. */
 export const settleTimeoutMs = 120_000;
+/**
+ * Log lines at warn or above printed per service when the healed cluster is short of
+ * full strength: the data directory is kept, but CI's machine does not survive the run.
+ */
+export const warningsShownPerService = 15;
 
 /**
  * The services' environment: fast membership, small sleds, the test fault switch on,
@@ -231,6 +240,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
 
     // Round-robin runs go on past --seconds until every fault kind has run once (up to
     // twice the time), so that a short run always covers them all.
+    const kinds = options.faults ?? faultKinds;
     const deadline = Date.now() + options.seconds * 1000;
     const deadlineHard = Date.now() + 2 * options.seconds * 1000;
     let started = 0;
@@ -238,7 +248,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     const nemesisGo = (faultsDone: number) =>
       started < options.opsMax &&
       (Date.now() < deadline ||
-        (options.roundRobin && faultsDone < faultKinds.length && Date.now() < deadlineHard));
+        (options.roundRobin && faultsDone < kinds.length && Date.now() < deadlineHard));
     const clientsGo = () => (Date.now() < deadline || !nemesisDone) && started++ < options.opsMax;
     const wounds = new Wounds();
     const clientRuns = plans.map((plan) => runClient(plan, history, clientsGo));
@@ -268,6 +278,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
       wounds,
       nemesisGo,
       options.roundRobin,
+      kinds,
     ).finally(() => {
       nemesisDone = true;
     });
@@ -291,6 +302,8 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     if (!full) {
       const left = await lostDiskMembers(control.bus, cluster, volumeNames).catch(() => []);
       if (left.length > 0) log(`chaos: members on lost disks: ${JSON.stringify(left)}`);
+      log(`chaos: short of full strength: ${await shortOfFullStrength(control.bus, cluster)}`);
+      for (const line of await recentWarnings(cluster, warningsShownPerService)) log(line);
     }
     log(
       full
