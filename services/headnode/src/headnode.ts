@@ -75,6 +75,7 @@ import { nodeEntriesOf, renewalsOf } from "./primary-report.ts";
 import type { Reply } from "./replica/effects.ts";
 import { Replicator } from "./replicator.ts";
 import { ReportState } from "./report-state.ts";
+import { retireReplica } from "./retire.ts";
 import { nextSession } from "./session.ts";
 import { SledClient, type SledClientOptions } from "./sled-client.ts";
 import { TickSchedule } from "./tick-schedule.ts";
@@ -510,14 +511,15 @@ export class HeadNode {
    * Closes a hosted replica. `reason`: what the requests it holds are answered (by
    * default, that the node is shutting down).
    *
-   * Order matters: its subscriptions stop taking messages, then the replica is closed,
-   * which answers every request it holds, and only then does this wait for the handlers
-   * in flight (a subscription's stop waits for them). Off the tick schedule, nothing
-   * else would answer a held request: a primary's write waits for acknowledgements that
-   * the members of a newer epoch never send, and its deadline passes only on ticks. The
-   * other order hung the configure that retired the replica, and every configure of the
-   * partition queued behind it (chaos, stop-primary: the woken primary, re-added as a
-   * learner, was never rebuilt).
+   * Order matters (retire.ts, which the failover simulator runs too): its subscriptions
+   * stop taking messages, then the replica is closed, which answers every request it
+   * holds, and only then does this wait for the handlers in flight (a subscription's
+   * stop waits for them). Off the tick schedule, nothing else would answer a held
+   * request: a primary's write waits for acknowledgements that the members of a newer
+   * epoch never send, and its deadline passes only on ticks. The other order hung the
+   * configure that retired the replica, and every configure of the partition queued
+   * behind it (chaos, stop-primary: the woken primary, re-added as a learner, was never
+   * rebuilt).
    */
   private async close(
     key: string,
@@ -532,9 +534,10 @@ export class HeadNode {
     hosted.replication = undefined;
     hosted.volume = undefined;
     hosted.control = undefined;
-    const stopped = Promise.all(served.map((one) => one?.stop()));
-    await hosted.host.close(reason);
-    await stopped;
+    await retireReplica({
+      stopIntake: () => Promise.all(served.map((one) => one?.stop())),
+      closeReplica: () => hosted.host.close(reason),
+    });
     if (remove) await hosted.host.remove();
   }
 

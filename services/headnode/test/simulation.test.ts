@@ -273,3 +273,43 @@ test("the checkers catch a primary on a hung disk that is never replaced (no sta
   const caught = await firstCaught("ignore-primary-stall", ["available"], {}, 60);
   expect(caught).toBeDefined();
 }, 120_000);
+
+describe("the checkers catch a retire that waits for its handlers before it closes the replica", () => {
+  // 3ae96e2: a head node retiring a replica waited for the handlers in flight (requests
+  // the replica held) before closing it, off the tick schedule: a write waiting for
+  // acknowledgements a newer epoch never sends was never answered, the retire hung, and
+  // every later configure of the partition on that node queued behind it.
+  const shapes: [string, Overrides, number][] = [
+    // CI's shape: a configure of a new incarnation, or the drop of the deleted one,
+    // reaches the old incarnation's primary while it holds writes; the new partition's
+    // configure waits behind it (23 of seeds 1 to 200, the first at 2).
+    ["5 head nodes, the volume re-created", {}, 5],
+    // The chaos run's: three head nodes, no spare, so a primary failed over while paused
+    // is re-added as a learner as soon as it is back, holding the writes it took on
+    // waking; its rebuild never starts (the first at seed 3).
+    [
+      "3 head nodes, a woken primary re-added as a learner",
+      { nodes: 3, partitions: [3, 2], recreateChance: 0 },
+      5,
+    ],
+  ];
+
+  test.each(shapes)(
+    "%s",
+    async (_name, overrides, seedsMax) => {
+      const caught = await firstCaught(
+        "close-after-handlers",
+        ["settle", "available"],
+        overrides,
+        seedsMax,
+      );
+      expect(caught).toBeDefined();
+      // The order retire.ts runs (the head node's) passes the same seeds.
+      for (let seed = 1; seed <= caught!; seed++) {
+        const result = await simulateFailover(seed, overrides);
+        expect(result.violations, summary(result, overrides)).toEqual([]);
+      }
+    },
+    120_000,
+  );
+});

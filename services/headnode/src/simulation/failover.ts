@@ -61,6 +61,16 @@
 // availabilityTicksMax for its partition to acknowledge a write while every node's
 // faults stay as they are and the partition has a healthy voter (`checkAvailability`).
 //
+// Each head node handles the configures and drops of one partition one at a time, in
+// arrival order (headnode.ts's keyed lock), and retires a replica (removed, reopened after
+// a failure, dropped) through retire.ts as the shell does: intake stopped (no ticks,
+// messages or requests), the replica closed with the requests it holds answered, then
+// the handlers in flight awaited. The requests a replica's core holds unanswered (client
+// mutations and flushes, snapshot takes and drops) are those handlers, so a retire in
+// the old order (the `close-after-handlers` sabotage) hangs on a write that waits for a
+// newer epoch's acknowledgements, and the configures of the partition queue behind it
+// until the node restarts.
+//
 // The replica API this drives is adapted in one place (`ReplicaAdapter`); its effects are
 // carried out by the head node's own effect runner (effect-runner.ts) through the seeded
 // fakes of testing/fakes.ts (journal, checkpoint file, sleds, network, the coordinator's
@@ -80,6 +90,7 @@ import {
 } from "@ballast/coordinator/decisions";
 import { LeaseBook } from "@ballast/coordinator/leases";
 import { BallastError, ErrorCode, formatVolumeId, limits } from "@ballast/protocol";
+import { KeyedLock } from "@ballast/runtime";
 import { fetchCheckpoint } from "../checkpoint-fetch.ts";
 import { decideConfigure, partOf } from "../configure-decision.ts";
 import type { ReplicaLimits } from "../constants.ts";
@@ -101,6 +112,7 @@ import {
   type PrimaryReport,
   ReportState,
 } from "../report-state.ts";
+import { type RetirePorts, retireReplica } from "../retire.ts";
 import {
   type ClientOutcome,
   randomRequest,
@@ -167,7 +179,16 @@ export type Sabotage =
    * while a secondary could have taken over. Found by the availability check, with the
    * long disk hangs on (`longDiskHangChance`).
    */
-  | "ignore-primary-stall";
+  | "ignore-primary-stall"
+  /**
+   * The head node before 3ae96e2: retiring a replica (a configure that removes or
+   * reopens it, a dropped volume), it waits for the handlers in flight before it closes
+   * the replica (retire.ts). A request the replica holds off the tick schedule is never
+   * answered, so the retire never finishes, and every later configure of that partition
+   * on that node waits behind it (chaos, stop-primary: the woken ex-primary, re-added as
+   * a learner, was never rebuilt). Found by the settle check (full strength).
+   */
+  | "close-after-handlers";
 
 export interface FailoverOptions {
   seed: number;
@@ -476,6 +497,13 @@ export interface FailoverResult {
      */
     primariesReopened: number;
     primariesReopenedOverSecondary: number;
+    /**
+     * Replicas retired while they held requests (handlers in flight), by a configure
+     * (removed or reopened: a woken ex-primary re-added as a learner) and by a drop (the
+     * volume deleted): each one the `close-after-handlers` sabotage hangs.
+     */
+    retiresHoldingRequests: number;
+    dropsHoldingRequests: number;
   };
 }
 
@@ -501,6 +529,13 @@ interface Hosted {
   adapter: ReplicaAdapter | undefined;
   /** Carries out the adapter's core's effects; closed when that core's life ends. */
   runner: EffectRunner | undefined;
+  /**
+   * Being retired (retire.ts): its intake has stopped, as a head node's subscriptions
+   * stop and it leaves the tick schedule, so it gets no ticks, replication messages or
+   * requests and is not reported. Only a retire that waits on handlers (the
+   * `close-after-handlers` sabotage) leaves one so past the message that began it.
+   */
+  retiring: boolean;
 }
 
 interface SimulatedNode {
@@ -533,6 +568,16 @@ interface SimulatedNode {
   droppedVolumeIds: Set<string>;
   /** What the coordinator holds of this node's primaries (this life's). */
   reportState: ReportState;
+  /**
+   * Configures and drops of one partition, run one at a time in arrival order, as
+   * headnode.ts's `serially` runs them (this life's: a crash abandons what waits).
+   */
+  serially: KeyedLock;
+  /**
+   * Partitions whose running configure or drop waits on handlers in flight: what
+   * arrives for them waits behind it (see `serially`).
+   */
+  stuck: Map<number, { promise: Promise<void>; resolve: () => void }>;
 }
 
 type Envelope =
@@ -611,6 +656,13 @@ class ReplicaAdapter implements Reporter {
    */
   boundFromTick = 0;
   flaggedLate = false;
+  /**
+   * Requests the core holds, unanswered (client mutations and flushes, snapshot takes
+   * and drops): each is a subscription's handler in flight on a head node, which a
+   * retire's stopped intake waits for (retire.ts).
+   */
+  readonly held = new Set<number>();
+  private idleWaiters: (() => void)[] = [];
 
   constructor(
     replica: Replica,
@@ -628,6 +680,25 @@ class ReplicaAdapter implements Reporter {
 
   configure(configuration: Configuration): void {
     this.replica.configure({ ...configuration, leased: this.leased });
+  }
+
+  /** A request handed to the core: its handler runs until it is answered. */
+  hold(requestId: number): void {
+    this.held.add(requestId);
+  }
+
+  /** A request answered (by the core, or by its replica's close or failure). */
+  answered(requestId: number): void {
+    if (!this.held.delete(requestId) || this.held.size > 0) return;
+    const waiters = this.idleWaiters;
+    this.idleWaiters = [];
+    for (const waiter of waiters) waiter();
+  }
+
+  /** Settles once no handler is in flight. */
+  handlersDone(): Promise<void> {
+    if (this.held.size === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
   }
 
   renewLease(epoch: number, untilMs: number): void {
@@ -662,6 +733,47 @@ class ReplicaAdapter implements Reporter {
     const { stalledMs: _ignored, ...withoutStall } = report;
     return withoutStall;
   }
+}
+
+/**
+ * A retire's wait for the handlers in flight on a replica (its held requests), as a
+ * stopped subscription's promise. Awaited while some are in flight, it says so
+ * (`onWait`), so that the configures of the partition queue behind the retire; what that
+ * returns is called once they have all finished. A thenable rather than a promise so
+ * that the simulation sees when the retire awaits it, with no timer: in retire.ts's
+ * order that is after the close has answered them all, and nothing waits.
+ */
+class HandlersInFlight implements PromiseLike<undefined> {
+  constructor(
+    private readonly adapter: ReplicaAdapter | undefined,
+    private readonly onWait: () => () => void,
+  ) {}
+
+  // biome-ignore lint/suspicious/noThenProperty: a thenable on purpose, to see when it is awaited
+  then<A = undefined, B = never>(
+    onDone?: ((value: undefined) => A | PromiseLike<A>) | null,
+    onFailed?: ((reason: unknown) => B | PromiseLike<B>) | null,
+  ): PromiseLike<A | B> {
+    if (this.adapter === undefined || this.adapter.held.size === 0)
+      return Promise.resolve(undefined).then(onDone, onFailed);
+    const waited = this.onWait();
+    return this.adapter
+      .handlersDone()
+      .then(() => {
+        waited();
+        return undefined;
+      })
+      .then(onDone, onFailed);
+  }
+}
+
+/**
+ * The order before 3ae96e2, for the `close-after-handlers` sabotage: the handlers in
+ * flight awaited before the replica is closed (see retire.ts).
+ */
+async function retireHandlersFirst(ports: RetirePorts): Promise<void> {
+  await ports.stopIntake();
+  await ports.closeReplica();
 }
 
 // ---------------------------------------------------------------- clients
@@ -750,6 +862,8 @@ export class FailoverSimulation {
     snapshotsChecked: 0,
     primariesReopened: 0,
     primariesReopenedOverSecondary: 0,
+    retiresHoldingRequests: 0,
+    dropsHoldingRequests: 0,
   };
   /** Snapshot ids drawn so far, and the request ids their takes and drops use (no client's). */
   private snapshotsDrawn = 0;
@@ -841,6 +955,8 @@ export class FailoverSimulation {
         hosted: new Map(),
         droppedVolumeIds: new Set(),
         reportState: new ReportState(),
+        serially: new KeyedLock(),
+        stuck: new Map(),
       });
     }
     // Heard before the volume is created, as placement hears heartbeats first.
@@ -1039,7 +1155,7 @@ export class FailoverSimulation {
       if (!this.running(node)) continue;
       for (const hosted of node.hosted.values()) {
         const adapter = hosted.adapter;
-        if (adapter === undefined || adapter.failed !== undefined) continue;
+        if (adapter === undefined || adapter.failed !== undefined || hosted.retiring) continue;
         adapter.replica.tick();
         this.execute(node, hosted);
         this.sabotageDrop(adapter.replica);
@@ -1263,6 +1379,7 @@ export class FailoverSimulation {
       if (disk !== undefined && disk !== node.disk) return false;
       const hosted = node.hosted.get(partition);
       if (hosted?.volumeId !== this.volumeId || hosted.journal.failing) return false;
+      if (hosted.retiring) return false;
       return hosted.adapter !== undefined && hosted.adapter.failed === undefined;
     });
   }
@@ -1366,8 +1483,14 @@ export class FailoverSimulation {
     hosted.adapter = adapter;
     hosted.runner = new EffectRunner(replica, this.portsOf(node, hosted), {
       // Replies are matched to client attempts by the request id (the attempt number).
-      reply: (requestId, reply) => this.replyTo(node, requestId, { ok: true, reply }),
-      replyError: (requestId, error) => this.replyTo(node, requestId, { ok: false, error }),
+      reply: (requestId, reply) => {
+        adapter.answered(requestId);
+        this.replyTo(node, requestId, { ok: true, reply });
+      },
+      replyError: (requestId, error) => {
+        adapter.answered(requestId);
+        this.replyTo(node, requestId, { ok: false, error });
+      },
       fatal: (what, error) => this.failReplica(node, hosted, adapter, what, error),
     });
     hosted.runner.sleds = ["sled-1", "sled-2"];
@@ -1410,8 +1533,22 @@ export class FailoverSimulation {
     adapter.failed = `${what} (${error.message})`;
     adapter.failedAtTick = this.tickNow;
     hosted.runner?.close();
+    // What it holds is answered at once, as partition-host.ts does.
+    this.answerHeld(
+      node,
+      adapter,
+      new BallastError(ErrorCode.Unavailable, `${node.id}'s replica failed: ${adapter.failed}`),
+    );
     this.stats.replicasFailed++;
     if (this.running(node)) this.sendReport(node);
+  }
+
+  /** Answers every request the replica holds with `error` (its close or failure). */
+  private answerHeld(node: SimulatedNode, adapter: ReplicaAdapter, error: BallastError): void {
+    for (const requestId of [...adapter.held]) {
+      adapter.answered(requestId);
+      this.replyTo(node, requestId, { ok: false, error });
+    }
   }
 
   private replyTo(node: SimulatedNode, requestId: number, outcome: ClientOutcome): void {
@@ -1429,10 +1566,14 @@ export class FailoverSimulation {
     this.stats.crashes++;
     node.up = false;
     node.restartTick = this.tickNow + this.integer(1, this.options.downTicksMax);
+    // Its configures and drops die with the process, those waiting on handlers too.
+    node.serially = new KeyedLock();
+    node.stuck = new Map();
     for (const hosted of node.hosted.values()) {
       hosted.adapter = undefined;
       hosted.runner?.close();
       hosted.runner = undefined;
+      hosted.retiring = false;
       hosted.journal.crash();
       hosted.checkpoints.crash();
       if (this.options.sabotage === "disk-loses-acknowledged-writes") {
@@ -1485,11 +1626,85 @@ export class FailoverSimulation {
     this.checkpointRecords.complete(stalled);
   }
 
-  /** Drops a replica and its directory (volume deleted, or a new incarnation arrived). */
-  private dropReplica(node: SimulatedNode, hosted: Hosted): void {
-    hosted.runner?.close();
-    node.hosted.delete(hosted.partition);
-    node.droppedVolumeIds.add(hosted.volumeId);
+  /**
+   * Runs `work` among the node's configures and drops of `partition`, one at a time in
+   * arrival order (headnode.ts `serially`). Returns once it has finished or, if the work
+   * running for the partition waits on handlers in flight (`stuck`), at once: this work
+   * then waits behind it, for as long as it does (or until the node restarts: a process
+   * that is gone does nothing of what it had queued).
+   */
+  private async serially(
+    node: SimulatedNode,
+    partition: number,
+    work: () => Promise<void>,
+  ): Promise<void> {
+    const life = node.life;
+    const done = node.serially
+      .run(String(partition), async () => {
+        if (node.life === life && node.up) await work();
+      })
+      .catch((error: unknown) =>
+        this.fail("exception", `tick ${this.tickNow}: ${node.id}: ${(error as Error).stack}`),
+      );
+    await Promise.race([done, this.stuckOf(node, partition).promise]);
+  }
+
+  /** Settles once the work running for the node's partition waits on handlers. */
+  private stuckOf(node: SimulatedNode, partition: number) {
+    let stuck = node.stuck.get(partition);
+    if (stuck === undefined) {
+      let resolve = () => {};
+      const promise = new Promise<void>((settle) => {
+        resolve = settle;
+      });
+      stuck = { promise, resolve };
+      node.stuck.set(partition, stuck);
+    }
+    return stuck;
+  }
+
+  /**
+   * Retires a hosted replica as headnode.ts `close` does, in retire.ts's order (the old
+   * one for the `close-after-handlers` sabotage), with the simulated node's ports: intake
+   * stopped (`retiring`: no ticks, replication messages or requests, not reported), the
+   * runner closed and every request it holds answered `reason`, and the handlers in
+   * flight (those requests) awaited. False if the node restarted meanwhile: what it was
+   * doing is gone.
+   */
+  private async retire(
+    node: SimulatedNode,
+    hosted: Hosted,
+    reason: BallastError,
+    by: "configure" | "drop",
+  ): Promise<boolean> {
+    const life = node.life;
+    const adapter = hosted.adapter;
+    if ((adapter?.held.size ?? 0) > 0) {
+      if (by === "configure") this.stats.retiresHoldingRequests++;
+      else this.stats.dropsHoldingRequests++;
+    }
+    const ports: RetirePorts = {
+      stopIntake: () => {
+        hosted.retiring = true;
+        return new HandlersInFlight(adapter, () => {
+          // Awaited while some are in flight: configures of the partition wait behind.
+          const stuck = this.stuckOf(node, hosted.partition);
+          stuck.resolve();
+          return () => {
+            if (node.stuck.get(hosted.partition) === stuck) node.stuck.delete(hosted.partition);
+          };
+        });
+      },
+      closeReplica: async () => {
+        hosted.runner?.close();
+        if (adapter !== undefined) this.answerHeld(node, adapter, reason);
+      },
+    };
+    if (this.options.sabotage === "close-after-handlers") await retireHandlersFirst(ports);
+    else await retireReplica(ports);
+    if (node.life !== life) return false;
+    hosted.retiring = false;
+    return true;
   }
 
   /** As headnode.ts: decided in configure-decision.ts, carried out on simulated disks. */
@@ -1535,7 +1750,16 @@ export class FailoverSimulation {
     let hosted = found;
     if (decision.kind !== "apply") {
       if (found !== undefined && decision.retire !== "keep") {
-        found.runner?.close();
+        const retired = await this.retire(
+          node,
+          found,
+          new BallastError(
+            ErrorCode.NotPrimary,
+            `the request's outcome is unknown: ${node.id} closed its replica of ${message.partition} for epoch ${configuration.epoch}`,
+          ),
+          "configure",
+        );
+        if (!retired) return;
         // Removed: its disks go; closed (failed): its disks stay, to reopen from.
         if (decision.retire === "remove") node.hosted.delete(found.partition);
       }
@@ -1613,20 +1837,30 @@ export class FailoverSimulation {
       learnerSince,
       adapter: undefined,
       runner: undefined,
+      retiring: false,
     };
   }
 
-  private onDrop(node: SimulatedNode, volumeId: string): void {
-    for (const hosted of [...node.hosted.values()]) {
-      if (hosted.volumeId === volumeId) this.dropReplica(node, hosted);
-    }
+  /** As headnode.ts: remembered at once, each replica closed and removed in its turn. */
+  private async onDrop(node: SimulatedNode, volumeId: string): Promise<void> {
     node.droppedVolumeIds.add(volumeId);
+    for (const hosted of [...node.hosted.values()]) {
+      if (hosted.volumeId !== volumeId) continue;
+      await this.serially(node, hosted.partition, async () => {
+        if (node.hosted.get(hosted.partition) !== hosted) return;
+        const shutdown = new BallastError(ErrorCode.ShuttingDown, `${node.id} is shutting down`);
+        if (await this.retire(node, hosted, shutdown, "drop")) node.hosted.delete(hosted.partition);
+      });
+    }
   }
 
   private sendReport(node: SimulatedNode): void {
     // As headnode.ts builds and renews its reports (primary-report.ts).
+    // One being retired is no longer hosted there (headnode.ts `close`).
     const { primaries, failures, reported } = nodeEntriesOf(
-      [...node.hosted.values()].flatMap((hosted) => hosted.adapter ?? []),
+      [...node.hosted.values()].flatMap((hosted) =>
+        hosted.retiring ? [] : (hosted.adapter ?? []),
+      ),
     );
     this.send({
       kind: "report",
@@ -1649,8 +1883,10 @@ export class FailoverSimulation {
         ? { ...envelope.answer, excluded: [] }
         : envelope.answer;
     const granted = node.reportState.onAnswer(envelope.sent, answer);
-    const hostedNow = (volume: string, partition: number) =>
-      volume === volumeName ? node.hosted.get(partition)?.adapter : undefined;
+    const hostedNow = (volume: string, partition: number) => {
+      const hosted = volume === volumeName ? node.hosted.get(partition) : undefined;
+      return hosted?.retiring === false ? hosted.adapter : undefined;
+    };
     for (const { replica, epoch } of renewalsOf(granted, envelope.reported, hostedNow)) {
       replica.renewLease(epoch, envelope.sentAtMs + envelope.answer.leaseMs);
     }
@@ -2212,8 +2448,10 @@ export class FailoverSimulation {
         const node = this.node(envelope.to);
         if (!node.up) return;
         const hosted = node.hosted.get(envelope.message.partition);
-        // A failed replica takes no replication messages: it acknowledges nothing.
+        // A failed replica takes no replication messages: it acknowledges nothing. Nor does
+        // one being retired: its subscription has stopped.
         if (hosted?.adapter === undefined || hosted.adapter.failed !== undefined) return;
+        if (hosted.retiring) return;
         hosted.adapter.replica.onReplicationMessage(envelope.message);
         this.execute(node, hosted);
         return;
@@ -2226,12 +2464,14 @@ export class FailoverSimulation {
         return;
       case "configure": {
         const node = this.node(envelope.to);
-        if (node.up) await this.onConfigure(node, envelope.configure);
+        const { configure } = envelope;
+        if (node.up)
+          await this.serially(node, configure.partition, () => this.onConfigure(node, configure));
         return;
       }
       case "drop": {
         const node = this.node(envelope.to);
-        if (node.up) this.onDrop(node, envelope.volumeId);
+        if (node.up) await this.onDrop(node, envelope.volumeId);
         return;
       }
       case "report":
@@ -2287,9 +2527,11 @@ export class FailoverSimulation {
     const hosted = node.hosted.get(partition);
     const replica = hosted?.adapter?.replica;
     if (!node.up || hosted === undefined || hosted.volumeId !== this.volumeId || !replica) return;
-    if (hosted.adapter?.failed !== undefined) return;
+    if (hosted.adapter?.failed !== undefined || hosted.retiring) return;
     const taken = [...replica.metadata.snapshots.keys()];
     const requestId = this.snapshotRequestId++;
+    // The control subject's handler waits for the reply, as a client's does.
+    hosted.adapter?.hold(requestId);
     if (taken.length > 0 && this.chance(0.3)) {
       replica.dropSnapshot(requestId, record.epoch, taken[this.integer(0, taken.length - 1)]!);
     } else {
@@ -2307,8 +2549,10 @@ export class FailoverSimulation {
     const hosted = node.hosted.get(partition);
     const replica = hosted?.adapter?.replica;
     if (!node.up || hosted === undefined || hosted.volumeId !== this.volumeId || !replica) return;
-    if (hosted.adapter?.failed !== undefined) return;
-    replica.takeSnapshot(this.snapshotRequestId++, record.epoch, `sim-${this.snapshotsDrawn++}`);
+    if (hosted.adapter?.failed !== undefined || hosted.retiring) return;
+    const requestId = this.snapshotRequestId++;
+    hosted.adapter?.hold(requestId);
+    replica.takeSnapshot(requestId, record.epoch, `sim-${this.snapshotsDrawn++}`);
     this.stats.snapshotRequests++;
     this.execute(node, hosted);
   }
@@ -2365,7 +2609,14 @@ export class FailoverSimulation {
       refuse(new BallastError(ErrorCode.NotPrimary, `${node.id}'s replica failed`));
       return;
     }
+    if (hosted.retiring) {
+      // Nor one it is retiring: its subscription has stopped.
+      refuse(new BallastError(ErrorCode.NotPrimary, `${node.id} is closing its replica`));
+      return;
+    }
     if (request.kind !== "read") {
+      // Its handler waits for the reply: in flight until the core answers.
+      adapter.hold(request.requestId);
       adapter.replica.onClientRequest(request);
       this.execute(node, hosted);
       return;
@@ -2484,8 +2735,9 @@ export class FailoverSimulation {
         const hosted = node.hosted.get(partition);
         const replica = hosted?.adapter?.replica;
         if (!node.up || hosted?.volumeId !== this.volumeId || replica === undefined) return false;
-        // A failed replica serves nothing: the partition is short of a copy.
-        if (hosted.adapter?.failed !== undefined) return false;
+        // A failed replica serves nothing, nor one being retired: the partition is short
+        // of a copy.
+        if (hosted.adapter?.failed !== undefined || hosted.retiring) return false;
         if (replica.configuration?.epoch !== record.epoch) return false;
         if (hosted.journal.pending > 0) return false;
         replicas.push(replica);
