@@ -13,6 +13,9 @@
 // - The server shuts down (`shutdown`): in the handshake, the socket is closed at once
 //   (nothing is in flight); in transmission, reading stops, requests in flight finish
 //   and are answered, then as above.
+// - The server's close grace runs out (`terminate`): what is in flight is aborted and
+//   the socket destroyed, whether or not the replies were flushed. A client that stops
+//   reading would otherwise hold its replies' flush, and so `run`, forever.
 // - The client breaks the protocol, misses the handshake deadline, or names a missing
 //   export with NBD_OPT_EXPORT_NAME: the socket is destroyed at once (a hard
 //   disconnect); requests already running still finish before `run` resolves, and
@@ -99,6 +102,18 @@ export class NbdConnection {
       return;
     }
     this.reader.cancel(new ConnectionClosedError("the server is shutting down"));
+  }
+
+  /**
+   * Ends the connection now: what is in flight is aborted (it sends no further attempt
+   * and its caller waits no longer, block-device.ts) and the socket destroyed, so its
+   * replies, queued or not, are dropped. The socket's close releases the writer's
+   * waiter and every read, so `run` then resolves once the aborted requests settle.
+   */
+  terminate(): void {
+    this.stopping = true;
+    this.abandonInflight();
+    this.socket.destroy();
   }
 
   private async serve(): Promise<"soft" | "hard"> {

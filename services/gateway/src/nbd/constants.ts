@@ -52,6 +52,13 @@ export interface NbdLimits {
   readAheadBytesMax: number;
   /** Idle time before TCP keep-alive probes start, so that dead clients are noticed. */
   keepAliveInitialDelayMs: number;
+  /**
+   * How long the server's close lets requests in flight finish and their replies flush.
+   * Past it, what is still in flight is aborted and the connections left are destroyed:
+   * a client that stops reading (a paused VM, a stopped nbd-client) or a backend that
+   * does not answer would otherwise keep the gateway from ever stopping.
+   */
+  closeGraceMs: number;
 }
 
 export const nbdLimitsDefault: NbdLimits = {
@@ -67,6 +74,14 @@ export const nbdLimitsDefault: NbdLimits = {
   payloadBytesInflightPerConnectionMax: 128 * mebibyte,
   readAheadBytesMax: 256 * kibibyte,
   keepAliveInitialDelayMs: 60_000,
+  // Two of the client library's request deadlines (5 s): an attempt underway when the
+  // stop began ends, and one retry (after a failover, say) gets its own attempt. It
+  // matches the runtime's grace for in-flight handlers, which runs before this one, so a
+  // stop takes about 20 s at worst: inside the 30 s an orchestrator commonly waits
+  // between SIGTERM and SIGKILL. A request cut off is never an acknowledged write lost:
+  // a write is acknowledged only once durable; the client sees its connection drop and
+  // retries on its next one, or fails the I/O.
+  closeGraceMs: 10_000,
 };
 
 /** The default limits with `overrides` applied; throws NbdLimitsError if they cannot work. */

@@ -6,7 +6,10 @@
 // the server logs it and keeps serving the others. Past `connectionsMax` connections a
 // new one is closed as soon as it is accepted. `close` stops listening, asks every
 // connection to stop taking requests, and resolves once the requests in flight have
-// been answered and every socket is closed.
+// been answered and every socket is closed; or, past `closeGraceMs`, aborts what is
+// still in flight and destroys the connections left, so that no client (one that stops
+// reading its replies) and no backend (one that does not answer) can hold a stop
+// forever. The backend's contract is that an aborted operation settles at once.
 
 import { createServer, type Server, type Socket } from "node:net";
 import { createLogger, type Logger } from "@ballast/runtime";
@@ -104,16 +107,29 @@ export class NbdServer {
     return result;
   }
 
-  /** Stops listening and ends every connection once its requests in flight are answered. */
+  /**
+   * Stops listening and ends every connection once its requests in flight are answered,
+   * or, past `closeGraceMs`, aborts them and destroys the connections left.
+   */
   async close(): Promise<void> {
     this.closing = true;
     const server = this.server;
+    // Resolves once every accepted socket is closed too (net.Server's close).
     const stopped =
       server === undefined || !server.listening
         ? Promise.resolve()
         : new Promise<void>((resolve) => server.close(() => resolve()));
     for (const connection of this.connections) connection.shutdown();
-    await Promise.all([stopped, ...this.running]);
+    // No connection is accepted from here on, so `running` holds every one there will be.
+    const ended = Promise.all([...this.running]);
+    if (!(await settlesWithin(ended, this.limits.closeGraceMs))) {
+      this.logger.warn(
+        { closeGraceMs: this.limits.closeGraceMs, connections: this.connections.size },
+        "connections not ended within the close grace; aborting their requests and destroying them",
+      );
+      for (const connection of this.connections) connection.terminate();
+    }
+    await Promise.all([stopped, ended]);
     this.logger.info("NBD server closed");
   }
 
@@ -145,5 +161,18 @@ export class NbdServer {
       logger.debug("connection closed");
     });
     this.running.add(running);
+  }
+}
+
+/** True once `promise` resolves, false if `waitMs` passes first (its timer then cleared). */
+async function settlesWithin(promise: Promise<unknown>, waitMs: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<false>((resolve) => {
+    timer = setTimeout(() => resolve(false), waitMs);
+  });
+  try {
+    return await Promise.race([promise.then(() => true as const), timeout]);
+  } finally {
+    clearTimeout(timer);
   }
 }
