@@ -110,6 +110,10 @@ interface Hosted {
    * partition is discarded when it is (re-)added as a learner.
    */
   freshLearner: boolean;
+  /** The last followRole run, settled either way (runs are chained: one at a time). */
+  following?: Promise<void>;
+  /** A followRole run queued behind `following`, not yet started: later calls share it. */
+  followQueued?: Promise<void> | undefined;
 }
 
 export class HeadNode {
@@ -600,18 +604,53 @@ export class HeadNode {
     return hosted;
   }
 
-  /** Listens on the partition's volume subject exactly while this replica is primary. */
-  private async followRole(hosted: Hosted): Promise<void> {
+  /**
+   * Serves the partition's volume and control subjects exactly while this replica is
+   * primary (and hosted), and stops serving replication once it has failed.
+   *
+   * Runs one at a time per replica, each run reading the role when it starts and again
+   * after every wait: the tick starts one outside the configures' lock, so it can
+   * overlap a configure's. Two runs that overlapped each acted on what they had read
+   * before a stop: a demotion (a deposing ack of the next epoch) stopped the control
+   * subject after the configure of that epoch had made the replica primary again and
+   * left the control subject served, and the primary served no snapshot request until
+   * its role next changed (ticks saw primary and volume served agree). A call while a
+   * run waits to start shares that run: it reads the role after the call anyway.
+   */
+  private followRole(hosted: Hosted): Promise<void> {
+    if (hosted.followQueued !== undefined) return hosted.followQueued;
+    const run = (hosted.following ?? Promise.resolve()).then(() => {
+      hosted.followQueued = undefined;
+      return this.followRoleNow(hosted);
+    });
+    hosted.followQueued = run;
+    hosted.following = run.then(
+      () => undefined,
+      () => undefined,
+    );
+    return run;
+  }
+
+  /** Whether the replica should serve as primary now: hosted, and primary. */
+  private servesAsPrimary(hosted: Hosted): boolean {
     const { volume, partition } = hosted.host.address;
-    // A replica closed meanwhile (dropped, replaced) serves nothing any more.
-    const current = this.hosted.get(partitionKey(volume, partition)) === hosted;
+    return (
+      this.hosted.get(partitionKey(volume, partition)) === hosted &&
+      hosted.host.roleName === "primary"
+    );
+  }
+
+  /** One run of followRole (only ever one at a time per replica). */
+  private async followRoleNow(hosted: Hosted): Promise<void> {
+    const { volume, partition } = hosted.host.address;
     if (hosted.host.failed !== undefined && hosted.replication !== undefined) {
       // A failed replica takes no replication messages: it acknowledges nothing.
       const replication = hosted.replication;
       hosted.replication = undefined;
       await replication.stop();
     }
-    const isPrimary = current && hosted.host.roleName === "primary";
+    // A replica closed meanwhile (dropped, replaced) serves nothing any more.
+    const isPrimary = this.servesAsPrimary(hosted);
     if (isPrimary && hosted.volume === undefined) {
       hosted.volume = this.service.serve(
         subjects.volume.build(volume, partition),
@@ -637,12 +676,18 @@ export class HeadNode {
       await served.stop();
       this.service.logger.info(hosted.host.address, "no longer primary");
     }
-    await this.followControl(hosted, isPrimary);
+    // The role may have changed during the stop (a configure made it primary again):
+    // read afresh, never the value from before the wait.
+    await this.followControl(hosted);
   }
 
-  /** Serves the partition's control subject (snapshots) exactly while primary. */
-  private async followControl(hosted: Hosted, isPrimary: boolean): Promise<void> {
+  /**
+   * Serves the partition's control subject (snapshots) exactly while primary, as read
+   * now. Only from followRoleNow, so never two at once for a replica.
+   */
+  private async followControl(hosted: Hosted): Promise<void> {
     const { volume, partition } = hosted.host.address;
+    const isPrimary = this.servesAsPrimary(hosted);
     if (isPrimary && hosted.control === undefined) {
       hosted.control = this.service.serve(
         subjects.partitionControl.build(volume, partition),

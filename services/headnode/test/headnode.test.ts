@@ -319,3 +319,45 @@ describe("reports and read leases", () => {
     expect((await read(1))[0]).toBe(3);
   });
 });
+
+describe("what a primary serves", () => {
+  test("a primary deposed by its secondary's ack of the next epoch, then configured primary in it, serves volume and control subjects", async () => {
+    const volumeSubject = subjects.volume.build("vol", 0);
+    const controlSubject = subjects.partitionControl.build("vol", 0);
+    await configure({ epoch: 1, secondaries: ["head-2"] });
+    expect(service.served.has(volumeSubject)).toBe(true);
+    expect(service.served.has(controlSubject)).toBe(true);
+    // The coordinator bumps the epoch keeping head-1 primary; head-2 hears first, and
+    // its acknowledgement of epoch 2 deposes head-1 (idle). The tick then demotes it and
+    // stops the volume subject: held here, as a stop on NATS takes a round trip.
+    let release = () => {};
+    service.stopGates.set(
+      volumeSubject,
+      new Promise<void>((resolve) => {
+        release = resolve;
+      }),
+    );
+    await service.call(subjects.replica.build("vol", 0, "head-1"), {
+      type: "replica.ack.v1",
+      volume: "vol",
+      partition: 0,
+      epoch: 2,
+      from: "head-2",
+      session: 1,
+      durableOpNum: 0,
+      commitOpNum: 0,
+      mismatch: false,
+    });
+    await until("the tick to stop the volume subject", () => !service.served.has(volumeSubject));
+    // head-1's own configure of epoch 2 arrives while that stop is in flight.
+    const configured = configure({ epoch: 2, secondaries: ["head-2"] });
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    release();
+    expect(await configured).toMatchObject({ role: "primary", epoch: 2 });
+    // Let any demotion still running finish (the old shell stopped the control subject
+    // here, from the role it had read before the stop).
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(service.served.has(volumeSubject)).toBe(true);
+    expect(service.served.has(controlSubject)).toBe(true);
+  });
+});
