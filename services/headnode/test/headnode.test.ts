@@ -361,3 +361,46 @@ describe("what a primary serves", () => {
     expect(service.served.has(controlSubject)).toBe(true);
   });
 });
+
+describe("configures behind one that hangs", () => {
+  test("at most one waits per partition, older ones are answered Unavailable at once, and other partitions are configured", async () => {
+    const volumeSubject = subjects.volume.build("vol", 0);
+    await configure({ epoch: 1, secondaries: ["head-2"] });
+    // Demoted in epoch 2, the configure stops the volume subject: held here, so that
+    // configure keeps running (as one did when a retire hung).
+    let release = () => {};
+    service.stopGates.set(
+      volumeSubject,
+      new Promise<void>((resolve) => {
+        release = resolve;
+      }),
+    );
+    const demoted = configure({ epoch: 2, primary: "head-2", secondaries: ["head-1"] });
+    await until(
+      "the demotion to stop the volume subject",
+      () => !service.served.has(volumeSubject),
+    );
+    // The coordinator's resends, each after it gave up on the one before; and one of an
+    // older epoch delivered late, which must not displace the newest.
+    const settled = new Set<number>();
+    const resends = [3, 4, 5, 6, 7, 5].map((epoch, index) => {
+      const answer = codeOf(configure({ epoch, primary: "head-2", secondaries: ["head-1"] }));
+      void answer.then(() => settled.add(index));
+      return answer;
+    });
+    // Another partition on the node is configured meanwhile.
+    expect(
+      await configure({ partition: 1, partitionStart: partitionBytes, epoch: 1 }),
+    ).toMatchObject({ role: "primary", epoch: 1 });
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    // All but the newest (epoch 7) are answered, while the demotion still runs.
+    expect([...settled].sort((a, b) => a - b)).toEqual([0, 1, 2, 3, 5]);
+    for (const index of [0, 1, 2, 3, 5]) expect(await resends[index]).toBe(ErrorCode.Unavailable);
+    release();
+    expect(await demoted).toMatchObject({ role: "secondary", epoch: 2 });
+    expect(await resends[4]).toBeUndefined();
+    expect(
+      await service.inbox({ type: "headnode.replica.status.v1", volume: "vol", partition: 0 }),
+    ).toMatchObject({ role: "secondary", epoch: 7 });
+  });
+});
