@@ -8,8 +8,10 @@
 //
 // Replica sets arrive as `headnode.configure.v1` on the node's inbox, from the
 // coordinator (or a test's static assignment); configures of one partition are handled
-// one at a time. A restarted head node recovers each replica from its checkpoint file
-// and journal when it is configured again. Replicas are per incarnation of a volume
+// one at a time, and of those waiting only the newest is kept (an older one is answered
+// Unavailable at once, so a hung one cannot fill the inbox with resends). A restarted
+// head node recovers each replica from its checkpoint file and journal when it is
+// configured again. Replicas are per incarnation of a volume
 // (`volumeId`, the volume's name when absent): a configure of another incarnation of a
 // hosted volume name closes the hosted replica and removes its files before the new
 // one opens, so a re-created volume never reads the deleted one's bytes, and the old
@@ -110,12 +112,28 @@ interface Hosted {
    * partition is discarded when it is (re-)added as a learner.
    */
   freshLearner: boolean;
+  /** The last followRole run, settled either way (runs are chained: one at a time). */
+  following?: Promise<void>;
+  /** A followRole run queued behind `following`, not yet started: later calls share it. */
+  followQueued?: Promise<void> | undefined;
+}
+
+/** A configure waiting to run, and how to answer it. */
+interface WaitingConfigure {
+  message: Configure;
+  resolve: (result: ResultOf<"headnode.configure.v1">) => void;
+  reject: (error: unknown) => void;
 }
 
 export class HeadNode {
   private readonly hosted = new Map<string, Hosted>();
   /** Per partition: configures and drops, run one at a time in arrival order. */
   private readonly serially = new KeyedLock();
+  /**
+   * Per partition: the configure waiting for `serially` (its run is queued and takes
+   * this one when it starts), at most one; see onConfigure.
+   */
+  private readonly waitingConfigures = new Map<string, WaitingConfigure>();
   /** Incarnations dropped (`volume/volumeId`), oldest first, at most droppedIncarnationsMax. */
   private readonly dropped = new Set<string>();
   private readonly sleds: SledClient;
@@ -276,6 +294,15 @@ export class HeadNode {
 
   // ---------------------------------------------------------------- configure and drop
 
+  /**
+   * Configures run one at a time per partition, and at most one waits behind the one
+   * running: a newer one arriving answers the older waiting one at once, Unavailable.
+   * The coordinator gives up on a configure after configureDeadlineMs and sends it again
+   * a round later, and acts only on the answer to its newest; without this, each resend
+   * behind a configure that hangs held one of the inbox's handler slots, and one stuck
+   * partition filled them all within minutes: then every configure of every partition on
+   * the node, its node info, status and drops waited behind it.
+   */
   private onConfigure(message: Configure): Promise<ResultOf<"headnode.configure.v1">> {
     const members = [message.primary, ...message.secondaries, ...(message.learners ?? [])];
     if (new Set(members).size !== members.length) {
@@ -284,99 +311,130 @@ export class HeadNode {
         `replica set names a node twice: ${members.join(", ")}`,
       );
     }
+    const key = partitionKey(message.volume, message.partition);
+    return new Promise((resolve, reject) => {
+      const arriving: WaitingConfigure = { message, resolve, reject };
+      const waiting = this.waitingConfigures.get(key);
+      if (waiting !== undefined) {
+        // A run is queued already and takes whichever is waiting when it starts.
+        const [kept, superseded] = supersedes(message, waiting.message)
+          ? [arriving, waiting]
+          : [waiting, arriving];
+        this.waitingConfigures.set(key, kept);
+        superseded.reject(
+          new BallastError(
+            ErrorCode.Unavailable,
+            `superseded by a newer configure of ${key} (epoch ${kept.message.epoch}) waiting on ${this.service.nodeId} for the one running; retry if still current`,
+          ),
+        );
+        return;
+      }
+      this.waitingConfigures.set(key, arriving);
+      void this.serially.run(key, async () => {
+        const next = this.waitingConfigures.get(key)!;
+        this.waitingConfigures.delete(key);
+        try {
+          next.resolve(await this.configureNow(next.message));
+        } catch (error) {
+          next.reject(error);
+        }
+      });
+    });
+  }
+
+  /** Carries out one configure; only under `serially` for its partition. */
+  private async configureNow(message: Configure): Promise<ResultOf<"headnode.configure.v1">> {
     const volumeId = message.volumeId ?? message.volume;
     const key = partitionKey(message.volume, message.partition);
-    return this.serially.run(key, async () => {
-      const part = partOf(this.service.nodeId, message);
-      const found = this.hosted.get(key);
-      // Looked at only where it decides: a voter named no disk (configure-decision.ts).
-      const stored =
-        message.disk === undefined &&
-        message.disksRecorded === true &&
-        (part === "primary" || part === "secondary") &&
-        found?.host.address.volumeId !== volumeId
-          ? await storesReplica(this.config.dataDir, volumeId, message.partition)
-          : undefined;
-      const decision = decideConfigure(
-        {
-          volumeId,
-          epoch: message.epoch,
-          part,
-          disk: message.disk,
-          disksRecorded: message.disksRecorded,
-        },
-        {
-          disk: this.service.disk,
-          stored,
-          deleted: this.dropped.has(incarnationKey(message.volume, volumeId)),
-          hosted:
-            found === undefined
-              ? undefined
-              : {
-                  volumeId: found.host.address.volumeId,
-                  failed: found.host.failed !== undefined,
-                  epoch: found.host.replica.configuration?.epoch,
-                  freshLearner: found.freshLearner,
-                },
-        },
-      );
-      let hosted: Hosted;
-      if (decision.kind === "apply") {
-        hosted = found!;
-      } else {
-        if (found !== undefined && decision.retire !== "keep") {
-          this.logRetire(message, found, decision);
-          await this.close(
-            key,
-            found,
-            decision.retire === "remove",
-            new BallastError(
-              ErrorCode.NotPrimary,
-              `the request's outcome is unknown: ${this.service.nodeId} closed its replica of ${message.volume}/${message.partition} for epoch ${message.epoch}; retry with the current primary`,
-            ),
-          );
-        }
-        if (decision.forget !== undefined) this.rememberDropped(message.volume, decision.forget);
-        if (decision.kind === "refuse") throw this.refusal(message, volumeId, decision.refusal);
-        // After a failure, in a session of its own (configure-decision.ts).
-        const session =
-          decision.session === "new"
-            ? await nextSession(this.config.dataDir, this.session)
-            : this.session;
-        hosted = await this.open(message, volumeId, decision.from === "rebuild", session);
-        if (this.dropped.has(incarnationKey(message.volume, volumeId))) {
-          // Dropped while it opened (the drop waits only for replicas already hosted):
-          // a deleted incarnation must not stay hosted, nor keep files.
-          await this.close(key, hosted, true);
-          throw new BallastError(
-            ErrorCode.NotFound,
-            `${message.volume} (id ${volumeId}) was deleted while ${this.service.nodeId} opened it`,
-          );
-        }
+    const part = partOf(this.service.nodeId, message);
+    const found = this.hosted.get(key);
+    // Looked at only where it decides: a voter named no disk (configure-decision.ts).
+    const stored =
+      message.disk === undefined &&
+      message.disksRecorded === true &&
+      (part === "primary" || part === "secondary") &&
+      found?.host.address.volumeId !== volumeId
+        ? await storesReplica(this.config.dataDir, volumeId, message.partition)
+        : undefined;
+    const decision = decideConfigure(
+      {
+        volumeId,
+        epoch: message.epoch,
+        part,
+        disk: message.disk,
+        disksRecorded: message.disksRecorded,
+      },
+      {
+        disk: this.service.disk,
+        stored,
+        deleted: this.dropped.has(incarnationKey(message.volume, volumeId)),
+        hosted:
+          found === undefined
+            ? undefined
+            : {
+                volumeId: found.host.address.volumeId,
+                failed: found.host.failed !== undefined,
+                epoch: found.host.replica.configuration?.epoch,
+                freshLearner: found.freshLearner,
+              },
+      },
+    );
+    let hosted: Hosted;
+    if (decision.kind === "apply") {
+      hosted = found!;
+    } else {
+      if (found !== undefined && decision.retire !== "keep") {
+        this.logRetire(message, found, decision);
+        await this.close(
+          key,
+          found,
+          decision.retire === "remove",
+          new BallastError(
+            ErrorCode.NotPrimary,
+            `the request's outcome is unknown: ${this.service.nodeId} closed its replica of ${message.volume}/${message.partition} for epoch ${message.epoch}; retry with the current primary`,
+          ),
+        );
       }
-      // A replica set without this node (from the coordinator, after a failover) makes
-      // the hosted replica idle: it stops serving the partition at once.
-      hosted.host.configure(
-        {
-          epoch: message.epoch,
-          primary: message.primary,
-          secondaries: message.secondaries,
-          learners: message.learners ?? [],
-          leased: message.leased === true,
-        },
-        message.sleds,
-      );
-      // Once a voter (or out of the set), it is no longer what a rebuild started from.
-      if (part !== "learner") hosted.freshLearner = false;
-      await this.followRole(hosted);
-      // A new leased primary reads nothing until a report is granted: report now rather
-      // than at the next interval.
-      if (part === "primary" && message.leased === true) void this.report();
-      // The disk that holds the replica: proof for a coordinator that has none recorded
-      // (decisions.ts, "Lost disks"); a voter is never opened empty without it named.
-      const disk = this.service.disk;
-      return { ...hosted.host.status(), ...(disk === undefined ? {} : { disk }) };
-    });
+      if (decision.forget !== undefined) this.rememberDropped(message.volume, decision.forget);
+      if (decision.kind === "refuse") throw this.refusal(message, volumeId, decision.refusal);
+      // After a failure, in a session of its own (configure-decision.ts).
+      const session =
+        decision.session === "new"
+          ? await nextSession(this.config.dataDir, this.session)
+          : this.session;
+      hosted = await this.open(message, volumeId, decision.from === "rebuild", session);
+      if (this.dropped.has(incarnationKey(message.volume, volumeId))) {
+        // Dropped while it opened (the drop waits only for replicas already hosted):
+        // a deleted incarnation must not stay hosted, nor keep files.
+        await this.close(key, hosted, true);
+        throw new BallastError(
+          ErrorCode.NotFound,
+          `${message.volume} (id ${volumeId}) was deleted while ${this.service.nodeId} opened it`,
+        );
+      }
+    }
+    // A replica set without this node (from the coordinator, after a failover) makes
+    // the hosted replica idle: it stops serving the partition at once.
+    hosted.host.configure(
+      {
+        epoch: message.epoch,
+        primary: message.primary,
+        secondaries: message.secondaries,
+        learners: message.learners ?? [],
+        leased: message.leased === true,
+      },
+      message.sleds,
+    );
+    // Once a voter (or out of the set), it is no longer what a rebuild started from.
+    if (part !== "learner") hosted.freshLearner = false;
+    await this.followRole(hosted);
+    // A new leased primary reads nothing until a report is granted: report now rather
+    // than at the next interval.
+    if (part === "primary" && message.leased === true) void this.report();
+    // The disk that holds the replica: proof for a coordinator that has none recorded
+    // (decisions.ts, "Lost disks"); a voter is never opened empty without it named.
+    const disk = this.service.disk;
+    return { ...hosted.host.status(), ...(disk === undefined ? {} : { disk }) };
   }
 
   /** Says why a hosted replica is closed before a configure is carried out. */
@@ -600,18 +658,53 @@ export class HeadNode {
     return hosted;
   }
 
-  /** Listens on the partition's volume subject exactly while this replica is primary. */
-  private async followRole(hosted: Hosted): Promise<void> {
+  /**
+   * Serves the partition's volume and control subjects exactly while this replica is
+   * primary (and hosted), and stops serving replication once it has failed.
+   *
+   * Runs one at a time per replica, each run reading the role when it starts and again
+   * after every wait: the tick starts one outside the configures' lock, so it can
+   * overlap a configure's. Two runs that overlapped each acted on what they had read
+   * before a stop: a demotion (a deposing ack of the next epoch) stopped the control
+   * subject after the configure of that epoch had made the replica primary again and
+   * left the control subject served, and the primary served no snapshot request until
+   * its role next changed (ticks saw primary and volume served agree). A call while a
+   * run waits to start shares that run: it reads the role after the call anyway.
+   */
+  private followRole(hosted: Hosted): Promise<void> {
+    if (hosted.followQueued !== undefined) return hosted.followQueued;
+    const run = (hosted.following ?? Promise.resolve()).then(() => {
+      hosted.followQueued = undefined;
+      return this.followRoleNow(hosted);
+    });
+    hosted.followQueued = run;
+    hosted.following = run.then(
+      () => undefined,
+      () => undefined,
+    );
+    return run;
+  }
+
+  /** Whether the replica should serve as primary now: hosted, and primary. */
+  private servesAsPrimary(hosted: Hosted): boolean {
     const { volume, partition } = hosted.host.address;
-    // A replica closed meanwhile (dropped, replaced) serves nothing any more.
-    const current = this.hosted.get(partitionKey(volume, partition)) === hosted;
+    return (
+      this.hosted.get(partitionKey(volume, partition)) === hosted &&
+      hosted.host.roleName === "primary"
+    );
+  }
+
+  /** One run of followRole (only ever one at a time per replica). */
+  private async followRoleNow(hosted: Hosted): Promise<void> {
+    const { volume, partition } = hosted.host.address;
     if (hosted.host.failed !== undefined && hosted.replication !== undefined) {
       // A failed replica takes no replication messages: it acknowledges nothing.
       const replication = hosted.replication;
       hosted.replication = undefined;
       await replication.stop();
     }
-    const isPrimary = current && hosted.host.roleName === "primary";
+    // A replica closed meanwhile (dropped, replaced) serves nothing any more.
+    const isPrimary = this.servesAsPrimary(hosted);
     if (isPrimary && hosted.volume === undefined) {
       hosted.volume = this.service.serve(
         subjects.volume.build(volume, partition),
@@ -637,12 +730,18 @@ export class HeadNode {
       await served.stop();
       this.service.logger.info(hosted.host.address, "no longer primary");
     }
-    await this.followControl(hosted, isPrimary);
+    // The role may have changed during the stop (a configure made it primary again):
+    // read afresh, never the value from before the wait.
+    await this.followControl(hosted);
   }
 
-  /** Serves the partition's control subject (snapshots) exactly while primary. */
-  private async followControl(hosted: Hosted, isPrimary: boolean): Promise<void> {
+  /**
+   * Serves the partition's control subject (snapshots) exactly while primary, as read
+   * now. Only from followRoleNow, so never two at once for a replica.
+   */
+  private async followControl(hosted: Hosted): Promise<void> {
     const { volume, partition } = hosted.host.address;
+    const isPrimary = this.servesAsPrimary(hosted);
     if (isPrimary && hosted.control === undefined) {
       hosted.control = this.service.serve(
         subjects.partitionControl.build(volume, partition),
@@ -781,6 +880,17 @@ export class HeadNode {
     }
     return hosted;
   }
+}
+
+/**
+ * Whether a configure arriving replaces the one waiting for the same partition: the
+ * newer by arrival, unless the waiting one is of a later epoch of the same incarnation
+ * (a delayed older one must not push back the newer, which would then wait for a resend).
+ */
+function supersedes(arriving: Configure, waiting: Configure): boolean {
+  const sameIncarnation =
+    (arriving.volumeId ?? arriving.volume) === (waiting.volumeId ?? waiting.volume);
+  return !sameIncarnation || arriving.epoch >= waiting.epoch;
 }
 
 function partitionKey(volume: string, partition: number): string {

@@ -27,6 +27,12 @@ export class FakeService {
   answerReport: (report: Report) => unknown = () => {
     throw new BallastError(ErrorCode.Unavailable, "no coordinator");
   };
+  /**
+   * Test hook: a subject's stop, once it takes no new message, also waits for the gate
+   * set here for that subject (as a stop on NATS waits a round trip), so a test can
+   * hold a shell mid-stop and interleave something else.
+   */
+  readonly stopGates = new Map<string, Promise<void>>();
   private closers: (() => Promise<void>)[] = [];
 
   readonly bus = {
@@ -73,6 +79,7 @@ export class FakeService {
     return {
       stop: async () => {
         if (this.served.get(subject) === tracked) this.served.delete(subject);
+        await this.stopGates.get(subject);
         await Promise.all(inFlight);
       },
     };

@@ -319,3 +319,88 @@ describe("reports and read leases", () => {
     expect((await read(1))[0]).toBe(3);
   });
 });
+
+describe("what a primary serves", () => {
+  test("a primary deposed by its secondary's ack of the next epoch, then configured primary in it, serves volume and control subjects", async () => {
+    const volumeSubject = subjects.volume.build("vol", 0);
+    const controlSubject = subjects.partitionControl.build("vol", 0);
+    await configure({ epoch: 1, secondaries: ["head-2"] });
+    expect(service.served.has(volumeSubject)).toBe(true);
+    expect(service.served.has(controlSubject)).toBe(true);
+    // The coordinator bumps the epoch keeping head-1 primary; head-2 hears first, and
+    // its acknowledgement of epoch 2 deposes head-1 (idle). The tick then demotes it and
+    // stops the volume subject: held here, as a stop on NATS takes a round trip.
+    let release = () => {};
+    service.stopGates.set(
+      volumeSubject,
+      new Promise<void>((resolve) => {
+        release = resolve;
+      }),
+    );
+    await service.call(subjects.replica.build("vol", 0, "head-1"), {
+      type: "replica.ack.v1",
+      volume: "vol",
+      partition: 0,
+      epoch: 2,
+      from: "head-2",
+      session: 1,
+      durableOpNum: 0,
+      commitOpNum: 0,
+      mismatch: false,
+    });
+    await until("the tick to stop the volume subject", () => !service.served.has(volumeSubject));
+    // head-1's own configure of epoch 2 arrives while that stop is in flight.
+    const configured = configure({ epoch: 2, secondaries: ["head-2"] });
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    release();
+    expect(await configured).toMatchObject({ role: "primary", epoch: 2 });
+    // Let any demotion still running finish (the old shell stopped the control subject
+    // here, from the role it had read before the stop).
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(service.served.has(volumeSubject)).toBe(true);
+    expect(service.served.has(controlSubject)).toBe(true);
+  });
+});
+
+describe("configures behind one that hangs", () => {
+  test("at most one waits per partition, older ones are answered Unavailable at once, and other partitions are configured", async () => {
+    const volumeSubject = subjects.volume.build("vol", 0);
+    await configure({ epoch: 1, secondaries: ["head-2"] });
+    // Demoted in epoch 2, the configure stops the volume subject: held here, so that
+    // configure keeps running (as one did when a retire hung).
+    let release = () => {};
+    service.stopGates.set(
+      volumeSubject,
+      new Promise<void>((resolve) => {
+        release = resolve;
+      }),
+    );
+    const demoted = configure({ epoch: 2, primary: "head-2", secondaries: ["head-1"] });
+    await until(
+      "the demotion to stop the volume subject",
+      () => !service.served.has(volumeSubject),
+    );
+    // The coordinator's resends, each after it gave up on the one before; and one of an
+    // older epoch delivered late, which must not displace the newest.
+    const settled = new Set<number>();
+    const resends = [3, 4, 5, 6, 7, 5].map((epoch, index) => {
+      const answer = codeOf(configure({ epoch, primary: "head-2", secondaries: ["head-1"] }));
+      void answer.then(() => settled.add(index));
+      return answer;
+    });
+    // Another partition on the node is configured meanwhile.
+    expect(
+      await configure({ partition: 1, partitionStart: partitionBytes, epoch: 1 }),
+    ).toMatchObject({ role: "primary", epoch: 1 });
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    // All but the newest (epoch 7) are answered, while the demotion still runs.
+    expect([...settled].sort((a, b) => a - b)).toEqual([0, 1, 2, 3, 5]);
+    for (const index of [0, 1, 2, 3, 5]) expect(await resends[index]).toBe(ErrorCode.Unavailable);
+    release();
+    expect(await demoted).toMatchObject({ role: "secondary", epoch: 2 });
+    expect(await resends[4]).toBeUndefined();
+    expect(
+      await service.inbox({ type: "headnode.replica.status.v1", volume: "vol", partition: 0 }),
+    ).toMatchObject({ role: "secondary", epoch: 7 });
+  });
+});
