@@ -66,6 +66,7 @@ import {
   partOf,
   type Refusal,
 } from "./configure-decision.ts";
+import { ConfigureQueue } from "./configure-queue.ts";
 import {
   droppedIncarnationsMax,
   type ReplicaLimits,
@@ -118,22 +119,27 @@ interface Hosted {
   followQueued?: Promise<void> | undefined;
 }
 
-/** A configure waiting to run, and how to answer it. */
-interface WaitingConfigure {
-  message: Configure;
-  resolve: (result: ResultOf<"headnode.configure.v1">) => void;
-  reject: (error: unknown) => void;
-}
-
 export class HeadNode {
   private readonly hosted = new Map<string, Hosted>();
   /** Per partition: configures and drops, run one at a time in arrival order. */
   private readonly serially = new KeyedLock();
   /**
-   * Per partition: the configure waiting for `serially` (its run is queued and takes
-   * this one when it starts), at most one; see onConfigure.
+   * Per partition: configures under `serially`, at most one waiting behind the one
+   * running (configure-queue.ts); see onConfigure.
    */
-  private readonly waitingConfigures = new Map<string, WaitingConfigure>();
+  private readonly configures = new ConfigureQueue<Configure, ResultOf<"headnode.configure.v1">>({
+    lock: this.serially,
+    orderOf: (message) => ({
+      incarnation: message.volumeId ?? message.volume,
+      epoch: message.epoch,
+    }),
+    run: (message) => this.configureNow(message),
+    superseded: (key, kept) =>
+      new BallastError(
+        ErrorCode.Unavailable,
+        `superseded by a newer configure of ${key} (epoch ${kept.epoch}) waiting on ${this.service.nodeId} for the one running; retry if still current`,
+      ),
+  });
   /** Incarnations dropped (`volume/volumeId`), oldest first, at most droppedIncarnationsMax. */
   private readonly dropped = new Set<string>();
   private readonly sleds: SledClient;
@@ -311,35 +317,7 @@ export class HeadNode {
         `replica set names a node twice: ${members.join(", ")}`,
       );
     }
-    const key = partitionKey(message.volume, message.partition);
-    return new Promise((resolve, reject) => {
-      const arriving: WaitingConfigure = { message, resolve, reject };
-      const waiting = this.waitingConfigures.get(key);
-      if (waiting !== undefined) {
-        // A run is queued already and takes whichever is waiting when it starts.
-        const [kept, superseded] = supersedes(message, waiting.message)
-          ? [arriving, waiting]
-          : [waiting, arriving];
-        this.waitingConfigures.set(key, kept);
-        superseded.reject(
-          new BallastError(
-            ErrorCode.Unavailable,
-            `superseded by a newer configure of ${key} (epoch ${kept.message.epoch}) waiting on ${this.service.nodeId} for the one running; retry if still current`,
-          ),
-        );
-        return;
-      }
-      this.waitingConfigures.set(key, arriving);
-      void this.serially.run(key, async () => {
-        const next = this.waitingConfigures.get(key)!;
-        this.waitingConfigures.delete(key);
-        try {
-          next.resolve(await this.configureNow(next.message));
-        } catch (error) {
-          next.reject(error);
-        }
-      });
-    });
+    return this.configures.submit(partitionKey(message.volume, message.partition), message);
   }
 
   /** Carries out one configure; only under `serially` for its partition. */
@@ -880,17 +858,6 @@ export class HeadNode {
     }
     return hosted;
   }
-}
-
-/**
- * Whether a configure arriving replaces the one waiting for the same partition: the
- * newer by arrival, unless the waiting one is of a later epoch of the same incarnation
- * (a delayed older one must not push back the newer, which would then wait for a resend).
- */
-function supersedes(arriving: Configure, waiting: Configure): boolean {
-  const sameIncarnation =
-    (arriving.volumeId ?? arriving.volume) === (waiting.volumeId ?? waiting.volume);
-  return !sameIncarnation || arriving.epoch >= waiting.epoch;
 }
 
 function partitionKey(volume: string, partition: number): string {

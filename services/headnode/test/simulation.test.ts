@@ -313,3 +313,24 @@ describe("the checkers catch a retire that waits for its handlers before it clos
     120_000,
   );
 });
+
+describe("a partition's configures on a head node: one runs, at most one waits (configure-queue.ts)", () => {
+  // Configures that open a replica wait while the node's disk hangs, so resends queue
+  // behind them; only short hangs, since a long one on a new primary's node leaves the
+  // partition with no primary reporting (see `configuresWaitOnHungDisk`).
+  const waiting: Overrides = { configuresWaitOnHungDisk: true, longDiskHangChance: 0 };
+  const seeds = 60;
+
+  test(`${seeds} seeds: older waiting configures are superseded, and every invariant holds`, async () => {
+    let waited = 0;
+    let superseded = 0;
+    for (let seed = 1; seed <= seeds; seed++) {
+      const result = await simulateFailover(seed, waiting);
+      expect(result.violations, summary(result, waiting)).toEqual([]);
+      waited += result.stats.configuresWaitingOnDisk;
+      superseded += result.stats.configuresSuperseded;
+    }
+    expect(waited).toBeGreaterThan(0);
+    expect(superseded).toBeGreaterThan(0);
+  }, 240_000);
+});

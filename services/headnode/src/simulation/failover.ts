@@ -69,7 +69,15 @@
 // mutations and flushes, snapshot takes and drops) are those handlers, so a retire in
 // the old order (the `close-after-handlers` sabotage) hangs on a write that waits for a
 // newer epoch's acknowledgements, and the configures of the partition queue behind it
-// until the node restarts.
+// until the node restarts. Of the configures queued, at most one waits, as in the shell
+// (configure-queue.ts): a newer one answers the waiting one Unavailable, which the
+// coordinator takes as no acknowledgement and resends on a later round (configurer.ts).
+// With `configuresWaitOnHungDisk`, a configure that opens a replica waits while its
+// node's disk hangs, as the shell's file reads and writes would, and the partition's
+// later configures queue behind it. Keeping the older waiting one instead (the rule
+// reversed) is caught by no check: the coordinator resends every round until a member
+// acknowledges the record's epoch, so it costs a round (none of seeds 1 to 500, short
+// hangs only).
 //
 // The replica API this drives is adapted in one place (`ReplicaAdapter`); its effects are
 // carried out by the head node's own effect runner (effect-runner.ts) through the seeded
@@ -93,6 +101,7 @@ import { BallastError, ErrorCode, formatVolumeId, limits } from "@ballast/protoc
 import { KeyedLock } from "@ballast/runtime";
 import { fetchCheckpoint } from "../checkpoint-fetch.ts";
 import { decideConfigure, partOf } from "../configure-decision.ts";
+import { ConfigureQueue } from "../configure-queue.ts";
 import type { ReplicaLimits } from "../constants.ts";
 import { EffectRunner, silentLog } from "../effect-runner.ts";
 import type { ReplicaPorts } from "../ports.ts";
@@ -269,6 +278,17 @@ export interface FailoverOptions {
    * on a hung disk is replaced (the `ignore-primary-stall` sabotage).
    */
   longDiskHangChance: number;
+  /**
+   * A configure that opens a replica waits while its node's disk hangs, as the shell's
+   * reads and writes of the replica's files would (and the partition's later configures
+   * queue behind it, one waiting: configure-queue.ts). Off by default: with it on, a
+   * long hang on a new primary's node leaves the partition with no primary reporting,
+   * and the coordinator, which fails over only a primary that reports itself failed or
+   * stalled, keeps it past the availability bound (4 of seeds 1 to 500: 49, 131, 200,
+   * 209; a volume re-created onto the long-hung node). Off, the open reads the hung
+   * disk at once.
+   */
+  configuresWaitOnHungDisk: boolean;
   longDiskHangFromTicks: readonly [number, number];
   longDiskHangTicksMin: number;
   longDiskHangTicksMax: number;
@@ -388,6 +408,7 @@ export const failoverDefaults: Omit<FailoverOptions, "seed"> = {
   diskHangRate: 0.002,
   diskHangTicksMax: 120,
   longDiskHangChance: 0.25,
+  configuresWaitOnHungDisk: false,
   longDiskHangFromTicks: [10, 120],
   longDiskHangTicksMin: Math.ceil(limits.primaryStallMsMax / 100),
   longDiskHangTicksMax: 800,
@@ -504,6 +525,13 @@ export interface FailoverResult {
      */
     retiresHoldingRequests: number;
     dropsHoldingRequests: number;
+    /**
+     * Configures that waited on a hung disk to open a replica, and configures answered
+     * Unavailable at once because another one waiting for the same partition was kept
+     * (configure-queue.ts).
+     */
+    configuresWaitingOnDisk: number;
+    configuresSuperseded: number;
   };
 }
 
@@ -573,11 +601,15 @@ interface SimulatedNode {
    * headnode.ts's `serially` runs them (this life's: a crash abandons what waits).
    */
   serially: KeyedLock;
+  /** Configures under `serially`, at most one waiting per partition (this life's). */
+  configures: ConfigureQueue<ConfigureMessage, void>;
   /**
-   * Partitions whose running configure or drop waits on handlers in flight: what
-   * arrives for them waits behind it (see `serially`).
+   * Partitions whose running configure or drop waits on handlers in flight or on the
+   * hung disk: what arrives for them waits behind it (see `serially`).
    */
   stuck: Map<number, { promise: Promise<void>; resolve: () => void }>;
+  /** Work waiting for the disk to answer again (this life's). */
+  diskWaiters: (() => void)[];
 }
 
 type Envelope =
@@ -864,6 +896,8 @@ export class FailoverSimulation {
     primariesReopenedOverSecondary: 0,
     retiresHoldingRequests: 0,
     dropsHoldingRequests: 0,
+    configuresWaitingOnDisk: 0,
+    configuresSuperseded: 0,
   };
   /** Snapshot ids drawn so far, and the request ids their takes and drops use (no client's). */
   private snapshotsDrawn = 0;
@@ -935,7 +969,8 @@ export class FailoverSimulation {
     });
     for (let index = 0; index < options.nodes; index++) {
       const drift = options.clockRateDrift;
-      this.nodes.push({
+      const serially = new KeyedLock();
+      const node: SimulatedNode = {
         id: `head-${index + 1}`,
         up: true,
         restartTick: 0,
@@ -955,9 +990,12 @@ export class FailoverSimulation {
         hosted: new Map(),
         droppedVolumeIds: new Set(),
         reportState: new ReportState(),
-        serially: new KeyedLock(),
+        serially,
+        configures: this.configureQueue(() => node, serially),
         stuck: new Map(),
-      });
+        diskWaiters: [],
+      };
+      this.nodes.push(node);
     }
     // Heard before the volume is created, as placement hears heartbeats first.
     if (options.sabotage !== "ignore-disk-ids") {
@@ -1568,7 +1606,9 @@ export class FailoverSimulation {
     node.restartTick = this.tickNow + this.integer(1, this.options.downTicksMax);
     // Its configures and drops die with the process, those waiting on handlers too.
     node.serially = new KeyedLock();
+    node.configures = this.configureQueue(() => node, node.serially);
     node.stuck = new Map();
+    node.diskWaiters = [];
     for (const hosted of node.hosted.values()) {
       hosted.adapter = undefined;
       hosted.runner?.close();
@@ -1609,6 +1649,9 @@ export class FailoverSimulation {
         hosted.journal.complete();
         hosted.checkpoints.complete();
       }
+      const waiters = node.diskWaiters;
+      node.diskWaiters = [];
+      for (const waiter of waiters) waiter();
     }
     const stalled = (id: string) => {
       const node = this.node(id);
@@ -1624,6 +1667,64 @@ export class FailoverSimulation {
         : stalled(owner),
     );
     this.checkpointRecords.complete(stalled);
+  }
+
+  /**
+   * The node's configures as headnode.ts queues them (configure-queue.ts), under `lock`,
+   * its `serially` of this life: work queued in an earlier life is not done.
+   */
+  private configureQueue(
+    node: () => SimulatedNode,
+    lock: KeyedLock,
+  ): ConfigureQueue<ConfigureMessage, void> {
+    const queue: ConfigureQueue<ConfigureMessage, void> = new ConfigureQueue({
+      lock,
+      orderOf: (message) => ({ incarnation: message.volumeId, epoch: message.configuration.epoch }),
+      run: async (message) => {
+        if (node().configures === queue && node().up) await this.onConfigure(node(), message);
+      },
+      superseded: (key, kept) => {
+        this.stats.configuresSuperseded++;
+        return new BallastError(
+          ErrorCode.Unavailable,
+          `superseded by a newer configure of ${key} (epoch ${kept.configuration.epoch}) waiting on ${node().id}`,
+        );
+      },
+    });
+    return queue;
+  }
+
+  /**
+   * Hands a configure to the node's queue. Returns once it has been answered or, if the
+   * work running for the partition waits (`stuck`), at once: it then waits behind that,
+   * or is superseded, as in `serially`.
+   */
+  private async configure(node: SimulatedNode, message: ConfigureMessage): Promise<void> {
+    const done = node.configures.submit(String(message.partition), message).catch((error) => {
+      // Superseded: answered Unavailable, which the coordinator takes as no
+      // acknowledgement and resends on a later round (configurer.ts); the model's
+      // coordinator hears nothing, which it treats the same.
+      if (error instanceof BallastError && error.code === ErrorCode.Unavailable) return;
+      this.fail("exception", `tick ${this.tickNow}: ${node.id}: ${(error as Error).stack}`);
+    });
+    await Promise.race([done, this.stuckOf(node, message.partition).promise]);
+  }
+
+  /**
+   * Waits, if the node's disk hangs, until it answers again, with the partition's
+   * configures and drops queued behind (`stuck`). False if the node restarted meanwhile:
+   * what it was doing is gone.
+   */
+  private async diskAnswers(node: SimulatedNode, partition: number): Promise<boolean> {
+    if (!this.options.configuresWaitOnHungDisk || node.diskHungUntilTick <= this.tickNow)
+      return true;
+    this.stats.configuresWaitingOnDisk++;
+    const life = node.life;
+    const stuck = this.stuckOf(node, partition);
+    stuck.resolve();
+    await new Promise<void>((resolve) => node.diskWaiters.push(resolve));
+    if (node.stuck.get(partition) === stuck) node.stuck.delete(partition);
+    return node.life === life && node.up;
   }
 
   /**
@@ -1778,6 +1879,12 @@ export class FailoverSimulation {
         }
         return;
       }
+      // Opening reads the replica's files and writes the session file: on a hung disk it
+      // waits until the disk answers, and the partition's configures queue behind it.
+      if (!(await this.diskAnswers(node, message.partition))) return;
+      // As headnode.ts: one dropped while it waited (the drop waits only for replicas
+      // already hosted) is not opened; a closed one is the drop's to remove.
+      if (node.droppedVolumeIds.has(message.volumeId)) return;
       if (decision.retire === "close" && part === "primary") this.countReopen(message);
       if (decision.session === "new") node.sessionIssued++;
       const session = decision.session === "new" ? node.sessionIssued : node.session;
@@ -2465,8 +2572,7 @@ export class FailoverSimulation {
       case "configure": {
         const node = this.node(envelope.to);
         const { configure } = envelope;
-        if (node.up)
-          await this.serially(node, configure.partition, () => this.onConfigure(node, configure));
+        if (node.up) await this.configure(node, configure);
         return;
       }
       case "drop": {

@@ -26,6 +26,7 @@ const { values } = parseArgs({
     "faulty-nodes": { type: "string" },
     nodes: { type: "string" },
     partitions: { type: "string" },
+    "configures-wait-on-disk": { type: "boolean", default: false },
     "keep-going": { type: "boolean", default: false },
     quiet: { type: "boolean", default: false },
   },
@@ -44,6 +45,7 @@ async function runOne(seed: number) {
       ...(values["disk-loss"] ? { diskLossChance: Number(values["disk-loss"]) } : {}),
       ...(values["faulty-nodes"] ? { faultyNodesMax: Number(values["faulty-nodes"]) } : {}),
       ...(values.nodes ? { nodes: Number(values.nodes) } : {}),
+      ...(values["configures-wait-on-disk"] ? { configuresWaitOnHungDisk: true } : {}),
       ...(values.partitions
         ? { partitions: values.partitions.split(",").map((count) => (Number(count) === 2 ? 2 : 3)) }
         : {}),
@@ -77,7 +79,7 @@ for (let seed = first; seed < first + count; seed++) {
     process.stdout.write(`  [${violation.check}] ${violation.message}\n`);
   }
   process.stdout.write(
-    `replay: npm run simulate -- --seed ${seed} ${values.failover ? "--failover" : `--replicas ${replicas}`}${values.sabotage ? ` --sabotage ${values.sabotage}` : ""}${values["disk-loss"] ? ` --disk-loss ${values["disk-loss"]}` : ""}${values["faulty-nodes"] ? ` --faulty-nodes ${values["faulty-nodes"]}` : ""}${values.nodes ? ` --nodes ${values.nodes}` : ""}${values.partitions ? ` --partitions ${values.partitions}` : ""}${values.ticks ? ` --ticks ${values.ticks}` : ""}\n`,
+    `replay: npm run simulate -- --seed ${seed} ${values.failover ? "--failover" : `--replicas ${replicas}`}${values.sabotage ? ` --sabotage ${values.sabotage}` : ""}${values["disk-loss"] ? ` --disk-loss ${values["disk-loss"]}` : ""}${values["faulty-nodes"] ? ` --faulty-nodes ${values["faulty-nodes"]}` : ""}${values.nodes ? ` --nodes ${values.nodes}` : ""}${values.partitions ? ` --partitions ${values.partitions}` : ""}${values.ticks ? ` --ticks ${values.ticks}` : ""}${values["configures-wait-on-disk"] ? " --configures-wait-on-disk" : ""}\n`,
   );
   failed++;
   if (!values["keep-going"]) break;
