@@ -60,6 +60,22 @@ export const configureVerifyMs = 5000;
 /** How long a configure request to a head node may take. */
 export const configureDeadlineMs = 2000;
 
+/**
+ * A primary that has neither acknowledged the configure of the record's epoch nor
+ * reported in it this long after the leader first saw the epoch (or saw its
+ * acknowledgement go: a restart) hosts nothing: its configure hangs (a hung disk while
+ * it opens the replica, or a retire that hangs before it). The leader fails the
+ * partition over as for a stalled primary (decisions.ts, "Unconfirmed primaries"): only
+ * to a live secondary, which holds every acknowledged write, after the lease; the cost
+ * is a rebuild of the lost copy. So it must exceed a normal open, whose first report
+ * (every headnodeReportIntervalMs, 500 ms) confirms it: loading the local checkpoint and
+ * replaying a journal of up to logBytesMax (256 MiB) plus the releasable bytes (64 MiB)
+ * at a slow or shared disk's 20 MB/s is about 16 s; and a configure that times out
+ * (configureDeadlineMs) and is resent the next round (reconcileIntervalMs) adds 2.5 s.
+ * Not in the protocol's limits: only the leader measures it.
+ */
+export const primaryUnconfirmedMsMax = 20_000;
+
 /** Configure requests outstanding at once, over every head node and partition. */
 export const configuresInflightMax = 1024;
 

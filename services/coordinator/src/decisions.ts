@@ -44,12 +44,25 @@
 // (`proven`): from then on it is checked as any other. A heartbeat alone never fills a
 // disk in: it says where the node is now, not where its replica was.
 //
+// Unconfirmed primaries (session 9, found by the failover simulator with configures that
+// wait on a hung disk). A primary whose configure of the record's epoch never completes
+// (its node's disk hangs while the configure opens the replica, or the configure waits
+// behind a hung retire) hosts nothing, so it reports nothing for the partition: neither
+// failed nor stalled. Before, such a primary was kept for as long as the hang lasted
+// while a healthy secondary waited. The leader now tracks since when the primary has
+// neither acknowledged the configure of the record's epoch nor reported in it
+// (`primaryUnconfirmedSinceMs`, `unconfirmedSince`, measured from when this leader first
+// saw the epoch, never from KV time), and one unconfirmed for primaryUnconfirmedMsMax is
+// failed over as a stalled primary is: only where a live secondary can take over, after
+// the lease. That is safe for the same reason: the record's secondaries hold every
+// acknowledged write (none committed without them).
+//
 // Reads: a primary serves reads only under a lease (see leases in docs/architecture.md).
 // Before a new primary is chosen, the decision waits until every lease the old primary
 // may hold has run out (`leaseUntilMs`, on the leader's monotonic clock).
 
 import { limits, type MessageOf } from "@ballast/protocol";
-import { configureVerifyMs } from "./constants.ts";
+import { configureVerifyMs, primaryUnconfirmedMsMax } from "./constants.ts";
 
 const { commitStallMsMax, primaryStallMsMax } = limits;
 
@@ -140,6 +153,55 @@ export interface PartitionView {
    * dropped as a stalled follower is, without waiting for a write to stall on them.
    */
   failed?: ReadonlySet<string>;
+  /**
+   * Since when (leader's monotonic clock) the record's primary has neither acknowledged
+   * the configure of the record's epoch nor reported in it, as this leader has seen it
+   * (`unconfirmedSince`); absent once it has done either. A primary unconfirmed for
+   * primaryUnconfirmedMsMax is failed over as a stalled one (see "Unconfirmed primaries").
+   */
+  primaryUnconfirmedSinceMs?: number;
+  /**
+   * How long a primary may stay unconfirmed before it is failed over: the leader's
+   * primaryUnconfirmedMsMax unless given (the failover simulator scales it to its runs,
+   * as it does learnerCatchUpMsMax).
+   */
+  primaryUnconfirmedMsMax?: number;
+}
+
+/**
+ * What the leader remembers of whether a partition's primary has taken the record's
+ * epoch: the epoch and primary it is about, and since when it has been unconfirmed
+ * (absent while confirmed).
+ */
+export interface Unconfirmed {
+  epoch: number;
+  primary: string;
+  sinceMs?: number;
+}
+
+/**
+ * The next `Unconfirmed` of a partition at `nowMs` (pure; the reconciler and the
+ * simulator keep it per partition, within one leadership). The primary is confirmed once
+ * it acknowledged the configure of the record's epoch (`acknowledged`, the configurer's
+ * book) or reports in that epoch (`report`, from the record's primary). Otherwise the
+ * clock runs from the first time this leader saw the record's epoch and primary, or from
+ * when the confirmation went away (a restart forgets the acknowledgement, and the reopen
+ * is timed afresh); a new leader starts it when it first sees the epoch, so its clock
+ * never starts before it could have known.
+ */
+export function unconfirmedSince(
+  record: PartitionRecord,
+  previous: Unconfirmed | undefined,
+  acknowledged: { epoch: number } | undefined,
+  report: Report | undefined,
+  nowMs: number,
+): Unconfirmed {
+  const about = { epoch: record.epoch, primary: record.primary };
+  if (acknowledged?.epoch === record.epoch || currentReport(record, report) !== undefined) {
+    return about;
+  }
+  const same = previous?.epoch === record.epoch && previous.primary === record.primary;
+  return { ...about, sinceMs: (same ? previous.sinceMs : undefined) ?? nowMs };
 }
 
 export type PartitionDecision =
@@ -291,21 +353,32 @@ function decideMembership(record: PartitionRecord, view: Seen): PartitionDecisio
   // A primary that reports itself failed (its journal could not write) serves nothing:
   // fail over as if its node were dead. So does one whose own journal has kept writes
   // waiting past the stall bound (a disk that hangs without failing): it acknowledges
-  // nothing, and no follower can report that stall. Where no secondary can take over,
+  // nothing, and no follower can report that stall. So does one that has neither
+  // acknowledged the record's epoch nor reported in it for primaryUnconfirmedMsMax (its
+  // configure hangs: see "Unconfirmed primaries"). Where no secondary can take over,
   // nothing changes: it may yet recover.
   const current = currentReport(record, view.report);
   const primaryStalled = (current?.stalledMs ?? 0) >= primaryStallMsMax;
-  const primaryFailed = current?.failed === true || primaryStalled;
+  const unconfirmedMs =
+    current === undefined && view.primaryUnconfirmedSinceMs !== undefined
+      ? view.nowMs - view.primaryUnconfirmedSinceMs
+      : 0;
+  const primaryUnconfirmed =
+    view.alive.has(record.primary) &&
+    unconfirmedMs >= (view.primaryUnconfirmedMsMax ?? primaryUnconfirmedMsMax);
+  const primaryFailed = current?.failed === true || primaryStalled || primaryUnconfirmed;
   const alive = primaryFailed
     ? new Set([...view.alive].filter((node) => node !== record.primary))
     : view.alive;
   const primaryGone = primaryStalled
     ? `has kept writes waiting on its own journal for ${current?.stalledMs} ms`
-    : primaryFailed
-      ? "has failed"
-      : view.lost.includes(record.primary)
-        ? lostWhy(record, record.primary)
-        : "is dead";
+    : primaryUnconfirmed
+      ? `has neither acknowledged nor reported epoch ${record.epoch} for ${Math.floor(unconfirmedMs)} ms (its configure hangs)`
+      : primaryFailed
+        ? "has failed"
+        : view.lost.includes(record.primary)
+          ? lostWhy(record, record.primary)
+          : "is dead";
   // A stall is a wait of the live primary's commits; once the primary is dead it says
   // nothing (a stalled follower still holds every acknowledged write: none committed
   // without it), so it must not keep a secondary from being promoted.

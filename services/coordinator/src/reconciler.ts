@@ -64,6 +64,8 @@ import {
   membersOf,
   type PartitionRecord,
   type Report,
+  type Unconfirmed,
+  unconfirmedSince,
   volumeIdOf,
 } from "./decisions.ts";
 import type { Heartbeats } from "./heartbeats.ts";
@@ -279,6 +281,15 @@ export class Reconciler {
   /** The inputs every partition shares, as last seen: a change touches them all. */
   private lastMembers = "";
   private lastReporting = "";
+  /**
+   * Per partition, since when its primary has not confirmed the record's epoch
+   * (decisions.ts `unconfirmedSince`), of `settledTenure`: a new leader starts each clock
+   * when it first decides the partition, never earlier; only unconfirmed ones are kept.
+   * A partition whose primary is
+   * unconfirmed is never settled (its configuration is not current), so it is decided,
+   * and its clock kept, every round.
+   */
+  private unconfirmed = new Map<string, Unconfirmed>();
 
   constructor(private readonly options: ReconcilerOptions) {}
 
@@ -342,6 +353,7 @@ export class Reconciler {
     const members = membersKey(alive, sleds, disks);
     if (this.settledTenure !== tenure) {
       this.settled = new Map();
+      this.unconfirmed = new Map();
       this.settledTenure = tenure;
       this.due = new DueHeap();
       this.pending = new Set(tenure.records.keys());
@@ -368,6 +380,7 @@ export class Reconciler {
       if (entry === undefined) {
         // Deleted: nothing more to decide.
         this.settled.delete(key);
+        this.unconfirmed.delete(key);
         this.pending.delete(key);
         continue;
       }
@@ -463,6 +476,16 @@ export class Reconciler {
     const report = tenure.leases.reportOf(record, nowMs);
     const avoid = avoided(tenure, record, nowMs);
     const failed = tenure.leases.failedMembers(record);
+    const unconfirmed = unconfirmedSince(
+      record,
+      this.unconfirmed.get(key),
+      tenure.configured.get(key)?.get(record.primary),
+      report,
+      nowMs,
+    );
+    // Confirmed: nothing to remember (the next lapse is timed from when it is seen).
+    if (unconfirmed.sinceMs === undefined) this.unconfirmed.delete(key);
+    else this.unconfirmed.set(key, unconfirmed);
     const decision = decidePartition(record, {
       failed,
       nowMs,
@@ -477,6 +500,9 @@ export class Reconciler {
       learnersSinceMs: learnersSince(tenure, record, nowMs),
       learnerCatchUpMsMax,
       avoid,
+      ...(unconfirmed.sinceMs === undefined
+        ? {}
+        : { primaryUnconfirmedSinceMs: unconfirmed.sinceMs }),
     });
     switch (decision.kind) {
       case "keep":

@@ -3,6 +3,7 @@
 
 import { limits } from "@ballast/protocol";
 import { describe, expect, test } from "vitest";
+import { primaryUnconfirmedMsMax } from "../src/constants.ts";
 import {
   decidePartition,
   failingOver,
@@ -12,6 +13,7 @@ import {
   type PartitionRecord,
   type PartitionView,
   type Report,
+  unconfirmedSince,
 } from "../src/decisions.ts";
 import { loadOf } from "../src/placement.ts";
 
@@ -685,5 +687,91 @@ describe("a primary whose own journal hangs", () => {
     expect(
       decidePartition(alone, view(alone, { report: report(alone, { stalledMs: 10_000 }) })),
     ).toMatchObject({ kind: "unavailable" });
+  });
+});
+
+describe("a primary that never takes the record's epoch (its configure hangs)", () => {
+  // Session 9, found by the failover simulator with configures that wait on a hung disk:
+  // a primary whose configure never completes hosts nothing and reports nothing, and was
+  // kept as long as the hang lasted while a healthy secondary waited.
+  const nowMs = 100_000;
+  const since = (ms: number) => ({ primaryUnconfirmedSinceMs: nowMs - ms });
+
+  test("is replaced by a live secondary once unconfirmed for primaryUnconfirmedMsMax, after its lease", () => {
+    expect(
+      decidePartition(
+        base,
+        view(base, { ...since(primaryUnconfirmedMsMax), leaseUntilMs: 200_000 }),
+      ),
+    ).toMatchObject({ kind: "wait" });
+    const decision = decidePartition(base, view(base, since(primaryUnconfirmedMsMax)));
+    expect(decision).toMatchObject({
+      kind: "update",
+      record: { epoch: 5, primary: "head-2", secondaries: [] },
+    });
+    if (decision.kind === "update") expect(decision.reason).toMatch(/configure hangs/);
+  });
+
+  test("is kept before the bound", () => {
+    expect(decidePartition(base, view(base, since(primaryUnconfirmedMsMax - 1)))).toEqual({
+      kind: "keep",
+    });
+  });
+
+  test("the bound may be given (the simulator scales it)", () => {
+    const scaled = { primaryUnconfirmedMsMax: 6000 };
+    expect(decidePartition(base, view(base, { ...since(5999), ...scaled }))).toEqual({
+      kind: "keep",
+    });
+    expect(decidePartition(base, view(base, { ...since(6000), ...scaled }))).toMatchObject({
+      kind: "update",
+      record: { primary: "head-2" },
+    });
+  });
+
+  test("is kept with no live secondary to take over", () => {
+    const alone: PartitionRecord = { ...base, secondaries: [] };
+    expect(decidePartition(alone, view(alone, since(10 * primaryUnconfirmedMsMax)))).toMatchObject({
+      kind: "unavailable",
+    });
+    const secondaryDead = view(base, {
+      ...since(10 * primaryUnconfirmedMsMax),
+      alive: new Set(["head-1", "head-3"]),
+    });
+    expect(decidePartition(base, secondaryDead)).toMatchObject({ kind: "unavailable" });
+  });
+
+  test("is kept once it reports in the record's epoch, whatever the view's clock says", () => {
+    expect(
+      decidePartition(
+        base,
+        view(base, { ...since(10 * primaryUnconfirmedMsMax), report: report(base) }),
+      ),
+    ).toEqual({ kind: "keep" });
+  });
+
+  describe("unconfirmedSince: the clock the leader keeps", () => {
+    const acked = { epoch: base.epoch };
+
+    test("runs from when the leader first saw the epoch, and stops once it is acknowledged or reported", () => {
+      const first = unconfirmedSince(base, undefined, undefined, undefined, 1000);
+      expect(first).toEqual({ epoch: 4, primary: "head-1", sinceMs: 1000 });
+      expect(unconfirmedSince(base, first, undefined, undefined, 5000).sinceMs).toBe(1000);
+      // An acknowledgement or a report of an older epoch confirms nothing.
+      expect(
+        unconfirmedSince(base, first, { epoch: 3 }, report(base, { epoch: 3 }), 5000).sinceMs,
+      ).toBe(1000);
+      expect(unconfirmedSince(base, first, acked, undefined, 5000).sinceMs).toBeUndefined();
+      expect(unconfirmedSince(base, first, undefined, report(base), 5000).sinceMs).toBeUndefined();
+    });
+
+    test("starts afresh for a new epoch or primary, and when a confirmation goes away", () => {
+      const first = unconfirmedSince(base, undefined, undefined, undefined, 1000);
+      const next: PartitionRecord = { ...base, epoch: 5 };
+      expect(unconfirmedSince(next, first, undefined, undefined, 9000).sinceMs).toBe(9000);
+      const confirmed = unconfirmedSince(base, first, acked, undefined, 5000);
+      // A restart forgot the acknowledgement: its reopen is timed from now, not the epoch.
+      expect(unconfirmedSince(base, confirmed, undefined, undefined, 7000).sinceMs).toBe(7000);
+    });
   });
 });

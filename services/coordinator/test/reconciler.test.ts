@@ -12,6 +12,7 @@ import {
   catalogueRereadMsMax,
   configureRefreshMs,
   configureVerifyMs,
+  primaryUnconfirmedMsMax,
   settledRecheckMs,
 } from "../src/constants.ts";
 import type { PartitionRecord, Report } from "../src/decisions.ts";
@@ -65,7 +66,8 @@ function report(partition: number, commitOpNum: number): Report {
 
 let clockMs = 1000;
 
-function setup(catalogue: unknown = {}) {
+/** `hung`: nodes whose configures never complete (a hung disk): never acknowledged. */
+function setup(catalogue: unknown = {}, hung: ReadonlySet<string> = new Set()) {
   const tenure: Tenure = newTenure({ term: 1, tenure: 1 }, 0);
   tenure.ready = true;
   tenure.refreshing = true; // no catalogue reads in these tests
@@ -85,7 +87,9 @@ function setup(catalogue: unknown = {}) {
       const nodes = t.configured.get(key) ?? new Map();
       t.configured.set(key, nodes);
       for (const node of [value.primary, ...value.secondaries, ...(value.learners ?? [])]) {
-        if (live.has(node)) nodes.set(node, { epoch: value.epoch, atMs: clockMs });
+        if (live.has(node) && !hung.has(node)) {
+          nodes.set(node, { epoch: value.epoch, atMs: clockMs });
+        }
       }
       return Promise.resolve();
     },
@@ -830,6 +834,53 @@ describe("Reconciler: looking only where a change event points", () => {
         expect(reconciler.missed(clockMs)).toEqual([]);
         round();
       }
+    }
+  });
+});
+
+describe("Reconciler: a primary that never takes the record's epoch", () => {
+  // Session 9: a primary whose configure hangs (its disk hangs while it opens the
+  // replica) hosts nothing and reports nothing; the reconciler now tells the decision
+  // since when it has neither acknowledged nor reported the epoch.
+  beforeEach(() => {
+    clockMs = 1000;
+    vi.spyOn(globalThis.performance, "now").mockImplementation(() => clockMs);
+  });
+  afterEach(() => vi.restoreAllMocks());
+
+  it("is failed over once unconfirmed for primaryUnconfirmedMsMax from when this leader first saw the epoch; one that reports is kept", async () => {
+    const updates: PartitionRecord[] = [];
+    const catalogue = {
+      updatePartition: (next: PartitionRecord) => {
+        updates.push(next);
+        return Promise.resolve({ applied: true, revision: 100 });
+      },
+    };
+    const { tenure, alive, round } = setup(catalogue, new Set(["head-1"]));
+    // This leader takes over long after the epoch began: its clock starts now.
+    clockMs = 500_000;
+    const firstSeenMs = clockMs;
+    const settle = () => new Promise((resolve) => setImmediate(resolve));
+    const step = (ms: number) => {
+      clockMs += ms;
+      // head-1 reports partition 0 in the record's epoch: it took it, and is kept.
+      tenure.leases.onNodeReport(
+        { node: "head-1", primaries: [report(0, 5)] },
+        (_, partition) => record(partition),
+        new Set(alive),
+        clockMs,
+      );
+      round();
+    };
+    step(0);
+    while (clockMs + 500 < firstSeenMs + primaryUnconfirmedMsMax) step(500);
+    await settle();
+    expect(updates).toEqual([]);
+    step(firstSeenMs + primaryUnconfirmedMsMax - clockMs);
+    await settle();
+    expect(updates.map((next) => next.partition).sort()).toEqual([1, 2]);
+    for (const next of updates) {
+      expect(next).toMatchObject({ epoch: 2, primary: "head-2", secondaries: [] });
     }
   });
 });
