@@ -95,6 +95,8 @@ describe.each(failoverShapes)("failover simulation: %s", (_name, overrides, know
       chunkReads: 0,
       chunksDropped: 0,
       snapshotsChecked: 0,
+      configuresWaitingOnDisk: 0,
+      configuresSuperseded: 0,
     };
     for (let seed = 1; seed <= seedsPerShape; seed++) {
       if (knownDefects.includes(seed)) continue;
@@ -122,6 +124,10 @@ describe.each(failoverShapes)("failover simulation: %s", (_name, overrides, know
     expect(totals.chunksDropped).toBeGreaterThan(seedsPerShape);
     // Snapshots were taken and dropped under all of it, and read back once settled.
     expect(totals.snapshotsChecked).toBeGreaterThan(seedsPerShape);
+    // Configures waited on hung disks to open replicas (configuresWaitOnHungDisk), and
+    // resends queued behind them were superseded (configure-queue.ts: one waits).
+    expect(totals.configuresWaitingOnDisk).toBeGreaterThan(0);
+    expect(totals.configuresSuperseded).toBeGreaterThan(0);
   }, 600_000);
 });
 
@@ -282,8 +288,16 @@ describe("the checkers catch a retire that waits for its handlers before it clos
   const shapes: [string, Overrides, number][] = [
     // CI's shape: a configure of a new incarnation, or the drop of the deleted one,
     // reaches the old incarnation's primary while it holds writes; the new partition's
-    // configure waits behind it (23 of seeds 1 to 200, the first at 2).
-    ["5 head nodes, the volume re-created", {}, 5],
+    // configure waits behind it (23 of seeds 1 to 200, the first at 2). Seen with the
+    // coordinator before session 9, which kept a new primary whose configure waits: today's
+    // fails it over once it has not confirmed its epoch for primaryUnconfirmedMs, which
+    // routes around the hung retire at the cost of a failover and a rebuild, and none of
+    // seeds 1 to 100 shows it then.
+    [
+      "5 head nodes, the volume re-created",
+      { configuresWaitOnHungDisk: false, primaryUnconfirmedMs: Number.POSITIVE_INFINITY },
+      5,
+    ],
     // The chaos run's: three head nodes, no spare, so a primary failed over while paused
     // is re-added as a learner as soon as it is back, holding the writes it took on
     // waking; its rebuild never starts (the first at seed 3).
@@ -314,23 +328,17 @@ describe("the checkers catch a retire that waits for its handlers before it clos
   );
 });
 
-describe("a partition's configures on a head node: one runs, at most one waits (configure-queue.ts)", () => {
-  // Configures that open a replica wait while the node's disk hangs, so resends queue
-  // behind them; only short hangs, since a long one on a new primary's node leaves the
-  // partition with no primary reporting (see `configuresWaitOnHungDisk`).
-  const waiting: Overrides = { configuresWaitOnHungDisk: true, longDiskHangChance: 0 };
-  const seeds = 60;
-
-  test(`${seeds} seeds: older waiting configures are superseded, and every invariant holds`, async () => {
-    let waited = 0;
-    let superseded = 0;
-    for (let seed = 1; seed <= seeds; seed++) {
-      const result = await simulateFailover(seed, waiting);
-      expect(result.violations, summary(result, waiting)).toEqual([]);
-      waited += result.stats.configuresWaitingOnDisk;
-      superseded += result.stats.configuresSuperseded;
-    }
-    expect(waited).toBeGreaterThan(0);
-    expect(superseded).toBeGreaterThan(0);
-  }, 240_000);
-});
+test("the checkers catch a primary whose configure hangs that is never replaced (it reports nothing)", async () => {
+  // Session 9's gap: with configures that wait on a hung disk (configuresWaitOnHungDisk),
+  // a long hang on a new primary's node leaves it hosting nothing, so it reports neither
+  // failure nor stall; the coordinator before primaryUnconfirmedSinceMs kept it while a
+  // healthy secondary waited (4 of seeds 1 to 500: 49, 131, 200, 209).
+  const caught = await firstCaught("keep-unconfirmed-primary", ["available"], {}, 60);
+  expect(caught).toBeDefined();
+  // The coordinator as it is passes those seeds.
+  for (const seed of [49, 131, 200, 209]) {
+    const result = await simulateFailover(seed);
+    expect(result.violations, summary(result, {})).toEqual([]);
+    expect(result.stats.unconfirmedFailovers).toBeGreaterThan(0);
+  }
+}, 120_000);

@@ -14,7 +14,8 @@
 // `deadAfterTicks` of silence (crashed, paused or cut-off nodes stop reporting), and every
 // `roundTicks` builds each partition's PartitionView (alive, load, replica count, the
 // primary's newest report, lease, learners, the members their own nodes report failed,
-// from the real lease book, the live nodes it dropped lately to avoid as learners) and
+// from the real lease book, the live nodes it dropped lately to avoid as learners, since
+// when the primary has neither acknowledged nor reported the record's epoch) and
 // applies the decision. It pushes the record to a member as the configurer does: until
 // the member acknowledges the record's epoch, again
 // once its node restarts (a newer session) or comes back from silence, and otherwise
@@ -72,12 +73,14 @@
 // until the node restarts. Of the configures queued, at most one waits, as in the shell
 // (configure-queue.ts): a newer one answers the waiting one Unavailable, which the
 // coordinator takes as no acknowledgement and resends on a later round (configurer.ts).
-// With `configuresWaitOnHungDisk`, a configure that opens a replica waits while its
-// node's disk hangs, as the shell's file reads and writes would, and the partition's
-// later configures queue behind it. Keeping the older waiting one instead (the rule
-// reversed) is caught by no check: the coordinator resends every round until a member
-// acknowledges the record's epoch, so it costs a round (none of seeds 1 to 500, short
-// hangs only).
+// With `configuresWaitOnHungDisk` (on by default), a configure that opens a replica
+// waits while its node's disk hangs, as the shell's file reads and writes would, and the
+// partition's later configures queue behind it; a primary left so reports nothing, and
+// the coordinator fails it over once it has not confirmed its epoch for
+// `primaryUnconfirmedMs` (decisions.ts, "Unconfirmed primaries"). Keeping the older
+// waiting one instead (the rule reversed) is caught by no check: the coordinator resends
+// every round until a member acknowledges the record's epoch, so it costs a round (none
+// of seeds 1 to 500, short hangs only).
 //
 // The replica API this drives is adapted in one place (`ReplicaAdapter`); its effects are
 // carried out by the head node's own effect runner (effect-runner.ts) through the seeded
@@ -94,6 +97,8 @@ import {
   type PartitionRecord,
   type PartitionView,
   type Report,
+  type Unconfirmed,
+  unconfirmedSince,
   votingSecondaries,
 } from "@ballast/coordinator/decisions";
 import { LeaseBook } from "@ballast/coordinator/leases";
@@ -197,7 +202,15 @@ export type Sabotage =
    * on that node waits behind it (chaos, stop-primary: the woken ex-primary, re-added as
    * a learner, was never rebuilt). Found by the settle check (full strength).
    */
-  | "close-after-handlers";
+  | "close-after-handlers"
+  /**
+   * The coordinator before session 9: it passes decisions no `primaryUnconfirmedSinceMs`,
+   * so a primary whose configure hangs on its disk (it hosts nothing, so it reports
+   * nothing) is kept as long as the disk hangs while a healthy secondary waits. Found by
+   * the availability check with configures waiting on hung disks
+   * (`configuresWaitOnHungDisk`) and long hangs.
+   */
+  | "keep-unconfirmed-primary";
 
 export interface FailoverOptions {
   seed: number;
@@ -222,6 +235,13 @@ export interface FailoverOptions {
    */
   configureRefreshTicks: number;
   learnerCatchUpMs: number;
+  /**
+   * How long a primary may have neither acknowledged nor reported the record's epoch
+   * before the coordinator fails it over (PartitionView.primaryUnconfirmedMsMax; the
+   * leader's primaryUnconfirmedMsMax, 20 s, allows for journal recovery of large
+   * partitions, which takes no time here).
+   */
+  primaryUnconfirmedMs: number;
   /**
    * A live node dropped from a partition (stalled, or unable to catch up) is that
    * partition's last choice of learner for this long (the coordinator's
@@ -281,12 +301,12 @@ export interface FailoverOptions {
   /**
    * A configure that opens a replica waits while its node's disk hangs, as the shell's
    * reads and writes of the replica's files would (and the partition's later configures
-   * queue behind it, one waiting: configure-queue.ts). Off by default: with it on, a
+   * queue behind it, one waiting: configure-queue.ts). On by default (session 9): a
    * long hang on a new primary's node leaves the partition with no primary reporting,
-   * and the coordinator, which fails over only a primary that reports itself failed or
-   * stalled, keeps it past the availability bound (4 of seeds 1 to 500: 49, 131, 200,
-   * 209; a volume re-created onto the long-hung node). Off, the open reads the hung
-   * disk at once.
+   * which the coordinator before then, failing over only a primary that reports itself
+   * failed or stalled, kept past the availability bound (4 of seeds 1 to 500: 49, 131,
+   * 200, 209; a volume re-created onto the long-hung node; the
+   * `keep-unconfirmed-primary` sabotage). Off, the open reads the hung disk at once.
    */
   configuresWaitOnHungDisk: boolean;
   longDiskHangFromTicks: readonly [number, number];
@@ -358,7 +378,9 @@ export interface FailoverOptions {
  * The availability check's bound (availabilityTicksMax), the sum of what may pass, with
  * every fault as it stands, before a waiting client's write is acknowledged: the
  * primary's own stall bound (primaryStallMsMax), after which its report says it is
- * stalled; the failover (failoverTicks: a dead node declared dead, reports and rounds,
+ * stalled, or, where configures wait on hung disks, the coordinator's bound for a
+ * primary that never takes the record's epoch (primaryUnconfirmedMs: its configure
+ * hangs, so it reports nothing), whichever is longer; the failover (failoverTicks: a dead node declared dead, reports and rounds,
  * the promotion's configure, the new primary's inherited tail committed, with messages
  * dropped and delayed on the way); the lease the coordinator waits out before promoting
  * (primaryLeaseMs and its drift margin); and the client's side, three timeouts
@@ -373,9 +395,14 @@ export function availabilityBoundTicks(options: {
   roundTicks: number;
   deadAfterTicks: number;
   clientTimeoutTicks: number;
+  configuresWaitOnHungDisk: boolean;
+  primaryUnconfirmedMs: number;
 }): number {
   const ticks = (ms: number) => Math.ceil(ms / options.tickMs);
-  const stallTicks = ticks(limits.primaryStallMsMax);
+  const stallTicks = Math.max(
+    ticks(limits.primaryStallMsMax),
+    options.configuresWaitOnHungDisk ? ticks(options.primaryUnconfirmedMs) : 0,
+  );
   const failoverTicks = options.deadAfterTicks + 4 * options.roundTicks;
   const leaseTicks = ticks(limits.primaryLeaseMs + limits.primaryLeaseDriftMarginMs);
   return stallTicks + failoverTicks + leaseTicks + 3 * options.clientTimeoutTicks;
@@ -393,6 +420,9 @@ export const failoverDefaults: Omit<FailoverOptions, "seed"> = {
   deadAfterTicks: 20,
   configureRefreshTicks: 3000,
   learnerCatchUpMs: 8000,
+  // The primary's stall bound: no replica open here takes seconds, and the availability
+  // bound is unchanged (the leader's 20 s is sized for journal recovery of large ones).
+  primaryUnconfirmedMs: limits.primaryStallMsMax,
   droppedNodeAvoidTicks: 600,
   dropRate: 0.03,
   duplicateRate: 0.02,
@@ -408,7 +438,7 @@ export const failoverDefaults: Omit<FailoverOptions, "seed"> = {
   diskHangRate: 0.002,
   diskHangTicksMax: 120,
   longDiskHangChance: 0.25,
-  configuresWaitOnHungDisk: false,
+  configuresWaitOnHungDisk: true,
   longDiskHangFromTicks: [10, 120],
   longDiskHangTicksMin: Math.ceil(limits.primaryStallMsMax / 100),
   longDiskHangTicksMax: 800,
@@ -482,6 +512,11 @@ export interface FailoverResult {
     longDiskHangs: number;
     /** Primaries replaced because their reports said their own journal stalled. */
     stallFailovers: number;
+    /**
+     * Primaries replaced because they had neither acknowledged nor reported the record's
+     * epoch for primaryUnconfirmedMsMax (decisions.ts, "Unconfirmed primaries").
+     */
+    unconfirmedFailovers: number;
     /**
      * The longest wait the availability check counted that ended in an acknowledgement
      * (see availabilityTicksMax): how close a run came to the bound. Main reports the
@@ -878,6 +913,7 @@ export class FailoverSimulation {
     diskHangs: 0,
     longDiskHangs: 0,
     stallFailovers: 0,
+    unconfirmedFailovers: 0,
     availabilityWaitTicksMax: 0,
     journalFailures: 0,
     replicasFailed: 0,
@@ -927,6 +963,11 @@ export class FailoverSimulation {
     reportAgeMsMax: Number.POSITIVE_INFINITY,
   });
   private readonly learnersSince = new Map<number, Map<string, { ms: number; epoch: number }>>();
+  /**
+   * Per partition, since when its primary has not confirmed the record's epoch
+   * (reconciler.ts `unconfirmed`): neither acknowledged its configure nor reported in it.
+   */
+  private readonly unconfirmed = new Map<number, Unconfirmed>();
   /** Per partition, live nodes dropped from it and until when to avoid re-adding them. */
   private readonly dropped = new Map<number, Map<string, number>>();
   /**
@@ -2011,6 +2052,7 @@ export class FailoverSimulation {
     this.reports.clear();
     this.staleReports.clear();
     this.learnersSince.clear();
+    this.unconfirmed.clear();
     this.dropped.clear();
     this.configured.clear();
     this.noReplica.clear();
@@ -2160,6 +2202,17 @@ export class FailoverSimulation {
       if (decision.kind === "keep") {
         const since = this.learnersSince.get(partition) ?? new Map();
         const report = this.reports.get(partition);
+        // As the reconciler: the primary's acknowledgement and its current report in the
+        // lease book (a restart's new session lists only what the node hosts now).
+        const unconfirmed = unconfirmedSince(
+          record,
+          this.unconfirmed.get(partition),
+          this.configured.get(partition)?.get(record.primary),
+          this.leases.reportOf(record, this.nowMs()),
+          this.nowMs(),
+        );
+        if (unconfirmed.sinceMs === undefined) this.unconfirmed.delete(partition);
+        else this.unconfirmed.set(partition, unconfirmed);
         const view: PartitionView = {
           nowMs: this.nowMs(),
           alive,
@@ -2175,12 +2228,17 @@ export class FailoverSimulation {
           leaseUntilMs: this.leases.leaseUntilMs(record),
           learnersSinceMs: new Map([...since].map(([node, value]) => [node, value.ms])),
           learnerCatchUpMsMax: this.options.learnerCatchUpMs,
+          primaryUnconfirmedMsMax: this.options.primaryUnconfirmedMs,
           avoid: this.avoided(partition),
           // Members whose own node reports them failed, as the real reconciler passes
           // them (the sabotage: the coordinator before failure reports, which had none).
           ...(this.options.sabotage === "coordinator-ignores-failures"
             ? {}
             : { failed: this.leases.failedMembers(record) }),
+          ...(unconfirmed.sinceMs === undefined ||
+          this.options.sabotage === "keep-unconfirmed-primary"
+            ? {}
+            : { primaryUnconfirmedSinceMs: unconfirmed.sinceMs }),
         };
         decision = decidePartition(record, view);
       }
@@ -2193,6 +2251,14 @@ export class FailoverSimulation {
           (report.stalledMs ?? 0) >= limits.primaryStallMsMax
         )
           this.stats.stallFailovers++;
+        const unconfirmedFrom = this.unconfirmed.get(partition)?.sinceMs;
+        if (
+          decision.record.primary !== record.primary &&
+          alive.has(record.primary) &&
+          unconfirmedFrom !== undefined &&
+          this.nowMs() - unconfirmedFrom >= this.options.primaryUnconfirmedMs
+        )
+          this.stats.unconfirmedFailovers++;
         this.applyUpdate(partition, entry, decision.record);
       }
       this.pushConfiguration(this.records.get(partition)!.record);

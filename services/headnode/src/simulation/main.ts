@@ -7,7 +7,8 @@
 // runs every seed and counts the failures; `--disk-loss P` sets the chance that a crash
 // takes the node's disk with it (diskLossChance, 0.1 by default); `--faulty-nodes N` lets N nodes be
 // crashed, paused or cut off at once (faultyNodesMax); `--nodes 4 --partitions 2,3,2
-// --ticks 350` runs CI's second cluster shape.
+// --ticks 350` runs CI's second cluster shape; `--configures-ignore-hung-disk` lets a
+// configure open a replica on a hung disk at once (configuresWaitOnHungDisk off).
 
 import { parseArgs } from "node:util";
 import { type Sabotage, simulateFailover } from "./failover.ts";
@@ -26,7 +27,9 @@ const { values } = parseArgs({
     "faulty-nodes": { type: "string" },
     nodes: { type: "string" },
     partitions: { type: "string" },
+    // On by default now (session 9); the flag is kept so older replay lines still run.
     "configures-wait-on-disk": { type: "boolean", default: false },
+    "configures-ignore-hung-disk": { type: "boolean", default: false },
     "keep-going": { type: "boolean", default: false },
     quiet: { type: "boolean", default: false },
   },
@@ -45,7 +48,7 @@ async function runOne(seed: number) {
       ...(values["disk-loss"] ? { diskLossChance: Number(values["disk-loss"]) } : {}),
       ...(values["faulty-nodes"] ? { faultyNodesMax: Number(values["faulty-nodes"]) } : {}),
       ...(values.nodes ? { nodes: Number(values.nodes) } : {}),
-      ...(values["configures-wait-on-disk"] ? { configuresWaitOnHungDisk: true } : {}),
+      ...(values["configures-ignore-hung-disk"] ? { configuresWaitOnHungDisk: false } : {}),
       ...(values.partitions
         ? { partitions: values.partitions.split(",").map((count) => (Number(count) === 2 ? 2 : 3)) }
         : {}),
@@ -79,7 +82,7 @@ for (let seed = first; seed < first + count; seed++) {
     process.stdout.write(`  [${violation.check}] ${violation.message}\n`);
   }
   process.stdout.write(
-    `replay: npm run simulate -- --seed ${seed} ${values.failover ? "--failover" : `--replicas ${replicas}`}${values.sabotage ? ` --sabotage ${values.sabotage}` : ""}${values["disk-loss"] ? ` --disk-loss ${values["disk-loss"]}` : ""}${values["faulty-nodes"] ? ` --faulty-nodes ${values["faulty-nodes"]}` : ""}${values.nodes ? ` --nodes ${values.nodes}` : ""}${values.partitions ? ` --partitions ${values.partitions}` : ""}${values.ticks ? ` --ticks ${values.ticks}` : ""}${values["configures-wait-on-disk"] ? " --configures-wait-on-disk" : ""}\n`,
+    `replay: npm run simulate -- --seed ${seed} ${values.failover ? "--failover" : `--replicas ${replicas}`}${values.sabotage ? ` --sabotage ${values.sabotage}` : ""}${values["disk-loss"] ? ` --disk-loss ${values["disk-loss"]}` : ""}${values["faulty-nodes"] ? ` --faulty-nodes ${values["faulty-nodes"]}` : ""}${values.nodes ? ` --nodes ${values.nodes}` : ""}${values.partitions ? ` --partitions ${values.partitions}` : ""}${values.ticks ? ` --ticks ${values.ticks}` : ""}${values["configures-ignore-hung-disk"] ? " --configures-ignore-hung-disk" : ""}\n`,
   );
   failed++;
   if (!values["keep-going"]) break;
