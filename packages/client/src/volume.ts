@@ -401,22 +401,24 @@ export class Volume implements BlockDevice {
       length,
       pieceBytesMax,
     );
-    return settleAll(
-      pieces.map((piece) => {
-        const start = piece.offset - offset;
-        const { entry, settled } = createEntry({
-          kind,
-          offset: piece.offset,
-          length: piece.length,
-          issuedAtMs,
-          ...(buffer === undefined ? {} : { buffer: buffer.subarray(start, start + piece.length) }),
-          ...(signal === undefined ? {} : { signal }),
-        });
-        collect?.push(entry);
-        this.scheduler.submit(piece.index, entry);
-        return settled;
-      }),
-    );
+    const submit = (piece: Piece): Promise<void> => {
+      const start = piece.offset - offset;
+      const { entry, settled } = createEntry({
+        kind,
+        offset: piece.offset,
+        length: piece.length,
+        issuedAtMs,
+        buffer: buffer?.subarray(start, start + piece.length),
+        signal,
+      });
+      collect?.push(entry);
+      this.scheduler.submit(piece.index, entry);
+      return settled;
+    };
+    // Most operations are one piece (one partition, one request's data): its promise is
+    // what settleAll would make of it, without the wait for a list of one.
+    if (pieces.length === 1) return submit(pieces[0]!);
+    return settleAll(pieces.map(submit));
   }
 }
 
