@@ -11,6 +11,22 @@ export interface VolumeExtent {
   readonly sizeBytes: number;
 }
 
+/**
+ * Whether `[offset, offset + length)` is a valid I/O range: what `checkRange` lets pass.
+ * Every NBD request is checked, so the check makes nothing (no message, no closure).
+ */
+export function isValidRange(volume: VolumeExtent, offset: number, length: number): boolean {
+  return (
+    Number.isSafeInteger(offset) &&
+    Number.isSafeInteger(length) &&
+    length > 0 &&
+    offset % limits.sectorBytes === 0 &&
+    length % limits.sectorBytes === 0 &&
+    offset >= 0 &&
+    offset + length <= volume.sizeBytes
+  );
+}
+
 /** Throws a BallastError unless `[offset, offset + length)` is a valid I/O range. */
 export function checkRange(
   volume: VolumeExtent,
@@ -18,8 +34,60 @@ export function checkRange(
   offset: number,
   length: number,
 ): void {
-  const refused = (code: ErrorCode, why: string): BallastError =>
-    new BallastError(code, `cannot ${operation} on volume ${JSON.stringify(volume.name)}: ${why}`, {
+  if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length)) {
+    throw refused(
+      volume,
+      operation,
+      offset,
+      length,
+      ErrorCode.InvalidArgument,
+      `offset and length must be integers, got offset ${offset} and length ${length}`,
+    );
+  }
+  if (length <= 0) {
+    throw refused(
+      volume,
+      operation,
+      offset,
+      length,
+      ErrorCode.InvalidArgument,
+      `length must be positive, got ${length}`,
+    );
+  }
+  if (offset % limits.sectorBytes !== 0 || length % limits.sectorBytes !== 0) {
+    throw refused(
+      volume,
+      operation,
+      offset,
+      length,
+      ErrorCode.Unaligned,
+      `offset ${offset} and length ${length} must both be multiples of the ${limits.sectorBytes}-byte sector`,
+    );
+  }
+  if (offset < 0 || offset + length > volume.sizeBytes) {
+    throw refused(
+      volume,
+      operation,
+      offset,
+      length,
+      ErrorCode.OutOfRange,
+      `the range [${offset}, ${offset + length}) is outside the volume's ${volume.sizeBytes} bytes`,
+    );
+  }
+}
+
+function refused(
+  volume: VolumeExtent,
+  operation: string,
+  offset: number,
+  length: number,
+  code: ErrorCode,
+  why: string,
+): BallastError {
+  return new BallastError(
+    code,
+    `cannot ${operation} on volume ${JSON.stringify(volume.name)}: ${why}`,
+    {
       details: {
         volume: volume.name,
         offset,
@@ -27,28 +95,8 @@ export function checkRange(
         sectorBytes: limits.sectorBytes,
         sizeBytes: volume.sizeBytes,
       },
-    });
-  if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length)) {
-    throw refused(
-      ErrorCode.InvalidArgument,
-      `offset and length must be integers, got offset ${offset} and length ${length}`,
-    );
-  }
-  if (length <= 0) {
-    throw refused(ErrorCode.InvalidArgument, `length must be positive, got ${length}`);
-  }
-  if (offset % limits.sectorBytes !== 0 || length % limits.sectorBytes !== 0) {
-    throw refused(
-      ErrorCode.Unaligned,
-      `offset ${offset} and length ${length} must both be multiples of the ${limits.sectorBytes}-byte sector`,
-    );
-  }
-  if (offset < 0 || offset + length > volume.sizeBytes) {
-    throw refused(
-      ErrorCode.OutOfRange,
-      `the range [${offset}, ${offset + length}) is outside the volume's ${volume.sizeBytes} bytes`,
-    );
-  }
+    },
+  );
 }
 
 /** Throws a BallastError unless `data` is binary data (callers in JavaScript may pass anything). */

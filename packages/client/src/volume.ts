@@ -44,7 +44,7 @@ import { fallThroughRanges } from "./layering.ts";
 import { type Piece, splitRange } from "./layout.ts";
 import type { ClientOptions } from "./options.ts";
 import { RequestScheduler } from "./scheduler.ts";
-import { checkRange, checkWriteData, describeOperation } from "./validation.ts";
+import { checkRange, checkWriteData, describeOperation, isValidRange } from "./validation.ts";
 import type { VolumeStateCache } from "./volume-state.ts";
 import type { RequestBus } from "./wire.ts";
 
@@ -154,7 +154,7 @@ export class Volume implements BlockDevice {
 
   async read(offset: number, length: number, options?: OperationOptions): Promise<Uint8Array> {
     if (this.reachesPastEnd(offset, length)) await this.learnSize();
-    this.begin(describeOperation("read", offset, length), { offset, length });
+    this.begin("read", { offset, length });
     try {
       const bytes = new Uint8Array(length);
       await this.readInto(offset, bytes, options?.signal);
@@ -206,7 +206,7 @@ export class Volume implements BlockDevice {
    * current size (a parent shrunk since still has the snapshot's partitions).
    */
   private async readForClone(offset: number, bytes: Uint8Array): Promise<void> {
-    this.begin(describeOperation("read", offset, bytes.byteLength));
+    this.begin("read", undefined, undefined, false, { offset, length: bytes.byteLength });
     try {
       await this.readInto(offset, bytes);
     } finally {
@@ -217,7 +217,7 @@ export class Volume implements BlockDevice {
   async write(offset: number, data: Uint8Array, options?: OperationOptions): Promise<void> {
     const length = data instanceof Uint8Array ? data.byteLength : 0;
     if (this.reachesPastEnd(offset, length)) await this.learnSize();
-    this.begin(describeOperation("write", offset, length), { offset, length }, { data }, true);
+    this.begin("write", { offset, length }, { data }, true);
     try {
       await this.mutation(
         this.perform(
@@ -237,7 +237,7 @@ export class Volume implements BlockDevice {
 
   async trim(offset: number, length: number, options?: OperationOptions): Promise<void> {
     if (this.reachesPastEnd(offset, length)) await this.learnSize();
-    this.begin(describeOperation("trim", offset, length), { offset, length }, undefined, true);
+    this.begin("trim", { offset, length }, undefined, true);
     try {
       // Ranges carry no data, so only partition boundaries cut them.
       await this.mutation(
@@ -250,12 +250,7 @@ export class Volume implements BlockDevice {
 
   async writeZeroes(offset: number, length: number, options?: OperationOptions): Promise<void> {
     if (this.reachesPastEnd(offset, length)) await this.learnSize();
-    this.begin(
-      describeOperation("write zeroes over", offset, length),
-      { offset, length },
-      undefined,
-      true,
-    );
+    this.begin("write zeroes over", { offset, length }, undefined, true);
     try {
       await this.mutation(
         this.perform("write-zeroes", offset, length, length, undefined, undefined, options?.signal),
@@ -344,25 +339,30 @@ export class Volume implements BlockDevice {
 
   /**
    * Checks the operation (closed volume first, then the write's data, then the range)
-   * and counts it as pending; throws if it must not start.
+   * and counts it as pending; throws if it must not start. `kind` names the operation in
+   * errors, with the range `named` (the checked range by default); the text is made only
+   * for an error, as every NBD request passes here.
    */
   private begin(
-    operation: string,
+    kind: string,
     range?: { offset: number; length: number },
     write?: { data: unknown },
     mutates = false,
+    named: { offset: number; length: number } | undefined = range,
   ): void {
-    if (this.closed) throw new VolumeClosedError(this.name, operation);
+    if (this.closed) throw new VolumeClosedError(this.name, operationText(kind, named));
     if (mutates && this.snapshot !== undefined) {
       throw new BallastError(
         ErrorCode.InvalidArgument,
-        `cannot ${operation}: ${this.name} is open as snapshot ${this.snapshot}, which is read-only`,
+        `cannot ${operationText(kind, named)}: ${this.name} is open as snapshot ${this.snapshot}, which is read-only`,
         { details: { volume: this.name, snapshot: this.snapshot } },
       );
     }
     if (range !== undefined) {
       if (write !== undefined) checkWriteData(this, range.offset, write.data);
-      checkRange(this, operation, range.offset, range.length);
+      if (!isValidRange(this, range.offset, range.length)) {
+        checkRange(this, operationText(kind, named), range.offset, range.length);
+      }
     }
     this.operationsPending += 1;
   }
@@ -377,10 +377,12 @@ export class Volume implements BlockDevice {
   /** Counts `settled` in flight until it settles, for `flush`; returns it. */
   private mutation(settled: Promise<void>): Promise<void> {
     this.mutationsInflight.add(settled);
-    const forget = () => {
-      this.mutationsInflight.delete(settled);
-    };
-    settled.then(forget, forget);
+    // Inline, not a named const: tsx keeps function names at run time (a defineProperty
+    // per closure made), and this runs for every write.
+    settled.then(
+      () => this.mutationsInflight.delete(settled),
+      () => this.mutationsInflight.delete(settled),
+    );
     return settled;
   }
 
@@ -401,23 +403,46 @@ export class Volume implements BlockDevice {
       length,
       pieceBytesMax,
     );
+    // Most operations are one piece (one partition, one request's data): its promise is
+    // what settleAll would make of it, without the wait for a list of one.
+    if (pieces.length === 1) {
+      return this.submitPiece(kind, offset, pieces[0]!, issuedAtMs, buffer, collect, signal);
+    }
     return settleAll(
-      pieces.map((piece) => {
-        const start = piece.offset - offset;
-        const { entry, settled } = createEntry({
-          kind,
-          offset: piece.offset,
-          length: piece.length,
-          issuedAtMs,
-          ...(buffer === undefined ? {} : { buffer: buffer.subarray(start, start + piece.length) }),
-          ...(signal === undefined ? {} : { signal }),
-        });
-        collect?.push(entry);
-        this.scheduler.submit(piece.index, entry);
-        return settled;
-      }),
+      pieces.map((piece) =>
+        this.submitPiece(kind, offset, piece, issuedAtMs, buffer, collect, signal),
+      ),
     );
   }
+
+  /** Queues the entry of one piece of an operation that starts at `offset`. */
+  private submitPiece(
+    kind: RequestKind,
+    offset: number,
+    piece: Piece,
+    issuedAtMs: number,
+    buffer: Uint8Array | undefined,
+    collect: Entry[] | undefined,
+    signal: AbortSignal | undefined,
+  ): Promise<void> {
+    const start = piece.offset - offset;
+    const { entry, settled } = createEntry({
+      kind,
+      offset: piece.offset,
+      length: piece.length,
+      issuedAtMs,
+      buffer: buffer?.subarray(start, start + piece.length),
+      signal,
+    });
+    collect?.push(entry);
+    this.scheduler.submit(piece.index, entry);
+    return settled;
+  }
+}
+
+/** "write 4096 bytes at offset 8192", or the kind alone for an operation without a range. */
+function operationText(kind: string, named: { offset: number; length: number } | undefined) {
+  return named === undefined ? kind : describeOperation(kind, named.offset, named.length);
 }
 
 /** Waits for every promise, then rejects with the first failure in list order, if any. */

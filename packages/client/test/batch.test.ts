@@ -69,3 +69,59 @@ describe("takeBatch", () => {
     expect(pending).toEqual([]);
   });
 });
+
+describe("createEntry with a signal", () => {
+  /** An AbortController whose signal counts the abort listeners added to it. */
+  function countedController(): { controller: AbortController; listeners: () => number } {
+    const controller = new AbortController();
+    let added = 0;
+    const add = controller.signal.addEventListener.bind(controller.signal);
+    controller.signal.addEventListener = ((...args: Parameters<typeof add>) => {
+      if (args[0] === "abort") added += 1;
+      add(...args);
+    }) as typeof controller.signal.addEventListener;
+    return { controller, listeners: () => added };
+  }
+
+  it("adds one abort listener to a signal, however many entries share it", () => {
+    const { controller, listeners } = countedController();
+    for (let offset = 0; offset < 64 * 512; offset += 512) {
+      const { entry, settled } = createEntry({
+        kind: "trim",
+        offset,
+        length: 512,
+        issuedAtMs: 0,
+        signal: controller.signal,
+      });
+      entry.resolve();
+      void settled;
+    }
+
+    expect(listeners()).toBe(1);
+  });
+
+  it("rejects the unsettled entries at the abort, leaves the settled ones, and refuses new ones", async () => {
+    const controller = new AbortController();
+    const make = (offset: number) =>
+      createEntry({ kind: "trim", offset, length: 512, issuedAtMs: 0, signal: controller.signal });
+    const done = make(0);
+    const waiting = [make(512), make(1024)];
+    done.entry.resolve();
+    waiting[1]!.entry.resolve();
+    controller.abort(new Error("gone"));
+    const late = make(1536);
+    // A settlement after the abort counts for nothing.
+    waiting[0]!.entry.resolve();
+
+    await expect(done.settled).resolves.toBeUndefined();
+    await expect(waiting[0]!.settled).rejects.toThrow("gone");
+    await expect(waiting[1]!.settled).resolves.toBeUndefined();
+    await expect(late.settled).rejects.toThrow("gone");
+    expect([done, ...waiting, late].map(({ entry }) => entry.settledEarly)).toEqual([
+      true,
+      true,
+      true,
+      true,
+    ]);
+  });
+});

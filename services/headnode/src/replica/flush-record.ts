@@ -71,11 +71,27 @@ export function encodeFlushRecord(record: FlushRecord): Uint8Array {
 
 /** Decodes a committed flush record; a bad one is a bug on the primary, not bad input. */
 export function decodeFlushRecord(data: Uint8Array): FlushRecord {
-  const record = FlushRecord.parse(unpackr.unpack(data as Buffer));
+  const decoded: unknown = unpackr.unpack(data as Buffer);
+  const pieces = (decoded as { pieces?: unknown } | null | undefined)?.pieces;
+  let record: FlushRecord;
+  if (Array.isArray(pieces) && pieces.every(isCount)) {
+    // A record of a full chunk has thousands of pieces: zod checked each number one by one
+    // on every replica, at every commit of a flush (issue 14: 2.4 % of a secondary's busy
+    // time at QD32). The same check by hand; zod checks the rest.
+    record = FlushRecord.parse({ ...(decoded as object), pieces: [] });
+    record.pieces = pieces;
+  } else {
+    record = FlushRecord.parse(decoded);
+  }
   if (record.pieces.length % 4 !== 0) {
     throw new Error(`flush record pieces must come in fours, got ${record.pieces.length}`);
   }
   return record;
+}
+
+/** What `z.number().int().nonnegative()` accepts: a safe integer of at least 0. */
+function isCount(value: unknown): value is number {
+  return typeof value === "number" && Number.isSafeInteger(value) && value >= 0;
 }
 
 export function* flushPieces(record: FlushRecord): Generator<FlushPiece> {
