@@ -14,6 +14,7 @@ export * from "./logger.ts";
 export * from "./metrics.ts";
 export * from "./run.ts";
 export * from "./service.ts";
+export * from "./settle.ts";
 export * from "./telemetry.ts";
 export * from "./test-faults.ts";
 export * from "./tracing.ts";

@@ -48,6 +48,7 @@ import { ballastVersion, handlersInflightMax, shutdownGraceMs } from "./constant
 import { SealKeys } from "./link-seal.ts";
 import { LinkServer, type LinkServerStats } from "./link-server.ts";
 import type { Logger } from "./logger.ts";
+import { settlesWithin } from "./settle.ts";
 import { extractTraceContext, type HeaderCarrier, SpanKind, SpanStatusCode } from "./tracing.ts";
 
 /** What a handler learns about the message beyond its content. */
@@ -400,7 +401,7 @@ export class Service {
     // Draining a subscription stops delivery and lets the loop handle what was already
     // delivered; the loops end once their in-flight handlers have finished.
     await Promise.allSettled(this.subscriptions.map((subscription) => subscription.drain()));
-    const finished = await settleWithin(Promise.allSettled(this.loops), shutdownGraceMs);
+    const finished = await settlesWithin(Promise.allSettled(this.loops), shutdownGraceMs);
     if (!finished) {
       this.logger.warn({ graceMs: shutdownGraceMs }, "in-flight messages did not finish in time");
     }
@@ -647,14 +648,3 @@ function isPromiseLike(value: unknown): value is PromiseLike<unknown> {
 }
 
 const noopMeter = createNoopMeter();
-
-async function settleWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<boolean>((resolve) => {
-    timer = setTimeout(() => resolve(false), ms);
-  });
-  const done = promise.then(() => true);
-  const finished = await Promise.race([done, timeout]);
-  clearTimeout(timer);
-  return finished;
-}

@@ -4,6 +4,7 @@
 // aborted and the connections left are destroyed; the client sees its connection drop.
 // (Before the grace, close lets requests in flight finish: nbd-server.test.ts.)
 
+import { settlesWithin } from "@ballast/runtime";
 import { afterEach, describe, expect, test } from "vitest";
 import { Command } from "../src/nbd/wire.ts";
 import { MemoryBlockDevice, type OperationRecord } from "./memory-block-device.ts";
@@ -24,19 +25,6 @@ afterEach(async () => {
   await running?.server.close();
   running = undefined;
 });
-
-/** True if `promise` settles within `waitMs`. */
-async function settlesWithin(promise: Promise<unknown>, waitMs: number): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<false>((resolve) => {
-    timer = setTimeout(() => resolve(false), waitMs);
-  });
-  try {
-    return await Promise.race([promise.then(() => true as const), timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 describe("NBD server close", () => {
   test("a client that stops reading cannot hold close past the grace: its connection is destroyed", async () => {

@@ -12,7 +12,7 @@
 // forever. The backend's contract is that an aborted operation settles at once.
 
 import { createServer, type Server, type Socket } from "node:net";
-import { createLogger, type Logger } from "@ballast/runtime";
+import { createLogger, type Logger, settlesWithin } from "@ballast/runtime";
 import type { BlockDevice } from "./block-device.ts";
 import { NbdConnection } from "./connection.ts";
 import { type NbdLimits, resolveLimits } from "./constants.ts";
@@ -161,18 +161,5 @@ export class NbdServer {
       logger.debug("connection closed");
     });
     this.running.add(running);
-  }
-}
-
-/** True once `promise` resolves, false if `waitMs` passes first (its timer then cleared). */
-async function settlesWithin(promise: Promise<unknown>, waitMs: number): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<false>((resolve) => {
-    timer = setTimeout(() => resolve(false), waitMs);
-  });
-  try {
-    return await Promise.race([promise.then(() => true as const), timeout]);
-  } finally {
-    clearTimeout(timer);
   }
 }
