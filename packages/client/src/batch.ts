@@ -123,26 +123,23 @@ class PendingEntry implements Entry {
   }
 
   resolve(): void {
-    if (this.signal === undefined) {
-      this.#resolve();
-      return;
-    }
-    // The abort may settle the entry before its batch does: the first settlement counts.
-    if (this.settledEarly === true) return;
-    this.settledEarly = true;
-    watchedEntries.get(this.signal)?.delete(this);
-    this.#resolve();
+    if (this.#settling()) this.#resolve();
   }
 
   reject(error: unknown): void {
-    if (this.signal === undefined) {
-      this.#reject(error);
-      return;
-    }
-    if (this.settledEarly === true) return;
+    if (this.#settling()) this.#reject(error);
+  }
+
+  /**
+   * Whether this settlement counts. With a signal, the abort may settle the entry before
+   * its batch does: only the first counts, and it stops watching the signal.
+   */
+  #settling(): boolean {
+    if (this.signal === undefined) return true;
+    if (this.settledEarly === true) return false;
     this.settledEarly = true;
     watchedEntries.get(this.signal)?.delete(this);
-    this.#reject(error);
+    return true;
   }
 }
 
