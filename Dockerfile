@@ -9,4 +9,5 @@ RUN ln -s /app/packages/cli/bin/ballast.mjs /usr/local/bin/ballast
 # Named volumes take the ownership of the mount point in the image on first use.
 RUN mkdir /data && chown node:node /data
 USER node
-ENTRYPOINT ["node", "--import", "tsx"]
+# The node flags are packages/runtime/src/constants.ts's serviceNodeFlags (a test checks).
+ENTRYPOINT ["node", "--initial-old-space-size=128", "--import", "tsx"]

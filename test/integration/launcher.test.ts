@@ -5,6 +5,7 @@
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { type ClusterFile, type ClusterStatus, freePort } from "@ballast/cli";
+import { constants as runtimeConstants } from "@ballast/runtime";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { isRunning, runCli, startCli } from "../support/cli.ts";
 import { temporaryDirectory, waitFor } from "../support/cluster.ts";
@@ -92,6 +93,11 @@ describe("ballast up and status", () => {
     for (const service of status.services) {
       expect(service).toMatchObject({ healthy: true, version: "0.1.0" });
       expect(isRunning(service.pid)).toBe(true);
+      // Started with the node flags every service needs (runtime constants.ts).
+      const commandLine = (await readFile(`/proc/${service.pid}/cmdline`, "utf8")).split("\0");
+      expect(commandLine.slice(1, 1 + runtimeConstants.serviceNodeFlags.length)).toEqual([
+        ...runtimeConstants.serviceNodeFlags,
+      ]);
       // The coordinator probed each service; its own report agrees on who it is.
       expect(service.info).toMatchObject({
         nodeId: service.id,

@@ -28,7 +28,13 @@ import {
   permissionsOf,
   type ServiceKind,
 } from "@ballast/protocol";
-import { connectNats, createLogger, type NatsAccess, type NatsCredentials } from "@ballast/runtime";
+import {
+  connectNats,
+  createLogger,
+  type NatsAccess,
+  type NatsCredentials,
+  constants as runtimeConstants,
+} from "@ballast/runtime";
 import { Kvm } from "@nats-io/kv";
 import type { ServiceRecord } from "./cluster-file.ts";
 import {
@@ -404,6 +410,7 @@ export class LocalCluster {
     const child = spawnChild({
       command: process.execPath,
       args: [
+        ...runtimeConstants.serviceNodeFlags,
         "--import",
         tsxLoader,
         serviceEntry(kind),

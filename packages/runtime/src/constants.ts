@@ -25,6 +25,23 @@ export const natsReconnectWaitMs = 250;
 /** How long a service keeps trying to reach NATS on start before it gives up. */
 export const natsConnectTimeoutMs = 30_000;
 
+/**
+ * V8 flags every service process starts with: LocalCluster passes them when it spawns a
+ * service, the Dockerfile's ENTRYPOINT carries them (Node refuses them in NODE_OPTIONS),
+ * and a service started without them says so in its "started" log line.
+ *
+ * V8 counts the bytes of ArrayBuffers allocated since its last full collection against
+ * the old generation's limit, which starts near a small heap's size. A head node's JS
+ * heap is about 25 MB, but every write passes through several fresh buffers (socket
+ * reads, the byte slab, msgpack's buffers, chunk assembly): at QD32 the primary ran a
+ * full mark-compact about every 200 ms and spent a fifth of its CPU in the collector,
+ * for buffers that a scavenge or the next sweep frees anyway. An initial old space of
+ * 128 MiB let it run 9 in 8 s instead of 38 and cut the CPU of a write over all
+ * processes by a fifth (docs/performance.md, "External memory and full collections");
+ * the resident size grew by less than 30 MB a process.
+ */
+export const serviceNodeFlags: readonly string[] = ["--initial-old-space-size=128"];
+
 /** The version every service reports in heartbeats and node info. */
 export const ballastVersion = "0.1.0";
 

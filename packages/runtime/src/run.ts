@@ -12,6 +12,7 @@ import {
   heartbeatIntervalMsMax,
   heartbeatIntervalMsMin,
   parentCheckIntervalMs,
+  serviceNodeFlags,
 } from "./constants.ts";
 import { claimDataDir } from "./data-dir.ts";
 import { ConfigError, DataDirError } from "./errors.ts";
@@ -234,6 +235,13 @@ export async function runService<T extends OptionSpecs>(
       { nats: common.nats, dataDir: common.dataDir, subjects: service.subjects },
       "started",
     );
+    const missingFlags = missingNodeFlags(process.execArgv);
+    if (missingFlags.length > 0) {
+      logger.warn(
+        { missing: missingFlags },
+        "started without Ballast's node flags: expect more garbage collection (constants.ts, serviceNodeFlags)",
+      );
+    }
     const reason = await Promise.race([
       stopped,
       connection.closed().then(() => "NATS connection closed"),
@@ -257,6 +265,11 @@ function natsAccessOf(common: CommonConfig): NatsAccess {
   }
   if (common.natsCa !== undefined) access.caFile = common.natsCa;
   return access;
+}
+
+/** The flags of `serviceNodeFlags` that `execArgv` (this process's node flags) lacks. */
+export function missingNodeFlags(execArgv: readonly string[]): string[] {
+  return serviceNodeFlags.filter((flag) => !execArgv.includes(flag));
 }
 
 /** Resolves when the launcher that started this process is gone. */

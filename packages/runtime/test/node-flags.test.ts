@@ -1,0 +1,33 @@
+// Every way a service process is started passes serviceNodeFlags, and a service can tell
+// when it was not (constants.ts, serviceNodeFlags).
+
+import { readFile } from "node:fs/promises";
+import { describe, expect, it } from "vitest";
+import { serviceNodeFlags } from "../src/constants.ts";
+import { missingNodeFlags } from "../src/run.ts";
+
+describe("service node flags", () => {
+  it("are V8 flags Node accepts on its command line", () => {
+    expect(serviceNodeFlags.length).toBeGreaterThan(0);
+    for (const flag of serviceNodeFlags) expect(flag).toMatch(/^--[a-z-]+(=\d+)?$/);
+  });
+
+  it("are in the Dockerfile's ENTRYPOINT, before the loader", async () => {
+    const dockerfile = await readFile(new URL("../../../Dockerfile", import.meta.url), "utf8");
+    const line = dockerfile.split("\n").find((text) => text.startsWith("ENTRYPOINT"));
+    expect(line).toBeDefined();
+    const entrypoint = JSON.parse(line!.slice("ENTRYPOINT".length)) as string[];
+    expect(entrypoint[0]).toBe("node");
+    const loader = entrypoint.indexOf("--import");
+    expect(loader).toBeGreaterThan(0);
+    expect(entrypoint.slice(1, loader)).toEqual([...serviceNodeFlags]);
+  });
+
+  it("are reported missing one by one", () => {
+    expect(missingNodeFlags([...serviceNodeFlags, "--import", "tsx"])).toEqual([]);
+    expect(missingNodeFlags(["--import", "tsx"])).toEqual([...serviceNodeFlags]);
+    expect(missingNodeFlags(serviceNodeFlags.map((flag) => `${flag}0`))).toEqual([
+      ...serviceNodeFlags,
+    ]);
+  });
+});
