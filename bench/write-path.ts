@@ -10,6 +10,8 @@
 // With --profile DIR it also records a V8 CPU profile of each service over each job
 // (DIR/<job>/<pid>.cpuprofile, via bench/cpu-profile.cjs; the profiler costs CPU, so
 // take the figures from a run without it). --rounds N runs the list of jobs N times.
+// With --gc DIR it counts each service's garbage collections by kind over each job and
+// prints them (via bench/gc-count.cjs; DIR/<job>-<round>-<role>.gc.json).
 // With --latency DIR it records, around each job, the events of the hooks of
 // bench/latency-hooks.patch (apply it first: `git apply bench/latency-hooks.patch`) in
 // every service (DIR/<job>-<round>/<role>.json, via bench/latency-trace.cjs);
@@ -18,6 +20,7 @@
 //   npm run bench:write                      8 s per job, one round
 //   npm run bench:write -- --seconds 10 --rounds 3 --json-out write.json
 //   npm run bench:write -- --profile /tmp/prof
+//   npm run bench:write -- --gc /tmp/gc     garbage collections per process and kind
 //   npm run bench:write -- --jobs randread-qd32,read-1m-qd8
 //   npm run bench:write -- --jobs randwrite-qd1 --latency /tmp/lat   (hooks applied)
 //
@@ -130,6 +133,7 @@ async function main(): Promise<void> {
       rounds: { type: "string", default: "1" },
       profile: { type: "string" },
       latency: { type: "string" },
+      gc: { type: "string" },
       "count-messages": { type: "boolean", default: false },
       "json-out": { type: "string" },
       jobs: { type: "string", default: defaultJobs },
@@ -140,8 +144,9 @@ async function main(): Promise<void> {
   const rounds = Number(values.rounds);
   const profileDir = values.profile;
   const latencyDir = values.latency;
-  if (latencyDir !== undefined && profileDir !== undefined) {
-    throw new Error("--latency and --profile both use SIGWINCH: give one of them");
+  const gcDir = values.gc;
+  if ([latencyDir, profileDir, gcDir].filter((dir) => dir !== undefined).length > 1) {
+    throw new Error("--latency, --profile and --gc all use SIGWINCH: give one of them");
   }
   const log = (line: string) => process.stderr.write(`${line}\n`);
   const directory = await temporaryDirectory("ballast-wpath-");
@@ -172,6 +177,12 @@ async function main(): Promise<void> {
           : {
               NODE_OPTIONS: `--require ${fileURLToPath(new URL("./cpu-profile.cjs", import.meta.url))}`,
               BALLAST_BENCH_PROFILE_DIR: profileDir,
+            }),
+        ...(gcDir === undefined
+          ? {}
+          : {
+              NODE_OPTIONS: `--require ${fileURLToPath(new URL("./gc-count.cjs", import.meta.url))}`,
+              BALLAST_BENCH_GC_DIR: gcDir,
             }),
       },
     });
@@ -318,6 +329,10 @@ async function main(): Promise<void> {
           await mkdir(latencyDir, { recursive: true });
           for (const record of cluster.records()) process.kill(record.pid, "SIGWINCH");
         }
+        if (gcDir !== undefined) {
+          await mkdir(gcDir, { recursive: true });
+          for (const record of cluster.records()) process.kill(record.pid, "SIGWINCH");
+        }
         const before = new Map<string, { user: number; system: number }>();
         for (const [id, pid] of pids) before.set(id, await cpuSeconds(pid));
         const started = performance.now();
@@ -337,6 +352,26 @@ async function main(): Promise<void> {
             if (text !== undefined)
               await writeFile(join(profileDir, job, `${id.replace(/ .*/, "")}.cpuprofile`), text);
           }
+        }
+        if (gcDir !== undefined) {
+          for (const record of cluster.records()) process.kill(record.pid, "SIGWINCH");
+          await new Promise((resolve) => setTimeout(resolve, 1000));
+          const lines: string[] = [];
+          for (const [id, pid] of pids) {
+            const text = await readFile(join(gcDir, `${pid}.gc.json`), "utf8").catch(
+              () => undefined,
+            );
+            if (text === undefined) continue;
+            await writeFile(join(gcDir, `${job}-${round}-${id.replace(/ .*/, "")}.gc.json`), text);
+            const { counts } = JSON.parse(text) as {
+              counts: Record<string, { count: number; pauseMs: number }>;
+            };
+            const shown = Object.entries(counts)
+              .map(([kind, { count, pauseMs }]) => `${kind} ${count} (${pauseMs.toFixed(0)} ms)`)
+              .join(", ");
+            lines.push(`${id}: ${shown || "none"}`);
+          }
+          log(`  collections: ${lines.join("; ")}`);
         }
         if (latencyDir !== undefined) {
           for (const record of cluster.records()) process.kill(record.pid, "SIGWINCH");
