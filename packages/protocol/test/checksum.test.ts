@@ -1,6 +1,6 @@
 import fc from "fast-check";
 import { expect, test } from "vitest";
-import { crc32c } from "../src/index.ts";
+import { crc32c, crc32cCombine, crc32cOfPieces } from "../src/index.ts";
 
 test("crc32c matches the standard check value", () => {
   expect(crc32c(new TextEncoder().encode("123456789"))).toBe(0xe3069283);
@@ -29,4 +29,43 @@ test("crc32c changes when one bit flips", () => {
       },
     ),
   );
+});
+
+test("crc32cCombine gives the crc32c of the two parts joined", () => {
+  fc.assert(
+    fc.property(fc.uint8Array({ maxLength: 600 }), fc.uint8Array({ maxLength: 600 }), (a, b) => {
+      const joined = new Uint8Array(a.length + b.length);
+      joined.set(a);
+      joined.set(b, a.length);
+      expect(crc32cCombine(crc32c(a), crc32c(b), b.length)).toBe(crc32c(joined));
+    }),
+  );
+});
+
+test("crc32cOfPieces gives the crc32c of the whole, whatever the last piece's length", () => {
+  fc.assert(
+    fc.property(
+      fc.uint8Array({ maxLength: 3000 }),
+      fc.integer({ min: 1, max: 700 }),
+      (data, pieceBytes) => {
+        const checksums: number[] = [];
+        for (let at = 0; at < data.length; at += pieceBytes) {
+          checksums.push(crc32c(data.subarray(at, at + pieceBytes)));
+        }
+        expect(crc32cOfPieces(checksums, pieceBytes, data.length)).toBe(crc32c(data));
+      },
+    ),
+    { numRuns: 200 },
+  );
+});
+
+test("crc32cOfPieces of 4 KiB blocks of a large chunk, and its bad inputs", () => {
+  const data = new Uint8Array(1024 * 1024 + 100);
+  for (let at = 0; at < data.length; at++) data[at] = (at * 2_654_435_761) >>> 24;
+  const blocks: number[] = [];
+  for (let at = 0; at < data.length; at += 4096) blocks.push(crc32c(data.subarray(at, at + 4096)));
+  expect(crc32cOfPieces(blocks, 4096, data.length)).toBe(crc32c(data));
+  expect(crc32cOfPieces([], 4096, 0)).toBe(0);
+  expect(() => crc32cOfPieces(blocks.slice(1), 4096, data.length)).toThrow(RangeError);
+  expect(() => crc32cCombine(1, 2, -1)).toThrow(RangeError);
 });
