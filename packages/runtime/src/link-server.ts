@@ -383,7 +383,7 @@ export class LinkServer {
         data: frame.payload,
         reply: undefined,
         headers: frame.traceparent === undefined ? undefined : new LinkHeaders(frame.traceparent),
-        respond: () => false,
+        respond: answerNothing,
       });
       return;
     }
@@ -395,31 +395,35 @@ export class LinkServer {
       writer.write(encodeLinkFrame({ kind: "no-responder", id }));
       return;
     }
-    let answered = false;
     connection.unanswered++;
     if (connection.unanswered >= this.#unansweredMax && !socket.isPaused()) socket.pause();
-    route.deliver({
-      subject: frame.subject,
-      data: frame.payload,
-      reply: "link",
-      headers: frame.traceparent === undefined ? undefined : new LinkHeaders(frame.traceparent),
-      respond: (data) => {
-        if (answered) return false;
-        answered = true;
-        connection.unanswered--;
-        if (socket.isPaused() && connection.unanswered < this.#unansweredMax) {
-          connection.heardAtMs = performance.now();
-          socket.resume();
-        }
-        if (socket.destroyed || socket.writableEnded) return false;
-        writer.write(encodeLinkFrame({ kind: "reply", id } satisfies LinkFrameHead, [data]));
-        if (socket.writableLength > linkWriteBufferBytesMax) {
-          this.#closeBadly(socket, "the sender does not read its replies");
-        }
-        return true;
-      },
-    });
+    route.deliver(
+      new LinkRequest(
+        this.#answer,
+        socket,
+        connection,
+        id,
+        frame.subject,
+        frame.payload,
+        frame.traceparent,
+      ),
+    );
   }
+
+  /** Sends the reply to request `id` of a connection (LinkRequest.respond, once). */
+  readonly #answer: Answer = (socket, connection, id, data) => {
+    connection.unanswered--;
+    if (socket.isPaused() && connection.unanswered < this.#unansweredMax) {
+      connection.heardAtMs = performance.now();
+      socket.resume();
+    }
+    if (socket.destroyed || socket.writableEnded) return false;
+    connection.writer.write(encodeLinkFrame({ kind: "reply", id } satisfies LinkFrameHead, [data]));
+    if (socket.writableLength > linkWriteBufferBytesMax) {
+      this.#closeBadly(socket, "the sender does not read its replies");
+    }
+    return true;
+  };
 
   #turnAway(socket: Socket): void {
     this.#stats.turnedAway++;
@@ -452,6 +456,43 @@ export class LinkServer {
 const pongFrame = encodeLinkFrame({ kind: "pong" });
 
 /** One open connection, as the server keeps it. */
+/** How a LinkRequest sends its reply: one function per server, not a closure per request. */
+type Answer = (socket: Socket, connection: Connection, id: number, data: Uint8Array) => boolean;
+
+/**
+ * A request delivered over a link. A class rather than an object with a closure per
+ * request: under tsx (keepNames) every closure made costs a name definition, which
+ * showed in profiles of the hot path.
+ */
+class LinkRequest implements LinkMessage {
+  readonly reply = "link";
+  readonly headers: LinkHeaders | undefined;
+  #answered = false;
+
+  constructor(
+    private readonly answer: Answer,
+    private readonly socket: Socket,
+    private readonly connection: Connection,
+    private readonly id: number,
+    readonly subject: string,
+    readonly data: Uint8Array,
+    traceparent: string | undefined,
+  ) {
+    this.headers = traceparent === undefined ? undefined : new LinkHeaders(traceparent);
+  }
+
+  respond(data: Uint8Array): boolean {
+    if (this.#answered) return false;
+    this.#answered = true;
+    return this.answer(this.socket, this.connection, this.id, data);
+  }
+}
+
+/** A publish gets no answer. */
+function answerNothing(): boolean {
+  return false;
+}
+
 interface Connection {
   /** When it last sent anything (performance.now()). */
   heardAtMs: number;
