@@ -20,10 +20,13 @@
 // only read it; the core never writes into note data. Anything not proven private (a
 // NATS message, whose buffer nats.js may share with other messages; a view of a socket
 // read; a pooled buffer) is copied as before. A kept view pins its whole buffer, so the
-// large private data of one message must make up at least half of it (`keptShareMin`):
-// the rest is the frame's headers and small data (copied into slabs, so that the frame
-// stays alive only through the large notes). Notes are released in op order, so beyond
-// that half a frame is pinned only while its later notes live, one frame per replica.
+// large private data of one message must make up at least three quarters of it
+// (`keptShareMin`): the frame then holds at most a third more than the data kept from it
+// (the rest is its headers and small data, which are copied into slabs as always; a
+// client's batch of 1 MiB writes is all but a few hundred bytes data). The log counts
+// only the data (`noteBytes`), so memory beyond what it counts stays within that third
+// while a frame's notes all live; notes are released in op order, so beyond it a frame
+// is pinned by its later notes only, one frame per replica at a time.
 
 import { isAssembledByLink } from "@ballast/protocol";
 
@@ -34,7 +37,7 @@ export const slabBytes = 1024 * 1024;
 export const copyInSlabBytesMax = 64 * 1024;
 
 /** Kept views must make up at least this share of the buffer they pin. */
-export const keptShareMin = 0.5;
+export const keptShareMin = 0.75;
 
 /** Whether the memory a view lies in is proven private (see the module header). */
 export type PrivateTest = (bytes: Uint8Array) => boolean;
