@@ -9,6 +9,7 @@
 
 import { BallastClient } from "@ballast/client";
 import { subjects } from "@ballast/protocol";
+import type { Bus, LinkServerStats } from "@ballast/runtime";
 import { afterAll, describe, expect, test } from "vitest";
 import { connectTestBus, startTestCluster, type TestCluster, waitFor } from "../support/cluster.ts";
 import { describeVolume } from "../support/faults.ts";
@@ -26,6 +27,17 @@ function pattern(block: number, round: number): Uint8Array {
     bytes[at + 3] = (at >>> 18) & 0xff;
   }
   return bytes;
+}
+
+/** How many replication publishes node `id` took by link (runtime service.ts's info). */
+async function replicaPublishesOf(bus: Bus, id: string): Promise<number> {
+  const info = await bus.request(
+    subjects.node.build(id),
+    { type: "node.info.v1" },
+    { deadlineMs: 2000 },
+  );
+  return (info.details as { links: { received: LinkServerStats } }).links.received.publishes
+    .replica;
 }
 
 describe("large writes kept in place", () => {
@@ -55,6 +67,18 @@ describe("large writes kept in place", () => {
         },
         10_000,
         0,
+      );
+      // The primary may ask its secondary for a link before the secondary serves its
+      // replica subject: it asks again as notes go on.
+      const { secondaries } = (await describeVolume(control, "large")).partitions[0]!;
+      await waitFor(
+        "notes over a link",
+        async () => {
+          await volume.write(7 * mebibyte, new Uint8Array(4096).fill(2));
+          return (await replicaPublishesOf(control, secondaries[0]!)) > 0 ? true : undefined;
+        },
+        10_000,
+        20,
       );
       const expectRound = async (round: number) => {
         for (let block = 0; block < blocks; block++) {
