@@ -260,10 +260,30 @@ export function encodeLinkFrame(
 }
 
 /**
+ * The buffers link decoders allocated to assemble a frame that spanned chunks (by
+ * ArrayBuffer, held weakly). Each holds one frame and nothing else, the decoder wrote it
+ * once before handing the frame out and keeps no reference: no one else writes into it
+ * or reuses it, so whoever receives a view of it may keep that view instead of a copy
+ * (`isAssembledByLink`).
+ */
+const assembledBuffers = new WeakSet<ArrayBufferLike>();
+
+/**
+ * Whether `bytes` lies in a buffer a link decoder assembled a frame into (see
+ * `assembledBuffers`): memory of its own that nobody writes into or reuses. False for
+ * anything else, a view of a socket's read, a NATS message or a pooled buffer included:
+ * those are not proven private and must be copied to be kept.
+ */
+export function isAssembledByLink(bytes: Uint8Array): boolean {
+  return assembledBuffers.has(bytes.buffer);
+}
+
+/**
  * Reassembles frames from a byte stream given in arbitrary chunks. `push` returns the
  * frames completed by a chunk, in order, and throws InvalidMessage at the first bad one;
  * after a throw the decoder is spent (every later push throws), as the stream is.
- * A payload that lies within one chunk is a view of it, not a copy.
+ * A payload that lies within one chunk is a view of it, not a copy; one that spans
+ * chunks is a view of a buffer assembled for its frame alone (`isAssembledByLink`).
  */
 export class LinkFrameDecoder {
   #chunks: Buffer[] = [];
@@ -335,6 +355,11 @@ export class LinkFrameDecoder {
       return taken;
     }
     const taken = Buffer.allocUnsafe(bytes);
+    // A frame of 4 KiB or more gets an ArrayBuffer of its own (below that, allocUnsafe
+    // hands out a slice of Node's shared pool, which is never marked): checked, not assumed.
+    if (taken.byteOffset === 0 && taken.buffer.byteLength === bytes) {
+      assembledBuffers.add(taken.buffer);
+    }
     let at = 0;
     while (at < bytes) {
       const chunk = this.#chunks[0]!;

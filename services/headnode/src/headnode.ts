@@ -805,11 +805,8 @@ export class HeadNode {
             kind: "write",
             requestId,
             epoch: message.epoch,
-            // The data aliases the NATS message; the replica keeps it until flushed.
-            writes: message.writes.map((write) => ({
-              offset: write.offset,
-              data: host.copyData(write.data),
-            })),
+            // The data aliases the message; the replica keeps it until flushed.
+            writes: host.keepWrites(message.writes),
           })),
         );
       case "volume.trim.v1":

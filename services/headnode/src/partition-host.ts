@@ -185,7 +185,7 @@ export class PartitionHost {
   private readonly opContexts = new OpContexts();
   /** Contexts of written ops until their data is flushed (the flush span links them). */
   private readonly flushContexts = new FlushContexts();
-  /** Where kept write data is copied to out of NATS messages (byte-slab.ts). */
+  /** Where kept write data is copied to out of messages (byte-slab.ts). */
   private readonly slab = new ByteSlab();
   private readonly instruments: ReplicaInstruments;
   private readonly journalFiles: JournalFiles;
@@ -458,22 +458,30 @@ export class PartitionHost {
   onReplication(message: ReplicationMessage): void {
     // A failed replica acknowledges nothing: its primary sees it stall.
     if (this.failure !== undefined) return;
-    // Decoded data aliases the NATS message buffer: the core keeps notes, so copy.
-    if (message.type === "replica.notes.v1") {
-      for (const note of message.notes) {
-        if (note.data !== undefined) note.data = this.slab.copy(note.data);
-      }
+    // Decoded data aliases the message buffer: the core keeps notes, so they are copied,
+    // unless large and in a buffer of their own (a frame a link assembled: byte-slab.ts).
+    if (message.type === "replica.notes.v1" && message.notes.length > 0) {
+      const kept = this.slab.keepAll(message.notes.map((note) => note.data));
+      message.notes.forEach((note, index) => {
+        if (note.data !== undefined) note.data = kept[index];
+      });
     }
     this.input((core) => core.onReplicationMessage(message));
     this.run();
   }
 
   /**
-   * A copy of write data to keep (the core keeps it until flushed and released), out
-   * of the NATS message it arrived in; small ones share slabs (byte-slab.ts).
+   * The writes of one message with data to keep (the core keeps it until flushed and
+   * released): a copy out of the message it arrived in, small ones in shared slabs, or
+   * the data itself when it is large and in memory no one else writes or reuses
+   * (byte-slab.ts, `keptInPlace`; judged over the whole message, whose large writes
+   * share its buffer).
    */
-  copyData(data: Uint8Array): Uint8Array {
-    return this.slab.copy(data);
+  keepWrites(
+    writes: readonly { offset: number; data: Uint8Array }[],
+  ): { offset: number; data: Uint8Array }[] {
+    const kept = this.slab.keepAll(writes.map((write) => write.data));
+    return writes.map((write, index) => ({ offset: write.offset, data: kept[index]! }));
   }
 
   /** Runs a write, trim, zeroes or flush request to its reply. */
