@@ -196,6 +196,17 @@ function run(command: string, args: readonly string[]): Promise<{ code: number; 
   });
 }
 
+/**
+ * What a failed fio run said: its own error lines (fio prints them among the JSON it
+ * writes with --output-format=json), else its last lines, else its exit code.
+ */
+export function fioFailure(output: string, code: number): string {
+  const lines = output.split("\n").map((line) => line.trim());
+  const errors = lines.filter((line) => /error/i.test(line) && !/^[{}[\]"]/.test(line));
+  const shown = errors.length > 0 ? errors.slice(0, 3) : lines.filter(Boolean).slice(-3);
+  return shown.length > 0 ? shown.join(" ") : `fio exited with ${code}`;
+}
+
 async function requireTool(command: string, args: string[], install: string): Promise<void> {
   try {
     await run(command, args);
@@ -243,7 +254,7 @@ async function runJob(
     return {
       job: job.name,
       ok: false,
-      error: output.trim().split("\n").slice(-3).join(" "),
+      error: fioFailure(output, code),
       iops: 0,
       mbPerSecond: 0,
       p50Us: 0,

@@ -2,7 +2,13 @@
 // Ballast's ratio to each baseline.
 
 import { describe, expect, test } from "vitest";
-import { formatBenchTable, type JobResult, parseBenchArgs, parseFioResult } from "../src/bench.ts";
+import {
+  fioFailure,
+  formatBenchTable,
+  type JobResult,
+  parseBenchArgs,
+  parseFioResult,
+} from "../src/bench.ts";
 
 const fioJson = JSON.stringify({
   jobs: [
@@ -58,5 +64,28 @@ describe("ballast bench", () => {
     expect(ballastLine).toContain("0.50×");
     expect(ballastLine).toContain("2.00×");
     expect(formatBenchTable([row("ballast", 0, false)])).toContain("failed");
+  });
+});
+
+describe("a failed fio run", () => {
+  test("is reported by fio's own error lines, not the end of its JSON", () => {
+    const output = [
+      "fio: connected to NBD server",
+      "fio: io_u error on file job.0.0: Input/output error: write offset=4096, buflen=4096",
+      "{",
+      '  "jobs" : [',
+      '    { "error" : 5 }',
+      "  ]",
+      "}",
+    ].join("\n");
+    const reason = fioFailure(output, 1);
+    expect(reason).toContain("Input/output error: write offset=4096");
+    expect(reason).not.toContain("}");
+    expect(reason).not.toContain('"error"');
+  });
+
+  test("falls back to its last lines, then to its exit code", () => {
+    expect(fioFailure("one\ntwo\nthree\nfour\n", 2)).toBe("two three four");
+    expect(fioFailure("", 3)).toBe("fio exited with 3");
   });
 });

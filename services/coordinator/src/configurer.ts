@@ -81,6 +81,7 @@ export class Configurer {
       tenure.configured.set(key, nodes);
     }
     const nowMs = now();
+    const sent = sledsKey(sleds);
     const report = tenure.leases.reportOf(record, nowMs);
     const view = {
       alive,
@@ -96,6 +97,7 @@ export class Configurer {
       if (!member && last === undefined) continue;
       const current =
         last?.epoch === record.epoch &&
+        (!member || last.sleds === sent) &&
         !(node === record.primary && outOfStep(record, report, last, nowMs, view));
       if (current && (!member || !refreshDue(`${key}@${node}`, last.atMs, nowMs))) continue;
       if (tenure.configuring.size >= configuresInflightMax) break;
@@ -113,15 +115,18 @@ export class Configurer {
     tenure: Tenure,
     record: PartitionRecord,
     alive: ReadonlySet<string>,
+    sleds: readonly string[],
     disks?: ReadonlyMap<string, string>,
   ): boolean {
     const key = partitionKey(record);
     const nodes = tenure.configured.get(key);
     if (nodes === undefined) return false;
     const members = membersOf(record);
+    const sent = sledsKey(sleds);
     for (const node of members) {
       if (!alive.has(node)) continue;
-      if (nodes.get(node)?.epoch !== record.epoch) return false;
+      const last = nodes.get(node);
+      if (last?.epoch !== record.epoch || last.sleds !== sent) return false;
       if (tenure.configuring.has(`${key}@${node}`)) return false;
     }
     const nowMs = now();
@@ -186,6 +191,7 @@ export class Configurer {
       tenure.configured.get(key)?.set(node, {
         epoch: record.epoch,
         atMs: now(),
+        sleds: sledsKey(sleds),
         ...(answer.disk === undefined ? {} : { disk: answer.disk }),
       });
       tenure.noReplica.get(key)?.delete(node);
@@ -226,6 +232,17 @@ export class Configurer {
       if (this.tenures.held() === tenure) tenure.configuring.delete(inflightKey);
     }
   }
+}
+
+/**
+ * The live sleds a configure names, as one comparable string. A partition's replicas
+ * place new chunk copies on these alone; a volume created while only one sled was up
+ * could flush nothing (a chunk needs two copies) until the slow refresh told it of the
+ * others, and its writes stalled once its log filled: so a member told of other sleds
+ * than the live ones is pushed again at once.
+ */
+export function sledsKey(sleds: readonly string[]): string {
+  return [...sleds].sort().join(",");
 }
 
 /** Whether a configure's refusal says the head node's disk holds nothing of the partition. */

@@ -513,7 +513,7 @@ export class Reconciler {
         // failed leave it to be decided, and configured, again next round).
         if (
           settleable(record, avoid.size > 0, report) &&
-          configurer.current(tenure, record, alive, disks)
+          configurer.current(tenure, record, alive, sleds, disks)
         ) {
           const inputs = {
             revision: entry.revision,

@@ -91,23 +91,48 @@ describe("Configurer", () => {
     clockMs += configureVerifyMs;
     await configurer.configure(tenure, record, alive, ["sled-1"]);
     expect(sent).toEqual([]);
-    expect(configurer.current(tenure, record, alive)).toBe(true);
+    expect(configurer.current(tenure, record, alive, ["sled-1"])).toBe(true);
     // It reports an older epoch (its configuration is lost): pushed again once that has
     // lasted configureVerifyMs from its acknowledgement, to it alone.
     const ackedAtMs = tenure.configured.get(partitionKey(record))!.get("head-1")!.atMs;
     clockMs = ackedAtMs + 1;
     primaryReports(1);
-    expect(configurer.current(tenure, record, alive)).toBe(true);
+    expect(configurer.current(tenure, record, alive, ["sled-1"])).toBe(true);
     clockMs = ackedAtMs + configureVerifyMs - 1;
     primaryReports(1);
     await configurer.configure(tenure, record, alive, ["sled-1"]);
     expect(sent).toEqual([]);
     clockMs = ackedAtMs + configureVerifyMs;
-    expect(configurer.current(tenure, record, alive)).toBe(false);
+    expect(configurer.current(tenure, record, alive, ["sled-1"])).toBe(false);
     await configurer.configure(tenure, record, alive, ["sled-1"]);
     expect(sent).toEqual(["head-1"]);
     // Acknowledged again: it waits another configureVerifyMs for the report to agree.
-    expect(configurer.current(tenure, record, alive)).toBe(true);
+    expect(configurer.current(tenure, record, alive, ["sled-1"])).toBe(true);
+  });
+
+  it("pushes again, at once, to members told of other sleds than the live ones", async () => {
+    // A volume created while one sled was up: its replicas could place no chunk (a chunk
+    // needs two copies) until told of the others, and its writes stalled once the log
+    // filled; the refresh (configureRefreshMs) came minutes later.
+    const { tenure, sent, configurer, alive, primaryReports } = setup();
+    await configurer.configure(tenure, record, alive, ["sled-1"]);
+    primaryReports(2);
+    expect(sent.sort()).toEqual(["head-1", "head-2"]);
+    sent.length = 0;
+    clockMs += 1;
+    const three = ["sled-3", "sled-1", "sled-2"];
+    expect(configurer.current(tenure, record, alive, three)).toBe(false);
+    await configurer.configure(tenure, record, alive, three);
+    expect(sent.sort()).toEqual(["head-1", "head-2"]);
+    sent.length = 0;
+    // The same sleds in another order are no change; a sled gone is one.
+    expect(configurer.current(tenure, record, alive, ["sled-2", "sled-3", "sled-1"])).toBe(true);
+    await configurer.configure(tenure, record, alive, ["sled-1", "sled-2", "sled-3"]);
+    expect(sent).toEqual([]);
+    await configurer.configure(tenure, record, alive, ["sled-1", "sled-3"]);
+    expect(sent.sort()).toEqual(["head-1", "head-2"]);
+    // Well before the refresh would have come.
+    expect(clockMs - 1000).toBeLessThan(configureRefreshMs / 2);
   });
 
   it("judges a primary out of step only on an older epoch, after the verify time", () => {

@@ -6,7 +6,7 @@ import { BallastError, ErrorCode } from "@ballast/protocol";
 import { createLogger } from "@ballast/runtime";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import type { VolumeRecord } from "../src/catalogue.ts";
-import { Configurer, refreshDue } from "../src/configurer.ts";
+import { Configurer, refreshDue, sledsKey } from "../src/configurer.ts";
 import {
   catalogueRefreshMs,
   catalogueRereadMsMax,
@@ -81,14 +81,19 @@ function setup(catalogue: unknown = {}, hung: ReadonlySet<string> = new Set()) {
   const real = new Configurer({} as never, {} as never, { held: () => tenure } as never);
   const configurer = {
     // Configures every live member at once, as an instant and successful push would.
-    configure(t: Tenure, value: PartitionRecord, live: ReadonlySet<string>) {
+    configure(
+      t: Tenure,
+      value: PartitionRecord,
+      live: ReadonlySet<string>,
+      sleds: readonly string[],
+    ) {
       decided.push(value.partition);
       const key = partitionKey(value);
       const nodes = t.configured.get(key) ?? new Map();
       t.configured.set(key, nodes);
       for (const node of [value.primary, ...value.secondaries, ...(value.learners ?? [])]) {
         if (live.has(node) && !hung.has(node)) {
-          nodes.set(node, { epoch: value.epoch, atMs: clockMs });
+          nodes.set(node, { epoch: value.epoch, atMs: clockMs, sleds: sledsKey(sleds) });
         }
       }
       return Promise.resolve();
