@@ -35,34 +35,40 @@ function gf2Square(matrix: Uint32Array): Uint32Array<ArrayBuffer> {
   return square;
 }
 
-/** `crc` carried through `bytes` zero bytes, by squaring the one-zero-bit operator. */
-function shiftByZeros(crc: number, bytes: number): number {
-  // The operator for one zero bit, then for 2, 4, 8 (one byte) by squaring.
-  let operator = new Uint32Array(32);
-  operator[0] = castagnoliReflected;
-  for (let bit = 1; bit < 32; bit++) operator[bit] = 1 << (bit - 1);
-  for (let squarings = 0; squarings < 3; squarings++) operator = gf2Square(operator);
-  let shifted = crc >>> 0;
-  for (let left = bytes; left > 0; left = Math.floor(left / 2)) {
-    if (left % 2 === 1) shifted = gf2Times(operator, shifted);
-    if (left > 1) operator = gf2Square(operator);
+/**
+ * The operators for 2^k zero bytes, k = 0, 1, …: each the square of the one before,
+ * the first the one-zero-bit operator squared three times. Built as far as a length
+ * needs (at most 53 of 32 words), once per process.
+ */
+const powerOperators: Uint32Array[] = [];
+
+function powerOperator(power: number): Uint32Array {
+  while (powerOperators.length <= power) {
+    const last = powerOperators.at(-1);
+    if (last !== undefined) {
+      powerOperators.push(gf2Square(last));
+      continue;
+    }
+    let operator = new Uint32Array(32);
+    operator[0] = castagnoliReflected;
+    for (let bit = 1; bit < 32; bit++) operator[bit] = 1 << (bit - 1);
+    for (let squarings = 0; squarings < 3; squarings++) operator = gf2Square(operator);
+    powerOperators.push(operator);
   }
-  return shifted;
+  return powerOperators[power]!;
 }
 
-/** Zero-byte operators by length, built on first use (a sled uses one or two). */
-const shiftOperators = new Map<number, Uint32Array>();
-/** Lengths whose operator is kept; others are computed each time. */
-const shiftOperatorsKeptMax = 64;
-
-function shiftOperator(bytes: number): Uint32Array {
-  let operator = shiftOperators.get(bytes);
-  if (operator === undefined) {
-    operator = new Uint32Array(32);
-    for (let bit = 0; bit < 32; bit++) operator[bit] = shiftByZeros(2 ** bit, bytes);
-    if (shiftOperators.size < shiftOperatorsKeptMax) shiftOperators.set(bytes, operator);
+/**
+ * `crc` carried through `bytes` zero bytes: one matrix product per set bit of `bytes`
+ * (a 4 KiB block is one), whatever the length, so no length is slow.
+ */
+function shiftByZeros(crc: number, bytes: number): number {
+  let shifted = crc >>> 0;
+  let power = 0;
+  for (let left = bytes; left > 0; left = Math.floor(left / 2), power++) {
+    if (left % 2 === 1) shifted = gf2Times(powerOperator(power), shifted);
   }
-  return operator;
+  return shifted;
 }
 
 /** CRC32C of A followed by B, from `first` = CRC32C(A), `second` = CRC32C(B) and B's length. */
@@ -71,7 +77,7 @@ export function crc32cCombine(first: number, second: number, secondBytes: number
     throw new RangeError(`cannot combine CRCs over ${secondBytes} bytes`);
   }
   if (secondBytes === 0) return first >>> 0;
-  return (gf2Times(shiftOperator(secondBytes), first >>> 0) ^ second) >>> 0;
+  return (shiftByZeros(first, secondBytes) ^ second) >>> 0;
 }
 
 /**

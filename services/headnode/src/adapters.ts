@@ -118,11 +118,20 @@ export function encodeNoteRecord(note: Note): JournalRecord {
   const large = encodeLargeValueParts(note, journalLimits.recordHeaderBytes);
   const framed: Uint8Array =
     large?.framed ?? notePackr.pack(note, RESERVE_START_SPACE | journalLimits.recordHeaderBytes);
+  if (large === undefined || large.tail.length === 0) {
+    return { opNum: note.opNum, payload: framed.subarray(journalLimits.recordHeaderBytes), framed };
+  }
   return {
     opNum: note.opNum,
     payload: framed.subarray(journalLimits.recordHeaderBytes),
     framed,
-    ...(large === undefined || large.tail.length === 0 ? {} : { tail: large.tail }),
+    tail: large.tail,
+    // The note's data is a tail part as it is, and the note carries its CRC32C (checked
+    // against the bytes by a secondary, computed from them by the primary): the journal
+    // combines it rather than reading a large write's bytes once more.
+    tailChecksums: large.tail.map((part) =>
+      part === note.data && note.kind === "write" ? note.checksum : undefined,
+    ),
   };
 }
 

@@ -38,6 +38,35 @@ function flushedPrimary() {
 }
 
 describe("chunk checksums in the core", () => {
+  test("a chunk of whole writes and parts of overwritten ones has the CRC32C of its bytes", () => {
+    // Whole writes' checksums are combined from their notes', parts are read again
+    // (replica.ts, maybeStartFlush): either way the chunk's checksum is its bytes'.
+    const primary = new Replica(identity("head-1", 1), { notes: [] }, { flushBytesThreshold: 1 });
+    primary.configure({ epoch: 1, primary: "head-1", secondaries: [] });
+    const writes = [
+      { offset: 0, bytes: 128 * 1024 },
+      { offset: 256 * 1024, bytes: 4096 },
+      { offset: 64 * 1024, bytes: 12_288 },
+      { offset: 300 * 1024, bytes: 200 * 1024 },
+      { offset: 350 * 1024, bytes: 512 },
+    ];
+    for (const [index, { offset, bytes }] of writes.entries()) {
+      const data = new Uint8Array(bytes).map((_, at) => (at * 13 + index * 101) & 0xff);
+      primary.onClientRequest({
+        kind: "write",
+        requestId: index + 1,
+        epoch: 1,
+        writes: [{ offset, data }],
+      });
+      syncJournal(primary, primary.drainEffects());
+    }
+    primary.tick();
+    const [write] = only(primary.drainEffects(), "chunk.write");
+    // Two writes were cut by later ones, so the chunk holds parts as well as wholes.
+    expect(write!.data.byteLength).toBe(128 * 1024 + 4096 + 200 * 1024);
+    expect(write!.checksum).toBe(crc32c(write!.data));
+  });
+
   test("the primary computes the chunk's CRC32C and the flush record carries it", () => {
     const { primary, data, write, flushNote } = flushedPrimary();
     expect(write.checksum).toBe(crc32c(data));

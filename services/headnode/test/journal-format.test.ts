@@ -16,6 +16,7 @@ import {
   decodeSegmentHeader,
   encodeRecord,
   encodeSegmentHeader,
+  frameRecord,
   parseSegmentFileName,
   segmentFileName,
 } from "../src/journal/format.ts";
@@ -255,5 +256,44 @@ describe("looking for an intact record after damage", () => {
     expect(findIntactRecordAfter(plausible, plausibleScan.damage!)).toBe(
       24 + (recordHeaderBytes + 5) + recordHeaderBytes + 30,
     );
+  });
+});
+
+describe("a framed record's tail checksums", () => {
+  /** `framed` (room for the header, then `head`) and `tail`, as the note encoding makes them. */
+  function parts(head: Uint8Array, tail: Uint8Array[]) {
+    const framed = new Uint8Array(recordHeaderBytes + head.byteLength);
+    framed.set(head, recordHeaderBytes);
+    return { framed, tail };
+  }
+
+  test("known CRCs of tail parts give the record the bytes it has without them", () => {
+    fc.assert(
+      fc.property(
+        fc.uint8Array({ maxLength: 64 }),
+        fc.array(fc.uint8Array({ maxLength: 300 }), { maxLength: 4 }),
+        fc.array(fc.boolean(), { minLength: 4, maxLength: 4 }),
+        (head, tail, knownAt) => {
+          const plain = parts(head, tail);
+          frameRecord(plain.framed, 7, 5, plain.tail);
+          const combined = parts(head, tail);
+          const known = tail.map((part, index) => (knownAt[index] ? crc32c(part) : undefined));
+          frameRecord(combined.framed, 7, 5, combined.tail, known);
+          expect(combined.framed).toEqual(plain.framed);
+          // And the record reads back whole.
+          const file = Buffer.concat([combined.framed, ...tail]);
+          const decoded = decodeRecordAt(file, 0);
+          expect(decoded.kind).toBe("valid");
+        },
+      ),
+    );
+  });
+
+  test("a wrong known CRC makes a record that reads as damaged, never as other bytes", () => {
+    const data = new Uint8Array(4096).fill(9);
+    const record = parts(new Uint8Array([1, 2, 3]), [data]);
+    frameRecord(record.framed, 3, 3, record.tail, [crc32c(data) ^ 1]);
+    const decoded = decodeRecordAt(Buffer.concat([record.framed, data]), 0);
+    expect(decoded).toMatchObject({ kind: "mismatch" });
   });
 });

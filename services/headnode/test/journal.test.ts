@@ -378,6 +378,38 @@ describe("bad usage", () => {
       "its tail is not a list of byte arrays after a framed payload",
     ],
     [
+      "tail checksums that are not one CRC per tail part",
+      (journal) => {
+        const framed = new Uint8Array(recordHeaderBytes + 8);
+        return journal.append([
+          {
+            opNum: 11,
+            payload: framed.subarray(recordHeaderBytes),
+            framed,
+            tail: [new Uint8Array(8)],
+            tailChecksums: [1, 2],
+          },
+        ]);
+      },
+      "its tail checksums are not one 32-bit CRC",
+    ],
+    [
+      "a tail checksum that is no 32-bit CRC",
+      (journal) => {
+        const framed = new Uint8Array(recordHeaderBytes + 8);
+        return journal.append([
+          {
+            opNum: 11,
+            payload: framed.subarray(recordHeaderBytes),
+            framed,
+            tail: [new Uint8Array(8)],
+            tailChecksums: [2 ** 32],
+          },
+        ]);
+      },
+      "its tail checksums are not one 32-bit CRC",
+    ],
+    [
       "a tail that takes the payload over the limit",
       (journal) => {
         const framed = new Uint8Array(recordHeaderBytes + 8);

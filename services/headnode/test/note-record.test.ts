@@ -50,6 +50,8 @@ test("a note with large data is framed up to its data, which follows by referenc
     expect(framed).toBeDefined();
     expect(record.tail).toEqual([note.data]);
     expect(record.tail![0]).toBe(note.data);
+    // The note's CRC32C of its data goes with it: the journal combines, not rereads.
+    expect(record.tailChecksums).toEqual([note.checksum]);
     expect(framed.byteOffset + journalLimits.recordHeaderBytes).toBe(record.payload.byteOffset);
     expect(framed.byteLength).toBe(journalLimits.recordHeaderBytes + record.payload.length);
     const whole = Buffer.concat([record.payload, ...record.tail!]);
@@ -75,4 +77,12 @@ test("packing the next note leaves an earlier record's buffer alone", () => {
       decodeNote(encodeNote(writeNote(index, 4096))),
     );
   }
+});
+
+test("only a write's data comes with its note's checksum; other large data is read", () => {
+  const write = writeNote(4, largeDataBytesMin);
+  const control: Note = { ...write, kind: "control" };
+  expect(encodeNoteRecord(write).tailChecksums).toEqual([write.checksum]);
+  expect(encodeNoteRecord(control).tailChecksums).toEqual([undefined]);
+  expect(encodeNoteRecord(writeNote(5, 4096)).tailChecksums).toBeUndefined();
 });

@@ -41,7 +41,7 @@
 // never fully written) and "inconsistent" (the checksum holds but the content is
 // impossible, such as an unknown version: never the result of a torn write).
 
-import { crc32c } from "@ballast/protocol";
+import { crc32c, crc32cCombine } from "@ballast/protocol";
 import {
   formatVersion,
   payloadBytesMax,
@@ -177,6 +177,7 @@ export function frameRecord(
   opNum: number,
   syncStartOpNum = opNum,
   tail: readonly Uint8Array[] = noTail,
+  tailChecksums?: readonly (number | undefined)[],
 ): Uint8Array {
   assert(Number.isSafeInteger(opNum) && opNum >= 0, `bad op number ${opNum}`);
   assert(
@@ -197,7 +198,14 @@ export function frameRecord(
     framed.subarray(recordHeaderBytes),
     crc32c(framed.subarray(0, checksumOffset)),
   );
-  for (const part of tail) checksum = crc32c(part, checksum);
+  // A part whose CRC32C the caller knows is combined, not read again (JournalRecord).
+  for (const [index, part] of tail.entries()) {
+    const known = tailChecksums?.[index];
+    checksum =
+      known === undefined
+        ? crc32c(part, checksum)
+        : crc32cCombine(checksum, known, part.byteLength);
+  }
   view.setUint32(checksumOffset, checksum, true);
   return framed;
 }

@@ -52,6 +52,13 @@ export interface JournalRecord {
    * unchanged until the append settles. Recovery returns the whole payload in one piece.
    */
   tail?: readonly Uint8Array[];
+  /**
+   * The CRC32C of each part of `tail` the caller knows already (undefined for one it
+   * does not), so that the journal combines it into the record's checksum instead of
+   * reading those bytes again (a note's data, whose checksum the note carries). A wrong
+   * value makes a record that recovery refuses, never one that reads back wrong.
+   */
+  tailChecksums?: readonly (number | undefined)[];
 }
 
 /** The bytes of a record's payload: `payload` and its `tail`. */
@@ -181,7 +188,13 @@ export class SegmentLayout {
       const encoded =
         record.framed === undefined
           ? encodeRecord(record.opNum, record.payload, syncStartOpNum)
-          : frameRecord(record.framed, record.opNum, syncStartOpNum, record.tail);
+          : frameRecord(
+              record.framed,
+              record.opNum,
+              syncStartOpNum,
+              record.tail,
+              record.tailChecksums,
+            );
       let write = writes.at(-1);
       if (write === undefined || write.firstOpNum !== segment.firstOpNum) {
         write = {
@@ -390,6 +403,24 @@ export class SegmentLayout {
       ) {
         throw new JournalUsageError(
           `cannot append op ${opNum}: its tail is not a list of byte arrays after a framed payload`,
+        );
+      }
+      const tailChecksums: unknown = record.tailChecksums;
+      if (
+        tailChecksums !== undefined &&
+        !(
+          Array.isArray(tailChecksums) &&
+          Array.isArray(tail) &&
+          tailChecksums.length === tail.length &&
+          tailChecksums.every(
+            (checksum) =>
+              checksum === undefined ||
+              (Number.isInteger(checksum) && checksum >= 0 && checksum <= 0xffff_ffff),
+          )
+        )
+      ) {
+        throw new JournalUsageError(
+          `cannot append op ${opNum}: its tail checksums are not one 32-bit CRC (or undefined) per tail part`,
         );
       }
       const bytes = payloadBytesOf(record);

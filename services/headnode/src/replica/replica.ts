@@ -87,7 +87,14 @@
 // local checkpoint file may be newer than the recorded one; learners rebuilt from the
 // recorded one must still find every note after it.
 
-import { BallastError, crc32c, ErrorCode, limits, sledLimits } from "@ballast/protocol";
+import {
+  BallastError,
+  crc32c,
+  crc32cCombine,
+  ErrorCode,
+  limits,
+  sledLimits,
+} from "@ballast/protocol";
 import { type ReplicaLimits, replicaLimitsDefault } from "../constants.ts";
 import { type ControlRecord, encodeControlRecord } from "./control-record.ts";
 import type {
@@ -1584,6 +1591,8 @@ export class Replica {
 
     const pieces: number[] = [];
     const parts: Uint8Array[] = [];
+    /** Each part's CRC32C where already known: a whole write's data (its note's). */
+    const partChecksums: (number | undefined)[] = [];
     let bytes = 0;
     let throughOpNum = this.metadata.flushedThroughOpNum;
     let firstOpNum = throughOpNum + 1;
@@ -1597,6 +1606,7 @@ export class Replica {
         const victim = gathered.get(location.chunkId)!;
         pieces.push(extent.offset, extent.length, extent.opNum, bytes);
         parts.push(victim.subarray(location.offset, location.offset + extent.length));
+        partChecksums.push(undefined);
         bytes += extent.length;
       }
     }
@@ -1611,6 +1621,9 @@ export class Replica {
       for (const piece of live) {
         pieces.push(piece.offset, piece.length, opNum, bytes);
         parts.push(note.data!.subarray(piece.position, piece.position + piece.length));
+        const whole =
+          note.kind === "write" && piece.position === 0 && piece.length === note.data!.byteLength;
+        partChecksums.push(whole ? note.checksum : undefined);
         bytes += piece.length;
       }
       throughOpNum = opNum;
@@ -1632,7 +1645,16 @@ export class Replica {
     const data = concat(parts, bytes);
     // Computed here, from the bytes the journal holds, before any sled sees them: the
     // record then lets every replica check a copy end to end, not just a sled's own view.
-    const checksum = crc32c(data);
+    // A whole write's data is not read again: its note's CRC32C (computed from those
+    // bytes at assign, or checked against them on arrival) is combined in.
+    let checksum = 0;
+    for (const [index, part] of parts.entries()) {
+      const known = partChecksums[index];
+      checksum =
+        known === undefined
+          ? crc32c(part, checksum)
+          : crc32cCombine(checksum, known, part.byteLength);
+    }
     this.flushInFlight = {
       chunkNumber,
       sledChunkId,
