@@ -41,7 +41,10 @@
 // in `failures`; a later configure reopens it from its disk), while loaded and, now and
 // then, on a secondary once settled, at the snapshot's note of an idle partition; sustained
 // network partitions (a node cut off from everyone, or only from its peers); chunk
-// writes, checkpoint uploads and checkpoint copies on sleds that fail or are lost; and a
+// writes, checkpoint uploads and checkpoint copies on sleds that fail or are lost; sleds
+// down (one at a time, or all but sled-1 when the volume is first created in some runs:
+// configures name the live sleds, a member told of others is configured again at once as
+// configurer.ts does, and a replica places chunks only on the sleds it was told of); and a
 // volume deleted and re-created under the same name (a new incarnation: head nodes drop
 // the old replicas, and the new one must never show the old bytes).
 //
@@ -127,6 +130,7 @@ import {
   ReportState,
 } from "../report-state.ts";
 import { type RetirePorts, retireReplica } from "../retire.ts";
+import { chunkCopies } from "../sled-client.ts";
 import {
   type ClientOutcome,
   randomRequest,
@@ -210,7 +214,15 @@ export type Sabotage =
    * the availability check with configures waiting on hung disks
    * (`configuresWaitOnHungDisk`) and long hangs.
    */
-  | "keep-unconfirmed-primary";
+  | "keep-unconfirmed-primary"
+  /**
+   * The coordinator before 6523831: a member that acknowledged the record's epoch is
+   * current whatever sleds its configure named, so one told of a single live sled (the
+   * others down or late at the volume's creation) is told of the others only at the
+   * slow refresh or a new epoch; until then its replica can flush nothing (a chunk needs
+   * chunkCopies sleds) and its log grows.
+   */
+  | "configure-ignores-sleds";
 
 export interface FailoverOptions {
   seed: number;
@@ -364,6 +376,24 @@ export interface FailoverOptions {
   checkpointUploadFailRate: number;
   checkpointCopyLossRate: number;
   checkpointUploadTicksMax: number;
+  /**
+   * Sleds in the cluster (sled-1 …). The coordinator's configures name the live ones
+   * (configurer.ts), and a replica places new chunk copies on those alone.
+   */
+  sleds: number;
+  /**
+   * Per run: chance that only sled-1 is up when the volume is first created, the others
+   * coming up sledsLateTicks later (`npm run bench` found a volume created so flushing
+   * nothing until the slow refresh).
+   */
+  sledsLateChance: number;
+  sledsLateTicks: readonly [number, number];
+  /**
+   * Per loaded tick: chance a sled goes down for up to sledDownTicksMax, while fewer
+   * than sleds - chunkCopies are down (so the live ones can always take a chunk).
+   */
+  sledDownRate: number;
+  sledDownTicksMax: number;
   clients: number;
   requestRate: number;
   /** Per loaded tick: chance a partition's primary is asked to take or drop a snapshot. */
@@ -458,6 +488,11 @@ export const failoverDefaults: Omit<FailoverOptions, "seed"> = {
   checkpointUploadFailRate: 0.1,
   checkpointCopyLossRate: 0.1,
   checkpointUploadTicksMax: 3,
+  sleds: 3,
+  sledsLateChance: 0.3,
+  sledsLateTicks: [20, 150],
+  sledDownRate: 0.003,
+  sledDownTicksMax: 150,
   clients: 5,
   requestRate: 0.5,
   snapshotRate: 0.03,
@@ -567,6 +602,9 @@ export interface FailoverResult {
      */
     configuresWaitingOnDisk: number;
     configuresSuperseded: number;
+    /** Runs whose volume was created with sled-1 alone up (sledsLateChance), and sleds gone down. */
+    sledsLate: number;
+    sledOutages: number;
   };
 }
 
@@ -575,6 +613,15 @@ const linkMessagesPerTickMax = 64;
 
 const volumeName = "sim";
 const noSledsOut: ReadonlySet<string> = new Set();
+
+/**
+ * The live sleds a configure names, as one comparable string: configurer.ts `sledsKey`
+ * (not exported by @ballast/coordinator, whose configurer module brings the catalogue
+ * and NATS with it).
+ */
+function sledsKey(sleds: readonly string[]): string {
+  return [...sleds].sort().join(",");
+}
 
 // ---------------------------------------------------------------- the simulated world
 
@@ -675,6 +722,8 @@ interface ConfigureMessage {
   create: boolean;
   /** The disk the record has this member on, if any (configurer.ts). */
   disk?: string;
+  /** The live sleds as the coordinator saw them (configurer.ts). */
+  sleds: readonly string[];
   /** The sender records members' disks (configurer.ts): without `disk`, a legacy member. */
   disksRecorded: boolean;
   /** For a learner: the epoch it was added in, and the checkpoint to rebuild from. */
@@ -877,6 +926,12 @@ export class FailoverSimulation {
   private readonly clients: SimulatedClient[] = [];
   private readonly network: FakeNetwork<Envelope>;
   private readonly sleds: FakeSleds;
+  /**
+   * Per sled, the tick it is down until (up from then on). Drawn from a generator of its
+   * own, so that the other streams replay as before while no sled goes down.
+   */
+  private readonly sledDownUntil = new Map<string, number>();
+  private readonly sledRandom: SimRandom;
   /** The coordinator's checkpoint pointers, per volume id/partition/node. */
   private readonly checkpointRecords = new FakeCheckpointRecords();
   private readonly watched = new Map<string, Watched>();
@@ -934,6 +989,8 @@ export class FailoverSimulation {
     dropsHoldingRequests: 0,
     configuresWaitingOnDisk: 0,
     configuresSuperseded: 0,
+    sledsLate: 0,
+    sledOutages: 0,
   };
   /** Snapshot ids drawn so far, and the request ids their takes and drops use (no client's). */
   private snapshotsDrawn = 0;
@@ -977,7 +1034,7 @@ export class FailoverSimulation {
    */
   private readonly configured = new Map<
     number,
-    Map<string, { epoch: number; atTick: number; disk?: string }>
+    Map<string, { epoch: number; atTick: number; disk?: string; sleds: string }>
   >();
   /** The tick the coordinator from before disk ids is upgraded at (legacyRecordChance). */
   private legacyUpgradeTick = -1;
@@ -1007,7 +1064,17 @@ export class FailoverSimulation {
       blobPutFailRate: options.checkpointUploadFailRate,
       blobCopyLossRate: options.checkpointCopyLossRate,
       blobPutTicksMax: options.checkpointUploadTicksMax,
+      sledUp: (sled) => this.sledUp(sled),
     });
+    this.sledRandom = new SimRandom(mixSeed(options.seed ^ 0x51ed5));
+    for (let index = 1; index <= options.sleds; index++) this.sledDownUntil.set(`sled-${index}`, 0);
+    if (this.sledRandom.chance(options.sledsLateChance)) {
+      const [from, to] = options.sledsLateTicks;
+      const upAt = this.sledRandom.integer(from, to);
+      this.stats.sledsLate++;
+      for (const sled of this.sledDownUntil.keys())
+        if (sled !== "sled-1") this.sledDownUntil.set(sled, upAt);
+    }
     for (let index = 0; index < options.nodes; index++) {
       const drift = options.clockRateDrift;
       const serially = new KeyedLock();
@@ -1085,6 +1152,7 @@ export class FailoverSimulation {
       node.cut = undefined;
       if (!node.up) await this.startNode(node);
     }
+    for (const sled of this.sledDownUntil.keys()) this.sledDownUntil.set(sled, 0);
     if (!(await this.settle())) return;
     // A quiet restart. Every primary takes one more snapshot: a control note, which its
     // secondaries commit but take no checkpoint for (checkpoints follow flushes). Once
@@ -1353,6 +1421,7 @@ export class FailoverSimulation {
 
   private async injectFaults(): Promise<void> {
     const options = this.options;
+    this.injectSledFaults();
     if (this.longHangAtTick >= 0 && this.tickNow >= this.longHangAtTick) this.startLongHang();
     for (const node of this.nodes) {
       if (!node.up) {
@@ -1431,6 +1500,31 @@ export class FailoverSimulation {
   }
 
   /** A node's faults as the availability check compares them from tick to tick. */
+  /** Whether a sled is up now. */
+  private sledUp(sled: string): boolean {
+    return (this.sledDownUntil.get(sled) ?? Number.POSITIVE_INFINITY) <= this.tickNow;
+  }
+
+  /** The sleds up now, as the coordinator's membership sees them (`aliveSleds`). */
+  private liveSleds(): string[] {
+    return [...this.sledDownUntil.keys()].filter((sled) => this.sledUp(sled));
+  }
+
+  /** A sled goes down now and then, while the others up can still take a chunk. */
+  private injectSledFaults(): void {
+    const options = this.options;
+    if (!this.sledRandom.chance(options.sledDownRate)) return;
+    const sleds = [...this.sledDownUntil.keys()];
+    if (sleds.length - this.liveSleds().length >= sleds.length - chunkCopies) return;
+    const sled = sleds[this.sledRandom.integer(0, sleds.length - 1)]!;
+    if (!this.sledUp(sled)) return;
+    this.sledDownUntil.set(
+      sled,
+      this.tickNow + this.sledRandom.integer(1, options.sledDownTicksMax),
+    );
+    this.stats.sledOutages++;
+  }
+
   private faultsOf(node: SimulatedNode): string {
     return [
       node.up ? "up" : "down",
@@ -1479,7 +1573,8 @@ export class FailoverSimulation {
    * nodes, a recovery under way from a fault that just began or ended) restarts the count.
    */
   private checkAvailability(): void {
-    const state = this.nodes.map((node) => this.faultsOf(node)).join(" ");
+    // Sleds down count as faults too: with fewer than chunkCopies up nothing flushes.
+    const state = `${this.nodes.map((node) => this.faultsOf(node)).join(" ")} ${sledsKey(this.liveSleds())}`;
     if (state !== this.faultState) {
       this.faultState = state;
       this.faultStateSinceTick = this.tickNow;
@@ -1572,7 +1667,7 @@ export class FailoverSimulation {
       },
       fatal: (what, error) => this.failReplica(node, hosted, adapter, what, error),
     });
-    hosted.runner.sleds = ["sled-1", "sled-2"];
+    // None until configured (headnode.ts: a replica's sleds come with each configure).
   }
 
   private portsOf(node: SimulatedNode, hosted: Hosted): ReplicaPorts {
@@ -1956,6 +2051,9 @@ export class FailoverSimulation {
     }
     const adapter = hosted?.adapter;
     if (hosted === undefined || adapter === undefined) return;
+    // As partition-host.ts `configure`: the runner places chunks on the sleds named.
+    if (adapter.failed === undefined && hosted.runner !== undefined)
+      hosted.runner.sleds = [...message.sleds];
     adapter.configure(configuration);
     // Once a voter (or out of the set), it is no longer what a rebuild started from.
     if (part !== "learner") hosted.learnerSince = undefined;
@@ -1972,6 +2070,7 @@ export class FailoverSimulation {
       partition: message.partition,
       epoch: configuration.epoch,
       disk: node.disk,
+      sleds: sledsKey(message.sleds),
     });
   }
 
@@ -2349,12 +2448,18 @@ export class FailoverSimulation {
       disks: this.liveDisks(alive),
       noReplica: this.noReplicaOf(record),
     };
+    // As configurer.ts: nothing is sent while no sled is live, and a member told of other
+    // sleds than the live ones is out of date (the sabotage: the rule before 6523831).
+    const sleds = this.liveSleds();
+    if (sleds.length === 0) return;
+    const sent = sledsKey(sleds);
     for (const member of membersOf(record)) {
       // As configurer.ts: a failed primary is sent nothing while it is failed over.
       if (member === record.primary && failingOver(record, report, view)) continue;
       const last = configured?.get(member);
       if (
         last?.epoch === record.epoch &&
+        (last.sleds === sent || this.options.sabotage === "configure-ignores-sleds") &&
         this.tickNow - last.atTick < this.options.configureRefreshTicks &&
         // As configurer.ts: a primary whose reports contradict its acknowledgement (an
         // older epoch, or failed) is pushed again once the verify time has passed.
@@ -2384,6 +2489,7 @@ export class FailoverSimulation {
             learners: record.learners ?? [],
           },
           create: originals?.has(member) === true,
+          sleds,
           ...(record.disks?.[member] === undefined ? {} : { disk: record.disks[member] }),
           // Today's coordinator records disks; one before disk ids did not.
           disksRecorded: this.options.sabotage !== "ignore-disk-ids" && !this.beforeUpgrade(),
@@ -2403,6 +2509,8 @@ export class FailoverSimulation {
     epoch: number;
     /** The disk holding the replica, as a head node's answer names it. */
     disk: string;
+    /** The sleds the configure named (`sledsKey`), kept as configurer.ts keeps them. */
+    sleds: string;
   }): void {
     if (envelope.volumeId !== this.volumeId) return;
     if (!this.heardSession(envelope.from, envelope.session)) return;
@@ -2414,6 +2522,7 @@ export class FailoverSimulation {
     configured.set(envelope.from, {
       epoch: envelope.epoch,
       atTick: this.tickNow,
+      sleds: envelope.sleds,
       // The system before disk ids heard none.
       ...(this.options.sabotage === "ignore-disk-ids" || this.beforeUpgrade()
         ? {}
@@ -2942,8 +3051,18 @@ export class FailoverSimulation {
       const primary = this.node(record.primary).hosted.get(partition)!.adapter!.replica;
       const expected = primary.metadata.fingerprint();
       for (const member of membersOf(record)) {
-        const replica = this.node(member).hosted.get(partition)!.adapter!.replica;
+        const hosted = this.node(member).hosted.get(partition)!;
+        const replica = hosted.adapter!.replica;
         watched.checker.space(member, replica.metadata);
+        // Every sled is up once faults are off: a member told of too few of them can
+        // place no chunk, so its log only grows until writes wait for room (the
+        // `configure-ignores-sleds` sabotage: a volume created with one sled up).
+        const told = hosted.runner?.sleds ?? [];
+        if (told.filter((sled) => this.sledUp(sled)).length < chunkCopies)
+          watched.checker.fail(
+            "sleds",
+            `${member} was told of sleds [${told.join(", ")}] of [${this.liveSleds().join(", ")}] live once settled: its replica can flush nothing`,
+          );
         if (replica.metadata.fingerprint() !== expected)
           watched.checker.fail(
             "metadata",

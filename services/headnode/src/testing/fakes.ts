@@ -16,6 +16,9 @@
 // - sleds (FakeSleds): chunk writes and whole-chunk reads (compaction) fail at a rate,
 //   and a read of a chunk no sled has (or with another size or CRC32C) fails; checkpoint uploads fail at a rate,
 //   and each of their two copies may be lost or corrupt (found by the blob's CRC32C).
+//   Copies go only to the sleds the replica was told of that are up (`sledUp`): with
+//   fewer than chunkCopies configured a chunk write is refused, as SledClient's is, and
+//   with fewer up it fails. Reads ignore which sleds are up (a copy is never lost).
 // - network (FakeNetwork): messages are dropped, duplicated and delayed (so reordered).
 // - checkpoint records (FakeCheckpointRecords): the coordinator's catalogue, which keeps
 //   the newest pointer per replica and answers with the one it replaced.
@@ -25,7 +28,7 @@
 // Holding back: a simulator may hold the completions of one owner (a paused process, a
 // hung disk) by the `held` predicate it passes to `complete`.
 
-import { crc32c } from "@ballast/protocol";
+import { BallastError, crc32c, ErrorCode } from "@ballast/protocol";
 import { uniformInt } from "pure-rand/distribution/uniformInt";
 import { xoroshiro128plus } from "pure-rand/generator/xoroshiro128plus";
 import type { JumpableRandomGenerator } from "pure-rand/types/JumpableRandomGenerator";
@@ -41,6 +44,7 @@ import type { CheckpointPointer } from "../replica/effects.ts";
 import { PartitionMetadata } from "../replica/metadata.ts";
 import type { Note } from "../replica/note.ts";
 import type { Recovered } from "../replica/replica.ts";
+import { chunkCopies } from "../sled-client.ts";
 
 /** The one seeded generator of a simulation. */
 export class SimRandom {
@@ -286,6 +290,11 @@ export interface FakeSledsOptions {
   blobPutFailRate: number;
   blobCopyLossRate: number;
   blobPutTicksMax: number;
+  /**
+   * Whether a sled is up now (all are, without it). A copy goes only to a sled the
+   * replica was told of (its configure's live sleds) that is up when the write lands.
+   */
+  sledUp?: (sled: string) => boolean;
 }
 
 interface Blob {
@@ -301,6 +310,8 @@ type SledWork =
       readyTick: number;
       sledChunkId: string;
       data: Uint8Array;
+      /** The sleds the replica's configure named (its runner's). */
+      sleds: readonly string[];
       fails: boolean;
       done: Done<string[]>;
     }
@@ -342,13 +353,40 @@ export class FakeSleds {
   port(owner: string): SledsPort {
     const world = this.world;
     return {
-      writeChunk: (chunk, _sleds, done) => {
+      writeChunk: (chunk, sleds, done) => {
+        if (sleds.length < chunkCopies) {
+          // As SledClient.writeChunk: refused before any sled is asked (answered at the
+          // next completion, as the real client's promise rejects on a later turn).
+          this.work.push({
+            kind: "chunk",
+            owner,
+            readyTick: world.tick,
+            sledChunkId: chunk.sledChunkId,
+            data: chunk.data,
+            sleds,
+            fails: true,
+            done: (outcome) =>
+              done(
+                outcome.ok
+                  ? outcome
+                  : {
+                      ok: false,
+                      error: new BallastError(
+                        ErrorCode.Unavailable,
+                        `a chunk needs ${chunkCopies} sleds, but only ${sleds.length} are configured`,
+                      ),
+                    },
+              ),
+          });
+          return;
+        }
         this.work.push({
           kind: "chunk",
           owner,
           readyTick: world.tick + world.random.integer(1, this.options.chunkWriteTicksMax),
           sledChunkId: chunk.sledChunkId,
           data: chunk.data,
+          sleds: [...sleds],
           fails: world.faultsOn && world.random.chance(this.options.chunkFailRate),
           done,
         });
@@ -396,9 +434,18 @@ export class FakeSleds {
       }
       this.work.splice(index, 1);
       switch (work.kind) {
-        case "chunk":
+        case "chunk": {
+          const holders = this.upOf(work.sleds).slice(0, chunkCopies);
           if (work.fails) {
             work.done({ ok: false, error: new Error(`chunk ${work.sledChunkId}: sled failed`) });
+          } else if (holders.length < chunkCopies) {
+            // Its sleds are down: as SledClient.writeChunk, too few copies is a failure.
+            work.done({
+              ok: false,
+              error: new Error(
+                `chunk ${work.sledChunkId} reached ${holders.length} of ${chunkCopies} sleds`,
+              ),
+            });
           } else {
             const existing = this.chunks.get(work.sledChunkId);
             if (existing !== undefined && Buffer.compare(existing, work.data) !== 0) {
@@ -408,9 +455,10 @@ export class FakeSleds {
               );
             }
             this.chunks.set(work.sledChunkId, work.data);
-            work.done({ ok: true, value: ["sled-1", "sled-2"] });
+            work.done({ ok: true, value: holders });
           }
           break;
+        }
         case "read": {
           const data = this.chunks.get(work.sledChunkId);
           if (work.fails || data === undefined) {
@@ -450,7 +498,15 @@ export class FakeSleds {
       work.done({ ok: false, error: new Error(`blob ${work.key}: upload failed`) });
       return;
     }
-    const holders = work.sleds.slice(0, 2);
+    const holders = this.upOf(work.sleds).slice(0, chunkCopies);
+    if (holders.length < chunkCopies) {
+      // As SledClient.putBlob: a blob short of its copies is not stored.
+      work.done({
+        ok: false,
+        error: new Error(`blob ${work.key} reached ${holders.length} of ${chunkCopies} sleds`),
+      });
+      return;
+    }
     const copies = new Map<string, Uint8Array | undefined>();
     for (const sled of holders) {
       let copy: Uint8Array | undefined = work.data;
@@ -467,6 +523,12 @@ export class FakeSleds {
     }
     this.blobs.set(work.key, { crc: crc32c(work.data), copies });
     work.done({ ok: true, value: holders });
+  }
+
+  /** The sleds of `sleds` that are up now, in order. */
+  private upOf(sleds: readonly string[]): string[] {
+    const up = this.options.sledUp;
+    return up === undefined ? [...sleds] : sleds.filter((sled) => up(sled));
   }
 
   private getBlob(key: string, sleds: readonly string[]): { data: Uint8Array; sled: string } {
