@@ -201,12 +201,14 @@ test("the checkers catch a node lease that renews the primaries it excludes", as
   // A deposed primary that reports again renews its old partition under its node lease.
   // The window is narrow (about 1 seed in 300); these runs keep the streams of the model
   // before journal failures (and legacy records), whose coordinator pushed configures
-  // every round.
+  // every round (and before sleds went down: their faults change what is flushed when).
   const pushEveryRound: Overrides = {
     legacyRecordChance: 0,
     journalFailRate: 0,
     idleJournalFailChance: 0,
     configureRefreshTicks: 0,
+    sledsLateChance: 0,
+    sledDownRate: 0,
   };
   const caught = await firstCaught(
     "node-lease-ignores-exclusions",
