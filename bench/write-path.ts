@@ -165,7 +165,11 @@ async function main(): Promise<void> {
       env: {
         BALLAST_LOG_LEVEL: "warn",
         BALLAST_SLED_DEVICES: "1",
-        BALLAST_SLED_DEVICE_BYTES: String(512 * mebibyte),
+        // Room for the garbage of chained jobs: sleds get space back from overwritten
+        // chunks only through the orphan sweep, a minute or more later (its grace), and
+        // a 1 MiB write job writes about 170 MB of chunk copies a second. 512 MiB a sled
+        // answered NoSpace in the random write job after an 8 s 1 MiB write job.
+        BALLAST_SLED_DEVICE_BYTES: String(2048 * mebibyte),
         ...(latencyDir === undefined
           ? {}
           : {
