@@ -64,6 +64,20 @@ const smallRecords = (firstOpNum: number, count: number): JournalRecord[] =>
     payload: new Uint8Array(120 - recordHeaderBytes).fill((firstOpNum + index) & 0xff),
   }));
 
+/** Appends op 11, a framed record with one 8-byte tail part, given these tail checksums. */
+function appendWithTailChecksums(journal: Journal, tailChecksums: number[]): Promise<void> {
+  const framed = new Uint8Array(recordHeaderBytes + 8);
+  return journal.append([
+    {
+      opNum: 11,
+      payload: framed.subarray(recordHeaderBytes),
+      framed,
+      tail: [new Uint8Array(8)],
+      tailChecksums,
+    },
+  ]);
+}
+
 describe("opening", () => {
   test("a missing directory, parents included, gives an empty journal", async () => {
     const nested = join(directory, "volume-a", "partition-7");
@@ -379,34 +393,12 @@ describe("bad usage", () => {
     ],
     [
       "tail checksums that are not one CRC per tail part",
-      (journal) => {
-        const framed = new Uint8Array(recordHeaderBytes + 8);
-        return journal.append([
-          {
-            opNum: 11,
-            payload: framed.subarray(recordHeaderBytes),
-            framed,
-            tail: [new Uint8Array(8)],
-            tailChecksums: [1, 2],
-          },
-        ]);
-      },
+      (journal) => appendWithTailChecksums(journal, [1, 2]),
       "its tail checksums are not one 32-bit CRC",
     ],
     [
       "a tail checksum that is no 32-bit CRC",
-      (journal) => {
-        const framed = new Uint8Array(recordHeaderBytes + 8);
-        return journal.append([
-          {
-            opNum: 11,
-            payload: framed.subarray(recordHeaderBytes),
-            framed,
-            tail: [new Uint8Array(8)],
-            tailChecksums: [2 ** 32],
-          },
-        ]);
-      },
+      (journal) => appendWithTailChecksums(journal, [2 ** 32]),
       "its tail checksums are not one 32-bit CRC",
     ],
     [
