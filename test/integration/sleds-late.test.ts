@@ -4,8 +4,8 @@
 // configuration again only when its epoch changed, or at the refresh (configureRefreshMs:
 // minutes), so the other sleds stayed unknown to it that long: its log filled and every
 // write then waited past its deadline (found by `npm run bench`, whose cluster was still
-// starting its sleds when it created its volume: fio saw EIO). Now a member told of other
-// sleds than the live ones is configured again at once, and the writes flush.
+// starting its sleds when it created its volume: fio saw EIO). Now a member that lacks a
+// live sled is configured again at once, and the writes flush.
 
 import { subjects } from "@ballast/protocol";
 import { afterAll, beforeAll, expect, test } from "vitest";

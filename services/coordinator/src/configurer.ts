@@ -39,9 +39,11 @@ import { now } from "./clock.ts";
 import { configureDeadlineMs, configureRefreshMs, configuresInflightMax } from "./constants.ts";
 import {
   failingOver,
+  knowsSleds,
   membersOf,
   outOfStep,
   type PartitionRecord,
+  sledsKey,
   volumeIdOf,
   votingSecondaries,
 } from "./decisions.ts";
@@ -81,7 +83,6 @@ export class Configurer {
       tenure.configured.set(key, nodes);
     }
     const nowMs = now();
-    const sent = sledsKey(sleds);
     const report = tenure.leases.reportOf(record, nowMs);
     const view = {
       alive,
@@ -97,7 +98,7 @@ export class Configurer {
       if (!member && last === undefined) continue;
       const current =
         last?.epoch === record.epoch &&
-        (!member || last.sleds === sent) &&
+        (!member || knowsSleds(last.sleds, sleds)) &&
         !(node === record.primary && outOfStep(record, report, last, nowMs, view));
       if (current && (!member || !refreshDue(`${key}@${node}`, last.atMs, nowMs))) continue;
       if (tenure.configuring.size >= configuresInflightMax) break;
@@ -122,11 +123,10 @@ export class Configurer {
     const nodes = tenure.configured.get(key);
     if (nodes === undefined) return false;
     const members = membersOf(record);
-    const sent = sledsKey(sleds);
     for (const node of members) {
       if (!alive.has(node)) continue;
       const last = nodes.get(node);
-      if (last?.epoch !== record.epoch || last.sleds !== sent) return false;
+      if (last?.epoch !== record.epoch || !knowsSleds(last.sleds, sleds)) return false;
       if (tenure.configuring.has(`${key}@${node}`)) return false;
     }
     const nowMs = now();
@@ -234,17 +234,6 @@ export class Configurer {
   }
 }
 
-/**
- * The live sleds a configure names, as one comparable string. A partition's replicas
- * place new chunk copies on these alone; a volume created while only one sled was up
- * could flush nothing (a chunk needs two copies) until the slow refresh told it of the
- * others, and its writes stalled once its log filled: so a member told of other sleds
- * than the live ones is pushed again at once.
- */
-export function sledsKey(sleds: readonly string[]): string {
-  return [...sleds].sort().join(",");
-}
-
 /** Whether a configure's refusal says the head node's disk holds nothing of the partition. */
 export function noReplica(error: unknown): boolean {
   return error instanceof BallastError && error.details?.refusal === "no-replica";
@@ -298,4 +287,4 @@ export function refreshDue(member: string, atMs: number, nowMs: number): boolean
 }
 
 // Pure, in decisions.ts (the failover simulator uses them too).
-export { failingOver, outOfStep };
+export { failingOver, knowsSleds, outOfStep, sledsKey };

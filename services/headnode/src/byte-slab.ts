@@ -93,6 +93,25 @@ export class ByteSlab {
     return keptInPlace([bytes], this.isPrivate)[0] ? bytes : this.copy(bytes);
   }
 
+  /**
+   * The data of a message's notes to keep, when the replica already holds every op up
+   * to `lastHeldOpNum`: only notes past it may be kept in place (judged together, as
+   * `keepAll`); the rest are copied. A resend is mostly notes the replica holds and
+   * skips, and one new note kept in place would pin the whole resent frame while the
+   * log counts only its own data.
+   */
+  keepNotes(
+    notes: readonly { opNum: number; data?: Uint8Array }[],
+    lastHeldOpNum: number,
+  ): (Uint8Array | undefined)[] {
+    const candidates = notes.map((note) => (note.opNum > lastHeldOpNum ? note.data : undefined));
+    const kept = this.keepAll(candidates);
+    return notes.map((note, index) => {
+      if (note.data === undefined) return undefined;
+      return candidates[index] === undefined ? this.copy(note.data) : kept[index];
+    });
+  }
+
   /** The data of one message to keep, each part as `keep` would, judged together. */
   keepAll(parts: readonly (Uint8Array | undefined)[]): (Uint8Array | undefined)[] {
     const kept = keptInPlace(parts, this.isPrivate);

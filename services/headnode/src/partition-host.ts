@@ -461,7 +461,11 @@ export class PartitionHost {
     // Decoded data aliases the message buffer: the core keeps notes, so they are copied,
     // unless large and in a buffer of their own (a frame a link assembled: byte-slab.ts).
     if (message.type === "replica.notes.v1" && message.notes.length > 0) {
-      const kept = this.slab.keepAll(message.notes.map((note) => note.data));
+      // Only notes past the last one held may be kept in place, judged together: a
+      // resend is mostly notes the core already holds and skips, and one new note kept
+      // in place would pin the whole resent frame while the log counts only its data.
+      // The others are copied (if the core takes them after all, it holds a copy).
+      const kept = this.slab.keepNotes(message.notes, this.core.lastOpNum);
       message.notes.forEach((note, index) => {
         if (note.data !== undefined) note.data = kept[index];
       });

@@ -273,3 +273,33 @@ describe("kept write data and the sender's buffers", () => {
     });
   });
 });
+
+describe("keepNotes", () => {
+  test("a resend of notes held already keeps none of them in place, nor the new one it carries", () => {
+    // One frame of four large notes, all private: as a first send, all are kept in place.
+    const buffer = new ArrayBuffer(4 * large + 64);
+    const notes = [0, 1, 2, 3].map((index) => ({
+      opNum: 10 + index,
+      data: new Uint8Array(buffer, 16 + index * large, large),
+    }));
+    const slab = new ByteSlab(always);
+    const first = slab.keepNotes(notes, 9);
+    for (const [index, data] of first.entries()) expect(data).toBe(notes[index]!.data);
+    // As a resend to a replica that holds ops up to 12: only op 13 is new, a quarter of
+    // the frame, so it is copied rather than pin the frame; the held ones are copied too
+    // (the core skips them).
+    const resent = slab.keepNotes(notes, 12);
+    resent.forEach((data, index) => {
+      expect(data).not.toBe(notes[index]!.data);
+      expect(data!.buffer).not.toBe(buffer);
+      expect(Buffer.from(data!).equals(Buffer.from(notes[index]!.data))).toBe(true);
+    });
+  });
+
+  test("notes without data stay without", () => {
+    const slab = new ByteSlab(always);
+    const kept = slab.keepNotes([{ opNum: 5 }, { opNum: 6, data: new Uint8Array(8).fill(3) }], 0);
+    expect(kept[0]).toBeUndefined();
+    expect([...kept[1]!]).toEqual(new Array(8).fill(3));
+  });
+});

@@ -350,7 +350,7 @@ test("the checkers catch a primary whose configure hangs that is never replaced 
   }
 }, 120_000);
 
-test("the checkers catch a member told of other sleds than the live ones that is not configured again", async () => {
+test("the checkers catch a member that lacks a live sled and is not configured again", async () => {
   // 6523831: the configurer pushed a member's configuration again only when its epoch
   // changed or at the 5-minute refresh, so a volume created while one sled was up could
   // flush nothing (a chunk needs two copies) until then. The log in the simulation never

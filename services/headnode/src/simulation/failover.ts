@@ -94,12 +94,14 @@
 import {
   decidePartition,
   failingOver,
+  knowsSleds,
   membersOf,
   outOfStep,
   type PartitionDecision,
   type PartitionRecord,
   type PartitionView,
   type Report,
+  sledsKey,
   type Unconfirmed,
   unconfirmedSince,
   votingSecondaries,
@@ -613,15 +615,6 @@ const linkMessagesPerTickMax = 64;
 
 const volumeName = "sim";
 const noSledsOut: ReadonlySet<string> = new Set();
-
-/**
- * The live sleds a configure names, as one comparable string: configurer.ts `sledsKey`
- * (not exported by @ballast/coordinator, whose configurer module brings the catalogue
- * and NATS with it).
- */
-function sledsKey(sleds: readonly string[]): string {
-  return [...sleds].sort().join(",");
-}
 
 // ---------------------------------------------------------------- the simulated world
 
@@ -2448,18 +2441,17 @@ export class FailoverSimulation {
       disks: this.liveDisks(alive),
       noReplica: this.noReplicaOf(record),
     };
-    // As configurer.ts: nothing is sent while no sled is live, and a member told of other
-    // sleds than the live ones is out of date (the sabotage: the rule before 6523831).
+    // As configurer.ts: nothing is sent while no sled is live, and a member that lacks a
+    // live sled is out of date (the sabotage: the rule before 6523831).
     const sleds = this.liveSleds();
     if (sleds.length === 0) return;
-    const sent = sledsKey(sleds);
     for (const member of membersOf(record)) {
       // As configurer.ts: a failed primary is sent nothing while it is failed over.
       if (member === record.primary && failingOver(record, report, view)) continue;
       const last = configured?.get(member);
       if (
         last?.epoch === record.epoch &&
-        (last.sleds === sent || this.options.sabotage === "configure-ignores-sleds") &&
+        (knowsSleds(last.sleds, sleds) || this.options.sabotage === "configure-ignores-sleds") &&
         this.tickNow - last.atTick < this.options.configureRefreshTicks &&
         // As configurer.ts: a primary whose reports contradict its acknowledgement (an
         // older epoch, or failed) is pushed again once the verify time has passed.
