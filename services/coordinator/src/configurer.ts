@@ -43,7 +43,6 @@ import {
   membersOf,
   outOfStep,
   type PartitionRecord,
-  sledsKey,
   volumeIdOf,
   votingSecondaries,
 } from "./decisions.ts";
@@ -159,6 +158,7 @@ export class Configurer {
     const key = partitionKey(record);
     const inflightKey = `${key}@${node}`;
     tenure.configuring.add(inflightKey);
+    const told = [...sleds];
     try {
       const learners = record.learners ?? [];
       const checkpoint = learners.includes(node)
@@ -179,7 +179,7 @@ export class Configurer {
           learners,
           ...(node === record.primary ? { leased: true } : {}),
           ...(checkpoint === undefined ? {} : { checkpoint }),
-          sleds: [...sleds],
+          sleds: told,
           // The disk this member joined on: a node on another one refuses (decisions.ts).
           ...(record.disks?.[node] === undefined ? {} : { disk: record.disks[node] }),
           // Without one, a voter with nothing stored refuses (configure-decision.ts).
@@ -191,7 +191,7 @@ export class Configurer {
       tenure.configured.get(key)?.set(node, {
         epoch: record.epoch,
         atMs: now(),
-        sleds: sledsKey(sleds),
+        sleds: told,
         ...(answer.disk === undefined ? {} : { disk: answer.disk }),
       });
       tenure.noReplica.get(key)?.delete(node);
@@ -287,4 +287,4 @@ export function refreshDue(member: string, atMs: number, nowMs: number): boolean
 }
 
 // Pure, in decisions.ts (the failover simulator uses them too).
-export { failingOver, knowsSleds, outOfStep, sledsKey };
+export { failingOver, knowsSleds, outOfStep };

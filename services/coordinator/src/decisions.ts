@@ -626,15 +626,8 @@ export function outOfStep(
 }
 
 /**
- * The live sleds a configure names, as one comparable string (sorted ids, joined by
- * commas; sled ids have no commas).
- */
-export function sledsKey(sleds: readonly string[]): string {
-  return [...sleds].sort().join(",");
-}
-
-/**
- * Whether a member told of the sleds `told` (`sledsKey`) knows every live one. A
+ * Whether a member told of the sleds `told` (its last configure's list) knows every
+ * live one. A
  * partition's replicas place new chunk copies on the sleds their configure named alone:
  * a volume created while only one sled was up could flush nothing (a chunk needs two
  * copies) until the slow refresh told it of the others, and its writes stalled once its
@@ -643,8 +636,6 @@ export function sledsKey(sleds: readonly string[]): string {
  * whose heartbeats flap must not reconfigure every partition twice (its return then
  * changes nothing either); the refresh tells them in time.
  */
-export function knowsSleds(told: string | undefined, live: readonly string[]): boolean {
-  if (told === undefined) return live.length === 0;
-  const known = new Set(told === "" ? [] : told.split(","));
-  return live.every((sled) => known.has(sled));
+export function knowsSleds(told: readonly string[] | undefined, live: readonly string[]): boolean {
+  return live.every((sled) => told?.includes(sled) === true);
 }

@@ -102,11 +102,8 @@ export interface Tenure {
 export interface Configured {
   epoch: number;
   atMs: number;
-  /**
-   * The live sleds the configure named (`sledsKey`): a member told of other sleds than
-   * the live ones is out of date too (configurer.ts).
-   */
-  sleds?: string;
+  /** The sleds the configure named: a member that lacks a live one is out of date too. */
+  sleds?: readonly string[];
   /** The disk its head node said holds the replica, where the answer said one. */
   disk?: string;
 }

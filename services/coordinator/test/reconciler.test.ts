@@ -6,7 +6,7 @@ import { BallastError, ErrorCode } from "@ballast/protocol";
 import { createLogger } from "@ballast/runtime";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import type { VolumeRecord } from "../src/catalogue.ts";
-import { Configurer, refreshDue, sledsKey } from "../src/configurer.ts";
+import { Configurer, refreshDue } from "../src/configurer.ts";
 import {
   catalogueRefreshMs,
   catalogueRereadMsMax,
@@ -93,7 +93,7 @@ function setup(catalogue: unknown = {}, hung: ReadonlySet<string> = new Set()) {
       t.configured.set(key, nodes);
       for (const node of [value.primary, ...value.secondaries, ...(value.learners ?? [])]) {
         if (live.has(node) && !hung.has(node)) {
-          nodes.set(node, { epoch: value.epoch, atMs: clockMs, sleds: sledsKey(sleds) });
+          nodes.set(node, { epoch: value.epoch, atMs: clockMs, sleds: [...sleds] });
         }
       }
       return Promise.resolve();

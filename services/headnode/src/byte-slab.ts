@@ -12,7 +12,7 @@
 // alive in it. Bytes larger than `copyInSlabBytesMax` get a buffer of their own: one
 // large write must not pin a slab, nor a slab waste its tail on it.
 //
-// Kept in place (`keep`, `keepAll`): large data (over `copyInSlabBytesMax`) that lies in
+// Kept in place (`keepAll`, `keepNotes`): large data (over `copyInSlabBytesMax`) that lies in
 // a buffer proven private (by default a buffer a link decoder assembled one frame into:
 // protocol link.ts, `isAssembledByLink`) is kept as the view it is, not copied. Private
 // means nothing else writes into that memory or reuses it: the decoder wrote it once,
@@ -88,11 +88,6 @@ export class ByteSlab {
     return view;
   }
 
-  /** `bytes` to keep: itself when it may be kept in place (see `keptInPlace`), else a copy. */
-  keep(bytes: Uint8Array): Uint8Array {
-    return keptInPlace([bytes], this.isPrivate)[0] ? bytes : this.copy(bytes);
-  }
-
   /**
    * The data of a message's notes to keep, when the replica already holds every op up
    * to `lastHeldOpNum`: only notes past it may be kept in place (judged together, as
@@ -112,7 +107,7 @@ export class ByteSlab {
     });
   }
 
-  /** The data of one message to keep, each part as `keep` would, judged together. */
+  /** The data of one message to keep: in place where `keptInPlace` allows, else copied. */
   keepAll(parts: readonly (Uint8Array | undefined)[]): (Uint8Array | undefined)[] {
     const kept = keptInPlace(parts, this.isPrivate);
     return parts.map((part, index) => (part === undefined || kept[index] ? part : this.copy(part)));

@@ -162,7 +162,7 @@ describe("what is private", () => {
   test("a plain buffer (a NATS message's) is not private and is copied", () => {
     const slab = new ByteSlab();
     const nats = pattern(large, 4);
-    const kept = slab.keep(nats);
+    const [kept] = slab.keepAll([nats]) as [Uint8Array];
     expect(kept.buffer).not.toBe(nats.buffer);
     expect(Buffer.compare(kept, pattern(large, 4))).toBe(0);
   });
@@ -184,13 +184,13 @@ describe("kept write data and the sender's buffers", () => {
       const message = decodeMessage(payloadOf(frames[0]!));
       if (message.type !== "volume.write.v1") throw new Error(message.type);
       const slab = new ByteSlab();
-      const kept = message.writes.map((write) => slab.keep(write.data));
+      const kept = slab.keepAll(message.writes.map((write) => write.data)) as Uint8Array[];
       for (const buffer of [...sent, ...datas, ...reads]) buffer.fill(0xee);
       kept.forEach((bytes, index) => {
         expect(Buffer.compare(bytes, pattern(sizes[index]!, index + 10))).toBe(0);
       });
       // A second message through the same slab leaves the first's bytes alone.
-      for (const write of message.writes) slab.keep(new Uint8Array(write.data.byteLength));
+      slab.keepAll(message.writes.map((write) => new Uint8Array(write.data.byteLength)));
       kept.forEach((bytes, index) => {
         expect(Buffer.compare(bytes, pattern(sizes[index]!, index + 10))).toBe(0);
       });
@@ -226,7 +226,7 @@ describe("kept write data and the sender's buffers", () => {
     const parts = message.writes.map((write) => write.data);
     const kept = new ByteSlab().keepAll(parts);
     // Each alone is a third of the frame, too little to pin it; together they are all of it.
-    expect(new ByteSlab().keep(parts[0]!)).not.toBe(parts[0]);
+    expect(new ByteSlab().keepAll([parts[0]!])[0]).not.toBe(parts[0]);
     kept.forEach((bytes, index) => {
       expect(bytes).toBe(parts[index]);
     });

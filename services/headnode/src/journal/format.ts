@@ -199,7 +199,8 @@ export function frameRecord(
     crc32c(framed.subarray(0, checksumOffset)),
   );
   // A part whose CRC32C the caller knows is combined, not read again (JournalRecord).
-  for (const [index, part] of tail.entries()) {
+  for (let index = 0; index < tail.length; index++) {
+    const part = tail[index]!;
     const known = tailChecksums?.[index];
     checksum =
       known === undefined

@@ -101,7 +101,6 @@ import {
   type PartitionRecord,
   type PartitionView,
   type Report,
-  sledsKey,
   type Unconfirmed,
   unconfirmedSince,
   votingSecondaries,
@@ -1027,7 +1026,7 @@ export class FailoverSimulation {
    */
   private readonly configured = new Map<
     number,
-    Map<string, { epoch: number; atTick: number; disk?: string; sleds: string }>
+    Map<string, { epoch: number; atTick: number; disk?: string; sleds: readonly string[] }>
   >();
   /** The tick the coordinator from before disk ids is upgraded at (legacyRecordChance). */
   private legacyUpgradeTick = -1;
@@ -1567,7 +1566,7 @@ export class FailoverSimulation {
    */
   private checkAvailability(): void {
     // Sleds down count as faults too: with fewer than chunkCopies up nothing flushes.
-    const state = `${this.nodes.map((node) => this.faultsOf(node)).join(" ")} ${sledsKey(this.liveSleds())}`;
+    const state = `${this.nodes.map((node) => this.faultsOf(node)).join(" ")} ${this.liveSleds().join(",")}`;
     if (state !== this.faultState) {
       this.faultState = state;
       this.faultStateSinceTick = this.tickNow;
@@ -2063,7 +2062,7 @@ export class FailoverSimulation {
       partition: message.partition,
       epoch: configuration.epoch,
       disk: node.disk,
-      sleds: sledsKey(message.sleds),
+      sleds: [...message.sleds],
     });
   }
 
@@ -2501,8 +2500,8 @@ export class FailoverSimulation {
     epoch: number;
     /** The disk holding the replica, as a head node's answer names it. */
     disk: string;
-    /** The sleds the configure named (`sledsKey`), kept as configurer.ts keeps them. */
-    sleds: string;
+    /** The sleds the configure named, kept as configurer.ts keeps them. */
+    sleds: readonly string[];
   }): void {
     if (envelope.volumeId !== this.volumeId) return;
     if (!this.heardSession(envelope.from, envelope.session)) return;
