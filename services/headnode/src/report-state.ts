@@ -51,7 +51,13 @@ export function addressKey(volume: string, partition: number): string {
   return `${volume}/${partition}`;
 }
 
-/** Whether two entries say the same (then the coordinator need not hear it again). */
+/**
+ * Whether two entries say the same (then the coordinator need not hear it again). Every
+ * field counts (a test holds this to the message's schema): one left out is never sent
+ * while nothing else changes. `stalledMs` was, and a primary whose disk hung while no
+ * new write reached it (one write in flight, acknowledged by its secondary) never
+ * reported the stall, so the coordinator kept renewing it and never failed it over.
+ */
 export function sameEntry(a: PrimaryReport, b: PrimaryReport): boolean {
   if (
     a.volume !== b.volume ||
@@ -62,6 +68,7 @@ export function sameEntry(a: PrimaryReport, b: PrimaryReport): boolean {
     a.commitOpNum !== b.commitOpNum ||
     a.tailCommitted !== b.tailCommitted ||
     a.failed !== b.failed ||
+    a.stalledMs !== b.stalledMs ||
     a.chunkBytes !== b.chunkBytes ||
     a.liveBytes !== b.liveBytes ||
     !sameSnapshotBytes(a.snapshotBytes, b.snapshotBytes) ||

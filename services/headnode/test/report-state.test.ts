@@ -3,7 +3,11 @@
 
 import type { PartitionRecord } from "@ballast/coordinator/decisions";
 import { LeaseBook, type ReportOutcome } from "@ballast/coordinator/leases";
-import { limits } from "@ballast/protocol";
+import {
+  Follower as FollowerSchema,
+  limits,
+  PrimaryReport as PrimaryReportSchema,
+} from "@ballast/protocol";
 import fc from "fast-check";
 import { describe, expect, test } from "vitest";
 import { addressKey, type PrimaryReport, ReportState, sameEntry } from "../src/report-state.ts";
@@ -341,4 +345,80 @@ test("a changed snapshot figure makes a report entry differ, so that it is sent"
   expect(sameEntry(entry([["s1", 4096]]), entry([["s1", 8192]]))).toBe(false);
   expect(sameEntry(entry([["s1", 4096]]), entry())).toBe(false);
   expect(sameEntry(entry(), entry())).toBe(true);
+});
+
+describe("sameEntry tells apart entries that differ in any field the schema names", () => {
+  // An entry with every field of the message set, so that none can be forgotten: a
+  // field sameEntry ignores is never sent while nothing else in the entry changes.
+  const full: PrimaryReport = {
+    volume: "v",
+    volumeId: "v-1",
+    partition: 3,
+    epoch: 4,
+    session: 2,
+    commitOpNum: 10,
+    tailCommitted: true,
+    followers: [
+      { node: "head-2", matchOpNum: 9, learner: false, stalledMs: 500, needsRebuild: true },
+    ],
+    failed: false,
+    stalledMs: 2000,
+    chunkBytes: 8192,
+    liveBytes: 4096,
+    snapshotBytes: [{ snapshot: "s1", uniqueBytes: 4096 }],
+    chunksShortOfCopies: 1,
+  };
+  const copy = (): PrimaryReport => structuredClone(full);
+  const other = (value: unknown): unknown => {
+    if (typeof value === "number") return value + 1;
+    if (typeof value === "boolean") return !value;
+    if (typeof value === "string") return `${value}x`;
+    throw new Error(`no other value for ${String(value)}`);
+  };
+
+  test("the full entry sets every field of the schema, and of a follower's", () => {
+    expect(Object.keys(full).sort()).toEqual(Object.keys(PrimaryReportSchema.shape).sort());
+    expect(Object.keys(full.followers[0]!).sort()).toEqual(
+      Object.keys(FollowerSchema.shape).sort(),
+    );
+    expect(sameEntry(full, copy())).toBe(true);
+  });
+
+  test.each(Object.keys(PrimaryReportSchema.shape))("a change of %s", (key) => {
+    const changed = copy() as Record<string, unknown>;
+    if (key === "followers") changed.followers = [];
+    else if (key === "snapshotBytes") changed.snapshotBytes = [];
+    else changed[key] = other(changed[key]);
+    expect(sameEntry(full, changed as PrimaryReport)).toBe(false);
+    expect(sameEntry(changed as PrimaryReport, full)).toBe(false);
+    if (PrimaryReportSchema.shape[key as keyof PrimaryReport].isOptional()) {
+      const without = copy() as Record<string, unknown>;
+      delete without[key];
+      expect(sameEntry(full, without as PrimaryReport), `${key} absent`).toBe(false);
+    }
+  });
+
+  test.each(Object.keys(FollowerSchema.shape))("a change of a follower's %s", (key) => {
+    const changed = copy();
+    const follower = changed.followers[0]! as Record<string, unknown>;
+    follower[key] = other(follower[key]);
+    expect(sameEntry(full, changed)).toBe(false);
+    if (FollowerSchema.shape[key as keyof typeof FollowerSchema.shape].isOptional()) {
+      const without = copy();
+      delete (without.followers[0]! as Record<string, unknown>)[key];
+      expect(sameEntry(full, without), `follower's ${key} absent`).toBe(false);
+    }
+  });
+});
+
+test("a primary whose own journal stalls is reported, though nothing else changed", () => {
+  // The defect: one write in flight, acknowledged by the secondary, then the disk hangs.
+  // Commit point and followers stay put; only the entry's own stall appears. The next
+  // report must carry it, or the coordinator renews the lease and never fails it over.
+  const state = new ReportState();
+  const calm = entry(0);
+  const first = state.next(primaries(calm));
+  state.onAnswer(first, { leaseMs, granted: [], accepted: first.seq, held: 1, excluded: [] });
+  const stalled = entry(0, { stalledMs: limits.primaryStallMsMax });
+  expect(state.next(primaries(stalled)).primaries).toEqual([stalled]);
 });
