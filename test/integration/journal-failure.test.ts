@@ -18,6 +18,8 @@
 // - writes kept being acknowledged: none failed after its bounded retry, and writes
 //   were acknowledged after full strength returned;
 // - every slot reads back the fill of the last write acknowledged to it.
+// Then a hang without failure (SIGUSR2): with writes flowing, and with one write in
+// flight and none after it, the primary reports its own stall and is failed over.
 // Every wait is bounded by a named timeout; the cluster and its directory are removed.
 
 import { limits, subjects } from "@ballast/protocol";
@@ -60,6 +62,11 @@ const faultFiredMs = 10_000;
 const recoveredMs = limits.primaryLeaseMs + configureVerifyMs + 5000;
 /** From there to full strength again (a rebuild from a checkpoint). */
 const fullStrengthMs = 30_000;
+/**
+ * The deadline of the lone write of the last test: past the stall bound and the lease a
+ * failover waits out, so that the client gives up only after the coordinator acted.
+ */
+const loneWriteDeadlineMs = 30_000;
 
 let cluster: TestCluster;
 
@@ -392,6 +399,81 @@ test("the primary's journal hangs without failing: it reports the stall, the par
   } finally {
     if (hung) cluster.cluster.signal(victim, "SIGUSR2");
     if (writer !== undefined) nextWrite = await writer.stop();
+    await watcher?.stop();
+  }
+}, 120_000);
+
+test("the primary's journal hangs with one write in flight and none after it: it reports the stall, and the partition fails over", async () => {
+  // The defect this guards against: a head node sends the coordinator only the report
+  // entries that changed, and the primary's own stall did not count as a change. While
+  // a client kept writing, each new note moved the follower's position and so carried
+  // the stall along (the test above); with one write in flight and no other (a client
+  // at queue depth 1 waiting on it), nothing else changed, the stall was never sent, the
+  // coordinator kept renewing the primary's lease, and the write hung for as long as
+  // the disk did.
+  const before = (await describeVolume(cluster.bus, volume)).partitions[0]!;
+  const victim = before.primary;
+  const because = `primary ${victim} has kept writes waiting on its own journal`;
+  const coordinatorSaid = async () =>
+    (await logLinesContaining(cluster.dataDir, [because])).filter((hit) =>
+      hit.file.startsWith("coordinator"),
+    ).length;
+  const saidBefore = await coordinatorSaid();
+  let hung = false;
+  try {
+    watcher = new Watcher();
+    const hungAtMs = Date.now();
+    cluster.cluster.signal(victim, "SIGUSR2");
+    hung = true;
+    // One write, sent once, answered or not: no retry, which would send a new note.
+    const slot = 0;
+    const lone = cluster.bus
+      .request(
+        subjects.volume.build(volume, 0),
+        {
+          type: "volume.write.v1",
+          volume,
+          partition: 0,
+          epoch: before.epoch,
+          writes: [{ offset: slot * blockBytes, data: new Uint8Array(blockBytes).fill(7) }],
+        },
+        { deadlineMs: loneWriteDeadlineMs },
+      )
+      .catch((error: Error) => error);
+    const dropped = await waitFor(
+      `${victim} replaced as primary after epoch ${before.epoch} with one write in flight`,
+      async () =>
+        watcher!.seen.find(
+          (state) =>
+            state.epoch > before.epoch &&
+            state.primary !== victim &&
+            !state.secondaries.includes(victim),
+        ),
+      limits.primaryStallMsMax + limits.primaryLeaseMs + 10_000,
+      20,
+    );
+    const droppedAtMs = Date.now();
+    expect(dropped.primary, "the secondary, which holds every acknowledged write").toBe(
+      before.secondaries[0],
+    );
+    expect(
+      await coordinatorSaid(),
+      `the coordinator logged "${because}" for this hang`,
+    ).toBeGreaterThan(saidBefore);
+    cluster.cluster.signal(victim, "SIGUSR2");
+    hung = false;
+    await lone;
+    await waitForFullStrength(cluster.bus, volume, 2, fullStrengthMs);
+    await watcher.stop();
+    // The volume serves writes and reads on its new primary.
+    await writeBlocks(cluster.bus, volume, 0, slot * blockBytes, 1, 9, writeRetryMs);
+    const data = await readBytes(cluster.bus, volume, 0, slot * blockBytes, blockBytes);
+    expect(bytesIn(data)).toEqual([9]);
+    process.stdout.write(
+      `journal hang with one write in flight (primary ${victim}): replaced by ${dropped.primary} in epoch ${dropped.epoch} after ${droppedAtMs - hungAtMs} ms\n`,
+    );
+  } finally {
+    if (hung) cluster.cluster.signal(victim, "SIGUSR2");
     await watcher?.stop();
   }
 }, 120_000);
