@@ -60,13 +60,18 @@ export interface ReportContext {
 
 /** A follower as status and reports carry it: stalls in ms (ticks × tickMs). */
 export function followerOnTheWire(follower: FollowerProgress, tickMs: number) {
-  return {
-    node: follower.node,
-    matchOpNum: follower.matchOpNum,
-    learner: follower.learner,
-    ...(follower.stalledTicks === undefined ? {} : { stalledMs: follower.stalledTicks * tickMs }),
-    ...(follower.needsRebuild === true ? { needsRebuild: true } : {}),
-  };
+  // Built field by field, not spread: every report builds one per follower of every
+  // primary (issue 14's idle cost), and the absent fields stay absent on the wire.
+  const wire: {
+    node: string;
+    matchOpNum: number;
+    learner: boolean;
+    stalledMs?: number;
+    needsRebuild?: true;
+  } = { node: follower.node, matchOpNum: follower.matchOpNum, learner: follower.learner };
+  if (follower.stalledTicks !== undefined) wire.stalledMs = follower.stalledTicks * tickMs;
+  if (follower.needsRebuild === true) wire.needsRebuild = true;
+  return wire;
 }
 
 /**
@@ -88,24 +93,45 @@ export function primaryReportOf(
     : core.roleName === "primary";
   if (!primary) return undefined;
   const { volume, volumeId, partition } = address;
-  const entry = {
+  const epoch = configuration.epoch;
+  const session = core.identity.session;
+  const commitOpNum = core.commitOpNum;
+  if (failed) {
+    return {
+      volume,
+      volumeId,
+      partition,
+      epoch,
+      session,
+      commitOpNum,
+      tailCommitted: false,
+      followers: [],
+      failed: true,
+    };
+  }
+  // Built field by field, not from spreads: a node builds this for every primary it
+  // holds every report (issue 14's idle cost); optional fields stay absent when unset.
+  const usage = core.spaceUsage();
+  const followers = core.followers();
+  const wireFollowers: PrimaryReport["followers"] = [];
+  for (const follower of followers) wireFollowers.push(followerOnTheWire(follower, context.tickMs));
+  const entry: PrimaryReport = {
     volume,
     volumeId,
     partition,
-    epoch: configuration.epoch,
-    session: core.identity.session,
-    commitOpNum: core.commitOpNum,
-  };
-  if (failed) return { ...entry, tailCommitted: false, followers: [], failed: true };
-  const stalledTicks = core.ownStalledTicks();
-  return {
-    ...entry,
+    epoch,
+    session,
+    commitOpNum,
     tailCommitted: core.tailCommitted,
-    followers: core.followers().map((follower) => followerOnTheWire(follower, context.tickMs)),
-    ...(stalledTicks === 0 ? {} : { stalledMs: stalledTicks * context.tickMs }),
-    ...core.spaceUsage(),
+    followers: wireFollowers,
+    chunkBytes: usage.chunkBytes,
+    liveBytes: usage.liveBytes,
     chunksShortOfCopies: chunksShortOfCopies(core.metadata.chunks, context.sledsOut),
   };
+  const stalledTicks = core.ownStalledTicks();
+  if (stalledTicks !== 0) entry.stalledMs = stalledTicks * context.tickMs;
+  if (usage.snapshotBytes !== undefined) entry.snapshotBytes = usage.snapshotBytes;
+  return entry;
 }
 
 /**

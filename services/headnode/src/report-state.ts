@@ -39,12 +39,12 @@ export interface Outgoing {
   primaries: PrimaryReport[];
   gone: Address[];
   /** The state the coordinator holds once it accepts this report. */
-  state: Map<string, PrimaryReport>;
+  state: ReadonlyMap<string, PrimaryReport>;
   /** Failed non-primary replicas new or changed since `base` (all of them when whole). */
   failures: FailedReplica[];
   failuresGone: Address[];
   /** The failed replicas the coordinator holds once it accepts this report. */
-  failureState: Map<string, FailedReplica>;
+  failureState: ReadonlyMap<string, FailedReplica>;
 }
 
 export function addressKey(volume: string, partition: number): string {
@@ -103,8 +103,8 @@ export class ReportState {
   private accepted:
     | {
         seq: number;
-        state: Map<string, PrimaryReport>;
-        failureState: Map<string, FailedReplica>;
+        state: ReadonlyMap<string, PrimaryReport>;
+        failureState: ReadonlyMap<string, FailedReplica>;
       }
     | undefined;
   private seq = 0;
@@ -118,35 +118,42 @@ export class ReportState {
     currentFailures: ReadonlyMap<string, FailedReplica> = new Map(),
   ): Outgoing {
     const base = this.accepted;
-    const state = new Map(base?.state ?? []);
+    // The states are copied on the first change only: an idle node (every report, for
+    // every primary it holds) sends the state it was answered on, unchanged. No state
+    // map is changed once made, so sharing one between reports is safe.
+    let state: Map<string, PrimaryReport> | undefined;
     const primaries: PrimaryReport[] = [];
     const gone: Address[] = [];
     for (const [key, entry] of current) {
-      const held = state.get(key);
-      if (held !== undefined && sameEntry(held, entry)) continue;
+      const held = base?.state.get(key);
+      if (held !== undefined && (held === entry || sameEntry(held, entry))) continue;
       // A state too large for one report goes over several: the rest next time.
       if (primaries.length === limits.reportPartitionsMax) break;
       primaries.push(entry);
+      state ??= new Map(base?.state);
       state.set(key, entry);
     }
     for (const [key, held] of base?.state ?? []) {
       if (current.has(key) || gone.length === limits.reportPartitionsMax) continue;
       gone.push({ volume: held.volume, partition: held.partition });
+      state ??= new Map(base?.state);
       state.delete(key);
     }
-    const failureState = new Map(base?.failureState ?? []);
+    let failureState: Map<string, FailedReplica> | undefined;
     const failures: FailedReplica[] = [];
     const failuresGone: Address[] = [];
     for (const [key, entry] of currentFailures) {
-      const held = failureState.get(key);
+      const held = base?.failureState.get(key);
       if (held !== undefined && sameFailure(held, entry)) continue;
       if (failures.length === limits.reportPartitionsMax) break;
       failures.push(entry);
+      failureState ??= new Map(base?.failureState);
       failureState.set(key, entry);
     }
     for (const [key, held] of base?.failureState ?? []) {
       if (currentFailures.has(key) || failuresGone.length === limits.reportPartitionsMax) continue;
       failuresGone.push({ volume: held.volume, partition: held.partition });
+      failureState ??= new Map(base?.failureState);
       failureState.delete(key);
     }
     this.seq += 1;
@@ -155,10 +162,10 @@ export class ReportState {
       base: base?.seq,
       primaries,
       gone,
-      state,
+      state: state ?? base?.state ?? new Map(),
       failures,
       failuresGone,
-      failureState,
+      failureState: failureState ?? base?.failureState ?? new Map(),
     };
   }
 
