@@ -1,6 +1,6 @@
 // The coordinator on real processes: the volume catalogue (CLI and concurrent creates),
 // failover of a primary and of a secondary under a stream of writes, and a second
-// coordinator taking over when the leader is killed.
+// coordinator taking over when the leader is killed, or at once when it stops gracefully.
 
 import {
   decodeValue,
@@ -14,6 +14,7 @@ import { createInbox } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { runCli } from "../support/cli.ts";
 import { connectTestBus, startTestCluster, type TestCluster, waitFor } from "../support/cluster.ts";
+import { logLinesContaining } from "../support/logs.ts";
 import { VolumeModel } from "../support/volume-io.ts";
 
 type VolumeState = ResultOf<"volume.describe.v1">;
@@ -148,6 +149,40 @@ describe("failover", () => {
       `coordinator takeover: ${Date.now() - killedAtMs} ms after kill -9 of ${leader}\n`,
     );
     expect(next).not.toBe(leader);
+    await io.expectAllWritten();
+    cluster.cluster.restart(leader);
+  });
+
+  test("the leading coordinator stops gracefully: it releases the key, and the other leads without waiting out the lease", async () => {
+    const holder = async () =>
+      (await cluster.bus.request(subjects.coordinator.build(), { type: "cluster.status.v1" }))
+        .coordinator;
+    const leader = await waitFor("a leader", async () => {
+      try {
+        return await holder();
+      } catch {
+        return undefined;
+      }
+    });
+    const said = async (id: string, line: string) =>
+      (await logLinesContaining(cluster.dataDir, [line])).filter((hit) => hit.file === `${id}.log`)
+        .length;
+    const takeoverLine = "its last leader released it";
+    const others = cluster.cluster.ids("coordinator").filter((id) => id !== leader);
+    const before = await Promise.all(others.map((id) => said(id, takeoverLine)));
+    expect(await cluster.cluster.kill(leader, "SIGTERM")).toBe(0);
+    expect(await said(leader, "released the leadership")).toBeGreaterThan(0);
+    const next = await waitFor("another coordinator to lead", async () => {
+      try {
+        const now = await holder();
+        return now !== leader ? now : undefined;
+      } catch {
+        return undefined;
+      }
+    });
+    // The new leader says it took over a released key: it waited out no lease.
+    const after = await Promise.all(others.map((id) => said(id, takeoverLine)));
+    expect(after[others.indexOf(next)]).toBeGreaterThan(before[others.indexOf(next)]!);
     await io.expectAllWritten();
     cluster.cluster.restart(leader);
   });

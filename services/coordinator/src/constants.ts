@@ -91,6 +91,12 @@ export const dropDeadlineMs = 2000;
 export const leaderLeaseMs = 3000;
 export const leaderRenewMs = 1000;
 export const leaderLeaseDriftMarginMs = 500;
+/**
+ * How long a leader stopping gracefully waits for the leader work it has in flight (a
+ * reconcile, a purge pass, a fence) before it releases the key (leadership.ts); past
+ * this it releases nothing and the lease runs out instead.
+ */
+export const leaderReleaseWaitMs = 3000;
 
 /**
  * A primary's report older than this is not acted on (stalls, learners' progress): its

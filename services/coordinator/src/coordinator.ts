@@ -45,6 +45,7 @@ import {
   heartbeatTimeoutMsMin,
   leaderLeaseDriftMarginMs,
   leaderLeaseMs,
+  leaderReleaseWaitMs,
   leaderRenewMs,
   purgePassIntervalMs,
   reconcileIntervalMs,
@@ -164,6 +165,12 @@ export class Coordinator {
   private readonly timers: NodeJS.Timeout[] = [];
   private leader: Tenure | undefined;
   private renewing = false;
+  /**
+   * Periodic and leader work running now (`every`, a fence): a graceful stop waits for
+   * it before it releases the leader key, so that nothing this leader began still runs
+   * once another leads.
+   */
+  private readonly inFlight = new Set<Promise<unknown>>();
   /** Creates, resizes and deletes, one at a time. */
   private catalogueChanges: Promise<unknown> = Promise.resolve();
   private readonly tenures: Tenures = {
@@ -220,6 +227,8 @@ export class Coordinator {
       this.parts.pointers?.close();
       for (const timer of this.timers) clearInterval(timer);
       await Promise.all((this.control ?? []).map((one) => one.stop()));
+      this.control = undefined;
+      await this.releaseLeadership();
     });
     await this.lead();
   }
@@ -315,13 +324,51 @@ export class Coordinator {
   private every(ms: number, work: () => unknown): void {
     this.timers.push(
       setInterval(() => {
-        void Promise.resolve()
-          .then(work)
-          .catch((error) =>
-            this.service.logger.error({ error: String(error) }, "periodic work failed"),
-          );
+        this.track(
+          Promise.resolve()
+            .then(work)
+            .catch((error) =>
+              this.service.logger.error({ error: String(error) }, "periodic work failed"),
+            ),
+        );
       }, ms),
     );
+  }
+
+  /** Keeps `work` (which must not reject) in `inFlight` until it settles. */
+  private track(work: Promise<unknown>): void {
+    this.inFlight.add(work);
+    void work.finally(() => this.inFlight.delete(work));
+  }
+
+  /**
+   * A graceful stop (after the timers and the control subjects are stopped): waits up to
+   * leaderReleaseWaitMs for the work in flight, then gives the leader key up so that
+   * another coordinator leads at once rather than after the lease (leadership.ts).
+   */
+  private async releaseLeadership(): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const finished = await Promise.race([
+      Promise.all([...this.inFlight]).then(() => true),
+      new Promise<boolean>((resolve) => {
+        timer = setTimeout(() => resolve(false), leaderReleaseWaitMs);
+      }),
+    ]);
+    clearTimeout(timer);
+    const wasLeading = this.leader !== undefined;
+    this.leader = undefined;
+    if (!finished) {
+      if (wasLeading) {
+        this.service.logger.warn(
+          { waitedMs: leaderReleaseWaitMs },
+          "leader work still running at shutdown: not releasing the leadership; its lease runs out",
+        );
+      }
+      return;
+    }
+    if (await this.parts.leadership.release()) {
+      this.service.logger.info("released the leadership: another coordinator may lead at once");
+    }
   }
 
   private async openControlStore() {
@@ -368,7 +415,12 @@ export class Coordinator {
   private startLeading(leading: Leading): void {
     const tenure = newTenure(leading, now());
     this.leader = tenure;
-    this.service.logger.info({ term: tenure.term }, "leading the cluster");
+    this.service.logger.info(
+      { term: tenure.term },
+      leading.afterRelease === true
+        ? "leading the cluster (its last leader released it: no lease waited out)"
+        : "leading the cluster",
+    );
     if (this.control === undefined) {
       this.control = [
         this.service.serve(
@@ -383,7 +435,7 @@ export class Coordinator {
         ),
       ];
     }
-    void this.fence(tenure);
+    this.track(this.fence(tenure));
   }
 
   /** Stamps every partition record with the tenure's term, then starts deciding. */

@@ -15,6 +15,12 @@
 //   one coordinator. The leader stamps its term on every partition record it writes and
 //   rewrites every record with it when it takes over (catalogue.ts `fence`): a write an
 //   ex-leader prepared before it was paused names a revision that no longer exists.
+// - A leader that stops gracefully gives the key up: it stops leading, waits for the
+//   leader work it had in flight (coordinator.ts), then marks the key `released` by
+//   compare-and-set on the revision it renewed. Its holder will never act again, so
+//   another coordinator takes it over at once (still by naming that revision, still
+//   with term + 1) instead of waiting out a lease. A leader that dies, or whose work
+//   does not finish in time, releases nothing, and the lease runs out as before.
 //
 // LeaderElection is the pure core (time as an argument); Leadership carries out its
 // writes on the KV store. A coordinator frozen (SIGSTOP) past its lease stops leading the
@@ -29,12 +35,26 @@ export interface LeaderRecord {
   coordinator: string;
   /** Grows by one on every takeover; absent in records written before terms (read as 0). */
   term?: number;
+  /**
+   * Set by the holder on a graceful stop, after it stopped leading: the next takeover
+   * need not wait out the lease. Coordinators that predate it wait as for any record.
+   */
+  released?: true;
 }
+
+/** A record as this coordinator writes it: always with its term. */
+export type WrittenRecord = { coordinator: string; term: number; released?: true };
 
 export type LeaderWrite =
   | { kind: "none" }
-  | { kind: "create"; record: Required<LeaderRecord> }
-  | { kind: "update"; record: Required<LeaderRecord>; revision: number };
+  | { kind: "create"; record: WrittenRecord }
+  | {
+      kind: "update";
+      record: WrittenRecord;
+      revision: number;
+      /** A takeover of a key its holder released (no lease waited out). */
+      afterRelease?: true;
+    };
 
 export interface LeaderElectionOptions {
   nodeId: string;
@@ -86,6 +106,18 @@ export class LeaderElection {
     }
     const term = current.value.term ?? 0;
     this.termSeenMax = Math.max(this.termSeenMax, term);
+    if (current.value.released === true) {
+      // Its holder stopped leading before it wrote this, and will not act again: nothing
+      // to wait out. The revision still decides between two takeovers.
+      this.held = undefined;
+      this.observed = undefined;
+      return {
+        kind: "update",
+        record: { coordinator: nodeId, term: term + 1 },
+        revision: current.revision,
+        afterRelease: true,
+      };
+    }
     if (
       this.held !== undefined &&
       current.value.coordinator === nodeId &&
@@ -108,8 +140,30 @@ export class LeaderElection {
     };
   }
 
+  /**
+   * A graceful stop: stops leading at once (whatever the write's fate), and returns the
+   * write that marks the key released, if the key as read is still this coordinator's
+   * term. The caller must have no leader work left in flight, and must not call
+   * `onWritten` for it.
+   */
+  release(current: Versioned<LeaderRecord> | undefined): LeaderWrite {
+    const held = this.held;
+    this.held = undefined;
+    this.observed = undefined;
+    if (held === undefined || current === undefined) return { kind: "none" };
+    const { coordinator, term, released } = current.value;
+    if (coordinator !== this.options.nodeId || (term ?? 0) !== held.term || released === true) {
+      return { kind: "none" };
+    }
+    return {
+      kind: "update",
+      record: { coordinator, term: held.term, released: true },
+      revision: current.revision,
+    };
+  }
+
   /** A write planned by `next` in a renewal that began at `startedAtMs` succeeded. */
-  onWritten(record: Required<LeaderRecord>, startedAtMs: number): void {
+  onWritten(record: WrittenRecord, startedAtMs: number): void {
     const continuing = this.held?.term === record.term && this.isLeader(startedAtMs);
     if (!continuing) this.tenureCount++;
     this.held = { term: record.term, renewedFromMs: startedAtMs };
@@ -127,12 +181,16 @@ export interface LeadershipOptions extends LeaderElectionOptions {
 export interface Leading {
   term: number;
   tenure: number;
+  /** Set when this tenure began by taking over a key its holder released. */
+  afterRelease?: true;
 }
 
 /** Leadership's shell: reads the key, writes what LeaderElection decides. */
 export class Leadership {
   readonly election: LeaderElection;
   private readonly encoder = new TextEncoder();
+  /** The tenure that began by taking over a released key, if any. */
+  private releasedTenure: number | undefined;
 
   constructor(private readonly options: LeadershipOptions) {
     this.election = new LeaderElection(options);
@@ -145,30 +203,57 @@ export class Leadership {
   /** The term and tenure this coordinator leads in now, if it leads. */
   leading(): Leading | undefined {
     const term = this.election.termAt(this.options.clock());
-    return term === undefined ? undefined : { term, tenure: this.election.tenure };
+    if (term === undefined) return undefined;
+    const tenure = this.election.tenure;
+    return this.releasedTenure === tenure ? { term, tenure, afterRelease: true } : { term, tenure };
   }
 
   /** Takes or renews the lease; returns the tenure this coordinator leads in, if any. */
   async renew(): Promise<Leading | undefined> {
-    const { kv, clock } = this.options;
+    const { clock } = this.options;
     const startedAtMs = clock();
     try {
-      const entry = await kv.get(leaderKey);
-      const current =
-        entry === null || entry.operation !== "PUT"
-          ? undefined
-          : { value: entry.json<LeaderRecord>(), revision: entry.revision };
-      const write = this.election.next(current, clock());
+      const write = this.election.next(await this.read(), clock());
       if (write.kind !== "none") {
-        const payload = this.encoder.encode(JSON.stringify(write.record));
-        if (write.kind === "create") await kv.create(leaderKey, payload);
-        else await kv.update(leaderKey, payload, write.revision);
+        await this.write(write);
         this.election.onWritten(write.record, startedAtMs);
+        if (write.kind === "update" && write.afterRelease === true) {
+          this.releasedTenure = this.election.tenure;
+        }
       }
     } catch {
       // A lost race or an unreachable store: the lease runs out on its own.
     }
     return this.leading();
+  }
+
+  /**
+   * Gives the key up on a graceful stop (see the module header): this coordinator leads
+   * no more from the call on. Resolves whether the key was marked released; on any
+   * failure the lease simply runs out.
+   */
+  async release(): Promise<boolean> {
+    try {
+      const write = this.election.release(await this.read());
+      if (write.kind !== "update") return false;
+      await this.write(write);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  private async read() {
+    const entry = await this.options.kv.get(leaderKey);
+    return entry === null || entry.operation !== "PUT"
+      ? undefined
+      : { value: entry.json<LeaderRecord>(), revision: entry.revision };
+  }
+
+  private async write(write: Exclude<LeaderWrite, { kind: "none" }>): Promise<void> {
+    const payload = this.encoder.encode(JSON.stringify(write.record));
+    if (write.kind === "create") await this.options.kv.create(leaderKey, payload);
+    else await this.options.kv.update(leaderKey, payload, write.revision);
   }
 
   /** Who holds the key now, for status. */

@@ -68,6 +68,64 @@ describe("the pure election", () => {
   });
 });
 
+describe("a graceful stop releases the key", () => {
+  test("the holder stops leading at once and marks its own term released", () => {
+    const a = election("a");
+    a.next(undefined, 0);
+    a.onWritten({ coordinator: "a", term: 3 }, 0);
+    const write = a.release({ value: { coordinator: "a", term: 3 }, revision: 7 });
+    expect(write).toEqual({
+      kind: "update",
+      record: { coordinator: "a", term: 3, released: true },
+      revision: 7,
+    });
+    expect(a.isLeader(1)).toBe(false);
+  });
+
+  test("nothing to release: not holding, another's key, another term, or released already", () => {
+    expect(election("a").release({ value: { coordinator: "a", term: 3 }, revision: 7 })).toEqual({
+      kind: "none",
+    });
+    const holding = () => {
+      const a = election("a");
+      a.next(undefined, 0);
+      a.onWritten({ coordinator: "a", term: 3 }, 0);
+      return a;
+    };
+    for (const value of [
+      { coordinator: "b", term: 4 },
+      { coordinator: "a", term: 2 },
+      { coordinator: "a", term: 3, released: true as const },
+    ]) {
+      const a = holding();
+      expect(a.release({ value, revision: 9 })).toEqual({ kind: "none" });
+      expect(a.isLeader(1), "it leads no more either way").toBe(false);
+    }
+    expect(holding().release(undefined)).toEqual({ kind: "none" });
+  });
+
+  test("a released key is taken over at once, naming its revision, with the next term", () => {
+    const b = election("b");
+    expect(
+      b.next({ value: { coordinator: "a", term: 4, released: true }, revision: 10 }, 0),
+    ).toEqual({
+      kind: "update",
+      record: { coordinator: "b", term: 5 },
+      revision: 10,
+      afterRelease: true,
+    });
+    // The same id restarted takes its own released key at once too: it was given up.
+    const again = election("a");
+    expect(
+      again.next({ value: { coordinator: "a", term: 4, released: true }, revision: 10 }, 0),
+    ).toMatchObject({ kind: "update", record: { coordinator: "a", term: 5 } });
+    // Not released: the lease is waited out, as before.
+    expect(election("b").next({ value: { coordinator: "a", term: 4 }, revision: 10 }, 0)).toEqual({
+      kind: "none",
+    });
+  });
+});
+
 /** A coordinator with its own monotonic clock, started at an arbitrary origin. */
 function coordinator(store: FakeStore, nodeId: string, originMs: number) {
   const clock = { nowMs: originMs };
@@ -115,5 +173,29 @@ describe("two coordinators on one store", () => {
     expect(a.leadership.isLeader()).toBe(false);
     expect(await a.leadership.renew()).toBeUndefined();
     expect(store.value(leaderKey)).toEqual({ coordinator: "b", term: 2 });
+  });
+
+  test("a leader that stops gracefully hands over at once; two takeovers, one wins", async () => {
+    const store = new FakeStore();
+    const a = coordinator(store, "a", 1_000);
+    const b = coordinator(store, "b", 77_000);
+    const c = coordinator(store, "c", 5_000_000);
+    expect((await a.leadership.renew())?.term).toBe(1);
+    expect(await b.leadership.renew()).toBeUndefined();
+    expect(await c.leadership.renew()).toBeUndefined();
+    expect(await a.leadership.release()).toBe(true);
+    expect(a.leadership.isLeader()).toBe(false);
+    expect(store.value(leaderKey)).toEqual({ coordinator: "a", term: 1, released: true });
+    // No time passes: b takes it over at once, and c, naming the same revision, loses.
+    const leading = await b.leadership.renew();
+    expect(leading).toMatchObject({ term: 2, afterRelease: true });
+    expect(await c.leadership.renew()).toBeUndefined();
+    expect(store.value(leaderKey)).toEqual({ coordinator: "b", term: 2 });
+    // a's release is spent: a second one writes nothing, and a does not lead again.
+    expect(await a.leadership.release()).toBe(false);
+    expect(await a.leadership.renew()).toBeUndefined();
+    // b's next renewal continues the tenure the takeover began.
+    b.clock.nowMs += 1000;
+    expect((await b.leadership.renew())?.tenure).toBe(leading?.tenure);
   });
 });
