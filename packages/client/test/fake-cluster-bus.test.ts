@@ -79,6 +79,23 @@ describe("FakeClusterBus", () => {
     expect(error.code).toBe(ErrorCode.InvalidArgument);
   });
 
+  it("refuses a request for another incarnation of the volume with WrongEpoch, as a head node does", async () => {
+    const fake = fakeCluster();
+    fake.createVolume({ name: "v", id: "v-2", sizeBytes: 8192, partitionBytes: 4096 });
+
+    const error = await refusal(
+      fake.request<"volume.read.v1">(subject, {
+        type: "volume.read.v1",
+        ...address,
+        volumeId: "v-1",
+        reads: [{ offset: 4096, length: 512 }],
+      }),
+    );
+
+    expect(error.code).toBe(ErrorCode.WrongEpoch);
+    expect(error.details).toEqual({ epoch: 1, volumeId: "v-1", currentVolumeId: "v-2" });
+  });
+
   it("applies a write before losing its reply when told to", async () => {
     const fake = fakeCluster();
     fake.failNext("v", 1, 1, ErrorCode.Timeout, { afterApplying: true });

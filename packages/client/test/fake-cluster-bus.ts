@@ -1,9 +1,9 @@
 // FakeClusterBus: a whole Ballast cluster as the client sees it through the bus, in one
 // object. It answers volume.describe.v1 on the coordinator's subject and serves volume.*
 // requests on each partition's subject from an in-memory byte array per partition,
-// refusing what a head node refuses (wrong epoch, unaligned or out-of-partition ranges,
-// too many bytes, malformed messages), so that a client bug shows up as a refusal rather
-// than as silently accepted bytes.
+// refusing what a head node refuses (wrong epoch, another incarnation of the volume,
+// unaligned or out-of-partition ranges, too many bytes, malformed messages), so that a
+// client bug shows up as a refusal rather than as silently accepted bytes.
 //
 // Knobs: fail the next N requests to a partition with a code (before or after applying
 // them: "after" is a lost reply, so a retry applies the mutation twice), each failure
@@ -421,10 +421,19 @@ export class FakeClusterBus implements RequestBus {
     };
   }
 
-  /** Finds the addressed partition, applies planned failures before it, checks the epoch. */
+  /**
+   * Finds the addressed partition, applies planned failures before it, checks the
+   * incarnation and the epoch.
+   */
   private admit(
     subject: string,
-    message: { type: RequestType; volume: string; partition: number; epoch: number },
+    message: {
+      type: RequestType;
+      volume: string;
+      partition: number;
+      epoch: number;
+      volumeId?: string | undefined;
+    },
   ): { volume: FakeVolume; partition: FakePartition; failAfter: PlannedFailure | undefined } {
     const volume = this.volumes.get(message.volume);
     const partition = volume?.partitions[message.partition];
@@ -447,6 +456,21 @@ export class FakeClusterBus implements RequestBus {
         throw new BallastError(failure.code, `fake failure (${failure.code}) on ${subject}`);
       }
       failAfter = failure;
+    }
+    if (message.volumeId !== undefined && message.volumeId !== volume.id) {
+      // As a head node answers a request for another incarnation of the name: the client
+      // describes again, and learns that its volume was deleted.
+      throw new BallastError(
+        ErrorCode.WrongEpoch,
+        `${message.volume}/${message.partition} here is incarnation ${volume.id}, not ${message.volumeId}`,
+        {
+          details: {
+            epoch: message.epoch,
+            volumeId: message.volumeId,
+            currentVolumeId: volume.id,
+          },
+        },
+      );
     }
     if (message.epoch !== partition.epoch) {
       throw new BallastError(
