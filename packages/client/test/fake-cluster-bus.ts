@@ -14,11 +14,13 @@
 // WrongEpoch, and describes report the new epoch at once); list a partition twice in
 // describes, as the coordinator's catalogue listing does when the partition's record
 // changes during it (the copy before the last failover, and the current one);
-// re-create or delete a volume; delay requests; hold all requests until resumed.
+// re-create or delete a volume; delay requests; hold all requests until resumed, or
+// serve them and hold their replies (a reply in transit while the cluster changes).
 // Every request is recorded in `sent`, in the order the client sent it.
 //
-// Timing: a request is served when it arrives, after its delay and any hold, and is
-// answered at once; requests held together are served in the order they were sent.
+// Timing: a request is served when it arrives, after its delay and any hold of requests,
+// and is answered at once unless its reply is held; requests held together are served
+// in the order they were sent.
 
 import {
   BallastError,
@@ -112,6 +114,8 @@ export class FakeClusterBus implements RequestBus {
         released: Promise<void>;
         release: () => void;
         only: (subject: string, message: RequestMessage) => boolean;
+        /** "request": held before it is served; "reply": served, and its reply held. */
+        what: "request" | "reply";
       }
     | undefined;
   private heldCount = 0;
@@ -274,12 +278,28 @@ export class FakeClusterBus implements RequestBus {
    * `only(subject, message)` is true.
    */
   pause(only: (subject: string, message: RequestMessage) => boolean = () => true): void {
+    this.holdUntilResumed(only, "request");
+  }
+
+  /**
+   * Serves requests as they arrive but holds their replies until `resume()`: every
+   * request, or those for which `only(subject, message)` is true. A describe held so
+   * answers with the catalogue as it was when it arrived, however it changes meanwhile.
+   */
+  holdReplies(only: (subject: string, message: RequestMessage) => boolean = () => true): void {
+    this.holdUntilResumed(only, "reply");
+  }
+
+  private holdUntilResumed(
+    only: (subject: string, message: RequestMessage) => boolean,
+    what: "request" | "reply",
+  ): void {
     if (this.hold !== undefined) throw new Error("the fake cluster is paused already");
     let release!: () => void;
     const released = new Promise<void>((resolve) => {
       release = resolve;
     });
-    this.hold = { released, release, only };
+    this.hold = { released, release, only, what };
   }
 
   resume(): void {
@@ -290,7 +310,7 @@ export class FakeClusterBus implements RequestBus {
 
   // Inspection.
 
-  /** Requests held by `pause()` now. */
+  /** Requests (or replies) held by `pause()` or `holdReplies()` now. */
   get held(): number {
     return this.heldCount;
   }
@@ -351,12 +371,24 @@ export class FakeClusterBus implements RequestBus {
       }
       await sleep(this.requestDelayMs);
     }
-    while (this.hold?.only(subject, message)) {
+    while (this.hold?.what === "request" && this.hold.only(subject, message)) {
       this.heldCount += 1;
       await this.hold.released;
       this.heldCount -= 1;
     }
-    return this.serve(subject, message);
+    const hold = this.hold;
+    if (hold?.what !== "reply" || !hold.only(subject, message)) return this.serve(subject, message);
+    let outcome: { value: unknown } | { error: unknown };
+    try {
+      outcome = { value: this.serve(subject, message) };
+    } catch (error) {
+      outcome = { error };
+    }
+    this.heldCount += 1;
+    await hold.released;
+    this.heldCount -= 1;
+    if ("error" in outcome) throw outcome.error;
+    return outcome.value;
   }
 
   private serve(subject: string, message: RequestMessage): unknown {

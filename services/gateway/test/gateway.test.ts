@@ -2,13 +2,15 @@
 // deleted and created again under its name while served. The connection that had the
 // old volume keeps failing (its disk is gone, and the new volume's bytes are not its
 // own); a new connection opens the new volume, the very first one too, even when
-// nothing on the old Volume had found the deletion.
+// nothing on the old Volume had found the deletion. A new connection sees a resize that
+// answered before it, even while a describe read before the resize is in flight.
 
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { Volume } from "@ballast/client";
 import { createLogger, type Service } from "@ballast/runtime";
-import { afterEach, describe, expect, test } from "vitest";
+import { afterEach, describe, expect, test, vi } from "vitest";
 import { FakeClusterBus } from "../../../packages/client/test/fake-cluster-bus.ts";
 import { Gateway } from "../src/gateway.ts";
 import { Command, ReplyError } from "../src/nbd/wire.ts";
@@ -76,6 +78,15 @@ async function logFileForTest(): Promise<string> {
 }
 
 const isZeroes = (data: Uint8Array) => data.every((byte) => byte === 0);
+
+/** Polls `condition` every few milliseconds; fails the test after `timeoutMs`. */
+async function eventually(condition: () => boolean, what: string, timeoutMs = 5000) {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) expect.fail(`gave up after ${timeoutMs} ms waiting until ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
 
 describe("gateway", () => {
   test("serves a volume created again under a deleted one's name to new connections", async () => {
@@ -167,5 +178,31 @@ describe("gateway", () => {
       expect(line).toContain("was deleted while open");
       expect(line).not.toContain("the volume is closed");
     }
+  });
+
+  test("a new connection sees a grow that answered while a describe read before it was in flight", async () => {
+    const fake = new FakeClusterBus([{ ...spec, id: "vol-1" }]);
+    const address = await startGateway(fake);
+    const old = await connect(address);
+    // A failover makes the old connection's read describe the volume; the fake cluster
+    // reads its catalogue for that describe now, and holds the answer back.
+    fake.failover(spec.name, 0);
+    fake.holdReplies((_, message) => message.type === "volume.describe.v1");
+    const oldRead = old.roundTrip({ command: Command.Read, handle: 1n, length: 4096 });
+    await eventually(() => fake.held === 1, "the failover's describe is in flight");
+
+    // The grow answers (to whoever asked for it) before the next connection arrives.
+    fake.resizeVolume(spec.name, 3 * mebibyte);
+    const refreshes = vi.spyOn(Volume.prototype, "refreshSize");
+    cleanups.push(() => refreshes.mockRestore());
+    const opening = connectWithSize(address);
+    // The new connection has asked the shared Volume for its size; only then does the
+    // describe from before the grow answer.
+    await eventually(() => refreshes.mock.calls.length === 1, "the new connection refreshes");
+    fake.resume();
+
+    const [opened, read] = await Promise.all([opening, oldRead]);
+    expect(opened.sizeBytes).toBe(3 * mebibyte);
+    expect(read.error).toBe(0);
   });
 });
