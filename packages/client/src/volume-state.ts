@@ -8,6 +8,15 @@
 // one is already in flight (then the failure joins it). So however many requests fail
 // together at a failover, the volume is described once per change, not once per request.
 //
+// Joining is right for a failed request: any description newer than the one it used
+// explains its failure. It is wrong for a caller that must see the catalogue as of its
+// call (a new NBD connection learning the size after a resize): a describe in flight
+// may have read the catalogue before the resize, and its answer would be taken as
+// current. `refreshAsOfNow` therefore never joins a describe already sent; it waits for
+// it and describes again, and every such caller that arrives while that one is in
+// flight shares the one describe queued behind it. Describes never overlap, so their
+// answers are taken in the order they were read.
+//
 // Failure model: a describe may fail like any request; `refresh` rejects with that error
 // and leaves the snapshot as it was, and the caller's retry loop decides whether to try
 // again (wire.ts makes the coordinator's own faults retryable). A description that lists
@@ -34,7 +43,10 @@ export interface VolumeSnapshot {
 export class VolumeStateCache {
   readonly name: string;
   private snapshot: VolumeSnapshot;
+  /** The describe sent and not yet answered. */
   private refreshing: Promise<void> | undefined;
+  /** The describe that `refreshAsOfNow` queued behind `refreshing`, not yet sent. */
+  private queued: Promise<void> | undefined;
   private goneSeen = false;
   private readonly bus: RequestBus;
   private readonly options: Readonly<ClientOptions>;
@@ -86,12 +98,31 @@ export class VolumeStateCache {
    */
   refresh(generationSeen: number): Promise<void> {
     if (this.snapshot.generation > generationSeen) return Promise.resolve();
-    if (this.refreshing === undefined) {
-      this.refreshing = this.describe().finally(() => {
-        this.refreshing = undefined;
-      });
+    return this.describeOnce();
+  }
+
+  /**
+   * Resolves once a description whose describe was sent after this call is current, so
+   * that it reflects every change to the catalogue made before the call (a resize, a
+   * deletion). A describe in flight is not joined: it may have read the catalogue before
+   * such a change. Rejects as that describe does; the failure of the one in flight is
+   * not this call's.
+   */
+  refreshAsOfNow(): Promise<void> {
+    const inFlight = this.refreshing;
+    if (inFlight === undefined) return this.describeOnce();
+    if (this.queued === undefined) {
+      const queued = inFlight
+        .catch(() => undefined)
+        .then(() => {
+          this.queued = undefined;
+          // A describe started since `inFlight` ended was sent after every caller that
+          // queued here, so joining it is as good as sending one.
+          return this.describeOnce();
+        });
+      this.queued = queued;
     }
-    return this.refreshing;
+    return this.queued;
   }
 
   /**
@@ -100,6 +131,16 @@ export class VolumeStateCache {
    */
   get gone(): boolean {
     return this.goneSeen;
+  }
+
+  /** The describe in flight, or a new one when none is: never two at once. */
+  private describeOnce(): Promise<void> {
+    if (this.refreshing === undefined) {
+      this.refreshing = this.describe().finally(() => {
+        this.refreshing = undefined;
+      });
+    }
+    return this.refreshing;
   }
 
   private async describe(): Promise<void> {

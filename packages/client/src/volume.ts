@@ -100,11 +100,13 @@ export class Volume implements BlockDevice {
   }
 
   /**
-   * Describes the volume again, so that `sizeBytes` is the coordinator's current size;
-   * rejects as a describe does (NotFound once the volume was deleted).
+   * Describes the volume again, so that `sizeBytes` is the coordinator's size as of the
+   * call (a resize that answered before the call is seen); rejects as a describe does
+   * (NotFound once the volume was deleted). A describe already in flight is waited for
+   * and followed by another, not joined: it may have read the size before the resize.
    */
   async refreshSize(): Promise<void> {
-    await this.state.refresh(this.state.current.generation);
+    await this.state.refreshAsOfNow();
   }
 
   /** A snapshot is read-only. */

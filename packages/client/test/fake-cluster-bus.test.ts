@@ -79,6 +79,37 @@ describe("FakeClusterBus", () => {
     expect(error.code).toBe(ErrorCode.InvalidArgument);
   });
 
+  it("refuses a request for another incarnation of the volume with WrongEpoch, as a head node does", async () => {
+    const fake = fakeCluster();
+    fake.createVolume({ name: "v", id: "v-2", sizeBytes: 8192, partitionBytes: 4096 });
+
+    const error = await refusal(
+      fake.request<"volume.read.v1">(subject, {
+        type: "volume.read.v1",
+        ...address,
+        volumeId: "v-1",
+        reads: [{ offset: 4096, length: 512 }],
+      }),
+    );
+
+    expect(error.code).toBe(ErrorCode.WrongEpoch);
+    expect(error.details).toEqual({ epoch: 1, volumeId: "v-1", currentVolumeId: "v-2" });
+  });
+
+  it("holds a reply served before a change, and answers it as it was served", async () => {
+    const fake = fakeCluster();
+    fake.holdReplies((_, message) => message.type === "volume.describe.v1");
+    const describing = fake.request<"volume.describe.v1">(subjects.coordinator.build(), {
+      type: "volume.describe.v1",
+      name: "v",
+    });
+    fake.resizeVolume("v", 16384);
+    expect(fake.held).toBe(1);
+    fake.resume();
+
+    expect((await describing).sizeBytes).toBe(8192);
+  });
+
   it("applies a write before losing its reply when told to", async () => {
     const fake = fakeCluster();
     fake.failNext("v", 1, 1, ErrorCode.Timeout, { afterApplying: true });

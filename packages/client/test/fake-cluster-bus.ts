@@ -1,9 +1,9 @@
 // FakeClusterBus: a whole Ballast cluster as the client sees it through the bus, in one
 // object. It answers volume.describe.v1 on the coordinator's subject and serves volume.*
 // requests on each partition's subject from an in-memory byte array per partition,
-// refusing what a head node refuses (wrong epoch, unaligned or out-of-partition ranges,
-// too many bytes, malformed messages), so that a client bug shows up as a refusal rather
-// than as silently accepted bytes.
+// refusing what a head node refuses (wrong epoch, another incarnation of the volume,
+// unaligned or out-of-partition ranges, too many bytes, malformed messages), so that a
+// client bug shows up as a refusal rather than as silently accepted bytes.
 //
 // Knobs: fail the next N requests to a partition with a code (before or after applying
 // them: "after" is a lost reply, so a retry applies the mutation twice), each failure
@@ -14,11 +14,13 @@
 // WrongEpoch, and describes report the new epoch at once); list a partition twice in
 // describes, as the coordinator's catalogue listing does when the partition's record
 // changes during it (the copy before the last failover, and the current one);
-// re-create or delete a volume; delay requests; hold all requests until resumed.
+// re-create or delete a volume; delay requests; hold all requests until resumed, or
+// serve them and hold their replies (a reply in transit while the cluster changes).
 // Every request is recorded in `sent`, in the order the client sent it.
 //
-// Timing: a request is served when it arrives, after its delay and any hold, and is
-// answered at once; requests held together are served in the order they were sent.
+// Timing: a request is served when it arrives, after its delay and any hold of requests,
+// and is answered at once unless its reply is held; requests held together are served
+// in the order they were sent.
 
 import {
   BallastError,
@@ -112,6 +114,8 @@ export class FakeClusterBus implements RequestBus {
         released: Promise<void>;
         release: () => void;
         only: (subject: string, message: RequestMessage) => boolean;
+        /** "request": held before it is served; "reply": served, and its reply held. */
+        what: "request" | "reply";
       }
     | undefined;
   private heldCount = 0;
@@ -274,12 +278,28 @@ export class FakeClusterBus implements RequestBus {
    * `only(subject, message)` is true.
    */
   pause(only: (subject: string, message: RequestMessage) => boolean = () => true): void {
+    this.holdUntilResumed(only, "request");
+  }
+
+  /**
+   * Serves requests as they arrive but holds their replies until `resume()`: every
+   * request, or those for which `only(subject, message)` is true. A describe held so
+   * answers with the catalogue as it was when it arrived, however it changes meanwhile.
+   */
+  holdReplies(only: (subject: string, message: RequestMessage) => boolean = () => true): void {
+    this.holdUntilResumed(only, "reply");
+  }
+
+  private holdUntilResumed(
+    only: (subject: string, message: RequestMessage) => boolean,
+    what: "request" | "reply",
+  ): void {
     if (this.hold !== undefined) throw new Error("the fake cluster is paused already");
     let release!: () => void;
     const released = new Promise<void>((resolve) => {
       release = resolve;
     });
-    this.hold = { released, release, only };
+    this.hold = { released, release, only, what };
   }
 
   resume(): void {
@@ -290,7 +310,7 @@ export class FakeClusterBus implements RequestBus {
 
   // Inspection.
 
-  /** Requests held by `pause()` now. */
+  /** Requests (or replies) held by `pause()` or `holdReplies()` now. */
   get held(): number {
     return this.heldCount;
   }
@@ -351,12 +371,24 @@ export class FakeClusterBus implements RequestBus {
       }
       await sleep(this.requestDelayMs);
     }
-    while (this.hold?.only(subject, message)) {
+    while (this.hold?.what === "request" && this.hold.only(subject, message)) {
       this.heldCount += 1;
       await this.hold.released;
       this.heldCount -= 1;
     }
-    return this.serve(subject, message);
+    const hold = this.hold;
+    if (hold?.what !== "reply" || !hold.only(subject, message)) return this.serve(subject, message);
+    let outcome: { value: unknown } | { error: unknown };
+    try {
+      outcome = { value: this.serve(subject, message) };
+    } catch (error) {
+      outcome = { error };
+    }
+    this.heldCount += 1;
+    await hold.released;
+    this.heldCount -= 1;
+    if ("error" in outcome) throw outcome.error;
+    return outcome.value;
   }
 
   private serve(subject: string, message: RequestMessage): unknown {
@@ -421,10 +453,19 @@ export class FakeClusterBus implements RequestBus {
     };
   }
 
-  /** Finds the addressed partition, applies planned failures before it, checks the epoch. */
+  /**
+   * Finds the addressed partition, applies planned failures before it, checks the
+   * incarnation and the epoch.
+   */
   private admit(
     subject: string,
-    message: { type: RequestType; volume: string; partition: number; epoch: number },
+    message: {
+      type: RequestType;
+      volume: string;
+      partition: number;
+      epoch: number;
+      volumeId?: string | undefined;
+    },
   ): { volume: FakeVolume; partition: FakePartition; failAfter: PlannedFailure | undefined } {
     const volume = this.volumes.get(message.volume);
     const partition = volume?.partitions[message.partition];
@@ -447,6 +488,21 @@ export class FakeClusterBus implements RequestBus {
         throw new BallastError(failure.code, `fake failure (${failure.code}) on ${subject}`);
       }
       failAfter = failure;
+    }
+    if (message.volumeId !== undefined && message.volumeId !== volume.id) {
+      // As a head node answers a request for another incarnation of the name: the client
+      // describes again, and learns that its volume was deleted.
+      throw new BallastError(
+        ErrorCode.WrongEpoch,
+        `${message.volume}/${message.partition} here is incarnation ${volume.id}, not ${message.volumeId}`,
+        {
+          details: {
+            epoch: message.epoch,
+            volumeId: message.volumeId,
+            currentVolumeId: volume.id,
+          },
+        },
+      );
     }
     if (message.epoch !== partition.epoch) {
       throw new BallastError(

@@ -447,6 +447,44 @@ describe("resizing", () => {
     expect(fake.requestsOf("volume.read.v1")).toEqual([]);
     expect(await volume.read(0, 512)).toEqual(new Uint8Array(512));
   });
+
+  it("refreshSize sees a grow made while a describe read before it was in flight", async () => {
+    const { fake, volume } = await openTestVolume(spec);
+    // A failover makes a read describe the volume; the fake cluster reads its catalogue
+    // for that describe at once, and holds the answer back.
+    fake.failover(spec.name, 0);
+    fake.holdReplies((_, message) => message.type === "volume.describe.v1");
+    const reading = volume.read(0, 512);
+    await waitUntil(() => fake.held === 1, "the failover's describe is in flight");
+    fake.resizeVolume(spec.name, 3 * mebibyte);
+
+    // Two callers that must see the grow, as two NBD connections opening at once.
+    const refreshes = [volume.refreshSize(), volume.refreshSize()];
+    fake.resume();
+    await Promise.all(refreshes);
+
+    expect(volume.sizeBytes).toBe(3 * mebibyte);
+    // The open, the failover's describe, and one more shared by both callers.
+    expect(fake.describeCount).toBe(3);
+    expect(await reading).toEqual(new Uint8Array(512));
+  });
+
+  it("I/O past the old end works when a describe from before the grow is in flight", async () => {
+    const { fake, volume } = await openTestVolume(spec);
+    fake.failover(spec.name, 0);
+    fake.holdReplies((_, message) => message.type === "volume.describe.v1");
+    const reading = volume.read(0, 512);
+    await waitUntil(() => fake.held === 1, "the failover's describe is in flight");
+    fake.resizeVolume(spec.name, 3 * mebibyte);
+
+    const data = patternBytes(4096, 5);
+    const writing = volume.write(2 * mebibyte, data);
+    fake.resume();
+
+    await writing;
+    expect(Buffer.from(await volume.read(2 * mebibyte, 4096)).equals(data)).toBe(true);
+    expect(await reading).toEqual(new Uint8Array(512));
+  });
 });
 
 describe("closing", () => {

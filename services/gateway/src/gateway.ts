@@ -115,9 +115,10 @@ export class Gateway {
   }
 
   /**
-   * One shared Volume per name; a name that is not a volume is not an export. A Volume
-   * found deleted is let go (its connections keep failing with NotFound, as they must:
-   * their disk is gone), and the name is opened anew, for a volume created since.
+   * One shared Volume per name; a name that is not a volume is not an export. A shared
+   * Volume is described again for each connection (its current size); one found deleted
+   * then, or before, is let go and the name opened anew, once, for a volume created
+   * since under the name.
    */
   private async openExport(name: string): Promise<Volume | undefined> {
     const snapshot = parseSnapshotExport(name);
@@ -127,26 +128,57 @@ export class Gateway {
       // snapshot (another id) that the next connection must find.
       return this.unlessUnknown(this.client.openSnapshot(snapshot.volume, snapshot.snapshot));
     }
-    let opening = this.volumes.get(name);
+    return this.unlessUnknown(this.sharedVolume(name));
+  }
+
+  /**
+   * The shared Volume of `name`, with the size the coordinator says now. A deletion
+   * shows only at a describe, and an idle Volume describes nothing: the describe this
+   * connection makes is often the first to find its volume deleted (and the name maybe
+   * another volume's). That is no reason to refuse the connection: the Volume is let go
+   * and the name opened anew, once. A Volume opened anew was described for this very
+   * connection, so it is not checked again.
+   */
+  private async sharedVolume(name: string): Promise<Volume> {
+    const opening = this.volumes.get(name);
     if (opening !== undefined) {
       const served = await settledValue(opening);
-      if (served?.isDeleted && this.volumes.get(name) === opening) {
-        this.service.logger.info({ export: name }, "volume deleted while served; opening anew");
-        this.volumes.delete(name);
-        void served.close();
+      if (served !== undefined) {
+        if (!served.isDeleted) {
+          try {
+            return await this.withCurrentSize(served);
+          } catch (error) {
+            // NotFound without a deletion seen cannot come from a describe; pass it on.
+            if (!served.isDeleted) throw error;
+          }
+        }
+        this.letGo(name, opening);
       }
-      opening = this.volumes.get(name);
+      // Another connection may have opened the name anew meanwhile: that Volume was
+      // described after this connection arrived, so it is as current as a new one.
+      const since = this.volumes.get(name);
+      if (since !== undefined && since !== opening) return since;
     }
-    // A Volume opened for this very connection was just described: its size is current.
-    const shared = opening !== undefined;
-    if (opening === undefined) {
-      opening = this.client.openVolume(name);
-      this.volumes.set(name, opening);
-      opening.catch(() => this.volumes.delete(name));
-    }
-    return this.unlessUnknown(
-      shared ? opening.then((volume) => this.withCurrentSize(volume)) : opening,
-    );
+    const fresh = this.client.openVolume(name);
+    this.volumes.set(name, fresh);
+    fresh.catch(() => {
+      if (this.volumes.get(name) === fresh) this.volumes.delete(name);
+    });
+    return fresh;
+  }
+
+  /**
+   * Stops sharing a Volume found deleted. It is not closed: connections still attached
+   * to it keep it, and each of their operations must fail with the NotFound that says
+   * their volume was deleted while open (a head node refuses the old incarnation, and
+   * the describe that follows says why), not with "the volume is closed", which reads
+   * as a gateway fault. A Volume holds nothing that only a close releases (no timers, no
+   * subscriptions); it goes when its last connection does.
+   */
+  private letGo(name: string, opening: Promise<Volume>): void {
+    if (this.volumes.get(name) !== opening) return; // another connection let it go first
+    this.service.logger.info({ export: name }, "volume deleted while served; opening anew");
+    this.volumes.delete(name);
   }
 
   /** The opened volume, or undefined for a name that is no export (unknown or invalid). */

@@ -1,11 +1,16 @@
 // The gateway's exports over a fake cluster: one shared Volume per name, and a volume
 // deleted and created again under its name while served. The connection that had the
 // old volume keeps failing (its disk is gone, and the new volume's bytes are not its
-// own); a new connection opens the new volume.
+// own); a new connection opens the new volume, the very first one too, even when
+// nothing on the old Volume had found the deletion. A new connection sees a resize that
+// answered before it, even while a describe read before the resize is in flight.
 
-import { ErrorCode } from "@ballast/protocol";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Volume } from "@ballast/client";
 import { createLogger, type Service } from "@ballast/runtime";
-import { afterEach, describe, expect, test } from "vitest";
+import { afterEach, describe, expect, test, vi } from "vitest";
 import { FakeClusterBus } from "../../../packages/client/test/fake-cluster-bus.ts";
 import { Gateway } from "../src/gateway.ts";
 import { Command, ReplyError } from "../src/nbd/wire.ts";
@@ -21,13 +26,22 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
-/** Starts a Gateway on 127.0.0.1 over `bus`, with the few parts of a Service it uses. */
-async function startGateway(bus: FakeClusterBus): Promise<{ port: number }> {
+/**
+ * Starts a Gateway on 127.0.0.1 over `bus`, with the few parts of a Service it uses;
+ * with `logFile`, its warnings and errors go there (for a test to read what it said).
+ */
+async function startGateway(bus: FakeClusterBus, logFile?: string): Promise<{ port: number }> {
   const closers: (() => Promise<void>)[] = [];
   let describe: () => Record<string, unknown> = () => ({});
   const service = {
     bus,
-    logger: createLogger({ service: "gateway", nodeId: "test", level: "silent" }),
+    logger: createLogger({
+      service: "gateway",
+      nodeId: "test",
+      ...(logFile === undefined
+        ? { level: "silent" as const }
+        : { level: "warn" as const, destination: logFile }),
+    }),
     serveInbox: () => undefined,
     setDescription: (describer: () => Record<string, unknown>) => {
       describe = describer;
@@ -44,9 +58,34 @@ async function startGateway(bus: FakeClusterBus): Promise<{ port: number }> {
 }
 
 async function connect(address: { port: number }): Promise<TestNbdClient> {
-  const { client } = await TestNbdClient.open(address, spec.name);
+  return (await connectWithSize(address)).client;
+}
+
+/** A connection to the export, and the size the gateway gave it. */
+async function connectWithSize(address: {
+  port: number;
+}): Promise<{ client: TestNbdClient; sizeBytes: number }> {
+  const { client, export: description } = await TestNbdClient.open(address, spec.name);
   cleanups.push(() => client.destroy());
-  return client;
+  return { client, sizeBytes: description.sizeBytes };
+}
+
+/** A file for the gateway's log, removed after the test. */
+async function logFileForTest(): Promise<string> {
+  const directory = await mkdtemp(join(tmpdir(), "ballast-gateway-log-"));
+  cleanups.push(() => rm(directory, { recursive: true, force: true }));
+  return join(directory, "gateway.log");
+}
+
+const isZeroes = (data: Uint8Array) => data.every((byte) => byte === 0);
+
+/** Polls `condition` every few milliseconds; fails the test after `timeoutMs`. */
+async function eventually(condition: () => boolean, what: string, timeoutMs = 5000) {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) expect.fail(`gave up after ${timeoutMs} ms waiting until ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
 }
 
 describe("gateway", () => {
@@ -61,10 +100,9 @@ describe("gateway", () => {
 
     fake.deleteVolume(spec.name);
     fake.createVolume({ ...spec, id: "vol-2" });
-    // The old Volume learns of it at its next describe (volume.* requests carry no
-    // incarnation, so a refusal is what makes it describe).
-    fake.failNext(spec.name, 0, 1, ErrorCode.WrongEpoch);
 
+    // The old Volume's request names incarnation vol-1; the fake refuses it as a head
+    // node does, and the describe that follows finds the volume deleted.
     // The old connection's disk is gone: its I/O fails, and never reaches the new volume.
     const refused = await old.roundTrip({ command: Command.Read, handle: 2n, length: 4096 });
     expect(refused.error).toBe(ReplyError.InputOutput);
@@ -76,5 +114,95 @@ describe("gateway", () => {
     expect((await old.roundTrip({ command: Command.Read, handle: 4n, length: 4096 })).error).toBe(
       ReplyError.InputOutput,
     );
+  });
+  test("the first connection after a delete and create while idle opens the new volume", async () => {
+    const fake = new FakeClusterBus([{ ...spec, id: "vol-1" }]);
+    const address = await startGateway(fake);
+    // The export is opened once and the connection closed: the gateway keeps its Volume.
+    const first = await connect(address);
+    const written = patterned(4096, 2);
+    expect(
+      (await first.roundTrip({ command: Command.Write, handle: 1n, offset: 0, data: written }))
+        .error,
+    ).toBe(0);
+    first.destroy();
+    await first.closed;
+
+    // Deleted and created again, larger, with no I/O on the kept Volume since: nothing
+    // but the next connection's describe can find the deletion.
+    fake.deleteVolume(spec.name);
+    fake.createVolume({ ...spec, id: "vol-2", sizeBytes: 2 * mebibyte });
+
+    const { client: fresh, sizeBytes } = await connectWithSize(address);
+    expect(sizeBytes).toBe(2 * mebibyte);
+    const read = await fresh.roundTrip({ command: Command.Read, handle: 2n, length: 4096 });
+    expect(read.error).toBe(0);
+    expect(isZeroes(read.data)).toBe(true);
+  });
+
+  test("a connection held across the delete and create fails clearly; the first new one opens the new volume", async () => {
+    const fake = new FakeClusterBus([{ ...spec, id: "vol-1" }]);
+    const logFile = await logFileForTest();
+    const address = await startGateway(fake, logFile);
+    const old = await connect(address);
+    const written = patterned(4096, 3);
+    expect(
+      (await old.roundTrip({ command: Command.Write, handle: 1n, offset: 0, data: written })).error,
+    ).toBe(0);
+
+    fake.deleteVolume(spec.name);
+    fake.createVolume({ ...spec, id: "vol-2", sizeBytes: 2 * mebibyte });
+
+    const { client: fresh, sizeBytes } = await connectWithSize(address);
+    expect(sizeBytes).toBe(2 * mebibyte);
+    // The old connection's disk is gone: its reads and writes fail, and its write never
+    // reaches the new volume.
+    const read = await old.roundTrip({ command: Command.Read, handle: 2n, length: 4096 });
+    expect(read.error).toBe(ReplyError.InputOutput);
+    const write = await old.roundTrip({
+      command: Command.Write,
+      handle: 3n,
+      offset: 4096,
+      data: written,
+    });
+    expect(write.error).toBe(ReplyError.InputOutput);
+    const after = await fresh.roundTrip({ command: Command.Read, handle: 4n, length: 8192 });
+    expect(after.error).toBe(0);
+    expect(isZeroes(after.data)).toBe(true);
+    // And the gateway says why: the volume was deleted, not that something closed it.
+    const failures = (await readFile(logFile, "utf8"))
+      .split("\n")
+      .filter((line) => line.includes('"request failed"'));
+    expect(failures).toHaveLength(2);
+    for (const line of failures) {
+      expect(line).toContain("was deleted while open");
+      expect(line).not.toContain("the volume is closed");
+    }
+  });
+
+  test("a new connection sees a grow that answered while a describe read before it was in flight", async () => {
+    const fake = new FakeClusterBus([{ ...spec, id: "vol-1" }]);
+    const address = await startGateway(fake);
+    const old = await connect(address);
+    // A failover makes the old connection's read describe the volume; the fake cluster
+    // reads its catalogue for that describe now, and holds the answer back.
+    fake.failover(spec.name, 0);
+    fake.holdReplies((_, message) => message.type === "volume.describe.v1");
+    const oldRead = old.roundTrip({ command: Command.Read, handle: 1n, length: 4096 });
+    await eventually(() => fake.held === 1, "the failover's describe is in flight");
+
+    // The grow answers (to whoever asked for it) before the next connection arrives.
+    fake.resizeVolume(spec.name, 3 * mebibyte);
+    const refreshes = vi.spyOn(Volume.prototype, "refreshSize");
+    cleanups.push(() => refreshes.mockRestore());
+    const opening = connectWithSize(address);
+    // The new connection has asked the shared Volume for its size; only then does the
+    // describe from before the grow answer.
+    await eventually(() => refreshes.mock.calls.length === 1, "the new connection refreshes");
+    fake.resume();
+
+    const [opened, read] = await Promise.all([opening, oldRead]);
+    expect(opened.sizeBytes).toBe(3 * mebibyte);
+    expect(read.error).toBe(0);
   });
 });
