@@ -89,6 +89,15 @@ export function sameEntry(a: PrimaryReport, b: PrimaryReport): boolean {
   });
 }
 
+/** Whether an entry carries news the coordinator acts on (not only figures). */
+function needsAction(entry: PrimaryReport): boolean {
+  return (
+    entry.failed === true ||
+    entry.stalledMs !== undefined ||
+    entry.followers.some((f) => f.stalledMs !== undefined || f.needsRebuild === true)
+  );
+}
+
 function sameFailure(a: FailedReplica, b: FailedReplica): boolean {
   return (
     a.volume === b.volume &&
@@ -108,6 +117,32 @@ export class ReportState {
       }
     | undefined;
   private seq = 0;
+  /** Where the next report too large for one starts among the changed entries. */
+  private overflowCursor = 0;
+
+  /**
+   * `same` says whether an entry need not be sent again: sameEntry, but for the failover
+   * simulator's sabotage that puts back an older comparison.
+   */
+  constructor(private readonly same: (a: PrimaryReport, b: PrimaryReport) => boolean = sameEntry) {}
+
+  /**
+   * More changed entries than one report carries (reportPartitionsMax): the rest go in
+   * the next reports. Entries the coordinator must act on (a failed or stalled primary, a
+   * stalled follower, a learner to rebuild) go first, then the others from where the
+   * last such report stopped, so that no entry is left out report after report while
+   * the ones before it keep changing (it would be renewed on a stale state: a stalled
+   * primary never replaced, as when sameEntry ignored its stall).
+   */
+  private mostUrgent(changed: [string, PrimaryReport][]): [string, PrimaryReport][] {
+    const max = limits.reportPartitionsMax;
+    const start = this.overflowCursor % changed.length;
+    const rotated = [...changed.slice(start), ...changed.slice(0, start)];
+    const urgent = rotated.filter(([, entry]) => needsAction(entry));
+    const rest = rotated.filter(([, entry]) => !needsAction(entry));
+    this.overflowCursor = start + Math.max(0, max - urgent.length);
+    return [...urgent, ...rest].slice(0, max);
+  }
 
   /**
    * The next report, from every primary's entry now and every failed non-primary
@@ -124,11 +159,14 @@ export class ReportState {
     let state: Map<string, PrimaryReport> | undefined;
     const primaries: PrimaryReport[] = [];
     const gone: Address[] = [];
+    let changed: [string, PrimaryReport][] = [];
     for (const [key, entry] of current) {
       const held = base?.state.get(key);
-      if (held !== undefined && (held === entry || sameEntry(held, entry))) continue;
-      // A state too large for one report goes over several: the rest next time.
-      if (primaries.length === limits.reportPartitionsMax) break;
+      if (held !== undefined && (held === entry || this.same(held, entry))) continue;
+      changed.push([key, entry]);
+    }
+    if (changed.length > limits.reportPartitionsMax) changed = this.mostUrgent(changed);
+    for (const [key, entry] of changed) {
       primaries.push(entry);
       state ??= new Map(base?.state);
       state.set(key, entry);

@@ -422,3 +422,41 @@ test("a primary whose own journal stalls is reported, though nothing else change
   const stalled = entry(0, { stalledMs: limits.primaryStallMsMax });
   expect(state.next(primaries(stalled)).primaries).toEqual([stalled]);
 });
+
+test("more changes than one report carries: entries to act on go first, and none is left out report after report", () => {
+  const max = limits.reportPartitionsMax;
+  const count = max + 100;
+  const last = count - 1;
+  const busy = (round: number, stalled = false) =>
+    primaries(
+      ...Array.from({ length: count }, (_, partition) =>
+        entry(partition, {
+          commitOpNum: 10 + round,
+          ...(stalled && partition === last ? { stalledMs: limits.primaryStallMsMax } : {}),
+        }),
+      ),
+    );
+  const state = new ReportState();
+  const sent = new Set<number>();
+  const accept = (outgoing: ReturnType<ReportState["next"]>) => {
+    for (const one of outgoing.primaries) sent.add(one.partition);
+    state.onAnswer(outgoing, {
+      leaseMs,
+      granted: [],
+      accepted: outgoing.seq,
+      held: outgoing.state.size,
+      excluded: [],
+    });
+    return outgoing;
+  };
+  expect(accept(state.next(busy(0))).primaries).toHaveLength(max);
+  // Every entry changes again, and the last in order stalls: the stall goes in this
+  // report, whatever its place, and so do the entries the first report had no room for.
+  const second = accept(state.next(busy(1, true)));
+  expect(second.primaries).toHaveLength(max);
+  expect(second.primaries[0]).toMatchObject({
+    partition: last,
+    stalledMs: limits.primaryStallMsMax,
+  });
+  expect(sent.size, "every entry sent at least once in two reports").toBe(count);
+});
