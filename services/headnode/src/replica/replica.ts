@@ -32,11 +32,13 @@
 // - Checkpoint: once flushed bytes pile up (or the shell asks, `requestCheckpoint`), a
 //   replica snapshots its metadata and publishes it step by step (write the local file,
 //   store the blob on sleds, record its pointer with the coordinator, see effects.ts);
-//   once recorded, journal notes whose bytes are all in chunks are released. Release on
-//   a primary waits for every voting follower, and for a learner only while it makes
-//   progress (learnerPinTicks): a stuck learner must not fill the journal until writes
-//   time out. A learner that then needs a released note is reported `needsRebuild`:
-//   it can never catch up from this primary and must start again from a checkpoint.
+//   a checkpoint asked for that fails is asked for again, so a request stands until one
+//   is recorded. Once recorded, journal notes whose bytes are all in chunks are
+//   released. Release on a primary waits for every voting follower, and for a learner
+//   only while it makes progress (learnerPinTicks): a stuck learner must not fill the
+//   journal until writes time out. A learner that then needs a released note is
+//   reported `needsRebuild`: it can never catch up from this primary and must start
+//   again from a checkpoint.
 // - Learners are replicated to but never counted for commit. A voting follower whose
 //   lag keeps a commit waiting longer than commitStallTicks is reported stalled, so
 //   that the coordinator can drop it (a hung disk that still heartbeats).
@@ -355,6 +357,8 @@ export class Replica {
         snapshot: Uint8Array;
         blobKey: string;
         pointer?: CheckpointPointer;
+        /** It was started with a request pending (requestCheckpoint): a failure keeps it. */
+        asked: boolean;
       }
     | undefined;
   /** Checkpoints stored in this life: keeps every blob key of the session distinct. */
@@ -365,7 +369,11 @@ export class Replica {
   private lastCheckpointOpNum = 0;
   /** The flushed point of the newest checkpoint known stored and recorded: release stops there. */
   private checkpointFlushedThroughOpNum = 0;
-  /** A checkpoint is due even if nothing new is flushed (asked for, or a learner needs one). */
+  /**
+   * A checkpoint is due even if nothing new is flushed (asked for, or a learner needs one).
+   * Cleared when a checkpoint starts and set again if that one fails (onCheckpointFailed):
+   * a request stands until a checkpoint started for it is recorded.
+   */
   private checkpointRequested = false;
   /** The op the restored metadata reflects: no checkpoint is taken below it. */
   private readonly metadataThroughOpNum: number;
@@ -1890,7 +1898,9 @@ export class Replica {
 
   /**
    * Asks for a checkpoint even if nothing new is flushed (at most one per
-   * checkpointRetryTicks). The core asks itself when learners need one (below).
+   * checkpointRetryTicks). The core asks itself when learners need one (below). The
+   * request stands until a checkpoint taken for it is recorded: one that fails is taken
+   * again (onCheckpointFailed), so a caller asks once.
    */
   requestCheckpoint(): void {
     this.checkpointRequested = true;
@@ -1963,6 +1973,7 @@ export class Replica {
       step: "write",
       snapshot,
       blobKey,
+      asked: this.checkpointRequested,
     };
     this.checkpointRequested = false;
     this.lastCheckpointTick = this.tickCount;
@@ -2028,9 +2039,20 @@ export class Replica {
   /**
    * A step of the checkpoint failed (write, store or record): nothing is released, and
    * another is taken later. A blob stored but not recorded stays on its sleds.
+   *
+   * "Later" needs a reason to take one. Flushed bytes the recorded checkpoint lacks are
+   * one (the interval, or the releasable bytes, bring it round again); a request is the
+   * other, and it was cleared when this checkpoint started. So a checkpoint that was asked
+   * for is asked for again: on an idle primary nothing else would ever retry it, and the
+   * reason it was asked (a recorded blob with one live copy, a learner that cannot start)
+   * would stay, unseen. The retry waits checkpointRetryTicks from this one's start, the
+   * pace requestCheckpoint already keeps.
    */
   onCheckpointFailed(opNum: number): void {
-    if (this.checkpointInFlight?.opNum === opNum) this.checkpointInFlight = undefined;
+    const checkpoint = this.checkpointInFlight;
+    if (checkpoint?.opNum !== opNum) return;
+    this.checkpointInFlight = undefined;
+    if (checkpoint.asked) this.checkpointRequested = true;
   }
 
   /**
