@@ -330,10 +330,15 @@ export class Replica {
    * (an idle partition costs no scan of its chunk table).
    */
   private idleCompactionOpNum: number | undefined;
-  /** Live bytes with snapshots, and the tick it was counted at (see spaceUsage). */
+  /**
+   * Live bytes with snapshots, and the tick and commit point they were counted at (see
+   * spaceUsage). Dropped when a control note commits: a snapshot taken, dropped or rolled
+   * back to changes the figures at once and is recounted at the next ask.
+   */
   private liveBytesCache:
     | {
         tick: number;
+        commitOpNum: number;
         liveBytes: number;
         snapshotBytes: { snapshot: string; uniqueBytes: number }[];
       }
@@ -1310,6 +1315,8 @@ export class Replica {
       this.commitOpNum = note.opNum;
       const flushedBefore = this.metadata.flushedThroughOpNum;
       this.metadata.apply(note);
+      // A take, drop or rollback: the snapshot set or the current tree changed whole.
+      if (note.kind === "control") this.liveBytesCache = undefined;
       this.countFlushedHeldBytes(flushedBefore);
       this.observer.committed?.(note);
       if (note.kind === "flush" && this.flushInFlight?.recordOpNum === note.opNum) {
@@ -1849,8 +1856,19 @@ export class Replica {
   /**
    * Space of the partition on sleds: chunk bytes in the table, and those referenced. With
    * snapshots, live bytes and the bytes unique to each snapshot need a scan of every tree
-   * (each shared byte counted once), so those figures are refreshed at most every
-   * spaceUsageRefreshTicks: reports and status ask often.
+   * (each shared byte counted once), so they are kept and counted again only when they
+   * may have changed:
+   * - at once after a snapshot take, drop or rollback commits (the cache is dropped):
+   *   operators rotate snapshots and read the figures right after, to choose what to
+   *   delete; these are rare, so a scan each costs little;
+   * - after writes and flush records (anything else that commits), at most every
+   *   spaceUsageRefreshTicks: under writes the figures change at every commit, and a
+   *   scan at every report (twice a second) or status would be paid by the writes;
+   * - never while nothing commits (the metadata changes only by committed notes), so an
+   *   idle primary does not scan however often it is asked.
+   * The refresh counts ticks, and an idle core's ticks are held back by its shell: a
+   * reader must catch them up first (PartitionHost.report and status do), or the figures
+   * of the last writes before an idle spell would wait for the next input.
    */
   spaceUsage(): {
     chunkBytes: number;
@@ -1863,10 +1881,15 @@ export class Replica {
       return { chunkBytes, liveBytes: this.metadata.liveBytes };
     }
     const cached = this.liveBytesCache;
-    if (cached === undefined || this.tickCount - cached.tick >= spaceUsageRefreshTicks) {
+    if (
+      cached === undefined ||
+      (cached.commitOpNum !== this.commitOpNum &&
+        this.tickCount - cached.tick >= spaceUsageRefreshTicks)
+    ) {
       const unique = this.metadata.snapshotUniqueBytes();
       this.liveBytesCache = {
         tick: this.tickCount,
+        commitOpNum: this.commitOpNum,
         liveBytes: this.metadata.liveBytes,
         snapshotBytes: [...unique]
           .sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))
@@ -2121,7 +2144,8 @@ export class Replica {
 
 /**
  * With snapshots, live bytes are recounted by a scan of every tree at most this often
- * (250 ticks, 5 s at the shell's 20 ms tick), however often reports and status ask.
+ * (250 ticks, 5 s at the shell's 20 ms tick) while writes commit, however often reports
+ * and status ask; a snapshot take, drop or rollback is counted at once (see spaceUsage).
  */
 const spaceUsageRefreshTicks = 250;
 
