@@ -383,8 +383,15 @@ export class PartitionHost {
    * What a primary, or a failed replica configured as primary, tells the coordinator
    * every report (primary-report.ts; undefined for any other). The core itself takes a
    * fresh checkpoint when a learner needs one.
+   *
+   * A primary's held ticks are counted first, as for status: its space figures are
+   * refreshed by the tick count (Replica.spaceUsage), which stands still while its ticks
+   * are held, so an idle primary would report the figures from before its last writes
+   * until the next input. Counting them runs nothing on an idle core (one quietTicks
+   * question); other roles report nothing and are left alone.
    */
   report(): PrimaryReport | undefined {
+    if (this.core.roleName === "primary") this.catchUp();
     return primaryReportOf(this.core, this.address, this.failure !== undefined, {
       tickMs,
       sledsOut: this.sledsOut,

@@ -8,7 +8,8 @@
 // to record the new copy list (`recordCopies`): the next flush record carries it to every
 // replica, so the table of every replica, and the next checkpoint, name the new copy. A
 // primary whose recorded checkpoint blob has fewer than two copies on sleds in service is
-// asked for a new checkpoint (stored on two live sleds).
+// asked for a new checkpoint (stored on two live sleds), once per blob: the core retries
+// one that fails until one is recorded.
 //
 // Pacing: at most replicationCopiesInflightMax copies at once on this node, over every
 // partition it leads; one pass at a time (a change of the out set during a pass runs
@@ -170,7 +171,12 @@ export class Replicator {
   private again = false;
   /** `volumeId/partition/chunk` → when its new copy list was recorded. */
   private readonly recorded = new Map<string, number>();
-  /** Per partition, the checkpoint blob a new checkpoint was asked for: asked once. */
+  /**
+   * Per partition, the checkpoint blob a new checkpoint was asked for: asked once, since
+   * the core keeps a request until a checkpoint taken for it is recorded (a failed one is
+   * taken again, Replica.onCheckpointFailed); a new recorded blob short of copies is asked
+   * for anew.
+   */
   private readonly checkpointsReplaced = new Map<string, string>();
   private readonly clock: () => number;
   private closed = false;

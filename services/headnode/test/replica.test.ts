@@ -748,6 +748,101 @@ describe("learners and release", () => {
     expect(primary.recordedCheckpoint).toEqual(same);
   });
 
+  test("a checkpoint asked for that fails is taken again on an idle primary, until one is recorded", () => {
+    // The replicator's case: the recorded checkpoint lost a live copy, nothing new is
+    // flushed, and the checkpoint it asks for fails (a slow sled, a coordinator leader
+    // change). Nothing else would ever take another: the request must stand.
+    const retryTicks = 7;
+    const primary = new Replica(
+      identity("head-1", 1),
+      { notes: [] },
+      { flushBytesThreshold: 1, checkpointIntervalTicks: 1e9, checkpointRetryTicks: retryTicks },
+    );
+    primary.configure({ epoch: 1, primary: "head-1", secondaries: [] });
+    writeOne(primary, 1, 1, 1);
+    syncJournal(primary, primary.drainEffects());
+    primary.tick();
+    const [chunk] = only(primary.drainEffects(), "chunk.write");
+    primary.onChunkWritten(chunk!.chunkNumber, ["sled-1", "sled-2"]);
+    syncJournal(primary, primary.drainEffects());
+    primary.requestCheckpoint();
+    for (let tick = 0; tick < retryTicks; tick++) primary.tick();
+    const [first] = only(primary.drainEffects(), "checkpoint.write");
+    publishCheckpoint(primary, first!.opNum);
+    primary.drainEffects();
+    const recorded = primary.recordedCheckpoint!;
+    expect(recorded).toBeDefined();
+    const checkpointWrites = () => only(primary.drainEffects(), "checkpoint.write");
+    for (let tick = 0; tick < 100; tick++) primary.tick();
+    expect(checkpointWrites()).toEqual([]); // idle: nothing flushed since, nothing asked
+
+    // Asked once, as the replicator asks per recorded blob; the store step fails.
+    primary.requestCheckpoint();
+    primary.tick();
+    const [asked] = checkpointWrites();
+    expect(asked).toBeDefined();
+    primary.onCheckpointDurable(asked!.opNum);
+    expect(only(primary.drainEffects(), "checkpoint.store")).toHaveLength(1);
+    primary.onCheckpointFailed(asked!.opNum);
+    primary.onCheckpointFailed(asked!.opNum); // again: changes nothing
+
+    // The idle primary is not held quiet past the retry (the shell would never tick it),
+    // and the retry comes checkpointRetryTicks after the failed one started.
+    expect(primary.quietTicks()).toBeLessThan(retryTicks);
+    for (let tick = 0; tick < retryTicks - 1; tick++) primary.tick();
+    expect(checkpointWrites()).toEqual([]);
+    primary.tick();
+    const [retried] = checkpointWrites();
+    expect(retried).toBeDefined();
+    // The record step fails this time: still asked for.
+    primary.onCheckpointDurable(retried!.opNum);
+    const [store] = only(primary.drainEffects(), "checkpoint.store");
+    primary.onCheckpointStored(retried!.opNum, storedPointer(store!, ["sled-1", "sled-4"]));
+    expect(only(primary.drainEffects(), "checkpoint.record")).toHaveLength(1);
+    primary.onCheckpointFailed(retried!.opNum);
+    expect(primary.recordedCheckpoint).toEqual(recorded);
+    for (let tick = 0; tick < retryTicks; tick++) primary.tick();
+    const [third] = checkpointWrites();
+    expect(third).toBeDefined();
+    const { pointer } = publishCheckpoint(primary, third!.opNum, recorded);
+    expect(primary.recordedCheckpoint).toEqual(pointer);
+    expect(pointer.blobKey).not.toBe(recorded.blobKey);
+
+    // Recorded: the request is met, and the idle primary takes no more.
+    for (let tick = 0; tick < 100; tick++) primary.tick();
+    expect(checkpointWrites()).toEqual([]);
+    expect(primary.quietTicks()).toBeGreaterThan(100);
+  });
+
+  test("a checkpoint nobody asked for that fails is not turned into a request", () => {
+    // Only a request is kept: a periodic checkpoint that fails is retried by its own
+    // reasons (flushed bytes the recorded one lacks), at the interval, as before.
+    const primary = new Replica(
+      identity("head-1", 1),
+      { notes: [] },
+      { flushBytesThreshold: 1, checkpointIntervalTicks: 20, checkpointRetryTicks: 2 },
+    );
+    primary.configure({ epoch: 1, primary: "head-1", secondaries: [] });
+    writeOne(primary, 1, 1, 1);
+    syncJournal(primary, primary.drainEffects());
+    primary.tick();
+    const [chunk] = only(primary.drainEffects(), "chunk.write");
+    primary.onChunkWritten(chunk!.chunkNumber, ["sled-1", "sled-2"]);
+    syncJournal(primary, primary.drainEffects());
+    let started: number | undefined;
+    for (let tick = 1; tick <= 20 && started === undefined; tick++) {
+      primary.tick();
+      if (only(primary.drainEffects(), "checkpoint.write").length > 0) started = tick;
+    }
+    expect(started).toBeDefined();
+    primary.onCheckpointFailed(primary.commitOpNum);
+    // Not after checkpointRetryTicks: after the interval.
+    for (let tick = 0; tick < 19; tick++) primary.tick();
+    expect(only(primary.drainEffects(), "checkpoint.write")).toEqual([]);
+    primary.tick();
+    expect(only(primary.drainEffects(), "checkpoint.write")).toHaveLength(1);
+  });
+
   test("a learner that makes no progress does not hold the journal, and is told to rebuild", () => {
     const primary = primaryWithCheckpoint({ learnerPinTicks: 5 });
     for (let tick = 0; tick < 5; tick++) primary.tick();

@@ -1,6 +1,7 @@
 import { createLogger } from "@ballast/runtime";
 import { describe, expect, test } from "vitest";
 import type { ChunkEntry } from "../src/replica/metadata.ts";
+import { Replica } from "../src/replica/replica.ts";
 import {
   chunksShortOfCopies,
   nextChunks,
@@ -10,6 +11,8 @@ import {
   scrubChunksPerStepMax,
   scrubDue,
 } from "../src/replicator.ts";
+import { storedPointer } from "../src/testing/checkpoint.ts";
+import { only, syncJournal } from "./effects-helpers.ts";
 
 const logger = createLogger({ service: "headnode", nodeId: "head-1", level: "silent" });
 
@@ -167,6 +170,104 @@ describe("replicator", () => {
     other.setOut(["sled-3"]);
     await other.pass();
     expect(recorded).toEqual([]);
+  });
+
+  test("a replacement checkpoint that fails is taken again by the core, without a second ask", async () => {
+    // A real core, idle once its checkpoint is recorded on sled-1 and sled-3; its effects
+    // are carried out by hand (no shell). sled-3 goes out.
+    const retryTicks = 5;
+    const core = new Replica(
+      {
+        nodeId: "head-1",
+        volume: "v",
+        partition: 0,
+        partitionStart: 0,
+        partitionBytes: 1 << 20,
+        session: 1,
+      },
+      { notes: [] },
+      { flushBytesThreshold: 1, checkpointIntervalTicks: 1e9, checkpointRetryTicks: retryTicks },
+    );
+    core.configure({ epoch: 1, primary: "head-1", secondaries: [] });
+    core.onClientRequest({
+      kind: "write",
+      requestId: 1,
+      epoch: 1,
+      writes: [{ offset: 0, data: new Uint8Array(4096).fill(1) }],
+    });
+    syncJournal(core, core.drainEffects());
+    core.tick();
+    const [chunk] = only(core.drainEffects(), "chunk.write");
+    core.onChunkWritten(chunk!.chunkNumber, ["sled-1", "sled-2"]);
+    syncJournal(core, core.drainEffects());
+    core.requestCheckpoint();
+    for (let tick = 0; tick < retryTicks; tick++) core.tick();
+    const [first] = only(core.drainEffects(), "checkpoint.write");
+    core.onCheckpointDurable(first!.opNum);
+    const [firstStore] = only(core.drainEffects(), "checkpoint.store");
+    core.onCheckpointStored(first!.opNum, storedPointer(firstStore!, ["sled-1", "sled-3"]));
+    core.drainEffects();
+    core.onCheckpointRecorded(first!.opNum);
+    core.drainEffects();
+    const old = core.recordedCheckpoint!;
+
+    let asks = 0;
+    const replicated: ReplicatedPartition = {
+      address: { volume: "v", volumeId: "v", partition: 0 },
+      roleName: "primary",
+      sleds,
+      replica: {
+        get metadata() {
+          return core.metadata;
+        },
+        recordCopies: (n, copies) => core.recordCopies(n, copies),
+        requestCheckpoint: () => {
+          asks++;
+          core.requestCheckpoint();
+        },
+        get recordedCheckpoint() {
+          return core.recordedCheckpoint;
+        },
+      },
+    };
+    const replicator = new Replicator({
+      logger,
+      partitions: () => [replicated],
+      sleds: { copyChunk: async () => "sled-1", checkChunk: async () => [] },
+    });
+    replicator.setOut(["sled-3"]);
+    await replicator.pass();
+    expect(asks).toBe(1);
+
+    // The replacement's store fails (one live sled answered in time).
+    const checkpointWrites = () => only(core.drainEffects(), "checkpoint.write");
+    for (let tick = 0; tick < retryTicks; tick++) core.tick();
+    const [asked] = checkpointWrites();
+    expect(asked).toBeDefined();
+    core.onCheckpointDurable(asked!.opNum);
+    core.drainEffects();
+    core.onCheckpointFailed(asked!.opNum);
+    // The replicator's next pass finds the same blob short and does not ask again ...
+    await replicator.pass();
+    expect(asks).toBe(1);
+    // ... and need not: the core takes it again of its own accord.
+    for (let tick = 0; tick < retryTicks; tick++) core.tick();
+    const [again] = checkpointWrites();
+    expect(again).toBeDefined();
+    core.onCheckpointDurable(again!.opNum);
+    const [store] = only(core.drainEffects(), "checkpoint.store");
+    core.onCheckpointStored(again!.opNum, storedPointer(store!, ["sled-1", "sled-2"]));
+    core.drainEffects();
+    core.onCheckpointRecorded(again!.opNum, old);
+    expect(only(core.drainEffects(), "blob.delete")).toEqual([
+      { type: "blob.delete", blobKey: old.blobKey, sleds: old.sleds },
+    ]);
+    expect(core.recordedCheckpoint?.sleds).toEqual(["sled-1", "sled-2"]);
+    await replicator.pass();
+    expect(asks).toBe(1);
+    for (let tick = 0; tick < 10 * retryTicks; tick++) core.tick();
+    expect(checkpointWrites()).toEqual([]);
+    await replicator.close();
   });
 });
 

@@ -403,3 +403,108 @@ test("bytes unique to each snapshot equal a sector count after random writes, fl
     { numRuns: 60 },
   );
 });
+
+/** The space figures counted afresh from a replica's metadata (what spaceUsage caches). */
+function countedSpace(core: Replica) {
+  const { metadata } = core;
+  if (metadata.snapshots.size === 0) {
+    return { chunkBytes: metadata.chunkBytes, liveBytes: metadata.liveBytes };
+  }
+  return {
+    chunkBytes: metadata.chunkBytes,
+    liveBytes: metadata.liveBytes,
+    snapshotBytes: [...metadata.snapshotUniqueBytes()]
+      .sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))
+      .map(([snapshot, uniqueBytes]) => ({ snapshot, uniqueBytes })),
+  };
+}
+
+test("space figures follow a snapshot take, drop and rollback at once, not a refresh later", () => {
+  // Each op is followed by one tick only: the secondaries learn the commit point from the
+  // primary's next message. The refresh of figures under writes is 250 ticks.
+  const partition = start();
+  partition.write(0, 8192, 1);
+  partition.ticks(3);
+  partition.take("s1");
+  partition.ticks(1);
+  for (const core of partition.cores) {
+    expect(core.spaceUsage().snapshotBytes).toEqual([{ snapshot: "s1", uniqueBytes: 0 }]);
+  }
+  partition.write(0, 8192, 2);
+  partition.ticks(3);
+  // Rotation within seconds (far fewer ticks than the refresh): a new one, the old dropped.
+  partition.take("s2");
+  partition.ticks(1);
+  for (const core of partition.cores) {
+    expect(core.spaceUsage()).toEqual(countedSpace(core));
+    expect(core.spaceUsage().snapshotBytes).toEqual([
+      { snapshot: "s1", uniqueBytes: 8192 },
+      { snapshot: "s2", uniqueBytes: 0 },
+    ]);
+  }
+  partition.drop("s1");
+  partition.ticks(1);
+  for (const core of partition.cores) {
+    expect(core.spaceUsage()).toEqual(countedSpace(core));
+    expect(core.spaceUsage()).toMatchObject({
+      liveBytes: 8192, // the first write's chunk: no tree refers to it any more
+      snapshotBytes: [{ snapshot: "s2", uniqueBytes: 0 }],
+    });
+  }
+  partition.write(0, 8192, 3);
+  partition.ticks(3);
+  const request = 9_000;
+  partition.primary.rollbackSnapshot(request, 1, "s2");
+  partition.cluster.settle();
+  expect(partition.cluster.replies.get(request)).toMatchObject({ kind: "control" });
+  partition.ticks(1);
+  for (const core of partition.cores) {
+    expect(core.spaceUsage()).toEqual(countedSpace(core));
+    expect(core.spaceUsage()).toMatchObject({
+      liveBytes: 8192, // the third write's chunk went with the tree it was in
+      snapshotBytes: [{ snapshot: "s2", uniqueBytes: 0 }],
+    });
+  }
+  partition.ticks(3);
+  partition.check();
+});
+
+test("space figures with snapshots are counted again after writes at most once per refresh, and never while nothing commits", () => {
+  const partition = start();
+  partition.write(0, 8192, 1);
+  partition.ticks(3);
+  partition.take("s1");
+  const primary = partition.primary;
+  let scans = 0;
+  const scan = primary.metadata.snapshotUniqueBytes.bind(primary.metadata);
+  primary.metadata.snapshotUniqueBytes = () => {
+    scans++;
+    return scan();
+  };
+  expect(primary.spaceUsage()).toEqual(countedSpace(primary)); // countedSpace scans too
+  const counted = scans;
+  // Idle: however often reports and status ask, and however long, no scan.
+  for (let round = 0; round < 20; round++) {
+    partition.ticks(50);
+    primary.spaceUsage();
+  }
+  expect(scans).toBe(counted);
+  // Writes: the figures may lag them by up to the refresh (250 ticks) ...
+  partition.write(0, 4096, 2);
+  partition.ticks(3);
+  const { liveBytes, snapshotBytes } = primary.spaceUsage();
+  expect(snapshotBytes).toEqual([{ snapshot: "s1", uniqueBytes: 4096 }]);
+  partition.write(4096, 4096, 3);
+  partition.ticks(3);
+  expect(primary.spaceUsage()).toMatchObject({ liveBytes, snapshotBytes });
+  // ... and no longer (spaceUsageRefreshTicks, 250: the fifth round of 50 ticks after the
+  // count), counted once however often asked, then left alone again.
+  for (let round = 0; round < 20; round++) {
+    partition.ticks(50);
+    expect(primary.spaceUsage()).toMatchObject({
+      snapshotBytes: [{ snapshot: "s1", uniqueBytes: round < 4 ? 4096 : 8192 }],
+    });
+  }
+  expect(scans).toBe(counted + 2);
+  expect(primary.spaceUsage()).toEqual(countedSpace(primary));
+});

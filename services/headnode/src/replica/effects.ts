@@ -32,8 +32,9 @@
 //      `blob.delete` for the replaced blob when its key differs. A delete may fail or
 //      be lost: that leaves garbage on sleds, never a wrong answer.
 //   Any step may fail: the shell calls `onCheckpointFailed(opNum)`, nothing is released,
-//   and a later checkpoint starts again at step 1. Reports for a checkpoint the core no
-//   longer waits on (a failed one, an earlier life) are ignored.
+//   and a later checkpoint starts again at step 1 (one the shell asked for with
+//   `requestCheckpoint` stays asked for: the shell need not ask again). Reports for a
+//   checkpoint the core no longer waits on (a failed one, an earlier life) are ignored.
 
 import type {
   BallastError,

@@ -32,11 +32,13 @@
 // - Checkpoint: once flushed bytes pile up (or the shell asks, `requestCheckpoint`), a
 //   replica snapshots its metadata and publishes it step by step (write the local file,
 //   store the blob on sleds, record its pointer with the coordinator, see effects.ts);
-//   once recorded, journal notes whose bytes are all in chunks are released. Release on
-//   a primary waits for every voting follower, and for a learner only while it makes
-//   progress (learnerPinTicks): a stuck learner must not fill the journal until writes
-//   time out. A learner that then needs a released note is reported `needsRebuild`:
-//   it can never catch up from this primary and must start again from a checkpoint.
+//   a checkpoint asked for that fails is asked for again, so a request stands until one
+//   is recorded. Once recorded, journal notes whose bytes are all in chunks are
+//   released. Release on a primary waits for every voting follower, and for a learner
+//   only while it makes progress (learnerPinTicks): a stuck learner must not fill the
+//   journal until writes time out. A learner that then needs a released note is
+//   reported `needsRebuild`: it can never catch up from this primary and must start
+//   again from a checkpoint.
 // - Learners are replicated to but never counted for commit. A voting follower whose
 //   lag keeps a commit waiting longer than commitStallTicks is reported stalled, so
 //   that the coordinator can drop it (a hung disk that still heartbeats).
@@ -328,10 +330,15 @@ export class Replica {
    * (an idle partition costs no scan of its chunk table).
    */
   private idleCompactionOpNum: number | undefined;
-  /** Live bytes with snapshots, and the tick it was counted at (see spaceUsage). */
+  /**
+   * Live bytes with snapshots, and the tick and commit point they were counted at (see
+   * spaceUsage). Dropped when a control note commits: a snapshot taken, dropped or rolled
+   * back to changes the figures at once and is recounted at the next ask.
+   */
   private liveBytesCache:
     | {
         tick: number;
+        commitOpNum: number;
         liveBytes: number;
         snapshotBytes: { snapshot: string; uniqueBytes: number }[];
       }
@@ -355,6 +362,8 @@ export class Replica {
         snapshot: Uint8Array;
         blobKey: string;
         pointer?: CheckpointPointer;
+        /** It was started with a request pending (requestCheckpoint): a failure keeps it. */
+        asked: boolean;
       }
     | undefined;
   /** Checkpoints stored in this life: keeps every blob key of the session distinct. */
@@ -365,7 +374,11 @@ export class Replica {
   private lastCheckpointOpNum = 0;
   /** The flushed point of the newest checkpoint known stored and recorded: release stops there. */
   private checkpointFlushedThroughOpNum = 0;
-  /** A checkpoint is due even if nothing new is flushed (asked for, or a learner needs one). */
+  /**
+   * A checkpoint is due even if nothing new is flushed (asked for, or a learner needs one).
+   * Cleared when a checkpoint starts and set again if that one fails (onCheckpointFailed):
+   * a request stands until a checkpoint started for it is recorded.
+   */
   private checkpointRequested = false;
   /** The op the restored metadata reflects: no checkpoint is taken below it. */
   private readonly metadataThroughOpNum: number;
@@ -1302,6 +1315,8 @@ export class Replica {
       this.commitOpNum = note.opNum;
       const flushedBefore = this.metadata.flushedThroughOpNum;
       this.metadata.apply(note);
+      // A take, drop or rollback: the snapshot set or the current tree changed whole.
+      if (note.kind === "control") this.liveBytesCache = undefined;
       this.countFlushedHeldBytes(flushedBefore);
       this.observer.committed?.(note);
       if (note.kind === "flush" && this.flushInFlight?.recordOpNum === note.opNum) {
@@ -1841,8 +1856,19 @@ export class Replica {
   /**
    * Space of the partition on sleds: chunk bytes in the table, and those referenced. With
    * snapshots, live bytes and the bytes unique to each snapshot need a scan of every tree
-   * (each shared byte counted once), so those figures are refreshed at most every
-   * spaceUsageRefreshTicks: reports and status ask often.
+   * (each shared byte counted once), so they are kept and counted again only when they
+   * may have changed:
+   * - at once after a snapshot take, drop or rollback commits (the cache is dropped):
+   *   operators rotate snapshots and read the figures right after, to choose what to
+   *   delete; these are rare, so a scan each costs little;
+   * - after writes and flush records (anything else that commits), at most every
+   *   spaceUsageRefreshTicks: under writes the figures change at every commit, and a
+   *   scan at every report (twice a second) or status would be paid by the writes;
+   * - never while nothing commits (the metadata changes only by committed notes), so an
+   *   idle primary does not scan however often it is asked.
+   * The refresh counts ticks, and an idle core's ticks are held back by its shell: a
+   * reader must catch them up first (PartitionHost.report and status do), or the figures
+   * of the last writes before an idle spell would wait for the next input.
    */
   spaceUsage(): {
     chunkBytes: number;
@@ -1855,10 +1881,15 @@ export class Replica {
       return { chunkBytes, liveBytes: this.metadata.liveBytes };
     }
     const cached = this.liveBytesCache;
-    if (cached === undefined || this.tickCount - cached.tick >= spaceUsageRefreshTicks) {
+    if (
+      cached === undefined ||
+      (cached.commitOpNum !== this.commitOpNum &&
+        this.tickCount - cached.tick >= spaceUsageRefreshTicks)
+    ) {
       const unique = this.metadata.snapshotUniqueBytes();
       this.liveBytesCache = {
         tick: this.tickCount,
+        commitOpNum: this.commitOpNum,
         liveBytes: this.metadata.liveBytes,
         snapshotBytes: [...unique]
           .sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))
@@ -1890,7 +1921,9 @@ export class Replica {
 
   /**
    * Asks for a checkpoint even if nothing new is flushed (at most one per
-   * checkpointRetryTicks). The core asks itself when learners need one (below).
+   * checkpointRetryTicks). The core asks itself when learners need one (below). The
+   * request stands until a checkpoint taken for it is recorded: one that fails is taken
+   * again (onCheckpointFailed), so a caller asks once.
    */
   requestCheckpoint(): void {
     this.checkpointRequested = true;
@@ -1963,6 +1996,7 @@ export class Replica {
       step: "write",
       snapshot,
       blobKey,
+      asked: this.checkpointRequested,
     };
     this.checkpointRequested = false;
     this.lastCheckpointTick = this.tickCount;
@@ -2028,9 +2062,20 @@ export class Replica {
   /**
    * A step of the checkpoint failed (write, store or record): nothing is released, and
    * another is taken later. A blob stored but not recorded stays on its sleds.
+   *
+   * "Later" needs a reason to take one. Flushed bytes the recorded checkpoint lacks are
+   * one (the interval, or the releasable bytes, bring it round again); a request is the
+   * other, and it was cleared when this checkpoint started. So a checkpoint that was asked
+   * for is asked for again: on an idle primary nothing else would ever retry it, and the
+   * reason it was asked (a recorded blob with one live copy, a learner that cannot start)
+   * would stay, unseen. The retry waits checkpointRetryTicks from this one's start, the
+   * pace requestCheckpoint already keeps.
    */
   onCheckpointFailed(opNum: number): void {
-    if (this.checkpointInFlight?.opNum === opNum) this.checkpointInFlight = undefined;
+    const checkpoint = this.checkpointInFlight;
+    if (checkpoint?.opNum !== opNum) return;
+    this.checkpointInFlight = undefined;
+    if (checkpoint.asked) this.checkpointRequested = true;
   }
 
   /**
@@ -2099,7 +2144,8 @@ export class Replica {
 
 /**
  * With snapshots, live bytes are recounted by a scan of every tree at most this often
- * (250 ticks, 5 s at the shell's 20 ms tick), however often reports and status ask.
+ * (250 ticks, 5 s at the shell's 20 ms tick) while writes commit, however often reports
+ * and status ask; a snapshot take, drop or rollback is counted at once (see spaceUsage).
  */
 const spaceUsageRefreshTicks = 250;
 
