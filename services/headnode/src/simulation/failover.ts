@@ -35,7 +35,9 @@
 // session; pauses longer than a lease (a paused node neither ticks nor receives, messages
 // to it wait, its monotonic clock runs on); clock rates and forward steps; a disk that
 // stops completing writes while its node keeps reporting (gray failure), in one run of
-// four for longer than a primary's stall bound and on into the settle phase; a replica's
+// four for longer than a primary's stall bound and on into the settle phase, the clients
+// pausing with it half the time (stopped processes: no request, retry or snapshot until
+// the pause ends, so only what was in flight reaches a primary on that disk); a replica's
 // journal that fails at its next write, failing that replica alone as partition-host.ts
 // does (its runner closed, no ticks, messages or requests; its node reports it at once
 // in `failures`; a later configure reopens it from its disk), while loaded and, now and
@@ -63,7 +65,11 @@
 // primary leaves its record within failedMemberTicksMax (its node reports it: no commit
 // need stall on it first); and while loaded, no client's write waits longer than
 // availabilityTicksMax for its partition to acknowledge a write while every node's
-// faults stay as they are and the partition has a healthy voter (`checkAvailability`).
+// faults stay as they are and the partition has a healthy voter (`checkAvailability`);
+// and, loaded or settling, a primary whose own journal has kept a write waiting past its
+// stall bound is no longer primary within stalledPrimaryTicksMax while faults stay as
+// they are and a voting secondary is healthy (`checkOwnStalls`), however quiet its
+// clients are.
 //
 // Each head node handles the configures and drops of one partition one at a time, in
 // arrival order (headnode.ts's keyed lock), and retires a replica (removed, reopened after
@@ -129,6 +135,7 @@ import {
   type Outgoing,
   type PrimaryReport,
   ReportState,
+  sameEntry,
 } from "../report-state.ts";
 import { type RetirePorts, retireReplica } from "../retire.ts";
 import { chunkCopies } from "../sled-client.ts";
@@ -199,6 +206,17 @@ export type Sabotage =
    * long disk hangs on (`longDiskHangChance`).
    */
   | "ignore-primary-stall"
+  /**
+   * The head node before ed63a3d: a report leaves out an entry that says the same as the
+   * one the coordinator holds, and that comparison (report-state.ts `sameEntry`) skipped
+   * the primary's own `stalledMs`. A primary whose disk hangs while nothing else in its
+   * entry changes (its one write in flight acknowledged by its followers, no new write
+   * arriving) does not tell the coordinator of its stall, keeps its node lease, and is
+   * not failed over until something else in its entry changes or its node sends its
+   * whole state. Found by the stalled-primary check, with the long disk hangs on and the
+   * clients pausing in them (`clientPauseChance`); see there for why only now and then.
+   */
+  | "report-ignores-own-stall"
   /**
    * The head node before 3ae96e2: retiring a replica (a configure that removes or
    * reopens it, a dropped volume), it waits for the handlers in flight before it closes
@@ -339,6 +357,38 @@ export interface FailoverOptions {
    */
   availabilityTicksMax?: number;
   /**
+   * Per run, when its long disk hang starts: chance the clients pause with it for
+   * clientPauseTicks, as client processes that are stopped (a suspended VM): they send no
+   * new request and no retry, read no reply and time nothing out until the pause ends,
+   * and no snapshot is asked for either (its note would change the entry too). Only what
+   * was in flight when the hang began reaches a primary on the hung disk, so once its
+   * followers have acknowledged that, the primary's own stall is the one thing its report
+   * changes. Clients that go on retrying hide the `report-ignores-own-stall` sabotage:
+   * each retry on the hung primary is a new op, and its acknowledgement a change that
+   * carries the stall along. So does a whole report, which here is frequent: a node
+   * reports every round whether or not the last one was answered, and one based on a
+   * revision older than the coordinator's is refused with `full` (headnode.ts sends one
+   * at a time), so the sabotage is caught only in pauses with no whole report for a
+   * while. Drawn from a generator of its own, so that runs whose clients never pause
+   * replay as before.
+   */
+  clientPauseChance: number;
+  /**
+   * How long a pause lasts: at least a primary's stall bound (reached that long after the
+   * hang began, by a write in flight then) and stalledPrimaryTicksMax together, so that
+   * a stall nobody hears of outlasts the stalled-primary check.
+   */
+  clientPauseTicks: readonly [number, number];
+  /**
+   * The stalled-primary check, loaded or settling: a primary whose own journal has kept a
+   * write waiting past its stall bound (its reports say `stalledMs`) is no longer the
+   * record's primary within this many ticks, counted from the latest of: the tick its
+   * stall reached the bound, the last change of any node's faults, and the last tick its
+   * partition had no healthy voting secondary to promote. By default
+   * `stalledPrimaryBoundTicks` of the run's own timings.
+   */
+  stalledPrimaryTicksMax?: number;
+  /**
    * Per loaded tick and healthy node: chance one of its replicas' journals fails at its
    * next append or truncation (a full or broken disk), failing that replica alone.
    */
@@ -434,9 +484,27 @@ export function availabilityBoundTicks(options: {
     ticks(limits.primaryStallMsMax),
     options.configuresWaitOnHungDisk ? ticks(options.primaryUnconfirmedMs) : 0,
   );
+  return stallTicks + stalledPrimaryBoundTicks(options) + 3 * options.clientTimeoutTicks;
+}
+
+/**
+ * The stalled-primary check's bound (stalledPrimaryTicksMax): the failover and lease
+ * parts of the availability bound, which is what may pass once a primary's report says
+ * it stalled before the coordinator has promoted another (failoverTicks: reports and
+ * rounds, some lost or delayed, up to a dead node's silence; then the lease the
+ * coordinator waits out). No client timeout is in it: the stall is the head node's to
+ * report, whatever its clients do.
+ */
+export function stalledPrimaryBoundTicks(options: {
+  tickMs: number;
+  roundTicks: number;
+  deadAfterTicks: number;
+}): number {
   const failoverTicks = options.deadAfterTicks + 4 * options.roundTicks;
-  const leaseTicks = ticks(limits.primaryLeaseMs + limits.primaryLeaseDriftMarginMs);
-  return stallTicks + failoverTicks + leaseTicks + 3 * options.clientTimeoutTicks;
+  const leaseTicks = Math.ceil(
+    (limits.primaryLeaseMs + limits.primaryLeaseDriftMarginMs) / options.tickMs,
+  );
+  return failoverTicks + leaseTicks;
 }
 
 export const failoverDefaults: Omit<FailoverOptions, "seed"> = {
@@ -473,6 +541,10 @@ export const failoverDefaults: Omit<FailoverOptions, "seed"> = {
   longDiskHangFromTicks: [10, 120],
   longDiskHangTicksMin: Math.ceil(limits.primaryStallMsMax / 100),
   longDiskHangTicksMax: 800,
+  // Half: the other long hangs keep their load, whose writes the availability check needs.
+  clientPauseChance: 0.5,
+  // From a little above the stall bound (60 ticks) and stalledPrimaryBoundTicks (73).
+  clientPauseTicks: [150, 300],
   journalFailRate: 0.002,
   idleJournalFailChance: 0.5,
   journalFailPrimaries: true,
@@ -559,6 +631,14 @@ export interface FailoverResult {
      * largest over a range of seeds.
      */
     availabilityWaitTicksMax: number;
+    /** Long disk hangs the clients paused with (clientPauseChance). */
+    clientPauses: number;
+    /**
+     * The longest a primary stalled on its own journal stayed the record's primary, as
+     * the stalled-primary check counts it (see stalledPrimaryTicksMax), until the
+     * coordinator replaced it or the stall ended: how close a run came to that bound.
+     */
+    stalledPrimaryTicksMax: number;
     /** Journals armed to fail, and replicas that failed on one. */
     journalFailures: number;
     replicasFailed: number;
@@ -947,6 +1027,23 @@ export class FailoverSimulation {
     number,
     { waitingSinceTick: number | undefined; noVoterTick: number }
   >();
+  /**
+   * The clients pause until this tick (clientPauseChance), drawn from a generator of its
+   * own, so that the other streams replay as before in runs where they do not.
+   */
+  private clientsPausedUntilTick = 0;
+  private readonly pauseRandom: SimRandom;
+  /**
+   * The stalled-primary check's state, per partition: the primary replica stalled on its
+   * own journal and since when (the tick its stall reached the bound), and the last tick
+   * the partition had no healthy voting secondary.
+   */
+  private readonly stalledTicksMax: number;
+  private readonly ownStalls = new Map<
+    number,
+    { adapter: ReplicaAdapter; sinceTick: number; flagged: boolean }
+  >();
+  private readonly noSecondaryTick = new Map<number, number>();
   private readonly stats: FailoverResult["stats"] = {
     ticks: 0,
     acknowledgedMutations: 0,
@@ -962,6 +1059,8 @@ export class FailoverSimulation {
     stallFailovers: 0,
     unconfirmedFailovers: 0,
     availabilityWaitTicksMax: 0,
+    clientPauses: 0,
+    stalledPrimaryTicksMax: 0,
     journalFailures: 0,
     replicasFailed: 0,
     netPartitions: 0,
@@ -1042,6 +1141,7 @@ export class FailoverSimulation {
   constructor(options: FailoverOptions) {
     this.options = options;
     this.availabilityTicksMax = options.availabilityTicksMax ?? availabilityBoundTicks(options);
+    this.stalledTicksMax = options.stalledPrimaryTicksMax ?? stalledPrimaryBoundTicks(options);
     // Neighbouring small seeds give xoroshiro's first outputs little entropy: mix first.
     this.random = new SimRandom(mixSeed(options.seed));
     this.world = simWorld(
@@ -1059,6 +1159,7 @@ export class FailoverSimulation {
       sledUp: (sled) => this.sledUp(sled),
     });
     this.sledRandom = new SimRandom(mixSeed(options.seed ^ 0x51ed5));
+    this.pauseRandom = new SimRandom(mixSeed(options.seed ^ 0xc11e7));
     for (let index = 1; index <= options.sleds; index++) this.sledDownUntil.set(`sled-${index}`, 0);
     if (this.sledRandom.chance(options.sledsLateChance)) {
       const [from, to] = options.sledsLateTicks;
@@ -1089,7 +1190,7 @@ export class FailoverSimulation {
         ),
         hosted: new Map(),
         droppedVolumeIds: new Set(),
-        reportState: new ReportState(),
+        reportState: this.newReportState(),
         serially,
         configures: this.configureQueue(() => node, serially),
         stuck: new Map(),
@@ -1137,6 +1238,8 @@ export class FailoverSimulation {
     for (let tick = 0; tick < this.options.loadTicks; tick++) await this.step(true);
     this.faultsOn = false;
     this.faultsOffTick = this.tickNow;
+    // No client is left once loaded (their attempts are dropped): a pause ends here.
+    this.clientsPausedUntilTick = 0;
     for (const node of this.nodes) {
       node.pausedUntilTick = 0;
       // The long hang runs its course: a primary on it must be replaced while settling.
@@ -1282,12 +1385,17 @@ export class FailoverSimulation {
     if (load) {
       await this.injectFaults();
       if (this.tickNow === this.recreateAtTick) this.recreateVolume();
-      this.issueRequests();
-      this.snapshotRequests();
+      if (!this.clientsPaused()) {
+        this.issueRequests();
+        this.snapshotRequests();
+      }
     }
     for (const node of this.nodes) {
       if (node.cut !== undefined && node.cut.untilTick <= this.tickNow) node.cut = undefined;
     }
+    // Faults that began or ended above count from this tick, for what it delivers too
+    // (a reply held by the clients' pause and read as it ends).
+    this.noteFaultState();
     this.completeWork();
     await this.deliverMessages();
     for (const node of this.nodes) {
@@ -1306,8 +1414,9 @@ export class FailoverSimulation {
       if (this.tickNow % this.options.roundTicks === 0) this.sendReport(node);
     }
     if (this.tickNow % this.options.roundTicks === 0) this.coordinatorRound();
-    this.expireClientAttempts();
+    if (!this.clientsPaused()) this.expireClientAttempts();
     if (load) this.checkAvailability();
+    this.checkOwnStalls();
     if (!this.faultsOn) this.checkFailedMembers();
   }
 
@@ -1478,6 +1587,16 @@ export class FailoverSimulation {
     this.longHangAtTick = -1;
     this.stats.diskHangs++;
     this.stats.longDiskHangs++;
+    const options = this.options;
+    if (options.clientPauseChance > 0 && this.pauseRandom.chance(options.clientPauseChance)) {
+      const [from, to] = options.clientPauseTicks;
+      this.clientsPausedUntilTick = this.tickNow + this.pauseRandom.integer(from, to);
+      this.stats.clientPauses++;
+    }
+  }
+
+  private clientsPaused(): boolean {
+    return this.clientsPausedUntilTick > this.tickNow;
   }
 
   // ---------------------------------------------------------------- availability
@@ -1531,22 +1650,28 @@ export class FailoverSimulation {
 
   /**
    * A voter of the record (its primary or a voting secondary, one the coordinator may
-   * promote) that is up, running, not cut off, its disk not hung, on its recorded disk,
-   * with its replica of this incarnation open and its journal neither failed nor armed
-   * to fail.
+   * promote) is healthy (`healthyVoter`).
    */
   private hasHealthyVoter(partition: number, record: PartitionRecord): boolean {
-    return [record.primary, ...record.secondaries].some((voter) => {
-      const node = this.node(voter);
-      if (!this.running(node) || node.cut !== undefined) return false;
-      if (node.diskHungUntilTick > this.tickNow) return false;
-      const disk = record.disks?.[voter];
-      if (disk !== undefined && disk !== node.disk) return false;
-      const hosted = node.hosted.get(partition);
-      if (hosted?.volumeId !== this.volumeId || hosted.journal.failing) return false;
-      if (hosted.retiring) return false;
-      return hosted.adapter !== undefined && hosted.adapter.failed === undefined;
-    });
+    return [record.primary, ...record.secondaries].some((voter) =>
+      this.healthyVoter(partition, record, voter),
+    );
+  }
+
+  /**
+   * Up, running, not cut off, its disk not hung, on its recorded disk, with its replica
+   * of this incarnation open and its journal neither failed nor armed to fail.
+   */
+  private healthyVoter(partition: number, record: PartitionRecord, voter: string): boolean {
+    const node = this.node(voter);
+    if (!this.running(node) || node.cut !== undefined) return false;
+    if (node.diskHungUntilTick > this.tickNow) return false;
+    const disk = record.disks?.[voter];
+    if (disk !== undefined && disk !== node.disk) return false;
+    const hosted = node.hosted.get(partition);
+    if (hosted?.volumeId !== this.volumeId || hosted.journal.failing) return false;
+    if (hosted.retiring) return false;
+    return hosted.adapter !== undefined && hosted.adapter.failed === undefined;
   }
 
   /** From when the wait of a partition's clients counts (see availabilityTicksMax). */
@@ -1565,12 +1690,8 @@ export class FailoverSimulation {
    * nodes, a recovery under way from a fault that just began or ended) restarts the count.
    */
   private checkAvailability(): void {
-    // Sleds down count as faults too: with fewer than chunkCopies up nothing flushes.
-    const state = `${this.nodes.map((node) => this.faultsOf(node)).join(" ")} ${this.liveSleds().join(",")}`;
-    if (state !== this.faultState) {
-      this.faultState = state;
-      this.faultStateSinceTick = this.tickNow;
-    }
+    // A paused client waits for itself: the count starts afresh once the pause ends.
+    if (this.clientsPaused()) return;
     for (const [partition, { record }] of this.records) {
       const entry = this.availabilityOf(partition);
       if (!this.hasHealthyVoter(partition, record)) entry.noVoterTick = this.tickNow;
@@ -1584,6 +1705,74 @@ export class FailoverSimulation {
       // Flagged once per stretch; the next write waiting counts afresh.
       entry.waitingSinceTick = undefined;
     }
+  }
+
+  /**
+   * Every node's faults as the availability and stalled-primary checks compare them,
+   * and since when they have been so. Sleds down count as faults too (with fewer than
+   * chunkCopies up nothing flushes), and so do the clients' pause (a write waits for
+   * the client as well as for the partition).
+   */
+  private noteFaultState(): void {
+    const state = `${this.nodes.map((node) => this.faultsOf(node)).join(" ")} ${this.liveSleds().join(",")}${this.clientsPaused() ? " clients-paused" : ""}`;
+    if (state !== this.faultState) {
+      this.faultState = state;
+      this.faultStateSinceTick = this.tickNow;
+    }
+  }
+
+  /**
+   * Loaded or settling: a primary whose own journal has kept a write waiting past its
+   * stall bound, while its node runs and reaches the cluster and a voting secondary is
+   * healthy, stops being the record's primary within stalledPrimaryTicksMax, the count
+   * restarting as the availability check's does. Its report says it stalled whatever its
+   * clients do, so this holds while they pause too (clientPauseChance), when a write in
+   * flight is all that reaches it.
+   */
+  private checkOwnStalls(): void {
+    for (const [partition, { record }] of this.records) {
+      const node = this.node(record.primary);
+      const hosted = node.hosted.get(partition);
+      const adapter = hosted?.adapter;
+      const stalled =
+        this.running(node) &&
+        node.cut === undefined &&
+        hosted?.volumeId === this.volumeId &&
+        !hosted.retiring &&
+        adapter !== undefined &&
+        adapter.failed === undefined &&
+        adapter.replica.roleName === "primary" &&
+        adapter.replica.configuration?.epoch === record.epoch &&
+        adapter.replica.ownStalledTicks() > 0;
+      const known = this.ownStalls.get(partition);
+      if (known !== undefined && (!stalled || known.adapter !== adapter)) {
+        // Replaced, or its stall over: how long it took, counted as below.
+        const took = this.tickNow - this.stallCountsFrom(partition, known.sinceTick);
+        this.stats.stalledPrimaryTicksMax = Math.max(this.stats.stalledPrimaryTicksMax, took);
+        this.ownStalls.delete(partition);
+      }
+      const healthySecondary = record.secondaries.some((secondary) =>
+        this.healthyVoter(partition, record, secondary),
+      );
+      if (!healthySecondary) this.noSecondaryTick.set(partition, this.tickNow);
+      if (!stalled) continue;
+      let stall = this.ownStalls.get(partition);
+      if (stall === undefined) {
+        stall = { adapter, sinceTick: this.tickNow, flagged: false };
+        this.ownStalls.set(partition, stall);
+      }
+      const from = this.stallCountsFrom(partition, stall.sinceTick);
+      if (stall.flagged || this.tickNow - from <= this.stalledTicksMax) continue;
+      stall.flagged = true;
+      this.watchedFor(this.volumeId, partition).checker.fail(
+        "stalled-primary",
+        `tick ${this.tickNow}: ${record.primary} has kept a write waiting on its own journal for ${adapter.replica.ownStalledTicks()} ticks and is still primary at epoch ${record.epoch}, ${this.tickNow - from} ticks after the count began (tick ${from}; bound ${this.stalledTicksMax}) with every node's faults unchanged and a healthy voting secondary: ${this.describe()}`,
+      );
+    }
+  }
+
+  private stallCountsFrom(partition: number, sinceTick: number): number {
+    return Math.max(sinceTick, this.faultStateSinceTick, this.noSecondaryTick.get(partition) ?? 0);
   }
 
   /** A client sent a write to the partition: it waits, unless one waits already. */
@@ -1610,7 +1799,7 @@ export class FailoverSimulation {
     node.sessionIssued++;
     node.session = node.sessionIssued;
     node.life++;
-    node.reportState = new ReportState();
+    node.reportState = this.newReportState();
     for (const hosted of node.hosted.values()) await this.openReplica(node, hosted);
   }
 
@@ -2091,6 +2280,17 @@ export class FailoverSimulation {
         if (await this.retire(node, hosted, shutdown, "drop")) node.hosted.delete(hosted.partition);
       });
     }
+  }
+
+  /** What a head node holds of the coordinator's state, compared as the sabotage says. */
+  private newReportState(): ReportState {
+    if (this.options.sabotage !== "report-ignores-own-stall") return new ReportState();
+    // The comparison before ed63a3d: every field but the primary's own stall.
+    return new ReportState((a, b) => {
+      const { stalledMs: _a, ...restA } = a;
+      const { stalledMs: _b, ...restB } = b;
+      return sameEntry(restA, restB);
+    });
   }
 
   private sendReport(node: SimulatedNode): void {
@@ -2702,6 +2902,7 @@ export class FailoverSimulation {
       if (!this.linked(from, to)) return "lose"; // lost to the network partition
       const target = this.nodes.find((node) => node.id === to);
       if (target?.up && target.pausedUntilTick > this.tickNow) return "hold"; // waits in the socket
+      if (to === "client" && this.clientsPaused()) return "hold"; // read once the client runs
       const link = `${from}>${to}`;
       const carried = (perLink.get(link) ?? 0) + 1;
       perLink.set(link, carried);
