@@ -1,16 +1,16 @@
 import { availableParallelism } from "node:os";
 import { defineConfig } from "vitest/config";
 
-// Two tiers. Unit, property and simulation tests run in parallel and never touch the
-// network. Integration tests start real nats-server and service processes on loopback,
-// so they run one file at a time to keep a 2-core machine from timing itself out.
+// Two tiers, one after the other (`sequence.groupOrder`): unit, property and simulation
+// tests first, in parallel (they never touch the network); then integration tests, which
+// start real nats-server and service processes on loopback, one file at a time and with
+// nothing else running, to keep a 2-core machine from timing itself out.
 //
-// Workers: vitest's default is one fewer than the cores, so on a 2-core machine the
-// unit tier ran one file at a time (about 165 s); two workers take about 90 s there.
-// The integration tier stays at one file at a time whatever this says.
+// Workers: vitest's default is one fewer than the cores, so on a 2-core machine the unit
+// tier ran one file at a time (about 165 s); two workers take about 90 s there. Without
+// the group order, the first integration file would run beside the unit tier's last.
 export default defineConfig({
   test: {
-    maxWorkers: Math.max(2, availableParallelism() - 1),
     reporters: ["default", "./test/support/summary-reporter.ts"],
     projects: [
       {
@@ -22,6 +22,8 @@ export default defineConfig({
             "test/*.test.ts",
           ],
           testTimeout: 30_000,
+          maxWorkers: Math.max(2, availableParallelism() - 1),
+          sequence: { groupOrder: 0 },
         },
       },
       {
@@ -32,6 +34,7 @@ export default defineConfig({
           hookTimeout: 60_000,
           fileParallelism: false,
           pool: "forks",
+          sequence: { groupOrder: 1 },
         },
       },
     ],
