@@ -29,6 +29,12 @@
 // checkpoints, unrecorded for a grace and not being created (`creatingIds`), and drops
 // it on every partition (`dropUnrecorded`). A delete drops the id on every partition before it removes the
 // record, so a record always names a snapshot every partition has until the delete.
+// Store writes can fail after the store kept them (a lost or late acknowledgement): a
+// failed record write is read back, and its trees are dropped at once only when the
+// write certainly was not kept, else left to that sweep (`record`); a failed removal
+// is read back and repeated (`forget`). So no outcome of a failed write leaves a record
+// naming trees that are gone, except a delete cut off between its drop and its removal,
+// which a retried delete finishes.
 //
 // Rollback (`volume.rollback.v1`): every partition's primary replaces its current tree
 // with a copy of the snapshot's (`partition.snapshot.rollback.v1`, a control note). It is
@@ -108,10 +114,13 @@ export class Snapshots {
     const volume = await this.volumeOf(message.volume);
     const existing = await catalogue.snapshot(message.volume, message.name);
     if (existing !== undefined && existing.value.volumeId === idOfVolume(volume)) {
+      // Its id and time let a client that retries after a create whose outcome it did
+      // not learn (see `record`) tell its own snapshot from someone else's.
+      const { id, createdAtMs } = existing.value;
       throw new BallastError(
         ErrorCode.AlreadyExists,
-        `volume ${message.volume} already has a snapshot named ${message.name}`,
-        { details: { volume: message.volume, name: message.name } },
+        `volume ${message.volume} already has a snapshot named ${message.name} (id ${id}, taken ${new Date(createdAtMs).toISOString()})`,
+        { details: { volume: message.volume, name: message.name, id, createdAtMs } },
       );
     }
     const count = (await this.snapshotsOf(volume)).length;
@@ -154,7 +163,6 @@ export class Snapshots {
     deadline: number,
     existing: Awaited<ReturnType<Catalogue["snapshot"]>>,
   ): Promise<{ ok: true; state: SnapshotState } | { ok: false; why: string }> {
-    const { catalogue } = this.parts;
     const outcome = await this.attempt(volume, id, deadline);
     if (outcome.ok) {
       const state: SnapshotState = {
@@ -168,12 +176,7 @@ export class Snapshots {
         // A clone's snapshot falls through as the clone did when it was taken.
         ...(volume.parent === undefined ? {} : { overlap: volume.parent.overlap }),
       };
-      try {
-        await catalogue.recordSnapshot(state, existing);
-      } catch (error) {
-        await this.dropEverywhere(volume, id, now() + snapshotStepDeadlineMs);
-        throw error;
-      }
+      await this.record(volume, state, existing);
       return { ok: true, state };
     }
     this.parts.service.logger.warn(
@@ -183,6 +186,54 @@ export class Snapshots {
     // Its partial trees go: a snapshot taken on some partitions only is no snapshot.
     await this.dropEverywhere(volume, id, Math.max(deadline, now() + snapshotStepDeadlineMs));
     return { ok: false, why: outcome.why };
+  }
+
+  /**
+   * Records snapshot `state`, taken on every partition. A write to the store can fail
+   * after the store kept it (its acknowledgement lost or late), so a failure is settled
+   * by reading the key back: naming this id, the snapshot is recorded and the create
+   * succeeded. Otherwise its trees are dropped at once only when the write certainly was
+   * not kept: the store refused it as a conflict (its compare-and-set found another
+   * revision, so it can never apply later either) — someone else's create took the name.
+   * Any other failure leaves the outcome unknown (a read back may also lag the write), and
+   * dropping would leave a record naming trees that are gone, with nothing to repair it;
+   * so the trees stay, and if no record names them the orphan sweep drops them after its
+   * grace (sweep.ts: two passes at least `sweepGraceMsDefault` apart), far longer than a
+   * write the store is still working on can take to land.
+   */
+  private async record(
+    volume: VolumeRecord,
+    state: SnapshotState,
+    existing: Awaited<ReturnType<Catalogue["snapshot"]>>,
+  ): Promise<void> {
+    const { catalogue, service } = this.parts;
+    try {
+      await catalogue.recordSnapshot(state, existing);
+      return;
+    } catch (error) {
+      const where = { volume: state.volume, name: state.name, id: state.id };
+      const stored = await catalogue.snapshot(state.volume, state.name).catch(() => undefined);
+      if (stored?.value.id === state.id) {
+        service.logger.warn(
+          { ...where, error: (error as Error).message },
+          "the snapshot's record was written although the write reported a failure",
+        );
+        return;
+      }
+      if (isBallastError(error) && error.code === ErrorCode.AlreadyExists) {
+        await this.dropEverywhere(volume, state.id, now() + snapshotStepDeadlineMs);
+        throw error;
+      }
+      service.logger.warn(
+        { ...where, error: (error as Error).message },
+        "the snapshot's record may or may not have been written: its trees are kept for the orphan sweep",
+      );
+      throw new BallastError(
+        ErrorCode.Unavailable,
+        `snapshot ${state.name} of ${state.volume} (id ${state.id}) was taken, but whether its record was written is unknown (${(error as Error).message}); retry: AlreadyExists naming id ${state.id} means it was recorded, and if it was not, its trees are dropped by the orphan sweep`,
+        { cause: error, details: where },
+      );
+    }
   }
 
   async list(volumeName: string): Promise<ResultOf<"snapshot.list.v1">> {
@@ -218,8 +269,52 @@ export class Snapshots {
         `snapshot ${message.name} of ${message.volume} could not be dropped on every partition by the deadline; it is still recorded, retry`,
       );
     }
-    await catalogue.forgetSnapshot(message.volume, message.name, record.revision);
+    if (!(await this.forget(record, now() + snapshotStepDeadlineMs))) {
+      throw new BallastError(
+        ErrorCode.Unavailable,
+        `snapshot ${message.name} of ${message.volume} was dropped on every partition, but whether its record was removed is unknown; retry (the drop is repeated harmlessly; NotFound then means the record is gone)`,
+        { details: { volume: message.volume, name: message.name, id: record.value.id } },
+      );
+    }
     return { deleted: true };
+  }
+
+  /**
+   * Removes the record of a snapshot whose trees are dropped, until `deadline`: whether
+   * it is gone. A removal can fail after the store applied it, and one that did not
+   * apply leaves a record naming trees that are gone; so a failure is settled by reading
+   * the key back (gone, or naming another id: done) and, while it still names this id,
+   * by removing it again. Repeating is safe: each removal is a compare-and-set on the
+   * revision read, which either applies or finds that the record moved on. At least one
+   * removal is tried whatever the deadline.
+   */
+  private async forget(
+    record: NonNullable<Awaited<ReturnType<Catalogue["snapshot"]>>>,
+    deadline: number,
+  ): Promise<boolean> {
+    const { catalogue, service } = this.parts;
+    const { volume, name, id } = record.value;
+    let revision = record.revision;
+    for (;;) {
+      try {
+        await catalogue.forgetSnapshot(volume, name, revision);
+        return true;
+      } catch (error) {
+        service.logger.warn(
+          { volume, name, id, error: (error as Error).message },
+          "removing a dropped snapshot's record failed; reading it back",
+        );
+      }
+      // A read that fails says nothing: try the removal again on what was last known.
+      const current = await catalogue
+        .snapshot(volume, name)
+        .catch(() => ({ value: record.value, revision }));
+      if (current === undefined || current.value.id !== id) return true;
+      revision = current.revision;
+      const left = deadline - now();
+      if (left <= 0) return false;
+      await new Promise((resolve) => setTimeout(resolve, Math.min(snapshotRetryMs, left)));
+    }
   }
 
   // ------------------------------------------------------------ rollback

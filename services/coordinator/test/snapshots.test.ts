@@ -5,7 +5,9 @@
 // taken answer AlreadyExists, unknown ones NotFound; delete drops on every partition and
 // then forgets the record. Rollback: every partition rolls back to the snapshot's id,
 // refused while a live gateway reports the volume attached (or does not answer) unless
-// forced, and a partition that fails is named in the error.
+// forced, and a partition that fails is named in the error. Store writes that fail after
+// (or without) being stored, as a JetStream publish whose acknowledgement is lost does
+// (`LostAckStore`): no record is ever left naming trees that were dropped.
 
 import { BallastError, ErrorCode, type Message, subjects } from "@ballast/protocol";
 import { expect, test } from "vitest";
@@ -64,8 +66,79 @@ class FakePrimary {
 /** A gateway's node.info details, or undefined: it does not answer. */
 type GatewayDetails = Record<string, unknown> | undefined;
 
-function start(gateways: Record<string, GatewayDetails> = {}) {
-  const store = new FakeStore();
+/** How a fake store write fails: stored and then a lost acknowledgement, or not stored. */
+type WriteFailure = "stored-then-timeout" | "timeout";
+
+/**
+ * A fake control store whose snapshot-record writes can fail as a JetStream publish
+ * does when its acknowledgement is lost: the test says, per write, whether the store
+ * kept it before the timeout. Reads of snapshot records can be made to fail too.
+ */
+class LostAckStore extends FakeStore {
+  /** Consulted before each create, update or delete of a snapshot key. */
+  onWrite:
+    | ((operation: "create" | "update" | "delete", key: string) => WriteFailure | undefined)
+    | undefined;
+  /** Reads of snapshot keys that fail next. */
+  failingReads = 0;
+
+  override async get(key: string) {
+    if (key.startsWith("snapshot.") && this.failingReads > 0) {
+      this.failingReads--;
+      throw timeout();
+    }
+    return super.get(key);
+  }
+
+  override async create(key: string, value: Uint8Array): Promise<number> {
+    return this.write("create", key, () => super.create(key, value));
+  }
+
+  override async update(key: string, value: Uint8Array, revision: number): Promise<number> {
+    return this.write("update", key, () => super.update(key, value, revision));
+  }
+
+  override async delete(key: string, options?: { previousSeq?: number }): Promise<void> {
+    await this.write("delete", key, () => super.delete(key, options));
+  }
+
+  private async write<T>(
+    operation: "create" | "update" | "delete",
+    key: string,
+    apply: () => Promise<T>,
+  ): Promise<T> {
+    const failure = key.startsWith("snapshot.") ? this.onWrite?.(operation, key) : undefined;
+    if (failure === "timeout") throw timeout();
+    const result = await apply();
+    if (failure === "stored-then-timeout") throw timeout();
+    return result;
+  }
+}
+
+/** What nats.js throws when a publish's acknowledgement does not come in time. */
+function timeout(): Error {
+  return Object.assign(new Error("TIMEOUT"), { name: "TimeoutError" });
+}
+
+/** Fails the next `count` writes of `operation` with `failure`, then lets them through. */
+function failWrites(
+  store: LostAckStore,
+  operation: "create" | "update" | "delete",
+  failure: WriteFailure,
+  count = 1,
+): void {
+  let left = count;
+  store.onWrite = (made) => {
+    if (made !== operation || left === 0) return undefined;
+    left--;
+    return failure;
+  };
+}
+
+const drops = (primary: FakePrimary) =>
+  primary.log.filter((type) => type === "partition.snapshot.drop.v1").length;
+
+function start(gateways: Record<string, GatewayDetails> = {}, store = new FakeStore()) {
   const catalogue = new Catalogue(store);
   store.put(keys.volume("v"), {
     name: "v",
@@ -236,4 +309,116 @@ test("a rollback that fails on a partition names it; a volume resized since is r
   store.put(keys.volume("v"), { ...volume, sizeBytes: 4 * partitionBytes });
   const resized = await snapshots.rollback(rollback).catch((error: BallastError) => error);
   expect((resized as BallastError).message).toMatch(/has 4 partitions but snapshot s has 3/);
+});
+
+// A JetStream write can be stored and still fail at the client (its acknowledgement
+// lost or late). Dropping the trees then would leave a record naming a snapshot no
+// partition has: listed, but unreadable and no good to roll back to.
+
+test("a record write stored before its timeout answers success and keeps the trees", async () => {
+  const store = new LostAckStore();
+  const { snapshots, primaries, catalogue } = start({}, store);
+  failWrites(store, "create", "stored-then-timeout");
+  const state = await snapshots.create({ type: "snapshot.create.v1", volume: "v", name: "s" });
+  expect((await catalogue.snapshot("v", "s"))?.value.id).toBe(state.id);
+  for (const primary of primaries) {
+    expect(drops(primary)).toBe(0);
+    expect(primary.snapshots.has(state.id)).toBe(true);
+  }
+  // Readable: a rollback to it finds it on every partition.
+  await snapshots.rollback({ type: "volume.rollback.v1", volume: "v", snapshot: "s" });
+  for (const primary of primaries) expect(primary.rolledBack).toEqual([state.id]);
+});
+
+test("a record write of unknown outcome keeps the trees; a retry names the snapshot it recorded", async () => {
+  const store = new LostAckStore();
+  const { snapshots, primaries, catalogue } = start({}, store);
+  // Stored, but the read back fails too: the leader cannot tell that it was.
+  store.onWrite = (operation) => {
+    if (operation !== "create") return undefined;
+    store.onWrite = undefined;
+    store.failingReads = 1;
+    return "stored-then-timeout";
+  };
+  const failed = await snapshots
+    .create({ type: "snapshot.create.v1", volume: "v", name: "s" })
+    .catch((error: BallastError) => error);
+  expect(failed).toBeInstanceOf(BallastError);
+  expect((failed as BallastError).code).toBe(ErrorCode.Unavailable); // the client retries
+  const recorded = (await catalogue.snapshot("v", "s"))!.value;
+  expect((failed as BallastError).message).toContain(`id ${recorded.id}`);
+  for (const primary of primaries) {
+    expect(drops(primary)).toBe(0);
+    expect(primary.snapshots.has(recorded.id)).toBe(true);
+  }
+  // Nothing is creating it any more: had no record been written, the sweep would drop it.
+  expect(snapshots.creatingIds().size).toBe(0);
+  const retried = await snapshots
+    .create({ type: "snapshot.create.v1", volume: "v", name: "s" })
+    .catch((error: BallastError) => error);
+  expect((retried as BallastError).code).toBe(ErrorCode.AlreadyExists);
+  expect((retried as BallastError).message).toContain(`id ${recorded.id}`);
+  await snapshots.rollback({ type: "volume.rollback.v1", volume: "v", snapshot: "s" });
+  for (const primary of primaries) expect(primary.rolledBack).toEqual([recorded.id]);
+});
+
+test("a record write not stored leaves the trees to the sweep; one refused as a conflict drops them", async () => {
+  const store = new LostAckStore();
+  const { snapshots, primaries, catalogue } = start({}, store);
+  failWrites(store, "create", "timeout");
+  const unknown = await snapshots
+    .create({ type: "snapshot.create.v1", volume: "v", name: "s" })
+    .catch((error: BallastError) => error);
+  expect((unknown as BallastError).code).toBe(ErrorCode.Unavailable);
+  expect(await catalogue.snapshot("v", "s")).toBeUndefined();
+  for (const primary of primaries) {
+    expect(drops(primary)).toBe(0);
+    expect(primary.snapshots.size).toBe(1); // unrecorded: the orphan sweep's
+  }
+
+  // Another create took the name while this one was taking: the write certainly failed.
+  store.onWrite = (operation, key) => {
+    if (operation !== "create") return undefined;
+    store.onWrite = undefined;
+    store.put(key, { volume: "v", name: "t", id: "other", volumeId: "1-aaaaaaaaaaaa" });
+    return undefined;
+  };
+  const conflict = await snapshots
+    .create({ type: "snapshot.create.v1", volume: "v", name: "t" })
+    .catch((error: BallastError) => error);
+  expect((conflict as BallastError).code).toBe(ErrorCode.AlreadyExists);
+  expect((await catalogue.snapshot("v", "t"))?.value.id).toBe("other");
+  for (const primary of primaries) {
+    expect(drops(primary)).toBe(1);
+    expect(primary.snapshots.size).toBe(1); // the first create's only
+  }
+});
+
+test("a delete whose record removal is stored before its timeout, or not stored, still removes it", async () => {
+  for (const failure of ["stored-then-timeout", "timeout"] as const) {
+    const store = new LostAckStore();
+    const { snapshots, primaries, catalogue } = start({}, store);
+    const state = await snapshots.create({ type: "snapshot.create.v1", volume: "v", name: "s" });
+    failWrites(store, "delete", failure);
+    const answer = await snapshots.delete({ type: "snapshot.delete.v1", volume: "v", name: "s" });
+    expect(answer).toEqual({ deleted: true });
+    // No record is left naming the trees just dropped.
+    expect(await catalogue.snapshot("v", "s")).toBeUndefined();
+    for (const primary of primaries) expect(primary.snapshots.has(state.id)).toBe(false);
+  }
+});
+
+test("a delete whose record removal keeps failing says so, and a retry finishes it", async () => {
+  const store = new LostAckStore();
+  const { snapshots, catalogue } = start({}, store);
+  await snapshots.create({ type: "snapshot.create.v1", volume: "v", name: "s" });
+  store.onWrite = (operation) => (operation === "delete" ? "timeout" : undefined);
+  const failed = await snapshots
+    .delete({ type: "snapshot.delete.v1", volume: "v", name: "s" })
+    .catch((error: BallastError) => error);
+  expect((failed as BallastError).code).toBe(ErrorCode.Unavailable);
+  expect((failed as BallastError).message).toMatch(/whether its record was removed is unknown/);
+  store.onWrite = undefined;
+  await snapshots.delete({ type: "snapshot.delete.v1", volume: "v", name: "s" });
+  expect(await catalogue.snapshot("v", "s")).toBeUndefined();
 });
