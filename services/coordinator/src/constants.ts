@@ -79,7 +79,10 @@ export const primaryUnconfirmedMsMax = 20_000;
 /** Configure requests outstanding at once, over every head node and partition. */
 export const configuresInflightMax = 1024;
 
-/** How long a `headnode.drop.v1` to each head node may take when a volume is deleted. */
+/**
+ * How long a `headnode.drop.v1` to each head node may take, at a volume's delete and when
+ * a purge pass tells a head node that missed it (purge.ts, "Drops owed").
+ */
 export const dropDeadlineMs = 2000;
 
 /**

@@ -393,6 +393,32 @@ export class LeaseBook {
     return Math.max(this.untilOf(lease), beforeUs);
   }
 
+  /**
+   * Per incarnation of `volumeIds`, the nodes whose held state names a replica of it (a
+   * primary's entry, or a failed replica, that says its incarnation): such a node still
+   * has it open, whatever the records say. A deleted incarnation's records are gone, so
+   * its entries are only ever `excluded`, never deposed; this is how the purger finds a
+   * node that missed the incarnation's drop (purge.ts, "Drops owed").
+   */
+  holdersOf(volumeIds: ReadonlySet<string>): Map<string, Set<string>> {
+    const holders = new Map<string, Set<string>>();
+    if (volumeIds.size === 0) return holders;
+    const hold = (volumeId: string | undefined, node: string) => {
+      if (volumeId === undefined || !volumeIds.has(volumeId)) return;
+      let nodes = holders.get(volumeId);
+      if (nodes === undefined) {
+        nodes = new Set();
+        holders.set(volumeId, nodes);
+      }
+      nodes.add(node);
+    };
+    for (const [node, state] of this.nodes) {
+      for (const entry of state.entries.values()) hold(entry.volumeId, node);
+      for (const failure of state.failures.values()) hold(failure.volumeId, node);
+    }
+    return holders;
+  }
+
   /** Drops everything about a partition (its volume was deleted). */
   forget(record: PartitionRecord): void {
     const key = partitionKey(record);

@@ -23,6 +23,22 @@
 // returns), up to an age limit past which the orphan collector is left to find them.
 // A new leader starts each record's grace afresh: it cannot know how long ago the
 // previous leader saw it, and a longer wait is always safe.
+//
+// Drops owed: the record also names the head nodes that may hold replicas of the
+// incarnation when it was deleted (`headNodes`). The delete tells the live ones to drop
+// them at once, but a head node that is down, frozen or cut off from the bus misses
+// that, and then nothing else would ever tell it: the incarnation's records are gone,
+// so no configure reaches it, and a replica it still holds as primary keeps answering
+// the volume's subject (a re-creation of the name included) and keeps its files for
+// good. So each pass owes the drop to every named head node, and to every node whose
+// reports still name a replica of the incarnation, that has not acknowledged it to
+// this leader; the shell sends it to those alive. Acknowledgements are kept in memory
+// only (the catalogue's purge record is written once, before the delete), so a new
+// leader sends every drop once more; a drop is idempotent on the head node. A record is
+// forgotten only once no drop is owed as well, or at the age limit. Once the sleds are
+// clean for the retention time, passes stop listing them for a record that only waits
+// for drops. An incarnation that is live (a record left by a delete that failed) is
+// owed no drop: a drop closes and removes replicas.
 
 import { checkpointBlobPrefixOf, hashedChunkIdPrefixOf } from "@ballast/protocol";
 
@@ -33,6 +49,11 @@ export interface PurgeRecord {
   volumeId: string;
   /** Wall-clock time of the delete, shown to operators; never used to measure. */
   deletedAtMs: number;
+  /**
+   * The head nodes that may hold replicas of the incarnation at its delete: each is
+   * told to drop them until it acknowledges. Absent on records written before.
+   */
+  headNodes?: readonly string[];
 }
 
 export interface ChunkEntry {
@@ -118,7 +139,10 @@ export interface PurgeTimes {
   graceMs: number;
   /** Clean passes must span this long before a record is forgotten. */
   retainMs: number;
-  /** A record this old (since first seen) is forgotten even if some sled never answered. */
+  /**
+   * A record this old (since first seen) is forgotten even if some sled never answered
+   * or some head node never acknowledged its drop.
+   */
   ageMsMax: number;
 }
 
@@ -128,12 +152,18 @@ export interface PassOutcome {
   found: number;
   /** Every known sled was alive, answered its listings, and took every delete. */
   complete: boolean;
+  /** Head nodes still owed the drop after the pass (dropsOwed less those that answered). */
+  dropsOwed?: number;
 }
 
 interface Tracked {
   record: PurgeRecord;
   seenAtMs: number;
   cleanSinceMs: number | undefined;
+  /** Passes found nothing on every sled for the retention time: no need to list them. */
+  sledsClean: boolean;
+  /** Head nodes that acknowledged the drop to this leader. */
+  dropped: Set<string>;
 }
 
 export interface PendingPurge {
@@ -157,7 +187,13 @@ export class PurgeSchedule {
     }
     for (const record of records) {
       if (!this.tracked.has(record.volumeId)) {
-        this.tracked.set(record.volumeId, { record, seenAtMs: nowMs, cleanSinceMs: undefined });
+        this.tracked.set(record.volumeId, {
+          record,
+          seenAtMs: nowMs,
+          cleanSinceMs: undefined,
+          sledsClean: false,
+          dropped: new Set(),
+        });
       }
     }
   }
@@ -169,18 +205,46 @@ export class PurgeSchedule {
       .map((entry) => entry.record);
   }
 
+  /** Whether passes need not list the sleds for the incarnation any more. */
+  sledsClean(volumeId: string): boolean {
+    return this.tracked.get(volumeId)?.sledsClean === true;
+  }
+
+  /**
+   * The head nodes owed the incarnation's drop: those its record names and `holders`
+   * (the nodes whose reports name a replica of it), less those that acknowledged it.
+   * None while the incarnation is live: a drop would remove a live volume's replicas.
+   */
+  dropsOwed(
+    volumeId: string,
+    holders: Iterable<string>,
+    liveVolumeIds: ReadonlySet<string>,
+  ): string[] {
+    const entry = this.tracked.get(volumeId);
+    if (entry === undefined || liveVolumeIds.has(volumeId)) return [];
+    const owed = new Set([...(entry.record.headNodes ?? []), ...holders]);
+    return [...owed].filter((node) => !entry.dropped.has(node)).sort();
+  }
+
+  /** `node` acknowledged the incarnation's drop. */
+  dropped(volumeId: string, node: string): void {
+    this.tracked.get(volumeId)?.dropped.add(node);
+  }
+
   /** Records a pass; answers whether the incarnation's record can now be forgotten. */
   passed(volumeId: string, outcome: PassOutcome, nowMs: number): "keep" | "forget" {
     const entry = this.tracked.get(volumeId);
     if (entry === undefined) return "keep";
-    if (outcome.found > 0 || !outcome.complete) {
-      entry.cleanSinceMs = undefined;
-      return nowMs - entry.seenAtMs >= this.times.ageMsMax && outcome.found === 0
-        ? "forget"
-        : "keep";
+    if (!entry.sledsClean) {
+      if (outcome.found > 0 || !outcome.complete) {
+        entry.cleanSinceMs = undefined;
+      } else {
+        entry.cleanSinceMs ??= nowMs;
+        entry.sledsClean = nowMs - entry.cleanSinceMs >= this.times.retainMs;
+      }
     }
-    entry.cleanSinceMs ??= nowMs;
-    return nowMs - entry.cleanSinceMs >= this.times.retainMs ? "forget" : "keep";
+    if (entry.sledsClean && (outcome.dropsOwed ?? 0) === 0) return "forget";
+    return nowMs - entry.seenAtMs >= this.times.ageMsMax && outcome.found === 0 ? "forget" : "keep";
   }
 
   /** The record is gone from the catalogue. */

@@ -12,6 +12,13 @@
 // so after a failover the new leader finishes what the old one began. The live volume
 // ids are read afresh from the catalogue before every pass, and nothing of a live
 // incarnation is ever deleted.
+//
+// Drops: each pass also sends `headnode.drop.v1` to every live head node still owed the
+// drop of an incarnation due (purge.ts, "Drops owed"), alongside the sled work. A head
+// node that missed the delete's drop (down, frozen, cut off) is told once it is heard
+// again, so it closes the replica, stops answering the volume's subject and removes its
+// files; one that stays away keeps the record up to the age limit. A failed drop is
+// logged once per node and incarnation in a tenure; the next pass tries again.
 
 import {
   BallastError,
@@ -24,6 +31,7 @@ import type { Service } from "@ballast/runtime";
 import { type Catalogue, idOfVolume } from "./catalogue.ts";
 import { now } from "./clock.ts";
 import {
+  dropDeadlineMs,
   purgeGraceMs,
   purgeListPagesMax,
   purgeRecordAgeMsMax,
@@ -57,6 +65,8 @@ export class Purger {
   private schedule: PurgeSchedule;
   private scheduleTenure: Tenure | undefined;
   private running = false;
+  /** `${volumeId}@${node}` whose failed drop was logged in this schedule: once each. */
+  private dropFailuresLogged = new Set<string>();
 
   constructor(private readonly options: PurgerOptions) {
     this.times = options.times ?? {
@@ -94,22 +104,47 @@ export class Purger {
     if (this.scheduleTenure !== tenure) {
       this.scheduleTenure = tenure;
       this.schedule = new PurgeSchedule(this.times);
+      this.dropFailuresLogged = new Set();
     }
     const schedule = this.schedule;
     schedule.observe(await catalogue.purges(), now());
     const due = schedule.due(now());
     if (due.length === 0) return;
     const live = new Set((await catalogue.volumes()).map(idOfVolume));
-    const sleds = heartbeats.list().filter((member) => member.kind === "sled");
+    // Records that only wait for drops have clean sleds: those are not listed again.
+    const listed = due.filter((record) => !schedule.sledsClean(record.volumeId));
+    const members = heartbeats.list();
+    const sleds = members.filter((member) => member.kind === "sled");
     const everySledAlive = sleds.every((member) => member.alive);
     const outcomes = new Map<string, PassOutcome>(
       due.map((record) => [record.volumeId, { found: 0, complete: everySledAlive }]),
     );
-    await Promise.all(
-      sleds
-        .filter((member) => member.alive)
-        .map((member) => this.purgeSled(member.id, due, live, outcomes)),
+    const aliveHeadNodes = new Set(
+      members.filter((member) => member.kind === "headnode" && member.alive).map((m) => m.id),
     );
+    const holders = tenure.leases.holdersOf(new Set(due.map((record) => record.volumeId)));
+    await Promise.all([
+      ...(listed.length === 0
+        ? []
+        : sleds
+            .filter((member) => member.alive)
+            .map((member) => this.purgeSled(member.id, listed, live, outcomes))),
+      ...due.map((record) =>
+        this.drop(
+          schedule,
+          record,
+          schedule.dropsOwed(record.volumeId, holders.get(record.volumeId) ?? [], live),
+          aliveHeadNodes,
+        ),
+      ),
+    ]);
+    for (const record of due) {
+      outcomes.get(record.volumeId)!.dropsOwed = schedule.dropsOwed(
+        record.volumeId,
+        holders.get(record.volumeId) ?? [],
+        live,
+      ).length;
+    }
     for (const record of due) {
       if (tenures.current() !== tenure) return;
       const outcome = outcomes.get(record.volumeId)!;
@@ -128,6 +163,50 @@ export class Purger {
         );
       }
     }
+  }
+
+  /**
+   * Tells the live head nodes among `owed` to drop the incarnation's replicas, and notes
+   * each that acknowledged; the others stay owed.
+   */
+  private async drop(
+    schedule: PurgeSchedule,
+    record: PurgeRecord,
+    owed: readonly string[],
+    aliveHeadNodes: ReadonlySet<string>,
+  ): Promise<void> {
+    const { bus, logger } = this.options.service;
+    const { volume, volumeId } = record;
+    await Promise.all(
+      owed
+        .filter((node) => aliveHeadNodes.has(node))
+        .map(async (node) => {
+          try {
+            const { dropped } = await bus.request(
+              subjects.node.build(node),
+              { type: "headnode.drop.v1", volume, volumeId },
+              { deadlineMs: dropDeadlineMs },
+            );
+            schedule.dropped(volumeId, node);
+            this.dropFailuresLogged.delete(`${volumeId}@${node}`);
+            // A node that still held something had missed the delete's drop.
+            if (dropped > 0) {
+              logger.info(
+                { node, volume, id: volumeId, dropped },
+                "a head node dropped the replicas of a deleted volume incarnation it had kept",
+              );
+            }
+          } catch (error) {
+            const logged = `${volumeId}@${node}`;
+            if (this.dropFailuresLogged.has(logged)) return;
+            this.dropFailuresLogged.add(logged);
+            logger.warn(
+              { node, volume, id: volumeId, error: (error as Error).message },
+              "could not tell a head node to drop a deleted volume incarnation's replicas; will retry",
+            );
+          }
+        }),
+    );
   }
 
   /** Lists one sled and deletes what belongs to the incarnations due. */

@@ -24,9 +24,13 @@
 // a sled that is dead, does not answer a listing in time, or holds more of the volume's
 // chunks than the bounded listing reads makes the stored totals omitted, with a reason,
 // never the describe fail;
-// a delete that dies after its purge record is purged all the same. Telling head nodes
-// to drop a deleted incarnation is best effort: a node that misses it (down, frozen)
-// drops its replica when a configure of another incarnation of the name reaches it.
+// a delete that dies after its purge record is purged all the same. The purge record
+// names the head nodes that may hold the incarnation's replicas (the live ones, its
+// records' members, the nodes this leader has configured or heard report it): one that
+// misses the delete's drop (down, frozen, cut off from the bus) is owed it, and the
+// purger sends it again until it answers (purge.ts, "Drops owed"). Nothing else would:
+// the incarnation's records are gone, so no configure reaches it, and as primary it
+// would keep answering the volume's subject, a re-creation's clients included.
 
 import { randomBytes } from "node:crypto";
 import {
@@ -51,8 +55,9 @@ import { now } from "./clock.ts";
 import { cloneDepthMax, clonesOf, depthOf, refuseVolumeDelete, snapshotSizeOf } from "./clones.ts";
 import type { Configurer } from "./configurer.ts";
 import { dropDeadlineMs } from "./constants.ts";
-import { type PartitionRecord, volumeIdOf } from "./decisions.ts";
+import { membersOf, type PartitionRecord, volumeIdOf } from "./decisions.ts";
 import type { Heartbeats } from "./heartbeats.ts";
+import { partitionKey } from "./leases.ts";
 import { loadOf, placePartitions, placeRanges } from "./placement.ts";
 import { type ChunkEntry, isChunkOf } from "./purge.ts";
 import { type ByteRange, piecesOf, planResize } from "./resize.ts";
@@ -506,8 +511,35 @@ export class Volumes {
   }
 
   /**
+   * The head nodes that may hold replicas of incarnation `volumeId` of volume `name`:
+   * every live one, every member of its records, and every node this leader has
+   * configured or heard report a replica of it (a deposed primary among them). A node
+   * outside these holds none this coordinator could know of.
+   */
+  private async holdersOf(tenure: Tenure, name: string, volumeId: string): Promise<string[]> {
+    const { catalogue, heartbeats, tenures } = this.options;
+    const nodes = new Set(heartbeats.aliveHeadNodes());
+    const records = (await catalogue.partitions(name))
+      .map((entry) => entry.value)
+      .filter((record) => volumeIdOf(record) === volumeId);
+    for (const record of records) for (const node of membersOf(record)) nodes.add(node);
+    if (tenures.held() === tenure) {
+      for (const record of records) {
+        for (const node of tenure.configured.get(partitionKey(record))?.keys() ?? []) {
+          nodes.add(node);
+        }
+      }
+      for (const node of tenure.leases.holdersOf(new Set([volumeId])).get(volumeId) ?? []) {
+        nodes.add(node);
+      }
+    }
+    return [...nodes].sort();
+  }
+
+  /**
    * Removes the volume's records, then tells every live head node to drop the
-   * incarnation's replicas.
+   * incarnation's replicas; the purge record keeps the drop owed to every head node
+   * that may hold them, and the purger tells those that missed it.
    */
   async delete(tenure: Tenure, name: string): Promise<ResultOf<"volume.delete.v1">> {
     const { service, catalogue, heartbeats, tenures } = this.options;
@@ -520,7 +552,12 @@ export class Volumes {
     // leaves its successor a record of what to purge; the purger never touches an
     // incarnation that is still live, so a delete that then fails deletes nothing.
     const volumeId = idOfVolume(current.value);
-    await catalogue.recordPurge({ volume: name, volumeId, deletedAtMs: Date.now() });
+    await catalogue.recordPurge({
+      volume: name,
+      volumeId,
+      deletedAtMs: Date.now(),
+      headNodes: await this.holdersOf(tenure, name, volumeId),
+    });
     const deleted = await catalogue.deleteVolume(name, current);
     if (deleted === undefined || idOfVolume(deleted) !== volumeId) {
       // Another writer (an ex-leader) got there first. The record read above is purged
@@ -563,7 +600,7 @@ export class Volumes {
         } catch (error) {
           service.logger.warn(
             { node, volume: name, id: volumeId, error: (error as Error).message },
-            "could not tell a head node to drop a deleted volume's replicas",
+            "could not tell a head node to drop a deleted volume's replicas; the purger tells it again",
           );
         }
       }),

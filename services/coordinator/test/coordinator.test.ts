@@ -5,7 +5,12 @@
 import { BallastError, ErrorCode, limits, type Message, subjects } from "@ballast/protocol";
 import { afterEach, beforeEach, describe, expect, test, vi } from "vitest";
 import { keys } from "../src/catalogue.ts";
-import { configureDeadlineMs, reconcileIntervalMs } from "../src/constants.ts";
+import {
+  configureDeadlineMs,
+  purgeGraceMs,
+  purgePassIntervalMs,
+  reconcileIntervalMs,
+} from "../src/constants.ts";
 import { Coordinator } from "../src/coordinator.ts";
 import type { PartitionRecord } from "../src/decisions.ts";
 import { loadOf, placeRanges } from "../src/placement.ts";
@@ -358,6 +363,37 @@ describe("volumes", () => {
         sent.message.type === "headnode.configure.v1" && sent.message.volumeId === created.id,
     );
     expect(configured).toHaveLength(2);
+  });
+
+  test("a head node that misses the delete's drop is told again once it is heard", async () => {
+    const harness = await started(["head-1", "head-2", "head-3"], [["head-1", "head-2"]]);
+    // The primary freezes (SIGSTOP, or cut off from the bus) and its heartbeats lapse:
+    // the delete does not count it alive and sends it nothing. head-3 is heard but its
+    // drop times out.
+    harness.behaviour.set("head-1", "frozen");
+    await run(harness, heartbeatTimeoutMs + 500);
+    harness.behaviour.set("head-3", "slow");
+    const deleting = harness.control({ type: "volume.delete.v1", name: "v" });
+    await run(harness, configureDeadlineMs + 500);
+    expect(await deleting).toEqual({ name: "v", deleted: true });
+    const dropsTo = (node: string, sinceMs = 0) =>
+      harness.sent.filter(
+        (sent) =>
+          sent.node === node && sent.atMs >= sinceMs && sent.message.type === "headnode.drop.v1",
+      );
+    expect(dropsTo("head-1")).toEqual([]);
+    // Both come back (SIGCONT): a purge pass tells each of them.
+    harness.behaviour.set("head-1", "ok");
+    harness.behaviour.set("head-3", "ok");
+    const backAtMs = performance.now();
+    await run(harness, purgeGraceMs + 2 * purgePassIntervalMs);
+    const drop = { type: "headnode.drop.v1", volume: "v", volumeId: "v-1" };
+    expect(dropsTo("head-1", backAtMs).map((sent) => sent.message)).toEqual([drop]);
+    expect(dropsTo("head-3", backAtMs).map((sent) => sent.message)).toEqual([drop]);
+    // Owed durably: the purge record names every head node that may hold a replica.
+    expect(harness.store.value(keys.purge("v-1"))).toMatchObject({
+      headNodes: ["head-1", "head-2", "head-3"],
+    });
   });
 });
 

@@ -141,6 +141,41 @@ describe("the purge schedule", () => {
     expect(schedule.passed(dead.volumeId, { found: 1, complete: false }, 70_000)).toBe("keep");
   });
 
+  test("drops owed keep the record past clean sleds, which are not listed again", () => {
+    const schedule = new PurgeSchedule(times);
+    const owing = { ...dead, headNodes: ["head-2", "head-1"] };
+    schedule.observe([owing], 0);
+    expect(schedule.dropsOwed(dead.volumeId, ["head-3", "head-1"], new Set())).toEqual([
+      "head-1",
+      "head-2",
+      "head-3",
+    ]);
+    schedule.dropped(dead.volumeId, "head-1");
+    schedule.dropped(dead.volumeId, "head-3");
+    expect(schedule.dropsOwed(dead.volumeId, ["head-3"], new Set())).toEqual(["head-2"]);
+    expect(schedule.passed(dead.volumeId, { ...clean, dropsOwed: 1 }, 1000)).toBe("keep");
+    expect(schedule.sledsClean(dead.volumeId)).toBe(false);
+    expect(schedule.passed(dead.volumeId, { ...clean, dropsOwed: 1 }, 6000)).toBe("keep");
+    expect(schedule.sledsClean(dead.volumeId)).toBe(true);
+    expect(schedule.passed(dead.volumeId, { ...clean, dropsOwed: 1 }, 30_000)).toBe("keep");
+    schedule.dropped(dead.volumeId, "head-2");
+    expect(schedule.dropsOwed(dead.volumeId, [], new Set())).toEqual([]);
+    expect(schedule.passed(dead.volumeId, clean, 31_000)).toBe("forget");
+  });
+
+  test("a head node that never acknowledges keeps the record only until the age limit", () => {
+    const schedule = new PurgeSchedule(times);
+    schedule.observe([{ ...dead, headNodes: ["head-1"] }], 0);
+    expect(schedule.passed(dead.volumeId, { ...clean, dropsOwed: 1 }, 59_999)).toBe("keep");
+    expect(schedule.passed(dead.volumeId, { ...clean, dropsOwed: 1 }, 60_000)).toBe("forget");
+  });
+
+  test("an incarnation that is live again is owed no drop", () => {
+    const schedule = new PurgeSchedule(times);
+    schedule.observe([{ ...dead, headNodes: ["head-1"] }], 0);
+    expect(schedule.dropsOwed(dead.volumeId, ["head-2"], new Set([dead.volumeId]))).toEqual([]);
+  });
+
   test("a record that left the catalogue is dropped; one seen anew starts its grace again", () => {
     const schedule = new PurgeSchedule(times);
     schedule.observe([dead], 0);

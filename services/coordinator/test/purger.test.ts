@@ -4,7 +4,9 @@
 import { BallastError, ErrorCode, type Message, subjects } from "@ballast/protocol";
 import { describe, expect, test } from "vitest";
 import { Catalogue, keys } from "../src/catalogue.ts";
+import { LeaseBook } from "../src/leases.ts";
 import type { Member } from "../src/membership.ts";
+import type { PurgeRecord } from "../src/purge.ts";
 import { Purger } from "../src/purger.ts";
 import type { Tenure } from "../src/tenure.ts";
 import { FakeStore } from "./fake-store.ts";
@@ -68,7 +70,24 @@ function fill(sled: FakeSled): void {
   }
 }
 
-async function harness() {
+/**
+ * A scripted head node: answers a drop while `answers`, else fails it as a node cut off
+ * from the bus would; `alive` is what membership says of it.
+ */
+class FakeHeadNode {
+  alive = true;
+  answers = true;
+  readonly drops: string[] = [];
+
+  answer(message: Message): unknown {
+    if (message.type !== "headnode.drop.v1") throw new Error(`unexpected ${message.type}`);
+    if (!this.answers) throw new BallastError(ErrorCode.Timeout, "no reply");
+    this.drops.push(message.volumeId);
+    return { dropped: 0 };
+  }
+}
+
+async function harness(record: PurgeRecord = dead, heads: string[] = []) {
   const store = new FakeStore();
   const catalogue = new Catalogue(store);
   store.put(keys.volume("v"), {
@@ -79,19 +98,28 @@ async function harness() {
     partitionBytes: 1,
     createdAtMs: 1,
   });
-  await catalogue.recordPurge(dead);
+  await catalogue.recordPurge(record);
+  const headNodes = new Map(heads.map((id) => [id, new FakeHeadNode()]));
   const sleds = new Map([
     ["sled-1", new FakeSled()],
     ["sled-2", new FakeSled()],
   ]);
   for (const sled of sleds.values()) fill(sled);
-  const tenure = { ready: true } as Tenure;
+  const leases = new LeaseBook({
+    leaderSinceMs: 0,
+    leaseMs: 1000,
+    driftMarginMs: 0,
+    reportAgeMsMax: 2000,
+  });
+  const tenure = { ready: true, leases } as Tenure;
   const purger = new Purger({
     service: {
       bus: {
         request: async (subject: string, message: Message) => {
           const id = subject.split(".").at(-1)!;
           expect(subject).toBe(subjects.node.build(id));
+          const head = headNodes.get(id);
+          if (head !== undefined) return head.answer(message);
           const sled = sleds.get(id)!;
           if (!sled.alive) throw new BallastError(ErrorCode.Unavailable, "no responders");
           return sled.answer(message);
@@ -101,15 +129,19 @@ async function harness() {
     } as never,
     catalogue,
     heartbeats: {
-      list: () =>
-        [...sleds].map(([id, sled]) => ({ id, kind: "sled", alive: sled.alive }) as Member),
+      list: () => [
+        ...[...sleds].map(([id, sled]) => ({ id, kind: "sled", alive: sled.alive }) as Member),
+        ...[...headNodes].map(
+          ([id, head]) => ({ id, kind: "headnode", alive: head.alive }) as Member,
+        ),
+      ],
       listening: () => false,
     },
     tenures: { held: () => tenure, current: () => tenure },
     times: { graceMs: 0, retainMs: 0, ageMsMax: 1_000_000 },
   });
   const left = (sled: FakeSled) => [...sled.chunks.keys(), ...sled.blobs].sort();
-  return { store, sleds, purger, left };
+  return { store, sleds, headNodes, leases, purger, left };
 }
 
 const survivors = [
@@ -159,5 +191,86 @@ describe("the purger", () => {
     });
     await purger.purge();
     expect(left(sleds.get("sled-1")!)).toHaveLength(12);
+  });
+});
+
+describe("the drops a delete owes", () => {
+  const owing: PurgeRecord = { ...dead, headNodes: ["head-1", "head-2"] };
+  /** Counts the chunk listings `sled` answers from now on. */
+  const listings = (sled: FakeSled) => {
+    const answer = sled.answer.bind(sled);
+    let count = 0;
+    sled.answer = (message) => {
+      if (message.type === "sled.chunk.list.v1") count++;
+      return answer(message);
+    };
+    return () => count;
+  };
+
+  test("a head node that missed the drop is told once it is back; only then is the record forgotten", async () => {
+    const { store, sleds, headNodes, purger } = await harness(owing, ["head-1", "head-2"]);
+    const head1 = headNodes.get("head-1")!;
+    const head2 = headNodes.get("head-2")!;
+    head1.alive = false; // down, or frozen past its heartbeats
+    head2.answers = false; // heard, but its drop times out
+    const listed = listings(sleds.get("sled-1")!);
+    await purger.purge(); // purges the sleds
+    await purger.purge(); // finds them clean: only the drops keep the record
+    expect(head1.drops).toEqual([]);
+    expect(store.value(keys.purge(dead.volumeId))).toEqual(owing);
+    const listedOnceClean = listed();
+    head2.answers = true;
+    await purger.purge();
+    expect(head2.drops).toEqual([dead.volumeId]);
+    expect(store.value(keys.purge(dead.volumeId))).toEqual(owing);
+    head1.alive = true;
+    await purger.purge();
+    expect(head1.drops).toEqual([dead.volumeId]);
+    // Told once each: an acknowledged drop is not sent again.
+    expect(head2.drops).toEqual([dead.volumeId]);
+    expect(store.value(keys.purge(dead.volumeId))).toBeUndefined();
+    // Clean sleds were not listed again while the record waited for drops.
+    expect(listed()).toBe(listedOnceClean);
+  });
+
+  test("a node whose reports still name the incarnation is told to drop it too", async () => {
+    const { headNodes, leases, purger } = await harness(dead, ["head-3"]);
+    // head-3 was primary of the incarnation: its record is gone, so the report is only
+    // excluded, and nothing else names head-3.
+    const outcome = leases.onNodeReport(
+      {
+        node: "head-3",
+        session: 1,
+        seq: 1,
+        primaries: [
+          {
+            volume: "v",
+            volumeId: dead.volumeId,
+            partition: 0,
+            epoch: 4,
+            session: 1,
+            commitOpNum: 10,
+            tailCommitted: true,
+            followers: [],
+          },
+        ],
+      },
+      () => undefined,
+      new Set(["head-3"]),
+      0,
+    );
+    expect(outcome.deposed).toEqual([]);
+    await purger.purge();
+    expect(headNodes.get("head-3")!.drops).toEqual([dead.volumeId]);
+  });
+
+  test("an incarnation that is live again is owed no drop", async () => {
+    const { headNodes, purger } = await harness(
+      { volume: "v", volumeId: liveId, deletedAtMs: 1, headNodes: ["head-1"] },
+      ["head-1"],
+    );
+    await purger.purge();
+    await purger.purge();
+    expect(headNodes.get("head-1")!.drops).toEqual([]);
   });
 });
