@@ -21,10 +21,12 @@
 //                                  name, never deleted
 //   snapshot.<name>.<snapshot>    {volume, name, id, volumeId, createdAtMs, partitions:
 //                                  [{index, opNum}]} (see snapshots.ts)
-//   purge.<volume id>             {volume, volumeId, deletedAtMs}: a deleted
-//                                  incarnation whose chunks and blobs may remain on
-//                                  sleds (see purge.ts); written before the volume
-//                                  record is deleted, removed once purged
+//   purge.<volume id>             {volume, volumeId, deletedAtMs, headNodes?}: a
+//                                  deleted incarnation whose chunks and blobs may
+//                                  remain on sleds, and the head nodes that may hold
+//                                  its replicas (owed a drop until they answer; see
+//                                  purge.ts); written before the volume record is
+//                                  deleted, removed once purged
 //   sled.<id>                     {id, firstSeenMs, lastSeenMs, state, since}: a sled
 //                                  the leader has heard of, in or out of service
 //                                  (see sleds.ts)
