@@ -28,6 +28,14 @@ beforeAll(async () => {
 });
 afterAll(() => cluster?.stop());
 
+/** The coordinator that answers control requests now (the leader). */
+async function holder() {
+  const status = await cluster.bus.request(subjects.coordinator.build(), {
+    type: "cluster.status.v1",
+  });
+  return status.coordinator;
+}
+
 function describeVolume(name: string): Promise<VolumeState> {
   return cluster.bus.request(subjects.coordinator.build(), { type: "volume.describe.v1", name });
 }
@@ -128,12 +136,6 @@ describe("failover", () => {
   });
 
   test("the leading coordinator is killed: the other leads and answers", async () => {
-    const holder = async () => {
-      const status = await cluster.bus.request(subjects.coordinator.build(), {
-        type: "cluster.status.v1",
-      });
-      return status.coordinator;
-    };
     const leader = await holder();
     await cluster.cluster.kill(leader, "SIGKILL");
     const killedAtMs = Date.now();
@@ -154,9 +156,6 @@ describe("failover", () => {
   });
 
   test("the leading coordinator stops gracefully: it releases the key, and the other leads without waiting out the lease", async () => {
-    const holder = async () =>
-      (await cluster.bus.request(subjects.coordinator.build(), { type: "cluster.status.v1" }))
-        .coordinator;
     const leader = await waitFor("a leader", async () => {
       try {
         return await holder();

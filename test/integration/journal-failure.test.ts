@@ -342,6 +342,24 @@ test("the primary's journal fails: the partition fails over to its secondary, an
   expect(full.primary, "the primary after the failover").toBe(before.secondaries[0]);
 }, 120_000);
 
+/**
+ * The first membership the watcher saw after `epoch` without `victim` as a voter: a hung
+ * primary is replaced once its stall is reported (primaryStallMsMax) and its lease has
+ * run out, with room for a loaded machine.
+ */
+function replacedAfterHang(victim: string, epoch: number, why = "") {
+  return waitFor(
+    `${victim} replaced as primary after epoch ${epoch}${why}`,
+    async () =>
+      watcher!.seen.find(
+        (state) =>
+          state.epoch > epoch && state.primary !== victim && !state.secondaries.includes(victim),
+      ),
+    limits.primaryStallMsMax + limits.primaryLeaseMs + 10_000,
+    20,
+  );
+}
+
 test("the primary's journal hangs without failing: it reports the stall, the partition fails over, and no acknowledged write is lost", async () => {
   // SIGUSR2 (BALLAST_TEST_FAULTS=1) makes the victim's journal commits hang while the
   // process runs on, as a disk that stops answering does: no error, no follower stall
@@ -358,18 +376,7 @@ test("the primary's journal hangs without failing: it reports the stall, the par
     const hungAtMs = Date.now();
     cluster.cluster.signal(victim, "SIGUSR2");
     hung = true;
-    const dropped = await waitFor(
-      `${victim} replaced as primary after epoch ${before.epoch}`,
-      async () =>
-        watcher!.seen.find(
-          (state) =>
-            state.epoch > before.epoch &&
-            state.primary !== victim &&
-            !state.secondaries.includes(victim),
-        ),
-      limits.primaryStallMsMax + limits.primaryLeaseMs + 10_000,
-      20,
-    );
+    const dropped = await replacedAfterHang(victim, before.epoch);
     const droppedAtMs = Date.now();
     const because = `primary ${victim} has kept writes waiting on its own journal`;
     const hits = await logLinesContaining(cluster.dataDir, [because]);
@@ -440,18 +447,7 @@ test("the primary's journal hangs with one write in flight and none after it: it
         { deadlineMs: loneWriteDeadlineMs },
       )
       .catch((error: Error) => error);
-    const dropped = await waitFor(
-      `${victim} replaced as primary after epoch ${before.epoch} with one write in flight`,
-      async () =>
-        watcher!.seen.find(
-          (state) =>
-            state.epoch > before.epoch &&
-            state.primary !== victim &&
-            !state.secondaries.includes(victim),
-        ),
-      limits.primaryStallMsMax + limits.primaryLeaseMs + 10_000,
-      20,
-    );
+    const dropped = await replacedAfterHang(victim, before.epoch, " with one write in flight");
     const droppedAtMs = Date.now();
     expect(dropped.primary, "the secondary, which holds every acknowledged write").toBe(
       before.secondaries[0],
