@@ -48,7 +48,6 @@
 // snapshots, and rolls the partition back to one (partition.snapshot.*.v1; see @ballast/protocol's messages/snapshot.ts).
 // Reads of a snapshot are ordinary volume reads that name it.
 
-import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import {
   BallastError,
@@ -73,6 +72,7 @@ import {
   reportDeadlineMs,
   tickMs,
 } from "./constants.ts";
+import { removeDirectory } from "./journal/files.ts";
 import { PartitionHost, storesReplica } from "./partition-host.ts";
 import { nodeEntriesOf, renewalsOf } from "./primary-report.ts";
 import type { Reply } from "./replica/effects.ts";
@@ -530,10 +530,7 @@ export class HeadNode {
         host.address.volumeId === message.volumeId && host.address.volume !== message.volume,
     );
     if (!shared) {
-      await rm(join(this.config.dataDir, "partitions", message.volumeId), {
-        recursive: true,
-        force: true,
-      });
+      await removeDirectory(join(this.config.dataDir, "partitions", message.volumeId));
     }
     this.service.logger.info(
       { volume: message.volume, volumeId: message.volumeId, dropped },

@@ -47,7 +47,7 @@
 // through the gate), and the effect runner's completions pass the gate through its
 // `beforeCompletion` hook. A lease renewal alone skips it (see `renewLease`).
 
-import { mkdir, readdir, rm } from "node:fs/promises";
+import { readdir } from "node:fs/promises";
 import { join } from "node:path";
 import { BallastError, ErrorCode, type MessageOf } from "@ballast/protocol";
 import {
@@ -72,6 +72,7 @@ import { fetchCheckpoint } from "./checkpoint-fetch.ts";
 import { type ReplicaLimits, tickMs } from "./constants.ts";
 import { EffectRunner } from "./effect-runner.ts";
 import { HeldTicks } from "./held-ticks.ts";
+import { makeDirectory, removeDirectory } from "./journal/files.ts";
 import { Journal } from "./journal/index.ts";
 import {
   DetachedSleds,
@@ -287,7 +288,7 @@ export class PartitionHost {
   ): Promise<PartitionHost> {
     const directory = partitionDirectory(dataDir, address.volumeId, address.partition);
     const checkpoints = new CheckpointFile(directory);
-    if (fresh && rebuildFrom === undefined) await rm(directory, { recursive: true, force: true });
+    if (fresh && rebuildFrom === undefined) await removeDirectory(directory);
     if (rebuildFrom !== undefined) {
       // Rebuilt from scratch: fetch first, so that a failed fetch leaves the old state.
       const owner = { volume: address.volume, partition: address.partition };
@@ -296,8 +297,8 @@ export class PartitionHost {
         rebuildFrom,
         service.logger,
       );
-      await rm(directory, { recursive: true, force: true });
-      await mkdir(directory, { recursive: true });
+      await removeDirectory(directory);
+      await makeDirectory(directory);
       await checkpoints.installRebuilt(snapshot.bytes);
       service.logger.info(
         {
@@ -309,7 +310,10 @@ export class PartitionHost {
         "rebuilding from a checkpoint on sleds",
       );
     }
-    await mkdir(directory, { recursive: true });
+    // Every level made here has its parent synced: the journal syncs only the entry of
+    // its own directory, and a crash that lost the partition's directory entry would
+    // make a voter that acknowledged notes open as a replica never stored.
+    await makeDirectory(directory);
     // A damaged checkpoint (CheckpointDamagedError, or a snapshot that does not restore)
     // throws before the journal opens: the replica is not opened at all. Starting without
     // it would be starting from damage, and discarding the replica's state to start empty
@@ -804,7 +808,7 @@ export class PartitionHost {
 
   /** Deletes the replica's files; only after `close`. */
   async remove(): Promise<void> {
-    await rm(this.directory, { recursive: true, force: true });
+    await removeDirectory(this.directory);
   }
 
   /** Carries out every effect the core has produced. */

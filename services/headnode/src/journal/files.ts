@@ -6,7 +6,7 @@
 // it into a JournalFailedError and stops, because after a failed write or sync the file's
 // contents are unknown.
 
-import { type FileHandle, mkdir, open } from "node:fs/promises";
+import { type FileHandle, mkdir, open, rm } from "node:fs/promises";
 import { dirname } from "node:path";
 import { runwayZeroBufferBytes, writeBuffersMax } from "./constants.ts";
 import { assert } from "./errors.ts";
@@ -32,6 +32,20 @@ export async function makeDirectory(directory: string): Promise<void> {
   for (let created = directory; ; created = dirname(created)) {
     await syncDirectory(dirname(created));
     if (created === firstCreated || dirname(created) === created) return;
+  }
+}
+
+/**
+ * Removes the directory and everything in it, then syncs its parent, so that a crash
+ * cannot bring the removed entry back (a rebuilt replica's old state, a dropped
+ * volume's files). Nothing to remove, or no parent, is not an error.
+ */
+export async function removeDirectory(directory: string): Promise<void> {
+  await rm(directory, { recursive: true, force: true });
+  try {
+    await syncDirectory(dirname(directory));
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== "ENOENT") throw error;
   }
 }
 
