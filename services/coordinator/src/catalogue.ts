@@ -20,7 +20,9 @@
 //   incarnation.<name>            {incarnation}: the last incarnation number of the
 //                                  name, never deleted
 //   snapshot.<name>.<snapshot>    {volume, name, id, volumeId, createdAtMs, partitions:
-//                                  [{index, opNum}]} (see snapshots.ts)
+//                                  [{index, opNum}], deletingSinceMs?} (see snapshots.ts;
+//                                  deletingSinceMs: a delete has begun, and readers
+//                                  see no snapshot)
 //   purge.<volume id>             {volume, volumeId, deletedAtMs, headNodes?}: a
 //                                  deleted incarnation whose chunks and blobs may
 //                                  remain on sleds, and the head nodes that may hold
@@ -175,6 +177,17 @@ export interface SnapshotRecord {
   sizeBytes?: number;
   /** A snapshot of a clone: the clone's overlap when taken. */
   overlap?: number;
+  /**
+   * Wall-clock time a delete began (snapshots.ts): from then on the snapshot is gone to
+   * every reader, and whoever comes next finishes the delete. Absent while it is not
+   * being deleted, as in every record older coordinators wrote.
+   */
+  deletingSinceMs?: number;
+}
+
+/** Whether a delete of the snapshot has begun: no reader may use it any more. */
+export function isDeleting(record: SnapshotRecord): boolean {
+  return record.deletingSinceMs !== undefined;
 }
 
 const snapshotKeys = {
@@ -642,16 +655,60 @@ export class Catalogue {
   // ------------------------------------------------------------ snapshots (snapshots.ts)
   // `snapshot.<volume>.<name>`: a snapshot of an incarnation of the volume (its
   // `volumeId`); a record of another incarnation is stale (the volume was deleted) and
-  // is overwritten by a create of the name.
+  // is overwritten by a create of the name. A record marked deleting (`isDeleting`) is
+  // left out of `snapshot` and `snapshots`, what readers use, so that nothing reads,
+  // clones or lists a snapshot whose trees may already be dropped; the delete itself and
+  // the sweep that finishes it read it with the `…IncludingDeleting` readers.
 
+  /** A snapshot record, unless a delete of it has begun. */
   async snapshot(volume: string, name: string): Promise<Versioned<SnapshotRecord> | undefined> {
+    const found = await this.snapshotIncludingDeleting(volume, name);
+    return found === undefined || isDeleting(found.value) ? undefined : found;
+  }
+
+  /** A snapshot record, also one a delete has begun on. */
+  async snapshotIncludingDeleting(
+    volume: string,
+    name: string,
+  ): Promise<Versioned<SnapshotRecord> | undefined> {
     return this.read<SnapshotRecord>(snapshotKeys.snapshot(volume, name));
   }
 
+  /** A volume name's snapshot records, leaving out those a delete has begun on. */
   async snapshots(volume: string): Promise<SnapshotRecord[]> {
+    return (await this.snapshotsIncludingDeleting(volume))
+      .map((record) => record.value)
+      .filter((record) => !isDeleting(record));
+  }
+
+  /** A volume name's snapshot records, also those a delete has begun on. */
+  async snapshotsIncludingDeleting(volume: string): Promise<Versioned<SnapshotRecord>[]> {
     const found = await this.list(snapshotKeys.snapshotsOf(volume));
     const records = await Promise.all(found.map((key) => this.read<SnapshotRecord>(key)));
-    return records.filter((record) => record !== undefined).map((record) => record.value);
+    return records.filter((record) => record !== undefined);
+  }
+
+  /**
+   * Marks a snapshot record deleting, by compare-and-set on the revision read: the
+   * record as marked, or undefined if it moved on since it was read (nothing written).
+   * Other failures are thrown: the write may or may not have been kept.
+   */
+  async markSnapshotDeleting(
+    read: Versioned<SnapshotRecord>,
+    sinceMs: number,
+  ): Promise<Versioned<SnapshotRecord> | undefined> {
+    const value: SnapshotRecord = { ...read.value, deletingSinceMs: sinceMs };
+    try {
+      const revision = await this.kv.update(
+        snapshotKeys.snapshot(value.volume, value.name),
+        encode(value),
+        read.revision,
+      );
+      return { value, revision };
+    } catch (error) {
+      if (isConflict(error)) return undefined;
+      throw error;
+    }
   }
 
   /** Records a snapshot; `stale` is a record of another incarnation it replaces. */

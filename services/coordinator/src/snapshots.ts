@@ -27,14 +27,28 @@
 // then flow again), and a snapshot taken on some partitions but never recorded stays as
 // an unlisted frozen tree until the orphan sweep (sweep.ts) finds its id in recorded
 // checkpoints, unrecorded for a grace and not being created (`creatingIds`), and drops
-// it on every partition (`dropUnrecorded`). A delete drops the id on every partition before it removes the
-// record, so a record always names a snapshot every partition has until the delete.
+// it on every partition (`dropUnrecorded`).
+//
+// Delete, in two phases so that a leader cut off halfway never leaves a snapshot listed
+// whose trees are gone: it first marks the record deleting (`deletingSinceMs`, a
+// compare-and-set on the revision read), then drops the id on every partition, then
+// removes the record. The mark is the delete's point of no return: from then on the
+// catalogue's readers leave the record out (list, clone, the client's VOL@NAME, which
+// resolves names through list), a rollback to it is refused NotFound, and whoever comes
+// next finishes the delete — the request retried, a create of the same name, or the
+// leader's sweep, every pass (sweeper.ts), so a new leader does it on its first one.
+// Finishing is the same two steps again: drops are idempotent on head nodes (a drop of
+// an id a partition lacks changes nothing) and the removal is a compare-and-set, so two
+// finishers (an ex-leader still running, the sweep next to a retried request) agree.
+// So a record that readers see always names a snapshot every partition has. Records
+// older coordinators wrote carry no mark and read as before.
+//
 // Store writes can fail after the store kept them (a lost or late acknowledgement): a
 // failed record write is read back, and its trees are dropped at once only when the
-// write certainly was not kept, else left to that sweep (`record`); a failed removal
-// is read back and repeated (`forget`). So no outcome of a failed write leaves a record
-// naming trees that are gone, except a delete cut off between its drop and its removal,
-// which a retried delete finishes.
+// write certainly was not kept, else left to that sweep (`record`); a failed mark is
+// read back, and the delete goes on only if it finds the mark (`markDeleting`); a failed
+// removal is read back and repeated (`forget`), and one still unsettled by its deadline
+// leaves the marked record to the sweep.
 //
 // Rollback (`volume.rollback.v1`): every partition's primary replaces its current tree
 // with a copy of the snapshot's (`partition.snapshot.rollback.v1`, a control note). It is
@@ -60,7 +74,14 @@ import {
   subjects,
 } from "@ballast/protocol";
 import type { Service } from "@ballast/runtime";
-import { type Catalogue, idOfVolume, type VolumeRecord } from "./catalogue.ts";
+import {
+  type Catalogue,
+  idOfVolume,
+  isDeleting,
+  type SnapshotRecord,
+  type Versioned,
+  type VolumeRecord,
+} from "./catalogue.ts";
 import { now } from "./clock.ts";
 import { clonesOf, refuseSnapshotDelete } from "./clones.ts";
 import {
@@ -91,6 +112,12 @@ type PartitionRequest =
 /** One attempt's outcome: the ops it took at, or why it was given up. */
 type Attempt = { ok: true; opNums: number[] } | { ok: false; why: string };
 
+/**
+ * How far finishing a marked delete got: done (the record is gone), not every partition
+ * dropped the id by the deadline, or whether the record was removed is unknown.
+ */
+type Finish = "done" | "not-dropped" | "removal-unknown";
+
 export class Snapshots {
   /** Ids of snapshots this coordinator is creating now: the sweep leaves them alone. */
   private readonly creating = new Set<string>();
@@ -109,10 +136,43 @@ export class Snapshots {
     return this.dropEverywhere(volume, id, now() + snapshotStepDeadlineMs);
   }
 
+  /**
+   * Finishes a delete left marked on a snapshot of `volume` (for the sweep): drops its
+   * id on every partition within one step's deadline, then removes the record. Whether
+   * the record is gone; if not, the next pass tries again.
+   */
+  async finishDeleting(volume: VolumeRecord, marked: Versioned<SnapshotRecord>): Promise<boolean> {
+    const outcome = await this.finishDelete(volume, marked, now() + snapshotStepDeadlineMs);
+    if (outcome === "done") {
+      this.parts.service.logger.info(
+        { volume: volume.name, name: marked.value.name, id: marked.value.id },
+        "finished a snapshot delete that was cut off",
+      );
+    }
+    return outcome === "done";
+  }
+
   async create(message: MessageOf<"snapshot.create.v1">): Promise<SnapshotState> {
     const { catalogue } = this.parts;
     const volume = await this.volumeOf(message.volume);
-    const existing = await catalogue.snapshot(message.volume, message.name);
+    let existing = await catalogue.snapshotIncludingDeleting(message.volume, message.name);
+    if (
+      existing !== undefined &&
+      existing.value.volumeId === idOfVolume(volume) &&
+      isDeleting(existing.value)
+    ) {
+      // A delete of the name was cut off: it is finished first, as a retried delete
+      // would, so that the name is free again without waiting for the sweep.
+      const outcome = await this.finishDelete(volume, existing, now() + snapshotStepDeadlineMs);
+      if (outcome !== "done") {
+        throw new BallastError(
+          ErrorCode.Unavailable,
+          `snapshot ${message.name} of ${message.volume} is being deleted and the delete could not be finished now (${outcome === "not-dropped" ? "not every partition dropped it in time" : "its record's removal is unsettled"}); retry once it is gone`,
+          { details: { volume: message.volume, name: message.name, id: existing.value.id } },
+        );
+      }
+      existing = undefined;
+    }
     if (existing !== undefined && existing.value.volumeId === idOfVolume(volume)) {
       // Its id and time let a client that retries after a create whose outcome it did
       // not learn (see `record`) tell its own snapshot from someone else's.
@@ -161,7 +221,7 @@ export class Snapshots {
     name: string,
     id: string,
     deadline: number,
-    existing: Awaited<ReturnType<Catalogue["snapshot"]>>,
+    existing: Versioned<SnapshotRecord> | undefined,
   ): Promise<{ ok: true; state: SnapshotState } | { ok: false; why: string }> {
     const outcome = await this.attempt(volume, id, deadline);
     if (outcome.ok) {
@@ -204,7 +264,7 @@ export class Snapshots {
   private async record(
     volume: VolumeRecord,
     state: SnapshotState,
-    existing: Awaited<ReturnType<Catalogue["snapshot"]>>,
+    existing: Versioned<SnapshotRecord> | undefined,
   ): Promise<void> {
     const { catalogue, service } = this.parts;
     try {
@@ -241,57 +301,109 @@ export class Snapshots {
     return { snapshots: await this.snapshotsOf(volume) };
   }
 
+  /**
+   * Deletes a snapshot in two phases (see the module header): marks its record
+   * deleting, drops it on every partition, removes the record. A snapshot already
+   * marked (a delete cut off) goes straight to the drops: a retry finishes it.
+   */
   async delete(message: MessageOf<"snapshot.delete.v1">): Promise<ResultOf<"snapshot.delete.v1">> {
     const { catalogue } = this.parts;
     const volume = await this.volumeOf(message.volume);
-    const record = await catalogue.snapshot(message.volume, message.name);
-    if (record === undefined || record.value.volumeId !== idOfVolume(volume)) {
+    const found = await catalogue.snapshotIncludingDeleting(message.volume, message.name);
+    if (found === undefined || found.value.volumeId !== idOfVolume(volume)) {
       throw new BallastError(
         ErrorCode.NotFound,
         `volume ${message.volume} has no snapshot named ${message.name}`,
         { details: { volume: message.volume, name: message.name } },
       );
     }
-    // Clones read through it wherever they have not written: it stays while they do.
-    refuseSnapshotDelete(
-      message.volume,
-      message.name,
-      clonesOf(await catalogue.volumes(), idOfVolume(volume), record.value.id),
-    );
-    const dropped = await this.dropEverywhere(
-      volume,
-      record.value.id,
-      now() + snapshotCreateDeadlineMs,
-    );
-    if (!dropped) {
+    let marked = found;
+    if (!isDeleting(found.value)) {
+      // Clones read through it wherever they have not written: it stays while they do.
+      // Asked before the mark: a clone of a marked snapshot is refused (it reads as
+      // gone), and clones run one at a time with deletes on the leader.
+      refuseSnapshotDelete(
+        message.volume,
+        message.name,
+        clonesOf(await catalogue.volumes(), idOfVolume(volume), found.value.id),
+      );
+      marked = await this.markDeleting(found);
+    }
+    const outcome = await this.finishDelete(volume, marked, now() + snapshotCreateDeadlineMs);
+    const details = { volume: message.volume, name: message.name, id: marked.value.id };
+    if (outcome === "not-dropped") {
       throw new BallastError(
         ErrorCode.Unavailable,
-        `snapshot ${message.name} of ${message.volume} could not be dropped on every partition by the deadline; it is still recorded, retry`,
+        `snapshot ${message.name} of ${message.volume} is being deleted (no longer listed or readable), but not every partition dropped it by the deadline; the leader's sweep keeps trying, or retry`,
+        { details },
       );
     }
-    if (!(await this.forget(record, now() + snapshotStepDeadlineMs))) {
+    if (outcome === "removal-unknown") {
       throw new BallastError(
         ErrorCode.Unavailable,
-        `snapshot ${message.name} of ${message.volume} was dropped on every partition, but whether its record was removed is unknown; retry (the drop is repeated harmlessly; NotFound then means the record is gone)`,
-        { details: { volume: message.volume, name: message.name, id: record.value.id } },
+        `snapshot ${message.name} of ${message.volume} was dropped on every partition, but whether its record was removed is unknown; retry (the drop is repeated harmlessly; NotFound then means the record is gone), or the leader's sweep removes it`,
+        { details },
       );
     }
     return { deleted: true };
   }
 
   /**
+   * Marks `found` deleting, the delete's point of no return: the record as marked. The
+   * write can fail after the store kept it, so a failure is settled by reading the key
+   * back: marked, with this id, the delete goes on. Anything else (not marked, moved on,
+   * unreadable) answers Unavailable with nothing dropped; a mark that landed unseen
+   * hides the snapshot, and the sweep or a retry finishes that delete.
+   */
+  private async markDeleting(found: Versioned<SnapshotRecord>): Promise<Versioned<SnapshotRecord>> {
+    const { catalogue, service } = this.parts;
+    const { volume, name, id } = found.value;
+    let why = "the record changed since it was read";
+    try {
+      const marked = await catalogue.markSnapshotDeleting(found, Date.now());
+      if (marked !== undefined) return marked;
+    } catch (error) {
+      why = (error as Error).message;
+    }
+    const current = await catalogue.snapshotIncludingDeleting(volume, name).catch(() => undefined);
+    if (current !== undefined && current.value.id === id && isDeleting(current.value)) {
+      service.logger.warn(
+        { volume, name, id, why },
+        "the snapshot's deleting mark was written although the write reported a failure",
+      );
+      return current;
+    }
+    throw new BallastError(
+      ErrorCode.Unavailable,
+      `snapshot ${name} of ${volume} could not be marked for deletion (${why}); nothing was dropped, retry`,
+      { details: { volume, name, id } },
+    );
+  }
+
+  /**
+   * The second phase of a delete, for a record marked deleting: drops its id on every
+   * partition until `dropDeadline`, then removes the record. Safe to repeat, and to run
+   * beside another finisher of the same delete (see the module header).
+   */
+  private async finishDelete(
+    volume: VolumeRecord,
+    marked: Versioned<SnapshotRecord>,
+    dropDeadline: number,
+  ): Promise<Finish> {
+    if (!(await this.dropEverywhere(volume, marked.value.id, dropDeadline))) return "not-dropped";
+    return (await this.forget(marked, now() + snapshotStepDeadlineMs)) ? "done" : "removal-unknown";
+  }
+
+  /**
    * Removes the record of a snapshot whose trees are dropped, until `deadline`: whether
    * it is gone. A removal can fail after the store applied it, and one that did not
-   * apply leaves a record naming trees that are gone; so a failure is settled by reading
-   * the key back (gone, or naming another id: done) and, while it still names this id,
-   * by removing it again. Repeating is safe: each removal is a compare-and-set on the
-   * revision read, which either applies or finds that the record moved on. At least one
-   * removal is tried whatever the deadline.
+   * apply leaves the marked record for the next finisher; so a failure is settled by
+   * reading the key back (gone, or naming another id: done) and, while it still names
+   * this id, by removing it again. Repeating is safe: each removal is a compare-and-set
+   * on the revision read, which either applies or finds that the record moved on. At
+   * least one removal is tried whatever the deadline.
    */
-  private async forget(
-    record: NonNullable<Awaited<ReturnType<Catalogue["snapshot"]>>>,
-    deadline: number,
-  ): Promise<boolean> {
+  private async forget(record: Versioned<SnapshotRecord>, deadline: number): Promise<boolean> {
     const { catalogue, service } = this.parts;
     const { volume, name, id } = record.value;
     let revision = record.revision;
@@ -307,7 +419,7 @@ export class Snapshots {
       }
       // A read that fails says nothing: try the removal again on what was last known.
       const current = await catalogue
-        .snapshot(volume, name)
+        .snapshotIncludingDeleting(volume, name)
         .catch(() => ({ value: record.value, revision }));
       if (current === undefined || current.value.id !== id) return true;
       revision = current.revision;
@@ -324,12 +436,24 @@ export class Snapshots {
     message: MessageOf<"volume.rollback.v1">,
   ): Promise<ResultOf<"volume.rollback.v1">> {
     const volume = await this.volumeOf(message.volume);
-    const record = await this.parts.catalogue.snapshot(message.volume, message.snapshot);
+    const record = await this.parts.catalogue.snapshotIncludingDeleting(
+      message.volume,
+      message.snapshot,
+    );
     if (record === undefined || record.value.volumeId !== idOfVolume(volume)) {
       throw new BallastError(
         ErrorCode.NotFound,
         `volume ${message.volume} has no snapshot named ${message.snapshot}`,
         { details: { volume: message.volume, name: message.snapshot } },
+      );
+    }
+    // Its trees may be dropped already on some partitions: a rollback would fail on
+    // those and roll back the others, leaving the volume neither before nor after.
+    if (isDeleting(record.value)) {
+      throw new BallastError(
+        ErrorCode.NotFound,
+        `snapshot ${message.snapshot} of volume ${message.volume} is being deleted: it cannot be rolled back to`,
+        { details: { volume: message.volume, name: message.snapshot, deleting: true } },
       );
     }
     const count = Math.ceil(volume.sizeBytes / volume.partitionBytes);

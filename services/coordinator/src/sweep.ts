@@ -55,13 +55,14 @@
 //     are deleted.
 //
 // Snapshots no record names: a snapshot is recorded in the catalogue only once every
-// partition has taken it, and a delete drops it on every partition before it removes
-// the record. So an id that a recorded checkpoint of the volume's current incarnation
-// holds but no snapshot record of that incarnation names is a create that the leader
-// gave up or died in, or a delete's drop that a partition missed; unless this leader is
-// creating it now, it is dropped on every partition once it was unrecorded in two passes
-// at least `graceMs` apart (longer than a create may take), and its chunks then go the
-// ordinary way. Checkpoints lag the partitions, so this sees such an id late, never
+// partition has taken it, and a delete marks the record deleting, drops it on every
+// partition, and only then removes the record (a record marked deleting still counts
+// as naming its id here: the shell finishes that delete itself, sweeper.ts). So an id
+// that a recorded checkpoint of the volume's current incarnation holds but no snapshot
+// record of that incarnation names is a create that the leader gave up or died in, or
+// a delete's drop that a partition missed; unless this leader is creating it now, it is
+// dropped on every partition once it was unrecorded in two passes at least `graceMs`
+// apart (longer than a create may take), and its chunks then go the ordinary way. Checkpoints lag the partitions, so this sees such an id late, never
 // early.
 //
 // Failure model: every doubt keeps the object. A partition whose pointers cannot all be

@@ -12,7 +12,11 @@
 //
 // Snapshot ids that recorded checkpoints hold and no record names (a create the leader
 // gave up or died in) are confirmed the same way, with the same grace, and dropped on
-// every partition through `snapshots` (snapshots.ts).
+// every partition through `snapshots` (snapshots.ts). Snapshot records marked deleting
+// (a delete cut off after its mark: a leader change, a drop a partition missed) are
+// finished every pass, without a grace (the mark already hides them from every
+// reader): their ids dropped on every partition again, then the records removed, at
+// most `snapshotDeletesFinishedPerPassMax` a pass.
 //
 // Idle cost (issue 14): a pass reads the volumes and their snapshot records from the KV
 // store. It reads a volume's checkpoint pointers only if they may have changed since it
@@ -58,7 +62,10 @@ import {
   type Catalogue,
   type CheckpointPointer,
   idOfVolume,
+  isDeleting,
+  type SnapshotRecord,
   type SweepSightingsRecord,
+  type Versioned,
   type VolumeRecord,
 } from "./catalogue.ts";
 import type { PointerChanges, PointerVersions } from "./catalogue-changes.ts";
@@ -97,7 +104,7 @@ export interface SweeperOptions {
     | "volumes"
     | "checkpoints"
     | "forgetCheckpoint"
-    | "snapshots"
+    | "snapshotsIncludingDeleting"
     | "claimSweepSightings"
     | "writeSweepSightings"
   >;
@@ -105,8 +112,11 @@ export interface SweeperOptions {
   tenures: Tenures;
   /** Changes to checkpoint pointers; without it every pass reads every pointer. */
   pointers?: Pick<PointerChanges, "sync">;
-  /** Drops snapshot ids no record names; without it they are only counted. */
-  snapshots?: Pick<Snapshots, "creatingIds" | "dropUnrecorded">;
+  /**
+   * Drops snapshot ids no record names and finishes deletes left marked; without it
+   * the former are only counted and the latter wait for a retried delete.
+   */
+  snapshots?: Pick<Snapshots, "creatingIds" | "dropUnrecorded" | "finishDeleting">;
   graceMs?: number;
 }
 
@@ -122,6 +132,12 @@ export interface SweepStatus {
   /** Snapshot ids no record named that were dropped on every partition. */
   snapshotsDropped: number;
 }
+
+/**
+ * Deletes left marked that one pass finishes at most: each may wait a step's deadline
+ * for its drops, and the pass should end; the rest are finished by the next passes.
+ */
+const snapshotDeletesFinishedPerPassMax = 16;
 
 export class Sweeper {
   private readonly graceMs: number;
@@ -204,6 +220,7 @@ export class Sweeper {
     }
     const confirmations = this.confirmations;
     const unrecorded: UnrecordedSnapshot[] = [];
+    const deleting: { volume: VolumeRecord; record: Versioned<SnapshotRecord> }[] = [];
     const volumesById = new Map<string, VolumeRecord>();
     const sleds = heartbeats
       .list()
@@ -227,11 +244,15 @@ export class Sweeper {
         headers,
       );
       volumesById.set(swept.volumeId, volume);
-      const recordedIds = new Set(
-        (await catalogue.snapshots(volume.name))
-          .filter((record) => record.volumeId === swept.volumeId)
-          .map((record) => record.id),
+      const snapshotRecords = (await catalogue.snapshotsIncludingDeleting(volume.name)).filter(
+        (record) => record.value.volumeId === swept.volumeId,
       );
+      // A marked record still counts as recorded: its delete is finished below, not
+      // after an orphan's grace.
+      const recordedIds = new Set(snapshotRecords.map((record) => record.value.id));
+      for (const record of snapshotRecords) {
+        if (isDeleting(record.value)) deleting.push({ volume, record });
+      }
       unrecorded.push(
         ...unrecordedSnapshotsOf(
           swept,
@@ -260,6 +281,11 @@ export class Sweeper {
     // Before the deletes, which may take long: the next leader's claim then follows
     // this pass closely, and serving counts only up to the sightings.
     await this.handSightings(tenure);
+    // First: a marked record is a delete a user asked for and may be waiting on.
+    for (const { volume, record } of deleting.slice(0, snapshotDeletesFinishedPerPassMax)) {
+      if (tenures.current() !== tenure) return;
+      await this.finishDeleting(volume, record);
+    }
     for (const target of due.slice(0, sweepDeletesPerPassMax)) {
       if (tenures.current() !== tenure) return;
       await this.delete(target);
@@ -514,6 +540,22 @@ export class Sweeper {
       { ...snapshot },
       "dropped a snapshot no record names (a create given up or cut off by a leader change)",
     );
+  }
+
+  /** Finishes a snapshot delete left marked (retried next pass if it does not finish). */
+  private async finishDeleting(
+    volume: VolumeRecord,
+    record: Versioned<SnapshotRecord>,
+  ): Promise<void> {
+    const { snapshots, service } = this.options;
+    if (snapshots === undefined) return;
+    const finished = await snapshots.finishDeleting(volume, record).catch(() => false);
+    if (!finished) {
+      service.logger.warn(
+        { volume: volume.name, name: record.value.name, id: record.value.id },
+        "could not finish a snapshot delete that was cut off; trying again next pass",
+      );
+    }
   }
 
   private async delete(target: SweepTarget): Promise<void> {

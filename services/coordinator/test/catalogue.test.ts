@@ -186,3 +186,35 @@ describe("incarnation numbers", () => {
     expect(incarnationOf("volumename")).toBe(0); // a static assignment's plain name
   });
 });
+
+test("a snapshot record marked deleting is hidden from readers; one without the mark reads as before", async () => {
+  const store = new FakeStore();
+  const catalogue = new Catalogue(store);
+  const record = (name: string) => ({
+    volume: "v",
+    name,
+    id: `id-${name}`,
+    volumeId: "v-1",
+    createdAtMs: 1,
+    partitions: [{ index: 0, opNum: 3 }],
+  });
+  // Both as older coordinators wrote them: no mark.
+  store.put("snapshot.v.kept", record("kept"));
+  const revision = store.put("snapshot.v.going", record("going"));
+  const marked = await catalogue.markSnapshotDeleting({ value: record("going"), revision }, 7);
+  expect(marked?.value.deletingSinceMs).toBe(7);
+  expect((await catalogue.snapshots("v")).map((entry) => entry.name)).toEqual(["kept"]);
+  expect(await catalogue.snapshot("v", "going")).toBeUndefined();
+  expect((await catalogue.snapshot("v", "kept"))?.value).toEqual(record("kept"));
+  expect((await catalogue.snapshotIncludingDeleting("v", "going"))?.revision).toBe(
+    marked?.revision,
+  );
+  expect(
+    (await catalogue.snapshotsIncludingDeleting("v")).map((entry) => entry.value.name),
+  ).toEqual(["going", "kept"]);
+  // A mark on a revision that moved on writes nothing.
+  expect(await catalogue.markSnapshotDeleting({ value: record("kept"), revision: 0 }, 8)).toBe(
+    undefined,
+  );
+  expect((await catalogue.snapshot("v", "kept"))?.value).toEqual(record("kept"));
+});

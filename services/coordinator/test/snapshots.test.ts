@@ -7,7 +7,10 @@
 // refused while a live gateway reports the volume attached (or does not answer) unless
 // forced, and a partition that fails is named in the error. Store writes that fail after
 // (or without) being stored, as a JetStream publish whose acknowledgement is lost does
-// (`LostAckStore`): no record is ever left naming trees that were dropped.
+// (`LostAckStore`): no record is ever left naming trees that were dropped. A delete cut
+// off halfway (its leader dead after the mark, the drops or some of them): the snapshot is
+// neither listed nor rolled back to, and the next leader, a retry or a create of the name
+// finishes the delete.
 
 import { BallastError, ErrorCode, type Message, subjects } from "@ballast/protocol";
 import { expect, test } from "vitest";
@@ -66,8 +69,11 @@ class FakePrimary {
 /** A gateway's node.info details, or undefined: it does not answer. */
 type GatewayDetails = Record<string, unknown> | undefined;
 
-/** How a fake store write fails: stored and then a lost acknowledgement, or not stored. */
-type WriteFailure = "stored-then-timeout" | "timeout";
+/**
+ * How a fake store write fails: stored and then a lost acknowledgement, not stored, or
+ * never answered (its writer died before sending it: the write hangs and is not stored).
+ */
+type WriteFailure = "stored-then-timeout" | "timeout" | "hangs";
 
 /**
  * A fake control store whose snapshot-record writes can fail as a JetStream publish
@@ -109,6 +115,7 @@ class LostAckStore extends FakeStore {
   ): Promise<T> {
     const failure = key.startsWith("snapshot.") ? this.onWrite?.(operation, key) : undefined;
     if (failure === "timeout") throw timeout();
+    if (failure === "hangs") await new Promise(() => undefined);
     const result = await apply();
     if (failure === "stored-then-timeout") throw timeout();
     return result;
@@ -138,7 +145,23 @@ function failWrites(
 const drops = (primary: FakePrimary) =>
   primary.log.filter((type) => type === "partition.snapshot.drop.v1").length;
 
-function start(gateways: Record<string, GatewayDetails> = {}, store = new FakeStore()) {
+/** Timer turns `until` waits at most for a condition (each a millisecond or more). */
+const untilTurnsMax = 1000;
+
+/** Waits until `condition` holds (a request left running has got that far). */
+async function until(condition: () => boolean): Promise<void> {
+  for (let turn = 0; turn < untilTurnsMax && !condition(); turn++) {
+    await new Promise((resolve) => setTimeout(resolve, 1));
+  }
+  expect(condition()).toBe(true);
+}
+
+function start(
+  gateways: Record<string, GatewayDetails> = {},
+  store = new FakeStore(),
+  // Shared by two leaders in turn: the partitions outlive the coordinator.
+  primaries = [new FakePrimary(), new FakePrimary(), new FakePrimary()],
+) {
   const catalogue = new Catalogue(store);
   store.put(keys.volume("v"), {
     name: "v",
@@ -148,7 +171,6 @@ function start(gateways: Record<string, GatewayDetails> = {}, store = new FakeSt
     partitionBytes,
     createdAtMs: 0,
   });
-  const primaries = [new FakePrimary(), new FakePrimary(), new FakePrimary()];
   const snapshots = new Snapshots({
     service: {
       bus: {
@@ -421,4 +443,99 @@ test("a delete whose record removal keeps failing says so, and a retry finishes 
   store.onWrite = undefined;
   await snapshots.delete({ type: "snapshot.delete.v1", volume: "v", name: "s" });
   expect(await catalogue.snapshot("v", "s")).toBeUndefined();
+});
+
+test("a delete whose leader dies after the drops lists nothing, and the next leader finishes it", async () => {
+  const store = new LostAckStore();
+  const first = start({}, store);
+  const state = await first.snapshots.create({
+    type: "snapshot.create.v1",
+    volume: "v",
+    name: "s",
+  });
+  await first.snapshots.create({ type: "snapshot.create.v1", volume: "v", name: "t" });
+  // The leader dies between its drops and the record's removal: the removal never lands.
+  store.onWrite = (operation) => (operation === "delete" ? "hangs" : undefined);
+  void first.snapshots.delete({ type: "snapshot.delete.v1", volume: "v", name: "s" });
+  await until(() => first.primaries.every((primary) => drops(primary) === 1));
+  for (const primary of first.primaries) expect(primary.snapshots.has(state.id)).toBe(false);
+
+  // Its trees are gone: nothing may list it, resolve it for a read, clone or roll back to it.
+  store.onWrite = undefined;
+  const second = start({}, store, first.primaries);
+  expect((await second.snapshots.list("v")).snapshots.map((entry) => entry.name)).toEqual(["t"]);
+  expect(await second.catalogue.snapshot("v", "s")).toBeUndefined();
+  const rollback = await second.snapshots
+    .rollback({ type: "volume.rollback.v1", volume: "v", snapshot: "s", force: true })
+    .catch((error: BallastError) => error);
+  expect((rollback as BallastError).code).toBe(ErrorCode.NotFound);
+  expect((rollback as BallastError).message).toMatch(/snapshot s of volume v is being deleted/);
+  for (const primary of first.primaries) expect(primary.rolledBack).toEqual([]);
+
+  // The next leader's sweep finishes it: the drops again (harmless), then the record.
+  const marked = (await second.catalogue.snapshotIncludingDeleting("v", "s"))!;
+  const volume = (await second.catalogue.volume("v"))!.value;
+  expect(await second.snapshots.finishDeleting(volume, marked)).toBe(true);
+  expect(await second.catalogue.snapshotIncludingDeleting("v", "s")).toBeUndefined();
+  for (const primary of first.primaries) expect(drops(primary)).toBe(2);
+  // A record with no mark, as older coordinators wrote them all, reads as it did.
+  await second.snapshots.rollback({
+    type: "volume.rollback.v1",
+    volume: "v",
+    snapshot: "t",
+    force: true,
+  });
+});
+
+test("a delete cut off with some partitions dropped is finished by a create of the name", async () => {
+  const first = start();
+  const old = await first.snapshots.create({ type: "snapshot.create.v1", volume: "v", name: "s" });
+  // Partition 2 never answers this leader's drop: it dies with the other two done.
+  const partition2 = first.primaries[2]!;
+  const answer = partition2.answer.bind(partition2);
+  partition2.answer = (message: Message) =>
+    message.type === "partition.snapshot.drop.v1" ? new Promise(() => undefined) : answer(message);
+  void first.snapshots.delete({ type: "snapshot.delete.v1", volume: "v", name: "s" });
+  await until(() => drops(first.primaries[0]!) === 1 && drops(first.primaries[1]!) === 1);
+  expect(partition2.snapshots.has(old.id)).toBe(true);
+  expect((await first.snapshots.list("v")).snapshots).toEqual([]);
+
+  // A create of the name finishes the delete first; while a partition refuses, it says so.
+  const second = start({}, first.store, first.primaries);
+  partition2.answer = (message: Message) => {
+    if (message.type === "partition.snapshot.drop.v1") {
+      throw new BallastError(ErrorCode.InvalidArgument, "broken");
+    }
+    return answer(message);
+  };
+  const create = { type: "snapshot.create.v1", volume: "v", name: "s" } as const;
+  const refused = await second.snapshots.create(create).catch((error: BallastError) => error);
+  expect((refused as BallastError).code).toBe(ErrorCode.Unavailable);
+  expect((refused as BallastError).message).toMatch(/s of v is being deleted/);
+  expect((await second.snapshots.list("v")).snapshots).toEqual([]);
+  partition2.answer = answer;
+  const fresh = await second.snapshots.create(create);
+  expect(fresh.id).not.toBe(old.id);
+  for (const primary of first.primaries) expect([...primary.snapshots.keys()]).toEqual([fresh.id]);
+  expect((await second.snapshots.list("v")).snapshots.map((entry) => entry.id)).toEqual([fresh.id]);
+});
+
+test("a delete's mark stored before its timeout goes on; one not stored drops nothing and keeps it", async () => {
+  const store = new LostAckStore();
+  const { snapshots, primaries } = start({}, store);
+  const state = await snapshots.create({ type: "snapshot.create.v1", volume: "v", name: "s" });
+  failWrites(store, "update", "timeout");
+  const failed = await snapshots
+    .delete({ type: "snapshot.delete.v1", volume: "v", name: "s" })
+    .catch((error: BallastError) => error);
+  expect((failed as BallastError).code).toBe(ErrorCode.Unavailable);
+  expect((failed as BallastError).message).toMatch(/could not be marked for deletion/);
+  for (const primary of primaries) expect(drops(primary)).toBe(0);
+  expect((await snapshots.list("v")).snapshots.map((entry) => entry.id)).toEqual([state.id]);
+
+  failWrites(store, "update", "stored-then-timeout");
+  const answer = await snapshots.delete({ type: "snapshot.delete.v1", volume: "v", name: "s" });
+  expect(answer).toEqual({ deleted: true });
+  expect((await snapshots.list("v")).snapshots).toEqual([]);
+  for (const primary of primaries) expect(primary.snapshots.has(state.id)).toBe(false);
 });

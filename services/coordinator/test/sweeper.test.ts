@@ -94,10 +94,12 @@ class FakeSled {
   }
 }
 
-/** A fake of the snapshot requests the sweep uses: which ids it dropped. */
+/** A fake of the snapshot requests the sweep uses: which ids it dropped or finished deleting. */
 class FakeSnapshots {
   readonly creating = new Set<string>();
   readonly dropped: string[] = [];
+  /** The ids of marked records the sweep asked to finish deleting, in order. */
+  readonly finished: string[] = [];
   /** Whether a drop reaches every partition. */
   reachesEvery = true;
   creatingIds(): ReadonlySet<string> {
@@ -105,6 +107,10 @@ class FakeSnapshots {
   }
   async dropUnrecorded(_volume: unknown, id: string): Promise<boolean> {
     this.dropped.push(id);
+    return this.reachesEvery;
+  }
+  async finishDeleting(_volume: unknown, marked: { value: { id: string } }): Promise<boolean> {
+    this.finished.push(marked.value.id);
     return this.reachesEvery;
   }
 }
@@ -409,6 +415,32 @@ test("an unrecorded snapshot a partition did not drop is not counted, and is tri
   await sweeper.sweep();
   expect(snapshots.dropped).toEqual(["half", "half"]);
   expect(sweeper.sweepStatus().snapshotsDropped).toBe(1);
+});
+
+test("a delete left marked is finished every pass until it is done; its id is not taken for an orphan", async () => {
+  const { sweeper, checkpoint, snapshots, store } = await harness();
+  await checkpoint("a", 10, 5, [1], ["kept", "going"]);
+  const record = (id: string, incarnation = volumeId) => ({
+    volume: name,
+    name: id,
+    id,
+    volumeId: incarnation,
+    createdAtMs: 1,
+    partitions: [{ index: 0, opNum: 8 }],
+  });
+  store.put(`snapshot.${name}.kept`, record("kept"));
+  // A delete cut off after its mark (the leader died, or a partition missed its drop).
+  store.put(`snapshot.${name}.going`, { ...record("going"), deletingSinceMs: 1 });
+  // A mark on a deleted incarnation's record: its trees went with that incarnation.
+  store.put(`snapshot.${name}.stale`, { ...record("stale", "0-bbbbbbbbbbbb"), deletingSinceMs: 1 });
+  snapshots.reachesEvery = false;
+  await sweeper.sweep();
+  expect(snapshots.finished).toEqual(["going"]);
+  snapshots.reachesEvery = true;
+  await sweeper.sweep();
+  expect(snapshots.finished).toEqual(["going", "going"]);
+  // Marked, it still counts as recorded: no orphan drop besides the delete's own.
+  expect(snapshots.dropped).toEqual([]);
 });
 
 test("departures are judged on the leader's copy of the records, none with a write in flight or unclear", async () => {
