@@ -843,6 +843,75 @@ describe("learners and release", () => {
     expect(only(primary.drainEffects(), "checkpoint.write")).toHaveLength(1);
   });
 
+  test("a checkpoint due by its releasable bytes that keeps failing is paced, not retried every tick", () => {
+    // An outage of every sled but one, or of the coordinator's leader: each checkpoint
+    // fails, and flushed bytes keep the next due. Unpaced, the core started one on every
+    // tick (a local file written and synced, the sleds asked again) and was never quiet.
+    const retryTicks = 7;
+    const primary = new Replica(
+      identity("head-1", 1),
+      { notes: [] },
+      {
+        flushBytesThreshold: 1,
+        checkpointReleasableBytes: 1,
+        checkpointIntervalTicks: 1e9,
+        checkpointRetryTicks: retryTicks,
+      },
+    );
+    primary.configure({ epoch: 1, primary: "head-1", secondaries: [] });
+    const flushOne = (requestId: number) => {
+      writeOne(primary, requestId, 1, requestId);
+      syncJournal(primary, primary.drainEffects());
+      primary.tick();
+      const [chunk] = only(primary.drainEffects(), "chunk.write");
+      primary.onChunkWritten(chunk!.chunkNumber, ["sled-1", "sled-2"]);
+      syncJournal(primary, primary.drainEffects());
+    };
+    flushOne(1);
+    const startedAt: number[] = [];
+    let failures = 0;
+    const ticks = 3 * retryTicks + 1;
+    for (let tick = 1; tick <= ticks; tick++) {
+      primary.tick();
+      for (const write of only(primary.drainEffects(), "checkpoint.write")) {
+        startedAt.push(tick);
+        // Alternate the step that fails: the pause is the same whichever it is.
+        primary.onCheckpointDurable(write.opNum);
+        const [store] = only(primary.drainEffects(), "checkpoint.store");
+        if (failures++ % 2 === 1) {
+          primary.onCheckpointStored(write.opNum, storedPointer(store!));
+          expect(only(primary.drainEffects(), "checkpoint.record")).toHaveLength(1);
+        }
+        primary.onCheckpointFailed(write.opNum);
+        // Quiet until the retry, no longer: a shell skipping ticks must not miss it.
+        expect(primary.quietTicks()).toBe(retryTicks - 1);
+      }
+    }
+    expect(startedAt.length).toBeGreaterThan(1);
+    expect(startedAt.length).toBeLessThanOrEqual(4);
+    for (let index = 1; index < startedAt.length; index++) {
+      expect(startedAt[index]! - startedAt[index - 1]!).toBe(retryTicks);
+    }
+
+    // The skipped ticks count: the retry starts on the tick the pause ends.
+    const last = startedAt[startedAt.length - 1]!;
+    const quiet = primary.quietTicks();
+    expect(quiet).toBe(last + retryTicks - (ticks + 1));
+    expect(quiet).toBeGreaterThan(0);
+    primary.tick(quiet);
+    const [retried] = only(primary.drainEffects(), "checkpoint.write");
+    expect(retried).toBeDefined();
+    publishCheckpoint(primary, retried!.opNum);
+    primary.drainEffects();
+    expect(primary.recordedCheckpoint?.opNum).toBe(retried!.opNum);
+
+    // Recorded: the pause is over, and the next checkpoint due is taken at once.
+    flushOne(2);
+    expect(primary.quietTicks()).toBe(0);
+    primary.tick();
+    expect(only(primary.drainEffects(), "checkpoint.write")).toHaveLength(1);
+  });
+
   test("a learner that makes no progress does not hold the journal, and is told to rebuild", () => {
     const primary = primaryWithCheckpoint({ learnerPinTicks: 5 });
     for (let tick = 0; tick < 5; tick++) primary.tick();

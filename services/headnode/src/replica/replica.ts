@@ -33,10 +33,12 @@
 //   replica snapshots its metadata and publishes it step by step (write the local file,
 //   store the blob on sleds, record its pointer with the coordinator, see effects.ts);
 //   a checkpoint asked for that fails is asked for again, so a request stands until one
-//   is recorded. Once recorded, journal notes whose bytes are all in chunks are
-//   released. Release on a primary waits for every voting follower, and for a learner
-//   only while it makes progress (learnerPinTicks): a stuck learner must not fill the
-//   journal until writes time out. A learner that then needs a released note is
+//   is recorded; after any failure the next waits checkpointRetryTicks from the failed
+//   one's start, so an outage of sleds or of the coordinator costs a partition one try
+//   per pause rather than one per tick. Once recorded, journal notes whose bytes are
+//   all in chunks are released. Release on a primary waits for every voting follower,
+//   and for a learner only while it makes progress (learnerPinTicks): a stuck learner
+//   must not fill the journal until writes time out. A learner that then needs a released note is
 //   reported `needsRebuild`: it can never catch up from this primary and must start
 //   again from a checkpoint.
 // - Learners are replicated to but never counted for commit. A voting follower whose
@@ -371,6 +373,14 @@ export class Replica {
   /** The newest checkpoint stored on sleds and recorded in this life. */
   recordedCheckpoint: CheckpointPointer | undefined;
   private lastCheckpointTick = 0;
+  /**
+   * After a failed checkpoint, no other starts before this tick (checkpointRetryTicks
+   * after the failed one started). Without it, flushed bytes that keep a checkpoint due
+   * start one every tick while the cause lasts (no sled up to store on, a coordinator
+   * without a leader): each writes and syncs the local file again and asks the sleds
+   * again, for every partition, for the whole outage.
+   */
+  private checkpointRetryAtTick = 0;
   private lastCheckpointOpNum = 0;
   /** The flushed point of the newest checkpoint known stored and recorded: release stops there. */
   private checkpointFlushedThroughOpNum = 0;
@@ -1430,7 +1440,8 @@ export class Replica {
    * or committed data not yet flushed, answers 0. Only the timers of an idle replica
    * remain, and the bound is the nearest of them: a primary's heartbeat to each
    * follower not yet current (a current one gets none), its looks for drops and
-   * compaction victims, a secondary's hello, and the checkpoint interval.
+   * compaction victims, a secondary's hello, the checkpoint interval, and the pause
+   * after a failed checkpoint (a checkpoint due meanwhile waits for its end).
    */
   quietTicks(): number {
     if (this.effects.length > 0 || this.durableOpNum < this.lastOpNum) return 0;
@@ -1440,20 +1451,22 @@ export class Replica {
     // are quiet. (No closure here: this runs for every replica at every tick.)
     const next = this.tickCount + 1;
     let dueTick = Number.POSITIVE_INFINITY;
-    // maybeCheckpoint, on every role.
+    // maybeCheckpoint, on every role: due when asked (paced), at once when enough is
+    // releasable, else at the interval; never before a failed one's retry tick.
+    let checkpointTick = Number.POSITIVE_INFINITY;
     if (this.checkpointRequested) {
-      dueTick = this.lastCheckpointTick + this.limits.checkpointRetryTicks;
+      checkpointTick = this.lastCheckpointTick + this.limits.checkpointRetryTicks;
     }
     if (this.metadata.flushedThroughOpNum > this.checkpointFlushedThroughOpNum) {
-      if (
+      checkpointTick =
         this.flushedHeldBytes >= this.limits.checkpointReleasableBytes ||
         this.logBytes >= this.limits.logBytesMax / 2 ||
         this.commitOpNum - this.lastCheckpointOpNum >= this.limits.checkpointIntervalOps
-      ) {
-        return 0;
-      }
-      dueTick = Math.min(dueTick, this.lastCheckpointTick + this.limits.checkpointIntervalTicks);
+          ? next
+          : Math.min(checkpointTick, this.lastCheckpointTick + this.limits.checkpointIntervalTicks);
     }
+    dueTick = Math.max(checkpointTick, this.checkpointRetryAtTick);
+    if (dueTick <= next) return 0;
     const role = this.role;
     if (role.name === "secondary" && role.primarySession === undefined) {
       dueTick = Math.min(dueTick, role.lastHelloTick + this.limits.helloTicks);
@@ -1971,6 +1984,7 @@ export class Replica {
     // A rebuilt replica's tree already reflects ops up to the snapshot it came from,
     // past its commit point: a snapshot now would claim ops it has not committed.
     if (this.commitOpNum < this.metadataThroughOpNum) return;
+    if (this.tickCount < this.checkpointRetryAtTick) return; // a failed one's pause
     const flushedThrough = this.metadata.flushedThroughOpNum;
     const requested =
       this.checkpointRequested &&
@@ -2068,13 +2082,19 @@ export class Replica {
    * other, and it was cleared when this checkpoint started. So a checkpoint that was asked
    * for is asked for again: on an idle primary nothing else would ever retry it, and the
    * reason it was asked (a recorded blob with one live copy, a learner that cannot start)
-   * would stay, unseen. The retry waits checkpointRetryTicks from this one's start, the
-   * pace requestCheckpoint already keeps.
+   * would stay, unseen.
+   *
+   * Whatever its reason, the next one waits checkpointRetryTicks from this one's start
+   * (checkpointRetryAtTick), the pace requestCheckpoint already keeps: what failed (no
+   * sled up, no coordinator leader) rarely mends within a tick, and flushed bytes keep a
+   * checkpoint due every tick until one is recorded. One that took longer than that to
+   * fail is retried at once, as before: its own wait paced it.
    */
   onCheckpointFailed(opNum: number): void {
     const checkpoint = this.checkpointInFlight;
     if (checkpoint?.opNum !== opNum) return;
     this.checkpointInFlight = undefined;
+    this.checkpointRetryAtTick = this.lastCheckpointTick + this.limits.checkpointRetryTicks;
     if (checkpoint.asked) this.checkpointRequested = true;
   }
 
