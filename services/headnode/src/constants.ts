@@ -61,7 +61,10 @@ export interface ReplicaLimits {
   checkpointIntervalTicks: number;
   /** … or once this many ops have committed since the last checkpoint. */
   checkpointIntervalOps: number;
-  /** A checkpoint the shell asks for waits at least this long after the last one. */
+  /**
+   * A checkpoint the shell asks for waits at least this long after the last one, and any
+   * checkpoint after a failed one waits this long after the failed one's start.
+   */
   checkpointRetryTicks: number;
   /**
    * A voting follower that has kept a commit waiting this long is reported stalled
