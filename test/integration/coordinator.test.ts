@@ -36,6 +36,21 @@ async function holder() {
   return status.coordinator;
 }
 
+/** Waits for a leader that is not `previous` (any leader, given undefined). */
+function leaderOtherThan(previous: string | undefined): Promise<string> {
+  return waitFor(
+    previous === undefined ? "a leader" : `a coordinator other than ${previous} to lead`,
+    async () => {
+      try {
+        const now = await holder();
+        return now !== previous ? now : undefined;
+      } catch {
+        return undefined;
+      }
+    },
+  );
+}
+
 function describeVolume(name: string): Promise<VolumeState> {
   return cluster.bus.request(subjects.coordinator.build(), { type: "volume.describe.v1", name });
 }
@@ -139,14 +154,7 @@ describe("failover", () => {
     const leader = await holder();
     await cluster.cluster.kill(leader, "SIGKILL");
     const killedAtMs = Date.now();
-    const next = await waitFor("another coordinator to lead", async () => {
-      try {
-        const now = await holder();
-        return now !== leader ? now : undefined;
-      } catch {
-        return undefined;
-      }
-    });
+    const next = await leaderOtherThan(leader);
     process.stdout.write(
       `coordinator takeover: ${Date.now() - killedAtMs} ms after kill -9 of ${leader}\n`,
     );
@@ -156,13 +164,7 @@ describe("failover", () => {
   });
 
   test("the leading coordinator stops gracefully: it releases the key, and the other leads without waiting out the lease", async () => {
-    const leader = await waitFor("a leader", async () => {
-      try {
-        return await holder();
-      } catch {
-        return undefined;
-      }
-    });
+    const leader = await leaderOtherThan(undefined);
     const said = async (id: string, line: string) =>
       (await logLinesContaining(cluster.dataDir, [line])).filter((hit) => hit.file === `${id}.log`)
         .length;
@@ -171,14 +173,7 @@ describe("failover", () => {
     const before = await Promise.all(others.map((id) => said(id, takeoverLine)));
     expect(await cluster.cluster.kill(leader, "SIGTERM")).toBe(0);
     expect(await said(leader, "released the leadership")).toBeGreaterThan(0);
-    const next = await waitFor("another coordinator to lead", async () => {
-      try {
-        const now = await holder();
-        return now !== leader ? now : undefined;
-      } catch {
-        return undefined;
-      }
-    });
+    const next = await leaderOtherThan(leader);
     // The new leader says it took over a released key: it waited out no lease.
     const after = await Promise.all(others.map((id) => said(id, takeoverLine)));
     expect(after[others.indexOf(next)]).toBeGreaterThan(before[others.indexOf(next)]!);

@@ -33,7 +33,14 @@ import {
   type ResultOf,
   subjects,
 } from "@ballast/protocol";
-import type { CommonConfig, ConfigOf, OptionSpecs, Served, Service } from "@ballast/runtime";
+import {
+  type CommonConfig,
+  type ConfigOf,
+  type OptionSpecs,
+  type Served,
+  type Service,
+  settlesWithin,
+} from "@ballast/runtime";
 import { Kvm } from "@nats-io/kv";
 import { Catalogue, type ControlStore } from "./catalogue.ts";
 import { CatalogueChanges, type KeyWatch, PointerChanges } from "./catalogue-changes.ts";
@@ -347,14 +354,7 @@ export class Coordinator {
    * another coordinator leads at once rather than after the lease (leadership.ts).
    */
   private async releaseLeadership(): Promise<void> {
-    let timer: NodeJS.Timeout | undefined;
-    const finished = await Promise.race([
-      Promise.all([...this.inFlight]).then(() => true),
-      new Promise<boolean>((resolve) => {
-        timer = setTimeout(() => resolve(false), leaderReleaseWaitMs);
-      }),
-    ]);
-    clearTimeout(timer);
+    const finished = await settlesWithin(Promise.all([...this.inFlight]), leaderReleaseWaitMs);
     const wasLeading = this.leader !== undefined;
     this.leader = undefined;
     if (!finished) {

@@ -62,8 +62,8 @@
 // record of that incarnation names is a create that the leader gave up or died in, or
 // a delete's drop that a partition missed; unless this leader is creating it now, it is
 // dropped on every partition once it was unrecorded in two passes at least `graceMs`
-// apart (longer than a create may take), and its chunks then go the ordinary way. Checkpoints lag the partitions, so this sees such an id late, never
-// early.
+// apart (longer than a create may take), and its chunks then go the ordinary way.
+// Checkpoints lag the partitions, so this sees such an id late, never early.
 //
 // Failure model: every doubt keeps the object. A partition whose pointers cannot all be
 // read (a header fetch failed, a pointer of another incarnation) or that has no

@@ -198,4 +198,30 @@ describe("two coordinators on one store", () => {
     b.clock.nowMs += 1000;
     expect((await b.leadership.renew())?.tenure).toBe(leading?.tenure);
   });
+
+  test("a release the store fails leads no more, and the lease is waited out as for a kill", async () => {
+    /** A store whose updates fail while `down` (fake: an unreachable KV). */
+    class FlakyStore extends FakeStore {
+      down = false;
+      override async update(key: string, value: Uint8Array, revision: number): Promise<number> {
+        if (this.down) throw new Error("the store is unreachable");
+        return super.update(key, value, revision);
+      }
+    }
+    const store = new FlakyStore();
+    const a = coordinator(store, "a", 0);
+    const b = coordinator(store, "b", 40_000);
+    expect((await a.leadership.renew())?.term).toBe(1);
+    expect(await b.leadership.renew()).toBeUndefined();
+    store.down = true;
+    expect(await a.leadership.release()).toBe(false);
+    expect(a.leadership.isLeader()).toBe(false);
+    store.down = false;
+    expect(store.value(leaderKey)).toEqual({ coordinator: "a", term: 1 });
+    // Not released: b takes over only once the key has stood still for the lease.
+    b.clock.nowMs += leaseMs + marginMs - 1;
+    expect(await b.leadership.renew()).toBeUndefined();
+    b.clock.nowMs += 1;
+    expect((await b.leadership.renew())?.term).toBe(2);
+  });
 });

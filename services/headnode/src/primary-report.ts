@@ -93,44 +93,33 @@ export function primaryReportOf(
     : core.roleName === "primary";
   if (!primary) return undefined;
   const { volume, volumeId, partition } = address;
-  const epoch = configuration.epoch;
-  const session = core.identity.session;
-  const commitOpNum = core.commitOpNum;
-  if (failed) {
-    return {
-      volume,
-      volumeId,
-      partition,
-      epoch,
-      session,
-      commitOpNum,
-      tailCommitted: false,
-      followers: [],
-      failed: true,
-    };
-  }
   // Built field by field, not from spreads: a node builds this for every primary it
   // holds every report (issue 14's idle cost); optional fields stay absent when unset.
-  const usage = core.spaceUsage();
-  const followers = core.followers();
-  const wireFollowers: PrimaryReport["followers"] = [];
-  for (const follower of followers) wireFollowers.push(followerOnTheWire(follower, context.tickMs));
   const entry: PrimaryReport = {
     volume,
     volumeId,
     partition,
-    epoch,
-    session,
-    commitOpNum,
-    tailCommitted: core.tailCommitted,
-    followers: wireFollowers,
-    chunkBytes: usage.chunkBytes,
-    liveBytes: usage.liveBytes,
-    chunksShortOfCopies: chunksShortOfCopies(core.metadata.chunks, context.sledsOut),
+    epoch: configuration.epoch,
+    session: core.identity.session,
+    commitOpNum: core.commitOpNum,
+    tailCommitted: false,
+    followers: [],
   };
+  if (failed) {
+    entry.failed = true;
+    return entry;
+  }
+  entry.tailCommitted = core.tailCommitted;
+  for (const follower of core.followers()) {
+    entry.followers.push(followerOnTheWire(follower, context.tickMs));
+  }
+  const usage = core.spaceUsage();
+  entry.chunkBytes = usage.chunkBytes;
+  entry.liveBytes = usage.liveBytes;
+  if (usage.snapshotBytes !== undefined) entry.snapshotBytes = usage.snapshotBytes;
+  entry.chunksShortOfCopies = chunksShortOfCopies(core.metadata.chunks, context.sledsOut);
   const stalledTicks = core.ownStalledTicks();
   if (stalledTicks !== 0) entry.stalledMs = stalledTicks * context.tickMs;
-  if (usage.snapshotBytes !== undefined) entry.snapshotBytes = usage.snapshotBytes;
   return entry;
 }
 

@@ -93,3 +93,11 @@ test("a removed replica's directory is gone durably: its parent is synced after 
     code: "ENOENT",
   });
 });
+
+test("a fresh open where nothing was ever stored removes nothing and fails on nothing", async () => {
+  // The removal of a directory that, with its parents, does not exist: no parent to sync.
+  const host = await open(true);
+  await host.close();
+  const partition = join(dataDir, "partitions", address.volumeId, String(address.partition));
+  expect((await fs.stat(partition)).isDirectory()).toBe(true);
+});

@@ -3,6 +3,7 @@
 
 import { type BallastError, crc32c, ErrorCode, type MessageOf } from "@ballast/protocol";
 import { describe, expect, test } from "vitest";
+import type { ReplicaLimits } from "../src/constants.ts";
 import type { Effect } from "../src/replica/effects.ts";
 import { PartitionMetadata } from "../src/replica/metadata.ts";
 import type { Note } from "../src/replica/note.ts";
@@ -545,6 +546,22 @@ function ack(
   };
 }
 
+/**
+ * A primary with no followers, under `limits`, that has written one block and flushed it
+ * to two sleds (its chunk recorded): what the checkpoint tests start from.
+ */
+function soloPrimaryFlushed(limits: Partial<ReplicaLimits>): Replica {
+  const primary = new Replica(identity("head-1", 1), { notes: [] }, limits);
+  primary.configure({ epoch: 1, primary: "head-1", secondaries: [] });
+  writeOne(primary, 1, 1, 1);
+  syncJournal(primary, primary.drainEffects());
+  primary.tick();
+  const [chunk] = only(primary.drainEffects(), "chunk.write");
+  primary.onChunkWritten(chunk!.chunkNumber, ["sled-1", "sled-2"]);
+  syncJournal(primary, primary.drainEffects());
+  return primary;
+}
+
 function writeOne(core: Replica, requestId: number, epoch: number, fill: number, offset = 0) {
   core.onClientRequest({
     kind: "write",
@@ -753,18 +770,11 @@ describe("learners and release", () => {
     // flushed, and the checkpoint it asks for fails (a slow sled, a coordinator leader
     // change). Nothing else would ever take another: the request must stand.
     const retryTicks = 7;
-    const primary = new Replica(
-      identity("head-1", 1),
-      { notes: [] },
-      { flushBytesThreshold: 1, checkpointIntervalTicks: 1e9, checkpointRetryTicks: retryTicks },
-    );
-    primary.configure({ epoch: 1, primary: "head-1", secondaries: [] });
-    writeOne(primary, 1, 1, 1);
-    syncJournal(primary, primary.drainEffects());
-    primary.tick();
-    const [chunk] = only(primary.drainEffects(), "chunk.write");
-    primary.onChunkWritten(chunk!.chunkNumber, ["sled-1", "sled-2"]);
-    syncJournal(primary, primary.drainEffects());
+    const primary = soloPrimaryFlushed({
+      flushBytesThreshold: 1,
+      checkpointIntervalTicks: 1e9,
+      checkpointRetryTicks: retryTicks,
+    });
     primary.requestCheckpoint();
     for (let tick = 0; tick < retryTicks; tick++) primary.tick();
     const [first] = only(primary.drainEffects(), "checkpoint.write");
@@ -817,18 +827,11 @@ describe("learners and release", () => {
   test("a checkpoint nobody asked for that fails is not turned into a request", () => {
     // Only a request is kept: a periodic checkpoint that fails is retried by its own
     // reasons (flushed bytes the recorded one lacks), at the interval, as before.
-    const primary = new Replica(
-      identity("head-1", 1),
-      { notes: [] },
-      { flushBytesThreshold: 1, checkpointIntervalTicks: 20, checkpointRetryTicks: 2 },
-    );
-    primary.configure({ epoch: 1, primary: "head-1", secondaries: [] });
-    writeOne(primary, 1, 1, 1);
-    syncJournal(primary, primary.drainEffects());
-    primary.tick();
-    const [chunk] = only(primary.drainEffects(), "chunk.write");
-    primary.onChunkWritten(chunk!.chunkNumber, ["sled-1", "sled-2"]);
-    syncJournal(primary, primary.drainEffects());
+    const primary = soloPrimaryFlushed({
+      flushBytesThreshold: 1,
+      checkpointIntervalTicks: 20,
+      checkpointRetryTicks: 2,
+    });
     let started: number | undefined;
     for (let tick = 1; tick <= 20 && started === undefined; tick++) {
       primary.tick();

@@ -38,9 +38,9 @@
 //   per pause rather than one per tick. Once recorded, journal notes whose bytes are
 //   all in chunks are released. Release on a primary waits for every voting follower,
 //   and for a learner only while it makes progress (learnerPinTicks): a stuck learner
-//   must not fill the journal until writes time out. A learner that then needs a released note is
-//   reported `needsRebuild`: it can never catch up from this primary and must start
-//   again from a checkpoint.
+//   must not fill the journal until writes time out. A learner that then needs a
+//   released note is reported `needsRebuild`: it can never catch up from this primary
+//   and must start again from a checkpoint.
 // - Learners are replicated to but never counted for commit. A voting follower whose
 //   lag keeps a commit waiting longer than commitStallTicks is reported stalled, so
 //   that the coordinator can drop it (a hung disk that still heartbeats).
