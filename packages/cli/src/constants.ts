@@ -31,3 +31,11 @@ export const natsClusterSizeMax = 5;
 export const natsClusterReadyTimeoutMs = 30_000;
 /** Revisions the control bucket keeps per key; the coordinator opens it with the same. */
 export const controlBucketHistory = 8;
+
+/**
+ * Attempts of a delete sent to the coordinator (`snapshot delete`, `volume delete`): the
+ * first and its retries after a failure whose outcome is unknown (retried-delete.ts).
+ */
+export const deleteAttemptsMax = 3;
+/** Pause before each retry of a delete: a leader being elected answers in about a second. */
+export const deleteRetryDelayMs = 1000;

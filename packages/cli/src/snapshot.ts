@@ -8,6 +8,7 @@ import { BallastError, ErrorCode, type ResultOf, subjects } from "@ballast/proto
 import { connectCli, findCluster } from "./connect.ts";
 import { dataDirDefault } from "./constants.ts";
 import { CliError, exitCodes } from "./errors.ts";
+import { deleteRetried } from "./retried-delete.ts";
 import { formatBytes } from "./sizes.ts";
 import { table } from "./table.ts";
 
@@ -20,6 +21,8 @@ export const snapshotHelp = `Usage: ballast snapshot <create|list|delete> [optio
 A snapshot holds every write acknowledged before create began, across all partitions
 of the volume. Read it over NBD as the read-only export VOLUME@NAME.
 Names are 1-63 of a-z, 0-9 and '-'.
+A delete whose answer is lost is retried; a retry that finds the snapshot gone reports
+it deleted (an earlier attempt deleted it).
 Common options: --data-dir <dir> (default ${dataDirDefault}), --nats <url>.
 `;
 
@@ -99,14 +102,21 @@ export async function snapshotCommand(argv: string[]): Promise<number> {
         else process.stdout.write(`${listTable(snapshots).join("\n")}\n`);
         return exitCodes.ok;
       }
-      case "delete":
-        await client.bus.request(
-          coordinator,
-          { type: "snapshot.delete.v1", volume, name: name! },
-          deadline,
+      case "delete": {
+        // Retried while its outcome is unknown; a retry's NotFound means an earlier
+        // attempt deleted it (retried-delete.ts).
+        const outcome = await deleteRetried(() =>
+          client.bus.request(
+            coordinator,
+            { type: "snapshot.delete.v1", volume, name: name! },
+            deadline,
+          ),
         );
-        process.stdout.write(`deleted snapshot ${volume}@${name}\n`);
+        process.stdout.write(
+          `deleted snapshot ${volume}@${name}${outcome.kind === "goneBefore" ? " (an earlier attempt whose answer was lost deleted it)" : ""}\n`,
+        );
         return exitCodes.ok;
+      }
       default: {
         const unreachable: never = action;
         throw new Error(`unknown action ${unreachable}`);

@@ -8,6 +8,7 @@ import { BallastError, ErrorCode, type ResultOf, subjects } from "@ballast/proto
 import { connectCli, findCluster } from "./connect.ts";
 import { dataDirDefault } from "./constants.ts";
 import { CliError, exitCodes } from "./errors.ts";
+import { deleteRetried } from "./retried-delete.ts";
 import { formatBytes, formatSize, parseSize, SizeError } from "./sizes.ts";
 import { uniqueText } from "./snapshot.ts";
 
@@ -138,7 +139,14 @@ export async function volumeCommand(argv: string[]): Promise<number> {
   });
   const client = await connectCli(address);
   try {
-    const result = await send(client.bus, request);
+    // A delete is retried while its outcome is unknown; a retry's NotFound means an
+    // earlier attempt deleted it (retried-delete.ts), and answers as that attempt would have.
+    const result =
+      request.type === "volume.delete.v1"
+        ? await deleteRetried(() => send(client.bus, request)).then((outcome) =>
+            outcome.kind === "deleted" ? outcome.answer : { name: request.name, deleted: true },
+          )
+        : await send(client.bus, request);
     if (flags.json) {
       process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
     } else if ("volumes" in result) {
