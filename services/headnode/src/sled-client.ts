@@ -27,7 +27,9 @@
 // through nats-server each way. Each read of the batch succeeds or fails on its own, as
 // a single read would, and a read that fails on one copy tries the next as before. A
 // sled that does not know the message (one older than it) is asked one read at a time
-// from then on.
+// for `readManyReprobeMs`, then asked read-many again: a sled upgraded meanwhile (a
+// restart under the same id) gets batched reads back, and one still old costs a single
+// refused request per interval.
 //
 // Cache (chunk-cache.ts): chunks are write-once under ids never reused, so their bytes
 // are cached here, per 4 KiB block, with no invalidation: filled by every chunk this
@@ -57,6 +59,11 @@ import { ChunkCache, chunkCacheBytesDefault } from "./chunk-cache.ts";
 /** Copies of every chunk. Erasure coding across sleds is a later step. */
 export const chunkCopies = 2;
 const sledDeadlineMs = 10_000;
+/**
+ * How long a sled that refused `sled.chunk.read-many.v1` is asked single reads before
+ * read-many is tried on it again (see the header).
+ */
+export const readManyReprobeMs = 5 * 60_000;
 
 export interface ChunkOwner {
   volume: string;
@@ -110,6 +117,8 @@ export interface SledClientOptions {
   cacheBytes?: number;
   /** Where the cache's counters are reported (the service's meter). */
   meter?: Meter;
+  /** Milliseconds on a monotonic clock (`performance.now` by default). */
+  clock?: () => number;
 }
 
 /** The cache's counters as metrics, read when scraped. */
@@ -146,8 +155,12 @@ export class SledClient {
     string,
     { sled: string; owner: ChunkOwner; reads: PendingRead[] }
   >();
-  /** Sleds that answered that they do not know `sled.chunk.read-many.v1`. */
-  private readonly singleReadSleds = new Set<string>();
+  /**
+   * Sleds that answered that they do not know `sled.chunk.read-many.v1`, and when (on
+   * `clock`): asked single reads until `readManyReprobeMs` has passed.
+   */
+  private readonly singleReadSleds = new Map<string, number>();
+  private readonly clock: () => number;
 
   /** Chunk bytes by 4 KiB block (see the header); off when its capacity is 0. */
   readonly cache: ChunkCache;
@@ -158,6 +171,7 @@ export class SledClient {
     options: SledClientOptions = {},
   ) {
     this.cache = new ChunkCache(options.cacheBytes ?? chunkCacheBytesDefault);
+    this.clock = options.clock ?? (() => performance.now());
     if (options.meter !== undefined) observeCache(options.meter, this.cache);
   }
 
@@ -326,7 +340,7 @@ export class SledClient {
     offset: number,
     length: number,
   ): Promise<Uint8Array> {
-    if (this.singleReadSleds.has(sled)) return this.readOne(sled, owner, chunkId, offset, length);
+    if (this.takesSingleReads(sled)) return this.readOne(sled, owner, chunkId, offset, length);
     return new Promise((resolve, reject) => {
       const key = `${sled}\u0000${owner.volume}\u0000${owner.partition}`;
       let pending = this.pendingReads.get(key);
@@ -377,13 +391,25 @@ export class SledClient {
     void this.sendGroup(sled, owner, group);
   }
 
+  /**
+   * Whether `sled` is to be asked single reads: it refused read-many less than
+   * `readManyReprobeMs` ago. Past that, it is forgotten and the next batch tries read-many.
+   */
+  private takesSingleReads(sled: string): boolean {
+    const refusedAtMs = this.singleReadSleds.get(sled);
+    if (refusedAtMs === undefined) return false;
+    if (this.clock() - refusedAtMs < readManyReprobeMs) return true;
+    this.singleReadSleds.delete(sled);
+    return false;
+  }
+
   /** Settles every read of `group`: one request (a single read when alone). Never throws. */
   private async sendGroup(
     sled: string,
     owner: ChunkOwner,
     group: readonly PendingRead[],
   ): Promise<void> {
-    if (group.length === 1 || this.singleReadSleds.has(sled)) {
+    if (group.length === 1 || this.takesSingleReads(sled)) {
       for (const read of group) {
         this.readOne(sled, owner, read.chunkId, read.offset, read.length).then(
           read.resolve,
@@ -405,7 +431,13 @@ export class SledClient {
       );
     } catch (error) {
       if (isUnknownType(error)) {
-        this.singleReadSleds.add(sled);
+        if (!this.singleReadSleds.has(sled)) {
+          this.logger.info(
+            { sled, reprobeMs: readManyReprobeMs },
+            "the sled does not know read-many: asking it single reads for a while",
+          );
+        }
+        this.singleReadSleds.set(sled, this.clock());
         void this.sendGroup(sled, owner, group);
         return;
       }

@@ -8,7 +8,7 @@
 import { BallastError, crc32c, decodeMessage, ErrorCode } from "@ballast/protocol";
 import type { Bus, Logger } from "@ballast/runtime";
 import { describe, expect, test, vi } from "vitest";
-import { SledClient } from "../src/sled-client.ts";
+import { readManyReprobeMs, SledClient, type SledClientOptions } from "../src/sled-client.ts";
 
 const owner = { volume: "vol", partition: 0 };
 
@@ -90,7 +90,7 @@ function result(data: Uint8Array, created: boolean) {
   return { bytes: data.byteLength, checksum: crc32c(data), created, location: {} };
 }
 
-function cluster(names: string[]) {
+function cluster(names: string[], options: SledClientOptions = {}) {
   const sleds = new Map(names.map((name) => [name, new FakeSled()]));
   const sent: { subject: string; message: unknown; encoded: readonly Uint8Array[] | undefined }[] =
     [];
@@ -112,7 +112,7 @@ function cluster(names: string[]) {
     error: vi.fn(),
     debug: vi.fn(),
   } as unknown as Logger & { error: ReturnType<typeof vi.fn>; info: ReturnType<typeof vi.fn> };
-  return { sleds, logger, sent, client: new SledClient(bus, logger) };
+  return { sleds, logger, sent, client: new SledClient(bus, logger, options) };
 }
 
 function pattern(bytes: number, seed: number): Uint8Array {
@@ -205,6 +205,47 @@ describe("chunk reads", () => {
       "sled.chunk.read-many.v1",
       ...Array(6).fill("sled.chunk.read.v1"),
     ]);
+  });
+
+  test("a sled that refused read-many is asked it again once the re-probe interval has passed", async () => {
+    let nowMs = 0;
+    const { sleds, client } = cluster(["sled-1"], { clock: () => nowMs });
+    const old = sled(sleds, "sled-1");
+    old.singleReadsOnly = true;
+    old.chunks.set("c0", { data: good.slice(), damaged: false });
+    const read = () =>
+      Promise.all([0, 512].map((at) => client.readChunk(owner, "c0", ["sled-1"], at, 512)));
+    await read();
+    expect(old.log).toEqual(["sled.chunk.read-many.v1", ...Array(2).fill("sled.chunk.read.v1")]);
+    // The sled is upgraded; until the interval has passed it is still asked single reads.
+    old.singleReadsOnly = false;
+    old.log.length = 0;
+    nowMs = readManyReprobeMs - 1;
+    await read();
+    expect(old.log).toEqual(Array(2).fill("sled.chunk.read.v1"));
+    old.log.length = 0;
+    nowMs = readManyReprobeMs;
+    for (const data of await read()) expect(data.byteLength).toBe(512);
+    expect(old.log).toEqual(["sled.chunk.read-many.v1"]);
+  });
+
+  test("a sled still old at the re-probe refuses once and is asked single reads for another interval", async () => {
+    let nowMs = 0;
+    const { sleds, client } = cluster(["sled-1"], { clock: () => nowMs });
+    const old = sled(sleds, "sled-1");
+    old.singleReadsOnly = true;
+    old.chunks.set("c0", { data: good.slice(), damaged: false });
+    const read = () =>
+      Promise.all([0, 512].map((at) => client.readChunk(owner, "c0", ["sled-1"], at, 512)));
+    await read();
+    nowMs = readManyReprobeMs + 10;
+    old.log.length = 0;
+    for (const data of await read()) expect(data.byteLength).toBe(512);
+    expect(old.log).toEqual(["sled.chunk.read-many.v1", ...Array(2).fill("sled.chunk.read.v1")]);
+    old.log.length = 0;
+    nowMs = 2 * readManyReprobeMs;
+    await read();
+    expect(old.log).toEqual(Array(2).fill("sled.chunk.read.v1"));
   });
 
   test("a read-many that fails as a whole fails each of its reads over to the next copy", async () => {
