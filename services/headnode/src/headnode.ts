@@ -560,7 +560,13 @@ export class HeadNode {
     remove: boolean,
     reason?: BallastError,
   ): Promise<void> {
-    if (this.hosted.get(key) === hosted) this.hosted.delete(key);
+    if (this.hosted.get(key) === hosted) {
+      this.hosted.delete(key);
+      // Its re-replication and scrub state goes with it (a long-lived node would keep
+      // every dropped partition's otherwise).
+      const { volumeId, partition } = hosted.host.address;
+      this.replicator.forgetPartition(volumeId, partition);
+    }
     // Asked no more (inputs that still reach it wake it only while it is hosted).
     this.schedule.remove(hosted);
     const served = [hosted.replication, hosted.volume, hosted.control];

@@ -24,6 +24,12 @@
 // before a second fault can meet it. The cursor is in memory: a new primary starts its
 // pass from the lowest chunk number.
 //
+// Memory: the per-partition state (chunks recorded recently, checkpoint blobs replaced,
+// scrub cursors) is forgotten when the partition goes away: the head node calls
+// `forgetPartition` when it closes a replica (a drop, a deleted volume, a retire), and
+// each pass and scrub step also forgets partitions this node no longer hosts, so a long-
+// lived node holds state only for the partitions it hosts now.
+//
 // Failure model: the shell holds nothing durable. A copy written but never recorded (a
 // crash, a lost flush record, a failover) is an extra object that the coordinator's
 // orphan sweep frees; the next pass (here, or on the new primary) finds the chunk still
@@ -242,7 +248,7 @@ export class Replicator {
         if (entry !== undefined) await this.scrubChunk(partition, entry);
       }
     }
-    for (const key of this.scrubbed.keys()) if (!hosted.has(key)) this.scrubbed.delete(key);
+    this.forgetAllBut(hosted);
   }
 
   /** Reads every live copy of one chunk whole; repairs the damaged and missing ones. */
@@ -265,6 +271,38 @@ export class Replicator {
           ? `scrub found a ${outcome.found} chunk copy and repaired it`
           : `scrub found a ${outcome.found} chunk copy and could not repair it`,
       );
+    }
+  }
+
+  /**
+   * Forgets everything kept for partition `partition` of incarnation `volumeId` (it is
+   * no longer hosted here). Reopened later, it starts as a new primary would: a chunk
+   * recorded just before may be copied again, which the failure model allows.
+   */
+  forgetPartition(volumeId: string, partition: number): void {
+    const key = `${volumeId}/${partition}`;
+    this.checkpointsReplaced.delete(key);
+    this.scrubbed.delete(key);
+    for (const chunkKey of this.recorded.keys()) {
+      if (chunkKey.startsWith(`${key}/`)) this.recorded.delete(chunkKey);
+    }
+  }
+
+  /** The partitions (`volumeId/partition`) this replicator keeps any state for. */
+  trackedPartitions(): string[] {
+    const keys = new Set([...this.checkpointsReplaced.keys(), ...this.scrubbed.keys()]);
+    for (const chunkKey of this.recorded.keys()) {
+      keys.add(chunkKey.slice(0, chunkKey.lastIndexOf("/")));
+    }
+    return [...keys].sort();
+  }
+
+  /** Forgets the partitions not in `hosted` (keys `volumeId/partition`). */
+  private forgetAllBut(hosted: ReadonlySet<string>): void {
+    for (const key of this.trackedPartitions()) {
+      if (hosted.has(key)) continue;
+      const at = key.lastIndexOf("/");
+      this.forgetPartition(key.slice(0, at), Number(key.slice(at + 1)));
     }
   }
 
@@ -310,7 +348,11 @@ export class Replicator {
       if (nowMs - atMs >= recordSettleMs) this.recorded.delete(key);
     }
     const work: { partition: ReplicatedPartition; job: CopyJob }[] = [];
-    for (const partition of this.options.partitions()) {
+    const partitions = [...this.options.partitions()];
+    this.forgetAllBut(
+      new Set(partitions.map(({ address }) => `${address.volumeId}/${address.partition}`)),
+    );
+    for (const partition of partitions) {
       if (partition.roleName !== "primary") continue;
       this.checkCheckpoint(partition, out);
       const { volumeId, partition: index } = partition.address;

@@ -172,6 +172,59 @@ describe("replicator", () => {
     expect(recorded).toEqual([]);
   });
 
+  /**
+   * A replicator that has state for partition `1-v/0`: a recorded copy, a replaced
+   * checkpoint and a scrub cursor. `hosted` is what the node hosts; empty it to drop.
+   */
+  async function replicatorWithState() {
+    const chunks = table([[1, ["sled-1", "sled-3"]]]);
+    const { replicated, recorded, requests } = partition(chunks, ["sled-3", "sled-1"]);
+    const hosted: ReplicatedPartition[] = [replicated];
+    const replicator = new Replicator({
+      logger,
+      partitions: () => hosted,
+      sleds: { copyChunk: async () => "sled-1", checkChunk: async () => [] },
+      scrubIntervalMs: 1,
+      clock: () => 0,
+    });
+    replicator.setOut(["sled-3"]);
+    await replicator.pass();
+    await replicator.scrubStep();
+    expect(recorded.map(([n]) => n)).toEqual([1]);
+    expect(requests()).toBe(1);
+    expect(replicator.trackedPartitions()).toEqual(["1-v/0"]);
+    return { replicator, hosted };
+  }
+
+  test("a partition dropped from this node leaves nothing behind once forgotten", async () => {
+    const { replicator, hosted } = await replicatorWithState();
+    hosted.length = 0;
+    replicator.forgetPartition("1-v", 0);
+    expect(replicator.trackedPartitions()).toEqual([]);
+    await replicator.close();
+  });
+
+  test("a pass and a scrub step forget partitions no longer hosted, even unannounced", async () => {
+    const first = await replicatorWithState();
+    first.hosted.length = 0;
+    await first.replicator.pass();
+    expect(first.replicator.trackedPartitions()).toEqual([]);
+    await first.replicator.close();
+    const second = await replicatorWithState();
+    second.hosted.length = 0;
+    await second.replicator.scrubStep();
+    expect(second.replicator.trackedPartitions()).toEqual([]);
+    await second.replicator.close();
+  });
+
+  test("forgetting one partition keeps another's state", async () => {
+    const { replicator } = await replicatorWithState();
+    replicator.forgetPartition("1-v", 1);
+    replicator.forgetPartition("1-v0", 0);
+    expect(replicator.trackedPartitions()).toEqual(["1-v/0"]);
+    await replicator.close();
+  });
+
   test("a replacement checkpoint that fails is taken again by the core, without a second ask", async () => {
     // A real core, idle once its checkpoint is recorded on sled-1 and sled-3; its effects
     // are carried out by hand (no shell). sled-3 goes out.
