@@ -84,3 +84,19 @@ export function deviceFileName(index: number): string {
 export function deviceTemporaryFileName(index: number): string {
   return `device-${index}.dev.tmp`;
 }
+
+/**
+ * Generations a durable high-water mark covers at once (generation-mark.ts): one sync of
+ * the mark file per this many objects written.
+ */
+export const generationMarkBatch = 4096;
+/**
+ * How far generations jump past the largest found on disk when the mark file is missing
+ * or damaged (a sled older than the mark, a lost file): no bound on the generations
+ * handed out unseen is known then, so a gap far larger than any run writes between two
+ * marks. 2^32 leaves room for 2^21 such jumps below 2^53.
+ */
+export const generationJumpWithoutMark = 2 ** 32;
+
+/** The generation high-water mark's file in the sled's data directory. */
+export const generationMarkFileName = "generation-mark";

@@ -34,6 +34,7 @@ import {
   deviceCountMin,
 } from "./constants.ts";
 import { openDeviceSet } from "./device-set.ts";
+import { fileGenerationMark } from "./generation-mark.ts";
 import { SledStore } from "./store.ts";
 
 export const sledOptions = {
@@ -186,7 +187,12 @@ export const sledDefinition = {
       deviceBytes: config.deviceBytes,
       log: (message, details) => logger.info(details, message),
     });
-    const { store, report } = await SledStore.open({ sledId: config.nodeId, devices, logger });
+    const { store, report } = await SledStore.open({
+      sledId: config.nodeId,
+      devices,
+      logger,
+      generationMark: fileGenerationMark(config.dataDir),
+    });
     service.onClose(() => store.close());
     logger.info({ ...report, devices: devices.map((device) => device.path) }, "store recovered");
     const sled = new Sled(store);

@@ -38,6 +38,13 @@
 //     change and a second write per object; the extent header already is the copy.)
 // In-memory state that is not in a slot (blob uploads in progress) simply vanishes.
 //
+// Generations are unique per sled: the next one is above the largest found on disk and
+// at or above the durable high-water mark (generation-mark.ts), which is raised, a batch
+// at a time, before any generation it covers is used. The largest found alone would not
+// do: a write that did not survive (its slot never written, or deleted since) may have
+// used a larger one, whose extent header is still on disk. Without a mark (a store
+// opened without one, as the unit tests do) it is the largest found plus one.
+//
 // Devices fail on their own: an I/O error on a device's write path latches it failed
 // (device.ts), the allocator skips it from then on, and a chunk write whose data phase
 // failed on it is placed again on a healthy device. A write that fails after its slot
@@ -70,6 +77,8 @@ import {
   blockBytes,
   crcTableCacheBytesMax,
   extentHeaderFixedBytes,
+  generationJumpWithoutMark,
+  generationMarkBatch,
   scrubReadBytes,
 } from "./constants.ts";
 import type { Device } from "./device.ts";
@@ -97,6 +106,7 @@ import {
   type SlotRecord,
   slotOffset,
 } from "./format.ts";
+import type { GenerationMarkStore } from "./generation-mark.ts";
 import {
   blobGetLength,
   checkBlobPart,
@@ -184,6 +194,10 @@ export interface StoreOptions {
   logger: Pick<Logger, "info" | "warn" | "error">;
   /** The clock for upload expiry. */
   nowMs?: () => number;
+  /** The durable generation high-water mark (see the header); none: largest found + 1. */
+  generationMark?: GenerationMarkStore;
+  /** Generations one raise of the mark covers (generationMarkBatch by default). */
+  generationMarkBatch?: number;
 }
 
 export class SledStore {
@@ -203,6 +217,12 @@ export class SledStore {
   private readonly tableCache = new Map<string, Uint32Array>();
   private tableCacheBytes = 0;
   private nextGeneration = 1;
+  /** Generations below this are covered by the durable mark (all, without a mark). */
+  private generationLimit = Number.POSITIVE_INFINITY;
+  private readonly generationMark: GenerationMarkStore | undefined;
+  private readonly generationMarkBatch: number;
+  /** The mark being raised now: every writer that needs it waits for the one raise. */
+  private raisingMark: Promise<void> | undefined;
   private runningScrub: Promise<ScrubReport> | undefined;
 
   private constructor(options: StoreOptions) {
@@ -210,6 +230,9 @@ export class SledStore {
     this.devices = options.devices;
     this.logger = options.logger;
     this.nowMs = options.nowMs ?? Date.now;
+    this.generationMark = options.generationMark;
+    this.generationMarkBatch = options.generationMarkBatch ?? generationMarkBatch;
+    assert(this.generationMarkBatch >= 1, "a generation mark batch is at least 1");
     this.devices.forEach((device, index) => {
       assert(device.index === index, `device ${device.index} is at position ${index}`);
     });
@@ -225,6 +248,7 @@ export class SledStore {
   static async open(options: StoreOptions): Promise<{ store: SledStore; report: RecoveryReport }> {
     const store = new SledStore(options);
     const report = await store.recover();
+    await store.loadGenerationMark();
     return { store, report };
   }
 
@@ -882,9 +906,16 @@ export class SledStore {
     writeData: (dataPosition: number, device: Device) => Promise<void>,
   ): Promise<StoredObject> {
     const device = this.devices[allocation.device]!;
+    let generation: number;
+    try {
+      generation = await this.takeGeneration();
+    } catch (error) {
+      this.allocator.release(allocation);
+      throw error;
+    }
     const object: StoredObject = {
       ...fields,
-      generation: this.nextGeneration++,
+      generation,
       start: allocation.start,
       blocks: allocation.blocks,
       device: allocation.device,
@@ -1106,6 +1137,65 @@ export class SledStore {
       extentBytes: object.blocks * blockBytes,
       dataOffset: this.dataPosition(object, object.dataBytes),
     };
+  }
+
+  /**
+   * A generation never used before on this sled: below the durable mark, which is raised
+   * first when the next one is not (one raise at a time; concurrent writers wait for it).
+   */
+  private async takeGeneration(): Promise<number> {
+    while (this.nextGeneration >= this.generationLimit) {
+      this.raisingMark ??= this.raiseMark().finally(() => {
+        this.raisingMark = undefined;
+      });
+      await this.raisingMark;
+    }
+    return this.nextGeneration++;
+  }
+
+  /** Makes a mark a batch above the next generation durable; only then may it be used. */
+  private async raiseMark(): Promise<void> {
+    const mark = this.nextGeneration + this.generationMarkBatch;
+    try {
+      await this.generationMark!.write(mark);
+    } catch (error) {
+      throw new BallastError(
+        ErrorCode.Unavailable,
+        `sled ${this.sledId} cannot store a write: recording its generation high-water mark ${mark} failed (${(error as Error).message})`,
+        { cause: error },
+      );
+    }
+    this.generationLimit = Math.max(this.generationLimit, mark);
+  }
+
+  /**
+   * After recovery: the next generation is also at or above the durable mark, or, with
+   * the mark missing or damaged, far above the largest found (generationJumpWithoutMark).
+   * The mark is raised at once, so the first write does not wait for it; if that fails,
+   * the first write tries again (and fails while the mark cannot be written).
+   */
+  private async loadGenerationMark(): Promise<void> {
+    if (this.generationMark === undefined) return;
+    const found = this.nextGeneration;
+    const reading = await this.generationMark.read();
+    if ("mark" in reading) {
+      this.nextGeneration = Math.max(found, reading.mark);
+    } else {
+      this.nextGeneration = found + generationJumpWithoutMark;
+      this.logger.warn(
+        { why: reading.missing, largestFound: found - 1, next: this.nextGeneration },
+        "no generation high-water mark: generations jump far past the largest found",
+      );
+    }
+    this.generationLimit = this.nextGeneration;
+    try {
+      await this.raiseMark();
+    } catch (error) {
+      this.logger.error(
+        { error: String(error) },
+        "cannot record the generation high-water mark; writes wait for it",
+      );
+    }
   }
 
   // -------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ import { join } from "node:path";
 import { BallastError } from "@ballast/protocol";
 import { createLogger } from "@ballast/runtime";
 import { openDeviceSet } from "../src/device-set.ts";
+import type { GenerationMarkStore } from "../src/generation-mark.ts";
 import { SledStore } from "../src/store.ts";
 
 export const silentLogger = createLogger({ service: "sled-test", nodeId: "test", level: "silent" });
@@ -24,6 +25,8 @@ export interface StoreOnFilesOptions {
   deviceCount?: number;
   deviceBytes?: number;
   nowMs?: () => number;
+  generationMark?: GenerationMarkStore;
+  generationMarkBatch?: number;
 }
 
 export async function openStoreOnFiles(options: StoreOnFilesOptions) {
@@ -40,6 +43,10 @@ export async function openStoreOnFiles(options: StoreOnFilesOptions) {
     devices,
     logger: silentLogger,
     ...(options.nowMs === undefined ? {} : { nowMs: options.nowMs }),
+    ...(options.generationMark === undefined ? {} : { generationMark: options.generationMark }),
+    ...(options.generationMarkBatch === undefined
+      ? {}
+      : { generationMarkBatch: options.generationMarkBatch }),
   });
 }
 
