@@ -25,9 +25,9 @@ import { writeFile } from "node:fs/promises";
 import { pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
 import { LocalCluster } from "@ballast/cli";
+import { Command } from "@ballast/nbd/wire";
 import { subjects } from "@ballast/protocol";
-import { Command } from "../services/gateway/src/nbd/wire.ts";
-import { TestNbdClient } from "../services/gateway/test/nbd-test-client.ts";
+import { TestNbdClient } from "../packages/nbd/test/nbd-test-client.ts";
 import {
   connectTestBus,
   temporaryDirectory,

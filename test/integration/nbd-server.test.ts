@@ -9,10 +9,10 @@ import { createHash, randomBytes } from "node:crypto";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { NbdServer } from "@ballast/nbd";
 import { createLogger } from "@ballast/runtime";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { NbdServer } from "../../services/gateway/src/nbd/index.ts";
-import { MemoryBlockDevice } from "../../services/gateway/test/memory-block-device.ts";
+import { MemoryBlockDevice } from "../../packages/nbd/test/memory-block-device.ts";
 
 const mebibyte = 1024 * 1024;
 const toolTimeoutMs = 60_000;

@@ -11,10 +11,10 @@
 // 4 MiB it cannot flush. The volume (16 MiB) is written once, front to back, with
 // distinct bytes, so nothing written is overwritten before the sleds are full.
 
+import { Command } from "@ballast/nbd/wire";
 import { subjects } from "@ballast/protocol";
 import { afterAll, beforeAll, expect, test } from "vitest";
-import { Command } from "../../services/gateway/src/nbd/wire.ts";
-import { TestNbdClient } from "../../services/gateway/test/nbd-test-client.ts";
+import { TestNbdClient } from "../../packages/nbd/test/nbd-test-client.ts";
 import { startTestCluster, type TestCluster, waitFor } from "../support/cluster.ts";
 import { gatewayUrl } from "../support/faults.ts";
 

@@ -23,9 +23,9 @@
 // fails its I/O with the coordinator's NotFound, as an NBD error.
 
 import { BallastClient, type Volume } from "@ballast/client";
+import { NbdServer } from "@ballast/nbd";
 import { BallastError, ErrorCode, subjects } from "@ballast/protocol";
 import type { CommonConfig, ConfigOf, OptionSpecs, Service } from "@ballast/runtime";
-import { NbdServer } from "./nbd/index.ts";
 import { ObservedDevice } from "./observed-device.ts";
 
 export const nbdPortDefault = 10809;

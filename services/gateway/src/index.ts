@@ -1,2 +1,2 @@
+export * from "@ballast/nbd";
 export * from "./gateway.ts";
-export * from "./nbd/index.ts";

@@ -9,13 +9,13 @@ import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Volume } from "@ballast/client";
+import { Command, ReplyError } from "@ballast/nbd/wire";
 import { createLogger, type Service } from "@ballast/runtime";
 import { afterEach, describe, expect, test, vi } from "vitest";
 import { FakeClusterBus } from "../../../packages/client/test/fake-cluster-bus.ts";
+import { TestNbdClient } from "../../../packages/nbd/test/nbd-test-client.ts";
+import { patterned } from "../../../packages/nbd/test/nbd-test-server.ts";
 import { Gateway } from "../src/gateway.ts";
-import { Command, ReplyError } from "../src/nbd/wire.ts";
-import { TestNbdClient } from "./nbd-test-client.ts";
-import { patterned } from "./nbd-test-server.ts";
 
 const mebibyte = 1024 * 1024;
 const spec = { name: "vol", sizeBytes: mebibyte, partitionBytes: mebibyte };

@@ -5,13 +5,18 @@
 // reaches an NBD client as latency, never as NBD_EIO.
 
 import { BallastClient, type Volume } from "@ballast/client";
+import { Command, CommandFlag } from "@ballast/nbd/wire";
 import { ErrorCode } from "@ballast/protocol";
 import { afterEach, describe, expect, test } from "vitest";
 import { FakeClusterBus } from "../../../packages/client/test/fake-cluster-bus.ts";
 import { VirtualClock } from "../../../packages/client/test/helpers.ts";
-import { Command, CommandFlag } from "../src/nbd/wire.ts";
-import { TestNbdClient } from "./nbd-test-client.ts";
-import { patterned, startTestServer, type TestServer, waitUntil } from "./nbd-test-server.ts";
+import { TestNbdClient } from "../../../packages/nbd/test/nbd-test-client.ts";
+import {
+  patterned,
+  startTestServer,
+  type TestServer,
+  waitUntil,
+} from "../../../packages/nbd/test/nbd-test-server.ts";
 
 const mebibyte = 1024 * 1024;
 const spec = { name: "vol", sizeBytes: 3 * mebibyte, partitionBytes: mebibyte };

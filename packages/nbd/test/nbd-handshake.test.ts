@@ -11,7 +11,7 @@ import {
   Option,
   OptionReply,
   TransmissionFlag,
-} from "../src/nbd/wire.ts";
+} from "../src/wire.ts";
 import { MemoryBlockDevice } from "./memory-block-device.ts";
 import { TestNbdClient } from "./nbd-test-client.ts";
 import { startTestServer, type TestServer, waitUntil } from "./nbd-test-server.ts";

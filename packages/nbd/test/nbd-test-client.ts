@@ -4,7 +4,7 @@
 // of the server's reader and codec: it keeps one growing buffer and decodes by hand.
 
 import { connect, type Socket } from "node:net";
-import { ClientFlag, Command, Information, Option, OptionReply } from "../src/nbd/wire.ts";
+import { ClientFlag, Command, Information, Option, OptionReply } from "../src/wire.ts";
 
 export type ServerAddress = { port: number } | { path: string };
 

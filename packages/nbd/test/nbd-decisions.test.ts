@@ -3,10 +3,10 @@
 // the shell carries them out.
 
 import { describe, expect, test } from "vitest";
-import type { RequestHeader } from "../src/nbd/codec.ts";
-import { decideOption, decodeExportRequest, decodeString } from "../src/nbd/option-decision.ts";
-import { decideRequest } from "../src/nbd/request-decision.ts";
-import { Command, CommandFlag, Option, OptionReply, ReplyError } from "../src/nbd/wire.ts";
+import type { RequestHeader } from "../src/codec.ts";
+import { decideOption, decodeExportRequest, decodeString } from "../src/option-decision.ts";
+import { decideRequest } from "../src/request-decision.ts";
+import { Command, CommandFlag, Option, OptionReply, ReplyError } from "../src/wire.ts";
 
 const mebibyte = 1024 * 1024;
 const geometry = { sizeBytes: 8 * mebibyte, payloadBytesMax: 32 * mebibyte };

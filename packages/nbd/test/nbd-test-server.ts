@@ -1,6 +1,6 @@
 // Starts an NbdServer on 127.0.0.1 (a free port) over fake devices, for tests.
 
-import { type BlockDevice, type NbdLimits, NbdServer } from "../src/nbd/index.ts";
+import { type BlockDevice, type NbdLimits, NbdServer } from "../src/index.ts";
 
 export interface TestServer {
   server: NbdServer;

@@ -5,7 +5,7 @@
 
 import { BallastError, ErrorCode } from "@ballast/protocol";
 import { afterEach, describe, expect, test } from "vitest";
-import { Command, CommandFlag, ReplyError } from "../src/nbd/wire.ts";
+import { Command, CommandFlag, ReplyError } from "../src/wire.ts";
 import { MemoryBlockDevice, type OperationRecord } from "./memory-block-device.ts";
 import { TestNbdClient } from "./nbd-test-client.ts";
 import {

@@ -6,7 +6,7 @@
 
 import { settlesWithin } from "@ballast/runtime";
 import { afterEach, describe, expect, test } from "vitest";
-import { Command } from "../src/nbd/wire.ts";
+import { Command } from "../src/wire.ts";
 import { MemoryBlockDevice, type OperationRecord } from "./memory-block-device.ts";
 import { TestNbdClient } from "./nbd-test-client.ts";
 import { startTestServer, type TestServer, waitUntil } from "./nbd-test-server.ts";

@@ -3,7 +3,7 @@
 
 import { Writable } from "node:stream";
 import { describe, expect, test } from "vitest";
-import { SocketWriter } from "../src/nbd/socket-writer.ts";
+import { SocketWriter } from "../src/socket-writer.ts";
 
 /** A stream that records each write or writev it gets, as the list of its chunks' bytes. */
 function recordingStream() {

@@ -15,9 +15,9 @@ import {
   encodeSimpleReplyHeader,
   encodeString,
   encodeTextInformation,
-} from "../src/nbd/codec.ts";
-import { NbdProtocolError } from "../src/nbd/index.ts";
-import { Information, OptionReply, ReplyError } from "../src/nbd/wire.ts";
+} from "../src/codec.ts";
+import { NbdProtocolError } from "../src/index.ts";
+import { Information, OptionReply, ReplyError } from "../src/wire.ts";
 
 describe("NBD codec", () => {
   test("the greeting is NBDMAGIC, IHAVEOPT, then flags FIXED_NEWSTYLE | NO_ZEROES", () => {

@@ -3,8 +3,8 @@
 
 import { PassThrough } from "node:stream";
 import { describe, expect, test } from "vitest";
-import { ConnectionClosedError } from "../src/nbd/index.ts";
-import { SocketReader } from "../src/nbd/socket-reader.ts";
+import { ConnectionClosedError } from "../src/index.ts";
+import { SocketReader } from "../src/socket-reader.ts";
 
 function setUp(readAheadBytesMax = 1024) {
   const stream = new PassThrough();

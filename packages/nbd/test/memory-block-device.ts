@@ -6,7 +6,7 @@
 
 import type { OperationOptions } from "@ballast/client";
 import { BallastError, ErrorCode, limits } from "@ballast/protocol";
-import type { BlockDevice } from "../src/nbd/index.ts";
+import type { BlockDevice } from "../src/index.ts";
 
 export type OperationKind = "read" | "write" | "trim" | "write-zeroes" | "flush";
 

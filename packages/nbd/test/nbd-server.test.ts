@@ -9,8 +9,8 @@ import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, test } from "vitest";
-import { NbdLimitsError, NbdServer } from "../src/nbd/index.ts";
-import { Command, Option } from "../src/nbd/wire.ts";
+import { NbdLimitsError, NbdServer } from "../src/index.ts";
+import { Command, Option } from "../src/wire.ts";
 import { MemoryBlockDevice, type OperationRecord } from "./memory-block-device.ts";
 import { TestNbdClient } from "./nbd-test-client.ts";
 import {

@@ -1,7 +1,7 @@
 // The in-flight bound of one connection: a request count and a payload byte budget.
 
 import { describe, expect, test } from "vitest";
-import { InflightLimiter } from "../src/nbd/inflight-limiter.ts";
+import { InflightLimiter } from "../src/inflight-limiter.ts";
 
 /** Whether `promise` has settled after pending callbacks ran. */
 async function isSettled(promise: Promise<unknown>): Promise<boolean> {
