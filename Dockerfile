@@ -5,7 +5,7 @@ ENV NODE_ENV=production
 COPY . .
 RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
 # The CLI is on PATH for `docker compose exec coordinator ballast status`.
-RUN ln -s /app/packages/cli/bin/ballast.mjs /usr/local/bin/ballast
+RUN ln -s /app/apps/cli/bin/ballast.mjs /usr/local/bin/ballast
 # Named volumes take the ownership of the mount point in the image on first use.
 RUN mkdir /data && chown node:node /data
 USER node

@@ -19,6 +19,7 @@ export default defineConfig({
           include: [
             "packages/*/test/**/*.test.ts",
             "services/*/test/**/*.test.ts",
+            "apps/*/test/**/*.test.ts",
             "test/*.test.ts",
           ],
           testTimeout: 30_000,

@@ -1,6 +1,6 @@
 // The README against the code, so the two cannot drift apart again: the `ballast`
 // command list, its flags and exit codes against the CLI's own command table and help
-// (packages/cli/src/commands.ts), and the wire table against the subjects of
+// (apps/cli/src/commands.ts), and the wire table against the subjects of
 // packages/protocol/src/subjects.ts and the message catalogue. Also a guard against
 // future-tense claims about things that exist. Reads files only: unit tier.
 
@@ -8,8 +8,8 @@ import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { messageTypes, resultSchemas, subjects } from "@ballast/protocol";
 import { describe, expect, test } from "vitest";
-import { commandHelp, commands, helpFor } from "../packages/cli/src/commands.ts";
-import { exitCodes } from "../packages/cli/src/errors.ts";
+import { commandHelp, commands, helpFor } from "../apps/cli/src/commands.ts";
+import { exitCodes } from "../apps/cli/src/errors.ts";
 
 const read = (path: string) => readFileSync(fileURLToPath(new URL(path, import.meta.url)), "utf8");
 const readme = read("../README.md");

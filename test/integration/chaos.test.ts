@@ -7,8 +7,8 @@
 // history there (the report names it); replay with `npm run chaos -- --seed N --round-robin`.
 
 import { expect, test } from "vitest";
-import { faultKinds } from "../../packages/cli/src/chaos/nemesis.ts";
-import { formatReport, runChaos } from "../../packages/cli/src/chaos/runner.ts";
+import { faultKinds } from "../../apps/cli/src/chaos/nemesis.ts";
+import { formatReport, runChaos } from "../../apps/cli/src/chaos/runner.ts";
 
 /**
  * The run goes on past this until every fault kind has run once (up to twice this), so

@@ -14,7 +14,7 @@ import {
   subjects,
 } from "@ballast/protocol";
 import { afterAll, beforeAll, describe, expect, test, vi } from "vitest";
-import { scrubCommand } from "../../packages/cli/src/scrub.ts";
+import { scrubCommand } from "../../apps/cli/src/scrub.ts";
 import { startTestCluster, type TestCluster } from "../support/cluster.ts";
 
 const mebibyte = 1024 * 1024;

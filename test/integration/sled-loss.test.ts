@@ -8,7 +8,7 @@
 
 import { subjects } from "@ballast/protocol";
 import { afterAll, beforeAll, expect, test } from "vitest";
-import { type ClusterStatus, formatStatus } from "../../packages/cli/src/status.ts";
+import { type ClusterStatus, formatStatus } from "../../apps/cli/src/status.ts";
 import { startTestCluster, type TestCluster, waitFor } from "../support/cluster.ts";
 import { describeVolume, readBytes, writeBlocks } from "../support/faults.ts";
 

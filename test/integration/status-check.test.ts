@@ -5,7 +5,7 @@
 // partition is back at full strength (exit 0 again). Every wait is bounded.
 
 import { afterAll, beforeAll, expect, test } from "vitest";
-import { exitCodes } from "../../packages/cli/src/errors.ts";
+import { exitCodes } from "../../apps/cli/src/errors.ts";
 import { runCli } from "../support/cli.ts";
 import { startTestCluster, type TestCluster, waitFor } from "../support/cluster.ts";
 import { VolumeModel } from "../support/volume-io.ts";

@@ -3,9 +3,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
 
-export const ballastBin = fileURLToPath(
-  new URL("../../packages/cli/bin/ballast.mjs", import.meta.url),
-);
+export const ballastBin = fileURLToPath(new URL("../../apps/cli/bin/ballast.mjs", import.meta.url));
 
 export interface CliResult {
   code: number | null;

@@ -1,4 +1,4 @@
-// Test-only fault switches for the chaos runner (packages/cli/src/chaos) and the
+// Test-only fault switches for the chaos runner (apps/cli/src/chaos) and the
 // integration tests, on real processes. Both act only when a process runs with
 // BALLAST_TEST_FAULTS=1:
 //

@@ -80,7 +80,7 @@ Options:
   --sled <id>             scrub this sled only
   --all                   scrub every healthy sled (the default)
   --repair                repair damaged chunks from sound copies on other sleds
-  --json                  print JSON (shape documented in packages/cli/src/scrub.ts)
+  --json                  print JSON (shape documented in apps/cli/src/scrub.ts)
   --data-dir <dir>        find the cluster through this directory (default ${dataDirDefault})
   --nats <url>            find the cluster at this NATS URL
 `;
