@@ -42,22 +42,25 @@ function recordsOfSizes(firstOpNum: number, sizes: readonly number[]): JournalRe
   });
 }
 
-/** A record-shaped copy to plant in a payload: where, and how many ops ahead of its own. */
+/**
+ * A record-shaped copy to plant in a payload: in which record (counted back from the last,
+ * where the torn commit is), where in it, and how many ops ahead of its own.
+ */
 interface PlantedCopy {
-  record: number;
+  fromLast: number;
   at: number;
   ahead: number;
 }
 
 /**
- * Plants in the payload of record `copy.record` (modulo the count) a record framed
+ * Plants in the payload of record `copy.fromLast` before the last (modulo the count) a record framed
  * without any segment's nonce, as a tenant could write it, for the op `ahead` past the
  * record's own, beginning a sync region of its own. Payloads too small to hold one keep
  * their bytes.
  */
 function plantCopies(records: JournalRecord[], copies: readonly PlantedCopy[]): void {
   for (const copy of copies) {
-    const record = records[copy.record % records.length]!;
+    const record = records[records.length - 1 - (copy.fromLast % records.length)]!;
     const opNum = record.opNum + copy.ahead;
     const planted = recordWithoutNonce(opNum, new Uint8Array(copy.ahead).fill(opNum & 0xff));
     const room = record.payload.length - planted.length;
@@ -95,11 +98,11 @@ describe("a torn tail", () => {
     lostPage: fc.double({ min: 0, max: 1, noNaN: true }),
     copies: fc.array(
       fc.record({
-        record: fc.nat(),
+        fromLast: fc.nat({ max: 7 }),
         at: fc.double({ min: 0, max: 1, noNaN: true }),
         ahead: fc.integer({ min: 1, max: 3 }),
       }),
-      { maxLength: 8 },
+      { minLength: 1, maxLength: 8 },
     ),
   });
 
