@@ -1,24 +1,48 @@
 // The journal's pure core: how appends are laid out in segments, which files a
 // truncation or release deletes or cuts, and that every bad call is refused before it
-// changes anything.
+// changes anything; each new segment's nonce seeds its records' checksums, and a segment
+// of an older format version is never appended to.
 
 import { describe, expect, test } from "vitest";
 import {
   appendPayloadBytesMax,
   appendRecordsMax,
+  formatVersion,
+  formatVersionWithoutNonce,
   payloadBytesMax,
   recordHeaderBytes,
   runwayStepFirstBytes,
   runwayStepMaxBytes,
   segmentHeaderBytes,
+  segmentHeaderBytesWithoutNonce,
 } from "../src/journal/constants.ts";
 import { JournalUsageError } from "../src/journal/errors.ts";
+import { decodeRecordAt, decodeSegmentHeader } from "../src/journal/format.ts";
 import {
   coalesceWrites,
   type JournalRecord,
+  type LayoutSegment,
   SegmentLayout,
   type SegmentWrite,
 } from "../src/journal/layout.ts";
+
+const H = segmentHeaderBytes;
+/** A segment of this many bytes holds its header and four 50-byte records. */
+const fourPerSegment = H + 4 * 50;
+
+/** Nonces 1, 2, 3, … (as 8 little-endian bytes): distinct, and the same on every run. */
+function countingNonces(): () => Uint8Array {
+  let drawn = 0;
+  return () => {
+    const nonce = new Uint8Array(8);
+    new DataView(nonce.buffer).setUint32(0, ++drawn, true);
+    return nonce;
+  };
+}
+
+function newLayout(segmentBytesMax: number, segments: LayoutSegment[] = [], runwayBytes = 0) {
+  return new SegmentLayout(segmentBytesMax, segments, runwayBytes, countingNonces());
+}
 
 /** Records of `payloadBytes` each: with the default payloads a record takes 50 bytes. */
 function records(
@@ -32,9 +56,9 @@ function records(
   }));
 }
 
-/** A layout with 224-byte segments: a 24-byte header and four 50-byte records each. */
+/** A layout whose segments hold four 50-byte records each. */
 function layoutOfFourPerSegment(recordCount: number, firstOpNum = 1): SegmentLayout {
-  const layout = new SegmentLayout(224, []);
+  const layout = newLayout(fourPerSegment);
   if (recordCount > 0) layout.planAppend(records(firstOpNum, recordCount));
   return layout;
 }
@@ -55,18 +79,21 @@ function state(layout: SegmentLayout) {
 
 describe("appending", () => {
   test("fills a segment up to segmentBytesMax, then starts the next at the next op", () => {
-    const layout = new SegmentLayout(224, []);
+    const layout = newLayout(fourPerSegment);
     const writes = layout.planAppend(records(1, 9));
-    // A new segment's header and first records go out in one write.
+    // A new segment's header goes out in a write of its own, before its records.
     expect(summary(writes)).toEqual([
-      { firstOpNum: 1, create: true, position: 0, bytes: segmentHeaderBytes + 200 },
-      { firstOpNum: 5, create: true, position: 0, bytes: segmentHeaderBytes + 200 },
-      { firstOpNum: 9, create: true, position: 0, bytes: segmentHeaderBytes + 50 },
+      { firstOpNum: 1, create: true, position: 0, bytes: H },
+      { firstOpNum: 1, create: false, position: H, bytes: 200 },
+      { firstOpNum: 5, create: true, position: 0, bytes: H },
+      { firstOpNum: 5, create: false, position: H, bytes: 200 },
+      { firstOpNum: 9, create: true, position: 0, bytes: H },
+      { firstOpNum: 9, create: false, position: H, bytes: 50 },
     ]);
     expect(state(layout)).toEqual({
       firstOpNum: 1,
       lastOpNum: 9,
-      bytes: 3 * 24 + 9 * 50,
+      bytes: 3 * H + 9 * 50,
       segmentCount: 3,
     });
   });
@@ -74,28 +101,24 @@ describe("appending", () => {
   test("continues the last segment where the previous append ended", () => {
     const layout = layoutOfFourPerSegment(2);
     expect(summary(layout.planAppend(records(3, 1)))).toEqual([
-      { firstOpNum: 1, create: false, position: 124, bytes: 50 },
+      { firstOpNum: 1, create: false, position: H + 100, bytes: 50 },
     ]);
   });
 
   test("gives a record larger than segmentBytesMax a segment of its own", () => {
-    const layout = new SegmentLayout(512, []);
+    const layout = newLayout(512);
     layout.planAppend(records(1, 1, 10));
     const writes = layout.planAppend([{ opNum: 2, payload: new Uint8Array(1000) }]);
     expect(summary(writes)).toEqual([
-      {
-        firstOpNum: 2,
-        create: true,
-        position: 0,
-        bytes: segmentHeaderBytes + recordHeaderBytes + 1000,
-      },
+      { firstOpNum: 2, create: true, position: 0, bytes: H },
+      { firstOpNum: 2, create: false, position: H, bytes: recordHeaderBytes + 1000 },
     ]);
     layout.planAppend(records(3, 1, 10));
     expect(layout.segmentCount).toBe(3);
   });
 
   test("accepts any first op when empty, then only the next op", () => {
-    const layout = new SegmentLayout(224, []);
+    const layout = newLayout(fourPerSegment);
     layout.planAppend(records(1_000_000, 2));
     expect(state(layout)).toMatchObject({ firstOpNum: 1_000_000, lastOpNum: 1_000_001 });
     expect(() => layout.planAppend(records(1_000_003, 1))).toThrow(
@@ -171,7 +194,7 @@ describe("appending", () => {
   });
 
   test("refuses records that are not an array", () => {
-    const layout = new SegmentLayout(224, []);
+    const layout = newLayout(fourPerSegment);
     expect(() => layout.planAppend(undefined as unknown as JournalRecord[])).toThrow(
       "cannot append: the records are a undefined, not an array",
     );
@@ -180,18 +203,21 @@ describe("appending", () => {
 
 describe("coalescing the writes of a group commit", () => {
   test("joins writes that continue each other in a segment, and nothing else", () => {
-    const layout = new SegmentLayout(224, []);
+    const layout = newLayout(fourPerSegment);
     const writes = [
       ...layout.planAppend(records(1, 2)),
       ...layout.planAppend(records(3, 1)),
       ...layout.planAppend(records(4, 3)),
     ];
+    // A new segment's header stays alone: it is synced before its records are written.
     expect(summary(coalesceWrites(writes))).toEqual([
-      { firstOpNum: 1, create: true, position: 0, bytes: 24 + 4 * 50 },
-      { firstOpNum: 5, create: true, position: 0, bytes: 24 + 2 * 50 },
+      { firstOpNum: 1, create: true, position: 0, bytes: H },
+      { firstOpNum: 1, create: false, position: H, bytes: 4 * 50 },
+      { firstOpNum: 5, create: true, position: 0, bytes: H },
+      { firstOpNum: 5, create: false, position: H, bytes: 2 * 50 },
     ]);
     // The input is left as it was.
-    expect(summary(writes).map((write) => write.bytes)).toEqual([124, 50, 50, 124]);
+    expect(summary(writes).map((write) => write.bytes)).toEqual([H, 100, 50, 50, H, 100]);
   });
 
   test("keeps writes apart that do not meet", () => {
@@ -208,22 +234,27 @@ describe("truncating", () => {
   test("deletes later segments newest first and cuts the one that keeps the new last op", () => {
     const layout = layoutOfFourPerSegment(14); // segments 1, 5, 9, 13
     const plan = layout.planTruncateAfter(6);
-    expect(plan).toEqual({ deletions: [13, 9], cut: { firstOpNum: 5, bytes: 24 + 2 * 50 } });
+    expect(plan).toEqual({ deletions: [13, 9], cut: { firstOpNum: 5, bytes: H + 2 * 50 } });
     expect(state(layout)).toEqual({
       firstOpNum: 1,
       lastOpNum: 6,
-      bytes: 224 + 124,
+      bytes: fourPerSegment + H + 100,
       segmentCount: 2,
     });
     expect(summary(layout.planAppend(records(7, 1)))).toEqual([
-      { firstOpNum: 5, create: false, position: 124, bytes: 50 },
+      { firstOpNum: 5, create: false, position: H + 100, bytes: 50 },
     ]);
   });
 
   test("deletes a segment whose first op is dropped rather than cutting it to its header", () => {
     const layout = layoutOfFourPerSegment(10); // segments 1, 5, 9
     expect(layout.planTruncateAfter(4)).toEqual({ deletions: [9, 5], cut: undefined });
-    expect(state(layout)).toEqual({ firstOpNum: 1, lastOpNum: 4, bytes: 224, segmentCount: 1 });
+    expect(state(layout)).toEqual({
+      firstOpNum: 1,
+      lastOpNum: 4,
+      bytes: fourPerSegment,
+      segmentCount: 1,
+    });
   });
 
   test("after the op before the first empties the journal, which then takes any op", () => {
@@ -244,7 +275,7 @@ describe("truncating", () => {
     expect(layout.planTruncateAfter(6)).toEqual({ deletions: [], cut: undefined });
     expect(layout.planTruncateAfter(100)).toEqual({ deletions: [], cut: undefined });
     expect(layout.lastOpNum).toBe(6);
-    expect(new SegmentLayout(224, []).planTruncateAfter(5)).toEqual({
+    expect(newLayout(fourPerSegment).planTruncateAfter(5)).toEqual({
       deletions: [],
       cut: undefined,
     });
@@ -268,7 +299,7 @@ describe("truncating", () => {
     );
     expect(layout.planTruncateAfter(6)).toEqual({
       deletions: [9],
-      cut: { firstOpNum: 5, bytes: 24 + 2 * 50 },
+      cut: { firstOpNum: 5, bytes: H + 2 * 50 },
     });
   });
 });
@@ -281,7 +312,7 @@ describe("releasing", () => {
     expect(state(layout)).toEqual({
       firstOpNum: 9,
       lastOpNum: 14,
-      bytes: 224 + 124,
+      bytes: fourPerSegment + H + 100,
       segmentCount: 2,
     });
   });
@@ -307,7 +338,7 @@ describe("the runway", () => {
 
   test("grows in steps that double up to the limit, each from the old end, never past segmentBytesMax", () => {
     const segmentBytesMax = 4 * runwayStepMaxBytes + 1000;
-    const layout = new SegmentLayout(segmentBytesMax, []);
+    const layout = newLayout(segmentBytesMax);
     const extensions: { position: number; bytes: number }[] = [];
     let end = 0;
     let opNum = 1;
@@ -348,45 +379,113 @@ describe("the runway", () => {
   });
 
   test("is asked for only when low, and a truncation or a deletion of the last segment drops it", () => {
-    const layout = new SegmentLayout(224, []);
+    const layout = newLayout(fourPerSegment);
+    const oneRecord = H + 50;
     layout.planAppend(records(1, 1));
-    expect(layout.planRunway()).toEqual({ firstOpNum: 1, position: 74, bytes: 224 - 74 });
-    expect(layout.bytes).toBe(224);
+    expect(layout.planRunway()).toEqual({
+      firstOpNum: 1,
+      position: oneRecord,
+      bytes: fourPerSegment - oneRecord,
+    });
+    expect(layout.bytes).toBe(fourPerSegment);
     // Runway left (100 bytes) is below a quarter of the next step, but the segment is full.
     layout.planAppend(records(2, 1));
     expect(layout.planRunway()).toBeUndefined();
-    expect(layout.bytes).toBe(224);
+    expect(layout.bytes).toBe(fourPerSegment);
     expect(layout.planTruncateAfter(1)).toEqual({
       deletions: [],
-      cut: { firstOpNum: 1, bytes: 74 },
+      cut: { firstOpNum: 1, bytes: oneRecord },
     });
-    expect(layout.bytes).toBe(74);
+    expect(layout.bytes).toBe(oneRecord);
     layout.planAppend(records(2, 4)); // ops 2 to 4 fill segment 1, op 5 starts segment 5
-    expect(layout.planRunway()).toEqual({ firstOpNum: 5, position: 74, bytes: 224 - 74 });
-    expect(layout.bytes).toBe(2 * 224);
+    expect(layout.planRunway()).toEqual({
+      firstOpNum: 5,
+      position: oneRecord,
+      bytes: fourPerSegment - oneRecord,
+    });
+    expect(layout.bytes).toBe(2 * fourPerSegment);
     const truncation = layout.planTruncateAfter(4);
     expect(truncation).toEqual({ deletions: [5], cut: undefined });
-    expect(layout.bytes).toBe(224);
+    expect(layout.bytes).toBe(fourPerSegment);
     // A runway recovery found is kept, and counted.
-    const recovered = new SegmentLayout(
-      224,
-      [{ firstOpNum: 1, recordOffsets: [24], bytes: 74 }],
+    const recovered = newLayout(
+      fourPerSegment,
+      [{ firstOpNum: 1, formatVersion, recordSeed: 7, recordOffsets: [H], bytes: oneRecord }],
       5000,
     );
-    expect(recovered.bytes).toBe(5074);
+    expect(recovered.bytes).toBe(5000 + oneRecord);
     expect(recovered.planRunway()).toBeUndefined();
   });
 });
 
-test("a layout from segments that break its invariants is refused by an assertion", () => {
-  const segment = (firstOpNum: number, count: number) => ({
+/** A segment of `count` 50-byte records as recovery describes it, of either version read. */
+function segment(firstOpNum: number, count: number, version = formatVersion): LayoutSegment {
+  const headerBytes = version === formatVersion ? H : segmentHeaderBytesWithoutNonce;
+  return {
     firstOpNum,
-    recordOffsets: Array.from({ length: count }, (_, index) => 24 + index * 50),
-    bytes: 24 + count * 50,
+    formatVersion: version,
+    recordSeed: version === formatVersion ? 0x1234_5678 : 0,
+    recordOffsets: Array.from({ length: count }, (_, index) => headerBytes + index * 50),
+    bytes: headerBytes + count * 50,
+  };
+}
+
+describe("segment nonces and format versions", () => {
+  test("each new segment draws a nonce, and its records check out with that nonce alone", () => {
+    const layout = newLayout(fourPerSegment);
+    const writes = layout.planAppend(records(1, 5));
+    const files = new Map<number, Uint8Array>();
+    for (const write of writes) {
+      const before = files.get(write.firstOpNum) ?? new Uint8Array(0);
+      files.set(write.firstOpNum, Buffer.concat([before, ...write.buffers]));
+    }
+    const seeds = [1, 5].map((firstOpNum) => {
+      const header = decodeSegmentHeader(files.get(firstOpNum)!);
+      if (header.kind !== "valid") throw new Error(header.reason);
+      expect(header.value).toMatchObject({ formatVersion, firstOpNum, bytes: H });
+      return header.value.recordSeed;
+    });
+    expect(seeds[0]).not.toBe(seeds[1]);
+    const first = files.get(1)!;
+    expect(decodeRecordAt(first, H, seeds[0]!).kind).toBe("valid");
+    // The same bytes in the other segment, or with version 2's rules, are not a record.
+    expect(decodeRecordAt(first, H, seeds[1]!).kind).toBe("mismatch");
+    expect(decodeRecordAt(first, H, 0).kind).toBe("mismatch");
   });
-  expect(() => new SegmentLayout(224, [segment(1, 2), segment(4, 1)])).toThrow(
+
+  test("a segment of the older version takes no records and no runway: the next append starts a new one", () => {
+    const old = segment(1, 2, formatVersionWithoutNonce);
+    const layout = newLayout(fourPerSegment, [old], 60);
+    expect(layout.planRunway()).toBeUndefined();
+    const writes = layout.planAppend(records(3, 1));
+    // The old segment's runway is cut off before the new segment is created.
+    expect(writes[0]?.cutRunway).toEqual({ firstOpNum: 1, bytes: old.bytes });
+    expect(summary(writes)).toEqual([
+      { firstOpNum: 3, create: true, position: 0, bytes: H },
+      { firstOpNum: 3, create: false, position: H, bytes: 50 },
+    ]);
+    expect(state(layout)).toEqual({
+      firstOpNum: 1,
+      lastOpNum: 3,
+      bytes: old.bytes + H + 50,
+      segmentCount: 2,
+    });
+    // And a truncation back into the old segment leaves it as the last: the same again.
+    expect(layout.planTruncateAfter(2)).toEqual({ deletions: [3], cut: undefined });
+    const again = summary(layout.planAppend(records(3, 1)));
+    expect(again[0]).toMatchObject({ firstOpNum: 3, create: true });
+  });
+});
+
+test("a layout from segments that break its invariants is refused by an assertion", () => {
+  expect(() => newLayout(fourPerSegment, [segment(1, 2), segment(4, 1)])).toThrow(
     "segment 4 does not follow op 3",
   );
-  expect(() => new SegmentLayout(224, [segment(1, 0)])).toThrow("segment 1 holds no records");
-  expect(() => new SegmentLayout(224, [segment(1, 2), segment(3, 1)])).not.toThrow();
+  expect(() => newLayout(fourPerSegment, [segment(1, 0)])).toThrow("segment 1 holds no records");
+  expect(() => newLayout(fourPerSegment, [segment(1, 2), segment(3, 1)])).not.toThrow();
+  const old = formatVersionWithoutNonce;
+  expect(() => newLayout(fourPerSegment, [segment(1, 2, old), segment(3, 1)])).not.toThrow();
+  expect(() => newLayout(fourPerSegment, [segment(1, 2), segment(3, 1, old)])).toThrow(
+    `segment 3 has format version ${old} after ${formatVersion}`,
+  );
 });

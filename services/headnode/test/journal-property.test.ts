@@ -1,8 +1,13 @@
 // Properties of the journal on real files, over random inputs:
-// - a torn tail, made by cutting the last segment anywhere or by overwriting its end
-//   with garbage, with or without its runway of zeros, is recovered to exactly the
+// - a torn tail, made by cutting the last segment anywhere, by overwriting its end (past
+//   its header, which is synced before any record) with garbage, or by losing any pages of
+//   the last group commit while its later pages reach the disk (a crash before its
+//   fdatasync returned), with or without its runway of zeros, is recovered to exactly the
 //   records wholly before the damage, with the dropped bytes reported (none for a cut
-//   inside the runway), and the journal then takes appends that survive a reopen;
+//   inside the runway), and the journal then takes appends that survive a reopen. Some
+//   payloads hold a record-shaped copy, as a tenant could write, of a record for an op
+//   just ahead that began a sync region of its own: were it taken for a record, a torn
+//   tail would read as corruption;
 // - random sequences of appends, truncations, releases and reopens agree with a model
 //   of the records, and the journal's size and segment count agree with the files; no
 //   segment but the last has bytes after its last record, and a runway never reaches
@@ -20,6 +25,7 @@ import {
   cutRunway,
   expectSameRecords,
   recordsEndOf,
+  recordWithoutNonce,
   segmentBytesOnDisk,
   segmentNames,
   temporaryDirectory,
@@ -34,6 +40,33 @@ function recordsOfSizes(firstOpNum: number, sizes: readonly number[]): JournalRe
     for (let byte = 0; byte < size; byte++) payload[byte] = (opNum * 31 + byte * 7) & 0xff;
     return { opNum, payload };
   });
+}
+
+/**
+ * A record-shaped copy to plant in a payload: in which record (counted back from the last,
+ * where the torn commit is), where in it, and how many ops ahead of its own.
+ */
+interface PlantedCopy {
+  fromLast: number;
+  at: number;
+  ahead: number;
+}
+
+/**
+ * Plants in the payload of record `copy.fromLast` before the last (modulo the count) a record framed
+ * without any segment's nonce, as a tenant could write it, for the op `ahead` past the
+ * record's own, beginning a sync region of its own. Payloads too small to hold one keep
+ * their bytes.
+ */
+function plantCopies(records: JournalRecord[], copies: readonly PlantedCopy[]): void {
+  for (const copy of copies) {
+    const record = records[records.length - 1 - (copy.fromLast % records.length)]!;
+    const opNum = record.opNum + copy.ahead;
+    const planted = recordWithoutNonce(opNum, new Uint8Array(copy.ahead).fill(opNum & 0xff));
+    const room = record.payload.length - planted.length;
+    if (room < 0) continue;
+    record.payload.set(planted, Math.floor(copy.at * room));
+  }
 }
 
 async function withDirectory(run: (directory: string) => Promise<void>): Promise<void> {
@@ -51,13 +84,26 @@ describe("a torn tail", () => {
     batchSize: fc.integer({ min: 1, max: 8 }),
     /** Where the damage starts, as a fraction of the last segment's length. */
     position: fc.double({ min: 0, max: 1, noNaN: true }),
-    mode: fc.constantFrom("cut", "garbage"),
+    mode: fc.constantFrom("cut", "garbage", "pages"),
     /** XOR mask for garbage mode; every byte is made odd, so every byte changes. */
     mask: fc.uint8Array({ minLength: 1, maxLength: 64 }),
     /** Garbage mode also appends these bytes past the old end. */
     extra: fc.uint8Array({ maxLength: 64 }),
     /** Keep the runway of zeros past the last record (else cut it first, as an old file). */
     runway: fc.boolean(),
+    /** Pages mode: the page size, and which pages of the last commit are lost (cycled). */
+    pageBytes: fc.constantFrom(16, 64, 256),
+    lostPages: fc.array(fc.boolean(), { minLength: 1, maxLength: 16 }),
+    /** Pages mode: a page lost for sure, as a fraction of the last commit's pages. */
+    lostPage: fc.double({ min: 0, max: 1, noNaN: true }),
+    copies: fc.array(
+      fc.record({
+        fromLast: fc.nat({ max: 7 }),
+        at: fc.double({ min: 0, max: 1, noNaN: true }),
+        ahead: fc.integer({ min: 1, max: 3 }),
+      }),
+      { minLength: 1, maxLength: 8 },
+    ),
   });
 
   test("recovers exactly the records wholly before the damage, then takes appends", async () => {
@@ -65,8 +111,11 @@ describe("a torn tail", () => {
       fc.asyncProperty(damageArbitrary, (damage) =>
         withDirectory(async (directory) => {
           const written = recordsOfSizes(1, damage.sizes);
+          plantCopies(written, damage.copies);
           const { journal } = await Journal.open({ directory, segmentBytesMax });
+          let lastCommitFirstOpNum = 1;
           for (let start = 0; start < written.length; start += damage.batchSize) {
+            lastCommitFirstOpNum = written[start]!.opNum;
             await journal.append(written.slice(start, start + damage.batchSize));
           }
           await journal.close();
@@ -88,12 +137,16 @@ describe("a torn tail", () => {
           expect(end).toBe(recordsEnd);
           if (!damage.runway) expect(original.length).toBe(recordsEnd);
 
-          const position = Math.floor(damage.position * original.length);
+          let position = Math.floor(damage.position * original.length);
           let fileBytes: number;
+          /** Pages mode: the file as the crash left it. */
+          let torn: Buffer | undefined;
           if (damage.mode === "cut") {
             await truncate(path, position);
             fileBytes = position;
-          } else {
+          } else if (damage.mode === "garbage") {
+            // The header was synced before the records (format.ts): a crash leaves it.
+            position = Math.max(position, segmentHeaderBytes);
             const damaged = Buffer.concat([original, damage.extra]);
             for (let offset = position; offset < original.length; offset++) {
               const maskByte = damage.mask[(offset - position) % damage.mask.length]!;
@@ -101,6 +154,31 @@ describe("a torn tail", () => {
             }
             await writeFile(path, damaged);
             fileBytes = damaged.length;
+          } else {
+            // The last commit's part in this segment: commits before it were synced, and
+            // so was the header, and its part in an earlier segment (before the roll).
+            const commitFirstOpNum = Math.max(lastCommitFirstOpNum, lastFirstOpNum);
+            const commitStart =
+              commitFirstOpNum === lastFirstOpNum
+                ? segmentHeaderBytes
+                : recordEnds[commitFirstOpNum - lastFirstOpNum - 1]!;
+            const { pageBytes } = damage;
+            const firstPage = Math.floor(commitStart / pageBytes);
+            const pages = Math.ceil(recordsEnd / pageBytes) - firstPage;
+            const lostForSure = firstPage + Math.floor(damage.lostPage * pages);
+            const damaged = Buffer.from(original);
+            for (let page = firstPage; page < firstPage + pages; page++) {
+              const lost = page === lostForSure || damage.lostPages[page % damage.lostPages.length];
+              if (!lost) continue;
+              const end = Math.min((page + 1) * pageBytes, damaged.length);
+              damaged.fill(0, Math.max(commitStart, page * pageBytes), end);
+            }
+            // The damage starts at the first byte that changed (a lost page can hold zeros).
+            const changed = damaged.findIndex((byte, offset) => byte !== original[offset]);
+            position = changed === -1 ? original.length : changed;
+            await writeFile(path, damaged);
+            fileBytes = damaged.length;
+            torn = damaged;
           }
 
           const keptInLast = recordEnds.filter((recordEnd) => recordEnd <= position).length;
@@ -114,16 +192,23 @@ describe("a torn tail", () => {
           // exactly): the runway's zeros stay, and they are no damage either.
           const unchanged =
             damage.mode === "garbage" && position >= original.length && damage.extra.length === 0;
-          expect(recovered.tornTailBytes).toBe(
-            cutInRunway || unchanged ? 0 : fileBytes - keptBytes,
-          );
+          // Lost pages that changed no record byte, or that left zeros from the start of the
+          // first damaged record to the end after a record that stays: the runway, kept.
+          const keptAsRunway =
+            torn !== undefined &&
+            (position >= recordsEnd ||
+              (keptInLast > 0 && torn.subarray(keptBytes).every((byte) => byte === 0)));
+          const nothingDropped = cutInRunway || unchanged || keptAsRunway;
+          expect(recovered.tornTailBytes).toBe(nothingDropped ? 0 : fileBytes - keptBytes);
           if (cutInRunway) expect((await readFile(path)).length).toBe(position);
           // Damage that starts inside a record (or garbage anywhere) always drops bytes; a
           // cut exactly at a record boundary drops none.
           const damagedInsideRecord =
             damage.mode === "cut"
               ? position > keptBytes && position < recordsEnd
-              : position < original.length || damage.extra.length > 0;
+              : damage.mode === "garbage"
+                ? position < original.length || damage.extra.length > 0
+                : !keptAsRunway;
           if (damagedInsideRecord) expect(recovered.tornTailBytes).toBeGreaterThan(0);
           expect(recovered.journal.bytes).toBe(await segmentBytesOnDisk(directory));
           expect(await segmentNames(directory)).toEqual(

@@ -13,6 +13,7 @@ import { encodeRecord, segmentFileName } from "../src/journal/format.ts";
 import { Journal, JournalCorruptError, type JournalRecord } from "../src/journal/index.ts";
 import {
   expectSameRecords,
+  recordSeedOfFile,
   recordsEndOf,
   segmentNames,
   snapshotFiles,
@@ -66,14 +67,15 @@ describe("a runway", () => {
     await journal.settled();
     const path = firstSegment();
     const recordsEnd = await recordsEndOf(path);
-    // The directory sync of the new segment, the record's write, the runway's write.
-    expect(journal.syncCount).toBe(3);
+    // The directory sync of the new segment, its header's write (synced before any record),
+    // the record's write, the runway's write.
+    expect(journal.syncCount).toBe(4);
     expect(await sizeOf(path)).toBe(recordsEnd + runwayStepFirstBytes);
     expect(journal.bytes).toBe(recordsEnd + runwayStepFirstBytes);
     // Appends inside the runway leave the file's length as it is: no extension per write.
     for (let opNum = 2; opNum <= 10; opNum++) await journal.append(kibRecords(opNum, 1));
     await journal.settled();
-    expect(journal.syncCount).toBe(3 + 9);
+    expect(journal.syncCount).toBe(4 + 9);
     expect(await sizeOf(path)).toBe(recordsEnd + runwayStepFirstBytes);
     expect(await recordsEndOf(path)).toBeGreaterThan(recordsEnd + 8000);
     const bytes = await readFile(path);
@@ -134,7 +136,7 @@ describe("a runway", () => {
     const bytes = await readFile(path);
     const recordsEnd = await recordsEndOf(path);
     // Op 4's write reached the disk only in part: its header and half its payload.
-    const torn = encodeRecord(4, kibRecords(4, 1)[0]!.payload);
+    const torn = encodeRecord(await recordSeedOfFile(path), 4, kibRecords(4, 1)[0]!.payload);
     bytes.set(torn.subarray(0, torn.length / 2), recordsEnd);
     await writeFile(path, bytes);
 
@@ -170,7 +172,7 @@ describe("a runway", () => {
     // (its sync start is its own op, past the damaged one): the damage had been synced.
     const proven = Buffer.from(original);
     proven.fill(0xa5, recordsEnd, recordsEnd + 300);
-    proven.set(encodeRecord(5, new Uint8Array(8)), recordsEnd + 2000);
+    proven.set(encodeRecord(await recordSeedOfFile(path), 5, new Uint8Array(8)), recordsEnd + 2000);
     await writeFile(path, proven);
     const before = await snapshotFiles(directory);
     await expect(Journal.open({ directory })).rejects.toThrow(JournalCorruptError);

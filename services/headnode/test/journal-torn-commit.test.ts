@@ -9,7 +9,12 @@ import { afterEach, beforeEach, describe, expect, test } from "vitest";
 import { recordHeaderBytes, segmentHeaderBytes } from "../src/journal/constants.ts";
 import { segmentFileName } from "../src/journal/format.ts";
 import { Journal, JournalCorruptError, type JournalRecord } from "../src/journal/index.ts";
-import { expectSameRecords, snapshotFiles, temporaryDirectory } from "./fixtures/journal-files.ts";
+import {
+  expectSameRecords,
+  recordWithoutNonce,
+  snapshotFiles,
+  temporaryDirectory,
+} from "./fixtures/journal-files.ts";
 
 const pageBytes = 4096;
 /** Records of about two pages each, so a page lost in the middle of one is plausible. */
@@ -116,5 +121,29 @@ describe("a group commit torn by a crash", () => {
     bytes.fill(0, offsetOfOp(4) - 100, offsetOfOp(4) + 100);
     await writeFile(path, bytes);
     await expect(Journal.open({ directory })).rejects.toThrow(JournalCorruptError);
+  });
+
+  test("a torn large note whose payload holds a record-shaped copy is a torn tail, not corruption", async () => {
+    // Op 5, the last record, is a large note whose data holds what the format before
+    // segment nonces takes for an intact record of op 6 that began a sync region of its
+    // own: proof, to that format, that op 5's damage had been synced. Tenant bytes can say
+    // anything, so they must not be able to say that.
+    const large = new Uint8Array(16 * pageBytes).fill(0xa5);
+    const fake = recordWithoutNonce(6, new Uint8Array(100).fill(6));
+    large.set(fake, 12 * pageBytes);
+    await writeCommits([records(1, 3), [...records(4, 1), { opNum: 5, payload: large }]]);
+    // A page near the start of op 5 never reached the disk; the pages holding the copy did.
+    await losePageAt(offsetOfOp(5) + 2 * pageBytes, offsetOfOp(4));
+    const path = join(directory, segmentFileName(1));
+    const bytes = await readFile(path);
+    const copyAt = offsetOfOp(5) + recordHeaderBytes + 12 * pageBytes;
+    expect(Buffer.from(bytes.subarray(copyAt, copyAt + fake.length)).equals(fake)).toBe(true);
+    const { journal, records: recovered, tornTailBytes } = await Journal.open({ directory });
+    try {
+      expectSameRecords(recovered, records(1, 4));
+      expect(tornTailBytes).toBe(bytes.length - offsetOfOp(5));
+    } finally {
+      await journal.close();
+    }
   });
 });

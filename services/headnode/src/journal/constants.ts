@@ -7,8 +7,15 @@ const kibibyte = 1024;
 const mebibyte = 1024 * kibibyte;
 const gibibyte = 1024 * mebibyte;
 
-/** The version written in every segment header; a segment of another version is refused. */
-export const formatVersion = 2;
+/**
+ * The version written in every new segment header (3: records checksummed with the
+ * segment's nonce, format.ts). Segments of `formatVersionWithoutNonce` are still read, by
+ * that version's rules, and never appended to; any other version is refused.
+ */
+export const formatVersion = 3;
+
+/** The oldest version read: 2, whose records' checksums cover only their own bytes. */
+export const formatVersionWithoutNonce = 2;
 
 /** First bytes of every segment file: ASCII "BLSTJRNL" (Ballast journal). */
 export const segmentMagic: Uint8Array = new TextEncoder().encode("BLSTJRNL");
@@ -20,13 +27,23 @@ export const segmentMagic: Uint8Array = new TextEncoder().encode("BLSTJRNL");
  */
 export const recordMarker = 0x45_54_4f_4e;
 
-/** Segment header: magic (8), format version (4), first op number (8), CRC32C (4). */
-export const segmentHeaderBytes = 24;
+/** The random nonce in a segment header (version 3), which every record's CRC32C covers. */
+export const segmentNonceBytes = 8;
+
+/**
+ * Segment header (version 3): magic (8), format version (4), first op number (8), nonce
+ * (8), CRC32C (4). Also the offset of a new segment's first record.
+ */
+export const segmentHeaderBytes = 32;
+
+/** Segment header of version 2: magic (8), format version (4), first op number (8), CRC32C (4). */
+export const segmentHeaderBytesWithoutNonce = 24;
 
 /**
  * Record header: marker (4), payload length (4), op number (8), sync start op number (8),
- * CRC32C (4). The sync start (version 2) is what lets recovery tell a torn group commit
- * from damage to synced records (see format.ts).
+ * CRC32C (4), the same in versions 2 and 3 (version 3 changes what the CRC32C covers, not
+ * the layout). The sync start (since version 2) is what lets recovery tell a torn group
+ * commit from damage to synced records (see format.ts).
  */
 export const recordHeaderBytes = 28;
 

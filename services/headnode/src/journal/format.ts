@@ -5,23 +5,47 @@
 //
 //   segment-<first op number, 20 digits>.log
 //
-//   segment header (24 bytes)
+//   segment header (version 3, 32 bytes)
 //     0   8  magic "BLSTJRNL"
-//     8   4  format version (2)
+//     8   4  format version (3)
 //     12  8  first op number: the op of the segment's first record
-//     20  4  CRC32C of bytes 0..20
+//     20  8  nonce: random bytes drawn when the segment is created (below)
+//     28  4  CRC32C of bytes 0..28
 //
 //   record (28 bytes + payload), repeated to the end of the file
 //     0   4  marker "NOTE" (0x45544f4e)
 //     4   4  payload length in bytes
 //     8   8  op number
 //     16  8  sync start op number (below)
-//     24  4  CRC32C of bytes 0..24, continued over the payload
+//     24  4  CRC32C of the segment's nonce, then bytes 0..24, then the payload
 //     28  …  payload
 //
 //   the last segment only: zero bytes after the last record, to the end of the file (its
 //   runway, journal.ts). Not part of any record: a zero marker is never a record's, so
 //   the first zero byte where a record would start ends the records.
+//
+// The nonce ties a record to the segment it was written in. A payload is a tenant's bytes
+// (a note's data), and a block device stores anything, journals included: without the
+// nonce, bytes inside a payload can hold a record that checks out, header and CRC32C, and
+// recovery, searching the bytes after damage for an intact record, would take that copy
+// for one (recovery.ts). With it, such bytes check out only if whoever wrote them knew the
+// nonce of the segment they would land in, which is drawn after the data exists and never
+// leaves the head node; the same goes for a record copied from another segment, or the
+// bytes of an older file on blocks a segment reuses. The nonce enters the CRC32C as its
+// starting value (the CRC32C of the nonce, computed once per segment: the record seed),
+// so it costs nothing per record. Only the 32 bits of that seed count: bytes made without
+// the nonce pass with odds of 2^-32 per try, the odds of random damage passing a CRC32C.
+//
+// The segment header of version 3 is written and synced on its own, before any record of
+// the segment (journal.ts), so that a crash never tears it with the records after it:
+// recovery, which cannot check a record without its segment's nonce, relies on that.
+//
+// Version 2, the version before, is still read: its header is 24 bytes (no nonce, its
+// CRC32C at 20), its records' CRC32C covers bytes 0..24 and the payload only (a record
+// seed of 0), and its header was written in one write with the first records. Recovery
+// reads each segment by its own version; the journal appends only to segments of this
+// version, so a journal written by an older build goes on in a new segment (layout.ts).
+// Version 1 had no sync start and is refused.
 //
 // The sync start of a record is the op of the first record written to its segment since
 // the segment's last sync: the first op of its group commit, or the segment's first op
@@ -33,7 +57,6 @@
 // commit may be missing while a later one is there; the sync start lets recovery see that
 // every intact record after such damage belongs to the same unsynced commit as the damaged
 // one (a torn tail), rather than to a later one (then the damage was synced: corruption).
-// Version 1 had no sync start and is refused.
 //
 // Decoding tells three kinds of bad bytes apart, because recovery treats them
 // differently: "incomplete" (the file ends inside the header or record: a write that did
@@ -44,12 +67,15 @@
 import { crc32c, crc32cCombine } from "@ballast/protocol";
 import {
   formatVersion,
+  formatVersionWithoutNonce,
   payloadBytesMax,
   recordHeaderBytes,
   recordMarker,
   segmentHeaderBytes,
+  segmentHeaderBytesWithoutNonce,
   segmentMagic,
   segmentNameDigits,
+  segmentNonceBytes,
 } from "./constants.ts";
 import { assert } from "./errors.ts";
 
@@ -69,6 +95,13 @@ export type Decoded<Value> = { kind: "valid"; value: Value } | Damage;
 export interface SegmentHeader {
   formatVersion: number;
   firstOpNum: number;
+  /**
+   * The starting value of every record's CRC32C in the segment: the CRC32C of its nonce
+   * (version 3), or 0 (version 2, no nonce).
+   */
+  recordSeed: number;
+  /** The header's length: where the segment's first record starts. */
+  bytes: number;
 }
 
 export interface DecodedRecord {
@@ -99,44 +132,73 @@ export function parseSegmentFileName(name: string): number | undefined {
   return Number.isSafeInteger(firstOpNum) ? firstOpNum : undefined;
 }
 
-export function encodeSegmentHeader(firstOpNum: number): Uint8Array {
+/** The record seed (SegmentHeader.recordSeed) of a segment of this version with this nonce. */
+export function recordSeedOf(nonce: Uint8Array): number {
+  assert(nonce.length === segmentNonceBytes, `a nonce of ${nonce.length} bytes`);
+  return crc32c(nonce);
+}
+
+/** The header of a new segment, of this build's version, with the nonce drawn for it. */
+export function encodeSegmentHeader(firstOpNum: number, nonce: Uint8Array): Uint8Array {
+  assert(nonce.length === segmentNonceBytes, `a nonce of ${nonce.length} bytes`);
   const bytes = new Uint8Array(segmentHeaderBytes);
   const view = viewOf(bytes);
   bytes.set(segmentMagic, 0);
   view.setUint32(8, formatVersion, true);
   writeUint64(view, 12, firstOpNum);
-  view.setUint32(20, crc32c(bytes.subarray(0, 20)), true);
+  bytes.set(nonce, 20);
+  view.setUint32(28, crc32c(bytes.subarray(0, 28)), true);
   return bytes;
 }
 
+/** The header's length in each version read; its CRC32C is its last 4 bytes. */
+const headerBytesOfVersion = new Map([
+  [formatVersion, segmentHeaderBytes],
+  [formatVersionWithoutNonce, segmentHeaderBytesWithoutNonce],
+]);
+
+/** Where the version field ends: the bytes needed to know the header's length. */
+const versionEnd = 12;
+
 export function decodeSegmentHeader(bytes: Uint8Array): Decoded<SegmentHeader> {
-  if (bytes.length < segmentHeaderBytes) {
-    return {
-      kind: "incomplete",
-      reason: `the segment header is incomplete: ${bytes.length} of ${segmentHeaderBytes} bytes`,
-    };
-  }
-  const view = viewOf(bytes);
   const magic = bytes.subarray(0, segmentMagic.length);
-  if (!magic.every((byte, index) => byte === segmentMagic[index])) {
+  if (bytes.length >= segmentMagic.length && !magic.every((byte, i) => byte === segmentMagic[i])) {
     return {
       kind: "mismatch",
       reason: `the segment magic is ${hex(magic)}, not ${hex(segmentMagic)}`,
     };
   }
-  const checksumStored = view.getUint32(20, true);
-  const checksumComputed = crc32c(bytes.subarray(0, 20));
+  const versionRead = bytes.length >= versionEnd ? viewOf(bytes).getUint32(8, true) : undefined;
+  const expectedBytes = headerBytesOfVersion.get(versionRead ?? formatVersion);
+  if (bytes.length < (expectedBytes ?? versionEnd)) {
+    return {
+      kind: "incomplete",
+      reason: `the segment header is incomplete: ${bytes.length} of ${expectedBytes ?? segmentHeaderBytes} bytes`,
+    };
+  }
+  const view = viewOf(bytes);
+  const version = versionRead!;
+  if (expectedBytes === undefined) {
+    // An unknown version: intact (inconsistent) if its checksum holds where a version
+    // read here keeps it, else damaged bytes, such as a version field that was garbled.
+    const intact = [...headerBytesOfVersion.values()].some(
+      (length) => bytes.length >= length && headerChecksumHolds(bytes, length),
+    );
+    if (!intact) {
+      return { kind: "mismatch", reason: `the segment header checksum does not hold` };
+    }
+    return {
+      kind: "inconsistent",
+      reason: `the segment has format version ${version}, and this build reads only versions ${formatVersionWithoutNonce} and ${formatVersion}`,
+    };
+  }
+  const checksumOffsetOfHeader = expectedBytes - 4;
+  const checksumStored = view.getUint32(checksumOffsetOfHeader, true);
+  const checksumComputed = crc32c(bytes.subarray(0, checksumOffsetOfHeader));
   if (checksumStored !== checksumComputed) {
     return {
       kind: "mismatch",
       reason: `the segment header checksum is ${hex32(checksumStored)}, computed ${hex32(checksumComputed)}`,
-    };
-  }
-  const version = view.getUint32(8, true);
-  if (version !== formatVersion) {
-    return {
-      kind: "inconsistent",
-      reason: `the segment has format version ${version}, and this build reads only version ${formatVersion}`,
     };
   }
   const firstOpNum = readUint64(view, 12);
@@ -146,14 +208,26 @@ export function decodeSegmentHeader(bytes: Uint8Array): Decoded<SegmentHeader> {
       reason: `the segment's first op number ${readUint64Text(view, 12)} is not a safe integer`,
     };
   }
-  return { kind: "valid", value: { formatVersion: version, firstOpNum } };
+  const recordSeed =
+    version === formatVersion ? recordSeedOf(bytes.subarray(20, 20 + segmentNonceBytes)) : 0;
+  return {
+    kind: "valid",
+    value: { formatVersion: version, firstOpNum, recordSeed, bytes: expectedBytes },
+  };
+}
+
+function headerChecksumHolds(bytes: Uint8Array, headerBytes: number): boolean {
+  const stored = viewOf(bytes).getUint32(headerBytes - 4, true);
+  return stored === crc32c(bytes.subarray(0, headerBytes - 4));
 }
 
 /**
- * The record's header and a copy of its payload, in one buffer ready to write. The sync
- * start defaults to the op itself: a record that begins its own sync region.
+ * The record's header and a copy of its payload, in one buffer ready to write into the
+ * segment whose record seed is `recordSeed`. The sync start defaults to the op itself: a
+ * record that begins its own sync region.
  */
 export function encodeRecord(
+  recordSeed: number,
   opNum: number,
   payload: Uint8Array,
   syncStartOpNum = opNum,
@@ -162,7 +236,7 @@ export function encodeRecord(
   const bytes = new Uint8Array(recordHeaderBytes + payload.length);
   bytes.set(payload, recordHeaderBytes);
   // Checksum the copy that will be written, not the caller's buffer, which may change.
-  return frameRecord(bytes, opNum, syncStartOpNum);
+  return frameRecord(recordSeed, bytes, opNum, syncStartOpNum);
 }
 
 /**
@@ -170,9 +244,11 @@ export function encodeRecord(
  * the payload, and returns `framed`: the record in place, with no copy (the one pass the
  * head node's note encoding makes, see JournalRecord.framed in layout.ts). With `tail`,
  * the payload goes on with those bytes, in order (JournalRecord.tail): the header counts
- * and checksums them, and the caller writes them right after `framed`.
+ * and checksums them, and the caller writes them right after `framed`. The checksum
+ * starts from `recordSeed`, the record seed of the segment the record goes to.
  */
 export function frameRecord(
+  recordSeed: number,
   framed: Uint8Array,
   opNum: number,
   syncStartOpNum = opNum,
@@ -196,7 +272,7 @@ export function frameRecord(
   writeUint64(view, 16, syncStartOpNum);
   let checksum = crc32c(
     framed.subarray(recordHeaderBytes),
-    crc32c(framed.subarray(0, checksumOffset)),
+    crc32c(framed.subarray(0, checksumOffset), recordSeed),
   );
   // A part whose CRC32C the caller knows is combined, not read again (JournalRecord).
   for (let index = 0; index < tail.length; index++) {
@@ -213,8 +289,15 @@ export function frameRecord(
 
 const noTail: readonly Uint8Array[] = [];
 
-/** Decodes the record that starts at `offset`; `bytes` ends where the file ends. */
-export function decodeRecordAt(bytes: Uint8Array, offset: number): Decoded<DecodedRecord> {
+/**
+ * Decodes the record that starts at `offset` of a segment whose record seed is
+ * `recordSeed`; `bytes` ends where the file ends.
+ */
+export function decodeRecordAt(
+  bytes: Uint8Array,
+  offset: number,
+  recordSeed: number,
+): Decoded<DecodedRecord> {
   const available = bytes.length - offset;
   if (available < recordHeaderBytes) {
     return {
@@ -246,7 +329,10 @@ export function decodeRecordAt(bytes: Uint8Array, offset: number): Decoded<Decod
   }
   const payload = bytes.subarray(offset + recordHeaderBytes, endOffset);
   const checksumStored = view.getUint32(checksumOffset, true);
-  const checksumComputed = crc32c(payload, crc32c(bytes.subarray(offset, offset + checksumOffset)));
+  const checksumComputed = crc32c(
+    payload,
+    crc32c(bytes.subarray(offset, offset + checksumOffset), recordSeed),
+  );
   if (checksumStored !== checksumComputed) {
     return {
       kind: "mismatch",

@@ -43,7 +43,9 @@
 //   commit began at in its segment (its sync start, format.ts), and recovery takes damage
 //   confined to the last commit for a torn tail (recovery.ts);
 // - a new segment's directory entry is fsync'ed before records in it are acknowledged,
-//   and before any later segment exists;
+//   and before any later segment exists; its header (and the nonce in it, format.ts) is
+//   written and synced before any of its records, so a crash tears a header only while
+//   no record follows it (recovery.ts relies on that);
 // - a segment's data is durable before the next segment is created (its writes returned,
 //   each synced), and so is the cut of its runway, so a torn write can only be at the
 //   end of the last segment and only the last segment ends in zeros (which is what
@@ -59,6 +61,7 @@
 // Journal per directory; the head node owns its data directory, so no other process
 // writes there.
 
+import { randomBytes } from "node:crypto";
 import { constants } from "node:fs";
 import { type FileHandle, open, unlink } from "node:fs/promises";
 import { join, resolve } from "node:path";
@@ -67,6 +70,7 @@ import {
   segmentBytesMaxCeiling,
   segmentBytesMaxDefault,
   segmentBytesMaxFloor,
+  segmentNonceBytes,
 } from "./constants.ts";
 import {
   JournalAssertionError,
@@ -120,6 +124,14 @@ const segmentOpenFlags = constants.O_RDWR | constants.O_DSYNC;
 /** A new segment: as above, and created by this call; a stale file by its name is a bug. */
 const segmentCreateFlags = segmentOpenFlags | constants.O_CREAT | constants.O_EXCL;
 
+/**
+ * A new segment's nonce (format.ts): random, from the system's CSPRNG, so that nothing a
+ * tenant writes can predict it. Drawn once per segment, so its cost does not matter.
+ */
+function drawSegmentNonce(): Uint8Array {
+  return new Uint8Array(randomBytes(segmentNonceBytes));
+}
+
 /** Directories with an open Journal in this process: two would overwrite each other. */
 const openDirectories = new Set<string>();
 
@@ -166,7 +178,12 @@ export class Journal {
     openDirectories.add(directory);
     try {
       const recovery = await recoverJournal(directory);
-      const layout = new SegmentLayout(segmentBytesMax, recovery.segments, recovery.runwayBytes);
+      const layout = new SegmentLayout(
+        segmentBytesMax,
+        recovery.segments,
+        recovery.runwayBytes,
+        drawSegmentNonce,
+      );
       const journal = new Journal(directory, layout);
       return { journal, records: recovery.records, tornTailBytes: recovery.tornTailBytes };
     } catch (error) {

@@ -10,27 +10,45 @@
 // (planRunway), and cuts it off a segment before the next one is created, so that only
 // the last segment ever has bytes past its last record.
 //
+// Each segment the layout creates gets a nonce, drawn by the caller's nonce source (the
+// journal passes a random one; the layout itself draws nothing), written in its header
+// and seeding every record's checksum in it (format.ts). Segments recovery found of an
+// older format version are kept and read, and never appended to: the first append after
+// one starts a new segment, so every record this build writes is of its own version.
+//
 // Invariants (asserted in full when a layout is built and after a release, and at the
 // tail after an append or truncation, where those can break them):
 // - every segment holds at least one record; records are contiguous within a segment and
 //   across segments (segment n+1 starts at the op after segment n's last);
-// - a new segment starts only when the last one would grow past segmentBytesMax, so a
-//   segment is larger than that only when its single record alone is;
+// - a new segment starts only when the last one would grow past segmentBytesMax or is of
+//   an older format version, so a segment is larger than that only when its single
+//   record alone is;
+// - versions never go down: no segment of an older version follows one of this version;
 // - the released op, when known, lies between firstOpNum - 1 and lastOpNum;
 // - only the last segment has a runway.
 
 import {
   appendPayloadBytesMax,
   appendRecordsMax,
+  formatVersion,
+  formatVersionWithoutNonce,
   payloadBytesMax,
   recordHeaderBytes,
   runwayLowWaterDivisor,
   runwayStepFirstBytes,
   runwayStepMaxBytes,
   segmentHeaderBytes,
+  segmentHeaderBytesWithoutNonce,
 } from "./constants.ts";
 import { assert, JournalUsageError } from "./errors.ts";
-import { bytesOf, encodeRecord, encodeSegmentHeader, frameRecord, recordBytes } from "./format.ts";
+import {
+  bytesOf,
+  encodeRecord,
+  encodeSegmentHeader,
+  frameRecord,
+  recordBytes,
+  recordSeedOf,
+} from "./format.ts";
 
 export interface JournalRecord {
   opNum: number;
@@ -68,6 +86,10 @@ export function payloadBytesOf(record: JournalRecord): number {
 
 export interface LayoutSegment {
   firstOpNum: number;
+  /** The segment's format version: this build's, or an older one recovery read. */
+  formatVersion: number;
+  /** The seed of its records' checksums (format.ts): its nonce's CRC32C, or 0 in version 2. */
+  recordSeed: number;
   /**
    * Where each record's header starts: op firstOpNum + i at recordOffsets[i]. Kept so a
    * truncation knows where to cut without reading the file; 8 bytes per record, small
@@ -81,7 +103,10 @@ export interface LayoutSegment {
   bytes: number;
 }
 
-/** Bytes to write at `position` of a segment file, creating the file first when `create`. */
+/**
+ * Bytes to write at `position` of a segment file, creating the file first when `create`
+ * (then the bytes are the new segment's header alone).
+ */
 export interface SegmentWrite {
   firstOpNum: number;
   create: boolean;
@@ -114,9 +139,13 @@ export interface ReleasePlan {
   deletions: number[];
 }
 
+/** Draws the nonce of a new segment: `segmentNonceBytes` random bytes (format.ts). */
+export type NonceSource = () => Uint8Array;
+
 export class SegmentLayout {
   readonly #segmentBytesMax: number;
   readonly #segments: LayoutSegment[];
+  readonly #nonceSource: NonceSource;
   /** Bytes of the segments up to their last records (every runway excluded). */
   #bytes: number;
   /** Zero bytes in the last segment's file past its last record, planned writes done. */
@@ -126,10 +155,19 @@ export class SegmentLayout {
   /** The highest op released so far and still inside the stored range, if any. */
   #releasedThroughOpNum: number | undefined;
 
-  /** `runwayBytes`: the zeros recovery found past the last segment's last record. */
-  constructor(segmentBytesMax: number, segments: LayoutSegment[], runwayBytes = 0) {
+  /**
+   * `runwayBytes`: the zeros recovery found past the last segment's last record;
+   * `nonceSource`: draws each new segment's nonce.
+   */
+  constructor(
+    segmentBytesMax: number,
+    segments: LayoutSegment[],
+    runwayBytes: number,
+    nonceSource: NonceSource,
+  ) {
     this.#segmentBytesMax = segmentBytesMax;
     this.#segments = segments;
+    this.#nonceSource = nonceSource;
     this.#bytes = segments.reduce((sum, segment) => sum + segment.bytes, 0);
     this.#runwayBytes = runwayBytes;
     this.#releasedThroughOpNum = undefined;
@@ -167,18 +205,30 @@ export class SegmentLayout {
     for (const record of records) {
       let segment = this.#segments.at(-1);
       const encodedBytes = recordBytes(payloadBytesOf(record));
-      if (segment === undefined || segment.bytes + encodedBytes > this.#segmentBytesMax) {
+      if (
+        segment === undefined ||
+        segment.formatVersion !== formatVersion ||
+        segment.bytes + encodedBytes > this.#segmentBytesMax
+      ) {
+        const nonce = this.#nonceSource();
+        // The header alone: the journal writes and syncs it before the records (format.ts).
         const create: SegmentWrite = {
           firstOpNum: record.opNum,
           create: true,
           position: 0,
-          buffers: [encodeSegmentHeader(record.opNum)],
+          buffers: [encodeSegmentHeader(record.opNum, nonce)],
         };
         if (segment !== undefined && this.#runwayBytes > 0) {
           create.cutRunway = { firstOpNum: segment.firstOpNum, bytes: segment.bytes };
         }
         this.#runwayBytes = 0;
-        segment = { firstOpNum: record.opNum, recordOffsets: [], bytes: segmentHeaderBytes };
+        segment = {
+          firstOpNum: record.opNum,
+          formatVersion,
+          recordSeed: recordSeedOf(nonce),
+          recordOffsets: [],
+          bytes: segmentHeaderBytes,
+        };
         this.#segments.push(segment);
         this.#bytes += segmentHeaderBytes;
         writes.push(create);
@@ -187,8 +237,9 @@ export class SegmentLayout {
       const syncStartOpNum = Math.max(commitStart, segment.firstOpNum);
       const encoded =
         record.framed === undefined
-          ? encodeRecord(record.opNum, record.payload, syncStartOpNum)
+          ? encodeRecord(segment.recordSeed, record.opNum, record.payload, syncStartOpNum)
           : frameRecord(
+              segment.recordSeed,
               record.framed,
               record.opNum,
               syncStartOpNum,
@@ -196,7 +247,7 @@ export class SegmentLayout {
               record.tailChecksums,
             );
       let write = writes.at(-1);
-      if (write === undefined || write.firstOpNum !== segment.firstOpNum) {
+      if (write === undefined || write.create || write.firstOpNum !== segment.firstOpNum) {
         write = {
           firstOpNum: segment.firstOpNum,
           create: false,
@@ -228,7 +279,8 @@ export class SegmentLayout {
    */
   planRunway(): RunwayExtension | undefined {
     const last = this.#segments.at(-1);
-    if (last === undefined) return undefined;
+    // A segment of an older version takes no more records, so it needs no more zeros.
+    if (last === undefined || last.formatVersion !== formatVersion) return undefined;
     if (this.#runwayBytes >= this.#runwayStepBytes / runwayLowWaterDivisor) return undefined;
     const position = last.bytes + this.#runwayBytes;
     const end = Math.min(position + this.#runwayStepBytes, this.#segmentBytesMax);
@@ -316,16 +368,23 @@ export class SegmentLayout {
   checkInvariants(): void {
     let bytes = 0;
     let opNumNext: number | undefined;
+    let versionBefore = formatVersionWithoutNonce;
     for (const segment of this.#segments) {
       assert(segment.recordOffsets.length > 0, `segment ${segment.firstOpNum} holds no records`);
       assert(
         opNumNext === undefined || segment.firstOpNum === opNumNext,
         `segment ${segment.firstOpNum} does not follow op ${String(opNumNext)}`,
       );
+      const headerBytes = headerBytesOfVersion.get(segment.formatVersion);
       assert(
-        segment.recordOffsets[0] === segmentHeaderBytes,
+        headerBytes !== undefined && segment.formatVersion >= versionBefore,
+        `segment ${segment.firstOpNum} has format version ${segment.formatVersion} after ${versionBefore}`,
+      );
+      assert(
+        segment.recordOffsets[0] === headerBytes,
         `segment ${segment.firstOpNum} does not start its records after its header`,
       );
+      versionBefore = segment.formatVersion;
       opNumNext = lastOpNumOf(segment) + 1;
       bytes += segment.bytes;
     }
@@ -465,15 +524,19 @@ export class SegmentLayout {
 
 /**
  * Joins writes that continue one another in the same segment, so that a group commit of
- * many small appends issues one writev per segment rather than one write per append.
+ * many small appends issues one writev per segment rather than one write per append. A
+ * new segment's header is never joined with its records: it is written, and synced, first
+ * (format.ts says why), one more sync per segment created.
  */
 export function coalesceWrites(writes: readonly SegmentWrite[]): SegmentWrite[] {
   const coalesced: SegmentWrite[] = [];
   let previousEnd = 0;
   for (const write of writes) {
     const previous = coalesced.at(-1);
+    // A new segment's header stays a write of its own, synced before its records.
     const continues =
       previous !== undefined &&
+      !previous.create &&
       !write.create &&
       previous.firstOpNum === write.firstOpNum &&
       previousEnd === write.position;
@@ -486,6 +549,12 @@ export function coalesceWrites(writes: readonly SegmentWrite[]): SegmentWrite[] 
   }
   return coalesced;
 }
+
+/** The header's length in each version the layout may hold: where its records start. */
+const headerBytesOfVersion = new Map([
+  [formatVersion, segmentHeaderBytes],
+  [formatVersionWithoutNonce, segmentHeaderBytesWithoutNonce],
+]);
 
 export function isOpNum(value: unknown): value is number {
   return Number.isSafeInteger(value) && (value as number) >= 0;

@@ -29,6 +29,29 @@
 //   JournalCorruptError and changes nothing, because dropping records could drop
 //   acknowledged ones.
 //
+// Each segment is read by the rules of its own format version (format.ts): a record is
+// checked with its segment's nonce (version 3), so that no payload bytes and no copy from
+// another segment are taken for one of its records, in the scan or in the search for an
+// intact record after damage; a segment of version 2 is read as that version was. A
+// journal written by an older build goes on in segments of version 3 after its segments
+// of version 2 (layout.ts); versions never go down along a journal, and one that does
+// (a segment of version 2 after one of version 3, which no build writes) is corruption.
+//
+// A damaged header of the last segment hides its nonce, so no record of a version 3
+// segment can be checked there. Version 3 writes and syncs a header before any record
+// of its segment, so a crash can tear a header only while nothing follows it: nothing but
+// zeros past the header's 32 bytes is a torn creation (the segment is deleted), and
+// anything else is corruption, except where the segment may be of version 2, whose
+// header shared a write with the first records. That is, when no earlier segment is of
+// version 3 and a record of version 2's rules lies there: then version 2's rules decide,
+// as that build's recovery did (a record of a later sync is corruption; records of the
+// damaged commit alone are its torn tail). Bytes that version 2's rules read as records
+// are what a tenant can write, so they count for a torn tail only there, where the
+// header is damaged, which in version 3 takes damage to synced bytes. A version 2 segment
+// whose header tore along with every record header of its first commit (its intact pages
+// payload alone) is refused, where version 2's recovery would have cut it: refusing loses
+// nothing, and cutting could lose a version 3 segment's acknowledged records.
+//
 // What recovery cannot tell: whether the last commit's fdatasync had returned. Damage
 // inside it is taken for a torn commit even if it was bit rot after an acknowledgement;
 // the replica protocol covers that case, as a replica acknowledged by a quorum of peers
@@ -43,14 +66,16 @@
 import type { Dirent } from "node:fs";
 import { open, readdir, unlink } from "node:fs/promises";
 import { join } from "node:path";
-import { segmentFileBytesMax, segmentHeaderBytes } from "./constants.ts";
+import { formatVersion, segmentFileBytesMax, segmentHeaderBytes } from "./constants.ts";
 import { JournalCorruptError } from "./errors.ts";
 import { makeDirectory, syncDirectory } from "./files.ts";
 import { parseSegmentFileName } from "./format.ts";
 import type { JournalRecord, LayoutSegment } from "./layout.ts";
 import {
   findIntactRecordAfter,
+  intactRecordsAfter,
   runwayBytesOf,
+  type SegmentDamage,
   type SegmentScan,
   scanSegment,
 } from "./segment-scan.ts";
@@ -85,6 +110,8 @@ export async function recoverJournal(directory: string): Promise<Recovery> {
   const records: JournalRecord[] = [];
   let repair: TailRepair | undefined;
   let runwayBytes = 0;
+  /** Whether an earlier segment is of this build's version (then every later one is). */
+  let currentVersionSeen = false;
   for (const [index, file] of files.entries()) {
     const isLast = index === files.length - 1;
     const bytes = await readSegmentFile(file.path);
@@ -95,11 +122,20 @@ export async function recoverJournal(directory: string): Promise<Recovery> {
       if (runwayBytes > 0) scan = { ...scan, damage: undefined };
     }
     const lastOpNum = records.at(-1)?.opNum;
-    checkSegment(file, scan, bytes, isLast, lastOpNum === undefined ? undefined : lastOpNum + 1);
-    if (scan.records.length > 0) {
+    const opNumNext = lastOpNum === undefined ? undefined : lastOpNum + 1;
+    checkSegment(file, scan, bytes, { isLast, opNumNext, currentVersionSeen });
+    const { header } = scan;
+    if (header !== undefined && scan.records.length > 0) {
       const recordOffsets = scan.records.map((record) => record.offset);
-      segments.push({ firstOpNum: file.firstOpNum, recordOffsets, bytes: scan.intactBytes });
+      segments.push({
+        firstOpNum: file.firstOpNum,
+        formatVersion: header.formatVersion,
+        recordSeed: header.recordSeed,
+        recordOffsets,
+        bytes: scan.intactBytes,
+      });
     }
+    if (header?.formatVersion === formatVersion) currentVersionSeen = true;
     for (const { opNum, payload } of scan.records) records.push({ opNum, payload });
     if (isLast && (scan.damage !== undefined || scan.records.length === 0)) {
       const keepBytes = scan.records.length === 0 ? 0 : scan.intactBytes;
@@ -121,10 +157,17 @@ function checkSegment(
   file: SegmentFile,
   scan: SegmentScan,
   bytes: Uint8Array,
-  isLast: boolean,
-  opNumNext: number | undefined,
+  place: { isLast: boolean; opNumNext: number | undefined; currentVersionSeen: boolean },
 ): void {
+  const { isLast, opNumNext, currentVersionSeen } = place;
   const { damage, header } = scan;
+  if (header !== undefined && currentVersionSeen && header.formatVersion !== formatVersion) {
+    throw new JournalCorruptError(
+      file.path,
+      0,
+      `the segment has format version ${header.formatVersion} after a segment of version ${formatVersion}, and no build writes an older version after a newer one`,
+    );
+  }
   if (damage !== undefined) {
     if (!isLast) {
       throw new JournalCorruptError(
@@ -142,7 +185,8 @@ function checkSegment(
       opNumDamaged: damage.opNumExpected ?? file.firstOpNum,
       syncStartBefore: scan.records.at(-1)?.syncStartOpNum,
     };
-    const intactOffset = findIntactRecordAfter(bytes, damage, unsynced);
+    // With the header damaged, version 2's rules (record seed 0) are all there are.
+    const intactOffset = findIntactRecordAfter(bytes, damage, header?.recordSeed ?? 0, unsynced);
     if (intactOffset !== undefined) {
       throw new JournalCorruptError(
         file.path,
@@ -150,6 +194,7 @@ function checkSegment(
         `${damage.reason}, yet an intact record written after a later sync follows at offset ${intactOffset}, so this is damage, not a torn write`,
       );
     }
+    if (header === undefined) checkDamagedHeader(file, bytes, damage, currentVersionSeen);
   }
   if (header !== undefined && header.firstOpNum !== file.firstOpNum) {
     throw new JournalCorruptError(
@@ -168,10 +213,33 @@ function checkSegment(
   if (!isLast && scan.records.length === 0) {
     throw new JournalCorruptError(
       file.path,
-      segmentHeaderBytes,
+      scan.intactBytes,
       "the segment holds no records, yet it is not the last",
     );
   }
+}
+
+/**
+ * Throws JournalCorruptError unless the last segment's damaged header is a torn creation
+ * (nothing but zeros after it) or the torn first commit of a segment of version 2 (see
+ * the module header). The search for a record of a later sync has run already.
+ */
+function checkDamagedHeader(
+  file: SegmentFile,
+  bytes: Uint8Array,
+  damage: SegmentDamage,
+  currentVersionSeen: boolean,
+): void {
+  if (bytes.subarray(segmentHeaderBytes).every((byte) => byte === 0)) return;
+  if (!currentVersionSeen) {
+    const records = intactRecordsAfter(bytes, damage.offset, 0, file.firstOpNum);
+    if (records.next().done !== true) return;
+  }
+  throw new JournalCorruptError(
+    file.path,
+    damage.offset,
+    `${damage.reason}, with bytes after it that are no record of a segment of version 2; a segment of version ${formatVersion} has its header synced before any record is written, so this is damage, not a torn write`,
+  );
 }
 
 async function listSegmentFiles(directory: string): Promise<SegmentFile[]> {

@@ -5,9 +5,10 @@
 // A segment's records must carry the op numbers header.firstOpNum, +1, +2, …, and each
 // the sync start of the record before it or its own op (the first record: its own op);
 // a record whose checksum holds but that breaks either rule is inconsistent, which no
-// torn write can produce.
+// torn write can produce. Records are checked with the record seed their segment's header
+// gives (format.ts): bytes made without the segment's nonce never read as its records.
 
-import { recordHeaderBytes, recordMarker, segmentHeaderBytes } from "./constants.ts";
+import { recordHeaderBytes, recordMarker } from "./constants.ts";
 import { type Damage, decodeRecordAt, decodeSegmentHeader, type SegmentHeader } from "./format.ts";
 
 export interface ScannedRecord {
@@ -44,8 +45,9 @@ export function scanSegment(bytes: Uint8Array): SegmentScan {
     return { header: undefined, records: [], intactBytes: 0, damage };
   }
   const records: ScannedRecord[] = [];
+  const { recordSeed } = header.value;
   let opNumExpected = header.value.firstOpNum;
-  let offset = segmentHeaderBytes;
+  let offset = header.value.bytes;
   const damaged = (damage: SegmentDamage): SegmentScan => ({
     header: header.value,
     records,
@@ -53,7 +55,7 @@ export function scanSegment(bytes: Uint8Array): SegmentScan {
     damage,
   });
   while (offset < bytes.length) {
-    const record = decodeRecordAt(bytes, offset);
+    const record = decodeRecordAt(bytes, offset, recordSeed);
     if (record.kind !== "valid") return damaged({ ...record, offset, opNumExpected });
     if (record.value.opNum !== opNumExpected) {
       const reason = `the record holds op ${record.value.opNum} where op ${opNumExpected} belongs`;
@@ -91,12 +93,54 @@ export function runwayBytesOf(bytes: Uint8Array, scan: SegmentScan): number {
   return bytes.length - start;
 }
 
+/** A record found intact after damage (see intactRecordsAfter). */
+export interface IntactCandidate {
+  offset: number;
+  opNum: number;
+  syncStartOpNum: number;
+}
+
+/**
+ * The records that check out with `recordSeed` after the damage, in file order, whose op
+ * could follow the damaged one: at least `opNumDamaged`, and no further on than the bytes
+ * left could hold. Found by their marker, at any offset past the damage's, so that a
+ * record after damaged bytes of any length is found, and so are copies of records inside
+ * payloads that check out with the same seed (only the segment's own records, when the
+ * seed is a nonce's; anything record-shaped, with the seed 0 of version 2).
+ */
+export function* intactRecordsAfter(
+  bytes: Uint8Array,
+  damageOffset: number,
+  recordSeed: number,
+  opNumDamaged: number | undefined,
+): Generator<IntactCandidate> {
+  const haystack = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length);
+  const marker = Buffer.alloc(4);
+  marker.writeUInt32LE(recordMarker, 0);
+  const recordsFollowingMax = Math.ceil((bytes.length - damageOffset) / recordHeaderBytes);
+  for (
+    let candidate = haystack.indexOf(marker, damageOffset + 1);
+    candidate !== -1;
+    candidate = haystack.indexOf(marker, candidate + 1)
+  ) {
+    const record = decodeRecordAt(bytes, candidate, recordSeed);
+    if (record.kind !== "valid") continue;
+    const { opNum, syncStartOpNum } = record.value;
+    const plausible =
+      opNumDamaged === undefined ||
+      (opNum >= opNumDamaged && opNum <= opNumDamaged + recordsFollowingMax);
+    if (plausible) yield { offset: candidate, opNum, syncStartOpNum };
+  }
+}
+
 /**
  * The offset of the first intact record after the damage that proves the damage is not a
- * torn tail, or undefined. Only a record whose op could follow the damaged one counts (at
- * least the op expected there, and no further on than the bytes left could hold), so that
- * a record-shaped copy inside some payload (a block device stores anything, even another
- * journal) is not taken for proof.
+ * torn tail, or undefined. Only a record that checks out with the segment's record seed
+ * and whose op could follow the damaged one counts (intactRecordsAfter), so that a
+ * record-shaped copy inside some payload (a block device stores anything, even another
+ * journal) is not taken for proof: one made without the segment's nonce fails its
+ * checksum, and in a segment of version 2 (no nonce) one whose op could not follow is
+ * still ignored.
  *
  * Without `unsynced`, any such record is proof: a single write that stopped part way
  * leaves nothing intact after it. With it, the damage lies in the last group commit when
@@ -109,30 +153,16 @@ export function runwayBytesOf(bytes: Uint8Array, scan: SegmentScan): number {
 export function findIntactRecordAfter(
   bytes: Uint8Array,
   damage: SegmentDamage,
+  recordSeed: number,
   unsynced?: { opNumDamaged: number; syncStartBefore: number | undefined },
 ): number | undefined {
-  const haystack = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length);
-  const marker = Buffer.alloc(4);
-  marker.writeUInt32LE(recordMarker, 0);
-  const recordsFollowingMax = Math.ceil((bytes.length - damage.offset) / recordHeaderBytes);
-  for (
-    let candidate = haystack.indexOf(marker, damage.offset + 1);
-    candidate !== -1;
-    candidate = haystack.indexOf(marker, candidate + 1)
-  ) {
-    const record = decodeRecordAt(bytes, candidate);
-    if (record.kind !== "valid") continue;
-    const opNumExpected = damage.opNumExpected ?? unsynced?.opNumDamaged;
-    const plausible =
-      opNumExpected === undefined ||
-      (record.value.opNum >= opNumExpected &&
-        record.value.opNum <= opNumExpected + recordsFollowingMax);
-    if (!plausible) continue;
-    const { syncStartOpNum } = record.value;
+  const opNumDamaged = damage.opNumExpected ?? unsynced?.opNumDamaged;
+  for (const record of intactRecordsAfter(bytes, damage.offset, recordSeed, opNumDamaged)) {
+    const { syncStartOpNum } = record;
     const sameCommit =
       unsynced !== undefined &&
       (syncStartOpNum === unsynced.opNumDamaged || syncStartOpNum === unsynced.syncStartBefore);
-    if (!sameCommit) return candidate;
+    if (!sameCommit) return record.offset;
   }
   return undefined;
 }
