@@ -20,6 +20,12 @@
 // - every slot reads back the fill of the last write acknowledged to it.
 // Then a hang without failure (SIGUSR2): with writes flowing, and with one write in
 // flight and none after it, the primary reports its own stall and is failed over.
+// Last, a primary left alone (every other head node killed) whose journal fails: with
+// no secondary to fail over to, the coordinator configures it again in place, and the
+// head node must refuse to reopen that journal in the same boot of the machine (its
+// page cache may serve writes that never reached the disk: journal/failed-marker.ts);
+// restarted as after a reboot (BALLAST_TEST_BOOT_ID), it opens with every
+// acknowledged write.
 // Every wait is bounded by a named timeout; the cluster and its directory are removed.
 
 import { limits, subjects } from "@ballast/protocol";
@@ -473,3 +479,93 @@ test("the primary's journal hangs with one write in flight and none after it: it
     await watcher?.stop();
   }
 }, 120_000);
+
+test("a lone primary's journal fails: it is not reopened from that journal in the same boot, and after a reboot it is, with every acknowledged write", async () => {
+  const alone = "jalone";
+  await cluster.bus.request(subjects.coordinator.build(), {
+    type: "volume.create.v1",
+    name: alone,
+    sizeBytes: partitionBytes,
+    partitionBytes,
+    replicaCount: 2,
+  });
+  const placed = await waitForFullStrength(cluster.bus, alone, 2, fullStrengthMs);
+  const victim = placed.partitions[0]!.primary;
+  // Every other head node goes, the spare too: no learner can become a secondary to
+  // fail over to, so the coordinator's only way is to configure the victim again.
+  for (const other of cluster.cluster.ids("headnode")) {
+    if (other !== victim) await cluster.cluster.kill(other);
+  }
+  await waitFor(
+    `${alone} to go on with ${victim} alone`,
+    async () => {
+      const state = (await describeVolume(cluster.bus, alone)).partitions[0]!;
+      return state.primary === victim && state.secondaries.length === 0 ? true : undefined;
+    },
+    recoveredMs,
+    100,
+  );
+  // The other volume's partitions settle too, so that the victim's next journal commit
+  // is this volume's.
+  await sleep(3000);
+  const acknowledged = new Map<number, number>();
+  for (let slot = 0; slot < 8; slot++) {
+    await writeBlocks(cluster.bus, alone, 0, slot * blockBytes, 1, 0x40 + slot, writeRetryMs);
+    acknowledged.set(slot, 0x40 + slot);
+  }
+  const logged = async (needle: string) =>
+    (await logLinesContaining(cluster.dataDir, [needle])).filter(
+      (hit) => hit.file === `${victim}.log` && hit.line.includes(`"volume":"${alone}"`),
+    ).length;
+
+  cluster.cluster.signal(victim, "SIGURG");
+  // One attempt: retried, the old code acknowledged it on the replica reopened in place.
+  const failed = await writeBlocks(cluster.bus, alone, 0, 0, 1, 0x7f, 0).then(
+    () => undefined,
+    (error: unknown) => error,
+  );
+  expect(failed, "the write whose journal commit failed").toBeInstanceOf(Error);
+  await waitFor(
+    `${victim}'s replica of ${alone} to fail`,
+    async () => ((await logged("this replica stops acknowledging")) > 0 ? true : undefined),
+    faultFiredMs,
+  );
+  // The coordinator configures it again (configureVerifyMs after the epoch was
+  // acknowledged). The old code reopened it from the journal it had failed on, and it
+  // served again; now the head node refuses.
+  const refusal = "refusing to reopen a replica whose journal failed in this boot";
+  await waitFor(
+    `${victim} to refuse to reopen its replica of ${alone}`,
+    async () => ((await logged(refusal)) > 0 ? true : undefined),
+    recoveredMs + configureVerifyMs,
+    100,
+  );
+  const status = await cluster.bus
+    .request(
+      subjects.node.build(victim),
+      { type: "headnode.replica.status.v1", volume: alone, partition: 0 },
+      { deadlineMs: 3000 },
+    )
+    .then(
+      (result) => result,
+      (error: unknown) => error,
+    );
+  expect(
+    (status as { role?: string }).role,
+    `${victim} serves ${alone}/0 after the refusal`,
+  ).not.toBe("primary");
+
+  // A reboot: the page cache is gone and the disk is what recovery reads.
+  await cluster.cluster.kill(victim);
+  cluster.cluster.restart(victim, { BALLAST_TEST_BOOT_ID: `rebooted-${Date.now()}` });
+  const startMs = Date.now();
+  await writeBlocks(cluster.bus, alone, 0, 8 * blockBytes, 1, 0x50, 30_000);
+  acknowledged.set(8, 0x50);
+  process.stdout.write(
+    `lone primary ${victim}: refused to reopen its failed journal in the same boot; served again ${Date.now() - startMs} ms after its restart in a new boot\n`,
+  );
+  for (const [slot, fill] of acknowledged) {
+    const data = await readBytes(cluster.bus, alone, 0, slot * blockBytes, blockBytes);
+    expect(bytesIn(data), `${alone} slot ${slot}: the last acknowledged fill`).toEqual([fill]);
+  }
+}, 180_000);

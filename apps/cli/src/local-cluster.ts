@@ -256,13 +256,16 @@ export class LocalCluster {
     return gone;
   }
 
-  /** Starts a service again (after kill) with the same id and data directory. */
-  restart(id: string): void {
+  /**
+   * Starts a service again (after kill) with the same id and data directory; `env` adds
+   * to the cluster's environment for this start only (a test's new boot id, say).
+   */
+  restart(id: string, env: Record<string, string> = {}): void {
     const managed = this.managed(id);
     if (isRunning(managed.child)) {
       throw new Error(`${id} is still running (pid ${managed.record.pid})`);
     }
-    this.spawn(id);
+    this.spawn(id, env);
   }
 
   /** Sends a signal to one service without waiting (SIGSTOP, SIGCONT, SIGUSR2). */
@@ -388,10 +391,10 @@ export class LocalCluster {
     this.services.set(id, { record, child: undefined, stopping: false });
   }
 
-  private spawn(id: string): void {
+  private spawn(id: string, extraEnv: Record<string, string> = {}): void {
     const managed = this.managed(id);
     const { kind, dataDir, log } = managed.record;
-    const env: Record<string, string> = { ...this.options.env };
+    const env: Record<string, string> = { ...this.options.env, ...extraEnv };
     if (kind === "gateway") {
       const first = this.options.nbdPortFirst ?? 10_809;
       const index = Number(id.slice(id.lastIndexOf("-") + 1));

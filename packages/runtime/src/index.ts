@@ -1,6 +1,7 @@
 // @ballast/runtime: what every Ballast process shares. Configuration, logs, traces, the
 // NATS bus, the service shell with its single dispatch point, heartbeats and shutdown.
 
+export * from "./boot-id.ts";
 export * from "./bus.ts";
 export * from "./config.ts";
 export * as constants from "./constants.ts";

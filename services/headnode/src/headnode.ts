@@ -41,7 +41,12 @@
 // once: a primary as `failed`, any other role in the report's `failures`, so that the
 // coordinator drops it without waiting for a write to stall on it (as a secondary it no
 // longer acknowledges) or for a configure refresh. A later configure of that partition
-// reopens it as a restart would: journal recovery says what is durable.
+// reopens it as a restart would: journal recovery says what is durable. Except where
+// the journal itself failed a write or sync (not a failure refused before the files):
+// then its files cannot be trusted until the machine reboots (the page cache may serve
+// writes the disk never took), the reopen is refused Unavailable, and the replica comes
+// back only rebuilt as a learner, which removes its files (partition-host.ts,
+// `openJournal`).
 //
 // Snapshots: while primary, a replica also serves its partition's control subject, where
 // the coordinator holds and releases mutation acknowledgements, takes and drops

@@ -73,7 +73,7 @@ import { type ReplicaLimits, tickMs } from "./constants.ts";
 import { EffectRunner } from "./effect-runner.ts";
 import { HeldTicks } from "./held-ticks.ts";
 import { makeDirectory, removeDirectory } from "./journal/files.ts";
-import { Journal } from "./journal/index.ts";
+import { Journal, JournalUntrustedError } from "./journal/index.ts";
 import {
   DetachedSleds,
   FlushContexts,
@@ -324,7 +324,7 @@ export class PartitionHost {
     const stored = await checkpoints.read();
     const checkpoint =
       stored === undefined ? undefined : await PartitionMetadata.restore(stored.bytes);
-    const recovered = await Journal.open({ directory: join(directory, "journal") });
+    const recovered = await openJournal(join(directory, "journal"), service.logger, address);
     const rebuilt = stored?.rebuilt === true;
     const notes = recovered.records.map((record) => decodeNote(record.payload));
     if (recovered.tornTailBytes > 0) {
@@ -882,6 +882,34 @@ export class PartitionHost {
     this.inputs = true;
     if (!this.closed) this.ticking.wake();
     this.onFailure?.();
+  }
+}
+
+/**
+ * Opens the replica's journal. One that failed earlier in this boot of the machine is
+ * refused (journal/failed-marker.ts): its files may read back writes that never reached
+ * the disk, so recovery could hand the core ops it does not durably hold, on which it
+ * might commit or be promoted. The configure then fails Unavailable, and the replica is
+ * as one whose checkpoint is damaged: not opened, so it acknowledges nothing; as a
+ * secondary it is dropped, as a primary it is failed over where a secondary can take
+ * over (or the partition waits, unavailable, for a reboot of this machine), and once
+ * this node is added as a learner the directory is removed and the replica rebuilt from
+ * another's checkpoint (headnode.ts). After a reboot the disk is authoritative and the
+ * journal opens as after any crash.
+ */
+async function openJournal(directory: string, logger: Logger, address: PartitionAddress) {
+  try {
+    return await Journal.open({ directory });
+  } catch (error) {
+    if (!(error instanceof JournalUntrustedError)) throw error;
+    logger.error(
+      { volume: address.volume, partition: address.partition, bootId: error.failedBootId },
+      "refusing to reopen a replica whose journal failed in this boot: its files may show writes that never reached the disk; it must be rebuilt from its peers",
+    );
+    throw new BallastError(ErrorCode.Unavailable, error.message, {
+      cause: error,
+      details: { refusal: "journal-failed-this-boot" },
+    });
   }
 }
 

@@ -6,14 +6,28 @@
 // an append shows as a failed writev, and fdatasync is left to truncation. The wrapper
 // also counts calls, for the test that a group commit is one file call. A runway
 // extension is a writev of zeros only: "writevOfZeros" fails just those.
+//
+// A journal that failed refuses to open again in the same boot of the machine: the page
+// cache may serve bytes of the failed writes that never reached the disk (failed-
+// marker.ts). The tests give boot ids: `thisBoot` for the process that failed and a
+// reopen without a reboot, `nextBoot` for one after a reboot, when the disk is what
+// recovery reads.
 
-import { constants } from "node:fs";
+import { constants, existsSync } from "node:fs";
 import type * as FilePromises from "node:fs/promises";
+import { writeFile } from "node:fs/promises";
+import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, test, vi } from "vitest";
-import { Journal, JournalFailedError } from "../src/journal/index.ts";
+import { removeDirectory as removeJournalDirectory } from "../src/journal/files.ts";
+import { Journal, JournalFailedError, JournalUntrustedError } from "../src/journal/index.ts";
 import { expectSameRecords, recordsFrom, temporaryDirectory } from "./fixtures/journal-files.ts";
 
 type FaultyOperation = "datasync" | "writev" | "readdir";
+
+/** The journal's record of a failure (failed-marker.ts), by its name on disk. */
+const failedMarkerName = "failed-on-boot";
+const thisBoot = "boot-before";
+const nextBoot = "boot-after";
 
 const faults = vi.hoisted(() => ({
   failing: new Set<string>(),
@@ -52,6 +66,10 @@ vi.mock("node:fs/promises", async (importOriginal) => {
       },
     });
   const open = async (...parameters: Parameters<typeof actual.open>) => {
+    // "openMarker": the journal's record of a failure cannot be created.
+    if (faults.failing.has("openMarker") && String(parameters[0]).endsWith("failed-on-boot")) {
+      throw ioError("open");
+    }
     faults.openFlags.push(parameters[1]);
     return wrapHandle(await actual.open(...parameters));
   };
@@ -77,6 +95,17 @@ afterEach(async () => {
   await removeDirectory();
 });
 
+/**
+ * After a failure: the journal is refused in the boot it failed in, and recovers from
+ * the disk after a reboot.
+ */
+async function reopenAfterReboot() {
+  const refused = Journal.open({ directory, bootId: thisBoot });
+  await expect(refused).rejects.toThrow(JournalUntrustedError);
+  await expect(refused).rejects.toThrow("it opens again only after a reboot");
+  return Journal.open({ directory, bootId: nextBoot });
+}
+
 test("a group commit is one writev on a segment opened O_DSYNC, and no separate fdatasync", async () => {
   const { journal } = await Journal.open({ directory });
   await journal.append(recordsFrom(1, 1));
@@ -97,7 +126,7 @@ test("a group commit is one writev on a segment opened O_DSYNC, and no separate 
 });
 
 test("a failed fdatasync of a truncation fails the journal, and loses no acknowledged record", async () => {
-  const { journal } = await Journal.open({ directory });
+  const { journal } = await Journal.open({ directory, bootId: thisBoot });
   await journal.append(recordsFrom(1, 10));
   faults.failing.add("datasync");
   const truncation = journal.truncateAfter(8);
@@ -108,7 +137,7 @@ test("a failed fdatasync of a truncation fails the journal, and loses no acknowl
     "an earlier file operation failed",
   );
   await journal.close();
-  const recovered = await Journal.open({ directory });
+  const recovered = await reopenAfterReboot();
   // Whether the cut reached the disk or not, the records through op 8 are there.
   expectSameRecords(recovered.records.slice(0, 8), recordsFrom(1, 8));
   expectSameRecords(recovered.records, recordsFrom(1, recovered.records.length));
@@ -117,7 +146,7 @@ test("a failed fdatasync of a truncation fails the journal, and loses no acknowl
 
 describe.each<FaultyOperation>(["writev"])("a failed %s", (operation) => {
   test("rejects its whole batch, fails the journal, and loses no acknowledged record", async () => {
-    const { journal } = await Journal.open({ directory });
+    const { journal } = await Journal.open({ directory, bootId: thisBoot });
     await journal.append(recordsFrom(1, 10));
     // The runway extension that append started, so that the fault hits the batch.
     await journal.settled();
@@ -144,7 +173,8 @@ describe.each<FaultyOperation>(["writev"])("a failed %s", (operation) => {
     }
     await journal.close();
 
-    const recovered = await Journal.open({ directory });
+    // After a reboot: in the same boot the page cache may still serve the failed batch.
+    const recovered = await reopenAfterReboot();
     // The first ten were acknowledged. The failed batch may or may not be on disk (its
     // bytes reached the page cache, or not), but never only in part out of order.
     expectSameRecords(recovered.records.slice(0, 10), recordsFrom(1, 10));
@@ -154,7 +184,7 @@ describe.each<FaultyOperation>(["writev"])("a failed %s", (operation) => {
 });
 
 test("operations queued behind a failed batch are rejected without running", async () => {
-  const { journal } = await Journal.open({ directory });
+  const { journal } = await Journal.open({ directory, bootId: thisBoot });
   await journal.append(recordsFrom(1, 2));
   await journal.settled();
   faults.failing.add("writev");
@@ -167,13 +197,13 @@ test("operations queued behind a failed batch are rejected without running", asy
   await expect(release).rejects.toThrow("cannot release: an earlier file operation failed");
   await expect(queued).rejects.toThrow("cannot append: an earlier file operation failed");
   await journal.close();
-  const recovered = await Journal.open({ directory });
+  const recovered = await reopenAfterReboot();
   expect(recovered.records.map((record) => record.opNum)).not.toContain(4);
   await recovered.journal.close();
 });
 
 test("a failed runway extension fails the journal; the append that started it stays acknowledged", async () => {
-  const { journal } = await Journal.open({ directory });
+  const { journal } = await Journal.open({ directory, bootId: thisBoot });
   faults.failing.add("writevOfZeros");
   // The batch is written; the extension queued behind it fails, and nothing awaits it.
   await journal.append(recordsFrom(1, 3));
@@ -185,7 +215,7 @@ test("a failed runway extension fails the journal; the append that started it st
   expect((error.cause as NodeJS.ErrnoException).code).toBe("EIO");
   faults.failing.clear();
   await journal.close();
-  const recovered = await Journal.open({ directory });
+  const recovered = await reopenAfterReboot();
   expectSameRecords(recovered.records, recordsFrom(1, 3));
   await recovered.journal.close();
 });
@@ -198,4 +228,102 @@ test("a failure while opening is a JournalFailedError, and the directory can be 
   faults.failing.clear();
   const { journal } = await Journal.open({ directory });
   await journal.close();
+});
+
+describe("a journal that failed", () => {
+  /** A journal of ten records whose next append failed in `thisBoot`; closed. */
+  async function failedJournal(failing: string[] = ["writev"]) {
+    const { journal } = await Journal.open({ directory, bootId: thisBoot });
+    await journal.append(recordsFrom(1, 10));
+    await journal.settled();
+    for (const operation of failing) faults.failing.add(operation);
+    await expect(journal.append(recordsFrom(11, 2))).rejects.toThrow(JournalFailedError);
+    faults.failing.clear();
+    await journal.close();
+  }
+
+  test("is refused in the same boot, as its files may show the failed writes, and recovers after a reboot", async () => {
+    // The defect: the failed batch reached the page cache, which serves it in this boot
+    // whether or not it reached the disk; a reopen took ops 11 and 12 as durable.
+    await failedJournal();
+    for (let attempt = 0; attempt < 2; attempt++) {
+      const refused = await Journal.open({ directory, bootId: thisBoot }).catch(
+        (error: unknown) => error,
+      );
+      expect(refused).toBeInstanceOf(JournalUntrustedError);
+      expect((refused as JournalUntrustedError).failedBootId).toBe(thisBoot);
+      expect((refused as Error).message).toContain("EIO");
+    }
+    expect(existsSync(join(directory, failedMarkerName))).toBe(true);
+    // After a reboot, the disk is what recovery reads; the record goes.
+    const { journal, records } = await Journal.open({ directory, bootId: nextBoot });
+    expectSameRecords(records.slice(0, 10), recordsFrom(1, 10));
+    expect(existsSync(join(directory, failedMarkerName))).toBe(false);
+    await journal.append(recordsFrom(records.length + 1, 1));
+    await journal.close();
+    const again = await Journal.open({ directory, bootId: nextBoot });
+    expect(again.records.length).toBe(records.length + 1);
+    await again.journal.close();
+  });
+
+  test("is refused by a restarted process that finds only the record on disk", async () => {
+    await failedJournal();
+    // What a restarted process knows: the file. Read by a fresh module instance.
+    vi.resetModules();
+    const fresh = await import("../src/journal/index.ts");
+    const refused = fresh.Journal.open({ directory, bootId: thisBoot });
+    await expect(refused).rejects.toThrow(fresh.JournalUntrustedError);
+    const { journal } = await fresh.Journal.open({ directory, bootId: nextBoot });
+    await journal.close();
+  });
+
+  test("is refused in this process even where its record could not be written", async () => {
+    // A disk that just failed may take no new file either (remounted read-only, full).
+    await failedJournal(["writev", "openMarker"]);
+    expect(existsSync(join(directory, failedMarkerName))).toBe(false);
+    await expect(Journal.open({ directory, bootId: thisBoot })).rejects.toThrow(
+      JournalUntrustedError,
+    );
+  });
+
+  test("with a record that cannot be read, is refused whatever the boot", async () => {
+    await failedJournal();
+    vi.resetModules();
+    const fresh = await import("../src/journal/index.ts");
+    await writeFile(join(directory, failedMarkerName), '{"format":1,"bo');
+    await expect(fresh.Journal.open({ directory, bootId: nextBoot })).rejects.toThrow(
+      fresh.JournalUntrustedError,
+    );
+  });
+
+  test("is gone with its directory: a replica rebuilt there opens a new journal", async () => {
+    await failedJournal();
+    await removeJournalDirectory(directory);
+    const { journal, records } = await Journal.open({ directory, bootId: thisBoot });
+    expect(records).toEqual([]);
+    await journal.append(recordsFrom(1, 1));
+    await journal.close();
+  });
+
+  test("while cutting a torn tail at open, is refused in the same boot", async () => {
+    const { journal } = await Journal.open({ directory, bootId: thisBoot });
+    await journal.append(recordsFrom(1, 3));
+    await journal.close();
+    // A torn tail: bytes after the last record that are neither zeros nor a record.
+    const [segment] = (await import("node:fs")).readdirSync(directory);
+    await writeFile(join(directory, segment!), Buffer.from([1, 2, 3, 4, 5, 6, 7, 8]), {
+      flag: "a",
+    });
+    faults.failing.add("datasync");
+    await expect(Journal.open({ directory, bootId: thisBoot })).rejects.toThrow(
+      "cannot cut the torn tail",
+    );
+    faults.failing.clear();
+    await expect(Journal.open({ directory, bootId: thisBoot })).rejects.toThrow(
+      JournalUntrustedError,
+    );
+    const recovered = await Journal.open({ directory, bootId: nextBoot });
+    expectSameRecords(recovered.records, recordsFrom(1, 3));
+    await recovered.journal.close();
+  });
 });

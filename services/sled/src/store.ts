@@ -48,7 +48,12 @@
 // Devices fail on their own: an I/O error on a device's write path latches it failed
 // (device.ts), the allocator skips it from then on, and a chunk write whose data phase
 // failed on it is placed again on a healthy device. A write that fails after its slot
-// write began is not retried (the slot may be durable; the next start decides).
+// write began is not retried (the slot may be durable; the next start decides). A start
+// in the same boot of the machine reads such a slot from the page cache, which may keep
+// it after a failed sync although the disk does not ("fsyncgate"): the object is then
+// indexed but perhaps not durable, so a retried write of it is acknowledged only after
+// its slot is written and synced again (`rewriteChunk`); nothing else vouches for it (a
+// head node records only the copies a write acknowledged).
 //
 // Full: chunks are refused with NoSpace while each device still has its checkpoint
 // reserve free (allocator.ts, constants.ts); blobs may use the reserve, so a head node can
@@ -292,6 +297,15 @@ export class SledStore {
    * A chunk id is written once. The same owner and bytes again is a retry and succeeds
    * with the stored location (the stored bytes are read back and compared, not only the
    * checksum); anything else is AlreadyExists.
+   *
+   * The retry is acknowledged only once the object's slot is written again and synced.
+   * The slot found in the index may be one whose sync failed: the write was answered
+   * with an error, the sled restarted in the same boot of the machine, and its recovery
+   * read the slot from the page cache, where Linux keeps pages it could not write after
+   * marking them clean ("fsyncgate"), while the disk may not hold it. The extent it names
+   * was synced before the slot was first written, so a slot made durable now is the
+   * object made durable. On a failed device the write fails, and the caller places the
+   * copy elsewhere.
    */
   private async rewriteChunk(
     existing: StoredObject,
@@ -318,6 +332,9 @@ export class SledStore {
         },
       );
     }
+    const device = this.devices[existing.device]!;
+    await device.writeSlot(existing.slot, slotRecordOf(existing));
+    await device.sync();
     return {
       location: this.locate(existing),
       bytes: existing.dataBytes,

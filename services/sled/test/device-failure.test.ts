@@ -21,6 +21,8 @@ const owner = { volume: "vol-faults", partition: 0 };
 class FaultyFile implements BlockFile {
   failWrites = false;
   failSyncs = false;
+  /** Fails the sync after this many more succeed, as Linux may: the writes stay visible. */
+  failSyncAfter: number | undefined;
   failReadsIn: { from: number; to: number } | undefined;
 
   constructor(readonly inner: MemoryBlockFile) {}
@@ -38,6 +40,11 @@ class FaultyFile implements BlockFile {
   }
   sync(): Promise<void> {
     if (this.failSyncs) return Promise.reject(new Error("EIO: fdatasync error"));
+    if (this.failSyncAfter !== undefined && this.failSyncAfter-- === 0) {
+      this.failSyncAfter = undefined;
+      this.inner.failSync();
+      return Promise.reject(new Error("EIO: fdatasync error"));
+    }
     return this.inner.sync();
   }
   size(): Promise<number> {
@@ -134,6 +141,25 @@ describe("a failed device", () => {
     expect(store.stat().devices[0]!.failed).toBe(true);
     expect(await codeOf(() => store.deleteChunk(owner, "before"))).toBe(ErrorCode.Unavailable);
     expect((await store.readChunk(owner, "before", 0, 4096)).equals(patterned(4096, 1))).toBe(true);
+  });
+
+  test("a slot whose sync failed, read back by a restart in the same boot, is made durable before a retry is acknowledged", async () => {
+    const files = (await formattedFiles(1)).map((file) => new FaultyFile(file));
+    const { store } = await openOn(files);
+    const data = patterned(8192, 5);
+    // The data phase's sync succeeds; the slot's fails, and its page stays readable.
+    files[0]!.failSyncAfter = 1;
+    expect(await codeOf(() => store.writeChunk(owner, "c", data))).toBe(ErrorCode.Unavailable);
+    // The sled restarts in the same boot: recovery reads the slot from the page cache.
+    const { store: sameBoot } = await openOn(files);
+    expect(sameBoot.statChunk(owner, "c").bytes).toBe(8192);
+    // The head node retries the write. Answered "stored" with the slot only in the page
+    // cache, the copy was counted and then lost with the next reboot.
+    await expect(sameBoot.writeChunk(owner, "c", data)).resolves.toMatchObject({
+      created: false,
+    });
+    const { store: afterReboot } = await openOn([restarted(files[0]!.inner)]);
+    expect((await afterReboot.readChunk(owner, "c", 0, 8192)).equals(data)).toBe(true);
   });
 
   test("an unreadable slot table fails that device, and the sled starts with the others", async () => {

@@ -112,6 +112,14 @@ export class MemoryBlockFile implements BlockFile {
     this.syncs++;
   }
 
+  /**
+   * A failed fdatasync as Linux may answer one ("fsyncgate"): the writes it covered are
+   * never made durable (their pages are marked clean), yet reads go on seeing them.
+   */
+  failSync(): void {
+    this.pending = [];
+  }
+
   async size(): Promise<number> {
     return this.current.byteLength;
   }

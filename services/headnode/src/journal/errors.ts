@@ -1,4 +1,4 @@
-// Errors of the note journal. Four kinds, kept apart on purpose:
+// Errors of the note journal. Five kinds, kept apart on purpose:
 //
 // - JournalUsageError: the caller asked for something the journal must not do (a gap in
 //   op numbers, a payload over the limit, an append after close). It is raised before any
@@ -10,8 +10,12 @@
 //   was wrong there.
 // - JournalFailedError: a write, sync, truncate or delete failed. After a failed fsync the
 //   kernel may have dropped the dirty pages it could not write (the "fsyncgate" lesson),
-//   so a retry proves nothing: the journal takes no more work, and the replica reopens it
-//   to learn from the files what is durable.
+//   so a retry proves nothing: the journal takes no more work. For the same reason the
+//   files cannot tell what is durable until the machine restarts: the failure is
+//   recorded with the boot id (failed-marker.ts).
+// - JournalUntrustedError: the journal failed earlier in this boot, so its files may
+//   read back bytes that never reached the disk. It refuses to open until a reboot;
+//   the replica must be rebuilt from its peers (which removes the directory) instead.
 // - JournalAssertionError: a broken invariant of the journal's own code. It is a bug.
 
 export class JournalUsageError extends Error {
@@ -44,6 +48,27 @@ export class JournalFailedError extends Error {
     const causeMessage = (options.cause as Error)?.message ?? String(options.cause);
     super(`journal ${directory}: ${message}: ${causeMessage}`, options);
     this.directory = directory;
+  }
+}
+
+export class JournalUntrustedError extends Error {
+  override readonly name = "JournalUntrustedError";
+  /** The journal's directory. */
+  readonly directory: string;
+  /** The boot the failure was recorded in (undefined: the record is unreadable). */
+  readonly failedBootId: string | undefined;
+
+  constructor(
+    directory: string,
+    failure: { bootId: string | undefined; failedAtMs: number; error: string },
+    bootId: string,
+  ) {
+    const when = failure.failedAtMs > 0 ? ` at ${new Date(failure.failedAtMs).toISOString()}` : "";
+    super(
+      `cannot open the journal in ${directory}: a file operation on it failed${when} in this boot of the machine (boot ${failure.bootId ?? "unknown: the record is unreadable"}, now ${bootId}; ${failure.error}), so its files may read back bytes that never reached the disk; it opens again only after a reboot, and the replica must be rebuilt from its peers meanwhile`,
+    );
+    this.directory = directory;
+    this.failedBootId = failure.bootId;
   }
 }
 

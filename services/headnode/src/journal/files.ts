@@ -7,9 +7,10 @@
 // contents are unknown.
 
 import { type FileHandle, mkdir, open, rm } from "node:fs/promises";
-import { dirname } from "node:path";
+import { dirname, resolve } from "node:path";
 import { runwayZeroBufferBytes, writeBuffersMax } from "./constants.ts";
 import { assert } from "./errors.ts";
+import { forgetFailuresUnder } from "./failed-marker.ts";
 import { bytesOf } from "./format.ts";
 
 /** fsync of a directory: makes the creation, renaming or deletion of its entries durable. */
@@ -38,10 +39,13 @@ export async function makeDirectory(directory: string): Promise<void> {
 /**
  * Removes the directory and everything in it, then syncs its parent, so that a crash
  * cannot bring the removed entry back (a rebuilt replica's old state, a dropped
- * volume's files). Nothing to remove, or no parent, is not an error.
+ * volume's files). Nothing to remove, or no parent, is not an error. The record of a
+ * journal that failed in it goes too (failed-marker.ts): its segments are gone.
  */
 export async function removeDirectory(directory: string): Promise<void> {
   await rm(directory, { recursive: true, force: true });
+  // A journal failed in there is gone with its files: one made there anew is trusted.
+  forgetFailuresUnder(resolve(directory));
   try {
     await syncDirectory(dirname(directory));
   } catch (error) {

@@ -7,7 +7,9 @@ export {
   JournalAssertionError,
   JournalCorruptError,
   JournalFailedError,
+  JournalUntrustedError,
   JournalUsageError,
 } from "./errors.ts";
+export { failedMarkerName } from "./failed-marker.ts";
 export { Journal, type JournalOptions, type RecoveredJournal } from "./journal.ts";
 export type { JournalRecord } from "./layout.ts";

@@ -56,16 +56,22 @@
 //
 // Failure model. A usage error (JournalUsageError) is raised before anything changes.
 // An I/O error fails the journal for good (JournalFailedError): after a failed fsync the
-// kernel may have dropped the unwritten pages, so the journal takes no more work and the
-// replica reopens it, letting recovery say what is durable. One process may have one
-// Journal per directory; the head node owns its data directory, so no other process
-// writes there.
+// kernel may have dropped the unwritten pages, so the journal takes no more work; it
+// never retries a write or a sync, since a retried sync that succeeds proves nothing of
+// the pages dropped before it. Nor can the files say what is durable until the machine
+// restarts: Linux may have marked the pages it could not write clean, so a read serves
+// bytes the disk does not hold. So the failure is recorded with the kernel's boot id
+// before the error reaches the caller (failed-marker.ts), and `open` refuses the journal
+// for the rest of that boot (JournalUntrustedError); after a reboot recovery reads the
+// disk and says what is durable, and the record is deleted. A failure to cut a torn
+// tail while opening is recorded the same way. One process may have one Journal per
+// directory; the head node owns its data directory, so no other process writes there.
 
 import { randomBytes } from "node:crypto";
 import { constants } from "node:fs";
 import { type FileHandle, open, unlink } from "node:fs/promises";
 import { join, resolve } from "node:path";
-import { testWritesFail, testWritesHang } from "@ballast/runtime";
+import { currentBootId, testWritesFail, testWritesHang } from "@ballast/runtime";
 import {
   segmentBytesMaxCeiling,
   segmentBytesMaxDefault,
@@ -76,8 +82,10 @@ import {
   JournalAssertionError,
   JournalCorruptError,
   JournalFailedError,
+  JournalUntrustedError,
   JournalUsageError,
 } from "./errors.ts";
+import { clearFailure, failedInBoot, readFailure, recordFailure } from "./failed-marker.ts";
 import { syncDirectory, writeFully, writeZeros } from "./files.ts";
 import { segmentFileName } from "./format.ts";
 import {
@@ -97,6 +105,12 @@ export interface JournalOptions {
   directory: string;
   /** A new segment file is started once the current one would grow past this. */
   segmentBytesMax?: number;
+  /**
+   * The kernel's boot id, which a failure is recorded with (see the module header); by
+   * default the machine's (@ballast/runtime `currentBootId`). Tests give one to stand
+   * for the same boot or a later one.
+   */
+  bootId?: string;
 }
 
 export interface RecoveredJournal {
@@ -147,14 +161,22 @@ export class Journal {
   #failure: JournalFailedError | undefined;
   #syncCount = 0;
 
-  private constructor(directory: string, layout: SegmentLayout) {
+  /** The boot this journal was opened in: a failure is recorded with it. */
+  readonly #bootId: string;
+
+  private constructor(directory: string, layout: SegmentLayout, bootId: string) {
     this.#directory = directory;
     this.#layout = layout;
+    this.#bootId = bootId;
   }
 
   /** Recovers the journal in `options.directory` (see recovery.ts) and opens it. */
   static async open(options: JournalOptions): Promise<RecoveredJournal> {
-    const { directory: directoryGiven, segmentBytesMax = segmentBytesMaxDefault } = options ?? {};
+    const {
+      directory: directoryGiven,
+      segmentBytesMax = segmentBytesMaxDefault,
+      bootId: bootIdGiven,
+    } = options ?? {};
     if (typeof directoryGiven !== "string" || directoryGiven === "") {
       throw new JournalUsageError(
         `cannot open a journal: the directory ${JSON.stringify(directoryGiven)} is not a path`,
@@ -176,19 +198,35 @@ export class Journal {
       );
     }
     openDirectories.add(directory);
+    const bootId = bootIdGiven ?? (await currentBootId());
     try {
+      const failure = await readFailure(directory);
+      if (failure !== undefined && failedInBoot(failure, bootId)) {
+        throw new JournalUntrustedError(directory, failure, bootId);
+      }
       const recovery = await recoverJournal(directory);
+      // Failed in an earlier boot: the disk was read, and is what the journal now holds.
+      if (failure !== undefined) await clearFailure(directory);
       const layout = new SegmentLayout(
         segmentBytesMax,
         recovery.segments,
         recovery.runwayBytes,
         drawSegmentNonce,
       );
-      const journal = new Journal(directory, layout);
+      const journal = new Journal(directory, layout, bootId);
       return { journal, records: recovery.records, tornTailBytes: recovery.tornTailBytes };
     } catch (error) {
       openDirectories.delete(directory);
-      if (error instanceof JournalCorruptError || error instanceof JournalAssertionError) {
+      if (
+        error instanceof JournalCorruptError ||
+        error instanceof JournalAssertionError ||
+        error instanceof JournalUntrustedError
+      ) {
+        throw error;
+      }
+      // A torn tail whose cut failed: the files now read as cut, the disk may not be.
+      if (error instanceof JournalFailedError) {
+        await recordFailure(directory, bootId, error.cause);
         throw error;
       }
       throw new JournalFailedError(directory, "cannot open the journal", { cause: error });
@@ -363,6 +401,8 @@ export class Journal {
         this.#failure = new JournalFailedError(this.#directory, `cannot ${action}`, {
           cause: error,
         });
+        // Before anyone hears of it: a reopen in this boot must find the record.
+        await recordFailure(this.#directory, this.#bootId, error);
         throw this.#failure;
       }
     });

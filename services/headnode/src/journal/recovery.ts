@@ -67,7 +67,7 @@ import type { Dirent } from "node:fs";
 import { open, readdir, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import { formatVersion, segmentFileBytesMax, segmentHeaderBytes } from "./constants.ts";
-import { JournalCorruptError } from "./errors.ts";
+import { JournalCorruptError, JournalFailedError } from "./errors.ts";
 import { makeDirectory, syncDirectory } from "./files.ts";
 import { parseSegmentFileName } from "./format.ts";
 import type { JournalRecord, LayoutSegment } from "./layout.ts";
@@ -143,7 +143,12 @@ export async function recoverJournal(directory: string): Promise<Recovery> {
     }
   }
   if (repair === undefined) return { segments, records, runwayBytes, tornTailBytes: 0 };
-  await repairTail(directory, repair);
+  try {
+    await repairTail(directory, repair);
+  } catch (error) {
+    // A write or sync of the journal failed: the open records it (failed-marker.ts).
+    throw new JournalFailedError(directory, "cannot cut the torn tail", { cause: error });
+  }
   return {
     segments,
     records,

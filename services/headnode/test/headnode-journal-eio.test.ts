@@ -1,0 +1,181 @@
+// A replica whose journal failed on the file system is not reopened from that journal in
+// the same boot of the machine ("fsyncgate": journal/failed-marker.ts). The segment
+// files' writev is wrapped so that a test can make it do what an O_DSYNC write whose
+// sync fails does: the bytes reach the page cache, which serves them to any later read
+// in this boot, and the call fails with EIO. The kernel's boot id is a value the test
+// sets, to stand for a reboot. Real files in a temporary directory, a fake service in
+// place of NATS (fake-service.ts).
+
+import { existsSync } from "node:fs";
+import type * as FilePromises from "node:fs/promises";
+import { join, sep } from "node:path";
+import { BallastError, ErrorCode, subjects } from "@ballast/protocol";
+import type * as Runtime from "@ballast/runtime";
+import { afterEach, beforeEach, describe, expect, test, vi } from "vitest";
+import { partitionDirectory } from "../src/partition-host.ts";
+import { type FakeService, startHeadNode } from "./fake-service.ts";
+
+const disk = vi.hoisted(() => ({
+  /** Record writes land in the page cache and then fail with EIO, as a failed sync. */
+  failWrites: false,
+  bootId: "boot-1",
+}));
+
+vi.mock("node:fs/promises", async (importOriginal) => {
+  const actual = await importOriginal<typeof FilePromises>();
+  const segment = (path: unknown) =>
+    typeof path === "string" && path.includes(`${sep}journal${sep}segment-`);
+  const wrap = (handle: FilePromises.FileHandle): FilePromises.FileHandle =>
+    new Proxy(handle, {
+      get(target, property) {
+        if (property === "writev") {
+          return async (buffers: Uint8Array[], position: number) => {
+            const written = await target.writev(buffers, position);
+            // Records only: a runway extension (zeros) still running from the write
+            // before goes through, so that the failure is the new record's.
+            const records = buffers.some((buffer) => buffer.some((byte) => byte !== 0));
+            if (disk.failWrites && records) {
+              throw Object.assign(new Error("EIO: i/o error, write"), { code: "EIO" });
+            }
+            return written;
+          };
+        }
+        const value = Reflect.get(target, property, target);
+        return typeof value === "function" ? value.bind(target) : value;
+      },
+    });
+  const open = async (...parameters: Parameters<typeof actual.open>) => {
+    const handle = await actual.open(...parameters);
+    return segment(parameters[0]) ? wrap(handle) : handle;
+  };
+  return { ...actual, open, default: { ...actual, open } };
+});
+
+vi.mock("@ballast/runtime", async (importOriginal) => ({
+  ...(await importOriginal<typeof Runtime>()),
+  currentBootId: async () => disk.bootId,
+}));
+
+const partitionBytes = 1024 * 1024;
+let dataDir: string;
+let service: FakeService;
+let stop: () => Promise<void>;
+
+beforeEach(async () => {
+  disk.failWrites = false;
+  disk.bootId = "boot-1";
+  ({ dataDir, service, stop } = await startHeadNode("ballast-headnode-eio-"));
+  vi.spyOn(process, "kill").mockImplementation(() => true);
+});
+
+afterEach(async () => {
+  disk.failWrites = false;
+  vi.restoreAllMocks();
+  await stop();
+});
+
+function configure(
+  epoch: number,
+  members: { primary: string; secondaries: string[]; learners?: string[] } = {
+    primary: "head-1",
+    secondaries: [],
+  },
+) {
+  return service.inbox({
+    type: "headnode.configure.v1",
+    volume: "vol",
+    partition: 0,
+    partitionStart: 0,
+    partitionBytes,
+    epoch,
+    ...members,
+    sleds: ["sled-1"],
+  }) as Promise<{ role: string; failed?: string; lastOpNum: number }>;
+}
+
+function write(epoch: number, fill: number) {
+  return service.call(subjects.volume.build("vol", 0), {
+    type: "volume.write.v1",
+    volume: "vol",
+    partition: 0,
+    epoch,
+    writes: [{ offset: 0, data: new Uint8Array(4096).fill(fill) }],
+  });
+}
+
+async function read(epoch: number): Promise<number | undefined> {
+  const { data } = (await service.call(subjects.volume.build("vol", 0), {
+    type: "volume.read.v1",
+    volume: "vol",
+    partition: 0,
+    epoch,
+    reads: [{ offset: 0, length: 4096 }],
+  })) as { data: Uint8Array[] };
+  return data[0]![0];
+}
+
+/** The journal's record of its failure (journal/failed-marker.ts), by its name on disk. */
+const marker = () => join(partitionDirectory(dataDir, "vol", 0), "journal", "failed-on-boot");
+
+/** Makes the next write's journal commit fail after its bytes reached the page cache. */
+async function failAWrite(epoch: number, fill: number): Promise<void> {
+  disk.failWrites = true;
+  const failed = await write(epoch, fill).catch((error: unknown) => error);
+  disk.failWrites = false;
+  expect(failed).toBeInstanceOf(BallastError);
+  expect((failed as BallastError).code).toBe(ErrorCode.Unavailable);
+  expect((failed as BallastError).message).toMatch(/EIO/);
+}
+
+describe("a replica whose journal write failed with EIO", () => {
+  test("configured again in the same boot, is not reopened from its journal; after a reboot it is", async () => {
+    await configure(1);
+    await write(1, 0x31);
+    await failAWrite(1, 0x32);
+
+    // A lone primary, configured again by the coordinator (it has no secondary to fail
+    // over to). Reopened, recovery read the failed write from the page cache: the
+    // partition served 0x32, a write never acknowledged and perhaps not on the disk,
+    // and went on to acknowledge writes after it, which a crash would leave behind a
+    // hole that recovery refuses as corruption.
+    const refused = await configure(2).catch((error: unknown) => error);
+    expect(refused).toBeInstanceOf(BallastError);
+    expect((refused as BallastError).code).toBe(ErrorCode.Unavailable);
+    expect((refused as BallastError).details?.refusal).toBe("journal-failed-this-boot");
+    expect(service.served.has(subjects.volume.build("vol", 0))).toBe(false);
+    expect(existsSync(marker())).toBe(true);
+    // And again: it stays refused for the rest of the boot.
+    await expect(configure(3)).rejects.toThrow("it opens again only after a reboot");
+
+    // After a reboot the disk is what recovery reads (here it holds the failed write
+    // too: the page cache was written back later). The record goes.
+    disk.bootId = "boot-2";
+    const reopened = await configure(4);
+    expect(reopened.role).toBe("primary");
+    expect(reopened.failed).toBeUndefined();
+    expect(existsSync(marker())).toBe(false);
+    expect([0x31, 0x32]).toContain(await read(4));
+    await write(4, 0x33);
+    expect(await read(4)).toBe(0x33);
+  });
+
+  test("named a voter again in the same boot, is refused; added back as a learner, it is rebuilt afresh", async () => {
+    await configure(1, { primary: "head-1", secondaries: [] });
+    await write(1, 0x41);
+    await failAWrite(1, 0x42);
+    // Named a voter again (a restart of the node's configure, say): refused.
+    await expect(configure(2, { primary: "head-2", secondaries: ["head-1"] })).rejects.toThrow(
+      "it opens again only after a reboot",
+    );
+    // Added as a learner: its directory, journal and record are removed, and it is
+    // rebuilt from the configure's checkpoint (none here: from op 1).
+    const learner = await configure(3, {
+      primary: "head-2",
+      secondaries: [],
+      learners: ["head-1"],
+    });
+    expect(learner.failed).toBeUndefined();
+    expect(learner.lastOpNum).toBe(0);
+    expect(existsSync(marker())).toBe(false);
+  });
+});
