@@ -127,6 +127,11 @@ export interface ControlStore {
   keys(filter: string): Promise<AsyncIterable<string>>;
   /** Changes as they happen (catalogue-changes.ts); absent: re-reads are never skipped. */
   watch?: Watch;
+  /**
+   * Removes the delete markers older than `ageMs` (delete-markers.ts); the number
+   * removed. Absent on a store that keeps no markers worth removing (tests).
+   */
+  removeDeleteMarkers?(ageMs: number): Promise<number>;
 }
 
 /** How many times a fencing rewrite retries a record that moved under it. */
@@ -218,7 +223,7 @@ export function mayOverwrite(record: PartitionRecord, writerTerm: number): boole
 }
 
 /** True for the KV errors that mean "the revision you named is not the current one". */
-function isConflict(error: unknown): boolean {
+export function isConflict(error: unknown): boolean {
   const message = String((error as Error)?.message ?? error);
   return /wrong last sequence|key exists|already exists/i.test(message);
 }
