@@ -16,7 +16,8 @@ import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, expect, test } from "vitest";
 import { Catalogue, type ControlStore } from "../../services/coordinator/src/catalogue.ts";
 import { keyListingBatchMax } from "../../services/coordinator/src/constants.ts";
-import { controlStoreOf, listKeys } from "../../services/coordinator/src/kv-keys.ts";
+import { controlStoreOf } from "../../services/coordinator/src/control-store.ts";
+import { listKeys } from "../../services/coordinator/src/kv-keys.ts";
 import { startTestCluster, temporaryDirectory } from "../support/cluster.ts";
 
 let nats: RunningNatsServer;

@@ -89,6 +89,17 @@ export class CatalogueChanges {
 // Failure model: a watch that ends or fails is started again after watchRetryMs, with
 // a new generation (counts of different generations are never compared); a mark not
 // delivered within the deadline, or no watch, makes the sweep read every pointer.
+//
+// Bounded by the live volumes: the counts are kept by volume name, and a name's count
+// would otherwise stay for the watch's whole life after its volume is deleted (a name
+// created and deleted every minute: half a million entries a year, each copied by every
+// `sync`). So the sweep, at the end of every complete pass, keeps only the names that
+// pass found live (`retain`), the very names whose pointers it keeps for the next pass.
+// A count forgotten that way restarts from nothing if the name returns, and could then
+// come back to a value the sweep once saw (the sweep compares counts for equality); that
+// is harmless because the sweep forgets its own read of the name in the same step, and
+// counts are compared only between two consecutive complete passes, between which no
+// `retain` runs.
 
 /** The key the sweep writes to learn how far the pointer watch has delivered. */
 export const pointerMarkKey = "checkpoint._mark";
@@ -161,6 +172,15 @@ export class PointerChanges {
       timer = setTimeout(() => resolve(undefined), deadlineMs);
     }).finally(() => clearTimeout(timer));
     return versions?.generation === generation ? versions : undefined;
+  }
+
+  /**
+   * Forgets the counts of every volume name not in `names` (the sweep's live volumes,
+   * after a complete pass: see "Bounded by the live volumes" above).
+   */
+  retain(names: Iterable<string>): void {
+    const kept = new Set(names);
+    for (const volume of this.counts.keys()) if (!kept.has(volume)) this.counts.delete(volume);
   }
 
   private versions(): PointerVersions {

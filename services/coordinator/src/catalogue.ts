@@ -22,7 +22,9 @@
 //   snapshot.<name>.<snapshot>    {volume, name, id, volumeId, createdAtMs, partitions:
 //                                  [{index, opNum}], deletingSinceMs?} (see snapshots.ts;
 //                                  deletingSinceMs: a delete has begun, and readers
-//                                  see no snapshot)
+//                                  see no snapshot); removed with their incarnation
+//                                  by the volume delete, and again when its purge
+//                                  record is forgotten
 //   purge.<volume id>             {volume, volumeId, deletedAtMs, headNodes?}: a
 //                                  deleted incarnation whose chunks and blobs may
 //                                  remain on sleds, and the head nodes that may hold
@@ -125,6 +127,11 @@ export interface ControlStore {
   keys(filter: string): Promise<AsyncIterable<string>>;
   /** Changes as they happen (catalogue-changes.ts); absent: re-reads are never skipped. */
   watch?: Watch;
+  /**
+   * Removes the delete markers older than `ageMs` (delete-markers.ts); the number
+   * removed. Absent on a store that keeps no markers worth removing (tests).
+   */
+  removeDeleteMarkers?(ageMs: number): Promise<number>;
 }
 
 /** How many times a fencing rewrite retries a record that moved under it. */
@@ -216,7 +223,7 @@ export function mayOverwrite(record: PartitionRecord, writerTerm: number): boole
 }
 
 /** True for the KV errors that mean "the revision you named is not the current one". */
-function isConflict(error: unknown): boolean {
+export function isConflict(error: unknown): boolean {
   const message = String((error as Error)?.message ?? error);
   return /wrong last sequence|key exists|already exists/i.test(message);
 }
@@ -542,8 +549,11 @@ export class Catalogue {
   }
 
   /**
-   * Deletes the volume record first (so it stops being listed), then its partitions and
-   * checkpoint pointers. Returns the deleted record, or undefined if there was none.
+   * Deletes the volume record first (so it stops being listed), then its partitions,
+   * checkpoint pointers and the incarnation's snapshot records. Returns the deleted
+   * record, or undefined if there was none. A delete cut off after the volume record
+   * leaves the rest; the snapshot records are removed again when the incarnation's purge
+   * record is forgotten (`forgetPurge`), the rest by the next create of the name.
    */
   async deleteVolume(
     name: string,
@@ -560,6 +570,7 @@ export class Catalogue {
     }
     for (const key of await this.list(keys.partitionsOf(name))) await this.kv.delete(key);
     for (const key of await this.list(keys.checkpointsOf(name))) await this.kv.delete(key);
+    await this.forgetSnapshotsOf(name, idOfVolume(volume.value));
     return volume.value;
   }
 
@@ -579,8 +590,22 @@ export class Catalogue {
     return records.filter((record) => record !== undefined).map((record) => record.value);
   }
 
+  /**
+   * Forgets an incarnation's purge record; first, if the incarnation is not live, removes
+   * the snapshot records it left (a delete cut off before it removed them). The purge
+   * record is written before the volume record is deleted and goes last, so whichever
+   * leader forgets it finds every record left: none outlives the purge. An incarnation
+   * still live (its delete failed, and the record is dropped again) keeps its snapshots.
+   */
   async forgetPurge(volumeId: string): Promise<void> {
-    await this.kv.delete(keys.purge(volumeId));
+    const key = keys.purge(volumeId);
+    const purge = await this.read<PurgeRecord>(key);
+    if (purge !== undefined) {
+      const volume = await this.volume(purge.value.volume);
+      const live = volume !== undefined && idOfVolume(volume.value) === volumeId;
+      if (!live) await this.forgetSnapshotsOf(purge.value.volume, volumeId);
+    }
+    await this.kv.delete(key);
   }
 
   // ---------------------------------------------------------------- sled records
@@ -654,8 +679,9 @@ export class Catalogue {
 
   // ------------------------------------------------------------ snapshots (snapshots.ts)
   // `snapshot.<volume>.<name>`: a snapshot of an incarnation of the volume (its
-  // `volumeId`); a record of another incarnation is stale (the volume was deleted) and
-  // is overwritten by a create of the name. A record marked deleting (`isDeleting`) is
+  // `volumeId`); a record of another incarnation is stale (the volume was deleted: left
+  // only by a delete cut off before it removed them, until the purge record is
+  // forgotten) and is overwritten by a create of the name. A record marked deleting (`isDeleting`) is
   // left out of `snapshot` and `snapshots`, what readers use, so that nothing reads,
   // clones or lists a snapshot whose trees may already be dropped; the delete itself and
   // the sweep that finishes it read it with the `…IncludingDeleting` readers.
@@ -711,19 +737,52 @@ export class Catalogue {
     }
   }
 
-  /** Records a snapshot; `stale` is a record of another incarnation it replaces. */
+  /**
+   * Records a snapshot; `stale` is a record of another incarnation it replaces. Refused
+   * AlreadyExists only for a record of the same incarnation: a stale record removed or
+   * replaced since it was read (by `forgetSnapshotsOf`, which runs beside creates from
+   * the purger) is read again and written over.
+   */
   async recordSnapshot(record: SnapshotRecord, stale?: Versioned<SnapshotRecord>): Promise<void> {
     const key = snapshotKeys.snapshot(record.volume, record.name);
-    try {
-      if (stale === undefined) await this.kv.create(key, encode(record));
-      else await this.kv.update(key, encode(record), stale.revision);
-    } catch (error) {
-      if (!isConflict(error)) throw error;
-      throw new BallastError(
-        ErrorCode.AlreadyExists,
-        `volume ${record.volume} already has a snapshot named ${record.name}`,
-      );
+    let over = stale;
+    for (let attempt = 0; attempt < fenceAttemptsMax; attempt++) {
+      try {
+        if (over === undefined) await this.kv.create(key, encode(record));
+        else await this.kv.update(key, encode(record), over.revision);
+        return;
+      } catch (error) {
+        if (!isConflict(error)) throw error;
+      }
+      over = await this.read<SnapshotRecord>(key);
+      if (over !== undefined && over.value.volumeId === record.volumeId) break;
     }
+    throw new BallastError(
+      ErrorCode.AlreadyExists,
+      `volume ${record.volume} already has a snapshot named ${record.name}`,
+    );
+  }
+
+  /**
+   * Removes the snapshot records of incarnation `volumeId` of `volume`, each by
+   * compare-and-set on the revision read: a record of another incarnation (a new one of
+   * the name) is never touched, nor one written over since it was read. Its trees went
+   * with the incarnation's replicas, so there is nothing to drop. Returns how many went.
+   */
+  async forgetSnapshotsOf(volume: string, volumeId: string): Promise<number> {
+    let removed = 0;
+    for (const record of await this.snapshotsIncludingDeleting(volume)) {
+      if (record.value.volumeId !== volumeId) continue;
+      try {
+        await this.kv.delete(snapshotKeys.snapshot(volume, record.value.name), {
+          previousSeq: record.revision,
+        });
+        removed++;
+      } catch (error) {
+        if (!isConflict(error)) throw error;
+      }
+    }
+    return removed;
   }
 
   async forgetSnapshot(volume: string, name: string, revision: number): Promise<void> {

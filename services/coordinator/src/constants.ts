@@ -215,3 +215,23 @@ export const sweepSightingsMax = 4096;
  * tenure comes this soon after it is ready, the rest every sweep interval.
  */
 export const sweepDueCheckMs = 1000;
+
+/**
+ * How often the leader removes old delete markers from the control bucket
+ * (delete-markers.ts): each run is one listing of the bucket and a purge per marker.
+ */
+export const deleteMarkerCleanupIntervalMs = 10 * 60_000;
+
+/** How often the leader checks whether a delete-marker cleanup is due. */
+export const deleteMarkerCleanupCheckMs = 30_000;
+
+/**
+ * How old a delete marker must be before the cleanup removes it: far beyond any watch's
+ * delivery delay and any compare-and-set that names a deleted key's revision, and
+ * beyond any clock difference between the coordinator and the NATS server (the age is
+ * the coordinator's wall clock less the server's store time); see delete-markers.ts.
+ */
+export const deleteMarkerAgeMs = 60 * 60_000;
+
+/** Markers one cleanup removes at most (one purge request each); the rest wait a run. */
+export const deleteMarkersRemovedPerRunMax = 10_000;

@@ -10,8 +10,8 @@
 // resize, delete), snapshots.ts (snapshot create, list, delete; volume rollback), purger.ts (deletes a
 // deleted incarnation's chunks and checkpoint blobs from the sleds, deciding with
 // purge.ts), sweeper.ts (deletes live volumes' orphans, deciding with sweep.ts),
-// reports.ts (primaries' reports and checkpoint
-// pointers), status.ts.
+// delete-markers.ts (removes the control bucket's old delete markers), reports.ts
+// (primaries' reports and checkpoint pointers), status.ts.
 //
 // Leadership and fencing: every partition record the leader writes carries its term,
 // and a new tenure (a takeover, or leading again after a lapse such as a SIGSTOP)
@@ -47,6 +47,7 @@ import { CatalogueChanges, type KeyWatch, PointerChanges } from "./catalogue-cha
 import { now } from "./clock.ts";
 import { Configurer } from "./configurer.ts";
 import {
+  deleteMarkerCleanupCheckMs,
   heartbeatTimeoutMsDefault,
   heartbeatTimeoutMsMax,
   heartbeatTimeoutMsMin,
@@ -65,8 +66,9 @@ import {
   sweepTimeMsMax,
   sweepTimeMsMin,
 } from "./constants.ts";
+import { controlStoreOf } from "./control-store.ts";
+import { DeleteMarkerCleanup } from "./delete-markers.ts";
 import { Heartbeats } from "./heartbeats.ts";
-import { controlStoreOf } from "./kv-keys.ts";
 import { Leadership, type Leading } from "./leadership.ts";
 import { Purger } from "./purger.ts";
 import { Reconciler } from "./reconciler.ts";
@@ -162,6 +164,8 @@ interface Parts {
   changes: CatalogueChanges | undefined;
   /** Watches checkpoint pointers so that the sweep reads only changed ones (idem). */
   pointers: PointerChanges | undefined;
+  /** Removes old delete markers from the control bucket (does nothing on a test store). */
+  markers: DeleteMarkerCleanup;
 }
 
 export class Coordinator {
@@ -227,6 +231,7 @@ export class Coordinator {
       this.parts.sweeper.sweepIfDue(this.config.sweepIntervalMs),
     );
     this.every(tickMs, () => this.parts.sleds.tick());
+    this.every(deleteMarkerCleanupCheckMs, () => this.parts.markers.cleanIfDue());
     this.parts.changes?.start();
     this.parts.pointers?.start();
     this.service.onClose(async () => {
@@ -312,6 +317,7 @@ export class Coordinator {
       snapshots,
       ...(pointers === undefined ? {} : { pointers }),
     });
+    const markers = new DeleteMarkerCleanup({ store: kv, tenures, logger: service.logger });
     return {
       catalogue,
       leadership,
@@ -325,6 +331,7 @@ export class Coordinator {
       snapshots,
       changes,
       pointers,
+      markers,
     };
   }
 
@@ -376,7 +383,8 @@ export class Coordinator {
       const kv = await new Kvm(this.service.bus.connection).create(buckets.control, {
         history: 8,
       });
-      // Not the KV itself: its keys() leaves a consumer on the server per call.
+      // Not the KV itself: its keys() leaves a consumer on the server per call, and its
+      // delete markers are removed by the leader once old (delete-markers.ts).
       return controlStoreOf(kv, this.service.logger);
     } catch (error) {
       throw new BallastError(

@@ -42,8 +42,7 @@
 import { randomUUID } from "node:crypto";
 import { BallastError, ErrorCode } from "@ballast/protocol";
 import type { Logger } from "@ballast/runtime";
-import { Bucket, type KV } from "@nats-io/kv";
-import type { ControlStore } from "./catalogue.ts";
+import type { Bucket } from "@nats-io/kv";
 import {
   keyListingBatchMax,
   keyListingFetchMs,
@@ -79,13 +78,28 @@ export function keyListingConsumerConfig(
   };
 }
 
+/** A deleted key's last message: its DEL or PURGE marker, where it is and when written. */
+export interface DeleteMarker {
+  key: string;
+  /** The marker's stream sequence (the key's revision). */
+  sequence: number;
+  /** When the server stored it, by the server's wall clock. */
+  timestampMs: number;
+}
+
+/** Where a delivered message sits in the stream, for `KeyListing.deleteMarkers`. */
+export interface StoredAt {
+  sequence: number;
+  timestampMs: number;
+}
+
 /**
  * The pure part of a listing: which keys are live after the messages read so far, and
  * whether to read more. `pendingAtCreation` is the consumer's `num_pending` when made.
  */
 export class KeyListing {
-  /** Each key read, in order of first delivery, and whether its last message is a PUT. */
-  private readonly live = new Map<string, boolean>();
+  /** Each key read, in order of first delivery: whether its last message is a PUT, and where. */
+  private readonly live = new Map<string, { live: boolean; at?: StoredAt }>();
   private read = 0;
   private pending: number;
 
@@ -107,13 +121,15 @@ export class KeyListing {
   }
 
   /**
-   * One delivered message: its key, its KV-Operation header, and what is pending after
-   * it. Throws once writes have outrun the listing by `overrunMax` messages.
+   * One delivered message: its key, its KV-Operation header, what is pending after it,
+   * and where it is stored (for `deleteMarkers`). Throws once writes have outrun the
+   * listing by `overrunMax` messages.
    */
-  deliver(key: string, operation: string | undefined, pending: number): void {
+  deliver(key: string, operation: string | undefined, pending: number, at?: StoredAt): void {
     this.read++;
     this.pending = pending;
-    this.live.set(key, operation !== "DEL" && operation !== "PURGE");
+    const live = operation !== "DEL" && operation !== "PURGE";
+    this.live.set(key, at === undefined ? { live } : { live, at });
     if (this.pending > 0 && this.read > this.pendingAtCreation + this.overrunMax) {
       throw new BallastError(
         ErrorCode.Unavailable,
@@ -123,7 +139,16 @@ export class KeyListing {
   }
 
   keys(): string[] {
-    return [...this.live].filter(([, live]) => live).map(([key]) => key);
+    return [...this.live].filter(([, last]) => last.live).map(([key]) => key);
+  }
+
+  /** The deleted keys whose marker was delivered with where it is stored. */
+  deleteMarkers(): DeleteMarker[] {
+    const markers: DeleteMarker[] = [];
+    for (const [key, last] of this.live) {
+      if (!last.live && last.at !== undefined) markers.push({ key, ...last.at });
+    }
+    return markers;
   }
 }
 
@@ -133,16 +158,38 @@ export interface KeyListingLimits {
   fetchMs: number;
 }
 
+const defaultLimits: KeyListingLimits = {
+  batchMax: keyListingBatchMax,
+  fetchMs: keyListingFetchMs,
+};
+
 /** The keys of `bucket` matching `filter` (KV key syntax, wildcards allowed). */
 export async function listKeys(
   bucket: Bucket,
   filter: string,
   logger: Pick<Logger, "warn">,
-  { batchMax, fetchMs }: KeyListingLimits = {
-    batchMax: keyListingBatchMax,
-    fetchMs: keyListingFetchMs,
-  },
+  limits: KeyListingLimits = defaultLimits,
 ): Promise<string[]> {
+  return (await readLastMessages(bucket, filter, logger, limits)).keys();
+}
+
+/** The delete markers of the keys of `bucket` matching `filter` that are deleted now. */
+export async function listDeleteMarkers(
+  bucket: Bucket,
+  filter: string,
+  logger: Pick<Logger, "warn">,
+  limits: KeyListingLimits = defaultLimits,
+): Promise<DeleteMarker[]> {
+  return (await readLastMessages(bucket, filter, logger, limits)).deleteMarkers();
+}
+
+/** One listing (see the header): every key's last message read into a KeyListing. */
+async function readLastMessages(
+  bucket: Bucket,
+  filter: string,
+  logger: Pick<Logger, "warn">,
+  { batchMax, fetchMs }: KeyListingLimits,
+): Promise<KeyListing> {
   bucket.validateSearchKey(filter);
   const name = `${keyListingConsumerPrefix}${randomUUID().replaceAll("-", "")}`;
   const subject = bucket.fullKeyName(bucket.encodeKey(filter));
@@ -165,6 +212,7 @@ export async function listKeys(
           bucket.decodeKey(message.subject.substring(bucket.prefixLen)),
           message.headers?.get(kvOperationHeader),
           message.info.pending,
+          { sequence: message.seq, timestampMs: Number(message.timestampNanos / 1_000_000n) },
         );
         if (listing.done) break;
       }
@@ -175,7 +223,7 @@ export async function listKeys(
         );
       }
     }
-    return listing.keys();
+    return listing;
   } finally {
     try {
       await bucket.jsm.consumers.delete(bucket.stream, name);
@@ -186,21 +234,4 @@ export async function listKeys(
       );
     }
   }
-}
-
-/** The control store on a JetStream KV bucket, listing keys with `listKeys`. */
-export function controlStoreOf(kv: KV, logger: Pick<Logger, "warn">): ControlStore {
-  if (!(kv instanceof Bucket)) throw new Error("the control store needs a JetStream KV bucket");
-  return {
-    get: (key) => kv.get(key),
-    create: (key, value) => kv.create(key, value),
-    update: (key, value, revision) => kv.update(key, value, revision),
-    delete: (key, options) => kv.delete(key, options),
-    keys: async (filter) => each(await listKeys(kv, filter, logger)),
-    watch: (options) => kv.watch(options),
-  };
-}
-
-async function* each<T>(items: readonly T[]): AsyncIterable<T> {
-  yield* items;
 }

@@ -110,8 +110,11 @@ export interface SweeperOptions {
   >;
   heartbeats: Pick<Heartbeats, "list" | "listening">;
   tenures: Tenures;
-  /** Changes to checkpoint pointers; without it every pass reads every pointer. */
-  pointers?: Pick<PointerChanges, "sync">;
+  /**
+   * Changes to checkpoint pointers; without it every pass reads every pointer. `retain`
+   * is told the live volumes after each complete pass, so counts of gone names go.
+   */
+  pointers?: Pick<PointerChanges, "sync"> & Partial<Pick<PointerChanges, "retain">>;
   /**
    * Drops snapshot ids no record names and finishes deletes left marked; without it
    * the former are only counted and the latter wait for a retried delete.
@@ -275,6 +278,9 @@ export class Sweeper {
     // their volumes.
     this.headers = headers.kept;
     this.pointers = pointersRead;
+    // In step with the line above: the watch forgets the counts of names this pass did
+    // not find live, as the sweep forgets their pointers (catalogue-changes.ts).
+    this.options.pointers?.retain?.([...volumesById.values()].map((volume) => volume.name));
     const due = confirmations.confirm(orphans, now());
     this.status.orphansWaiting = confirmations.waiting - due.length;
     const snapshotsDue = this.snapshotConfirmations.confirm(unrecorded, now());

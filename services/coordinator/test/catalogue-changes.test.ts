@@ -194,6 +194,25 @@ describe("PointerChanges", () => {
     changes.close();
   });
 
+  it("keeps counts only for the names retained, so deleted volumes' names do not pile up", async () => {
+    const store = new FakePointerStore();
+    const changes = new PointerChanges(store.watch, store, logger, 1);
+    changes.start();
+    await settle();
+    // A name created and deleted again and again: each leaves a count behind.
+    for (let index = 0; index < 50; index++) store.change(`checkpoint.gone-${index}.0.head-1`);
+    store.change("checkpoint.live.0.head-1");
+    store.change("checkpoint.live.1.head-1");
+    expect((await changes.sync(1000))?.counts.size).toBe(51);
+    changes.retain(["live", "idle"]);
+    const after = await changes.sync(1000);
+    expect(after?.counts).toEqual(new Map([["live", 2]]));
+    // A name that comes back is counted again, from nothing.
+    store.change("checkpoint.gone-7.0.head-1");
+    expect((await changes.sync(1000))?.counts.get("gone-7")).toBe(1);
+    changes.close();
+  });
+
   it("gives no counts for a mark not delivered in time, or when the watch ends", async () => {
     const store = new FakePointerStore();
     const changes = new PointerChanges(store.watch, store, logger, 1);

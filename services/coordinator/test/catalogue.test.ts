@@ -1,7 +1,7 @@
 // The catalogue on an in-memory KV store: listings de-duplicated, writes fenced by the
 // leader's term, incarnations kept apart.
 
-import { formatVolumeId, incarnationOf } from "@ballast/protocol";
+import { ErrorCode, formatVolumeId, incarnationOf } from "@ballast/protocol";
 import { describe, expect, test } from "vitest";
 import { Catalogue, keys, mayOverwrite, uniqueKeys } from "../src/catalogue.ts";
 import type { PartitionRecord } from "../src/decisions.ts";
@@ -217,4 +217,81 @@ test("a snapshot record marked deleting is hidden from readers; one without the 
     undefined,
   );
   expect((await catalogue.snapshot("v", "kept"))?.value).toEqual(record("kept"));
+});
+
+describe("snapshot records go with their incarnation", () => {
+  const snapshot = (name: string, volumeId: string) => ({
+    volume: "v",
+    name,
+    id: `id-${name}-${volumeId}`,
+    volumeId,
+    createdAtMs: 1,
+    partitions: [{ index: 0, opNum: 3 }],
+  });
+  const recordedIds = async (catalogue: Catalogue) =>
+    (await catalogue.snapshotsIncludingDeleting("v")).map((entry) => entry.value.id).sort();
+
+  test("a volume's delete removes its snapshot records, and a re-creation's are its own", async () => {
+    const store = new FakeStore();
+    volumeWithTwoPartitions(store);
+    const catalogue = new Catalogue(store);
+    await catalogue.recordSnapshot(snapshot("daily", "v-1"));
+    await catalogue.recordSnapshot(snapshot("weekly", "v-1"));
+    const marked = (await catalogue.snapshotIncludingDeleting("v", "weekly"))!;
+    await catalogue.markSnapshotDeleting(marked, 5);
+    expect((await catalogue.deleteVolume("v"))?.id).toBe("v-1");
+    expect(await recordedIds(catalogue)).toEqual([]);
+    // The name created again: its snapshots are recorded afresh, and another delete of
+    // an incarnation long gone (a retried purge) leaves them.
+    store.put(keys.volume("v"), { name: "v", id: "v-2", sizeBytes: 1, replicaCount: 2 });
+    await catalogue.recordSnapshot(snapshot("daily", "v-2"));
+    expect(await catalogue.forgetSnapshotsOf("v", "v-1")).toBe(0);
+    expect(await recordedIds(catalogue)).toEqual(["id-daily-v-2"]);
+  });
+
+  test("a delete cut off before its snapshot records ends with none once the purge is forgotten", async () => {
+    const store = new FakeStore();
+    const catalogue = new Catalogue(store);
+    // Incarnation v-1's delete: purge record written, volume record deleted, then the
+    // leader died; its two snapshot records are left.
+    store.put(keys.purge("v-1"), { volume: "v", volumeId: "v-1", deletedAtMs: 1 });
+    store.put("snapshot.v.daily", snapshot("daily", "v-1"));
+    store.put("snapshot.v.weekly", snapshot("weekly", "v-1"));
+    // The name created again as v-2, whose first snapshot takes the name "daily" over
+    // the stale record, and whose second is named anew.
+    store.put(keys.volume("v"), { name: "v", id: "v-2", sizeBytes: 1, replicaCount: 2 });
+    const stale = await catalogue.snapshotIncludingDeleting("v", "daily");
+    await catalogue.recordSnapshot(snapshot("daily", "v-2"), stale);
+    await catalogue.recordSnapshot(snapshot("hourly", "v-2"));
+    await catalogue.forgetPurge("v-1");
+    expect(await recordedIds(catalogue)).toEqual(["id-daily-v-2", "id-hourly-v-2"]);
+    expect(await catalogue.purges()).toEqual([]);
+  });
+
+  test("a purge record dropped while its incarnation is live leaves its snapshots", async () => {
+    const store = new FakeStore();
+    volumeWithTwoPartitions(store);
+    const catalogue = new Catalogue(store);
+    await catalogue.recordPurge({ volume: "v", volumeId: "v-1", deletedAtMs: 1 });
+    await catalogue.recordSnapshot(snapshot("daily", "v-1"));
+    // The delete lost a race and the volume is still there: its purge record goes.
+    await catalogue.forgetPurge("v-1");
+    expect(await catalogue.purges()).toEqual([]);
+    expect(await recordedIds(catalogue)).toEqual(["id-daily-v-1"]);
+  });
+
+  test("a create over a stale record removed meanwhile is recorded, not refused", async () => {
+    const store = new FakeStore();
+    const catalogue = new Catalogue(store);
+    store.put("snapshot.v.daily", snapshot("daily", "v-1"));
+    const stale = await catalogue.snapshotIncludingDeleting("v", "daily");
+    // Removed by the purger (forgetPurge) between the create's read and its write.
+    await store.delete("snapshot.v.daily");
+    await catalogue.recordSnapshot(snapshot("daily", "v-2"), stale);
+    expect(await recordedIds(catalogue)).toEqual(["id-daily-v-2"]);
+    // A record of the same incarnation still refuses it.
+    await expect(catalogue.recordSnapshot(snapshot("daily", "v-2"))).rejects.toMatchObject({
+      code: ErrorCode.AlreadyExists,
+    });
+  });
 });

@@ -117,7 +117,10 @@ class FakeSnapshots {
 
 async function harness(
   members: Partial<PartitionRecord> = {},
-  pointers?: { sync(): Promise<PointerVersions | undefined> },
+  pointers?: {
+    sync(): Promise<PointerVersions | undefined>;
+    retain?(names: Iterable<string>): void;
+  },
   graceMs = 0,
 ) {
   const store = new FakeStore();
@@ -485,6 +488,25 @@ test("a checkpoint's header is read once while its pointer stays recorded", asyn
   expect(reads()).toBe(6);
   expect([...sled.blobs.keys()].sort()).toEqual([blobKey("a", 10), blobKey("b", 12)]);
   expect([...sled.chunks].sort()).toEqual([chunkId(1), chunkId(3), chunkId(5)]);
+});
+
+test("after a complete pass, the pointer watch keeps counts only for the volumes the pass found live", async () => {
+  const retained: string[][] = [];
+  const { sweeper, store } = await harness(
+    {},
+    {
+      sync: async () => ({ generation: 1, counts: new Map([[name, 1]]) }),
+      retain: (names) => {
+        retained.push([...names]);
+      },
+    },
+  );
+  await sweeper.sweep();
+  expect(retained).toEqual([[name]]);
+  // Deleted: the next pass keeps no name, and the watch forgets the volume's count.
+  await store.delete(keys.volume(name));
+  await sweeper.sweep();
+  expect(retained).toEqual([[name], []]);
 });
 
 test("a volume's pointers are read again only when the watch counted a change before this pass's mark", async () => {
