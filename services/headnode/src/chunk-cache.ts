@@ -1,5 +1,6 @@
-// A head node's cache of sled chunk bytes: aligned 4 KiB blocks keyed by chunk id and
-// block index, least recently used first out, bounded by bytes.
+// A head node's cache of sled chunk bytes: whole chunks (what its primaries flush) and
+// aligned 4 KiB blocks (what its reads bring back from sleds), keyed by chunk id, least
+// recently used first out, bounded by bytes.
 //
 // Model: sled chunks are write-once and their ids are never reused (an id carries the
 // volume incarnation, partition, epoch, the writing head node's session and a number;
@@ -8,11 +9,22 @@
 // correctness. `forget` exists for bytes that turn out not to be the chunk's (a whole
 // read that fails the recorded CRC32C, a repaired copy), never for staleness.
 //
-// A read is served only when every block it covers is present; the answer is a fresh
-// buffer, or, when it lies within one block, a view of that block. A block is inserted
-// only when the bytes cover it whole: [i·4 KiB, (i+1)·4 KiB), or up to the chunk's end
-// when the caller knows it (the short tail block of a chunk). Inserted bytes are copied,
-// so a reply's (or a flush's) buffer is never kept alive by the cache.
+// Two kinds of entry:
+// - A whole chunk (`insertChunk`): the flush's own buffer, kept by reference (no copy),
+//   charged its whole ArrayBuffer and evicted whole. Only a buffer that is exactly the
+//   chunk is kept so (the flush's concatenation is), so nothing but the chunk's bytes is
+//   pinned; the caller hands it over and never writes it again. Any read within the
+//   chunk is a view of it. A chunk whose charge would not fit the cache, or whose bytes
+//   lie in a larger buffer, goes in as blocks instead (copied; of a chunk larger than
+//   the cache only its last blocks stay).
+// - A block (`insert`): inserted only when the bytes cover it whole: [i·4 KiB,
+//   (i+1)·4 KiB), or up to the chunk's end when the caller knows it (the short tail
+//   block of a chunk). Its bytes are copied, so a reply's buffer is never kept alive by
+//   the cache. A read is served from blocks only when every block it covers is present;
+//   the answer is a fresh buffer, or, when it lies within one block, a view of that
+//   block.
+// A chunk held whole takes no blocks (inserting them only marks it used); blocks of a
+// chunk then inserted whole are dropped for it.
 //
 // Structure: chunks by id (a Map keyed by the chunk table's own id string, whose hash V8
 // keeps), each with its blocks by index, and every block on one recency list: a hit
@@ -20,14 +32,21 @@
 // An evicted block's memory is reused by the next insert unless a view of it was ever
 // returned (`lent`): a view must stay valid after eviction, and a block that was never
 // lent has no one else looking at it. In steady state that spares an ArrayBuffer per
-// miss (allocating and later freeing one costs more than the copy).
+// miss (allocating and later freeing one costs more than the copy). A whole chunk's
+// memory is never reused (its views may be anywhere).
+//
+// Views handed out: a read's answer lives until the reply carrying it is encoded (the
+// callers copy what they keep). A view of a whole chunk keeps the chunk's buffer alive
+// that long even if it is evicted meanwhile, as a view of a sled's reply keeps the
+// reply's buffer: for the length of a read, never beyond.
 //
 // Memory: each block is charged its bytes plus `cacheEntryOverheadBytes` (its record,
-// its Uint8Array and ArrayBuffer objects, the allocator's header), and each chunk with
-// blocks here `chunkChargeBytes` (its Map entry, record, block map and id string):
-// measured with Node 20 at about 260 bytes of V8 heap a block and 250 a chunk, and
-// 450–650 bytes of RSS a block beyond its 4 KiB, so the bound holds for what the
-// process really spends. A capacity below one block's charge turns the cache off.
+// its Uint8Array and ArrayBuffer objects, the allocator's header), each whole chunk its
+// ArrayBuffer's bytes plus the same, and each chunk with entries here `chunkChargeBytes`
+// (its Map entry, record, block map and id string): measured with Node 20 at about 260
+// bytes of V8 heap a block and 250 a chunk, and 450–650 bytes of RSS a block beyond its
+// 4 KiB, so the bound holds for what the process really spends. A capacity below one
+// block's charge turns the cache off.
 //
 // Pure and synchronous: no I/O, no time; the sled client (sled-client.ts) decides what
 // to look up and what to insert. Counters (hits, misses, evictions) are for metrics.
@@ -51,36 +70,51 @@ export const chunkCacheBytesDefault = 256 * 1024 * 1024;
 
 export interface ChunkCacheStats {
   hits: number;
+  /** Reads not answered; evictions counted in 4 KiB blocks (a whole chunk as its blocks). */
   misses: number;
   evictions: number;
-  /** Blocks held now, and the bytes charged for them (data and overhead). */
+  /** Blocks and whole chunks held now, and the bytes charged for them (data and overhead). */
   blocks: number;
+  wholeChunks: number;
   bytes: number;
   capacityBytes: number;
 }
 
-/** A cached block, on the recency list (oldest to newest) and in its chunk's array. */
+/**
+ * An entry on the recency list (oldest to newest): a block of its chunk (`index` ≥ 0,
+ * in the chunk's block map), or the whole chunk (`index` -1, its `whole`).
+ */
 interface CachedBlock {
   chunk: CachedChunk;
   index: number;
   data: Uint8Array;
-  /** A view of `data` was returned by a read: its memory may never be reused. */
+  /** The bytes charged for it: its data (a whole chunk's ArrayBuffer) and overhead. */
+  charge: number;
+  /**
+   * A view of `data` was returned by a read, or it is a whole chunk: its memory may never
+   * be reused.
+   */
   lent: boolean;
   older: CachedBlock | undefined;
   newer: CachedBlock | undefined;
 }
 
-/** The blocks held of one chunk, by index. */
+/** What is held of one chunk: the whole of it, or blocks by index. */
 interface CachedChunk {
   id: string;
+  whole: CachedBlock | undefined;
   /**
    * A Map, not an array indexed by block: an array keeps its length (up to 1,024 slots
    * for a 4 MiB chunk) while any one block survives, memory `chunkChargeBytes` does not
    * count.
    */
   blocks: Map<number, CachedBlock>;
+  /** Entries held: blocks, and the whole chunk. */
   held: number;
 }
+
+/** Index of a whole-chunk entry. */
+const wholeIndex = -1;
 
 export class ChunkCache {
   /**
@@ -91,6 +125,7 @@ export class ChunkCache {
   private oldest: CachedBlock | undefined;
   private newest: CachedBlock | undefined;
   private heldBlocks = 0;
+  private heldWholeChunks = 0;
   private chargedBytes = 0;
   private hits = 0;
   private misses = 0;
@@ -110,9 +145,9 @@ export class ChunkCache {
   }
 
   /**
-   * The bytes [offset, offset+length) of the chunk when every block they cover is here
-   * (counted as a hit), else undefined (a miss). Do not modify what is returned: a read
-   * within one block is a view of the cached block.
+   * The bytes [offset, offset+length) of the chunk when it is held whole, or every block
+   * they cover is here (counted as a hit), else undefined (a miss). Do not modify what
+   * is returned: a read of a whole chunk, or within one block, is a view of it.
    */
   read(chunkId: string, offset: number, length: number): Uint8Array | undefined {
     if (!this.enabled || length <= 0 || offset < 0) return undefined;
@@ -123,6 +158,17 @@ export class ChunkCache {
     if (chunk === undefined) {
       this.misses++;
       return undefined;
+    }
+    const whole = chunk.whole;
+    if (whole !== undefined) {
+      // A whole chunk takes no blocks: past its end there is nothing to find.
+      if (end > whole.data.byteLength) {
+        this.misses++;
+        return undefined;
+      }
+      this.hits++;
+      this.touch(whole);
+      return whole.data.subarray(offset, end);
     }
     for (let index = first; index <= last; index++) {
       const block = chunk.blocks.get(index);
@@ -162,6 +208,11 @@ export class ChunkCache {
    */
   insert(chunkId: string, offset: number, data: Uint8Array, chunkBytes?: number): void {
     if (!this.enabled) return;
+    const whole = this.chunks.get(chunkId)?.whole;
+    if (whole !== undefined) {
+      this.touch(whole);
+      return;
+    }
     const end = offset + data.byteLength;
     for (let index = Math.ceil(offset / cacheBlockBytes); ; index++) {
       const start = index * cacheBlockBytes;
@@ -180,10 +231,56 @@ export class ChunkCache {
     }
   }
 
-  /** Drops every block of the chunk: its bytes proved not to be its own. */
+  /**
+   * Keeps `data`, all of the chunk's bytes, as one entry without copying it, when it is
+   * the whole of its ArrayBuffer (else nothing but the chunk would be pinned unseen) and
+   * its charge fits; else inserts it as blocks (copied). The caller hands the buffer
+   * over: it must never be written again (a flushed chunk is not). Blocks of the chunk
+   * already here are dropped for it; a chunk already held whole is only marked used.
+   */
+  insertChunk(chunkId: string, data: Uint8Array): void {
+    if (!this.enabled || data.byteLength === 0) return;
+    let chunk = this.chunks.get(chunkId);
+    if (chunk?.whole !== undefined) {
+      this.touch(chunk.whole);
+      return;
+    }
+    const buffer = data.buffer;
+    const charge = buffer.byteLength + cacheEntryOverheadBytes;
+    if (
+      data.byteOffset !== 0 ||
+      data.byteLength !== buffer.byteLength ||
+      charge + chunkChargeBytes > this.capacityBytes
+    ) {
+      this.insert(chunkId, 0, data, data.byteLength);
+      return;
+    }
+    if (chunk !== undefined) {
+      for (const block of [...chunk.blocks.values()]) this.remove(block);
+    }
+    this.makeRoom(charge + chunkChargeBytes);
+    chunk = this.chunkOf(chunkId);
+    const entry: CachedBlock = {
+      chunk,
+      index: wholeIndex,
+      data,
+      charge,
+      lent: true,
+      older: undefined,
+      newer: undefined,
+    };
+    this.append(entry);
+    chunk.whole = entry;
+    chunk.held++;
+    this.heldWholeChunks++;
+    this.chargedBytes += charge;
+  }
+
+  /** Drops everything held of the chunk: its bytes proved not to be its own. */
   forget(chunkId: string): void {
     const chunk = this.chunks.get(chunkId);
     if (chunk === undefined) return;
+    if (chunk.whole !== undefined) this.remove(chunk.whole);
     for (const block of [...chunk.blocks.values()]) this.remove(block);
   }
 
@@ -193,6 +290,7 @@ export class ChunkCache {
       misses: this.misses,
       evictions: this.evictions,
       blocks: this.heldBlocks,
+      wholeChunks: this.heldWholeChunks,
       bytes: this.chargedBytes,
       capacityBytes: this.capacityBytes,
     };
@@ -212,27 +310,40 @@ export class ChunkCache {
       data = new Uint8Array(source.byteLength);
     }
     data.set(source);
-    let chunk = this.chunks.get(chunkId);
-    if (chunk === undefined) {
-      chunk = { id: chunkId, blocks: new Map(), held: 0 };
-      this.chunks.set(chunkId, chunk);
-      this.chargedBytes += chunkChargeBytes;
-    }
+    const chunk = this.chunkOf(chunkId);
     const block: CachedBlock = {
       chunk,
       index,
       data,
+      charge: data.byteLength + cacheEntryOverheadBytes,
       lent: false,
-      older: this.newest,
+      older: undefined,
       newer: undefined,
     };
-    if (this.newest === undefined) this.oldest = block;
-    else this.newest.newer = block;
-    this.newest = block;
+    this.append(block);
     chunk.blocks.set(index, block);
     chunk.held++;
     this.heldBlocks++;
-    this.chargedBytes += data.byteLength + cacheEntryOverheadBytes;
+    this.chargedBytes += block.charge;
+  }
+
+  /** The chunk's record, made (and charged) if it has none. */
+  private chunkOf(chunkId: string): CachedChunk {
+    let chunk = this.chunks.get(chunkId);
+    if (chunk === undefined) {
+      chunk = { id: chunkId, whole: undefined, blocks: new Map(), held: 0 };
+      this.chunks.set(chunkId, chunk);
+      this.chargedBytes += chunkChargeBytes;
+    }
+    return chunk;
+  }
+
+  /** Puts a new entry at the newest end of the recency list. */
+  private append(entry: CachedBlock): void {
+    entry.older = this.newest;
+    if (this.newest === undefined) this.oldest = entry;
+    else this.newest.newer = entry;
+    this.newest = entry;
   }
 
   /** Moves a block to the newest end of the recency list. */
@@ -255,22 +366,28 @@ export class ChunkCache {
   private remove(block: CachedBlock): void {
     this.unlink(block);
     const chunk = block.chunk;
-    chunk.blocks.delete(block.index);
+    if (block.index === wholeIndex) {
+      chunk.whole = undefined;
+      this.heldWholeChunks--;
+    } else {
+      chunk.blocks.delete(block.index);
+      this.heldBlocks--;
+    }
     chunk.held--;
-    this.heldBlocks--;
-    this.chargedBytes -= block.data.byteLength + cacheEntryOverheadBytes;
+    this.chargedBytes -= block.charge;
     if (chunk.held === 0) {
       this.chunks.delete(chunk.id);
       this.chargedBytes -= chunkChargeBytes;
     }
   }
 
-  /** Evicts least recently used blocks until `bytes` more fit. */
+  /** Evicts least recently used entries until `bytes` more fit. */
   private makeRoom(bytes: number): void {
     while (this.chargedBytes + bytes > this.capacityBytes && this.oldest !== undefined) {
       const oldest = this.oldest;
       this.remove(oldest);
-      this.evictions++;
+      this.evictions +=
+        oldest.index === wholeIndex ? Math.ceil(oldest.data.byteLength / cacheBlockBytes) : 1;
       if (!oldest.lent) this.spare = oldest.data;
     }
   }

@@ -32,10 +32,11 @@
 // refused request per interval.
 //
 // Cache (chunk-cache.ts): chunks are write-once under ids never reused, so their bytes
-// are cached here, per 4 KiB block, with no invalidation: filled by every chunk this
-// node writes (what its primaries flush) and by every range it reads from a sled (after
-// the checks above), and consulted first by `readChunk`, which answers from it only when
-// every block of the range is there. A whole read answered from the cache is still
+// are cached here with no invalidation: filled by every chunk this node writes (what its
+// primaries flush, kept whole: the flush's own buffer, no copy) and by every range it
+// reads from a sled (after the checks above, copied per 4 KiB block), and consulted first
+// by `readChunk`, which answers from it only when the chunk is held whole or every block
+// of the range is there. A whole read answered from the cache is still
 // checked against the recorded CRC32C (its blocks may have come from partial reads of
 // a copy whose blocks pass but whose whole does not); on a mismatch the chunk is dropped
 // from the cache and read from sleds as before. A read answered from the cache meets no
@@ -130,10 +131,11 @@ function observeCache(meter: Meter, cache: ChunkCache): void {
     description: "chunk reads the chunk cache could not answer whole (read from sleds)",
   });
   const evictions = meter.createObservableCounter("ballast_headnode_chunk_cache_evictions", {
-    description: "4 KiB blocks evicted from the chunk cache to make room",
+    description:
+      "4 KiB blocks evicted from the chunk cache to make room (a whole chunk counts its blocks)",
   });
   const bytes = meter.createObservableGauge("ballast_headnode_chunk_cache_bytes", {
-    description: "bytes charged to the chunk cache (blocks and their overhead)",
+    description: "bytes charged to the chunk cache (blocks, whole chunks and their overhead)",
   });
   meter.addBatchObservableCallback(
     (result) => {
@@ -180,7 +182,9 @@ export class SledClient {
    * number so that chunks spread over the sleds; a sled that fails, or stores a copy
    * whose CRC32C is not `checksum`, is replaced by the next. Resolves with the sleds
    * that hold it; rejects if fewer than two could: with NoSpace when every sled that
-   * failed answered NoSpace, else Unavailable.
+   * failed answered NoSpace, else Unavailable. `data` is handed over: once written, the
+   * cache may keep it as it is, so it must never be written again (a flush's chunk is
+   * not: sled chunks are write-once).
    */
   async writeChunk(
     owner: ChunkOwner,
@@ -228,8 +232,8 @@ export class SledClient {
       );
     }
     // What the primary just flushed is what its reads will ask for next; every holder
-    // stored exactly these bytes (its CRC32C matched).
-    this.cache.insert(chunkId, 0, data, data.byteLength);
+    // stored exactly these bytes (its CRC32C matched). Kept whole, without a copy.
+    this.cache.insertChunk(chunkId, data);
     return holders;
   }
 
@@ -269,8 +273,8 @@ export class SledClient {
    * Reads from the first sound copy; repairs, in the background, copies that failed a
    * checksum or are missing. A read of the whole chunk is checked against the recorded
    * CRC32C when `expect` has one. Answered from the cache when it holds the whole range
-   * (see the header). The bytes returned are a view of the reply message or of a cached
-   * block: copy them to keep them, and never modify them.
+   * (see the header). The bytes returned are a view of the reply message, of a cached
+   * block or of a cached whole chunk: copy them to keep them, and never modify them.
    */
   async readChunk(
     owner: ChunkOwner,

@@ -2,9 +2,10 @@
 // client, as a primary's flush, or straight onto the sleds, as another head node's),
 // random reads of parts and of whole chunks, with any cache size (off, one block, a
 // few, plenty): every read answers exactly the chunk's bytes, as the client without a
-// cache does. The test scribbles over each reply's buffer, and over each chunk it wrote,
-// once the client is done with them, so a cache that kept a view of either instead of
-// a copy answers garbage.
+// cache does. The test scribbles over each reply's buffer once the client is done with
+// it, and over each chunk it wrote that lies within a larger buffer, so a cache that kept
+// a view of either instead of a copy answers garbage. A chunk that is a buffer of its own
+// is handed over, as a flush's is (the cache may keep it whole), and never written again.
 
 import { BallastError, crc32c, ErrorCode } from "@ballast/protocol";
 import type { Bus, Logger } from "@ballast/runtime";
@@ -82,7 +83,7 @@ function pattern(bytes: number, seed: number): Uint8Array {
 }
 
 type Step =
-  | { kind: "write"; size: number; direct: boolean }
+  | { kind: "write"; size: number; direct: boolean; inLarger: boolean }
   | { kind: "read"; chunk: number; from: number; length: number; whole: boolean; together: number };
 
 const step: fc.Arbitrary<Step> = fc.oneof(
@@ -93,6 +94,9 @@ const step: fc.Arbitrary<Step> = fc.oneof(
       fc.integer({ min: 1, max: 6 }).map((n) => n * block),
     ),
     direct: fc.boolean(),
+    // Through the client: the chunk is a view within a larger buffer (copied as blocks,
+    // then scribbled over), not a buffer of its own (kept whole).
+    inLarger: fc.boolean(),
   }),
   fc.record({
     kind: fc.constant("read" as const),
@@ -124,10 +128,16 @@ describe("the sled client's chunk cache against a model", () => {
                 // Another head node's chunk: on the sleds, never through this client.
                 sleds.stored.get("sled-1")!.set(id, data.slice());
                 sleds.stored.get("sled-2")!.set(id, data.slice());
+              } else if (one.inLarger) {
+                const larger = new Uint8Array(one.size + 2 * block);
+                const view = larger.subarray(block, block + one.size);
+                view.set(data);
+                await client.writeChunk(owner, id, view, sledNames, index, crc32c(data));
+                // Not a buffer of its own: the cache must have copied what it keeps.
+                larger.fill(0xdd);
               } else {
+                // A buffer of its own, handed over as a flush's chunk is: never written again.
                 await client.writeChunk(owner, id, data, sledNames, index, crc32c(data));
-                // The flush's buffer is the primary's to reuse once the write is done.
-                data.fill(0xdd);
               }
               continue;
             }

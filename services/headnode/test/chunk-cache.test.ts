@@ -105,6 +105,115 @@ describe("ChunkCache", () => {
     expect(cache.read("c", 0, 1)).toBeUndefined();
   });
 
+  test("a whole chunk: every read within it is a view of it, past its end a miss", () => {
+    const cache = new ChunkCache(1 << 20);
+    const chunk = pattern(5 * block + 100, 8);
+    const kept = chunk.slice();
+    cache.insertChunk("c", chunk);
+    expect(cache.stats()).toMatchObject({
+      blocks: 0,
+      wholeChunks: 1,
+      bytes: chunk.byteLength + cacheEntryOverheadBytes + chunkChargeBytes,
+    });
+    for (const [from, to] of [
+      [0, chunk.byteLength],
+      [100, 200],
+      [block - 1, 3 * block + 7],
+      [5 * block, 5 * block + 100],
+    ] as const) {
+      const got = cache.read("c", from, to - from)!;
+      expect(same(got, kept.subarray(from, to))).toBe(true);
+      // No copy: the flush's own buffer.
+      expect(got.buffer).toBe(chunk.buffer);
+      expect(got.byteOffset).toBe(from);
+    }
+    expect(cache.read("c", 5 * block, 101)).toBeUndefined();
+    expect(cache.stats()).toMatchObject({ hits: 4, misses: 1 });
+    // Blocks read back from a sled add nothing to a chunk held whole.
+    cache.insert("c", 0, kept.subarray(0, 2 * block));
+    expect(cache.stats()).toMatchObject({ blocks: 0, wholeChunks: 1 });
+  });
+
+  test("a whole chunk replaces the chunk's blocks; forget drops it", () => {
+    const cache = new ChunkCache(1 << 20);
+    const chunk = pattern(3 * block, 9);
+    cache.insert("c", 0, chunk.slice(0, 2 * block));
+    expect(cache.stats()).toMatchObject({ blocks: 2, wholeChunks: 0 });
+    cache.insertChunk("c", chunk);
+    expect(cache.stats()).toMatchObject({
+      blocks: 0,
+      wholeChunks: 1,
+      bytes: chunk.byteLength + cacheEntryOverheadBytes + chunkChargeBytes,
+    });
+    // Again: only marked used, not charged twice.
+    cache.insertChunk("c", chunk);
+    expect(cache.stats().bytes).toBe(chunk.byteLength + cacheEntryOverheadBytes + chunkChargeBytes);
+    cache.forget("c");
+    expect(cache.stats()).toMatchObject({ blocks: 0, wholeChunks: 0, bytes: 0 });
+    expect(cache.read("c", 0, 1)).toBeUndefined();
+  });
+
+  test("whole chunks are charged and evicted whole, least recently used first", () => {
+    const size = 4 * block;
+    const wholeCharge = size + cacheEntryOverheadBytes + chunkChargeBytes;
+    const cache = new ChunkCache(2 * wholeCharge + charge);
+    const a = pattern(size, 1);
+    const b = pattern(size, 2);
+    cache.insertChunk("a", a);
+    cache.insertChunk("b", b);
+    cache.insert("x", 0, pattern(block, 3));
+    expect(cache.stats()).toMatchObject({ bytes: 2 * wholeCharge + charge, evictions: 0 });
+    const view = cache.read("a", 10, 2 * block)!;
+    // a is used, so b is the oldest entry: one more block evicts all of b.
+    cache.insert("y", 0, pattern(block, 4));
+    expect(cache.stats()).toMatchObject({ wholeChunks: 1, blocks: 2, evictions: size / block });
+    expect(cache.read("b", 0, 1)).toBeUndefined();
+    expect(cache.stats().bytes).toBe(wholeCharge + 2 * charge);
+    // A new whole chunk evicts the oldest entries until it fits: here block x alone.
+    cache.insertChunk("c", pattern(size, 5));
+    expect(cache.stats()).toMatchObject({ bytes: 2 * wholeCharge + charge, wholeChunks: 2 });
+    expect(cache.read("x", 0, 1)).toBeUndefined();
+    for (const id of ["a", "y"]) expect(cache.read(id, 0, 1)).toBeDefined();
+    expect(same(cache.read("c", 0, size), pattern(size, 5))).toBe(true);
+    // Now y is the oldest; a chunk as large as the cache's room evicts the rest.
+    cache.insertChunk("d", pattern(2 * size, 6));
+    expect(cache.stats()).toMatchObject({ wholeChunks: 1, blocks: 0 });
+    expect(cache.stats().bytes).toBeLessThanOrEqual(cache.capacityBytes);
+    // A view handed out before eviction still holds the chunk's bytes.
+    expect(same(view, pattern(size, 1).subarray(10, 10 + 2 * block))).toBe(true);
+  });
+
+  test("a chunk that is not its whole buffer, or too large, goes in as copied blocks", () => {
+    const cache = new ChunkCache(1 << 20);
+    const larger = pattern(4 * block, 6);
+    const view = larger.subarray(block, 3 * block + 50);
+    const kept = view.slice();
+    cache.insertChunk("v", view);
+    // Not kept whole: that would pin the larger buffer beyond what is charged.
+    expect(cache.stats()).toMatchObject({ wholeChunks: 0, blocks: 3 });
+    larger.fill(0xee);
+    expect(same(cache.read("v", 0, kept.byteLength), kept)).toBe(true);
+    // A chunk whose charge exceeds the cache: only its last blocks fit.
+    const small = new ChunkCache(3 * charge);
+    const big = pattern(8 * block, 7);
+    small.insertChunk("big", big);
+    expect(small.stats()).toMatchObject({ wholeChunks: 0 });
+    expect(small.stats().bytes).toBeLessThanOrEqual(small.capacityBytes);
+    expect(small.read("big", 0, 1)).toBeUndefined();
+    expect(same(small.read("big", 7 * block, block), big.subarray(7 * block))).toBe(true);
+    big.fill(0);
+    expect(
+      same(
+        small.read("big", 7 * block + 1, 5),
+        pattern(8 * block, 7).subarray(7 * block + 1, 7 * block + 6),
+      ),
+    ).toBe(true);
+    // Off: nothing kept.
+    const off = new ChunkCache(0);
+    off.insertChunk("c", pattern(block, 1));
+    expect(off.stats()).toMatchObject({ wholeChunks: 0, blocks: 0, bytes: 0 });
+  });
+
   test("property: any answer is the chunk's bytes; the bound always holds", () => {
     const chunkIds = ["c0", "c1", "c2", "c3"];
     const op = fc.oneof(
@@ -121,6 +230,12 @@ describe("ChunkCache", () => {
         from: fc.nat(6 * block),
         length: fc.integer({ min: 1, max: 4 * block }),
       }),
+      // The whole chunk, as a buffer of its own (kept whole) or within a larger one.
+      fc.record({
+        kind: fc.constant("whole" as const),
+        chunk: fc.nat(3),
+        own: fc.boolean(),
+      }),
     );
     fc.assert(
       fc.property(
@@ -136,6 +251,21 @@ describe("ChunkCache", () => {
           for (const step of ops) {
             const chunk = chunks[step.chunk]!;
             const id = chunkIds[step.chunk]!;
+            if (step.kind === "whole") {
+              if (step.own) {
+                cache.insertChunk(id, chunk.slice());
+              } else {
+                const larger = new Uint8Array(chunk.byteLength + block);
+                larger.set(chunk, 7);
+                cache.insertChunk(id, larger.subarray(7, 7 + chunk.byteLength));
+                larger.fill(0xee);
+              }
+              for (let index = 0; index * block < chunk.byteLength; index++) {
+                inserted.add(`${step.chunk}/${index}`);
+              }
+              expect(cache.stats().bytes).toBeLessThanOrEqual(capacity);
+              continue;
+            }
             const from = Math.min(step.from, chunk.byteLength - 1);
             const to = Math.min(chunk.byteLength, from + step.length);
             if (step.kind === "insert") {
