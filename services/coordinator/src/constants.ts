@@ -11,6 +11,16 @@ export const probeDeadlineMs = 1000;
 /** The most services membership tracks; heartbeats from more are refused and logged. */
 export const membersMax = 4096;
 
+/**
+ * Silence after which a dead member is forgotten (membership.ts): it no longer counts
+ * towards `membersMax`, is no longer shown, and joins afresh if it is heard again. An
+ * hour, so that ids that never come back (gateways named after pods, decommissioned
+ * sleds) leave, while a node down for a while is still listed dead. The coordinator
+ * never evicts a sled before it can be declared out (the larger of this and
+ * `sledOutAfterMs`), so an evicted sled is out of service too.
+ */
+export const memberEvictAfterMsDefault = 60 * 60 * 1000;
+
 /** How often the leader decides every partition (each with its own fresh time). */
 export const reconcileIntervalMs = 500;
 

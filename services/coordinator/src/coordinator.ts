@@ -54,6 +54,7 @@ import {
   leaderLeaseMs,
   leaderReleaseWaitMs,
   leaderRenewMs,
+  memberEvictAfterMsDefault,
   purgePassIntervalMs,
   reconcileIntervalMs,
   sledOutAfterMsDefault,
@@ -194,6 +195,12 @@ export class Coordinator {
     this.heartbeats = new Heartbeats({
       logger: service.logger,
       heartbeatTimeoutMs: config.heartbeatTimeoutMs,
+      // A sled is declared out before it is forgotten: the purger counts out sleds as
+      // gone for good, and an evicted one is not listed at all (purge.ts).
+      evictAfterMs: Math.max(
+        memberEvictAfterMsDefault,
+        config.sledOutAfterMs ?? sledOutAfterMsDefault,
+      ),
       onReturn: (nodeId) => forgetConfigured(this.leader, nodeId),
     });
   }
@@ -275,7 +282,6 @@ export class Coordinator {
       tenures,
       partitionBytesDefault: this.config.partitionBytes,
     });
-    const purger = new Purger({ service, catalogue, heartbeats, tenures });
     const graceMs = this.config.sweepGraceMs;
 
     const sleds = new SledRecords({
@@ -285,6 +291,7 @@ export class Coordinator {
       tenures,
       sledOutAfterMs: this.config.sledOutAfterMs,
     });
+    const purger = new Purger({ service, catalogue, heartbeats, tenures, sleds });
     // A report that needs a decision at once (a failed replica, a stalled follower) has
     // the leader reconcile on the next turn, once however many such reports came in it.
     let reconcileQueued = false;
