@@ -173,6 +173,18 @@ export const sweepHeaderCacheChunksMax = 200_000;
 export const sweepDeletesPerPassMax = 1000;
 
 /**
+ * The leftover sweep (leftovers.ts, leftover-sweeper.ts): objects of incarnations the
+ * catalogue no longer names. It runs every this many orphan-sweep intervals (5 min by
+ * default), with the orphan sweep's grace; each pass lists at most this many pages
+ * (of `sledLimits.chunkListEntriesMax` chunks or `blobListEntriesMax` blobs) of each
+ * sled, continuing where the previous pass stopped; and it remembers at most this many
+ * leftovers waiting out their grace.
+ */
+export const leftoverSweepIntervalFactor = 10;
+export const leftoverListPagesMax = 20;
+export const leftoverSightingsMax = 100_000;
+
+/**
  * Silence after which a sled is declared out of service (sleds.ts): its copies count as
  * lost and primaries make new ones. Much longer than a heartbeat timeout, so that a sled
  * restart does not copy everything it holds; shorter by option in tests.

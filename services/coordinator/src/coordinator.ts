@@ -10,6 +10,8 @@
 // resize, delete), snapshots.ts (snapshot create, list, delete; volume rollback), purger.ts (deletes a
 // deleted incarnation's chunks and checkpoint blobs from the sleds, deciding with
 // purge.ts), sweeper.ts (deletes live volumes' orphans, deciding with sweep.ts),
+// leftover-sweeper.ts (deletes objects of incarnations the catalogue no longer names,
+// deciding with leftovers.ts),
 // reports.ts (primaries' reports and checkpoint
 // pointers), status.ts.
 //
@@ -54,6 +56,7 @@ import {
   leaderLeaseMs,
   leaderReleaseWaitMs,
   leaderRenewMs,
+  leftoverSweepIntervalFactor,
   memberEvictAfterMsDefault,
   purgePassIntervalMs,
   reconcileIntervalMs,
@@ -69,6 +72,7 @@ import {
 import { Heartbeats } from "./heartbeats.ts";
 import { controlStoreOf } from "./kv-keys.ts";
 import { Leadership, type Leading } from "./leadership.ts";
+import { LeftoverSweeper } from "./leftover-sweeper.ts";
 import { Purger } from "./purger.ts";
 import { Reconciler } from "./reconciler.ts";
 import { Reports } from "./reports.ts";
@@ -155,6 +159,7 @@ interface Parts {
   volumes: Volumes;
   purger: Purger;
   sweeper: Sweeper;
+  leftovers: LeftoverSweeper;
   reports: Reports;
   status: Status;
   sleds: SledRecords;
@@ -221,6 +226,7 @@ export class Coordinator {
       term: this.leader?.term,
       purgesPending: this.parts.purger.pending(),
       sweep: this.parts.sweeper.sweepStatus(),
+      leftovers: this.parts.leftovers.leftoverStatus(),
     }));
     const tickMs = Math.max(50, Math.floor(this.config.heartbeatTimeoutMs / 4));
     this.every(tickMs, () => this.heartbeats.tick());
@@ -232,6 +238,10 @@ export class Coordinator {
     // interval never swept at all).
     this.every(Math.min(sweepDueCheckMs, this.config.sweepIntervalMs), () =>
       this.parts.sweeper.sweepIfDue(this.config.sweepIntervalMs),
+    );
+    const leftoverIntervalMs = this.config.sweepIntervalMs * leftoverSweepIntervalFactor;
+    this.every(Math.min(sweepDueCheckMs, leftoverIntervalMs), () =>
+      this.parts.leftovers.sweepIfDue(leftoverIntervalMs),
     );
     this.every(tickMs, () => this.parts.sleds.tick());
     this.parts.changes?.start();
@@ -319,6 +329,7 @@ export class Coordinator {
       snapshots,
       ...(pointers === undefined ? {} : { pointers }),
     });
+    const leftovers = new LeftoverSweeper({ service, catalogue, heartbeats, tenures, graceMs });
     return {
       catalogue,
       leadership,
@@ -326,6 +337,7 @@ export class Coordinator {
       volumes,
       purger,
       sweeper,
+      leftovers,
       reports,
       status,
       sleds,
