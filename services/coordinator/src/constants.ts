@@ -11,6 +11,16 @@ export const probeDeadlineMs = 1000;
 /** The most services membership tracks; heartbeats from more are refused and logged. */
 export const membersMax = 4096;
 
+/**
+ * Silence after which a dead member is forgotten (membership.ts): it no longer counts
+ * towards `membersMax`, is no longer shown, and joins afresh if it is heard again. An
+ * hour, so that ids that never come back (gateways named after pods, decommissioned
+ * sleds) leave, while a node down for a while is still listed dead. The coordinator
+ * never evicts a sled before it can be declared out (the larger of this and
+ * `sledOutAfterMs`), so an evicted sled is out of service too.
+ */
+export const memberEvictAfterMsDefault = 60 * 60 * 1000;
+
 /** How often the leader decides every partition (each with its own fresh time). */
 export const reconcileIntervalMs = 500;
 
@@ -161,6 +171,18 @@ export const sweepHeaderCacheChunksMax = 200_000;
 
 /** Deletes one pass sends at most (one at a time); the rest wait for the next pass. */
 export const sweepDeletesPerPassMax = 1000;
+
+/**
+ * The leftover sweep (leftovers.ts, leftover-sweeper.ts): objects of incarnations the
+ * catalogue no longer names. It runs every this many orphan-sweep intervals (5 min by
+ * default), with the orphan sweep's grace; each pass lists at most this many pages
+ * (of `sledLimits.chunkListEntriesMax` chunks or `blobListEntriesMax` blobs) of each
+ * sled, continuing where the previous pass stopped; and it remembers at most this many
+ * leftovers waiting out their grace.
+ */
+export const leftoverSweepIntervalFactor = 10;
+export const leftoverListPagesMax = 20;
+export const leftoverSightingsMax = 100_000;
 
 /**
  * Silence after which a sled is declared out of service (sleds.ts): its copies count as

@@ -10,8 +10,10 @@
 // resize, delete), snapshots.ts (snapshot create, list, delete; volume rollback), purger.ts (deletes a
 // deleted incarnation's chunks and checkpoint blobs from the sleds, deciding with
 // purge.ts), sweeper.ts (deletes live volumes' orphans, deciding with sweep.ts),
-// delete-markers.ts (removes the control bucket's old delete markers), reports.ts
-// (primaries' reports and checkpoint pointers), status.ts.
+// delete-markers.ts (removes the control bucket's old delete markers),
+// leftover-sweeper.ts (deletes objects of incarnations the catalogue no longer names,
+// deciding with leftovers.ts), reports.ts (primaries' reports and checkpoint pointers),
+// status.ts.
 //
 // Leadership and fencing: every partition record the leader writes carries its term,
 // and a new tenure (a takeover, or leading again after a lapse such as a SIGSTOP)
@@ -55,6 +57,8 @@ import {
   leaderLeaseMs,
   leaderReleaseWaitMs,
   leaderRenewMs,
+  leftoverSweepIntervalFactor,
+  memberEvictAfterMsDefault,
   purgePassIntervalMs,
   reconcileIntervalMs,
   sledOutAfterMsDefault,
@@ -70,6 +74,7 @@ import { controlStoreOf } from "./control-store.ts";
 import { DeleteMarkerCleanup } from "./delete-markers.ts";
 import { Heartbeats } from "./heartbeats.ts";
 import { Leadership, type Leading } from "./leadership.ts";
+import { LeftoverSweeper } from "./leftover-sweeper.ts";
 import { Purger } from "./purger.ts";
 import { Reconciler } from "./reconciler.ts";
 import { Reports } from "./reports.ts";
@@ -156,6 +161,7 @@ interface Parts {
   volumes: Volumes;
   purger: Purger;
   sweeper: Sweeper;
+  leftovers: LeftoverSweeper;
   reports: Reports;
   status: Status;
   sleds: SledRecords;
@@ -198,6 +204,12 @@ export class Coordinator {
     this.heartbeats = new Heartbeats({
       logger: service.logger,
       heartbeatTimeoutMs: config.heartbeatTimeoutMs,
+      // A sled is declared out before it is forgotten: the purger counts out sleds as
+      // gone for good, and an evicted one is not listed at all (purge.ts).
+      evictAfterMs: Math.max(
+        memberEvictAfterMsDefault,
+        config.sledOutAfterMs ?? sledOutAfterMsDefault,
+      ),
       onReturn: (nodeId) => forgetConfigured(this.leader, nodeId),
     });
   }
@@ -218,6 +230,7 @@ export class Coordinator {
       term: this.leader?.term,
       purgesPending: this.parts.purger.pending(),
       sweep: this.parts.sweeper.sweepStatus(),
+      leftovers: this.parts.leftovers.leftoverStatus(),
     }));
     const tickMs = Math.max(50, Math.floor(this.config.heartbeatTimeoutMs / 4));
     this.every(tickMs, () => this.heartbeats.tick());
@@ -229,6 +242,10 @@ export class Coordinator {
     // interval never swept at all).
     this.every(Math.min(sweepDueCheckMs, this.config.sweepIntervalMs), () =>
       this.parts.sweeper.sweepIfDue(this.config.sweepIntervalMs),
+    );
+    const leftoverIntervalMs = this.config.sweepIntervalMs * leftoverSweepIntervalFactor;
+    this.every(Math.min(sweepDueCheckMs, leftoverIntervalMs), () =>
+      this.parts.leftovers.sweepIfDue(leftoverIntervalMs),
     );
     this.every(tickMs, () => this.parts.sleds.tick());
     this.every(deleteMarkerCleanupCheckMs, () => this.parts.markers.cleanIfDue());
@@ -280,7 +297,6 @@ export class Coordinator {
       tenures,
       partitionBytesDefault: this.config.partitionBytes,
     });
-    const purger = new Purger({ service, catalogue, heartbeats, tenures });
     const graceMs = this.config.sweepGraceMs;
 
     const sleds = new SledRecords({
@@ -290,6 +306,7 @@ export class Coordinator {
       tenures,
       sledOutAfterMs: this.config.sledOutAfterMs,
     });
+    const purger = new Purger({ service, catalogue, heartbeats, tenures, sleds });
     // A report that needs a decision at once (a failed replica, a stalled follower) has
     // the leader reconcile on the next turn, once however many such reports came in it.
     let reconcileQueued = false;
@@ -318,6 +335,7 @@ export class Coordinator {
       ...(pointers === undefined ? {} : { pointers }),
     });
     const markers = new DeleteMarkerCleanup({ store: kv, tenures, logger: service.logger });
+    const leftovers = new LeftoverSweeper({ service, catalogue, heartbeats, tenures, graceMs });
     return {
       catalogue,
       leadership,
@@ -325,6 +343,7 @@ export class Coordinator {
       volumes,
       purger,
       sweeper,
+      leftovers,
       reports,
       status,
       sleds,

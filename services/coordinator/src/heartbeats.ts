@@ -16,7 +16,12 @@ import { type Heartbeat, type Member, Membership, type MembershipEvent } from ".
 export interface HeartbeatsOptions {
   logger: Logger;
   heartbeatTimeoutMs: number;
-  /** A node restarted or came back from silence: it may hold stale configuration. */
+  /** Silence after which a dead member is forgotten (membership.ts); a default if absent. */
+  evictAfterMs?: number;
+  /**
+   * A node restarted or came back from silence, or was forgotten (and may come back
+   * as a new member): what was configured on it may be stale.
+   */
   onReturn: (nodeId: string) => void;
 }
 
@@ -31,7 +36,10 @@ export class Heartbeats {
   private lastTickAtMs = now();
 
   constructor(private readonly options: HeartbeatsOptions) {
-    this.membership = new Membership({ heartbeatTimeoutMs: options.heartbeatTimeoutMs });
+    this.membership = new Membership({
+      heartbeatTimeoutMs: options.heartbeatTimeoutMs,
+      ...(options.evictAfterMs === undefined ? {} : { evictAfterMs: options.evictAfterMs }),
+    });
   }
 
   onHeartbeat(heartbeat: Heartbeat, subject: string): void {
@@ -72,7 +80,7 @@ export class Heartbeats {
     return nowMs - this.listeningSinceMs < this.options.heartbeatTimeoutMs;
   }
 
-  /** Every member heard of, alive or dead. */
+  /** Every member heard of, alive or dead (not yet evicted). */
   list(): Member[] {
     return this.membership.list();
   }
@@ -124,6 +132,13 @@ export class Heartbeats {
             { member: event.member.id, kind: event.member.kind, silentMs: event.silentMs },
             `node declared dead: no heartbeat for ${Math.round(event.silentMs)} ms (timeout ${event.timeoutMs} ms)`,
           );
+          break;
+        case "evicted":
+          logger.info(
+            { member: event.member.id, kind: event.member.kind, silentMs: event.silentMs },
+            "forgot a member dead for long: it joins afresh if heard again",
+          );
+          this.options.onReturn(event.member.id);
           break;
         case "refused":
           logger.warn({ member: event.nodeId, reason: event.reason }, "refused a heartbeat");

@@ -7,9 +7,15 @@
 // event) on its next heartbeat. A heartbeat whose start time or sequence goes backwards
 // means the process restarted; that is reported too, because a restarted head node has
 // lost its volatile state even if it never went silent long enough to be declared dead.
+//
+// A dead member silent for `evictAfterMs` is forgotten (an `evicted` event), so that ids
+// that never come back — a decommissioned sled, gateways named after pods — neither
+// count towards `membersMax` for good (past it every new node would be refused) nor
+// stay listed as dead, which readers such as the purger took to mean "may come back
+// with data". One heard again after its eviction simply joins afresh.
 
 import type { MessageOf, ServiceKind } from "@ballast/protocol";
-import { membersMax } from "./constants.ts";
+import { memberEvictAfterMsDefault, membersMax } from "./constants.ts";
 
 export type Heartbeat = MessageOf<"heartbeat.v1">;
 
@@ -31,17 +37,27 @@ export type MembershipEvent =
   | { type: "restarted"; member: Member; previousPid: number }
   | { type: "rejoined"; member: Member; silentMs: number }
   | { type: "died"; member: Member; silentMs: number; timeoutMs: number }
+  | { type: "evicted"; member: Member; silentMs: number }
   | { type: "refused"; nodeId: string; reason: string };
 
 export class Membership {
   private readonly members = new Map<string, Member>();
   private readonly heartbeatTimeoutMs: number;
+  private readonly evictAfterMs: number;
 
-  constructor(options: { heartbeatTimeoutMs: number }) {
+  /** `evictAfterMs`: silence after which a dead member is forgotten (at least the timeout). */
+  constructor(options: { heartbeatTimeoutMs: number; evictAfterMs?: number }) {
     if (!(options.heartbeatTimeoutMs > 0)) {
       throw new Error(`heartbeatTimeoutMs must be positive, got ${options.heartbeatTimeoutMs}`);
     }
+    const evictAfterMs = options.evictAfterMs ?? memberEvictAfterMsDefault;
+    if (!(evictAfterMs >= options.heartbeatTimeoutMs)) {
+      throw new Error(
+        `evictAfterMs must be at least heartbeatTimeoutMs (${options.heartbeatTimeoutMs}), got ${evictAfterMs}`,
+      );
+    }
     this.heartbeatTimeoutMs = options.heartbeatTimeoutMs;
+    this.evictAfterMs = evictAfterMs;
   }
 
   /** Records a heartbeat received at `nowMs` (the receiver's clock, not the sender's). */
@@ -81,11 +97,19 @@ export class Membership {
     return events;
   }
 
-  /** Declares dead every member silent past the timeout, once each. */
+  /**
+   * Declares dead every member silent past the timeout, once each, and forgets every
+   * dead member silent past `evictAfterMs`.
+   */
   tick(nowMs: number): MembershipEvent[] {
     const events: MembershipEvent[] = [];
-    for (const member of this.members.values()) {
+    for (const member of [...this.members.values()]) {
       const silentMs = nowMs - member.lastHeartbeatAtMs;
+      if (!member.alive && silentMs > this.evictAfterMs) {
+        this.members.delete(member.id);
+        events.push({ type: "evicted", member: { ...member }, silentMs });
+        continue;
+      }
       if (member.alive && silentMs > this.heartbeatTimeoutMs) {
         member.alive = false;
         events.push({

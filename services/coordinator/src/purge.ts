@@ -18,9 +18,21 @@
 // Schedule: an incarnation is first purged a grace period after the leader first saw
 // its record, so that a head node's flush or checkpoint upload in flight at the delete
 // lands first and is deleted too. Passes repeat; once passes have found nothing on
-// every known sled (all alive and answering) for a retention time, the record is
-// forgotten. A sled that was down keeps the record (its objects are purged when it
-// returns), up to an age limit past which the orphan collector is left to find them.
+// every sled awaited (see below) for a retention time, the record is forgotten. A sled
+// that is down keeps the record (its objects are purged when it returns), up to an age
+// limit past which the orphan collector is left to find them.
+//
+// Sleds awaited: every sled membership lists that is alive (it is listed and must
+// answer) or dead but not declared out (a restart, a short outage: it comes back with
+// its objects soon, and purging it then is cheaper than the collector). A sled declared
+// out (sleds.ts: silent for `sledOutAfterMs`) or forgotten by membership (silent far
+// longer, membership.ts) is gone for good as far as a purge is concerned, and does not
+// keep the record: one such sled kept every record for the whole age limit, and every
+// pass listed every live sled for each. If it does come back, its objects of
+// incarnations whose records are gone belong to no incarnation the catalogue knows, and
+// the leftover sweep (leftovers.ts) deletes them; of those still recorded, the purger
+// does when it lists the sled again. A leader that has not yet loaded the out set
+// awaits every dead sled.
 // A new leader starts each record's grace afresh: it cannot know how long ago the
 // previous leader saw it, and a longer wait is always safe.
 //
@@ -134,6 +146,21 @@ export function purgeDeletes(
   return deletes;
 }
 
+/**
+ * The sleds a purge pass must hear from before it can call an incarnation clean and
+ * is missing: those dead and not declared out. `out` is undefined while the leader does
+ * not know the out set: then every dead sled is awaited.
+ */
+export function sledsAwaited(
+  sleds: readonly { id: string; alive: boolean }[],
+  out: ReadonlySet<string> | undefined,
+): string[] {
+  return sleds
+    .filter((sled) => !sled.alive && !(out?.has(sled.id) ?? false))
+    .map((sled) => sled.id)
+    .sort();
+}
+
 export interface PurgeTimes {
   /** After the leader first sees a record, before its first pass. */
   graceMs: number;
@@ -150,7 +177,7 @@ export interface PurgeTimes {
 export interface PassOutcome {
   /** Objects of the incarnation the pass found (deleted, or failed to delete). */
   found: number;
-  /** Every known sled was alive, answered its listings, and took every delete. */
+  /** No sled was awaited (sledsAwaited), every live one answered and took every delete. */
   complete: boolean;
   /** Head nodes still owed the drop after the pass (dropsOwed less those that answered). */
   dropsOwed?: number;

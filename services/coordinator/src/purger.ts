@@ -5,9 +5,9 @@
 // what to delete, when to start, when to forget — are purge.ts's; this file only moves
 // requests.
 //
-// Failure model: a sled that is down, or a list or delete that fails, makes the pass
-// incomplete and the record stays; the next pass tries again, so a sled that returns is
-// purged then. A delete that finds the object gone (NotFound) is done. Passes run only
+// Failure model: a sled that is down (and not declared out: purge.ts, "Sleds awaited"),
+// or a list or delete that fails, makes the pass incomplete and the record stays; the
+// next pass tries again, so a sled that returns is purged then. A delete that finds the object gone (NotFound) is done. Passes run only
 // while this coordinator leads a ready tenure, and a new tenure starts a new schedule,
 // so after a failover the new leader finishes what the old one began. The live volume
 // ids are read afresh from the catalogue before every pass, and nothing of a live
@@ -49,7 +49,9 @@ import {
   type PurgeTimes,
   purgeDeletes,
   type SledInventory,
+  sledsAwaited,
 } from "./purge.ts";
+import type { SledRecords } from "./sled-records.ts";
 import type { Tenure, Tenures } from "./tenure.ts";
 
 export interface PurgerOptions {
@@ -57,6 +59,8 @@ export interface PurgerOptions {
   catalogue: Pick<Catalogue, "purges" | "forgetPurge" | "volumes">;
   heartbeats: Pick<Heartbeats, "list" | "listening">;
   tenures: Tenures;
+  /** The sleds declared out; without it every dead sled keeps the records. */
+  sleds?: Pick<SledRecords, "out">;
   times?: PurgeTimes;
 }
 
@@ -115,9 +119,10 @@ export class Purger {
     const listed = due.filter((record) => !schedule.sledsClean(record.volumeId));
     const members = heartbeats.list();
     const sleds = members.filter((member) => member.kind === "sled");
-    const everySledAlive = sleds.every((member) => member.alive);
+    const out = this.options.sleds?.out(tenure);
+    const awaited = sledsAwaited(sleds, out === undefined ? undefined : new Set(out));
     const outcomes = new Map<string, PassOutcome>(
-      due.map((record) => [record.volumeId, { found: 0, complete: everySledAlive }]),
+      due.map((record) => [record.volumeId, { found: 0, complete: awaited.length === 0 }]),
     );
     const aliveHeadNodes = new Set(
       members.filter((member) => member.kind === "headnode" && member.alive).map((m) => m.id),

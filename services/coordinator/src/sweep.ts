@@ -69,7 +69,8 @@
 // read (a header fetch failed, a pointer of another incarnation) or that has no
 // recorded checkpoint keeps everything this pass; so does an object whose id or key
 // does not parse as this incarnation's, whose owner disagrees with its id, or of a
-// volume that is not in the catalogue (the purger owns deleted incarnations). An
+// volume that is not in the catalogue (the purger owns deleted incarnations, and the
+// leftover sweep, leftovers.ts, those whose purge records are forgotten). An
 // orphan not seen again in a pass (its sled silent, its partition unreadable) starts its
 // grace again. A record that cannot be claimed or written leaves a leader to its own
 // sightings, which only makes the wait longer.

@@ -1,4 +1,5 @@
 import { describe, expect, test } from "vitest";
+import { membersMax } from "../src/constants.ts";
 import { type Heartbeat, Membership } from "../src/membership.ts";
 
 function heartbeat(overrides: Partial<Heartbeat> = {}): Heartbeat {
@@ -93,5 +94,57 @@ describe("membership", () => {
 
   test("a non-positive timeout is a programming error", () => {
     expect(() => new Membership({ heartbeatTimeoutMs: 0 })).toThrow(/positive/);
+    expect(() => new Membership({ heartbeatTimeoutMs: 1000, evictAfterMs: 999 })).toThrow(
+      /evictAfterMs/,
+    );
+  });
+});
+
+describe("eviction of members dead for long", () => {
+  test("a member silent past evictAfterMs is forgotten once, and joins afresh if heard again", () => {
+    const membership = new Membership({ heartbeatTimeoutMs: 1000, evictAfterMs: 10_000 });
+    membership.onHeartbeat(heartbeat(), 5_000);
+    expect(membership.tick(6_001).map((event) => event.type)).toEqual(["died"]);
+    membership.onHeartbeat(heartbeat({ nodeId: "sled-2" }), 13_000);
+    // sled-1 exactly at the limit: still listed, dead.
+    expect(membership.tick(15_000).map((event) => event.type)).toEqual(["died"]);
+    expect(membership.list().map((member) => [member.id, member.alive])).toEqual([
+      ["sled-1", false],
+      ["sled-2", false],
+    ]);
+    const evicted = membership.tick(15_001);
+    expect(evicted).toEqual([
+      expect.objectContaining({ type: "evicted", silentMs: 10_001, member: expect.anything() }),
+    ]);
+    expect(evicted[0]?.type === "evicted" && evicted[0].member.id).toBe("sled-1");
+    expect(membership.list().map((member) => member.id)).toEqual(["sled-2"]);
+    expect(membership.tick(40_000).map((event) => event.type)).toEqual(["evicted"]);
+    expect(membership.tick(50_000)).toEqual([]);
+    expect(membership.onHeartbeat(heartbeat({ sequence: 9 }), 60_000)).toEqual([
+      expect.objectContaining({ type: "joined" }),
+    ]);
+  });
+
+  test("a member still alive is not evicted however long since the last tick", () => {
+    const membership = new Membership({ heartbeatTimeoutMs: 1000, evictAfterMs: 10_000 });
+    membership.onHeartbeat(heartbeat(), 5_000);
+    // The first tick after a long silence declares it dead; only a later one forgets it.
+    expect(membership.tick(100_000).map((event) => event.type)).toEqual(["died"]);
+    expect(membership.tick(100_001).map((event) => event.type)).toEqual(["evicted"]);
+  });
+
+  test("ids that stopped beating make room: new nodes are not refused for good at membersMax", () => {
+    const membership = new Membership({ heartbeatTimeoutMs: 1000, evictAfterMs: 10_000 });
+    for (let index = 0; index < membersMax; index++) {
+      membership.onHeartbeat(heartbeat({ kind: "gateway", nodeId: `gateway-pod-${index}` }), 0);
+    }
+    const next = heartbeat({ kind: "gateway", nodeId: "gateway-pod-new" });
+    expect(membership.onHeartbeat(next, 1).map((event) => event.type)).toEqual(["refused"]);
+    membership.tick(2_000);
+    // Dead, not yet forgotten: still counted.
+    expect(membership.onHeartbeat(next, 2_001).map((event) => event.type)).toEqual(["refused"]);
+    expect(membership.tick(10_001)).toHaveLength(membersMax);
+    expect(membership.onHeartbeat(next, 10_002).map((event) => event.type)).toEqual(["joined"]);
+    expect(membership.list()).toHaveLength(1);
   });
 });

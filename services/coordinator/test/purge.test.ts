@@ -8,6 +8,7 @@ import {
   type PurgeRecord,
   PurgeSchedule,
   purgeDeletes,
+  sledsAwaited,
 } from "../src/purge.ts";
 
 const dead: PurgeRecord = { volume: "vol", volumeId: "1-aaaaaaaaaaaa", deletedAtMs: 1 };
@@ -186,5 +187,29 @@ describe("the purge schedule", () => {
     expect(schedule.pending(6000)).toEqual([
       { volume: "vol", volumeId: dead.volumeId, deletedAtMs: 1, cleanForMs: 0 },
     ]);
+  });
+});
+
+describe("the sleds a purge pass awaits", () => {
+  const sleds = [
+    { id: "sled-3", alive: false },
+    { id: "sled-1", alive: true },
+    { id: "sled-2", alive: false },
+  ];
+
+  test("a dead sled is awaited until it is declared out; a live one never is", () => {
+    expect(sledsAwaited(sleds, new Set())).toEqual(["sled-2", "sled-3"]);
+    expect(sledsAwaited(sleds, new Set(["sled-3"]))).toEqual(["sled-2"]);
+    expect(sledsAwaited(sleds, new Set(["sled-2", "sled-3"]))).toEqual([]);
+    // Out but heard again: it is listed, so not awaited either way.
+    expect(sledsAwaited([{ id: "sled-1", alive: true }], new Set(["sled-1"]))).toEqual([]);
+  });
+
+  test("while the out set is unknown every dead sled is awaited", () => {
+    expect(sledsAwaited(sleds, undefined)).toEqual(["sled-2", "sled-3"]);
+  });
+
+  test("a sled membership has forgotten is not awaited", () => {
+    expect(sledsAwaited([{ id: "sled-1", alive: true }], undefined)).toEqual([]);
   });
 });

@@ -87,7 +87,11 @@ class FakeHeadNode {
   }
 }
 
-async function harness(record: PurgeRecord = dead, heads: string[] = []) {
+async function harness(
+  record: PurgeRecord = dead,
+  heads: string[] = [],
+  options: { out?: () => string[] | undefined } = {},
+) {
   const store = new FakeStore();
   const catalogue = new Catalogue(store);
   store.put(keys.volume("v"), {
@@ -138,6 +142,7 @@ async function harness(record: PurgeRecord = dead, heads: string[] = []) {
       listening: () => false,
     },
     tenures: { held: () => tenure, current: () => tenure },
+    ...(options.out === undefined ? {} : { sleds: { out: options.out } }),
     times: { graceMs: 0, retainMs: 0, ageMsMax: 1_000_000 },
   });
   const left = (sled: FakeSled) => [...sled.chunks.keys(), ...sled.blobs].sort();
@@ -177,6 +182,23 @@ describe("the purger", () => {
     sleds.get("sled-2")!.alive = true;
     await purger.purge();
     expect(left(sleds.get("sled-2")!)).toEqual(survivors);
+    await purger.purge();
+    expect(store.value(keys.purge(dead.volumeId))).toBeUndefined();
+  });
+
+  test("a sled declared out does not keep the record, one merely dead does", async () => {
+    let out: string[] | undefined;
+    const { store, sleds, purger, left } = await harness(dead, [], { out: () => out });
+    sleds.get("sled-2")!.alive = false; // decommissioned: it will never answer again
+    await purger.purge();
+    await purger.purge();
+    expect(left(sleds.get("sled-1")!)).toEqual(survivors);
+    // Not known to be out (the book is not loaded yet, then it is only dead): awaited.
+    expect(store.value(keys.purge(dead.volumeId))).toEqual(dead);
+    out = [];
+    await purger.purge();
+    expect(store.value(keys.purge(dead.volumeId))).toEqual(dead);
+    out = ["sled-2"];
     await purger.purge();
     expect(store.value(keys.purge(dead.volumeId))).toBeUndefined();
   });

@@ -1,0 +1,273 @@
+// The shell of the leftover sweep: on the leader, slowly (every
+// `leftoverSweepIntervalFactor` orphan-sweep intervals), it lists a window of each live
+// sled's chunks (of every owner) and checkpoint blobs (under `checkpoints/`), then reads
+// which incarnations the catalogue names, and deletes the objects of the others once
+// leftovers.ts confirms them. The decisions are leftovers.ts's; this file only moves
+// requests.
+//
+// Order matters for safety: the sleds are listed before the catalogue is read, so an
+// object listed was written under a partition record that the read can see, unless its
+// incarnation has been deleted or superseded since (leftovers.ts, "Model").
+//
+// Cost: each pass reads at most `leftoverListPagesMax` pages of each kind from each
+// sled, continuing where the previous pass stopped, so a sled holding many objects is
+// covered over several passes (a million chunks in 50 passes: some four hours at the
+// default interval) while a pass stays small for the sled (which sorts its ids for
+// every page) and for the coordinator's memory. At most `sweepDeletesPerPassMax`
+// deletes a pass, one at a time.
+//
+// Failure model: a sled that is down is skipped (its cursor stays); a listing that fails
+// skips that sled's kind this pass; a catalogue read that fails ends the pass before
+// anything is decided; a delete that fails is retried on a later pass, and one that
+// finds the object gone (NotFound) is done. Passes run only while this coordinator
+// leads a ready tenure and has listened to membership; a new tenure starts its
+// sightings and cursors afresh, so a leader that does not last two passes a grace apart
+// deletes nothing (the next one does).
+
+import { BallastError, ErrorCode, sledLimits, subjects } from "@ballast/protocol";
+import type { Service } from "@ballast/runtime";
+import { type Catalogue, idOfVolume } from "./catalogue.ts";
+import { now } from "./clock.ts";
+import {
+  leftoverListPagesMax,
+  leftoverSightingsMax,
+  sweepDeletesPerPassMax,
+  sweepRequestDeadlineMs,
+} from "./constants.ts";
+import { volumeIdOf } from "./decisions.ts";
+import type { Heartbeats } from "./heartbeats.ts";
+import {
+  knownIncarnationsOf,
+  LeftoverSightings,
+  type LeftoverTarget,
+  type ListedWindow,
+  leftoversIn,
+  type SledListing,
+} from "./leftovers.ts";
+import type { ChunkEntry } from "./purge.ts";
+import type { Tenure, Tenures } from "./tenure.ts";
+
+/** Every checkpoint blob key begins with this (`checkpointBlobPrefixOf`). */
+const checkpointBlobsPrefix = "checkpoints/";
+
+export interface LeftoverSweeperOptions {
+  service: Pick<Service, "bus" | "logger">;
+  catalogue: Pick<Catalogue, "volumes" | "allPartitions" | "purges">;
+  heartbeats: Pick<Heartbeats, "list" | "listening">;
+  tenures: Tenures;
+  graceMs: number;
+  /** Pages of each kind read from each sled in a pass (tests make it small). */
+  pagesMax?: number;
+}
+
+/** What the leftover sweep has freed on this coordinator, for status and tests. */
+export interface LeftoverStatus {
+  passes: number;
+  objectsFreed: number;
+  bytesFreed: number;
+  waiting: number;
+}
+
+export class LeftoverSweeper {
+  private sightings: LeftoverSightings;
+  private tenure: Tenure | undefined;
+  /** Where each sled's next window of each kind starts: `${sled}\n${kind}` → id. */
+  private cursors = new Map<string, string>();
+  private running = false;
+  private lastPass: { tenure: Tenure; atMs: number } | undefined;
+  private readonly status: LeftoverStatus = {
+    passes: 0,
+    objectsFreed: 0,
+    bytesFreed: 0,
+    waiting: 0,
+  };
+
+  constructor(private readonly options: LeftoverSweeperOptions) {
+    this.sightings = new LeftoverSightings(options.graceMs, leftoverSightingsMax);
+  }
+
+  leftoverStatus(): LeftoverStatus {
+    return { ...this.status };
+  }
+
+  /** A pass if one is due: the first of a tenure once it is ready, then every `intervalMs`. */
+  sweepIfDue(intervalMs: number): Promise<void> {
+    const tenure = this.options.tenures.current();
+    const last = this.lastPass;
+    if (last !== undefined && last.tenure === tenure && now() - last.atMs < intervalMs) {
+      return Promise.resolve();
+    }
+    return this.sweep();
+  }
+
+  /** One pass, if this coordinator leads a ready tenure and no pass is running. */
+  async sweep(): Promise<void> {
+    const { tenures, heartbeats } = this.options;
+    const tenure = tenures.current();
+    if (tenure === undefined || !tenure.ready || this.running) return;
+    if (heartbeats.listening(now())) return;
+    this.lastPass = { tenure, atMs: now() };
+    this.running = true;
+    try {
+      await this.pass(tenure);
+    } finally {
+      this.running = false;
+    }
+  }
+
+  private async pass(tenure: Tenure): Promise<void> {
+    const { catalogue, heartbeats, tenures } = this.options;
+    if (this.tenure !== tenure) {
+      this.tenure = tenure;
+      this.sightings = new LeftoverSightings(this.options.graceMs, leftoverSightingsMax);
+      this.cursors = new Map();
+    }
+    const sleds = heartbeats
+      .list()
+      .filter((member) => member.kind === "sled" && member.alive)
+      .map((member) => member.id);
+    // First the sleds, then the catalogue (leftover-sweeper.ts, "Order matters").
+    const listings = await Promise.all(sleds.map((sled) => this.listingOf(sled)));
+    const [volumes, partitions, purges] = await Promise.all([
+      catalogue.volumes(),
+      catalogue.allPartitions(),
+      catalogue.purges(),
+    ]);
+    if (tenures.current() !== tenure) return;
+    const known = knownIncarnationsOf([
+      ...volumes.map(idOfVolume),
+      ...volumes.flatMap((volume) => (volume.parent === undefined ? [] : [volume.parent.volumeId])),
+      ...partitions.map((entry) => volumeIdOf(entry.value)),
+      ...purges.map((record) => record.volumeId),
+    ]);
+    const windows = listings.flatMap((listing) => [
+      ...(listing.chunks === undefined ? [] : [listing.chunks.window]),
+      ...(listing.blobs === undefined ? [] : [listing.blobs.window]),
+    ]);
+    const due = this.sightings.confirm(windows, leftoversIn(listings, known), now());
+    for (const window of windows) this.advance(window);
+    this.status.waiting = this.sightings.waiting - due.length;
+    for (const target of due.slice(0, sweepDeletesPerPassMax)) {
+      if (tenures.current() !== tenure) return;
+      await this.delete(target);
+    }
+    this.status.passes++;
+  }
+
+  /** Moves the sled's cursor past the window: to its end, or back to the start. */
+  private advance(window: ListedWindow): void {
+    const key = `${window.sled}\n${window.kind}`;
+    if (window.through === undefined) this.cursors.delete(key);
+    else this.cursors.set(key, window.through);
+  }
+
+  /** This pass's window of each kind on `sled`; a kind whose listing fails is left out. */
+  private async listingOf(sled: string): Promise<SledListing> {
+    const listing: SledListing = { sled };
+    try {
+      listing.chunks = await this.chunksOf(sled);
+    } catch (error) {
+      this.warnListing(sled, "chunk", error);
+    }
+    try {
+      listing.blobs = await this.blobsOf(sled);
+    } catch (error) {
+      this.warnListing(sled, "blob", error);
+    }
+    return listing;
+  }
+
+  private warnListing(sled: string, kind: string, error: unknown): void {
+    this.options.service.logger.warn(
+      { sled, kind, error: (error as Error).message },
+      "could not list a sled's objects to find leftovers of deleted volumes",
+    );
+  }
+
+  private async chunksOf(sled: string): Promise<NonNullable<SledListing["chunks"]>> {
+    const { bus } = this.options.service;
+    const after = this.cursors.get(`${sled}\nchunk`);
+    const entries: ChunkEntry[] = [];
+    let startAfter = after;
+    for (let page = 0; page < (this.options.pagesMax ?? leftoverListPagesMax); page++) {
+      const listed = await bus.request(
+        subjects.node.build(sled),
+        { type: "sled.chunk.list.v1", startAfter, limit: sledLimits.chunkListEntriesMax },
+        { deadlineMs: sweepRequestDeadlineMs },
+      );
+      entries.push(...listed.chunks);
+      if (!listed.truncated || listed.chunks.length === 0) {
+        return { entries, window: { sled, kind: "chunk", after, through: undefined } };
+      }
+      startAfter = listed.chunks.at(-1)!.chunkId;
+    }
+    return { entries, window: { sled, kind: "chunk", after, through: startAfter } };
+  }
+
+  private async blobsOf(sled: string): Promise<NonNullable<SledListing["blobs"]>> {
+    const { bus } = this.options.service;
+    const after = this.cursors.get(`${sled}\nblob`);
+    const entries: { key: string; bytes: number }[] = [];
+    let startAfter = after;
+    for (let page = 0; page < (this.options.pagesMax ?? leftoverListPagesMax); page++) {
+      const listed = await bus.request(
+        subjects.node.build(sled),
+        {
+          type: "sled.blob.list.v1",
+          prefix: checkpointBlobsPrefix,
+          startAfter,
+          limit: sledLimits.blobListEntriesMax,
+        },
+        { deadlineMs: sweepRequestDeadlineMs },
+      );
+      entries.push(...listed.blobs.map((blob) => ({ key: blob.key, bytes: blob.bytes })));
+      if (!listed.truncated || listed.blobs.length === 0) {
+        return { entries, window: { sled, kind: "blob", after, through: undefined } };
+      }
+      startAfter = listed.blobs.at(-1)!.key;
+    }
+    return { entries, window: { sled, kind: "blob", after, through: startAfter } };
+  }
+
+  private async delete(target: LeftoverTarget): Promise<void> {
+    const { bus, logger } = this.options.service;
+    const subject = subjects.node.build(target.sled);
+    const options = { deadlineMs: sweepRequestDeadlineMs };
+    try {
+      switch (target.kind) {
+        case "chunk":
+          await bus.request(
+            subject,
+            { type: "sled.chunk.delete.v1", owner: target.owner, chunkId: target.chunkId },
+            options,
+          );
+          break;
+        case "blob":
+          await bus.request(subject, { type: "sled.blob.delete.v1", key: target.key }, options);
+          break;
+        default: {
+          const unreachable: never = target;
+          throw new Error(`no delete for ${JSON.stringify(unreachable)}`);
+        }
+      }
+    } catch (error) {
+      if (error instanceof BallastError && error.code === ErrorCode.NotFound) return;
+      logger.warn(
+        { target, error: (error as Error).message },
+        "could not delete a leftover of a deleted volume",
+      );
+      return;
+    }
+    this.status.objectsFreed++;
+    this.status.bytesFreed += target.bytes;
+    logger.info(
+      {
+        sled: target.sled,
+        kind: target.kind,
+        object: target.kind === "chunk" ? target.chunkId : target.key,
+        bytes: target.bytes,
+      },
+      "deleted a leftover of a volume incarnation the catalogue no longer names",
+    );
+  }
+}
