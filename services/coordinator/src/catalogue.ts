@@ -2,7 +2,10 @@
 // an operator can read it with any NATS tool:
 //
 //   volume.<name>                 {name, id, sizeBytes, replicaCount, partitionBytes,
-//                                  createdAtMs, term}  (term: of the last resize)
+//                                  createdAtMs, term, parent?, creatingSinceMs?,
+//                                  clonePins?}  (term: of the last resize; parent: a
+//                                  clone's, clones.ts; creatingSinceMs: a create not
+//                                  finished, no volume yet; clonePins: see "Clone pins")
 //   partition.<name>.<index>      {volume, volumeId, partition, partitionStart,
 //                                  partitionBytes, epoch, primary, secondaries, joining,
 //                                  learners, disks, term}  (disks: see "Lost disks",
@@ -20,11 +23,11 @@
 //   incarnation.<name>            {incarnation}: the last incarnation number of the
 //                                  name, never deleted
 //   snapshot.<name>.<snapshot>    {volume, name, id, volumeId, createdAtMs, partitions:
-//                                  [{index, opNum}], deletingSinceMs?} (see snapshots.ts;
-//                                  deletingSinceMs: a delete has begun, and readers
-//                                  see no snapshot); removed with their incarnation
-//                                  by the volume delete, and again when its purge
-//                                  record is forgotten
+//                                  [{index, opNum}], deletingSinceMs?, clonePins?} (see
+//                                  snapshots.ts; deletingSinceMs: a delete has begun, and
+//                                  readers see no snapshot; clonePins: "Clone pins");
+//                                  removed with their incarnation by the volume delete,
+//                                  and again when its purge record is forgotten
 //   purge.<volume id>             {volume, volumeId, deletedAtMs, headNodes?}: a
 //                                  deleted incarnation whose chunks and blobs may
 //                                  remain on sleds, and the head nodes that may hold
@@ -49,11 +52,34 @@
 // every partition record with its term before it decides anything (`fence`), so a
 // revision an ex-leader read before the takeover no longer matches.
 //
-// A volume is created by writing its partitions first and its volume record last, so a
-// volume that is listed always has all its partitions; partition records left by a
-// create or a delete that died halfway belong to no listed volume (or to another id)
-// and are overwritten by the next create of that name. Creates and deletes run one at a
-// time in the leader.
+// A volume is created in three writes (`createVolume`): its volume record, marked
+// creating (`creatingSinceMs`), by `create`, so that of two creates of one name only one
+// goes on, whoever leads; then its partitions; then the record again without the mark,
+// by compare-and-set on the revision it was created at. Readers leave a creating record
+// out, so a volume that is listed always has all its partitions. Partition records left
+// by a create or a delete that died halfway belong to no listed volume (or to another
+// id) and are overwritten by the next create of that name, but never one a later leader
+// wrote: a create stamps its term and refuses a record with a higher one, so a create
+// whose leader stalled past its lease and lost its creating record cannot overwrite the
+// partitions of the create that took the name since. A creating record older than
+// `volumeCreatingGraceMs` is taken for one whose leader died, and removed by
+// compare-and-set on its revision; the leader that wrote it, should it resume, then
+// fails its last compare-and-set, and never lists it.
+//
+// Clone pins. Creates, deletes and clones run one at a time in a leader, but a leader
+// that stalls (a GC pause, SIGSTOP, a paused VM) past its lease acts on what it checked
+// before the stall beside the leader that took over. So every check a clone and a delete
+// make of each other is made on the record a compare-and-set then writes: a clone pins
+// its parent snapshot's record and its parent volume's (`clonePins`, each a compare-and-
+// set on the revision whose state it checked: the snapshot not being deleted, the volume
+// of the snapshot's incarnation) between writing its creating record and listing it; a
+// snapshot delete marks its record deleting, and a volume delete deletes its record, by
+// compare-and-set on a revision that carries no live pin. A pin is live while the
+// clone's record may still be listed, or is: a pin names the revision of the clone's
+// creating record, and a read of the clone's key at a later revision that does not hold
+// the clone's id proves it can never be listed (clone-pins.ts has the argument, step by
+// step). Records written before pins have none and read as before; clones made before
+// them are found by their records (clones.ts `clonesOf`), as before.
 //
 // Keys are listed through the store's `keys`: on JetStream, kv-keys.ts, which leaves no
 // consumer on the server (the KV's own `keys()` left one per call) and returns each
@@ -61,9 +87,10 @@
 // tests may pass the bucket itself, returns a key twice when it is updated meanwhile),
 // so no reader ever sees a partition twice.
 
-import { BallastError, ErrorCode } from "@ballast/protocol";
+import { BallastError, ErrorCode, incarnationOf } from "@ballast/protocol";
 import type { Watch } from "./catalogue-changes.ts";
 import { parentAfterResize } from "./clones.ts";
+import { volumeCreatingGraceMs } from "./constants.ts";
 import { type PartitionRecord, volumeIdOf } from "./decisions.ts";
 import type { PurgeRecord } from "./purge.ts";
 import type { SledRecord } from "./sleds.ts";
@@ -80,6 +107,39 @@ export interface VolumeRecord {
   term?: number;
   /** A clone's parent snapshot (clones.ts); absent for a volume that is no clone. */
   parent?: VolumeParentRecord;
+  /**
+   * Wall-clock time the create that wrote this record began: it is no volume yet (see
+   * the header). Absent once the create finished, as in every record older code wrote.
+   */
+  creatingSinceMs?: number;
+  /** Clones of this volume's snapshots, pinned as they were created (see the header). */
+  clonePins?: ClonePin[];
+}
+
+/**
+ * A clone being created, or created, pinned on its parent snapshot's record and its
+ * parent volume's: a snapshot delete or a volume delete is refused while a live pin
+ * names it (clone-pins.ts).
+ */
+export interface ClonePin {
+  /** The clone: its name and incarnation. */
+  volume: string;
+  volumeId: string;
+  /**
+   * The revision its creating record was written at: the clone is listed only by a
+   * compare-and-set on it, so once the clone's key has moved past it without holding
+   * the clone, the clone can never be listed.
+   */
+  revision: number;
+  /** The parent snapshot's id. */
+  snapshotId: string;
+  /** Wall-clock time of the pin: a pin of a create older than the grace may be undone. */
+  sinceMs: number;
+}
+
+/** Whether a create of the volume has not finished: it is no volume yet. */
+export function isCreating(volume: VolumeRecord): boolean {
+  return volume.creatingSinceMs !== undefined;
 }
 
 /** Which snapshot a clone layers on, and below which byte it falls through to it. */
@@ -190,6 +250,8 @@ export interface SnapshotRecord {
    * being deleted, as in every record older coordinators wrote.
    */
   deletingSinceMs?: number;
+  /** Clones of this snapshot, pinned as they were created (see the header). */
+  clonePins?: ClonePin[];
 }
 
 /** Whether a delete of the snapshot has begun: no reader may use it any more. */
@@ -238,10 +300,30 @@ export type UpdateOutcome =
 export class Catalogue {
   constructor(private readonly kv: ControlStore) {}
 
+  /** A volume's record, unless a create of it has not finished (it is no volume yet). */
   async volume(name: string): Promise<Versioned<VolumeRecord> | undefined> {
+    const found = await this.volumeIncludingCreating(name);
+    return found === undefined || isCreating(found.value) ? undefined : found;
+  }
+
+  /** A volume's record, also one whose create has not finished. */
+  async volumeIncludingCreating(name: string): Promise<Versioned<VolumeRecord> | undefined> {
     return this.read<VolumeRecord>(keys.volume(name));
   }
 
+  /**
+   * The last entry of a volume's key: its revision, and the record if it is one (not a
+   * delete). Undefined if the key was never written. For judging a clone pin.
+   */
+  async volumeEntry(name: string): Promise<{ revision: number; value?: VolumeRecord } | undefined> {
+    const entry = await this.kv.get(keys.volume(name));
+    if (entry === null) return undefined;
+    return entry.operation === "PUT"
+      ? { revision: entry.revision, value: entry.json<VolumeRecord>() }
+      : { revision: entry.revision };
+  }
+
+  /** The listed volumes: not those whose create has not finished. */
   async volumes(): Promise<VolumeRecord[]> {
     const names = (await this.list(keys.volumes)).map((key) => key.slice("volume.".length));
     const records = await Promise.all(names.map((name) => this.volume(name)));
@@ -286,27 +368,93 @@ export class Catalogue {
   }
 
   /**
-   * Writes the partition records of a new incarnation (overwriting any a create or
-   * delete that died halfway left under the name), then the volume record with
-   * `create`: a name that exists is refused. The caller runs one create or delete at a
-   * time, so no two incarnations of one name race for its partition keys.
+   * Creates volume `volume` (see the header): writes its record marked creating, which
+   * a name that exists refuses; runs `beforePartitions` (a clone pins its parents
+   * there); writes the partition records of the new incarnation, each stamped with
+   * `term`; then lists the record by compare-and-set on the revision it was created at.
+   * Any failure after the first write removes the creating record again, by
+   * compare-and-set, so a failed create leaves at most partition records of no listed
+   * volume. Returns the partitions as stored.
    */
   async createVolume(
     volume: VolumeRecord,
     partitions: PartitionRecord[],
     term: number,
+    beforePartitions?: (creating: Versioned<VolumeRecord>) => Promise<void>,
   ): Promise<Versioned<PartitionRecord>[]> {
-    if ((await this.volume(volume.name)) !== undefined) {
-      throw new BallastError(ErrorCode.AlreadyExists, `volume ${volume.name} already exists`);
+    const creating = await this.beginCreate(volume);
+    try {
+      await beforePartitions?.(creating);
+      const stored = await this.writePartitions(volume, partitions, term);
+      await this.finishCreate(creating);
+      return stored;
+    } catch (error) {
+      // On the revision written: a create listed after all (an unclear write) stays.
+      await this.abandonCreate(volume.name, creating.revision).catch(() => false);
+      throw error;
     }
-    // Stale pointers of a dead incarnation must never seed a learner of this one.
-    for (const key of await this.list(keys.checkpointsOf(volume.name))) await this.kv.delete(key);
-    const stored = await Promise.all(
+  }
+
+  /**
+   * Writes `volume`'s record marked creating, by `create`. A listed volume of the name
+   * refuses it (AlreadyExists); so does a creating record within its grace (Unavailable:
+   * another create is running, or its leader died moments ago); one past its grace is
+   * removed by compare-and-set on its revision first.
+   */
+  private async beginCreate(volume: VolumeRecord): Promise<Versioned<VolumeRecord>> {
+    const record: VolumeRecord = { ...volume, creatingSinceMs: Date.now() };
+    for (let attempt = 0; attempt < fenceAttemptsMax; attempt++) {
+      const found = await this.volumeIncludingCreating(volume.name);
+      if (found !== undefined && !isCreating(found.value)) {
+        throw new BallastError(ErrorCode.AlreadyExists, `volume ${volume.name} already exists`);
+      }
+      if (found !== undefined) {
+        const sinceMs = found.value.creatingSinceMs!;
+        if (Date.now() - sinceMs <= volumeCreatingGraceMs) {
+          throw new BallastError(
+            ErrorCode.Unavailable,
+            `volume ${volume.name} is being created by another request (since ${new Date(sinceMs).toISOString()}); retry`,
+          );
+        }
+        await this.abandonCreate(volume.name, found.revision);
+        continue;
+      }
+      try {
+        const revision = await this.kv.create(keys.volume(volume.name), encode(record));
+        return { value: record, revision };
+      } catch (error) {
+        if (!isConflict(error)) throw error;
+      }
+    }
+    throw new BallastError(
+      ErrorCode.Unavailable,
+      `cannot create volume ${volume.name}: its record kept changing; retry`,
+    );
+  }
+
+  /**
+   * Writes the partition records of a new incarnation, stamped with `term`, over any a
+   * create or delete that died halfway left under the name, but never over one a later
+   * leader wrote (see the header); forgets the checkpoint pointers of older incarnations.
+   */
+  private async writePartitions(
+    volume: VolumeRecord,
+    partitions: PartitionRecord[],
+    term: number,
+  ): Promise<Versioned<PartitionRecord>[]> {
+    await this.forgetOlderCheckpoints(volume);
+    return Promise.all(
       partitions.map(async (partition) => {
         const record = { ...partition, term };
         const key = keys.partition(volume.name, record.partition);
         for (let attempt = 0; attempt < fenceAttemptsMax; attempt++) {
           const leftover = await this.read<PartitionRecord>(key);
+          if (leftover !== undefined && !mayOverwrite(leftover.value, term)) {
+            throw new BallastError(
+              ErrorCode.Unavailable,
+              `cannot create volume ${volume.name}: partition ${record.partition}'s record was written by a later leader (term ${termOf(leftover.value)}, this one's ${term}); retry`,
+            );
+          }
           try {
             const revision =
               leftover === undefined
@@ -323,15 +471,100 @@ export class Catalogue {
         );
       }),
     );
-    try {
-      await this.kv.create(keys.volume(volume.name), encode(volume));
-    } catch (error) {
-      if (isConflict(error)) {
-        throw new BallastError(ErrorCode.AlreadyExists, `volume ${volume.name} already exists`);
+  }
+
+  /**
+   * Stale pointers of a dead incarnation must never seed a learner of a new one. Only
+   * those of older incarnations go (each by compare-and-set on the revision read): a
+   * create whose leader stalled past its grace must not forget the pointers of the
+   * newer incarnation that took the name since.
+   */
+  private async forgetOlderCheckpoints(volume: VolumeRecord): Promise<void> {
+    const incarnation = incarnationOf(idOfVolume(volume));
+    for (const key of await this.list(keys.checkpointsOf(volume.name))) {
+      const pointer = await this.read<CheckpointPointer>(key);
+      if (pointer === undefined) continue;
+      const [, blobVolumeId] = pointer.value.blobKey.split("/");
+      if (blobVolumeId !== undefined && incarnationOf(blobVolumeId) > incarnation) continue;
+      try {
+        await this.kv.delete(key, { previousSeq: pointer.revision });
+      } catch (error) {
+        if (!isConflict(error)) throw error;
       }
+    }
+  }
+
+  /**
+   * Lists a created volume: its record without the creating mark, by compare-and-set on
+   * the revision it was created at. Refused (Unavailable) if the record moved: it was
+   * removed as past its grace, and this create must not list a volume whose partitions
+   * a later create may have overwritten.
+   */
+  private async finishCreate(creating: Versioned<VolumeRecord>): Promise<void> {
+    const { creatingSinceMs: _since, ...record } = creating.value;
+    try {
+      await this.kv.update(keys.volume(record.name), encode(record), creating.revision);
+    } catch (error) {
+      if (!isConflict(error)) throw error;
+      throw new BallastError(
+        ErrorCode.Unavailable,
+        `cannot create volume ${record.name}: its unfinished record was removed meanwhile (this leader stalled past ${volumeCreatingGraceMs} ms, or was deposed); nothing was listed, retry`,
+      );
+    }
+  }
+
+  /**
+   * Removes a creating record by compare-and-set on `revision`: whether it did. A record
+   * listed or written again since is left alone.
+   */
+  async abandonCreate(name: string, revision: number): Promise<boolean> {
+    try {
+      await this.kv.delete(keys.volume(name), { previousSeq: revision });
+      return true;
+    } catch (error) {
+      if (isConflict(error)) return false;
       throw error;
     }
-    return stored;
+  }
+
+  // ------------------------------------------------------------------ clone pins
+
+  /**
+   * Writes a snapshot record's clone pins, by compare-and-set on the revision read: the
+   * record as written, or undefined if it moved on since (nothing written).
+   */
+  async pinSnapshot(
+    read: Versioned<SnapshotRecord>,
+    pins: ClonePin[],
+  ): Promise<Versioned<SnapshotRecord> | undefined> {
+    const value: SnapshotRecord = { ...read.value, clonePins: pins };
+    const key = snapshotKeys.snapshot(value.volume, value.name);
+    const revision = await this.updateIfAt(key, value, read.revision);
+    return revision === undefined ? undefined : { value, revision };
+  }
+
+  /** As `pinSnapshot`, for a volume record. */
+  async pinVolume(
+    read: Versioned<VolumeRecord>,
+    pins: ClonePin[],
+  ): Promise<Versioned<VolumeRecord> | undefined> {
+    const value: VolumeRecord = { ...read.value, clonePins: pins };
+    const revision = await this.updateIfAt(keys.volume(value.name), value, read.revision);
+    return revision === undefined ? undefined : { value, revision };
+  }
+
+  /** Writes `value` if the key is at `revision`: the new revision, or undefined if not. */
+  private async updateIfAt(
+    key: string,
+    value: unknown,
+    revision: number,
+  ): Promise<number | undefined> {
+    try {
+      return await this.kv.update(key, encode(value), revision);
+    } catch (error) {
+      if (isConflict(error)) return undefined;
+      throw error;
+    }
   }
 
   // ------------------------------------------------------------------ resize

@@ -17,9 +17,11 @@
 //   fall through again after a grow either), and a grow leaves it.
 //
 // Failure model: the clone's record is written by the same create as any volume's, so a
-// leader that dies mid-clone leaves what a dying create leaves; the refusal checks run
-// serialized with creates and deletes on the leader, so no clone appears between the
-// check and the delete it allows.
+// leader that dies mid-clone leaves what a dying create leaves. The refusals here read
+// the volume records, which finds clones made before pins; what keeps a clone from
+// appearing between a delete's check and its write, even when a leader stalls past its
+// lease and resumes beside the next one, is the clone's pins on its parents' records
+// (clone-pins.ts).
 
 import { BallastError, ErrorCode } from "@ballast/protocol";
 import type { VolumeParentRecord, VolumeRecord } from "./catalogue.ts";

@@ -257,3 +257,20 @@ export const deleteMarkerAgeMs = 60 * 60_000;
 
 /** Markers one cleanup removes at most (one purge request each); the rest wait a run. */
 export const deleteMarkersRemovedPerRunMax = 10_000;
+
+/**
+ * A volume create (or clone) writes its volume record first, marked creating, and lists
+ * it once every partition is written (catalogue.ts). A creating record older than this
+ * is taken for one whose leader died or stalled: the next create of the name, or a
+ * delete its clone pins hold up, removes it by compare-and-set, after which that leader
+ * can never list it. Far longer than a create's few store writes take; safety does not
+ * depend on it (removing a create that is still running only fails that create).
+ */
+export const volumeCreatingGraceMs = 60_000;
+
+/**
+ * Clone pins one snapshot or volume record may carry (catalogue.ts, `ClonePin`): a clone
+ * past this is refused. About 150 bytes each as JSON, so a record stays well below
+ * NATS's default 1 MiB payload; pins of clones since deleted are dropped as pins are added.
+ */
+export const clonePinsMax = 1024;

@@ -83,6 +83,7 @@ import {
   type VolumeRecord,
 } from "./catalogue.ts";
 import { now } from "./clock.ts";
+import { livePins, refuseWhilePinned } from "./clone-pins.ts";
 import { clonesOf, refuseSnapshotDelete } from "./clones.ts";
 import {
   probeDeadlineMs,
@@ -320,12 +321,17 @@ export class Snapshots {
     let marked = found;
     if (!isDeleting(found.value)) {
       // Clones read through it wherever they have not written: it stays while they do.
-      // Asked before the mark: a clone of a marked snapshot is refused (it reads as
-      // gone), and clones run one at a time with deletes on the leader.
+      // Asked before the mark, of the record the mark's compare-and-set writes: clones
+      // made before pins by their records, the others by their pins on it, and a clone
+      // pinned since the read fails the mark (clone-pins.ts has every order of the two).
       refuseSnapshotDelete(
         message.volume,
         message.name,
         clonesOf(await catalogue.volumes(), idOfVolume(volume), found.value.id),
+      );
+      refuseWhilePinned(
+        `snapshot ${message.name} of ${message.volume}`,
+        await livePins(catalogue, found.value.clonePins ?? [], Date.now()),
       );
       marked = await this.markDeleting(found);
     }

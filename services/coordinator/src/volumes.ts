@@ -52,6 +52,7 @@ import {
   type VolumeRecord,
 } from "./catalogue.ts";
 import { now } from "./clock.ts";
+import { livePins, pinParents, refuseWhilePinned } from "./clone-pins.ts";
 import { cloneDepthMax, clonesOf, depthOf, refuseVolumeDelete, snapshotSizeOf } from "./clones.ts";
 import type { Configurer } from "./configurer.ts";
 import { dropDeadlineMs } from "./constants.ts";
@@ -152,6 +153,11 @@ export interface VolumesOptions {
     | "addPartitions"
     | "resizeVolume"
     | "snapshot"
+    | "snapshotIncludingDeleting"
+    | "pinSnapshot"
+    | "pinVolume"
+    | "volumeEntry"
+    | "abandonCreate"
   >;
   heartbeats: Pick<Heartbeats, "aliveHeadNodes" | "aliveSleds" | "headNodeDisks" | "list">;
   configurer: Pick<Configurer, "configure">;
@@ -172,8 +178,9 @@ export class Volumes {
   /**
    * Creates volume `message.name`, a clone of snapshot `message.snapshot` of volume
    * `message.volume` (clones.ts has the model): a volume of the snapshot's size and the
-   * parent's partition size, empty, whose record names its parent. Runs one at a time
-   * with creates and deletes, so the parent's snapshot cannot go meanwhile.
+   * parent's partition size, empty, whose record names its parent. The checks here are
+   * a first answer; what keeps the parent from going meanwhile, whoever leads, is the
+   * clone's pins on the parent's records before it is listed (clone-pins.ts).
    */
   async clone(tenure: Tenure, message: MessageOf<"volume.clone.v1">): Promise<VolumeState> {
     const { catalogue } = this.options;
@@ -291,7 +298,13 @@ export class Volumes {
       createdAtMs: Date.now(),
       ...(parent === undefined ? {} : { parent }),
     };
-    const stored = await catalogue.createVolume(volume, partitions, tenure.term);
+    // A clone pins its parents between its creating record and its partitions.
+    const stored = await catalogue.createVolume(
+      volume,
+      partitions,
+      tenure.term,
+      parent === undefined ? undefined : (creating) => pinParents(catalogue, parent, creating),
+    );
     service.logger.info(
       { volume: volume.name, id, partitions: stored.length, replicaCount, parent },
       parent === undefined ? "volume created" : "volume cloned",
@@ -547,7 +560,14 @@ export class Volumes {
     if (current === undefined)
       throw new BallastError(ErrorCode.NotFound, `no volume named ${name}`);
     // A clone reads its parent's snapshot, which goes with the volume: not while one exists.
+    // Clones made before pins are found by their records; the others by their pins on
+    // this record, which the compare-and-set below deletes only at the revision read
+    // (clone-pins.ts: a clone pinned since fails it).
     refuseVolumeDelete(name, clonesOf(await catalogue.volumes(), idOfVolume(current.value)));
+    refuseWhilePinned(
+      `volume ${name}`,
+      await livePins(catalogue, current.value.clonePins ?? [], Date.now()),
+    );
     // The purge record goes first, so that a leader that dies right after the delete
     // leaves its successor a record of what to purge; the purger never touches an
     // incarnation that is still live, so a delete that then fails deletes nothing.
