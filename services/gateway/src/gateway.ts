@@ -29,7 +29,15 @@
 
 import { BallastClient, type BlockDevice, type Volume } from "@ballast/client";
 import { BallastError, ErrorCode, subjects } from "@ballast/protocol";
-import type { CommonConfig, ConfigOf, OptionSpecs, Service } from "@ballast/runtime";
+import {
+  type CommonConfig,
+  type ConfigOf,
+  type MeterGroups,
+  meterGroupsOf,
+  meterOf,
+  type OptionSpecs,
+  type Service,
+} from "@ballast/runtime";
 import { NbdServer } from "./nbd/index.ts";
 import { ObservedDevice } from "./observed-device.ts";
 
@@ -91,6 +99,8 @@ export class Gateway {
   private readonly volumes = new Map<string, SharedVolume>();
   /** How to give back each device handed to the NBD server (releaseExport). */
   private readonly releases = new Map<BlockDevice, () => void>();
+  /** Each export's meter, held by its connections (runtime metrics.ts). */
+  private readonly meterGroups: MeterGroups;
   private server: NbdServer | undefined;
   private address = "";
 
@@ -99,6 +109,7 @@ export class Gateway {
     private readonly config: GatewayConfig,
   ) {
     this.client = new BallastClient(service.bus, { links: config.links === "on" });
+    this.meterGroups = meterGroupsOf(meterOf(service));
   }
 
   async start(): Promise<void> {
@@ -107,8 +118,17 @@ export class Gateway {
       openExport: async (name) => {
         const held = await this.openExport(name);
         if (held === undefined) return undefined;
-        const device = new ObservedDevice(held.volume, this.service);
-        this.releases.set(device, held.release);
+        // The export's series go with its last connection, as its Volume does.
+        const series = held.volume.name;
+        const device = new ObservedDevice(
+          held.volume,
+          this.service,
+          this.meterGroups.acquire(series),
+        );
+        this.releases.set(device, () => {
+          held.release();
+          this.meterGroups.release(series);
+        });
         return device;
       },
       releaseExport: (device) => {

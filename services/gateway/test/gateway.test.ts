@@ -8,10 +8,11 @@
 // meanwhile keeps it open, and an NBD_OPT_INFO gives it back at once.
 
 import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Volume } from "@ballast/client";
-import { createLogger, type Service } from "@ballast/runtime";
+import { createLogger, type Meter, type Service, startTelemetry } from "@ballast/runtime";
 import { afterEach, describe, expect, test, vi } from "vitest";
 import { FakeClusterBus } from "../../../packages/client/test/fake-cluster-bus.ts";
 import { Gateway } from "../src/gateway.ts";
@@ -35,6 +36,7 @@ afterEach(async () => {
 async function startGateway(
   bus: FakeClusterBus,
   logFile?: string,
+  meter?: Meter,
 ): Promise<{ port: number; describe: () => Record<string, unknown> }> {
   const closers: (() => Promise<void>)[] = [];
   let describe: () => Record<string, unknown> = () => ({});
@@ -52,6 +54,7 @@ async function startGateway(
       describe = describer;
     },
     onClose: (closer: () => Promise<void>) => closers.push(closer),
+    ...(meter === undefined ? {} : { meter }),
   } as unknown as Service;
   const config = { nbdHost: "127.0.0.1", nbdPort: 0 } as ConstructorParameters<typeof Gateway>[1];
   await new Gateway(service, config).start();
@@ -80,6 +83,14 @@ async function logFileForTest(): Promise<string> {
   const directory = await mkdtemp(join(tmpdir(), "ballast-gateway-log-"));
   cleanups.push(() => rm(directory, { recursive: true, force: true }));
   return join(directory, "gateway.log");
+}
+
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const address = server.address();
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return typeof address === "object" && address !== null ? address.port : 0;
 }
 
 const isZeroes = (data: Uint8Array) => data.every((byte) => byte === 0);
@@ -294,5 +305,35 @@ describe("gateway", () => {
     await eventually(() => closed.length === 2, "the new Volume is closed");
     expect(closed).toEqual(["vol-1", "vol-2"]);
     expect(address.describe().exports).toEqual([]);
+  });
+  test("an export's series go from the scrape once no connection holds it", async () => {
+    const telemetry = await startTelemetry({
+      metricsPort: await freePort(),
+      serviceName: "gateway",
+      instanceId: "gateway-1",
+    });
+    cleanups.push(() => telemetry.shutdown());
+    const scrape = async () => (await fetch(telemetry.metricsUrl as string)).text();
+    const fake = new FakeClusterBus([{ ...spec, id: "vol-1" }]);
+    const address = await startGateway(fake, undefined, telemetry.meter);
+    const client = await connect(address);
+    const data = patterned(4096, 9);
+    expect((await client.roundTrip({ command: Command.Write, handle: 1n, data })).error).toBe(0);
+    const text = await scrape();
+    expect(text).toMatch(
+      /^ballast_gateway_requests_total\{volume="vol",operation="write"[^}]*\} 1$/m,
+    );
+    expect(text).toMatch(
+      /^ballast_gateway_bytes_total\{volume="vol",operation="write"[^}]*\} 4096$/m,
+    );
+    expect(text).toMatch(/^ballast_gateway_request_seconds_count\{volume="vol",operation="write"/m);
+
+    client.destroy();
+    await client.closed;
+    await eventually(
+      () => (address.describe().exports as string[]).length === 0,
+      "the export is let go",
+    );
+    expect(await scrape()).not.toContain('volume="vol"');
   });
 });
