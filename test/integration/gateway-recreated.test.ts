@@ -1,7 +1,8 @@
 // A volume deleted and created again under its name while the gateway serves it, on
-// real processes, through a real NBD client (libnbd, from Python): the gateway keeps a
-// Volume per export after its connections close, and nothing on that Volume finds the
-// deletion while it is idle. The first connection after the re-creation must still get
+// real processes, through a real NBD client (libnbd, from Python). The gateway once kept
+// a Volume per export after its connections closed, with nothing on it to find the
+// deletion while idle; it now closes the Volume with the last connection, but a held
+// connection still keeps the old one. The first connection after the re-creation must get
 // the new volume, with its size and its zeroes, not "unknown export"; a connection
 // held open across the re-creation must fail its I/O, saying the volume was deleted,
 // and never touch the new volume.
@@ -102,7 +103,7 @@ test.skipIf(!hasLibnbd())(
     const name = "idle";
     const url = await gatewayUrl(cluster.bus, "gateway-1", name);
     await create(name, oldBytes);
-    // One connection writes and goes: the gateway keeps the export's Volume, idle.
+    // One connection writes and goes (the gateway closes the export's Volume with it).
     expect(
       await nbdsh(
         url,

@@ -3,7 +3,8 @@
 // the primary's handling, its replication to the secondary with the secondary's
 // handling under it (the traceparent rides in the replica.notes.v1 headers), the
 // journal syncs and the commit. And every service serves Prometheus metrics; after N
-// writes through the client library, the primaries' per-volume write counters sum to N.
+// writes through the client library, the primaries' per-volume write counters sum to N;
+// the gateway's per-export series live while a connection holds the export.
 
 import { execFile } from "node:child_process";
 import { promisify } from "node:util";
@@ -197,8 +198,32 @@ test("every service serves metrics, and the primaries count exactly the writes m
 
   const texts = new Map<string, string>();
   for (const id of ids) texts.set(id, await scrape(id));
-  const gatewayText = texts.get("gateway-1") ?? "";
-  expect(gatewayText).toContain("ballast_gateway_requests_total");
+  // The gateway's series of an export live while a connection holds it: scraped from
+  // the NBD client itself, between its write and its disconnect; gone once it has gone.
+  const gatewayMetrics = cluster.cluster.metricsUrl("gateway-1") as string;
+  const { stdout: whileConnected } = await run(
+    libnbdPython,
+    [
+      "-m",
+      "nbd",
+      "-u",
+      nbdUrl,
+      "-c",
+      `h.pwrite(b"\\x5a" * 4096, 0)
+import urllib.request
+print(urllib.request.urlopen(${JSON.stringify(gatewayMetrics)}).read().decode())`,
+    ],
+    { timeout: 30_000 },
+  );
+  expect(
+    samples(whileConnected, "ballast_gateway_requests_total", {
+      volume: "traced",
+      operation: "write",
+    }),
+  ).toEqual([1]);
+  await waitFor("the gateway's series of the export to go with its connection", async () =>
+    (await scrape("gateway-1")).includes('volume="traced"') ? undefined : true,
+  );
   for (const id of cluster.cluster.ids("sled")) {
     const text = texts.get(id) ?? "";
     expect(samples(text, "ballast_sled_capacity_bytes", {})[0]).toBeGreaterThan(0);

@@ -38,6 +38,8 @@ export interface ConnectionContext {
   limits: NbdLimits;
   logger: Logger;
   openExport(name: string): Promise<BlockDevice | undefined>;
+  /** Once per device `openExport` returned, when this connection is done with it. */
+  releaseExport(device: BlockDevice): void;
   listExports(): Promise<string[]>;
 }
 
@@ -49,6 +51,8 @@ export class NbdConnection {
   private readonly writer: SocketWriter;
   private readonly closed: Promise<void>;
   private transmission: Transmission | undefined;
+  /** The device the handshake chose, released once the connection is done with it. */
+  private device: BlockDevice | undefined;
   private readonly aborted = new AbortController();
   private stopping = false;
   /**
@@ -86,6 +90,9 @@ export class NbdConnection {
     if (ending === "hard" || clientGone) this.abandonInflight();
     if (ending === "hard") this.socket.destroy();
     await this.transmission?.whenIdle();
+    // No request of this connection runs any more, and none will start: the device goes.
+    if (this.device !== undefined) this.context.releaseExport(this.device);
+    this.device = undefined;
     if (ending === "soft") this.endSoftly();
     await this.closed;
   }
@@ -134,6 +141,7 @@ export class NbdConnection {
         logger: this.logger,
         closed: this.closed,
         openExport: this.context.openExport,
+        releaseExport: this.context.releaseExport,
         listExports: this.context.listExports,
       }).run();
     } finally {
@@ -147,8 +155,9 @@ export class NbdConnection {
         this.logger.info({ reason: outcome.reason }, "export refused; disconnecting");
         return "hard";
       case "transmission": {
-        if (this.stopping) return "soft";
         const { device } = outcome;
+        this.device = device;
+        if (this.stopping) return "soft";
         this.attached = { name: device.name, readOnly: device.readOnly === true };
         this.logger.info({ export: device.name, sizeBytes: device.sizeBytes }, "export opened");
         this.transmission = new Transmission({

@@ -85,6 +85,11 @@ export interface HandshakeContext {
   /** Resolves when the socket has closed; a lookup still running is then abandoned. */
   closed: Promise<void>;
   openExport(name: string): Promise<BlockDevice | undefined>;
+  /**
+   * Once per device `openExport` returned that the handshake does not hand on to
+   * transmission (described only, refused, or found after the connection closed).
+   */
+  releaseExport(device: BlockDevice): void;
   listExports(): Promise<string[]>;
 }
 
@@ -161,9 +166,14 @@ export class Handshake {
     const lookup = await this.lookUp(name);
     if ("failure" in lookup) return { kind: "refused", reason: lookup.failure };
     const { device } = lookup;
-    await this.context.writer.send(
-      encodeExportNameReply(device.sizeBytes, transmissionFlagsOf(device), !this.noZeroes),
-    );
+    try {
+      await this.context.writer.send(
+        encodeExportNameReply(device.sizeBytes, transmissionFlagsOf(device), !this.noZeroes),
+      );
+    } catch (error) {
+      this.context.releaseExport(device);
+      throw error;
+    }
     return { kind: "transmission", device };
   }
 
@@ -198,8 +208,15 @@ export class Handshake {
       replies.push(information(encodeTextInformation(Information.Description, description)));
     }
     replies.push(encodeOptionReply(option, OptionReply.Acknowledge));
-    await this.context.writer.send(Buffer.concat(replies));
-    return option === Option.Go ? { kind: "transmission", device } : undefined;
+    let handedOn = false;
+    try {
+      await this.context.writer.send(Buffer.concat(replies));
+      handedOn = option === Option.Go;
+    } finally {
+      // Only NBD_OPT_GO keeps the device: NBD_OPT_INFO described it, and is done.
+      if (!handedOn) this.context.releaseExport(device);
+    }
+    return handedOn ? { kind: "transmission", device } : undefined;
   }
 
   private async onList(): Promise<void> {
@@ -235,12 +252,20 @@ export class Handshake {
   }
 
   private async lookUp(name: string): Promise<Lookup> {
-    const { openExport, logger } = this.context;
+    const { openExport, releaseExport, logger } = this.context;
     let device: BlockDevice | undefined;
+    const opening = openExport(name);
     try {
-      device = await this.untilClosed(openExport(name));
+      device = await this.untilClosed(opening);
     } catch (error) {
-      if (error instanceof ConnectionClosedError) throw error;
+      if (error instanceof ConnectionClosedError) {
+        // Nobody will use what the lookup finds now: it goes back as soon as it is found.
+        opening.then(
+          (late) => late !== undefined && releaseExport(late),
+          () => undefined,
+        );
+        throw error;
+      }
       logger.warn({ err: error, export: name }, "opening an export failed");
       return { failure: `cannot open export ${JSON.stringify(name)}: ${messageOf(error)}` };
     }
@@ -248,6 +273,7 @@ export class Handshake {
     // The backend is an edge too: a size that cannot be sent would corrupt the reply.
     if (!Number.isSafeInteger(device.sizeBytes) || device.sizeBytes < 0) {
       logger.error({ export: name, sizeBytes: device.sizeBytes }, "export has an invalid size");
+      releaseExport(device);
       return { failure: `export ${JSON.stringify(name)} reports an invalid size` };
     }
     return { device };

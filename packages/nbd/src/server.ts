@@ -21,6 +21,13 @@ import { assert } from "./errors.ts";
 export interface NbdServerOptions {
   /** Looks up an export by name (the volume name); undefined → NBD_REP_ERR_UNKNOWN. */
   openExport(name: string): Promise<BlockDevice | undefined>;
+  /**
+   * Called once for each device `openExport` returned, when its connection is done with
+   * it: at once for a device only described (NBD_OPT_INFO, a refusal, a lookup that
+   * settled after its connection closed), and for the device served, once the
+   * connection has ended and none of its requests is still running.
+   */
+  releaseExport?(device: BlockDevice): void;
   /** Names for NBD_OPT_LIST. */
   listExports(): Promise<string[]>;
   logger?: Logger;
@@ -151,6 +158,7 @@ export class NbdServer {
       limits: this.limits,
       logger,
       openExport: (name) => this.options.openExport(name),
+      releaseExport: (device) => this.options.releaseExport?.(device),
       listExports: () => this.options.listExports(),
     });
     this.connections.add(connection);

@@ -181,6 +181,63 @@ describe("NBD server", () => {
     running = undefined;
   });
 
+  test("gives back every device it opened: after NBD_OPT_INFO at once, after NBD_OPT_GO when the connection ends", async () => {
+    const device = new MemoryBlockDevice("vol", mebibyte);
+    let opened = 0;
+    const released: unknown[] = [];
+    running = await startTestServer({
+      devices: [],
+      openExport: async (name) => {
+        if (name !== "vol") return undefined;
+        opened += 1;
+        return device;
+      },
+      releaseExport: (given) => released.push(given),
+    });
+    const client = await TestNbdClient.connect(running.address);
+    clients.push(client);
+    await client.readGreeting();
+    client.sendClientFlags(1);
+    expect((await client.information(Option.Info, "vol", []))?.sizeBytes).toBe(mebibyte);
+    expect(released).toEqual([device]);
+    expect(await client.information(Option.Go, "vol", [])).toBeDefined();
+    expect((await client.roundTrip({ command: Command.Read, handle: 1n, length: 512 })).error).toBe(
+      0,
+    );
+    expect(released).toHaveLength(1);
+    client.destroy();
+    await waitUntil(() => released.length === 2, "the served device is given back");
+    expect(opened).toBe(2);
+    expect(released).toEqual([device, device]);
+  });
+
+  test("gives back a device whose lookup settles after its connection closed", async () => {
+    const device = new MemoryBlockDevice("vol", mebibyte);
+    let answer!: (found: MemoryBlockDevice) => void;
+    const released: unknown[] = [];
+    running = await startTestServer({
+      devices: [],
+      openExport: () =>
+        new Promise((resolve) => {
+          answer = resolve;
+        }),
+      releaseExport: (given) => released.push(given),
+    });
+    const client = await TestNbdClient.connect(running.address);
+    clients.push(client);
+    await client.readGreeting();
+    client.sendClientFlags(1);
+    client.sendOption(Option.Go, TestNbdClient.exportRequestData("vol", []));
+    await waitUntil(() => answer !== undefined, "the lookup is under way");
+    // The server's close ends the connection in its handshake, the lookup unanswered.
+    await running.server.close();
+    expect(running.server.connectionCount).toBe(0);
+    running = undefined;
+    answer(device);
+    await waitUntil(() => released.length === 1, "the late device is given back");
+    expect(released).toEqual([device]);
+  });
+
   test("listening on a port in use fails, and the server can listen elsewhere after", async () => {
     running = await startTestServer({ devices: [] });
     const server = new NbdServer({

@@ -13,6 +13,8 @@ export interface TestServerOptions {
   /** Replaces the lookup by name, to make it fail or wait. */
   openExport?: (name: string) => Promise<BlockDevice | undefined>;
   listExports?: () => Promise<string[]>;
+  /** Told of each device a connection is done with. */
+  releaseExport?: (device: BlockDevice) => void;
 }
 
 export async function startTestServer(options: TestServerOptions): Promise<TestServer> {
@@ -20,6 +22,7 @@ export async function startTestServer(options: TestServerOptions): Promise<TestS
   const server = new NbdServer({
     openExport: options.openExport ?? (async (name) => byName.get(name)),
     listExports: options.listExports ?? (async () => [...byName.keys()]),
+    ...(options.releaseExport === undefined ? {} : { releaseExport: options.releaseExport }),
     ...(options.limits === undefined ? {} : { limits: options.limits }),
   });
   const bound = await server.listen({ host: "127.0.0.1", port: 0 });

@@ -63,6 +63,18 @@ export const linkConnectBackoffBaseMs = 1000;
 export const linkConnectBackoffMaxMs = 30_000;
 /** Subjects whose offer times a sender remembers before it forgets those already past. */
 export const linkOfferTimesKeptMax = 1024;
+/**
+ * A sender's link routes (link-client.ts) not used for this long are dropped, checked
+ * when a route is learned (at most once per this interval): links stay open for months,
+ * and every subject ever sent to would otherwise stay routed. A dropped route costs its
+ * next message a trip over NATS and a fresh offer, nothing else.
+ */
+export const linkRouteIdleMs = 10 * 60_000;
+/**
+ * At most this many subjects routed per sender, whatever their use: past it, learning a
+ * route drops one not used since it was last looked at (least recently used, roughly).
+ */
+export const linkRoutesMax = 4096;
 /** How long an offer request over NATS waits. */
 export const linkOfferDeadlineMs = 1000;
 /** How long a sender waits for a new link's TCP connection and `hello-ok`. */

@@ -8,6 +8,11 @@
 // linkOfferRefusedRetryMs when the server takes no links), in the background: until a
 // route exists, and whenever one is forgotten, messages go over NATS. A route is made
 // only once its connection has had `hello-ok`, so a request never waits on a handshake.
+// Routes are bounded: one not used for linkRouteIdleMs is dropped when the next route is
+// learned, and past linkRoutesMax one not used lately makes room (a clock sweep over a
+// used bit, the only work a send adds: one store). A dropped route is as if never
+// learned: the next message goes over NATS and asks a fresh offer, whose connection is
+// usually still open.
 // A link that fails to open backs its address off (linkConnectBackoffBaseMs doubling to
 // linkConnectBackoffMaxMs, jittered, reset when one opens), and its subjects' offers
 // with it, so that a dead or refusing server is not dialled every second per subject.
@@ -37,6 +42,8 @@ import {
   linkOfferRetryMs,
   linkOfferTimesKeptMax,
   linkPingIntervalMs,
+  linkRouteIdleMs,
+  linkRoutesMax,
   linkSilenceMsMax,
   linkStallMsMin,
   linkWriteBufferBytesMax,
@@ -308,8 +315,17 @@ export type OfferOutcome = "linked" | "no-link" | "failed";
  * The routes of one sender: subject → open connection, and the discovery that makes
  * them. `ask` sends `link.offer.v1` over NATS on the subject (never over a link).
  */
+/** A subject's route, and whether it was used since the last sweep looked at it. */
+interface Route {
+  readonly connection: LinkConnection;
+  used: boolean;
+}
+
 export class LinkRoutes {
-  readonly #routes = new Map<string, LinkConnection>();
+  /** In the order learned (or last spared by a sweep): the oldest are looked at first. */
+  readonly #routes = new Map<string, Route>();
+  /** When idle routes were last dropped. */
+  #sweptAtMs: number;
   readonly #connections = new Map<string, LinkConnection>();
   /** Per subject, the time before which no offer is asked again. */
   readonly #notBefore = new Map<string, number>();
@@ -325,21 +341,32 @@ export class LinkRoutes {
     private readonly nowMs: () => number = () => performance.now(),
     /** Uniform in [0, 1): the backoff's jitter. */
     private readonly random: () => number = Math.random,
-  ) {}
+    private readonly limits: { routeIdleMs: number; routesMax: number } = {
+      routeIdleMs: linkRouteIdleMs,
+      routesMax: linkRoutesMax,
+    },
+  ) {
+    this.#sweptAtMs = nowMs();
+  }
 
   /** The open connection for `subject`, or undefined (and, if due, an offer asked). */
   route(subject: string): LinkConnection | undefined {
     if (this.#suspended) return undefined;
-    const connection = this.#routes.get(subject);
-    if (connection?.open) return connection;
-    if (connection !== undefined) this.#routes.delete(subject);
+    const route = this.#routes.get(subject);
+    if (route !== undefined) {
+      if (route.connection.open) {
+        route.used = true;
+        return route.connection;
+      }
+      this.#routes.delete(subject);
+    }
     this.#discover(subject);
     return undefined;
   }
 
   /** Forgets `subject`'s route if it is still `connection`; the next message goes over NATS. */
   forget(subject: string, connection: LinkConnection): void {
-    if (this.#routes.get(subject) === connection) this.#routes.delete(subject);
+    if (this.#routes.get(subject)?.connection === connection) this.#routes.delete(subject);
   }
 
   /**
@@ -429,8 +456,38 @@ export class LinkRoutes {
       return "failed";
     }
     if (this.#closed || this.#suspended || !connection.open) return "failed";
-    this.#routes.set(subject, connection);
+    this.#makeRoom(subject);
+    this.#routes.set(subject, { connection, used: true });
     return "linked";
+  }
+
+  /**
+   * Before `subject` is routed: drops the routes idle since the last sweep, if that was
+   * linkRouteIdleMs ago (and the address backoffs long past, which nothing else ends),
+   * then, while the table is full, one not used since the sweep last passed it.
+   */
+  #makeRoom(subject: string): void {
+    const now = this.nowMs();
+    if (now - this.#sweptAtMs >= this.limits.routeIdleMs) {
+      this.#sweptAtMs = now;
+      for (const [known, route] of this.#routes) {
+        if (route.used) route.used = false;
+        else this.#routes.delete(known);
+      }
+      for (const [key, backoff] of this.#backoff) {
+        if (backoff.notBeforeMs + this.limits.routeIdleMs <= now) this.#backoff.delete(key);
+      }
+    }
+    if (this.#routes.has(subject)) return; // replaced, not added
+    while (this.#routes.size > 0 && this.#routes.size >= this.limits.routesMax) {
+      for (const [known, route] of this.#routes) {
+        this.#routes.delete(known);
+        if (!route.used) break;
+        // Used since last looked at: spared once, to the back of the line.
+        route.used = false;
+        this.#routes.set(known, route);
+      }
+    }
   }
 
   /** A link to `key` did not open: the next try there waits longer (module header). */
@@ -453,7 +510,7 @@ export class LinkRoutes {
     if (this.#connections.get(connection.key) === connection)
       this.#connections.delete(connection.key);
     for (const [subject, routed] of this.#routes) {
-      if (routed === connection) this.#routes.delete(subject);
+      if (routed.connection === connection) this.#routes.delete(subject);
     }
   }
 }

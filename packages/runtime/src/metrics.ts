@@ -11,6 +11,21 @@
 //
 // Names follow Prometheus conventions: the exporter adds `_total` to counters and the
 // unit suffix it is given (`_bytes`, `_seconds`). Latencies are histograms in seconds.
+//
+// Series that go: the SDK keeps every attribute set an instrument ever saw, for the life
+// of the process, when its reader is cumulative (Prometheus's is): a sync instrument's
+// in its cumulative totals, an observable one's in the same totals plus a memo of the
+// last value observed, still exported after the callback stops observing it. A series
+// per volume would so outlive the volume in memory and in every scrape. Such series come
+// instead from `meterGroupsOf(meter).acquire(key)` (key: the volume): a meter of their
+// own, aggregated outside the SDK and read at each scrape through a MetricProducer
+// handed to the exporter (meter-groups.ts), whose series all go, memory and export,
+// with the last `release(key)`. Metrics off, or a meter with no groups (a test's own),
+// the groups give the meter itself. Their gauges also escape a limit the SDK's
+// observable instruments reach with age: their memo holds at most 2000 attribute sets
+// ever seen, and a set observed past that is reported as one `otel_metric_overflow`
+// series (a head node's replica gauges, a set per volume, partition and role, would
+// have lost every new replica so after enough of them).
 
 import { createNoopMeter, type Meter } from "@opentelemetry/api";
 
@@ -29,6 +44,39 @@ export const latencyBucketsSeconds = [
 ];
 
 const noopMeter = createNoopMeter();
+
+/**
+ * Meters for series that go together (all of one volume's): `acquire(key)` gives the
+ * key's meter, made on first use, and counts one holder; the last `release(key)` drops
+ * the meter and every series it made, from memory and from the next scrape. A key
+ * acquired again afterwards starts afresh (Prometheus reads the counters' restart as a
+ * reset). Instruments are made per meter: cache them by meter (a WeakMap), not once.
+ */
+export interface MeterGroups {
+  acquire(key: string): Meter;
+  /** Undoes one `acquire(key)`; a key not held is ignored. */
+  release(key: string): void;
+}
+
+const groupsByMeter = new WeakMap<Meter, MeterGroups>();
+
+/** Makes `groups` the ones `meterGroupsOf(meter)` finds (telemetry.ts). */
+export function registerMeterGroups(meter: Meter, groups: MeterGroups): void {
+  groupsByMeter.set(meter, groups);
+}
+
+/**
+ * The groups of a service's meter; for a meter without (metrics off, a test's own
+ * meter), groups that give `meter` itself, whose series stay as that meter keeps them.
+ */
+export function meterGroupsOf(meter: Meter): MeterGroups {
+  return (
+    groupsByMeter.get(meter) ?? {
+      acquire: () => meter,
+      release: () => undefined,
+    }
+  );
+}
 
 /**
  * The meter of a service, or the no-op one for a stand-in that has none (the shells'

@@ -39,7 +39,8 @@ import type { PrometheusExporter } from "@opentelemetry/exporter-prometheus";
 import type { NodeSDK } from "@opentelemetry/sdk-node";
 import { ATTR_SERVICE_VERSION } from "@opentelemetry/semantic-conventions";
 import { ballastVersion } from "./constants.ts";
-import { latencyBucketsSeconds } from "./metrics.ts";
+import { ProducedMeterGroups } from "./meter-groups.ts";
+import { latencyBucketsSeconds, registerMeterGroups } from "./metrics.ts";
 
 export interface TelemetryOptions {
   /** e.g. "ballast-sled"; Jaeger groups spans by this, Prometheus labels by it. */
@@ -128,7 +129,17 @@ export async function startTelemetry(options: TelemetryOptions): Promise<Telemet
   const host = options.metricsHost ?? "127.0.0.1";
   // The exporter's own server cannot report a port taken: serve its handler from ours,
   // and listen before the SDK starts, so that a bad port fails the start cleanly.
-  const exporter = new (sdkPackages().prometheus.PrometheusExporter)({ preventServerStart: true });
+  // Series that go with their volume come from the groups, read at each scrape.
+  const sdkModules = sdkPackages();
+  const groups = new ProducedMeterGroups(
+    sdkModules.metrics,
+    { name: "ballast", version: ballastVersion },
+    sdkModules.resources.emptyResource(),
+  );
+  const exporter = new sdkModules.prometheus.PrometheusExporter({
+    preventServerStart: true,
+    metricProducers: [groups],
+  });
   const server: Server = createServer((request, response) => {
     if (request.url === "/metrics" || request.url?.startsWith("/metrics?")) {
       exporter.getMetricsRequestHandler(request, response);
@@ -147,6 +158,7 @@ export async function startTelemetry(options: TelemetryOptions): Promise<Telemet
   const address = server.address();
   const port = typeof address === "object" && address !== null ? address.port : metricsPort;
   const started = startSdk(options, exporter);
+  registerMeterGroups(started.meter, groups);
   return {
     ...started,
     metricsUrl: `http://${host}:${port}/metrics`,

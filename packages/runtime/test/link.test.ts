@@ -429,6 +429,75 @@ describe("links over loopback", () => {
   });
 });
 
+describe("bounded routes", () => {
+  /** Routes over one server's link, on a clock the test moves, asking for `subject`s. */
+  async function boundedRoutes(limits: { routeIdleMs: number; routesMax: number }) {
+    const server = await newServer();
+    const clock = { now: 0 };
+    const asked: string[] = [];
+    const routes = new LinkRoutes(
+      async (subject) => {
+        asked.push(subject);
+        return offerOf(server, "volume");
+      },
+      () => undefined,
+      () => clock.now,
+      Math.random,
+      limits,
+    );
+    cleanup.push(() => routes.close());
+    /** Routes `subject` (an offer, then the route) and waits until it is routed. */
+    const learn = async (subject: string) => {
+      expect(routes.route(subject)).toBeUndefined();
+      await waitUntil(() => routes.route(subject) !== undefined);
+    };
+    return { routes, clock, asked, learn };
+  }
+  const [a, b, c, d] = [0, 1, 2, 3].map((partition) => subjects.volume.build("v", partition));
+
+  test("a route idle for a whole sweep interval is dropped when the next is learned; its next send asks again", async () => {
+    const idleMs = 600_000;
+    const { routes, clock, asked, learn } = await boundedRoutes({
+      routeIdleMs: idleMs,
+      routesMax: 100,
+    });
+    await learn(a!);
+    await learn(b!);
+    const connection = routes.route(a!);
+    clock.now = idleMs;
+    await learn(c!); // sweeps: every route was used since the start
+    expect(routes.routed).toBe(3);
+    clock.now = 2 * idleMs;
+    expect(routes.route(a!)).toBe(connection);
+    expect(routes.route(c!)).toBe(connection);
+    await learn(d!); // sweeps: b was not used since the last sweep
+    expect(routes.routed).toBe(3);
+    expect(asked).toEqual([a, b, c, d]);
+
+    // b's next message finds no route: it goes over NATS (undefined here, no error) and
+    // asks a fresh offer, whose connection is the one still open.
+    expect(routes.route(b!)).toBeUndefined();
+    await waitUntil(() => routes.route(b!) !== undefined);
+    expect(routes.route(b!)).toBe(connection);
+    expect(asked).toEqual([a, b, c, d, b]);
+    expect(routes.routed).toBe(4);
+  });
+
+  test("past the cap, learning a route drops one not used lately, not one in use", async () => {
+    const { routes, asked, learn } = await boundedRoutes({ routeIdleMs: 600_000, routesMax: 2 });
+    await learn(a!);
+    await learn(b!);
+    await learn(c!); // the sweep spares both once (both used), then drops the older: a
+    expect(routes.routed).toBe(2);
+    routes.route(c!); // in use
+    await learn(d!); // b was not used since it was spared: it goes, c stays
+    expect(routes.routed).toBe(2);
+    expect(routes.route(c!)).toBeDefined();
+    expect(routes.route(d!)).toBeDefined();
+    expect(asked).toEqual([a, b, c, d]);
+  });
+});
+
 describe("backpressure", () => {
   test("a connection with its cap of requests unanswered is not read until a reply goes out", async () => {
     const server = await LinkServer.listen({

@@ -6,7 +6,7 @@ import { spawnSync } from "node:child_process";
 import { createServer } from "node:net";
 import { fileURLToPath } from "node:url";
 import { expect, test } from "vitest";
-import { meterOf } from "../src/metrics.ts";
+import { meterGroupsOf, meterOf } from "../src/metrics.ts";
 import { startTelemetry, startTracing, tracingConfigured } from "../src/telemetry.ts";
 
 test("without an OTLP endpoint, or with OTEL_TRACES_EXPORTER=none, there is no tracer", async () => {
@@ -96,5 +96,96 @@ test("port 0 serves nothing; a port serves the instruments in Prometheus text", 
     expect(text).toContain('service_name="s2"');
   } finally {
     await again.shutdown();
+  }
+});
+
+test("a meter group's series, counters, histograms and gauges, go from the scrape with its last holder", async () => {
+  const telemetry = await startTelemetry({
+    metricsPort: await freePort(),
+    serviceName: "s",
+    instanceId: "i",
+  });
+  const scrape = async () => (await fetch(telemetry.metricsUrl as string)).text();
+  try {
+    const groups = meterGroupsOf(telemetry.meter);
+    // Two keys' meters, each with the same instruments (as two volumes' would be).
+    for (const volume of ["gone", "kept"]) {
+      const meter = groups.acquire(volume);
+      meter.createCounter("ballast_test_requests").add(2, { volume });
+      meter.createHistogram("ballast_test_request_seconds").record(0.002, { volume });
+      meter
+        .createObservableGauge("ballast_test_lag")
+        .addCallback((result) => result.observe(7, { volume }));
+    }
+    groups.acquire("gone"); // a second holder
+    let text = await scrape();
+    for (const volume of ["gone", "kept"]) {
+      expect(text).toMatch(
+        new RegExp(`^ballast_test_requests_total\\{volume="${volume}"[^}]*\\} 2$`, "m"),
+      );
+      expect(text).toMatch(
+        new RegExp(
+          `^ballast_test_request_seconds_bucket\\{volume="${volume}"[^}]*le="0.0025"\\} 1$`,
+          "m",
+        ),
+      );
+      expect(text).toMatch(new RegExp(`^ballast_test_lag\\{volume="${volume}"[^}]*\\} 7$`, "m"));
+    }
+    // One metadata block per metric, however many keys report it.
+    expect(text.match(/^# TYPE ballast_test_requests_total /gm)).toHaveLength(1);
+
+    groups.release("gone");
+    expect(await scrape()).toContain('volume="gone"'); // one holder left
+    groups.release("gone");
+    text = await scrape();
+    expect(text).not.toContain('volume="gone"');
+    expect(text).toMatch(/^ballast_test_requests_total\{volume="kept"[^}]*\} 2$/m);
+
+    // Acquired again, the key starts afresh.
+    groups.acquire("gone").createCounter("ballast_test_requests").add(1, { volume: "gone" });
+    expect(await scrape()).toMatch(/^ballast_test_requests_total\{volume="gone"[^}]*\} 1$/m);
+  } finally {
+    await telemetry.shutdown();
+  }
+});
+
+test("without groups (metrics off, a meter of its own), the groups give the meter itself", () => {
+  const meter = meterOf({});
+  const groups = meterGroupsOf(meter);
+  expect(groups.acquire("v")).toBe(meter);
+  groups.release("v");
+});
+
+test("a group's counters, up-down counters, histograms and gauges scrape as the SDK's own do", async () => {
+  const telemetry = await startTelemetry({
+    metricsPort: await freePort(),
+    serviceName: "s",
+    instanceId: "i",
+  });
+  try {
+    const meters = { sdk: telemetry.meter, grp: meterGroupsOf(telemetry.meter).acquire("grp") };
+    for (const [tag, meter] of Object.entries(meters)) {
+      const attributes = { volume: "v", kind: "write" };
+      meter.createCounter(`ballast_${tag}_requests`, { description: "d" }).add(3, attributes);
+      meter.createUpDownCounter(`ballast_${tag}_in_flight`).add(-2, { volume: "v" });
+      const seconds = meter.createHistogram(`ballast_${tag}_request_seconds`);
+      for (const value of [0.00005, 0.0001, 0.003, 0.25, 7, 20]) seconds.record(value, attributes);
+      const sizes = meter.createHistogram(`ballast_${tag}_sizes`);
+      for (const value of [0, 5, 6, 10_000, 20_000]) sizes.record(value, attributes);
+      meter
+        .createObservableGauge(`ballast_${tag}_lag`)
+        .addCallback((result) => result.observe(4, { volume: "v" }));
+    }
+    const text = await (await fetch(telemetry.metricsUrl as string)).text();
+    const linesOf = (tag: string) =>
+      text
+        .split("\n")
+        .filter((line) => line.includes(`ballast_${tag}_`))
+        .map((line) => line.replaceAll(`ballast_${tag}_`, "ballast_X_"))
+        .sort();
+    expect(linesOf("sdk").length).toBeGreaterThan(40);
+    expect(linesOf("grp")).toEqual(linesOf("sdk"));
+  } finally {
+    await telemetry.shutdown();
   }
 });

@@ -6,6 +6,11 @@
 // offer multi-connection). A flush sends nothing: acknowledged writes are already
 // durable in every replica's journal.
 //
+// Lifetime: a shared Volume lives while some connection holds it (counted per name,
+// from the lookup to the connection's end, NBD_OPT_INFO giving it back at once) and is
+// closed when the last one ends; a name nobody is connected to keeps nothing here, so
+// volumes attached, detached and deleted over months leave no trace in the gateway.
+//
 // Size: each connection gets the volume's size as the coordinator says it when the
 // connection opens the export (the shared Volume describes the volume again), and keeps
 // it for its life, as NBD requires; so a resized volume shows its new size on the next
@@ -22,10 +27,19 @@
 // wait and retry); an unknown volume is an unknown export; a volume deleted while open
 // fails its I/O with the coordinator's NotFound, as an NBD error.
 
-import { BallastClient, type Volume } from "@ballast/client";
+import { BallastClient, type BlockDevice, type Volume } from "@ballast/client";
 import { NbdServer } from "@ballast/nbd";
 import { BallastError, ErrorCode, subjects } from "@ballast/protocol";
-import type { CommonConfig, ConfigOf, OptionSpecs, Service } from "@ballast/runtime";
+import {
+  type CommonConfig,
+  type ConfigOf,
+  type MeterGroups,
+  meterGroupsOf,
+  meterOf,
+  type OptionSpecs,
+  type Service,
+} from "@ballast/runtime";
+
 import { ObservedDevice } from "./observed-device.ts";
 
 export const nbdPortDefault = 10809;
@@ -66,9 +80,28 @@ export const gatewayOptions = {
 
 type GatewayConfig = ConfigOf<typeof gatewayOptions> & CommonConfig;
 
+/** A Volume shared by the connections to one export name, and how many hold it. */
+interface SharedVolume {
+  readonly name: string;
+  readonly volume: Promise<Volume>;
+  /** Connections (and lookups under way) holding it: it is closed when none is left. */
+  holders: number;
+}
+
+/** An opened export's Volume, and how to give it back once its connection is done. */
+interface Held {
+  volume: Volume;
+  release(): void;
+}
+
 export class Gateway {
   private readonly client: BallastClient;
-  private readonly volumes = new Map<string, Promise<Volume>>();
+  /** The shared Volume of each export name some connection holds, and only those. */
+  private readonly volumes = new Map<string, SharedVolume>();
+  /** How to give back each device handed to the NBD server (releaseExport). */
+  private readonly releases = new Map<BlockDevice, () => void>();
+  /** Each export's meter, held by its connections (runtime metrics.ts). */
+  private readonly meterGroups: MeterGroups;
   private server: NbdServer | undefined;
   private address = "";
 
@@ -77,14 +110,32 @@ export class Gateway {
     private readonly config: GatewayConfig,
   ) {
     this.client = new BallastClient(service.bus, { links: config.links === "on" });
+    this.meterGroups = meterGroupsOf(meterOf(service));
   }
 
   async start(): Promise<void> {
     this.service.serveInbox([], () => undefined);
     this.server = new NbdServer({
       openExport: async (name) => {
-        const device = await this.openExport(name);
-        return device === undefined ? undefined : new ObservedDevice(device, this.service);
+        const held = await this.openExport(name);
+        if (held === undefined) return undefined;
+        // The export's series go with its last connection, as its Volume does.
+        const series = held.volume.name;
+        const device = new ObservedDevice(
+          held.volume,
+          this.service,
+          this.meterGroups.acquire(series),
+        );
+        this.releases.set(device, () => {
+          held.release();
+          this.meterGroups.release(series);
+        });
+        return device;
+      },
+      releaseExport: (device) => {
+        const release = this.releases.get(device);
+        this.releases.delete(device);
+        release?.();
       },
       listExports: () => this.listExports(),
       logger: this.service.logger,
@@ -107,82 +158,138 @@ export class Gateway {
       attached: this.server?.attachedDevices() ?? {},
     }));
     this.service.onClose(async () => {
+      // Every connection has ended, and given its Volume back, once the server closed;
+      // what is left (none, unless a release was missed) is closed here.
       await this.server?.close();
       await Promise.allSettled(
-        [...this.volumes.values()].map(async (volume) => (await volume).close()),
+        [...this.volumes.values()].map(async (shared) => (await shared.volume).close()),
       );
+      this.volumes.clear();
     });
   }
 
   /**
-   * One shared Volume per name; a name that is not a volume is not an export. A shared
-   * Volume is described again for each connection (its current size); one found deleted
-   * then, or before, is let go and the name opened anew, once, for a volume created
-   * since under the name.
+   * An export's Volume, held until the connection gives it back; undefined for a name
+   * that is not an export. Volumes are shared per name: a shared Volume is described
+   * again for each connection (its current size); one found deleted then, or before, is
+   * let go and the name opened anew, once, for a volume created since under the name.
    */
-  private async openExport(name: string): Promise<Volume | undefined> {
+  private async openExport(name: string): Promise<Held | undefined> {
     const snapshot = parseSnapshotExport(name);
     if (snapshot !== undefined) {
       // Opened per connection, not shared: a snapshot takes no writes, so there is no
       // flush to share, and a snapshot deleted and taken again under its name is another
       // snapshot (another id) that the next connection must find.
-      return this.unlessUnknown(this.client.openSnapshot(snapshot.volume, snapshot.snapshot));
+      return this.unlessUnknown(
+        this.client.openSnapshot(snapshot.volume, snapshot.snapshot).then((volume) => ({
+          volume,
+          release: () => this.close(volume),
+        })),
+      );
     }
     return this.unlessUnknown(this.sharedVolume(name));
   }
 
   /**
-   * The shared Volume of `name`, with the size the coordinator says now. A deletion
-   * shows only at a describe, and an idle Volume describes nothing: the describe this
-   * connection makes is often the first to find its volume deleted (and the name maybe
-   * another volume's). That is no reason to refuse the connection: the Volume is let go
-   * and the name opened anew, once. A Volume opened anew was described for this very
-   * connection, so it is not checked again.
+   * The shared Volume of `name`, with the size the coordinator says now, held for one
+   * connection. A deletion shows only at a describe, and an idle Volume describes
+   * nothing: the describe this connection makes is often the first to find its volume
+   * deleted (and the name maybe another volume's). That is no reason to refuse the
+   * connection: the Volume is let go and the name opened anew, once. A Volume opened
+   * anew was described for this very connection, so it is not checked again.
+   *
+   * The Volume is held from the moment it is found, before the describe: the last
+   * other connection may end meanwhile, and must not close it under this one.
    */
-  private async sharedVolume(name: string): Promise<Volume> {
-    const opening = this.volumes.get(name);
-    if (opening !== undefined) {
-      const served = await settledValue(opening);
-      if (served !== undefined) {
-        if (!served.isDeleted) {
-          try {
-            return await this.withCurrentSize(served);
-          } catch (error) {
-            // NotFound without a deletion seen cannot come from a describe; pass it on.
-            if (!served.isDeleted) throw error;
+  private async sharedVolume(name: string): Promise<Held> {
+    const found = this.volumes.get(name);
+    if (found !== undefined) {
+      found.holders += 1;
+      let kept = false;
+      try {
+        const served = await settledValue(found.volume);
+        if (served !== undefined) {
+          if (!served.isDeleted) {
+            try {
+              await this.withCurrentSize(served);
+              kept = true;
+              return { volume: served, release: once(() => this.release(found)) };
+            } catch (error) {
+              // NotFound without a deletion seen cannot come from a describe; pass it on.
+              if (!served.isDeleted) throw error;
+            }
           }
+          this.letGo(found);
         }
-        this.letGo(name, opening);
+      } finally {
+        if (!kept) this.release(found);
       }
       // Another connection may have opened the name anew meanwhile: that Volume was
       // described after this connection arrived, so it is as current as a new one.
       const since = this.volumes.get(name);
-      if (since !== undefined && since !== opening) return since;
+      if (since !== undefined && since !== found) return this.hold(since);
     }
-    const fresh = this.client.openVolume(name);
+    const fresh: SharedVolume = { name, volume: this.client.openVolume(name), holders: 0 };
     this.volumes.set(name, fresh);
-    fresh.catch(() => {
+    fresh.volume.catch(() => {
       if (this.volumes.get(name) === fresh) this.volumes.delete(name);
     });
-    return fresh;
+    return this.hold(fresh);
+  }
+
+  /** `shared`, held for one connection once it has opened; not held if it fails to. */
+  private async hold(shared: SharedVolume): Promise<Held> {
+    shared.holders += 1;
+    try {
+      const volume = await shared.volume;
+      return { volume, release: once(() => this.release(shared)) };
+    } catch (error) {
+      this.release(shared);
+      throw error;
+    }
+  }
+
+  /**
+   * One holder of `shared` is done with it. The last one closes it, so that a name no
+   * connection uses keeps nothing here (the Volume's layout, its scheduler's queues):
+   * it is taken out of the map first, in the same turn, so a connection arriving from
+   * then on opens the name anew rather than find a Volume being closed.
+   */
+  private release(shared: SharedVolume): void {
+    shared.holders -= 1;
+    if (shared.holders > 0) return;
+    if (this.volumes.get(shared.name) === shared) this.volumes.delete(shared.name);
+    shared.volume.then(
+      (volume) => this.close(volume),
+      () => undefined, // never opened: nothing to close
+    );
+  }
+
+  /** Closes a Volume no connection holds any more (it waits for nothing: none is in flight). */
+  private close(volume: Volume): void {
+    volume.close().catch((error: unknown) => {
+      this.service.logger.warn(
+        { export: volume.name, error: (error as Error).message },
+        "closing an unused volume failed",
+      );
+    });
   }
 
   /**
    * Stops sharing a Volume found deleted. It is not closed: connections still attached
-   * to it keep it, and each of their operations must fail with the NotFound that says
+   * to it hold it, and each of their operations must fail with the NotFound that says
    * their volume was deleted while open (a head node refuses the old incarnation, and
    * the describe that follows says why), not with "the volume is closed", which reads
-   * as a gateway fault. A Volume holds nothing that only a close releases (no timers, no
-   * subscriptions); it goes when its last connection does.
+   * as a gateway fault. It is closed when its last holder lets it go.
    */
-  private letGo(name: string, opening: Promise<Volume>): void {
-    if (this.volumes.get(name) !== opening) return; // another connection let it go first
-    this.service.logger.info({ export: name }, "volume deleted while served; opening anew");
-    this.volumes.delete(name);
+  private letGo(shared: SharedVolume): void {
+    if (this.volumes.get(shared.name) !== shared) return; // another connection let it go first
+    this.service.logger.info({ export: shared.name }, "volume deleted while served; opening anew");
+    this.volumes.delete(shared.name);
   }
 
   /** The opened volume, or undefined for a name that is no export (unknown or invalid). */
-  private async unlessUnknown(opening: Promise<Volume>): Promise<Volume | undefined> {
+  private async unlessUnknown(opening: Promise<Held>): Promise<Held | undefined> {
     try {
       return await opening;
     } catch (error) {
@@ -244,6 +351,16 @@ export function parseSnapshotExport(
   const at = name.indexOf("@");
   if (at < 0) return undefined;
   return { volume: name.slice(0, at), snapshot: name.slice(at + 1) };
+}
+
+/** `action`, done the first time the result is called and never again. */
+function once(action: () => void): () => void {
+  let done = false;
+  return () => {
+    if (done) return;
+    done = true;
+    action();
+  };
 }
 
 /** The value `promise` resolved with, or undefined if it rejected. */

@@ -3,8 +3,10 @@
 // independent, and nesting them under the connection would make one trace of hours);
 // the client library's NATS requests nest under it, so one NBD write is one trace from
 // here through the primary to each secondary. Metrics per export (volume): requests and
-// bytes by operation, latency, and requests in flight. Tracing off (no tracer): no span,
-// no context switch.
+// bytes by operation, latency, and requests in flight, on the meter it is given: the
+// export's meter group (gateway.ts), released with the connection, so that a volume no
+// connection holds has no series left (runtime metrics.ts). Tracing off (no tracer): no
+// span, no context switch.
 
 import type { BlockDevice, OperationOptions } from "@ballast/client";
 import {
@@ -60,11 +62,13 @@ function gatewayInstruments(meter: Meter): GatewayInstruments {
 export class ObservedDevice implements BlockDevice {
   private readonly instruments: GatewayInstruments;
 
+  /** `meter`: where this export's series go (the service's meter by default). */
   constructor(
     private readonly inner: BlockDevice,
     private readonly service: Service,
+    meter: Meter = meterOf(service),
   ) {
-    this.instruments = gatewayInstruments(meterOf(service));
+    this.instruments = gatewayInstruments(meter);
   }
 
   get name(): string {

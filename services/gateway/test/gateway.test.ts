@@ -3,14 +3,19 @@
 // old volume keeps failing (its disk is gone, and the new volume's bytes are not its
 // own); a new connection opens the new volume, the very first one too, even when
 // nothing on the old Volume had found the deletion. A new connection sees a resize that
-// answered before it, even while a describe read before the resize is in flight.
+// answered before it, even while a describe read before the resize is in flight. A
+// Volume lives while connections hold it: the last one to end closes it, one opening
+// meanwhile keeps it open, and an NBD_OPT_INFO gives it back at once.
 
 import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Volume } from "@ballast/client";
-import { Command, ReplyError } from "@ballast/nbd/wire";
-import { createLogger, type Service } from "@ballast/runtime";
+
+import { ClientFlag, Command, Option, ReplyError } from "@ballast/nbd/wire";
+import { createLogger, type Meter, type Service, startTelemetry } from "@ballast/runtime";
+
 import { afterEach, describe, expect, test, vi } from "vitest";
 import { FakeClusterBus } from "../../../packages/client/test/fake-cluster-bus.ts";
 import { TestNbdClient } from "../../../packages/nbd/test/nbd-test-client.ts";
@@ -30,7 +35,11 @@ afterEach(async () => {
  * Starts a Gateway on 127.0.0.1 over `bus`, with the few parts of a Service it uses;
  * with `logFile`, its warnings and errors go there (for a test to read what it said).
  */
-async function startGateway(bus: FakeClusterBus, logFile?: string): Promise<{ port: number }> {
+async function startGateway(
+  bus: FakeClusterBus,
+  logFile?: string,
+  meter?: Meter,
+): Promise<{ port: number; describe: () => Record<string, unknown> }> {
   const closers: (() => Promise<void>)[] = [];
   let describe: () => Record<string, unknown> = () => ({});
   const service = {
@@ -47,6 +56,7 @@ async function startGateway(bus: FakeClusterBus, logFile?: string): Promise<{ po
       describe = describer;
     },
     onClose: (closer: () => Promise<void>) => closers.push(closer),
+    ...(meter === undefined ? {} : { meter }),
   } as unknown as Service;
   const config = { nbdHost: "127.0.0.1", nbdPort: 0 } as ConstructorParameters<typeof Gateway>[1];
   await new Gateway(service, config).start();
@@ -54,7 +64,7 @@ async function startGateway(bus: FakeClusterBus, logFile?: string): Promise<{ po
     for (const close of closers) await close();
   });
   const address = String(describe().nbd);
-  return { port: Number(address.slice(address.lastIndexOf(":") + 1)) };
+  return { port: Number(address.slice(address.lastIndexOf(":") + 1)), describe: () => describe() };
 }
 
 async function connect(address: { port: number }): Promise<TestNbdClient> {
@@ -75,6 +85,14 @@ async function logFileForTest(): Promise<string> {
   const directory = await mkdtemp(join(tmpdir(), "ballast-gateway-log-"));
   cleanups.push(() => rm(directory, { recursive: true, force: true }));
   return join(directory, "gateway.log");
+}
+
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const address = server.address();
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return typeof address === "object" && address !== null ? address.port : 0;
 }
 
 const isZeroes = (data: Uint8Array) => data.every((byte) => byte === 0);
@@ -118,7 +136,8 @@ describe("gateway", () => {
   test("the first connection after a delete and create while idle opens the new volume", async () => {
     const fake = new FakeClusterBus([{ ...spec, id: "vol-1" }]);
     const address = await startGateway(fake);
-    // The export is opened once and the connection closed: the gateway keeps its Volume.
+    // The export is opened once and the connection closed (the gateway once kept its
+    // Volume then; it closes it now, and either way the next connection must work).
     const first = await connect(address);
     const written = patterned(4096, 2);
     expect(
@@ -204,5 +223,119 @@ describe("gateway", () => {
     const [opened, read] = await Promise.all([opening, oldRead]);
     expect(opened.sizeBytes).toBe(3 * mebibyte);
     expect(read.error).toBe(0);
+  });
+  test("keeps no Volume for an export once its last connection is gone, and closes it", async () => {
+    const fake = new FakeClusterBus([{ ...spec, id: "vol-1" }]);
+    const address = await startGateway(fake);
+    const closes = vi.spyOn(Volume.prototype, "close");
+    cleanups.push(() => closes.mockRestore());
+    const exports = () => address.describe().exports;
+
+    const first = await connect(address);
+    const second = await connect(address);
+    expect(exports()).toEqual([spec.name]);
+    first.destroy();
+    await first.closed;
+    // One connection still holds the Volume.
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(exports()).toEqual([spec.name]);
+    expect(closes).not.toHaveBeenCalled();
+
+    second.destroy();
+    await second.closed;
+    await eventually(() => (exports() as string[]).length === 0, "the export's Volume is let go");
+    expect(closes).toHaveBeenCalledTimes(1);
+
+    // NBD_OPT_INFO describes the export and gives its Volume back at once.
+    const asking = await TestNbdClient.connect(address);
+    cleanups.push(() => asking.destroy());
+    await asking.readGreeting();
+    asking.sendClientFlags(ClientFlag.FixedNewstyle | ClientFlag.NoZeroes);
+    expect((await asking.information(Option.Info, spec.name, []))?.sizeBytes).toBe(mebibyte);
+    await eventually(() => (exports() as string[]).length === 0, "the described Volume is let go");
+    expect(closes).toHaveBeenCalledTimes(2);
+  });
+
+  test("a connection opening while the last one ends keeps the Volume open, not closed under it", async () => {
+    const fake = new FakeClusterBus([{ ...spec, id: "vol-1" }]);
+    const address = await startGateway(fake);
+    const first = await connect(address);
+    // The next connection finds the shared Volume and describes it again; the describe
+    // is held while the only other connection ends.
+    fake.holdReplies((_, message) => message.type === "volume.describe.v1");
+    const opening = connectWithSize(address);
+    await eventually(() => fake.held === 1, "the new connection's describe is in flight");
+    first.destroy();
+    await first.closed;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    fake.resume();
+
+    const { client } = await opening;
+    const data = patterned(4096, 7);
+    expect((await client.roundTrip({ command: Command.Write, handle: 1n, data })).error).toBe(0);
+    const read = await client.roundTrip({ command: Command.Read, handle: 2n, length: 4096 });
+    expect(read.error).toBe(0);
+    expect(Buffer.from(read.data).equals(data)).toBe(true);
+    expect(address.describe().exports).toEqual([spec.name]);
+  });
+
+  test("a Volume found deleted is closed when the last connection holding it ends", async () => {
+    const fake = new FakeClusterBus([{ ...spec, id: "vol-1" }]);
+    const address = await startGateway(fake);
+    const closed: string[] = [];
+    const closes = vi.spyOn(Volume.prototype, "close").mockImplementation(async function (
+      this: Volume,
+    ) {
+      closed.push(String(this.id));
+    });
+    cleanups.push(() => closes.mockRestore());
+    const old = await connect(address);
+    fake.deleteVolume(spec.name);
+    fake.createVolume({ ...spec, id: "vol-2" });
+    const fresh = await connect(address);
+    // The old connection still holds the deleted Volume: its I/O fails as deleted.
+    expect((await old.roundTrip({ command: Command.Read, handle: 1n, length: 4096 })).error).toBe(
+      ReplyError.InputOutput,
+    );
+    expect(closed).toEqual([]);
+    old.destroy();
+    await old.closed;
+    await eventually(() => closed.length === 1, "the deleted Volume is closed");
+    expect(closed).toEqual(["vol-1"]);
+    fresh.destroy();
+    await fresh.closed;
+    await eventually(() => closed.length === 2, "the new Volume is closed");
+    expect(closed).toEqual(["vol-1", "vol-2"]);
+    expect(address.describe().exports).toEqual([]);
+  });
+  test("an export's series go from the scrape once no connection holds it", async () => {
+    const telemetry = await startTelemetry({
+      metricsPort: await freePort(),
+      serviceName: "gateway",
+      instanceId: "gateway-1",
+    });
+    cleanups.push(() => telemetry.shutdown());
+    const scrape = async () => (await fetch(telemetry.metricsUrl as string)).text();
+    const fake = new FakeClusterBus([{ ...spec, id: "vol-1" }]);
+    const address = await startGateway(fake, undefined, telemetry.meter);
+    const client = await connect(address);
+    const data = patterned(4096, 9);
+    expect((await client.roundTrip({ command: Command.Write, handle: 1n, data })).error).toBe(0);
+    const text = await scrape();
+    expect(text).toMatch(
+      /^ballast_gateway_requests_total\{volume="vol",operation="write"[^}]*\} 1$/m,
+    );
+    expect(text).toMatch(
+      /^ballast_gateway_bytes_total\{volume="vol",operation="write"[^}]*\} 4096$/m,
+    );
+    expect(text).toMatch(/^ballast_gateway_request_seconds_count\{volume="vol",operation="write"/m);
+
+    client.destroy();
+    await client.closed;
+    await eventually(
+      () => (address.describe().exports as string[]).length === 0,
+      "the export is let go",
+    );
+    expect(await scrape()).not.toContain('volume="vol"');
   });
 });

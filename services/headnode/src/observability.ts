@@ -18,11 +18,15 @@
 // Tracing off (no tracer): the decorators are not installed at all, and the host
 // records no op contexts: the write path is the one without tracing.
 //
-// Metrics (the service's meter; no-ops when metrics are off): per volume, the client
-// requests a primary handles (writes, write bytes, latency), requests in flight, journal
-// bytes and sync latency; per replica, observed when scraped: its role, commit lag
-// (ops appended but not committed), flush lag (ops committed but not yet on sleds), and
-// for a primary each follower's lag (a learner's is its rebuild progress).
+// Metrics (no-ops when metrics are off): per volume, the client requests a primary
+// handles (writes, write bytes, latency), requests in flight, journal bytes and sync
+// latency; per replica, observed when scraped: its role, commit lag (ops appended but
+// not committed), flush lag (ops committed but not yet on sleds), and for a primary each
+// follower's lag (a learner's is its rebuild progress). All of a volume's series come
+// from the volume's meter group (runtime metrics.ts), held by each of its partition
+// hosts: they go from memory and from the next scrape when the last partition of the
+// volume here closes, as when the volume is deleted. A volume hosted again later starts
+// its counters afresh.
 
 import { subjects } from "@ballast/protocol";
 import {
@@ -362,17 +366,19 @@ export interface ReplicaInstruments {
   inflight: UpDownCounter;
   journalBytes: Counter;
   journalSeconds: Histogram;
-  /** The replicas open in this process, read when scraped. */
-  replicas: Set<ObservedReplica>;
 }
 
 const instrumentsByMeter = new WeakMap<Meter, ReplicaInstruments>();
+const replicasByMeter = new WeakMap<Meter, Set<ObservedReplica>>();
 
-/** The head node's instruments, made once per meter (one per process). */
+/**
+ * The head node's per-volume instruments, made once per meter: the volume's own meter
+ * (its meter group, released when no partition of it is hosted here), or the process's
+ * when there are no groups.
+ */
 export function replicaInstruments(meter: Meter): ReplicaInstruments {
   const known = instrumentsByMeter.get(meter);
   if (known !== undefined) return known;
-  const replicas = new Set<ObservedReplica>();
   const instruments: ReplicaInstruments = {
     requests: meter.createCounter("ballast_headnode_requests", {
       description: "client requests a primary answered, by volume and kind",
@@ -395,8 +401,23 @@ export function replicaInstruments(meter: Meter): ReplicaInstruments {
     journalSeconds: meter.createHistogram("ballast_headnode_journal_sync_seconds", {
       description: "journal append latency, to the group commit's fdatasync",
     }),
-    replicas,
   };
+  instrumentsByMeter.set(meter, instruments);
+  return instruments;
+}
+
+/**
+ * The replicas the scrape-time gauges read, made once per meter: the volume's own meter
+ * (its meter group), or the process's when there are no groups. Add a replica; delete
+ * it when it closes. A group's gauges report what their callbacks observe at the scrape
+ * and nothing else, so a replica closed while others of its volume stay here (it moved
+ * away) is gone from the next scrape. (The SDK's own observable instruments would export
+ * it for ever with its last value: metrics.ts.)
+ */
+export function replicaGauges(meter: Meter): Set<ObservedReplica> {
+  const known = replicasByMeter.get(meter);
+  if (known !== undefined) return known;
+  const replicas = new Set<ObservedReplica>();
   const role = meter.createObservableGauge("ballast_replica_role", {
     description: "1 for the role each replica plays (primary, secondary, idle)",
   });
@@ -438,8 +459,8 @@ export function replicaInstruments(meter: Meter): ReplicaInstruments {
       }
     }
   });
-  instrumentsByMeter.set(meter, instruments);
-  return instruments;
+  replicasByMeter.set(meter, replicas);
+  return replicas;
 }
 
 function labelsOf(one: ObservedReplica) {

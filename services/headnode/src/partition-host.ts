@@ -54,6 +54,8 @@ import {
   activeSpanContext,
   contextOfSpan,
   type Logger,
+  type MeterGroups,
+  meterGroupsOf,
   meterOf,
   type Service,
   type SpanContext,
@@ -78,8 +80,10 @@ import {
   DetachedSleds,
   FlushContexts,
   ObservedJournal,
+  type ObservedReplica,
   OpContexts,
   type ReplicaInstruments,
+  replicaGauges,
   replicaInstruments,
   TracedTransport,
 } from "./observability.ts";
@@ -189,6 +193,10 @@ export class PartitionHost {
   /** Where kept write data is copied to out of messages (byte-slab.ts). */
   private readonly slab = new ByteSlab();
   private readonly instruments: ReplicaInstruments;
+  /** Where the volume's meter comes from, released when this host closes. */
+  private readonly meterGroups: MeterGroups;
+  /** The scrape-time gauges' replicas (replicaGauges): the volume's hosted here. */
+  private readonly gauged: Set<ObservedReplica>;
   private readonly journalFiles: JournalFiles;
 
   private constructor(
@@ -236,7 +244,11 @@ export class PartitionHost {
     this.directory = directory;
     this.service = service;
     this.logger = service.logger.child({ volume: address.volume, partition: address.partition });
-    this.instruments = replicaInstruments(meterOf(service));
+    // The volume's series are its own: they go when no partition of it is hosted here.
+    this.meterGroups = meterGroupsOf(meterOf(service));
+    const meter = this.meterGroups.acquire(address.volume);
+    this.instruments = replicaInstruments(meter);
+    this.gauged = replicaGauges(meter);
     this.journalFiles = new JournalFiles(journal);
     const transport = new NatsTransport(service, address);
     const natsSleds = new NatsSleds(sleds, {
@@ -263,7 +275,7 @@ export class PartitionHost {
           : new TracedTransport(service, address, transport, this.opContexts),
       clock: processClock,
     };
-    this.instruments.replicas.add(this);
+    this.gauged.add(this);
     this.runner = new EffectRunner(replica, this.ports, {
       reply: (requestId, reply) => this.settleRequest(requestId)?.resolve(reply),
       replyError: (requestId, error) => this.settleRequest(requestId)?.reject(error),
@@ -787,7 +799,7 @@ export class PartitionHost {
     this.closed =
       reason ?? new BallastError(ErrorCode.ShuttingDown, `${this.service.nodeId} is shutting down`);
     this.runner.close();
-    this.instruments.replicas.delete(this);
+    if (this.gauged.delete(this)) this.meterGroups.release(this.address.volume);
     this.opContexts.clear();
     this.flushContexts.clear();
     for (const waiting of this.waiting.values()) waiting.reject(this.closed);
