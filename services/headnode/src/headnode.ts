@@ -23,8 +23,8 @@
 // and removes those (leftover-directories.ts). A configure that names this node a
 // learner while it hosts the partition in any other state (it was a secondary, dropped,
 // then re-added) discards that state and rebuilds from the configure's checkpoint: a
-// learner must start from a point the primary can serve. A configure of a partition this node neither hosts nor belongs to
-// answers NotFound: there is nothing to tell it. What to do with a configure is decided
+// learner must start from a point the primary can serve. A configure of a partition
+// this node neither hosts nor belongs to answers NotFound: there is nothing to tell it. What to do with a configure is decided
 // in configure-decision.ts, purely, for this shell and the failover simulator alike.
 //
 // Every headnodeReportIntervalMs the node reports its primaries to the coordinator
