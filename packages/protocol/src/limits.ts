@@ -64,6 +64,12 @@ export const statusEntriesMax = 4096;
 /** Volume incarnation ids: the alphabet of names, at most this long; never reused. */
 export const volumeIdLengthMax = 32;
 
+/**
+ * The most incarnation ids one `headnode.leftovers.v1` asks about: a head node with more
+ * leftover directories asks in several requests.
+ */
+export const leftoverIncarnationsPerRequestMax = 1024;
+
 /** The most partitions one head node report (leases, progress, stalls) may list. */
 export const reportPartitionsMax = 16_384;
 

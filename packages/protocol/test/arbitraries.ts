@@ -216,6 +216,11 @@ export const messageArbitraries: {
     volume: name,
     volumeId: name,
   }),
+  "headnode.leftovers.v1": fc.record({
+    type: fc.constant("headnode.leftovers.v1" as const),
+    node: name,
+    volumeIds: fc.array(name, { minLength: 1, maxLength: 4 }),
+  }),
   "headnode.report.v1": fc.record({
     type: fc.constant("headnode.report.v1" as const),
     node: name,

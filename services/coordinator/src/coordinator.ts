@@ -12,7 +12,8 @@
 // purge.ts), sweeper.ts (deletes live volumes' orphans, deciding with sweep.ts),
 // delete-markers.ts (removes the control bucket's old delete markers),
 // leftover-sweeper.ts (deletes objects of incarnations the catalogue no longer names,
-// deciding with leftovers.ts), reports.ts (primaries' reports and checkpoint pointers),
+// deciding with leftovers.ts), leftover-directories.ts (tells head nodes which
+// incarnations they keep files of are gone, deciding with incarnations.ts), reports.ts (primaries' reports and checkpoint pointers),
 // status.ts.
 //
 // Leadership and fencing: every partition record the leader writes carries its term,
@@ -74,6 +75,7 @@ import { controlStoreOf } from "./control-store.ts";
 import { DeleteMarkerCleanup } from "./delete-markers.ts";
 import { Heartbeats } from "./heartbeats.ts";
 import { Leadership, type Leading } from "./leadership.ts";
+import { LeftoverDirectories } from "./leftover-directories.ts";
 import { LeftoverSweeper } from "./leftover-sweeper.ts";
 import { Purger } from "./purger.ts";
 import { Reconciler } from "./reconciler.ts";
@@ -151,7 +153,11 @@ const controlRequests = [
 ] as const;
 
 /** What only services send (subjects.coordinatorServices), apart so clients cannot. */
-const serviceRequests = ["checkpoint.record.v1", "headnode.report.v1"] as const;
+const serviceRequests = [
+  "checkpoint.record.v1",
+  "headnode.report.v1",
+  "headnode.leftovers.v1",
+] as const;
 
 /** The parts that work for the leader, made once the control store is open. */
 interface Parts {
@@ -162,6 +168,8 @@ interface Parts {
   purger: Purger;
   sweeper: Sweeper;
   leftovers: LeftoverSweeper;
+  /** Answers head nodes asking which incarnations they keep files of are gone. */
+  directories: LeftoverDirectories;
   reports: Reports;
   status: Status;
   sleds: SledRecords;
@@ -336,6 +344,7 @@ export class Coordinator {
     });
     const markers = new DeleteMarkerCleanup({ store: kv, tenures, logger: service.logger });
     const leftovers = new LeftoverSweeper({ service, catalogue, heartbeats, tenures, graceMs });
+    const directories = new LeftoverDirectories({ service, catalogue, tenures });
     return {
       catalogue,
       leadership,
@@ -344,6 +353,7 @@ export class Coordinator {
       purger,
       sweeper,
       leftovers,
+      directories,
       reports,
       status,
       sleds,
@@ -516,7 +526,7 @@ export class Coordinator {
         `${this.service.nodeId} no longer leads; retry`,
       );
     }
-    const { volumes, reports, status, snapshots } = this.parts;
+    const { volumes, reports, status, snapshots, directories } = this.parts;
     switch (message.type) {
       case "cluster.status.v1":
         return status.onClusterStatus(message, tenure);
@@ -546,6 +556,8 @@ export class Coordinator {
         return reports.onCheckpointRecord(message);
       case "headnode.report.v1":
         return reports.onReport(tenure, message);
+      case "headnode.leftovers.v1":
+        return directories.onAsk(tenure, message);
       default: {
         const unreachable: never = message;
         throw new Error(`no handler for ${JSON.stringify(unreachable)}`);

@@ -26,7 +26,7 @@
 
 import { BallastError, ErrorCode, sledLimits, subjects } from "@ballast/protocol";
 import type { Service } from "@ballast/runtime";
-import { type Catalogue, idOfVolume } from "./catalogue.ts";
+import type { Catalogue } from "./catalogue.ts";
 import { now } from "./clock.ts";
 import {
   leftoverListPagesMax,
@@ -34,8 +34,8 @@ import {
   sweepDeletesPerPassMax,
   sweepRequestDeadlineMs,
 } from "./constants.ts";
-import { volumeIdOf } from "./decisions.ts";
 import type { Heartbeats } from "./heartbeats.ts";
+import { namedIncarnationsOf } from "./incarnations.ts";
 import {
   knownIncarnationsOf,
   LeftoverSightings,
@@ -134,12 +134,13 @@ export class LeftoverSweeper {
       catalogue.purges(),
     ]);
     if (tenures.current() !== tenure) return;
-    const known = knownIncarnationsOf([
-      ...volumes.map(idOfVolume),
-      ...volumes.flatMap((volume) => (volume.parent === undefined ? [] : [volume.parent.volumeId])),
-      ...partitions.map((entry) => volumeIdOf(entry.value)),
-      ...purges.map((record) => record.volumeId),
-    ]);
+    const known = knownIncarnationsOf(
+      namedIncarnationsOf({
+        volumes,
+        partitions: partitions.map((entry) => entry.value),
+        purges,
+      }),
+    );
     const windows = listings.flatMap((listing) => [
       ...(listing.chunks === undefined ? [] : [listing.chunks.window]),
       ...(listing.blobs === undefined ? [] : [listing.blobs.window]),

@@ -42,6 +42,7 @@ import {
   type ResultOf,
   sledLimits,
   subjects,
+  volumeIdNonceBytes,
 } from "@ballast/protocol";
 import type { Service } from "@ballast/runtime";
 import {
@@ -169,7 +170,7 @@ export interface VolumesOptions {
 /** A new volume incarnation id: never reused, within the alphabet and length of ids. */
 /** `<incarnation>-<nonce>` (see @ballast/protocol incarnation.ts): ordered per name, unique. */
 function newVolumeId(incarnation: number): string {
-  return formatVolumeId(incarnation, randomBytes(6).toString("hex"));
+  return formatVolumeId(incarnation, randomBytes(volumeIdNonceBytes).toString("hex"));
 }
 
 export class Volumes {

@@ -22,6 +22,17 @@ export const flushContextOpsMax = 65_536;
 /** Links one flush span carries at most (OpenTelemetry's default span link limit). */
 export const flushSpanLinksMax = 128;
 
+/**
+ * Leftover directories (leftover-directories.ts): a head node asks the coordinator
+ * which incarnations it keeps files of but does not host are gone at start, then every
+ * `leftoverCheckIntervalMs`; after a check that could not finish (no leader, an older
+ * coordinator, a full disk), again after `leftoverCheckRetryMs`. Each request waits at
+ * most `leftoverAskDeadlineMs` (an answer may take a read of the whole catalogue).
+ */
+export const leftoverCheckIntervalMs = 60 * 60 * 1000;
+export const leftoverCheckRetryMs = 60 * 1000;
+export const leftoverAskDeadlineMs = 10_000;
+
 /** How long a head node waits for the coordinator to answer a report. */
 export const reportDeadlineMs = limits.headnodeReportIntervalMs * 2;
 

@@ -17,11 +17,14 @@
 // one opens, so a re-created volume never reads the deleted one's bytes, and the old
 // incarnation's epoch never refuses the new one. `headnode.drop.v1` (a volume deleted)
 // closes and removes every replica of that incarnation, and later configures of it are
-// refused. A configure that names this node a learner while it hosts the partition in
-// any other state (it was a secondary, dropped, then re-added) discards that state and
-// rebuilds from the configure's checkpoint: a learner must start from a point the
-// primary can serve. A configure of a partition this node neither hosts nor belongs to
-// answers NotFound: there is nothing to tell it. What to do with a configure is decided
+// refused. A node that missed a drop for good (away past the purge record's life) finds
+// the directories on its own: at start, and hourly, it asks the coordinator which of the
+// incarnations it keeps files of but does not host are gone (`headnode.leftovers.v1`),
+// and removes those (leftover-directories.ts). A configure that names this node a
+// learner while it hosts the partition in any other state (it was a secondary, dropped,
+// then re-added) discards that state and rebuilds from the configure's checkpoint: a
+// learner must start from a point the primary can serve. A configure of a partition
+// this node neither hosts nor belongs to answers NotFound: there is nothing to tell it. What to do with a configure is decided
 // in configure-decision.ts, purely, for this shell and the failover simulator alike.
 //
 // Every headnodeReportIntervalMs the node reports its primaries to the coordinator
@@ -53,6 +56,7 @@
 // snapshots, and rolls the partition back to one (partition.snapshot.*.v1; see @ballast/protocol's messages/snapshot.ts).
 // Reads of a snapshot are ordinary volume reads that name it.
 
+import { readdir } from "node:fs/promises";
 import { join } from "node:path";
 import {
   BallastError,
@@ -73,11 +77,15 @@ import {
 import { ConfigureQueue } from "./configure-queue.ts";
 import {
   droppedIncarnationsMax,
+  leftoverAskDeadlineMs,
+  leftoverCheckIntervalMs,
+  leftoverCheckRetryMs,
   type ReplicaLimits,
   reportDeadlineMs,
   tickMs,
 } from "./constants.ts";
 import { removeDirectory } from "./journal/files.ts";
+import { leftoverCandidatesOf, removableOf, requestsOf } from "./leftover-directories.ts";
 import { PartitionHost, storesReplica } from "./partition-host.ts";
 import { nodeEntriesOf, renewalsOf } from "./primary-report.ts";
 import type { Reply } from "./replica/effects.ts";
@@ -145,8 +153,17 @@ export class HeadNode {
         `superseded by a newer configure of ${key} (epoch ${kept.epoch}) waiting on ${this.service.nodeId} for the one running; retry if still current`,
       ),
   });
-  /** Incarnations dropped (`volume/volumeId`), oldest first, at most droppedIncarnationsMax. */
+  /**
+   * Incarnations dropped, as `volume/volumeId` (the volume `anyVolume` for one the
+   * coordinator said is gone, whatever its name), oldest first, at most
+   * droppedIncarnationsMax.
+   */
   private readonly dropped = new Set<string>();
+  /** The next check for leftover directories (leftover-directories.ts). */
+  private leftoverTimer: NodeJS.Timeout | undefined;
+  private closed = false;
+  /** Directories of gone incarnations this process removed, for its node info. */
+  private leftoverDirectoriesRemoved = 0;
   private readonly sleds: SledClient;
   /** Keeps two live copies of every chunk its primaries list (replicator.ts). */
   private readonly replicator: Replicator;
@@ -198,13 +215,17 @@ export class HeadNode {
     this.service.setDescription(() => ({
       session: this.session,
       replicas: [...this.hosted.values()].map(({ host }) => host.summary()),
+      leftoverDirectoriesRemoved: this.leftoverDirectoriesRemoved,
     }));
     this.tickTimer = setInterval(() => this.tick(), tickMs);
     this.reportTimer = setInterval(() => void this.report(), limits.headnodeReportIntervalMs);
     this.replicator.start();
+    void this.checkLeftovers();
     this.service.onClose(async () => {
+      this.closed = true;
       clearInterval(this.tickTimer);
       clearInterval(this.reportTimer);
+      clearTimeout(this.leftoverTimer);
       await this.replicator.close();
       await Promise.all([...this.hosted.values()].map(({ host }) => host.close()));
     });
@@ -303,6 +324,84 @@ export class HeadNode {
     }
   }
 
+  // ---------------------------------------------------------------- leftover directories
+
+  /**
+   * Removes the directories of gone incarnations left on disk (leftover-directories.ts),
+   * then schedules the next check: after leftoverCheckIntervalMs, or sooner,
+   * leftoverCheckRetryMs, when this one could not finish. Never throws.
+   */
+  private async checkLeftovers(): Promise<void> {
+    let finished = false;
+    try {
+      finished = await this.removeLeftovers();
+    } catch (error) {
+      this.service.logger.warn(
+        { error: (error as Error).message },
+        "could not check this node's directories of deleted volumes; keeping them, checking again later",
+      );
+    }
+    if (this.closed) return;
+    const delayMs = finished ? leftoverCheckIntervalMs : leftoverCheckRetryMs;
+    this.leftoverTimer = setTimeout(() => void this.checkLeftovers(), delayMs);
+  }
+
+  /**
+   * One check: lists `partitions/`, then asks the coordinator about the incarnations it
+   * holds no replica of, and removes those it answers are gone. Listing comes first: the
+   * answer is sound only for directories that existed before the coordinator read its
+   * records (coordinator leftover-directories.ts). Returns whether it finished; a
+   * request that fails (no coordinator, no leader, one that predates the question)
+   * keeps everything it had not yet removed.
+   */
+  private async removeLeftovers(): Promise<boolean> {
+    const partitions = join(this.config.dataDir, "partitions");
+    let onDisk: string[];
+    try {
+      const entries = await readdir(partitions, { withFileTypes: true });
+      onDisk = entries.filter((entry) => entry.isDirectory()).map((entry) => entry.name);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === "ENOENT") return true;
+      throw error;
+    }
+    const candidates = leftoverCandidatesOf(onDisk, this.hostedVolumeIds());
+    for (const volumeIds of requestsOf(candidates, limits.leftoverIncarnationsPerRequestMax)) {
+      let answer: ResultOf<"headnode.leftovers.v1">;
+      try {
+        answer = await this.service.bus.request(
+          subjects.coordinatorServices.build("headnode"),
+          { type: "headnode.leftovers.v1", node: this.service.nodeId, volumeIds },
+          { deadlineMs: leftoverAskDeadlineMs },
+        );
+      } catch (error) {
+        this.service.logger.debug(
+          { error: (error as Error).message, asked: volumeIds.length },
+          "the coordinator did not say which incarnations on this disk are gone; keeping them",
+        );
+        return false;
+      }
+      for (const volumeId of removableOf(volumeIds, answer.gone, this.hostedVolumeIds())) {
+        if (this.closed) return false;
+        // Remembered first: a configure of it that opens meanwhile is closed and its
+        // files removed once open (configureNow), and later ones are refused.
+        this.rememberDropped(undefined, volumeId);
+        if (this.hostedVolumeIds().has(volumeId)) continue;
+        await removeDirectory(join(partitions, volumeId));
+        this.leftoverDirectoriesRemoved++;
+        this.service.logger.info(
+          { volumeId },
+          "removed the replica directory of a deleted volume that no drop reached (the coordinator names it in no record)",
+        );
+      }
+    }
+    return true;
+  }
+
+  /** The incarnations of the replicas hosted now. */
+  private hostedVolumeIds(): Set<string> {
+    return new Set([...this.hosted.values()].map(({ host }) => host.address.volumeId));
+  }
+
   // ---------------------------------------------------------------- configure and drop
 
   /**
@@ -350,7 +449,7 @@ export class HeadNode {
       {
         disk: this.service.disk,
         stored,
-        deleted: this.dropped.has(incarnationKey(message.volume, volumeId)),
+        deleted: this.isDropped(message.volume, volumeId),
         hosted:
           found === undefined
             ? undefined
@@ -386,7 +485,7 @@ export class HeadNode {
           ? await nextSession(this.config.dataDir, this.session)
           : this.session;
       hosted = await this.open(message, volumeId, decision.from === "rebuild", session);
-      if (this.dropped.has(incarnationKey(message.volume, volumeId))) {
+      if (this.isDropped(message.volume, volumeId)) {
         // Dropped while it opened (the drop waits only for replicas already hosted):
         // a deleted incarnation must not stay hosted, nor keep files.
         await this.close(key, hosted, true);
@@ -495,14 +594,25 @@ export class HeadNode {
     }
   }
 
-  /** Remembers a deleted incarnation, so that a late configure of it answers NotFound. */
-  private rememberDropped(volume: string, volumeId: string): void {
-    const incarnation = incarnationKey(volume, volumeId);
+  /**
+   * Remembers a deleted incarnation, so that a late configure of it answers NotFound.
+   * `volume` undefined: of whatever name (an incarnation the coordinator said is gone,
+   * known here only by the id its directory is named after).
+   */
+  private rememberDropped(volume: string | undefined, volumeId: string): void {
+    const incarnation = incarnationKey(volume ?? anyVolume, volumeId);
     this.dropped.delete(incarnation);
     this.dropped.add(incarnation);
     if (this.dropped.size > droppedIncarnationsMax) {
       this.dropped.delete(this.dropped.values().next().value!);
     }
+  }
+
+  private isDropped(volume: string, volumeId: string): boolean {
+    return (
+      this.dropped.has(incarnationKey(volume, volumeId)) ||
+      this.dropped.has(incarnationKey(anyVolume, volumeId))
+    );
   }
 
   private async onDrop(
@@ -868,6 +978,9 @@ export class HeadNode {
 function partitionKey(volume: string, partition: number): string {
   return `${volume}/${partition}`;
 }
+
+/** Stands for any volume name in `dropped`: no volume is named so (subjects.ts). */
+const anyVolume = "*";
 
 function incarnationKey(volume: string, volumeId: string): string {
   return `${volume}/${volumeId}`;

@@ -1,7 +1,8 @@
 // The parts of a Service the head node shell uses, in place of NATS, for the shell's
-// scenario tests (headnode.test.ts, headnode-faults.test.ts): subjects are served from a
-// map and called directly, reports to the coordinator are kept and answered by a
-// function the test sets (by default: no coordinator), and nothing else answers.
+// scenario tests (headnode.test.ts, headnode-faults.test.ts, headnode-leftovers.test.ts): subjects are served from a
+// map and called directly, reports and questions about leftover directories to the
+// coordinator are kept and answered by functions the test sets (by default: no
+// coordinator), and nothing else answers.
 
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -12,6 +13,7 @@ import { HeadNode } from "../src/headnode.ts";
 
 type Handler = (message: Message) => unknown;
 export type Report = MessageOf<"headnode.report.v1">;
+export type LeftoversAsk = MessageOf<"headnode.leftovers.v1">;
 
 export class FakeService {
   readonly nodeId = "head-1";
@@ -25,6 +27,15 @@ export class FakeService {
   readonly reports: Report[] = [];
   /** How the fake coordinator answers a report; throwing means no coordinator. */
   answerReport: (report: Report) => unknown = () => {
+    throw new BallastError(ErrorCode.Unavailable, "no coordinator");
+  };
+  /** Every question about leftover directories the node sent to the coordinator. */
+  readonly leftoverAsks: LeftoversAsk[] = [];
+  /**
+   * How the fake coordinator answers `headnode.leftovers.v1`; throwing means no
+   * coordinator (the default: static assignments keep every directory).
+   */
+  answerLeftovers: (ask: LeftoversAsk) => unknown = () => {
     throw new BallastError(ErrorCode.Unavailable, "no coordinator");
   };
   /**
@@ -43,6 +54,13 @@ export class FakeService {
       ) {
         this.reports.push(message);
         return this.answerReport(message);
+      }
+      if (
+        subject === subjects.coordinatorServices.build("headnode") &&
+        message?.type === "headnode.leftovers.v1"
+      ) {
+        this.leftoverAsks.push(message);
+        return this.answerLeftovers(message);
       }
       throw new BallastError(ErrorCode.Unavailable, `nothing answers ${subject} in this test`);
     },
@@ -119,10 +137,18 @@ export interface StartedHeadNode {
   stop(): Promise<void>;
 }
 
-/** A started head node on a fresh temporary data directory named from `prefix`. */
-export async function startHeadNode(prefix: string): Promise<StartedHeadNode> {
+/**
+ * A started head node on a fresh temporary data directory named from `prefix`.
+ * `beforeStart` prepares the directory and the service before the node starts (what a
+ * restarted node finds on its disk, how the coordinator will answer).
+ */
+export async function startHeadNode(
+  prefix: string,
+  beforeStart?: (dataDir: string, service: FakeService) => Promise<void> | void,
+): Promise<StartedHeadNode> {
   const dataDir = await mkdtemp(join(tmpdir(), prefix));
   const service = new FakeService();
+  await beforeStart?.(dataDir, service);
   const node = new HeadNode(
     service as unknown as Service,
     { dataDir } as unknown as CommonConfig,

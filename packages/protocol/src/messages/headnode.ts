@@ -2,7 +2,11 @@
 // hosts (from the coordinator, or a test's static assignment), and a replica's state.
 
 import { z } from "zod";
-import { reportPartitionsMax, snapshotsPerVolumeMax } from "../limits.ts";
+import {
+  leftoverIncarnationsPerRequestMax,
+  reportPartitionsMax,
+  snapshotsPerVolumeMax,
+} from "../limits.ts";
 import {
   diskId,
   nodeId,
@@ -177,6 +181,28 @@ export const HeadnodeDrop = z.object({
 });
 
 export const HeadnodeDropResult = z.object({ dropped: unsignedInteger });
+
+/**
+ * A head node asks the leading coordinator which of the incarnations it keeps files of
+ * but does not host (`partitions/<volumeId>/` left on its disk) are gone: the files of
+ * an incarnation deleted while the node was away past the purge record's life, whose
+ * `headnode.drop.v1` it never got. Sent at start and rarely after, only when there is
+ * something to ask, and only about ids of the shape the coordinator issues
+ * (`isIssuedVolumeId`). The answer names only ids the leader positively knows are gone
+ * (no volume, partition or purge record names them); the node removes those and keeps
+ * the rest. A coordinator that predates it refuses the type, and the node keeps
+ * everything.
+ */
+export const HeadnodeLeftovers = z.object({
+  type: z.literal("headnode.leftovers.v1"),
+  node: nodeId,
+  volumeIds: z.array(volumeId).min(1).max(leftoverIncarnationsPerRequestMax),
+});
+
+export const HeadnodeLeftoversResult = z.object({
+  /** Of the ids asked, those no record names: deleted, never to be used again. */
+  gone: z.array(volumeId).max(leftoverIncarnationsPerRequestMax),
+});
 
 /** One partition a head node serves as primary, as it reports it. */
 export const PrimaryReport = z.object({
