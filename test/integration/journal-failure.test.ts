@@ -237,7 +237,19 @@ async function failJournalUnguarded(role: "primary" | "secondary") {
   if (role === "primary") await sleep(configureVerifyMs + 1000);
 
   const faultAtMs = Date.now();
+  // Armed before the write is sent: the signal and the request travel separately.
+  const armed = async () =>
+    (await logLinesContaining(cluster.dataDir, ["the next write fails"])).filter(
+      (hit) => hit.file === `${victim}.log`,
+    ).length;
+  const armedBefore = await armed();
   cluster.cluster.signal(victim, "SIGURG");
+  await waitFor(
+    `${victim} to arm its failed write`,
+    async () => ((await armed()) > armedBefore ? true : undefined),
+    faultFiredMs,
+    50,
+  );
   await waitFor(
     `${victim}'s journal commit to fail`,
     async () => ((await logged(failedLine)) > failedBefore ? true : undefined),
@@ -505,9 +517,19 @@ test("a lone primary's journal fails: it is not reopened from that journal in th
     recoveredMs,
     100,
   );
-  // The other volume's partitions settle too, so that the victim's next journal commit
-  // is this volume's.
-  await sleep(3000);
+  // The other volume's partition settles too (on a loaded machine its failover can come
+  // seconds after this one's), so that the victim's next journal commit is this volume's.
+  await waitFor(
+    `${volume} to go on without the killed nodes`,
+    async () => {
+      const state = (await describeVolume(cluster.bus, volume)).partitions[0]!;
+      const members = [state.primary, ...state.secondaries];
+      return members.every((member) => member === victim) ? true : undefined;
+    },
+    recoveredMs,
+    100,
+  );
+  await sleep(1000);
   const acknowledged = new Map<number, number>();
   for (let slot = 0; slot < 8; slot++) {
     await writeBlocks(cluster.bus, alone, 0, slot * blockBytes, 1, 0x40 + slot, writeRetryMs);
@@ -518,7 +540,19 @@ test("a lone primary's journal fails: it is not reopened from that journal in th
       (hit) => hit.file === `${victim}.log` && hit.line.includes(`"volume":"${alone}"`),
     ).length;
 
+  // Armed before the write is sent: the signal and the request travel separately.
+  const armed = async () =>
+    (await logLinesContaining(cluster.dataDir, ["the next write fails"])).filter(
+      (hit) => hit.file === `${victim}.log`,
+    ).length;
+  const armedBefore = await armed();
   cluster.cluster.signal(victim, "SIGURG");
+  await waitFor(
+    `${victim} to arm its failed write`,
+    async () => ((await armed()) > armedBefore ? true : undefined),
+    faultFiredMs,
+    50,
+  );
   // One attempt: retried, the old code acknowledged it on the replica reopened in place.
   const failed = await writeBlocks(cluster.bus, alone, 0, 0, 1, 0x7f, 0).then(
     () => undefined,
