@@ -1,6 +1,8 @@
 // Errors of the command line. Each carries the exit code the process ends with, so that
 // scripts can tell a usage mistake from an unreachable cluster from a failed operation.
 
+import { BallastError, ErrorCode } from "@ballast/protocol";
+
 export const exitCodes = {
   ok: 0,
   /** The operation was tried and failed. */
@@ -25,4 +27,18 @@ export class CliError extends Error {
     super(message, options);
     this.exitCode = exitCode;
   }
+}
+
+/**
+ * A failure of a request to the cluster as the command's error: Unavailable and Timeout
+ * mean the cluster could not be reached (exit 3), any other BallastError that the
+ * operation failed (exit 1); anything else is returned as it is.
+ */
+export function cliErrorOf(error: unknown): unknown {
+  if (!(error instanceof BallastError)) return error;
+  const code =
+    error.code === ErrorCode.Unavailable || error.code === ErrorCode.Timeout
+      ? exitCodes.unreachable
+      : exitCodes.failed;
+  return new CliError(code, `${error.code}: ${error.message}`, { cause: error });
 }

@@ -4,10 +4,10 @@
 // the data. `--json` prints the coordinator's answers as they are.
 
 import { type ParseArgsConfig, parseArgs } from "node:util";
-import { BallastError, ErrorCode, type ResultOf, subjects } from "@ballast/protocol";
+import { type ResultOf, subjects } from "@ballast/protocol";
 import { connectCli, findCluster } from "./connect.ts";
 import { dataDirDefault } from "./constants.ts";
-import { CliError, exitCodes } from "./errors.ts";
+import { CliError, cliErrorOf, exitCodes } from "./errors.ts";
 import { deleteRetried } from "./retried-delete.ts";
 import { formatBytes } from "./sizes.ts";
 import { table } from "./table.ts";
@@ -123,14 +123,7 @@ export async function snapshotCommand(argv: string[]): Promise<number> {
       }
     }
   } catch (error) {
-    if (error instanceof BallastError) {
-      const code =
-        error.code === ErrorCode.Unavailable || error.code === ErrorCode.Timeout
-          ? exitCodes.unreachable
-          : exitCodes.failed;
-      throw new CliError(code, `${error.code}: ${error.message}`, { cause: error });
-    }
-    throw error;
+    throw cliErrorOf(error);
   } finally {
     await client.close();
   }

@@ -4,10 +4,10 @@
 // chunk), or why it could not be counted.
 
 import { type ParseArgsConfig, parseArgs } from "node:util";
-import { BallastError, ErrorCode, type ResultOf, subjects } from "@ballast/protocol";
+import { type ResultOf, subjects } from "@ballast/protocol";
 import { connectCli, findCluster } from "./connect.ts";
 import { dataDirDefault } from "./constants.ts";
-import { CliError, exitCodes } from "./errors.ts";
+import { CliError, cliErrorOf, exitCodes } from "./errors.ts";
 import { deleteRetried } from "./retried-delete.ts";
 import { formatBytes, formatSize, parseSize, SizeError } from "./sizes.ts";
 import { uniqueText } from "./snapshot.ts";
@@ -171,14 +171,7 @@ export async function volumeCommand(argv: string[]): Promise<number> {
     }
     return exitCodes.ok;
   } catch (error) {
-    if (error instanceof BallastError) {
-      const code =
-        error.code === ErrorCode.Unavailable || error.code === ErrorCode.Timeout
-          ? exitCodes.unreachable
-          : exitCodes.failed;
-      throw new CliError(code, `${error.code}: ${error.message}`, { cause: error });
-    }
-    throw error;
+    throw cliErrorOf(error);
   } finally {
     await client.close();
   }

@@ -45,6 +45,7 @@ import {
   type SledListing,
 } from "./leftovers.ts";
 import type { ChunkEntry } from "./purge.ts";
+import { deleteSledObject } from "./sled-objects.ts";
 import type { Tenure, Tenures } from "./tenure.ts";
 
 /** Every checkpoint blob key begins with this (`checkpointBlobPrefixOf`). */
@@ -232,25 +233,8 @@ export class LeftoverSweeper {
 
   private async delete(target: LeftoverTarget): Promise<void> {
     const { bus, logger } = this.options.service;
-    const subject = subjects.node.build(target.sled);
-    const options = { deadlineMs: sweepRequestDeadlineMs };
     try {
-      switch (target.kind) {
-        case "chunk":
-          await bus.request(
-            subject,
-            { type: "sled.chunk.delete.v1", owner: target.owner, chunkId: target.chunkId },
-            options,
-          );
-          break;
-        case "blob":
-          await bus.request(subject, { type: "sled.blob.delete.v1", key: target.key }, options);
-          break;
-        default: {
-          const unreachable: never = target;
-          throw new Error(`no delete for ${JSON.stringify(unreachable)}`);
-        }
-      }
+      await deleteSledObject(bus, target.sled, target, sweepRequestDeadlineMs);
     } catch (error) {
       if (error instanceof BallastError && error.code === ErrorCode.NotFound) return;
       logger.warn(

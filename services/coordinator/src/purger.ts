@@ -51,6 +51,7 @@ import {
   type SledInventory,
   sledsAwaited,
 } from "./purge.ts";
+import { deleteSledObject } from "./sled-objects.ts";
 import type { SledRecords } from "./sled-records.ts";
 import type { Tenure, Tenures } from "./tenure.ts";
 
@@ -288,25 +289,7 @@ export class Purger {
     return { chunks, blobKeys };
   }
 
-  private async delete(sled: string, target: PurgeDelete): Promise<void> {
-    const { bus } = this.options.service;
-    const subject = subjects.node.build(sled);
-    const options = { deadlineMs: purgeRequestDeadlineMs };
-    switch (target.kind) {
-      case "chunk":
-        await bus.request(
-          subject,
-          { type: "sled.chunk.delete.v1", owner: target.owner, chunkId: target.chunkId },
-          options,
-        );
-        return;
-      case "blob":
-        await bus.request(subject, { type: "sled.blob.delete.v1", key: target.key }, options);
-        return;
-      default: {
-        const unreachable: never = target;
-        throw new Error(`no delete for ${JSON.stringify(unreachable)}`);
-      }
-    }
+  private delete(sled: string, target: PurgeDelete): Promise<void> {
+    return deleteSledObject(this.options.service.bus, sled, target, purgeRequestDeadlineMs);
   }
 }
