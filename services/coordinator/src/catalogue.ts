@@ -23,9 +23,11 @@
 //   incarnation.<name>            {incarnation}: the last incarnation number of the
 //                                  name, never deleted
 //   snapshot.<name>.<snapshot>    {volume, name, id, volumeId, createdAtMs, partitions:
-//                                  [{index, opNum}], deletingSinceMs?, clonePins?} (see
-//                                  snapshots.ts; deletingSinceMs: a delete has begun, and
-//                                  readers see no snapshot; clonePins: "Clone pins");
+//                                  [{index, opNum}], creatingSinceMs?, deletingSinceMs?,
+//                                  clonePins?} (see snapshots.ts; creatingSinceMs: a
+//                                  create not finished, no snapshot yet; deletingSinceMs:
+//                                  a delete has begun; readers see no snapshot in either
+//                                  state; clonePins: "Clone pins");
 //                                  removed with their incarnation by the volume delete,
 //                                  and again when its purge record is forgotten
 //   purge.<volume id>             {volume, volumeId, deletedAtMs, headNodes?}: a
@@ -137,9 +139,12 @@ export interface ClonePin {
   sinceMs: number;
 }
 
-/** Whether a create of the volume has not finished: it is no volume yet. */
-export function isCreating(volume: VolumeRecord): boolean {
-  return volume.creatingSinceMs !== undefined;
+/**
+ * Whether the create that wrote a volume or snapshot record has not finished: it is no
+ * volume, or no snapshot, yet.
+ */
+export function isCreating(record: { creatingSinceMs?: number }): boolean {
+  return record.creatingSinceMs !== undefined;
 }
 
 /** Which snapshot a clone layers on, and below which byte it falls through to it. */
@@ -245,6 +250,14 @@ export interface SnapshotRecord {
   /** A snapshot of a clone: the clone's overlap when taken. */
   overlap?: number;
   /**
+   * Wall-clock time the create that wrote this record began, before any partition took
+   * the snapshot (snapshots.ts): it is no snapshot yet, its `partitions` are empty, and
+   * no reader sees it; the sweep keeps its id's trees, and removes the record once it is
+   * older than `snapshotCreatingGraceMs`. Absent once the create listed it, as in every
+   * record older coordinators wrote.
+   */
+  creatingSinceMs?: number;
+  /**
    * Wall-clock time a delete began (snapshots.ts): from then on the snapshot is gone to
    * every reader, and whoever comes next finishes the delete. Absent while it is not
    * being deleted, as in every record older coordinators wrote.
@@ -257,6 +270,24 @@ export interface SnapshotRecord {
 /** Whether a delete of the snapshot has begun: no reader may use it any more. */
 export function isDeleting(record: SnapshotRecord): boolean {
   return record.deletingSinceMs !== undefined;
+}
+
+/**
+ * Whether a record's create began more than `graceMs` ago by the wall clock `nowMs`: its
+ * leader is taken for dead or stalled, and the record may be removed by compare-and-set.
+ * A clock ahead only cuts short a create still running (its listing then fails).
+ */
+export function creatingPastGrace(
+  record: { creatingSinceMs?: number },
+  graceMs: number,
+  nowMs: number,
+): boolean {
+  return record.creatingSinceMs !== undefined && nowMs - record.creatingSinceMs > graceMs;
+}
+
+/** Whether readers see the snapshot: its create finished, and no delete has begun. */
+export function isListed(record: SnapshotRecord): boolean {
+  return !isCreating(record) && !isDeleting(record);
 }
 
 const snapshotKeys = {
@@ -321,6 +352,16 @@ export class Catalogue {
     return entry.operation === "PUT"
       ? { revision: entry.revision, value: entry.json<VolumeRecord>() }
       : { revision: entry.revision };
+  }
+
+  /**
+   * Every volume record with its revision, also those whose create has not finished
+   * (for the sweep, which removes creating records past their grace).
+   */
+  async volumesIncludingCreating(): Promise<Versioned<VolumeRecord>[]> {
+    const names = (await this.list(keys.volumes)).map((key) => key.slice("volume.".length));
+    const records = await Promise.all(names.map((name) => this.volumeIncludingCreating(name)));
+    return records.filter((record) => record !== undefined);
   }
 
   /** The listed volumes: not those whose create has not finished. */
@@ -914,18 +955,19 @@ export class Catalogue {
   // `snapshot.<volume>.<name>`: a snapshot of an incarnation of the volume (its
   // `volumeId`); a record of another incarnation is stale (the volume was deleted: left
   // only by a delete cut off before it removed them, until the purge record is
-  // forgotten) and is overwritten by a create of the name. A record marked deleting (`isDeleting`) is
-  // left out of `snapshot` and `snapshots`, what readers use, so that nothing reads,
-  // clones or lists a snapshot whose trees may already be dropped; the delete itself and
-  // the sweep that finishes it read it with the `…IncludingDeleting` readers.
+  // forgotten) and is overwritten by a create of the name. A record marked deleting
+  // (`isDeleting`) or still creating (`isCreating`) is left out of `snapshot` and
+  // `snapshots`, what readers use, so that nothing reads, clones or lists a snapshot whose
+  // trees may already be dropped or not all taken yet; create, delete and the sweep read
+  // every record with the `…IncludingDeleting` readers (which include creating ones too).
 
-  /** A snapshot record, unless a delete of it has begun. */
+  /** A snapshot record, unless its create has not finished or its delete has begun. */
   async snapshot(volume: string, name: string): Promise<Versioned<SnapshotRecord> | undefined> {
     const found = await this.snapshotIncludingDeleting(volume, name);
-    return found === undefined || isDeleting(found.value) ? undefined : found;
+    return found === undefined || !isListed(found.value) ? undefined : found;
   }
 
-  /** A snapshot record, also one a delete has begun on. */
+  /** A snapshot record in any state: also one being created, or being deleted. */
   async snapshotIncludingDeleting(
     volume: string,
     name: string,
@@ -933,14 +975,14 @@ export class Catalogue {
     return this.read<SnapshotRecord>(snapshotKeys.snapshot(volume, name));
   }
 
-  /** A volume name's snapshot records, leaving out those a delete has begun on. */
+  /** A volume name's listed snapshot records: not those being created or deleted. */
   async snapshots(volume: string): Promise<SnapshotRecord[]> {
     return (await this.snapshotsIncludingDeleting(volume))
       .map((record) => record.value)
-      .filter((record) => !isDeleting(record));
+      .filter(isListed);
   }
 
-  /** A volume name's snapshot records, also those a delete has begun on. */
+  /** A volume name's snapshot records in any state: also those being created or deleted. */
   async snapshotsIncludingDeleting(volume: string): Promise<Versioned<SnapshotRecord>[]> {
     const found = await this.list(snapshotKeys.snapshotsOf(volume));
     const records = await Promise.all(found.map((key) => this.read<SnapshotRecord>(key)));
@@ -971,7 +1013,9 @@ export class Catalogue {
   }
 
   /**
-   * Records a snapshot; `stale` is a record of another incarnation it replaces. Refused
+   * Records a listed snapshot in one write, as coordinators did before creating records
+   * (snapshots.ts now writes `beginSnapshotCreate`, then `listSnapshot`); tests seed
+   * records with it. `stale` is a record of another incarnation it replaces. Refused
    * AlreadyExists only for a record of the same incarnation: a stale record removed or
    * replaced since it was read (by `forgetSnapshotsOf`, which runs beside creates from
    * the purger) is read again and written over.
@@ -994,6 +1038,70 @@ export class Catalogue {
       ErrorCode.AlreadyExists,
       `volume ${record.volume} already has a snapshot named ${record.name}`,
     );
+  }
+
+  /**
+   * Writes a snapshot create's first record, marked creating (`record` carries
+   * `creatingSinceMs`), by `create`; or, over `stale` (a record of another incarnation
+   * of the volume name), by compare-and-set on its revision. The record as written, or
+   * `taken`: the name holds a record of this incarnation (read after the write was
+   * refused), which may be listed, creating or being deleted. Other failures are thrown:
+   * the write may or may not have been kept.
+   */
+  async beginSnapshotCreate(
+    record: SnapshotRecord,
+    stale?: Versioned<SnapshotRecord>,
+  ): Promise<{ created: Versioned<SnapshotRecord> } | { taken: Versioned<SnapshotRecord> }> {
+    const key = snapshotKeys.snapshot(record.volume, record.name);
+    let over = stale;
+    for (let attempt = 0; attempt < fenceAttemptsMax; attempt++) {
+      try {
+        const revision =
+          over === undefined
+            ? await this.kv.create(key, encode(record))
+            : await this.kv.update(key, encode(record), over.revision);
+        return { created: { value: record, revision } };
+      } catch (error) {
+        if (!isConflict(error)) throw error;
+      }
+      over = await this.read<SnapshotRecord>(key);
+      if (over !== undefined && over.value.volumeId === record.volumeId) return { taken: over };
+    }
+    throw new BallastError(
+      ErrorCode.Unavailable,
+      `cannot create snapshot ${record.name} of ${record.volume}: its record kept changing; retry`,
+    );
+  }
+
+  /**
+   * Lists a created snapshot: writes `record` (no creating mark) by compare-and-set on
+   * the revision its creating record was written at. The revision written, or undefined
+   * if the key moved since (nothing written, and never will be: the creating record
+   * was removed as past its grace, or with its volume). Other failures are thrown.
+   */
+  async listSnapshot(
+    creating: Versioned<SnapshotRecord>,
+    record: SnapshotRecord,
+  ): Promise<number | undefined> {
+    return this.updateIfAt(
+      snapshotKeys.snapshot(record.volume, record.name),
+      record,
+      creating.revision,
+    );
+  }
+
+  /**
+   * Removes a snapshot's creating record by compare-and-set on `revision`: whether it
+   * did. A record listed or written again since is left alone.
+   */
+  async abandonSnapshotCreate(volume: string, name: string, revision: number): Promise<boolean> {
+    try {
+      await this.kv.delete(snapshotKeys.snapshot(volume, name), { previousSeq: revision });
+      return true;
+    } catch (error) {
+      if (isConflict(error)) return false;
+      throw error;
+    }
   }
 
   /**

@@ -185,7 +185,12 @@ export async function pinParents(
     );
   await pinOnce(`snapshot ${parent.snapshot} of ${parent.volume}`, async () => {
     const read = await catalogue.snapshotIncludingDeleting(parent.volume, parent.snapshot);
-    if (read === undefined || isDeleting(read.value) || read.value.id !== parent.snapshotId) {
+    if (
+      read === undefined ||
+      isCreating(read.value) ||
+      isDeleting(read.value) ||
+      read.value.id !== parent.snapshotId
+    ) {
       throw gone();
     }
     const kept = await keptWith(catalogue, read.value.clonePins, pin);

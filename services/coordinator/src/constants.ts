@@ -269,6 +269,17 @@ export const deleteMarkersRemovedPerRunMax = 10_000;
 export const volumeCreatingGraceMs = 60_000;
 
 /**
+ * A snapshot create writes its record first, marked creating, before any take, and
+ * lists it once every partition has taken it (snapshots.ts). A creating record older
+ * than this is taken for one whose leader died or stalled: the sweep (every pass) or the
+ * next create of the name removes it by compare-and-set, after which that leader can
+ * never list it and the trees it took are orphans the sweep drops. Well above a whole
+ * create (`snapshotCreateDeadlineMs` and a step's deadline for the drops); safety does
+ * not depend on it (a wall clock ahead only fails a create still running).
+ */
+export const snapshotCreatingGraceMs = 60_000;
+
+/**
  * Clone pins one snapshot or volume record may carry (catalogue.ts, `ClonePin`): a clone
  * past this is refused. About 150 bytes each as JSON, so a record stays well below
  * NATS's default 1 MiB payload; pins of clones since deleted are dropped as pins are added.

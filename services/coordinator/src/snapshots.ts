@@ -2,7 +2,8 @@
 // volume is a frozen extent tree in every replica of every partition (a control note
 // through each partition's op stream); the catalogue records it as
 // `snapshot.<volume>.<name>` {volume, name, id, volumeId, createdAtMs, partitions: [{index,
-// opNum}]} once every partition has it. Ids are drawn here and never reused.
+// opNum}]}, first marked creating (before any partition takes it), then listed once
+// every partition has it. Ids are drawn here and never reused.
 //
 // Crash consistency across partitions. A snapshot must hold every write acknowledged
 // before the create began, and no write without one acknowledged before it was issued
@@ -24,10 +25,56 @@
 // means the hold was lost: that attempt is given up too.
 //
 // Failure model: the leader may die mid-create: holds end by their deadline (writes
-// then flow again), and a snapshot taken on some partitions but never recorded stays as
-// an unlisted frozen tree until the orphan sweep (sweep.ts) finds its id in recorded
-// checkpoints, unrecorded for a grace and not being created (`creatingIds`), and drops
-// it on every partition (`dropUnrecorded`).
+// then flow again), and a snapshot taken on some partitions but never listed stays as an
+// unlisted frozen tree until the orphan sweep (sweep.ts) finds its id in recorded
+// checkpoints, named by no record for a grace, and drops it on every partition
+// (`dropUnrecorded`).
+//
+// Create against a stalled leader. The leader may also stall (a GC pause, SIGSTOP, a
+// paused VM) for longer than its lease and the sweep's grace, and resume beside the next
+// leader, whose sweep does not know this one's creates in flight. So what keeps a
+// create's trees is a record in the store, not memory (`creatingIds` is only a second
+// guard for this leader's own sweep). An attempt at id X of name n:
+//   c1 writes n's record naming X, marked creating (`creatingSinceMs`), by create-if-
+//      absent (over another incarnation's stale record, by compare-and-set on its
+//      revision): the key is at revision rc. Before any take.
+//   c2 holds, takes X on every partition, releases.
+//   c3 lists it: the full record without the mark, by compare-and-set on rc.
+// An attempt given up removes its record (compare-and-set on rc) and drops X.
+// Claim: a record readers see (listed, not marked deleting) names a snapshot every
+// partition has. Readers skip a creating record (list, rollback, delete's NotFound,
+// clone and its pin), so only c3 makes X visible, and c3 applies only while the key is
+// still at rc. X's trees are dropped only by (a) this create, (b) the sweep, (c) a
+// delete or the volume's delete. (c) comes after a listed record is marked or removed
+// with its volume, as before. (a): this create drops X only when c3 never ran or was
+// refused as a conflict: the key had moved past rc, which it never comes back to, so c3
+// can never apply. (b): the sweep drops X after two passes at least its grace apart
+// each read, after the checkpoint headers holding X, every record of the volume in any
+// state and found none naming X. A header holding X was written after a take of X, so
+// after c1: at that read, the record c1 wrote was already gone, and the key past rc
+// (removed past its grace by the sweep or a create of n, by this create giving the
+// attempt up, or with the volume); so c3 can never apply, and X is never listed. Once
+// c3 applied, the record names X in every state until a delete removes it, after its
+// own drops. So the sweep never drops a listed snapshot's trees, whatever the leaders do.
+// The interleavings with the next leader L2 (its sweep, or a user's request on it):
+//   - L2's sweep or a create of n on L2 removes the creating record past
+//     `snapshotCreatingGraceMs` by compare-and-set on rc while this leader (L1) runs c3,
+//     also on rc: exactly one applies. c3 first: listed, the removal fails, the trees
+//     stay. The removal first: c3 fails, L1 drops X and answers Unavailable; trees of X
+//     left by an L1 dying there are orphans the sweep drops.
+//   - A create of n on L2 within the grace answers Unavailable ("being created");
+//     past it, it removes L1's record first (above) and writes its own with a new id Y;
+//     L1's drops name X only, never Y.
+//   - A delete of n on L2 before c3 answers NotFound and writes nothing; after c3 it
+//     marks the listed record as any delete does, and c3 cannot run again.
+//   - A volume delete removes the record (L1's c3 fails); a new incarnation's create of
+//     n writes over it by compare-and-set (the same).
+// Clocks: `creatingSinceMs` is L1's wall clock and the grace is judged on L2's. Skew
+// only moves the removal: early, it fails a create still running (it answers
+// Unavailable, its trees dropped); late, it holds the name longer. Safety rests on the
+// compare-and-sets alone. The cost is one store write more per attempt. Records older
+// coordinators wrote carry no mark and read as before; an older coordinator does not
+// know the mark, so mixed versions would list a creating record (with no partitions).
 //
 // Delete, in two phases so that a leader cut off halfway never leaves a snapshot listed
 // whose trees are gone: it first marks the record deleting (`deletingSinceMs`, a
@@ -76,7 +123,9 @@ import {
 import type { Service } from "@ballast/runtime";
 import {
   type Catalogue,
+  creatingPastGrace,
   idOfVolume,
+  isCreating,
   isDeleting,
   type SnapshotRecord,
   type Versioned,
@@ -89,6 +138,7 @@ import {
   probeDeadlineMs,
   snapshotAttemptsMax,
   snapshotCreateDeadlineMs,
+  snapshotCreatingGraceMs,
   snapshotHoldMs,
   snapshotRetryMs,
   snapshotStepDeadlineMs,
@@ -174,15 +224,16 @@ export class Snapshots {
       }
       existing = undefined;
     }
+    if (
+      existing !== undefined &&
+      existing.value.volumeId === idOfVolume(volume) &&
+      isCreating(existing.value)
+    ) {
+      await this.abandonStaleCreate(existing);
+      existing = undefined;
+    }
     if (existing !== undefined && existing.value.volumeId === idOfVolume(volume)) {
-      // Its id and time let a client that retries after a create whose outcome it did
-      // not learn (see `record`) tell its own snapshot from someone else's.
-      const { id, createdAtMs } = existing.value;
-      throw new BallastError(
-        ErrorCode.AlreadyExists,
-        `volume ${message.volume} already has a snapshot named ${message.name} (id ${id}, taken ${new Date(createdAtMs).toISOString()})`,
-        { details: { volume: message.volume, name: message.name, id, createdAtMs } },
-      );
+      throw nameTaken(existing.value);
     }
     const count = (await this.snapshotsOf(volume)).length;
     if (count >= limits.snapshotsPerVolumeMax) {
@@ -197,7 +248,11 @@ export class Snapshots {
       const id = newSnapshotId();
       this.creating.add(id);
       try {
-        const taken = await this.attemptRecorded(volume, message.name, id, deadline, existing);
+        const stale = existing;
+        // A stale record is written over by the first attempt's creating record; later
+        // attempts find the key free (each failed attempt removes its own record).
+        existing = undefined;
+        const taken = await this.attemptRecorded(volume, message.name, id, deadline, stale);
         if (taken.ok) {
           this.parts.service.logger.info(
             { volume: volume.name, name: message.name, id, attempt },
@@ -216,14 +271,50 @@ export class Snapshots {
     );
   }
 
-  /** One attempt at snapshot `id`, recorded if it was taken everywhere, dropped if not. */
+  /**
+   * A record of the name whose create has not finished, met by another create. Within
+   * `snapshotCreatingGraceMs` another create is running, or its leader died moments ago:
+   * refused Unavailable. Past it, its leader is taken for dead or stalled: the record is
+   * removed by compare-and-set on the revision read, after which that leader's listing
+   * (a compare-and-set on the same revision) can never apply, and the trees it took are
+   * orphans the sweep drops. A record that moved since it was read is refused too.
+   */
+  private async abandonStaleCreate(found: Versioned<SnapshotRecord>): Promise<void> {
+    const { volume, name, id, creatingSinceMs } = found.value;
+    const details = { volume, name, id };
+    if (!creatingPastGrace(found.value, snapshotCreatingGraceMs, Date.now())) {
+      throw new BallastError(
+        ErrorCode.Unavailable,
+        `snapshot ${name} of ${volume} is being created by another request (id ${id}, since ${new Date(creatingSinceMs ?? 0).toISOString()}); retry`,
+        { details },
+      );
+    }
+    if (!(await this.parts.catalogue.abandonSnapshotCreate(volume, name, found.revision))) {
+      throw new BallastError(
+        ErrorCode.Unavailable,
+        `snapshot ${name} of ${volume}: an unfinished create's record changed while it was being removed; retry`,
+        { details },
+      );
+    }
+    this.parts.service.logger.warn(
+      { ...details, creatingSinceMs },
+      "removed the record of a snapshot create past its grace: its leader died or stalled",
+    );
+  }
+
+  /**
+   * One attempt at snapshot `id`: its record written first, marked creating, then the
+   * takes; listed if every partition took it, else its record removed and its trees
+   * dropped (see the module header, "Create against a stalled leader").
+   */
   private async attemptRecorded(
     volume: VolumeRecord,
     name: string,
     id: string,
     deadline: number,
-    existing: Versioned<SnapshotRecord> | undefined,
+    stale: Versioned<SnapshotRecord> | undefined,
   ): Promise<{ ok: true; state: SnapshotState } | { ok: false; why: string }> {
+    const creating = await this.beginRecord(volume, name, id, stale);
     const outcome = await this.attempt(volume, id, deadline);
     if (outcome.ok) {
       const state: SnapshotState = {
@@ -237,57 +328,106 @@ export class Snapshots {
         // A clone's snapshot falls through as the clone did when it was taken.
         ...(volume.parent === undefined ? {} : { overlap: volume.parent.overlap }),
       };
-      await this.record(volume, state, existing);
+      await this.record(volume, creating, state);
       return { ok: true, state };
     }
     this.parts.service.logger.warn(
       { volume: volume.name, name, id, why: outcome.why },
       "snapshot attempt given up",
     );
-    // Its partial trees go: a snapshot taken on some partitions only is no snapshot.
+    // The name is free again first (the next attempt writes its own record); a removal
+    // that fails leaves the record to the sweep once past its grace. Its partial trees
+    // then go: a snapshot taken on some partitions only is no snapshot, and one left by a
+    // leader dying here is an orphan no record names, which the sweep drops.
+    await this.parts.catalogue
+      .abandonSnapshotCreate(volume.name, name, creating.revision)
+      .catch(() => false);
     await this.dropEverywhere(volume, id, Math.max(deadline, now() + snapshotStepDeadlineMs));
     return { ok: false, why: outcome.why };
   }
 
   /**
-   * Records snapshot `state`, taken on every partition. A write to the store can fail
-   * after the store kept it (its acknowledgement lost or late), so a failure is settled
-   * by reading the key back: naming this id, the snapshot is recorded and the create
-   * succeeded. Otherwise its trees are dropped at once only when the write certainly was
-   * not kept: the store refused it as a conflict (its compare-and-set found another
-   * revision, so it can never apply later either) — someone else's create took the name.
-   * Any other failure leaves the outcome unknown (a read back may also lag the write), and
-   * dropping would leave a record naming trees that are gone, with nothing to repair it;
-   * so the trees stay, and if no record names them the orphan sweep drops them after its
-   * grace (sweep.ts: two passes at least `sweepGraceMsDefault` apart), far longer than a
-   * write the store is still working on can take to land.
+   * An attempt's first write, before any take: the snapshot's record marked creating,
+   * naming `id` (over `stale`, another incarnation's record of the name, if any). From
+   * then until the record is listed or removed, the sweep counts `id` as recorded and
+   * keeps its trees, whichever leader runs it. The name taken by this incarnation since
+   * it was read answers AlreadyExists (listed) or Unavailable (being created or deleted).
+   * A write that fails may have been kept: read back, naming this id, it was; otherwise
+   * nothing was taken, and a record that lands unseen is removed by the sweep after its
+   * grace.
+   */
+  private async beginRecord(
+    volume: VolumeRecord,
+    name: string,
+    id: string,
+    stale: Versioned<SnapshotRecord> | undefined,
+  ): Promise<Versioned<SnapshotRecord>> {
+    const { catalogue } = this.parts;
+    const startedAtMs = Date.now();
+    const record: SnapshotRecord = {
+      volume: volume.name,
+      name,
+      id,
+      volumeId: idOfVolume(volume),
+      createdAtMs: startedAtMs,
+      partitions: [],
+      creatingSinceMs: startedAtMs,
+    };
+    try {
+      const outcome = await catalogue.beginSnapshotCreate(record, stale);
+      if ("created" in outcome) return outcome.created;
+      throw nameTaken(outcome.taken.value);
+    } catch (error) {
+      if (isBallastError(error)) throw error;
+      const stored = await catalogue
+        .snapshotIncludingDeleting(volume.name, name)
+        .catch(() => undefined);
+      if (stored?.value.id === id) return stored;
+      throw new BallastError(
+        ErrorCode.Unavailable,
+        `snapshot ${name} of ${volume.name} could not be begun: its record could not be written (${(error as Error).message}); nothing was taken, retry`,
+        { cause: error, details: { volume: volume.name, name, id } },
+      );
+    }
+  }
+
+  /**
+   * Lists snapshot `state`, taken on every partition: its record without the creating
+   * mark, by compare-and-set on the revision `creating` was written at. A compare-and-set
+   * refused as a conflict certainly was not kept and never will be: the creating record
+   * was removed (past its grace, by the sweep or a create of the name: this leader
+   * stalled; or with its volume), so nothing names this id but this create, whose trees
+   * are dropped at once, and the create answers Unavailable. Any other failure may have
+   * been kept (its acknowledgement lost or late): the key is read back, and naming this
+   * id without the mark, the create succeeded. Otherwise the outcome is unknown, and the
+   * trees stay: the write still in flight lists them, or the creating record is removed
+   * past its grace (both are compare-and-sets on one revision: exactly one can apply),
+   * after which the sweep drops them as orphans.
    */
   private async record(
     volume: VolumeRecord,
+    creating: Versioned<SnapshotRecord>,
     state: SnapshotState,
-    existing: Versioned<SnapshotRecord> | undefined,
   ): Promise<void> {
     const { catalogue, service } = this.parts;
+    const where = { volume: state.volume, name: state.name, id: state.id };
+    let revision: number | undefined;
     try {
-      await catalogue.recordSnapshot(state, existing);
-      return;
+      revision = await catalogue.listSnapshot(creating, state);
     } catch (error) {
-      const where = { volume: state.volume, name: state.name, id: state.id };
-      const stored = await catalogue.snapshot(state.volume, state.name).catch(() => undefined);
-      if (stored?.value.id === state.id) {
+      const stored = await catalogue
+        .snapshotIncludingDeleting(state.volume, state.name)
+        .catch(() => undefined);
+      if (stored?.value.id === state.id && !isCreating(stored.value)) {
         service.logger.warn(
           { ...where, error: (error as Error).message },
           "the snapshot's record was written although the write reported a failure",
         );
         return;
       }
-      if (isBallastError(error) && error.code === ErrorCode.AlreadyExists) {
-        await this.dropEverywhere(volume, state.id, now() + snapshotStepDeadlineMs);
-        throw error;
-      }
       service.logger.warn(
         { ...where, error: (error as Error).message },
-        "the snapshot's record may or may not have been written: its trees are kept for the orphan sweep",
+        "the snapshot's record may or may not have been listed: its trees are kept for the orphan sweep",
       );
       throw new BallastError(
         ErrorCode.Unavailable,
@@ -295,6 +435,17 @@ export class Snapshots {
         { cause: error, details: where },
       );
     }
+    if (revision !== undefined) return;
+    service.logger.warn(
+      where,
+      "the snapshot's creating record was removed before it could be listed: dropping its trees",
+    );
+    await this.dropEverywhere(volume, state.id, now() + snapshotStepDeadlineMs);
+    throw new BallastError(
+      ErrorCode.Unavailable,
+      `snapshot ${state.name} of ${state.volume} (id ${state.id}) was taken, but its unfinished record was removed meanwhile (this leader stalled past ${snapshotCreatingGraceMs} ms, or the volume was deleted); nothing was listed, retry`,
+      { details: where },
+    );
   }
 
   async list(volumeName: string): Promise<ResultOf<"snapshot.list.v1">> {
@@ -311,7 +462,13 @@ export class Snapshots {
     const { catalogue } = this.parts;
     const volume = await this.volumeOf(message.volume);
     const found = await catalogue.snapshotIncludingDeleting(message.volume, message.name);
-    if (found === undefined || found.value.volumeId !== idOfVolume(volume)) {
+    // A create not finished is no snapshot: nothing to delete (the sweep removes its
+    // record past its grace, or its create lists it).
+    if (
+      found === undefined ||
+      found.value.volumeId !== idOfVolume(volume) ||
+      isCreating(found.value)
+    ) {
       throw new BallastError(
         ErrorCode.NotFound,
         `volume ${message.volume} has no snapshot named ${message.name}`,
@@ -446,7 +603,12 @@ export class Snapshots {
       message.volume,
       message.snapshot,
     );
-    if (record === undefined || record.value.volumeId !== idOfVolume(volume)) {
+    // A create not finished is no snapshot: some partitions may not have taken it yet.
+    if (
+      record === undefined ||
+      record.value.volumeId !== idOfVolume(volume) ||
+      isCreating(record.value)
+    ) {
       throw new BallastError(
         ErrorCode.NotFound,
         `volume ${message.volume} has no snapshot named ${message.snapshot}`,
@@ -682,6 +844,28 @@ export class Snapshots {
       }
     }
   }
+}
+
+/**
+ * The refusal of a create whose name this incarnation's record `taken` holds: listed,
+ * AlreadyExists with its id and time, which let a client that retries after a create
+ * whose outcome it did not learn (see `record`) tell its own snapshot from someone
+ * else's; being created or deleted, Unavailable.
+ */
+function nameTaken(taken: SnapshotRecord): BallastError {
+  const { volume, name, id, createdAtMs } = taken;
+  if (isCreating(taken) || isDeleting(taken)) {
+    return new BallastError(
+      ErrorCode.Unavailable,
+      `snapshot ${name} of ${volume} is being ${isCreating(taken) ? "created by another request" : "deleted"} (id ${id}); retry`,
+      { details: { volume, name, id } },
+    );
+  }
+  return new BallastError(
+    ErrorCode.AlreadyExists,
+    `volume ${volume} already has a snapshot named ${name} (id ${id}, taken ${new Date(createdAtMs).toISOString()})`,
+    { details: { volume, name, id, createdAtMs } },
+  );
 }
 
 /** A fresh snapshot id: never reused (time and randomness), a valid token. */

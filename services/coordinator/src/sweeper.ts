@@ -18,6 +18,19 @@
 // reader): their ids dropped on every partition again, then the records removed, at
 // most `snapshotDeletesFinishedPerPassMax` a pass.
 //
+// Unfinished creates. A snapshot record still marked creating names its id as any
+// record does, so the sweep never drops the trees of a create in flight, whichever
+// leader runs it (the record is written before any take, so a tree the sweep can see
+// was taken after its record was written). A creating record older than
+// `snapshotCreatingGraceMs` is a create whose leader died or stalled: the sweep removes
+// it, by compare-and-set on the revision this pass read, so a create listed meanwhile
+// stays; the leader that wrote it can then never list it (its listing is a
+// compare-and-set on that same revision), and its trees are orphans that later passes
+// drop after the grace, as any. Volume records still creating past
+// `volumeCreatingGraceMs` are removed likewise (catalogue.ts `abandonCreate`, the same
+// removal a create of the name or a clone pin's delete makes). At most
+// `staleCreatesRemovedPerPassMax` of each a pass.
+//
 // Idle cost (issue 14): a pass reads the volumes and their snapshot records from the KV
 // store. It reads a volume's checkpoint pointers only if they may have changed since it
 // last read them: a pointer is what keeps a blob, so one read late could let a new
@@ -61,7 +74,9 @@ import type { Service } from "@ballast/runtime";
 import {
   type Catalogue,
   type CheckpointPointer,
+  creatingPastGrace,
   idOfVolume,
+  isCreating,
   isDeleting,
   type SnapshotRecord,
   type SweepSightingsRecord,
@@ -71,12 +86,14 @@ import {
 import type { PointerChanges, PointerVersions } from "./catalogue-changes.ts";
 import { now } from "./clock.ts";
 import {
+  snapshotCreatingGraceMs,
   sweepDeletesPerPassMax,
   sweepGraceMsDefault,
   sweepHeaderCacheChunksMax,
   sweepListPagesMax,
   sweepRequestDeadlineMs,
   sweepSightingsMax,
+  volumeCreatingGraceMs,
 } from "./constants.ts";
 import { membersOf, type PartitionRecord, volumeIdOf } from "./decisions.ts";
 import type { Heartbeats } from "./heartbeats.ts";
@@ -101,7 +118,9 @@ export interface SweeperOptions {
   service: Pick<Service, "bus" | "logger">;
   catalogue: Pick<
     Catalogue,
-    | "volumes"
+    | "volumesIncludingCreating"
+    | "abandonCreate"
+    | "abandonSnapshotCreate"
     | "checkpoints"
     | "forgetCheckpoint"
     | "snapshotsIncludingDeleting"
@@ -134,6 +153,8 @@ export interface SweepStatus {
   lastPassAtMs: number;
   /** Snapshot ids no record named that were dropped on every partition. */
   snapshotsDropped: number;
+  /** Volume and snapshot records of creates past their grace that were removed. */
+  staleCreatesRemoved: number;
 }
 
 /**
@@ -141,6 +162,12 @@ export interface SweepStatus {
  * for its drops, and the pass should end; the rest are finished by the next passes.
  */
 const snapshotDeletesFinishedPerPassMax = 16;
+
+/**
+ * Creating records past their grace one pass removes at most, of volumes and of
+ * snapshots each: one compare-and-set each; the rest wait for the next pass.
+ */
+const staleCreatesRemovedPerPassMax = 64;
 
 export class Sweeper {
   private readonly graceMs: number;
@@ -167,6 +194,7 @@ export class Sweeper {
     orphansWaiting: 0,
     lastPassAtMs: 0,
     snapshotsDropped: 0,
+    staleCreatesRemoved: 0,
   };
 
   constructor(private readonly options: SweeperOptions) {
@@ -224,6 +252,10 @@ export class Sweeper {
     const confirmations = this.confirmations;
     const unrecorded: UnrecordedSnapshot[] = [];
     const deleting: { volume: VolumeRecord; record: Versioned<SnapshotRecord> }[] = [];
+    // Read once, at the start of the pass: past their grace by the wall clock their
+    // `creatingSinceMs` was written on (the writer's; see `creatingPastGrace`).
+    const wallMs = Date.now();
+    const staleSnapshots: Versioned<SnapshotRecord>[] = [];
     const volumesById = new Map<string, VolumeRecord>();
     const sleds = heartbeats
       .list()
@@ -237,7 +269,14 @@ export class Sweeper {
       ?.sync(sweepRequestDeadlineMs)
       .catch(() => undefined);
     const pointersRead = new Map<string, PointerRead>();
-    for (const volume of await catalogue.volumes()) {
+    const volumeRecords = await catalogue.volumesIncludingCreating();
+    const staleVolumes = volumeRecords.filter((record) =>
+      creatingPastGrace(record.value, volumeCreatingGraceMs, wallMs),
+    );
+    const listedVolumes = volumeRecords
+      .map((record) => record.value)
+      .filter((volume) => !isCreating(volume));
+    for (const volume of listedVolumes) {
       if (tenures.current() !== tenure) return;
       const pointers = await this.pointersOf(volume, versions, pointersRead);
       const swept = await this.readVolume(
@@ -250,11 +289,16 @@ export class Sweeper {
       const snapshotRecords = (await catalogue.snapshotsIncludingDeleting(volume.name)).filter(
         (record) => record.value.volumeId === swept.volumeId,
       );
-      // A marked record still counts as recorded: its delete is finished below, not
-      // after an orphan's grace.
+      // A record in any state counts as recorded: a marked one's delete is finished
+      // below, not after an orphan's grace, and a creating one's id is a create in
+      // flight, or one past its grace whose record is removed below (its id counts as
+      // unrecorded from the next pass on).
       const recordedIds = new Set(snapshotRecords.map((record) => record.value.id));
       for (const record of snapshotRecords) {
         if (isDeleting(record.value)) deleting.push({ volume, record });
+        if (creatingPastGrace(record.value, snapshotCreatingGraceMs, wallMs)) {
+          staleSnapshots.push(record);
+        }
       }
       unrecorded.push(
         ...unrecordedSnapshotsOf(
@@ -291,6 +335,18 @@ export class Sweeper {
     for (const { volume, record } of deleting.slice(0, snapshotDeletesFinishedPerPassMax)) {
       if (tenures.current() !== tenure) return;
       await this.finishDeleting(volume, record);
+    }
+    for (const record of staleSnapshots.slice(0, staleCreatesRemovedPerPassMax)) {
+      if (tenures.current() !== tenure) return;
+      await this.removeStaleCreate("snapshot", record.value, () =>
+        catalogue.abandonSnapshotCreate(record.value.volume, record.value.name, record.revision),
+      );
+    }
+    for (const record of staleVolumes.slice(0, staleCreatesRemovedPerPassMax)) {
+      if (tenures.current() !== tenure) return;
+      await this.removeStaleCreate("volume", record.value, () =>
+        catalogue.abandonCreate(record.value.name, record.revision),
+      );
     }
     for (const target of due.slice(0, sweepDeletesPerPassMax)) {
       if (tenures.current() !== tenure) return;
@@ -545,6 +601,36 @@ export class Sweeper {
     logger.info(
       { ...snapshot },
       "dropped a snapshot no record names (a create given up or cut off by a leader change)",
+    );
+  }
+
+  /**
+   * Removes the record of a create past its grace by `remove`, a compare-and-set on the
+   * revision this pass read: false, it was listed or written again since, and stays.
+   * One that fails is tried again next pass.
+   */
+  private async removeStaleCreate(
+    kind: "volume" | "snapshot",
+    record: { name: string; id?: string; creatingSinceMs?: number; volume?: string },
+    remove: () => Promise<boolean>,
+  ): Promise<void> {
+    const { logger } = this.options.service;
+    const where = {
+      kind,
+      ...(kind === "snapshot" ? { volume: record.volume } : {}),
+      name: record.name,
+      id: record.id,
+      creatingSinceMs: record.creatingSinceMs,
+    };
+    const removed = await remove().catch((error: Error) => {
+      logger.warn({ ...where, error: error.message }, "could not remove a stale creating record");
+      return false;
+    });
+    if (!removed) return;
+    this.status.staleCreatesRemoved++;
+    logger.info(
+      where,
+      "removed the record of a create past its grace (its leader died or stalled): it can never be listed",
     );
   }
 

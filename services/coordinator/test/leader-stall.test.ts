@@ -6,13 +6,24 @@
 // checks and its first write while the other acts; the property interleaves the two
 // leaders' store calls in every order fast-check draws. Whatever the order, no listed
 // clone may name a snapshot being deleted or a volume deleted, and no listed volume may
-// have another incarnation's partition records.
+// have another incarnation's partition records. A snapshot create stalled between its
+// takes and its record while the next leader's real sweep (sweeper.ts) passes over
+// checkpoints that hold its trees: no listed snapshot may name trees the sweep dropped.
 
-import { type BallastError, ErrorCode } from "@ballast/protocol";
+import { BallastError, ErrorCode, type Message } from "@ballast/protocol";
 import fc from "fast-check";
+import { Packr } from "msgpackr";
 import { describe, expect, test, vi } from "vitest";
-import { keys, type SnapshotRecord, type VolumeRecord } from "../src/catalogue.ts";
-import { volumeCreatingGraceMs } from "../src/constants.ts";
+import { type Catalogue, keys, type SnapshotRecord, type VolumeRecord } from "../src/catalogue.ts";
+import {
+  snapshotCreatingGraceMs,
+  sweepGraceMsDefault,
+  volumeCreatingGraceMs,
+} from "../src/constants.ts";
+import { partitionKey } from "../src/leases.ts";
+import type { Member } from "../src/membership.ts";
+import { Sweeper } from "../src/sweeper.ts";
+import type { Tenure } from "../src/tenure.ts";
 import { FakeStore } from "./fake-store.ts";
 import {
   expectSafe,
@@ -226,4 +237,236 @@ test("whatever the interleaving of two leaders' requests, the catalogue stays co
     ),
     { numRuns: Number(process.env.LEADER_STALL_RUNS ?? 300) },
   );
+});
+
+describe("a snapshot create that stalls between its takes and its record", () => {
+  /**
+   * Volume `v`'s two partitions as their primaries hold them (snapshot ids), a sled
+   * with their checkpoints, and the clock both leaders read, which a test moves on.
+   */
+  function cluster() {
+    const trees = [new Set(["sid-1"]), new Set(["sid-1"])];
+    const blobs = new Map<string, Uint8Array>();
+    let opNum = 10;
+    let takes = 0;
+    const answer = (subject: string, message: Message): unknown => {
+      switch (message.type) {
+        case "partition.snapshot.hold.v1":
+          return { epoch: 1, lastOpNum: opNum };
+        case "partition.snapshot.take.v1":
+          takes++;
+          trees[message.partition]!.add(message.snapshot);
+          return { epoch: 1, opNum: ++opNum };
+        case "partition.snapshot.release.v1":
+          return { held: true };
+        case "partition.snapshot.drop.v1":
+          trees[message.partition]!.delete(message.snapshot);
+          return { epoch: 1, opNum: ++opNum };
+        case "sled.chunk.list.v1":
+          return { chunks: [], truncated: false };
+        case "sled.blob.list.v1":
+          return {
+            blobs: [...blobs]
+              .filter(([key]) => key.startsWith(message.prefix ?? ""))
+              .map(([key, bytes]) => ({ key, bytes: bytes.byteLength })),
+            truncated: false,
+          };
+        case "sled.blob.get.v1": {
+          const data = blobs.get(message.key);
+          if (data === undefined) throw new BallastError(ErrorCode.NotFound, message.key);
+          const end = message.offset + (message.length ?? data.byteLength);
+          return { data: data.slice(message.offset, end), bytes: data.byteLength, checksum: 0 };
+        }
+        case "sled.blob.delete.v1":
+          blobs.delete(message.key);
+          return { freedBytes: 0 };
+        default:
+          throw new Error(`unexpected ${message.type} on ${subject}`);
+      }
+    };
+    /** Each partition's primary checkpoints what it holds now, as head nodes do. */
+    const checkpointNow = async (catalogue: Catalogue) => {
+      for (const [partition, ids] of trees.entries()) {
+        opNum++;
+        const header = new Packr({ useRecords: false, moreTypes: false }).pack({
+          format: 2,
+          opNum,
+          flushedThroughOpNum: opNum,
+          flushedThroughEpoch: 1,
+          flushedThroughSession: 1,
+          nextChunkNumber: 0,
+          chunks: [],
+          treeBytes: 0,
+          snapshots: [...ids].map((id) => [id, opNum, 0]),
+        });
+        const bytes = new Uint8Array(4 + header.byteLength);
+        new DataView(bytes.buffer).setUint32(0, header.byteLength, true);
+        bytes.set(header, 4);
+        const blobKey = `checkpoints/1-aaaaaaaaaaaa/${partition}/head-1/${opNum}-1-1`;
+        blobs.set(blobKey, bytes);
+        await catalogue.recordCheckpoint("v", partition, "head-1", {
+          opNum,
+          blobKey,
+          sleds: ["sled-1"],
+          bytes: bytes.byteLength,
+          createdAtMs: Date.now(),
+        });
+      }
+    };
+    // Both clocks the coordinator reads: the monotonic one (the sweep's grace) and the
+    // wall clock (records' creatingSinceMs), moved on together.
+    let skippedMs = 0;
+    const monotonic = globalThis.performance.now.bind(globalThis.performance);
+    const wall = Date.now.bind(Date);
+    const clocks = [
+      vi.spyOn(globalThis.performance, "now").mockImplementation(() => monotonic() + skippedMs),
+      vi.spyOn(Date, "now").mockImplementation(() => wall() + skippedMs),
+    ];
+    return {
+      trees,
+      answer,
+      checkpointNow,
+      taken: () => takes > 0,
+      skip: (ms: number) => {
+        skippedMs += ms;
+      },
+      restore: () => {
+        for (const clock of clocks) clock.mockRestore();
+      },
+    };
+  }
+
+  /** The next leader's orphan sweep, with its real grace, over its own catalogue. */
+  function sweeperOf(
+    leader: ReturnType<typeof leaderOver>,
+    answer: (subject: string, message: Message) => unknown,
+  ) {
+    const partitions = [0, 1].map((partition) => ({
+      volume: "v",
+      volumeId: "1-aaaaaaaaaaaa",
+      partition,
+      partitionStart: partition * partitionBytes,
+      partitionBytes,
+      epoch: 1,
+      primary: "head-1",
+      secondaries: ["head-2"],
+      term: 2,
+    }));
+    const tenure = {
+      term: leader.tenure.term,
+      ready: true,
+      records: new Map(
+        partitions.map((record) => [partitionKey(record), { value: record, revision: 1 }]),
+      ),
+      inflight: new Set<string>(),
+      unsure: new Set<string>(),
+    } as unknown as Tenure;
+    return new Sweeper({
+      service: {
+        bus: { request: async (subject: string, message: Message) => answer(subject, message) },
+        logger: { info: () => undefined, warn: () => undefined },
+      } as never,
+      catalogue: leader.catalogue,
+      heartbeats: {
+        list: () => [{ id: "sled-1", kind: "sled", alive: true } as Member],
+        listening: () => false,
+      },
+      tenures: { held: () => tenure, current: () => tenure },
+      snapshots: leader.snapshots,
+    });
+  }
+
+  test("the next leader's sweep never leaves a listed snapshot whose trees it dropped", async () => {
+    const store = new FakeStore();
+    seed(store);
+    const world = cluster();
+    try {
+      // L1 stalls at its first write of the snapshot's key after a take: the record.
+      const hold = holdBefore(
+        (call) => isWrite(call) && call.key === "snapshot.v.s2" && world.taken(),
+      );
+      const exLeader = leaderOver(store, 1, hold.gate, world.answer);
+      const outcome = exLeader.snapshots
+        .create({ type: "snapshot.create.v1", volume: "v", name: "s2" })
+        .then(
+          (state) => ({ ok: true as const, state }),
+          (error: BallastError) => ({ ok: false as const, error }),
+        );
+      await hold.reached;
+      const takenId = [...world.trees[0]!].find((id) => id !== "sid-1")!;
+      expect(world.trees[1]!.has(takenId)).toBe(true);
+
+      // L2 leads; its sweep passes, a grace apart, while L1 is stalled.
+      const leader = leaderOver(store, 2, open, world.answer);
+      const sweeper = sweeperOf(leader, world.answer);
+      // Each step is past the sweep's grace and the creating record's (60 s both): a
+      // stall of five minutes in all.
+      for (let pass = 0; pass < 5; pass++) {
+        await world.checkpointNow(leader.catalogue);
+        await sweeper.sweep();
+        world.skip(sweepGraceMsDefault + 1);
+      }
+      hold.release();
+      const resumed = await outcome;
+
+      // Whatever L1's answer, every listed snapshot's trees are on every partition.
+      const listedSnapshots = (await leader.snapshots.list("v")).snapshots;
+      for (const snapshot of listedSnapshots) {
+        for (const [partition, ids] of world.trees.entries()) {
+          expect(ids.has(snapshot.id), `${snapshot.name} on partition ${partition}`).toBe(true);
+        }
+      }
+      // Here: L1's record was removed as past its grace, so its listing failed.
+      expect(resumed).toMatchObject({ ok: false, error: { code: ErrorCode.Unavailable } });
+      expect(listedSnapshots.map((snapshot) => snapshot.name)).toEqual(["s1"]);
+      expect(store.value("snapshot.v.s2")).toBeUndefined();
+      for (const ids of world.trees) expect(ids.has(takenId)).toBe(false);
+    } finally {
+      world.restore();
+    }
+  });
+
+  test("a stall within the grace loses nothing: the sweep keeps the trees and L1 lists them", async () => {
+    const store = new FakeStore();
+    seed(store);
+    const world = cluster();
+    try {
+      const hold = holdBefore(
+        (call) => isWrite(call) && call.key === "snapshot.v.s2" && world.taken(),
+      );
+      const exLeader = leaderOver(store, 1, hold.gate, world.answer);
+      const outcome = exLeader.snapshots.create({
+        type: "snapshot.create.v1",
+        volume: "v",
+        name: "s2",
+      });
+      await hold.reached;
+      const leader = leaderOver(store, 2, open, world.answer);
+      const sweeper = sweeperOf(leader, world.answer);
+      // Passes while the creating record is within its grace: its id counts as recorded.
+      for (let pass = 0; pass < 3; pass++) {
+        await world.checkpointNow(leader.catalogue);
+        await sweeper.sweep();
+        world.skip(snapshotCreatingGraceMs / 4);
+      }
+      expect(sweeper.sweepStatus()).toMatchObject({ snapshotsDropped: 0, staleCreatesRemoved: 0 });
+      // A user's create of the name on L2 waits for it; a delete finds no snapshot.
+      const request = { type: "snapshot.create.v1", volume: "v", name: "s2" } as const;
+      expect(await leader.snapshots.create(request).catch((error) => error)).toMatchObject({
+        code: ErrorCode.Unavailable,
+      });
+      expect(
+        await leader.snapshots
+          .delete({ type: "snapshot.delete.v1", volume: "v", name: "s2" })
+          .catch((error) => error),
+      ).toMatchObject({ code: ErrorCode.NotFound });
+      hold.release();
+      const state = await outcome;
+      const listedSnapshots = (await leader.snapshots.list("v")).snapshots;
+      expect(listedSnapshots.map((snapshot) => snapshot.id)).toEqual(["sid-1", state.id]);
+      for (const ids of world.trees) expect(ids.has(state.id)).toBe(true);
+    } finally {
+      world.restore();
+    }
+  });
 });

@@ -335,12 +335,30 @@ test("a rollback that fails on a partition names it; a volume resized since is r
 
 // A JetStream write can be stored and still fail at the client (its acknowledgement
 // lost or late). Dropping the trees then would leave a record naming a snapshot no
-// partition has: listed, but unreadable and no good to roll back to.
+// partition has: listed, but unreadable and no good to roll back to. The record is
+// written twice: marked creating by `create` before the takes, then listed by a
+// compare-and-set (`update`) after them.
+
+test("a creating record's write stored before its timeout goes on; one not stored takes nothing", async () => {
+  const store = new LostAckStore();
+  const { snapshots, primaries, catalogue } = start({}, store);
+  failWrites(store, "create", "timeout");
+  const failed = await snapshots
+    .create({ type: "snapshot.create.v1", volume: "v", name: "s" })
+    .catch((error: BallastError) => error);
+  expect((failed as BallastError).code).toBe(ErrorCode.Unavailable);
+  expect(await catalogue.snapshotIncludingDeleting("v", "s")).toBeUndefined();
+  for (const primary of primaries) expect(primary.log).toEqual([]);
+  failWrites(store, "create", "stored-then-timeout");
+  const state = await snapshots.create({ type: "snapshot.create.v1", volume: "v", name: "s" });
+  expect((await catalogue.snapshot("v", "s"))?.value.id).toBe(state.id);
+  for (const primary of primaries) expect(primary.snapshots.has(state.id)).toBe(true);
+});
 
 test("a record write stored before its timeout answers success and keeps the trees", async () => {
   const store = new LostAckStore();
   const { snapshots, primaries, catalogue } = start({}, store);
-  failWrites(store, "create", "stored-then-timeout");
+  failWrites(store, "update", "stored-then-timeout");
   const state = await snapshots.create({ type: "snapshot.create.v1", volume: "v", name: "s" });
   expect((await catalogue.snapshot("v", "s"))?.value.id).toBe(state.id);
   for (const primary of primaries) {
@@ -357,7 +375,7 @@ test("a record write of unknown outcome keeps the trees; a retry names the snaps
   const { snapshots, primaries, catalogue } = start({}, store);
   // Stored, but the read back fails too: the leader cannot tell that it was.
   store.onWrite = (operation) => {
-    if (operation !== "create") return undefined;
+    if (operation !== "update") return undefined;
     store.onWrite = undefined;
     store.failingReads = 1;
     return "stored-then-timeout";
@@ -387,7 +405,7 @@ test("a record write of unknown outcome keeps the trees; a retry names the snaps
 test("a record write not stored leaves the trees to the sweep; one refused as a conflict drops them", async () => {
   const store = new LostAckStore();
   const { snapshots, primaries, catalogue } = start({}, store);
-  failWrites(store, "create", "timeout");
+  failWrites(store, "update", "timeout");
   const unknown = await snapshots
     .create({ type: "snapshot.create.v1", volume: "v", name: "s" })
     .catch((error: BallastError) => error);
@@ -398,9 +416,10 @@ test("a record write not stored leaves the trees to the sweep; one refused as a 
     expect(primary.snapshots.size).toBe(1); // unrecorded: the orphan sweep's
   }
 
-  // Another create took the name while this one was taking: the write certainly failed.
+  // The creating record was removed past its grace and another create took the name
+  // while this one was taking: the listing certainly failed, and never will apply.
   store.onWrite = (operation, key) => {
-    if (operation !== "create") return undefined;
+    if (operation !== "update") return undefined;
     store.onWrite = undefined;
     store.put(key, { volume: "v", name: "t", id: "other", volumeId: "1-aaaaaaaaaaaa" });
     return undefined;
@@ -408,7 +427,8 @@ test("a record write not stored leaves the trees to the sweep; one refused as a 
   const conflict = await snapshots
     .create({ type: "snapshot.create.v1", volume: "v", name: "t" })
     .catch((error: BallastError) => error);
-  expect((conflict as BallastError).code).toBe(ErrorCode.AlreadyExists);
+  expect((conflict as BallastError).code).toBe(ErrorCode.Unavailable);
+  expect((conflict as BallastError).message).toContain("removed meanwhile");
   expect((await catalogue.snapshot("v", "t"))?.value.id).toBe("other");
   for (const primary of primaries) {
     expect(drops(primary)).toBe(1);

@@ -7,6 +7,7 @@ import { Packr } from "msgpackr";
 import { afterEach, beforeEach, describe, expect, test, vi } from "vitest";
 import { Catalogue, keys } from "../src/catalogue.ts";
 import type { PointerVersions } from "../src/catalogue-changes.ts";
+import { snapshotCreatingGraceMs, volumeCreatingGraceMs } from "../src/constants.ts";
 import type { PartitionRecord } from "../src/decisions.ts";
 import { partitionKey } from "../src/leases.ts";
 import type { Member } from "../src/membership.ts";
@@ -444,6 +445,82 @@ test("a delete left marked is finished every pass until it is done; its id is no
   expect(snapshots.finished).toEqual(["going", "going"]);
   // Marked, it still counts as recorded: no orphan drop besides the delete's own.
   expect(snapshots.dropped).toEqual([]);
+});
+
+test("a creating snapshot record keeps its id; past its grace it is removed, then its id dropped as an orphan", async () => {
+  const { sweeper, checkpoint, snapshots, store } = await harness();
+  await checkpoint("a", 10, 5, [1], ["running", "stalled"]);
+  const creating = (id: string, sinceMs: number) => ({
+    volume: name,
+    name: id,
+    id,
+    volumeId,
+    createdAtMs: sinceMs,
+    partitions: [],
+    creatingSinceMs: sinceMs,
+  });
+  // A create in flight on any leader, and one whose leader stalled or died a grace ago.
+  store.put(`snapshot.${name}.running`, creating("running", Date.now()));
+  store.put(
+    `snapshot.${name}.stalled`,
+    creating("stalled", Date.now() - snapshotCreatingGraceMs - 1),
+  );
+  await sweeper.sweep();
+  expect(store.value(`snapshot.${name}.stalled`)).toBeUndefined();
+  expect(store.value(`snapshot.${name}.running`)).toBeDefined();
+  expect(sweeper.sweepStatus().staleCreatesRemoved).toBe(1);
+  // Counted as recorded on the pass that removed it: its grace as an orphan starts next.
+  await sweeper.sweep();
+  expect(snapshots.dropped).toEqual([]);
+  await sweeper.sweep();
+  // The running create's id is never dropped while its record names it.
+  expect(snapshots.dropped).toEqual(["stalled"]);
+  expect(store.value(`snapshot.${name}.running`)).toBeDefined();
+});
+
+test("a creating record listed after the pass read it is not removed", async () => {
+  const { sweeper, checkpoint, store, catalogue } = await harness();
+  await checkpoint("a", 10, 5, [1], ["late"]);
+  const sinceMs = Date.now() - snapshotCreatingGraceMs - 1;
+  const record = {
+    volume: name,
+    name: "late",
+    id: "late",
+    volumeId,
+    createdAtMs: sinceMs,
+    partitions: [{ index: 0, opNum: 8 }],
+  };
+  const revision = store.put(`snapshot.${name}.late`, { ...record, creatingSinceMs: sinceMs });
+  // The stalled leader resumes and lists it between the pass's read and its removal.
+  const read = catalogue.snapshotsIncludingDeleting.bind(catalogue);
+  catalogue.snapshotsIncludingDeleting = async (volume: string) => {
+    const found = await read(volume);
+    await catalogue.listSnapshot({ value: record, revision }, record);
+    return found;
+  };
+  await sweeper.sweep();
+  expect(store.value(`snapshot.${name}.late`)).toEqual(record);
+  expect(sweeper.sweepStatus().staleCreatesRemoved).toBe(0);
+});
+
+test("a volume record still creating past its grace is removed; one within it and listed ones stay", async () => {
+  const { sweeper, store } = await harness();
+  const volume = (volumeName: string, sinceMs: number) => ({
+    name: volumeName,
+    id: `1-${volumeName}`,
+    sizeBytes: 1,
+    replicaCount: 2,
+    partitionBytes: 1,
+    createdAtMs: sinceMs,
+    creatingSinceMs: sinceMs,
+  });
+  store.put(keys.volume("stalled"), volume("stalled", Date.now() - volumeCreatingGraceMs - 1));
+  store.put(keys.volume("running"), volume("running", Date.now()));
+  await sweeper.sweep();
+  expect(store.value(keys.volume("stalled"))).toBeUndefined();
+  expect(store.value(keys.volume("running"))).toBeDefined();
+  expect(store.value(keys.volume(name))).toBeDefined();
+  expect(sweeper.sweepStatus().staleCreatesRemoved).toBe(1);
 });
 
 test("departures are judged on the leader's copy of the records, none with a write in flight or unclear", async () => {

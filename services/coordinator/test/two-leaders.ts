@@ -73,12 +73,16 @@ export function leaderOver(
   shared: FakeStore,
   term: number,
   gate: (call: StoreCall) => Promise<void>,
+  // The cluster's answers, where a test scripts them (undefined: the defaults below).
+  answer?: (subject: string, message: Message) => unknown,
 ) {
   const catalogue = new Catalogue(new GatedStore(shared, gate));
   const service = {
     bus: {
       // Head nodes and primaries answer every drop at once.
       request: async (subject: string, message: Message) => {
+        const answered = answer?.(subject, message);
+        if (answered !== undefined) return answered;
         if (message.type === "headnode.drop.v1") return { dropped: 0 };
         if (message.type === "partition.snapshot.drop.v1") return { epoch: 1, opNum: 9 };
         throw new Error(`unexpected ${message.type} on ${subject}`);
