@@ -61,9 +61,10 @@
 // out, so a volume that is listed always has all its partitions. Partition records left
 // by a create or a delete that died halfway belong to no listed volume (or to another
 // id) and are overwritten by the next create of that name, but never one a later leader
-// wrote: a create stamps its term and refuses a record with a higher one, so a create
-// whose leader stalled past its lease and lost its creating record cannot overwrite the
-// partitions of the create that took the name since. A creating record older than
+// wrote, nor one of a later incarnation: a create stamps its term and refuses a record
+// with a higher one, or of a higher incarnation number, so a create whose leader stalled
+// past its lease and lost its creating record cannot overwrite the partitions of the
+// create that took the name since, whichever of the two leaders' terms is higher. A creating record older than
 // `volumeCreatingGraceMs` is taken for one whose leader died, and removed by
 // compare-and-set on its revision; the leader that wrote it, should it resume, then
 // fails its last compare-and-set, and never lists it.
@@ -310,6 +311,17 @@ export function termOf(record: PartitionRecord): number {
   return record.term ?? 0;
 }
 
+/**
+ * Whether a partition record belongs to an incarnation of its name later than `volume`'s.
+ * Incarnations are numbered by compare-and-set on the name's counter, so a later one was
+ * begun after this create took its number: this create stalled (its creating record
+ * removed as past its grace, the later one then created and perhaps listed), and must
+ * not write over the later one's partitions, whichever leader's term is higher.
+ */
+export function isNewerIncarnation(record: PartitionRecord, volume: VolumeRecord): boolean {
+  return incarnationOf(volumeIdOf(record)) > incarnationOf(idOfVolume(volume));
+}
+
 /** Whether a leader of `writerTerm` may write over a record stored with `record`'s term. */
 export function mayOverwrite(record: PartitionRecord, writerTerm: number): boolean {
   return termOf(record) <= writerTerm;
@@ -494,6 +506,12 @@ export class Catalogue {
             throw new BallastError(
               ErrorCode.Unavailable,
               `cannot create volume ${volume.name}: partition ${record.partition}'s record was written by a later leader (term ${termOf(leftover.value)}, this one's ${term}); retry`,
+            );
+          }
+          if (leftover !== undefined && isNewerIncarnation(leftover.value, volume)) {
+            throw new BallastError(
+              ErrorCode.Unavailable,
+              `cannot create volume ${volume.name}: partition ${record.partition}'s record belongs to a later incarnation (${volumeIdOf(leftover.value)}, this one ${idOfVolume(volume)}); retry`,
             );
           }
           try {

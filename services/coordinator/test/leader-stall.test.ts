@@ -235,7 +235,14 @@ test("whatever the interleaving of two leaders' requests, the catalogue stays co
         await expectSafe(store);
       },
     ),
-    { numRuns: Number(process.env.LEADER_STALL_RUNS ?? 300) },
+    {
+      numRuns: Number(process.env.LEADER_STALL_RUNS ?? 300),
+      // Found by this property (1 run in about 2,000): a create of `c` stalls with the
+      // lower incarnation while the other leader removes its creating record, creates
+      // and lists `c`; resumed, the first wrote its partitions over the listed volume's,
+      // its term being higher. Partition writes now refuse a later incarnation's record.
+      examples: [["create c", "clone", [1, 3, 3, 0, 2], true]],
+    },
   );
 });
 
