@@ -44,6 +44,7 @@ import {
   leftoversIn,
   type SledListing,
 } from "./leftovers.ts";
+import { PassSchedule } from "./pass-schedule.ts";
 import type { ChunkEntry } from "./purge.ts";
 import { deleteSledObject } from "./sled-objects.ts";
 import type { Tenure, Tenures } from "./tenure.ts";
@@ -74,8 +75,6 @@ export class LeftoverSweeper {
   private tenure: Tenure | undefined;
   /** Where each sled's next window of each kind starts: `${sled}\n${kind}` → id. */
   private cursors = new Map<string, string>();
-  private running = false;
-  private lastPass: { tenure: Tenure; atMs: number } | undefined;
   private readonly status: LeftoverStatus = {
     passes: 0,
     objectsFreed: 0,
@@ -83,7 +82,10 @@ export class LeftoverSweeper {
     waiting: 0,
   };
 
+  private readonly schedule: PassSchedule;
+
   constructor(private readonly options: LeftoverSweeperOptions) {
+    this.schedule = new PassSchedule(options.tenures, options.heartbeats);
     this.sightings = new LeftoverSightings(options.graceMs, leftoverSightingsMax);
   }
 
@@ -93,27 +95,12 @@ export class LeftoverSweeper {
 
   /** A pass if one is due: the first of a tenure once it is ready, then every `intervalMs`. */
   sweepIfDue(intervalMs: number): Promise<void> {
-    const tenure = this.options.tenures.current();
-    const last = this.lastPass;
-    if (last !== undefined && last.tenure === tenure && now() - last.atMs < intervalMs) {
-      return Promise.resolve();
-    }
-    return this.sweep();
+    return this.schedule.ifDue(intervalMs, (tenure) => this.pass(tenure));
   }
 
   /** One pass, if this coordinator leads a ready tenure and no pass is running. */
-  async sweep(): Promise<void> {
-    const { tenures, heartbeats } = this.options;
-    const tenure = tenures.current();
-    if (tenure === undefined || !tenure.ready || this.running) return;
-    if (heartbeats.listening(now())) return;
-    this.lastPass = { tenure, atMs: now() };
-    this.running = true;
-    try {
-      await this.pass(tenure);
-    } finally {
-      this.running = false;
-    }
+  sweep(): Promise<void> {
+    return this.schedule.run((tenure) => this.pass(tenure));
   }
 
   private async pass(tenure: Tenure): Promise<void> {

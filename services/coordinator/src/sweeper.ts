@@ -97,6 +97,7 @@ import {
 } from "./constants.ts";
 import { membersOf, type PartitionRecord, volumeIdOf } from "./decisions.ts";
 import type { Heartbeats } from "./heartbeats.ts";
+import { PassSchedule } from "./pass-schedule.ts";
 import type { ChunkEntry } from "./purge.ts";
 import type { Snapshots } from "./snapshots.ts";
 import {
@@ -180,9 +181,7 @@ export class Sweeper {
    * `handed` says whether the record holds any sighting (so an empty pass rewrites it).
    */
   private sightings: { revision: number; handed: boolean } | undefined;
-  private running = false;
   /** The tenure of the last pass begun, and when (this coordinator's monotonic clock). */
-  private lastPass: { tenure: Tenure; atMs: number } | undefined;
   /** Headers read by earlier passes, by `headerCacheKey`, while their pointer is recorded. */
   private headers = new Map<string, CheckpointHeader>();
   /** Pointers read by earlier passes, by volume name, with the count they were read at. */
@@ -197,7 +196,10 @@ export class Sweeper {
     staleCreatesRemoved: 0,
   };
 
+  private readonly schedule: PassSchedule;
+
   constructor(private readonly options: SweeperOptions) {
+    this.schedule = new PassSchedule(options.tenures, options.heartbeats);
     this.graceMs = options.graceMs ?? sweepGraceMsDefault;
     this.confirmations = new SweepConfirmations(this.graceMs);
     this.snapshotConfirmations = new SweepConfirmations(this.graceMs, unrecordedSnapshotKey);
@@ -207,33 +209,18 @@ export class Sweeper {
     return { ...this.status };
   }
 
-  /** One pass, if this coordinator leads and no pass is running. */
   /**
    * A pass if one is due: the first of a tenure as soon as it is ready (a leader that
    * lasts less than an interval still serves its part of the graces, see sweep.ts
    * "Across leaders"), then one every `intervalMs`. Called often (sweepDueCheckMs).
    */
   sweepIfDue(intervalMs: number): Promise<void> {
-    const tenure = this.options.tenures.current();
-    const last = this.lastPass;
-    if (last !== undefined && last.tenure === tenure && now() - last.atMs < intervalMs) {
-      return Promise.resolve();
-    }
-    return this.sweep();
+    return this.schedule.ifDue(intervalMs, (tenure) => this.pass(tenure));
   }
 
-  async sweep(): Promise<void> {
-    const { tenures, heartbeats } = this.options;
-    const tenure = tenures.current();
-    if (tenure === undefined || !tenure.ready || this.running) return;
-    if (heartbeats.listening(now())) return;
-    this.lastPass = { tenure, atMs: now() };
-    this.running = true;
-    try {
-      await this.pass(tenure);
-    } finally {
-      this.running = false;
-    }
+  /** One pass, if this coordinator leads and no pass is running (pass-schedule.ts). */
+  sweep(): Promise<void> {
+    return this.schedule.run((tenure) => this.pass(tenure));
   }
 
   private async pass(tenure: Tenure): Promise<void> {
