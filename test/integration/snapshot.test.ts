@@ -66,6 +66,48 @@ async function expectPatterns(exportName: string, ranges: [number, number, numbe
   expect(stdout.match(/^read /gm)?.length).toBe(ranges.length);
 }
 
+/**
+ * Waits until every replica of `volume` has flushed every op it held when called (a
+ * flush comes within about a second of the writes): the sleds then hold what was
+ * written, so their usage counts it. Was a fixed 2 s sleep, which only usually covered
+ * the flushes; this waits for them and no longer.
+ */
+async function flushedToSleds(volume: string) {
+  const state = await cluster.bus.request(coordinator(), {
+    type: "volume.describe.v1",
+    name: volume,
+  });
+  const status = (node: string, partition: number) =>
+    cluster.bus.request(subjects.node.build(node), {
+      type: "headnode.replica.status.v1",
+      volume,
+      partition,
+    });
+  const replicas = await Promise.all(
+    state.partitions.flatMap(({ partition, primary, secondaries }) =>
+      [primary, ...secondaries].map(async (node) => ({
+        node,
+        partition,
+        lastOpNum: (await status(node, partition)).lastOpNum,
+      })),
+    ),
+  );
+  await waitFor(
+    `every replica of ${volume} to flush what it holds`,
+    async () => {
+      const flushed = await Promise.all(
+        replicas.map(
+          async ({ node, partition, lastOpNum }) =>
+            (await status(node, partition)).flushedThroughOpNum >= lastOpNum,
+        ),
+      );
+      return flushed.every(Boolean) ? true : undefined;
+    },
+    30_000,
+    100,
+  );
+}
+
 /** Sled bytes in use, summed over every sled (every copy). */
 async function sledUsedBytes(): Promise<number> {
   const status = await cluster.bus.request(
@@ -83,7 +125,7 @@ test("a snapshot and its volume each show their own data, before and after a kil
     `write -P 0x22 ${partitionBytes} 4M`,
     `write -P 0x33 ${2 * partitionBytes} 4M`,
   ]);
-  await new Promise((resolve) => setTimeout(resolve, 2000)); // let flushes reach the sleds
+  await flushedToSleds("disk");
   const usedBefore = await sledUsedBytes();
   const startedMs = performance.now();
   const snapshot = await cluster.bus.request(
@@ -298,7 +340,7 @@ test("a 1 GiB volume holding data snapshots in well under a second and costs no 
       (_, index) => `write -P 0x${(0x20 + index).toString(16)} ${index * 64 * mebibyte} 1M`,
     ),
   );
-  await new Promise((resolve) => setTimeout(resolve, 2000)); // let flushes reach the sleds
+  await flushedToSleds("big");
   const usedBefore = await sledUsedBytes();
   const startedMs = performance.now();
   await cluster.bus.request(
