@@ -92,11 +92,23 @@ interface JobRun {
   cpuUsPerWrite: Record<string, number>;
   /** The part of it spent in the kernel (system time). */
   systemUsPerWrite: Record<string, number>;
+  /**
+   * Read and write system calls per I/O, by process (socket reads and writes, a sled's
+   * file reads, the journal's writes): what each reply or request costs in the kernel.
+   */
+  syscallsPerIo: Record<string, { reads: number; writes: number }>;
   /** CPU per write less what the process burns idle over the same time. */
   netUsPerWrite: Record<string, number>;
   totalNetUsPerWrite: number;
   totalCpuUsPerWrite: number;
   load: number;
+}
+
+/** Read and write system calls a process made (all its threads), from /proc/<pid>/io. */
+async function syscalls(pid: number): Promise<{ reads: number; writes: number }> {
+  const text = await readFile(`/proc/${pid}/io`, "utf8").catch(() => "");
+  const field = (name: string) => Number(new RegExp(`^${name}: (\\d+)$`, "m").exec(text)?.[1] ?? 0);
+  return { reads: field("syscr"), writes: field("syscw") };
 }
 
 /** User and system CPU seconds of a process. */
@@ -338,12 +350,16 @@ async function main(): Promise<void> {
           for (const record of cluster.records()) process.kill(record.pid, "SIGWINCH");
         }
         const before = new Map<string, { user: number; system: number }>();
+        const callsBefore = new Map<string, { reads: number; writes: number }>();
         for (const [id, pid] of pids) before.set(id, await cpuSeconds(pid));
+        for (const [id, pid] of pids) callsBefore.set(id, await syscalls(pid));
         const started = performance.now();
         counts.clear();
         const output = await fio(jobArgs(uri, spec, seconds));
         const after = new Map<string, { user: number; system: number }>();
+        const callsAfter = new Map<string, { reads: number; writes: number }>();
         for (const [id, pid] of pids) after.set(id, await cpuSeconds(pid));
+        for (const [id, pid] of pids) callsAfter.set(id, await syscalls(pid));
         const elapsed = (performance.now() - started) / 1000;
         if (profileDir !== undefined) {
           for (const record of cluster.records()) process.kill(record.pid, "SIGWINCH");
@@ -399,6 +415,7 @@ async function main(): Promise<void> {
         const cpuUsPerWrite: Record<string, number> = {};
         const systemUsPerWrite: Record<string, number> = {};
         const netUsPerWrite: Record<string, number> = {};
+        const syscallsPerIo: Record<string, { reads: number; writes: number }> = {};
         let total = 0;
         let net = 0;
         for (const id of pids.keys()) {
@@ -411,6 +428,12 @@ async function main(): Promise<void> {
           netUsPerWrite[id] = Math.max(0, us - idleUs);
           net += Math.max(0, us - idleUs);
           systemUsPerWrite[id] = system;
+          const callsFrom = callsBefore.get(id)!;
+          const callsTo = callsAfter.get(id)!;
+          syscallsPerIo[id] = {
+            reads: (callsTo.reads - callsFrom.reads) / writes,
+            writes: (callsTo.writes - callsFrom.writes) / writes,
+          };
           total += us;
         }
         const percentile = (key: string) =>
@@ -425,6 +448,7 @@ async function main(): Promise<void> {
           p99Us: percentile("99.000000"),
           cpuUsPerWrite,
           systemUsPerWrite,
+          syscallsPerIo,
           netUsPerWrite,
           totalNetUsPerWrite: net,
           totalCpuUsPerWrite: total,
@@ -447,6 +471,12 @@ async function main(): Promise<void> {
             .map(
               ([id, us]) =>
                 `${id} ${us.toFixed(0)} (sys ${systemUsPerWrite[id]!.toFixed(0)}, net ${netUsPerWrite[id]!.toFixed(0)})`,
+            )
+            .join(", ")}\n  syscalls/IO (read+write): ${Object.entries(syscallsPerIo)
+            .filter(([, calls]) => calls.reads + calls.writes >= 0.01)
+            .map(
+              ([id, calls]) =>
+                `${id.replace(/^sled /, "")} ${calls.reads.toFixed(2)}+${calls.writes.toFixed(2)}`,
             )
             .join(", ")}`,
         );

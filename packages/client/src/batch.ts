@@ -35,9 +35,16 @@ export interface Entry {
   readonly length: number;
   /**
    * For a write, the bytes to write; for a read, the part of the caller's buffer the
-   * reply is copied into. Empty for other kinds. Its length is `length` for both.
+   * reply is copied into. Empty for other kinds. Its length is `length` for both, except
+   * for a read made without a buffer (empty here): its bytes go to `received` instead.
    */
   readonly buffer: Uint8Array;
+  /**
+   * For a read made without a buffer (`EntrySpec.buffer` absent): the bytes it read, set
+   * once its reply arrived and passed, before the entry resolves. A buffer of the
+   * client's own, never a view of a transport buffer (wire.ts).
+   */
+  received?: Uint8Array | undefined;
   /** When the caller issued the operation, on the client's clock; the retry budget starts here. */
   readonly issuedAtMs: number;
   /** Set after a batch failed for good: the entry is re-sent alone, for its own answer. */
@@ -108,6 +115,7 @@ class PendingEntry implements Entry {
   readonly signal: AbortSignal | undefined;
   settledEarly: boolean | undefined = undefined;
   unmapped: { offset: number; length: number }[] | undefined = undefined;
+  received: Uint8Array | undefined = undefined;
   readonly #resolve: () => void;
   readonly #reject: (error: unknown) => void;
 

@@ -34,6 +34,11 @@ export interface BlockDevice {
    * Absent means writable.
    */
   readonly readOnly?: boolean;
+  /**
+   * The bytes at `offset`: the caller's to keep and change. They may be a view of a
+   * larger buffer that also holds other reads' bytes (the client copies a batch's
+   * replies into one buffer), so use the view, not its `.buffer`.
+   */
   read(offset: number, length: number, options?: OperationOptions): Promise<Uint8Array>;
   write(offset: number, data: Uint8Array, options?: OperationOptions): Promise<void>;
   trim(offset: number, length: number, options?: OperationOptions): Promise<void>;

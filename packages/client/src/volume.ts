@@ -1,9 +1,10 @@
 // An open Ballast volume as a block device. Each operation is checked (validation.ts),
 // cut at partition boundaries and at the wire's per-request byte limit (layout.ts), and
 // handed to the volume's scheduler as entries (scheduler.ts), which batches, sends and
-// retries them. A read allocates the caller's buffer up front and each entry's reply is
-// copied into its part of it, so pieces can complete in any order and still reassemble
-// in offset order.
+// retries them. A read of several pieces allocates the caller's buffer up front and each
+// entry's reply is copied into its part of it, so pieces can complete in any order and
+// still reassemble in offset order; a read of one piece (most are) gets its bytes copied
+// into a buffer shared by its batch (wire.ts) and answers a view of its part.
 //
 // An operation settles only when every one of its entries has settled — even when one
 // failed early — so that a caller who reacts to the failure (say, by writing the range
@@ -158,12 +159,53 @@ export class Volume implements BlockDevice {
     if (this.reachesPastEnd(offset, length)) await this.learnSize();
     this.begin("read", { offset, length });
     try {
+      const single = this.parent === undefined ? this.singlePiece(offset, length) : undefined;
+      if (single !== undefined) return await this.readPiece(single, options?.signal);
       const bytes = new Uint8Array(length);
       await this.readInto(offset, bytes, options?.signal);
       return bytes;
     } finally {
       this.end();
     }
+  }
+
+  /**
+   * The one piece a read of `length` bytes at `offset` is, when it is one (most reads:
+   * inside one partition and one request's data); undefined otherwise.
+   */
+  private singlePiece(offset: number, length: number): Piece | undefined {
+    if (length === 0) return undefined;
+    const pieces = splitRange(
+      this.state.current.state.partitions,
+      offset,
+      length,
+      this.requestDataBytesMax,
+    );
+    return pieces.length === 1 ? pieces[0] : undefined;
+  }
+
+  /**
+   * Reads one piece with no buffer made for it up front: the reply's bytes are copied
+   * into a buffer shared by the reads of its batch (wire.ts), and the read answers a
+   * view of its part.
+   */
+  private async readPiece(piece: Piece, signal: AbortSignal | undefined): Promise<Uint8Array> {
+    const { entry, settled } = createEntry({
+      kind: "read",
+      offset: piece.offset,
+      length: piece.length,
+      issuedAtMs: this.clock.nowMs(),
+      signal,
+    });
+    this.scheduler.submit(piece.index, entry);
+    await settled;
+    const received = entry.received;
+    if (received === undefined || received.byteLength !== piece.length) {
+      throw new Error(
+        `a read of ${piece.length} bytes at offset ${piece.offset} settled without its bytes`,
+      );
+    }
+    return received;
   }
 
   /**

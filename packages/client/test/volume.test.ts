@@ -6,6 +6,7 @@
 import { BallastError, ErrorCode, isBallastError, limits, subjects } from "@ballast/protocol";
 import { describe, expect, it } from "vitest";
 import { BallastClient, ClientOptionsError, constants, VolumeClosedError } from "../src/index.ts";
+import type { RequestBus } from "../src/wire.ts";
 import { FakeClusterBus } from "./fake-cluster-bus.ts";
 import {
   mebibyte,
@@ -13,6 +14,7 @@ import {
   openTestVolume,
   patternBytes,
   requestDataBytes,
+  VirtualClock,
   waitUntil,
 } from "./helpers.ts";
 
@@ -141,6 +143,72 @@ describe("splitting and reassembly", () => {
     const writes = fake.requestsOf("volume.write.v1");
     expect(writes.map((request) => request.message.epoch)).toEqual([1, 2]);
     expect(writes.every((request) => request.deadlineMs === 1234)).toBe(true);
+  });
+});
+
+describe("reads of one piece", () => {
+  it("answer their own bytes, copied out of the reply, when read together in one batch", async () => {
+    const fake = new FakeClusterBus([
+      { name: "shared", sizeBytes: 4 * mebibyte, partitionBytes: 4 * mebibyte },
+    ]);
+    // Replies whose buffers are views of one scratch buffer that is written over after
+    // the turn the reply arrived in, as a transport may reuse its own buffers.
+    const scratch = new Uint8Array(64 * 4096);
+    const bus: RequestBus = {
+      request: (async (subject: string, message: never, options: never) => {
+        const reply = (await fake.request(subject, message, options)) as { data?: Uint8Array[] };
+        if ((message as { type: string }).type !== "volume.read.v1") return reply;
+        let at = 0;
+        const data = (reply.data ?? []).map((bytes) => {
+          const view = scratch.subarray(at, at + bytes.byteLength);
+          view.set(bytes);
+          at += bytes.byteLength;
+          return view;
+        });
+        setImmediate(() => scratch.fill(0xee));
+        return { ...reply, data };
+      }) as RequestBus["request"],
+    };
+    const client = new BallastClient(bus, { clock: new VirtualClock(), random: () => 0.5 });
+    const volume = await client.openVolume("shared");
+    const data = patternBytes(mebibyte, 7);
+    await volume.write(0, data);
+
+    const offsets = [0, 4096, 65536, 8192, 1044480, 512 * 1024, 4096 + 512];
+    const reads = await Promise.all(offsets.map((offset) => volume.read(offset, 4096)));
+
+    const readRequests = fake.requestsOf("volume.read.v1");
+    expect(readRequests).toHaveLength(1);
+    expect(readRequests[0]!.message.reads).toHaveLength(offsets.length);
+    await new Promise((resolve) => setImmediate(resolve));
+    for (const [index, offset] of offsets.entries()) {
+      const read = reads[index]!;
+      expect(read).toBeInstanceOf(Uint8Array);
+      expect(read.byteLength).toBe(4096);
+      expect(Buffer.from(read).equals(Buffer.from(data.subarray(offset, offset + 4096)))).toBe(
+        true,
+      );
+    }
+    // Each answer is its own: changing one changes no other.
+    reads[0]!.fill(0xaa);
+    expect(Buffer.from(reads[1]!).equals(Buffer.from(data.subarray(4096, 8192)))).toBe(true);
+    expect(Buffer.from(reads[3]!).equals(Buffer.from(data.subarray(8192, 12288)))).toBe(true);
+  });
+
+  it("fail on a reply of the wrong size, with no bytes", async () => {
+    const fake = new FakeClusterBus([
+      { name: "short", sizeBytes: 4 * mebibyte, partitionBytes: 4 * mebibyte },
+    ]);
+    const bus: RequestBus = {
+      request: (async (subject: string, message: never, options: never) => {
+        const reply = (await fake.request(subject, message, options)) as { data?: Uint8Array[] };
+        if ((message as { type: string }).type !== "volume.read.v1") return reply;
+        return { ...reply, data: (reply.data ?? []).map((bytes) => bytes.subarray(512)) };
+      }) as RequestBus["request"],
+    };
+    const client = new BallastClient(bus, { clock: new VirtualClock(), random: () => 0.5 });
+    const volume = await client.openVolume("short");
+    await expect(volume.read(0, 4096)).rejects.toThrow(/answered 3584 bytes/);
   });
 });
 

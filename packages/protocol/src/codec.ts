@@ -128,9 +128,14 @@ class Parts {
 
   /** A "bin 32", "array 32" or "map 32" header. */
   header(marker: number, count: number): void {
+    // Big-endian by hand: a DataView per header was one more object per byte array (a
+    // read reply carries one per 4 KiB read).
     const header = new Uint8Array(5);
     header[0] = marker;
-    new DataView(header.buffer).setUint32(1, count);
+    header[1] = count >>> 24;
+    header[2] = (count >>> 16) & 0xff;
+    header[3] = (count >>> 8) & 0xff;
+    header[4] = count & 0xff;
     this.push(header);
   }
 

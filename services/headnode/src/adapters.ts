@@ -282,6 +282,15 @@ export class NatsSleds implements SledsPort {
     return this.client.readChunk(this.owner, sledChunkId, copies, offset, length, expect);
   }
 
+  readCachedChunk(
+    sledChunkId: string,
+    offset: number,
+    length: number,
+    expect?: { bytes: number; checksum?: number },
+  ): Uint8Array | undefined {
+    return this.client.readCached(sledChunkId, offset, length, expect);
+  }
+
   readWholeChunk(
     chunk: { sledChunkId: string; copies: readonly string[]; bytes: number; checksum?: number },
     done: Done<Uint8Array>,

@@ -318,6 +318,15 @@ export class DetachedSleds implements SledsPort {
     return this.inner.readChunk(sledChunkId, copies, offset, length, expect);
   }
 
+  readCachedChunk(
+    sledChunkId: string,
+    offset: number,
+    length: number,
+    expect?: { bytes: number; checksum?: number },
+  ): Uint8Array | undefined {
+    return this.inner.readCachedChunk?.(sledChunkId, offset, length, expect);
+  }
+
   readWholeChunk(
     chunk: { sledChunkId: string; copies: readonly string[]; bytes: number; checksum?: number },
     done: Done<Uint8Array>,

@@ -151,6 +151,10 @@ export interface ReplicaFailure {
   message: string;
 }
 
+/** One range of a read plan, and one of its parts that lies in a sled chunk. */
+type ReadRange = ReadResult["ranges"][number];
+type ChunkPart = Extract<ReadRange["parts"][number], { kind: "chunk" }>;
+
 interface Waiting {
   resolve(reply: Reply): void;
   reject(error: BallastError): void;
@@ -670,13 +674,81 @@ export class PartitionHost {
     const plan: ReadResult = this.input((core) =>
       core.read(message.epoch, message.reads, this.ports.clock.nowMs(), message.snapshot),
     );
-    const data = await Promise.all(plan.ranges.map((range) => this.assemble(range)));
+    // Ranges the chunk cache (or memory) answers whole are assembled now, with no
+    // promise per range or part: at 4 KiB random reads nearly every range is one cached
+    // chunk part. Only the others wait for sleds, together.
+    const { ranges } = plan;
+    const data: Uint8Array[] = new Array(ranges.length);
+    let waiting: Promise<void>[] | undefined;
+    for (let index = 0; index < ranges.length; index += 1) {
+      const range = ranges[index]!;
+      const now = this.assembleNow(range);
+      if (now !== undefined) {
+        data[index] = now;
+        continue;
+      }
+      waiting ??= [];
+      waiting.push(this.assembleInto(data, index, range));
+    }
+    if (waiting !== undefined) await Promise.all(waiting);
     // A clone's reader asks which ranges fall through to its parent (layering.ts).
     if (message.unmapped !== true) return { data };
     return { data, unmapped: plan.ranges.map((range) => unmappedRanges(range.parts)) };
   }
 
-  private async assemble(range: ReadResult["ranges"][number]): Promise<Uint8Array> {
+  /**
+   * The range's bytes when nothing of it needs a sled: its parts are zeros, memory, or
+   * chunk ranges the cache holds (`readCachedChunk`). Undefined otherwise, for
+   * `assemble`. The same bytes `assemble` would answer: a lone part covering the range
+   * is answered as the view it is, anything else is copied into a buffer of its own.
+   */
+  private assembleNow(range: ReadRange): Uint8Array | undefined {
+    const { parts } = range;
+    const sleds = this.ports.sleds;
+    if (sleds.readCachedChunk === undefined) return undefined;
+    if (parts.length === 1) {
+      const only = parts[0]!;
+      if (only.offset === range.offset && only.length === range.length) {
+        if (only.kind === "memory" && only.data.byteLength === range.length) return only.data;
+        if (only.kind === "chunk") {
+          const cached = this.cachedPart(only);
+          return cached?.byteLength === range.length ? cached : undefined;
+        }
+      }
+    }
+    let cached: Uint8Array[] | undefined;
+    for (let index = 0; index < parts.length; index += 1) {
+      const part = parts[index]!;
+      if (part.kind !== "chunk") continue;
+      const found = this.cachedPart(part);
+      if (found?.byteLength !== part.length) return undefined;
+      cached ??= new Array(parts.length);
+      cached[index] = found;
+    }
+    const bytes = new Uint8Array(range.length);
+    for (let index = 0; index < parts.length; index += 1) {
+      const part = parts[index]!;
+      const at = part.offset - range.offset;
+      if (part.kind === "memory") bytes.set(part.data, at);
+      else if (part.kind === "chunk") bytes.set(cached![index]!, at);
+    }
+    return bytes;
+  }
+
+  private cachedPart(part: ChunkPart): Uint8Array | undefined {
+    return this.ports.sleds.readCachedChunk?.(
+      part.chunk.sledChunkId,
+      part.chunkOffset,
+      part.length,
+      part.chunk,
+    );
+  }
+
+  private async assembleInto(data: Uint8Array[], index: number, range: ReadRange): Promise<void> {
+    data[index] = await this.assemble(range);
+  }
+
+  private async assemble(range: ReadRange): Promise<Uint8Array> {
     // A range that is one part (a sequential read of a flushed volume, or of fresh
     // writes) is that part's bytes, not a copy of them: the reply's encoding copies
     // them once anyway, and a fresh buffer per MiB read was garbage for the collector.
@@ -716,9 +788,7 @@ export class PartitionHost {
     return bytes;
   }
 
-  private readPart(
-    part: Extract<ReadResult["ranges"][number]["parts"][number], { kind: "chunk" }>,
-  ): Promise<Uint8Array> {
+  private readPart(part: ChunkPart): Promise<Uint8Array> {
     return this.ports.sleds.readChunk(
       part.chunk.sledChunkId,
       part.chunk.copies,

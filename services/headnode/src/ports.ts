@@ -77,6 +77,17 @@ export interface SledsPort {
     expect?: { bytes: number; checksum?: number },
   ): Promise<Uint8Array>;
   /**
+   * What `readChunk` would answer, when its head node's chunk cache holds the range
+   * (synchronously, with no promise made); undefined when it does not, and then
+   * `readChunk` is the way. Optional: a port without a cache has none.
+   */
+  readCachedChunk?(
+    sledChunkId: string,
+    offset: number,
+    length: number,
+    expect?: { bytes: number; checksum?: number },
+  ): Uint8Array | undefined;
+  /**
    * Reads a whole chunk (compaction) from the first copy that has `bytes` bytes and,
    * when known, the CRC32C `checksum`; `done` with its bytes.
    */

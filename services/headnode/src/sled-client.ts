@@ -276,6 +276,25 @@ export class SledClient {
    * (see the header). The bytes returned are a view of the reply message, of a cached
    * block or of a cached whole chunk: copy them to keep them, and never modify them.
    */
+  /**
+   * `readChunk`'s answer when the cache has the whole range (and a whole-chunk read
+   * passes its recorded CRC32C), synchronously; undefined otherwise, for `readChunk` to
+   * take from there (a cached whole chunk that fails its check is dropped there, not
+   * here). What a hit returns is exactly what `readChunk` would: the same view.
+   */
+  readCached(
+    chunkId: string,
+    offset: number,
+    length: number,
+    expect?: ChunkExpectation,
+  ): Uint8Array | undefined {
+    const cached = this.cache.read(chunkId, offset, length);
+    if (cached === undefined) return undefined;
+    const whole = expect?.checksum !== undefined && offset === 0 && length === expect.bytes;
+    if (!whole || crc32c(cached) === expect.checksum) return cached;
+    return undefined;
+  }
+
   async readChunk(
     owner: ChunkOwner,
     chunkId: string,

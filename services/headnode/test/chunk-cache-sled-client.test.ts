@@ -150,6 +150,14 @@ describe("the sled client's chunk cache against a model", () => {
               return { from, to: Math.min(size, from + one.length) };
             });
             const expectation = { bytes: size, checksum: crc32c(chunk.data) };
+            // The synchronous lookup (a primary's read of a cached range) answers the
+            // chunk's bytes too, or nothing.
+            for (const { from, to } of ranges) {
+              const now = client.readCached(chunk.id, from, to - from, expectation);
+              if (now !== undefined) {
+                expect(Buffer.compare(now, chunk.data.subarray(from, to))).toBe(0);
+              }
+            }
             const reads = await Promise.all(
               ranges.map(({ from, to }) =>
                 client.readChunk(owner, chunk.id, sledNames, from, to - from, expectation),
@@ -164,6 +172,36 @@ describe("the sled client's chunk cache against a model", () => {
       ),
       { numRuns: 150 },
     );
+  });
+
+  test("readCached answers what the cache holds, synchronously, and nothing else", async () => {
+    const sleds = fakeSleds();
+    const client = new SledClient(sleds.bus, logger, { cacheBytes: 1 << 20 });
+    expect(client.readCached("c0", 0, block)).toBeUndefined();
+    const data = pattern(3 * block, 2);
+    const checksum = crc32c(data);
+    await client.writeChunk(owner, "c0", data, sledNames, 0, checksum);
+    const part = client.readCached("c0", 100, block, { bytes: data.byteLength, checksum });
+    expect(part).toBeDefined();
+    expect(Buffer.compare(part!, data.subarray(100, 100 + block))).toBe(0);
+    const whole = client.readCached("c0", 0, data.byteLength, {
+      bytes: data.byteLength,
+      checksum,
+    });
+    expect(Buffer.compare(whole!, data)).toBe(0);
+    // Past the chunk's end, or a chunk it does not hold: nothing.
+    expect(client.readCached("c0", 2 * block, 2 * block)).toBeUndefined();
+    expect(client.readCached("c1", 0, block)).toBeUndefined();
+    // A whole read whose recorded CRC32C the cached bytes fail: nothing, and readChunk
+    // then drops the chunk and reads the sleds.
+    const wrong = { bytes: data.byteLength, checksum: (checksum + 1) >>> 0 };
+    expect(client.readCached("c0", 0, data.byteLength, wrong)).toBeUndefined();
+    const before = sleds.requests();
+    await expect(
+      client.readChunk(owner, "c0", sledNames, 0, data.byteLength, wrong),
+    ).rejects.toThrow();
+    expect(sleds.requests()).toBeGreaterThan(before);
+    expect(client.readCached("c0", 100, block)).toBeUndefined();
   });
 
   test("a read the cache holds sends nothing to sleds; with the cache off, every read does", async () => {
