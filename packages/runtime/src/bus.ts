@@ -47,6 +47,8 @@ import type { Context, Counter, Meter, Tracer } from "@opentelemetry/api";
 import {
   linkOfferDeadlineMs,
   natsConnectTimeoutMs,
+  natsPingIntervalMs,
+  natsPingsOutMax,
   natsReconnectWaitMs,
   requestDeadlineMsDefault,
   requestDeadlineMsMax,
@@ -139,6 +141,8 @@ export async function connectNats(options: ConnectOptions): Promise<NatsConnecti
         name: options.name,
         maxReconnectAttempts: -1,
         reconnectTimeWait: natsReconnectWaitMs,
+        pingInterval: natsPingIntervalMs,
+        maxPingOut: natsPingsOutMax,
         timeout: Math.min(2000, Math.max(100, deadline - Date.now())),
         // Without this, every request builds a RequestError and a TimeoutError up front
         // to hold the caller's stack in case it fails (a tenth of the gateway's CPU on

@@ -163,7 +163,11 @@ export async function startTelemetry(options: TelemetryOptions): Promise<Telemet
     ...started,
     metricsUrl: `http://${host}:${port}/metrics`,
     async shutdown() {
-      await new Promise<void>((resolve) => server.close(() => resolve()));
+      // A scraper that stopped reading mid-response would hold close() for good: its
+      // connection is cut, as are idle keep-alive ones.
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeAllConnections();
+      await closed;
       await started.shutdown();
     },
   };

@@ -3,7 +3,7 @@
 // of the instruments it is given.
 
 import { spawnSync } from "node:child_process";
-import { createServer } from "node:net";
+import { connect, createServer } from "node:net";
 import { fileURLToPath } from "node:url";
 import { expect, test } from "vitest";
 import { meterGroupsOf, meterOf } from "../src/metrics.ts";
@@ -189,3 +189,23 @@ test("a group's counters, up-down counters, histograms and gauges scrape as the 
     await telemetry.shutdown();
   }
 });
+
+test("shutdown does not wait for a scraper that stopped halfway through a request", async () => {
+  const telemetry = await startTelemetry({
+    metricsPort: await freePort(),
+    serviceName: "s",
+    instanceId: "i",
+  });
+  const port = Number(new URL(telemetry.metricsUrl as string).port);
+  const scraper = connect(port, "127.0.0.1");
+  await new Promise<void>((resolve) => scraper.once("connect", () => resolve()));
+  scraper.on("error", () => undefined);
+  // Half a request, then silence: the server waits for the rest (its headers timeout is
+  // a minute), and close() waited for the connection as long.
+  scraper.write("GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n");
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  const startedMs = Date.now();
+  await telemetry.shutdown();
+  expect(Date.now() - startedMs).toBeLessThan(5000);
+  scraper.destroy();
+}, 15_000);

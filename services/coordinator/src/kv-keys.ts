@@ -183,6 +183,11 @@ export async function listDeleteMarkers(
   return (await readLastMessages(bucket, filter, logger, limits)).deleteMarkers();
 }
 
+/** How long one fetch may take in all before the listing fails: twice its expiry, and 1 s. */
+export function fetchGuardMs(fetchMs: number): number {
+  return 2 * fetchMs + 1000;
+}
+
 /** One listing (see the header): every key's last message read into a KeyListing. */
 async function readLastMessages(
   bucket: Bucket,
@@ -205,16 +210,34 @@ async function readLastMessages(
         max_messages: listing.nextBatch(batchMax),
         expires: fetchMs,
       });
+      // nats.js bounds a fetch only by its heartbeats, which it stops watching while
+      // disconnected, and on reconnect it retries the consumer's info for as long as the
+      // connection lives: without this guard, a listing in flight when NATS goes away
+      // waited out the whole outage, holding every caller (passes, fences, describes).
+      const guard = setTimeout(
+        () =>
+          messages.stop(
+            new BallastError(
+              ErrorCode.Unavailable,
+              `listing keys ${filter} of ${bucket.stream}: a fetch did not end within ${fetchGuardMs(fetchMs)} ms`,
+            ),
+          ),
+        fetchGuardMs(fetchMs),
+      );
       let delivered = 0;
-      for await (const message of messages) {
-        delivered++;
-        listing.deliver(
-          bucket.decodeKey(message.subject.substring(bucket.prefixLen)),
-          message.headers?.get(kvOperationHeader),
-          message.info.pending,
-          { sequence: message.seq, timestampMs: Number(message.timestampNanos / 1_000_000n) },
-        );
-        if (listing.done) break;
+      try {
+        for await (const message of messages) {
+          delivered++;
+          listing.deliver(
+            bucket.decodeKey(message.subject.substring(bucket.prefixLen)),
+            message.headers?.get(kvOperationHeader),
+            message.info.pending,
+            { sequence: message.seq, timestampMs: Number(message.timestampNanos / 1_000_000n) },
+          );
+          if (listing.done) break;
+        }
+      } finally {
+        clearTimeout(guard);
       }
       if (delivered === 0) {
         throw new BallastError(

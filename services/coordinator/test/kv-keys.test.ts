@@ -5,7 +5,7 @@
 import { ErrorCode } from "@ballast/protocol";
 import { describe, expect, test } from "vitest";
 import { keyListingInactiveMs } from "../src/constants.ts";
-import { KeyListing, keyListingConsumerConfig } from "../src/kv-keys.ts";
+import { fetchGuardMs, KeyListing, keyListingConsumerConfig, listKeys } from "../src/kv-keys.ts";
 
 describe("KeyListing", () => {
   test("a listing of nothing pending is done before any fetch", () => {
@@ -73,5 +73,77 @@ test("the listing consumer is in memory, unacknowledged, headers only, and expir
     num_replicas: 1,
     max_deliver: 1,
     inactive_threshold: keyListingInactiveMs * 1_000_000,
+  });
+});
+
+describe("a listing whose fetch never ends", () => {
+  // A fake bucket (named so): the consumer's fetch yields nothing and never ends until it
+  // is stopped, as nats.js's does while NATS is away (it watches no heartbeat while
+  // disconnected, and retries the consumer's info on reconnect for as long as the
+  // connection lives).
+  function hangingBucket() {
+    const deleted: string[] = [];
+    let stoppedWith: Error | undefined;
+    const bucket = {
+      stream: "KV_fake",
+      prefixLen: 0,
+      validateSearchKey: () => undefined,
+      encodeKey: (key: string) => key,
+      decodeKey: (key: string) => key,
+      fullKeyName: (key: string) => `$KV.fake.${key}`,
+      jsm: {
+        consumers: {
+          add: async (_stream: string, config: { name: string }) => ({
+            name: config.name,
+            num_pending: 3,
+          }),
+          delete: async (_stream: string, name: string) => {
+            deleted.push(name);
+            return true;
+          },
+        },
+      },
+      js: {
+        consumers: {
+          getConsumerFromInfo: () => ({
+            fetch: async () => {
+              let wake: (() => void) | undefined;
+              return {
+                stop(error?: Error) {
+                  stoppedWith = error;
+                  wake?.();
+                },
+                async *[Symbol.asyncIterator]() {
+                  await new Promise<void>((resolve) => {
+                    wake = resolve;
+                  });
+                  if (stoppedWith !== undefined) throw stoppedWith;
+                },
+              };
+            },
+          }),
+        },
+      },
+    };
+    return { bucket, deleted, stopped: () => stoppedWith };
+  }
+
+  test("fails Unavailable after its guard, and removes its consumer", async () => {
+    const { bucket, deleted, stopped } = hangingBucket();
+    const fetchMs = 20;
+    const startedMs = Date.now();
+    const listing = listKeys(
+      bucket as never,
+      "volume.>",
+      { warn: () => undefined },
+      {
+        batchMax: 8,
+        fetchMs,
+      },
+    );
+    await expect(listing).rejects.toMatchObject({ code: ErrorCode.Unavailable });
+    expect(Date.now() - startedMs).toBeGreaterThanOrEqual(fetchGuardMs(fetchMs) - 5);
+    expect(stopped()).toBeInstanceOf(Error);
+    expect(deleted).toHaveLength(1);
   });
 });
