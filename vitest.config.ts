@@ -35,6 +35,10 @@ export default defineConfig({
           hookTimeout: 60_000,
           fileParallelism: false,
           pool: "forks",
+          // One fork for the whole tier, its modules loaded once: the files run one after
+          // another anyway, and each loaded the client, the launcher and the services'
+          // packages afresh (about a second a file). Every file stops what it started.
+          isolate: false,
           sequence: { groupOrder: 1 },
         },
       },
