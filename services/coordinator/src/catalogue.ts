@@ -438,7 +438,7 @@ export class Catalogue {
     const creating = await this.beginCreate(volume);
     try {
       await beforePartitions?.(creating);
-      const stored = await this.writePartitions(volume, partitions, term);
+      const stored = await this.writePartitions(volume, partitions, term, creating.revision);
       await this.finishCreate(creating);
       return stored;
     } catch (error) {
@@ -494,6 +494,7 @@ export class Catalogue {
     volume: VolumeRecord,
     partitions: PartitionRecord[],
     term: number,
+    creatingRevision: number,
   ): Promise<Versioned<PartitionRecord>[]> {
     await this.forgetOlderCheckpoints(volume);
     return Promise.all(
@@ -512,6 +513,21 @@ export class Catalogue {
             throw new BallastError(
               ErrorCode.Unavailable,
               `cannot create volume ${volume.name}: partition ${record.partition}'s record belongs to a later incarnation (${volumeIdOf(leftover.value)}, this one ${idOfVolume(volume)}); retry`,
+            );
+          }
+          // Between the read of the record it replaces and its compare-and-set on that
+          // read: this create's own creating record is still there. Another create lists
+          // the name only after removing it and writing its own partitions, so either
+          // that removal shows here, or those writes move the record read above and the
+          // compare-and-set below fails, and the next attempt sees the removal. Without
+          // this, a create that stalled, its creating record removed as past its grace,
+          // wrote over the partitions of the create that took and listed the name since
+          // (found by the two-leader property, about 1 run in 17,000).
+          const own = await this.read<VolumeRecord>(keys.volume(volume.name));
+          if (own?.revision !== creatingRevision) {
+            throw new BallastError(
+              ErrorCode.Unavailable,
+              `cannot create volume ${volume.name}: its unfinished record was removed meanwhile (this leader stalled past ${volumeCreatingGraceMs} ms, or was deposed); nothing was listed, retry`,
             );
           }
           try {
