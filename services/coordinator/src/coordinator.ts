@@ -47,6 +47,7 @@ import {
 import { Kvm } from "@nats-io/kv";
 import { Catalogue, type ControlStore } from "./catalogue.ts";
 import { CatalogueChanges, type KeyWatch, PointerChanges } from "./catalogue-changes.ts";
+import { CatalogueQueue } from "./catalogue-queue.ts";
 import { now } from "./clock.ts";
 import { Configurer } from "./configurer.ts";
 import {
@@ -196,8 +197,8 @@ export class Coordinator {
    * once another leads.
    */
   private readonly inFlight = new Set<Promise<unknown>>();
-  /** Creates, resizes and deletes, one at a time. */
-  private catalogueChanges: Promise<unknown> = Promise.resolve();
+  /** Catalogue changes, one at a time, each only while its tenure leads. */
+  private readonly catalogueChanges: CatalogueQueue<Tenure>;
   private readonly tenures: Tenures = {
     held: () => this.leader,
     current: () => this.current(),
@@ -209,6 +210,7 @@ export class Coordinator {
     private readonly config: CoordinatorConfig,
     private readonly store?: ControlStore,
   ) {
+    this.catalogueChanges = new CatalogueQueue(() => this.current(), service.nodeId);
     this.heartbeats = new Heartbeats({
       logger: service.logger,
       heartbeatTimeoutMs: config.heartbeatTimeoutMs,
@@ -531,27 +533,27 @@ export class Coordinator {
       case "cluster.status.v1":
         return status.onClusterStatus(message, tenure);
       case "volume.create.v1":
-        return this.serialize(() => volumes.create(tenure, message));
+        return this.catalogueChanges.run(tenure, () => volumes.create(tenure, message));
       case "volume.describe.v1":
         return volumes.describe(message.name, { stored: message.stored === true });
       case "volume.list.v1":
         return volumes.list();
       case "volume.delete.v1":
-        return this.serialize(() => volumes.delete(tenure, message.name));
+        return this.catalogueChanges.run(tenure, () => volumes.delete(tenure, message.name));
       case "volume.resize.v1":
-        return this.serialize(() => volumes.resize(tenure, message));
+        return this.catalogueChanges.run(tenure, () => volumes.resize(tenure, message));
       case "volume.clone.v1":
-        return this.serialize(() => volumes.clone(tenure, message));
+        return this.catalogueChanges.run(tenure, () => volumes.clone(tenure, message));
       case "snapshot.create.v1":
-        return this.serialize(() => snapshots.create(message));
+        return this.catalogueChanges.run(tenure, () => snapshots.create(message));
       case "snapshot.list.v1":
         return snapshots
           .list(message.volume)
           .then((listed) => withSnapshotBytes(listed, message.volume, tenure));
       case "snapshot.delete.v1":
-        return this.serialize(() => snapshots.delete(message));
+        return this.catalogueChanges.run(tenure, () => snapshots.delete(message));
       case "volume.rollback.v1":
-        return this.serialize(() => snapshots.rollback(message));
+        return this.catalogueChanges.run(tenure, () => snapshots.rollback(message));
       case "checkpoint.record.v1":
         return reports.onCheckpointRecord(message);
       case "headnode.report.v1":
@@ -563,12 +565,6 @@ export class Coordinator {
         throw new Error(`no handler for ${JSON.stringify(unreachable)}`);
       }
     }
-  }
-
-  private serialize<T>(work: () => Promise<T>): Promise<T> {
-    const result = this.catalogueChanges.then(work);
-    this.catalogueChanges = result.catch(() => undefined);
-    return result;
   }
 }
 
