@@ -1,5 +1,5 @@
-// Deleting one object on a sled: the purger's and the leftover sweep's one way to, so
-// that both send the same requests with the owner the sled checks a chunk against.
+// Deleting one object on a sled: the purger's and the two sweeps' one way to, so
+// that all send the same requests with the owner the sled checks a chunk against.
 
 import { subjects } from "@ballast/protocol";
 import type { Bus } from "@ballast/runtime";
@@ -11,7 +11,7 @@ export type SledObject =
   | { kind: "blob"; key: string };
 
 /**
- * Deletes one object on `sled` (the purger's and the leftover sweep's one way to).
+ * Deletes one object on `sled`.
  * Throws what the sled answers, NotFound included: the callers differ on it.
  */
 export async function deleteSledObject(

@@ -99,6 +99,7 @@ import { membersOf, type PartitionRecord, volumeIdOf } from "./decisions.ts";
 import type { Heartbeats } from "./heartbeats.ts";
 import { PassSchedule } from "./pass-schedule.ts";
 import type { ChunkEntry } from "./purge.ts";
+import { deleteSledObject } from "./sled-objects.ts";
 import type { Snapshots } from "./snapshots.ts";
 import {
   departedPointers,
@@ -639,25 +640,8 @@ export class Sweeper {
 
   private async delete(target: SweepTarget): Promise<void> {
     const { bus, logger } = this.options.service;
-    const subject = subjects.node.build(target.sled);
-    const options = { deadlineMs: sweepRequestDeadlineMs };
     try {
-      switch (target.kind) {
-        case "chunk":
-          await bus.request(
-            subject,
-            { type: "sled.chunk.delete.v1", owner: target.owner, chunkId: target.chunkId },
-            options,
-          );
-          break;
-        case "blob":
-          await bus.request(subject, { type: "sled.blob.delete.v1", key: target.key }, options);
-          break;
-        default: {
-          const unreachable: never = target;
-          throw new Error(`no delete for ${JSON.stringify(unreachable)}`);
-        }
-      }
+      await deleteSledObject(bus, target.sled, target, sweepRequestDeadlineMs);
     } catch (error) {
       if (error instanceof BallastError && error.code === ErrorCode.NotFound) return;
       logger.warn({ target, error: (error as Error).message }, "could not delete an orphan");
