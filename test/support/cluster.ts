@@ -77,14 +77,26 @@ export async function startTestCluster(
     natsPasswords: testPasswords,
     env: { ...testEnv, ...options.env },
   });
-  const client = await connectTestBus(cluster.natsUrl, "operator", options.natsTls?.ca);
-  await waitUntilHealthy(client.bus, cluster.ids());
+  // A start that fails after the processes began (a bus that cannot connect, a
+  // service never healthy: under load, past the hook's timeout) stops them: otherwise
+  // they ran on after the test file, beside every later one.
+  let client: Awaited<ReturnType<typeof connectTestBus>> | undefined;
+  try {
+    client = await connectTestBus(cluster.natsUrl, "operator", options.natsTls?.ca);
+    await waitUntilHealthy(client.bus, cluster.ids());
+  } catch (error) {
+    await client?.close();
+    await cluster.stop().catch(() => undefined);
+    await directory.remove().catch(() => undefined);
+    throw error;
+  }
+  const started = client;
   return {
     cluster,
-    bus: client.bus,
+    bus: started.bus,
     dataDir: directory.path,
     async stop() {
-      await client.close();
+      await started.close();
       await cluster.stop();
       // BALLAST_TEST_KEEP_DATA=1 keeps logs and data for a look after a failure.
       if (process.env.BALLAST_TEST_KEEP_DATA) process.stderr.write(`kept ${directory.path}\n`);
