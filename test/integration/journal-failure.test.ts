@@ -183,6 +183,22 @@ class Watcher {
   }
 }
 
+/** Makes `node`'s next journal commit fail (SIGURG), and waits until it says it is armed. */
+async function armFailedWrite(node: string): Promise<void> {
+  const armed = async () =>
+    (await logLinesContaining(cluster.dataDir, ["the next write fails"])).filter(
+      (hit) => hit.file === `${node}.log`,
+    ).length;
+  const armedBefore = await armed();
+  cluster.cluster.signal(node, "SIGURG");
+  await waitFor(
+    `${node} to arm its failed write`,
+    async () => ((await armed()) > armedBefore ? true : undefined),
+    faultFiredMs,
+    50,
+  );
+}
+
 function membership(state: VolumeState["partitions"][number]): string {
   const { epoch, primary, secondaries, learners, joining } = state;
   return JSON.stringify({ epoch, primary, secondaries, learners, joining: joining ?? [] });
@@ -238,18 +254,7 @@ async function failJournalUnguarded(role: "primary" | "secondary") {
 
   const faultAtMs = Date.now();
   // Armed before the write is sent: the signal and the request travel separately.
-  const armed = async () =>
-    (await logLinesContaining(cluster.dataDir, ["the next write fails"])).filter(
-      (hit) => hit.file === `${victim}.log`,
-    ).length;
-  const armedBefore = await armed();
-  cluster.cluster.signal(victim, "SIGURG");
-  await waitFor(
-    `${victim} to arm its failed write`,
-    async () => ((await armed()) > armedBefore ? true : undefined),
-    faultFiredMs,
-    50,
-  );
+  await armFailedWrite(victim);
   await waitFor(
     `${victim}'s journal commit to fail`,
     async () => ((await logged(failedLine)) > failedBefore ? true : undefined),
@@ -541,18 +546,7 @@ test("a lone primary's journal fails: it is not reopened from that journal in th
     ).length;
 
   // Armed before the write is sent: the signal and the request travel separately.
-  const armed = async () =>
-    (await logLinesContaining(cluster.dataDir, ["the next write fails"])).filter(
-      (hit) => hit.file === `${victim}.log`,
-    ).length;
-  const armedBefore = await armed();
-  cluster.cluster.signal(victim, "SIGURG");
-  await waitFor(
-    `${victim} to arm its failed write`,
-    async () => ((await armed()) > armedBefore ? true : undefined),
-    faultFiredMs,
-    50,
-  );
+  await armFailedWrite(victim);
   // One attempt: retried, the old code acknowledged it on the replica reopened in place.
   const failed = await writeBlocks(cluster.bus, alone, 0, 0, 1, 0x7f, 0).then(
     () => undefined,
