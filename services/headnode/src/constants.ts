@@ -13,6 +13,15 @@ export const tickMs = 20;
 export const droppedIncarnationsMax = 4096;
 
 /**
+ * Drops of an incarnation that may wait on the one running for it and share its answer
+ * (drop-runs.ts): the delete's, a purge pass's, and resends after the coordinator gave
+ * up on one (dropDeadlineMs) while it waits behind a slow configure. A duplicate past it
+ * is answered Unavailable at once, so the drops of one stuck partition hold at most
+ * 1 + dropsJoinedMax of the inbox's handler slots.
+ */
+export const dropsJoinedMax = 4;
+
+/**
  * Trace contexts of written ops a primary keeps until their data is flushed (tracing on
  * only), so the flush span can link to them: past it the oldest are forgotten, and a
  * flush after a long sled outage links to the newer writes only.

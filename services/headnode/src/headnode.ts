@@ -17,7 +17,8 @@
 // one opens, so a re-created volume never reads the deleted one's bytes, and the old
 // incarnation's epoch never refuses the new one. `headnode.drop.v1` (a volume deleted)
 // closes and removes every replica of that incarnation, and later configures of it are
-// refused. A node that missed a drop for good (away past the purge record's life) finds
+// refused; a drop resent while one for the incarnation waits shares its answer, a few at
+// most, and past those is answered Unavailable at once (drop-runs.ts). A node that missed a drop for good (away past the purge record's life) finds
 // the directories on its own: at start, and hourly, it asks the coordinator which of the
 // incarnations it keeps files of but does not host are gone (`headnode.leftovers.v1`),
 // and removes those (leftover-directories.ts). A configure that names this node a
@@ -77,6 +78,7 @@ import {
 import { ConfigureQueue } from "./configure-queue.ts";
 import {
   droppedIncarnationsMax,
+  dropsJoinedMax,
   leftoverAskDeadlineMs,
   leftoverCheckIntervalMs,
   leftoverCheckRetryMs,
@@ -84,6 +86,7 @@ import {
   reportDeadlineMs,
   tickMs,
 } from "./constants.ts";
+import { DropRuns } from "./drop-runs.ts";
 import { removeDirectory } from "./journal/files.ts";
 import { leftoverCandidatesOf, removableOf, requestsOf } from "./leftover-directories.ts";
 import { PartitionHost, storesReplica } from "./partition-host.ts";
@@ -151,6 +154,18 @@ export class HeadNode {
       new BallastError(
         ErrorCode.Unavailable,
         `superseded by a newer configure of ${key} (epoch ${kept.epoch}) waiting on ${this.service.nodeId} for the one running; retry if still current`,
+      ),
+  });
+  /**
+   * Per incarnation: the drop running, which duplicates share, at most dropsJoinedMax
+   * of them (drop-runs.ts); see onDrop.
+   */
+  private readonly drops = new DropRuns<ResultOf<"headnode.drop.v1">>({
+    joinedMax: dropsJoinedMax,
+    busy: (key) =>
+      new BallastError(
+        ErrorCode.Unavailable,
+        `a drop of ${key} is running on ${this.service.nodeId}, waiting on a partition's configure, and ${dropsJoinedMax} more wait for its answer already; retry later`,
       ),
   });
   /**
@@ -615,10 +630,25 @@ export class HeadNode {
     );
   }
 
-  private async onDrop(
+  /**
+   * Remembers the incarnation as dropped at once (a configure of it is refused from
+   * now), then closes and removes its replicas, each in its turn among its partition's
+   * configures. A drop of the incarnation already running answers this one too, up to
+   * dropsJoinedMax waiting on it; past that, Unavailable at once. The coordinator resends
+   * a drop on every purge pass until one is answered, and each one queued behind a
+   * configure that hangs held one of the inbox's handler slots (drop-runs.ts).
+   */
+  private onDrop(message: MessageOf<"headnode.drop.v1">): Promise<ResultOf<"headnode.drop.v1">> {
+    this.rememberDropped(message.volume, message.volumeId);
+    return this.drops.submit(incarnationKey(message.volume, message.volumeId), () =>
+      this.dropNow(message),
+    );
+  }
+
+  /** Carries out one drop of an incarnation already remembered as dropped. */
+  private async dropNow(
     message: MessageOf<"headnode.drop.v1">,
   ): Promise<ResultOf<"headnode.drop.v1">> {
-    this.rememberDropped(message.volume, message.volumeId);
     const keys = [...this.hosted]
       .filter(
         ([, hosted]) =>

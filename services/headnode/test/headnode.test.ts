@@ -8,6 +8,7 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { type BallastError, ErrorCode, limits, subjects } from "@ballast/protocol";
 import { afterEach, beforeEach, describe, expect, test } from "vitest";
+import { dropsJoinedMax } from "../src/constants.ts";
 import { type FakeService, startHeadNode } from "./fake-service.ts";
 
 const partitionBytes = 1024 * 1024;
@@ -402,5 +403,95 @@ describe("configures behind one that hangs", () => {
     expect(
       await service.inbox({ type: "headnode.replica.status.v1", volume: "vol", partition: 0 }),
     ).toMatchObject({ role: "secondary", epoch: 7 });
+  });
+});
+
+describe("drops behind a configure that hangs", () => {
+  /**
+   * Hosts incarnation 1-a as primary, then starts its demotion (epoch 2) with the
+   * volume subject's stop held, so that configure keeps running and holds partition
+   * 0's lock until `release`.
+   */
+  async function hangDemotion() {
+    const volumeSubject = subjects.volume.build("vol", 0);
+    await configure({ volumeId: "1-a", epoch: 1, secondaries: ["head-2"] });
+    let release = () => {};
+    service.stopGates.set(
+      volumeSubject,
+      new Promise<void>((resolve) => {
+        release = resolve;
+      }),
+    );
+    const demoted = configure({
+      volumeId: "1-a",
+      epoch: 2,
+      primary: "head-2",
+      secondaries: ["head-1"],
+    });
+    await until(
+      "the demotion to stop the volume subject",
+      () => !service.served.has(volumeSubject),
+    );
+    return { demoted, release };
+  }
+
+  const drop = () => service.inbox({ type: "headnode.drop.v1", volume: "vol", volumeId: "1-a" });
+
+  test("resent drops share the running one's answer, a few at most; the rest are answered Unavailable at once", async () => {
+    const { demoted, release } = await hangDemotion();
+    // A configure of the incarnation waits already when the drops arrive.
+    const configuredBefore = codeOf(configure({ volumeId: "1-a", epoch: 3, secondaries: [] }));
+    // The delete's drop, then the purge passes' resends, each after the coordinator gave
+    // up on the one before.
+    const sent = 1 + dropsJoinedMax + 5;
+    const settled = new Set<number>();
+    const answers = Array.from({ length: sent }, (_, index) => {
+      const answer = drop().then(
+        (result) => result,
+        (error: BallastError) => error.code,
+      );
+      void answer.then(() => settled.add(index));
+      return answer;
+    });
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    // The old shell queued every one on the partition's lock, each holding an inbox
+    // handler slot: none was answered while the demotion ran, and each ran in its turn.
+    const turnedAway = Array.from(
+      { length: sent - 1 - dropsJoinedMax },
+      (_, i) => 1 + dropsJoinedMax + i,
+    );
+    expect([...settled].sort((a, b) => a - b)).toEqual(turnedAway);
+    for (const index of turnedAway) expect(await answers[index]).toBe(ErrorCode.Unavailable);
+    expect(service.served.has(subjects.replica.build("vol", 0, "head-1"))).toBe(true);
+    release();
+    expect(await demoted).toMatchObject({ role: "secondary", epoch: 2 });
+    // The running drop closed the replica once; the duplicates share its answer.
+    for (const index of Array.from({ length: 1 + dropsJoinedMax }, (_, i) => i)) {
+      expect(await answers[index]).toEqual({ dropped: 1 });
+    }
+    // The configure that waited ran before the drop, and was refused: deleted.
+    expect(await configuredBefore).toBe(ErrorCode.NotFound);
+    expect(existsSync(join(dataDir, "partitions", "1-a"))).toBe(false);
+    expect(service.served.has(subjects.replica.build("vol", 0, "head-1"))).toBe(false);
+    // A resend once it is done runs afresh, as the coordinator's next pass does.
+    expect(await drop()).toEqual({ dropped: 0 });
+  });
+
+  test("a configure arriving while a drop waits is refused, and the drop still closes the replica", async () => {
+    const { demoted, release } = await hangDemotion();
+    const dropped = drop();
+    const configured = codeOf(configure({ volumeId: "1-a", epoch: 3, secondaries: [] }));
+    release();
+    await demoted;
+    expect(await dropped).toEqual({ dropped: 1 });
+    expect(await configured).toBe(ErrorCode.NotFound);
+    expect(existsSync(join(dataDir, "partitions", "1-a"))).toBe(false);
+    expect(
+      await codeOf(
+        Promise.resolve().then(() =>
+          service.inbox({ type: "headnode.replica.status.v1", volume: "vol", partition: 0 }),
+        ),
+      ),
+    ).toBe(ErrorCode.NotFound);
   });
 });
