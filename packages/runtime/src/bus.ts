@@ -48,6 +48,8 @@ import {
   linkOfferDeadlineMs,
   natsConnectTimeoutMs,
   natsPingIntervalMs,
+  natsPingIntervalMsMax,
+  natsPingIntervalMsMin,
   natsPingsOutMax,
   natsReconnectWaitMs,
   requestDeadlineMsDefault,
@@ -120,6 +122,12 @@ export interface ConnectOptions {
   logger: Logger;
   /** Give up on the first connection after this long; later reconnects never give up. */
   connectTimeoutMs?: number;
+  /**
+   * How often to ping the server (natsPingIntervalMs when absent); after natsPingsOutMax
+   * pings unanswered, the connection is taken for dead and replaced. Between
+   * natsPingIntervalMsMin and natsPingIntervalMsMax.
+   */
+  pingIntervalMs?: number;
 }
 
 /**
@@ -129,6 +137,17 @@ export interface ConnectOptions {
  */
 export async function connectNats(options: ConnectOptions): Promise<NatsConnection> {
   const servers = options.servers.split(",").map((server) => server.trim());
+  const pingIntervalMs = options.pingIntervalMs ?? natsPingIntervalMs;
+  if (
+    !Number.isInteger(pingIntervalMs) ||
+    pingIntervalMs < natsPingIntervalMsMin ||
+    pingIntervalMs > natsPingIntervalMsMax
+  ) {
+    throw new BallastError(
+      ErrorCode.InvalidArgument,
+      `a NATS ping interval must be a whole number of ms from ${natsPingIntervalMsMin} to ${natsPingIntervalMsMax}, got ${pingIntervalMs}`,
+    );
+  }
   const access = options.access ?? natsAccessFromEnv(process.env);
   const timeoutMs = options.connectTimeoutMs ?? natsConnectTimeoutMs;
   const deadline = Date.now() + timeoutMs;
@@ -141,7 +160,7 @@ export async function connectNats(options: ConnectOptions): Promise<NatsConnecti
         name: options.name,
         maxReconnectAttempts: -1,
         reconnectTimeWait: natsReconnectWaitMs,
-        pingInterval: natsPingIntervalMs,
+        pingInterval: pingIntervalMs,
         maxPingOut: natsPingsOutMax,
         timeout: Math.min(2000, Math.max(100, deadline - Date.now())),
         // Without this, every request builds a RequestError and a TimeoutError up front
@@ -411,6 +430,13 @@ async function watchStatus(connection: NatsConnection, logger: Logger): Promise<
       case "disconnect":
       case "reconnecting":
         logger.warn({ nats: status.type }, "NATS connection lost; reconnecting");
+        break;
+      case "staleConnection":
+        // Then "disconnect": said apart, so a log shows why the connection was dropped.
+        logger.warn(
+          { nats: status.type, pingsOutMax: natsPingsOutMax },
+          "NATS server stopped answering pings; dropping the connection",
+        );
         break;
       case "reconnect":
         logger.info({ nats: status.type }, "NATS connection restored");

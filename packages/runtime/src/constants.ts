@@ -30,6 +30,13 @@ export const natsReconnectWaitMs = 250;
  */
 export const natsPingIntervalMs = 10_000;
 export const natsPingsOutMax = 3;
+/**
+ * The ping intervals a connection may be given instead (ConnectOptions.pingIntervalMs):
+ * tests shorten it to see a silent server within seconds. Below the minimum, a loaded
+ * machine's late timers would take a live server for dead.
+ */
+export const natsPingIntervalMsMin = 50;
+export const natsPingIntervalMsMax = 10 * 60_000;
 
 /** How long a service keeps trying to reach NATS on start before it gives up. */
 export const natsConnectTimeoutMs = 30_000;
