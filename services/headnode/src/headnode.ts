@@ -480,6 +480,14 @@ export class HeadNode {
     if (decision.kind === "apply") {
       hosted = found!;
     } else {
+      // After a failure, in a session of its own (configure-decision.ts), taken before the
+      // failed replica is retired: taking it can fail, and a replica closed by then is no
+      // longer hosted, so the configure sent again would find nothing failed and reopen
+      // it in the node's session, the one it used before the failure.
+      const session =
+        decision.kind === "open" && decision.session === "new"
+          ? await nextSession(this.config.dataDir, this.session)
+          : this.session;
       if (found !== undefined && decision.retire !== "keep") {
         this.logRetire(message, found, decision);
         await this.close(
@@ -494,11 +502,6 @@ export class HeadNode {
       }
       if (decision.forget !== undefined) this.rememberDropped(message.volume, decision.forget);
       if (decision.kind === "refuse") throw this.refusal(message, volumeId, decision.refusal);
-      // After a failure, in a session of its own (configure-decision.ts).
-      const session =
-        decision.session === "new"
-          ? await nextSession(this.config.dataDir, this.session)
-          : this.session;
       hosted = await this.open(message, volumeId, decision.from === "rebuild", session);
       if (this.isDropped(message.volume, volumeId)) {
         // Dropped while it opened (the drop waits only for replicas already hosted):

@@ -909,9 +909,14 @@ export class PartitionHost {
     return this.failure;
   }
 
-  /** The role it plays: a failed replica plays none, whatever its core last held. */
+  /**
+   * The role it plays: a failed or closed replica plays none, whatever its core last
+   * held. Work that read the role before a wait reads it again after (the replicator's
+   * copies and scrub): a replica closed meanwhile (dropped, retired) must not read as a
+   * primary still, or that work goes on for a partition this node no longer holds.
+   */
   get roleName(): "primary" | "secondary" | "idle" {
-    return this.failure === undefined ? this.core.roleName : "idle";
+    return this.failure === undefined && this.closed === false ? this.core.roleName : "idle";
   }
 
   /**

@@ -10,10 +10,17 @@
 // different data the same way (a sled refuses a chunk written twice with different
 // data). That holds while the node has averaged fewer than one start a second; sessions
 // fit 32 bits (the replication protocol's field) until the year 2156.
+//
+// Concurrency: one process takes sessions one at a time per file. A head node takes one
+// at its start and one for each failed replica it reopens, and configures of different
+// partitions run concurrently: two reopens that both read the file before either wrote
+// it computed the same number, and their writes, through the one temporary file, raced
+// so that the second rename found the temporary gone (ENOENT) and failed its configure
+// after the failed replica had been closed.
 
 import { readFile } from "node:fs/promises";
-import { join } from "node:path";
-import { writeFileDurably } from "@ballast/runtime";
+import { resolve } from "node:path";
+import { KeyedLock, writeFileDurably } from "@ballast/runtime";
 
 const sessionFileName = "session";
 const sessionMax = 0xffff_ffff;
@@ -25,12 +32,20 @@ export function freshSession(nowMs: number): number {
   return Math.max(1, Math.floor((nowMs - sessionEpochMs) / 1000));
 }
 
+/** Session files being read and written in this process, one taker at a time each. */
+const sessionFiles = new KeyedLock();
+
 /**
  * `above`: a session the result must exceed besides the stored one (the node's own);
  * `nowMs`: the wall clock, for a directory with no session file.
  */
-export async function nextSession(dataDir: string, above = 0, nowMs = Date.now()): Promise<number> {
-  const path = join(dataDir, sessionFileName);
+export function nextSession(dataDir: string, above = 0, nowMs = Date.now()): Promise<number> {
+  const path = resolve(dataDir, sessionFileName);
+  return sessionFiles.run(path, () => takeSession(path, above, nowMs));
+}
+
+/** Reads the stored session and stores the next; only under `sessionFiles` for `path`. */
+async function takeSession(path: string, above: number, nowMs: number): Promise<number> {
   let previous = freshSession(nowMs) - 1;
   try {
     const text = (await readFile(path, "utf8")).trim();

@@ -6,7 +6,7 @@
 // place of NATS (fake-service.ts), and the test-only journal failure hook.
 
 import { existsSync } from "node:fs";
-import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { BallastError, crc32c, ErrorCode, subjects } from "@ballast/protocol";
 import { afterEach, beforeEach, describe, expect, test, vi } from "vitest";
@@ -337,6 +337,32 @@ describe("a replica reopened after its journal failed", () => {
     // Durable in the data directory, so that a restart goes beyond it.
     const stored = Number((await readFile(join(dataDir, "session"), "utf8")).trim());
     expect(stored).toBeGreaterThanOrEqual(after.session);
+  });
+
+  test("is in a new session even when taking one failed the first time it was configured again", async () => {
+    vi.spyOn(process, "kill").mockImplementation(() => true);
+    await configure(0, 1);
+    await write(0, 1, 0x51);
+    const before = await reported((entry) => entry.failed === undefined);
+    node.injectJournalFailureForTesting("vol", 0, "EIO");
+    await write(0, 1, 0x52).catch(() => undefined);
+    await reported((entry) => entry.failed === true);
+
+    // Taking a session fails once (a directory where its temporary file goes). The failed
+    // replica used to be closed before the session was taken: the configure failed with
+    // nothing hosted, and the next found nothing failed and reopened it in the node's
+    // session, the one it had used before the failure.
+    const blocker = join(dataDir, "session.tmp");
+    await mkdir(blocker);
+    await expect(configure(0, 1)).rejects.toThrow(/session\.tmp/);
+    await rm(blocker, { recursive: true });
+
+    service.reports.length = 0;
+    await configure(0, 1);
+    await write(0, 1, 0x53);
+    expect(await read(0, 1)).toBe(0x53);
+    const after = await reported((entry) => entry.failed === undefined);
+    expect(after.session).toBeGreaterThan(before.session);
   });
 });
 

@@ -43,3 +43,22 @@ test("sessions of a fresh directory fit the protocol's 32 bits for over a centur
   expect(freshSession(sessionEpochMs - day)).toBe(1);
   expect(freshSession(Date.UTC(2150, 0, 1))).toBeLessThan(0xffff_ffff);
 });
+
+test("sessions taken at once in one process are each stored and each new", async () => {
+  // Two failed replicas reopened by configures of two partitions, which run concurrently
+  // (headnode.ts): both used to read the file before either wrote it, and the second
+  // write's rename found the shared temporary file gone (ENOENT).
+  const nowMs = sessionEpochMs + 2000 * day;
+  const node = await nextSession(dir, 0, nowMs);
+  const taken = await Promise.allSettled([
+    nextSession(dir, node, nowMs),
+    nextSession(dir, node, nowMs),
+    nextSession(dir, node, nowMs),
+  ]);
+  const sessions = taken.map((outcome) => {
+    if (outcome.status === "rejected") throw outcome.reason;
+    return outcome.value;
+  });
+  expect([...sessions].sort((a, b) => a - b)).toEqual([node + 1, node + 2, node + 3]);
+  expect((await readFile(join(dir, "session"), "utf8")).trim()).toBe(String(node + 3));
+});
