@@ -116,7 +116,8 @@ Options:
   --nbd-port <port>       the first gateway's NBD port (default 10809)
   --otlp-endpoint <url>   export traces by OTLP/HTTP (e.g. http://127.0.0.1:4318)
   --log-level <level>     services' log level (default info)
-  --demo                  print what to try once the cluster is up
+  --demo                  create a 1 GiB volume named demo with two replicas (unless
+                          it exists) and print what to try with it
 `,
   status: `Usage: ballast status [options]
 
