@@ -1,14 +1,15 @@
 // The README's configuration and metrics tables against the code, so that an operator
 // who reads them finds every option a service takes, with its variable and default, and
-// every metric a service serves, under the name Prometheus scrapes. Also: every
-// BALLAST_ variable the docs or docker-compose.yml name is one the code reads. Reads
-// files and option tables only: unit tier.
+// every metric a service serves, under the name Prometheus scrapes. Also: the status
+// JSON example is what the coordinator answers, and every BALLAST_ variable the docs or
+// docker-compose.yml name is one the code reads. Reads files and tables only: unit tier.
 
 import { readdirSync, readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { coordinatorOptions } from "@ballast/coordinator";
 import { gatewayOptions } from "@ballast/gateway";
 import { headnodeOptions } from "@ballast/headnode";
+import { resultSchemas } from "@ballast/protocol";
 import { commonOptions, linkListenDefault, type OptionSpec } from "@ballast/runtime";
 import { sledOptions } from "@ballast/sled";
 import { describe, expect, test } from "vitest";
@@ -201,6 +202,20 @@ describe("the README's table of metrics", () => {
     expect(emitted).toContain("ballast_headnode_writes_total");
     expect(emitted).toContain("ballast_sled_used_bytes");
     expect([...readmeMetrics(readme)].sort()).toEqual([...emitted].sort());
+  });
+});
+
+// ---- `ballast status --json` -------------------------------------------------------
+
+describe("the README's `ballast status --json` example", () => {
+  test("is a cluster.status.v1 answer with `nats` beside it, and no field the schema lacks", () => {
+    const block = /```json\n([\s\S]*?)```/.exec(section(readme, "### `ballast status --json`"));
+    const { nats, ...answer } = JSON.parse(block?.[1] ?? "null");
+    expect(typeof nats).toBe("string");
+    const parsed = resultSchemas["cluster.status.v1"].safeParse(answer);
+    expect(parsed.error?.issues).toBeUndefined();
+    // The schema drops keys it does not know: a field renamed in the code shows here.
+    expect(parsed.data).toEqual(answer);
   });
 });
 
