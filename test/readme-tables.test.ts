@@ -9,8 +9,13 @@ import { fileURLToPath } from "node:url";
 import { coordinatorOptions } from "@ballast/coordinator";
 import { gatewayOptions } from "@ballast/gateway";
 import { headnodeOptions } from "@ballast/headnode";
-import { resultSchemas } from "@ballast/protocol";
-import { commonOptions, linkListenDefault, type OptionSpec } from "@ballast/runtime";
+import { limits, resultSchemas } from "@ballast/protocol";
+import {
+  commonOptions,
+  linkListenDefault,
+  type OptionSpec,
+  constants as runtimeConstants,
+} from "@ballast/runtime";
 import { sledOptions } from "@ballast/sled";
 import { describe, expect, test } from "vitest";
 import { codeSpans, section, tableRows } from "./support/markdown.ts";
@@ -202,6 +207,40 @@ describe("the README's table of metrics", () => {
     expect(emitted).toContain("ballast_headnode_writes_total");
     expect(emitted).toContain("ballast_sled_used_bytes");
     expect([...readmeMetrics(readme)].sort()).toEqual([...emitted].sort());
+  });
+});
+
+// ---- Limits -------------------------------------------------------------------------
+
+const mib = 2 ** 20;
+
+/** What each row of the README's limits table must say, from the constants. */
+const limitValues: Record<string, string> = {
+  "encoded message": `${limits.messageBytesMax / mib} MiB (\`messageBytesMax\`; NATS \`max_payload\` is set ${(limits.natsPayloadBytesMax - limits.messageBytesMax) / 1024} KiB above it for headers)`,
+  "data in one write or read request": `${limits.requestDataBytesMax / mib} MiB`,
+  "entries in one request / notes in one replication message": String(
+    limits.requestEntriesMax === limits.notesPerMessageMax ? limits.requestEntriesMax : Number.NaN,
+  ),
+  "volume size": `2^${Math.log2(limits.volumeBytesMax)} bytes (1 PiB)`,
+  "volume name, snapshot name, node id": `1–${Math.max(limits.volumeNameLengthMax, limits.snapshotNameLengthMax, limits.nodeIdLengthMax)} of \`[a-z0-9-]\`, starting with a letter or digit`,
+  "replicas of a volume": `${limits.replicaCountMin} or ${limits.replicaCountMax} (${limits.replicaCountMin} by default)`,
+  "partition size": `${limits.partitionBytesMin / mib} MiB to ${limits.partitionBytesMax / 2 ** 30} GiB (${limits.partitionBytesDefault / 2 ** 30} GiB by default)`,
+  "partitions of a volume": String(limits.partitionsPerVolumeMax),
+  "snapshots of a volume": String(limits.snapshotsPerVolumeMax),
+  "sector (I/O alignment)": `${limits.sectorBytes} bytes`,
+  "handlers in flight per subscription": String(runtimeConstants.handlersInflightMax),
+  "request deadline": `${runtimeConstants.requestDeadlineMsDefault / 1000} s by default, at most ${runtimeConstants.requestDeadlineMsMax / 1000} s`,
+};
+
+describe("the README's table of limits", () => {
+  test("says what the constants are", () => {
+    const rows = tableRows(section(readme, "### Limits"));
+    expect(Object.fromEntries(rows.map((cells) => [cells[0], cells[1]]))).toEqual(limitValues);
+    // The names of all three kinds share one length bound, which the row states once.
+    expect(
+      new Set([limits.volumeNameLengthMax, limits.snapshotNameLengthMax, limits.nodeIdLengthMax])
+        .size,
+    ).toBe(1);
   });
 });
 
