@@ -127,6 +127,14 @@ function optionProblems(rows: OptionRow[]): string[] {
         `--${row.flag} is taken by ${services.join(", ")}, not ${documented.join(", ")}`,
       );
     }
+    const bounds = /\((\d+)–(\d+)\)/.exec(row.meaning);
+    if (
+      bounds !== null &&
+      (spec.type !== "integer" || `${spec.min}–${spec.max}` !== `${bounds[1]}–${bounds[2]}`)
+    ) {
+      const actual = spec.type === "integer" ? `${spec.min}–${spec.max}` : "none";
+      problems.push(`--${row.flag}: the bounds are ${actual}, not ${bounds[1]}–${bounds[2]}`);
+    }
     const fallback = documentedDefault(row.fallback);
     const actual = codeDefault(spec);
     if (fallback === undefined ? actual !== "none" : fallback !== actual) {
@@ -137,11 +145,11 @@ function optionProblems(rows: OptionRow[]): string[] {
 }
 
 describe("the README's table of service options", () => {
-  test("names every option of every service, with its variable, default and services", () => {
+  test("names every option of every service, with its variable, default, bounds and services", () => {
     expect(optionProblems(readmeOptions(readme))).toEqual([]);
   });
 
-  test("a missing option, a wrong variable, default or scope is caught", () => {
+  test("a missing option, a wrong variable, default, bound or scope is caught", () => {
     const rows = readmeOptions(readme);
     const without = rows.filter((row) => row.flag !== "nbd-port");
     expect(optionProblems(without)).toEqual(["--nbd-port is not in the table"]);
@@ -154,6 +162,14 @@ describe("the README's table of service options", () => {
       "--sled-out-after-ms: the code reads BALLAST_SLED_OUT_AFTER_MS, not BALLAST_SLED_OUT_MS",
       "--sled-out-after-ms is taken by coordinator, not sled",
       "--sled-out-after-ms: the default is 60000, not 30000",
+    ]);
+    const bounds = rows.map((row) =>
+      row.flag === "heartbeat-interval-ms"
+        ? { ...row, meaning: "heartbeat period (10–60000)" }
+        : row,
+    );
+    expect(optionProblems(bounds)).toEqual([
+      "--heartbeat-interval-ms: the bounds are 50–60000, not 10–60000",
     ]);
     const bytes = rows.map((row) =>
       row.flag === "journal-bytes-max" ? { ...row, fallback: "128 MiB" } : row,
