@@ -27,7 +27,10 @@ export const commands = [
     name: "status",
     summary: "show services and volumes with their health (--json, --check for scripts)",
   },
-  { name: "volume", summary: "create, list, describe, resize, roll back and delete volumes" },
+  {
+    name: "volume",
+    summary: "create, clone, list, describe, resize, roll back and delete volumes",
+  },
   { name: "snapshot", summary: "create, list and delete a volume's point-in-time snapshots" },
   { name: "write", summary: "write a file or stdin into a volume at an offset" },
   { name: "read", summary: "read a range of a volume to a file or stdout" },
