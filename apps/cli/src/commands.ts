@@ -4,12 +4,14 @@
 // (test/readme.test.ts) compares the README's command list against it. Nothing here
 // runs a command, so tests can import it without starting one.
 
+import { nbdPortDefault } from "@ballast/gateway";
 import { benchHelp } from "./bench.ts";
 import { chaosHelp } from "./chaos/command.ts";
 import {
   cliConnectTimeoutMs,
   coordinatorCountDefault,
   dataDirDefault,
+  gatewayCountDefault,
   headNodeCountDefault,
   sledCountDefault,
 } from "./constants.ts";
@@ -115,8 +117,8 @@ Options:
   --coordinators <n>      coordinator processes (default ${coordinatorCountDefault})
   --headnodes <n>         head node processes (default ${headNodeCountDefault})
   --sleds <n>             sled processes (default ${sledCountDefault})
-  --gateways <n>          NBD gateway processes (default 1)
-  --nbd-port <port>       the first gateway's NBD port (default 10809)
+  --gateways <n>          NBD gateway processes (default ${gatewayCountDefault})
+  --nbd-port <port>       the first gateway's NBD port (default ${nbdPortDefault})
   --otlp-endpoint <url>   export traces by OTLP/HTTP (e.g. http://127.0.0.1:4318)
   --log-level <level>     services' log level (default info)
   --demo                  create a 1 GiB volume named demo with two replicas (unless
