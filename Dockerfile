@@ -4,7 +4,7 @@ WORKDIR /app
 ENV NODE_ENV=production
 COPY . .
 RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
-# The CLI is on PATH for `docker compose exec coordinator ballast status`.
+# The CLI is on PATH for `docker compose exec coordinator-1 ballast status`.
 RUN ln -s /app/apps/cli/bin/ballast.mjs /usr/local/bin/ballast
 # Named volumes take the ownership of the mount point in the image on first use.
 RUN mkdir /data && chown node:node /data

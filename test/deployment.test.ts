@@ -1,7 +1,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
-import { natsAuthorizationConfig, natsPasswordVariable } from "@ballast/cli";
-import { limits, natsRoles, permissionsOf } from "@ballast/protocol";
+import { cliConstants, natsAuthorizationConfig, natsPasswordVariable } from "@ballast/cli";
+import { buckets, limits, natsRoles, permissionsOf } from "@ballast/protocol";
 import { expect, test } from "vitest";
 
 const root = fileURLToPath(new URL("../", import.meta.url));
@@ -50,4 +50,25 @@ test("the compose NATS users are the permission table's (vitest -u rewrites the 
 test("every role's password variable is given to the NATS servers", () => {
   const compose = read("docker-compose.yml");
   for (const role of natsRoles) expect(compose).toContain(`${natsPasswordVariable(role)}:`);
+});
+
+test("nats-init makes the control bucket the coordinators open, with the launcher's history", () => {
+  const compose = read("docker-compose.yml");
+  expect(compose).toContain(`nats kv info ${buckets.control} `);
+  expect(compose).toContain(
+    `nats kv add ${buckets.control} --history=${cliConstants.controlBucketHistory} --replicas=3`,
+  );
+});
+
+test("Prometheus scrapes every Ballast service of the compose file on its metrics port", () => {
+  const compose = read("docker-compose.yml");
+  const port = /BALLAST_METRICS_PORT: "(\d+)"/.exec(compose)?.[1];
+  const services = [...compose.matchAll(/^ {2}([a-z0-9-]+):\n {4}<<: \*ballast\n/gm)].map(
+    (match) => `${match[1]}:${port}`,
+  );
+  expect(services.length).toBeGreaterThan(0);
+  const targets = [...read("deploy/prometheus.yml").matchAll(/"([a-z0-9-]+:\d+)"/g)].map(
+    (match) => match[1],
+  );
+  expect(targets.sort()).toEqual(services.sort());
 });

@@ -10,22 +10,11 @@ import { messageTypes, resultSchemas, subjects } from "@ballast/protocol";
 import { describe, expect, test } from "vitest";
 import { commandHelp, commands, helpFor } from "../apps/cli/src/commands.ts";
 import { exitCodes } from "../apps/cli/src/errors.ts";
+import { codeSpans, section, tableRows } from "./support/markdown.ts";
 
 const read = (path: string) => readFileSync(fileURLToPath(new URL(path, import.meta.url)), "utf8");
 const readme = read("../README.md");
 const architecture = read("../docs/architecture.md");
-
-/** The text of a section: from its heading to the next heading of the same or a higher level. */
-function section(markdown: string, heading: string): string {
-  const lines = markdown.split("\n");
-  const start = lines.indexOf(heading);
-  if (start < 0) throw new Error(`no section ${JSON.stringify(heading)}`);
-  const level = heading.indexOf(" ");
-  const end = lines.findIndex(
-    (line, index) => index > start && /^#+ /.test(line) && line.indexOf(" ") <= level,
-  );
-  return lines.slice(start + 1, end < 0 ? undefined : end).join("\n");
-}
 
 /** The lines of the first fenced block of `language` in some Markdown. */
 function fencedBlock(markdown: string, language: string): string[] {
@@ -54,23 +43,6 @@ function readmeCommands(markdown: string): Map<string, string> {
 }
 
 const flagsIn = (text: string) => new Set(text.match(/--[a-z][a-z-]*/g) ?? []);
-
-/** The rows of the first Markdown table in some text, as cells. */
-function tableRows(markdown: string): string[][] {
-  const lines = markdown.split("\n");
-  const start = lines.findIndex((line) => line.startsWith("|"));
-  const end = lines.findIndex((line, index) => index > start && !line.startsWith("|"));
-  const rows = lines.slice(start, end < 0 ? undefined : end).map((line) =>
-    line
-      .slice(1, -1)
-      .split("|")
-      .map((cell) => cell.trim()),
-  );
-  // The header row and the separator row are not entries.
-  return rows.slice(2);
-}
-
-const codeSpans = (text: string) => [...text.matchAll(/`([^`]+)`/g)].map((match) => match[1]!);
 
 /**
  * Each subject's pattern, as the code builds it, with every token that comes from a

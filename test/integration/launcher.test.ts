@@ -185,6 +185,17 @@ describe("ballast command errors", () => {
     expect(unknownFlag.stderr).toContain("--headnodes must be a whole number from 1 to 32");
   });
 
+  test("a value a service would refuse is a usage error before anything starts", async () => {
+    // No nats-server to find: a launcher that went ahead would end in exit 4, not 2.
+    const directory = await temporaryDirectory();
+    const result = await runCli(["up", "--data-dir", directory.path, "--log-level", "verbose"], {
+      BALLAST_NATS_SERVER: "/nonexistent/nats-server",
+    });
+    await directory.remove();
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain("--log-level: must be one of");
+  });
+
   test("a missing nats-server is named with how to install it", async () => {
     const directory = await temporaryDirectory();
     const result = await runCli(["up", "--data-dir", directory.path], {

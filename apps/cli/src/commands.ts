@@ -4,12 +4,14 @@
 // (test/readme.test.ts) compares the README's command list against it. Nothing here
 // runs a command, so tests can import it without starting one.
 
+import { nbdPortDefault } from "@ballast/gateway";
 import { benchHelp } from "./bench.ts";
 import { chaosHelp } from "./chaos/command.ts";
 import {
   cliConnectTimeoutMs,
   coordinatorCountDefault,
   dataDirDefault,
+  gatewayCountDefault,
   headNodeCountDefault,
   sledCountDefault,
 } from "./constants.ts";
@@ -27,7 +29,10 @@ export const commands = [
     name: "status",
     summary: "show services and volumes with their health (--json, --check for scripts)",
   },
-  { name: "volume", summary: "create, list, describe, resize, roll back and delete volumes" },
+  {
+    name: "volume",
+    summary: "create, clone, list, describe, resize, roll back and delete volumes",
+  },
   { name: "snapshot", summary: "create, list and delete a volume's point-in-time snapshots" },
   { name: "write", summary: "write a file or stdin into a volume at an offset" },
   { name: "read", summary: "read a range of a volume to a file or stdout" },
@@ -112,11 +117,12 @@ Options:
   --coordinators <n>      coordinator processes (default ${coordinatorCountDefault})
   --headnodes <n>         head node processes (default ${headNodeCountDefault})
   --sleds <n>             sled processes (default ${sledCountDefault})
-  --gateways <n>          NBD gateway processes (default 1)
-  --nbd-port <port>       the first gateway's NBD port (default 10809)
+  --gateways <n>          NBD gateway processes (default ${gatewayCountDefault})
+  --nbd-port <port>       the first gateway's NBD port (default ${nbdPortDefault})
   --otlp-endpoint <url>   export traces by OTLP/HTTP (e.g. http://127.0.0.1:4318)
   --log-level <level>     services' log level (default info)
-  --demo                  print what to try once the cluster is up
+  --demo                  create a 1 GiB volume named demo with two replicas (unless
+                          it exists) and print what to try with it
 `,
   status: `Usage: ballast status [options]
 

@@ -5,6 +5,7 @@ export const dataDirDefault = "./.ballast";
 export const coordinatorCountDefault = 1;
 export const headNodeCountDefault = 3;
 export const sledCountDefault = 3;
+export const gatewayCountDefault = 1;
 /** Each count is bounded so that a typo cannot start hundreds of processes. */
 export const serviceCountMax = 32;
 

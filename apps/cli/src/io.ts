@@ -24,7 +24,9 @@ export const ioHelp = `Usage:
 
 Offsets and lengths take KiB, MiB, GiB, TiB and must be multiples of 512; --pad fills
 the last partial sector of the input with zeros. Every write is durable on every replica
-before the command succeeds. Common options: --data-dir <dir> (default ${dataDirDefault}), --nats <url>.
+before the command succeeds. --progress shows progress on stderr (import and export show
+it anyway on a terminal).
+Common options: --data-dir <dir> (default ${dataDirDefault}), --nats <url>.
 `;
 
 const options: ParseArgsConfig["options"] = {
@@ -74,6 +76,19 @@ export async function ioCommand(command: "write" | "read" | "import" | "export",
   }
   if (command === "read" && length === undefined)
     throw new CliError(exitCodes.usage, "ballast read needs --length");
+  // Volumes are addressed in sectors: say so here, before the cluster is looked for, rather
+  // than as the volume's Unaligned refusal (exit 1) once connected.
+  for (const [flag, value] of [
+    ["--offset", offset],
+    ["--length", length],
+  ] as const) {
+    if (value !== undefined && value % limits.sectorBytes !== 0) {
+      throw new CliError(
+        exitCodes.usage,
+        `${flag} must be a multiple of ${limits.sectorBytes} bytes, got ${value}`,
+      );
+    }
+  }
 
   const address = await findCluster({
     nats: flags.nats as string | undefined,

@@ -2,21 +2,13 @@
 // flag is a usage error), errors go to stderr, and the exit code says what kind of
 // failure it was (see errors.ts).
 
-import { resolve } from "node:path";
 import { type ParseArgsConfig, parseArgs } from "node:util";
 import { constants as runtimeConstants } from "@ballast/runtime";
 import { benchCommand } from "./bench.ts";
 import { chaosCommand } from "./chaos/command.ts";
 import { type CommandName, commandOf, helpFor } from "./commands.ts";
 import { connectCli, findCluster } from "./connect.ts";
-import {
-  coordinatorCountDefault,
-  dataDirDefault,
-  headNodeCountDefault,
-  natsClusterSizeMax,
-  serviceCountMax,
-  sledCountDefault,
-} from "./constants.ts";
+import { dataDirDefault } from "./constants.ts";
 import { CliError, exitCodes } from "./errors.ts";
 import { clusterHealth, healthLine } from "./health.ts";
 import { ioCommand } from "./io.ts";
@@ -25,6 +17,7 @@ import { scrubCommand } from "./scrub.ts";
 import { snapshotCommand } from "./snapshot.ts";
 import { fetchStatus, formatStatus } from "./status.ts";
 import { up } from "./up.ts";
+import { upOptionsOf } from "./up-options.ts";
 import { volumeCommand } from "./volume.ts";
 
 type Flags = Record<string, string | boolean | undefined>;
@@ -36,57 +29,6 @@ function parse(argv: string[], options: ParseArgsConfig["options"]): Flags {
   } catch (error) {
     throw new CliError(exitCodes.usage, `${(error as Error).message} (see ballast help)`);
   }
-}
-
-function count(value: unknown, flag: string, fallback: number, min: number): number {
-  if (value === undefined) return fallback;
-  const number = Number(value);
-  if (!Number.isSafeInteger(number) || number < min || number > serviceCountMax) {
-    throw new CliError(
-      exitCodes.usage,
-      `--${flag} must be a whole number from ${min} to ${serviceCountMax}, got ${JSON.stringify(value)}`,
-    );
-  }
-  return number;
-}
-
-function port(value: unknown): number {
-  if (value === undefined) return 10_809;
-  const number = Number(value);
-  if (!Number.isSafeInteger(number) || number < 1 || number > 65_535) {
-    throw new CliError(
-      exitCodes.usage,
-      `--nbd-port must be a port from 1 to 65535, got ${JSON.stringify(value)}`,
-    );
-  }
-  return number;
-}
-
-function natsClusterSize(value: unknown): number {
-  if (value === undefined) return 1;
-  const number = Number(value);
-  if (!Number.isSafeInteger(number) || number < 1 || number > natsClusterSizeMax) {
-    throw new CliError(
-      exitCodes.usage,
-      `--nats-cluster must be a whole number from 1 to ${natsClusterSizeMax}, got ${JSON.stringify(value)}`,
-    );
-  }
-  return number;
-}
-
-/** The three TLS files come together or not at all. */
-function natsTls(flags: Flags): { cert: string; key: string; ca: string } | undefined {
-  const cert = flags["nats-tls-cert"] as string | undefined;
-  const key = flags["nats-tls-key"] as string | undefined;
-  const ca = flags["nats-tls-ca"] as string | undefined;
-  if (cert === undefined && key === undefined && ca === undefined) return undefined;
-  if (cert === undefined || key === undefined || ca === undefined) {
-    throw new CliError(
-      exitCodes.usage,
-      "--nats-tls-cert, --nats-tls-key and --nats-tls-ca go together",
-    );
-  }
-  return { cert: resolve(cert), key: resolve(key), ca: resolve(ca) };
 }
 
 const print = (line: string) => process.stdout.write(`${line}\n`);
@@ -109,39 +51,7 @@ async function main(argv: string[]): Promise<number> {
       return exitCodes.ok;
     case "up": {
       if (rest.includes("--help")) return help("up");
-      const flags = parse(rest, {
-        "data-dir": { type: "string" },
-        nats: { type: "string" },
-        "nats-cluster": { type: "string" },
-        "nats-tls-cert": { type: "string" },
-        "nats-tls-key": { type: "string" },
-        "nats-tls-ca": { type: "string" },
-        coordinators: { type: "string" },
-        headnodes: { type: "string" },
-        sleds: { type: "string" },
-        gateways: { type: "string" },
-        "nbd-port": { type: "string" },
-        "otlp-endpoint": { type: "string" },
-        "log-level": { type: "string" },
-        demo: { type: "boolean" },
-      });
-      return up({
-        dataDir: (flags["data-dir"] as string | undefined) ?? dataDirDefault,
-        nats: flags.nats as string | undefined,
-        natsCluster: natsClusterSize(flags["nats-cluster"]),
-        natsTls: natsTls(flags),
-        coordinators: count(flags.coordinators, "coordinators", coordinatorCountDefault, 1),
-        headNodes: count(flags.headnodes, "headnodes", headNodeCountDefault, 1),
-        sleds: count(flags.sleds, "sleds", sledCountDefault, 1),
-        gateways: count(flags.gateways, "gateways", 1, 0),
-        nbdPort: port(flags["nbd-port"]),
-        demo: flags.demo === true,
-        otlpEndpoint:
-          (flags["otlp-endpoint"] as string | undefined) ??
-          (process.env.OTEL_EXPORTER_OTLP_ENDPOINT || undefined),
-        logLevel: flags["log-level"] as string | undefined,
-        print,
-      });
+      return up({ ...upOptionsOf(rest, process.env), print });
     }
     case "status": {
       if (rest.includes("--help")) return help("status");

@@ -4,7 +4,7 @@
 // chunk), or why it could not be counted.
 
 import { type ParseArgsConfig, parseArgs } from "node:util";
-import { type ResultOf, subjects } from "@ballast/protocol";
+import { limits, type ResultOf, subjects } from "@ballast/protocol";
 import { connectCli, findCluster } from "./connect.ts";
 import { dataDirDefault } from "./constants.ts";
 import { CliError, cliErrorOf, exitCodes } from "./errors.ts";
@@ -99,7 +99,7 @@ export async function volumeCommand(argv: string[]): Promise<number> {
             type: "volume.create.v1",
             name: name!,
             sizeBytes: parseSize(requireFlag(flags.size, "--size"), "--size"),
-            ...(flags.replicas === undefined ? {} : { replicaCount: Number(flags.replicas) }),
+            ...replicaCountOf(flags.replicas),
             ...(flags["partition-size"] === undefined
               ? {}
               : { partitionBytes: parseSize(String(flags["partition-size"]), "--partition-size") }),
@@ -108,7 +108,7 @@ export async function volumeCommand(argv: string[]): Promise<number> {
           ? {
               type: "volume.clone.v1",
               ...source,
-              ...(flags.replicas === undefined ? {} : { replicaCount: Number(flags.replicas) }),
+              ...replicaCountOf(flags.replicas),
             }
           : action === "list"
             ? { type: "volume.list.v1" }
@@ -175,6 +175,23 @@ export async function volumeCommand(argv: string[]): Promise<number> {
   } finally {
     await client.close();
   }
+}
+
+/**
+ * `--replicas`: nothing when absent (the coordinator's default), else a replica count the
+ * protocol allows. Anything else is a usage error here, before the cluster is looked for,
+ * not a request the coordinator refuses (exit 1) or that cannot be sent (exit 3).
+ */
+export function replicaCountOf(value: string | boolean | undefined): { replicaCount?: number } {
+  if (value === undefined) return {};
+  const count = typeof value === "string" && /^\d+$/.test(value) ? Number(value) : Number.NaN;
+  if (!(count >= limits.replicaCountMin && count <= limits.replicaCountMax)) {
+    throw new CliError(
+      exitCodes.usage,
+      `--replicas must be a whole number from ${limits.replicaCountMin} to ${limits.replicaCountMax}, got ${JSON.stringify(value)}`,
+    );
+  }
+  return { replicaCount: count };
 }
 
 /** `VOLUME@SNAPSHOT NAME` of a clone, or a usage error that says what is missing. */
