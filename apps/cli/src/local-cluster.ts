@@ -50,7 +50,13 @@ import {
   startNatsServer,
 } from "./nats-server.ts";
 import { exited, isRunning, spawnChild, stopChild } from "./processes.ts";
-import { repositoryRoot, type ServiceCommands, serviceCommands } from "./service-bundles.ts";
+import {
+  repositoryRoot,
+  type ServiceCommands,
+  type ServiceRunner,
+  serviceCommands,
+  serviceRunner,
+} from "./service-bundles.ts";
 
 export interface LocalClusterOptions {
   dataDir: string;
@@ -80,6 +86,11 @@ export interface LocalClusterOptions {
    * kept across restarts; see `metricsUrl`. Off: no service serves metrics.
    */
   metrics?: boolean;
+  /**
+   * How services run: from bundles or through tsx (service-bundles.ts); by default as
+   * BALLAST_SERVICE_RUNNER says, else from bundles.
+   */
+  runner?: ServiceRunner;
   /** Make services stop by themselves if this process dies (the launcher does). */
   tieToParent?: boolean;
   /** Called when a service exits without being asked to. */
@@ -160,7 +171,7 @@ export class LocalCluster {
 
   static async start(options: LocalClusterOptions): Promise<LocalCluster> {
     // First: a build that fails (or a bad BALLAST_SERVICE_RUNNER) leaves nothing started.
-    const commands = await serviceCommands();
+    const commands = await serviceCommands(options.runner ?? serviceRunner());
     const dataDir = resolve(options.dataDir);
     await mkdir(join(dataDir, "logs"), { recursive: true });
     const servers: RunningNatsServer[] = [];
