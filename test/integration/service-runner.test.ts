@@ -1,5 +1,5 @@
-// How LocalCluster runs services: from their bundles unless BALLAST_SERVICE_RUNNER=tsx,
-// checked on the command lines of the real processes; a restarted service runs the bundle
+// How LocalCluster runs services, from their bundles or through tsx, checked on the
+// command lines of the real processes; a restarted service runs the bundle
 // its cluster started with; a runner name the launcher does not know stops the start
 // before anything runs.
 
@@ -18,7 +18,6 @@ let running: TestCluster | undefined;
 afterEach(async () => {
   await running?.stop();
   running = undefined;
-  delete process.env.BALLAST_SERVICE_RUNNER;
 });
 
 async function commandLine(pid: number): Promise<string[]> {
@@ -28,7 +27,7 @@ async function commandLine(pid: number): Promise<string[]> {
 
 describe("service runner", () => {
   test("services run from their bundles, and a restart runs the same one", async () => {
-    running = await startTestCluster({ coordinators: 1, sleds: 1 });
+    running = await startTestCluster({ coordinators: 1, sleds: 1, runner: "bundle" });
     const { cluster, bus } = running;
     const bundleOf = async (id: string) => {
       const args = await commandLine(cluster.pid(id));
@@ -47,9 +46,8 @@ describe("service runner", () => {
     await waitUntilHealthy(bus, ["sled-1"]);
   });
 
-  test("BALLAST_SERVICE_RUNNER=tsx runs main.ts through tsx", async () => {
-    process.env.BALLAST_SERVICE_RUNNER = "tsx";
-    running = await startTestCluster({ coordinators: 1 });
+  test("the tsx runner runs main.ts through tsx", async () => {
+    running = await startTestCluster({ coordinators: 1, runner: "tsx" });
     const args = await commandLine(running.cluster.pid("coordinator-1"));
     expect(args).toContain("--import");
     expect(args).toContain(serviceEntry("coordinator"));
@@ -57,6 +55,7 @@ describe("service runner", () => {
   });
 
   test("an unknown BALLAST_SERVICE_RUNNER fails the start before anything runs", async () => {
+    const previous = process.env.BALLAST_SERVICE_RUNNER;
     process.env.BALLAST_SERVICE_RUNNER = "bun";
     const directory = await temporaryDirectory();
     try {
@@ -65,6 +64,8 @@ describe("service runner", () => {
       ).rejects.toThrow(/BALLAST_SERVICE_RUNNER must be one of bundle, tsx/);
       expect(await readdir(directory.path)).toEqual([]);
     } finally {
+      if (previous === undefined) delete process.env.BALLAST_SERVICE_RUNNER;
+      else process.env.BALLAST_SERVICE_RUNNER = previous;
       await directory.remove();
     }
   });
