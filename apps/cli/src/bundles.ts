@@ -9,9 +9,10 @@
 // esbuild's own package.json, this recipe's source), each with its stat signature
 // (inode, size, mtime, ctime). A request whose inputs all still have the recorded
 // signatures reuses the bundles without loading esbuild; any other builds afresh. ctime
-// cannot be set back by tools that restore mtimes (`cp -p`, `mv`, `touch -d`), so an edit
-// always shows. A build whose inputs changed while it ran (a ctime within
-// `bundleRacyMarginMs` of its start) is used but not recorded: the next request builds again.
+// cannot be set back by tools that restore mtimes (`cp -p`, `mv`, `touch -d`), so an
+// edit always shows. A build whose inputs changed while it ran (a ctime within
+// `bundleRacyMarginMs` of its start) is used but not recorded: the next request builds
+// again.
 //
 // Safe under concurrency (vitest workers, several launchers on one checkout). Bundle
 // files are named by a hash of their content and written to a temporary name, then
@@ -159,6 +160,7 @@ async function recordedBundles(recipe: BundleRecipe): Promise<Record<string, str
   const names = Object.keys(recipe.entries);
   if (names.some((name) => typeof manifest.bundles?.[name] !== "string")) return undefined;
   const paths = Object.keys(manifest.inputs ?? {});
+  if (paths.length === 0) return undefined;
   const signatures = await Promise.all(paths.map((path) => signature(join(recipe.root, path))));
   if (paths.some((path, index) => signatures[index] !== manifest.inputs[path])) return undefined;
   const files = Object.fromEntries(
