@@ -10,4 +10,6 @@ RUN ln -s /app/apps/cli/bin/ballast.mjs /usr/local/bin/ballast
 RUN mkdir /data && chown node:node /data
 USER node
 # The node flags are packages/runtime/src/constants.ts's serviceNodeFlags (a test checks).
+# Services run through tsx here, not from the launcher's esbuild bundles (service-bundles.ts):
+# a container starts its service once, and /app is not writable by the user `node`.
 ENTRYPOINT ["node", "--initial-old-space-size=128", "--import", "tsx"]

@@ -92,6 +92,9 @@ export async function measureIdle(options: {
       sleds: 3,
       // The passwords connectTestBus uses (this process is the cluster's operator).
       natsPasswords: testPasswords,
+      // V8's profiles do not apply source maps: profiled services run through tsx, so
+      // that frames name .ts files rather than one bundle.
+      ...(options.profileDir === undefined ? {} : { runner: "tsx" as const }),
       env: {
         BALLAST_LOG_LEVEL: "warn",
         BALLAST_SLED_DEVICES: "1",

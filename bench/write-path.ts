@@ -174,6 +174,9 @@ async function main(): Promise<void> {
       gateways: 1,
       nbdPortFirst: nbdPort,
       natsPasswords: testPasswords,
+      // V8's profiles do not apply source maps: profiled services run through tsx, so
+      // that frames name .ts files rather than one bundle.
+      ...(profileDir === undefined ? {} : { runner: "tsx" as const }),
       env: {
         BALLAST_LOG_LEVEL: "warn",
         BALLAST_SLED_DEVICES: "1",

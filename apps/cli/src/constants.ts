@@ -40,3 +40,14 @@ export const controlBucketHistory = 8;
 export const deleteAttemptsMax = 3;
 /** Pause before each retry of a delete: a leader being elected answers in about a second. */
 export const deleteRetryDelayMs = 1000;
+
+/**
+ * Service bundles (bundles.ts): a build whose inputs changed within this long before it
+ * began may not be what esbuild read, and is used but not recorded (file times come from
+ * a coarse clock; this is far above its tick).
+ */
+export const bundleRacyMarginMs = 2000;
+/** Bundle files no manifest names are removed once unused for this long. */
+export const bundleKeepMs = 24 * 60 * 60 * 1000;
+/** Hex digits of the content hash in a bundle's file name. */
+export const bundleHashLength = 16;

@@ -42,3 +42,8 @@ export function cliErrorOf(error: unknown): unknown {
       : exitCodes.failed;
   return new CliError(code, `${error.code}: ${error.message}`, { cause: error });
 }
+
+/** Entry points could not be bundled, or the bundles could not be written. */
+export class BundleError extends Error {
+  override readonly name = "BundleError";
+}

@@ -9,4 +9,5 @@ export * from "./errors.ts";
 export * from "./local-cluster.ts";
 export * from "./nats-server.ts";
 export * from "./processes.ts";
+export * from "./service-bundles.ts";
 export * from "./status.ts";

@@ -20,7 +20,6 @@
 import type { ChildProcess } from "node:child_process";
 import { mkdir } from "node:fs/promises";
 import { join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
 import {
   buckets,
   type NatsRole,
@@ -28,13 +27,7 @@ import {
   permissionsOf,
   type ServiceKind,
 } from "@ballast/protocol";
-import {
-  connectNats,
-  createLogger,
-  type NatsAccess,
-  type NatsCredentials,
-  constants as runtimeConstants,
-} from "@ballast/runtime";
+import { connectNats, createLogger, type NatsAccess, type NatsCredentials } from "@ballast/runtime";
 import { Kvm } from "@nats-io/kv";
 import type { ServiceRecord } from "./cluster-file.ts";
 import {
@@ -57,6 +50,13 @@ import {
   startNatsServer,
 } from "./nats-server.ts";
 import { exited, isRunning, spawnChild, stopChild } from "./processes.ts";
+import {
+  repositoryRoot,
+  type ServiceCommands,
+  type ServiceRunner,
+  serviceCommands,
+  serviceRunner,
+} from "./service-bundles.ts";
 
 export interface LocalClusterOptions {
   dataDir: string;
@@ -86,6 +86,11 @@ export interface LocalClusterOptions {
    * kept across restarts; see `metricsUrl`. Off: no service serves metrics.
    */
   metrics?: boolean;
+  /**
+   * How services run: from bundles or through tsx (service-bundles.ts); by default as
+   * BALLAST_SERVICE_RUNNER says, else from bundles.
+   */
+  runner?: ServiceRunner;
   /** Make services stop by themselves if this process dies (the launcher does). */
   tieToParent?: boolean;
   /** Called when a service exits without being asked to. */
@@ -105,13 +110,6 @@ const idPrefix: Record<ServiceKind, string> = {
   gateway: "gateway",
 };
 
-const repositoryRoot = fileURLToPath(new URL("../../../", import.meta.url));
-const tsxLoader = import.meta.resolve("tsx");
-
-export function serviceEntry(kind: ServiceKind): string {
-  return join(repositoryRoot, "services", kind, "src", "main.ts");
-}
-
 /** How one nats-server of this cluster is started (again, after a kill). */
 type NatsServerSpec = NatsServerOptions & { portPreferred: number };
 
@@ -124,6 +122,8 @@ export class LocalCluster {
   private readonly credentials: Record<CredentialName, NatsCredentials> | undefined;
   private readonly services = new Map<string, Managed>();
   private readonly options: LocalClusterOptions;
+  /** How each kind of service is run; restarts run what the cluster started with. */
+  private readonly commands: ServiceCommands;
   /** nats-servers being restarted now (a second start on one store must never begin). */
   private readonly natsRestarting = new Set<number>();
   /** Each service's metrics port, when `metrics` is on. */
@@ -135,8 +135,10 @@ export class LocalCluster {
     natsServers: RunningNatsServer[],
     natsSpecs: NatsServerSpec[],
     credentials: Record<CredentialName, NatsCredentials> | undefined,
+    commands: ServiceCommands,
   ) {
     this.options = options;
+    this.commands = commands;
     this.dataDir = resolve(options.dataDir);
     this.natsUrl = natsUrl;
     this.nats = natsServers;
@@ -168,6 +170,8 @@ export class LocalCluster {
   }
 
   static async start(options: LocalClusterOptions): Promise<LocalCluster> {
+    // First: a build that fails (or a bad BALLAST_SERVICE_RUNNER) leaves nothing started.
+    const commands = await serviceCommands(options.runner ?? serviceRunner());
     const dataDir = resolve(options.dataDir);
     await mkdir(join(dataDir, "logs"), { recursive: true });
     const servers: RunningNatsServer[] = [];
@@ -192,7 +196,7 @@ export class LocalCluster {
       }
       natsUrl = servers.map((server) => server.url).join(",");
     }
-    const cluster = new LocalCluster(options, natsUrl, servers, specs, credentials);
+    const cluster = new LocalCluster(options, natsUrl, servers, specs, credentials, commands);
     try {
       if (servers.length > 1) await cluster.createReplicatedControlBucket();
       const counts: [ServiceKind, number][] = [
@@ -412,18 +416,7 @@ export class LocalCluster {
     if (this.options.natsTls !== undefined) env.BALLAST_NATS_CA = this.options.natsTls.ca;
     const child = spawnChild({
       command: process.execPath,
-      args: [
-        ...runtimeConstants.serviceNodeFlags,
-        "--import",
-        tsxLoader,
-        serviceEntry(kind),
-        "--id",
-        id,
-        "--data-dir",
-        dataDir,
-        "--nats",
-        this.natsUrl,
-      ],
+      args: [...this.commands[kind], "--id", id, "--data-dir", dataDir, "--nats", this.natsUrl],
       logPath: log,
       env,
       cwd: repositoryRoot,
