@@ -4,7 +4,7 @@
 // chunk), or why it could not be counted.
 
 import { type ParseArgsConfig, parseArgs } from "node:util";
-import { type ResultOf, subjects } from "@ballast/protocol";
+import { limits, type ResultOf, subjects } from "@ballast/protocol";
 import { connectCli, findCluster } from "./connect.ts";
 import { dataDirDefault } from "./constants.ts";
 import { CliError, cliErrorOf, exitCodes } from "./errors.ts";
@@ -99,7 +99,7 @@ export async function volumeCommand(argv: string[]): Promise<number> {
             type: "volume.create.v1",
             name: name!,
             sizeBytes: parseSize(requireFlag(flags.size, "--size"), "--size"),
-            ...(flags.replicas === undefined ? {} : { replicaCount: Number(flags.replicas) }),
+            ...replicaCountOf(flags.replicas),
             ...(flags["partition-size"] === undefined
               ? {}
               : { partitionBytes: parseSize(String(flags["partition-size"]), "--partition-size") }),
@@ -108,7 +108,7 @@ export async function volumeCommand(argv: string[]): Promise<number> {
           ? {
               type: "volume.clone.v1",
               ...source,
-              ...(flags.replicas === undefined ? {} : { replicaCount: Number(flags.replicas) }),
+              ...replicaCountOf(flags.replicas),
             }
           : action === "list"
             ? { type: "volume.list.v1" }
@@ -245,6 +245,24 @@ export function parentLine(volume: VolumeState): string {
   const parent = volume.parent;
   if (parent === undefined) return "";
   return `  clone of ${parent.volume}@${parent.snapshot}, reads through it below ${formatSize(parent.overlap)}\n`;
+}
+
+/**
+ * `--replicas` as the request's field: a whole number the design allows, checked here
+ * so that a typo is a usage error naming the flag, not a NaN sent to the coordinator
+ * (which answered with a schema error about `replicaCount`).
+ */
+export function replicaCountOf(value: string | boolean | undefined): { replicaCount?: number } {
+  if (value === undefined) return {};
+  const text = String(value).trim();
+  const count = /^\d+$/.test(text) ? Number(text) : Number.NaN;
+  if (!(count >= limits.replicaCountMin && count <= limits.replicaCountMax)) {
+    throw new CliError(
+      exitCodes.usage,
+      `--replicas must be a whole number from ${limits.replicaCountMin} to ${limits.replicaCountMax}, got ${JSON.stringify(String(value))}`,
+    );
+  }
+  return { replicaCount: count };
 }
 
 function requireFlag(value: string | boolean | undefined, flag: string): string {
