@@ -133,6 +133,14 @@ describe("codec edge", () => {
     }
   });
 
+  test("a name that breaks the name rule is invalid, and the error says the rule in words", () => {
+    for (const name of ["Vol", "a.b", "-a", "vol@s1", "vol\u00e9"]) {
+      expect(() => decodeMessage(pack({ type: "volume.describe.v1", name }))).toThrow(
+        "refused a volume.describe.v1 message: name: must be lowercase letters, digits and '-', starting with a letter or digit",
+      );
+    }
+  });
+
   test("wrong field types are invalid", () => {
     const cases: Record<string, unknown>[] = [
       { ...validWrite, epoch: "3" },
