@@ -175,3 +175,13 @@ test("ballast nbd refuses a port it cannot serve on, naming --port, before it st
     );
   }
 });
+
+test("ballast nbd on a port already in use fails with a line that names the address", async () => {
+  // The cluster's own NATS port is certainly taken.
+  const taken = new URL(cluster.cluster.natsUrl).port;
+  const failed = await runCli(["nbd", "--port", taken, "--nats", cluster.cluster.natsUrl]);
+  expect(failed.code).toBe(1);
+  expect(failed.stderr).toContain(
+    `ballast gateway: cannot serve NBD on 127.0.0.1:${taken}: listen EADDRINUSE: address already in use 127.0.0.1:${taken}\n`,
+  );
+});

@@ -249,6 +249,9 @@ export async function runService<T extends OptionSpecs>(
     await service.stop(reason);
   } catch (error) {
     logger.fatal({ error: String(error), stack: (error as Error).stack }, "failed");
+    // Also in words on stderr, as for a bad configuration: whoever started the process
+    // (a terminal, `ballast nbd`) may not read its JSON log.
+    process.stderr.write(`ballast ${definition.kind}: ${(error as Error).message ?? error}\n`);
     await service.stop("start failed");
     exitCode = exitCodes.failed;
   }
