@@ -125,6 +125,11 @@ export function parseConfig<T extends OptionSpecs>(specs: T, input: ParseInput):
           break;
         }
         const value = String(raw);
+        if (value === "" && spec.required) {
+          // `--data-dir ""` (an unset shell variable in a script): as good as missing.
+          problems.push(`${source} is required, got an empty value`);
+          break;
+        }
         const problem = spec.check?.(value);
         if (problem !== undefined) problems.push(`${source}: ${problem}`);
         else config[key] = value;

@@ -87,6 +87,12 @@ describe("configuration", () => {
     ]);
   });
 
+  test("a required string given empty on the command line is refused as missing", () => {
+    expect(problems(() => parseConfig(specs, { argv: ["--name", ""], env: {} }))).toEqual([
+      "--name (or T_NAME) is required, got an empty value",
+    ]);
+  });
+
   test("an unknown flag is refused", () => {
     expect(problems(() => parseConfig(specs, { argv: ["--nmae", "x"], env: {} }))[0]).toMatch(
       /--nmae/,
