@@ -98,3 +98,78 @@ test("bad offsets, lengths and inputs are refused with clear errors", async () =
   const missing = await runCli(["export", "nope", join(cluster.dataDir, "x"), ...nats]);
   expect(missing.stderr).toContain("NotFound");
 });
+
+/** `ballast write disk ...args` fed `data` on stdin. */
+function writeFromStdin(args: string[], data: Uint8Array) {
+  return new Promise<{ code: number | null; stderr: string }>((resolve) => {
+    const child = spawn(process.execPath, [ballastBin, "write", "disk", ...args, ...nats], {
+      stdio: ["pipe", "ignore", "pipe"],
+    });
+    let stderr = "";
+    child.stderr.on("data", (chunk) => {
+      stderr += chunk;
+    });
+    // The command may fail before it has read everything: that is not this test's error.
+    child.stdin.on("error", () => undefined);
+    child.stdin.end(data);
+    child.once("close", (code) => resolve({ code, stderr }));
+  });
+}
+
+test("failures part way, ranges past the end and unusable files are clear errors, not crashes", async () => {
+  // Several pieces, the later ones past the end: refused before any byte is output.
+  const pastEnd = await runCli(["read", "disk", "--offset", "8MiB", "--length", "16MiB", ...nats]);
+  expect(pastEnd.code).toBe(1);
+  expect(pastEnd.stderr).toMatch(
+    /^ballast: OutOfRange: cannot read 16MiB at offset 8388608 of disk/,
+  );
+  expect(pastEnd.stdout).toBe("");
+  const exportPastEnd = await runCli([
+    "export",
+    "disk",
+    join(cluster.dataDir, "past.raw"),
+    "--offset",
+    "32MiB",
+    ...nats,
+  ]);
+  expect(exportPastEnd.code).toBe(1);
+  expect(exportPastEnd.stderr).toMatch(/^ballast: OutOfRange: /);
+  // Stdin has no size to check first: its second piece fails while the third is read.
+  const overflow = await writeFromStdin(["--offset", "12MiB"], randomBytes(12 * 1024 * 1024));
+  expect(overflow.code).toBe(1);
+  expect(overflow.stderr).toMatch(/^ballast: OutOfRange: /);
+  expect(overflow.stderr).not.toContain("unexpected failure");
+  const missing = join(cluster.dataDir, "no-such-file");
+  const noFile = await runCli(["write", "disk", "--file", missing, ...nats]);
+  expect(noFile.code).toBe(1);
+  expect(noFile.stderr).toBe(
+    `ballast: cannot open ${missing}: ENOENT: no such file or directory, open '${missing}'\n`,
+  );
+  const directory = await runCli(["import", "disk", cluster.dataDir, ...nats]);
+  expect(directory.code).toBe(1);
+  expect(directory.stderr).toMatch(new RegExp(`^ballast: cannot read ${cluster.dataDir}: EISDIR`));
+  const noDirectory = await runCli(["export", "disk", join(missing, "x.raw"), ...nats]);
+  expect(noDirectory.code).toBe(1);
+  expect(noDirectory.stderr).toMatch(/^ballast: cannot create .*: ENOENT/);
+});
+
+test("--replicas that is not 2 or 3 is a usage error naming the flag", async () => {
+  for (const replicas of ["abc", "2.5", "0x3", "", "1", "4"]) {
+    const created = await runCli([
+      "volume",
+      "create",
+      "never",
+      "--size",
+      "1MiB",
+      `--replicas=${replicas}`,
+      ...nats,
+    ]);
+    expect(created.code, replicas).toBe(2);
+    expect(created.stderr).toBe(
+      `ballast: --replicas must be a whole number from 2 to 3, got ${JSON.stringify(replicas)}\n`,
+    );
+  }
+  const cloned = await runCli(["volume", "clone", "disk@none", "never", "--replicas=x", ...nats]);
+  expect(cloned.code).toBe(2);
+  expect(cloned.stderr).toContain("--replicas must be");
+});

@@ -10,7 +10,7 @@ import { promisify } from "node:util";
 import { freePort } from "@ballast/cli";
 import { subjects } from "@ballast/protocol";
 import { afterAll, beforeAll, expect, test } from "vitest";
-import { startCli } from "../support/cli.ts";
+import { runCli, startCli } from "../support/cli.ts";
 import { startTestCluster, type TestCluster, waitFor } from "../support/cluster.ts";
 
 const run = promisify(execFile);
@@ -163,4 +163,25 @@ test("ballast nbd serves the cluster's volumes from the terminal until Ctrl-C", 
   expect(JSON.parse(stdout).exports[0]["export-size"]).toBe(96 * mebibyte);
   served.child.kill("SIGINT");
   expect(await served.exited).toBe(0);
+});
+
+test("ballast nbd refuses a port it cannot serve on, naming --port, before it starts", async () => {
+  // Port 0 would bind a free port that the command never shows (its log level hides it).
+  for (const port of ["99999", "abc", "-1", "0"]) {
+    const refused = await runCli(["nbd", `--port=${port}`, "--nats", cluster.cluster.natsUrl]);
+    expect(refused.code, port).toBe(2);
+    expect(refused.stderr).toBe(
+      `ballast: --port must be a port from 1 to 65535, got ${JSON.stringify(port)}\n`,
+    );
+  }
+});
+
+test("ballast nbd on a port already in use fails with a line that names the address", async () => {
+  // The cluster's own NATS port is certainly taken.
+  const taken = new URL(cluster.cluster.natsUrl).port;
+  const failed = await runCli(["nbd", "--port", taken, "--nats", cluster.cluster.natsUrl]);
+  expect(failed.code).toBe(1);
+  expect(failed.stderr).toContain(
+    `ballast gateway: cannot serve NBD on 127.0.0.1:${taken}: listen EADDRINUSE: address already in use 127.0.0.1:${taken}\n`,
+  );
 });

@@ -3,7 +3,7 @@
 // sled's inbox, a head node's inbox (control), a heartbeat, a head node's report and
 // the control bucket's JetStream API, and an anonymous or wrongly authenticated connection is refused.
 
-import { execFileSync } from "node:child_process";
+import { execFile, execFileSync } from "node:child_process";
 import { stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { BallastClient } from "@ballast/client";
@@ -201,3 +201,35 @@ test("with TLS the services and a client with the CA connect over tls://; withou
     await certificates.remove();
   }
 }, 60_000);
+
+test("a service whose credentials NATS refuses says so on stderr and exits, without a stack", async () => {
+  const directory = await temporaryDirectory();
+  try {
+    const sledMain = join(process.cwd(), "services/sled/src/main.ts");
+    const result = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
+      execFile(
+        process.execPath,
+        ["--import", "tsx", sledMain, "--id", "sled-9", "--data-dir", directory.path],
+        {
+          env: {
+            ...process.env,
+            BALLAST_NATS: firstUrl,
+            BALLAST_NATS_USER: "sled",
+            BALLAST_NATS_PASSWORD: "not-the-password",
+            BALLAST_LOG_LEVEL: "silent",
+          },
+          timeout: 60_000,
+        },
+        (error, _stdout, stderr) =>
+          resolve({ code: error === null ? 0 : (error.code as number | null), stderr }),
+      );
+    });
+    expect(result.code).toBe(1);
+    expect(result.stderr).toMatch(
+      /^ballast sled: cannot connect to NATS at \S+ within \d+ ms: .*authorization/i,
+    );
+    expect(result.stderr).not.toMatch(/\n\s+at /);
+  } finally {
+    await directory.remove();
+  }
+});

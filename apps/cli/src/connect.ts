@@ -10,6 +10,7 @@ import { resolve } from "node:path";
 import type { NatsRole } from "@ballast/protocol";
 import {
   Bus,
+  checks,
   connectNats,
   createLogger,
   type NatsAccess,
@@ -63,6 +64,15 @@ export async function findCluster(options: {
     }
     natsUrl = file.natsUrl;
     source = clusterFilePath(options.dataDir);
+  }
+  // A URL NATS could never be reached at is a mistake to name, not "is the cluster
+  // running?" after the connect timeout.
+  const problem = checks.natsUrl(natsUrl);
+  if (problem !== undefined) {
+    throw new CliError(
+      source === "--nats" || source === "BALLAST_NATS" ? exitCodes.usage : exitCodes.unreachable,
+      `${source}: ${problem}`,
+    );
   }
   const address: ClusterAddress = { natsUrl, source };
   // The local cluster's files count only for that cluster's URL.

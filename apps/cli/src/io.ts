@@ -157,8 +157,8 @@ async function copyIn(
   pad: boolean,
   progress: Progress,
 ) {
-  const file = source === undefined ? undefined : await open(source, "r");
-  const size = file === undefined ? undefined : (await file.stat()).size;
+  const file = source === undefined ? undefined : await fileStep(source, "open", open(source, "r"));
+  const size = file === undefined ? undefined : (await fileStep(source!, "read", file.stat())).size;
   if (size !== undefined && offset + size > volume.sizeBytes) {
     await file?.close();
     throw new CliError(
@@ -166,10 +166,10 @@ async function copyIn(
       `${source} is ${formatSize(size)}: it does not fit in ${volume.name} (${formatSize(volume.sizeBytes)}) at ${offset}`,
     );
   }
-  const inflight = new Set<Promise<void>>();
+  const writes = new Pipeline(piecesInflightMax);
   let position = 0;
   try {
-    const pieces = file === undefined ? readStdin() : readFile(file);
+    const pieces = file === undefined ? readStdin() : readFile(file, source!);
     for await (let piece of pieces) {
       if (piece.byteLength % limits.sectorBytes !== 0) {
         if (!pad) {
@@ -186,23 +186,26 @@ async function copyIn(
       }
       const at = offset + position;
       position += piece.byteLength;
-      const write = volume.write(at, piece).finally(() => inflight.delete(write));
-      inflight.add(write);
-      if (inflight.size >= piecesInflightMax) await Promise.race(inflight);
+      await writes.add(volume.write(at, piece));
       progress(position, size);
     }
-    await Promise.all(inflight);
+    await writes.drain();
     await volume.flush();
     return position;
   } finally {
+    // Nothing may be left running when the volume closes, failed or not.
+    await writes.settled();
     await file?.close();
   }
 }
 
-async function* readFile(file: Awaited<ReturnType<typeof open>>): AsyncGenerator<Uint8Array> {
+async function* readFile(
+  file: Awaited<ReturnType<typeof open>>,
+  path: string,
+): AsyncGenerator<Uint8Array> {
   for (;;) {
     const buffer = new Uint8Array(pieceBytes);
-    const { bytesRead } = await file.read(buffer, 0, pieceBytes, null);
+    const { bytesRead } = await fileStep(path, "read", file.read(buffer, 0, pieceBytes, null));
     if (bytesRead === 0) return;
     yield buffer.subarray(0, bytesRead);
   }
@@ -233,14 +236,28 @@ async function copyOut(
   total: number,
   progress: Progress,
 ) {
-  const file = target === undefined ? undefined : await open(target, "w");
+  // Refused before anything is read or a file is made: a range past the end would
+  // otherwise fail only at its first piece past the end, after the pieces before it
+  // had gone to the output.
+  if (offset > volume.sizeBytes || total > volume.sizeBytes - offset) {
+    throw new CliError(
+      exitCodes.failed,
+      `OutOfRange: cannot read ${formatSize(Math.max(0, total))} at offset ${offset} of ${volume.name}: the volume ends at ${volume.sizeBytes} (${formatSize(volume.sizeBytes)})`,
+    );
+  }
+  const file =
+    target === undefined ? undefined : await fileStep(target, "create", open(target, "w"));
+  const reads: Promise<Uint8Array>[] = [];
   try {
-    const reads: Promise<Uint8Array>[] = [];
     let issued = 0;
     let done = 0;
     const issue = () => {
       const length = Math.min(pieceBytes, total - issued);
-      reads.push(volume.read(offset + issued, length));
+      const read = volume.read(offset + issued, length);
+      // Handled here as well as where it is awaited, in order: a later piece may fail
+      // while an earlier one is awaited, and an unhandled rejection ends the process.
+      read.catch(() => undefined);
+      reads.push(read);
       issued += length;
     };
     while (issued < total && reads.length < piecesInflightMax) issue();
@@ -250,14 +267,73 @@ async function copyOut(
         if (!process.stdout.write(data))
           await new Promise((resolve) => process.stdout.once("drain", resolve));
       } else {
-        await file.write(data);
+        await fileStep(target!, "write", file.write(data));
       }
       done += data.byteLength;
       progress(done, total);
       if (issued < total) issue();
     }
-    await file?.sync();
+    if (file !== undefined) await fileStep(target!, "write", file.sync());
   } finally {
+    await Promise.allSettled(reads);
     await file?.close();
+  }
+}
+
+/**
+ * `step` on the file at `path`, its failure (no such file, a directory, no space) as
+ * the command's error: what could not be done to which file, and why.
+ */
+async function fileStep<T>(path: string, action: string, step: Promise<T>): Promise<T> {
+  try {
+    return await step;
+  } catch (error) {
+    throw new CliError(exitCodes.failed, `cannot ${action} ${path}: ${(error as Error).message}`, {
+      cause: error,
+    });
+  }
+}
+
+/**
+ * Writes in flight, at most `inflightMax`. Each failure is caught as it happens and the
+ * first is thrown by the next `add` or by `drain`: a write that failed while the command
+ * was reading its input was an unhandled rejection, which ended the process with a stack
+ * trace instead of the error.
+ */
+class Pipeline {
+  private readonly inflight = new Set<Promise<void>>();
+  private failure: { error: unknown } | undefined;
+
+  constructor(private readonly inflightMax: number) {}
+
+  /** Starts tracking `operation`; waits while the pipeline is full. */
+  async add(operation: Promise<unknown>): Promise<void> {
+    this.throwIfFailed();
+    const tracked: Promise<void> = operation
+      .then(
+        () => undefined,
+        (error: unknown) => {
+          this.failure ??= { error };
+        },
+      )
+      .finally(() => this.inflight.delete(tracked));
+    this.inflight.add(tracked);
+    if (this.inflight.size >= this.inflightMax) await Promise.race(this.inflight);
+    this.throwIfFailed();
+  }
+
+  /** Waits for every operation; throws the first failure. */
+  async drain(): Promise<void> {
+    await this.settled();
+    this.throwIfFailed();
+  }
+
+  /** Waits for every operation to end; never throws. */
+  async settled(): Promise<void> {
+    await Promise.all(this.inflight);
+  }
+
+  private throwIfFailed(): void {
+    if (this.failure !== undefined) throw this.failure.error;
   }
 }

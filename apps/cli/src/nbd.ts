@@ -35,6 +35,7 @@ export async function nbdCommand(argv: string[]): Promise<number> {
   } catch (error) {
     throw new CliError(exitCodes.usage, `${(error as Error).message} (see ballast help nbd)`);
   }
+  const port = portOf(flags.port);
   const address = await findCluster({
     nats: flags.nats as string | undefined,
     dataDir: (flags["data-dir"] as string | undefined) ?? dataDirDefault,
@@ -50,11 +51,11 @@ export async function nbdCommand(argv: string[]): Promise<number> {
     serviceArgv.push("--nats-creds", address.credentialsFile);
   }
   if (address.access?.caFile !== undefined) serviceArgv.push("--nats-ca", address.access.caFile);
-  if (flags.port !== undefined) serviceArgv.push("--nbd-port", String(flags.port));
+  if (port !== undefined) serviceArgv.push("--nbd-port", String(port));
   if (flags.host !== undefined) serviceArgv.push("--nbd-host", String(flags.host));
   if (flags.socket !== undefined) serviceArgv.push("--nbd-socket", String(flags.socket));
   process.stderr.write(
-    `serving NBD for the cluster at ${address.natsUrl} on ${flags.socket ?? `${flags.host ?? "127.0.0.1"}:${flags.port ?? nbdPortDefault}`}; Ctrl-C stops\n`,
+    `starting NBD for the cluster at ${address.natsUrl} on ${flags.socket ?? `${flags.host ?? "127.0.0.1"}:${port ?? nbdPortDefault}`}; Ctrl-C stops\n`,
   );
   try {
     const code = await runService(gatewayDefinition, {
@@ -65,4 +66,22 @@ export async function nbdCommand(argv: string[]): Promise<number> {
   } finally {
     await rm(directory, { recursive: true, force: true });
   }
+}
+
+/**
+ * `--port`, checked here so that the error names the flag the user typed (the gateway
+ * would name its own, --nbd-port). Port 0 (any free port) is refused: the port chosen
+ * is logged at a level this command does not show, so nobody could connect.
+ */
+function portOf(value: string | boolean | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  const text = String(value).trim();
+  const port = /^\d+$/.test(text) ? Number(text) : Number.NaN;
+  if (!(port >= 1 && port <= 65_535)) {
+    throw new CliError(
+      exitCodes.usage,
+      `--port must be a port from 1 to 65535, got ${JSON.stringify(String(value))}`,
+    );
+  }
+  return port;
 }

@@ -1,8 +1,10 @@
 // How long a command waits for NATS: the default, BALLAST_NATS_CONNECT_TIMEOUT_MS within
 // its bounds, and a usage error for anything else.
 
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { expect, test } from "vitest";
-import { cliConnectTimeoutOf } from "../src/connect.ts";
+import { cliConnectTimeoutOf, findCluster } from "../src/connect.ts";
 import {
   cliConnectTimeoutMs,
   cliConnectTimeoutMsMax,
@@ -36,4 +38,38 @@ test.each([
       message: expect.stringContaining("BALLAST_NATS_CONNECT_TIMEOUT_MS must be a whole number"),
     }),
   );
+});
+
+test.each([
+  ["http://127.0.0.1:4222", "must use nats:// or tls://"],
+  ["not a url", "is not a URL"],
+  ["nats://127.0.0.1:99999", "is not a URL"],
+])(
+  "a NATS URL %s that cannot work is a usage error naming where it came from",
+  async (url, why) => {
+    const nowhere = join(tmpdir(), "ballast-no-cluster-here");
+    await expect(findCluster({ nats: url, dataDir: nowhere, env: {} })).rejects.toMatchObject({
+      exitCode: exitCodes.usage,
+      message: expect.stringMatching(new RegExp(`^--nats: .*${why}`)),
+    });
+    await expect(
+      findCluster({ dataDir: nowhere, env: { BALLAST_NATS: url } }),
+    ).rejects.toMatchObject({
+      exitCode: exitCodes.usage,
+      message: expect.stringMatching(new RegExp(`^BALLAST_NATS: .*${why}`)),
+    });
+  },
+);
+
+test("a NATS URL list is checked whole, and good URLs pass", async () => {
+  const nowhere = join(tmpdir(), "ballast-no-cluster-here");
+  const found = await findCluster({
+    nats: "nats://127.0.0.1:4222,tls://10.0.0.2:4222",
+    dataDir: nowhere,
+    env: {},
+  });
+  expect(found).toMatchObject({
+    natsUrl: "nats://127.0.0.1:4222,tls://10.0.0.2:4222",
+    source: "--nats",
+  });
 });

@@ -353,8 +353,13 @@ export function decodeValue(bytes: Uint8Array, bytesMax: number = messageBytesMa
     }
     const value = values[0];
     if (!isPlainData(value)) {
-      // msgpackr turns the reserved byte 0xc1 into a marker object rather than failing.
-      throw new Error("found a reserved msgpack code");
+      // msgpackr turns the timestamp extension (-1) into a Date, and the reserved byte
+      // 0xc1 into a marker object, rather than failing; a message holds neither.
+      throw new Error(
+        value instanceof Date
+          ? "found a msgpack timestamp (extension type -1), which no message holds"
+          : "found the reserved msgpack code 0xc1",
+      );
     }
     return value;
   } catch (error) {

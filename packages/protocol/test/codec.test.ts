@@ -101,6 +101,16 @@ describe("codec edge", () => {
     expect(codeOf(() => decodeMessage(bytes))).toBe(ErrorCode.MalformedMessage);
   });
 
+  test("a timestamp or the reserved code 0xc1 is malformed, and named for what it is", () => {
+    const timestamp = new Uint8Array([0xd6, 0xff, 0, 0, 0, 1]);
+    expect(() => decodeMessage(timestamp)).toThrow(
+      "refused a message that is not valid msgpack: found a msgpack timestamp (extension type -1), which no message holds",
+    );
+    expect(() => decodeMessage(new Uint8Array([0xc1]))).toThrow(
+      "refused a message that is not valid msgpack: found the reserved msgpack code 0xc1",
+    );
+  });
+
   test("a value that is not a map is malformed", () => {
     for (const value of [1, "x", null, [1, 2], true]) {
       expect(codeOf(() => decodeMessage(pack(value)))).toBe(ErrorCode.MalformedMessage);
@@ -130,6 +140,14 @@ describe("codec edge", () => {
     } catch (error) {
       expect((error as BallastError).code).toBe(ErrorCode.InvalidMessage);
       expect((error as BallastError).message).toContain("epoch");
+    }
+  });
+
+  test("a name that breaks the name rule is invalid, and the error says the rule in words", () => {
+    for (const name of ["Vol", "a.b", "-a", "vol@s1", "vol\u00e9"]) {
+      expect(() => decodeMessage(pack({ type: "volume.describe.v1", name }))).toThrow(
+        "refused a volume.describe.v1 message: name: must be lowercase letters, digits and '-', starting with a letter or digit",
+      );
     }
   });
 

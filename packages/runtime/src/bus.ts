@@ -99,6 +99,25 @@ export function readCredentialsFile(path: string): NatsCredentials {
 }
 
 /**
+ * `path` as the CA file of NATS's TLS, once it is known to be a readable file. Checked
+ * before connecting: a missing CA file otherwise showed as whatever the first connect
+ * attempt failed with ("server does not support 'tls'", a handshake error), after the
+ * connect timeout.
+ */
+export function readableCaFile(path: string): string {
+  try {
+    readFileSync(path);
+  } catch (error) {
+    throw new BallastError(
+      ErrorCode.InvalidArgument,
+      `cannot read the NATS CA file ${path}: ${(error as Error).message}`,
+      { cause: error },
+    );
+  }
+  return path;
+}
+
+/**
  * Access from the environment: BALLAST_NATS_CREDS (a credentials file), else
  * BALLAST_NATS_USER with BALLAST_NATS_PASSWORD; BALLAST_NATS_CA for TLS. Used when the
  * caller gives none, so every tool that connects honours the same variables.
@@ -109,7 +128,7 @@ export function natsAccessFromEnv(env: Readonly<Record<string, string | undefine
   else if (env.BALLAST_NATS_USER) {
     access.credentials = { user: env.BALLAST_NATS_USER, password: env.BALLAST_NATS_PASSWORD ?? "" };
   }
-  if (env.BALLAST_NATS_CA) access.caFile = env.BALLAST_NATS_CA;
+  if (env.BALLAST_NATS_CA) access.caFile = readableCaFile(env.BALLAST_NATS_CA);
   return access;
 }
 

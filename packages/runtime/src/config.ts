@@ -28,6 +28,8 @@ export interface IntegerOption extends OptionBase {
   required?: boolean;
   min: number;
   max: number;
+  /** The value must be a multiple of this (a sector, a block), checked with the bounds. */
+  multipleOf?: number;
 }
 
 export interface BooleanOption extends OptionBase {
@@ -109,6 +111,8 @@ export function parseConfig<T extends OptionSpecs>(specs: T, input: ParseInput):
           problems.push(`${source} must be a whole number, got ${JSON.stringify(raw)}`);
         } else if (value < spec.min || value > spec.max) {
           problems.push(`${source} must be between ${spec.min} and ${spec.max}, got ${value}`);
+        } else if (spec.multipleOf !== undefined && value % spec.multipleOf !== 0) {
+          problems.push(`${source} must be a multiple of ${spec.multipleOf}, got ${value}`);
         } else {
           config[key] = value;
         }
@@ -121,6 +125,11 @@ export function parseConfig<T extends OptionSpecs>(specs: T, input: ParseInput):
           break;
         }
         const value = String(raw);
+        if (value === "" && spec.required) {
+          // `--data-dir ""` (an unset shell variable in a script): as good as missing.
+          problems.push(`${source} is required, got an empty value`);
+          break;
+        }
         const problem = spec.check?.(value);
         if (problem !== undefined) problems.push(`${source}: ${problem}`);
         else config[key] = value;

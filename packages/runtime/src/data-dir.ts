@@ -67,12 +67,28 @@ function writeIdentity(dataDir: string, identity: Identity): Promise<void> {
   );
 }
 
-/** Creates the directory and its identity on first use; refuses a directory of another node. */
+/**
+ * Creates the directory and its identity on first use; refuses a directory of another
+ * node. Every failure is a DataDirError that names the directory: one that cannot be
+ * made or read (a file of that name, no permission) too, which the start reports as a
+ * configuration problem rather than a crash with a stack.
+ */
 export async function claimDataDir(
   dataDir: string,
   kind: ServiceKind,
   nodeId: string,
 ): Promise<Identity> {
+  try {
+    return await claim(dataDir, kind, nodeId);
+  } catch (error) {
+    if (error instanceof DataDirError) throw error;
+    throw new DataDirError(`cannot use ${dataDir}: ${(error as Error).message}`, {
+      cause: error,
+    });
+  }
+}
+
+async function claim(dataDir: string, kind: ServiceKind, nodeId: string): Promise<Identity> {
   await mkdir(dataDir, { recursive: true });
   const path = join(dataDir, identityFileName);
   let text: string | undefined;

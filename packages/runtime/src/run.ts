@@ -5,7 +5,7 @@
 
 import { setTimeout as sleep } from "node:timers/promises";
 import type { ServiceKind } from "@ballast/protocol";
-import { Bus, connectNats, type NatsAccess, readCredentialsFile } from "./bus.ts";
+import { Bus, connectNats, type NatsAccess, readableCaFile, readCredentialsFile } from "./bus.ts";
 import { type ConfigOf, checks, describeOptions, type OptionSpecs, parseConfig } from "./config.ts";
 import {
   heartbeatIntervalMsDefault,
@@ -202,14 +202,24 @@ export async function runService<T extends OptionSpecs>(
     process.stderr.write(`ballast ${definition.kind}: ${(error as Error).message}\n`);
     return exitCodes.badConfig;
   }
-  const connection = await connectNats({
-    servers: common.nats,
-    name: `${definition.kind}-${common.nodeId}`,
-    logger,
-    // Nothing given: connectNats falls back to the BALLAST_NATS_* variables of this
-    // process (`ballast nbd` runs a gateway in the CLI's own process).
-    ...(access.credentials === undefined && access.caFile === undefined ? {} : { access }),
-  });
+  let connection: Awaited<ReturnType<typeof connectNats>>;
+  try {
+    connection = await connectNats({
+      servers: common.nats,
+      name: `${definition.kind}-${common.nodeId}`,
+      logger,
+      // Nothing given: connectNats falls back to the BALLAST_NATS_* variables of this
+      // process (`ballast nbd` runs a gateway in the CLI's own process).
+      ...(access.credentials === undefined && access.caFile === undefined ? {} : { access }),
+    });
+  } catch (error) {
+    // Refused credentials, or no NATS within the connect timeout: said in words, not
+    // thrown out of the process as an uncaught error with a stack.
+    logger.fatal((error as Error).message);
+    process.stderr.write(`ballast ${definition.kind}: ${(error as Error).message}\n`);
+    await telemetry.shutdown().catch(() => undefined);
+    return exitCodes.failed;
+  }
   const service = new Service({
     kind: definition.kind,
     nodeId: common.nodeId,
@@ -249,6 +259,9 @@ export async function runService<T extends OptionSpecs>(
     await service.stop(reason);
   } catch (error) {
     logger.fatal({ error: String(error), stack: (error as Error).stack }, "failed");
+    // Also in words on stderr, as for a bad configuration: whoever started the process
+    // (a terminal, `ballast nbd`) may not read its JSON log.
+    process.stderr.write(`ballast ${definition.kind}: ${(error as Error).message ?? error}\n`);
     await service.stop("start failed");
     exitCode = exitCodes.failed;
   }
@@ -263,7 +276,7 @@ function natsAccessOf(common: CommonConfig): NatsAccess {
   else if (common.natsUser !== undefined) {
     access.credentials = { user: common.natsUser, password: common.natsPassword ?? "" };
   }
-  if (common.natsCa !== undefined) access.caFile = common.natsCa;
+  if (common.natsCa !== undefined) access.caFile = readableCaFile(common.natsCa);
   return access;
 }
 

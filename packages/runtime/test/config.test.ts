@@ -68,6 +68,31 @@ describe("configuration", () => {
     }
   });
 
+  test("an integer that must be a multiple of a unit is refused otherwise, naming the variable", () => {
+    const sized = {
+      bytes: {
+        flag: "bytes",
+        env: "T_BYTES",
+        type: "integer",
+        default: 4096,
+        min: 512,
+        max: 1 << 20,
+        multipleOf: 512,
+        description: "a size",
+      },
+    } as const satisfies OptionSpecs;
+    expect(parseConfig(sized, { argv: [], env: { T_BYTES: "1024" } }).bytes).toBe(1024);
+    expect(problems(() => parseConfig(sized, { argv: [], env: { T_BYTES: "1000" } }))).toEqual([
+      "--bytes (or T_BYTES) must be a multiple of 512, got 1000",
+    ]);
+  });
+
+  test("a required string given empty on the command line is refused as missing", () => {
+    expect(problems(() => parseConfig(specs, { argv: ["--name", ""], env: {} }))).toEqual([
+      "--name (or T_NAME) is required, got an empty value",
+    ]);
+  });
+
   test("an unknown flag is refused", () => {
     expect(problems(() => parseConfig(specs, { argv: ["--nmae", "x"], env: {} }))[0]).toMatch(
       /--nmae/,

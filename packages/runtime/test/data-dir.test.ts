@@ -65,3 +65,17 @@ test("a disk id that is not 32 hex digits is refused, not replaced", async () =>
   await expect(claimDataDir(dir, "headnode", "head-1")).rejects.toThrow(/not 32 hex digits/);
   expect(JSON.parse(await readFile(path, "utf8")).diskId).toBe("nope");
 });
+
+test("a path that cannot be a directory is a DataDirError naming it, not a crash", async () => {
+  const file = join(root, "a-file");
+  await writeFile(file, "not a directory");
+  const claimed = claimDataDir(file, "sled", "sled-1");
+  await expect(claimed).rejects.toThrow(DataDirError);
+  await expect(claimDataDir(file, "sled", "sled-1")).rejects.toThrow(
+    `cannot use ${file}: EEXIST: file already exists, mkdir '${file}'`,
+  );
+  const below = join(file, "sled-1");
+  await expect(claimDataDir(below, "sled", "sled-1")).rejects.toThrow(
+    new RegExp(`^cannot use ${below}: ENOTDIR`),
+  );
+});

@@ -114,6 +114,9 @@ export const coordinatorOptions = {
     default: limits.partitionBytesDefault,
     min: limits.partitionBytesMin,
     max: limits.partitionBytesMax,
+    // Otherwise every create that names no partition size would be refused, for a
+    // size its caller never gave.
+    multipleOf: limits.sectorBytes,
     description: "partition size of new volumes that do not name one",
   },
   sweepIntervalMs: {

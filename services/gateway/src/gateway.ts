@@ -140,11 +140,21 @@ export class Gateway {
       listExports: () => this.listExports(),
       logger: this.service.logger,
     });
-    const bound = await this.server.listen(
+    const where =
       this.config.nbdSocket === undefined
         ? { host: this.config.nbdHost, port: this.config.nbdPort }
-        : { path: this.config.nbdSocket },
-    );
+        : { path: this.config.nbdSocket };
+    let bound: Awaited<ReturnType<NbdServer["listen"]>>;
+    try {
+      bound = await this.server.listen(where);
+    } catch (error) {
+      // A port in use, a host that does not resolve, a socket directory that is missing:
+      // the error says which address, since the system's words alone may not.
+      const address = "path" in where ? where.path : `${where.host}:${where.port}`;
+      throw new Error(`cannot serve NBD on ${address}: ${(error as Error).message}`, {
+        cause: error,
+      });
+    }
     this.address =
       bound.path !== undefined
         ? `nbd+unix:///?socket=${bound.path}`

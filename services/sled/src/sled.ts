@@ -25,6 +25,7 @@ import {
 } from "@ballast/runtime";
 import {
   blobUploadSweepIntervalMs,
+  blockBytes,
   damagedSlotsDescribedMax,
   deviceBytesDefault,
   deviceBytesMax,
@@ -54,7 +55,8 @@ export const sledOptions = {
     default: deviceBytesDefault,
     min: deviceBytesMin,
     max: deviceBytesMax,
-    description: "size of each device file, a multiple of 4096 (fixed once formatted)",
+    multipleOf: blockBytes,
+    description: `size of each device file, a multiple of ${blockBytes} (fixed once formatted)`,
   },
   // Where it takes links: head nodes' chunk writes and reads without nats-server.
   ...linkOptions,

@@ -16,6 +16,8 @@ import {
 import { serviceKinds } from "../subjects.ts";
 
 const namePattern = /^[a-z0-9][a-z0-9-]*$/;
+/** Said when a name breaks `namePattern`: the rule in words, not the pattern's source. */
+const nameRule = "must be lowercase letters, digits and '-', starting with a letter or digit";
 
 export const unsignedInteger = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER);
 export const positiveInteger = z.number().int().positive().max(Number.MAX_SAFE_INTEGER);
@@ -24,14 +26,18 @@ export const uint32 = z.number().int().nonnegative().max(0xffff_ffff);
 /** A byte offset or length inside a volume. */
 export const volumeBytes = z.number().int().nonnegative().max(volumeBytesMax);
 
-export const nodeId = z.string().min(1).max(nodeIdLengthMax).regex(namePattern);
-export const volumeName = z.string().min(1).max(volumeNameLengthMax).regex(namePattern);
+export const nodeId = z.string().min(1).max(nodeIdLengthMax).regex(namePattern, nameRule);
+export const volumeName = z.string().min(1).max(volumeNameLengthMax).regex(namePattern, nameRule);
 /** A volume's incarnation: a delete and a re-create of one name get different ids. */
-export const volumeId = z.string().min(1).max(volumeIdLengthMax).regex(namePattern);
+export const volumeId = z.string().min(1).max(volumeIdLengthMax).regex(namePattern, nameRule);
 /** A snapshot's name, unique within its volume (chosen by the user). */
-export const snapshotName = z.string().min(1).max(snapshotNameLengthMax).regex(namePattern);
+export const snapshotName = z
+  .string()
+  .min(1)
+  .max(snapshotNameLengthMax)
+  .regex(namePattern, nameRule);
 /** A snapshot's id, drawn by the coordinator and never reused: what replicas key it by. */
-export const snapshotId = z.string().min(1).max(snapshotIdLengthMax).regex(namePattern);
+export const snapshotId = z.string().min(1).max(snapshotIdLengthMax).regex(namePattern, nameRule);
 export const serviceKind = z.enum(serviceKinds);
 /**
  * A data directory's id: drawn at random when the directory is created (runtime
