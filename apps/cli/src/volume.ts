@@ -264,24 +264,6 @@ export function parentLine(volume: VolumeState): string {
   return `  clone of ${parent.volume}@${parent.snapshot}, reads through it below ${formatSize(parent.overlap)}\n`;
 }
 
-/**
- * `--replicas` as the request's field: a whole number the design allows, checked here
- * so that a typo is a usage error naming the flag, not a NaN sent to the coordinator
- * (which answered with a schema error about `replicaCount`).
- */
-export function replicaCountOf(value: string | boolean | undefined): { replicaCount?: number } {
-  if (value === undefined) return {};
-  const text = String(value).trim();
-  const count = /^\d+$/.test(text) ? Number(text) : Number.NaN;
-  if (!(count >= limits.replicaCountMin && count <= limits.replicaCountMax)) {
-    throw new CliError(
-      exitCodes.usage,
-      `--replicas must be a whole number from ${limits.replicaCountMin} to ${limits.replicaCountMax}, got ${JSON.stringify(String(value))}`,
-    );
-  }
-  return { replicaCount: count };
-}
-
 function requireFlag(value: string | boolean | undefined, flag: string): string {
   if (typeof value !== "string") throw new CliError(exitCodes.usage, `${flag} is required`);
   return value;
