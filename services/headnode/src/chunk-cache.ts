@@ -150,23 +150,37 @@ export class ChunkCache {
    * is returned: a read of a whole chunk, or within one block, is a view of it.
    */
   read(chunkId: string, offset: number, length: number): Uint8Array | undefined {
-    if (!this.enabled || length <= 0 || offset < 0) return undefined;
+    if (!this.enabled) return undefined;
+    const found = this.find(chunkId, offset, length);
+    if (found === undefined) this.misses++;
+    else this.hits++;
+    return found;
+  }
+
+  /**
+   * As `read`, but a miss is not counted: for a caller that asks `read` next when this
+   * misses (the sled client's synchronous try before its sled read), so that each
+   * range counts once, as a hit or as a miss.
+   */
+  tryRead(chunkId: string, offset: number, length: number): Uint8Array | undefined {
+    if (!this.enabled) return undefined;
+    const found = this.find(chunkId, offset, length);
+    if (found !== undefined) this.hits++;
+    return found;
+  }
+
+  /** `read` without its counting. */
+  private find(chunkId: string, offset: number, length: number): Uint8Array | undefined {
+    if (length <= 0 || offset < 0) return undefined;
     const chunk = this.chunks.get(chunkId);
+    if (chunk === undefined) return undefined;
     const end = offset + length;
     const first = Math.floor(offset / cacheBlockBytes);
     const last = Math.floor((end - 1) / cacheBlockBytes);
-    if (chunk === undefined) {
-      this.misses++;
-      return undefined;
-    }
     const whole = chunk.whole;
     if (whole !== undefined) {
       // A whole chunk takes no blocks: past its end there is nothing to find.
-      if (end > whole.data.byteLength) {
-        this.misses++;
-        return undefined;
-      }
-      this.hits++;
+      if (end > whole.data.byteLength) return undefined;
       this.touch(whole);
       return whole.data.subarray(offset, end);
     }
@@ -177,11 +191,9 @@ export class ChunkCache {
         block === undefined ||
         block.data.byteLength < Math.min(end, start + cacheBlockBytes) - start
       ) {
-        this.misses++;
         return undefined;
       }
     }
-    this.hits++;
     if (first === last) {
       const block = chunk.blocks.get(first)!;
       this.touch(block);

@@ -280,7 +280,9 @@ export class SledClient {
    * `readChunk`'s answer when the cache has the whole range (and a whole-chunk read
    * passes its recorded CRC32C), synchronously; undefined otherwise, for `readChunk` to
    * take from there (a cached whole chunk that fails its check is dropped there, not
-   * here). What a hit returns is exactly what `readChunk` would: the same view.
+   * here). What a hit returns is exactly what `readChunk` would: the same view. A hit
+   * counts in the cache's counters; a miss does not, since `readChunk` follows it and
+   * counts it (each range counts once).
    */
   readCached(
     chunkId: string,
@@ -288,7 +290,7 @@ export class SledClient {
     length: number,
     expect?: ChunkExpectation,
   ): Uint8Array | undefined {
-    const cached = this.cache.read(chunkId, offset, length);
+    const cached = this.cache.tryRead(chunkId, offset, length);
     if (cached === undefined) return undefined;
     const whole = expect?.checksum !== undefined && offset === 0 && length === expect.bytes;
     if (!whole || crc32c(cached) === expect.checksum) return cached;
