@@ -61,6 +61,16 @@ export const cacheEntryOverheadBytes = 512;
 export const chunkChargeBytes = 384;
 
 /**
+ * The largest sled read whose blocks the sled client copies into the cache. A larger
+ * range is a scan (a sequential reader's 1 MiB reads, a compaction's whole chunk): its
+ * blocks are seldom read again before a scan larger than the cache evicts them, copying
+ * them costs about a quarter of the primary's CPU per MiB read, and each insert evicts
+ * what random readers keep using. Such reads go to the sleds each time instead. 256 KiB
+ * is above the pieces a kernel's readahead or a database page asks for.
+ */
+export const cacheFillReadBytesMax = 256 * 1024;
+
+/**
  * Default bound per head node: 256 MiB, about 58,000 blocks of 4 KiB (227 MiB of data).
  * The same as one replica's default journal bound (`--journal-bytes-max`), a small part
  * of a storage node's memory, and enough for the hot set of a few busy volumes; a node

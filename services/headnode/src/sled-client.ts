@@ -34,7 +34,8 @@
 // Cache (chunk-cache.ts): chunks are write-once under ids never reused, so their bytes
 // are cached here with no invalidation: filled by every chunk this node writes (what its
 // primaries flush, kept whole: the flush's own buffer, no copy) and by every range it
-// reads from a sled (after the checks above, copied per 4 KiB block), and consulted first
+// reads from a sled (after the checks above, copied per 4 KiB block; not the ranges larger
+// than `cacheFillReadBytesMax`, which are scans), and consulted first
 // by `readChunk`, which answers from it only when the chunk is held whole or every block
 // of the range is there. A whole read answered from the cache is still
 // checked against the recorded CRC32C (its blocks may have come from partial reads of
@@ -55,7 +56,7 @@ import {
   subjects,
 } from "@ballast/protocol";
 import type { Bus, Logger, Meter } from "@ballast/runtime";
-import { ChunkCache, chunkCacheBytesDefault } from "./chunk-cache.ts";
+import { ChunkCache, cacheFillReadBytesMax, chunkCacheBytesDefault } from "./chunk-cache.ts";
 
 /** Copies of every chunk. Erasure coding across sleds is a later step. */
 export const chunkCopies = 2;
@@ -328,7 +329,10 @@ export class SledClient {
             `chunk ${chunkId} on ${sled} passes the sled's block checks but not the recorded CRC32C`,
           );
         }
-        this.cache.insert(chunkId, offset, data, expect?.bytes);
+        // Not a scan's large ranges (see cacheFillReadBytesMax).
+        if (length <= cacheFillReadBytesMax) {
+          this.cache.insert(chunkId, offset, data, expect?.bytes);
+        }
         if (bad.length > 0) {
           void this.repairChunk(owner, chunkId, sled, bad, expect, whole ? data : undefined);
         }

@@ -11,7 +11,11 @@ import { BallastError, crc32c, ErrorCode, subjects } from "@ballast/protocol";
 import type { Bus, Logger } from "@ballast/runtime";
 import fc from "fast-check";
 import { describe, expect, test, vi } from "vitest";
-import { cacheBlockBytes, cacheEntryOverheadBytes } from "../src/chunk-cache.ts";
+import {
+  cacheBlockBytes,
+  cacheEntryOverheadBytes,
+  cacheFillReadBytesMax,
+} from "../src/chunk-cache.ts";
 import { SledClient } from "../src/sled-client.ts";
 
 const owner = { volume: "vol", partition: 0 };
@@ -220,6 +224,26 @@ describe("the sled client's chunk cache against a model", () => {
     expect(client.cache.stats()).toMatchObject({ hits: 0, misses: 1 });
     expect(client.readCached("c0", block, block)).toBeDefined();
     expect(client.cache.stats()).toMatchObject({ hits: 1, misses: 1 });
+  });
+
+  test("a sled read larger than cacheFillReadBytesMax is a scan: not copied into the cache", async () => {
+    const sleds = fakeSleds();
+    const client = new SledClient(sleds.bus, logger, { cacheBytes: 16 << 20 });
+    const data = pattern(2 * cacheFillReadBytesMax, 5);
+    await sleds.bus.request(subjects.node.build("sled-1"), {
+      type: "sled.chunk.write.v1",
+      owner,
+      chunkId: "c0",
+      data,
+    });
+    const large = await client.readChunk(owner, "c0", ["sled-1"], 0, cacheFillReadBytesMax + block);
+    expect(Buffer.compare(large, data.subarray(0, cacheFillReadBytesMax + block))).toBe(0);
+    expect(client.cache.stats().blocks).toBe(0);
+    await client.readChunk(owner, "c0", ["sled-1"], 0, cacheFillReadBytesMax);
+    expect(client.cache.stats().blocks).toBe(cacheFillReadBytesMax / block);
+    const before = sleds.requests();
+    expect(client.readCached("c0", block, block)).toBeDefined();
+    expect(sleds.requests()).toBe(before);
   });
 
   test("a read the cache holds sends nothing to sleds; with the cache off, every read does", async () => {
