@@ -23,6 +23,12 @@
 //   npm run bench:write -- --gc /tmp/gc     garbage collections per process and kind
 //   npm run bench:write -- --jobs randread-qd32,read-1m-qd8
 //   npm run bench:write -- --jobs randwrite-qd1 --latency /tmp/lat   (hooks applied)
+//   npm run bench:write -- --jobs randread-qd32 --volume-mib 512 --cache-mib 256
+//
+// Read jobs also print the primary's chunk cache hits and misses over the job (from its
+// `node.info.v1` details). `--volume-mib` sets the volume's size (256 by default;
+// `npm run bench` uses 512, twice the default cache), `--cache-mib` the head nodes'
+// chunk cache (BALLAST_CHUNK_CACHE_BYTES).
 //
 // A job is `randwrite-qdN`, `randread-qdN` (4 KiB random), `write-1m-qdN` or
 // `read-1m-qdN` (1 MiB sequential), N the queue depth.
@@ -45,11 +51,14 @@ import {
 
 const mebibyte = 1024 * 1024;
 /**
- * The volume: one partition (so one primary and one secondary carry every write), large
- * enough that random writes seldom overwrite within a run (a small one makes the run
- * mostly compaction).
+ * The volume's default size (`--volume-mib`): one partition (so one primary and one
+ * secondary carry every write), large enough that random writes seldom overwrite within
+ * a run (a small one makes the run mostly compaction). `npm run bench` uses 512 MiB,
+ * twice the head node's default chunk cache; this one about fits it.
  */
-const volumeBytes = 256 * mebibyte;
+const volumeMibDefault = 256;
+/** The volume's size (`--volume-mib`), set once at start. */
+let volumeBytes = volumeMibDefault * mebibyte;
 /** Clock ticks per second of /proc/<pid>/stat times (USER_HZ: 100 on Linux). */
 const clockTicksPerSecond = 100;
 
@@ -102,6 +111,30 @@ interface JobRun {
   totalNetUsPerWrite: number;
   totalCpuUsPerWrite: number;
   load: number;
+  /**
+   * The primary's chunk cache over the job (`node.info.v1` details): chunk ranges
+   * answered from it and not, and 4 KiB blocks evicted.
+   */
+  cache?: { hits: number; misses: number; evictions: number };
+}
+
+interface CacheCounts {
+  hits: number;
+  misses: number;
+  evictions: number;
+}
+
+/** The chunk cache counters a head node describes in `node.info.v1`, if it does. */
+async function cacheCounts(
+  bus: Awaited<ReturnType<typeof connectTestBus>>,
+  node: string,
+): Promise<CacheCounts | undefined> {
+  const info = await bus.bus
+    .request(subjects.node.build(node), { type: "node.info.v1" }, { deadlineMs: 10_000 })
+    .catch(() => undefined);
+  const stats = info?.details.chunkCache as Partial<CacheCounts> | undefined;
+  if (typeof stats?.hits !== "number" || typeof stats.misses !== "number") return undefined;
+  return { hits: stats.hits, misses: stats.misses, evictions: stats.evictions ?? 0 };
 }
 
 /** Read and write system calls a process made (all its threads), from /proc/<pid>/io. */
@@ -149,8 +182,21 @@ async function main(): Promise<void> {
       "count-messages": { type: "boolean", default: false },
       "json-out": { type: "string" },
       jobs: { type: "string", default: defaultJobs },
+      "volume-mib": { type: "string", default: String(volumeMibDefault) },
+      "cache-mib": { type: "string" },
     },
   });
+  const volumeMib = Number(values["volume-mib"]);
+  if (!Number.isInteger(volumeMib) || volumeMib < 64 || volumeMib > 1024) {
+    throw new Error(
+      `--volume-mib must be a whole number from 64 to 1024, not ${values["volume-mib"]}`,
+    );
+  }
+  volumeBytes = volumeMib * mebibyte;
+  const cacheMib = values["cache-mib"] === undefined ? undefined : Number(values["cache-mib"]);
+  if (cacheMib !== undefined && (!Number.isInteger(cacheMib) || cacheMib < 0)) {
+    throw new Error(`--cache-mib must be a whole number of MiB, not ${values["cache-mib"]}`);
+  }
   const jobs = values.jobs.split(",").map((name) => parseJob(name.trim()));
   const seconds = Number(values.seconds);
   const rounds = Number(values.rounds);
@@ -185,6 +231,9 @@ async function main(): Promise<void> {
         // a 1 MiB write job writes about 170 MB of chunk copies a second. 512 MiB a sled
         // answered NoSpace in the random write job after an 8 s 1 MiB write job.
         BALLAST_SLED_DEVICE_BYTES: String(2048 * mebibyte),
+        ...(cacheMib === undefined
+          ? {}
+          : { BALLAST_CHUNK_CACHE_BYTES: String(cacheMib * mebibyte) }),
         ...(latencyDir === undefined
           ? {}
           : {
@@ -289,6 +338,9 @@ async function main(): Promise<void> {
         })();
       }
     }
+    // The primary's chunk cache counters, read around each job (not counted in its CPU:
+    // one request each side).
+    const infoBus = await connectTestBus(cluster.natsUrl);
     // A short warm-up: the first writes allocate chunks and JIT the path.
     await fio(jobArgs(uri, parseJob("randwrite-qd32"), 3));
     if (jobs.some((job) => job.rw === "read" || job.rw === "randread")) {
@@ -354,6 +406,7 @@ async function main(): Promise<void> {
         }
         const before = new Map<string, { user: number; system: number }>();
         const callsBefore = new Map<string, { reads: number; writes: number }>();
+        const cacheBefore = await cacheCounts(infoBus, primary);
         for (const [id, pid] of pids) before.set(id, await cpuSeconds(pid));
         for (const [id, pid] of pids) callsBefore.set(id, await syscalls(pid));
         const started = performance.now();
@@ -363,6 +416,7 @@ async function main(): Promise<void> {
         const callsAfter = new Map<string, { reads: number; writes: number }>();
         for (const [id, pid] of pids) after.set(id, await cpuSeconds(pid));
         for (const [id, pid] of pids) callsAfter.set(id, await syscalls(pid));
+        const cacheAfter = await cacheCounts(infoBus, primary);
         const elapsed = (performance.now() - started) / 1000;
         if (profileDir !== undefined) {
           for (const record of cluster.records()) process.kill(record.pid, "SIGWINCH");
@@ -456,6 +510,15 @@ async function main(): Promise<void> {
           totalNetUsPerWrite: net,
           totalCpuUsPerWrite: total,
           load: loadavg()[0]!,
+          ...(cacheBefore === undefined || cacheAfter === undefined
+            ? {}
+            : {
+                cache: {
+                  hits: cacheAfter.hits - cacheBefore.hits,
+                  misses: cacheAfter.misses - cacheBefore.misses,
+                  evictions: cacheAfter.evictions - cacheBefore.evictions,
+                },
+              }),
         };
         runs.push(result);
         if (tap !== undefined) {
@@ -481,17 +544,26 @@ async function main(): Promise<void> {
               ([id, calls]) =>
                 `${id.replace(/^sled /, "")} ${calls.reads.toFixed(2)}+${calls.writes.toFixed(2)}`,
             )
-            .join(", ")}`,
+            .join(", ")}${
+            result.cache === undefined
+              ? ""
+              : `\n  chunk cache: ${percent(result.cache.hits, result.cache.hits + result.cache.misses)} of chunk ranges hit, ${(result.cache.misses / writes).toFixed(2)} misses and ${(result.cache.evictions / writes).toFixed(2)} blocks evicted per I/O`
+          }`,
         );
       }
     }
     await tap?.close();
+    await infoBus.close();
   } finally {
     await cluster?.stop();
     await directory.remove();
   }
   if (values["json-out"] !== undefined)
     await writeFile(values["json-out"], `${JSON.stringify(runs, null, 2)}\n`);
+}
+
+function percent(part: number, whole: number): string {
+  return whole === 0 ? "none" : `${((100 * part) / whole).toFixed(1)} %`;
 }
 
 function jobArgs(uri: string, job: Job, seconds: number): string[] {

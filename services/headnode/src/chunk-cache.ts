@@ -61,6 +61,16 @@ export const cacheEntryOverheadBytes = 512;
 export const chunkChargeBytes = 384;
 
 /**
+ * The largest sled read whose blocks the sled client copies into the cache. A larger
+ * range is a scan (a sequential reader's 1 MiB reads, a compaction's whole chunk): its
+ * blocks are seldom read again before a scan larger than the cache evicts them, copying
+ * them costs about a quarter of the primary's CPU per MiB read, and each insert evicts
+ * what random readers keep using. Such reads go to the sleds each time instead. 256 KiB
+ * is above the pieces a kernel's readahead or a database page asks for.
+ */
+export const cacheFillReadBytesMax = 256 * 1024;
+
+/**
  * Default bound per head node: 256 MiB, about 58,000 blocks of 4 KiB (227 MiB of data).
  * The same as one replica's default journal bound (`--journal-bytes-max`), a small part
  * of a storage node's memory, and enough for the hot set of a few busy volumes; a node
@@ -150,23 +160,37 @@ export class ChunkCache {
    * is returned: a read of a whole chunk, or within one block, is a view of it.
    */
   read(chunkId: string, offset: number, length: number): Uint8Array | undefined {
-    if (!this.enabled || length <= 0 || offset < 0) return undefined;
+    if (!this.enabled) return undefined;
+    const found = this.find(chunkId, offset, length);
+    if (found === undefined) this.misses++;
+    else this.hits++;
+    return found;
+  }
+
+  /**
+   * As `read`, but a miss is not counted: for a caller that asks `read` next when this
+   * misses (the sled client's synchronous try before its sled read), so that each
+   * range counts once, as a hit or as a miss.
+   */
+  tryRead(chunkId: string, offset: number, length: number): Uint8Array | undefined {
+    if (!this.enabled) return undefined;
+    const found = this.find(chunkId, offset, length);
+    if (found !== undefined) this.hits++;
+    return found;
+  }
+
+  /** `read` without its counting. */
+  private find(chunkId: string, offset: number, length: number): Uint8Array | undefined {
+    if (length <= 0 || offset < 0) return undefined;
     const chunk = this.chunks.get(chunkId);
+    if (chunk === undefined) return undefined;
     const end = offset + length;
     const first = Math.floor(offset / cacheBlockBytes);
     const last = Math.floor((end - 1) / cacheBlockBytes);
-    if (chunk === undefined) {
-      this.misses++;
-      return undefined;
-    }
     const whole = chunk.whole;
     if (whole !== undefined) {
       // A whole chunk takes no blocks: past its end there is nothing to find.
-      if (end > whole.data.byteLength) {
-        this.misses++;
-        return undefined;
-      }
-      this.hits++;
+      if (end > whole.data.byteLength) return undefined;
       this.touch(whole);
       return whole.data.subarray(offset, end);
     }
@@ -177,11 +201,9 @@ export class ChunkCache {
         block === undefined ||
         block.data.byteLength < Math.min(end, start + cacheBlockBytes) - start
       ) {
-        this.misses++;
         return undefined;
       }
     }
-    this.hits++;
     if (first === last) {
       const block = chunk.blocks.get(first)!;
       this.touch(block);

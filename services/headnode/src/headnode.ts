@@ -231,6 +231,8 @@ export class HeadNode {
       session: this.session,
       replicas: [...this.hosted.values()].map(({ host }) => host.summary()),
       leftoverDirectoriesRemoved: this.leftoverDirectoriesRemoved,
+      // Its hits and misses, for benchmarks and operators (as the metrics count them).
+      chunkCache: this.sleds.cache.stats(),
     }));
     this.tickTimer = setInterval(() => this.tick(), tickMs);
     this.reportTimer = setInterval(() => void this.report(), limits.headnodeReportIntervalMs);

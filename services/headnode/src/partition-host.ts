@@ -683,12 +683,12 @@ export class PartitionHost {
     for (let index = 0; index < ranges.length; index += 1) {
       const range = ranges[index]!;
       const now = this.assembleNow(range);
-      if (now !== undefined) {
+      if (now instanceof Uint8Array) {
         data[index] = now;
         continue;
       }
       waiting ??= [];
-      waiting.push(this.assembleInto(data, index, range));
+      waiting.push(this.assembleInto(data, index, range, now));
     }
     if (waiting !== undefined) await Promise.all(waiting);
     // A clone's reader asks which ranges fall through to its parent (layering.ts).
@@ -698,11 +698,13 @@ export class PartitionHost {
 
   /**
    * The range's bytes when nothing of it needs a sled: its parts are zeros, memory, or
-   * chunk ranges the cache holds (`readCachedChunk`). Undefined otherwise, for
-   * `assemble`. The same bytes `assemble` would answer: a lone part covering the range
-   * is answered as the view it is, anything else is copied into a buffer of its own.
+   * chunk ranges the cache holds (`readCachedChunk`). Otherwise, for `assemble`, the
+   * chunk parts the cache did answer (by part index; undefined when none or no cache),
+   * so that each part is looked up, and counted, once. The same bytes `assemble` would
+   * answer: a lone part covering the range is answered as the view it is, anything else
+   * is copied into a buffer of its own.
    */
-  private assembleNow(range: ReadRange): Uint8Array | undefined {
+  private assembleNow(range: ReadRange): Uint8Array | (Uint8Array | undefined)[] | undefined {
     const { parts } = range;
     const sleds = this.ports.sleds;
     if (sleds.readCachedChunk === undefined) return undefined;
@@ -716,15 +718,20 @@ export class PartitionHost {
         }
       }
     }
-    let cached: Uint8Array[] | undefined;
+    let cached: (Uint8Array | undefined)[] | undefined;
+    let missed = false;
     for (let index = 0; index < parts.length; index += 1) {
       const part = parts[index]!;
       if (part.kind !== "chunk") continue;
       const found = this.cachedPart(part);
-      if (found?.byteLength !== part.length) return undefined;
+      if (found?.byteLength !== part.length) {
+        missed = true;
+        continue;
+      }
       cached ??= new Array(parts.length);
       cached[index] = found;
     }
+    if (missed) return cached;
     const bytes = new Uint8Array(range.length);
     for (let index = 0; index < parts.length; index += 1) {
       const part = parts[index]!;
@@ -744,11 +751,20 @@ export class PartitionHost {
     );
   }
 
-  private async assembleInto(data: Uint8Array[], index: number, range: ReadRange): Promise<void> {
-    data[index] = await this.assemble(range);
+  private async assembleInto(
+    data: Uint8Array[],
+    index: number,
+    range: ReadRange,
+    cached: (Uint8Array | undefined)[] | undefined,
+  ): Promise<void> {
+    data[index] = await this.assemble(range, cached);
   }
 
-  private async assemble(range: ReadRange): Promise<Uint8Array> {
+  /** `cached`: chunk parts (by index) already read from the cache, not to be read again. */
+  private async assemble(
+    range: ReadRange,
+    cached?: readonly (Uint8Array | undefined)[],
+  ): Promise<Uint8Array> {
     // A range that is one part (a sequential read of a flushed volume, or of fresh
     // writes) is that part's bytes, not a copy of them: the reply's encoding copies
     // them once anyway, and a fresh buffer per MiB read was garbage for the collector.
@@ -767,7 +783,7 @@ export class PartitionHost {
     }
     const bytes = new Uint8Array(range.length);
     await Promise.all(
-      range.parts.map(async (part) => {
+      range.parts.map(async (part, index) => {
         const at = part.offset - range.offset;
         switch (part.kind) {
           case "zero":
@@ -776,7 +792,7 @@ export class PartitionHost {
             bytes.set(part.data, at);
             return;
           case "chunk":
-            bytes.set(await this.readPart(part), at);
+            bytes.set(cached?.[index] ?? (await this.readPart(part)), at);
             return;
           default: {
             const unreachable: never = part;

@@ -24,7 +24,9 @@
 // the reads of one `volume.read.v1`, or of several) go to each sled as one
 // `sled.chunk.read-many.v1` per owner, instead of one `sled.chunk.read.v1` each: serving
 // 4 KiB random reads, each sled request cost the sled about 300 µs of CPU and a message
-// through nats-server each way. Each read of the batch succeeds or fails on its own, as
+// through nats-server each way. A read whose chunk has a copy on a sled the turn already
+// reads from goes there first (`readOrder`), so a turn's misses ride as few read-manys as
+// their copies allow. Each read of the batch succeeds or fails on its own, as
 // a single read would, and a read that fails on one copy tries the next as before. A
 // sled that does not know the message (one older than it) is asked one read at a time
 // for `readManyReprobeMs`, then asked read-many again: a sled upgraded meanwhile (a
@@ -34,7 +36,8 @@
 // Cache (chunk-cache.ts): chunks are write-once under ids never reused, so their bytes
 // are cached here with no invalidation: filled by every chunk this node writes (what its
 // primaries flush, kept whole: the flush's own buffer, no copy) and by every range it
-// reads from a sled (after the checks above, copied per 4 KiB block), and consulted first
+// reads from a sled (after the checks above, copied per 4 KiB block; not the ranges larger
+// than `cacheFillReadBytesMax`, which are scans), and consulted first
 // by `readChunk`, which answers from it only when the chunk is held whole or every block
 // of the range is there. A whole read answered from the cache is still
 // checked against the recorded CRC32C (its blocks may have come from partial reads of
@@ -55,7 +58,7 @@ import {
   subjects,
 } from "@ballast/protocol";
 import type { Bus, Logger, Meter } from "@ballast/runtime";
-import { ChunkCache, chunkCacheBytesDefault } from "./chunk-cache.ts";
+import { ChunkCache, cacheFillReadBytesMax, chunkCacheBytesDefault } from "./chunk-cache.ts";
 
 /** Copies of every chunk. Erasure coding across sleds is a later step. */
 export const chunkCopies = 2;
@@ -103,6 +106,11 @@ interface PendingRead {
   length: number;
   resolve: (data: Uint8Array) => void;
   reject: (error: unknown) => void;
+}
+
+/** Where a turn's reads of one sled and owner wait (`SledClient.pendingReads`). */
+function pendingKey(sled: string, owner: ChunkOwner): string {
+  return `${sled}\u0000${owner.volume}\u0000${owner.partition}`;
 }
 
 /** A sled's answer that it does not take a message type (it predates it). */
@@ -280,7 +288,9 @@ export class SledClient {
    * `readChunk`'s answer when the cache has the whole range (and a whole-chunk read
    * passes its recorded CRC32C), synchronously; undefined otherwise, for `readChunk` to
    * take from there (a cached whole chunk that fails its check is dropped there, not
-   * here). What a hit returns is exactly what `readChunk` would: the same view.
+   * here). What a hit returns is exactly what `readChunk` would: the same view. A hit
+   * counts in the cache's counters; a miss does not, since `readChunk` follows it and
+   * counts it (each range counts once).
    */
   readCached(
     chunkId: string,
@@ -288,7 +298,7 @@ export class SledClient {
     length: number,
     expect?: ChunkExpectation,
   ): Uint8Array | undefined {
-    const cached = this.cache.read(chunkId, offset, length);
+    const cached = this.cache.tryRead(chunkId, offset, length);
     if (cached === undefined) return undefined;
     const whole = expect?.checksum !== undefined && offset === 0 && length === expect.bytes;
     if (!whole || crc32c(cached) === expect.checksum) return cached;
@@ -315,7 +325,7 @@ export class SledClient {
     }
     const bad: { sled: string; found: CopyRepair["found"] }[] = [];
     const errors: string[] = [];
-    for (const sled of copies) {
+    for (const sled of this.readOrder(owner, copies)) {
       try {
         const data = await this.readRange(sled, owner, chunkId, offset, length);
         if (whole && crc32c(data) !== expect.checksum) {
@@ -326,7 +336,10 @@ export class SledClient {
             `chunk ${chunkId} on ${sled} passes the sled's block checks but not the recorded CRC32C`,
           );
         }
-        this.cache.insert(chunkId, offset, data, expect?.bytes);
+        // Not a scan's large ranges (see cacheFillReadBytesMax).
+        if (length <= cacheFillReadBytesMax) {
+          this.cache.insert(chunkId, offset, data, expect?.bytes);
+        }
         if (bad.length > 0) {
           void this.repairChunk(owner, chunkId, sled, bad, expect, whole ? data : undefined);
         }
@@ -353,6 +366,25 @@ export class SledClient {
   }
 
   /**
+   * The copies in the order to try them: as recorded, except that a copy on a sled this
+   * turn already has reads for (of the same owner) goes first, so that the turn's reads
+   * ride fewer read-manys. A sled's CPU per request is several times its CPU per range
+   * (the request's frames, wake-ups and reply), and random reads spread each turn's few
+   * misses over every sled otherwise.
+   */
+  private readOrder(owner: ChunkOwner, copies: readonly string[]): readonly string[] {
+    if (copies.length < 2 || this.pendingReads.size === 0) return copies;
+    if (this.pendingReads.has(pendingKey(copies[0]!, owner))) return copies;
+    for (let index = 1; index < copies.length; index++) {
+      const sled = copies[index]!;
+      if (this.pendingReads.has(pendingKey(sled, owner))) {
+        return [sled, ...copies.filter((_, other) => other !== index)];
+      }
+    }
+    return copies;
+  }
+
+  /**
    * One chunk range from one sled: joins the reads of this turn to that sled and owner
    * (see the header), or goes alone to a sled that takes only single reads.
    */
@@ -365,7 +397,7 @@ export class SledClient {
   ): Promise<Uint8Array> {
     if (this.takesSingleReads(sled)) return this.readOne(sled, owner, chunkId, offset, length);
     return new Promise((resolve, reject) => {
-      const key = `${sled}\u0000${owner.volume}\u0000${owner.partition}`;
+      const key = pendingKey(sled, owner);
       let pending = this.pendingReads.get(key);
       if (pending === undefined) {
         pending = { sled, owner, reads: [] };

@@ -7,11 +7,15 @@
 // a view of either instead of a copy answers garbage. A chunk that is a buffer of its own
 // is handed over, as a flush's is (the cache may keep it whole), and never written again.
 
-import { BallastError, crc32c, ErrorCode } from "@ballast/protocol";
+import { BallastError, crc32c, ErrorCode, subjects } from "@ballast/protocol";
 import type { Bus, Logger } from "@ballast/runtime";
 import fc from "fast-check";
 import { describe, expect, test, vi } from "vitest";
-import { cacheBlockBytes, cacheEntryOverheadBytes } from "../src/chunk-cache.ts";
+import {
+  cacheBlockBytes,
+  cacheEntryOverheadBytes,
+  cacheFillReadBytesMax,
+} from "../src/chunk-cache.ts";
 import { SledClient } from "../src/sled-client.ts";
 
 const owner = { volume: "vol", partition: 0 };
@@ -202,6 +206,44 @@ describe("the sled client's chunk cache against a model", () => {
     ).rejects.toThrow();
     expect(sleds.requests()).toBeGreaterThan(before);
     expect(client.readCached("c0", 100, block)).toBeUndefined();
+  });
+
+  test("a range counts once: a readCached miss that readChunk then reads is one miss, a hit one hit", async () => {
+    const sleds = fakeSleds();
+    const client = new SledClient(sleds.bus, logger, { cacheBytes: 1 << 20 });
+    const data = pattern(3 * block, 4);
+    await sleds.bus.request(subjects.node.build("sled-1"), {
+      type: "sled.chunk.write.v1",
+      owner,
+      chunkId: "c0",
+      data,
+    });
+    // What a primary does for a range: the synchronous try, then the sled read.
+    expect(client.readCached("c0", block, block)).toBeUndefined();
+    await client.readChunk(owner, "c0", ["sled-1"], block, block);
+    expect(client.cache.stats()).toMatchObject({ hits: 0, misses: 1 });
+    expect(client.readCached("c0", block, block)).toBeDefined();
+    expect(client.cache.stats()).toMatchObject({ hits: 1, misses: 1 });
+  });
+
+  test("a sled read larger than cacheFillReadBytesMax is a scan: not copied into the cache", async () => {
+    const sleds = fakeSleds();
+    const client = new SledClient(sleds.bus, logger, { cacheBytes: 16 << 20 });
+    const data = pattern(2 * cacheFillReadBytesMax, 5);
+    await sleds.bus.request(subjects.node.build("sled-1"), {
+      type: "sled.chunk.write.v1",
+      owner,
+      chunkId: "c0",
+      data,
+    });
+    const large = await client.readChunk(owner, "c0", ["sled-1"], 0, cacheFillReadBytesMax + block);
+    expect(Buffer.compare(large, data.subarray(0, cacheFillReadBytesMax + block))).toBe(0);
+    expect(client.cache.stats().blocks).toBe(0);
+    await client.readChunk(owner, "c0", ["sled-1"], 0, cacheFillReadBytesMax);
+    expect(client.cache.stats().blocks).toBe(cacheFillReadBytesMax / block);
+    const before = sleds.requests();
+    expect(client.readCached("c0", block, block)).toBeDefined();
+    expect(sleds.requests()).toBe(before);
   });
 
   test("a read the cache holds sends nothing to sleds; with the cache off, every read does", async () => {

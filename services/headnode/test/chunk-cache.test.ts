@@ -43,6 +43,16 @@ describe("ChunkCache", () => {
     expect(cache.stats()).toMatchObject({ hits: 2, misses: 3, blocks: 2 });
   });
 
+  test("tryRead answers as read does but counts only hits", () => {
+    const cache = new ChunkCache(1 << 20);
+    const chunk = pattern(2 * block, 3);
+    cache.insert("c", 0, chunk.subarray(0, block));
+    expect(same(cache.tryRead("c", 10, 100), chunk.subarray(10, 110))).toBe(true);
+    expect(cache.tryRead("c", block, 10)).toBeUndefined();
+    expect(cache.tryRead("other", 0, 10)).toBeUndefined();
+    expect(cache.stats()).toMatchObject({ hits: 1, misses: 0 });
+  });
+
   test("keeps a chunk's short last block only when told where the chunk ends", () => {
     const cache = new ChunkCache(1 << 20);
     const chunk = pattern(block + 100, 2);

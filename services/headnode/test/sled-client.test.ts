@@ -193,6 +193,27 @@ describe("chunk reads", () => {
     expect(sled(sleds, "sled-2").log[0]).toBe("sled.chunk.read.v1");
   });
 
+  test("a turn's reads go to a copy on a sled the turn already reads from: fewer read-manys", async () => {
+    const { sleds, client } = cluster(["sled-1", "sled-2", "sled-3"]);
+    const other = pattern(8192, 6);
+    for (const name of ["sled-1", "sled-2", "sled-3"]) {
+      sled(sleds, name).chunks.set("c0", { data: good.slice(), damaged: false });
+      sled(sleds, name).chunks.set("c1", { data: other.slice(), damaged: false });
+    }
+    const [a, b] = await Promise.all([
+      client.readChunk(owner, "c0", ["sled-1", "sled-2"], 0, 4096),
+      // Recorded first on sled-3, but its other copy is on sled-1, which this turn reads.
+      client.readChunk(owner, "c1", ["sled-3", "sled-1"], 4096, 4096),
+    ]);
+    expect(Buffer.from(a).equals(Buffer.from(good.subarray(0, 4096)))).toBe(true);
+    expect(Buffer.from(b).equals(Buffer.from(other.subarray(4096)))).toBe(true);
+    expect(sled(sleds, "sled-1").log).toEqual(["sled.chunk.read-many.v1"]);
+    expect(sled(sleds, "sled-3").log).toEqual([]);
+    // Alone in its turn, a read goes to the copy recorded first.
+    await client.readChunk(owner, "c1", ["sled-3", "sled-1"], 0, 4096);
+    expect(sled(sleds, "sled-3").log).toEqual(["sled.chunk.read.v1"]);
+  });
+
   test("a sled that does not know read-many is asked one read at a time", async () => {
     const { sleds, client } = cluster(["sled-1"]);
     sled(sleds, "sled-1").singleReadsOnly = true;
