@@ -39,7 +39,7 @@
 import { isBallastError } from "@ballast/protocol";
 import { type Entry, isMutation, type RequestKind, takeBatch } from "./batch.ts";
 import type { ClientOptions } from "./options.ts";
-import { withRetries } from "./retry.ts";
+import { type RetryTask, withRetries } from "./retry.ts";
 
 /** Thrown by an attempt that has no entry left to send: every caller aborted. */
 const allAborted = new Error("every entry of the batch was aborted");
@@ -150,12 +150,7 @@ export class RequestScheduler {
   private start(queue: BatchQueue, batch: Entry[]): void {
     queue.inflight += 1;
     this.requestsInflightCount += 1;
-    void this.run(queue, batch).finally(() => {
-      queue.inflight -= 1;
-      this.requestsInflightCount -= 1;
-      if (queue.inflight === 0 && queue.pending.length === 0) this.queues.delete(queue.key);
-      this.schedulePump();
-    });
+    void this.run(queue, batch);
   }
 
   /**
@@ -163,51 +158,27 @@ export class RequestScheduler {
    * by their callers are rejected at once (batch.ts) and left out of later attempts.
    */
   private async run(queue: BatchQueue, batch: Entry[]): Promise<void> {
+    try {
+      await this.settle(queue, batch);
+    } finally {
+      queue.inflight -= 1;
+      this.requestsInflightCount -= 1;
+      if (queue.inflight === 0 && queue.pending.length === 0) this.queues.delete(queue.key);
+      this.schedulePump();
+    }
+  }
+
+  /**
+   * Sends one batch to its end and settles its entries; never rejects. Entries aborted
+   * by their callers are rejected at once (batch.ts) and left out of later attempts.
+   */
+  private async settle(queue: BatchQueue, batch: Entry[]): Promise<void> {
     const { index, kind } = queue;
     const progress = this.progressOf(index);
-    let issuedAtMs = Number.POSITIVE_INFINITY;
-    for (const entry of batch) issuedAtMs = Math.min(issuedAtMs, entry.issuedAtMs);
-    let generationSent = 0;
-    let mutationsCovered = 0;
-    let live = batch;
+    const task = new BatchTask(this, index, kind, batch, progress);
     let failure: { error: unknown } | undefined;
     try {
-      await withRetries(
-        {
-          describe: () => this.describeBatch(index, kind, batch),
-          issuedAtMs,
-          attempt: () => {
-            // An entry whose caller aborted is in no attempt after the abort; when every
-            // entry of the batch was aborted, nothing more is sent.
-            if (live.some((entry) => entry.settledEarly === true)) {
-              live = live.filter((entry) => entry.settledEarly !== true);
-            }
-            if (live.length === 0) throw allAborted;
-            const snapshot = this.state.current;
-            const partition = snapshot.state.partitions[index]!;
-            generationSent = snapshot.generation;
-            mutationsCovered = progress.mutationsSettled;
-            return sendBatch(
-              this.bus,
-              snapshot.subjects[index]!,
-              kind,
-              {
-                volume: snapshot.state.name,
-                partition: partition.partition,
-                epoch: partition.epoch,
-                ...(snapshot.state.id === undefined ? {} : { volumeId: snapshot.state.id }),
-                ...(this.snapshotId === undefined ? {} : { snapshot: this.snapshotId }),
-                // A clone's reads say what falls through to its parent (volume.ts).
-                ...(snapshot.state.parent === undefined ? {} : { unmapped: true }),
-              },
-              live,
-              this.options.requestDeadlineMs,
-            );
-          },
-          beforeRetry: () => this.state.refresh(generationSent),
-        },
-        this.options,
-      );
+      await withRetries(task, this.options);
     } catch (error) {
       failure = { error };
     }
@@ -220,7 +191,7 @@ export class RequestScheduler {
     if (isMutation(kind)) progress.mutationsSettled += 1;
     if (failure === undefined) {
       if (kind === "flush") {
-        progress.mutationsFlushed = Math.max(progress.mutationsFlushed, mutationsCovered);
+        progress.mutationsFlushed = Math.max(progress.mutationsFlushed, task.mutationsCovered);
       }
       for (const entry of batch) entry.resolve();
       return;
@@ -234,6 +205,38 @@ export class RequestScheduler {
     for (const entry of batch) entry.reject(error);
   }
 
+  /** One attempt at sending `entries` (BatchTask.attempt), with the volume as it is now. */
+  sendAttempt(index: number, kind: RequestKind, entries: readonly Entry[]): Promise<void> {
+    const snapshot = this.state.current;
+    const partition = snapshot.state.partitions[index]!;
+    return sendBatch(
+      this.bus,
+      snapshot.subjects[index]!,
+      kind,
+      {
+        volume: snapshot.state.name,
+        partition: partition.partition,
+        epoch: partition.epoch,
+        ...(snapshot.state.id === undefined ? {} : { volumeId: snapshot.state.id }),
+        ...(this.snapshotId === undefined ? {} : { snapshot: this.snapshotId }),
+        // A clone's reads say what falls through to its parent (volume.ts).
+        ...(snapshot.state.parent === undefined ? {} : { unmapped: true }),
+      },
+      entries,
+      this.options.requestDeadlineMs,
+    );
+  }
+
+  /** The generation of the volume's description requests are sent with now. */
+  get generation(): number {
+    return this.state.current.generation;
+  }
+
+  /** Re-describes the volume after a failed attempt sent with `generationSent`. */
+  refresh(generationSent: number): Promise<void> {
+    return this.state.refresh(generationSent);
+  }
+
   private progressOf(index: number): FlushProgress {
     let progress = this.progress.get(index);
     if (progress === undefined) {
@@ -244,7 +247,7 @@ export class RequestScheduler {
   }
 
   /** Says what a batch does, for the error when its retry budget runs out. */
-  private describeBatch(index: number, kind: RequestKind, batch: readonly Entry[]): string {
+  describeBatch(index: number, kind: RequestKind, batch: readonly Entry[]): string {
     const { state } = this.state.current;
     const where = `partition ${state.partitions[index]!.partition} of volume ${JSON.stringify(state.name)}`;
     if (kind === "flush") return `flush ${where}`;
@@ -254,4 +257,58 @@ export class RequestScheduler {
     const ranges = batch.length === 1 ? "1 range" : `${batch.length} ranges`;
     return `${verb} ${ranges} (${bytes} bytes) in ${where}`;
   }
+}
+
+/**
+ * One batch's retry task. A class rather than an object of closures made per batch:
+ * tsx (esbuild's keepNames) names every closure it makes, a `defineProperty` each, and
+ * three per request were 2 to 4 % of a gateway's busy time in a profile of 4 KiB writes
+ * (docs/performance.md, session 13).
+ */
+class BatchTask implements RetryTask<void> {
+  readonly issuedAtMs: number;
+  /** The entries still in the next attempt: an entry whose caller aborted is in none after. */
+  private live: readonly Entry[];
+  /** The description's generation the last attempt was sent with. */
+  private generationSent = 0;
+  /** `mutationsSettled` as it was when the last attempt was sent (for a flush). */
+  mutationsCovered = 0;
+
+  constructor(
+    private readonly scheduler: RequestScheduler,
+    private readonly index: number,
+    private readonly kind: RequestKind,
+    private readonly batch: readonly Entry[],
+    private readonly progress: FlushProgress,
+  ) {
+    let issuedAtMs = Number.POSITIVE_INFINITY;
+    for (const entry of batch) issuedAtMs = Math.min(issuedAtMs, entry.issuedAtMs);
+    this.issuedAtMs = issuedAtMs;
+    this.live = batch;
+  }
+
+  describe(): string {
+    return this.scheduler.describeBatch(this.index, this.kind, this.batch);
+  }
+
+  attempt(): Promise<void> {
+    // When every entry of the batch was aborted, nothing more is sent.
+    if (this.live.some(settledEarly)) this.live = this.live.filter(notSettledEarly);
+    if (this.live.length === 0) throw allAborted;
+    this.generationSent = this.scheduler.generation;
+    this.mutationsCovered = this.progress.mutationsSettled;
+    return this.scheduler.sendAttempt(this.index, this.kind, this.live);
+  }
+
+  beforeRetry(): Promise<void> {
+    return this.scheduler.refresh(this.generationSent);
+  }
+}
+
+function settledEarly(entry: Entry): boolean {
+  return entry.settledEarly === true;
+}
+
+function notSettledEarly(entry: Entry): boolean {
+  return entry.settledEarly !== true;
 }

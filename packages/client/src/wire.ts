@@ -42,6 +42,11 @@ export interface PartitionAddress {
  * settles nothing: on success a read's buffers are filled, and the caller resolves the
  * entries; on failure the error is thrown for the caller to judge.
  */
+/** The entries' ranges (a function, not a closure made per batch: see scheduler.ts, BatchTask). */
+function rangesOf(entries: readonly Entry[]): { offset: number; length: number }[] {
+  return entries.map((entry) => ({ offset: entry.offset, length: entry.length }));
+}
+
 export async function sendBatch(
   bus: RequestBus,
   subject: string,
@@ -53,7 +58,6 @@ export async function sendBatch(
   const options = { deadlineMs };
   // Only reads name a snapshot (a snapshot volume sends nothing else, see volume.ts).
   const { snapshot, unmapped, ...address } = addressed;
-  const ranges = () => entries.map((entry) => ({ offset: entry.offset, length: entry.length }));
   switch (kind) {
     case "write":
       await bus.request<"volume.write.v1">(
@@ -72,7 +76,7 @@ export async function sendBatch(
         {
           type: "volume.read.v1",
           ...address,
-          reads: ranges(),
+          reads: rangesOf(entries),
           ...(snapshot === undefined ? {} : { snapshot }),
           ...(unmapped === true ? { unmapped } : {}),
         },
@@ -85,14 +89,14 @@ export async function sendBatch(
     case "trim":
       await bus.request<"volume.trim.v1">(
         subject,
-        { type: "volume.trim.v1", ...address, ranges: ranges() },
+        { type: "volume.trim.v1", ...address, ranges: rangesOf(entries) },
         options,
       );
       return;
     case "write-zeroes":
       await bus.request<"volume.write-zeroes.v1">(
         subject,
-        { type: "volume.write-zeroes.v1", ...address, ranges: ranges() },
+        { type: "volume.write-zeroes.v1", ...address, ranges: rangesOf(entries) },
         options,
       );
       return;

@@ -66,8 +66,9 @@ export interface JournalRecord {
    * More of the payload, by reference (only with `framed`): the record's payload is
    * `payload` followed by each of these, in order. The journal checksums them with the
    * rest and writes them as they are, right after `framed` in the same writev, so a
-   * note's large data reaches the disk without a copy. The caller must leave them
-   * unchanged until the append settles. Recovery returns the whole payload in one piece.
+   * note's data (512 bytes or more: adapters.ts, `encodeNoteRecord`) reaches the disk
+   * without a copy. The caller must leave them unchanged until the append settles.
+   * Recovery returns the whole payload in one piece.
    */
   tail?: readonly Uint8Array[];
   /**
