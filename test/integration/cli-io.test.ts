@@ -78,8 +78,9 @@ test("write from stdin and read to stdout", async () => {
 
 test("bad offsets, lengths and inputs are refused with clear errors", async () => {
   const unaligned = await runCli(["read", "disk", "--offset", "100", "--length", "512", ...nats]);
-  expect(unaligned.code).toBe(1);
-  expect(unaligned.stderr).toContain("Unaligned");
+  // A usage error (exit 2), checked before anything is sent.
+  expect(unaligned.code).toBe(2);
+  expect(unaligned.stderr).toContain("--offset must be a multiple of 512 bytes, got 100");
   const past = await runCli(["read", "disk", "--offset", "16MiB", "--length", "512", ...nats]);
   expect(past.stderr).toContain("OutOfRange");
   const noLength = await runCli(["read", "disk", ...nats]);
