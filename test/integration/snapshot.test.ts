@@ -92,19 +92,31 @@ async function flushedToSleds(volume: string) {
       })),
     ),
   );
-  await waitFor(
-    `every replica of ${volume} to flush what it holds`,
-    async () => {
-      const flushed = await Promise.all(
-        replicas.map(
-          async ({ node, partition, lastOpNum }) =>
-            (await status(node, partition)).flushedThroughOpNum >= lastOpNum,
-        ),
-      );
-      return flushed.every(Boolean) ? true : undefined;
-    },
-    30_000,
-    100,
+  let lagging = "";
+  const startedMs = performance.now();
+  try {
+    await waitFor(
+      `every replica of ${volume} to flush what it holds`,
+      async () => {
+        const behind = await Promise.all(
+          replicas.map(async ({ node, partition, lastOpNum }) => {
+            const now = await status(node, partition);
+            return now.flushedThroughOpNum >= lastOpNum
+              ? undefined
+              : `${node} p${partition} ${now.role}: flushed through ${now.flushedThroughOpNum} of ${lastOpNum}`;
+          }),
+        );
+        lagging = behind.filter((line) => line !== undefined).join("; ");
+        return lagging === "" ? true : undefined;
+      },
+      30_000,
+      100,
+    );
+  } catch (error) {
+    throw new Error(`${(error as Error).message}; still behind: ${lagging}`);
+  }
+  process.stdout.write(
+    `${volume}: every replica flushed in ${(performance.now() - startedMs).toFixed(0)} ms\n`,
   );
 }
 
