@@ -6,98 +6,32 @@
 // longer holds (and, for a dropped volume, writes back copies its purge deleted).
 //
 // A real host on a real journal in a temporary directory, a fake service in place of
-// NATS (fake-service.ts), fake sleds that hold every chunk they are given, and a fake
+// NATS, fake sleds that hold every chunk they are given (test-primary.ts), and a fake
 // sled client for the replicator whose chunk checks wait on a gate the test opens.
 
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { createLogger, type Service } from "@ballast/runtime";
+import { createLogger } from "@ballast/runtime";
 import { afterEach, beforeEach, expect, test } from "vitest";
-import { PartitionHost } from "../src/partition-host.ts";
-import type { Reply } from "../src/replica/effects.ts";
+import type { PartitionHost } from "../src/partition-host.ts";
 import { Replicator } from "../src/replicator.ts";
 import type { CopyRepair, SledClient } from "../src/sled-client.ts";
-import { FakeService } from "./fake-service.ts";
+import { TestPrimary } from "./test-primary.ts";
 
-let dataDir: string;
+let primary: TestPrimary;
 let host: PartitionHost;
-let now = 0;
-let due = 0;
-
-/** Fake sleds: every chunk and blob is held by the first two sleds it is offered to. */
-const fakeSleds = {
-  writeChunk: async (_owner: unknown, _id: string, _data: Uint8Array, sleds: readonly string[]) =>
-    sleds.slice(0, 2),
-  putBlob: async (_key: string, _data: Uint8Array, sleds: readonly string[]) => sleds.slice(0, 2),
-} as unknown as SledClient;
 
 beforeEach(async () => {
-  dataDir = await mkdtemp(join(tmpdir(), "ballast-replicator-closed-"));
-  now = 0;
-  due = 0;
-  host = await PartitionHost.open(
-    new FakeService() as unknown as Service,
-    dataDir,
-    { volume: "vol", volumeId: "vol", partition: 0, partitionStart: 0, partitionBytes: 1 << 20 },
-    fakeSleds,
-    1,
-    undefined,
-    // Every write flushed to a chunk of its own at once.
-    { flushBytesThreshold: 1, checkpointIntervalTicks: 1e9, checkpointIntervalOps: 1e9 },
-  );
-  host.attach({
-    get now() {
-      return now;
-    },
-    wake: () => {
-      due = Math.min(due, now + 1);
-    },
-  });
-  host.configure({ epoch: 1, primary: "head-1", secondaries: [] }, ["sled-1", "sled-2", "sled-3"]);
+  primary = await TestPrimary.open("ballast-replicator-closed-", ["sled-1", "sled-2", "sled-3"]);
+  host = primary.host;
 });
 
 afterEach(async () => {
-  await host.close();
-  await rm(dataDir, { recursive: true, force: true });
+  await primary.close();
 });
 
-async function nodeTick(): Promise<void> {
-  now++;
-  if (now >= due) due = host.tick(now);
-  await new Promise((resolve) => setTimeout(resolve, 1));
-}
-
-async function until(done: () => boolean, limit = 2000): Promise<void> {
-  for (let tick = 0; tick < limit && !done(); tick++) await nodeTick();
-  expect(done()).toBe(true);
-}
-
-/** Writes one block of `fill` at `offset` and waits until it is answered and flushed. */
-async function writeFlushed(offset: number, fill: number): Promise<void> {
-  let answered: Reply | undefined;
-  void host
-    .request((requestId) => ({
-      kind: "write",
-      requestId,
-      epoch: 1,
-      writes: [{ offset, data: new Uint8Array(4096).fill(fill) }],
-    }))
-    .then((reply) => {
-      answered = reply;
-    });
-  await until(
-    () =>
-      answered !== undefined &&
-      host.replica.metadata.unflushed.size === 0 &&
-      host.replica.commitOpNum === host.replica.lastOpNum,
-  );
-}
-
 test("a scrub step checks no chunk of a replica closed while it ran", async () => {
-  await writeFlushed(0, 1);
-  await writeFlushed(4096, 2);
-  await writeFlushed(8192, 3);
+  await primary.writeFlushed(0, 1);
+  await primary.writeFlushed(4096, 2);
+  await primary.writeFlushed(8192, 3);
   expect(host.replica.metadata.chunks.size).toBe(3);
 
   // The fake sled client: each chunk check waits until the test opens the gate.
@@ -146,9 +80,9 @@ test("a scrub step checks no chunk of a replica closed while it ran", async () =
 });
 
 test("a re-replication pass makes no copy for a replica closed while it ran", async () => {
-  await writeFlushed(0, 1);
-  await writeFlushed(4096, 2);
-  await writeFlushed(8192, 3);
+  await primary.writeFlushed(0, 1);
+  await primary.writeFlushed(4096, 2);
+  await primary.writeFlushed(8192, 3);
   const chunks = [...host.replica.metadata.chunks.values()];
   expect(chunks).toHaveLength(3);
   expect(chunks.every((chunk) => chunk.copies.includes("sled-1"))).toBe(true);
@@ -175,7 +109,7 @@ test("a re-replication pass makes no copy for a replica closed while it ran", as
   // sled-1 is out: every chunk is short of a copy, two copies are made at once.
   replicator.setOut(["sled-1"]);
   const pass = replicator.pass();
-  await until(() => copied.length === 2);
+  await primary.until(() => copied.length === 2);
 
   // The head node closes the replica (a drop of its volume) while those two wait.
   await host.close();
