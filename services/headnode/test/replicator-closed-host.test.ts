@@ -13,7 +13,7 @@ import { createLogger } from "@ballast/runtime";
 import { afterEach, beforeEach, expect, test } from "vitest";
 import type { PartitionHost } from "../src/partition-host.ts";
 import { Replicator } from "../src/replicator.ts";
-import type { CopyRepair, SledClient } from "../src/sled-client.ts";
+import type { CopyRepair } from "../src/sled-client.ts";
 import { TestPrimary } from "./test-primary.ts";
 
 let primary: TestPrimary;
