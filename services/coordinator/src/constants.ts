@@ -25,6 +25,14 @@ export const memberEvictAfterMsDefault = 60 * 60 * 1000;
 export const reconcileIntervalMs = 500;
 
 /**
+ * Partitions a round decides in one synchronous stretch: a round over more goes on in
+ * slices of this many, each in its own turn of the event loop, so that the leader's
+ * lease renewal, heartbeats and requests run between them (a round over 16,384
+ * unsettled partitions took seconds on a loaded machine, and the leader lost its lease).
+ */
+export const reconcileSliceMax = 512;
+
+/**
  * How often the leader re-reads the whole catalogue. Between reads it decides from its
  * own copy, which only it writes during its term (writes are fenced by term).
  */

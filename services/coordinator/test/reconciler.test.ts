@@ -13,6 +13,7 @@ import {
   configureRefreshMs,
   configureVerifyMs,
   primaryUnconfirmedMsMax,
+  reconcileSliceMax,
   settledRecheckMs,
 } from "../src/constants.ts";
 import type { PartitionRecord, Report } from "../src/decisions.ts";
@@ -118,7 +119,7 @@ function setup(catalogue: unknown = {}, hung: ReadonlySet<string> = new Set()) {
     reconciler.reconcile();
     return [...decided].sort();
   };
-  return { tenure, alive, round, reconciler };
+  return { tenure, alive, round, reconciler, decided };
 }
 
 describe("Reconciler: deciding only what changed", () => {
@@ -887,5 +888,88 @@ describe("Reconciler: a primary that never takes the record's epoch", () => {
     for (const next of updates) {
       expect(next).toMatchObject({ epoch: 2, primary: "head-2", secondaries: [] });
     }
+  });
+});
+
+describe("Reconciler: a round over many partitions, in slices", () => {
+  beforeEach(() => {
+    clockMs = 1000;
+    vi.spyOn(globalThis.performance, "now").mockImplementation(() => clockMs);
+  });
+  afterEach(() => vi.restoreAllMocks());
+
+  // A new volume of 16,384 partitions (the size that knocked its leader out): none is
+  // settled, so a round decides every one. It must not do so in one synchronous stretch,
+  // or the lease renewal, a timer of the same event loop, waits behind all of them.
+  it("decides at most a slice per turn of the event loop, and each partition once a round", async () => {
+    const partitions = 16_384;
+    // head-2's configures never complete: no partition settles, as while a new volume's
+    // replicas are being created, so every round decides every one.
+    const { tenure } = setup({}, new Set(["head-2"]));
+    tenure.volumes.set("vol", { ...volume, sizeBytes: partitions * volume.partitionBytes });
+    for (let partition = 3; partition < partitions; partition++) {
+      const value = record(partition);
+      tenure.records.set(partitionKey(value), { value, revision: partition + 1 });
+    }
+    const decided: number[] = [];
+    const reconciler = new Reconciler({
+      logger: createLogger({ service: "test", nodeId: "test", level: "silent" }),
+      catalogue: {} as never,
+      heartbeats: {
+        listening: () => false,
+        aliveHeadNodes: () => new Set(["head-1", "head-2"]),
+        aliveSleds: () => ["sled-1"],
+        headNodeDisks: () => new Map(),
+      },
+      configurer: {
+        configure: (_tenure, value) => {
+          decided.push(value.partition);
+          return Promise.resolve();
+        },
+        current: () => false,
+      },
+      tenures: { held: () => tenure, current: () => tenure },
+    });
+    const turn = () => new Promise((resolve) => setImmediate(resolve));
+    for (const round of [1, 2]) {
+      decided.length = 0;
+      reconciler.reconcile();
+      const slices = [decided.length];
+      while (reconciler.roundUnderWay()) {
+        const before = decided.length;
+        // A tick while the round runs starts nothing more.
+        reconciler.reconcile();
+        expect(decided.length).toBe(before);
+        await turn();
+        slices.push(decided.length - before);
+      }
+      expect(
+        slices.every((count) => count <= reconcileSliceMax),
+        `round ${round}`,
+      ).toBe(true);
+      expect(slices.length).toBe(Math.ceil(partitions / reconcileSliceMax));
+      const once = [...decided].sort((a, b) => a - b);
+      expect(once).toEqual(Array.from({ length: partitions }, (_, index) => index));
+    }
+  });
+
+  it("takes into the round under way the partitions a change touches meanwhile", async () => {
+    const partitions = 3 * reconcileSliceMax;
+    const { tenure, reconciler, decided } = setup();
+    tenure.volumes.set("vol", { ...volume, sizeBytes: partitions * volume.partitionBytes });
+    for (let partition = 3; partition < partitions; partition++) {
+      const value = record(partition);
+      tenure.records.set(partitionKey(value), { value, revision: partition + 1 });
+    }
+    const turn = () => new Promise((resolve) => setImmediate(resolve));
+    reconciler.reconcile();
+    // Partition 7, decided in the first slice, changes while the round goes on.
+    expect(decided.filter((partition) => partition === 7)).toHaveLength(1);
+    const value = { ...record(7), epoch: 2 };
+    tenure.records.set(partitionKey(value), { value, revision: partitions + 10 });
+    while (reconciler.roundUnderWay()) await turn();
+    expect(decided.filter((partition) => partition === 7)).toHaveLength(2);
+    expect(reconciler.settledCount()).toBe(partitions);
+    expect(reconciler.missed(clockMs)).toEqual([]);
   });
 });
