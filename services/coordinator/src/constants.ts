@@ -98,6 +98,14 @@ export const primaryUnconfirmedMsMax = 20_000;
 export const configuresInflightMax = 1024;
 
 /**
+ * Configure requests outstanding at once to one head node. A new volume of 16,384
+ * partitions had 512 queued at each of its two head nodes, more than one could open
+ * within configureDeadlineMs: the requests timed out and were sent again, and the
+ * head nodes' queues never shrank. A short queue per node is answered in time.
+ */
+export const configuresPerNodeInflightMax = 32;
+
+/**
  * How long a `headnode.drop.v1` to each head node may take, at a volume's delete and when
  * a purge pass tells a head node that missed it (purge.ts, "Drops owed").
  */

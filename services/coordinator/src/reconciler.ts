@@ -544,13 +544,24 @@ export class Reconciler {
     const report = tenure.leases.reportOf(record, nowMs);
     const avoid = avoided(tenure, record, nowMs);
     const failed = tenure.leases.failedMembers(record);
-    const unconfirmed = unconfirmedSince(
-      record,
-      this.unconfirmed.get(key),
-      tenure.configured.get(key)?.get(record.primary),
-      report,
-      nowMs,
-    );
+    // A primary not yet sent its epoch's configure (it waits behind the bounds on
+    // configures in flight: a new volume's thousands) is asked nothing: its clock has
+    // not started. It starts when the configure is sent.
+    const about: Unconfirmed = { epoch: record.epoch, primary: record.primary };
+    const asked = tenure.asked.get(key)?.get(record.primary);
+    const previous = this.unconfirmed.get(key);
+    const unconfirmed: Unconfirmed =
+      asked?.epoch === record.epoch
+        ? unconfirmedSince(
+            record,
+            previous?.epoch === record.epoch && previous.primary === record.primary
+              ? previous
+              : { ...about, sinceMs: asked.atMs },
+            tenure.configured.get(key)?.get(record.primary),
+            report,
+            nowMs,
+          )
+        : about;
     // Confirmed: nothing to remember (the next lapse is timed from when it is seen).
     if (unconfirmed.sinceMs === undefined) this.unconfirmed.delete(key);
     else this.unconfirmed.set(key, unconfirmed);

@@ -68,7 +68,12 @@ function report(partition: number, commitOpNum: number): Report {
 let clockMs = 1000;
 
 /** `hung`: nodes whose configures never complete (a hung disk): never acknowledged. */
-function setup(catalogue: unknown = {}, hung: ReadonlySet<string> = new Set()) {
+function setup(
+  catalogue: unknown = {},
+  hung: ReadonlySet<string> = new Set(),
+  /** Partitions whose configures are not sent (they wait for a slot). */
+  held: ReadonlySet<number> = new Set(),
+) {
   const tenure: Tenure = newTenure({ term: 1, tenure: 1 }, 0);
   tenure.ready = true;
   tenure.refreshing = true; // no catalogue reads in these tests
@@ -89,10 +94,14 @@ function setup(catalogue: unknown = {}, hung: ReadonlySet<string> = new Set()) {
       sleds: readonly string[],
     ) {
       decided.push(value.partition);
+      if (held.has(value.partition)) return Promise.resolve();
       const key = partitionKey(value);
       const nodes = t.configured.get(key) ?? new Map();
       t.configured.set(key, nodes);
+      const asked = t.asked.get(key) ?? new Map<string, { epoch: number; atMs: number }>();
+      t.asked.set(key, asked);
       for (const node of [value.primary, ...value.secondaries, ...(value.learners ?? [])]) {
+        if (live.has(node)) asked.set(node, { epoch: value.epoch, atMs: clockMs });
         if (live.has(node) && !hung.has(node)) {
           nodes.set(node, { epoch: value.epoch, atMs: clockMs, sleds: [...sleds] });
         }
@@ -853,6 +862,41 @@ describe("Reconciler: a primary that never takes the record's epoch", () => {
     vi.spyOn(globalThis.performance, "now").mockImplementation(() => clockMs);
   });
   afterEach(() => vi.restoreAllMocks());
+
+  it("does not fail over a primary whose configure has not been sent yet (waiting behind the bounds)", async () => {
+    const updates: PartitionRecord[] = [];
+    const catalogue = {
+      updatePartition: (next: PartitionRecord) => {
+        updates.push(next);
+        return Promise.resolve({ applied: true, revision: 100 });
+      },
+    };
+    // head-1 never answers (a hung disk, or a head node opening thousands of replicas);
+    // partitions 1 and 2 also wait for a configure slot, as a new volume's thousands
+    // queue behind the bounds on configures in flight: nothing is sent for them yet.
+    const held = new Set([1, 2]);
+    const { reconciler } = setup(catalogue, new Set(["head-1"]), held);
+    const settle = () => new Promise((resolve) => setImmediate(resolve));
+    const runUntil = async (endMs: number) => {
+      while (clockMs < endMs) {
+        reconciler.reconcile();
+        await settle();
+        clockMs += 500;
+      }
+    };
+    clockMs = 500_000;
+    await runUntil(clockMs + 3 * primaryUnconfirmedMsMax);
+    const updated = () => [...new Set(updates.map((next) => next.partition))].sort();
+    // Partition 0's configure went out and hangs: failed over. 1 and 2 were asked nothing.
+    expect(updated()).toEqual([0]);
+    // Sent at last, and never answered: failed over primaryUnconfirmedMsMax after.
+    held.clear();
+    const sentAtMs = clockMs;
+    await runUntil(sentAtMs + primaryUnconfirmedMsMax - 500);
+    expect(updated()).toEqual([0]);
+    await runUntil(sentAtMs + primaryUnconfirmedMsMax + 1000);
+    expect(updated()).toEqual([0, 1, 2]);
+  });
 
   it("is failed over once unconfirmed for primaryUnconfirmedMsMax from when this leader first saw the epoch; one that reports is kept", async () => {
     const updates: PartitionRecord[] = [];
