@@ -30,7 +30,7 @@ export const reconcileIntervalMs = 500;
  * lease renewal, heartbeats and requests run between them (a round over 16,384
  * unsettled partitions took seconds on a loaded machine, and the leader lost its lease).
  */
-export const reconcileSliceMax = 512;
+export const reconcileSliceMax = 256;
 
 /**
  * How often the leader re-reads the whole catalogue. Between reads it decides from its
