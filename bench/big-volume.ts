@@ -7,7 +7,7 @@
 // is deleted at the end.
 //
 //   npm run bench:big -- --partitions 16384 --seconds 60
-//   npm run bench:big -- --partitions 16384 --profile /tmp/prof   the coordinators' CPU profiles
+//   npm run bench:big -- --partitions 16384 --profile /tmp/prof   CPU profiles (coordinators, head nodes)
 //
 // The machine may be shared: the load average is printed with the figures.
 
@@ -65,15 +65,16 @@ try {
   });
   bus = await connectTestBus(cluster.natsUrl);
   await waitUntilHealthy(bus.bus, cluster.ids(), 60_000);
-  // --profile: SIGWINCH starts the coordinators' profilers (cpu-profile.cjs), and stops them.
-  const coordinatorPids: number[] = [];
+  // --profile: SIGWINCH starts the coordinators' and head nodes' profilers
+  // (cpu-profile.cjs), and stops them.
+  const profiledPids: number[] = [];
   for (const file of await readdir(loopDir)) {
     const first = (await readFile(join(loopDir, file), "utf8")).split("\n")[0]!;
-    if (first.includes("coordinator")) coordinatorPids.push(Number(file.split(".")[0]));
+    if (/coordinator|headnode/.test(first)) profiledPids.push(Number(file.split(".")[0]));
   }
   const signalProfilers = () => {
     if (values.profile === undefined) return;
-    for (const pid of coordinatorPids) process.kill(pid, "SIGWINCH");
+    for (const pid of profiledPids) process.kill(pid, "SIGWINCH");
   };
   signalProfilers();
   const loadBefore = loadavg()[0]!;
