@@ -276,11 +276,39 @@ function requireFlag(value: string | boolean | undefined, flag: string): string 
  */
 const answerDeadlineMs = 15_000;
 const resizeAnswerDeadlineMs = 30_000;
+/**
+ * What a create waits longer per partition: the coordinator writes each partition's
+ * record (a few KV requests, a bounded number at once) before it answers, so a volume
+ * of 16,384 partitions took 8-15 s on a loaded machine, and the 65,536 the limits allow
+ * would outlast answerDeadlineMs; the create then went on to succeed after the CLI had
+ * said it failed.
+ */
+export const createAnswerMsPerPartition = 2;
+
+/**
+ * How long the CLI waits for the answer to `request`: a create longer the more
+ * partitions it makes (those of the partition size it names, else the default one).
+ */
+export function answerDeadlineOf(request: {
+  type: string;
+  sizeBytes?: number;
+  partitionBytes?: number;
+}): number {
+  if (request.type === "volume.resize.v1") return resizeAnswerDeadlineMs;
+  if (request.type !== "volume.create.v1" || request.sizeBytes === undefined) {
+    return answerDeadlineMs;
+  }
+  const partitionBytes = request.partitionBytes ?? limits.partitionBytesDefault;
+  const partitions = Math.min(
+    Math.ceil(request.sizeBytes / Math.max(partitionBytes, limits.partitionBytesMin)),
+    limits.partitionsPerVolumeMax,
+  );
+  return answerDeadlineMs + partitions * createAnswerMsPerPartition;
+}
 
 // biome-ignore lint/suspicious/noExplicitAny: one sender for the seven request shapes
 async function send(bus: Awaited<ReturnType<typeof connectCli>>["bus"], request: any) {
-  const deadlineMs =
-    request.type === "volume.resize.v1" ? resizeAnswerDeadlineMs : answerDeadlineMs;
+  const deadlineMs = answerDeadlineOf(request);
   return (await bus.request(subjects.coordinator.build(), request, { deadlineMs })) as
     | VolumeState
     | ResultOf<"volume.list.v1">

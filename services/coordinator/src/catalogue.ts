@@ -204,6 +204,42 @@ export interface ControlStore {
 const fenceAttemptsMax = 5;
 /** Records rewritten at once when a new leader fences the catalogue. */
 const fenceConcurrencyMax = 64;
+/**
+ * Partition records a create writes at once. A create of 16,384 partitions began every
+ * write together, some 49,000 KV requests at once: requests timed out in the queue (the
+ * create failed "Internal: timeout" while its writes went on), and their answers came
+ * in one long burst that kept the leader from renewing its lease.
+ */
+export const createWritesInflightMax = 64;
+/** Records a listing of partitions reads at once (the re-read, describe, a create's load). */
+export const partitionReadsInflightMax = 256;
+
+/**
+ * `work` of every item, at most `limit` at once, in the items' order; rejects with the
+ * first failure (the work begun goes on, none more begins).
+ */
+export async function mapLimited<T, R>(
+  items: readonly T[],
+  limit: number,
+  work: (item: T) => Promise<R>,
+): Promise<R[]> {
+  const results = new Array<R>(items.length);
+  let next = 0;
+  let failed = false;
+  const worker = async () => {
+    while (!failed && next < items.length) {
+      const index = next++;
+      try {
+        results[index] = await work(items[index]!);
+      } catch (error) {
+        failed = true;
+        throw error;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return results;
+}
 
 const encoder = new TextEncoder();
 
@@ -497,55 +533,53 @@ export class Catalogue {
     creatingRevision: number,
   ): Promise<Versioned<PartitionRecord>[]> {
     await this.forgetOlderCheckpoints(volume);
-    return Promise.all(
-      partitions.map(async (partition) => {
-        const record = { ...partition, term };
-        const key = keys.partition(volume.name, record.partition);
-        for (let attempt = 0; attempt < fenceAttemptsMax; attempt++) {
-          const leftover = await this.read<PartitionRecord>(key);
-          if (leftover !== undefined && !mayOverwrite(leftover.value, term)) {
-            throw new BallastError(
-              ErrorCode.Unavailable,
-              `cannot create volume ${volume.name}: partition ${record.partition}'s record was written by a later leader (term ${termOf(leftover.value)}, this one's ${term}); retry`,
-            );
-          }
-          if (leftover !== undefined && isNewerIncarnation(leftover.value, volume)) {
-            throw new BallastError(
-              ErrorCode.Unavailable,
-              `cannot create volume ${volume.name}: partition ${record.partition}'s record belongs to a later incarnation (${volumeIdOf(leftover.value)}, this one ${idOfVolume(volume)}); retry`,
-            );
-          }
-          // Between the read of the record it replaces and its compare-and-set on that
-          // read: this create's own creating record is still there. Another create lists
-          // the name only after removing it and writing its own partitions, so either
-          // that removal shows here, or those writes move the record read above and the
-          // compare-and-set below fails, and the next attempt sees the removal. Without
-          // this, a create that stalled, its creating record removed as past its grace,
-          // wrote over the partitions of the create that took and listed the name since
-          // (found by the two-leader property, about 1 run in 17,000).
-          const own = await this.read<VolumeRecord>(keys.volume(volume.name));
-          if (own?.revision !== creatingRevision) {
-            throw new BallastError(
-              ErrorCode.Unavailable,
-              `cannot create volume ${volume.name}: its unfinished record was removed meanwhile (this leader stalled past ${volumeCreatingGraceMs} ms, or was deposed); nothing was listed, retry`,
-            );
-          }
-          try {
-            const revision =
-              leftover === undefined
-                ? await this.kv.create(key, encode(record))
-                : await this.kv.update(key, encode(record), leftover.revision);
-            return { value: record, revision };
-          } catch (error) {
-            if (!isConflict(error)) throw error;
-          }
+    return mapLimited(partitions, createWritesInflightMax, async (partition) => {
+      const record = { ...partition, term };
+      const key = keys.partition(volume.name, record.partition);
+      for (let attempt = 0; attempt < fenceAttemptsMax; attempt++) {
+        const leftover = await this.read<PartitionRecord>(key);
+        if (leftover !== undefined && !mayOverwrite(leftover.value, term)) {
+          throw new BallastError(
+            ErrorCode.Unavailable,
+            `cannot create volume ${volume.name}: partition ${record.partition}'s record was written by a later leader (term ${termOf(leftover.value)}, this one's ${term}); retry`,
+          );
         }
-        throw new BallastError(
-          ErrorCode.Unavailable,
-          `cannot create volume ${volume.name}: partition ${record.partition}'s record kept changing`,
-        );
-      }),
-    );
+        if (leftover !== undefined && isNewerIncarnation(leftover.value, volume)) {
+          throw new BallastError(
+            ErrorCode.Unavailable,
+            `cannot create volume ${volume.name}: partition ${record.partition}'s record belongs to a later incarnation (${volumeIdOf(leftover.value)}, this one ${idOfVolume(volume)}); retry`,
+          );
+        }
+        // Between the read of the record it replaces and its compare-and-set on that
+        // read: this create's own creating record is still there. Another create lists
+        // the name only after removing it and writing its own partitions, so either
+        // that removal shows here, or those writes move the record read above and the
+        // compare-and-set below fails, and the next attempt sees the removal. Without
+        // this, a create that stalled, its creating record removed as past its grace,
+        // wrote over the partitions of the create that took and listed the name since
+        // (found by the two-leader property, about 1 run in 17,000).
+        const own = await this.read<VolumeRecord>(keys.volume(volume.name));
+        if (own?.revision !== creatingRevision) {
+          throw new BallastError(
+            ErrorCode.Unavailable,
+            `cannot create volume ${volume.name}: its unfinished record was removed meanwhile (this leader stalled past ${volumeCreatingGraceMs} ms, or was deposed); nothing was listed, retry`,
+          );
+        }
+        try {
+          const revision =
+            leftover === undefined
+              ? await this.kv.create(key, encode(record))
+              : await this.kv.update(key, encode(record), leftover.revision);
+          return { value: record, revision };
+        } catch (error) {
+          if (!isConflict(error)) throw error;
+        }
+      }
+      throw new BallastError(
+        ErrorCode.Unavailable,
+        `cannot create volume ${volume.name}: partition ${record.partition}'s record kept changing`,
+      );
+    });
   }
 
   /**
@@ -1172,7 +1206,9 @@ export class Catalogue {
   }
 
   private async readPartitions(found: string[]): Promise<Versioned<PartitionRecord>[]> {
-    const records = await Promise.all(found.map((key) => this.read<PartitionRecord>(key)));
+    const records = await mapLimited(found, partitionReadsInflightMax, (key) =>
+      this.read<PartitionRecord>(key),
+    );
     const byPartition = new Map<string, Versioned<PartitionRecord>>();
     for (const record of records) {
       if (record === undefined) continue;

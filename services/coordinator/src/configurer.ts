@@ -1,7 +1,9 @@
 // Pushes partition records to head nodes as `headnode.configure.v1`, in the background
-// of whoever decided: at most one request in flight per replica and
-// configuresInflightMax in all, so a slow or frozen head node delays nothing but its
-// own configure requests.
+// of whoever decided: at most one request in flight per replica,
+// configuresPerNodeInflightMax per head node and configuresInflightMax in all, so a
+// slow or frozen head node delays nothing but its own configure requests, and a head
+// node sent thousands at once (a new volume's) is never sent more than it answers in
+// time. What waits is sent on a later round.
 //
 // Each member is sent the record (secondaries = votingSecondaries, learners with the
 // primary's checkpoint pointer, the volume's incarnation, `leased` for the primary)
@@ -36,7 +38,12 @@ import { BallastError, ErrorCode, subjects } from "@ballast/protocol";
 import type { Service } from "@ballast/runtime";
 import type { Catalogue } from "./catalogue.ts";
 import { now } from "./clock.ts";
-import { configureDeadlineMs, configureRefreshMs, configuresInflightMax } from "./constants.ts";
+import {
+  configureDeadlineMs,
+  configureRefreshMs,
+  configuresInflightMax,
+  configuresPerNodeInflightMax,
+} from "./constants.ts";
 import {
   failingOver,
   knowsSleds,
@@ -101,6 +108,7 @@ export class Configurer {
         !(node === record.primary && outOfStep(record, report, last, nowMs, view));
       if (current && (!member || !refreshDue(`${key}@${node}`, last.atMs, nowMs))) continue;
       if (tenure.configuring.size >= configuresInflightMax) break;
+      if ((tenure.configuringPerNode.get(node) ?? 0) >= configuresPerNodeInflightMax) continue;
       sending.push(this.send(tenure, record, node, member, sleds));
     }
     return Promise.all(sending).then(() => undefined);
@@ -158,6 +166,10 @@ export class Configurer {
     const key = partitionKey(record);
     const inflightKey = `${key}@${node}`;
     tenure.configuring.add(inflightKey);
+    tenure.configuringPerNode.set(node, (tenure.configuringPerNode.get(node) ?? 0) + 1);
+    const asked = tenure.asked.get(key) ?? new Map<string, { epoch: number; atMs: number }>();
+    asked.set(node, { epoch: record.epoch, atMs: now() });
+    tenure.asked.set(key, asked);
     const told = [...sleds];
     try {
       const learners = record.learners ?? [];
@@ -229,7 +241,11 @@ export class Configurer {
         this.service.logger.warn(context, "could not configure a replica; will retry");
       }
     } finally {
-      if (this.tenures.held() === tenure) tenure.configuring.delete(inflightKey);
+      // The tenure's own counts, whoever leads now: a later tenure has its own.
+      tenure.configuring.delete(inflightKey);
+      const inflight = (tenure.configuringPerNode.get(node) ?? 1) - 1;
+      if (inflight > 0) tenure.configuringPerNode.set(node, inflight);
+      else tenure.configuringPerNode.delete(node);
     }
   }
 }

@@ -25,6 +25,14 @@ export const memberEvictAfterMsDefault = 60 * 60 * 1000;
 export const reconcileIntervalMs = 500;
 
 /**
+ * Partitions a round decides in one synchronous stretch: a round over more goes on in
+ * slices of this many, each in its own turn of the event loop, so that the leader's
+ * lease renewal, heartbeats and requests run between them (a round over 16,384
+ * unsettled partitions took seconds on a loaded machine, and the leader lost its lease).
+ */
+export const reconcileSliceMax = 256;
+
+/**
  * How often the leader re-reads the whole catalogue. Between reads it decides from its
  * own copy, which only it writes during its term (writes are fenced by term).
  */
@@ -88,6 +96,14 @@ export const primaryUnconfirmedMsMax = 20_000;
 
 /** Configure requests outstanding at once, over every head node and partition. */
 export const configuresInflightMax = 1024;
+
+/**
+ * Configure requests outstanding at once to one head node. A new volume of 16,384
+ * partitions had 512 queued at each of its two head nodes, more than one could open
+ * within configureDeadlineMs: the requests timed out and were sent again, and the
+ * head nodes' queues never shrank. A short queue per node is answered in time.
+ */
+export const configuresPerNodeInflightMax = 32;
 
 /**
  * How long a `headnode.drop.v1` to each head node may take, at a volume's delete and when

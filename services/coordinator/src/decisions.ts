@@ -52,9 +52,11 @@
 // while a healthy secondary waited. The leader now tracks since when the primary has
 // neither acknowledged the configure of the record's epoch nor reported in it
 // (`primaryUnconfirmedSinceMs`, `unconfirmedSince`, measured from when this leader first
-// saw the epoch, never from KV time), and one unconfirmed for primaryUnconfirmedMsMax is
-// failed over as a stalled primary is: only where a live secondary can take over, after
-// the lease. That is safe for the same reason: the record's secondaries hold every
+// saw the epoch, never from KV time; and not before the configure of the epoch was sent
+// to it: one held back by the leader's bounds on configures in flight was asked nothing,
+// and a new volume of 16,384 partitions was failed over wholesale for it), and one
+// unconfirmed for primaryUnconfirmedMsMax is failed over as a stalled primary is: only
+// where a live secondary can take over, after the lease. That is safe for the same reason: the record's secondaries hold every
 // acknowledged write (none committed without them).
 //
 // Reads: a primary serves reads only under a lease (see leases in docs/architecture.md).

@@ -39,6 +39,18 @@
 // `settledCheck`, so a touch that changed nothing costs one comparison), and those whose
 // point is due: an idle cluster's round costs nothing per partition, and one decision
 // per partition a minute. `missed` is the scan it replaces, for tests.
+//
+// Slices (a volume of 16,384 partitions knocked its leader out): while many partitions
+// are not settled — a new volume's, waiting for their first configure; every one after
+// a head node died — a round decides them all, and one synchronous stretch over them
+// took seconds on a loaded machine, long enough for the leader's own lease to lapse. So
+// a round decides at most reconcileSliceMax partitions in one turn and goes on with the
+// rest on the next turns of the event loop (`setImmediate`), so that lease renewals,
+// heartbeats and requests run in between. A round's partitions are those pending when
+// it began, and those changes add while it runs; each one decided and still pending
+// goes to the back of the line, so the next round begins with those waiting longest.
+// Ticks that come while a round runs start nothing. The load (placement.ts) is counted
+// once per round, as before, not once per slice.
 
 import type { Logger } from "@ballast/runtime";
 import {
@@ -56,6 +68,7 @@ import {
   catalogueRereadMsMax,
   droppedNodeAvoidMs,
   learnerCatchUpMsMax,
+  reconcileSliceMax,
   settledRecheckMs,
 } from "./constants.ts";
 import {
@@ -290,6 +303,10 @@ export class Reconciler {
    * and its clock kept, every round.
    */
   private unconfirmed = new Map<string, Unconfirmed>();
+  /** Partitions the round under way has still to decide: 0 when none is under way. */
+  private roundLeft = 0;
+  /** The load of the round under way, counted when a step first needs it. */
+  private roundLoad: Map<string, Load> | undefined;
 
   constructor(private readonly options: ReconcilerOptions) {}
 
@@ -332,14 +349,37 @@ export class Reconciler {
     return missed;
   }
 
-  /** Leader only: every partition decided on its own; nothing here awaits. */
+  /**
+   * Leader only: every partition decided on its own; nothing here awaits. Decides the
+   * first slice of a round at once and the rest on later turns (see "Slices"); does
+   * nothing while a round is under way.
+   */
   reconcile(): void {
+    if (this.roundLeft > 0) return;
+    try {
+      this.slice(true);
+    } catch (error) {
+      // A round that failed is over: the next tick begins another.
+      this.roundLeft = 0;
+      throw error;
+    }
+  }
+
+  /** Whether a round is under way, with partitions still to decide (for tests). */
+  roundUnderWay(): boolean {
+    return this.roundLeft > 0;
+  }
+
+  /** One slice of a round: at most reconcileSliceMax partitions, then the next turn. */
+  private slice(starting: boolean): void {
     const { tenures, heartbeats } = this.options;
     const tenure = tenures.current();
-    if (tenure === undefined || !tenure.ready) return;
     const startMs = now();
-    if (heartbeats.listening(startMs)) return;
-    if (startMs - tenure.refreshedAtMs >= catalogueRefreshMs && !tenure.refreshing) {
+    if (tenure === undefined || !tenure.ready || heartbeats.listening(startMs)) {
+      this.roundLeft = 0;
+      return;
+    }
+    if (starting && startMs - tenure.refreshedAtMs >= catalogueRefreshMs && !tenure.refreshing) {
       const version = this.options.changes?.version();
       const unchanged =
         version !== undefined &&
@@ -351,7 +391,9 @@ export class Reconciler {
     const sleds = heartbeats.aliveSleds();
     const disks = heartbeats.headNodeDisks();
     const members = membersKey(alive, sleds, disks);
+    let fresh = starting;
     if (this.settledTenure !== tenure) {
+      fresh = true;
       this.settled = new Map();
       this.unconfirmed = new Map();
       this.settledTenure = tenure;
@@ -363,19 +405,33 @@ export class Reconciler {
       tenure.changes.keys.clear();
       tenure.changes.all = false;
     }
+    const before = this.pending.size;
     for (const key of this.drain(tenure, members, startMs, true)) this.pending.add(key);
     for (const { key, settled } of this.due.popDue(startMs)) {
       if (this.settled.get(key) === settled) this.pending.add(key);
     }
-    let load: Map<string, Load> | undefined;
+    if (fresh) {
+      this.roundLeft = this.pending.size;
+      this.roundLoad = undefined;
+    } else {
+      // Partitions changes added since the last slice are this round's too.
+      this.roundLeft += this.pending.size - before;
+    }
     const loadNow = () => {
-      load ??= loadOf(
+      this.roundLoad ??= loadOf(
         [...tenure.records.values()].map((entry) => entry.value),
         [...alive],
       );
-      return load;
+      return this.roundLoad;
     };
+    // The slice: the partitions at the front of the line (a copy: the loop moves them).
+    const batch: string[] = [];
     for (const key of this.pending) {
+      if (batch.length >= Math.min(this.roundLeft, reconcileSliceMax)) break;
+      batch.push(key);
+    }
+    this.roundLeft = batch.length < reconcileSliceMax ? 0 : this.roundLeft - batch.length;
+    for (const key of batch) {
       const entry = tenure.records.get(key);
       if (entry === undefined) {
         // Deleted: nothing more to decide.
@@ -399,7 +455,19 @@ export class Reconciler {
         this.settled.delete(key);
       }
       this.step(tenure, entry, alive, sleds, loadNow, members, disks);
-      if (this.settled.has(key)) this.pending.delete(key);
+      // Settled: out of the line; else to its back, behind those not decided yet.
+      this.pending.delete(key);
+      if (!this.settled.has(key)) this.pending.add(key);
+    }
+    if (this.roundLeft > 0) {
+      setImmediate(() => {
+        try {
+          this.slice(false);
+        } catch (error) {
+          this.roundLeft = 0;
+          this.options.logger.error({ error: String(error) }, "reconcile failed");
+        }
+      });
     }
   }
 
@@ -476,13 +544,24 @@ export class Reconciler {
     const report = tenure.leases.reportOf(record, nowMs);
     const avoid = avoided(tenure, record, nowMs);
     const failed = tenure.leases.failedMembers(record);
-    const unconfirmed = unconfirmedSince(
-      record,
-      this.unconfirmed.get(key),
-      tenure.configured.get(key)?.get(record.primary),
-      report,
-      nowMs,
-    );
+    // A primary not yet sent its epoch's configure (it waits behind the bounds on
+    // configures in flight: a new volume's thousands) is asked nothing: its clock has
+    // not started. It starts when the configure is sent.
+    const about: Unconfirmed = { epoch: record.epoch, primary: record.primary };
+    const asked = tenure.asked.get(key)?.get(record.primary);
+    const previous = this.unconfirmed.get(key);
+    const unconfirmed: Unconfirmed =
+      asked?.epoch === record.epoch
+        ? unconfirmedSince(
+            record,
+            previous?.epoch === record.epoch && previous.primary === record.primary
+              ? previous
+              : { ...about, sinceMs: asked.atMs },
+            tenure.configured.get(key)?.get(record.primary),
+            report,
+            nowMs,
+          )
+        : about;
     // Confirmed: nothing to remember (the next lapse is timed from when it is seen).
     if (unconfirmed.sinceMs === undefined) this.unconfirmed.delete(key);
     else this.unconfirmed.set(key, unconfirmed);

@@ -80,6 +80,15 @@ export interface Tenure {
   noReplica: Map<string, Map<string, number>>;
   /** `${partitionKey}@${node}` of configure requests in flight. */
   configuring: Set<string>;
+  /** Configure requests in flight, per head node. */
+  configuringPerNode: Map<string, number>;
+  /**
+   * Per partition, per node: the epoch of the last configure sent to it, and when
+   * (monotonic). A primary not yet sent its epoch's configure (waiting behind the bounds
+   * on requests in flight) is not unconfirmed: nothing was asked of it; its clock starts
+   * when the configure is sent (decisions.ts, "Unconfirmed primaries"; reconciler.ts).
+   */
+  asked: Map<string, Map<string, { epoch: number; atMs: number }>>;
   /** `${partitionKey}@${node}@${epoch}` whose failure was logged: once each. */
   failuresLogged: Set<string>;
   /** Per partition, when this tenure first saw each learner. */
@@ -139,6 +148,8 @@ export function newTenure(leading: Leading, sinceMs: number): Tenure {
     configured: new WatchedMap<string, Map<string, Configured>>(changed),
     noReplica: new Map(),
     configuring: new Set(),
+    configuringPerNode: new Map(),
+    asked: new Map(),
     failuresLogged: new Set(),
     learnersSince: new Map(),
     dropped: new Map(),
@@ -169,6 +180,7 @@ export function forget(tenure: Tenure, record: PartitionRecord): void {
   tenure.records.delete(key);
   tenure.leases.forget(record);
   tenure.configured.delete(key);
+  tenure.asked.delete(key);
   tenure.noReplica.delete(key);
   tenure.learnersSince.delete(key);
   tenure.dropped.delete(key);
@@ -187,6 +199,8 @@ export function forgetConfigured(tenure: Tenure | undefined, nodeId: string): vo
     const last = nodes.get(nodeId);
     if (last === undefined) continue;
     nodes.set(nodeId, { ...last, epoch: -1 });
+    // Asked again from when the configure is sent again, not from before it went away.
+    tenure.asked.get(key)?.delete(nodeId);
     touch(tenure, key);
   }
 }

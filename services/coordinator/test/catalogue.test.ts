@@ -3,7 +3,15 @@
 
 import { ErrorCode, formatVolumeId, incarnationOf } from "@ballast/protocol";
 import { describe, expect, test } from "vitest";
-import { Catalogue, keys, mayOverwrite, uniqueKeys } from "../src/catalogue.ts";
+import {
+  Catalogue,
+  createWritesInflightMax,
+  keys,
+  mapLimited,
+  mayOverwrite,
+  partitionReadsInflightMax,
+  uniqueKeys,
+} from "../src/catalogue.ts";
 import type { PartitionRecord } from "../src/decisions.ts";
 import { FakeStore } from "./fake-store.ts";
 
@@ -293,5 +301,101 @@ describe("snapshot records go with their incarnation", () => {
     await expect(catalogue.recordSnapshot(snapshot("daily", "v-2"))).rejects.toMatchObject({
       code: ErrorCode.AlreadyExists,
     });
+  });
+});
+
+/** A FakeStore that counts its requests in flight: the most at once since `reset`. */
+class CountingStore extends FakeStore {
+  inflight = 0;
+  peak = 0;
+  requests = 0;
+
+  private async counted<T>(work: () => Promise<T>): Promise<T> {
+    this.inflight++;
+    this.requests++;
+    this.peak = Math.max(this.peak, this.inflight);
+    try {
+      // A turn of the event loop, as a request over the bus takes at least.
+      await new Promise((resolve) => setImmediate(resolve));
+      return await work();
+    } finally {
+      this.inflight--;
+    }
+  }
+
+  reset(): void {
+    this.peak = 0;
+    this.requests = 0;
+  }
+
+  override get(key: string) {
+    return this.counted(() => super.get(key));
+  }
+
+  override create(key: string, value: Uint8Array) {
+    return this.counted(() => super.create(key, value));
+  }
+
+  override update(key: string, value: Uint8Array, revision: number) {
+    return this.counted(() => super.update(key, value, revision));
+  }
+}
+
+describe("a create of many partitions (16,384 knocked the leader out)", () => {
+  const count = 16_384;
+  const volume = {
+    name: "big",
+    id: "1-abc",
+    sizeBytes: count * mebibyte,
+    replicaCount: 2,
+    partitionBytes: mebibyte,
+    createdAtMs: 2,
+  };
+  const records = Array.from({ length: count }, (_, index) =>
+    partition(index, { volume: "big", volumeId: "1-abc" }),
+  );
+
+  test("writes a bounded number of records at once, and reads them back so", async () => {
+    const store = new CountingStore();
+    const catalogue = new Catalogue(store);
+    const stored = await catalogue.createVolume(volume, records, 3);
+    expect(stored.map((entry) => entry.value.partition)).toEqual(records.map((r) => r.partition));
+    // Three requests a partition (its leftover, the creating record, the write), so a
+    // create of n partitions began 3n at once; now at most the bound run together.
+    expect(store.peak).toBeLessThanOrEqual(createWritesInflightMax);
+    expect(store.requests).toBeGreaterThanOrEqual(3 * count);
+    store.reset();
+    const listed = await catalogue.partitions("big");
+    expect(listed).toHaveLength(count);
+    expect(store.peak).toBeLessThanOrEqual(partitionReadsInflightMax);
+  });
+
+  test("a write that fails fails the create, and no more writes begin", async () => {
+    const store = new CountingStore();
+    // A leftover of a later leader at partition 100: the create must stop.
+    store.put(keys.partition("big", 100), partition(100, { volume: "big", term: 9 }));
+    const catalogue = new Catalogue(store);
+    await expect(catalogue.createVolume(volume, records, 3)).rejects.toMatchObject({
+      code: ErrorCode.Unavailable,
+    });
+    expect(store.requests).toBeLessThan(count);
+    expect(await catalogue.volume("big")).toBeUndefined();
+  });
+});
+
+describe("mapLimited", () => {
+  test("keeps the items' order, and runs at most the limit at once", async () => {
+    let running = 0;
+    let peak = 0;
+    const results = await mapLimited([5, 1, 4, 2, 3], 2, async (item) => {
+      running++;
+      peak = Math.max(peak, running);
+      for (let turn = 0; turn < item; turn++) await new Promise((r) => setImmediate(r));
+      running--;
+      return item * 10;
+    });
+    expect(results).toEqual([50, 10, 40, 20, 30]);
+    expect(peak).toBe(2);
+    expect(await mapLimited([], 4, async () => 1)).toEqual([]);
   });
 });

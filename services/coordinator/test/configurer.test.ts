@@ -12,7 +12,11 @@ import {
   provenDisks,
   refreshDue,
 } from "../src/configurer.ts";
-import { configureRefreshMs, configureVerifyMs } from "../src/constants.ts";
+import {
+  configureRefreshMs,
+  configuresPerNodeInflightMax,
+  configureVerifyMs,
+} from "../src/constants.ts";
 import { decidePartition, type PartitionRecord, type Report } from "../src/decisions.ts";
 import { partitionKey } from "../src/leases.ts";
 import { newTenure, type Tenure } from "../src/tenure.ts";
@@ -313,5 +317,64 @@ describe("Configurer", () => {
       return atMs;
     });
     expect(new Set(dueAt).size).toBeGreaterThan(50);
+  });
+});
+
+describe("Configurer: a new volume of many partitions", () => {
+  // 16,384 partitions on two head nodes: with only the bound over all nodes, 512
+  // configures were queued at each, more than it opened within the deadline; they timed
+  // out and were sent again, and the partitions were failed over for not confirming.
+  it("sends each head node at most its bound at once, and the next as one is answered", async () => {
+    const tenure: Tenure = newTenure({ term: 1, tenure: 1 }, 0);
+    const waiting: { node: string; answer: () => void }[] = [];
+    const configurer = new Configurer(
+      {
+        bus: {
+          request: (subject: string) =>
+            new Promise((resolve) =>
+              waiting.push({ node: subject.split(".").at(-1)!, answer: () => resolve({}) }),
+            ),
+        },
+        logger: { debug: () => undefined, warn: () => undefined },
+      } as never,
+      {} as never,
+      { held: () => tenure },
+    );
+    const alive = new Set(["head-1", "head-2"]);
+    const records = Array.from({ length: 16_384 }, (_, partition) => ({
+      ...record,
+      partition,
+      epoch: 1,
+      ...(partition % 2 === 0 ? {} : { primary: "head-2", secondaries: ["head-1"] }),
+    }));
+    const sendAll = () => {
+      for (const one of records) void configurer.configure(tenure, one, alive, ["sled-1"]);
+    };
+    const perNode = () => {
+      const counts = new Map<string, number>();
+      for (const { node } of waiting) counts.set(node, (counts.get(node) ?? 0) + 1);
+      return counts;
+    };
+    sendAll();
+    await Promise.resolve();
+    expect(perNode()).toEqual(
+      new Map([
+        ["head-1", configuresPerNodeInflightMax],
+        ["head-2", configuresPerNodeInflightMax],
+      ]),
+    );
+    // head-1 answers one: the next round sends it one more, head-2 none.
+    waiting.splice(0, 1)[0]!.answer();
+    await new Promise((resolve) => setImmediate(resolve));
+    sendAll();
+    await Promise.resolve();
+    expect(perNode().get("head-1")).toBe(configuresPerNodeInflightMax);
+    expect(perNode().get("head-2")).toBe(configuresPerNodeInflightMax);
+    expect(tenure.configuringPerNode.get("head-1")).toBe(configuresPerNodeInflightMax);
+    // Every answer in: nothing left in flight, counted or not.
+    for (const one of waiting.splice(0)) one.answer();
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(tenure.configuring.size).toBe(0);
+    expect(tenure.configuringPerNode.size).toBe(0);
   });
 });

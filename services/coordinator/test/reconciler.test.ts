@@ -13,6 +13,7 @@ import {
   configureRefreshMs,
   configureVerifyMs,
   primaryUnconfirmedMsMax,
+  reconcileSliceMax,
   settledRecheckMs,
 } from "../src/constants.ts";
 import type { PartitionRecord, Report } from "../src/decisions.ts";
@@ -67,7 +68,12 @@ function report(partition: number, commitOpNum: number): Report {
 let clockMs = 1000;
 
 /** `hung`: nodes whose configures never complete (a hung disk): never acknowledged. */
-function setup(catalogue: unknown = {}, hung: ReadonlySet<string> = new Set()) {
+function setup(
+  catalogue: unknown = {},
+  hung: ReadonlySet<string> = new Set(),
+  /** Partitions whose configures are not sent (they wait for a slot). */
+  held: ReadonlySet<number> = new Set(),
+) {
   const tenure: Tenure = newTenure({ term: 1, tenure: 1 }, 0);
   tenure.ready = true;
   tenure.refreshing = true; // no catalogue reads in these tests
@@ -88,10 +94,14 @@ function setup(catalogue: unknown = {}, hung: ReadonlySet<string> = new Set()) {
       sleds: readonly string[],
     ) {
       decided.push(value.partition);
+      if (held.has(value.partition)) return Promise.resolve();
       const key = partitionKey(value);
       const nodes = t.configured.get(key) ?? new Map();
       t.configured.set(key, nodes);
+      const asked = t.asked.get(key) ?? new Map<string, { epoch: number; atMs: number }>();
+      t.asked.set(key, asked);
       for (const node of [value.primary, ...value.secondaries, ...(value.learners ?? [])]) {
+        if (live.has(node)) asked.set(node, { epoch: value.epoch, atMs: clockMs });
         if (live.has(node) && !hung.has(node)) {
           nodes.set(node, { epoch: value.epoch, atMs: clockMs, sleds: [...sleds] });
         }
@@ -118,7 +128,7 @@ function setup(catalogue: unknown = {}, hung: ReadonlySet<string> = new Set()) {
     reconciler.reconcile();
     return [...decided].sort();
   };
-  return { tenure, alive, round, reconciler };
+  return { tenure, alive, round, reconciler, decided };
 }
 
 describe("Reconciler: deciding only what changed", () => {
@@ -853,6 +863,41 @@ describe("Reconciler: a primary that never takes the record's epoch", () => {
   });
   afterEach(() => vi.restoreAllMocks());
 
+  it("does not fail over a primary whose configure has not been sent yet (waiting behind the bounds)", async () => {
+    const updates: PartitionRecord[] = [];
+    const catalogue = {
+      updatePartition: (next: PartitionRecord) => {
+        updates.push(next);
+        return Promise.resolve({ applied: true, revision: 100 });
+      },
+    };
+    // head-1 never answers (a hung disk, or a head node opening thousands of replicas);
+    // partitions 1 and 2 also wait for a configure slot, as a new volume's thousands
+    // queue behind the bounds on configures in flight: nothing is sent for them yet.
+    const held = new Set([1, 2]);
+    const { reconciler } = setup(catalogue, new Set(["head-1"]), held);
+    const settle = () => new Promise((resolve) => setImmediate(resolve));
+    const runUntil = async (endMs: number) => {
+      while (clockMs < endMs) {
+        reconciler.reconcile();
+        await settle();
+        clockMs += 500;
+      }
+    };
+    clockMs = 500_000;
+    await runUntil(clockMs + 3 * primaryUnconfirmedMsMax);
+    const updated = () => [...new Set(updates.map((next) => next.partition))].sort();
+    // Partition 0's configure went out and hangs: failed over. 1 and 2 were asked nothing.
+    expect(updated()).toEqual([0]);
+    // Sent at last, and never answered: failed over primaryUnconfirmedMsMax after.
+    held.clear();
+    const sentAtMs = clockMs;
+    await runUntil(sentAtMs + primaryUnconfirmedMsMax - 500);
+    expect(updated()).toEqual([0]);
+    await runUntil(sentAtMs + primaryUnconfirmedMsMax + 1000);
+    expect(updated()).toEqual([0, 1, 2]);
+  });
+
   it("is failed over once unconfirmed for primaryUnconfirmedMsMax from when this leader first saw the epoch; one that reports is kept", async () => {
     const updates: PartitionRecord[] = [];
     const catalogue = {
@@ -887,5 +932,88 @@ describe("Reconciler: a primary that never takes the record's epoch", () => {
     for (const next of updates) {
       expect(next).toMatchObject({ epoch: 2, primary: "head-2", secondaries: [] });
     }
+  });
+});
+
+describe("Reconciler: a round over many partitions, in slices", () => {
+  beforeEach(() => {
+    clockMs = 1000;
+    vi.spyOn(globalThis.performance, "now").mockImplementation(() => clockMs);
+  });
+  afterEach(() => vi.restoreAllMocks());
+
+  // A new volume of 16,384 partitions (the size that knocked its leader out): none is
+  // settled, so a round decides every one. It must not do so in one synchronous stretch,
+  // or the lease renewal, a timer of the same event loop, waits behind all of them.
+  it("decides at most a slice per turn of the event loop, and each partition once a round", async () => {
+    const partitions = 16_384;
+    // head-2's configures never complete: no partition settles, as while a new volume's
+    // replicas are being created, so every round decides every one.
+    const { tenure } = setup({}, new Set(["head-2"]));
+    tenure.volumes.set("vol", { ...volume, sizeBytes: partitions * volume.partitionBytes });
+    for (let partition = 3; partition < partitions; partition++) {
+      const value = record(partition);
+      tenure.records.set(partitionKey(value), { value, revision: partition + 1 });
+    }
+    const decided: number[] = [];
+    const reconciler = new Reconciler({
+      logger: createLogger({ service: "test", nodeId: "test", level: "silent" }),
+      catalogue: {} as never,
+      heartbeats: {
+        listening: () => false,
+        aliveHeadNodes: () => new Set(["head-1", "head-2"]),
+        aliveSleds: () => ["sled-1"],
+        headNodeDisks: () => new Map(),
+      },
+      configurer: {
+        configure: (_tenure, value) => {
+          decided.push(value.partition);
+          return Promise.resolve();
+        },
+        current: () => false,
+      },
+      tenures: { held: () => tenure, current: () => tenure },
+    });
+    const turn = () => new Promise((resolve) => setImmediate(resolve));
+    for (const round of [1, 2]) {
+      decided.length = 0;
+      reconciler.reconcile();
+      const slices = [decided.length];
+      while (reconciler.roundUnderWay()) {
+        const before = decided.length;
+        // A tick while the round runs starts nothing more.
+        reconciler.reconcile();
+        expect(decided.length).toBe(before);
+        await turn();
+        slices.push(decided.length - before);
+      }
+      expect(
+        slices.every((count) => count <= reconcileSliceMax),
+        `round ${round}`,
+      ).toBe(true);
+      expect(slices.length).toBe(Math.ceil(partitions / reconcileSliceMax));
+      const once = [...decided].sort((a, b) => a - b);
+      expect(once).toEqual(Array.from({ length: partitions }, (_, index) => index));
+    }
+  });
+
+  it("takes into the round under way the partitions a change touches meanwhile", async () => {
+    const partitions = 3 * reconcileSliceMax;
+    const { tenure, reconciler, decided } = setup();
+    tenure.volumes.set("vol", { ...volume, sizeBytes: partitions * volume.partitionBytes });
+    for (let partition = 3; partition < partitions; partition++) {
+      const value = record(partition);
+      tenure.records.set(partitionKey(value), { value, revision: partition + 1 });
+    }
+    const turn = () => new Promise((resolve) => setImmediate(resolve));
+    reconciler.reconcile();
+    // Partition 7, decided in the first slice, changes while the round goes on.
+    expect(decided.filter((partition) => partition === 7)).toHaveLength(1);
+    const value = { ...record(7), epoch: 2 };
+    tenure.records.set(partitionKey(value), { value, revision: partitions + 10 });
+    while (reconciler.roundUnderWay()) await turn();
+    expect(decided.filter((partition) => partition === 7)).toHaveLength(2);
+    expect(reconciler.settledCount()).toBe(partitions);
+    expect(reconciler.missed(clockMs)).toEqual([]);
   });
 });

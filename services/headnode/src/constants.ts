@@ -45,6 +45,16 @@ export const leftoverAskDeadlineMs = 10_000;
 /** How long a head node waits for the coordinator to answer a report. */
 export const reportDeadlineMs = limits.headnodeReportIntervalMs * 2;
 
+/**
+ * The least time between the reports a head node sends early for its new leased
+ * primaries (headnode.ts `reportSoon`). A report goes through every hosted replica, on
+ * the node and again at the leader, and a head node given 8,192 new primaries one after
+ * another sent one per configure, back to back, for as long as the configures lasted:
+ * a quarter of the node's busy time and of the leader's. The primaries configured
+ * within this wait for one report together.
+ */
+export const reportSoonSpacingMs = 100;
+
 export interface ReplicaLimits {
   /** Ops assigned but not yet committed; past it, new writes wait. */
   notesInflightMax: number;

@@ -84,6 +84,7 @@ import {
   leftoverCheckRetryMs,
   type ReplicaLimits,
   reportDeadlineMs,
+  reportSoonSpacingMs,
   tickMs,
 } from "./constants.ts";
 import { DropRuns } from "./drop-runs.ts";
@@ -192,6 +193,10 @@ export class HeadNode {
   private reportFailing = false;
   /** A report was asked for while one was on its way: send one more once it is done. */
   private reportAgain = false;
+  /** An early report asked for within reportSoonSpacingMs of the last (`reportSoon`). */
+  private reportSoonTimer: NodeJS.Timeout | undefined;
+  /** When the last report began, on the monotonic clock. */
+  private lastReportAtMs = Number.NEGATIVE_INFINITY;
 
   /** `session` grows on every start (see session.ts). */
   constructor(
@@ -242,6 +247,7 @@ export class HeadNode {
       this.closed = true;
       clearInterval(this.tickTimer);
       clearInterval(this.reportTimer);
+      clearTimeout(this.reportSoonTimer);
       clearTimeout(this.leftoverTimer);
       await this.replicator.close();
       await Promise.all([...this.hosted.values()].map(({ host }) => host.close()));
@@ -290,6 +296,7 @@ export class HeadNode {
     }
     this.reporting = true;
     this.reportAgain = false;
+    this.lastReportAtMs = performance.now();
     try {
       const { primaries, failures, reported } = nodeEntriesOf(
         [...this.hosted.values()].map((hosted) => hosted.host),
@@ -339,6 +346,24 @@ export class HeadNode {
       this.reporting = false;
       if (this.reportAgain) void this.report();
     }
+  }
+
+  /**
+   * A report as soon as reportSoonSpacingMs has passed since the last one began (at once
+   * if it has): for a new leased primary, which reads nothing until a report is
+   * granted, without a report per configure when thousands come one after another.
+   */
+  private reportSoon(): void {
+    if (this.reportSoonTimer !== undefined || this.closed) return;
+    const waitMs = this.lastReportAtMs + reportSoonSpacingMs - performance.now();
+    if (waitMs <= 0) {
+      void this.report();
+      return;
+    }
+    this.reportSoonTimer = setTimeout(() => {
+      this.reportSoonTimer = undefined;
+      void this.report();
+    }, waitMs);
   }
 
   // ---------------------------------------------------------------- leftover directories
@@ -532,7 +557,7 @@ export class HeadNode {
     await this.followRole(hosted);
     // A new leased primary reads nothing until a report is granted: report now rather
     // than at the next interval.
-    if (part === "primary" && message.leased === true) void this.report();
+    if (part === "primary" && message.leased === true) this.reportSoon();
     // The disk that holds the replica: proof for a coordinator that has none recorded
     // (decisions.ts, "Lost disks"); a voter is never opened empty without it named.
     const disk = this.service.disk;

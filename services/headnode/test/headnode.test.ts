@@ -7,8 +7,8 @@
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { type BallastError, ErrorCode, limits, subjects } from "@ballast/protocol";
-import { afterEach, beforeEach, describe, expect, test } from "vitest";
-import { dropsJoinedMax } from "../src/constants.ts";
+import { afterEach, beforeEach, describe, expect, test, vi } from "vitest";
+import { dropsJoinedMax, reportSoonSpacingMs } from "../src/constants.ts";
 import { type FakeService, startHeadNode } from "./fake-service.ts";
 
 const partitionBytes = 1024 * 1024;
@@ -493,5 +493,35 @@ describe("drops behind a configure that hangs", () => {
         ),
       ),
     ).toBe(ErrorCode.NotFound);
+  });
+});
+
+describe("early reports for new leased primaries", () => {
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  // A new volume of 16,384 partitions gave each of two head nodes 8,192 leased primaries
+  // one after another: each configure sent a report at once, each going through every
+  // hosted replica here and at the leader.
+  test("primaries configured one after another wait for one report together", async () => {
+    // Timers (and the clock they read) stand still unless advanced: no interval report
+    // and no early one comes by itself; files and journals are real.
+    vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout", "setInterval", "performance"] });
+    const before = service.reports.length;
+    const partitions = 20;
+    for (let partition = 0; partition < partitions; partition++) {
+      await configure({ partition, partitionStart: partition * partitionBytes, leased: true });
+    }
+    // The first at once; the others wait for the spacing to pass, together.
+    await vi.advanceTimersByTimeAsync(0);
+    expect(service.reports.length - before).toBe(1);
+    await vi.advanceTimersByTimeAsync(reportSoonSpacingMs);
+    expect(service.reports.length - before).toBe(2);
+    // Between them the two reports name every new primary.
+    const named = new Set(
+      service.reports.slice(before).flatMap((report) => report.primaries.map((p) => p.partition)),
+    );
+    expect(named.size).toBe(partitions);
   });
 });
