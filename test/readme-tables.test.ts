@@ -9,6 +9,7 @@ import { fileURLToPath } from "node:url";
 import { coordinatorOptions } from "@ballast/coordinator";
 import { gatewayOptions } from "@ballast/gateway";
 import { headnodeOptions } from "@ballast/headnode";
+import { nbdLimitsDefault } from "@ballast/nbd";
 import { limits, resultSchemas } from "@ballast/protocol";
 import {
   commonOptions,
@@ -246,6 +247,8 @@ const limitValues: Record<string, string> = {
   "sector (I/O alignment)": `${limits.sectorBytes} bytes`,
   "handlers in flight per subscription": String(runtimeConstants.handlersInflightMax),
   "request deadline": `${runtimeConstants.requestDeadlineMsDefault / 1000} s by default, at most ${runtimeConstants.requestDeadlineMsMax / 1000} s`,
+  "NBD connections per gateway": String(nbdLimitsDefault.connectionsMax),
+  "NBD read and write data in flight, per connection / all": `${nbdLimitsDefault.payloadBytesInflightPerConnectionMax / mib} MiB / ${nbdLimitsDefault.payloadBytesInflightMax / mib} MiB; past either, the gateway reads no more requests until some are answered`,
 };
 
 describe("the README's table of limits", () => {

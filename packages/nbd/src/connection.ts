@@ -30,12 +30,15 @@ import type { BlockDevice } from "./block-device.ts";
 import type { NbdLimits } from "./constants.ts";
 import { assertNever, ConnectionClosedError, NbdProtocolError } from "./errors.ts";
 import { Handshake } from "./handshake.ts";
+import type { PayloadBudget } from "./payload-budget.ts";
 import { SocketReader } from "./socket-reader.ts";
 import { SocketWriter } from "./socket-writer.ts";
 import { Transmission } from "./transmission.ts";
 
 export interface ConnectionContext {
   limits: NbdLimits;
+  /** The server's payload bytes in flight over all its connections. */
+  payloadBudget: PayloadBudget;
   logger: Logger;
   openExport(name: string): Promise<BlockDevice | undefined>;
   /** Once per device `openExport` returned, when this connection is done with it. */
@@ -165,6 +168,7 @@ export class NbdConnection {
           writer: this.writer,
           device,
           limits,
+          payloadBudget: this.context.payloadBudget,
           logger: this.logger.child({ export: device.name }),
           signal: this.aborted.signal,
         });

@@ -45,6 +45,13 @@ export interface NbdLimits {
    */
   payloadBytesInflightPerConnectionMax: number;
   /**
+   * The same bytes summed over every connection of the server. At the limit every
+   * connection's next read or write waits (first come, first served) until requests
+   * are answered, so the server's memory for payloads is bounded whatever the number
+   * of connections.
+   */
+  payloadBytesInflightMax: number;
+  /**
    * Bytes read from a socket ahead of the request parser. Past it the socket is paused,
    * so that a client that sends faster than the backend serves fills TCP windows, not
    * the server's memory.
@@ -72,6 +79,8 @@ export const nbdLimitsDefault: NbdLimits = {
   // qemu keeps 16 requests in flight per connection and nbdcopy 64.
   requestsInflightPerConnectionMax: 64,
   payloadBytesInflightPerConnectionMax: 128 * mebibyte,
+  // Eight connections at their own limit; 1,024 connections could otherwise hold 128 GiB.
+  payloadBytesInflightMax: 1024 * mebibyte,
   readAheadBytesMax: 256 * kibibyte,
   keepAliveInitialDelayMs: 60_000,
   // Two of the client library's request deadlines (5 s): an attempt underway when the
@@ -122,6 +131,11 @@ export function checkLimits(candidate: NbdLimits): string[] {
   if (candidate.payloadBytesInflightPerConnectionMax < payloadBytesMax) {
     problems.push(
       `payloadBytesInflightPerConnectionMax must be at least payloadBytesMax (${payloadBytesMax}) so that the largest request fits, got ${candidate.payloadBytesInflightPerConnectionMax}`,
+    );
+  }
+  if (candidate.payloadBytesInflightMax < payloadBytesMax) {
+    problems.push(
+      `payloadBytesInflightMax must be at least payloadBytesMax (${payloadBytesMax}) so that the largest request fits, got ${candidate.payloadBytesInflightMax}`,
     );
   }
   if (candidate.readAheadBytesMax < requestHeaderBytes) {

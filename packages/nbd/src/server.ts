@@ -17,6 +17,7 @@ import type { BlockDevice } from "./block-device.ts";
 import { NbdConnection } from "./connection.ts";
 import { type NbdLimits, resolveLimits } from "./constants.ts";
 import { assert } from "./errors.ts";
+import { PayloadBudget } from "./payload-budget.ts";
 
 export interface NbdServerOptions {
   /** Looks up an export by name (the volume name); undefined → NBD_REP_ERR_UNKNOWN. */
@@ -46,6 +47,7 @@ export interface BoundAddress {
 export class NbdServer {
   private readonly options: NbdServerOptions;
   private readonly limits: NbdLimits;
+  private readonly payloadBudget: PayloadBudget;
   private readonly logger: Logger;
   private readonly connections = new Set<NbdConnection>();
   private readonly running = new Set<Promise<void>>();
@@ -57,6 +59,7 @@ export class NbdServer {
   constructor(options: NbdServerOptions) {
     this.options = options;
     this.limits = resolveLimits(options.limits);
+    this.payloadBudget = new PayloadBudget(this.limits.payloadBytesInflightMax);
     this.logger = (
       options.logger ?? createLogger({ service: "gateway", nodeId: "nbd", level: "silent" })
     ).child({ component: "nbd" });
@@ -156,6 +159,7 @@ export class NbdServer {
     const logger = this.logger.child({ connection: id, remote });
     const connection = new NbdConnection(socket, {
       limits: this.limits,
+      payloadBudget: this.payloadBudget,
       logger,
       openExport: (name) => this.options.openExport(name),
       releaseExport: (device) => this.options.releaseExport?.(device),

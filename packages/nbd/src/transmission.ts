@@ -34,6 +34,7 @@ import { decodeRequestHeader, encodeSimpleReplyHeader, type RequestHeader } from
 import type { NbdLimits } from "./constants.ts";
 import { assertNever, BackendContractError, NbdProtocolError, replyErrorOf } from "./errors.ts";
 import { InflightLimiter } from "./inflight-limiter.ts";
+import type { PayloadBudget } from "./payload-budget.ts";
 import { decideRequest, type ExportGeometry, type RequestDecision } from "./request-decision.ts";
 import type { SocketReader } from "./socket-reader.ts";
 import type { SocketWriter } from "./socket-writer.ts";
@@ -44,6 +45,8 @@ export interface TransmissionContext {
   writer: SocketWriter;
   device: BlockDevice;
   limits: NbdLimits;
+  /** The server's payload bytes in flight over all its connections. */
+  payloadBudget: PayloadBudget;
   logger: Logger;
   /** Fires when the connection closes: its operations then send no further attempt. */
   signal?: AbortSignal;
@@ -95,13 +98,21 @@ export class Transmission {
       switch (decision.kind) {
         case "read":
           await this.inflight.whenRoomFor(decision.length);
+          await this.context.payloadBudget.take(decision.length);
           this.start(request, decision.length, () => this.onRead(decision));
           break;
         case "write": {
-          // Wait for room before reading the data: the data is what the limit bounds.
+          // Wait for room before reading the data: the data is what the limits bound.
           // Nothing else starts while this loop waits, so the room is still there.
           await this.inflight.whenRoomFor(decision.length);
-          const data = await reader.read(decision.length);
+          await this.context.payloadBudget.take(decision.length);
+          let data: Buffer;
+          try {
+            data = await reader.read(decision.length);
+          } catch (error) {
+            this.context.payloadBudget.give(decision.length);
+            throw error;
+          }
           this.start(request, decision.length, () => this.onWrite(decision, data));
           break;
         }
@@ -176,7 +187,10 @@ export class Transmission {
       .catch((error: unknown) => {
         this.context.logger.error({ err: error }, "answering a request failed");
       })
-      .finally(() => this.inflight.end(payloadBytes));
+      .finally(() => {
+        this.inflight.end(payloadBytes);
+        if (payloadBytes > 0) this.context.payloadBudget.give(payloadBytes);
+      });
   }
 
   private async answer(request: RequestHeader, operation: () => Promise<Reply>): Promise<void> {

@@ -543,6 +543,65 @@ describe("NBD transmission", () => {
     expect(handles.sort()).toEqual([1n, 2n, 3n]);
   });
 
+  test("payload bytes in flight are limited over all connections together", async () => {
+    const device = new MemoryBlockDevice("vol", mebibyte);
+    const held = holdOperations(device, ["read", "write"]);
+    // Each connection could hold two requests of 64 KiB; the server only two in all.
+    await serve(device, {
+      payloadBytesMax: 64 * kibibyte,
+      payloadBytesInflightPerConnectionMax: 128 * kibibyte,
+      payloadBytesInflightMax: 128 * kibibyte,
+    });
+    const first = await open(device);
+    const second = await open(device);
+    first.sendRequest({ command: Command.Read, handle: 1n, length: 64 * kibibyte });
+    first.sendRequest({ command: Command.Read, handle: 2n, length: 64 * kibibyte });
+    await waitUntil(() => held.length === 2, "the first connection's reads are held");
+    second.sendRequest({ command: Command.Write, handle: 3n, data: patterned(64 * kibibyte, 3) });
+    second.sendRequest({ command: Command.Read, handle: 4n, length: 512 });
+    await sleep(100);
+    // The second connection's write waits for the server's budget, and its read behind it.
+    expect(device.operations.map((operation) => operation.kind)).toEqual(["read", "read"]);
+    held.shift()?.release();
+    await waitUntil(() => device.count("write") === 1, "the write starts once a read is answered");
+    expect((await first.readReply()).handle).toBe(1n);
+    device.gate = undefined;
+    for (const { release } of held.splice(0)) release();
+    expect((await first.readReply()).handle).toBe(2n);
+    const handles = [(await second.readReply()).handle, (await second.readReply()).handle];
+    expect(handles.sort()).toEqual([3n, 4n]);
+    await expectHealthy(second, 10n);
+  });
+
+  test("a connection that closes part way through a write's data gives its bytes back", async () => {
+    const device = new MemoryBlockDevice("vol", mebibyte);
+    await serve(device, {
+      payloadBytesMax: 64 * kibibyte,
+      payloadBytesInflightPerConnectionMax: 64 * kibibyte,
+      payloadBytesInflightMax: 64 * kibibyte,
+    });
+    const leaving = await open(device);
+    // A 64 KiB write's header and half its data, then the client goes.
+    const header = Buffer.alloc(28);
+    header.writeUInt32BE(0x25609513, 0);
+    header.writeUInt16BE(Command.Write, 6);
+    header.writeBigUInt64BE(1n, 8);
+    header.writeUInt32BE(64 * kibibyte, 24);
+    leaving.write(Buffer.concat([header, patterned(32 * kibibyte, 1)]));
+    await sleep(50);
+    leaving.destroy();
+    // Had the half-read write kept the server's whole budget, this would never start.
+    const staying = await open(device);
+    const written = await staying.roundTrip({
+      command: Command.Write,
+      handle: 2n,
+      offset: 0,
+      data: patterned(64 * kibibyte, 2),
+    });
+    expect(written).toMatchObject({ error: 0, handle: 2n });
+    expect(device.count("write")).toBe(1);
+  });
+
   test("a client that does not read its replies stops the server reading its requests", async () => {
     const device = new MemoryBlockDevice("vol", mebibyte);
     await serve(device, { requestsInflightPerConnectionMax: 4 });
