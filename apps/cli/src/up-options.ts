@@ -18,6 +18,7 @@ import {
 } from "./constants.ts";
 import { CliError, exitCodes } from "./errors.ts";
 import type { UpOptions } from "./up.ts";
+import { wholeNumber } from "./whole-number.ts";
 
 type Flags = Record<string, string | boolean | undefined>;
 
@@ -98,24 +99,6 @@ function checked(
 }
 
 /** Digits only (no "", "1e3" or "0x10", which Number() would take), within min..max. */
-function wholeNumber(
-  value: string | boolean | undefined,
-  flag: string,
-  fallback: number,
-  min: number,
-  max: number,
-): number {
-  if (value === undefined) return fallback;
-  const number = typeof value === "string" && /^\d+$/.test(value) ? Number(value) : Number.NaN;
-  if (!(number >= min && number <= max)) {
-    throw new CliError(
-      exitCodes.usage,
-      `${flag} must be a whole number from ${min} to ${max}, got ${JSON.stringify(value)}`,
-    );
-  }
-  return number;
-}
-
 function serviceCount(
   value: string | boolean | undefined,
   flag: string,

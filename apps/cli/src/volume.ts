@@ -11,6 +11,7 @@ import { CliError, cliErrorOf, exitCodes } from "./errors.ts";
 import { deleteRetried } from "./retried-delete.ts";
 import { formatBytes, formatSize, parseSize, SizeError } from "./sizes.ts";
 import { uniqueText } from "./snapshot.ts";
+import { wholeNumber } from "./whole-number.ts";
 
 export const volumeHelp = `Usage: ballast volume <create|clone|list|describe|resize|rollback|delete> [options]
 
@@ -184,14 +185,16 @@ export async function volumeCommand(argv: string[]): Promise<number> {
  */
 export function replicaCountOf(value: string | boolean | undefined): { replicaCount?: number } {
   if (value === undefined) return {};
-  const count = typeof value === "string" && /^\d+$/.test(value) ? Number(value) : Number.NaN;
-  if (!(count >= limits.replicaCountMin && count <= limits.replicaCountMax)) {
-    throw new CliError(
-      exitCodes.usage,
-      `--replicas must be a whole number from ${limits.replicaCountMin} to ${limits.replicaCountMax}, got ${JSON.stringify(value)}`,
-    );
-  }
-  return { replicaCount: count };
+  const { replicaCountMin, replicaCountMax } = limits;
+  return {
+    replicaCount: wholeNumber(
+      value,
+      "--replicas",
+      replicaCountMin,
+      replicaCountMin,
+      replicaCountMax,
+    ),
+  };
 }
 
 /** `VOLUME@SNAPSHOT NAME` of a clone, or a usage error that says what is missing. */
