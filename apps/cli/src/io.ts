@@ -11,6 +11,7 @@ import { BallastError, limits } from "@ballast/protocol";
 import { connectCli, findCluster } from "./connect.ts";
 import { dataDirDefault } from "./constants.ts";
 import { CliError, exitCodes } from "./errors.ts";
+import { Pipeline } from "./pipeline.ts";
 import { formatSize, parseSize, SizeError } from "./sizes.ts";
 
 const pieceBytes = 4 * 1024 * 1024;
@@ -186,7 +187,7 @@ async function copyIn(
       }
       const at = offset + position;
       position += piece.byteLength;
-      await writes.add(volume.write(at, piece));
+      await writes.add(() => volume.write(at, piece));
       progress(position, size);
     }
     await writes.drain();
@@ -291,49 +292,5 @@ async function fileStep<T>(path: string, action: string, step: Promise<T>): Prom
     throw new CliError(exitCodes.failed, `cannot ${action} ${path}: ${(error as Error).message}`, {
       cause: error,
     });
-  }
-}
-
-/**
- * Writes in flight, at most `inflightMax`. Each failure is caught as it happens and the
- * first is thrown by the next `add` or by `drain`: a write that failed while the command
- * was reading its input was an unhandled rejection, which ended the process with a stack
- * trace instead of the error.
- */
-class Pipeline {
-  private readonly inflight = new Set<Promise<void>>();
-  private failure: { error: unknown } | undefined;
-
-  constructor(private readonly inflightMax: number) {}
-
-  /** Starts tracking `operation`; waits while the pipeline is full. */
-  async add(operation: Promise<unknown>): Promise<void> {
-    this.throwIfFailed();
-    const tracked: Promise<void> = operation
-      .then(
-        () => undefined,
-        (error: unknown) => {
-          this.failure ??= { error };
-        },
-      )
-      .finally(() => this.inflight.delete(tracked));
-    this.inflight.add(tracked);
-    if (this.inflight.size >= this.inflightMax) await Promise.race(this.inflight);
-    this.throwIfFailed();
-  }
-
-  /** Waits for every operation; throws the first failure. */
-  async drain(): Promise<void> {
-    await this.settled();
-    this.throwIfFailed();
-  }
-
-  /** Waits for every operation to end; never throws. */
-  async settled(): Promise<void> {
-    await Promise.all(this.inflight);
-  }
-
-  private throwIfFailed(): void {
-    if (this.failure !== undefined) throw this.failure.error;
   }
 }
