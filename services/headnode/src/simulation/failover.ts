@@ -40,8 +40,12 @@
 // the pause ends, so only what was in flight reaches a primary on that disk); a replica's
 // journal that fails at its next write, failing that replica alone as partition-host.ts
 // does (its runner closed, no ticks, messages or requests; its node reports it at once
-// in `failures`; a later configure reopens it from its disk), while loaded and, now and
-// then, on a secondary once settled, at the snapshot's note of an idle partition; sustained
+// in `failures`; a later configure reopens it from its disk in a session of its own),
+// while loaded and, now and then, on a secondary once settled, at the snapshot's note of
+// an idle partition, and with diskJournalFailChance on every replica of the disk at once;
+// the session file's write, when a failed replica takes its new session, slow (so the
+// takes of partitions reopened together overlap) or failing (the configure fails and is
+// sent again); sustained
 // network partitions (a node cut off from everyone, or only from its peers); chunk
 // writes, checkpoint uploads and checkpoint copies on sleds that fail or are lost; sleds
 // down (one at a time, or all but sled-1 when the volume is first created in some runs:
@@ -69,7 +73,10 @@
 // and, loaded or settling, a primary whose own journal has kept a write waiting past its
 // stall bound is no longer primary within stalledPrimaryTicksMax while faults stay as
 // they are and a voting secondary is healthy (`checkOwnStalls`), however quiet its
-// clients are.
+// clients are; and sessions (`checkLife`, `sessionGiven`): no node is given one session
+// twice, and a replica's life configured in an epoch an earlier life of that replica was
+// configured in has a session above that life's (log matching compares epoch and
+// session, and secondaries ignore older sessions).
 //
 // Each head node handles the configures and drops of one partition one at a time, in
 // arrival order (headnode.ts's keyed lock), and retires a replica (removed, reopened after
@@ -241,7 +248,23 @@ export type Sabotage =
    * slow refresh or a new epoch; until then its replica can flush nothing (a chunk needs
    * chunkCopies sleds) and its log grows.
    */
-  | "configure-ignores-sleds";
+  | "configure-ignores-sleds"
+  /**
+   * The head node before c6bd9ac: a failed replica's new session is taken after the
+   * replica is closed. When taking it fails (the session file's write: `sessionFailRate`)
+   * the configure fails with nothing hosted, and the one sent again finds nothing failed
+   * and opens the replica from its files in the node's session, the one its failed life
+   * had in the same epoch: its next ops can match notes a secondary holds from before the
+   * failure (log matching compares epoch and session). Found by the session check.
+   */
+  | "session-after-close"
+  /**
+   * The head node before 8608891: sessions taken with no lock, so two reopens of failed
+   * replicas of different partitions on one node that both read the session file before
+   * either wrote it take the same number. Found by the session check, with reopens of
+   * several partitions at once on a node (see the simulation test).
+   */
+  | "session-unlocked";
 
 export interface FailoverOptions {
   seed: number;
@@ -401,6 +424,23 @@ export interface FailoverOptions {
   /** Journal failures may strike primaries too (see `mayFailJournal` for what that finds). */
   journalFailPrimaries: boolean;
   /**
+   * Per journal failure: chance it strikes every replica on the node's disk (a disk
+   * full, or gone read-only), not one alone. Their configures then reopen several failed
+   * replicas of one node at about the same time, each taking a session of its own.
+   * Drawn from the session generator, and only when above 0.
+   */
+  diskJournalFailChance: number;
+  /**
+   * A failed replica's new session is taken as session.ts does: the session file read,
+   * the next number written durably (rename and fsync), one taker at a time per node.
+   * While loaded, that write takes up to this many ticks (so the takes of partitions
+   * configured at about the same time overlap), and fails with this chance (ENOSPC,
+   * EIO): the configure then fails, and the coordinator sends it again. Drawn from a
+   * generator of their own.
+   */
+  sessionWriteTicksMax: number;
+  sessionFailRate: number;
+  /**
    * While faults are off, a member other than the primary whose replica failed in the
    * record's epoch must leave the record within this many ticks: its node reports the
    * failure at once. Below commitStallTicks, so a coordinator that only drops it once a
@@ -548,6 +588,9 @@ export const failoverDefaults: Omit<FailoverOptions, "seed"> = {
   journalFailRate: 0.002,
   idleJournalFailChance: 0.5,
   journalFailPrimaries: true,
+  diskJournalFailChance: 0,
+  sessionWriteTicksMax: 2,
+  sessionFailRate: 0.1,
   failedMemberTicksMax: 15,
   netPartitionRate: 0.002,
   netPartitionTicksMax: 150,
@@ -686,6 +729,14 @@ export interface FailoverResult {
     /** Runs whose volume was created with sled-1 alone up (sledsLateChance), and sleds gone down. */
     sledsLate: number;
     sledOutages: number;
+    /**
+     * Sessions taken for failed replicas (not a start's), those whose write failed
+     * (sessionFailRate), and those begun while another take of the same node was under
+     * way (waiting for it, or with the `session-unlocked` sabotage, reading beside it).
+     */
+    sessionTakes: number;
+    sessionTakesFailed: number;
+    sessionTakesOverlapping: number;
   };
 }
 
@@ -718,6 +769,13 @@ interface Hosted {
    * `close-after-handlers` sabotage) leaves one so past the message that began it.
    */
   retiring: boolean;
+  /**
+   * Closed and no longer hosted (headnode.ts `close` takes it out of `hosted`), its
+   * files kept: a configure finds nothing hosted and opens it from them. Only the old
+   * order of a failed replica's reopen leaves one so past its configure (the
+   * `session-after-close` sabotage: the session taken after the close failed).
+   */
+  closed: boolean;
 }
 
 interface SimulatedNode {
@@ -736,13 +794,23 @@ interface SimulatedNode {
   cut: { kind: "isolated" | "peers" | "cluster"; untilTick: number } | undefined;
   /** Its data directory's id: a new one when the disk is lost. */
   disk: string;
-  /** Durable, grows on every start: sessions are unique per node. */
+  /** The session this life started in: a new one on every start (session.ts). */
   session: number;
   /**
-   * The highest session given out, durable: a replica reopened after its journal failed
-   * gets one of its own above the node's (headnode.ts), and the next start goes beyond.
+   * The session file (session.ts): the last session taken on this disk, durable. A
+   * replica reopened after its journal failed takes one of its own above the node's
+   * (headnode.ts), and the next start goes beyond.
    */
-  sessionIssued: number;
+  sessionStored: number;
+  /**
+   * Every session this node was given, on any of its disks: for the session check,
+   * not the node's (sessions are unique per node: session.ts).
+   */
+  sessionsTaken: Set<number>;
+  /** Session takes one at a time (session.ts `sessionFiles`; this life's). */
+  sessionLock: KeyedLock;
+  /** Session takes under way (this life's), for the overlap count. */
+  sessionTakesRunning: number;
   /** Bumped on every start, so completions from an earlier life are dropped. */
   life: number;
   clock: DriftingClock;
@@ -1034,6 +1102,18 @@ export class FailoverSimulation {
   private clientsPausedUntilTick = 0;
   private readonly pauseRandom: SimRandom;
   /**
+   * Session writes' times and failures, and journal failures of whole disks, drawn from a
+   * generator of their own, so that the other streams replay as before while no failed
+   * replica takes a session.
+   */
+  private readonly sessionRandom: SimRandom;
+  /**
+   * The session check's record, per node, partition incarnation and epoch: each life of
+   * the node's replica (a core, from its open to its close, failure or crash) configured
+   * in that epoch, and its session.
+   */
+  private readonly lives = new Map<string, { adapter: ReplicaAdapter; session: number }[]>();
+  /**
    * The stalled-primary check's state, per partition: the primary replica stalled on its
    * own journal and since when (the tick its stall reached the bound), and the last tick
    * the partition had no healthy voting secondary.
@@ -1082,6 +1162,9 @@ export class FailoverSimulation {
     configuresSuperseded: 0,
     sledsLate: 0,
     sledOutages: 0,
+    sessionTakes: 0,
+    sessionTakesFailed: 0,
+    sessionTakesOverlapping: 0,
   };
   /** Snapshot ids drawn so far, and the request ids their takes and drops use (no client's). */
   private snapshotsDrawn = 0;
@@ -1160,6 +1243,7 @@ export class FailoverSimulation {
     });
     this.sledRandom = new SimRandom(mixSeed(options.seed ^ 0x51ed5));
     this.pauseRandom = new SimRandom(mixSeed(options.seed ^ 0xc11e7));
+    this.sessionRandom = new SimRandom(mixSeed(options.seed ^ 0x5e551));
     for (let index = 1; index <= options.sleds; index++) this.sledDownUntil.set(`sled-${index}`, 0);
     if (this.sledRandom.chance(options.sledsLateChance)) {
       const [from, to] = options.sledsLateTicks;
@@ -1181,7 +1265,10 @@ export class FailoverSimulation {
         cut: undefined,
         disk: `head-${index + 1}-disk-0`,
         session: 0,
-        sessionIssued: 0,
+        sessionStored: 0,
+        sessionsTaken: new Set(),
+        sessionLock: new KeyedLock(),
+        sessionTakesRunning: 0,
         life: 0,
         clock: new DriftingClock(
           () => this.nowMs(),
@@ -1553,8 +1640,14 @@ export class FailoverSimulation {
         // of an idle partition): the replica fails alone, as partition-host.ts does.
         const hosted = [...node.hosted.values()];
         const chosen = hosted[this.integer(0, hosted.length - 1)]!;
-        chosen.journal.failNext(() => this.mayFailJournal(node, chosen));
-        this.stats.journalFailures++;
+        // Now and then the disk: every replica on it fails at its next write.
+        const wholeDisk =
+          options.diskJournalFailChance > 0 &&
+          this.sessionRandom.chance(options.diskJournalFailChance);
+        for (const one of wholeDisk ? hosted : [chosen]) {
+          one.journal.failNext(() => this.mayFailJournal(node, one));
+          this.stats.journalFailures++;
+        }
       } else if (this.chance(options.netPartitionRate)) {
         this.stats.netPartitions++;
         const kinds = ["isolated", "peers", "cluster"] as const;
@@ -1796,11 +1889,117 @@ export class FailoverSimulation {
 
   private async startNode(node: SimulatedNode): Promise<void> {
     node.up = true;
-    node.sessionIssued++;
-    node.session = node.sessionIssued;
+    // Taken before the node serves anything: nothing else takes one meanwhile.
+    node.session = this.sessionGiven(node, node.sessionStored + 1);
+    node.sessionStored = node.session;
     node.life++;
     node.reportState = this.newReportState();
     for (const hosted of node.hosted.values()) await this.openReplica(node, hosted);
+  }
+
+  /**
+   * A session given to `node` (a start's, or a failed replica's): the session check's
+   * first half. Sessions are unique per node (session.ts): one given twice names two
+   * lives' notes, chunks and checkpoints the same way.
+   */
+  private sessionGiven(node: SimulatedNode, session: number): number {
+    if (node.sessionsTaken.has(session))
+      this.fail(
+        "session",
+        `tick ${this.tickNow}: ${node.id} was given session ${session} a second time (its session file holds ${node.sessionStored})`,
+      );
+    node.sessionsTaken.add(session);
+    return session;
+  }
+
+  /**
+   * Takes a failed replica's new session as session.ts `nextSession` does: reads the
+   * session file, then writes the next number (above the node's own) durably, one taker
+   * at a time per node (with no lock for the `session-unlocked` sabotage). While the
+   * disk hangs it waits, and the partition's configures queue behind it. While loaded
+   * the write takes up to sessionWriteTicksMax ticks and may fail (sessionFailRate).
+   * Undefined if it failed, or if the node restarted meanwhile.
+   */
+  private async takeSession(node: SimulatedNode, partition: number): Promise<number | undefined> {
+    const life = node.life;
+    const options = this.options;
+    // Behind another take, it waits as the partition's configure does: with the
+    // partition's configures queued behind it (`stuck`).
+    const behind = node.sessionTakesRunning > 0 ? this.stuckOf(node, partition) : undefined;
+    if (behind !== undefined) {
+      this.stats.sessionTakesOverlapping++;
+      behind.resolve();
+    }
+    node.sessionTakesRunning++;
+    const take = async (): Promise<number | undefined> => {
+      if (behind !== undefined && node.stuck.get(partition) === behind)
+        node.stuck.delete(partition);
+      if (!(await this.diskAnswers(node, partition))) return undefined;
+      const session = Math.max(node.sessionStored, node.session) + 1;
+      const loaded = this.faultsOn;
+      const writeTicks = loaded ? this.sessionRandom.integer(0, options.sessionWriteTicksMax) : 0;
+      const fails = loaded && this.sessionRandom.chance(options.sessionFailRate);
+      if (writeTicks > 0 && !(await this.diskTicks(node, partition, writeTicks))) return undefined;
+      if (node.life !== life || !node.up) return undefined;
+      this.stats.sessionTakes++;
+      if (fails) {
+        this.stats.sessionTakesFailed++;
+        return undefined;
+      }
+      node.sessionStored = session;
+      return this.sessionGiven(node, session);
+    };
+    try {
+      return options.sabotage === "session-unlocked"
+        ? await take()
+        : await node.sessionLock.run("session", take);
+    } finally {
+      if (node.life === life) node.sessionTakesRunning--;
+    }
+  }
+
+  /**
+   * Waits `ticks` ticks of the node's disk answering (a hang adds to them), with the
+   * partition's configures queued behind (`stuck`). False if the node restarted.
+   */
+  private async diskTicks(node: SimulatedNode, partition: number, ticks: number): Promise<boolean> {
+    const life = node.life;
+    const stuck = this.stuckOf(node, partition);
+    stuck.resolve();
+    const readyTick = this.tickNow + ticks;
+    await new Promise<void>((resolve) => {
+      const wait = () => (this.tickNow >= readyTick ? resolve() : node.diskWaiters.push(wait));
+      node.diskWaiters.push(wait);
+    });
+    if (node.stuck.get(partition) === stuck) node.stuck.delete(partition);
+    return node.life === life && node.up;
+  }
+
+  /**
+   * The session check's second half: a life of a replica configured in an epoch an
+   * earlier life of that replica (same node and partition incarnation) was configured in
+   * must have a session above that life's. Log matching compares op, epoch and session:
+   * a life in the same epoch and session as an earlier one can assign an op number that
+   * life gave another note (one its journal lost), and a secondary holding that note
+   * takes it as matched; secondaries ignore sessions older than one they have seen.
+   */
+  private checkLife(node: SimulatedNode, hosted: Hosted, adapter: ReplicaAdapter, epoch: number) {
+    const key = `${node.id} ${hosted.volumeId}/${hosted.partition} e${epoch}`;
+    const session = adapter.replica.identity.session;
+    let lives = this.lives.get(key);
+    if (lives === undefined) {
+      lives = [];
+      this.lives.set(key, lives);
+    }
+    if (lives.some((life) => life.adapter === adapter)) return;
+    for (const earlier of lives) {
+      if (earlier.session < session) continue;
+      this.fail(
+        "session",
+        `tick ${this.tickNow}: ${node.id}'s replica of ${hosted.volumeId}/${hosted.partition} was configured in epoch ${epoch} in session ${session}, and an earlier life of it in that epoch had session ${earlier.session}`,
+      );
+    }
+    lives.push({ adapter, session });
   }
 
   /** Builds a replica core from its disk, as a head node does on start. */
@@ -1836,6 +2035,7 @@ export class FailoverSimulation {
       this.options.tickMs,
     );
     hosted.adapter = adapter;
+    hosted.closed = false;
     hosted.runner = new EffectRunner(replica, this.portsOf(node, hosted), {
       // Replies are matched to client attempts by the request id (the attempt number).
       reply: (requestId, reply) => {
@@ -1926,6 +2126,8 @@ export class FailoverSimulation {
     node.configures = this.configureQueue(() => node, node.serially);
     node.stuck = new Map();
     node.diskWaiters = [];
+    node.sessionLock = new KeyedLock();
+    node.sessionTakesRunning = 0;
     for (const hosted of node.hosted.values()) {
       hosted.adapter = undefined;
       hosted.runner?.close();
@@ -1946,7 +2148,7 @@ export class FailoverSimulation {
     this.stats.diskLosses++;
     node.hosted.clear();
     node.disk = `${node.id}-disk-${this.stats.diskLosses}`;
-    node.sessionIssued = this.tickNow;
+    node.sessionStored = this.tickNow;
   }
 
   private execute(_node: SimulatedNode, hosted: Hosted): void {
@@ -2127,6 +2329,7 @@ export class FailoverSimulation {
 
   /** As headnode.ts: decided in configure-decision.ts, carried out on simulated disks. */
   private async onConfigure(node: SimulatedNode, message: ConfigureMessage): Promise<void> {
+    const life = node.life;
     const { configuration } = message;
     const part = partOf(node.id, configuration);
     const found = node.hosted.get(message.partition);
@@ -2136,7 +2339,12 @@ export class FailoverSimulation {
         volumeId: message.volumeId,
         epoch: configuration.epoch,
         part,
-        create: message.create,
+        // One closed with its files kept (the `session-after-close` sabotage) is opened
+        // from them, as the head node (which is not told of first placements) does.
+        create:
+          found?.closed === true && found.volumeId === message.volumeId
+            ? undefined
+            : message.create,
         disk: message.disk,
         disksRecorded: message.disksRecorded,
       },
@@ -2148,7 +2356,7 @@ export class FailoverSimulation {
           : { stored: found?.volumeId === message.volumeId }),
         deleted: node.droppedVolumeIds.has(message.volumeId),
         hosted:
-          found === undefined
+          found === undefined || found.closed
             ? undefined
             : {
                 volumeId: found.volumeId,
@@ -2165,9 +2373,21 @@ export class FailoverSimulation {
               },
       },
     );
-    let hosted = found;
+    let hosted = found?.closed === true ? undefined : found;
     if (decision.kind !== "apply") {
-      if (found !== undefined && decision.retire !== "keep") {
+      // A failed replica's new session, taken before it is retired (headnode.ts): taking
+      // it can fail, and the configure then fails with the failed replica still hosted,
+      // so the one sent again reopens it in a new session too. The sabotage takes it
+      // after the close, as before c6bd9ac.
+      const newSession = decision.kind === "open" && decision.session === "new";
+      const sessionFirst = newSession && this.options.sabotage !== "session-after-close";
+      let session = node.session;
+      if (sessionFirst) {
+        const taken = await this.takeSession(node, message.partition);
+        if (taken === undefined) return;
+        session = taken;
+      }
+      if (found !== undefined && !found.closed && decision.retire !== "keep") {
         const retired = await this.retire(
           node,
           found,
@@ -2203,8 +2423,18 @@ export class FailoverSimulation {
       // already hosted) is not opened; a closed one is the drop's to remove.
       if (node.droppedVolumeIds.has(message.volumeId)) return;
       if (decision.retire === "close" && part === "primary") this.countReopen(message);
-      if (decision.session === "new") node.sessionIssued++;
-      const session = decision.session === "new" ? node.sessionIssued : node.session;
+      if (newSession && !sessionFirst) {
+        const taken = await this.takeSession(node, message.partition);
+        if (taken === undefined) {
+          // Failed after the close: the replica is no longer hosted, its files stay.
+          if (found !== undefined && decision.retire === "close" && node.life === life) {
+            found.adapter = undefined;
+            found.closed = true;
+          }
+          return;
+        }
+        session = taken;
+      }
       if (decision.from === "rebuild") {
         // A learner starts afresh from the primary's newest checkpoint on sleds; a failed
         // fetch leaves it unhosted, and the next configuration tries again. The first copy
@@ -2223,6 +2453,9 @@ export class FailoverSimulation {
         hosted = this.newHosted(message.volumeId, message.partition, message.learnerSince);
         hosted.checkpoints.rebuiltFrom = snapshot;
         this.stats.rebuilds++;
+      } else if (found?.closed === true && found.volumeId === message.volumeId) {
+        // Closed, not hosted: opened from what its files hold (headnode.ts `open`).
+        hosted = found;
       } else if (decision.retire !== "close") {
         // A voter with nothing of its own: a fresh incarnation's first placement.
         hosted = this.newHosted(message.volumeId, message.partition, undefined);
@@ -2235,6 +2468,7 @@ export class FailoverSimulation {
     // As partition-host.ts `configure`: the runner places chunks on the sleds named.
     if (adapter.failed === undefined && hosted.runner !== undefined)
       hosted.runner.sleds = [...message.sleds];
+    this.checkLife(node, hosted, adapter, configuration.epoch);
     adapter.configure(configuration);
     // Once a voter (or out of the set), it is no longer what a rebuild started from.
     if (part !== "learner") hosted.learnerSince = undefined;
@@ -2266,6 +2500,7 @@ export class FailoverSimulation {
       adapter: undefined,
       runner: undefined,
       retiring: false,
+      closed: false,
     };
   }
 
