@@ -1,7 +1,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { cliConstants, natsAuthorizationConfig, natsPasswordVariable } from "@ballast/cli";
-import { buckets, limits, natsRoles, permissionsOf } from "@ballast/protocol";
+import { buckets, limits, natsRoles, permissionsOf, serviceKinds } from "@ballast/protocol";
 import { expect, test } from "vitest";
 
 const root = fileURLToPath(new URL("../", import.meta.url));
@@ -12,18 +12,28 @@ test("the compose NATS config allows the protocol's largest message", () => {
   expect(Number(match?.[1])).toBe(limits.natsPayloadBytesMax);
 });
 
-test("every service docker-compose starts has an entry point, and NATS and Jaeger are wired", () => {
+test("docker-compose runs every service kind from the bundles the image installs", () => {
   const compose = read("docker-compose.yml");
-  const entries = [...compose.matchAll(/"(services\/[a-z]+\/src\/main\.ts)"/g)].map((m) => m[1]!);
-  expect(new Set(entries)).toEqual(
-    new Set([
-      "services/coordinator/src/main.ts",
-      "services/sled/src/main.ts",
-      "services/headnode/src/main.ts",
-      "services/gateway/src/main.ts",
-    ]),
-  );
-  for (const entry of entries) expect(existsSync(`${root}${entry}`)).toBe(true);
+  const dockerfile = read("Dockerfile");
+  // The image builds the bundles (apps/cli/src/install-bundles.ts) into one directory...
+  const install = /^RUN node --import tsx (\S+) (\/\S+)$/m.exec(dockerfile);
+  expect(install?.[1]).toBe("apps/cli/src/install-bundles.ts");
+  expect(existsSync(`${root}${install?.[1]}`)).toBe(true);
+  const directory = install![2]!;
+  // ...that the services run from, every kind of them...
+  const commands = [
+    ...compose.matchAll(/^ {2}[a-z0-9-]+:\n {4}<<: \*ballast\n {4}command: \["([^"]+)"/gm),
+  ].map((match) => match[1]!);
+  expect(commands.length).toBe([...compose.matchAll(/^ {4}<<: \*ballast$/gm)].length);
+  const kinds = commands.map((file) => {
+    expect(file.startsWith(`${directory}/`)).toBe(true);
+    return /^([a-z]+)\.mjs$/.exec(file.slice(directory.length + 1))?.[1];
+  });
+  expect(new Set(kinds)).toEqual(new Set(serviceKinds));
+  // ...with node alone (no loader), and the CLI on PATH too.
+  expect(dockerfile).not.toMatch(/--import",? "?tsx/);
+  expect(dockerfile).toContain(`exec node --enable-source-maps ${directory}/cli.mjs "$@"`);
+  expect(dockerfile).toContain("> /usr/local/bin/ballast && chmod 755 /usr/local/bin/ballast");
   expect(compose).toContain("OTEL_EXPORTER_OTLP_ENDPOINT: http://jaeger:4318");
   // Every Ballast service gets all three NATS servers, through the shared anchor.
   expect(compose).toContain(

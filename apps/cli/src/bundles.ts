@@ -42,7 +42,15 @@ import {
 import { isAbsolute, join, relative } from "node:path";
 import type { BuildOptions, Metafile, OutputFile, Plugin } from "esbuild";
 import { bundleHashLength, bundleKeepMs, bundleRacyMarginMs } from "./constants.ts";
-import { BundleError } from "./errors.ts";
+
+/**
+ * Entry points could not be bundled, or the bundles could not be written. Defined here,
+ * not beside the CLI's other errors, so that the CLI's launcher bundle (cli-bundle.ts)
+ * holds this module without the packages errors.ts imports.
+ */
+export class BundleError extends Error {
+  override readonly name = "BundleError";
+}
 
 /** What to bundle, and where. */
 export interface BundleRecipe {
@@ -136,12 +144,24 @@ function checkRecipe(recipe: BundleRecipe): void {
 }
 
 async function freshBundles(recipe: BundleRecipe): Promise<Bundles> {
-  const recorded = await recordedBundles(recipe);
-  if (recorded !== undefined) {
-    await touchBundles(Object.values(recorded));
-    return { files: recorded, built: false, recorded: false };
-  }
+  const recorded = await currentBundles(recipe);
+  if (recorded !== undefined) return { files: recorded, built: false, recorded: false };
   return build(recipe);
+}
+
+/**
+ * The recorded bundles of `recipe` (absolute paths by entry name), marked as in use, when
+ * every input still has its recorded signature; undefined when a build is due. Builds
+ * nothing and never loads esbuild: the CLI's launcher asks this from a bundle that may be
+ * one of those stale (cli-bundle.ts), and only the current sources may build.
+ */
+export async function currentBundles(
+  recipe: BundleRecipe,
+): Promise<Record<string, string> | undefined> {
+  checkRecipe(recipe);
+  const recorded = await recordedBundles(recipe);
+  if (recorded !== undefined) await touchBundles(Object.values(recorded));
+  return recorded;
 }
 
 function recipeKey(recipe: BundleRecipe): string {

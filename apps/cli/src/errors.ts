@@ -2,22 +2,9 @@
 // scripts can tell a usage mistake from an unreachable cluster from a failed operation.
 
 import { BallastError, ErrorCode } from "@ballast/protocol";
+import { type ExitCode, exitCodes } from "./exit-codes.ts";
 
-export const exitCodes = {
-  ok: 0,
-  /** The operation was tried and failed. */
-  failed: 1,
-  /** The command line itself is wrong. */
-  usage: 2,
-  /** The cluster (NATS or the coordinator) could not be reached. */
-  unreachable: 3,
-  /** A tool the command needs is not installed. */
-  missingTool: 4,
-  /** `status --check`: some partition of some volume is degraded, rebuilding or joining. */
-  notFullStrength: 5,
-} as const;
-
-export type ExitCode = (typeof exitCodes)[keyof typeof exitCodes];
+export { type ExitCode, exitCodes } from "./exit-codes.ts";
 
 export class CliError extends Error {
   override readonly name = "CliError";
@@ -43,7 +30,4 @@ export function cliErrorOf(error: unknown): unknown {
   return new CliError(code, `${error.code}: ${error.message}`, { cause: error });
 }
 
-/** Entry points could not be bundled, or the bundles could not be written. */
-export class BundleError extends Error {
-  override readonly name = "BundleError";
-}
+export { BundleError } from "./bundles.ts";

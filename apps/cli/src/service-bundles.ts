@@ -8,47 +8,35 @@
 // a time), or the cache directory cannot be written, and either should be seen, not
 // hidden behind a slower start. BALLAST_SERVICE_RUNNER=tsx is the way around the second.
 
-import { fileURLToPath } from "node:url";
 import { type ServiceKind, serviceKinds } from "@ballast/protocol";
 import { constants as runtimeConstants } from "@ballast/runtime";
-import { type BundleRecipe, bundles } from "./bundles.ts";
-import { BundleError } from "./errors.ts";
+import { BundleError, type BundleRecipe, bundles } from "./bundles.ts";
+import {
+  bundleCacheDir,
+  type Runner,
+  repositoryRoot,
+  runnerOf,
+  runners,
+  workspaceInputs,
+} from "./workspace.ts";
 
-export const serviceRunners = ["bundle", "tsx"] as const;
-export type ServiceRunner = (typeof serviceRunners)[number];
+export { repositoryRoot } from "./workspace.ts";
+
+export const serviceRunners = runners;
+export type ServiceRunner = Runner;
 
 /** The variable that picks the runner; unset or empty means "bundle". */
 export const serviceRunnerVariable = "BALLAST_SERVICE_RUNNER";
 
-export const repositoryRoot = fileURLToPath(new URL("../../../", import.meta.url));
 const tsxLoader = import.meta.resolve("tsx");
 
 /** Where the services' bundles are kept (inside the repository: see bundles.ts). */
-export const serviceBundleDir = fileURLToPath(
-  new URL("../../../node_modules/.cache/ballast/services/", import.meta.url),
-);
+export const serviceBundleDir = bundleCacheDir("services");
 
 /** A service's main module, run as it is by tsx and bundled otherwise. */
 export function serviceEntry(kind: ServiceKind): string {
-  return fileURLToPath(new URL(`../../../services/${kind}/src/main.ts`, import.meta.url));
+  return `${repositoryRoot}services/${kind}/src/main.ts`;
 }
-
-/**
- * Every workspace package.json (they map @ballast/* to sources), the root one, the
- * TypeScript settings esbuild reads, esbuild's version, and this recipe's own modules.
- */
-const extraInputs = [
-  "package.json",
-  "tsconfig.json",
-  "node_modules/esbuild/package.json",
-  "apps/cli/src/bundles.ts",
-  "apps/cli/src/service-bundles.ts",
-  "apps/cli/package.json",
-  ...["btree", "client", "nbd", "protocol", "runtime"].map(
-    (name) => `packages/${name}/package.json`,
-  ),
-  ...serviceKinds.map((kind) => `services/${kind}/package.json`),
-];
 
 export const serviceBundleRecipe: BundleRecipe = {
   root: repositoryRoot,
@@ -56,16 +44,11 @@ export const serviceBundleRecipe: BundleRecipe = {
     serviceKinds.map((kind) => [kind, `services/${kind}/src/main.ts`]),
   ) as Record<ServiceKind, string>,
   outDir: serviceBundleDir,
-  extraInputs,
+  extraInputs: [...workspaceInputs, "apps/cli/src/service-bundles.ts"],
 };
 
 export function serviceRunner(env: NodeJS.ProcessEnv = process.env): ServiceRunner {
-  const value = env[serviceRunnerVariable]?.trim() ?? "";
-  if (value === "") return "bundle";
-  if ((serviceRunners as readonly string[]).includes(value)) return value as ServiceRunner;
-  throw new Error(
-    `${serviceRunnerVariable} must be one of ${serviceRunners.join(", ")} (or unset), got ${JSON.stringify(value)}`,
-  );
+  return runnerOf(serviceRunnerVariable, env);
 }
 
 /** Node's arguments that run a service of each kind (its own options follow them). */

@@ -1,8 +1,8 @@
 // The services' bundles, built from this repository's real sources: each runs under node
 // from where it is kept (its third-party packages resolve from the root node_modules);
 // a change to any workspace source a service imports, even one that leaves the bytes
-// as they were, is seen at the next request; the recipe watches every workspace
-// package.json; and the runner variable takes only the names it knows.
+// as they were, is seen at the next request; the recipes (the CLI's too) watch every
+// workspace package.json; and the runner variable takes only the names it knows.
 
 import { execFile } from "node:child_process";
 import { readdir, stat, utimes } from "node:fs/promises";
@@ -11,6 +11,7 @@ import { promisify } from "node:util";
 import { serviceKinds } from "@ballast/protocol";
 import { describe, expect, test } from "vitest";
 import { bundles } from "../src/bundles.ts";
+import { cliBundleRecipe } from "../src/cli-bundle.ts";
 import {
   repositoryRoot,
   serviceBundleDir,
@@ -40,18 +41,20 @@ describe("service bundles", () => {
 
   test("a touched workspace source, its bytes unchanged, is bundled again", async () => {
     await bundles(serviceBundleRecipe);
-    // A module of a workspace package every service imports; only its ctime changes.
-    const path = join(repositoryRoot, "packages/protocol/src/subjects.ts");
+    // A module of the sled's; only its ctime changes. Not one the CLI's bundle holds, so
+    // that cli-bundle.test.ts, which may run beside this, finds its bundle as it left it.
+    const path = join(repositoryRoot, "services/sled/src/main.ts");
     const before = await stat(path);
     await utimes(path, before.atime, before.mtime);
     const again = await bundles(serviceBundleRecipe);
     expect(again.built).toBe(true);
   });
 
-  test("the recipe watches every workspace package.json", async () => {
+  test("the services' and the CLI's recipes watch every workspace package.json", async () => {
     for (const group of ["packages", "services", "apps"]) {
       for (const name of await readdir(join(repositoryRoot, group))) {
         expect(serviceBundleRecipe.extraInputs).toContain(`${group}/${name}/package.json`);
+        expect(cliBundleRecipe.extraInputs).toContain(`${group}/${name}/package.json`);
       }
     }
   });

@@ -12,15 +12,12 @@ describe("service node flags", () => {
     for (const flag of serviceNodeFlags) expect(flag).toMatch(/^--[a-z-]+(=\d+)?$/);
   });
 
-  it("are in the Dockerfile's ENTRYPOINT, before the loader", async () => {
+  it("are in the Dockerfile's ENTRYPOINT, which runs a bundle (with its source maps)", async () => {
     const dockerfile = await readFile(new URL("../../../Dockerfile", import.meta.url), "utf8");
     const line = dockerfile.split("\n").find((text) => text.startsWith("ENTRYPOINT"));
     expect(line).toBeDefined();
     const entrypoint = JSON.parse(line!.slice("ENTRYPOINT".length)) as string[];
-    expect(entrypoint[0]).toBe("node");
-    const loader = entrypoint.indexOf("--import");
-    expect(loader).toBeGreaterThan(0);
-    expect(entrypoint.slice(1, loader)).toEqual([...serviceNodeFlags]);
+    expect(entrypoint).toEqual(["node", ...serviceNodeFlags, "--enable-source-maps"]);
   });
 
   it("are reported missing one by one", () => {
