@@ -252,11 +252,16 @@ export async function runService<T extends OptionSpecs>(
         "started without Ballast's node flags: expect more garbage collection (constants.ts, serviceNodeFlags)",
       );
     }
-    const reason = await Promise.race([
-      stopped,
-      connection.closed().then(() => "NATS connection closed"),
+    const end = await Promise.race([
+      stopped.then((reason) => ({ reason, failed: false })),
+      connection.closed().then(() => ({ reason: "NATS connection closed", failed: false })),
+      service.failed.then((reason) => ({ reason, failed: true })),
     ]);
-    await service.stop(reason);
+    if (end.failed) {
+      process.stderr.write(`ballast ${definition.kind}: ${end.reason}\n`);
+      exitCode = exitCodes.failed;
+    }
+    await service.stop(end.reason);
   } catch (error) {
     logger.fatal({ error: String(error), stack: (error as Error).stack }, "failed");
     // Also in words on stderr, as for a bad configuration: whoever started the process
