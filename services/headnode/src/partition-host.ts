@@ -691,15 +691,22 @@ export class PartitionHost {
     const { ranges } = plan;
     const data: Uint8Array[] = new Array(ranges.length);
     let waiting: Promise<void>[] | undefined;
-    for (let index = 0; index < ranges.length; index += 1) {
-      const range = ranges[index]!;
-      const now = this.assembleNow(range);
-      if (now instanceof Uint8Array) {
-        data[index] = now;
-        continue;
+    try {
+      for (let index = 0; index < ranges.length; index += 1) {
+        const range = ranges[index]!;
+        const now = this.assembleNow(range);
+        if (now instanceof Uint8Array) {
+          data[index] = now;
+          continue;
+        }
+        waiting ??= [];
+        waiting.push(this.assembleInto(data, index, range, now));
       }
-      waiting ??= [];
-      waiting.push(this.assembleInto(data, index, range, now));
+    } catch (error) {
+      // The sled reads already started are still seen: one failing later would be an
+      // unhandled rejection, which ends the process.
+      if (waiting !== undefined) void Promise.allSettled(waiting);
+      throw error;
     }
     if (waiting !== undefined) await Promise.all(waiting);
     // A clone's reader asks which ranges fall through to its parent (layering.ts).
