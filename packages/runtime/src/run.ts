@@ -1,7 +1,21 @@
 // The entry every service's main module calls. It parses and validates configuration,
 // claims the data directory, starts tracing and logging, connects to NATS, lets the
 // service set up its actor, starts heartbeats, and installs the shutdown path for
-// SIGTERM, SIGINT and the death of the launcher that started it.
+// SIGTERM, SIGINT and the death of the launcher that started it, and the crash policy.
+//
+// Crash policy (`installCrashPolicy`): an exception nothing caught, or a promise rejected
+// with no handler, stops the process at once with exit code 1, after a fatal line in its
+// JSON log and a line on stderr. Either means that a failure reached no code that
+// decides what it means: an assertion of a core (a programmer's invariant, which stays
+// on in production) in an asynchronous step, or an operating fault that some path
+// forgot to handle. The process cannot tell the two apart, and running on after either
+// may leave a replica half-changed with nobody knowing (a journal append whose failure
+// nobody saw). Ballast is built to survive a crashed process (a head node reopens its
+// journals, a primary is failed over, a sled's writes are crash-safe), not one that runs
+// on in a state no one checked, so it stops; no orderly shutdown, which would answer
+// requests from that state. A harmless stray rejection is a bug fixed where it starts,
+// with a test, never swallowed here. Node exits with code 1 on both by itself; what this
+// adds is the words, in the log the launcher keeps, not only a bare stack on stderr.
 
 import { setTimeout as sleep } from "node:timers/promises";
 import type { ServiceKind } from "@ballast/protocol";
@@ -164,6 +178,7 @@ export async function runService<T extends OptionSpecs>(
     nodeId: common.nodeId,
     level: common.logLevel,
   });
+  installCrashPolicy(definition.kind, logger);
   let disk: string;
   try {
     disk = (await claimDataDir(common.dataDir, definition.kind, common.nodeId)).diskId;
@@ -252,11 +267,16 @@ export async function runService<T extends OptionSpecs>(
         "started without Ballast's node flags: expect more garbage collection (constants.ts, serviceNodeFlags)",
       );
     }
-    const reason = await Promise.race([
-      stopped,
-      connection.closed().then(() => "NATS connection closed"),
+    const end = await Promise.race([
+      stopped.then((reason) => ({ reason, failed: false })),
+      connection.closed().then(() => ({ reason: "NATS connection closed", failed: false })),
+      service.failed.then((reason) => ({ reason, failed: true })),
     ]);
-    await service.stop(reason);
+    if (end.failed) {
+      process.stderr.write(`ballast ${definition.kind}: ${end.reason}\n`);
+      exitCode = exitCodes.failed;
+    }
+    await service.stop(end.reason);
   } catch (error) {
     logger.fatal({ error: String(error), stack: (error as Error).stack }, "failed");
     // Also in words on stderr, as for a bad configuration: whoever started the process
@@ -268,6 +288,32 @@ export async function runService<T extends OptionSpecs>(
   await telemetry.shutdown().catch(() => undefined);
   return exitCode;
 }
+
+/**
+ * Installs the crash policy (module header) on this process: an uncaught exception or
+ * an unhandled rejection is logged as fatal, said on stderr, and ends the process with
+ * exit code 1 at once. Once per process; a second call changes nothing.
+ */
+export function installCrashPolicy(kind: string, logger: Logger): void {
+  if (crashPolicyInstalled) return;
+  crashPolicyInstalled = true;
+  const crash = (event: string) => (error: unknown) => {
+    const message = error instanceof Error ? error.message : String(error);
+    try {
+      logger.fatal(
+        { event, error: message, stack: error instanceof Error ? error.stack : undefined },
+        `${event}: stopping at once (crash policy, runtime run.ts)`,
+      );
+      process.stderr.write(`ballast ${kind}: ${event}: ${message}\n`);
+    } finally {
+      process.exit(exitCodes.failed);
+    }
+  };
+  process.on("uncaughtException", crash("uncaught exception"));
+  process.on("unhandledRejection", crash("unhandled rejection"));
+}
+
+let crashPolicyInstalled = false;
 
 /** A service's NATS access from its options: a credentials file wins over user/password. */
 function natsAccessOf(common: CommonConfig): NatsAccess {

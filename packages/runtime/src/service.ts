@@ -13,6 +13,11 @@
 //
 // Failure model: a handler that throws answers with an error reply (its BallastError
 // code, or Internal) and the service goes on; a bad message never reaches the actor.
+// A subscription the server refuses (a permissions violation) is different: the
+// service can no longer do its work, and running on while its heartbeats say it is
+// alive would hide that from the cluster. It is logged and `failed` settles, on which
+// runService stops the process with exit code 1; nothing about it is left to become an
+// unhandled rejection (which would end the process with a bare stack trace).
 //
 // Links (link-server.ts): a subject served with a link scope is also routed from the
 // service's link listener, into the same deliveries, decode, dispatch and reply as its
@@ -154,6 +159,14 @@ export class Service {
   private heartbeatTimer: NodeJS.Timeout | undefined;
   private heartbeatSequence = 0;
   private stopping: Promise<void> | undefined;
+  #failed: (reason: string) => void = () => undefined;
+  /**
+   * Resolves (never rejects) with the reason once the service cannot do its work any
+   * more: a subscription refused by the server. runService then stops it (failed).
+   */
+  readonly failed: Promise<string> = new Promise((resolve) => {
+    this.#failed = resolve;
+  });
   #linkServer: LinkServer | undefined;
   /** Seals tokens in offers (link-seal.ts); made with the listener. */
   #sealKeys: SealKeys | undefined;
@@ -285,6 +298,7 @@ export class Service {
       (raw) => this.handle(raw, route),
       options.inflightMax ?? handlersInflightMax,
       this.logger,
+      (error) => this.subscriptionRefused(subject, error),
     );
     const subscription = this.bus.connection.subscribe(subject, {
       ...(options.queue === undefined ? {} : { queue: options.queue }),
@@ -360,6 +374,13 @@ export class Service {
         sent: this.bus.linkStats(),
       },
     };
+  }
+
+  /** The server ended a subscription with an error: the service fails (module header). */
+  private subscriptionRefused(subject: string, error: Error): void {
+    const reason = `NATS ended the subscription to ${subject}: ${error.message}`;
+    this.logger.fatal({ subject, error: error.message }, "a subscription failed; stopping");
+    this.#failed(reason);
   }
 
   /** Starts heartbeats; the first goes out at once so that membership sees us quickly. */
@@ -547,10 +568,11 @@ export class Service {
  * requests in order because their dispatches start in order) and run concurrently up
  * to the bound.
  *
- * `finished` settles once the subscription has closed (drained, unsubscribed, or its
- * connection closed) and every message delivered before that has been handled; a
- * subscription error (a permissions violation) rejects it at once, as the loop's
- * `for await` threw.
+ * `finished` resolves once the subscription has closed (drained, unsubscribed, refused
+ * by the server, or its connection closed) and every message delivered before that has
+ * been handled. It never rejects: it is awaited only when the subject is stopped, so a
+ * rejection would go unhandled until then and end the process. A subscription error (a
+ * permissions violation) goes to `onError` instead.
  */
 class Deliveries {
   readonly finished: Promise<void>;
@@ -561,7 +583,6 @@ class Deliveries {
   private inflight = 0;
   private closed = false;
   private resolveFinished: () => void = () => undefined;
-  private rejectFinished: (error: unknown) => void = () => undefined;
   private readonly settled: () => void;
   private readonly settledBadly: (error: unknown) => void;
 
@@ -569,15 +590,17 @@ class Deliveries {
     private readonly handle: (raw: Inbound) => Promise<void> | undefined,
     private readonly inflightMax: number,
     private readonly logger: Logger,
+    private readonly onError: (error: Error) => void,
   ) {
-    this.finished = new Promise((resolve, reject) => {
+    this.finished = new Promise((resolve) => {
       this.resolveFinished = resolve;
-      this.rejectFinished = reject;
     });
     this.deliver = (error, message) => {
       if (error !== null) {
+        if (this.closed) return;
         this.closed = true;
-        this.rejectFinished(error);
+        this.onError(error);
+        this.pump();
         return;
       }
       if (this.inflight >= this.inflightMax || this.backlogHead < this.backlog.length) {

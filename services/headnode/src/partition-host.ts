@@ -520,15 +520,20 @@ export class PartitionHost {
     const refused = this.refusal();
     if (refused !== undefined) return Promise.reject(refused);
     const requestId = this.nextRequestId++;
-    const reply = new Promise<Reply>((resolve, reject) => {
-      this.waiting.set(requestId, { resolve, reject });
-    });
-    const request = build(requestId);
-    const lastBefore = this.input((core) => {
-      const last = core.lastOpNum;
-      core.onClientRequest(request);
-      return last;
-    });
+    const reply = this.replyTo(requestId);
+    let request: ClientRequest;
+    let lastBefore: number;
+    try {
+      request = build(requestId);
+      lastBefore = this.input((core) => {
+        const last = core.lastOpNum;
+        core.onClientRequest(request);
+        return last;
+      });
+    } catch (error) {
+      this.waiting.delete(requestId);
+      throw error;
+    }
     // The ops the core gave this request now (none if it queued it): their sends and
     // journal syncs are traced under this request's span (observability.ts).
     const lastAfter = this.core.lastOpNum;
@@ -631,13 +636,16 @@ export class PartitionHost {
     this.refuseIfNotServing();
     const epoch = this.primaryEpoch();
     const requestId = this.nextRequestId++;
-    const reply = new Promise<Reply>((resolve, reject) => {
-      this.waiting.set(requestId, { resolve, reject });
-    });
-    this.input((core) => {
-      if (action === "take") core.takeSnapshot(requestId, epoch, snapshot);
-      else core.dropSnapshot(requestId, epoch, snapshot);
-    });
+    const reply = this.replyTo(requestId);
+    try {
+      this.input((core) => {
+        if (action === "take") core.takeSnapshot(requestId, epoch, snapshot);
+        else core.dropSnapshot(requestId, epoch, snapshot);
+      });
+    } catch (error) {
+      this.waiting.delete(requestId);
+      throw error;
+    }
     this.run();
     const answer = await reply;
     if (answer.kind !== "control")
@@ -653,10 +661,13 @@ export class PartitionHost {
     this.refuseIfNotServing();
     const epoch = this.primaryEpoch();
     const requestId = this.nextRequestId++;
-    const reply = new Promise<Reply>((resolve, reject) => {
-      this.waiting.set(requestId, { resolve, reject });
-    });
-    this.input((core) => core.rollbackSnapshot(requestId, epoch, snapshot));
+    const reply = this.replyTo(requestId);
+    try {
+      this.input((core) => core.rollbackSnapshot(requestId, epoch, snapshot));
+    } catch (error) {
+      this.waiting.delete(requestId);
+      throw error;
+    }
     this.run();
     const answer = await reply;
     if (answer.kind !== "control") throw new Error(`rollback answered with ${answer.kind}`);
@@ -680,15 +691,22 @@ export class PartitionHost {
     const { ranges } = plan;
     const data: Uint8Array[] = new Array(ranges.length);
     let waiting: Promise<void>[] | undefined;
-    for (let index = 0; index < ranges.length; index += 1) {
-      const range = ranges[index]!;
-      const now = this.assembleNow(range);
-      if (now instanceof Uint8Array) {
-        data[index] = now;
-        continue;
+    try {
+      for (let index = 0; index < ranges.length; index += 1) {
+        const range = ranges[index]!;
+        const now = this.assembleNow(range);
+        if (now instanceof Uint8Array) {
+          data[index] = now;
+          continue;
+        }
+        waiting ??= [];
+        waiting.push(this.assembleInto(data, index, range, now));
       }
-      waiting ??= [];
-      waiting.push(this.assembleInto(data, index, range, now));
+    } catch (error) {
+      // The sled reads already started are still seen: one failing later would be an
+      // unhandled rejection, which ends the process.
+      if (waiting !== undefined) void Promise.allSettled(waiting);
+      throw error;
     }
     if (waiting !== undefined) await Promise.all(waiting);
     // A clone's reader asks which ranges fall through to its parent (layering.ts).
@@ -912,6 +930,18 @@ export class PartitionHost {
   /** Carries out every effect the core has produced. */
   private run(): void {
     this.runner.run();
+  }
+
+  /**
+   * The reply to request `requestId`, waited for from now on: before the core has the
+   * request, which may answer it at once. A caller that then throws before awaiting it
+   * takes the waiter out again, or the close would reject a promise nobody awaits (an
+   * unhandled rejection, which ends the process).
+   */
+  private replyTo(requestId: number): Promise<Reply> {
+    return new Promise<Reply>((resolve, reject) => {
+      this.waiting.set(requestId, { resolve, reject });
+    });
   }
 
   private settleRequest(requestId: number): Waiting | undefined {

@@ -32,9 +32,14 @@ export interface RetirePorts {
 /**
  * Retires a replica: intake stopped, the replica closed (its held requests answered),
  * then its handlers awaited. See the module header for why this order, and only this.
+ * Throws the close's failure, else the stop's. The stop is observed from the start: one
+ * that failed while the close was awaited, or after a close that failed, was a rejection
+ * nobody handled, which ends the process.
  */
 export async function retireReplica(ports: RetirePorts): Promise<void> {
-  const handlersDone = ports.stopIntake();
+  const handlersDone = Promise.resolve(ports.stopIntake());
+  // Seen here; still thrown below once the close has succeeded.
+  handlersDone.then(undefined, () => undefined);
   await ports.closeReplica();
   await handlersDone;
 }
