@@ -199,6 +199,7 @@ export async function runService<T extends OptionSpecs>(
       otlpEndpoint: common.otlpEndpoint,
       metricsPort: common.metricsPort,
       metricsHost: common.metricsHost,
+      onMetricsError: (error) => logger.warn({ err: error }, "metrics endpoint error"),
     });
   } catch (error) {
     const message = `cannot serve metrics on ${common.metricsHost}:${common.metricsPort}: ${(error as Error).message}`;

@@ -53,6 +53,12 @@ export interface TelemetryOptions {
   metricsPort?: number | undefined;
   /** Address the metrics endpoint binds; 127.0.0.1 unless given. */
   metricsHost?: string | undefined;
+  /**
+   * Told of the metrics server's errors once it listens (an accept that fails for want of
+   * file descriptors, say). Without a listener such an error would end the process: a
+   * scrape endpoint must never take a storage service down with it.
+   */
+  onMetricsError?: ((error: Error) => void) | undefined;
 }
 
 export interface Telemetry {
@@ -152,6 +158,7 @@ export async function startTelemetry(options: TelemetryOptions): Promise<Telemet
     server.once("error", reject);
     server.listen(metricsPort, host, () => {
       server.off("error", reject);
+      server.on("error", (error) => options.onMetricsError?.(error));
       resolve();
     });
   });

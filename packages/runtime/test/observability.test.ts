@@ -3,6 +3,7 @@
 // of the instruments it is given.
 
 import { spawnSync } from "node:child_process";
+import { Server } from "node:http";
 import { connect, createServer } from "node:net";
 import { fileURLToPath } from "node:url";
 import { expect, test } from "vitest";
@@ -88,12 +89,26 @@ test("port 0 serves nothing; a port serves the instruments in Prometheus text", 
   } finally {
     await new Promise<void>((resolve) => taken.close(() => resolve()));
   }
-  const again = await startTelemetry({ metricsPort: port, serviceName: "s2", instanceId: "i" });
+  const metricsErrors: Error[] = [];
+  const again = await startTelemetry({
+    metricsPort: port,
+    serviceName: "s2",
+    instanceId: "i",
+    onMetricsError: (error) => metricsErrors.push(error),
+  });
   try {
     again.meter.createCounter("ballast_test_again").add(1);
     const text = await (await fetch(again.metricsUrl as string)).text();
     expect(text).toMatch(/^ballast_test_again_total\{[^}]*\} 1$/m);
     expect(text).toContain('service_name="s2"');
+    // An error of the listening server (an accept failing with EMFILE, as node reports
+    // it) goes to the caller: with no listener, emitting it threw, and in a service the
+    // throw would have ended the process.
+    const server = listeningServerOn(port);
+    const emfile = Object.assign(new Error("accept EMFILE"), { code: "EMFILE" });
+    expect(() => server.emit("error", emfile)).not.toThrow();
+    expect(metricsErrors).toEqual([emfile]);
+    expect((await fetch(again.metricsUrl as string)).status).toBe(200);
   } finally {
     await again.shutdown();
   }
@@ -209,3 +224,14 @@ test("shutdown does not wait for a scraper that stopped halfway through a reques
   expect(Date.now() - startedMs).toBeLessThan(5000);
   scraper.destroy();
 }, 15_000);
+
+/** The http.Server of this process listening on `port` (the telemetry keeps its own). */
+function listeningServerOn(port: number): Server {
+  const handles = (process as unknown as { _getActiveHandles(): unknown[] })._getActiveHandles();
+  const server = handles.find(
+    (handle): handle is Server =>
+      handle instanceof Server && (handle.address() as { port?: number } | null)?.port === port,
+  );
+  if (server === undefined) throw new Error(`no server listening on ${port}`);
+  return server;
+}
