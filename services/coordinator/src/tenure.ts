@@ -83,6 +83,12 @@ export interface Tenure {
   /** Configure requests in flight, per head node. */
   configuringPerNode: Map<string, number>;
   /**
+   * Per head node, by partition key, in the order queued: the records whose configure
+   * was owed to it but waited for room under the bounds on requests in flight
+   * (configurer.ts). The next goes out as soon as one of its requests settles.
+   */
+  configureQueue: Map<string, Map<string, PartitionRecord>>;
+  /**
    * Per partition, per node: the epoch of the last configure sent to it, and when
    * (monotonic). A primary not yet sent its epoch's configure (waiting behind the bounds
    * on requests in flight) is not unconfirmed: nothing was asked of it; its clock starts
@@ -149,6 +155,7 @@ export function newTenure(leading: Leading, sinceMs: number): Tenure {
     noReplica: new Map(),
     configuring: new Set(),
     configuringPerNode: new Map(),
+    configureQueue: new Map(),
     asked: new Map(),
     failuresLogged: new Set(),
     learnersSince: new Map(),
@@ -181,6 +188,7 @@ export function forget(tenure: Tenure, record: PartitionRecord): void {
   tenure.leases.forget(record);
   tenure.configured.delete(key);
   tenure.asked.delete(key);
+  for (const queue of tenure.configureQueue.values()) queue.delete(key);
   tenure.noReplica.delete(key);
   tenure.learnersSince.delete(key);
   tenure.dropped.delete(key);
