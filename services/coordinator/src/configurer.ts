@@ -72,7 +72,7 @@ export class Configurer {
   constructor(
     private readonly service: Pick<Service, "bus" | "logger">,
     private readonly catalogue: Pick<Catalogue, "checkpoint">,
-    private readonly tenures: Pick<Tenures, "held">,
+    private readonly tenures: Pick<Tenures, "held" | "current">,
     /** The live head nodes and sleds when a queued configure goes out. */
     private readonly members: Pick<Heartbeats, "aliveHeadNodes" | "aliveSleds" | "headNodeDisks">,
   ) {}
@@ -128,13 +128,16 @@ export class Configurer {
   }
 
   /**
-   * Sends the configures queued for `node` while there is room: each only if its record
+   * Sends the configures queued for `node` while there is room (and this tenure leads
+   * and decides, as for a round): each only if its record
    * is still the leader's, with no update or re-read of it under way, and the node, by
    * the heartbeats now, is still owed it (see the module header).
    */
   private sendQueued(tenure: Tenure, node: string): void {
     const queue = tenure.configureQueue.get(node);
     if (queue === undefined) return;
+    // As the rounds: only while this tenure leads, and decides.
+    if (this.tenures.current() !== tenure || !tenure.ready || tenure.failed) return;
     const alive = this.members.aliveHeadNodes();
     if (!alive.has(node)) {
       // Dead: the rounds queue what it is owed again once it is back.
@@ -299,9 +302,7 @@ export class Configurer {
       else tenure.configuringPerNode.delete(node);
       // Room for the next configure owed to this node: at once, not next round (in a
       // microtask: a request that fails at once must not recurse through the queue).
-      queueMicrotask(() => {
-        if (this.tenures.held() === tenure) this.sendQueued(tenure, node);
-      });
+      queueMicrotask(() => this.sendQueued(tenure, node));
     }
   }
 }

@@ -72,7 +72,7 @@ describe("Configurer", () => {
         logger: { debug: () => undefined, warn: () => undefined },
       } as never,
       {} as never,
-      { held: () => tenure },
+      { held: () => tenure, current: () => tenure },
       {} as never,
     );
     const alive = new Set(["head-1", "head-2"]);
@@ -259,7 +259,7 @@ describe("Configurer", () => {
         logger: { debug: () => undefined, warn: () => undefined },
       } as never,
       {} as never,
-      { held: () => tenure },
+      { held: () => tenure, current: () => tenure },
       {} as never,
     );
     // A record from before disk ids.
@@ -328,6 +328,7 @@ describe("Configurer: a new volume of many partitions", () => {
   // out and were sent again, and the partitions were failed over for not confirming.
   it("sends each head node at most its bound at once, and the next as one is answered", async () => {
     const tenure: Tenure = newTenure({ term: 1, tenure: 1 }, 0);
+    tenure.ready = true;
     /** A fake bus: each request waits until the test answers it. */
     const waiting: { node: string; partition: number; answer: () => void }[] = [];
     const fakeBus = {
@@ -344,7 +345,7 @@ describe("Configurer: a new volume of many partitions", () => {
     const configurer = new Configurer(
       { bus: fakeBus, logger: { debug: () => undefined, warn: () => undefined } } as never,
       {} as never,
-      { held: () => tenure },
+      { held: () => tenure, current: () => tenure },
       { aliveHeadNodes: () => alive, aliveSleds: () => ["sled-1"], headNodeDisks: () => new Map() },
     );
     // Four times the bound per head node, each node primary of half.
@@ -415,8 +416,42 @@ describe("Configurer: a new volume of many partitions", () => {
     expect(tenure.configureQueue.size).toBe(0);
   });
 
+  it("sends nothing queued once the tenure no longer leads", async () => {
+    const tenure: Tenure = newTenure({ term: 1, tenure: 1 }, 0);
+    tenure.ready = true;
+    let leading = true;
+    /** A fake bus: each request waits until the test answers it. */
+    const waiting: (() => void)[] = [];
+    const fakeBus = {
+      request: () => new Promise((resolve) => waiting.push(() => resolve({}))),
+    };
+    const alive = new Set(["head-1", "head-2"]);
+    const configurer = new Configurer(
+      { bus: fakeBus, logger: { debug: () => undefined, warn: () => undefined } } as never,
+      {} as never,
+      { held: () => tenure, current: () => (leading ? tenure : undefined) },
+      { aliveHeadNodes: () => alive, aliveSleds: () => ["sled-1"], headNodeDisks: () => new Map() },
+    );
+    const records = Array.from({ length: 2 * configuresPerNodeInflightMax }, (_, partition) => ({
+      ...record,
+      partition,
+    }));
+    records.forEach((one, revision) => {
+      tenure.records.set(partitionKey(one), { value: one, revision });
+    });
+    for (const one of records) void configurer.configure(tenure, one, alive, ["sled-1"]);
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(waiting).toHaveLength(2 * configuresPerNodeInflightMax);
+    // Its lease lapsed: answers come in, and nothing more is sent.
+    leading = false;
+    for (const answer of waiting.splice(0)) answer();
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(waiting).toHaveLength(0);
+  });
+
   it("drops the queue of a head node the heartbeats count dead", async () => {
     const tenure: Tenure = newTenure({ term: 1, tenure: 1 }, 0);
+    tenure.ready = true;
     /** A fake bus: each request waits until the test fails it (a timeout). */
     const waiting: { node: string; fail: () => void }[] = [];
     const fakeBus = {
@@ -432,7 +467,7 @@ describe("Configurer: a new volume of many partitions", () => {
     const configurer = new Configurer(
       { bus: fakeBus, logger: { debug: () => undefined, warn: () => undefined } } as never,
       {} as never,
-      { held: () => tenure },
+      { held: () => tenure, current: () => tenure },
       { aliveHeadNodes: () => alive, aliveSleds: () => ["sled-1"], headNodeDisks: () => new Map() },
     );
     const records = Array.from({ length: 2 * configuresPerNodeInflightMax }, (_, partition) => ({

@@ -287,7 +287,7 @@ describe("Reconciler: deciding only what changed", () => {
         logger: { debug: () => undefined, warn: () => undefined },
       } as never,
       {} as never,
-      { held: () => tenure },
+      { held: () => tenure, current: () => tenure },
       {} as never,
     );
     const updates: PartitionRecord[] = [];
@@ -392,7 +392,7 @@ describe("Reconciler: deciding only what changed", () => {
         logger: { debug: () => undefined, warn: () => undefined },
       } as never,
       {} as never,
-      { held: () => tenure },
+      { held: () => tenure, current: () => tenure },
       {} as never,
     );
     const updates: PartitionRecord[] = [];
