@@ -138,6 +138,9 @@ try {
     for (const [message, count] of [...counts].sort((a, b) => b[1] - a[1]).slice(0, 8)) {
       console.log(`    ${count} × ${message.slice(0, 140)}`);
     }
+    // Its first warnings and errors, whole (a lapse of the lease, a failed request).
+    const warnings = log.split("\n").filter((line) => /"level":(40|50|60)\b/.test(line));
+    for (const line of warnings.slice(0, 6)) console.log(`    ! ${line.slice(0, 300)}`);
   }
   for (const file of await readdir(loopDir)) {
     const lines = (await readFile(join(loopDir, file), "utf8")).trim().split("\n");
