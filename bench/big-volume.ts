@@ -3,7 +3,7 @@
 // creates one volume of N partitions of 1 MiB with 2 replicas, then watches for a while.
 // It prints how long the create took and what it answered, the leadership changes in the
 // coordinators' logs and what they logged most (failovers show there), and each service's longest event-loop delay (bench/loop-delay.cjs)
-// during the create and during the watch. The cluster runs in a temporary directory that
+// during the create and during the watch, and their CPU over the watch (utime + stime). The cluster runs in a temporary directory that
 // is deleted at the end.
 //
 //   npm run bench:big -- --partitions 16384 --seconds 60
@@ -24,6 +24,7 @@ import {
   testPasswords,
   waitUntilHealthy,
 } from "../test/support/cluster.ts";
+import { cpuSeconds } from "./cpu-time.ts";
 
 const mebibyte = 1024 * 1024;
 const createDeadlineMs = 300_000;
@@ -68,10 +69,19 @@ try {
   // --profile: SIGWINCH starts the coordinators' and head nodes' profilers
   // (cpu-profile.cjs), and stops them.
   const profiledPids: number[] = [];
+  /** The coordinators' and head nodes' pids, by what their command line names. */
+  const kinds = new Map<number, string>();
   for (const file of await readdir(loopDir)) {
     const first = (await readFile(join(loopDir, file), "utf8")).split("\n")[0]!;
-    if (/coordinator|headnode/.test(first)) profiledPids.push(Number(file.split(".")[0]));
+    const kind = /coordinator|headnode/.exec(first)?.[0];
+    if (kind === undefined) continue;
+    profiledPids.push(Number(file.split(".")[0]));
+    kinds.set(Number(file.split(".")[0]), kind);
   }
+  const cpuNow = async () =>
+    new Map(
+      await Promise.all(profiledPids.map(async (pid) => [pid, await cpuSeconds(pid)] as const)),
+    );
   const signalProfilers = () => {
     if (values.profile === undefined) return;
     for (const pid of profiledPids) process.kill(pid, "SIGWINCH");
@@ -96,14 +106,24 @@ try {
     answer = (error as Error).message;
   }
   const createdBy = Date.now();
+  const cpuAtCreated = await cpuNow();
   console.log(
     `N=${partitions}: create answered in ${((createdBy - createdAt) / 1000).toFixed(1)} s: ${answer} (load ${loadBefore.toFixed(1)})`,
   );
   await new Promise((resolve) => setTimeout(resolve, watchMs));
   const watchedBy = Date.now();
+  const cpuAtWatched = await cpuNow();
   signalProfilers();
   if (values.profile !== undefined) await new Promise((resolve) => setTimeout(resolve, 3000));
   console.log(`watched ${watchMs / 1000} s more (load ${loadavg()[0]!.toFixed(1)})`);
+  // CPU over the watch, in % of one core: how busy the configuring keeps each service.
+  for (const pid of profiledPids) {
+    const busy =
+      (cpuAtWatched.get(pid)! - cpuAtCreated.get(pid)!) / ((watchedBy - createdBy) / 1000);
+    console.log(
+      `  ${kinds.get(pid)} (pid ${pid}): ${(busy * 100).toFixed(1)} % of a core over the watch`,
+    );
+  }
   for (const id of cluster.ids().filter((one) => one.startsWith("coordinator"))) {
     const log = await readFile(join(directory.path, "logs", `${id}.log`), "utf8");
     const lost = log.match(/lost the leadership/g)?.length ?? 0;
@@ -118,6 +138,9 @@ try {
     for (const [message, count] of [...counts].sort((a, b) => b[1] - a[1]).slice(0, 8)) {
       console.log(`    ${count} × ${message.slice(0, 140)}`);
     }
+    // Its first warnings and errors, whole (a lapse of the lease, a failed request).
+    const warnings = log.split("\n").filter((line) => /"level":(40|50|60)\b/.test(line));
+    for (const line of warnings.slice(0, 6)) console.log(`    ! ${line.slice(0, 300)}`);
   }
   for (const file of await readdir(loopDir)) {
     const lines = (await readFile(join(loopDir, file), "utf8")).trim().split("\n");

@@ -18,7 +18,7 @@
 // average is printed with each figure, since a loaded machine inflates CPU time too.
 // Results go to stdout as a table and, with --json-out, as JSON.
 
-import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { mkdir, writeFile } from "node:fs/promises";
 import { loadavg } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -32,6 +32,7 @@ import {
   waitFor,
   waitUntilHealthy,
 } from "../test/support/cluster.ts";
+import { cpuSeconds } from "./cpu-time.ts";
 
 const mebibyte = 1024 * 1024;
 /** Each partition's size: the smallest the coordinator allows. */
@@ -56,18 +57,6 @@ export interface IdleRun {
   loadAfter: number;
   /** With --count-messages: messages a second over the window, by subject family. */
   messagesPerSecond?: Record<string, number>;
-}
-
-/** Clock ticks per second of /proc/<pid>/stat times (USER_HZ: 100 on Linux). */
-const clockTicksPerSecond = 100;
-
-/** utime + stime of a process, in seconds. */
-async function cpuSeconds(pid: number): Promise<number> {
-  const stat = await readFile(`/proc/${pid}/stat`, "utf8");
-  // The command name is in parentheses and may hold spaces: fields count after it.
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  // Fields 14 and 15 of stat(5) (utime, stime) are 12 and 13 after the name.
-  return (Number(fields[11]) + Number(fields[12])) / clockTicksPerSecond;
 }
 
 export async function measureIdle(options: {

@@ -293,7 +293,7 @@ export class Coordinator {
       marginMs: leaderLeaseDriftMarginMs,
       clock: now,
     });
-    const configurer = new Configurer(service, catalogue, tenures);
+    const configurer = new Configurer(service, catalogue, tenures, heartbeats);
     const reconciler = new Reconciler({
       logger: service.logger,
       catalogue,

@@ -39,6 +39,19 @@
 // and indexed per partition so that decisions drop such a member at once
 // (`failedMembers`). They grant nothing.
 //
+// Cost per report (a 16,384-partition create kept the leader 85 % busy, a fifth of it
+// here): a report judges again only the entries whose verdict may have moved, not every
+// primary the node holds. A verdict (covered, excluded, deposed) depends on the entry,
+// the record `recordOf` gives for it, whether the node is alive, and whether the
+// partition is `replacing`. So each node's state keeps its verdicts and a `dirty` set:
+// the entries a report changes or removes; those whose record changed, which the owner
+// of the records says (`recordChanged`, or `volumeChanged` when a volume name's
+// incarnation did: tenure.ts wires both to its maps); those whose `replacing` flipped,
+// or that were forgotten. A whole state, or a node counted alive or dead since its last
+// report, judges every entry again. The answer still lists every excluded entry (the
+// node renews every other): those are few. `judged` counts entries judged, for tests,
+// and `verify` compares the verdicts with a full judgement (the simulator checks it).
+//
 // One book lives for one tenure of leadership; a new tenure starts an empty one (every
 // node's next change is refused, and it sends its whole state).
 
@@ -119,6 +132,18 @@ interface NodeState {
   session: number;
   seq: number;
   entries: Map<string, Report>;
+  /** Per address of a covered entry: its partition key (the state's verdicts). */
+  covered: Map<string, string>;
+  /** Excluded entries by address, as the answer lists them. */
+  excluded: Map<string, Grant>;
+  /** Records of entries whose primary is another node, by address. */
+  deposed: Map<string, PartitionRecord>;
+  /** Addresses whose verdict may have moved since it was judged. */
+  dirty: Set<string>;
+  /** Every entry's verdict may have moved (a whole state, a volume changed). */
+  allDirty: boolean;
+  /** Whether the node was alive when its entries were last judged. */
+  judgedAlive: boolean;
   /** Its failed non-primary replicas, by address. */
   failures: Map<string, FailedReplica>;
   /** When the state was last confirmed by an accepted report. */
@@ -143,6 +168,8 @@ export class LeaseBook {
   private readonly failedAt = new Map<string, Map<string, FailedReplica>>();
   /** Addresses whose reported entry or failures changed since `takeChanged`. */
   private changed = new Set<string>();
+  /** Entries judged by reports so far (a cost counter, for tests). */
+  private judgedCount = 0;
 
   constructor(private readonly options: LeaseBookOptions) {}
 
@@ -150,12 +177,18 @@ export class LeaseBook {
     return this.options.leaderSinceMs;
   }
 
+  /** Entries judged by reports so far: what reports cost (for tests). */
+  get judged(): number {
+    return this.judgedCount;
+  }
+
   setReplacing(record: PartitionRecord, replacing: boolean): void {
     const key = partitionKey(record);
     if (!replacing) {
-      this.replacing.delete(key);
+      if (this.replacing.delete(key)) this.recordChanged(record.volume, record.partition);
       return;
     }
+    if (!this.replacing.has(key)) this.recordChanged(record.volume, record.partition);
     this.replacing.add(key);
     // No later grant of the node's may count for this partition: its lease ends where
     // the node's stands now.
@@ -206,6 +239,13 @@ export class LeaseBook {
         session,
         seq,
         entries,
+        // The verdicts of the state replaced, all judged again below.
+        covered: state?.covered ?? new Map(),
+        excluded: state?.excluded ?? new Map(),
+        deposed: state?.deposed ?? new Map(),
+        dirty: new Set(),
+        allDirty: true,
+        judgedAlive: state?.judgedAlive ?? false,
         failures,
         atMs: nowMs,
         untilMs: state?.untilMs ?? Number.NEGATIVE_INFINITY,
@@ -224,11 +264,13 @@ export class LeaseBook {
       for (const gone of report.gone ?? []) {
         const address = addressOf(gone.volume, gone.partition);
         state.entries.delete(address);
+        state.dirty.add(address);
         this.changed.add(address);
       }
       for (const entry of report.primaries) {
         const address = addressOf(entry.volume, entry.partition);
         state.entries.set(address, entry);
+        state.dirty.add(address);
         this.changed.add(address);
       }
       for (const gone of report.failuresGone ?? []) {
@@ -245,44 +287,48 @@ export class LeaseBook {
       state.atMs = nowMs;
     }
 
-    const outcome: ReportOutcome = { excluded: [], granted: [], deposed: [] };
-    const covered = new Set<string>();
-    for (const entry of state.entries.values()) {
-      const record = recordOf(entry.volume, entry.partition);
-      const grant = { volume: entry.volume, partition: entry.partition, epoch: entry.epoch };
-      if (
-        record === undefined ||
-        (entry.volumeId !== undefined && entry.volumeId !== volumeIdOf(record))
-      ) {
-        outcome.excluded.push(grant);
-        continue;
+    // Judge again what may have moved (see "Cost per report").
+    const nodeAlive = alive.has(report.node);
+    if (state.judgedAlive !== nodeAlive) state.allDirty = true;
+    state.judgedAlive = nodeAlive;
+    const addresses = state.allDirty
+      ? new Set([
+          ...state.covered.keys(),
+          ...state.excluded.keys(),
+          ...state.deposed.keys(),
+          ...state.entries.keys(),
+        ])
+      : state.dirty;
+    state.dirty = new Set();
+    state.allDirty = false;
+    this.judgedCount += addresses.size;
+    /** Keys covered before and not now; keys covered now (among those judged). */
+    const uncovered: string[] = [];
+    const covered: string[] = [];
+    for (const address of addresses) {
+      const before = state.covered.get(address);
+      const after = this.judge(state, address, report.node, recordOf, alive);
+      if (before !== undefined && before !== after) uncovered.push(before);
+      if (after === undefined) {
+        state.covered.delete(address);
+      } else {
+        state.covered.set(address, after);
+        covered.push(after);
       }
-      if (record.primary !== report.node) outcome.deposed.push(record);
-      const key = partitionKey(record);
-      // A replica that reports itself failed serves nothing: a grant would only delay
-      // its replacement.
-      if (
-        entry.failed === true ||
-        !mayGrantLease(record, report.node, entry.epoch, alive, this.replacing.has(key))
-      ) {
-        outcome.excluded.push(grant);
-        continue;
-      }
-      covered.add(key);
-      if (legacy) outcome.granted.push(grant);
     }
     // Partitions this node's grants covered and no longer do keep the lease they had
     // before this grant; then the grant extends the node's lease over the rest.
-    for (const key of state.live) {
-      if (covered.has(key)) continue;
+    for (const key of uncovered) {
+      if (!state.live.has(key)) continue;
       const lease = this.leases.get(key);
       if (lease !== undefined && lease.node === report.node) this.freeze(key, lease);
       state.live.delete(key);
     }
-    if (alive.has(report.node)) {
+    if (nodeAlive) {
       const untilMs = nowMs + this.options.leaseMs + this.options.driftMarginMs;
       state.untilMs = Math.max(state.untilMs, untilMs);
     }
+    // Covered entries not judged again have kept their lease live: nothing else moves it.
     for (const key of covered) {
       const lease = this.leases.get(key);
       if (lease?.node === report.node) {
@@ -291,6 +337,21 @@ export class LeaseBook {
         this.leases.set(key, { node: report.node, frozenUntilMs: undefined });
       }
       state.live.add(key);
+    }
+    const outcome: ReportOutcome = {
+      excluded: [...state.excluded.values()],
+      granted: [],
+      deposed: [...state.deposed.values()],
+    };
+    if (legacy) {
+      for (const address of state.covered.keys()) {
+        const entry = state.entries.get(address)!;
+        outcome.granted.push({
+          volume: entry.volume,
+          partition: entry.partition,
+          epoch: entry.epoch,
+        });
+      }
     }
     if (!legacy) {
       outcome.accepted = seq;
@@ -301,6 +362,96 @@ export class LeaseBook {
       outcome.urgent = true;
     }
     return outcome;
+  }
+
+  /**
+   * One entry's verdict, kept in the node's state: its partition key if covered; else
+   * undefined, and the entry is excluded (and deposed, if its record's primary is
+   * another node). Nothing else is changed.
+   */
+  private judge(
+    state: NodeState,
+    address: string,
+    node: string,
+    recordOf: RecordOf,
+    alive: ReadonlySet<string>,
+  ): string | undefined {
+    state.excluded.delete(address);
+    state.deposed.delete(address);
+    const entry = state.entries.get(address);
+    if (entry === undefined) return undefined;
+    const record = recordOf(entry.volume, entry.partition);
+    const grant = { volume: entry.volume, partition: entry.partition, epoch: entry.epoch };
+    if (
+      record === undefined ||
+      (entry.volumeId !== undefined && entry.volumeId !== volumeIdOf(record))
+    ) {
+      state.excluded.set(address, grant);
+      return undefined;
+    }
+    if (record.primary !== node) state.deposed.set(address, record);
+    const key = partitionKey(record);
+    // A replica that reports itself failed serves nothing: a grant would only delay
+    // its replacement.
+    if (
+      entry.failed === true ||
+      !mayGrantLease(record, node, entry.epoch, alive, this.replacing.has(key))
+    ) {
+      state.excluded.set(address, grant);
+      return undefined;
+    }
+    return key;
+  }
+
+  /**
+   * The record of `volume/partition` (by the volume's name) changed, or may have: the
+   * entries of that address are judged again at their nodes' next reports.
+   */
+  recordChanged(volume: string, partition: number): void {
+    const address = addressOf(volume, partition);
+    for (const state of this.nodes.values()) {
+      if (state.entries.has(address) || state.covered.has(address)) state.dirty.add(address);
+    }
+  }
+
+  /** Which incarnation a volume name means changed: every entry is judged again. */
+  volumeChanged(): void {
+    for (const state of this.nodes.values()) state.allDirty = true;
+  }
+
+  /**
+   * Where the node's kept verdicts differ from a full judgement against `recordOf` and
+   * `alive` (none, unless a change went unsaid); right after a report of the node was
+   * accepted, before anything else changes. For tests and the simulator.
+   */
+  verify(node: string, recordOf: RecordOf, alive: ReadonlySet<string>): string[] {
+    const state = this.nodes.get(node);
+    if (state === undefined) return [];
+    const full: NodeState = {
+      ...state,
+      covered: new Map(),
+      excluded: new Map(),
+      deposed: new Map(),
+    };
+    const problems: string[] = [];
+    for (const address of state.entries.keys()) {
+      const key = this.judge(full, address, node, recordOf, alive);
+      const kept = state.covered.get(address);
+      if (kept !== key) problems.push(`${node} ${address}: covered ${kept} but should be ${key}`);
+      if (key !== undefined && !state.live.has(key)) {
+        problems.push(`${node} ${address}: covered but its lease is not the node's`);
+      }
+      if (state.excluded.has(address) !== full.excluded.has(address)) {
+        problems.push(`${node} ${address}: excluded is ${state.excluded.has(address)}, wrongly`);
+      }
+      if (state.deposed.get(address) !== full.deposed.get(address)) {
+        problems.push(`${node} ${address}: deposed differs`);
+      }
+    }
+    for (const address of [...state.covered.keys(), ...state.excluded.keys()]) {
+      if (!state.entries.has(address)) problems.push(`${node} ${address}: judged but not held`);
+    }
+    return problems;
   }
 
   /**
@@ -422,6 +573,7 @@ export class LeaseBook {
   /** Drops everything about a partition (its volume was deleted). */
   forget(record: PartitionRecord): void {
     const key = partitionKey(record);
+    this.recordChanged(record.volume, record.partition);
     const lease = this.leases.get(key);
     if (lease !== undefined) this.nodes.get(lease.node)?.live.delete(key);
     this.leases.delete(key);

@@ -15,7 +15,7 @@
 // `forgetConfigured`).
 
 import { limits } from "@ballast/protocol";
-import type { Versioned, VolumeRecord } from "./catalogue.ts";
+import { idOfVolume, type Versioned, type VolumeRecord } from "./catalogue.ts";
 import { reportAgeMsMax } from "./constants.ts";
 import type { PartitionRecord } from "./decisions.ts";
 import type { Leading } from "./leadership.ts";
@@ -29,26 +29,33 @@ export interface Changes {
   all: boolean;
 }
 
-/** A map that notes each key it sets to another value, or deletes. */
+/**
+ * A map that notes each key it sets to another value, or deletes, with the value before
+ * (undefined if none) and after (undefined once deleted).
+ */
 export class WatchedMap<K, V> extends Map<K, V> {
-  constructor(private readonly changed: (key: K) => void) {
+  constructor(
+    private readonly changed: (key: K, before: V | undefined, after: V | undefined) => void,
+  ) {
     super();
   }
 
   override set(key: K, value: V): this {
     // Map's constructor calls set before `changed` is assigned: it is given no entries.
-    if (super.get(key) !== value || !super.has(key)) this.changed?.(key);
+    const before = super.get(key);
+    if (before !== value || !super.has(key)) this.changed?.(key, before, value);
     return super.set(key, value);
   }
 
   override delete(key: K): boolean {
+    const before = super.get(key);
     const had = super.delete(key);
-    if (had) this.changed(key);
+    if (had) this.changed(key, before, undefined);
     return had;
   }
 
   override clear(): void {
-    for (const key of [...super.keys()]) this.changed(key);
+    for (const [key, value] of [...super.entries()]) this.changed(key, value, undefined);
     super.clear();
   }
 }
@@ -82,6 +89,12 @@ export interface Tenure {
   configuring: Set<string>;
   /** Configure requests in flight, per head node. */
   configuringPerNode: Map<string, number>;
+  /**
+   * Per head node, by partition key, in the order queued: the records whose configure
+   * was owed to it but waited for room under the bounds on requests in flight
+   * (configurer.ts). The next goes out as soon as one of its requests settles.
+   */
+  configureQueue: Map<string, Map<string, PartitionRecord>>;
   /**
    * Per partition, per node: the epoch of the last configure sent to it, and when
    * (monotonic). A primary not yet sent its epoch's configure (waiting behind the bounds
@@ -129,26 +142,38 @@ export interface Tenures {
 export function newTenure(leading: Leading, sinceMs: number): Tenure {
   const changes: Changes = { keys: new Set(), all: false };
   const changed = (key: string) => changes.keys.add(key);
+  const leases = new LeaseBook({
+    leaderSinceMs: sinceMs,
+    leaseMs: limits.primaryLeaseMs,
+    driftMarginMs: limits.primaryLeaseDriftMarginMs,
+    reportAgeMsMax,
+  });
   return {
     ...leading,
     ready: false,
     failed: false,
-    leases: new LeaseBook({
-      leaderSinceMs: sinceMs,
-      leaseMs: limits.primaryLeaseMs,
-      driftMarginMs: limits.primaryLeaseDriftMarginMs,
-      reportAgeMsMax,
-    }),
-    volumes: new WatchedMap<string, VolumeRecord>(() => {
+    leases,
+    // The lease book judges a report's entries against these two (reports.ts): it is
+    // told what changed, so that a report costs what changed (leases.ts).
+    volumes: new WatchedMap<string, VolumeRecord>((_, before, after) => {
       changes.all = true;
+      const id = (volume: VolumeRecord | undefined) =>
+        volume === undefined ? undefined : idOfVolume(volume);
+      if (id(before) !== id(after)) leases.volumeChanged();
     }),
-    records: new WatchedMap<string, Versioned<PartitionRecord>>(changed),
+    records: new WatchedMap<string, Versioned<PartitionRecord>>((key, before, after) => {
+      changed(key);
+      for (const entry of [before, after]) {
+        if (entry !== undefined) leases.recordChanged(entry.value.volume, entry.value.partition);
+      }
+    }),
     inflight: new Set(),
     unsure: new Set(),
     configured: new WatchedMap<string, Map<string, Configured>>(changed),
     noReplica: new Map(),
     configuring: new Set(),
     configuringPerNode: new Map(),
+    configureQueue: new Map(),
     asked: new Map(),
     failuresLogged: new Set(),
     learnersSince: new Map(),
@@ -181,6 +206,7 @@ export function forget(tenure: Tenure, record: PartitionRecord): void {
   tenure.leases.forget(record);
   tenure.configured.delete(key);
   tenure.asked.delete(key);
+  for (const queue of tenure.configureQueue.values()) queue.delete(key);
   tenure.noReplica.delete(key);
   tenure.learnersSince.delete(key);
   tenure.dropped.delete(key);

@@ -72,7 +72,8 @@ describe("Configurer", () => {
         logger: { debug: () => undefined, warn: () => undefined },
       } as never,
       {} as never,
-      { held: () => tenure },
+      { held: () => tenure, current: () => tenure },
+      {} as never,
     );
     const alive = new Set(["head-1", "head-2"]);
     const primaryReports = (epoch: number, failed = false) =>
@@ -258,7 +259,8 @@ describe("Configurer", () => {
         logger: { debug: () => undefined, warn: () => undefined },
       } as never,
       {} as never,
-      { held: () => tenure },
+      { held: () => tenure, current: () => tenure },
+      {} as never,
     );
     // A record from before disk ids.
     const legacy: PartitionRecord = { ...record, secondaries: ["head-2", "head-3"] };
@@ -326,55 +328,166 @@ describe("Configurer: a new volume of many partitions", () => {
   // out and were sent again, and the partitions were failed over for not confirming.
   it("sends each head node at most its bound at once, and the next as one is answered", async () => {
     const tenure: Tenure = newTenure({ term: 1, tenure: 1 }, 0);
-    const waiting: { node: string; answer: () => void }[] = [];
-    const configurer = new Configurer(
-      {
-        bus: {
-          request: (subject: string) =>
-            new Promise((resolve) =>
-              waiting.push({ node: subject.split(".").at(-1)!, answer: () => resolve({}) }),
-            ),
-        },
-        logger: { debug: () => undefined, warn: () => undefined },
-      } as never,
-      {} as never,
-      { held: () => tenure },
-    );
+    tenure.ready = true;
+    /** A fake bus: each request waits until the test answers it. */
+    const waiting: { node: string; partition: number; answer: () => void }[] = [];
+    const fakeBus = {
+      request: (subject: string, message: { partition: number }) =>
+        new Promise((resolve) =>
+          waiting.push({
+            node: subject.split(".").at(-1)!,
+            partition: message.partition,
+            answer: () => resolve({}),
+          }),
+        ),
+    };
     const alive = new Set(["head-1", "head-2"]);
-    const records = Array.from({ length: 16_384 }, (_, partition) => ({
+    const configurer = new Configurer(
+      { bus: fakeBus, logger: { debug: () => undefined, warn: () => undefined } } as never,
+      {} as never,
+      { held: () => tenure, current: () => tenure },
+      { aliveHeadNodes: () => alive, aliveSleds: () => ["sled-1"], headNodeDisks: () => new Map() },
+    );
+    // Four times the bound per head node, each node primary of half.
+    const count = 8 * configuresPerNodeInflightMax;
+    const records = Array.from({ length: count }, (_, partition) => ({
       ...record,
       partition,
       epoch: 1,
       ...(partition % 2 === 0 ? {} : { primary: "head-2", secondaries: ["head-1"] }),
     }));
-    const sendAll = () => {
-      for (const one of records) void configurer.configure(tenure, one, alive, ["sled-1"]);
-    };
+    records.forEach((one, revision) => {
+      tenure.records.set(partitionKey(one), { value: one, revision });
+    });
     const perNode = () => {
       const counts = new Map<string, number>();
       for (const { node } of waiting) counts.set(node, (counts.get(node) ?? 0) + 1);
       return counts;
     };
-    sendAll();
-    await Promise.resolve();
-    expect(perNode()).toEqual(
-      new Map([
-        ["head-1", configuresPerNodeInflightMax],
-        ["head-2", configuresPerNodeInflightMax],
-      ]),
-    );
-    // head-1 answers one: the next round sends it one more, head-2 none.
-    waiting.splice(0, 1)[0]!.answer();
-    await new Promise((resolve) => setImmediate(resolve));
-    sendAll();
-    await Promise.resolve();
-    expect(perNode().get("head-1")).toBe(configuresPerNodeInflightMax);
-    expect(perNode().get("head-2")).toBe(configuresPerNodeInflightMax);
-    expect(tenure.configuringPerNode.get("head-1")).toBe(configuresPerNodeInflightMax);
-    // Every answer in: nothing left in flight, counted or not.
-    for (const one of waiting.splice(0)) one.answer();
-    await new Promise((resolve) => setImmediate(resolve));
+    const settle = () => new Promise((resolve) => setImmediate(resolve));
+    // One round: every partition is owed both members; the bound holds back the rest.
+    for (const one of records) void configurer.configure(tenure, one, alive, ["sled-1"]);
+    await settle();
+    const full = new Map([
+      ["head-1", configuresPerNodeInflightMax],
+      ["head-2", configuresPerNodeInflightMax],
+    ]);
+    expect(perNode()).toEqual(full);
+    // A queued primary has not been asked: its failover clock has not started.
+    const last = records.at(-1)!;
+    expect(tenure.asked.get(partitionKey(last))).toBeUndefined();
+    // head-1 answers one: its next goes out at once, with no round in between; head-2's
+    // count stays.
+    const answered = waiting.findIndex((one) => one.node === "head-1");
+    const first = waiting.splice(answered, 1)[0]!;
+    first.answer();
+    await settle();
+    expect(perNode()).toEqual(full);
+    expect(waiting.at(-1)).toMatchObject({
+      node: "head-1",
+      partition: configuresPerNodeInflightMax,
+    });
+    // A record replaced while its configure waits (an update) is not sent from the queue:
+    // the decision on its successor configures that.
+    const replaced = records[count - 2]!;
+    tenure.records.set(partitionKey(replaced), {
+      value: { ...replaced, epoch: 2 },
+      revision: count,
+    });
+    // Answering everything, round after round of answers and no reconcile round, reaches
+    // every member of every partition once, the replaced one's none.
+    let sent = 2 * configuresPerNodeInflightMax + 1;
+    while (waiting.length > 0) {
+      for (const one of waiting.splice(0)) one.answer();
+      await settle();
+      sent += waiting.length;
+      for (const [, inflight] of perNode()) {
+        expect(inflight).toBeLessThanOrEqual(configuresPerNodeInflightMax);
+      }
+    }
+    expect(sent).toBe(2 * (count - 1));
+    for (const one of records) {
+      const acked = tenure.configured.get(partitionKey(one));
+      expect(acked?.size ?? 0).toBe(one === replaced ? 0 : 2);
+    }
+    expect(tenure.asked.get(partitionKey(last))?.get(last.primary)?.epoch).toBe(1);
     expect(tenure.configuring.size).toBe(0);
     expect(tenure.configuringPerNode.size).toBe(0);
+    expect(tenure.configureQueue.size).toBe(0);
+  });
+
+  it("sends nothing queued once the tenure no longer leads", async () => {
+    const tenure: Tenure = newTenure({ term: 1, tenure: 1 }, 0);
+    tenure.ready = true;
+    let leading = true;
+    /** A fake bus: each request waits until the test answers it. */
+    const waiting: (() => void)[] = [];
+    const fakeBus = {
+      request: () => new Promise((resolve) => waiting.push(() => resolve({}))),
+    };
+    const alive = new Set(["head-1", "head-2"]);
+    const configurer = new Configurer(
+      { bus: fakeBus, logger: { debug: () => undefined, warn: () => undefined } } as never,
+      {} as never,
+      { held: () => tenure, current: () => (leading ? tenure : undefined) },
+      { aliveHeadNodes: () => alive, aliveSleds: () => ["sled-1"], headNodeDisks: () => new Map() },
+    );
+    const records = Array.from({ length: 2 * configuresPerNodeInflightMax }, (_, partition) => ({
+      ...record,
+      partition,
+    }));
+    records.forEach((one, revision) => {
+      tenure.records.set(partitionKey(one), { value: one, revision });
+    });
+    for (const one of records) void configurer.configure(tenure, one, alive, ["sled-1"]);
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(waiting).toHaveLength(2 * configuresPerNodeInflightMax);
+    // Its lease lapsed: answers come in, and nothing more is sent.
+    leading = false;
+    for (const answer of waiting.splice(0)) answer();
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(waiting).toHaveLength(0);
+  });
+
+  it("drops the queue of a head node the heartbeats count dead", async () => {
+    const tenure: Tenure = newTenure({ term: 1, tenure: 1 }, 0);
+    tenure.ready = true;
+    /** A fake bus: each request waits until the test fails it (a timeout). */
+    const waiting: { node: string; fail: () => void }[] = [];
+    const fakeBus = {
+      request: (subject: string) =>
+        new Promise((_, reject) =>
+          waiting.push({
+            node: subject.split(".").at(-1)!,
+            fail: () => reject(new BallastError(ErrorCode.Timeout, "timed out")),
+          }),
+        ),
+    };
+    const alive = new Set(["head-1", "head-2"]);
+    const configurer = new Configurer(
+      { bus: fakeBus, logger: { debug: () => undefined, warn: () => undefined } } as never,
+      {} as never,
+      { held: () => tenure, current: () => tenure },
+      { aliveHeadNodes: () => alive, aliveSleds: () => ["sled-1"], headNodeDisks: () => new Map() },
+    );
+    const records = Array.from({ length: 2 * configuresPerNodeInflightMax }, (_, partition) => ({
+      ...record,
+      partition,
+    }));
+    records.forEach((one, revision) => {
+      tenure.records.set(partitionKey(one), { value: one, revision });
+    });
+    for (const one of records) void configurer.configure(tenure, one, alive, ["sled-1"]);
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(tenure.configureQueue.get("head-1")?.size).toBe(configuresPerNodeInflightMax);
+    // head-1 dies: its requests time out, and nothing queued for it is sent.
+    alive.delete("head-1");
+    for (const one of waiting.filter((one) => one.node === "head-1")) one.fail();
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(waiting.filter((one) => one.node === "head-1")).toHaveLength(
+      configuresPerNodeInflightMax,
+    );
+    expect(tenure.configureQueue.has("head-1")).toBe(false);
+    expect(tenure.configuringPerNode.has("head-1")).toBe(false);
   });
 });

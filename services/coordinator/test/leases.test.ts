@@ -2,9 +2,11 @@
 
 import { limits } from "@ballast/protocol";
 import { describe, expect, test } from "vitest";
+import type { VolumeRecord } from "../src/catalogue.ts";
 import { decidePartition, type PartitionRecord, type Report } from "../src/decisions.ts";
-import { LeaseBook, type RecordOf, type ReportOutcome } from "../src/leases.ts";
+import { LeaseBook, partitionKey, type RecordOf, type ReportOutcome } from "../src/leases.ts";
 import { loadOf } from "../src/placement.ts";
+import { newTenure } from "../src/tenure.ts";
 
 const { primaryLeaseMs, primaryLeaseDriftMarginMs, commitStallMsMax } = limits;
 const heads = ["head-1", "head-2", "head-3"];
@@ -315,5 +317,129 @@ describe("reports feed the decisions", () => {
     expect(leases.reportOf(record, 52_000)?.commitOpNum).toBe(10);
     expect(leases.reportOf(record, 52_001)).toBeUndefined();
     expect(leases.lastReportOf(record)?.commitOpNum).toBe(10);
+  });
+});
+
+describe("what a report costs", () => {
+  /** `count` partitions of volume v, all led by head-1 at epoch 4. */
+  function many(count: number): PartitionRecord[] {
+    return Array.from({ length: count }, (_, partition) => ({ ...record, partition }));
+  }
+
+  /** Records by partition, counting every look-up a report makes (its work per entry). */
+  function counted(records: PartitionRecord[]) {
+    const byPartition = new Map(records.map((one) => [one.partition, one]));
+    const counter = {
+      lookups: 0,
+      byPartition,
+      recordOf: ((volume, partition) => {
+        counter.lookups++;
+        return volume === "v" ? byPartition.get(partition) : undefined;
+      }) as RecordOf,
+    };
+    return counter;
+  }
+
+  test("a change judges the entries it names, not every primary the node holds", () => {
+    const leases = book();
+    const records = many(4096);
+    const counter = counted(records);
+    const head1 = reporter(leases, "head-1", counter.recordOf);
+    const whole = head1.send(
+      50_000,
+      { primaries: records.map((one) => report({ partition: one.partition })) },
+      { whole: true },
+    );
+    expect(whole).toMatchObject({ held: 4096, excluded: [] });
+    expect(counter.lookups).toBe(4096);
+    // Idle reports: nothing changed, nothing looked up, every lease renewed.
+    counter.lookups = 0;
+    for (let at = 50_500; at <= 55_000; at += 500) {
+      expect(head1.send(at)).toMatchObject({ held: 4096, excluded: [] });
+    }
+    expect(counter.lookups).toBe(0);
+    expect(leases.leaseUntilMs(records[4095]!)).toBe(55_000 + lease);
+    // A change of three entries (one failed) costs three.
+    const failed = head1.send(55_500, {
+      primaries: [report({ partition: 7, failed: true }), report({ partition: 8 })],
+      gone: [{ volume: "v", partition: 9 }],
+    });
+    expect(counter.lookups).toBe(2);
+    expect(failed).toMatchObject({ held: 4095, excluded: [{ partition: 7 }] });
+    expect(head1.send(56_000)).toMatchObject({ excluded: [{ partition: 7 }] });
+    expect(leases.leaseUntilMs(records[7]!)).toBe(55_000 + lease);
+    expect(leases.leaseUntilMs(records[9]!)).toBe(55_000 + lease);
+    expect(leases.leaseUntilMs(records[8]!)).toBe(56_000 + lease);
+    expect(leases.verify("head-1", counter.recordOf, alive)).toEqual([]);
+  });
+
+  test("what moves a verdict without a change of the node's judges that entry again", () => {
+    const leases = book();
+    const records = many(1024);
+    const counter = counted(records);
+    const head1 = reporter(leases, "head-1", counter.recordOf);
+    head1.send(
+      50_000,
+      { primaries: records.map((one) => report({ partition: one.partition })) },
+      { whole: true },
+    );
+    counter.lookups = 0;
+    // A failover of partition 3 to head-2: its record changes, as the leader's copy says.
+    const moved = { ...records[3]!, primary: "head-2", secondaries: ["head-1"], epoch: 5 };
+    counter.byPartition.set(3, moved);
+    leases.recordChanged("v", 3);
+    expect(head1.send(50_500)).toMatchObject({ excluded: [{ partition: 3 }], deposed: [moved] });
+    expect(counter.lookups).toBe(1);
+    expect(leases.leaseUntilMs(records[3]!)).toBe(50_000 + lease);
+    // Partition 4 is being replaced, then not.
+    leases.setReplacing(records[4]!, true);
+    leases.setReplacing(records[4]!, true);
+    expect(
+      head1
+        .send(51_000)
+        .excluded.map((one) => one.partition)
+        .sort(),
+    ).toEqual([3, 4]);
+    leases.setReplacing(records[4]!, false);
+    expect(head1.send(51_500)).toMatchObject({ excluded: [{ partition: 3 }] });
+    expect(leases.leaseUntilMs(records[4]!)).toBe(51_500 + lease);
+    expect(counter.lookups).toBe(3);
+    // A keep of partition 5 says it is not being replaced every round: no cost.
+    for (let at = 52_000; at <= 54_000; at += 500) {
+      leases.setReplacing(records[5]!, false);
+      head1.send(at);
+    }
+    expect(counter.lookups).toBe(3);
+    // The node counted dead, then alive again: every entry is judged again, each time.
+    expect(head1.send(54_500, {}, { live: new Set(["head-2"]) }).excluded).toHaveLength(1024);
+    expect(head1.send(55_000)).toMatchObject({ excluded: [{ partition: 3 }] });
+    expect(counter.lookups).toBe(3 + 2 * 1024);
+    expect(leases.verify("head-1", counter.recordOf, alive)).toEqual([]);
+  });
+
+  test("a tenure tells its book of every record and volume change", () => {
+    const tenure = newTenure({ term: 1, tenure: 1 }, 0);
+    const volume = { name: "v", id: "v-1" } as unknown as VolumeRecord;
+    tenure.volumes.set("v", volume);
+    for (const one of many(4)) tenure.records.set(partitionKey(one), { value: one, revision: 1 });
+    // As reports.ts looks records up.
+    const recordOf: RecordOf = (name, partition) =>
+      name === "v" ? tenure.records.get(`v-1/${partition}`)?.value : undefined;
+    const head1 = reporter(tenure.leases, "head-1", recordOf);
+    head1.send(
+      50_000,
+      { primaries: many(4).map((one) => report({ partition: one.partition })) },
+      { whole: true },
+    );
+    const next = { ...tenure.records.get("v-1/2")!.value, epoch: 5 };
+    tenure.records.set("v-1/2", { value: next, revision: 2 });
+    tenure.records.delete("v-1/1");
+    expect(
+      head1
+        .send(50_500)
+        .excluded.map((one) => one.partition)
+        .sort(),
+    ).toEqual([1, 2]);
+    expect(tenure.leases.verify("head-1", recordOf, alive)).toEqual([]);
   });
 });

@@ -84,7 +84,12 @@ function setup(
   }
   const alive = new Set(["head-1", "head-2"]);
   const decided: number[] = [];
-  const real = new Configurer({} as never, {} as never, { held: () => tenure } as never);
+  const real = new Configurer(
+    {} as never,
+    {} as never,
+    { held: () => tenure } as never,
+    {} as never,
+  );
   const configurer = {
     // Configures every live member at once, as an instant and successful push would.
     configure(
@@ -282,7 +287,8 @@ describe("Reconciler: deciding only what changed", () => {
         logger: { debug: () => undefined, warn: () => undefined },
       } as never,
       {} as never,
-      { held: () => tenure },
+      { held: () => tenure, current: () => tenure },
+      {} as never,
     );
     const updates: PartitionRecord[] = [];
     const alive = new Set(["head-1", "head-2", "head-3"]);
@@ -386,7 +392,8 @@ describe("Reconciler: deciding only what changed", () => {
         logger: { debug: () => undefined, warn: () => undefined },
       } as never,
       {} as never,
-      { held: () => tenure },
+      { held: () => tenure, current: () => tenure },
+      {} as never,
     );
     const updates: PartitionRecord[] = [];
     const alive = new Set(["head-1", "head-2"]);

@@ -2608,6 +2608,8 @@ export class FailoverSimulation {
         ...(this.beforeUpgrade() ? {} : this.disksOf(chosen)),
       };
       this.records.set(partition, { record, revision: 1 });
+      // The book judges reports against the records: told of each change, as tenure.ts does.
+      this.leases.recordChanged(volumeName, partition);
       this.originalVoters.set(partition, new Set(chosen));
       this.pushConfiguration(record);
     });
@@ -2845,6 +2847,7 @@ export class FailoverSimulation {
     if (next.primary !== before.primary) this.stats.promotions++;
     entry.record = next;
     entry.revision++;
+    this.leases.recordChanged(volumeName, partition);
     const voters = [next.primary, ...votingSecondaries(next)];
     const originals = this.originalVoters.get(partition);
     for (const node of [...(originals ?? [])]) if (!voters.includes(node)) originals!.delete(node);
@@ -3048,6 +3051,8 @@ export class FailoverSimulation {
     }
     // The lease, as the real leader decides it: counted from when it answers, plus the
     // margin for clock-rate drift.
+    const recordOf = (volume: string, partition: number) =>
+      volume === volumeName ? this.records.get(partition)?.record : undefined;
     const outcome = this.leases.onNodeReport(
       {
         node: report.node,
@@ -3059,11 +3064,15 @@ export class FailoverSimulation {
         failures: sent.failures,
         failuresGone: sent.failuresGone,
       },
-      (volume, partition) =>
-        volume === volumeName ? this.records.get(partition)?.record : undefined,
+      recordOf,
       this.aliveNodes(),
       this.nowMs(),
     );
+    // The book judges again only what changed (leases.ts): once it accepts a report, its
+    // verdicts must be those a judgement of every entry gives.
+    const problems =
+      outcome.full === true ? [] : this.leases.verify(report.node, recordOf, this.aliveNodes());
+    for (const problem of problems) this.fail("lease-book", `tick ${this.tickNow}: ${problem}`);
     this.send({
       kind: "grant",
       to: report.node,
