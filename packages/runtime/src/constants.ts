@@ -13,6 +13,14 @@ export const requestDeadlineMsMax = 300_000;
 /** Messages a service handles at once per subscription; the next waits for a slot. */
 export const handlersInflightMax = 256;
 
+/**
+ * Slots of a subscription's backlog already handled past which it is compacted (when
+ * they are at least half of it). A backlog that never empties (a closed loop of clients
+ * with more requests out than handlersInflightMax) otherwise kept a slot for every
+ * message it ever queued.
+ */
+export const backlogCompactSlotsMin = 1024;
+
 /** How long shutdown waits for in-flight handlers before it closes anyway. */
 export const shutdownGraceMs = 10_000;
 

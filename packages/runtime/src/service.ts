@@ -49,7 +49,12 @@ import {
   trace,
 } from "@opentelemetry/api";
 import type { Bus } from "./bus.ts";
-import { ballastVersion, handlersInflightMax, shutdownGraceMs } from "./constants.ts";
+import {
+  backlogCompactSlotsMin,
+  ballastVersion,
+  handlersInflightMax,
+  shutdownGraceMs,
+} from "./constants.ts";
 import { SealKeys } from "./link-seal.ts";
 import { LinkServer, type LinkServerStats } from "./link-server.ts";
 import type { Logger } from "./logger.ts";
@@ -574,7 +579,7 @@ export class Service {
  * rejection would go unhandled until then and end the process. A subscription error (a
  * permissions violation) goes to `onError` instead.
  */
-class Deliveries {
+export class Deliveries {
   readonly finished: Promise<void>;
   /** nats.js's callback: bound once, so a delivery makes no closure. */
   readonly deliver: (error: Error | null, message: Inbound) => void;
@@ -620,6 +625,11 @@ class Deliveries {
     };
   }
 
+  /** Slots the backlog holds, handled ones included (for tests: bounded by what waits). */
+  get backlogSlots(): number {
+    return this.backlog.length;
+  }
+
   /** Watches the subscription's end: `finished` waits for the handlers still running. */
   closeWith(subscription: Subscription): void {
     void subscription.closed.then(() => {
@@ -647,6 +657,14 @@ class Deliveries {
       this.backlog[this.backlogHead++] = undefined as unknown as Inbound;
       if (this.backlogHead === this.backlog.length) {
         this.backlog.length = 0;
+        this.backlogHead = 0;
+      } else if (
+        this.backlogHead >= backlogCompactSlotsMin &&
+        this.backlogHead * 2 >= this.backlog.length
+      ) {
+        // A backlog that never empties (backlogCompactSlotsMin): drop the handled slots,
+        // at a constant cost per message (no more are kept than dropped).
+        this.backlog.splice(0, this.backlogHead);
         this.backlogHead = 0;
       }
       this.start(message);

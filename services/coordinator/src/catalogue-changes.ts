@@ -168,8 +168,14 @@ export class PointerChanges {
     if (this.delivered >= revision) return this.versions();
     let timer: NodeJS.Timeout | undefined;
     const versions = await new Promise<PointerVersions | undefined>((resolve) => {
-      this.waiters.push({ revision, resolve });
-      timer = setTimeout(() => resolve(undefined), deadlineMs);
+      const waiter = { revision, resolve };
+      this.waiters.push(waiter);
+      // Past the deadline the waiter goes too: kept until its mark arrived, a watch that
+      // stays open but delivers nothing more kept one for every sweep pass it lasted.
+      timer = setTimeout(() => {
+        this.waiters = this.waiters.filter((one) => one !== waiter);
+        resolve(undefined);
+      }, deadlineMs);
     }).finally(() => clearTimeout(timer));
     return versions?.generation === generation ? versions : undefined;
   }
@@ -181,6 +187,11 @@ export class PointerChanges {
   retain(names: Iterable<string>): void {
     const kept = new Set(names);
     for (const volume of this.counts.keys()) if (!kept.has(volume)) this.counts.delete(volume);
+  }
+
+  /** Syncs waiting for their marks to be delivered. */
+  get waiting(): number {
+    return this.waiters.length;
   }
 
   private versions(): PointerVersions {

@@ -262,7 +262,8 @@ export class Configurer {
       });
       tenure.noReplica.get(key)?.delete(node);
       touch(tenure, key);
-      tenure.failuresLogged.delete(`${inflightKey}@${record.epoch}`);
+      const logged = tenure.failuresLogged.get(key);
+      if (logged?.delete(node) === true && logged.size === 0) tenure.failuresLogged.delete(key);
     } catch (error) {
       if (this.tenures.held() !== tenure) return;
       const code = error instanceof BallastError ? error.code : undefined;
@@ -287,11 +288,12 @@ export class Configurer {
         tenure.noReplica.set(key, refused);
         touch(tenure, key);
       }
-      const logged = `${inflightKey}@${record.epoch}`;
-      if (tenure.failuresLogged.has(logged)) {
+      const logged = tenure.failuresLogged.get(key) ?? new Map<string, number>();
+      if (logged.get(node) === record.epoch) {
         this.service.logger.debug(context, "could not configure a replica; will retry");
       } else {
-        tenure.failuresLogged.add(logged);
+        logged.set(node, record.epoch);
+        tenure.failuresLogged.set(key, logged);
         this.service.logger.warn(context, "could not configure a replica; will retry");
       }
     } finally {

@@ -224,6 +224,8 @@ export class Coordinator {
         config.sledOutAfterMs ?? sledOutAfterMsDefault,
       ),
       onReturn: (nodeId) => forgetConfigured(this.leader, nodeId),
+      // Only the leader's book of reports is per node; a later tenure starts empty.
+      onEvicted: (nodeId) => this.leader?.leases.forgetNode(nodeId),
     });
   }
 

@@ -23,6 +23,8 @@ export interface HeartbeatsOptions {
    * as a new member): what was configured on it may be stale.
    */
   onReturn: (nodeId: string) => void;
+  /** A member was forgotten (evicted): what is held of it goes (after `onReturn`). */
+  onEvicted?: (nodeId: string) => void;
 }
 
 export class Heartbeats {
@@ -139,6 +141,7 @@ export class Heartbeats {
             "forgot a member dead for long: it joins afresh if heard again",
           );
           this.options.onReturn(event.member.id);
+          this.options.onEvicted?.(event.member.id);
           break;
         case "refused":
           logger.warn({ member: event.nodeId, reason: event.reason }, "refused a heartbeat");

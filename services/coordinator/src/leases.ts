@@ -580,6 +580,32 @@ export class LeaseBook {
     this.replacing.delete(key);
   }
 
+  /**
+   * Drops everything held of a head node that membership forgot (silent past its
+   * eviction time, membership.ts): its reported entries and failed replicas. Its leases
+   * keep the end they had (frozen, long past after such a silence), so nothing is
+   * granted or shortened by it. Heard again, it is refused a change and sends its whole
+   * state, as after a new leader. Without this a node that never came back (replaced,
+   * renamed) kept its last state for the whole tenure, and every purge pass still
+   * counted it as holding the incarnations it last reported.
+   */
+  forgetNode(node: string): void {
+    const state = this.nodes.get(node);
+    if (state === undefined) return;
+    for (const key of [...state.live]) {
+      const lease = this.leases.get(key);
+      if (lease !== undefined && lease.node === node) this.freeze(key, lease);
+    }
+    for (const address of state.entries.keys()) this.changed.add(address);
+    for (const address of state.failures.keys()) this.unfail(address, node);
+    this.nodes.delete(node);
+  }
+
+  /** Head nodes whose state the book holds (for tests). */
+  get nodesHeld(): number {
+    return this.nodes.size;
+  }
+
   private untilOf(lease: PartitionLease): number {
     return lease.frozenUntilMs ?? this.nodes.get(lease.node)?.untilMs ?? Number.NEGATIVE_INFINITY;
   }

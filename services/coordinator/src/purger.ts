@@ -70,8 +70,12 @@ export class Purger {
   private schedule: PurgeSchedule;
   private scheduleTenure: Tenure | undefined;
   private running = false;
-  /** `${volumeId}@${node}` whose failed drop was logged in this schedule: once each. */
-  private dropFailuresLogged = new Set<string>();
+  /**
+   * Per incarnation, the nodes whose failed drop was logged in this schedule: once each.
+   * Dropped with the incarnation's record: one forgotten at its age limit while a node
+   * still failed its drop otherwise stayed for the tenure's life.
+   */
+  private dropFailuresLogged = new Map<string, Set<string>>();
 
   constructor(private readonly options: PurgerOptions) {
     this.times = options.times ?? {
@@ -109,7 +113,7 @@ export class Purger {
     if (this.scheduleTenure !== tenure) {
       this.scheduleTenure = tenure;
       this.schedule = new PurgeSchedule(this.times);
-      this.dropFailuresLogged = new Set();
+      this.dropFailuresLogged = new Map();
     }
     const schedule = this.schedule;
     schedule.observe(await catalogue.purges(), now());
@@ -163,6 +167,7 @@ export class Purger {
       if (schedule.passed(record.volumeId, outcome, now()) === "forget") {
         await catalogue.forgetPurge(record.volumeId);
         schedule.forget(record.volumeId);
+        this.dropFailuresLogged.delete(record.volumeId);
         service.logger.info(
           { volume: record.volume, id: record.volumeId, complete: outcome.complete },
           "a deleted volume incarnation is purged; its record is forgotten",
@@ -194,7 +199,10 @@ export class Purger {
               { deadlineMs: dropDeadlineMs },
             );
             schedule.dropped(volumeId, node);
-            this.dropFailuresLogged.delete(`${volumeId}@${node}`);
+            const logged = this.dropFailuresLogged.get(volumeId);
+            if (logged?.delete(node) === true && logged.size === 0) {
+              this.dropFailuresLogged.delete(volumeId);
+            }
             // A node that still held something had missed the delete's drop.
             if (dropped > 0) {
               logger.info(
@@ -203,9 +211,10 @@ export class Purger {
               );
             }
           } catch (error) {
-            const logged = `${volumeId}@${node}`;
-            if (this.dropFailuresLogged.has(logged)) return;
-            this.dropFailuresLogged.add(logged);
+            const logged = this.dropFailuresLogged.get(volumeId) ?? new Set<string>();
+            if (logged.has(node)) return;
+            logged.add(node);
+            this.dropFailuresLogged.set(volumeId, logged);
             logger.warn(
               { node, volume, id: volumeId, error: (error as Error).message },
               "could not tell a head node to drop a deleted volume incarnation's replicas; will retry",
@@ -213,6 +222,11 @@ export class Purger {
           }
         }),
     );
+  }
+
+  /** Incarnations with a failed drop logged (for tests: none is kept past its record). */
+  get dropFailuresLoggedCount(): number {
+    return this.dropFailuresLogged.size;
   }
 
   /** Lists one sled and deletes what belongs to the incarnations due. */

@@ -102,8 +102,14 @@ export interface Tenure {
    * when the configure is sent (decisions.ts, "Unconfirmed primaries"; reconciler.ts).
    */
   asked: Map<string, Map<string, { epoch: number; atMs: number }>>;
-  /** `${partitionKey}@${node}@${epoch}` whose failure was logged: once each. */
-  failuresLogged: Set<string>;
+  /**
+   * Per partition, per node: the epoch whose failed configure was logged (a warning once
+   * per epoch, and debug lines for its retries). One epoch per node, and dropped with
+   * the partition: keyed by epoch too, it grew by one entry per partition and outage of
+   * a member for as long as the tenure lasted (a failed configure of an old epoch is
+   * never followed by a success of that epoch that would remove it).
+   */
+  failuresLogged: Map<string, Map<string, number>>;
   /** Per partition, when this tenure first saw each learner. */
   learnersSince: Map<string, Map<string, number>>;
   /** Per partition, live nodes dropped from it and until when to avoid re-adding them. */
@@ -175,7 +181,7 @@ export function newTenure(leading: Leading, sinceMs: number): Tenure {
     configuringPerNode: new Map(),
     configureQueue: new Map(),
     asked: new Map(),
-    failuresLogged: new Set(),
+    failuresLogged: new Map(),
     learnersSince: new Map(),
     dropped: new Map(),
     reasons: new Map(),
@@ -212,6 +218,7 @@ export function forget(tenure: Tenure, record: PartitionRecord): void {
   tenure.dropped.delete(key);
   tenure.reasons.delete(key);
   tenure.unsure.delete(key);
+  tenure.failuresLogged.delete(key);
 }
 
 /**

@@ -232,4 +232,23 @@ describe("PointerChanges", () => {
     expect(again?.generation).toBe(generation + 1);
     changes.close();
   });
+
+  it("keeps no waiter for a mark not delivered in time while the watch stays open (unit, fake store)", async () => {
+    // A watch that stays open and delivers nothing more (held here): every sweep pass
+    // writes a mark and gives up on it at its deadline. Its waiter was kept until the
+    // mark arrived, one more for every pass the stall lasted.
+    const store = new FakePointerStore();
+    const changes = new PointerChanges(store.watch, store, logger, 1);
+    changes.start();
+    await settle();
+    store.held = true;
+    for (let pass = 0; pass < 20; pass++) expect(await changes.sync(1)).toBeUndefined();
+    expect(changes.waiting).toBe(0);
+    // Delivery resumes: the next sync is answered with every change counted.
+    store.release();
+    store.change("checkpoint.a.0.head-1");
+    expect((await changes.sync(1000))?.counts.get("a")).toBe(1);
+    expect(changes.waiting).toBe(0);
+    changes.close();
+  });
 });

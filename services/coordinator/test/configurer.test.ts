@@ -19,7 +19,7 @@ import {
 } from "../src/constants.ts";
 import { decidePartition, type PartitionRecord, type Report } from "../src/decisions.ts";
 import { partitionKey } from "../src/leases.ts";
-import { newTenure, type Tenure } from "../src/tenure.ts";
+import { forget, newTenure, type Tenure } from "../src/tenure.ts";
 
 const record: PartitionRecord = {
   volume: "vol",
@@ -489,5 +489,54 @@ describe("Configurer: a new volume of many partitions", () => {
     );
     expect(tenure.configureQueue.has("head-1")).toBe(false);
     expect(tenure.configuringPerNode.has("head-1")).toBe(false);
+  });
+});
+
+describe("Configurer: failed configures logged (unit, fake bus)", () => {
+  it("keeps one logged epoch per member and partition however many epochs fail, and none once the partition is forgotten", async () => {
+    // A member whose configures fail (down, cut off) at epoch after epoch: the leader
+    // warns once per epoch and retries quietly. What it noted to do so was keyed by
+    // epoch, and an epoch that failed is never configured again at that epoch, so a
+    // leader that led for months kept one entry per partition and outage of a member,
+    // even after the volume was deleted.
+    const tenure: Tenure = newTenure({ term: 1, tenure: 1 }, 0);
+    const warned: number[] = [];
+    const configurer = new Configurer(
+      {
+        bus: {
+          request: async (subject: string, message: { epoch: number }) => {
+            if (subject.endsWith("head-2")) {
+              throw new BallastError(ErrorCode.Timeout, "no answer from head-2");
+            }
+            return { epoch: message.epoch };
+          },
+        },
+        logger: {
+          debug: () => undefined,
+          warn: (context: { epoch: number }) => warned.push(context.epoch),
+        },
+      } as never,
+      {} as never,
+      { held: () => tenure, current: () => tenure },
+      {
+        aliveHeadNodes: () => new Set(["head-1", "head-2"]),
+        aliveSleds: () => ["sled-1"],
+        headNodeDisks: () => new Map(),
+      },
+    );
+    const alive = new Set(["head-1", "head-2"]);
+    const epochs = 40;
+    for (let epoch = 2; epoch < 2 + epochs; epoch++) {
+      const at = { ...record, epoch };
+      // Each round retries the member that failed: warned once per epoch.
+      await configurer.configure(tenure, at, alive, ["sled-1"]);
+      await configurer.configure(tenure, at, alive, ["sled-1"]);
+    }
+    expect(warned).toEqual(Array.from({ length: epochs }, (_, index) => 2 + index));
+    expect(tenure.failuresLogged.size).toBe(1);
+    expect(tenure.failuresLogged.get(partitionKey(record))?.size).toBe(1);
+    // The volume is deleted: nothing of the partition is left.
+    forget(tenure, record);
+    expect(tenure.failuresLogged.size).toBe(0);
   });
 });

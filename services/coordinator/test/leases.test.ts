@@ -443,3 +443,49 @@ describe("what a report costs", () => {
     expect(tenure.leases.verify("head-1", recordOf, alive)).toEqual([]);
   });
 });
+
+describe("nodes membership forgot", () => {
+  test("a node evicted leaves nothing in the book but the lease end it had, and starts afresh if heard again", () => {
+    // Head nodes replaced under new ids over a long tenure: each kept its last state
+    // (entries, failed replicas) in the book, and the purger counted it as holding the
+    // incarnations it last reported.
+    const leases = book();
+    const records = recordsOf(record);
+    const head1 = reporter(leases, "head-1", records);
+    head1.send(10_000, { primaries: [report()] }, { whole: true });
+    leases.onNodeReport(
+      {
+        node: "head-3",
+        session: 1,
+        seq: 1,
+        primaries: [],
+        failures: [{ volume: "v", volumeId: "v-1", partition: 0, epoch: 4 }],
+      },
+      records,
+      alive,
+      10_000,
+    );
+    const withHead3 = { ...record, secondaries: ["head-2", "head-3"] };
+    expect(leases.failedMembers(withHead3)).toEqual(new Set(["head-3"]));
+    expect(leases.nodesHeld).toBe(2);
+    leases.takeChanged();
+    const leaseEnd = leases.leaseUntilMs(record);
+    expect(leaseEnd).toBe(10_000 + lease);
+
+    leases.forgetNode("head-1");
+    leases.forgetNode("head-3");
+    expect(leases.nodesHeld).toBe(0);
+    expect(leases.holdersOf(new Set(["v-1"]))).toEqual(new Map());
+    expect(leases.failedMembers(withHead3)).toEqual(new Set());
+    expect(leases.reportOf(record, 10_001)).toBeUndefined();
+    // The decisions look again at what it reported.
+    expect(leases.peekChanged()).toEqual(new Set(["v/0"]));
+    // Its lease ends where it did: forgetting neither extends nor shortens it.
+    expect(leases.leaseUntilMs(record)).toBe(leaseEnd);
+    // Heard again: a change is refused, its whole state is taken and granted anew.
+    expect(head1.send(20_000, {}).full).toBe(true);
+    head1.send(20_000, { primaries: [report()] }, { whole: true });
+    expect(leases.leaseUntilMs(record)).toBe(20_000 + lease);
+    expect(leases.nodesHeld).toBe(1);
+  });
+});

@@ -1,5 +1,7 @@
-import { describe, expect, test } from "vitest";
+import { subjects } from "@ballast/protocol";
+import { describe, expect, test, vi } from "vitest";
 import { membersMax } from "../src/constants.ts";
+import { Heartbeats } from "../src/heartbeats.ts";
 import { type Heartbeat, Membership } from "../src/membership.ts";
 
 function heartbeat(overrides: Partial<Heartbeat> = {}): Heartbeat {
@@ -146,5 +148,40 @@ describe("eviction of members dead for long", () => {
     expect(membership.tick(10_001)).toHaveLength(membersMax);
     expect(membership.onHeartbeat(next, 10_002).map((event) => event.type)).toEqual(["joined"]);
     expect(membership.list()).toHaveLength(1);
+  });
+});
+
+describe("the heartbeats shell on eviction (unit, mocked clock)", () => {
+  test("a member evicted is told to onEvicted once, after onReturn", () => {
+    let clockMs = 1_000;
+    const spy = vi.spyOn(globalThis.performance, "now").mockImplementation(() => clockMs);
+    try {
+      const told: string[] = [];
+      const heartbeats = new Heartbeats({
+        logger: { info: () => undefined, warn: () => undefined } as never,
+        heartbeatTimeoutMs: 1_000,
+        evictAfterMs: 10_000,
+        onReturn: (nodeId) => told.push(`return ${nodeId}`),
+        onEvicted: (nodeId) => told.push(`evicted ${nodeId}`),
+      });
+      // Ticks closer together than the timeout (farther apart reads as a pause here).
+      const tickUntil = (untilMs: number) => {
+        while (clockMs < untilMs) {
+          clockMs += 250;
+          heartbeats.tick();
+        }
+      };
+      heartbeats.onHeartbeat(
+        heartbeat({ kind: "headnode", nodeId: "head-9" }),
+        subjects.heartbeat.build("headnode", "head-9"),
+      );
+      tickUntil(11_000); // dead, not yet forgotten
+      expect(told).toEqual([]);
+      tickUntil(12_000); // silent past evictAfterMs
+      tickUntil(20_000);
+      expect(told).toEqual(["return head-9", "evicted head-9"]);
+    } finally {
+      spy.mockRestore();
+    }
   });
 });

@@ -90,7 +90,7 @@ class FakeHeadNode {
 async function harness(
   record: PurgeRecord = dead,
   heads: string[] = [],
-  options: { out?: () => string[] | undefined } = {},
+  options: { out?: () => string[] | undefined; ageMsMax?: number } = {},
 ) {
   const store = new FakeStore();
   const catalogue = new Catalogue(store);
@@ -143,7 +143,7 @@ async function harness(
     },
     tenures: { held: () => tenure, current: () => tenure },
     ...(options.out === undefined ? {} : { sleds: { out: options.out } }),
-    times: { graceMs: 0, retainMs: 0, ageMsMax: 1_000_000 },
+    times: { graceMs: 0, retainMs: 0, ageMsMax: options.ageMsMax ?? 1_000_000 },
   });
   const left = (sled: FakeSled) => [...sled.chunks.keys(), ...sled.blobs].sort();
   return { store, sleds, headNodes, leases, purger, left };
@@ -253,6 +253,19 @@ describe("the drops a delete owes", () => {
     expect(store.value(keys.purge(dead.volumeId))).toBeUndefined();
     // Clean sleds were not listed again while the record waited for drops.
     expect(listed()).toBe(listedOnceClean);
+  });
+
+  test("a record forgotten at its age limit while a node still fails its drop leaves nothing of it (unit, fake bus)", async () => {
+    const { store, headNodes, purger } = await harness(owing, ["head-1", "head-2"], {
+      ageMsMax: 0,
+    });
+    headNodes.get("head-2")!.answers = false; // heard, but its drop times out
+    await purger.purge(); // purges the sleds: objects found, the record stays
+    expect(store.value(keys.purge(dead.volumeId))).toEqual(owing);
+    expect(purger.dropFailuresLoggedCount).toBe(1);
+    await purger.purge(); // nothing found, past the age limit: forgotten, drop owed or not
+    expect(store.value(keys.purge(dead.volumeId))).toBeUndefined();
+    expect(purger.dropFailuresLoggedCount).toBe(0);
   });
 
   test("a node whose reports still name the incarnation is told to drop it too", async () => {

@@ -1072,6 +1072,16 @@ export class SledStore {
       return cached;
     }
     const checksums = await this.readHeader(object);
+    // Another read of the object may have loaded the table while this one waited: keep
+    // one copy and count it once. Counted twice, the drift only grew (a read-many of
+    // one new chunk's ranges misses together), until the count alone passed the bound
+    // and every table was evicted as soon as it went in: a header read on every read.
+    const loaded = this.tableCache.get(key);
+    if (loaded !== undefined) {
+      this.tableCache.delete(key);
+      this.tableCache.set(key, loaded);
+      return loaded;
+    }
     this.tableCache.set(key, checksums);
     this.tableCacheBytes += checksums.byteLength;
     for (const [oldest, table] of this.tableCache) {
@@ -1094,6 +1104,13 @@ export class SledStore {
     const mismatch = headerMismatch(decoding.header, object);
     if (mismatch !== undefined) throw checksumMismatch(this.damage(object, position, mismatch));
     return decoding.header.blockChecksums;
+  }
+
+  /** The verified CRC tables held in memory, and the bytes counted for them (tests, status). */
+  crcTableCacheUse(): { tables: number; bytes: number; bytesCounted: number } {
+    let bytes = 0;
+    for (const table of this.tableCache.values()) bytes += table.byteLength;
+    return { tables: this.tableCache.size, bytes, bytesCounted: this.tableCacheBytes };
   }
 
   private forgetTable(object: StoredObject): void {

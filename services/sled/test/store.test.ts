@@ -310,6 +310,37 @@ describe("chunks", () => {
       expect(await target.readChunk(owner, `g-${index}`, 0, 8192)).toEqual(patterned(8192, index));
     }
   });
+
+  test("reads that miss the CRC table cache together count the table once, and deletes bring it back to nothing", async () => {
+    // A read-many of ranges of one chunk not yet read loads its table once per range,
+    // at the same time. Each load used to add the table's bytes to the count while the
+    // map kept one: the count grew with every such read-many, never came down, and once
+    // past the bound emptied the cache at every insert (a header read on every read).
+    const { store: target } = await open();
+    const chunks = 12;
+    const rangesPerRead = 8;
+    const chunkBytes = 32 * blockBytes;
+    for (let index = 0; index < chunks; index++) {
+      const chunkId = `t-${index}`;
+      const data = patterned(chunkBytes, index);
+      await target.writeChunk(owner, chunkId, data);
+      const answer = await target.readChunks(
+        owner,
+        Array.from({ length: rangesPerRead }, (_, range) => ({
+          chunkId,
+          offset: range * 4 * blockBytes,
+          length: blockBytes,
+        })),
+      );
+      expect(answer.failed).toBeUndefined();
+      expect(answer.data[1]).toEqual(data.subarray(4 * blockBytes, 5 * blockBytes));
+      const use = target.crcTableCacheUse();
+      expect(use.tables).toBe(index + 1);
+      expect(use.bytesCounted).toBe(use.bytes);
+    }
+    for (let index = 0; index < chunks; index++) await target.deleteChunk(owner, `t-${index}`);
+    expect(target.crcTableCacheUse()).toEqual({ tables: 0, bytes: 0, bytesCounted: 0 });
+  });
 });
 
 describe("blobs", () => {
