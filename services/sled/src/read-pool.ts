@@ -4,7 +4,7 @@
 // costs about 3 µs, but on the event loop a read that goes to the disk would stall every
 // request of the sled. The pool keeps reads off the loop and pays the wake-ups once per
 // trip instead of once per range: reads asked for while a worker is busy, or during one
-// turn of the event loop, go together to a worker thread (read-worker.mjs) that reads
+// turn of the event loop, go together to a worker thread (read-worker.ts) that reads
 // them with readSync into memory shared with the pool, from where each range is copied
 // into a buffer of its own (docs/performance.md, "Sled reads in trips").
 //
@@ -28,15 +28,9 @@ import {
   readTripRangesMax,
   readWorkersMax,
 } from "./constants.ts";
+import { readControl, readWorkerSource } from "./read-worker.ts";
 
-// The control block's fields; read-worker.mjs has the same.
-const request = 0;
-const done = 1;
-const rangeCount = 2;
-const failureTextBytes = 3;
-const controlFields = 4;
-const posted = 1;
-const stop = 2;
+const { request, done, rangeCount, failureTextBytes, posted, stop } = readControl;
 /** Bytes of failure text a range may need: its message, escaped, and its codes. */
 const failureTextBytesPerRange = readFailureMessageCharsMax * 6 + 256;
 
@@ -82,7 +76,6 @@ const atomics = Atomics as typeof Atomics & {
   ): { async: false; value: string } | { async: true; value: Promise<string> };
 };
 
-const workerUrl = new URL("./read-worker.mjs", import.meta.url);
 const decoder = new TextDecoder();
 
 export class ReadPool {
@@ -274,13 +267,14 @@ export class ReadPool {
   }
 
   private startWorker(): ReadWorker {
-    const control = new Int32Array(new SharedArrayBuffer(controlFields * 4));
+    const control = new Int32Array(new SharedArrayBuffer(readControl.fields * 4));
     const ranges = new Float64Array(new SharedArrayBuffer(readTripRangesMax * 3 * 8));
     const data = new Uint8Array(new SharedArrayBuffer(readTripBytesMax));
     const text = new Uint8Array(
       new SharedArrayBuffer(readTripRangesMax * failureTextBytesPerRange),
     );
-    const worker = new Worker(workerUrl, {
+    const worker = new Worker(readWorkerSource, {
+      eval: true,
       workerData: {
         control,
         ranges,
