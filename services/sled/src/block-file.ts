@@ -1,5 +1,6 @@
 // The disk port: a file read and written at byte positions, made durable by `sync`.
-// The real adapter is a Node FileHandle (buffered I/O, fdatasync); tests plug in an
+// The real adapter is a Node FileHandle (buffered I/O, fdatasync), whose small reads go
+// through the process's read pool (read-pool.ts: worker threads, in trips); tests plug in an
 // in-memory file that loses unsynced writes and tears sectors on a simulated crash.
 // Everything above this port is written against its contract:
 //
@@ -10,6 +11,7 @@
 import { execFile } from "node:child_process";
 import { type FileHandle, open } from "node:fs/promises";
 import { promisify } from "node:util";
+import { ReadPool, sharedReadPool } from "./read-pool.ts";
 
 export interface BlockFile {
   read(position: number, length: number): Promise<Buffer>;
@@ -20,14 +22,28 @@ export interface BlockFile {
 }
 
 export class FileBlockFile implements BlockFile {
-  private constructor(private readonly handle: FileHandle) {}
+  /** Reads through the pool not yet settled; close waits for them (they read by descriptor). */
+  private poolReads = 0;
+  private whenPoolReadsDone: (() => void) | undefined;
+  private closing: Promise<void> | undefined;
 
-  /** Opens an existing file for reading and writing. */
-  static async open(path: string): Promise<FileBlockFile> {
-    return new FileBlockFile(await open(path, "r+"));
+  private constructor(
+    private readonly handle: FileHandle,
+    private readonly pool: ReadPool,
+  ) {}
+
+  /**
+   * Opens an existing file for reading and writing. Reads of up to `ReadPool.readBytesMax`
+   * bytes go through `pool` (read-pool.ts; the process's own by default), larger ones
+   * through the file handle.
+   */
+  static async open(path: string, pool: ReadPool = sharedReadPool()): Promise<FileBlockFile> {
+    return new FileBlockFile(await open(path, "r+"), pool);
   }
 
   async read(position: number, length: number): Promise<Buffer> {
+    if (this.closing !== undefined) throw new Error("the file is closed");
+    if (length <= ReadPool.readBytesMax) return this.readInPool(position, length);
     const buffer = Buffer.allocUnsafe(length);
     let done = 0;
     while (done < length) {
@@ -58,8 +74,36 @@ export class FileBlockFile implements BlockFile {
     return (await this.handle.stat()).size;
   }
 
+  /**
+   * Closes the file once its reads through the pool have settled: the pool reads by
+   * descriptor, and a descriptor closed under a read could be reused by another file by
+   * then. (The handle itself waits for its own reads, writes and syncs.) Reads asked for
+   * after close fail.
+   */
   close(): Promise<void> {
-    return this.handle.close();
+    this.closing ??= (async () => {
+      if (this.poolReads > 0) {
+        await new Promise<void>((resolve) => {
+          this.whenPoolReadsDone = resolve;
+        });
+      }
+      await this.handle.close();
+    })();
+    return this.closing;
+  }
+
+  private async readInPool(position: number, length: number): Promise<Buffer> {
+    this.poolReads++;
+    try {
+      return await this.pool.read(this.handle.fd, position, length);
+    } finally {
+      this.poolReads--;
+      if (this.poolReads === 0 && this.whenPoolReadsDone !== undefined) {
+        const resolve = this.whenPoolReadsDone;
+        this.whenPoolReadsDone = undefined;
+        resolve();
+      }
+    }
   }
 }
 

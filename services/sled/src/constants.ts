@@ -100,3 +100,22 @@ export const generationJumpWithoutMark = 2 ** 32;
 
 /** The generation high-water mark's file in the sled's data directory. */
 export const generationMarkFileName = "generation-mark";
+
+/**
+ * Worker threads that read device files (read-pool.ts), per process. A new one starts
+ * only when reads wait and every one is busy; at most as many as libuv's threadpool has
+ * threads, so that as many reads can wait on the disk at once as before.
+ */
+export const readWorkersMax = 4;
+
+/**
+ * What one trip to a read worker carries at most: bytes and ranges. Each worker has a
+ * shared area of this many bytes that its trips are read into; reads larger than this
+ * do not go through the workers (they go to libuv's threadpool, as before, where a
+ * trip's cost is small against their bytes).
+ */
+export const readTripBytesMax = 256 * kibibyte;
+export const readTripRangesMax = 128;
+
+/** Characters of a failed read's error message that cross from a read worker. */
+export const readFailureMessageCharsMax = 160;

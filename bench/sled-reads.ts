@@ -1,0 +1,91 @@
+// One sled alone, as a real process on real device files through a real nats-server:
+// the CPU it spends per `sled.chunk.read-many.v1` of 4 KiB ranges, from the page cache.
+// Writes `chunks` chunks of 4 MiB, then for each load `INFLIGHTxRANGES` keeps, for
+// `seconds`, INFLIGHT read-many requests out, each of RANGES random block-aligned 4 KiB
+// ranges of random chunks, and reads the
+// sled's CPU time (utime + stime of /proc/<pid>/stat, every thread) around it. The sled
+// is the only process measured, so the figure does not move with the client's load; the
+// machine's load average is printed beside it. The data directory is deleted afterwards.
+//
+//   node --import tsx bench/sled-reads.ts [seconds=10] [loads=1x1,2x2,8x2] [chunks=32]
+
+import { readFile } from "node:fs/promises";
+import { loadavg } from "node:os";
+import { subjects } from "@ballast/protocol";
+import { startTestCluster } from "../test/support/cluster.ts";
+
+const mebibyte = 1024 * 1024;
+const chunkBytes = 4 * mebibyte;
+const rangeBytes = 4096;
+const clockTicksPerSecond = 100;
+const seconds = Number(process.argv[2] ?? 10);
+const loads = (process.argv[3] ?? "1x1,2x2,8x2").split(",").map((load) => {
+  const [inflight, ranges] = load.split("x").map(Number);
+  if (!Number.isInteger(inflight) || !Number.isInteger(ranges) || inflight! < 1 || ranges! < 1) {
+    throw new Error(`a load is INFLIGHTxRANGES, two whole numbers, not ${JSON.stringify(load)}`);
+  }
+  return { inflight: inflight!, ranges: ranges! };
+});
+const chunks = Number(process.argv[4] ?? 32);
+const owner = { volume: "bench", partition: 0 };
+
+async function cpuTicks(pid: number): Promise<number> {
+  const fields = (await readFile(`/proc/${pid}/stat`, "utf8")).split(") ")[1]!.split(" ");
+  return Number(fields[11]) + Number(fields[12]); // utime, stime (fields 14 and 15)
+}
+
+const cluster = await startTestCluster({
+  sleds: 1,
+  env: { BALLAST_SLED_DEVICES: "1", BALLAST_SLED_DEVICE_BYTES: String(256 * mebibyte) },
+});
+try {
+  const inbox = subjects.node.build("sled-1");
+  const pid = cluster.cluster.pid("sled-1");
+  const data = new Uint8Array(chunkBytes).map((_, at) => (at * 31) & 0xff);
+  for (let chunk = 0; chunk < chunks; chunk++) {
+    await cluster.bus.request(
+      inbox,
+      { type: "sled.chunk.write.v1", owner, chunkId: `c${chunk}`, data },
+      { deadlineMs: 30_000 },
+    );
+  }
+  const readMany = (ranges: number) =>
+    cluster.bus.request(
+      inbox,
+      {
+        type: "sled.chunk.read-many.v1",
+        owner,
+        reads: Array.from({ length: ranges }, () => ({
+          chunkId: `c${Math.floor(Math.random() * chunks)}`,
+          offset: Math.floor(Math.random() * (chunkBytes / rangeBytes)) * rangeBytes,
+          length: rangeBytes,
+        })),
+      },
+      { deadlineMs: 30_000 },
+    );
+  // A warm-up: every chunk's CRC table in the sled's cache, the code paths compiled.
+  for (let round = 0; round < 200; round++) await readMany(2);
+  for (const { inflight, ranges } of loads) {
+    const cpuBefore = await cpuTicks(pid);
+    const started = performance.now();
+    const endMs = started + seconds * 1000;
+    let requests = 0;
+    await Promise.all(
+      Array.from({ length: inflight }, async () => {
+        while (performance.now() < endMs) {
+          await readMany(ranges);
+          requests++;
+        }
+      }),
+    );
+    const elapsedS = (performance.now() - started) / 1000;
+    const cpuUs = ((await cpuTicks(pid)) - cpuBefore) * (1e6 / clockTicksPerSecond);
+    console.log(
+      `${inflight} in flight, ${ranges} ranges: ${Math.round(requests / elapsedS)} requests/s,` +
+        ` sled ${(cpuUs / requests).toFixed(1)} µs CPU per request,` +
+        ` ${(cpuUs / requests / ranges).toFixed(1)} per range, load ${loadavg()[0]!.toFixed(1)}`,
+    );
+  }
+} finally {
+  await cluster.stop();
+}
