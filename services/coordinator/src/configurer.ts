@@ -19,7 +19,9 @@
 // own point of the configureRefreshMs period (`refreshDue`: spread, so the refreshes of
 // members configured together are not due together). A node that has left the
 // partition is sent the new replica set until it answers once (or answers that it holds
-// nothing, NotFound), then never again unless it restarts (tenure.ts, forgetConfigured).
+// nothing, NotFound), then never again unless it restarts (tenure.ts, forgetConfigured);
+// one evicted from membership is still told if it comes back, unless many head nodes
+// were evicted since (tenure.ts, noteEvicted).
 //
 // The primary's reports show the epoch its replica is configured in: a primary that
 // acknowledged the record's epoch and still reports an older one configureVerifyMs
@@ -266,6 +268,9 @@ export class Configurer {
       if (logged?.delete(node) === true && logged.size === 0) tenure.failuresLogged.delete(key);
     } catch (error) {
       if (this.tenures.held() !== tenure) return;
+      // The partition was forgotten meanwhile (its volume deleted): nothing to note of it.
+      // Noted, a refusal or failure answered after the delete stayed for the tenure.
+      if (!tenure.configured.has(key)) return;
       const code = error instanceof BallastError ? error.code : undefined;
       const context = {
         node,

@@ -21,6 +21,17 @@ export const membersMax = 4096;
  */
 export const memberEvictAfterMsDefault = 60 * 60 * 1000;
 
+/**
+ * The most head nodes membership evicted whose per-partition notes a leader's tenure
+ * keeps (tenure.ts, `noteEvicted`): their acknowledgements, marked out of date, so that
+ * one back un-restarted (cut off from the bus for over an hour, not killed) is still
+ * told it is out of the partitions it left, as a node back from a shorter silence is.
+ * Past it the earliest evicted one's notes go: each costs about one entry per partition
+ * it was configured in, and replaced head nodes under new ids would otherwise pile up
+ * for as long as the leader leads. Sixteen: a rack's worth cut off together.
+ */
+export const evictedHeadNodesNotedMax = 16;
+
 /** How often the leader decides every partition (each with its own fresh time). */
 export const reconcileIntervalMs = 500;
 

@@ -85,7 +85,15 @@ import { SledRecords } from "./sled-records.ts";
 import { Snapshots } from "./snapshots.ts";
 import { reportsOfVolume, Status, snapshotBytesOf } from "./status.ts";
 import { Sweeper } from "./sweeper.ts";
-import { forgetConfigured, newTenure, remember, type Tenure, type Tenures } from "./tenure.ts";
+import {
+  forgetConfigured,
+  newTenure,
+  noteEvicted,
+  noteJoined,
+  remember,
+  type Tenure,
+  type Tenures,
+} from "./tenure.ts";
 import { Volumes } from "./volumes.ts";
 
 export const coordinatorOptions = {
@@ -224,8 +232,13 @@ export class Coordinator {
         config.sledOutAfterMs ?? sledOutAfterMsDefault,
       ),
       onReturn: (nodeId) => forgetConfigured(this.leader, nodeId),
-      // Only the leader's book of reports is per node; a later tenure starts empty.
-      onEvicted: (nodeId) => this.leader?.leases.forgetNode(nodeId),
+      // Only the leader's book of reports and notes are per node; a later tenure starts
+      // empty. Its notes of the partitions it left stay a while (tenure.ts, noteEvicted).
+      onEvicted: (nodeId) => {
+        this.leader?.leases.forgetNode(nodeId);
+        noteEvicted(this.leader, nodeId);
+      },
+      onJoined: (nodeId) => noteJoined(this.leader, nodeId),
     });
   }
 

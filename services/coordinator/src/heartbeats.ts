@@ -25,6 +25,8 @@ export interface HeartbeatsOptions {
   onReturn: (nodeId: string) => void;
   /** A member was forgotten (evicted): what is held of it goes (after `onReturn`). */
   onEvicted?: (nodeId: string) => void;
+  /** A node joined: one never heard of, or heard again after it was evicted. */
+  onJoined?: (nodeId: string) => void;
 }
 
 export class Heartbeats {
@@ -114,6 +116,7 @@ export class Heartbeats {
             { member: event.member.id, kind: event.member.kind, pid: event.member.pid },
             "node joined",
           );
+          this.options.onJoined?.(event.member.id);
           break;
         case "restarted":
           logger.warn(

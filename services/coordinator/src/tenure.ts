@@ -13,10 +13,23 @@
 // The reconciler drains them every round. The acknowledgements' inner maps are edited
 // in place, so whoever edits one calls `touch` (configurer.ts, reports.ts,
 // `forgetConfigured`).
+//
+// Head nodes membership forgets (evicted: silent for an hour, membership.ts). The
+// per-partition notes keyed by node (`configured`, `noReplica`, `asked`,
+// `failuresLogged`) are dropped with the partition (`forget`), and a node's with the
+// node once membership has evicted it and evictedHeadNodesNotedMax others since
+// (`noteEvicted`). Not at once: an acknowledgement marked out of date (epoch −1, as
+// `forgetConfigured` leaves it) is what makes the configurer tell a former member, back
+// un-restarted from a long cut, that it is out of a partition it left; a secondary has
+// no other way to learn it (a deposed primary also shows in its reports, reports.ts).
+// Dropped past that window, a node heard again is a new one: configured where the
+// records name it, told it is out where it reports a primary it no longer is. Before,
+// every head node evicted kept its notes for the whole tenure, one entry per partition
+// it held: head nodes replaced under new ids piled up for as long as the leader led.
 
 import { limits } from "@ballast/protocol";
 import { idOfVolume, type Versioned, type VolumeRecord } from "./catalogue.ts";
-import { reportAgeMsMax } from "./constants.ts";
+import { evictedHeadNodesNotedMax, reportAgeMsMax } from "./constants.ts";
 import type { PartitionRecord } from "./decisions.ts";
 import type { Leading } from "./leadership.ts";
 import { LeaseBook, partitionKey } from "./leases.ts";
@@ -114,6 +127,11 @@ export interface Tenure {
   learnersSince: Map<string, Map<string, number>>;
   /** Per partition, live nodes dropped from it and until when to avoid re-adding them. */
   dropped: Map<string, Map<string, number>>;
+  /**
+   * Head nodes membership evicted while this tenure held notes of them (see the module
+   * header), earliest first: at most evictedHeadNodesNotedMax. One heard again leaves it.
+   */
+  evicted: Set<string>;
   /** The last non-update decision logged per partition: logged when it changes. */
   reasons: Map<string, string>;
   refreshedAtMs: number;
@@ -184,6 +202,7 @@ export function newTenure(leading: Leading, sinceMs: number): Tenure {
     failuresLogged: new Map(),
     learnersSince: new Map(),
     dropped: new Map(),
+    evicted: new Set(),
     reasons: new Map(),
     refreshedAtMs: sinceMs,
     refreshedVersion: undefined,
@@ -236,4 +255,50 @@ export function forgetConfigured(tenure: Tenure | undefined, nodeId: string): vo
     tenure.asked.get(key)?.delete(nodeId);
     touch(tenure, key);
   }
+}
+
+/**
+ * Membership evicted `nodeId` (after `forgetConfigured`): its notes stay, in case it
+ * comes back un-restarted, while fewer than evictedHeadNodesNotedMax nodes were evicted
+ * since; past that the earliest one's go (see the module header).
+ */
+export function noteEvicted(tenure: Tenure | undefined, nodeId: string): void {
+  if (tenure === undefined || !holdsNotesOf(tenure, nodeId)) return;
+  tenure.evicted.delete(nodeId);
+  tenure.evicted.add(nodeId);
+  for (const node of tenure.evicted) {
+    if (tenure.evicted.size <= evictedHeadNodesNotedMax) break;
+    tenure.evicted.delete(node);
+    forgetHeadNode(tenure, node);
+  }
+}
+
+/** `nodeId` joined membership (it may be one evicted before): its notes are live again. */
+export function noteJoined(tenure: Tenure | undefined, nodeId: string): void {
+  tenure?.evicted.delete(nodeId);
+}
+
+/** Drops every per-partition note of a head node (and what waits to be sent to it). */
+export function forgetHeadNode(tenure: Tenure, nodeId: string): void {
+  for (const [key, nodes] of tenure.configured) {
+    if (nodes.delete(nodeId)) touch(tenure, key);
+  }
+  for (const notes of perNodeNotes(tenure)) {
+    for (const [key, nodes] of notes) {
+      if (nodes.delete(nodeId) && nodes.size === 0) notes.delete(key);
+    }
+  }
+  tenure.configureQueue.delete(nodeId);
+}
+
+function holdsNotesOf(tenure: Tenure, nodeId: string): boolean {
+  for (const notes of [tenure.configured, ...perNodeNotes(tenure)]) {
+    for (const nodes of notes.values()) if (nodes.has(nodeId)) return true;
+  }
+  return false;
+}
+
+/** The per-partition notes keyed by node other than the acknowledgements. */
+function perNodeNotes(tenure: Tenure): Map<string, Map<string, unknown>>[] {
+  return [tenure.asked, tenure.noReplica, tenure.failuresLogged];
 }

@@ -540,3 +540,42 @@ describe("Configurer: failed configures logged (unit, fake bus)", () => {
     expect(tenure.failuresLogged.size).toBe(0);
   });
 });
+
+describe("Configurer: answers after the partition is forgotten (unit, fake bus)", () => {
+  it("notes nothing of a refusal or failure that arrives once the volume is deleted", async () => {
+    // Configures in flight when the volume is deleted: the head nodes drop the replicas
+    // and the requests fail. The refusal (no-replica) and the failure were noted under
+    // the forgotten partition's key, where nothing would ever remove them.
+    const tenure: Tenure = newTenure({ term: 1, tenure: 1 }, 0);
+    const pending: ((error: Error) => void)[] = [];
+    const configurer = new Configurer(
+      {
+        bus: {
+          request: () => new Promise((_, reject) => pending.push(reject)),
+        },
+        logger: { debug: () => undefined, warn: () => undefined },
+      } as never,
+      {} as never,
+      { held: () => tenure, current: () => tenure },
+      {
+        aliveHeadNodes: () => new Set(["head-1", "head-2"]),
+        aliveSleds: () => ["sled-1"],
+        headNodeDisks: () => new Map(),
+      },
+    );
+    const sending = configurer.configure(tenure, record, new Set(["head-1", "head-2"]), ["sled-1"]);
+    expect(pending).toHaveLength(2);
+    forget(tenure, record);
+    const [first, second] = pending;
+    first!(
+      new BallastError(ErrorCode.NotFound, "holds nothing", {
+        details: { refusal: "no-replica" },
+      }),
+    );
+    second!(new BallastError(ErrorCode.Timeout, "no answer"));
+    await sending;
+    expect(tenure.noReplica.size).toBe(0);
+    expect(tenure.failuresLogged.size).toBe(0);
+    expect(tenure.configured.size).toBe(0);
+  });
+});

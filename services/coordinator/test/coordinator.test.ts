@@ -7,6 +7,8 @@ import { afterEach, beforeEach, describe, expect, test, vi } from "vitest";
 import { keys } from "../src/catalogue.ts";
 import {
   configureDeadlineMs,
+  evictedHeadNodesNotedMax,
+  memberEvictAfterMsDefault,
   purgeGraceMs,
   purgePassIntervalMs,
   reconcileIntervalMs,
@@ -14,6 +16,7 @@ import {
 import { Coordinator } from "../src/coordinator.ts";
 import type { PartitionRecord } from "../src/decisions.ts";
 import { loadOf, placeRanges } from "../src/placement.ts";
+import type { Tenure } from "../src/tenure.ts";
 import { FakeStore } from "./fake-store.ts";
 
 const heartbeatTimeoutMs = 1500;
@@ -41,6 +44,8 @@ class Harness {
   readonly logs: string[] = [];
   /** When each head node last reported (and so was last granted a lease). */
   readonly reportedAtMs = new Map<string, number>();
+  /** The coordinator under test, once started. */
+  coordinator: Coordinator | undefined;
   private readonly routes = new Map<string, (message: never, context: never) => unknown>();
   private sequence = 0;
 
@@ -228,6 +233,7 @@ async function started(
     harness.store,
   );
   await coordinator.start();
+  harness.coordinator = coordinator;
   await run(harness, 3000); // leads, fences, hears everyone, configures everyone
   return harness;
 }
@@ -564,4 +570,107 @@ describe("checkpoints", () => {
     });
     expect(harness.store.value(keys.checkpoint("v", 0, "head-1"))).toBeUndefined();
   });
+});
+
+describe("head nodes membership evicts (unit, fake bus and timers)", () => {
+  test("the leader keeps notes of the last evictedHeadNodesNotedMax evicted, who are told they are out if heard again; earlier ones are handled as new nodes", async () => {
+    // Head nodes that were told they are out of a partition (deposed primaries, here),
+    // then went silent past eviction: the leader kept every one's acknowledgement of the
+    // partition, marked out of date, for as long as it led. Replaced head nodes under
+    // new ids piled up, one entry per partition each.
+    const harness = await started(
+      ["head-1", "head-2", "mem-1", "mem-2"],
+      [
+        ["head-1", "head-2"],
+        ["mem-1", "mem-2"],
+      ],
+    );
+    const leader = () => (harness.coordinator as unknown as { leader: Tenure }).leader;
+    const ghosts = Array.from(
+      { length: evictedHeadNodesNotedMax + 1 },
+      (_, index) => `ghost-${String(index).padStart(2, "0")}`,
+    );
+    const claims = (ghost: string) =>
+      harness.control({
+        type: "headnode.report.v1",
+        node: ghost,
+        primaries: [
+          {
+            volume: "v",
+            volumeId: "v-1",
+            partition: 0,
+            epoch: 1,
+            session: 1,
+            commitOpNum: 10,
+            tailCommitted: true,
+            followers: [],
+          },
+        ],
+      } as Message);
+    for (const ghost of ghosts) {
+      harness.heads.push(ghost);
+      harness.behaviour.set(ghost, "ok");
+      harness.pids.set(ghost, 100);
+    }
+    await run(harness, 400); // heard
+    // Each reports itself primary of partition 0 (woken from a pause): it is told it is out.
+    for (const ghost of ghosts) claims(ghost);
+    await run(harness, 1000);
+    for (const ghost of ghosts) {
+      expect(harness.configures(ghost, 0).at(-1)?.message).toMatchObject({ primary: "head-1" });
+    }
+    // Cut off from the bus (not killed), in order, for longer than eviction: partition 1's
+    // members first (it waits for them: nothing holds its writes), then the ghosts.
+    const silenced = ["mem-1", "mem-2", ...ghosts];
+    const dropped = silenced.slice(0, silenced.length - evictedHeadNodesNotedMax);
+    const kept = silenced.slice(-evictedHeadNodesNotedMax);
+    for (const ghost of silenced) {
+      harness.behaviour.set(ghost, "frozen");
+      await run(harness, 100);
+    }
+    for (let elapsedMs = 0; elapsedMs < memberEvictAfterMsDefault + 10_000; elapsedMs += 1000) {
+      harness.beat();
+      harness.report();
+      await vi.advanceTimersByTimeAsync(1000);
+    }
+    expect(harness.logs.filter((line) => line.includes("forgot a member"))).toHaveLength(
+      silenced.length,
+    );
+    const noted = new Set<string>();
+    for (const key of ["v-1/0", "v-1/1"]) {
+      for (const map of [leader().configured, leader().asked]) {
+        for (const node of map.get(key)?.keys() ?? []) noted.add(node);
+      }
+    }
+    expect(noted).toEqual(new Set(["head-1", "head-2", ...kept]));
+    expect([...leader().evicted]).toEqual(kept);
+
+    // All back, un-restarted: those noted are told they are out, as after a short silence.
+    const backAtMs = performance.now();
+    for (const node of silenced) harness.behaviour.set(node, "ok");
+    await run(harness, 1000);
+    for (const ghost of kept) expect(harness.configures(ghost, 0, backAtMs)).toHaveLength(1);
+    expect(leader().evicted.size).toBe(0);
+    // Those dropped are nodes like any new one: the members of partition 1 are configured
+    // as members; a ghost is told it is out once it reports the partition it no longer
+    // leads.
+    for (const member of ["mem-1", "mem-2"]) {
+      expect(harness.configures(member, 1, backAtMs).at(-1)?.message).toMatchObject({
+        epoch: 1,
+        primary: "mem-1",
+        secondaries: ["mem-2"],
+      });
+    }
+    const reportedAtMs = performance.now();
+    for (const ghost of dropped.filter((node) => node.startsWith("ghost"))) claims(ghost);
+    await run(harness, 1000);
+    for (const ghost of dropped.filter((node) => node.startsWith("ghost"))) {
+      expect(harness.configures(ghost, 0, reportedAtMs).at(-1)?.message).toMatchObject({
+        primary: "head-1",
+        secondaries: ["head-2"],
+      });
+    }
+    // The partitions themselves never changed.
+    expect(harness.records().map((record) => record.epoch)).toEqual([1, 1]);
+  }, 60_000);
 });

@@ -152,7 +152,7 @@ describe("eviction of members dead for long", () => {
 });
 
 describe("the heartbeats shell on eviction (unit, mocked clock)", () => {
-  test("a member evicted is told to onEvicted once, after onReturn", () => {
+  test("a member evicted is told to onEvicted once, after onReturn; heard again, it joins", () => {
     let clockMs = 1_000;
     const spy = vi.spyOn(globalThis.performance, "now").mockImplementation(() => clockMs);
     try {
@@ -163,6 +163,7 @@ describe("the heartbeats shell on eviction (unit, mocked clock)", () => {
         evictAfterMs: 10_000,
         onReturn: (nodeId) => told.push(`return ${nodeId}`),
         onEvicted: (nodeId) => told.push(`evicted ${nodeId}`),
+        onJoined: (nodeId) => told.push(`joined ${nodeId}`),
       });
       // Ticks closer together than the timeout (farther apart reads as a pause here).
       const tickUntil = (untilMs: number) => {
@@ -176,10 +177,16 @@ describe("the heartbeats shell on eviction (unit, mocked clock)", () => {
         subjects.heartbeat.build("headnode", "head-9"),
       );
       tickUntil(11_000); // dead, not yet forgotten
-      expect(told).toEqual([]);
+      expect(told).toEqual(["joined head-9"]);
       tickUntil(12_000); // silent past evictAfterMs
       tickUntil(20_000);
-      expect(told).toEqual(["return head-9", "evicted head-9"]);
+      expect(told).toEqual(["joined head-9", "return head-9", "evicted head-9"]);
+      // Back (cut off, not restarted): a new member to membership.
+      heartbeats.onHeartbeat(
+        heartbeat({ kind: "headnode", nodeId: "head-9" }),
+        subjects.heartbeat.build("headnode", "head-9"),
+      );
+      expect(told.at(-1)).toBe("joined head-9");
     } finally {
       spy.mockRestore();
     }
