@@ -42,7 +42,8 @@ export interface Entry {
   /**
    * For a read made without a buffer (`EntrySpec.buffer` absent): the bytes it read, set
    * once its reply arrived and passed, before the entry resolves. A buffer of the
-   * client's own, never a view of a transport buffer (wire.ts).
+   * client's own or a view of one a link decoder filled for the reply alone, never a
+   * view of a buffer the transport writes into or reuses (wire.ts).
    */
   received?: Uint8Array | undefined;
   /** When the caller issued the operation, on the client's clock; the retry budget starts here. */

@@ -185,9 +185,9 @@ export class Volume implements BlockDevice {
   }
 
   /**
-   * Reads one piece with no buffer made for it up front: the reply's bytes are copied
-   * into a buffer shared by the reads of its batch (wire.ts), and the read answers a
-   * view of its part.
+   * Reads one piece with no buffer made for it up front: the read answers a view of
+   * its part of the reply, when a link decoder filled the reply's buffer for it alone,
+   * or else of a copy shared by the reads of its batch (wire.ts).
    */
   private async readPiece(piece: Piece, signal: AbortSignal | undefined): Promise<Uint8Array> {
     const { entry, settled } = createEntry({

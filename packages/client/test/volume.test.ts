@@ -3,7 +3,18 @@
 // flush (the barrier) and flush to sleds, opening, refusing bad input before anything
 // is sent, and closing.
 
-import { BallastError, ErrorCode, isBallastError, limits, subjects } from "@ballast/protocol";
+import {
+  BallastError,
+  decodeValue,
+  ErrorCode,
+  encodeLinkFrame,
+  encodeValue,
+  isAssembledByLink,
+  isBallastError,
+  LinkFrameDecoder,
+  limits,
+  subjects,
+} from "@ballast/protocol";
 import { describe, expect, it } from "vitest";
 import { BallastClient, ClientOptionsError, constants, VolumeClosedError } from "../src/index.ts";
 import type { RequestBus } from "../src/wire.ts";
@@ -193,6 +204,57 @@ describe("reads of one piece", () => {
     reads[0]!.fill(0xaa);
     expect(Buffer.from(reads[1]!).equals(Buffer.from(data.subarray(4096, 8192)))).toBe(true);
     expect(Buffer.from(reads[3]!).equals(Buffer.from(data.subarray(8192, 12288)))).toBe(true);
+  });
+
+  it("answer views of a reply a link decoder assembled, which no one reuses, not copies", async () => {
+    const fake = new FakeClusterBus([
+      { name: "linked", sizeBytes: 4 * mebibyte, partitionBytes: 4 * mebibyte },
+    ]);
+    // Each read reply goes through the link's framing as on the wire: encoded, framed,
+    // cut into socket-sized chunks and reassembled by a decoder, then decoded.
+    const frames: Uint8Array[] = [];
+    const bus: RequestBus = {
+      request: (async (subject: string, message: never, options: never) => {
+        const reply = await fake.request(subject, message, options);
+        if ((message as { type: string }).type !== "volume.read.v1") return reply;
+        const wire = Buffer.concat(
+          encodeLinkFrame({ kind: "reply", id: 1, payload: encodeValue(reply) }),
+        );
+        const decoder = new LinkFrameDecoder();
+        const decoded = [];
+        for (let at = 0; at < wire.byteLength; at += 64 * 1024) {
+          decoded.push(...decoder.push(wire.subarray(at, at + 64 * 1024)));
+        }
+        const frame = decoded[0]!;
+        if (frame.kind !== "reply") throw new Error(`expected a reply, got ${frame.kind}`);
+        frames.push(frame.payload);
+        return decodeValue(frame.payload);
+      }) as RequestBus["request"],
+    };
+    const client = new BallastClient(bus, { clock: new VirtualClock(), random: () => 0.5 });
+    const volume = await client.openVolume("linked");
+    const data = patternBytes(2 * mebibyte, 3);
+    await volume.write(0, data);
+
+    const [first, second] = await Promise.all([
+      volume.read(0, mebibyte),
+      volume.read(mebibyte, mebibyte),
+    ]);
+
+    expect(frames).toHaveLength(1);
+    const frame = frames[0]!;
+    expect(isAssembledByLink(frame)).toBe(true);
+    for (const [read, offset] of [
+      [first!, 0],
+      [second!, mebibyte],
+    ] as const) {
+      expect(read.constructor).toBe(Uint8Array);
+      expect(read.buffer).toBe(frame.buffer);
+      expect(Buffer.from(read).equals(data.subarray(offset, offset + mebibyte))).toBe(true);
+    }
+    // Each answer is its own: changing one changes no other.
+    first!.fill(0xaa);
+    expect(Buffer.from(second!).equals(data.subarray(mebibyte))).toBe(true);
   });
 
   it("fail on a reply of the wrong size, with no bytes", async () => {

@@ -279,16 +279,34 @@ export function isAssembledByLink(bytes: Uint8Array): boolean {
 }
 
 /**
+ * A frame of at least this many bytes (its length prefix included) whose length is known
+ * and whose bytes have not all come is read straight into a buffer of its own by a
+ * reader that asks `readTarget` (see there); below it a frame is gathered from the
+ * reader's chunks as usual. 64 KiB: a socket read's default size, so smaller frames
+ * mostly come whole in one read anyway.
+ */
+export const linkDirectReadBytesMin = 64 * 1024;
+
+/**
  * Reassembles frames from a byte stream given in arbitrary chunks. `push` returns the
  * frames completed by a chunk, in order, and throws InvalidMessage at the first bad one;
  * after a throw the decoder is spent (every later push throws), as the stream is.
  * A payload that lies within one chunk is a view of it, not a copy; one that spans
  * chunks is a view of a buffer assembled for its frame alone (`isAssembledByLink`).
+ *
+ * A reader that can choose where its reads land (a socket's `onread`) may ask
+ * `readTarget` for the rest of a large frame's own buffer, read into it, and report
+ * the bytes with `pushed`: the frame's bytes are then copied at most once (what came
+ * before the frame's length was known), not gathered from the socket's chunks.
  */
 export class LinkFrameDecoder {
   #chunks: Buffer[] = [];
   #buffered = 0;
   #failed: BallastError | undefined;
+  /** The buffer of the large frame under way, once `readTarget` made it; else undefined. */
+  #assembly: Buffer | undefined;
+  /** Bytes of `#assembly` filled. */
+  #filled = 0;
 
   /** Bytes held toward the next frame. */
   get buffered(): number {
@@ -300,19 +318,102 @@ export class LinkFrameDecoder {
     try {
       return this.#push(chunk);
     } catch (error) {
-      this.#failed =
-        error instanceof BallastError && error.code === ErrorCode.InvalidMessage
-          ? error
-          : invalid(String((error as Error)?.message ?? error));
-      this.#chunks = [];
-      this.#buffered = 0;
-      throw this.#failed;
+      throw this.#fail(error);
     }
   }
 
+  /**
+   * Where the next bytes of the stream may be read to: the unfilled rest of the buffer
+   * of the frame under way, when its length is known, it is of `linkDirectReadBytesMin`
+   * bytes or more and not all of it has come (the buffer is made here, of the frame's
+   * exact size, with the bytes held so far copied in); else undefined, and the next
+   * bytes go to `push`. The target ends where the frame does, so no read into it can
+   * take bytes of the next frame. After a read into it, call `pushed` before anything
+   * else.
+   */
+  readTarget(): Uint8Array | undefined {
+    if (this.#failed !== undefined) return undefined;
+    if (this.#assembly === undefined) {
+      if (this.#buffered < 4) return undefined;
+      const length = this.#peekLength();
+      // A length out of range is refused by the next push, which sees it too.
+      if (length < 1 || length > linkFrameBytesMax) return undefined;
+      const bytes = 4 + length;
+      if (bytes < linkDirectReadBytesMin || this.#buffered >= bytes) return undefined;
+      // Every byte held belongs to this frame (fewer than it needs are held).
+      const assembly = Buffer.allocUnsafeSlow(bytes);
+      assembledBuffers.add(assembly.buffer);
+      let at = 0;
+      for (const chunk of this.#chunks) {
+        assembly.set(chunk, at);
+        at += chunk.byteLength;
+      }
+      this.#chunks = [];
+      this.#assembly = assembly;
+      this.#filled = at;
+    }
+    return this.#assembly.subarray(this.#filled);
+  }
+
+  /**
+   * Takes `bytes` bytes read into the start of the last `readTarget`; returns the frame
+   * they complete, if they do (as `push` returns frames).
+   */
+  pushed(bytes: number): LinkFrame[] {
+    if (this.#failed !== undefined) throw this.#failed;
+    try {
+      const assembly = this.#assembly;
+      if (
+        assembly === undefined ||
+        !Number.isInteger(bytes) ||
+        bytes < 0 ||
+        this.#filled + bytes > assembly.byteLength
+      ) {
+        throw invalid(`${bytes} bytes pushed beyond the frame's read target`);
+      }
+      this.#filled += bytes;
+      this.#buffered += bytes;
+      return this.#completeAssembly();
+    } catch (error) {
+      throw this.#fail(error);
+    }
+  }
+
+  /** Spends the decoder on `error`; returns the error every later push throws. */
+  #fail(error: unknown): BallastError {
+    this.#failed =
+      error instanceof BallastError && error.code === ErrorCode.InvalidMessage
+        ? error
+        : invalid(String((error as Error)?.message ?? error));
+    this.#chunks = [];
+    this.#buffered = 0;
+    this.#assembly = undefined;
+    return this.#failed;
+  }
+
+  /** The assembled frame, once its buffer is full (and the decoder past it); else none. */
+  #completeAssembly(): LinkFrame[] {
+    const assembly = this.#assembly!;
+    if (this.#filled < assembly.byteLength) return [];
+    this.#assembly = undefined;
+    this.#buffered -= assembly.byteLength;
+    return [decodeBody(assembly.subarray(4))];
+  }
+
   #push(chunk: Uint8Array): LinkFrame[] {
-    const frames: LinkFrame[] = [];
+    let frames: LinkFrame[] = [];
     if (chunk.byteLength === 0) return frames;
+    const assembly = this.#assembly;
+    if (assembly !== undefined) {
+      // A chunk given to push while a read target is out: its first bytes are the frame's.
+      const taken = Math.min(assembly.byteLength - this.#filled, chunk.byteLength);
+      assembly.set(chunk.subarray(0, taken), this.#filled);
+      this.#filled += taken;
+      this.#buffered += taken;
+      frames = this.#completeAssembly();
+      if (taken === chunk.byteLength) return frames;
+      chunk = chunk.subarray(taken);
+    }
     this.#chunks.push(
       Buffer.isBuffer(chunk)
         ? chunk

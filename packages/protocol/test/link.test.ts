@@ -7,9 +7,11 @@ import {
   encodeLinkFrame,
   encodeMessageParts,
   encodeResult,
+  isAssembledByLink,
   type LinkFrame,
   LinkFrameDecoder,
   LinkOfferResult,
+  linkDirectReadBytesMin,
   linkFrameBytesMax,
   linkScopeOf,
   linkScopes,
@@ -120,6 +122,111 @@ describe("link frames", () => {
     expect(back?.kind === "reply" && decodeReply("volume.flush.v1", back.payload)).toEqual({
       flushedOpNum: 5,
     });
+  });
+
+  test("a reader that reads large frames into their read targets decodes the same frames", () => {
+    // Replies and requests around the direct-read threshold, between small frames; the
+    // reader reads where the decoder says (as a socket's onread would), in reads of any
+    // size, and otherwise pushes chunks of any size.
+    const sized = (bytes: number, seed: number) => {
+      const payload = new Uint8Array(bytes).fill(seed);
+      for (let index = 0; index < bytes; index += 997) payload[index] = index & 0xff;
+      return payload;
+    };
+    const largeFrame: fc.Arbitrary<LinkFrame> = fc
+      .tuple(
+        fc.constantFrom(
+          linkDirectReadBytesMin - 20,
+          linkDirectReadBytesMin,
+          linkDirectReadBytesMin + 1,
+          150 * 1024,
+        ),
+        fc.nat(255),
+        id,
+        fc.boolean(),
+      )
+      .map(
+        ([bytes, seed, frameId, isReply]): LinkFrame =>
+          isReply
+            ? { kind: "reply", id: frameId, payload: sized(bytes, seed) }
+            : {
+                kind: "request",
+                id: frameId,
+                subject: "volume.v.0",
+                traceparent: undefined,
+                payload: sized(bytes, seed),
+              },
+      );
+    fc.assert(
+      fc.property(
+        fc.array(fc.oneof(anyFrame, largeFrame), { minLength: 1, maxLength: 6 }),
+        fc.array(fc.integer({ min: 1, max: 200 * 1024 }), { minLength: 1, maxLength: 20 }),
+        (frames, reads) => {
+          const bytes = stream(frames);
+          const decoder = new LinkFrameDecoder();
+          const decoded: LinkFrame[] = [];
+          const completedByReads: LinkFrame[] = [];
+          for (let at = 0, turn = 0; at < bytes.byteLength; turn += 1) {
+            const wanted = Math.min(reads[turn % reads.length]!, bytes.byteLength - at);
+            const target = decoder.readTarget();
+            if (target === undefined) {
+              decoded.push(...decoder.push(bytes.slice(at, at + wanted)));
+              at += wanted;
+            } else {
+              const n = Math.min(wanted, target.byteLength);
+              target.set(bytes.subarray(at, at + n));
+              const completed = decoder.pushed(n);
+              completedByReads.push(...completed);
+              decoded.push(...completed);
+              at += n;
+            }
+          }
+          const expected = frames.map((frame) =>
+            frame.kind === "refused" ? { ...frame, reason: roundTripReason(frame.reason) } : frame,
+          );
+          expect(plain(decoded)).toEqual(plain(expected));
+          expect(decoder.buffered).toBe(0);
+          expect(decoder.readTarget()).toBeUndefined();
+          // A frame read through a target lies in a buffer of its own.
+          for (const frame of completedByReads) {
+            expect(frame.kind === "reply" || frame.kind === "request").toBe(true);
+            if (frame.kind === "reply" || frame.kind === "request") {
+              expect(frame.payload.byteLength).toBeGreaterThanOrEqual(linkDirectReadBytesMin - 20);
+              expect(isAssembledByLink(frame.payload)).toBe(true);
+            }
+          }
+        },
+      ),
+      { numRuns: 60 },
+    );
+  });
+
+  test("a read target is offered only for a large frame not yet all held", () => {
+    const large = concat(
+      encodeLinkFrame({ kind: "reply", id: 1, payload: new Uint8Array(linkDirectReadBytesMin) }),
+    );
+    const small = concat(encodeLinkFrame({ kind: "reply", id: 2, payload: new Uint8Array(1000) }));
+    const decoder = new LinkFrameDecoder();
+    expect(decoder.readTarget()).toBeUndefined(); // nothing held: the length is unknown
+    expect(decoder.push(small.subarray(0, 10))).toEqual([]);
+    expect(decoder.readTarget()).toBeUndefined(); // a small frame
+    expect(decoder.push(small.subarray(10))).toHaveLength(1);
+    expect(decoder.push(large.subarray(0, 3))).toEqual([]);
+    expect(decoder.readTarget()).toBeUndefined(); // its length not yet known
+    expect(decoder.push(large.subarray(3, 100))).toEqual([]);
+    const target = decoder.readTarget();
+    // The rest of the frame exactly: a read into it cannot take the next frame's bytes.
+    expect(target?.byteLength).toBe(large.byteLength - 100);
+    expect(decoder.buffered).toBe(100);
+    // Bytes pushed while the target is out go to the frame too.
+    expect(decoder.push(large.subarray(100, 200))).toEqual([]);
+    expect(decoder.readTarget()?.byteLength).toBe(large.byteLength - 200);
+    // More bytes than the target holds are refused, and the decoder is spent.
+    expect(codeOf(() => decoder.pushed(large.byteLength))).toBe(ErrorCode.InvalidMessage);
+    expect(decoder.readTarget()).toBeUndefined();
+    expect(codeOf(() => decoder.push(small))).toBe(ErrorCode.InvalidMessage);
+    // Bytes pushed with no target out are refused.
+    expect(codeOf(() => new LinkFrameDecoder().pushed(1))).toBe(ErrorCode.InvalidMessage);
   });
 
   test("garbage never throws anything but InvalidMessage, and the decoder stays failed", () => {

@@ -110,6 +110,11 @@ export const linkHelloTimeoutMs = 5000;
  * closed (its senders go back to NATS). Well above a burst of QD32 1 MiB writes.
  */
 export const linkWriteBufferBytesMax = 64 * 1024 * 1024;
+/**
+ * The buffer a link's sender reads its socket into when no large reply is under way
+ * (link-client.ts): each read's bytes are copied out of it at once. Node's own size.
+ */
+export const linkReadBufferBytes = 64 * 1024;
 /** A sender pings each open link this often (publishes get no answers: link.ts, "ping"). */
 export const linkPingIntervalMs = 1000;
 /**

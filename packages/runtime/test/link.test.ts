@@ -10,6 +10,7 @@ import {
   encodeLinkFrame,
   encodeMessageParts,
   encodeResult,
+  isAssembledByLink,
   LinkFrameDecoder,
   type LinkScope,
   linkProtocolVersion,
@@ -97,6 +98,32 @@ describe("links over loopback", () => {
     expect(received[0]!.headers?.get("traceparent")).toBe(traceparent);
     expect(Buffer.from(reply).equals(Buffer.from(encodeResult({ flushedOpNum: 1 })))).toBe(true);
     expect(server.stats().requests.volume).toBe(1);
+  });
+
+  test("large and small replies in flight together come back whole, the large each in a buffer of its own", async () => {
+    const server = await newServer();
+    // Each request names the size of its reply; the reply's bytes say which request it is.
+    const sizes = [3 * 1024 * 1024 + 5, 100, 1024 * 1024, 64 * 1024, 7, 2 * 1024 * 1024 - 1];
+    const replyOf = (index: number) => {
+      const bytes = Buffer.alloc(sizes[index]!, index + 1);
+      for (let at = 0; at < bytes.byteLength; at += 4093) bytes[at] = (at >>> 12) & 0xff;
+      return bytes;
+    };
+    server.route(volumeSubject, "volume", (message: LinkMessage) => {
+      message.respond(replyOf(message.data[0]!));
+    });
+    const connection = newConnection(server, "volume");
+    await connection.ready;
+    const replies = await Promise.all(
+      sizes.map((_, index) =>
+        connection.request(volumeSubject, [Uint8Array.of(index)], undefined, 5000),
+      ),
+    );
+    for (const [index, reply] of replies.entries()) {
+      expect(Buffer.from(reply).equals(replyOf(index))).toBe(true);
+      if (reply.byteLength >= 1024 * 1024) expect(isAssembledByLink(reply)).toBe(true);
+    }
+    expect(connection.open).toBe(true);
   });
 
   test("a publish arrives without a reply subject; many interleave with requests in order", async () => {
