@@ -6,31 +6,24 @@
 // kept in memory; the client's cache lookup is replaced to throw for the second chunk
 // (as an assertion would), and its sled read to wait until the test fails it.
 
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { crc32c } from "@ballast/protocol";
-import type { Bus, Service } from "@ballast/runtime";
+import type { Bus } from "@ballast/runtime";
 import { afterEach, beforeEach, expect, test } from "vitest";
-import { PartitionHost } from "../src/partition-host.ts";
-import type { Reply } from "../src/replica/effects.ts";
+import type { PartitionHost } from "../src/partition-host.ts";
 import { SledClient } from "../src/sled-client.ts";
 import { FakeService } from "./fake-service.ts";
+import { TestPrimary } from "./test-primary.ts";
 
-let dataDir: string;
-let now = 0;
 const unhandled: unknown[] = [];
 const recordUnhandled = (reason: unknown) => unhandled.push(reason);
 
-beforeEach(async () => {
+beforeEach(() => {
   unhandled.length = 0;
   process.on("unhandledRejection", recordUnhandled);
-  dataDir = await mkdtemp(join(tmpdir(), "ballast-host-read-failure-"));
 });
 
-afterEach(async () => {
+afterEach(() => {
   process.off("unhandledRejection", recordUnhandled);
-  await rm(dataDir, { recursive: true, force: true });
 });
 
 /** Sleds in memory that take chunk writes (the flushes); nothing else is asked here. */
@@ -48,54 +41,21 @@ function memorySleds(): Bus {
   } as unknown as Bus;
 }
 
-async function settle(host: PartitionHost, done: () => boolean): Promise<void> {
-  for (let tick = 0; tick < 2000 && !done(); tick++) {
-    now++;
-    host.tick(now);
-    await new Promise((resolve) => setTimeout(resolve, 1));
-  }
-  expect(done()).toBe(true);
-}
-
 test("a read whose second range fails before its sled read keeps the first one observed", async () => {
-  const service = new FakeService();
-  const client = new SledClient(memorySleds(), service.logger, { cacheBytes: 16 << 20 });
-  const host = await PartitionHost.open(
-    service as unknown as Service,
-    join(dataDir, "vol-0"),
-    { volume: "vol", volumeId: "vol", partition: 0, partitionStart: 0, partitionBytes: 1 << 20 },
+  const client = new SledClient(memorySleds(), new FakeService().logger, {
+    cacheBytes: 16 << 20,
+  });
+  const primary = await TestPrimary.open(
+    "ballast-host-read-failure-",
+    ["sled-1", "sled-2"],
     client,
-    1,
-    undefined,
-    { flushBytesThreshold: 1, checkpointIntervalTicks: 1e9, checkpointIntervalOps: 1e9 },
   );
+  const host = primary.host;
   try {
-    host.attach({
-      get now() {
-        return now;
-      },
-      wake: () => undefined,
-    });
-    host.configure({ epoch: 1, primary: "head-1", secondaries: [] }, ["sled-1", "sled-2"]);
     // Two writes, each flushed to a chunk of its own.
-    for (const [offset, fill] of [
-      [0, 1],
-      [4096, 2],
-    ] as const) {
-      let answered: Reply | undefined;
-      void host
-        .request((requestId) => ({
-          kind: "write",
-          requestId,
-          epoch: 1,
-          writes: [{ offset, data: new Uint8Array(4096).fill(fill) }],
-        }))
-        .then((reply) => {
-          answered = reply;
-        });
-      await settle(host, () => answered !== undefined);
-      await settle(host, () => host.status().chunks === fill);
-    }
+    await primary.writeFlushed(0, 1);
+    await primary.writeFlushed(4096, 2);
+    expect(host.status().chunks).toBe(2);
     let lookups = 0;
     let failSledRead: (error: Error) => void = () => {};
     Object.assign(client, {
@@ -126,6 +86,6 @@ test("a read whose second range fails before its sled read keeps the first one o
     for (let turn = 0; turn < 3; turn++) await new Promise((resolve) => setImmediate(resolve));
     expect(unhandled).toEqual([]);
   } finally {
-    await host.close();
+    await primary.close();
   }
 });

@@ -34,14 +34,21 @@ export class TestPrimary {
     private readonly dataDir: string,
   ) {}
 
-  /** A host of partition 0 of "vol" (1 MiB), primary at epoch 1 over `sleds`. */
-  static async open(dirPrefix: string, sleds: readonly string[]): Promise<TestPrimary> {
+  /**
+   * A host of partition 0 of "vol" (1 MiB), primary at epoch 1 over `sleds`, with the
+   * fake sleds above unless given a sled client of the test's own.
+   */
+  static async open(
+    dirPrefix: string,
+    sleds: readonly string[],
+    sledClient: SledClient = fakeSleds,
+  ): Promise<TestPrimary> {
     const dataDir = await mkdtemp(join(tmpdir(), dirPrefix));
     const host = await PartitionHost.open(
       new FakeService() as unknown as Service,
       dataDir,
       { volume: "vol", volumeId: "vol", partition: 0, partitionStart: 0, partitionBytes: 1 << 20 },
-      fakeSleds,
+      sledClient,
       1,
       undefined,
       { flushBytesThreshold: 1, checkpointIntervalTicks: 1e9, checkpointIntervalOps: 1e9 },
