@@ -2,15 +2,11 @@
 // write starts, and no failure goes unobserved (an unhandled rejection ends the CLI with
 // a stack trace instead of its error).
 
-import { afterEach, expect, test } from "vitest";
+import { expect, test } from "vitest";
+import { recordUnhandledRejections } from "../../../test/support/unhandled-rejections.ts";
 import { Pipeline } from "../src/pipeline.ts";
 
-const unhandled: unknown[] = [];
-const onUnhandled = (reason: unknown) => unhandled.push(reason);
-process.on("unhandledRejection", onUnhandled);
-afterEach(() => {
-  unhandled.length = 0;
-});
+const unhandled = recordUnhandledRejections();
 
 const turns = async (n: number) => {
   for (let i = 0; i < n; i += 1) await new Promise((resolve) => setImmediate(resolve));

@@ -7,7 +7,8 @@
 // awaits until the subject is stopped: Node 20 ended the process on it with a bare
 // stack trace, and a later stop of the subject rejected too.
 
-import { afterEach, beforeEach, expect, test } from "vitest";
+import { expect, test } from "vitest";
+import { recordUnhandledRejections } from "../../../test/support/unhandled-rejections.ts";
 import type { Bus } from "../src/bus.ts";
 import { createLogger } from "../src/logger.ts";
 import { Service } from "../src/service.ts";
@@ -44,17 +45,7 @@ class FakeConnection {
   }
 }
 
-const unhandled: unknown[] = [];
-const recordUnhandled = (reason: unknown) => unhandled.push(reason);
-
-beforeEach(() => {
-  unhandled.length = 0;
-  process.on("unhandledRejection", recordUnhandled);
-});
-
-afterEach(() => {
-  process.off("unhandledRejection", recordUnhandled);
-});
+const unhandled = recordUnhandledRejections();
 
 /** Lets every pending promise job and one round of the event loop run. */
 async function settleTurns(): Promise<void> {

@@ -8,23 +8,14 @@
 
 import { crc32c } from "@ballast/protocol";
 import type { Bus } from "@ballast/runtime";
-import { afterEach, beforeEach, expect, test } from "vitest";
+import { expect, test } from "vitest";
+import { recordUnhandledRejections } from "../../../test/support/unhandled-rejections.ts";
 import type { PartitionHost } from "../src/partition-host.ts";
 import { SledClient } from "../src/sled-client.ts";
 import { FakeService } from "./fake-service.ts";
 import { TestPrimary } from "./test-primary.ts";
 
-const unhandled: unknown[] = [];
-const recordUnhandled = (reason: unknown) => unhandled.push(reason);
-
-beforeEach(() => {
-  unhandled.length = 0;
-  process.on("unhandledRejection", recordUnhandled);
-});
-
-afterEach(() => {
-  process.off("unhandledRejection", recordUnhandled);
-});
+const unhandled = recordUnhandledRejections();
 
 /** Sleds in memory that take chunk writes (the flushes); nothing else is asked here. */
 function memorySleds(): Bus {

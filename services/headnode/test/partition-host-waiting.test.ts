@@ -7,21 +7,18 @@
 // is stood in for by a method of its core (a private field) replaced with one that throws.
 
 import { afterEach, beforeEach, expect, test } from "vitest";
+import { recordUnhandledRejections } from "../../../test/support/unhandled-rejections.ts";
 import { TestPrimary } from "./test-primary.ts";
 
-const unhandled: unknown[] = [];
-const recordUnhandled = (reason: unknown) => unhandled.push(reason);
+const unhandled = recordUnhandledRejections();
 let primary: TestPrimary;
 
 beforeEach(async () => {
-  unhandled.length = 0;
-  process.on("unhandledRejection", recordUnhandled);
   primary = await TestPrimary.open("ballast-host-waiting-", ["sled-1", "sled-2"]);
 });
 
 afterEach(async () => {
   await primary.close();
-  process.off("unhandledRejection", recordUnhandled);
 });
 
 /** Replaces one method of the host's core with one that throws, as a failed assertion. */

@@ -3,20 +3,11 @@
 // node (Node 20). It used to be awaited only after the close: a stop that failed while
 // the close was still running, or after a close that failed, went unhandled.
 
-import { afterEach, beforeEach, expect, test } from "vitest";
+import { expect, test } from "vitest";
+import { recordUnhandledRejections } from "../../../test/support/unhandled-rejections.ts";
 import { retireReplica } from "../src/retire.ts";
 
-const unhandled: unknown[] = [];
-const recordUnhandled = (reason: unknown) => unhandled.push(reason);
-
-beforeEach(() => {
-  unhandled.length = 0;
-  process.on("unhandledRejection", recordUnhandled);
-});
-
-afterEach(() => {
-  process.off("unhandledRejection", recordUnhandled);
-});
+const unhandled = recordUnhandledRejections();
 
 /** Lets every pending promise job and a few rounds of the event loop run. */
 async function settleTurns(): Promise<void> {
