@@ -371,7 +371,13 @@ export async function benchCommand(
     if (removeDir) await rm(dir, { recursive: true, force: true });
   };
   const interrupted = () => {
-    void cleanup().then(() => process.exit(130));
+    // Ctrl-C: exit 130 whatever the cleanup meets (a data directory it cannot remove is
+    // named, not a stack trace).
+    void cleanup()
+      .catch((error: unknown) => {
+        process.stderr.write(`ballast bench: cleanup after Ctrl-C: ${(error as Error).message}\n`);
+      })
+      .finally(() => process.exit(130));
   };
   process.once("SIGINT", interrupted);
   try {
