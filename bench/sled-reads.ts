@@ -7,7 +7,10 @@
 // is the only process measured, so the figure does not move with the client's load; the
 // machine's load average is printed beside it. The data directory is deleted afterwards.
 //
-//   node --import tsx bench/sled-reads.ts [seconds=10] [loads=1x1,2x2,8x2] [chunks=32]
+//   node --import tsx bench/sled-reads.ts [seconds=10] [loads=1x1,2x2,8x2] [chunks=32] [via=nats]
+//
+// `via` is `nats` (requests through nats-server) or `links` (over a link to the sled,
+// as head nodes send them: the client enables links of scope `node`).
 //
 // Looking closer (each costs CPU, so take figures from runs without):
 // - BALLAST_BENCH_PROFILE_DIR=DIR: a V8 CPU profile of the sled over each load
@@ -39,6 +42,8 @@ const loads = (process.argv[3] ?? "1x1,2x2,8x2").split(",").map((load) => {
   return { inflight: inflight!, ranges: ranges! };
 });
 const chunks = Number(process.argv[4] ?? 32);
+const via = process.argv[5] ?? "nats";
+if (via !== "nats" && via !== "links") throw new Error(`via is nats or links, not ${via}`);
 const owner = { volume: "bench", partition: 0 };
 
 /** Each thread's name and its user and system ticks so far. */
@@ -78,6 +83,7 @@ const cluster = await startTestCluster({
   },
 });
 try {
+  if (via === "links") cluster.bus.enableLinks(["node"]);
   const inbox = subjects.node.build("sled-1");
   const pid = cluster.cluster.pid("sled-1");
   const data = new Uint8Array(chunkBytes).map((_, at) => (at * 31) & 0xff);
@@ -104,6 +110,9 @@ try {
     );
   // A warm-up: every chunk's CRC table in the sled's cache, the code paths compiled.
   for (let round = 0; round < 200; round++) await readMany(2);
+  if (via === "links" && cluster.bus.linkStats().link.requests === 0) {
+    throw new Error("no request went over a link: is the sled taking links?");
+  }
   for (const { inflight, ranges } of loads) {
     if (profileDir !== undefined) process.kill(pid, "SIGWINCH");
     const perfOut = process.env.BALLAST_BENCH_PERF;
@@ -171,7 +180,7 @@ try {
     console.log(
       `${inflight} in flight, ${ranges} ranges: ${Math.round(requests / elapsedS)} requests/s,` +
         ` sled ${(cpuUs / requests).toFixed(1)} µs CPU per request,` +
-        ` ${(cpuUs / requests / ranges).toFixed(1)} per range, load ${loadavg()[0]!.toFixed(1)}`,
+        ` ${(cpuUs / requests / ranges).toFixed(1)} per range, via ${via}, load ${loadavg()[0]!.toFixed(1)}`,
     );
   }
 } finally {
