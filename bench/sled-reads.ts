@@ -7,10 +7,25 @@
 // is the only process measured, so the figure does not move with the client's load; the
 // machine's load average is printed beside it. The data directory is deleted afterwards.
 //
-//   node --import tsx bench/sled-reads.ts [seconds=10] [loads=1x1,2x2,8x2] [chunks=32]
+//   node --import tsx bench/sled-reads.ts [seconds=10] [loads=1x1,2x2,8x2] [chunks=32] [via=nats]
+//
+// `via` is `nats` (requests through nats-server) or `links` (over a link to the sled,
+// as head nodes send them: the client enables links of scope `node`).
+//
+// Looking closer (each costs CPU, so take figures from runs without):
+// - BALLAST_BENCH_PROFILE_DIR=DIR: a V8 CPU profile of the sled over each load
+//   (DIR/<load>.cpuprofile, via bench/cpu-profile.cjs; the sled then runs through tsx so
+//   that frames name .ts files). Its samples are wall time: a syscall that wakes another
+//   thread (a socket write, Atomics.notify) collects the time the sled waits preempted.
+// - BALLAST_BENCH_PERF=PREFIX: `perf record -g` of the sled over each load
+//   (PREFIX-<load>.data; the sled runs with --perf-basic-prof), CPU time, kernel included.
+// - BALLAST_BENCH_THREADS=1: each thread's user and system CPU per request (/proc).
 
-import { readFile } from "node:fs/promises";
+import { type ChildProcess, spawn } from "node:child_process";
+import { mkdir, readdir, readFile, rename } from "node:fs/promises";
 import { loadavg } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { subjects } from "@ballast/protocol";
 import { startTestCluster } from "../test/support/cluster.ts";
 
@@ -27,18 +42,48 @@ const loads = (process.argv[3] ?? "1x1,2x2,8x2").split(",").map((load) => {
   return { inflight: inflight!, ranges: ranges! };
 });
 const chunks = Number(process.argv[4] ?? 32);
+const via = process.argv[5] ?? "nats";
+if (via !== "nats" && via !== "links") throw new Error(`via is nats or links, not ${via}`);
 const owner = { volume: "bench", partition: 0 };
+
+/** Each thread's name and its user and system ticks so far. */
+async function threadTicks(pid: number): Promise<Map<string, [number, number]>> {
+  const threads = new Map<string, [number, number]>();
+  for (const tid of await readdir(`/proc/${pid}/task`)) {
+    const stat = await readFile(`/proc/${pid}/task/${tid}/stat`, "utf8").catch(() => "");
+    if (stat === "") continue;
+    const name = stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
+    const fields = stat.split(") ")[1]!.split(" ");
+    threads.set(`${name}#${tid}`, [Number(fields[11]), Number(fields[12])]);
+  }
+  return threads;
+}
 
 async function cpuTicks(pid: number): Promise<number> {
   const fields = (await readFile(`/proc/${pid}/stat`, "utf8")).split(") ")[1]!.split(" ");
   return Number(fields[11]) + Number(fields[12]); // utime, stime (fields 14 and 15)
 }
 
+const profileDir = process.env.BALLAST_BENCH_PROFILE_DIR;
+if (profileDir !== undefined) await mkdir(profileDir, { recursive: true });
 const cluster = await startTestCluster({
   sleds: 1,
-  env: { BALLAST_SLED_DEVICES: "1", BALLAST_SLED_DEVICE_BYTES: String(256 * mebibyte) },
+  ...(profileDir === undefined ? {} : { runner: "tsx" as const }),
+  env: {
+    // As the services run in a deployment (and in bench:write): not the tests' debug.
+    BALLAST_LOG_LEVEL: "warn",
+    BALLAST_SLED_DEVICES: "1",
+    BALLAST_SLED_DEVICE_BYTES: String(256 * mebibyte),
+    ...(profileDir === undefined
+      ? {}
+      : {
+          NODE_OPTIONS: `--require ${fileURLToPath(new URL("./cpu-profile.cjs", import.meta.url))}`,
+          BALLAST_BENCH_PROFILE_DIR: profileDir,
+        }),
+  },
 });
 try {
+  if (via === "links") cluster.bus.enableLinks(["node"]);
   const inbox = subjects.node.build("sled-1");
   const pid = cluster.cluster.pid("sled-1");
   const data = new Uint8Array(chunkBytes).map((_, at) => (at * 31) & 0xff);
@@ -65,7 +110,31 @@ try {
     );
   // A warm-up: every chunk's CRC table in the sled's cache, the code paths compiled.
   for (let round = 0; round < 200; round++) await readMany(2);
+  if (via === "links" && cluster.bus.linkStats().link.requests === 0) {
+    throw new Error("no request went over a link: is the sled taking links?");
+  }
   for (const { inflight, ranges } of loads) {
+    if (profileDir !== undefined) process.kill(pid, "SIGWINCH");
+    const perfOut = process.env.BALLAST_BENCH_PERF;
+    const perf: ChildProcess | undefined =
+      perfOut === undefined
+        ? undefined
+        : spawn(
+            "perf",
+            [
+              "record",
+              "-F",
+              "2000",
+              "-g",
+              "-p",
+              String(pid),
+              "-o",
+              `${perfOut}-${inflight}x${ranges}.data`,
+            ],
+            { stdio: "ignore" },
+          );
+    if (perf !== undefined) await new Promise((resolve) => setTimeout(resolve, 500));
+    const threadsBefore = process.env.BALLAST_BENCH_THREADS ? await threadTicks(pid) : undefined;
     const cpuBefore = await cpuTicks(pid);
     const started = performance.now();
     const endMs = started + seconds * 1000;
@@ -79,11 +148,39 @@ try {
       }),
     );
     const elapsedS = (performance.now() - started) / 1000;
+    if (perf !== undefined) {
+      perf.kill("SIGINT");
+      await new Promise((resolve) => perf.once("exit", resolve));
+    }
     const cpuUs = ((await cpuTicks(pid)) - cpuBefore) * (1e6 / clockTicksPerSecond);
+    if (threadsBefore !== undefined) {
+      for (const [name, [user, system]] of await threadTicks(pid)) {
+        const [userBefore, systemBefore] = threadsBefore.get(name) ?? [0, 0];
+        const perRequest = (ticks: number) =>
+          ((ticks * 1e6) / clockTicksPerSecond / requests).toFixed(1);
+        if (user + system > userBefore + systemBefore) {
+          console.log(
+            `  ${name}: user ${perRequest(user - userBefore)} system ${perRequest(system - systemBefore)} µs per request`,
+          );
+        }
+      }
+    }
+    if (profileDir !== undefined) {
+      process.kill(pid, "SIGWINCH");
+      // cpu-profile.cjs writes DIR/<pid>.cpuprofile: named by load here.
+      const written = join(profileDir, `${pid}.cpuprofile`);
+      for (let tries = 0; tries < 50; tries++) {
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        const moved = await rename(written, join(profileDir, `${inflight}x${ranges}.cpuprofile`))
+          .then(() => true)
+          .catch(() => false);
+        if (moved) break;
+      }
+    }
     console.log(
       `${inflight} in flight, ${ranges} ranges: ${Math.round(requests / elapsedS)} requests/s,` +
         ` sled ${(cpuUs / requests).toFixed(1)} µs CPU per request,` +
-        ` ${(cpuUs / requests / ranges).toFixed(1)} per range, load ${loadavg()[0]!.toFixed(1)}`,
+        ` ${(cpuUs / requests / ranges).toFixed(1)} per range, via ${via}, load ${loadavg()[0]!.toFixed(1)}`,
     );
   }
 } finally {

@@ -11,7 +11,7 @@
 import { execFile } from "node:child_process";
 import { type FileHandle, open } from "node:fs/promises";
 import { promisify } from "node:util";
-import { ReadPool, sharedReadPool } from "./read-pool.ts";
+import { type ReadOwner, ReadPool, sharedReadPool } from "./read-pool.ts";
 
 export interface BlockFile {
   read(position: number, length: number): Promise<Buffer>;
@@ -21,7 +21,7 @@ export interface BlockFile {
   close(): Promise<void>;
 }
 
-export class FileBlockFile implements BlockFile {
+export class FileBlockFile implements BlockFile, ReadOwner {
   /** Reads through the pool not yet settled; close waits for them (they read by descriptor). */
   private poolReads = 0;
   private whenPoolReadsDone: (() => void) | undefined;
@@ -41,9 +41,16 @@ export class FileBlockFile implements BlockFile {
     return new FileBlockFile(await open(path, "r+"), pool);
   }
 
-  async read(position: number, length: number): Promise<Buffer> {
-    if (this.closing !== undefined) throw new Error("the file is closed");
-    if (length <= ReadPool.readBytesMax) return this.readInPool(position, length);
+  read(position: number, length: number): Promise<Buffer> {
+    if (this.closing !== undefined) return Promise.reject(new Error("the file is closed"));
+    if (length <= ReadPool.readBytesMax) {
+      this.poolReads++;
+      return this.pool.read(this.handle.fd, position, length, this);
+    }
+    return this.readLarge(position, length);
+  }
+
+  private async readLarge(position: number, length: number): Promise<Buffer> {
     const buffer = Buffer.allocUnsafe(length);
     let done = 0;
     while (done < length) {
@@ -92,17 +99,13 @@ export class FileBlockFile implements BlockFile {
     return this.closing;
   }
 
-  private async readInPool(position: number, length: number): Promise<Buffer> {
-    this.poolReads++;
-    try {
-      return await this.pool.read(this.handle.fd, position, length);
-    } finally {
-      this.poolReads--;
-      if (this.poolReads === 0 && this.whenPoolReadsDone !== undefined) {
-        const resolve = this.whenPoolReadsDone;
-        this.whenPoolReadsDone = undefined;
-        resolve();
-      }
+  /** A read through the pool settled (ReadOwner): the last lets a waiting close go on. */
+  readSettled(): void {
+    this.poolReads--;
+    if (this.poolReads === 0 && this.whenPoolReadsDone !== undefined) {
+      const resolve = this.whenPoolReadsDone;
+      this.whenPoolReadsDone = undefined;
+      resolve();
     }
   }
 }

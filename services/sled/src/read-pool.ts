@@ -5,8 +5,9 @@
 // request of the sled. The pool keeps reads off the loop and pays the wake-ups once per
 // trip instead of once per range: reads asked for while a worker is busy, or during one
 // turn of the event loop, go together to a worker thread (read-worker.ts) that reads
-// them with readSync into memory shared with the pool, from where each range is copied
-// into a buffer of its own (docs/performance.md, "Sled reads in trips").
+// them with readSync into memory shared with the pool, from where the trip is copied
+// into one buffer of its own, each range answered its part (docs/performance.md, "Sled
+// reads in trips").
 //
 // Contract, as a BlockFile's read: a read returns exactly `length` bytes or fails with
 // the error of its own range (a short read is an error); one range failing fails no
@@ -34,12 +35,32 @@ const { request, done, rangeCount, failureTextBytes, posted, stop } = readContro
 /** Bytes of failure text a range may need: its message, escaped, and its codes. */
 const failureTextBytesPerRange = readFailureMessageCharsMax * 6 + 256;
 
-interface PendingRead {
-  fd: number;
-  position: number;
-  length: number;
-  resolve: (bytes: Buffer) => void;
-  reject: (error: Error) => void;
+/** Told when each of its reads has settled (a file that waits for its reads to close). */
+export interface ReadOwner {
+  readSettled(): void;
+}
+
+/**
+ * A read asked for and not yet settled. A class, not an object with closures: a read
+ * then costs no closures (which the bundler wraps to keep their names) beyond its
+ * promise's own.
+ */
+class PendingRead {
+  resolve!: (bytes: Buffer) => void;
+  reject!: (error: Error) => void;
+  readonly promise: Promise<Buffer>;
+
+  constructor(
+    readonly fd: number,
+    readonly position: number,
+    readonly length: number,
+    readonly owner: ReadOwner | undefined,
+  ) {
+    this.promise = new Promise<Buffer>((resolve, reject) => {
+      this.resolve = resolve;
+      this.reject = reject;
+    });
+  }
 }
 
 /** What of a failed range's error crosses from the worker. */
@@ -101,40 +122,34 @@ export class ReadPool {
     }
   }
 
-  /** Reads `length` bytes (at most `readBytesMax`) of descriptor `fd` at `position`. */
-  read(fd: number, position: number, length: number): Promise<Buffer> {
-    if (this.closed) return Promise.reject(new Error("the read pool is closed"));
-    if (!Number.isInteger(length) || length < 0 || length > ReadPool.readBytesMax) {
+  /**
+   * Reads `length` bytes (at most `readBytesMax`) of descriptor `fd` at `position`; `owner`,
+   * if given, is told once the read has settled (answered, failed or refused), before
+   * its promise settles.
+   */
+  read(fd: number, position: number, length: number, owner?: ReadOwner): Promise<Buffer> {
+    if (this.closed || !Number.isInteger(length) || length < 0 || length > ReadPool.readBytesMax) {
+      owner?.readSettled();
       return Promise.reject(
-        new RangeError(
-          `a pool read is a whole number of bytes up to ${ReadPool.readBytesMax}, not ${length}`,
-        ),
+        this.closed
+          ? new Error("the read pool is closed")
+          : new RangeError(
+              `a pool read is a whole number of bytes up to ${ReadPool.readBytesMax}, not ${length}`,
+            ),
       );
     }
-    if (length === 0) return Promise.resolve(Buffer.alloc(0));
+    if (length === 0) {
+      owner?.readSettled();
+      return Promise.resolve(Buffer.alloc(0));
+    }
     this.readsInflight++;
-    return new Promise<Buffer>((resolve, reject) => {
-      this.pending.push({
-        fd,
-        position,
-        length,
-        resolve: (bytes) => {
-          this.settled();
-          resolve(bytes);
-        },
-        reject: (error) => {
-          this.settled();
-          reject(error);
-        },
-      });
-      if (!this.flushScheduled) {
-        this.flushScheduled = true;
-        setImmediate(() => {
-          this.flushScheduled = false;
-          this.dispatch();
-        });
-      }
-    });
+    const read = new PendingRead(fd, position, length, owner);
+    this.pending.push(read);
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      setImmediate(this.flush);
+    }
+    return read.promise;
   }
 
   /** Trips sent so far (for tests and benchmarks). */
@@ -165,7 +180,24 @@ export class ReadPool {
     );
   }
 
-  private settled(): void {
+  /** The reads of one turn go out (one closure for the pool's life, not one per turn). */
+  private readonly flush = (): void => {
+    this.flushScheduled = false;
+    this.dispatch();
+  };
+
+  private answerRead(read: PendingRead, bytes: Buffer): void {
+    this.settled(read);
+    read.resolve(bytes);
+  }
+
+  private failRead(read: PendingRead, error: Error): void {
+    this.settled(read);
+    read.reject(error);
+  }
+
+  private settled(read: PendingRead): void {
+    read.owner?.readSettled();
     this.readsInflight--;
     if (this.readsInflight === 0 && this.whenIdle !== undefined) {
       const resolve = this.whenIdle;
@@ -185,7 +217,7 @@ export class ReadPool {
         } catch (error) {
           const reads = this.pending;
           this.pending = [];
-          for (const read of reads) read.reject(error as Error);
+          for (const read of reads) this.failRead(read, error as Error);
           return;
         }
       }
@@ -229,7 +261,7 @@ export class ReadPool {
     }
   }
 
-  /** Settles a finished trip's reads, each from its own copy of its bytes. */
+  /** Settles a finished trip's reads, from one copy of the trip's bytes. */
   private answer(entry: ReadWorker, trip: PendingRead[]): void {
     if (entry.trip !== trip) return; // the worker stopped and failed the trip already
     let failures: RangeFailure[] | undefined;
@@ -245,17 +277,22 @@ export class ReadPool {
       }
     }
     entry.trip = undefined;
+    // One copy of the whole trip out of the shared area, each read answered its own part
+    // of it: one buffer a trip rather than one a range (the ranges do not overlap, so no
+    // answer sees another's bytes change; a trip is at most readTripBytesMax bytes).
+    let tripBytes = 0;
+    for (const read of trip) tripBytes += read.length;
+    const copy = Buffer.allocUnsafe(tripBytes);
+    copy.set(entry.data.subarray(0, tripBytes));
     let failure = 0;
     let at = 0;
     for (let index = 0; index < trip.length; index++) {
       const read = trip[index]!;
       if (failures !== undefined && failures[failure]?.index === index) {
-        read.reject(rangeError(failures[failure]!));
+        this.failRead(read, rangeError(failures[failure]!));
         failure++;
       } else {
-        const bytes = Buffer.allocUnsafe(read.length);
-        bytes.set(entry.data.subarray(at, at + read.length));
-        read.resolve(bytes);
+        this.answerRead(read, copy.subarray(at, at + read.length));
       }
       at += read.length;
     }
@@ -309,7 +346,8 @@ export class ReadPool {
     entry.stopped = true;
     if (trip !== undefined) {
       for (const read of trip) {
-        read.reject(
+        this.failRead(
+          read,
           closing
             ? new Error("the read pool is closed")
             : new Error(`the read worker stopped: ${cause.message}`, { cause }),

@@ -97,6 +97,57 @@ test("bad reads are refused before they go anywhere", async () => {
   expect(() => new ReadPool({ workersMax: 0 })).toThrow(/workersMax/);
 });
 
+test("an owner is told of each of its reads settled, answered, failed or refused, before the read settles", async () => {
+  const handle = await open(path, "r");
+  const folder = await open(directory.path, "r");
+  let settled = 0;
+  const owner = { readSettled: () => settled++ };
+  // What the owner had been told when each read settled: never less than its own.
+  const seen = (read: Promise<Buffer>) =>
+    read.then(
+      () => settled,
+      () => settled,
+    );
+  try {
+    const answered = [
+      seen(pool.read(handle.fd, 0, 4096, owner)),
+      seen(pool.read(folder.fd, 0, 4096, owner)), // fails: EISDIR
+      seen(pool.read(handle.fd, 0, readTripBytesMax + 1, owner)), // refused
+      seen(pool.read(handle.fd, 0, 0, owner)), // empty
+    ];
+    for (const told of await Promise.all(answered)) expect(told).toBeGreaterThan(0);
+    expect(settled).toBe(4);
+    await pool.close();
+    await pool.read(handle.fd, 0, 10, owner).catch(() => undefined); // refused: closed
+    expect(settled).toBe(5);
+  } finally {
+    await folder.close();
+    await handle.close();
+  }
+});
+
+test("answers of one trip share no bytes: writing one leaves the others as read", async () => {
+  const handle = await open(path, "r");
+  try {
+    const ranges = someRanges(20).filter((range) => range.length === 4096);
+    const answers = await Promise.all(
+      ranges.map(({ position, length }) => pool.read(handle.fd, position, length)),
+    );
+    expect(pool.trips).toBe(1);
+    for (const answer of answers) answer.fill(0xa5);
+    for (const [index, answer] of answers.entries()) {
+      expect(answer.byteLength).toBe(4096);
+      expect(answer.every((byte) => byte === 0xa5)).toBe(true);
+      // And the next trip's answers are the file's bytes, not what was written here.
+      const { position, length } = ranges[index]!;
+      const again = await pool.read(handle.fd, position, length);
+      expect(again.equals(contents.subarray(position, position + length))).toBe(true);
+    }
+  } finally {
+    await handle.close();
+  }
+});
+
 test("a file closed while its reads are out closes after they are answered, never under them", async () => {
   const file = await FileBlockFile.open(path, pool);
   const ranges = someRanges(400);

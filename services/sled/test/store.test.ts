@@ -221,6 +221,25 @@ describe("chunks", () => {
     expect(await target.readChunk(owner, "c-6", 3 * blockBytes, blockBytes)).toEqual(
       data.subarray(3 * blockBytes),
     );
+    // The damaged block read alone, whole or in part (a read of one block is checked
+    // without a view of it), and beside a good one in a read-many.
+    for (const [offset, length] of [
+      [2 * blockBytes, blockBytes],
+      [2 * blockBytes + 512, 512],
+    ] as const) {
+      await expect(target.readChunk(owner, "c-6", offset, length)).rejects.toMatchObject({
+        code: ErrorCode.ChecksumMismatch,
+        details: { block: 2 },
+      });
+    }
+    const many = await target.readChunks(owner, [
+      { chunkId: "c-6", offset: 2 * blockBytes, length: blockBytes },
+      { chunkId: "c-6", offset: blockBytes, length: blockBytes },
+    ]);
+    expect(many.failed).toMatchObject([{ index: 0, code: ErrorCode.ChecksumMismatch }]);
+    expect(Buffer.from(many.data[1]!)).toEqual(
+      Buffer.from(data.subarray(blockBytes, 2 * blockBytes)),
+    );
     const report = await target.scrub();
     expect(report).toMatchObject({ chunksChecked: 2, damagedTruncated: false });
     expect(report.damaged).toEqual([
