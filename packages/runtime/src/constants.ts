@@ -21,8 +21,18 @@ export const handlersInflightMax = 256;
  */
 export const backlogCompactSlotsMin = 1024;
 
-/** How long shutdown waits for in-flight handlers before it closes anyway. */
+/**
+ * How long shutdown waits for in-flight handlers before it closes anyway (the drains of
+ * the subscriptions included: on a NATS server gone silent they wait for a PONG until
+ * the pings run out, natsPingIntervalMs × natsPingsOutMax, far past this).
+ */
 export const shutdownGraceMs = 10_000;
+/**
+ * How long shutdown's last step, the drain of the NATS connection (flushing the replies
+ * already written), may take before the connection is closed without it: on a silent
+ * server that drain too waited for the pings to run out.
+ */
+export const natsCloseGraceMs = 5000;
 
 /** How often a child process checks that the launcher that started it is alive. */
 export const parentCheckIntervalMs = 1000;

@@ -53,6 +53,7 @@ import {
   backlogCompactSlotsMin,
   ballastVersion,
   handlersInflightMax,
+  natsCloseGraceMs,
   shutdownGraceMs,
 } from "./constants.ts";
 import { SealKeys } from "./link-seal.ts";
@@ -327,10 +328,21 @@ export class Service {
         if (index < 0) return;
         this.subscriptions.splice(index, 1);
         this.subjectsServed.splice(this.subjectsServed.indexOf(subject), 1);
-        // Messages already delivered are still handled; nothing new arrives.
-        await subscription.drain().catch(() => undefined);
-        await loop;
-        this.loops.splice(this.loops.indexOf(loop), 1);
+        // Messages already delivered are still handled; nothing new arrives. Within the
+        // shutdown grace, as the service's own stop: a handler that never settles must
+        // not hold its caller (a closer, a leader stepping down, a demotion) for good.
+        const drained = subscription.drain().then(
+          () => loop,
+          () => loop,
+        );
+        if (!(await settlesWithin(drained, shutdownGraceMs))) {
+          this.logger.warn(
+            { subject, graceMs: shutdownGraceMs },
+            "in-flight messages of a stopped subject did not finish in time",
+          );
+        }
+        const at = this.loops.indexOf(loop);
+        if (at >= 0) this.loops.splice(at, 1);
       },
     };
   }
@@ -426,8 +438,11 @@ export class Service {
     this.#linkServer?.unrouteAll();
     // Draining a subscription stops delivery and lets the loop handle what was already
     // delivered; the loops end once their in-flight handlers have finished.
-    await Promise.allSettled(this.subscriptions.map((subscription) => subscription.drain()));
-    const finished = await settlesWithin(Promise.allSettled(this.loops), shutdownGraceMs);
+    // Within the grace, drains included (a silent server never answers their flush).
+    const drained = Promise.allSettled(
+      this.subscriptions.map((subscription) => subscription.drain()),
+    ).then(() => Promise.allSettled(this.loops));
+    const finished = await settlesWithin(drained, shutdownGraceMs);
     if (!finished) {
       this.logger.warn({ graceMs: shutdownGraceMs }, "in-flight messages did not finish in time");
     }
@@ -441,7 +456,19 @@ export class Service {
       }
     }
     if (!this.bus.connection.isClosed()) {
-      await this.bus.connection.drain().catch(() => this.bus.connection.close());
+      const connection = this.bus.connection;
+      const closed = connection
+        .drain()
+        .catch(() => connection.close())
+        .catch(() => undefined);
+      if (!(await settlesWithin(closed, natsCloseGraceMs))) {
+        this.logger.warn(
+          { graceMs: natsCloseGraceMs },
+          "the NATS connection did not drain in time; closing it",
+        );
+        // Not awaited: on a silent server even the close's flush could wait.
+        void connection.close().catch(() => undefined);
+      }
     }
     this.logger.info("stopped");
   }

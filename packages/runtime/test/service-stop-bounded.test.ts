@@ -1,0 +1,144 @@
+// Stopping a served subject, or the whole service, ends within the shutdown grace even
+// when a handler never settles. Unit test on a fake connection (named as such below)
+// and vitest's fake timers: the grace is 10 s, and the test only moves the clock.
+//
+// A subject's stop used to wait for its handlers with no bound. The service's own stop
+// bounds them by shutdownGraceMs, but the coordinator's closer (and its loss of the
+// leadership) and the head node's demotion stop subjects themselves: one handler stuck
+// on something that never answered kept that stop, and so the process's SIGTERM, from
+// ever ending.
+
+import { encodeMessage } from "@ballast/protocol";
+import { afterEach, expect, test, vi } from "vitest";
+import type { Bus } from "../src/bus.ts";
+import { natsCloseGraceMs, shutdownGraceMs } from "../src/constants.ts";
+import { createLogger } from "../src/logger.ts";
+import { Service } from "../src/service.ts";
+
+type Callback = (error: Error | null, message: unknown) => void;
+
+/**
+ * A fake of the part of a nats.js connection the service shell uses: deliver on demand.
+ * A silent one is a server gone quiet without closing the socket: its drains (of a
+ * subscription, of the connection) wait for a PONG that never comes.
+ */
+class FakeConnection {
+  readonly callbacks = new Map<string, Callback>();
+  closedByUs = false;
+
+  constructor(private readonly silent = false) {}
+
+  subscribe(subject: string, options: { callback: Callback }) {
+    this.callbacks.set(subject, options.callback);
+    let close = () => {};
+    const closed = new Promise<void>((resolve) => {
+      close = resolve;
+    });
+    const drain = this.silent ? () => new Promise<void>(() => undefined) : async () => close();
+    return { closed, drain, unsubscribe: () => close() };
+  }
+
+  drain(): Promise<void> {
+    return new Promise<void>(() => undefined);
+  }
+
+  async close(): Promise<void> {
+    this.closedByUs = true;
+  }
+
+  /** A request to `subject`, as nats.js hands it to the subscription's callback. */
+  request(subject: string): void {
+    const callback = this.callbacks.get(subject);
+    if (callback === undefined) throw new Error(`no subscription to ${subject}`);
+    callback(null, {
+      subject,
+      reply: "_INBOX.test",
+      data: encodeMessage({ type: "node.info.v1" }),
+      headers: undefined,
+      respond: () => true,
+    });
+  }
+
+  isClosed(): boolean {
+    return !this.silent || this.closedByUs;
+  }
+}
+
+afterEach(() => {
+  vi.useRealTimers();
+});
+
+function serviceOn(connection: FakeConnection): Service {
+  return new Service({
+    kind: "coordinator",
+    nodeId: "coordinator-1",
+    bus: { connection } as unknown as Bus,
+    tracer: undefined,
+    logger: createLogger({ service: "coordinator", nodeId: "coordinator-1", level: "silent" }),
+    heartbeatIntervalMs: 1000,
+  });
+}
+
+/** Whether `promise` has settled once the fake clock has moved `ms` on. */
+async function settledAfter(promise: Promise<unknown>, ms: number): Promise<boolean> {
+  let settled = false;
+  void promise.then(
+    () => {
+      settled = true;
+    },
+    () => {
+      settled = true;
+    },
+  );
+  await vi.advanceTimersByTimeAsync(ms);
+  return settled;
+}
+
+test("a subject's stop ends within the shutdown grace while a handler never settles", async () => {
+  vi.useFakeTimers();
+  const connection = new FakeConnection();
+  const service = serviceOn(connection);
+  const subject = "ballast.test.stuck";
+  let started = 0;
+  const served = service.serve(subject, { accept: ["node.info.v1"] }, () => {
+    started++;
+    return new Promise<never>(() => undefined);
+  });
+  connection.request(subject);
+  expect(started).toBe(1);
+
+  const stop = served.stop();
+  expect(await settledAfter(stop, shutdownGraceMs - 1)).toBe(false);
+  expect(await settledAfter(stop, 1)).toBe(true);
+  await expect(stop).resolves.toBeUndefined();
+});
+
+test("a service whose closer stops a stuck subject (the coordinator's) still stops", async () => {
+  vi.useFakeTimers();
+  const connection = new FakeConnection();
+  const service = serviceOn(connection);
+  const subject = "ballast.test.control";
+  const served = service.serve(subject, { accept: ["node.info.v1"] }, () => {
+    return new Promise<never>(() => undefined);
+  });
+  service.onClose(() => served.stop());
+  connection.request(subject);
+
+  const stop = service.stop("test over");
+  // The service's wait for its handlers, then the closer's own: each bounded by the grace.
+  expect(await settledAfter(stop, 2 * shutdownGraceMs + 1)).toBe(true);
+  await expect(stop).resolves.toBeUndefined();
+});
+
+test("a service on a silent NATS server stops within its graces and closes the connection", async () => {
+  vi.useFakeTimers();
+  const connection = new FakeConnection(true);
+  const service = serviceOn(connection);
+  service.serve("ballast.test.quiet", { accept: ["node.info.v1"] }, () => undefined);
+
+  const stop = service.stop("test over");
+  // The handlers' grace (subscription drains included), then the connection's drain's.
+  expect(await settledAfter(stop, shutdownGraceMs + natsCloseGraceMs + 1)).toBe(true);
+  await expect(stop).resolves.toBeUndefined();
+  expect(connection.closedByUs).toBe(true);
+});
