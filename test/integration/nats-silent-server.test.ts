@@ -11,7 +11,7 @@
 // second; the test waits at most `noticedWithinMs`, well past the bound the settings
 // give and far below the 40 s the default interval would take (let alone nats.js's).
 
-import { type RunningNatsServer, startNatsServer } from "@ballast/cli";
+import { connectCli, type RunningNatsServer, startNatsServer } from "@ballast/cli";
 import { type BallastError, ErrorCode, subjects } from "@ballast/protocol";
 import { Bus, connectNats, constants, createLogger, Service } from "@ballast/runtime";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
@@ -141,6 +141,26 @@ describe("a NATS server that goes silent", () => {
 
     // The caller's retry, as clients retry a Timeout, is answered over the new connection.
     expect(await flush(client, 5000)).toEqual({ flushedOpNum: 3 });
+  });
+
+  // A command's close drained its connection with no bound of its own: on a silent
+  // server the drain's flush waits for a PONG until the default pings run out (30 to
+  // 40 s), so a command that had already failed (its request at the deadline) took that
+  // long more to end. Now it closes within natsCloseGraceMs. The test's timeout sits
+  // between the two.
+  test("a command's connection to a silent server closes within the close grace", {
+    timeout: constants.natsCloseGraceMs + 10_000,
+  }, async () => {
+    expect(constants.natsPingIntervalMs * constants.natsPingsOutMax).toBeGreaterThan(
+      constants.natsCloseGraceMs + 10_000,
+    );
+    const proxy = await startSilentProxy(portOf(nats.url));
+    cleanups.push(() => proxy.close());
+    const cli = await connectCli({ natsUrl: proxy.url, source: "test", access: {} });
+    expect(await cli.connection.flush().then(() => "flushed")).toBe("flushed");
+    proxy.silence();
+    await cli.close();
+    expect(cli.connection.isClosed()).toBe(true);
   });
 
   test("a ping interval out of bounds is refused before connecting", async () => {

@@ -46,6 +46,7 @@ import {
 import type { Context, Counter, Meter, Tracer } from "@opentelemetry/api";
 import {
   linkOfferDeadlineMs,
+  natsCloseGraceMs,
   natsConnectTimeoutMs,
   natsPingIntervalMs,
   natsPingIntervalMsMax,
@@ -58,6 +59,7 @@ import {
 import { type LinkConnection, LinkNotHandled, type LinkOffer, LinkRoutes } from "./link-client.ts";
 import { SealKeys } from "./link-seal.ts";
 import type { Logger } from "./logger.ts";
+import { settlesWithin } from "./settle.ts";
 import { injectTraceContext, SpanKind, withSpan } from "./tracing.ts";
 
 /** Who this connection is: a NATS user and password (one per role, see permissions.ts). */
@@ -147,6 +149,28 @@ export interface ConnectOptions {
    * natsPingIntervalMsMin and natsPingIntervalMsMax.
    */
   pingIntervalMs?: number;
+}
+
+/**
+ * Drains `connection` (what was published is flushed, then it closes), within
+ * `graceMs`; past it, or when the drain fails, closes it without the flush. True when
+ * the drain finished in time. On a server gone silent a drain waits for a PONG until
+ * the pings run out (natsPingIntervalMs × natsPingsOutMax): a stopping process or a
+ * finished command must not wait that long.
+ */
+export async function drainNats(
+  connection: Pick<NatsConnection, "drain" | "close" | "isClosed">,
+  graceMs: number = natsCloseGraceMs,
+): Promise<boolean> {
+  if (connection.isClosed()) return true;
+  const drained = connection.drain().then(
+    () => true,
+    () => false,
+  );
+  if ((await settlesWithin(drained, graceMs)) && (await drained)) return true;
+  // Not awaited: on a silent server the close's own flush could wait as well.
+  void connection.close().catch(() => undefined);
+  return false;
 }
 
 /**

@@ -48,7 +48,7 @@ import {
   type Tracer,
   trace,
 } from "@opentelemetry/api";
-import type { Bus } from "./bus.ts";
+import { type Bus, drainNats } from "./bus.ts";
 import {
   backlogCompactSlotsMin,
   ballastVersion,
@@ -455,20 +455,11 @@ export class Service {
         this.logger.error({ error: String(error) }, "a resource failed to close");
       }
     }
-    if (!this.bus.connection.isClosed()) {
-      const connection = this.bus.connection;
-      const closed = connection
-        .drain()
-        .catch(() => connection.close())
-        .catch(() => undefined);
-      if (!(await settlesWithin(closed, natsCloseGraceMs))) {
-        this.logger.warn(
-          { graceMs: natsCloseGraceMs },
-          "the NATS connection did not drain in time; closing it",
-        );
-        // Not awaited: on a silent server even the close's flush could wait.
-        void connection.close().catch(() => undefined);
-      }
+    if (!(await drainNats(this.bus.connection, natsCloseGraceMs))) {
+      this.logger.warn(
+        { graceMs: natsCloseGraceMs },
+        "the NATS connection did not drain (in time); closed it without",
+      );
     }
     this.logger.info("stopped");
   }

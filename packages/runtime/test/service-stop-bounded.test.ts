@@ -10,7 +10,7 @@
 
 import { encodeMessage } from "@ballast/protocol";
 import { afterEach, expect, test, vi } from "vitest";
-import type { Bus } from "../src/bus.ts";
+import { type Bus, drainNats } from "../src/bus.ts";
 import { natsCloseGraceMs, shutdownGraceMs } from "../src/constants.ts";
 import { createLogger } from "../src/logger.ts";
 import { Service } from "../src/service.ts";
@@ -141,4 +141,14 @@ test("a service on a silent NATS server stops within its graces and closes the c
   expect(await settledAfter(stop, shutdownGraceMs + natsCloseGraceMs + 1)).toBe(true);
   await expect(stop).resolves.toBeUndefined();
   expect(connection.closedByUs).toBe(true);
+});
+
+test("drainNats closes a connection whose drain does not end within the grace", async () => {
+  vi.useFakeTimers();
+  const silent = new FakeConnection(true);
+  const drained = drainNats(silent, natsCloseGraceMs);
+  expect(await settledAfter(drained, natsCloseGraceMs - 1)).toBe(false);
+  expect(await settledAfter(drained, 1)).toBe(true);
+  expect(await drained).toBe(false);
+  expect(silent.closedByUs).toBe(true);
 });
