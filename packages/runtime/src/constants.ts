@@ -22,15 +22,16 @@ export const handlersInflightMax = 256;
 export const backlogCompactSlotsMin = 1024;
 
 /**
- * How long shutdown waits for in-flight handlers before it closes anyway (the drains of
- * the subscriptions included: on a NATS server gone silent they wait for a PONG until
- * the pings run out, natsPingIntervalMs × natsPingsOutMax, far past this).
+ * How long shutdown, or the stop of one served subject, waits for in-flight handlers
+ * before it goes on anyway; the drains of the subscriptions count within it (on a NATS
+ * server gone silent they wait for a PONG until the pings run out, natsPingIntervalMs ×
+ * natsPingsOutMax, far past this).
  */
 export const shutdownGraceMs = 10_000;
 /**
- * How long shutdown's last step, the drain of the NATS connection (flushing the replies
- * already written), may take before the connection is closed without it: on a silent
- * server that drain too waited for the pings to run out.
+ * How long the drain of a NATS connection (flushing what was published) may take before
+ * the connection is closed without it (bus.ts `drainNats`): a service's last step on
+ * shutdown, a command's end. On a silent server that drain too waited for the pings.
  */
 export const natsCloseGraceMs = 5000;
 
