@@ -154,6 +154,35 @@ test("failures part way, ranges past the end and unusable files are clear errors
   expect(noDirectory.stderr).toMatch(/^ballast: cannot create .*: ENOENT/);
 });
 
+test("a reader that goes away part way through `ballast read` is a clear error, not a crash", async () => {
+  // `ballast read ... | head -c 1`: the pipe's reader closes after the first bytes. The
+  // command's next write fails with EPIPE; stdout's error had no listener, so it died
+  // with a stack trace.
+  const result = await new Promise<{ code: number | null; stderr: string; got: number }>(
+    (resolve) => {
+      const child = spawn(
+        process.execPath,
+        [ballastBin, "read", "disk", "--length", "16MiB", ...nats],
+        { stdio: ["ignore", "pipe", "pipe"] },
+      );
+      let stderr = "";
+      let got = 0;
+      child.stderr.on("data", (chunk) => {
+        stderr += chunk;
+      });
+      child.stdout.once("data", (chunk: Buffer) => {
+        got = chunk.byteLength;
+        child.stdout.destroy();
+      });
+      child.once("close", (code) => resolve({ code, stderr, got }));
+    },
+  );
+  expect(result.got).toBeGreaterThan(0);
+  expect(result.code).toBe(1);
+  expect(result.stderr).toMatch(/^ballast: cannot write to standard output: .*EPIPE/);
+  expect(result.stderr).not.toContain("    at ");
+});
+
 test("--replicas that is not 2 or 3 is a usage error naming the flag", async () => {
   for (const replicas of ["abc", "2.5", "0x3", "", "1", "4"]) {
     const created = await runCli([

@@ -265,8 +265,7 @@ async function copyOut(
     while (reads.length > 0) {
       const data = await reads.shift()!;
       if (file === undefined) {
-        if (!process.stdout.write(data))
-          await new Promise((resolve) => process.stdout.once("drain", resolve));
+        await writeStdout(data);
       } else {
         await fileStep(target!, "write", file.write(data));
       }
@@ -275,10 +274,58 @@ async function copyOut(
       if (issued < total) issue();
     }
     if (file !== undefined) await fileStep(target!, "write", file.sync());
+    else {
+      // The last write's EPIPE comes a turn after it returned.
+      await new Promise((resolve) => setImmediate(resolve));
+      throwIfStdoutFailed();
+    }
   } finally {
     await Promise.allSettled(reads);
     await file?.close();
   }
+}
+
+/**
+ * Standard output's first error, watched from the first write on: a reader that has gone
+ * (`ballast read ... | head -c 1`) fails a write with EPIPE, which node reports as an
+ * 'error' event, often a turn after the write returned. With no listener it ended the
+ * process with a stack; a write waiting for 'drain' would have waited for good.
+ */
+let stdoutFailure: Error | undefined;
+let stdoutFailed: Promise<never> | undefined;
+
+function watchStdout(): Promise<never> {
+  stdoutFailed ??= new Promise<never>((_, reject) => {
+    process.stdout.on("error", (error: Error) => {
+      stdoutFailure ??= error;
+      reject(error);
+    });
+  });
+  stdoutFailed.catch(() => undefined);
+  return stdoutFailed;
+}
+
+function throwIfStdoutFailed(): void {
+  if (stdoutFailure !== undefined) {
+    throw new CliError(
+      exitCodes.failed,
+      `cannot write to standard output: ${stdoutFailure.message}`,
+      { cause: stdoutFailure },
+    );
+  }
+}
+
+/** Writes `data` to standard output, waiting while its buffer is full. */
+async function writeStdout(data: Uint8Array): Promise<void> {
+  const failed = watchStdout();
+  throwIfStdoutFailed();
+  if (!process.stdout.write(data)) {
+    await Promise.race([
+      new Promise((resolve) => process.stdout.once("drain", resolve)),
+      failed,
+    ]).catch(() => undefined);
+  }
+  throwIfStdoutFailed();
 }
 
 /**
