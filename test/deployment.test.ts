@@ -1,11 +1,27 @@
 import { existsSync, readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { cliConstants, natsAuthorizationConfig, natsPasswordVariable } from "@ballast/cli";
+import { nbdLimitsDefault } from "@ballast/gateway";
 import { buckets, limits, natsRoles, permissionsOf, serviceKinds } from "@ballast/protocol";
+import { constants as runtimeConstants } from "@ballast/runtime";
 import { expect, test } from "vitest";
 
 const root = fileURLToPath(new URL("../", import.meta.url));
 const read = (path: string) => readFileSync(`${root}${path}`, "utf8");
+
+test("a service is given longer to stop than its own bounds let it take, by the CLI and by compose", () => {
+  // A gateway's stop: in-flight handlers, then NBD connections, then NATS, each bounded.
+  // The launcher's kill came at 15 s and compose's at its default 10 s, inside that.
+  const slowestStopMs =
+    runtimeConstants.shutdownGraceMs +
+    nbdLimitsDefault.closeGraceMs +
+    runtimeConstants.natsCloseGraceMs;
+  expect(cliConstants.childStopGraceMs).toBeGreaterThan(slowestStopMs);
+  const anchor = /^x-ballast: &ballast\n(?: {2}.*\n)*? {2}stop_grace_period: (\d+)s$/m.exec(
+    read("docker-compose.yml"),
+  );
+  expect(Number(anchor?.[1]) * 1000).toBe(cliConstants.childStopGraceMs);
+});
 
 test("the compose NATS config allows the protocol's largest message", () => {
   const match = /^max_payload:\s*(\d+)/m.exec(read("deploy/nats-server.conf"));

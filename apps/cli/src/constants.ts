@@ -13,8 +13,15 @@ export const serviceCountMax = 32;
 export const natsReadyTimeoutMs = 15_000;
 /** How long `ballast up` waits for every service to report healthy. */
 export const clusterReadyTimeoutMs = 30_000;
-/** How long a stopping child gets after SIGTERM before it is killed. */
-export const childStopGraceMs = 15_000;
+/**
+ * How long a stopping child gets after SIGTERM before it is killed. Longer than the
+ * slowest stop a service may take by its own bounds: a gateway's in-flight handlers
+ * (the runtime's shutdownGraceMs, 10 s), then its NBD connections (the NBD server's
+ * closeGraceMs, 10 s), then its NATS connection (natsCloseGraceMs, 5 s). It was 15 s, so a
+ * gateway stopping slowly but within its bounds was killed part way (a test keeps the
+ * sum below this; docker-compose's stop_grace_period is the same).
+ */
+export const childStopGraceMs = 30_000;
 /**
  * How long the CLI waits for NATS when it connects to run a command (NATS may still be
  * starting). BALLAST_NATS_CONNECT_TIMEOUT_MS may set it, from 100 ms to 10 minutes
