@@ -49,6 +49,32 @@ function report(epoch: number): Report {
 /** The live head nodes and their disks, as the reconciler passes them. */
 const both = { alive: new Set(["head-1", "head-2"]) };
 
+/**
+ * A Configurer over a fake bus (`request`), head nodes `alive`, one sled, and the tenure
+ * leading while `leads()` holds (unit).
+ */
+function queueingConfigurer(
+  tenure: Tenure,
+  request: (subject: string, message: { partition: number }) => Promise<unknown>,
+  alive: Set<string>,
+  leads: () => boolean = () => true,
+): Configurer {
+  return new Configurer(
+    { bus: { request }, logger: { debug: () => undefined, warn: () => undefined } } as never,
+    {} as never,
+    { held: () => tenure, current: () => (leads() ? tenure : undefined) },
+    { aliveHeadNodes: () => alive, aliveSleds: () => ["sled-1"], headNodeDisks: () => new Map() },
+  );
+}
+
+/** `records` held by the tenure, each at a revision of its own. */
+function hold(tenure: Tenure, records: PartitionRecord[]): PartitionRecord[] {
+  records.forEach((one, revision) => {
+    tenure.records.set(partitionKey(one), { value: one, revision });
+  });
+  return records;
+}
+
 let clockMs = 1000;
 
 describe("Configurer", () => {
@@ -342,23 +368,18 @@ describe("Configurer: a new volume of many partitions", () => {
         ),
     };
     const alive = new Set(["head-1", "head-2"]);
-    const configurer = new Configurer(
-      { bus: fakeBus, logger: { debug: () => undefined, warn: () => undefined } } as never,
-      {} as never,
-      { held: () => tenure, current: () => tenure },
-      { aliveHeadNodes: () => alive, aliveSleds: () => ["sled-1"], headNodeDisks: () => new Map() },
-    );
+    const configurer = queueingConfigurer(tenure, fakeBus.request, alive);
     // Four times the bound per head node, each node primary of half.
     const count = 8 * configuresPerNodeInflightMax;
-    const records = Array.from({ length: count }, (_, partition) => ({
-      ...record,
-      partition,
-      epoch: 1,
-      ...(partition % 2 === 0 ? {} : { primary: "head-2", secondaries: ["head-1"] }),
-    }));
-    records.forEach((one, revision) => {
-      tenure.records.set(partitionKey(one), { value: one, revision });
-    });
+    const records = hold(
+      tenure,
+      Array.from({ length: count }, (_, partition) => ({
+        ...record,
+        partition,
+        epoch: 1,
+        ...(partition % 2 === 0 ? {} : { primary: "head-2", secondaries: ["head-1"] }),
+      })),
+    );
     const perNode = () => {
       const counts = new Map<string, number>();
       for (const { node } of waiting) counts.set(node, (counts.get(node) ?? 0) + 1);
@@ -426,19 +447,14 @@ describe("Configurer: a new volume of many partitions", () => {
       request: () => new Promise((resolve) => waiting.push(() => resolve({}))),
     };
     const alive = new Set(["head-1", "head-2"]);
-    const configurer = new Configurer(
-      { bus: fakeBus, logger: { debug: () => undefined, warn: () => undefined } } as never,
-      {} as never,
-      { held: () => tenure, current: () => (leading ? tenure : undefined) },
-      { aliveHeadNodes: () => alive, aliveSleds: () => ["sled-1"], headNodeDisks: () => new Map() },
+    const configurer = queueingConfigurer(tenure, fakeBus.request, alive, () => leading);
+    const records = hold(
+      tenure,
+      Array.from({ length: 2 * configuresPerNodeInflightMax }, (_, partition) => ({
+        ...record,
+        partition,
+      })),
     );
-    const records = Array.from({ length: 2 * configuresPerNodeInflightMax }, (_, partition) => ({
-      ...record,
-      partition,
-    }));
-    records.forEach((one, revision) => {
-      tenure.records.set(partitionKey(one), { value: one, revision });
-    });
     for (const one of records) void configurer.configure(tenure, one, alive, ["sled-1"]);
     await new Promise((resolve) => setImmediate(resolve));
     expect(waiting).toHaveLength(2 * configuresPerNodeInflightMax);
@@ -464,19 +480,14 @@ describe("Configurer: a new volume of many partitions", () => {
         ),
     };
     const alive = new Set(["head-1", "head-2"]);
-    const configurer = new Configurer(
-      { bus: fakeBus, logger: { debug: () => undefined, warn: () => undefined } } as never,
-      {} as never,
-      { held: () => tenure, current: () => tenure },
-      { aliveHeadNodes: () => alive, aliveSleds: () => ["sled-1"], headNodeDisks: () => new Map() },
+    const configurer = queueingConfigurer(tenure, fakeBus.request, alive);
+    const records = hold(
+      tenure,
+      Array.from({ length: 2 * configuresPerNodeInflightMax }, (_, partition) => ({
+        ...record,
+        partition,
+      })),
     );
-    const records = Array.from({ length: 2 * configuresPerNodeInflightMax }, (_, partition) => ({
-      ...record,
-      partition,
-    }));
-    records.forEach((one, revision) => {
-      tenure.records.set(partitionKey(one), { value: one, revision });
-    });
     for (const one of records) void configurer.configure(tenure, one, alive, ["sled-1"]);
     await new Promise((resolve) => setImmediate(resolve));
     expect(tenure.configureQueue.get("head-1")?.size).toBe(configuresPerNodeInflightMax);
