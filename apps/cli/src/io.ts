@@ -295,13 +295,15 @@ let stdoutFailure: Error | undefined;
 let stdoutFailed: Promise<never> | undefined;
 
 function watchStdout(): Promise<never> {
-  stdoutFailed ??= new Promise<never>((_, reject) => {
-    process.stdout.on("error", (error: Error) => {
-      stdoutFailure ??= error;
-      reject(error);
+  if (stdoutFailed === undefined) {
+    stdoutFailed = new Promise<never>((_, reject) => {
+      process.stdout.on("error", (error: Error) => {
+        stdoutFailure ??= error;
+        reject(error);
+      });
     });
-  });
-  stdoutFailed.catch(() => undefined);
+    stdoutFailed.catch(() => undefined);
+  }
   return stdoutFailed;
 }
 

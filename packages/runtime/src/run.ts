@@ -178,14 +178,18 @@ export async function runService<T extends OptionSpecs>(
     nodeId: common.nodeId,
     level: common.logLevel,
   });
+  /** A reason the service cannot start: its log's fatal line, and one line on stderr. */
+  const sayFatal = (message: string) => {
+    logger.fatal(message);
+    process.stderr.write(`ballast ${definition.kind}: ${message}\n`);
+  };
   installCrashPolicy(definition.kind, logger);
   let disk: string;
   try {
     disk = (await claimDataDir(common.dataDir, definition.kind, common.nodeId)).diskId;
   } catch (error) {
     if (error instanceof DataDirError) {
-      logger.fatal(error.message);
-      process.stderr.write(`ballast ${definition.kind}: ${error.message}\n`);
+      sayFatal(error.message);
       return exitCodes.badConfig;
     }
     throw error;
@@ -203,8 +207,7 @@ export async function runService<T extends OptionSpecs>(
     });
   } catch (error) {
     const message = `cannot serve metrics on ${common.metricsHost}:${common.metricsPort}: ${(error as Error).message}`;
-    logger.fatal(message);
-    process.stderr.write(`ballast ${definition.kind}: ${message}\n`);
+    sayFatal(message);
     return exitCodes.badConfig;
   }
   if (telemetry.metricsUrl !== undefined) {
@@ -214,8 +217,7 @@ export async function runService<T extends OptionSpecs>(
   try {
     access = natsAccessOf(common);
   } catch (error) {
-    logger.fatal((error as Error).message);
-    process.stderr.write(`ballast ${definition.kind}: ${(error as Error).message}\n`);
+    sayFatal((error as Error).message);
     return exitCodes.badConfig;
   }
   let connection: Awaited<ReturnType<typeof connectNats>>;
@@ -231,8 +233,7 @@ export async function runService<T extends OptionSpecs>(
   } catch (error) {
     // Refused credentials, or no NATS within the connect timeout: said in words, not
     // thrown out of the process as an uncaught error with a stack.
-    logger.fatal((error as Error).message);
-    process.stderr.write(`ballast ${definition.kind}: ${(error as Error).message}\n`);
+    sayFatal((error as Error).message);
     await telemetry.shutdown().catch(() => undefined);
     return exitCodes.failed;
   }

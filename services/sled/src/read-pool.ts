@@ -111,6 +111,7 @@ export class ReadPool {
   /** Reads asked for and not settled, and what waits for there to be none (close). */
   private readsInflight = 0;
   private whenIdle: (() => void) | undefined;
+  private closing: Promise<void> | undefined;
   private tripCount = 0;
 
   constructor(options: ReadPoolOptions = {}) {
@@ -162,8 +163,17 @@ export class ReadPool {
     return this.workers.length;
   }
 
-  /** Refuses new reads, waits for every read asked for to settle, then stops the workers. */
-  async close(): Promise<void> {
+  /**
+   * Refuses new reads, waits for every read asked for to settle, then stops the workers.
+   * Every call has the one close's promise: a second call while reads were in flight
+   * replaced the first one's wake-up, so the first never resolved.
+   */
+  close(): Promise<void> {
+    this.closing ??= this.closeOnce();
+    return this.closing;
+  }
+
+  private async closeOnce(): Promise<void> {
     this.closed = true;
     if (this.readsInflight > 0) {
       await new Promise<void>((resolve) => {

@@ -1037,7 +1037,7 @@ export class SledStore {
     this.pin(object);
     try {
       // A table in the cache is taken in this turn; only one not cached waits for the disk.
-      const checksums = this.cachedTable(object) ?? (await this.blockTable(object));
+      const checksums = this.cachedTable(object) ?? (await this.loadTable(object));
       const firstBlock = Math.floor(offset / blockBytes);
       const lastBlock = Math.floor((offset + length - 1) / blockBytes);
       const readStart = firstBlock * blockBytes;
@@ -1082,22 +1082,16 @@ export class SledStore {
     return cached;
   }
 
-  /** The object's verified per-block CRC table, from the cache or the disk. */
-  private async blockTable(object: StoredObject): Promise<Uint32Array> {
-    const cached = this.cachedTable(object);
-    if (cached !== undefined) return cached;
-    const key = tableKey(object);
+  /** The object's verified per-block CRC table, read from the disk (not cached: see cachedTable). */
+  private async loadTable(object: StoredObject): Promise<Uint32Array> {
     const checksums = await this.readHeader(object);
     // Another read of the object may have loaded the table while this one waited: keep
     // one copy and count it once. Counted twice, the drift only grew (a read-many of
     // one new chunk's ranges misses together), until the count alone passed the bound
     // and every table was evicted as soon as it went in: a header read on every read.
-    const loaded = this.tableCache.get(key);
-    if (loaded !== undefined) {
-      this.tableCache.delete(key);
-      this.tableCache.set(key, loaded);
-      return loaded;
-    }
+    const loaded = this.cachedTable(object);
+    if (loaded !== undefined) return loaded;
+    const key = tableKey(object);
     this.tableCache.set(key, checksums);
     this.tableCacheBytes += checksums.byteLength;
     for (const [oldest, table] of this.tableCache) {

@@ -236,3 +236,24 @@ test("a worker that stops under a trip fails that trip's reads; the pool goes on
     await handle.close();
   }
 });
+
+test("two closes while reads are in flight both end once the reads have settled", async () => {
+  const handle = await open(path, "r");
+  try {
+    const reads = someRanges(64).map(({ position, length }) =>
+      pool.read(handle.fd, position, length),
+    );
+    const first = pool.close();
+    const second = pool.close();
+    const answers = await Promise.all(reads);
+    expect(answers.every((bytes) => bytes.byteLength > 0)).toBe(true);
+    // The first close waited for a wake-up the second had replaced, and never ended.
+    const ended = await Promise.race([
+      Promise.all([first, second]).then(() => "both"),
+      new Promise((resolve) => setTimeout(() => resolve("first still waiting"), 2000)),
+    ]);
+    expect(ended).toBe("both");
+  } finally {
+    await handle.close();
+  }
+});
