@@ -28,6 +28,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { subjects } from "@ballast/protocol";
 import { startTestCluster } from "../test/support/cluster.ts";
+import { cpuSeconds } from "./cpu-time.ts";
 
 const mebibyte = 1024 * 1024;
 const chunkBytes = 4 * mebibyte;
@@ -57,11 +58,6 @@ async function threadTicks(pid: number): Promise<Map<string, [number, number]>> 
     threads.set(`${name}#${tid}`, [Number(fields[11]), Number(fields[12])]);
   }
   return threads;
-}
-
-async function cpuTicks(pid: number): Promise<number> {
-  const fields = (await readFile(`/proc/${pid}/stat`, "utf8")).split(") ")[1]!.split(" ");
-  return Number(fields[11]) + Number(fields[12]); // utime, stime (fields 14 and 15)
 }
 
 const profileDir = process.env.BALLAST_BENCH_PROFILE_DIR;
@@ -135,7 +131,7 @@ try {
           );
     if (perf !== undefined) await new Promise((resolve) => setTimeout(resolve, 500));
     const threadsBefore = process.env.BALLAST_BENCH_THREADS ? await threadTicks(pid) : undefined;
-    const cpuBefore = await cpuTicks(pid);
+    const cpuBefore = await cpuSeconds(pid);
     const started = performance.now();
     const endMs = started + seconds * 1000;
     let requests = 0;
@@ -152,7 +148,7 @@ try {
       perf.kill("SIGINT");
       await new Promise((resolve) => perf.once("exit", resolve));
     }
-    const cpuUs = ((await cpuTicks(pid)) - cpuBefore) * (1e6 / clockTicksPerSecond);
+    const cpuUs = ((await cpuSeconds(pid)) - cpuBefore) * 1e6;
     if (threadsBefore !== undefined) {
       for (const [name, [user, system]] of await threadTicks(pid)) {
         const [userBefore, systemBefore] = threadsBefore.get(name) ?? [0, 0];

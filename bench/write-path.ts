@@ -115,7 +115,7 @@ interface JobRun {
    * The primary's chunk cache over the job (`node.info.v1` details): chunk ranges
    * answered from it and not, and 4 KiB blocks evicted.
    */
-  cache?: { hits: number; misses: number; evictions: number };
+  cache?: CacheCounts;
 }
 
 interface CacheCounts {
