@@ -10,11 +10,13 @@ const root = fileURLToPath(new URL("../", import.meta.url));
 const read = (path: string) => readFileSync(`${root}${path}`, "utf8");
 
 test("a service is given longer to stop than its own bounds let it take, by the CLI and by compose", () => {
-  // A gateway's stop: in-flight handlers, then NBD connections, then NATS, each bounded.
+  // A service's stop: in-flight handlers, then its closers (a gateway's NBD connections
+  // among them, bounded on their own within the closers' grace), then NATS, each bounded.
   // The launcher's kill came at 15 s and compose's at its default 10 s, inside that.
+  expect(nbdLimitsDefault.closeGraceMs).toBeLessThanOrEqual(runtimeConstants.closersGraceMs);
   const slowestStopMs =
     runtimeConstants.shutdownGraceMs +
-    nbdLimitsDefault.closeGraceMs +
+    runtimeConstants.closersGraceMs +
     runtimeConstants.natsCloseGraceMs;
   expect(cliConstants.childStopGraceMs).toBeGreaterThan(slowestStopMs);
   const anchor = /^x-ballast: &ballast\n(?: {2}.*\n)*? {2}stop_grace_period: (\d+)s$/m.exec(

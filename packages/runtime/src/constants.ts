@@ -29,6 +29,14 @@ export const backlogCompactSlotsMin = 1024;
  */
 export const shutdownGraceMs = 10_000;
 /**
+ * How long shutdown waits for the service's closers, all of them together (a sled's
+ * store, a gateway's NBD connections, a head node's replicas), before it goes on to
+ * close NATS and lets the process end. A closer stuck on a hung disk held the stop for
+ * good; ending the process then is a crash, which every service is built to survive.
+ * A gateway's NBD close (its closeGraceMs, 10 s) fits within it.
+ */
+export const closersGraceMs = 10_000;
+/**
  * How long the drain of a NATS connection (flushing what was published) may take before
  * the connection is closed without it (bus.ts `drainNats`): a service's last step on
  * shutdown, a command's end. On a silent server that drain too waited for the pings.

@@ -52,6 +52,7 @@ import { type Bus, drainNats } from "./bus.ts";
 import {
   backlogCompactSlotsMin,
   ballastVersion,
+  closersGraceMs,
   handlersInflightMax,
   natsCloseGraceMs,
   shutdownGraceMs,
@@ -448,12 +449,11 @@ export class Service {
     }
     // After the handlers: their replies to link requests have been written.
     await this.closeLinks();
-    for (const closer of this.closers.reverse()) {
-      try {
-        await closer();
-      } catch (error) {
-        this.logger.error({ error: String(error) }, "a resource failed to close");
-      }
+    if (!(await settlesWithin(this.runClosers(), closersGraceMs))) {
+      this.logger.warn(
+        { graceMs: closersGraceMs },
+        "a resource did not close in time; stopping without it (as a crash would)",
+      );
     }
     if (!(await drainNats(this.bus.connection, natsCloseGraceMs))) {
       this.logger.warn(
@@ -462,6 +462,17 @@ export class Service {
       );
     }
     this.logger.info("stopped");
+  }
+
+  /** The closers, last registered first, each after the one before has settled. */
+  private async runClosers(): Promise<void> {
+    for (const closer of this.closers.reverse()) {
+      try {
+        await closer();
+      } catch (error) {
+        this.logger.error({ error: String(error) }, "a resource failed to close");
+      }
+    }
   }
 
   /**

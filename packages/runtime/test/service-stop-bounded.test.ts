@@ -11,7 +11,7 @@
 import { encodeMessage } from "@ballast/protocol";
 import { afterEach, expect, test, vi } from "vitest";
 import { type Bus, drainNats } from "../src/bus.ts";
-import { natsCloseGraceMs, shutdownGraceMs } from "../src/constants.ts";
+import { closersGraceMs, natsCloseGraceMs, shutdownGraceMs } from "../src/constants.ts";
 import { createLogger } from "../src/logger.ts";
 import { Service } from "../src/service.ts";
 
@@ -128,6 +128,27 @@ test("a service whose closer stops a stuck subject (the coordinator's) still sto
   // The service's wait for its handlers, then the closer's own: each bounded by the grace.
   expect(await settledAfter(stop, 2 * shutdownGraceMs + 1)).toBe(true);
   await expect(stop).resolves.toBeUndefined();
+});
+
+test("a closer that never settles (a store on a hung disk) holds the stop no longer than its grace", async () => {
+  vi.useFakeTimers();
+  const connection = new FakeConnection();
+  const service = serviceOn(connection);
+  let laterCloserRan = false;
+  service.onClose(() => {
+    laterCloserRan = true;
+  });
+  service.onClose(() => new Promise<never>(() => undefined));
+
+  const stop = service.stop("test over");
+  // No handlers and a prompt NATS close: what is left is the closers' grace.
+  expect(await settledAfter(stop, closersGraceMs - 1)).toBe(false);
+  expect(await settledAfter(stop, 1)).toBe(true);
+  await expect(stop).resolves.toBeUndefined();
+  // Closers run last registered first; the stuck one holds the ones after it, and the
+  // process ends without them (as a crash would).
+  expect(laterCloserRan).toBe(false);
+  expect(connection.closedByUs).toBe(false);
 });
 
 test("a service on a silent NATS server stops within its graces and closes the connection", async () => {
