@@ -149,6 +149,8 @@ export class Service {
   readonly bus: Bus;
   readonly logger: Logger;
   readonly startedAtMs = Date.now();
+  /** On the monotonic clock: uptime from it cannot go negative when the wall clock steps back. */
+  readonly #startedAtMonotonicMs = performance.now();
   /** Its data directory's id, if it has one (data-dir.ts). */
   readonly disk: string | undefined;
   /** Undefined with tracing off: actors check it before making a span. */
@@ -373,7 +375,7 @@ export class Service {
       nodeId: this.nodeId,
       pid: process.pid,
       startedAtMs: this.startedAtMs,
-      uptimeMs: Date.now() - this.startedAtMs,
+      uptimeMs: Math.floor(performance.now() - this.#startedAtMonotonicMs),
       version: ballastVersion,
       subjects: [...this.subjectsServed],
       details:
