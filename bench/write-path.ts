@@ -27,7 +27,7 @@
 //
 // Read jobs also print the primary's chunk cache hits and misses over the job (from its
 // `node.info.v1` details). `--volume-mib` sets the volume's size (256 by default;
-// `npm run bench` uses 512, twice the default cache), `--cache-mib` the head nodes'
+// `npm run bench` uses 512), `--cache-mib` the head nodes'
 // chunk cache (BALLAST_CHUNK_CACHE_BYTES).
 //
 // A job is `randwrite-qdN`, `randread-qdN` (4 KiB random), `write-1m-qdN` or
@@ -53,8 +53,7 @@ const mebibyte = 1024 * 1024;
 /**
  * The volume's default size (`--volume-mib`): one partition (so one primary and one
  * secondary carry every write), large enough that random writes seldom overwrite within
- * a run (a small one makes the run mostly compaction). `npm run bench` uses 512 MiB,
- * twice the head node's default chunk cache; this one about fits it.
+ * a run (a small one makes the run mostly compaction). `npm run bench` uses 512 MiB.
  */
 const volumeMibDefault = 256;
 /** The volume's size (`--volume-mib`), set once at start. */

@@ -71,12 +71,29 @@ export const chunkChargeBytes = 384;
 export const cacheFillReadBytesMax = 256 * 1024;
 
 /**
- * Default bound per head node: 256 MiB, about 58,000 blocks of 4 KiB (227 MiB of data).
- * The same as one replica's default journal bound (`--journal-bytes-max`), a small part
- * of a storage node's memory, and enough for the hot set of a few busy volumes; a node
- * with memory to spare for reads raises it (`--chunk-cache-bytes`).
+ * The least default bound per head node: 256 MiB, about 58,000 blocks of 4 KiB (227 MiB
+ * of data), the same as one replica's default journal bound (`--journal-bytes-max`).
+ * Also the bound of a sled client given none (tests).
  */
-export const chunkCacheBytesDefault = 256 * 1024 * 1024;
+export const chunkCacheBytesFloor = 256 * 1024 * 1024;
+/** The most a default bound takes, however large the machine: 4 GiB. */
+export const chunkCacheBytesCeiling = 4 * 1024 * 1024 * 1024;
+/** The share of the machine's (or its cgroup's) memory a default bound takes: 1/16. */
+export const chunkCacheMemoryShare = 1 / 16;
+
+/**
+ * The default bound for a head node on a machine with `memoryBytes` of memory: a
+ * sixteenth of it, within [chunkCacheBytesFloor, chunkCacheBytesCeiling], a whole number
+ * of 4 KiB blocks. A miss costs a sled request (about four times a hit's CPU over all
+ * processes, docs/performance.md), so a storage node's memory is best spent here; a
+ * sixteenth leaves room for a sled and other head nodes on the same machine. An operator
+ * sets it outright with `--chunk-cache-bytes`.
+ */
+export function chunkCacheBytesFor(memoryBytes: number): number {
+  const share =
+    Math.floor((memoryBytes * chunkCacheMemoryShare) / cacheBlockBytes) * cacheBlockBytes;
+  return Math.min(chunkCacheBytesCeiling, Math.max(chunkCacheBytesFloor, share));
+}
 
 export interface ChunkCacheStats {
   hits: number;

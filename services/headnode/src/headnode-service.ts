@@ -1,5 +1,6 @@
 // The head node's service definition for the runtime.
 
+import { totalmem } from "node:os";
 import {
   type CommonConfig,
   type ConfigOf,
@@ -8,10 +9,20 @@ import {
   type OptionSpecs,
   type Service,
 } from "@ballast/runtime";
-import { chunkCacheBytesDefault } from "./chunk-cache.ts";
+import { chunkCacheBytesFor } from "./chunk-cache.ts";
 import { replicaLimitsDefault, tickMs } from "./constants.ts";
 import { HeadNode } from "./headnode.ts";
 import { nextSession } from "./session.ts";
+
+/**
+ * The memory this process may count on: the machine's, or its cgroup's limit when one is
+ * set and lower (a container sees the host's total in `totalmem`).
+ */
+export function memoryAvailableBytes(): number {
+  const total = totalmem();
+  const constrained = process.constrainedMemory?.() ?? 0;
+  return constrained > 0 && constrained < total ? constrained : total;
+}
 
 export const headnodeOptions = {
   checkpointIntervalMs: {
@@ -46,11 +57,11 @@ export const headnodeOptions = {
     flag: "chunk-cache-bytes",
     env: "BALLAST_CHUNK_CACHE_BYTES",
     type: "integer",
-    default: chunkCacheBytesDefault,
+    default: chunkCacheBytesFor(memoryAvailableBytes()),
     min: 0,
     max: 64 * 1024 * 1024 * 1024,
     description:
-      "memory for sled chunk bytes read or flushed by this node, served again without a sled read; 0 turns it off",
+      "memory for sled chunk bytes read or flushed by this node, served again without a sled read (default: 1/16 of memory, 256 MiB to 4 GiB); 0 turns it off",
   },
   // Where it takes links (volume I/O and replication without nats-server).
   ...linkOptions,

@@ -58,7 +58,7 @@ import {
   subjects,
 } from "@ballast/protocol";
 import type { Bus, Logger, Meter } from "@ballast/runtime";
-import { ChunkCache, cacheFillReadBytesMax, chunkCacheBytesDefault } from "./chunk-cache.ts";
+import { ChunkCache, cacheFillReadBytesMax, chunkCacheBytesFloor } from "./chunk-cache.ts";
 
 /** Copies of every chunk. Erasure coding across sleds is a later step. */
 export const chunkCopies = 2;
@@ -180,7 +180,7 @@ export class SledClient {
     private readonly logger: Logger,
     options: SledClientOptions = {},
   ) {
-    this.cache = new ChunkCache(options.cacheBytes ?? chunkCacheBytesDefault);
+    this.cache = new ChunkCache(options.cacheBytes ?? chunkCacheBytesFloor);
     this.clock = options.clock ?? (() => performance.now());
     if (options.meter !== undefined) observeCache(options.meter, this.cache);
   }

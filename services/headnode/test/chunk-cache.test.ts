@@ -8,6 +8,9 @@ import {
   ChunkCache,
   cacheBlockBytes,
   cacheEntryOverheadBytes,
+  chunkCacheBytesCeiling,
+  chunkCacheBytesFloor,
+  chunkCacheBytesFor,
   chunkChargeBytes,
 } from "../src/chunk-cache.ts";
 
@@ -305,6 +308,29 @@ describe("ChunkCache", () => {
         },
       ),
       { numRuns: 300 },
+    );
+  });
+});
+
+describe("the default bound from the machine's memory", () => {
+  const gibibyte = 1024 ** 3;
+
+  test("a sixteenth of memory, never below the floor nor above the ceiling", () => {
+    expect(chunkCacheBytesFor(1 * gibibyte)).toBe(chunkCacheBytesFloor);
+    expect(chunkCacheBytesFor(4 * gibibyte)).toBe(256 * 1024 ** 2);
+    expect(chunkCacheBytesFor(24 * gibibyte)).toBe(1.5 * gibibyte);
+    expect(chunkCacheBytesFor(512 * gibibyte)).toBe(chunkCacheBytesCeiling);
+  });
+
+  test("any memory size gives whole blocks within the bounds", () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER }), (memory) => {
+        const bound = chunkCacheBytesFor(memory);
+        expect(bound % cacheBlockBytes).toBe(0);
+        expect(bound).toBeGreaterThanOrEqual(chunkCacheBytesFloor);
+        expect(bound).toBeLessThanOrEqual(chunkCacheBytesCeiling);
+        expect(bound).toBeLessThanOrEqual(Math.max(chunkCacheBytesFloor, memory / 16));
+      }),
     );
   });
 });
