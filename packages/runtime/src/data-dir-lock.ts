@@ -38,13 +38,22 @@ export interface DataDirLock {
   release(): Promise<void>;
 }
 
+/** The size of `sun_path` in Linux's `struct sockaddr_un`: the longest abstract name. */
+const socketPathBytes = 108;
+
 /**
  * The abstract socket name of the directory with these device and inode numbers; the
- * leading NUL puts it in the abstract namespace (unix(7)).
+ * leading NUL puts it in the abstract namespace (unix(7)). An abstract address is every
+ * byte of the length bound, NULs included, and Node versions differ in that length
+ * (this one binds the whole `sun_path`, padded with NULs; libuv can bind just the
+ * name). Padded here to the whole `sun_path`, the name is one address either way, so
+ * two builds on one machine still exclude each other.
  */
 export function dataDirLockName(device: bigint, inode: bigint): string {
-  return `\0${dataDirLockNamePrefix}${device.toString(16)}-${inode.toString(16)}`;
+  const name = `\0${dataDirLockNamePrefix}${device.toString(16)}-${inode.toString(16)}`;
+  return name.padEnd(socketPathBytes, "\0");
 }
+
 
 /**
  * Takes the lock of the existing directory `dataDir` for this process, as `holder`.

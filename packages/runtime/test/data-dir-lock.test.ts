@@ -14,6 +14,7 @@ import {
   constants,
   DataDirError,
   type DataDirLock,
+  dataDirLockName,
   identityFileName,
   lockDataDir,
 } from "../src/index.ts";
@@ -156,4 +157,10 @@ test("where there are no abstract sockets, no lock is taken and the caller is to
   ];
   expect(locks.map((lock) => lock.held)).toEqual([false, false]);
   for (const lock of locks) await lock.release();
+});
+
+test("a lock's name fills the whole socket address, so every Node build binds the same one", () => {
+  const name = dataDirLockName(0xfe00n, 2n ** 63n + 5n);
+  expect(name).toHaveLength(108);
+  expect(name.startsWith(`\0${constants.dataDirLockNamePrefix}fe00-8000000000000005\0`)).toBe(true);
 });
