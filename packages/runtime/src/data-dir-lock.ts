@@ -54,7 +54,6 @@ export function dataDirLockName(device: bigint, inode: bigint): string {
   return name.padEnd(socketPathBytes, "\0");
 }
 
-
 /**
  * Takes the lock of the existing directory `dataDir` for this process, as `holder`.
  * Fails with a DataDirError when another process holds it, naming that process when it
