@@ -23,6 +23,13 @@ export const clusterReadyTimeoutMs = 30_000;
  */
 export const childStopGraceMs = 30_000;
 /**
+ * How long a nats-server that a crashed launcher left behind gets to stop after SIGTERM
+ * before SIGKILL (up.ts); it holds no data of ours that a crash loses.
+ */
+export const staleNatsServerStopGraceMs = 5000;
+/** How often `ballast up` looks whether a process left by a crashed launcher has ended. */
+export const staleProcessPollIntervalMs = 100;
+/**
  * How long the CLI waits for NATS when it connects to run a command (NATS may still be
  * starting). BALLAST_NATS_CONNECT_TIMEOUT_MS may set it, from 100 ms to 10 minutes
  * (tests of an unreachable cluster use it not to wait 10 s).

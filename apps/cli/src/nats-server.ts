@@ -16,13 +16,13 @@
 
 import type { ChildProcess } from "node:child_process";
 import { accessSync, constants as fsConstants } from "node:fs";
-import { chmod, mkdir, readFile, writeFile } from "node:fs/promises";
+import { chmod, mkdir, writeFile } from "node:fs/promises";
 import { createConnection, createServer } from "node:net";
 import { delimiter, join } from "node:path";
 import { limits, type RolePermissions } from "@ballast/protocol";
-import { natsReadyTimeoutMs } from "./constants.ts";
+import { natsReadyTimeoutMs, staleNatsServerStopGraceMs } from "./constants.ts";
 import { CliError, exitCodes } from "./errors.ts";
-import { isAlive, isRunning, spawnChild, stopChild } from "./processes.ts";
+import { isRunning, spawnChild, stopChild, stopStaleProcess } from "./processes.ts";
 
 /**
  * How long a nats-server that is being started again on its existing JetStream store
@@ -370,19 +370,11 @@ async function abortChild(child: ChildProcess): Promise<void> {
  * Stops a nats-server that a crashed launcher left behind, if `pid` is still that
  * server (its command line names our config file), so the new one can take the store.
  */
-export async function stopStaleNatsServer(pid: number, configPath: string): Promise<boolean> {
-  if (!isAlive(pid)) return false;
-  let commandLine: string;
-  try {
-    commandLine = (await readFile(`/proc/${pid}/cmdline`, "utf8")).split("\0").join(" ");
-  } catch {
-    return false;
-  }
-  if (!commandLine.includes("nats-server") || !commandLine.includes(configPath)) return false;
-  process.kill(pid, "SIGTERM");
-  for (let waited = 0; waited < 5000 && isAlive(pid); waited += 100) {
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-  if (isAlive(pid)) process.kill(pid, "SIGKILL");
-  return true;
+export function stopStaleNatsServer(pid: number, configPath: string): Promise<boolean> {
+  return stopStaleProcess(
+    pid,
+    (argv) =>
+      argv.some((argument) => argument.includes("nats-server")) && argv.includes(configPath),
+    staleNatsServerStopGraceMs,
+  );
 }

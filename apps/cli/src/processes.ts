@@ -4,7 +4,8 @@
 
 import { type ChildProcess, spawn } from "node:child_process";
 import { closeSync, openSync } from "node:fs";
-import { childStopGraceMs } from "./constants.ts";
+import { readFile } from "node:fs/promises";
+import { childStopGraceMs, staleProcessPollIntervalMs } from "./constants.ts";
 
 export interface ChildOptions {
   command: string;
@@ -67,4 +68,71 @@ export function isAlive(pid: number | undefined): boolean {
   } catch (error) {
     return (error as NodeJS.ErrnoException).code === "EPERM";
   }
+}
+
+/**
+ * Stops process `pid`, which a launcher that died left running, if it is still the
+ * process that launcher started: `isOurs` judges its arguments (/proc/<pid>/cmdline), so
+ * that a pid the kernel has since handed to another program is never signalled. SIGTERM,
+ * then SIGKILL after `graceMs`; resolves once it is gone, with whether it was ours.
+ */
+export async function stopStaleProcess(
+  pid: number,
+  isOurs: (argv: readonly string[]) => boolean,
+  graceMs: number,
+): Promise<boolean> {
+  const argv = await commandLineOf(pid);
+  if (argv === undefined || !isOurs(argv)) return false;
+  signalUnlessGone(pid, "SIGTERM");
+  if (!(await waitUntilGone(pid, graceMs))) {
+    signalUnlessGone(pid, "SIGKILL");
+    // SIGKILL cannot be caught; only a process stuck in the kernel outlives it a while.
+    await waitUntilGone(pid, Number.POSITIVE_INFINITY);
+  }
+  return true;
+}
+
+/** Signals `pid`; one that has ended since it was looked at is no error. */
+function signalUnlessGone(pid: number, signal: NodeJS.Signals): void {
+  try {
+    process.kill(pid, signal);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== "ESRCH") throw error;
+  }
+}
+
+/** The arguments process `pid` was started with; undefined when it is gone. */
+async function commandLineOf(pid: number): Promise<string[] | undefined> {
+  if (!isAlive(pid)) return undefined;
+  try {
+    const text = await readFile(`/proc/${pid}/cmdline`, "utf8");
+    return text.split("\0").filter((argument, index, all) => index < all.length - 1 || argument);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Whether process `pid` has ended: it is gone, or a zombie (exited; its parent, not us,
+ * has yet to reap it). A zombie holds no file and no socket any more.
+ */
+async function isGone(pid: number): Promise<boolean> {
+  if (!isAlive(pid)) return true;
+  try {
+    const stat = await readFile(`/proc/${pid}/stat`, "utf8");
+    // "pid (name) state ...": the name may hold spaces and parentheses; the state is
+    // the field after the last ")".
+    return stat.slice(stat.lastIndexOf(")") + 2).startsWith("Z");
+  } catch {
+    return true;
+  }
+}
+
+/** Polls until `pid` has ended or `timeoutMs` has passed; whether it ended. */
+async function waitUntilGone(pid: number, timeoutMs: number): Promise<boolean> {
+  for (let waited = 0; waited <= timeoutMs; waited += staleProcessPollIntervalMs) {
+    if (await isGone(pid)) return true;
+    await new Promise((resolve) => setTimeout(resolve, staleProcessPollIntervalMs));
+  }
+  return isGone(pid);
 }

@@ -1,6 +1,8 @@
 // `ballast up`: starts a local cluster in the foreground and keeps it running until
 // Ctrl-C or SIGTERM, then stops every child in order and leaves no process behind.
-// Running it again on the same data directory brings back the same cluster.
+// Running it again on the same data directory brings back the same cluster; after a
+// launcher that died without stopping its children, it first stops what that one left
+// running (services, then nats-servers), so that no old process runs beside a new one.
 
 import { mkdir } from "node:fs/promises";
 import { dirname, resolve } from "node:path";
@@ -9,14 +11,15 @@ import {
   clusterFilePath,
   type NatsServerRecord,
   readClusterFile,
+  type ServiceRecord,
   writeClusterFile,
 } from "./cluster-file.ts";
 import { connectCli } from "./connect.ts";
-import { clusterReadyTimeoutMs } from "./constants.ts";
+import { childStopGraceMs, clusterReadyTimeoutMs } from "./constants.ts";
 import { CliError, exitCodes } from "./errors.ts";
 import { LocalCluster } from "./local-cluster.ts";
 import { stopStaleNatsServer } from "./nats-server.ts";
-import { isAlive } from "./processes.ts";
+import { isAlive, stopStaleProcess } from "./processes.ts";
 import { type ClusterStatus, fetchStatus, formatDuration } from "./status.ts";
 
 export interface UpOptions {
@@ -46,6 +49,10 @@ export async function up(options: UpOptions): Promise<number> {
       exitCodes.failed,
       `a cluster is already running from ${dataDir} (launcher pid ${previous.launcherPid}); stop it first, or use another --data-dir`,
     );
+  }
+  // Services first, while their NATS may still be up to drain to, as at every stop.
+  for (const service of await stopStaleServices(previous?.services ?? [])) {
+    options.print(`stopped ${service.id} pid ${service.pid} left by an earlier run`);
   }
   const previousServers =
     previous?.natsServers ?? (previous?.natsServer === undefined ? [] : [previous.natsServer]);
@@ -169,6 +176,37 @@ export async function up(options: UpOptions): Promise<number> {
   await save({ running: false, stoppedAtMs: Date.now() });
   options.print("stopped; no Ballast process is left running.");
   return exitCodes.ok;
+}
+
+/**
+ * Stops the services of `records` (an earlier run's cluster file) that its launcher left
+ * running when it died (SIGKILL, a crash), in parallel; the ones stopped. They would
+ * otherwise run beside the new ones, and hold their data directories so that the new
+ * ones could not start (data-dir-lock.ts). A pid is signalled only while its command
+ * line still names that service's id and data directory: never one the kernel reused.
+ * Services usually stop by themselves once their launcher is gone (BALLAST_PARENT_PID),
+ * but only at their next check, and may be part way through a long start or stop.
+ */
+export async function stopStaleServices(
+  records: readonly ServiceRecord[],
+  graceMs = childStopGraceMs,
+): Promise<ServiceRecord[]> {
+  const stopped = await Promise.all(
+    records.map((record) =>
+      stopStaleProcess(
+        record.pid,
+        (argv) =>
+          followedBy(argv, "--id", record.id) && followedBy(argv, "--data-dir", record.dataDir),
+        graceMs,
+      ),
+    ),
+  );
+  return records.filter((_, index) => stopped[index]);
+}
+
+/** Whether `flag` appears in `argv` with `value` as the next argument. */
+function followedBy(argv: readonly string[], flag: string, value: string): boolean {
+  return argv.some((argument, index) => argument === flag && argv[index + 1] === value);
 }
 
 /** `--demo`: a 1 GiB volume named demo with two replicas, unless it exists already. */

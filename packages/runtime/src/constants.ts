@@ -46,6 +46,18 @@ export const natsCloseGraceMs = 5000;
 /** How often a child process checks that the launcher that started it is alive. */
 export const parentCheckIntervalMs = 1000;
 
+/**
+ * The abstract socket names that lock data directories start with (data-dir-lock.ts);
+ * `ss -xlp | grep ballast-datadir-` lists the holders.
+ */
+export const dataDirLockNamePrefix = "ballast-datadir-";
+/**
+ * How long a process refused a data directory waits for the holder to say who it is. The
+ * holder answers from its event loop; one stopped or too busy to answer within this is
+ * named as "another process".
+ */
+export const dataDirHolderQueryTimeoutMs = 2000;
+
 /** Wait between NATS reconnect attempts; attempts never stop while the service runs. */
 export const natsReconnectWaitMs = 250;
 /**

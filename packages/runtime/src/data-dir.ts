@@ -8,6 +8,10 @@
 // replaced a failed one) therefore says so in its heartbeats, and the coordinator counts
 // every replica it held on the old disk as lost instead of trusting an empty one.
 //
+// A claim also locks the directory for the life of the process (data-dir-lock.ts),
+// before anything in it is read: a second process of the same node on the same
+// directory is refused, where the identity alone would let it in.
+//
 // Failure model: the identity is written to a temporary file, synced, renamed and the
 // directory synced, so a crash leaves the old identity or the new one. One lost anyway
 // (a crash before the directory sync) gives the directory a new id on the next start,
@@ -17,6 +21,7 @@ import { randomBytes } from "node:crypto";
 import { mkdir, open, readFile, rename } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import type { ServiceKind } from "@ballast/protocol";
+import { type DataDirLock, lockDataDir } from "./data-dir-lock.ts";
 import { DataDirError } from "./errors.ts";
 
 export const identityFileName = "identity.json";
@@ -67,20 +72,34 @@ function writeIdentity(dataDir: string, identity: Identity): Promise<void> {
   );
 }
 
+/** A data directory this process holds: its identity, and the lock to give back at stop. */
+export interface DataDirClaim {
+  identity: Identity;
+  lock: DataDirLock;
+}
+
 /**
- * Creates the directory and its identity on first use; refuses a directory of another
- * node. Every failure is a DataDirError that names the directory: one that cannot be
- * made or read (a file of that name, no permission) too, which the start reports as a
- * configuration problem rather than a crash with a stack.
+ * Locks the directory for this process (making it on first use), then creates its
+ * identity on first use or checks it; refuses a directory another process holds, and
+ * one of another node. Every failure is a DataDirError that names the directory: one
+ * that cannot be made or read (a file of that name, no permission) too, which the start
+ * reports as a configuration problem rather than a crash with a stack. A refused claim
+ * holds no lock; a granted one holds it until `lock.release()` or the process ends.
  */
 export async function claimDataDir(
   dataDir: string,
   kind: ServiceKind,
   nodeId: string,
-): Promise<Identity> {
+): Promise<DataDirClaim> {
+  let lock: DataDirLock | undefined;
   try {
-    return await claim(dataDir, kind, nodeId);
+    // Making the directory first is the one step before the lock: the lock is named
+    // after the directory, and making one that exists changes nothing in it.
+    await mkdir(dataDir, { recursive: true });
+    lock = await lockDataDir(dataDir, { kind, nodeId });
+    return { identity: await claim(dataDir, kind, nodeId), lock };
   } catch (error) {
+    await lock?.release();
     if (error instanceof DataDirError) throw error;
     throw new DataDirError(`cannot use ${dataDir}: ${(error as Error).message}`, {
       cause: error,
@@ -89,7 +108,6 @@ export async function claimDataDir(
 }
 
 async function claim(dataDir: string, kind: ServiceKind, nodeId: string): Promise<Identity> {
-  await mkdir(dataDir, { recursive: true });
   const path = join(dataDir, identityFileName);
   let text: string | undefined;
   try {

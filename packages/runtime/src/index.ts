@@ -6,6 +6,7 @@ export * from "./bus.ts";
 export * from "./config.ts";
 export * as constants from "./constants.ts";
 export * from "./data-dir.ts";
+export * from "./data-dir-lock.ts";
 export * from "./errors.ts";
 export * from "./keyed-lock.ts";
 export * from "./link-client.ts";

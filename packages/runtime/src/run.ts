@@ -1,7 +1,9 @@
 // The entry every service's main module calls. It parses and validates configuration,
-// claims the data directory, starts tracing and logging, connects to NATS, lets the
-// service set up its actor, starts heartbeats, and installs the shutdown path for
-// SIGTERM, SIGINT and the death of the launcher that started it, and the crash policy.
+// claims the data directory (holding its lock until the service has stopped: one
+// process per directory, data-dir-lock.ts), starts tracing and logging, connects to
+// NATS, lets the service set up its actor, starts heartbeats, and installs the shutdown
+// path for SIGTERM, SIGINT and the death of the launcher that started it, and the crash
+// policy.
 //
 // Crash policy (`installCrashPolicy`): an exception nothing caught, or a promise rejected
 // with no handler, stops the process at once with exit code 1, after a fatal line in its
@@ -28,7 +30,7 @@ import {
   parentCheckIntervalMs,
   serviceNodeFlags,
 } from "./constants.ts";
-import { claimDataDir } from "./data-dir.ts";
+import { claimDataDir, type DataDirClaim } from "./data-dir.ts";
 import { ConfigError, DataDirError } from "./errors.ts";
 import { createLogger, type Logger } from "./logger.ts";
 import { Service } from "./service.ts";
@@ -184,9 +186,9 @@ export async function runService<T extends OptionSpecs>(
     process.stderr.write(`ballast ${definition.kind}: ${message}\n`);
   };
   installCrashPolicy(definition.kind, logger);
-  let disk: string;
+  let claim: DataDirClaim;
   try {
-    disk = (await claimDataDir(common.dataDir, definition.kind, common.nodeId)).diskId;
+    claim = await claimDataDir(common.dataDir, definition.kind, common.nodeId);
   } catch (error) {
     if (error instanceof DataDirError) {
       sayFatal(error.message);
@@ -194,7 +196,38 @@ export async function runService<T extends OptionSpecs>(
     }
     throw error;
   }
+  if (!claim.lock.held) {
+    logger.warn(
+      { dataDir: common.dataDir, platform: process.platform },
+      "data directory not locked (no abstract sockets here): make sure no other process runs on it",
+    );
+  }
+  try {
+    return await runClaimed(
+      definition,
+      config,
+      common,
+      logger,
+      sayFatal,
+      claim.identity.diskId,
+      env,
+    );
+  } finally {
+    // Only now, with every file of the service closed: the next process may have it.
+    await claim.lock.release();
+  }
+}
 
+/** The rest of runService, while this process holds the data directory. */
+async function runClaimed<T extends OptionSpecs>(
+  definition: ServiceDefinition<T>,
+  config: ConfigOf<typeof commonOptions & T>,
+  common: CommonConfig,
+  logger: Logger,
+  sayFatal: (message: string) => void,
+  disk: string,
+  env: Readonly<Record<string, string | undefined>>,
+): Promise<number> {
   let telemetry: Telemetry;
   try {
     telemetry = await startTelemetry({

@@ -1,8 +1,9 @@
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import type { ServiceKind } from "@ballast/protocol";
 import { afterEach, beforeEach, expect, test } from "vitest";
-import { claimDataDir, DataDirError, identityFileName } from "../src/index.ts";
+import { claimDataDir, DataDirError, type Identity, identityFileName } from "../src/index.ts";
 
 let root: string;
 beforeEach(async () => {
@@ -10,72 +11,78 @@ beforeEach(async () => {
 });
 afterEach(() => rm(root, { recursive: true, force: true }));
 
+/** Claims the directory as a start would, and lets it go again as a stop would. */
+async function claimed(dataDir: string, kind: ServiceKind, nodeId: string): Promise<Identity> {
+  const claim = await claimDataDir(dataDir, kind, nodeId);
+  await claim.lock.release();
+  return claim.identity;
+}
+
 test("the first claim writes an identity that later claims keep", async () => {
   const dir = join(root, "sled-1");
-  const first = await claimDataDir(dir, "sled", "sled-1");
-  const again = await claimDataDir(dir, "sled", "sled-1");
+  const first = await claimed(dir, "sled", "sled-1");
+  const again = await claimed(dir, "sled", "sled-1");
   expect(again).toEqual(first);
   expect(JSON.parse(await readFile(join(dir, identityFileName), "utf8"))).toEqual(first);
 });
 
 test("a directory of another node or kind is refused", async () => {
   const dir = join(root, "x");
-  await claimDataDir(dir, "sled", "sled-1");
-  await expect(claimDataDir(dir, "sled", "sled-2")).rejects.toThrow(DataDirError);
-  await expect(claimDataDir(dir, "headnode", "sled-1")).rejects.toThrow(/belongs to sled sled-1/);
+  await claimed(dir, "sled", "sled-1");
+  await expect(claimed(dir, "sled", "sled-2")).rejects.toThrow(DataDirError);
+  await expect(claimed(dir, "headnode", "sled-1")).rejects.toThrow(/belongs to sled sled-1/);
 });
 
 test("a damaged identity file is refused, not overwritten", async () => {
   const dir = join(root, "y");
-  await claimDataDir(dir, "sled", "sled-1");
+  await claimed(dir, "sled", "sled-1");
   await writeFile(join(dir, identityFileName), "{not json");
-  await expect(claimDataDir(dir, "sled", "sled-1")).rejects.toThrow(/not valid JSON/);
+  await expect(claimed(dir, "sled", "sled-1")).rejects.toThrow(/not valid JSON/);
   expect(await readFile(join(dir, identityFileName), "utf8")).toBe("{not json");
 });
 
 test("a directory gets a random disk id when created, and keeps it", async () => {
-  const first = await claimDataDir(join(root, "a"), "headnode", "head-1");
+  const first = await claimed(join(root, "a"), "headnode", "head-1");
   expect(first.diskId).toMatch(/^[0-9a-f]{32}$/);
-  expect((await claimDataDir(join(root, "a"), "headnode", "head-1")).diskId).toBe(first.diskId);
+  expect((await claimed(join(root, "a"), "headnode", "head-1")).diskId).toBe(first.diskId);
   // The same node id on a new, empty directory: another disk, which is how the
   // coordinator learns that the replicas on the old one are gone.
   await rm(join(root, "a"), { recursive: true });
-  const replaced = await claimDataDir(join(root, "a"), "headnode", "head-1");
+  const replaced = await claimed(join(root, "a"), "headnode", "head-1");
   expect(replaced.diskId).not.toBe(first.diskId);
 });
 
 test("a directory from before disk ids gets one on its first claim, kept from then on", async () => {
   const dir = join(root, "old");
-  await claimDataDir(dir, "headnode", "head-1");
+  await claimed(dir, "headnode", "head-1");
   const path = join(dir, identityFileName);
   const { diskId: _dropped, ...old } = JSON.parse(await readFile(path, "utf8"));
   await writeFile(path, JSON.stringify(old));
-  const upgraded = await claimDataDir(dir, "headnode", "head-1");
+  const upgraded = await claimed(dir, "headnode", "head-1");
   expect(upgraded).toMatchObject(old);
   expect(upgraded.diskId).toMatch(/^[0-9a-f]{32}$/);
-  expect((await claimDataDir(dir, "headnode", "head-1")).diskId).toBe(upgraded.diskId);
+  expect((await claimed(dir, "headnode", "head-1")).diskId).toBe(upgraded.diskId);
 });
 
 test("a disk id that is not 32 hex digits is refused, not replaced", async () => {
   const dir = join(root, "bad");
-  await claimDataDir(dir, "headnode", "head-1");
+  await claimed(dir, "headnode", "head-1");
   const path = join(dir, identityFileName);
   const identity = JSON.parse(await readFile(path, "utf8"));
   await writeFile(path, JSON.stringify({ ...identity, diskId: "nope" }));
-  await expect(claimDataDir(dir, "headnode", "head-1")).rejects.toThrow(/not 32 hex digits/);
+  await expect(claimed(dir, "headnode", "head-1")).rejects.toThrow(/not 32 hex digits/);
   expect(JSON.parse(await readFile(path, "utf8")).diskId).toBe("nope");
 });
 
 test("a path that cannot be a directory is a DataDirError naming it, not a crash", async () => {
   const file = join(root, "a-file");
   await writeFile(file, "not a directory");
-  const claimed = claimDataDir(file, "sled", "sled-1");
-  await expect(claimed).rejects.toThrow(DataDirError);
-  await expect(claimDataDir(file, "sled", "sled-1")).rejects.toThrow(
+  await expect(claimed(file, "sled", "sled-1")).rejects.toThrow(DataDirError);
+  await expect(claimed(file, "sled", "sled-1")).rejects.toThrow(
     `cannot use ${file}: EEXIST: file already exists, mkdir '${file}'`,
   );
   const below = join(file, "sled-1");
-  await expect(claimDataDir(below, "sled", "sled-1")).rejects.toThrow(
+  await expect(claimed(below, "sled", "sled-1")).rejects.toThrow(
     new RegExp(`^cannot use ${below}: ENOTDIR`),
   );
 });
