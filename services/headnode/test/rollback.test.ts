@@ -3,7 +3,8 @@
 // replaces the current tree with a copy of the snapshot's on every replica at the same
 // op; the snapshot stays; references are recounted, so chunks only the overwritten data
 // held are dropped; a checkpoint restore after it keeps it; a second rollback to the same
-// snapshot leaves the same state; a rollback to an unknown snapshot is NotFound.
+// snapshot leaves the same state; a rollback to an unknown snapshot is NotFound, also
+// when a drop proposed before it commits first.
 
 import type { BallastError } from "@ballast/protocol";
 import { expect, test } from "vitest";
@@ -161,6 +162,32 @@ test("a second rollback to the same snapshot leaves the same state; an unknown o
   expect(missing.code).toBe("NotFound");
   expect(missing.message).toMatch(/no snapshot nope/);
   partition.check();
+});
+
+test("a rollback whose snapshot a drop proposed before it removed is NotFound when it commits, and changes nothing", () => {
+  // A delete racing the rollback: both proposed while the snapshot exists, the drop
+  // first. The rollback note then commits on no snapshot; answering it as done would
+  // tell the coordinator this partition rolled back when it did not.
+  const partition = start();
+  partition.write(0, 4096, 1);
+  partition.take("s1");
+  partition.write(0, 4096, 2);
+  const { primary, cluster } = partition;
+  const opBefore = primary.commitOpNum;
+  primary.dropSnapshot(101, 1, "s1");
+  primary.rollbackSnapshot(102, 1, "s1");
+  cluster.settle();
+  expect(cluster.replies.get(101)).toMatchObject({ kind: "control", opNum: opBefore + 1 });
+  const answer = cluster.replies.get(102) as BallastError;
+  expect(answer.code).toBe("NotFound");
+  expect(answer.message).toMatch(/no snapshot s1/);
+  expect(primary.commitOpNum).toBe(opBefore + 2); // the rollback note did commit, as a no-op
+  expect(primary.metadata.snapshots.has("s1")).toBe(false);
+  expect(partition.read()[0]).toBe(2);
+  partition.check();
+  // A rollback proposed after the drop committed is refused before any note, as before.
+  expect((partition.rollback("s1") as BallastError).code).toBe("NotFound");
+  expect(partition.read()[0]).toBe(2);
 });
 
 test("a replica rebuilt from a checkpoint past a rollback re-applies it and ends with the same tree", async () => {

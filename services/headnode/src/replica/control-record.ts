@@ -9,8 +9,9 @@
 // - `snapshot.rollback` replaces the current tree with a copy of a frozen one (the
 //   snapshot stays); the chunks only the replaced tree referred to become unreferenced
 //   and are dropped the same way. Applying it twice with no write between leaves the
-//   same tree; a replica that has no such snapshot (dropped since, in a re-applied
-//   tail) changes nothing: its tree already reflects what followed the rollback.
+//   same tree; a replica that has no such snapshot (dropped by an earlier note: a
+//   delete that raced the rollback, or in a re-applied tail) changes nothing, and the
+//   primary answers the rollback NotFound, never as done (metadata.ts `apply`).
 //
 // Applying either is idempotent: a take of an id the metadata already has, or a drop of
 // one it lacks, changes nothing. A replica rebuilt from a checkpoint re-applies notes the

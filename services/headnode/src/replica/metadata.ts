@@ -320,8 +320,13 @@ export class PartitionMetadata {
     return merged;
   }
 
-  /** Applies one committed note. Notes arrive strictly in op order. */
-  apply(note: Note): void {
+  /**
+   * Applies one committed note. Notes arrive strictly in op order. Returns false only
+   * for a rollback to a snapshot this partition does not have (dropped by an earlier
+   * note, or never taken): it changes nothing, the same on every replica, and its
+   * requester must not be told it rolled back.
+   */
+  apply(note: Note): boolean {
     switch (note.kind) {
       case "write":
         this.insert({
@@ -346,38 +351,41 @@ export class PartitionMetadata {
         this.applyFlush(note);
         break;
       case "control":
-        this.applyControl(note);
-        break;
+        return this.applyControl(note);
       default: {
         const unreachable: never = note.kind;
         throw new Error(`unknown note kind ${unreachable}`);
       }
     }
+    return true;
   }
 
-  /** Takes, drops or rolls back to a snapshot; idempotent (see control-record.ts). */
-  private applyControl(note: Note): void {
+  /**
+   * Takes, drops or rolls back to a snapshot; idempotent (see control-record.ts). False
+   * for a rollback that found no such snapshot.
+   */
+  private applyControl(note: Note): boolean {
     if (note.data === undefined) throw new Error(`control note ${note.opNum} has no record`);
     const record = decodeControlRecord(note.data);
     switch (record.kind) {
       case "snapshot.take": {
-        if (this.snapshots.has(record.id)) return;
+        if (this.snapshots.has(record.id)) return true;
         this.snapshots.set(record.id, { opNum: note.opNum, tree: copyTree(this.tree) });
-        return;
+        return true;
       }
       case "snapshot.drop": {
         const frozen = this.snapshots.get(record.id);
-        if (frozen === undefined) return;
+        if (frozen === undefined) return true;
         this.snapshots.delete(record.id);
-        return;
+        return true;
       }
       case "snapshot.rollback": {
         const frozen = this.snapshots.get(record.id);
-        if (frozen === undefined) return;
+        if (frozen === undefined) return false;
         // The replaced tree's references go with it: chunks only overwritten data
         // referred to are then unreferenced and dropped by the next flush record.
         this.tree = copyTree(frozen.tree);
-        return;
+        return true;
       }
       default: {
         const unreachable: never = record;

@@ -100,7 +100,7 @@ import {
   sledLimits,
 } from "@ballast/protocol";
 import { type ReplicaLimits, replicaLimitsDefault } from "../constants.ts";
-import { type ControlRecord, encodeControlRecord } from "./control-record.ts";
+import { type ControlRecord, decodeControlRecord, encodeControlRecord } from "./control-record.ts";
 import type {
   CheckpointPointer,
   Effect,
@@ -238,6 +238,8 @@ interface ControlWaiter {
   requestId: RequestId;
   opNum: number;
   deadlineTick: number;
+  /** Set at commit when the note was a rollback that found no snapshot of this id. */
+  missing?: string;
 }
 
 interface FlushWaiter {
@@ -917,8 +919,9 @@ export class Replica {
   /**
    * On the primary: replaces the current tree with a copy of snapshot `id` through the op
    * stream (every replica at the same op); answers the op once committed. NotFound if the
-   * partition has no such snapshot (and none being taken). A retry proposes the rollback
-   * again: with no write between, the same tree results.
+   * partition has no such snapshot (and none being taken), here or when the note commits:
+   * a drop proposed before it commits first, and the rollback then changes nothing. A
+   * retry proposes the rollback again: with no write between, the same tree results.
    */
   rollbackSnapshot(requestId: RequestId, epoch: number, id: string): void {
     const refusal = this.refuseAsPrimary(epoch);
@@ -1324,9 +1327,10 @@ export class Replica {
       assert(note !== undefined, `op ${this.commitOpNum + 1} is to be committed but is not held`);
       this.commitOpNum = note.opNum;
       const flushedBefore = this.metadata.flushedThroughOpNum;
-      this.metadata.apply(note);
+      const applied = this.metadata.apply(note);
       // A take, drop or rollback: the snapshot set or the current tree changed whole.
       if (note.kind === "control") this.liveBytesCache = undefined;
+      if (!applied) this.noteMissedRollback(note);
       this.countFlushedHeldBytes(flushedBefore);
       this.observer.committed?.(note);
       if (note.kind === "flush" && this.flushInFlight?.recordOpNum === note.opNum) {
@@ -1341,9 +1345,27 @@ export class Replica {
     }
   }
 
+  /**
+   * A committed rollback note that found no snapshot (a drop committed before it): its
+   * waiters are answered NotFound, as the proposal would have been had the drop come
+   * first. Every replica applied the same no-op; only this answer differs from a done
+   * rollback, so the requester never takes a partition left as it was for rolled back.
+   */
+  private noteMissedRollback(note: Note): void {
+    const waiters = this.controlWaiters.filter((waiter) => waiter.opNum === note.opNum);
+    if (waiters.length === 0 || note.kind !== "control" || note.data === undefined) return;
+    const record = decodeControlRecord(note.data);
+    if (record.kind !== "snapshot.rollback") return;
+    for (const waiter of waiters) waiter.missing = record.id;
+  }
+
   private answerCommitted(): void {
     while (this.controlWaiters.length > 0 && this.controlWaiters[0]!.opNum <= this.commitOpNum) {
       const waiter = this.controlWaiters.shift()!;
+      if (waiter.missing !== undefined) {
+        this.replyError(waiter.requestId, this.noSnapshot(waiter.missing));
+        continue;
+      }
       this.effects.push({
         type: "reply",
         requestId: waiter.requestId,
