@@ -23,11 +23,13 @@
 //   incarnation.<name>            {incarnation}: the last incarnation number of the
 //                                  name, never deleted
 //   snapshot.<name>.<snapshot>    {volume, name, id, volumeId, createdAtMs, partitions:
-//                                  [{index, opNum}], creatingSinceMs?, deletingSinceMs?,
-//                                  clonePins?} (see snapshots.ts; creatingSinceMs: a
-//                                  create not finished, no snapshot yet; deletingSinceMs:
-//                                  a delete has begun; readers see no snapshot in either
-//                                  state; clonePins: "Clone pins");
+//                                  [{index, opNum}], sizeBytes?, creatingSinceMs?,
+//                                  deletingSinceMs?, clonePins?, rollbacks?} (see
+//                                  snapshots.ts; creatingSinceMs: a create not finished,
+//                                  no snapshot yet; deletingSinceMs: a delete has begun;
+//                                  readers see no snapshot in either state; clonePins:
+//                                  "Clone pins"; rollbacks: rollbacks to it running,
+//                                  which hold off its delete);
 //                                  removed with their incarnation by the volume delete,
 //                                  and again when its purge record is forgotten
 //   purge.<volume id>             {volume, volumeId, deletedAtMs, headNodes?}: a
@@ -302,6 +304,23 @@ export interface SnapshotRecord {
   deletingSinceMs?: number;
   /** Clones of this snapshot, pinned as they were created (see the header). */
   clonePins?: ClonePin[];
+  /**
+   * Rollbacks to this snapshot running now (snapshots.ts, "Rollback against a delete"):
+   * a delete is refused while one is live. Absent in records older coordinators wrote.
+   */
+  rollbacks?: RollbackMark[];
+}
+
+/**
+ * A rollback to a snapshot, marked on its record before any partition rolls back and
+ * removed when it ends: live for `snapshotRollbackMarkMs` from `sinceMs` at most (a
+ * leader that died or stalled leaves it behind; it then holds nothing).
+ */
+export interface RollbackMark {
+  /** Drawn by the rollback, to remove its own mark and no other. */
+  token: string;
+  /** Wall-clock time the mark was written. */
+  sinceMs: number;
 }
 
 /** Whether a delete of the snapshot has begun: no reader may use it any more. */
@@ -647,6 +666,22 @@ export class Catalogue {
     pins: ClonePin[],
   ): Promise<Versioned<SnapshotRecord> | undefined> {
     const value: SnapshotRecord = { ...read.value, clonePins: pins };
+    const key = snapshotKeys.snapshot(value.volume, value.name);
+    const revision = await this.updateIfAt(key, value, read.revision);
+    return revision === undefined ? undefined : { value, revision };
+  }
+
+  /**
+   * Writes a snapshot record's rollback marks, by compare-and-set on the revision read:
+   * the record as written, or undefined if it moved on since (nothing written). Other
+   * failures are thrown: the write may or may not have been kept.
+   */
+  async markSnapshotRollbacks(
+    read: Versioned<SnapshotRecord>,
+    rollbacks: RollbackMark[],
+  ): Promise<Versioned<SnapshotRecord> | undefined> {
+    const value: SnapshotRecord = { ...read.value, rollbacks };
+    if (rollbacks.length === 0) delete value.rollbacks;
     const key = snapshotKeys.snapshot(value.volume, value.name);
     const revision = await this.updateIfAt(key, value, read.revision);
     return revision === undefined ? undefined : { value, revision };

@@ -307,6 +307,22 @@ export const volumeCreatingGraceMs = 60_000;
 export const snapshotCreatingGraceMs = 60_000;
 
 /**
+ * A rollback marks its snapshot's record before any partition rolls back and removes
+ * the mark when it ends (snapshots.ts, "Rollback against a delete"); a delete of the
+ * snapshot is refused while a mark is younger than this (by the deleting leader's wall
+ * clock). Well above a whole rollback (the attached check, `snapshotCreateDeadlineMs`
+ * for the partitions, a store write or two), so only a leader that died or stalled
+ * leaves a mark to expire; a rollback that outlives its mark learns it when it reads
+ * the record back, and does not answer success if a delete began. At most
+ * `snapshotRollbackMarksMax` live marks on one record (one per leader running a
+ * rollback to it: a leader runs catalogue changes one at a time).
+ */
+export const snapshotRollbackMarkMs = 60_000;
+export const snapshotRollbackMarksMax = 8;
+/** How many times a rollback marks (or unmarks) a record that keeps moving under it. */
+export const snapshotRollbackMarkAttemptsMax = 5;
+
+/**
  * Clone pins one snapshot or volume record may carry (catalogue.ts, `ClonePin`): a clone
  * past this is refused. About 150 bytes each as JSON, so a record stays well below
  * NATS's default 1 MiB payload; pins of clones since deleted are dropped as pins are added.

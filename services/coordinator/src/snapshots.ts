@@ -105,9 +105,42 @@
 // skips the question, for client-library users who know no writer is using the volume
 // (the library's connections are not seen). The check is a moment's: a client that
 // connects during the rollback may see some partitions before and some after it. A
-// volume resized since the snapshot (another partition count) is refused: the snapshot
-// does not cover its new partitions. All partitions roll back or the request fails
+// volume whose size is not the snapshot's is refused (InvalidArgument, naming the
+// snapshot's size): with more partitions the snapshot does not cover the new ones; with
+// as many, the size would stay, hiding the snapshot's tail past it (which a later grow
+// trims for good) or showing what lay past the snapshot's end. Resizing the volume back
+// to the snapshot's size, then rolling back, is the way (records made before sizes were
+// kept compare the partition count only). All partitions roll back or the request fails
 // naming those that did not; a retry rolls back again to the same state.
+//
+// Rollback against a delete. A rollback that rolled some partitions back and then found
+// the snapshot gone on the others leaves the volume neither before nor after, with no
+// snapshot left to retry with; it must not happen, and never be answered as done. The
+// leader serializes its own rollbacks and deletes, but a leader that stalled past its
+// lease mid-rollback resumes beside the next one, who may delete the snapshot (or whose
+// sweep finishes a delete marked earlier). So, as with clone pins (clone-pins.ts):
+//   r1 reads the record; refuses if it is gone, creating, marked deleting, or of another
+//      size; adds a rollback mark {token, sinceMs} (`rollbacks`, dropping expired ones)
+//      by compare-and-set on the revision read (a conflict reads again);
+//   r2 rolls back every partition;
+//   r3 reads the record back: gone, another snapshot's or marked deleting answers
+//      NotFound ("deleted while the rollback ran": the volume may be partly rolled
+//      back, and that snapshot is no way back any more); else removes its mark by
+//      compare-and-set (a failure leaves the mark to expire).
+// A delete refuses while a mark is live (younger than `snapshotRollbackMarkMs` by its
+// clock), checked on the record its deleting mark's compare-and-set writes. r1 and the
+// deleting mark are compare-and-sets on one record: r1 first, the delete reads the
+// mark (Unavailable, "being rolled back to"), or its compare-and-set fails on the old
+// revision (Unavailable, retry); the deleting mark first, r1 reads it (NotFound). So
+// no drop runs between r1 and r3 while the mark lives; the marked delete the sweep
+// finishes was marked before r1, which refused it. A leader held up past the mark's
+// life can lose it to a delete: then r3 finds the delete, and the head nodes answer a
+// rollback whose snapshot a drop removed first NotFound (replica.ts), so that partition
+// is named as failed. Either way the request does not succeed on a partial rollback.
+// A user who sees Unavailable for a delete retries it once the rollback is over; one
+// whose rollback answered NotFound "deleted while the rollback ran" must check or
+// restore the volume's data. Records older coordinators wrote carry no mark; an older
+// coordinator neither writes nor honours marks.
 
 import { randomBytes } from "node:crypto";
 import {
@@ -127,6 +160,7 @@ import {
   idOfVolume,
   isCreating,
   isDeleting,
+  type RollbackMark,
   type SnapshotRecord,
   type Versioned,
   type VolumeRecord,
@@ -141,6 +175,9 @@ import {
   snapshotCreatingGraceMs,
   snapshotHoldMs,
   snapshotRetryMs,
+  snapshotRollbackMarkAttemptsMax,
+  snapshotRollbackMarkMs,
+  snapshotRollbackMarksMax,
   snapshotStepDeadlineMs,
 } from "./constants.ts";
 
@@ -490,6 +527,8 @@ export class Snapshots {
         `snapshot ${message.name} of ${message.volume}`,
         await livePins(catalogue, found.value.clonePins ?? [], Date.now()),
       );
+      // A rollback to it that runs now would be left half done (module header).
+      refuseWhileRolledBackTo(found.value, Date.now());
       marked = await this.markDeleting(found);
     }
     const outcome = await this.finishDelete(volume, marked, now() + snapshotCreateDeadlineMs);
@@ -599,38 +638,11 @@ export class Snapshots {
     message: MessageOf<"volume.rollback.v1">,
   ): Promise<ResultOf<"volume.rollback.v1">> {
     const volume = await this.volumeOf(message.volume);
-    const record = await this.parts.catalogue.snapshotIncludingDeleting(
-      message.volume,
-      message.snapshot,
+    rollbackTarget(
+      message,
+      volume,
+      await this.parts.catalogue.snapshotIncludingDeleting(message.volume, message.snapshot),
     );
-    // A create not finished is no snapshot: some partitions may not have taken it yet.
-    if (
-      record === undefined ||
-      record.value.volumeId !== idOfVolume(volume) ||
-      isCreating(record.value)
-    ) {
-      throw new BallastError(
-        ErrorCode.NotFound,
-        `volume ${message.volume} has no snapshot named ${message.snapshot}`,
-        { details: { volume: message.volume, name: message.snapshot } },
-      );
-    }
-    // Its trees may be dropped already on some partitions: a rollback would fail on
-    // those and roll back the others, leaving the volume neither before nor after.
-    if (isDeleting(record.value)) {
-      throw new BallastError(
-        ErrorCode.NotFound,
-        `snapshot ${message.snapshot} of volume ${message.volume} is being deleted: it cannot be rolled back to`,
-        { details: { volume: message.volume, name: message.snapshot, deleting: true } },
-      );
-    }
-    const count = Math.ceil(volume.sizeBytes / volume.partitionBytes);
-    if (record.value.partitions.length !== count) {
-      throw new BallastError(
-        ErrorCode.InvalidArgument,
-        `volume ${message.volume} has ${count} partitions but snapshot ${message.snapshot} has ${record.value.partitions.length} (resized since): rollback needs the same size`,
-      );
-    }
     if (message.force !== true) {
       const attached = await this.attachedThrough(message.volume);
       if (attached.length > 0) {
@@ -641,8 +653,11 @@ export class Snapshots {
         );
       }
     }
+    const token = randomBytes(rollbackTokenBytes).toString("hex");
+    const marked = await this.markRollback(message, volume, token);
+    const count = Math.ceil(volume.sizeBytes / volume.partitionBytes);
     const deadline = now() + snapshotCreateDeadlineMs;
-    const base = { volume: volume.name, volumeId: idOfVolume(volume), snapshot: record.value.id };
+    const base = { volume: volume.name, volumeId: idOfVolume(volume), snapshot: marked.value.id };
     const results = await Promise.allSettled(
       Array.from({ length: count }, (_, partition) =>
         this.call({ type: "partition.snapshot.rollback.v1", ...base, partition }, deadline),
@@ -651,15 +666,35 @@ export class Snapshots {
     const failed = results.flatMap((result, index) =>
       result.status === "rejected" ? [`${index} (${(result.reason as Error).message})`] : [],
     );
+    const after = await this.unmarkRollback(marked, token);
+    const details = { volume: message.volume, name: message.snapshot, id: marked.value.id };
+    if (after === "deleted") {
+      this.parts.service.logger.warn(
+        { ...details, failed },
+        "the snapshot was deleted while a rollback to it ran: the rollback is not reported done",
+      );
+      throw new BallastError(
+        ErrorCode.NotFound,
+        `snapshot ${message.snapshot} of volume ${message.volume} was deleted while the rollback to it ran (this leader was held up past its ${snapshotRollbackMarkMs} ms mark on the snapshot${failed.length > 0 ? `; partitions ${failed.join(", ")} did not roll back` : ""}): the volume may be only partly rolled back, and the snapshot cannot be rolled back to again; check the volume's data, or restore it from elsewhere`,
+        { details: { ...details, deletedDuringRollback: true } },
+      );
+    }
     if (failed.length > 0) {
       throw new BallastError(
         ErrorCode.Unavailable,
         `rollback of ${message.volume} to ${message.snapshot} did not finish on partitions ${failed.join(", ")}; the others rolled back; retry (a rollback to the same snapshot again is safe)`,
-        { details: { volume: message.volume, name: message.snapshot } },
+        { details },
+      );
+    }
+    if (after === "unknown") {
+      throw new BallastError(
+        ErrorCode.Unavailable,
+        `every partition of ${message.volume} rolled back to ${message.snapshot}, but its record could not be read back to confirm that no delete of it began meanwhile; retry (a rollback to the same snapshot again is safe; NotFound then means it was deleted, and the volume's data should be checked)`,
+        { details },
       );
     }
     this.parts.service.logger.info(
-      { volume: volume.name, snapshot: message.snapshot, id: record.value.id },
+      { volume: volume.name, snapshot: message.snapshot, id: marked.value.id },
       "volume rolled back",
     );
     return {
@@ -670,6 +705,97 @@ export class Snapshots {
         opNum: (result as PromiseFulfilledResult<{ opNum: number }>).value.opNum,
       })),
     };
+  }
+
+  /**
+   * Marks the snapshot's record with rollback `token` before any partition rolls back,
+   * by compare-and-set on the revision whose state it checked (see the module header,
+   * "Rollback against a delete"): the record as marked. A record moved since it was read
+   * is read and checked again. A write that fails may have been kept: read back, with
+   * the token, it was; otherwise Unavailable, nothing rolled back (a mark that landed
+   * unseen only holds off deletes until it expires).
+   */
+  private async markRollback(
+    message: MessageOf<"volume.rollback.v1">,
+    volume: VolumeRecord,
+    token: string,
+  ): Promise<Versioned<SnapshotRecord>> {
+    const { catalogue } = this.parts;
+    const read = () => catalogue.snapshotIncludingDeleting(message.volume, message.snapshot);
+    for (let attempt = 0; attempt < snapshotRollbackMarkAttemptsMax; attempt++) {
+      const found = rollbackTarget(message, volume, await read());
+      const live = liveRollbacks(found.value, Date.now());
+      if (live.length >= snapshotRollbackMarksMax) {
+        throw new BallastError(
+          ErrorCode.Unavailable,
+          `snapshot ${message.snapshot} of volume ${message.volume} has ${live.length} rollbacks to it running, the most it may have; retry once they have finished`,
+          { details: { volume: message.volume, name: message.snapshot } },
+        );
+      }
+      try {
+        const marked = await catalogue.markSnapshotRollbacks(found, [
+          ...live,
+          { token, sinceMs: Date.now() },
+        ]);
+        if (marked !== undefined) return marked;
+      } catch (error) {
+        const stored = await read().catch(() => undefined);
+        if (stored?.value.rollbacks?.some((mark) => mark.token === token)) return stored;
+        throw new BallastError(
+          ErrorCode.Unavailable,
+          `snapshot ${message.snapshot} of volume ${message.volume} could not be marked for the rollback (${(error as Error).message}); nothing was rolled back, retry`,
+          { details: { volume: message.volume, name: message.snapshot } },
+        );
+      }
+    }
+    throw new BallastError(
+      ErrorCode.Unavailable,
+      `snapshot ${message.snapshot} of volume ${message.volume}: its record kept changing while the rollback marked it; nothing was rolled back, retry`,
+      { details: { volume: message.volume, name: message.snapshot } },
+    );
+  }
+
+  /**
+   * After the partitions answered: reads the record back and removes mark `token` (and
+   * expired marks), by compare-and-set. "deleted": the record is gone, another
+   * snapshot's, or marked deleting (a delete began during the rollback: its mark
+   * expired, as when this leader stalled). "unknown": the record could not be read. A
+   * removal that fails leaves the mark to expire.
+   */
+  private async unmarkRollback(
+    marked: Versioned<SnapshotRecord>,
+    token: string,
+  ): Promise<"kept" | "deleted" | "unknown"> {
+    const { catalogue, service } = this.parts;
+    const { volume, name, id } = marked.value;
+    for (let attempt = 0; attempt < snapshotRollbackMarkAttemptsMax; attempt++) {
+      let current: Versioned<SnapshotRecord> | undefined;
+      try {
+        current = await catalogue.snapshotIncludingDeleting(volume, name);
+      } catch (error) {
+        service.logger.warn(
+          { volume, name, id, error: (error as Error).message },
+          "the snapshot's record could not be read back after a rollback",
+        );
+        return "unknown";
+      }
+      if (current === undefined || current.value.id !== id || isDeleting(current.value)) {
+        return "deleted";
+      }
+      const nowMs = Date.now();
+      const kept = liveRollbacks(current.value, nowMs).filter((mark) => mark.token !== token);
+      try {
+        if ((await catalogue.markSnapshotRollbacks(current, kept)) !== undefined) return "kept";
+      } catch (error) {
+        service.logger.warn(
+          { volume, name, id, error: (error as Error).message },
+          "removing a rollback's mark failed: it expires by itself",
+        );
+        return "kept";
+      }
+    }
+    service.logger.warn({ volume, name, id }, "a rollback's mark was left to expire");
+    return "kept";
   }
 
   /**
@@ -879,4 +1005,87 @@ export function attachedCount(details: Record<string, unknown>, volume: string):
   if (typeof attached !== "object" || attached === null) return 0;
   const count = (attached as Record<string, unknown>)[volume];
   return typeof count === "number" ? count : 0;
+}
+
+/** Bytes of randomness in a rollback's mark token. */
+const rollbackTokenBytes = 8;
+
+/**
+ * The snapshot a rollback goes to, from its record as read: NotFound if there is none of
+ * this incarnation, or it is being created or deleted; InvalidArgument if the volume's
+ * size is not the one the snapshot was taken at.
+ */
+function rollbackTarget(
+  message: MessageOf<"volume.rollback.v1">,
+  volume: VolumeRecord,
+  record: Versioned<SnapshotRecord> | undefined,
+): Versioned<SnapshotRecord> {
+  // A create not finished is no snapshot: some partitions may not have taken it yet.
+  if (
+    record === undefined ||
+    record.value.volumeId !== idOfVolume(volume) ||
+    isCreating(record.value)
+  ) {
+    throw new BallastError(
+      ErrorCode.NotFound,
+      `volume ${message.volume} has no snapshot named ${message.snapshot}`,
+      { details: { volume: message.volume, name: message.snapshot } },
+    );
+  }
+  // Its trees may be dropped already on some partitions: a rollback would fail on
+  // those and roll back the others, leaving the volume neither before nor after.
+  if (isDeleting(record.value)) {
+    throw new BallastError(
+      ErrorCode.NotFound,
+      `snapshot ${message.snapshot} of volume ${message.volume} is being deleted: it cannot be rolled back to`,
+      { details: { volume: message.volume, name: message.snapshot, deleting: true } },
+    );
+  }
+  const count = Math.ceil(volume.sizeBytes / volume.partitionBytes);
+  const { sizeBytes, partitions } = record.value;
+  // The same partition count is not enough: the volume's size would stay, hiding the
+  // snapshot's tail past it (which a later grow trims for good), or showing what lay
+  // past the snapshot's end. Records made before sizes were kept have only the count.
+  if (sizeBytes !== undefined && sizeBytes !== volume.sizeBytes) {
+    throw new BallastError(
+      ErrorCode.InvalidArgument,
+      `volume ${message.volume} is ${volume.sizeBytes} bytes but snapshot ${message.snapshot} was taken at ${sizeBytes} bytes (resized since): a rollback needs the volume at the snapshot's size; resize it to ${sizeBytes} bytes and retry`,
+      {
+        details: {
+          volume: message.volume,
+          name: message.snapshot,
+          sizeBytes: volume.sizeBytes,
+          snapshotSizeBytes: sizeBytes,
+        },
+      },
+    );
+  }
+  if (partitions.length !== count) {
+    throw new BallastError(
+      ErrorCode.InvalidArgument,
+      `volume ${message.volume} has ${count} partitions but snapshot ${message.snapshot} has ${partitions.length} (resized since): a rollback needs the volume at the snapshot's size`,
+      { details: { volume: message.volume, name: message.snapshot } },
+    );
+  }
+  return record;
+}
+
+/** The rollback marks on `record` still live at wall-clock `nowMs`. */
+export function liveRollbacks(record: SnapshotRecord, nowMs: number): RollbackMark[] {
+  return (record.rollbacks ?? []).filter((mark) => nowMs - mark.sinceMs <= snapshotRollbackMarkMs);
+}
+
+/**
+ * Refuses a delete of snapshot `record` while a rollback to it runs (a live mark):
+ * Unavailable, to retry once the rollback has ended.
+ */
+export function refuseWhileRolledBackTo(record: SnapshotRecord, nowMs: number): void {
+  const live = liveRollbacks(record, nowMs);
+  if (live.length === 0) return;
+  const since = Math.min(...live.map((mark) => mark.sinceMs));
+  throw new BallastError(
+    ErrorCode.Unavailable,
+    `snapshot ${record.name} of ${record.volume} is being rolled back to (since ${new Date(since).toISOString()}); retry once the rollback has finished (at most ${snapshotRollbackMarkMs} ms if its leader died)`,
+    { details: { volume: record.volume, name: record.name, id: record.id, rollingBack: true } },
+  );
 }

@@ -17,6 +17,7 @@ import { describe, expect, test, vi } from "vitest";
 import { type Catalogue, keys, type SnapshotRecord, type VolumeRecord } from "../src/catalogue.ts";
 import {
   snapshotCreatingGraceMs,
+  snapshotRollbackMarkMs,
   sweepGraceMsDefault,
   volumeCreatingGraceMs,
 } from "../src/constants.ts";
@@ -249,6 +250,96 @@ test("whatever the interleaving of two leaders' requests, the catalogue stays co
         ["create c", "clone", [1, 3, 3, 0, 2], true],
         ["create c", "clone", [3, 7, 7, 3, 0, 0, 0, 0, 0, 1, 1, 1], true],
       ],
+    },
+  );
+});
+
+/**
+ * Volume `v`'s two partitions as their primaries hold them, for rollbacks against
+ * deletes: the snapshot ids each has, and each rollback that found its id missing.
+ * Every partition request takes a turn of the interleaving, as a store call does. A
+ * rollback is answered done whether it found the snapshot or not, as a head node that
+ * did not say so would: the leader must not count on the answer.
+ */
+function rollbackCluster() {
+  const trees = [new Set(["sid-1"]), new Set(["sid-1"])];
+  const missed: number[] = [];
+  let opNum = 10;
+  const answerOf = (message: Message): unknown => {
+    switch (message.type) {
+      case "partition.snapshot.rollback.v1":
+        if (!trees[message.partition]!.has(message.snapshot)) missed.push(message.partition);
+        return { epoch: 1, opNum: ++opNum };
+      case "partition.snapshot.drop.v1":
+        trees[message.partition]!.delete(message.snapshot);
+        return { epoch: 1, opNum: ++opNum };
+      default:
+        return undefined;
+    }
+  };
+  const leader = (store: FakeStore, term: number, gate: Parameters<typeof leaderOver>[2]) =>
+    leaderOver(store, term, gate, (subject, message) =>
+      answerOf(message) === undefined
+        ? undefined
+        : gate({ method: "get", key: subject }).then(() => answerOf(message)),
+    );
+  return { trees, missed, leader };
+}
+
+test("whatever the interleaving of a rollback and a delete of its snapshot, a rollback answered done found the snapshot everywhere", async () => {
+  const rollback = {
+    type: "volume.rollback.v1",
+    volume: "v",
+    snapshot: "s1",
+    force: true,
+  } as const;
+  await fc.assert(
+    fc.asyncProperty(
+      fc.boolean(),
+      fc.array(fc.nat({ max: 7 }), { minLength: 1, maxLength: 80 }),
+      // Every reading of the clock past a rollback mark's life after the last: the
+      // delete never sees a live mark, and only the read back after the partitions
+      // stands between the rollback and a false success.
+      fc.boolean(),
+      async (rollbackFirst, choices, leaping) => {
+        const store = new FakeStore();
+        seed(store);
+        const cluster = rollbackCluster();
+        let leapedMs = Date.now();
+        const clock = leaping
+          ? vi.spyOn(Date, "now").mockImplementation(() => {
+              leapedMs += snapshotRollbackMarkMs + 1;
+              return leapedMs;
+            })
+          : undefined;
+        const rollingBack = (term: number) => (gate: Parameters<typeof leaderOver>[2]) =>
+          cluster.leader(store, term, gate).snapshots.rollback(rollback);
+        const deleting = (term: number) => (gate: Parameters<typeof leaderOver>[2]) =>
+          cluster.leader(store, term, gate).snapshots.delete(deleteSnapshot);
+        let outcomes: PromiseSettledResult<unknown>[];
+        try {
+          outcomes = await interleave(
+            rollbackFirst ? [rollingBack(1), deleting(2)] : [deleting(1), rollingBack(2)],
+            choices,
+          );
+        } finally {
+          clock?.mockRestore();
+        }
+        const rolledBack = outcomes[rollbackFirst ? 0 : 1]!;
+        const deleted = outcomes[rollbackFirst ? 1 : 0]!;
+        if (rolledBack.status === "fulfilled") expect(cluster.missed).toEqual([]);
+        if (deleted.status === "fulfilled") {
+          for (const tree of cluster.trees) expect(tree.has("sid-1")).toBe(false);
+          expect(store.value("snapshot.v.s1")).toBeUndefined();
+        }
+        await expectSafe(store);
+      },
+    ),
+    {
+      numRuns: Number(process.env.LEADER_STALL_RUNS ?? 300),
+      // The rollback checks the record and rolls partition 0 back; the delete marks the
+      // record and drops the snapshot on both partitions; partition 1 then "rolls back".
+      examples: [[true, [0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0], false]],
     },
   );
 });

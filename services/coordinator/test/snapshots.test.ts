@@ -13,8 +13,9 @@
 // finishes the delete.
 
 import { BallastError, ErrorCode, type Message, subjects } from "@ballast/protocol";
-import { expect, test } from "vitest";
+import { expect, test, vi } from "vitest";
 import { Catalogue, keys } from "../src/catalogue.ts";
+import { snapshotRollbackMarkMs } from "../src/constants.ts";
 import { Snapshots } from "../src/snapshots.ts";
 import { FakeStore } from "./fake-store.ts";
 
@@ -31,6 +32,13 @@ class FakePrimary {
   readonly rolledBack: string[] = [];
   /** Set: rollbacks fail with it. */
   rollbackFailure: BallastError | undefined;
+  /**
+   * Set: a rollback, once the primary has found the snapshot (its note proposed), is
+   * answered done only when this settles, as a slow partition would; meanwhile other
+   * requests (a drop) go through. Done even if a drop came first: a head node that
+   * answered a rollback note committed after a drop as done did exactly this.
+   */
+  rollbackGate: Promise<void> | undefined;
   /** Called after each take: a test's failover. */
   afterTake: (() => void) | undefined;
 
@@ -58,6 +66,12 @@ class FakePrimary {
       case "partition.snapshot.rollback.v1":
         if (this.rollbackFailure !== undefined) throw this.rollbackFailure;
         if (!this.snapshots.has(message.snapshot)) throw new BallastError(ErrorCode.NotFound, "no");
+        if (this.rollbackGate !== undefined) {
+          return this.rollbackGate.then(() => {
+            this.rolledBack.push(message.snapshot);
+            return { epoch: this.epoch, opNum: ++this.opNum };
+          });
+        }
         this.rolledBack.push(message.snapshot);
         return { epoch: this.epoch, opNum: ++this.opNum };
       default:
@@ -330,7 +344,112 @@ test("a rollback that fails on a partition names it; a volume resized since is r
   const volume = (await catalogue.volume("v"))!.value;
   store.put(keys.volume("v"), { ...volume, sizeBytes: 4 * partitionBytes });
   const resized = await snapshots.rollback(rollback).catch((error: BallastError) => error);
-  expect((resized as BallastError).message).toMatch(/has 4 partitions but snapshot s has 3/);
+  expect((resized as BallastError).code).toBe(ErrorCode.InvalidArgument);
+  expect((resized as BallastError).message).toMatch(
+    /is 4194304 bytes but snapshot s was taken at 3145728 bytes/,
+  );
+});
+
+test("a rollback to a snapshot of another size is refused even with as many partitions, and goes once resized back", async () => {
+  // Shrunk from 3 partitions to 2.5: still 3 partitions. A rollback that went on would
+  // keep the size, hiding the snapshot's last half partition until a grow trims it.
+  const { snapshots, primaries, catalogue, store } = start();
+  await snapshots.create({ type: "snapshot.create.v1", volume: "v", name: "s" });
+  const volume = (await catalogue.volume("v"))!.value;
+  store.put(keys.volume("v"), { ...volume, sizeBytes: 2.5 * partitionBytes });
+  const rollback = { type: "volume.rollback.v1", volume: "v", snapshot: "s" } as const;
+  const refused = await snapshots.rollback(rollback).catch((error: BallastError) => error);
+  expect((refused as BallastError).code).toBe(ErrorCode.InvalidArgument);
+  expect((refused as BallastError).message).toMatch(
+    /volume v is 2621440 bytes but snapshot s was taken at 3145728 bytes \(resized since\): .*resize it to 3145728 bytes and retry/,
+  );
+  for (const primary of primaries) expect(primary.rolledBack).toEqual([]);
+  store.put(keys.volume("v"), volume);
+  await snapshots.rollback(rollback);
+  for (const primary of primaries) expect(primary.rolledBack).toHaveLength(1);
+});
+
+// Rollback against a delete: the next leader deletes the snapshot while a leader whose
+// lease ran out mid-request is still rolling back to it, held up at partition 1.
+
+/** Holds rollbacks on `primary` until the returned function is called. */
+function holdRollbacks(primary: FakePrimary): () => void {
+  let open!: () => void;
+  primary.rollbackGate = new Promise((resolve) => {
+    open = resolve;
+  });
+  return open;
+}
+
+test("a snapshot delete while a rollback to it runs is refused, and goes once the rollback ended", async () => {
+  const store = new FakeStore();
+  const first = start({}, store);
+  const state = await first.snapshots.create({
+    type: "snapshot.create.v1",
+    volume: "v",
+    name: "s",
+  });
+  const open = holdRollbacks(first.primaries[1]!);
+  const rolling = first.snapshots
+    .rollback({ type: "volume.rollback.v1", volume: "v", snapshot: "s", force: true })
+    .catch((error: BallastError) => error);
+  await until(() => first.primaries[0]!.rolledBack.length === 1);
+  await until(() => first.primaries[2]!.rolledBack.length === 1);
+
+  const second = start({}, store, first.primaries);
+  const refused = await second.snapshots
+    .delete({ type: "snapshot.delete.v1", volume: "v", name: "s" })
+    .catch((error: BallastError) => error);
+  expect((refused as BallastError).code).toBe(ErrorCode.Unavailable);
+  expect((refused as BallastError).message).toMatch(/snapshot s of v is being rolled back to/);
+  for (const primary of first.primaries) {
+    expect(drops(primary)).toBe(0);
+    expect(primary.snapshots.has(state.id)).toBe(true);
+  }
+
+  open();
+  expect(await rolling).toMatchObject({ volume: "v", snapshot: "s" });
+  for (const primary of first.primaries) expect(primary.rolledBack).toEqual([state.id]);
+  // The rollback took its mark away: the delete goes at once.
+  expect((await second.catalogue.snapshot("v", "s"))!.value.rollbacks).toBeUndefined();
+  expect(
+    await second.snapshots.delete({ type: "snapshot.delete.v1", volume: "v", name: "s" }),
+  ).toEqual({ deleted: true });
+});
+
+test("a rollback held up past its mark while the snapshot is deleted does not answer success", async () => {
+  const store = new FakeStore();
+  const first = start({}, store);
+  await first.snapshots.create({ type: "snapshot.create.v1", volume: "v", name: "s" });
+  const open = holdRollbacks(first.primaries[1]!);
+  const rolling = first.snapshots
+    .rollback({ type: "volume.rollback.v1", volume: "v", snapshot: "s", force: true })
+    .catch((error: BallastError) => error);
+  await until(() => first.primaries[0]!.rolledBack.length === 1);
+
+  // The next leader's wall clock is past the mark's life: the delete goes on, and
+  // drops the snapshot on every partition (partition 1's rollback is already past its
+  // check, and is answered done below, as a head node that did not tell would).
+  const second = start({}, store, first.primaries);
+  const wall = Date.now();
+  const clock = vi.spyOn(Date, "now").mockReturnValue(wall + snapshotRollbackMarkMs + 1);
+  try {
+    expect(
+      await second.snapshots.delete({ type: "snapshot.delete.v1", volume: "v", name: "s" }),
+    ).toEqual({ deleted: true });
+  } finally {
+    clock.mockRestore();
+  }
+  for (const primary of first.primaries) expect(drops(primary)).toBe(1);
+
+  open();
+  const answer = await rolling;
+  expect(answer).toBeInstanceOf(BallastError);
+  expect((answer as BallastError).code).toBe(ErrorCode.NotFound);
+  expect((answer as BallastError).message).toMatch(
+    /snapshot s of volume v was deleted while the rollback to it ran.*may be only partly rolled back/,
+  );
+  expect((answer as BallastError).details).toMatchObject({ deletedDuringRollback: true });
 });
 
 // A JetStream write can be stored and still fail at the client (its acknowledgement
@@ -558,4 +677,20 @@ test("a delete's mark stored before its timeout goes on; one not stored drops no
   expect(answer).toEqual({ deleted: true });
   expect((await snapshots.list("v")).snapshots).toEqual([]);
   for (const primary of primaries) expect(primary.snapshots.has(state.id)).toBe(false);
+});
+
+test("a rollback's mark stored before its timeout goes on; one not stored rolls nothing back", async () => {
+  const store = new LostAckStore();
+  const { snapshots, primaries, catalogue } = start({}, store);
+  await snapshots.create({ type: "snapshot.create.v1", volume: "v", name: "s" });
+  const rollback = { type: "volume.rollback.v1", volume: "v", snapshot: "s", force: true } as const;
+  failWrites(store, "update", "timeout");
+  const refused = await snapshots.rollback(rollback).catch((error: BallastError) => error);
+  expect((refused as BallastError).code).toBe(ErrorCode.Unavailable);
+  expect((refused as BallastError).message).toMatch(/could not be marked.*nothing was rolled back/);
+  for (const primary of primaries) expect(primary.rolledBack).toEqual([]);
+  failWrites(store, "update", "stored-then-timeout");
+  await snapshots.rollback(rollback);
+  for (const primary of primaries) expect(primary.rolledBack).toHaveLength(1);
+  expect((await catalogue.snapshot("v", "s"))!.value.rollbacks).toBeUndefined();
 });
