@@ -29,7 +29,9 @@ Shrinking discards the data past the new end, so it is refused without --allow-s
 Rollback makes the volume's data that of its snapshot SNAPSHOT again (the snapshot
 stays; what was written since is discarded). It is refused while an NBD client is
 connected to the volume; --force skips that check (for client-library users who know
-nothing writes to it).
+nothing writes to it). The volume must be at the snapshot's size: resize it back first.
+A rollback that fails part-way says so; rolling back to the same snapshot again is
+safe. The snapshot cannot be deleted while a rollback to it runs.
 
 Clone makes NAME a writable volume that reads as snapshot SNAPSHOT of VOLUME until
 written, with no copy of data; the two are independent from then on. The snapshot (and
