@@ -337,6 +337,14 @@ export function idOfVolume(volume: VolumeRecord): string {
   return volume.id ?? volume.name;
 }
 
+/**
+ * The incarnation whose checkpoint a pointer names: the id in its blob key
+ * (`checkpoints/<volume id>/<partition>/<node>/<name>`), undefined if it has none.
+ */
+export function checkpointVolumeIdOf(pointer: CheckpointPointer): string | undefined {
+  return pointer.blobKey.split("/")[1];
+}
+
 /** Each key once, sorted, however often the listing returned it. */
 export function uniqueKeys(listed: Iterable<string>): string[] {
   return [...new Set(listed)].sort();
@@ -593,7 +601,7 @@ export class Catalogue {
     for (const key of await this.list(keys.checkpointsOf(volume.name))) {
       const pointer = await this.read<CheckpointPointer>(key);
       if (pointer === undefined) continue;
-      const [, blobVolumeId] = pointer.value.blobKey.split("/");
+      const blobVolumeId = checkpointVolumeIdOf(pointer.value);
       if (blobVolumeId !== undefined && incarnationOf(blobVolumeId) > incarnation) continue;
       try {
         await this.kv.delete(key, { previousSeq: pointer.revision });
@@ -896,6 +904,12 @@ export class Catalogue {
    * record, or undefined if there was none. A delete cut off after the volume record
    * leaves the rest; the snapshot records are removed again when the incarnation's purge
    * record is forgotten (`forgetPurge`), the rest by the next create of the name.
+   *
+   * Only records that are no live volume's go, each by compare-and-set on the revision
+   * read (`forgetDeadRecord`): a leader that stalls after deleting the volume record may
+   * resume once another leader has created the name again, and must not remove the new
+   * incarnation's partitions (it would be listed with none, its data stranded) or its
+   * checkpoint pointers.
    */
   async deleteVolume(
     name: string,
@@ -910,10 +924,45 @@ export class Catalogue {
       if (isConflict(error)) return undefined;
       throw error;
     }
-    for (const key of await this.list(keys.partitionsOf(name))) await this.kv.delete(key);
-    for (const key of await this.list(keys.checkpointsOf(name))) await this.kv.delete(key);
-    await this.forgetSnapshotsOf(name, idOfVolume(volume.value));
+    const deletedId = idOfVolume(volume.value);
+    for (const key of await this.list(keys.partitionsOf(name))) {
+      await this.forgetDeadRecord<PartitionRecord>(name, key, deletedId, volumeIdOf);
+    }
+    for (const key of await this.list(keys.checkpointsOf(name))) {
+      await this.forgetDeadRecord<CheckpointPointer>(name, key, deletedId, checkpointVolumeIdOf);
+    }
+    await this.forgetSnapshotsOf(name, deletedId);
     return volume.value;
+  }
+
+  /**
+   * Removes a partition record or checkpoint pointer of volume `name` that no live
+   * volume can be using, by compare-and-set on the revision read: one of `deletedId`
+   * (ids are never reused, so that incarnation is gone for good), or one of another id
+   * (`idOf` the record; undefined: none can be told) left by a create or delete that
+   * died halfway, while the name has no volume record at all. For the latter, the
+   * name's record is read between the read of the record and its compare-and-set: a
+   * create of the name writes its creating record before any partition, so either that
+   * record shows here and the leftover is kept (the create overwrites or forgets it),
+   * or the create's writes come after the read and the compare-and-set fails. A
+   * record written since it was read is left alone either way.
+   */
+  private async forgetDeadRecord<T>(
+    name: string,
+    key: string,
+    deletedId: string,
+    idOf: (record: T) => string | undefined,
+  ): Promise<void> {
+    const record = await this.read<T>(key);
+    if (record === undefined) return;
+    if (idOf(record.value) !== deletedId) {
+      if ((await this.kv.get(keys.volume(name)))?.operation === "PUT") return;
+    }
+    try {
+      await this.kv.delete(key, { previousSeq: record.revision });
+    } catch (error) {
+      if (!isConflict(error)) throw error;
+    }
   }
 
   /** Records that an incarnation is to be purged; a record already there is kept. */
