@@ -690,28 +690,63 @@ export class Catalogue {
    * Adds the partitions a grow places, in partition order, each with `create` (a key
    * left by a resize that died halfway, of this incarnation, is taken as it stands:
    * an added partition past the size is harmless, and the next grow counts it). Stamps
-   * each with the writer's term. Returns them as stored.
+   * each with the writer's term. `current` is the volume record the resize read: each
+   * write requires it still at that revision. Returns them as stored.
+   *
+   * A leftover of another incarnation (a create or delete that died halfway) is
+   * overwritten, as create does, but never one a later leader wrote nor one of a later
+   * incarnation; and between the read of the record it replaces and its
+   * compare-and-set on that read, the volume record is read again and must be the one
+   * the resize read. A later incarnation of the name exists only once this one's record
+   * was deleted, and is created only after that: so either the deletion shows here, or
+   * the later create's partition writes come after the read and the compare-and-set
+   * fails. Without this, a grow whose leader stalled overwrote a partition record of the
+   * incarnation another leader had deleted and created since, which then had a
+   * partition no one served.
    */
   async addPartitions(
-    volume: VolumeRecord,
+    current: Versioned<VolumeRecord>,
     partitions: readonly PartitionRecord[],
     term: number,
   ): Promise<Versioned<PartitionRecord>[]> {
+    const volume = current.value;
+    const refuse = (partition: number, why: string): never => {
+      throw new BallastError(
+        ErrorCode.Unavailable,
+        `cannot resize volume ${volume.name}: partition ${partition} ${why}; retry`,
+      );
+    };
     const stored: Versioned<PartitionRecord>[] = [];
     // One at a time, in order: a resize that dies halfway leaves a prefix, never a gap.
     for (const partition of partitions) {
       const record = { ...partition, term };
       const key = keys.partition(volume.name, record.partition);
       const leftover = await this.read<PartitionRecord>(key);
-      try {
-        if (leftover !== undefined && volumeIdOf(leftover.value) === idOfVolume(volume)) {
-          throw new BallastError(
-            ErrorCode.Unavailable,
-            `cannot resize volume ${volume.name}: partition ${record.partition} appeared meanwhile; retry`,
+      if (leftover !== undefined) {
+        if (volumeIdOf(leftover.value) === idOfVolume(volume)) {
+          refuse(record.partition, "appeared meanwhile");
+        }
+        if (!mayOverwrite(leftover.value, term)) {
+          refuse(
+            record.partition,
+            `has a record a later leader wrote (term ${termOf(leftover.value)}, this one's ${term})`,
           );
         }
-        // A leftover of another incarnation (a create or delete that died halfway) is
-        // overwritten, as create does.
+        if (isNewerIncarnation(leftover.value, volume)) {
+          refuse(
+            record.partition,
+            `has a record of a later incarnation (${volumeIdOf(leftover.value)}, this one ${idOfVolume(volume)})`,
+          );
+        }
+      }
+      const now = await this.read<VolumeRecord>(keys.volume(volume.name));
+      if (now?.revision !== current.revision) {
+        throw new BallastError(
+          ErrorCode.Unavailable,
+          `volume ${volume.name} changed while it was being resized; retry`,
+        );
+      }
+      try {
         const revision =
           leftover === undefined
             ? await this.kv.create(key, encode(record))
@@ -719,10 +754,7 @@ export class Catalogue {
         stored.push({ value: record, revision });
       } catch (error) {
         if (!isConflict(error)) throw error;
-        throw new BallastError(
-          ErrorCode.Unavailable,
-          `cannot resize volume ${volume.name}: partition ${record.partition}'s record changed meanwhile; retry`,
-        );
+        refuse(record.partition, "had its record changed meanwhile");
       }
     }
     return stored;

@@ -226,6 +226,48 @@ describe("a volume's delete removes only what no live volume uses", () => {
   });
 });
 
+describe("a grow's partition writes", () => {
+  const grown = (overrides: Partial<PartitionRecord> = {}) => partition(2, overrides);
+
+  test("add a partition over a dead incarnation's leftover, stamped with the term", async () => {
+    const store = new FakeStore();
+    volumeWithTwoPartitions(store);
+    store.put(keys.partition("v", 2), grown({ volumeId: "0-old", term: 1 }));
+    const catalogue = new Catalogue(store);
+    const stored = await catalogue.addPartitions((await catalogue.volume("v"))!, [grown()], 2);
+    expect(stored.map((entry) => entry.value)).toEqual([grown({ term: 2 })]);
+    expect(store.value(keys.partition("v", 2))).toEqual(grown({ term: 2 }));
+  });
+
+  test.each([
+    ["a later leader wrote", grown({ volumeId: "0-old", term: 3 }), /later leader wrote/],
+    ["of a later incarnation", grown({ volumeId: "w-2", term: 1 }), /later incarnation/],
+  ])("never write over a leftover %s", async (_why, leftover, message) => {
+    const store = new FakeStore();
+    volumeWithTwoPartitions(store);
+    store.put(keys.partition("v", 2), leftover);
+    const catalogue = new Catalogue(store);
+    const read = (await catalogue.volume("v"))!;
+    expect(await catalogue.addPartitions(read, [grown()], 2).catch((error) => error)).toMatchObject(
+      { code: ErrorCode.Unavailable, message: expect.stringMatching(message) },
+    );
+    expect(store.value(keys.partition("v", 2))).toEqual(leftover);
+  });
+
+  test("write nothing once the volume record moved from the one the resize read", async () => {
+    const store = new FakeStore();
+    volumeWithTwoPartitions(store);
+    const catalogue = new Catalogue(store);
+    const read = (await catalogue.volume("v"))!;
+    // Deleted and created again meanwhile, by another leader.
+    store.put(keys.volume("v"), { ...read.value, id: "v-2" });
+    expect(await catalogue.addPartitions(read, [grown()], 2).catch((error) => error)).toMatchObject(
+      { code: ErrorCode.Unavailable, message: expect.stringContaining("changed while") },
+    );
+    expect(store.value(keys.partition("v", 2))).toBeUndefined();
+  });
+});
+
 describe("incarnation numbers", () => {
   test("grow by one per create of a name, survive its delete, and order the ids", async () => {
     const store = new FakeStore();
