@@ -356,6 +356,14 @@ export function idOfVolume(volume: VolumeRecord): string {
   return volume.id ?? volume.name;
 }
 
+/**
+ * The incarnation whose checkpoint a pointer names: the id in its blob key
+ * (`checkpoints/<volume id>/<partition>/<node>/<name>`), undefined if it has none.
+ */
+export function checkpointVolumeIdOf(pointer: CheckpointPointer): string | undefined {
+  return pointer.blobKey.split("/")[1];
+}
+
 /** Each key once, sorted, however often the listing returned it. */
 export function uniqueKeys(listed: Iterable<string>): string[] {
   return [...new Set(listed)].sort();
@@ -612,7 +620,7 @@ export class Catalogue {
     for (const key of await this.list(keys.checkpointsOf(volume.name))) {
       const pointer = await this.read<CheckpointPointer>(key);
       if (pointer === undefined) continue;
-      const [, blobVolumeId] = pointer.value.blobKey.split("/");
+      const blobVolumeId = checkpointVolumeIdOf(pointer.value);
       if (blobVolumeId !== undefined && incarnationOf(blobVolumeId) > incarnation) continue;
       try {
         await this.kv.delete(key, { previousSeq: pointer.revision });
@@ -717,28 +725,63 @@ export class Catalogue {
    * Adds the partitions a grow places, in partition order, each with `create` (a key
    * left by a resize that died halfway, of this incarnation, is taken as it stands:
    * an added partition past the size is harmless, and the next grow counts it). Stamps
-   * each with the writer's term. Returns them as stored.
+   * each with the writer's term. `current` is the volume record the resize read: each
+   * write requires it still at that revision. Returns them as stored.
+   *
+   * A leftover of another incarnation (a create or delete that died halfway) is
+   * overwritten, as create does, but never one a later leader wrote nor one of a later
+   * incarnation; and between the read of the record it replaces and its
+   * compare-and-set on that read, the volume record is read again and must be the one
+   * the resize read. A later incarnation of the name exists only once this one's record
+   * was deleted, and is created only after that: so either the deletion shows here, or
+   * the later create's partition writes come after the read and the compare-and-set
+   * fails. Without this, a grow whose leader stalled overwrote a partition record of the
+   * incarnation another leader had deleted and created since, which then had a
+   * partition no one served.
    */
   async addPartitions(
-    volume: VolumeRecord,
+    current: Versioned<VolumeRecord>,
     partitions: readonly PartitionRecord[],
     term: number,
   ): Promise<Versioned<PartitionRecord>[]> {
+    const volume = current.value;
+    const refuse = (partition: number, why: string): never => {
+      throw new BallastError(
+        ErrorCode.Unavailable,
+        `cannot resize volume ${volume.name}: partition ${partition} ${why}; retry`,
+      );
+    };
     const stored: Versioned<PartitionRecord>[] = [];
     // One at a time, in order: a resize that dies halfway leaves a prefix, never a gap.
     for (const partition of partitions) {
       const record = { ...partition, term };
       const key = keys.partition(volume.name, record.partition);
       const leftover = await this.read<PartitionRecord>(key);
-      try {
-        if (leftover !== undefined && volumeIdOf(leftover.value) === idOfVolume(volume)) {
-          throw new BallastError(
-            ErrorCode.Unavailable,
-            `cannot resize volume ${volume.name}: partition ${record.partition} appeared meanwhile; retry`,
+      if (leftover !== undefined) {
+        if (volumeIdOf(leftover.value) === idOfVolume(volume)) {
+          refuse(record.partition, "appeared meanwhile");
+        }
+        if (!mayOverwrite(leftover.value, term)) {
+          refuse(
+            record.partition,
+            `has a record a later leader wrote (term ${termOf(leftover.value)}, this one's ${term})`,
           );
         }
-        // A leftover of another incarnation (a create or delete that died halfway) is
-        // overwritten, as create does.
+        if (isNewerIncarnation(leftover.value, volume)) {
+          refuse(
+            record.partition,
+            `has a record of a later incarnation (${volumeIdOf(leftover.value)}, this one ${idOfVolume(volume)})`,
+          );
+        }
+      }
+      const now = await this.read<VolumeRecord>(keys.volume(volume.name));
+      if (now?.revision !== current.revision) {
+        throw new BallastError(
+          ErrorCode.Unavailable,
+          `volume ${volume.name} changed while it was being resized; retry`,
+        );
+      }
+      try {
         const revision =
           leftover === undefined
             ? await this.kv.create(key, encode(record))
@@ -746,10 +789,7 @@ export class Catalogue {
         stored.push({ value: record, revision });
       } catch (error) {
         if (!isConflict(error)) throw error;
-        throw new BallastError(
-          ErrorCode.Unavailable,
-          `cannot resize volume ${volume.name}: partition ${record.partition}'s record changed meanwhile; retry`,
-        );
+        refuse(record.partition, "had its record changed meanwhile");
       }
     }
     return stored;
@@ -931,6 +971,12 @@ export class Catalogue {
    * record, or undefined if there was none. A delete cut off after the volume record
    * leaves the rest; the snapshot records are removed again when the incarnation's purge
    * record is forgotten (`forgetPurge`), the rest by the next create of the name.
+   *
+   * Only records that are no live volume's go, each by compare-and-set on the revision
+   * read (`forgetDeadRecord`): a leader that stalls after deleting the volume record may
+   * resume once another leader has created the name again, and must not remove the new
+   * incarnation's partitions (it would be listed with none, its data stranded) or its
+   * checkpoint pointers.
    */
   async deleteVolume(
     name: string,
@@ -945,10 +991,45 @@ export class Catalogue {
       if (isConflict(error)) return undefined;
       throw error;
     }
-    for (const key of await this.list(keys.partitionsOf(name))) await this.kv.delete(key);
-    for (const key of await this.list(keys.checkpointsOf(name))) await this.kv.delete(key);
-    await this.forgetSnapshotsOf(name, idOfVolume(volume.value));
+    const deletedId = idOfVolume(volume.value);
+    for (const key of await this.list(keys.partitionsOf(name))) {
+      await this.forgetDeadRecord<PartitionRecord>(name, key, deletedId, volumeIdOf);
+    }
+    for (const key of await this.list(keys.checkpointsOf(name))) {
+      await this.forgetDeadRecord<CheckpointPointer>(name, key, deletedId, checkpointVolumeIdOf);
+    }
+    await this.forgetSnapshotsOf(name, deletedId);
     return volume.value;
+  }
+
+  /**
+   * Removes a partition record or checkpoint pointer of volume `name` that no live
+   * volume can be using, by compare-and-set on the revision read: one of `deletedId`
+   * (ids are never reused, so that incarnation is gone for good), or one of another id
+   * (`idOf` the record; undefined: none can be told) left by a create or delete that
+   * died halfway, while the name has no volume record at all. For the latter, the
+   * name's record is read between the read of the record and its compare-and-set: a
+   * create of the name writes its creating record before any partition, so either that
+   * record shows here and the leftover is kept (the create overwrites or forgets it),
+   * or the create's writes come after the read and the compare-and-set fails. A
+   * record written since it was read is left alone either way.
+   */
+  private async forgetDeadRecord<T>(
+    name: string,
+    key: string,
+    deletedId: string,
+    idOf: (record: T) => string | undefined,
+  ): Promise<void> {
+    const record = await this.read<T>(key);
+    if (record === undefined) return;
+    if (idOf(record.value) !== deletedId) {
+      if ((await this.kv.get(keys.volume(name)))?.operation === "PUT") return;
+    }
+    try {
+      await this.kv.delete(key, { previousSeq: record.revision });
+    } catch (error) {
+      if (!isConflict(error)) throw error;
+    }
   }
 
   /** Records that an incarnation is to be purged; a record already there is kept. */

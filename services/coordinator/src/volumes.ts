@@ -364,7 +364,7 @@ export class Volumes {
         load,
         heartbeats.headNodeDisks(),
       );
-      added = await catalogue.addPartitions(current.value, placed, tenure.term);
+      added = await catalogue.addPartitions(current, placed, tenure.term);
     }
     const outcome = await catalogue.resizeVolume(current, plan.sizeBytes, tenure.term);
     if (!outcome.applied) {

@@ -179,6 +179,95 @@ describe("volume incarnations", () => {
   });
 });
 
+describe("a volume's delete removes only what no live volume uses", () => {
+  const pointer = (volumeId: string) => ({
+    opNum: 5,
+    blobKey: `checkpoints/${volumeId}/0/head-1/5-1-1`,
+    sleds: ["sled-1"],
+    bytes: 10,
+    createdAtMs: 1,
+  });
+
+  test("its own records, and those a create or delete that died halfway left", async () => {
+    const store = new FakeStore();
+    volumeWithTwoPartitions(store);
+    store.put(keys.checkpoint("v", 0, "head-1"), pointer("v-1"));
+    // Left by a delete of an earlier incarnation cut off halfway.
+    store.put(keys.partition("v", 5), partition(5, { volumeId: "0-old" }));
+    store.put(keys.checkpoint("v", 5, "head-2"), pointer("0-old"));
+    expect((await new Catalogue(store).deleteVolume("v"))?.id).toBe("v-1");
+    expect(await new Catalogue(store).partitions("v")).toEqual([]);
+    expect((await new Catalogue(store).checkpoints("v")).size).toBe(0);
+  });
+
+  test("not the records of an incarnation another leader created meanwhile", async () => {
+    // The name is created again (incarnation 2) right after the delete removed the
+    // volume record: as when the deleting leader stalls there past its lease.
+    const created = { name: "v", id: "2-bbbb", sizeBytes: 2 * mebibyte, replicaCount: 2 };
+    class RecreatedAfterDelete extends FakeStore {
+      override async delete(key: string, options?: { previousSeq?: number }): Promise<void> {
+        await super.delete(key, options);
+        if (key !== keys.volume("v")) return;
+        this.put(keys.volume("v"), created);
+        this.put(keys.partition("v", 0), partition(0, { volumeId: "2-bbbb", term: 2 }));
+        this.put(keys.checkpoint("v", 0, "head-1"), pointer("2-bbbb"));
+      }
+    }
+    const store = new RecreatedAfterDelete();
+    volumeWithTwoPartitions(store);
+    store.put(keys.checkpoint("v", 1, "head-1"), pointer("v-1"));
+    expect((await new Catalogue(store).deleteVolume("v"))?.id).toBe("v-1");
+    // Incarnation 1's partition 1 and pointer went; incarnation 2's records stayed.
+    expect(store.value(keys.partition("v", 1))).toBeUndefined();
+    expect(store.value(keys.checkpoint("v", 1, "head-1"))).toBeUndefined();
+    expect(store.value<PartitionRecord>(keys.partition("v", 0))?.volumeId).toBe("2-bbbb");
+    expect(store.value(keys.checkpoint("v", 0, "head-1"))).toEqual(pointer("2-bbbb"));
+    expect(store.value(keys.volume("v"))).toEqual(created);
+  });
+});
+
+describe("a grow's partition writes", () => {
+  const grown = (overrides: Partial<PartitionRecord> = {}) => partition(2, overrides);
+
+  test("add a partition over a dead incarnation's leftover, stamped with the term", async () => {
+    const store = new FakeStore();
+    volumeWithTwoPartitions(store);
+    store.put(keys.partition("v", 2), grown({ volumeId: "0-old", term: 1 }));
+    const catalogue = new Catalogue(store);
+    const stored = await catalogue.addPartitions((await catalogue.volume("v"))!, [grown()], 2);
+    expect(stored.map((entry) => entry.value)).toEqual([grown({ term: 2 })]);
+    expect(store.value(keys.partition("v", 2))).toEqual(grown({ term: 2 }));
+  });
+
+  test.each([
+    ["a later leader wrote", grown({ volumeId: "0-old", term: 3 }), /later leader wrote/],
+    ["of a later incarnation", grown({ volumeId: "w-2", term: 1 }), /later incarnation/],
+  ])("never write over a leftover %s", async (_why, leftover, message) => {
+    const store = new FakeStore();
+    volumeWithTwoPartitions(store);
+    store.put(keys.partition("v", 2), leftover);
+    const catalogue = new Catalogue(store);
+    const read = (await catalogue.volume("v"))!;
+    expect(await catalogue.addPartitions(read, [grown()], 2).catch((error) => error)).toMatchObject(
+      { code: ErrorCode.Unavailable, message: expect.stringMatching(message) },
+    );
+    expect(store.value(keys.partition("v", 2))).toEqual(leftover);
+  });
+
+  test("write nothing once the volume record moved from the one the resize read", async () => {
+    const store = new FakeStore();
+    volumeWithTwoPartitions(store);
+    const catalogue = new Catalogue(store);
+    const read = (await catalogue.volume("v"))!;
+    // Deleted and created again meanwhile, by another leader.
+    store.put(keys.volume("v"), { ...read.value, id: "v-2" });
+    expect(await catalogue.addPartitions(read, [grown()], 2).catch((error) => error)).toMatchObject(
+      { code: ErrorCode.Unavailable, message: expect.stringContaining("changed while") },
+    );
+    expect(store.value(keys.partition("v", 2))).toBeUndefined();
+  });
+});
+
 describe("incarnation numbers", () => {
   test("grow by one per create of a name, survive its delete, and order the ids", async () => {
     const store = new FakeStore();

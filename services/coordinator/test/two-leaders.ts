@@ -79,12 +79,13 @@ export function leaderOver(
   const catalogue = new Catalogue(new GatedStore(shared, gate));
   const service = {
     bus: {
-      // Head nodes and primaries answer every drop at once.
+      // Head nodes and primaries answer every drop, and every trim a resize makes, at once.
       request: async (subject: string, message: Message) => {
         const answered = answer?.(subject, message);
         if (answered !== undefined) return answered;
         if (message.type === "headnode.drop.v1") return { dropped: 0 };
         if (message.type === "partition.snapshot.drop.v1") return { epoch: 1, opNum: 9 };
+        if (message.type === "volume.trim.v1") return { opNumFirst: 9, opNumLast: 9 };
         throw new Error(`unexpected ${message.type} on ${subject}`);
       },
     },
@@ -111,6 +112,7 @@ export function leaderOver(
 
 /** Volume `v` of two partitions, with partition records, and its snapshot `s1`. */
 export function seed(store: FakeStore): void {
+  store.put(keys.incarnation("v"), { incarnation: 1 });
   store.put(keys.volume("v"), {
     name: "v",
     id: "1-aaaaaaaaaaaa",
