@@ -282,8 +282,8 @@ const resizeAnswerDeadlineMs = 30_000;
 /**
  * What a create waits longer per partition: the coordinator writes each partition's
  * record (a few KV requests, a bounded number at once) before it answers, so a volume
- * of 16,384 partitions took 8-15 s on a loaded machine, and the 65,536 the limits allow
- * would outlast answerDeadlineMs; the create then went on to succeed after the CLI had
+ * of 16,384 partitions took 8-15 s on a loaded machine (the limit was 65,536 then),
+ * which outlasted answerDeadlineMs; the create then went on to succeed after the CLI had
  * said it failed.
  */
 export const createAnswerMsPerPartition = 2;
@@ -319,10 +319,14 @@ async function send(bus: Awaited<ReturnType<typeof connectCli>>["bus"], request:
     | ResultOf<"volume.rollback.v1">;
 }
 
-export function summary(volume: VolumeState): string {
+/** One line per volume: a described one (its partitions) or a listed one (their count). */
+export function summary(
+  volume: VolumeState | ResultOf<"volume.list.v1">["volumes"][number],
+): string {
   // The incarnation last: a volume deleted and created again keeps its name, not its id.
   const id = volume.id === undefined ? "" : `  id ${volume.id}`;
-  return `${volume.name}  ${formatSize(volume.sizeBytes)}  ${volume.replicaCount} replicas  ${volume.partitions.length} partitions of ${formatSize(volume.partitionBytes)}${id}\n`;
+  const partitions = "partitions" in volume ? volume.partitions.length : volume.partitionCount;
+  return `${volume.name}  ${formatSize(volume.sizeBytes)}  ${volume.replicaCount} replicas  ${partitions} partitions of ${formatSize(volume.partitionBytes)}${id}\n`;
 }
 
 /**

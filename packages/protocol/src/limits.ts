@@ -42,7 +42,11 @@ export const snapshotsPerVolumeMax = 64;
 /** Node ids: the same alphabet as volume names. */
 export const nodeIdLengthMax = 63;
 
-/** The largest volume: 2^50 bytes (1 PiB) keeps every offset a safe integer with room. */
+/**
+ * The bound on offsets and sizes within a volume: 2^50 bytes (1 PiB) keeps every offset
+ * a safe integer with room. A volume is further bounded by its partition count
+ * (`volumeBytesCreatableMax`).
+ */
 export const volumeBytesMax = 2 ** 50;
 
 /** Replica counts the design allows: a primary plus one or two secondaries. */
@@ -53,7 +57,24 @@ export const replicaCountMax = 3;
 export const partitionBytesDefault = 1024 * mebibyte;
 export const partitionBytesMin = mebibyte;
 export const partitionBytesMax = 64 * 1024 * mebibyte;
-export const partitionsPerVolumeMax = 65_536;
+/**
+ * A volume's state (describe, and the answers of create, resize and clone) lists every
+ * partition in one message. A partition at its longest (63-character node ids, three
+ * replicas, two learners joining, their rebuilds and four checkpoints) encodes to about
+ * 1,440 bytes, so 4,096 of them take 5.6 MiB and leave room within `messageBytesMax`
+ * for the rest of the state (protocol test reply-size.test.ts). At the largest
+ * partition size this makes the largest volume 256 TiB (`volumeBytesCreatableMax`).
+ */
+export const partitionsPerVolumeMax = 4096;
+
+/**
+ * The largest volume that can be created or grown to: `volumeBytesMax` bounds offsets,
+ * the partition count bounds what one volume may span.
+ */
+export const volumeBytesCreatableMax = Math.min(
+  volumeBytesMax,
+  partitionsPerVolumeMax * partitionBytesMax,
+);
 
 /** Free-text fields (error messages, reasons) are cut to this many characters. */
 export const textLengthMax = 4096;

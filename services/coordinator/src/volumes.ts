@@ -69,6 +69,20 @@ export type VolumeState = ResultOf<"volume.describe.v1">;
 export type VolumeStored = NonNullable<VolumeState["stored"]>;
 
 /**
+ * What a create refused for its partition count can do instead: the smallest partition
+ * size that keeps `sizeBytes` within `partitionsPerVolumeMax`, or, past
+ * `volumeBytesCreatableMax`, that no partition size can.
+ */
+export function partitionAdvice(sizeBytes: number): string {
+  if (sizeBytes > limits.volumeBytesCreatableMax) {
+    return `the largest volume is ${limits.volumeBytesCreatableMax} bytes (${limits.partitionsPerVolumeMax} partitions of ${limits.partitionBytesMax})`;
+  }
+  const sectors = Math.ceil(sizeBytes / limits.partitionsPerVolumeMax / limits.sectorBytes);
+  const least = Math.max(limits.partitionBytesMin, sectors * limits.sectorBytes);
+  return `use partitions of at least ${least} bytes`;
+}
+
+/**
  * How long one sled's whole chunk listing (all its pages) may take when describe counts
  * stored bytes: short, as status probes are, so that a silent sled costs a describe or a
  * status one deadline, well within the CLI's wait for the answer.
@@ -264,7 +278,7 @@ export class Volumes {
       Math.ceil(message.sizeBytes / partitionBytes) > limits.partitionsPerVolumeMax
     ) {
       problems.push(
-        `${Math.ceil(message.sizeBytes / partitionBytes)} partitions is over the limit of ${limits.partitionsPerVolumeMax}: use larger partitions`,
+        `${Math.ceil(message.sizeBytes / partitionBytes)} partitions is over the limit of ${limits.partitionsPerVolumeMax} (what one describe answer can list): ${partitionAdvice(message.sizeBytes)}`,
       );
     }
     if (problems.length > 0) {
@@ -471,13 +485,31 @@ export class Volumes {
     return stored === undefined ? state : { ...state, stored };
   }
 
+  /**
+   * Every volume, without its partitions: one answer of the most volumes it names fits a
+   * message whatever their sizes (describe gives one volume's partitions).
+   */
+  async list(): Promise<ResultOf<"volume.list.v1">> {
+    const volumes = await this.options.catalogue.volumes();
+    return {
+      volumes: await Promise.all(
+        volumes.map(async (value) => {
+          const id = idOfVolume(value);
+          const count = (await this.options.catalogue.partitions(value.name)).filter(
+            (entry) => volumeIdOf(entry.value) === id,
+          ).length;
+          const { term: _term, ...shown } = value;
+          return { ...shown, id, partitionCount: count };
+        }),
+      ),
+    };
+  }
+
   /** Every volume's state; with `stored`, what each stores on sleds (status asks). */
-  async list(options: { stored?: boolean } = {}): Promise<ResultOf<"volume.list.v1">> {
+  async states(options: { stored?: boolean } = {}): Promise<VolumeState[]> {
     const volumes = await this.options.catalogue.volumes();
     const stored = options.stored === true;
-    return {
-      volumes: await Promise.all(volumes.map((volume) => this.describe(volume.name, { stored }))),
-    };
+    return await Promise.all(volumes.map((volume) => this.describe(volume.name, { stored })));
   }
 
   /** Lists the volume's chunks on every sled, in parallel, and sums its incarnation's. */

@@ -338,6 +338,45 @@ describe("volumes", () => {
     expect(state.partitions[0]!.joining).toEqual([]);
   });
 
+  test("a create over the partition limit is refused with the partition size that would do", async () => {
+    const harness = await started(["head-1", "head-2"], [["head-1", "head-2"]]);
+    const gibibyte = 1024 * mebibyte;
+    // 40 TiB of 1 GiB partitions: more than one describe answer can list.
+    await expect(
+      harness.control({
+        type: "volume.create.v1",
+        name: "big",
+        sizeBytes: 40 * 1024 * gibibyte,
+        partitionBytes: gibibyte,
+      }),
+    ).rejects.toMatchObject({
+      code: ErrorCode.InvalidArgument,
+      message: expect.stringContaining(
+        `40960 partitions is over the limit of ${limits.partitionsPerVolumeMax} (what one describe answer can list): use partitions of at least ${10 * gibibyte} bytes`,
+      ),
+    });
+    // Past what any partition size allows, the refusal says what the largest volume is.
+    await expect(
+      harness.control({ type: "volume.create.v1", name: "big", sizeBytes: limits.volumeBytesMax }),
+    ).rejects.toMatchObject({
+      code: ErrorCode.InvalidArgument,
+      message: expect.stringContaining(
+        `the largest volume is ${limits.volumeBytesCreatableMax} bytes`,
+      ),
+    });
+    expect(harness.store.value(keys.volume("big"))).toBeUndefined();
+  });
+
+  test("list names each volume with its partition count, not its partitions", async () => {
+    const harness = await started(["head-1", "head-2"], [["head-1", "head-2"]]);
+    const listed = (await harness.control({ type: "volume.list.v1" })) as {
+      volumes: Record<string, unknown>[];
+    };
+    expect(listed.volumes).toHaveLength(1);
+    expect(listed.volumes[0]).toMatchObject({ name: "v", id: "v-1", partitionCount: 1 });
+    expect(listed.volumes[0]).not.toHaveProperty("partitions");
+  });
+
   test("delete tells every live head node to drop the incarnation; a re-create is another one", async () => {
     const harness = await started(["head-1", "head-2", "head-3"], [["head-1", "head-2"]]);
     harness.behaviour.set("head-3", "slow"); // does not answer: logged, not fatal

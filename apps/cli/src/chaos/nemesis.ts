@@ -46,6 +46,7 @@ import { ErrorCode, limits, subjects } from "@ballast/protocol";
 import type { Bus } from "@ballast/runtime";
 import { clusterHealth, healthLine, isFullStrength } from "../health.ts";
 import type { LocalCluster } from "../local-cluster.ts";
+import { describeOmitted } from "../status.ts";
 import type { VolumeState } from "../volume.ts";
 import {
   formatLostDiskMember,
@@ -261,11 +262,12 @@ export async function describe(bus: Bus, volume: string): Promise<VolumeState> {
 }
 
 export async function clusterStatus(bus: Bus) {
-  return bus.request(
+  const status = await bus.request(
     subjects.coordinator.build(),
     { type: "cluster.status.v1", probe: true },
     { deadlineMs: 3000 },
   );
+  return describeOmitted(bus, status);
 }
 
 /** Whether every service is healthy and every partition of every volume at full strength. */

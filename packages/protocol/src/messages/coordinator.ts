@@ -195,8 +195,17 @@ export const VolumeList = z.object({
   type: z.literal("volume.list.v1"),
 });
 
+/**
+ * A volume as `volume.list.v1` names it: no partition detail, so that one listing of the
+ * most volumes a reply names fits a message whatever their sizes (describe has the
+ * partitions, one volume at a time).
+ */
+export const VolumeSummary = VolumeState.omit({ partitions: true, stored: true }).extend({
+  partitionCount: z.number().int().nonnegative().max(partitionsPerVolumeMax),
+});
+
 export const VolumeListResult = z.object({
-  volumes: z.array(VolumeState).max(statusEntriesMax),
+  volumes: z.array(VolumeSummary).max(statusEntriesMax),
 });
 
 /**
