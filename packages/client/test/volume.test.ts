@@ -15,6 +15,7 @@ import {
   limits,
   subjects,
 } from "@ballast/protocol";
+import { constants as runtimeConstants } from "@ballast/runtime";
 import { describe, expect, it } from "vitest";
 import { BallastClient, ClientOptionsError, constants, VolumeClosedError } from "../src/index.ts";
 import type { RequestBus } from "../src/wire.ts";
@@ -453,6 +454,44 @@ describe("opening a volume", () => {
     } catch (error) {
       expect((error as ClientOptionsError).problems.length).toBe(3);
     }
+  });
+
+  it("refuses timing options the bus or the timers could not honour, at construction", () => {
+    const fake = new FakeClusterBus([]);
+    const problemsOf = (options: ConstructorParameters<typeof BallastClient>[1]) => {
+      try {
+        new BallastClient(fake, options);
+      } catch (error) {
+        expect(error).toBeInstanceOf(ClientOptionsError);
+        return (error as ClientOptionsError).problems;
+      }
+      return [];
+    };
+    const deadlineMax = runtimeConstants.requestDeadlineMsMax;
+    const timerMax = runtimeConstants.timerDelayMsMax;
+    // The bus refuses a deadline past its maximum: every request would have failed.
+    expect(problemsOf({ requestDeadlineMs: deadlineMax + 1 })).toEqual([
+      `requestDeadlineMs must be from 1 to ${deadlineMax}, got ${deadlineMax + 1}`,
+    ]);
+    expect(problemsOf({ describeDeadlineMs: deadlineMax + 1 })).toEqual([
+      `describeDeadlineMs must be from 1 to ${deadlineMax}, got ${deadlineMax + 1}`,
+    ]);
+    // A timer past 2^31 - 1 ms fires after 1 ms: a tight retry loop.
+    expect(problemsOf({ retryDelayMsMax: timerMax + 1 })).toEqual([
+      `retryDelayMsMax must be from ${constants.retryDelayMsInitial} to ${timerMax}, got ${timerMax + 1}`,
+    ]);
+    expect(problemsOf({ retryBudgetMs: 2 ** 40 })).toEqual([
+      `retryBudgetMs must be from 0 to ${timerMax}, got ${2 ** 40}`,
+    ]);
+    // At the bounds, the options are taken.
+    expect(
+      problemsOf({
+        requestDeadlineMs: deadlineMax,
+        describeDeadlineMs: deadlineMax,
+        retryDelayMsMax: timerMax,
+        retryBudgetMs: timerMax,
+      }),
+    ).toEqual([]);
   });
 
   it("defaults to the named limits", async () => {
