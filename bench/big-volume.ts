@@ -1,7 +1,6 @@
 // The big-volume benchmark (a volume of 16,384 partitions knocked its leader out): starts
 // a local cluster (2 coordinators, 2 head nodes, 1 sled, services run through tsx),
-// creates N partitions of 1 MiB with 2 replicas (in volumes of at most
-// `partitionsPerVolumeMax` partitions each, one after another), then watches for a while.
+// creates one volume of N partitions of 1 MiB with 2 replicas, then watches for a while.
 // It prints how long the create took and what it answered, the leadership changes in the
 // coordinators' logs and what they logged most (failovers show there), and each service's longest event-loop delay (bench/loop-delay.cjs)
 // during the create and during the watch, and their CPU over the watch (utime + stime). The cluster runs in a temporary directory that
@@ -18,7 +17,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { LocalCluster } from "@ballast/cli";
-import { limits, subjects } from "@ballast/protocol";
+import { subjects } from "@ballast/protocol";
 import {
   connectTestBus,
   temporaryDirectory,
@@ -92,27 +91,24 @@ try {
   const createdAt = Date.now();
   let answer = "ok";
   try {
-    for (let first = 0; first < partitions; first += limits.partitionsPerVolumeMax) {
-      const count = Math.min(limits.partitionsPerVolumeMax, partitions - first);
-      await bus.bus.request(
-        subjects.coordinator.build(),
-        {
-          type: "volume.create.v1",
-          name: `big-${first / limits.partitionsPerVolumeMax}`,
-          sizeBytes: count * mebibyte,
-          partitionBytes: mebibyte,
-          replicaCount: 2,
-        },
-        { deadlineMs: createDeadlineMs },
-      );
-    }
+    await bus.bus.request(
+      subjects.coordinator.build(),
+      {
+        type: "volume.create.v1",
+        name: "big",
+        sizeBytes: partitions * mebibyte,
+        partitionBytes: mebibyte,
+        replicaCount: 2,
+      },
+      { deadlineMs: createDeadlineMs },
+    );
   } catch (error) {
     answer = (error as Error).message;
   }
   const createdBy = Date.now();
   const cpuAtCreated = await cpuNow();
   console.log(
-    `N=${partitions}: creates answered in ${((createdBy - createdAt) / 1000).toFixed(1)} s: ${answer} (load ${loadBefore.toFixed(1)})`,
+    `N=${partitions}: create answered in ${((createdBy - createdAt) / 1000).toFixed(1)} s: ${answer} (load ${loadBefore.toFixed(1)})`,
   );
   await new Promise((resolve) => setTimeout(resolve, watchMs));
   const watchedBy = Date.now();

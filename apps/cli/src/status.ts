@@ -20,6 +20,7 @@
 // The human view gives each volume a one-line health summary (health.ts); `--check`
 // makes the exit code say whether every partition is at full strength.
 
+import { describeVolumeWhole } from "@ballast/client";
 import { BallastError, ErrorCode, type ResultOf, subjects } from "@ballast/protocol";
 import type { Bus } from "@ballast/runtime";
 import { statusDeadlineMs } from "./constants.ts";
@@ -70,11 +71,9 @@ export async function describeOmitted<S extends ResultOf<"cluster.status.v1">>(
       continue;
     }
     try {
-      const described = await bus.request(
-        subjects.coordinator.build(),
-        { type: "volume.describe.v1", name: String(volume.name) },
-        { deadlineMs: statusDeadlineMs },
-      );
+      const described = await describeVolumeWhole(bus, String(volume.name), {
+        deadlineMs: statusDeadlineMs,
+      });
       const { partitionsOmitted: _omitted, ...shown } = volume;
       volumes.push({ ...shown, partitions: described.partitions });
     } catch (error) {

@@ -4,6 +4,7 @@
 // chunk), or why it could not be counted.
 
 import { type ParseArgsConfig, parseArgs } from "node:util";
+import { describeVolumeWhole } from "@ballast/client";
 import { limits, type ResultOf, subjects } from "@ballast/protocol";
 import { connectCli, findCluster } from "./connect.ts";
 import { dataDirDefault } from "./constants.ts";
@@ -147,7 +148,13 @@ export async function volumeCommand(argv: string[]): Promise<number> {
         ? await deleteRetried(() => send(client.bus, request)).then((outcome) =>
             outcome.kind === "deleted" ? outcome.answer : { name: request.name, deleted: true },
           )
-        : await send(client.bus, request);
+        : request.type === "volume.describe.v1"
+          ? // Every page of a large volume's partitions.
+            await describeVolumeWhole(client.bus, request.name, {
+              deadlineMs: answerDeadlineOf(request),
+              stored: request.stored,
+            })
+          : await send(client.bus, request);
     if (flags.json) {
       process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
     } else if ("volumes" in result) {
@@ -282,8 +289,8 @@ const resizeAnswerDeadlineMs = 30_000;
 /**
  * What a create waits longer per partition: the coordinator writes each partition's
  * record (a few KV requests, a bounded number at once) before it answers, so a volume
- * of 16,384 partitions took 8-15 s on a loaded machine (the limit was 65,536 then),
- * which outlasted answerDeadlineMs; the create then went on to succeed after the CLI had
+ * of 16,384 partitions took 8-15 s on a loaded machine, and the 65,536 the limits allow
+ * would outlast answerDeadlineMs; the create then went on to succeed after the CLI had
  * said it failed.
  */
 export const createAnswerMsPerPartition = 2;
@@ -325,7 +332,9 @@ export function summary(
 ): string {
   // The incarnation last: a volume deleted and created again keeps its name, not its id.
   const id = volume.id === undefined ? "" : `  id ${volume.id}`;
-  const partitions = "partitions" in volume ? volume.partitions.length : volume.partitionCount;
+  // An answer that lists one page of a large volume counts all of them.
+  const partitions =
+    volume.partitionCount ?? ("partitions" in volume ? volume.partitions.length : 0);
   return `${volume.name}  ${formatSize(volume.sizeBytes)}  ${volume.replicaCount} replicas  ${partitions} partitions of ${formatSize(volume.partitionBytes)}${id}\n`;
 }
 

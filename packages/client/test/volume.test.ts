@@ -426,6 +426,26 @@ describe("opening a volume", () => {
     expect(fake.sent).toEqual([]);
   });
 
+  it("reads every page of a volume with more partitions than one describe lists", async () => {
+    const partitionBytes = 4096;
+    const count = limits.describePartitionsMax + 3;
+    const fake = new FakeClusterBus([
+      { name: "v", sizeBytes: count * partitionBytes, partitionBytes },
+    ]);
+    const volume = await new BallastClient(fake).openVolume("v");
+
+    expect(volume.partitionCount).toBe(count);
+    expect(fake.requestsOf("volume.describe.v1").map((sent) => sent.message)).toEqual([
+      { type: "volume.describe.v1", name: "v" },
+      { type: "volume.describe.v1", name: "v", partitionsFrom: limits.describePartitionsMax },
+    ]);
+    // The last partition, known only from the second page, takes I/O.
+    const data = patternBytes(partitionBytes, 3);
+    await volume.write((count - 1) * partitionBytes, data);
+    expect(await volume.read((count - 1) * partitionBytes, partitionBytes)).toEqual(data);
+    expect(fake.requestsOf("volume.write.v1")[0]!.message).toMatchObject({ partition: count - 1 });
+  });
+
   it("retries a coordinator that is briefly unavailable", async () => {
     const fake = new FakeClusterBus([{ name: "v", sizeBytes: mebibyte, partitionBytes: mebibyte }]);
     fake.failDescribes(2, ErrorCode.Unavailable);

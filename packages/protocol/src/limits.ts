@@ -42,11 +42,7 @@ export const snapshotsPerVolumeMax = 64;
 /** Node ids: the same alphabet as volume names. */
 export const nodeIdLengthMax = 63;
 
-/**
- * The bound on offsets and sizes within a volume: 2^50 bytes (1 PiB) keeps every offset
- * a safe integer with room. A volume is further bounded by its partition count
- * (`volumeBytesCreatableMax`).
- */
+/** The largest volume: 2^50 bytes (1 PiB) keeps every offset a safe integer with room. */
 export const volumeBytesMax = 2 ** 50;
 
 /** Replica counts the design allows: a primary plus one or two secondaries. */
@@ -57,24 +53,18 @@ export const replicaCountMax = 3;
 export const partitionBytesDefault = 1024 * mebibyte;
 export const partitionBytesMin = mebibyte;
 export const partitionBytesMax = 64 * 1024 * mebibyte;
-/**
- * A volume's state (describe, and the answers of create, resize and clone) lists every
- * partition in one message. A partition at its longest (63-character node ids, three
- * replicas, two learners joining, their rebuilds and four checkpoints) encodes to about
- * 1,440 bytes, so 4,096 of them take 5.6 MiB and leave room within `messageBytesMax`
- * for the rest of the state (protocol test reply-size.test.ts). At the largest
- * partition size this makes the largest volume 256 TiB (`volumeBytesCreatableMax`).
- */
-export const partitionsPerVolumeMax = 4096;
+export const partitionsPerVolumeMax = 65_536;
 
 /**
- * The largest volume that can be created or grown to: `volumeBytesMax` bounds offsets,
- * the partition count bounds what one volume may span.
+ * The most partitions one answer carrying a volume's state lists (describe, create,
+ * resize, clone): a volume with more is described in pages (`partitionsFrom`,
+ * `partitionsNext`). A partition at its longest (63-character node ids, three replicas,
+ * two learners joining, their rebuilds and four checkpoints) encodes to about 1,440
+ * bytes, so a page takes 5.6 MiB and leaves room within `messageBytesMax` for the rest of
+ * the state (protocol test reply-size.test.ts). Whole, the largest volume's state is
+ * about 90 MiB: it never fit one message.
  */
-export const volumeBytesCreatableMax = Math.min(
-  volumeBytesMax,
-  partitionsPerVolumeMax * partitionBytesMax,
-);
+export const describePartitionsMax = 4096;
 
 /** Free-text fields (error messages, reasons) are cut to this many characters. */
 export const textLengthMax = 4096;

@@ -1,7 +1,8 @@
-// The coordinator's volume replies must fit one message by construction: a volume at
-// `partitionsPerVolumeMax`, every field at its longest, still encodes within
-// `messageBytesMax`. A limit raised past what fits fails here, not in a cluster whose
-// largest volume can no longer be opened.
+// The coordinator's volume replies must fit one message by construction: a page of a
+// volume's state at `describePartitionsMax` partitions, every field at its longest,
+// still encodes within `messageBytesMax`, and so does a list of the most volumes. A
+// limit raised past what fits fails here, not in a cluster whose largest volume can no
+// longer be opened.
 
 import { describe, expect, test } from "vitest";
 import { encodeResult, limits, type ResultOf, resultSchemas } from "../src/index.ts";
@@ -61,16 +62,19 @@ function worstSummary(index: number) {
 const storedReserveBytes = 1024 * 1024;
 
 describe("volume replies fit one message", () => {
-  test("describe of a volume at the partition limit, every field at its longest", () => {
-    const { partitionCount: _count, ...fields } = worstSummary(0);
+  test("a describe page at the page limit, every field at its longest", () => {
     const state = {
-      ...fields,
-      partitions: Array.from({ length: limits.partitionsPerVolumeMax }, (_, index) =>
-        worstPartition(index),
+      ...worstSummary(0),
+      partitionsNext: limits.partitionsPerVolumeMax - 1,
+      partitions: Array.from({ length: limits.describePartitionsMax }, (_, index) =>
+        worstPartition(limits.partitionsPerVolumeMax - 1 - limits.describePartitionsMax + index),
       ),
     };
-    // The shape is one the receiver accepts, so the size measured is of a real reply.
+    // The shape is one the receiver accepts, so the size measured is of a real reply;
+    // one partition more than a page is refused.
     expect(resultSchemas["volume.describe.v1"].safeParse(state).success).toBe(true);
+    const over = { ...state, partitions: [...state.partitions, worstPartition(0)] };
+    expect(resultSchemas["volume.describe.v1"].safeParse(over).success).toBe(false);
     const bytes = encodeResult(state as ResultOf<"volume.describe.v1">).length;
     expect(bytes).toBeLessThanOrEqual(limits.messageBytesMax - storedReserveBytes);
   });

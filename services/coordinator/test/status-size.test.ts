@@ -11,8 +11,8 @@ import type { VolumeState } from "../src/volumes.ts";
 const node = (index: number) => `n${index}-`.padEnd(limits.nodeIdLengthMax, "x");
 const big = Number.MAX_SAFE_INTEGER;
 
-/** A volume at the partition limit, each partition at its longest. */
-function largest(name: string): VolumeState {
+/** A volume of a describe page's worth of partitions, each at its longest. */
+function large(name: string): VolumeState {
   return {
     name,
     id: `${name}-1`,
@@ -20,7 +20,7 @@ function largest(name: string): VolumeState {
     replicaCount: 3,
     partitionBytes: big,
     createdAtMs: big,
-    partitions: Array.from({ length: limits.partitionsPerVolumeMax }, (_, partition) => ({
+    partitions: Array.from({ length: limits.describePartitionsMax }, (_, partition) => ({
       partition,
       partitionStart: big,
       partitionBytes: big,
@@ -47,8 +47,8 @@ function statusOver(volumes: VolumeState[]): Status {
 }
 
 describe("status answer size", () => {
-  test("four volumes at the partition limit: the answer fits, partitions within the budget", async () => {
-    const volumes = ["a", "b", "c", "d"].map(largest);
+  test("four volumes of 4,096 long partitions: the answer fits, partitions within the budget", async () => {
+    const volumes = ["a", "b", "c", "d"].map(large);
     const answer = await statusOver(volumes).onClusterStatus({ type: "cluster.status.v1" });
     expect(encodeResult(answer).length).toBeLessThanOrEqual(limits.messageBytesMax);
     const listed = answer.volumes.reduce(
@@ -60,7 +60,7 @@ describe("status answer size", () => {
     for (const volume of answer.volumes) {
       expect(volume).toMatchObject({
         partitionsOmitted: true,
-        partitionCount: limits.partitionsPerVolumeMax,
+        partitionCount: limits.describePartitionsMax,
         partitions: [],
       });
     }
@@ -68,7 +68,7 @@ describe("status answer size", () => {
 
   test("volumes within the budget are listed whole; a later small one still fits", async () => {
     const small = (name: string, count: number): VolumeState => {
-      const volume = largest(name);
+      const volume = large(name);
       return { ...volume, partitions: volume.partitions.slice(0, count) };
     };
     const answer = await statusOver([

@@ -42,6 +42,7 @@
 
 import { readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
+import { describeVolumeWhole } from "@ballast/client";
 import { ErrorCode, limits, subjects } from "@ballast/protocol";
 import type { Bus } from "@ballast/runtime";
 import { clusterHealth, healthLine, isFullStrength } from "../health.ts";
@@ -254,11 +255,7 @@ export async function unfillSled(bus: Bus, sled: string, count: number): Promise
 }
 
 export async function describe(bus: Bus, volume: string): Promise<VolumeState> {
-  return bus.request(
-    subjects.coordinator.build(),
-    { type: "volume.describe.v1", name: volume },
-    { deadlineMs: 2000 },
-  );
+  return describeVolumeWhole(bus, volume, { deadlineMs: 2000 });
 }
 
 export async function clusterStatus(bus: Bus) {
