@@ -73,14 +73,18 @@ describe("the volume catalogue", () => {
     expect(created.stderr).toBe("");
     expect(created.code).toBe(0);
     expect(created.stdout).toContain("vol  16MiB  2 replicas  4 partitions of 4MiB");
+    // The list names volumes with their partition count; describe has the partitions.
     const listed = await runCli(["volume", "list", "--json", ...nats]);
-    const volumes = JSON.parse(listed.stdout).volumes as VolumeState[];
-    expect(volumes.map((volume) => volume.name)).toEqual(["vol"]);
-    for (const partition of volumes[0]!.partitions) {
+    const volumes = JSON.parse(listed.stdout).volumes as { name: string; partitionCount: number }[];
+    expect(volumes.map((volume) => [volume.name, volume.partitionCount])).toEqual([["vol", 4]]);
+    const described = await runCli(["volume", "describe", "vol", "--json", ...nats]);
+    const state = JSON.parse(described.stdout) as VolumeState;
+    expect(state.partitions).toHaveLength(4);
+    for (const partition of state.partitions) {
       expect(partition.epoch).toBe(1);
       expect(new Set([partition.primary, ...partition.secondaries]).size).toBe(2);
     }
-    const primaries = volumes[0]!.partitions.map((partition) => partition.primary);
+    const primaries = state.partitions.map((partition) => partition.primary);
     expect(new Set(primaries).size).toBeGreaterThan(1); // primaries are spread
     const status = JSON.parse((await runCli(["status", "--json", ...nats])).stdout);
     expect(status.volumes.map((volume: VolumeState) => volume.name)).toEqual(["vol"]);

@@ -20,6 +20,7 @@
 // The human view gives each volume a one-line health summary (health.ts); `--check`
 // makes the exit code say whether every partition is at full strength.
 
+import { describeVolumeWhole } from "@ballast/client";
 import { BallastError, ErrorCode, type ResultOf, subjects } from "@ballast/protocol";
 import type { Bus } from "@ballast/runtime";
 import { statusDeadlineMs } from "./constants.ts";
@@ -38,7 +39,7 @@ export async function fetchStatus(bus: Bus, natsUrl: string): Promise<ClusterSta
       { type: "cluster.status.v1", probe: true },
       { deadlineMs: statusDeadlineMs },
     );
-    return { nats: natsUrl, ...result };
+    return { nats: natsUrl, ...(await describeOmitted(bus, result)) };
   } catch (error) {
     if (
       error instanceof BallastError &&
@@ -52,6 +53,35 @@ export async function fetchStatus(bus: Bus, natsUrl: string): Promise<ClusterSta
     }
     throw error;
   }
+}
+
+/**
+ * The status with the partitions of every volume it lists without them (an answer lists
+ * a bounded number of partitions in all: `partitionsOmitted`), each from its own
+ * describe; a volume deleted in between is left out.
+ */
+export async function describeOmitted<S extends ResultOf<"cluster.status.v1">>(
+  bus: Bus,
+  status: S,
+): Promise<S> {
+  const volumes: S["volumes"] = [];
+  for (const volume of status.volumes) {
+    if (volume.partitionsOmitted !== true) {
+      volumes.push(volume);
+      continue;
+    }
+    try {
+      const described = await describeVolumeWhole(bus, String(volume.name), {
+        deadlineMs: statusDeadlineMs,
+      });
+      const { partitionsOmitted: _omitted, ...shown } = volume;
+      volumes.push({ ...shown, partitions: described.partitions });
+    } catch (error) {
+      if (error instanceof BallastError && error.code === ErrorCode.NotFound) continue;
+      throw error;
+    }
+  }
+  return { ...status, volumes };
 }
 
 export function formatStatus(status: ClusterStatus, nowMs: number): string {

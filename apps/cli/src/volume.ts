@@ -4,6 +4,7 @@
 // chunk), or why it could not be counted.
 
 import { type ParseArgsConfig, parseArgs } from "node:util";
+import { describeVolumeWhole } from "@ballast/client";
 import { limits, type ResultOf, subjects } from "@ballast/protocol";
 import { connectCli, findCluster } from "./connect.ts";
 import { dataDirDefault } from "./constants.ts";
@@ -149,7 +150,13 @@ export async function volumeCommand(argv: string[]): Promise<number> {
         ? await deleteRetried(() => send(client.bus, request)).then((outcome) =>
             outcome.kind === "deleted" ? outcome.answer : { name: request.name, deleted: true },
           )
-        : await send(client.bus, request);
+        : request.type === "volume.describe.v1"
+          ? // Every page of a large volume's partitions.
+            await describeVolumeWhole(client.bus, request.name, {
+              deadlineMs: answerDeadlineOf(request),
+              stored: request.stored,
+            })
+          : await send(client.bus, request);
     if (flags.json) {
       process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
     } else if ("volumes" in result) {
@@ -321,10 +328,16 @@ async function send(bus: Awaited<ReturnType<typeof connectCli>>["bus"], request:
     | ResultOf<"volume.rollback.v1">;
 }
 
-export function summary(volume: VolumeState): string {
+/** One line per volume: a described one (its partitions) or a listed one (their count). */
+export function summary(
+  volume: VolumeState | ResultOf<"volume.list.v1">["volumes"][number],
+): string {
   // The incarnation last: a volume deleted and created again keeps its name, not its id.
   const id = volume.id === undefined ? "" : `  id ${volume.id}`;
-  return `${volume.name}  ${formatSize(volume.sizeBytes)}  ${volume.replicaCount} replicas  ${volume.partitions.length} partitions of ${formatSize(volume.partitionBytes)}${id}\n`;
+  // An answer that lists one page of a large volume counts all of them.
+  const partitions =
+    volume.partitionCount ?? ("partitions" in volume ? volume.partitions.length : 0);
+  return `${volume.name}  ${formatSize(volume.sizeBytes)}  ${volume.replicaCount} replicas  ${partitions} partitions of ${formatSize(volume.partitionBytes)}${id}\n`;
 }
 
 /**

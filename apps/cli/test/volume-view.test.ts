@@ -43,6 +43,11 @@ describe("volume view", () => {
     expect(summary({ ...volume(), id: undefined })).toBe(
       "vol  4MiB  3 replicas  1 partitions of 4MiB\n",
     );
+    // A listed volume carries its partition count, not its partitions.
+    const { partitions: _partitions, ...listed } = volume();
+    expect(summary({ ...listed, partitionCount: 3 })).toBe(
+      "vol  4MiB  3 replicas  3 partitions of 4MiB  id m1abc-0123456789ab\n",
+    );
   });
 
   test("a partition line shows joining members apart from secondaries and learners", () => {

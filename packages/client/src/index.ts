@@ -10,4 +10,4 @@ export * as constants from "./constants.ts";
 export * from "./errors.ts";
 export { type ClientOptions, type Clock, clientOptionsDefault, systemClock } from "./options.ts";
 export { Volume } from "./volume.ts";
-export type { RequestBus } from "./wire.ts";
+export { describeVolumeWhole, type RequestBus } from "./wire.ts";

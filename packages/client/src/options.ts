@@ -4,6 +4,7 @@
 // Options are checked once, when the client is built; past that, they are trusted.
 
 import { limits } from "@ballast/protocol";
+import { constants as runtimeConstants } from "@ballast/runtime";
 import {
   describeDeadlineMs,
   requestDeadlineMs,
@@ -88,15 +89,19 @@ export function resolveClientOptions(options: Partial<ClientOptions>): Readonly<
       problems.push(`${name} must be from ${minimum} to ${maximum}, got ${value}`);
     }
   };
-  checkInteger("requestDeadlineMs", 1, Number.MAX_SAFE_INTEGER);
-  checkInteger("describeDeadlineMs", 1, Number.MAX_SAFE_INTEGER);
+  // The bus refuses a request deadline past requestDeadlineMsMax: refused here, once,
+  // rather than by every request the client would send.
+  checkInteger("requestDeadlineMs", 1, runtimeConstants.requestDeadlineMsMax);
+  checkInteger("describeDeadlineMs", 1, runtimeConstants.requestDeadlineMsMax);
   checkInteger("requestsInflightPerVolumeMax", 1, Number.MAX_SAFE_INTEGER);
   checkInteger("requestsInflightPerQueueMax", 1, Number.MAX_SAFE_INTEGER);
   checkInteger("requestDataBytesMax", limits.sectorBytes, limits.requestDataBytesMax);
   checkInteger("requestEntriesMax", 1, limits.requestEntriesMax);
-  checkInteger("retryDelayMsInitial", 1, Number.MAX_SAFE_INTEGER);
-  checkInteger("retryDelayMsMax", resolved.retryDelayMsInitial, Number.MAX_SAFE_INTEGER);
-  checkInteger("retryBudgetMs", 0, Number.MAX_SAFE_INTEGER);
+  // Retries sleep on timers: past timerDelayMsMax a timer fires after 1 ms, which made a
+  // tight retry loop of a long delay.
+  checkInteger("retryDelayMsInitial", 1, runtimeConstants.timerDelayMsMax);
+  checkInteger("retryDelayMsMax", resolved.retryDelayMsInitial, runtimeConstants.timerDelayMsMax);
+  checkInteger("retryBudgetMs", 0, runtimeConstants.timerDelayMsMax);
   if (resolved.requestDataBytesMax % limits.sectorBytes !== 0) {
     problems.push(
       `requestDataBytesMax must be a multiple of ${limits.sectorBytes} bytes, got ${resolved.requestDataBytesMax}`,

@@ -226,11 +226,7 @@ export async function describeVolume(
 ): Promise<VolumeState> {
   const subject = subjects.coordinator.build();
   try {
-    return await bus.request<"volume.describe.v1">(
-      subject,
-      { type: "volume.describe.v1", name },
-      { deadlineMs },
-    );
+    return await describeVolumeWhole(bus, name, { deadlineMs });
   } catch (error) {
     if (!isBallastError(error, ErrorCode.Internal)) throw error;
     throw new BallastError(
@@ -239,4 +235,54 @@ export async function describeVolume(
       { cause: error, details: { subject, volume: name } },
     );
   }
+}
+
+/**
+ * A volume's whole state: every page of its partitions (an answer lists at most
+ * `describePartitionsMax`; `partitionsNext` says where the next starts), each page
+ * asked with its own `deadlineMs`. The volume's own fields are the last page's (a grow
+ * between pages shows in its later pages). A volume deleted and created again between
+ * pages is another incarnation: that is refused as Unavailable, to retry.
+ */
+export async function describeVolumeWhole(
+  bus: RequestBus,
+  name: string,
+  options: { deadlineMs: number; stored?: boolean },
+): Promise<VolumeState> {
+  const subject = subjects.coordinator.build();
+  const ask = (partitionsFrom: number | undefined) =>
+    bus.request<"volume.describe.v1">(
+      subject,
+      {
+        type: "volume.describe.v1",
+        name,
+        ...(options.stored === true ? { stored: true } : {}),
+        ...(partitionsFrom === undefined ? {} : { partitionsFrom }),
+      },
+      { deadlineMs: options.deadlineMs },
+    );
+  const first = await ask(undefined);
+  if (first.partitionsNext === undefined) return first;
+  const partitions = [...first.partitions];
+  let page = first;
+  while (page.partitionsNext !== undefined) {
+    const from = page.partitionsNext;
+    page = await ask(from);
+    if (page.id !== first.id) {
+      throw new BallastError(
+        ErrorCode.Unavailable,
+        `volume ${JSON.stringify(name)} was deleted and created again while it was described (incarnation ${first.id} then ${page.id}); retry`,
+        { details: { subject, volume: name } },
+      );
+    }
+    if (page.partitions.length === 0 && page.partitionsNext !== undefined) {
+      throw new UnexpectedReplyError(subject, `an empty page of partitions named a next page`);
+    }
+    if (page.partitions.some((partition) => partition.partition < from)) {
+      throw new UnexpectedReplyError(subject, `a page from partition ${from} listed one before it`);
+    }
+    partitions.push(...page.partitions);
+  }
+  const { partitionsNext: _next, ...last } = page;
+  return { ...last, partitions };
 }

@@ -435,6 +435,13 @@ export class FakeClusterBus implements RequestBus {
     if (volume === undefined) {
       throw new BallastError(ErrorCode.NotFound, `volume ${message.name} does not exist`);
     }
+    // Pages as the coordinator does: at most describePartitionsMax from partitionsFrom.
+    const from = message.partitionsFrom ?? 0;
+    const page = volume.partitions
+      .filter((partition) => partition.partition >= from)
+      .slice(0, limits.describePartitionsMax);
+    const last = page.at(-1);
+    const more = last !== undefined && last.partition + 1 < volume.partitions.length;
     return {
       name: volume.name,
       id: volume.id,
@@ -442,7 +449,9 @@ export class FakeClusterBus implements RequestBus {
       replicaCount: volume.replicaCount,
       partitionBytes: volume.partitionBytes,
       createdAtMs: 0,
-      partitions: volume.partitions.flatMap((partition) => {
+      partitionCount: volume.partitions.length,
+      ...(more ? { partitionsNext: last.partition + 1 } : {}),
+      partitions: page.flatMap((partition) => {
         const current = describePartition(partition, partition);
         if (partition.listedTwice === undefined || partition.previous === undefined) {
           return [current];

@@ -15,6 +15,7 @@ import {
   limits,
   subjects,
 } from "@ballast/protocol";
+import { constants as runtimeConstants } from "@ballast/runtime";
 import { describe, expect, it } from "vitest";
 import { BallastClient, ClientOptionsError, constants, VolumeClosedError } from "../src/index.ts";
 import type { RequestBus } from "../src/wire.ts";
@@ -425,6 +426,26 @@ describe("opening a volume", () => {
     expect(fake.sent).toEqual([]);
   });
 
+  it("reads every page of a volume with more partitions than one describe lists", async () => {
+    const partitionBytes = 4096;
+    const count = limits.describePartitionsMax + 3;
+    const fake = new FakeClusterBus([
+      { name: "v", sizeBytes: count * partitionBytes, partitionBytes },
+    ]);
+    const volume = await new BallastClient(fake).openVolume("v");
+
+    expect(volume.partitionCount).toBe(count);
+    expect(fake.requestsOf("volume.describe.v1").map((sent) => sent.message)).toEqual([
+      { type: "volume.describe.v1", name: "v" },
+      { type: "volume.describe.v1", name: "v", partitionsFrom: limits.describePartitionsMax },
+    ]);
+    // The last partition, known only from the second page, takes I/O.
+    const data = patternBytes(partitionBytes, 3);
+    await volume.write((count - 1) * partitionBytes, data);
+    expect(await volume.read((count - 1) * partitionBytes, partitionBytes)).toEqual(data);
+    expect(fake.requestsOf("volume.write.v1")[0]!.message).toMatchObject({ partition: count - 1 });
+  });
+
   it("retries a coordinator that is briefly unavailable", async () => {
     const fake = new FakeClusterBus([{ name: "v", sizeBytes: mebibyte, partitionBytes: mebibyte }]);
     fake.failDescribes(2, ErrorCode.Unavailable);
@@ -453,6 +474,44 @@ describe("opening a volume", () => {
     } catch (error) {
       expect((error as ClientOptionsError).problems.length).toBe(3);
     }
+  });
+
+  it("refuses timing options the bus or the timers could not honour, at construction", () => {
+    const fake = new FakeClusterBus([]);
+    const problemsOf = (options: ConstructorParameters<typeof BallastClient>[1]) => {
+      try {
+        new BallastClient(fake, options);
+      } catch (error) {
+        expect(error).toBeInstanceOf(ClientOptionsError);
+        return (error as ClientOptionsError).problems;
+      }
+      return [];
+    };
+    const deadlineMax = runtimeConstants.requestDeadlineMsMax;
+    const timerMax = runtimeConstants.timerDelayMsMax;
+    // The bus refuses a deadline past its maximum: every request would have failed.
+    expect(problemsOf({ requestDeadlineMs: deadlineMax + 1 })).toEqual([
+      `requestDeadlineMs must be from 1 to ${deadlineMax}, got ${deadlineMax + 1}`,
+    ]);
+    expect(problemsOf({ describeDeadlineMs: deadlineMax + 1 })).toEqual([
+      `describeDeadlineMs must be from 1 to ${deadlineMax}, got ${deadlineMax + 1}`,
+    ]);
+    // A timer past 2^31 - 1 ms fires after 1 ms: a tight retry loop.
+    expect(problemsOf({ retryDelayMsMax: timerMax + 1 })).toEqual([
+      `retryDelayMsMax must be from ${constants.retryDelayMsInitial} to ${timerMax}, got ${timerMax + 1}`,
+    ]);
+    expect(problemsOf({ retryBudgetMs: 2 ** 40 })).toEqual([
+      `retryBudgetMs must be from 0 to ${timerMax}, got ${2 ** 40}`,
+    ]);
+    // At the bounds, the options are taken.
+    expect(
+      problemsOf({
+        requestDeadlineMs: deadlineMax,
+        describeDeadlineMs: deadlineMax,
+        retryDelayMsMax: timerMax,
+        retryBudgetMs: timerMax,
+      }),
+    ).toEqual([]);
   });
 
   it("defaults to the named limits", async () => {

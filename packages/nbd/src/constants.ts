@@ -5,6 +5,7 @@
 // Names carry their unit last.
 
 import { limits } from "@ballast/protocol";
+import { constants as runtimeConstants } from "@ballast/runtime";
 import { NbdLimitsError } from "./errors.ts";
 import { exportRequestFixedBytes, lengthMax, requestHeaderBytes, stringBytesMax } from "./wire.ts";
 
@@ -93,6 +94,18 @@ export const nbdLimitsDefault: NbdLimits = {
   closeGraceMs: 10_000,
 };
 
+/**
+ * The upper bounds of the time limits. The handshake deadline and the close grace run on
+ * `setTimeout`, which fires a delay past `timerDelayMsMax` after 1 ms (a handshake cut
+ * at once, a close that never waits). Keep-alive's idle time becomes TCP_KEEPIDLE in
+ * whole seconds, which Linux bounds at 32,767 s.
+ */
+export const timerLimitsMsMax = {
+  handshakeDeadlineMs: runtimeConstants.timerDelayMsMax,
+  closeGraceMs: runtimeConstants.timerDelayMsMax,
+  keepAliveInitialDelayMs: 32_767 * 1000,
+} as const satisfies Partial<Record<keyof NbdLimits, number>>;
+
 /** The default limits with `overrides` applied; throws NbdLimitsError if they cannot work. */
 export function resolveLimits(overrides: Partial<NbdLimits> = {}): NbdLimits {
   const resolved: NbdLimits = { ...nbdLimitsDefault, ...overrides };
@@ -111,6 +124,10 @@ export function checkLimits(candidate: NbdLimits): string[] {
   }
   if (problems.length > 0) return problems;
 
+  for (const [name, max] of Object.entries(timerLimitsMsMax)) {
+    const value = candidate[name as keyof typeof timerLimitsMsMax];
+    if (value > max) problems.push(`${name} must be at most ${max}, got ${value}`);
+  }
   const optionBytesMin = exportRequestFixedBytes + stringBytesMax;
   if (candidate.optionBytesMax < optionBytesMin) {
     problems.push(

@@ -9,7 +9,7 @@ import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, test } from "vitest";
-import { NbdLimitsError, NbdServer } from "../src/index.ts";
+import { type NbdLimits, NbdLimitsError, NbdServer } from "../src/index.ts";
 import { Command, Option } from "../src/wire.ts";
 import { MemoryBlockDevice, type OperationRecord } from "./memory-block-device.ts";
 import { TestNbdClient } from "./nbd-test-client.ts";
@@ -260,6 +260,24 @@ describe("NBD server", () => {
       listExports: async () => [],
     });
     await expect(server.close()).resolves.toBeUndefined();
+  });
+
+  test("time limits past what timers and TCP keep-alive accept are refused, each named", () => {
+    const build = (limits: Partial<NbdLimits>) => () =>
+      new NbdServer({ openExport: async () => undefined, listExports: async () => [], limits });
+    const timerMax = 2 ** 31 - 1;
+    // setTimeout fires a longer delay after 1 ms: a handshake cut at once, no close grace.
+    for (const name of ["handshakeDeadlineMs", "closeGraceMs"] as const) {
+      expect(build({ [name]: timerMax + 1 })).toThrow(
+        expect.objectContaining({
+          problems: [`${name} must be at most ${timerMax}, got ${timerMax + 1}`],
+        }),
+      );
+      expect(build({ [name]: timerMax })).not.toThrow();
+    }
+    // TCP_KEEPIDLE is whole seconds, at most 32,767 on Linux.
+    expect(build({ keepAliveInitialDelayMs: 32_767_001 })).toThrow(NbdLimitsError);
+    expect(build({ keepAliveInitialDelayMs: 32_767_000 })).not.toThrow();
   });
 
   test("limits that cannot work are refused, every problem named", () => {

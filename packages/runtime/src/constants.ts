@@ -10,6 +10,12 @@ export const heartbeatIntervalMsMax = 60_000;
 export const requestDeadlineMsDefault = 5000;
 export const requestDeadlineMsMax = 300_000;
 
+/**
+ * The longest delay `setTimeout` honours (a signed 32-bit count of ms, about 24.8 days):
+ * Node fires a longer one after 1 ms, so any configurable delay is bounded by it.
+ */
+export const timerDelayMsMax = 2 ** 31 - 1;
+
 /** Messages a service handles at once per subscription; the next waits for a slot. */
 export const handlersInflightMax = 256;
 

@@ -5,6 +5,15 @@ export const heartbeatTimeoutMsDefault = 5000;
 export const heartbeatTimeoutMsMin = 100;
 export const heartbeatTimeoutMsMax = 600_000;
 
+/**
+ * The most partitions one `cluster.status.v1` answer lists, summed over its volumes (a
+ * partition at its longest encodes to about 1,440 bytes, so 1.4 MiB). A volume past the
+ * budget is listed without its partitions, with `partitionCount` and
+ * `partitionsOmitted`; the CLI describes it on its own. Without the budget, enough
+ * partitions in the cluster made the answer too large, and status failed for everyone.
+ */
+export const statusPartitionsMax = 1024;
+
 /** How long a status probe waits for each service's own description. */
 export const probeDeadlineMs = 1000;
 

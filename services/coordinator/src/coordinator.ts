@@ -553,7 +553,10 @@ export class Coordinator {
       case "volume.create.v1":
         return this.catalogueChanges.run(tenure, () => volumes.create(tenure, message));
       case "volume.describe.v1":
-        return volumes.describe(message.name, { stored: message.stored === true });
+        return volumes.describe(message.name, {
+          stored: message.stored === true,
+          partitionsFrom: message.partitionsFrom,
+        });
       case "volume.list.v1":
         return volumes.list();
       case "volume.delete.v1":

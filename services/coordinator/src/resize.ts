@@ -101,7 +101,7 @@ export function planResize(
   const count = Math.max(0, Math.ceil((size - coveredEnd) / volume.partitionBytes));
   if (partitions.length + count > limits.partitionsPerVolumeMax) {
     refuse(
-      `it would need ${partitions.length + count} partitions, over the limit of ${limits.partitionsPerVolumeMax}`,
+      `it would need ${partitions.length + count} partitions, over the limit of ${limits.partitionsPerVolumeMax}; with its partitions of ${volume.partitionBytes} bytes it can grow to at most ${Math.min(limits.volumeBytesMax, coveredEnd + Math.max(0, limits.partitionsPerVolumeMax - partitions.length) * volume.partitionBytes)} bytes`,
     );
   }
   while (start < size) {

@@ -17,7 +17,7 @@
 import { type MessageOf, type ResultOf, subjects } from "@ballast/protocol";
 import type { Service } from "@ballast/runtime";
 import { now } from "./clock.ts";
-import { probeDeadlineMs } from "./constants.ts";
+import { probeDeadlineMs, statusPartitionsMax } from "./constants.ts";
 import type { PartitionRecord } from "./decisions.ts";
 import type { Heartbeats } from "./heartbeats.ts";
 import type { SledRecords } from "./sled-records.ts";
@@ -140,11 +140,32 @@ export function reportedOf(reports: readonly (Report | undefined)[]): VolumeRepo
   return summed;
 }
 
+/**
+ * The volumes with their partitions while `statusPartitionsMax` lasts, in order; each
+ * one that no longer fits without them (`partitions` empty, `partitionCount`, `partitionsOmitted`),
+ * so that the answer stays within a message however many partitions the cluster holds.
+ * What the primaries reported is summed before, so it covers every partition.
+ */
+export function withinBudget<V extends { partitions: unknown[] }>(
+  volumes: V[],
+  budget: number = statusPartitionsMax,
+): (V & { partitionCount: number; partitionsOmitted?: true })[] {
+  let left = budget;
+  return volumes.map((volume) => {
+    const partitionCount = volume.partitions.length;
+    if (partitionCount <= left) {
+      left -= partitionCount;
+      return { ...volume, partitionCount };
+    }
+    return { ...volume, partitions: [], partitionCount, partitionsOmitted: true as const };
+  });
+}
+
 export class Status {
   constructor(
     private readonly service: Pick<Service, "bus" | "nodeId">,
     private readonly heartbeats: Pick<Heartbeats, "declareDeaths" | "list">,
-    private readonly volumes: Pick<Volumes, "list">,
+    private readonly volumes: Pick<Volumes, "states">,
     private readonly sleds: Pick<SledRecords, "list">,
   ) {}
 
@@ -171,7 +192,7 @@ export class Status {
     const sleds = this.sleds.list();
     const sledsField = sleds === undefined ? {} : { sleds };
     if (!message.probe) {
-      const volumes = this.withReports((await this.volumes.list()).volumes, tenure);
+      const volumes = withinBudget(this.withReports(await this.volumes.states(), tenure));
       return {
         coordinator: this.service.nodeId,
         generatedAtMs: wallMs,
@@ -184,13 +205,13 @@ export class Status {
     const [, , listed] = await Promise.all([
       Promise.all(live.map((entry) => this.probe(entry))),
       Promise.all(live.filter((entry) => entry.kind === "sled").map((entry) => this.stat(entry))),
-      this.volumes.list({ stored: true }),
+      this.volumes.states({ stored: true }),
     ]);
     return {
       coordinator: this.service.nodeId,
       generatedAtMs: wallMs,
       services,
-      volumes: this.withReports(listed.volumes, tenure),
+      volumes: withinBudget(this.withReports(listed, tenure)),
       capacity: totalsOf(services),
       ...sledsField,
     };

@@ -69,6 +69,15 @@ export type VolumeState = ResultOf<"volume.describe.v1">;
 export type VolumeStored = NonNullable<VolumeState["stored"]>;
 
 /**
+ * The smallest partition size that keeps `sizeBytes` (at most `volumeBytesMax`) within
+ * `partitionsPerVolumeMax` partitions: what a create refused for its count can use.
+ */
+export function partitionBytesLeast(sizeBytes: number): number {
+  const sectors = Math.ceil(sizeBytes / limits.partitionsPerVolumeMax / limits.sectorBytes);
+  return Math.max(limits.partitionBytesMin, sectors * limits.sectorBytes);
+}
+
+/**
  * How long one sled's whole chunk listing (all its pages) may take when describe counts
  * stored bytes: short, as status probes are, so that a silent sled costs a describe or a
  * status one deadline, well within the CLI's wait for the answer.
@@ -264,7 +273,7 @@ export class Volumes {
       Math.ceil(message.sizeBytes / partitionBytes) > limits.partitionsPerVolumeMax
     ) {
       problems.push(
-        `${Math.ceil(message.sizeBytes / partitionBytes)} partitions is over the limit of ${limits.partitionsPerVolumeMax}: use larger partitions`,
+        `${Math.ceil(message.sizeBytes / partitionBytes)} partitions is over the limit of ${limits.partitionsPerVolumeMax}: use partitions of at least ${partitionBytesLeast(message.sizeBytes)} bytes`,
       );
     }
     if (problems.length > 0) {
@@ -452,8 +461,15 @@ export class Volumes {
     );
   }
 
-  /** The volume's state; with `stored`, what it stores on sleds too (a listing of each sled). */
-  async describe(name: string, options: { stored?: boolean } = {}): Promise<VolumeState> {
+  /**
+   * The volume's state, one page of its partitions from `partitionsFrom` (0 by default),
+   * or all of them with `whole` (status, which bounds what it sends itself); with
+   * `stored`, what it stores on sleds too (a listing of each sled).
+   */
+  async describe(
+    name: string,
+    options: { stored?: boolean; partitionsFrom?: number; whole?: boolean } = {},
+  ): Promise<VolumeState> {
     const { catalogue } = this.options;
     const volume = await catalogue.volume(name);
     if (volume === undefined) throw new BallastError(ErrorCode.NotFound, `no volume named ${name}`);
@@ -467,17 +483,38 @@ export class Volumes {
       volume.value,
       partitions.map((entry) => entry.value).filter((record) => volumeIdOf(record) === id),
       checkpoints,
+      options.whole === true ? undefined : (options.partitionsFrom ?? 0),
     );
     return stored === undefined ? state : { ...state, stored };
   }
 
+  /**
+   * Every volume, without its partitions: one answer of the most volumes it names fits a
+   * message whatever their sizes (describe gives one volume's partitions).
+   */
+  async list(): Promise<ResultOf<"volume.list.v1">> {
+    const volumes = await this.options.catalogue.volumes();
+    return {
+      volumes: await Promise.all(
+        volumes.map(async (value) => {
+          const id = idOfVolume(value);
+          const count = (await this.options.catalogue.partitions(value.name)).filter(
+            (entry) => volumeIdOf(entry.value) === id,
+          ).length;
+          const { term: _term, ...shown } = value;
+          return { ...shown, id, partitionCount: count };
+        }),
+      ),
+    };
+  }
+
   /** Every volume's state; with `stored`, what each stores on sleds (status asks). */
-  async list(options: { stored?: boolean } = {}): Promise<ResultOf<"volume.list.v1">> {
+  async states(options: { stored?: boolean } = {}): Promise<VolumeState[]> {
     const volumes = await this.options.catalogue.volumes();
     const stored = options.stored === true;
-    return {
-      volumes: await Promise.all(volumes.map((volume) => this.describe(volume.name, { stored }))),
-    };
+    return await Promise.all(
+      volumes.map((volume) => this.describe(volume.name, { stored, whole: true })),
+    );
   }
 
   /** Lists the volume's chunks on every sled, in parallel, and sums its incarnation's. */
@@ -629,20 +666,31 @@ export class Volumes {
     return { name, deleted: true };
   }
 
-  /** What describe shows: the records, with rebuild progress and checkpoint ages. */
+  /**
+   * What describe shows: the records, with rebuild progress and checkpoint ages; from
+   * partition `from` on, a page of at most `describePartitionsMax` of them (and where
+   * the next page starts), or all of them when `from` is undefined.
+   */
   private stateOf(
     volume: VolumeRecord,
     partitions: PartitionRecord[],
     checkpoints: Map<number, Map<string, CheckpointPointer>> = new Map(),
+    from: number | undefined = 0,
   ): VolumeState {
     const nowMs = Date.now();
     const leases = this.options.tenures.current()?.leases;
     // The record's term fences its writers; it is not part of the volume's state.
     const { term: _term, ...shown } = volume;
+    // Records come in partition order; a page is cut by index, so a gap cannot shift it.
+    const after = from === undefined ? partitions : partitions.filter((r) => r.partition >= from);
+    const page = from === undefined ? after : after.slice(0, limits.describePartitionsMax);
+    const next = page.length < after.length ? { partitionsNext: page.at(-1)!.partition + 1 } : {};
     return {
       ...shown,
       id: idOfVolume(volume),
-      partitions: partitions.map((record) => {
+      partitionCount: partitions.length,
+      ...next,
+      partitions: page.map((record) => {
         const learners = record.learners ?? [];
         const report = leases?.lastReportOf(record);
         return {

@@ -338,6 +338,69 @@ describe("volumes", () => {
     expect(state.partitions[0]!.joining).toEqual([]);
   });
 
+  test("a create over the partition limit is refused with the partition size that would do", async () => {
+    const harness = await started(["head-1", "head-2"], [["head-1", "head-2"]]);
+    const gibibyte = 1024 * mebibyte;
+    // 1 PiB of 1 GiB partitions: 2^20 of them.
+    await expect(
+      harness.control({
+        type: "volume.create.v1",
+        name: "big",
+        sizeBytes: limits.volumeBytesMax,
+        partitionBytes: gibibyte,
+      }),
+    ).rejects.toMatchObject({
+      code: ErrorCode.InvalidArgument,
+      message: expect.stringContaining(
+        `1048576 partitions is over the limit of ${limits.partitionsPerVolumeMax}: use partitions of at least ${16 * gibibyte} bytes`,
+      ),
+    });
+    expect(harness.store.value(keys.volume("big"))).toBeUndefined();
+  });
+
+  test("describe lists a large volume a page at a time; a resize answers the first page", async () => {
+    const page = limits.describePartitionsMax;
+    const pairs = Array.from({ length: page + 5 }, (): [string, string] => ["head-1", "head-2"]);
+    const harness = await started(["head-1", "head-2"], pairs);
+    type Page = {
+      partitionCount: number;
+      partitionsNext?: number;
+      partitions: { partition: number }[];
+    };
+    const first = (await harness.control({ type: "volume.describe.v1", name: "v" })) as Page;
+    expect(first.partitionCount).toBe(page + 5);
+    expect(first.partitions).toHaveLength(page);
+    expect(first.partitions.at(-1)!.partition).toBe(page - 1);
+    expect(first.partitionsNext).toBe(page);
+    const second = (await harness.control({
+      type: "volume.describe.v1",
+      name: "v",
+      partitionsFrom: first.partitionsNext,
+    })) as Page;
+    expect(second.partitions.map((entry) => entry.partition)).toEqual(
+      [0, 1, 2, 3, 4].map((index) => page + index),
+    );
+    expect(second.partitionsNext).toBeUndefined();
+    // A resize that changes nothing answers the state: its first page.
+    const resized = (await harness.control({
+      type: "volume.resize.v1",
+      name: "v",
+      sizeBytes: (page + 5) * mebibyte,
+    })) as Page;
+    expect(resized.partitions).toHaveLength(page);
+    expect(resized.partitionsNext).toBe(page);
+  });
+
+  test("list names each volume with its partition count, not its partitions", async () => {
+    const harness = await started(["head-1", "head-2"], [["head-1", "head-2"]]);
+    const listed = (await harness.control({ type: "volume.list.v1" })) as {
+      volumes: Record<string, unknown>[];
+    };
+    expect(listed.volumes).toHaveLength(1);
+    expect(listed.volumes[0]).toMatchObject({ name: "v", id: "v-1", partitionCount: 1 });
+    expect(listed.volumes[0]).not.toHaveProperty("partitions");
+  });
+
   test("delete tells every live head node to drop the incarnation; a re-create is another one", async () => {
     const harness = await started(["head-1", "head-2", "head-3"], [["head-1", "head-2"]]);
     harness.behaviour.set("head-3", "slow"); // does not answer: logged, not fatal

@@ -70,6 +70,12 @@ describe("planResize", () => {
       (limits.partitionsPerVolumeMax + 1) * mebibyte,
       `over the limit of ${limits.partitionsPerVolumeMax}`,
     );
+    // The refusal names how far the volume can grow with its partition size: 2.5 MiB
+    // covered by three partitions, then one MiB for each partition still allowed.
+    refused(
+      limits.volumeBytesMax,
+      `grow to at most ${2.5 * mebibyte + (limits.partitionsPerVolumeMax - 3) * mebibyte} bytes`,
+    );
     expect(planResize(volume, partitions, { name: "v", sizeBytes: 2.5 * mebibyte })).toEqual({
       kind: "unchanged",
       sizeBytes: 2.5 * mebibyte,

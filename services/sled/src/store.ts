@@ -1274,8 +1274,7 @@ export class SledStore {
         );
         continue;
       }
-      for (const [slot, decoding] of slots.entries()) {
-        if (decoding.state === "empty") continue;
+      for (const { slot, decoding } of slots) {
         if (decoding.state === "used") {
           found.push({
             ...decoding.record,

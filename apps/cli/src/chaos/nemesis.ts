@@ -42,10 +42,12 @@
 
 import { readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
+import { describeVolumeWhole } from "@ballast/client";
 import { ErrorCode, limits, subjects } from "@ballast/protocol";
 import type { Bus } from "@ballast/runtime";
 import { clusterHealth, healthLine, isFullStrength } from "../health.ts";
 import type { LocalCluster } from "../local-cluster.ts";
+import { describeOmitted } from "../status.ts";
 import type { VolumeState } from "../volume.ts";
 import {
   formatLostDiskMember,
@@ -253,19 +255,16 @@ export async function unfillSled(bus: Bus, sled: string, count: number): Promise
 }
 
 export async function describe(bus: Bus, volume: string): Promise<VolumeState> {
-  return bus.request(
-    subjects.coordinator.build(),
-    { type: "volume.describe.v1", name: volume },
-    { deadlineMs: 2000 },
-  );
+  return describeVolumeWhole(bus, volume, { deadlineMs: 2000 });
 }
 
 export async function clusterStatus(bus: Bus) {
-  return bus.request(
+  const status = await bus.request(
     subjects.coordinator.build(),
     { type: "cluster.status.v1", probe: true },
     { deadlineMs: 3000 },
   );
+  return describeOmitted(bus, status);
 }
 
 /** Whether every service is healthy and every partition of every volume at full strength. */

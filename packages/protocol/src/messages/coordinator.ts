@@ -2,6 +2,7 @@
 
 import { z } from "zod";
 import {
+  describePartitionsMax,
   partitionsPerVolumeMax,
   replicaCountMax,
   replicaCountMin,
@@ -164,7 +165,15 @@ export const VolumeState = z.object({
   replicaCount: z.number().int().min(replicaCountMin).max(replicaCountMax),
   partitionBytes: unsignedInteger,
   createdAtMs: unsignedInteger,
-  partitions: z.array(PartitionState).max(partitionsPerVolumeMax),
+  /**
+   * At most `describePartitionsMax` partitions in index order, from the `partitionsFrom`
+   * the describe asked for (0 for create, resize and clone): one page of a larger volume.
+   */
+  partitions: z.array(PartitionState).max(describePartitionsMax),
+  /** How many partitions the volume has in all (absent from coordinators before pages). */
+  partitionCount: z.number().int().nonnegative().max(partitionsPerVolumeMax).optional(),
+  /** Present when partitions follow this page: the `partitionsFrom` that asks for them. */
+  partitionsNext: z.number().int().positive().max(partitionsPerVolumeMax).optional(),
   /** A clone's parent snapshot; absent for a volume that is no clone. */
   parent: VolumeParent.optional(),
   /** On describe and in status (not in list): what the incarnation stores on sleds. */
@@ -189,14 +198,29 @@ export const VolumeDescribe = z.object({
    * chunks, so off unless asked. Clients that only route I/O never ask.
    */
   stored: z.boolean().optional(),
+  /** The first partition to list (0 by default): a later page of a large volume. */
+  partitionsFrom: z.number().int().nonnegative().max(partitionsPerVolumeMax).optional(),
 });
 
 export const VolumeList = z.object({
   type: z.literal("volume.list.v1"),
 });
 
+/**
+ * A volume as `volume.list.v1` names it: no partition detail, so that one listing of the
+ * most volumes a reply names fits a message whatever their sizes (describe has the
+ * partitions, one volume at a time).
+ */
+export const VolumeSummary = VolumeState.omit({
+  partitions: true,
+  partitionsNext: true,
+  stored: true,
+}).extend({
+  partitionCount: z.number().int().nonnegative().max(partitionsPerVolumeMax),
+});
+
 export const VolumeListResult = z.object({
-  volumes: z.array(VolumeState).max(statusEntriesMax),
+  volumes: z.array(VolumeSummary).max(statusEntriesMax),
 });
 
 /**
