@@ -24,7 +24,11 @@
 // and removes those (leftover-directories.ts). A configure that names this node a
 // learner while it hosts the partition in any other state (it was a secondary, dropped,
 // then re-added) discards that state and rebuilds from the configure's checkpoint: a
-// learner must start from a point the primary can serve. A configure of a partition
+// learner must start from a point the primary can serve. Not a configure older than the
+// newest epoch of the notes the replica's journal stores, with nothing hosted (after a
+// restart): a delayed one, from a coordinator leader frozen past its tenure, would have
+// a voter that acknowledged writes in the later epoch rebuilt, its journal removed; it is
+// refused WrongEpoch and every file kept. A configure of a partition
 // this node neither hosts nor belongs to answers NotFound: there is nothing to tell it. What to do with a configure is decided
 // in configure-decision.ts, purely, for this shell and the failover simulator alike.
 //
@@ -90,7 +94,7 @@ import {
 import { DropRuns } from "./drop-runs.ts";
 import { removeDirectory } from "./journal/files.ts";
 import { leftoverCandidatesOf, removableOf, requestsOf } from "./leftover-directories.ts";
-import { PartitionHost, storesReplica } from "./partition-host.ts";
+import { PartitionHost, storedEpoch, storesReplica } from "./partition-host.ts";
 import { nodeEntriesOf, renewalsOf } from "./primary-report.ts";
 import type { Reply } from "./replica/effects.ts";
 import { Replicator } from "./replicator.ts";
@@ -480,6 +484,15 @@ export class HeadNode {
       found?.host.address.volumeId !== volumeId
         ? await storesReplica(this.config.dataDir, volumeId, message.partition)
         : undefined;
+    // Where nothing of the incarnation is hosted with a configuration, what its journal
+    // holds says which epochs are past: a configure older than them removes and opens
+    // nothing (configure-decision.ts). A hosted replica's configured epoch says it.
+    const configured =
+      found?.host.address.volumeId === volumeId && found.host.replica.configuration !== undefined;
+    const newest =
+      part === "none" || configured
+        ? undefined
+        : await storedEpoch(this.config.dataDir, volumeId, message.partition);
     const decision = decideConfigure(
       {
         volumeId,
@@ -491,6 +504,7 @@ export class HeadNode {
       {
         disk: this.service.disk,
         stored,
+        storedEpoch: newest,
         deleted: this.isDropped(message.volume, volumeId),
         hosted:
           found === undefined

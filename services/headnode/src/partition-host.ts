@@ -75,7 +75,7 @@ import { type ReplicaLimits, tickMs } from "./constants.ts";
 import { EffectRunner } from "./effect-runner.ts";
 import { HeldTicks } from "./held-ticks.ts";
 import { makeDirectory, removeDirectory } from "./journal/files.ts";
-import { Journal, JournalUntrustedError } from "./journal/index.ts";
+import { Journal, JournalUntrustedError, readNewestRecords } from "./journal/index.ts";
 import {
   DetachedSleds,
   FlushContexts,
@@ -1078,6 +1078,27 @@ export async function storesReplica(
     throw error;
   }
   return entries.some((name) => storedNames.has(name));
+}
+
+/**
+ * The newest epoch of the notes the data directory's journal holds of the partition (an
+ * epoch never goes down along a log, and the journal keeps the note at its release point,
+ * so the newest segment's notes show it), read without changing a byte; undefined where
+ * it holds no readable note. configure-decision.ts, `storedEpoch`: a configure older than
+ * this is a delayed one and never removes the directory.
+ */
+export async function storedEpoch(
+  dataDir: string,
+  volumeId: string,
+  partition: number,
+): Promise<number | undefined> {
+  const directory = join(partitionDirectory(dataDir, volumeId, partition), "journal");
+  let newest: number | undefined;
+  for (const record of await readNewestRecords(directory)) {
+    const { epoch } = decodeNote(record.payload);
+    if (newest === undefined || epoch > newest) newest = epoch;
+  }
+  return newest;
 }
 
 /** What a partition directory holds once a replica opened there (adapters.ts). */
