@@ -21,11 +21,14 @@
 //   deleted (ids are never reused).
 // - A hosted replica refuses an epoch older than its own, failed or not. With nothing of
 //   the incarnation hosted (a restart, or a replica that failed before it was
-//   configured), an epoch older than the newest of the notes its journal stores
-//   (`storedEpoch`) is refused too, and nothing of the incarnation's is removed or
-//   opened: a leader frozen past its tenure may send a learner's configure after a newer
-//   one made this node a voter that acknowledged writes, and rebuilt afresh it would
-//   lose them (review-retries.md, item 3). Every path below that removes or rebuilds the
+//   configured), an epoch older than the newest its disk shows (`storedEpoch`: the epoch
+//   it was last configured a voter in, or of its journal's newest note) is refused too,
+//   and nothing of the incarnation's is removed or opened: a leader frozen past its
+//   tenure may send a learner's configure after a newer one made this node a voter, which
+//   then answers for every write acknowledged before its epoch (the coordinator's
+//   safe-promotion rule) and for those it acknowledged since; rebuilt afresh it would
+//   lose them (review-retries.md, item 3). The journal alone would not do: a learner
+//   promoted while no write came holds no note of its voter epoch. Every path below that removes or rebuilds the
 //   directory of this incarnation comes after this check: the rebuild of a learner with
 //   nothing hosted, and the retirement of a hosted stale one, whose configured epoch is
 //   never below what it stores.
@@ -127,11 +130,12 @@ export interface ConfigureNode {
    */
   stored?: boolean | undefined;
   /**
-   * The newest epoch of the notes this node's disk stores of the message's incarnation
-   * (its journal), where the caller looked: it looks where nothing of the incarnation is
-   * hosted with a configuration. A hosted replica's configured epoch is never below it (a
-   * configure older than it opens nothing, and notes come only from a primary of the
-   * configured epoch or an earlier one).
+   * The newest epoch this node's disk shows of the message's incarnation's replica: the
+   * epoch it was last configured a voter in (kept before its core takes it), or of the
+   * newest note its journal holds, whichever is newer; where the caller looked: it looks
+   * where nothing of the incarnation is hosted with a configuration. A hosted replica's
+   * configured epoch is never below it (a configure older than it opens nothing, and
+   * notes come only from a primary of the configured epoch or an earlier one).
    */
   storedEpoch?: number | undefined;
   hosted: HostedReplica | undefined;

@@ -25,10 +25,11 @@
 // learner while it hosts the partition in any other state (it was a secondary, dropped,
 // then re-added) discards that state and rebuilds from the configure's checkpoint: a
 // learner must start from a point the primary can serve. Not a configure older than the
-// newest epoch of the notes the replica's journal stores, with nothing hosted (after a
-// restart): a delayed one, from a coordinator leader frozen past its tenure, would have
-// a voter that acknowledged writes in the later epoch rebuilt, its journal removed; it is
-// refused WrongEpoch and every file kept. A configure of a partition
+// newest epoch the replica's directory shows, with nothing hosted (after a restart): the
+// epoch it was last configured a voter in (a file kept durably before its core takes the
+// epoch) or of its journal's newest note. A delayed one, from a coordinator leader
+// frozen past its tenure, would have a voter of the later epoch rebuilt, its journal of
+// acknowledged notes removed; it is refused WrongEpoch and every file kept. A configure of a partition
 // this node neither hosts nor belongs to answers NotFound: there is nothing to tell it. What to do with a configure is decided
 // in configure-decision.ts, purely, for this shell and the failover simulator alike.
 //
@@ -553,6 +554,11 @@ export class HeadNode {
           `${message.volume} (id ${volumeId}) was deleted while ${this.service.nodeId} opened it`,
         );
       }
+    }
+    // A voter's epoch is kept on its disk before its core takes it: a delayed configure
+    // of an older epoch then finds it even with nothing hosted (configure-decision.ts).
+    if (part === "primary" || part === "secondary") {
+      await hosted.host.recordVoterEpoch(message.epoch);
     }
     // A replica set without this node (from the coordinator, after a failover) makes
     // the hosted replica idle: it stops serving the partition at once.

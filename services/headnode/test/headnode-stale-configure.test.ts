@@ -125,6 +125,27 @@ test("a restarted voter refuses a learner's configure older than its journal, an
   expect((await read(service, 6))[0]).toBe(9);
 });
 
+test("a voter of an epoch its journal has no note of refuses an older learner's configure too", async () => {
+  // Promoted while no write came: the journal's newest note is of epoch 3, but as a voter
+  // of epoch 5 the replica answers for every write acknowledged before (the coordinator's
+  // safe-promotion rule). The epoch it was configured a voter in is on its disk.
+  started = await startHeadNode("ballast-stale-configure-");
+  const directory = join(started.dataDir, "partitions", volumeId, "0");
+  await configure(started.service, { epoch: 3 });
+  await write(started.service, 3, 7);
+  await configure(started.service, { epoch: 5 });
+  const service = await restart();
+  expect(await storedEpoch(started.dataDir, volumeId, 0)).toBe(5);
+  const before = await filesOf(directory);
+  const stale = await refusal(
+    configure(service, { epoch: 4, primary: "head-2", secondaries: [], learners: ["head-1"] }),
+  );
+  expect(stale).toMatchObject({ code: ErrorCode.WrongEpoch, message: /epoch 5; refusing epoch 4/ });
+  expect(await filesOf(directory)).toEqual(before);
+  await configure(service, { epoch: 6 });
+  expect((await read(service, 6))[0]).toBe(7);
+});
+
 test("a learner's configure of the stored epoch or a later one still rebuilds afresh", async () => {
   started = await startHeadNode("ballast-stale-configure-");
   await configure(started.service, { epoch: 5 });
