@@ -28,10 +28,10 @@
 //   then answers for every write acknowledged before its epoch (the coordinator's
 //   safe-promotion rule) and for those it acknowledged since; rebuilt afresh it would
 //   lose them (review-retries.md, item 3). The journal alone would not do: a learner
-//   promoted while no write came holds no note of its voter epoch. Every path below that removes or rebuilds the
-//   directory of this incarnation comes after this check: the rebuild of a learner with
-//   nothing hosted, and the retirement of a hosted stale one, whose configured epoch is
-//   never below what it stores.
+//   promoted while no write came holds no note of its voter epoch. Every path below
+//   that removes or rebuilds the directory of this incarnation comes after this check:
+//   the rebuild of a learner with nothing hosted, and the retirement of a hosted stale
+//   one, whose configured epoch is never below what its disk shows.
 // - A failed replica (its journal failed) is closed and reopened as a restart would, so
 //   that recovery says what is durable, in a session of its own: what it sent before
 //   the failure may not be in its journal, so a later op could take the number of one a
@@ -222,10 +222,10 @@ export function decideConfigure(ask: ConfigureAsk, node: ConfigureNode): Configu
   // Nothing hosted, or the hosted replica retires.
   if (ask.part === "none") return refuse({ reason: "not-a-member" }, retire, forget);
   if (node.storedEpoch !== undefined && ask.epoch < node.storedEpoch) {
-    // Delayed (a leader frozen past its tenure): this disk holds notes of a later epoch,
-    // which it may have acknowledged as a voter. Rebuilt as a learner, it would lose
-    // them; opened as a voter, its core would take the old epoch's part. What it stores
-    // is kept, and a failed replica stays failed; only another incarnation retires.
+    // Delayed (a leader frozen past its tenure): this disk was a voter, or holds notes,
+    // of a later epoch. Rebuilt as a learner, it would lose writes it answers for;
+    // opened as a voter, its core would take the old epoch's part. What it stores is
+    // kept, and a failed replica stays failed; only another incarnation retires.
     return refuse(
       { reason: "older-epoch", currentEpoch: node.storedEpoch },
       forget === undefined ? "keep" : retire,

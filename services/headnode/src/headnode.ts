@@ -29,8 +29,9 @@
 // epoch it was last configured a voter in (a file kept durably before its core takes the
 // epoch) or of its journal's newest note. A delayed one, from a coordinator leader
 // frozen past its tenure, would have a voter of the later epoch rebuilt, its journal of
-// acknowledged notes removed; it is refused WrongEpoch and every file kept. A configure of a partition
-// this node neither hosts nor belongs to answers NotFound: there is nothing to tell it. What to do with a configure is decided
+// acknowledged notes removed; it is refused WrongEpoch and every file kept. A configure
+// of a partition this node neither hosts nor belongs to answers NotFound: there is
+// nothing to tell it. What to do with a configure is decided
 // in configure-decision.ts, purely, for this shell and the failover simulator alike.
 //
 // Every headnodeReportIntervalMs the node reports its primaries to the coordinator
@@ -485,9 +486,10 @@ export class HeadNode {
       found?.host.address.volumeId !== volumeId
         ? await storesReplica(this.config.dataDir, volumeId, message.partition)
         : undefined;
-    // Where nothing of the incarnation is hosted with a configuration, what its journal
-    // holds says which epochs are past: a configure older than them removes and opens
-    // nothing (configure-decision.ts). A hosted replica's configured epoch says it.
+    // Where nothing of the incarnation is hosted with a configuration, its directory says
+    // which epochs are past (its voter epoch, its journal's newest note): a configure
+    // older than them removes and opens nothing (configure-decision.ts). A hosted
+    // replica's configured epoch says it.
     const configured =
       found?.host.address.volumeId === volumeId && found.host.replica.configuration !== undefined;
     const newest =

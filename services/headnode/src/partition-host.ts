@@ -193,7 +193,7 @@ export class PartitionHost {
   /** Sleds the coordinator declared out (replicator.ts): copies there count as lost. */
   sledsOut: ReadonlySet<string> = new Set();
   /** The newest epoch this replica was configured a voter in, as its directory keeps it. */
-  voterEpoch: number | undefined;
+  private voterEpoch: number | undefined;
   /** Traces: each in-flight op's request span context (observability.ts). */
   private readonly opContexts = new OpContexts();
   /** Contexts of written ops until their data is flushed (the flush span links them). */
