@@ -11,8 +11,18 @@
 // id, and a memory in the leader would not outlive the failover that is one cause of a
 // lost answer); only the client knows that it is retrying, so the rule is the client's,
 // as it is for a create, whose retry answers AlreadyExists naming the id it recorded.
+//
+// A NotFound to a retry is done only if it is about the object the first attempt meant:
+// the volume may have been deleted by that attempt and created again by someone else
+// before the retry, and a delete by name alone then deleted the new one and said
+// "deleted". So `deleteVolume` and `deleteSnapshot` read the object's id (the volume's
+// incarnation, the snapshot's id) before the first attempt and name it in every
+// attempt; the coordinator refuses (NotFound) a delete whose id is not the current one
+// of the name, which deletes nothing. A snapshot that is not listed (none of the name,
+// or one a delete cut off halfway marked, which a delete of its name finishes) is sent
+// by name once, never retried: a retry could find another snapshot taken since.
 
-import { ErrorCode, isBallastError } from "@ballast/protocol";
+import { ErrorCode, isBallastError, type MessageOf, type ResultOf } from "@ballast/protocol";
 import { deleteAttemptsMax, deleteRetryDelayMs } from "./constants.ts";
 
 export interface DeleteRetryPolicy {
@@ -46,6 +56,71 @@ export async function deleteRetried<T>(
       return { kind: "deleted", answer: await attempt() };
     } catch (error) {
       if (attempts > 1 && isBallastError(error, ErrorCode.NotFound)) return { kind: "goneBefore" };
+      if (!isBallastError(error) || !error.retryable || attempts >= policy.attemptsMax) throw error;
+    }
+    await policy.sleep(policy.delayMs);
+  }
+}
+
+/** The requests a delete sends the coordinator. */
+type DeleteRequestType =
+  | "volume.describe.v1"
+  | "volume.delete.v1"
+  | "snapshot.list.v1"
+  | "snapshot.delete.v1";
+
+/** Sends one request to the coordinator (the CLI's bus, or a test's fake) and answers its result. */
+export type AskCoordinator = <T extends DeleteRequestType>(
+  message: MessageOf<T>,
+) => Promise<ResultOf<T>>;
+
+/**
+ * Deletes volume `name`, the incarnation that holds the name when it starts (read first,
+ * retried as a delete is): a retry after an unknown outcome never deletes another one
+ * created since (see the module header).
+ */
+export async function deleteVolume(
+  ask: AskCoordinator,
+  name: string,
+  policy: DeleteRetryPolicy = deleteRetryPolicyDefault,
+): Promise<DeleteOutcome<ResultOf<"volume.delete.v1">>> {
+  const { id } = await readRetried(() => ask({ type: "volume.describe.v1", name }), policy);
+  return deleteRetried(
+    () => ask({ type: "volume.delete.v1", name, ...(id === undefined ? {} : { id }) }),
+    policy,
+  );
+}
+
+/**
+ * Deletes snapshot `name` of `volume`, the one listed under the name when it starts: a
+ * retry never deletes another taken since. One not listed is sent by name, once.
+ */
+export async function deleteSnapshot(
+  ask: AskCoordinator,
+  volume: string,
+  name: string,
+  policy: DeleteRetryPolicy = deleteRetryPolicyDefault,
+): Promise<DeleteOutcome<ResultOf<"snapshot.delete.v1">>> {
+  const { snapshots } = await readRetried(() => ask({ type: "snapshot.list.v1", volume }), policy);
+  const id = snapshots.find((snapshot) => snapshot.name === name)?.id;
+  if (id === undefined) {
+    return deleteRetried(() => ask({ type: "snapshot.delete.v1", volume, name }), {
+      ...policy,
+      attemptsMax: 1,
+    });
+  }
+  return deleteRetried(() => ask({ type: "snapshot.delete.v1", volume, name, id }), policy);
+}
+
+/**
+ * Runs `read` until it answers, fails for good (a NotFound included: nothing of that
+ * name), or `policy.attemptsMax` attempts failed with retryable errors.
+ */
+async function readRetried<T>(read: () => Promise<T>, policy: DeleteRetryPolicy): Promise<T> {
+  for (let attempts = 1; ; attempts++) {
+    try {
+      return await read();
+    } catch (error) {
       if (!isBallastError(error) || !error.retryable || attempts >= policy.attemptsMax) throw error;
     }
     await policy.sleep(policy.delayMs);

@@ -8,7 +8,7 @@ import { type ResultOf, subjects } from "@ballast/protocol";
 import { connectCli, findCluster } from "./connect.ts";
 import { dataDirDefault } from "./constants.ts";
 import { CliError, cliErrorOf, exitCodes } from "./errors.ts";
-import { deleteRetried } from "./retried-delete.ts";
+import { deleteSnapshot } from "./retried-delete.ts";
 import { formatBytes } from "./sizes.ts";
 import { table } from "./table.ts";
 
@@ -22,7 +22,8 @@ A snapshot holds every write acknowledged before create began, across all partit
 of the volume. Read it over NBD as the read-only export VOLUME@NAME.
 Names are 1-63 of a-z, 0-9 and '-'.
 A delete whose answer is lost is retried; a retry that finds the snapshot gone reports
-it deleted (an earlier attempt deleted it).
+it deleted (an earlier attempt deleted it). It names the snapshot's id, so a retry never
+deletes another taken under the name since.
 Common options: --data-dir <dir> (default ${dataDirDefault}), --nats <url>.
 `;
 
@@ -103,14 +104,13 @@ export async function snapshotCommand(argv: string[]): Promise<number> {
         return exitCodes.ok;
       }
       case "delete": {
-        // Retried while its outcome is unknown; a retry's NotFound means an earlier
-        // attempt deleted it (retried-delete.ts).
-        const outcome = await deleteRetried(() =>
-          client.bus.request(
-            coordinator,
-            { type: "snapshot.delete.v1", volume, name: name! },
-            deadline,
-          ),
+        // Names the snapshot id it lists first, and is retried while its outcome is
+        // unknown; a retry's NotFound means an earlier attempt deleted that snapshot
+        // (retried-delete.ts).
+        const outcome = await deleteSnapshot(
+          (message) => client.bus.request(coordinator, message, deadline),
+          volume,
+          name!,
         );
         process.stdout.write(
           `deleted snapshot ${volume}@${name}${outcome.kind === "goneBefore" ? " (an earlier attempt whose answer was lost deleted it)" : ""}\n`,

@@ -9,7 +9,7 @@ import { limits, type ResultOf, subjects } from "@ballast/protocol";
 import { connectCli, findCluster } from "./connect.ts";
 import { dataDirDefault } from "./constants.ts";
 import { CliError, cliErrorOf, exitCodes } from "./errors.ts";
-import { deleteRetried } from "./retried-delete.ts";
+import { deleteVolume } from "./retried-delete.ts";
 import { formatBytes, formatSize, parseSize, SizeError } from "./sizes.ts";
 import { uniqueText } from "./snapshot.ts";
 import { wholeNumber } from "./whole-number.ts";
@@ -37,6 +37,10 @@ safe. The snapshot cannot be deleted while a rollback to it runs.
 Clone makes NAME a writable volume that reads as snapshot SNAPSHOT of VOLUME until
 written, with no copy of data; the two are independent from then on. The snapshot (and
 VOLUME) cannot be deleted while clones of it exist: delete the clones first.
+
+Delete names the volume's incarnation (its id) and is retried when its answer is lost;
+a retry that finds it gone reports it deleted, and never deletes a volume created again
+under the name since.
 
 Names are 1-63 of a-z, 0-9 and '-'. Sizes take KiB, MiB, GiB or TiB.
 Common options: --data-dir <dir> (default ${dataDirDefault}), --nats <url>.
@@ -143,11 +147,18 @@ export async function volumeCommand(argv: string[]): Promise<number> {
   });
   const client = await connectCli(address);
   try {
-    // A delete is retried while its outcome is unknown; a retry's NotFound means an
-    // earlier attempt deleted it (retried-delete.ts), and answers as that attempt would have.
+    // A delete names the incarnation it read first and is retried while its outcome is
+    // unknown; a retry's NotFound means an earlier attempt deleted that incarnation
+    // (retried-delete.ts), and answers as that attempt would have.
     const result =
       request.type === "volume.delete.v1"
-        ? await deleteRetried(() => send(client.bus, request)).then((outcome) =>
+        ? await deleteVolume(
+            (message) =>
+              client.bus.request(subjects.coordinator.build(), message, {
+                deadlineMs: answerDeadlineOf(message),
+              }),
+            request.name,
+          ).then((outcome) =>
             outcome.kind === "deleted" ? outcome.answer : { name: request.name, deleted: true },
           )
         : request.type === "volume.describe.v1"

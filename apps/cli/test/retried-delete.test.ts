@@ -2,10 +2,18 @@
 // snapshot: a retry after an attempt whose answer was lost once the delete applied
 // finds it gone, and that counts as deleted; NotFound to a first attempt is still an
 // error, and retries stop at the policy's bound or at a failure that is not retryable.
+// The CLI's volume and snapshot deletes name the id they read first, so a retry never
+// deletes what was created again under the name after a lost answer.
 
 import { BallastError, ErrorCode } from "@ballast/protocol";
 import { describe, expect, test } from "vitest";
-import { type DeleteRetryPolicy, deleteRetried } from "../src/retried-delete.ts";
+import {
+  type AskCoordinator,
+  type DeleteRetryPolicy,
+  deleteRetried,
+  deleteSnapshot,
+  deleteVolume,
+} from "../src/retried-delete.ts";
 
 const policy: DeleteRetryPolicy = { attemptsMax: 3, delayMs: 1000, sleep: async () => {} };
 
@@ -74,5 +82,114 @@ describe("a delete retried by the CLI", () => {
       }, policy),
     ).rejects.toMatchObject({ code: ErrorCode.InvalidArgument });
     expect(attempts).toBe(1);
+  });
+});
+
+/**
+ * A fake coordinator (the CLI's bus, unit) holding volume `disk` and its snapshot
+ * `first`, as the real one answers `volume.describe.v1`, `snapshot.list.v1` and the
+ * deletes (an `id` that is not the current one of the name: NotFound, nothing deleted).
+ * `lostAnswers`: deletes whose removal lands and whose answer is lost.
+ */
+function fakeBus(lostAnswers: number) {
+  const volumes = new Map([["disk", "1-aaaaaaaaaaaa"]]);
+  const snapshots = new Map([["first", "sid-1"]]);
+  const sent: Record<string, unknown>[] = [];
+  let lost = lostAnswers;
+  const notFound = (what: string) => new BallastError(ErrorCode.NotFound, `no ${what}`);
+  const answerLost = () => {
+    if (lost === 0) return false;
+    lost--;
+    return true;
+  };
+  const ask = (async (message: Record<string, unknown> & { type: string }) => {
+    sent.push(message);
+    switch (message.type) {
+      case "volume.describe.v1": {
+        const id = volumes.get(message.name as string);
+        if (id === undefined) throw notFound(`volume named ${message.name}`);
+        return { name: message.name, id };
+      }
+      case "volume.delete.v1": {
+        const id = volumes.get(message.name as string);
+        if (id === undefined || (message.id !== undefined && message.id !== id)) {
+          throw notFound(`volume named ${message.name}`);
+        }
+        volumes.delete(message.name as string);
+        if (answerLost()) throw new BallastError(ErrorCode.Timeout, "no answer in time");
+        return { name: message.name, deleted: true };
+      }
+      case "snapshot.list.v1":
+        return { snapshots: [...snapshots].map(([name, id]) => ({ volume: "disk", name, id })) };
+      case "snapshot.delete.v1": {
+        const id = snapshots.get(message.name as string);
+        if (id === undefined || (message.id !== undefined && message.id !== id)) {
+          throw notFound(`snapshot named ${message.name}`);
+        }
+        snapshots.delete(message.name as string);
+        if (answerLost()) throw new BallastError(ErrorCode.Timeout, "no answer in time");
+        return { deleted: true };
+      }
+      default:
+        throw new Error(`unexpected ${message.type}`);
+    }
+  }) as unknown as AskCoordinator;
+  return { volumes, snapshots, sent, ask };
+}
+
+describe("a retried delete never deletes what was created again under the name (review-retries item 2)", () => {
+  test("volume: the incarnation created between the lost answer and the retry survives", async () => {
+    const bus = fakeBus(1);
+    // Someone creates the volume again while the CLI waits to retry.
+    const recreating: DeleteRetryPolicy = {
+      ...policy,
+      sleep: async () => void bus.volumes.set("disk", "2-bbbbbbbbbbbb"),
+    };
+    const outcome = await deleteVolume(bus.ask, "disk", recreating);
+    expect(outcome).toEqual({ kind: "goneBefore" });
+    expect(bus.volumes.get("disk")).toBe("2-bbbbbbbbbbbb");
+    expect(bus.sent.filter((message) => message.type === "volume.delete.v1")).toEqual([
+      { type: "volume.delete.v1", name: "disk", id: "1-aaaaaaaaaaaa" },
+      { type: "volume.delete.v1", name: "disk", id: "1-aaaaaaaaaaaa" },
+    ]);
+  });
+
+  test("snapshot: the one taken between the lost answer and the retry survives", async () => {
+    const bus = fakeBus(1);
+    const retaking: DeleteRetryPolicy = {
+      ...policy,
+      sleep: async () => void bus.snapshots.set("first", "sid-2"),
+    };
+    expect(await deleteSnapshot(bus.ask, "disk", "first", retaking)).toEqual({
+      kind: "goneBefore",
+    });
+    expect(bus.snapshots.get("first")).toBe("sid-2");
+  });
+
+  test("an answered delete names the incarnation it read, and is passed on", async () => {
+    const bus = fakeBus(0);
+    expect(await deleteVolume(bus.ask, "disk", policy)).toEqual({
+      kind: "deleted",
+      answer: { name: "disk", deleted: true },
+    });
+    expect(await deleteSnapshot(bus.ask, "disk", "first", policy)).toEqual({
+      kind: "deleted",
+      answer: { deleted: true },
+    });
+    expect(bus.volumes.size + bus.snapshots.size).toBe(0);
+  });
+
+  test("nothing of the name: NotFound, and no delete sent for a volume", async () => {
+    const bus = fakeBus(0);
+    await expect(deleteVolume(bus.ask, "typo", policy)).rejects.toMatchObject({
+      code: ErrorCode.NotFound,
+    });
+    expect(bus.sent.map((message) => message.type)).toEqual(["volume.describe.v1"]);
+    // A snapshot not listed is asked for by name, once (a delete cut off halfway is
+    // finished that way): NotFound here.
+    await expect(deleteSnapshot(bus.ask, "disk", "typo", policy)).rejects.toMatchObject({
+      code: ErrorCode.NotFound,
+    });
+    expect(bus.sent.at(-1)).toEqual({ type: "snapshot.delete.v1", volume: "disk", name: "typo" });
   });
 });

@@ -42,7 +42,12 @@
 //
 // Failure model: a request that fails or times out is retried on a later round; its
 // failure is logged once per replica and epoch. An answer that arrives after the
-// tenure ended is dropped.
+// tenure ended is dropped. A learner's configure waits for a read of the primary's
+// checkpoint pointer first, and goes out only if the tenure still leads and holds no
+// later epoch of the partition once it is read: a leader frozen inside the read must not
+// wake and name a learner a node that a newer leader has since made a voter (it would
+// be rebuilt, its journal removed; the head node refuses such a configure too,
+// configure-decision.ts).
 
 import { BallastError, ErrorCode, subjects } from "@ballast/protocol";
 import type { Service } from "@ballast/runtime";
@@ -229,9 +234,24 @@ export class Configurer {
     const told = [...sleds];
     try {
       const learners = record.learners ?? [];
-      const checkpoint = learners.includes(node)
-        ? await this.catalogue.checkpoint(record.volume, record.partition, record.primary)
-        : undefined;
+      let checkpoint: Awaited<ReturnType<Catalogue["checkpoint"]>>;
+      if (learners.includes(node)) {
+        checkpoint = await this.catalogue.checkpoint(
+          record.volume,
+          record.partition,
+          record.primary,
+        );
+        // Asked again after the read (tenure.ts): a leader frozen inside it may wake after
+        // a newer one promoted this learner, which then acknowledged writes and restarted;
+        // a late learner configure would have it rebuilt, its journal removed.
+        if (this.stale(tenure, record)) {
+          this.service.logger.debug(
+            { node, volume: record.volume, partition: record.partition, epoch: record.epoch },
+            "not sending a learner configure: its record is no longer this tenure's to send",
+          );
+          return;
+        }
+      }
       const answer = await this.service.bus.request(
         subjects.node.build(node),
         {
@@ -311,6 +331,16 @@ export class Configurer {
       // microtask: a request that fails at once must not recurse through the queue).
       queueMicrotask(() => this.sendQueued(tenure, node));
     }
+  }
+
+  /**
+   * Whether a configure of `record` must not go out now: this tenure no longer leads and
+   * decides (as for `sendQueued`), or it holds a later epoch of the partition.
+   */
+  private stale(tenure: Tenure, record: PartitionRecord): boolean {
+    if (this.tenures.current() !== tenure || !tenure.ready || tenure.failed) return true;
+    const held = tenure.records.get(partitionKey(record))?.value;
+    return held !== undefined && held.epoch > record.epoch;
   }
 }
 

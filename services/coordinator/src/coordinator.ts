@@ -560,7 +560,9 @@ export class Coordinator {
       case "volume.list.v1":
         return volumes.list();
       case "volume.delete.v1":
-        return this.catalogueChanges.run(tenure, () => volumes.delete(tenure, message.name));
+        return this.catalogueChanges.run(tenure, () =>
+          volumes.delete(tenure, message.name, message.id),
+        );
       case "volume.resize.v1":
         return this.catalogueChanges.run(tenure, () => volumes.resize(tenure, message));
       case "volume.clone.v1":

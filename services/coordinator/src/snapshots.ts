@@ -512,6 +512,22 @@ export class Snapshots {
         { details: { volume: message.volume, name: message.name } },
       );
     }
+    if (message.id !== undefined && found.value.id !== message.id) {
+      // Taken since the client read the one it means, which is gone (perhaps deleted by
+      // this request's earlier attempt): kept.
+      throw new BallastError(
+        ErrorCode.NotFound,
+        `volume ${message.volume} has no snapshot named ${message.name} with id ${message.id}: the one of that name now is ${found.value.id}, taken since; it is kept`,
+        {
+          details: {
+            volume: message.volume,
+            name: message.name,
+            id: message.id,
+            current: found.value.id,
+          },
+        },
+      );
+    }
     let marked = found;
     if (!isDeleting(found.value)) {
       // Clones read through it wherever they have not written: it stays while they do.

@@ -590,13 +590,25 @@ export class Volumes {
   /**
    * Removes the volume's records, then tells every live head node to drop the
    * incarnation's replicas; the purge record keeps the drop owed to every head node
-   * that may hold them, and the purger tells those that missed it.
+   * that may hold them, and the purger tells those that missed it. `id`: only that
+   * incarnation (a retry's, whose earlier attempt may have deleted it); another of the
+   * name is refused NotFound and kept.
    */
-  async delete(tenure: Tenure, name: string): Promise<ResultOf<"volume.delete.v1">> {
+  async delete(tenure: Tenure, name: string, id?: string): Promise<ResultOf<"volume.delete.v1">> {
     const { service, catalogue, heartbeats, tenures } = this.options;
     const current = await catalogue.volume(name);
     if (current === undefined)
       throw new BallastError(ErrorCode.NotFound, `no volume named ${name}`);
+    if (id !== undefined && idOfVolume(current.value) !== id) {
+      // Deleted (perhaps by this request's earlier attempt) and created again since the
+      // client read it: not the volume the client means. The delete below is by the
+      // revision read, so a re-create after this read fails it too.
+      throw new BallastError(
+        ErrorCode.NotFound,
+        `no volume named ${name} with id ${id}: ${name} is now incarnation ${idOfVolume(current.value)}, created since; it is kept`,
+        { details: { name, id, current: idOfVolume(current.value) } },
+      );
+    }
     // A clone reads its parent's snapshot, which goes with the volume: not while one exists.
     // Clones made before pins are found by their records; the others by their pins on
     // this record, which the compare-and-set below deletes only at the revision read

@@ -590,3 +590,84 @@ describe("Configurer: answers after the partition is forgotten (unit, fake bus)"
     expect(tenure.configured.size).toBe(0);
   });
 });
+
+describe("Configurer: a learner's checkpoint read outlasting the tenure (unit, fake bus)", () => {
+  // review-retries.md item 3: a leader frozen inside the checkpoint read woke after a
+  // newer one promoted the learner, which acknowledged writes and restarted; its late
+  // learner configure had the head node rebuild the replica, removing its journal.
+  const learning: PartitionRecord = { ...record, learners: ["head-3"] };
+  const alive = new Set(["head-1", "head-2", "head-3"]);
+
+  /** A configurer whose checkpoint reads wait for `release`; `sent` names who was asked. */
+  function frozenRead(tenure: Tenure, leads: () => boolean) {
+    const sent: string[] = [];
+    let release: () => void = () => undefined;
+    const read = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const configurer = new Configurer(
+      {
+        bus: {
+          request: async (subject: string) => {
+            sent.push(subject.split(".").at(-1)!);
+            return {};
+          },
+        },
+        logger: { debug: () => undefined, warn: () => undefined },
+      } as never,
+      {
+        checkpoint: async () => {
+          await read;
+          return { opNum: 7, blob: "k", sleds: ["sled-1"] };
+        },
+      } as never,
+      { held: () => tenure, current: () => (leads() ? tenure : undefined) },
+      {} as never,
+    );
+    return { sent, configurer, release: () => release() };
+  }
+
+  function readyTenure(): Tenure {
+    const tenure = newTenure({ term: 1, tenure: 1 }, 0);
+    tenure.ready = true;
+    hold(tenure, [learning]);
+    return tenure;
+  }
+
+  it("sends the learner nothing when the tenure ended during the read", async () => {
+    const tenure = readyTenure();
+    let leading = true;
+    const { sent, configurer, release } = frozenRead(tenure, () => leading);
+    const done = configurer.configure(tenure, learning, alive, ["sled-1"]);
+    // The voters have no read to wait for: theirs went out at once.
+    await Promise.resolve();
+    expect(sent.sort()).toEqual(["head-1", "head-2"]);
+    leading = false;
+    release();
+    await done;
+    expect(sent.sort()).toEqual(["head-1", "head-2"]);
+    // Nothing noted of it, and nothing left in flight.
+    expect(tenure.configured.get(partitionKey(learning))?.has("head-3")).toBe(false);
+    expect(tenure.configuring.size).toBe(0);
+  });
+
+  it("sends the learner nothing when the tenure moved the partition on during the read", async () => {
+    const tenure = readyTenure();
+    const { sent, configurer, release } = frozenRead(tenure, () => true);
+    const done = configurer.configure(tenure, learning, alive, ["sled-1"]);
+    // Promoted meanwhile, by this same tenure: the learner configure is of an older epoch.
+    hold(tenure, [{ ...learning, epoch: 3, secondaries: ["head-2", "head-3"], learners: [] }]);
+    release();
+    await done;
+    expect(sent).not.toContain("head-3");
+  });
+
+  it("sends the learner its configure, with the checkpoint, while the tenure leads", async () => {
+    const tenure = readyTenure();
+    const { sent, configurer, release } = frozenRead(tenure, () => true);
+    const done = configurer.configure(tenure, learning, alive, ["sled-1"]);
+    release();
+    await done;
+    expect(sent.sort()).toEqual(["head-1", "head-2", "head-3"]);
+  });
+});

@@ -290,6 +290,25 @@ test("delete drops on every partition, then forgets the record; unknown names ar
   }
 });
 
+test("a delete naming a snapshot id refuses another snapshot of the name, and deletes nothing (review-retries item 2)", async () => {
+  const { snapshots, primaries, catalogue } = start();
+  const first = await snapshots.create({ type: "snapshot.create.v1", volume: "v", name: "s" });
+  // The first attempt deleted it; its answer was lost. Someone takes "s" again.
+  await snapshots.delete({ type: "snapshot.delete.v1", volume: "v", name: "s", id: first.id });
+  const second = await snapshots.create({ type: "snapshot.create.v1", volume: "v", name: "s" });
+  expect(second.id).not.toBe(first.id);
+  // The retry names the one it meant: refused NotFound (for the CLI, done), and kept.
+  const retry = await snapshots
+    .delete({ type: "snapshot.delete.v1", volume: "v", name: "s", id: first.id })
+    .catch((error: BallastError) => error);
+  expect(retry).toMatchObject({ code: ErrorCode.NotFound, details: { current: second.id } });
+  expect((await catalogue.snapshot("v", "s"))?.value.id).toBe(second.id);
+  for (const primary of primaries) expect(primary.snapshots.has(second.id)).toBe(true);
+  // Naming the current one, or none (an older client), deletes it.
+  await snapshots.delete({ type: "snapshot.delete.v1", volume: "v", name: "s", id: second.id });
+  expect(await catalogue.snapshot("v", "s")).toBeUndefined();
+});
+
 test("a rollback rolls every partition back to the snapshot's id; again is the same", async () => {
   const { snapshots, primaries } = start({ "gw-1": { attached: { other: 2, "v@s": 1 } } });
   const state = await snapshots.create({ type: "snapshot.create.v1", volume: "v", name: "s" });

@@ -19,7 +19,19 @@
 //   deleted; it must never replace the current replica, failed or not. A newer one
 //   replaces it: the old replica's files are removed and its incarnation remembered as
 //   deleted (ids are never reused).
-// - A hosted replica refuses an epoch older than its own, failed or not.
+// - A hosted replica refuses an epoch older than its own, failed or not. With nothing of
+//   the incarnation hosted (a restart, or a replica that failed before it was
+//   configured), an epoch older than the newest its disk shows (`storedEpoch`: the epoch
+//   it was last configured a voter in, or of its journal's newest note) is refused too,
+//   and nothing of the incarnation's is removed or opened: a leader frozen past its
+//   tenure may send a learner's configure after a newer one made this node a voter, which
+//   then answers for every write acknowledged before its epoch (the coordinator's
+//   safe-promotion rule) and for those it acknowledged since; rebuilt afresh it would
+//   lose them (review-retries.md, item 3). The journal alone would not do: a learner
+//   promoted while no write came holds no note of its voter epoch. Every path below
+//   that removes or rebuilds the directory of this incarnation comes after this check:
+//   the rebuild of a learner with nothing hosted, and the retirement of a hosted stale
+//   one, whose configured epoch is never below what its disk shows.
 // - A failed replica (its journal failed) is closed and reopened as a restart would, so
 //   that recovery says what is durable, in a session of its own: what it sent before
 //   the failure may not be in its journal, so a later op could take the number of one a
@@ -117,6 +129,15 @@ export interface ConfigureNode {
    * a checkpoint in its partition directory); undefined where the caller did not look.
    */
   stored?: boolean | undefined;
+  /**
+   * The newest epoch this node's disk shows of the message's incarnation's replica: the
+   * epoch it was last configured a voter in (kept before its core takes it), or of the
+   * newest note its journal holds, whichever is newer; where the caller looked: it looks
+   * where nothing of the incarnation is hosted with a configuration. A hosted replica's
+   * configured epoch is never below it (a configure older than it opens nothing, and
+   * notes come only from a primary of the configured epoch or an earlier one).
+   */
+  storedEpoch?: number | undefined;
   hosted: HostedReplica | undefined;
 }
 
@@ -200,6 +221,17 @@ export function decideConfigure(ask: ConfigureAsk, node: ConfigureNode): Configu
   }
   // Nothing hosted, or the hosted replica retires.
   if (ask.part === "none") return refuse({ reason: "not-a-member" }, retire, forget);
+  if (node.storedEpoch !== undefined && ask.epoch < node.storedEpoch) {
+    // Delayed (a leader frozen past its tenure): this disk was a voter, or holds notes,
+    // of a later epoch. Rebuilt as a learner, it would lose writes it answers for;
+    // opened as a voter, its core would take the old epoch's part. What it stores is
+    // kept, and a failed replica stays failed; only another incarnation retires.
+    return refuse(
+      { reason: "older-epoch", currentEpoch: node.storedEpoch },
+      forget === undefined ? "keep" : retire,
+      forget,
+    );
+  }
   const session = hosted?.failed === true ? "new" : "node";
   if (ask.part === "learner") return { kind: "open", retire, forget, session, from: "rebuild" };
   // A voter keeps what is stored only if it is this incarnation's (a failed one reopens).

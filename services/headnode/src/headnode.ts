@@ -24,8 +24,14 @@
 // and removes those (leftover-directories.ts). A configure that names this node a
 // learner while it hosts the partition in any other state (it was a secondary, dropped,
 // then re-added) discards that state and rebuilds from the configure's checkpoint: a
-// learner must start from a point the primary can serve. A configure of a partition
-// this node neither hosts nor belongs to answers NotFound: there is nothing to tell it. What to do with a configure is decided
+// learner must start from a point the primary can serve. Not a configure older than the
+// newest epoch the replica's directory shows, with nothing hosted (after a restart): the
+// epoch it was last configured a voter in (a file kept durably before its core takes the
+// epoch) or of its journal's newest note. A delayed one, from a coordinator leader
+// frozen past its tenure, would have a voter of the later epoch rebuilt, its journal of
+// acknowledged notes removed; it is refused WrongEpoch and every file kept. A configure
+// of a partition this node neither hosts nor belongs to answers NotFound: there is
+// nothing to tell it. What to do with a configure is decided
 // in configure-decision.ts, purely, for this shell and the failover simulator alike.
 //
 // Every headnodeReportIntervalMs the node reports its primaries to the coordinator
@@ -90,7 +96,7 @@ import {
 import { DropRuns } from "./drop-runs.ts";
 import { removeDirectory } from "./journal/files.ts";
 import { leftoverCandidatesOf, removableOf, requestsOf } from "./leftover-directories.ts";
-import { PartitionHost, storesReplica } from "./partition-host.ts";
+import { PartitionHost, storedEpoch, storesReplica } from "./partition-host.ts";
 import { nodeEntriesOf, renewalsOf } from "./primary-report.ts";
 import type { Reply } from "./replica/effects.ts";
 import { Replicator } from "./replicator.ts";
@@ -480,6 +486,16 @@ export class HeadNode {
       found?.host.address.volumeId !== volumeId
         ? await storesReplica(this.config.dataDir, volumeId, message.partition)
         : undefined;
+    // Where nothing of the incarnation is hosted with a configuration, its directory says
+    // which epochs are past (its voter epoch, its journal's newest note): a configure
+    // older than them removes and opens nothing (configure-decision.ts). A hosted
+    // replica's configured epoch says it.
+    const configured =
+      found?.host.address.volumeId === volumeId && found.host.replica.configuration !== undefined;
+    const newest =
+      part === "none" || configured
+        ? undefined
+        : await storedEpoch(this.config.dataDir, volumeId, message.partition);
     const decision = decideConfigure(
       {
         volumeId,
@@ -491,6 +507,7 @@ export class HeadNode {
       {
         disk: this.service.disk,
         stored,
+        storedEpoch: newest,
         deleted: this.isDropped(message.volume, volumeId),
         hosted:
           found === undefined
@@ -539,6 +556,11 @@ export class HeadNode {
           `${message.volume} (id ${volumeId}) was deleted while ${this.service.nodeId} opened it`,
         );
       }
+    }
+    // A voter's epoch is kept on its disk before its core takes it: a delayed configure
+    // of an older epoch then finds it even with nothing hosted (configure-decision.ts).
+    if (part === "primary" || part === "secondary") {
+      await hosted.host.recordVoterEpoch(message.epoch);
     }
     // A replica set without this node (from the coordinator, after a failover) makes
     // the hosted replica idle: it stops serving the partition at once.

@@ -24,7 +24,8 @@
 // Files of a replica, under <data-dir>/partitions/<volume id>/<partition>/ (the volume's
 // incarnation, so that a deleted and re-created volume never finds the old one's
 // files): the journal, checkpoint.bin and rebuilt.bin (see adapters.ts; both checkpoint
-// files are checksummed whole, and a damaged one is refused, never started from).
+// files are checksummed whole, and a damaged one is refused, never started from), and
+// voter-epoch, the newest epoch the replica was configured a voter in (`storedEpoch`).
 //
 // Each checkpoint is also stored as a blob on two sleds (checkpoints/<volume id>/
 // <partition>/<node>/<op>-<session>-<upload>, named by the core) and its pointer recorded
@@ -47,7 +48,7 @@
 // through the gate), and the effect runner's completions pass the gate through its
 // `beforeCompletion` hook. A lease renewal alone skips it (see `renewLease`).
 
-import { readdir } from "node:fs/promises";
+import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { BallastError, ErrorCode, type MessageOf } from "@ballast/protocol";
 import {
@@ -60,6 +61,7 @@ import {
   type Service,
   type SpanContext,
   SpanStatusCode,
+  writeFileDurably,
 } from "@ballast/runtime";
 import {
   CheckpointFile,
@@ -75,7 +77,7 @@ import { type ReplicaLimits, tickMs } from "./constants.ts";
 import { EffectRunner } from "./effect-runner.ts";
 import { HeldTicks } from "./held-ticks.ts";
 import { makeDirectory, removeDirectory } from "./journal/files.ts";
-import { Journal, JournalUntrustedError } from "./journal/index.ts";
+import { Journal, JournalUntrustedError, readNewestRecords } from "./journal/index.ts";
 import {
   DetachedSleds,
   FlushContexts,
@@ -190,6 +192,8 @@ export class PartitionHost {
   onFailure: (() => void) | undefined;
   /** Sleds the coordinator declared out (replicator.ts): copies there count as lost. */
   sledsOut: ReadonlySet<string> = new Set();
+  /** The newest epoch this replica was configured a voter in, as its directory keeps it. */
+  private voterEpoch: number | undefined;
   /** Traces: each in-flight op's request span context (observability.ts). */
   private readonly opContexts = new OpContexts();
   /** Contexts of written ops until their data is flushed (the flush span links them). */
@@ -365,7 +369,7 @@ export class PartitionHost {
       "replica recovered",
     );
     if (rebuilt) checkpoints.rebuiltFromOpNum = checkpoint?.opNum;
-    return new PartitionHost(
+    const host = new PartitionHost(
       address,
       replica,
       recovered.journal,
@@ -374,6 +378,21 @@ export class PartitionHost {
       service,
       sleds,
     );
+    host.voterEpoch = await readVoterEpoch(directory);
+    return host;
+  }
+
+  /**
+   * Keeps, durably, that this replica is configured a voter in `epoch`, before its core is
+   * (headnode.ts): from then on a configure of an older epoch finds it stored
+   * (`storedEpoch`) even with nothing hosted, though no note of that epoch reached the
+   * journal. A voter answers for every op acknowledged before its epoch (the
+   * coordinator's safe-promotion rule), notes of earlier epochs included.
+   */
+  async recordVoterEpoch(epoch: number): Promise<void> {
+    if (this.voterEpoch !== undefined && epoch <= this.voterEpoch) return;
+    await writeFileDurably(join(this.directory, voterEpochFileName), `${epoch}\n`);
+    this.voterEpoch = epoch;
   }
 
   /** A new replica set; `configuration.leased` makes a primary's reads need a lease. */
@@ -1078,6 +1097,49 @@ export async function storesReplica(
     throw error;
   }
   return entries.some((name) => storedNames.has(name));
+}
+
+/**
+ * The newest epoch the data directory shows of the partition's replica: the epoch it was
+ * last configured a voter in (`recordVoterEpoch`), or of the newest note its journal
+ * holds (an epoch never goes down along a log, and the journal keeps the note at its
+ * release point, so the newest segment's notes show it; replicas kept by a build before
+ * the voter-epoch file have only these), whichever is newer. Read without changing a
+ * byte; undefined where it shows neither. configure-decision.ts, `storedEpoch`: a
+ * configure older than this is a delayed one and never removes the directory.
+ */
+export async function storedEpoch(
+  dataDir: string,
+  volumeId: string,
+  partition: number,
+): Promise<number | undefined> {
+  const directory = partitionDirectory(dataDir, volumeId, partition);
+  let newest = await readVoterEpoch(directory);
+  for (const record of await readNewestRecords(join(directory, "journal"))) {
+    const { epoch } = decodeNote(record.payload);
+    if (newest === undefined || epoch > newest) newest = epoch;
+  }
+  return newest;
+}
+
+/** The file that keeps the newest epoch a replica was configured a voter in. */
+const voterEpochFileName = "voter-epoch";
+
+/**
+ * The epoch in a replica directory's voter-epoch file; undefined without one. The file is
+ * replaced whole (writeFileDurably), so anything but a whole number is damage, which
+ * tells nothing: undefined, as for no file.
+ */
+async function readVoterEpoch(directory: string): Promise<number | undefined> {
+  let text: string;
+  try {
+    text = await readFile(join(directory, voterEpochFileName), "utf8");
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    throw error;
+  }
+  const epoch = Number(text.trim());
+  return Number.isSafeInteger(epoch) && epoch >= 0 ? epoch : undefined;
 }
 
 /** What a partition directory holds once a replica opened there (adapters.ts). */

@@ -403,3 +403,75 @@ describe("decideConfigure and a configure that names no disk (members placed bef
     ).toMatchObject({ kind: "open", from: "rebuild" });
   });
 });
+
+describe("decideConfigure and the epoch a restarted node's journal stores", () => {
+  // review-retries.md item 3: with nothing hosted after a restart, a delayed configure
+  // naming a voter of a later epoch a learner had its directory removed and rebuilt.
+  const storedEpochs = [undefined, 4, 5, 6];
+
+  test("an epoch older than the stored one is refused, and nothing of the incarnation is removed or opened", () => {
+    for (const { ask, node } of all.map(({ ask, node }) => ({ ask, node }))) {
+      if (ask.part === "none") continue;
+      const decision = decideConfigure(ask, { ...node, storedEpoch: 6 });
+      expect(decision.kind, JSON.stringify({ ask, node })).not.toBe("open");
+      if (decision.kind === "apply") {
+        // Only a replica hosted with its epoch: then it was configured (never below
+        // what it stores), and the core ignores an older epoch.
+        expect(node.hosted?.volumeId).toBe(askedId);
+        continue;
+      }
+      const ownRemoved = decision.retire === "remove" && decision.forget === undefined;
+      expect(ownRemoved, JSON.stringify({ ask, node })).toBe(false);
+      if (node.hosted?.volumeId === askedId) expect(decision.retire).toBe("keep");
+    }
+  });
+
+  test("a learner with nothing hosted, older than its journal: refused, not rebuilt (the defect)", () => {
+    const stale: ConfigureAsk = { volumeId: askedId, epoch: 4, part: "learner" };
+    const restarted: ConfigureNode = { deleted: false, hosted: undefined, storedEpoch: 5 };
+    expect(decideConfigure(stale, { ...restarted, storedEpoch: undefined })).toMatchObject({
+      kind: "open",
+      from: "rebuild",
+    });
+    expect(decideConfigure(stale, restarted)).toEqual({
+      kind: "refuse",
+      refusal: { reason: "older-epoch", currentEpoch: 5 },
+      retire: "keep",
+      forget: undefined,
+    });
+    // Failed before it was configured (hosted, no epoch): kept hosted and failed.
+    const failed = { volumeId: askedId, failed: true, epoch: undefined, freshLearner: false };
+    expect(decideConfigure(stale, { ...restarted, hosted: failed })).toMatchObject({
+      kind: "refuse",
+      retire: "keep",
+    });
+  });
+
+  test("at or above the stored epoch, every decision is as without it", () => {
+    for (const { ask, node, decision } of all) {
+      for (const storedEpoch of storedEpochs) {
+        if (storedEpoch !== undefined && storedEpoch > ask.epoch) continue;
+        expect(decideConfigure(ask, { ...node, storedEpoch }), JSON.stringify(node)).toEqual(
+          decision,
+        );
+      }
+    }
+  });
+
+  test("another incarnation hosted still retires when the asked one's journal refuses", () => {
+    const decision = decideConfigure(
+      { volumeId: askedId, epoch: 4, part: "learner" },
+      {
+        deleted: false,
+        storedEpoch: 5,
+        hosted: { volumeId: "1-a", failed: false, epoch: 9, freshLearner: false },
+      },
+    );
+    expect(decision).toEqual({
+      kind: "refuse",
+      refusal: { reason: "older-epoch", currentEpoch: 5 },
+      retire: "remove",
+      forget: "1-a",
+    });
+  });
+});

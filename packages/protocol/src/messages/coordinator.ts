@@ -250,9 +250,17 @@ export const VolumeClone = z.object({
   replicaCount: z.number().int().optional(),
 });
 
+/**
+ * Deletes volume `name`. With `id` (the incarnation, `VolumeState.id`), only that
+ * incarnation: another one of the name (deleted and created again since the client read
+ * it) is refused NotFound and kept, so a retried delete whose first attempt deleted the
+ * volume never deletes its successor (README, "Retried deletes"). Without it, whatever
+ * incarnation holds the name.
+ */
 export const VolumeDelete = z.object({
   type: z.literal("volume.delete.v1"),
   name: volumeName,
+  id: volumeId.optional(),
 });
 
 export const VolumeDeleteResult = z.object({

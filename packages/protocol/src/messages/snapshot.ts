@@ -126,10 +126,16 @@ export const SnapshotListResult = z.object({
   snapshots: z.array(SnapshotState).max(snapshotsPerVolumeMax),
 });
 
+/**
+ * Deletes snapshot `name` of volume `volume`. With `id` (`SnapshotState.id`), only that
+ * snapshot: another of the name (taken since the client read it) is refused NotFound and
+ * kept, as for `volume.delete.v1`'s `id`.
+ */
 export const SnapshotDelete = z.object({
   type: z.literal("snapshot.delete.v1"),
   volume: volumeName,
   name: snapshotName,
+  id: snapshotId.optional(),
 });
 
 export const SnapshotDeleteResult = z.object({

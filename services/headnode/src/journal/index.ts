@@ -13,3 +13,5 @@ export {
 export { failedMarkerName } from "./failed-marker.ts";
 export { Journal, type JournalOptions, type RecoveredJournal } from "./journal.ts";
 export type { JournalRecord } from "./layout.ts";
+export { readNewestRecords } from "./recovery.ts";
+export type { ScannedRecord } from "./segment-scan.ts";

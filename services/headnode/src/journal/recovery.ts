@@ -75,6 +75,7 @@ import {
   findIntactRecordAfter,
   intactRecordsAfter,
   runwayBytesOf,
+  type ScannedRecord,
   type SegmentDamage,
   type SegmentScan,
   scanSegment,
@@ -245,6 +246,36 @@ function checkDamagedHeader(
     damage.offset,
     `${damage.reason}, with bytes after it that are no record of a segment of version 2; a segment of version ${formatVersion} has its header synced before any record is written, so this is damage, not a torn write`,
   );
+}
+
+/**
+ * The intact records of the newest segment that has any, read without changing a byte
+ * (no repair, no directory made): what the journal's newest notes say, for a caller that
+ * must decide before anything opens it (a configure about to remove the replica's
+ * directory, headnode.ts). Records after damage are not read; a journal with no intact
+ * record, or no directory, has none. Unlike `recoverJournal`, damage is no error here.
+ */
+export async function readNewestRecords(directory: string): Promise<ScannedRecord[]> {
+  let files: SegmentFile[];
+  try {
+    files = await listSegmentFiles(directory);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return [];
+    throw error;
+  }
+  for (const file of files.reverse()) {
+    let bytes: Buffer;
+    try {
+      bytes = await readSegmentFile(file.path);
+    } catch (error) {
+      // Too long to be a segment: damage, which tells nothing.
+      if (error instanceof JournalCorruptError) continue;
+      throw error;
+    }
+    const { records } = scanSegment(bytes);
+    if (records.length > 0) return records;
+  }
+  return [];
 }
 
 async function listSegmentFiles(directory: string): Promise<SegmentFile[]> {

@@ -136,6 +136,7 @@ import {
   renewalsOf,
 } from "../primary-report.ts";
 import type { CheckpointPointer, ReadResult, ReplicationMessage } from "../replica/effects.ts";
+import type { Note } from "../replica/note.ts";
 import { type Configuration, Replica } from "../replica/replica.ts";
 import {
   type FailedReplica,
@@ -264,7 +265,15 @@ export type Sabotage =
    * either wrote it take the same number. Found by the session check, with reopens of
    * several partitions at once on a node (see the simulation test).
    */
-  | "session-unlocked";
+  | "session-unlocked"
+  /**
+   * The head node before the stored-epoch refusal (configure-decision.ts `storedEpoch`):
+   * with nothing of the incarnation configured since its node started, a learner's
+   * configure of an older epoch than its journal's notes rebuilds it afresh, removing
+   * the notes it acknowledged as a voter since. Found with late learner configures on
+   * (`lateLearnerConfigureChance`: a coordinator leader frozen inside its checkpoint read).
+   */
+  | "configure-ignores-stored-epoch";
 
 export interface FailoverOptions {
   seed: number;
@@ -431,6 +440,15 @@ export interface FailoverOptions {
    */
   diskJournalFailChance: number;
   /**
+   * Per learner configure the coordinator sends: chance a copy is also held, as by a
+   * coordinator leader frozen inside its checkpoint read (configurer.ts), and delivered
+   * to that node when it next starts, before anything else reaches it: by then a newer
+   * leader may have made it a voter that acknowledged writes. The head node refuses it
+   * (configure-decision.ts, `storedEpoch`); the model coordinator sends no such copy of
+   * its own. Drawn from a generator of its own, and only when above 0.
+   */
+  lateLearnerConfigureChance: number;
+  /**
    * A failed replica's new session is taken as session.ts does: the session file read,
    * the next number written durably (rename and fsync), one taker at a time per node.
    * While loaded, that write takes up to this many ticks (so the takes of partitions
@@ -589,6 +607,7 @@ export const failoverDefaults: Omit<FailoverOptions, "seed"> = {
   idleJournalFailChance: 0.5,
   journalFailPrimaries: true,
   diskJournalFailChance: 0,
+  lateLearnerConfigureChance: 0,
   sessionWriteTicksMax: 2,
   sessionFailRate: 0.1,
   failedMemberTicksMax: 15,
@@ -726,6 +745,9 @@ export interface FailoverResult {
      */
     configuresWaitingOnDisk: number;
     configuresSuperseded: number;
+    /** Late learner configures delivered to a node as it started, and those refused. */
+    lateConfiguresDelivered: number;
+    lateConfiguresRefused: number;
     /** Runs whose volume was created with sled-1 alone up (sledsLateChance), and sleds gone down. */
     sledsLate: number;
     sledOutages: number;
@@ -754,6 +776,11 @@ interface Hosted {
   partition: number;
   journal: FakeJournal;
   checkpoints: FakeCheckpointFile;
+  /**
+   * The newest epoch it was configured a voter in, kept on its disk before its core
+   * takes it (partition-host.ts `recordVoterEpoch`).
+   */
+  voterEpoch: number | undefined;
   /**
    * The epoch this replica was added as a learner in, if it was rebuilt as one and has
    * been configured only as a learner since (a head node's freshLearner).
@@ -1072,6 +1099,10 @@ export class FailoverSimulation {
    */
   private readonly sledDownUntil = new Map<string, number>();
   private readonly sledRandom: SimRandom;
+  /** Draws which learner configures a frozen leader holds (`lateLearnerConfigureChance`). */
+  private readonly lateConfigureRandom: SimRandom;
+  /** Per node, per partition: the learner configure held for its next start. */
+  private readonly lateConfigures = new Map<string, Map<number, ConfigureMessage>>();
   /** The coordinator's checkpoint pointers, per volume id/partition/node. */
   private readonly checkpointRecords = new FakeCheckpointRecords();
   private readonly watched = new Map<string, Watched>();
@@ -1160,6 +1191,8 @@ export class FailoverSimulation {
     dropsHoldingRequests: 0,
     configuresWaitingOnDisk: 0,
     configuresSuperseded: 0,
+    lateConfiguresDelivered: 0,
+    lateConfiguresRefused: 0,
     sledsLate: 0,
     sledOutages: 0,
     sessionTakes: 0,
@@ -1244,6 +1277,7 @@ export class FailoverSimulation {
     this.sledRandom = new SimRandom(mixSeed(options.seed ^ 0x51ed5));
     this.pauseRandom = new SimRandom(mixSeed(options.seed ^ 0xc11e7));
     this.sessionRandom = new SimRandom(mixSeed(options.seed ^ 0x5e551));
+    this.lateConfigureRandom = new SimRandom(mixSeed(options.seed ^ 0x1a7e));
     for (let index = 1; index <= options.sleds; index++) this.sledDownUntil.set(`sled-${index}`, 0);
     if (this.sledRandom.chance(options.sledsLateChance)) {
       const [from, to] = options.sledsLateTicks;
@@ -1895,6 +1929,14 @@ export class FailoverSimulation {
     node.life++;
     node.reportState = this.newReportState();
     for (const hosted of node.hosted.values()) await this.openReplica(node, hosted);
+    // A frozen leader's learner configures, which reach the node before its own
+    // coordinator's (`lateLearnerConfigureChance`).
+    const late = this.lateConfigures.get(node.id);
+    this.lateConfigures.delete(node.id);
+    for (const message of late?.values() ?? []) {
+      this.stats.lateConfiguresDelivered++;
+      await this.configure(node, message);
+    }
   }
 
   /**
@@ -2334,6 +2376,15 @@ export class FailoverSimulation {
     const part = partOf(node.id, configuration);
     const found = node.hosted.get(message.partition);
     const configured = found?.adapter?.replica.configuration;
+    // As headnode.ts: where nothing of the incarnation is hosted with a configuration, the
+    // newest epoch of the notes its journal holds (the sabotage: not looked at).
+    const storedEpoch =
+      part === "none" ||
+      found?.volumeId !== message.volumeId ||
+      (!found.closed && configured !== undefined) ||
+      this.options.sabotage === "configure-ignores-stored-epoch"
+        ? undefined
+        : newestEpochOf(found.journal.notes, found.voterEpoch);
     const decision = decideConfigure(
       {
         volumeId: message.volumeId,
@@ -2355,6 +2406,7 @@ export class FailoverSimulation {
           ? {}
           : { stored: found?.volumeId === message.volumeId }),
         deleted: node.droppedVolumeIds.has(message.volumeId),
+        storedEpoch,
         hosted:
           found === undefined || found.closed
             ? undefined
@@ -2404,6 +2456,9 @@ export class FailoverSimulation {
       if (decision.forget !== undefined) node.droppedVolumeIds.add(decision.forget);
       if (decision.kind === "refuse") {
         if (decision.refusal.reason === "no-replica") this.stats.noReplicaRefusals++;
+        if (decision.refusal.reason === "older-epoch" && storedEpoch !== undefined) {
+          this.stats.lateConfiguresRefused++;
+        }
         // As headnode.ts answers it, NotFound with the refusal named (configurer.ts).
         if (decision.refusal.reason === "no-replica" && this.linked(node.id, "coordinator")) {
           this.onNoReplica({
@@ -2469,6 +2524,13 @@ export class FailoverSimulation {
     if (adapter.failed === undefined && hosted.runner !== undefined)
       hosted.runner.sleds = [...message.sleds];
     this.checkLife(node, hosted, adapter, configuration.epoch);
+    // As headnode.ts: a voter's epoch kept on its disk before its core takes it.
+    if (
+      (part === "primary" || part === "secondary") &&
+      (hosted.voterEpoch === undefined || configuration.epoch > hosted.voterEpoch)
+    ) {
+      hosted.voterEpoch = configuration.epoch;
+    }
     adapter.configure(configuration);
     // Once a voter (or out of the set), it is no longer what a rebuild started from.
     if (part !== "learner") hosted.learnerSince = undefined;
@@ -2496,6 +2558,7 @@ export class FailoverSimulation {
       partition,
       journal: new FakeJournal(this.world, this.options.diskDelayTicksMax),
       checkpoints: new FakeCheckpointFile(this.world, 4),
+      voterEpoch: undefined,
       learnerSince,
       adapter: undefined,
       runner: undefined,
@@ -2905,27 +2968,33 @@ export class FailoverSimulation {
       )
         continue;
       const learnerSince = since?.get(member)?.epoch;
-      this.send({
-        kind: "configure",
-        to: member,
-        configure: {
-          volumeId: this.volumeId,
-          partition: record.partition,
-          configuration: {
-            epoch: record.epoch,
-            primary: record.primary,
-            secondaries: votingSecondaries(record),
-            learners: record.learners ?? [],
-          },
-          create: originals?.has(member) === true,
-          sleds,
-          ...(record.disks?.[member] === undefined ? {} : { disk: record.disks[member] }),
-          // Today's coordinator records disks; one before disk ids did not.
-          disksRecorded: this.options.sabotage !== "ignore-disk-ids" && !this.beforeUpgrade(),
-          ...(learnerSince === undefined ? {} : { learnerSince }),
-          ...(learnerSince === undefined || pointer === undefined ? {} : { checkpoint: pointer }),
+      const configure: ConfigureMessage = {
+        volumeId: this.volumeId,
+        partition: record.partition,
+        configuration: {
+          epoch: record.epoch,
+          primary: record.primary,
+          secondaries: votingSecondaries(record),
+          learners: record.learners ?? [],
         },
-      });
+        create: originals?.has(member) === true,
+        sleds,
+        ...(record.disks?.[member] === undefined ? {} : { disk: record.disks[member] }),
+        // Today's coordinator records disks; one before disk ids did not.
+        disksRecorded: this.options.sabotage !== "ignore-disk-ids" && !this.beforeUpgrade(),
+        ...(learnerSince === undefined ? {} : { learnerSince }),
+        ...(learnerSince === undefined || pointer === undefined ? {} : { checkpoint: pointer }),
+      };
+      this.send({ kind: "configure", to: member, configure });
+      if (
+        (record.learners ?? []).includes(member) &&
+        this.options.lateLearnerConfigureChance > 0 &&
+        this.lateConfigureRandom.chance(this.options.lateLearnerConfigureChance)
+      ) {
+        const held = this.lateConfigures.get(member) ?? new Map<number, ConfigureMessage>();
+        held.set(record.partition, configure);
+        this.lateConfigures.set(member, held);
+      }
     }
   }
 
@@ -3585,6 +3654,13 @@ function attemptEntries(request: SimRequest): Attempt | undefined {
       throw new Error(`unknown request ${JSON.stringify(unreachable)}`);
     }
   }
+}
+
+/** The newest of `voterEpoch` and the epochs of `notes` (a journal's): undefined for none. */
+function newestEpochOf(notes: readonly Note[], voterEpoch: number | undefined): number | undefined {
+  let newest = voterEpoch;
+  for (const note of notes) if (newest === undefined || note.epoch > newest) newest = note.epoch;
+  return newest;
 }
 
 export async function simulateFailover(

@@ -8,7 +8,10 @@
 // takes the node's disk with it (diskLossChance, 0.1 by default); `--faulty-nodes N` lets N nodes be
 // crashed, paused or cut off at once (faultyNodesMax); `--nodes 4 --partitions 2,3,2
 // --ticks 350` runs CI's second cluster shape; `--configures-ignore-hung-disk` lets a
-// configure open a replica on a hung disk at once (configuresWaitOnHungDisk off).
+// configure open a replica on a hung disk at once (configuresWaitOnHungDisk off);
+// `--late-learner-configures P` holds a learner configure with chance P for the node's
+// next start, as a coordinator leader frozen inside its checkpoint read would send it
+// (lateLearnerConfigureChance, 0 by default).
 
 import { parseArgs } from "node:util";
 import { type Sabotage, simulateFailover } from "./failover.ts";
@@ -30,6 +33,7 @@ const { values } = parseArgs({
     // On by default now (session 9); the flag is kept so older replay lines still run.
     "configures-wait-on-disk": { type: "boolean", default: false },
     "configures-ignore-hung-disk": { type: "boolean", default: false },
+    "late-learner-configures": { type: "string" },
     "keep-going": { type: "boolean", default: false },
     quiet: { type: "boolean", default: false },
   },
@@ -49,6 +53,9 @@ async function runOne(seed: number) {
       ...(values["faulty-nodes"] ? { faultyNodesMax: Number(values["faulty-nodes"]) } : {}),
       ...(values.nodes ? { nodes: Number(values.nodes) } : {}),
       ...(values["configures-ignore-hung-disk"] ? { configuresWaitOnHungDisk: false } : {}),
+      ...(values["late-learner-configures"]
+        ? { lateLearnerConfigureChance: Number(values["late-learner-configures"]) }
+        : {}),
       ...(values.partitions
         ? { partitions: values.partitions.split(",").map((count) => (Number(count) === 2 ? 2 : 3)) }
         : {}),
@@ -82,7 +89,7 @@ for (let seed = first; seed < first + count; seed++) {
     process.stdout.write(`  [${violation.check}] ${violation.message}\n`);
   }
   process.stdout.write(
-    `replay: npm run simulate -- --seed ${seed} ${values.failover ? "--failover" : `--replicas ${replicas}`}${values.sabotage ? ` --sabotage ${values.sabotage}` : ""}${values["disk-loss"] ? ` --disk-loss ${values["disk-loss"]}` : ""}${values["faulty-nodes"] ? ` --faulty-nodes ${values["faulty-nodes"]}` : ""}${values.nodes ? ` --nodes ${values.nodes}` : ""}${values.partitions ? ` --partitions ${values.partitions}` : ""}${values.ticks ? ` --ticks ${values.ticks}` : ""}${values["configures-ignore-hung-disk"] ? " --configures-ignore-hung-disk" : ""}\n`,
+    `replay: npm run simulate -- --seed ${seed} ${values.failover ? "--failover" : `--replicas ${replicas}`}${values.sabotage ? ` --sabotage ${values.sabotage}` : ""}${values["disk-loss"] ? ` --disk-loss ${values["disk-loss"]}` : ""}${values["faulty-nodes"] ? ` --faulty-nodes ${values["faulty-nodes"]}` : ""}${values.nodes ? ` --nodes ${values.nodes}` : ""}${values.partitions ? ` --partitions ${values.partitions}` : ""}${values.ticks ? ` --ticks ${values.ticks}` : ""}${values["configures-ignore-hung-disk"] ? " --configures-ignore-hung-disk" : ""}${values["late-learner-configures"] ? ` --late-learner-configures ${values["late-learner-configures"]}` : ""}\n`,
   );
   failed++;
   if (!values["keep-going"]) break;

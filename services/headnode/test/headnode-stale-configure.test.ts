@@ -1,0 +1,169 @@
+// A head node restarted with a voter's journal on its disk, then sent a delayed configure
+// that names it a learner in an older epoch (review-retries.md, item 3: a coordinator
+// leader frozen past its tenure). Rebuilt afresh, the replica's directory went, with the
+// notes it had acknowledged as a voter of the later epoch. The configure is refused and
+// every file kept. Real journals in a temporary directory, the fake service of
+// fake-service.ts in place of NATS.
+
+import { existsSync } from "node:fs";
+import { readdir, readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { type BallastError, ErrorCode, subjects } from "@ballast/protocol";
+import type { CommonConfig, Service } from "@ballast/runtime";
+import { afterEach, expect, test } from "vitest";
+import { HeadNode } from "../src/headnode.ts";
+import { storedEpoch } from "../src/partition-host.ts";
+import { FakeService, type StartedHeadNode, startHeadNode } from "./fake-service.ts";
+
+const partitionBytes = 1024 * 1024;
+const volumeId = "1-aaaaaaaaaaaa";
+
+let started: StartedHeadNode | undefined;
+let restarted: FakeService | undefined;
+
+afterEach(async () => {
+  await restarted?.close();
+  restarted = undefined;
+  await started?.stop();
+  started = undefined;
+});
+
+function configure(service: FakeService, fields: Record<string, unknown>) {
+  return service.inbox({
+    type: "headnode.configure.v1",
+    volume: "vol",
+    volumeId,
+    partition: 0,
+    partitionStart: 0,
+    partitionBytes,
+    epoch: 1,
+    primary: "head-1",
+    secondaries: [],
+    sleds: ["sled-1"],
+    ...fields,
+  });
+}
+
+function write(service: FakeService, epoch: number, fill: number) {
+  return service.call(subjects.volume.build("vol", 0), {
+    type: "volume.write.v1",
+    volume: "vol",
+    volumeId,
+    partition: 0,
+    epoch,
+    writes: [{ offset: 0, data: new Uint8Array(4096).fill(fill) }],
+  });
+}
+
+async function read(service: FakeService, epoch: number): Promise<Uint8Array> {
+  const { data } = (await service.call(subjects.volume.build("vol", 0), {
+    type: "volume.read.v1",
+    volume: "vol",
+    volumeId,
+    partition: 0,
+    epoch,
+    reads: [{ offset: 0, length: 4096 }],
+  })) as { data: Uint8Array[] };
+  return data[0]!;
+}
+
+async function refusal(promise: Promise<unknown>): Promise<BallastError | undefined> {
+  return promise.then(
+    () => undefined,
+    (error: BallastError) => error,
+  );
+}
+
+/** The replica's files, each with its bytes. */
+async function filesOf(directory: string): Promise<Map<string, Buffer>> {
+  const files = new Map<string, Buffer>();
+  for (const entry of await readdir(directory, { recursive: true, withFileTypes: true })) {
+    if (!entry.isFile()) continue;
+    const path = join(entry.parentPath, entry.name);
+    files.set(path, await readFile(path));
+  }
+  return files;
+}
+
+/** The node stopped as a process exit would stop it, and a new one on the same disk. */
+async function restart(): Promise<FakeService> {
+  await started!.service.close();
+  restarted = new FakeService();
+  new HeadNode(
+    restarted as unknown as Service,
+    { dataDir: started!.dataDir } as unknown as CommonConfig,
+    2,
+  ).start();
+  return restarted;
+}
+
+test("a restarted voter refuses a learner's configure older than its journal, and keeps its files", async () => {
+  started = await startHeadNode("ballast-stale-configure-");
+  const directory = join(started.dataDir, "partitions", volumeId, "0");
+  // Epoch 5: a voter (the primary, alone) that acknowledged a write.
+  await configure(started.service, { epoch: 5 });
+  await write(started.service, 5, 9);
+  const service = await restart();
+  expect(await storedEpoch(started.dataDir, volumeId, 0)).toBe(5);
+  const before = await filesOf(directory);
+  expect(before.size).toBeGreaterThan(0);
+
+  // The delayed configure of epoch 4, from a leader that last saw this node a learner.
+  const stale = await refusal(
+    configure(service, { epoch: 4, primary: "head-2", secondaries: [], learners: ["head-1"] }),
+  );
+  expect(stale).toMatchObject({ code: ErrorCode.WrongEpoch, message: /epoch 5; refusing epoch 4/ });
+  expect(await filesOf(directory)).toEqual(before);
+  // As a voter in that epoch too: opened, its core would take the old epoch's part.
+  expect(await refusal(configure(service, { epoch: 4 }))).toMatchObject({
+    code: ErrorCode.WrongEpoch,
+  });
+  expect(await filesOf(directory)).toEqual(before);
+
+  // The current epoch's configure opens what it stores: the acknowledged write is there.
+  await configure(service, { epoch: 6 });
+  expect((await read(service, 6))[0]).toBe(9);
+});
+
+test("a voter of an epoch its journal has no note of refuses an older learner's configure too", async () => {
+  // Promoted while no write came: the journal's newest note is of epoch 3, but as a voter
+  // of epoch 5 the replica answers for every write acknowledged before (the coordinator's
+  // safe-promotion rule). The epoch it was configured a voter in is on its disk.
+  started = await startHeadNode("ballast-stale-configure-");
+  const directory = join(started.dataDir, "partitions", volumeId, "0");
+  await configure(started.service, { epoch: 3 });
+  await write(started.service, 3, 7);
+  await configure(started.service, { epoch: 5 });
+  const service = await restart();
+  expect(await storedEpoch(started.dataDir, volumeId, 0)).toBe(5);
+  const before = await filesOf(directory);
+  const stale = await refusal(
+    configure(service, { epoch: 4, primary: "head-2", secondaries: [], learners: ["head-1"] }),
+  );
+  expect(stale).toMatchObject({ code: ErrorCode.WrongEpoch, message: /epoch 5; refusing epoch 4/ });
+  expect(await filesOf(directory)).toEqual(before);
+  await configure(service, { epoch: 6 });
+  expect((await read(service, 6))[0]).toBe(7);
+});
+
+test("a learner's configure of the stored epoch or a later one still rebuilds afresh", async () => {
+  started = await startHeadNode("ballast-stale-configure-");
+  await configure(started.service, { epoch: 5 });
+  await write(started.service, 5, 9);
+  const service = await restart();
+  // A learner of epoch 5 that restarted, sent its configure again: rebuilt (from op 1).
+  const status = (await configure(service, {
+    epoch: 5,
+    primary: "head-2",
+    secondaries: [],
+    learners: ["head-1"],
+  })) as { lastOpNum: number; epoch: number };
+  expect(status).toMatchObject({ lastOpNum: 0, epoch: 5 });
+  expect(await storedEpoch(started.dataDir, volumeId, 0)).toBeUndefined();
+});
+
+test("a disk that stores no journal of the partition shows no epoch", async () => {
+  started = await startHeadNode("ballast-stale-configure-");
+  expect(await storedEpoch(started.dataDir, volumeId, 0)).toBeUndefined();
+  expect(existsSync(join(started.dataDir, "partitions", volumeId))).toBe(false);
+});
