@@ -29,6 +29,9 @@
 //   whose server stopped reading is read again within a request deadline per
 //   `linkUnansweredMax` requests; the expiry is kept far above that.
 // - Requests without a fence (older clients, plain NATS clients) are not fenced.
+// - A client process that ends and starts again is a new session: a stale copy its old
+//   process left in a socket's send buffer (the kernel still delivers it) is not
+//   fenced against the new one's writes.
 
 import type { MutationFence } from "@ballast/protocol";
 import type { ReplicaLimits } from "../constants.ts";
