@@ -150,9 +150,12 @@ export const replicaLimitsDefault: ReplicaLimits = {
   // A partition is written by a gateway or two (one session each) and now and then a
   // CLI run: 64 leaves room for many, at about 100 bytes each per primary partition.
   fenceSessionsMax: 64,
-  // 10 minutes: far above how long a stale copy stays unread at a primary that keeps
-  // its epoch (a request deadline, 30 s, per `linkUnansweredMax` requests ahead of it).
-  fenceExpiryTicks: Math.ceil((10 * 60 * 1000) / tickMs),
+  // 30 minutes: well above how long a stale copy stays unread at a primary that keeps
+  // its epoch. A link server reads again once its `linkUnansweredMax` (1024) requests
+  // are answered, each within two request deadlines (30 s waiting for room, 30 s once
+  // assigned); a sender's 64 MiB of 4 KiB writes ahead of the copy are 16 such rounds,
+  // 16 minutes at the very worst.
+  fenceExpiryTicks: Math.ceil((30 * 60 * 1000) / tickMs),
   notesPerMessageMax: limits.notesPerMessageMax,
   replicationBytesMax: 4 * 1024 * 1024,
   resendTicks: 25,

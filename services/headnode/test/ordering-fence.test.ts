@@ -2,6 +2,7 @@
 // replica core applies it to client mutations (refused before an op is assigned).
 
 import { type BallastError, ErrorCode } from "@ballast/protocol";
+import { constants as runtimeConstants } from "@ballast/runtime";
 import { describe, expect, test } from "vitest";
 import { replicaLimitsDefault } from "../src/constants.ts";
 import { OrderingFence } from "../src/replica/ordering-fence.ts";
@@ -78,10 +79,12 @@ describe("the fence decision", () => {
     expect(fence.admit(fenceOf(sessions[1]!, 4), 5).admitted).toBe(true);
   });
 
-  test("the defaults are named and sane: the expiry is far above a request's deadline", () => {
+  test("the default expiry outlasts a 64 MiB backlog of 4 KiB writes read 1024 at a time, each within two request deadlines", () => {
+    const rounds =
+      runtimeConstants.linkWriteBufferBytesMax / 4096 / runtimeConstants.linkUnansweredMax;
     expect(replicaLimitsDefault.fenceSessionsMax).toBeGreaterThan(0);
     expect(replicaLimitsDefault.fenceExpiryTicks).toBeGreaterThan(
-      10 * replicaLimitsDefault.requestDeadlineTicks,
+      rounds * 2 * replicaLimitsDefault.requestDeadlineTicks,
     );
   });
 });

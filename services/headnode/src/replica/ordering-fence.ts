@@ -24,10 +24,11 @@
 //   an attempt admitted) or expired (`fenceExpiryTicks` after its last) is forgotten:
 //   a stale copy of one of its attempts arriving later is admitted as an unfenced
 //   request would be. Both take that session being quiet on this partition for long:
-//   more sessions than the bound wrote here since, or minutes passed, while the copy
-//   stayed unread. A request waits at most `requestDeadlineTicks` for room, so a link
-//   whose server stopped reading is read again within a request deadline per
-//   `linkUnansweredMax` requests; the expiry is kept far above that.
+//   more sessions than the bound wrote here since, or half an hour passed, while the
+//   copy stayed unread. Every request is answered within two `requestDeadlineTicks`
+//   (waiting for room, then once assigned), so a link whose server stopped reading is
+//   read again within that per `linkUnansweredMax` requests ahead of the copy; the
+//   expiry is kept well above it (constants.ts).
 // - Requests without a fence (older clients, plain NATS clients) are not fenced.
 // - A client process that ends and starts again is a new session: a stale copy its old
 //   process left in a socket's send buffer (the kernel still delivers it) is not

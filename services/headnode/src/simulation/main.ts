@@ -8,7 +8,9 @@
 // takes the node's disk with it (diskLossChance, 0.1 by default); `--faulty-nodes N` lets N nodes be
 // crashed, paused or cut off at once (faultyNodesMax); `--nodes 4 --partitions 2,3,2
 // --ticks 350` runs CI's second cluster shape; `--configures-ignore-hung-disk` lets a
-// configure open a replica on a hung disk at once (configuresWaitOnHungDisk off).
+// configure open a replica on a hung disk at once (configuresWaitOnHungDisk off);
+// `--stale-requests P` holds that share of client mutation attempts in a socket past
+// their client's timeout (staleRequestChance, 0 by default; CI's shapes use 0.05).
 
 import { parseArgs } from "node:util";
 import { type Sabotage, simulateFailover } from "./failover.ts";
@@ -30,6 +32,7 @@ const { values } = parseArgs({
     // On by default now (session 9); the flag is kept so older replay lines still run.
     "configures-wait-on-disk": { type: "boolean", default: false },
     "configures-ignore-hung-disk": { type: "boolean", default: false },
+    "stale-requests": { type: "string" },
     "keep-going": { type: "boolean", default: false },
     quiet: { type: "boolean", default: false },
   },
@@ -49,6 +52,7 @@ async function runOne(seed: number) {
       ...(values["faulty-nodes"] ? { faultyNodesMax: Number(values["faulty-nodes"]) } : {}),
       ...(values.nodes ? { nodes: Number(values.nodes) } : {}),
       ...(values["configures-ignore-hung-disk"] ? { configuresWaitOnHungDisk: false } : {}),
+      ...(values["stale-requests"] ? { staleRequestChance: Number(values["stale-requests"]) } : {}),
       ...(values.partitions
         ? { partitions: values.partitions.split(",").map((count) => (Number(count) === 2 ? 2 : 3)) }
         : {}),
@@ -82,7 +86,7 @@ for (let seed = first; seed < first + count; seed++) {
     process.stdout.write(`  [${violation.check}] ${violation.message}\n`);
   }
   process.stdout.write(
-    `replay: npm run simulate -- --seed ${seed} ${values.failover ? "--failover" : `--replicas ${replicas}`}${values.sabotage ? ` --sabotage ${values.sabotage}` : ""}${values["disk-loss"] ? ` --disk-loss ${values["disk-loss"]}` : ""}${values["faulty-nodes"] ? ` --faulty-nodes ${values["faulty-nodes"]}` : ""}${values.nodes ? ` --nodes ${values.nodes}` : ""}${values.partitions ? ` --partitions ${values.partitions}` : ""}${values.ticks ? ` --ticks ${values.ticks}` : ""}${values["configures-ignore-hung-disk"] ? " --configures-ignore-hung-disk" : ""}\n`,
+    `replay: npm run simulate -- --seed ${seed} ${values.failover ? "--failover" : `--replicas ${replicas}`}${values.sabotage ? ` --sabotage ${values.sabotage}` : ""}${values["disk-loss"] ? ` --disk-loss ${values["disk-loss"]}` : ""}${values["faulty-nodes"] ? ` --faulty-nodes ${values["faulty-nodes"]}` : ""}${values.nodes ? ` --nodes ${values.nodes}` : ""}${values.partitions ? ` --partitions ${values.partitions}` : ""}${values.ticks ? ` --ticks ${values.ticks}` : ""}${values["configures-ignore-hung-disk"] ? " --configures-ignore-hung-disk" : ""}${values["stale-requests"] ? ` --stale-requests ${values["stale-requests"]}` : ""}\n`,
   );
   failed++;
   if (!values["keep-going"]) break;
