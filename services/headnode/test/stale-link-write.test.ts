@@ -223,3 +223,40 @@ test("a write's stale copy read late from a link is refused, and the later ackno
   expect(linkWrites).toEqual([{ fill: 0xa1, outcome: ErrorCode.Superseded }]);
   await volume.close();
 });
+
+test("the head node passes the fence of trims and write-zeroes to the core, and takes unfenced requests as before", async () => {
+  const started = await startHeadNode("ballast-stale-fence-");
+  cleanup.push(() => started.stop());
+  const { service } = started;
+  await service.inbox({
+    type: "headnode.configure.v1",
+    volume: "vol",
+    volumeId: "vol",
+    partition: 0,
+    partitionStart: 0,
+    partitionBytes,
+    epoch: 1,
+    primary: "head-1",
+    secondaries: [],
+    sleds: ["sled-1"],
+  });
+  const session = "c".repeat(32);
+  const address = { volume: "vol", partition: 0, epoch: 1 };
+  const ranges = [{ offset: 0, length: 4096 }];
+  const codeOf = (message: Record<string, unknown>) =>
+    service.call(volumeSubject, message).then(
+      () => "applied",
+      (error: BallastError) => error.code,
+    );
+  const zeroes = { type: "volume.write-zeroes.v1", ...address, ranges };
+  const trim = { type: "volume.trim.v1", ...address, ranges };
+  expect(await codeOf({ ...zeroes, fence: { session, sequence: 5 } })).toBe("applied");
+  expect(await codeOf({ ...trim, fence: { session, sequence: 3 } })).toBe(ErrorCode.Superseded);
+  expect(await codeOf({ ...zeroes, fence: { session, sequence: 4 } })).toBe(ErrorCode.Superseded);
+  expect(await codeOf({ ...trim, fence: { session, sequence: 6 } })).toBe("applied");
+  // Unfenced (an older client): taken whatever came before.
+  expect(await codeOf(trim)).toBe("applied");
+  expect(await codeOf({ ...zeroes, fence: { session: "d".repeat(32), sequence: 1 } })).toBe(
+    "applied",
+  );
+});
