@@ -1,6 +1,8 @@
 // The entry point of the client library: a BallastClient holds a bus and options, and
-// opens volumes. It keeps no state of its own beyond them; each Volume it returns owns
-// its description, its queues and its retries, so volumes fail over independently.
+// opens volumes. Its one state of its own is the session that numbers mutation attempts
+// (fence.ts), shared by every Volume it opens, so that a volume closed and opened again
+// still fences the stale attempts of the first; each Volume owns its description, its
+// queues and its retries, so volumes fail over independently.
 //
 // Failure model: opening a volume describes it through the coordinator, retrying
 // retryable failures (a coordinator being elected answers Unavailable) within the retry
@@ -10,6 +12,7 @@
 
 import { BallastError, ErrorCode, isValidName, limits, subjects } from "@ballast/protocol";
 import { describeDeadlineMs } from "./constants.ts";
+import { AttemptSequencer } from "./fence.ts";
 import { type ClientOptions, resolveClientOptions } from "./options.ts";
 import { Volume } from "./volume.ts";
 import { VolumeStateCache } from "./volume-state.ts";
@@ -18,12 +21,20 @@ import type { RequestBus } from "./wire.ts";
 export class BallastClient {
   private readonly bus: RequestBus;
   private readonly options: Readonly<ClientOptions>;
+  /** Numbers every mutation attempt of every Volume this client opens. */
+  private readonly sequencer: AttemptSequencer;
 
   /** Throws ClientOptionsError if an option is out of its range. */
   constructor(bus: RequestBus, options: Partial<ClientOptions> = {}) {
     this.bus = bus;
     this.options = resolveClientOptions(options);
+    this.sequencer = new AttemptSequencer();
     if (this.options.links) this.bus.enableLinks?.(["volume"]);
+  }
+
+  /** This client's session, which its mutation attempts carry in their fence. */
+  get session(): string {
+    return this.sequencer.session;
   }
 
   /** Describes the volume through the coordinator and returns it as a BlockDevice. */
@@ -37,7 +48,9 @@ export class BallastClient {
     }
     const state = await VolumeStateCache.open(this.bus, name, this.options);
     const parent = state.current.state.parent;
-    if (parent === undefined) return new Volume(this.bus, state, this.options);
+    if (parent === undefined) {
+      return new Volume(this.bus, state, this.options, undefined, undefined, this.sequencer);
+    }
     // A clone reads through its parent snapshot (volume.ts), which must be the very
     // snapshot it was cloned from: the coordinator keeps it while the clone exists.
     const snapshot = await this.openSnapshot(parent.volume, parent.snapshot);
@@ -49,7 +62,7 @@ export class BallastClient {
         { details: { name, parent: parent.volume, snapshot: parent.snapshot } },
       );
     }
-    return new Volume(this.bus, state, this.options, undefined, snapshot);
+    return new Volume(this.bus, state, this.options, undefined, snapshot, this.sequencer);
   }
 
   /**

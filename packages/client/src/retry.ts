@@ -2,8 +2,8 @@
 // under a total budget per operation.
 //
 // Model: an attempt either succeeds, fails with a BallastError whose code is retryable
-// (WrongEpoch, NotPrimary, Timeout, Unavailable, ShuttingDown: the same request may
-// succeed later, perhaps at another primary), or fails for good (anything else, which
+// (WrongEpoch, NotPrimary, Timeout, Unavailable, ShuttingDown, Superseded: the same
+// request may succeed later, perhaps at another primary), or fails for good (anything else, which
 // is passed on untouched). Before each retry the caller's `beforeRetry` runs alongside
 // the delay (the volume uses it to re-describe itself and learn the new epoch); a
 // retryable failure of that step is only a reason to try again, while any other failure
@@ -13,7 +13,8 @@
 // `retryDelayMsMax`, of which half is fixed and half drawn at random ("equal jitter"):
 // clients that failed together spread out, and none hammers a primary that is still
 // being elected. A failure that no primary answered (Unavailable) or that a serving
-// primary answered with a newer epoch (WrongEpoch) is capped lower, at
+// primary answered with a newer epoch (WrongEpoch) or refused as overtaken by a later
+// attempt of the same client (Superseded) is capped lower, at
 // `retryDelayMsFastMax`: waiting longer there only lengthens a failover's outage. When the next delay would end past the budget (counted from when the
 // operation was issued), the operation fails with a Timeout-coded BallastError that
 // names the attempts made and chains the last failure as its cause. The budget bounds
@@ -30,7 +31,11 @@ export type RetryPolicy = Pick<
 >;
 
 /** Failures retried after at most `retryDelayMsFastMax` (above). */
-const retriedFast: ReadonlySet<ErrorCode> = new Set([ErrorCode.Unavailable, ErrorCode.WrongEpoch]);
+const retriedFast: ReadonlySet<ErrorCode> = new Set([
+  ErrorCode.Unavailable,
+  ErrorCode.WrongEpoch,
+  ErrorCode.Superseded,
+]);
 
 /**
  * The delay before retry number `retry` (1 for the first retry), jitter included, after a

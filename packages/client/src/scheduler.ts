@@ -26,8 +26,12 @@
 // one per request: each caller gets the answer to its own entry. A retry may apply a
 // write, trim or write-zeroes twice (the first reply was lost, not the request): the
 // same bytes land on the same range again, which is harmless because an operation's
-// promise settles only after its last attempt settled, so no write a caller issues after
-// that promise can be overtaken by a late copy of it. Concurrent operations on
+// promise settles only after its last attempt settled, and every mutation attempt
+// carries an ordering fence (fence.ts): a late copy of an attempt the client gave up on
+// (one that timed out, but may still sit unread at the primary) is refused there if it
+// arrives after any later attempt of this client, so no write a caller issues after that
+// promise can be overtaken by it. A refused copy (Superseded) is retried as a new
+// attempt, without a describe: the epoch was right. Concurrent operations on
 // overlapping ranges have no defined order, as with any block device.
 //
 // Flush to sleds. A flush request (Volume.flushToSleds; the durability barrier
@@ -36,8 +40,9 @@
 // settled, and the count a successful flush was sent after; a volume flush needs only the
 // partitions with mutations settled since.
 
-import { isBallastError } from "@ballast/protocol";
+import { type BallastError, ErrorCode, isBallastError } from "@ballast/protocol";
 import { type Entry, isMutation, type RequestKind, takeBatch } from "./batch.ts";
+import type { AttemptSequencer } from "./fence.ts";
 import type { ClientOptions } from "./options.ts";
 import { type RetryTask, withRetries } from "./retry.ts";
 
@@ -75,11 +80,15 @@ export class RequestScheduler {
   private requestsInflightCount = 0;
   private pumpScheduled = false;
 
-  /** `snapshotId`: every read goes to that snapshot of each partition. */
+  /**
+   * `sequencer`: numbers mutation attempts (the client's, shared by its volumes).
+   * `snapshotId`: every read goes to that snapshot of each partition.
+   */
   constructor(
     bus: RequestBus,
     state: VolumeStateCache,
     options: Readonly<ClientOptions>,
+    private readonly sequencer: AttemptSequencer,
     private readonly snapshotId?: string,
   ) {
     this.bus = bus;
@@ -221,6 +230,9 @@ export class RequestScheduler {
         ...(this.snapshotId === undefined ? {} : { snapshot: this.snapshotId }),
         // A clone's reads say what falls through to its parent (volume.ts).
         ...(snapshot.state.parent === undefined ? {} : { unmapped: true }),
+        // Taken now, in the turn the bus is handed the attempt: attempts leave in the
+        // order of their numbers.
+        ...(isMutation(kind) ? { fence: this.sequencer.next() } : {}),
       },
       entries,
       this.options.requestDeadlineMs,
@@ -300,7 +312,9 @@ class BatchTask implements RetryTask<void> {
     return this.scheduler.sendAttempt(this.index, this.kind, this.live);
   }
 
-  beforeRetry(): Promise<void> {
+  beforeRetry(failure: BallastError): Promise<void> {
+    // A stale copy refused by the fence was sent in the right epoch: nothing to learn.
+    if (failure.code === ErrorCode.Superseded) return Promise.resolve();
     return this.scheduler.refresh(this.generationSent);
   }
 }

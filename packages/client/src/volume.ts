@@ -41,6 +41,7 @@ import { BallastError, ErrorCode } from "@ballast/protocol";
 import { createEntry, type Entry, type RequestKind } from "./batch.ts";
 import type { BlockDevice, OperationOptions } from "./block-device.ts";
 import { VolumeClosedError } from "./errors.ts";
+import { AttemptSequencer } from "./fence.ts";
 import { fallThroughRanges } from "./layering.ts";
 import { type Piece, splitRange } from "./layout.ts";
 import type { ClientOptions } from "./options.ts";
@@ -71,12 +72,15 @@ export class Volume implements BlockDevice {
   private ownsParent = true;
   /** A snapshot of a clone: the clone's overlap when it was taken. */
   private readonly snapshotOverlap: number | undefined;
+  /** Numbers mutation attempts: the client's, shared by every Volume it opens (fence.ts). */
+  private readonly sequencer: AttemptSequencer;
 
   /**
    * Use BallastClient.openVolume or openSnapshot; this constructor is the client's. With
    * `snapshot` (its id and name), every read is of that snapshot and every mutation is
    * refused; the device is then named `VOLUME@NAME`, as its NBD export is. `parent`:
    * a clone's parent snapshot, opened read-only (the Volume closes it when closed).
+   * `sequencer`: the client's (a Volume of its own draws a session of its own).
    */
   constructor(
     bus: RequestBus,
@@ -84,13 +88,15 @@ export class Volume implements BlockDevice {
     options: Readonly<ClientOptions>,
     snapshot?: { id: string; name: string; overlap?: number },
     parent?: Volume,
+    sequencer: AttemptSequencer = new AttemptSequencer(),
   ) {
     this.parent = parent;
+    this.sequencer = sequencer;
     this.snapshotOverlap = snapshot?.overlap;
     this.name = snapshot === undefined ? state.name : `${state.name}@${snapshot.name}`;
     this.state = state;
     this.snapshot = snapshot?.id;
-    this.scheduler = new RequestScheduler(bus, state, options, snapshot?.id);
+    this.scheduler = new RequestScheduler(bus, state, options, sequencer, snapshot?.id);
     this.clock = options.clock;
     this.requestDataBytesMax = options.requestDataBytesMax;
   }
@@ -127,7 +133,7 @@ export class Volume implements BlockDevice {
     snapshot: { id: string; name: string; overlap?: number },
   ): Volume {
     this.ownsParent = false;
-    return new Volume(bus, this.state, options, snapshot, this.parent);
+    return new Volume(bus, this.state, options, snapshot, this.parent, this.sequencer);
   }
 
   /** The parent snapshot a clone reads through, as its newest description names it. */

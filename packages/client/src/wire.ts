@@ -16,6 +16,7 @@ import {
   ErrorCode,
   isAssembledByLink,
   isBallastError,
+  type MutationFence,
   subjects,
 } from "@ballast/protocol";
 import type { Bus } from "@ballast/runtime";
@@ -41,6 +42,8 @@ export interface PartitionAddress {
   readonly snapshot?: string;
   /** Reads also ask for the never-mapped parts of each range (a clone's reads). */
   readonly unmapped?: boolean;
+  /** Mutations carry this attempt's ordering fence (fence.ts); reads and flushes none. */
+  readonly fence?: MutationFence;
 }
 
 /**
@@ -62,8 +65,10 @@ export async function sendBatch(
   deadlineMs: number,
 ): Promise<void> {
   const options = { deadlineMs };
-  // Only reads name a snapshot (a snapshot volume sends nothing else, see volume.ts).
-  const { snapshot, unmapped, ...address } = addressed;
+  // Only reads name a snapshot (a snapshot volume sends nothing else, see volume.ts),
+  // and only mutations carry a fence.
+  const { snapshot, unmapped, fence, ...address } = addressed;
+  const fenced = fence === undefined ? {} : { fence };
   switch (kind) {
     case "write":
       await bus.request<"volume.write.v1">(
@@ -72,6 +77,7 @@ export async function sendBatch(
           type: "volume.write.v1",
           ...address,
           writes: entries.map((entry) => ({ offset: entry.offset, data: entry.buffer })),
+          ...fenced,
         },
         options,
       );
@@ -95,14 +101,14 @@ export async function sendBatch(
     case "trim":
       await bus.request<"volume.trim.v1">(
         subject,
-        { type: "volume.trim.v1", ...address, ranges: rangesOf(entries) },
+        { type: "volume.trim.v1", ...address, ranges: rangesOf(entries), ...fenced },
         options,
       );
       return;
     case "write-zeroes":
       await bus.request<"volume.write-zeroes.v1">(
         subject,
-        { type: "volume.write-zeroes.v1", ...address, ranges: rangesOf(entries) },
+        { type: "volume.write-zeroes.v1", ...address, ranges: rangesOf(entries), ...fenced },
         options,
       );
       return;

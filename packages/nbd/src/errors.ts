@@ -83,6 +83,7 @@ export function replyErrorOf(error: unknown): ReplyError {
     case ErrorCode.Unavailable:
     case ErrorCode.ShuttingDown:
     case ErrorCode.Internal:
+    case ErrorCode.Superseded:
       return ReplyError.InputOutput;
     default: {
       // A code added to the protocol fails type checking here until it is placed above.

@@ -40,6 +40,12 @@ export const ErrorCode = {
   InvalidArgument: "InvalidArgument",
   /** A bug or an unexpected fault on the receiving side. */
   Internal: "Internal",
+  /**
+   * A mutation attempt that arrived after a later attempt of the same client session
+   * (its `fence`): a stale copy, never applied. Its sender may send it again as a new
+   * attempt.
+   */
+  Superseded: "Superseded",
 } as const;
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
@@ -57,6 +63,7 @@ const retryableCodes: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   ErrorCode.Timeout,
   ErrorCode.Unavailable,
   ErrorCode.ShuttingDown,
+  ErrorCode.Superseded,
 ]);
 
 export interface BallastErrorOptions {

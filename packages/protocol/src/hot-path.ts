@@ -25,6 +25,7 @@ import {
   volumeIdLengthMax,
   volumeNameLengthMax,
 } from "./limits.ts";
+import { clientSessionPattern } from "./messages/fields.ts";
 import type { Message, MessageType, RequestType, ResultOf } from "./messages/index.ts";
 import { noteKinds } from "./messages/replica.ts";
 import { chunkIdPattern, sledLimits } from "./messages/sled.ts";
@@ -90,7 +91,8 @@ function isPlainObject(value: unknown): value is Fields {
   );
 }
 
-const writeKeys = new Set(["type", "volume", "partition", "epoch", "volumeId", "writes"]);
+const writeKeys = new Set(["type", "volume", "partition", "epoch", "volumeId", "writes", "fence"]);
+const fenceKeys = new Set(["session", "sequence"]);
 const readKeys = new Set([
   "type",
   "volume",
@@ -147,11 +149,19 @@ const ackKeys = new Set([
   "mismatch",
 ]);
 
+/** A mutation's ordering fence (messages/volume.ts, MutationFence). */
+function acceptFence(fence: unknown): boolean {
+  if (!isPlainObject(fence) || !onlyKeys(fence, fenceKeys)) return false;
+  if (typeof fence.session !== "string" || !clientSessionPattern.test(fence.session)) return false;
+  return isUnsigned(fence.sequence) && (fence.sequence as number) >= 1;
+}
+
 function acceptWrite(value: Fields): boolean {
   if (!onlyKeys(value, writeKeys)) return false;
   if (!isName(value.volume, volumeNameLengthMax)) return false;
   if (!isUnsigned(value.partition) || !isUnsigned(value.epoch)) return false;
   if ("volumeId" in value && !isName(value.volumeId, volumeIdLengthMax)) return false;
+  if ("fence" in value && !acceptFence(value.fence)) return false;
   const writes = value.writes;
   if (!Array.isArray(writes) || writes.length < 1 || writes.length > requestEntriesMax) {
     return false;

@@ -76,6 +76,12 @@ export const statusEntriesMax = 4096;
 export const volumeIdLengthMax = 32;
 
 /**
+ * A client session's id (a mutation's `fence`): hex digits drawn at random when the
+ * client starts, 128 bits, so two live clients never draw the same one.
+ */
+export const clientSessionHexLength = 32;
+
+/**
  * The most incarnation ids one `headnode.leftovers.v1` asks about: a head node with more
  * leftover directories asks in several requests.
  */

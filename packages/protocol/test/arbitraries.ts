@@ -13,6 +13,11 @@ const data = fc.uint8Array({ maxLength: 2048 });
 const range = fc.record({ offset: volumeOffset, length: volumeOffset });
 const entryCount = { minLength: 1, maxLength: 8 };
 const address = { volume: name, partition: small, epoch: safe };
+/** A mutation's ordering fence: a 128-bit hex session and a sequence from 1. */
+const fence = fc.record({
+  session: fc.stringMatching(/^[0-9a-f]{32}$/),
+  sequence: fc.integer({ min: 1, max: Number.MAX_SAFE_INTEGER }),
+});
 const chunkOwner = fc.record({ volume: name, partition: fc.integer({ min: 0, max: 0xffff_ffff }) });
 const chunkId = fc.stringMatching(/^[a-z0-9][a-z0-9-]{0,63}$/);
 const blobKey = fc.stringMatching(/^[a-z0-9][a-z0-9._/-]{0,40}$/);
@@ -73,11 +78,15 @@ export const messageArbitraries: {
     },
     { requiredKeys: ["type", "volume", "snapshot", "name"] },
   ),
-  "volume.write.v1": fc.record({
-    type: fc.constant("volume.write.v1" as const),
-    ...address,
-    writes: fc.array(fc.record({ offset: volumeOffset, data }), entryCount),
-  }),
+  "volume.write.v1": fc.record(
+    {
+      type: fc.constant("volume.write.v1" as const),
+      ...address,
+      writes: fc.array(fc.record({ offset: volumeOffset, data }), entryCount),
+      fence,
+    },
+    { requiredKeys: ["type", "volume", "partition", "epoch", "writes"] },
+  ),
   "volume.read.v1": fc.record(
     {
       type: fc.constant("volume.read.v1" as const),
@@ -88,16 +97,24 @@ export const messageArbitraries: {
     },
     { requiredKeys: ["type", "volume", "partition", "epoch", "reads"] },
   ),
-  "volume.trim.v1": fc.record({
-    type: fc.constant("volume.trim.v1" as const),
-    ...address,
-    ranges: fc.array(range, entryCount),
-  }),
-  "volume.write-zeroes.v1": fc.record({
-    type: fc.constant("volume.write-zeroes.v1" as const),
-    ...address,
-    ranges: fc.array(range, entryCount),
-  }),
+  "volume.trim.v1": fc.record(
+    {
+      type: fc.constant("volume.trim.v1" as const),
+      ...address,
+      ranges: fc.array(range, entryCount),
+      fence,
+    },
+    { requiredKeys: ["type", "volume", "partition", "epoch", "ranges"] },
+  ),
+  "volume.write-zeroes.v1": fc.record(
+    {
+      type: fc.constant("volume.write-zeroes.v1" as const),
+      ...address,
+      ranges: fc.array(range, entryCount),
+      fence,
+    },
+    { requiredKeys: ["type", "volume", "partition", "epoch", "ranges"] },
+  ),
   "volume.flush.v1": fc.record({ type: fc.constant("volume.flush.v1" as const), ...address }),
   "snapshot.create.v1": fc.record({
     type: fc.constant("snapshot.create.v1" as const),

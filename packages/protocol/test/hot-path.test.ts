@@ -95,6 +95,8 @@ const oddValue = fc.constantFrom<unknown>(
   "x".repeat(64),
   "-leading",
   "ok-name",
+  "0123456789abcdef0123456789abcdef",
+  "0123456789ABCDEF0123456789ABCDEF",
   true,
   0,
   7,

@@ -15,9 +15,11 @@
 // the caller's as it came, and forgets the route too; and while the NATS connection is
 // down no route is used at all (a node cut off from NATS sends as if it had no links).
 // Switching transports mid-stream can reorder
-// messages of one subject; every protocol on link scopes already takes that (volume
-// requests are independent and retried by the client; replication tolerates lost and
-// reordered messages: see the replica core's header).
+// messages of one subject; every protocol on link scopes takes that (volume requests
+// are independent and retried by the client, and a stale copy of a mutation that timed
+// out here but is still unread at the primary is refused there by the ordering fence:
+// headnode replica/ordering-fence.ts; replication tolerates lost and reordered
+// messages: see the replica core's header).
 
 import { readFileSync } from "node:fs";
 import {

@@ -62,6 +62,14 @@ export interface ReplicaLimits {
   logBytesMax: number;
   /** Client requests waiting for room; past it, requests answer Unavailable. */
   requestsWaitingMax: number;
+  /**
+   * Client sessions a primary remembers per partition for the ordering fence
+   * (replica/ordering-fence.ts): past it, the one with the oldest admitted attempt is
+   * forgotten …
+   */
+  fenceSessionsMax: number;
+  /** … and one with no attempt admitted for this long is forgotten too. */
+  fenceExpiryTicks: number;
   /** Notes per replication message, and bytes of note data per message. */
   notesPerMessageMax: number;
   replicationBytesMax: number;
@@ -139,6 +147,15 @@ export const replicaLimitsDefault: ReplicaLimits = {
   notesInflightMax: 4096,
   logBytesMax: 256 * 1024 * 1024,
   requestsWaitingMax: 1024,
+  // A partition is written by a gateway or two (one session each) and now and then a
+  // CLI run: 64 leaves room for many, at about 100 bytes each per primary partition.
+  fenceSessionsMax: 64,
+  // 30 minutes: well above how long a stale copy stays unread at a primary that keeps
+  // its epoch. A link server reads again once its `linkUnansweredMax` (1024) requests
+  // are answered, each within two request deadlines (30 s waiting for room, 30 s once
+  // assigned); a sender's 64 MiB of 4 KiB writes ahead of the copy are 16 such rounds,
+  // 16 minutes at the very worst.
+  fenceExpiryTicks: Math.ceil((30 * 60 * 1000) / tickMs),
   notesPerMessageMax: limits.notesPerMessageMax,
   replicationBytesMax: 4 * 1024 * 1024,
   resendTicks: 25,

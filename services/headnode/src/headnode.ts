@@ -894,9 +894,11 @@ export class HeadNode {
             "volume.write-zeroes.v1",
             "volume.flush.v1",
           ],
-          // Also over links from clients: volume requests in flight together have no
-          // order (as on a disk), so a client switching transports reorders nothing
-          // it relies on.
+          // Also over links from clients. Volume requests in flight together have no
+          // order (as on a disk), but a request its client timed out on is not out of
+          // flight: its frame may still sit unread in a link while the client's retry
+          // and next write go over NATS. The ordering fence (replica/ordering-fence.ts)
+          // refuses such a stale copy once a later attempt of its client was taken.
           link: "volume",
         },
         (message) => this.onVolumeMessage(hosted.host, message),
@@ -1007,6 +1009,7 @@ export class HeadNode {
             epoch: message.epoch,
             // The data aliases the message; the replica keeps it until flushed.
             writes: host.keepWrites(message.writes),
+            ...(message.fence === undefined ? {} : { fence: message.fence }),
           })),
         );
       case "volume.trim.v1":
@@ -1017,6 +1020,7 @@ export class HeadNode {
             requestId,
             epoch: message.epoch,
             ranges: message.ranges,
+            ...(message.fence === undefined ? {} : { fence: message.fence }),
           })),
         );
       case "volume.flush.v1": {

@@ -4,6 +4,7 @@
 
 import { z } from "zod";
 import {
+  clientSessionHexLength,
   nodeIdLengthMax,
   requestEntriesMax,
   snapshotIdLengthMax,
@@ -45,6 +46,11 @@ export const serviceKind = z.enum(serviceKinds);
  */
 export const diskId = z.string().regex(/^[0-9a-f]{32}$/);
 export const text = z.string().max(textLengthMax);
+/** A client session's id (see `clientSessionHexLength`). */
+export const clientSessionPattern = new RegExp(`^[0-9a-f]{${clientSessionHexLength}}$`);
+export const clientSession = z
+  .string()
+  .regex(clientSessionPattern, `must be ${clientSessionHexLength} lowercase hex digits`);
 
 /** Binary data. msgpack `bin` decodes to a Buffer, which is a Uint8Array. */
 export const bytes = z.custom<Uint8Array>((value) => value instanceof Uint8Array, {

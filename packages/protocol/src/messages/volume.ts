@@ -6,7 +6,9 @@
 import { z } from "zod";
 import {
   bytes,
+  clientSession,
   entries,
+  positiveInteger,
   range,
   snapshotId,
   unsignedInteger,
@@ -28,10 +30,29 @@ const partitionAddress = {
   volumeId: volumeId.optional(),
 };
 
+/**
+ * The ordering fence of a mutation attempt (write, trim, write-zeroes). A client draws
+ * a session id when it starts and numbers every attempt it sends, a retry included, with
+ * a `sequence` higher than any it sent before. The primary remembers, per partition, the
+ * highest sequence it took from each session, and refuses an attempt numbered below it
+ * with Superseded, before it gets an op number: that attempt is a stale copy (one its
+ * client timed out on and has sent again, or given up), which would otherwise overwrite
+ * a later write the client was already told is done. Attempts in flight together have
+ * no order, so refusing the lower of two that arrived out of order loses nothing: its
+ * client sends it again as a new attempt. A request's entries are taken or refused
+ * together, so one sequence covers a batch. Absent (an older client): not fenced.
+ */
+export const MutationFence = z.object({
+  session: clientSession,
+  sequence: positiveInteger,
+});
+export type MutationFence = z.infer<typeof MutationFence>;
+
 export const VolumeWrite = z.object({
   type: z.literal("volume.write.v1"),
   ...partitionAddress,
   writes: entries(z.object({ offset: volumeBytes, data: bytes })),
+  fence: MutationFence.optional(),
 });
 
 export const VolumeRead = z.object({
@@ -56,12 +77,14 @@ export const VolumeTrim = z.object({
   type: z.literal("volume.trim.v1"),
   ...partitionAddress,
   ranges: entries(range),
+  fence: MutationFence.optional(),
 });
 
 export const VolumeWriteZeroes = z.object({
   type: z.literal("volume.write-zeroes.v1"),
   ...partitionAddress,
   ranges: entries(range),
+  fence: MutationFence.optional(),
 });
 
 /**

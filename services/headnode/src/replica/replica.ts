@@ -26,6 +26,11 @@
 //   live extents (relocated pieces, matched on op number like any other) and drops them.
 //   Nothing then refers to a dropped chunk: only flush records add references, and only
 //   to their own new chunk.
+// - Ordering fence (ordering-fence.ts): a write, trim or write-zeroes may carry its
+//   client's session and a sequence that grows with every attempt. The primary refuses
+//   (Superseded, before any op is assigned) an attempt numbered below one it already
+//   took from the session in this epoch: a stale copy its client gave up on, which
+//   would otherwise land after, and undo, a later acknowledged write.
 // - Flush requests (NBD FLUSH and FUA) answer once every op assigned before they arrived
 //   is committed, that is durable in the journal of every voting replica; they nudge a
 //   flush to sleds but never wait for one.
@@ -97,6 +102,7 @@ import {
   crc32cCombine,
   ErrorCode,
   limits,
+  type MutationFence,
   sledLimits,
 } from "@ballast/protocol";
 import { type ReplicaLimits, replicaLimitsDefault } from "../constants.ts";
@@ -111,6 +117,7 @@ import type {
 import { encodeFlushRecord, type FlushRecord } from "./flush-record.ts";
 import { PartitionMetadata } from "./metadata.ts";
 import { type Note, noteBytes, noteChecksum, sameNote } from "./note.ts";
+import { OrderingFence } from "./ordering-fence.ts";
 
 /**
  * The session a follower's hello acknowledges (`replica.ack.v1` with nothing matched):
@@ -175,12 +182,15 @@ export type ClientRequest =
       requestId: RequestId;
       epoch: number;
       writes: readonly { offset: number; data: Uint8Array }[];
+      /** The attempt's ordering fence (ordering-fence.ts); absent: not fenced. */
+      fence?: MutationFence;
     }
   | {
       kind: "trim" | "zeroes";
       requestId: RequestId;
       epoch: number;
       ranges: readonly { offset: number; length: number }[];
+      fence?: MutationFence;
     }
   | { kind: "flush"; requestId: RequestId; epoch: number };
 
@@ -300,6 +310,8 @@ export class Replica {
   private effects: Effect[] = [];
   private readonly pendingReplies: PendingReply[] = [];
   private readonly waitingRequests: { request: ClientRequest; deadlineTick: number }[] = [];
+  /** On a primary: the highest attempt admitted per client session, this epoch. */
+  private readonly fence: OrderingFence;
   private readonly flushWaiters: FlushWaiter[] = [];
   private readonly controlWaiters: ControlWaiter[] = [];
   /**
@@ -418,6 +430,7 @@ export class Replica {
     this.identity = identity;
     this.observer = observer;
     this.limits = { ...replicaLimitsDefault, ...limitsOverride };
+    this.fence = new OrderingFence(this.limits);
     this.metadata = recovered.checkpoint?.metadata ?? new PartitionMetadata();
     this.metadataThroughOpNum = recovered.checkpoint?.opNum ?? 0;
     const flushedThrough = this.metadata.flushedThroughOpNum;
@@ -537,6 +550,9 @@ export class Replica {
     const wasPrimary = this.role.name === "primary";
     this.configuration = configuration;
     this.failPendingRequests(ErrorCode.NotPrimary, `epoch ${configuration.epoch} began`);
+    // Every attempt of the new epoch reaches this core after this point, and one of an
+    // older epoch is refused by its epoch (ordering-fence.ts).
+    this.fence.clear();
     this.ackHold = undefined;
     this.flushInFlight = undefined;
     this.pendingCopies.clear();
@@ -629,17 +645,30 @@ export class Replica {
       this.replyError(request.requestId, full);
       return;
     }
-    if (this.waitingRequests.length > 0 || !this.hasRoomFor(request)) {
-      if (this.waitingRequests.length >= this.limits.requestsWaitingMax) {
+    const waits = this.waitingRequests.length > 0 || !this.hasRoomFor(request);
+    if (waits && this.waitingRequests.length >= this.limits.requestsWaitingMax) {
+      this.replyError(
+        request.requestId,
+        new BallastError(
+          ErrorCode.Unavailable,
+          `partition ${this.identity.partition} has ${this.waitingRequests.length} requests waiting (limit ${this.limits.requestsWaitingMax}); retry later`,
+        ),
+      );
+      return;
+    }
+    // The fence is asked last, so that only an attempt taken (assigned now, or queued
+    // for room in FIFO order) raises its session's sequence.
+    if (request.fence !== undefined) {
+      const decision = this.fence.admit(request.fence, this.tickCount);
+      if (!decision.admitted) {
         this.replyError(
           request.requestId,
-          new BallastError(
-            ErrorCode.Unavailable,
-            `partition ${this.identity.partition} has ${this.waitingRequests.length} requests waiting (limit ${this.limits.requestsWaitingMax}); retry later`,
-          ),
+          supersededError(request.fence, decision.highestSequence),
         );
         return;
       }
+    }
+    if (waits) {
       this.waitingRequests.push({
         request,
         deadlineTick: this.tickCount + this.limits.requestDeadlineTicks,
@@ -1239,6 +1268,7 @@ export class Replica {
     if (message.epoch > configuration.epoch) {
       // Someone holds a newer epoch: this primary is deposed. Stop serving.
       this.role = { name: "idle" };
+      this.fence.clear();
       this.failPendingRequests(ErrorCode.WrongEpoch, `epoch ${message.epoch} exists`);
       return;
     }
@@ -2219,6 +2249,14 @@ export function sledChunkIdOf(
   if (readable.length <= sledLimits.chunkIdLengthMax) return readable;
   const base36 = (value: number) => value.toString(36);
   return `${crc32c(new TextEncoder().encode(volumeId)).toString(36)}-p${base36(identity.partition)}-e${base36(epoch)}-s${session}-c${base36(chunkNumber)}`;
+}
+
+function supersededError(fence: MutationFence, highestSequence: number): BallastError {
+  return new BallastError(
+    ErrorCode.Superseded,
+    `attempt ${fence.sequence} of client session ${fence.session} arrived after its attempt ${highestSequence} was taken: a stale copy, not applied; send it again as a new attempt`,
+    { details: { session: fence.session, sequence: fence.sequence, highestSequence } },
+  );
 }
 
 function timeoutError(opNumLast: number, commitOpNum: number): BallastError {

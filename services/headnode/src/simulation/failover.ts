@@ -52,7 +52,11 @@
 // configures name the live sleds, a member told of others is configured again at once as
 // configurer.ts does, and a replica places chunks only on the sleds it was told of); and a
 // volume deleted and re-created under the same name (a new incarnation: head nodes drop
-// the old replicas, and the new one must never show the old bytes).
+// the old replicas, and the new one must never show the old bytes); and now and then a
+// client's mutation attempt held on its way past the client's timeout (a link frame
+// left unread at its primary) while the client retries and goes on: attempts carry the
+// client library's ordering fence, and the `fence` check fails a run in which such a
+// copy commits above a later acknowledged attempt of its client.
 //
 // Checkers (checker.ts): per partition incarnation, every committed op is the same note
 // everywhere; no two different notes are acknowledged at one op; every acknowledged op
@@ -273,7 +277,15 @@ export type Sabotage =
    * the notes it acknowledged as a voter since. Found with late learner configures on
    * (`lateLearnerConfigureChance`: a coordinator leader frozen inside its checkpoint read).
    */
-  | "configure-ignores-stored-epoch";
+  | "configure-ignores-stored-epoch"
+  /**
+   * The client before the ordering fence (review-retries item 1): attempts carry no
+   * `fence`, so a stale copy of an attempt its client timed out on, held in a socket
+   * (`staleRequestChance`) while the client's retry and next request were acknowledged,
+   * gets an op above theirs at the same primary in the same epoch. Found by the `fence`
+   * check.
+   */
+  | "no-ordering-fence";
 
 export interface FailoverOptions {
   seed: number;
@@ -509,6 +521,17 @@ export interface FailoverOptions {
   snapshotRate: number;
   clientTimeoutTicks: number;
   clientRetries: number;
+  /**
+   * Per mutation attempt sent while loaded: chance it is held on its way for longer than
+   * the client waits (clientTimeoutTicks + 1 to 2 × clientTimeoutTicks), as a frame
+   * unread in a link's socket at a primary that stopped reading the connection, while
+   * the client's retry and next requests go another way. Lost if the node it is sent to
+   * restarts meanwhile (a socket does not outlive its process). Drawn from a generator
+   * of its own, so that a run in which no attempt is held replays as before. Off by
+   * default, so that every seed and sabotage figure from before replays unchanged; CI's
+   * shapes turn it on (simulation.test.ts), as does `--stale-requests P`.
+   */
+  staleRequestChance: number;
   limits: Partial<ReplicaLimits>;
   sabotage?: Sabotage;
 }
@@ -633,6 +656,7 @@ export const failoverDefaults: Omit<FailoverOptions, "seed"> = {
   snapshotRate: 0.03,
   clientTimeoutTicks: 60,
   clientRetries: 3,
+  staleRequestChance: 0,
   limits: {
     flushBytesThreshold: 8 * 1024,
     flushIntervalTicks: 20,
@@ -759,6 +783,12 @@ export interface FailoverResult {
     sessionTakes: number;
     sessionTakesFailed: number;
     sessionTakesOverlapping: number;
+    /**
+     * Mutation attempts held past their client's timeout (staleRequestChance), and the
+     * late replies to such attempts that said Superseded (refused by the ordering fence).
+     */
+    staleRequests: number;
+    staleRefused: number;
   };
 }
 
@@ -863,7 +893,15 @@ interface SimulatedNode {
 
 type Envelope =
   | { kind: "replication"; from: string; to: string; message: ReplicationMessage }
-  | { kind: "request"; client: number; to: string; attempt: number; request: SimRequest }
+  | {
+      kind: "request";
+      client: number;
+      to: string;
+      attempt: number;
+      request: SimRequest;
+      /** For a request held in a socket: the target's session (its life) when sent. */
+      heldFor?: number;
+    }
   | { kind: "reply"; from: string; client: number; attempt: number; outcome: ClientOutcome }
   | { kind: "configure"; to: string; configure: ConfigureMessage }
   | { kind: "drop"; to: string; volumeId: string }
@@ -1061,6 +1099,11 @@ async function retireHandlersFirst(ports: RetirePorts): Promise<void> {
 
 // ---------------------------------------------------------------- clients
 
+/** Client `index`'s session, for its attempts' fences: a fixed, valid hex id. */
+function clientSession(index: number): string {
+  return (index + 1).toString(16).padStart(limits.clientSessionHexLength, "0");
+}
+
 interface ClientAttempt {
   attempt: number;
   partition: number;
@@ -1074,6 +1117,11 @@ interface ClientAttempt {
 interface SimulatedClient {
   routes: Map<number, { node: string; epoch: number; volumeId: string }>;
   outstanding: ClientAttempt | undefined;
+  /**
+   * Per partition incarnation ("volumeId/partition"), the last mutation attempt
+   * acknowledged and its first op: the `fence` check compares late replies with it.
+   */
+  acknowledged: Map<string, { attempt: number; opNumFirst: number }>;
 }
 
 /** What one partition incarnation is checked against. */
@@ -1138,6 +1186,13 @@ export class FailoverSimulation {
    * replica takes a session.
    */
   private readonly sessionRandom: SimRandom;
+  /** Draws which attempts are held in a socket (staleRequestChance). */
+  private readonly staleRandom: SimRandom;
+  /** Mutation attempts sent: whose, and to which partition incarnation (the fence check). */
+  private readonly mutationAttempts = new Map<
+    number,
+    { client: number; partition: number; volumeId: string }
+  >();
   /**
    * The session check's record, per node, partition incarnation and epoch: each life of
    * the node's replica (a core, from its open to its close, failure or crash) configured
@@ -1198,6 +1253,8 @@ export class FailoverSimulation {
     sessionTakes: 0,
     sessionTakesFailed: 0,
     sessionTakesOverlapping: 0,
+    staleRequests: 0,
+    staleRefused: 0,
   };
   /** Snapshot ids drawn so far, and the request ids their takes and drops use (no client's). */
   private snapshotsDrawn = 0;
@@ -1278,6 +1335,7 @@ export class FailoverSimulation {
     this.pauseRandom = new SimRandom(mixSeed(options.seed ^ 0xc11e7));
     this.sessionRandom = new SimRandom(mixSeed(options.seed ^ 0x5e551));
     this.lateConfigureRandom = new SimRandom(mixSeed(options.seed ^ 0x1a7e));
+    this.staleRandom = new SimRandom(mixSeed(options.seed ^ 0x57a1e));
     for (let index = 1; index <= options.sleds; index++) this.sledDownUntil.set(`sled-${index}`, 0);
     if (this.sledRandom.chance(options.sledsLateChance)) {
       const [from, to] = options.sledsLateTicks;
@@ -1324,7 +1382,7 @@ export class FailoverSimulation {
       for (const node of this.nodes) this.disks.set(node.id, node.disk);
     }
     for (let index = 0; index < options.clients; index++)
-      this.clients.push({ routes: new Map(), outstanding: undefined });
+      this.clients.push({ routes: new Map(), outstanding: undefined, acknowledged: new Map() });
     if (this.chance(options.recreateChance))
       this.recreateAtTick = this.integer(options.loadTicks / 4, (options.loadTicks * 3) / 4);
     // Drawn only when on, so that runs without long hangs replay the same streams.
@@ -3354,6 +3412,20 @@ export class FailoverSimulation {
     const route = this.route(client, partition);
     const attempt = this.nextAttempt++;
     const request = { ...template, requestId: attempt, epoch: route.epoch } as SimRequest;
+    const mutates =
+      request.kind === "write" || request.kind === "trim" || request.kind === "zeroes";
+    if (mutates) {
+      // Attempt numbers grow with every attempt sent: each is a sequence above every
+      // one its client sent before, as the client library's (fence.ts).
+      if (this.options.sabotage !== "no-ordering-fence") {
+        request.fence = { session: clientSession(clientIndex), sequence: attempt };
+      }
+      this.mutationAttempts.set(attempt, {
+        client: clientIndex,
+        partition,
+        volumeId: route.volumeId,
+      });
+    }
     const watched = this.watchedFor(route.volumeId, partition);
     const entries = attemptEntries(request);
     if (entries !== undefined) {
@@ -3369,12 +3441,34 @@ export class FailoverSimulation {
       acknowledgedBefore: watched.checker.highestAcknowledgedOpNum,
       retriesLeft: retries,
     };
+    const { staleRequestChance, clientTimeoutTicks } = this.options;
+    if (mutates && this.faultsOn && this.staleRandom.chance(staleRequestChance)) {
+      // Held in a socket past the client's timeout: the client retries, goes on, and
+      // this copy arrives late (unless the node's process ends meanwhile).
+      this.stats.staleRequests++;
+      const heldTicks = clientTimeoutTicks + this.staleRandom.integer(1, clientTimeoutTicks);
+      this.network.send(
+        {
+          kind: "request",
+          client: clientIndex,
+          to: route.node,
+          attempt,
+          request,
+          heldFor: this.node(route.node).session,
+        },
+        false,
+        heldTicks,
+      );
+      return;
+    }
     this.send({ kind: "request", client: clientIndex, to: route.node, attempt, request });
   }
 
   private deliverRequest(envelope: Extract<Envelope, { kind: "request" }>): void {
     const node = this.node(envelope.to);
     if (!node.up) return;
+    // A frame held in a socket of a process that has ended since is gone with it.
+    if (envelope.heldFor !== undefined && envelope.heldFor !== node.session) return;
     const { request } = envelope;
     const hosted = node.hosted.get(this.partitionOf(request));
     const adapter = hosted?.adapter;
@@ -3464,7 +3558,10 @@ export class FailoverSimulation {
   private receiveReply(clientIndex: number, attempt: number, outcome: ClientOutcome): void {
     const client = this.clients[clientIndex];
     const outstanding = client?.outstanding;
-    if (outstanding === undefined || outstanding.attempt !== attempt) return; // late or given up
+    if (outstanding === undefined || outstanding.attempt !== attempt) {
+      this.checkLateReply(attempt, outcome); // late or given up
+      return;
+    }
     client!.outstanding = undefined;
     if (outcome.ok) {
       if (outcome.reply.kind !== "mutation") return;
@@ -3477,10 +3574,41 @@ export class FailoverSimulation {
       const watched = this.watchedFor(outstanding.volumeId, outstanding.partition);
       watched.checker.acknowledged(request, outcome.reply.opNumFirst, outcome.reply.opNumLast);
       watched.model.acknowledgedAt(attempt, outcome.reply.opNumFirst);
+      client!.acknowledged.set(`${outstanding.volumeId}/${outstanding.partition}`, {
+        attempt,
+        opNumFirst: outcome.reply.opNumFirst,
+      });
       this.writeAcknowledged(outstanding.volumeId, outstanding.partition);
       return;
     }
     this.retry(clientIndex, outstanding);
+  }
+
+  /**
+   * The `fence` check, on the reply to an attempt its client no longer waits for: a
+   * mutation attempt must never commit at an op above that of a later attempt of its
+   * client already acknowledged on the same partition incarnation. The client sends one
+   * request at a time, so a later attempt was issued after this one was given up on:
+   * committing this one after it lets a copy the client gave up on land over a write it
+   * was told is done (with overlapping ranges, undoing it). Committed ops are one order
+   * across epochs, so the comparison holds whichever epochs the two were in.
+   */
+  private checkLateReply(attempt: number, outcome: ClientOutcome): void {
+    const sent = this.mutationAttempts.get(attempt);
+    if (sent === undefined) return;
+    if (!outcome.ok) {
+      if (outcome.error.code === ErrorCode.Superseded) this.stats.staleRefused++;
+      return;
+    }
+    if (outcome.reply.kind !== "mutation") return;
+    const later = this.clients[sent.client]?.acknowledged.get(`${sent.volumeId}/${sent.partition}`);
+    if (later === undefined || later.attempt <= attempt) return;
+    if (outcome.reply.opNumFirst > later.opNumFirst) {
+      this.fail(
+        "fence",
+        `client ${sent.client}'s attempt ${attempt} on partition ${sent.partition} committed at op ${outcome.reply.opNumFirst}, after its later attempt ${later.attempt} was acknowledged at op ${later.opNumFirst}`,
+      );
+    }
   }
 
   /** After an error or a timeout: learn the current route, and try again if allowed. */

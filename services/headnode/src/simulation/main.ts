@@ -12,6 +12,8 @@
 // `--late-learner-configures P` holds a learner configure with chance P for the node's
 // next start, as a coordinator leader frozen inside its checkpoint read would send it
 // (lateLearnerConfigureChance, 0 by default).
+// `--stale-requests P` holds that share of client mutation attempts in a socket past
+// their client's timeout (staleRequestChance, 0 by default; CI's shapes use 0.05).
 
 import { parseArgs } from "node:util";
 import { type Sabotage, simulateFailover } from "./failover.ts";
@@ -34,6 +36,7 @@ const { values } = parseArgs({
     "configures-wait-on-disk": { type: "boolean", default: false },
     "configures-ignore-hung-disk": { type: "boolean", default: false },
     "late-learner-configures": { type: "string" },
+    "stale-requests": { type: "string" },
     "keep-going": { type: "boolean", default: false },
     quiet: { type: "boolean", default: false },
   },
@@ -56,6 +59,7 @@ async function runOne(seed: number) {
       ...(values["late-learner-configures"]
         ? { lateLearnerConfigureChance: Number(values["late-learner-configures"]) }
         : {}),
+      ...(values["stale-requests"] ? { staleRequestChance: Number(values["stale-requests"]) } : {}),
       ...(values.partitions
         ? { partitions: values.partitions.split(",").map((count) => (Number(count) === 2 ? 2 : 3)) }
         : {}),
@@ -89,7 +93,7 @@ for (let seed = first; seed < first + count; seed++) {
     process.stdout.write(`  [${violation.check}] ${violation.message}\n`);
   }
   process.stdout.write(
-    `replay: npm run simulate -- --seed ${seed} ${values.failover ? "--failover" : `--replicas ${replicas}`}${values.sabotage ? ` --sabotage ${values.sabotage}` : ""}${values["disk-loss"] ? ` --disk-loss ${values["disk-loss"]}` : ""}${values["faulty-nodes"] ? ` --faulty-nodes ${values["faulty-nodes"]}` : ""}${values.nodes ? ` --nodes ${values.nodes}` : ""}${values.partitions ? ` --partitions ${values.partitions}` : ""}${values.ticks ? ` --ticks ${values.ticks}` : ""}${values["configures-ignore-hung-disk"] ? " --configures-ignore-hung-disk" : ""}${values["late-learner-configures"] ? ` --late-learner-configures ${values["late-learner-configures"]}` : ""}\n`,
+    `replay: npm run simulate -- --seed ${seed} ${values.failover ? "--failover" : `--replicas ${replicas}`}${values.sabotage ? ` --sabotage ${values.sabotage}` : ""}${values["disk-loss"] ? ` --disk-loss ${values["disk-loss"]}` : ""}${values["faulty-nodes"] ? ` --faulty-nodes ${values["faulty-nodes"]}` : ""}${values.nodes ? ` --nodes ${values.nodes}` : ""}${values.partitions ? ` --partitions ${values.partitions}` : ""}${values.ticks ? ` --ticks ${values.ticks}` : ""}${values["configures-ignore-hung-disk"] ? " --configures-ignore-hung-disk" : ""}${values["late-learner-configures"] ? ` --late-learner-configures ${values["late-learner-configures"]}` : ""}${values["stale-requests"] ? ` --stale-requests ${values["stale-requests"]}` : ""}\n`,
   );
   failed++;
   if (!values["keep-going"]) break;

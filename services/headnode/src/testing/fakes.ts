@@ -557,8 +557,11 @@ export class FakeNetwork<Envelope> {
     private readonly options: FakeNetworkOptions,
   ) {}
 
-  /** Sends; `duplicable: false` for what must arrive at most once (a client's attempt). */
-  send(envelope: Envelope, duplicable = true): void {
+  /**
+   * Sends; `duplicable: false` for what must arrive at most once (a client's attempt).
+   * `heldTicks`: it waits that much longer on its way (a frame unread in a socket).
+   */
+  send(envelope: Envelope, duplicable = true, heldTicks = 0): void {
     const { world, options } = this;
     if (world.faultsOn && world.random.chance(options.dropRate)) {
       this.dropped++;
@@ -568,7 +571,7 @@ export class FakeNetwork<Envelope> {
       world.faultsOn && duplicable && world.random.chance(options.duplicateRate) ? 2 : 1;
     for (let copy = 0; copy < copies; copy++) {
       const delay = world.faultsOn ? world.random.integer(0, options.delayTicksMax) : 0;
-      this.inFlight.push({ tick: world.tick + delay, envelope });
+      this.inFlight.push({ tick: world.tick + delay + heldTicks, envelope });
     }
   }
 
