@@ -8,7 +8,12 @@ import { readdirSync, readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { coordinatorOptions } from "@ballast/coordinator";
 import { gatewayOptions } from "@ballast/gateway";
-import { headnodeOptions } from "@ballast/headnode";
+import {
+  chunkCacheBytesFor,
+  chunkCacheMemoryShare,
+  headnodeOptions,
+  memoryAvailableBytes,
+} from "@ballast/headnode";
 import { nbdLimitsDefault } from "@ballast/nbd";
 import { limits, resultSchemas } from "@ballast/protocol";
 import {
@@ -90,6 +95,8 @@ const byteUnits: Record<string, number> = { KiB: 2 ** 10, MiB: 2 ** 20, GiB: 2 *
 function documentedDefault(cell: string): number | string | undefined {
   if (cell === "(required)") return "required";
   if (cell === "(none)") return "none";
+  // A default sized from the machine at start: the table gives the rule.
+  if (/^1\/\d+ of memory$/.test(cell)) return cell;
   const number = /^(\d+)(?: (KiB|MiB|GiB))?(?: \(off\))?$/.exec(cell);
   if (number !== null) return Number(number[1]) * (number[2] ? byteUnits[number[2]]! : 1);
   return codeSpans(cell)[0];
@@ -98,6 +105,12 @@ function documentedDefault(cell: string): number | string | undefined {
 /** The default the code gives an option, in the terms of `documentedDefault`. */
 function codeDefault(spec: OptionSpec): number | string | undefined {
   if ("required" in spec && spec.required) return "required";
+  // The head node's chunk cache: a share of this machine's memory (chunk-cache.ts).
+  if (
+    spec.flag === "chunk-cache-bytes" &&
+    spec.default === chunkCacheBytesFor(memoryAvailableBytes())
+  )
+    return `1/${Math.round(1 / chunkCacheMemoryShare)} of memory`;
   if ("default" in spec && spec.default !== undefined) return spec.default as number | string;
   // Defaults decided at start rather than in the table (link-options.ts).
   if (spec.flag === "link-listen") return linkListenDefault;

@@ -1,3 +1,4 @@
+export { chunkCacheBytesFor, chunkCacheMemoryShare } from "./chunk-cache.ts";
 export * from "./headnode.ts";
 export * from "./headnode-service.ts";
 export * from "./replica/metadata.ts";
