@@ -129,7 +129,7 @@ export async function snapshotCommand(argv: string[]): Promise<number> {
   }
 }
 
-function listTable(snapshots: readonly SnapshotState[]): string[] {
+export function listTable(snapshots: readonly SnapshotState[]): string[] {
   return table([
     ["NAME", "EXPORT", "CREATED", "ID", "UNIQUE", "CLONES"],
     ...snapshots.map((snapshot) => [
@@ -138,9 +138,17 @@ function listTable(snapshots: readonly SnapshotState[]): string[] {
       new Date(snapshot.createdAtMs).toISOString(),
       snapshot.id,
       uniqueText(snapshot),
-      snapshot.clones?.join(", ") ?? "-",
+      clonesText(snapshot),
     ]),
   ]);
+}
+
+/** The clones the answer names, and how many more it has when it names only the first. */
+export function clonesText(snapshot: SnapshotState): string {
+  const clones = snapshot.clones ?? [];
+  if (clones.length === 0) return "-";
+  const more = (snapshot.cloneCount ?? clones.length) - clones.length;
+  return `${clones.join(", ")}${more > 0 ? ` and ${more} more` : ""}`;
 }
 
 /**
@@ -149,10 +157,9 @@ function listTable(snapshots: readonly SnapshotState[]): string[] {
  */
 export function uniqueText(snapshot: SnapshotState): string {
   if (snapshot.uniqueBytes === undefined) return "-";
-  const reported = snapshot.uniqueBytesPartitions ?? snapshot.partitions.length;
-  const partial =
-    reported < snapshot.partitions.length
-      ? ` (${reported} of ${snapshot.partitions.length} partitions)`
-      : "";
+  // The answer names the first partitions only; older coordinators named them all.
+  const count = snapshot.partitionCount ?? snapshot.partitions.length;
+  const reported = snapshot.uniqueBytesPartitions ?? count;
+  const partial = reported < count ? ` (${reported} of ${count} partitions)` : "";
   return `${formatBytes(snapshot.uniqueBytes)}${partial}`;
 }

@@ -175,9 +175,7 @@ export async function volumeCommand(argv: string[]): Promise<number> {
         result.volumes.length === 0 ? "no volumes\n" : result.volumes.map(summary).join(""),
       );
     } else if ("snapshot" in result) {
-      process.stdout.write(
-        `rolled volume ${result.volume} back to snapshot ${result.snapshot} (${result.partitions.length} partitions)\n`,
-      );
+      process.stdout.write(rolledBackLine(result));
     } else if ("deleted" in result) {
       process.stdout.write(`deleted volume ${result.name} from the catalogue\n`);
     } else if (action === "resize") {
@@ -274,8 +272,11 @@ async function spaceLines(
       const bytes = chunkBytesOf(clone);
       return bytes === undefined ? clone : `${clone} (${formatBytes(bytes)} of its own)`;
     });
+    // The answer names the first clones only, and how many there are in all.
+    const more = (snapshot.cloneCount ?? clones.length) - clones.length;
+    const named = `${clones.join(", ")}${more > 0 ? ` and ${more} more` : ""}`;
     lines.push(
-      `  snapshot ${snapshot.name}: ${uniqueText(snapshot)} only it holds (deleting it frees that)${clones.length === 0 ? "" : `; clones: ${clones.join(", ")}`}\n`,
+      `  snapshot ${snapshot.name}: ${uniqueText(snapshot)} only it holds (deleting it frees that)${clones.length === 0 ? "" : `; clones: ${named}`}\n`,
     );
   }
   return lines.join("");
@@ -337,6 +338,15 @@ async function send(bus: Awaited<ReturnType<typeof connectCli>>["bus"], request:
     | ResultOf<"volume.list.v1">
     | ResultOf<"volume.delete.v1">
     | ResultOf<"volume.rollback.v1">;
+}
+
+/**
+ * A rollback's outcome: every partition of the volume rolled back (the answer names the
+ * first partitions' ops and the count of all; older coordinators named them all).
+ */
+export function rolledBackLine(result: ResultOf<"volume.rollback.v1">): string {
+  const count = result.partitionCount ?? result.partitions.length;
+  return `rolled volume ${result.volume} back to snapshot ${result.snapshot} (${count} partitions)\n`;
 }
 
 /** One line per volume: a described one (its partitions) or a listed one (their count). */

@@ -39,6 +39,21 @@ export const snapshotIdLengthMax = 63;
 /** The most snapshots one volume may have (each is a frozen tree on every replica). */
 export const snapshotsPerVolumeMax = 64;
 
+/**
+ * The most partitions a snapshot answer (create, list, rollback) names with their ops:
+ * the first ones, with `partitionCount` for all of them. Whole, a snapshot of the largest
+ * volume names 65,536 (about 1.7 MiB), so a list of more than four of them did not fit
+ * one message; at this limit a list of `snapshotsPerVolumeMax` snapshots, every field at
+ * its longest, takes about 2.7 MiB (protocol test reply-size.test.ts).
+ */
+export const snapshotPartitionsListedMax = 1024;
+
+/**
+ * The most clones a listed snapshot names (`cloneCount` says how many in all): a
+ * snapshot may have as many clones as the cluster has volumes.
+ */
+export const snapshotClonesListedMax = 256;
+
 /** Node ids: the same alphabet as volume names. */
 export const nodeIdLengthMax = 63;
 

@@ -87,3 +87,94 @@ describe("volume replies fit one message", () => {
     expect(encodeResult(listed).length).toBeLessThanOrEqual(limits.messageBytesMax);
   });
 });
+
+/**
+ * The largest `n` in [0, `ceiling`] for which `schema` accepts `build(n)` (it accepts
+ * every smaller one too): how long the schema lets a list grow, whatever its bound.
+ */
+function mostAccepted(
+  schema: { safeParse(value: unknown): { success: boolean } },
+  build: (n: number) => unknown,
+  ceiling: number,
+): number {
+  let [low, high] = [0, ceiling];
+  while (low < high) {
+    const middle = Math.ceil((low + high) / 2);
+    if (schema.safeParse(build(middle)).success) low = middle;
+    else high = middle - 1;
+  }
+  return low;
+}
+
+/**
+ * A snapshot of the largest volume as an answer names it, every field at its longest,
+ * with `partitions` ops and `clones` names.
+ */
+function worstSnapshot(index: number, partitions: number, clones: number) {
+  return {
+    volume: longName("vol", limits.volumeNameLengthMax),
+    name: longName(`s${index}`, limits.snapshotNameLengthMax),
+    id: longName(`sid${index}`, limits.snapshotIdLengthMax),
+    volumeId: longName("vid", limits.volumeIdLengthMax),
+    createdAtMs: big,
+    partitions: Array.from({ length: partitions }, (_, partition) => ({
+      index: limits.partitionsPerVolumeMax - 1 - partition,
+      opNum: big,
+    })),
+    partitionCount: limits.partitionsPerVolumeMax,
+    sizeBytes: big,
+    overlap: big,
+    clones: Array.from({ length: clones }, (_, clone) =>
+      longName(`c${index}-${clone}`, limits.volumeNameLengthMax),
+    ),
+    cloneCount: big,
+    uniqueBytes: big,
+    uniqueBytesPartitions: limits.partitionsPerVolumeMax,
+  };
+}
+
+describe("snapshot replies fit one message", () => {
+  const answer = resultSchemas["snapshot.create.v1"];
+  // As many partition ops and clones as the schema lets one snapshot name, up to every
+  // partition of the largest volume and the most volumes a list names. The old schema
+  // let a snapshot name all 65,536 partitions (1.7 MiB) and 4,096 clones (260 KiB).
+  const partitions = mostAccepted(
+    answer,
+    (n) => worstSnapshot(0, n, 0),
+    limits.partitionsPerVolumeMax,
+  );
+  const clones = mostAccepted(answer, (n) => worstSnapshot(0, 0, n), limits.statusEntriesMax);
+
+  test("the schema bounds what a snapshot names, below what the largest volume has", () => {
+    expect(partitions).toBe(limits.snapshotPartitionsListedMax);
+    expect(clones).toBe(limits.snapshotClonesListedMax);
+    expect(partitions).toBeLessThan(limits.partitionsPerVolumeMax);
+  });
+
+  test("a list of the most snapshots of the largest volume, every field at its longest", () => {
+    const listed = {
+      snapshots: Array.from({ length: limits.snapshotsPerVolumeMax }, (_, index) =>
+        worstSnapshot(index, partitions, clones),
+      ),
+    };
+    // The shape is one the receiver accepts, so the size measured is of a real reply.
+    expect(resultSchemas["snapshot.list.v1"].safeParse(listed).success).toBe(true);
+    expect(encodeResult(listed).length).toBeLessThanOrEqual(limits.messageBytesMax);
+  });
+
+  test("a create's and a rollback's answer at their longest fit", () => {
+    const created = worstSnapshot(0, partitions, clones);
+    expect(answer.safeParse(created).success).toBe(true);
+    expect(encodeResult(created).length).toBeLessThanOrEqual(limits.messageBytesMax);
+    const rollback = resultSchemas["volume.rollback.v1"];
+    const rolledBack = (n: number) => ({
+      volume: created.volume,
+      snapshot: created.name,
+      partitions: worstSnapshot(0, n, 0).partitions,
+      partitionCount: limits.partitionsPerVolumeMax,
+    });
+    const most = mostAccepted(rollback, rolledBack, limits.partitionsPerVolumeMax);
+    expect(most).toBe(limits.snapshotPartitionsListedMax);
+    expect(encodeResult(rolledBack(most)).length).toBeLessThanOrEqual(limits.messageBytesMax);
+  });
+});

@@ -603,13 +603,15 @@ export const coordinatorDefinition = {
  * A listing with each snapshot's unique bytes, from what the volume's primaries last
  * reported to this leader (status.ts); unchanged when this coordinator holds no tenure.
  */
-function withSnapshotBytes(
+export function withSnapshotBytes(
   listed: ResultOf<"snapshot.list.v1">,
   volume: string,
   tenure: Tenure | undefined,
 ): ResultOf<"snapshot.list.v1"> {
   if (tenure === undefined || listed.snapshots.length === 0) return listed;
-  const partitions = Math.max(...listed.snapshots.map((snapshot) => snapshot.partitions.length));
+  const partitions = Math.max(
+    ...listed.snapshots.map((snapshot) => snapshot.partitionCount ?? snapshot.partitions.length),
+  );
   const bytes = snapshotBytesOf(reportsOfVolume(tenure, volume, partitions));
   return {
     snapshots: listed.snapshots.map((snapshot) => {

@@ -354,7 +354,7 @@ export class Snapshots {
     const creating = await this.beginRecord(volume, name, id, stale);
     const outcome = await this.attempt(volume, id, deadline);
     if (outcome.ok) {
-      const state: SnapshotState = {
+      const state: SnapshotRecord = {
         volume: volume.name,
         name,
         id,
@@ -366,7 +366,7 @@ export class Snapshots {
         ...(volume.parent === undefined ? {} : { overlap: volume.parent.overlap }),
       };
       await this.record(volume, creating, state);
-      return { ok: true, state };
+      return { ok: true, state: snapshotAnswer(state) };
     }
     this.parts.service.logger.warn(
       { volume: volume.name, name, id, why: outcome.why },
@@ -444,7 +444,7 @@ export class Snapshots {
   private async record(
     volume: VolumeRecord,
     creating: Versioned<SnapshotRecord>,
-    state: SnapshotState,
+    state: SnapshotRecord,
   ): Promise<void> {
     const { catalogue, service } = this.parts;
     const where = { volume: state.volume, name: state.name, id: state.id };
@@ -485,9 +485,22 @@ export class Snapshots {
     );
   }
 
+  /**
+   * The volume's snapshots, by name, each as an answer names it (`snapshotAnswer`): the
+   * first partitions' ops and clones only, so that the list fits one message whatever
+   * the volume's size.
+   */
   async list(volumeName: string): Promise<ResultOf<"snapshot.list.v1">> {
     const volume = await this.volumeOf(volumeName);
-    return { snapshots: await this.snapshotsOf(volume) };
+    const [records, volumes] = await Promise.all([
+      this.snapshotsOf(volume),
+      this.parts.catalogue.volumes(),
+    ]);
+    return {
+      snapshots: records.map((record) =>
+        snapshotAnswer(record, clonesOf(volumes, idOfVolume(volume), record.id)),
+      ),
+    };
   }
 
   /**
@@ -713,13 +726,15 @@ export class Snapshots {
       { volume: volume.name, snapshot: message.snapshot, id: marked.value.id },
       "volume rolled back",
     );
+    // The first partitions' ops: the answer fits one message whatever the volume's size.
     return {
       volume: volume.name,
       snapshot: message.snapshot,
-      partitions: results.map((result, index) => ({
+      partitions: results.slice(0, limits.snapshotPartitionsListedMax).map((result, index) => ({
         index,
         opNum: (result as PromiseFulfilledResult<{ opNum: number }>).value.opNum,
       })),
+      partitionCount: count,
     };
   }
 
@@ -842,19 +857,12 @@ export class Snapshots {
     return answers.filter((answer): answer is string => answer !== undefined);
   }
 
-  /** The snapshots recorded for this incarnation of the volume, by name. */
-  private async snapshotsOf(volume: VolumeRecord): Promise<SnapshotState[]> {
-    const [records, volumes] = await Promise.all([
-      this.parts.catalogue.snapshots(volume.name),
-      this.parts.catalogue.volumes(),
-    ]);
+  /** The snapshots recorded (listed) for this incarnation of the volume, by name. */
+  private async snapshotsOf(volume: VolumeRecord): Promise<SnapshotRecord[]> {
+    const records = await this.parts.catalogue.snapshots(volume.name);
     return records
       .filter((record) => record.volumeId === idOfVolume(volume))
-      .sort((a, b) => a.name.localeCompare(b.name))
-      .map((record) => {
-        const clones = clonesOf(volumes, idOfVolume(volume), record.id);
-        return clones.length === 0 ? record : { ...record, clones };
-      });
+      .sort((a, b) => a.name.localeCompare(b.name));
   }
 
   private async volumeOf(name: string): Promise<VolumeRecord> {
@@ -1008,6 +1016,32 @@ function nameTaken(taken: SnapshotRecord): BallastError {
     `volume ${volume} already has a snapshot named ${name} (id ${id}, taken ${new Date(createdAtMs).toISOString()})`,
     { details: { volume, name, id, createdAtMs } },
   );
+}
+
+/**
+ * Snapshot `record` as create and list answer it: the fields the protocol names and no
+ * others (not the record's marks and pins), the first `snapshotPartitionsListedMax`
+ * partitions' ops with the count of all, and the first `snapshotClonesListedMax` of
+ * `clones` (sorted) with theirs. Every field is bounded, so a list of
+ * `snapshotsPerVolumeMax` of them fits one message (protocol test reply-size.test.ts);
+ * the whole record was about 27 bytes per partition, 1.7 MiB for the largest volume.
+ */
+export function snapshotAnswer(record: SnapshotRecord, clones: string[] = []): SnapshotState {
+  const { volume, name, id, volumeId, createdAtMs, partitions, sizeBytes, overlap } = record;
+  return {
+    volume,
+    name,
+    id,
+    volumeId,
+    createdAtMs,
+    partitions: partitions.slice(0, limits.snapshotPartitionsListedMax),
+    partitionCount: partitions.length,
+    ...(sizeBytes === undefined ? {} : { sizeBytes }),
+    ...(overlap === undefined ? {} : { overlap }),
+    ...(clones.length === 0
+      ? {}
+      : { clones: clones.slice(0, limits.snapshotClonesListedMax), cloneCount: clones.length }),
+  };
 }
 
 /** A fresh snapshot id: never reused (time and randomness), a valid token. */

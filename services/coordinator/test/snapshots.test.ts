@@ -322,6 +322,7 @@ test("a rollback rolls every partition back to the snapshot's id; again is the s
       { index: 1, opNum: 12 },
       { index: 2, opNum: 12 },
     ],
+    partitionCount: 3,
   });
   await snapshots.rollback(rollback);
   for (const primary of primaries) expect(primary.rolledBack).toEqual([state.id, state.id]);

@@ -10,7 +10,12 @@
 // hold's own deadline ends it early, and the attempt is then given up).
 
 import { z } from "zod";
-import { snapshotsPerVolumeMax, statusEntriesMax } from "../limits.ts";
+import {
+  partitionsPerVolumeMax,
+  snapshotClonesListedMax,
+  snapshotPartitionsListedMax,
+  snapshotsPerVolumeMax,
+} from "../limits.ts";
 import { snapshotId, snapshotName, unsignedInteger, volumeId, volumeName } from "./fields.ts";
 
 const partitionAddress = {
@@ -82,7 +87,27 @@ export const PartitionSnapshotReleaseResult = z.object({
   held: z.boolean(),
 });
 
-/** A snapshot as the catalogue records it. */
+/**
+ * The op each of a snapshot's first partitions took it (or rolled back) at, by index: at
+ * most `snapshotPartitionsListedMax`, all of them in a volume of no more, so that an
+ * answer fits one message whatever the volume's size. Coordinators before the limit
+ * answered every partition; older readers take the first ones for all of them.
+ */
+const partitionOps = z
+  .array(z.object({ index: unsignedInteger, opNum: unsignedInteger }))
+  .max(snapshotPartitionsListedMax);
+
+/**
+ * How many partitions the snapshot (or rollback) covers in all, of which `partitions`
+ * names the first; absent from coordinators before the limit (`partitions` had them all).
+ */
+const partitionCount = z.number().int().nonnegative().max(partitionsPerVolumeMax).optional();
+
+/**
+ * A snapshot as the coordinator answers it (create, list): what the catalogue records,
+ * its per-partition ops cut to the first `snapshotPartitionsListedMax`. Nothing needs
+ * the rest: the coordinator reads them from its own records.
+ */
 export const SnapshotState = z.object({
   volume: volumeName,
   name: snapshotName,
@@ -90,8 +115,8 @@ export const SnapshotState = z.object({
   /** The incarnation of the volume it is of. */
   volumeId,
   createdAtMs: unsignedInteger,
-  /** The op each partition took it at, by partition index. */
-  partitions: z.array(z.object({ index: unsignedInteger, opNum: unsignedInteger })),
+  partitions: partitionOps,
+  partitionCount,
   /** The volume's size when it was taken (absent in records made before clones). */
   sizeBytes: unsignedInteger.optional(),
   /**
@@ -99,8 +124,13 @@ export const SnapshotState = z.object({
    * through below (the clone's may be lower since, after a shrink).
    */
   overlap: unsignedInteger.optional(),
-  /** In a listing: the volumes cloned from it, by name (absent when none). */
-  clones: z.array(volumeName).max(statusEntriesMax).optional(),
+  /**
+   * In a listing: the volumes cloned from it, by name, the first
+   * `snapshotClonesListedMax` in name order (absent when none).
+   */
+  clones: z.array(volumeName).max(snapshotClonesListedMax).optional(),
+  /** In a listing: how many clones it has in all (absent when none, and from older coordinators). */
+  cloneCount: z.number().int().positive().optional(),
   /**
    * In a listing: the chunk bytes only this snapshot refers to, summed over the
    * partitions whose primaries have reported it to the leader (per copy): what deleting
@@ -159,6 +189,7 @@ export const VolumeRollback = z.object({
 export const VolumeRollbackResult = z.object({
   volume: volumeName,
   snapshot: snapshotName,
-  /** The op each partition rolled back at, by partition index. */
-  partitions: z.array(z.object({ index: unsignedInteger, opNum: unsignedInteger })),
+  /** The op each of the first partitions rolled back at (every one did). */
+  partitions: partitionOps,
+  partitionCount,
 });
