@@ -1,7 +1,7 @@
 // Limits and defaults of the head node. Time inside the replica core is counted in
 // ticks; the shell ticks every `tickMs`, so each *Ticks value is also given in ms.
 
-import { limits } from "@ballast/protocol";
+import { checkpointBytesMax, checkpointHeaderBytesMax, limits } from "@ballast/protocol";
 
 /** How often the shell ticks every replica core. */
 export const tickMs = 20;
@@ -97,6 +97,18 @@ export interface ReplicaLimits {
    */
   checkpointRetryTicks: number;
   /**
+   * The largest checkpoint header and whole checkpoint the core writes (the protocol's
+   * checkpointHeaderBytesMax and checkpointBytesMax: what readers take and one sled blob
+   * holds); a larger one is refused, never written. Tests set smaller ones.
+   */
+  checkpointHeaderBytesMax: number;
+  checkpointBytesMax: number;
+  /**
+   * After a checkpoint refused as too large, the next try waits this long (60 s): what
+   * made it too large lasts, and each try serializes every tree again.
+   */
+  checkpointRefusedRetryTicks: number;
+  /**
    * A voting follower that has kept a commit waiting this long is reported stalled
    * (commitStallMsMax of the protocol, in ticks): the coordinator then drops it.
    */
@@ -153,6 +165,9 @@ export const replicaLimitsDefault: ReplicaLimits = {
   checkpointIntervalTicks: 500,
   checkpointIntervalOps: 100_000,
   checkpointRetryTicks: 100,
+  checkpointHeaderBytesMax: checkpointHeaderBytesMax,
+  checkpointBytesMax: checkpointBytesMax,
+  checkpointRefusedRetryTicks: 3000,
   commitStallTicks: Math.ceil(limits.commitStallMsMax / tickMs),
   primaryStallTicks: Math.ceil(limits.primaryStallMsMax / tickMs),
   learnerPinTicks: 250,

@@ -109,7 +109,7 @@ import type {
   RequestId,
 } from "./effects.ts";
 import { encodeFlushRecord, type FlushRecord } from "./flush-record.ts";
-import { PartitionMetadata } from "./metadata.ts";
+import { CheckpointTooLargeError, PartitionMetadata } from "./metadata.ts";
 import { type Note, noteBytes, noteChecksum, sameNote } from "./note.ts";
 
 /**
@@ -381,6 +381,13 @@ export class Replica {
    * again, for every partition, for the whole outage.
    */
   private checkpointRetryAtTick = 0;
+  /**
+   * The last checkpoint this replica refused to write because it would be larger than
+   * any sled stores or any reader takes back (CheckpointTooLargeError), until one is
+   * taken again: status shows it. Nothing is released meanwhile, and the next try waits
+   * checkpointRefusedRetryTicks (the snapshot is built before the refusal is known).
+   */
+  checkpointRefused: { opNum: number; tick: number; error: CheckpointTooLargeError } | undefined;
   private lastCheckpointOpNum = 0;
   /** The flushed point of the newest checkpoint known stored and recorded: release stops there. */
   private checkpointFlushedThroughOpNum = 0;
@@ -1998,7 +2005,18 @@ export class Replica {
       this.commitOpNum - this.lastCheckpointOpNum >= this.limits.checkpointIntervalOps;
     if (!due) return;
     const opNum = this.commitOpNum;
-    const snapshot = this.metadata.snapshot(opNum, this.identityOf(flushedThrough));
+    let snapshot: Uint8Array;
+    try {
+      snapshot = this.metadata.snapshot(opNum, this.identityOf(flushedThrough), {
+        headerBytesMax: this.limits.checkpointHeaderBytesMax,
+        bytesMax: this.limits.checkpointBytesMax,
+      });
+    } catch (error) {
+      if (!(error instanceof CheckpointTooLargeError)) throw error;
+      this.refuseCheckpoint(opNum, error);
+      return;
+    }
+    this.checkpointRefused = undefined;
     // A checkpoint may be stored again at the same op (a learner could not fetch the
     // last one): the upload count keeps every key of this session distinct.
     this.checkpointUploads++;
@@ -2016,6 +2034,21 @@ export class Replica {
     this.lastCheckpointTick = this.tickCount;
     this.lastCheckpointOpNum = opNum;
     this.effects.push({ type: "checkpoint.write", opNum, snapshot });
+  }
+
+  /**
+   * A checkpoint that could not be stored or read back is not written at all: nothing is
+   * released (the journal keeps every note it would have covered), a request stands, and
+   * the next try waits checkpointRefusedRetryTicks, since what made it too large (many
+   * snapshots, many extents) lasts far longer than a sled outage and each try serializes
+   * every tree again. The shell logs the refusal; status shows it until a checkpoint is
+   * taken.
+   */
+  private refuseCheckpoint(opNum: number, error: CheckpointTooLargeError): void {
+    this.checkpointRefused = { opNum, tick: this.tickCount, error };
+    this.lastCheckpointTick = this.tickCount;
+    this.checkpointRetryAtTick = this.tickCount + this.limits.checkpointRefusedRetryTicks;
+    this.effects.push({ type: "checkpoint.refused", opNum, error });
   }
 
   /** Adds the held notes a flush record just covered to what a checkpoint would release. */
