@@ -140,12 +140,28 @@ export interface ReplicaLimits {
   /** A chunk is compacted once at most this fraction of its bytes is still referenced. */
   compactionLiveRatioMax: number;
   /**
+   * A chunk with at most this many referenced bytes is small: compaction merges small
+   * chunks however live they are (chunkBytesMax / 8: 512 KiB), so that a trickle of
+   * writes, a chunk per flush, cannot grow the chunk table without bound (replica.ts,
+   * maybeStartCompaction).
+   */
+  compactionSmallChunkBytes: number;
+  /**
+   * Small chunks are merged only once there are this many (that are not mostly dead):
+   * each merge then cuts the count by several, and a byte is rewritten a few times at
+   * most before its chunk is no longer small.
+   */
+  compactionSmallChunksMin: number;
+  /**
    * Chunks one compaction reads at most (their live bytes together also stay within
    * chunkBytesMax): bounds what a primary holds in memory while it gathers them (8 of
    * 4 MiB: 32 MiB per compacting partition at worst).
    */
   compactionVictimsMax: number;
 }
+
+/** The largest chunk a flush writes by default (ReplicaLimits.chunkBytesMax). */
+const chunkBytesMaxDefault = 4 * 1024 * 1024;
 
 export const replicaLimitsDefault: ReplicaLimits = {
   notesInflightMax: 4096,
@@ -159,7 +175,7 @@ export const replicaLimitsDefault: ReplicaLimits = {
   requestDeadlineTicks: 1500,
   flushBytesThreshold: 8 * 1024 * 1024,
   flushIntervalTicks: 50,
-  chunkBytesMax: 4 * 1024 * 1024,
+  chunkBytesMax: chunkBytesMaxDefault,
   flushRetryTicks: 25,
   checkpointReleasableBytes: 64 * 1024 * 1024,
   checkpointIntervalTicks: 500,
@@ -176,4 +192,6 @@ export const replicaLimitsDefault: ReplicaLimits = {
   compactionIntervalTicks: 50,
   compactionLiveRatioMax: 0.5,
   compactionVictimsMax: 8,
+  compactionSmallChunkBytes: chunkBytesMaxDefault / 8,
+  compactionSmallChunksMin: 8,
 };

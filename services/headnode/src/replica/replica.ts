@@ -1797,6 +1797,21 @@ export class Replica {
    * compactionLiveRatioMax of their size, but some), most dead bytes first, whose live
    * bytes fit one chunk, and reads them whole. Not while a flush is in flight that may
    * relocate some already.
+   *
+   * Small chunks (referenced bytes at most compactionSmallChunkBytes) are merged too,
+   * however live, once there are compactionSmallChunksMin of them that are not mostly
+   * dead, smallest first, after the mostly dead ones. Without it, a trickle of writes
+   * (a flush at least every flushIntervalTicks makes a chunk) grows the chunk table
+   * without bound: past about a million chunks its checkpoint header is more than a
+   * reader takes (checkpointHeaderBytesMax), and checkpoints are refused. With it, every
+   * chunk left out has more than compactionSmallChunkBytes referenced, so the table
+   * holds at most the partition's distinct referenced bytes / compactionSmallChunkBytes
+   * chunks, besides a few small and mostly dead ones. Waiting for a batch rather than
+   * merging any two keeps the rewriting down: a merge cuts the count by several chunks,
+   * and a byte is rewritten only a few times (log base compactionSmallChunksMin of
+   * compactionSmallChunkBytes over the size of the chunk it was first flushed in) before
+   * its chunk is no longer small. A lone chunk is never rewritten for its size alone:
+   * that would free nothing and merge nothing.
    */
   private maybeStartCompaction(role: Extract<Role, { name: "primary" }>): void {
     if (this.compaction !== undefined || this.flushInFlight !== undefined) return;
@@ -1806,16 +1821,25 @@ export class Replica {
     // the ticks of an idle primary stay quiet (quietTicks leaves this timer out).
     if (this.commitOpNum === this.idleCompactionOpNum) return;
     this.lastCompactionTick = this.tickCount;
-    const candidates: { chunkNumber: number; live: number; dead: number }[] = [];
+    const mostlyDead: { chunkNumber: number; live: number; dead: number }[] = [];
+    const small: { chunkNumber: number; live: number }[] = [];
     // Each live byte once, however many trees (snapshots) share it.
     const distinct = this.metadata.distinctLiveBytes();
     for (const [chunkNumber, entry] of this.metadata.chunks) {
       const live = distinct.get(chunkNumber) ?? 0;
-      if (live > 0 && live <= entry.bytes * this.limits.compactionLiveRatioMax) {
-        candidates.push({ chunkNumber, live, dead: entry.bytes - live });
+      if (live === 0) continue; // unreferenced: the next record drops it, nothing to move
+      if (live <= entry.bytes * this.limits.compactionLiveRatioMax) {
+        mostlyDead.push({ chunkNumber, live, dead: entry.bytes - live });
+      } else if (live <= this.limits.compactionSmallChunkBytes) {
+        small.push({ chunkNumber, live });
       }
     }
-    candidates.sort((a, b) => b.dead - a.dead || a.chunkNumber - b.chunkNumber);
+    mostlyDead.sort((a, b) => b.dead - a.dead || a.chunkNumber - b.chunkNumber);
+    const candidates: { chunkNumber: number; live: number }[] = [...mostlyDead];
+    if (small.length >= this.limits.compactionSmallChunksMin) {
+      small.sort((a, b) => a.live - b.live || a.chunkNumber - b.chunkNumber);
+      candidates.push(...small);
+    }
     const victims = new Map<number, Uint8Array | undefined>();
     let liveBytes = 0;
     for (const candidate of candidates) {
@@ -1824,6 +1848,8 @@ export class Replica {
       victims.set(candidate.chunkNumber, undefined);
       liveBytes += candidate.live;
     }
+    // One small chunk alone, fully live: rewriting it would free and merge nothing.
+    if (victims.size === 1 && mostlyDead.length === 0) victims.clear();
     if (victims.size === 0) {
       this.idleCompactionOpNum = this.commitOpNum;
       return;
