@@ -55,6 +55,25 @@ export const reportDeadlineMs = limits.headnodeReportIntervalMs * 2;
  */
 export const reportSoonSpacingMs = 100;
 
+/**
+ * The most a checkpoint spends on one extent of a tree, for the checkpoint budget of
+ * snapshot takes (replica.ts, checkpointBudgetRefusal). A record (@ballast/btree's
+ * checkpoint format) is five varints and a byte: in the densest tree, 512-byte extents
+ * end to end, a gap of 1 byte, a length of 2, an op number of at most 8 (2^53), the
+ * location code, a chunk number of at most 5 and an offset in a 4 MiB chunk of at most
+ * 4: 21. Measured at about 13.5 (op numbers around 5e7); block framing adds 12 bytes per
+ * 64 KiB, which the margin covers.
+ */
+export const checkpointExtentBytesMax = 21;
+
+/**
+ * What the checkpoint budget of a snapshot take counts for one chunk of the table: about
+ * 67 bytes measured with 36-character sled chunk ids and two copies, nearly twice that
+ * for longer ids and sled names. An estimate: the check before a checkpoint is written
+ * (metadata.ts, snapshot) is exact.
+ */
+export const checkpointChunkEntryBytesMax = 128;
+
 export interface ReplicaLimits {
   /** Ops assigned but not yet committed; past it, new writes wait. */
   notesInflightMax: number;

@@ -5,9 +5,15 @@
 // Before, a header over the readers' limit was written, stored, recorded and released
 // the journal: the next restart of every replica failed on it.
 
-import { checkpointHeaderBytesMax, readCheckpointHeader } from "@ballast/protocol";
+import {
+  checkpointBytesMax,
+  checkpointHeaderBytesMax,
+  ErrorCode,
+  limits,
+  readCheckpointHeader,
+} from "@ballast/protocol";
 import { expect, test } from "vitest";
-import type { ReplicaLimits } from "../src/constants.ts";
+import { checkpointExtentBytesMax, type ReplicaLimits } from "../src/constants.ts";
 import type { Effect } from "../src/replica/effects.ts";
 import { CheckpointTooLargeError, PartitionMetadata } from "../src/replica/metadata.ts";
 import { Replica } from "../src/replica/replica.ts";
@@ -180,4 +186,100 @@ test("a replica refuses a checkpoint over its header bound: nothing written or r
   expect(primary.checkpointRefused).toBeUndefined();
   publishCheckpoint(primary, write!.opNum);
   expect(only(primary.drainEffects(), "journal.release").length).toBe(1);
+});
+
+test("the largest partition's tree at its worst fits one checkpoint, with room for snapshots", () => {
+  // One 512-byte extent per sector, each at its most bytes: no write can make the current
+  // tree alone too large for a sled blob (at 64 GiB it was 2.6 GiB).
+  const worst = (limits.partitionBytesMax / limits.sectorBytes) * checkpointExtentBytesMax;
+  expect(worst).toBeLessThanOrEqual(checkpointBytesMax * 0.75);
+});
+
+/** A solo primary of a 1 MiB partition (2048 sectors) under `limits`. */
+function soloPrimary(limits: Partial<ReplicaLimits>) {
+  const primary = new Replica(
+    {
+      nodeId: "head-1",
+      volume: "vol",
+      partition: 0,
+      partitionStart: 0,
+      partitionBytes: 1 << 20,
+      session: 1,
+    },
+    { notes: [] },
+    limits,
+  );
+  primary.configure({ epoch: 1, primary: "head-1", secondaries: [] });
+  let requestId = 0;
+  const replies = (effects: Effect[]) => [
+    ...only(effects, "reply"),
+    ...only(effects, "reply.error"),
+  ];
+  return {
+    primary,
+    write(sector: number, fill: number) {
+      primary.onClientRequest({
+        kind: "write",
+        requestId: ++requestId,
+        epoch: 1,
+        writes: [{ offset: sector * 512, data: new Uint8Array(512).fill(fill) }],
+      });
+      syncJournal(primary, primary.drainEffects());
+    },
+    take(id: string) {
+      primary.takeSnapshot(++requestId, 1, id);
+      const effects = primary.drainEffects();
+      return replies([...effects, ...syncJournal(primary, effects)]);
+    },
+    drop(id: string) {
+      primary.dropSnapshot(++requestId, 1, id);
+      const effects = primary.drainEffects();
+      return replies([...effects, ...syncJournal(primary, effects)]);
+    },
+  };
+}
+
+test("a snapshot take past the checkpoint budget is refused; the trees it allows fit a checkpoint even once writes fragment the live tree", () => {
+  const sectors = 2048;
+  // 100 extents, every other sector of the first 200.
+  const extents = 100;
+  // Two snapshots of 100 extents, the live tree's reserve (a 512-byte extent per sector),
+  // and no chunks (nothing flushes here): the third take is over.
+  const budget = (2 * extents + sectors) * checkpointExtentBytesMax + 64;
+  const partition = soloPrimary({
+    flushBytesThreshold: 1e12,
+    flushIntervalTicks: 1e9,
+    checkpointBytesMax: budget,
+  });
+  for (let index = 0; index < extents; index++) partition.write(index * 2, 1);
+  expect(partition.primary.metadata.tree.extentCount).toBe(extents);
+  expect(partition.take("s1")).toEqual([expect.objectContaining({ type: "reply" })]);
+  expect(partition.take("s2")).toEqual([expect.objectContaining({ type: "reply" })]);
+  const commitBefore = partition.primary.commitOpNum;
+  const [refusal] = partition.take("s3");
+  expect(refusal?.type).toBe("reply.error");
+  const error = (refusal as Extract<Effect, { type: "reply.error" }>).error;
+  expect(error.code).toBe(ErrorCode.NoSpace);
+  expect(error.message).toMatch(/snapshot s3 refused on vol\/0: .*delete snapshots/);
+  // Nothing was proposed for it.
+  expect(partition.primary.commitOpNum).toBe(commitBefore);
+  expect([...partition.primary.metadata.snapshots.keys()]).toEqual(["s1", "s2"]);
+  // A take of one already taken is answered as before.
+  expect(partition.take("s2")).toEqual([expect.objectContaining({ type: "reply" })]);
+
+  // Once a snapshot is deleted, there is room again.
+  expect(partition.drop("s1")).toEqual([expect.objectContaining({ type: "reply" })]);
+  expect(partition.take("s3")).toEqual([expect.objectContaining({ type: "reply" })]);
+
+  // Writes fragment the live tree to its worst, one extent per sector: the checkpoint
+  // still fits the bound the takes were budgeted against, so it is taken, not refused.
+  for (let sector = 0; sector < sectors; sector++) partition.write(sector, (sector % 200) + 2);
+  expect(partition.primary.metadata.tree.extentCount).toBe(sectors);
+  const bytes = partition.primary.metadata.snapshot(partition.primary.commitOpNum, flushedThrough, {
+    headerBytesMax: checkpointHeaderBytesMax,
+    bytesMax: budget,
+  });
+  expect(bytes.byteLength).toBeLessThanOrEqual(budget);
+  // The fragmented tree itself is too large to freeze now.
+  expect(partition.take("s4")).toEqual([expect.objectContaining({ type: "reply.error" })]);
 });

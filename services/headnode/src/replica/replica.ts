@@ -99,8 +99,13 @@ import {
   limits,
   sledLimits,
 } from "@ballast/protocol";
-import { type ReplicaLimits, replicaLimitsDefault } from "../constants.ts";
-import { type ControlRecord, encodeControlRecord } from "./control-record.ts";
+import {
+  checkpointChunkEntryBytesMax,
+  checkpointExtentBytesMax,
+  type ReplicaLimits,
+  replicaLimitsDefault,
+} from "../constants.ts";
+import { type ControlRecord, decodeControlRecord, encodeControlRecord } from "./control-record.ts";
 import type {
   CheckpointPointer,
   Effect,
@@ -897,7 +902,68 @@ export class Replica {
       });
       return;
     }
+    if (this.proposedControl({ kind: "snapshot.take", id }) === undefined) {
+      const overBudget = this.checkpointBudgetRefusal(id);
+      if (overBudget !== undefined) {
+        this.replyError(requestId, overBudget);
+        return;
+      }
+    }
     this.proposeControl(requestId, { kind: "snapshot.take", id });
+  }
+
+  /**
+   * The checkpoint budget of a snapshot take: a checkpoint is one sled blob
+   * (checkpointBytesMax) and holds every tree in full, so a take is refused (NoSpace,
+   * before anything is proposed) when the trees frozen so far, the one it would freeze
+   * (the current tree), and a reserve for the current tree at its worst would not fit:
+   * one 512-byte extent per sector of the partition (at most partitionBytesMax's worth,
+   * and at least what it holds now), at checkpointExtentBytesMax each, with the chunk
+   * table at checkpointChunkEntryBytesMax a chunk. The reserve is what keeps writes
+   * from ever making the checkpoint too large to store once snapshots are taken: only
+   * partitions larger than partitionBytesMax (made before it was lowered) can still
+   * outgrow it, and their checkpoint is then refused, never written (maybeCheckpoint).
+   */
+  private checkpointBudgetRefusal(id: string): BallastError | undefined {
+    const current = this.metadata.tree.extentCount;
+    let frozen = 0;
+    for (const { tree } of this.metadata.snapshots.values()) frozen += tree.extentCount;
+    const pending = this.pendingSnapshotTakes();
+    frozen += pending * current;
+    const partitionSectors =
+      Math.min(this.identity.partitionBytes, limits.partitionBytesMax) / limits.sectorBytes;
+    const reserve = Math.max(current, partitionSectors);
+    const projected =
+      (frozen + current + reserve) * checkpointExtentBytesMax +
+      this.metadata.chunks.size * checkpointChunkEntryBytesMax;
+    const budget = this.limits.checkpointBytesMax;
+    if (projected <= budget) return undefined;
+    const { volume, partition } = this.identity;
+    return new BallastError(
+      ErrorCode.NoSpace,
+      `snapshot ${id} refused on ${volume}/${partition}: its checkpoint would need up to ${projected} bytes (${this.metadata.snapshots.size + pending} snapshots of ${frozen} extents, this one of ${current}, a reserve of ${reserve} for the volume's writes, ${this.metadata.chunks.size} chunks), more than the ${budget} one checkpoint holds; delete snapshots of this volume first`,
+      {
+        details: {
+          snapshot: id,
+          projectedBytes: projected,
+          budgetBytes: budget,
+          snapshots: this.metadata.snapshots.size + pending,
+          frozenExtents: frozen,
+          extents: current,
+        },
+      },
+    );
+  }
+
+  /** Snapshot takes proposed and not yet committed (each will freeze about the current tree). */
+  private pendingSnapshotTakes(): number {
+    let count = 0;
+    for (let opNum = this.commitOpNum + 1; opNum <= this.lastOpNum; opNum++) {
+      const note = this.log.get(opNum);
+      if (note?.kind !== "control" || note.data === undefined) continue;
+      if (decodeControlRecord(note.data).kind === "snapshot.take") count++;
+    }
+    return count;
   }
 
   /**
