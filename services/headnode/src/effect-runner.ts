@@ -213,7 +213,7 @@ export class EffectRunner {
             bytesMax: effect.error.bytesMax,
             error: effect.error.message,
           },
-          "checkpoint refused: too large to store or read back; the journal is not released and writes will wait for room",
+          "checkpoint refused: too large to store or read back; the journal is not released, and writes are refused NoSpace once it is half full",
         );
         return;
       case "checkpoint.store":

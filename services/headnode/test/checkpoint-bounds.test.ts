@@ -283,3 +283,51 @@ test("a snapshot take past the checkpoint budget is refused; the trees it allows
   // The fragmented tree itself is too large to freeze now.
   expect(partition.take("s4")).toEqual([expect.objectContaining({ type: "reply.error" })]);
 });
+
+test("while checkpoints are refused, writes that would wait for journal room are answered NoSpace with the reason; trims still go", () => {
+  const primary = flushedChunks(3, {
+    flushBytesThreshold: 1,
+    checkpointIntervalTicks: 1e9,
+    checkpointIntervalOps: 1e9,
+    checkpointReleasableBytes: 1e9,
+    checkpointRetryTicks: 0,
+    compactionIntervalTicks: 1e9,
+    checkpointHeaderBytesMax: 200,
+    logBytesMax: 16 * 1024,
+  });
+  primary.requestCheckpoint();
+  expect(only(ticks(primary, 1), "checkpoint.refused")).toHaveLength(1);
+  let requestId = 100;
+  const write = (sector: number) => {
+    primary.onClientRequest({
+      kind: "write",
+      requestId: ++requestId,
+      epoch: 1,
+      writes: [{ offset: sector * 512, data: new Uint8Array(512).fill(7) }],
+    });
+    const effects = primary.drainEffects();
+    return [...effects, ...syncJournal(primary, effects)];
+  };
+  // The journal fills (nothing releases it); below half of logBytesMax writes go on.
+  let refused: Effect | undefined;
+  for (let sector = 0; sector < 64 && refused === undefined; sector++) {
+    const effects = write(sector);
+    refused = only(effects, "reply.error")[0];
+    if (refused === undefined) expect(only(effects, "reply")).toHaveLength(1);
+  }
+  expect(refused).toBeDefined();
+  const error = (refused as Extract<Effect, { type: "reply.error" }>).error;
+  expect(error.code).toBe(ErrorCode.NoSpace);
+  expect(error.message).toMatch(
+    /cannot release its journal .*its checkpoint was refused \(a checkpoint header of \d+ bytes \(3 chunks\)/,
+  );
+  // A trim is still taken: it is how a partition gets smaller.
+  primary.onClientRequest({
+    kind: "trim",
+    requestId: ++requestId,
+    epoch: 1,
+    ranges: [{ offset: 0, length: 4096 }],
+  });
+  const trimmed = primary.drainEffects();
+  expect(only([...trimmed, ...syncJournal(primary, trimmed)], "reply")).toHaveLength(1);
+});

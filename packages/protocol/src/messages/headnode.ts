@@ -133,7 +133,7 @@ export const ReplicaStatus = z.object({
   /**
    * Set while the replica refuses to take checkpoints because one would be too large to
    * store on a sled or read back (too many chunks or extents): why, in words. Its journal
-   * is not released meanwhile; writes wait for room once it is full.
+   * is not released meanwhile; writes are refused (NoSpace) once it is half full.
    */
   checkpointRefused: z.string().optional(),
   /** Set once the replica's journal failed (a full disk, say): it serves nothing since. */

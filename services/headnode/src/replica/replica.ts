@@ -634,7 +634,7 @@ export class Replica {
       this.replyError(request.requestId, invalid);
       return;
     }
-    const full = this.sledsFullRefusal(request);
+    const full = this.sledsFullRefusal(request) ?? this.journalStuckRefusal(request);
     if (full !== undefined) {
       this.replyError(request.requestId, full);
       return;
@@ -813,6 +813,25 @@ export class Replica {
     return new BallastError(
       ErrorCode.NoSpace,
       `sleds are full: partition ${this.identity.partition} of ${this.identity.volume} cannot flush (its sleds answered NoSpace) and its journal holds ${this.logBytes} of ${this.limits.logBytesMax} bytes; trim or free space and retry`,
+      { details: { logBytes: this.logBytes, logBytesMax: this.limits.logBytesMax } },
+    );
+  }
+
+  /**
+   * A checkpoint refused as too large (`checkpointRefused`) with the journal at least half
+   * full: nothing releases the journal until a checkpoint fits again (snapshots deleted),
+   * so a write or write-zeroes is answered NoSpace now, with the reason, rather than left
+   * to wait for room and time out. Trims are still taken.
+   */
+  private journalStuckRefusal(request: ClientRequest): BallastError | undefined {
+    const adds = request.kind === "write" || request.kind === "zeroes";
+    const refused = this.checkpointRefused;
+    if (!adds || refused === undefined || this.logBytes < this.limits.logBytesMax / 2) {
+      return undefined;
+    }
+    return new BallastError(
+      ErrorCode.NoSpace,
+      `partition ${this.identity.partition} of ${this.identity.volume} cannot release its journal (${this.logBytes} of ${this.limits.logBytesMax} bytes): its checkpoint was refused (${refused.error.message}); delete snapshots of this volume and retry`,
       { details: { logBytes: this.logBytes, logBytesMax: this.limits.logBytesMax } },
     );
   }
@@ -2134,13 +2153,21 @@ export class Replica {
    * the next try waits checkpointRefusedRetryTicks, since what made it too large (many
    * snapshots, many extents) lasts far longer than a sled outage and each try serializes
    * every tree again. The shell logs the refusal; status shows it until a checkpoint is
-   * taken.
+   * taken. Writes that would wait for journal room are answered NoSpace meanwhile
+   * (journalStuckRefusal).
    */
   private refuseCheckpoint(opNum: number, error: CheckpointTooLargeError): void {
     this.checkpointRefused = { opNum, tick: this.tickCount, error };
     this.lastCheckpointTick = this.tickCount;
     this.checkpointRetryAtTick = this.tickCount + this.limits.checkpointRefusedRetryTicks;
     this.effects.push({ type: "checkpoint.refused", opNum, error });
+    for (let index = this.waitingRequests.length - 1; index >= 0; index--) {
+      const { request } = this.waitingRequests[index]!;
+      const refusal = this.journalStuckRefusal(request);
+      if (refusal === undefined) continue;
+      this.waitingRequests.splice(index, 1);
+      this.replyError(request.requestId, refusal);
+    }
   }
 
   /** Adds the held notes a flush record just covered to what a checkpoint would release. */
