@@ -166,9 +166,10 @@ export interface ReplicaLimits {
    */
   compactionSmallChunkBytes: number;
   /**
-   * Small chunks are merged only once there are this many (that are not mostly dead):
-   * each merge then cuts the count by several, and a byte is rewritten a few times at
-   * most before its chunk is no longer small.
+   * Small chunks are merged only once there are this many (that are not mostly dead) of
+   * one size class (powers of this over a sector): each merge then cuts the count by
+   * several and makes a chunk about this many times larger, so a byte is rewritten about
+   * once per class before its chunk is no longer small.
    */
   compactionSmallChunksMin: number;
   /**

@@ -3,7 +3,7 @@
 // chunk per flush, all of them fully live, which compaction by dead bytes never touches,
 // so the chunk table (and the checkpoint header that lists it) grew without bound. Small
 // chunks (at most compactionSmallChunkBytes referenced) are now merged once there are
-// compactionSmallChunksMin of them; snapshot trees keep reading what they froze, since a
+// compactionSmallChunksMin of one size class; snapshot trees keep reading what they froze, since a
 // merge relocates an op's bytes in every tree like any compaction.
 
 import fc from "fast-check";
@@ -19,7 +19,10 @@ const sectorsInModel = modelBytes / 512;
 const nodes = ["head-1", "head-2", "head-3"];
 const epoch1: Configuration = { epoch: 1, primary: "head-1", secondaries: ["head-2", "head-3"] };
 
-/** Small chunks: at most 8 KiB referenced; merged four at a time or more. */
+/**
+ * Small chunks: at most 8 KiB referenced; merged four at a time or more, within a size
+ * class (powers of four over a sector).
+ */
 const smallLimits: Partial<ReplicaLimits> = {
   compactionIntervalTicks: 2,
   compactionSmallChunkBytes: 8 * 1024,
@@ -117,15 +120,19 @@ function start(limits: Partial<ReplicaLimits>) {
         expect(Buffer.from(read(id)).equals(frozen)).toBe(true);
       }
     },
-    /** Chunks that are small and not mostly dead: what a merge would take. */
-    smallChunks(): number[] {
+    /**
+     * Chunks that are small and not mostly dead (what a merge would take), counted by
+     * size class: 0 below 2 KiB referenced (four sectors), 1 below 8 KiB, 2 at 8 KiB.
+     */
+    smallChunksByClass(): number[] {
       const distinct = primary.metadata.distinctLiveBytes();
-      const found: number[] = [];
+      const counts = [0, 0, 0];
       for (const [chunkNumber, entry] of primary.metadata.chunks) {
         const live = distinct.get(chunkNumber) ?? 0;
-        if (live > entry.bytes / 2 && live <= smallChunkBytes) found.push(chunkNumber);
+        if (live <= entry.bytes / 2 || live > smallChunkBytes) continue;
+        counts[live < 2048 ? 0 : live < 8192 ? 1 : 2]! += 1;
       }
-      return found;
+      return counts;
     },
   };
 }
@@ -141,21 +148,15 @@ test("a trickle of small writes keeps the chunk table small: fully live small ch
     partition.ticks(1);
     partition.check();
     most = Math.max(most, partition.primary.metadata.chunks.size);
-    if (index % 50 === 49)
-      console.log(
-        index,
-        partition.primary.metadata.chunks.size,
-        most,
-        partition.smallChunks().length,
-      );
   }
   partition.ticks(20);
   partition.check();
   // Every chunk left over has more than 8 KiB referenced, or is one of fewer than four
-  // small ones: 64 KiB of data is at most 8 + 3 chunks, besides some mostly dead ones.
-  expect(partition.smallChunks().length).toBeLessThan(4);
-  expect(partition.primary.metadata.chunks.size).toBeLessThanOrEqual(12);
-  expect(most).toBeLessThanOrEqual(20);
+  // small ones of its size class: 64 KiB of data is at most 8 + 3 × 3 chunks, besides
+  // some mostly dead ones.
+  for (const count of partition.smallChunksByClass()) expect(count).toBeLessThan(4);
+  expect(partition.primary.metadata.chunks.size).toBeLessThanOrEqual(20);
+  expect(most).toBeLessThanOrEqual(24);
   expect(partition.cluster.sleds.chunkReads).toBeGreaterThan(0);
 });
 
@@ -224,10 +225,11 @@ test("random writes, trims, snapshot takes and drops: every tree reads back, and
         else partition.ticks(each.count);
         partition.check();
       }
-      // Left alone, compaction merges small chunks until fewer than four are left.
+      // Left alone, compaction merges small chunks until fewer than four are left in
+      // each size class.
       partition.ticks(40);
       partition.check();
-      expect(partition.smallChunks().length).toBeLessThan(4);
+      for (const count of partition.smallChunksByClass()) expect(count).toBeLessThan(4);
       merges += partition.cluster.sleds.chunkReads > 0 ? 1 : 0;
     }),
     { numRuns: 60 },

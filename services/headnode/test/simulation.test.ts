@@ -160,8 +160,8 @@ test("small fully live chunks merged eagerly keep every invariant under failover
     chunkReads += result.stats.chunkReads;
     rebuilds += result.stats.rebuilds;
   }
-  // About 22 compaction reads a seed with the defaults, 37 with these (seeds 1 to 50).
-  expect(chunkReads).toBeGreaterThan(seeds * 30);
+  // About 22 compaction reads a seed with the defaults, 34 with these (seeds 1 to 50).
+  expect(chunkReads).toBeGreaterThan(seeds * 28);
   expect(rebuilds).toBeGreaterThan(seeds);
 }, 300_000);
 
