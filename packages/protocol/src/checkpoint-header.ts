@@ -27,6 +27,7 @@ import { Unpackr } from "msgpackr";
 import { z } from "zod";
 import { crc32c } from "./checksum.ts";
 import { BallastError, ErrorCode } from "./errors.ts";
+import { sledLimits } from "./messages/sled.ts";
 
 /** The header format the head node writes. */
 export const checkpointHeaderFormat = 2;
@@ -38,10 +39,21 @@ export const checkpointHeaderFormatOldest = 1;
 export const checkpointHeaderLengthBytes = 4;
 
 /**
- * The largest header a reader accepts (the chunk table is about 60 bytes a chunk, so
- * this is over a million chunks); a larger length is a damaged blob, not a header.
+ * The largest header a reader accepts; a larger length is a damaged blob, not a header.
+ * The chunk table dominates it: about 69 bytes a chunk with 36-character sled chunk ids
+ * and two copies (measured), so about 970K chunks. The head node refuses to write a
+ * checkpoint whose header is larger (metadata.ts), and compaction merges small chunks so
+ * that a partition's chunk count stays far below it (replica.ts).
  */
 export const checkpointHeaderBytesMax = 64 * 1024 * 1024;
+
+/**
+ * The largest checkpoint, header and trees together: it is stored as one sled blob. The
+ * head node refuses to write a larger one (nothing could store it, so nothing could ever
+ * release the journal it covers); the extent trees cost about 13.5 bytes an extent, so
+ * this is about 19M extents summed over the current tree and every snapshot's.
+ */
+export const checkpointBytesMax = sledLimits.blobBytesMax;
 
 const unsigned = z.number().int().nonnegative();
 

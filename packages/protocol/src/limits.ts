@@ -67,7 +67,14 @@ export const replicaCountMax = 3;
 /** Volume partitions: the default size, its bounds, and the most partitions per volume. */
 export const partitionBytesDefault = 1024 * mebibyte;
 export const partitionBytesMin = mebibyte;
-export const partitionBytesMax = 64 * 1024 * mebibyte;
+/**
+ * 4 GiB: the most whose extent tree, at its worst (one 512-byte extent per sector), still
+ * fits one checkpoint (a sled blob of 256 MiB) with room for snapshots: 8M extents at
+ * most 21 bytes each, 168 MiB. Larger partitions (64 GiB before) could outgrow every
+ * checkpoint and then never release their journals; those made before are still served,
+ * and a checkpoint too large for them is refused, never written.
+ */
+export const partitionBytesMax = 4 * 1024 * mebibyte;
 export const partitionsPerVolumeMax = 65_536;
 
 /**

@@ -198,7 +198,12 @@ type PartitionRequest =
   | MessageOf<"partition.snapshot.rollback.v1">;
 
 /** One attempt's outcome: the ops it took at, or why it was given up. */
-type Attempt = { ok: true; opNums: number[] } | { ok: false; why: string };
+/**
+ * An attempt's outcome. `refused`: a partition refused the take for good (NoSpace: the
+ * checkpoint budget of its trees, see the head node's checkpointBudgetRefusal), so
+ * another attempt would be refused too and the create answers with it.
+ */
+type Attempt = { ok: true; opNums: number[] } | { ok: false; why: string; refused?: BallastError };
 
 /**
  * How far finishing a marked delete got: done (the record is gone), not every partition
@@ -297,6 +302,9 @@ export class Snapshots {
           );
           return taken.state;
         }
+        // A partition with no checkpoint room for another snapshot: every attempt would
+        // be refused the same way, and the user must delete snapshots first.
+        if (taken.refused !== undefined) throw taken.refused;
         whys.push(taken.why);
       } finally {
         this.creating.delete(id);
@@ -350,7 +358,9 @@ export class Snapshots {
     id: string,
     deadline: number,
     stale: Versioned<SnapshotRecord> | undefined,
-  ): Promise<{ ok: true; state: SnapshotState } | { ok: false; why: string }> {
+  ): Promise<
+    { ok: true; state: SnapshotState } | { ok: false; why: string; refused?: BallastError }
+  > {
     const creating = await this.beginRecord(volume, name, id, stale);
     const outcome = await this.attempt(volume, id, deadline);
     if (outcome.ok) {
@@ -380,7 +390,7 @@ export class Snapshots {
       .abandonSnapshotCreate(volume.name, name, creating.revision)
       .catch(() => false);
     await this.dropEverywhere(volume, id, Math.max(deadline, now() + snapshotStepDeadlineMs));
-    return { ok: false, why: outcome.why };
+    return outcome;
   }
 
   /**
@@ -911,7 +921,9 @@ export class Snapshots {
       return { ok: true, opNums: takes.map((take) => take.opNum) };
     } catch (error) {
       await this.releaseEverywhere(volume, id, indexes);
-      return { ok: false, why: (error as Error).message };
+      const refused =
+        isBallastError(error) && error.code === ErrorCode.NoSpace ? { refused: error } : {};
+      return { ok: false, why: (error as Error).message, ...refused };
     }
   }
 

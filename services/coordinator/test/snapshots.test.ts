@@ -276,6 +276,35 @@ test("a create that cannot hold anywhere answers an error and records nothing", 
   for (const primary of primaries) expect(primary.snapshots.size).toBe(0);
 });
 
+test("a partition with no checkpoint room for another snapshot ends the create at once with its NoSpace", async () => {
+  const { snapshots, primaries, catalogue } = start();
+  const full = primaries[1]!;
+  full.answer = (message: Message) => {
+    if (message.type === "partition.snapshot.take.v1") {
+      full.log.push(message.type);
+      throw new BallastError(
+        ErrorCode.NoSpace,
+        `snapshot ${message.snapshot} refused on v/1: its checkpoint would need up to 300000000 bytes; delete snapshots of this volume first`,
+      );
+    }
+    return FakePrimary.prototype.answer.call(full, message);
+  };
+  const error = await snapshots
+    .create({ type: "snapshot.create.v1", volume: "v", name: "s" })
+    .catch((failure: BallastError) => failure);
+  expect(error).toBeInstanceOf(BallastError);
+  expect((error as BallastError).code).toBe(ErrorCode.NoSpace);
+  expect((error as BallastError).message).toMatch(/delete snapshots of this volume first/);
+  // One attempt, not one per attempt allowed: another would be refused the same way.
+  expect(full.log.filter((type) => type === "partition.snapshot.take.v1")).toHaveLength(1);
+  // Nothing recorded, and the partitions that took it dropped it again.
+  expect(await catalogue.snapshotIncludingDeleting("v", "s")).toBeUndefined();
+  for (const primary of primaries) {
+    expect(primary.snapshots.size).toBe(0);
+    expect(primary.hold).toBeUndefined();
+  }
+});
+
 test("delete drops on every partition, then forgets the record; unknown names are NotFound", async () => {
   const { snapshots, primaries, catalogue } = start();
   const state = await snapshots.create({ type: "snapshot.create.v1", volume: "v", name: "s" });

@@ -1,7 +1,7 @@
 // Limits and defaults of the head node. Time inside the replica core is counted in
 // ticks; the shell ticks every `tickMs`, so each *Ticks value is also given in ms.
 
-import { limits } from "@ballast/protocol";
+import { checkpointBytesMax, checkpointHeaderBytesMax, limits } from "@ballast/protocol";
 
 /** How often the shell ticks every replica core. */
 export const tickMs = 20;
@@ -55,6 +55,25 @@ export const reportDeadlineMs = limits.headnodeReportIntervalMs * 2;
  */
 export const reportSoonSpacingMs = 100;
 
+/**
+ * The most a checkpoint spends on one extent of a tree, for the checkpoint budget of
+ * snapshot takes (replica.ts, checkpointBudgetRefusal). A record (@ballast/btree's
+ * checkpoint format) is five varints and a byte: in the densest tree, 512-byte extents
+ * end to end, a gap of 1 byte, a length of 2, an op number of at most 8 (2^53), the
+ * location code, a chunk number of at most 5 and an offset in a 4 MiB chunk of at most
+ * 4: 21. Measured at about 13.5 (op numbers around 5e7); block framing adds 12 bytes per
+ * 64 KiB, which the margin covers.
+ */
+export const checkpointExtentBytesMax = 21;
+
+/**
+ * What the checkpoint budget of a snapshot take counts for one chunk of the table: about
+ * 67 bytes measured with 36-character sled chunk ids and two copies, nearly twice that
+ * for longer ids and sled names. An estimate: the check before a checkpoint is written
+ * (metadata.ts, snapshot) is exact.
+ */
+export const checkpointChunkEntryBytesMax = 128;
+
 export interface ReplicaLimits {
   /** Ops assigned but not yet committed; past it, new writes wait. */
   notesInflightMax: number;
@@ -105,6 +124,18 @@ export interface ReplicaLimits {
    */
   checkpointRetryTicks: number;
   /**
+   * The largest checkpoint header and whole checkpoint the core writes (the protocol's
+   * checkpointHeaderBytesMax and checkpointBytesMax: what readers take and one sled blob
+   * holds); a larger one is refused, never written. Tests set smaller ones.
+   */
+  checkpointHeaderBytesMax: number;
+  checkpointBytesMax: number;
+  /**
+   * After a checkpoint refused as too large, the next try waits this long (60 s): what
+   * made it too large lasts, and each try serializes every tree again.
+   */
+  checkpointRefusedRetryTicks: number;
+  /**
    * A voting follower that has kept a commit waiting this long is reported stalled
    * (commitStallMsMax of the protocol, in ticks): the coordinator then drops it.
    */
@@ -136,12 +167,29 @@ export interface ReplicaLimits {
   /** A chunk is compacted once at most this fraction of its bytes is still referenced. */
   compactionLiveRatioMax: number;
   /**
+   * A chunk with at most this many referenced bytes is small: compaction merges small
+   * chunks however live they are (chunkBytesMax / 8: 512 KiB), so that a trickle of
+   * writes, a chunk per flush, cannot grow the chunk table without bound (replica.ts,
+   * maybeStartCompaction).
+   */
+  compactionSmallChunkBytes: number;
+  /**
+   * Small chunks are merged only once there are this many (that are not mostly dead) of
+   * one size class (powers of this over a sector): each merge then cuts the count by
+   * several and makes a chunk about this many times larger, so a byte is rewritten about
+   * once per class before its chunk is no longer small.
+   */
+  compactionSmallChunksMin: number;
+  /**
    * Chunks one compaction reads at most (their live bytes together also stay within
    * chunkBytesMax): bounds what a primary holds in memory while it gathers them (8 of
    * 4 MiB: 32 MiB per compacting partition at worst).
    */
   compactionVictimsMax: number;
 }
+
+/** The largest chunk a flush writes by default (ReplicaLimits.chunkBytesMax). */
+const chunkBytesMaxDefault = 4 * 1024 * 1024;
 
 export const replicaLimitsDefault: ReplicaLimits = {
   notesInflightMax: 4096,
@@ -164,12 +212,15 @@ export const replicaLimitsDefault: ReplicaLimits = {
   requestDeadlineTicks: 1500,
   flushBytesThreshold: 8 * 1024 * 1024,
   flushIntervalTicks: 50,
-  chunkBytesMax: 4 * 1024 * 1024,
+  chunkBytesMax: chunkBytesMaxDefault,
   flushRetryTicks: 25,
   checkpointReleasableBytes: 64 * 1024 * 1024,
   checkpointIntervalTicks: 500,
   checkpointIntervalOps: 100_000,
   checkpointRetryTicks: 100,
+  checkpointHeaderBytesMax: checkpointHeaderBytesMax,
+  checkpointBytesMax: checkpointBytesMax,
+  checkpointRefusedRetryTicks: 3000,
   commitStallTicks: Math.ceil(limits.commitStallMsMax / tickMs),
   primaryStallTicks: Math.ceil(limits.primaryStallMsMax / tickMs),
   learnerPinTicks: 250,
@@ -178,4 +229,6 @@ export const replicaLimitsDefault: ReplicaLimits = {
   compactionIntervalTicks: 50,
   compactionLiveRatioMax: 0.5,
   compactionVictimsMax: 8,
+  compactionSmallChunkBytes: chunkBytesMaxDefault / 8,
+  compactionSmallChunksMin: 8,
 };

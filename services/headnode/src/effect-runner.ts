@@ -204,6 +204,18 @@ export class EffectRunner {
           this.report(() => this.core.onCheckpointFailed(effect.opNum));
         });
         return;
+      case "checkpoint.refused":
+        this.log.error(
+          {
+            opNum: effect.opNum,
+            part: effect.error.part,
+            bytes: effect.error.bytes,
+            bytesMax: effect.error.bytesMax,
+            error: effect.error.message,
+          },
+          "checkpoint refused: too large to store or read back; the journal is not released, and writes are refused NoSpace once it is half full",
+        );
+        return;
       case "checkpoint.store":
         this.storeCheckpoint(effect);
         return;

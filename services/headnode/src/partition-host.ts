@@ -910,6 +910,11 @@ export class PartitionHost {
       ...(this.checkpoints.rebuiltFromOpNum === undefined
         ? {}
         : { rebuiltFromOpNum: this.checkpoints.rebuiltFromOpNum }),
+      ...(replica.checkpointRefused === undefined
+        ? {}
+        : {
+            checkpointRefused: `at op ${replica.checkpointRefused.opNum}: ${replica.checkpointRefused.error.message}`,
+          }),
     };
   }
 

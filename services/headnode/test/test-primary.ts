@@ -12,6 +12,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Service } from "@ballast/runtime";
 import { expect } from "vitest";
+import type { ReplicaLimits } from "../src/constants.ts";
 import { PartitionHost } from "../src/partition-host.ts";
 import type { Reply } from "../src/replica/effects.ts";
 import type { SledClient } from "../src/sled-client.ts";
@@ -42,16 +43,22 @@ export class TestPrimary {
     dirPrefix: string,
     sleds: readonly string[],
     sledClient: SledClient = fakeSleds,
+    options: { limits?: Partial<ReplicaLimits>; service?: FakeService } = {},
   ): Promise<TestPrimary> {
     const dataDir = await mkdtemp(join(tmpdir(), dirPrefix));
     const host = await PartitionHost.open(
-      new FakeService() as unknown as Service,
+      (options.service ?? new FakeService()) as unknown as Service,
       dataDir,
       { volume: "vol", volumeId: "vol", partition: 0, partitionStart: 0, partitionBytes: 1 << 20 },
       sledClient,
       1,
       undefined,
-      { flushBytesThreshold: 1, checkpointIntervalTicks: 1e9, checkpointIntervalOps: 1e9 },
+      {
+        flushBytesThreshold: 1,
+        checkpointIntervalTicks: 1e9,
+        checkpointIntervalOps: 1e9,
+        ...options.limits,
+      },
     );
     const primary = new TestPrimary(host, dataDir);
     host.attach({

@@ -130,6 +130,12 @@ export const ReplicaStatus = z.object({
   checkpoint: CheckpointPointer.optional(),
   /** Set while the replica rebuilds from a checkpoint. */
   rebuiltFromOpNum: unsignedInteger.optional(),
+  /**
+   * Set while the replica refuses to take checkpoints because one would be too large to
+   * store on a sled or read back (too many chunks or extents): why, in words. Its journal
+   * is not released meanwhile; writes are refused (NoSpace) once it is half full.
+   */
+  checkpointRefused: z.string().optional(),
   /** Set once the replica's journal failed (a full disk, say): it serves nothing since. */
   failed: z.string().optional(),
 });

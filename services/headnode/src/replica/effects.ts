@@ -31,6 +31,9 @@
 //      recorded checkpoint can get every note after it from the primary) and emits
 //      `blob.delete` for the replaced blob when its key differs. A delete may fail or
 //      be lost: that leaves garbage on sleds, never a wrong answer.
+//   Before step 1, the core may refuse a checkpoint that no sled could store or no
+//   reader take back (`checkpoint.refused`, for the shell to log): nothing is written or
+//   released, and the core tries again after checkpointRefusedRetryTicks.
 //   Any step may fail: the shell calls `onCheckpointFailed(opNum)`, nothing is released,
 //   and a later checkpoint starts again at step 1 (one the shell asked for with
 //   `requestCheckpoint` stays asked for: the shell need not ask again). Reports for a
@@ -42,7 +45,7 @@ import type {
   MessageOf,
 } from "@ballast/protocol";
 import type { z } from "zod";
-import type { ReadPart } from "./metadata.ts";
+import type { CheckpointTooLargeError, ReadPart } from "./metadata.ts";
 import type { Note } from "./note.ts";
 
 export type RequestId = number;
@@ -97,6 +100,8 @@ export type Effect =
       checksum?: number;
     }
   | { type: "checkpoint.write"; opNum: number; snapshot: Uint8Array }
+  /** A checkpoint at `opNum` was not taken: it would be too large (logged, not run). */
+  | { type: "checkpoint.refused"; opNum: number; error: CheckpointTooLargeError }
   | { type: "checkpoint.store"; opNum: number; blobKey: string; snapshot: Uint8Array }
   | { type: "checkpoint.record"; opNum: number; pointer: CheckpointPointer }
   | { type: "blob.delete"; blobKey: string; sleds: readonly string[] };

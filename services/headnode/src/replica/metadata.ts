@@ -44,7 +44,10 @@ import {
 } from "@ballast/btree";
 import {
   BallastError,
+  checkpointBytesMax,
+  checkpointHeaderBytesMax,
   checkpointHeaderFormat,
+  checkpointHeaderLengthBytes,
   ErrorCode,
   readCheckpointHeader,
 } from "@ballast/protocol";
@@ -63,6 +66,43 @@ export interface ChunkEntry {
 }
 
 const snapshotFormat = checkpointHeaderFormat;
+
+/** The sizes a checkpoint must keep to be stored and read back (tests set smaller ones). */
+export interface CheckpointBounds {
+  /** The msgpack header (the chunk table, mostly): what every reader accepts. */
+  headerBytesMax: number;
+  /** The whole checkpoint: what one sled blob holds. */
+  bytesMax: number;
+}
+
+export const checkpointBoundsDefault: CheckpointBounds = {
+  headerBytesMax: checkpointHeaderBytesMax,
+  bytesMax: checkpointBytesMax,
+};
+
+/**
+ * A checkpoint that could not be stored or read back was refused: nothing was written,
+ * so nothing is released. `part` says which bound it passed: the header (too many
+ * chunks), the trees alone (too many extents, counted over the current tree and every
+ * snapshot's; serialization stopped there), or the whole.
+ */
+export class CheckpointTooLargeError extends Error {
+  override readonly name = "CheckpointTooLargeError";
+  constructor(
+    readonly part: "header" | "trees" | "checkpoint",
+    readonly bytes: number,
+    readonly bytesMax: number,
+    chunks?: number,
+  ) {
+    super(
+      part === "header"
+        ? `a checkpoint header of ${bytes} bytes (${chunks} chunks) is more than the ${bytesMax} a reader accepts`
+        : part === "trees"
+          ? `a checkpoint's extent trees pass ${bytesMax} bytes, the most one sled blob holds: too many extents over the current tree and the snapshots (drop snapshots to shrink it)`
+          : `a checkpoint of ${bytes} bytes is more than the ${bytesMax} one sled blob holds (drop snapshots to shrink it)`,
+    );
+  }
+}
 
 const packr = new Packr({ useRecords: false, moreTypes: false });
 
@@ -502,17 +542,44 @@ export class PartitionMetadata {
     };
   }
 
-  /** The whole metadata at `opNum`, as bytes. Synchronous, so it is a consistent cut. */
-  snapshot(opNum: number, flushedThrough: { epoch: number; session: number }): Uint8Array {
-    const serialize = (tree: ExtentTree): Uint8Array[] =>
-      [...serializeCheckpoint(tree, { opNum })].map((block) => block.slice());
-    const byteLength = (blocks: Uint8Array[]) =>
-      blocks.reduce((sum, block) => sum + block.byteLength, 0);
-    const treeBlocks = serialize(this.tree);
+  /**
+   * The whole metadata at `opNum`, as bytes. Synchronous, so it is a consistent cut.
+   *
+   * Throws a CheckpointTooLargeError, before anything is assembled, when the result
+   * would be one no reader takes back (a header over `bounds.headerBytesMax`) or that
+   * no sled stores (over `bounds.bytesMax`): a checkpoint written anyway would be
+   * recorded and release the journal it covers, and the partition would then be lost
+   * at the restart of its last replica. The trees are serialized only until they pass
+   * the bound, so an oversized one costs no more memory than the bound.
+   */
+  snapshot(
+    opNum: number,
+    flushedThrough: { epoch: number; session: number },
+    bounds: CheckpointBounds = checkpointBoundsDefault,
+  ): Uint8Array {
+    let treesBytes = 0;
+    const serialize = (tree: ExtentTree): { blocks: Uint8Array[]; bytes: number } => {
+      const blocks: Uint8Array[] = [];
+      let bytes = 0;
+      for (const block of serializeCheckpoint(tree, { opNum })) {
+        bytes += block.byteLength;
+        treesBytes += block.byteLength;
+        if (checkpointHeaderLengthBytes + treesBytes > bounds.bytesMax) {
+          throw new CheckpointTooLargeError(
+            "trees",
+            checkpointHeaderLengthBytes + treesBytes,
+            bounds.bytesMax,
+          );
+        }
+        blocks.push(block.slice());
+      }
+      return { blocks, bytes };
+    };
+    const current = serialize(this.tree);
     const frozen = [...this.snapshots].map(([id, { opNum: takenAt, tree }]) => ({
       id,
       takenAt,
-      blocks: serialize(tree),
+      ...serialize(tree),
     }));
     const header = packr.pack({
       format: snapshotFormat,
@@ -526,13 +593,29 @@ export class PartitionMetadata {
           ? [number, entry.sledChunkId, entry.copies, entry.bytes]
           : [number, entry.sledChunkId, entry.copies, entry.bytes, entry.checksum],
       ),
-      treeBytes: byteLength(treeBlocks),
-      snapshots: frozen.map(({ id, takenAt, blocks }) => [id, takenAt, byteLength(blocks)]),
+      treeBytes: current.bytes,
+      snapshots: frozen.map(({ id, takenAt, bytes }) => [id, takenAt, bytes]),
     });
-    const parts: Uint8Array[] = [new Uint8Array(4), header, ...treeBlocks];
+    if (header.byteLength > bounds.headerBytesMax) {
+      throw new CheckpointTooLargeError(
+        "header",
+        header.byteLength,
+        bounds.headerBytesMax,
+        this.chunks.size,
+      );
+    }
+    const total = checkpointHeaderLengthBytes + header.byteLength + treesBytes;
+    if (total > bounds.bytesMax) {
+      throw new CheckpointTooLargeError("checkpoint", total, bounds.bytesMax);
+    }
+    const parts: Uint8Array[] = [
+      new Uint8Array(checkpointHeaderLengthBytes),
+      header,
+      ...current.blocks,
+    ];
     new DataView(parts[0]!.buffer).setUint32(0, header.byteLength, true);
     for (const { blocks } of frozen) parts.push(...blocks);
-    return Buffer.concat(parts);
+    return Buffer.concat(parts, total);
   }
 
   /** Loads a snapshot; throws (a CheckpointError or a header error) if it is not sound. */

@@ -105,7 +105,12 @@ import {
   type MutationFence,
   sledLimits,
 } from "@ballast/protocol";
-import { type ReplicaLimits, replicaLimitsDefault } from "../constants.ts";
+import {
+  checkpointChunkEntryBytesMax,
+  checkpointExtentBytesMax,
+  type ReplicaLimits,
+  replicaLimitsDefault,
+} from "../constants.ts";
 import { type ControlRecord, decodeControlRecord, encodeControlRecord } from "./control-record.ts";
 import type {
   CheckpointPointer,
@@ -115,7 +120,7 @@ import type {
   RequestId,
 } from "./effects.ts";
 import { encodeFlushRecord, type FlushRecord } from "./flush-record.ts";
-import { PartitionMetadata } from "./metadata.ts";
+import { CheckpointTooLargeError, PartitionMetadata } from "./metadata.ts";
 import { type Note, noteBytes, noteChecksum, sameNote } from "./note.ts";
 import { OrderingFence } from "./ordering-fence.ts";
 
@@ -395,6 +400,13 @@ export class Replica {
    * again, for every partition, for the whole outage.
    */
   private checkpointRetryAtTick = 0;
+  /**
+   * The last checkpoint this replica refused to write because it would be larger than
+   * any sled stores or any reader takes back (CheckpointTooLargeError), until one is
+   * taken again: status shows it. Nothing is released meanwhile, and the next try waits
+   * checkpointRefusedRetryTicks (the snapshot is built before the refusal is known).
+   */
+  checkpointRefused: { opNum: number; tick: number; error: CheckpointTooLargeError } | undefined;
   private lastCheckpointOpNum = 0;
   /** The flushed point of the newest checkpoint known stored and recorded: release stops there. */
   private checkpointFlushedThroughOpNum = 0;
@@ -640,7 +652,7 @@ export class Replica {
       this.replyError(request.requestId, invalid);
       return;
     }
-    const full = this.sledsFullRefusal(request);
+    const full = this.sledsFullRefusal(request) ?? this.journalStuckRefusal(request);
     if (full !== undefined) {
       this.replyError(request.requestId, full);
       return;
@@ -836,6 +848,25 @@ export class Replica {
     );
   }
 
+  /**
+   * A checkpoint refused as too large (`checkpointRefused`) with the journal at least half
+   * full: nothing releases the journal until a checkpoint fits again (snapshots deleted),
+   * so a write or write-zeroes is answered NoSpace now, with the reason, rather than left
+   * to wait for room and time out. Trims are still taken.
+   */
+  private journalStuckRefusal(request: ClientRequest): BallastError | undefined {
+    const adds = request.kind === "write" || request.kind === "zeroes";
+    const refused = this.checkpointRefused;
+    if (!adds || refused === undefined || this.logBytes < this.limits.logBytesMax / 2) {
+      return undefined;
+    }
+    return new BallastError(
+      ErrorCode.NoSpace,
+      `partition ${this.identity.partition} of ${this.identity.volume} cannot release its journal (${this.logBytes} of ${this.limits.logBytesMax} bytes): its checkpoint was refused (${refused.error.message}); delete snapshots of this volume and retry`,
+      { details: { logBytes: this.logBytes, logBytesMax: this.limits.logBytesMax } },
+    );
+  }
+
   private hasRoomFor(request: ClientRequest): boolean {
     const count =
       request.kind === "write"
@@ -921,7 +952,68 @@ export class Replica {
       });
       return;
     }
+    if (this.proposedControl({ kind: "snapshot.take", id }) === undefined) {
+      const overBudget = this.checkpointBudgetRefusal(id);
+      if (overBudget !== undefined) {
+        this.replyError(requestId, overBudget);
+        return;
+      }
+    }
     this.proposeControl(requestId, { kind: "snapshot.take", id });
+  }
+
+  /**
+   * The checkpoint budget of a snapshot take: a checkpoint is one sled blob
+   * (checkpointBytesMax) and holds every tree in full, so a take is refused (NoSpace,
+   * before anything is proposed) when the trees frozen so far, the one it would freeze
+   * (the current tree), and a reserve for the current tree at its worst would not fit:
+   * one 512-byte extent per sector of the partition (at most partitionBytesMax's worth,
+   * and at least what it holds now), at checkpointExtentBytesMax each, with the chunk
+   * table at checkpointChunkEntryBytesMax a chunk. The reserve is what keeps writes
+   * from ever making the checkpoint too large to store once snapshots are taken: only
+   * partitions larger than partitionBytesMax (made before it was lowered) can still
+   * outgrow it, and their checkpoint is then refused, never written (maybeCheckpoint).
+   */
+  private checkpointBudgetRefusal(id: string): BallastError | undefined {
+    const current = this.metadata.tree.extentCount;
+    let frozen = 0;
+    for (const { tree } of this.metadata.snapshots.values()) frozen += tree.extentCount;
+    const pending = this.pendingSnapshotTakes();
+    frozen += pending * current;
+    const partitionSectors =
+      Math.min(this.identity.partitionBytes, limits.partitionBytesMax) / limits.sectorBytes;
+    const reserve = Math.max(current, partitionSectors);
+    const projected =
+      (frozen + current + reserve) * checkpointExtentBytesMax +
+      this.metadata.chunks.size * checkpointChunkEntryBytesMax;
+    const budget = this.limits.checkpointBytesMax;
+    if (projected <= budget) return undefined;
+    const { volume, partition } = this.identity;
+    return new BallastError(
+      ErrorCode.NoSpace,
+      `snapshot ${id} refused on ${volume}/${partition}: its checkpoint would need up to ${projected} bytes (${this.metadata.snapshots.size + pending} snapshots of ${frozen} extents, this one of ${current}, a reserve of ${reserve} for the volume's writes, ${this.metadata.chunks.size} chunks), more than the ${budget} one checkpoint holds; delete snapshots of this volume first`,
+      {
+        details: {
+          snapshot: id,
+          projectedBytes: projected,
+          budgetBytes: budget,
+          snapshots: this.metadata.snapshots.size + pending,
+          frozenExtents: frozen,
+          extents: current,
+        },
+      },
+    );
+  }
+
+  /** Snapshot takes proposed and not yet committed (each will freeze about the current tree). */
+  private pendingSnapshotTakes(): number {
+    let count = 0;
+    for (let opNum = this.commitOpNum + 1; opNum <= this.lastOpNum; opNum++) {
+      const note = this.log.get(opNum);
+      if (note?.kind !== "control" || note.data === undefined) continue;
+      if (decodeControlRecord(note.data).kind === "snapshot.take") count++;
+    }
+    return count;
   }
 
   /**
@@ -1842,6 +1934,17 @@ export class Replica {
    * compactionLiveRatioMax of their size, but some), most dead bytes first, whose live
    * bytes fit one chunk, and reads them whole. Not while a flush is in flight that may
    * relocate some already.
+   *
+   * Small chunks (referenced bytes at most compactionSmallChunkBytes) are merged too,
+   * however live, once compactionSmallChunksMin of one size class are not mostly dead
+   * (smallChunksToMerge), after the mostly dead ones. Without it, a trickle of writes
+   * (a flush at least every flushIntervalTicks makes a chunk) grows the chunk table
+   * without bound: past about a million chunks its checkpoint header is more than a
+   * reader takes (checkpointHeaderBytesMax), and checkpoints are refused. With it, every
+   * chunk left out has more than compactionSmallChunkBytes referenced, so the table
+   * holds at most the partition's distinct referenced bytes / compactionSmallChunkBytes
+   * chunks, besides a few small ones per size class and the mostly dead ones. A lone
+   * chunk is never rewritten for its size alone: that would free and merge nothing.
    */
   private maybeStartCompaction(role: Extract<Role, { name: "primary" }>): void {
     if (this.compaction !== undefined || this.flushInFlight !== undefined) return;
@@ -1851,16 +1954,22 @@ export class Replica {
     // the ticks of an idle primary stay quiet (quietTicks leaves this timer out).
     if (this.commitOpNum === this.idleCompactionOpNum) return;
     this.lastCompactionTick = this.tickCount;
-    const candidates: { chunkNumber: number; live: number; dead: number }[] = [];
+    const mostlyDead: { chunkNumber: number; live: number; dead: number }[] = [];
+    const small: { chunkNumber: number; live: number }[] = [];
     // Each live byte once, however many trees (snapshots) share it.
     const distinct = this.metadata.distinctLiveBytes();
     for (const [chunkNumber, entry] of this.metadata.chunks) {
       const live = distinct.get(chunkNumber) ?? 0;
-      if (live > 0 && live <= entry.bytes * this.limits.compactionLiveRatioMax) {
-        candidates.push({ chunkNumber, live, dead: entry.bytes - live });
+      if (live === 0) continue; // unreferenced: the next record drops it, nothing to move
+      if (live <= entry.bytes * this.limits.compactionLiveRatioMax) {
+        mostlyDead.push({ chunkNumber, live, dead: entry.bytes - live });
+      } else if (live <= this.limits.compactionSmallChunkBytes) {
+        small.push({ chunkNumber, live });
       }
     }
-    candidates.sort((a, b) => b.dead - a.dead || a.chunkNumber - b.chunkNumber);
+    mostlyDead.sort((a, b) => b.dead - a.dead || a.chunkNumber - b.chunkNumber);
+    const candidates: { chunkNumber: number; live: number }[] = [...mostlyDead];
+    candidates.push(...this.smallChunksToMerge(small));
     const victims = new Map<number, Uint8Array | undefined>();
     let liveBytes = 0;
     for (const candidate of candidates) {
@@ -1869,6 +1978,8 @@ export class Replica {
       victims.set(candidate.chunkNumber, undefined);
       liveBytes += candidate.live;
     }
+    // One small chunk alone, fully live: rewriting it would free and merge nothing.
+    if (victims.size === 1 && mostlyDead.length === 0) victims.clear();
     if (victims.size === 0) {
       this.idleCompactionOpNum = this.commitOpNum;
       return;
@@ -1886,6 +1997,39 @@ export class Replica {
         ...(entry.checksum === undefined ? {} : { checksum: entry.checksum }),
       });
     }
+  }
+
+  /**
+   * The small chunks one compaction merges: those of one size class, the smallest class
+   * with at least compactionSmallChunksMin of them, smallest first (none if no class has
+   * that many). Classes are powers of compactionSmallChunksMin over a sector of live
+   * bytes, so a merge makes a chunk about that many times the size of its victims: a
+   * byte is rewritten about once per class (log base compactionSmallChunksMin of
+   * compactionSmallChunkBytes over the size it was flushed in: 3 times from 4 KiB at
+   * the defaults) rather than every time small chunks are merged (a trickle of 4 KiB
+   * writes measured 9.4 bytes written to sleds per byte written when any 8 smallest were
+   * merged). At rest fewer than compactionSmallChunksMin chunks are left in each class.
+   */
+  private smallChunksToMerge(
+    small: { chunkNumber: number; live: number }[],
+  ): { chunkNumber: number; live: number }[] {
+    const fanIn = Math.max(2, this.limits.compactionSmallChunksMin);
+    const byClass = new Map<number, { chunkNumber: number; live: number }[]>();
+    for (const chunk of small) {
+      let sizeClass = 0;
+      for (let bound = limits.sectorBytes * fanIn; chunk.live >= bound; bound *= fanIn) {
+        sizeClass++;
+      }
+      const members = byClass.get(sizeClass);
+      if (members === undefined) byClass.set(sizeClass, [chunk]);
+      else members.push(chunk);
+    }
+    for (const sizeClass of [...byClass.keys()].sort((a, b) => a - b)) {
+      const members = byClass.get(sizeClass)!;
+      if (members.length < this.limits.compactionSmallChunksMin) continue;
+      return members.sort((a, b) => a.live - b.live || a.chunkNumber - b.chunkNumber);
+    }
+    return [];
   }
 
   /** The compaction's victims and their bytes, once every one is read. */
@@ -2050,7 +2194,18 @@ export class Replica {
       this.commitOpNum - this.lastCheckpointOpNum >= this.limits.checkpointIntervalOps;
     if (!due) return;
     const opNum = this.commitOpNum;
-    const snapshot = this.metadata.snapshot(opNum, this.identityOf(flushedThrough));
+    let snapshot: Uint8Array;
+    try {
+      snapshot = this.metadata.snapshot(opNum, this.identityOf(flushedThrough), {
+        headerBytesMax: this.limits.checkpointHeaderBytesMax,
+        bytesMax: this.limits.checkpointBytesMax,
+      });
+    } catch (error) {
+      if (!(error instanceof CheckpointTooLargeError)) throw error;
+      this.refuseCheckpoint(opNum, error);
+      return;
+    }
+    this.checkpointRefused = undefined;
     // A checkpoint may be stored again at the same op (a learner could not fetch the
     // last one): the upload count keeps every key of this session distinct.
     this.checkpointUploads++;
@@ -2068,6 +2223,29 @@ export class Replica {
     this.lastCheckpointTick = this.tickCount;
     this.lastCheckpointOpNum = opNum;
     this.effects.push({ type: "checkpoint.write", opNum, snapshot });
+  }
+
+  /**
+   * A checkpoint that could not be stored or read back is not written at all: nothing is
+   * released (the journal keeps every note it would have covered), a request stands, and
+   * the next try waits checkpointRefusedRetryTicks, since what made it too large (many
+   * snapshots, many extents) lasts far longer than a sled outage and each try serializes
+   * every tree again. The shell logs the refusal; status shows it until a checkpoint is
+   * taken. Writes that would wait for journal room are answered NoSpace meanwhile
+   * (journalStuckRefusal).
+   */
+  private refuseCheckpoint(opNum: number, error: CheckpointTooLargeError): void {
+    this.checkpointRefused = { opNum, tick: this.tickCount, error };
+    this.lastCheckpointTick = this.tickCount;
+    this.checkpointRetryAtTick = this.tickCount + this.limits.checkpointRefusedRetryTicks;
+    this.effects.push({ type: "checkpoint.refused", opNum, error });
+    for (let index = this.waitingRequests.length - 1; index >= 0; index--) {
+      const { request } = this.waitingRequests[index]!;
+      const refusal = this.journalStuckRefusal(request);
+      if (refusal === undefined) continue;
+      this.waitingRequests.splice(index, 1);
+      this.replyError(request.requestId, refusal);
+    }
   }
 
   /** Adds the held notes a flush record just covered to what a checkpoint would release. */

@@ -101,6 +101,10 @@ export const simulationDefaults: Omit<SimulationOptions, "seed"> = {
     dropIntervalTicks: 5,
     compactionIntervalTicks: 25,
     compactionVictimsMax: 4,
+    // Small chunks merged more eagerly than the head node's eighth of chunkBytesMax, so
+    // that merges of fully live chunks meet every fault too.
+    compactionSmallChunkBytes: 8 * 1024,
+    compactionSmallChunksMin: 4,
   },
 };
 
