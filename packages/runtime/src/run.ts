@@ -31,6 +31,7 @@ import {
   serviceNodeFlags,
 } from "./constants.ts";
 import { claimDataDir, type DataDirClaim } from "./data-dir.ts";
+import type { DataDirLock } from "./data-dir-lock.ts";
 import { ConfigError, DataDirError } from "./errors.ts";
 import { createLogger, type Logger } from "./logger.ts";
 import { Service } from "./service.ts";
@@ -202,6 +203,7 @@ export async function runService<T extends OptionSpecs>(
       "data directory not locked (no abstract sockets here): make sure no other process runs on it",
     );
   }
+  const stop = { workLeft: false };
   try {
     return await runClaimed(
       definition,
@@ -211,11 +213,32 @@ export async function runService<T extends OptionSpecs>(
       sayFatal,
       claim.identity.diskId,
       env,
+      stop,
     );
   } finally {
-    // Only now, with every file of the service closed: the next process may have it.
-    await claim.lock.release();
+    await releaseDataDir(claim.lock, stop.workLeft, logger);
   }
+}
+
+/**
+ * Releases the data directory once the service has stopped, with every file closed: the
+ * next process may have it. Not when the stop went on past a handler or a closer still
+ * running (a write or sync hung on the disk): that work may still touch the files, so
+ * the lock stays until the process is gone, which the kernel frees it at (its last
+ * thread out, the hung one included).
+ */
+export async function releaseDataDir(
+  lock: DataDirLock,
+  workLeft: boolean,
+  logger: Logger,
+): Promise<void> {
+  if (workLeft) {
+    logger.warn(
+      "work left running at stop: the data directory stays locked until the process ends",
+    );
+    return;
+  }
+  await lock.release();
 }
 
 /** The rest of runService, while this process holds the data directory. */
@@ -227,6 +250,8 @@ async function runClaimed<T extends OptionSpecs>(
   sayFatal: (message: string) => void,
   disk: string,
   env: Readonly<Record<string, string | undefined>>,
+  /** Filled in once the service has stopped (see releaseDataDir). */
+  stop: { workLeft: boolean },
 ): Promise<number> {
   let telemetry: Telemetry;
   try {
@@ -312,12 +337,14 @@ async function runClaimed<T extends OptionSpecs>(
       exitCode = exitCodes.failed;
     }
     await service.stop(end.reason);
+    stop.workLeft = service.workLeftAtStop;
   } catch (error) {
     logger.fatal({ error: String(error), stack: (error as Error).stack }, "failed");
     // Also in words on stderr, as for a bad configuration: whoever started the process
     // (a terminal, `ballast nbd`) may not read its JSON log.
     process.stderr.write(`ballast ${definition.kind}: ${(error as Error).message ?? error}\n`);
     await service.stop("start failed");
+    stop.workLeft = service.workLeftAtStop;
     exitCode = exitCodes.failed;
   }
   await telemetry.shutdown().catch(() => undefined);

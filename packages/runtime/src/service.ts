@@ -168,6 +168,12 @@ export class Service {
   private heartbeatTimer: NodeJS.Timeout | undefined;
   private heartbeatSequence = 0;
   private stopping: Promise<void> | undefined;
+  /**
+   * Set by a stop that went on without waiting for everything: a handler still running
+   * past its grace, or a closer past its. That work may still write the service's files,
+   * so the data directory must stay locked until the process is gone (run.ts).
+   */
+  #workLeftAtStop = false;
   #failed: (reason: string) => void = () => undefined;
   /**
    * Resolves (never rejects) with the reason once the service cannot do its work any
@@ -428,6 +434,15 @@ export class Service {
     this.heartbeatTimer = setInterval(beat, this.heartbeatIntervalMs);
   }
 
+  /**
+   * Whether the stop went on past work it had stopped waiting for (a handler or a closer
+   * past its grace), which may still touch the service's files. Meaningful once `stop`
+   * has resolved.
+   */
+  get workLeftAtStop(): boolean {
+    return this.#workLeftAtStop;
+  }
+
   /** Stops in order; safe to call more than once (later calls wait for the first). */
   stop(reason: string): Promise<void> {
     this.stopping ??= this.stopInOrder(reason);
@@ -447,11 +462,13 @@ export class Service {
     ).then(() => Promise.allSettled(this.loops));
     const finished = await settlesWithin(drained, shutdownGraceMs);
     if (!finished) {
+      this.#workLeftAtStop = true;
       this.logger.warn({ graceMs: shutdownGraceMs }, "in-flight messages did not finish in time");
     }
     // After the handlers: their replies to link requests have been written.
     await this.closeLinks();
     if (!(await settlesWithin(this.runClosers(), closersGraceMs))) {
+      this.#workLeftAtStop = true;
       this.logger.warn(
         { graceMs: closersGraceMs },
         "a resource did not close in time; stopping without it (as a crash would)",

@@ -12,11 +12,13 @@ import { afterEach, beforeEach, expect, test } from "vitest";
 import {
   claimDataDir,
   constants,
+  createLogger,
   DataDirError,
   type DataDirLock,
   dataDirLockName,
   identityFileName,
   lockDataDir,
+  releaseDataDir,
 } from "../src/index.ts";
 
 const dataDirModule = fileURLToPath(new URL("../src/data-dir.ts", import.meta.url));
@@ -163,4 +165,14 @@ test("a lock's name fills the whole socket address, so every Node build binds th
   const name = dataDirLockName(0xfe00n, 2n ** 63n + 5n);
   expect(name).toHaveLength(108);
   expect(name.startsWith(`\0${constants.dataDirLockNamePrefix}fe00-8000000000000005\0`)).toBe(true);
+});
+
+test("a stop that left work running (a write hung on the disk) keeps the directory locked; a clean one frees it", async () => {
+  const logger = createLogger({ service: "sled", nodeId: "sled-1", level: "silent" });
+  const lock = await lockDataDir(root, { kind: "sled", nodeId: "sled-1" });
+  await releaseDataDir(lock, true, logger);
+  await expect(lockDataDir(root, { kind: "sled", nodeId: "sled-1" })).rejects.toThrow(DataDirError);
+  await releaseDataDir(lock, false, logger);
+  const again = await lockDataDir(root, { kind: "sled", nodeId: "sled-1" });
+  await again.release();
 });

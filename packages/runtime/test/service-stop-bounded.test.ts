@@ -149,6 +149,19 @@ test("a closer that never settles (a store on a hung disk) holds the stop no lon
   // process ends without them (as a crash would).
   expect(laterCloserRan).toBe(false);
   expect(connection.closedByUs).toBe(false);
+  // The stuck closer may still write the service's files: its data directory stays locked.
+  expect(service.workLeftAtStop).toBe(true);
+});
+
+test("a stop that waited for every handler and closer left no work running", async () => {
+  vi.useFakeTimers();
+  const connection = new FakeConnection();
+  const service = serviceOn(connection);
+  service.serve("ballast.test.quick", { accept: ["node.info.v1"] }, () => undefined);
+  service.onClose(async () => undefined);
+  const stop = service.stop("test over");
+  expect(await settledAfter(stop, 1)).toBe(true);
+  expect(service.workLeftAtStop).toBe(false);
 });
 
 test("a service on a silent NATS server stops within its graces and closes the connection", async () => {
