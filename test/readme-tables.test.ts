@@ -251,7 +251,7 @@ const limitValues: Record<string, string> = {
   "entries in one request / notes in one replication message": String(
     limits.requestEntriesMax === limits.notesPerMessageMax ? limits.requestEntriesMax : Number.NaN,
   ),
-  "volume size": `2^${Math.log2(limits.volumeBytesMax)} bytes (1 PiB)`,
+  "volume size": `2^${Math.log2(limits.partitionsPerVolumeMax * limits.partitionBytesMax)} bytes (256 TiB) for a new volume; volumes made before, up to 2^${Math.log2(limits.volumeBytesMax)} (1 PiB)`,
   "volume name, snapshot name, node id": `1–${Math.max(limits.volumeNameLengthMax, limits.snapshotNameLengthMax, limits.nodeIdLengthMax)} of \`[a-z0-9-]\`, starting with a letter or digit`,
   "replicas of a volume": `${limits.replicaCountMin} or ${limits.replicaCountMax} (${limits.replicaCountMin} by default)`,
   "partition size": `${limits.partitionBytesMin / mib} MiB to ${limits.partitionBytesMax / 2 ** 30} GiB (${limits.partitionBytesDefault / 2 ** 30} GiB by default)`,

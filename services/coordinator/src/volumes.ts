@@ -69,7 +69,15 @@ export type VolumeState = ResultOf<"volume.describe.v1">;
 export type VolumeStored = NonNullable<VolumeState["stored"]>;
 
 /**
- * The smallest partition size that keeps `sizeBytes` (at most `volumeBytesMax`) within
+ * The largest volume a create makes: `partitionsPerVolumeMax` partitions of at most
+ * `partitionBytesMax` (256 TiB). `volumeBytesMax` (1 PiB) stays the bound of what the
+ * protocol carries, for volumes made when partitions could be larger (and their clones
+ * and grows).
+ */
+export const volumeBytesCreatableMax = limits.partitionsPerVolumeMax * limits.partitionBytesMax;
+
+/**
+ * The smallest partition size that keeps `sizeBytes` (at most `volumeBytesCreatableMax`) within
  * `partitionsPerVolumeMax` partitions: what a create refused for its count can use.
  */
 export function partitionBytesLeast(sizeBytes: number): number {
@@ -254,15 +262,16 @@ export class Volumes {
         `size must be a positive multiple of ${limits.sectorBytes} bytes, got ${message.sizeBytes}`,
       );
     }
-    if (message.sizeBytes > limits.volumeBytesMax) {
+    if (message.sizeBytes > volumeBytesCreatableMax) {
       problems.push(
-        `size must be at most ${limits.volumeBytesMax} bytes, got ${message.sizeBytes}`,
+        `size must be at most ${volumeBytesCreatableMax} bytes (${limits.partitionsPerVolumeMax} partitions of at most ${limits.partitionBytesMax} bytes), got ${message.sizeBytes}`,
       );
     }
     if (
       partitionBytes % limits.sectorBytes !== 0 ||
       partitionBytes < limits.partitionBytesMin ||
-      partitionBytes > limits.partitionBytesMax
+      // A clone keeps its parent's partition size, which may predate the present bound.
+      (partitionBytes > limits.partitionBytesMax && parent === undefined)
     ) {
       problems.push(
         `partition size must be a multiple of ${limits.sectorBytes} from ${limits.partitionBytesMin} to ${limits.partitionBytesMax} bytes, got ${partitionBytes}`,

@@ -341,18 +341,18 @@ describe("volumes", () => {
   test("a create over the partition limit is refused with the partition size that would do", async () => {
     const harness = await started(["head-1", "head-2"], [["head-1", "head-2"]]);
     const gibibyte = 1024 * mebibyte;
-    // 1 PiB of 1 GiB partitions: 2^20 of them.
+    // 128 TiB of 1 GiB partitions: 2^17 of them.
     await expect(
       harness.control({
         type: "volume.create.v1",
         name: "big",
-        sizeBytes: limits.volumeBytesMax,
+        sizeBytes: 128 * 1024 * gibibyte,
         partitionBytes: gibibyte,
       }),
     ).rejects.toMatchObject({
       code: ErrorCode.InvalidArgument,
       message: expect.stringContaining(
-        `1048576 partitions is over the limit of ${limits.partitionsPerVolumeMax}: use partitions of at least ${16 * gibibyte} bytes`,
+        `131072 partitions is over the limit of ${limits.partitionsPerVolumeMax}: use partitions of at least ${2 * gibibyte} bytes`,
       ),
     });
     expect(harness.store.value(keys.volume("big"))).toBeUndefined();
