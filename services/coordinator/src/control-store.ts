@@ -73,7 +73,7 @@ export function namingStoreFull(store: ControlStore, logger: Pick<Logger, "error
       const named = controlStoreFullError(error);
       if (!full) {
         full = true;
-        logger.error({ err: error }, named.message);
+        logger.error({ error: String(error) }, named.message);
       }
       throw named;
     }
