@@ -30,6 +30,17 @@ test("the compose NATS config allows the protocol's largest message", () => {
   expect(Number(match?.[1])).toBe(limits.natsPayloadBytesMax);
 });
 
+test("the compose NATS config caps the JetStream store as `ballast up` does", () => {
+  const config = read("deploy/nats-server.conf");
+  const jetstream = /^jetstream \{\n((?: {2}.*\n)*)\}/m.exec(config)?.[1] ?? "";
+  expect(Number(/^ {2}max_file_store:\s*(\d+)$/m.exec(jetstream)?.[1])).toBe(
+    cliConstants.natsFileStoreBytesDefault,
+  );
+  expect(Number(/^ {2}max_memory_store:\s*(\d+)$/m.exec(jetstream)?.[1])).toBe(
+    cliConstants.natsMemoryStoreBytes,
+  );
+});
+
 test("docker-compose runs every service kind from the bundles the image installs", () => {
   const compose = read("docker-compose.yml");
   const dockerfile = read("Dockerfile");

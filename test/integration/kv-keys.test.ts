@@ -26,7 +26,10 @@ let connection: NatsConnection;
 let kv: Bucket;
 let store: ControlStore;
 const warnings: unknown[] = [];
-const logger = { warn: (...args: unknown[]) => warnings.push(args) };
+const logger = {
+  warn: (...args: unknown[]) => warnings.push(args),
+  error: (...args: unknown[]) => warnings.push(args),
+};
 
 beforeAll(async () => {
   const directory = await temporaryDirectory("ballast-kv-keys-");

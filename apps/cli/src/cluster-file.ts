@@ -2,9 +2,10 @@
 // every other command (in another shell) finds the cluster, and so that a second
 // `ballast up` on the same directory brings back the same nodes on the same port.
 
-import { readFile, rename, writeFile } from "node:fs/promises";
+import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { ServiceKind } from "@ballast/protocol";
+import { writeFileDurably } from "@ballast/runtime";
 
 export const clusterFileName = "cluster.json";
 const clusterFileFormat = 1;
@@ -58,7 +59,15 @@ export async function readClusterFile(dataDir: string): Promise<ClusterFile | un
     if ((error as NodeJS.ErrnoException).code === "ENOENT") return undefined;
     throw error;
   }
-  const parsed = JSON.parse(text) as ClusterFile;
+  let parsed: ClusterFile;
+  try {
+    parsed = JSON.parse(text) as ClusterFile;
+  } catch (error) {
+    throw new Error(
+      `${clusterFilePath(dataDir)} is not valid JSON (${(error as Error).message}); if no cluster from it is running, delete it`,
+      { cause: error },
+    );
+  }
   if (parsed.format !== clusterFileFormat) {
     throw new Error(
       `${clusterFilePath(dataDir)} has format ${parsed.format}; this build reads ${clusterFileFormat}`,
@@ -67,13 +76,13 @@ export async function readClusterFile(dataDir: string): Promise<ClusterFile | un
   return parsed;
 }
 
-/** Replaces the file atomically, so a reader never sees half of it. */
+/**
+ * Replaces the file atomically and durably (writeFileDurably: synced before and after the
+ * rename), so neither a reader nor a power cut finds half of it.
+ */
 export async function writeClusterFile(dataDir: string, file: Omit<ClusterFile, "format">) {
-  const path = clusterFilePath(dataDir);
-  const temporary = `${path}.tmp`;
-  await writeFile(
-    temporary,
+  await writeFileDurably(
+    clusterFilePath(dataDir),
     `${JSON.stringify({ format: clusterFileFormat, ...file }, null, 2)}\n`,
   );
-  await rename(temporary, path);
 }

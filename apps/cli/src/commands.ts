@@ -13,12 +13,14 @@ import {
   dataDirDefault,
   gatewayCountDefault,
   headNodeCountDefault,
+  natsFileStoreBytesDefault,
   sledCountDefault,
 } from "./constants.ts";
 import { exitCodes } from "./errors.ts";
 import { ioHelp } from "./io.ts";
 import { nbdHelp } from "./nbd.ts";
 import { scrubHelp } from "./scrub.ts";
+import { formatSize } from "./sizes.ts";
 import { snapshotHelp } from "./snapshot.ts";
 import { volumeHelp } from "./volume.ts";
 
@@ -114,6 +116,8 @@ Options:
   --nats-tls-cert <file>  TLS for NATS: the servers' certificate (PEM)...
   --nats-tls-key <file>   ...its key...
   --nats-tls-ca <file>    ...and the CA that signed it, which services and clients trust
+  --nats-store-max <size> cap on each started nats-server's JetStream store, so that a
+                          full store refuses writes at once (default ${formatSize(natsFileStoreBytesDefault)})
   --coordinators <n>      coordinator processes (default ${coordinatorCountDefault})
   --headnodes <n>         head node processes (default ${headNodeCountDefault})
   --sleds <n>             sled processes (default ${sledCountDefault})

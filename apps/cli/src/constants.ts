@@ -48,6 +48,30 @@ export const natsClusterReadyTimeoutMs = 30_000;
 export const controlBucketHistory = 8;
 
 /**
+ * The cap on each nats-server's JetStream file store (`max_file_store`; `ballast up
+ * --nats-store-max`). Without one the server takes its limit from the disk's free space at
+ * start, so on a disk shared with the sleds and head nodes it runs into a full disk first,
+ * and then every JetStream request times out until the server restarts. With a cap below the
+ * free space a write that does not fit is refused at once ("insufficient resources", which
+ * the coordinator reports as its control store being full). Ballast's only stream is the
+ * control KV bucket (the catalogue: volumes, partitions, leases, checkpoint pointers, each a
+ * small record with `controlBucketHistory` revisions), tens of MiB for thousands of
+ * volumes; 2 GiB leaves ample room for that yet stays well below a data disk's free space.
+ */
+export const natsFileStoreBytesDefault = 2 * 1024 ** 3;
+/**
+ * The smallest `--nats-store-max`: room for the control bucket of a small cluster with its
+ * history, so that a cap mistyped in bytes for MiB is a usage error, not a store full at once.
+ */
+export const natsFileStoreBytesMin = 64 * 1024 ** 2;
+/**
+ * The cap on each nats-server's JetStream memory store (`max_memory_store`). Ballast keeps no
+ * stream in memory; the cap only stops a misconfigured one from taking the host's memory
+ * (the server's own default is 75 % of it).
+ */
+export const natsMemoryStoreBytes = 256 * 1024 ** 2;
+
+/**
  * Attempts of a delete sent to the coordinator (`snapshot delete`, `volume delete`): the
  * first and its retries after a failure whose outcome is unknown (retried-delete.ts).
  */

@@ -70,6 +70,8 @@ export interface LocalClusterOptions {
   natsCluster?: number;
   /** TLS for NATS client connections with these PEM files. */
   natsTls?: NatsTlsFiles;
+  /** The cap on each started nats-server's JetStream store (natsFileStoreBytesDefault if absent). */
+  natsStoreBytes?: number;
   /** Passwords to use instead of random ones (tests share one set across clusters). */
   natsPasswords?: Partial<Record<CredentialName, string>>;
   coordinators: number;
@@ -459,6 +461,7 @@ async function natsServerSpecs(
   const common = {
     users,
     ...(options.natsTls === undefined ? {} : { tls: options.natsTls }),
+    ...(options.natsStoreBytes === undefined ? {} : { fileStoreBytes: options.natsStoreBytes }),
   };
   if (count === 1) {
     // One server keeps the layout of earlier versions (nats/, logs/nats-server.log).

@@ -1,7 +1,8 @@
 // Runs a local nats-server for `ballast up` and for the integration tests: loopback
-// only, JetStream on with its store under the given directory, and max_payload raised
-// to what the protocol needs. The server is a child of the launcher; its pid is written
-// to cluster.json so that a later `ballast up` can stop one a crashed launcher left.
+// only, JetStream on with its store under the given directory and capped (constants.ts
+// natsFileStoreBytesDefault says why), and max_payload raised to what the protocol needs.
+// The server is a child of the launcher; its pid is written to cluster.json so that a
+// later `ballast up` can stop one a crashed launcher left.
 // Optionally: users with subject permissions (then anonymous connections are refused),
 // TLS for clients with given certificates, and a route block that joins it to the other
 // servers of a NATS cluster (JetStream clustered: each server has its own name and store).
@@ -20,7 +21,12 @@ import { chmod, mkdir, writeFile } from "node:fs/promises";
 import { createConnection, createServer } from "node:net";
 import { delimiter, join } from "node:path";
 import { limits, type RolePermissions } from "@ballast/protocol";
-import { natsReadyTimeoutMs, staleNatsServerStopGraceMs } from "./constants.ts";
+import {
+  natsFileStoreBytesDefault,
+  natsMemoryStoreBytes,
+  natsReadyTimeoutMs,
+  staleNatsServerStopGraceMs,
+} from "./constants.ts";
 import { CliError, exitCodes } from "./errors.ts";
 import { isRunning, spawnChild, stopChild, stopStaleProcess } from "./processes.ts";
 
@@ -162,6 +168,8 @@ export interface NatsServerOptions {
   tls?: NatsTlsFiles;
   /** Membership of a NATS cluster on loopback. */
   cluster?: NatsClusterMembership;
+  /** The JetStream file store's cap, `max_file_store` (natsFileStoreBytesDefault if absent). */
+  fileStoreBytes?: number;
 }
 
 export interface NatsTlsFiles {
@@ -221,6 +229,7 @@ export function natsServerConfig(options: {
   users?: NatsServerOptions["users"];
   tls?: NatsTlsFiles | undefined;
   cluster?: NatsClusterMembership | undefined;
+  fileStoreBytes?: number | undefined;
 }): string {
   const lines = [
     "# Written by `ballast up`; rewritten on every start.",
@@ -228,6 +237,8 @@ export function natsServerConfig(options: {
     `max_payload: ${limits.natsPayloadBytesMax}`,
     "jetstream {",
     `  store_dir: ${JSON.stringify(options.storeDir)}`,
+    `  max_file_store: ${options.fileStoreBytes ?? natsFileStoreBytesDefault}`,
+    `  max_memory_store: ${natsMemoryStoreBytes}`,
     "}",
   ];
   if (options.cluster !== undefined) {
@@ -298,6 +309,7 @@ export async function startNatsServer(options: NatsServerOptions): Promise<Runni
       users: options.users,
       tls: options.tls,
       cluster: options.cluster,
+      fileStoreBytes: options.fileStoreBytes,
     }),
     { mode: 0o600 },
   );

@@ -13,10 +13,13 @@ import {
   gatewayCountDefault,
   headNodeCountDefault,
   natsClusterSizeMax,
+  natsFileStoreBytesDefault,
+  natsFileStoreBytesMin,
   serviceCountMax,
   sledCountDefault,
 } from "./constants.ts";
 import { CliError, exitCodes } from "./errors.ts";
+import { formatSize, parseSize, SizeError } from "./sizes.ts";
 import type { UpOptions } from "./up.ts";
 import { wholeNumber } from "./whole-number.ts";
 
@@ -38,6 +41,7 @@ export function upOptionsOf(
         "nats-tls-cert": { type: "string" },
         "nats-tls-key": { type: "string" },
         "nats-tls-ca": { type: "string" },
+        "nats-store-max": { type: "string" },
         coordinators: { type: "string" },
         headnodes: { type: "string" },
         sleds: { type: "string" },
@@ -75,6 +79,7 @@ export function upOptionsOf(
     nats,
     natsCluster,
     natsTls: natsTls(flags),
+    natsStoreBytes: natsStoreBytes(flags["nats-store-max"]),
     coordinators: serviceCount(flags.coordinators, "--coordinators", coordinatorCountDefault, 1),
     headNodes: serviceCount(flags.headnodes, "--headnodes", headNodeCountDefault, 1),
     sleds: serviceCount(flags.sleds, "--sleds", sledCountDefault, 1),
@@ -106,6 +111,25 @@ function serviceCount(
   min: number,
 ) {
   return wholeNumber(value, flag, fallback, min, serviceCountMax);
+}
+
+/** `--nats-store-max`: a size (sizes.ts) of at least natsFileStoreBytesMin. */
+function natsStoreBytes(value: string | boolean | undefined): number {
+  if (value === undefined) return natsFileStoreBytesDefault;
+  let bytes: number;
+  try {
+    bytes = parseSize(String(value), "--nats-store-max");
+  } catch (error) {
+    if (error instanceof SizeError) throw new CliError(exitCodes.usage, error.message);
+    throw error;
+  }
+  if (bytes < natsFileStoreBytesMin) {
+    throw new CliError(
+      exitCodes.usage,
+      `--nats-store-max must be at least ${formatSize(natsFileStoreBytesMin)}, got ${value}`,
+    );
+  }
+  return bytes;
 }
 
 /** The three TLS files come together or not at all. */

@@ -29,6 +29,8 @@ export interface UpOptions {
   natsCluster?: number;
   /** TLS for NATS with these PEM files. */
   natsTls?: { cert: string; key: string; ca: string } | undefined;
+  /** The cap on each started nats-server's JetStream store (natsFileStoreBytesDefault if absent). */
+  natsStoreBytes?: number;
   coordinators: number;
   headNodes: number;
   sleds: number;
@@ -83,6 +85,7 @@ export async function up(options: UpOptions): Promise<number> {
         }),
     natsCluster: options.natsCluster ?? 1,
     ...(options.natsTls === undefined ? {} : { natsTls: options.natsTls }),
+    ...(options.natsStoreBytes === undefined ? {} : { natsStoreBytes: options.natsStoreBytes }),
     coordinators: options.coordinators,
     headNodes: options.headNodes,
     sleds: options.sleds,

@@ -25,6 +25,7 @@ describe("ballast up's command line", () => {
       nats: undefined,
       natsCluster: 1,
       natsTls: undefined,
+      natsStoreBytes: cliConstants.natsFileStoreBytesDefault,
       coordinators: cliConstants.coordinatorCountDefault,
       headNodes: cliConstants.headNodeCountDefault,
       sleds: cliConstants.sledCountDefault,
@@ -34,6 +35,16 @@ describe("ballast up's command line", () => {
       otlpEndpoint: undefined,
       logLevel: undefined,
     });
+  });
+
+  test("--nats-store-max takes a size of at least the minimum", () => {
+    expect(upOptionsOf(["--nats-store-max", "5GiB"], {}).natsStoreBytes).toBe(5 * 1024 ** 3);
+    expect(usageError(["--nats-store-max", "1MiB"])).toMatch(
+      /--nats-store-max must be at least 64MiB/,
+    );
+    expect(usageError(["--nats-store-max", "lots"])).toMatch(
+      /--nats-store-max must be a whole number/,
+    );
   });
 
   test("values the services would refuse are usage errors before anything starts", () => {

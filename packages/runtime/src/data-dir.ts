@@ -45,12 +45,19 @@ function newDiskId(): string {
 /**
  * Replaces the file at `path` with `data` so that a crash leaves the old file or the new
  * one, never a mix: written to a temporary file, synced, renamed over it, and its
- * directory synced.
+ * directory synced. With `mode`, the temporary file has that mode before any byte is
+ * written to it (also one left behind by an earlier attempt), so a secret is never
+ * readable by others on the way.
  */
-export async function writeFileDurably(path: string, data: string | Uint8Array): Promise<void> {
+export async function writeFileDurably(
+  path: string,
+  data: string | Uint8Array,
+  options: { mode?: number } = {},
+): Promise<void> {
   const temporary = `${path}.tmp`;
-  const file = await open(temporary, "w");
+  const file = await open(temporary, "w", options.mode);
   try {
+    if (options.mode !== undefined) await file.chmod(options.mode);
     await file.writeFile(data);
     await file.sync();
   } finally {

@@ -1,9 +1,15 @@
-import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { chmod, mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { ServiceKind } from "@ballast/protocol";
 import { afterEach, beforeEach, expect, test } from "vitest";
-import { claimDataDir, DataDirError, type Identity, identityFileName } from "../src/index.ts";
+import {
+  claimDataDir,
+  DataDirError,
+  type Identity,
+  identityFileName,
+  writeFileDurably,
+} from "../src/index.ts";
 
 let root: string;
 beforeEach(async () => {
@@ -85,4 +91,13 @@ test("a path that cannot be a directory is a DataDirError naming it, not a crash
   await expect(claimed(below, "sled", "sled-1")).rejects.toThrow(
     new RegExp(`^cannot use ${below}: ENOTDIR`),
   );
+});
+
+test("a durable write with a mode gives the file that mode, also over a stale temporary of another", async () => {
+  const path = join(root, "secret.json");
+  await writeFile(`${path}.tmp`, "left by an earlier attempt");
+  await chmod(`${path}.tmp`, 0o644);
+  await writeFileDurably(path, "secret", { mode: 0o600 });
+  expect(await readFile(path, "utf8")).toBe("secret");
+  expect(((await stat(path)).mode & 0o777).toString(8)).toBe("600");
 });

@@ -72,7 +72,7 @@ import {
   sweepTimeMsMax,
   sweepTimeMsMin,
 } from "./constants.ts";
-import { controlStoreOf } from "./control-store.ts";
+import { controlStoreFullError, controlStoreOf, isStoreFull } from "./control-store.ts";
 import { DeleteMarkerCleanup } from "./delete-markers.ts";
 import { Heartbeats } from "./heartbeats.ts";
 import { Leadership, type Leading } from "./leadership.ts";
@@ -436,6 +436,7 @@ export class Coordinator {
       // delete markers are removed by the leader once old (delete-markers.ts).
       return controlStoreOf(kv, this.service.logger);
     } catch (error) {
+      if (isStoreFull(error)) throw controlStoreFullError(error);
       throw new BallastError(
         ErrorCode.Unavailable,
         `cannot open the control store (JetStream KV bucket ${buckets.control}): ${(error as Error).message}. Is JetStream enabled on the NATS server (nats-server -js)?`,

@@ -9,8 +9,10 @@
 //   - `read` returns exactly `length` bytes or fails; a short read is an error.
 
 import { execFile } from "node:child_process";
-import { type FileHandle, open } from "node:fs/promises";
+import { type FileHandle, open, rm, statfs } from "node:fs/promises";
+import { dirname } from "node:path";
 import { promisify } from "node:util";
+import { DeviceError } from "./errors.ts";
 import { type ReadOwner, ReadPool, sharedReadPool } from "./read-pool.ts";
 
 export interface BlockFile {
@@ -128,30 +130,82 @@ function skipBytes(buffers: readonly Uint8Array[], bytes: number): Uint8Array[] 
 export type Preallocation = { preallocated: true } | { preallocated: false; note: string };
 
 /**
- * Creates `path` with `bytes` bytes that read as zeros. Node has no fallocate, so the
- * util-linux `fallocate` command reserves the blocks (a full file system then fails
- * here, at format, not at a later write). Where it is missing or the file system cannot
- * preallocate, the file is extended with ftruncate instead, sparse, and the returned
- * note says so.
+ * How `fallocate(1)` says the file system cannot preallocate at all (util-linux prints
+ * "fallocate: fallocate failed: <strerror>" and exits 1 for every failure, so the reason is
+ * read from its message, in the C locale): EOPNOTSUPP ("Operation not supported") and
+ * ENOSYS ("Function not implemented"). Only these, and a missing command, fall back to a
+ * sparse file; any other failure (ENOSPC, EDQUOT, EIO, …) fails the preallocation.
+ */
+const fallocateUnsupportedPattern = /Operation not supported|Function not implemented/;
+
+/**
+ * Reserves the blocks of the first `bytes` bytes of the existing file `path` with the
+ * util-linux `fallocate` command (Node has no fallocate). On a file whose blocks are all
+ * allocated it changes nothing; on a sparse one it fills the holes with blocks that read as
+ * zeros, so the data of the file never changes. Resolves `{ preallocated: false }` with a
+ * note when the command is missing or the file system cannot preallocate (the file is then
+ * left as it is); rejects with a DeviceError naming the file, the size and the free space
+ * when the preallocation fails for any other reason, such as a full file system.
+ */
+export async function preallocateFile(path: string, bytes: number): Promise<Preallocation> {
+  try {
+    await promisify(execFile)("fallocate", ["--length", String(bytes), path], {
+      env: { ...process.env, LC_ALL: "C" },
+    });
+    return { preallocated: true };
+  } catch (error) {
+    const failure = error as { code?: unknown; stderr?: string; message?: string };
+    const reason = failure.stderr?.trim() || failure.message || String(error);
+    if (failure.code === "ENOENT" || fallocateUnsupportedPattern.test(reason)) {
+      return {
+        preallocated: false,
+        note: `fallocate failed (${reason}); the file is sparse and its blocks are not reserved`,
+      };
+    }
+    throw new DeviceError(
+      path,
+      `could not reserve its ${bytes} bytes (${reason}); ${await describeFreeSpace(dirname(path))}`,
+      { cause: error },
+    );
+  }
+}
+
+/**
+ * Creates `path` with `bytes` bytes that read as zeros, their blocks reserved by
+ * `preallocateFile` (so a full file system fails here, at format, not at a later write).
+ * Where `fallocate` is missing or the file system cannot preallocate, the file is extended
+ * with ftruncate instead, sparse, and the returned note says so. On any other failure the
+ * file is deleted (a failed fallocate can keep the blocks it got) and the DeviceError is
+ * thrown.
  */
 export async function createZeroedFile(path: string, bytes: number): Promise<Preallocation> {
   const handle = await open(path, "wx");
   await handle.close();
+  let preallocation: Preallocation;
   try {
-    await promisify(execFile)("fallocate", ["--length", String(bytes), path]);
-    return { preallocated: true };
+    preallocation = await preallocateFile(path, bytes);
   } catch (error) {
+    await rm(path, { force: true });
+    throw error;
+  }
+  if (!preallocation.preallocated) {
     const handleForTruncate = await open(path, "r+");
     try {
       await handleForTruncate.truncate(bytes);
     } finally {
       await handleForTruncate.close();
     }
-    const reason = (error as { stderr?: string }).stderr?.trim() || (error as Error).message;
-    return {
-      preallocated: false,
-      note: `fallocate failed (${reason}); the file is sparse and its blocks are not reserved`,
-    };
+  }
+  return preallocation;
+}
+
+/** "<n> bytes are free there" for the file system of `directory`, or why that is unknown. */
+async function describeFreeSpace(directory: string): Promise<string> {
+  try {
+    const info = await statfs(directory);
+    return `the file system of ${directory} has ${info.bavail * info.bsize} bytes free`;
+  } catch (error) {
+    return `the free space of ${directory} is unknown (${(error as Error).message})`;
   }
 }
 

@@ -13,12 +13,14 @@
 // so every temporary file is complete: it is renamed into place. Beyond that, a missing
 // device of a sled that has others, a device beyond the configured count, or a device of
 // another sled, format or size stops the start with a DeviceError instead of being
-// silently "repaired" into an empty one.
+// silently "repaired" into an empty one. Every later start also reserves each device's
+// blocks again (a no-op on a preallocated file), so a device left sparse is filled in or
+// stops the start, rather than offering space a later write would not find.
 
 import { randomUUID } from "node:crypto";
 import { readdir, rename, rm } from "node:fs/promises";
 import { join } from "node:path";
-import { createZeroedFile, FileBlockFile, syncDirectory } from "./block-file.ts";
+import { createZeroedFile, FileBlockFile, preallocateFile, syncDirectory } from "./block-file.ts";
 import { blockBytes, deviceFileName, deviceTemporaryFileName } from "./constants.ts";
 import { Device } from "./device.ts";
 import { DeviceError } from "./errors.ts";
@@ -57,7 +59,8 @@ export async function openDeviceSet(options: DeviceSetOptions): Promise<Device[]
     }
     present.push(index);
   }
-  if (present.length === 0) {
+  const formatted = present.length === 0;
+  if (formatted) {
     await formatDeviceSet(options);
   } else {
     await finishInterruptedFormat(options, names, present);
@@ -74,6 +77,7 @@ export async function openDeviceSet(options: DeviceSetOptions): Promise<Device[]
           deviceCount,
           deviceBytes,
         });
+        if (!formatted) await reservePreallocation(options, path);
         if (report.superblockCopiesRepaired > 0) {
           options.log("rewrote a damaged superblock copy from the good one", {
             path,
@@ -131,6 +135,20 @@ async function finishInterruptedFormat(
     renamed++;
   }
   if (renamed > 0) await syncDirectory(options.dataDir);
+}
+
+/**
+ * Reserves the blocks of an existing device again, once its size and superblock were found
+ * right. On a preallocated device this changes nothing; a device left sparse (formatted where
+ * preallocation was impossible, or by an older sled that fell back to a sparse file on a full
+ * disk) gets its holes filled, or the start stops with a DeviceError that names the free
+ * space, instead of the sled offering room that a later write would not find.
+ */
+async function reservePreallocation(options: DeviceSetOptions, path: string): Promise<void> {
+  const preallocation = await preallocateFile(path, options.deviceBytes);
+  if (!preallocation.preallocated) {
+    options.log("device file not preallocated", { path, note: preallocation.note });
+  }
 }
 
 async function formatDevice(

@@ -1,7 +1,9 @@
-import { stat } from "node:fs/promises";
+import { chmod, mkdir, readdir, stat, truncate, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterEach, beforeEach, expect, test } from "vitest";
 import { createZeroedFile, FileBlockFile } from "../src/block-file.ts";
+import { openDeviceSet } from "../src/device-set.ts";
+import { DeviceError } from "../src/errors.ts";
 import { mebibyte, temporaryDirectory } from "./support.ts";
 
 let directory: Awaited<ReturnType<typeof temporaryDirectory>>;
@@ -50,4 +52,105 @@ test("reads and writes at positions, many buffers at once; a read past the end f
   } finally {
     await file.close();
   }
+});
+
+/**
+ * Runs `body` with PATH holding only a fake `fallocate` (a unit-test fake, never a real full
+ * disk: the host's disk is shared) that prints `message` and exits with status 1, as
+ * util-linux's does when fallocate(2) fails.
+ */
+async function withFakeFallocate<T>(message: string, body: () => Promise<T>): Promise<T> {
+  const bin = join(directory.path, "fake-bin");
+  await mkdir(bin, { recursive: true });
+  const script = join(bin, "fallocate");
+  await writeFile(
+    script,
+    `#!/bin/sh\necho "fallocate: fallocate failed: ${message}" >&2\nexit 1\n`,
+  );
+  await chmod(script, 0o755);
+  const savedPath = process.env.PATH;
+  process.env.PATH = bin;
+  try {
+    return await body();
+  } finally {
+    process.env.PATH = savedPath;
+  }
+}
+
+test("a full file system fails the preallocation: the file is deleted, the error names size and free space", async () => {
+  const path = join(directory.path, "full");
+  const failure = await withFakeFallocate("No space left on device", () =>
+    createZeroedFile(path, 4 * mebibyte).then(
+      () => undefined,
+      (error: unknown) => error,
+    ),
+  );
+  expect(failure).toBeInstanceOf(DeviceError);
+  expect((failure as Error).message).toMatch(path);
+  expect((failure as Error).message).toMatch(/No space left on device/);
+  expect((failure as Error).message).toMatch(String(4 * mebibyte));
+  expect((failure as Error).message).toMatch(/\d+ bytes free/);
+  expect(await readdir(directory.path)).toEqual(["fake-bin"]);
+});
+
+test("a file system that cannot preallocate still gets a sparse file, and the note says so", async () => {
+  const path = join(directory.path, "unsupported");
+  const result = await withFakeFallocate("Operation not supported", () =>
+    createZeroedFile(path, 4 * mebibyte),
+  );
+  expect(result).toMatchObject({ preallocated: false, note: expect.stringMatching(/sparse/) });
+  expect((await stat(path)).size).toBe(4 * mebibyte);
+});
+
+test("a sled refuses to format devices it cannot preallocate, and leaves no device file", async () => {
+  const dataDir = join(directory.path, "sled");
+  await mkdir(dataDir);
+  const opening = withFakeFallocate("No space left on device", () =>
+    openDeviceSet({
+      dataDir,
+      sledId: "sled-1",
+      deviceCount: 2,
+      deviceBytes: 4 * mebibyte,
+      log: () => undefined,
+    }),
+  );
+  await expect(opening).rejects.toThrow(/device-0\.dev\.tmp.*No space left on device/);
+  expect(await readdir(dataDir)).toEqual([]);
+});
+
+test("a later start reserves an existing device's blocks again: a sparse device is filled in", async () => {
+  const dataDir = join(directory.path, "sled");
+  await mkdir(dataDir);
+  const options = {
+    dataDir,
+    sledId: "sled-1",
+    deviceCount: 1,
+    deviceBytes: 4 * mebibyte,
+    log: () => undefined,
+  };
+  for (const device of await openDeviceSet(options)) await device.close();
+  // Make the device sparse past its superblocks, as a sparse fallback would have left it.
+  const path = join(dataDir, "device-0.dev");
+  await truncate(path, mebibyte);
+  await truncate(path, 4 * mebibyte);
+  expect((await stat(path)).blocks * 512).toBeLessThan(4 * mebibyte);
+  for (const device of await openDeviceSet(options)) await device.close();
+  expect((await stat(path)).blocks * 512).toBeGreaterThanOrEqual(4 * mebibyte);
+});
+
+test("a later start on a full file system stops with a DeviceError instead of accepting the device", async () => {
+  const dataDir = join(directory.path, "sled");
+  await mkdir(dataDir);
+  const options = {
+    dataDir,
+    sledId: "sled-1",
+    deviceCount: 2,
+    deviceBytes: 4 * mebibyte,
+    log: () => undefined,
+  };
+  for (const device of await openDeviceSet(options)) await device.close();
+  const opening = withFakeFallocate("No space left on device", () => openDeviceSet(options));
+  await expect(opening).rejects.toThrow(DeviceError);
+  await expect(opening).rejects.toThrow(/device-0\.dev.*could not reserve/);
+  expect((await readdir(dataDir)).sort()).toEqual(["device-0.dev", "device-1.dev"]);
 });

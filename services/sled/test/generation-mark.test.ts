@@ -3,9 +3,10 @@
 // slots (a write that did not survive, or a delete) while its extent header is still on
 // disk; the mark costs one write per batch of generations; a missing or damaged mark
 // makes generations jump far past the largest found; a mark that cannot be written
-// fails the write, not the sled.
+// fails the write, not the sled; once made, the file is overwritten in place (one copy of
+// two), so a raise needs no new file and a torn copy leaves the other.
 
-import { open, writeFile } from "node:fs/promises";
+import { mkdir, open, readdir, readFile, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, test } from "vitest";
 import {
@@ -152,5 +153,72 @@ describe("the generation high-water mark", () => {
     const written = await store.writeChunk(owner, "c0", patterned(4096, 1));
     expect(written.created).toBe(true);
     await store.close();
+  });
+
+  test("after the file is made, raises overwrite it in place: same file, no temporary", async () => {
+    const mark = fileGenerationMark(directory.path);
+    const path = join(directory.path, generationMarkFileName);
+    await mark.write(10);
+    const made = await stat(path);
+    for (const value of [20, 30, 40]) {
+      await mark.write(value);
+      expect(await mark.read()).toEqual({ mark: value });
+    }
+    expect((await stat(path)).ino).toBe(made.ino);
+    expect(await readdir(directory.path)).toEqual([generationMarkFileName]);
+  });
+
+  test("a raise needs no new file: it succeeds where no temporary file can be made", async () => {
+    const mark = countedFileMark();
+    const { store } = await openStoreOnFiles({
+      dataDir: directory.path,
+      generationMark: mark,
+      generationMarkBatch: 2,
+    });
+    // A directory where the temporary file would go: creating one fails, as it does on a
+    // full file system (a stand-in; the host's real disk is never filled by a test).
+    await mkdir(join(directory.path, `${generationMarkFileName}.tmp`));
+    for (let index = 0; index < 5; index++) {
+      await store.writeChunk(owner, `c${index}`, patterned(4096, index));
+    }
+    expect(mark.writes.length).toBeGreaterThanOrEqual(3);
+    expect(await mark.read()).toEqual({ mark: mark.writes.at(-1) });
+    await store.close();
+  });
+
+  test("a torn copy leaves the other: a read takes the higher valid one, a raise the torn", async () => {
+    const mark = fileGenerationMark(directory.path);
+    const path = join(directory.path, generationMarkFileName);
+    await mark.write(10);
+    await mark.write(20);
+    const bytes = await readFile(path);
+    // Tear whichever copy holds 20 (the other holds 10).
+    const copyA = decodeGenerationMark(bytes.subarray(0, 12));
+    const copyOf20 = "mark" in copyA && copyA.mark === 20 ? 0 : 4096;
+    bytes[copyOf20 + 2]! ^= 0xff;
+    await writeFile(path, bytes);
+    expect(await mark.read()).toEqual({ mark: 10 });
+    await mark.write(30);
+    expect(await mark.read()).toEqual({ mark: 30 });
+    const after = await readFile(path);
+    expect(decodeGenerationMark(after.subarray(copyOf20, copyOf20 + 12))).toEqual({ mark: 30 });
+    expect(decodeGenerationMark(after.subarray(4096 - copyOf20, 4096 - copyOf20 + 12))).toEqual({
+      mark: 10,
+    });
+    // Both copies torn: no mark.
+    after[2]! ^= 0xff;
+    after[4096 + 2]! ^= 0xff;
+    await writeFile(path, after);
+    expect(await mark.read()).toMatchObject({ missing: expect.stringMatching(/neither copy/) });
+  });
+
+  test("a mark file of the first layout is read, and made two-copy at the first raise", async () => {
+    const path = join(directory.path, generationMarkFileName);
+    await writeFile(path, encodeGenerationMark(7));
+    const mark = fileGenerationMark(directory.path);
+    expect(await mark.read()).toEqual({ mark: 7 });
+    await mark.write(8);
+    expect((await stat(path)).size).toBe(8192);
+    expect(await mark.read()).toEqual({ mark: 8 });
   });
 });
