@@ -162,8 +162,20 @@ const indexed = new Map([...activities].map(([kind, found]) => [kind, indexOf(fo
 const overlapping = (kind: string, write: Span) =>
   indexed.get(kind)!.some((span) => overlaps(write, span));
 
+// By chance alone a write of length w overlaps one of n spans covering c µs of a run of
+// T µs with a probability of about (c + n w) / T: long writes overlap periodic work
+// (ticks) whether or not it held them.
+const runStart = writes[0]!.start;
+const runUs = writes[writes.length - 1]!.end - runStart;
+const byChance = (found: Span[]) => {
+  const covered = found.reduce((sum, span) => sum + span.end - span.start, 0);
+  return slow.reduce(
+    (sum, write) => sum + Math.min(1, (covered + found.length * (write.end - write.start)) / runUs),
+    0,
+  );
+};
 console.log(
-  "\nactivity (count, median length µs)                  slow writes overlapping  other writes overlapping  slow excess in them",
+  "\nactivity (count, median length µs)                  slow writes overlapping (by chance)  other writes overlapping  slow excess in them",
 );
 for (const [kind, found] of indexed) {
   if (found.length === 0) continue;
@@ -172,7 +184,7 @@ for (const [kind, found] of indexed) {
   const inRest = rest.filter((write) => overlapping(kind, write));
   const excessIn = inSlow.reduce((sum, write) => sum + excess(write), 0);
   console.log(
-    `${`${kind} (${found.length}, ${percentile(lengths, 0.5).toFixed(0)})`.padEnd(54)} ${`${inSlow.length} (${((100 * inSlow.length) / Math.max(1, slow.length)).toFixed(0)} %)`.padStart(18)} ${`${inRest.length} (${((100 * inRest.length) / Math.max(1, rest.length)).toFixed(1)} %)`.padStart(24)} ${`${((100 * excessIn) / Math.max(1, slowExcess)).toFixed(0)} %`.padStart(20)}`,
+    `${`${kind} (${found.length}, ${percentile(lengths, 0.5).toFixed(0)})`.padEnd(54)} ${`${inSlow.length} (${((100 * inSlow.length) / Math.max(1, slow.length)).toFixed(0)} %; ${byChance(found).toFixed(0)})`.padStart(30)} ${`${inRest.length} (${((100 * inRest.length) / Math.max(1, rest.length)).toFixed(1)} %)`.padStart(24)} ${`${((100 * excessIn) / Math.max(1, slowExcess)).toFixed(0)} %`.padStart(20)}`,
   );
 }
 
