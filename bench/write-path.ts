@@ -453,13 +453,20 @@ async function main(): Promise<void> {
           for (const record of cluster.records()) process.kill(record.pid, "SIGWINCH");
           await new Promise((resolve) => setTimeout(resolve, 2000));
           await mkdir(join(latencyDir, `${job}-${round}`), { recursive: true });
+          // Which process is which, for lining the events up with a system-wide trace
+          // (bench/latency-tail.ts --perf).
+          await writeFile(
+            join(latencyDir, `${job}-${round}`, "pids.json"),
+            JSON.stringify(Object.fromEntries(pids)),
+          );
           for (const [id, pid] of pids) {
             const text = await readFile(join(latencyDir, `${pid}.lat.json`), "utf8").catch(
               () => undefined,
             );
+            // Sleds by their own names (sled-1.json …), the rest by role.
             if (text !== undefined)
               await writeFile(
-                join(latencyDir, `${job}-${round}`, `${id.replace(/ .*/, "")}.json`),
+                join(latencyDir, `${job}-${round}`, `${id.replace(/^sled | +.*/g, "")}.json`),
                 text,
               );
           }
