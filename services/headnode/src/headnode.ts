@@ -1057,15 +1057,15 @@ export class HeadNode {
     }
   }
 
-  /**
-   * Test only: makes the journal of the hosted replica of `volume`/`partition` fail from
-   * its next append on (see PartitionHost.injectJournalFailureForTesting).
-   */
   /** Test only: ordering fences kept for replicas to reopen (kept-fences.ts). */
   get keptFencesForTesting(): number {
     return this.keptFences.size;
   }
 
+  /**
+   * Test only: makes the journal of the hosted replica of `volume`/`partition` fail from
+   * its next append on (see PartitionHost.injectJournalFailureForTesting).
+   */
   injectJournalFailureForTesting(volume: string, partition: number, errno: "ENOSPC" | "EIO"): void {
     this.hostOf(volume, partition).host.injectJournalFailureForTesting(errno);
   }
