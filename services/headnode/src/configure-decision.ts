@@ -38,9 +38,12 @@
 //   secondary holds, and only the session tells them apart (log matching compares epoch
 //   and session); chunk ids and checkpoint keys are named by session too. Whatever
 //   replaces a failed replica at the partition (reopened, rebuilt, or another
-//   incarnation) opens in a new session. (The shell's open refuses a journal that failed
-//   a write or sync earlier in this boot of the machine: the decision stays "open", and
-//   the configure fails as for a damaged checkpoint; partition-host.ts, `openJournal`.)
+//   incarnation) opens in a new session. Reopened in the epoch it failed in, it keeps
+//   its ordering fence: the shells hand the closed core's table to the new one
+//   (kept-fences.ts), since a stale attempt may still be unread in the process. (The
+//   shell's open refuses a journal that failed a write or sync earlier in this boot of
+//   the machine: the decision stays "open", and the configure fails as for a damaged
+//   checkpoint; partition-host.ts, `openJournal`.)
 // - Named a learner while it holds the partition in any other state (it was a voter, or
 //   a learner of an earlier period), in a newer epoch: its state is discarded and it is
 //   rebuilt afresh. What it holds may lie below the primary's release point or off its

@@ -95,6 +95,7 @@ import {
 } from "./constants.ts";
 import { DropRuns } from "./drop-runs.ts";
 import { removeDirectory } from "./journal/files.ts";
+import { KeptFences } from "./kept-fences.ts";
 import { leftoverCandidatesOf, removableOf, requestsOf } from "./leftover-directories.ts";
 import { PartitionHost, storedEpoch, storesReplica } from "./partition-host.ts";
 import { nodeEntriesOf, renewalsOf } from "./primary-report.ts";
@@ -181,6 +182,8 @@ export class HeadNode {
    * droppedIncarnationsMax.
    */
   private readonly dropped = new Set<string>();
+  /** Ordering fences of replicas closed to be reopened in place (kept-fences.ts). */
+  private readonly keptFences = new KeptFences();
   /** The next check for leftover directories (leftover-directories.ts). */
   private leftoverTimer: NodeJS.Timeout | undefined;
   private closed = false;
@@ -478,6 +481,7 @@ export class HeadNode {
     const key = partitionKey(message.volume, message.partition);
     const part = partOf(this.service.nodeId, message);
     const found = this.hosted.get(key);
+    this.keptFences.configured(key, volumeId, message.epoch);
     // Looked at only where it decides: a voter named no disk (configure-decision.ts).
     const stored =
       message.disk === undefined &&
@@ -543,10 +547,18 @@ export class HeadNode {
             `the request's outcome is unknown: ${this.service.nodeId} closed its replica of ${message.volume}/${message.partition} for epoch ${message.epoch}; retry with the current primary`,
           ),
         );
+        // A failed replica, closed to be reopened from its files: its fence goes to the
+        // next core opened here (kept-fences.ts). Read once closed: it takes nothing more.
+        if (decision.retire === "close") {
+          this.keptFences.keep(key, found.host.address.volumeId, found.host.replica.fenceToKeep());
+        }
       }
       if (decision.forget !== undefined) this.rememberDropped(message.volume, decision.forget);
       if (decision.kind === "refuse") throw this.refusal(message, volumeId, decision.refusal);
       hosted = await this.open(message, volumeId, decision.from === "rebuild", session);
+      // Taken back by its first configure if of the epoch the closed core held.
+      const carried = this.keptFences.take(key, volumeId);
+      if (carried !== undefined) hosted.host.replica.carryFence(carried);
       if (this.isDropped(message.volume, volumeId)) {
         // Dropped while it opened (the drop waits only for replicas already hosted):
         // a deleted incarnation must not stay hosted, nor keep files.
@@ -709,6 +721,7 @@ export class HeadNode {
       )
       .map(([key]) => key);
     let dropped = 0;
+    this.keptFences.forgetIncarnation(message.volumeId);
     await Promise.all(
       keys.map((key) =>
         this.serially.run(key, async () => {
@@ -774,7 +787,10 @@ export class HeadNode {
       stopIntake: () => Promise.all(served.map((one) => one?.stop())),
       closeReplica: () => hosted.host.close(reason),
     });
-    if (remove) await hosted.host.remove();
+    if (remove) {
+      this.keptFences.forget(key);
+      await hosted.host.remove();
+    }
   }
 
   /** `session`: the replica's own, when it is not the node's (a reopen: see onConfigure). */
@@ -1039,6 +1055,11 @@ export class HeadNode {
         throw new Error(`no handler for ${(unreachable as Message).type}`);
       }
     }
+  }
+
+  /** Test only: ordering fences kept for replicas to reopen (kept-fences.ts). */
+  get keptFencesForTesting(): number {
+    return this.keptFences.size;
   }
 
   /**

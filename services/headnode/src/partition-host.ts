@@ -99,6 +99,7 @@ import type {
 } from "./replica/effects.ts";
 import { type ByteRange, unmappedRanges } from "./replica/layering.ts";
 import { PartitionMetadata } from "./replica/metadata.ts";
+import type { KeptFence } from "./replica/ordering-fence.ts";
 import {
   type ClientRequest,
   type Configuration,
@@ -123,6 +124,10 @@ export interface HostedReplica {
   followers(): FollowerProgress[];
   recordCopies(chunkNumber: number, copies: readonly string[]): void;
   requestCheckpoint(): void;
+  /** The core's ordering fence, to hand to a core reopening it (kept-fences.ts). */
+  fenceToKeep(): KeptFence | undefined;
+  /** Before the first configure: a closed core's fence, taken back at the same epoch. */
+  carryFence(kept: KeptFence): void;
 }
 
 /** The node's tick schedule as a replica sees it (tick-schedule.ts). */
@@ -236,6 +241,9 @@ export class PartitionHost {
         return replica.commitOpNum;
       },
       followers: () => replica.followers(),
+      fenceToKeep: () => replica.fenceToKeep(),
+      // No effects, and read only by the configure that follows (which the gate passes).
+      carryFence: (kept) => replica.carryFence(kept),
       recordCopies: (chunkNumber, copies) => {
         if (this.failure !== undefined) return;
         this.input((core) => core.recordCopies(chunkNumber, copies));

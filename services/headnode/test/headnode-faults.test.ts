@@ -187,6 +187,76 @@ describe("a journal that fails", () => {
   });
 });
 
+describe("a primary reopened in place after its journal failed", () => {
+  /** A fenced write of client session `session`, attempt `sequence`: applied or its code. */
+  const fenced = (epoch: number, session: string, sequence: number, fill: number) =>
+    service
+      .call(subjects.volume.build("vol", 0), {
+        type: "volume.write.v1",
+        volume: "vol",
+        partition: 0,
+        epoch,
+        writes: [{ offset: 0, data: new Uint8Array(4096).fill(fill) }],
+        fence: { session, sequence },
+      })
+      .then(
+        () => "applied",
+        (error: BallastError) => error.code,
+      );
+
+  test("keeps its ordering fence in the same epoch: a stale attempt read after the reopen is Superseded", async () => {
+    vi.spyOn(process, "kill").mockImplementation(() => true);
+    const session = "a".repeat(32);
+    await configure(0, 1);
+    expect(await fenced(1, session, 3, 0x43)).toBe("applied");
+    node.injectJournalFailureForTesting("vol", 0, "ENOSPC");
+    await write(0, 1, 0x44).catch(() => undefined);
+    expect((await status(0)).failed).toBeDefined();
+
+    // With no secondary to take over, the coordinator configures it again in the same
+    // epoch: closed and opened from its files, in this process.
+    const reopened = (await configure(0, 1)) as { role: string; failed?: string };
+    expect(reopened).toMatchObject({ role: "primary" });
+    expect(reopened.failed).toBeUndefined();
+    // Attempt 1 of the session, a stale copy read only now (say from a link socket of
+    // this process): the reopened core refuses it as the failed one would have, rather
+    // than apply it over attempt 3, which its client was told is done.
+    expect(await fenced(1, session, 1, 0x41)).toBe(ErrorCode.Superseded);
+    expect(await read(0, 1)).toBe(0x43);
+    // Later attempts of the session, and other sessions, are taken.
+    expect(await fenced(1, session, 4, 0x45)).toBe("applied");
+    expect(await fenced(1, "b".repeat(32), 1, 0x46)).toBe("applied");
+    expect(await read(0, 1)).toBe(0x46);
+    // Handed over: the node keeps nothing of it any more.
+    expect(node.keptFencesForTesting).toBe(0);
+  });
+
+  test("reopened in a newer epoch, it starts with an empty fence, and a drop leaves nothing kept", async () => {
+    vi.spyOn(process, "kill").mockImplementation(() => true);
+    const session = "a".repeat(32);
+    await configure(0, 1);
+    expect(await fenced(1, session, 3, 0x53)).toBe("applied");
+    node.injectJournalFailureForTesting("vol", 0, "ENOSPC");
+    await write(0, 1, 0x54).catch(() => undefined);
+    expect((await status(0)).failed).toBeDefined();
+
+    // A newer epoch: a stale attempt names the old one and is refused by it.
+    await configure(0, 2);
+    expect(await fenced(1, session, 1, 0x51)).toBe(ErrorCode.WrongEpoch);
+    // One of the new epoch is as from a new table.
+    expect(await fenced(2, session, 1, 0x52)).toBe("applied");
+    expect(await read(0, 2)).toBe(0x52);
+
+    // Failed again, closed, and the volume dropped before any reopen: nothing stays.
+    node.injectJournalFailureForTesting("vol", 0, "ENOSPC");
+    await write(0, 2, 0x55).catch(() => undefined);
+    await configure(0, 2, { primary: "head-2", secondaries: [] }).catch(() => undefined);
+    expect(node.keptFencesForTesting).toBe(1);
+    await service.inbox({ type: "headnode.drop.v1", volume: "vol", volumeId: "vol" });
+    expect(node.keptFencesForTesting).toBe(0);
+  });
+});
+
 describe("a configure recorded on another disk", () => {
   test("is refused with NotFound naming both disks, opens nothing, and one for this disk is served", async () => {
     const configureOn = (disk: string) =>

@@ -79,6 +79,34 @@ describe("the fence decision", () => {
     expect(fence.admit(fenceOf(sessions[1]!, 4), 5).admitted).toBe(true);
   });
 
+  test("a table kept and restored in another keeps each session's sequence, age and order", () => {
+    const old = new OrderingFence(limits);
+    const sessions = ["1", "2", "3"].map((digit) => digit.repeat(32));
+    old.admit(fenceOf(sessions[0]!, 5), 1000);
+    old.admit(fenceOf(sessions[1]!, 7), 1040);
+    old.admit(fenceOf(sessions[2]!, 2), 1090);
+    const kept = old.kept(1090);
+    expect(kept).toEqual([
+      { session: sessions[0], sequence: 5, ageTicks: 90 },
+      { session: sessions[1], sequence: 7, ageTicks: 50 },
+      { session: sessions[2], sequence: 2, ageTicks: 0 },
+    ]);
+    // A new core counts its ticks from 0.
+    const reopened = new OrderingFence(limits);
+    reopened.restore(kept, 0);
+    expect(reopened.admit(fenceOf(sessions[1]!, 6), 0)).toEqual({
+      admitted: false,
+      highestSequence: 7,
+    });
+    // Session 0 was admitted 90 ticks before: it expires 10 ticks on, not 100.
+    expect(reopened.admit(fenceOf(sessions[0]!, 4), 9).admitted).toBe(false);
+    expect(reopened.admit(fenceOf(sessions[0]!, 4), 10).admitted).toBe(true);
+    // Session 1 is now the oldest and goes first past the bound.
+    reopened.admit(fenceOf("4".repeat(32), 1), 11);
+    expect(reopened.size).toBe(limits.fenceSessionsMax);
+    expect(reopened.admit(fenceOf(sessions[1]!, 6), 12).admitted).toBe(true);
+  });
+
   test("the default expiry outlasts a 64 MiB backlog of 4 KiB writes read 1024 at a time, each within two request deadlines", () => {
     const rounds =
       runtimeConstants.linkWriteBufferBytesMax / 4096 / runtimeConstants.linkUnansweredMax;
@@ -160,6 +188,43 @@ describe("the fence in the replica core", () => {
     syncJournal(core, effects);
     core.tick(); // room again: the waiting attempt is assigned
     expect(core.lastOpNum).toBe(2);
+  });
+
+  test("a core reopened in place takes back its predecessor's fence at the same epoch, and drops it at another", () => {
+    const core = primary();
+    core.onClientRequest(write(1, 1, 3));
+    syncJournal(core, core.drainEffects());
+    const kept = core.fenceToKeep();
+    expect(kept).toEqual({ epoch: 3, sessions: [{ session: sessionA, sequence: 3, ageTicks: 0 }] });
+
+    const reopen = (epoch: number) => {
+      const next = new Replica(
+        {
+          nodeId: "head-1",
+          volume: "vol",
+          partition: 0,
+          partitionStart: 0,
+          partitionBytes: 1 << 20,
+          session: 2,
+        },
+        { notes: [] },
+      );
+      next.carryFence(kept!);
+      next.configure({ ...configuration, epoch });
+      next.drainEffects();
+      return next;
+    };
+    const same = reopen(3);
+    same.onClientRequest(write(1, 0xa1, 1));
+    expect(only(same.drainEffects(), "reply.error")[0]?.error.code).toBe(ErrorCode.Superseded);
+    expect(same.lastOpNum).toBe(0);
+    expect(same.fenceToKeep()?.sessions).toEqual([{ session: sessionA, sequence: 3, ageTicks: 0 }]);
+
+    const later = reopen(4);
+    expect(later.fenceToKeep()).toBeUndefined();
+    later.onClientRequest(write(1, 0xa1, 1, 4));
+    expect(only(later.drainEffects(), "reply.error")).toEqual([]);
+    expect(later.lastOpNum).toBe(1);
   });
 
   test("a new epoch starts with an empty fence (older attempts are refused by their epoch)", () => {

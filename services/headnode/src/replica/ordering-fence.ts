@@ -14,12 +14,21 @@
 // meanwhile; a slow primary that keeps its epoch would give it an op above theirs.
 //
 // What the table does not cover, and why that is safe or accepted:
-// - A new epoch starts with an empty table (the core clears it on every configure and
-//   when deposed): every attempt that could be stale against an attempt admitted in
+// - A new epoch starts with an empty table (the core clears it on every configure of a
+//   new epoch and when deposed): every attempt that could be stale against an attempt admitted in
 //   this epoch was sent to this core in this epoch, and one sent in an earlier epoch
 //   names that epoch and is refused WrongEpoch. A new primary on another node is the
 //   same case. A restarted head node starts empty too, but a stale frame does not
 //   survive a restart: it lived in a socket of the process that ended.
+// - A new core in the same epoch and the same process does not start empty: a primary
+//   whose journal failed, with no secondary to take over, is configured again in its
+//   epoch (coordinator decisions.ts, `outOfStep`), and the head node closes it and opens
+//   a new core from its files, while a stale frame may still sit in one of its sockets.
+//   The closed core's table (`kept`, a KeptFence) is held by the head node
+//   (kept-fences.ts) and carried into the new core, whose first configure takes it back
+//   if of the same epoch (Replica `carryFence`). Ages, not ticks, cross over: the new
+//   core counts ticks from 0. The ticks between the close and the reopen are not
+//   counted, so a kept session lives that much longer, within the same bound.
 // - A session evicted (past `fenceSessionsMax`, the one that has gone longest without
 //   an attempt admitted) or expired (`fenceExpiryTicks` after its last) is forgotten:
 //   a stale copy of one of its attempts arriving later is admitted as an unfenced
@@ -39,6 +48,18 @@ import type { ReplicaLimits } from "../constants.ts";
 
 /** What the fence says of an attempt: admitted, or stale behind `highestSequence`. */
 export type FenceDecision = { admitted: true } | { admitted: false; highestSequence: number };
+
+/**
+ * A fence table handed from a closed core to the one that reopens the same replica in
+ * the same process (Replica `fenceToKeep`, `carryFence`): plain data, each session with
+ * the ticks since its last admission rather than a tick of the old core (a new core
+ * counts its ticks from 0). Oldest first.
+ */
+export interface KeptFence {
+  /** The epoch it was built in: only a core configured in that epoch takes it back. */
+  epoch: number;
+  sessions: { session: string; sequence: number; ageTicks: number }[];
+}
 
 interface SessionEntry {
   /** The highest sequence admitted from the session. */
@@ -80,6 +101,29 @@ export class OrderingFence {
   /** Forgets every session (a new epoch, or no longer primary). */
   clear(): void {
     this.sessions.clear();
+  }
+
+  /** The sessions remembered at tick `tick`, oldest first, with their ages (KeptFence). */
+  kept(tick: number): KeptFence["sessions"] {
+    this.expire(tick);
+    return [...this.sessions].map(([session, entry]) => ({
+      session,
+      sequence: entry.sequence,
+      ageTicks: tick - entry.tick,
+    }));
+  }
+
+  /**
+   * Takes back sessions `kept` by another table at tick `tick` of this one, as if each had
+   * been admitted `ageTicks` ago, replacing what this table holds (called on an empty
+   * one: a reopened core, when its first configure clears it).
+   */
+  restore(kept: KeptFence["sessions"], tick: number): void {
+    this.sessions.clear();
+    for (const entry of kept.slice(-this.limits.fenceSessionsMax)) {
+      this.sessions.set(entry.session, { sequence: entry.sequence, tick: tick - entry.ageTicks });
+    }
+    this.expire(tick);
   }
 
   /** Sessions remembered now. */

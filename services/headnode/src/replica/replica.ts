@@ -122,7 +122,7 @@ import type {
 import { encodeFlushRecord, type FlushRecord } from "./flush-record.ts";
 import { CheckpointTooLargeError, PartitionMetadata } from "./metadata.ts";
 import { type Note, noteBytes, noteChecksum, sameNote } from "./note.ts";
-import { OrderingFence } from "./ordering-fence.ts";
+import { type KeptFence, OrderingFence } from "./ordering-fence.ts";
 
 /**
  * The session a follower's hello acknowledges (`replica.ack.v1` with nothing matched):
@@ -317,6 +317,11 @@ export class Replica {
   private readonly waitingRequests: { request: ClientRequest; deadlineTick: number }[] = [];
   /** On a primary: the highest attempt admitted per client session, this epoch. */
   private readonly fence: OrderingFence;
+  /**
+   * The fence of a closed core of this replica, handed over for the first configure
+   * (carryFence): taken back if that configure is of the same epoch, dropped either way.
+   */
+  private carriedFence: KeptFence | undefined;
   private readonly flushWaiters: FlushWaiter[] = [];
   private readonly controlWaiters: ControlWaiter[] = [];
   /**
@@ -554,6 +559,31 @@ export class Replica {
 
   // ---------------------------------------------------------------- configuration
 
+  /**
+   * The fence table to hand to a core that reopens this replica (ordering-fence.ts,
+   * KeptFence); undefined when it holds nothing (never configured, deposed, or no fenced
+   * attempt taken this epoch).
+   */
+  fenceToKeep(): KeptFence | undefined {
+    const configuration = this.configuration;
+    if (configuration === undefined || this.fence.size === 0) return undefined;
+    const sessions = this.fence.kept(this.tickCount);
+    return sessions.length === 0 ? undefined : { epoch: configuration.epoch, sessions };
+  }
+
+  /**
+   * Hands this core, before its first configure, the fence a closed core of the same
+   * replica kept (fenceToKeep): that configure takes it back if it is of the epoch the
+   * table was built in, and drops it otherwise.
+   */
+  carryFence(kept: KeptFence): void {
+    assert(
+      this.configuration === undefined,
+      "a fence is carried only into a core not yet configured",
+    );
+    this.carriedFence = kept;
+  }
+
   /** A new replica set from the coordinator (or the test). Older epochs are ignored. */
   configure(configuration: Configuration): void {
     if (this.configuration !== undefined && configuration.epoch < this.configuration.epoch) return;
@@ -565,6 +595,13 @@ export class Replica {
     // Every attempt of the new epoch reaches this core after this point, and one of an
     // older epoch is refused by its epoch (ordering-fence.ts).
     this.fence.clear();
+    // A core reopened in place (its journal failed) at the epoch its predecessor held
+    // takes back that one's table: a stale copy read by this process after the reopen
+    // names this epoch, and an empty table would admit it (ordering-fence.ts).
+    if (this.carriedFence?.epoch === configuration.epoch) {
+      this.fence.restore(this.carriedFence.sessions, this.tickCount);
+    }
+    this.carriedFence = undefined;
     this.ackHold = undefined;
     this.flushInFlight = undefined;
     this.pendingCopies.clear();

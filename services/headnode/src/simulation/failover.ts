@@ -141,6 +141,7 @@ import {
 } from "../primary-report.ts";
 import type { CheckpointPointer, ReadResult, ReplicationMessage } from "../replica/effects.ts";
 import type { Note } from "../replica/note.ts";
+import type { KeptFence } from "../replica/ordering-fence.ts";
 import { type Configuration, Replica } from "../replica/replica.ts";
 import {
   type FailedReplica,
@@ -760,6 +761,13 @@ export interface FailoverResult {
     primariesReopened: number;
     primariesReopenedOverSecondary: number;
     /**
+     * Reopened cores handed their failed predecessor's non-empty ordering fence, and of
+     * those, the ones whose first configure was of the same epoch and took it back
+     * (headnode.ts, kept-fences.ts).
+     */
+    fencesCarried: number;
+    fencesTakenBack: number;
+    /**
      * Replicas retired while they held requests (handlers in flight), by a configure
      * (removed or reopened: a woken ex-primary re-added as a learner) and by a drop (the
      * volume deleted): each one the `close-after-handlers` sabotage hangs.
@@ -837,6 +845,13 @@ interface Hosted {
    * `session-after-close` sabotage: the session taken after the close failed).
    */
   closed: boolean;
+  /**
+   * The ordering fence of its core closed after a failure (headnode.ts, kept-fences.ts),
+   * in the node's life it was kept in: handed to the next core opened in that life.
+   */
+  keptFence: { life: number; fence: KeptFence } | undefined;
+  /** The epoch of the fence carried into its core, until that core's first configure. */
+  carriedEpoch?: number | undefined;
 }
 
 interface SimulatedNode {
@@ -1246,6 +1261,8 @@ export class FailoverSimulation {
     snapshotsChecked: 0,
     primariesReopened: 0,
     primariesReopenedOverSecondary: 0,
+    fencesCarried: 0,
+    fencesTakenBack: 0,
     retiresHoldingRequests: 0,
     dropsHoldingRequests: 0,
     configuresWaitingOnDisk: 0,
@@ -2131,6 +2148,15 @@ export class FailoverSimulation {
           this.watchedFor(hosted.volumeId, hosted.partition).checker.committed(node.id, note),
       },
     );
+    // As headnode.ts: the fence of the failed core this one replaces, kept in this life
+    // (a restart loses it, and the frames it guards with it).
+    const kept = hosted.keptFence;
+    hosted.keptFence = undefined;
+    if (kept?.life === node.life) {
+      replica.carryFence(kept.fence);
+      hosted.carriedEpoch = kept.fence.epoch;
+      this.stats.fencesCarried++;
+    }
     const adapter = new ReplicaAdapter(
       replica,
       this.options.sabotage !== "no-lease-check",
@@ -2512,8 +2538,13 @@ export class FailoverSimulation {
           "configure",
         );
         if (!retired) return;
-        // Removed: its disks go; closed (failed): its disks stay, to reopen from.
+        // Removed: its disks go; closed (failed): its disks stay, to reopen from, and its
+        // fence is kept for the core that reopens it (headnode.ts).
         if (decision.retire === "remove") node.hosted.delete(found.partition);
+        if (decision.retire === "close") {
+          const fence = found.adapter?.replica.fenceToKeep();
+          found.keptFence = fence === undefined ? undefined : { life, fence };
+        }
       }
       if (decision.forget !== undefined) node.droppedVolumeIds.add(decision.forget);
       if (decision.kind === "refuse") {
@@ -2593,6 +2624,10 @@ export class FailoverSimulation {
     ) {
       hosted.voterEpoch = configuration.epoch;
     }
+    if (hosted.carriedEpoch !== undefined) {
+      if (hosted.carriedEpoch === configuration.epoch) this.stats.fencesTakenBack++;
+      hosted.carriedEpoch = undefined;
+    }
     adapter.configure(configuration);
     // Once a voter (or out of the set), it is no longer what a rebuild started from.
     if (part !== "learner") hosted.learnerSince = undefined;
@@ -2626,6 +2661,7 @@ export class FailoverSimulation {
       runner: undefined,
       retiring: false,
       closed: false,
+      keptFence: undefined,
     };
   }
 
