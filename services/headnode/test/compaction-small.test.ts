@@ -234,6 +234,9 @@ test("random writes, trims, snapshot takes and drops: every tree reads back, and
     }),
     { numRuns: 60 },
   );
-  // The runs did merge chunks (and read them), not just stay under the count.
-  expect(merges).toBeGreaterThan(10);
+  // The runs did merge chunks (and read them), not just stay under the count. About a
+  // quarter of random runs merge (7 to 19 of 60 in twelve sittings): at least one is
+  // certain for any seed (0.75^60 is about 3e-8), a count near the mean was not (CI
+  // once saw 10 where more than 10 was asked).
+  expect(merges).toBeGreaterThan(0);
 });
