@@ -13,7 +13,7 @@ test("a service is given longer to stop than its own bounds let it take, by the 
   // A service's stop: in-flight handlers, then its closers (a gateway's NBD connections
   // among them, bounded on their own within the closers' grace), then NATS, each bounded.
   // The launcher's kill came at 15 s and compose's at its default 10 s, inside that.
-  expect(nbdLimitsDefault.closeGraceMs).toBeLessThanOrEqual(runtimeConstants.closersGraceMs);
+  expect(nbdLimitsDefault.closeGraceMs).toBeLessThan(runtimeConstants.closersGraceMs);
   const slowestStopMs =
     runtimeConstants.shutdownGraceMs +
     runtimeConstants.closersGraceMs +

@@ -16,7 +16,7 @@ export const clusterReadyTimeoutMs = 30_000;
 /**
  * How long a stopping child gets after SIGTERM before it is killed. Longer than the
  * slowest stop a service may take by its own bounds: its in-flight handlers (the
- * runtime's shutdownGraceMs, 10 s), then its closers (closersGraceMs, 10 s; a gateway's
+ * runtime's shutdownGraceMs, 10 s), then its closers (closersGraceMs, 12 s; a gateway's
  * NBD connections among them), then its NATS connection (natsCloseGraceMs, 5 s). It was 15 s, so a
  * gateway stopping slowly but within its bounds was killed part way (a test keeps the
  * sum below this; docker-compose's stop_grace_period is the same).

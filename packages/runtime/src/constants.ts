@@ -39,9 +39,10 @@ export const shutdownGraceMs = 10_000;
  * store, a gateway's NBD connections, a head node's replicas), before it goes on to
  * close NATS and lets the process end. A closer stuck on a hung disk held the stop for
  * good; ending the process then is a crash, which every service is built to survive.
- * A gateway's NBD close (its closeGraceMs, 10 s) fits within it.
+ * A gateway's NBD close (its closeGraceMs, 10 s) fits within it with 2 s to spare for
+ * the closers after it (its volumes').
  */
-export const closersGraceMs = 10_000;
+export const closersGraceMs = 12_000;
 /**
  * How long the drain of a NATS connection (flushing what was published) may take before
  * the connection is closed without it (bus.ts `drainNats`): a service's last step on
