@@ -43,7 +43,7 @@ export const counterCopyStride = 4096;
 /** The two-copy file: two blocks, each beginning with a copy. */
 export const counterFileBytes = 2 * counterCopyStride;
 
-/** A counter file as read: its value, no file, or damage (neither copy valid, or unreadable). */
+/** A counter file as read: its value, no file, or damage (no valid copy); an I/O error throws. */
 export type CounterReading = { value: number } | { absent: true } | { damaged: string };
 
 export interface CounterFile {
@@ -105,7 +105,7 @@ export function counterFile(
         bytes = await readFile(path);
       } catch (error) {
         if ((error as NodeJS.ErrnoException).code === "ENOENT") return { absent: true };
-        return { damaged: `${path} cannot be read: ${(error as Error).message}` };
+        throw error;
       }
       if (bytes.byteLength !== counterFileBytes) {
         const earlier = readEarlier(bytes);
