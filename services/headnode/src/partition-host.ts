@@ -48,7 +48,7 @@
 // through the gate), and the effect runner's completions pass the gate through its
 // `beforeCompletion` hook. A lease renewal alone skips it (see `renewLease`).
 
-import { readdir, readFile } from "node:fs/promises";
+import { readdir } from "node:fs/promises";
 import { join } from "node:path";
 import { BallastError, ErrorCode, type MessageOf } from "@ballast/protocol";
 import {
