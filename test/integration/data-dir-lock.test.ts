@@ -106,12 +106,12 @@ test("a second sled on a running sled's directory exits with the holder named; t
 
 test("a second head node on a running head node's directory exits before taking a session", async () => {
   const sessionFile = join(cluster.dataDir, "head-1", "session");
-  const session = await readFile(sessionFile, "utf8");
+  const session = await readFile(sessionFile);
   const pid = cluster.cluster.pid("head-1");
   const second = await startSecond("headnode", "head-1");
   expect(second.code).toBe(2);
   expect(second.stderr).toContain(`is in use by headnode head-1 (pid ${pid})`);
-  expect(await readFile(sessionFile, "utf8")).toBe(session);
+  expect((await readFile(sessionFile)).equals(session)).toBe(true);
   expect(cluster.cluster.isRunning("head-1")).toBe(true);
   const info = await cluster.bus.request(subjects.node.build("head-1"), { type: "node.info.v1" });
   expect(info.pid).toBe(pid);

@@ -5,6 +5,7 @@ export * from "./boot-id.ts";
 export * from "./bus.ts";
 export * from "./config.ts";
 export * as constants from "./constants.ts";
+export * from "./counter-file.ts";
 export * from "./data-dir.ts";
 export * from "./data-dir-lock.ts";
 export * from "./errors.ts";

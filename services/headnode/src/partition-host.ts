@@ -48,12 +48,13 @@
 // through the gate), and the effect runner's completions pass the gate through its
 // `beforeCompletion` hook. A lease renewal alone skips it (see `renewLease`).
 
-import { readdir, readFile } from "node:fs/promises";
+import { readdir } from "node:fs/promises";
 import { join } from "node:path";
 import { BallastError, ErrorCode, type MessageOf } from "@ballast/protocol";
 import {
   activeSpanContext,
   contextOfSpan,
+  counterFile,
   type Logger,
   type MeterGroups,
   meterGroupsOf,
@@ -61,7 +62,6 @@ import {
   type Service,
   type SpanContext,
   SpanStatusCode,
-  writeFileDurably,
 } from "@ballast/runtime";
 import {
   CheckpointFile,
@@ -399,7 +399,9 @@ export class PartitionHost {
    */
   async recordVoterEpoch(epoch: number): Promise<void> {
     if (this.voterEpoch !== undefined && epoch <= this.voterEpoch) return;
-    await writeFileDurably(join(this.directory, voterEpochFileName), `${epoch}\n`);
+    // Raised in place (a counter file: no free block needed, see `voterEpochFile`); the
+    // partition's configures, which call this, run one at a time (configure-queue.ts).
+    await voterEpochFile(this.directory).raise(epoch);
     this.voterEpoch = epoch;
   }
 
@@ -1139,20 +1141,29 @@ export async function storedEpoch(
 const voterEpochFileName = "voter-epoch";
 
 /**
- * The epoch in a replica directory's voter-epoch file; undefined without one. The file is
- * replaced whole (writeFileDurably), so anything but a whole number is damage, which
- * tells nothing: undefined, as for no file.
+ * A replica directory's voter-epoch file: a counter file (runtime counter-file.ts), two
+ * checksummed copies raised in place, so a configure needs no free block to keep its epoch
+ * (before, the file was replaced through a temporary file and a rename, and on a full data
+ * disk every configure of a voter failed with ENOSPC). A file of the first layout (the
+ * epoch as text) is read, and converted at the next raise.
+ */
+function voterEpochFile(directory: string) {
+  return counterFile(join(directory, voterEpochFileName), (bytes) => {
+    const epoch = Number(bytes.toString("utf8").trim());
+    return bytes.byteLength > 0 && Number.isSafeInteger(epoch) && epoch >= 0
+      ? epoch
+      : { damaged: "not a whole number" };
+  });
+}
+
+/**
+ * The epoch in a replica directory's voter-epoch file; undefined without one. Damage (no
+ * valid copy, or text that is not a whole number) tells nothing: undefined, as for no
+ * file. A file that cannot be read throws.
  */
 async function readVoterEpoch(directory: string): Promise<number | undefined> {
-  let text: string;
-  try {
-    text = await readFile(join(directory, voterEpochFileName), "utf8");
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === "ENOENT") return undefined;
-    throw error;
-  }
-  const epoch = Number(text.trim());
-  return Number.isSafeInteger(epoch) && epoch >= 0 ? epoch : undefined;
+  const stored = await voterEpochFile(directory).read();
+  return "value" in stored ? stored.value : undefined;
 }
 
 /** What a partition directory holds once a replica opened there (adapters.ts). */

@@ -17,10 +17,20 @@
 // it computed the same number, and their writes, through the one temporary file, raced
 // so that the second rename found the temporary gone (ENOENT) and failed its configure
 // after the failed replica had been closed.
+//
+// The file is a counter file (runtime counter-file.ts): two checksummed copies, made
+// whole once, and from then on each take overwrites the copy holding the lower session in
+// place and syncs it before the session is used. A take needs no free block, so a head
+// node starts on a full data disk (its journals are preallocated): before, each take
+// replaced the file through a temporary file and a rename, which failed with ENOSPC, and
+// the node exited at every start. A crash or a torn write during a take leaves the other
+// copy, the previous session, which is the one read next (the torn one was never used).
+// A file of the first layout (the number as text) is read, and replaced by the two-copy
+// file at its next take. A file that cannot be read, or whose copies both fail their
+// checksums, refuses the take: a session below one already given out must never follow.
 
-import { readFile } from "node:fs/promises";
 import { resolve } from "node:path";
-import { KeyedLock, writeFileDurably } from "@ballast/runtime";
+import { counterFile, KeyedLock } from "@ballast/runtime";
 
 const sessionFileName = "session";
 const sessionMax = 0xffff_ffff;
@@ -44,21 +54,36 @@ export function nextSession(dataDir: string, above = 0, nowMs = Date.now()): Pro
   return sessionFiles.run(path, () => takeSession(path, above, nowMs));
 }
 
+/** The session stored in `dataDir` (undefined without a session file); throws on damage. */
+export async function storedSession(dataDir: string): Promise<number | undefined> {
+  const path = resolve(dataDir, sessionFileName);
+  const stored = await counterFile(path, (bytes) => readTextSession(path, bytes)).read();
+  if ("damaged" in stored) throw new Error(stored.damaged);
+  return "value" in stored ? stored.value : undefined;
+}
+
 /** Reads the stored session and stores the next; only under `sessionFiles` for `path`. */
 async function takeSession(path: string, above: number, nowMs: number): Promise<number> {
-  let previous = freshSession(nowMs) - 1;
-  try {
-    const text = (await readFile(path, "utf8")).trim();
-    previous = Number(text);
-    if (!Number.isSafeInteger(previous) || previous < 0 || previous >= sessionMax) {
-      throw new Error(
-        `${path} holds ${JSON.stringify(text)}, not a session number below ${sessionMax}`,
-      );
-    }
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== "ENOENT") throw error;
+  const file = counterFile(path, (bytes) => readTextSession(path, bytes));
+  const stored = await file.read();
+  if ("damaged" in stored) throw new Error(`cannot take a session: ${stored.damaged}`);
+  const previous = "value" in stored ? stored.value : freshSession(nowMs) - 1;
+  if (previous >= sessionMax) {
+    throw new Error(`${path} holds session ${previous}: no session is left below ${sessionMax}`);
   }
   const session = Math.max(previous, above) + 1;
-  await writeFileDurably(path, `${session}\n`);
+  await file.raise(session);
+  return session;
+}
+
+/** The session in a file of the first layout: the number as text. */
+function readTextSession(path: string, bytes: Buffer): number | { damaged: string } {
+  const text = bytes.toString("utf8").trim();
+  const session = Number(text);
+  if (text === "" || !Number.isSafeInteger(session) || session < 0 || session >= sessionMax) {
+    return {
+      damaged: `${path} holds ${JSON.stringify(text)}, not a session number below ${sessionMax}`,
+    };
+  }
   return session;
 }

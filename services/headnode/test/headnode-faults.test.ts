@@ -14,6 +14,7 @@ import { CheckpointFile } from "../src/adapters.ts";
 import type { HeadNode } from "../src/headnode.ts";
 import { partitionDirectory, storesReplica } from "../src/partition-host.ts";
 import { PartitionMetadata } from "../src/replica/metadata.ts";
+import { storedSession } from "../src/session.ts";
 import { type FakeService, startHeadNode } from "./fake-service.ts";
 
 const partitionBytes = 1024 * 1024;
@@ -405,8 +406,7 @@ describe("a replica reopened after its journal failed", () => {
     const after = await reported((entry) => entry.failed === undefined);
     expect(after.session).toBeGreaterThan(before.session);
     // Durable in the data directory, so that a restart goes beyond it.
-    const stored = Number((await readFile(join(dataDir, "session"), "utf8")).trim());
-    expect(stored).toBeGreaterThanOrEqual(after.session);
+    expect(await storedSession(dataDir)).toBeGreaterThanOrEqual(after.session);
   });
 
   test("is in a new session even when taking one failed the first time it was configured again", async () => {

@@ -6,10 +6,10 @@
 // fake-service.ts in place of NATS.
 
 import { existsSync } from "node:fs";
-import { readdir, readFile } from "node:fs/promises";
+import { mkdir, readdir, readFile, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { type BallastError, ErrorCode, subjects } from "@ballast/protocol";
-import type { CommonConfig, Service } from "@ballast/runtime";
+import { type CommonConfig, counterFileBytes, type Service } from "@ballast/runtime";
 import { afterEach, expect, test } from "vitest";
 import { HeadNode } from "../src/headnode.ts";
 import { storedEpoch } from "../src/partition-host.ts";
@@ -166,4 +166,45 @@ test("a disk that stores no journal of the partition shows no epoch", async () =
   started = await startHeadNode("ballast-stale-configure-");
   expect(await storedEpoch(started.dataDir, volumeId, 0)).toBeUndefined();
   expect(existsSync(join(started.dataDir, "partitions", volumeId))).toBe(false);
+});
+
+test("a voter's epoch is raised in place: a configure needs no new file, as on a full disk", async () => {
+  // The voter-epoch file was replaced through a temporary file and a rename, which needs
+  // a free block: on a full data disk every configure of a voter failed with ENOSPC. A
+  // directory at the temporary path makes that way fail as a full disk does.
+  started = await startHeadNode("ballast-stale-configure-");
+  const path = join(started.dataDir, "partitions", volumeId, "0", "voter-epoch");
+  await configure(started.service, { epoch: 3 });
+  await write(started.service, 3, 7);
+  const made = await stat(path);
+  await mkdir(`${path}.tmp`);
+  await configure(started.service, { epoch: 5 });
+  await configure(started.service, { epoch: 6 });
+  expect((await read(started.service, 6))[0]).toBe(7);
+  expect(await storedEpoch(started.dataDir, volumeId, 0)).toBe(6);
+  expect((await stat(path)).ino).toBe(made.ino);
+  expect((await stat(path)).size).toBe(counterFileBytes);
+  // Read again by a restarted node: a delayed configure of epoch 5 is refused.
+  const service = await restart();
+  const stale = await refusal(
+    configure(service, { epoch: 5, primary: "head-2", secondaries: [], learners: ["head-1"] }),
+  );
+  expect(stale).toMatchObject({ code: ErrorCode.WrongEpoch, message: /epoch 6; refusing epoch 5/ });
+});
+
+test("a voter-epoch file of the first layout (text) is read, and converted at the next raise", async () => {
+  started = await startHeadNode("ballast-stale-configure-");
+  const path = join(started.dataDir, "partitions", volumeId, "0", "voter-epoch");
+  await configure(started.service, { epoch: 3 });
+  await write(started.service, 3, 7);
+  await writeFile(path, "5\n");
+  expect(await storedEpoch(started.dataDir, volumeId, 0)).toBe(5);
+  const service = await restart();
+  const stale = await refusal(
+    configure(service, { epoch: 4, primary: "head-2", secondaries: [], learners: ["head-1"] }),
+  );
+  expect(stale).toMatchObject({ code: ErrorCode.WrongEpoch, message: /epoch 5; refusing epoch 4/ });
+  await configure(service, { epoch: 6 });
+  expect((await stat(path)).size).toBe(counterFileBytes);
+  expect(await storedEpoch(started.dataDir, volumeId, 0)).toBe(6);
 });

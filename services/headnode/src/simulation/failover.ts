@@ -2039,7 +2039,11 @@ export class FailoverSimulation {
    * at a time per node (with no lock for the `session-unlocked` sabotage). While the
    * disk hangs it waits, and the partition's configures queue behind it. While loaded
    * the write takes up to sessionWriteTicksMax ticks and may fail (sessionFailRate).
-   * Undefined if it failed, or if the node restarted meanwhile.
+   * Undefined if it failed, or if the node restarted meanwhile. The write is one in-place
+   * overwrite of the file's lower copy and its sync (a counter file), one disk step as the
+   * rename was; a failed one may in fact have stored its number, and the model keeps the
+   * old one, the case where the next take computes the failed take's number again (never
+   * used: a failed take's session is given to nobody).
    */
   private async takeSession(node: SimulatedNode, partition: number): Promise<number | undefined> {
     const life = node.life;
