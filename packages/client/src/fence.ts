@@ -33,9 +33,4 @@ export class AttemptSequencer {
     this.sequence += 1;
     return { session: this.session, sequence: this.sequence };
   }
-
-  /** The sequence given last (0 before any). */
-  get lastSequence(): number {
-    return this.sequence;
-  }
 }

@@ -345,10 +345,13 @@ export class Service {
           () => loop,
         );
         if (!(await settlesWithin(drained, shutdownGraceMs))) {
+          // Kept among the loops: the service's own stop waits for it again, and counts
+          // it as work left (the data directory stays locked while it may write).
           this.logger.warn(
             { subject, graceMs: shutdownGraceMs },
             "in-flight messages of a stopped subject did not finish in time",
           );
+          return;
         }
         const at = this.loops.indexOf(loop);
         if (at >= 0) this.loops.splice(at, 1);

@@ -153,6 +153,23 @@ test("a closer that never settles (a store on a hung disk) holds the stop no lon
   expect(service.workLeftAtStop).toBe(true);
 });
 
+test("a handler a stopped subject left running past its grace counts as work left at the service's stop", async () => {
+  vi.useFakeTimers();
+  const connection = new FakeConnection();
+  const service = serviceOn(connection);
+  const subject = "ballast.test.demoted";
+  const served = service.serve(subject, { accept: ["node.info.v1"] }, () => {
+    return new Promise<never>(() => undefined);
+  });
+  connection.request(subject);
+  // A demotion stops the subject itself: released at its grace, the handler still runs.
+  expect(await settledAfter(served.stop(), shutdownGraceMs)).toBe(true);
+  const stop = service.stop("test over");
+  expect(await settledAfter(stop, shutdownGraceMs + 1)).toBe(true);
+  // It may still write the service's files: the data directory stays locked.
+  expect(service.workLeftAtStop).toBe(true);
+});
+
 test("a stop that waited for every handler and closer left no work running", async () => {
   vi.useFakeTimers();
   const connection = new FakeConnection();

@@ -673,10 +673,7 @@ export class Catalogue {
     read: Versioned<SnapshotRecord>,
     pins: ClonePin[],
   ): Promise<Versioned<SnapshotRecord> | undefined> {
-    const value: SnapshotRecord = { ...read.value, clonePins: pins };
-    const key = snapshotKeys.snapshot(value.volume, value.name);
-    const revision = await this.updateIfAt(key, value, read.revision);
-    return revision === undefined ? undefined : { value, revision };
+    return this.putSnapshotIfAt(read, { ...read.value, clonePins: pins });
   }
 
   /**
@@ -690,6 +687,14 @@ export class Catalogue {
   ): Promise<Versioned<SnapshotRecord> | undefined> {
     const value: SnapshotRecord = { ...read.value, rollbacks };
     if (rollbacks.length === 0) delete value.rollbacks;
+    return this.putSnapshotIfAt(read, value);
+  }
+
+  /** `value` in place of the snapshot record `read`, by compare-and-set on its revision. */
+  private async putSnapshotIfAt(
+    read: Versioned<SnapshotRecord>,
+    value: SnapshotRecord,
+  ): Promise<Versioned<SnapshotRecord> | undefined> {
     const key = snapshotKeys.snapshot(value.volume, value.name);
     const revision = await this.updateIfAt(key, value, read.revision);
     return revision === undefined ? undefined : { value, revision };
@@ -1023,7 +1028,7 @@ export class Catalogue {
     const record = await this.read<T>(key);
     if (record === undefined) return;
     if (idOf(record.value) !== deletedId) {
-      if ((await this.kv.get(keys.volume(name)))?.operation === "PUT") return;
+      if ((await this.volumeEntry(name))?.value !== undefined) return;
     }
     try {
       await this.kv.delete(key, { previousSeq: record.revision });

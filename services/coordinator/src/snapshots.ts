@@ -521,20 +521,14 @@ export class Snapshots {
   async delete(message: MessageOf<"snapshot.delete.v1">): Promise<ResultOf<"snapshot.delete.v1">> {
     const { catalogue } = this.parts;
     const volume = await this.volumeOf(message.volume);
-    const found = await catalogue.snapshotIncludingDeleting(message.volume, message.name);
     // A create not finished is no snapshot: nothing to delete (the sweep removes its
     // record past its grace, or its create lists it).
-    if (
-      found === undefined ||
-      found.value.volumeId !== idOfVolume(volume) ||
-      isCreating(found.value)
-    ) {
-      throw new BallastError(
-        ErrorCode.NotFound,
-        `volume ${message.volume} has no snapshot named ${message.name}`,
-        { details: { volume: message.volume, name: message.name } },
-      );
-    }
+    const found = finishedSnapshot(
+      message.volume,
+      message.name,
+      volume,
+      await catalogue.snapshotIncludingDeleting(message.volume, message.name),
+    );
     if (message.id !== undefined && found.value.id !== message.id) {
       // Taken since the client read the one it means, which is gone (perhaps deleted by
       // this request's earlier attempt): kept.
@@ -1073,6 +1067,30 @@ export function attachedCount(details: Record<string, unknown>, volume: string):
 const rollbackTokenBytes = 8;
 
 /**
+ * `record` if it is a finished snapshot of `volume`'s incarnation (not of an earlier one
+ * of the name, not a create still under way); else NotFound, naming it.
+ */
+function finishedSnapshot(
+  volumeName: string,
+  snapshotName: string,
+  volume: VolumeRecord,
+  record: Versioned<SnapshotRecord> | undefined,
+): Versioned<SnapshotRecord> {
+  if (
+    record === undefined ||
+    record.value.volumeId !== idOfVolume(volume) ||
+    isCreating(record.value)
+  ) {
+    throw new BallastError(
+      ErrorCode.NotFound,
+      `volume ${volumeName} has no snapshot named ${snapshotName}`,
+      { details: { volume: volumeName, name: snapshotName } },
+    );
+  }
+  return record;
+}
+
+/**
  * The snapshot a rollback goes to, from its record as read: NotFound if there is none of
  * this incarnation, or it is being created or deleted; InvalidArgument if the volume's
  * size is not the one the snapshot was taken at.
@@ -1083,20 +1101,10 @@ function rollbackTarget(
   record: Versioned<SnapshotRecord> | undefined,
 ): Versioned<SnapshotRecord> {
   // A create not finished is no snapshot: some partitions may not have taken it yet.
-  if (
-    record === undefined ||
-    record.value.volumeId !== idOfVolume(volume) ||
-    isCreating(record.value)
-  ) {
-    throw new BallastError(
-      ErrorCode.NotFound,
-      `volume ${message.volume} has no snapshot named ${message.snapshot}`,
-      { details: { volume: message.volume, name: message.snapshot } },
-    );
-  }
+  const found = finishedSnapshot(message.volume, message.snapshot, volume, record);
   // Its trees may be dropped already on some partitions: a rollback would fail on
   // those and roll back the others, leaving the volume neither before nor after.
-  if (isDeleting(record.value)) {
+  if (isDeleting(found.value)) {
     throw new BallastError(
       ErrorCode.NotFound,
       `snapshot ${message.snapshot} of volume ${message.volume} is being deleted: it cannot be rolled back to`,
@@ -1104,7 +1112,7 @@ function rollbackTarget(
     );
   }
   const count = Math.ceil(volume.sizeBytes / volume.partitionBytes);
-  const { sizeBytes, partitions } = record.value;
+  const { sizeBytes, partitions } = found.value;
   // The same partition count is not enough: the volume's size would stay, hiding the
   // snapshot's tail past it (which a later grow trims for good), or showing what lay
   // past the snapshot's end. Records made before sizes were kept have only the count.
@@ -1129,7 +1137,7 @@ function rollbackTarget(
       { details: { volume: message.volume, name: message.snapshot } },
     );
   }
-  return record;
+  return found;
 }
 
 /** The rollback marks on `record` still live at wall-clock `nowMs`. */

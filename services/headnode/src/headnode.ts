@@ -1025,7 +1025,7 @@ export class HeadNode {
             epoch: message.epoch,
             // The data aliases the message; the replica keeps it until flushed.
             writes: host.keepWrites(message.writes),
-            ...(message.fence === undefined ? {} : { fence: message.fence }),
+            fence: message.fence,
           })),
         );
       case "volume.trim.v1":
@@ -1036,7 +1036,7 @@ export class HeadNode {
             requestId,
             epoch: message.epoch,
             ranges: message.ranges,
-            ...(message.fence === undefined ? {} : { fence: message.fence }),
+            fence: message.fence,
           })),
         );
       case "volume.flush.v1": {

@@ -192,11 +192,7 @@ export class Device {
     for (let first = 0; first < this.layout.slotCount; first += slotsPerRead) {
       const count = Math.min(slotsPerRead, this.layout.slotCount - first);
       const bytes = await this.file.read(slotOffset(this.layout, first), count * slotBytes);
-      if (
-        bytes.equals(count === slotsPerRead ? emptyPiece : emptyPiece.subarray(0, bytes.length))
-      ) {
-        continue;
-      }
+      if (bytes.equals(emptyPiece.subarray(0, bytes.length))) continue;
       for (let slot = 0; slot < count; slot++) {
         const image = bytes.subarray(slot * slotBytes, (slot + 1) * slotBytes);
         if (image.equals(emptySlot)) continue;

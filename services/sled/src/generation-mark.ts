@@ -21,8 +21,7 @@
 // the store then jumps far past what it finds (generationJumpWithoutMark).
 
 import { join } from "node:path";
-import { crc32c } from "@ballast/protocol";
-import { counterFile } from "@ballast/runtime";
+import { counterFile, decodeCounterCopy, encodeCounterCopy } from "@ballast/runtime";
 import { generationMarkFileName } from "./constants.ts";
 
 /** The mark as read: its value, or why there is none. */
@@ -38,24 +37,16 @@ export interface GenerationMarkStore {
 /** One copy of the mark: 8 bytes of mark and 4 of CRC32C (also the first layout's whole file). */
 const markFileBytes = 12;
 
-export function encodeGenerationMark(mark: number): Buffer {
-  const bytes = Buffer.alloc(markFileBytes);
-  bytes.writeUInt32LE(mark % 2 ** 32, 0);
-  bytes.writeUInt32LE(Math.floor(mark / 2 ** 32), 4);
-  bytes.writeUInt32LE(crc32c(bytes.subarray(0, 8)), 8);
-  return bytes;
-}
+/** One copy of the mark, as the counter file writes it (also the first layout's file). */
+export const encodeGenerationMark = encodeCounterCopy;
 
 export function decodeGenerationMark(bytes: Uint8Array): GenerationMarkReading {
-  const buffer = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  if (buffer.byteLength !== markFileBytes) {
-    return { missing: `the mark file is ${buffer.byteLength} bytes, not ${markFileBytes}` };
+  if (bytes.byteLength !== markFileBytes) {
+    return { missing: `the mark file is ${bytes.byteLength} bytes, not ${markFileBytes}` };
   }
-  if (buffer.readUInt32LE(8) !== crc32c(buffer.subarray(0, 8))) {
-    return { missing: "the mark file fails its CRC32C" };
-  }
-  const mark = buffer.readUInt32LE(4) * 2 ** 32 + buffer.readUInt32LE(0);
-  if (!Number.isSafeInteger(mark) || mark < 1) return { missing: `the mark ${mark} is invalid` };
+  const mark = decodeCounterCopy(bytes);
+  if (mark === undefined) return { missing: "the mark file fails its CRC32C" };
+  if (mark < 1) return { missing: `the mark ${mark} is invalid` };
   return { mark };
 }
 

@@ -411,7 +411,7 @@ export class Replica {
    * taken again: status shows it. Nothing is released meanwhile, and the next try waits
    * checkpointRefusedRetryTicks (the snapshot is built before the refusal is known).
    */
-  checkpointRefused: { opNum: number; tick: number; error: CheckpointTooLargeError } | undefined;
+  checkpointRefused: { opNum: number; error: CheckpointTooLargeError } | undefined;
   private lastCheckpointOpNum = 0;
   /** The flushed point of the newest checkpoint known stored and recorded: release stops there. */
   private checkpointFlushedThroughOpNum = 0;
@@ -2272,7 +2272,7 @@ export class Replica {
    * (journalStuckRefusal).
    */
   private refuseCheckpoint(opNum: number, error: CheckpointTooLargeError): void {
-    this.checkpointRefused = { opNum, tick: this.tickCount, error };
+    this.checkpointRefused = { opNum, error };
     this.lastCheckpointTick = this.tickCount;
     this.checkpointRetryAtTick = this.tickCount + this.limits.checkpointRefusedRetryTicks;
     this.effects.push({ type: "checkpoint.refused", opNum, error });
