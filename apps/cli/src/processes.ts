@@ -92,6 +92,18 @@ export async function stopStaleProcess(
   return true;
 }
 
+/**
+ * Whether process `pid` is running (not gone, not a zombie) with a command line that
+ * `isOurs` accepts: never true of a pid the kernel has handed to another program.
+ */
+export async function isRunningWith(
+  pid: number,
+  isOurs: (argv: readonly string[]) => boolean,
+): Promise<boolean> {
+  const argv = await commandLineOf(pid);
+  return argv !== undefined && isOurs(argv) && !(await isGone(pid));
+}
+
 /** Signals `pid`; one that has ended since it was looked at is no error. */
 function signalUnlessGone(pid: number, signal: NodeJS.Signals): void {
   try {

@@ -7,6 +7,7 @@
 import { mkdir } from "node:fs/promises";
 import { dirname, resolve } from "node:path";
 import { BallastError, ErrorCode, subjects } from "@ballast/protocol";
+import { DataDirInUseError, type DataDirLock, lockDataDir } from "@ballast/runtime";
 import {
   clusterFilePath,
   type NatsServerRecord,
@@ -19,7 +20,7 @@ import { childStopGraceMs, clusterReadyTimeoutMs } from "./constants.ts";
 import { CliError, exitCodes } from "./errors.ts";
 import { LocalCluster } from "./local-cluster.ts";
 import { stopStaleNatsServer } from "./nats-server.ts";
-import { isAlive, stopStaleProcess } from "./processes.ts";
+import { isRunningWith, stopStaleProcess } from "./processes.ts";
 import { type ClusterStatus, fetchStatus, formatDuration } from "./status.ts";
 
 export interface UpOptions {
@@ -46,12 +47,56 @@ export async function up(options: UpOptions): Promise<number> {
   const dataDir = resolve(options.dataDir);
   await mkdir(dataDir, { recursive: true });
   const previous = await readClusterFile(dataDir);
-  if (previous?.launcherPid !== undefined && isAlive(previous.launcherPid)) {
-    throw new CliError(
-      exitCodes.failed,
-      `a cluster is already running from ${dataDir} (launcher pid ${previous.launcherPid}); stop it first, or use another --data-dir`,
-    );
+  const launcherLock = await claimLauncher(dataDir, previous?.launcherPid);
+  try {
+    return await upHolding(dataDir, previous, options);
+  } finally {
+    await launcherLock.release();
   }
+}
+
+/**
+ * Makes this process the launcher of `dataDir`, or fails naming the one that is. The
+ * claim is the data directory's lock (data-dir-lock.ts; each service locks its own
+ * subdirectory), so a launcher that died holds nothing, and a pid the kernel has since
+ * given to another program, or a dead launcher not yet reaped, is no launcher. A
+ * launcher of a build before this lock holds none: the cluster file's pid counts while
+ * its command line is still a `ballast up` one.
+ */
+export async function claimLauncher(
+  dataDir: string,
+  previousLauncherPid: number | undefined,
+): Promise<DataDirLock> {
+  let lock: DataDirLock;
+  try {
+    lock = await lockDataDir(dataDir, { kind: "launcher", nodeId: "ballast-up" });
+  } catch (error) {
+    if (error instanceof DataDirInUseError) throw alreadyRunning(dataDir, error.holder?.pid);
+    throw error;
+  }
+  if (
+    previousLauncherPid !== undefined &&
+    previousLauncherPid !== process.pid &&
+    (await isRunningWith(previousLauncherPid, (argv) => argv.includes("up")))
+  ) {
+    await lock.release();
+    throw alreadyRunning(dataDir, previousLauncherPid);
+  }
+  return lock;
+}
+
+function alreadyRunning(dataDir: string, pid: number | undefined): CliError {
+  return new CliError(
+    exitCodes.failed,
+    `a cluster is already running from ${dataDir} (launcher pid ${pid ?? "unknown"}); stop it first, or use another --data-dir`,
+  );
+}
+
+async function upHolding(
+  dataDir: string,
+  previous: Awaited<ReturnType<typeof readClusterFile>>,
+  options: UpOptions,
+): Promise<number> {
   // Services first, while their NATS may still be up to drain to, as at every stop.
   for (const service of await stopStaleServices(previous?.services ?? [])) {
     options.print(`stopped ${service.id} pid ${service.pid} left by an earlier run`);

@@ -22,7 +22,7 @@
 import { stat } from "node:fs/promises";
 import { createConnection, createServer, type Server } from "node:net";
 import { dataDirHolderQueryTimeoutMs, dataDirLockNamePrefix } from "./constants.ts";
-import { DataDirError } from "./errors.ts";
+import { DataDirError, DataDirInUseError } from "./errors.ts";
 
 /** Who holds a directory, as the holder says it over the lock's socket. */
 export interface DataDirHolder {
@@ -88,7 +88,8 @@ export async function lockDataDir(
         cause: error,
       });
     }
-    throw new DataDirError(inUseMessage(dataDir, await askHolder(name)));
+    const holderNow = await askHolder(name);
+    throw new DataDirInUseError(inUseMessage(dataDir, holderNow), holderNow);
   }
   // The lock must not keep the process running; an error after listening (a failed
   // accept) leaves the name bound, which is all the lock needs.

@@ -14,5 +14,17 @@ export class ConfigError extends Error {
 }
 
 export class DataDirError extends Error {
-  override readonly name = "DataDirError";
+  override readonly name: string = "DataDirError";
+}
+
+/** A data directory another live process holds (data-dir-lock.ts). */
+export class DataDirInUseError extends DataDirError {
+  override readonly name = "DataDirInUseError";
+  /** Who holds it, as it said; undefined when it did not answer in time. */
+  readonly holder: { pid: number; kind: string; nodeId: string } | undefined;
+
+  constructor(message: string, holder: { pid: number; kind: string; nodeId: string } | undefined) {
+    super(message);
+    this.holder = holder;
+  }
 }
