@@ -10,7 +10,6 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { lockDataDir } from "@ballast/runtime";
 import { afterEach, expect, test } from "vitest";
-import { CliError } from "../src/errors.ts";
 import { claimLauncher } from "../src/up.ts";
 
 const started: ChildProcess[] = [];
