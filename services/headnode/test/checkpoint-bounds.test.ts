@@ -331,3 +331,51 @@ test("while checkpoints are refused, writes that would wait for journal room are
   const trimmed = primary.drainEffects();
   expect(only([...trimmed, ...syncJournal(primary, trimmed)], "reply")).toHaveLength(1);
 });
+
+test("a refused checkpoint is tried again soon once a snapshot is dropped and its chunks go, not after the long pause", () => {
+  const primary = flushedChunks(3, {
+    flushBytesThreshold: 1,
+    checkpointIntervalTicks: 1e9,
+    checkpointIntervalOps: 1e9,
+    checkpointReleasableBytes: 1e9,
+    checkpointRetryTicks: 5,
+    dropIntervalTicks: 1,
+    compactionIntervalTicks: 1e9,
+    // Between the header of an empty chunk table and one of three chunks.
+    checkpointHeaderBytesMax: 200,
+    // The pause after a refusal, longer than this test: only a drop brings a try sooner.
+    checkpointRefusedRetryTicks: 1e6,
+  });
+  let requestId = 100;
+  const committed = (effects: Effect[]) => [...effects, ...syncJournal(primary, effects)];
+  // Snapshot s1 holds the three chunks; trimming every block leaves them to it alone.
+  primary.takeSnapshot(++requestId, 1, "s1");
+  expect(only(committed(primary.drainEffects()), "reply")).toHaveLength(1);
+  primary.onClientRequest({
+    kind: "trim",
+    requestId: ++requestId,
+    epoch: 1,
+    ranges: [{ offset: 0, length: 3 * 4096 }],
+  });
+  committed(primary.drainEffects());
+  ticks(primary, 10);
+  expect(primary.metadata.chunks.size).toBe(3);
+
+  primary.requestCheckpoint();
+  const refused = ticks(primary, 10);
+  expect(only(refused, "checkpoint.refused")).toHaveLength(1);
+  expect(only(refused, "checkpoint.write")).toEqual([]);
+  expect(only(ticks(primary, 50), "checkpoint.write")).toEqual([]);
+
+  // The user deletes the snapshot: its chunks are dropped by the next flush record, and
+  // the checkpoint that now fits is taken within a few ticks.
+  primary.dropSnapshot(++requestId, 1, "s1");
+  expect(only(committed(primary.drainEffects()), "reply")).toHaveLength(1);
+  const later = ticks(primary, 30);
+  expect(primary.metadata.chunks.size).toBe(0);
+  const [write] = only(later, "checkpoint.write");
+  expect(write).toBeDefined();
+  expect(primary.checkpointRefused).toBeUndefined();
+  publishCheckpoint(primary, write!.opNum);
+  expect(only(primary.drainEffects(), "journal.release").length).toBe(1);
+});

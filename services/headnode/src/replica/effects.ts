@@ -33,7 +33,8 @@
 //      be lost: that leaves garbage on sleds, never a wrong answer.
 //   Before step 1, the core may refuse a checkpoint that no sled could store or no
 //   reader take back (`checkpoint.refused`, for the shell to log): nothing is written or
-//   released, and the core tries again after checkpointRefusedRetryTicks.
+//   released, and the core tries again after checkpointRefusedRetryTicks (sooner once a
+//   snapshot or chunks are dropped: retryRefusedCheckpointSoon).
 //   Any step may fail: the shell calls `onCheckpointFailed(opNum)`, nothing is released,
 //   and a later checkpoint starts again at step 1 (one the shell asked for with
 //   `requestCheckpoint` stays asked for: the shell need not ask again). Reports for a

@@ -1486,9 +1486,16 @@ export class Replica {
       assert(note !== undefined, `op ${this.commitOpNum + 1} is to be committed but is not held`);
       this.commitOpNum = note.opNum;
       const flushedBefore = this.metadata.flushedThroughOpNum;
+      const chunksBefore = this.metadata.chunks.size;
       const applied = this.metadata.apply(note);
       // A take, drop or rollback: the snapshot set or the current tree changed whole.
       if (note.kind === "control") this.liveBytesCache = undefined;
+      if (
+        this.checkpointRefused !== undefined &&
+        (note.kind === "control" || this.metadata.chunks.size < chunksBefore)
+      ) {
+        this.retryRefusedCheckpointSoon();
+      }
       if (!applied) this.noteMissedRollback(note);
       this.countFlushedHeldBytes(flushedBefore);
       this.observer.committed?.(note);
@@ -2283,6 +2290,21 @@ export class Replica {
       this.waitingRequests.splice(index, 1);
       this.replyError(request.requestId, refusal);
     }
+  }
+
+  /**
+   * What made the refused checkpoint too large may be gone: a snapshot dropped or rolled
+   * back (fewer or smaller trees), chunks dropped (a smaller table). The next try comes
+   * at the usual pace after the last (checkpointRetryTicks), not checkpointRefusedRetryTicks
+   * after it: a user who deleted snapshots to make room is not answered NoSpace for a
+   * minute more. A try that is refused again backs off as before, and the next drop
+   * brings it forward again; tries stay at least checkpointRetryTicks apart.
+   */
+  private retryRefusedCheckpointSoon(): void {
+    this.checkpointRetryAtTick = Math.min(
+      this.checkpointRetryAtTick,
+      this.lastCheckpointTick + this.limits.checkpointRetryTicks,
+    );
   }
 
   /** Adds the held notes a flush record just covered to what a checkpoint would release. */
