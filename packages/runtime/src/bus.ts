@@ -82,14 +82,27 @@ export interface NatsAccess {
  * under its data directory (mode 0600) and an operator hands out for external clusters.
  */
 export function readCredentialsFile(path: string): NatsCredentials {
-  let parsed: unknown;
+  let text: string;
   try {
-    parsed = JSON.parse(readFileSync(path, "utf8"));
+    text = readFileSync(path, "utf8");
   } catch (error) {
+    // The file system's message names the path and the reason, never the contents.
     throw new BallastError(
       ErrorCode.InvalidArgument,
       `cannot read NATS credentials from ${path}: ${(error as Error).message}`,
       { cause: error },
+    );
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (error) {
+    // V8's message quotes the text around the fault, which may be part of the password:
+    // only the position is kept, and the parse error is not chained (a log of the cause
+    // would print it).
+    throw new BallastError(
+      ErrorCode.InvalidArgument,
+      `cannot read NATS credentials from ${path}: it is not valid JSON${jsonFaultPosition(error as Error, text)}`,
     );
   }
   const { user, password } = (parsed ?? {}) as Record<string, unknown>;
@@ -100,6 +113,20 @@ export function readCredentialsFile(path: string): NatsCredentials {
     );
   }
   return { user, password };
+}
+
+/**
+ * " (at position N)" for a JSON.parse error whose message gives the offset of the fault,
+ * " (it ends early)" for text that stops inside a value; "" when V8 names neither (its
+ * "Unexpected token" message quotes the text instead).
+ */
+function jsonFaultPosition(error: Error, text: string): string {
+  const position = /\bat position (\d+)\b/.exec(error.message);
+  if (position !== null) return ` (at position ${position[1]})`;
+  if (/unexpected end of JSON input/i.test(error.message)) {
+    return text.trim() === "" ? " (the file is empty)" : " (it ends early)";
+  }
+  return "";
 }
 
 /**
