@@ -2,7 +2,7 @@
 // nats-server, real services. Ctrl-C (SIGINT to the launcher) must leave no process
 // behind, and a second `up` on the same data directory must bring back the same cluster.
 
-import { readFile } from "node:fs/promises";
+import { chmod, readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { type ClusterFile, type ClusterStatus, freePort } from "@ballast/cli";
 import { constants as runtimeConstants } from "@ballast/runtime";
@@ -204,6 +204,33 @@ describe("ballast command errors", () => {
     await directory.remove();
     expect(result.code).toBe(4);
     expect(result.stderr).toContain("apt-get install nats-server");
+  });
+
+  test("up makes its data directory 0700, and leaves an existing one's mode but warns when others can read it", async () => {
+    // Stopped at the missing nats-server: the directories are made before it is looked for.
+    const directory = await temporaryDirectory();
+    const missingNats = { BALLAST_NATS_SERVER: "/nonexistent/nats-server" };
+    const modeOf = async (path: string) => ((await stat(path)).mode & 0o777).toString(8);
+    try {
+      const fresh = join(directory.path, "new", ".ballast");
+      const first = await runCli(["up", "--data-dir", fresh], missingNats);
+      expect(first.code).toBe(4);
+      expect(await modeOf(join(directory.path, "new"))).toBe("700");
+      expect(await modeOf(fresh)).toBe("700");
+      expect(await modeOf(join(fresh, "logs"))).toBe("700");
+      expect(first.stdout).not.toContain("open to other users");
+
+      // One an older build made (0755): its mode stays, and up says how to close it.
+      await chmod(directory.path, 0o755);
+      const second = await runCli(["up", "--data-dir", directory.path], missingNats);
+      expect(second.code).toBe(4);
+      expect(second.stdout).toContain(
+        `! ${directory.path} is open to other users (mode 755), who can read every volume from its files: chmod 700 ${directory.path}`,
+      );
+      expect(await modeOf(directory.path)).toBe("755");
+    } finally {
+      await directory.remove();
+    }
   });
 
   test("status against a NATS URL where nothing listens is unreachable, not a hang", async () => {

@@ -4,7 +4,7 @@
 // the control bucket's JetStream API, and an anonymous or wrongly authenticated connection is refused.
 
 import { execFile, execFileSync } from "node:child_process";
-import { stat, writeFile } from "node:fs/promises";
+import { lstat, readdir, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { BallastClient } from "@ballast/client";
 import { encodeMessage, subjects } from "@ballast/protocol";
@@ -122,6 +122,40 @@ test("the credentials and the server config are readable by their owner only", a
   ];
   for (const file of files) expect(((await stat(file)).mode & 0o777).toString(8)).toBe("600");
   expect(((await stat(join(cluster.dataDir, "credentials"))).mode & 0o777).toString(8)).toBe("700");
+});
+
+test("every directory and file the cluster made under its data directory is its owner's alone", async () => {
+  // A write gives the head nodes journal segments; the sleds have their device files,
+  // every node its identity and counters, the launcher its logs.
+  const volume = await new BallastClient(cluster.bus).openVolume("access");
+  await volume.write(0, new Uint8Array(4096).fill(0x33));
+  await volume.close();
+  const modes = new Map<string, string>();
+  const walk = async (directory: string): Promise<void> => {
+    for (const entry of await readdir(directory, { withFileTypes: true })) {
+      const path = join(directory, entry.name);
+      const relative = path.slice(cluster.dataDir.length + 1);
+      modes.set(relative, ((await lstat(path)).mode & 0o777).toString(8));
+      // nats-server makes its JetStream store itself, with modes of its own choosing
+      // (checked below to keep others out): inside our 0700 directory either way.
+      if (entry.isDirectory() && entry.name !== "jetstream") await walk(path);
+    }
+  };
+  await walk(cluster.dataDir);
+  const kinds = [...modes.keys()].join(" ");
+  expect(kinds).toMatch(/\blogs\/sled-1\.log\b/);
+  expect(kinds).toMatch(/\bsled-1\/device-/);
+  expect(kinds).toMatch(/\bhead-1\/identity\.json\b/);
+  expect(kinds).toMatch(/\bhead-\d\/partitions\/[^ ]+\/0\/journal\/segment-\d+\.log\b/);
+  const wrong: string[] = [];
+  for (const [path, mode] of modes) {
+    const entry = await lstat(join(cluster.dataDir, path));
+    const expected = entry.isDirectory() ? "700" : "600";
+    if (path.endsWith("jetstream")) {
+      if ((Number.parseInt(mode, 8) & 0o007) !== 0) wrong.push(`${path} ${mode} (open to others)`);
+    } else if (mode !== expected) wrong.push(`${path} ${mode}, not ${expected}`);
+  }
+  expect(wrong).toEqual([]);
 });
 
 /** A throwaway CA and a certificate for 127.0.0.1 signed by it (openssl). */

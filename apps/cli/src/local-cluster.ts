@@ -27,7 +27,13 @@ import {
   permissionsOf,
   type ServiceKind,
 } from "@ballast/protocol";
-import { connectNats, createLogger, type NatsAccess, type NatsCredentials } from "@ballast/runtime";
+import {
+  connectNats,
+  createLogger,
+  type NatsAccess,
+  type NatsCredentials,
+  constants as runtimeConstants,
+} from "@ballast/runtime";
 import { Kvm } from "@nats-io/kv";
 import type { ServiceRecord } from "./cluster-file.ts";
 import {
@@ -175,7 +181,10 @@ export class LocalCluster {
     // First: a build that fails (or a bad BALLAST_SERVICE_RUNNER) leaves nothing started.
     const commands = await serviceCommands(options.runner ?? serviceRunner());
     const dataDir = resolve(options.dataDir);
-    await mkdir(join(dataDir, "logs"), { recursive: true });
+    await mkdir(join(dataDir, "logs"), {
+      recursive: true,
+      mode: runtimeConstants.dataDirectoryMode,
+    });
     const servers: RunningNatsServer[] = [];
     const specs: NatsServerSpec[] = [];
     let credentials: Record<CredentialName, NatsCredentials> | undefined;

@@ -21,6 +21,7 @@ import { chmod, mkdir, writeFile } from "node:fs/promises";
 import { createConnection, createServer } from "node:net";
 import { delimiter, join } from "node:path";
 import { limits, type RolePermissions } from "@ballast/protocol";
+import { constants as runtimeConstants } from "@ballast/runtime";
 import {
   natsFileStoreBytesDefault,
   natsMemoryStoreBytes,
@@ -296,7 +297,7 @@ export interface RunningNatsServer {
 export async function startNatsServer(options: NatsServerOptions): Promise<RunningNatsServer> {
   const binary = findNatsServer();
   if (binary === undefined) throw new CliError(exitCodes.missingTool, natsInstallHint);
-  await mkdir(options.directory, { recursive: true });
+  await mkdir(options.directory, { recursive: true, mode: runtimeConstants.dataDirectoryMode });
   const storeDir = join(options.directory, "jetstream");
   const configPath = join(options.directory, "nats-server.conf");
   const logPath = options.logPath ?? join(options.directory, "nats-server.log");

@@ -5,19 +5,20 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { closeSync, openSync } from "node:fs";
 import { readFile } from "node:fs/promises";
+import { constants as runtimeConstants } from "@ballast/runtime";
 import { childStopGraceMs, staleProcessPollIntervalMs } from "./constants.ts";
 
 export interface ChildOptions {
   command: string;
   args: readonly string[];
-  /** Appended to, so that restarts keep earlier history. */
+  /** Appended to, so that restarts keep earlier history; created its owner's alone. */
   logPath: string;
   env?: Record<string, string>;
   cwd?: string;
 }
 
 export function spawnChild(options: ChildOptions): ChildProcess {
-  const log = openSync(options.logPath, "a");
+  const log = openSync(options.logPath, "a", runtimeConstants.dataFileMode);
   try {
     return spawn(options.command, [...options.args], {
       cwd: options.cwd,

@@ -7,7 +7,13 @@
 import { mkdir } from "node:fs/promises";
 import { dirname, resolve } from "node:path";
 import { BallastError, ErrorCode, subjects } from "@ballast/protocol";
-import { DataDirInUseError, type DataDirLock, lockDataDir } from "@ballast/runtime";
+import {
+  DataDirInUseError,
+  type DataDirLock,
+  lockDataDir,
+  openToOthersMode,
+  constants as runtimeConstants,
+} from "@ballast/runtime";
 import {
   clusterFilePath,
   type NatsServerRecord,
@@ -45,7 +51,14 @@ export interface UpOptions {
 
 export async function up(options: UpOptions): Promise<number> {
   const dataDir = resolve(options.dataDir);
-  await mkdir(dataDir, { recursive: true });
+  await mkdir(dataDir, { recursive: true, mode: runtimeConstants.dataDirectoryMode });
+  const openMode = await openToOthersMode(dataDir);
+  if (openMode !== undefined) {
+    // Left as the operator set it (a group may be let in on purpose); others never should.
+    options.print(
+      `! ${dataDir} is open to other users (mode ${openMode.toString(8)}), who can read every volume from its files: chmod 700 ${dataDir}`,
+    );
+  }
   const previous = await readClusterFile(dataDir);
   const launcherLock = await claimLauncher(dataDir, previous?.launcherPid);
   try {

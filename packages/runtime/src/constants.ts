@@ -65,6 +65,20 @@ export const dataDirLockNamePrefix = "ballast-datadir-";
  */
 export const dataDirHolderQueryTimeoutMs = 2000;
 
+/**
+ * The mode of every directory a Ballast process makes for data (a service's data
+ * directory and those under it, the launcher's, its logs), and of every file it creates
+ * in one (device files, journal segments, checkpoints, counters, the identity, logs,
+ * cluster.json): its owner's alone. A device file or journal segment holds volume data
+ * as written, so any mode wider than the owner's lets other local users read every
+ * volume from the disk. Given at creation (the umask can only narrow it); an existing
+ * directory's mode is left as the operator set it (data-dir.ts `openToOthersMode`).
+ */
+export const dataDirectoryMode = 0o700;
+export const dataFileMode = 0o600;
+/** The permission bits of "others" (neither the owner nor the group): read, write, search. */
+export const otherUsersModeMask = 0o007;
+
 /** Wait between NATS reconnect attempts; attempts never stop while the service runs. */
 export const natsReconnectWaitMs = 250;
 /**

@@ -18,9 +18,10 @@
 // which costs a rebuild of its replicas, never an acknowledged write.
 
 import { randomBytes } from "node:crypto";
-import { mkdir, open, readFile, rename } from "node:fs/promises";
+import { mkdir, open, readFile, rename, stat } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import type { ServiceKind } from "@ballast/protocol";
+import { dataDirectoryMode, dataFileMode, otherUsersModeMask } from "./constants.ts";
 import { type DataDirLock, lockDataDir } from "./data-dir-lock.ts";
 import { DataDirError } from "./errors.ts";
 
@@ -45,19 +46,21 @@ function newDiskId(): string {
 /**
  * Replaces the file at `path` with `data` so that a crash leaves the old file or the new
  * one, never a mix: written to a temporary file, synced, renamed over it, and its
- * directory synced. With `mode`, the temporary file has that mode before any byte is
- * written to it (also one left behind by an earlier attempt), so a secret is never
- * readable by others on the way.
+ * directory synced. The temporary file has `mode` (dataFileMode unless told: every
+ * caller writes under a data directory) before any byte is written to it (also one left
+ * behind by an earlier attempt), so what it holds is never readable by others on the way,
+ * and a file of an older build with a wider mode is replaced by one with this mode.
  */
 export async function writeFileDurably(
   path: string,
   data: string | Uint8Array,
   options: { mode?: number } = {},
 ): Promise<void> {
+  const mode = options.mode ?? dataFileMode;
   const temporary = `${path}.tmp`;
-  const file = await open(temporary, "w", options.mode);
+  const file = await open(temporary, "w", mode);
   try {
-    if (options.mode !== undefined) await file.chmod(options.mode);
+    await file.chmod(mode);
     await file.writeFile(data);
     await file.sync();
   } finally {
@@ -83,6 +86,23 @@ function writeIdentity(dataDir: string, identity: Identity): Promise<void> {
 export interface DataDirClaim {
   identity: Identity;
   lock: DataDirLock;
+  /**
+   * The directory's mode when users other than its owner and group may read or enter it
+   * (one made by an older build, 0755 under the usual umask): the start warns.
+   */
+  openToOthersMode: number | undefined;
+}
+
+/**
+ * The permission bits of `directory` when others (not the owner, not the group) have
+ * any; undefined when they have none. A directory is made dataDirectoryMode, but one
+ * that exists keeps its mode: an operator may have opened it to a group on purpose (a
+ * backup user), and a start that narrowed it would undo that each time. Others, though,
+ * are never meant to read volume data, so they are worth a warning.
+ */
+export async function openToOthersMode(directory: string): Promise<number | undefined> {
+  const mode = (await stat(directory)).mode & 0o777;
+  return (mode & otherUsersModeMask) === 0 ? undefined : mode;
 }
 
 /**
@@ -92,6 +112,7 @@ export interface DataDirClaim {
  * that cannot be made or read (a file of that name, no permission) too, which the start
  * reports as a configuration problem rather than a crash with a stack. A refused claim
  * holds no lock; a granted one holds it until `lock.release()` or the process ends.
+ * A directory made here, and each missing parent, is dataDirectoryMode.
  */
 export async function claimDataDir(
   dataDir: string,
@@ -102,9 +123,10 @@ export async function claimDataDir(
   try {
     // Making the directory first is the one step before the lock: the lock is named
     // after the directory, and making one that exists changes nothing in it.
-    await mkdir(dataDir, { recursive: true });
+    await mkdir(dataDir, { recursive: true, mode: dataDirectoryMode });
     lock = await lockDataDir(dataDir, { kind, nodeId });
-    return { identity: await claim(dataDir, kind, nodeId), lock };
+    const identity = await claim(dataDir, kind, nodeId);
+    return { identity, lock, openToOthersMode: await openToOthersMode(dataDir) };
   } catch (error) {
     await lock?.release();
     if (error instanceof DataDirError) throw error;

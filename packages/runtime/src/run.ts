@@ -197,6 +197,13 @@ export async function runService<T extends OptionSpecs>(
     }
     throw error;
   }
+  if (claim.openToOthersMode !== undefined) {
+    // Left as it is (an operator may have set it): said, with the command that closes it.
+    logger.warn(
+      { dataDir: common.dataDir, mode: claim.openToOthersMode.toString(8) },
+      `data directory is open to other users (mode ${claim.openToOthersMode.toString(8)}), who can read volume data from its files: chmod 700 ${common.dataDir}`,
+    );
+  }
   if (!claim.lock.held) {
     logger.warn(
       { dataDir: common.dataDir, platform: process.platform },

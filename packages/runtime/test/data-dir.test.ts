@@ -1,4 +1,4 @@
-import { chmod, mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { chmod, mkdir, mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { ServiceKind } from "@ballast/protocol";
@@ -8,6 +8,7 @@ import {
   DataDirError,
   type Identity,
   identityFileName,
+  openToOthersMode,
   writeFileDurably,
 } from "../src/index.ts";
 
@@ -100,4 +101,55 @@ test("a durable write with a mode gives the file that mode, also over a stale te
   await writeFileDurably(path, "secret", { mode: 0o600 });
   expect(await readFile(path, "utf8")).toBe("secret");
   expect(((await stat(path)).mode & 0o777).toString(8)).toBe("600");
+});
+
+/** The permission bits of `path`, in octal as `ls -l` would show them. */
+async function modeOf(path: string): Promise<string> {
+  return ((await stat(path)).mode & 0o777).toString(8);
+}
+
+test("a durable write without a mode is its owner's alone, also over a file of an older build", async () => {
+  // Identity, counters, checkpoints and cluster.json are all written so; the old ones
+  // were made under the umask (0644 with the usual 022).
+  const path = join(root, "checkpoint.bin");
+  await writeFile(path, "older");
+  await chmod(path, 0o644);
+  await writeFileDurably(path, "newer");
+  expect(await readFile(path, "utf8")).toBe("newer");
+  expect(await modeOf(path)).toBe("600");
+  await writeFileDurably(join(root, "fresh.bin"), "first");
+  expect(await modeOf(join(root, "fresh.bin"))).toBe("600");
+});
+
+test("a claim makes the directory and its missing parents 0700 and the identity 0600", async () => {
+  const dir = join(root, "cluster", "sled-1");
+  const claim = await claimDataDir(dir, "sled", "sled-1");
+  await claim.lock.release();
+  expect(await modeOf(join(root, "cluster"))).toBe("700");
+  expect(await modeOf(dir)).toBe("700");
+  expect(await modeOf(join(dir, identityFileName))).toBe("600");
+  expect(claim.openToOthersMode).toBeUndefined();
+});
+
+test("a claim leaves an existing directory's mode alone and says when others can read it", async () => {
+  // Made by an older build (0755), or opened to a group on purpose (0750): neither is
+  // changed, the first is reported for the start's warning.
+  const older = join(root, "head-1");
+  await mkdir(older);
+  await chmod(older, 0o755);
+  const claim = await claimDataDir(older, "headnode", "head-1");
+  await claim.lock.release();
+  expect(claim.openToOthersMode).toBe(0o755);
+  expect(await modeOf(older)).toBe("755");
+  expect(await openToOthersMode(older)).toBe(0o755);
+
+  const grouped = join(root, "head-2");
+  await mkdir(grouped);
+  await chmod(grouped, 0o750);
+  const groupClaim = await claimDataDir(grouped, "headnode", "head-2");
+  await groupClaim.lock.release();
+  expect(groupClaim.openToOthersMode).toBeUndefined();
+  expect(await modeOf(grouped)).toBe("750");
+  await chmod(grouped, 0o701);
+  expect(await openToOthersMode(grouped)).toBe(0o701);
 });

@@ -15,7 +15,7 @@
 
 import { constants, existsSync } from "node:fs";
 import type * as FilePromises from "node:fs/promises";
-import { writeFile } from "node:fs/promises";
+import { stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, test, vi } from "vitest";
 import { removeDirectory as removeJournalDirectory } from "../src/journal/files.ts";
@@ -255,6 +255,8 @@ describe("a journal that failed", () => {
       expect((refused as Error).message).toContain("EIO");
     }
     expect(existsSync(join(directory, failedMarkerName))).toBe(true);
+    // It carries the error, which names paths: its owner's alone, like the segments.
+    expect(((await stat(join(directory, failedMarkerName))).mode & 0o777).toString(8)).toBe("600");
     // After a reboot, the disk is what recovery reads; the record goes.
     const { journal, records } = await Journal.open({ directory, bootId: nextBoot });
     expectSameRecords(records.slice(0, 10), recordsFrom(1, 10));

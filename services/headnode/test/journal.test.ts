@@ -2,7 +2,7 @@
 // segment rolling, release, truncation, recovery from torn tails and refusal of
 // corruption, and bad usage that must leave the files as they were.
 
-import { readdir, readFile, rename, rm, truncate, writeFile } from "node:fs/promises";
+import { readdir, readFile, rename, rm, stat, truncate, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, test } from "vitest";
 import { recordHeaderBytes, segmentHeaderBytes } from "../src/journal/constants.ts";
@@ -92,6 +92,19 @@ describe("opening", () => {
     expect(journal.bytes).toBe(0);
     expect(journal.segmentCount).toBe(0);
     expect(await readdir(nested)).toEqual([]);
+  });
+
+  test("its directories, parents included, are 0700 and its segments 0600: they hold volume data", async () => {
+    const nested = join(directory, "volume-a", "partition-7");
+    const { journal } = await Journal.open({ directory: nested, segmentBytesMax: 512 });
+    openJournals.add(journal);
+    await journal.append(smallRecords(1, 9));
+    const modeOf = async (path: string) => ((await stat(path)).mode & 0o777).toString(8);
+    expect(await modeOf(join(directory, "volume-a"))).toBe("700");
+    expect(await modeOf(nested)).toBe("700");
+    const segments = await segmentNames(nested);
+    expect(segments.length).toBeGreaterThan(1);
+    for (const name of segments) expect(await modeOf(join(nested, name))).toBe("600");
   });
 
   test("ignores files that are not segments", async () => {

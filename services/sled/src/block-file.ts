@@ -12,6 +12,7 @@ import { execFile } from "node:child_process";
 import { type FileHandle, open, rm, statfs } from "node:fs/promises";
 import { dirname } from "node:path";
 import { promisify } from "node:util";
+import { constants as runtimeConstants } from "@ballast/runtime";
 import { DeviceError } from "./errors.ts";
 import { type ReadOwner, ReadPool, sharedReadPool } from "./read-pool.ts";
 
@@ -176,10 +177,10 @@ export async function preallocateFile(path: string, bytes: number): Promise<Prea
  * Where `fallocate` is missing or the file system cannot preallocate, the file is extended
  * with ftruncate instead, sparse, and the returned note says so. On any other failure the
  * file is deleted (a failed fallocate can keep the blocks it got) and the DeviceError is
- * thrown.
+ * thrown. The file is its owner's alone: a device holds the chunks of every volume.
  */
 export async function createZeroedFile(path: string, bytes: number): Promise<Preallocation> {
-  const handle = await open(path, "wx");
+  const handle = await open(path, "wx", runtimeConstants.dataFileMode);
   await handle.close();
   let preallocation: Preallocation;
   try {

@@ -20,6 +20,33 @@ test("a device file is preallocated with fallocate: its blocks are reserved", as
   expect(info.blocks * 512).toBeGreaterThanOrEqual(4 * mebibyte);
 });
 
+test("a device set's files are their owner's alone, preallocated or sparse: they hold every volume's chunks", async () => {
+  const dataDir = join(directory.path, "sled");
+  await mkdir(dataDir);
+  for (const device of await openDeviceSet({
+    dataDir,
+    sledId: "sled-1",
+    deviceCount: 2,
+    deviceBytes: 4 * mebibyte,
+    log: () => undefined,
+  })) {
+    await device.close();
+  }
+  const names = (await readdir(dataDir)).sort();
+  expect(names).toEqual(["device-0.dev", "device-1.dev"]);
+  for (const name of names) {
+    expect(((await stat(join(dataDir, name))).mode & 0o777).toString(8)).toBe("600");
+  }
+  const savedPath = process.env.PATH;
+  process.env.PATH = join(directory.path, "no-tools-here");
+  try {
+    await createZeroedFile(join(directory.path, "sparse"), 4 * mebibyte);
+  } finally {
+    process.env.PATH = savedPath;
+  }
+  expect(((await stat(join(directory.path, "sparse"))).mode & 0o777).toString(8)).toBe("600");
+});
+
 test("without fallocate the file is extended sparse, and the note says so", async () => {
   const path = join(directory.path, "sparse");
   const savedPath = process.env.PATH;

@@ -26,7 +26,7 @@
 
 import { open, readFile, unlink } from "node:fs/promises";
 import { join, sep } from "node:path";
-import { sameBoot } from "@ballast/runtime";
+import { constants as runtimeConstants, sameBoot } from "@ballast/runtime";
 
 /** The marker's file name in the journal directory (never taken for a segment). */
 export const failedMarkerName = "failed-on-boot";
@@ -62,7 +62,7 @@ export async function recordFailure(
   failedInProcess.set(directory, marker);
   const path = join(directory, failedMarkerName);
   try {
-    const handle = await open(path, "w");
+    const handle = await open(path, "w", runtimeConstants.dataFileMode);
     try {
       await handle.writeFile(`${JSON.stringify({ format: markerFormat, ...marker })}\n`);
       await handle.datasync().catch(() => undefined);

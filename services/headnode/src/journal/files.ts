@@ -8,6 +8,7 @@
 
 import { type FileHandle, mkdir, open, rm } from "node:fs/promises";
 import { dirname, resolve } from "node:path";
+import { constants as runtimeConstants } from "@ballast/runtime";
 import { runwayZeroBufferBytes, writeBuffersMax } from "./constants.ts";
 import { assert } from "./errors.ts";
 import { forgetFailuresUnder } from "./failed-marker.ts";
@@ -26,9 +27,14 @@ export async function syncDirectory(directory: string): Promise<void> {
 /**
  * Creates the directory and any missing parents, syncing the parent of each one created,
  * so that a crash cannot take away a directory whose segments were already made durable.
+ * Each is made with the data directory's mode (its owner's alone: segments hold volume
+ * data).
  */
 export async function makeDirectory(directory: string): Promise<void> {
-  const firstCreated = await mkdir(directory, { recursive: true });
+  const firstCreated = await mkdir(directory, {
+    recursive: true,
+    mode: runtimeConstants.dataDirectoryMode,
+  });
   if (firstCreated === undefined) return;
   for (let created = directory; ; created = dirname(created)) {
     await syncDirectory(dirname(created));

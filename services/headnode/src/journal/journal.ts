@@ -71,7 +71,12 @@ import { randomBytes } from "node:crypto";
 import { constants } from "node:fs";
 import { type FileHandle, open, unlink } from "node:fs/promises";
 import { join, resolve } from "node:path";
-import { currentBootId, testWritesFail, testWritesHang } from "@ballast/runtime";
+import {
+  currentBootId,
+  constants as runtimeConstants,
+  testWritesFail,
+  testWritesHang,
+} from "@ballast/runtime";
 import {
   segmentBytesMaxCeiling,
   segmentBytesMaxDefault,
@@ -450,8 +455,13 @@ export class Journal {
   async #createSegment(firstOpNum: number): Promise<void> {
     await this.#closeActive();
     // "wx" fails if the file exists: a stale segment by that name would be a bug, and
-    // writing into it would mix its old bytes with the new records.
-    const handle = await open(this.#segmentPath(firstOpNum), segmentCreateFlags, 0o666);
+    // writing into it would mix its old bytes with the new records. Its owner's alone:
+    // it holds volume data as written.
+    const handle = await open(
+      this.#segmentPath(firstOpNum),
+      segmentCreateFlags,
+      runtimeConstants.dataFileMode,
+    );
     this.#active = { firstOpNum, handle };
     await this.#syncDirectory();
   }
