@@ -6,7 +6,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
 import { type ParseArgsConfig, parseArgs } from "node:util";
-import { gatewayDefinition, nbdPortDefault } from "@ballast/gateway";
+import { exportListProblem, gatewayDefinition, nbdPortDefault } from "@ballast/gateway";
 import { runService } from "@ballast/runtime";
 import { findCluster } from "./connect.ts";
 import { dataDirDefault } from "./constants.ts";
@@ -16,7 +16,10 @@ export const nbdHelp = `Usage: ballast nbd [--port ${nbdPortDefault}] [--host 12
 
 Serves every volume over NBD (the export name is the volume name) until Ctrl-C:
   nbdinfo nbd://127.0.0.1:${nbdPortDefault}/VOLUME
-Options: --data-dir <dir> (default ${dataDirDefault}), --nats <url>.
+NBD has no access control: whoever reaches the port reads and writes every volume served.
+Keep --host on loopback (or use --socket) unless a firewall guards the port.
+Options: --data-dir <dir> (default ${dataDirDefault}), --nats <url>,
+  --exports a,b (serve only these volumes and their snapshots).
 `;
 
 const options: ParseArgsConfig["options"] = {
@@ -25,6 +28,7 @@ const options: ParseArgsConfig["options"] = {
   port: { type: "string" },
   host: { type: "string" },
   socket: { type: "string" },
+  exports: { type: "string" },
 };
 
 export async function nbdCommand(argv: string[]): Promise<number> {
@@ -36,6 +40,11 @@ export async function nbdCommand(argv: string[]): Promise<number> {
     throw new CliError(exitCodes.usage, `${(error as Error).message} (see ballast help nbd)`);
   }
   const port = portOf(flags.port);
+  if (flags.exports !== undefined) {
+    // Checked here so that the error names the flag the user typed (not --nbd-exports).
+    const problem = exportListProblem(String(flags.exports));
+    if (problem !== undefined) throw new CliError(exitCodes.usage, `--exports ${problem}`);
+  }
   const address = await findCluster({
     nats: flags.nats as string | undefined,
     dataDir: (flags["data-dir"] as string | undefined) ?? dataDirDefault,
@@ -54,6 +63,7 @@ export async function nbdCommand(argv: string[]): Promise<number> {
   if (port !== undefined) serviceArgv.push("--nbd-port", String(port));
   if (flags.host !== undefined) serviceArgv.push("--nbd-host", String(flags.host));
   if (flags.socket !== undefined) serviceArgv.push("--nbd-socket", String(flags.socket));
+  if (flags.exports !== undefined) serviceArgv.push("--nbd-exports", String(flags.exports));
   process.stderr.write(
     `starting NBD for the cluster at ${address.natsUrl} on ${flags.socket ?? `${flags.host ?? "127.0.0.1"}:${port ?? nbdPortDefault}`}; Ctrl-C stops\n`,
   );

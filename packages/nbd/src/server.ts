@@ -40,6 +40,8 @@ export type ListenAddress = { host: string; port: number } | { path: string };
 export interface BoundAddress {
   /** The TCP port bound (the one chosen, when 0 was asked for). */
   port?: number;
+  /** The IP address bound, a host name resolved (`0.0.0.0` or `::` for every one). */
+  host?: string;
   /** The Unix socket's path. */
   path?: string;
 }
@@ -112,7 +114,8 @@ export class NbdServer {
     server.on("error", (error) => this.logger.error({ err: error }, "listener failed"));
     const bound = server.address();
     assert(bound !== null, "a listening server has an address");
-    const result: BoundAddress = typeof bound === "string" ? { path: bound } : { port: bound.port };
+    const result: BoundAddress =
+      typeof bound === "string" ? { path: bound } : { port: bound.port, host: bound.address };
     this.logger.info(result, "NBD server listening");
     return result;
   }

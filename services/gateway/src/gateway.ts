@@ -23,6 +23,10 @@
 // Attachment: node.info.v1 details carry `attached: {volume: open connections}` (past
 // the handshake, writable exports only), which the coordinator asks before a rollback.
 //
+// Exposure: NBD has no access control (exposure.ts); a listener other hosts can reach is
+// served with a warning at every start. `--nbd-exports` narrows what is served to the
+// volumes it names and their snapshots.
+//
 // Failure model: a volume that fails over is followed by the client library (requests
 // wait and retry); an unknown volume is an unknown export; a volume deleted while open
 // fails its I/O with the coordinator's NotFound, as an NBD error.
@@ -40,6 +44,7 @@ import {
   type Service,
 } from "@ballast/runtime";
 
+import { exportListOf, exportListProblem, nbdExposureWarning } from "./exposure.ts";
 import { ObservedDevice } from "./observed-device.ts";
 
 export const nbdPortDefault = 10809;
@@ -66,6 +71,14 @@ export const gatewayOptions = {
     env: "BALLAST_NBD_SOCKET",
     type: "string",
     description: "listen on this Unix socket instead of TCP",
+  },
+  nbdExports: {
+    flag: "nbd-exports",
+    env: "BALLAST_NBD_EXPORTS",
+    type: "string",
+    check: exportListProblem,
+    description:
+      "serve only these volumes (comma-separated names) and their snapshots; every volume when unset",
   },
   links: {
     flag: "links",
@@ -104,12 +117,16 @@ export class Gateway {
   private readonly meterGroups: MeterGroups;
   private server: NbdServer | undefined;
   private address = "";
+  /** The volumes served (with their snapshots), from --nbd-exports; undefined: every one. */
+  private readonly volumesServed: ReadonlySet<string> | undefined;
 
   constructor(
     private readonly service: Service,
     private readonly config: GatewayConfig,
   ) {
     this.client = new BallastClient(service.bus, { links: config.links === "on" });
+    this.volumesServed =
+      config.nbdExports === undefined ? undefined : new Set(exportListOf(config.nbdExports));
     this.meterGroups = meterGroupsOf(meterOf(service));
   }
 
@@ -160,6 +177,17 @@ export class Gateway {
         ? `nbd+unix:///?socket=${bound.path}`
         : `nbd://${this.config.nbdHost}:${bound.port}`;
     this.service.logger.info({ nbd: this.address }, "serving NBD");
+    const exposure =
+      bound.host === undefined
+        ? undefined
+        : nbdExposureWarning(bound.host, `${this.config.nbdHost}:${bound.port}`);
+    if (exposure !== undefined) {
+      // In the log for whoever reads it later, and on stderr for whoever started it now
+      // (`ballast nbd` shows only warnings, as JSON lines).
+      this.service.logger.warn({ nbd: this.address, boundTo: bound.host }, exposure);
+      process.stderr.write(`ballast gateway: warning: ${exposure}
+`);
+    }
     this.service.setDescription(() => ({
       nbd: this.address,
       connections: this.server?.connectionCount ?? 0,
@@ -186,6 +214,9 @@ export class Gateway {
    */
   private async openExport(name: string): Promise<Held | undefined> {
     const snapshot = parseSnapshotExport(name);
+    // A volume not served is an unknown export, whether or not it exists: a client
+    // learns nothing of the rest of the cluster here.
+    if (!this.serves(snapshot?.volume ?? name)) return undefined;
     if (snapshot !== undefined) {
       // Opened per connection, not shared: a snapshot takes no writes, so there is no
       // flush to share, and a snapshot deleted and taken again under its name is another
@@ -330,10 +361,16 @@ export class Gateway {
   }
 
   /** Every volume, and each of its snapshots as `VOLUME@NAME` (one listing per volume). */
+  /** Whether this gateway serves `volume` and its snapshots (--nbd-exports). */
+  private serves(volume: string): boolean {
+    return this.volumesServed?.has(volume) ?? true;
+  }
+
   private async listExports(): Promise<string[]> {
-    const { volumes } = await this.service.bus.request(subjects.coordinator.build(), {
+    const listed = await this.service.bus.request(subjects.coordinator.build(), {
       type: "volume.list.v1",
     });
+    const volumes = listed.volumes.filter((volume) => this.serves(volume.name));
     const snapshots = await Promise.all(
       volumes.map(async (volume) => {
         try {

@@ -1,2 +1,3 @@
 export * from "@ballast/nbd";
+export * from "./exposure.ts";
 export * from "./gateway.ts";

@@ -13,13 +13,27 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Volume } from "@ballast/client";
 
-import { ClientFlag, Command, Option, ReplyError } from "@ballast/nbd/wire";
-import { createLogger, type Meter, type Service, startTelemetry } from "@ballast/runtime";
+import { NbdServer } from "@ballast/nbd";
+import { ClientFlag, Command, Option, OptionReply, ReplyError } from "@ballast/nbd/wire";
+import type { MessageOf, RequestType, ResultOf } from "@ballast/protocol";
+import {
+  createLogger,
+  type Meter,
+  type RequestOptions,
+  type Service,
+  startTelemetry,
+} from "@ballast/runtime";
 
 import { afterEach, describe, expect, test, vi } from "vitest";
 import { FakeClusterBus } from "../../../packages/client/test/fake-cluster-bus.ts";
 import { TestNbdClient } from "../../../packages/nbd/test/nbd-test-client.ts";
 import { patterned } from "../../../packages/nbd/test/nbd-test-server.ts";
+import {
+  exportListOf,
+  exportListProblem,
+  isLoopbackAddress,
+  nbdExposureWarning,
+} from "../src/exposure.ts";
 import { Gateway } from "../src/gateway.ts";
 
 const mebibyte = 1024 * 1024;
@@ -39,6 +53,7 @@ async function startGateway(
   bus: FakeClusterBus,
   logFile?: string,
   meter?: Meter,
+  options: { nbdExports?: string } = {},
 ): Promise<{ port: number; describe: () => Record<string, unknown> }> {
   const closers: (() => Promise<void>)[] = [];
   let describe: () => Record<string, unknown> = () => ({});
@@ -58,7 +73,9 @@ async function startGateway(
     onClose: (closer: () => Promise<void>) => closers.push(closer),
     ...(meter === undefined ? {} : { meter }),
   } as unknown as Service;
-  const config = { nbdHost: "127.0.0.1", nbdPort: 0 } as ConstructorParameters<typeof Gateway>[1];
+  const config = { nbdHost: "127.0.0.1", nbdPort: 0, ...options } as ConstructorParameters<
+    typeof Gateway
+  >[1];
   await new Gateway(service, config).start();
   cleanups.push(async () => {
     for (const close of closers) await close();
@@ -337,5 +354,149 @@ describe("gateway", () => {
       "the export is let go",
     );
     expect(await scrape()).not.toContain('volume="vol"');
+  });
+});
+
+describe("exposure", () => {
+  test("loopback addresses, however spelled, are this host's only; any other is reachable", () => {
+    for (const address of [
+      "127.0.0.1",
+      "127.3.2.1",
+      "::1",
+      "[::1]",
+      "0:0:0:0:0:0:0:1",
+      "::ffff:127.0.0.1",
+      "localhost",
+      " LOCALHOST ",
+    ]) {
+      expect(isLoopbackAddress(address), address).toBe(true);
+      expect(nbdExposureWarning(address, "x")).toBeUndefined();
+    }
+    for (const address of [
+      "0.0.0.0",
+      "::",
+      "10.0.0.5",
+      "192.168.1.20",
+      "128.0.0.1",
+      "::ffff:10.0.0.5",
+      "fe80::1",
+      "nbd.example.com",
+      "",
+    ]) {
+      expect(isLoopbackAddress(address), address).toBe(false);
+      expect(nbdExposureWarning(address, `${address}:10809`)).toMatch(
+        /can be reached from other hosts, and NBD has no access control/,
+      );
+    }
+  });
+
+  test("a gateway on loopback says nothing; one bound where others reach it warns in its log and on stderr", async () => {
+    const directory = await mkdtemp(join(tmpdir(), "ballast-gateway-exposure-"));
+    cleanups.push(() => rm(directory, { recursive: true, force: true }));
+    const stderr = vi.spyOn(process.stderr, "write").mockImplementation(() => true);
+    cleanups.push(() => stderr.mockRestore());
+    const quiet = join(directory, "loopback.log");
+    await startGateway(new FakeClusterBus([spec]), quiet);
+    expect(await readFile(quiet, "utf8")).toBe("");
+    expect(stderr).not.toHaveBeenCalled();
+
+    // Tests bind loopback only: the listener is bound there, and reported (a fake) as
+    // bound to every address, as with --nbd-host 0.0.0.0.
+    const listen = NbdServer.prototype.listen;
+    const faked = vi.spyOn(NbdServer.prototype, "listen").mockImplementation(async function (
+      this: NbdServer,
+      address,
+    ) {
+      return { ...(await listen.call(this, address)), host: "0.0.0.0" };
+    });
+    cleanups.push(() => faked.mockRestore());
+    const loud = join(directory, "everywhere.log");
+    await startGateway(new FakeClusterBus([spec]), loud);
+    const warned = (await readFile(loud, "utf8"))
+      .trim()
+      .split("\n")
+      .map((line) => JSON.parse(line));
+    expect(warned).toHaveLength(1);
+    expect(warned[0]).toMatchObject({ level: 40, boundTo: "0.0.0.0" });
+    expect(warned[0].msg).toMatch(
+      /^NBD on 127\.0\.0\.1:\d+ can be reached from other hosts, and NBD has no access control/,
+    );
+    expect(stderr).toHaveBeenCalledTimes(1);
+    expect(String(stderr.mock.calls[0]?.[0])).toMatch(
+      /^ballast gateway: warning: NBD on .* no access control: anyone who connects can read and write every volume/,
+    );
+  });
+});
+
+/**
+ * The fake cluster, also answering the catalogue listings an NBD_OPT_LIST asks for: its
+ * volumes, each with one snapshot `daily`.
+ */
+class ListingClusterBus extends FakeClusterBus {
+  constructor(private readonly names: readonly string[]) {
+    super(names.map((name) => ({ ...spec, name })));
+  }
+
+  override request<T extends RequestType>(
+    subject: string,
+    message: MessageOf<T>,
+    options?: RequestOptions,
+  ): Promise<ResultOf<T>> {
+    const { type } = message as { type: string };
+    if (type === "volume.list.v1") {
+      return Promise.resolve({ volumes: this.names.map((name) => ({ name })) } as ResultOf<T>);
+    }
+    if (type === "snapshot.list.v1") {
+      return Promise.resolve({ snapshots: [{ name: "daily" }] } as unknown as ResultOf<T>);
+    }
+    return super.request(subject, message, options);
+  }
+}
+
+/** The names an NBD_OPT_LIST on a new connection gets. */
+async function listedExports(address: { port: number }): Promise<string[]> {
+  const client = await TestNbdClient.connect(address);
+  cleanups.push(() => client.destroy());
+  await client.readGreeting();
+  client.sendClientFlags(ClientFlag.FixedNewstyle | ClientFlag.NoZeroes);
+  client.sendOption(Option.List);
+  const replies = await client.readOptionReplies();
+  return replies.slice(0, -1).map((reply) => reply.data.subarray(4).toString());
+}
+
+describe("--nbd-exports", () => {
+  test("serves and lists only the volumes named, with their snapshots; any other is an unknown export", async () => {
+    const everything = await startGateway(new ListingClusterBus(["vol", "other"]));
+    expect(await listedExports(everything)).toEqual(["vol", "vol@daily", "other", "other@daily"]);
+
+    const narrowed = await startGateway(
+      new ListingClusterBus(["vol", "other"]),
+      undefined,
+      undefined,
+      {
+        nbdExports: "vol",
+      },
+    );
+    expect(await listedExports(narrowed)).toEqual(["vol", "vol@daily"]);
+    const served = await connectWithSize(narrowed);
+    expect(served.sizeBytes).toBe(spec.sizeBytes);
+    // The volume exists, and so does its snapshot: to this gateway both are unknown.
+    for (const name of ["other", "other@daily"]) {
+      const client = await TestNbdClient.connect(narrowed);
+      cleanups.push(() => client.destroy());
+      await client.readGreeting();
+      client.sendClientFlags(ClientFlag.FixedNewstyle | ClientFlag.NoZeroes);
+      expect(await client.information(Option.Go, name, []), name).toBeUndefined();
+      expect(client.lastReplies.at(-1)?.type, name).toBe(OptionReply.ErrorUnknown);
+    }
+  });
+
+  test("a value that names no volume is refused with the names at fault", () => {
+    expect(exportListOf(" vol , other,, ")).toEqual(["vol", "other"]);
+    expect(exportListProblem("vol,other")).toBeUndefined();
+    expect(exportListProblem(" , ")).toMatch(/must name at least one volume/);
+    expect(exportListProblem("vol,Other,vol@daily")).toBe(
+      'must be volume names separated by commas (a snapshot is served with its volume); not volume names: "Other", "vol@daily"',
+    );
   });
 });
