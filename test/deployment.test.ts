@@ -1,6 +1,11 @@
 import { existsSync, readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
-import { cliConstants, natsAuthorizationConfig, natsPasswordVariable } from "@ballast/cli";
+import {
+  cliConstants,
+  natsAuthorizationConfig,
+  natsPasswordVariable,
+  routeUser,
+} from "@ballast/cli";
 import { nbdLimitsDefault } from "@ballast/gateway";
 import { buckets, limits, natsRoles, permissionsOf, serviceKinds } from "@ballast/protocol";
 import { constants as runtimeConstants } from "@ballast/runtime";
@@ -110,4 +115,29 @@ test("Prometheus scrapes every Ballast service of the compose file on its metric
     (match) => match[1],
   );
   expect(targets.sort()).toEqual(services.sort());
+});
+
+test("the compose NATS monitoring is on the container's loopback, and routes authenticate as ballast up's do", () => {
+  const config = read("deploy/nats-server.conf");
+  const compose = read("docker-compose.yml");
+  // /connz and /subsz answer whoever reaches the port; the healthcheck asks from inside.
+  expect(config).toMatch(/^http: "127\.0\.0\.1:8222"$/m);
+  expect(compose).toContain('"http://127.0.0.1:8222/healthz"');
+  // Routes are bound by no user's permissions: each must prove the route password.
+  const cluster = /^cluster \{\n((?: {2}.*\n)*)\}/m.exec(config)?.[1] ?? "";
+  expect(cluster).toContain(
+    `  authorization {\n    user: ${routeUser}\n    password: $BALLAST_NATS_PASSWORD_ROUTE\n  }\n`,
+  );
+  expect(cluster).toMatch(/^ {2}routes: \$NATS_ROUTES$/m);
+  const servers = [...compose.matchAll(/^ {2}(nats-\d):\n {4}<<: \*nats-server$/gm)].map(
+    (match) => match[1],
+  );
+  expect(servers).toEqual(["nats-1", "nats-2", "nats-3"]);
+  const passwords = /^x-nats-passwords: &nats-passwords\n((?: {2}.*\n)+)/m.exec(compose)?.[1] ?? "";
+  expect(passwords).toMatch(/^ {2}BALLAST_NATS_PASSWORD_ROUTE: \$\{BALLAST_NATS_PASSWORD_ROUTE:-/m);
+  for (const server of servers) {
+    expect(passwords).toContain(
+      `"nats-route://${routeUser}:\${BALLAST_NATS_PASSWORD_ROUTE:-example-route-password-change-me}@${server}:6222"`,
+    );
+  }
 });
