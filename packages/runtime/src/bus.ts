@@ -222,10 +222,12 @@ export async function connectNats(options: ConnectOptions): Promise<NatsConnecti
   }
   const access = options.access ?? natsAccessFromEnv(process.env);
   const timeoutMs = options.connectTimeoutMs ?? natsConnectTimeoutMs;
-  const deadline = Date.now() + timeoutMs;
+  // A duration, so on the monotonic clock: a wall clock stepped back at start-up would
+  // stretch it by the step, and one stepped forward would end it before any attempt.
+  const deadline = performance.now() + timeoutMs;
   let lastError: unknown;
   let attempts = 0;
-  while (Date.now() < deadline) {
+  while (performance.now() < deadline) {
     try {
       const connection = await connect({
         servers,
@@ -234,7 +236,7 @@ export async function connectNats(options: ConnectOptions): Promise<NatsConnecti
         reconnectTimeWait: natsReconnectWaitMs,
         pingInterval: pingIntervalMs,
         maxPingOut: natsPingsOutMax,
-        timeout: Math.min(2000, Math.max(100, deadline - Date.now())),
+        timeout: Math.min(2000, Math.max(100, deadline - performance.now())),
         // Without this, every request builds a RequestError and a TimeoutError up front
         // to hold the caller's stack in case it fails (a tenth of the gateway's CPU on
         // the write path); a failed request is translated to a BallastError anyway.

@@ -40,8 +40,9 @@
 // coordinator holds of it (report-state.ts: an idle node sends an empty change). The
 // answer is one lease for the node: it renews the read lease of each primary of that
 // state but those it excludes, for leaseMs counted from when the report was sent, on
-// this process's monotonic clock; a primary with no answer lets its lease run out and stops
-// serving reads (if it is leased: static assignments are not). The answer also names
+// this process's monotonic clock and on its wall clock both (either may stand still
+// through a frozen VM: replica.ts); a primary with no answer lets its lease run out and
+// stops serving reads (if it is leased: static assignments are not). The answer also names
 // the sleds out of service; the replicator (replicator.ts) then makes new copies of the
 // chunks its primaries list that are short of two live copies.
 //
@@ -311,7 +312,8 @@ export class HeadNode {
         [...this.hosted.values()].map((hosted) => hosted.host),
       );
       const outgoing = this.reportState.next(primaries, failures);
-      const sentAtMs = performance.now();
+      // Both clocks, read before the request: the lease counts from here on each.
+      const sentAt = { monoMs: performance.now(), wallMs: Date.now() };
       const answer = await this.service.bus.request(
         subjects.coordinatorServices.build("headnode"),
         {
@@ -331,7 +333,7 @@ export class HeadNode {
       const hostedNow = (volume: string, partition: number) =>
         this.hosted.get(partitionKey(volume, partition))?.host;
       for (const { replica, epoch } of renewalsOf(granted, reported, hostedNow)) {
-        replica.renewLease(epoch, sentAtMs + answer.leaseMs);
+        replica.renewLease(epoch, sentAt, answer.leaseMs);
       }
       // The sleds out of service (absent while the leader does not know yet): copies
       // there count as lost, and the replicator makes new ones.

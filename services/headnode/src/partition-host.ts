@@ -3,8 +3,8 @@
 // NATS requests into core inputs and core replies into NATS replies, and has the effect
 // runner (effect-runner.ts) carry out the core's effects through the real ports
 // (adapters.ts: journal and checkpoint files, sleds, NATS, this process's clocks). Time
-// reaches the core as ticks and, for read leases, as the monotonic clock port; a wall
-// clock is never compared across machines.
+// reaches the core as ticks and, for read leases, as readings of the clock port (the
+// monotonic clock and the wall clock both); a clock is never compared across machines.
 //
 // Ordering (replica/effects.ts): journal effects reach the journal in the order the core
 // produced them (the journal serializes and group-commits them), and the core hears of
@@ -102,6 +102,7 @@ import { PartitionMetadata } from "./replica/metadata.ts";
 import type { KeptFence } from "./replica/ordering-fence.ts";
 import {
   type ClientRequest,
+  type ClockReading,
   type Configuration,
   type FollowerProgress,
   Replica,
@@ -418,14 +419,14 @@ export class PartitionHost {
     return this.runner.sleds;
   }
 
-  /** Renews the primary's read lease of `epoch` until `untilMs` (the clock port's time). */
-  renewLease(epoch: number, untilMs: number): void {
+  /** Renews the primary's read lease of `epoch` for `leaseMs` from `sentAt` (the clock port's readings). */
+  renewLease(epoch: number, sentAt: ClockReading, leaseMs: number): void {
     if (this.failure !== undefined) return;
     // The one input that skips the gate: a lease neither reads the tick count nor changes
     // what a tick does or the role (only `read` compares it, with the clock), and every
     // primary gets one every report, so waking each for it would make the node ask
     // every primary twice a second for nothing.
-    this.core.renewLease(epoch, untilMs);
+    this.core.renewLease(epoch, sentAt, leaseMs);
   }
 
   /**
@@ -708,11 +709,17 @@ export class PartitionHost {
     message: MessageOf<"volume.read.v1">,
   ): Promise<{ data: Uint8Array[]; unmapped?: ByteRange[][] }> {
     this.refuseIfNotServing();
-    // The core checks the read lease against this monotonic clock: once it has run out,
-    // another primary may exist, and serving could return data older than a write
-    // acknowledged there.
+    // The core checks the read lease against both clocks: once it has run out, another
+    // primary may exist, and serving could return data older than a write acknowledged
+    // there.
+    const clock = this.ports.clock;
     const plan: ReadResult = this.input((core) =>
-      core.read(message.epoch, message.reads, this.ports.clock.nowMs(), message.snapshot),
+      core.read(
+        message.epoch,
+        message.reads,
+        { monoMs: clock.nowMs(), wallMs: clock.wallMs() },
+        message.snapshot,
+      ),
     );
     // Ranges the chunk cache (or memory) answers whole are assembled now, with no
     // promise per range or part: at 4 KiB random reads nearly every range is one cached

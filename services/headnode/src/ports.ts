@@ -125,7 +125,10 @@ export interface TransportPort {
 export interface ClockPort {
   /** Monotonic: leases are durations on it, never compared across machines. */
   nowMs(): number;
-  /** Wall-clock time, only to label what a person reads (a checkpoint's creation). */
+  /**
+   * Wall-clock time: labels what a person reads (a checkpoint's creation), and bounds a
+   * read lease as a second, never compared across machines either (replica.ts).
+   */
   wallMs(): number;
 }
 

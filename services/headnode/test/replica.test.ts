@@ -7,7 +7,12 @@ import type { ReplicaLimits } from "../src/constants.ts";
 import type { Effect } from "../src/replica/effects.ts";
 import { PartitionMetadata } from "../src/replica/metadata.ts";
 import type { Note } from "../src/replica/note.ts";
-import { type Configuration, Replica, sledChunkIdOf } from "../src/replica/replica.ts";
+import {
+  type ClockReading,
+  type Configuration,
+  Replica,
+  sledChunkIdOf,
+} from "../src/replica/replica.ts";
 import { publishCheckpoint, storedPointer } from "../src/testing/checkpoint.ts";
 import { only, syncJournal } from "./effects-helpers.ts";
 
@@ -1121,42 +1126,84 @@ describe("full sleds", () => {
 });
 
 describe("read leases", () => {
-  test("a leased primary reads only before its lease, by the monotonic time it is given", () => {
+  const range = [{ offset: 0, length: 512 }];
+  /** A leased primary of epoch 1, and what a read at a reading of both clocks answers. */
+  const leasedPrimary = () => {
     const primary = new Replica(identity("head-1", 1), { notes: [] });
     primary.configure({ epoch: 1, primary: "head-1", secondaries: [], leased: true });
-    const range = [{ offset: 0, length: 512 }];
-    const refused = (nowMs: number, epoch = 1) => {
+    const refused = (now: ClockReading, epoch = 1) => {
       try {
-        primary.read(epoch, range, nowMs);
+        primary.read(epoch, range, now);
         return undefined;
       } catch (error) {
         return (error as BallastError).code;
       }
     };
-    expect(refused(100)).toBe(ErrorCode.Unavailable); // no lease yet
-    primary.renewLease(1, 3100);
-    expect(refused(3099)).toBeUndefined();
-    expect(refused(3100)).toBe(ErrorCode.Unavailable);
-    primary.renewLease(2, 9000); // a grant for another epoch renews nothing
-    expect(refused(3200)).toBe(ErrorCode.Unavailable);
-    primary.renewLease(1, 6200);
-    expect(refused(6000)).toBeUndefined();
+    return { primary, refused };
+  };
+  /** Both clocks at once; the wall clock a fixed way ahead of the monotonic one unless given. */
+  const at = (monoMs: number, wallMs = monoMs + 1_700_000_000_000) => ({ monoMs, wallMs });
+
+  test("a leased primary reads only before its lease, by the clocks it is given", () => {
+    const { primary, refused } = leasedPrimary();
+    const lease = 3000;
+    expect(refused(at(100))).toBe(ErrorCode.Unavailable); // no lease yet
+    primary.renewLease(1, at(100), lease);
+    expect(refused(at(3099))).toBeUndefined();
+    expect(refused(at(3100))).toBe(ErrorCode.Unavailable);
+    primary.renewLease(2, at(6000), lease); // a grant for another epoch renews nothing
+    expect(refused(at(3200))).toBe(ErrorCode.Unavailable);
+    primary.renewLease(1, at(3200), lease);
+    expect(refused(at(6000))).toBeUndefined();
     // Staying primary into a new epoch (a secondary came or went) keeps the lease: the
     // coordinator promises per partition and node, so reads go on through it.
     primary.configure({ epoch: 2, primary: "head-1", secondaries: ["head-2"], leased: true });
-    expect(refused(6000, 2)).toBeUndefined();
-    expect(refused(6200, 2)).toBe(ErrorCode.Unavailable);
-    primary.renewLease(2, 9000);
-    expect(refused(6300, 2)).toBeUndefined();
+    expect(refused(at(6000), 2)).toBeUndefined();
+    expect(refused(at(6200), 2)).toBe(ErrorCode.Unavailable);
+    primary.renewLease(2, at(6000), lease);
+    expect(refused(at(6300), 2)).toBeUndefined();
     // Deposed, then primary again: the old grant is gone and a new one is needed.
     primary.configure({ epoch: 3, primary: "head-2", secondaries: ["head-1"], leased: true });
     primary.configure({ epoch: 4, primary: "head-1", secondaries: ["head-2"], leased: true });
-    expect(refused(6300, 4)).toBe(ErrorCode.Unavailable);
-    primary.renewLease(4, 9500);
-    expect(refused(6300, 4)).toBeUndefined();
+    expect(refused(at(6300), 4)).toBe(ErrorCode.Unavailable);
+    primary.renewLease(4, at(6500), lease);
+    expect(refused(at(6600), 4)).toBeUndefined();
     // Unleased (static) sets need none.
     primary.configure({ epoch: 5, primary: "head-1", secondaries: [] });
-    expect(refused(1e9, 5)).toBeUndefined();
+    expect(refused(at(1e9), 5)).toBeUndefined();
+  });
+
+  test("a primary frozen with its clocks held serves no read once its wall clock is set right", () => {
+    // A VM stopped for 10 s whose monotonic clock stood still (kvmclock is held while a
+    // guest is stopped): on resume it reads 500 ms since the grant's send, well inside a
+    // 3 s lease, but its wall clock, set right by a guest agent or NTP, says 10.5 s. The
+    // coordinator may have promoted another primary meanwhile.
+    const { primary, refused } = leasedPrimary();
+    const wall = 1_700_000_000_000;
+    primary.renewLease(1, { monoMs: 0, wallMs: wall }, 3000);
+    expect(refused({ monoMs: 500, wallMs: wall + 500 })).toBeUndefined();
+    expect(refused({ monoMs: 500, wallMs: wall + 10_500 })).toBe(ErrorCode.Unavailable);
+    // Held, whichever clock says it has run out.
+    expect(refused({ monoMs: 3000, wallMs: wall + 500 })).toBe(ErrorCode.Unavailable);
+    expect(refused({ monoMs: 500, wallMs: wall + 3000 })).toBe(ErrorCode.Unavailable);
+  });
+
+  test("a wall clock stepped back only ends a lease early: the monotonic bound still holds", () => {
+    const { primary, refused } = leasedPrimary();
+    const wall = 1_700_000_000_000;
+    primary.renewLease(1, { monoMs: 0, wallMs: wall }, 3000);
+    // Stepped back 10 s: a time before the grant's send is no time to trust.
+    expect(refused({ monoMs: 400, wallMs: wall - 9_600 })).toBe(ErrorCode.Unavailable);
+    // The next grant, sent on the stepped clock, holds again from there.
+    primary.renewLease(1, { monoMs: 500, wallMs: wall - 9_500 }, 3000);
+    expect(refused({ monoMs: 600, wallMs: wall - 9_400 })).toBeUndefined();
+    // Its monotonic end still bounds it, whatever the wall clock says.
+    expect(refused({ monoMs: 3500, wallMs: wall - 9_400 })).toBe(ErrorCode.Unavailable);
+    // A later grant answered out of order (an older send) does not replace a newer one.
+    primary.renewLease(1, { monoMs: 100, wallMs: wall + 100 }, 3000);
+    expect(refused({ monoMs: 600, wallMs: wall - 9_400 })).toBeUndefined();
+    // No reading of the clocks: refused.
+    expect(() => primary.read(1, range)).toThrow(/cannot be checked/);
   });
 });
 

@@ -277,6 +277,29 @@ test("with leases, primaries cut off from the cluster serve no stale reads", asy
   }
 }, 120_000);
 
+// Every pause a frozen VM whose clocks stand still (kvmclock), the wall clock set right
+// on resume; wall clocks also step alone, either way.
+const frozenClocks: Overrides = { frozenClockChance: 1 };
+
+test("the checkers catch a primary frozen with its clocks held that trusts its monotonic clock alone", async () => {
+  // The review's F1: woken, the primary's monotonic clock says its lease still runs, and
+  // it serves a client still routed to it a read older than a write its successor
+  // acknowledged. 2 of seeds 1 to 300 (17 and 38); this window holds both.
+  const caught = await firstCaught("lease-ignores-wall-clock", ["read"], frozenClocks, 22, 17);
+  expect(caught).toBeDefined();
+  // With the wall clock checked too, the same run serves no stale read.
+  const result = await simulateFailover(caught!, frozenClocks);
+  expect(result.violations, summary(result, frozenClocks)).toEqual([]);
+  expect(result.stats.frozenPauses).toBeGreaterThan(0);
+}, 120_000);
+
+test("with both clocks checked, primaries frozen with their clocks held serve no stale reads", async () => {
+  for (let seed = 1; seed <= 20; seed++) {
+    const result = await simulateFailover(seed, frozenClocks);
+    expect(result.violations, summary(result, frozenClocks)).toEqual([]);
+  }
+}, 120_000);
+
 test("the checkers catch a head node back on an empty disk that is trusted as before (no disk ids)", async () => {
   // Without disk ids an empty primary configured again in its epoch hands out op numbers
   // again over committed ones, and an empty secondary may be promoted.

@@ -197,7 +197,11 @@ export interface StoreOptions {
   sledId: string;
   devices: readonly Device[];
   logger: Pick<Logger, "info" | "warn" | "error">;
-  /** The clock for upload expiry. */
+  /**
+   * The clock for upload expiry and scrub durations: monotonic (`performance.now`) by
+   * default, since it only measures durations, and a wall clock step would drop every
+   * upload in flight (forward) or keep abandoned ones holding space (back).
+   */
   nowMs?: () => number;
   /** The durable generation high-water mark (see the header); none: largest found + 1. */
   generationMark?: GenerationMarkStore;
@@ -234,7 +238,7 @@ export class SledStore {
     this.sledId = options.sledId;
     this.devices = options.devices;
     this.logger = options.logger;
-    this.nowMs = options.nowMs ?? Date.now;
+    this.nowMs = options.nowMs ?? (() => performance.now());
     this.generationMark = options.generationMark;
     this.generationMarkBatch = options.generationMarkBatch ?? generationMarkBatch;
     assert(this.generationMarkBatch >= 1, "a generation mark batch is at least 1");

@@ -1,7 +1,7 @@
 import { open as openFile, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { crc32c, ErrorCode, sledLimits } from "@ballast/protocol";
-import { afterEach, beforeEach, describe, expect, test } from "vitest";
+import { afterEach, beforeEach, describe, expect, test, vi } from "vitest";
 import { blobUploadIdleMsMax, blockBytes } from "../src/constants.ts";
 import { DeviceError } from "../src/errors.ts";
 import type { SledStore } from "../src/store.ts";
@@ -498,6 +498,43 @@ describe("blobs", () => {
     const report = await target.scrub();
     expect(report).toMatchObject({ blobsChecked: 2, chunksChecked: 0 });
     expect(report.damaged).toMatchObject([{ kind: "blob", id: "damaged", badBlocks: 1 }]);
+  });
+});
+
+describe("blob upload expiry", () => {
+  afterEach(() => {
+    vi.restoreAllMocks();
+  });
+
+  test("idle time counts on the monotonic clock: a wall clock step neither drops an upload in flight nor keeps an abandoned one", async () => {
+    // The store's own clock (none injected), with the wall clock stepped under it: the
+    // process's clocks are replaced before the store opens, so it sees them whichever
+    // it reads.
+    const realDateNow = Date.now.bind(Date);
+    const realPerformanceNow = performance.now.bind(performance);
+    let wallStepMs = 0;
+    let monoStepMs = 0;
+    vi.spyOn(Date, "now").mockImplementation(() => realDateNow() + wallStepMs);
+    vi.spyOn(performance, "now").mockImplementation(() => realPerformanceNow() + monoStepMs);
+    const { store: target } = await open();
+    const empty = target.stat().usedBytes;
+    const data = patterned(2 * blockBytes, 21);
+    const active = target.beginBlob("active", data.byteLength, crc32c(data));
+    await target.putBlobPart(active.uploadId, 0, data.subarray(0, blockBytes));
+    // NTP steps the wall clock 10 minutes forward: the upload in flight is not idle.
+    wallStepMs = 10 * 60_000;
+    expect(await target.expireUploads()).toBe(0);
+    await target.putBlobPart(active.uploadId, blockBytes, data.subarray(blockBytes));
+    expect((await target.commitBlob(active.uploadId)).bytes).toBe(data.byteLength);
+    // Then 10 minutes back, and an upload is abandoned: once the limit has passed on the
+    // monotonic clock it is dropped, though the wall clock reads earlier than its start.
+    target.beginBlob("abandoned", 100, 0);
+    wallStepMs = -10 * 60_000;
+    monoStepMs = blobUploadIdleMsMax + 1_000;
+    expect(await target.expireUploads()).toBe(1);
+    expect(target.stat().uploads).toBe(0);
+    await target.deleteBlob("active");
+    expect(target.stat().usedBytes).toBe(empty);
   });
 });
 

@@ -82,10 +82,13 @@
 //   write acknowledged before the hold is below every snapshot op taken during it, and a
 //   write issued after another's acknowledgement cannot be in a snapshot that lacks it.
 //   Any role change ends the hold; `releaseAcks` says whether it held throughout.
-// - Reads on a leased primary need a read lease that has not run out. The lease is a
-//   time on the shell's monotonic clock (`renewLease`, `read(…, nowMs)`): the core never
-//   compares clocks of two machines. A primary that stays primary into a new epoch
-//   keeps its lease; any other role change drops it.
+// - Reads on a leased primary need a read lease that has not run out. The lease counts
+//   from the shell's reading of its clocks when it sent the report that won it
+//   (`renewLease`, `read(…, now)`), and holds only while both the monotonic clock and
+//   the wall clock say less than the lease has passed since: either clock may stand still
+//   through a frozen VM (architecture.md, "Leases"), and a wall clock step can only end
+//   it early. The core never compares clocks of two machines. A primary that stays
+//   primary into a new epoch keeps its lease; any other role change drops it.
 //
 // Failure model: messages may be lost, duplicated, reordered or delayed; any replica may
 // crash and restart from its durable journal and last checkpoint, losing what was not
@@ -129,6 +132,42 @@ import { type KeptFence, OrderingFence } from "./ordering-fence.ts";
  * sessions start at 1, so no primary ever has it.
  */
 export const helloSession = 0;
+
+/** One reading of the shell's two clocks, in ms. */
+export interface ClockReading {
+  /** The monotonic clock: never steps, but may stand still while the machine is frozen. */
+  monoMs: number;
+  /** The wall clock: may step either way (NTP, an operator, a guest agent after a freeze). */
+  wallMs: number;
+}
+
+/** A read lease as granted: its end on the monotonic clock, and its wall-clock window. */
+interface HeldLease {
+  monoUntilMs: number;
+  wallFromMs: number;
+  wallUntilMs: number;
+}
+
+/**
+ * Why `lease` does not cover `now` (undefined if it does): held only while the monotonic
+ * clock is before its end and the wall clock inside its window. A wall clock stepped back
+ * before the grant's send ends the lease too: that time is not to be trusted either, and
+ * the next grant (one report later) starts a fresh window.
+ */
+function leaseEnded(
+  lease: HeldLease | undefined,
+  now: ClockReading | undefined,
+): string | undefined {
+  if (lease === undefined) return "none";
+  if (now === undefined) return "cannot be checked without the clocks";
+  if (now.monoMs >= lease.monoUntilMs)
+    return `ran out ${Math.ceil(now.monoMs - lease.monoUntilMs)} ms ago`;
+  if (now.wallMs >= lease.wallUntilMs)
+    return `ran out by the wall clock ${Math.ceil(now.wallMs - lease.wallUntilMs)} ms ago, though not by the monotonic one (this machine was frozen, or its wall clock stepped forward)`;
+  if (now.wallMs < lease.wallFromMs)
+    return `is void: the wall clock stepped back ${Math.ceil(lease.wallFromMs - now.wallMs)} ms behind its grant`;
+  return undefined;
+}
 
 export interface Configuration {
   epoch: number;
@@ -434,8 +473,8 @@ export class Replica {
    * under a primary, which its followers cannot report (ownStalledTicks).
    */
   private journalWaitSinceTick: number | undefined;
-  /** On a leased primary: reads are served before this time (the shell's monotonic ms). */
-  private leaseUntilMs: number | undefined;
+  /** On a leased primary: the read lease, while both of the shell's clocks keep inside it. */
+  private lease: HeldLease | undefined;
   private readonly observer: ReplicaObserver;
 
   constructor(
@@ -612,7 +651,7 @@ export class Replica {
     // added) keeps it, and reads go on through routine membership changes; any other
     // role change drops it, and a primary again later needs a new grant.
     if (!(wasPrimary && configuration.primary === this.identity.nodeId)) {
-      this.leaseUntilMs = undefined;
+      this.lease = undefined;
     }
     this.durableSince = [];
     this.journalWaitSinceTick = this.durableOpNum < this.lastOpNum ? this.tickCount : undefined;
@@ -728,36 +767,42 @@ export class Replica {
   }
 
   /**
-   * Renews the read lease of this primary until `untilMs` (the shell's monotonic clock),
-   * if it is still the primary of `epoch`. A grant for another epoch is ignored.
+   * Renews the read lease of this primary for `leaseMs` from `sentAt` (the shell's clocks
+   * as it sent the report the grant answers), if it is still the primary of `epoch`. A
+   * grant for another epoch is ignored. Of two grants, the one whose monotonic end is
+   * later is kept, each with its own wall-clock window: every grant the coordinator gave
+   * is a promise on its own, and this keeps one of them whole.
    */
-  renewLease(epoch: number, untilMs: number): void {
+  renewLease(epoch: number, sentAt: ClockReading, leaseMs: number): void {
     if (this.role.name !== "primary" || this.configuration?.epoch !== epoch) return;
-    this.leaseUntilMs = Math.max(this.leaseUntilMs ?? untilMs, untilMs);
+    const monoUntilMs = sentAt.monoMs + leaseMs;
+    if (this.lease !== undefined && this.lease.monoUntilMs > monoUntilMs) return;
+    this.lease = { monoUntilMs, wallFromMs: sentAt.wallMs, wallUntilMs: sentAt.wallMs + leaseMs };
   }
 
   /**
    * Plans a read on the primary. Synchronous: the plan is a consistent cut at the commit
-   * point. `nowMs` is the shell's monotonic clock; a leased primary refuses reads unless
-   * its lease runs past it (another primary may exist once it has run out).
+   * point. `now` is the shell's reading of its clocks; a leased primary refuses reads
+   * unless both say its lease has not run out (another primary may exist once it has).
    */
   read(
     epoch: number,
     ranges: readonly { offset: number; length: number }[],
-    nowMs?: number,
+    now?: ClockReading,
     snapshotId?: string,
   ): ReadResult {
     const refusal = this.refuseAsPrimary(epoch);
     if (refusal !== undefined) throw refusal;
     const role = this.role as Extract<Role, { name: "primary" }>;
     if (this.configuration!.leased === true) {
-      const leaseUntilMs = this.leaseUntilMs;
-      if (leaseUntilMs === undefined || nowMs === undefined || nowMs >= leaseUntilMs) {
+      const ended = leaseEnded(this.lease, now);
+      if (ended !== undefined) {
+        const where = `${this.identity.volume}/${this.identity.partition}`;
         throw new BallastError(
           ErrorCode.Unavailable,
-          leaseUntilMs === undefined
-            ? `the primary of ${this.identity.volume}/${this.identity.partition} holds no read lease in epoch ${epoch} yet; retry`
-            : `the read lease of the primary of ${this.identity.volume}/${this.identity.partition} ran out${nowMs === undefined ? "" : ` ${Math.ceil(nowMs - leaseUntilMs)} ms ago`}; retry`,
+          ended === "none"
+            ? `the primary of ${where} holds no read lease in epoch ${epoch} yet; retry`
+            : `the read lease of the primary of ${where} ${ended}; retry`,
           { details: { epoch } },
         );
       }

@@ -33,7 +33,9 @@
 // is assigned at most once, so the client model can reason about it), delayed; head
 // nodes crash (the journal append in progress may be torn) and restart with a new
 // session; pauses longer than a lease (a paused node neither ticks nor receives, messages
-// to it wait, its monotonic clock runs on); clock rates and forward steps; a disk that
+// to it wait, its monotonic clock runs on; with `frozenClockChance`, some pauses are a
+// frozen VM whose clocks stand still, the wall clock set right on resume); clock rates
+// and forward steps; a disk that
 // stops completing writes while its node keeps reporting (gray failure), in one run of
 // four for longer than a primary's stall bound and on into the settle phase, the clients
 // pausing with it half the time (stopped processes: no request, retry or snapshot until
@@ -142,7 +144,7 @@ import {
 import type { CheckpointPointer, ReadResult, ReplicationMessage } from "../replica/effects.ts";
 import type { Note } from "../replica/note.ts";
 import type { KeptFence } from "../replica/ordering-fence.ts";
-import { type Configuration, Replica } from "../replica/replica.ts";
+import { type ClockReading, type Configuration, Replica } from "../replica/replica.ts";
 import {
   type FailedReplica,
   type Outgoing,
@@ -180,6 +182,12 @@ export type Sabotage =
   | "disk-loses-acknowledged-writes"
   /** Primaries serve reads without checking their lease. */
   | "no-lease-check"
+  /**
+   * The lease check before the wall clock bounded it: the monotonic clock alone (the
+   * head node reads it for the wall clock too). Found with `frozenClockChance`: a
+   * primary frozen with its clocks held wakes believing its lease still runs.
+   */
+  | "lease-ignores-wall-clock"
   /** The coordinator never adds learners: partitions stay short of their replica count. */
   | "no-rebuild"
   /** A replica drops a chunk from its table that its tree still refers to. */
@@ -485,6 +493,15 @@ export interface FailoverOptions {
   /** Per tick and node: chance its monotonic clock jumps forward (up to clockStepMsMax). */
   clockStepRate: number;
   clockStepMsMax: number;
+  /**
+   * Per pause: chance it is a frozen VM whose clocks are held (kvmclock does so while a
+   * guest is stopped): the node's monotonic and wall clocks stand still through it, and
+   * the wall clock is set right as it resumes (a guest agent, or NTP stepping it). With
+   * it above 0, the node's wall clock alone also steps, either way, as often as the
+   * monotonic one steps forward (clockStepRate, up to clockStepMsMax). Drawn from a
+   * generator of its own, and only when above 0, so that other runs replay as before.
+   */
+  frozenClockChance: number;
   /** Per run: chance the volume is deleted and re-created once while loaded. */
   recreateChance: number;
   /**
@@ -640,6 +657,7 @@ export const failoverDefaults: Omit<FailoverOptions, "seed"> = {
   clockRateDrift: 0.03,
   clockStepRate: 0.002,
   clockStepMsMax: 5000,
+  frozenClockChance: 0,
   recreateChance: 0.25,
   recreateAtEpochOne: false,
   diskDelayTicksMax: 2,
@@ -706,6 +724,8 @@ export interface FailoverResult {
     /** Nodes killed and back once idle, in the same epoch (after settling). */
     quietRestarts: number;
     pauses: number;
+    /** Pauses whose node's clocks stood still (frozenClockChance). */
+    frozenPauses: number;
     diskHangs: number;
     /** Long disk hangs (longDiskHangChance), counted in diskHangs too. */
     longDiskHangs: number;
@@ -890,6 +910,10 @@ interface SimulatedNode {
   /** Bumped on every start, so completions from an earlier life are dropped. */
   life: number;
   clock: DriftingClock;
+  /** This pause holds its clocks (frozenClockChance). */
+  clocksHeld: boolean;
+  /** How far its clocks fell behind in this pause: its wall clock is set right on resume. */
+  heldMs: number;
   hosted: Map<number, Hosted>;
   droppedVolumeIds: Set<string>;
   /** What the coordinator holds of this node's primaries (this life's). */
@@ -930,7 +954,7 @@ type Envelope =
       to: string;
       /** The node's session the report was from: an answer to an earlier life is dropped. */
       session: number;
-      sentAtMs: number;
+      sentAt: ClockReading;
       /** The report this answers, as its sender remembers it. */
       sent: Outgoing;
       /** The replicas it reported as primaries, as its sender remembers them. */
@@ -960,8 +984,8 @@ interface NodeReport {
   /** Its data directory's id, as a head node's heartbeats carry it. */
   disk: string;
   session: number;
-  /** The node's monotonic time when it sent the report: its leases count from here. */
-  sentAtMs: number;
+  /** The node's clocks when it sent the report: its leases count from here. */
+  sentAt: ClockReading;
   /** A change to the state the coordinator holds of the node (report-state.ts). */
   sent: Outgoing;
   /** The replicas it reports as primaries (kept by the node: never read by the coordinator). */
@@ -972,7 +996,7 @@ interface NodeReport {
 
 /**
  * The replica core as the simulated head node drives it: configured as a leased primary
- * (unless the lease sabotage is on), leases renewed on the node's monotonic clock, and
+ * (unless the lease sabotage is on), leases renewed on the node's clocks, and
  * its report entries built by the head node's own pure functions (primary-report.ts).
  */
 class ReplicaAdapter implements Reporter {
@@ -1041,16 +1065,16 @@ class ReplicaAdapter implements Reporter {
     return new Promise((resolve) => this.idleWaiters.push(resolve));
   }
 
-  renewLease(epoch: number, untilMs: number): void {
+  renewLease(epoch: number, sentAt: ClockReading, leaseMs: number): void {
     // As partition-host.ts: a failed replica holds no lease.
     if (this.failed !== undefined) return;
-    this.replica.renewLease(epoch, untilMs);
+    this.replica.renewLease(epoch, sentAt, leaseMs);
   }
 
-  read(epoch: number, ranges: { offset: number; length: number }[], nowMs: number): ReadResult {
+  read(epoch: number, ranges: { offset: number; length: number }[], now: ClockReading): ReadResult {
     if (this.failed !== undefined)
       throw new BallastError(ErrorCode.Unavailable, `replica failed: ${this.failed}`);
-    return this.replica.read(epoch, ranges, nowMs);
+    return this.replica.read(epoch, ranges, now);
   }
 
   get tailCommitted(): boolean {
@@ -1199,6 +1223,8 @@ export class FailoverSimulation {
    */
   private clientsPausedUntilTick = 0;
   private readonly pauseRandom: SimRandom;
+  /** Which pauses hold their node's clocks, and wall clock steps (frozenClockChance). */
+  private readonly frozenRandom: SimRandom;
   /**
    * Session writes' times and failures, and journal failures of whole disks, drawn from a
    * generator of their own, so that the other streams replay as before while no failed
@@ -1239,6 +1265,7 @@ export class FailoverSimulation {
     noReplicaRefusals: 0,
     quietRestarts: 0,
     pauses: 0,
+    frozenPauses: 0,
     diskHangs: 0,
     longDiskHangs: 0,
     stallFailovers: 0,
@@ -1354,6 +1381,7 @@ export class FailoverSimulation {
     });
     this.sledRandom = new SimRandom(mixSeed(options.seed ^ 0x51ed5));
     this.pauseRandom = new SimRandom(mixSeed(options.seed ^ 0xc11e7));
+    this.frozenRandom = new SimRandom(mixSeed(options.seed ^ 0xf203e));
     this.sessionRandom = new SimRandom(mixSeed(options.seed ^ 0x5e551));
     this.lateConfigureRandom = new SimRandom(mixSeed(options.seed ^ 0x1a7e));
     this.staleRandom = new SimRandom(mixSeed(options.seed ^ 0x57a1e));
@@ -1383,6 +1411,8 @@ export class FailoverSimulation {
         sessionLock: new KeyedLock(),
         sessionTakesRunning: 0,
         life: 0,
+        clocksHeld: false,
+        heldMs: 0,
         clock: new DriftingClock(
           () => this.nowMs(),
           1 + (this.integer(-1000, 1000) / 1000) * drift,
@@ -1442,6 +1472,7 @@ export class FailoverSimulation {
     this.clientsPausedUntilTick = 0;
     for (const node of this.nodes) {
       node.pausedUntilTick = 0;
+      this.resumeClocks(node);
       // The long hang runs its course: a primary on it must be replaced while settling.
       if (!node.diskHangLong) node.diskHungUntilTick = 0;
       node.cut = undefined;
@@ -1554,8 +1585,13 @@ export class FailoverSimulation {
     return this.tickNow * this.options.tickMs;
   }
 
-  private localMs(node: SimulatedNode): number {
-    return node.clock.nowMs();
+  /** The node's clocks as its head node reads them for a read lease. */
+  private leaseClock(node: SimulatedNode): ClockReading {
+    const reading = node.clock.reading();
+    // The sabotage: the monotonic clock alone, read for the wall clock too.
+    return this.options.sabotage === "lease-ignores-wall-clock"
+      ? { monoMs: reading.monoMs, wallMs: reading.monoMs }
+      : reading;
   }
 
   private node(id: string): SimulatedNode {
@@ -1720,6 +1756,14 @@ export class FailoverSimulation {
     return true;
   }
 
+  /** A pause that held the node's clocks has ended: its wall clock is set right. */
+  private resumeClocks(node: SimulatedNode): void {
+    if (!node.clocksHeld) return;
+    node.clock.stepWall(node.heldMs);
+    node.clocksHeld = false;
+    node.heldMs = 0;
+  }
+
   private async injectFaults(): Promise<void> {
     const options = this.options;
     this.injectSledFaults();
@@ -1731,7 +1775,19 @@ export class FailoverSimulation {
       }
       if (this.chance(options.clockStepRate))
         node.clock.step(this.integer(1, options.clockStepMsMax));
-      if (node.pausedUntilTick > this.tickNow) continue;
+      const frozen = options.frozenClockChance > 0 ? this.frozenRandom : undefined;
+      if (frozen?.chance(options.clockStepRate)) {
+        const ms = frozen.integer(1, options.clockStepMsMax);
+        node.clock.stepWall(frozen.chance(0.5) ? ms : -ms);
+      }
+      if (node.pausedUntilTick > this.tickNow) {
+        if (node.clocksHeld) {
+          node.clock.standStill(options.tickMs);
+          node.heldMs += options.tickMs * node.clock.rate;
+        }
+        continue;
+      }
+      this.resumeClocks(node);
       const room = this.faultyNodes() < options.faultyNodesMax;
       const healthy = node.cut === undefined && node.diskHungUntilTick <= this.tickNow;
       if (!room || !healthy) continue;
@@ -1744,6 +1800,8 @@ export class FailoverSimulation {
         this.stats.pauses++;
         node.pausedUntilTick =
           this.tickNow + this.integer(options.pauseTicksMin, options.pauseTicksMax);
+        node.clocksHeld = frozen?.chance(options.frozenClockChance) ?? false;
+        if (node.clocksHeld) this.stats.frozenPauses++;
       } else if (this.chance(options.diskHangRate)) {
         this.stats.diskHangs++;
         node.diskHungUntilTick = this.tickNow + this.integer(10, options.diskHangTicksMax);
@@ -2708,7 +2766,7 @@ export class FailoverSimulation {
         node: node.id,
         disk: node.disk,
         session: node.session,
-        sentAtMs: this.localMs(node),
+        sentAt: this.leaseClock(node),
         sent: node.reportState.next(primaries, failures),
         reported,
       },
@@ -2727,7 +2785,7 @@ export class FailoverSimulation {
       return hosted?.retiring === false ? hosted.adapter : undefined;
     };
     for (const { replica, epoch } of renewalsOf(granted, envelope.reported, hostedNow)) {
-      replica.renewLease(epoch, envelope.sentAtMs + envelope.answer.leaseMs);
+      replica.renewLease(epoch, envelope.sentAt, envelope.answer.leaseMs);
     }
   }
 
@@ -3248,7 +3306,7 @@ export class FailoverSimulation {
       kind: "grant",
       to: report.node,
       session: report.session,
-      sentAtMs: report.sentAtMs,
+      sentAt: report.sentAt,
       sent,
       reported: report.reported,
       answer: {
@@ -3550,7 +3608,7 @@ export class FailoverSimulation {
       read = adapter.read(
         request.epoch,
         [{ offset: request.offset, length: request.length }],
-        this.localMs(node),
+        this.leaseClock(node),
       );
     } catch (error) {
       if (!(error instanceof BallastError)) throw error;
@@ -3707,7 +3765,7 @@ export class FailoverSimulation {
         primary.read(
           record.epoch,
           [{ offset: partition * this.options.partitionBytes, length: limits.sectorBytes }],
-          this.localMs(this.node(record.primary)),
+          this.leaseClock(this.node(record.primary)),
         );
       } catch (error) {
         if (error instanceof BallastError && error.code === ErrorCode.Unavailable) return false;
@@ -3749,7 +3807,7 @@ export class FailoverSimulation {
       const read = primary.read(
         record.epoch,
         [{ offset: partition * this.options.partitionBytes, length: this.options.partitionBytes }],
-        this.localMs(this.node(record.primary)),
+        this.leaseClock(this.node(record.primary)),
       );
       const bytes = this.resolveRead(read, watched.checker);
       const start = partition * this.options.partitionBytes;
@@ -3761,7 +3819,7 @@ export class FailoverSimulation {
         const frozen = primary.read(
           record.epoch,
           [{ offset: start, length: this.options.partitionBytes }],
-          this.localMs(this.node(record.primary)),
+          this.leaseClock(this.node(record.primary)),
           id,
         );
         watched.checker.read(start, this.resolveRead(frozen, watched.checker), frozen.asOfOpNum, 0);

@@ -43,7 +43,7 @@ import type {
 import type { CheckpointPointer } from "../replica/effects.ts";
 import { PartitionMetadata } from "../replica/metadata.ts";
 import type { Note } from "../replica/note.ts";
-import type { Recovered } from "../replica/replica.ts";
+import type { ClockReading, Recovered } from "../replica/replica.ts";
 import { chunkCopies } from "../sled-client.ts";
 
 /** The one seeded generator of a simulation. */
@@ -652,10 +652,17 @@ export class FakeCheckpointRecords {
 }
 
 /**
- * A node's monotonic clock: `offsetMs + globalMs() × rate`, stepping forward (never
- * back) by `step`. Wall time is the simulation's own.
+ * A node's clocks. The monotonic one reads `offsetMs + globalMs() × rate` and steps
+ * forward (never back) by `step`. The wall clock runs off the same oscillator, as a real
+ * machine's do (NTP's rate corrections move both), `wallAheadMs` ahead of it: only a step
+ * of the wall clock alone (`stepWall`, either way) changes that. `standStill` is a frozen
+ * VM whose clock is held (kvmclock): both stop, and neither catches up on resume unless
+ * the wall clock is set right afterwards.
  */
 export class DriftingClock implements ClockPort {
+  /** How far the wall clock runs ahead of the monotonic one. */
+  wallAheadMs = 0;
+
   constructor(
     private readonly globalMs: () => number,
     readonly rate = 1,
@@ -667,10 +674,27 @@ export class DriftingClock implements ClockPort {
   }
 
   wallMs(): number {
-    return this.globalMs();
+    return this.nowMs() + this.wallAheadMs;
   }
 
+  /** Both clocks at once, as the head node reads them for a read lease. */
+  reading(): ClockReading {
+    const monoMs = this.nowMs();
+    return { monoMs, wallMs: monoMs + this.wallAheadMs };
+  }
+
+  /** Both clocks jump forward (the wall clock runs with the monotonic one). */
   step(ms: number): void {
     this.offsetMs += ms;
+  }
+
+  /** The wall clock alone steps, forward or back (NTP, an operator, a guest agent). */
+  stepWall(ms: number): void {
+    this.wallAheadMs += ms;
+  }
+
+  /** Both clocks stand still while `globalMs` of the simulation's time passes. */
+  standStill(globalMs: number): void {
+    this.offsetMs -= globalMs * this.rate;
   }
 }
