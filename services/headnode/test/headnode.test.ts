@@ -506,8 +506,12 @@ describe("early reports for new leased primaries", () => {
   // hosted replica here and at the leader.
   test("primaries configured one after another wait for one report together", async () => {
     // Timers (and the clock they read) stand still unless advanced: no interval report
-    // and no early one comes by itself; files and journals are real.
+    // and no early one comes by itself; files and journals are real. The head node is
+    // started again under them: the one beforeEach started keeps a real 500 ms interval
+    // report, which a loaded machine let land among the configures.
+    await stop();
     vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout", "setInterval", "performance"] });
+    ({ dataDir, service, stop } = await startHeadNode("ballast-headnode-"));
     const before = service.reports.length;
     const partitions = 20;
     for (let partition = 0; partition < partitions; partition++) {
