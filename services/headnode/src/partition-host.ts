@@ -352,42 +352,54 @@ export class PartitionHost {
     const stored = await checkpoints.read();
     const checkpoint =
       stored === undefined ? undefined : await PartitionMetadata.restore(stored.bytes);
+    // Read before the journal opens: once it is open, every step that fails must close it.
+    const voterEpoch = await readVoterEpoch(directory);
     const recovered = await openJournal(join(directory, "journal"), service.logger, address);
-    const rebuilt = stored?.rebuilt === true;
-    const notes = recovered.records.map((record) => decodeNote(record.payload));
-    if (recovered.tornTailBytes > 0) {
-      service.logger.warn(
-        { volume: address.volume, partition: address.partition, bytes: recovered.tornTailBytes },
-        "dropped a torn journal tail",
+    try {
+      const rebuilt = stored?.rebuilt === true;
+      const notes = recovered.records.map((record) => decodeNote(record.payload));
+      if (recovered.tornTailBytes > 0) {
+        service.logger.warn(
+          { volume: address.volume, partition: address.partition, bytes: recovered.tornTailBytes },
+          "dropped a torn journal tail",
+        );
+      }
+      const replica = new Replica(
+        { nodeId: service.nodeId, ...address, session },
+        { ...(checkpoint === undefined ? {} : { checkpoint }), notes, rebuilt },
+        limits,
       );
+      service.logger.info(
+        {
+          volume: address.volume,
+          partition: address.partition,
+          checkpointOpNum: checkpoint?.opNum ?? 0,
+          journalNotes: notes.length,
+          lastOpNum: replica.lastOpNum,
+        },
+        "replica recovered",
+      );
+      if (rebuilt) checkpoints.rebuiltFromOpNum = checkpoint?.opNum;
+      // Built last: it takes the volume's meter and joins the gauges, which only its
+      // close gives back.
+      const host = new PartitionHost(
+        address,
+        replica,
+        recovered.journal,
+        checkpoints,
+        directory,
+        service,
+        sleds,
+      );
+      host.voterEpoch = voterEpoch;
+      return host;
+    } catch (error) {
+      // The journal holds its directory for the process (journal.ts): left open, every
+      // later open of this replica, the rebuild as a learner included, would be refused
+      // until a restart.
+      await recovered.journal.close().catch(() => undefined);
+      throw error;
     }
-    const replica = new Replica(
-      { nodeId: service.nodeId, ...address, session },
-      { ...(checkpoint === undefined ? {} : { checkpoint }), notes, rebuilt },
-      limits,
-    );
-    service.logger.info(
-      {
-        volume: address.volume,
-        partition: address.partition,
-        checkpointOpNum: checkpoint?.opNum ?? 0,
-        journalNotes: notes.length,
-        lastOpNum: replica.lastOpNum,
-      },
-      "replica recovered",
-    );
-    if (rebuilt) checkpoints.rebuiltFromOpNum = checkpoint?.opNum;
-    const host = new PartitionHost(
-      address,
-      replica,
-      recovered.journal,
-      checkpoints,
-      directory,
-      service,
-      sleds,
-    );
-    host.voterEpoch = await readVoterEpoch(directory);
-    return host;
   }
 
   /**
