@@ -879,6 +879,15 @@ export class HeadNode {
     return run;
   }
 
+  /**
+   * Whether the NATS connection is open. Once it is closed for good the process is
+   * stopping (runtime run.ts), and a subscription would throw (nats.js): what a replica
+   * promoted meanwhile would serve is not subscribed to; nothing could arrive anyway.
+   */
+  private get connected(): boolean {
+    return !this.service.bus.connection.isClosed();
+  }
+
   /** Whether the replica should serve as primary now: hosted, and primary. */
   private servesAsPrimary(hosted: Hosted): boolean {
     const { volume, partition } = hosted.host.address;
@@ -899,7 +908,7 @@ export class HeadNode {
     }
     // A replica closed meanwhile (dropped, replaced) serves nothing any more.
     const isPrimary = this.servesAsPrimary(hosted);
-    if (isPrimary && hosted.volume === undefined) {
+    if (isPrimary && hosted.volume === undefined && this.connected) {
       hosted.volume = this.service.serve(
         subjects.volume.build(volume, partition),
         {
@@ -938,7 +947,7 @@ export class HeadNode {
   private async followControl(hosted: Hosted): Promise<void> {
     const { volume, partition } = hosted.host.address;
     const isPrimary = this.servesAsPrimary(hosted);
-    if (isPrimary && hosted.control === undefined) {
+    if (isPrimary && hosted.control === undefined && this.connected) {
       hosted.control = this.service.serve(
         subjects.partitionControl.build(volume, partition),
         {

@@ -564,6 +564,8 @@ export class PartitionHost {
     const reply = this.replyTo(requestId);
     let request: ClientRequest;
     let lastBefore: number;
+    let lastAfter: number;
+    let handling: SpanContext | undefined;
     try {
       request = build(requestId);
       lastBefore = this.input((core) => {
@@ -571,20 +573,19 @@ export class PartitionHost {
         core.onClientRequest(request);
         return last;
       });
+      // The ops the core gave this request now (none if it queued it): their sends and
+      // journal syncs are traced under this request's span (observability.ts).
+      lastAfter = this.core.lastOpNum;
+      handling = this.service.tracer === undefined ? undefined : activeSpanContext();
+      if (handling !== undefined && lastAfter > lastBefore) {
+        this.opContexts.set(lastBefore + 1, lastAfter, handling);
+        if (request.kind !== "flush") this.flushContexts.set(lastBefore + 1, lastAfter, handling);
+      }
+      this.run();
     } catch (error) {
-      this.waiting.delete(requestId);
+      this.abandon(requestId, reply);
       throw error;
     }
-    // The ops the core gave this request now (none if it queued it): their sends and
-    // journal syncs are traced under this request's span (observability.ts).
-    const lastAfter = this.core.lastOpNum;
-    const tracer = this.service.tracer;
-    const handling = tracer === undefined ? undefined : activeSpanContext();
-    if (handling !== undefined && lastAfter > lastBefore) {
-      this.opContexts.set(lastBefore + 1, lastAfter, handling);
-      if (request.kind !== "flush") this.flushContexts.set(lastBefore + 1, lastAfter, handling);
-    }
-    this.run();
     return this.observe(request, reply, handling, lastBefore + 1, lastAfter);
   }
 
@@ -683,11 +684,11 @@ export class PartitionHost {
         if (action === "take") core.takeSnapshot(requestId, epoch, snapshot);
         else core.dropSnapshot(requestId, epoch, snapshot);
       });
+      this.run();
     } catch (error) {
-      this.waiting.delete(requestId);
+      this.abandon(requestId, reply);
       throw error;
     }
-    this.run();
     const answer = await reply;
     if (answer.kind !== "control")
       throw new Error(`snapshot ${action} answered with ${answer.kind}`);
@@ -705,11 +706,11 @@ export class PartitionHost {
     const reply = this.replyTo(requestId);
     try {
       this.input((core) => core.rollbackSnapshot(requestId, epoch, snapshot));
+      this.run();
     } catch (error) {
-      this.waiting.delete(requestId);
+      this.abandon(requestId, reply);
       throw error;
     }
-    this.run();
     const answer = await reply;
     if (answer.kind !== "control") throw new Error(`rollback answered with ${answer.kind}`);
     return { epoch, opNum: answer.opNum };
@@ -988,6 +989,15 @@ export class PartitionHost {
     return new Promise<Reply>((resolve, reject) => {
       this.waiting.set(requestId, { resolve, reject });
     });
+  }
+
+  /**
+   * A request whose caller throws instead of awaiting its reply: the waiter is taken
+   * out, and a reply settled already (effects carried out before the throw) is seen.
+   */
+  private abandon(requestId: number, reply: Promise<Reply>): void {
+    this.waiting.delete(requestId);
+    reply.catch(() => undefined);
   }
 
   private settleRequest(requestId: number): Waiting | undefined {
