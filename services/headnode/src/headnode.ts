@@ -45,12 +45,12 @@
 // the sleds out of service; the replicator (replicator.ts) then makes new copies of the
 // chunks its primaries list that are short of two live copies.
 //
-// A replica whose journal fails (a full or broken disk) fails alone (partition-host.ts):
-// the node stops serving its volume and replication subjects at once, reports it failed
-// in its status and node info, and keeps every other replica running, and reports at
-// once: a primary as `failed`, any other role in the report's `failures`, so that the
-// coordinator drops it without waiting for a write to stall on it (as a secondary it no
-// longer acknowledges) or for a configure refresh. A later configure of that partition
+// A replica whose journal fails (a full or broken disk), or whose core throws, fails
+// alone (partition-host.ts): the node stops serving its volume and replication subjects
+// at once, reports it failed in its status and node info, and keeps every other replica
+// running, and reports at once: a primary as `failed`, any other role in the report's
+// `failures`, so that the coordinator drops it without waiting for a write to stall on
+// it (as a secondary it no longer acknowledges) or for a configure refresh. A later configure of that partition
 // reopens it as a restart would: journal recovery says what is durable. Except where
 // the journal itself failed a write or sync (not a failure refused before the files):
 // then its files cannot be trusted until the machine reboots (the page cache may serve

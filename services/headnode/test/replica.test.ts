@@ -314,7 +314,7 @@ describe("replication edge cases", () => {
   });
 
   test("a note whose apply throws is not counted committed", () => {
-    // A control record that does not decode (0xc1 is no MessagePack value): the notes of
+    // A control record that does not decode (one byte, 0xc1): the notes of
     // non-write kinds carry no checksum to catch it before the commit.
     const secondary = replica("head-2");
     const damaged = {
