@@ -879,28 +879,36 @@ export class Snapshots {
     return volume.value;
   }
 
-  /** Hold everywhere, take everywhere, release everywhere (see the module header). */
+  /**
+   * Hold everywhere, take everywhere, release everywhere (see the module header). Given
+   * up at a partition's failure, the attempt first stops the other partitions' retries
+   * and waits for the requests it sent to settle: its release and the caller's drop
+   * then come after every hold and take it will ever send. Before, a retry still running
+   * could land a hold after the release (the partition's acknowledgements held up to
+   * snapshotHoldMs) or a take after the drop (an orphan tree until the sweep).
+   */
   private async attempt(volume: VolumeRecord, id: string, deadline: number): Promise<Attempt> {
     const count = Math.ceil(volume.sizeBytes / volume.partitionBytes);
     const indexes = Array.from({ length: count }, (_, index) => index);
     const base = { volume: volume.name, volumeId: idOfVolume(volume) };
     const holdMs = Math.max(1, Math.min(snapshotHoldMs, deadline - now()));
+    const givenUp = new AbortController();
+    const sent: Promise<unknown>[] = [];
+    const send = <T extends PartitionRequest>(message: T) => {
+      const answer = this.call(message, deadline, givenUp.signal);
+      sent.push(answer);
+      return answer;
+    };
     let holds: ResultOf<"partition.snapshot.hold.v1">[] = [];
     try {
       holds = await Promise.all(
         indexes.map((partition) =>
-          this.call(
-            { type: "partition.snapshot.hold.v1", ...base, partition, hold: id, holdMs },
-            deadline,
-          ),
+          send({ type: "partition.snapshot.hold.v1", ...base, partition, hold: id, holdMs }),
         ),
       );
       const takes = await Promise.all(
         indexes.map((partition) =>
-          this.call(
-            { type: "partition.snapshot.take.v1", ...base, partition, snapshot: id },
-            deadline,
-          ),
+          send({ type: "partition.snapshot.take.v1", ...base, partition, snapshot: id }),
         ),
       );
       const moved = indexes.filter((index) => takes[index]!.epoch !== holds[index]!.epoch);
@@ -914,6 +922,8 @@ export class Snapshots {
       }
       return { ok: true, opNums: takes.map((take) => take.opNum) };
     } catch (error) {
+      givenUp.abort();
+      await Promise.allSettled(sent);
       await this.releaseEverywhere(volume, id, indexes);
       const refused =
         isBallastError(error) && error.code === ErrorCode.NoSpace ? { refused: error } : {};
@@ -975,14 +985,22 @@ export class Snapshots {
 
   /**
    * Sends a partition request to whichever node is its primary, retrying retryable
-   * failures (no primary yet, a failover) until `deadline`.
+   * failures (no primary yet, a failover) until `deadline`, or until `givenUp` aborts
+   * (its attempt failed elsewhere): then no retry is sent.
    */
   private async call<T extends PartitionRequest>(
     message: T,
     deadline: number,
+    givenUp?: AbortSignal,
   ): Promise<ResultOf<T["type"] & RequestType>> {
     const subject = subjects.partitionControl.build(message.volume, message.partition);
     for (;;) {
+      if (givenUp?.aborted === true) {
+        throw new BallastError(
+          ErrorCode.Unavailable,
+          `${message.type} to partition ${message.partition} not retried: the attempt was given up`,
+        );
+      }
       const left = deadline - now();
       if (left <= 0) {
         throw new BallastError(
@@ -996,10 +1014,24 @@ export class Snapshots {
         })) as ResultOf<T["type"] & RequestType>;
       } catch (error) {
         if (!isBallastError(error) || !error.retryable) throw error;
-        await new Promise((resolve) => setTimeout(resolve, Math.min(snapshotRetryMs, left)));
+        await pause(Math.min(snapshotRetryMs, left), givenUp);
       }
     }
   }
+}
+
+/** Waits `ms`, or less if `signal` aborts meanwhile. Never rejects. */
+function pause(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal?.aborted === true) return resolve();
+    const done = () => {
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal?.addEventListener("abort", done, { once: true });
+  });
 }
 
 /**

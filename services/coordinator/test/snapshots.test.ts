@@ -1,7 +1,9 @@
 // The snapshot requests of the leader against scripted partition primaries (a fake bus)
 // and the real catalogue on an in-memory KV store: hold, take and release on every
 // partition, then the record; a hold lost between its take and its release (a failover)
-// gives the attempt up, drops its id everywhere and tries again with a new one; names
+// gives the attempt up, drops its id everywhere and tries again with a new one (a given
+// up attempt stops its retries and lets its requests settle before it releases and
+// drops, so that no hold or take lands after them); names
 // taken answer AlreadyExists, unknown ones NotFound; delete drops on every partition and
 // then forgets the record. Rollback: every partition rolls back to the snapshot's id,
 // refused while a live gateway reports the volume attached (or does not answer) unless
@@ -15,7 +17,7 @@
 import { BallastError, ErrorCode, type Message, subjects } from "@ballast/protocol";
 import { expect, test, vi } from "vitest";
 import { Catalogue, keys } from "../src/catalogue.ts";
-import { snapshotRollbackMarkMs } from "../src/constants.ts";
+import { snapshotRetryMs, snapshotRollbackMarkMs } from "../src/constants.ts";
 import { Snapshots } from "../src/snapshots.ts";
 import { FakeStore } from "./fake-store.ts";
 
@@ -303,6 +305,74 @@ test("a partition with no checkpoint room for another snapshot ends the create a
     expect(primary.snapshots.size).toBe(0);
     expect(primary.hold).toBeUndefined();
   }
+});
+
+test("a take still in flight when the attempt is given up lands before the drop, never after it", async () => {
+  const { snapshots, primaries } = start();
+  const [full, slow] = [primaries[0]!, primaries[1]!];
+  // Partition 1's take is answered only once the test opens it: in flight meanwhile.
+  let open: () => void = () => undefined;
+  const opened = new Promise<void>((resolve) => {
+    open = resolve;
+  });
+  slow.answer = (message: Message) => {
+    if (message.type !== "partition.snapshot.take.v1") {
+      return FakePrimary.prototype.answer.call(slow, message);
+    }
+    slow.log.push("take sent");
+    return opened.then(() => FakePrimary.prototype.answer.call(slow, message));
+  };
+  full.answer = (message: Message) => {
+    if (message.type !== "partition.snapshot.take.v1") {
+      return FakePrimary.prototype.answer.call(full, message);
+    }
+    // Opened after every step this refusal sets off without waiting (the bus and the
+    // store here answer in microtasks): a release or drop not waiting for the take
+    // comes first.
+    setTimeout(open, 0);
+    throw new BallastError(ErrorCode.NoSpace, "no checkpoint room for another snapshot");
+  };
+  const error = await snapshots
+    .create({ type: "snapshot.create.v1", volume: "v", name: "s" })
+    .catch((failure: BallastError) => failure);
+  expect((error as BallastError).code).toBe(ErrorCode.NoSpace);
+  await opened;
+  await new Promise((resolve) => setImmediate(resolve));
+  // Before, the drop came first and the take then left an orphan tree on partition 1.
+  const taken = slow.log.indexOf("partition.snapshot.take.v1");
+  expect(taken).toBeGreaterThan(0);
+  expect(taken).toBeLessThan(slow.log.indexOf("partition.snapshot.drop.v1"));
+  expect(slow.snapshots.size).toBe(0);
+});
+
+test("a partition retrying when the attempt is given up sends nothing more", async () => {
+  const { snapshots, primaries } = start();
+  const [full, failing] = [primaries[0]!, primaries[1]!];
+  // Partition 1 has no primary to take it (a failover that does not end): retryable.
+  failing.answer = (message: Message) => {
+    if (message.type !== "partition.snapshot.take.v1") {
+      return FakePrimary.prototype.answer.call(failing, message);
+    }
+    failing.log.push(message.type);
+    throw new BallastError(ErrorCode.Unavailable, "no primary");
+  };
+  full.answer = (message: Message) => {
+    if (message.type !== "partition.snapshot.take.v1") {
+      return FakePrimary.prototype.answer.call(full, message);
+    }
+    throw new BallastError(ErrorCode.NoSpace, "no checkpoint room for another snapshot");
+  };
+  const error = await snapshots
+    .create({ type: "snapshot.create.v1", volume: "v", name: "s" })
+    .catch((failure: BallastError) => failure);
+  expect((error as BallastError).code).toBe(ErrorCode.NoSpace);
+  const sentBy = failing.log.length;
+  // Past several retry intervals: before, its retries went on until the create's deadline.
+  await new Promise((resolve) => setTimeout(resolve, snapshotRetryMs * 3));
+  expect(failing.log.slice(sentBy)).toEqual([]);
+  expect(failing.log.lastIndexOf("partition.snapshot.take.v1")).toBeLessThan(
+    failing.log.indexOf("partition.snapshot.drop.v1"),
+  );
 });
 
 test("delete drops on every partition, then forgets the record; unknown names are NotFound", async () => {

@@ -384,6 +384,10 @@ export class NatsTransport implements TransportPort {
   ) {}
 
   send(to: string, message: ReplicationMessage): void {
+    // Lost, as any message may be (ports.ts), once the connection is closed for good
+    // (an explicit close, revoked credentials): nats.js then throws on publish, and the
+    // heartbeat of a tick while the process stops would end it as a crash.
+    if (this.service.bus.connection.isClosed()) return;
     const { volume, partition } = this.address;
     this.service.bus.publish(subjects.replica.build(volume, partition, to), message);
   }

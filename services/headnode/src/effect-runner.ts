@@ -50,10 +50,12 @@ export interface RunnerHooks {
   /** The journal failed: nothing the core acknowledges can be trusted any more. */
   fatal(what: string, error: Error): void;
   /**
-   * A completion is about to reach the core: an input like any other (the head node's
-   * shell catches up the core's held ticks and makes it due at the next node tick).
+   * A completion reaches the core: an input like any other. `report` carries it to the
+   * core and carries out what that produced; the head node's shell calls it through its
+   * gate (which catches up the core's held ticks and makes it due at the next node
+   * tick) and, should it throw, fails that one replica. Without the hook it runs as it is.
    */
-  beforeCompletion?(): void;
+  completion?(report: () => void): void;
   /**
    * Hands the journal effects of a drain over later, after its other effects (see the
    * module header); without it every effect runs at once, in order.
@@ -128,9 +130,12 @@ export class EffectRunner {
   /** Reports to the core if this life goes on, then carries out what that produced. */
   private report(action: () => void): void {
     if (this.closedFlag) return;
-    this.hooks.beforeCompletion?.();
-    action();
-    this.run();
+    const report = () => {
+      action();
+      this.run();
+    };
+    if (this.hooks.completion === undefined) report();
+    else this.hooks.completion(report);
   }
 
   private execute(effect: Effect): void {

@@ -46,12 +46,12 @@
 // the sleds out of service; the replicator (replicator.ts) then makes new copies of the
 // chunks its primaries list that are short of two live copies.
 //
-// A replica whose journal fails (a full or broken disk) fails alone (partition-host.ts):
-// the node stops serving its volume and replication subjects at once, reports it failed
-// in its status and node info, and keeps every other replica running, and reports at
-// once: a primary as `failed`, any other role in the report's `failures`, so that the
-// coordinator drops it without waiting for a write to stall on it (as a secondary it no
-// longer acknowledges) or for a configure refresh. A later configure of that partition
+// A replica whose journal fails (a full or broken disk), or whose core throws, fails
+// alone (partition-host.ts): the node stops serving its volume and replication subjects
+// at once, reports it failed in its status and node info, and keeps every other replica
+// running, and reports at once: a primary as `failed`, any other role in the report's
+// `failures`, so that the coordinator drops it without waiting for a write to stall on
+// it (as a secondary it no longer acknowledges) or for a configure refresh. A later configure of that partition
 // reopens it as a restart would: journal recovery says what is durable. Except where
 // the journal itself failed a write or sync (not a failure refused before the files):
 // then its files cannot be trusted until the machine reboots (the page cache may serve
@@ -881,6 +881,15 @@ export class HeadNode {
     return run;
   }
 
+  /**
+   * Whether the NATS connection is open. Once it is closed for good the process is
+   * stopping (runtime run.ts), and a subscription would throw (nats.js): what a replica
+   * promoted meanwhile would serve is not subscribed to; nothing could arrive anyway.
+   */
+  private get connected(): boolean {
+    return !this.service.bus.connection.isClosed();
+  }
+
   /** Whether the replica should serve as primary now: hosted, and primary. */
   private servesAsPrimary(hosted: Hosted): boolean {
     const { volume, partition } = hosted.host.address;
@@ -901,7 +910,7 @@ export class HeadNode {
     }
     // A replica closed meanwhile (dropped, replaced) serves nothing any more.
     const isPrimary = this.servesAsPrimary(hosted);
-    if (isPrimary && hosted.volume === undefined) {
+    if (isPrimary && hosted.volume === undefined && this.connected) {
       hosted.volume = this.service.serve(
         subjects.volume.build(volume, partition),
         {
@@ -940,7 +949,7 @@ export class HeadNode {
   private async followControl(hosted: Hosted): Promise<void> {
     const { volume, partition } = hosted.host.address;
     const isPrimary = this.servesAsPrimary(hosted);
-    if (isPrimary && hosted.control === undefined) {
+    if (isPrimary && hosted.control === undefined && this.connected) {
       hosted.control = this.service.serve(
         subjects.partitionControl.build(volume, partition),
         {

@@ -21,6 +21,16 @@
 // coordinator replaces it. Stopping the whole process instead would take every other
 // partition down with it, and with a full disk it would crash-loop.
 //
+// A core that throws fails the same way, alone. Every call into the core and its effect
+// runner passes one boundary (`contain`): handler inputs, carrying out effects (the
+// journal's deferred hand-over too), ticks, and the runner's completions. A throw there (other than a refusal, a BallastError
+// from an input, which its caller answers) is a bug or damage the core cannot recover
+// from, a flush or control record that does not decode say: its state may be half
+// changed, so the replica latches failed as above and logs the stack. Before, a throw
+// from a handler left the core serving in a broken state, and one from a completion or
+// a tick ended the process, every partition of the node with it (and, the same note
+// replayed on every restart, in a crash loop).
+//
 // Files of a replica, under <data-dir>/partitions/<volume id>/<partition>/ (the volume's
 // incarnation, so that a deleted and re-created volume never finds the old one's
 // files): the journal, checkpoint.bin and rebuilt.bin (see adapters.ts; both checkpoint
@@ -46,7 +56,7 @@
 // or for ever. The core is therefore private: the head node and the replicator see it
 // only as `replica` (HostedReplica: state to read, and the replicator's two inputs
 // through the gate), and the effect runner's completions pass the gate through its
-// `beforeCompletion` hook. A lease renewal alone skips it (see `renewLease`).
+// `completion` hook. A lease renewal alone skips it (see `renewLease`).
 
 import { readdir } from "node:fs/promises";
 import { join } from "node:path";
@@ -151,7 +161,10 @@ export interface PartitionAddress {
   partitionBytes: number;
 }
 
-/** Why a replica stopped: its journal failed, with the file system's error code. */
+/**
+ * Why a replica stopped: its journal failed, with the file system's error code, or its
+ * core threw (see the module header).
+ */
 export interface ReplicaFailure {
   what: string;
   /** The errno code (ENOSPC, EIO, …) when the file system gave one. */
@@ -192,7 +205,7 @@ export class PartitionHost {
   /** Closed: inputs that still arrive make it due no more. */
   /** False while open; once closed, the error every request is answered with. */
   private closed: false | BallastError = false;
-  /** Set once the journal has failed: this replica is done (see the module header). */
+  /** Set once the journal has failed or the core threw: this replica is done (module header). */
   private failure: ReplicaFailure | undefined;
   /** Told once, when the replica fails; the head node stops serving it. */
   onFailure: (() => void) | undefined;
@@ -245,15 +258,20 @@ export class PartitionHost {
       fenceToKeep: () => replica.fenceToKeep(),
       // No effects, and read only by the configure that follows (which the gate passes).
       carryFence: (kept) => replica.carryFence(kept),
+      // The replicator answers no one: a throw fails this replica, and is not thrown on.
       recordCopies: (chunkNumber, copies) => {
         if (this.failure !== undefined) return;
-        this.input((core) => core.recordCopies(chunkNumber, copies));
-        this.run();
+        this.containQuietly(() => {
+          this.input((core) => core.recordCopies(chunkNumber, copies));
+          this.run();
+        });
       },
       requestCheckpoint: () => {
         if (this.failure !== undefined) return;
-        this.input((core) => core.requestCheckpoint());
-        this.run();
+        this.containQuietly(() => {
+          this.input((core) => core.requestCheckpoint());
+          this.run();
+        });
       },
     };
     this.journal = journal;
@@ -297,9 +315,10 @@ export class PartitionHost {
       reply: (requestId, reply) => this.settleRequest(requestId)?.resolve(reply),
       replyError: (requestId, error) => this.settleRequest(requestId)?.reject(error),
       fatal: (what, error) => this.fail(what, error),
-      beforeCompletion: () => this.input(() => undefined),
-      // Notes leave before the journal encodes them (effect-runner.ts, "Order").
-      deferJournal: queueMicrotask,
+      completion: (report) => this.containQuietly(() => this.input(report)),
+      // Notes leave before the journal encodes them (effect-runner.ts, "Order"); handing
+      // them over is carrying out effects too, within the boundary.
+      deferJournal: (run) => queueMicrotask(() => this.containQuietly(run)),
       log: this.logger,
     });
   }
@@ -353,42 +372,54 @@ export class PartitionHost {
     const stored = await checkpoints.read();
     const checkpoint =
       stored === undefined ? undefined : await PartitionMetadata.restore(stored.bytes);
+    // Read before the journal opens: once it is open, every step that fails must close it.
+    const voterEpoch = await readVoterEpoch(directory);
     const recovered = await openJournal(join(directory, "journal"), service.logger, address);
-    const rebuilt = stored?.rebuilt === true;
-    const notes = recovered.records.map((record) => decodeNote(record.payload));
-    if (recovered.tornTailBytes > 0) {
-      service.logger.warn(
-        { volume: address.volume, partition: address.partition, bytes: recovered.tornTailBytes },
-        "dropped a torn journal tail",
+    try {
+      const rebuilt = stored?.rebuilt === true;
+      const notes = recovered.records.map((record) => decodeNote(record.payload));
+      if (recovered.tornTailBytes > 0) {
+        service.logger.warn(
+          { volume: address.volume, partition: address.partition, bytes: recovered.tornTailBytes },
+          "dropped a torn journal tail",
+        );
+      }
+      const replica = new Replica(
+        { nodeId: service.nodeId, ...address, session },
+        { ...(checkpoint === undefined ? {} : { checkpoint }), notes, rebuilt },
+        limits,
       );
+      service.logger.info(
+        {
+          volume: address.volume,
+          partition: address.partition,
+          checkpointOpNum: checkpoint?.opNum ?? 0,
+          journalNotes: notes.length,
+          lastOpNum: replica.lastOpNum,
+        },
+        "replica recovered",
+      );
+      if (rebuilt) checkpoints.rebuiltFromOpNum = checkpoint?.opNum;
+      // Built last: it takes the volume's meter and joins the gauges, which only its
+      // close gives back.
+      const host = new PartitionHost(
+        address,
+        replica,
+        recovered.journal,
+        checkpoints,
+        directory,
+        service,
+        sleds,
+      );
+      host.voterEpoch = voterEpoch;
+      return host;
+    } catch (error) {
+      // The journal holds its directory for the process (journal.ts): left open, every
+      // later open of this replica, the rebuild as a learner included, would be refused
+      // until a restart.
+      await recovered.journal.close().catch(() => undefined);
+      throw error;
     }
-    const replica = new Replica(
-      { nodeId: service.nodeId, ...address, session },
-      { ...(checkpoint === undefined ? {} : { checkpoint }), notes, rebuilt },
-      limits,
-    );
-    service.logger.info(
-      {
-        volume: address.volume,
-        partition: address.partition,
-        checkpointOpNum: checkpoint?.opNum ?? 0,
-        journalNotes: notes.length,
-        lastOpNum: replica.lastOpNum,
-      },
-      "replica recovered",
-    );
-    if (rebuilt) checkpoints.rebuiltFromOpNum = checkpoint?.opNum;
-    const host = new PartitionHost(
-      address,
-      replica,
-      recovered.journal,
-      checkpoints,
-      directory,
-      service,
-      sleds,
-    );
-    host.voterEpoch = await readVoterEpoch(directory);
-    return host;
   }
 
   /**
@@ -426,7 +457,7 @@ export class PartitionHost {
     // what a tick does or the role (only `read` compares it, with the clock), and every
     // primary gets one every report, so waking each for it would make the node ask
     // every primary twice a second for nothing.
-    this.core.renewLease(epoch, sentAt, leaseMs);
+    this.containQuietly(() => this.core.renewLease(epoch, sentAt, leaseMs));
   }
 
   /**
@@ -474,9 +505,13 @@ export class PartitionHost {
    */
   tick(now: number): number {
     if (this.failure !== undefined || this.closed) return Number.POSITIVE_INFINITY;
-    const { ran, dueTick } = this.ticks.tick(now);
-    if (ran) this.run();
-    return dueTick;
+    let due = Number.POSITIVE_INFINITY;
+    this.containQuietly(() => {
+      const { ran, dueTick } = this.ticks.tick(now);
+      if (ran) this.runner.run();
+      due = dueTick;
+    });
+    return this.failure === undefined ? due : Number.POSITIVE_INFINITY;
   }
 
   /**
@@ -497,19 +532,49 @@ export class PartitionHost {
    */
   private input<T>(apply: (core: Replica) => T): T {
     this.catchUp();
+    // The held ticks threw: the core takes nothing more.
+    if (this.failure !== undefined) throw this.failedError();
     this.inputs = true;
     if (!this.closed) this.ticking.wake();
-    return apply(this.core);
+    return this.contain(apply, "refusals");
   }
 
   /**
    * Counts the held ticks, before an input or for a reader of tick-counted state. Not
    * once failed or closed: such a core is ticked no more, and what reaches it still
-   * (a message already on its way) counts for nothing.
+   * (a message already on its way) counts for nothing. A throw fails the replica and
+   * is not thrown on: a reader (status, the report) still reads it, as failed.
    */
   private catchUp(): void {
     if (this.failure !== undefined || this.closed) return;
-    if (this.ticks.catchUp(this.ticking.now)) this.run();
+    this.containQuietly(() => {
+      if (this.ticks.catchUp(this.ticking.now)) this.runner.run();
+    });
+  }
+
+  /**
+   * The boundary every call into the core and its runner passes (see the module
+   * header): a throw fails this replica alone, as a failed journal does, and the
+   * caller gets the failed replica's Unavailable error. With "refusals" (an input from
+   * a handler), a BallastError is the core refusing the request: thrown on as it is.
+   */
+  private contain<T>(work: (core: Replica) => T, refusals?: "refusals"): T {
+    try {
+      return work(this.core);
+    } catch (error) {
+      if (refusals !== undefined && error instanceof BallastError) throw error;
+      this.fail("the replica core threw", error);
+      throw this.failedError();
+    }
+  }
+
+  /** `contain` for a caller nobody answers (a tick, a completion): a throw is latched only. */
+  private containQuietly(work: (core: Replica) => void): void {
+    try {
+      this.contain(work);
+    } catch {
+      // Latched by contain: this replica has failed, and told the head node.
+    }
   }
 
   onReplication(message: ReplicationMessage): void {
@@ -553,6 +618,8 @@ export class PartitionHost {
     const reply = this.replyTo(requestId);
     let request: ClientRequest;
     let lastBefore: number;
+    let lastAfter: number;
+    let handling: SpanContext | undefined;
     try {
       request = build(requestId);
       lastBefore = this.input((core) => {
@@ -560,20 +627,19 @@ export class PartitionHost {
         core.onClientRequest(request);
         return last;
       });
+      // The ops the core gave this request now (none if it queued it): their sends and
+      // journal syncs are traced under this request's span (observability.ts).
+      lastAfter = this.core.lastOpNum;
+      handling = this.service.tracer === undefined ? undefined : activeSpanContext();
+      if (handling !== undefined && lastAfter > lastBefore) {
+        this.opContexts.set(lastBefore + 1, lastAfter, handling);
+        if (request.kind !== "flush") this.flushContexts.set(lastBefore + 1, lastAfter, handling);
+      }
+      this.run();
     } catch (error) {
-      this.waiting.delete(requestId);
+      this.abandon(requestId, reply);
       throw error;
     }
-    // The ops the core gave this request now (none if it queued it): their sends and
-    // journal syncs are traced under this request's span (observability.ts).
-    const lastAfter = this.core.lastOpNum;
-    const tracer = this.service.tracer;
-    const handling = tracer === undefined ? undefined : activeSpanContext();
-    if (handling !== undefined && lastAfter > lastBefore) {
-      this.opContexts.set(lastBefore + 1, lastAfter, handling);
-      if (request.kind !== "flush") this.flushContexts.set(lastBefore + 1, lastAfter, handling);
-    }
-    this.run();
     return this.observe(request, reply, handling, lastBefore + 1, lastAfter);
   }
 
@@ -672,11 +738,11 @@ export class PartitionHost {
         if (action === "take") core.takeSnapshot(requestId, epoch, snapshot);
         else core.dropSnapshot(requestId, epoch, snapshot);
       });
+      this.run();
     } catch (error) {
-      this.waiting.delete(requestId);
+      this.abandon(requestId, reply);
       throw error;
     }
-    this.run();
     const answer = await reply;
     if (answer.kind !== "control")
       throw new Error(`snapshot ${action} answered with ${answer.kind}`);
@@ -694,11 +760,11 @@ export class PartitionHost {
     const reply = this.replyTo(requestId);
     try {
       this.input((core) => core.rollbackSnapshot(requestId, epoch, snapshot));
+      this.run();
     } catch (error) {
-      this.waiting.delete(requestId);
+      this.abandon(requestId, reply);
       throw error;
     }
-    this.run();
     const answer = await reply;
     if (answer.kind !== "control") throw new Error(`rollback answered with ${answer.kind}`);
     return { epoch, opNum: answer.opNum };
@@ -970,8 +1036,11 @@ export class PartitionHost {
 
   /** Carries out every effect the core has produced. */
   private run(): void {
-    this.runner.run();
+    this.contain(this.runEffects);
   }
+
+  /** `run`'s work, made once: it is on every request's path. */
+  private readonly runEffects = (): void => this.runner.run();
 
   /**
    * The reply to request `requestId`, waited for from now on: before the core has the
@@ -985,13 +1054,22 @@ export class PartitionHost {
     });
   }
 
+  /**
+   * A request whose caller throws instead of awaiting its reply: the waiter is taken
+   * out, and a reply settled already (effects carried out before the throw) is seen.
+   */
+  private abandon(requestId: number, reply: Promise<Reply>): void {
+    this.waiting.delete(requestId);
+    reply.catch(() => undefined);
+  }
+
   private settleRequest(requestId: number): Waiting | undefined {
     const waiting = this.waiting.get(requestId);
     this.waiting.delete(requestId);
     return waiting;
   }
 
-  /** Whether the journal failed and this replica stopped (see the module header). */
+  /** Whether the journal failed or the core threw, and this replica stopped (module header). */
   get failed(): ReplicaFailure | undefined {
     return this.failure;
   }
@@ -1028,10 +1106,10 @@ export class PartitionHost {
   }
 
   /**
-   * The journal failed: what it holds is unknown, so this replica must never acknowledge
-   * again. Latches the failure, closes the runner (no completion reaches the core),
-   * answers what waits, and tells the head node; the process and the other replicas
-   * carry on.
+   * The journal failed (what it holds is unknown) or the core threw (its state may be
+   * half changed), so this replica must never acknowledge again. Latches the failure,
+   * closes the runner (no completion reaches the core), answers what waits, and tells
+   * the head node; the process and the other replicas carry on.
    */
   private fail(what: string, error: unknown): void {
     if (this.failure !== undefined) return;
@@ -1044,7 +1122,7 @@ export class PartitionHost {
     };
     this.runner.close();
     this.logger.error(
-      { error: String(error), errno },
+      { error: String(error), errno, stack: error instanceof Error ? error.stack : undefined },
       `${what}; this replica stops acknowledging and serving, the others carry on`,
     );
     const failed = this.failedError();

@@ -45,8 +45,14 @@ export class FakeService {
    */
   readonly stopGates = new Map<string, Promise<void>>();
   private closers: (() => Promise<void>)[] = [];
+  /**
+   * Test hook: the NATS connection closed for good (an explicit close, revoked
+   * credentials). As on nats.js, a publish or a subscription then throws.
+   */
+  connectionClosed = false;
 
   readonly bus = {
+    connection: { isClosed: () => this.connectionClosed },
     request: async (subject: string, message?: Message) => {
       if (
         subject === subjects.coordinatorServices.build("headnode") &&
@@ -64,7 +70,9 @@ export class FakeService {
       }
       throw new BallastError(ErrorCode.Unavailable, `nothing answers ${subject} in this test`);
     },
-    publish: () => undefined,
+    publish: () => {
+      if (this.connectionClosed) throw closedConnection();
+    },
   };
 
   serveInbox(_accept: readonly string[], dispatch: Handler) {
@@ -77,6 +85,7 @@ export class FakeService {
    * as it would on NATS).
    */
   serve(subject: string, _options: unknown, dispatch: Handler) {
+    if (this.connectionClosed) throw closedConnection();
     const inFlight = new Set<Promise<unknown>>();
     const tracked: Handler = (message) => {
       let handling: Promise<unknown>;
@@ -127,6 +136,11 @@ export class FakeService {
   inbox(message: Record<string, unknown>) {
     return this.call(subjects.node.build(this.nodeId), message);
   }
+}
+
+/** What nats.js throws on a closed connection (its ClosedConnectionError). */
+function closedConnection(): Error {
+  return Object.assign(new Error("closed connection"), { name: "ClosedConnectionError" });
 }
 
 export interface StartedHeadNode {

@@ -120,7 +120,7 @@ class Harness {
       this.lazy?.schedule.wake(index);
       if (this.lazy !== undefined) {
         // As the shell: every input passes the gate. Completions (through the effect
-        // runner's beforeCompletion) too, although they never find a tick held: a core
+        // runner's completion hook) too, although they never find a tick held: a core
         // with work in flight is never quiet.
         const deliver = core.onReplicationMessage.bind(core);
         core.onReplicationMessage = (message) => {

@@ -318,6 +318,28 @@ describe("replication edge cases", () => {
     expect(only(secondary.drainEffects(), "journal.append")).toEqual([]);
   });
 
+  test("a note whose apply throws is not counted committed", () => {
+    // A control record that does not decode (one byte, 0xc1): the notes of
+    // non-write kinds carry no checksum to catch it before the commit.
+    const secondary = replica("head-2");
+    const damaged = {
+      opNum: 1,
+      epoch: 3,
+      session: 11,
+      kind: "control" as const,
+      offset: 0,
+      length: 0,
+      data: new Uint8Array([0xc1]),
+      checksum: 0,
+    };
+    secondary.onReplicationMessage(notesMessage({ commitOpNum: 1, notes: [damaged] }));
+    const [append] = only(secondary.drainEffects(), "journal.append");
+    expect(() => secondary.onJournalDurable(1, append!.generation)).toThrow();
+    // Before, the op counted committed though never applied, and the next commit began
+    // after it: its update of the tree was lost on this replica alone, silently.
+    expect(secondary.commitOpNum).toBe(0);
+  });
+
   test("notes from an older epoch are refused with an ack that names the newer epoch", () => {
     const secondary = replica("head-2");
     secondary.onReplicationMessage(notesMessage({ epoch: 2, notes: [note(1, 1, 2)] }));

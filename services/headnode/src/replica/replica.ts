@@ -1529,10 +1529,12 @@ export class Replica {
     while (this.commitOpNum < target) {
       const note = this.log.get(this.commitOpNum + 1);
       assert(note !== undefined, `op ${this.commitOpNum + 1} is to be committed but is not held`);
-      this.commitOpNum = note.opNum;
       const flushedBefore = this.metadata.flushedThroughOpNum;
       const chunksBefore = this.metadata.chunks.size;
       const applied = this.metadata.apply(note);
+      // Only once applied: an apply that throws (a record that does not decode) must not
+      // leave the op counted committed, its tree update lost and the next commit after it.
+      this.commitOpNum = note.opNum;
       // A take, drop or rollback: the snapshot set or the current tree changed whole.
       if (note.kind === "control") this.liveBytesCache = undefined;
       if (
