@@ -107,7 +107,12 @@ export function leaderOver(
   });
   const snapshots = new Snapshots({ service: service as never, catalogue });
   const tenure = { term } as Tenure;
-  return { catalogue, volumes, snapshots, tenure };
+  /** This leader's cleanup of delete markers, all of them at once (as at age 0): one store call. */
+  const removeMarkers = async () => {
+    await gate({ method: "delete", key: ">" });
+    return shared.removeMarkers();
+  };
+  return { catalogue, volumes, snapshots, tenure, removeMarkers };
 }
 
 /** Volume `v` of two partitions, with partition records, and its snapshot `s1`. */
