@@ -320,13 +320,14 @@ export interface SnapshotRecord {
 
 /**
  * A rollback to a snapshot, marked on its record before any partition rolls back and
- * removed when it ends: live for `snapshotRollbackMarkMs` from `sinceMs` at most (a
- * leader that died or stalled leaves it behind; it then holds nothing).
+ * removed when it ends: live for `snapshotRollbackMarkMs` from when the reader first saw
+ * it, on the reader's monotonic clock (snapshots.ts; a leader that died or stalled
+ * leaves it behind, and it then holds nothing).
  */
 export interface RollbackMark {
-  /** Drawn by the rollback, to remove its own mark and no other. */
+  /** Drawn by the rollback, to remove its own mark and no other; names its sightings. */
   token: string;
-  /** Wall-clock time the mark was written. */
+  /** Wall-clock time the mark was written, by the writer's clock: shown, never compared. */
   sinceMs: number;
 }
 

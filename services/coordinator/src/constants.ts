@@ -318,8 +318,8 @@ export const snapshotCreatingGraceMs = 60_000;
 /**
  * A rollback marks its snapshot's record before any partition rolls back and removes
  * the mark when it ends (snapshots.ts, "Rollback against a delete"); a delete of the
- * snapshot is refused while a mark is younger than this (by the deleting leader's wall
- * clock). Well above a whole rollback (the attached check, `snapshotCreateDeadlineMs`
+ * snapshot is refused while a mark is younger than this (from when the deleting leader
+ * first saw it, on its monotonic clock). Well above a whole rollback (the attached check, `snapshotCreateDeadlineMs`
  * for the partitions, a store write or two), so only a leader that died or stalled
  * leaves a mark to expire; a rollback that outlives its mark learns it when it reads
  * the record back, and does not answer success if a delete began. At most
@@ -328,6 +328,12 @@ export const snapshotCreatingGraceMs = 60_000;
  */
 export const snapshotRollbackMarkMs = 60_000;
 export const snapshotRollbackMarksMax = 8;
+/**
+ * Rollback marks whose first sighting a coordinator keeps (snapshots.ts
+ * `RollbackMarkSightings`); marks live a minute and a leader writes one per rollback, so
+ * this is far more than are ever live at once.
+ */
+export const rollbackMarkSightingsMax = 4096;
 /** How many times a rollback marks (or unmarks) a record that keeps moving under it. */
 export const snapshotRollbackMarkAttemptsMax = 5;
 
