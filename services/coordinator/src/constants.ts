@@ -4,6 +4,21 @@
 export const heartbeatTimeoutMsDefault = 5000;
 export const heartbeatTimeoutMsMin = 100;
 export const heartbeatTimeoutMsMax = 600_000;
+/** Membership ticks this often a heartbeat timeout (heartbeats.ts `heartbeatTickMsOf`). */
+export const heartbeatTicksPerTimeout = 4;
+/** The shortest membership tick, whatever the timeout. */
+export const heartbeatTickMsMin = 50;
+/**
+ * A membership tick that comes more than this many ticks after the one before says this
+ * coordinator stalled (a long GC, a blocked event loop, a paused VM): heartbeats sent
+ * meanwhile are still queued, unread, and Node runs the timers that fell due before it
+ * reads them, so it listens afresh before it takes silence for death (heartbeats.ts).
+ * As the link layer's `linkStallMsMin`, a tick one interval late. Counting only a stall
+ * longer than the whole timeout, one just under it declared live nodes dead and the
+ * leader failed their partitions over. A stall shorter than this leaves a node at most
+ * this long silent on top of its real silence, half a timeout by default.
+ */
+export const heartbeatPauseTicksMin = 2;
 
 /**
  * The most partitions one `cluster.status.v1` answer lists, summed over its volumes (a

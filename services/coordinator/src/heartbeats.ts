@@ -6,16 +6,27 @@
 // Failure model: a pause of this process (SIGSTOP, a stalled event loop) looks like
 // silence from everyone, because the heartbeats sent meanwhile are still queued. So
 // after a start or a pause it listens for a whole heartbeat timeout before it takes
-// silence for death, and the leader decides nothing while it listens.
+// silence for death, and the leader decides nothing while it listens. A pause is a
+// tick more than `heartbeatPauseTicksMin` ticks after the last, not only one longer
+// than the timeout: after a stall Node runs the timers that fell due (this tick, the
+// reconciler's) before it reads the heartbeats that queued up, so a stall just under
+// the timeout declared dead every node last heard a moment before it.
 
 import { parseHeartbeatSubject } from "@ballast/protocol";
 import type { Logger } from "@ballast/runtime";
 import { now } from "./clock.ts";
+import {
+  heartbeatPauseTicksMin,
+  heartbeatTickMsMin,
+  heartbeatTicksPerTimeout,
+} from "./constants.ts";
 import { type Heartbeat, type Member, Membership, type MembershipEvent } from "./membership.ts";
 
 export interface HeartbeatsOptions {
   logger: Logger;
   heartbeatTimeoutMs: number;
+  /** How often `tick` is called; `heartbeatTickMsOf` the timeout if absent. */
+  tickMs?: number;
   /** Silence after which a dead member is forgotten (membership.ts); a default if absent. */
   evictAfterMs?: number;
   /**
@@ -29,6 +40,11 @@ export interface HeartbeatsOptions {
   onJoined?: (nodeId: string) => void;
 }
 
+/** How often membership ticks for a heartbeat timeout of `heartbeatTimeoutMs`. */
+export function heartbeatTickMsOf(heartbeatTimeoutMs: number): number {
+  return Math.max(heartbeatTickMsMin, Math.floor(heartbeatTimeoutMs / heartbeatTicksPerTimeout));
+}
+
 export class Heartbeats {
   private readonly membership: Membership;
   /**
@@ -38,8 +54,12 @@ export class Heartbeats {
    */
   private listeningSinceMs = now();
   private lastTickAtMs = now();
+  /** A gap between ticks longer than this is a pause of this process (module header). */
+  private readonly pauseGapMs: number;
 
   constructor(private readonly options: HeartbeatsOptions) {
+    const tickMs = options.tickMs ?? heartbeatTickMsOf(options.heartbeatTimeoutMs);
+    this.pauseGapMs = Math.min(options.heartbeatTimeoutMs, heartbeatPauseTicksMin * tickMs);
     this.membership = new Membership({
       heartbeatTimeoutMs: options.heartbeatTimeoutMs,
       ...(options.evictAfterMs === undefined ? {} : { evictAfterMs: options.evictAfterMs }),
@@ -61,9 +81,9 @@ export class Heartbeats {
   /** The periodic tick: notices a pause of this process, then declares deaths. */
   tick(): void {
     const nowMs = now();
-    if (nowMs - this.lastTickAtMs > this.options.heartbeatTimeoutMs) {
-      // This process did not run for a heartbeat timeout: heartbeats sent meanwhile
-      // are still queued. Listen afresh before taking silence for death.
+    if (nowMs - this.lastTickAtMs > this.pauseGapMs) {
+      // This process did not run for a tick or more: heartbeats sent meanwhile are
+      // still queued. Listen afresh before taking silence for death.
       this.options.logger.warn(
         { pausedMs: Math.round(nowMs - this.lastTickAtMs) },
         "this coordinator was paused: listening for heartbeats again before declaring deaths",
