@@ -4,6 +4,15 @@
 export const heartbeatTimeoutMsDefault = 5000;
 export const heartbeatTimeoutMsMin = 100;
 export const heartbeatTimeoutMsMax = 600_000;
+/**
+ * The fewest heartbeats a service must send per heartbeat timeout: with fewer, one late
+ * or lost heartbeat has a live node declared dead, and it flaps (dead, back, configured
+ * again, its partitions failed over). Services are configured apart from the coordinator
+ * (`heartbeatIntervalMs`, up to a minute; the timeout down to 100 ms), so the coordinator
+ * checks each one's reported interval against its timeout and logs an error naming both
+ * settings (membership.ts, heartbeats.ts).
+ */
+export const heartbeatsPerTimeoutMin = 2;
 /** Membership ticks this often a heartbeat timeout (heartbeats.ts `heartbeatTickMsOf`). */
 export const heartbeatTicksPerTimeout = 4;
 /** The shortest membership tick, whatever the timeout. */

@@ -17,6 +17,7 @@ import type { Logger } from "@ballast/runtime";
 import { now } from "./clock.ts";
 import {
   heartbeatPauseTicksMin,
+  heartbeatsPerTimeoutMin,
   heartbeatTickMsMin,
   heartbeatTicksPerTimeout,
 } from "./constants.ts";
@@ -168,6 +169,17 @@ export class Heartbeats {
           break;
         case "refused":
           logger.warn({ member: event.nodeId, reason: event.reason }, "refused a heartbeat");
+          break;
+        case "too-slow":
+          logger.error(
+            {
+              member: event.member.id,
+              kind: event.member.kind,
+              intervalMs: event.intervalMs,
+              timeoutMs: event.timeoutMs,
+            },
+            `${event.member.kind} ${event.member.id} sends a heartbeat every ${event.intervalMs} ms, but this coordinator declares a node dead after ${event.timeoutMs} ms of silence: fewer than ${heartbeatsPerTimeoutMin} heartbeats a timeout, so one late or lost heartbeat has it declared dead and it flaps; set its BALLAST_HEARTBEAT_INTERVAL_MS (--heartbeat-interval-ms) to at most ${Math.floor(event.timeoutMs / heartbeatsPerTimeoutMin)} or the coordinators' BALLAST_HEARTBEAT_TIMEOUT_MS (--heartbeat-timeout-ms) to at least ${event.intervalMs * heartbeatsPerTimeoutMin}`,
+          );
           break;
         default: {
           const unreachable: never = event;

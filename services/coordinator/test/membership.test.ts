@@ -278,3 +278,57 @@ describe("the heartbeats shell after a stall of this coordinator (unit, mocked c
     }
   });
 });
+
+describe("a service that beats too seldom for the coordinator's timeout", () => {
+  test("is reported when it joins, restarts or changes its interval, and only then", () => {
+    const membership = new Membership({ heartbeatTimeoutMs: 1_000 });
+    const types = (events: { type: string }[]) => events.map((event) => event.type);
+    // 600 ms: fewer than two heartbeats a second's timeout.
+    const slow = heartbeat({ intervalMs: 600 });
+    expect(membership.onHeartbeat(slow, 0)).toEqual([
+      expect.objectContaining({ type: "joined" }),
+      expect.objectContaining({ type: "too-slow", intervalMs: 600, timeoutMs: 1_000 }),
+    ]);
+    expect(types(membership.onHeartbeat({ ...slow, sequence: 1 }, 500))).toEqual([]);
+    // Two a timeout is enough.
+    expect(types(membership.onHeartbeat({ ...slow, sequence: 2, intervalMs: 500 }, 900))).toEqual(
+      [],
+    );
+    expect(types(membership.onHeartbeat({ ...slow, sequence: 3, intervalMs: 700 }, 1_400))).toEqual(
+      ["too-slow"],
+    );
+    // Restarted with the same setting: said again.
+    expect(
+      types(membership.onHeartbeat({ ...slow, pid: 101, sequence: 0, intervalMs: 700 }, 2_000)),
+    ).toEqual(["restarted", "too-slow"]);
+    // A service that does not say its interval is taken as it comes.
+    expect(types(membership.onHeartbeat(heartbeat({ nodeId: "sled-2" }), 2_100))).toEqual([
+      "joined",
+    ]);
+    expect(membership.list().find((member) => member.id === "sled-1")?.intervalMs).toBe(700);
+  });
+
+  test("is logged as an error naming both settings", () => {
+    const errors: string[] = [];
+    const heartbeats = new Heartbeats({
+      logger: {
+        info: () => undefined,
+        warn: () => undefined,
+        error: (_fields: unknown, message: string) => errors.push(message),
+      } as never,
+      heartbeatTimeoutMs: 5_000,
+      onReturn: () => undefined,
+    });
+    heartbeats.onHeartbeat(
+      heartbeat({ kind: "headnode", nodeId: "head-1", intervalMs: 3_000 }),
+      subjects.heartbeat.build("headnode", "head-1"),
+    );
+    heartbeats.onHeartbeat(
+      heartbeat({ kind: "headnode", nodeId: "head-2", intervalMs: 1_000 }),
+      subjects.heartbeat.build("headnode", "head-2"),
+    );
+    expect(errors).toEqual([
+      "headnode head-1 sends a heartbeat every 3000 ms, but this coordinator declares a node dead after 5000 ms of silence: fewer than 2 heartbeats a timeout, so one late or lost heartbeat has it declared dead and it flaps; set its BALLAST_HEARTBEAT_INTERVAL_MS (--heartbeat-interval-ms) to at most 2500 or the coordinators' BALLAST_HEARTBEAT_TIMEOUT_MS (--heartbeat-timeout-ms) to at least 6000",
+    ]);
+  });
+});
