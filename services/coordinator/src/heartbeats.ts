@@ -100,9 +100,16 @@ export class Heartbeats {
     if (!this.listening(nowMs)) this.reportEvents(this.membership.tick(nowMs));
   }
 
-  /** True while membership has not yet been heard for a whole heartbeat timeout. */
+  /**
+   * True while membership has not yet been heard for a whole heartbeat timeout, and
+   * while a pause has not yet been seen by a tick (work that runs after a stall before
+   * the tick, such as a status request's `declareDeaths`, would judge unread silence).
+   */
   listening(nowMs: number): boolean {
-    return nowMs - this.listeningSinceMs < this.options.heartbeatTimeoutMs;
+    return (
+      nowMs - this.listeningSinceMs < this.options.heartbeatTimeoutMs ||
+      nowMs - this.lastTickAtMs > this.pauseGapMs
+    );
   }
 
   /** Every member heard of, alive or dead (not yet evicted). */

@@ -230,6 +230,10 @@ describe("the heartbeats shell after a stall of this coordinator (unit, mocked c
       // The event loop stalls 4.9 s: p last read at 9,100, s at 9,950. The tick's timer
       // runs first; the heartbeats queued meanwhile are read after it.
       clockMs += 4_900;
+      // Work that runs before the tick (a status request) declares no death either.
+      expect(heartbeats.listening(clockMs)).toBe(true);
+      heartbeats.declareDeaths(clockMs);
+      expect([...heartbeats.aliveHeadNodes()].sort()).toEqual(["p", "s"]);
       heartbeats.tick();
       expect([...heartbeats.aliveHeadNodes()].sort()).toEqual(["p", "s"]);
       expect(heartbeats.listening(clockMs)).toBe(true);
