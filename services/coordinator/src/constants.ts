@@ -343,10 +343,11 @@ export const snapshotCreatingGraceMs = 60_000;
  * A rollback marks its snapshot's record before any partition rolls back and removes
  * the mark when it ends (snapshots.ts, "Rollback against a delete"); a delete of the
  * snapshot is refused while a mark is younger than this (from when the deleting leader
- * first saw it, on its monotonic clock). Well above a whole rollback (the attached check, `snapshotCreateDeadlineMs`
- * for the partitions, a store write or two), so only a leader that died or stalled
- * leaves a mark to expire; a rollback that outlives its mark learns it when it reads
- * the record back, and does not answer success if a delete began. At most
+ * first saw it, on its monotonic clock). Well above a whole rollback (the attached
+ * check, `snapshotCreateDeadlineMs` for the partitions, a store write or two), so only
+ * a leader that died or stalled leaves a mark to expire; a rollback that outlives its
+ * mark learns it when it reads the record back, and does not answer success if a
+ * delete began. At most
  * `snapshotRollbackMarksMax` live marks on one record (one per leader running a
  * rollback to it: a leader runs catalogue changes one at a time).
  */

@@ -26,8 +26,6 @@ import { type Heartbeat, type Member, Membership, type MembershipEvent } from ".
 export interface HeartbeatsOptions {
   logger: Logger;
   heartbeatTimeoutMs: number;
-  /** How often `tick` is called; `heartbeatTickMsOf` the timeout if absent. */
-  tickMs?: number;
   /** Silence after which a dead member is forgotten (membership.ts); a default if absent. */
   evictAfterMs?: number;
   /**
@@ -59,7 +57,8 @@ export class Heartbeats {
   private readonly pauseGapMs: number;
 
   constructor(private readonly options: HeartbeatsOptions) {
-    const tickMs = options.tickMs ?? heartbeatTickMsOf(options.heartbeatTimeoutMs);
+    // `tick` is called every `heartbeatTickMsOf` the timeout (coordinator.ts).
+    const tickMs = heartbeatTickMsOf(options.heartbeatTimeoutMs);
     this.pauseGapMs = Math.min(options.heartbeatTimeoutMs, heartbeatPauseTicksMin * tickMs);
     this.membership = new Membership({
       heartbeatTimeoutMs: options.heartbeatTimeoutMs,
