@@ -5,7 +5,8 @@
 // key is removed (here at age 0, as the cleanup does an hour later), its key holds no
 // message at all. That must read as "gone": the parent snapshot and volume can be
 // deleted. It read as "still being created", and both deletes answered Unavailable for
-// ever.
+// ever. Both ways a clone goes: deleted after it was listed, and a create that failed
+// after pinning (its creating record removed).
 
 import { randomBytes } from "node:crypto";
 import { type RunningNatsServer, startNatsServer } from "@ballast/cli";
@@ -66,8 +67,8 @@ afterAll(async () => {
 });
 
 /** The leader's catalogue parts over the real store; head nodes answer every request. */
-function leader() {
-  const catalogue = new Catalogue(store);
+function leader(over: ControlStore = store) {
+  const catalogue = new Catalogue(over);
   const service = {
     bus: {
       request: async (subject: string, message: Message) => {
@@ -96,8 +97,7 @@ function leader() {
 }
 
 /** Volume `parent` with a snapshot `s1` (its record written as a finished create leaves it), cloned as `clone`. */
-async function cloned(parent: string, clone: string) {
-  const parts = leader();
+async function cloned(parent: string, clone: string, parts = leader()) {
   await parts.volumes.create(parts.tenure, {
     type: "volume.create.v1",
     name: parent,
@@ -194,4 +194,24 @@ test("a read of a live clone's key that comes back empty (a replica behind) is a
     message: expect.stringContaining("has clones: c3"),
   });
   expect((await kv.get("snapshot.p3.s1"))?.json<SnapshotRecord>().deletingSinceMs).toBeUndefined();
+});
+
+test("a clone whose create failed after it pinned its parents, its marker removed, holds neither", async () => {
+  // The clone's partition records cannot be written: its create removes its creating
+  // record again (a delete marker), leaving its pins on both parents.
+  const failing: ControlStore = {
+    ...store,
+    create: async (key, value) => {
+      if (key.startsWith("partition.c4.")) throw new Error("the disk is on fire");
+      return store.create(key, value);
+    },
+  };
+  const parts = leader(failing);
+  await expect(cloned("p4", "c4", parts)).rejects.toThrow(/on fire/);
+  expect(await pinsOn("p4")).toEqual({ snapshot: ["c4"], volume: ["c4"] });
+  expect((await kv.get(keys.volume("c4")))?.operation).toBe("DEL");
+  expect(await store.removeDeleteMarkers!(0)).toBeGreaterThan(0);
+  expect(await store.getLatest!(keys.volume("c4"))).toBeNull();
+  await expectParentDeletable(leader(), "p4");
+  expect(warnings).toEqual([]);
 });
