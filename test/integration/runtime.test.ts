@@ -328,7 +328,7 @@ describe("service shell", () => {
     await late.stop("test");
   });
 
-  test("heartbeats carry the node's identity and a rising sequence", async () => {
+  test("heartbeats carry the node's identity, its interval and a rising sequence", async () => {
     const service = new Service({
       kind: "sled",
       nodeId: "sled-h",
@@ -348,7 +348,12 @@ describe("service shell", () => {
     const { decodeMessage } = await import("@ballast/protocol");
     for await (const message of subscription) {
       const heartbeat = decodeMessage(message.data);
-      expect(heartbeat).toMatchObject({ type: "heartbeat.v1", kind: "sled", nodeId: "sled-h" });
+      expect(heartbeat).toMatchObject({
+        type: "heartbeat.v1",
+        kind: "sled",
+        nodeId: "sled-h",
+        intervalMs: 50,
+      });
       if (heartbeat.type === "heartbeat.v1") sequences.push(heartbeat.sequence);
     }
     expect(sequences).toEqual([0, 1, 2]);

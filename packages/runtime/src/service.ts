@@ -428,6 +428,7 @@ export class Service {
           sentAtMs: Date.now(),
           sequence: this.heartbeatSequence++,
           version: ballastVersion,
+          intervalMs: this.heartbeatIntervalMs,
           ...(this.disk === undefined ? {} : { disk: this.disk }),
         },
         { untraced: true },

@@ -193,6 +193,13 @@ export interface ControlStore {
    * not deleted before it ended (kv-keys.ts), leaving nothing behind on the server.
    */
   keys(filter: string): Promise<AsyncIterable<string>>;
+  /**
+   * The key's last entry as the stream's leader holds it. `get` may be answered by a
+   * replica that has not yet stored a write the leader acknowledged (JetStream's direct
+   * get), so a key it finds empty may only be late there; this read is not. Absent: `get`
+   * is never late (an in-memory store).
+   */
+  getLatest?(key: string): Promise<StoredEntry | null>;
   /** Changes as they happen (catalogue-changes.ts); absent: re-reads are never skipped. */
   watch?: Watch;
   /**
@@ -313,13 +320,14 @@ export interface SnapshotRecord {
 
 /**
  * A rollback to a snapshot, marked on its record before any partition rolls back and
- * removed when it ends: live for `snapshotRollbackMarkMs` from `sinceMs` at most (a
- * leader that died or stalled leaves it behind; it then holds nothing).
+ * removed when it ends: live for `snapshotRollbackMarkMs` from when the reader first saw
+ * it, on the reader's monotonic clock (snapshots.ts; a leader that died or stalled
+ * leaves it behind, and it then holds nothing).
  */
 export interface RollbackMark {
-  /** Drawn by the rollback, to remove its own mark and no other. */
+  /** Drawn by the rollback, to remove its own mark and no other; names its sightings. */
   token: string;
-  /** Wall-clock time the mark was written. */
+  /** Wall-clock time the mark was written, by the writer's clock: shown, never compared. */
   sinceMs: number;
 }
 
@@ -419,10 +427,14 @@ export class Catalogue {
 
   /**
    * The last entry of a volume's key: its revision, and the record if it is one (not a
-   * delete). Undefined if the key was never written. For judging a clone pin.
+   * delete). Undefined if the key holds no message at all: never written, or every
+   * message removed with an old delete marker (delete-markers.ts). A read that finds
+   * the key empty may be late (`ControlStore.getLatest`), so it is asked again of the
+   * stream's leader before it counts. For judging a clone pin (clone-pins.ts).
    */
   async volumeEntry(name: string): Promise<{ revision: number; value?: VolumeRecord } | undefined> {
-    const entry = await this.kv.get(keys.volume(name));
+    const key = keys.volume(name);
+    const entry = (await this.kv.get(key)) ?? (await this.kv.getLatest?.(key)) ?? null;
     if (entry === null) return undefined;
     return entry.operation === "PUT"
       ? { revision: entry.revision, value: entry.json<VolumeRecord>() }

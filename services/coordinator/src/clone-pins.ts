@@ -27,10 +27,18 @@
 // record; only k5, a compare-and-set on rc, ever lists C. So once C's key is past rc
 // and does not hold C's id (a delete marker: the creating record removed, or C deleted
 // after it was listed; or another incarnation's record), C is not listed and never will
-// be: the pin is gone. A read of C's key at rc or before (never written, as a read may
-// lag) says nothing, and counts as live. A pin whose create is past its grace
-// (`volumeCreatingGraceMs`) may be undone: its creating record is removed by
-// compare-and-set on rc, after which k5 can never apply (`livePins`).
+// be: the pin is gone. A read of C's key at rc or before (a replica behind the write)
+// says nothing, and counts as live. A key that holds no message at all, as the
+// stream's leader reads it (`Catalogue.volumeEntry`: a read that finds it empty is
+// asked again there), is gone too: the pin proves rc was written, and the only thing
+// that removes a key's last message is the leader's cleanup of old delete markers
+// (delete-markers.ts), which removes a marker with the messages below it, so C's key
+// went past rc to a delete, and a compare-and-set on rc fails on an empty key as on a
+// marker. (Read as "creating" instead, a deleted clone whose marker had been cleaned
+// up, an hour after its delete, held its parent snapshot and volume for ever.) A pin
+// whose create is past its grace (`volumeCreatingGraceMs`) may be undone: its creating
+// record is removed by compare-and-set on rc, after which k5 can never apply
+// (`livePins`).
 //
 // Why D and K never both succeed (S marked while C is listed). k2 and d3 are
 // compare-and-sets on S, so one applies first.
@@ -54,9 +62,11 @@
 // Failure model: a leader that dies between k1 and k5 leaves a creating record (no
 // volume: readers skip it) and maybe pins, which hold S and P (deletes answer
 // Unavailable) until the grace, when the next delete or create of the name removes
-// the creating record and the pins count as gone. Pins of clones since deleted stay on
-// their records until a later pin of the record drops them. Reads are taken as they
-// come: a stale one only makes a pin look live.
+// the creating record and the pins count as gone. A clone's delete removes its pins
+// from both parents once C's record is deleted (`unpinDeleted`, each a compare-and-set,
+// and only pins then judged gone); a leader that dies first, or a removal that keeps
+// conflicting, leaves them, gone, until a later pin of the record drops them. Reads are
+// taken as they come: a stale one only makes a pin look live.
 
 import { BallastError, ErrorCode } from "@ballast/protocol";
 import {
@@ -83,14 +93,17 @@ export type PinState =
   | "gone";
 
 /**
- * A pin's state from the clone key's last entry (undefined: never written, as read).
- * See the module header: only an entry past the pin's revision is evidence.
+ * A pin's state from the clone key's last entry (undefined: the key holds no message,
+ * as the stream's leader reads it). See the module header: only an entry past the pin's
+ * revision, or none at all, is evidence.
  */
 export function pinStateOf(
   pin: ClonePin,
   entry: { revision: number; value?: VolumeRecord } | undefined,
 ): PinState {
-  if (entry === undefined || entry.revision <= pin.revision) return "creating";
+  // No message at all: removed with its delete marker, after rc (module header).
+  if (entry === undefined) return "gone";
+  if (entry.revision <= pin.revision) return "creating";
   if (entry.value === undefined || idOfVolume(entry.value) !== pin.volumeId) return "gone";
   return isCreating(entry.value) ? "creating" : "listed";
 }
@@ -202,6 +215,54 @@ export async function pinParents(
     const kept = await keptWith(catalogue, read.value.clonePins, pin);
     return (await catalogue.pinVolume(read, kept)) !== undefined;
   });
+}
+
+/**
+ * After clone `clone` was deleted: removes its pins from its parent snapshot's record and
+ * its parent volume's, each by compare-and-set on the revision read, and only pins judged
+ * gone by a read of the clone's key made after that record's. Best effort: whether both
+ * records are free of them. A pin left behind is gone all the same (module header).
+ */
+export async function unpinDeleted(
+  catalogue: Pick<
+    Catalogue,
+    "volume" | "snapshotIncludingDeleting" | "pinSnapshot" | "pinVolume" | "volumeEntry"
+  >,
+  clone: { name: string; volumeId: string; parent: VolumeParentRecord },
+): Promise<boolean> {
+  const { parent } = clone;
+  const unpinned = async (pins: readonly ClonePin[] | undefined) => {
+    const own = (pins ?? []).filter(
+      (pin) => pin.volume === clone.name && pin.volumeId === clone.volumeId,
+    );
+    if (own.length === 0) return undefined;
+    const entry = await catalogue.volumeEntry(clone.name);
+    const gone = own.filter((pin) => pinStateOf(pin, entry) === "gone");
+    if (gone.length === 0) return undefined;
+    return (pins ?? []).filter((pin) => !gone.includes(pin));
+  };
+  const snapshotFree = await retried(async () => {
+    const read = await catalogue.snapshotIncludingDeleting(parent.volume, parent.snapshot);
+    // One being deleted goes with its pins; a write would only move it under the delete.
+    if (read === undefined || read.value.id !== parent.snapshotId || isDeleting(read.value)) {
+      return true;
+    }
+    const kept = await unpinned(read.value.clonePins);
+    return kept === undefined || (await catalogue.pinSnapshot(read, kept)) !== undefined;
+  });
+  const volumeFree = await retried(async () => {
+    const read = await catalogue.volume(parent.volume);
+    if (read === undefined || idOfVolume(read.value) !== parent.volumeId) return true;
+    const kept = await unpinned(read.value.clonePins);
+    return kept === undefined || (await catalogue.pinVolume(read, kept)) !== undefined;
+  });
+  return snapshotFree && volumeFree;
+}
+
+/** Tries `attempt` (false: the record moved) up to `pinAttemptsMax` times: whether it did. */
+async function retried(attempt: () => Promise<boolean>): Promise<boolean> {
+  for (let count = 0; count < pinAttemptsMax; count++) if (await attempt()) return true;
+  return false;
 }
 
 /** Tries `attempt` (false: the record moved) until it pins, or gives up Unavailable. */

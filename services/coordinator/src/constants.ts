@@ -4,6 +4,30 @@
 export const heartbeatTimeoutMsDefault = 5000;
 export const heartbeatTimeoutMsMin = 100;
 export const heartbeatTimeoutMsMax = 600_000;
+/**
+ * The fewest heartbeats a service must send per heartbeat timeout: with fewer, one late
+ * or lost heartbeat has a live node declared dead, and it flaps (dead, back, configured
+ * again, its partitions failed over). Services are configured apart from the coordinator
+ * (`heartbeatIntervalMs`, up to a minute; the timeout down to 100 ms), so the coordinator
+ * checks each one's reported interval against its timeout and logs an error naming both
+ * settings (membership.ts, heartbeats.ts).
+ */
+export const heartbeatsPerTimeoutMin = 2;
+/** Membership ticks this often a heartbeat timeout (heartbeats.ts `heartbeatTickMsOf`). */
+export const heartbeatTicksPerTimeout = 4;
+/** The shortest membership tick, whatever the timeout. */
+export const heartbeatTickMsMin = 50;
+/**
+ * A membership tick that comes more than this many ticks after the one before says this
+ * coordinator stalled (a long GC, a blocked event loop, a paused VM): heartbeats sent
+ * meanwhile are still queued, unread, and Node runs the timers that fell due before it
+ * reads them, so it listens afresh before it takes silence for death (heartbeats.ts).
+ * As the link layer's `linkStallMsMin`, a tick one interval late. Counting only a stall
+ * longer than the whole timeout, one just under it declared live nodes dead and the
+ * leader failed their partitions over. A stall shorter than this leaves a node at most
+ * this long silent on top of its real silence, half a timeout by default.
+ */
+export const heartbeatPauseTicksMin = 2;
 
 /**
  * The most partitions one `cluster.status.v1` answer lists, summed over its volumes (a
@@ -318,16 +342,23 @@ export const snapshotCreatingGraceMs = 60_000;
 /**
  * A rollback marks its snapshot's record before any partition rolls back and removes
  * the mark when it ends (snapshots.ts, "Rollback against a delete"); a delete of the
- * snapshot is refused while a mark is younger than this (by the deleting leader's wall
- * clock). Well above a whole rollback (the attached check, `snapshotCreateDeadlineMs`
- * for the partitions, a store write or two), so only a leader that died or stalled
- * leaves a mark to expire; a rollback that outlives its mark learns it when it reads
- * the record back, and does not answer success if a delete began. At most
+ * snapshot is refused while a mark is younger than this (from when the deleting leader
+ * first saw it, on its monotonic clock). Well above a whole rollback (the attached
+ * check, `snapshotCreateDeadlineMs` for the partitions, a store write or two), so only
+ * a leader that died or stalled leaves a mark to expire; a rollback that outlives its
+ * mark learns it when it reads the record back, and does not answer success if a
+ * delete began. At most
  * `snapshotRollbackMarksMax` live marks on one record (one per leader running a
  * rollback to it: a leader runs catalogue changes one at a time).
  */
 export const snapshotRollbackMarkMs = 60_000;
 export const snapshotRollbackMarksMax = 8;
+/**
+ * Rollback marks whose first sighting a coordinator keeps (snapshots.ts
+ * `RollbackMarkSightings`); marks live a minute and a leader writes one per rollback, so
+ * this is far more than are ever live at once.
+ */
+export const rollbackMarkSightingsMax = 4096;
 /** How many times a rollback marks (or unmarks) a record that keeps moving under it. */
 export const snapshotRollbackMarkAttemptsMax = 5;
 

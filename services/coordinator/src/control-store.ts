@@ -13,7 +13,7 @@
 import { BallastError, ErrorCode } from "@ballast/protocol";
 import type { Logger } from "@ballast/runtime";
 import { Bucket, type KV } from "@nats-io/kv";
-import type { ControlStore } from "./catalogue.ts";
+import type { ControlStore, StoredEntry } from "./catalogue.ts";
 import { createOverRemovedMarker, removeDeleteMarkers } from "./delete-markers.ts";
 import { listKeys } from "./kv-keys.ts";
 
@@ -28,6 +28,7 @@ export function controlStoreOf(kv: KV, logger: Pick<Logger, "warn" | "error">): 
   return namingStoreFull(
     {
       get: (key) => kv.get(key),
+      getLatest: (key) => getFromLeader(kv, key),
       create: (key, value) => createOverRemovedMarker(kv, key, value),
       update: (key, value, revision) => kv.update(key, value, revision),
       delete: (key, options) => kv.delete(key, options),
@@ -38,6 +39,32 @@ export function controlStoreOf(kv: KV, logger: Pick<Logger, "warn" | "error">): 
     logger,
   );
 }
+
+/**
+ * A key's last entry, asked of the stream's leader (the KV's own `get` is a direct get,
+ * which any replica may answer, one that is behind among them): null if the key holds
+ * no message at all.
+ */
+export async function getFromLeader(kv: Bucket, key: string): Promise<StoredEntry | null> {
+  const stored = await kv.jsm.streams.getMessage(kv.stream, {
+    last_by_subj: kv.fullKeyName(kv.encodeKey(key)),
+  });
+  if (stored === null) return null;
+  // As the KV reads an entry's operation: a marker the server wrote when a value aged
+  // out is a purge; otherwise the header the KV's own delete and purge write.
+  const operation =
+    stored.header?.get("Nats-Marker-Reason") === "MaxAge"
+      ? "PURGE"
+      : stored.header?.get(kvOperationHeader) || "PUT";
+  return {
+    revision: stored.seq,
+    operation: operation === "DEL" || operation === "PURGE" ? operation : "PUT",
+    json: <T>() => stored.json<T>(),
+  };
+}
+
+/** The header in which the KV marks a delete or a purge (the KV's `kvOperationHdr`). */
+const kvOperationHeader = "KV-Operation";
 
 /** True if `error`, or an error in its cause chain, is JetStream's "insufficient resources". */
 export function isStoreFull(error: unknown): boolean {
@@ -85,6 +112,7 @@ export function namingStoreFull(store: ControlStore, logger: Pick<Logger, "error
     delete: (key, options) => write(() => store.delete(key, options)),
     keys: (filter) => store.keys(filter),
   };
+  if (store.getLatest !== undefined) wrapped.getLatest = store.getLatest.bind(store);
   if (store.watch !== undefined) wrapped.watch = store.watch.bind(store);
   if (store.removeDeleteMarkers !== undefined) {
     wrapped.removeDeleteMarkers = store.removeDeleteMarkers.bind(store);

@@ -74,7 +74,7 @@ import {
 } from "./constants.ts";
 import { controlStoreFullError, controlStoreOf, isStoreFull } from "./control-store.ts";
 import { DeleteMarkerCleanup } from "./delete-markers.ts";
-import { Heartbeats } from "./heartbeats.ts";
+import { Heartbeats, heartbeatTickMsOf } from "./heartbeats.ts";
 import { Leadership, type Leading } from "./leadership.ts";
 import { LeftoverDirectories } from "./leftover-directories.ts";
 import { LeftoverSweeper } from "./leftover-sweeper.ts";
@@ -260,7 +260,7 @@ export class Coordinator {
       sweep: this.parts.sweeper.sweepStatus(),
       leftovers: this.parts.leftovers.leftoverStatus(),
     }));
-    const tickMs = Math.max(50, Math.floor(this.config.heartbeatTimeoutMs / 4));
+    const tickMs = heartbeatTickMsOf(this.config.heartbeatTimeoutMs);
     this.every(tickMs, () => this.heartbeats.tick());
     this.every(leaderRenewMs, () => this.lead());
     this.every(reconcileIntervalMs, () => this.parts.reconciler.reconcile());

@@ -32,6 +32,11 @@
 //   has it refused with the key free; `createOverRemovedMarker` (the control store's
 //   create) then tries once more, expecting nothing. A marker is removed only once, and
 //   a new one is removed only `deleteMarkerAgeMs` later, so once more is enough.
+// - A clone pin (clone-pins.ts) names the revision of its clone's creating record, and
+//   takes the clone's key past that revision without the clone for proof that the clone
+//   is gone: a key with no message at all is such proof too (the pin proves the record
+//   was written; only this cleanup empties a key, and only below a marker), once the
+//   stream's leader confirms it holds none. Markers of pinned names need not be kept.
 // - Listings read each key's last message; a deleted key is left out whether its last
 //   message is a marker or it has none (a marker removed during a listing is not read,
 //   and the key is not listed either way).

@@ -6,11 +6,21 @@
 // Failure model: a pause of this process (SIGSTOP, a stalled event loop) looks like
 // silence from everyone, because the heartbeats sent meanwhile are still queued. So
 // after a start or a pause it listens for a whole heartbeat timeout before it takes
-// silence for death, and the leader decides nothing while it listens.
+// silence for death, and the leader decides nothing while it listens. A pause is a
+// tick more than `heartbeatPauseTicksMin` ticks after the last, not only one longer
+// than the timeout: after a stall Node runs the timers that fell due (this tick, the
+// reconciler's) before it reads the heartbeats that queued up, so a stall just under
+// the timeout declared dead every node last heard a moment before it.
 
 import { parseHeartbeatSubject } from "@ballast/protocol";
 import type { Logger } from "@ballast/runtime";
 import { now } from "./clock.ts";
+import {
+  heartbeatPauseTicksMin,
+  heartbeatsPerTimeoutMin,
+  heartbeatTickMsMin,
+  heartbeatTicksPerTimeout,
+} from "./constants.ts";
 import { type Heartbeat, type Member, Membership, type MembershipEvent } from "./membership.ts";
 
 export interface HeartbeatsOptions {
@@ -29,6 +39,11 @@ export interface HeartbeatsOptions {
   onJoined?: (nodeId: string) => void;
 }
 
+/** How often membership ticks for a heartbeat timeout of `heartbeatTimeoutMs`. */
+export function heartbeatTickMsOf(heartbeatTimeoutMs: number): number {
+  return Math.max(heartbeatTickMsMin, Math.floor(heartbeatTimeoutMs / heartbeatTicksPerTimeout));
+}
+
 export class Heartbeats {
   private readonly membership: Membership;
   /**
@@ -38,8 +53,13 @@ export class Heartbeats {
    */
   private listeningSinceMs = now();
   private lastTickAtMs = now();
+  /** A gap between ticks longer than this is a pause of this process (module header). */
+  private readonly pauseGapMs: number;
 
   constructor(private readonly options: HeartbeatsOptions) {
+    // `tick` is called every `heartbeatTickMsOf` the timeout (coordinator.ts).
+    const tickMs = heartbeatTickMsOf(options.heartbeatTimeoutMs);
+    this.pauseGapMs = Math.min(options.heartbeatTimeoutMs, heartbeatPauseTicksMin * tickMs);
     this.membership = new Membership({
       heartbeatTimeoutMs: options.heartbeatTimeoutMs,
       ...(options.evictAfterMs === undefined ? {} : { evictAfterMs: options.evictAfterMs }),
@@ -61,9 +81,9 @@ export class Heartbeats {
   /** The periodic tick: notices a pause of this process, then declares deaths. */
   tick(): void {
     const nowMs = now();
-    if (nowMs - this.lastTickAtMs > this.options.heartbeatTimeoutMs) {
-      // This process did not run for a heartbeat timeout: heartbeats sent meanwhile
-      // are still queued. Listen afresh before taking silence for death.
+    if (nowMs - this.lastTickAtMs > this.pauseGapMs) {
+      // This process did not run for a tick or more: heartbeats sent meanwhile are
+      // still queued. Listen afresh before taking silence for death.
       this.options.logger.warn(
         { pausedMs: Math.round(nowMs - this.lastTickAtMs) },
         "this coordinator was paused: listening for heartbeats again before declaring deaths",
@@ -79,9 +99,16 @@ export class Heartbeats {
     if (!this.listening(nowMs)) this.reportEvents(this.membership.tick(nowMs));
   }
 
-  /** True while membership has not yet been heard for a whole heartbeat timeout. */
+  /**
+   * True while membership has not yet been heard for a whole heartbeat timeout, and
+   * while a pause has not yet been seen by a tick (work that runs after a stall before
+   * the tick, such as a status request's `declareDeaths`, would judge unread silence).
+   */
   listening(nowMs: number): boolean {
-    return nowMs - this.listeningSinceMs < this.options.heartbeatTimeoutMs;
+    return (
+      nowMs - this.listeningSinceMs < this.options.heartbeatTimeoutMs ||
+      nowMs - this.lastTickAtMs > this.pauseGapMs
+    );
   }
 
   /** Every member heard of, alive or dead (not yet evicted). */
@@ -148,6 +175,17 @@ export class Heartbeats {
           break;
         case "refused":
           logger.warn({ member: event.nodeId, reason: event.reason }, "refused a heartbeat");
+          break;
+        case "too-slow":
+          logger.error(
+            {
+              member: event.member.id,
+              kind: event.member.kind,
+              intervalMs: event.intervalMs,
+              timeoutMs: event.timeoutMs,
+            },
+            `${event.member.kind} ${event.member.id} sends a heartbeat every ${event.intervalMs} ms, but this coordinator declares a node dead after ${event.timeoutMs} ms of silence: fewer than ${heartbeatsPerTimeoutMin} heartbeats a timeout, so one late or lost heartbeat has it declared dead and it flaps; set its BALLAST_HEARTBEAT_INTERVAL_MS (--heartbeat-interval-ms) to at most ${Math.floor(event.timeoutMs / heartbeatsPerTimeoutMin)} or the coordinators' BALLAST_HEARTBEAT_TIMEOUT_MS (--heartbeat-timeout-ms) to at least ${event.intervalMs * heartbeatsPerTimeoutMin}`,
+          );
           break;
         default: {
           const unreachable: never = event;

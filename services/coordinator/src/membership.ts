@@ -8,6 +8,11 @@
 // means the process restarted; that is reported too, because a restarted head node has
 // lost its volatile state even if it never went silent long enough to be declared dead.
 //
+// A heartbeat that says its sender beats less often than `heartbeatsPerTimeoutMin`
+// times a timeout is taken as any other, and reported (`too-slow`) when the member
+// joins, restarts or changes its interval: the two settings live in different
+// processes, and only here are both known.
+//
 // A dead member silent for `evictAfterMs` is forgotten (an `evicted` event), so that ids
 // that never come back — a decommissioned sled, gateways named after pods — neither
 // count towards `membersMax` for good (past it every new node would be refused) nor
@@ -15,7 +20,7 @@
 // with data". One heard again after its eviction simply joins afresh.
 
 import type { MessageOf, ServiceKind } from "@ballast/protocol";
-import { memberEvictAfterMsDefault, membersMax } from "./constants.ts";
+import { heartbeatsPerTimeoutMin, memberEvictAfterMsDefault, membersMax } from "./constants.ts";
 
 export type Heartbeat = MessageOf<"heartbeat.v1">;
 
@@ -30,6 +35,8 @@ export interface Member {
   alive: boolean;
   /** Its data directory's id, from its newest heartbeat (absent from older services). */
   disk?: string;
+  /** How often it says it beats, from its newest heartbeat (absent from older services). */
+  intervalMs?: number;
 }
 
 export type MembershipEvent =
@@ -38,7 +45,9 @@ export type MembershipEvent =
   | { type: "rejoined"; member: Member; silentMs: number }
   | { type: "died"; member: Member; silentMs: number; timeoutMs: number }
   | { type: "evicted"; member: Member; silentMs: number }
-  | { type: "refused"; nodeId: string; reason: string };
+  | { type: "refused"; nodeId: string; reason: string }
+  /** It beats too seldom for the timeout (fewer than `heartbeatsPerTimeoutMin` a timeout). */
+  | { type: "too-slow"; member: Member; intervalMs: number; timeoutMs: number };
 
 export class Membership {
   private readonly members = new Map<string, Member>();
@@ -71,7 +80,7 @@ export class Membership {
       }
       const member = fromHeartbeat(heartbeat, nowMs);
       this.members.set(member.id, member);
-      return [{ type: "joined", member: { ...member } }];
+      return [{ type: "joined", member: { ...member } }, ...this.tooSlow(member)];
     }
     if (known.kind !== heartbeat.kind) {
       return [
@@ -89,12 +98,25 @@ export class Membership {
       heartbeat.sequence < known.lastSequence;
     const silentMs = nowMs - known.lastHeartbeatAtMs;
     const previousPid = known.pid;
+    const previousIntervalMs = known.intervalMs;
     const wasAlive = known.alive;
     delete known.disk;
+    delete known.intervalMs;
     Object.assign(known, fromHeartbeat(heartbeat, nowMs));
     if (!wasAlive) events.push({ type: "rejoined", member: { ...known }, silentMs });
     if (restarted) events.push({ type: "restarted", member: { ...known }, previousPid });
+    if (restarted || known.intervalMs !== previousIntervalMs) events.push(...this.tooSlow(known));
     return events;
+  }
+
+  /** A `too-slow` event if `member` says it beats too seldom for the timeout. */
+  private tooSlow(member: Member): MembershipEvent[] {
+    const intervalMs = member.intervalMs;
+    if (intervalMs === undefined) return [];
+    if (intervalMs * heartbeatsPerTimeoutMin <= this.heartbeatTimeoutMs) return [];
+    return [
+      { type: "too-slow", member: { ...member }, intervalMs, timeoutMs: this.heartbeatTimeoutMs },
+    ];
   }
 
   /**
@@ -140,6 +162,7 @@ export class Membership {
 function fromHeartbeat(heartbeat: Heartbeat, nowMs: number): Member {
   return {
     ...(heartbeat.disk === undefined ? {} : { disk: heartbeat.disk }),
+    ...(heartbeat.intervalMs === undefined ? {} : { intervalMs: heartbeat.intervalMs }),
     kind: heartbeat.kind,
     id: heartbeat.nodeId,
     pid: heartbeat.pid,

@@ -127,8 +127,16 @@
 //      NotFound ("deleted while the rollback ran": the volume may be partly rolled
 //      back, and that snapshot is no way back any more); else removes its mark by
 //      compare-and-set (a failure leaves the mark to expire).
-// A delete refuses while a mark is live (younger than `snapshotRollbackMarkMs` by its
-// clock), checked on the record its deleting mark's compare-and-set writes. r1 and the
+// A delete refuses while a mark is live, checked on the record its deleting mark's
+// compare-and-set writes. Live: first seen by this coordinator at most
+// `snapshotRollbackMarkMs` ago on its monotonic clock (`RollbackMarkSightings`, as
+// leadership and the sweep judge what they see), never by the mark's `sinceMs`, another
+// machine's wall clock: judged so, a deleting leader whose clock ran a minute ahead of
+// the marking one's (or was stepped forward) took a mark written a moment ago for
+// expired, and dropped the snapshot under the rollback; one behind kept a dead mark for
+// the difference. A mark is first seen after it was written, so it never looks older
+// than it is; a new leader (or one that forgot it) takes every mark it finds as new,
+// which holds off deletes of that snapshot for one mark's life at most. r1 and the
 // deleting mark are compare-and-sets on one record: r1 first, the delete reads the
 // mark (Unavailable, "being rolled back to"), or its compare-and-set fails on the old
 // revision (Unavailable, retry); the deleting mark first, r1 reads it (NotFound). So
@@ -170,6 +178,7 @@ import { livePins, refuseWhilePinned } from "./clone-pins.ts";
 import { clonesOf, refuseSnapshotDelete } from "./clones.ts";
 import {
   probeDeadlineMs,
+  rollbackMarkSightingsMax,
   snapshotAttemptsMax,
   snapshotCreateDeadlineMs,
   snapshotCreatingGraceMs,
@@ -188,6 +197,8 @@ export interface SnapshotsParts {
   catalogue: Catalogue;
   /** Who is alive: the gateways asked whether a volume is attached (rollback). */
   members?: { list(): readonly { kind: string; id: string; alive: boolean }[] };
+  /** The monotonic clock rollback marks are aged on; clock.ts `now` if absent. */
+  markClock?: () => number;
 }
 
 type PartitionRequest =
@@ -214,8 +225,12 @@ type Finish = "done" | "not-dropped" | "removal-unknown";
 export class Snapshots {
   /** Ids of snapshots this coordinator is creating now: the sweep leaves them alone. */
   private readonly creating = new Set<string>();
+  /** When this coordinator first saw each rollback mark (module header). */
+  private readonly marks: RollbackMarkSightings;
 
-  constructor(private readonly parts: SnapshotsParts) {}
+  constructor(private readonly parts: SnapshotsParts) {
+    this.marks = new RollbackMarkSightings(parts.markClock);
+  }
 
   creatingIds(): ReadonlySet<string> {
     return this.creating;
@@ -561,7 +576,7 @@ export class Snapshots {
         await livePins(catalogue, found.value.clonePins ?? [], Date.now()),
       );
       // A rollback to it that runs now would be left half done (module header).
-      refuseWhileRolledBackTo(found.value, Date.now());
+      refuseWhileRolledBackTo(found.value, this.marks.live(found.value));
       marked = await this.markDeleting(found);
     }
     const outcome = await this.finishDelete(volume, marked, now() + snapshotCreateDeadlineMs);
@@ -759,7 +774,7 @@ export class Snapshots {
     const read = () => catalogue.snapshotIncludingDeleting(message.volume, message.snapshot);
     for (let attempt = 0; attempt < snapshotRollbackMarkAttemptsMax; attempt++) {
       const found = rollbackTarget(message, volume, await read());
-      const live = liveRollbacks(found.value, Date.now());
+      const live = this.marks.live(found.value);
       if (live.length >= snapshotRollbackMarksMax) {
         throw new BallastError(
           ErrorCode.Unavailable,
@@ -817,8 +832,7 @@ export class Snapshots {
       if (current === undefined || current.value.id !== id || isDeleting(current.value)) {
         return "deleted";
       }
-      const nowMs = Date.now();
-      const kept = liveRollbacks(current.value, nowMs).filter((mark) => mark.token !== token);
+      const kept = this.marks.live(current.value).filter((mark) => mark.token !== token);
       try {
         if ((await catalogue.markSnapshotRollbacks(current, kept)) !== undefined) return "kept";
       } catch (error) {
@@ -1172,17 +1186,41 @@ function rollbackTarget(
   return found;
 }
 
-/** The rollback marks on `record` still live at wall-clock `nowMs`. */
-export function liveRollbacks(record: SnapshotRecord, nowMs: number): RollbackMark[] {
-  return (record.rollbacks ?? []).filter((mark) => nowMs - mark.sinceMs <= snapshotRollbackMarkMs);
+/**
+ * When this coordinator first saw each rollback mark, by its token, on its monotonic
+ * clock: a mark is live for `snapshotRollbackMarkMs` from then (module header). At most
+ * `rollbackMarkSightingsMax` are kept, the oldest forgotten first; a mark forgotten and
+ * seen again counts as new, which only holds off deletes longer.
+ */
+export class RollbackMarkSightings {
+  private readonly firstSeenMs = new Map<string, number>();
+
+  constructor(private readonly clock: () => number = now) {}
+
+  /** The marks on `record` still live, each first seen now if it had not been. */
+  live(record: SnapshotRecord): RollbackMark[] {
+    const nowMs = this.clock();
+    return (record.rollbacks ?? []).filter(
+      (mark) => nowMs - this.firstSeen(mark.token, nowMs) <= snapshotRollbackMarkMs,
+    );
+  }
+
+  private firstSeen(token: string, nowMs: number): number {
+    const seen = this.firstSeenMs.get(token);
+    if (seen !== undefined) return seen;
+    if (this.firstSeenMs.size >= rollbackMarkSightingsMax) {
+      this.firstSeenMs.delete(this.firstSeenMs.keys().next().value!);
+    }
+    this.firstSeenMs.set(token, nowMs);
+    return nowMs;
+  }
 }
 
 /**
- * Refuses a delete of snapshot `record` while a rollback to it runs (a live mark):
- * Unavailable, to retry once the rollback has ended.
+ * Refuses a delete of snapshot `record` while a rollback to it runs (`live`, its live
+ * marks): Unavailable, to retry once the rollback has ended.
  */
-export function refuseWhileRolledBackTo(record: SnapshotRecord, nowMs: number): void {
-  const live = liveRollbacks(record, nowMs);
+export function refuseWhileRolledBackTo(record: SnapshotRecord, live: RollbackMark[]): void {
   if (live.length === 0) return;
   const since = Math.min(...live.map((mark) => mark.sinceMs));
   throw new BallastError(

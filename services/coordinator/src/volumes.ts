@@ -53,7 +53,7 @@ import {
   type VolumeRecord,
 } from "./catalogue.ts";
 import { now } from "./clock.ts";
-import { livePins, pinParents, refuseWhilePinned } from "./clone-pins.ts";
+import { livePins, pinParents, refuseWhilePinned, unpinDeleted } from "./clone-pins.ts";
 import { cloneDepthMax, clonesOf, depthOf, refuseVolumeDelete, snapshotSizeOf } from "./clones.ts";
 import type { Configurer } from "./configurer.ts";
 import { dropDeadlineMs } from "./constants.ts";
@@ -652,6 +652,27 @@ export class Volumes {
       throw new BallastError(ErrorCode.NotFound, `no volume named ${name}`);
     }
     service.logger.info({ volume: name, id: volumeId }, "volume deleted from the catalogue");
+    if (deleted.parent !== undefined) {
+      // A clone: its pins on its parents hold nothing now; they go, so that neither
+      // record carries them (clone-pins.ts; any left behind are read as gone).
+      const unpinned = await unpinDeleted(catalogue, {
+        name,
+        volumeId,
+        parent: deleted.parent,
+      }).catch((error: Error) => {
+        service.logger.warn(
+          { volume: name, id: volumeId, error: error.message },
+          "could not remove a deleted clone's pins from its parents; they are read as gone",
+        );
+        return true;
+      });
+      if (!unpinned) {
+        service.logger.info(
+          { volume: name, id: volumeId },
+          "a deleted clone's parent kept changing: its pin stays, read as gone",
+        );
+      }
+    }
     if (tenures.held() === tenure) {
       tenure.generation++;
       if (

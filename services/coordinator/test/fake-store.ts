@@ -85,6 +85,20 @@ export class FakeStore implements ControlStore {
     this.entries.set(key, { value: new Uint8Array(), revision: this.revision, operation: "DEL" });
   }
 
+  /**
+   * Removes every delete marker, each with its key: the key then holds no message at
+   * all, as the leader's cleanup of old markers leaves it (delete-markers.ts).
+   */
+  removeMarkers(): number {
+    let removed = 0;
+    for (const [key, entry] of [...this.entries]) {
+      if (entry.operation !== "DEL") continue;
+      this.entries.delete(key);
+      removed++;
+    }
+    return removed;
+  }
+
   async keys(filter: string): Promise<AsyncIterable<string>> {
     const found: string[] = [];
     for (const [key, entry] of this.entries) {

@@ -259,6 +259,8 @@ const operations = {
     leader.snapshots.delete(deleteSnapshot),
   "delete volume": (leader: ReturnType<typeof leaderOver>) =>
     leader.volumes.delete(leader.tenure, "v"),
+  "delete c": (leader: ReturnType<typeof leaderOver>) => leader.volumes.delete(leader.tenure, "c"),
+  "remove markers": (leader: ReturnType<typeof leaderOver>) => leader.removeMarkers(),
 } as const;
 type Operation = keyof typeof operations;
 
@@ -304,10 +306,13 @@ test("whatever the interleaving of two leaders' requests, the catalogue stays co
           clock?.mockRestore();
         }
         await expectSafe(store);
+        await expectParentsFree(store);
       },
     ),
     {
       numRuns: Number(process.env.LEADER_STALL_RUNS ?? 300),
+      // A clone listed, deleted, and its key's marker removed: its pins read "still
+      // being created" for ever, and the snapshot and volume could not be deleted.
       // Found by this property (1 run in about 2,000): a create of `c` stalls with the
       // lower incarnation while the other leader removes its creating record, creates
       // and lists `c`; resumed, the first wrote its partitions over the listed volume's,
@@ -324,6 +329,7 @@ test("whatever the interleaving of two leaders' requests, the catalogue stays co
       // incarnation's records, and grows refuse a later one's and require the volume
       // record they read.
       examples: [
+        ["clone", ["delete c", "remove markers"], [0], false],
         ["create c", ["clone"], [1, 3, 3, 0, 2], true],
         ["create c", ["clone"], [3, 7, 7, 3, 0, 0, 0, 0, 0, 1, 1, 1], true],
         ["delete volume", ["create v"], [6, 3], false],
@@ -332,6 +338,22 @@ test("whatever the interleaving of two leaders' requests, the catalogue stays co
     },
   );
 });
+
+/**
+ * Once both leaders are done, with no record of `c` (no clone listed or being created),
+ * nothing of `c` may hold `v` or its snapshot: a delete of either is not refused for it.
+ */
+async function expectParentsFree(store: FakeStore): Promise<void> {
+  if (store.value(keys.volume("c")) !== undefined) return;
+  const leader = leaderOver(store, 3, open);
+  for (const attempt of [
+    () => leader.snapshots.delete(deleteSnapshot),
+    () => leader.volumes.delete(leader.tenure, "v"),
+  ]) {
+    const outcome = await attempt().catch((error: BallastError) => error);
+    expect(String((outcome as Error).message ?? ""), "a delete of c's parent").not.toMatch(/clone/);
+  }
+}
 
 /**
  * Volume `v`'s two partitions as their primaries hold them, for rollbacks against
@@ -356,11 +378,21 @@ function rollbackCluster() {
         return undefined;
     }
   };
-  const leader = (store: FakeStore, term: number, gate: Parameters<typeof leaderOver>[2]) =>
-    leaderOver(store, term, gate, (subject, message) =>
-      answerOf(message) === undefined
-        ? undefined
-        : gate({ method: "get", key: subject }).then(() => answerOf(message)),
+  const leader = (
+    store: FakeStore,
+    term: number,
+    gate: Parameters<typeof leaderOver>[2],
+    markClock?: () => number,
+  ) =>
+    leaderOver(
+      store,
+      term,
+      gate,
+      (subject, message) =>
+        answerOf(message) === undefined
+          ? undefined
+          : gate({ method: "get", key: subject }).then(() => answerOf(message)),
+      markClock,
     );
   return { trees, missed, leader };
 }
@@ -376,34 +408,33 @@ test("whatever the interleaving of a rollback and a delete of its snapshot, a ro
     fc.asyncProperty(
       fc.boolean(),
       fc.array(fc.nat({ max: 7 }), { minLength: 1, maxLength: 80 }),
-      // Every reading of the clock past a rollback mark's life after the last: the
-      // delete never sees a live mark, and only the read back after the partitions
-      // stands between the rollback and a false success.
+      // Every reading of a leader's mark clock past a rollback mark's life after the
+      // last, and a delete refused tried once more: the retry never sees a live mark (as
+      // a leader that saw it a minute before), and only the read back after the
+      // partitions stands between the rollback and a false success.
       fc.boolean(),
       async (rollbackFirst, choices, leaping) => {
         const store = new FakeStore();
         seed(store);
         const cluster = rollbackCluster();
-        let leapedMs = Date.now();
-        const clock = leaping
-          ? vi.spyOn(Date, "now").mockImplementation(() => {
+        let leapedMs = 0;
+        const markClock = leaping
+          ? () => {
               leapedMs += snapshotRollbackMarkMs + 1;
               return leapedMs;
-            })
+            }
           : undefined;
         const rollingBack = (term: number) => (gate: Parameters<typeof leaderOver>[2]) =>
-          cluster.leader(store, term, gate).snapshots.rollback(rollback);
-        const deleting = (term: number) => (gate: Parameters<typeof leaderOver>[2]) =>
-          cluster.leader(store, term, gate).snapshots.delete(deleteSnapshot);
-        let outcomes: PromiseSettledResult<unknown>[];
-        try {
-          outcomes = await interleave(
-            rollbackFirst ? [rollingBack(1), deleting(2)] : [deleting(1), rollingBack(2)],
-            choices,
-          );
-        } finally {
-          clock?.mockRestore();
-        }
+          cluster.leader(store, term, gate, markClock).snapshots.rollback(rollback);
+        const deleting = (term: number) => (gate: Parameters<typeof leaderOver>[2]) => {
+          const { snapshots } = cluster.leader(store, term, gate, markClock);
+          const once = () => snapshots.delete(deleteSnapshot);
+          return leaping ? once().catch(once) : once();
+        };
+        const outcomes = await interleave(
+          rollbackFirst ? [rollingBack(1), deleting(2)] : [deleting(1), rollingBack(2)],
+          choices,
+        );
         const rolledBack = outcomes[rollbackFirst ? 0 : 1]!;
         const deleted = outcomes[rollbackFirst ? 1 : 0]!;
         if (rolledBack.status === "fulfilled") expect(cluster.missed).toEqual([]);

@@ -192,3 +192,147 @@ describe("the heartbeats shell on eviction (unit, mocked clock)", () => {
     }
   });
 });
+
+describe("the heartbeats shell after a stall of this coordinator (unit, mocked clock)", () => {
+  test("a stall just under the timeout declares no live node dead before its queued heartbeats are read; a node that stopped dies later", () => {
+    let clockMs = 0;
+    const spy = vi.spyOn(globalThis.performance, "now").mockImplementation(() => clockMs);
+    try {
+      const died: string[] = [];
+      const heartbeats = new Heartbeats({
+        logger: {
+          info: () => undefined,
+          warn: (fields: { member?: string }, message: string) => {
+            if (message.startsWith("node declared dead")) died.push(fields.member!);
+          },
+        } as never,
+        heartbeatTimeoutMs: 5_000,
+        onReturn: () => undefined,
+      });
+      const beat = (nodeId: string) =>
+        heartbeats.onHeartbeat(
+          heartbeat({ kind: "headnode", nodeId }),
+          subjects.heartbeat.build("headnode", nodeId),
+        );
+      // Ticks every 1,250 ms (a quarter of the timeout, as the coordinator runs them);
+      // p beats at 100 ms past each second, s at 950 ms; `stopped` no longer beat.
+      const stopped = new Set<string>();
+      const runUntil = (untilMs: number) => {
+        while (clockMs < untilMs) {
+          clockMs += 50;
+          if (clockMs % 1_000 === 100 && !stopped.has("p")) beat("p");
+          if (clockMs % 1_000 === 950 && !stopped.has("s")) beat("s");
+          if (clockMs % 1_250 === 0) heartbeats.tick();
+        }
+      };
+      runUntil(10_000);
+      expect([...heartbeats.aliveHeadNodes()].sort()).toEqual(["p", "s"]);
+      // The event loop stalls 4.9 s: p last read at 9,100, s at 9,950. The tick's timer
+      // runs first; the heartbeats queued meanwhile are read after it.
+      clockMs += 4_900;
+      // Work that runs before the tick (a status request) declares no death either.
+      expect(heartbeats.listening(clockMs)).toBe(true);
+      heartbeats.declareDeaths(clockMs);
+      expect([...heartbeats.aliveHeadNodes()].sort()).toEqual(["p", "s"]);
+      heartbeats.tick();
+      expect([...heartbeats.aliveHeadNodes()].sort()).toEqual(["p", "s"]);
+      expect(heartbeats.listening(clockMs)).toBe(true);
+      beat("p");
+      beat("s");
+      expect(died).toEqual([]);
+      // p stops for good: once the listening is over it is declared dead, s not.
+      stopped.add("p");
+      clockMs = Math.ceil(clockMs / 1_250) * 1_250 - 50;
+      runUntil(clockMs + 15_000);
+      expect(died).toEqual(["p"]);
+      expect([...heartbeats.aliveHeadNodes()]).toEqual(["s"]);
+    } finally {
+      spy.mockRestore();
+    }
+  });
+
+  test("ticks a little late are no pause: a node silent past the timeout is declared dead on time", () => {
+    let clockMs = 0;
+    const spy = vi.spyOn(globalThis.performance, "now").mockImplementation(() => clockMs);
+    try {
+      const heartbeats = new Heartbeats({
+        logger: { info: () => undefined, warn: () => undefined } as never,
+        heartbeatTimeoutMs: 5_000,
+        onReturn: () => undefined,
+      });
+      // Ticks every 2,400 ms, under two ticks of 1,250 ms apart: never a pause. p beats
+      // at the first three, then stops.
+      const alive: string[][] = [];
+      for (let tick = 1; tick <= 6; tick++) {
+        clockMs += 2_400;
+        if (tick <= 3) {
+          heartbeats.onHeartbeat(
+            heartbeat({ kind: "headnode", nodeId: "p" }),
+            subjects.heartbeat.build("headnode", "p"),
+          );
+        }
+        heartbeats.tick();
+        alive.push([...heartbeats.aliveHeadNodes()]);
+      }
+      expect(heartbeats.listening(clockMs)).toBe(false);
+      // Silent 2,400 and 4,800 ms: alive; 7,200 ms: dead.
+      expect(alive).toEqual([["p"], ["p"], ["p"], ["p"], ["p"], []]);
+    } finally {
+      spy.mockRestore();
+    }
+  });
+});
+
+describe("a service that beats too seldom for the coordinator's timeout", () => {
+  test("is reported when it joins, restarts or changes its interval, and only then", () => {
+    const membership = new Membership({ heartbeatTimeoutMs: 1_000 });
+    const types = (events: { type: string }[]) => events.map((event) => event.type);
+    // 600 ms: fewer than two heartbeats a second's timeout.
+    const slow = heartbeat({ intervalMs: 600 });
+    expect(membership.onHeartbeat(slow, 0)).toEqual([
+      expect.objectContaining({ type: "joined" }),
+      expect.objectContaining({ type: "too-slow", intervalMs: 600, timeoutMs: 1_000 }),
+    ]);
+    expect(types(membership.onHeartbeat({ ...slow, sequence: 1 }, 500))).toEqual([]);
+    // Two a timeout is enough.
+    expect(types(membership.onHeartbeat({ ...slow, sequence: 2, intervalMs: 500 }, 900))).toEqual(
+      [],
+    );
+    expect(types(membership.onHeartbeat({ ...slow, sequence: 3, intervalMs: 700 }, 1_400))).toEqual(
+      ["too-slow"],
+    );
+    // Restarted with the same setting: said again.
+    expect(
+      types(membership.onHeartbeat({ ...slow, pid: 101, sequence: 0, intervalMs: 700 }, 2_000)),
+    ).toEqual(["restarted", "too-slow"]);
+    // A service that does not say its interval is taken as it comes.
+    expect(types(membership.onHeartbeat(heartbeat({ nodeId: "sled-2" }), 2_100))).toEqual([
+      "joined",
+    ]);
+    expect(membership.list().find((member) => member.id === "sled-1")?.intervalMs).toBe(700);
+  });
+
+  test("is logged as an error naming both settings", () => {
+    const errors: string[] = [];
+    const heartbeats = new Heartbeats({
+      logger: {
+        info: () => undefined,
+        warn: () => undefined,
+        error: (_fields: unknown, message: string) => errors.push(message),
+      } as never,
+      heartbeatTimeoutMs: 5_000,
+      onReturn: () => undefined,
+    });
+    heartbeats.onHeartbeat(
+      heartbeat({ kind: "headnode", nodeId: "head-1", intervalMs: 3_000 }),
+      subjects.heartbeat.build("headnode", "head-1"),
+    );
+    heartbeats.onHeartbeat(
+      heartbeat({ kind: "headnode", nodeId: "head-2", intervalMs: 1_000 }),
+      subjects.heartbeat.build("headnode", "head-2"),
+    );
+    expect(errors).toEqual([
+      "headnode head-1 sends a heartbeat every 3000 ms, but this coordinator declares a node dead after 5000 ms of silence: fewer than 2 heartbeats a timeout, so one late or lost heartbeat has it declared dead and it flaps; set its BALLAST_HEARTBEAT_INTERVAL_MS (--heartbeat-interval-ms) to at most 2500 or the coordinators' BALLAST_HEARTBEAT_TIMEOUT_MS (--heartbeat-timeout-ms) to at least 6000",
+    ]);
+  });
+});

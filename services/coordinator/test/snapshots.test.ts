@@ -15,7 +15,7 @@
 // finishes the delete.
 
 import { BallastError, ErrorCode, type Message, subjects } from "@ballast/protocol";
-import { expect, test, vi } from "vitest";
+import { expect, test } from "vitest";
 import { Catalogue, keys } from "../src/catalogue.ts";
 import { snapshotRetryMs, snapshotRollbackMarkMs } from "../src/constants.ts";
 import { Snapshots } from "../src/snapshots.ts";
@@ -177,6 +177,8 @@ function start(
   store = new FakeStore(),
   // Shared by two leaders in turn: the partitions outlive the coordinator.
   primaries = [new FakePrimary(), new FakePrimary(), new FakePrimary()],
+  // The monotonic clock rollback marks are aged on (the real one if absent).
+  markClock?: () => number,
 ) {
   const catalogue = new Catalogue(store);
   store.put(keys.volume("v"), {
@@ -213,6 +215,7 @@ function start(
         { kind: "headnode", id: "head-1", alive: true },
       ],
     },
+    ...(markClock === undefined ? {} : { markClock }),
   });
   return { catalogue, primaries, snapshots, store };
 }
@@ -546,19 +549,18 @@ test("a rollback held up past its mark while the snapshot is deleted does not an
     .catch((error: BallastError) => error);
   await until(() => first.primaries[0]!.rolledBack.length === 1);
 
-  // The next leader's wall clock is past the mark's life: the delete goes on, and
-  // drops the snapshot on every partition (partition 1's rollback is already past its
-  // check, and is answered done below, as a head node that did not tell would).
-  const second = start({}, store, first.primaries);
-  const wall = Date.now();
-  const clock = vi.spyOn(Date, "now").mockReturnValue(wall + snapshotRollbackMarkMs + 1);
-  try {
-    expect(
-      await second.snapshots.delete({ type: "snapshot.delete.v1", volume: "v", name: "s" }),
-    ).toEqual({ deleted: true });
-  } finally {
-    clock.mockRestore();
-  }
+  // The next leader sees the mark, and a mark's life later by its own clock the delete
+  // goes on, and drops the snapshot on every partition (partition 1's rollback is
+  // already past its check, and is answered done below, as a head node that did not
+  // tell would).
+  let markClockMs = 0;
+  const second = start({}, store, first.primaries, () => markClockMs);
+  const deleteS = { type: "snapshot.delete.v1", volume: "v", name: "s" } as const;
+  expect(await second.snapshots.delete(deleteS).catch((error: BallastError) => error.code)).toBe(
+    ErrorCode.Unavailable,
+  );
+  markClockMs += snapshotRollbackMarkMs + 1;
+  expect(await second.snapshots.delete(deleteS)).toEqual({ deleted: true });
   for (const primary of first.primaries) expect(drops(primary)).toBe(1);
 
   open();
@@ -569,6 +571,49 @@ test("a rollback held up past its mark while the snapshot is deleted does not an
     /snapshot s of volume v was deleted while the rollback to it ran.*may be only partly rolled back/,
   );
   expect((answer as BallastError).details).toMatchObject({ deletedDuringRollback: true });
+});
+
+/**
+ * Snapshot `s` of `v`, with a rollback mark another leader wrote at `sinceMs` by its
+ * wall clock (its rollback running, or its leader dead), and a leader whose monotonic
+ * clock a test moves.
+ */
+async function markedByAnother(sinceMs: number) {
+  const store = new FakeStore();
+  const first = start({}, store);
+  await first.snapshots.create({ type: "snapshot.create.v1", volume: "v", name: "s" });
+  const read = (await first.catalogue.snapshot("v", "s"))!;
+  store.put("snapshot.v.s", { ...read.value, rollbacks: [{ token: "other", sinceMs }] });
+  const clock = { ms: 1_000 };
+  const leader = start({}, store, first.primaries, () => clock.ms);
+  const deleted = () =>
+    leader.snapshots
+      .delete({ type: "snapshot.delete.v1", volume: "v", name: "s" })
+      .catch((error: BallastError) => error);
+  return { clock, deleted, primaries: first.primaries };
+}
+
+test("a rollback mark written by a leader whose wall clock is behind still holds off a delete", async () => {
+  // The marking leader's clock two minutes behind this one's (or this one's stepped
+  // forward): by the wall clocks the mark is past its life, though written just now.
+  const { clock, deleted, primaries } = await markedByAnother(Date.now() - 2 * 60_000);
+  expect(await deleted()).toMatchObject({
+    code: ErrorCode.Unavailable,
+    message: expect.stringMatching(/snapshot s of v is being rolled back to/),
+  });
+  clock.ms += snapshotRollbackMarkMs;
+  expect(await deleted()).toMatchObject({ code: ErrorCode.Unavailable });
+  for (const primary of primaries) expect(drops(primary)).toBe(0);
+  // A mark's life after this leader first saw it, the mark holds nothing.
+  clock.ms += 1;
+  expect(await deleted()).toEqual({ deleted: true });
+});
+
+test("a rollback mark written by a leader whose wall clock is ahead holds off a delete for its life only", async () => {
+  const { clock, deleted } = await markedByAnother(Date.now() + 60 * 60_000);
+  expect(await deleted()).toMatchObject({ code: ErrorCode.Unavailable });
+  clock.ms += snapshotRollbackMarkMs + 1;
+  expect(await deleted()).toEqual({ deleted: true });
 });
 
 // A JetStream write can be stored and still fail at the client (its acknowledgement

@@ -75,6 +75,8 @@ export function leaderOver(
   gate: (call: StoreCall) => Promise<void>,
   // The cluster's answers, where a test scripts them (undefined: the defaults below).
   answer?: (subject: string, message: Message) => unknown,
+  // The monotonic clock its rollback marks are aged on (the real one if absent).
+  markClock?: () => number,
 ) {
   const catalogue = new Catalogue(new GatedStore(shared, gate));
   const service = {
@@ -105,9 +107,18 @@ export function leaderOver(
     tenures: { held: () => undefined, current: () => undefined },
     partitionBytesDefault: partitionBytes,
   });
-  const snapshots = new Snapshots({ service: service as never, catalogue });
+  const snapshots = new Snapshots({
+    service: service as never,
+    catalogue,
+    ...(markClock === undefined ? {} : { markClock }),
+  });
   const tenure = { term } as Tenure;
-  return { catalogue, volumes, snapshots, tenure };
+  /** This leader's cleanup of delete markers, all of them at once (as at age 0): one store call. */
+  const removeMarkers = async () => {
+    await gate({ method: "delete", key: ">" });
+    return shared.removeMarkers();
+  };
+  return { catalogue, volumes, snapshots, tenure, removeMarkers };
 }
 
 /** Volume `v` of two partitions, with partition records, and its snapshot `s1`. */

@@ -21,6 +21,12 @@ export const Heartbeat = z.object({
    * that recorded the old one. Absent from services that predate it.
    */
   disk: diskId.optional(),
+  /**
+   * How often it publishes heartbeats (its `heartbeatIntervalMs`), so that the
+   * coordinator can say when its heartbeat timeout leaves too few of them. Absent from
+   * services that predate it.
+   */
+  intervalMs: unsignedInteger.optional(),
 });
 
 /** Asks a node to describe itself. */
