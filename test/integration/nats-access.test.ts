@@ -4,10 +4,11 @@
 // the control bucket's JetStream API, and an anonymous or wrongly authenticated connection is refused.
 
 import { execFile, execFileSync } from "node:child_process";
-import { stat, writeFile } from "node:fs/promises";
+import { readFile, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { BallastClient } from "@ballast/client";
-import { encodeMessage, subjects } from "@ballast/protocol";
+import { buckets, encodeMessage, subjects } from "@ballast/protocol";
+import { Kvm } from "@nats-io/kv";
 import { connect } from "@nats-io/transport-node";
 import { afterAll, beforeAll, expect, test } from "vitest";
 import {
@@ -94,6 +95,52 @@ test("a client does volume I/O and is refused replication, sled and control subj
     // The connection survives the refusals and still does I/O.
     expect(await volume.read(8192, 4096)).toEqual(data);
     void watching;
+  } finally {
+    await client.close();
+  }
+}, 60_000);
+
+test("a client cannot make the coordinator answer into the control bucket", async () => {
+  // NATS checks a publisher's permission on the subject, not on the reply subject, and
+  // the coordinator (which may write the control bucket) publishes the reply as itself.
+  // It used to answer any reply subject: this overwrote the leader record (no
+  // coordinator led again) and a volume's record (the catalogue unreadable).
+  const kv = await new Kvm(cluster.bus.connection).open(buckets.control);
+  const keys = ["leader", "volume.access"];
+  const revisions = async () => Promise.all(keys.map(async (key) => (await kv.get(key))?.revision));
+  const before = await revisions();
+  expect(before.every((revision) => revision !== undefined)).toBe(true);
+  const client = await connectTestBus(cluster.cluster.natsUrl, "client");
+  try {
+    const describe = encodeMessage({ type: "volume.describe.v1", name: "access" });
+    for (const key of keys) {
+      client.connection.publish(subjects.coordinator.build(), describe, {
+        reply: `$KV.${buckets.control}.${key}`,
+      });
+    }
+    await client.connection.flush();
+    // Until the coordinator says it dropped both (after that nothing of theirs is in
+    // flight), or a key has moved (as it did).
+    const log = join(cluster.dataDir, "logs", "coordinator-1.log");
+    const dropped = async () =>
+      (await readFile(log, "utf8"))
+        .split("\n")
+        .filter((line) => line.includes("dropped a request whose reply subject is not an inbox"))
+        .length;
+    await expect
+      .poll(
+        async () =>
+          (await dropped()) === keys.length ||
+          JSON.stringify(await revisions()) !== JSON.stringify(before),
+        { timeout: 10_000 },
+      )
+      .toBe(true);
+    expect(await revisions()).toEqual(before);
+    expect(await dropped()).toBe(keys.length);
+    const listed = (await client.bus.request(subjects.coordinator.build(), {
+      type: "volume.list.v1",
+    })) as { volumes: { name: string }[] };
+    expect(listed.volumes.map((volume) => volume.name)).toContain("access");
   } finally {
     await client.close();
   }

@@ -16,7 +16,7 @@
 // publish only under its own kind; the coordinator accepts only those message types
 // there, and only client request types on `coordinator`.
 
-import { buckets, serviceKinds, subjectRoot, subjects } from "./subjects.ts";
+import { buckets, replyInboxPrefix, serviceKinds, subjectRoot, subjects } from "./subjects.ts";
 
 /** NATS users. `operator` is full access for the operator's own tools (scrub, chaos, tests). */
 export const natsRoles = [...serviceKinds, "client", "operator"] as const;
@@ -47,7 +47,7 @@ export function familyPatterns(family: SubjectFamily): string[] {
     case "replica":
       return [wildcardTokens(subjects.replica.build("v", 0, "n"), 3)];
     case "inbox":
-      return ["_INBOX.>"];
+      return [`${replyInboxPrefix}>`];
     case "jetstream":
       // The JetStream API, flow control and acks of the consumers KV listing uses.
       return ["$JS.API.>", "$JS.FC.>", "$JS.ACK.>"];

@@ -156,6 +156,21 @@ export function parseHeartbeatSubject(
   return { kind: kind as ServiceKind, nodeId };
 }
 
+/**
+ * Where replies go: every Ballast connection takes its reply subjects under this prefix
+ * (nats.js's inboxes), and a service answers a NATS request only when its reply subject
+ * is under it. NATS checks a publisher's permission on a message's subject, never on its
+ * reply subject, and the responder publishes the reply as its own user: a reply subject
+ * chosen by the sender would otherwise let anyone who may send a service a request make
+ * it publish wherever the service may (the coordinator: into the control bucket).
+ */
+export const replyInboxPrefix = "_INBOX.";
+
+/** Whether a service may answer a NATS request whose reply subject is `reply`. */
+export function isReplyInbox(reply: string): boolean {
+  return reply.length > replyInboxPrefix.length && reply.startsWith(replyInboxPrefix);
+}
+
 /** Names of the JetStream key-value buckets that hold control state. */
 export const buckets = {
   /** Cluster control state: volumes, partitions, replica sets, leases. */
