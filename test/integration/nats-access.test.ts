@@ -13,6 +13,7 @@ import { connect } from "@nats-io/transport-node";
 import { afterAll, beforeAll, expect, test } from "vitest";
 import {
   connectTestBus,
+  nodeInbox,
   startTestCluster,
   type TestCluster,
   temporaryDirectory,
@@ -54,8 +55,8 @@ test("a client does volume I/O and is refused replication, sled and control subj
     })();
     const forbidden = [
       subjects.replica.build("access", 0, "head-1"),
-      subjects.node.build("sled-1"),
-      subjects.node.build("head-1"),
+      subjects.node.build("sled", "sled-1"),
+      subjects.node.build("headnode", "head-1"),
       subjects.heartbeat.build("headnode", "head-9"),
       "$JS.API.STREAM.INFO.KV_ballast-control",
       "$KV.ballast-control.volume.access",
@@ -83,7 +84,7 @@ test("a client does volume I/O and is refused replication, sled and control subj
     ).rejects.toThrow(/refused a headnode.report.v1 message/);
     // A request to a sled fails instead of reaching it.
     await expect(
-      client.bus.connection.request(subjects.node.build("sled-1"), junk, { timeout: 2000 }),
+      client.bus.connection.request(subjects.node.build("sled", "sled-1"), junk, { timeout: 2000 }),
     ).rejects.toThrow(/permission|timeout|no responders/i);
     // Nor may a client listen to replication.
     const before = refused.length;
@@ -143,6 +144,47 @@ test("a client cannot make the coordinator answer into the control bucket", asyn
     expect(listed.volumes.map((volume) => volume.name)).toContain("access");
   } finally {
     await client.close();
+  }
+}, 60_000);
+
+test("a gateway cannot listen on a sled's or a head node's inbox, nor send replies of its own", async () => {
+  // Gateway credentials (every `ballast nbd` user's) could subscribe to every node inbox
+  // and publish on every _INBOX: a rogue answered a head node's link offer for sled-1
+  // and acknowledged chunk writes without storing them.
+  const gateway = await connectTestBus(cluster.cluster.natsUrl, "gateway");
+  try {
+    const refused: string[] = [];
+    const watching = (async () => {
+      for await (const status of gateway.connection.status()) {
+        if (status.type === "error") refused.push(String(status.error));
+      }
+    })();
+    const foreign = [nodeInbox(cluster.cluster, "sled-1"), nodeInbox(cluster.cluster, "head-1")];
+    for (const subject of foreign) gateway.connection.subscribe(subject);
+    // Its own kind's inboxes it may serve.
+    gateway.connection.subscribe(subjects.node.build("gateway", "gateway-9"));
+    gateway.connection.publish("_INBOX.forged.1", encodeMessage({ type: "cluster.status.v1" }));
+    await gateway.connection.flush();
+    await expect
+      .poll(() => refused.join("\n"), { timeout: 5000 })
+      .toMatch(/permissions violation for publish to "_INBOX\.forged\.1"/i);
+    for (const subject of foreign) {
+      expect(refused.join("\n")).toMatch(
+        new RegExp(
+          `permissions violation for subscription to "${subject.replaceAll(".", "\\.")}"`,
+          "i",
+        ),
+      );
+    }
+    expect(refused.join("\n")).not.toContain("gateway-9");
+    // The sled still answers a head node's kind of request, as itself.
+    const info = await cluster.bus.request(nodeInbox(cluster.cluster, "sled-1"), {
+      type: "node.info.v1",
+    });
+    expect(info.nodeId).toBe("sled-1");
+    void watching;
+  } finally {
+    await gateway.close();
   }
 }, 60_000);
 

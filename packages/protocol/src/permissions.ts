@@ -9,14 +9,28 @@
 // only the coordinator's request subject (catalogue, status) and volume I/O, and reads
 // its replies on _INBOX; it cannot publish replication traffic, a sled's or a head
 // node's inbox, heartbeats, or JetStream/KV. Services are trusted with their own
-// families. Permissions are per role, not per node: a head node can address any node
-// inbox, because node ids are not known when the credentials are made. What only
+// families. Permissions are per role, not per node: a head node can address any sled,
+// because node ids are not known when the credentials are made. Node inboxes carry the
+// service's kind, and each service role may subscribe only to its own kind's: a gateway
+// (whose credentials every `ballast nbd` user holds) cannot listen on a sled's inbox and
+// answer for it (take its chunk writes, hand out its link). Whoever answers requests
+// does so through nats-server's `allow_responses` (once per request received, within
+// replyPermissionMs), not through a right to publish on every _INBOX, so no service
+// can send a reply nobody asked it for. What only
 // services send the coordinator (head-node reports, checkpoint records) has its own
 // subject, `coordinatorServices`, which a client cannot publish and each service may
 // publish only under its own kind; the coordinator accepts only those message types
 // there, and only client request types on `coordinator`.
 
-import { buckets, replyInboxPrefix, serviceKinds, subjectRoot, subjects } from "./subjects.ts";
+import { replyPermissionMs } from "./limits.ts";
+import {
+  buckets,
+  replyInboxPrefix,
+  type ServiceKind,
+  serviceKinds,
+  subjectRoot,
+  subjects,
+} from "./subjects.ts";
 
 /** NATS users. `operator` is full access for the operator's own tools (scrub, chaos, tests). */
 export const natsRoles = [...serviceKinds, "client", "operator"] as const;
@@ -39,7 +53,7 @@ export function familyPatterns(family: SubjectFamily): string[] {
     case "coordinatorServices":
       return [subjects.coordinatorServices.pattern];
     case "node":
-      return [wildcardTokens(subjects.node.build("n"), 1)];
+      return [wildcardTokens(subjects.node.build("sled", "n"), 2)];
     case "volume":
       return [wildcardTokens(subjects.volume.build("v", 0), 2)];
     case "partitionControl":
@@ -102,10 +116,12 @@ export const permissionTable: Record<SubjectFamily, Record<NatsRole, Access>> = 
     operator: "both",
   },
   // Node inboxes: the coordinator configures head nodes, probes every service and
-  // drives sleds; head nodes read and write sleds. Every service answers on its own.
-  // Sleds take their inbox over links too (link scope `node`, protocol link.ts), whose
-  // token goes to whoever may publish here: only trusted services may, and granting a
-  // client or a gateway publish here would hand it that token as well.
+  // drives sleds; head nodes read and write sleds (which kinds each reaches:
+  // `nodeInboxesReached`). Every service answers on its own, and subscribes to its own
+  // kind's inboxes only. Sleds take their inbox over links too (link scope `node`,
+  // protocol link.ts), whose token goes to whoever may publish here: only trusted
+  // services may, and granting a client or a gateway publish here would hand it that
+  // token as well; a role that could subscribe to a sled's inbox could offer its own.
   node: {
     coordinator: "both",
     headnode: "both",
@@ -142,11 +158,13 @@ export const permissionTable: Record<SubjectFamily, Record<NatsRole, Access>> = 
     client: "none",
     operator: "both",
   },
+  // Replies: each requester reads its own. Services answer by `allow_responses`
+  // (`answersRequests`), so none needs to publish here.
   inbox: {
-    coordinator: "both",
-    headnode: "both",
-    sled: "both",
-    gateway: "both",
+    coordinator: "subscribe",
+    headnode: "subscribe",
+    sled: "subscribe",
+    gateway: "subscribe",
     client: "subscribe",
     operator: "both",
   },
@@ -169,9 +187,32 @@ export const permissionTable: Record<SubjectFamily, Record<NatsRole, Access>> = 
   },
 };
 
+/** Whose inboxes each role sends requests to: its publish on the `node` family. */
+export const nodeInboxesReached: Record<NatsRole, readonly ServiceKind[]> = {
+  coordinator: serviceKinds,
+  headnode: ["sled"],
+  sled: [],
+  gateway: [],
+  client: [],
+  operator: serviceKinds,
+};
+
+/** The roles that answer requests: nats-server lets each answer what it received. */
+export const answersRequests: Record<NatsRole, boolean> = {
+  coordinator: true,
+  headnode: true,
+  sled: true,
+  gateway: true,
+  client: false,
+  // Full access: it publishes on _INBOX anyway.
+  operator: false,
+};
+
 export interface RolePermissions {
   publish: string[];
   subscribe: string[];
+  /** nats-server's `allow_responses`: each request received may be answered this often, this long. */
+  responses?: { max: number; expiresMs: number };
 }
 
 /** The publish and subscribe allow-lists of one role, as nats-server takes them. */
@@ -182,6 +223,19 @@ export function permissionsOf(role: NatsRole): RolePermissions {
     const access = permissionTable[family][role];
     let patterns = familyPatterns(family);
     const ownKind = (serviceKinds as readonly string[]).includes(role);
+    if (family === "node" && ownKind) {
+      // Its own kind's inboxes to serve; the kinds it calls, to send to.
+      const kind = role as ServiceKind;
+      if (access === "subscribe" || access === "both") {
+        subscribe.push(subjects.node.kindPattern(kind));
+      }
+      if (access === "publish" || access === "both") {
+        publish.push(
+          ...nodeInboxesReached[role].map((reached) => subjects.node.kindPattern(reached)),
+        );
+      }
+      continue;
+    }
     if (family === "coordinatorServices" && ownKind && access === "publish") {
       // A service may report only as its own kind.
       publish.push(subjects.coordinatorServices.build(role as (typeof serviceKinds)[number]));
@@ -200,5 +254,7 @@ export function permissionsOf(role: NatsRole): RolePermissions {
     if (access === "publish" || access === "both") publish.push(...patterns);
     if (access === "subscribe" || access === "both") subscribe.push(...patterns);
   }
-  return { publish, subscribe };
+  return answersRequests[role]
+    ? { publish, subscribe, responses: { max: 1, expiresMs: replyPermissionMs } }
+    : { publish, subscribe };
 }

@@ -101,13 +101,22 @@ export const subjects = {
       return `${subjectRoot}.coordinator.from.${checkServiceKind(from)}`;
     },
   },
-  /** A node's own inbox: requests addressed to one service instance. */
+  /**
+   * A node's own inbox: requests addressed to one service instance. The kind is part of
+   * the subject so that NATS permissions can keep each role to its own kind's inboxes
+   * (permissions.ts): a gateway's credentials must not let it listen on, and answer
+   * for, a sled or a head node.
+   */
   node: {
-    pattern(nodeId: string): string {
-      return `${subjectRoot}.node.${checkNodeId(nodeId)}`;
+    pattern(kind: ServiceKind, nodeId: string): string {
+      return subjects.node.build(kind, nodeId);
     },
-    build(nodeId: string): string {
-      return `${subjectRoot}.node.${checkNodeId(nodeId)}`;
+    /** Every inbox of one kind: what a role of that kind may subscribe to. */
+    kindPattern(kind: ServiceKind): string {
+      return `${subjectRoot}.node.${checkServiceKind(kind)}.*`;
+    },
+    build(kind: ServiceKind, nodeId: string): string {
+      return `${subjectRoot}.node.${checkServiceKind(kind)}.${checkNodeId(nodeId)}`;
     },
   },
   /** Block I/O for one partition of a volume, served by that partition's primary. */

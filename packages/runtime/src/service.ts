@@ -378,7 +378,7 @@ export class Service {
     options: { link?: "node" } = {},
   ): Served {
     return this.serve(
-      subjects.node.build(this.nodeId),
+      subjects.node.build(this.kind, this.nodeId),
       { accept: [...accept, "node.info.v1" as const], ...options },
       (message, context) => {
         if (message.type === "node.info.v1") return this.info();

@@ -7,9 +7,10 @@
 // with `$KV.ballast-control.leader` as its reply subject, had the coordinator overwrite
 // its own leader record.
 
-import { encodeMessage } from "@ballast/protocol";
+import { encodeMessage, limits } from "@ballast/protocol";
 import { expect, test } from "vitest";
 import type { Bus } from "../src/bus.ts";
+import { requestDeadlineMsMax } from "../src/constants.ts";
 import { createLogger } from "../src/logger.ts";
 import { type Inbound, Service } from "../src/service.ts";
 
@@ -88,4 +89,9 @@ test("a request with an inbox reply, one by link, and a publish are all handled"
   expect(send("link", true)).toBe(1);
   expect(send(undefined)).toBe(0);
   expect(dispatched).toEqual(["request", "request", "publish"]);
+});
+
+test("nats-server lets a service answer for as long as any requester may wait", () => {
+  // Replies go by allow_responses, which expires after replyPermissionMs (permissions.ts).
+  expect(requestDeadlineMsMax).toBeLessThanOrEqual(limits.replyPermissionMs);
 });
