@@ -188,6 +188,44 @@ test("a gateway cannot listen on a sled's or a head node's inbox, nor send repli
   }
 }, 60_000);
 
+test("a client reads only the client role's replies", async () => {
+  // It could subscribe to _INBOX.>: other roles' replies, the coordinator's JetStream
+  // traffic (the control bucket's records) among them.
+  const client = await connectTestBus(cluster.cluster.natsUrl, "client");
+  try {
+    const refused: string[] = [];
+    const watching = (async () => {
+      for await (const status of client.connection.status()) {
+        if (status.type === "error") refused.push(String(status.error));
+      }
+    })();
+    for (const subject of ["_INBOX.>", "_INBOX.coordinator.>", "_INBOX.headnode.>"]) {
+      client.connection.subscribe(subject);
+    }
+    await client.connection.flush();
+    await expect
+      .poll(
+        () => refused.filter((error) => /permissions violation for subscription/i.test(error)),
+        {
+          timeout: 5000,
+        },
+      )
+      .toHaveLength(3);
+    // Its own requests are answered (on _INBOX.client.…), by nats.js's request and by
+    // the bus's.
+    const status = await client.connection.request(
+      subjects.coordinator.build(),
+      encodeMessage({ type: "volume.list.v1" }),
+      { timeout: 10_000 },
+    );
+    expect(status.subject.startsWith("_INBOX.client.")).toBe(true);
+    await client.bus.request(subjects.coordinator.build(), { type: "volume.list.v1" });
+    void watching;
+  } finally {
+    await client.close();
+  }
+}, 60_000);
+
 test("an anonymous connection and a wrong password are refused", async () => {
   await expect(connect({ servers: firstUrl, reconnect: false, timeout: 3000 })).rejects.toThrow(
     /authorization/i,

@@ -13,10 +13,10 @@
 // because node ids are not known when the credentials are made. Node inboxes carry the
 // service's kind, and each service role may subscribe only to its own kind's: a gateway
 // (whose credentials every `ballast nbd` user holds) cannot listen on a sled's inbox and
-// answer for it (take its chunk writes, hand out its link). Whoever answers requests
-// does so through nats-server's `allow_responses` (once per request received, within
-// replyPermissionMs), not through a right to publish on every _INBOX, so no service
-// can send a reply nobody asked it for. What only
+// answer for it (take its chunk writes, hand out its link). Sleds and gateways answer
+// through nats-server's `allow_responses` (once per request received, within
+// replyPermissionMs), not through a right to publish on every _INBOX, so they cannot
+// send a reply nobody asked them for. What only
 // services send the coordinator (head-node reports, checkpoint records) has its own
 // subject, `coordinatorServices`, which a client cannot publish and each service may
 // publish only under its own kind; the coordinator accepts only those message types
@@ -35,6 +35,22 @@ import {
 /** NATS users. `operator` is full access for the operator's own tools (scrub, chaos, tests). */
 export const natsRoles = [...serviceKinds, "client", "operator"] as const;
 export type NatsRole = (typeof natsRoles)[number];
+
+/** Whether `name` (a NATS user name) is one of the roles. */
+export function isNatsRole(name: string): name is NatsRole {
+  return (natsRoles as readonly string[]).includes(name);
+}
+
+/**
+ * The prefix of a role's reply subjects (nats.js's `inboxPrefix`): `_INBOX.<role>`, and
+ * the role may subscribe only under it, so one role does not read another's replies
+ * (which carry volume data, link offers, and the coordinator's JetStream traffic: the
+ * control bucket). Every connection of a role shares its prefix: clients sharing the
+ * client user still can read each other's replies.
+ */
+export function replyInboxOf(role: NatsRole): string {
+  return `${replyInboxPrefix}${role}`;
+}
 
 /** What a role may do on one family of subjects. */
 export type Access = "none" | "publish" | "subscribe" | "both";
@@ -158,11 +174,12 @@ export const permissionTable: Record<SubjectFamily, Record<NatsRole, Access>> = 
     client: "none",
     operator: "both",
   },
-  // Replies: each requester reads its own. Services answer by `allow_responses`
-  // (`answersRequests`), so none needs to publish here.
+  // Replies: each requester reads its own, under its role's prefix (replyInboxOf).
+  // Sleds and gateways answer by `allow_responses` (`answersByResponsePermission`);
+  // coordinators and head nodes publish their replies here.
   inbox: {
-    coordinator: "subscribe",
-    headnode: "subscribe",
+    coordinator: "both",
+    headnode: "both",
     sled: "subscribe",
     gateway: "subscribe",
     client: "subscribe",
@@ -197,14 +214,25 @@ export const nodeInboxesReached: Record<NatsRole, readonly ServiceKind[]> = {
   operator: serviceKinds,
 };
 
-/** The roles that answer requests: nats-server lets each answer what it received. */
-export const answersRequests: Record<NatsRole, boolean> = {
-  coordinator: true,
-  headnode: true,
+/**
+ * The roles that answer only what they received (nats-server's `allow_responses`), with
+ * no right to publish on _INBOX: sleds and gateways, the services whose credentials
+ * travel furthest (every `ballast nbd` user holds the gateway's), which are sent
+ * requests by trusted services only and answer each one. Not the coordinator or head
+ * nodes: nats-server keeps an entry per message delivered with a reply subject until it
+ * is answered or expires, and scans them all on each delivery once there are more than
+ * 4096. The coordinator is delivered JetStream messages (its KV watches) that are never
+ * answered, and a client may send either requests with a reply subject they drop
+ * (Service's isReplyInbox check): entries that would pile up for replyPermissionMs.
+ * Both are as trusted as the data they hold, and the check keeps their replies to
+ * _INBOX subjects.
+ */
+export const answersByResponsePermission: Record<NatsRole, boolean> = {
+  coordinator: false,
+  headnode: false,
   sled: true,
   gateway: true,
   client: false,
-  // Full access: it publishes on _INBOX anyway.
   operator: false,
 };
 
@@ -223,6 +251,13 @@ export function permissionsOf(role: NatsRole): RolePermissions {
     const access = permissionTable[family][role];
     let patterns = familyPatterns(family);
     const ownKind = (serviceKinds as readonly string[]).includes(role);
+    if (family === "inbox" && role !== "operator") {
+      // Its own replies only (replyInboxOf); the operator reads them all.
+      // Its own replies to read; anyone's to answer.
+      if (access === "subscribe" || access === "both") subscribe.push(`${replyInboxOf(role)}.>`);
+      if (access === "publish" || access === "both") publish.push(...patterns);
+      continue;
+    }
     if (family === "node" && ownKind) {
       // Its own kind's inboxes to serve; the kinds it calls, to send to.
       const kind = role as ServiceKind;
@@ -254,7 +289,7 @@ export function permissionsOf(role: NatsRole): RolePermissions {
     if (access === "publish" || access === "both") publish.push(...patterns);
     if (access === "subscribe" || access === "both") subscribe.push(...patterns);
   }
-  return answersRequests[role]
+  return answersByResponsePermission[role]
     ? { publish, subscribe, responses: { max: 1, expiresMs: replyPermissionMs } }
     : { publish, subscribe };
 }

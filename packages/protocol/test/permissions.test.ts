@@ -2,11 +2,14 @@ import { describe, expect, test } from "vitest";
 import {
   extraFamilies,
   familyPatterns,
+  isNatsRole,
   linkScopePrefixes,
   linkScopes,
   natsRoles,
   permissionsOf,
   permissionTable,
+  replyInboxOf,
+  replyInboxPrefix,
   serviceKinds,
   subjects,
 } from "../src/index.ts";
@@ -60,7 +63,7 @@ describe("the NATS permission table", () => {
     const client = permissionsOf("client");
     expect(allowed(client.publish, subjects.volume.build("demo", 0))).toBe(true);
     expect(allowed(client.publish, subjects.coordinator.build())).toBe(true);
-    expect(allowed(client.subscribe, "_INBOX.abc.1")).toBe(true);
+    expect(allowed(client.subscribe, `${replyInboxOf("client")}.abc.1`)).toBe(true);
     for (const subject of [
       subjects.replica.build("demo", 0, "head-1"),
       subjects.node.build("sled", "sled-1"),
@@ -102,9 +105,11 @@ describe("the NATS permission table", () => {
       for (const kind of serviceKinds) {
         expect(allowed(subscribe, inboxes[kind]), `${role} subscribes ${kind}`).toBe(kind === role);
       }
-      // Replies go by allow_responses: no service may publish on anyone's _INBOX.
-      expect(allowed(publish, "_INBOX.someone.1"), role).toBe(false);
-      expect(responses?.max, role).toBe(1);
+      // A sled or a gateway answers only what it received (allow_responses): it may not
+      // publish on anyone's _INBOX. The coordinator and head nodes may.
+      const byPermission = role === "sled" || role === "gateway";
+      expect(allowed(publish, "_INBOX.headnode.Nuid.1"), role).toBe(!byPermission);
+      expect(responses?.max, role).toBe(byPermission ? 1 : undefined);
     }
     expect(permissionsOf("client").responses).toBeUndefined();
     // Who sends to which kind's inboxes.
@@ -118,6 +123,23 @@ describe("the NATS permission table", () => {
         expect(allowed(permissionsOf(role).publish, subject), role).toBe(false);
       }
     }
+  });
+
+  test("each role reads only its own role's replies", () => {
+    // The client role could subscribe to _INBOX.>: every reply of every role, the
+    // coordinator's control-bucket traffic included.
+    for (const role of natsRoles) {
+      const { subscribe } = permissionsOf(role);
+      for (const other of natsRoles) {
+        const reply = `${replyInboxOf(other)}.Nuid123.7`;
+        expect(allowed(subscribe, reply), `${role} reads ${other}'s replies`).toBe(
+          role === other || role === "operator",
+        );
+      }
+      expect(isNatsRole(role)).toBe(true);
+      expect(replyInboxOf(role).startsWith(replyInboxPrefix)).toBe(true);
+    }
+    expect(isNatsRole("alice")).toBe(false);
   });
 
   test("a service beats only as its own kind", () => {
