@@ -169,7 +169,7 @@ export async function measureIdle(options: {
         "ballast.v1.heartbeat.*.*",
         "ballast.v1.coordinator",
         "ballast.v1.coordinator.from.*",
-        "ballast.v1.node.*",
+        "ballast.v1.node.*.*",
         "ballast.v1.volume.*.*",
         "ballast.v1.partition.*.*",
         "ballast.v1.replica.*.*.*",

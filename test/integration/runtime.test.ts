@@ -55,12 +55,12 @@ describe("service shell", () => {
     const client = await newBus("client-a");
     const result = await client.request(subjects.node.build("headnode", "head-a"), flushMessage);
     expect(result).toEqual({ flushedOpNum: 41 });
-    expect(seen).toEqual(["volume.flush.v1 on ballast.v1.node.head-a request=true"]);
+    expect(seen).toEqual(["volume.flush.v1 on ballast.v1.node.headnode.head-a request=true"]);
     const info = await client.request(subjects.node.build("headnode", "head-a"), {
       type: "node.info.v1",
     });
     expect(info).toMatchObject({ kind: "headnode", nodeId: "head-a", pid: process.pid });
-    expect(info.subjects).toEqual(["ballast.v1.node.head-a"]);
+    expect(info.subjects).toEqual(["ballast.v1.node.headnode.head-a"]);
     await service.stop("test");
     await client.connection.close();
   });
