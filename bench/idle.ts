@@ -138,7 +138,7 @@ export async function measureIdle(options: {
             wanted.slice(at, at + statusBatch).map(async ({ node, partition, role }) => {
               const status = await client
                 .request(
-                  subjects.node.build(node),
+                  subjects.node.build("headnode", node),
                   { type: "headnode.replica.status.v1", volume: "idle", partition },
                   { deadlineMs: 10_000 },
                 )
@@ -169,7 +169,7 @@ export async function measureIdle(options: {
         "ballast.v1.heartbeat.*.*",
         "ballast.v1.coordinator",
         "ballast.v1.coordinator.from.*",
-        "ballast.v1.node.*",
+        "ballast.v1.node.*.*",
         "ballast.v1.volume.*.*",
         "ballast.v1.partition.*.*",
         "ballast.v1.replica.*.*.*",

@@ -80,7 +80,7 @@ const cluster = await startTestCluster({
 });
 try {
   if (via === "links") cluster.bus.enableLinks(["node"]);
-  const inbox = subjects.node.build("sled-1");
+  const inbox = subjects.node.build("sled", "sled-1");
   const pid = cluster.cluster.pid("sled-1");
   const data = new Uint8Array(chunkBytes).map((_, at) => (at * 31) & 0xff);
   for (let chunk = 0; chunk < chunks; chunk++) {

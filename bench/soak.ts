@@ -208,7 +208,11 @@ export async function runSoak(partial: Partial<SoakOptions> = {}): Promise<SoakR
     await waitUntilHealthy(bus.bus, cluster.ids());
     const sleds = cluster.ids("sled");
     const stat = (sled: string) =>
-      bus!.bus.request(subjects.node.build(sled), { type: "sled.stat.v1" }, { deadlineMs: 5000 });
+      bus!.bus.request(
+        subjects.node.build("sled", sled),
+        { type: "sled.stat.v1" },
+        { deadlineMs: 5000 },
+      );
     capacityBytes = (await Promise.all(sleds.map(stat))).reduce(
       (sum, one) => sum + one.capacityBytes,
       0,
@@ -240,7 +244,7 @@ export async function runSoak(partial: Partial<SoakOptions> = {}): Promise<SoakR
       replicaCount: options.replicas,
     });
     const address = await waitFor("the gateway's NBD address", async () => {
-      const info = await bus!.bus.request(subjects.node.build("gateway-1"), {
+      const info = await bus!.bus.request(subjects.node.build("gateway", "gateway-1"), {
         type: "node.info.v1",
       });
       return typeof info.details.nbd === "string" ? (info.details.nbd as string) : undefined;

@@ -129,7 +129,11 @@ async function cacheCounts(
   node: string,
 ): Promise<CacheCounts | undefined> {
   const info = await bus.bus
-    .request(subjects.node.build(node), { type: "node.info.v1" }, { deadlineMs: 10_000 })
+    .request(
+      subjects.node.build("headnode", node),
+      { type: "node.info.v1" },
+      { deadlineMs: 10_000 },
+    )
     .catch(() => undefined);
   const stats = info?.details.chunkCache as Partial<CacheCounts> | undefined;
   if (typeof stats?.hits !== "number" || typeof stats.misses !== "number") return undefined;
@@ -355,7 +359,7 @@ async function main(): Promise<void> {
           "the volume flushed to sleds",
           async () => {
             const status = await watcher.bus.request(
-              subjects.node.build(primary),
+              subjects.node.build("headnode", primary),
               { type: "headnode.replica.status.v1", volume: "bench", partition: 0 },
               { deadlineMs: 10_000 },
             );

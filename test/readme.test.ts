@@ -47,9 +47,11 @@ const flagsIn = (text: string) => new Set(text.match(/--[a-z][a-z-]*/g) ?? []);
 /**
  * Each subject's pattern, as the code builds it, with every token that comes from a
  * parameter as `*`. A pattern that is a function is called with sentinel tokens: a
- * name where it takes a name, a number where it takes a partition number (found by
- * trying, since a wrong kind of token throws).
+ * name where it takes a name, a number where it takes a partition number, a service kind
+ * where it takes a kind (found by trying, since a wrong kind of token throws).
  */
+const sentinelKind = "gateway";
+
 function subjectPatterns(): Map<string, string> {
   const patterns = new Map<string, string>();
   for (const [key, entry] of Object.entries(subjects)) {
@@ -61,10 +63,13 @@ function subjectPatterns(): Map<string, string> {
     const arity = pattern.length;
     let built: string | undefined;
     let sentinels: string[] = [];
-    for (let kinds = 0; kinds < 2 ** arity && built === undefined; kinds++) {
-      const args = Array.from({ length: arity }, (_, index) =>
-        kinds & (2 ** index) ? 900_000_001 + index : `zzsentinel${index}`,
-      );
+    // Each parameter is tried as a name, a number and a service kind.
+    for (let kinds = 0; kinds < 3 ** arity && built === undefined; kinds++) {
+      const args = Array.from({ length: arity }, (_, index) => {
+        const kind = Math.floor(kinds / 3 ** index) % 3;
+        if (kind === 1) return 900_000_001 + index;
+        return kind === 2 ? sentinelKind : `zzsentinel${index}`;
+      });
       try {
         built = pattern(...args);
         sentinels = args.map(String);
@@ -185,7 +190,7 @@ describe("the README's wire table", () => {
         ["heartbeat", "ballast.v1.heartbeat.*.*"],
         ["coordinator", "ballast.v1.coordinator"],
         ["coordinatorServices", "ballast.v1.coordinator.from.*"],
-        ["node", "ballast.v1.node.*"],
+        ["node", "ballast.v1.node.*.*"],
         ["volume", "ballast.v1.volume.*.*"],
         ["partitionControl", "ballast.v1.partition.*.*"],
         ["replica", "ballast.v1.replica.*.*.*"],

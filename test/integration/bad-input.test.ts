@@ -6,7 +6,12 @@
 import { decodeValue, ErrorCode, limits, subjects } from "@ballast/protocol";
 import { pack } from "msgpackr";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { startTestCluster, type TestCluster, waitUntilHealthy } from "../support/cluster.ts";
+import {
+  nodeInbox,
+  startTestCluster,
+  type TestCluster,
+  waitUntilHealthy,
+} from "../support/cluster.ts";
 
 let cluster: TestCluster;
 
@@ -46,16 +51,20 @@ const badPayloads: [string, () => Uint8Array, string][] = [
 describe("bad input on every subject", () => {
   test("each service lists its subjects", async () => {
     for (const id of cluster.cluster.ids()) {
-      const info = await cluster.bus.request(subjects.node.build(id), { type: "node.info.v1" });
+      const info = await cluster.bus.request(nodeInbox(cluster.cluster, id), {
+        type: "node.info.v1",
+      });
       expect(info.subjects.length).toBeGreaterThan(0);
-      expect(info.subjects).toContain(subjects.node.build(id));
+      expect(info.subjects).toContain(nodeInbox(cluster.cluster, id));
     }
   });
 
   test("malformed, unknown, unexpected and oversized messages get typed errors", async () => {
     let checked = 0;
     for (const id of cluster.cluster.ids()) {
-      const info = await cluster.bus.request(subjects.node.build(id), { type: "node.info.v1" });
+      const info = await cluster.bus.request(nodeInbox(cluster.cluster, id), {
+        type: "node.info.v1",
+      });
       for (const pattern of info.subjects) {
         const subject = concrete(pattern);
         for (const [what, payload, code] of badPayloads) {
@@ -91,7 +100,9 @@ describe("bad input on every subject", () => {
   test("every service is still healthy and serving afterwards", async () => {
     const status = await waitUntilHealthy(cluster.bus, cluster.cluster.ids());
     for (const id of cluster.cluster.ids()) {
-      const info = await cluster.bus.request(subjects.node.build(id), { type: "node.info.v1" });
+      const info = await cluster.bus.request(nodeInbox(cluster.cluster, id), {
+        type: "node.info.v1",
+      });
       expect(info.nodeId).toBe(id);
       // Same process as before: nothing crashed and restarted.
       expect(status.services.find((service) => service.id === id)?.pid).toBe(

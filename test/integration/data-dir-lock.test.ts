@@ -63,7 +63,7 @@ function chunk(seed: number): Uint8Array<ArrayBuffer> {
 }
 
 test("a second sled on a running sled's directory exits with the holder named; the first serves on", async () => {
-  const inbox = subjects.node.build("sled-1");
+  const inbox = subjects.node.build("sled", "sled-1");
   const owner = { volume: "vol-lock", partition: 0 };
   const before = chunk(1);
   await cluster.bus.request(inbox, {
@@ -113,6 +113,8 @@ test("a second head node on a running head node's directory exits before taking 
   expect(second.stderr).toContain(`is in use by headnode head-1 (pid ${pid})`);
   expect((await readFile(sessionFile)).equals(session)).toBe(true);
   expect(cluster.cluster.isRunning("head-1")).toBe(true);
-  const info = await cluster.bus.request(subjects.node.build("head-1"), { type: "node.info.v1" });
+  const info = await cluster.bus.request(subjects.node.build("headnode", "head-1"), {
+    type: "node.info.v1",
+  });
   expect(info.pid).toBe(pid);
 });

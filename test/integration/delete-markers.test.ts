@@ -6,7 +6,7 @@
 
 import { randomBytes } from "node:crypto";
 import { type RunningNatsServer, startNatsServer } from "@ballast/cli";
-import { buckets, permissionsOf } from "@ballast/protocol";
+import { buckets, permissionsOf, replyInboxOf } from "@ballast/protocol";
 import { Bucket, Kvm } from "@nats-io/kv";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, expect, test } from "vitest";
@@ -39,7 +39,13 @@ beforeAll(async () => {
     directory: directory.path,
     users: [{ user: "coordinator", password, permissions: permissionsOf("coordinator") }],
   });
-  connection = await connect({ servers: nats.url, user: "coordinator", pass: password });
+  connection = await connect({
+    servers: nats.url,
+    user: "coordinator",
+    pass: password,
+    // The coordinator role reads only replies under its own prefix (permissions.ts).
+    inboxPrefix: replyInboxOf("coordinator"),
+  });
   const opened = await new Kvm(connection).create(buckets.control, { history: 8 });
   if (!(opened instanceof Bucket)) throw new Error("not a bucket");
   kv = opened;

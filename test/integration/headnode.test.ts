@@ -37,7 +37,7 @@ afterAll(() => cluster?.stop());
 async function configure(nodes: string[], primary: string, secondaries: string[]) {
   return Promise.all(
     nodes.map((node) =>
-      cluster.bus.request(subjects.node.build(node), {
+      cluster.bus.request(subjects.node.build("headnode", node), {
         type: "headnode.configure.v1",
         volume,
         partition: 0,
@@ -108,7 +108,7 @@ async function expectModel(): Promise<void> {
 }
 
 async function replicaStatus(node: string) {
-  return cluster.bus.request(subjects.node.build(node), {
+  return cluster.bus.request(subjects.node.build("headnode", node), {
     type: "headnode.replica.status.v1",
     volume,
     partition: 0,
@@ -191,7 +191,7 @@ describe("head nodes on real processes", () => {
     }
     // A secondary does not listen on the volume subject; its inbox refuses volume I/O.
     await expect(
-      cluster.bus.request(subjects.node.build("head-2"), {
+      cluster.bus.request(subjects.node.build("headnode", "head-2"), {
         type: "volume.flush.v1",
         volume,
         partition: 0,

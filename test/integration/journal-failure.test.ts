@@ -214,7 +214,7 @@ let nextWrite = 0;
 
 async function replicaStatus(node: string) {
   return cluster.bus.request(
-    subjects.node.build(node),
+    subjects.node.build("headnode", node),
     { type: "headnode.replica.status.v1", volume, partition: 0 },
     { deadlineMs: 3000 },
   );
@@ -570,7 +570,7 @@ test("a lone primary's journal fails: it is not reopened from that journal in th
   );
   const status = await cluster.bus
     .request(
-      subjects.node.build(victim),
+      subjects.node.build("headnode", victim),
       { type: "headnode.replica.status.v1", volume: alone, partition: 0 },
       { deadlineMs: 3000 },
     )

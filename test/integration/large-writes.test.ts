@@ -32,7 +32,7 @@ function pattern(block: number, round: number): Uint8Array {
 /** How many replication publishes node `id` took by link (runtime service.ts's info). */
 async function replicaPublishesOf(bus: Bus, id: string): Promise<number> {
   const info = await bus.request(
-    subjects.node.build(id),
+    subjects.node.build("headnode", id),
     { type: "node.info.v1" },
     { deadlineMs: 2000 },
   );

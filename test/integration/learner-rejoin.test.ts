@@ -37,7 +37,7 @@ afterAll(async () => {
 });
 
 function replicaStatus(node: string) {
-  return cluster.bus.request(subjects.node.build(node), {
+  return cluster.bus.request(subjects.node.build("headnode", node), {
     type: "headnode.replica.status.v1",
     volume: "rejoin",
     partition: 0,

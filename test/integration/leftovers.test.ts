@@ -28,7 +28,7 @@ beforeAll(async () => {
 afterAll(() => cluster?.stop());
 
 async function putBlob(key: string): Promise<void> {
-  const subject = subjects.node.build(sled);
+  const subject = subjects.node.build("sled", sled);
   const data = new Uint8Array(4096).fill(7);
   const begun = await cluster.bus.request(subject, {
     type: "sled.blob.begin.v1",
@@ -46,14 +46,14 @@ async function putBlob(key: string): Promise<void> {
 }
 
 async function held(): Promise<string[]> {
-  const subject = subjects.node.build(sled);
+  const subject = subjects.node.build("sled", sled);
   const chunks = await cluster.bus.request(subject, { type: "sled.chunk.list.v1" });
   const blobs = await cluster.bus.request(subject, { type: "sled.blob.list.v1" });
   return [...chunks.chunks.map((chunk) => chunk.chunkId), ...blobs.blobs.map((blob) => blob.key)];
 }
 
 test("objects of an incarnation no record names are deleted; objects of no incarnation stay", async () => {
-  const subject = subjects.node.build(sled);
+  const subject = subjects.node.build("sled", sled);
   const data = new Uint8Array(4096).fill(3);
   await cluster.bus.request(subject, {
     type: "sled.chunk.write.v1",

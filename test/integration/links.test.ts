@@ -277,7 +277,7 @@ describe("a sled's inbox over links", () => {
     const chunk = new Uint8Array(4 << 20).map((_, index) => index % 251);
     try {
       for (const sled of [linked, unlinked]) {
-        const inbox = subjects.node.build(sled.service.nodeId);
+        const inbox = subjects.node.build("sled", sled.service.nodeId);
         // The first goes over NATS and asks for a link; the next ones by link, if offered.
         await head.request(inbox, { type: "node.info.v1" });
         await waitFor("an offer", () =>
@@ -320,7 +320,7 @@ describe("a cluster over links", () => {
   /** The `links` part of a node's info details (runtime service.ts). */
   async function linksOf(bus: Bus, id: string): Promise<NodeLinks> {
     const info = await bus.request(
-      subjects.node.build(id),
+      subjects.node.build("headnode", id),
       { type: "node.info.v1" },
       { deadlineMs: 2000 },
     );

@@ -4,14 +4,16 @@
 // the control bucket's JetStream API, and an anonymous or wrongly authenticated connection is refused.
 
 import { execFile, execFileSync } from "node:child_process";
-import { lstat, readdir, stat, writeFile } from "node:fs/promises";
+import { lstat, readdir, readFile, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { BallastClient } from "@ballast/client";
-import { encodeMessage, subjects } from "@ballast/protocol";
+import { buckets, encodeMessage, subjects } from "@ballast/protocol";
+import { Kvm } from "@nats-io/kv";
 import { connect } from "@nats-io/transport-node";
 import { afterAll, beforeAll, expect, test } from "vitest";
 import {
   connectTestBus,
+  nodeInbox,
   startTestCluster,
   type TestCluster,
   temporaryDirectory,
@@ -53,8 +55,8 @@ test("a client does volume I/O and is refused replication, sled and control subj
     })();
     const forbidden = [
       subjects.replica.build("access", 0, "head-1"),
-      subjects.node.build("sled-1"),
-      subjects.node.build("head-1"),
+      subjects.node.build("sled", "sled-1"),
+      subjects.node.build("headnode", "head-1"),
       subjects.heartbeat.build("headnode", "head-9"),
       "$JS.API.STREAM.INFO.KV_ballast-control",
       "$KV.ballast-control.volume.access",
@@ -82,7 +84,7 @@ test("a client does volume I/O and is refused replication, sled and control subj
     ).rejects.toThrow(/refused a headnode.report.v1 message/);
     // A request to a sled fails instead of reaching it.
     await expect(
-      client.bus.connection.request(subjects.node.build("sled-1"), junk, { timeout: 2000 }),
+      client.bus.connection.request(subjects.node.build("sled", "sled-1"), junk, { timeout: 2000 }),
     ).rejects.toThrow(/permission|timeout|no responders/i);
     // Nor may a client listen to replication.
     const before = refused.length;
@@ -93,6 +95,131 @@ test("a client does volume I/O and is refused replication, sled and control subj
       .toMatch(/permissions violation for subscription/i);
     // The connection survives the refusals and still does I/O.
     expect(await volume.read(8192, 4096)).toEqual(data);
+    void watching;
+  } finally {
+    await client.close();
+  }
+}, 60_000);
+
+test("a client cannot make the coordinator answer into the control bucket", async () => {
+  // NATS checks a publisher's permission on the subject, not on the reply subject, and
+  // the coordinator (which may write the control bucket) publishes the reply as itself.
+  // It used to answer any reply subject: this overwrote the leader record (no
+  // coordinator led again) and a volume's record (the catalogue unreadable).
+  const kv = await new Kvm(cluster.bus.connection).open(buckets.control);
+  const keys = ["leader", "volume.access"];
+  const revisions = async () => Promise.all(keys.map(async (key) => (await kv.get(key))?.revision));
+  const before = await revisions();
+  expect(before.every((revision) => revision !== undefined)).toBe(true);
+  const client = await connectTestBus(cluster.cluster.natsUrl, "client");
+  try {
+    const describe = encodeMessage({ type: "volume.describe.v1", name: "access" });
+    for (const key of keys) {
+      client.connection.publish(subjects.coordinator.build(), describe, {
+        reply: `$KV.${buckets.control}.${key}`,
+      });
+    }
+    await client.connection.flush();
+    // Until the coordinator says it dropped both (after that nothing of theirs is in
+    // flight), or a key has moved (as it did).
+    const log = join(cluster.dataDir, "logs", "coordinator-1.log");
+    const dropped = async () =>
+      (await readFile(log, "utf8"))
+        .split("\n")
+        .filter((line) => line.includes("dropped a request whose reply subject is not an inbox"))
+        .length;
+    await expect
+      .poll(
+        async () =>
+          (await dropped()) === keys.length ||
+          JSON.stringify(await revisions()) !== JSON.stringify(before),
+        { timeout: 10_000 },
+      )
+      .toBe(true);
+    expect(await revisions()).toEqual(before);
+    expect(await dropped()).toBe(keys.length);
+    const listed = (await client.bus.request(subjects.coordinator.build(), {
+      type: "volume.list.v1",
+    })) as { volumes: { name: string }[] };
+    expect(listed.volumes.map((volume) => volume.name)).toContain("access");
+  } finally {
+    await client.close();
+  }
+}, 60_000);
+
+test("a gateway cannot listen on a sled's or a head node's inbox, nor send replies of its own", async () => {
+  // Gateway credentials (every `ballast nbd` user's) could subscribe to every node inbox
+  // and publish on every _INBOX: a rogue answered a head node's link offer for sled-1
+  // and acknowledged chunk writes without storing them.
+  const gateway = await connectTestBus(cluster.cluster.natsUrl, "gateway");
+  try {
+    const refused: string[] = [];
+    const watching = (async () => {
+      for await (const status of gateway.connection.status()) {
+        if (status.type === "error") refused.push(String(status.error));
+      }
+    })();
+    const foreign = [nodeInbox(cluster.cluster, "sled-1"), nodeInbox(cluster.cluster, "head-1")];
+    for (const subject of foreign) gateway.connection.subscribe(subject);
+    // Its own kind's inboxes it may serve.
+    gateway.connection.subscribe(subjects.node.build("gateway", "gateway-9"));
+    gateway.connection.publish("_INBOX.forged.1", encodeMessage({ type: "cluster.status.v1" }));
+    await gateway.connection.flush();
+    await expect
+      .poll(() => refused.join("\n"), { timeout: 5000 })
+      .toMatch(/permissions violation for publish to "_INBOX\.forged\.1"/i);
+    for (const subject of foreign) {
+      expect(refused.join("\n")).toMatch(
+        new RegExp(
+          `permissions violation for subscription to "${subject.replaceAll(".", "\\.")}"`,
+          "i",
+        ),
+      );
+    }
+    expect(refused.join("\n")).not.toContain("gateway-9");
+    // The sled still answers a head node's kind of request, as itself.
+    const info = await cluster.bus.request(nodeInbox(cluster.cluster, "sled-1"), {
+      type: "node.info.v1",
+    });
+    expect(info.nodeId).toBe("sled-1");
+    void watching;
+  } finally {
+    await gateway.close();
+  }
+}, 60_000);
+
+test("a client reads only the client role's replies", async () => {
+  // It could subscribe to _INBOX.>: other roles' replies, the coordinator's JetStream
+  // traffic (the control bucket's records) among them.
+  const client = await connectTestBus(cluster.cluster.natsUrl, "client");
+  try {
+    const refused: string[] = [];
+    const watching = (async () => {
+      for await (const status of client.connection.status()) {
+        if (status.type === "error") refused.push(String(status.error));
+      }
+    })();
+    for (const subject of ["_INBOX.>", "_INBOX.coordinator.>", "_INBOX.headnode.>"]) {
+      client.connection.subscribe(subject);
+    }
+    await client.connection.flush();
+    await expect
+      .poll(
+        () => refused.filter((error) => /permissions violation for subscription/i.test(error)),
+        {
+          timeout: 5000,
+        },
+      )
+      .toHaveLength(3);
+    // Its own requests are answered (on _INBOX.client.…), by nats.js's request and by
+    // the bus's.
+    const status = await client.connection.request(
+      subjects.coordinator.build(),
+      encodeMessage({ type: "volume.list.v1" }),
+      { timeout: 10_000 },
+    );
+    expect(status.subject.startsWith("_INBOX.client.")).toBe(true);
+    await client.bus.request(subjects.coordinator.build(), { type: "volume.list.v1" });
     void watching;
   } finally {
     await client.close();

@@ -127,7 +127,7 @@ describe("large NATS messages", () => {
         }),
       );
       for (let round = 0; round < 3; round += 1) {
-        const result = await client.request(subjects.node.build(nodeId), {
+        const result = await client.request(subjects.node.build("headnode", nodeId), {
           type: "volume.write.v1",
           volume: "v",
           partition: 0,

@@ -71,7 +71,7 @@ async function startResponder() {
 
 const flush = (bus: Bus, deadlineMs: number) =>
   bus.request(
-    subjects.node.build("head-r"),
+    subjects.node.build("headnode", "head-r"),
     { type: "volume.flush.v1", volume: "v", partition: 0, epoch: 1 },
     { deadlineMs },
   );

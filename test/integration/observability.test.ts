@@ -43,7 +43,7 @@ beforeAll(async () => {
     });
   }
   const nbd = await waitFor("the gateway's NBD address", async () => {
-    const result = await cluster.bus.request(subjects.node.build("gateway-1"), {
+    const result = await cluster.bus.request(subjects.node.build("gateway", "gateway-1"), {
       type: "node.info.v1",
     });
     return typeof result.details.nbd === "string" ? (result.details.nbd as string) : undefined;

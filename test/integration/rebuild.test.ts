@@ -26,7 +26,7 @@ beforeAll(async () => {
 afterAll(() => cluster?.stop());
 
 async function replicaStatus(node: string) {
-  return cluster.bus.request(subjects.node.build(node), {
+  return cluster.bus.request(subjects.node.build("headnode", node), {
     type: "headnode.replica.status.v1",
     volume: "rb",
     partition: 0,
@@ -35,7 +35,7 @@ async function replicaStatus(node: string) {
 
 /** Flips one byte inside a blob's data on a sled's device file. */
 async function corruptBlob(sled: string, key: string): Promise<void> {
-  const node = subjects.node.build(sled);
+  const node = subjects.node.build("sled", sled);
   const { blobs } = await cluster.bus.request(node, { type: "sled.blob.list.v1", prefix: key });
   const blob = blobs.find((candidate) => candidate.key === key);
   expect(blob, `blob ${key} on ${sled}`).toBeDefined();

@@ -41,7 +41,9 @@ async function usage(): Promise<Usage> {
   const stats = await Promise.all(
     cluster.cluster
       .ids("sled")
-      .map((sled) => cluster.bus.request(subjects.node.build(sled), { type: "sled.stat.v1" })),
+      .map((sled) =>
+        cluster.bus.request(subjects.node.build("sled", sled), { type: "sled.stat.v1" }),
+      ),
   );
   return {
     usedBytes: stats.reduce((sum, stat) => sum + stat.usedBytes, 0),

@@ -31,7 +31,7 @@ beforeAll(async () => {
     partitionBytes,
   });
   nbd = await waitFor("the gateway's NBD address", async () => {
-    const result = await cluster.bus.request(subjects.node.build("gateway-1"), {
+    const result = await cluster.bus.request(subjects.node.build("gateway", "gateway-1"), {
       type: "node.info.v1",
     });
     return typeof result.details.nbd === "string" ? (result.details.nbd as string) : undefined;
@@ -51,7 +51,7 @@ async function qemuIo(commands: string[]): Promise<string> {
 
 /** Open NBD connections to `disk` the gateway reports. */
 async function attached(): Promise<number> {
-  const info = await cluster.bus.request(subjects.node.build("gateway-1"), {
+  const info = await cluster.bus.request(subjects.node.build("gateway", "gateway-1"), {
     type: "node.info.v1",
   });
   const counts = info.details.attached as Record<string, number> | undefined;

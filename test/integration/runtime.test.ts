@@ -53,12 +53,14 @@ describe("service shell", () => {
       return { flushedOpNum: 41 };
     });
     const client = await newBus("client-a");
-    const result = await client.request(subjects.node.build("head-a"), flushMessage);
+    const result = await client.request(subjects.node.build("headnode", "head-a"), flushMessage);
     expect(result).toEqual({ flushedOpNum: 41 });
-    expect(seen).toEqual(["volume.flush.v1 on ballast.v1.node.head-a request=true"]);
-    const info = await client.request(subjects.node.build("head-a"), { type: "node.info.v1" });
+    expect(seen).toEqual(["volume.flush.v1 on ballast.v1.node.headnode.head-a request=true"]);
+    const info = await client.request(subjects.node.build("headnode", "head-a"), {
+      type: "node.info.v1",
+    });
     expect(info).toMatchObject({ kind: "headnode", nodeId: "head-a", pid: process.pid });
-    expect(info.subjects).toEqual(["ballast.v1.node.head-a"]);
+    expect(info.subjects).toEqual(["ballast.v1.node.headnode.head-a"]);
     await service.stop("test");
     await client.connection.close();
   });
@@ -75,7 +77,7 @@ describe("service shell", () => {
       return { flushedOpNum: 1 };
     });
     const client = await newBus("client-b");
-    const subject = subjects.node.build("head-b");
+    const subject = subjects.node.build("headnode", "head-b");
     await expect(client.request(subject, flushMessage)).rejects.toMatchObject({
       code: ErrorCode.WrongEpoch,
       message: "epoch 1 is old",
@@ -98,13 +100,13 @@ describe("service shell", () => {
     });
     const client = await newBus("client-c");
     await expect(
-      client.request(subjects.node.build("head-c"), flushMessage, { deadlineMs: 100 }),
+      client.request(subjects.node.build("headnode", "head-c"), flushMessage, { deadlineMs: 100 }),
     ).rejects.toMatchObject({ code: ErrorCode.Timeout });
     await expect(
-      client.request(subjects.node.build("nobody"), flushMessage, { deadlineMs: 1000 }),
+      client.request(subjects.node.build("sled", "nobody"), flushMessage, { deadlineMs: 1000 }),
     ).rejects.toMatchObject({ code: ErrorCode.Unavailable });
     expect(() =>
-      client.request(subjects.node.build("head-c"), flushMessage, { deadlineMs: 0 }),
+      client.request(subjects.node.build("headnode", "head-c"), flushMessage, { deadlineMs: 0 }),
     ).toThrow(BallastError);
     await service.stop("test");
     await client.connection.close();
@@ -115,7 +117,7 @@ describe("service shell", () => {
     let running = 0;
     let runningMax = 0;
     service.serve(
-      subjects.node.build("head-d"),
+      subjects.node.build("headnode", "head-d"),
       { accept: ["volume.flush.v1"], inflightMax: 2 },
       async () => {
         running++;
@@ -127,7 +129,9 @@ describe("service shell", () => {
     );
     const client = await newBus("client-d");
     await Promise.all(
-      Array.from({ length: 8 }, () => client.request(subjects.node.build("head-d"), flushMessage)),
+      Array.from({ length: 8 }, () =>
+        client.request(subjects.node.build("headnode", "head-d"), flushMessage),
+      ),
     );
     expect(runningMax).toBe(2);
     await service.stop("test");
@@ -144,7 +148,7 @@ describe("service shell", () => {
       markDone = resolve;
     });
     service.serve(
-      subjects.node.build("head-i"),
+      subjects.node.build("headnode", "head-i"),
       { accept: ["volume.flush.v1"] },
       async (message) => {
         const sequence = (message as { partition: number }).partition;
@@ -158,7 +162,10 @@ describe("service shell", () => {
     await service.bus.connection.flush(); // subscribed at the server before anything is sent
     const client = await newBus("client-i");
     for (let sequence = 0; sequence < count; sequence++) {
-      client.publish(subjects.node.build("head-i"), { ...flushMessage, partition: sequence });
+      client.publish(subjects.node.build("headnode", "head-i"), {
+        ...flushMessage,
+        partition: sequence,
+      });
     }
     await done;
     expect(started).toEqual(Array.from({ length: count }, (_, sequence) => sequence));
@@ -171,7 +178,7 @@ describe("service shell", () => {
     const service = await newService("head-j");
     const events: string[] = [];
     service.serve(
-      subjects.node.build("head-j"),
+      subjects.node.build("headnode", "head-j"),
       { accept: ["volume.flush.v1"], inflightMax: 1 },
       async (message) => {
         const sequence = (message as { partition: number }).partition;
@@ -185,7 +192,10 @@ describe("service shell", () => {
     const client = await newBus("client-j");
     const results = await Promise.all(
       Array.from({ length: 6 }, (_, sequence) =>
-        client.request(subjects.node.build("head-j"), { ...flushMessage, partition: sequence }),
+        client.request(subjects.node.build("headnode", "head-j"), {
+          ...flushMessage,
+          partition: sequence,
+        }),
       ),
     );
     expect(results).toEqual(
@@ -206,7 +216,7 @@ describe("service shell", () => {
       markStarted = resolve;
     });
     const served = service.serve(
-      subjects.node.build("head-k"),
+      subjects.node.build("headnode", "head-k"),
       { accept: ["volume.flush.v1"], inflightMax: 1 },
       async (message) => {
         const sequence = (message as { partition: number }).partition;
@@ -220,7 +230,10 @@ describe("service shell", () => {
     const client = await newBus("client-k");
     // Five requests: one runs, four wait behind it (delivered, not yet handled).
     const replies = Array.from({ length: 5 }, (_, sequence) =>
-      client.request(subjects.node.build("head-k"), { ...flushMessage, partition: sequence }),
+      client.request(subjects.node.build("headnode", "head-k"), {
+        ...flushMessage,
+        partition: sequence,
+      }),
     );
     await firstStarted;
     await new Promise((resolve) => setTimeout(resolve, 20));
@@ -232,7 +245,7 @@ describe("service shell", () => {
     );
     expect(service.subjects).toEqual([]);
     await expect(
-      client.request(subjects.node.build("head-k"), flushMessage, { deadlineMs: 500 }),
+      client.request(subjects.node.build("headnode", "head-k"), flushMessage, { deadlineMs: 500 }),
     ).rejects.toMatchObject({ code: ErrorCode.Unavailable });
     expect(handled).toHaveLength(5);
     await service.stop("test");
@@ -247,10 +260,10 @@ describe("service shell", () => {
     await service.bus.connection.flush(); // subscribed at the server before anything is sent
     const client = await newBus("client-l");
     await expect(
-      client.request(subjects.node.build("head-l"), { ...flushMessage, partition: 3 }),
+      client.request(subjects.node.build("headnode", "head-l"), { ...flushMessage, partition: 3 }),
     ).resolves.toEqual({ flushedOpNum: 3 });
     await expect(
-      client.request(subjects.node.build("head-l"), {
+      client.request(subjects.node.build("headnode", "head-l"), {
         type: "volume.read.v1",
         volume: "v",
         partition: 0,
@@ -276,14 +289,14 @@ describe("service shell", () => {
       order.push("files closed");
     });
     const client = await newBus("client-e");
-    const pending = client.request(subjects.node.build("head-e"), flushMessage);
+    const pending = client.request(subjects.node.build("headnode", "head-e"), flushMessage);
     await new Promise((resolve) => setTimeout(resolve, 100));
     const stopped = service.stop("test");
     await expect(pending).resolves.toEqual({ flushedOpNum: 7 });
     await stopped;
     expect(order).toEqual(["handler started", "handler finished", "files closed"]);
     await expect(
-      client.request(subjects.node.build("head-e"), flushMessage, { deadlineMs: 500 }),
+      client.request(subjects.node.build("headnode", "head-e"), flushMessage, { deadlineMs: 500 }),
     ).rejects.toMatchObject({ code: ErrorCode.Unavailable });
     await client.connection.close();
   });
@@ -299,7 +312,7 @@ describe("service shell", () => {
     const client = await newBus("client-f");
     const results = await Promise.all(
       Array.from({ length: 20 }, (_, partition) =>
-        client.request(subjects.node.build("head-f"), { ...flushMessage, partition }),
+        client.request(subjects.node.build("headnode", "head-f"), { ...flushMessage, partition }),
       ),
     );
     expect(results).toEqual(
@@ -314,7 +327,7 @@ describe("service shell", () => {
     });
     // Its subscription must reach the server first, or the request finds no listener.
     await late.bus.connection.flush();
-    const pending = client.request(subjects.node.build("head-g"), flushMessage, {
+    const pending = client.request(subjects.node.build("headnode", "head-g"), flushMessage, {
       deadlineMs: 60_000,
     });
     pending.catch(() => {});

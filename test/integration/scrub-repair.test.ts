@@ -30,7 +30,7 @@ beforeAll(async () => {
 afterAll(() => cluster?.stop());
 
 function request<T extends RequestType>(sled: string, message: MessageOf<T>): Promise<ResultOf<T>> {
-  return cluster.bus.request<T>(subjects.node.build(sled), message, { deadlineMs: 10_000 });
+  return cluster.bus.request<T>(subjects.node.build("sled", sled), message, { deadlineMs: 10_000 });
 }
 
 function patterned(bytes: number, seed: number): Uint8Array {

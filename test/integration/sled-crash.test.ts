@@ -23,7 +23,7 @@ const writers = 6;
 /** Acknowledged writes to wait for before the kill, so that it lands mid-stream. */
 const acknowledgedBeforeKill = 40;
 let cluster: TestCluster;
-const inbox = subjects.node.build("sled-1");
+const inbox = subjects.node.build("sled", "sled-1");
 
 beforeAll(async () => {
   cluster = await startTestCluster({

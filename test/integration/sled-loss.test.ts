@@ -60,7 +60,9 @@ function reportedOf(cluster: ClusterStatus): Reported | undefined {
 }
 
 async function chunksOn(sled: string): Promise<number> {
-  const stat = await cluster.bus.request(subjects.node.build(sled), { type: "sled.stat.v1" });
+  const stat = await cluster.bus.request(subjects.node.build("sled", sled), {
+    type: "sled.stat.v1",
+  });
   return stat.chunks;
 }
 
@@ -93,11 +95,14 @@ test("a sled lost for good: its chunks get new copies, and a second loss loses n
     async () => {
       const state = await describeVolume(cluster.bus, volume);
       for (const partition of state.partitions) {
-        const replica = await cluster.bus.request(subjects.node.build(partition.primary), {
-          type: "headnode.replica.status.v1",
-          volume,
-          partition: partition.partition,
-        });
+        const replica = await cluster.bus.request(
+          subjects.node.build("headnode", partition.primary),
+          {
+            type: "headnode.replica.status.v1",
+            volume,
+            partition: partition.partition,
+          },
+        );
         if (replica.chunks === 0 || replica.flushedThroughOpNum < lastOpNum[partition.partition]!) {
           return undefined;
         }
@@ -214,11 +219,14 @@ async function tableChunks(): Promise<number[]> {
   const state = await describeVolume(cluster.bus, volume);
   return Promise.all(
     state.partitions.map(async (partition) => {
-      const replica = await cluster.bus.request(subjects.node.build(partition.primary), {
-        type: "headnode.replica.status.v1",
-        volume,
-        partition: partition.partition,
-      });
+      const replica = await cluster.bus.request(
+        subjects.node.build("headnode", partition.primary),
+        {
+          type: "headnode.replica.status.v1",
+          volume,
+          partition: partition.partition,
+        },
+      );
       return replica.chunks;
     }),
   );
@@ -226,7 +234,7 @@ async function tableChunks(): Promise<number[]> {
 
 /** How many of the volume's chunks a sled holds, per partition. */
 async function listedPerPartition(sled: string): Promise<number[]> {
-  const listed = await cluster.bus.request(subjects.node.build(sled), {
+  const listed = await cluster.bus.request(subjects.node.build("sled", sled), {
     type: "sled.chunk.list.v1",
     volume,
   });

@@ -32,7 +32,7 @@ beforeAll(async () => {
     sleds: 1,
     env: { BALLAST_SLED_DEVICES: "2", BALLAST_SLED_DEVICE_BYTES: String(8 * mebibyte) },
   });
-  inbox = subjects.node.build("sled-1");
+  inbox = subjects.node.build("sled", "sled-1");
 });
 afterAll(() => cluster?.stop());
 

@@ -41,7 +41,7 @@ async function liveSleds(): Promise<string[]> {
 async function primaryStatus() {
   const state = await describeVolume(cluster.bus, volume);
   const partition = state.partitions[0]!;
-  return cluster.bus.request(subjects.node.build(partition.primary), {
+  return cluster.bus.request(subjects.node.build("headnode", partition.primary), {
     type: "headnode.replica.status.v1",
     volume,
     partition: partition.partition,

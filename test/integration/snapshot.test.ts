@@ -36,7 +36,7 @@ beforeAll(async () => {
     });
   }
   nbd = await waitFor("the gateway's NBD address", async () => {
-    const result = await cluster.bus.request(subjects.node.build("gateway-1"), {
+    const result = await cluster.bus.request(subjects.node.build("gateway", "gateway-1"), {
       type: "node.info.v1",
     });
     return typeof result.details.nbd === "string" ? (result.details.nbd as string) : undefined;
@@ -78,7 +78,7 @@ async function flushedToSleds(volume: string) {
     name: volume,
   });
   const status = (node: string, partition: number) =>
-    cluster.bus.request(subjects.node.build(node), {
+    cluster.bus.request(subjects.node.build("headnode", node), {
       type: "headnode.replica.status.v1",
       volume,
       partition,

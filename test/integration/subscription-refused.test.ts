@@ -63,7 +63,7 @@ test("a head node refused its inbox by NATS stops with exit code 1 and says why"
     stderr += chunk.toString();
   });
   const code = await new Promise<number | null>((resolve) => child.once("exit", resolve));
-  const inbox = subjects.node.build("head-1");
+  const inbox = subjects.node.build("headnode", "head-1");
   expect(stderr).toContain(`ballast headnode: NATS ended the subscription to ${inbox}`);
   expect(stderr).not.toContain("unhandled");
   expect(code).toBe(1);

@@ -46,7 +46,7 @@ beforeAll(async () => {
 afterAll(() => cluster?.stop());
 
 function sledSubject(sled: string) {
-  return subjects.node.build(sled);
+  return subjects.node.build("sled", sled);
 }
 
 async function headerOf(pointer: CheckpointPointer): Promise<CheckpointHeader> {
@@ -175,7 +175,7 @@ test("orphans of a live volume are swept; what checkpoints reference stays and r
   // The leader counts what it freed (it counts a delete once the sled has answered).
   const coordinator = cluster.cluster.ids("coordinator")[0]!;
   const swept = await waitFor("the sweep to count both orphans", async () => {
-    const info = await cluster.bus.request(subjects.node.build(coordinator), {
+    const info = await cluster.bus.request(subjects.node.build("coordinator", coordinator), {
       type: "node.info.v1",
     });
     const status = info.details.sweep as { objectsFreed: number; bytesFreed: number };
@@ -260,7 +260,7 @@ test("a snapshot taken on a partition and never recorded (a create cut off) is d
     250,
   );
   const coordinator = cluster.cluster.ids("coordinator")[0]!;
-  const info = await cluster.bus.request(subjects.node.build(coordinator), {
+  const info = await cluster.bus.request(subjects.node.build("coordinator", coordinator), {
     type: "node.info.v1",
   });
   // At least once: until a checkpoint without it is recorded, a later pass may drop it

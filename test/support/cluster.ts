@@ -22,6 +22,13 @@ import {
 import { type NatsRole, natsRoles, subjects } from "@ballast/protocol";
 import { Bus, connectNats, createLogger, type NatsAccess, startTracing } from "@ballast/runtime";
 
+/** The inbox of service `id` of a local cluster: the subject carries the service's kind. */
+export function nodeInbox(cluster: LocalCluster, id: string): string {
+  const record = cluster.records().find((candidate) => candidate.id === id);
+  if (record === undefined) throw new Error(`no service ${JSON.stringify(id)} in this cluster`);
+  return subjects.node.build(record.kind, id);
+}
+
 /** The passwords of every cluster this test process starts (made once per process). */
 export const testPasswords = Object.fromEntries(
   [...natsRoles, routeUser].map((name) => [name, randomPassword()]),

@@ -46,7 +46,9 @@ export function describeVolume(bus: Bus, name: string): Promise<VolumeState> {
 /** The gateway's NBD URL for a volume. */
 export async function gatewayUrl(bus: Bus, gateway: string, volume: string): Promise<string> {
   const address = await waitFor("the gateway's NBD address", async () => {
-    const result = await bus.request(subjects.node.build(gateway), { type: "node.info.v1" });
+    const result = await bus.request(subjects.node.build("gateway", gateway), {
+      type: "node.info.v1",
+    });
     return typeof result.details.nbd === "string" ? (result.details.nbd as string) : undefined;
   });
   return `${address}/${volume}`;

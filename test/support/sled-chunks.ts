@@ -11,7 +11,7 @@ export async function listSledChunks(bus: Bus, sled: string, volume?: string) {
   const chunks: SledChunk[] = [];
   let startAfter: string | undefined;
   for (;;) {
-    const page = await bus.request(subjects.node.build(sled), {
+    const page = await bus.request(subjects.node.build("sled", sled), {
       type: "sled.chunk.list.v1",
       ...(volume === undefined ? {} : { volume }),
       ...(startAfter === undefined ? {} : { startAfter }),

@@ -210,6 +210,11 @@ export function natsAuthorizationConfig(
       "      permissions: {",
       `        publish: { allow: ${JSON.stringify(permissions.publish)} }`,
       `        subscribe: { allow: ${JSON.stringify(permissions.subscribe)} }`,
+      ...(permissions.responses === undefined
+        ? []
+        : [
+            `        allow_responses: { max: ${permissions.responses.max}, expires: "${permissions.responses.expiresMs}ms" }`,
+          ]),
       "      }",
       "    }",
     );

@@ -244,7 +244,7 @@ async function healthySleds(bus: Bus): Promise<string[]> {
 async function scrubSled(bus: Bus, sled: string): Promise<SledOutcome> {
   try {
     return await bus.request(
-      subjects.node.build(sled),
+      subjects.node.build("sled", sled),
       { type: "sled.scrub.v1" },
       { deadlineMs: scrubDeadlineMs },
     );
@@ -338,7 +338,7 @@ async function soundCopy(
   owner: Owner,
   chunkId: string,
 ): Promise<{ data: Uint8Array; checksum: number }> {
-  const subject = subjects.node.build(sled);
+  const subject = subjects.node.build("sled", sled);
   const stat = await bus.request(subject, { type: "sled.chunk.stat.v1", owner, chunkId });
   const parts: Uint8Array[] = [];
   for (let offset = 0; offset < stat.bytes; offset += sledLimits.readBytesMax) {
@@ -369,7 +369,7 @@ async function replaceCopy(
   data: Uint8Array,
   checksum: number,
 ): Promise<string | undefined> {
-  const subject = subjects.node.build(sled);
+  const subject = subjects.node.build("sled", sled);
   const write = async () => {
     const written = await bus.request(
       subject,

@@ -139,3 +139,11 @@ export const commitStallMsMax = 3000;
  * progress, and a failover costs a lease wait and a rebuild.
  */
 export const primaryStallMsMax = 2 * commitStallMsMax;
+
+/**
+ * How long nats-server lets a service answer a request it received (the `expires` of
+ * its `allow_responses` permission). Services reply through that permission rather than
+ * a right to publish on every _INBOX; a reply later than the longest deadline a requester
+ * may set (runtime's requestDeadlineMsMax, tested to be no longer) has no one waiting.
+ */
+export const replyPermissionMs = 300_000;

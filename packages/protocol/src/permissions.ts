@@ -9,18 +9,48 @@
 // only the coordinator's request subject (catalogue, status) and volume I/O, and reads
 // its replies on _INBOX; it cannot publish replication traffic, a sled's or a head
 // node's inbox, heartbeats, or JetStream/KV. Services are trusted with their own
-// families. Permissions are per role, not per node: a head node can address any node
-// inbox, because node ids are not known when the credentials are made. What only
+// families. Permissions are per role, not per node: a head node can address any sled,
+// because node ids are not known when the credentials are made. Node inboxes carry the
+// service's kind, and each service role may subscribe only to its own kind's: a gateway
+// (whose credentials every `ballast nbd` user holds) cannot listen on a sled's inbox and
+// answer for it (take its chunk writes, hand out its link). Sleds and gateways answer
+// through nats-server's `allow_responses` (once per request received, within
+// replyPermissionMs), not through a right to publish on every _INBOX, so they cannot
+// send a reply nobody asked them for. What only
 // services send the coordinator (head-node reports, checkpoint records) has its own
 // subject, `coordinatorServices`, which a client cannot publish and each service may
 // publish only under its own kind; the coordinator accepts only those message types
 // there, and only client request types on `coordinator`.
 
-import { buckets, serviceKinds, subjectRoot, subjects } from "./subjects.ts";
+import { replyPermissionMs } from "./limits.ts";
+import {
+  buckets,
+  replyInboxPrefix,
+  type ServiceKind,
+  serviceKinds,
+  subjectRoot,
+  subjects,
+} from "./subjects.ts";
 
 /** NATS users. `operator` is full access for the operator's own tools (scrub, chaos, tests). */
 export const natsRoles = [...serviceKinds, "client", "operator"] as const;
 export type NatsRole = (typeof natsRoles)[number];
+
+/** Whether `name` (a NATS user name) is one of the roles. */
+export function isNatsRole(name: string): name is NatsRole {
+  return (natsRoles as readonly string[]).includes(name);
+}
+
+/**
+ * The prefix of a role's reply subjects (nats.js's `inboxPrefix`): `_INBOX.<role>`, and
+ * the role may subscribe only under it, so one role does not read another's replies
+ * (which carry volume data, link offers, and the coordinator's JetStream traffic: the
+ * control bucket). Every connection of a role shares its prefix: clients sharing the
+ * client user still can read each other's replies.
+ */
+export function replyInboxOf(role: NatsRole): string {
+  return `${replyInboxPrefix}${role}`;
+}
 
 /** What a role may do on one family of subjects. */
 export type Access = "none" | "publish" | "subscribe" | "both";
@@ -39,7 +69,7 @@ export function familyPatterns(family: SubjectFamily): string[] {
     case "coordinatorServices":
       return [subjects.coordinatorServices.pattern];
     case "node":
-      return [wildcardTokens(subjects.node.build("n"), 1)];
+      return [wildcardTokens(subjects.node.build("sled", "n"), 2)];
     case "volume":
       return [wildcardTokens(subjects.volume.build("v", 0), 2)];
     case "partitionControl":
@@ -47,7 +77,7 @@ export function familyPatterns(family: SubjectFamily): string[] {
     case "replica":
       return [wildcardTokens(subjects.replica.build("v", 0, "n"), 3)];
     case "inbox":
-      return ["_INBOX.>"];
+      return [`${replyInboxPrefix}>`];
     case "jetstream":
       // The JetStream API, flow control and acks of the consumers KV listing uses.
       return ["$JS.API.>", "$JS.FC.>", "$JS.ACK.>"];
@@ -102,10 +132,12 @@ export const permissionTable: Record<SubjectFamily, Record<NatsRole, Access>> = 
     operator: "both",
   },
   // Node inboxes: the coordinator configures head nodes, probes every service and
-  // drives sleds; head nodes read and write sleds. Every service answers on its own.
-  // Sleds take their inbox over links too (link scope `node`, protocol link.ts), whose
-  // token goes to whoever may publish here: only trusted services may, and granting a
-  // client or a gateway publish here would hand it that token as well.
+  // drives sleds; head nodes read and write sleds (which kinds each reaches:
+  // `nodeInboxesReached`). Every service answers on its own, and subscribes to its own
+  // kind's inboxes only. Sleds take their inbox over links too (link scope `node`,
+  // protocol link.ts), whose token goes to whoever may publish here: only trusted
+  // services may, and granting a client or a gateway publish here would hand it that
+  // token as well; a role that could subscribe to a sled's inbox could offer its own.
   node: {
     coordinator: "both",
     headnode: "both",
@@ -142,11 +174,14 @@ export const permissionTable: Record<SubjectFamily, Record<NatsRole, Access>> = 
     client: "none",
     operator: "both",
   },
+  // Replies: each requester reads its own, under its role's prefix (replyInboxOf).
+  // Sleds and gateways answer by `allow_responses` (`answersByResponsePermission`);
+  // coordinators and head nodes publish their replies here.
   inbox: {
     coordinator: "both",
     headnode: "both",
-    sled: "both",
-    gateway: "both",
+    sled: "subscribe",
+    gateway: "subscribe",
     client: "subscribe",
     operator: "both",
   },
@@ -169,9 +204,43 @@ export const permissionTable: Record<SubjectFamily, Record<NatsRole, Access>> = 
   },
 };
 
+/** Whose inboxes each role sends requests to: its publish on the `node` family. */
+export const nodeInboxesReached: Record<NatsRole, readonly ServiceKind[]> = {
+  coordinator: serviceKinds,
+  headnode: ["sled"],
+  sled: [],
+  gateway: [],
+  client: [],
+  operator: serviceKinds,
+};
+
+/**
+ * The roles that answer only what they received (nats-server's `allow_responses`), with
+ * no right to publish on _INBOX: sleds and gateways, the services whose credentials
+ * travel furthest (every `ballast nbd` user holds the gateway's), which are sent
+ * requests by trusted services only and answer each one. Not the coordinator or head
+ * nodes: nats-server keeps an entry per message delivered with a reply subject until it
+ * is answered or expires, and scans them all on each delivery once there are more than
+ * 4096. The coordinator is delivered JetStream messages (its KV watches) that are never
+ * answered, and a client may send either requests with a reply subject they drop
+ * (Service's isReplyInbox check): entries that would pile up for replyPermissionMs.
+ * Both are as trusted as the data they hold, and the check keeps their replies to
+ * _INBOX subjects.
+ */
+export const answersByResponsePermission: Record<NatsRole, boolean> = {
+  coordinator: false,
+  headnode: false,
+  sled: true,
+  gateway: true,
+  client: false,
+  operator: false,
+};
+
 export interface RolePermissions {
   publish: string[];
   subscribe: string[];
+  /** nats-server's `allow_responses`: each request received may be answered this often, this long. */
+  responses?: { max: number; expiresMs: number };
 }
 
 /** The publish and subscribe allow-lists of one role, as nats-server takes them. */
@@ -182,6 +251,26 @@ export function permissionsOf(role: NatsRole): RolePermissions {
     const access = permissionTable[family][role];
     let patterns = familyPatterns(family);
     const ownKind = (serviceKinds as readonly string[]).includes(role);
+    if (family === "inbox" && role !== "operator") {
+      // Its own replies only (replyInboxOf); the operator reads them all.
+      // Its own replies to read; anyone's to answer.
+      if (access === "subscribe" || access === "both") subscribe.push(`${replyInboxOf(role)}.>`);
+      if (access === "publish" || access === "both") publish.push(...patterns);
+      continue;
+    }
+    if (family === "node" && ownKind) {
+      // Its own kind's inboxes to serve; the kinds it calls, to send to.
+      const kind = role as ServiceKind;
+      if (access === "subscribe" || access === "both") {
+        subscribe.push(subjects.node.kindPattern(kind));
+      }
+      if (access === "publish" || access === "both") {
+        publish.push(
+          ...nodeInboxesReached[role].map((reached) => subjects.node.kindPattern(reached)),
+        );
+      }
+      continue;
+    }
     if (family === "coordinatorServices" && ownKind && access === "publish") {
       // A service may report only as its own kind.
       publish.push(subjects.coordinatorServices.build(role as (typeof serviceKinds)[number]));
@@ -200,5 +289,7 @@ export function permissionsOf(role: NatsRole): RolePermissions {
     if (access === "publish" || access === "both") publish.push(...patterns);
     if (access === "subscribe" || access === "both") subscribe.push(...patterns);
   }
-  return { publish, subscribe };
+  return answersByResponsePermission[role]
+    ? { publish, subscribe, responses: { max: 1, expiresMs: replyPermissionMs } }
+    : { publish, subscribe };
 }

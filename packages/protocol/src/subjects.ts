@@ -101,13 +101,22 @@ export const subjects = {
       return `${subjectRoot}.coordinator.from.${checkServiceKind(from)}`;
     },
   },
-  /** A node's own inbox: requests addressed to one service instance. */
+  /**
+   * A node's own inbox: requests addressed to one service instance. The kind is part of
+   * the subject so that NATS permissions can keep each role to its own kind's inboxes
+   * (permissions.ts): a gateway's credentials must not let it listen on, and answer
+   * for, a sled or a head node.
+   */
   node: {
-    pattern(nodeId: string): string {
-      return `${subjectRoot}.node.${checkNodeId(nodeId)}`;
+    pattern(kind: ServiceKind, nodeId: string): string {
+      return subjects.node.build(kind, nodeId);
     },
-    build(nodeId: string): string {
-      return `${subjectRoot}.node.${checkNodeId(nodeId)}`;
+    /** Every inbox of one kind: what a role of that kind may subscribe to. */
+    kindPattern(kind: ServiceKind): string {
+      return `${subjectRoot}.node.${checkServiceKind(kind)}.*`;
+    },
+    build(kind: ServiceKind, nodeId: string): string {
+      return `${subjectRoot}.node.${checkServiceKind(kind)}.${checkNodeId(nodeId)}`;
     },
   },
   /** Block I/O for one partition of a volume, served by that partition's primary. */
@@ -154,6 +163,21 @@ export function parseHeartbeatSubject(
   if (!(serviceKinds as readonly string[]).includes(kind)) return undefined;
   if (!isValidName(nodeId, nodeIdLengthMax)) return undefined;
   return { kind: kind as ServiceKind, nodeId };
+}
+
+/**
+ * Where replies go: every Ballast connection takes its reply subjects under this prefix
+ * (nats.js's inboxes), and a service answers a NATS request only when its reply subject
+ * is under it. NATS checks a publisher's permission on a message's subject, never on its
+ * reply subject, and the responder publishes the reply as its own user: a reply subject
+ * chosen by the sender would otherwise let anyone who may send a service a request make
+ * it publish wherever the service may (the coordinator: into the control bucket).
+ */
+export const replyInboxPrefix = "_INBOX.";
+
+/** Whether a service may answer a NATS request whose reply subject is `reply`. */
+export function isReplyInbox(reply: string): boolean {
+  return reply.length > replyInboxPrefix.length && reply.startsWith(replyInboxPrefix);
 }
 
 /** Names of the JetStream key-value buckets that hold control state. */

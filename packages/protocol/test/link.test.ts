@@ -305,7 +305,7 @@ describe("link frames", () => {
     expect(linkScopeOf(subjects.volume.build("v", 3))).toBe("volume");
     expect(linkScopeOf(subjects.replica.build("v", 3, "n"))).toBe("replica");
     expect(linkScopeOf(subjects.partitionControl.build("v", 3))).toBeUndefined();
-    expect(linkScopeOf(subjects.node.build("n"))).toBe("node");
+    expect(linkScopeOf(subjects.node.build("sled", "n"))).toBe("node");
     expect(linkScopeOf(subjects.heartbeat.build("sled", "n"))).toBeUndefined();
   });
 });

@@ -2,11 +2,15 @@ import { describe, expect, test } from "vitest";
 import {
   extraFamilies,
   familyPatterns,
+  isNatsRole,
   linkScopePrefixes,
   linkScopes,
   natsRoles,
   permissionsOf,
   permissionTable,
+  replyInboxOf,
+  replyInboxPrefix,
+  serviceKinds,
   subjects,
 } from "../src/index.ts";
 
@@ -36,7 +40,10 @@ describe("the NATS permission table", () => {
   });
 
   test("the patterns match what the builders build", () => {
-    expect(allowed(familyPatterns("node"), subjects.node.build("sled-1"))).toBe(true);
+    expect(allowed(familyPatterns("node"), subjects.node.build("sled", "sled-1"))).toBe(true);
+    for (const kind of serviceKinds) {
+      expect(allowed([subjects.node.kindPattern(kind)], subjects.node.build(kind, "n"))).toBe(true);
+    }
     expect(allowed(familyPatterns("volume"), subjects.volume.build("demo", 3))).toBe(true);
     expect(allowed(familyPatterns("replica"), subjects.replica.build("demo", 0, "h"))).toBe(true);
     expect(allowed(familyPatterns("heartbeat"), subjects.heartbeat.build("sled", "s"))).toBe(true);
@@ -56,11 +63,11 @@ describe("the NATS permission table", () => {
     const client = permissionsOf("client");
     expect(allowed(client.publish, subjects.volume.build("demo", 0))).toBe(true);
     expect(allowed(client.publish, subjects.coordinator.build())).toBe(true);
-    expect(allowed(client.subscribe, "_INBOX.abc.1")).toBe(true);
+    expect(allowed(client.subscribe, `${replyInboxOf("client")}.abc.1`)).toBe(true);
     for (const subject of [
       subjects.replica.build("demo", 0, "head-1"),
-      subjects.node.build("sled-1"),
-      subjects.node.build("head-1"),
+      subjects.node.build("sled", "sled-1"),
+      subjects.node.build("headnode", "head-1"),
       subjects.heartbeat.build("headnode", "head-1"),
       subjects.coordinatorServices.build("headnode"),
       "$JS.API.STREAM.INFO.KV_ballast-control",
@@ -81,6 +88,58 @@ describe("the NATS permission table", () => {
       ["publish", "both"].includes(permissionTable.node[role]),
     );
     expect(publishers).toEqual(["coordinator", "headnode", "operator"]);
+  });
+
+  test("a service listens only on its own kind's inboxes, and answers only what it received", () => {
+    // A gateway's credentials (every `ballast nbd` user's) could subscribe to every
+    // node inbox and publish on every _INBOX: it answered a head node's link offer for
+    // sled-1 and acknowledged chunk writes it never stored.
+    const inboxes = {
+      coordinator: subjects.node.build("coordinator", "coordinator-1"),
+      headnode: subjects.node.build("headnode", "head-1"),
+      sled: subjects.node.build("sled", "sled-1"),
+      gateway: subjects.node.build("gateway", "gateway-1"),
+    };
+    for (const role of serviceKinds) {
+      const { subscribe, publish, responses } = permissionsOf(role);
+      for (const kind of serviceKinds) {
+        expect(allowed(subscribe, inboxes[kind]), `${role} subscribes ${kind}`).toBe(kind === role);
+      }
+      // A sled or a gateway answers only what it received (allow_responses): it may not
+      // publish on anyone's _INBOX. The coordinator and head nodes may.
+      const byPermission = role === "sled" || role === "gateway";
+      expect(allowed(publish, "_INBOX.headnode.Nuid.1"), role).toBe(!byPermission);
+      expect(responses?.max, role).toBe(byPermission ? 1 : undefined);
+    }
+    expect(permissionsOf("client").responses).toBeUndefined();
+    // Who sends to which kind's inboxes.
+    const coordinator = permissionsOf("coordinator").publish;
+    for (const subject of Object.values(inboxes)) expect(allowed(coordinator, subject)).toBe(true);
+    const headnode = permissionsOf("headnode").publish;
+    expect(allowed(headnode, inboxes.sled)).toBe(true);
+    expect(allowed(headnode, inboxes.headnode)).toBe(false);
+    for (const role of ["sled", "gateway", "client"] as const) {
+      for (const subject of Object.values(inboxes)) {
+        expect(allowed(permissionsOf(role).publish, subject), role).toBe(false);
+      }
+    }
+  });
+
+  test("each role reads only its own role's replies", () => {
+    // The client role could subscribe to _INBOX.>: every reply of every role, the
+    // coordinator's control-bucket traffic included.
+    for (const role of natsRoles) {
+      const { subscribe } = permissionsOf(role);
+      for (const other of natsRoles) {
+        const reply = `${replyInboxOf(other)}.Nuid123.7`;
+        expect(allowed(subscribe, reply), `${role} reads ${other}'s replies`).toBe(
+          role === other || role === "operator",
+        );
+      }
+      expect(isNatsRole(role)).toBe(true);
+      expect(replyInboxOf(role).startsWith(replyInboxPrefix)).toBe(true);
+    }
+    expect(isNatsRole("alice")).toBe(false);
   });
 
   test("a service beats only as its own kind", () => {

@@ -27,12 +27,14 @@ import {
   decodeReply,
   ErrorCode,
   encodeMessageParts,
+  isNatsRole,
   type LinkScope,
   linkScopeOf,
   type Message,
   type MessageOf,
   type RequestType,
   type ResultOf,
+  replyInboxOf,
 } from "@ballast/protocol";
 import {
   connect,
@@ -221,6 +223,10 @@ export async function connectNats(options: ConnectOptions): Promise<NatsConnecti
     );
   }
   const access = options.access ?? natsAccessFromEnv(process.env);
+  // A Ballast role's user may read only its own role's replies (permissions.ts); any
+  // other user (an external NATS's) keeps nats.js's default prefix.
+  const user = access.credentials?.user;
+  const inboxPrefix = user !== undefined && isNatsRole(user) ? replyInboxOf(user) : undefined;
   const timeoutMs = options.connectTimeoutMs ?? natsConnectTimeoutMs;
   // A duration, so on the monotonic clock: a wall clock stepped back at start-up would
   // stretch it by the step, and one stepped forward would end it before any attempt.
@@ -241,6 +247,7 @@ export async function connectNats(options: ConnectOptions): Promise<NatsConnecti
         // to hold the caller's stack in case it fails (a tenth of the gateway's CPU on
         // the write path); a failed request is translated to a BallastError anyway.
         noAsyncTraces: true,
+        ...(inboxPrefix === undefined ? {} : { inboxPrefix }),
         ...(access.credentials === undefined
           ? {}
           : { user: access.credentials.user, pass: access.credentials.password }),
@@ -589,12 +596,15 @@ interface Waiting {
  */
 class ReplyRouter {
   readonly #connection: NatsConnection;
-  readonly #prefix = `${createInbox()}.`;
+  readonly #prefix: string;
   readonly #waiting = new Map<string, Waiting>();
   #tokenNext = 0;
 
   constructor(connection: NatsConnection) {
     this.#connection = connection;
+    // Under the connection's own prefix (its role's: connectNats), as nats.js's requests.
+    const options = (connection as { options?: { inboxPrefix?: string } }).options;
+    this.#prefix = `${createInbox(options?.inboxPrefix)}.`;
     connection.subscribe(`${this.#prefix}*`, {
       callback: (error, message) => {
         if (error !== null) {

@@ -1,8 +1,9 @@
 // Sealing a link token on its way through NATS. A link's token is handed out in the reply
-// to `link.offer.v1`, and replies travel on _INBOX subjects, which the client role may
-// subscribe to wholesale (protocol permissions.ts): in the clear, a client could read a
-// replica-scope token meant for a head node, and with it send replication messages that
-// NATS would never let it publish. So the asker sends an X25519 public key with its
+// to `link.offer.v1`, and replies travel on _INBOX subjects, which every connection of
+// the asker's role may read (protocol permissions.ts: each role its own prefix, and all
+// holders of client.json share the client role's; the client role once read every
+// role's): in the clear, whoever reads them could use a token meant for another, and
+// with a replica-scope one send replication messages NATS would never let it publish. So the asker sends an X25519 public key with its
 // offer request, and the server answers with its own public key and the token sealed
 // (AES-256-GCM) under the key both derive from the Diffie-Hellman secret: someone who
 // only reads the exchange learns nothing usable. Who may *ask* is still NATS's call.

@@ -85,6 +85,11 @@ export interface LinkMessage {
   readonly data: Uint8Array;
   /** Non-empty for a request (the shell answers those), undefined for a publish. */
   readonly reply: string | undefined;
+  /**
+   * Always true: the reply goes back over the link it came by, never to a subject, so the
+   * shell does not hold `reply` to the rule for NATS reply subjects (isReplyInbox).
+   */
+  readonly viaLink: true;
   readonly headers: LinkHeaders | undefined;
   respond(data: Uint8Array): boolean;
 }
@@ -382,6 +387,7 @@ export class LinkServer {
         subject: frame.subject,
         data: frame.payload,
         reply: undefined,
+        viaLink: true,
         headers: frame.traceparent === undefined ? undefined : new LinkHeaders(frame.traceparent),
         respond: answerNothing,
       });
@@ -466,6 +472,7 @@ type Answer = (socket: Socket, connection: Connection, id: number, data: Uint8Ar
  */
 class LinkRequest implements LinkMessage {
   readonly reply = "link";
+  readonly viaLink = true;
   readonly headers: LinkHeaders | undefined;
   #answered = false;
 

@@ -31,6 +31,7 @@ import {
   encodeError,
   encodeResult,
   errorBody,
+  isReplyInbox,
   type LinkScope,
   linkScopePrefixes,
   type Message,
@@ -105,6 +106,8 @@ export interface Inbound {
   readonly subject: string;
   readonly data: Uint8Array;
   readonly reply?: string | undefined;
+  /** True for a message that came by link: its reply goes back on the link, not to `reply`. */
+  readonly viaLink?: boolean;
   readonly headers?: (HeaderCarrier & { has(key: string): boolean }) | undefined;
   respond(data: Uint8Array): boolean;
 }
@@ -159,6 +162,8 @@ export class Service {
   readonly meter: Meter;
   /** Requests this service answered with an error, by message type and error code. */
   private readonly failures: Counter;
+  /** Messages dropped unread because their reply subject is not an inbox (isReplyInbox). */
+  private readonly repliesRefused: Counter;
   private readonly heartbeatIntervalMs: number;
   private readonly subscriptions: Subscription[] = [];
   private readonly loops: Promise<void>[] = [];
@@ -194,6 +199,10 @@ export class Service {
     this.meter = options.meter ?? noopMeter;
     this.failures = this.meter.createCounter("ballast_requests_failed", {
       description: "NATS requests this service answered with an error, by type and code",
+    });
+    this.repliesRefused = this.meter.createCounter("ballast_replies_refused", {
+      description:
+        "NATS messages dropped unhandled because their reply subject is not an _INBOX one",
     });
     this.logger = options.logger;
     this.heartbeatIntervalMs = options.heartbeatIntervalMs;
@@ -369,7 +378,7 @@ export class Service {
     options: { link?: "node" } = {},
   ): Served {
     return this.serve(
-      subjects.node.build(this.nodeId),
+      subjects.node.build(this.kind, this.nodeId),
       { accept: [...accept, "node.info.v1" as const], ...options },
       (message, context) => {
         if (message.type === "node.info.v1") return this.info();
@@ -507,6 +516,18 @@ export class Service {
    */
   private handle(raw: Inbound, route: Route): Promise<void> | undefined {
     const isRequest = raw.reply !== undefined && raw.reply !== "";
+    if (isRequest && raw.viaLink !== true && !isReplyInbox(raw.reply as string)) {
+      // Answering would publish our reply, as our NATS user, on a subject the sender
+      // chose and may not publish on itself (the control bucket's keys, another
+      // service's subjects). Nothing is run either: a request whose answer we withhold
+      // must not take effect.
+      this.repliesRefused.add(1);
+      this.logger.warn(
+        { subject: raw.subject, reply: raw.reply, bytes: raw.data.byteLength },
+        "dropped a request whose reply subject is not an inbox",
+      );
+      return undefined;
+    }
     let message: Message;
     try {
       message = decodeMessage(raw.data, { accept: route.accept });

@@ -253,7 +253,7 @@ export class Configurer {
         }
       }
       const answer = await this.service.bus.request(
-        subjects.node.build(node),
+        subjects.node.build("headnode", node),
         {
           type: "headnode.configure.v1",
           volume: record.volume,

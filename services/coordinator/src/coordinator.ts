@@ -303,6 +303,7 @@ export class Coordinator {
         : new PointerChanges(kv.watch.bind(kv) as unknown as KeyWatch, kv, service.logger);
     const leadership = new Leadership({
       kv,
+      logger: service.logger,
       nodeId: service.nodeId,
       leaseMs: leaderLeaseMs,
       marginMs: leaderLeaseDriftMarginMs,

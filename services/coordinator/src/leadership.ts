@@ -22,12 +22,22 @@
 //   with term + 1) instead of waiting out a lease. A leader that dies, or whose work
 //   does not finish in time, releases nothing, and the lease runs out as before.
 //
+// - A record that does not parse as one (damaged, or written by something else: a reply
+//   a client once had a coordinator publish onto the key) is held by no coordinator. It
+//   is waited out like any other holder's (a leader that was renewing it stops when its
+//   lease runs out) and then taken over by compare-and-set, with a term above its
+//   revision: every term was written at a lower revision than the term's record (a
+//   takeover writes the previous term + 1 at a later revision; a create, the highest
+//   term seen + 1), so no term a leader ever held reaches that revision. Without this a
+//   damaged key was read as an error on every renewal, and no coordinator led again.
+//
 // LeaderElection is the pure core (time as an argument); Leadership carries out its
 // writes on the KV store. A coordinator frozen (SIGSTOP) past its lease stops leading the
 // moment it wakes (its monotonic clock ran on), and leads again only through a renewal
 // that starts a new tenure, on which the shell drops every piece of lease bookkeeping.
 
-import type { ControlStore, Versioned } from "./catalogue.ts";
+import type { Logger } from "@ballast/runtime";
+import type { ControlStore, StoredEntry, Versioned } from "./catalogue.ts";
 
 export const leaderKey = "leader";
 
@@ -174,6 +184,8 @@ export class LeaderElection {
 
 export interface LeadershipOptions extends LeaderElectionOptions {
   kv: ControlStore;
+  /** Where an unreadable leader record is reported; unreported without one (unit tests). */
+  logger?: Logger;
   /** The monotonic clock (performance.now in production). */
   clock: () => number;
 }
@@ -243,11 +255,23 @@ export class Leadership {
     }
   }
 
-  private async read() {
+  /** The revision of the unreadable record last reported, so that it is reported once. */
+  private unreadableReported: number | undefined;
+
+  private async read(): Promise<Versioned<LeaderRecord> | undefined> {
     const entry = await this.options.kv.get(leaderKey);
-    return entry === null || entry.operation !== "PUT"
-      ? undefined
-      : { value: entry.json<LeaderRecord>(), revision: entry.revision };
+    if (entry === null || entry.operation !== "PUT") return undefined;
+    const record = leaderRecordOf(entry);
+    if (record !== undefined) return { value: record, revision: entry.revision };
+    if (this.unreadableReported !== entry.revision) {
+      this.unreadableReported = entry.revision;
+      this.options.logger?.warn(
+        { key: leaderKey, revision: entry.revision },
+        "the leader record does not parse: read as held by no coordinator, to be taken over once its lease would have run out",
+      );
+    }
+    // No coordinator has the empty id; the revision bounds every term ever written.
+    return { value: { coordinator: "", term: entry.revision }, revision: entry.revision };
   }
 
   private async write(write: Exclude<LeaderWrite, { kind: "none" }>): Promise<void> {
@@ -256,10 +280,32 @@ export class Leadership {
     else await this.options.kv.update(leaderKey, payload, write.revision);
   }
 
-  /** Who holds the key now, for status. */
+  /** Who holds the key now, for status; undefined for an unreadable record too. */
   async holder(): Promise<string | undefined> {
     const entry = await this.options.kv.get(leaderKey);
     if (entry === null || entry.operation !== "PUT") return undefined;
-    return entry.json<LeaderRecord>().coordinator;
+    return leaderRecordOf(entry)?.coordinator;
   }
+}
+
+/** The stored record, if it is one: JSON with a coordinator id, and a term if any. */
+export function leaderRecordOf(entry: StoredEntry): LeaderRecord | undefined {
+  let value: unknown;
+  try {
+    value = entry.json<unknown>();
+  } catch {
+    return undefined;
+  }
+  if (typeof value !== "object" || value === null) return undefined;
+  const { coordinator, term, released } = value as Record<string, unknown>;
+  if (typeof coordinator !== "string" || coordinator === "") return undefined;
+  if (term !== undefined && !(Number.isSafeInteger(term) && (term as number) >= 0)) {
+    return undefined;
+  }
+  if (released !== undefined && released !== true) return undefined;
+  return {
+    coordinator,
+    ...(term === undefined ? {} : { term: term as number }),
+    ...(released === true ? { released: true } : {}),
+  };
 }

@@ -180,7 +180,7 @@ export class LeftoverSweeper {
     let startAfter = after;
     for (let page = 0; page < (this.options.pagesMax ?? leftoverListPagesMax); page++) {
       const listed = await bus.request(
-        subjects.node.build(sled),
+        subjects.node.build("sled", sled),
         { type: "sled.chunk.list.v1", startAfter, limit: sledLimits.chunkListEntriesMax },
         { deadlineMs: sweepRequestDeadlineMs },
       );
@@ -200,7 +200,7 @@ export class LeftoverSweeper {
     let startAfter = after;
     for (let page = 0; page < (this.options.pagesMax ?? leftoverListPagesMax); page++) {
       const listed = await bus.request(
-        subjects.node.build(sled),
+        subjects.node.build("sled", sled),
         {
           type: "sled.blob.list.v1",
           prefix: checkpointBlobsPrefix,

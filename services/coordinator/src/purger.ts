@@ -194,7 +194,7 @@ export class Purger {
         .map(async (node) => {
           try {
             const { dropped } = await bus.request(
-              subjects.node.build(node),
+              subjects.node.build("headnode", node),
               { type: "headnode.drop.v1", volume, volumeId },
               { deadlineMs: dropDeadlineMs },
             );
@@ -265,7 +265,7 @@ export class Purger {
 
   private async inventoryOf(sled: string, due: readonly PurgeRecord[]): Promise<SledInventory> {
     const { bus } = this.options.service;
-    const subject = subjects.node.build(sled);
+    const subject = subjects.node.build("sled", sled);
     const options = { deadlineMs: purgeRequestDeadlineMs };
     const chunks: ChunkEntry[] = [];
     for (const volume of new Set(due.map((record) => record.volume))) {

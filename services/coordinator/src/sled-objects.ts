@@ -20,7 +20,7 @@ export async function deleteSledObject(
   target: SledObject,
   deadlineMs: number,
 ): Promise<void> {
-  const subject = subjects.node.build(sled);
+  const subject = subjects.node.build("sled", sled);
   const options = { deadlineMs };
   switch (target.kind) {
     case "chunk":

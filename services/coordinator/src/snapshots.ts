@@ -859,7 +859,7 @@ export class Snapshots {
       gateways.map(async (gateway): Promise<string | undefined> => {
         try {
           const info = await this.parts.service.bus.request(
-            subjects.node.build(gateway.id),
+            subjects.node.build("gateway", gateway.id),
             { type: "node.info.v1" },
             { deadlineMs: probeDeadlineMs },
           );

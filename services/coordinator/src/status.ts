@@ -239,7 +239,7 @@ export class Status {
   private async probe(entry: ServiceEntry): Promise<void> {
     try {
       entry.info = await this.service.bus.request(
-        subjects.node.build(entry.id),
+        subjects.node.build(entry.kind, entry.id),
         { type: "node.info.v1" },
         { deadlineMs: probeDeadlineMs },
       );
@@ -251,7 +251,7 @@ export class Status {
   private async stat(entry: ServiceEntry): Promise<void> {
     try {
       const stat = await this.service.bus.request(
-        subjects.node.build(entry.id),
+        subjects.node.build(entry.kind, entry.id),
         { type: "sled.stat.v1" },
         { deadlineMs: probeDeadlineMs },
       );

@@ -503,7 +503,7 @@ export class Sweeper {
 
   private async readHeader(sled: string, pointer: CheckpointPointer): Promise<CheckpointHeader> {
     const { bus } = this.options.service;
-    const subject = subjects.node.build(sled);
+    const subject = subjects.node.build("sled", sled);
     const options = { deadlineMs: sweepRequestDeadlineMs };
     const key = pointer.blobKey;
     const first = await bus.request(
@@ -534,7 +534,7 @@ export class Sweeper {
 
   private async inventoryOf(sled: string, volume: SweptVolume): Promise<SweptInventory> {
     const { bus } = this.options.service;
-    const subject = subjects.node.build(sled);
+    const subject = subjects.node.build("sled", sled);
     const options = { deadlineMs: sweepRequestDeadlineMs };
     const chunks: ChunkEntry[] = [];
     let startAfter: string | undefined;

@@ -553,7 +553,7 @@ export class Volumes {
         const deadlineMs = Math.round(endsAtMs - now());
         if (deadlineMs <= 0) return { sled, error: `listing took over ${storedListDeadlineMs}ms` };
         const listed = await bus.request(
-          subjects.node.build(sled),
+          subjects.node.build("sled", sled),
           { type: "sled.chunk.list.v1", volume, startAfter, limit: sledLimits.chunkListEntriesMax },
           { deadlineMs },
         );
@@ -692,7 +692,7 @@ export class Volumes {
       nodes.map(async (node) => {
         try {
           const { dropped } = await service.bus.request(
-            subjects.node.build(node),
+            subjects.node.build("headnode", node),
             { type: "headnode.drop.v1", volume: name, volumeId },
             { deadlineMs: dropDeadlineMs },
           );

@@ -1,6 +1,7 @@
 // Leadership on durations: each coordinator measures on its own monotonic clock, and the
 // clocks here start far apart, because no two are ever compared.
 
+import type { Logger } from "@ballast/runtime";
 import { describe, expect, test } from "vitest";
 import { LeaderElection, Leadership, leaderKey } from "../src/leadership.ts";
 import { FakeStore } from "./fake-store.ts";
@@ -127,7 +128,7 @@ describe("a graceful stop releases the key", () => {
 });
 
 /** A coordinator with its own monotonic clock, started at an arbitrary origin. */
-function coordinator(store: FakeStore, nodeId: string, originMs: number) {
+function coordinator(store: FakeStore, nodeId: string, originMs: number, logger?: Logger) {
   const clock = { nowMs: originMs };
   const leadership = new Leadership({
     kv: store,
@@ -135,6 +136,7 @@ function coordinator(store: FakeStore, nodeId: string, originMs: number) {
     leaseMs,
     marginMs,
     clock: () => clock.nowMs,
+    ...(logger === undefined ? {} : { logger }),
   });
   return { clock, leadership };
 }
@@ -223,5 +225,34 @@ describe("two coordinators on one store", () => {
     expect(await b.leadership.renew()).toBeUndefined();
     b.clock.nowMs += 1;
     expect((await b.leadership.renew())?.term).toBe(2);
+  });
+
+  test("a leader record that does not parse is waited out and taken over with a higher term", async () => {
+    // Damaged or foreign bytes on the key (a client once had a coordinator publish its
+    // msgpack reply there): each renewal used to throw on the parse, swallowed, and no
+    // coordinator ever led again.
+    const store = new FakeStore();
+    const warnings: string[] = [];
+    const logger = { warn: (_fields: unknown, message: string) => warnings.push(message) };
+    const a = coordinator(store, "a", 0);
+    const b = coordinator(store, "b", 70_000, logger as unknown as Logger);
+    expect((await a.leadership.renew())?.term).toBe(1);
+    const revision = (await store.get(leaderKey))?.revision as number;
+    const foreign = new Uint8Array([0xde, 0x00, 0x02, 0xa2, 0x6f, 0x6b]);
+    const damagedAt = await store.update(leaderKey, foreign, revision);
+    // a, whose lease has not run out, reads a key that is no longer its own.
+    a.clock.nowMs += 1000;
+    expect(await a.leadership.renew()).toBeUndefined();
+    expect(await b.leadership.holder()).toBeUndefined();
+    expect(await b.leadership.renew()).toBeUndefined();
+    expect(warnings).toHaveLength(1);
+    b.clock.nowMs += leaseMs + marginMs - 1;
+    expect(await b.leadership.renew()).toBeUndefined();
+    b.clock.nowMs += 1;
+    const leading = await b.leadership.renew();
+    expect(leading?.term).toBeGreaterThan(damagedAt);
+    expect(store.value(leaderKey)).toEqual({ coordinator: "b", term: leading?.term });
+    expect(await b.leadership.holder()).toBe("b");
+    expect(warnings).toHaveLength(1);
   });
 });

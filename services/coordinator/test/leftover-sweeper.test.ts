@@ -111,7 +111,7 @@ function harness() {
       bus: {
         request: async (subject: string, message: Message) => {
           const id = subject.split(".").at(-1)!;
-          expect(subject).toBe(subjects.node.build(id));
+          expect(subject).toBe(subjects.node.build("sled", id));
           requests.push(`${id} ${message.type}`);
           const sled = sleds.get(id)!;
           if (!sled.alive) throw new BallastError(ErrorCode.Unavailable, "no responders");

@@ -121,8 +121,8 @@ async function harness(
       bus: {
         request: async (subject: string, message: Message) => {
           const id = subject.split(".").at(-1)!;
-          expect(subject).toBe(subjects.node.build(id));
           const head = headNodes.get(id);
+          expect(subject).toBe(subjects.node.build(head === undefined ? "sled" : "headnode", id));
           if (head !== undefined) return head.answer(message);
           const sled = sleds.get(id)!;
           if (!sled.alive) throw new BallastError(ErrorCode.Unavailable, "no responders");

@@ -194,7 +194,7 @@ function start(
       bus: {
         request: async (subject: string, message: Message) => {
           for (const [id, details] of Object.entries(gateways)) {
-            if (subject !== subjects.node.build(id)) continue;
+            if (subject !== subjects.node.build("gateway", id)) continue;
             if (details === undefined) throw new BallastError(ErrorCode.Timeout, "no answer");
             return { details };
           }

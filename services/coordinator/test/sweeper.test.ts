@@ -163,7 +163,7 @@ async function harness(
     service: {
       bus: {
         request: async (subject: string, message: Message) => {
-          expect(subject).toBe(subjects.node.build("sled-1"));
+          expect(subject).toBe(subjects.node.build("sled", "sled-1"));
           return sled.answer(message);
         },
       },

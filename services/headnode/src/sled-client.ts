@@ -255,7 +255,7 @@ export class SledClient {
     encoded?: readonly Uint8Array[],
   ): Promise<void> {
     const written = await this.bus.request(
-      subjects.node.build(sled),
+      subjects.node.build("sled", sled),
       { type: "sled.chunk.write.v1", owner, chunkId, data },
       encoded === undefined
         ? { deadlineMs: sledDeadlineMs }
@@ -267,7 +267,11 @@ export class SledClient {
     // sled does not count as a holder.
     if (written.created) {
       await this.bus
-        .request(subjects.node.build(sled), { type: "sled.chunk.delete.v1", owner, chunkId })
+        .request(subjects.node.build("sled", sled), {
+          type: "sled.chunk.delete.v1",
+          owner,
+          chunkId,
+        })
         .catch(() => undefined);
     }
     throw new BallastError(
@@ -419,7 +423,7 @@ export class SledClient {
     length: number,
   ): Promise<Uint8Array> {
     const { data } = await this.bus.request(
-      subjects.node.build(sled),
+      subjects.node.build("sled", sled),
       { type: "sled.chunk.read.v1", owner, chunkId, offset, length },
       { deadlineMs: sledDeadlineMs },
     );
@@ -476,7 +480,7 @@ export class SledClient {
     let answer: ResultOf<"sled.chunk.read-many.v1">;
     try {
       answer = await this.bus.request(
-        subjects.node.build(sled),
+        subjects.node.build("sled", sled),
         {
           type: "sled.chunk.read-many.v1",
           owner,
@@ -624,7 +628,7 @@ export class SledClient {
     if (data !== undefined && expect?.checksum !== undefined && crc32c(data) === expect.checksum) {
       return { data: Uint8Array.prototype.slice.call(data), checksum: expect.checksum };
     }
-    const stat = await this.bus.request(subjects.node.build(from), {
+    const stat = await this.bus.request(subjects.node.build("sled", from), {
       type: "sled.chunk.stat.v1",
       owner,
       chunkId,
@@ -648,7 +652,7 @@ export class SledClient {
     expect: ChunkExpectation,
   ): Promise<Uint8Array> {
     const { data } = await this.bus.request(
-      subjects.node.build(sled),
+      subjects.node.build("sled", sled),
       { type: "sled.chunk.read.v1", owner, chunkId, offset: 0, length: expect.bytes },
       { deadlineMs: sledDeadlineMs },
     );
@@ -686,7 +690,7 @@ export class SledClient {
         return `writing the copy failed (the old copy is untouched): ${(error as Error).message}`;
       }
     }
-    const subject = subjects.node.build(sled);
+    const subject = subjects.node.build("sled", sled);
     try {
       const stat = await this.bus.request(subject, { type: "sled.stat.v1" });
       const room = stat.devices.some(
@@ -775,7 +779,7 @@ export class SledClient {
   }
 
   private async uploadBlob(sled: string, key: string, data: Uint8Array, checksum: number) {
-    const subject = subjects.node.build(sled);
+    const subject = subjects.node.build("sled", sled);
     const begun = await this.bus.request(subject, {
       type: "sled.blob.begin.v1",
       key,
@@ -838,7 +842,7 @@ export class SledClient {
 
   /** Reads a blob of `bytes` bytes in pieces no larger than a sled read may return. */
   private async readBlob(sled: string, key: string, bytes: number): Promise<Uint8Array> {
-    const subject = subjects.node.build(sled);
+    const subject = subjects.node.build("sled", sled);
     const parts: Uint8Array[] = [];
     let total = bytes;
     let checksum = 0;
@@ -872,7 +876,7 @@ export class SledClient {
   async deleteBlob(key: string, sleds: readonly string[]): Promise<void> {
     await Promise.allSettled(
       sleds.map((sled) =>
-        this.bus.request(subjects.node.build(sled), { type: "sled.blob.delete.v1", key }),
+        this.bus.request(subjects.node.build("sled", sled), { type: "sled.blob.delete.v1", key }),
       ),
     );
   }

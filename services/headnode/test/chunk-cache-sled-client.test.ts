@@ -212,7 +212,7 @@ describe("the sled client's chunk cache against a model", () => {
     const sleds = fakeSleds();
     const client = new SledClient(sleds.bus, logger, { cacheBytes: 1 << 20 });
     const data = pattern(3 * block, 4);
-    await sleds.bus.request(subjects.node.build("sled-1"), {
+    await sleds.bus.request(subjects.node.build("sled", "sled-1"), {
       type: "sled.chunk.write.v1",
       owner,
       chunkId: "c0",
@@ -230,7 +230,7 @@ describe("the sled client's chunk cache against a model", () => {
     const sleds = fakeSleds();
     const client = new SledClient(sleds.bus, logger, { cacheBytes: 16 << 20 });
     const data = pattern(2 * cacheFillReadBytesMax, 5);
-    await sleds.bus.request(subjects.node.build("sled-1"), {
+    await sleds.bus.request(subjects.node.build("sled", "sled-1"), {
       type: "sled.chunk.write.v1",
       owner,
       chunkId: "c0",

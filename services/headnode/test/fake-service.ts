@@ -76,7 +76,7 @@ export class FakeService {
   };
 
   serveInbox(_accept: readonly string[], dispatch: Handler) {
-    return this.serve(subjects.node.build(this.nodeId), {}, dispatch);
+    return this.serve(subjects.node.build("headnode", this.nodeId), {}, dispatch);
   }
 
   /**
@@ -134,7 +134,7 @@ export class FakeService {
   }
 
   inbox(message: Record<string, unknown>) {
-    return this.call(subjects.node.build(this.nodeId), message);
+    return this.call(subjects.node.build("headnode", this.nodeId), message);
   }
 }
 

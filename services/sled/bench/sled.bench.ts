@@ -64,7 +64,7 @@ async function main(): Promise<void> {
       connection,
       startTracing({ serviceName: "bench", instanceId: "bench" }).tracer,
     );
-    const inbox = subjects.node.build("sled-1");
+    const inbox = subjects.node.build("sled", "sled-1");
     await waitForSled(bus, inbox);
 
     const owner = { volume: "bench", partition: 0 };

@@ -10,7 +10,7 @@
 // rightly, and is not fuzzing.
 
 import { connect } from "node:net";
-import { encodeValue, messageTypes, subjects } from "@ballast/protocol";
+import { encodeValue, messageTypes, type ServiceKind, subjects } from "@ballast/protocol";
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { Random } from "./random.ts";
 
@@ -81,12 +81,12 @@ export function malformedMessage(random: Random): Uint8Array {
 }
 
 export function fuzzSubjects(
-  nodeIds: readonly string[],
+  nodes: readonly { kind: ServiceKind; id: string }[],
   volumes: readonly { name: string; partitions: number }[],
   headNodes: readonly string[],
 ): string[] {
   const list = [subjects.coordinator.build()];
-  for (const id of nodeIds) list.push(subjects.node.build(id));
+  for (const { kind, id } of nodes) list.push(subjects.node.build(kind, id));
   list.push(subjects.heartbeat.build("headnode", "fuzz-node"));
   for (const volume of volumes) {
     for (let partition = 0; partition < volume.partitions; partition++) {

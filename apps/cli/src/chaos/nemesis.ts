@@ -222,7 +222,7 @@ export async function fillSled(
   const write = async (index: number): Promise<boolean> => {
     try {
       await bus.request(
-        subjects.node.build(sled),
+        subjects.node.build("sled", sled),
         { type: "sled.chunk.write.v1", owner: fillerOwner, chunkId: fillerChunkId(index), data },
         { deadlineMs: 10_000 },
       );
@@ -246,7 +246,7 @@ export async function unfillSled(bus: Bus, sled: string, count: number): Promise
   for (let index = 0; index < count; index++) {
     await bus
       .request(
-        subjects.node.build(sled),
+        subjects.node.build("sled", sled),
         { type: "sled.chunk.delete.v1", owner: fillerOwner, chunkId: fillerChunkId(index) },
         { deadlineMs: 10_000 },
       )

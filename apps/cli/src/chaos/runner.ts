@@ -12,7 +12,7 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { BallastClient, type Volume } from "@ballast/client";
-import { limits, subjects } from "@ballast/protocol";
+import { limits, serviceKinds, subjects } from "@ballast/protocol";
 import { Bus, connectNats, createLogger, type NatsAccess, startTracing } from "@ballast/runtime";
 import { LocalCluster } from "../local-cluster.ts";
 import { freePort } from "../nats-server.ts";
@@ -256,7 +256,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
       ? runFuzz(
           control.connection,
           fuzzSubjects(
-            cluster.ids(),
+            serviceKinds.flatMap((kind) => cluster.ids(kind).map((id) => ({ kind, id }))),
             chaosVolumes.map((volume) => ({ name: volume.name, partitions: volume.partitions })),
             cluster.ids("headnode"),
           ),

@@ -1,4 +1,4 @@
-// Messages a sled answers on its node inbox (`subjects.node.build(sledId)`): chunks of
+// Messages a sled answers on its node inbox (`subjects.node.build("sled", sledId)`): chunks of
 // volume data written by head nodes, blobs (metadata checkpoints) by key, usage, and
 // scrub. Every stored byte carries a CRC32C per 4 KiB block; a read that finds a
 // mismatch answers ChecksumMismatch with the location, never the bad bytes.
