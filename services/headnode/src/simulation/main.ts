@@ -14,6 +14,8 @@
 // (lateLearnerConfigureChance, 0 by default).
 // `--stale-requests P` holds that share of client mutation attempts in a socket past
 // their client's timeout (staleRequestChance, 0 by default; CI's shapes use 0.05).
+// `--replicate P` makes that share of runs re-replicate (replicateChance, 0 by default):
+// sleds' stores lost, sleds declared out, and every head node's Replicator running.
 
 import { parseArgs } from "node:util";
 import { type Sabotage, simulateFailover } from "./failover.ts";
@@ -37,6 +39,7 @@ const { values } = parseArgs({
     "configures-ignore-hung-disk": { type: "boolean", default: false },
     "late-learner-configures": { type: "string" },
     "stale-requests": { type: "string" },
+    replicate: { type: "string" },
     "keep-going": { type: "boolean", default: false },
     quiet: { type: "boolean", default: false },
   },
@@ -60,6 +63,7 @@ async function runOne(seed: number) {
         ? { lateLearnerConfigureChance: Number(values["late-learner-configures"]) }
         : {}),
       ...(values["stale-requests"] ? { staleRequestChance: Number(values["stale-requests"]) } : {}),
+      ...(values.replicate ? { replicateChance: Number(values.replicate) } : {}),
       ...(values.partitions
         ? { partitions: values.partitions.split(",").map((count) => (Number(count) === 2 ? 2 : 3)) }
         : {}),
@@ -93,7 +97,7 @@ for (let seed = first; seed < first + count; seed++) {
     process.stdout.write(`  [${violation.check}] ${violation.message}\n`);
   }
   process.stdout.write(
-    `replay: npm run simulate -- --seed ${seed} ${values.failover ? "--failover" : `--replicas ${replicas}`}${values.sabotage ? ` --sabotage ${values.sabotage}` : ""}${values["disk-loss"] ? ` --disk-loss ${values["disk-loss"]}` : ""}${values["faulty-nodes"] ? ` --faulty-nodes ${values["faulty-nodes"]}` : ""}${values.nodes ? ` --nodes ${values.nodes}` : ""}${values.partitions ? ` --partitions ${values.partitions}` : ""}${values.ticks ? ` --ticks ${values.ticks}` : ""}${values["configures-ignore-hung-disk"] ? " --configures-ignore-hung-disk" : ""}${values["late-learner-configures"] ? ` --late-learner-configures ${values["late-learner-configures"]}` : ""}${values["stale-requests"] ? ` --stale-requests ${values["stale-requests"]}` : ""}\n`,
+    `replay: npm run simulate -- --seed ${seed} ${values.failover ? "--failover" : `--replicas ${replicas}`}${values.sabotage ? ` --sabotage ${values.sabotage}` : ""}${values["disk-loss"] ? ` --disk-loss ${values["disk-loss"]}` : ""}${values["faulty-nodes"] ? ` --faulty-nodes ${values["faulty-nodes"]}` : ""}${values.nodes ? ` --nodes ${values.nodes}` : ""}${values.partitions ? ` --partitions ${values.partitions}` : ""}${values.ticks ? ` --ticks ${values.ticks}` : ""}${values["configures-ignore-hung-disk"] ? " --configures-ignore-hung-disk" : ""}${values["late-learner-configures"] ? ` --late-learner-configures ${values["late-learner-configures"]}` : ""}${values["stale-requests"] ? ` --stale-requests ${values["stale-requests"]}` : ""}${values.replicate ? ` --replicate ${values.replicate}` : ""}\n`,
   );
   failed++;
   if (!values["keep-going"]) break;
