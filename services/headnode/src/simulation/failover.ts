@@ -102,6 +102,13 @@
 // every round until a member acknowledges the record's epoch, so it costs a round (none
 // of seeds 1 to 500, short hangs only).
 //
+// Re-replication (`replicateChance`, off by default): the sleds keep which sled holds
+// each chunk copy, sleds' stores are lost (down past the out bound, back empty), the
+// model coordinator names the sleds out in its answers, and each head node runs the
+// shell's own Replicator (replicator.ts) on its hosted replicas: passes, copies that
+// take ticks, recordCopies, checkpoints re-stored and the scrub. See `replicateChance`
+// for what is checked.
+//
 // The replica API this drives is adapted in one place (`ReplicaAdapter`); its effects are
 // carried out by the head node's own effect runner (effect-runner.ts) through the seeded
 // fakes of testing/fakes.ts (journal, checkpoint file, sleds, network, the coordinator's
