@@ -9,6 +9,16 @@
 // no drop of a referenced chunk was ever refused (a refused drop means a primary listed a
 // chunk still in use: on a replica that applied it, reads would find no chunk).
 //
+// Chunk copies (`copies`, in runs that re-replicate): the first time any replica's table
+// lists a sled for a chunk, that sled must have held the chunk's bytes at some point (a
+// write or a copy reached it; it may have lost its store since, after the list was
+// recorded or while a lagging replica caught up): a list naming a sled the bytes never
+// reached is a `copy-list` violation, whatever else holds them. And the table of the
+// record's primary, its inherited tail committed, must never list a chunk that no listed
+// sled holds any more (`chunk-lost`): its data is gone. (A deposed primary's table may
+// still list chunks dropped since, whose copies went with a lost sled.) Liveness (every chunk back at chunkCopies live copies once settled) is the
+// simulation's (failover.ts, `re-replication`).
+//
 // AcknowledgedModel is the client's own model, independent of what replicas report: per
 // sector, the value of the acknowledged mutation with the highest op, plus the values of
 // every attempt whose outcome the client never learned (it may or may not have
@@ -20,6 +30,12 @@ import type { PartitionMetadata } from "../replica/metadata.ts";
 import type { Note } from "../replica/note.ts";
 import { noteChecksum, sameNote } from "../replica/note.ts";
 import type { ClientRequest } from "../replica/replica.ts";
+
+/** Which sleds hold which chunks (testing/fakes.ts FakeSleds), for `copies`. */
+export interface CopyStore {
+  everHeldBy(sled: string, sledChunkId: string): boolean;
+  holdersOf(sledChunkId: string): ReadonlySet<string>;
+}
 
 export interface Violation {
   check: string;
@@ -54,13 +70,22 @@ export class Checker {
   highestAcknowledgedOpNum = 0;
   /** Chunks dropped by committed flush records (each record counted once). */
   chunksDropped = 0;
+  /** Copy lists replaced by committed flush records (re-replication). */
+  copiesRecorded = 0;
+  /** Copy lists already checked (a table's entry gets a new array when its list changes). */
+  private readonly listsSeen = new WeakSet<readonly string[]>();
+  /** `sled/chunk id` pairs some table has listed, and chunks found lost. */
+  private readonly copiesSeen = new Set<string>();
+  private readonly chunksLost = new Set<string>();
 
   committed(nodeId: string, note: Note): void {
     const known = this.history.get(note.opNum);
     if (known === undefined) {
       this.history.set(note.opNum, { ...note });
       if (note.kind === "flush" && note.data !== undefined) {
-        this.chunksDropped += decodeFlushRecord(note.data).drop?.length ?? 0;
+        const record = decodeFlushRecord(note.data);
+        this.chunksDropped += record.drop?.length ?? 0;
+        this.copiesRecorded += record.copies?.length ?? 0;
       }
       return;
     }
@@ -68,6 +93,34 @@ export class Checker {
       this.fail(
         "agreement",
         `${nodeId} committed op ${note.opNum} as a different note than another replica`,
+      );
+    }
+  }
+
+  /** The copy lists of one replica's chunk table (see the module header). */
+  copies(nodeId: string, metadata: PartitionMetadata, store: CopyStore, primary: boolean): void {
+    for (const [chunkNumber, entry] of metadata.chunks) {
+      const id = entry.sledChunkId;
+      if (!this.listsSeen.has(entry.copies)) {
+        this.listsSeen.add(entry.copies);
+        for (const sled of entry.copies) {
+          const key = `${sled}/${id}`;
+          if (this.copiesSeen.has(key)) continue;
+          this.copiesSeen.add(key);
+          if (store.everHeldBy(sled, id)) continue;
+          this.fail(
+            "copy-list",
+            `${nodeId}'s table lists chunk ${chunkNumber} (${id}) on [${entry.copies.join(", ")}], but ${sled} never held it (held by [${[...store.holdersOf(id)].join(", ")}])`,
+          );
+        }
+      }
+      if (!primary || this.chunksLost.has(id)) continue;
+      const holders = store.holdersOf(id);
+      if (entry.copies.some((sled) => holders.has(sled))) continue;
+      this.chunksLost.add(id);
+      this.fail(
+        "chunk-lost",
+        `${nodeId}, primary, lists chunk ${chunkNumber} (${id}) on [${entry.copies.join(", ")}], none of which holds it now (held by [${[...holders].join(", ")}])`,
       );
     }
   }

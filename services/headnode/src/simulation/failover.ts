@@ -104,6 +104,13 @@
 // every round until a member acknowledges the record's epoch, so it costs a round (none
 // of seeds 1 to 500, short hangs only).
 //
+// Re-replication (`replicateChance`, off by default): the sleds keep which sled holds
+// each chunk copy, sleds' stores are lost (down past the out bound, back empty), the
+// model coordinator names the sleds out in its answers, and each head node runs the
+// shell's own Replicator (replicator.ts) on its hosted replicas: passes, copies that
+// take ticks, recordCopies, checkpoints re-stored and the scrub. See `replicateChance`
+// for what is checked.
+//
 // The replica API this drives is adapted in one place (`ReplicaAdapter`); its effects are
 // carried out by the head node's own effect runner (effect-runner.ts) through the seeded
 // fakes of testing/fakes.ts (journal, checkpoint file, sleds, network, the coordinator's
@@ -126,7 +133,7 @@ import {
 } from "@ballast/coordinator/decisions";
 import { LeaseBook } from "@ballast/coordinator/leases";
 import { BallastError, ErrorCode, formatVolumeId, limits } from "@ballast/protocol";
-import { KeyedLock } from "@ballast/runtime";
+import { createLogger, KeyedLock } from "@ballast/runtime";
 import { fetchCheckpoint } from "../checkpoint-fetch.ts";
 import { decideConfigure, partOf } from "../configure-decision.ts";
 import { ConfigureQueue } from "../configure-queue.ts";
@@ -145,6 +152,7 @@ import type { CheckpointPointer, ReadResult, ReplicationMessage } from "../repli
 import type { Note } from "../replica/note.ts";
 import type { KeptFence } from "../replica/ordering-fence.ts";
 import { type ClockReading, type Configuration, Replica } from "../replica/replica.ts";
+import { type ReplicatedPartition, Replicator } from "../replicator.ts";
 import {
   type FailedReplica,
   type Outgoing,
@@ -153,7 +161,7 @@ import {
   sameEntry,
 } from "../report-state.ts";
 import { type RetirePorts, retireReplica } from "../retire.ts";
-import { chunkCopies } from "../sled-client.ts";
+import { chunkCopies, type SledClient } from "../sled-client.ts";
 import {
   type ClientOutcome,
   randomRequest,
@@ -294,7 +302,21 @@ export type Sabotage =
    * gets an op above theirs at the same primary in the same epoch. Found by the `fence`
    * check.
    */
-  | "no-ordering-fence";
+  | "no-ordering-fence"
+  /**
+   * Re-replication (`replicateChance`) whose sled client answers a copy as soon as it is
+   * asked, before the target holds the bytes (as a shell that records the new copy list
+   * when it starts the copy rather than once it is written): the flush record can name
+   * a sled the copy never reached (it failed, or the target went down). Found by the
+   * `copy-list` check.
+   */
+  | "copy-answered-early"
+  /**
+   * Re-replication runs with no replicator on the head nodes (the simulator before this
+   * one): a chunk whose copy was on a lost sled stays one copy short. Found by the
+   * `re-replication` check once settled.
+   */
+  | "no-replicator";
 
 export interface FailoverOptions {
   seed: number;
@@ -550,6 +572,41 @@ export interface FailoverOptions {
    * shapes turn it on (simulation.test.ts), as does `--stale-requests P`.
    */
   staleRequestChance: number;
+  /**
+   * Per run: chance the run re-replicates, drawn from a generator of its own (0 by
+   * default, so that every seed from before replays unchanged; `--replicate P`). Such a
+   * run keeps which sleds hold each chunk copy, loses sleds' stores now and then
+   * (`sledLossRate`), has the model coordinator declare a sled down for `sledOutTicks`
+   * out (in the answers to reports, as sleds.ts and the leader do), and runs the head
+   * node's own Replicator (replicator.ts) on every node: its passes (`planCopies`, the
+   * copies, `recordCopies`, the checkpoint blobs re-stored) every
+   * `replicateIntervalTicks` and when the out set changes, and its scrub
+   * (`checkChunk`'s repair of a missing copy) every `scrubStepTicks`. Copies take up
+   * to `copyTicksMax` ticks, so they race failovers, compactions, drops and lost flush
+   * records. Checked: every copy a table lists was written there (`copy-list`), no
+   * primary's table lists a chunk no sled holds (`chunk-lost`), and once settled every
+   * chunk is back at chunkCopies live copies within `replicationSettleTicksMax`
+   * (`re-replication`).
+   */
+  replicateChance: number;
+  replicateIntervalTicks: number;
+  scrubStepTicks: number;
+  /** A whole scrub pass over a primary's table (the Replicator's scrubIntervalMs). */
+  scrubIntervalMs: number;
+  /** A sled down this long is out of service (the coordinator's sledOutAfterMs). */
+  sledOutTicks: number;
+  /**
+   * Per loaded tick: chance a sled's store is lost (a failed disk) while every table's
+   * chunks and every recorded checkpoint have chunkCopies live copies; it is down for
+   * sledOutTicks and `sledLossTicks` more, then back empty. At most `sledLossesMax`.
+   */
+  sledLossRate: number;
+  sledLossTicks: readonly [number, number];
+  sledLossesMax: number;
+  copyTicksMax: number;
+  /** While faults are on: chance a copy or a scrub's repair fails. */
+  copyFailRate: number;
+  replicationSettleTicksMax: number;
   limits: Partial<ReplicaLimits>;
   sabotage?: Sabotage;
 }
@@ -676,6 +733,17 @@ export const failoverDefaults: Omit<FailoverOptions, "seed"> = {
   clientTimeoutTicks: 60,
   clientRetries: 3,
   staleRequestChance: 0,
+  replicateChance: 0,
+  replicateIntervalTicks: 20,
+  scrubStepTicks: 10,
+  scrubIntervalMs: 5_000,
+  sledOutTicks: 30,
+  sledLossRate: 0.2,
+  sledLossTicks: [1, 200],
+  sledLossesMax: 3,
+  copyTicksMax: 8,
+  copyFailRate: 0.1,
+  replicationSettleTicksMax: 1500,
   limits: {
     flushBytesThreshold: 8 * 1024,
     flushIntervalTicks: 20,
@@ -821,6 +889,16 @@ export interface FailoverResult {
      */
     staleRequests: number;
     staleRefused: number;
+    /**
+     * Runs that re-replicated (replicateChance), sleds' stores lost in them, chunk copies
+     * recorded by flush records (re-replication) and copies the scrub repaired.
+     */
+    replicating: number;
+    sledLosses: number;
+    copiesRecorded: number;
+    copiesRepaired: number;
+    /** Recorded checkpoints left with one stored copy once settled (settleReplication). */
+    checkpointsShortSettled: number;
   };
 }
 
@@ -829,6 +907,8 @@ const linkMessagesPerTickMax = 64;
 
 const volumeName = "sim";
 const noSledsOut: ReadonlySet<string> = new Set();
+/** What the head nodes' replicators log goes nowhere. */
+const replicatorLog = createLogger({ service: "headnode", nodeId: "simulation", level: "silent" });
 
 // ---------------------------------------------------------------- the simulated world
 
@@ -932,6 +1012,8 @@ interface SimulatedNode {
   stuck: Map<number, { promise: Promise<void>; resolve: () => void }>;
   /** Work waiting for the disk to answer again (this life's). */
   diskWaiters: (() => void)[];
+  /** The head node's re-replication (this life's; runs that re-replicate only). */
+  replicator: Replicator | undefined;
 }
 
 type Envelope =
@@ -960,6 +1042,8 @@ type Envelope =
       /** The replicas it reported as primaries, as its sender remembers them. */
       reported: ReadonlyMap<string, ReplicaAdapter>;
       answer: Parameters<ReportState["onAnswer"]>[1];
+      /** The sleds out of service (the answer's `sledsOut`), in runs that re-replicate. */
+      sledsOut?: readonly string[];
     };
 
 interface ConfigureMessage {
@@ -1233,6 +1317,16 @@ export class FailoverSimulation {
   private readonly sessionRandom: SimRandom;
   /** Draws which attempts are held in a socket (staleRequestChance). */
   private readonly staleRandom: SimRandom;
+  /**
+   * Re-replication (replicateChance): whether this run has it, and its draws (sled
+   * losses, copy times and failures), from a generator of its own. Per sled, the tick
+   * it last went down (out once down sledOutTicks).
+   */
+  private readonly replicating: boolean;
+  private readonly replicateRandom: SimRandom;
+  private readonly sledDownFrom = new Map<string, number>();
+  /** Sleds whose current outage is a lost store. */
+  private readonly lostSleds = new Set<string>();
   /** Mutation attempts sent: whose, and to which partition incarnation (the fence check). */
   private readonly mutationAttempts = new Map<
     number,
@@ -1303,6 +1397,11 @@ export class FailoverSimulation {
     sessionTakesOverlapping: 0,
     staleRequests: 0,
     staleRefused: 0,
+    replicating: 0,
+    sledLosses: 0,
+    copiesRecorded: 0,
+    copiesRepaired: 0,
+    checkpointsShortSettled: 0,
   };
   /** Snapshot ids drawn so far, and the request ids their takes and drops use (no client's). */
   private snapshotsDrawn = 0;
@@ -1371,6 +1470,10 @@ export class FailoverSimulation {
       (check, message) => this.fail(check, message),
     );
     this.network = new FakeNetwork(this.world, options);
+    this.replicateRandom = new SimRandom(mixSeed(options.seed ^ 0x7e91c));
+    this.replicating =
+      options.replicateChance > 0 && this.replicateRandom.chance(options.replicateChance);
+    if (this.replicating) this.stats.replicating = 1;
     this.sleds = new FakeSleds(this.world, {
       chunkFailRate: options.chunkFailRate,
       chunkWriteTicksMax: 4,
@@ -1378,6 +1481,8 @@ export class FailoverSimulation {
       blobCopyLossRate: options.checkpointCopyLossRate,
       blobPutTicksMax: options.checkpointUploadTicksMax,
       sledUp: (sled) => this.sledUp(sled),
+      // Only runs that re-replicate lose sleds' stores.
+      perSledCopies: this.replicating,
     });
     this.sledRandom = new SimRandom(mixSeed(options.seed ^ 0x51ed5));
     this.pauseRandom = new SimRandom(mixSeed(options.seed ^ 0xc11e7));
@@ -1425,6 +1530,7 @@ export class FailoverSimulation {
         configures: this.configureQueue(() => node, serially),
         stuck: new Map(),
         diskWaiters: [],
+        replicator: undefined,
       };
       this.nodes.push(node);
     }
@@ -1453,8 +1559,10 @@ export class FailoverSimulation {
     this.stats.ticks = this.tickNow;
     this.stats.messagesDropped = this.network.dropped;
     this.stats.chunkReads = this.sleds.chunkReads;
-    for (const watched of this.watched.values())
+    for (const watched of this.watched.values()) {
       this.stats.chunksDropped += watched.checker.chunksDropped;
+      this.stats.copiesRecorded += watched.checker.copiesRecorded;
+    }
     return { seed: this.options.seed, violations: this.violations, stats: { ...this.stats } };
   }
 
@@ -1478,7 +1586,13 @@ export class FailoverSimulation {
       node.cut = undefined;
       if (!node.up) await this.startNode(node);
     }
-    for (const sled of this.sledDownUntil.keys()) this.sledDownUntil.set(sled, 0);
+    for (const sled of this.sledDownUntil.keys()) {
+      // A lost store stays down until it is out (copies there count as lost), as drawn.
+      const lostUntil = this.lostSleds.has(sled)
+        ? (this.sledDownFrom.get(sled) ?? 0) + this.options.sledOutTicks + 1
+        : 0;
+      this.sledDownUntil.set(sled, Math.min(this.sledDownUntil.get(sled) ?? 0, lostUntil));
+    }
     if (!(await this.settle())) return;
     // A quiet restart. Every primary takes one more snapshot: a control note, which its
     // secondaries commit but take no checkpoint for (checkpoints follow flushes). Once
@@ -1499,14 +1613,14 @@ export class FailoverSimulation {
     for (let tick = 0; tick < quietTicks; tick++) await this.step(false);
     const partition = this.integer(0, this.options.partitions.length - 1);
     const secondaries = this.records.get(partition)?.record.secondaries ?? [];
-    if (secondaries.length === 0) return;
+    if (secondaries.length === 0) return await this.settleReplication();
     const node = this.node(secondaries[this.integer(0, secondaries.length - 1)]!);
     this.crash(node);
     this.stats.quietRestarts++;
     const downTicks = this.integer(1, Math.floor(this.options.deadAfterTicks / 2));
     for (let tick = 0; tick < downTicks; tick++) await this.step(false);
     await this.startNode(node);
-    await this.settle();
+    if (await this.settle()) await this.settleReplication();
   }
 
   /**
@@ -1648,7 +1762,13 @@ export class FailoverSimulation {
         );
       }
       if (this.tickNow % this.options.roundTicks === 0) this.sendReport(node);
+      // The replicator's timers (replicator.ts start()), on the simulated clock.
+      if (node.replicator !== undefined) {
+        if (this.tickNow % this.options.replicateIntervalTicks === 0) void node.replicator.pass();
+        if (this.tickNow % this.options.scrubStepTicks === 0) void node.replicator.scrubStep();
+      }
     }
+    if (this.replicating) this.checkCopies();
     if (this.tickNow % this.options.roundTicks === 0) this.coordinatorRound();
     if (!this.clientsPaused()) this.expireClientAttempts();
     if (load) this.checkAvailability();
@@ -1767,6 +1887,7 @@ export class FailoverSimulation {
   private async injectFaults(): Promise<void> {
     const options = this.options;
     this.injectSledFaults();
+    if (this.replicating) this.injectSledLoss();
     if (this.longHangAtTick >= 0 && this.tickNow >= this.longHangAtTick) this.startLongHang();
     for (const node of this.nodes) {
       if (!node.up) {
@@ -1893,11 +2014,220 @@ export class FailoverSimulation {
     if (sleds.length - this.liveSleds().length >= sleds.length - chunkCopies) return;
     const sled = sleds[this.sledRandom.integer(0, sleds.length - 1)]!;
     if (!this.sledUp(sled)) return;
+    this.lostSleds.delete(sled);
+    this.sledDownFrom.set(sled, this.tickNow);
     this.sledDownUntil.set(
       sled,
       this.tickNow + this.sledRandom.integer(1, options.sledDownTicksMax),
     );
     this.stats.sledOutages++;
+  }
+
+  // ---------------------------------------------------------------- re-replication
+
+  /** The sleds out of service: down for sledOutTicks or more (sleds.ts, sledOutAfterMs). */
+  private sledsOut(): string[] {
+    return [...this.sledDownUntil.keys()].filter(
+      (sled) =>
+        !this.sledUp(sled) &&
+        this.tickNow - (this.sledDownFrom.get(sled) ?? 0) >= this.options.sledOutTicks,
+    );
+  }
+
+  /**
+   * A sled's store is lost now and then (a failed disk), while the others up can take
+   * every chunk and nothing is short of copies: a loss before the last one is repaired
+   * could lose data with a sound replicator too. It is down long enough to be declared
+   * out, then back, empty.
+   */
+  private injectSledLoss(): void {
+    const options = this.options;
+    if (this.stats.sledLosses >= options.sledLossesMax) return;
+    if (!this.replicateRandom.chance(options.sledLossRate)) return;
+    const sleds = [...this.sledDownUntil.keys()];
+    if (sleds.length - this.liveSleds().length >= sleds.length - chunkCopies) return;
+    if (!this.repaired()) return;
+    const up = this.liveSleds();
+    const sled = up[this.replicateRandom.integer(0, up.length - 1)]!;
+    this.sleds.loseStore(sled);
+    this.lostSleds.add(sled);
+    this.sledDownFrom.set(sled, this.tickNow);
+    const [from, to] = options.sledLossTicks;
+    this.sledDownUntil.set(
+      sled,
+      this.tickNow + options.sledOutTicks + this.replicateRandom.integer(from, to),
+    );
+    this.stats.sledLosses++;
+  }
+
+  /**
+   * Whether every copy a loss could take has another: every member of every partition
+   * serving, each primary with nothing uncommitted (a chunk written lately is in a flush
+   * record not yet in any table), no sled work in flight, and nothing short of copies.
+   */
+  private repaired(): boolean {
+    if (this.sleds.pending > 0) return false;
+    for (const [partition, { record }] of this.records) {
+      for (const member of membersOf(record)) {
+        const node = this.node(member);
+        const hosted = node.hosted.get(partition);
+        const adapter = hosted?.adapter;
+        if (!this.running(node) || adapter === undefined || adapter.failed !== undefined)
+          return false;
+        if (hosted?.retiring !== false || hosted.volumeId !== this.volumeId) return false;
+        const replica = adapter.replica;
+        if (member !== record.primary) continue;
+        if (replica.roleName !== "primary" || replica.configuration?.epoch !== record.epoch)
+          return false;
+        if (!adapter.tailCommitted || replica.commitOpNum !== replica.lastOpNum) return false;
+      }
+    }
+    return this.shortCopies().length === 0;
+  }
+
+  /**
+   * Chunks of the volume's members on nodes up with fewer than chunkCopies live copies
+   * (listed, on a sled up that holds one), and the primaries' recorded checkpoints with
+   * fewer than `checkpointCopiesMin` (stored on a sled up), described.
+   */
+  private shortCopies(checkpointCopiesMin: number = chunkCopies): string[] {
+    const short: string[] = [];
+    for (const node of this.nodes) {
+      if (!node.up) continue;
+      for (const hosted of node.hosted.values()) {
+        const adapter = hosted.adapter;
+        if (adapter === undefined || adapter.failed !== undefined) continue;
+        if (hosted.volumeId !== this.volumeId) continue;
+        // A replica no longer a member (left idle until dropped) is no one's to repair.
+        const record = this.records.get(hosted.partition)?.record;
+        if (record === undefined || !membersOf(record).includes(node.id)) continue;
+        const replica = adapter.replica;
+        for (const [chunkNumber, entry] of replica.metadata.chunks) {
+          const live = entry.copies.filter((sled) => this.sleds.holds(sled, entry.sledChunkId));
+          if (live.length >= chunkCopies) continue;
+          short.push(
+            `${node.id} partition ${hosted.partition} chunk ${chunkNumber} (${entry.sledChunkId}) lists [${entry.copies.join(", ")}], held by [${[...this.sleds.holdersOf(entry.sledChunkId)].join(", ")}]`,
+          );
+        }
+        const pointer = replica.roleName === "primary" ? replica.recordedCheckpoint : undefined;
+        if (pointer === undefined) continue;
+        const blob = this.sleds.blobs.get(pointer.blobKey);
+        const stored = pointer.sleds.filter((sled) => this.sledUp(sled) && blob?.copies.has(sled));
+        if (stored.length >= checkpointCopiesMin) continue;
+        short.push(
+          `${node.id} partition ${hosted.partition} checkpoint ${pointer.blobKey} lists [${pointer.sleds.join(", ")}], stored on [${stored.join(", ")}]`,
+        );
+      }
+    }
+    return short;
+  }
+
+  /** Every tick of a run that re-replicates: the copy lists of every replica's table. */
+  private checkCopies(): void {
+    for (const node of this.nodes) {
+      if (!node.up) continue;
+      for (const hosted of node.hosted.values()) {
+        const adapter = hosted.adapter;
+        if (adapter === undefined || adapter.failed !== undefined) continue;
+        // The record's primary once its inherited tail is committed: a deposed one, or
+        // one still committing its tail, may list chunks dropped since.
+        const record = this.records.get(hosted.partition)?.record;
+        const primary =
+          hosted.volumeId === this.volumeId &&
+          record?.primary === node.id &&
+          adapter.replica.configuration?.epoch === record.epoch &&
+          adapter.replica.roleName === "primary" &&
+          adapter.tailCommitted;
+        this.watchedFor(hosted.volumeId, hosted.partition).checker.copies(
+          node.id,
+          adapter.replica.metadata,
+          this.sleds,
+          primary,
+        );
+      }
+    }
+  }
+
+  /**
+   * Once settled, a run that re-replicates steps on (as long as replicationSettleTicksMax)
+   * until every chunk is back at chunkCopies live copies and every recorded checkpoint
+   * has a stored copy. A checkpoint is re-stored only while a sled it names is out
+   * (replicator.ts): one whose copy went with a store lost on a sled back before any
+   * node heard it out keeps a single copy until the next checkpoint (a learner that
+   * cannot fetch it gets another), counted in checkpointsShortSettled.
+   */
+  private async settleReplication(): Promise<void> {
+    if (!this.replicating) return;
+    let short = this.shortCopies(1);
+    for (let tick = 0; tick < this.options.replicationSettleTicksMax && short.length > 0; tick++) {
+      await this.step(false);
+      short = this.shortCopies(1);
+    }
+    this.stats.checkpointsShortSettled += this.shortCopies().length - short.length;
+    if (short.length === 0) return;
+    this.fail(
+      "re-replication",
+      `${short.length} chunks short of ${chunkCopies} live copies or checkpoints of any ${this.options.replicationSettleTicksMax} ticks after settling (sleds out: [${this.sledsOut().join(", ")}]): ${short.slice(0, 4).join("; ")}`,
+    );
+  }
+
+  /** The head node's Replicator of this life of `node`, on the simulated sleds. */
+  private newReplicator(node: SimulatedNode): Replicator {
+    const life = node.life;
+    const options = this.options;
+    const random = this.replicateRandom;
+    const ticks = () => random.integer(1, options.copyTicksMax);
+    const fails = () => this.faultsOn && random.chance(options.copyFailRate);
+    const sleds: Pick<SledClient, "copyChunk" | "checkChunk"> = {
+      copyChunk: (_owner, chunkId, from, to) => {
+        const copy = this.sleds.copyChunk(node.id, chunkId, from, to, ticks(), fails());
+        if (options.sabotage !== "copy-answered-early") return copy;
+        copy.catch(() => {});
+        return Promise.resolve(from[0]!);
+      },
+      checkChunk: async (_owner, chunkId, copies) => {
+        const outcomes = await this.sleds.checkChunk(node.id, chunkId, copies, ticks());
+        this.stats.copiesRepaired += outcomes.filter((outcome) => outcome.repaired).length;
+        return outcomes;
+      },
+    };
+    return new Replicator({
+      sleds,
+      logger: replicatorLog,
+      partitions: () =>
+        node.life === life && node.up
+          ? [...node.hosted.values()].flatMap((hosted) => this.replicatedOf(node, life, hosted))
+          : [],
+      scrubIntervalMs: options.scrubIntervalMs,
+      clock: () => node.clock.nowMs(),
+    });
+  }
+
+  /**
+   * A hosted replica as the replicator sees it (partition-host.ts): its role "idle" once
+   * its core is gone (closed, failed, retiring, its node restarted).
+   */
+  private replicatedOf(node: SimulatedNode, life: number, hosted: Hosted): ReplicatedPartition[] {
+    const adapter = hosted.adapter;
+    if (adapter === undefined) return [];
+    const serving = () =>
+      node.life === life &&
+      node.up &&
+      hosted.adapter === adapter &&
+      adapter.failed === undefined &&
+      !hosted.retiring;
+    return [
+      {
+        address: { volume: volumeName, volumeId: hosted.volumeId, partition: hosted.partition },
+        get roleName() {
+          return serving() ? adapter.replica.roleName : "idle";
+        },
+        replica: adapter.replica,
+        get sleds() {
+          return hosted.runner?.sleds ?? [];
+        },
+      },
+    ];
   }
 
   private faultsOf(node: SimulatedNode): string {
@@ -2065,6 +2395,9 @@ export class FailoverSimulation {
     node.sessionStored = node.session;
     node.life++;
     node.reportState = this.newReportState();
+    if (this.replicating && this.options.sabotage !== "no-replicator") {
+      node.replicator = this.newReplicator(node);
+    }
     for (const hosted of node.hosted.values()) await this.openReplica(node, hosted);
     // A frozen leader's learner configures, which reach the node before its own
     // coordinator's (`lateLearnerConfigureChance`).
@@ -2320,6 +2653,9 @@ export class FailoverSimulation {
     node.diskWaiters = [];
     node.sessionLock = new KeyedLock();
     node.sessionTakesRunning = 0;
+    // Its copies in flight may still land on their sleds; nothing records them.
+    void node.replicator?.close();
+    node.replicator = undefined;
     for (const hosted of node.hosted.values()) {
       hosted.adapter = undefined;
       hosted.runner?.close();
@@ -2373,7 +2709,7 @@ export class FailoverSimulation {
     // Chunk writes wait only for a paused process; checkpoint uploads and records are
     // steps of its checkpoint, which a hung disk holds up too.
     this.sleds.complete((owner, kind) =>
-      kind === "chunk"
+      kind === "chunk" || kind === "copy" || kind === "check"
         ? this.node(owner).up && this.node(owner).pausedUntilTick > this.tickNow
         : stalled(owner),
     );
@@ -2787,6 +3123,8 @@ export class FailoverSimulation {
     for (const { replica, epoch } of renewalsOf(granted, envelope.reported, hostedNow)) {
       replica.renewLease(epoch, envelope.sentAt, envelope.answer.leaseMs);
     }
+    // As headnode.ts: a new out set starts a pass at once.
+    if (envelope.sledsOut !== undefined) node.replicator?.setOut(envelope.sledsOut);
   }
 
   // ---------------------------------------------------------------- the model coordinator
@@ -3318,6 +3656,7 @@ export class FailoverSimulation {
         excluded: outcome.excluded,
         ...(outcome.full === true ? { full: true } : {}),
       },
+      ...(this.replicating ? { sledsOut: this.sledsOut() } : {}),
     });
   }
 

@@ -44,7 +44,7 @@ import type { CheckpointPointer } from "../replica/effects.ts";
 import { PartitionMetadata } from "../replica/metadata.ts";
 import type { Note } from "../replica/note.ts";
 import type { ClockReading, Recovered } from "../replica/replica.ts";
-import { chunkCopies } from "../sled-client.ts";
+import { type CopyRepair, chunkCopies } from "../sled-client.ts";
 
 /** The one seeded generator of a simulation. */
 export class SimRandom {
@@ -295,6 +295,12 @@ export interface FakeSledsOptions {
    * replica was told of (its configure's live sleds) that is up when the write lands.
    */
   sledUp?: (sled: string) => boolean;
+  /**
+   * Whole-chunk reads (compaction) need a sled up among the chunk's copies that holds
+   * one (`holders`), as a sled whose store was lost answers NotFound. Off, any read of a
+   * chunk written finds its bytes.
+   */
+  perSledCopies?: boolean;
 }
 
 interface Blob {
@@ -331,14 +337,45 @@ type SledWork =
       sledChunkId: string;
       bytes: number;
       checksum: number | undefined;
+      /** The copies the chunk table lists. */
+      copies: readonly string[];
       fails: boolean;
       done: Done<Uint8Array>;
     }
-  | { kind: "delete"; owner: string; readyTick: number; key: string; done: Done };
+  | { kind: "delete"; owner: string; readyTick: number; key: string; done: Done }
+  | {
+      /** Re-replication (SledClient.copyChunk): a live copy read whole, written to `to`. */
+      kind: "copy";
+      owner: string;
+      readyTick: number;
+      sledChunkId: string;
+      from: readonly string[];
+      to: string;
+      fails: boolean;
+      done: Done<string>;
+    }
+  | {
+      /** The scrub (SledClient.checkChunk): every copy read, the missing ones repaired. */
+      kind: "check";
+      owner: string;
+      readyTick: number;
+      sledChunkId: string;
+      copies: readonly string[];
+      done: Done<CopyRepair[]>;
+    };
 
 /** The sleds every replica of a simulation shares. */
 export class FakeSleds {
+  /** Every chunk's bytes, by its id (write-once: one content per id, wherever held). */
   readonly chunks = new Map<string, Uint8Array>();
+  /**
+   * Which sleds hold a copy of each chunk: those a write reached, a copy or a repair
+   * wrote to, less those whose store was lost since (`loseStore`). Reads ignore it
+   * unless `perSledCopies` is on.
+   */
+  readonly holders = new Map<string, Set<string>>();
+  /** `sled/chunk id` of every copy any sled ever held (the copy-list check). */
+  private readonly everHeld = new Set<string>();
   readonly blobs = new Map<string, Blob>();
   /** Whole-chunk reads answered with the chunk's bytes (compaction). */
   chunkReads = 0;
@@ -404,6 +441,7 @@ export class FakeSleds {
           sledChunkId: chunk.sledChunkId,
           bytes: chunk.bytes,
           checksum: chunk.checksum,
+          copies: chunk.copies,
           fails: world.faultsOn && world.random.chance(this.options.chunkFailRate),
           done,
         });
@@ -455,13 +493,17 @@ export class FakeSleds {
               );
             }
             this.chunks.set(work.sledChunkId, work.data);
+            for (const sled of holders) this.hold(sled, work.sledChunkId);
             work.done({ ok: true, value: holders });
           }
           break;
         }
         case "read": {
           const data = this.chunks.get(work.sledChunkId);
-          if (work.fails || data === undefined) {
+          const held =
+            this.options.perSledCopies !== true ||
+            work.copies.some((sled) => this.holds(sled, work.sledChunkId));
+          if (work.fails || data === undefined || !held) {
             work.done({ ok: false, error: new Error(`chunk ${work.sledChunkId}: read failed`) });
           } else if (
             data.byteLength !== work.bytes ||
@@ -484,12 +526,144 @@ export class FakeSleds {
           this.blobs.delete(work.key);
           work.done(ok);
           break;
+        case "copy":
+          this.completeCopy(work);
+          break;
+        case "check":
+          work.done({ ok: true, value: this.checkCopies(work.sledChunkId, work.copies) });
+          break;
         default: {
           const unreachable: never = work;
           throw new Error(`unknown sled work ${JSON.stringify(unreachable)}`);
         }
       }
     }
+  }
+
+  /** Whether `sled` is up now and holds a copy of the chunk. */
+  holds(sled: string, sledChunkId: string): boolean {
+    const up = this.options.sledUp;
+    return (up === undefined || up(sled)) && this.holders.get(sledChunkId)?.has(sled) === true;
+  }
+
+  /** Whether `sled` held a copy of the chunk at any time (lost since or not). */
+  everHeldBy(sled: string, sledChunkId: string): boolean {
+    return this.everHeld.has(`${sled}/${sledChunkId}`);
+  }
+
+  /** The sleds that hold a copy of the chunk now, up or down. */
+  holdersOf(sledChunkId: string): ReadonlySet<string> {
+    return this.holders.get(sledChunkId) ?? new Set();
+  }
+
+  private hold(sled: string, sledChunkId: string): void {
+    let holders = this.holders.get(sledChunkId);
+    if (holders === undefined) {
+      holders = new Set();
+      this.holders.set(sledChunkId, holders);
+    }
+    holders.add(sled);
+    this.everHeld.add(`${sled}/${sledChunkId}`);
+  }
+
+  /** `sled`'s store is lost (a failed disk): every chunk copy and blob copy on it. */
+  loseStore(sled: string): void {
+    for (const holders of this.holders.values()) holders.delete(sled);
+    for (const blob of this.blobs.values()) blob.copies.delete(sled);
+  }
+
+  /**
+   * Copies a chunk as SledClient.copyChunk does, `ticks` from now: from the first of
+   * `from` up that holds it, to `to` (up then); answers the source sled. Fails (as the
+   * real one rejects) with `fails`, with no source, or with the target down.
+   */
+  copyChunk(
+    owner: string,
+    sledChunkId: string,
+    from: readonly string[],
+    to: string,
+    ticks: number,
+    fails: boolean,
+  ): Promise<string> {
+    return new Promise((resolve, reject) => {
+      this.work.push({
+        kind: "copy",
+        owner,
+        readyTick: this.world.tick + ticks,
+        sledChunkId,
+        from: [...from],
+        to,
+        fails,
+        done: (outcome) => (outcome.ok ? resolve(outcome.value) : reject(outcome.error)),
+      });
+    });
+  }
+
+  /**
+   * The scrub's check of one chunk, `ticks` from now, as SledClient.checkChunk: every
+   * copy up is read; those missing are written again from one that holds it.
+   */
+  checkChunk(
+    owner: string,
+    sledChunkId: string,
+    copies: readonly string[],
+    ticks: number,
+  ): Promise<CopyRepair[]> {
+    return new Promise((resolve, reject) => {
+      this.work.push({
+        kind: "check",
+        owner,
+        readyTick: this.world.tick + ticks,
+        sledChunkId,
+        copies: [...copies],
+        done: (outcome) => (outcome.ok ? resolve(outcome.value) : reject(outcome.error)),
+      });
+    });
+  }
+
+  private completeCopy(work: Extract<SledWork, { kind: "copy" }>): void {
+    const source = work.from.find((sled) => this.holds(sled, work.sledChunkId));
+    const up = this.options.sledUp ?? (() => true);
+    if (source === undefined) {
+      work.done({
+        ok: false,
+        error: new BallastError(
+          ErrorCode.Unavailable,
+          `no sound copy of chunk ${work.sledChunkId} to copy to ${work.to}`,
+        ),
+      });
+    } else if (work.fails || !up(work.to)) {
+      work.done({
+        ok: false,
+        error: new BallastError(
+          ErrorCode.Unavailable,
+          `copying chunk ${work.sledChunkId} from ${source} to ${work.to}: sled failed`,
+        ),
+      });
+    } else {
+      this.hold(work.to, work.sledChunkId);
+      work.done({ ok: true, value: source });
+    }
+  }
+
+  private checkCopies(sledChunkId: string, copies: readonly string[]): CopyRepair[] {
+    const up = this.options.sledUp ?? (() => true);
+    const live = copies.filter((sled) => up(sled));
+    const missing = live.filter((sled) => !this.holds(sled, sledChunkId));
+    if (missing.length === 0) return [];
+    const sound = live.some((sled) => this.holds(sled, sledChunkId));
+    return missing.map((sled) => {
+      if (!sound) {
+        return {
+          sled,
+          found: "missing",
+          repaired: false,
+          error: `no sound copy of chunk ${sledChunkId} to repair from`,
+        };
+      }
+      this.hold(sled, sledChunkId);
+      return { sled, found: "missing", repaired: true };
+    });
   }
 
   private completePut(work: Extract<SledWork, { kind: "blob" }>): void {
