@@ -813,7 +813,7 @@ export class SledStore {
       if (report.damaged.length < sledLimits.scrubReportEntriesMax) report.damaged.push(damage);
       else report.damagedTruncated = true;
     }
-    report.durationMs = Math.max(0, this.nowMs() - startedAtMs);
+    report.durationMs = Math.max(0, Math.round(this.nowMs() - startedAtMs));
     return report;
   }
 
