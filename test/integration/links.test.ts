@@ -132,6 +132,49 @@ describe("the bus and the service shell over links", () => {
     await client.connection.close();
   });
 
+  test("a read's answer sent in parts by reference arrives as the answer encoded whole would, by link and by NATS", async () => {
+    const service = await newService("head-l8", true);
+    // Two pieces large enough to go by reference, one small, at offsets into one buffer
+    // (as ranges of a cached chunk are), each with its own pattern.
+    const chunk = new Uint8Array(4 * 1024 * 1024);
+    for (let at = 0; at < chunk.length; at += 1) chunk[at] = (at * 7 + (at >>> 12)) & 0xff;
+    const data = [
+      chunk.subarray(0, 1024 * 1024),
+      chunk.subarray(1024 * 1024 + 5, 1024 * 1024 + 5 + 4096),
+      chunk.subarray(3 * 1024 * 1024, 4 * 1024 * 1024),
+    ];
+    service.serve(
+      volumeSubject,
+      { accept: ["volume.read.v1"], link: "volume", repliesByReference: true },
+      () => ({ data }),
+    );
+    const read = {
+      type: "volume.read.v1" as const,
+      volume: "links",
+      partition: 0,
+      epoch: 1,
+      reads: data.map((piece, index) => ({
+        offset: index * 4 * 1024 * 1024,
+        length: piece.length,
+      })),
+    };
+    const client = await newBus("client-l8");
+    client.enableLinks(["volume"]);
+    const answers = [await client.request(volumeSubject, read)];
+    await waitFor("a link", () => (client.linkStats().routed === 1 ? true : undefined), 5000, 10);
+    answers.push(await client.request(volumeSubject, read));
+    expect(client.linkStats().nats.requests).toBe(1);
+    expect(client.linkStats().link.requests).toBe(1);
+    for (const answer of answers) {
+      expect(answer.data).toHaveLength(data.length);
+      for (const [index, piece] of answer.data.entries()) {
+        expect(Buffer.from(piece).equals(Buffer.from(data[index]!))).toBe(true);
+      }
+    }
+    await service.stop("test");
+    await client.connection.close();
+  });
+
   test("a server that takes no links says so, and everything goes over NATS", async () => {
     const service = await newService("head-l4", false);
     service.serve(volumeSubject, { accept: ["volume.flush.v1"], link: "volume" }, () => ({
