@@ -339,13 +339,40 @@ describe("a sled's inbox over links", () => {
           length: 8192,
         });
         expect(Buffer.from(data).equals(Buffer.from(chunk.subarray(4096, 12288)))).toBe(true);
+        // Large reads, whose replies a sled sends in parts over its link (the data by
+        // reference): the same bytes.
+        const large = await head.request(inbox, {
+          type: "sled.chunk.read.v1",
+          owner,
+          chunkId: "c-1",
+          offset: 1 << 20,
+          length: 2 << 20,
+        });
+        expect(Buffer.from(large.data).equals(Buffer.from(chunk.subarray(1 << 20, 3 << 20)))).toBe(
+          true,
+        );
+        const ranges = [
+          { offset: 0, length: 1 << 20 },
+          { offset: 8192, length: 4096 },
+          { offset: 3 << 20, length: 1 << 20 },
+        ];
+        const many = await head.request(inbox, {
+          type: "sled.chunk.read-many.v1",
+          owner,
+          reads: ranges.map((range) => ({ chunkId: "c-1", ...range })),
+        });
+        expect(many.failed).toBeUndefined();
+        for (const [index, { offset, length }] of ranges.entries()) {
+          const expected = Buffer.from(chunk.subarray(offset, offset + length));
+          expect(Buffer.from(many.data[index]!).equals(expected)).toBe(true);
+        }
       }
-      // Both by link to the one, both by NATS to the other (which offered no link).
-      expect(linked.service.linkServerStats()?.requests.node).toBe(2);
+      // All by link to the one, all by NATS to the other (which offered no link).
+      expect(linked.service.linkServerStats()?.requests.node).toBe(4);
       expect(unlinked.service.linkServerStats()).toBeUndefined();
-      expect(head.linkStats().link.requests).toBe(2);
-      // node.info.v1 to each, then the unlinked sled's write and read (offers are not counted).
-      expect(head.linkStats().nats.requests).toBe(4);
+      expect(head.linkStats().link.requests).toBe(4);
+      // node.info.v1 to each, then the unlinked sled's write and reads (offers are not counted).
+      expect(head.linkStats().nats.requests).toBe(6);
       expect(head.linkStats().offers).toMatchObject({ linked: 1, "no-link": 1 });
     } finally {
       await head.connection.close();

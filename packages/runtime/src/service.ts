@@ -379,12 +379,13 @@ export class Service {
 
   /**
    * Serves the node's inbox: `node.info.v1` plus the actor's own types; with `link`
-   * ("node"), over links too (a sled's chunk traffic).
+   * ("node"), over links too (a sled's chunk traffic), and with `repliesByReference`
+   * (ServeOptions) large replies over links in parts.
    */
   serveInbox<T extends MessageType>(
     accept: readonly T[],
     dispatch: Dispatch<Extract<Message, { type: T }>>,
-    options: { link?: "node" } = {},
+    options: { link?: "node"; repliesByReference?: boolean } = {},
   ): Served {
     return this.serve(
       subjects.node.build(this.nodeId),
