@@ -2,6 +2,9 @@
 FROM node:22-bookworm-slim
 WORKDIR /app
 ENV NODE_ENV=production
+# glibc's malloc settings for every service: packages/runtime/src/constants.ts's
+# serviceMallocTunables (a test checks).
+ENV GLIBC_TUNABLES=glibc.malloc.mmap_threshold=16777216:glibc.malloc.trim_threshold=33554432
 COPY . .
 RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
 # Services and the CLI run from esbuild bundles built here, once (/app is not writable by

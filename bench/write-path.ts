@@ -105,6 +105,8 @@ interface JobRun {
    * file reads, the journal's writes): what each reply or request costs in the kernel.
    */
   syscallsPerIo: Record<string, { reads: number; writes: number }>;
+  /** Minor page faults per I/O, by process (`cpuSeconds`). */
+  faultsPerIo: Record<string, number>;
   /** CPU per write less what the process burns idle over the same time. */
   netUsPerWrite: Record<string, number>;
   totalNetUsPerWrite: number;
@@ -147,13 +149,20 @@ async function syscalls(pid: number): Promise<{ reads: number; writes: number }>
   return { reads: field("syscr"), writes: field("syscw") };
 }
 
-/** User and system CPU seconds of a process. */
-async function cpuSeconds(pid: number): Promise<{ user: number; system: number }> {
+/**
+ * User and system CPU seconds of a process, and its minor page faults (memory it touched
+ * for the first time, or again after giving it back: each costs a trip into the kernel
+ * and, for fresh memory, zeroing a page).
+ */
+async function cpuSeconds(
+  pid: number,
+): Promise<{ user: number; system: number; minorFaults: number }> {
   const stat = await readFile(`/proc/${pid}/stat`, "utf8");
   const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
   return {
     user: Number(fields[11]) / clockTicksPerSecond,
     system: Number(fields[12]) / clockTicksPerSecond,
+    minorFaults: Number(fields[7]),
   };
 }
 
@@ -407,7 +416,7 @@ async function main(): Promise<void> {
           await mkdir(gcDir, { recursive: true });
           for (const record of cluster.records()) process.kill(record.pid, "SIGWINCH");
         }
-        const before = new Map<string, { user: number; system: number }>();
+        const before = new Map<string, { user: number; system: number; minorFaults: number }>();
         const callsBefore = new Map<string, { reads: number; writes: number }>();
         const cacheBefore = await cacheCounts(infoBus, primary);
         for (const [id, pid] of pids) before.set(id, await cpuSeconds(pid));
@@ -415,7 +424,7 @@ async function main(): Promise<void> {
         const started = performance.now();
         counts.clear();
         const output = await fio(jobArgs(uri, spec, seconds));
-        const after = new Map<string, { user: number; system: number }>();
+        const after = new Map<string, { user: number; system: number; minorFaults: number }>();
         const callsAfter = new Map<string, { reads: number; writes: number }>();
         for (const [id, pid] of pids) after.set(id, await cpuSeconds(pid));
         for (const [id, pid] of pids) callsAfter.set(id, await syscalls(pid));
@@ -483,6 +492,7 @@ async function main(): Promise<void> {
         const systemUsPerWrite: Record<string, number> = {};
         const netUsPerWrite: Record<string, number> = {};
         const syscallsPerIo: Record<string, { reads: number; writes: number }> = {};
+        const faultsPerIo: Record<string, number> = {};
         let total = 0;
         let net = 0;
         for (const id of pids.keys()) {
@@ -501,6 +511,7 @@ async function main(): Promise<void> {
             reads: (callsTo.reads - callsFrom.reads) / writes,
             writes: (callsTo.writes - callsFrom.writes) / writes,
           };
+          faultsPerIo[id] = (to.minorFaults - from.minorFaults) / writes;
           total += us;
         }
         const percentile = (key: string) =>
@@ -516,6 +527,7 @@ async function main(): Promise<void> {
           cpuUsPerWrite,
           systemUsPerWrite,
           syscallsPerIo,
+          faultsPerIo,
           netUsPerWrite,
           totalNetUsPerWrite: net,
           totalCpuUsPerWrite: total,
@@ -554,11 +566,15 @@ async function main(): Promise<void> {
               ([id, calls]) =>
                 `${id.replace(/^sled /, "")} ${calls.reads.toFixed(2)}+${calls.writes.toFixed(2)}`,
             )
-            .join(", ")}${
-            result.cache === undefined
-              ? ""
-              : `\n  chunk cache: ${percent(result.cache.hits, result.cache.hits + result.cache.misses)} of chunk ranges hit, ${(result.cache.misses / writes).toFixed(2)} misses and ${(result.cache.evictions / writes).toFixed(2)} blocks evicted per I/O`
-          }`,
+            .join(", ")}
+  page faults/IO: ${Object.entries(faultsPerIo)
+    .filter(([, faults]) => faults >= 0.01)
+    .map(([id, faults]) => `${id.replace(/^sled /, "")} ${faults.toFixed(2)}`)
+    .join(", ")}${
+    result.cache === undefined
+      ? ""
+      : `\n  chunk cache: ${percent(result.cache.hits, result.cache.hits + result.cache.misses)} of chunk ranges hit, ${(result.cache.misses / writes).toFixed(2)} misses and ${(result.cache.evictions / writes).toFixed(2)} blocks evicted per I/O`
+  }`,
         );
       }
     }

@@ -98,6 +98,17 @@ describe("ballast up and status", () => {
       expect(commandLine.slice(1, 1 + runtimeConstants.serviceNodeFlags.length)).toEqual([
         ...runtimeConstants.serviceNodeFlags,
       ]);
+      // …and glibc's malloc settings, the launcher having none of its own. /proc shows
+      // the variable as glibc left it after parsing it (2.36 cuts it at its first ':').
+      if (process.env.GLIBC_TUNABLES === undefined) {
+        const environment = (await readFile(`/proc/${service.pid}/environ`, "utf8")).split("\0");
+        const tunables = environment.find((entry) => entry.startsWith("GLIBC_TUNABLES="));
+        expect(tunables).toBeDefined();
+        expect(
+          `GLIBC_TUNABLES=${runtimeConstants.serviceMallocTunables}`.startsWith(tunables!),
+        ).toBe(true);
+        expect(tunables!.length).toBeGreaterThan("GLIBC_TUNABLES=glibc.malloc.".length);
+      }
       // The coordinator probed each service; its own report agrees on who it is.
       expect(service.info).toMatchObject({
         nodeId: service.id,

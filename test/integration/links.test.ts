@@ -132,6 +132,49 @@ describe("the bus and the service shell over links", () => {
     await client.connection.close();
   });
 
+  test("a read's answer sent in parts by reference arrives as the answer encoded whole would, by link and by NATS", async () => {
+    const service = await newService("head-l8", true);
+    // Two pieces large enough to go by reference, one small, at offsets into one buffer
+    // (as ranges of a cached chunk are), each with its own pattern.
+    const chunk = new Uint8Array(4 * 1024 * 1024);
+    for (let at = 0; at < chunk.length; at += 1) chunk[at] = (at * 7 + (at >>> 12)) & 0xff;
+    const data = [
+      chunk.subarray(0, 1024 * 1024),
+      chunk.subarray(1024 * 1024 + 5, 1024 * 1024 + 5 + 4096),
+      chunk.subarray(3 * 1024 * 1024, 4 * 1024 * 1024),
+    ];
+    service.serve(
+      volumeSubject,
+      { accept: ["volume.read.v1"], link: "volume", repliesByReference: true },
+      () => ({ data }),
+    );
+    const read = {
+      type: "volume.read.v1" as const,
+      volume: "links",
+      partition: 0,
+      epoch: 1,
+      reads: data.map((piece, index) => ({
+        offset: index * 4 * 1024 * 1024,
+        length: piece.length,
+      })),
+    };
+    const client = await newBus("client-l8");
+    client.enableLinks(["volume"]);
+    const answers = [await client.request(volumeSubject, read)];
+    await waitFor("a link", () => (client.linkStats().routed === 1 ? true : undefined), 5000, 10);
+    answers.push(await client.request(volumeSubject, read));
+    expect(client.linkStats().nats.requests).toBe(1);
+    expect(client.linkStats().link.requests).toBe(1);
+    for (const answer of answers) {
+      expect(answer.data).toHaveLength(data.length);
+      for (const [index, piece] of answer.data.entries()) {
+        expect(Buffer.from(piece).equals(Buffer.from(data[index]!))).toBe(true);
+      }
+    }
+    await service.stop("test");
+    await client.connection.close();
+  });
+
   test("a server that takes no links says so, and everything goes over NATS", async () => {
     const service = await newService("head-l4", false);
     service.serve(volumeSubject, { accept: ["volume.flush.v1"], link: "volume" }, () => ({
@@ -296,13 +339,40 @@ describe("a sled's inbox over links", () => {
           length: 8192,
         });
         expect(Buffer.from(data).equals(Buffer.from(chunk.subarray(4096, 12288)))).toBe(true);
+        // Large reads, whose replies a sled sends in parts over its link (the data by
+        // reference): the same bytes.
+        const large = await head.request(inbox, {
+          type: "sled.chunk.read.v1",
+          owner,
+          chunkId: "c-1",
+          offset: 1 << 20,
+          length: 2 << 20,
+        });
+        expect(Buffer.from(large.data).equals(Buffer.from(chunk.subarray(1 << 20, 3 << 20)))).toBe(
+          true,
+        );
+        const ranges = [
+          { offset: 0, length: 1 << 20 },
+          { offset: 8192, length: 4096 },
+          { offset: 3 << 20, length: 1 << 20 },
+        ];
+        const many = await head.request(inbox, {
+          type: "sled.chunk.read-many.v1",
+          owner,
+          reads: ranges.map((range) => ({ chunkId: "c-1", ...range })),
+        });
+        expect(many.failed).toBeUndefined();
+        for (const [index, { offset, length }] of ranges.entries()) {
+          const expected = Buffer.from(chunk.subarray(offset, offset + length));
+          expect(Buffer.from(many.data[index]!).equals(expected)).toBe(true);
+        }
       }
-      // Both by link to the one, both by NATS to the other (which offered no link).
-      expect(linked.service.linkServerStats()?.requests.node).toBe(2);
+      // All by link to the one, all by NATS to the other (which offered no link).
+      expect(linked.service.linkServerStats()?.requests.node).toBe(4);
       expect(unlinked.service.linkServerStats()).toBeUndefined();
-      expect(head.linkStats().link.requests).toBe(2);
-      // node.info.v1 to each, then the unlinked sled's write and read (offers are not counted).
-      expect(head.linkStats().nats.requests).toBe(4);
+      expect(head.linkStats().link.requests).toBe(4);
+      // node.info.v1 to each, then the unlinked sled's write and reads (offers are not counted).
+      expect(head.linkStats().nats.requests).toBe(6);
       expect(head.linkStats().offers).toMatchObject({ linked: 1, "no-link": 1 });
     } finally {
       await head.connection.close();

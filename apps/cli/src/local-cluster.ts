@@ -425,6 +425,7 @@ export class LocalCluster {
       env.BALLAST_NATS_PASSWORD = "";
     }
     if (this.options.natsTls !== undefined) env.BALLAST_NATS_CA = this.options.natsTls.ca;
+    Object.assign(env, mallocTunablesFor(process.env, env));
     const child = spawnChild({
       command: process.execPath,
       args: [...this.commands[kind], "--id", id, "--data-dir", dataDir, "--nats", this.natsUrl],
@@ -512,4 +513,18 @@ async function natsServerSpecs(
       routePassword: credentials[routeUser].password,
     },
   }));
+}
+
+/**
+ * The GLIBC_TUNABLES a service is spawned with, beside `given` (the variables the cluster
+ * sets for it) and what it inherits: Ballast's malloc settings (runtime constants.ts,
+ * `serviceMallocTunables`), unless either already names tunables of its own, which are
+ * then left as they are.
+ */
+export function mallocTunablesFor(
+  inherited: Readonly<Record<string, string | undefined>>,
+  given: Readonly<Record<string, string>>,
+): Record<string, string> {
+  if (inherited.GLIBC_TUNABLES !== undefined || given.GLIBC_TUNABLES !== undefined) return {};
+  return { GLIBC_TUNABLES: runtimeConstants.serviceMallocTunables };
 }

@@ -59,14 +59,24 @@ export function encodeValue(value: unknown, bytesMax: number = messageBytesMax):
 }
 
 /**
+ * The least size of a byte array that `encodeLargeValueParts` hands on by reference
+ * rather than copying into the run around it. A large value's data may be many small
+ * arrays (a read reply to a batch of 4 KiB reads is 64 KiB or more of them): sent each
+ * as a part, every one would cost a socket write request and a header buffer, more than
+ * copying its bytes (a 4 KiB copy is a fraction of a microsecond).
+ */
+export const referencedBytesMin = 16 * 1024;
+
+/**
  * `encodeValue`'s bytes, after `reserveBytes` bytes of room at the front (left for the
  * caller to fill), as a buffer and the large byte arrays of the value that follow it,
  * by reference: `framed` is the room and the encoding up to the first of them, and
  * `tail` the rest (the large byte arrays themselves, and between them what is not large,
- * each run in one buffer). Undefined when the value has no large data (the caller then
- * encodes it its own way). The journal frames a note with large data this way: its
- * record header goes in the room, and the note's data is written to disk from where it
- * is, not copied into an encoding.
+ * each run in one buffer). Only byte arrays of `referencedBytesMin` or more go by
+ * reference; smaller data is copied into its run. Undefined when the value has no large
+ * data (the caller then encodes it its own way). The journal frames a note with large
+ * data this way: its record header goes in the room, and the note's data is written to
+ * disk from where it is, not copied into an encoding.
  */
 export function encodeLargeValueParts(
   value: unknown,
@@ -147,26 +157,34 @@ class Parts {
 
   /** See `encodeLargeValueParts`. */
   split(reserveBytes: number): { framed: Uint8Array; tail: Uint8Array[] } {
-    const firstLarge = this.large[0] ?? this.list.length;
+    const large = this.large.filter((at) => this.list[at]!.byteLength >= referencedBytesMin);
+    const firstLarge = large[0] ?? this.list.length;
     const framed = Buffer.allocUnsafeSlow(reserveBytes + bytesOf(this.list, 0, firstLarge));
     copyInto(framed, reserveBytes, this.list, 0, firstLarge);
     const tail: Uint8Array[] = [];
     let runStart = firstLarge;
-    for (const [index, at] of this.large.entries()) {
-      if (at > runStart) {
-        const run = Buffer.allocUnsafeSlow(bytesOf(this.list, runStart, at));
-        copyInto(run, 0, this.list, runStart, at);
-        tail.push(run);
-      }
+    for (const [index, at] of large.entries()) {
+      if (at > runStart) tail.push(this.run(runStart, at));
       tail.push(this.list[at]!);
       runStart = at + 1;
-      if (index === this.large.length - 1 && runStart < this.list.length) {
-        const run = Buffer.allocUnsafeSlow(bytesOf(this.list, runStart, this.list.length));
-        copyInto(run, 0, this.list, runStart, this.list.length);
-        tail.push(run);
+      if (index === large.length - 1 && runStart < this.list.length) {
+        tail.push(this.run(runStart, this.list.length));
       }
     }
     return { framed, tail };
+  }
+
+  /**
+   * A copy of parts [start, end) in one buffer. A short run (a bin header between two
+   * large arrays) takes a slice of Node's pool rather than an ArrayBuffer of its own:
+   * pooled memory is handed out once and never rewritten, so it is as stable as its own.
+   */
+  private run(start: number, end: number): Uint8Array {
+    const bytes = bytesOf(this.list, start, end);
+    const run =
+      bytes < referencedBytesMin ? Buffer.allocUnsafe(bytes) : Buffer.allocUnsafeSlow(bytes);
+    copyInto(run, 0, this.list, start, end);
+    return run;
   }
 
   /** One buffer of exactly the parts (not zero-filled: all written). */
@@ -386,8 +404,13 @@ export function encodeMessageParts(
   message: Message,
   bytesMax: number = messageBytesMax,
 ): Uint8Array[] {
-  const parts = encodeLargeValueParts(message, 0, bytesMax);
-  if (parts === undefined) return [encodeValue(message, bytesMax)];
+  return encodeValueParts(message, bytesMax);
+}
+
+/** `encodeValue`'s bytes as parts to send one after another (see `encodeMessageParts`). */
+export function encodeValueParts(value: unknown, bytesMax: number = messageBytesMax): Uint8Array[] {
+  const parts = encodeLargeValueParts(value, 0, bytesMax);
+  if (parts === undefined) return [encodeValue(value, bytesMax)];
   return parts.framed.byteLength === 0 ? parts.tail : [parts.framed, ...parts.tail];
 }
 

@@ -3,7 +3,7 @@
 // receiver turns them back into a BallastError with the same code.
 
 import { z } from "zod";
-import { decodeValue, encodeValue, parseWith } from "./codec.ts";
+import { decodeValue, encodeValue, encodeValueParts, parseWith } from "./codec.ts";
 import { BallastError, ErrorCode, isErrorCode } from "./errors.ts";
 import { acceptHotReply, hotReplyTypes } from "./hot-path.ts";
 import { textLengthMax } from "./limits.ts";
@@ -32,6 +32,15 @@ export const ReplyShape = z.union([
 
 export function encodeResult(result: unknown): Uint8Array {
   return encodeValue({ ok: true, result });
+}
+
+/**
+ * `encodeResult`'s bytes as parts to send one after another (`encodeValueParts`): a
+ * result's large data (a read's bytes) by reference, not copied into the encoding, so it
+ * must not change until sent.
+ */
+export function encodeResultParts(result: unknown): Uint8Array[] {
+  return encodeValueParts({ ok: true, result });
 }
 
 /** Any thrown value becomes an error reply; unknown errors are Internal. */

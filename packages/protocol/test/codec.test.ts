@@ -10,9 +10,11 @@ import {
   encodeLargeValueParts,
   encodeMessage,
   encodeValue,
+  encodeValueParts,
   limits,
   type MessageType,
   messageTypes,
+  referencedBytesMin,
 } from "../src/index.ts";
 import { anyMessage, messageArbitraries, plain } from "./arbitraries.ts";
 
@@ -329,6 +331,27 @@ describe("large data", () => {
     expect(encodeValue(single).byteLength).toBeLessThan(1024 * 1024 + 64);
   });
 
+  test("a read reply in parts is its whole encoding, the large pieces by reference, small ones copied", () => {
+    for (const reply of replies) {
+      const parts = encodeValueParts(reply);
+      expect(Buffer.concat(parts).equals(Buffer.from(encodeValue(reply)))).toBe(true);
+    }
+    // The second reply: 300,000 bytes, 512 and the chunk's rest. The 512 bytes and the
+    // bin headers around them are one copied run between the two large pieces.
+    const parts = encodeValueParts(replies[1]!);
+    expect(parts).toHaveLength(4);
+    expect(parts[1]).toBe(pieces[0]);
+    expect(parts[2]!.byteLength).toBe(5 + 512 + 5);
+    expect(parts[2]!.buffer).not.toBe(chunk.buffer);
+    expect(parts[3]).toBe(pieces[2]);
+    // Many small pieces, together large: one buffer, nothing by reference (a part each
+    // would cost a socket write request apiece).
+    const many = { ok: true, result: { data: Array.from({ length: 32 }, () => pieces[1]!) } };
+    const manyParts = encodeValueParts(many);
+    expect(manyParts).toHaveLength(1);
+    expect(Buffer.from(manyParts[0]!).equals(Buffer.from(encodeValue(many)))).toBe(true);
+  });
+
   test("small read replies take msgpackr's path; data that is not all bytes the nested one", () => {
     const small = { ok: true, result: { data: [new Uint8Array(4096).fill(3)] } };
     const encodedSmall = encodeValue(small);
@@ -400,7 +423,7 @@ describe("large nested data", () => {
     );
   });
 
-  test("the room, then framed and tail, are encodeValue's bytes; large data is not copied", () => {
+  test("the room, then framed and tail, are encodeValue's bytes; large data is not copied, small data is", () => {
     fc.assert(
       fc.property(message, fc.integer({ min: 0, max: 40 }), (value, room) => {
         const parts = encodeLargeValueParts(value, room);
@@ -417,7 +440,13 @@ describe("large nested data", () => {
           else if (typeof item === "object" && item !== null) Object.values(item).forEach(collect);
         };
         collect(value);
-        expect(tail.some((part) => own.has(part))).toBe(true);
+        const buffers = new Set([...own].map((item) => item.buffer));
+        for (const part of tail) {
+          // A part is the value's own byte array, of referencedBytesMin or more, or a run
+          // copied into memory of its own.
+          if (own.has(part)) expect(part.byteLength).toBeGreaterThanOrEqual(referencedBytesMin);
+          else expect(buffers.has(part.buffer)).toBe(false);
+        }
       }),
       { numRuns: 200 },
     );

@@ -118,6 +118,27 @@ export const natsConnectTimeoutMs = 30_000;
  */
 export const serviceNodeFlags: readonly string[] = ["--initial-old-space-size=128"];
 
+/**
+ * glibc's malloc settings every service process starts with (the GLIBC_TUNABLES
+ * variable: LocalCluster sets it when it spawns a service and the launcher has none of
+ * its own, the Dockerfile's ENV carries it; other C libraries ignore it).
+ *
+ * Large messages pass through fresh buffers (a link frame read into a buffer of its own,
+ * a message the NATS parser gathers), which Node takes from malloc. By default glibc
+ * gives memory back to the kernel once more than about twice the largest recent block
+ * lies free at the top of its heap, and maps blocks above a threshold on their own; a
+ * collection that frees a few MiB of buffers at once gives their pages back, and the
+ * next buffers fault them in again, each page zeroed by the kernel. At 1 MiB sequential
+ * reads the gateway took 30 to 38 page faults per read, about a seventh of its CPU
+ * (docs/performance.md, "1 MiB reads: replies in parts and buffers kept (session 16)").
+ * Blocks below 16 MiB (every message: nats-server's max_payload is 8 MiB plus headers)
+ * now come from the heap, and up to 32 MiB of free memory stays at its top, so the same
+ * pages serve buffer after buffer. The cost is at most that much resident memory a
+ * process holds beyond what it uses.
+ */
+export const serviceMallocTunables =
+  "glibc.malloc.mmap_threshold=16777216:glibc.malloc.trim_threshold=33554432";
+
 /** The version every service reports in heartbeats and node info. */
 export const ballastVersion = "0.1.0";
 

@@ -92,6 +92,8 @@ export interface LinkMessage {
   readonly viaLink: true;
   readonly headers: LinkHeaders | undefined;
   respond(data: Uint8Array): boolean;
+  /** The reply as parts, each by reference (none may change until sent); absent for a publish. */
+  respondParts?(parts: readonly Uint8Array[]): boolean;
 }
 
 /** Where a routed subject's messages go: the subscription's deliveries. */
@@ -416,7 +418,10 @@ export class LinkServer {
     );
   }
 
-  /** Sends the reply to request `id` of a connection (LinkRequest.respond, once). */
+  /**
+   * Sends the reply to request `id` of a connection (LinkRequest.respond, once): `data`,
+   * one part or several, each written to the socket by reference.
+   */
   readonly #answer: Answer = (socket, connection, id, data) => {
     connection.unanswered--;
     if (socket.isPaused() && connection.unanswered < this.#unansweredMax) {
@@ -424,7 +429,7 @@ export class LinkServer {
       socket.resume();
     }
     if (socket.destroyed || socket.writableEnded) return false;
-    connection.writer.write(encodeLinkFrame({ kind: "reply", id } satisfies LinkFrameHead, [data]));
+    connection.writer.write(encodeLinkFrame({ kind: "reply", id } satisfies LinkFrameHead, data));
     if (socket.writableLength > linkWriteBufferBytesMax) {
       this.#closeBadly(socket, "the sender does not read its replies");
     }
@@ -463,7 +468,12 @@ const pongFrame = encodeLinkFrame({ kind: "pong" });
 
 /** One open connection, as the server keeps it. */
 /** How a LinkRequest sends its reply: one function per server, not a closure per request. */
-type Answer = (socket: Socket, connection: Connection, id: number, data: Uint8Array) => boolean;
+type Answer = (
+  socket: Socket,
+  connection: Connection,
+  id: number,
+  data: readonly Uint8Array[],
+) => boolean;
 
 /**
  * A request delivered over a link. A class rather than an object with a closure per
@@ -489,9 +499,14 @@ class LinkRequest implements LinkMessage {
   }
 
   respond(data: Uint8Array): boolean {
+    return this.respondParts([data]);
+  }
+
+  /** The reply in parts, sent one after another by reference: none may change until sent. */
+  respondParts(parts: readonly Uint8Array[]): boolean {
     if (this.#answered) return false;
     this.#answered = true;
-    return this.answer(this.socket, this.connection, this.id, data);
+    return this.answer(this.socket, this.connection, this.id, parts);
   }
 }
 

@@ -3,7 +3,7 @@
 
 import { readFile } from "node:fs/promises";
 import { describe, expect, it } from "vitest";
-import { serviceNodeFlags } from "../src/constants.ts";
+import { serviceMallocTunables, serviceNodeFlags } from "../src/constants.ts";
 import { missingNodeFlags } from "../src/run.ts";
 
 describe("service node flags", () => {
@@ -26,5 +26,13 @@ describe("service node flags", () => {
     expect(missingNodeFlags(serviceNodeFlags.map((flag) => `${flag}0`))).toEqual([
       ...serviceNodeFlags,
     ]);
+  });
+
+  it("go with glibc's malloc settings, which the Dockerfile sets for every service too", async () => {
+    expect(serviceMallocTunables).toMatch(
+      /^glibc\.malloc\.[a-z_]+=\d+(:glibc\.malloc\.[a-z_]+=\d+)*$/,
+    );
+    const dockerfile = await readFile(new URL("../../../Dockerfile", import.meta.url), "utf8");
+    expect(dockerfile.split("\n")).toContain(`ENV GLIBC_TUNABLES=${serviceMallocTunables}`);
   });
 });

@@ -35,10 +35,13 @@
 // miss (allocating and later freeing one costs more than the copy). A whole chunk's
 // memory is never reused (its views may be anywhere).
 //
-// Views handed out: a read's answer lives until the reply carrying it is encoded (the
-// callers copy what they keep). A view of a whole chunk keeps the chunk's buffer alive
-// that long even if it is evicted meanwhile, as a view of a sled's reply keeps the
-// reply's buffer: for the length of a read, never beyond.
+// Views handed out: a read's answer lives until the reply carrying it is sent (over a
+// link its bytes go to the socket by reference: headnode.ts, `repliesByReference`, so
+// they wait in its queue until the kernel takes them; the callers copy what they keep).
+// That is why lent memory is never reused and a whole chunk is never written: a view
+// must read the same for as long as anyone holds it. A view of a whole chunk keeps the
+// chunk's buffer alive that long even if it is evicted meanwhile, as a view of a sled's
+// reply keeps the reply's buffer: for the length of a read and its reply, never beyond.
 //
 // Memory: each block is charged its bytes plus `cacheEntryOverheadBytes` (its record,
 // its Uint8Array and ArrayBuffer objects, the allocator's header), each whole chunk its

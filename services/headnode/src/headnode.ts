@@ -927,6 +927,10 @@ export class HeadNode {
           // and next write go over NATS. The ordering fence (replica/ordering-fence.ts)
           // refuses such a stale copy once a later attempt of its client was taken.
           link: "volume",
+          // A read's answer is sent from where its bytes are: views of cached chunks
+          // (never reused once lent: chunk-cache.ts), kept note data (never written
+          // again: byte-slab.ts), sled replies and fresh buffers. None changes after.
+          repliesByReference: true,
         },
         (message) => this.onVolumeMessage(hosted.host, message),
       );

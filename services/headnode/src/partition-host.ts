@@ -886,10 +886,11 @@ export class PartitionHost {
     cached?: readonly (Uint8Array | undefined)[],
   ): Promise<Uint8Array> {
     // A range that is one part (a sequential read of a flushed volume, or of fresh
-    // writes) is that part's bytes, not a copy of them: the reply's encoding copies
-    // them once anyway, and a fresh buffer per MiB read was garbage for the collector.
-    // Both kinds are never written again: note data is a kept copy, and a sled's reply
-    // is a buffer of its own.
+    // writes) is that part's bytes, not a copy of them: a fresh buffer per MiB read was
+    // garbage for the collector, and over a link the reply sends them by reference,
+    // uncopied (headnode.ts, `repliesByReference`). Both kinds are never written again:
+    // note data is a kept copy (or a private frame kept in place), and a sled's reply is
+    // a buffer of its own.
     const only = range.parts.length === 1 ? range.parts[0]! : undefined;
     if (only !== undefined && only.offset === range.offset && only.length === range.length) {
       if (only.kind === "memory" && only.data.byteLength === range.length) return only.data;

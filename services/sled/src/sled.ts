@@ -205,7 +205,13 @@ export const sledDefinition = {
     // NATS on this inbox, goes only to those who could send it all over NATS anyway.
     // Listening before the inbox is served, so that it is routed from the listener.
     await listenLinksAsConfigured(service, config);
-    service.serveInbox(sledRequestTypes, (message) => sled.dispatch(message), { link: "node" });
+    // Replies over links go in parts, read data by reference (ServeOptions): every read
+    // answers a buffer of its own (a file read's, or a read trip's copy out of the shared
+    // area: read-pool.ts), which nothing writes after.
+    service.serveInbox(sledRequestTypes, (message) => sled.dispatch(message), {
+      link: "node",
+      repliesByReference: true,
+    });
     service.setDescription(() => sled.describe(config.dataDir));
     observeCapacity(service, store);
     const sweep = setInterval(() => {
