@@ -76,7 +76,9 @@ function inbound(parts: boolean) {
   const message: Inbound = {
     subject: volumeSubject,
     data: encodeMessage(read),
-    reply: "reply-to",
+    // A link's request is marked as one; a NATS request names an inbox to answer on.
+    reply: parts ? "link" : "_INBOX.test.1",
+    ...(parts ? { viaLink: true as const } : {}),
     headers: undefined,
     respond(data) {
       answered.whole.push(data);
