@@ -16,6 +16,7 @@ import {
   ErrorCode,
   type Message,
   permissionsOf,
+  replyInboxOf,
 } from "@ballast/protocol";
 import { Bucket, Kvm } from "@nats-io/kv";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
@@ -54,7 +55,13 @@ beforeAll(async () => {
     directory: directory.path,
     users: [{ user: "coordinator", password, permissions: permissionsOf("coordinator") }],
   });
-  connection = await connect({ servers: nats.url, user: "coordinator", pass: password });
+  connection = await connect({
+    servers: nats.url,
+    user: "coordinator",
+    pass: password,
+    // The coordinator role reads only replies under its own prefix (permissions.ts).
+    inboxPrefix: replyInboxOf("coordinator"),
+  });
   const opened = await new Kvm(connection).create(buckets.control, { history: 8 });
   if (!(opened instanceof Bucket)) throw new Error("not a bucket");
   kv = opened;
