@@ -8,18 +8,8 @@
 // ever. Both ways a clone goes: deleted after it was listed, and a create that failed
 // after pinning (its creating record removed).
 
-import { randomBytes } from "node:crypto";
-import { type RunningNatsServer, startNatsServer } from "@ballast/cli";
-import {
-  type BallastError,
-  buckets,
-  ErrorCode,
-  type Message,
-  permissionsOf,
-  replyInboxOf,
-} from "@ballast/protocol";
-import { Bucket, Kvm } from "@nats-io/kv";
-import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { type BallastError, ErrorCode, type Message } from "@ballast/protocol";
+import type { Bucket } from "@nats-io/kv";
 import { afterAll, beforeAll, expect, test } from "vitest";
 import {
   Catalogue,
@@ -28,15 +18,11 @@ import {
   type SnapshotRecord,
   type VolumeRecord,
 } from "../../services/coordinator/src/catalogue.ts";
-import { controlStoreOf } from "../../services/coordinator/src/control-store.ts";
 import { Snapshots } from "../../services/coordinator/src/snapshots.ts";
 import type { Tenure } from "../../services/coordinator/src/tenure.ts";
 import { Volumes } from "../../services/coordinator/src/volumes.ts";
-import { temporaryDirectory } from "../support/cluster.ts";
+import { type ControlBucket, startControlBucket } from "../support/control-bucket.ts";
 
-let nats: RunningNatsServer;
-let removeDirectory: () => Promise<void>;
-let connection: NatsConnection;
 let kv: Bucket;
 let store: ControlStore;
 const warnings: unknown[] = [];
@@ -47,30 +33,14 @@ const logger = {
 };
 const partitionBytes = 1024 * 1024;
 
+let bucket: ControlBucket;
+
 beforeAll(async () => {
-  const directory = await temporaryDirectory("ballast-clone-markers-");
-  removeDirectory = directory.remove;
-  const password = randomBytes(12).toString("hex");
-  nats = await startNatsServer({
-    directory: directory.path,
-    users: [{ user: "coordinator", password, permissions: permissionsOf("coordinator") }],
-  });
-  connection = await connect({
-    servers: nats.url,
-    user: "coordinator",
-    pass: password,
-    // The coordinator role reads only replies under its own prefix (permissions.ts).
-    inboxPrefix: replyInboxOf("coordinator"),
-  });
-  const opened = await new Kvm(connection).create(buckets.control, { history: 8 });
-  if (!(opened instanceof Bucket)) throw new Error("not a bucket");
-  kv = opened;
-  store = controlStoreOf(kv, logger);
+  bucket = await startControlBucket("ballast-clone-markers-", logger);
+  ({ kv, store } = bucket);
 });
 afterAll(async () => {
-  await connection?.close();
-  await nats?.stop();
-  await removeDirectory?.();
+  await bucket?.close();
 });
 
 /** The leader's catalogue parts over the real store; head nodes answer every request. */

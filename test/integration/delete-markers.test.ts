@@ -5,24 +5,17 @@
 // gone is created again through the control store as any absent key is.
 
 import { randomBytes } from "node:crypto";
-import { type RunningNatsServer, startNatsServer } from "@ballast/cli";
-import { buckets, permissionsOf, replyInboxOf } from "@ballast/protocol";
-import { Bucket, Kvm } from "@nats-io/kv";
-import { connect, type NatsConnection } from "@nats-io/transport-node";
+import type { Bucket } from "@nats-io/kv";
 import { afterAll, beforeAll, expect, test } from "vitest";
 import { Catalogue, type ControlStore, keys } from "../../services/coordinator/src/catalogue.ts";
-import { controlStoreOf } from "../../services/coordinator/src/control-store.ts";
 import { removeDeleteMarkers } from "../../services/coordinator/src/delete-markers.ts";
 import {
   keyListingConsumerConfig,
   listDeleteMarkers,
   listKeys,
 } from "../../services/coordinator/src/kv-keys.ts";
-import { temporaryDirectory } from "../support/cluster.ts";
+import { type ControlBucket, startControlBucket } from "../support/control-bucket.ts";
 
-let nats: RunningNatsServer;
-let removeDirectory: () => Promise<void>;
-let connection: NatsConnection;
 let kv: Bucket;
 let store: ControlStore;
 const warnings: unknown[] = [];
@@ -31,30 +24,14 @@ const logger = {
   error: (...args: unknown[]) => warnings.push(args),
 };
 
+let bucket: ControlBucket;
+
 beforeAll(async () => {
-  const directory = await temporaryDirectory("ballast-delete-markers-");
-  removeDirectory = directory.remove;
-  const password = randomBytes(12).toString("hex");
-  nats = await startNatsServer({
-    directory: directory.path,
-    users: [{ user: "coordinator", password, permissions: permissionsOf("coordinator") }],
-  });
-  connection = await connect({
-    servers: nats.url,
-    user: "coordinator",
-    pass: password,
-    // The coordinator role reads only replies under its own prefix (permissions.ts).
-    inboxPrefix: replyInboxOf("coordinator"),
-  });
-  const opened = await new Kvm(connection).create(buckets.control, { history: 8 });
-  if (!(opened instanceof Bucket)) throw new Error("not a bucket");
-  kv = opened;
-  store = controlStoreOf(kv, logger);
+  bucket = await startControlBucket("ballast-delete-markers-", logger);
+  ({ kv, store } = bucket);
 });
 afterAll(async () => {
-  await connection?.close();
-  await nats?.stop();
-  await removeDirectory?.();
+  await bucket?.close();
 });
 
 /** How many messages a listing of `filter` is delivered: one per key, markers included. */

@@ -8,21 +8,15 @@
 // 2,650 after a 30-minute chaos run, each recovered from disk by every nats-server
 // restart.
 
-import { randomBytes } from "node:crypto";
-import { type RunningNatsServer, startNatsServer } from "@ballast/cli";
-import { buckets, permissionsOf, replyInboxOf, subjects } from "@ballast/protocol";
+import { buckets, subjects } from "@ballast/protocol";
 import { Bucket, Kvm } from "@nats-io/kv";
-import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, expect, test } from "vitest";
 import { Catalogue, type ControlStore } from "../../services/coordinator/src/catalogue.ts";
 import { keyListingBatchMax } from "../../services/coordinator/src/constants.ts";
-import { controlStoreOf } from "../../services/coordinator/src/control-store.ts";
 import { listKeys } from "../../services/coordinator/src/kv-keys.ts";
-import { startTestCluster, temporaryDirectory } from "../support/cluster.ts";
+import { startTestCluster } from "../support/cluster.ts";
+import { type ControlBucket, startControlBucket } from "../support/control-bucket.ts";
 
-let nats: RunningNatsServer;
-let removeDirectory: () => Promise<void>;
-let connection: NatsConnection;
 let kv: Bucket;
 let store: ControlStore;
 const warnings: unknown[] = [];
@@ -31,30 +25,14 @@ const logger = {
   error: (...args: unknown[]) => warnings.push(args),
 };
 
+let bucket: ControlBucket;
+
 beforeAll(async () => {
-  const directory = await temporaryDirectory("ballast-kv-keys-");
-  removeDirectory = directory.remove;
-  const password = randomBytes(12).toString("hex");
-  nats = await startNatsServer({
-    directory: directory.path,
-    users: [{ user: "coordinator", password, permissions: permissionsOf("coordinator") }],
-  });
-  connection = await connect({
-    servers: nats.url,
-    user: "coordinator",
-    pass: password,
-    // The coordinator role reads only replies under its own prefix (permissions.ts).
-    inboxPrefix: replyInboxOf("coordinator"),
-  });
-  const opened = await new Kvm(connection).create(buckets.control, { history: 8 });
-  if (!(opened instanceof Bucket)) throw new Error("not a bucket");
-  kv = opened;
-  store = controlStoreOf(kv, logger);
+  bucket = await startControlBucket("ballast-kv-keys-", logger);
+  ({ kv, store } = bucket);
 });
 afterAll(async () => {
-  await connection?.close();
-  await nats?.stop();
-  await removeDirectory?.();
+  await bucket?.close();
 });
 
 async function consumerCount(): Promise<number> {
