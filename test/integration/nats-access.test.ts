@@ -120,27 +120,21 @@ test("a client cannot make the coordinator answer into the control bucket", asyn
       });
     }
     await client.connection.flush();
-    // Until the coordinator says it dropped both (after that nothing of theirs is in
-    // flight), or a key has moved (as it did).
+    // A request after them on the same subject is handled after them: once it is
+    // answered, neither injection is in flight.
+    const listed = (await client.bus.request(subjects.coordinator.build(), {
+      type: "volume.list.v1",
+    })) as { volumes: { name: string }[] };
+    expect(await revisions()).toEqual(before);
+    // The coordinator says so, once: the second drop, within repliesRefusedLogIntervalMs,
+    // is counted in the next line rather than logged alone.
     const log = join(cluster.dataDir, "logs", "coordinator-1.log");
     const dropped = async () =>
       (await readFile(log, "utf8"))
         .split("\n")
         .filter((line) => line.includes("dropped a request whose reply subject is not an inbox"))
         .length;
-    await expect
-      .poll(
-        async () =>
-          (await dropped()) === keys.length ||
-          JSON.stringify(await revisions()) !== JSON.stringify(before),
-        { timeout: 10_000 },
-      )
-      .toBe(true);
-    expect(await revisions()).toEqual(before);
-    expect(await dropped()).toBe(keys.length);
-    const listed = (await client.bus.request(subjects.coordinator.build(), {
-      type: "volume.list.v1",
-    })) as { volumes: { name: string }[] };
+    await expect.poll(dropped, { timeout: 10_000 }).toBe(1);
     expect(listed.volumes.map((volume) => volume.name)).toContain("access");
   } finally {
     await client.close();

@@ -127,7 +127,10 @@ function dataBytes(data: unknown): number {
  */
 class Parts {
   readonly list: Uint8Array[] = [];
-  /** Positions in `list` of the value's own large byte arrays (not copies). */
+  /**
+   * Positions in `list` of the value's own byte arrays of referencedBytesMin or more (not
+   * copies): what `split` hands on by reference.
+   */
   readonly large: number[] = [];
   bytes = 0;
 
@@ -151,13 +154,13 @@ class Parts {
 
   bin(bytes: Uint8Array): void {
     this.header(bin32, bytes.byteLength);
-    this.large.push(this.list.length);
+    if (bytes.byteLength >= referencedBytesMin) this.large.push(this.list.length);
     this.push(bytes);
   }
 
   /** See `encodeLargeValueParts`. */
   split(reserveBytes: number): { framed: Uint8Array; tail: Uint8Array[] } {
-    const large = this.large.filter((at) => this.list[at]!.byteLength >= referencedBytesMin);
+    const large = this.large;
     const firstLarge = large[0] ?? this.list.length;
     const framed = Buffer.allocUnsafeSlow(reserveBytes + bytesOf(this.list, 0, firstLarge));
     copyInto(framed, reserveBytes, this.list, 0, firstLarge);

@@ -231,3 +231,9 @@ export const linkHandshakesMax = 16;
 export const linkUnansweredMax = 1024;
 /** A server logs connections it turned away at the caps at most this often. */
 export const linkTurnedAwayLogIntervalMs = 10_000;
+/**
+ * A service logs requests it dropped for a reply subject that is no inbox at most this
+ * often (each is counted in `ballast_replies_refused`): any client may send them, and a
+ * line each would let it flood the log.
+ */
+export const repliesRefusedLogIntervalMs = 10_000;

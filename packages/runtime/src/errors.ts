@@ -2,6 +2,8 @@
 // directory that belongs to someone else. Faults that cross the bus are BallastErrors
 // from @ballast/protocol.
 
+import type { DataDirHolder } from "./data-dir-lock.ts";
+
 export class ConfigError extends Error {
   override readonly name = "ConfigError";
   /** Every problem found, one sentence each, so that a user fixes them all at once. */
@@ -21,9 +23,9 @@ export class DataDirError extends Error {
 export class DataDirInUseError extends DataDirError {
   override readonly name = "DataDirInUseError";
   /** Who holds it, as it said; undefined when it did not answer in time. */
-  readonly holder: { pid: number; kind: string; nodeId: string } | undefined;
+  readonly holder: DataDirHolder | undefined;
 
-  constructor(message: string, holder: { pid: number; kind: string; nodeId: string } | undefined) {
+  constructor(message: string, holder: DataDirHolder | undefined) {
     super(message);
     this.holder = holder;
   }

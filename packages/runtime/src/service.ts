@@ -57,6 +57,7 @@ import {
   closersGraceMs,
   handlersInflightMax,
   natsCloseGraceMs,
+  repliesRefusedLogIntervalMs,
   shutdownGraceMs,
 } from "./constants.ts";
 import { SealKeys } from "./link-seal.ts";
@@ -181,6 +182,9 @@ export class Service {
   private readonly failures: Counter;
   /** Messages dropped unread because their reply subject is not an inbox (isReplyInbox). */
   private readonly repliesRefused: Counter;
+  /** Dropped for their reply subject since the last line logged (at most one a repliesRefusedLogIntervalMs). */
+  private repliesRefusedSinceLog = 0;
+  private repliesRefusedLoggedAtMs = Number.NEGATIVE_INFINITY;
   private readonly heartbeatIntervalMs: number;
   private readonly subscriptions: Subscription[] = [];
   private readonly loops: Promise<void>[] = [];
@@ -541,10 +545,20 @@ export class Service {
       // service's subjects). Nothing is run either: a request whose answer we withhold
       // must not take effect.
       this.repliesRefused.add(1);
+      this.repliesRefusedSinceLog++;
+      const now = performance.now();
+      if (now - this.repliesRefusedLoggedAtMs < repliesRefusedLogIntervalMs) return undefined;
       this.logger.warn(
-        { subject: raw.subject, reply: raw.reply, bytes: raw.data.byteLength },
+        {
+          subject: raw.subject,
+          reply: raw.reply,
+          bytes: raw.data.byteLength,
+          droppedSinceLastLine: this.repliesRefusedSinceLog,
+        },
         "dropped a request whose reply subject is not an inbox",
       );
+      this.repliesRefusedLoggedAtMs = now;
+      this.repliesRefusedSinceLog = 0;
       return undefined;
     }
     let message: Message;

@@ -8,9 +8,9 @@
 // its own leader record.
 
 import { encodeMessage, limits } from "@ballast/protocol";
-import { expect, test } from "vitest";
+import { expect, test, vi } from "vitest";
 import type { Bus } from "../src/bus.ts";
-import { requestDeadlineMsMax } from "../src/constants.ts";
+import { repliesRefusedLogIntervalMs, requestDeadlineMsMax } from "../src/constants.ts";
 import { createLogger } from "../src/logger.ts";
 import { type Inbound, Service } from "../src/service.ts";
 
@@ -64,7 +64,7 @@ function setUp() {
     });
     return replies;
   };
-  return { send, dispatched };
+  return { send, dispatched, service };
 }
 
 test("a request whose reply subject is not an inbox is neither run nor answered", () => {
@@ -94,4 +94,21 @@ test("a request with an inbox reply, one by link, and a publish are all handled"
 test("nats-server lets a service answer for as long as any requester may wait", () => {
   // Replies go by allow_responses, which expires after replyPermissionMs (permissions.ts).
   expect(requestDeadlineMsMax).toBeLessThanOrEqual(limits.replyPermissionMs);
+});
+
+test("a flood of such requests is logged a line an interval, each counted in the line", () => {
+  vi.useFakeTimers({ toFake: ["performance"] });
+  try {
+    const { send, service } = setUp();
+    const warn = vi.spyOn(service.logger, "warn");
+    for (let index = 0; index < 1000; index++) send("$KV.ballast-control.leader");
+    expect(warn).toHaveBeenCalledTimes(1);
+    vi.advanceTimersByTime(repliesRefusedLogIntervalMs);
+    send("$KV.ballast-control.leader");
+    expect(warn).toHaveBeenCalledTimes(2);
+    // The second line counts the 999 dropped unlogged after the first, and itself.
+    expect(warn.mock.calls[1]![0]).toMatchObject({ droppedSinceLastLine: 1000 });
+  } finally {
+    vi.useRealTimers();
+  }
 });

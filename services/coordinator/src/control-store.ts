@@ -15,7 +15,7 @@ import type { Logger } from "@ballast/runtime";
 import { Bucket, type KV } from "@nats-io/kv";
 import type { ControlStore, StoredEntry } from "./catalogue.ts";
 import { createOverRemovedMarker, removeDeleteMarkers } from "./delete-markers.ts";
-import { listKeys } from "./kv-keys.ts";
+import { kvOperationHeader, listKeys } from "./kv-keys.ts";
 
 /**
  * JetStream's API error code for "insufficient resources": the stream does not fit within
@@ -62,9 +62,6 @@ export async function getFromLeader(kv: Bucket, key: string): Promise<StoredEntr
     json: <T>() => stored.json<T>(),
   };
 }
-
-/** The header in which the KV marks a delete or a purge (the KV's `kvOperationHdr`). */
-const kvOperationHeader = "KV-Operation";
 
 /** True if `error`, or an error in its cause chain, is JetStream's "insufficient resources". */
 export function isStoreFull(error: unknown): boolean {

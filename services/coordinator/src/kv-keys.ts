@@ -51,7 +51,7 @@ import {
 } from "./constants.ts";
 
 /** The header JetStream KV marks deletes and purges with (nats.js `kvOperationHdr`). */
-const kvOperationHeader = "KV-Operation";
+export const kvOperationHeader = "KV-Operation";
 
 /** A listing consumer's name begins with this, so an operator can tell what it is. */
 const keyListingConsumerPrefix = "ballast_keys_";

@@ -26,9 +26,8 @@
 //   a client once had a coordinator publish onto the key) is held by no coordinator. It
 //   is waited out like any other holder's (a leader that was renewing it stops when its
 //   lease runs out) and then taken over by compare-and-set, with a term above its
-//   revision: every term was written at a lower revision than the term's record (a
-//   takeover writes the previous term + 1 at a later revision; a create, the highest
-//   term seen + 1), so no term a leader ever held reaches that revision. Without this a
+//   revision: a term is at most the revision its record was written at (terms grow by
+//   one a write, revisions by at least one), so no term a leader ever held reaches it. Without this a
 //   damaged key was read as an error on every renewal, and no coordinator led again.
 //
 // LeaderElection is the pure core (time as an argument); Leadership carries out its

@@ -151,6 +151,7 @@
 // coordinator neither writes nor honours marks.
 
 import { randomBytes } from "node:crypto";
+import { setTimeout as sleep } from "node:timers/promises";
 import {
   BallastError,
   ErrorCode,
@@ -1028,24 +1029,13 @@ export class Snapshots {
         })) as ResultOf<T["type"] & RequestType>;
       } catch (error) {
         if (!isBallastError(error) || !error.retryable) throw error;
-        await pause(Math.min(snapshotRetryMs, left), givenUp);
+        // Cut short when the attempt is given up; the loop's top then throws.
+        await sleep(Math.min(snapshotRetryMs, left), undefined, { signal: givenUp }).catch(
+          () => undefined,
+        );
       }
     }
   }
-}
-
-/** Waits `ms`, or less if `signal` aborts meanwhile. Never rejects. */
-function pause(ms: number, signal: AbortSignal | undefined): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal?.aborted === true) return resolve();
-    const done = () => {
-      clearTimeout(timer);
-      signal?.removeEventListener("abort", done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal?.addEventListener("abort", done, { once: true });
-  });
 }
 
 /**
@@ -1225,7 +1215,7 @@ export function refuseWhileRolledBackTo(record: SnapshotRecord, live: RollbackMa
   const since = Math.min(...live.map((mark) => mark.sinceMs));
   throw new BallastError(
     ErrorCode.Unavailable,
-    `snapshot ${record.name} of ${record.volume} is being rolled back to (since ${new Date(since).toISOString()}); retry once the rollback has finished (at most ${snapshotRollbackMarkMs} ms if its leader died)`,
+    `snapshot ${record.name} of ${record.volume} is being rolled back to (since ${new Date(since).toISOString()}); retry once the rollback has finished (at most ${snapshotRollbackMarkMs} ms after this leader first saw its mark, if its leader died)`,
     { details: { volume: record.volume, name: record.name, id: record.id, rollingBack: true } },
   );
 }

@@ -360,12 +360,12 @@ export class Gateway {
     return volume;
   }
 
-  /** Every volume, and each of its snapshots as `VOLUME@NAME` (one listing per volume). */
   /** Whether this gateway serves `volume` and its snapshots (--nbd-exports). */
   private serves(volume: string): boolean {
     return this.volumesServed?.has(volume) ?? true;
   }
 
+  /** Every volume, and each of its snapshots as `VOLUME@NAME` (one listing per volume). */
   private async listExports(): Promise<string[]> {
     const listed = await this.service.bus.request(subjects.coordinator.build(), {
       type: "volume.list.v1",

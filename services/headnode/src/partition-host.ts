@@ -258,20 +258,17 @@ export class PartitionHost {
       fenceToKeep: () => replica.fenceToKeep(),
       // No effects, and read only by the configure that follows (which the gate passes).
       carryFence: (kept) => replica.carryFence(kept),
-      // The replicator answers no one: a throw fails this replica, and is not thrown on.
+      // A throw fails this replica and reaches the replicator as the failed replica's
+      // error, so that it does not log a copy recorded that was not.
       recordCopies: (chunkNumber, copies) => {
         if (this.failure !== undefined) return;
-        this.containQuietly(() => {
-          this.input((core) => core.recordCopies(chunkNumber, copies));
-          this.run();
-        });
+        this.input((core) => core.recordCopies(chunkNumber, copies));
+        this.run();
       },
       requestCheckpoint: () => {
         if (this.failure !== undefined) return;
-        this.containQuietly(() => {
-          this.input((core) => core.requestCheckpoint());
-          this.run();
-        });
+        this.input((core) => core.requestCheckpoint());
+        this.run();
       },
     };
     this.journal = journal;

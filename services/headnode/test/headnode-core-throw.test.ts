@@ -202,3 +202,21 @@ test("a request whose effects throw is answered Unavailable, and its reply is le
   await new Promise((resolve) => setImmediate(resolve));
   expect(escaped).toEqual([]);
 });
+
+test("a throw from the replicator's recordCopies fails that replica and reaches the replicator, which then logs no copy recorded", async () => {
+  const primary = await TestPrimary.open("ballast-core-throw-copies-", ["sled-1", "sled-2"]);
+  try {
+    const { host } = primary;
+    await primary.writeFlushed(0, 0x66);
+    const [chunkNumber] = [...host.replica.metadata.chunks.keys()];
+    expect(chunkNumber).toBeDefined();
+    // No copy at all is a list the core refuses with a plain Error, a broken invariant.
+    expect(() => host.replica.recordCopies(chunkNumber!, [])).toThrow(
+      expect.objectContaining({ code: ErrorCode.Unavailable }),
+    );
+    expect(host.failed?.message).toMatch(/the replica core threw .*copies must number 1 to 8/);
+  } finally {
+    await primary.close();
+  }
+  expect(escaped).toEqual([]);
+});
