@@ -454,7 +454,11 @@ export class PartitionHost {
     // what a tick does or the role (only `read` compares it, with the clock), and every
     // primary gets one every report, so waking each for it would make the node ask
     // every primary twice a second for nothing.
-    this.containQuietly(() => this.core.renewLease(epoch, sentAt, leaseMs));
+    try {
+      this.core.renewLease(epoch, sentAt, leaseMs);
+    } catch (error) {
+      this.fail("the replica core threw", error); // as `containQuietly`, with no closure
+    }
   }
 
   /**
@@ -502,13 +506,16 @@ export class PartitionHost {
    */
   tick(now: number): number {
     if (this.failure !== undefined || this.closed) return Number.POSITIVE_INFINITY;
-    let due = Number.POSITIVE_INFINITY;
-    this.containQuietly(() => {
+    // As `containQuietly`, with no closure: this runs for every replica at every tick.
+    try {
       const { ran, dueTick } = this.ticks.tick(now);
       if (ran) this.runner.run();
-      due = dueTick;
-    });
-    return this.failure === undefined ? due : Number.POSITIVE_INFINITY;
+      // Failed meanwhile without a throw (the journal): never asked again.
+      return this.failure === undefined ? dueTick : Number.POSITIVE_INFINITY;
+    } catch (error) {
+      this.fail("the replica core threw", error);
+      return Number.POSITIVE_INFINITY;
+    }
   }
 
   /**
@@ -544,9 +551,12 @@ export class PartitionHost {
    */
   private catchUp(): void {
     if (this.failure !== undefined || this.closed) return;
-    this.containQuietly(() => {
+    // As `containQuietly`, with no closure: this runs before every input.
+    try {
       if (this.ticks.catchUp(this.ticking.now)) this.runner.run();
-    });
+    } catch (error) {
+      this.fail("the replica core threw", error);
+    }
   }
 
   /**
