@@ -26,6 +26,7 @@ import { childStopGraceMs, clusterReadyTimeoutMs } from "./constants.ts";
 import { CliError, exitCodes } from "./errors.ts";
 import { LocalCluster } from "./local-cluster.ts";
 import { stopStaleNatsServer } from "./nats-server.ts";
+import { nbdEndpointLines } from "./nbd-endpoints.ts";
 import { isRunningWith, stopStaleProcess } from "./processes.ts";
 import { type ClusterStatus, fetchStatus, formatDuration } from "./status.ts";
 
@@ -221,12 +222,13 @@ async function upHolding(
     );
     options.print("  npx ballast status --json");
     if (options.demo) await createDemoVolume(cluster, options.print);
-    if (options.gateways > 0) {
-      const url = `nbd://127.0.0.1:${options.nbdPort}/${options.demo ? "demo" : "<volume>"}`;
-      options.print(`NBD gateway on 127.0.0.1:${options.nbdPort}; try:`);
-      options.print(`  nbdinfo ${url}`);
-      options.print(`  nbdcopy disk.img ${url}          # import an image`);
-      options.print(`  qemu-img info ${url}`);
+    for (const line of nbdEndpointLines({
+      env: process.env,
+      nbdPortFirst: options.nbdPort,
+      gateways: options.gateways,
+      exportName: options.demo ? "demo" : "<volume>",
+    })) {
+      options.print(line);
     }
     options.print("Press Ctrl-C to stop the cluster.");
   }
