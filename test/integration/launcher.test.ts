@@ -236,7 +236,7 @@ describe("ballast command errors", () => {
       const second = await runCli(["up", "--data-dir", directory.path], missingNats);
       expect(second.code).toBe(4);
       expect(second.stdout).toContain(
-        `! ${directory.path} is open to other users (mode 755), who can read every volume from its files: chmod 700 ${directory.path}`,
+        `! ${directory.path} is open to other users (mode 755), who can read volume data from its files: chmod 700 ${directory.path}`,
       );
       expect(await modeOf(directory.path)).toBe("755");
     } finally {

@@ -12,6 +12,7 @@ import {
   type DataDirLock,
   lockDataDir,
   openToOthersMode,
+  openToOthersWarning,
   constants as runtimeConstants,
 } from "@ballast/runtime";
 import {
@@ -56,9 +57,7 @@ export async function up(options: UpOptions): Promise<number> {
   const openMode = await openToOthersMode(dataDir);
   if (openMode !== undefined) {
     // Left as the operator set it (a group may be let in on purpose); others never should.
-    options.print(
-      `! ${dataDir} is open to other users (mode ${openMode.toString(8)}), who can read every volume from its files: chmod 700 ${dataDir}`,
-    );
+    options.print(`! ${openToOthersWarning(dataDir, openMode)}`);
   }
   const previous = await readClusterFile(dataDir);
   const launcherLock = await claimLauncher(dataDir, previous?.launcherPid);

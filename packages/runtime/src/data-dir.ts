@@ -105,6 +105,11 @@ export async function openToOthersMode(directory: string): Promise<number | unde
   return (mode & otherUsersModeMask) === 0 ? undefined : mode;
 }
 
+/** What a start says of a directory `openToOthersMode` found open: the risk and the fix. */
+export function openToOthersWarning(directory: string, mode: number): string {
+  return `${directory} is open to other users (mode ${mode.toString(8)}), who can read volume data from its files: chmod 700 ${directory}`;
+}
+
 /**
  * Locks the directory for this process (making it on first use), then creates its
  * identity on first use or checks it; refuses a directory another process holds, and

@@ -30,7 +30,7 @@ import {
   parentCheckIntervalMs,
   serviceNodeFlags,
 } from "./constants.ts";
-import { claimDataDir, type DataDirClaim } from "./data-dir.ts";
+import { claimDataDir, type DataDirClaim, openToOthersWarning } from "./data-dir.ts";
 import type { DataDirLock } from "./data-dir-lock.ts";
 import { ConfigError, DataDirError } from "./errors.ts";
 import { createLogger, type Logger } from "./logger.ts";
@@ -201,7 +201,7 @@ export async function runService<T extends OptionSpecs>(
     // Left as it is (an operator may have set it): said, with the command that closes it.
     logger.warn(
       { dataDir: common.dataDir, mode: claim.openToOthersMode.toString(8) },
-      `data directory is open to other users (mode ${claim.openToOthersMode.toString(8)}), who can read volume data from its files: chmod 700 ${common.dataDir}`,
+      `data directory ${openToOthersWarning(common.dataDir, claim.openToOthersMode)}`,
     );
   }
   if (!claim.lock.held) {
