@@ -20,6 +20,8 @@
 //   export with NBD_OPT_EXPORT_NAME: the socket is destroyed at once (a hard
 //   disconnect); requests already running still finish before `run` resolves, and
 //   their replies are dropped.
+// - The client takes none of its replies for `replyStallMs`: as `terminate`, for that
+//   connection alone (its replies hold payload bytes the other connections need).
 // - The socket fails (reset, timeout of keep-alive): as a hard disconnect.
 // Nothing a client does can make `run` reject, and nothing here throws into the
 // server's accept path.
@@ -74,7 +76,10 @@ export class NbdConnection {
     // What the client had in flight when it went is retried no more (block-device.ts).
     socket.once("close", () => this.abandonInflight());
     this.reader = new SocketReader(socket, context.limits.readAheadBytesMax);
-    this.writer = new SocketWriter(socket);
+    this.writer = new SocketWriter(socket, {
+      stallMs: context.limits.replyStallMs,
+      onStall: () => this.onReplyStall(),
+    });
   }
 
   /** Serves the connection to its end. Never rejects. */
@@ -179,6 +184,20 @@ export class NbdConnection {
       default:
         return assertNever(outcome, "handshake outcome");
     }
+  }
+
+  /**
+   * The client took none of its replies for `replyStallMs`: it is disconnected, and
+   * what it has in flight aborted, so that the payload bytes its replies hold go back
+   * to the server's budget (socket-writer.ts). `run` then ends as for a client gone.
+   */
+  private onReplyStall(): void {
+    this.logger.warn(
+      { replyStallMs: this.context.limits.replyStallMs },
+      "client took none of its replies in time; disconnecting",
+    );
+    this.abandonInflight();
+    this.socket.destroy();
   }
 
   private abandonInflight(): void {
