@@ -198,7 +198,7 @@ export class Transmission {
     try {
       reply = await operation();
     } catch (failure) {
-      reply = { error: replyErrorOf(failure) };
+      reply = { error: replyErrorOf(failure, request.command) };
       this.context.logger.warn(
         {
           err: failure,
