@@ -348,6 +348,23 @@ describe("NBD transmission", () => {
       await expectHealthy(client, 10n);
     });
 
+    test("a write over an advertised maximum below 2^25 bytes is NBD_EINVAL, its data skipped", async () => {
+      // The spec: no length below 2^25 is a denial of service, whatever maximum the
+      // server advertised; such a write is refused, not a reason to disconnect.
+      const device = new MemoryBlockDevice("vol", 4 * mebibyte);
+      await serve(device, { payloadBytesMax: 64 * kibibyte });
+      const client = await open(device);
+      const reply = await client.roundTrip({
+        command: Command.Write,
+        handle: 1n,
+        offset: 0,
+        data: patterned(mebibyte, 1),
+      });
+      expect(reply).toMatchObject({ error: ReplyError.InvalidArgument, handle: 1n });
+      expect(device.operations).toEqual([]);
+      await expectHealthy(client, 10n);
+    });
+
     test("a write longer than the maximum payload closes that connection unread; others go on", async () => {
       const device = new MemoryBlockDevice("vol", mebibyte);
       const other = await open(device);
