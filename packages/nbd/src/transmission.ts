@@ -108,7 +108,7 @@ export class Transmission {
           await this.context.payloadBudget.take(decision.length);
           let data: Buffer;
           try {
-            data = await reader.read(decision.length);
+            data = await reader.read(decision.length, true);
           } catch (error) {
             this.context.payloadBudget.give(decision.length);
             throw error;
