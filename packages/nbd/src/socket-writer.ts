@@ -28,10 +28,11 @@ import type { Writable } from "node:stream";
 
 const settled: Promise<void> = Promise.resolve();
 
+/** What the writer (and the reader, socket-reader.ts) do about a client that stalls. */
 export interface StallWatch {
-  /** How long the client may take no byte of the replies waiting for it. */
+  /** How long the client may move no byte of a transfer it is part of. */
   stallMs: number;
-  /** Called once, when a client took no byte for `stallMs`. */
+  /** Called when it moved none for `stallMs`: once by the writer, once by a read. */
   onStall(): void;
 }
 
