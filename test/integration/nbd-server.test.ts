@@ -4,11 +4,12 @@
 // a separate process, started with a time limit. Data is checked end to end: hashes of
 // what went in and came out, and the device's bytes themselves.
 
-import { execFile } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { createInterface } from "node:readline";
 import { NbdServer } from "@ballast/nbd";
 import { createLogger } from "@ballast/runtime";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
@@ -59,12 +60,18 @@ function expectSuccess(result: ToolResult): void {
   expect(result, `stderr: ${result.stderr}`).toMatchObject({ code: 0 });
 }
 
+/** The system Python, which Debian's python3-libnbd installs the `nbd` module for. */
+const pythonPath = "/usr/bin/python3";
+const stallScript = join(import.meta.dirname, "../support/nbd-stall.py");
+
 const tools = {
   nbdinfo: await missing("nbdinfo", ["--version"]),
   nbdcopy: await missing("nbdcopy", ["--version"]),
   qemu: await missing("qemu-img", ["--version"]),
   // fio is built with its nbd engine only when libnbd was there; `--enghelp=nbd` says.
   fioNbd: await missing("fio", ["--enghelp=nbd"]),
+  // libnbd's Python binding, for a client that stops taking its replies.
+  pythonNbd: await missing(pythonPath, ["-c", "import nbd"]),
 };
 
 for (const [tool, reason] of Object.entries(tools)) {
@@ -261,4 +268,50 @@ describe("NBD server with real clients", () => {
       expect(job.read.io_bytes).toBe(32 * mebibyte);
     },
   );
+
+  test.skipIf(tools.pythonNbd !== undefined || tools.nbdcopy !== undefined)(
+    "a libnbd client that stops taking its replies is cut off; nbdcopy, starved meanwhile, completes",
+    async () => {
+      // A server of its own, whose whole payload budget four 8 MiB reads fill.
+      const readBytes = 8 * mebibyte;
+      const reads = 4;
+      const device = new MemoryBlockDevice("stall", reads * readBytes);
+      device.bytes.set(randomBytes(device.sizeBytes));
+      const stallServer = new NbdServer({
+        openExport: async (name) => (name === "stall" ? device : undefined),
+        listExports: async () => ["stall"],
+        limits: {
+          clientStallMs: 1000,
+          payloadBytesMax: readBytes,
+          payloadBytesInflightMax: reads * readBytes,
+        },
+      });
+      const bound = await stallServer.listen({ host: "127.0.0.1", port: 0 });
+      const url = `nbd://127.0.0.1:${bound.port}/stall`;
+      const stalled = spawn(pythonPath, [stallScript, url, String(reads), String(readBytes)], {
+        stdio: ["pipe", "pipe", "inherit"],
+      });
+      try {
+        const lines = createInterface({ input: stalled.stdout })[Symbol.asyncIterator]();
+        expect(JSON.parse((await lines.next()).value)).toEqual({ sent: reads });
+        await waitUntil(() => device.completed.length === reads);
+
+        const target = join(directory, "stall.raw");
+        expectSuccess(await run("nbdcopy", [url, target]));
+        expect(sha256(await readFile(target))).toBe(sha256(device.bytes));
+
+        stalled.stdin.end();
+        const outcome = JSON.parse((await lines.next()).value);
+        expect(outcome.disconnected).toBe(true);
+        expect(outcome.answered).toBeLessThan(reads);
+      } finally {
+        stalled.kill("SIGKILL");
+        await stallServer.close();
+      }
+    },
+  );
 });
+
+async function waitUntil(condition: () => boolean): Promise<void> {
+  while (!condition()) await new Promise((resolve) => setTimeout(resolve, 10));
+}

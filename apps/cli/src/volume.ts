@@ -26,6 +26,8 @@ export const volumeHelp = `Usage: ballast volume <create|clone|list|describe|res
 
 Resize grows a volume online; NBD clients see the new size on their next connection.
 Shrinking discards the data past the new end, so it is refused without --allow-shrink.
+Disconnect NBD clients first: a connection keeps its size, and its writes past the new
+end are acknowledged until the gateway learns of the shrink, then discarded.
 
 Rollback makes the volume's data that of its snapshot SNAPSHOT again (the snapshot
 stays; what was written since is discarded). It is refused while an NBD client is

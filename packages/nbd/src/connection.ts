@@ -20,6 +20,9 @@
 //   export with NBD_OPT_EXPORT_NAME: the socket is destroyed at once (a hard
 //   disconnect); requests already running still finish before `run` resolves, and
 //   their replies are dropped.
+// - The client moves no byte of a transfer for `clientStallMs` (takes none of its
+//   replies, or sends none of a write's data): as `terminate`, for that connection
+//   alone (its replies and its write hold payload bytes the other connections need).
 // - The socket fails (reset, timeout of keep-alive): as a hard disconnect.
 // Nothing a client does can make `run` reject, and nothing here throws into the
 // server's accept path.
@@ -73,8 +76,12 @@ export class NbdConnection {
     this.closed = new Promise((resolve) => socket.once("close", () => resolve()));
     // What the client had in flight when it went is retried no more (block-device.ts).
     socket.once("close", () => this.abandonInflight());
-    this.reader = new SocketReader(socket, context.limits.readAheadBytesMax);
-    this.writer = new SocketWriter(socket);
+    const stallWatch = {
+      stallMs: context.limits.clientStallMs,
+      onStall: () => this.onClientStall(),
+    };
+    this.reader = new SocketReader(socket, context.limits.readAheadBytesMax, stallWatch);
+    this.writer = new SocketWriter(socket, stallWatch);
   }
 
   /** Serves the connection to its end. Never rejects. */
@@ -179,6 +186,22 @@ export class NbdConnection {
       default:
         return assertNever(outcome, "handshake outcome");
     }
+  }
+
+  /**
+   * The client moved no byte of a transfer for `clientStallMs` (socket-reader.ts,
+   * socket-writer.ts): it is disconnected, and what it has in flight aborted, so that
+   * the payload bytes its replies and its write hold go back to the server's budget.
+   * `run` then ends as for a client gone. Called at most once by each of the two.
+   */
+  private onClientStall(): void {
+    if (this.socket.destroyed) return;
+    this.logger.warn(
+      { clientStallMs: this.context.limits.clientStallMs },
+      "client moved no byte of its replies or its write's data in time; disconnecting",
+    );
+    this.abandonInflight();
+    this.socket.destroy();
   }
 
   private abandonInflight(): void {

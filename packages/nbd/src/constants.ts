@@ -67,6 +67,20 @@ export interface NbdLimits {
    * does not answer would otherwise keep the gateway from ever stopping.
    */
   closeGraceMs: number;
+  /**
+   * How long a client may leave a transfer it is part of without moving a byte: the
+   * replies waiting for it to take them, or the data of a write it has begun to send.
+   * A client that moves none for this long (a stopped process, a paused VM, a client
+   * that never reads) is disconnected and what it has in flight aborted: replies hold
+   * their read data, and a write its bytes from before its data is read, all counted in
+   * the server's shared budget, and a few such clients would otherwise stall every
+   * other connection's reads and writes for ever. The socket reports bytes taken a
+   * write at a time, and the replies of one turn leave in one write (socket-writer.ts),
+   * so a client must take what it has in flight within this time: 32 MiB (qemu's 16
+   * reads of 2 MiB) in 60 s is about 0.5 MiB/s. An idle client, between requests, is
+   * not stalled.
+   */
+  clientStallMs: number;
 }
 
 export const nbdLimitsDefault: NbdLimits = {
@@ -92,17 +106,21 @@ export const nbdLimitsDefault: NbdLimits = {
   // a write is acknowledged only once durable; the client sees its connection drop and
   // retries on its next one, or fails the I/O.
   closeGraceMs: 10_000,
+  // Far past any pause of a working client (a garbage collection, a busy host, a slow
+  // link), and still a bound: the kernel's NBD client gives up on a request after 30 s.
+  clientStallMs: 60_000,
 };
 
 /**
- * The upper bounds of the time limits. The handshake deadline and the close grace run on
- * `setTimeout`, which fires a delay past `timerDelayMsMax` after 1 ms (a handshake cut
- * at once, a close that never waits). Keep-alive's idle time becomes TCP_KEEPIDLE in
- * whole seconds, which Linux bounds at 32,767 s.
+ * The upper bounds of the time limits. The handshake deadline, the close grace and the
+ * client stall limit run on `setTimeout`, which fires a delay past `timerDelayMsMax`
+ * after 1 ms (a handshake cut at once, a close that never waits). Keep-alive's idle time
+ * becomes TCP_KEEPIDLE in whole seconds, which Linux bounds at 32,767 s.
  */
 export const timerLimitsMsMax = {
   handshakeDeadlineMs: runtimeConstants.timerDelayMsMax,
   closeGraceMs: runtimeConstants.timerDelayMsMax,
+  clientStallMs: runtimeConstants.timerDelayMsMax,
   keepAliveInitialDelayMs: 32_767 * 1000,
 } as const satisfies Partial<Record<keyof NbdLimits, number>>;
 

@@ -16,7 +16,7 @@
 // one reply (`replyErrorOf`) and the connection carries on.
 
 import { BallastError, ErrorCode } from "@ballast/protocol";
-import { ReplyError } from "./wire.ts";
+import { Command, ReplyError } from "./wire.ts";
 
 export class NbdProtocolError extends Error {
   override readonly name = "NbdProtocolError";
@@ -55,16 +55,22 @@ export function assertNever(value: never, what: string): never {
 }
 
 /**
- * The reply error value for a failed backend operation. The backend refuses a range it
- * cannot serve with Unaligned, OutOfRange or InvalidArgument, which the spec calls
- * NBD_EINVAL; NoSpace is NBD_ENOSPC; every other fault, and anything that is not a
- * BallastError, is NBD_EIO.
+ * The reply error value for a failed backend operation of `command` (an NBD command
+ * code). The backend refuses a range it cannot serve with Unaligned, OutOfRange or
+ * InvalidArgument, which the spec calls NBD_EINVAL, except that a write or write-zeroes
+ * past the end is NBD_ENOSPC, as the spec asks (the backend says OutOfRange for one
+ * inside the connection's size after the volume shrank: the size an NBD connection
+ * was given never changes); NoSpace is NBD_ENOSPC; every other fault, and anything
+ * that is not a BallastError, is NBD_EIO.
  */
-export function replyErrorOf(error: unknown): ReplyError {
+export function replyErrorOf(error: unknown, command?: number): ReplyError {
   if (!(error instanceof BallastError)) return ReplyError.InputOutput;
   switch (error.code) {
-    case ErrorCode.Unaligned:
     case ErrorCode.OutOfRange:
+      return command === Command.Write || command === Command.WriteZeroes
+        ? ReplyError.NoSpace
+        : ReplyError.InvalidArgument;
+    case ErrorCode.Unaligned:
     case ErrorCode.InvalidArgument:
       return ReplyError.InvalidArgument;
     case ErrorCode.NoSpace:

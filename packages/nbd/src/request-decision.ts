@@ -7,7 +7,9 @@
 // - Offsets and lengths are multiples of the 512-byte minimum block, else NBD_EINVAL.
 // - A read or trim past the end is NBD_EINVAL; a write or write-zeroes past the end is
 //   NBD_ENOSPC, as the spec recommends.
-// - A read longer than the maximum payload is NBD_EINVAL. A write that long closes the
+// - A read longer than the maximum payload is NBD_EINVAL, and so is a write, its data
+//   read and thrown away, up to 2^25 bytes: the spec says no length below that is a
+//   denial of service, whatever maximum was advertised. A longer write closes the
 //   connection without reading its data: the spec allows it, and reading (even to
 //   throw away) up to 4 GiB a client should never have sent is the wrong kind of work.
 // - Trim and write-zeroes carry no data, so only the export's size bounds them; the
@@ -23,7 +25,7 @@
 import type { RequestHeader } from "./codec.ts";
 import { blockBytesMin } from "./constants.ts";
 import { assertNever } from "./errors.ts";
-import { Command, CommandFlag, isCommand, ReplyError } from "./wire.ts";
+import { Command, CommandFlag, isCommand, payloadBytesPortableMax, ReplyError } from "./wire.ts";
 
 export interface ExportGeometry {
   sizeBytes: number;
@@ -78,13 +80,14 @@ export function decideRequest(request: RequestHeader, geometry: ExportGeometry):
       return fault ?? { kind: "read", ...checkedRange(request) };
     }
     case Command.Write: {
-      if (request.length > geometry.payloadBytesMax) {
+      if (request.length > Math.max(geometry.payloadBytesMax, payloadBytesPortableMax)) {
         return {
           kind: "abandon",
           reason: `a write of ${request.length} bytes is over the ${geometry.payloadBytesMax}-byte maximum payload`,
         };
       }
       const fault =
+        payloadFault(request, geometry) ??
         readOnlyFault(request, geometry) ??
         flagsFault(request, flagsAllowed.write) ??
         rangeFault(request, geometry, ReplyError.NoSpace);
@@ -156,7 +159,7 @@ function payloadFault(request: RequestHeader, geometry: ExportGeometry): Refusal
   if (request.length <= geometry.payloadBytesMax) return undefined;
   return refuse(
     ReplyError.InvalidArgument,
-    `a read of ${request.length} bytes is over the ${geometry.payloadBytesMax}-byte maximum payload`,
+    `a ${request.command === Command.Write ? "write" : "read"} of ${request.length} bytes is over the ${geometry.payloadBytesMax}-byte maximum payload`,
   );
 }
 

@@ -12,9 +12,16 @@
 // Failure model: once the stream ends, reads are served from what is buffered and fail
 // with ConnectionClosedError when that is not enough. `cancel` fails the pending read
 // and every later one at once, and forgets what is buffered.
+//
+// Stalls: a read of bytes the client owes (a write's data, which the server took room
+// for before reading it) checks every `stallMs` that some bytes arrived since the last
+// check, and reports a client that sent none once through `onStall`; the connection
+// then ends it. A read of the next request is not watched: a client may idle between
+// requests for as long as it likes.
 
 import type { Readable } from "node:stream";
 import { assert, ConnectionClosedError } from "./errors.ts";
+import type { StallWatch } from "./socket-writer.ts";
 
 interface Waiter {
   bytes: number;
@@ -35,10 +42,14 @@ export class SocketReader {
   /** Why no more bytes will arrive, once that is so. */
   private endReason: Error | undefined;
   private flowing = true;
+  private readonly stallWatch: StallWatch | undefined;
+  /** Bytes received since the reader was made, for the stall watch. */
+  private bytesReceived = 0;
 
-  constructor(stream: Readable, readAheadBytesMax: number) {
+  constructor(stream: Readable, readAheadBytesMax: number, stallWatch?: StallWatch) {
     this.stream = stream;
     this.readAheadBytesMax = readAheadBytesMax;
+    this.stallWatch = stallWatch;
     stream.on("data", (chunk: Buffer) => this.onData(chunk));
     stream.on("end", () => this.finish(new ConnectionClosedError("the client ended the stream")));
     stream.on("close", () => this.finish(new ConnectionClosedError("the connection closed")));
@@ -49,9 +60,32 @@ export class SocketReader {
     return this.bufferedBytes;
   }
 
-  /** The next `bytes` bytes, once they have all arrived. */
-  async read(bytes: number): Promise<Buffer> {
-    while (this.bufferedBytes < bytes) await this.waitFor(bytes);
+  /**
+   * The next `bytes` bytes, once they have all arrived. `owed`: the client has begun
+   * a message these bytes end, and one that sends none of them for the stall watch's
+   * time is reported.
+   */
+  async read(bytes: number, owed = false): Promise<Buffer> {
+    if (this.bufferedBytes >= bytes) return this.take(bytes);
+    const watch = owed ? this.stallWatch : undefined;
+    let timer: NodeJS.Timeout | undefined;
+    if (watch !== undefined) {
+      let seen = this.bytesReceived;
+      const check = () => {
+        if (this.bytesReceived > seen) {
+          seen = this.bytesReceived;
+          timer = setTimeout(check, watch.stallMs).unref();
+        } else if (this.endReason === undefined) {
+          watch.onStall();
+        }
+      };
+      timer = setTimeout(check, watch.stallMs).unref();
+    }
+    try {
+      while (this.bufferedBytes < bytes) await this.waitFor(bytes);
+    } finally {
+      clearTimeout(timer);
+    }
     return this.take(bytes);
   }
 
@@ -79,6 +113,7 @@ export class SocketReader {
     if (this.endReason !== undefined) return;
     this.chunks.push(chunk);
     this.bufferedBytes += chunk.byteLength;
+    this.bytesReceived += chunk.byteLength;
     const waiter = this.waiter;
     if (waiter !== undefined && this.bufferedBytes >= waiter.bytes) {
       this.waiter = undefined;

@@ -16,15 +16,37 @@
 // Failure model: on a socket that is closed or closing the bytes are dropped and `send`
 // resolves; the client is gone and nobody can read them. Socket errors are the
 // connection's to log; they end in a close, which also releases any waiter here.
+//
+// Stalls: while a send waits for the socket to drain, the writer checks every
+// `stallMs` that the client took some bytes since the last check (the socket's
+// buffered length fell below what was written). A client that took none is reported
+// once through `onStall`; the connection then ends it. A waiting send is what holds a
+// request's slot and payload bytes, so without this a client that never reads would
+// hold them, and its share of the server's budget, for as long as it stays connected.
 
 import type { Writable } from "node:stream";
 
 const settled: Promise<void> = Promise.resolve();
 
+/** What the writer (and the reader, socket-reader.ts) do about a client that stalls. */
+export interface StallWatch {
+  /** How long the client may move no byte of a transfer it is part of. */
+  stallMs: number;
+  /** Called when it moved none for `stallMs`: once by the writer, once by a read. */
+  onStall(): void;
+}
+
 export class SocketWriter {
   private readonly stream: Writable;
+  private readonly stallWatch: StallWatch | undefined;
   private drained: Promise<void> | undefined;
   private releaseDrained: (() => void) | undefined;
+  /** Bytes handed to the socket since it was made. */
+  private bytesQueued = 0;
+  /** Bytes the socket had passed on to the client (queued less buffered) at the last check. */
+  private bytesTakenSeen = 0;
+  private stallTimer: NodeJS.Timeout | undefined;
+  private stalled = false;
   /** True while the socket is corked until the end of this turn. */
   private corkedForTurn = false;
   private readonly uncorkTurn = () => {
@@ -32,8 +54,9 @@ export class SocketWriter {
     this.stream.uncork();
   };
 
-  constructor(stream: Writable) {
+  constructor(stream: Writable, stallWatch?: StallWatch) {
     this.stream = stream;
+    this.stallWatch = stallWatch;
     stream.on("drain", () => this.release());
     stream.on("close", () => this.release());
   }
@@ -50,16 +73,21 @@ export class SocketWriter {
     let accepted: boolean;
     if (body === undefined || body.byteLength === 0) {
       accepted = stream.write(head);
+      this.bytesQueued += head.byteLength;
     } else {
       stream.cork();
       stream.write(head);
       accepted = stream.write(body);
       stream.uncork();
+      this.bytesQueued += head.byteLength + body.byteLength;
     }
     if (accepted) return settled;
-    this.drained ??= new Promise<void>((resolve) => {
-      this.releaseDrained = resolve;
-    });
+    if (this.drained === undefined) {
+      this.drained = new Promise<void>((resolve) => {
+        this.releaseDrained = resolve;
+      });
+      this.watchForStall();
+    }
     return this.drained;
   }
 
@@ -67,6 +95,31 @@ export class SocketWriter {
     const release = this.releaseDrained;
     this.drained = undefined;
     this.releaseDrained = undefined;
+    if (this.stallTimer !== undefined) clearTimeout(this.stallTimer);
+    this.stallTimer = undefined;
     release?.();
+  }
+
+  /** Starts a check `stallMs` from now, if there is a watch and none is due. */
+  private watchForStall(): void {
+    const watch = this.stallWatch;
+    if (watch === undefined || this.stallTimer !== undefined || this.stalled) return;
+    this.bytesTakenSeen = this.bytesTaken();
+    this.stallTimer = setTimeout(() => {
+      this.stallTimer = undefined;
+      if (this.drained === undefined || !this.stream.writable) return;
+      if (this.bytesTaken() > this.bytesTakenSeen) {
+        this.watchForStall();
+        return;
+      }
+      this.stalled = true;
+      watch.onStall();
+    }, watch.stallMs);
+    this.stallTimer.unref();
+  }
+
+  /** Bytes the socket has passed on towards the client: queued, less still buffered. */
+  private bytesTaken(): number {
+    return this.bytesQueued - this.stream.writableLength;
   }
 }

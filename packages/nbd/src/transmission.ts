@@ -108,7 +108,7 @@ export class Transmission {
           await this.context.payloadBudget.take(decision.length);
           let data: Buffer;
           try {
-            data = await reader.read(decision.length);
+            data = await reader.read(decision.length, true);
           } catch (error) {
             this.context.payloadBudget.give(decision.length);
             throw error;
@@ -198,7 +198,7 @@ export class Transmission {
     try {
       reply = await operation();
     } catch (failure) {
-      reply = { error: replyErrorOf(failure) };
+      reply = { error: replyErrorOf(failure, request.command) };
       this.context.logger.warn(
         {
           err: failure,

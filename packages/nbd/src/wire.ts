@@ -51,6 +51,12 @@ export const informationRequestBytes = 2;
 /** The spec's bound on every string (export names, error messages): 4096 bytes of UTF-8. */
 export const stringBytesMax = 4096;
 
+/**
+ * 2^25 bytes: the payload the spec says no server should take for a denial of service,
+ * whatever maximum block size it advertises (and the largest a portable client sends).
+ */
+export const payloadBytesPortableMax = 32 * 1024 * 1024;
+
 /** The largest value of a 32-bit length field. */
 export const lengthMax = 0xffff_ffff;
 

@@ -171,6 +171,18 @@ describe("decideRequest", () => {
         geometry,
       ),
     ).toMatchObject({ kind: "abandon", reason: expect.stringMatching(/over the 33554432-byte/) });
+    // Over a smaller advertised maximum, yet within 2^25 bytes: refused, its data skipped.
+    const small = { sizeBytes: 64 * mebibyte, payloadBytesMax: mebibyte };
+    expect(
+      decideRequest(request({ command: Command.Write, length: 2 * mebibyte }), small),
+    ).toMatchObject({
+      kind: "refuse",
+      error: ReplyError.InvalidArgument,
+      discardBytes: 2 * mebibyte,
+    });
+    expect(
+      decideRequest(request({ command: Command.Write, length: 32 * mebibyte + 512 }), small).kind,
+    ).toBe("abandon");
     expect(
       decideRequest(request({ command: Command.Write, length: geometry.payloadBytesMax }), {
         ...geometry,

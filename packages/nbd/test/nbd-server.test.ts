@@ -269,8 +269,9 @@ describe("NBD server", () => {
     const build = (limits: Partial<NbdLimits>) => () =>
       new NbdServer({ openExport: async () => undefined, listExports: async () => [], limits });
     const timerMax = 2 ** 31 - 1;
-    // setTimeout fires a longer delay after 1 ms: a handshake cut at once, no close grace.
-    for (const name of ["handshakeDeadlineMs", "closeGraceMs"] as const) {
+    // setTimeout fires a longer delay after 1 ms: a handshake cut at once, no close grace,
+    // a client that pauses for a moment taken for stalled.
+    for (const name of ["handshakeDeadlineMs", "closeGraceMs", "clientStallMs"] as const) {
       expect(build({ [name]: timerMax + 1 })).toThrow(
         expect.objectContaining({
           problems: [`${name} must be at most ${timerMax}, got ${timerMax + 1}`],

@@ -234,6 +234,31 @@ describe("NBD transmission", () => {
     },
   );
 
+  test("a backend that finds a write past its end (the volume shrank) is NBD_ENOSPC; a read there NBD_EINVAL", async () => {
+    const device = new MemoryBlockDevice("vol", mebibyte);
+    const client = await open(device);
+    const shrunk = () => new BallastError(ErrorCode.OutOfRange, "past the end after a shrink");
+    const asked = [
+      { command: Command.Write, data: patterned(4096, 1) },
+      { command: Command.WriteZeroes, length: 4096 },
+      { command: Command.Read, length: 4096 },
+      { command: Command.Trim, length: 4096 },
+    ];
+    const errors = [];
+    for (const [index, request] of asked.entries()) {
+      device.failNext(shrunk());
+      const handle = BigInt(index + 1);
+      errors.push((await client.roundTrip({ ...request, handle, offset: 0 })).error);
+    }
+    expect(errors).toEqual([
+      ReplyError.NoSpace,
+      ReplyError.NoSpace,
+      ReplyError.InvalidArgument,
+      ReplyError.InvalidArgument,
+    ]);
+    await expectHealthy(client, 10n);
+  });
+
   test("a backend read that returns the wrong length is NBD_EIO, not a short reply", async () => {
     const device = new MemoryBlockDevice("vol", mebibyte);
     device.read = async () => new Uint8Array(100);
@@ -319,6 +344,23 @@ describe("NBD transmission", () => {
         length: 1024 * mebibyte,
       });
       expect(reply.error).toBe(ReplyError.InvalidArgument);
+      expect(device.operations).toEqual([]);
+      await expectHealthy(client, 10n);
+    });
+
+    test("a write over an advertised maximum below 2^25 bytes is NBD_EINVAL, its data skipped", async () => {
+      // The spec: no length below 2^25 is a denial of service, whatever maximum the
+      // server advertised; such a write is refused, not a reason to disconnect.
+      const device = new MemoryBlockDevice("vol", 4 * mebibyte);
+      await serve(device, { payloadBytesMax: 64 * kibibyte });
+      const client = await open(device);
+      const reply = await client.roundTrip({
+        command: Command.Write,
+        handle: 1n,
+        offset: 0,
+        data: patterned(mebibyte, 1),
+      });
+      expect(reply).toMatchObject({ error: ReplyError.InvalidArgument, handle: 1n });
       expect(device.operations).toEqual([]);
       await expectHealthy(client, 10n);
     });
