@@ -58,7 +58,11 @@
 // client's mutation attempt held on its way past the client's timeout (a link frame
 // left unread at its primary) while the client retries and goes on: attempts carry the
 // client library's ordering fence, and the `fence` check fails a run in which such a
-// copy commits above a later acknowledged attempt of its client.
+// copy commits above a later acknowledged attempt of its client. With `corruptChance`,
+// damage: replication messages whose note data had a bit flipped after its checksum was
+// computed, or whose checksum field is wrong, and whole-chunk reads that hand the core
+// damaged bytes; the `damage` check fails a run in which a replica commits a note whose
+// data fails its checksum.
 //
 // Checkers (checker.ts): per partition incarnation, every committed op is the same note
 // everywhere; no two different notes are acknowledged at one op; every acknowledged op
@@ -149,7 +153,7 @@ import {
   renewalsOf,
 } from "../primary-report.ts";
 import type { CheckpointPointer, ReadResult, ReplicationMessage } from "../replica/effects.ts";
-import type { Note } from "../replica/note.ts";
+import { type Note, noteChecksum } from "../replica/note.ts";
 import type { KeptFence } from "../replica/ordering-fence.ts";
 import { type ClockReading, type Configuration, Replica } from "../replica/replica.ts";
 import { type ReplicatedPartition, Replicator } from "../replicator.ts";
@@ -175,6 +179,7 @@ import {
   FakeJournal,
   FakeNetwork,
   FakeSleds,
+  flipBit,
   recoveredFrom,
   SimRandom,
   type SimWorld,
@@ -316,7 +321,14 @@ export type Sabotage =
    * one): a chunk whose copy was on a lost sled stays one copy short. Found by the
    * `re-replication` check once settled.
    */
-  | "no-replicator";
+  | "no-replicator"
+  /**
+   * Damaged notes (`corruptChance`) taken as sound: the damage lands before the
+   * checksum is computed, as a secondary that checked no note checksums would take a
+   * note damaged after it. Found by the `agreement` check (the secondary's note has
+   * another checksum than the primary's) or by a read of the damaged bytes.
+   */
+  | "unchecked-note-checksums";
 
 export interface FailoverOptions {
   seed: number;
@@ -607,6 +619,22 @@ export interface FailoverOptions {
   /** While faults are on: chance a copy or a scrub's repair fails. */
   copyFailRate: number;
   replicationSettleTicksMax: number;
+  /**
+   * While faults are on: chance that a replication message of notes arrives damaged (one
+   * note's data with a bit flipped after its checksum was computed, or its checksum
+   * field wrong), and chance that a whole-chunk read hands the core bytes with a bit
+   * flipped that got past the shell's check. Drawn from a generator of its own (0 by
+   * default, so that every seed from before replays unchanged; `--corrupt P`). Only
+   * what the code claims to detect is damaged: note checksums (replica.ts checks them
+   * before a note is journaled) and the chunk's recorded CRC32C (the core checks a
+   * victim's bytes again before it relocates them). Fields no checksum covers (op
+   * numbers, offsets) are the transport's to guard (TCP), and journal records' CRCs
+   * are the journal's property tests' (journal-property.test.ts). Checked: no
+   * committed note's data fails its checksum (`damage`), every replica commits the
+   * same note at an op (`agreement`), reads and acknowledgements as always, and the
+   * cluster heals as always; a core that throws on damage is an `exception`.
+   */
+  corruptChance: number;
   limits: Partial<ReplicaLimits>;
   sabotage?: Sabotage;
 }
@@ -744,6 +772,7 @@ export const failoverDefaults: Omit<FailoverOptions, "seed"> = {
   copyTicksMax: 8,
   copyFailRate: 0.1,
   replicationSettleTicksMax: 1500,
+  corruptChance: 0,
   limits: {
     flushBytesThreshold: 8 * 1024,
     flushIntervalTicks: 20,
@@ -899,6 +928,14 @@ export interface FailoverResult {
     copiesRepaired: number;
     /** Recorded checkpoints left with one stored copy once settled (settleReplication). */
     checkpointsShortSettled: number;
+    /**
+     * Damage injected (corruptChance): notes whose data had a bit flipped in flight,
+     * notes whose checksum field was wrong, and whole-chunk reads that handed the core
+     * damaged bytes.
+     */
+    notesDamaged: number;
+    checksumsDamaged: number;
+    chunkReadsDamaged: number;
   };
 }
 
@@ -1317,6 +1354,8 @@ export class FailoverSimulation {
   private readonly sessionRandom: SimRandom;
   /** Draws which attempts are held in a socket (staleRequestChance). */
   private readonly staleRandom: SimRandom;
+  /** Draws the damage of messages and chunk reads (corruptChance). */
+  private readonly corruptRandom: SimRandom;
   /**
    * Re-replication (replicateChance): whether this run has it, and its draws (sled
    * losses, copy times and failures), from a generator of its own. Per sled, the tick
@@ -1402,6 +1441,9 @@ export class FailoverSimulation {
     copiesRecorded: 0,
     copiesRepaired: 0,
     checkpointsShortSettled: 0,
+    notesDamaged: 0,
+    checksumsDamaged: 0,
+    chunkReadsDamaged: 0,
   };
   /** Snapshot ids drawn so far, and the request ids their takes and drops use (no client's). */
   private snapshotsDrawn = 0;
@@ -1483,7 +1525,9 @@ export class FailoverSimulation {
       sledUp: (sled) => this.sledUp(sled),
       // Only runs that re-replicate lose sleds' stores.
       perSledCopies: this.replicating,
+      readDamaged: () => this.damageDrawn("chunk"),
     });
+    this.corruptRandom = new SimRandom(mixSeed(options.seed ^ 0xc0bb7));
     this.sledRandom = new SimRandom(mixSeed(options.seed ^ 0x51ed5));
     this.pauseRandom = new SimRandom(mixSeed(options.seed ^ 0xc11e7));
     this.frozenRandom = new SimRandom(mixSeed(options.seed ^ 0xf203e));
@@ -3738,7 +3782,10 @@ export class FailoverSimulation {
         // one being retired: its subscription has stopped.
         if (hosted?.adapter === undefined || hosted.adapter.failed !== undefined) return;
         if (hosted.retiring) return;
-        hosted.adapter.replica.onReplicationMessage(envelope.message);
+        const message = this.damageDrawn("message")
+          ? this.damaged(envelope.message)
+          : envelope.message;
+        hosted.adapter.replica.onReplicationMessage(message);
         this.execute(node, hosted);
         return;
       }
@@ -3772,6 +3819,41 @@ export class FailoverSimulation {
         throw new Error(`unknown envelope ${JSON.stringify(unreachable)}`);
       }
     }
+  }
+
+  /** Whether damage strikes this message or chunk read (corruptChance). */
+  private damageDrawn(what: "message" | "chunk"): boolean {
+    const chance = this.options.corruptChance;
+    if (chance <= 0 || !this.faultsOn || !this.corruptRandom.chance(chance)) return false;
+    if (what === "chunk") this.stats.chunkReadsDamaged++;
+    return true;
+  }
+
+  /**
+   * `message` as damage in flight left it (corruptChance): one note's data with a bit
+   * flipped after its checksum was computed (the checksum computed after the damage,
+   * for the `unchecked-note-checksums` sabotage), or its checksum field wrong. A copy:
+   * the sender's notes and any duplicate of the message stay whole.
+   */
+  private damaged(message: ReplicationMessage): ReplicationMessage {
+    if (message.type !== "replica.notes.v1" || message.notes.length === 0) return message;
+    const random = this.corruptRandom;
+    const index = random.integer(0, message.notes.length - 1);
+    const note = message.notes[index]!;
+    const copy: Note = { ...note };
+    if (note.data !== undefined && note.data.byteLength > 0 && random.chance(0.75)) {
+      copy.data = flipBit(note.data, random);
+      if (this.options.sabotage === "unchecked-note-checksums") {
+        copy.checksum = noteChecksum(copy.data);
+      }
+      this.stats.notesDamaged++;
+    } else {
+      copy.checksum = (note.checksum ^ (1 << random.integer(0, 31))) >>> 0;
+      this.stats.checksumsDamaged++;
+    }
+    const notes = [...message.notes];
+    notes[index] = copy;
+    return { ...message, notes };
   }
 
   // ---------------------------------------------------------------- clients
