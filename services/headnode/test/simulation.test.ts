@@ -215,26 +215,36 @@ test("the checkers catch re-replication runs with no replicator", async () => {
 }, 120_000);
 
 // Damage (corruptChance): replication messages whose note data had a bit flipped after
-// its checksum was computed, or whose checksum field is wrong, and whole-chunk reads
-// that hand the core damaged bytes. Before secondaries checked every note's checksum,
-// and before they checked it ahead of comparing a note with the one they held (a damaged
-// resend truncated acknowledged notes), 288 of seeds 1 to 300 at 0.05 failed (damaged
-// flush and control records committed, acknowledged writes lost); none since.
+// its checksum was computed, or whose checksum field is wrong, whole-chunk reads that
+// hand the core damaged bytes, and replicas' files a crash left damaged (refused).
+// Before secondaries checked every note's checksum, and before they checked it ahead of
+// comparing a note with the one they held (a damaged resend truncated acknowledged
+// notes), 288 of seeds 1 to 300 at 0.05 failed (damaged flush and control records
+// committed, acknowledged writes lost); none since, in either shape.
 const corrupting: Overrides = { corruptChance: 0.05, ...staleRequests };
 
-test("damaged notes and chunk reads are refused, and the cluster heals", async () => {
+test("damaged notes, chunk reads and files are refused, and the cluster heals", async () => {
   const seeds = Math.ceil(seedsPerShape / 8);
-  const totals = { notesDamaged: 0, checksumsDamaged: 0, chunkReadsDamaged: 0 };
+  const totals = {
+    notesDamaged: 0,
+    checksumsDamaged: 0,
+    chunkReadsDamaged: 0,
+    filesDamaged: 0,
+    opensRefused: 0,
+  };
   for (let seed = 1; seed <= seeds; seed++) {
     const result = await simulateFailover(seed, corrupting);
     expect(result.violations, summary(result, corrupting)).toEqual([]);
     for (const key of Object.keys(totals) as (keyof typeof totals)[])
       totals[key] += result.stats[key];
   }
-  // Seeds 1 to 25: 232 notes, 106 checksums and 23 chunk reads damaged.
+  // Seeds 1 to 25: 227 notes, 120 checksums and 17 chunk reads damaged, and 12
+  // replicas' files, whose opens were refused 58 times before they were rebuilt.
   expect(totals.notesDamaged).toBeGreaterThan(seeds * 2);
   expect(totals.checksumsDamaged).toBeGreaterThan(seeds);
   expect(totals.chunkReadsDamaged).toBeGreaterThan(0);
+  expect(totals.filesDamaged).toBeGreaterThan(seeds / 5);
+  expect(totals.opensRefused).toBeGreaterThan(totals.filesDamaged);
 }, 300_000);
 
 // Each of seeds 1 to 5 (agreement, a core that throws on a damaged record, metadata

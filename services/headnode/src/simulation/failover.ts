@@ -623,13 +623,20 @@ export interface FailoverOptions {
    * While faults are on: chance that a replication message of notes arrives damaged (one
    * note's data with a bit flipped after its checksum was computed, or its checksum
    * field wrong), and chance that a whole-chunk read hands the core bytes with a bit
-   * flipped that got past the shell's check. Drawn from a generator of its own (0 by
+   * flipped that got past the shell's check; and, four times that (filesDamageFactor),
+   * chance that a crash leaves a replica's files damaged (a journal record before the
+   * last commit, or the checkpoint file), so that every open of it is refused as
+   * partition-host.ts refuses one, until it is rebuilt as a learner: only where another
+   * voter holds a sound copy, and a fault (faultyNodesMax) while the record still counts
+   * it a voter. Drawn from a generator of its own (0 by
    * default, so that every seed from before replays unchanged; `--corrupt P`). Only
    * what the code claims to detect is damaged: note checksums (replica.ts checks them
    * before a note is journaled) and the chunk's recorded CRC32C (the core checks a
-   * victim's bytes again before it relocates them). Fields no checksum covers (op
-   * numbers, offsets) are the transport's to guard (TCP), and journal records' CRCs
-   * are the journal's property tests' (journal-property.test.ts). Checked: no
+   * victim's bytes again before it relocates them), and damaged files as recovery
+   * answers them (refused). Fields no checksum covers (op numbers, offsets) are the
+   * transport's to guard (TCP), and which damage journal recovery cuts as a torn tail
+   * and which it refuses is the journal's property and unit tests' (the crash here
+   * tears the append in progress, as before). Checked: no
    * committed note's data fails its checksum (`damage`), every replica commits the
    * same note at an op (`agreement`), reads and acknowledgements as always, and the
    * cluster heals as always; a core that throws on damage is an `exception`.
@@ -936,8 +943,18 @@ export interface FailoverResult {
     notesDamaged: number;
     checksumsDamaged: number;
     chunkReadsDamaged: number;
+    /** Replicas whose files a crash left damaged, and opens of them refused. */
+    filesDamaged: number;
+    opensRefused: number;
   };
 }
+
+/**
+ * A replica's files are damaged at a crash with this many times corruptChance: crashes
+ * are rare beside messages, and at 0.05 a run would see about one damaged replica in
+ * eight seeds otherwise.
+ */
+const filesDamageFactor = 4;
 
 /** What one link delivers per tick at most; the rest is lost, as from a full queue. */
 const linkMessagesPerTickMax = 64;
@@ -989,6 +1006,13 @@ interface Hosted {
   keptFence: { life: number; fence: KeptFence } | undefined;
   /** The epoch of the fence carried into its core, until that core's first configure. */
   carriedEpoch?: number | undefined;
+  /**
+   * Its files were damaged on disk while its node was down (corruptChance): a journal
+   * record before the last commit, or the checkpoint file. Recovery refuses them
+   * (JournalCorruptError, CheckpointDamagedError), so every open fails, as
+   * partition-host.ts `open` does, until a rebuild as a learner discards them.
+   */
+  filesDamaged?: boolean;
 }
 
 interface SimulatedNode {
@@ -1444,6 +1468,8 @@ export class FailoverSimulation {
     notesDamaged: 0,
     checksumsDamaged: 0,
     chunkReadsDamaged: 0,
+    filesDamaged: 0,
+    opensRefused: 0,
   };
   /** Snapshot ids drawn so far, and the request ids their takes and drops use (no client's). */
   private snapshotsDrawn = 0;
@@ -1841,8 +1867,26 @@ export class FailoverSimulation {
         node.cut !== undefined ||
         node.diskHungUntilTick > this.tickNow ||
         this.journalFaulty(node) ||
-        this.onLostDisk(node),
+        this.onLostDisk(node) ||
+        this.onDamagedFiles(node),
     ).length;
+  }
+
+  /**
+   * Whether a record still has the node as a voter of a replica whose files were
+   * damaged (corruptChance): a fault until the coordinator has counted it out, as a lost
+   * disk is. No coordinator can tell such a primary from one restarting until it has
+   * stayed unconfirmed for primaryUnconfirmedMs; meanwhile it drops a dead secondary,
+   * the one sound copy, as it would beside any live primary.
+   */
+  private onDamagedFiles(node: SimulatedNode): boolean {
+    for (const hosted of node.hosted.values()) {
+      if (hosted.filesDamaged !== true || hosted.volumeId !== this.volumeId) continue;
+      const record = this.records.get(hosted.partition)?.record;
+      if (record === undefined) continue;
+      if ([record.primary, ...votingSecondaries(record)].includes(node.id)) return true;
+    }
+    return false;
   }
 
   /**
@@ -1918,6 +1962,30 @@ export class FailoverSimulation {
       if (!copy) return false;
     }
     return true;
+  }
+
+  /**
+   * Whether a voter of `hosted`'s partition other than `node`, up and counted alive,
+   * holds it on its disk with files that open (not `filesDamaged`); true if `node` is no
+   * voter of it. Damage to the last copy is data loss, as in anotherCopyOfAll.
+   */
+  private anotherSoundCopy(node: SimulatedNode, hosted: Hosted): boolean {
+    if (hosted.volumeId !== this.volumeId) return true;
+    const record = this.records.get(hosted.partition)?.record;
+    if (record === undefined) return true;
+    const voters = [record.primary, ...record.secondaries];
+    if (!voters.includes(node.id)) return true;
+    const alive = this.aliveNodes();
+    return voters.some((other) => {
+      const copy = this.node(other).hosted.get(hosted.partition);
+      return (
+        other !== node.id &&
+        this.node(other).up &&
+        alive.has(other) &&
+        copy?.volumeId === this.volumeId &&
+        copy.filesDamaged !== true
+      );
+    });
   }
 
   /** A pause that held the node's clocks has ended: its wall clock is set right. */
@@ -2568,6 +2636,16 @@ export class FailoverSimulation {
     hosted: Hosted,
     session = node.session,
   ): Promise<void> {
+    if (hosted.filesDamaged === true) {
+      // Refused, as partition-host.ts `open`: nothing hosted, the files kept; a
+      // configure that opens it fails (no acknowledgement), and one that rebuilds it as
+      // a learner discards them.
+      this.stats.opensRefused++;
+      hosted.adapter = undefined;
+      hosted.runner = undefined;
+      hosted.closed = true;
+      return;
+    }
     const recovered = await recoveredFrom(hosted.journal, hosted.checkpoints);
     const replica = new Replica(
       {
@@ -2707,6 +2785,17 @@ export class FailoverSimulation {
       hosted.retiring = false;
       hosted.journal.crash();
       hosted.checkpoints.crash();
+      // Damage found at the next open (corruptChance). A torn tail needs none drawn: the
+      // crash already tears the append in progress, and which damage recovery cuts as a
+      // torn tail is the journal's property tests' (journal-property.test.ts).
+      // Only where another voter holds the partition, as a disk is lost (anotherCopyOfAll).
+      if (
+        hosted.journal.notes.length > 0 &&
+        this.anotherSoundCopy(node, hosted) &&
+        this.damageDrawn("files")
+      ) {
+        hosted.filesDamaged = true;
+      }
       if (this.options.sabotage === "disk-loses-acknowledged-writes") {
         hosted.journal.loseNewest(this.integer(1, 3));
       }
@@ -3647,6 +3736,19 @@ export class FailoverSimulation {
       (report.session === applied.session && sent.seq > applied.seq);
     if (newer && this.options.sabotage !== "ignore-disk-ids")
       this.disks.set(report.node, report.disk);
+    if (newer && sent.base === undefined && report.session > (applied?.session ?? 0)) {
+      // A new session's whole state replaces what an earlier life reported, in the lease
+      // book the real leader reads reports from: a partition it no longer lists (its
+      // replica could not be opened) has no current report, so its primary counts as
+      // unconfirmed. Kept here, a dead life's report hid that for good.
+      for (const [partition, known] of this.reports) {
+        if (this.records.get(partition)?.record.primary !== report.node) continue;
+        const listed = sent.primaries.some(
+          (primary) => primary.volumeId === this.volumeId && primary.partition === partition,
+        );
+        if (!listed && known.session < report.session) this.reports.delete(partition);
+      }
+    }
     if (newer) this.reportsApplied.set(report.node, { session: report.session, seq: sent.seq });
     for (const primary of sent.primaries) {
       if (primary.volumeId !== this.volumeId) continue;
@@ -3822,10 +3924,14 @@ export class FailoverSimulation {
   }
 
   /** Whether damage strikes this message or chunk read (corruptChance). */
-  private damageDrawn(what: "message" | "chunk"): boolean {
-    const chance = this.options.corruptChance;
+  private damageDrawn(what: "message" | "chunk" | "files"): boolean {
+    const chance =
+      what === "files"
+        ? Math.min(1, this.options.corruptChance * filesDamageFactor)
+        : this.options.corruptChance;
     if (chance <= 0 || !this.faultsOn || !this.corruptRandom.chance(chance)) return false;
     if (what === "chunk") this.stats.chunkReadsDamaged++;
+    if (what === "files") this.stats.filesDamaged++;
     return true;
   }
 
