@@ -6,6 +6,7 @@
 // (`interleave`, the order drawn by fast-check).
 
 import type { Message } from "@ballast/protocol";
+import fc from "fast-check";
 import { expect } from "vitest";
 import {
   Catalogue,
@@ -231,25 +232,30 @@ const idleTurnsMax = 1000;
 /**
  * Runs operations of several leaders, one store call at a time, in the order `choices`
  * draws: each turn, of the leaders waiting at their next call, the one at `choice %
- * waiting` runs that call. Returns each operation's outcome.
+ * waiting` runs that call. Returns each operation's outcome. `running`, if given, hears
+ * which leader runs before each one does (its start, and each call let through): until
+ * the next, only that leader's code runs (settle runs what the call let go, the other
+ * leaders waiting at their gates), so a clock can answer as that leader's machine would.
  */
 export async function interleave(
   operations: ((gate: (call: StoreCall) => Promise<void>) => Promise<unknown>)[],
   choices: readonly number[],
+  running?: (leader: number) => void,
 ): Promise<PromiseSettledResult<unknown>[]> {
   const waiting: { leader: number; go: () => void }[] = [];
   const done = operations.map(() => false);
   const outcomes = Promise.allSettled(
-    operations.map((operation, leader) =>
-      operation(
+    operations.map((operation, leader) => {
+      running?.(leader);
+      return operation(
         (_call) =>
           new Promise<void>((go) => {
             waiting.push({ leader, go });
           }),
       ).finally(() => {
         done[leader] = true;
-      }),
-    ),
+      });
+    }),
   );
   let turn = 0;
   let idle = 0;
@@ -266,7 +272,72 @@ export async function interleave(
     waiting.sort((a, b) => a.leader - b.leader);
     const [next] = waiting.splice((choices[turn % choices.length] ?? 0) % waiting.length, 1);
     turn++;
+    running?.(next!.leader);
     next!.go();
   }
   return outcomes;
+}
+
+/** How far apart the leaders' wall clocks may be drawn, and how far one may step. */
+export const wallSkewMsMax = 2 * 60_000;
+/** Steps of a leader's wall clock drawn per run at most. */
+const wallStepsMax = 3;
+
+/**
+ * Each leader's wall clock: its own offset from the real one, and steps (an NTP slew
+ * or a step, forward or back) at drawn turns of the interleaving, counted in the
+ * leaders' runs (`running`).
+ */
+export interface WallSkew {
+  offsetsMs: readonly number[];
+  steps: readonly { atRun: number; leader: number; stepMs: number }[];
+}
+
+export function wallSkewArbitrary(leaders: number): fc.Arbitrary<WallSkew> {
+  // The bounds as often as the rest: two machines a mark's life or more apart.
+  const skew = fc.oneof(
+    fc.integer({ min: -wallSkewMsMax, max: wallSkewMsMax }),
+    fc.constantFrom(-wallSkewMsMax, wallSkewMsMax),
+  );
+  return fc.record({
+    offsetsMs: fc.array(skew, { minLength: leaders, maxLength: leaders }),
+    steps: fc.array(
+      fc.record({
+        atRun: fc.nat({ max: 40 }),
+        leader: fc.nat({ max: leaders - 1 }),
+        stepMs: skew,
+      }),
+      { maxLength: wallStepsMax },
+    ),
+  });
+}
+
+/**
+ * The wall clocks of leaders whose machines disagree (`skew`): `now` answers as the
+ * machine of the leader `running` last named, over `base` (the real clock, or a test's).
+ * Every wall-clock reading of the coordinator code under test (Date.now) goes through
+ * it while the test mocks Date.now with `now`.
+ */
+export class SkewedWallClocks {
+  private current = 0;
+  private runs = 0;
+  private readonly offsetsMs: number[];
+
+  constructor(
+    private readonly skew: WallSkew,
+    private readonly base: () => number,
+  ) {
+    this.offsetsMs = [...skew.offsetsMs];
+  }
+
+  /** For `interleave`: `leader` runs now. */
+  readonly running = (leader: number): void => {
+    for (const step of this.skew.steps) {
+      if (step.atRun === this.runs) this.offsetsMs[step.leader]! += step.stepMs;
+    }
+    this.runs++;
+    this.current = leader;
+  };
+
+  readonly now = (): number => this.base() + (this.offsetsMs[this.current] ?? 0);
 }

@@ -1,14 +1,15 @@
 // A replica core that throws fails that one replica, as a failed journal does, and the
 // process and the node's other replicas carry on (partition-host.ts, `contain`). Real
 // files in a temporary directory, a fake service in place of NATS (fake-service.ts). The
-// throw is a real one: a control note whose record does not decode (non-write notes
-// carry no checksum end to end), which the core's commit cannot apply. Before, the same
+// throw is a real one: a control note whose record does not decode, sent with its
+// checksum (a primary's bug, not damage on the way, which a secondary refuses before it
+// journals the note), which the core's commit cannot apply. Before, the same
 // throw reached through a journal completion was an unhandled rejection, which the crash
 // policy turns into the end of the process and of every partition on the node; reached
 // through a replication message it left the core serving with the op counted committed
 // and never applied; and one from a tick ended the process from the tick timer.
 
-import { BallastError, ErrorCode, subjects } from "@ballast/protocol";
+import { BallastError, crc32c, ErrorCode, subjects } from "@ballast/protocol";
 import { afterEach, beforeEach, expect, test, vi } from "vitest";
 import { Replica } from "../src/replica/replica.ts";
 import { type FakeService, startHeadNode } from "./fake-service.ts";
@@ -67,6 +68,7 @@ function notes(commitOpNum: number, previousOpNum: number, notes: unknown[]) {
 }
 
 /** Op 1, a control note whose record (one byte, 0xc1) is no control record. */
+const undecodable = new Uint8Array([0xc1]);
 const damaged = {
   opNum: 1,
   epoch: 1,
@@ -74,8 +76,8 @@ const damaged = {
   kind: "control",
   offset: 0,
   length: 0,
-  data: new Uint8Array([0xc1]),
-  checksum: 0,
+  data: undecodable,
+  checksum: crc32c(undecodable),
 };
 
 type Status = { failed?: string; commitOpNum: number; durableOpNum: number };

@@ -4,6 +4,7 @@
 import { type BallastError, crc32c, ErrorCode, type MessageOf } from "@ballast/protocol";
 import { describe, expect, test } from "vitest";
 import type { ReplicaLimits } from "../src/constants.ts";
+import { encodeControlRecord } from "../src/replica/control-record.ts";
 import type { Effect } from "../src/replica/effects.ts";
 import { PartitionMetadata } from "../src/replica/metadata.ts";
 import type { Note } from "../src/replica/note.ts";
@@ -318,10 +319,69 @@ describe("replication edge cases", () => {
     expect(only(secondary.drainEffects(), "journal.append")).toEqual([]);
   });
 
-  test("a note whose apply throws is not counted committed", () => {
-    // A control record that does not decode (one byte, 0xc1): the notes of
-    // non-write kinds carry no checksum to catch it before the commit.
+  test("a flush or control note whose data fails its checksum is not journaled", () => {
+    // Damaged in flight after the primary computed its checksum: a snapshot id with one
+    // letter changed, which still decodes. Before, only write notes were checked, so the
+    // secondary took a snapshot under another id, alone.
+    const record = encodeControlRecord({ kind: "snapshot.take", id: "snap-a" });
+    const damagedRecord = encodeControlRecord({ kind: "snapshot.take", id: "snap-c" });
+    expect(damagedRecord.byteLength).toBe(record.byteLength);
+    for (const kind of ["control", "flush"] as const) {
+      const secondary = replica("head-2");
+      const damaged = {
+        opNum: 1,
+        epoch: 3,
+        session: 11,
+        kind,
+        offset: 0,
+        length: 0,
+        data: damagedRecord,
+        checksum: crc32c(record),
+      };
+      secondary.onReplicationMessage(notesMessage({ notes: [damaged] }));
+      expect(only(secondary.drainEffects(), "journal.append"), kind).toEqual([]);
+    }
+  });
+
+  test("a trim note with a checksum is not journaled", () => {
     const secondary = replica("head-2");
+    const trim = {
+      opNum: 1,
+      epoch: 3,
+      session: 11,
+      kind: "trim" as const,
+      offset: 0,
+      length: 512,
+      checksum: 1,
+    };
+    secondary.onReplicationMessage(notesMessage({ notes: [trim] }));
+    expect(only(secondary.drainEffects(), "journal.append")).toEqual([]);
+  });
+
+  test("a damaged copy of a note the secondary holds truncates nothing", () => {
+    // The resend of an acknowledged op, its checksum field damaged in flight. Before, it
+    // was compared with the note held first: it differed, so the held note and every
+    // note after it were truncated, though acknowledged to the primary, which may have
+    // committed them on that acknowledgement.
+    const secondary = replica("head-2");
+    secondary.onReplicationMessage(notesMessage({ notes: [note(1), note(2)] }));
+    syncJournal(secondary, secondary.drainEffects());
+    expect(secondary.lastOpNum).toBe(2);
+    const damaged = { ...note(1), checksum: (note(1).checksum ^ 1) >>> 0 };
+    secondary.onReplicationMessage(notesMessage({ notes: [damaged, note(2)] }));
+    const effects = secondary.drainEffects();
+    expect(only(effects, "journal.truncate")).toEqual([]);
+    expect(secondary.lastOpNum).toBe(2);
+    expect(acksTo(effects, "head-1")).toEqual([
+      expect.objectContaining({ durableOpNum: 2, mismatch: false }),
+    ]);
+  });
+
+  test("a note whose apply throws is not counted committed", () => {
+    // A control record that does not decode (one byte, 0xc1), with its checksum: a bug
+    // on the primary, not damage on the way.
+    const secondary = replica("head-2");
+    const data = new Uint8Array([0xc1]);
     const damaged = {
       opNum: 1,
       epoch: 3,
@@ -329,8 +389,8 @@ describe("replication edge cases", () => {
       kind: "control" as const,
       offset: 0,
       length: 0,
-      data: new Uint8Array([0xc1]),
-      checksum: 0,
+      data,
+      checksum: crc32c(data),
     };
     secondary.onReplicationMessage(notesMessage({ commitOpNum: 1, notes: [damaged] }));
     const [append] = only(secondary.drainEffects(), "journal.append");

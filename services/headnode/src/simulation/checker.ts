@@ -79,6 +79,14 @@ export class Checker {
   private readonly chunksLost = new Set<string>();
 
   committed(nodeId: string, note: Note): void {
+    if (noteChecksum(note.data) !== note.checksum) {
+      // Damage a replica took for sound (a note's data or its checksum changed in flight).
+      this.fail(
+        "damage",
+        `${nodeId} committed op ${note.opNum}, a ${note.kind} note whose data fails its checksum`,
+      );
+      return;
+    }
     const known = this.history.get(note.opNum);
     if (known === undefined) {
       this.history.set(note.opNum, { ...note });

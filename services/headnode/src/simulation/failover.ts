@@ -58,7 +58,11 @@
 // client's mutation attempt held on its way past the client's timeout (a link frame
 // left unread at its primary) while the client retries and goes on: attempts carry the
 // client library's ordering fence, and the `fence` check fails a run in which such a
-// copy commits above a later acknowledged attempt of its client.
+// copy commits above a later acknowledged attempt of its client. With `corruptChance`,
+// damage: replication messages whose note data had a bit flipped after its checksum was
+// computed, or whose checksum field is wrong, and whole-chunk reads that hand the core
+// damaged bytes; the `damage` check fails a run in which a replica commits a note whose
+// data fails its checksum.
 //
 // Checkers (checker.ts): per partition incarnation, every committed op is the same note
 // everywhere; no two different notes are acknowledged at one op; every acknowledged op
@@ -149,7 +153,7 @@ import {
   renewalsOf,
 } from "../primary-report.ts";
 import type { CheckpointPointer, ReadResult, ReplicationMessage } from "../replica/effects.ts";
-import type { Note } from "../replica/note.ts";
+import { type Note, noteChecksum } from "../replica/note.ts";
 import type { KeptFence } from "../replica/ordering-fence.ts";
 import { type ClockReading, type Configuration, Replica } from "../replica/replica.ts";
 import { type ReplicatedPartition, Replicator } from "../replicator.ts";
@@ -175,6 +179,7 @@ import {
   FakeJournal,
   FakeNetwork,
   FakeSleds,
+  flipBit,
   recoveredFrom,
   SimRandom,
   type SimWorld,
@@ -316,7 +321,14 @@ export type Sabotage =
    * one): a chunk whose copy was on a lost sled stays one copy short. Found by the
    * `re-replication` check once settled.
    */
-  | "no-replicator";
+  | "no-replicator"
+  /**
+   * Damaged notes (`corruptChance`) taken as sound: the damage lands before the
+   * checksum is computed, as a secondary that checked no note checksums would take a
+   * note damaged after it. Found by the `agreement` check (the secondary's note has
+   * another checksum than the primary's) or by a read of the damaged bytes.
+   */
+  | "unchecked-note-checksums";
 
 export interface FailoverOptions {
   seed: number;
@@ -607,6 +619,29 @@ export interface FailoverOptions {
   /** While faults are on: chance a copy or a scrub's repair fails. */
   copyFailRate: number;
   replicationSettleTicksMax: number;
+  /**
+   * While faults are on: chance that a replication message of notes arrives damaged (one
+   * note's data with a bit flipped after its checksum was computed, or its checksum
+   * field wrong), and chance that a whole-chunk read hands the core bytes with a bit
+   * flipped that got past the shell's check; and, four times that (filesDamageFactor),
+   * chance that a crash leaves a replica's files damaged (a journal record before the
+   * last commit, or the checkpoint file), so that every open of it is refused as
+   * partition-host.ts refuses one, until it is rebuilt as a learner: only where another
+   * voter holds a sound copy, and a fault (faultyNodesMax) while the record still counts
+   * it a voter. Drawn from a generator of its own (0 by
+   * default, so that every seed from before replays unchanged; `--corrupt P`). Only
+   * what the code claims to detect is damaged: note checksums (replica.ts checks them
+   * before a note is journaled) and the chunk's recorded CRC32C (the core checks a
+   * victim's bytes again before it relocates them), and damaged files as recovery
+   * answers them (refused). Fields no checksum covers (op numbers, offsets) are the
+   * transport's to guard (TCP), and which damage journal recovery cuts as a torn tail
+   * and which it refuses is the journal's property and unit tests' (the crash here
+   * tears the append in progress, as before). Checked: no
+   * committed note's data fails its checksum (`damage`), every replica commits the
+   * same note at an op (`agreement`), reads and acknowledgements as always, and the
+   * cluster heals as always; a core that throws on damage is an `exception`.
+   */
+  corruptChance: number;
   limits: Partial<ReplicaLimits>;
   sabotage?: Sabotage;
 }
@@ -744,6 +779,7 @@ export const failoverDefaults: Omit<FailoverOptions, "seed"> = {
   copyTicksMax: 8,
   copyFailRate: 0.1,
   replicationSettleTicksMax: 1500,
+  corruptChance: 0,
   limits: {
     flushBytesThreshold: 8 * 1024,
     flushIntervalTicks: 20,
@@ -899,8 +935,26 @@ export interface FailoverResult {
     copiesRepaired: number;
     /** Recorded checkpoints left with one stored copy once settled (settleReplication). */
     checkpointsShortSettled: number;
+    /**
+     * Damage injected (corruptChance): notes whose data had a bit flipped in flight,
+     * notes whose checksum field was wrong, and whole-chunk reads that handed the core
+     * damaged bytes.
+     */
+    notesDamaged: number;
+    checksumsDamaged: number;
+    chunkReadsDamaged: number;
+    /** Replicas whose files a crash left damaged, and opens of them refused. */
+    filesDamaged: number;
+    opensRefused: number;
   };
 }
+
+/**
+ * A replica's files are damaged at a crash with this many times corruptChance: crashes
+ * are rare beside messages, and at 0.05 a run would see about one damaged replica in
+ * eight seeds otherwise.
+ */
+const filesDamageFactor = 4;
 
 /** What one link delivers per tick at most; the rest is lost, as from a full queue. */
 const linkMessagesPerTickMax = 64;
@@ -952,6 +1006,13 @@ interface Hosted {
   keptFence: { life: number; fence: KeptFence } | undefined;
   /** The epoch of the fence carried into its core, until that core's first configure. */
   carriedEpoch?: number | undefined;
+  /**
+   * Its files were damaged on disk while its node was down (corruptChance): a journal
+   * record before the last commit, or the checkpoint file. Recovery refuses them
+   * (JournalCorruptError, CheckpointDamagedError), so every open fails, as
+   * partition-host.ts `open` does, until a rebuild as a learner discards them.
+   */
+  filesDamaged?: boolean;
 }
 
 interface SimulatedNode {
@@ -1317,6 +1378,8 @@ export class FailoverSimulation {
   private readonly sessionRandom: SimRandom;
   /** Draws which attempts are held in a socket (staleRequestChance). */
   private readonly staleRandom: SimRandom;
+  /** Draws the damage of messages and chunk reads (corruptChance). */
+  private readonly corruptRandom: SimRandom;
   /**
    * Re-replication (replicateChance): whether this run has it, and its draws (sled
    * losses, copy times and failures), from a generator of its own. Per sled, the tick
@@ -1402,6 +1465,11 @@ export class FailoverSimulation {
     copiesRecorded: 0,
     copiesRepaired: 0,
     checkpointsShortSettled: 0,
+    notesDamaged: 0,
+    checksumsDamaged: 0,
+    chunkReadsDamaged: 0,
+    filesDamaged: 0,
+    opensRefused: 0,
   };
   /** Snapshot ids drawn so far, and the request ids their takes and drops use (no client's). */
   private snapshotsDrawn = 0;
@@ -1483,7 +1551,9 @@ export class FailoverSimulation {
       sledUp: (sled) => this.sledUp(sled),
       // Only runs that re-replicate lose sleds' stores.
       perSledCopies: this.replicating,
+      readDamaged: () => this.damageDrawn("chunk"),
     });
+    this.corruptRandom = new SimRandom(mixSeed(options.seed ^ 0xc0bb7));
     this.sledRandom = new SimRandom(mixSeed(options.seed ^ 0x51ed5));
     this.pauseRandom = new SimRandom(mixSeed(options.seed ^ 0xc11e7));
     this.frozenRandom = new SimRandom(mixSeed(options.seed ^ 0xf203e));
@@ -1797,8 +1867,26 @@ export class FailoverSimulation {
         node.cut !== undefined ||
         node.diskHungUntilTick > this.tickNow ||
         this.journalFaulty(node) ||
-        this.onLostDisk(node),
+        this.onLostDisk(node) ||
+        this.onDamagedFiles(node),
     ).length;
+  }
+
+  /**
+   * Whether a record still has the node as a voter of a replica whose files were
+   * damaged (corruptChance): a fault until the coordinator has counted it out, as a lost
+   * disk is. No coordinator can tell such a primary from one restarting until it has
+   * stayed unconfirmed for primaryUnconfirmedMs; meanwhile it drops a dead secondary,
+   * the one sound copy, as it would beside any live primary.
+   */
+  private onDamagedFiles(node: SimulatedNode): boolean {
+    for (const hosted of node.hosted.values()) {
+      if (hosted.filesDamaged !== true || hosted.volumeId !== this.volumeId) continue;
+      const record = this.records.get(hosted.partition)?.record;
+      if (record === undefined) continue;
+      if ([record.primary, ...votingSecondaries(record)].includes(node.id)) return true;
+    }
+    return false;
   }
 
   /**
@@ -1874,6 +1962,30 @@ export class FailoverSimulation {
       if (!copy) return false;
     }
     return true;
+  }
+
+  /**
+   * Whether a voter of `hosted`'s partition other than `node`, up and counted alive,
+   * holds it on its disk with files that open (not `filesDamaged`); true if `node` is no
+   * voter of it. Damage to the last copy is data loss, as in anotherCopyOfAll.
+   */
+  private anotherSoundCopy(node: SimulatedNode, hosted: Hosted): boolean {
+    if (hosted.volumeId !== this.volumeId) return true;
+    const record = this.records.get(hosted.partition)?.record;
+    if (record === undefined) return true;
+    const voters = [record.primary, ...record.secondaries];
+    if (!voters.includes(node.id)) return true;
+    const alive = this.aliveNodes();
+    return voters.some((other) => {
+      const copy = this.node(other).hosted.get(hosted.partition);
+      return (
+        other !== node.id &&
+        this.node(other).up &&
+        alive.has(other) &&
+        copy?.volumeId === this.volumeId &&
+        copy.filesDamaged !== true
+      );
+    });
   }
 
   /** A pause that held the node's clocks has ended: its wall clock is set right. */
@@ -2524,6 +2636,16 @@ export class FailoverSimulation {
     hosted: Hosted,
     session = node.session,
   ): Promise<void> {
+    if (hosted.filesDamaged === true) {
+      // Refused, as partition-host.ts `open`: nothing hosted, the files kept; a
+      // configure that opens it fails (no acknowledgement), and one that rebuilds it as
+      // a learner discards them.
+      this.stats.opensRefused++;
+      hosted.adapter = undefined;
+      hosted.runner = undefined;
+      hosted.closed = true;
+      return;
+    }
     const recovered = await recoveredFrom(hosted.journal, hosted.checkpoints);
     const replica = new Replica(
       {
@@ -2663,6 +2785,17 @@ export class FailoverSimulation {
       hosted.retiring = false;
       hosted.journal.crash();
       hosted.checkpoints.crash();
+      // Damage found at the next open (corruptChance). A torn tail needs none drawn: the
+      // crash already tears the append in progress, and which damage recovery cuts as a
+      // torn tail is the journal's property tests' (journal-property.test.ts).
+      // Only where another voter holds the partition, as a disk is lost (anotherCopyOfAll).
+      if (
+        hosted.journal.notes.length > 0 &&
+        this.anotherSoundCopy(node, hosted) &&
+        this.damageDrawn("files")
+      ) {
+        hosted.filesDamaged = true;
+      }
       if (this.options.sabotage === "disk-loses-acknowledged-writes") {
         hosted.journal.loseNewest(this.integer(1, 3));
       }
@@ -3603,6 +3736,19 @@ export class FailoverSimulation {
       (report.session === applied.session && sent.seq > applied.seq);
     if (newer && this.options.sabotage !== "ignore-disk-ids")
       this.disks.set(report.node, report.disk);
+    if (newer && sent.base === undefined && report.session > (applied?.session ?? 0)) {
+      // A new session's whole state replaces what an earlier life reported, in the lease
+      // book the real leader reads reports from: a partition it no longer lists (its
+      // replica could not be opened) has no current report, so its primary counts as
+      // unconfirmed. Kept here, a dead life's report hid that for good.
+      for (const [partition, known] of this.reports) {
+        if (this.records.get(partition)?.record.primary !== report.node) continue;
+        const listed = sent.primaries.some(
+          (primary) => primary.volumeId === this.volumeId && primary.partition === partition,
+        );
+        if (!listed && known.session < report.session) this.reports.delete(partition);
+      }
+    }
     if (newer) this.reportsApplied.set(report.node, { session: report.session, seq: sent.seq });
     for (const primary of sent.primaries) {
       if (primary.volumeId !== this.volumeId) continue;
@@ -3738,7 +3884,10 @@ export class FailoverSimulation {
         // one being retired: its subscription has stopped.
         if (hosted?.adapter === undefined || hosted.adapter.failed !== undefined) return;
         if (hosted.retiring) return;
-        hosted.adapter.replica.onReplicationMessage(envelope.message);
+        const message = this.damageDrawn("message")
+          ? this.damaged(envelope.message)
+          : envelope.message;
+        hosted.adapter.replica.onReplicationMessage(message);
         this.execute(node, hosted);
         return;
       }
@@ -3772,6 +3921,45 @@ export class FailoverSimulation {
         throw new Error(`unknown envelope ${JSON.stringify(unreachable)}`);
       }
     }
+  }
+
+  /** Whether damage strikes this message or chunk read (corruptChance). */
+  private damageDrawn(what: "message" | "chunk" | "files"): boolean {
+    const chance =
+      what === "files"
+        ? Math.min(1, this.options.corruptChance * filesDamageFactor)
+        : this.options.corruptChance;
+    if (chance <= 0 || !this.faultsOn || !this.corruptRandom.chance(chance)) return false;
+    if (what === "chunk") this.stats.chunkReadsDamaged++;
+    if (what === "files") this.stats.filesDamaged++;
+    return true;
+  }
+
+  /**
+   * `message` as damage in flight left it (corruptChance): one note's data with a bit
+   * flipped after its checksum was computed (the checksum computed after the damage,
+   * for the `unchecked-note-checksums` sabotage), or its checksum field wrong. A copy:
+   * the sender's notes and any duplicate of the message stay whole.
+   */
+  private damaged(message: ReplicationMessage): ReplicationMessage {
+    if (message.type !== "replica.notes.v1" || message.notes.length === 0) return message;
+    const random = this.corruptRandom;
+    const index = random.integer(0, message.notes.length - 1);
+    const note = message.notes[index]!;
+    const copy: Note = { ...note };
+    if (note.data !== undefined && note.data.byteLength > 0 && random.chance(0.75)) {
+      copy.data = flipBit(note.data, random);
+      if (this.options.sabotage === "unchecked-note-checksums") {
+        copy.checksum = noteChecksum(copy.data);
+      }
+      this.stats.notesDamaged++;
+    } else {
+      copy.checksum = (note.checksum ^ (1 << random.integer(0, 31))) >>> 0;
+      this.stats.checksumsDamaged++;
+    }
+    const notes = [...message.notes];
+    notes[index] = copy;
+    return { ...message, notes };
   }
 
   // ---------------------------------------------------------------- clients

@@ -19,6 +19,8 @@
 // (frozenClockChance, 0 by default).
 // `--replicate P` makes that share of runs re-replicate (replicateChance, 0 by default):
 // sleds' stores lost, sleds declared out, and every head node's Replicator running.
+// `--corrupt P` damages that share of replication messages (a note's data or checksum)
+// and of whole-chunk reads while faults are on (corruptChance, 0 by default).
 
 import { parseArgs } from "node:util";
 import { type Sabotage, simulateFailover } from "./failover.ts";
@@ -44,6 +46,7 @@ const { values } = parseArgs({
     "stale-requests": { type: "string" },
     "frozen-clocks": { type: "string" },
     replicate: { type: "string" },
+    corrupt: { type: "string" },
     "keep-going": { type: "boolean", default: false },
     quiet: { type: "boolean", default: false },
   },
@@ -69,6 +72,7 @@ async function runOne(seed: number) {
       ...(values["stale-requests"] ? { staleRequestChance: Number(values["stale-requests"]) } : {}),
       ...(values["frozen-clocks"] ? { frozenClockChance: Number(values["frozen-clocks"]) } : {}),
       ...(values.replicate ? { replicateChance: Number(values.replicate) } : {}),
+      ...(values.corrupt ? { corruptChance: Number(values.corrupt) } : {}),
       ...(values.partitions
         ? { partitions: values.partitions.split(",").map((count) => (Number(count) === 2 ? 2 : 3)) }
         : {}),
@@ -102,7 +106,7 @@ for (let seed = first; seed < first + count; seed++) {
     process.stdout.write(`  [${violation.check}] ${violation.message}\n`);
   }
   process.stdout.write(
-    `replay: npm run simulate -- --seed ${seed} ${values.failover ? "--failover" : `--replicas ${replicas}`}${values.sabotage ? ` --sabotage ${values.sabotage}` : ""}${values["disk-loss"] ? ` --disk-loss ${values["disk-loss"]}` : ""}${values["faulty-nodes"] ? ` --faulty-nodes ${values["faulty-nodes"]}` : ""}${values.nodes ? ` --nodes ${values.nodes}` : ""}${values.partitions ? ` --partitions ${values.partitions}` : ""}${values.ticks ? ` --ticks ${values.ticks}` : ""}${values["configures-ignore-hung-disk"] ? " --configures-ignore-hung-disk" : ""}${values["late-learner-configures"] ? ` --late-learner-configures ${values["late-learner-configures"]}` : ""}${values["stale-requests"] ? ` --stale-requests ${values["stale-requests"]}` : ""}${values["frozen-clocks"] ? ` --frozen-clocks ${values["frozen-clocks"]}` : ""}${values.replicate ? ` --replicate ${values.replicate}` : ""}\n`,
+    `replay: npm run simulate -- --seed ${seed} ${values.failover ? "--failover" : `--replicas ${replicas}`}${values.sabotage ? ` --sabotage ${values.sabotage}` : ""}${values["disk-loss"] ? ` --disk-loss ${values["disk-loss"]}` : ""}${values["faulty-nodes"] ? ` --faulty-nodes ${values["faulty-nodes"]}` : ""}${values.nodes ? ` --nodes ${values.nodes}` : ""}${values.partitions ? ` --partitions ${values.partitions}` : ""}${values.ticks ? ` --ticks ${values.ticks}` : ""}${values["configures-ignore-hung-disk"] ? " --configures-ignore-hung-disk" : ""}${values["late-learner-configures"] ? ` --late-learner-configures ${values["late-learner-configures"]}` : ""}${values["stale-requests"] ? ` --stale-requests ${values["stale-requests"]}` : ""}${values["frozen-clocks"] ? ` --frozen-clocks ${values["frozen-clocks"]}` : ""}${values.replicate ? ` --replicate ${values.replicate}` : ""}${values.corrupt ? ` --corrupt ${values.corrupt}` : ""}\n`,
   );
   failed++;
   if (!values["keep-going"]) break;

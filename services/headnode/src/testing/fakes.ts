@@ -14,7 +14,8 @@
 // - checkpoint file (FakeCheckpointFile): written after a delay; a crash loses a write
 //   in progress (the old file stays).
 // - sleds (FakeSleds): chunk writes and whole-chunk reads (compaction) fail at a rate,
-//   and a read of a chunk no sled has (or with another size or CRC32C) fails; checkpoint uploads fail at a rate,
+//   and a read of a chunk no sled has (or with another size or CRC32C) fails (where asked,
+//   one that succeeds may hand over damaged bytes all the same); checkpoint uploads fail at a rate,
 //   and each of their two copies may be lost or corrupt (found by the blob's CRC32C).
 //   Copies go only to the sleds the replica was told of that are up (`sledUp`): with
 //   fewer than chunkCopies configured a chunk write is refused, as SledClient's is, and
@@ -64,6 +65,14 @@ export class SimRandom {
     const low = Math.ceil(from);
     return uniformInt(this.generator, low, Math.max(low, Math.floor(to)));
   }
+}
+
+/** A copy of `data` with one bit, drawn from `random`, flipped (damage). */
+export function flipBit(data: Uint8Array, random: SimRandom): Uint8Array {
+  const copy = Uint8Array.prototype.slice.call(data);
+  const bit = random.integer(0, copy.byteLength * 8 - 1);
+  copy[bit >> 3] = copy[bit >> 3]! ^ (1 << (bit & 7));
+  return copy;
 }
 
 /** What every fake reads of its simulation. */
@@ -301,6 +310,12 @@ export interface FakeSledsOptions {
    * chunk written finds its bytes.
    */
   perSledCopies?: boolean;
+  /**
+   * Asked for each whole-chunk read that succeeds: whether it hands the replica bytes
+   * with a bit flipped that got past the shell's CRC32C check (damage in memory after
+   * it, say), for the core's own check to refuse. Never, without it.
+   */
+  readDamaged?: () => boolean;
 }
 
 interface Blob {
@@ -515,7 +530,8 @@ export class FakeSleds {
             });
           } else {
             this.chunkReads++;
-            work.done({ ok: true, value: data });
+            const damaged = this.options.readDamaged?.() === true;
+            work.done({ ok: true, value: damaged ? flipBit(data, this.world.random) : data });
           }
           break;
         }
