@@ -31,6 +31,7 @@ import {
   BallastError,
   buckets,
   ErrorCode,
+  isUnreadableRecord,
   limits,
   type MessageOf,
   type ResultOf,
@@ -45,7 +46,7 @@ import {
   settlesWithin,
 } from "@ballast/runtime";
 import { Kvm } from "@nats-io/kv";
-import { Catalogue, type ControlStore } from "./catalogue.ts";
+import { Catalogue, type ControlStore, UnreadableRecords } from "./catalogue.ts";
 import { CatalogueChanges, type KeyWatch, PointerChanges } from "./catalogue-changes.ts";
 import { CatalogueQueue } from "./catalogue-queue.ts";
 import { now } from "./clock.ts";
@@ -292,7 +293,7 @@ export class Coordinator {
 
   private assemble(kv: ControlStore): Parts {
     const { service, heartbeats, tenures } = this;
-    const catalogue = new Catalogue(kv);
+    const catalogue = new Catalogue(kv, new UnreadableRecords(service.logger, service.meter));
     const changes =
       kv.watch === undefined ? undefined : new CatalogueChanges(kv.watch.bind(kv), service.logger);
     // ControlStore types its watch for counting only; JetStream KV's yields each entry's
@@ -391,9 +392,13 @@ export class Coordinator {
         this.track(
           Promise.resolve()
             .then(work)
-            .catch((error) =>
-              this.service.logger.error({ error: String(error) }, "periodic work failed"),
-            ),
+            .catch((error) => {
+              // A pass that refused to act on a control record that does not decode (the
+              // sweeps, the purger): the catalogue warned of that record once; the pass
+              // tries again next time, and acts once the record is repaired.
+              if (isUnreadableRecord(error)) return;
+              this.service.logger.error({ error: String(error) }, "periodic work failed");
+            }),
         );
       }, ms),
     );
@@ -502,7 +507,9 @@ export class Coordinator {
     const { catalogue } = this.parts;
     try {
       const fenced = await catalogue.fence(tenure.term);
-      const volumes = await catalogue.volumes();
+      // A volume record that does not decode is left out (reported): the reconciler
+      // decides for every other volume, and never for that one.
+      const volumes = await catalogue.volumes("skip");
       if (this.leader !== tenure) return;
       if (fenced.deposed) {
         this.service.logger.warn(
