@@ -57,7 +57,8 @@ export function assertNever(value: never, what: string): never {
 /**
  * The reply error value for a failed backend operation. The backend refuses a range it
  * cannot serve with Unaligned, OutOfRange or InvalidArgument, which the spec calls
- * NBD_EINVAL; NoSpace is NBD_ENOSPC; every other fault, and anything that is not a
+ * NBD_EINVAL; NoSpace is NBD_ENOSPC; PermissionDenied (NATS refused the gateway's
+ * request) is NBD_EPERM; every other fault, and anything that is not a
  * BallastError, is NBD_EIO.
  */
 export function replyErrorOf(error: unknown): ReplyError {
@@ -69,6 +70,8 @@ export function replyErrorOf(error: unknown): ReplyError {
       return ReplyError.InvalidArgument;
     case ErrorCode.NoSpace:
       return ReplyError.NoSpace;
+    case ErrorCode.PermissionDenied:
+      return ReplyError.NotPermitted;
     case ErrorCode.MalformedMessage:
     case ErrorCode.UnknownMessageType:
     case ErrorCode.UnexpectedMessageType:
