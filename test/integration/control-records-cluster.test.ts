@@ -11,10 +11,10 @@
 import {
   BallastError,
   buckets,
+  coordinatorSubjectOf,
   ErrorCode,
   encodeValue,
   type Message,
-  subjects,
 } from "@ballast/protocol";
 import type { Bus } from "@ballast/runtime";
 import { Kvm } from "@nats-io/kv";
@@ -37,8 +37,7 @@ beforeAll(async () => {
 afterAll(() => cluster?.stop());
 
 function ask(bus: Bus, message: Message) {
-  // Destructive requests need the admin subject once it exists; the operator may use it.
-  return bus.request(subjects.coordinator.build(), message as never, {
+  return bus.request(coordinatorSubjectOf(message.type), message as never, {
     deadlineMs: requestDeadlineMs,
   }) as Promise<Record<string, unknown>>;
 }

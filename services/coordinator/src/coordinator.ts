@@ -28,6 +28,7 @@
 // appear only in what is shown.
 
 import {
+  adminRequests,
   BallastError,
   buckets,
   ErrorCode,
@@ -151,18 +152,15 @@ export const coordinatorOptions = {
 
 type CoordinatorConfig = ConfigOf<typeof coordinatorOptions> & CommonConfig;
 
+/** What clients send (subjects.coordinator): reads, and requests that only add. */
 const controlRequests = [
   "cluster.status.v1",
   "volume.create.v1",
   "volume.describe.v1",
   "volume.list.v1",
-  "volume.delete.v1",
-  "volume.resize.v1",
   "volume.clone.v1",
   "snapshot.create.v1",
   "snapshot.list.v1",
-  "snapshot.delete.v1",
-  "volume.rollback.v1",
 ] as const;
 
 /** What only services send (subjects.coordinatorServices), apart so clients cannot. */
@@ -493,6 +491,13 @@ export class Coordinator {
           (message) => this.onControl(message),
         ),
         this.service.serve(
+          // What only the operator may send (@ballast/protocol permissions.ts): the
+          // requests that destroy data, refused on the clients' subject above.
+          subjects.coordinatorAdmin.build(),
+          { accept: adminRequests, queue: "coordinator" },
+          (message) => this.onControl(message),
+        ),
+        this.service.serve(
           subjects.coordinatorServices.pattern,
           { accept: serviceRequests, queue: "coordinator" },
           (message) => this.onControl(message),
@@ -546,7 +551,11 @@ export class Coordinator {
   // ---------------------------------------------------------------- control
 
   private onControl(
-    message: MessageOf<(typeof controlRequests)[number] | (typeof serviceRequests)[number]>,
+    message: MessageOf<
+      | (typeof controlRequests)[number]
+      | (typeof adminRequests)[number]
+      | (typeof serviceRequests)[number]
+    >,
   ) {
     const tenure = this.current();
     if (tenure === undefined) {
