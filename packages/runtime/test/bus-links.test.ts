@@ -67,7 +67,7 @@ function fakeNats(server: LinkServer) {
     },
     closed: () => closed,
     async *status() {
-      const reader = { queue: [] as Status[], wake: () => undefined as void };
+      const reader: { queue: Status[]; wake: () => void } = { queue: [], wake: () => undefined };
       readers.add(reader);
       for (;;) {
         while (reader.queue.length > 0) yield reader.queue.shift()!;
