@@ -23,7 +23,9 @@ of the volume. Read it over NBD as the read-only export VOLUME@NAME.
 Names are 1-63 of a-z, 0-9 and '-'.
 A delete whose answer is lost is retried; a retry that finds the snapshot gone reports
 it deleted (an earlier attempt deleted it). It names the snapshot's id, so a retry never
-deletes another taken under the name since.
+deletes another taken under the name since. Delete takes the operator's credentials
+(operator.json next to cluster.json, or BALLAST_NATS_CREDS naming it); create and list
+the client's.
 Common options: --data-dir <dir> (default ${dataDirDefault}), --nats <url>.
 `;
 

@@ -49,6 +49,10 @@ Delete names the volume's incarnation (its id) and is retried when its answer is
 a retry that finds it gone reports it deleted, and never deletes a volume created again
 under the name since.
 
+Resize, rollback and delete can destroy data: they take the operator's credentials
+(operator.json next to cluster.json, or BALLAST_NATS_CREDS naming it), the rest the
+client's.
+
 Names are 1-63 of a-z, 0-9 and '-'. Sizes take KiB, MiB, GiB or TiB.
 Common options: --data-dir <dir> (default ${dataDirDefault}), --nats <url>.
 `;
