@@ -12,7 +12,7 @@ import { execFile } from "node:child_process";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { type BallastError, subjects } from "@ballast/protocol";
+import { type BallastError, coordinatorSubjectOf, subjects } from "@ballast/protocol";
 import { afterAll, beforeAll, expect, test } from "vitest";
 import { runCli } from "../support/cli.ts";
 import { startTestCluster, type TestCluster, waitFor } from "../support/cluster.ts";
@@ -142,14 +142,18 @@ test("a clone reads as its snapshot, then each side shows its own writes; trims 
 
   // The parent snapshot, and its volume, stay while the clone exists.
   const refused = await cluster.bus
-    .request(coordinator(), { type: "snapshot.delete.v1", volume: "base", name: "s1" })
+    .request(subjects.coordinatorAdmin.build(), {
+      type: "snapshot.delete.v1",
+      volume: "base",
+      name: "s1",
+    })
     .catch((error: BallastError) => error);
   expect((refused as BallastError).code).toBe("InvalidArgument");
   expect((refused as BallastError).message).toBe(
     "snapshot s1 of base has clones: copy; delete them first",
   );
   const volumeRefused = await cluster.bus
-    .request(coordinator(), { type: "volume.delete.v1", name: "base" })
+    .request(subjects.coordinatorAdmin.build(), { type: "volume.delete.v1", name: "base" })
     .catch((error: BallastError) => error);
   expect((volumeRefused as BallastError).code).toBe("InvalidArgument");
   const listed = await runCli(["snapshot", "list", "base", ...nats]);
@@ -175,7 +179,7 @@ test("a clone reads as its snapshot, then each side shows its own writes; trims 
   await expectExport("grandchild", c1);
   await qemuIo("copy", [copy.fill(0xcc, 0, 8 * mebibyte), copy.fill(0xdd, 2 * p, 8 * mebibyte)]);
   await expectExport("copy", copy);
-  await cluster.bus.request(coordinator(), {
+  await cluster.bus.request(subjects.coordinatorAdmin.build(), {
     type: "volume.rollback.v1",
     volume: "copy",
     snapshot: "c1",
@@ -185,14 +189,14 @@ test("a clone reads as its snapshot, then each side shows its own writes; trims 
   await expectExport("grandchild", c1);
 
   // A shrink lowers the overlap: the tail it cut reads zeros when the clone grows again.
-  const shrunk = await cluster.bus.request(coordinator(), {
+  const shrunk = await cluster.bus.request(subjects.coordinatorAdmin.build(), {
     type: "volume.resize.v1",
     name: "grandchild",
     sizeBytes: 2 * p + 2 * mebibyte,
     allowShrink: true,
   });
   expect(shrunk.parent?.overlap).toBe(2 * p + 2 * mebibyte);
-  const grown = await cluster.bus.request(coordinator(), {
+  const grown = await cluster.bus.request(subjects.coordinatorAdmin.build(), {
     type: "volume.resize.v1",
     name: "grandchild",
     sizeBytes: volumeBytes,
@@ -212,7 +216,9 @@ test("a clone reads as its snapshot, then each side shows its own writes; trims 
     ["volume", { type: "volume.delete.v1", name: "copy" }],
     ["snapshot", { type: "snapshot.delete.v1", volume: "base", name: "s1" }],
   ] as const) {
-    const answer = await cluster.bus.request(coordinator(), request, { deadlineMs: 30_000 });
+    const answer = await cluster.bus.request(coordinatorSubjectOf(request.type), request, {
+      deadlineMs: 30_000,
+    });
     expect(answer.deleted, kind).toBe(true);
   }
   await expectExport("base", base);

@@ -70,7 +70,7 @@ test("a primary frozen through the delete drops its replica once it wakes", asyn
       15_000,
       200,
     );
-    const deleted = await cluster.bus.request(subjects.coordinator.build(), {
+    const deleted = await cluster.bus.request(subjects.coordinatorAdmin.build(), {
       type: "volume.delete.v1",
       name: "vol",
     });

@@ -39,7 +39,7 @@ function create(name: string, sizeBytes: number) {
 }
 
 async function remove(name: string) {
-  const deleted = await cluster.bus.request(subjects.coordinator.build(), {
+  const deleted = await cluster.bus.request(subjects.coordinatorAdmin.build(), {
     type: "volume.delete.v1",
     name,
   });

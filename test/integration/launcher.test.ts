@@ -149,6 +149,26 @@ describe("ballast up and status", () => {
       expect(result.stdout).toMatch(new RegExp(`${id}\\s+\\d+\\s+healthy`));
   });
 
+  test("the local user runs every volume command with the files up wrote, admin ones too", async () => {
+    // From cluster.json alone: the client's file for create and describe, the
+    // operator's for delete (the admin subject refuses the client's).
+    const created = await runCli([
+      "volume",
+      "create",
+      "quick",
+      "--size",
+      "8MiB",
+      "--data-dir",
+      dataDir,
+    ]);
+    expect(created.code, created.stderr).toBe(0);
+    const described = await runCli(["volume", "describe", "quick", "--data-dir", dataDir]);
+    expect(described.code, described.stderr).toBe(0);
+    const deleted = await runCli(["volume", "delete", "quick", "--data-dir", dataDir]);
+    expect(deleted.code, deleted.stderr).toBe(0);
+    expect(deleted.stdout).toContain("deleted volume quick");
+  });
+
   test("a second up on a running data directory is refused", async () => {
     const result = await runCli(["up", "--data-dir", dataDir, "--nbd-port", nbdPort]);
     expect(result.code).toBe(1);

@@ -7,10 +7,18 @@ import { execFile, execFileSync } from "node:child_process";
 import { lstat, readdir, readFile, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { BallastClient } from "@ballast/client";
-import { buckets, encodeMessage, subjects } from "@ballast/protocol";
+import {
+  type BallastError,
+  buckets,
+  ErrorCode,
+  encodeMessage,
+  type Message,
+  subjects,
+} from "@ballast/protocol";
 import { Kvm } from "@nats-io/kv";
 import { connect } from "@nats-io/transport-node";
 import { afterAll, beforeAll, expect, test } from "vitest";
+import { runCli } from "../support/cli.ts";
 import {
   connectTestBus,
   nodeInbox,
@@ -100,6 +108,98 @@ test("a client does volume I/O and is refused replication, sled and control subj
     await client.close();
   }
 }, 60_000);
+
+test("only the operator deletes, resizes or rolls back a volume, or deletes a snapshot", async () => {
+  const coordinator = subjects.coordinator.build();
+  await cluster.bus.request(coordinator, {
+    type: "volume.create.v1",
+    name: "doomed",
+    sizeBytes: 8 * mebibyte,
+    partitionBytes: 8 * mebibyte,
+    replicaCount: 2,
+  });
+  const client = await connectTestBus(cluster.cluster.natsUrl, "client");
+  try {
+    // Taking a snapshot only adds: the client may.
+    await client.bus.request(
+      coordinator,
+      { type: "snapshot.create.v1", volume: "doomed", name: "s1" },
+      { deadlineMs: 30_000 },
+    );
+    const destructive: Message[] = [
+      { type: "volume.delete.v1", name: "doomed" },
+      { type: "volume.resize.v1", name: "doomed", sizeBytes: 4 * mebibyte, allowShrink: true },
+      { type: "volume.rollback.v1", volume: "doomed", snapshot: "s1", force: true },
+      { type: "snapshot.delete.v1", volume: "doomed", name: "s1" },
+    ];
+    for (const message of destructive) {
+      // The coordinator takes none of them on the clients' subject...
+      const onClients = await client.bus
+        .request(coordinator, message as never)
+        .catch((error: BallastError) => error);
+      expect((onClients as BallastError).code, message.type).toBe(ErrorCode.UnexpectedMessageType);
+      // ...and NATS refuses the client's publish on the admin subject, said at once as
+      // PermissionDenied rather than waited out as a Timeout.
+      const onAdmin = await client.bus
+        .request(subjects.coordinatorAdmin.build(), message as never, { deadlineMs: 60_000 })
+        .catch((error: BallastError) => error);
+      expect((onAdmin as BallastError).code, message.type).toBe(ErrorCode.PermissionDenied);
+      expect((onAdmin as BallastError).message).toContain(
+        `permission denied: NATS does not let user client publish on ${subjects.coordinatorAdmin.build()}`,
+      );
+    }
+    // Nothing was destroyed.
+    const described = await client.bus.request(coordinator, {
+      type: "volume.describe.v1",
+      name: "doomed",
+    });
+    expect(described.sizeBytes).toBe(8 * mebibyte);
+    const listed = await client.bus.request(coordinator, {
+      type: "snapshot.list.v1",
+      volume: "doomed",
+    });
+    expect(listed.snapshots.map((snapshot) => snapshot.name)).toEqual(["s1"]);
+
+    // The CLI with the client's credentials says what it needs, and exits 1.
+    const clientFile = join(cluster.dataDir, "credentials", "client.json");
+    const asClient = {
+      BALLAST_NATS_CREDS: clientFile,
+      BALLAST_NATS_USER: "",
+      BALLAST_NATS_PASSWORD: "",
+    };
+    const refused = await runCli(
+      ["volume", "delete", "doomed", "--nats", cluster.cluster.natsUrl],
+      asClient,
+    );
+    expect(refused.code, refused.stderr).toBe(1);
+    expect(refused.stderr).toContain(
+      "permission denied: volume delete needs the operator (admin) credentials",
+    );
+    expect(refused.stderr).toContain(`this command connected as user client (${clientFile})`);
+    const snapshotRefused = await runCli(
+      ["snapshot", "delete", "doomed", "s1", "--nats", cluster.cluster.natsUrl],
+      asClient,
+    );
+    expect(snapshotRefused.code, snapshotRefused.stderr).toBe(1);
+    expect(snapshotRefused.stderr).toContain(
+      "permission denied: snapshot delete needs the operator (admin) credentials",
+    );
+
+    // The operator may, by the CLI and by the bus.
+    const byOperator = await runCli(
+      ["snapshot", "delete", "doomed", "s1", "--nats", cluster.cluster.natsUrl],
+      { BALLAST_NATS_CREDS: join(cluster.dataDir, "credentials", "operator.json") },
+    );
+    expect(byOperator.code, byOperator.stderr).toBe(0);
+    const deleted = await cluster.bus.request(subjects.coordinatorAdmin.build(), {
+      type: "volume.delete.v1",
+      name: "doomed",
+    });
+    expect(deleted.deleted).toBe(true);
+  } finally {
+    await client.close();
+  }
+});
 
 test("a client cannot make the coordinator answer into the control bucket", async () => {
   // NATS checks a publisher's permission on the subject, not on the reply subject, and

@@ -91,7 +91,7 @@ test("deleting a volume returns the sleds' usage to where it was; created again,
   );
   expect(written.usedBytes).toBeGreaterThan(before.usedBytes + partitions * mebibyte);
 
-  const deleted = await cluster.bus.request(subjects.coordinator.build(), {
+  const deleted = await cluster.bus.request(subjects.coordinatorAdmin.build(), {
     type: "volume.delete.v1",
     name: "reclaim",
   });
@@ -122,7 +122,7 @@ test("deleting a volume returns the sleds' usage to where it was; created again,
     );
     expect(bytesIn(read), `partition ${partition} of the new incarnation`).toEqual([0]);
   }
-  await cluster.bus.request(subjects.coordinator.build(), {
+  await cluster.bus.request(subjects.coordinatorAdmin.build(), {
     type: "volume.delete.v1",
     name: "reclaim",
   });

@@ -72,7 +72,7 @@ async function nbdsh(script: string): Promise<Record<string, unknown>[]> {
 
 function resize(sizeBytes: number, allowShrink?: boolean) {
   return cluster.bus.request(
-    subjects.coordinator.build(),
+    subjects.coordinatorAdmin.build(),
     { type: "volume.resize.v1", name, sizeBytes, ...(allowShrink ? { allowShrink } : {}) },
     { deadlineMs: 30_000 },
   );

@@ -300,7 +300,7 @@ test("a snapshot during a write workload holds a prefix of it: every write ackno
     volume: "busy",
   });
   expect(snapshots.map((snapshot) => snapshot.name)).toEqual(["during"]);
-  await cluster.bus.request(coordinator(), {
+  await cluster.bus.request(subjects.coordinatorAdmin.build(), {
     type: "snapshot.delete.v1",
     volume: "busy",
     name: "during",
@@ -368,10 +368,13 @@ test("a 1 GiB volume holding data snapshots in well under a second and costs no 
   // Metadata only: beyond checkpoint blobs that carry the snapshot trees, nothing.
   expect(usedAfter - usedBefore).toBeLessThan(mebibyte);
   await expectPatterns("big@whole", [[0x20, 0, mebibyte]]);
-  await cluster.bus.request(coordinator(), {
+  await cluster.bus.request(subjects.coordinatorAdmin.build(), {
     type: "snapshot.delete.v1",
     volume: "big",
     name: "whole",
   });
-  await cluster.bus.request(coordinator(), { type: "volume.delete.v1", name: "big" });
+  await cluster.bus.request(subjects.coordinatorAdmin.build(), {
+    type: "volume.delete.v1",
+    name: "big",
+  });
 });

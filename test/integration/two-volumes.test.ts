@@ -191,7 +191,7 @@ test("two volumes written at once flush without a single AlreadyExists", async (
 
   await Promise.all(
     volumes.map((name) =>
-      cluster.bus.request(subjects.coordinator.build(), { type: "volume.delete.v1", name }),
+      cluster.bus.request(subjects.coordinatorAdmin.build(), { type: "volume.delete.v1", name }),
     ),
   );
 });

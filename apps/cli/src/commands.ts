@@ -80,7 +80,9 @@ Every command finds the cluster from --nats URL, else BALLAST_NATS, else the
 cluster.json that \`ballast up\` wrote in --data-dir (default ${dataDirDefault}), and its
 NATS credentials from BALLAST_NATS_CREDS (a file) or BALLAST_NATS_USER and
 BALLAST_NATS_PASSWORD, else from the files \`ballast up\` made next to cluster.json;
-BALLAST_NATS_CA names the CA when NATS runs TLS. A command waits up to
+BALLAST_NATS_CA names the CA when NATS runs TLS. Volume delete, resize and rollback and
+snapshot delete destroy data and need the operator's credentials (operator.json); the
+client's (client.json) do everything else. A command waits up to
 ${cliConnectTimeoutMs / 1000} s for NATS (BALLAST_NATS_CONNECT_TIMEOUT_MS sets it).
 
 ${exitCodeLine}

@@ -8,7 +8,7 @@
 // ends its connection within the runtime's natsCloseGraceMs (drainNats).
 
 import { resolve } from "node:path";
-import type { NatsRole } from "@ballast/protocol";
+import { ErrorCode, isBallastError, type NatsRole } from "@ballast/protocol";
 import {
   Bus,
   checks,
@@ -27,7 +27,7 @@ import {
   cliConnectTimeoutMsMax,
   cliConnectTimeoutMsMin,
 } from "./constants.ts";
-import { CliError, exitCodes } from "./errors.ts";
+import { CliError, cliErrorOf, exitCodes } from "./errors.ts";
 
 export interface ClusterAddress {
   natsUrl: string;
@@ -101,6 +101,61 @@ export async function findCluster(options: {
   if (access.caFile === undefined && local?.natsCa !== undefined) access.caFile = local.natsCa;
   address.access = access;
   return address;
+}
+
+/**
+ * Where the local cluster of `dataDir` keeps the operator's credentials, as a command's
+ * error names it: the file if cluster.json says where, else where `ballast up` writes it.
+ */
+export async function operatorCredentialsPath(dataDir: string): Promise<string> {
+  const file = await readClusterFile(dataDir).catch(() => undefined);
+  return file?.credentialsDir !== undefined
+    ? `${file.credentialsDir}/operator.json`
+    : `${resolve(dataDir)}/credentials/operator.json`;
+}
+
+/**
+ * The cluster for a destructive command (`what`: "volume delete", …): `findCluster` with
+ * the operator's credentials, whose absence is said as the permission it costs.
+ */
+export async function findClusterAsAdmin(
+  what: string,
+  options: { nats?: string | undefined; dataDir: string },
+): Promise<ClusterAddress> {
+  try {
+    return await findCluster({ ...options, role: "operator" });
+  } catch (error) {
+    if (!(error instanceof CliError) || !/credentials/.test(error.message)) throw error;
+    throw new CliError(
+      error.exitCode,
+      `permission denied: ${what} needs the operator (admin) credentials at ${await operatorCredentialsPath(options.dataDir)}, which this user cannot read: ${error.message}`,
+      { cause: error },
+    );
+  }
+}
+
+/**
+ * A destructive request NATS refused to carry (PermissionDenied: the credentials are
+ * not the operator's) as a CLI error naming the credentials needed; other errors as
+ * `cliErrorOf` makes them.
+ */
+export async function adminErrorOf(
+  error: unknown,
+  what: string,
+  address: ClusterAddress,
+  dataDir: string,
+): Promise<unknown> {
+  if (!isBallastError(error, ErrorCode.PermissionDenied)) return cliErrorOf(error);
+  const user = address.access?.credentials?.user;
+  const where =
+    address.source === clusterFilePath(dataDir)
+      ? `at ${await operatorCredentialsPath(dataDir)}`
+      : `(BALLAST_NATS_CREDS naming the operator's file, which \`ballast up\` writes to ${await operatorCredentialsPath(dataDir)}; or BALLAST_NATS_USER=operator and its password)`;
+  return new CliError(
+    exitCodes.failed,
+    `permission denied: ${what} needs the operator (admin) credentials ${where}; this command connected as ${user === undefined ? "a user" : `user ${user}`} (${address.credentialsFile ?? address.source}), whose role may not send it`,
+    { cause: error },
+  );
 }
 
 /**

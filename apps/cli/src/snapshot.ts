@@ -4,10 +4,10 @@
 // the data. `--json` prints the coordinator's answers as they are.
 
 import { type ParseArgsConfig, parseArgs } from "node:util";
-import { type ResultOf, subjects } from "@ballast/protocol";
-import { connectCli, findCluster } from "./connect.ts";
+import { coordinatorSubjectOf, type Message, type ResultOf, subjects } from "@ballast/protocol";
+import { adminErrorOf, connectCli, findCluster, findClusterAsAdmin } from "./connect.ts";
 import { dataDirDefault } from "./constants.ts";
-import { CliError, cliErrorOf, exitCodes } from "./errors.ts";
+import { CliError, exitCodes } from "./errors.ts";
 import { deleteSnapshot } from "./retried-delete.ts";
 import { formatBytes } from "./sizes.ts";
 import { table } from "./table.ts";
@@ -23,7 +23,9 @@ of the volume. Read it over NBD as the read-only export VOLUME@NAME.
 Names are 1-63 of a-z, 0-9 and '-'.
 A delete whose answer is lost is retried; a retry that finds the snapshot gone reports
 it deleted (an earlier attempt deleted it). It names the snapshot's id, so a retry never
-deletes another taken under the name since.
+deletes another taken under the name since. Delete takes the operator's credentials
+(operator.json next to cluster.json, or BALLAST_NATS_CREDS naming it); create and list
+the client's.
 Common options: --data-dir <dir> (default ${dataDirDefault}), --nats <url>.
 `;
 
@@ -67,10 +69,15 @@ export async function snapshotCommand(argv: string[]): Promise<number> {
   if (action === "list" && name !== undefined) {
     throw new CliError(exitCodes.usage, `unexpected arguments: ${name}`);
   }
-  const address = await findCluster({
-    nats: flags.nats as string | undefined,
-    dataDir: (flags["data-dir"] as string | undefined) ?? dataDirDefault,
-  });
+  const dataDir = (flags["data-dir"] as string | undefined) ?? dataDirDefault;
+  const nats = flags.nats as string | undefined;
+  // A delete drops the snapshot's data: it takes the operator's credentials
+  // (permissions.ts `adminRequestTypes`), create and list the client's.
+  const what = `snapshot ${action}`;
+  const address =
+    action === "delete"
+      ? await findClusterAsAdmin(what, { nats, dataDir })
+      : await findCluster({ nats, dataDir });
   const client = await connectCli(address);
   const coordinator = subjects.coordinator.build();
   const deadline = { deadlineMs: snapshotRequestDeadlineMs };
@@ -108,7 +115,8 @@ export async function snapshotCommand(argv: string[]): Promise<number> {
         // unknown; a retry's NotFound means an earlier attempt deleted that snapshot
         // (retried-delete.ts).
         const outcome = await deleteSnapshot(
-          (message) => client.bus.request(coordinator, message, deadline),
+          (message) =>
+            client.bus.request(coordinatorSubjectOf((message as Message).type), message, deadline),
           volume,
           name!,
         );
@@ -123,7 +131,7 @@ export async function snapshotCommand(argv: string[]): Promise<number> {
       }
     }
   } catch (error) {
-    throw cliErrorOf(error);
+    throw await adminErrorOf(error, what, address, dataDir);
   } finally {
     await client.close();
   }

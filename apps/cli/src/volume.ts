@@ -5,10 +5,17 @@
 
 import { type ParseArgsConfig, parseArgs } from "node:util";
 import { describeVolumeWhole } from "@ballast/client";
-import { limits, type ResultOf, subjects } from "@ballast/protocol";
-import { connectCli, findCluster } from "./connect.ts";
+import {
+  adminRequestTypes,
+  coordinatorSubjectOf,
+  limits,
+  type Message,
+  type ResultOf,
+  subjects,
+} from "@ballast/protocol";
+import { adminErrorOf, connectCli, findCluster, findClusterAsAdmin } from "./connect.ts";
 import { dataDirDefault } from "./constants.ts";
-import { CliError, cliErrorOf, exitCodes } from "./errors.ts";
+import { CliError, exitCodes } from "./errors.ts";
 import { deleteVolume } from "./retried-delete.ts";
 import { formatBytes, formatSize, parseSize, SizeError } from "./sizes.ts";
 import { uniqueText } from "./snapshot.ts";
@@ -43,6 +50,10 @@ VOLUME) cannot be deleted while clones of it exist: delete the clones first.
 Delete names the volume's incarnation (its id) and is retried when its answer is lost;
 a retry that finds it gone reports it deleted, and never deletes a volume created again
 under the name since.
+
+Resize, rollback and delete can destroy data: they take the operator's credentials
+(operator.json next to cluster.json, or BALLAST_NATS_CREDS naming it), the rest the
+client's.
 
 Names are 1-63 of a-z, 0-9 and '-'. Sizes take KiB, MiB, GiB or TiB.
 Common options: --data-dir <dir> (default ${dataDirDefault}), --nats <url>.
@@ -143,10 +154,15 @@ export async function volumeCommand(argv: string[]): Promise<number> {
     if (error instanceof SizeError) throw new CliError(exitCodes.usage, error.message);
     throw error;
   }
-  const address = await findCluster({
-    nats: flags.nats as string | undefined,
-    dataDir: (flags["data-dir"] as string | undefined) ?? dataDirDefault,
-  });
+  const dataDir = (flags["data-dir"] as string | undefined) ?? dataDirDefault;
+  const nats = flags.nats as string | undefined;
+  // Delete, resize and rollback can destroy data: they take the operator's credentials
+  // (permissions.ts `adminRequestTypes`), the rest the client's.
+  const admin = adminRequestTypes.has(request.type);
+  const what = `volume ${action}`;
+  const address = admin
+    ? await findClusterAsAdmin(what, { nats, dataDir })
+    : await findCluster({ nats, dataDir });
   const client = await connectCli(address);
   try {
     // A delete names the incarnation it read first and is retried while its outcome is
@@ -156,7 +172,7 @@ export async function volumeCommand(argv: string[]): Promise<number> {
       request.type === "volume.delete.v1"
         ? await deleteVolume(
             (message) =>
-              client.bus.request(subjects.coordinator.build(), message, {
+              client.bus.request(coordinatorSubjectOf((message as Message).type), message, {
                 deadlineMs: answerDeadlineOf(message),
               }),
             request.name,
@@ -192,7 +208,7 @@ export async function volumeCommand(argv: string[]): Promise<number> {
     }
     return exitCodes.ok;
   } catch (error) {
-    throw cliErrorOf(error);
+    throw await adminErrorOf(error, what, address, dataDir);
   } finally {
     await client.close();
   }
@@ -335,7 +351,7 @@ export function answerDeadlineOf(request: {
 // biome-ignore lint/suspicious/noExplicitAny: one sender for the seven request shapes
 async function send(bus: Awaited<ReturnType<typeof connectCli>>["bus"], request: any) {
   const deadlineMs = answerDeadlineOf(request);
-  return (await bus.request(subjects.coordinator.build(), request, { deadlineMs })) as
+  return (await bus.request(coordinatorSubjectOf(request.type), request, { deadlineMs })) as
     | VolumeState
     | ResultOf<"volume.list.v1">
     | ResultOf<"volume.delete.v1">

@@ -60,8 +60,9 @@ export function assertNever(value: never, what: string): never {
  * InvalidArgument, which the spec calls NBD_EINVAL, except that a write or write-zeroes
  * past the end is NBD_ENOSPC, as the spec asks (the backend says OutOfRange for one
  * inside the connection's size after the volume shrank: the size an NBD connection
- * was given never changes); NoSpace is NBD_ENOSPC; every other fault, and anything
- * that is not a BallastError, is NBD_EIO.
+ * was given never changes); NoSpace is NBD_ENOSPC; PermissionDenied (NATS refused the
+ * gateway's request) is NBD_EPERM; every other fault, and anything that is not a
+ * BallastError, is NBD_EIO.
  */
 export function replyErrorOf(error: unknown, command?: number): ReplyError {
   if (!(error instanceof BallastError)) return ReplyError.InputOutput;
@@ -75,6 +76,8 @@ export function replyErrorOf(error: unknown, command?: number): ReplyError {
       return ReplyError.InvalidArgument;
     case ErrorCode.NoSpace:
       return ReplyError.NoSpace;
+    case ErrorCode.PermissionDenied:
+      return ReplyError.NotPermitted;
     case ErrorCode.MalformedMessage:
     case ErrorCode.UnknownMessageType:
     case ErrorCode.UnexpectedMessageType:

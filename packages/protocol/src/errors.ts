@@ -46,6 +46,12 @@ export const ErrorCode = {
    * attempt.
    */
   Superseded: "Superseded",
+  /**
+   * NATS refused to carry the request: the sender's credentials may not publish on its
+   * subject (a destructive request sent with the client's credentials). Raised by the
+   * sender's bus, never sent by a service.
+   */
+  PermissionDenied: "PermissionDenied",
 } as const;
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];

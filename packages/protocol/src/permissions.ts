@@ -21,8 +21,18 @@
 // subject, `coordinatorServices`, which a client cannot publish and each service may
 // publish only under its own kind; the coordinator accepts only those message types
 // there, and only client request types on `coordinator`.
+//
+// Destructive requests (`adminRequestTypes`: volume delete, resize and rollback, snapshot
+// delete) go on a subject of their own, `coordinatorAdmin`, which only the operator role
+// may publish: the client's credentials (every CLI user's, every client library's) read,
+// write, create, clone and snapshot volumes, and cannot destroy one. The operator is the
+// admin: its credentials are the cluster owner's (`ballast up` writes them beside the
+// client's, for the same local user), and a role beside it that could delete volumes
+// but not touch the control store would guard nothing the operator's holder lacks.
+// The coordinator accepts those types only there (coordinator.ts).
 
 import { replyPermissionMs } from "./limits.ts";
+import type { MessageType } from "./messages/index.ts";
 import {
   buckets,
   replyInboxPrefix,
@@ -52,6 +62,28 @@ export function replyInboxOf(role: NatsRole): string {
   return `${replyInboxPrefix}${role}`;
 }
 
+/**
+ * The control requests only the operator may send (on `coordinatorAdmin`): each can
+ * destroy data. A delete drops a volume or snapshot; a resize that shrinks discards the
+ * tail (a grow is no loss, but one type has one subject); a rollback discards every
+ * write since the snapshot. Creates, clones and snapshots, which only add, and every
+ * read (list, describe, status) stay with the client.
+ */
+export const adminRequests = [
+  "volume.delete.v1",
+  "volume.resize.v1",
+  "volume.rollback.v1",
+  "snapshot.delete.v1",
+] as const satisfies readonly MessageType[];
+export const adminRequestTypes: ReadonlySet<MessageType> = new Set<MessageType>(adminRequests);
+
+/** The subject a control request of `type` goes to: `coordinatorAdmin` for the admin's. */
+export function coordinatorSubjectOf(type: MessageType): string {
+  return adminRequestTypes.has(type)
+    ? subjects.coordinatorAdmin.build()
+    : subjects.coordinator.build();
+}
+
 /** What a role may do on one family of subjects. */
 export type Access = "none" | "publish" | "subscribe" | "both";
 
@@ -68,6 +100,8 @@ export function familyPatterns(family: SubjectFamily): string[] {
       return [subjects.coordinator.pattern];
     case "coordinatorServices":
       return [subjects.coordinatorServices.pattern];
+    case "coordinatorAdmin":
+      return [subjects.coordinatorAdmin.pattern];
     case "node":
       return [wildcardTokens(subjects.node.build("sled", "n"), 2)];
     case "volume":
@@ -119,6 +153,15 @@ export const permissionTable: Record<SubjectFamily, Record<NatsRole, Access>> = 
     sled: "none",
     gateway: "publish",
     client: "publish",
+    operator: "both",
+  },
+  // Destructive control requests (adminRequestTypes): the operator's alone.
+  coordinatorAdmin: {
+    coordinator: "subscribe",
+    headnode: "none",
+    sled: "none",
+    gateway: "none",
+    client: "none",
     operator: "both",
   },
   // Reports and checkpoint records from head nodes, each under its own kind (below);

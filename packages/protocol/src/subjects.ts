@@ -90,6 +90,18 @@ export const subjects = {
     },
   },
   /**
+   * The control plane's destructive requests (volume delete, resize, rollback; snapshot
+   * delete: `adminRequestTypes`, permissions.ts), apart from `coordinator` so that NATS
+   * permissions keep them from whoever holds only the client's credentials: only the
+   * operator role may publish here. The leading coordinator answers.
+   */
+  coordinatorAdmin: {
+    pattern: `${subjectRoot}.coordinator.admin`,
+    build(): string {
+      return `${subjectRoot}.coordinator.admin`;
+    },
+  },
+  /**
    * What only services send the leading coordinator (a head node's reports and
    * checkpoint records), apart from `coordinator` so that NATS permissions can keep a
    * client from sending them: the last token is the sender's kind, and each service

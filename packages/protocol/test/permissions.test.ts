@@ -1,5 +1,8 @@
 import { describe, expect, test } from "vitest";
 import {
+  adminRequests,
+  adminRequestTypes,
+  coordinatorSubjectOf,
   extraFamilies,
   familyPatterns,
   isNatsRole,
@@ -167,5 +170,20 @@ describe("the NATS permission table", () => {
     expect(allowed(coordinator.subscribe, subjects.coordinatorServices.build("headnode"))).toBe(
       true,
     );
+  });
+
+  test("only the operator may send the destructive control requests", () => {
+    const admin = subjects.coordinatorAdmin.build();
+    for (const role of natsRoles) {
+      expect(allowed(permissionsOf(role).publish, admin), role).toBe(role === "operator");
+    }
+    expect(allowed(permissionsOf("coordinator").subscribe, admin)).toBe(true);
+    // Nor does the clients' subject's pattern reach it.
+    expect(allowed(familyPatterns("coordinator"), admin)).toBe(false);
+    for (const type of adminRequests) expect(coordinatorSubjectOf(type)).toBe(admin);
+    for (const type of ["volume.create.v1", "volume.list.v1", "snapshot.create.v1"] as const) {
+      expect(coordinatorSubjectOf(type)).toBe(subjects.coordinator.build());
+      expect(adminRequestTypes.has(type)).toBe(false);
+    }
   });
 });

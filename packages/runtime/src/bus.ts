@@ -618,6 +618,7 @@ class ReplyRouter {
         this.#deliver(message);
       },
     });
+    void this.#refusePermissionViolations(connection);
     // Requests in flight when the connection closes get no reply: fail them now rather
     // than at their deadlines.
     void connection
@@ -663,6 +664,44 @@ class ReplyRouter {
       return;
     }
     waiting.resolve(message.data);
+  }
+
+  /**
+   * NATS drops a publish the user may not make and says so only on the connection's
+   * status (`-ERR 'Permissions Violation for Publish to …'`): without this, a request on
+   * a subject the role may not use (a client's volume delete) would wait out its whole
+   * deadline and fail as a Timeout. Every request waiting on that subject fails at once
+   * with PermissionDenied instead.
+   */
+  async #refusePermissionViolations(connection: NatsConnection): Promise<void> {
+    const user = (connection as { options?: { user?: string } }).options?.user;
+    try {
+      for await (const status of connection.status()) {
+        if (status.type !== "error") continue;
+        const refused = status.error as { name?: string; operation?: string; subject?: string };
+        if (refused.name !== "PermissionViolationError" || refused.operation !== "publish")
+          continue;
+        const subject = refused.subject;
+        if (subject === undefined) continue;
+        for (const [token, waiting] of this.#waiting) {
+          if (waiting.subject !== subject) continue;
+          this.#waiting.delete(token);
+          clearTimeout(waiting.timer);
+          waiting.reject(
+            new BallastError(
+              ErrorCode.PermissionDenied,
+              `permission denied: NATS does not let ${user === undefined ? "this connection's user" : `user ${user}`} publish on ${subject}`,
+              {
+                cause: status.error,
+                details: { subject, ...(user === undefined ? {} : { user }) },
+              },
+            ),
+          );
+        }
+      }
+    } catch {
+      // The status stream ends with the connection; nothing is waiting then.
+    }
   }
 
   #failAll(error: BallastError): void {

@@ -32,8 +32,8 @@ afterEach(async () => {
 function fakeNats(server: LinkServer) {
   const keys = new SealKeys();
   const inboxes: ((error: Error | null, message: unknown) => void)[] = [];
-  const statuses: Status[] = [];
-  let wake: () => void = () => undefined;
+  // Each reader of status() gets every status, as nats.js's do (the Bus has two).
+  const readers = new Set<{ queue: Status[]; wake: () => void }>();
   let closeNow: () => void = () => undefined;
   const closed = new Promise<void>((resolve) => {
     closeNow = resolve;
@@ -67,10 +67,12 @@ function fakeNats(server: LinkServer) {
     },
     closed: () => closed,
     async *status() {
+      const reader: { queue: Status[]; wake: () => void } = { queue: [], wake: () => undefined };
+      readers.add(reader);
       for (;;) {
-        while (statuses.length > 0) yield statuses.shift()!;
+        while (reader.queue.length > 0) yield reader.queue.shift()!;
         await new Promise<void>((resolve) => {
-          wake = resolve;
+          reader.wake = resolve;
         });
       }
     },
@@ -79,8 +81,10 @@ function fakeNats(server: LinkServer) {
     connection: connection as unknown as NatsConnection,
     counts,
     status(status: Status) {
-      statuses.push(status);
-      wake();
+      for (const reader of readers) {
+        reader.queue.push(status);
+        reader.wake();
+      }
     },
     close: closeNow,
   };

@@ -86,13 +86,34 @@
 // step). Records written before pins have none and read as before; clones made before
 // them are found by their records (clones.ts `clonesOf`), as before.
 //
+// Reading. Every record is decoded by its kind's schema (@ballast/protocol records.ts):
+// a record that does not decode (damaged, or written by something else) is never acted
+// on. A read of one key fails with its UnreadableRecordError (the request that needed it
+// is refused, naming the key). A listing either refuses the same way (`refuse`, the
+// default: for whoever would act on what is missing, such as the sweeps, which delete
+// what no record names, or a delete's check for clones), or leaves the record out
+// (`skip`: for serving, listing and reconciling every other volume). Either way the
+// record is reported once per revision (`UnreadableRecords`: a warning naming the key,
+// and a metric) and the key stays known as unreadable until a read of it decodes, so
+// the reconciler does not take a partition it cannot read for one deleted.
+//
 // Keys are listed through the store's `keys`: on JetStream, kv-keys.ts, which leaves no
 // consumer on the server (the KV's own `keys()` left one per call) and returns each
 // key once. Every listing here is de-duplicated all the same (the KV's own listing, as
 // tests may pass the bucket itself, returns a key twice when it is updated meanwhile),
 // so no reader ever sees a partition twice.
 
-import { BallastError, ErrorCode, incarnationOf } from "@ballast/protocol";
+import {
+  BallastError,
+  type ControlRecordKind,
+  type ControlRecordOf,
+  decodeControlRecord,
+  ErrorCode,
+  incarnationOf,
+  isUnreadableRecord,
+  type UnreadableRecordError,
+} from "@ballast/protocol";
+import type { Counter, Logger, Meter } from "@ballast/runtime";
 import type { Watch } from "./catalogue-changes.ts";
 import { parentAfterResize } from "./clones.ts";
 import { volumeCreatingGraceMs } from "./constants.ts";
@@ -172,11 +193,65 @@ export interface CheckpointPointer {
   createdAtMs: number;
 }
 
-/** One stored entry, as the KV store returns it. */
+/**
+ * One stored entry, as the KV store returns it: the bytes, decoded only by
+ * `decodeControlRecord` (through `Catalogue`, or leadership.ts for the leader record).
+ */
 export interface StoredEntry {
   revision: number;
   operation: "PUT" | "DEL" | "PURGE";
-  json<T>(): T;
+  value: Uint8Array;
+}
+
+/**
+ * What a listing does with a record that does not decode: `refuse` fails the listing
+ * with the record's UnreadableRecordError, `skip` leaves the record out. Both report it.
+ */
+export type UnreadablePolicy = "refuse" | "skip";
+
+/**
+ * The control records found unreadable: each warned of once per revision, and counted
+ * (`ballast_control_records_unreadable`), until a read of its key decodes again.
+ */
+export class UnreadableRecords {
+  private readonly revisions = new Map<string, number>();
+  private readonly counter: Counter | undefined;
+
+  constructor(
+    private readonly logger?: Pick<Logger, "warn" | "info">,
+    meter?: Meter,
+  ) {
+    this.counter = meter?.createCounter("ballast_control_records_unreadable", {
+      description:
+        "control records found unreadable (damaged, or written by something else), each revision once",
+    });
+  }
+
+  /** Reports `error` for the key's `revision`, the first time that revision is seen. */
+  saw(error: UnreadableRecordError, revision: number): void {
+    if (this.revisions.get(error.key) === revision) return;
+    this.revisions.set(error.key, revision);
+    this.counter?.add(1, { kind: error.kind });
+    this.logger?.warn(
+      { key: error.key, kind: error.kind, revision, problem: error.problem },
+      "a control record does not decode: it is not acted on (skipped where a listing may do without it, refused where it may not) until it is repaired or rewritten",
+    );
+  }
+
+  /** The key decoded, or holds nothing: no longer unreadable. */
+  cleared(key: string): void {
+    if (this.revisions.delete(key)) this.logger?.info({ key }, "a control record decodes again");
+  }
+
+  /** Whether the key's last read did not decode. */
+  has(key: string): boolean {
+    return this.revisions.has(key);
+  }
+
+  /** The keys whose last read did not decode. */
+  keys(): string[] {
+    return [...this.revisions.keys()];
+  }
 }
 
 /**
@@ -412,7 +487,11 @@ export type UpdateOutcome =
   | { applied: false; reason: "deposed" };
 
 export class Catalogue {
-  constructor(private readonly kv: ControlStore) {}
+  constructor(
+    private readonly kv: ControlStore,
+    /** Where unreadable records are reported; a silent one by default (tests). */
+    readonly unreadable: UnreadableRecords = new UnreadableRecords(),
+  ) {}
 
   /** A volume's record, unless a create of it has not finished (it is no volume yet). */
   async volume(name: string): Promise<Versioned<VolumeRecord> | undefined> {
@@ -422,7 +501,7 @@ export class Catalogue {
 
   /** A volume's record, also one whose create has not finished. */
   async volumeIncludingCreating(name: string): Promise<Versioned<VolumeRecord> | undefined> {
-    return this.read<VolumeRecord>(keys.volume(name));
+    return this.read(keys.volume(name), "volume");
   }
 
   /**
@@ -437,7 +516,7 @@ export class Catalogue {
     const entry = (await this.kv.get(key)) ?? (await this.kv.getLatest?.(key)) ?? null;
     if (entry === null) return undefined;
     return entry.operation === "PUT"
-      ? { revision: entry.revision, value: entry.json<VolumeRecord>() }
+      ? { revision: entry.revision, value: this.decode(key, "volume", entry) }
       : { revision: entry.revision };
   }
 
@@ -445,31 +524,36 @@ export class Catalogue {
    * Every volume record with its revision, also those whose create has not finished
    * (for the sweep, which removes creating records past their grace).
    */
-  async volumesIncludingCreating(): Promise<Versioned<VolumeRecord>[]> {
-    const names = (await this.list(keys.volumes)).map((key) => key.slice("volume.".length));
-    const records = await Promise.all(names.map((name) => this.volumeIncludingCreating(name)));
-    return records.filter((record) => record !== undefined);
+  async volumesIncludingCreating(
+    unreadable: UnreadablePolicy = "refuse",
+  ): Promise<Versioned<VolumeRecord>[]> {
+    return this.readAll(await this.list(keys.volumes), "volume", unreadable);
   }
 
   /** The listed volumes: not those whose create has not finished. */
-  async volumes(): Promise<VolumeRecord[]> {
-    const names = (await this.list(keys.volumes)).map((key) => key.slice("volume.".length));
-    const records = await Promise.all(names.map((name) => this.volume(name)));
-    return records.filter((record) => record !== undefined).map((record) => record.value);
+  async volumes(unreadable: UnreadablePolicy = "refuse"): Promise<VolumeRecord[]> {
+    return (await this.volumesIncludingCreating(unreadable))
+      .map((record) => record.value)
+      .filter((record) => !isCreating(record));
   }
 
   async partition(name: string, index: number): Promise<Versioned<PartitionRecord> | undefined> {
-    return this.read<PartitionRecord>(keys.partition(name, index));
+    return this.read(keys.partition(name, index), "partition");
   }
 
   /** The partitions of a volume, each once, in partition order. */
-  async partitions(name: string): Promise<Versioned<PartitionRecord>[]> {
-    return this.readPartitions(await this.list(keys.partitionsOf(name)));
+  async partitions(
+    name: string,
+    unreadable: UnreadablePolicy = "refuse",
+  ): Promise<Versioned<PartitionRecord>[]> {
+    return this.readPartitions(await this.list(keys.partitionsOf(name)), unreadable);
   }
 
   /** Every partition record, each once. */
-  async allPartitions(): Promise<Versioned<PartitionRecord>[]> {
-    return this.readPartitions(await this.list(keys.partitions));
+  async allPartitions(
+    unreadable: UnreadablePolicy = "refuse",
+  ): Promise<Versioned<PartitionRecord>[]> {
+    return this.readPartitions(await this.list(keys.partitions), unreadable);
   }
 
   /**
@@ -479,7 +563,7 @@ export class Catalogue {
   async nextIncarnation(name: string): Promise<number> {
     const key = keys.incarnation(name);
     for (let attempt = 0; attempt < fenceAttemptsMax; attempt++) {
-      const current = await this.read<{ incarnation: number }>(key);
+      const current = await this.read(key, "incarnation");
       const next = (current?.value.incarnation ?? 0) + 1;
       try {
         if (current === undefined) await this.kv.create(key, encode({ incarnation: next }));
@@ -576,7 +660,7 @@ export class Catalogue {
       const record = { ...partition, term };
       const key = keys.partition(volume.name, record.partition);
       for (let attempt = 0; attempt < fenceAttemptsMax; attempt++) {
-        const leftover = await this.read<PartitionRecord>(key);
+        const leftover = await this.read(key, "partition");
         if (leftover !== undefined && !mayOverwrite(leftover.value, term)) {
           throw new BallastError(
             ErrorCode.Unavailable,
@@ -597,7 +681,7 @@ export class Catalogue {
         // this, a create that stalled, its creating record removed as past its grace,
         // wrote over the partitions of the create that took and listed the name since
         // (found by the two-leader property, about 1 run in 17,000).
-        const own = await this.read<VolumeRecord>(keys.volume(volume.name));
+        const own = await this.read(keys.volume(volume.name), "volume");
         if (own?.revision !== creatingRevision) {
           throw new BallastError(
             ErrorCode.Unavailable,
@@ -630,7 +714,7 @@ export class Catalogue {
   private async forgetOlderCheckpoints(volume: VolumeRecord): Promise<void> {
     const incarnation = incarnationOf(idOfVolume(volume));
     for (const key of await this.list(keys.checkpointsOf(volume.name))) {
-      const pointer = await this.read<CheckpointPointer>(key);
+      const pointer = await this.read(key, "checkpoint");
       if (pointer === undefined) continue;
       const blobVolumeId = checkpointVolumeIdOf(pointer.value);
       if (blobVolumeId !== undefined && incarnationOf(blobVolumeId) > incarnation) continue;
@@ -773,7 +857,7 @@ export class Catalogue {
     for (const partition of partitions) {
       const record = { ...partition, term };
       const key = keys.partition(volume.name, record.partition);
-      const leftover = await this.read<PartitionRecord>(key);
+      const leftover = await this.read(key, "partition");
       if (leftover !== undefined) {
         if (volumeIdOf(leftover.value) === idOfVolume(volume)) {
           refuse(record.partition, "appeared meanwhile");
@@ -791,7 +875,7 @@ export class Catalogue {
           );
         }
       }
-      const now = await this.read<VolumeRecord>(keys.volume(volume.name));
+      const now = await this.read(keys.volume(volume.name), "volume");
       if (now?.revision !== current.revision) {
         throw new BallastError(
           ErrorCode.Unavailable,
@@ -881,7 +965,9 @@ export class Catalogue {
       await Promise.all(
         found.slice(start, start + fenceConcurrencyMax).map(async (key) => {
           for (let attempt = 0; attempt < fenceAttemptsMax; attempt++) {
-            const current = await this.read<PartitionRecord>(key);
+            // A record that does not decode is left as it is (reported): whatever an
+            // ex-leader prepared against it names a revision from before the damage.
+            const current = await this.readUnless(key, "partition", "skip");
             if (current === undefined) return;
             if (termOf(current.value) === term) {
               records.push(current);
@@ -919,7 +1005,7 @@ export class Catalogue {
   ): Promise<{ replaced?: CheckpointPointer; recorded: boolean }> {
     const key = keys.checkpoint(name, partition, node);
     for (let attempt = 0; attempt < fenceAttemptsMax; attempt++) {
-      const current = await this.read<CheckpointPointer>(key);
+      const current = await this.read(key, "checkpoint");
       if (current !== undefined && current.value.opNum > pointer.opNum) return { recorded: false };
       try {
         if (current === undefined) await this.kv.create(key, encode(pointer));
@@ -940,14 +1026,20 @@ export class Catalogue {
     partition: number,
     node: string,
   ): Promise<CheckpointPointer | undefined> {
-    return (await this.read<CheckpointPointer>(keys.checkpoint(name, partition, node)))?.value;
+    return (await this.read(keys.checkpoint(name, partition, node), "checkpoint"))?.value;
   }
 
   /** Every replica's newest checkpoint of a volume: partition → node → pointer. */
-  async checkpoints(name: string): Promise<Map<number, Map<string, CheckpointPointer>>> {
+  async checkpoints(
+    name: string,
+    unreadable: UnreadablePolicy = "refuse",
+  ): Promise<Map<number, Map<string, CheckpointPointer>>> {
     const found = await this.list(keys.checkpointsOf(name));
     const entries = await Promise.all(
-      found.map(async (key) => ({ key, entry: await this.read<CheckpointPointer>(key) })),
+      found.map(async (key) => ({
+        key,
+        entry: await this.readUnless(key, "checkpoint", unreadable),
+      })),
     );
     const result = new Map<number, Map<string, CheckpointPointer>>();
     for (const { key, entry } of entries) {
@@ -971,7 +1063,7 @@ export class Catalogue {
     opNum: number,
   ): Promise<boolean> {
     const key = keys.checkpoint(name, partition, node);
-    const current = await this.read<CheckpointPointer>(key);
+    const current = await this.read(key, "checkpoint");
     if (current === undefined || current.value.opNum !== opNum) return false;
     try {
       await this.kv.delete(key, { previousSeq: current.revision });
@@ -1010,10 +1102,10 @@ export class Catalogue {
     }
     const deletedId = idOfVolume(volume.value);
     for (const key of await this.list(keys.partitionsOf(name))) {
-      await this.forgetDeadRecord<PartitionRecord>(name, key, deletedId, volumeIdOf);
+      await this.forgetDeadRecord(name, key, "partition", deletedId, volumeIdOf);
     }
     for (const key of await this.list(keys.checkpointsOf(name))) {
-      await this.forgetDeadRecord<CheckpointPointer>(name, key, deletedId, checkpointVolumeIdOf);
+      await this.forgetDeadRecord(name, key, "checkpoint", deletedId, checkpointVolumeIdOf);
     }
     await this.forgetSnapshotsOf(name, deletedId);
     return volume.value;
@@ -1029,15 +1121,17 @@ export class Catalogue {
    * create of the name writes its creating record before any partition, so either that
    * record shows here and the leftover is kept (the create overwrites or forgets it),
    * or the create's writes come after the read and the compare-and-set fails. A
-   * record written since it was read is left alone either way.
+   * record written since it was read is left alone either way. One that does not decode
+   * is left alone too (reported): whose it is cannot be told.
    */
-  private async forgetDeadRecord<T>(
+  private async forgetDeadRecord<K extends "partition" | "checkpoint">(
     name: string,
     key: string,
+    kind: K,
     deletedId: string,
-    idOf: (record: T) => string | undefined,
+    idOf: (record: ControlRecordOf<K>) => string | undefined,
   ): Promise<void> {
-    const record = await this.read<T>(key);
+    const record = await this.readUnless(key, kind, "skip");
     if (record === undefined) return;
     if (idOf(record.value) !== deletedId) {
       if ((await this.volumeEntry(name))?.value !== undefined) return;
@@ -1059,10 +1153,10 @@ export class Catalogue {
   }
 
   /** Every incarnation still to be purged. */
-  async purges(): Promise<PurgeRecord[]> {
-    const found = await this.list(keys.purges);
-    const records = await Promise.all(found.map((key) => this.read<PurgeRecord>(key)));
-    return records.filter((record) => record !== undefined).map((record) => record.value);
+  async purges(unreadable: UnreadablePolicy = "refuse"): Promise<PurgeRecord[]> {
+    return (await this.readAll(await this.list(keys.purges), "purge", unreadable)).map(
+      (record) => record.value,
+    );
   }
 
   /**
@@ -1074,7 +1168,7 @@ export class Catalogue {
    */
   async forgetPurge(volumeId: string): Promise<void> {
     const key = keys.purge(volumeId);
-    const purge = await this.read<PurgeRecord>(key);
+    const purge = await this.read(key, "purge");
     if (purge !== undefined) {
       const volume = await this.volume(purge.value.volume);
       const live = volume !== undefined && idOfVolume(volume.value) === volumeId;
@@ -1086,10 +1180,10 @@ export class Catalogue {
   // ---------------------------------------------------------------- sled records
 
   /** Every sled record the leaders have kept (sleds.ts). */
-  async sledRecords(): Promise<SledRecord[]> {
-    const found = await this.list(keys.sleds);
-    const records = await Promise.all(found.map((key) => this.read<SledRecord>(key)));
-    return records.filter((record) => record !== undefined).map((record) => record.value);
+  async sledRecords(unreadable: UnreadablePolicy = "refuse"): Promise<SledRecord[]> {
+    return (await this.readAll(await this.list(keys.sleds), "sled", unreadable)).map(
+      (record) => record.value,
+    );
   }
 
   /**
@@ -1120,18 +1214,27 @@ export class Catalogue {
     term: number,
     keep: boolean,
   ): Promise<{ found: SweepSightingsRecord | undefined; revision: number } | undefined> {
-    const current = await this.read<SweepSightingsRecord>(keys.sweepSightings);
-    if (current !== undefined && (current.value.term ?? 0) > term) return undefined;
-    // A record of another shape is kept as nothing: its sightings count for nothing.
-    const listOf = (value: unknown) => (keep && Array.isArray(value) ? value : []);
+    const entry = await this.kv.get(keys.sweepSightings);
+    const live = entry !== null && entry.operation === "PUT" ? entry : undefined;
+    let current: SweepSightingsRecord | undefined;
+    if (live !== undefined) {
+      try {
+        current = this.decode(keys.sweepSightings, "sweepSightings", live);
+      } catch (error) {
+        // A record that does not decode counts for nothing: it is claimed over by
+        // compare-and-set, with no sightings (every orphan serves its grace afresh).
+        if (!isUnreadableRecord(error)) throw error;
+      }
+    }
+    if (current !== undefined && current.term > term) return undefined;
     const record: SweepSightingsRecord = {
       term,
-      objects: listOf(current?.value.objects),
-      snapshots: listOf(current?.value.snapshots),
+      objects: keep && current !== undefined ? current.objects : [],
+      snapshots: keep && current !== undefined ? current.snapshots : [],
     };
-    const revision = await this.writeSweepSightings(record, current?.revision);
+    const revision = await this.writeSweepSightings(record, live?.revision);
     if (revision === undefined) return undefined;
-    return { found: current === undefined ? undefined : record, revision };
+    return { found: live === undefined ? undefined : record, revision };
   }
 
   /**
@@ -1173,21 +1276,25 @@ export class Catalogue {
     volume: string,
     name: string,
   ): Promise<Versioned<SnapshotRecord> | undefined> {
-    return this.read<SnapshotRecord>(snapshotKeys.snapshot(volume, name));
+    return this.read(snapshotKeys.snapshot(volume, name), "snapshot");
   }
 
   /** A volume name's listed snapshot records: not those being created or deleted. */
-  async snapshots(volume: string): Promise<SnapshotRecord[]> {
-    return (await this.snapshotsIncludingDeleting(volume))
+  async snapshots(
+    volume: string,
+    unreadable: UnreadablePolicy = "refuse",
+  ): Promise<SnapshotRecord[]> {
+    return (await this.snapshotsIncludingDeleting(volume, unreadable))
       .map((record) => record.value)
       .filter(isListed);
   }
 
   /** A volume name's snapshot records in any state: also those being created or deleted. */
-  async snapshotsIncludingDeleting(volume: string): Promise<Versioned<SnapshotRecord>[]> {
-    const found = await this.list(snapshotKeys.snapshotsOf(volume));
-    const records = await Promise.all(found.map((key) => this.read<SnapshotRecord>(key)));
-    return records.filter((record) => record !== undefined);
+  async snapshotsIncludingDeleting(
+    volume: string,
+    unreadable: UnreadablePolicy = "refuse",
+  ): Promise<Versioned<SnapshotRecord>[]> {
+    return this.readAll(await this.list(snapshotKeys.snapshotsOf(volume)), "snapshot", unreadable);
   }
 
   /**
@@ -1232,7 +1339,7 @@ export class Catalogue {
       } catch (error) {
         if (!isConflict(error)) throw error;
       }
-      over = await this.read<SnapshotRecord>(key);
+      over = await this.read(key, "snapshot");
       if (over !== undefined && over.value.volumeId === record.volumeId) break;
     }
     throw new BallastError(
@@ -1265,7 +1372,7 @@ export class Catalogue {
       } catch (error) {
         if (!isConflict(error)) throw error;
       }
-      over = await this.read<SnapshotRecord>(key);
+      over = await this.read(key, "snapshot");
       if (over !== undefined && over.value.volumeId === record.volumeId) return { taken: over };
     }
     throw new BallastError(
@@ -1338,9 +1445,12 @@ export class Catalogue {
     return uniqueKeys(found);
   }
 
-  private async readPartitions(found: string[]): Promise<Versioned<PartitionRecord>[]> {
+  private async readPartitions(
+    found: string[],
+    unreadable: UnreadablePolicy,
+  ): Promise<Versioned<PartitionRecord>[]> {
     const records = await mapLimited(found, partitionReadsInflightMax, (key) =>
-      this.read<PartitionRecord>(key),
+      this.readUnless(key, "partition", unreadable),
     );
     const byPartition = new Map<string, Versioned<PartitionRecord>>();
     for (const record of records) {
@@ -1356,9 +1466,59 @@ export class Catalogue {
     );
   }
 
-  private async read<T>(key: string): Promise<Versioned<T> | undefined> {
+  /**
+   * The record at `key` decoded as `kind`, undefined if there is none; one that does not
+   * decode fails with its UnreadableRecordError (reported).
+   */
+  private async read<K extends ControlRecordKind>(
+    key: string,
+    kind: K,
+  ): Promise<Versioned<ControlRecordOf<K>> | undefined> {
     const entry = await this.kv.get(key);
-    if (entry === null || entry.operation !== "PUT") return undefined;
-    return { value: entry.json<T>(), revision: entry.revision };
+    if (entry === null || entry.operation !== "PUT") {
+      this.unreadable.cleared(key);
+      return undefined;
+    }
+    return { value: this.decode(key, kind, entry), revision: entry.revision };
+  }
+
+  /** `read`, except that with `skip` a record that does not decode reads as none. */
+  private async readUnless<K extends ControlRecordKind>(
+    key: string,
+    kind: K,
+    unreadable: UnreadablePolicy,
+  ): Promise<Versioned<ControlRecordOf<K>> | undefined> {
+    try {
+      return await this.read(key, kind);
+    } catch (error) {
+      if (unreadable === "skip" && isUnreadableRecord(error)) return undefined;
+      throw error;
+    }
+  }
+
+  /** Every record of `found` (each once), as `unreadable` says for those that do not decode. */
+  private async readAll<K extends ControlRecordKind>(
+    found: string[],
+    kind: K,
+    unreadable: UnreadablePolicy,
+  ): Promise<Versioned<ControlRecordOf<K>>[]> {
+    const records = await Promise.all(found.map((key) => this.readUnless(key, kind, unreadable)));
+    return records.filter((record) => record !== undefined);
+  }
+
+  /** The one place a stored entry becomes a record (or is reported as unreadable). */
+  private decode<K extends ControlRecordKind>(
+    key: string,
+    kind: K,
+    entry: StoredEntry,
+  ): ControlRecordOf<K> {
+    try {
+      const value = decodeControlRecord(kind, key, entry.value);
+      this.unreadable.cleared(key);
+      return value;
+    } catch (error) {
+      if (isUnreadableRecord(error)) this.unreadable.saw(error, entry.revision);
+      throw error;
+    }
   }
 }

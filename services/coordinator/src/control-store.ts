@@ -59,7 +59,7 @@ export async function getFromLeader(kv: Bucket, key: string): Promise<StoredEntr
   return {
     revision: stored.seq,
     operation: operation === "DEL" || operation === "PURGE" ? operation : "PUT",
-    json: <T>() => stored.json<T>(),
+    value: stored.data,
   };
 }
 

@@ -28,9 +28,11 @@
 // appear only in what is shown.
 
 import {
+  adminRequests,
   BallastError,
   buckets,
   ErrorCode,
+  isUnreadableRecord,
   limits,
   type MessageOf,
   type ResultOf,
@@ -45,7 +47,7 @@ import {
   settlesWithin,
 } from "@ballast/runtime";
 import { Kvm } from "@nats-io/kv";
-import { Catalogue, type ControlStore } from "./catalogue.ts";
+import { Catalogue, type ControlStore, UnreadableRecords } from "./catalogue.ts";
 import { CatalogueChanges, type KeyWatch, PointerChanges } from "./catalogue-changes.ts";
 import { CatalogueQueue } from "./catalogue-queue.ts";
 import { now } from "./clock.ts";
@@ -150,18 +152,15 @@ export const coordinatorOptions = {
 
 type CoordinatorConfig = ConfigOf<typeof coordinatorOptions> & CommonConfig;
 
+/** What clients send (subjects.coordinator): reads, and requests that only add. */
 const controlRequests = [
   "cluster.status.v1",
   "volume.create.v1",
   "volume.describe.v1",
   "volume.list.v1",
-  "volume.delete.v1",
-  "volume.resize.v1",
   "volume.clone.v1",
   "snapshot.create.v1",
   "snapshot.list.v1",
-  "snapshot.delete.v1",
-  "volume.rollback.v1",
 ] as const;
 
 /** What only services send (subjects.coordinatorServices), apart so clients cannot. */
@@ -292,7 +291,7 @@ export class Coordinator {
 
   private assemble(kv: ControlStore): Parts {
     const { service, heartbeats, tenures } = this;
-    const catalogue = new Catalogue(kv);
+    const catalogue = new Catalogue(kv, new UnreadableRecords(service.logger, service.meter));
     const changes =
       kv.watch === undefined ? undefined : new CatalogueChanges(kv.watch.bind(kv), service.logger);
     // ControlStore types its watch for counting only; JetStream KV's yields each entry's
@@ -391,9 +390,13 @@ export class Coordinator {
         this.track(
           Promise.resolve()
             .then(work)
-            .catch((error) =>
-              this.service.logger.error({ error: String(error) }, "periodic work failed"),
-            ),
+            .catch((error) => {
+              // A pass that refused to act on a control record that does not decode (the
+              // sweeps, the purger): the catalogue warned of that record once; the pass
+              // tries again next time, and acts once the record is repaired.
+              if (isUnreadableRecord(error)) return;
+              this.service.logger.error({ error: String(error) }, "periodic work failed");
+            }),
         );
       }, ms),
     );
@@ -488,6 +491,13 @@ export class Coordinator {
           (message) => this.onControl(message),
         ),
         this.service.serve(
+          // What only the operator may send (@ballast/protocol permissions.ts): the
+          // requests that destroy data, refused on the clients' subject above.
+          subjects.coordinatorAdmin.build(),
+          { accept: adminRequests, queue: "coordinator" },
+          (message) => this.onControl(message),
+        ),
+        this.service.serve(
           subjects.coordinatorServices.pattern,
           { accept: serviceRequests, queue: "coordinator" },
           (message) => this.onControl(message),
@@ -502,7 +512,9 @@ export class Coordinator {
     const { catalogue } = this.parts;
     try {
       const fenced = await catalogue.fence(tenure.term);
-      const volumes = await catalogue.volumes();
+      // A volume record that does not decode is left out (reported): the reconciler
+      // decides for every other volume, and never for that one.
+      const volumes = await catalogue.volumes("skip");
       if (this.leader !== tenure) return;
       if (fenced.deposed) {
         this.service.logger.warn(
@@ -539,7 +551,11 @@ export class Coordinator {
   // ---------------------------------------------------------------- control
 
   private onControl(
-    message: MessageOf<(typeof controlRequests)[number] | (typeof serviceRequests)[number]>,
+    message: MessageOf<
+      | (typeof controlRequests)[number]
+      | (typeof adminRequests)[number]
+      | (typeof serviceRequests)[number]
+    >,
   ) {
     const tenure = this.current();
     if (tenure === undefined) {

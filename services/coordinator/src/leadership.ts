@@ -35,6 +35,7 @@
 // moment it wakes (its monotonic clock ran on), and leads again only through a renewal
 // that starts a new tenure, on which the shell drops every piece of lease bookkeeping.
 
+import { decodeControlRecord, isUnreadableRecord } from "@ballast/protocol";
 import type { Logger } from "@ballast/runtime";
 import type { ControlStore, StoredEntry, Versioned } from "./catalogue.ts";
 
@@ -287,24 +288,20 @@ export class Leadership {
   }
 }
 
-/** The stored record, if it is one: JSON with a coordinator id, and a term if any. */
+/**
+ * The stored record, if it is one (@ballast/protocol records.ts decides: a coordinator
+ * id, and a term if any); undefined for one that does not decode.
+ */
 export function leaderRecordOf(entry: StoredEntry): LeaderRecord | undefined {
-  let value: unknown;
   try {
-    value = entry.json<unknown>();
-  } catch {
-    return undefined;
+    const { coordinator, term, released } = decodeControlRecord("leader", leaderKey, entry.value);
+    return {
+      coordinator,
+      ...(term === undefined ? {} : { term }),
+      ...(released === true ? { released: true } : {}),
+    };
+  } catch (error) {
+    if (isUnreadableRecord(error)) return undefined;
+    throw error;
   }
-  if (typeof value !== "object" || value === null) return undefined;
-  const { coordinator, term, released } = value as Record<string, unknown>;
-  if (typeof coordinator !== "string" || coordinator === "") return undefined;
-  if (term !== undefined && !(Number.isSafeInteger(term) && (term as number) >= 0)) {
-    return undefined;
-  }
-  if (released !== undefined && released !== true) return undefined;
-  return {
-    coordinator,
-    ...(term === undefined ? {} : { term: term as number }),
-    ...(released === true ? { released: true } : {}),
-  };
 }

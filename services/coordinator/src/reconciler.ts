@@ -56,6 +56,7 @@ import type { Logger } from "@ballast/runtime";
 import {
   type Catalogue,
   idOfVolume,
+  keys,
   termOf,
   type Versioned,
   type VolumeRecord,
@@ -88,7 +89,10 @@ import { type Configured, forget, remember, type Tenure, type Tenures } from "./
 
 export interface ReconcilerOptions {
   logger: Logger;
-  catalogue: Pick<Catalogue, "updatePartition" | "partition" | "volumes" | "allPartitions">;
+  catalogue: Pick<
+    Catalogue,
+    "updatePartition" | "partition" | "volumes" | "allPartitions" | "unreadable"
+  >;
   heartbeats: Pick<Heartbeats, "listening" | "aliveHeadNodes" | "aliveSleds" | "headNodeDisks">;
   configurer: Pick<Configurer, "configure" | "current">;
   tenures: Tenures;
@@ -758,9 +762,13 @@ export class Reconciler {
     tenure.refreshing = true;
     const generation = tenure.generation;
     try {
+      // Records that do not decode are left out (reported) and are not taken for gone:
+      // what the leader held of them it keeps (its writes over them fail by
+      // compare-and-set), so a damaged record neither stops the re-read of every other
+      // volume nor has its volume or partition forgotten.
       const [volumes, partitions] = await Promise.all([
-        catalogue.volumes(),
-        catalogue.allPartitions(),
+        catalogue.volumes("skip"),
+        catalogue.allPartitions("skip"),
       ]);
       if (tenures.held() !== tenure) return;
       // A create or delete landed while this listing was read: it may predate it, and
@@ -782,9 +790,14 @@ export class Reconciler {
         remember(tenure, entry);
       }
       // Nothing was created or deleted meanwhile: what is not listed is gone.
-      for (const name of tenure.volumes.keys()) if (!names.has(name)) tenure.volumes.delete(name);
+      const unreadable = catalogue.unreadable;
+      for (const name of tenure.volumes.keys()) {
+        if (!names.has(name) && !unreadable.has(keys.volume(name))) tenure.volumes.delete(name);
+      }
       for (const [key, entry] of tenure.records) {
-        if (!listed.has(key) && !tenure.inflight.has(key)) forget(tenure, entry.value);
+        if (listed.has(key) || tenure.inflight.has(key)) continue;
+        if (unreadable.has(keys.partition(entry.value.volume, entry.value.partition))) continue;
+        forget(tenure, entry.value);
       }
       tenure.refreshedAtMs = now();
       tenure.refreshedVersion = version;

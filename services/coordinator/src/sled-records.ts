@@ -68,7 +68,9 @@ export class SledRecords {
     if (this.loading === tenure) return;
     this.loading = tenure;
     try {
-      const records = await this.options.catalogue.sledRecords();
+      // A sled record that does not decode is left out (reported): that sled is counted
+      // from its heartbeats as one first heard now, and its record written afresh.
+      const records = await this.options.catalogue.sledRecords("skip");
       if (this.options.tenures.current() !== tenure) return;
       this.book = {
         tenure,

@@ -518,9 +518,10 @@ export class Snapshots {
    */
   async list(volumeName: string): Promise<ResultOf<"snapshot.list.v1">> {
     const volume = await this.volumeOf(volumeName);
+    // Records that do not decode are left out of the listing (reported).
     const [records, volumes] = await Promise.all([
       this.snapshotsOf(volume),
-      this.parts.catalogue.volumes(),
+      this.parts.catalogue.volumes("skip"),
     ]);
     return {
       snapshots: records.map((record) =>
@@ -878,7 +879,7 @@ export class Snapshots {
 
   /** The snapshots recorded (listed) for this incarnation of the volume, by name. */
   private async snapshotsOf(volume: VolumeRecord): Promise<SnapshotRecord[]> {
-    const records = await this.parts.catalogue.snapshots(volume.name);
+    const records = await this.parts.catalogue.snapshots(volume.name, "skip");
     return records
       .filter((record) => record.volumeId === idOfVolume(volume))
       .sort((a, b) => a.name.localeCompare(b.name));

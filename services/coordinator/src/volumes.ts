@@ -37,6 +37,7 @@ import {
   BallastError,
   ErrorCode,
   formatVolumeId,
+  isUnreadableRecord,
   limits,
   type MessageOf,
   type ResultOf,
@@ -216,7 +217,11 @@ export class Volumes {
         { details: { volume: message.volume, name: message.snapshot } },
       );
     }
-    const byName = new Map((await catalogue.volumes()).map((volume) => [volume.name, volume]));
+    // A volume record that does not decode is left out (reported): the depth is a limit
+    // on reads through parents, not a safety check.
+    const byName = new Map(
+      (await catalogue.volumes("skip")).map((volume) => [volume.name, volume]),
+    );
     if (depthOf(parent, byName) >= cloneDepthMax) {
       throw new BallastError(
         ErrorCode.InvalidArgument,
@@ -292,7 +297,8 @@ export class Volumes {
       );
     }
     const alive = [...heartbeats.aliveHeadNodes()];
-    const existing = await catalogue.allPartitions();
+    // Placement's load: a partition record that does not decode only goes uncounted.
+    const existing = await catalogue.allPartitions("skip");
     const load = loadOf(
       existing.map((entry) => entry.value),
       alive,
@@ -370,7 +376,7 @@ export class Volumes {
     if (plan.kind === "grow" && plan.added.length > 0) {
       const alive = [...heartbeats.aliveHeadNodes()];
       const load = loadOf(
-        (await catalogue.allPartitions()).map((entry) => entry.value),
+        (await catalogue.allPartitions("skip")).map((entry) => entry.value),
         alive,
       );
       const placed = placeRanges(
@@ -502,12 +508,13 @@ export class Volumes {
    * message whatever their sizes (describe gives one volume's partitions).
    */
   async list(): Promise<ResultOf<"volume.list.v1">> {
-    const volumes = await this.options.catalogue.volumes();
+    // Records that do not decode are left out (reported): every other volume is listed.
+    const volumes = await this.options.catalogue.volumes("skip");
     return {
       volumes: await Promise.all(
         volumes.map(async (value) => {
           const id = idOfVolume(value);
-          const count = (await this.options.catalogue.partitions(value.name)).filter(
+          const count = (await this.options.catalogue.partitions(value.name, "skip")).filter(
             (entry) => volumeIdOf(entry.value) === id,
           ).length;
           const { term: _term, ...shown } = value;
@@ -519,11 +526,19 @@ export class Volumes {
 
   /** Every volume's state; with `stored`, what each stores on sleds (status asks). */
   async states(options: { stored?: boolean } = {}): Promise<VolumeState[]> {
-    const volumes = await this.options.catalogue.volumes();
+    // A volume whose records do not all decode is left out (reported), so that status
+    // still shows every other one; describing it names the record.
+    const volumes = await this.options.catalogue.volumes("skip");
     const stored = options.stored === true;
-    return await Promise.all(
-      volumes.map((volume) => this.describe(volume.name, { stored, whole: true })),
+    const states = await Promise.all(
+      volumes.map((volume) =>
+        this.describe(volume.name, { stored, whole: true }).catch((error: unknown) => {
+          if (isUnreadableRecord(error)) return undefined;
+          throw error;
+        }),
+      ),
     );
+    return states.filter((state) => state !== undefined);
   }
 
   /** Lists the volume's chunks on every sled, in parallel, and sums its incarnation's. */

@@ -203,7 +203,14 @@ describe("a volume's delete removes only what no live volume uses", () => {
   test("not the records of an incarnation another leader created meanwhile", async () => {
     // The name is created again (incarnation 2) right after the delete removed the
     // volume record: as when the deleting leader stalls there past its lease.
-    const created = { name: "v", id: "2-bbbb", sizeBytes: 2 * mebibyte, replicaCount: 2 };
+    const created = {
+      name: "v",
+      id: "2-bbbb",
+      sizeBytes: 2 * mebibyte,
+      replicaCount: 2,
+      partitionBytes: mebibyte,
+      createdAtMs: 2,
+    };
     class RecreatedAfterDelete extends FakeStore {
       override async delete(key: string, options?: { previousSeq?: number }): Promise<void> {
         await super.delete(key, options);
@@ -340,7 +347,14 @@ describe("snapshot records go with their incarnation", () => {
     expect(await recordedIds(catalogue)).toEqual([]);
     // The name created again: its snapshots are recorded afresh, and another delete of
     // an incarnation long gone (a retried purge) leaves them.
-    store.put(keys.volume("v"), { name: "v", id: "v-2", sizeBytes: 1, replicaCount: 2 });
+    store.put(keys.volume("v"), {
+      name: "v",
+      id: "v-2",
+      sizeBytes: mebibyte,
+      replicaCount: 2,
+      partitionBytes: mebibyte,
+      createdAtMs: 2,
+    });
     await catalogue.recordSnapshot(snapshot("daily", "v-2"));
     expect(await catalogue.forgetSnapshotsOf("v", "v-1")).toBe(0);
     expect(await recordedIds(catalogue)).toEqual(["id-daily-v-2"]);
@@ -356,7 +370,14 @@ describe("snapshot records go with their incarnation", () => {
     store.put("snapshot.v.weekly", snapshot("weekly", "v-1"));
     // The name created again as v-2, whose first snapshot takes the name "daily" over
     // the stale record, and whose second is named anew.
-    store.put(keys.volume("v"), { name: "v", id: "v-2", sizeBytes: 1, replicaCount: 2 });
+    store.put(keys.volume("v"), {
+      name: "v",
+      id: "v-2",
+      sizeBytes: mebibyte,
+      replicaCount: 2,
+      partitionBytes: mebibyte,
+      createdAtMs: 2,
+    });
     const stale = await catalogue.snapshotIncludingDeleting("v", "daily");
     await catalogue.recordSnapshot(snapshot("daily", "v-2"), stale);
     await catalogue.recordSnapshot(snapshot("hourly", "v-2"));

@@ -50,6 +50,11 @@ class FullableStore extends FakeStore {
   }
 }
 
+/** A whole volume record of `v` with incarnation `id`. */
+function volumeOf(id: string) {
+  return { name: "v", id, sizeBytes: 1, replicaCount: 2, partitionBytes: 1, createdAtMs: 1 };
+}
+
 function recordingLogger() {
   const errors: string[] = [];
   return {
@@ -70,7 +75,7 @@ test("error 10023 is recognised, also as the cause of another error; a conflict 
 
 test("a catalogue write to a full store fails at once with the named error, logged once a run", async () => {
   const store = new FullableStore();
-  store.put(keys.volume("v"), { name: "v", id: "v-1" });
+  store.put(keys.volume("v"), volumeOf("v-1"));
   const logger = recordingLogger();
   const catalogue = new Catalogue(namingStoreFull(store, logger));
   store.full = true;
@@ -90,7 +95,7 @@ test("a catalogue write to a full store fails at once with the named error, logg
   // ...but one after a write succeeded again is.
   store.full = false;
   expect((await catalogue.deleteVolume("v"))?.id).toBe("v-1");
-  store.put(keys.volume("v"), { name: "v", id: "v-2" });
+  store.put(keys.volume("v"), volumeOf("v-2"));
   store.full = true;
   await expect(catalogue.deleteVolume("v")).rejects.toThrow(/control store is full/);
   expect(logger.errors).toHaveLength(2);

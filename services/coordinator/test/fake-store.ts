@@ -5,6 +5,7 @@
 // listed.
 
 import type { ControlStore, StoredEntry } from "../src/catalogue.ts";
+import type { PartitionRecord } from "../src/decisions.ts";
 
 interface Stored {
   value: Uint8Array;
@@ -54,7 +55,7 @@ export class FakeStore implements ControlStore {
     return {
       revision: entry.revision,
       operation: entry.operation,
-      json: <T>() => JSON.parse(decoder.decode(entry.value)) as T,
+      value: entry.value,
     };
   }
 
@@ -110,4 +111,21 @@ export class FakeStore implements ControlStore {
       yield* found;
     })();
   }
+}
+
+/**
+ * A whole partition record for a test's setup: `fields` over defaults (records are
+ * decoded by their schema, so a setup may not leave fields out).
+ */
+export function partitionFixture(
+  fields: Partial<PartitionRecord> & Pick<PartitionRecord, "volume" | "partition">,
+): PartitionRecord {
+  return {
+    partitionStart: 0,
+    partitionBytes: 1024 * 1024,
+    epoch: 1,
+    primary: "head-1",
+    secondaries: ["head-2"],
+    ...fields,
+  };
 }

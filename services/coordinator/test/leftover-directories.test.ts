@@ -8,7 +8,7 @@ import { Catalogue, keys, type VolumeRecord } from "../src/catalogue.ts";
 import { goneIncarnationsOf, namedIncarnationsOf } from "../src/incarnations.ts";
 import { LeftoverDirectories } from "../src/leftover-directories.ts";
 import { newTenure, type Tenure } from "../src/tenure.ts";
-import { FakeStore } from "./fake-store.ts";
+import { FakeStore, partitionFixture } from "./fake-store.ts";
 
 const liveId = "3-bbbbbbbbbbbb";
 /** Deleted, and its purge record forgotten: nothing in the catalogue names it. */
@@ -66,9 +66,15 @@ describe("which incarnations are gone", () => {
 function harness() {
   const store = new FakeStore();
   store.put(keys.volume("v"), volume("v", liveId));
-  store.put(keys.partition("v", 0), { volume: "v", volumeId: liveId, partition: 0 });
+  store.put(
+    keys.partition("v", 0),
+    partitionFixture({ volume: "v", volumeId: liveId, partition: 0 }),
+  );
   store.put(keys.purge(purgingId), { volume: "x", volumeId: purgingId, deletedAtMs: 1 });
-  store.put(keys.partition("w", 0), { volume: "w", volumeId: creatingId, partition: 0 });
+  store.put(
+    keys.partition("w", 0),
+    partitionFixture({ volume: "w", volumeId: creatingId, partition: 0 }),
+  );
   const catalogue = new Catalogue(store);
   let reads = 0;
   const counted: Pick<Catalogue, "volumes" | "allPartitions" | "purges"> = {

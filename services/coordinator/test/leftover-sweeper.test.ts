@@ -8,7 +8,7 @@ import { Catalogue, keys } from "../src/catalogue.ts";
 import { LeftoverSweeper } from "../src/leftover-sweeper.ts";
 import type { Member } from "../src/membership.ts";
 import type { Tenure } from "../src/tenure.ts";
-import { FakeStore } from "./fake-store.ts";
+import { FakeStore, partitionFixture } from "./fake-store.ts";
 
 interface Chunk {
   chunkId: string;
@@ -84,7 +84,10 @@ function harness() {
     createdAtMs: 1,
   });
   store.put(keys.purge(purgingId), { volume: "v", volumeId: purgingId, deletedAtMs: 1 });
-  store.put(keys.partition("w", 0), { volume: "w", volumeId: creatingId, partition: 0 });
+  store.put(
+    keys.partition("w", 0),
+    partitionFixture({ volume: "w", volumeId: creatingId, partition: 0 }),
+  );
   const sleds = new Map([
     ["sled-1", new FakeSled()],
     ["sled-2", new FakeSled()],

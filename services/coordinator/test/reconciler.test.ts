@@ -5,7 +5,7 @@
 import { BallastError, ErrorCode } from "@ballast/protocol";
 import { createLogger } from "@ballast/runtime";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import type { VolumeRecord } from "../src/catalogue.ts";
+import { Catalogue, keys, type VolumeRecord } from "../src/catalogue.ts";
 import { Configurer, refreshDue } from "../src/configurer.ts";
 import {
   catalogueRefreshMs,
@@ -27,6 +27,7 @@ import {
   spreadMs,
 } from "../src/reconciler.ts";
 import { forgetConfigured, newTenure, type Tenure, touch } from "../src/tenure.ts";
+import { FakeStore } from "./fake-store.ts";
 
 const volume: VolumeRecord = {
   name: "vol",
@@ -135,6 +136,39 @@ function setup(
   };
   return { tenure, alive, round, reconciler, decided };
 }
+
+describe("Reconciler: the catalogue re-read past a damaged record", () => {
+  beforeEach(() => {
+    clockMs = 100_000;
+    vi.spyOn(globalThis.performance, "now").mockImplementation(() => clockMs);
+  });
+  afterEach(() => vi.restoreAllMocks());
+
+  it("reads every other record, and keeps what it held of the damaged one", async () => {
+    const store = new FakeStore();
+    store.put(keys.volume("vol"), volume);
+    store.put(keys.partition("vol", 0), record(0, { epoch: 2 }));
+    store.put(keys.partition("vol", 1), { volume: "vol", partition: "1", epoch: -1 });
+    store.put(keys.partition("vol", 2), record(2));
+    const { tenure, round } = setup(new Catalogue(store));
+    tenure.refreshing = false;
+    tenure.refreshedAtMs = clockMs - catalogueRefreshMs;
+    round();
+    // The re-read finished (before, the damaged record failed it, every pass)...
+    await vi.waitFor(() => expect(tenure.refreshedAtMs).toBe(clockMs));
+    expect(tenure.records.get(partitionKey(record(0)))?.value.epoch).toBe(2);
+    // ...and the partition it could not read is not taken for deleted, nor its volume.
+    expect(tenure.records.get(partitionKey(record(1)))?.value).toEqual(record(1));
+    expect(tenure.volumes.get("vol")).toEqual(volume);
+    // A volume record that does not decode is kept the same way.
+    store.put(keys.volume("vol"), { name: "vol", sizeBytes: "huge" });
+    clockMs += catalogueRefreshMs;
+    round();
+    await vi.waitFor(() => expect(tenure.refreshedAtMs).toBe(clockMs));
+    expect(tenure.volumes.get("vol")).toEqual(volume);
+    expect(tenure.records.size).toBe(3);
+  });
+});
 
 describe("Reconciler: deciding only what changed", () => {
   beforeEach(() => {

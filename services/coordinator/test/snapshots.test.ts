@@ -704,7 +704,14 @@ test("a record write not stored leaves the trees to the sweep; one refused as a 
   store.onWrite = (operation, key) => {
     if (operation !== "update") return undefined;
     store.onWrite = undefined;
-    store.put(key, { volume: "v", name: "t", id: "other", volumeId: "1-aaaaaaaaaaaa" });
+    store.put(key, {
+      volume: "v",
+      name: "t",
+      id: "other",
+      volumeId: "1-aaaaaaaaaaaa",
+      createdAtMs: 1,
+      partitions: [],
+    });
     return undefined;
   };
   const conflict = await snapshots

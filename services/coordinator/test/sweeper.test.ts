@@ -281,7 +281,7 @@ describe("under leader churn", () => {
     expect([...sled.chunks].sort()).toEqual([chunkId(1), chunkId(3), chunkId(7)]);
     expect([...sled.blobs.keys()].sort()).toEqual([blobKey("a", 10), blobKey("b", 9)]);
     // Nothing left to hand on, and the last leader's term on the record.
-    expect((await store.get(keys.sweepSightings))?.json()).toEqual({
+    expect(store.value(keys.sweepSightings)).toEqual({
       term: 13,
       objects: [],
       snapshots: [],
@@ -314,7 +314,7 @@ describe("under leader churn", () => {
     leadership.tenure = { ...tenure, term: 50 } as Tenure;
     await sweeper.sweep();
     await sweeper.sweep();
-    expect((await store.get(keys.sweepSightings))?.json()).toEqual(later);
+    expect(store.value(keys.sweepSightings)).toEqual(later);
   });
 });
 

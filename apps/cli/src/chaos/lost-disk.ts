@@ -23,7 +23,7 @@
 
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { buckets } from "@ballast/protocol";
+import { buckets, decodeControlRecord } from "@ballast/protocol";
 import type { Bus } from "@ballast/runtime";
 import { Kvm } from "@nats-io/kv";
 import type { LocalCluster } from "../local-cluster.ts";
@@ -152,11 +152,12 @@ export async function readPartitionRecords(
   const records: RecordedPartition[] = [];
   for (const volume of volumes) {
     for (let partition = 0; partition < volume.partitions; partition++) {
-      const entry = await kv.get(`partition.${volume.name}.${partition}`);
+      const key = `partition.${volume.name}.${partition}`;
+      const entry = await kv.get(key);
       if (entry === null || entry.operation !== "PUT") {
         throw new Error(`no record of partition ${volume.name}/${partition}`);
       }
-      records.push(entry.json<RecordedPartition>());
+      records.push(decodeControlRecord("partition", key, entry.value));
     }
   }
   return records;
