@@ -125,6 +125,35 @@ interface CacheCounts {
   evictions: number;
 }
 
+/**
+ * Messages a process received over links so far, by kind and scope (`node.info.v1`'s
+ * `links.received`): with links on, the write path's requests, notes and acknowledgements
+ * go there and not through nats-server, so a NATS wiretap does not see them.
+ */
+async function linkReceived(
+  bus: Awaited<ReturnType<typeof connectTestBus>>,
+  node: string,
+): Promise<Map<string, number>> {
+  const info = await bus.bus
+    .request(
+      subjects.node.build("headnode", node),
+      { type: "node.info.v1" },
+      { deadlineMs: 10_000 },
+    )
+    .catch(() => undefined);
+  const received = (info?.details.links as { received?: Record<string, unknown> } | undefined)
+    ?.received;
+  const counts = new Map<string, number>();
+  for (const kind of ["requests", "publishes"]) {
+    const byScope = received?.[kind];
+    if (typeof byScope !== "object" || byScope === null) continue;
+    for (const [scope, count] of Object.entries(byScope)) {
+      if (typeof count === "number") counts.set(`${scope} ${kind}`, count);
+    }
+  }
+  return counts;
+}
+
 /** The chunk cache counters a head node describes in `node.info.v1`, if it does. */
 async function cacheCounts(
   bus: Awaited<ReturnType<typeof connectTestBus>>,
@@ -419,6 +448,10 @@ async function main(): Promise<void> {
         const before = new Map<string, { user: number; system: number; minorFaults: number }>();
         const callsBefore = new Map<string, { reads: number; writes: number }>();
         const cacheBefore = await cacheCounts(infoBus, primary);
+        const linksBefore = [
+          await linkReceived(infoBus, primary),
+          await linkReceived(infoBus, secondary),
+        ];
         for (const [id, pid] of pids) before.set(id, await cpuSeconds(pid));
         for (const [id, pid] of pids) callsBefore.set(id, await syscalls(pid));
         const started = performance.now();
@@ -429,6 +462,10 @@ async function main(): Promise<void> {
         for (const [id, pid] of pids) after.set(id, await cpuSeconds(pid));
         for (const [id, pid] of pids) callsAfter.set(id, await syscalls(pid));
         const cacheAfter = await cacheCounts(infoBus, primary);
+        const linksAfter = [
+          await linkReceived(infoBus, primary),
+          await linkReceived(infoBus, secondary),
+        ];
         const elapsed = (performance.now() - started) / 1000;
         if (profileDir !== undefined) {
           for (const record of cluster.records()) process.kill(record.pid, "SIGWINCH");
@@ -543,6 +580,18 @@ async function main(): Promise<void> {
               }),
         };
         runs.push(result);
+        // Link messages per I/O, received by the primary and by the secondary: requests
+        // and notes per write are the batching the gateway and the primary achieve.
+        const linkLines: string[] = [];
+        for (const [index, role] of ["primary", "secondary"].entries()) {
+          const shown: string[] = [];
+          for (const [key, count] of linksAfter[index]!) {
+            const delta = count - (linksBefore[index]!.get(key) ?? 0);
+            if (delta > 0) shown.push(`${key} ${(delta / writes).toFixed(3)}`);
+          }
+          if (shown.length > 0) linkLines.push(`${role}: ${shown.join(", ")}`);
+        }
+        if (linkLines.length > 0) log(`  link messages received per I/O: ${linkLines.join("; ")}`);
         if (tap !== undefined) {
           log(
             `  messages per I/O: ${[...counts]
