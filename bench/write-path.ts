@@ -12,6 +12,10 @@
 // take the figures from a run without it). --rounds N runs the list of jobs N times.
 // With --gc DIR it counts each service's garbage collections by kind over each job and
 // prints them (via bench/gc-count.cjs; DIR/<job>-<round>-<role>.gc.json).
+// With --alloc DIR it samples each service's JS heap allocations over each job and
+// prints the bytes allocated per I/O per process (via bench/alloc-profile.cjs;
+// DIR/<job>-<round>-<role>.heapprofile): what the young generation collects per write,
+// steadier under load than CPU time.
 // With --latency DIR it records, around each job, the events of the hooks of
 // bench/latency-hooks.patch (apply it first: `git apply bench/latency-hooks.patch`) in
 // every service (DIR/<job>-<round>/<role>.json, via bench/latency-trace.cjs);
@@ -21,6 +25,7 @@
 //   npm run bench:write -- --seconds 10 --rounds 3 --json-out write.json
 //   npm run bench:write -- --profile /tmp/prof
 //   npm run bench:write -- --gc /tmp/gc     garbage collections per process and kind
+//   npm run bench:write -- --alloc /tmp/al  JS heap bytes allocated per I/O per process
 //   npm run bench:write -- --jobs randread-qd32,read-1m-qd8
 //   npm run bench:write -- --jobs randwrite-qd1 --latency /tmp/lat   (hooks applied)
 //   npm run bench:write -- --jobs randread-qd32 --volume-mib 512 --cache-mib 256
@@ -154,6 +159,17 @@ async function linkReceived(
   return counts;
 }
 
+/** The bytes a sampling heap profile's tree (`HeapProfiler.stopSampling`) allocated. */
+interface AllocationNode {
+  selfSize: number;
+  children: AllocationNode[];
+}
+function allocatedBytes(node: AllocationNode): number {
+  let bytes = node.selfSize;
+  for (const child of node.children) bytes += allocatedBytes(child);
+  return bytes;
+}
+
 /** The chunk cache counters a head node describes in `node.info.v1`, if it does. */
 async function cacheCounts(
   bus: Awaited<ReturnType<typeof connectTestBus>>,
@@ -220,6 +236,7 @@ async function main(): Promise<void> {
       profile: { type: "string" },
       latency: { type: "string" },
       gc: { type: "string" },
+      alloc: { type: "string" },
       "count-messages": { type: "boolean", default: false },
       "json-out": { type: "string" },
       jobs: { type: "string", default: defaultJobs },
@@ -244,7 +261,8 @@ async function main(): Promise<void> {
   const profileDir = values.profile;
   const latencyDir = values.latency;
   const gcDir = values.gc;
-  if ([latencyDir, profileDir, gcDir].filter((dir) => dir !== undefined).length > 1) {
+  const allocDir = values.alloc;
+  if ([latencyDir, profileDir, gcDir, allocDir].filter((dir) => dir !== undefined).length > 1) {
     throw new Error("--latency, --profile and --gc all use SIGWINCH: give one of them");
   }
   const log = (line: string) => process.stderr.write(`${line}\n`);
@@ -292,6 +310,12 @@ async function main(): Promise<void> {
           : {
               NODE_OPTIONS: `--require ${fileURLToPath(new URL("./gc-count.cjs", import.meta.url))}`,
               BALLAST_BENCH_GC_DIR: gcDir,
+            }),
+        ...(allocDir === undefined
+          ? {}
+          : {
+              NODE_OPTIONS: `--require ${fileURLToPath(new URL("./alloc-profile.cjs", import.meta.url))}`,
+              BALLAST_BENCH_ALLOC_DIR: allocDir,
             }),
       },
     });
@@ -445,6 +469,10 @@ async function main(): Promise<void> {
           await mkdir(gcDir, { recursive: true });
           for (const record of cluster.records()) process.kill(record.pid, "SIGWINCH");
         }
+        if (allocDir !== undefined) {
+          await mkdir(allocDir, { recursive: true });
+          for (const record of cluster.records()) process.kill(record.pid, "SIGWINCH");
+        }
         const before = new Map<string, { user: number; system: number; minorFaults: number }>();
         const callsBefore = new Map<string, { reads: number; writes: number }>();
         const cacheBefore = await cacheCounts(infoBus, primary);
@@ -499,6 +527,20 @@ async function main(): Promise<void> {
           }
           log(`  collections: ${lines.join("; ")}`);
         }
+        const allocated = new Map<string, number>();
+        if (allocDir !== undefined) {
+          for (const record of cluster.records()) process.kill(record.pid, "SIGWINCH");
+          await new Promise((resolve) => setTimeout(resolve, 2000));
+          for (const [id, pid] of pids) {
+            const text = await readFile(join(allocDir, `${pid}.heapprofile`), "utf8").catch(
+              () => undefined,
+            );
+            if (text === undefined) continue;
+            const role = id.replace(/ .*/, "");
+            await writeFile(join(allocDir, `${job}-${round}-${role}.heapprofile`), text);
+            allocated.set(role, allocatedBytes(JSON.parse(text).head));
+          }
+        }
         if (latencyDir !== undefined) {
           for (const record of cluster.records()) process.kill(record.pid, "SIGWINCH");
           await new Promise((resolve) => setTimeout(resolve, 2000));
@@ -525,6 +567,13 @@ async function main(): Promise<void> {
         const side = spec.rw === "read" || spec.rw === "randread" ? "read" : "write";
         const write = parsed.jobs[0][side];
         const writes = write.total_ios as number;
+        if (allocated.size > 0) {
+          log(
+            `  JS heap bytes allocated per I/O: ${[...allocated]
+              .map(([role, bytes]) => `${role} ${(bytes / writes).toFixed(0)}`)
+              .join(", ")}`,
+          );
+        }
         const cpuUsPerWrite: Record<string, number> = {};
         const systemUsPerWrite: Record<string, number> = {};
         const netUsPerWrite: Record<string, number> = {};
