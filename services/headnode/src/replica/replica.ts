@@ -1528,7 +1528,10 @@ export class Replica {
     target = Math.min(target, this.lastOpNum);
     while (this.commitOpNum < target) {
       const note = this.log.get(this.commitOpNum + 1);
-      assert(note !== undefined, `op ${this.commitOpNum + 1} is to be committed but is not held`);
+      // Once per committed op: the message is built only on failure.
+      if (note === undefined) {
+        assert(false, `op ${this.commitOpNum + 1} is to be committed but is not held`);
+      }
       const flushedBefore = this.metadata.flushedThroughOpNum;
       const chunksBefore = this.metadata.chunks.size;
       const applied = this.metadata.apply(note);
