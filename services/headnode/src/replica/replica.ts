@@ -1914,7 +1914,8 @@ export class Replica {
     // A whole write's data is not read again: its note's CRC32C (computed from those
     // bytes at assign, or checked against them on arrival) is combined in.
     let checksum = 0;
-    for (const [index, part] of parts.entries()) {
+    for (let index = 0; index < parts.length; index++) {
+      const part = parts[index]!;
       const known = partChecksums[index];
       checksum =
         known === undefined
