@@ -23,6 +23,7 @@
 //
 //   npm run bench:write                      8 s per job, one round
 //   npm run bench:write -- --seconds 10 --rounds 3 --json-out write.json
+//   npm run bench:write -- --jobs randwrite-qd32 --warmup 15   CPU per write with the JIT settled
 //   npm run bench:write -- --profile /tmp/prof
 //   npm run bench:write -- --gc /tmp/gc     garbage collections per process and kind
 //   npm run bench:write -- --alloc /tmp/al  JS heap bytes allocated per I/O per process
@@ -65,6 +66,15 @@ const volumeMibDefault = 256;
 let volumeBytes = volumeMibDefault * mebibyte;
 /** Clock ticks per second of /proc/<pid>/stat times (USER_HZ: 100 on Linux). */
 const clockTicksPerSecond = 100;
+
+/**
+ * Seconds of QD32 random writes before the first job (`--warmup`). Three leave the JIT
+ * busy: a perf profile 2 s into the next QD32 job found V8's compiler threads at 22 to
+ * 26 % of the primary's, secondary's and gateway's CPU, and 5 to 9 % 20 s in; the
+ * first of several 8 s rounds costs about 10 % more CPU per write than the next.
+ * Comparisons of CPU per write want `--warmup 15` or the later rounds of `--rounds`.
+ */
+const warmupSecondsDefault = 3;
 
 /** The jobs `--jobs` defaults to: the write path's two. */
 const defaultJobs = "randwrite-qd1,randwrite-qd32";
@@ -233,6 +243,7 @@ async function main(): Promise<void> {
     options: {
       seconds: { type: "string", default: "8" },
       rounds: { type: "string", default: "1" },
+      warmup: { type: "string", default: String(warmupSecondsDefault) },
       profile: { type: "string" },
       latency: { type: "string" },
       gc: { type: "string" },
@@ -258,12 +269,16 @@ async function main(): Promise<void> {
   const jobs = values.jobs.split(",").map((name) => parseJob(name.trim()));
   const seconds = Number(values.seconds);
   const rounds = Number(values.rounds);
+  const warmupSeconds = Number(values.warmup);
+  if (!Number.isInteger(warmupSeconds) || warmupSeconds < 1) {
+    throw new Error(`--warmup must be a whole number of seconds, at least 1, not ${values.warmup}`);
+  }
   const profileDir = values.profile;
   const latencyDir = values.latency;
   const gcDir = values.gc;
   const allocDir = values.alloc;
   if ([latencyDir, profileDir, gcDir, allocDir].filter((dir) => dir !== undefined).length > 1) {
-    throw new Error("--latency, --profile and --gc all use SIGWINCH: give one of them");
+    throw new Error("--latency, --profile, --gc and --alloc all use SIGWINCH: give one of them");
   }
   const log = (line: string) => process.stderr.write(`${line}\n`);
   const directory = await temporaryDirectory("ballast-wpath-");
@@ -406,8 +421,8 @@ async function main(): Promise<void> {
     // The primary's chunk cache counters, read around each job (not counted in its CPU:
     // one request each side).
     const infoBus = await connectTestBus(cluster.natsUrl);
-    // A short warm-up: the first writes allocate chunks and JIT the path.
-    await fio(jobArgs(uri, parseJob("randwrite-qd32"), 3));
+    // A warm-up: the first writes allocate chunks and JIT the path.
+    await fio(jobArgs(uri, parseJob("randwrite-qd32"), warmupSeconds));
     if (jobs.some((job) => job.rw === "read" || job.rw === "randread")) {
       // Reads of a never-written volume are zeros the primary makes up: write it all,
       // then have its chunks flushed to sleds, so reads take the sled path.
