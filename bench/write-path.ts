@@ -12,6 +12,10 @@
 // take the figures from a run without it). --rounds N runs the list of jobs N times.
 // With --gc DIR it counts each service's garbage collections by kind over each job and
 // prints them (via bench/gc-count.cjs; DIR/<job>-<round>-<role>.gc.json).
+// With --alloc DIR it samples each service's JS heap allocations over each job and
+// prints the bytes allocated per I/O per process (via bench/alloc-profile.cjs;
+// DIR/<job>-<round>-<role>.heapprofile): what the young generation collects per write,
+// steadier under load than CPU time.
 // With --latency DIR it records, around each job, the events of the hooks of
 // bench/latency-hooks.patch (apply it first: `git apply bench/latency-hooks.patch`) in
 // every service (DIR/<job>-<round>/<role>.json, via bench/latency-trace.cjs);
@@ -19,8 +23,10 @@
 //
 //   npm run bench:write                      8 s per job, one round
 //   npm run bench:write -- --seconds 10 --rounds 3 --json-out write.json
+//   npm run bench:write -- --jobs randwrite-qd32 --warmup 15   CPU per write with the JIT settled
 //   npm run bench:write -- --profile /tmp/prof
 //   npm run bench:write -- --gc /tmp/gc     garbage collections per process and kind
+//   npm run bench:write -- --alloc /tmp/al  JS heap bytes allocated per I/O per process
 //   npm run bench:write -- --jobs randread-qd32,read-1m-qd8
 //   npm run bench:write -- --jobs randwrite-qd1 --latency /tmp/lat   (hooks applied)
 //   npm run bench:write -- --jobs randread-qd32 --volume-mib 512 --cache-mib 256
@@ -60,6 +66,15 @@ const volumeMibDefault = 256;
 let volumeBytes = volumeMibDefault * mebibyte;
 /** Clock ticks per second of /proc/<pid>/stat times (USER_HZ: 100 on Linux). */
 const clockTicksPerSecond = 100;
+
+/**
+ * Seconds of QD32 random writes before the first job (`--warmup`). Three leave the JIT
+ * busy: a perf profile 2 s into the next QD32 job found V8's compiler threads at 22 to
+ * 26 % of the primary's, secondary's and gateway's CPU, and 5 to 9 % 20 s in; the
+ * first of several 8 s rounds costs about 10 % more CPU per write than the next.
+ * Comparisons of CPU per write want `--warmup 15` or the later rounds of `--rounds`.
+ */
+const warmupSecondsDefault = 3;
 
 /** The jobs `--jobs` defaults to: the write path's two. */
 const defaultJobs = "randwrite-qd1,randwrite-qd32";
@@ -125,6 +140,46 @@ interface CacheCounts {
   evictions: number;
 }
 
+/**
+ * Messages a process received over links so far, by kind and scope (`node.info.v1`'s
+ * `links.received`): with links on, the write path's requests, notes and acknowledgements
+ * go there and not through nats-server, so a NATS wiretap does not see them.
+ */
+async function linkReceived(
+  bus: Awaited<ReturnType<typeof connectTestBus>>,
+  node: string,
+): Promise<Map<string, number>> {
+  const info = await bus.bus
+    .request(
+      subjects.node.build("headnode", node),
+      { type: "node.info.v1" },
+      { deadlineMs: 10_000 },
+    )
+    .catch(() => undefined);
+  const received = (info?.details.links as { received?: Record<string, unknown> } | undefined)
+    ?.received;
+  const counts = new Map<string, number>();
+  for (const kind of ["requests", "publishes"]) {
+    const byScope = received?.[kind];
+    if (typeof byScope !== "object" || byScope === null) continue;
+    for (const [scope, count] of Object.entries(byScope)) {
+      if (typeof count === "number") counts.set(`${scope} ${kind}`, count);
+    }
+  }
+  return counts;
+}
+
+/** The bytes a sampling heap profile's tree (`HeapProfiler.stopSampling`) allocated. */
+interface AllocationNode {
+  selfSize: number;
+  children: AllocationNode[];
+}
+function allocatedBytes(node: AllocationNode): number {
+  let bytes = node.selfSize;
+  for (const child of node.children) bytes += allocatedBytes(child);
+  return bytes;
+}
+
 /** The chunk cache counters a head node describes in `node.info.v1`, if it does. */
 async function cacheCounts(
   bus: Awaited<ReturnType<typeof connectTestBus>>,
@@ -188,9 +243,11 @@ async function main(): Promise<void> {
     options: {
       seconds: { type: "string", default: "8" },
       rounds: { type: "string", default: "1" },
+      warmup: { type: "string", default: String(warmupSecondsDefault) },
       profile: { type: "string" },
       latency: { type: "string" },
       gc: { type: "string" },
+      alloc: { type: "string" },
       "count-messages": { type: "boolean", default: false },
       "json-out": { type: "string" },
       jobs: { type: "string", default: defaultJobs },
@@ -212,11 +269,16 @@ async function main(): Promise<void> {
   const jobs = values.jobs.split(",").map((name) => parseJob(name.trim()));
   const seconds = Number(values.seconds);
   const rounds = Number(values.rounds);
+  const warmupSeconds = Number(values.warmup);
+  if (!Number.isInteger(warmupSeconds) || warmupSeconds < 1) {
+    throw new Error(`--warmup must be a whole number of seconds, at least 1, not ${values.warmup}`);
+  }
   const profileDir = values.profile;
   const latencyDir = values.latency;
   const gcDir = values.gc;
-  if ([latencyDir, profileDir, gcDir].filter((dir) => dir !== undefined).length > 1) {
-    throw new Error("--latency, --profile and --gc all use SIGWINCH: give one of them");
+  const allocDir = values.alloc;
+  if ([latencyDir, profileDir, gcDir, allocDir].filter((dir) => dir !== undefined).length > 1) {
+    throw new Error("--latency, --profile, --gc and --alloc all use SIGWINCH: give one of them");
   }
   const log = (line: string) => process.stderr.write(`${line}\n`);
   const directory = await temporaryDirectory("ballast-wpath-");
@@ -263,6 +325,12 @@ async function main(): Promise<void> {
           : {
               NODE_OPTIONS: `--require ${fileURLToPath(new URL("./gc-count.cjs", import.meta.url))}`,
               BALLAST_BENCH_GC_DIR: gcDir,
+            }),
+        ...(allocDir === undefined
+          ? {}
+          : {
+              NODE_OPTIONS: `--require ${fileURLToPath(new URL("./alloc-profile.cjs", import.meta.url))}`,
+              BALLAST_BENCH_ALLOC_DIR: allocDir,
             }),
       },
     });
@@ -353,8 +421,8 @@ async function main(): Promise<void> {
     // The primary's chunk cache counters, read around each job (not counted in its CPU:
     // one request each side).
     const infoBus = await connectTestBus(cluster.natsUrl);
-    // A short warm-up: the first writes allocate chunks and JIT the path.
-    await fio(jobArgs(uri, parseJob("randwrite-qd32"), 3));
+    // A warm-up: the first writes allocate chunks and JIT the path.
+    await fio(jobArgs(uri, parseJob("randwrite-qd32"), warmupSeconds));
     if (jobs.some((job) => job.rw === "read" || job.rw === "randread")) {
       // Reads of a never-written volume are zeros the primary makes up: write it all,
       // then have its chunks flushed to sleds, so reads take the sled path.
@@ -416,9 +484,17 @@ async function main(): Promise<void> {
           await mkdir(gcDir, { recursive: true });
           for (const record of cluster.records()) process.kill(record.pid, "SIGWINCH");
         }
+        if (allocDir !== undefined) {
+          await mkdir(allocDir, { recursive: true });
+          for (const record of cluster.records()) process.kill(record.pid, "SIGWINCH");
+        }
         const before = new Map<string, { user: number; system: number; minorFaults: number }>();
         const callsBefore = new Map<string, { reads: number; writes: number }>();
         const cacheBefore = await cacheCounts(infoBus, primary);
+        const linksBefore = [
+          await linkReceived(infoBus, primary),
+          await linkReceived(infoBus, secondary),
+        ];
         for (const [id, pid] of pids) before.set(id, await cpuSeconds(pid));
         for (const [id, pid] of pids) callsBefore.set(id, await syscalls(pid));
         const started = performance.now();
@@ -429,6 +505,10 @@ async function main(): Promise<void> {
         for (const [id, pid] of pids) after.set(id, await cpuSeconds(pid));
         for (const [id, pid] of pids) callsAfter.set(id, await syscalls(pid));
         const cacheAfter = await cacheCounts(infoBus, primary);
+        const linksAfter = [
+          await linkReceived(infoBus, primary),
+          await linkReceived(infoBus, secondary),
+        ];
         const elapsed = (performance.now() - started) / 1000;
         if (profileDir !== undefined) {
           for (const record of cluster.records()) process.kill(record.pid, "SIGWINCH");
@@ -462,6 +542,20 @@ async function main(): Promise<void> {
           }
           log(`  collections: ${lines.join("; ")}`);
         }
+        const allocated = new Map<string, number>();
+        if (allocDir !== undefined) {
+          for (const record of cluster.records()) process.kill(record.pid, "SIGWINCH");
+          await new Promise((resolve) => setTimeout(resolve, 2000));
+          for (const [id, pid] of pids) {
+            const text = await readFile(join(allocDir, `${pid}.heapprofile`), "utf8").catch(
+              () => undefined,
+            );
+            if (text === undefined) continue;
+            const role = id.replace(/ .*/, "");
+            await writeFile(join(allocDir, `${job}-${round}-${role}.heapprofile`), text);
+            allocated.set(role, allocatedBytes(JSON.parse(text).head));
+          }
+        }
         if (latencyDir !== undefined) {
           for (const record of cluster.records()) process.kill(record.pid, "SIGWINCH");
           await new Promise((resolve) => setTimeout(resolve, 2000));
@@ -488,6 +582,13 @@ async function main(): Promise<void> {
         const side = spec.rw === "read" || spec.rw === "randread" ? "read" : "write";
         const write = parsed.jobs[0][side];
         const writes = write.total_ios as number;
+        if (allocated.size > 0) {
+          log(
+            `  JS heap bytes allocated per I/O: ${[...allocated]
+              .map(([role, bytes]) => `${role} ${(bytes / writes).toFixed(0)}`)
+              .join(", ")}`,
+          );
+        }
         const cpuUsPerWrite: Record<string, number> = {};
         const systemUsPerWrite: Record<string, number> = {};
         const netUsPerWrite: Record<string, number> = {};
@@ -543,6 +644,18 @@ async function main(): Promise<void> {
               }),
         };
         runs.push(result);
+        // Link messages per I/O, received by the primary and by the secondary: requests
+        // and notes per write are the batching the gateway and the primary achieve.
+        const linkLines: string[] = [];
+        for (const [index, role] of ["primary", "secondary"].entries()) {
+          const shown: string[] = [];
+          for (const [key, count] of linksAfter[index]!) {
+            const delta = count - (linksBefore[index]!.get(key) ?? 0);
+            if (delta > 0) shown.push(`${key} ${(delta / writes).toFixed(3)}`);
+          }
+          if (shown.length > 0) linkLines.push(`${role}: ${shown.join(", ")}`);
+        }
+        if (linkLines.length > 0) log(`  link messages received per I/O: ${linkLines.join("; ")}`);
         if (tap !== undefined) {
           log(
             `  messages per I/O: ${[...counts]

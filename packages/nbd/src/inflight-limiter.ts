@@ -3,7 +3,7 @@
 // either is at its limit. Only the read loop waits, so there is one waiter at most;
 // requests complete in any order and each completion may wake it.
 
-import { assert } from "./errors.ts";
+import { assert, NbdAssertionError } from "./errors.ts";
 
 export class InflightLimiter {
   private readonly requestsMax: number;
@@ -28,15 +28,26 @@ export class InflightLimiter {
    * holds the header and the data back until there is room for both.
    */
   whenRoomFor(payloadBytes: number): Promise<void> {
-    assert(this.waiter === undefined, "one caller waits for room at a time");
-    assert(
-      payloadBytes <= this.payloadBytesMax,
-      `a request of ${payloadBytes} payload bytes can never fit in ${this.payloadBytesMax}`,
-    );
-    if (this.fits(payloadBytes)) return Promise.resolve();
+    if (this.hasRoomFor(payloadBytes)) return Promise.resolve();
     return new Promise((resolve) => {
       this.waiter = { payloadBytes, resolve };
     });
+  }
+
+  /**
+   * Whether one more request holding `payloadBytes` fits now: `whenRoomFor` without a
+   * promise, for the read loop's common case (room to spare). False means wait with
+   * `whenRoomFor`.
+   */
+  hasRoomFor(payloadBytes: number): boolean {
+    assert(this.waiter === undefined, "one caller waits for room at a time");
+    // The message only when it fails: this runs twice per request.
+    if (payloadBytes > this.payloadBytesMax) {
+      throw new NbdAssertionError(
+        `a request of ${payloadBytes} payload bytes can never fit in ${this.payloadBytesMax}`,
+      );
+    }
+    return this.fits(payloadBytes);
   }
 
   /** Counts a request in; room for it must have been waited for. */

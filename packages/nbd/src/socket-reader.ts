@@ -20,7 +20,7 @@
 // requests for as long as it likes.
 
 import type { Readable } from "node:stream";
-import { assert, ConnectionClosedError } from "./errors.ts";
+import { assert, ConnectionClosedError, NbdAssertionError } from "./errors.ts";
 import type { StallWatch } from "./socket-writer.ts";
 
 interface Waiter {
@@ -89,6 +89,19 @@ export class SocketReader {
     return this.take(bytes);
   }
 
+  /**
+   * The next `bytes` bytes if they have all arrived, else undefined and nothing read:
+   * `read` without a promise, for a loop that would otherwise await bytes already here
+   * (the NBD request loop, for every header and write payload a socket read brought in
+   * together). Not while a `read` waits: one read at a time.
+   */
+  readNow(bytes: number): Buffer | undefined {
+    if (this.waiter !== undefined) {
+      throw new NbdAssertionError("a SocketReader serves one read at a time");
+    }
+    return this.bufferedBytes >= bytes ? this.take(bytes) : undefined;
+  }
+
   /** Skips the next `bytes` bytes as they arrive, without holding them. */
   async discard(bytes: number): Promise<void> {
     let remaining = bytes;
@@ -142,7 +155,10 @@ export class SocketReader {
   }
 
   private take(bytes: number): Buffer {
-    assert(bytes <= this.bufferedBytes, `take ${bytes} of ${this.bufferedBytes} buffered bytes`);
+    // The message only when it fails: this runs twice per request.
+    if (bytes > this.bufferedBytes) {
+      throw new NbdAssertionError(`take ${bytes} of ${this.bufferedBytes} buffered bytes`);
+    }
     if (bytes === 0) return empty;
     const first = this.chunks[0]!;
     let result: Buffer;

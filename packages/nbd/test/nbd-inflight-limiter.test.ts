@@ -54,4 +54,18 @@ describe("InflightLimiter", () => {
     expect(() => limiter.end(0)).toThrow(/never begun/);
     expect(() => limiter.whenRoomFor(1001)).toThrow(/can never fit/);
   });
+
+  test("hasRoomFor says at once whether whenRoomFor would resolve without waiting", async () => {
+    const limiter = new InflightLimiter(2, 1000);
+    expect(limiter.hasRoomFor(1000)).toBe(true);
+    limiter.begin(600);
+    expect(limiter.hasRoomFor(400)).toBe(true);
+    expect(limiter.hasRoomFor(401)).toBe(false);
+    expect(await isSettled(limiter.whenRoomFor(401))).toBe(false);
+    limiter.end(600);
+    limiter.begin(0);
+    limiter.begin(0);
+    expect(limiter.hasRoomFor(0)).toBe(false);
+    expect(() => limiter.hasRoomFor(1001)).toThrow(/can never fit in 1000/);
+  });
 });

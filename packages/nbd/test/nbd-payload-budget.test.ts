@@ -29,3 +29,17 @@ test("a request larger than the bound, or giving back more than was taken, is a 
   expect(() => budget.take(101)).toThrow(/can never fit/);
   expect(() => budget.give(1)).toThrow(/more payload bytes than were taken/);
 });
+
+test("tryTake takes free bytes at once, and nothing when they are not free or someone waits", async () => {
+  const budget = new PayloadBudget(100);
+  expect(budget.tryTake(70)).toBe(true);
+  expect(budget.tryTake(31)).toBe(false);
+  expect(budget.held).toBe(70);
+  const waiting = budget.take(50);
+  // 20 bytes are free, but a waiter came first: not passed over.
+  expect(budget.tryTake(20)).toBe(false);
+  budget.give(70);
+  await waiting;
+  expect(budget.held).toBe(50);
+  expect(() => budget.tryTake(101)).toThrow(/can never fit/);
+});

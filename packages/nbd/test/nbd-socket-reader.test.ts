@@ -2,6 +2,7 @@
 // views instead of copies where possible, the read-ahead bound, and how it ends.
 
 import { PassThrough } from "node:stream";
+import fc from "fast-check";
 import { describe, expect, test } from "vitest";
 import { ConnectionClosedError } from "../src/index.ts";
 import { SocketReader } from "../src/socket-reader.ts";
@@ -95,5 +96,67 @@ describe("SocketReader", () => {
     await expect(reading).rejects.toThrow("shutting down");
     await expect(reader.read(1)).rejects.toThrow("shutting down");
     expect(reader.buffered).toBe(0);
+  });
+
+  test("readNow takes bytes already buffered at once, and nothing when they are not all here", async () => {
+    const { stream, reader } = setUp();
+    expect(reader.readNow(1)).toBeUndefined();
+    stream.write(Buffer.from("abcdef"));
+    await settle();
+    expect(reader.readNow(4)?.toString()).toBe("abcd");
+    expect(reader.readNow(3)).toBeUndefined();
+    expect(reader.buffered).toBe(2);
+    expect((await reader.read(2)).toString()).toBe("ef");
+  });
+
+  test("readNow while a read waits is a bug: one read at a time", async () => {
+    const { reader } = setUp();
+    const reading = reader.read(4);
+    expect(() => reader.readNow(1)).toThrow(/one read at a time/);
+    reader.cancel(new ConnectionClosedError("done"));
+    await expect(reading).rejects.toThrow("done");
+  });
+
+  test("reads through readNow where it can hand out the same bytes, in the same order, as reads alone", async () => {
+    // The NBD loop's form (readNow, else read) against read alone, over the same stream
+    // cut into random chunks, with random read sizes and pauses between the writes.
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(fc.uint8Array({ minLength: 1, maxLength: 40 }), { minLength: 1, maxLength: 12 }),
+        fc.array(fc.integer({ min: 0, max: 50 }), { minLength: 1, maxLength: 12 }),
+        fc.array(fc.boolean(), { minLength: 12, maxLength: 12 }),
+        async (chunks, sizes, pauses) => {
+          const total = chunks.reduce((sum, chunk) => sum + chunk.byteLength, 0);
+          const plan: number[] = [];
+          let planned = 0;
+          for (const size of sizes) {
+            if (planned + size > total) break;
+            plan.push(size);
+            planned += size;
+          }
+          const run = async (fast: boolean): Promise<string[]> => {
+            const { stream, reader } = setUp(16);
+            const writing = (async () => {
+              for (const [index, chunk] of chunks.entries()) {
+                stream.write(Buffer.from(chunk));
+                if (pauses[index]) await settle();
+              }
+            })();
+            const out: string[] = [];
+            for (const size of plan) {
+              const bytes = fast
+                ? (reader.readNow(size) ?? (await reader.read(size)))
+                : await reader.read(size);
+              out.push(Buffer.from(bytes).toString("hex"));
+            }
+            await writing;
+            out.push(`left ${reader.buffered}`);
+            return out;
+          };
+          expect(await run(true)).toEqual(await run(false));
+        },
+      ),
+      { numRuns: 200 },
+    );
   });
 });

@@ -296,7 +296,10 @@ function nestedBytes(value: unknown, depth: number): number {
   if (Array.isArray(value)) {
     for (const item of value) bytes += nestedBytes(item, depth - 1);
   } else if (isPlainMap(value)) {
-    for (const key of Object.keys(value)) bytes += nestedBytes(value[key], depth - 1);
+    // for-in, not Object.keys: this walks every message encoded (each note of a notes
+    // message, each write of a request), and an array of keys per map was garbage.
+    // A plain map's prototype is Object.prototype, which has no enumerable keys.
+    for (const key in value) bytes += nestedBytes(value[key], depth - 1);
   }
   return bytes;
 }

@@ -412,3 +412,26 @@ describe("a framed record's tail checksums", () => {
     expect(decoded).toMatchObject({ kind: "mismatch" });
   });
 });
+
+describe("frameRecord's checks (their messages are built only when one fails)", () => {
+  const seed = recordSeedOf(new Uint8Array(8).fill(3));
+  const framed = () => new Uint8Array(recordHeaderBytes + 8);
+
+  test("a bad op number, a sync start after the op, a buffer without room: each refused and named", () => {
+    expect(() => frameRecord(seed, framed(), -1)).toThrow("bad op number -1");
+    expect(() => frameRecord(seed, framed(), 1.5)).toThrow("bad op number 1.5");
+    expect(() => frameRecord(seed, framed(), 4, 5)).toThrow("bad sync start 5 for op 4");
+    expect(() => frameRecord(seed, framed(), 4, -1)).toThrow("bad sync start -1 for op 4");
+    expect(() => frameRecord(seed, new Uint8Array(recordHeaderBytes - 1), 4)).toThrow(
+      `a framed record of ${recordHeaderBytes - 1} bytes has no room for its header`,
+    );
+  });
+
+  test("a valid record is framed in place and reads back", () => {
+    const bytes = framed();
+    bytes.fill(9, recordHeaderBytes);
+    expect(frameRecord(seed, bytes, 4, 2)).toBe(bytes);
+    const decoded = decodeRecordAt(bytes, 0, seed);
+    expect(decoded.kind).toBe("valid");
+  });
+});

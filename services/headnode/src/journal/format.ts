@@ -255,16 +255,18 @@ export function frameRecord(
   tail: readonly Uint8Array[] = noTail,
   tailChecksums?: readonly (number | undefined)[],
 ): Uint8Array {
-  assert(Number.isSafeInteger(opNum) && opNum >= 0, `bad op number ${opNum}`);
-  assert(
-    Number.isSafeInteger(syncStartOpNum) && syncStartOpNum >= 0 && syncStartOpNum <= opNum,
-    `bad sync start ${syncStartOpNum} for op ${opNum}`,
-  );
+  // Each record of every append passes here: the messages are built only on failure.
+  if (!Number.isSafeInteger(opNum) || opNum < 0) assert(false, `bad op number ${opNum}`);
+  if (!Number.isSafeInteger(syncStartOpNum) || syncStartOpNum < 0 || syncStartOpNum > opNum) {
+    assert(false, `bad sync start ${syncStartOpNum} for op ${opNum}`);
+  }
   const payloadBytes = framed.length - recordHeaderBytes + bytesOf(tail);
-  assert(
-    framed.length >= recordHeaderBytes && payloadBytes <= payloadBytesMax,
-    `a framed record of ${framed.length} bytes has no room for its header or is over the limit`,
-  );
+  if (framed.length < recordHeaderBytes || payloadBytes > payloadBytesMax) {
+    assert(
+      false,
+      `a framed record of ${framed.length} bytes has no room for its header or is over the limit`,
+    );
+  }
   const view = viewOf(framed);
   view.setUint32(0, recordMarker, true);
   view.setUint32(4, payloadBytes, true);

@@ -441,7 +441,9 @@ export class SegmentLayout {
     const lastOpNum = this.lastOpNum;
     let opNumExpected = lastOpNum === undefined ? undefined : lastOpNum + 1;
     let payloadBytes = 0;
-    for (const [index, record] of records.entries()) {
+    // Indexed, not entries(): a pair per record was garbage on every append.
+    for (let index = 0; index < records.length; index++) {
+      const record = records[index]!;
       const opNum: unknown = record?.opNum;
       const payload: unknown = record?.payload;
       if (!isOpNum(opNum)) {

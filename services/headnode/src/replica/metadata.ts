@@ -338,6 +338,18 @@ export class PartitionMetadata {
    * is left referring to a note the journal may release.
    */
   journalRangesOf(opNum: number, range: { offset: number; length: number }): JournalRange[] {
+    // A flush asks this of every op it packs. With no snapshot there is one tree, whose
+    // pieces come in offset order without overlaps: they merge as they come, with no
+    // list to gather and sort (the same ranges; a property test holds the two ways to it).
+    if (this.snapshots.size === 0) {
+      const merged: JournalRange[] = [];
+      for (const piece of this.tree.lookup(range.offset, range.length)) {
+        const location = piece.location;
+        if (location?.kind !== "journal" || location.segment !== opNum) continue;
+        mergeJournalRange(merged, piece.offset, piece.offset + piece.length, range.offset);
+      }
+      return merged;
+    }
     const found: { start: number; end: number }[] = [];
     for (const tree of this.trees()) {
       for (const piece of tree.lookup(range.offset, range.length)) {
@@ -348,15 +360,7 @@ export class PartitionMetadata {
     }
     found.sort((a, b) => a.start - b.start);
     const merged: JournalRange[] = [];
-    for (const { start, end } of found) {
-      const last = merged[merged.length - 1];
-      if (last !== undefined && start <= last.offset + last.length) {
-        last.length = Math.max(last.length, end - last.offset);
-      } else {
-        // A write's extents are at position 0 of its data at its offset.
-        merged.push({ offset: start, length: end - start, position: start - range.offset });
-      }
-    }
+    for (const { start, end } of found) mergeJournalRange(merged, start, end, range.offset);
     return merged;
   }
 
@@ -746,4 +750,23 @@ function uncoveredBytes(ranges: [number, number][], cover: [number, number][]): 
     if (position < end) total += end - position;
   }
   return total;
+}
+
+/**
+ * Adds [start, end) of a write at `writeOffset` to `merged` (ranges in offset order):
+ * into the last range where it overlaps or touches it, else as a new range.
+ */
+function mergeJournalRange(
+  merged: JournalRange[],
+  start: number,
+  end: number,
+  writeOffset: number,
+): void {
+  const last = merged[merged.length - 1];
+  if (last !== undefined && start <= last.offset + last.length) {
+    last.length = Math.max(last.length, end - last.offset);
+  } else {
+    // A write's extents are at position 0 of its data at its offset.
+    merged.push({ offset: start, length: end - start, position: start - writeOffset });
+  }
 }

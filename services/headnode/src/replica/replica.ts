@@ -1534,7 +1534,10 @@ export class Replica {
     target = Math.min(target, this.lastOpNum);
     while (this.commitOpNum < target) {
       const note = this.log.get(this.commitOpNum + 1);
-      assert(note !== undefined, `op ${this.commitOpNum + 1} is to be committed but is not held`);
+      // Once per committed op: the message is built only on failure.
+      if (note === undefined) {
+        assert(false, `op ${this.commitOpNum + 1} is to be committed but is not held`);
+      }
       const flushedBefore = this.metadata.flushedThroughOpNum;
       const chunksBefore = this.metadata.chunks.size;
       const applied = this.metadata.apply(note);
@@ -1917,7 +1920,8 @@ export class Replica {
     // A whole write's data is not read again: its note's CRC32C (computed from those
     // bytes at assign, or checked against them on arrival) is combined in.
     let checksum = 0;
-    for (const [index, part] of parts.entries()) {
+    for (let index = 0; index < parts.length; index++) {
+      const part = parts[index]!;
       const known = partChecksums[index];
       checksum =
         known === undefined
