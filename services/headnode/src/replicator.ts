@@ -39,6 +39,7 @@
 // and counted short (its data is lost unless an out sled comes back).
 
 import type { Logger } from "@ballast/runtime";
+import type { CheckpointPointer } from "./replica/effects.ts";
 import type { ChunkEntry } from "./replica/metadata.ts";
 import type { Replica } from "./replica/replica.ts";
 import { type ChunkOwner, chunkCopies, type SledClient } from "./sled-client.ts";
@@ -55,6 +56,13 @@ export const scrubIntervalMs = 24 * 60 * 60 * 1000;
 export const scrubStepMs = 10_000;
 /** Chunks one primary's scrub checks in one step at most (credit beyond it is dropped). */
 export const scrubChunksPerStepMax = 16;
+/**
+ * How often each primary's recorded checkpoint is looked for on the live sleds its
+ * pointer names (one metadata request per sled, no data read), on the scrub's steps.
+ */
+export const checkpointCheckIntervalMs = 60_000;
+/** Primaries whose recorded checkpoint one scrub step looks for at most; the rest wait. */
+export const checkpointChecksPerStepMax = 8;
 
 /** What the replicator needs of a hosted replica (partition-host.ts). */
 export interface ReplicatedPartition {
@@ -160,13 +168,15 @@ export function nextChunks(
 }
 
 export interface ReplicatorOptions {
-  sleds: Pick<SledClient, "copyChunk" | "checkChunk">;
+  sleds: Pick<SledClient, "copyChunk" | "checkChunk" | "statBlob" | "copyBlob">;
   logger: Logger;
   /** The replicas this node hosts now. */
   partitions: () => Iterable<ReplicatedPartition>;
   intervalMs?: number;
   /** A whole scrub pass over each primary's table (scrubIntervalMs by default). */
   scrubIntervalMs?: number;
+  /** How often a recorded checkpoint's copies are looked for (checkpointCheckIntervalMs). */
+  checkpointCheckIntervalMs?: number;
   clock?: () => number;
 }
 
@@ -190,6 +200,8 @@ export class Replicator {
   private scrubbing: Promise<void> | undefined;
   /** Per partition (`volumeId/partition`): the last chunk scrubbed, and chunks owed. */
   private readonly scrubbed = new Map<string, { cursor: number; credit: number; atMs: number }>();
+  /** Per partition: the recorded checkpoint blob last looked for on its sleds, and when. */
+  private readonly checkpointsChecked = new Map<string, { blobKey: string; atMs: number }>();
 
   constructor(private readonly options: ReplicatorOptions) {
     this.clock = options.clock ?? (() => performance.now());
@@ -228,12 +240,22 @@ export class Replicator {
     const nowMs = this.clock();
     const intervalMs = this.options.scrubIntervalMs ?? scrubIntervalMs;
     const hosted = new Set<string>();
+    let checkpointChecks = 0;
     for (const partition of this.options.partitions()) {
       const key = `${partition.address.volumeId}/${partition.address.partition}`;
       hosted.add(key);
       if (partition.roleName !== "primary") {
         this.scrubbed.delete(key);
+        this.checkpointsChecked.delete(key);
         continue;
+      }
+      if (
+        checkpointChecks < checkpointChecksPerStepMax &&
+        this.checkpointCheckDue(key, partition)
+      ) {
+        checkpointChecks++;
+        await this.checkCheckpointCopies(partition);
+        if (this.closed) return;
       }
       const chunks = partition.replica.metadata.chunks;
       const state = this.scrubbed.get(key) ?? { cursor: -1, credit: 0, atMs: nowMs };
@@ -249,6 +271,84 @@ export class Replicator {
       }
     }
     this.forgetAllBut(hosted);
+  }
+
+  /**
+   * Whether partition `key`'s recorded checkpoint is due a look at its copies: never
+   * looked at by this primary, or not for checkpointCheckIntervalMs. A blob recorded
+   * since the last look was just stored on its sleds: its first look waits an interval.
+   */
+  private checkpointCheckDue(key: string, partition: ReplicatedPartition): boolean {
+    const pointer = partition.replica.recordedCheckpoint;
+    if (pointer === undefined) return false;
+    const nowMs = this.clock();
+    const last = this.checkpointsChecked.get(key);
+    if (last !== undefined && last.blobKey !== pointer.blobKey) {
+      this.checkpointsChecked.set(key, { blobKey: pointer.blobKey, atMs: nowMs });
+      return false;
+    }
+    const intervalMs = this.options.checkpointCheckIntervalMs ?? checkpointCheckIntervalMs;
+    return last === undefined || nowMs - last.atMs >= intervalMs;
+  }
+
+  /**
+   * Looks for the recorded checkpoint blob on each live sled its pointer names (a sled
+   * back under its old id on an empty disk before it was declared out holds none); a
+   * missing copy is stored there again from a sound one, so the pointer the coordinator
+   * holds names two copies again and nothing new is recorded. When that cannot be done
+   * (no sound copy, a copy of another size, the store failed), a new checkpoint is asked
+   * for, as for a copy on a sled out (`checkCheckpoint`). A sled that does not answer
+   * says nothing: the next look asks again, and a long silence makes it out.
+   */
+  private async checkCheckpointCopies(partition: ReplicatedPartition): Promise<void> {
+    const pointer = partition.replica.recordedCheckpoint;
+    if (pointer === undefined) return;
+    const key = `${partition.address.volumeId}/${partition.address.partition}`;
+    this.checkpointsChecked.set(key, { blobKey: pointer.blobKey, atMs: this.clock() });
+    const sound: string[] = [];
+    const missing: string[] = [];
+    const wrong: string[] = [];
+    for (const sled of liveCopies(pointer.sleds, this.out)) {
+      try {
+        const found = await this.options.sleds.statBlob(pointer.blobKey, sled);
+        if (found === undefined) missing.push(sled);
+        else if (found.bytes === pointer.bytes) sound.push(sled);
+        else wrong.push(sled);
+      } catch (error) {
+        this.options.logger.warn(
+          { ...partition.address, blobKey: pointer.blobKey, sled, error: String(error) },
+          "could not look for a copy of the recorded checkpoint; the next look asks again",
+        );
+      }
+    }
+    if (missing.length === 0 && wrong.length === 0) return;
+    const current = () =>
+      partition.roleName === "primary" &&
+      partition.replica.recordedCheckpoint?.blobKey === pointer.blobKey;
+    let failed = wrong.length > 0 || sound.length === 0;
+    for (const sled of failed ? [] : missing) {
+      if (!current() || this.closed) return;
+      try {
+        const from = await this.options.sleds.copyBlob(pointer.blobKey, pointer.bytes, sound, sled);
+        this.options.logger.warn(
+          { ...partition.address, blobKey: pointer.blobKey, from, to: sled },
+          "a sled named by the recorded checkpoint had lost its copy: stored it there again",
+        );
+      } catch (error) {
+        failed = true;
+        this.options.logger.warn(
+          { ...partition.address, blobKey: pointer.blobKey, to: sled, error: String(error) },
+          "could not store a lost copy of the recorded checkpoint again",
+        );
+      }
+    }
+    if (failed && current()) {
+      this.replaceCheckpoint(
+        partition,
+        pointer,
+        `the recorded checkpoint is missing on [${missing.join(", ")}] and of another size on [${wrong.join(", ")}], and could not be stored there again: taking a new one`,
+      );
+    }
   }
 
   /** Reads every live copy of one chunk whole; repairs the damaged and missing ones. */
@@ -282,6 +382,7 @@ export class Replicator {
   forgetPartition(volumeId: string, partition: number): void {
     const key = `${volumeId}/${partition}`;
     this.checkpointsReplaced.delete(key);
+    this.checkpointsChecked.delete(key);
     this.scrubbed.delete(key);
     for (const chunkKey of this.recorded.keys()) {
       if (chunkKey.startsWith(`${key}/`)) this.recorded.delete(chunkKey);
@@ -290,7 +391,11 @@ export class Replicator {
 
   /** The partitions (`volumeId/partition`) this replicator keeps any state for. */
   trackedPartitions(): string[] {
-    const keys = new Set([...this.checkpointsReplaced.keys(), ...this.scrubbed.keys()]);
+    const keys = new Set([
+      ...this.checkpointsReplaced.keys(),
+      ...this.checkpointsChecked.keys(),
+      ...this.scrubbed.keys(),
+    ]);
     for (const chunkKey of this.recorded.keys()) {
       keys.add(chunkKey.slice(0, chunkKey.lastIndexOf("/")));
     }
@@ -422,13 +527,26 @@ export class Replicator {
     const pointer = partition.replica.recordedCheckpoint;
     if (pointer === undefined) return;
     if (liveCopies(pointer.sleds, out).length >= chunkCopies) return;
+    this.replaceCheckpoint(
+      partition,
+      pointer,
+      "the recorded checkpoint has fewer than 2 copies on sleds in service: taking a new one",
+    );
+  }
+
+  /** Asks the core for a new checkpoint in place of `pointer`'s, once per blob. */
+  private replaceCheckpoint(
+    partition: ReplicatedPartition,
+    pointer: CheckpointPointer,
+    why: string,
+  ): void {
     const key = `${partition.address.volumeId}/${partition.address.partition}`;
     if (this.checkpointsReplaced.get(key) === pointer.blobKey) return;
     this.checkpointsReplaced.set(key, pointer.blobKey);
     partition.replica.requestCheckpoint();
     this.options.logger.info(
       { ...partition.address, blobKey: pointer.blobKey, sleds: pointer.sleds },
-      "the recorded checkpoint has fewer than 2 copies on sleds in service: taking a new one",
+      why,
     );
   }
 }

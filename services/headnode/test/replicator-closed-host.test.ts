@@ -52,6 +52,8 @@ test("a scrub step checks no chunk of a replica closed while it ran", async () =
       await gate;
       return [];
     },
+    statBlob: async () => undefined,
+    copyBlob: async () => "sled-1",
   };
   let clockMs = 0;
   const replicator = new Replicator({
@@ -100,6 +102,8 @@ test("a re-replication pass makes no copy for a replica closed while it ran", as
       return "sled-2";
     },
     checkChunk: async (): Promise<CopyRepair[]> => [],
+    statBlob: async () => undefined,
+    copyBlob: async () => "sled-1",
   };
   const replicator = new Replicator({
     sleds: fakeSledClient,
