@@ -63,6 +63,13 @@ export const scrubChunksPerStepMax = 16;
 export const checkpointCheckIntervalMs = 60_000;
 /** Primaries whose recorded checkpoint one scrub step looks for at most; the rest wait. */
 export const checkpointChecksPerStepMax = 8;
+/**
+ * Chunk copies one scrub step looks for on sleds found to have lost a copy they held
+ * (an audit: one metadata request each, no data read).
+ */
+export const sledAuditChunksPerStepMax = 256;
+/** Copies an audit found missing that one scrub step repairs at most (a whole read each). */
+export const sledAuditRepairsPerStepMax = 16;
 
 /** What the replicator needs of a hosted replica (partition-host.ts). */
 export interface ReplicatedPartition {
@@ -168,7 +175,7 @@ export function nextChunks(
 }
 
 export interface ReplicatorOptions {
-  sleds: Pick<SledClient, "copyChunk" | "checkChunk" | "statBlob" | "copyBlob">;
+  sleds: Pick<SledClient, "copyChunk" | "checkChunk" | "statBlob" | "copyBlob" | "statChunk">;
   logger: Logger;
   /** The replicas this node hosts now. */
   partitions: () => Iterable<ReplicatedPartition>;
@@ -202,6 +209,12 @@ export class Replicator {
   private readonly scrubbed = new Map<string, { cursor: number; credit: number; atMs: number }>();
   /** Per partition: the recorded checkpoint blob last looked for on its sleds, and when. */
   private readonly checkpointsChecked = new Map<string, { blobKey: string; atMs: number }>();
+  /**
+   * Sleds found without a copy they held (a store lost, the sled back under its old id):
+   * per partition (`volumeId/partition`), the last chunk number looked for there
+   * (Infinity once its table is done), and the copies found missing so far.
+   */
+  private readonly audits = new Map<string, { cursors: Map<string, number>; missing: number }>();
 
   constructor(private readonly options: ReplicatorOptions) {
     this.clock = options.clock ?? (() => performance.now());
@@ -241,6 +254,7 @@ export class Replicator {
     const intervalMs = this.options.scrubIntervalMs ?? scrubIntervalMs;
     const hosted = new Set<string>();
     let checkpointChecks = 0;
+    const primaries: ReplicatedPartition[] = [];
     for (const partition of this.options.partitions()) {
       const key = `${partition.address.volumeId}/${partition.address.partition}`;
       hosted.add(key);
@@ -249,6 +263,7 @@ export class Replicator {
         this.checkpointsChecked.delete(key);
         continue;
       }
+      primaries.push(partition);
       if (
         checkpointChecks < checkpointChecksPerStepMax &&
         this.checkpointCheckDue(key, partition)
@@ -271,6 +286,93 @@ export class Replicator {
       }
     }
     this.forgetAllBut(hosted);
+    await this.auditSleds(primaries);
+  }
+
+  /**
+   * `sled` was found without a copy it held: every chunk copy this node's primaries list
+   * there is looked for (auditSleds), rather than left to the scrub's slow pace.
+   */
+  private auditSled(sled: string, why: string): void {
+    if (this.audits.has(sled) || this.out.has(sled)) return;
+    this.audits.set(sled, { cursors: new Map(), missing: 0 });
+    this.options.logger.warn(
+      { sled, why },
+      "a sled lost a copy it held: looking for every chunk copy listed there",
+    );
+  }
+
+  /**
+   * One step of the audits: for each sled audited, the chunks each primary lists there,
+   * in chunk-number order from its cursor, are looked for (statChunk); a copy missing or
+   * of another size is repaired as the scrub repairs (scrubChunk). Bounded per step by
+   * sledAuditChunksPerStepMax looks and sledAuditRepairsPerStepMax repairs. A sled that
+   * does not answer waits for the next step; one declared out is left to re-replication.
+   * An audit ends once every primary's table is done.
+   */
+  private async auditSleds(primaries: readonly ReplicatedPartition[]): Promise<void> {
+    let looks = 0;
+    let repairs = 0;
+    for (const [sled, audit] of this.audits) {
+      if (this.out.has(sled)) {
+        this.audits.delete(sled);
+        continue;
+      }
+      let done = true;
+      sled: for (const partition of primaries) {
+        const key = `${partition.address.volumeId}/${partition.address.partition}`;
+        const cursor = audit.cursors.get(key) ?? -1;
+        if (cursor === Number.POSITIVE_INFINITY) continue;
+        const chunks = partition.replica.metadata.chunks;
+        const due: number[] = [];
+        for (const [chunkNumber, entry] of chunks) {
+          if (chunkNumber > cursor && entry.copies.includes(sled)) due.push(chunkNumber);
+        }
+        due.sort((a, b) => a - b);
+        for (const chunkNumber of due) {
+          const entry = chunks.get(chunkNumber);
+          if (
+            this.closed ||
+            partition.roleName !== "primary" ||
+            looks >= sledAuditChunksPerStepMax ||
+            repairs >= sledAuditRepairsPerStepMax
+          ) {
+            done = false;
+            break sled;
+          }
+          if (entry === undefined) continue;
+          looks++;
+          const { address } = partition;
+          let found: { bytes: number } | undefined;
+          try {
+            found = await this.options.sleds.statChunk(
+              { volume: address.volume, partition: address.partition },
+              entry.sledChunkId,
+              sled,
+            );
+          } catch (error) {
+            this.options.logger.warn(
+              { sled, chunk: entry.sledChunkId, error: String(error) },
+              "could not look for a chunk copy on an audited sled; the next step asks again",
+            );
+            done = false;
+            break sled;
+          }
+          audit.cursors.set(key, chunkNumber);
+          if (found?.bytes === entry.bytes) continue;
+          repairs++;
+          audit.missing++;
+          await this.scrubChunk(partition, entry);
+        }
+        audit.cursors.set(key, Number.POSITIVE_INFINITY);
+      }
+      if (!done) return;
+      this.audits.delete(sled);
+      this.options.logger.info(
+        { sled, missing: audit.missing },
+        "looked for every chunk copy listed on a sled that had lost one",
+      );
+    }
   }
 
   /**
@@ -322,6 +424,9 @@ export class Replicator {
       }
     }
     if (missing.length === 0 && wrong.length === 0) return;
+    for (const sled of missing) {
+      this.auditSled(sled, `checkpoint ${pointer.blobKey} was missing`);
+    }
     const current = () =>
       partition.roleName === "primary" &&
       partition.replica.recordedCheckpoint?.blobKey === pointer.blobKey;
@@ -365,6 +470,9 @@ export class Replicator {
         : { bytes: entry.bytes, checksum: entry.checksum },
     );
     for (const outcome of outcomes) {
+      if (outcome.found === "missing") {
+        this.auditSled(outcome.sled, `chunk ${entry.sledChunkId} was missing`);
+      }
       this.options.logger.warn(
         { ...address, chunk: entry.sledChunkId, ...outcome },
         outcome.repaired
@@ -384,6 +492,7 @@ export class Replicator {
     this.checkpointsReplaced.delete(key);
     this.checkpointsChecked.delete(key);
     this.scrubbed.delete(key);
+    for (const audit of this.audits.values()) audit.cursors.delete(key);
     for (const chunkKey of this.recorded.keys()) {
       if (chunkKey.startsWith(`${key}/`)) this.recorded.delete(chunkKey);
     }
@@ -395,6 +504,7 @@ export class Replicator {
       ...this.checkpointsReplaced.keys(),
       ...this.checkpointsChecked.keys(),
       ...this.scrubbed.keys(),
+      ...[...this.audits.values()].flatMap((audit) => [...audit.cursors.keys()]),
     ]);
     for (const chunkKey of this.recorded.keys()) {
       keys.add(chunkKey.slice(0, chunkKey.lastIndexOf("/")));

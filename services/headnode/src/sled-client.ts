@@ -874,6 +874,29 @@ export class SledClient {
   }
 
   /**
+   * What `sled` says it holds of chunk `chunkId` (its size and CRC32C, from the sled's
+   * map, no data read), or undefined when it holds none. Rejects when the sled does not
+   * answer, or answers anything but the chunk or NotFound.
+   */
+  async statChunk(
+    owner: ChunkOwner,
+    chunkId: string,
+    sled: string,
+  ): Promise<{ bytes: number; checksum: number } | undefined> {
+    try {
+      const found = await this.bus.request(
+        subjects.node.build("sled", sled),
+        { type: "sled.chunk.stat.v1", owner, chunkId },
+        { deadlineMs: sledDeadlineMs },
+      );
+      return { bytes: found.bytes, checksum: found.checksum };
+    } catch (error) {
+      if (error instanceof BallastError && error.code === ErrorCode.NotFound) return undefined;
+      throw error;
+    }
+  }
+
+  /**
    * What `sled` says it holds under blob key `key` (its size and CRC32C, from the sled's
    * map, no data read), or undefined when it holds none. Rejects when the sled does not
    * answer: that says nothing of the copy.

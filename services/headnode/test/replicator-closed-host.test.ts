@@ -54,6 +54,9 @@ test("a scrub step checks no chunk of a replica closed while it ran", async () =
     },
     statBlob: async () => undefined,
     copyBlob: async () => "sled-1",
+    statChunk: async () => {
+      throw new Error("no sled is audited in this test");
+    },
   };
   let clockMs = 0;
   const replicator = new Replicator({
@@ -104,6 +107,9 @@ test("a re-replication pass makes no copy for a replica closed while it ran", as
     checkChunk: async (): Promise<CopyRepair[]> => [],
     statBlob: async () => undefined,
     copyBlob: async () => "sled-1",
+    statChunk: async () => {
+      throw new Error("no sled is audited in this test");
+    },
   };
   const replicator = new Replicator({
     sleds: fakeSledClient,

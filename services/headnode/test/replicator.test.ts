@@ -12,6 +12,7 @@ import {
   Replicator,
   scrubChunksPerStepMax,
   scrubDue,
+  sledAuditRepairsPerStepMax,
 } from "../src/replicator.ts";
 import { storedPointer } from "../src/testing/checkpoint.ts";
 import { only, syncJournal } from "./effects-helpers.ts";
@@ -34,6 +35,7 @@ const checkpointsInPlace = {
   copyBlob: async (): Promise<string> => {
     throw new Error("no checkpoint copy is lost in this test");
   },
+  statChunk: async () => ({ bytes: 4096, checksum: 0 }),
 };
 
 describe("re-replication choice", () => {
@@ -384,6 +386,7 @@ describe("recorded checkpoint copies", () => {
           held.get(key)?.add(to);
           return from[0]!;
         },
+        statChunk: async () => ({ bytes: 4096, checksum: 0 }),
       },
     });
     return {
@@ -458,6 +461,73 @@ describe("recorded checkpoint copies", () => {
     await replicator.scrubStep();
     await replicator.scrubStep();
     expect(new Set(restores.map(([key]) => key)).size).toBe(count);
+    await replicator.close();
+  });
+});
+
+describe("audit of a sled that lost copies", () => {
+  test("a sled found without the checkpoint has every chunk copy listed there looked for, the missing repaired", async () => {
+    // 40 chunks on sled-1 and sled-2 (and 10 on sled-3 and sled-4); sled-1 came back
+    // empty under its old id, nothing is out, and the scrub's pace is a day.
+    const chunks = table([
+      ...Array.from({ length: 40 }, (_, n): [number, string[]] => [n, ["sled-1", "sled-2"]]),
+      ...Array.from({ length: 10 }, (_, n): [number, string[]] => [40 + n, ["sled-3", "sled-4"]]),
+    ]);
+    const held = new Set([...chunks.values()].map((entry) => `sled-2/${entry.sledChunkId}`));
+    for (const entry of chunks.values()) {
+      if (entry.copies.includes("sled-3")) held.add(`sled-3/${entry.sledChunkId}`);
+    }
+    const looked: string[] = [];
+    const checked: string[] = [];
+    const replicated: ReplicatedPartition = {
+      address: { volume: "v", volumeId: "1-v", partition: 0 },
+      roleName: "primary",
+      sleds,
+      replica: {
+        metadata: { chunks } as ReplicatedPartition["replica"]["metadata"],
+        recordCopies: () => undefined,
+        requestCheckpoint: () => undefined,
+        recordedCheckpoint: {
+          opNum: 5,
+          blobKey: "checkpoints/x",
+          sleds: ["sled-1", "sled-2"],
+          bytes: 9,
+          createdAtMs: 1,
+        },
+      },
+    };
+    const replicator = new Replicator({
+      logger,
+      partitions: () => [replicated],
+      clock: () => 0,
+      sleds: {
+        copyChunk: async () => "sled-2",
+        checkChunk: async (_owner, chunkId, copies) => {
+          checked.push(chunkId);
+          expect(copies).toEqual(["sled-1", "sled-2"]);
+          held.add(`sled-1/${chunkId}`);
+          return [{ sled: "sled-1", found: "missing" as const, repaired: true }];
+        },
+        statBlob: async (_key, sled) => (sled === "sled-2" ? { bytes: 9, checksum: 0 } : undefined),
+        copyBlob: async () => "sled-2",
+        statChunk: async (_owner, chunkId, sled) => {
+          looked.push(`${sled}/${chunkId}`);
+          return held.has(`${sled}/${chunkId}`) ? { bytes: 4096, checksum: 0 } : undefined;
+        },
+      },
+    });
+    await replicator.scrubStep();
+    // The checkpoint look found sled-1 empty: the audit began in the same step, bounded.
+    expect(checked).toHaveLength(sledAuditRepairsPerStepMax);
+    for (let step = 0; step < 5; step++) await replicator.scrubStep();
+    expect(checked).toEqual([...chunks.values()].slice(0, 40).map((entry) => entry.sledChunkId));
+    // Only copies listed on sled-1 were looked for, each once; then the audit ended.
+    expect(looked.every((copy) => copy.startsWith("sled-1/"))).toBe(true);
+    expect(new Set(looked).size).toBe(40);
+    looked.length = 0;
+    await replicator.scrubStep();
+    expect(looked).toEqual([]);
+    expect(replicator.trackedPartitions()).toEqual(["1-v/0"]);
     await replicator.close();
   });
 });

@@ -353,6 +353,15 @@ type SledWork =
       done: Done<{ bytes: number; checksum: number } | undefined>;
     }
   | {
+      /** An audit's look for a chunk copy (SledClient.statChunk). */
+      kind: "chunk-stat";
+      owner: string;
+      readyTick: number;
+      sledChunkId: string;
+      sled: string;
+      done: Done<{ bytes: number; checksum: number } | undefined>;
+    }
+  | {
       /** A lost checkpoint copy stored again (SledClient.copyBlob). */
       kind: "blob-copy";
       owner: string;
@@ -555,6 +564,18 @@ export class FakeSleds {
         case "blob-stat":
           this.completeBlobStat(work);
           break;
+        case "chunk-stat": {
+          const up = this.options.sledUp ?? (() => true);
+          const data = this.chunks.get(work.sledChunkId);
+          if (!up(work.sled)) {
+            work.done({ ok: false, error: new Error(`sled ${work.sled} did not answer`) });
+          } else if (data === undefined || !this.holds(work.sled, work.sledChunkId)) {
+            work.done({ ok: true, value: undefined });
+          } else {
+            work.done({ ok: true, value: { bytes: data.byteLength, checksum: crc32c(data) } });
+          }
+          break;
+        }
         case "blob-copy":
           this.completeBlobCopy(work);
           break;
@@ -664,6 +685,28 @@ export class FakeSleds {
         owner,
         readyTick: this.world.tick + ticks,
         key,
+        sled,
+        done: (outcome) => (outcome.ok ? resolve(outcome.value) : reject(outcome.error)),
+      });
+    });
+  }
+
+  /**
+   * What `sled` holds of a chunk, `ticks` from now, as SledClient.statChunk: its size and
+   * CRC32C, or undefined when it holds none; rejects when the sled is down.
+   */
+  statChunk(
+    owner: string,
+    sledChunkId: string,
+    sled: string,
+    ticks: number,
+  ): Promise<{ bytes: number; checksum: number } | undefined> {
+    return new Promise((resolve, reject) => {
+      this.work.push({
+        kind: "chunk-stat",
+        owner,
+        readyTick: this.world.tick + ticks,
+        sledChunkId,
         sled,
         done: (outcome) => (outcome.ok ? resolve(outcome.value) : reject(outcome.error)),
       });
