@@ -319,7 +319,7 @@ export class Replicator {
         continue;
       }
       let done = true;
-      sled: for (const partition of primaries) {
+      tables: for (const partition of primaries) {
         const key = `${partition.address.volumeId}/${partition.address.partition}`;
         const cursor = audit.cursors.get(key) ?? -1;
         if (cursor === Number.POSITIVE_INFINITY) continue;
@@ -338,7 +338,7 @@ export class Replicator {
             repairs >= sledAuditRepairsPerStepMax
           ) {
             done = false;
-            break sled;
+            break tables;
           }
           if (entry === undefined) continue;
           looks++;
@@ -356,7 +356,7 @@ export class Replicator {
               "could not look for a chunk copy on an audited sled; the next step asks again",
             );
             done = false;
-            break sled;
+            break tables;
           }
           audit.cursors.set(key, chunkNumber);
           if (found?.bytes === entry.bytes) continue;
@@ -366,7 +366,7 @@ export class Replicator {
         }
         audit.cursors.set(key, Number.POSITIVE_INFINITY);
       }
-      if (!done) return;
+      if (!done) continue;
       this.audits.delete(sled);
       this.options.logger.info(
         { sled, missing: audit.missing },
