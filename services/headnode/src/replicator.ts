@@ -24,8 +24,24 @@
 // before a second fault can meet it. The cursor is in memory: a new primary starts its
 // pass from the lowest chunk number.
 //
-// Memory: the per-partition state (chunks recorded recently, checkpoint blobs replaced,
-// scrub cursors) is forgotten when the partition goes away: the head node calls
+// A sled back empty under its old id before it was declared out (a disk replaced, a
+// data directory wiped) changes no out set: the scans above see nothing short. On the
+// scrub's steps, every checkpointCheckIntervalMs, each primary therefore looks for its
+// recorded checkpoint on the live sleds its pointer names (SledClient.statBlob: the
+// sled's map, no data read) and stores a lost copy there again from a sound one
+// (copyBlob), so the recorded pointer is true again with nothing new to record; once a
+// scrub pass it reads the copies whole, since rot keeps the size. A copy that cannot be
+// stored again, or is damaged, is replaced by a new checkpoint, once per blob. A sled
+// found without a copy it held (a checkpoint here, a chunk the scrub found missing) is
+// audited: every chunk copy this node's primaries list there is looked for
+// (statChunk, no data read) and the missing ones repaired as the scrub repairs, so the
+// sled is whole again in minutes rather than over the scrub's daily pass. Both are
+// bounded per step (checkpointChecksPerStepMax, sledAuditChunksPerStepMax,
+// sledAuditRepairsPerStepMax) and cost one small request per checkpoint copy a minute
+// when all is well.
+//
+// Memory: the per-partition state (chunks recorded recently, checkpoint blobs replaced
+// and looked for, scrub and audit cursors) is forgotten when the partition goes away: the head node calls
 // `forgetPartition` when it closes a replica (a drop, a deleted volume, a retire), and
 // each pass and scrub step also forgets partitions this node no longer hosts, so a long-
 // lived node holds state only for the partitions it hosts now.
@@ -175,7 +191,10 @@ export function nextChunks(
 }
 
 export interface ReplicatorOptions {
-  sleds: Pick<SledClient, "copyChunk" | "checkChunk" | "statBlob" | "copyBlob" | "statChunk">;
+  sleds: Pick<
+    SledClient,
+    "copyChunk" | "checkChunk" | "statBlob" | "copyBlob" | "getBlob" | "statChunk"
+  >;
   logger: Logger;
   /** The replicas this node hosts now. */
   partitions: () => Iterable<ReplicatedPartition>;
@@ -207,8 +226,14 @@ export class Replicator {
   private scrubbing: Promise<void> | undefined;
   /** Per partition (`volumeId/partition`): the last chunk scrubbed, and chunks owed. */
   private readonly scrubbed = new Map<string, { cursor: number; credit: number; atMs: number }>();
-  /** Per partition: the recorded checkpoint blob last looked for on its sleds, and when. */
-  private readonly checkpointsChecked = new Map<string, { blobKey: string; atMs: number }>();
+  /**
+   * Per partition: the recorded checkpoint blob last looked for on its sleds, when, and
+   * when its copies were last read whole (or it was stored).
+   */
+  private readonly checkpointsChecked = new Map<
+    string,
+    { blobKey: string; atMs: number; readAtMs: number }
+  >();
   /**
    * Sleds found without a copy they held (a store lost, the sled back under its old id):
    * per partition (`volumeId/partition`), the last chunk number looked for there
@@ -386,7 +411,7 @@ export class Replicator {
     const nowMs = this.clock();
     const last = this.checkpointsChecked.get(key);
     if (last !== undefined && last.blobKey !== pointer.blobKey) {
-      this.checkpointsChecked.set(key, { blobKey: pointer.blobKey, atMs: nowMs });
+      this.checkpointsChecked.set(key, { blobKey: pointer.blobKey, atMs: nowMs, readAtMs: nowMs });
       return false;
     }
     const intervalMs = this.options.checkpointCheckIntervalMs ?? checkpointCheckIntervalMs;
@@ -406,7 +431,9 @@ export class Replicator {
     const pointer = partition.replica.recordedCheckpoint;
     if (pointer === undefined) return;
     const key = `${partition.address.volumeId}/${partition.address.partition}`;
-    this.checkpointsChecked.set(key, { blobKey: pointer.blobKey, atMs: this.clock() });
+    const nowMs = this.clock();
+    const readAtMs = this.checkpointsChecked.get(key)?.readAtMs ?? nowMs;
+    this.checkpointsChecked.set(key, { blobKey: pointer.blobKey, atMs: nowMs, readAtMs });
     const sound: string[] = [];
     const missing: string[] = [];
     const wrong: string[] = [];
@@ -422,6 +449,28 @@ export class Replicator {
           "could not look for a copy of the recorded checkpoint; the next look asks again",
         );
       }
+    }
+    // Once a scrub pass, the copies found are read whole and checked against the blob's
+    // CRC32C: rot that keeps the size is seen only so. A damaged copy cannot be written
+    // over (blobs are write-once): a new checkpoint replaces the blob.
+    const damaged: string[] = [];
+    if (nowMs - readAtMs >= (this.options.scrubIntervalMs ?? scrubIntervalMs)) {
+      this.checkpointsChecked.set(key, { blobKey: pointer.blobKey, atMs: nowMs, readAtMs: nowMs });
+      for (const sled of sound) {
+        try {
+          await this.options.sleds.getBlob(pointer.blobKey, pointer.bytes, [sled]);
+        } catch {
+          damaged.push(sled); // getBlob logged why
+        }
+      }
+    }
+    if (damaged.length > 0 && partition.replica.recordedCheckpoint?.blobKey === pointer.blobKey) {
+      this.replaceCheckpoint(
+        partition,
+        pointer,
+        `the recorded checkpoint's copy on [${damaged.join(", ")}] is damaged: taking a new one`,
+      );
+      return;
     }
     if (missing.length === 0 && wrong.length === 0) return;
     for (const sled of missing) {

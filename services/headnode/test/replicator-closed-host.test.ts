@@ -57,6 +57,9 @@ test("a scrub step checks no chunk of a replica closed while it ran", async () =
     statChunk: async () => {
       throw new Error("no sled is audited in this test");
     },
+    getBlob: async () => {
+      throw new Error("no checkpoint is read in this test");
+    },
   };
   let clockMs = 0;
   const replicator = new Replicator({
@@ -109,6 +112,9 @@ test("a re-replication pass makes no copy for a replica closed while it ran", as
     copyBlob: async () => "sled-1",
     statChunk: async () => {
       throw new Error("no sled is audited in this test");
+    },
+    getBlob: async () => {
+      throw new Error("no checkpoint is read in this test");
     },
   };
   const replicator = new Replicator({

@@ -12,6 +12,7 @@ import {
   Replicator,
   scrubChunksPerStepMax,
   scrubDue,
+  scrubIntervalMs,
   sledAuditRepairsPerStepMax,
 } from "../src/replicator.ts";
 import { storedPointer } from "../src/testing/checkpoint.ts";
@@ -36,6 +37,10 @@ const checkpointsInPlace = {
     throw new Error("no checkpoint copy is lost in this test");
   },
   statChunk: async () => ({ bytes: 4096, checksum: 0 }),
+  getBlob: async (_key: string, bytes: number, from: readonly string[]) => ({
+    data: new Uint8Array(bytes),
+    sled: from[0]!,
+  }),
 };
 
 describe("re-replication choice", () => {
@@ -343,7 +348,14 @@ describe("recorded checkpoint copies", () => {
    * Partitions whose recorded checkpoint (9 bytes) names `checkpointSleds`; a fake sled
    * client that holds the blob copies `held` lists (key → sleds) and logs each call.
    */
-  function checkpointed(count: number, checkpointSleds: string[], held: Map<string, Set<string>>) {
+  function checkpointed(
+    count: number,
+    checkpointSleds: string[],
+    held: Map<string, Set<string>>,
+    /** Copies (`key@sled`) that read back damaged; copies read whole are logged. */
+    damaged = new Set<string>(),
+  ) {
+    const reads: string[] = [];
     let nowMs = 0;
     const asked: string[] = [];
     const looks: string[] = [];
@@ -387,9 +399,15 @@ describe("recorded checkpoint copies", () => {
           return from[0]!;
         },
         statChunk: async () => ({ bytes: 4096, checksum: 0 }),
+        getBlob: async (key, bytes, from) => {
+          reads.push(`${key}@${from.join(",")}`);
+          if (damaged.has(`${key}@${from[0]}`)) throw new Error("CRC32C mismatch");
+          return { data: new Uint8Array(bytes), sled: from[0]! };
+        },
       },
     });
     return {
+      reads,
       replicator,
       asked,
       looks,
@@ -448,6 +466,25 @@ describe("recorded checkpoint copies", () => {
     expect(refused.restores).toEqual([["checkpoints/0", ["sled-1"], "sled-2"]]);
     expect(refused.asked).toEqual(["checkpoints/0"]);
     await refused.replicator.close();
+  });
+
+  test("once a scrub pass each copy is read whole; a damaged one is replaced by a new checkpoint", async () => {
+    const held = new Map([["checkpoints/0", new Set(["sled-1", "sled-2"])]]);
+    const { replicator, asked, reads, advance } = checkpointed(
+      1,
+      ["sled-1", "sled-2"],
+      held,
+      new Set(["checkpoints/0@sled-2"]),
+    );
+    await replicator.scrubStep();
+    advance(checkpointCheckIntervalMs);
+    await replicator.scrubStep();
+    expect(reads).toEqual([]); // looks only, within the scrub's pass
+    advance(scrubIntervalMs);
+    await replicator.scrubStep();
+    expect(reads).toEqual(["checkpoints/0@sled-1", "checkpoints/0@sled-2"]);
+    expect(asked).toEqual(["checkpoints/0"]);
+    await replicator.close();
   });
 
   test("a step looks at a bounded number of checkpoints; the rest are looked at in later steps", async () => {
@@ -510,6 +547,9 @@ describe("audit of a sled that lost copies", () => {
         },
         statBlob: async (_key, sled) => (sled === "sled-2" ? { bytes: 9, checksum: 0 } : undefined),
         copyBlob: async () => "sled-2",
+        getBlob: async () => {
+          throw new Error("no whole read within the scrub's pass");
+        },
         statChunk: async (_owner, chunkId, sled) => {
           looked.push(`${sled}/${chunkId}`);
           return held.has(`${sled}/${chunkId}`) ? { bytes: 4096, checksum: 0 } : undefined;

@@ -2255,9 +2255,10 @@ export class FailoverSimulation {
     const random = this.replicateRandom;
     const ticks = () => random.integer(1, options.copyTicksMax);
     const fails = () => this.faultsOn && random.chance(options.copyFailRate);
+    const port = this.sleds.port(node.id);
     const sleds: Pick<
       SledClient,
-      "copyChunk" | "checkChunk" | "statBlob" | "copyBlob" | "statChunk"
+      "copyChunk" | "checkChunk" | "statBlob" | "copyBlob" | "getBlob" | "statChunk"
     > = {
       copyChunk: (_owner, chunkId, from, to) => {
         const copy = this.sleds.copyChunk(node.id, chunkId, from, to, ticks(), fails());
@@ -2279,6 +2280,7 @@ export class FailoverSimulation {
         );
         return held === undefined ? found : { bytes: held.byteLength, checksum: crc32c(held) };
       },
+      getBlob: (key, bytes, from) => port.getBlob(key, bytes, from),
       statChunk: (_owner, chunkId, sled) => this.sleds.statChunk(node.id, chunkId, sled, ticks()),
       copyBlob: async (key, _bytes, from, to) => {
         const source = await this.sleds.copyBlob(node.id, key, from, to, ticks(), fails());
