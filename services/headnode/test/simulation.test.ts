@@ -225,7 +225,7 @@ test("the checkers catch re-replication runs with no replicator", async () => {
   expect(caught).toBeDefined();
 }, 120_000);
 
-// 24 of seeds 1 to 40 (the first 1); the old replicator, which never looked for the
+// 18 of seeds 1 to 40 (the first 2); the old replicator, which never looked for the
 // copies, 16 of them (the first 2).
 test("the checkers catch a checkpoint copy lost on a sled back empty before it was out", async () => {
   const caught = await firstCaught(

@@ -318,8 +318,8 @@ export type Sabotage =
    */
   | "no-replicator"
   /**
-   * Re-replication whose sled client says every recorded checkpoint copy is in place
-   * (the replicator before it looked for them): a sled back empty under its old id
+   * Re-replication whose sled client says every recorded checkpoint copy is in place and
+   * sound (the replicator before it looked for them): a sled back empty under its old id
    * before it was declared out (`sledBackEmptyChance`) leaves the recorded checkpoint
    * at one copy until the next checkpoint. Found by the `checkpoint-copies` check once
    * settled.
@@ -2280,7 +2280,15 @@ export class FailoverSimulation {
         );
         return held === undefined ? found : { bytes: held.byteLength, checksum: crc32c(held) };
       },
-      getBlob: (key, bytes, from) => port.getBlob(key, bytes, from),
+      getBlob: (key, bytes, from) =>
+        port.getBlob(
+          key,
+          bytes,
+          options.sabotage === "checkpoint-copies-unchecked"
+            ? // The sabotage: a copy reads sound if any sled holds one.
+              [...from, ...(this.sleds.blobs.get(key)?.copies.keys() ?? [])]
+            : from,
+        ),
       statChunk: (_owner, chunkId, sled) => this.sleds.statChunk(node.id, chunkId, sled, ticks()),
       copyBlob: async (key, _bytes, from, to) => {
         const source = await this.sleds.copyBlob(node.id, key, from, to, ticks(), fails());
