@@ -154,7 +154,9 @@ test("a sled back empty under its old id gets its checkpoint and chunk copies ba
   const held = await blobsOn(victim);
   for (const view of before) expect(held.has(view.checkpoint!.blobKey)).toBe(true);
   const heldChunks = await chunksOn(victim);
-  before.forEach((view, at) => expect(heldChunks[at]).toBeGreaterThanOrEqual(view.chunks));
+  for (const [at, view] of before.entries()) {
+    expect(heldChunks[at]).toBeGreaterThanOrEqual(view.chunks);
+  }
 
   await cluster.cluster.kill(victim);
   await rm(join(cluster.dataDir, victim), { recursive: true, force: true });
