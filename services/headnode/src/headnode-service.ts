@@ -12,6 +12,7 @@ import {
 import { chunkCacheBytesFor } from "./chunk-cache.ts";
 import { replicaLimitsDefault, tickMs } from "./constants.ts";
 import { HeadNode } from "./headnode.ts";
+import { checkpointCheckIntervalMs, scrubIntervalMs } from "./replicator.ts";
 import { nextSession } from "./session.ts";
 
 /**
@@ -63,6 +64,26 @@ export const headnodeOptions = {
     description:
       "memory for sled chunk bytes read or flushed by this node, served again without a sled read (default: 1/16 of memory, 256 MiB to 4 GiB); 0 turns it off",
   },
+  scrubIntervalMs: {
+    flag: "scrub-interval-ms",
+    env: "BALLAST_SCRUB_INTERVAL_MS",
+    type: "integer",
+    default: scrubIntervalMs,
+    min: 1000,
+    max: 30 * 24 * 3_600_000,
+    description:
+      "read every chunk copy a primary's table lists whole once in this long, repairing the damaged and missing ones",
+  },
+  checkpointCheckIntervalMs: {
+    flag: "checkpoint-check-ms",
+    env: "BALLAST_CHECKPOINT_CHECK_MS",
+    type: "integer",
+    default: checkpointCheckIntervalMs,
+    min: 1000,
+    max: 24 * 3_600_000,
+    description:
+      "look for a primary's recorded checkpoint on the sleds it names this often, storing a lost copy again",
+  },
   // Where it takes links (volume I/O and replication without nats-server).
   ...linkOptions,
 } as const satisfies OptionSpecs;
@@ -82,9 +103,16 @@ export const headnodeDefinition = {
       checkpointIntervalOps: config.checkpointIntervalOps,
       logBytesMax: config.journalBytesMax,
     };
-    new HeadNode(service, config, await nextSession(config.dataDir), limits, {
-      cacheBytes: config.chunkCacheBytes,
-      meter: service.meter,
-    }).start();
+    new HeadNode(
+      service,
+      config,
+      await nextSession(config.dataDir),
+      limits,
+      { cacheBytes: config.chunkCacheBytes, meter: service.meter },
+      {
+        scrubIntervalMs: config.scrubIntervalMs,
+        checkpointCheckIntervalMs: config.checkpointCheckIntervalMs,
+      },
+    ).start();
   },
 };

@@ -101,7 +101,7 @@ import { leftoverCandidatesOf, removableOf, requestsOf } from "./leftover-direct
 import { PartitionHost, storedEpoch, storesReplica } from "./partition-host.ts";
 import { nodeEntriesOf, renewalsOf } from "./primary-report.ts";
 import type { Reply } from "./replica/effects.ts";
-import { Replicator } from "./replicator.ts";
+import { Replicator, type ReplicatorOptions } from "./replicator.ts";
 import { ReportState } from "./report-state.ts";
 import { retireReplica } from "./retire.ts";
 import { nextSession } from "./session.ts";
@@ -215,9 +215,14 @@ export class HeadNode {
     private readonly session: number,
     private readonly limits: Partial<ReplicaLimits> = {},
     sledOptions: SledClientOptions = {},
+    replicatorOptions: Pick<
+      ReplicatorOptions,
+      "scrubIntervalMs" | "checkpointCheckIntervalMs"
+    > = {},
   ) {
     this.sleds = new SledClient(service.bus, service.logger, sledOptions);
     this.replicator = new Replicator({
+      ...replicatorOptions,
       sleds: this.sleds,
       logger: service.logger,
       partitions: () => [...this.hosted.values()].map(({ host }) => host),

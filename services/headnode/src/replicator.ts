@@ -24,8 +24,24 @@
 // before a second fault can meet it. The cursor is in memory: a new primary starts its
 // pass from the lowest chunk number.
 //
-// Memory: the per-partition state (chunks recorded recently, checkpoint blobs replaced,
-// scrub cursors) is forgotten when the partition goes away: the head node calls
+// A sled back empty under its old id before it was declared out (a disk replaced, a
+// data directory wiped) changes no out set: the scans above see nothing short. On the
+// scrub's steps, every checkpointCheckIntervalMs, each primary therefore looks for its
+// recorded checkpoint on the live sleds its pointer names (SledClient.statBlob: the
+// sled's map, no data read) and stores a lost copy there again from a sound one
+// (copyBlob), so the recorded pointer is true again with nothing new to record; once a
+// scrub pass it reads the copies whole, since rot keeps the size. A copy that cannot be
+// stored again, or is damaged, is replaced by a new checkpoint, once per blob. A sled
+// found without a copy it held (a checkpoint here, a chunk the scrub found missing) is
+// audited: every chunk copy this node's primaries list there is looked for
+// (statChunk, no data read) and the missing ones repaired as the scrub repairs, so the
+// sled is whole again in minutes rather than over the scrub's daily pass. Both are
+// bounded per step (checkpointChecksPerStepMax, sledAuditChunksPerStepMax,
+// sledAuditRepairsPerStepMax) and cost one small request per checkpoint copy a minute
+// when all is well.
+//
+// Memory: the per-partition state (chunks recorded recently, checkpoint blobs replaced
+// and looked for, scrub and audit cursors) is forgotten when the partition goes away: the head node calls
 // `forgetPartition` when it closes a replica (a drop, a deleted volume, a retire), and
 // each pass and scrub step also forgets partitions this node no longer hosts, so a long-
 // lived node holds state only for the partitions it hosts now.
@@ -39,6 +55,7 @@
 // and counted short (its data is lost unless an out sled comes back).
 
 import type { Logger } from "@ballast/runtime";
+import type { CheckpointPointer } from "./replica/effects.ts";
 import type { ChunkEntry } from "./replica/metadata.ts";
 import type { Replica } from "./replica/replica.ts";
 import { type ChunkOwner, chunkCopies, type SledClient } from "./sled-client.ts";
@@ -55,6 +72,20 @@ export const scrubIntervalMs = 24 * 60 * 60 * 1000;
 export const scrubStepMs = 10_000;
 /** Chunks one primary's scrub checks in one step at most (credit beyond it is dropped). */
 export const scrubChunksPerStepMax = 16;
+/**
+ * How often each primary's recorded checkpoint is looked for on the live sleds its
+ * pointer names (one metadata request per sled, no data read), on the scrub's steps.
+ */
+export const checkpointCheckIntervalMs = 60_000;
+/** Primaries whose recorded checkpoint one scrub step looks for at most; the rest wait. */
+export const checkpointChecksPerStepMax = 8;
+/**
+ * Chunk copies one scrub step looks for on sleds found to have lost a copy they held
+ * (an audit: one metadata request each, no data read).
+ */
+export const sledAuditChunksPerStepMax = 256;
+/** Copies an audit found missing that one scrub step repairs at most (a whole read each). */
+export const sledAuditRepairsPerStepMax = 16;
 
 /** What the replicator needs of a hosted replica (partition-host.ts). */
 export interface ReplicatedPartition {
@@ -160,13 +191,18 @@ export function nextChunks(
 }
 
 export interface ReplicatorOptions {
-  sleds: Pick<SledClient, "copyChunk" | "checkChunk">;
+  sleds: Pick<
+    SledClient,
+    "copyChunk" | "checkChunk" | "statBlob" | "copyBlob" | "getBlob" | "statChunk"
+  >;
   logger: Logger;
   /** The replicas this node hosts now. */
   partitions: () => Iterable<ReplicatedPartition>;
   intervalMs?: number;
   /** A whole scrub pass over each primary's table (scrubIntervalMs by default). */
   scrubIntervalMs?: number;
+  /** How often a recorded checkpoint's copies are looked for (checkpointCheckIntervalMs). */
+  checkpointCheckIntervalMs?: number;
   clock?: () => number;
 }
 
@@ -190,6 +226,20 @@ export class Replicator {
   private scrubbing: Promise<void> | undefined;
   /** Per partition (`volumeId/partition`): the last chunk scrubbed, and chunks owed. */
   private readonly scrubbed = new Map<string, { cursor: number; credit: number; atMs: number }>();
+  /**
+   * Per partition: the recorded checkpoint blob last looked for on its sleds, when, and
+   * when its copies were last read whole (or it was stored).
+   */
+  private readonly checkpointsChecked = new Map<
+    string,
+    { blobKey: string; atMs: number; readAtMs: number }
+  >();
+  /**
+   * Sleds found without a copy they held (a store lost, the sled back under its old id):
+   * per partition (`volumeId/partition`), the last chunk number looked for there
+   * (Infinity once its table is done), and the copies found missing so far.
+   */
+  private readonly audits = new Map<string, { cursors: Map<string, number>; missing: number }>();
 
   constructor(private readonly options: ReplicatorOptions) {
     this.clock = options.clock ?? (() => performance.now());
@@ -228,12 +278,24 @@ export class Replicator {
     const nowMs = this.clock();
     const intervalMs = this.options.scrubIntervalMs ?? scrubIntervalMs;
     const hosted = new Set<string>();
+    let checkpointChecks = 0;
+    const primaries: ReplicatedPartition[] = [];
     for (const partition of this.options.partitions()) {
       const key = `${partition.address.volumeId}/${partition.address.partition}`;
       hosted.add(key);
       if (partition.roleName !== "primary") {
         this.scrubbed.delete(key);
+        this.checkpointsChecked.delete(key);
         continue;
+      }
+      primaries.push(partition);
+      if (
+        checkpointChecks < checkpointChecksPerStepMax &&
+        this.checkpointCheckDue(key, partition)
+      ) {
+        checkpointChecks++;
+        await this.checkCheckpointCopies(partition);
+        if (this.closed) return;
       }
       const chunks = partition.replica.metadata.chunks;
       const state = this.scrubbed.get(key) ?? { cursor: -1, credit: 0, atMs: nowMs };
@@ -249,6 +311,198 @@ export class Replicator {
       }
     }
     this.forgetAllBut(hosted);
+    await this.auditSleds(primaries);
+  }
+
+  /**
+   * `sled` was found without a copy it held: every chunk copy this node's primaries list
+   * there is looked for (auditSleds), rather than left to the scrub's slow pace.
+   */
+  private auditSled(sled: string, why: string): void {
+    if (this.audits.has(sled) || this.out.has(sled)) return;
+    this.audits.set(sled, { cursors: new Map(), missing: 0 });
+    this.options.logger.warn(
+      { sled, why },
+      "a sled lost a copy it held: looking for every chunk copy listed there",
+    );
+  }
+
+  /**
+   * One step of the audits: for each sled audited, the chunks each primary lists there,
+   * in chunk-number order from its cursor, are looked for (statChunk); a copy missing or
+   * of another size is repaired as the scrub repairs (scrubChunk). Bounded per step by
+   * sledAuditChunksPerStepMax looks and sledAuditRepairsPerStepMax repairs. A sled that
+   * does not answer waits for the next step; one declared out is left to re-replication.
+   * An audit ends once every primary's table is done.
+   */
+  private async auditSleds(primaries: readonly ReplicatedPartition[]): Promise<void> {
+    let looks = 0;
+    let repairs = 0;
+    for (const [sled, audit] of this.audits) {
+      if (this.out.has(sled)) {
+        this.audits.delete(sled);
+        continue;
+      }
+      let done = true;
+      tables: for (const partition of primaries) {
+        const key = `${partition.address.volumeId}/${partition.address.partition}`;
+        const cursor = audit.cursors.get(key) ?? -1;
+        if (cursor === Number.POSITIVE_INFINITY) continue;
+        const chunks = partition.replica.metadata.chunks;
+        const due: number[] = [];
+        for (const [chunkNumber, entry] of chunks) {
+          if (chunkNumber > cursor && entry.copies.includes(sled)) due.push(chunkNumber);
+        }
+        due.sort((a, b) => a - b);
+        for (const chunkNumber of due) {
+          const entry = chunks.get(chunkNumber);
+          if (
+            this.closed ||
+            partition.roleName !== "primary" ||
+            looks >= sledAuditChunksPerStepMax ||
+            repairs >= sledAuditRepairsPerStepMax
+          ) {
+            done = false;
+            break tables;
+          }
+          if (entry === undefined) continue;
+          looks++;
+          const { address } = partition;
+          let found: { bytes: number } | undefined;
+          try {
+            found = await this.options.sleds.statChunk(
+              { volume: address.volume, partition: address.partition },
+              entry.sledChunkId,
+              sled,
+            );
+          } catch (error) {
+            this.options.logger.warn(
+              { sled, chunk: entry.sledChunkId, error: String(error) },
+              "could not look for a chunk copy on an audited sled; the next step asks again",
+            );
+            done = false;
+            break tables;
+          }
+          audit.cursors.set(key, chunkNumber);
+          if (found?.bytes === entry.bytes) continue;
+          repairs++;
+          audit.missing++;
+          await this.scrubChunk(partition, entry);
+        }
+        audit.cursors.set(key, Number.POSITIVE_INFINITY);
+      }
+      if (!done) continue;
+      this.audits.delete(sled);
+      this.options.logger.info(
+        { sled, missing: audit.missing },
+        "looked for every chunk copy listed on a sled that had lost one",
+      );
+    }
+  }
+
+  /**
+   * Whether partition `key`'s recorded checkpoint is due a look at its copies: never
+   * looked at by this primary, or not for checkpointCheckIntervalMs. A blob recorded
+   * since the last look was just stored on its sleds: its first look waits an interval.
+   */
+  private checkpointCheckDue(key: string, partition: ReplicatedPartition): boolean {
+    const pointer = partition.replica.recordedCheckpoint;
+    if (pointer === undefined) return false;
+    const nowMs = this.clock();
+    const last = this.checkpointsChecked.get(key);
+    if (last !== undefined && last.blobKey !== pointer.blobKey) {
+      this.checkpointsChecked.set(key, { blobKey: pointer.blobKey, atMs: nowMs, readAtMs: nowMs });
+      return false;
+    }
+    const intervalMs = this.options.checkpointCheckIntervalMs ?? checkpointCheckIntervalMs;
+    return last === undefined || nowMs - last.atMs >= intervalMs;
+  }
+
+  /**
+   * Looks for the recorded checkpoint blob on each live sled its pointer names (a sled
+   * back under its old id on an empty disk before it was declared out holds none); a
+   * missing copy is stored there again from a sound one, so the pointer the coordinator
+   * holds names two copies again and nothing new is recorded. When that cannot be done
+   * (no sound copy, a copy of another size, the store failed), a new checkpoint is asked
+   * for, as for a copy on a sled out (`checkCheckpoint`). A sled that does not answer
+   * says nothing: the next look asks again, and a long silence makes it out.
+   */
+  private async checkCheckpointCopies(partition: ReplicatedPartition): Promise<void> {
+    const pointer = partition.replica.recordedCheckpoint;
+    if (pointer === undefined) return;
+    const key = `${partition.address.volumeId}/${partition.address.partition}`;
+    const nowMs = this.clock();
+    const readAtMs = this.checkpointsChecked.get(key)?.readAtMs ?? nowMs;
+    this.checkpointsChecked.set(key, { blobKey: pointer.blobKey, atMs: nowMs, readAtMs });
+    const sound: string[] = [];
+    const missing: string[] = [];
+    const wrong: string[] = [];
+    for (const sled of liveCopies(pointer.sleds, this.out)) {
+      try {
+        const found = await this.options.sleds.statBlob(pointer.blobKey, sled);
+        if (found === undefined) missing.push(sled);
+        else if (found.bytes === pointer.bytes) sound.push(sled);
+        else wrong.push(sled);
+      } catch (error) {
+        this.options.logger.warn(
+          { ...partition.address, blobKey: pointer.blobKey, sled, error: String(error) },
+          "could not look for a copy of the recorded checkpoint; the next look asks again",
+        );
+      }
+    }
+    // Once a scrub pass, the copies found are read whole and checked against the blob's
+    // CRC32C: rot that keeps the size is seen only so. A damaged copy cannot be written
+    // over (blobs are write-once): a new checkpoint replaces the blob.
+    const damaged: string[] = [];
+    if (nowMs - readAtMs >= (this.options.scrubIntervalMs ?? scrubIntervalMs)) {
+      this.checkpointsChecked.set(key, { blobKey: pointer.blobKey, atMs: nowMs, readAtMs: nowMs });
+      for (const sled of sound) {
+        try {
+          await this.options.sleds.getBlob(pointer.blobKey, pointer.bytes, [sled]);
+        } catch {
+          damaged.push(sled); // getBlob logged why
+        }
+      }
+    }
+    if (damaged.length > 0 && partition.replica.recordedCheckpoint?.blobKey === pointer.blobKey) {
+      this.replaceCheckpoint(
+        partition,
+        pointer,
+        `the recorded checkpoint's copy on [${damaged.join(", ")}] is damaged: taking a new one`,
+      );
+      return;
+    }
+    if (missing.length === 0 && wrong.length === 0) return;
+    for (const sled of missing) {
+      this.auditSled(sled, `checkpoint ${pointer.blobKey} was missing`);
+    }
+    const current = () =>
+      partition.roleName === "primary" &&
+      partition.replica.recordedCheckpoint?.blobKey === pointer.blobKey;
+    let failed = wrong.length > 0 || sound.length === 0;
+    for (const sled of failed ? [] : missing) {
+      if (!current() || this.closed) return;
+      try {
+        const from = await this.options.sleds.copyBlob(pointer.blobKey, pointer.bytes, sound, sled);
+        this.options.logger.warn(
+          { ...partition.address, blobKey: pointer.blobKey, from, to: sled },
+          "a sled named by the recorded checkpoint had lost its copy: stored it there again",
+        );
+      } catch (error) {
+        failed = true;
+        this.options.logger.warn(
+          { ...partition.address, blobKey: pointer.blobKey, to: sled, error: String(error) },
+          "could not store a lost copy of the recorded checkpoint again",
+        );
+      }
+    }
+    if (failed && current()) {
+      this.replaceCheckpoint(
+        partition,
+        pointer,
+        `the recorded checkpoint is missing on [${missing.join(", ")}] and of another size on [${wrong.join(", ")}], and could not be stored there again: taking a new one`,
+      );
+    }
   }
 
   /** Reads every live copy of one chunk whole; repairs the damaged and missing ones. */
@@ -265,6 +519,9 @@ export class Replicator {
         : { bytes: entry.bytes, checksum: entry.checksum },
     );
     for (const outcome of outcomes) {
+      if (outcome.found === "missing") {
+        this.auditSled(outcome.sled, `chunk ${entry.sledChunkId} was missing`);
+      }
       this.options.logger.warn(
         { ...address, chunk: entry.sledChunkId, ...outcome },
         outcome.repaired
@@ -282,7 +539,9 @@ export class Replicator {
   forgetPartition(volumeId: string, partition: number): void {
     const key = `${volumeId}/${partition}`;
     this.checkpointsReplaced.delete(key);
+    this.checkpointsChecked.delete(key);
     this.scrubbed.delete(key);
+    for (const audit of this.audits.values()) audit.cursors.delete(key);
     for (const chunkKey of this.recorded.keys()) {
       if (chunkKey.startsWith(`${key}/`)) this.recorded.delete(chunkKey);
     }
@@ -290,7 +549,12 @@ export class Replicator {
 
   /** The partitions (`volumeId/partition`) this replicator keeps any state for. */
   trackedPartitions(): string[] {
-    const keys = new Set([...this.checkpointsReplaced.keys(), ...this.scrubbed.keys()]);
+    const keys = new Set([
+      ...this.checkpointsReplaced.keys(),
+      ...this.checkpointsChecked.keys(),
+      ...this.scrubbed.keys(),
+      ...[...this.audits.values()].flatMap((audit) => [...audit.cursors.keys()]),
+    ]);
     for (const chunkKey of this.recorded.keys()) {
       keys.add(chunkKey.slice(0, chunkKey.lastIndexOf("/")));
     }
@@ -422,13 +686,26 @@ export class Replicator {
     const pointer = partition.replica.recordedCheckpoint;
     if (pointer === undefined) return;
     if (liveCopies(pointer.sleds, out).length >= chunkCopies) return;
+    this.replaceCheckpoint(
+      partition,
+      pointer,
+      "the recorded checkpoint has fewer than 2 copies on sleds in service: taking a new one",
+    );
+  }
+
+  /** Asks the core for a new checkpoint in place of `pointer`'s, once per blob. */
+  private replaceCheckpoint(
+    partition: ReplicatedPartition,
+    pointer: CheckpointPointer,
+    why: string,
+  ): void {
     const key = `${partition.address.volumeId}/${partition.address.partition}`;
     if (this.checkpointsReplaced.get(key) === pointer.blobKey) return;
     this.checkpointsReplaced.set(key, pointer.blobKey);
     partition.replica.requestCheckpoint();
     this.options.logger.info(
       { ...partition.address, blobKey: pointer.blobKey, sleds: pointer.sleds },
-      "the recorded checkpoint has fewer than 2 copies on sleds in service: taking a new one",
+      why,
     );
   }
 }

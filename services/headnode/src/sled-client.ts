@@ -873,6 +873,60 @@ export class SledClient {
     return data;
   }
 
+  /**
+   * What `sled` says it holds of chunk `chunkId` (its size and CRC32C, from the sled's
+   * map, no data read), or undefined when it holds none. Rejects when the sled does not
+   * answer, or answers anything but the chunk or NotFound.
+   */
+  async statChunk(
+    owner: ChunkOwner,
+    chunkId: string,
+    sled: string,
+  ): Promise<{ bytes: number; checksum: number } | undefined> {
+    try {
+      const found = await this.bus.request(
+        subjects.node.build("sled", sled),
+        { type: "sled.chunk.stat.v1", owner, chunkId },
+        { deadlineMs: sledDeadlineMs },
+      );
+      return { bytes: found.bytes, checksum: found.checksum };
+    } catch (error) {
+      if (error instanceof BallastError && error.code === ErrorCode.NotFound) return undefined;
+      throw error;
+    }
+  }
+
+  /**
+   * What `sled` says it holds under blob key `key` (its size and CRC32C, from the sled's
+   * map, no data read), or undefined when it holds none. Rejects when the sled does not
+   * answer: that says nothing of the copy.
+   */
+  async statBlob(
+    key: string,
+    sled: string,
+  ): Promise<{ bytes: number; checksum: number } | undefined> {
+    // Keys sort before every longer key they begin: the first listed under the key as a
+    // prefix is the key itself, if the sled holds it.
+    const listed = await this.bus.request(
+      subjects.node.build("sled", sled),
+      { type: "sled.blob.list.v1", prefix: key, limit: 1 },
+      { deadlineMs: sledDeadlineMs },
+    );
+    const found = listed.blobs[0];
+    return found?.key === key ? { bytes: found.bytes, checksum: found.checksum } : undefined;
+  }
+
+  /**
+   * Stores blob `key` (of `bytes` bytes) on `to` again, from the first of `from` whose
+   * copy is whole and sound (getBlob). Blobs are write-once: `to` must not hold the key
+   * (a sled that lost its store). Resolves with the sled read from.
+   */
+  async copyBlob(key: string, bytes: number, from: readonly string[], to: string): Promise<string> {
+    const { data, sled } = await this.getBlob(key, bytes, from);
+    await this.uploadBlob(to, key, data, crc32c(data));
+    return sled;
+  }
+
   async deleteBlob(key: string, sleds: readonly string[]): Promise<void> {
     await Promise.allSettled(
       sleds.map((sled) =>

@@ -52,6 +52,14 @@ test("a scrub step checks no chunk of a replica closed while it ran", async () =
       await gate;
       return [];
     },
+    statBlob: async () => undefined,
+    copyBlob: async () => "sled-1",
+    statChunk: async () => {
+      throw new Error("no sled is audited in this test");
+    },
+    getBlob: async () => {
+      throw new Error("no checkpoint is read in this test");
+    },
   };
   let clockMs = 0;
   const replicator = new Replicator({
@@ -100,6 +108,14 @@ test("a re-replication pass makes no copy for a replica closed while it ran", as
       return "sled-2";
     },
     checkChunk: async (): Promise<CopyRepair[]> => [],
+    statBlob: async () => undefined,
+    copyBlob: async () => "sled-1",
+    statChunk: async () => {
+      throw new Error("no sled is audited in this test");
+    },
+    getBlob: async () => {
+      throw new Error("no checkpoint is read in this test");
+    },
   };
   const replicator = new Replicator({
     sleds: fakeSledClient,

@@ -3,6 +3,8 @@ import { describe, expect, test } from "vitest";
 import type { ChunkEntry } from "../src/replica/metadata.ts";
 import { Replica } from "../src/replica/replica.ts";
 import {
+  checkpointCheckIntervalMs,
+  checkpointChecksPerStepMax,
   chunksShortOfCopies,
   nextChunks,
   planCopies,
@@ -10,6 +12,8 @@ import {
   Replicator,
   scrubChunksPerStepMax,
   scrubDue,
+  scrubIntervalMs,
+  sledAuditRepairsPerStepMax,
 } from "../src/replicator.ts";
 import { storedPointer } from "../src/testing/checkpoint.ts";
 import { only, syncJournal } from "./effects-helpers.ts";
@@ -25,6 +29,19 @@ function table(entries: [number, string[]][]): Map<number, ChunkEntry> {
 }
 
 const sleds = ["sled-1", "sled-2", "sled-3", "sled-4"];
+
+/** Fake blob calls for tests about chunks: every recorded checkpoint copy is in place. */
+const checkpointsInPlace = {
+  statBlob: async () => ({ bytes: 9, checksum: 0 }),
+  copyBlob: async (): Promise<string> => {
+    throw new Error("no checkpoint copy is lost in this test");
+  },
+  statChunk: async () => ({ bytes: 4096, checksum: 0 }),
+  getBlob: async (_key: string, bytes: number, from: readonly string[]) => ({
+    data: new Uint8Array(bytes),
+    sled: from[0]!,
+  }),
+};
 
 describe("re-replication choice", () => {
   test("copies only chunks with fewer than 2 copies on sleds in service, to a live sled without one", () => {
@@ -122,6 +139,7 @@ describe("replicator", () => {
           return from[0]!;
         },
         checkChunk: async () => [],
+        ...checkpointsInPlace,
       },
     });
     replicator.setOut(["sled-3"]);
@@ -157,6 +175,7 @@ describe("replicator", () => {
           return "sled-1";
         },
         checkChunk: async () => [],
+        ...checkpointsInPlace,
       },
     });
     await replicator.pass();
@@ -165,7 +184,7 @@ describe("replicator", () => {
     const other = new Replicator({
       logger,
       partitions: () => [secondary],
-      sleds: { copyChunk: async () => "sled-1", checkChunk: async () => [] },
+      sleds: { copyChunk: async () => "sled-1", checkChunk: async () => [], ...checkpointsInPlace },
     });
     other.setOut(["sled-3"]);
     await other.pass();
@@ -183,7 +202,7 @@ describe("replicator", () => {
     const replicator = new Replicator({
       logger,
       partitions: () => hosted,
-      sleds: { copyChunk: async () => "sled-1", checkChunk: async () => [] },
+      sleds: { copyChunk: async () => "sled-1", checkChunk: async () => [], ...checkpointsInPlace },
       scrubIntervalMs: 1,
       clock: () => 0,
     });
@@ -286,7 +305,7 @@ describe("replicator", () => {
     const replicator = new Replicator({
       logger,
       partitions: () => [replicated],
-      sleds: { copyChunk: async () => "sled-1", checkChunk: async () => [] },
+      sleds: { copyChunk: async () => "sled-1", checkChunk: async () => [], ...checkpointsInPlace },
     });
     replicator.setOut(["sled-3"]);
     await replicator.pass();
@@ -320,6 +339,235 @@ describe("replicator", () => {
     expect(asks).toBe(1);
     for (let tick = 0; tick < 10 * retryTicks; tick++) core.tick();
     expect(checkpointWrites()).toEqual([]);
+    await replicator.close();
+  });
+});
+
+describe("recorded checkpoint copies", () => {
+  /**
+   * Partitions whose recorded checkpoint (9 bytes) names `checkpointSleds`; a fake sled
+   * client that holds the blob copies `held` lists (key → sleds) and logs each call.
+   */
+  function checkpointed(
+    count: number,
+    checkpointSleds: string[],
+    held: Map<string, Set<string>>,
+    /** Copies (`key@sled`) that read back damaged; copies read whole are logged. */
+    damaged = new Set<string>(),
+  ) {
+    const reads: string[] = [];
+    let nowMs = 0;
+    const asked: string[] = [];
+    const looks: string[] = [];
+    const restores: [string, string[], string][] = [];
+    let restoreFails = false;
+    const hosted: ReplicatedPartition[] = Array.from({ length: count }, (_, index) => ({
+      address: { volume: "v", volumeId: "1-v", partition: index },
+      roleName: "primary" as const,
+      sleds,
+      replica: {
+        metadata: { chunks: new Map() } as unknown as ReplicatedPartition["replica"]["metadata"],
+        recordCopies: () => undefined,
+        requestCheckpoint: () => {
+          asked.push(`checkpoints/${index}`);
+        },
+        recordedCheckpoint: {
+          opNum: 5,
+          blobKey: `checkpoints/${index}`,
+          sleds: checkpointSleds,
+          bytes: 9,
+          createdAtMs: 1,
+        },
+      },
+    }));
+    const replicator = new Replicator({
+      logger,
+      partitions: () => hosted,
+      clock: () => nowMs,
+      sleds: {
+        copyChunk: async () => "sled-1",
+        checkChunk: async () => [],
+        statBlob: async (key, sled) => {
+          looks.push(`${key}@${sled}`);
+          return held.get(key)?.has(sled) ? { bytes: 9, checksum: 7 } : undefined;
+        },
+        copyBlob: async (key, bytes, from, to) => {
+          expect(bytes).toBe(9);
+          restores.push([key, [...from], to]);
+          if (restoreFails) throw new Error(`${to} refused the blob`);
+          held.get(key)?.add(to);
+          return from[0]!;
+        },
+        statChunk: async () => ({ bytes: 4096, checksum: 0 }),
+        getBlob: async (key, bytes, from) => {
+          reads.push(`${key}@${from.join(",")}`);
+          if (damaged.has(`${key}@${from[0]}`)) throw new Error("CRC32C mismatch");
+          return { data: new Uint8Array(bytes), sled: from[0]! };
+        },
+      },
+    });
+    return {
+      reads,
+      replicator,
+      asked,
+      looks,
+      restores,
+      advance: (ms: number) => {
+        nowMs += ms;
+      },
+      failRestores: () => {
+        restoreFails = true;
+      },
+    };
+  }
+
+  test("a copy lost on a sled still in service (back empty under its old id) is stored there again", async () => {
+    // sled-1 came back empty before it was declared out: nothing is out.
+    const held = new Map([["checkpoints/0", new Set(["sled-2"])]]);
+    const { replicator, asked, looks, restores, advance } = checkpointed(
+      1,
+      ["sled-1", "sled-2"],
+      held,
+    );
+    await replicator.pass();
+    expect(asked).toEqual([]); // nothing out: the pass sees no shortage
+    await replicator.scrubStep();
+    expect(restores).toEqual([["checkpoints/0", ["sled-2"], "sled-1"]]);
+    expect(held.get("checkpoints/0")).toEqual(new Set(["sled-2", "sled-1"]));
+    expect(asked).toEqual([]);
+    // Cheap when all is well: one look per named sled per interval, no data read.
+    looks.length = 0;
+    await replicator.scrubStep();
+    expect(looks).toEqual([]);
+    advance(checkpointCheckIntervalMs);
+    await replicator.scrubStep();
+    expect(looks).toEqual(["checkpoints/0@sled-1", "checkpoints/0@sled-2"]);
+    expect(restores).toHaveLength(1);
+    await replicator.close();
+  });
+
+  test("with no sound copy left, or a store that fails, a new checkpoint is asked for once", async () => {
+    const lost = checkpointed(1, ["sled-1", "sled-2"], new Map());
+    await lost.replicator.scrubStep();
+    expect(lost.restores).toEqual([]);
+    expect(lost.asked).toEqual(["checkpoints/0"]);
+    lost.advance(checkpointCheckIntervalMs);
+    await lost.replicator.scrubStep();
+    expect(lost.asked).toEqual(["checkpoints/0"]); // the core keeps the request
+    await lost.replicator.close();
+
+    const refused = checkpointed(
+      1,
+      ["sled-1", "sled-2"],
+      new Map([["checkpoints/0", new Set(["sled-1"])]]),
+    );
+    refused.failRestores();
+    await refused.replicator.scrubStep();
+    expect(refused.restores).toEqual([["checkpoints/0", ["sled-1"], "sled-2"]]);
+    expect(refused.asked).toEqual(["checkpoints/0"]);
+    await refused.replicator.close();
+  });
+
+  test("once a scrub pass each copy is read whole; a damaged one is replaced by a new checkpoint", async () => {
+    const held = new Map([["checkpoints/0", new Set(["sled-1", "sled-2"])]]);
+    const { replicator, asked, reads, advance } = checkpointed(
+      1,
+      ["sled-1", "sled-2"],
+      held,
+      new Set(["checkpoints/0@sled-2"]),
+    );
+    await replicator.scrubStep();
+    advance(checkpointCheckIntervalMs);
+    await replicator.scrubStep();
+    expect(reads).toEqual([]); // looks only, within the scrub's pass
+    advance(scrubIntervalMs);
+    await replicator.scrubStep();
+    expect(reads).toEqual(["checkpoints/0@sled-1", "checkpoints/0@sled-2"]);
+    expect(asked).toEqual(["checkpoints/0"]);
+    await replicator.close();
+  });
+
+  test("a step looks at a bounded number of checkpoints; the rest are looked at in later steps", async () => {
+    const count = checkpointChecksPerStepMax * 2 + 1;
+    const held = new Map(
+      Array.from({ length: count }, (_, index) => [`checkpoints/${index}`, new Set(["sled-2"])]),
+    );
+    const { replicator, looks, restores } = checkpointed(count, ["sled-1", "sled-2"], held);
+    await replicator.scrubStep();
+    expect(looks).toHaveLength(checkpointChecksPerStepMax * 2);
+    await replicator.scrubStep();
+    await replicator.scrubStep();
+    expect(new Set(restores.map(([key]) => key)).size).toBe(count);
+    await replicator.close();
+  });
+});
+
+describe("audit of a sled that lost copies", () => {
+  test("a sled found without the checkpoint has every chunk copy listed there looked for, the missing repaired", async () => {
+    // 40 chunks on sled-1 and sled-2 (and 10 on sled-3 and sled-4); sled-1 came back
+    // empty under its old id, nothing is out, and the scrub's pace is a day.
+    const chunks = table([
+      ...Array.from({ length: 40 }, (_, n): [number, string[]] => [n, ["sled-1", "sled-2"]]),
+      ...Array.from({ length: 10 }, (_, n): [number, string[]] => [40 + n, ["sled-3", "sled-4"]]),
+    ]);
+    const held = new Set([...chunks.values()].map((entry) => `sled-2/${entry.sledChunkId}`));
+    for (const entry of chunks.values()) {
+      if (entry.copies.includes("sled-3")) held.add(`sled-3/${entry.sledChunkId}`);
+    }
+    const looked: string[] = [];
+    const checked: string[] = [];
+    const replicated: ReplicatedPartition = {
+      address: { volume: "v", volumeId: "1-v", partition: 0 },
+      roleName: "primary",
+      sleds,
+      replica: {
+        metadata: { chunks } as ReplicatedPartition["replica"]["metadata"],
+        recordCopies: () => undefined,
+        requestCheckpoint: () => undefined,
+        recordedCheckpoint: {
+          opNum: 5,
+          blobKey: "checkpoints/x",
+          sleds: ["sled-1", "sled-2"],
+          bytes: 9,
+          createdAtMs: 1,
+        },
+      },
+    };
+    const replicator = new Replicator({
+      logger,
+      partitions: () => [replicated],
+      clock: () => 0,
+      sleds: {
+        copyChunk: async () => "sled-2",
+        checkChunk: async (_owner, chunkId, copies) => {
+          checked.push(chunkId);
+          expect(copies).toEqual(["sled-1", "sled-2"]);
+          held.add(`sled-1/${chunkId}`);
+          return [{ sled: "sled-1", found: "missing" as const, repaired: true }];
+        },
+        statBlob: async (_key, sled) => (sled === "sled-2" ? { bytes: 9, checksum: 0 } : undefined),
+        copyBlob: async () => "sled-2",
+        getBlob: async () => {
+          throw new Error("no whole read within the scrub's pass");
+        },
+        statChunk: async (_owner, chunkId, sled) => {
+          looked.push(`${sled}/${chunkId}`);
+          return held.has(`${sled}/${chunkId}`) ? { bytes: 4096, checksum: 0 } : undefined;
+        },
+      },
+    });
+    await replicator.scrubStep();
+    // The checkpoint look found sled-1 empty: the audit began in the same step, bounded.
+    expect(checked).toHaveLength(sledAuditRepairsPerStepMax);
+    for (let step = 0; step < 5; step++) await replicator.scrubStep();
+    expect(checked).toEqual([...chunks.values()].slice(0, 40).map((entry) => entry.sledChunkId));
+    // Only copies listed on sled-1 were looked for, each once; then the audit ended.
+    expect(looked.every((copy) => copy.startsWith("sled-1/"))).toBe(true);
+    expect(new Set(looked).size).toBe(40);
+    looked.length = 0;
+    await replicator.scrubStep();
+    expect(looked).toEqual([]);
+    expect(replicator.trackedPartitions()).toEqual(["1-v/0"]);
     await replicator.close();
   });
 });
@@ -377,6 +625,7 @@ describe("scheduled scrub", () => {
             ? [{ sled: "sled-1", found: "damaged" as const, repaired: true }]
             : [];
         },
+        ...checkpointsInPlace,
       },
     });
     replicator.setOut(["sled-3"]);

@@ -185,7 +185,14 @@ const replicating: Overrides = { replicateChance: 1, ...staleRequests };
 
 test("re-replication under failover keeps every copy list true and every chunk at full copies", async () => {
   const seeds = Math.ceil(seedsPerShape / 8);
-  const totals = { sledLosses: 0, copiesRecorded: 0, copiesRepaired: 0, chunkReads: 0 };
+  const totals = {
+    sledLosses: 0,
+    sledsBackEmpty: 0,
+    copiesRecorded: 0,
+    copiesRepaired: 0,
+    checkpointCopiesRestored: 0,
+    chunkReads: 0,
+  };
   for (let seed = 1; seed <= seeds; seed++) {
     const result = await simulateFailover(seed, replicating);
     expect(result.violations, summary(result, replicating)).toEqual([]);
@@ -199,6 +206,10 @@ test("re-replication under failover keeps every copy list true and every chunk a
   expect(totals.copiesRecorded).toBeGreaterThan(seeds * 2);
   expect(totals.copiesRepaired).toBeGreaterThan(seeds / 2);
   expect(totals.chunkReads).toBeGreaterThan(seeds * 10);
+  // Sleds came back empty before they were out, and lost checkpoint copies were stored
+  // on them again.
+  expect(totals.sledsBackEmpty).toBeGreaterThan(seeds / 4);
+  expect(totals.checkpointCopiesRestored).toBeGreaterThan(seeds / 4);
 }, 300_000);
 
 // 45 of seeds 1 to 100 (the first 2) without the stale requests; 0 of 300 unsabotaged.
@@ -255,6 +266,18 @@ test("the checkers catch damaged notes taken as sound (no note checksums checked
     ["agreement", "damage", "read", "acknowledged-lost", "exception", "metadata"],
     corrupting,
     5,
+  );
+  expect(caught).toBeDefined();
+}, 120_000);
+
+// 18 of seeds 1 to 40 (the first 2); the old replicator, which never looked for the
+// copies, 16 of them (the first 2).
+test("the checkers catch a checkpoint copy lost on a sled back empty before it was out", async () => {
+  const caught = await firstCaught(
+    "checkpoint-copies-unchecked",
+    ["checkpoint-copies"],
+    replicating,
+    10,
   );
   expect(caught).toBeDefined();
 }, 120_000);

@@ -136,7 +136,7 @@ import {
   votingSecondaries,
 } from "@ballast/coordinator/decisions";
 import { LeaseBook } from "@ballast/coordinator/leases";
-import { BallastError, ErrorCode, formatVolumeId, limits } from "@ballast/protocol";
+import { BallastError, crc32c, ErrorCode, formatVolumeId, limits } from "@ballast/protocol";
 import { createLogger, KeyedLock } from "@ballast/runtime";
 import { fetchCheckpoint } from "../checkpoint-fetch.ts";
 import { decideConfigure, partOf } from "../configure-decision.ts";
@@ -328,7 +328,15 @@ export type Sabotage =
    * note damaged after it. Found by the `agreement` check (the secondary's note has
    * another checksum than the primary's) or by a read of the damaged bytes.
    */
-  | "unchecked-note-checksums";
+  | "unchecked-note-checksums"
+  /**
+   * Re-replication whose sled client says every recorded checkpoint copy is in place and
+   * sound (the replicator before it looked for them): a sled back empty under its old id
+   * before it was declared out (`sledBackEmptyChance`) leaves the recorded checkpoint
+   * at one copy until the next checkpoint. Found by the `checkpoint-copies` check once
+   * settled.
+   */
+  | "checkpoint-copies-unchecked";
 
 export interface FailoverOptions {
   seed: number;
@@ -598,21 +606,35 @@ export interface FailoverOptions {
    * records. Checked: every copy a table lists was written there (`copy-list`), no
    * primary's table lists a chunk no sled holds (`chunk-lost`), and once settled every
    * chunk is back at chunkCopies live copies within `replicationSettleTicksMax`
-   * (`re-replication`).
+   * (`re-replication`), and every primary's recorded checkpoint is stored on
+   * chunkCopies sleds up that its pointer names (`checkpoint-copies`).
    */
   replicateChance: number;
   replicateIntervalTicks: number;
   scrubStepTicks: number;
   /** A whole scrub pass over a primary's table (the Replicator's scrubIntervalMs). */
   scrubIntervalMs: number;
+  /** How often a recorded checkpoint's copies are looked for (checkpointCheckIntervalMs). */
+  checkpointCheckIntervalMs: number;
   /** A sled down this long is out of service (the coordinator's sledOutAfterMs). */
   sledOutTicks: number;
   /**
    * Per loaded tick: chance a sled's store is lost (a failed disk) while every table's
    * chunks and every recorded checkpoint have chunkCopies live copies; it is down for
    * sledOutTicks and `sledLossTicks` more, then back empty. At most `sledLossesMax`.
+   * A share of them (`sledBackEmptyChance`) is back empty before it is out (a disk
+   * replaced, the sled restarted under its old id within sledOutTicks): nothing says
+   * its copies are gone but the copies themselves.
    */
   sledLossRate: number;
+  sledBackEmptyChance: number;
+  /**
+   * Per run that re-replicates and settles: chance that, once every copy is in place, a
+   * sled a primary's recorded checkpoint names loses its store and is back at once under
+   * its old id (never out), after the last checkpoint the load took: only the look for
+   * the checkpoint's copies can restore it before the next checkpoint.
+   */
+  settledBackEmptyChance: number;
   sledLossTicks: readonly [number, number];
   sledLossesMax: number;
   copyTicksMax: number;
@@ -772,8 +794,11 @@ export const failoverDefaults: Omit<FailoverOptions, "seed"> = {
   replicateIntervalTicks: 20,
   scrubStepTicks: 10,
   scrubIntervalMs: 5_000,
+  checkpointCheckIntervalMs: 2_000,
   sledOutTicks: 30,
   sledLossRate: 0.2,
+  sledBackEmptyChance: 0.5,
+  settledBackEmptyChance: 0.5,
   sledLossTicks: [1, 200],
   sledLossesMax: 3,
   copyTicksMax: 8,
@@ -926,11 +951,13 @@ export interface FailoverResult {
     staleRequests: number;
     staleRefused: number;
     /**
-     * Runs that re-replicated (replicateChance), sleds' stores lost in them, chunk copies
-     * recorded by flush records (re-replication) and copies the scrub repaired.
+     * Runs that re-replicated (replicateChance), sleds' stores lost in them (those back
+     * before they were out), chunk copies recorded by flush records (re-replication),
+     * copies the scrub repaired, and checkpoint copies stored again.
      */
     replicating: number;
     sledLosses: number;
+    sledsBackEmpty: number;
     copiesRecorded: number;
     copiesRepaired: number;
     /** Recorded checkpoints left with one stored copy once settled (settleReplication). */
@@ -946,6 +973,7 @@ export interface FailoverResult {
     /** Replicas whose files a crash left damaged, and opens of them refused. */
     filesDamaged: number;
     opensRefused: number;
+    checkpointCopiesRestored: number;
   };
 }
 
@@ -1470,6 +1498,8 @@ export class FailoverSimulation {
     chunkReadsDamaged: 0,
     filesDamaged: 0,
     opensRefused: 0,
+    sledsBackEmpty: 0,
+    checkpointCopiesRestored: 0,
   };
   /** Snapshot ids drawn so far, and the request ids their takes and drops use (no client's). */
   private snapshotsDrawn = 0;
@@ -2150,7 +2180,8 @@ export class FailoverSimulation {
    * A sled's store is lost now and then (a failed disk), while the others up can take
    * every chunk and nothing is short of copies: a loss before the last one is repaired
    * could lose data with a sound replicator too. It is down long enough to be declared
-   * out, then back, empty.
+   * out, then back, empty; or (sledBackEmptyChance) back empty under its old id before
+   * it is out, so only a look at the copies finds them gone.
    */
   private injectSledLoss(): void {
     const options = this.options;
@@ -2162,14 +2193,44 @@ export class FailoverSimulation {
     const up = this.liveSleds();
     const sled = up[this.replicateRandom.integer(0, up.length - 1)]!;
     this.sleds.loseStore(sled);
-    this.lostSleds.add(sled);
     this.sledDownFrom.set(sled, this.tickNow);
+    this.stats.sledLosses++;
+    if (this.replicateRandom.chance(options.sledBackEmptyChance)) {
+      // Not a lost sled to settling either: brought back at once, still not out.
+      this.lostSleds.delete(sled);
+      this.sledDownUntil.set(
+        sled,
+        this.tickNow + this.replicateRandom.integer(1, options.sledOutTicks - 1),
+      );
+      this.stats.sledsBackEmpty++;
+      return;
+    }
+    this.lostSleds.add(sled);
     const [from, to] = options.sledLossTicks;
     this.sledDownUntil.set(
       sled,
       this.tickNow + options.sledOutTicks + this.replicateRandom.integer(from, to),
     );
-    this.stats.sledLosses++;
+  }
+
+  /**
+   * Settled, with every copy in place: a sled that a primary's recorded checkpoint names
+   * loses its store and is back next tick under its old id, never out.
+   */
+  private loseCheckpointSled(): void {
+    if (!this.repaired()) return;
+    for (const [partition, { record }] of this.records) {
+      const replica = this.node(record.primary).hosted.get(partition)?.adapter?.replica;
+      const sled = replica?.recordedCheckpoint?.sleds.find((one) => this.sledUp(one));
+      if (sled === undefined) continue;
+      this.sleds.loseStore(sled);
+      this.lostSleds.delete(sled);
+      this.sledDownFrom.set(sled, this.tickNow);
+      this.sledDownUntil.set(sled, this.tickNow + 1);
+      this.stats.sledLosses++;
+      this.stats.sledsBackEmpty++;
+      return;
+    }
   }
 
   /**
@@ -2200,9 +2261,10 @@ export class FailoverSimulation {
   /**
    * Chunks of the volume's members on nodes up with fewer than chunkCopies live copies
    * (listed, on a sled up that holds one), and the primaries' recorded checkpoints with
-   * fewer than `checkpointCopiesMin` (stored on a sled up), described.
+   * fewer than chunkCopies (stored on a sled up that their pointer names), described
+   * (those with `kind` only).
    */
-  private shortCopies(checkpointCopiesMin: number = chunkCopies): string[] {
+  private shortCopies(kind?: "chunk" | "checkpoint"): string[] {
     const short: string[] = [];
     for (const node of this.nodes) {
       if (!node.up) continue;
@@ -2214,7 +2276,7 @@ export class FailoverSimulation {
         const record = this.records.get(hosted.partition)?.record;
         if (record === undefined || !membersOf(record).includes(node.id)) continue;
         const replica = adapter.replica;
-        for (const [chunkNumber, entry] of replica.metadata.chunks) {
+        for (const [chunkNumber, entry] of kind === "checkpoint" ? [] : replica.metadata.chunks) {
           const live = entry.copies.filter((sled) => this.sleds.holds(sled, entry.sledChunkId));
           if (live.length >= chunkCopies) continue;
           short.push(
@@ -2222,10 +2284,12 @@ export class FailoverSimulation {
           );
         }
         const pointer = replica.roleName === "primary" ? replica.recordedCheckpoint : undefined;
-        if (pointer === undefined) continue;
+        if (pointer === undefined || kind === "chunk") continue;
         const blob = this.sleds.blobs.get(pointer.blobKey);
-        const stored = pointer.sleds.filter((sled) => this.sledUp(sled) && blob?.copies.has(sled));
-        if (stored.length >= checkpointCopiesMin) continue;
+        const stored = pointer.sleds.filter(
+          (sled) => this.sledUp(sled) && blob?.copies.get(sled) !== undefined,
+        );
+        if (stored.length >= chunkCopies) continue;
         short.push(
           `${node.id} partition ${hosted.partition} checkpoint ${pointer.blobKey} lists [${pointer.sleds.join(", ")}], stored on [${stored.join(", ")}]`,
         );
@@ -2263,24 +2327,40 @@ export class FailoverSimulation {
   /**
    * Once settled, a run that re-replicates steps on (as long as replicationSettleTicksMax)
    * until every chunk is back at chunkCopies live copies and every recorded checkpoint
-   * has a stored copy. A checkpoint is re-stored only while a sled it names is out
-   * (replicator.ts): one whose copy went with a store lost on a sled back before any
-   * node heard it out keeps a single copy until the next checkpoint (a learner that
-   * cannot fetch it gets another), counted in checkpointsShortSettled.
+   * is stored on chunkCopies sleds up that its pointer names: a copy on a sled out is
+   * replaced by a new checkpoint, one lost on a sled back empty before it was out is
+   * stored there again (replicator.ts), within a few checkpointCheckIntervalMs.
    */
   private async settleReplication(): Promise<void> {
     if (!this.replicating) return;
-    let short = this.shortCopies(1);
+    if (this.replicateRandom.chance(this.options.settledBackEmptyChance)) {
+      // Once every copy has another (repaired), bounded as the settling below is.
+      for (let tick = 0; tick < this.options.replicationSettleTicksMax; tick++) {
+        if (this.repaired()) break;
+        await this.step(false);
+      }
+      this.loseCheckpointSled();
+    }
+    let short = this.shortCopies();
     for (let tick = 0; tick < this.options.replicationSettleTicksMax && short.length > 0; tick++) {
       await this.step(false);
-      short = this.shortCopies(1);
+      short = this.shortCopies();
     }
-    this.stats.checkpointsShortSettled += this.shortCopies().length - short.length;
-    if (short.length === 0) return;
-    this.fail(
-      "re-replication",
-      `${short.length} chunks short of ${chunkCopies} live copies or checkpoints of any ${this.options.replicationSettleTicksMax} ticks after settling (sleds out: [${this.sledsOut().join(", ")}]): ${short.slice(0, 4).join("; ")}`,
-    );
+    const sledsOut = `sleds out: [${this.sledsOut().join(", ")}]`;
+    const chunks = this.shortCopies("chunk");
+    if (chunks.length > 0) {
+      this.fail(
+        "re-replication",
+        `${chunks.length} chunks short of ${chunkCopies} live copies ${this.options.replicationSettleTicksMax} ticks after settling (${sledsOut}): ${chunks.slice(0, 4).join("; ")}`,
+      );
+    }
+    const checkpoints = this.shortCopies("checkpoint");
+    if (checkpoints.length > 0) {
+      this.fail(
+        "checkpoint-copies",
+        `${checkpoints.length} recorded checkpoints stored on fewer than ${chunkCopies} of the sleds up their pointers name ${this.options.replicationSettleTicksMax} ticks after settling (${sledsOut}): ${checkpoints.slice(0, 4).join("; ")}`,
+      );
+    }
   }
 
   /** The head node's Replicator of this life of `node`, on the simulated sleds. */
@@ -2290,7 +2370,11 @@ export class FailoverSimulation {
     const random = this.replicateRandom;
     const ticks = () => random.integer(1, options.copyTicksMax);
     const fails = () => this.faultsOn && random.chance(options.copyFailRate);
-    const sleds: Pick<SledClient, "copyChunk" | "checkChunk"> = {
+    const port = this.sleds.port(node.id);
+    const sleds: Pick<
+      SledClient,
+      "copyChunk" | "checkChunk" | "statBlob" | "copyBlob" | "getBlob" | "statChunk"
+    > = {
       copyChunk: (_owner, chunkId, from, to) => {
         const copy = this.sleds.copyChunk(node.id, chunkId, from, to, ticks(), fails());
         if (options.sabotage !== "copy-answered-early") return copy;
@@ -2302,6 +2386,30 @@ export class FailoverSimulation {
         this.stats.copiesRepaired += outcomes.filter((outcome) => outcome.repaired).length;
         return outcomes;
       },
+      statBlob: async (key, sled) => {
+        const found = await this.sleds.statBlob(node.id, key, sled, ticks());
+        if (options.sabotage !== "checkpoint-copies-unchecked") return found;
+        // The sabotage: every copy is in place, whatever the sled holds.
+        const held = [...(this.sleds.blobs.get(key)?.copies.values() ?? [])].find(
+          (copy) => copy !== undefined,
+        );
+        return held === undefined ? found : { bytes: held.byteLength, checksum: crc32c(held) };
+      },
+      getBlob: (key, bytes, from) =>
+        port.getBlob(
+          key,
+          bytes,
+          options.sabotage === "checkpoint-copies-unchecked"
+            ? // The sabotage: a copy reads sound if any sled holds one.
+              [...from, ...(this.sleds.blobs.get(key)?.copies.keys() ?? [])]
+            : from,
+        ),
+      statChunk: (_owner, chunkId, sled) => this.sleds.statChunk(node.id, chunkId, sled, ticks()),
+      copyBlob: async (key, _bytes, from, to) => {
+        const source = await this.sleds.copyBlob(node.id, key, from, to, ticks(), fails());
+        this.stats.checkpointCopiesRestored++;
+        return source;
+      },
     };
     return new Replicator({
       sleds,
@@ -2311,6 +2419,7 @@ export class FailoverSimulation {
           ? [...node.hosted.values()].flatMap((hosted) => this.replicatedOf(node, life, hosted))
           : [],
       scrubIntervalMs: options.scrubIntervalMs,
+      checkpointCheckIntervalMs: options.checkpointCheckIntervalMs,
       clock: () => node.clock.nowMs(),
     });
   }

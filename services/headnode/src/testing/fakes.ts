@@ -359,6 +359,35 @@ type SledWork =
     }
   | { kind: "delete"; owner: string; readyTick: number; key: string; done: Done }
   | {
+      /** The replicator's look for a checkpoint copy (SledClient.statBlob). */
+      kind: "blob-stat";
+      owner: string;
+      readyTick: number;
+      key: string;
+      sled: string;
+      done: Done<{ bytes: number; checksum: number } | undefined>;
+    }
+  | {
+      /** An audit's look for a chunk copy (SledClient.statChunk). */
+      kind: "chunk-stat";
+      owner: string;
+      readyTick: number;
+      sledChunkId: string;
+      sled: string;
+      done: Done<{ bytes: number; checksum: number } | undefined>;
+    }
+  | {
+      /** A lost checkpoint copy stored again (SledClient.copyBlob). */
+      kind: "blob-copy";
+      owner: string;
+      readyTick: number;
+      key: string;
+      from: readonly string[];
+      to: string;
+      fails: boolean;
+      done: Done<string>;
+    }
+  | {
       /** Re-replication (SledClient.copyChunk): a live copy read whole, written to `to`. */
       kind: "copy";
       owner: string;
@@ -548,6 +577,24 @@ export class FakeSleds {
         case "check":
           work.done({ ok: true, value: this.checkCopies(work.sledChunkId, work.copies) });
           break;
+        case "blob-stat":
+          this.completeBlobStat(work);
+          break;
+        case "chunk-stat": {
+          const up = this.options.sledUp ?? (() => true);
+          const data = this.chunks.get(work.sledChunkId);
+          if (!up(work.sled)) {
+            work.done({ ok: false, error: new Error(`sled ${work.sled} did not answer`) });
+          } else if (data === undefined || !this.holds(work.sled, work.sledChunkId)) {
+            work.done({ ok: true, value: undefined });
+          } else {
+            work.done({ ok: true, value: { bytes: data.byteLength, checksum: crc32c(data) } });
+          }
+          break;
+        }
+        case "blob-copy":
+          this.completeBlobCopy(work);
+          break;
         default: {
           const unreachable: never = work;
           throw new Error(`unknown sled work ${JSON.stringify(unreachable)}`);
@@ -635,6 +682,109 @@ export class FakeSleds {
         done: (outcome) => (outcome.ok ? resolve(outcome.value) : reject(outcome.error)),
       });
     });
+  }
+
+  /**
+   * What `sled` holds under blob `key`, `ticks` from now, as SledClient.statBlob: its
+   * size and CRC32C (of the bytes held, sound or not), or undefined when it holds none;
+   * rejects when the sled is down (no answer).
+   */
+  statBlob(
+    owner: string,
+    key: string,
+    sled: string,
+    ticks: number,
+  ): Promise<{ bytes: number; checksum: number } | undefined> {
+    return new Promise((resolve, reject) => {
+      this.work.push({
+        kind: "blob-stat",
+        owner,
+        readyTick: this.world.tick + ticks,
+        key,
+        sled,
+        done: (outcome) => (outcome.ok ? resolve(outcome.value) : reject(outcome.error)),
+      });
+    });
+  }
+
+  /**
+   * What `sled` holds of a chunk, `ticks` from now, as SledClient.statChunk: its size and
+   * CRC32C, or undefined when it holds none; rejects when the sled is down.
+   */
+  statChunk(
+    owner: string,
+    sledChunkId: string,
+    sled: string,
+    ticks: number,
+  ): Promise<{ bytes: number; checksum: number } | undefined> {
+    return new Promise((resolve, reject) => {
+      this.work.push({
+        kind: "chunk-stat",
+        owner,
+        readyTick: this.world.tick + ticks,
+        sledChunkId,
+        sled,
+        done: (outcome) => (outcome.ok ? resolve(outcome.value) : reject(outcome.error)),
+      });
+    });
+  }
+
+  /**
+   * Stores blob `key` on `to` again, `ticks` from now, as SledClient.copyBlob: from the
+   * first of `from` whose copy is sound; fails with `fails`, with no sound source, with
+   * `to` down, or with `to` holding the key already (write-once).
+   */
+  copyBlob(
+    owner: string,
+    key: string,
+    from: readonly string[],
+    to: string,
+    ticks: number,
+    fails: boolean,
+  ): Promise<string> {
+    return new Promise((resolve, reject) => {
+      this.work.push({
+        kind: "blob-copy",
+        owner,
+        readyTick: this.world.tick + ticks,
+        key,
+        from: [...from],
+        to,
+        fails,
+        done: (outcome) => (outcome.ok ? resolve(outcome.value) : reject(outcome.error)),
+      });
+    });
+  }
+
+  private completeBlobStat(work: Extract<SledWork, { kind: "blob-stat" }>): void {
+    const up = this.options.sledUp ?? (() => true);
+    if (!up(work.sled)) {
+      work.done({ ok: false, error: new Error(`sled ${work.sled} did not answer`) });
+      return;
+    }
+    const copy = this.blobs.get(work.key)?.copies.get(work.sled);
+    work.done({
+      ok: true,
+      value: copy === undefined ? undefined : { bytes: copy.byteLength, checksum: crc32c(copy) },
+    });
+  }
+
+  private completeBlobCopy(work: Extract<SledWork, { kind: "blob-copy" }>): void {
+    const up = this.options.sledUp ?? (() => true);
+    const blob = this.blobs.get(work.key);
+    const source = work.from.find((sled) => {
+      const copy = blob?.copies.get(sled);
+      return up(sled) && copy !== undefined && crc32c(copy) === blob!.crc;
+    });
+    const fail = (why: string) =>
+      work.done({ ok: false, error: new Error(`storing blob ${work.key} on ${work.to}: ${why}`) });
+    if (source === undefined) fail("no sound copy");
+    else if (work.fails || !up(work.to)) fail("sled failed");
+    else if (blob!.copies.get(work.to) !== undefined) fail("the sled holds the key already");
+    else {
+      blob!.copies.set(work.to, blob!.copies.get(source));
+      work.done({ ok: true, value: source });
+    }
   }
 
   private completeCopy(work: Extract<SledWork, { kind: "copy" }>): void {
