@@ -51,6 +51,17 @@ export interface ResizeRequest {
 }
 
 /**
+ * Whether the plan needs the volume detached (or the request forced) before it runs: a
+ * shrink does. An NBD connection keeps the size it opened with, so its writes past the
+ * new end would be acknowledged and then lost (the next grow trims them). A grow
+ * discards nothing: an attached client keeps its old size and sees the new bytes on its
+ * next connection.
+ */
+export function detachesFirst(plan: ResizePlan): boolean {
+  return plan.kind === "shrink";
+}
+
+/**
  * The plan for resizing a volume of `currentBytes` whose volume-wide partition size is
  * `partitionBytes` and whose partitions are `partitions` (in partition order, tiling
  * from 0). Throws InvalidArgument for a size create would refuse, a shrink without

@@ -45,6 +45,7 @@ import {
   volumeIdNonceBytes,
 } from "@ballast/protocol";
 import type { Service } from "@ballast/runtime";
+import { refuseWhileAttached } from "./attached.ts";
 import {
   type Catalogue,
   type CheckpointPointer,
@@ -62,7 +63,7 @@ import type { Heartbeats } from "./heartbeats.ts";
 import { partitionKey } from "./leases.ts";
 import { loadOf, placePartitions, placeRanges } from "./placement.ts";
 import { type ChunkEntry, isChunkOf } from "./purge.ts";
-import { type ByteRange, piecesOf, planResize } from "./resize.ts";
+import { type ByteRange, detachesFirst, piecesOf, planResize } from "./resize.ts";
 import { forget, remember, type Tenure, type Tenures } from "./tenure.ts";
 
 export type VolumeState = ResultOf<"volume.describe.v1">;
@@ -365,6 +366,15 @@ export class Volumes {
       .filter((record) => volumeIdOf(record) === id);
     const plan = planResize(current.value, partitions, message);
     if (plan.kind === "unchanged") return this.describe(message.name);
+    if (detachesFirst(plan)) {
+      await refuseWhileAttached(
+        service.bus,
+        heartbeats,
+        message.name,
+        `shrink volume ${message.name} to ${plan.sizeBytes} bytes`,
+        message.force,
+      );
+    }
     if (plan.trim !== undefined) await this.trimTail(current.value, plan.trim);
     let added: Awaited<ReturnType<typeof catalogue.addPartitions>> = [];
     if (plan.kind === "grow" && plan.added.length > 0) {
@@ -603,7 +613,12 @@ export class Volumes {
    * incarnation (a retry's, whose earlier attempt may have deleted it); another of the
    * name is refused NotFound and kept.
    */
-  async delete(tenure: Tenure, name: string, id?: string): Promise<ResultOf<"volume.delete.v1">> {
+  async delete(
+    tenure: Tenure,
+    name: string,
+    id?: string,
+    force?: boolean,
+  ): Promise<ResultOf<"volume.delete.v1">> {
     const { service, catalogue, heartbeats, tenures } = this.options;
     const current = await catalogue.volume(name);
     if (current === undefined)
@@ -627,6 +642,9 @@ export class Volumes {
       `volume ${name}`,
       await livePins(catalogue, current.value.clonePins ?? [], Date.now()),
     );
+    // An attached client would see its volume vanish under it (its flushes even succeed:
+    // they send nothing); like a disk in use, it is detached first, or the delete forced.
+    await refuseWhileAttached(service.bus, heartbeats, name, `delete volume ${name}`, force);
     // The purge record goes first, so that a leader that dies right after the delete
     // leaves its successor a record of what to purge; the purger never touches an
     // incarnation that is still live, so a delete that then fails deletes nothing.
