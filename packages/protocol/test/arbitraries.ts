@@ -167,6 +167,10 @@ export const messageArbitraries: {
     volumeId: name,
     snapshot: name,
   }),
+  "gateway.volume.shrunk.v1": fc.record({
+    type: fc.constant("gateway.volume.shrunk.v1" as const),
+    volume: name,
+  }),
   "volume.rollback.v1": fc.record(
     {
       type: fc.constant("volume.rollback.v1" as const),

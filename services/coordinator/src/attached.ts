@@ -79,3 +79,46 @@ export async function refuseWhileAttached(
     { details: { volume, attached } },
   );
 }
+
+/**
+ * How long the leader waits for each gateway to learn a shrink (describe the volume
+ * again) before it logs that one as not told.
+ */
+export const shrinkNoticeDeadlineMs = 5000;
+
+/**
+ * Tells each live gateway that `volume` shrank (its record already says so): one that
+ * has it open describes it again, and from its answer on refuses writes past the new
+ * end. What the probe cannot see is covered so: a client attached after it, or a shrink
+ * forced over one. Answers the gateways that did not confirm (each logged); the shrink
+ * stands either way, as its record is written.
+ */
+export async function tellShrunk(
+  bus: Pick<Service["bus"], "request">,
+  members: Members | undefined,
+  logger: Pick<Service["logger"], "warn">,
+  volume: string,
+): Promise<string[]> {
+  const gateways = (members?.list() ?? []).filter(
+    (member) => member.kind === "gateway" && member.alive,
+  );
+  const untold = await Promise.all(
+    gateways.map(async (gateway) => {
+      try {
+        await bus.request(
+          subjects.node.build("gateway", gateway.id),
+          { type: "gateway.volume.shrunk.v1", volume },
+          { deadlineMs: shrinkNoticeDeadlineMs },
+        );
+        return undefined;
+      } catch (error) {
+        logger.warn(
+          { gateway: gateway.id, volume, error: (error as Error).message },
+          "a gateway did not confirm it learned a shrink: its connections opened before may still write past the new end until it describes the volume again",
+        );
+        return gateway.id;
+      }
+    }),
+  );
+  return untold.filter((id): id is string => id !== undefined);
+}

@@ -45,7 +45,7 @@ import {
   volumeIdNonceBytes,
 } from "@ballast/protocol";
 import type { Service } from "@ballast/runtime";
-import { refuseWhileAttached } from "./attached.ts";
+import { refuseWhileAttached, tellShrunk } from "./attached.ts";
 import {
   type Catalogue,
   type CheckpointPointer,
@@ -413,6 +413,10 @@ export class Volumes {
       },
       "volume resized",
     );
+    // The record says the new size: gateways with the volume open learn it now, so that
+    // a connection opened at the old size has its writes past the new end refused.
+    if (plan.kind === "shrink")
+      await tellShrunk(service.bus, heartbeats, service.logger, message.name);
     if (tenures.held() === tenure) {
       tenure.generation++;
       tenure.volumes.set(message.name, outcome.record!);

@@ -36,6 +36,7 @@ function start(gateways: Record<string, GatewayDetails>) {
           if (details === undefined) throw new BallastError(ErrorCode.Timeout, "no answer");
           return { kind: "gateway", nodeId: id, details };
         }
+        if (message.type === "gateway.volume.shrunk.v1") return { open: false };
         if (message.type === "headnode.drop.v1") return { dropped: 0 };
         if (message.type === "volume.trim.v1") return { opNumFirst: 9, opNumLast: 9 };
         throw new Error(`unexpected ${message.type} on ${subject}`);
@@ -111,8 +112,13 @@ test("a shrink is refused while a gateway has the volume attached or does not an
     sent.length = 0;
     const forced = await volumes.resize(tenure, { ...shrink, force: true });
     expect(forced.sizeBytes).toBe(partitionBytes);
-    // Forced: the gateways are not even asked.
+    // Forced: the gateways are not asked first, but told after, so that a connection
+    // opened at the old size has its writes past the new end refused.
     expect(sent).not.toContain("node.info.v1");
+    expect(sent.filter((type) => type === "gateway.volume.shrunk.v1")).toHaveLength(2);
+    expect(sent.indexOf("gateway.volume.shrunk.v1")).toBeGreaterThan(
+      sent.lastIndexOf("volume.trim.v1"),
+    );
   }
 });
 
@@ -126,6 +132,7 @@ test("a grow is not refused while attached; a shrink once detached goes through"
   });
   expect(grown.sizeBytes).toBe(3 * partitionBytes);
   expect(sent).not.toContain("node.info.v1");
+  expect(sent).not.toContain("gateway.volume.shrunk.v1");
   gateways["gw-1"] = { attached: { other: 1 } };
   const shrunk = await volumes.resize(tenure, {
     type: "volume.resize.v1",
