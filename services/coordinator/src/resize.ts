@@ -21,6 +21,11 @@
 // trimmed before any reader can see it; a trim of a never-written range costs one
 // metadata op per partition.
 //
+// Attached clients: an NBD connection keeps the size it opened with, so a shrink under
+// one would take writes past the new end and lose them at the next grow. A shrink is
+// therefore refused while the volume is attached unless forced (`detachesFirst`,
+// attached.ts), and the gateways are told once the smaller size is recorded.
+//
 // Failure model: a plan is a function of what was read; the shell writes the volume
 // record by compare-and-set, so a plan made on a stale read is refused, not applied.
 

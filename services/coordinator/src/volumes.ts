@@ -7,7 +7,8 @@
 // Incarnations: every create makes a new volume id, never reused, so a volume deleted
 // and created again under the same name is another volume to every head node.
 //
-// Deletes: a delete first records the incarnation to be purged (`purge.<volume id>`,
+// Deletes: refused while a gateway has the volume attached, unless forced (attached.ts).
+// A delete first records the incarnation to be purged (`purge.<volume id>`,
 // see purge.ts and purger.ts), then removes the volume's records, then tells head
 // nodes to drop the incarnation's replicas and journals. The leader's purger later
 // deletes the incarnation's chunks and checkpoint blobs from every sled.
@@ -351,8 +352,9 @@ export class Volumes {
   /**
    * Changes the volume's size (resize.ts has the model): a grow trims what it reveals of
    * existing partitions, adds and configures the partitions it needs, then raises the
-   * size; a shrink (only with `allowShrink`) trims the tail, then lowers the size.
-   * Runs one at a time with creates and deletes.
+   * size; a shrink (only with `allowShrink`, and while no gateway has the volume
+   * attached unless `force`: attached.ts) trims the tail, lowers the size, then tells
+   * the gateways. Runs one at a time with creates and deletes.
    */
   async resize(tenure: Tenure, message: MessageOf<"volume.resize.v1">): Promise<VolumeState> {
     const { service, catalogue, heartbeats, configurer, tenures } = this.options;
