@@ -368,15 +368,18 @@ export class Gateway {
 
   /**
    * The coordinator shrank `volume`: its shared Volume, if one is open, describes it
-   * again, so that from the answer on a write past the new end fails (NBD_ENOSPC on a
-   * connection opened at the old size) rather than landing where the next grow trims.
-   * A describe that fails rejects, so the coordinator hears this gateway did not learn.
+   * again, so that a write past the new end fails (NBD_ENOSPC on a connection opened at
+   * the old size) rather than landing where the next grow trims. The answer waits for
+   * the mutations that began before the describe, so none is acknowledged after it: a
+   * write concurrent with the shrink went with the rest of the tail, as if earlier. A
+   * describe that fails rejects, so the coordinator hears this gateway did not learn.
    */
   private async learnShrink(volume: string): Promise<{ open: boolean; sizeBytes?: number }> {
     const shared = this.volumes.get(volume);
     const served = shared === undefined ? undefined : await settledValue(shared.volume);
     if (served === undefined) return { open: false };
     await served.refreshSize();
+    await served.flush();
     this.service.logger.info(
       { export: volume, sizeBytes: served.sizeBytes },
       "volume shrunk: writes past its new end are refused",

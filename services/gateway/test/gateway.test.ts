@@ -280,6 +280,39 @@ describe("gateway", () => {
     });
   });
 
+  test("told of a shrink, the gateway answers only once the writes begun before have settled", async () => {
+    const fake = new FakeClusterBus([{ ...spec, id: "vol-1", sizeBytes: 2 * mebibyte }]);
+    const address = await startGateway(fake);
+    const old = await connect(address);
+    const other = await connect(address);
+    // A write past the coming end, begun before the shrink: its reply held on the way.
+    fake.pause((_, message) => message.type === "volume.write.v1");
+    const data = new Uint8Array(4096).fill(9);
+    const writing = old.roundTrip({ command: Command.Write, handle: 1n, offset: mebibyte, data });
+    await eventually(() => fake.held === 1, "the write is on its way");
+    fake.resizeVolume(spec.name, mebibyte);
+    let answered = false;
+    const telling = Promise.resolve(
+      address.inbox({ type: "gateway.volume.shrunk.v1", volume: spec.name }),
+    ).then((answer) => {
+      answered = true;
+      return answer;
+    });
+    // The new end is learned (another connection's read past it is refused, NBD_EINVAL),
+    // and the answer still waits for the write.
+    const readPast = () =>
+      other.roundTrip({ command: Command.Read, handle: 2n, offset: mebibyte, length: 4096 });
+    let refused = false;
+    for (let attempt = 0; attempt < 1000 && !refused; attempt++) {
+      refused = (await readPast()).error === ReplyError.InvalidArgument;
+    }
+    expect(refused).toBe(true);
+    expect(answered).toBe(false);
+    fake.resume();
+    expect((await writing).error).toBe(0);
+    expect(await telling).toEqual({ open: true, sizeBytes: mebibyte });
+  });
+
   test("keeps no Volume for an export once its last connection is gone, and closes it", async () => {
     const fake = new FakeClusterBus([{ ...spec, id: "vol-1" }]);
     const address = await startGateway(fake);
