@@ -38,10 +38,12 @@ function create(name: string, sizeBytes: number) {
   });
 }
 
-async function remove(name: string) {
+/** Deletes `name`; `force`: while a client is attached, on purpose. */
+async function remove(name: string, force = false) {
   const deleted = await cluster.bus.request(subjects.coordinatorAdmin.build(), {
     type: "volume.delete.v1",
     name,
+    ...(force ? { force: true } : {}),
   });
   expect(deleted).toEqual({ name, deleted: true });
 }
@@ -160,7 +162,7 @@ attempt("write", lambda: h.pwrite(b"\\x5b" * 65536, 65536))
     try {
       await waitForLine(output, "ready", exited);
 
-      await remove(name);
+      await remove(name, true);
       await create(name, newBytes);
       expect(await sizeAndZeroes(url, 65536)).toEqual([{ size: newBytes, zeroes: true }]);
 

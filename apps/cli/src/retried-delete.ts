@@ -77,16 +77,23 @@ export type AskCoordinator = <T extends DeleteRequestType>(
 /**
  * Deletes volume `name`, the incarnation that holds the name when it starts (read first,
  * retried as a delete is): a retry after an unknown outcome never deletes another one
- * created since (see the module header).
+ * created since (see the module header). `force`: even while attached.
  */
 export async function deleteVolume(
   ask: AskCoordinator,
   name: string,
   policy: DeleteRetryPolicy = deleteRetryPolicyDefault,
+  force = false,
 ): Promise<DeleteOutcome<ResultOf<"volume.delete.v1">>> {
   const { id } = await readRetried(() => ask({ type: "volume.describe.v1", name }), policy);
   return deleteRetried(
-    () => ask({ type: "volume.delete.v1", name, ...(id === undefined ? {} : { id }) }),
+    () =>
+      ask({
+        type: "volume.delete.v1",
+        name,
+        ...(id === undefined ? {} : { id }),
+        ...(force ? { force: true } : {}),
+      }),
     policy,
   );
 }

@@ -15,8 +15,8 @@ import {
 } from "@ballast/protocol";
 import { adminErrorOf, connectCli, findCluster, findClusterAsAdmin } from "./connect.ts";
 import { dataDirDefault } from "./constants.ts";
-import { CliError, exitCodes } from "./errors.ts";
-import { deleteVolume } from "./retried-delete.ts";
+import { CliError, cliErrorOf, exitCodes } from "./errors.ts";
+import { deleteRetryPolicyDefault, deleteVolume } from "./retried-delete.ts";
 import { formatBytes, formatSize, parseSize, SizeError } from "./sizes.ts";
 import { uniqueText } from "./snapshot.ts";
 import { wholeNumber } from "./whole-number.ts";
@@ -27,14 +27,15 @@ export const volumeHelp = `Usage: ballast volume <create|clone|list|describe|res
   ballast volume clone VOLUME@SNAPSHOT NAME [--replicas 2|3]
   ballast volume list [--json]
   ballast volume describe NAME [--json]
-  ballast volume resize NAME --size 20GiB [--allow-shrink]
+  ballast volume resize NAME --size 20GiB [--allow-shrink [--force]]
   ballast volume rollback NAME SNAPSHOT [--force]
-  ballast volume delete NAME
+  ballast volume delete NAME [--force]
 
 Resize grows a volume online; NBD clients see the new size on their next connection.
 Shrinking discards the data past the new end, so it is refused without --allow-shrink.
-Disconnect NBD clients first: a connection keeps its size, and its writes past the new
-end are acknowledged until the gateway learns of the shrink, then discarded.
+A shrink is refused too while an NBD client is connected to the volume (a connection
+keeps its size, and would go on writing past the new end): disconnect it first.
+--force skips that check, for when nothing writes past the new end.
 
 Rollback makes the volume's data that of its snapshot SNAPSHOT again (the snapshot
 stays; what was written since is discarded). It is refused while an NBD client is
@@ -47,6 +48,8 @@ Clone makes NAME a writable volume that reads as snapshot SNAPSHOT of VOLUME unt
 written, with no copy of data; the two are independent from then on. The snapshot (and
 VOLUME) cannot be deleted while clones of it exist: delete the clones first.
 
+Delete is refused while an NBD client is connected to the volume (or a gateway does not
+say); disconnect it first, or pass --force to delete it from under its clients.
 Delete names the volume's incarnation (its id) and is retried when its answer is lost;
 a retry that finds it gone reports it deleted, and never deletes a volume created again
 under the name since.
@@ -141,6 +144,7 @@ export async function volumeCommand(argv: string[]): Promise<number> {
                     name: name!,
                     sizeBytes: parseSize(requireFlag(flags.size, "--size"), "--size"),
                     ...(flags["allow-shrink"] === true ? { allowShrink: true } : {}),
+                    ...(flags.force === true ? { force: true } : {}),
                   }
                 : action === "rollback"
                   ? {
@@ -149,7 +153,11 @@ export async function volumeCommand(argv: string[]): Promise<number> {
                       snapshot: snapshot!,
                       ...(flags.force === true ? { force: true } : {}),
                     }
-                  : { type: "volume.delete.v1", name: name! };
+                  : {
+                      type: "volume.delete.v1",
+                      name: name!,
+                      ...(flags.force === true ? { force: true } : {}),
+                    };
   } catch (error) {
     if (error instanceof SizeError) throw new CliError(exitCodes.usage, error.message);
     throw error;
@@ -176,6 +184,8 @@ export async function volumeCommand(argv: string[]): Promise<number> {
                 deadlineMs: answerDeadlineOf(message),
               }),
             request.name,
+            deleteRetryPolicyDefault,
+            request.force === true,
           ).then((outcome) =>
             outcome.kind === "deleted" ? outcome.answer : { name: request.name, deleted: true },
           )

@@ -58,13 +58,17 @@ export const messageArbitraries: {
   ),
   "volume.describe.v1": fc.record({ type: fc.constant("volume.describe.v1" as const), name }),
   "volume.list.v1": fc.record({ type: fc.constant("volume.list.v1" as const) }),
-  "volume.delete.v1": fc.record({ type: fc.constant("volume.delete.v1" as const), name }),
+  "volume.delete.v1": fc.record(
+    { type: fc.constant("volume.delete.v1" as const), name, force: fc.boolean() },
+    { requiredKeys: ["type", "name"] },
+  ),
   "volume.resize.v1": fc.record(
     {
       type: fc.constant("volume.resize.v1" as const),
       name,
       sizeBytes: volumeOffset,
       allowShrink: fc.boolean(),
+      force: fc.boolean(),
     },
     { requiredKeys: ["type", "name", "sizeBytes"] },
   ),
@@ -162,6 +166,10 @@ export const messageArbitraries: {
     partition: small,
     volumeId: name,
     snapshot: name,
+  }),
+  "gateway.volume.shrunk.v1": fc.record({
+    type: fc.constant("gateway.volume.shrunk.v1" as const),
+    volume: name,
   }),
   "volume.rollback.v1": fc.record(
     {

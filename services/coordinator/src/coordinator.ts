@@ -579,7 +579,7 @@ export class Coordinator {
         return volumes.list();
       case "volume.delete.v1":
         return this.catalogueChanges.run(tenure, () =>
-          volumes.delete(tenure, message.name, message.id),
+          volumes.delete(tenure, message.name, message.id, message.force),
         );
       case "volume.resize.v1":
         return this.catalogueChanges.run(tenure, () => volumes.resize(tenure, message));

@@ -21,6 +21,11 @@
 // trimmed before any reader can see it; a trim of a never-written range costs one
 // metadata op per partition.
 //
+// Attached clients: an NBD connection keeps the size it opened with, so a shrink under
+// one would take writes past the new end and lose them at the next grow. A shrink is
+// therefore refused while the volume is attached unless forced (`detachesFirst`,
+// attached.ts), and the gateways are told once the smaller size is recorded.
+//
 // Failure model: a plan is a function of what was read; the shell writes the volume
 // record by compare-and-set, so a plan made on a stale read is refused, not applied.
 
@@ -48,6 +53,17 @@ export interface ResizeRequest {
   name: string;
   sizeBytes: number;
   allowShrink?: boolean;
+}
+
+/**
+ * Whether the plan needs the volume detached (or the request forced) before it runs: a
+ * shrink does. An NBD connection keeps the size it opened with, so its writes past the
+ * new end would be acknowledged and then lost (the next grow trims them). A grow
+ * discards nothing: an attached client keeps its old size and sees the new bytes on its
+ * next connection.
+ */
+export function detachesFirst(plan: ResizePlan): boolean {
+  return plan.kind === "shrink";
 }
 
 /**

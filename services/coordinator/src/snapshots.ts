@@ -163,6 +163,7 @@ import {
   subjects,
 } from "@ballast/protocol";
 import type { Service } from "@ballast/runtime";
+import { type Members, refuseWhileAttached } from "./attached.ts";
 import {
   type Catalogue,
   creatingPastGrace,
@@ -178,7 +179,6 @@ import { now } from "./clock.ts";
 import { livePins, refuseWhilePinned } from "./clone-pins.ts";
 import { clonesOf, refuseSnapshotDelete } from "./clones.ts";
 import {
-  probeDeadlineMs,
   rollbackMarkSightingsMax,
   snapshotAttemptsMax,
   snapshotCreateDeadlineMs,
@@ -196,8 +196,8 @@ export type SnapshotState = ResultOf<"snapshot.create.v1">;
 export interface SnapshotsParts {
   service: Service;
   catalogue: Catalogue;
-  /** Who is alive: the gateways asked whether a volume is attached (rollback). */
-  members?: { list(): readonly { kind: string; id: string; alive: boolean }[] };
+  /** Who is alive: the gateways asked whether a volume is attached (attached.ts). */
+  members?: Members;
   /** The monotonic clock rollback marks are aged on; clock.ts `now` if absent. */
   markClock?: () => number;
 }
@@ -693,16 +693,13 @@ export class Snapshots {
       volume,
       await this.parts.catalogue.snapshotIncludingDeleting(message.volume, message.snapshot),
     );
-    if (message.force !== true) {
-      const attached = await this.attachedThrough(message.volume);
-      if (attached.length > 0) {
-        throw new BallastError(
-          ErrorCode.InvalidArgument,
-          `volume ${message.volume} is attached (${attached.join("; ")}): disconnect its NBD clients and retry, or pass --force if you know nothing writes to it`,
-          { details: { volume: message.volume } },
-        );
-      }
-    }
+    await refuseWhileAttached(
+      this.parts.service.bus,
+      this.parts.members,
+      message.volume,
+      `roll volume ${message.volume} back to ${message.snapshot}`,
+      message.force,
+    );
     const token = randomBytes(rollbackTokenBytes).toString("hex");
     const marked = await this.markRollback(message, volume, token);
     const count = Math.ceil(volume.sizeBytes / volume.partitionBytes);
@@ -847,34 +844,6 @@ export class Snapshots {
     }
     service.logger.warn({ volume, name, id }, "a rollback's mark was left to expire");
     return "kept";
-  }
-
-  /**
-   * Why the volume may be attached: each live gateway that reports NBD connections to
-   * it, or did not answer. Empty: no gateway has it open.
-   */
-  private async attachedThrough(volumeName: string): Promise<string[]> {
-    const gateways = (this.parts.members?.list() ?? []).filter(
-      (member) => member.kind === "gateway" && member.alive,
-    );
-    const answers = await Promise.all(
-      gateways.map(async (gateway): Promise<string | undefined> => {
-        try {
-          const info = await this.parts.service.bus.request(
-            subjects.node.build("gateway", gateway.id),
-            { type: "node.info.v1" },
-            { deadlineMs: probeDeadlineMs },
-          );
-          const connections = attachedCount(info.details, volumeName);
-          return connections > 0
-            ? `${connections} NBD connection(s) through gateway ${gateway.id}`
-            : undefined;
-        } catch (error) {
-          return `gateway ${gateway.id} did not say whether it has it open: ${(error as Error).message}`;
-        }
-      }),
-    );
-    return answers.filter((answer): answer is string => answer !== undefined);
   }
 
   /** The snapshots recorded (listed) for this incarnation of the volume, by name. */
@@ -1090,14 +1059,6 @@ export function snapshotAnswer(record: SnapshotRecord, clones: string[] = []): S
 /** A fresh snapshot id: never reused (time and randomness), a valid token. */
 function newSnapshotId(): string {
   return `s${Date.now().toString(36)}-${randomBytes(6).toString("hex")}`;
-}
-
-/** Open NBD connections to `volume` in a gateway's node.info details (`attached`). */
-export function attachedCount(details: Record<string, unknown>, volume: string): number {
-  const attached = details.attached;
-  if (typeof attached !== "object" || attached === null) return 0;
-  const count = (attached as Record<string, unknown>)[volume];
-  return typeof count === "number" ? count : 0;
 }
 
 /** Bytes of randomness in a rollback's mark token. */

@@ -7,7 +7,8 @@
 // Incarnations: every create makes a new volume id, never reused, so a volume deleted
 // and created again under the same name is another volume to every head node.
 //
-// Deletes: a delete first records the incarnation to be purged (`purge.<volume id>`,
+// Deletes: refused while a gateway has the volume attached, unless forced (attached.ts).
+// A delete first records the incarnation to be purged (`purge.<volume id>`,
 // see purge.ts and purger.ts), then removes the volume's records, then tells head
 // nodes to drop the incarnation's replicas and journals. The leader's purger later
 // deletes the incarnation's chunks and checkpoint blobs from every sled.
@@ -46,6 +47,7 @@ import {
   volumeIdNonceBytes,
 } from "@ballast/protocol";
 import type { Service } from "@ballast/runtime";
+import { refuseWhileAttached, tellShrunk } from "./attached.ts";
 import {
   type Catalogue,
   type CheckpointPointer,
@@ -63,7 +65,7 @@ import type { Heartbeats } from "./heartbeats.ts";
 import { partitionKey } from "./leases.ts";
 import { loadOf, placePartitions, placeRanges } from "./placement.ts";
 import { type ChunkEntry, isChunkOf } from "./purge.ts";
-import { type ByteRange, piecesOf, planResize } from "./resize.ts";
+import { type ByteRange, detachesFirst, piecesOf, planResize } from "./resize.ts";
 import { forget, remember, type Tenure, type Tenures } from "./tenure.ts";
 
 export type VolumeState = ResultOf<"volume.describe.v1">;
@@ -356,8 +358,9 @@ export class Volumes {
   /**
    * Changes the volume's size (resize.ts has the model): a grow trims what it reveals of
    * existing partitions, adds and configures the partitions it needs, then raises the
-   * size; a shrink (only with `allowShrink`) trims the tail, then lowers the size.
-   * Runs one at a time with creates and deletes.
+   * size; a shrink (only with `allowShrink`, and while no gateway has the volume
+   * attached unless `force`: attached.ts) trims the tail, lowers the size, then tells
+   * the gateways. Runs one at a time with creates and deletes.
    */
   async resize(tenure: Tenure, message: MessageOf<"volume.resize.v1">): Promise<VolumeState> {
     const { service, catalogue, heartbeats, configurer, tenures } = this.options;
@@ -371,6 +374,15 @@ export class Volumes {
       .filter((record) => volumeIdOf(record) === id);
     const plan = planResize(current.value, partitions, message);
     if (plan.kind === "unchanged") return this.describe(message.name);
+    if (detachesFirst(plan)) {
+      await refuseWhileAttached(
+        service.bus,
+        heartbeats,
+        message.name,
+        `shrink volume ${message.name} to ${plan.sizeBytes} bytes`,
+        message.force,
+      );
+    }
     if (plan.trim !== undefined) await this.trimTail(current.value, plan.trim);
     let added: Awaited<ReturnType<typeof catalogue.addPartitions>> = [];
     if (plan.kind === "grow" && plan.added.length > 0) {
@@ -409,6 +421,10 @@ export class Volumes {
       },
       "volume resized",
     );
+    // The record says the new size: gateways with the volume open learn it now, so that
+    // a connection opened at the old size has its writes past the new end refused.
+    if (plan.kind === "shrink")
+      await tellShrunk(service.bus, heartbeats, service.logger, message.name);
     if (tenures.held() === tenure) {
       tenure.generation++;
       tenure.volumes.set(message.name, outcome.record!);
@@ -618,7 +634,12 @@ export class Volumes {
    * incarnation (a retry's, whose earlier attempt may have deleted it); another of the
    * name is refused NotFound and kept.
    */
-  async delete(tenure: Tenure, name: string, id?: string): Promise<ResultOf<"volume.delete.v1">> {
+  async delete(
+    tenure: Tenure,
+    name: string,
+    id?: string,
+    force?: boolean,
+  ): Promise<ResultOf<"volume.delete.v1">> {
     const { service, catalogue, heartbeats, tenures } = this.options;
     const current = await catalogue.volume(name);
     if (current === undefined)
@@ -642,6 +663,9 @@ export class Volumes {
       `volume ${name}`,
       await livePins(catalogue, current.value.clonePins ?? [], Date.now()),
     );
+    // An attached client would see its volume vanish under it (its flushes even succeed:
+    // they send nothing); like a disk in use, it is detached first, or the delete forced.
+    await refuseWhileAttached(service.bus, heartbeats, name, `delete volume ${name}`, force);
     // The purge record goes first, so that a leader that dies right after the delete
     // leaves its successor a record of what to purge; the purger never touches an
     // incarnation that is still live, so a delete that then fails deletes nothing.

@@ -14,14 +14,18 @@
 // Size: each connection gets the volume's size as the coordinator says it when the
 // connection opens the export (the shared Volume describes the volume again), and keeps
 // it for its life, as NBD requires; so a resized volume shows its new size on the next
-// connection, and never mid-connection.
+// connection, and never mid-connection. After a shrink the shared Volume learns the new
+// end (below), and a write past it fails with NBD_ENOSPC, whatever the connection's size.
 //
 // Snapshots: the export name `VOLUME@NAME` is snapshot NAME of VOLUME, served read-only
 // (NBD_FLAG_READ_ONLY; writes, trims and write-zeroes answer EPERM). Export lists name
 // each volume and each of its snapshots.
 //
 // Attachment: node.info.v1 details carry `attached: {volume: open connections}` (past
-// the handshake, writable exports only), which the coordinator asks before a rollback.
+// the handshake, writable exports only), which the coordinator asks before a rollback,
+// a shrink or a delete. After a shrink (forced, or a client that attached after that
+// check) the coordinator says `gateway.volume.shrunk.v1`: the shared Volume describes
+// the volume again, and its connections' writes past the new end fail with NBD_ENOSPC.
 //
 // Exposure: NBD has no access control (exposure.ts); a listener other hosts can reach is
 // served with a warning at every start. `--nbd-exports` narrows what is served to the
@@ -131,7 +135,9 @@ export class Gateway {
   }
 
   async start(): Promise<void> {
-    this.service.serveInbox([], () => undefined);
+    this.service.serveInbox(["gateway.volume.shrunk.v1"], (message) =>
+      this.learnShrink(message.volume),
+    );
     this.server = new NbdServer({
       openExport: async (name) => {
         const held = await this.openExport(name);
@@ -358,6 +364,27 @@ export class Gateway {
       );
     });
     return volume;
+  }
+
+  /**
+   * The coordinator shrank `volume`: its shared Volume, if one is open, describes it
+   * again, so that a write past the new end fails (NBD_ENOSPC on a connection opened at
+   * the old size) rather than landing where the next grow trims. The answer waits for
+   * the mutations that began before the describe, so none is acknowledged after it: a
+   * write concurrent with the shrink went with the rest of the tail, as if earlier. A
+   * describe that fails rejects, so the coordinator hears this gateway did not learn.
+   */
+  private async learnShrink(volume: string): Promise<{ open: boolean; sizeBytes?: number }> {
+    const shared = this.volumes.get(volume);
+    const served = shared === undefined ? undefined : await settledValue(shared.volume);
+    if (served === undefined) return { open: false };
+    await served.refreshSize();
+    await served.flush();
+    this.service.logger.info(
+      { export: volume, sizeBytes: served.sizeBytes },
+      "volume shrunk: writes past its new end are refused",
+    );
+    return { open: true, sizeBytes: served.sizeBytes };
   }
 
   /** Whether this gateway serves `volume` and its snapshots (--nbd-exports). */

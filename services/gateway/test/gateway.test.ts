@@ -5,7 +5,8 @@
 // nothing on the old Volume had found the deletion. A new connection sees a resize that
 // answered before it, even while a describe read before the resize is in flight. A
 // Volume lives while connections hold it: the last one to end closes it, one opening
-// meanwhile keeps it open, and an NBD_OPT_INFO gives it back at once.
+// meanwhile keeps it open, and an NBD_OPT_INFO gives it back at once. Told of a shrink
+// (gateway.volume.shrunk.v1), the shared Volume learns the new end at once.
 
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { createServer } from "node:net";
@@ -54,9 +55,15 @@ async function startGateway(
   logFile?: string,
   meter?: Meter,
   options: { nbdExports?: string } = {},
-): Promise<{ port: number; describe: () => Record<string, unknown> }> {
+): Promise<{
+  port: number;
+  describe: () => Record<string, unknown>;
+  inbox: (message: unknown) => unknown;
+}> {
   const closers: (() => Promise<void>)[] = [];
   let describe: () => Record<string, unknown> = () => ({});
+  // What the gateway answers on its node inbox (none before it serves one).
+  let inbox: (message: unknown) => unknown = () => undefined;
   const service = {
     bus,
     logger: createLogger({
@@ -66,7 +73,9 @@ async function startGateway(
         ? { level: "silent" as const }
         : { level: "warn" as const, destination: logFile }),
     }),
-    serveInbox: () => undefined,
+    serveInbox: (_accept: unknown, dispatch: (message: unknown) => unknown) => {
+      inbox = dispatch;
+    },
     setDescription: (describer: () => Record<string, unknown>) => {
       describe = describer;
     },
@@ -81,7 +90,11 @@ async function startGateway(
     for (const close of closers) await close();
   });
   const address = String(describe().nbd);
-  return { port: Number(address.slice(address.lastIndexOf(":") + 1)), describe: () => describe() };
+  return {
+    port: Number(address.slice(address.lastIndexOf(":") + 1)),
+    describe: () => describe(),
+    inbox: (message) => inbox(message),
+  };
 }
 
 async function connect(address: { port: number }): Promise<TestNbdClient> {
@@ -241,6 +254,65 @@ describe("gateway", () => {
     expect(opened.sizeBytes).toBe(3 * mebibyte);
     expect(read.error).toBe(0);
   });
+  test("told of a shrink, the shared Volume learns the new end: an old connection's write past it is NBD_ENOSPC", async () => {
+    const fake = new FakeClusterBus([{ ...spec, id: "vol-1", sizeBytes: 2 * mebibyte }]);
+    const address = await startGateway(fake);
+    const { client: old, sizeBytes } = await connectWithSize(address);
+    expect(sizeBytes).toBe(2 * mebibyte);
+    const data = new Uint8Array(4096).fill(7);
+    const write = (handle: bigint, offset: number) =>
+      old.roundTrip({ command: Command.Write, handle, offset, data });
+    expect((await write(1n, mebibyte + 4096)).error).toBe(0);
+
+    fake.resizeVolume(spec.name, mebibyte);
+    // Not told: the shared Volume still has the old size, and the write lands past the
+    // end (on a real cluster, where the next grow trims it).
+    expect((await write(2n, mebibyte + 4096)).error).toBe(0);
+    expect(await address.inbox({ type: "gateway.volume.shrunk.v1", volume: spec.name })).toEqual({
+      open: true,
+      sizeBytes: mebibyte,
+    });
+    expect((await write(3n, mebibyte + 4096)).error).toBe(ReplyError.NoSpace);
+    expect((await write(4n, 0)).error).toBe(0);
+    // A volume no connection holds: nothing to tell.
+    expect(await address.inbox({ type: "gateway.volume.shrunk.v1", volume: "other" })).toEqual({
+      open: false,
+    });
+  });
+
+  test("told of a shrink, the gateway answers only once the writes begun before have settled", async () => {
+    const fake = new FakeClusterBus([{ ...spec, id: "vol-1", sizeBytes: 2 * mebibyte }]);
+    const address = await startGateway(fake);
+    const old = await connect(address);
+    const other = await connect(address);
+    // A write past the coming end, begun before the shrink: its reply held on the way.
+    fake.pause((_, message) => message.type === "volume.write.v1");
+    const data = new Uint8Array(4096).fill(9);
+    const writing = old.roundTrip({ command: Command.Write, handle: 1n, offset: mebibyte, data });
+    await eventually(() => fake.held === 1, "the write is on its way");
+    fake.resizeVolume(spec.name, mebibyte);
+    let answered = false;
+    const telling = Promise.resolve(
+      address.inbox({ type: "gateway.volume.shrunk.v1", volume: spec.name }),
+    ).then((answer) => {
+      answered = true;
+      return answer;
+    });
+    // The new end is learned (another connection's read past it is refused, NBD_EINVAL),
+    // and the answer still waits for the write.
+    const readPast = () =>
+      other.roundTrip({ command: Command.Read, handle: 2n, offset: mebibyte, length: 4096 });
+    let refused = false;
+    for (let attempt = 0; attempt < 1000 && !refused; attempt++) {
+      refused = (await readPast()).error === ReplyError.InvalidArgument;
+    }
+    expect(refused).toBe(true);
+    expect(answered).toBe(false);
+    fake.resume();
+    expect((await writing).error).toBe(0);
+    expect(await telling).toEqual({ open: true, sizeBytes: mebibyte });
+  });
+
   test("keeps no Volume for an export once its last connection is gone, and closes it", async () => {
     const fake = new FakeClusterBus([{ ...spec, id: "vol-1" }]);
     const address = await startGateway(fake);

@@ -226,13 +226,17 @@ export const VolumeListResult = z.object({
 /**
  * Changes a volume's size. A grow is online: new partitions are placed as at create.
  * A shrink is refused unless `allowShrink`; with it, the tail past the new size is
- * trimmed first. Answers the volume's state at its new size.
+ * trimmed first. A shrink is refused too while a gateway has the volume attached (an
+ * NBD connection keeps its size, and its writes past the new end would be lost), or
+ * does not say, unless `force`. Answers the volume's state at its new size.
  */
 export const VolumeResize = z.object({
   type: z.literal("volume.resize.v1"),
   name: volumeName,
   sizeBytes: unsignedInteger,
   allowShrink: z.boolean().optional(),
+  /** Shrink even if a gateway has the volume attached (or does not answer). */
+  force: z.boolean().optional(),
 });
 
 /**
@@ -255,12 +259,15 @@ export const VolumeClone = z.object({
  * incarnation: another one of the name (deleted and created again since the client read
  * it) is refused NotFound and kept, so a retried delete whose first attempt deleted the
  * volume never deletes its successor (README, "Retried deletes"). Without it, whatever
- * incarnation holds the name.
+ * incarnation holds the name. Refused while a gateway has the volume attached (or does
+ * not say), unless `force`.
  */
 export const VolumeDelete = z.object({
   type: z.literal("volume.delete.v1"),
   name: volumeName,
   id: volumeId.optional(),
+  /** Delete even if a gateway has the volume attached (or does not answer). */
+  force: z.boolean().optional(),
 });
 
 export const VolumeDeleteResult = z.object({

@@ -18,6 +18,7 @@ import {
   VolumeResize,
   VolumeState,
 } from "./coordinator.ts";
+import { GatewayVolumeShrunk, GatewayVolumeShrunkResult } from "./gateway.ts";
 import {
   CheckpointRecord,
   CheckpointRecordResult,
@@ -96,6 +97,7 @@ import {
 export * from "./common.ts";
 export * from "./coordinator.ts";
 export * as fields from "./fields.ts";
+export * from "./gateway.ts";
 export * from "./headnode.ts";
 export * from "./replica.ts";
 export * from "./sled.ts";
@@ -127,6 +129,7 @@ export const Message = z.discriminatedUnion("type", [
   PartitionSnapshotDrop,
   PartitionSnapshotRollback,
   VolumeRollback,
+  GatewayVolumeShrunk,
   ReplicaNotes,
   ReplicaAck,
   HeadnodeConfigure,
@@ -182,6 +185,7 @@ export const messageSchemas: { [T in MessageType]: z.ZodType<MessageOf<T>> } = {
   "partition.snapshot.drop.v1": PartitionSnapshotDrop,
   "partition.snapshot.rollback.v1": PartitionSnapshotRollback,
   "volume.rollback.v1": VolumeRollback,
+  "gateway.volume.shrunk.v1": GatewayVolumeShrunk,
   "replica.notes.v1": ReplicaNotes,
   "replica.ack.v1": ReplicaAck,
   "headnode.configure.v1": HeadnodeConfigure,
@@ -234,6 +238,7 @@ export const resultSchemas = {
   "partition.snapshot.drop.v1": PartitionSnapshotResult,
   "partition.snapshot.rollback.v1": PartitionSnapshotResult,
   "volume.rollback.v1": VolumeRollbackResult,
+  "gateway.volume.shrunk.v1": GatewayVolumeShrunkResult,
   "headnode.configure.v1": HeadnodeConfigureResult,
   "headnode.replica.status.v1": ReplicaStatus,
   "headnode.drop.v1": HeadnodeDropResult,
