@@ -15,7 +15,7 @@ import {
 } from "@ballast/protocol";
 import { adminErrorOf, connectCli, findCluster, findClusterAsAdmin } from "./connect.ts";
 import { dataDirDefault } from "./constants.ts";
-import { CliError, cliErrorOf, exitCodes } from "./errors.ts";
+import { CliError, exitCodes } from "./errors.ts";
 import { deleteRetryPolicyDefault, deleteVolume } from "./retried-delete.ts";
 import { formatBytes, formatSize, parseSize, SizeError } from "./sizes.ts";
 import { uniqueText } from "./snapshot.ts";
