@@ -9,7 +9,10 @@
 // - rebuilding, while a learner or joiner is catching up (with the matched and target
 //   op numbers the primary last reported), or
 // - degraded, when members are missing and nothing is yet rebuilding to replace them, or
-// - unavailable, when no voting member is alive: it serves nothing until one returns.
+// - unavailable, when no voting member is alive, or the leader judges it so
+//   (`unavailable`): it serves nothing until one returns.
+// A member whose replica reported itself failed (`failed`: its journal failed, or its core
+// threw) is alive as a service but serves nothing here: it counts as missing too.
 // A member is alive only when the status lists its service healthy. One listed dead
 // counts as missing: between a kill and the coordinator replacing the member (the
 // heartbeat timeout), the partition still names it, and a health probe must not call
@@ -37,6 +40,10 @@ export type PartitionHealth =
       replicaCount: number;
       /** Members named in the partition that the status does not show alive. */
       down: string[];
+      /** Members alive as services whose replica here reported itself failed. */
+      failed: string[];
+      /** The leader judges the partition unavailable (no member can serve it). */
+      unavailable?: true;
       /** Learners, each with its progress if the primary reported one. */
       learners: { node: string; matchOpNum?: number; targetOpNum?: number }[];
       joining: string[];
@@ -66,8 +73,11 @@ export function partitionHealth(
   deadNodes: ReadonlySet<string>,
 ): PartitionHealth {
   const members = [partition.primary, ...partition.secondaries];
-  const down = members.filter((node) => deadNodes.has(node));
-  const voting = members.length - down.length;
+  // A replica that reported itself failed serves nothing, whatever its service's health.
+  const failed = partition.failed ?? [];
+  const down = members.filter((node) => deadNodes.has(node) && !failed.includes(node));
+  const failedMembers = members.filter((node) => failed.includes(node));
+  const voting = members.length - down.length - failedMembers.length;
   const joining = partition.joining ?? [];
   const learners = partition.learners.map((node) => {
     const progress = partition.rebuilds.find((entry) => entry.node === node);
@@ -75,13 +85,19 @@ export function partitionHealth(
       ? { node }
       : { node, matchOpNum: progress.matchOpNum, targetOpNum: progress.targetOpNum };
   });
-  if (voting >= replicaCount && learners.length === 0 && joining.length === 0) {
+  const unavailable = partition.unavailable;
+  if (
+    voting >= replicaCount &&
+    learners.length === 0 &&
+    joining.length === 0 &&
+    unavailable === undefined
+  ) {
     return { partition: partition.partition, state: "full" };
   }
   return {
     partition: partition.partition,
     state:
-      voting === 0
+      voting === 0 || unavailable !== undefined
         ? "unavailable"
         : learners.length > 0 || joining.length > 0
           ? "rebuilding"
@@ -89,8 +105,10 @@ export function partitionHealth(
     voting,
     replicaCount,
     down,
+    failed: failedMembers,
     learners,
     joining,
+    ...(unavailable === undefined ? {} : { unavailable }),
   };
 }
 
@@ -242,6 +260,7 @@ export function healthLine(health: VolumeHealth): string {
 function partitionProblem(entry: Exclude<PartitionHealth, { state: "full" }>): string {
   const parts = [`${entry.voting} of ${entry.replicaCount} members`];
   if (entry.down.length > 0) parts.push(`${entry.down.join(", ")} down`);
+  if (entry.failed.length > 0) parts.push(`${entry.failed.join(", ")} failed`);
   for (const learner of entry.learners) {
     parts.push(
       learner.matchOpNum === undefined
@@ -250,5 +269,8 @@ function partitionProblem(entry: Exclude<PartitionHealth, { state: "full" }>): s
     );
   }
   if (entry.joining.length > 0) parts.push(`joining ${entry.joining.join(", ")}`);
+  if (entry.unavailable !== undefined) {
+    parts.push("no member can serve it (the coordinator's log says why)");
+  }
   return parts.join(", ");
 }

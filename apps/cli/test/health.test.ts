@@ -225,4 +225,34 @@ describe("volume health", () => {
     state.services = state.services.filter((entry) => entry.id !== "sled-1");
     expect(isFullStrength(state)).toBe(false);
   });
+
+  test("a failed member counts as missing although its service is alive, and is named", () => {
+    // A lone primary whose journal failed: head-1 is healthy, its replica serves nothing.
+    const failed = partition(0, { secondaries: [], failed: ["head-1"] });
+    const [health] = clusterHealth(status([volume([failed])]));
+    expect(health!.state).toBe("unavailable");
+    expect(healthLine(health!)).toBe(
+      "health: UNAVAILABLE: partition 0: 0 of 2 members, head-1 failed",
+    );
+    // A failed secondary beside a live primary: degraded, the secondary named.
+    const secondary = partition(0, { failed: ["head-2"] });
+    expect(healthLine(volumeHealth(volume([secondary]), none))).toBe(
+      "health: DEGRADED: partition 0: 1 of 2 members, head-2 failed",
+    );
+    const text = formatStatus(status([volume([failed])]), 1);
+    expect(text).toContain("secondaries (none: degraded)  FAILED head-1\n");
+  });
+
+  test("a partition the coordinator judges unavailable is unavailable, members alive or not", () => {
+    const judged = partition(0, { unavailable: true });
+    const health = volumeHealth(volume([judged]), none);
+    expect(health.state).toBe("unavailable");
+    expect(healthLine(health)).toBe(
+      "health: UNAVAILABLE: partition 0: 2 of 2 members, no member can serve it (the coordinator's log says why)",
+    );
+    expect(isFullStrength(status([volume([judged])]))).toBe(false);
+    expect(formatStatus(status([volume([judged])]), 1)).toContain(
+      "    UNAVAILABLE: no member can serve it (the coordinator's log says why)\n",
+    );
+  });
 });

@@ -119,6 +119,17 @@ export const PartitionState = z.object({
   checkpoints: z
     .array(z.object({ node: nodeId, opNum: unsignedInteger, ageMs: unsignedInteger }))
     .max(4),
+  /**
+   * Voting members whose replica failed in the record's epoch (its journal failed, or its
+   * core threw, and it was not yet dropped or reopened): alive as services, but serving
+   * nothing here. Absent when none has, or no report says so yet.
+   */
+  failed: z.array(nodeId).max(3).optional(),
+  /**
+   * Present while the leader judges the partition unavailable: no member that holds every
+   * acknowledged write can be its primary, so it serves nothing (its log says why).
+   */
+  unavailable: z.literal(true).optional(),
 });
 
 /**
