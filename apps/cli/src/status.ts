@@ -182,7 +182,11 @@ export function sledLines(status: ClusterStatus, nowMs: number): string[] {
     sled.id,
     sled.state === "in" ? "in" : "OUT",
     `since ${formatDuration(nowMs - sled.since)} ago`,
-    sled.silentMs < 1000 ? "" : `silent ${formatDuration(sled.silentMs)}`,
+    sled.newDisk === true
+      ? "back on another disk: its copies are gone, made again elsewhere first"
+      : sled.silentMs < 1000
+        ? ""
+        : `silent ${formatDuration(sled.silentMs)}`,
   ]);
   return [
     "",
