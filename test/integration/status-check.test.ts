@@ -3,7 +3,8 @@
 // with SIGKILL makes its partition degraded and then rebuilding on the spare (exit 5,
 // with the health line saying so); once the spare has caught up and been promoted, the
 // partition is back at full strength (exit 0 again). A sled killed while still in
-// service makes it exit 5 too (its copies count but cannot be read), until it is back.
+// service makes it exit 5 too (its copies count but cannot be read), until it is back;
+// the leader's ballast_cluster_sleds_unreachable gauge says the same.
 // Every wait is bounded.
 
 import { afterAll, beforeAll, expect, test } from "vitest";
@@ -19,6 +20,7 @@ beforeAll(async () => {
   cluster = await startTestCluster({
     headNodes: 3,
     sleds: 3,
+    metrics: true,
     env: { BALLAST_CHECKPOINT_INTERVAL_MS: "500" },
   });
   io = new VolumeModel(cluster.bus, "hc");
@@ -36,6 +38,18 @@ function checkUntil(code: number, what: string, timeoutMs: number) {
       return result.code === code ? result : undefined;
     },
     timeoutMs,
+    250,
+  );
+}
+
+/** Scrapes the coordinator's metrics until gauge `name` reads `value`. */
+function leaderGaugeUntil(name: string, value: number) {
+  const url = cluster.cluster.metricsUrl(cluster.cluster.ids("coordinator")[0]!)!;
+  const line = new RegExp(`^${name}(\\{[^}]*\\})? ${value}$`, "m");
+  return waitFor(
+    `${name} to read ${value}`,
+    async () => (line.test(await (await fetch(url)).text()) ? true : undefined),
+    30_000,
     250,
   );
 }
@@ -107,6 +121,8 @@ test("status --check: 5 while a sled holding copies is dead but still in service
   expect(atRisk.stderr).toContain(
     `ballast: volume hc health: DEGRADED: copies on ${sled} cannot be read`,
   );
+  // The leader's metrics say it too, for an operator who watches only Prometheus.
+  await leaderGaugeUntil("ballast_cluster_sleds_unreachable", 1);
   cluster.cluster.restart(sled);
   const back = await checkUntil(
     exitCodes.ok,
@@ -115,6 +131,7 @@ test("status --check: 5 while a sled holding copies is dead but still in service
   );
   expect(back.stdout).toContain("health: full strength (1 partitions)");
   expect(back.stdout).toContain("every chunk has 2 copies on sleds in service;");
+  await leaderGaugeUntil("ballast_cluster_sleds_unreachable", 0);
   await io.expectAllWritten();
 });
 
