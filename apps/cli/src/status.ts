@@ -184,15 +184,28 @@ export function sledLines(status: ClusterStatus, nowMs: number): string[] {
     `since ${formatDuration(nowMs - sled.since)} ago`,
     sled.newDisk === true
       ? "back on another disk: its copies are gone, made again elsewhere first"
-      : sled.silentMs < 1000
+      : silenceOf(sled, nowMs) < 1000
         ? ""
-        : `silent ${formatDuration(sled.silentMs)}`,
+        : `silent ${formatDuration(silenceOf(sled, nowMs))}`,
   ]);
   return [
     "",
     `SLEDS (${sleds.length - out} in service, ${out} out)`,
     ...table([["SLED", "STATE", "", ""], ...rows], "  "),
   ];
+}
+
+/**
+ * How long a sled has been silent. `silentMs` is the leader's own measure, which a new
+ * leader starts at its tenure (sleds.ts): after a leader change it called a sled silent
+ * for minutes "silent 1.7s". An out sled's record keeps when it was last heard
+ * (`lastSeenMs`, persisted when it was declared out), so its silence is at least that
+ * old. An in sled's persisted `lastSeenMs` may be far older than its last heartbeat
+ * (only changes are persisted), so it is not used.
+ */
+function silenceOf(sled: NonNullable<ClusterStatus["sleds"]>[number], nowMs: number): number {
+  if (sled.state !== "out") return sled.silentMs;
+  return Math.max(sled.silentMs, nowMs - sled.lastSeenMs);
 }
 
 const indent = (text: string) => text.replace(/^(?=.)/gm, "  ");
