@@ -23,7 +23,8 @@
 // Copies: a volume whose partitions are all at full strength is still degraded while its
 // primaries report chunks short of copies on sleds in service (a sled declared out,
 // re-replication not done), and every volume is while a sled still in service is not
-// alive: its copies count as copies until it is declared out, but none can be read.
+// alive (its copies count as copies until it is declared out, but none can be read) or
+// a live sled holds objects a scrub found damaged and nothing has repaired yet.
 
 import type { ClusterStatus } from "./status.ts";
 import type { VolumeState } from "./volume.ts";
@@ -57,6 +58,8 @@ export interface CopiesAtRisk {
   chunksShortOfCopies: number;
   /** Sleds in service whose service is not alive: copies there cannot be read. */
   unreachableSleds: string[];
+  /** Live sleds holding objects a scrub found damaged, not yet repaired, and how many. */
+  damagedSleds?: { sled: string; objects: number }[];
 }
 
 export interface VolumeHealth {
@@ -137,7 +140,10 @@ export function volumeHealth(
     if (stateRank[entry.state] > stateRank[state]) state = entry.state;
   }
   const atRisk =
-    copies !== undefined && (copies.chunksShortOfCopies > 0 || copies.unreachableSleds.length > 0);
+    copies !== undefined &&
+    (copies.chunksShortOfCopies > 0 ||
+      copies.unreachableSleds.length > 0 ||
+      (copies.damagedSleds ?? []).length > 0);
   if (atRisk && stateRank[state] < stateRank.degraded) state = "degraded";
   return { name: volume.name, state, partitions, ...(atRisk ? { copies } : {}) };
 }
@@ -197,6 +203,18 @@ export function unreachableSledsOf(status: Pick<ClusterStatus, "services" | "sle
   return [...unreachable].sort();
 }
 
+/** Live sleds whose stat counts objects a scrub found damaged (status with probes). */
+export function damagedSledsOf(
+  status: Pick<ClusterStatus, "services">,
+): { sled: string; objects: number }[] {
+  return status.services
+    .filter((service) => service.kind === "sled" && service.healthy)
+    .flatMap((service) => {
+      const objects = service.capacity?.damagedObjects ?? 0;
+      return objects > 0 ? [{ sled: service.id, objects }] : [];
+    });
+}
+
 /** What a volume's primaries reported short of copies (0 when nothing was reported). */
 function chunksShortOf(volume: VolumeState): number {
   const reported = (volume as { reported?: { chunksShortOfCopies?: number } }).reported;
@@ -208,11 +226,13 @@ export function clusterHealth(
 ): VolumeHealth[] {
   const dead = deadNodesOf(status);
   const unreachableSleds = unreachableSledsOf(status);
+  const damagedSleds = damagedSledsOf(status);
   return status.volumes.map((volume) => {
     const state = volume as VolumeState;
     return volumeHealth(state, dead, {
       chunksShortOfCopies: chunksShortOf(state),
       unreachableSleds,
+      damagedSleds,
     });
   });
 }
@@ -247,6 +267,9 @@ export function healthLine(health: VolumeHealth): string {
         problems.push(
           `copies on ${sleds.join(", ")} cannot be read (${sleds.length === 1 ? "a sled" : "sleds"} in service but not alive)`,
         );
+      }
+      for (const { sled, objects } of copies?.damagedSleds ?? []) {
+        problems.push(`${objects} damaged objects on ${sled} (found by scrub, not repaired)`);
       }
       return `health: ${health.state.toUpperCase()}: ${problems.join("; ")}`;
     }

@@ -224,6 +224,15 @@ export function capacityLines(status: ClusterStatus): string[] {
     if (capacity === undefined)
       return [sled.id, "-", "-", "-", "-", "-", `no answer: ${sled.capacityError ?? "unknown"}`];
     const failed = capacity.failedDevices;
+    const damaged = capacity.damagedObjects ?? 0;
+    const problems = [
+      ...(failed.length === 0
+        ? []
+        : [
+            `FAILED devices ${failed.map((device) => `${device.device} (${device.path})`).join(", ")}`,
+          ]),
+      ...(damaged === 0 ? [] : [`DAMAGED ${damaged} objects (found by scrub, not repaired)`]),
+    ];
     return [
       sled.id,
       formatBytes(capacity.capacityBytes),
@@ -231,9 +240,7 @@ export function capacityLines(status: ClusterStatus): string[] {
       formatBytes(capacity.freeBytes),
       String(capacity.chunks),
       String(capacity.blobs),
-      failed.length === 0
-        ? ""
-        : `FAILED devices ${failed.map((device) => `${device.device} (${device.path})`).join(", ")}`,
+      problems.join("; "),
     ];
   });
   const unanswered =

@@ -255,4 +255,40 @@ describe("volume health", () => {
       "    UNAVAILABLE: no member can serve it (the coordinator's log says why)\n",
     );
   });
+
+  test("objects a scrub found damaged on a live sled, not yet repaired, fail the check", () => {
+    const reported = { partitions: 1, partitionsReported: 1, chunksShortOfCopies: 0 };
+    const shown = { ...volume([partition(0)]), reported };
+    const state = status([shown]);
+    const sled = service("sled-1", true, "sled");
+    sled.capacity = {
+      capacityBytes: 1,
+      usedBytes: 1,
+      freeBytes: 0,
+      chunks: 3,
+      blobs: 0,
+      devices: 1,
+      failedDevices: [],
+      damagedObjects: 2,
+    };
+    state.services.push(sled);
+    state.capacity = {
+      sleds: 1,
+      sledsUnanswered: 0,
+      capacityBytes: 1,
+      usedBytes: 1,
+      freeBytes: 0,
+      chunks: 3,
+      blobs: 0,
+      failedDevices: 0,
+    };
+    const [health] = clusterHealth(state);
+    expect(healthLine(health!)).toBe(
+      "health: DEGRADED: 2 damaged objects on sled-1 (found by scrub, not repaired)",
+    );
+    expect(isFullStrength(state)).toBe(false);
+    expect(formatStatus(state, 1)).toContain("DAMAGED 2 objects (found by scrub, not repaired)");
+    sled.capacity.damagedObjects = 0;
+    expect(isFullStrength(state)).toBe(true);
+  });
 });

@@ -39,6 +39,8 @@ export const SledCapacity = z.object({
   devices: unsignedInteger,
   /** Devices that took an I/O error on the write path and take no more writes. */
   failedDevices: z.array(z.object({ device: unsignedInteger, path: text })).max(1024),
+  /** Objects a scrub found damaged there, not yet repaired (the sled's `damagedObjects`). */
+  damagedObjects: unsignedInteger.optional(),
 });
 
 export const ServiceStatus = z.object({
