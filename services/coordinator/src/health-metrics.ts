@@ -18,6 +18,7 @@ import { volumeIdOf } from "./decisions.ts";
 import { partitionKey } from "./leases.ts";
 import type { SledRecord } from "./sleds.ts";
 import type { Tenure } from "./tenure.ts";
+import { failedField } from "./volumes.ts";
 
 /** The meter group key of the leader's gauges. */
 export const leaderMeterGroup = "leader";
@@ -57,11 +58,10 @@ export function clusterFigures(
     figures.partitions++;
     const key = partitionKey(record);
     const report = tenure.leases.lastReportOf(record);
-    const failed = new Set(tenure.leases.failedMembers(record));
-    if (report?.failed === true && report.epoch === record.epoch) failed.add(record.primary);
-    for (const [node, epoch] of tenure.failedJournals.get(key) ?? []) {
-      if (epoch === record.epoch) failed.add(node);
-    }
+    // The voters describe names failed (volumes.ts): alive as services, serving nothing.
+    const failed = new Set(
+      failedField(record, report, tenure.leases, tenure.failedJournals.get(key)).failed,
+    );
     const voters = [record.primary, ...record.secondaries].filter(
       (node) => aliveHeadNodes.has(node) && !failed.has(node),
     );
