@@ -25,11 +25,14 @@
 // head node must refuse to reopen that journal in the same boot of the machine (its
 // page cache may serve writes that never reached the disk: journal/failed-marker.ts);
 // restarted as after a reboot (BALLAST_TEST_BOOT_ID), it opens with every
-// acknowledged write.
+// acknowledged write. Meanwhile describe names it failed and `ballast status --check`
+// calls the partition unavailable, not degraded.
 // Every wait is bounded by a named timeout; the cluster and its directory are removed.
 
 import { limits, subjects } from "@ballast/protocol";
 import { afterAll, beforeAll, expect, test } from "vitest";
+import { exitCodes } from "../../apps/cli/src/errors.ts";
+import { runCli } from "../support/cli.ts";
 import { startTestCluster, type TestCluster, waitFor } from "../support/cluster.ts";
 import {
   bytesIn,
@@ -567,6 +570,24 @@ test("a lone primary's journal fails: it is not reopened from that journal in th
     async () => ((await logged(refusal)) > 0 ? true : undefined),
     recoveredMs + configureVerifyMs,
     100,
+  );
+  // What an operator sees: the partition's only member is alive as a service, but its
+  // replica failed and cannot be reopened. The old describe said nothing of it, and
+  // status called the partition degraded with "1 of 2 members", as if it served.
+  const described = await waitFor(
+    `${alone} described with ${victim} failed`,
+    async () => {
+      const state = (await describeVolume(cluster.bus, alone)).partitions[0]!;
+      return state.failed?.includes(victim) === true ? state : undefined;
+    },
+    recoveredMs,
+    100,
+  );
+  expect(described.primary).toBe(victim);
+  const checked = await runCli(["status", "--check", "--nats", cluster.cluster.natsUrl]);
+  expect(checked.code).toBe(exitCodes.notFullStrength);
+  expect(checked.stderr).toContain(
+    `ballast: volume ${alone} health: UNAVAILABLE: partition 0: 0 of 2 members, ${victim} failed`,
   );
   const status = await cluster.bus
     .request(

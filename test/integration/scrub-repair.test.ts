@@ -1,7 +1,8 @@
 // `ballast scrub --repair` on real sleds: a chunk whose copy on one sled has a flipped
 // byte on disk is rewritten from the sound copy on the other sled, and reads back whole
 // there afterwards; a damaged chunk with no other copy is reported and left in place;
-// `ballast scrub` without --repair changes nothing. Devices are tiny (2 × 8 MiB).
+// `ballast scrub` without --repair changes nothing, and the sled's stat counts the damage
+// found until it is repaired. Devices are tiny (2 × 8 MiB).
 
 import { open } from "node:fs/promises";
 import { join } from "node:path";
@@ -117,6 +118,10 @@ describe("scrub --repair", () => {
     expect(JSON.parse(looked.output)).toMatchObject({ damaged: 2 });
     expect(JSON.parse(looked.output).repairs).toBeUndefined();
     expect(await readWhole("sled-1", "victim", victim.byteLength)).toBe(ErrorCode.ChecksumMismatch);
+    // The sled remembers what the scrub found (status and its gauge show it); before,
+    // only the scrub's caller and the log heard of it.
+    expect((await request("sled-1", { type: "sled.stat.v1" })).damagedObjects).toBe(2);
+    expect((await request("sled-2", { type: "sled.stat.v1" })).damagedObjects).toBe(0);
 
     const repaired = await captureStdout(() =>
       scrubCommand(["--sled", "sled-1", "--repair", "--json", "--nats", cluster.cluster.natsUrl]),
@@ -137,8 +142,12 @@ describe("scrub --repair", () => {
     expect(reread).toBeInstanceOf(Uint8Array);
     expect(Buffer.from(reread as Uint8Array).equals(Buffer.from(victim))).toBe(true);
 
+    // The repaired copy is no longer counted; the lonely one is, until deleted.
+    expect((await request("sled-1", { type: "sled.stat.v1" })).damagedObjects).toBe(1);
+
     // The text form says what was repaired.
     await request("sled-1", { type: "sled.chunk.delete.v1", owner, chunkId: "lonely" });
+    expect((await request("sled-1", { type: "sled.stat.v1" })).damagedObjects).toBe(0);
     const clean = await captureStdout(() =>
       scrubCommand(["--all", "--repair", "--nats", cluster.cluster.natsUrl]),
     );

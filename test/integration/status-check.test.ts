@@ -2,7 +2,10 @@
 // two-replica volume on three head nodes is at full strength (exit 0); a member killed
 // with SIGKILL makes its partition degraded and then rebuilding on the spare (exit 5,
 // with the health line saying so); once the spare has caught up and been promoted, the
-// partition is back at full strength (exit 0 again). Every wait is bounded.
+// partition is back at full strength (exit 0 again). A sled killed while still in
+// service makes it exit 5 too (its copies count but cannot be read), until it is back;
+// the leader's ballast_cluster_sleds_unreachable gauge says the same.
+// Every wait is bounded.
 
 import { afterAll, beforeAll, expect, test } from "vitest";
 import { exitCodes } from "../../apps/cli/src/errors.ts";
@@ -17,6 +20,7 @@ beforeAll(async () => {
   cluster = await startTestCluster({
     headNodes: 3,
     sleds: 3,
+    metrics: true,
     env: { BALLAST_CHECKPOINT_INTERVAL_MS: "500" },
   });
   io = new VolumeModel(cluster.bus, "hc");
@@ -34,6 +38,18 @@ function checkUntil(code: number, what: string, timeoutMs: number) {
       return result.code === code ? result : undefined;
     },
     timeoutMs,
+    250,
+  );
+}
+
+/** Scrapes the coordinator's metrics until gauge `name` reads `value`. */
+function leaderGaugeUntil(name: string, value: number) {
+  const url = cluster.cluster.metricsUrl(cluster.cluster.ids("coordinator")[0]!)!;
+  const line = new RegExp(`^${name}(\\{[^}]*\\})? ${value}$`, "m");
+  return waitFor(
+    `${name} to read ${value}`,
+    async () => (line.test(await (await fetch(url)).text()) ? true : undefined),
+    30_000,
     250,
   );
 }
@@ -89,6 +105,33 @@ test("status --check: 0 at full strength, 5 while a killed member is missing or 
   expect([after.primary, ...after.secondaries].sort()).toEqual([before.primary, spare].sort());
   expect(after.learners).toEqual([]);
   expect(after.joining ?? []).toEqual([]);
+  await io.expectAllWritten();
+});
+
+test("status --check: 5 while a sled holding copies is dead but still in service, 0 once it is back", async () => {
+  // The volume's chunks are flushed (the first test): some have a copy on every sled.
+  const sled = cluster.cluster.ids("sled")[0]!;
+  await cluster.cluster.kill(sled, "SIGKILL");
+  // Its copies still count (it is not declared out for a minute), but none can be read:
+  // the old check called this full strength and every chunk whole.
+  const atRisk = await checkUntil(exitCodes.notFullStrength, "status --check to exit 5", 30_000);
+  expect(atRisk.stdout).toContain(
+    `but ${sled} is not alive: copies there cannot be read until it returns or is declared out`,
+  );
+  expect(atRisk.stderr).toContain(
+    `ballast: volume hc health: DEGRADED: copies on ${sled} cannot be read`,
+  );
+  // The leader's metrics say it too, for an operator who watches only Prometheus.
+  await leaderGaugeUntil("ballast_cluster_sleds_unreachable", 1);
+  cluster.cluster.restart(sled);
+  const back = await checkUntil(
+    exitCodes.ok,
+    "status --check to exit 0 with the sled back",
+    60_000,
+  );
+  expect(back.stdout).toContain("health: full strength (1 partitions)");
+  expect(back.stdout).toContain("every chunk has 2 copies on sleds in service;");
+  await leaderGaugeUntil("ballast_cluster_sleds_unreachable", 0);
   await io.expectAllWritten();
 });
 

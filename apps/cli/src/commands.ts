@@ -134,12 +134,14 @@ Options:
 
 Shows every service (kind, id, pid, health, last heartbeat) and every volume, with a
 one-line health summary per volume: full strength, degraded (which partitions, which
-members are missing) or rebuilding (with progress).
+members are missing, chunks short of copies, sleds in service that are down),
+unavailable (no voting member alive) or rebuilding (with progress).
 
 Options:
   --json                  print JSON (shape documented in the README)
   --check                 exit ${exitCodes.notFullStrength} unless every partition of every volume is at full
                           strength (all its replicas voting, none rebuilding or joining)
+                          and every chunk has its copies on sleds that are alive
   --data-dir <dir>        find the cluster through this directory (default ${dataDirDefault})
   --nats <url>            find the cluster at this NATS URL
 

@@ -11,7 +11,10 @@ export const exitCodes = {
   unreachable: 3,
   /** A tool the command needs is not installed. */
   missingTool: 4,
-  /** `status --check`: some partition of some volume is degraded, rebuilding or joining. */
+  /**
+   * `status --check`: some partition of some volume is degraded, unavailable, rebuilding
+   * or joining, or some chunk is short of copies or has one on a sled that is down.
+   */
   notFullStrength: 5,
 } as const;
 

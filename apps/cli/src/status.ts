@@ -25,7 +25,7 @@ import { BallastError, ErrorCode, type ResultOf, subjects } from "@ballast/proto
 import type { Bus } from "@ballast/runtime";
 import { statusDeadlineMs } from "./constants.ts";
 import { CliError, exitCodes } from "./errors.ts";
-import { deadNodesOf, healthLine, volumeHealth } from "./health.ts";
+import { clusterHealth, healthLine, membersOf, unreachableSledsOf } from "./health.ts";
 import { formatBytes } from "./sizes.ts";
 import { table } from "./table.ts";
 import { partitionLine, storedLine, summary, type VolumeState } from "./volume.ts";
@@ -94,13 +94,23 @@ export function formatStatus(status: ClusterStatus, nowMs: number): string {
     service.healthy ? formatDuration(nowMs - service.startedAtMs) : "-",
     service.probeError === undefined ? "" : `probe failed: ${service.probeError}`,
   ]);
+  // Members the volumes name that the coordinator has not heard at all (it restarted
+  // after they died, or forgot them after a long silence): not alive, and said so.
+  const listed = new Set(status.services.map((service) => service.id));
+  const unheard = [...new Set(status.volumes.flatMap((volume) => membersOf(volume as VolumeState)))]
+    .filter((node) => !listed.has(node))
+    .sort();
+  for (const node of unheard) {
+    rows.push(["headnode", node, "-", "UNKNOWN", "never", "-", "not heard by this coordinator"]);
+  }
   const header = ["KIND", "ID", "PID", "HEALTH", "HEARTBEAT", "UPTIME", ""];
   const healthy = status.services.filter((service) => service.healthy).length;
-  const dead = deadNodesOf(status);
+  const health = clusterHealth(status);
+  const unreachable = unreachableSledsOf(status);
   const lines = [
     `NATS ${status.nats}   coordinator ${status.coordinator}`,
     "",
-    `SERVICES (${healthy} of ${status.services.length} healthy)`,
+    `SERVICES (${healthy} of ${rows.length} healthy)`,
     ...table([header, ...rows], "  "),
     ...capacityLines(status),
     ...sledLines(status, nowMs),
@@ -108,11 +118,11 @@ export function formatStatus(status: ClusterStatus, nowMs: number): string {
     "VOLUMES",
     ...(status.volumes.length === 0
       ? ["  (none)"]
-      : status.volumes.map((volume) => {
+      : status.volumes.map((volume, at) => {
           const state = volume as VolumeState;
-          const health = `    ${healthLine(volumeHealth(state, dead))}\n`;
-          const reported = reportedLine(volume.reported as Reported | undefined);
-          return `  ${summary(state)}${health}${indent(storedLine(state))}${reported}${state.partitions.map((partition) => `  ${partitionLine(partition)}`).join("")}`.trimEnd();
+          const line = `    ${healthLine(health[at]!)}\n`;
+          const reported = reportedLine(volume.reported as Reported | undefined, unreachable);
+          return `  ${summary(state)}${line}${indent(storedLine(state))}${reported}${state.partitions.map((partition) => `  ${partitionLine(partition)}`).join("")}`.trimEnd();
         })),
   ];
   return `${lines.join("\n")}\n`;
@@ -128,14 +138,25 @@ interface Reported {
   reclaimableBytes?: number;
 }
 
-/** Copies to make again and, when reported, capacity live and reclaimable; one line. */
-export function reportedLine(reported: Reported | undefined): string {
+/**
+ * Copies to make again and, when reported, capacity live and reclaimable; one line.
+ * `unreachable`: sleds in service that are not alive, whose copies count but cannot be
+ * read; the line does not call the copies whole while there are any.
+ */
+export function reportedLine(
+  reported: Reported | undefined,
+  unreachable: readonly string[] = [],
+): string {
   if (reported === undefined || reported.partitionsReported === 0) return "";
   const parts: string[] = [];
   if (reported.chunksShortOfCopies !== undefined) {
+    const whole =
+      unreachable.length === 0
+        ? "every chunk has 2 copies on sleds in service"
+        : `every chunk has 2 copies on sleds in service, but ${unreachable.join(", ")} ${unreachable.length === 1 ? "is" : "are"} not alive: copies there cannot be read until ${unreachable.length === 1 ? "it returns or is" : "they return or are"} declared out`;
     parts.push(
       reported.chunksShortOfCopies === 0
-        ? "every chunk has 2 copies on sleds in service"
+        ? whole
         : `${reported.chunksShortOfCopies} chunks SHORT OF COPIES`,
     );
   }
@@ -161,13 +182,30 @@ export function sledLines(status: ClusterStatus, nowMs: number): string[] {
     sled.id,
     sled.state === "in" ? "in" : "OUT",
     `since ${formatDuration(nowMs - sled.since)} ago`,
-    sled.silentMs < 1000 ? "" : `silent ${formatDuration(sled.silentMs)}`,
+    sled.newDisk === true
+      ? "back on another disk: its copies are gone, made again elsewhere first"
+      : silenceOf(sled, nowMs) < 1000
+        ? ""
+        : `silent ${formatDuration(silenceOf(sled, nowMs))}`,
   ]);
   return [
     "",
     `SLEDS (${sleds.length - out} in service, ${out} out)`,
     ...table([["SLED", "STATE", "", ""], ...rows], "  "),
   ];
+}
+
+/**
+ * How long a sled has been silent. `silentMs` is the leader's own measure, which a new
+ * leader starts at its tenure (sleds.ts): after a leader change it called a sled silent
+ * for minutes "silent 1.7s". An out sled's record keeps when it was last heard
+ * (`lastSeenMs`, persisted when it was declared out), so its silence is at least that
+ * old. An in sled's persisted `lastSeenMs` may be far older than its last heartbeat
+ * (only changes are persisted), so it is not used.
+ */
+function silenceOf(sled: NonNullable<ClusterStatus["sleds"]>[number], nowMs: number): number {
+  if (sled.state !== "out") return sled.silentMs;
+  return Math.max(sled.silentMs, nowMs - sled.lastSeenMs);
 }
 
 const indent = (text: string) => text.replace(/^(?=.)/gm, "  ");
@@ -186,6 +224,15 @@ export function capacityLines(status: ClusterStatus): string[] {
     if (capacity === undefined)
       return [sled.id, "-", "-", "-", "-", "-", `no answer: ${sled.capacityError ?? "unknown"}`];
     const failed = capacity.failedDevices;
+    const damaged = capacity.damagedObjects ?? 0;
+    const problems = [
+      ...(failed.length === 0
+        ? []
+        : [
+            `FAILED devices ${failed.map((device) => `${device.device} (${device.path})`).join(", ")}`,
+          ]),
+      ...(damaged === 0 ? [] : [`DAMAGED ${damaged} objects (found by scrub, not repaired)`]),
+    ];
     return [
       sled.id,
       formatBytes(capacity.capacityBytes),
@@ -193,9 +240,7 @@ export function capacityLines(status: ClusterStatus): string[] {
       formatBytes(capacity.freeBytes),
       String(capacity.chunks),
       String(capacity.blobs),
-      failed.length === 0
-        ? ""
-        : `FAILED devices ${failed.map((device) => `${device.device} (${device.path})`).join(", ")}`,
+      problems.join("; "),
     ];
   });
   const unanswered =

@@ -432,5 +432,13 @@ export function partitionLine(partition: VolumeState["partitions"][number]): str
         `${checkpoint.node} op ${checkpoint.opNum} (${Math.round(checkpoint.ageMs / 1000)}s old)`,
     )
     .join(", ");
-  return `  partition ${partition.partition}  epoch ${partition.epoch}  primary ${partition.primary}  secondaries ${partition.secondaries.join(", ") || "(none: degraded)"}${joiners}${learners}\n${checkpoints === "" ? "" : `    checkpoints: ${checkpoints}\n`}`;
+  // Replicas that reported themselves failed, and the leader's judgement that nothing
+  // can serve: both say more than the membership, whose nodes may all be alive.
+  const failed = partition.failed ?? [];
+  const failures = failed.length === 0 ? "" : `  FAILED ${failed.join(", ")}`;
+  const unavailable =
+    partition.unavailable === true
+      ? "    UNAVAILABLE: no member can serve it (the coordinator's log says why)\n"
+      : "";
+  return `  partition ${partition.partition}  epoch ${partition.epoch}  primary ${partition.primary}  secondaries ${partition.secondaries.join(", ") || "(none: degraded)"}${joiners}${learners}${failures}\n${unavailable}${checkpoints === "" ? "" : `    checkpoints: ${checkpoints}\n`}`;
 }

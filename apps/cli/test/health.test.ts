@@ -36,9 +36,13 @@ function volume(partitions: Partition[], replicaCount = 2, name = "vol"): Volume
   };
 }
 
-function service(id: string, healthy: boolean): ClusterStatus["services"][number] {
+function service(
+  id: string,
+  healthy: boolean,
+  kind: ClusterStatus["services"][number]["kind"] = "headnode",
+): ClusterStatus["services"][number] {
   return {
-    kind: "headnode",
+    kind,
     id,
     pid: 1,
     healthy,
@@ -149,5 +153,142 @@ describe("volume health", () => {
     expect(text).toContain(
       "  vol  4KiB  2 replicas  1 partitions of 4KiB\n    health: DEGRADED: partition 0: 1 of 2 members, head-2 down\n    partition 0",
     );
+  });
+
+  test("a member the status does not list at all counts as down, and is shown", () => {
+    // A coordinator that restarted after head-2 died has never heard it: the status
+    // lists no service head-2, and the partition still names it.
+    const state = status([volume([partition(0)])]);
+    state.services = state.services.filter((entry) => entry.id !== "head-2");
+    const [health] = clusterHealth(state);
+    expect(healthLine(health!)).toBe("health: DEGRADED: partition 0: 1 of 2 members, head-2 down");
+    expect(isFullStrength(state)).toBe(false);
+    const text = formatStatus(state, 1);
+    expect(text).toMatch(/headnode +head-2 +- +UNKNOWN +never +- +not heard by this coordinator/);
+    expect(text).toContain("SERVICES (2 of 3 healthy)");
+  });
+
+  test("a partition whose every voting member is down is unavailable, not degraded", () => {
+    const lone = partition(0, { secondaries: [] });
+    const state = status([volume([lone])], ["head-1"]);
+    const [health] = clusterHealth(state);
+    expect(health!.state).toBe("unavailable");
+    expect(healthLine(health!)).toBe(
+      "health: UNAVAILABLE: partition 0: 0 of 2 members, head-1 down",
+    );
+    expect(isFullStrength(state)).toBe(false);
+  });
+
+  test("chunks short of copies make a volume degraded, and fail the check", () => {
+    const short = {
+      ...volume([partition(0)]),
+      reported: { partitions: 1, partitionsReported: 1, chunksShortOfCopies: 3 },
+    };
+    const state = status([short]);
+    const [health] = clusterHealth(state);
+    expect(health!.state).toBe("degraded");
+    expect(healthLine(health!)).toBe("health: DEGRADED: 3 chunks short of copies");
+    expect(isFullStrength(state)).toBe(false);
+    const whole = { ...short, reported: { ...short.reported, chunksShortOfCopies: 0 } };
+    expect(isFullStrength(status([whole]))).toBe(true);
+  });
+
+  test("a sled in service that is not alive puts every volume's copies at risk", () => {
+    // sled-1 died moments ago: still in service (its copies count), but none can be read.
+    const reported = { partitions: 1, partitionsReported: 1, chunksShortOfCopies: 0 };
+    const shown = { ...volume([partition(0)]), reported };
+    const state = status([shown]);
+    state.services.push(service("sled-1", false, "sled"), service("sled-2", true, "sled"));
+    state.sleds = ["sled-1", "sled-2"].map((id) => ({
+      id,
+      state: "in" as const,
+      since: 1,
+      firstSeenMs: 1,
+      lastSeenMs: 1,
+      silentMs: 0,
+    }));
+    const [health] = clusterHealth(state);
+    expect(healthLine(health!)).toBe(
+      "health: DEGRADED: copies on sled-1 cannot be read (a sled in service but not alive)",
+    );
+    expect(isFullStrength(state)).toBe(false);
+    const text = formatStatus(state, 1);
+    expect(text).toContain(
+      "every chunk has 2 copies on sleds in service, but sled-1 is not alive: copies there cannot be read until it returns or is declared out",
+    );
+    expect(text).not.toContain("health: full strength");
+    // Declared out, its chunks copied again elsewhere: at full strength with one sled less.
+    state.sleds[0]!.state = "out";
+    expect(isFullStrength(state)).toBe(true);
+    // A record in service that no live service answers for (never heard since a restart).
+    state.sleds[0]!.state = "in";
+    state.services = state.services.filter((entry) => entry.id !== "sled-1");
+    expect(isFullStrength(state)).toBe(false);
+  });
+
+  test("a failed member counts as missing although its service is alive, and is named", () => {
+    // A lone primary whose journal failed: head-1 is healthy, its replica serves nothing.
+    const failed = partition(0, { secondaries: [], failed: ["head-1"] });
+    const [health] = clusterHealth(status([volume([failed])]));
+    expect(health!.state).toBe("unavailable");
+    expect(healthLine(health!)).toBe(
+      "health: UNAVAILABLE: partition 0: 0 of 2 members, head-1 failed",
+    );
+    // A failed secondary beside a live primary: degraded, the secondary named.
+    const secondary = partition(0, { failed: ["head-2"] });
+    expect(healthLine(volumeHealth(volume([secondary]), none))).toBe(
+      "health: DEGRADED: partition 0: 1 of 2 members, head-2 failed",
+    );
+    const text = formatStatus(status([volume([failed])]), 1);
+    expect(text).toContain("secondaries (none: degraded)  FAILED head-1\n");
+  });
+
+  test("a partition the coordinator judges unavailable is unavailable, members alive or not", () => {
+    const judged = partition(0, { unavailable: true });
+    const health = volumeHealth(volume([judged]), none);
+    expect(health.state).toBe("unavailable");
+    expect(healthLine(health)).toBe(
+      "health: UNAVAILABLE: partition 0: 2 of 2 members, no member can serve it (the coordinator's log says why)",
+    );
+    expect(isFullStrength(status([volume([judged])]))).toBe(false);
+    expect(formatStatus(status([volume([judged])]), 1)).toContain(
+      "    UNAVAILABLE: no member can serve it (the coordinator's log says why)\n",
+    );
+  });
+
+  test("objects a scrub found damaged on a live sled, not yet repaired, fail the check", () => {
+    const reported = { partitions: 1, partitionsReported: 1, chunksShortOfCopies: 0 };
+    const shown = { ...volume([partition(0)]), reported };
+    const state = status([shown]);
+    const sled = service("sled-1", true, "sled");
+    sled.capacity = {
+      capacityBytes: 1,
+      usedBytes: 1,
+      freeBytes: 0,
+      chunks: 3,
+      blobs: 0,
+      devices: 1,
+      failedDevices: [],
+      damagedObjects: 2,
+    };
+    state.services.push(sled);
+    state.capacity = {
+      sleds: 1,
+      sledsUnanswered: 0,
+      capacityBytes: 1,
+      usedBytes: 1,
+      freeBytes: 0,
+      chunks: 3,
+      blobs: 0,
+      failedDevices: 0,
+    };
+    const [health] = clusterHealth(state);
+    expect(healthLine(health!)).toBe(
+      "health: DEGRADED: 2 damaged objects on sled-1 (found by scrub, not repaired)",
+    );
+    expect(isFullStrength(state)).toBe(false);
+    expect(formatStatus(state, 1)).toContain("DAMAGED 2 objects (found by scrub, not repaired)");
+    sled.capacity.damagedObjects = 0;
+    expect(isFullStrength(state)).toBe(true);
   });
 });

@@ -22,7 +22,7 @@ describe("sled and re-replication view", () => {
           state: "out",
           since: 90_000,
           firstSeenMs: 0,
-          lastSeenMs: 0,
+          lastSeenMs: 30_000,
           silentMs: 70_000,
         },
         { id: "sled-2", state: "in", since: 0, firstSeenMs: 0, lastSeenMs: 0, silentMs: 10 },
@@ -33,6 +33,25 @@ describe("sled and re-replication view", () => {
     expect(lines.join("\n")).toMatch(/sled-1\s+OUT\s+since 10.0s ago\s+silent 1m10s/);
     expect(lines.join("\n")).toMatch(/sled-2\s+in\s+since 1m40s ago/);
     expect(sledLines(status(undefined), 0)).toEqual([]);
+  });
+
+  test("an out sled's silence counts from when it was last heard, across a leader change", () => {
+    // A new leader counts silence from its own start: 1.7 s, for a sled last heard 20 s ago.
+    const out = {
+      id: "sled-1",
+      state: "out" as const,
+      since: 85_000,
+      firstSeenMs: 0,
+      lastSeenMs: 80_000,
+      silentMs: 1_700,
+    };
+    expect(sledLines(status([out]), 100_000).join("\n")).toMatch(
+      /sled-1\s+OUT\s+since 15.0s ago\s+silent 20.0s/,
+    );
+    const back = { ...out, newDisk: true as const, silentMs: 0, lastSeenMs: 100_000 };
+    expect(sledLines(status([back]), 100_000).join("\n")).toContain(
+      "back on another disk: its copies are gone, made again elsewhere first",
+    );
   });
 
   test("shows chunks short of copies, and live and reclaimable bytes when reported", () => {

@@ -46,7 +46,17 @@ describe("status with omitted partitions", () => {
     const status: ResultOf<"cluster.status.v1"> = {
       coordinator: "coordinator-1",
       generatedAtMs: 1,
-      services: [],
+      // Both members alive: a member the status does not list counts as down.
+      services: ["head-1", "head-2"].map((id) => ({
+        kind: "headnode" as const,
+        id,
+        pid: 1,
+        healthy: true,
+        startedAtMs: 1,
+        lastHeartbeatAtMs: 1,
+        lastHeartbeatAgeMs: 1,
+        version: "0.1.0",
+      })),
       volumes: [
         { name: "whole", ...base, partitions: [partition(0, ["head-2"])], partitionCount: 1 },
         { name: "big", ...base, partitions: [], partitionCount: 2, partitionsOmitted: true },

@@ -81,9 +81,9 @@ export const partitionsPerVolumeMax = 65_536;
  * The most partitions one answer carrying a volume's state lists (describe, create,
  * resize, clone): a volume with more is described in pages (`partitionsFrom`,
  * `partitionsNext`). A partition at its longest (63-character node ids, three replicas,
- * two learners joining, their rebuilds and four checkpoints) encodes to about 1,440
- * bytes, so a page takes 5.6 MiB and leaves room within `messageBytesMax` for the rest of
- * the state (protocol test reply-size.test.ts). Whole, the largest volume's state is
+ * two learners joining, their rebuilds, four checkpoints, three failed voters and the
+ * unavailable mark) encodes to about 1,660 bytes, so a page takes 6.5 MiB and leaves room
+ * within `messageBytesMax` for the rest of the state (protocol test reply-size.test.ts). Whole, the largest volume's state is
  * about 90 MiB: it never fit one message.
  */
 export const describePartitionsMax = 4096;

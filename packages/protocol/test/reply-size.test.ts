@@ -31,6 +31,8 @@ function worstPartition(partition: number) {
     joining: [node(3), node(4)],
     rebuilds: [3, 4].map((index) => ({ node: node(index), matchOpNum: big, targetOpNum: big })),
     checkpoints: [0, 1, 2, 3].map((index) => ({ node: node(index), opNum: big, ageMs: big })),
+    failed: [node(0), node(1), node(2)],
+    unavailable: true as const,
   };
 }
 

@@ -283,6 +283,7 @@ export class Configurer {
         ...(answer.disk === undefined ? {} : { disk: answer.disk }),
       });
       tenure.noReplica.get(key)?.delete(node);
+      forgetNote(tenure.failedJournals, key, node);
       touch(tenure, key);
       const logged = tenure.failuresLogged.get(key);
       if (logged?.delete(node) === true && logged.size === 0) tenure.failuresLogged.delete(key);
@@ -312,6 +313,12 @@ export class Configurer {
         refused.set(node, record.epoch);
         tenure.noReplica.set(key, refused);
         touch(tenure, key);
+      }
+      if (member && failedJournal(error)) {
+        // Alive, but its replica's journal failed in this boot: it serves nothing here.
+        const refused = tenure.failedJournals.get(key) ?? new Map<string, number>();
+        refused.set(node, record.epoch);
+        tenure.failedJournals.set(key, refused);
       }
       const logged = tenure.failuresLogged.get(key) ?? new Map<string, number>();
       if (logged.get(node) === record.epoch) {
@@ -381,6 +388,20 @@ export function owesConfigure(
     !(node === record.primary && outOfStep(record, report, last, nowMs, view));
   if (!current) return true;
   return member && refreshDue(`${partitionKey(record)}@${node}`, last.atMs, nowMs);
+}
+
+/**
+ * Whether a configure's refusal says the replica's journal failed in this boot of the
+ * head node's machine (partition-host.ts `openJournal`): it cannot be reopened there.
+ */
+export function failedJournal(error: unknown): boolean {
+  return error instanceof BallastError && error.details?.refusal === "journal-failed-this-boot";
+}
+
+/** Drops a node's note of a partition, and the partition's map once empty. */
+function forgetNote(notes: Map<string, Map<string, number>>, key: string, node: string): void {
+  const nodes = notes.get(key);
+  if (nodes?.delete(node) === true && nodes.size === 0) notes.delete(key);
 }
 
 /** Whether a configure's refusal says the head node's disk holds nothing of the partition. */

@@ -31,7 +31,7 @@ export const heartbeatPauseTicksMin = 2;
 
 /**
  * The most partitions one `cluster.status.v1` answer lists, summed over its volumes (a
- * partition at its longest encodes to about 1,440 bytes, so 1.4 MiB). A volume past the
+ * partition at its longest encodes to about 1,660 bytes, so 1.7 MiB). A volume past the
  * budget is listed without its partitions, with `partitionCount` and
  * `partitionsOmitted`; the CLI describes it on its own. Without the budget, enough
  * partitions in the cluster made the answer too large, and status failed for everyone.

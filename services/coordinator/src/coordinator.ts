@@ -41,6 +41,7 @@ import {
 import {
   type CommonConfig,
   type ConfigOf,
+  meterOf,
   type OptionSpecs,
   type Served,
   type Service,
@@ -76,6 +77,7 @@ import {
 } from "./constants.ts";
 import { controlStoreFullError, controlStoreOf, isStoreFull } from "./control-store.ts";
 import { DeleteMarkerCleanup } from "./delete-markers.ts";
+import { clusterFigures, LeaderGauges } from "./health-metrics.ts";
 import { Heartbeats, heartbeatTickMsOf } from "./heartbeats.ts";
 import { Leadership, type Leading } from "./leadership.ts";
 import { LeftoverDirectories } from "./leftover-directories.ts";
@@ -196,6 +198,8 @@ interface Parts {
 export class Coordinator {
   private readonly heartbeats: Heartbeats;
   private parts!: Parts;
+  /** What the leader knows of the data's safety, as gauges while it leads. */
+  private readonly leaderGauges: LeaderGauges;
   /** The control subjects served while leading: clients', and services'. */
   private control: Served[] | undefined;
   private readonly timers: NodeJS.Timeout[] = [];
@@ -238,6 +242,16 @@ export class Coordinator {
         noteEvicted(this.leader, nodeId);
       },
       onJoined: (nodeId) => noteJoined(this.leader, nodeId),
+    });
+    this.leaderGauges = new LeaderGauges(meterOf(service), () => {
+      const tenure = this.current();
+      if (tenure === undefined || !tenure.ready) return undefined;
+      return clusterFigures(
+        tenure,
+        this.heartbeats.aliveHeadNodes(),
+        new Set(this.heartbeats.aliveSleds()),
+        this.parts.sleds.list() ?? [],
+      );
     });
   }
 
@@ -477,6 +491,7 @@ export class Coordinator {
   private startLeading(leading: Leading): void {
     const tenure = newTenure(leading, now());
     this.leader = tenure;
+    this.leaderGauges.start();
     this.service.logger.info(
       { term: tenure.term },
       leading.afterRelease === true
@@ -543,6 +558,7 @@ export class Coordinator {
   private async stopLeading(): Promise<void> {
     if (this.leader !== undefined) this.service.logger.warn("lost the leadership");
     this.leader = undefined;
+    this.leaderGauges.stop();
     const served = this.control ?? [];
     this.control = undefined;
     await Promise.all(served.map((one) => one.stop()));

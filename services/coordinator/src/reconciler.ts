@@ -587,6 +587,8 @@ export class Reconciler {
         ? {}
         : { primaryUnconfirmedSinceMs: unconfirmed.sinceMs }),
     });
+    if (decision.kind === "unavailable") tenure.unavailable.set(key, decision.reason);
+    else tenure.unavailable.delete(key);
     switch (decision.kind) {
       case "keep":
         tenure.leases.setReplacing(record, false);

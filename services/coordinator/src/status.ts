@@ -42,6 +42,7 @@ export function capacityOf(stat: SledStat): SledCapacity {
     failedDevices: stat.devices
       .filter((device) => device.failed)
       .map((device) => ({ device: device.device, path: device.path })),
+    ...(stat.damagedObjects === undefined ? {} : { damagedObjects: stat.damagedObjects }),
   };
 }
 

@@ -98,6 +98,12 @@ export interface Tenure {
    * the partition on its disk (`no-replica`, decisions.ts "Lost disks").
    */
   noReplica: Map<string, Map<string, number>>;
+  /**
+   * Per partition, per node: the epoch whose configure it refused because its replica's
+   * journal failed in this boot of its machine (`journal-failed-this-boot`): alive, but
+   * serving nothing of the partition until rebuilt or rebooted. Shown by describe.
+   */
+  failedJournals: Map<string, Map<string, number>>;
   /** `${partitionKey}@${node}` of configure requests in flight. */
   configuring: Set<string>;
   /** Configure requests in flight, per head node. */
@@ -134,6 +140,11 @@ export interface Tenure {
   evicted: Set<string>;
   /** The last non-update decision logged per partition: logged when it changes. */
   reasons: Map<string, string>;
+  /**
+   * Per partition the leader last judged unavailable, why (the decision's reason), until
+   * a later decision says otherwise: describe and status show it.
+   */
+  unavailable: Map<string, string>;
   refreshedAtMs: number;
   /** The catalogue watch's count when the last re-read began (catalogue-changes.ts). */
   refreshedVersion: number | undefined;
@@ -195,6 +206,7 @@ export function newTenure(leading: Leading, sinceMs: number): Tenure {
     unsure: new Set(),
     configured: new WatchedMap<string, Map<string, Configured>>(changed),
     noReplica: new Map(),
+    failedJournals: new Map(),
     configuring: new Set(),
     configuringPerNode: new Map(),
     configureQueue: new Map(),
@@ -204,6 +216,7 @@ export function newTenure(leading: Leading, sinceMs: number): Tenure {
     dropped: new Map(),
     evicted: new Set(),
     reasons: new Map(),
+    unavailable: new Map(),
     refreshedAtMs: sinceMs,
     refreshedVersion: undefined,
     refreshing: false,
@@ -233,9 +246,11 @@ export function forget(tenure: Tenure, record: PartitionRecord): void {
   tenure.asked.delete(key);
   for (const queue of tenure.configureQueue.values()) queue.delete(key);
   tenure.noReplica.delete(key);
+  tenure.failedJournals.delete(key);
   tenure.learnersSince.delete(key);
   tenure.dropped.delete(key);
   tenure.reasons.delete(key);
+  tenure.unavailable.delete(key);
   tenure.unsure.delete(key);
   tenure.failuresLogged.delete(key);
 }
@@ -300,5 +315,5 @@ function holdsNotesOf(tenure: Tenure, nodeId: string): boolean {
 
 /** The per-partition notes keyed by node other than the acknowledgements. */
 function perNodeNotes(tenure: Tenure): Map<string, Map<string, unknown>>[] {
-  return [tenure.asked, tenure.noReplica, tenure.failuresLogged];
+  return [tenure.asked, tenure.noReplica, tenure.failedJournals, tenure.failuresLogged];
 }

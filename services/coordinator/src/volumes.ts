@@ -60,9 +60,9 @@ import { livePins, pinParents, refuseWhilePinned, unpinDeleted } from "./clone-p
 import { cloneDepthMax, clonesOf, depthOf, refuseVolumeDelete, snapshotSizeOf } from "./clones.ts";
 import type { Configurer } from "./configurer.ts";
 import { dropDeadlineMs } from "./constants.ts";
-import { membersOf, type PartitionRecord, volumeIdOf } from "./decisions.ts";
+import { membersOf, type PartitionRecord, type Report, volumeIdOf } from "./decisions.ts";
 import type { Heartbeats } from "./heartbeats.ts";
-import { partitionKey } from "./leases.ts";
+import { type LeaseBook, partitionKey } from "./leases.ts";
 import { loadOf, placePartitions, placeRanges } from "./placement.ts";
 import { type ChunkEntry, isChunkOf } from "./purge.ts";
 import { type ByteRange, detachesFirst, piecesOf, planResize } from "./resize.ts";
@@ -759,7 +759,8 @@ export class Volumes {
     from: number | undefined = 0,
   ): VolumeState {
     const nowMs = Date.now();
-    const leases = this.options.tenures.current()?.leases;
+    const tenure = this.options.tenures.current();
+    const leases = tenure?.leases;
     // The record's term fences its writers; it is not part of the volume's state.
     const { term: _term, ...shown } = volume;
     // Records come in partition order; a page is cut by index, so a gap cannot shift it.
@@ -800,8 +801,38 @@ export class Volumes {
             opNum: pointer.opNum,
             ageMs: Math.max(0, nowMs - pointer.createdAtMs),
           })),
+          ...failedField(record, report, leases, tenure?.failedJournals.get(partitionKey(record))),
+          ...(tenure?.unavailable.has(partitionKey(record)) === true
+            ? { unavailable: true as const }
+            : {}),
         };
       }),
     };
   }
+}
+
+/**
+ * The voting members of `record` whose replica failed in the record's epoch: the primary by its
+ * own report, the others as the lease book holds their node's failures, and any member
+ * that refused the epoch's configure because its journal failed in this boot (a failed
+ * replica closed to be reopened, whose node then reports nothing of it). Shown so that a
+ * partition whose members are all alive as services but failed as replicas is not taken
+ * for a healthy one.
+ */
+export function failedField(
+  record: PartitionRecord,
+  report: Report | undefined,
+  leases: Pick<LeaseBook, "failedMembers"> | undefined,
+  failedJournals: ReadonlyMap<string, number> | undefined,
+): { failed?: string[] } {
+  // Voters only: a failed learner or joiner is dropped at once, and counts for nothing.
+  const members = [record.primary, ...record.secondaries];
+  const failed: string[] = [];
+  const add = (node: string) => {
+    if (members.includes(node) && !failed.includes(node)) failed.push(node);
+  };
+  if (report?.failed === true && report.epoch === record.epoch) add(record.primary);
+  for (const node of leases?.failedMembers(record) ?? []) add(node);
+  for (const [node, epoch] of failedJournals ?? []) if (epoch === record.epoch) add(node);
+  return failed.length === 0 ? {} : { failed };
 }

@@ -1,6 +1,7 @@
 // The configurer pushes a record to its members when their epoch is out of date, and
 // again to a primary whose reports contradict its acknowledgement (it lost its
-// configuration) — not only at the slow refresh (issue 14).
+// configuration) — not only at the slow refresh (issue 14). A refusal for a journal
+// failed in this boot is kept, so that describe names that member failed.
 
 import { BallastError, ErrorCode } from "@ballast/protocol";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
@@ -20,6 +21,7 @@ import {
 import { decidePartition, type PartitionRecord, type Report } from "../src/decisions.ts";
 import { partitionKey } from "../src/leases.ts";
 import { forget, newTenure, type Tenure } from "../src/tenure.ts";
+import { failedField } from "../src/volumes.ts";
 
 const record: PartitionRecord = {
   volume: "vol",
@@ -335,6 +337,46 @@ describe("Configurer", () => {
     tenure.configured.get(partitionKey(legacy))!.delete("head-3");
     await configurer.configure(tenure, legacy, alive, ["sled-1"]);
     expect(noReplicaMembers(tenure, legacy)).toEqual(new Set());
+  });
+
+  it("keeps a member's refusal for a journal failed in this boot, for describe, until it answers", async () => {
+    const tenure: Tenure = newTenure({ term: 1, tenure: 1 }, 0);
+    let refuse = true;
+    const configurer = new Configurer(
+      {
+        bus: {
+          request: async (subject: string) => {
+            if (refuse && subject.endsWith("head-1")) {
+              throw new BallastError(ErrorCode.Unavailable, "cannot open the journal", {
+                details: { refusal: "journal-failed-this-boot" },
+              });
+            }
+            return {};
+          },
+        },
+        logger: { debug: () => undefined, warn: () => undefined },
+      } as never,
+      {} as never,
+      { held: () => tenure, current: () => tenure },
+      {} as never,
+    );
+    const alive = new Set(["head-1", "head-2"]);
+    await configurer.configure(tenure, record, alive, ["sled-1"]);
+    const key = partitionKey(record);
+    expect(tenure.failedJournals.get(key)).toEqual(new Map([["head-1", record.epoch]]));
+    expect(failedField(record, undefined, undefined, tenure.failedJournals.get(key))).toEqual({
+      failed: ["head-1"],
+    });
+    // Of another epoch, it says nothing of this one.
+    expect(
+      failedField({ ...record, epoch: 3 }, undefined, undefined, tenure.failedJournals.get(key)),
+    ).toEqual({});
+    // Rebooted, it opens the replica and answers: no longer failed.
+    refuse = false;
+    tenure.configured.get(key)?.delete("head-1");
+    clockMs += configureRefreshMs;
+    await configurer.configure(tenure, record, alive, ["sled-1"]);
+    expect(tenure.failedJournals.has(key)).toBe(false);
   });
 
   it("refreshes a member at its own point of the period, not every member at once", () => {
@@ -669,5 +711,22 @@ describe("Configurer: a learner's checkpoint read outlasting the tenure (unit, f
     release();
     await done;
     expect(sent.sort()).toEqual(["head-1", "head-2", "head-3"]);
+  });
+});
+
+describe("failedField: the voters describe names failed (unit)", () => {
+  it("a primary reporting itself failed in the record's epoch, and failed secondaries", () => {
+    const failedReport = { ...report(record.epoch), failed: true, followers: [] };
+    expect(failedField(record, failedReport, undefined, undefined)).toEqual({
+      failed: ["head-1"],
+    });
+    // A failed report of an earlier epoch is not the primary's now.
+    expect(failedField(record, { ...failedReport, epoch: 1 }, undefined, undefined)).toEqual({});
+    expect(failedField(record, report(record.epoch), undefined, undefined)).toEqual({});
+    const leases = { failedMembers: () => new Set(["head-2", "head-9"]) };
+    // head-9 is no voter of the record: not named.
+    expect(failedField(record, failedReport, leases, undefined)).toEqual({
+      failed: ["head-1", "head-2"],
+    });
   });
 });

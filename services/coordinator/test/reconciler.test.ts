@@ -1058,3 +1058,25 @@ describe("Reconciler: a round over many partitions, in slices", () => {
     expect(reconciler.missed(clockMs)).toEqual([]);
   });
 });
+
+describe("Reconciler: a partition judged unavailable, for describe", () => {
+  beforeEach(() => {
+    clockMs = 1000;
+    vi.spyOn(globalThis.performance, "now").mockImplementation(() => clockMs);
+  });
+  afterEach(() => vi.restoreAllMocks());
+
+  it("is noted while the decision says so, and no longer once its primary is back", () => {
+    const { tenure, alive, round } = setup();
+    // Partition 0 goes on with head-1 alone; then head-1 dies: nothing can serve it.
+    const lone = record(0, { epoch: 2, secondaries: [] });
+    tenure.records.set(partitionKey(lone), { value: lone, revision: 10 });
+    alive.delete("head-1");
+    round();
+    expect([...tenure.unavailable.keys()]).toEqual([partitionKey(lone)]);
+    alive.add("head-1");
+    clockMs += 500;
+    round();
+    expect(tenure.unavailable.size).toBe(0);
+  });
+});

@@ -71,3 +71,41 @@ describe("sled records", () => {
     expect(book.tick(62_000, 0)).toEqual(["sled-3"]);
   });
 });
+
+describe("a sled back on another disk (unit)", () => {
+  test("is out at once, heard or not, until released; then in", () => {
+    const book = new SledBook(outAfter, 0);
+    book.heard("sled-1", 1_000, 101_000, "disk-a");
+    book.heard("sled-1", 2_000, 102_000, "disk-a");
+    expect(book.out()).toEqual([]);
+    // Restarted on a wiped directory, seconds later: out, its copies count for nothing.
+    expect(book.heard("sled-1", 5_000, 105_000, "disk-b")).toBe(true);
+    expect(book.out()).toEqual(["sled-1"]);
+    expect(book.newDisks()).toEqual([{ id: "sled-1", outAtMs: 5_000 }]);
+    expect(book.list(5_000)[0]).toMatchObject({ state: "out", newDisk: true, disk: "disk-b" });
+    // Heard again: still out (the old code took it back in here, copies counted).
+    expect(book.heard("sled-1", 6_000, 106_000, "disk-b")).toBe(false);
+    expect(book.out()).toEqual(["sled-1"]);
+    expect(book.takeChanged()).toMatchObject([{ state: "out", newDisk: true, disk: "disk-b" }]);
+    expect(book.release("sled-1", 110_000)).toBe(true);
+    expect(book.out()).toEqual([]);
+    expect(book.newDisks()).toEqual([]);
+    expect(book.list(10_000)[0]).toMatchObject({ state: "in", since: 110_000 });
+    expect(book.list(10_000)[0]).not.toHaveProperty("newDisk");
+    expect(book.release("sled-1", 111_000)).toBe(false);
+  });
+
+  test("a record from before disk ids learns its disk without going out", () => {
+    const loaded: SledRecord = {
+      id: "sled-1",
+      firstSeenMs: 1,
+      lastSeenMs: 1,
+      state: "in",
+      since: 1,
+    };
+    const book = new SledBook(outAfter, 0, [loaded]);
+    expect(book.heard("sled-1", 1_000, 101_000, "disk-a")).toBe(false);
+    expect(book.out()).toEqual([]);
+    expect(book.takeChanged()).toMatchObject([{ disk: "disk-a", state: "in" }]);
+  });
+});

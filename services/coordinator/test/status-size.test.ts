@@ -32,6 +32,8 @@ function large(name: string): VolumeState {
       joining: [node(3), node(4)],
       rebuilds: [3, 4].map((i) => ({ node: node(i), matchOpNum: big, targetOpNum: big })),
       checkpoints: [0, 1, 2, 3].map((i) => ({ node: node(i), opNum: big, ageMs: big })),
+      failed: [node(0), node(1), node(2)],
+      unavailable: true as const,
     })),
   };
 }

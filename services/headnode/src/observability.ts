@@ -20,7 +20,7 @@
 //
 // Metrics (no-ops when metrics are off): per volume, the client requests a primary
 // handles (writes, write bytes, latency), requests in flight, journal bytes and sync
-// latency; per replica, observed when scraped: its role, commit lag (ops appended but
+// latency; per replica, observed when scraped: its role (or `failed`), commit lag (ops appended but
 // not committed), flush lag (ops committed but not yet on sleds), and for a primary each
 // follower's lag (a learner's is its rebuild progress). All of a volume's series come
 // from the volume's meter group (runtime metrics.ts), held by each of its partition
@@ -363,6 +363,8 @@ export interface ObservedReplica {
   /** Read only: inputs reach a hosted core through its host (partition-host.ts). */
   readonly replica: Pick<Replica, "lastOpNum" | "commitOpNum" | "metadata" | "followers">;
   readonly roleName: "primary" | "secondary" | "idle";
+  /** Set once its journal failed or its core threw: it plays no role, and says so. */
+  readonly failed?: unknown;
 }
 
 export interface ReplicaInstruments {
@@ -428,7 +430,7 @@ export function replicaGauges(meter: Meter): Set<ObservedReplica> {
   if (known !== undefined) return known;
   const replicas = new Set<ObservedReplica>();
   const role = meter.createObservableGauge("ballast_replica_role", {
-    description: "1 for the role each replica plays (primary, secondary, idle)",
+    description: "1 for the role each replica plays (primary, secondary, idle, failed)",
   });
   const commitLag = meter.createObservableGauge("ballast_replica_commit_lag_ops", {
     description: "ops appended but not yet committed",
@@ -442,7 +444,12 @@ export function replicaGauges(meter: Meter): Set<ObservedReplica> {
   });
   role.addCallback((result: ObservableResult) => {
     for (const one of replicas) {
-      result.observe(1, { ...labelsOf(one), role: one.roleName });
+      // A failed replica plays no role (roleName says idle), but idle is what a healthy
+      // replica with no configuration says: a failure must not look like that.
+      result.observe(1, {
+        ...labelsOf(one),
+        role: one.failed === undefined ? one.roleName : "failed",
+      });
     }
   });
   commitLag.addCallback((result: ObservableResult) => {

@@ -3,14 +3,15 @@
 // the process's real telemetry (the OpenTelemetry SDK and its Prometheus exporter,
 // scraped over HTTP). The host's requests, bytes, latency, journal and replica gauges
 // are scraped while it serves; once it closes, as when its volume is deleted, none of
-// them is in the next scrape (the SDK alone would keep them for the process's life).
+// them is in the next scrape (the SDK alone would keep them for the process's life). A
+// failed replica's role gauge says `failed`, not the `idle` of an unconfigured one.
 
 import { mkdtemp, rm } from "node:fs/promises";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type Service, startTelemetry, type Telemetry } from "@ballast/runtime";
-import { afterEach, beforeEach, expect, test } from "vitest";
+import { afterEach, beforeEach, expect, test, vi } from "vitest";
 import { PartitionHost } from "../src/partition-host.ts";
 import type { Reply } from "../src/replica/effects.ts";
 import type { SledClient } from "../src/sled-client.ts";
@@ -150,5 +151,32 @@ test("a volume's series stay while another of its partitions is hosted, and go w
   } finally {
     await first.close();
     await second.close();
+  }
+});
+
+test("a failed replica's role gauge says failed, not idle, while it is hosted", async () => {
+  const host = await openHost("sick", 0);
+  try {
+    await write(host);
+    expect(await scrape()).toMatch(
+      /^ballast_replica_role\{volume="sick",partition="0",role="primary"[^}]*\} 1$/m,
+    );
+    // The core throws at its next tick: the replica latches failed (partition-host.ts).
+    vi.spyOn(
+      (host as unknown as { ticks: { tick(now: number): unknown } }).ticks,
+      "tick",
+    ).mockImplementation(() => {
+      throw new Error("a core that threw");
+    });
+    host.tick(++now);
+    expect(host.failed).toBeDefined();
+    const text = await scrape();
+    expect(text).toMatch(
+      /^ballast_replica_role\{volume="sick",partition="0",role="failed"[^}]*\} 1$/m,
+    );
+    expect(text).not.toMatch(/^ballast_replica_role\{volume="sick",partition="0",role="idle"/m);
+  } finally {
+    vi.restoreAllMocks();
+    await host.close();
   }
 });

@@ -165,6 +165,9 @@ function observeCapacity(service: Service, store: SledStore): void {
   const failed = meter.createObservableGauge("ballast_sled_failed_devices", {
     description: "devices taken out of service after an I/O error",
   });
+  const damaged = meter.createObservableGauge("ballast_sled_damaged_objects", {
+    description: "objects a scrub found damaged and still stored so, and damaged slots",
+  });
   meter.addBatchObservableCallback(
     (result) => {
       const stat = store.stat();
@@ -172,8 +175,9 @@ function observeCapacity(service: Service, store: SledStore): void {
       result.observe(used, stat.usedBytes);
       result.observe(chunks, stat.chunks);
       result.observe(failed, store.health().failedDevices.length);
+      result.observe(damaged, stat.damagedObjects ?? 0);
     },
-    [capacity, used, chunks, failed],
+    [capacity, used, chunks, failed, damaged],
   );
 }
 

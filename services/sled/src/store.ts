@@ -220,6 +220,14 @@ export class SledStore {
   private readonly uploads = new Map<string, Upload>();
   /** Damaged slots by `device/slot`. */
   private readonly damagedSlots = new Map<string, DamagedSlotEntry>();
+  /**
+   * Objects the last scrub that read them found damaged, by `kind/key`: counted by stat
+   * (`damagedObjects`) while the object is the one stored under its key, so a repair
+   * (a delete, then a new copy) or a clean scrub clears it. Before, damage a scrub found
+   * was reported to its caller and logged, then forgotten: status and metrics never
+   * showed it, and its chunk still counted as having its copies.
+   */
+  private readonly scrubDamaged = new Map<string, StoredObject>();
   private readonly chunkLocks = new KeyedLock();
   private readonly blobLocks = new KeyedLock();
   private readonly uploadLocks = new KeyedLock();
@@ -766,7 +774,20 @@ export class SledStore {
       blobs: this.blobs.size,
       uploads: this.uploads.size,
       devices,
+      damagedObjects: this.damagedObjects(),
     };
+  }
+
+  /**
+   * Objects a scrub found damaged that are still stored as they were (`scrubDamaged`),
+   * and damaged slots: what a stat counts as damage here.
+   */
+  damagedObjects(): number {
+    for (const [damagedKey, object] of this.scrubDamaged) {
+      const current = (object.kind === "chunk" ? this.chunks : this.blobs).get(object.key);
+      if (current !== object) this.scrubDamaged.delete(damagedKey);
+    }
+    return this.scrubDamaged.size + this.damagedSlots.size;
   }
 
   /** Verifies every stored object; a scrub asked for while one runs shares its report. */
@@ -796,7 +817,12 @@ export class SledStore {
       if (object.kind === "chunk") report.chunksChecked++;
       else report.blobsChecked++;
       report.bytesChecked += object.dataBytes;
-      if (damage === undefined) continue;
+      const damagedKey = `${object.kind}/${object.key}`;
+      if (damage === undefined) {
+        this.scrubDamaged.delete(damagedKey);
+        continue;
+      }
+      this.scrubDamaged.set(damagedKey, object);
       if (report.damaged.length < sledLimits.scrubReportEntriesMax) report.damaged.push(damage);
       else report.damagedTruncated = true;
       this.logger.error({ ...damage }, "scrub found a damaged object");

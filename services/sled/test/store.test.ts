@@ -499,6 +499,30 @@ describe("blobs", () => {
     expect(report).toMatchObject({ blobsChecked: 2, chunksChecked: 0 });
     expect(report.damaged).toMatchObject([{ kind: "blob", id: "damaged", badBlocks: 1 }]);
   });
+
+  test("what a scrub found damaged is counted by stat until the object is replaced", async () => {
+    // Before, the damage went to the scrub's caller and the log only: stat, status and
+    // the metrics said nothing of it afterwards.
+    const { store: target } = await open();
+    const { location } = await target.writeChunk(owner, "c-9", patterned(4 * blockBytes, 9));
+    await target.writeChunk(owner, "c-10", patterned(4 * blockBytes, 10));
+    expect(target.stat().damagedObjects).toBe(0);
+    await flipByte(
+      join(directory.path, `device-${location.device}.dev`),
+      location.dataOffset + blockBytes,
+    );
+    await target.scrub();
+    expect(target.stat().damagedObjects).toBe(1);
+    // A second scrub still finds it: still counted once.
+    await target.scrub();
+    expect(target.stat().damagedObjects).toBe(1);
+    // Repaired (dropped, then written again whole): no longer counted.
+    await target.deleteChunk(owner, "c-9");
+    expect(target.stat().damagedObjects).toBe(0);
+    await target.writeChunk(owner, "c-9", patterned(4 * blockBytes, 9));
+    await target.scrub();
+    expect(target.stat().damagedObjects).toBe(0);
+  });
 });
 
 describe("blob upload expiry", () => {

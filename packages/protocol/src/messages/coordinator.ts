@@ -39,6 +39,8 @@ export const SledCapacity = z.object({
   devices: unsignedInteger,
   /** Devices that took an I/O error on the write path and take no more writes. */
   failedDevices: z.array(z.object({ device: unsignedInteger, path: text })).max(1024),
+  /** Objects a scrub found damaged there, not yet repaired (the sled's `damagedObjects`). */
+  damagedObjects: unsignedInteger.optional(),
 });
 
 export const ServiceStatus = z.object({
@@ -81,6 +83,13 @@ export const SledState = z.object({
   firstSeenMs: unsignedInteger,
   lastSeenMs: unsignedInteger,
   silentMs: unsignedInteger,
+  /** The id of the data directory it was last heard from. */
+  disk: text.optional(),
+  /**
+   * Out because it came back on another disk (the copies recorded on it are gone), until
+   * every primary reports its chunks whole without it.
+   */
+  newDisk: z.literal(true).optional(),
 });
 
 export const ClusterStatusResult = z.object({
@@ -119,6 +128,17 @@ export const PartitionState = z.object({
   checkpoints: z
     .array(z.object({ node: nodeId, opNum: unsignedInteger, ageMs: unsignedInteger }))
     .max(4),
+  /**
+   * Voting members whose replica failed in the record's epoch (its journal failed, or its
+   * core threw, and it was not yet dropped or reopened): alive as services, but serving
+   * nothing here. Absent when none has, or no report says so yet.
+   */
+  failed: z.array(nodeId).max(3).optional(),
+  /**
+   * Present while the leader judges the partition unavailable: no member that holds every
+   * acknowledged write can be its primary, so it serves nothing (its log says why).
+   */
+  unavailable: z.literal(true).optional(),
 });
 
 /**

@@ -226,6 +226,11 @@ export const SledStatResult = z.object({
   /** Blob uploads begun and not yet committed or aborted; their space is reserved. */
   uploads: unsignedInteger,
   devices: z.array(SledDeviceStat).max(1024),
+  /**
+   * Objects the last scrub found damaged and still stored so, and damaged slots: their
+   * copies here cannot be trusted until repaired (absent from sleds before it).
+   */
+  damagedObjects: unsignedInteger.optional(),
 });
 
 /** Starts a blob upload of `bytes` bytes whose CRC32C is `checksum`. */
