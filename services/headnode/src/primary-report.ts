@@ -185,7 +185,8 @@ export function unopenedReporter(unopened: UnopenedReplica): Reporter {
             failed: true,
           }
         : undefined,
-    failureReport: () => (unopened.primary ? undefined : { volume, volumeId, partition, epoch }),
+    failureReport: () =>
+      unopened.primary ? undefined : { volume, volumeId, partition, epoch, unopened: true },
   };
 }
 

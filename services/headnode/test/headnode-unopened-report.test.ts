@@ -108,7 +108,7 @@ test("a primary whose journal is damaged while its node was down is reported fai
     (report.failures ?? []).some((failure) => failure.epoch === 3),
   );
   expect(asSecondary.failures).toEqual([
-    expect.objectContaining({ volume: "vol", partition: 0, epoch: 3 }),
+    expect.objectContaining({ volume: "vol", partition: 0, epoch: 3, unopened: true }),
   ]);
   expect(asSecondary.primaries).toEqual([]);
 });
