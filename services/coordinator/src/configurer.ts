@@ -114,6 +114,7 @@ export class Configurer {
       alive,
       ...(disks === undefined ? {} : { disks }),
       noReplica: noReplicaMembers(tenure, record),
+      unopened: tenure.leases.unopenedMembers(record),
     };
     const sending: Promise<void>[] = [];
     for (const node of new Set([...members, ...nodes.keys()])) {
@@ -165,7 +166,12 @@ export class Configurer {
       ) {
         continue;
       }
-      const view = { alive, disks, noReplica: noReplicaMembers(tenure, record) };
+      const view = {
+        alive,
+        disks,
+        noReplica: noReplicaMembers(tenure, record),
+        unopened: tenure.leases.unopenedMembers(record),
+      };
       const last = tenure.configured.get(key)?.get(node);
       const report = tenure.leases.reportOf(record, nowMs);
       if (!owesConfigure(record, node, last, { report, view, sleds, nowMs })) continue;
@@ -206,6 +212,7 @@ export class Configurer {
         alive,
         ...(disks === undefined ? {} : { disks }),
         noReplica: noReplicaMembers(tenure, record),
+        unopened: tenure.leases.unopenedMembers(record),
       })
     ) {
       return false;
@@ -372,7 +379,7 @@ export function owesConfigure(
   last: Configured | undefined,
   input: {
     report: Report | undefined;
-    view: Pick<PartitionView, "alive" | "disks" | "noReplica">;
+    view: Pick<PartitionView, "alive" | "disks" | "noReplica" | "unopened">;
     sleds: readonly string[];
     nowMs: number;
   },

@@ -156,6 +156,12 @@ export interface PartitionView {
    */
   failed?: ReadonlySet<string>;
   /**
+   * Of `failed`, those whose node could not open their replica at all (its journal or
+   * checkpoint refused: `unopened` in its report): they hold no copy a configure would
+   * open, so they are never promoted.
+   */
+  unopened?: ReadonlySet<string>;
+  /**
    * Since when (leader's monotonic clock) the record's primary has neither acknowledged
    * the configure of the record's epoch nor reported in it, as this leader has seen it
    * (`unconfirmedSince`); absent once it has done either. A primary unconfirmed for
@@ -387,6 +393,13 @@ function decideMembership(record: PartitionRecord, view: Seen): PartitionDecisio
   // A failed voter is treated as a stalled one: it holds every write acknowledged before
   // it failed, so it is dropped only while the primary lives.
   const failed = view.failed ?? new Set<string>();
+  // A primary its leader has asked for the record's epoch and that has neither answered
+  // nor reported in it may hold no sound copy: a node restarting on damaged files
+  // reports the replica failed only once a configure tries to open it (headnode.ts).
+  // Beside it no voter is dropped: one that died meanwhile may be the one sound copy,
+  // and dropping it left the partition unavailable with that copy out of the record.
+  // Once it confirms, or is counted failed, the round decides again.
+  const primaryUnsure = current === undefined && view.primaryUnconfirmedSinceMs !== undefined;
   const stalled = new Set(
     alive.has(record.primary)
       ? [
@@ -395,7 +408,8 @@ function decideMembership(record: PartitionRecord, view: Seen): PartitionDecisio
         ]
       : [],
   );
-  const keeps = (node: string) => alive.has(node) && !stalled.has(node);
+  const keepsVoter = (node: string) => alive.has(node) && !stalled.has(node);
+  const keeps = (node: string) => keepsVoter(node) || (primaryUnsure && alive.has(record.primary));
   const learners = record.learners ?? [];
   const joining = record.joining ?? [];
   const secondaries = record.secondaries.filter(keeps);
@@ -433,10 +447,23 @@ function decideMembership(record: PartitionRecord, view: Seen): PartitionDecisio
   // `failsOver` says the same of the record before the stalls and drops above (with the
   // primary counted out, nothing is stalled): the configurer holds a failed primary
   // exactly while this goes on to wait and promote.
-  if (secondaries.length === 0) {
+  // Never promoted: a secondary whose node could not open its files (`unopened`): it
+  // holds no copy a configure would open, and promoting it would leave the old primary,
+  // perhaps the one sound copy, out of the record. Preferred: one not reported failed at
+  // all; one whose journal failed while open holds every write acknowledged before, and
+  // is promoted only when no sound one is live (a reopen may succeed). The ones passed
+  // over leave with the old primary; with none to promote, the record waits, keeping
+  // them (a reboot may open one).
+  const unopened = view.unopened ?? new Set<string>();
+  const openable = secondaries.filter((node) => !unopened.has(node));
+  const notFailed = openable.filter((node) => !failed.has(node));
+  const sound = notFailed.length > 0 ? notFailed : openable;
+  if (sound.length === 0) {
+    const refused =
+      secondaries.length === 0 ? "" : ` (${secondaries.join(", ")}: files refused at open)`;
     return {
       kind: "unavailable",
-      reason: `primary ${record.primary} ${primaryGone} and no live secondary holds every acknowledged write; waiting for one to return`,
+      reason: `primary ${record.primary} ${primaryGone} and no live secondary holds every acknowledged write${refused}; waiting for one to return`,
     };
   }
   if (view.nowMs <= view.leaseUntilMs) {
@@ -446,7 +473,7 @@ function decideMembership(record: PartitionRecord, view: Seen): PartitionDecisio
       reason: `primary ${record.primary} ${primaryGone}; waiting ${Math.ceil(view.leaseUntilMs - view.nowMs)} ms for its read lease to run out before promoting`,
     };
   }
-  const primary = [...secondaries].sort(
+  const primary = [...sound].sort(
     (a, b) =>
       (view.load.get(a)?.primaries ?? 0) - (view.load.get(b)?.primaries ?? 0) || a.localeCompare(b),
   )[0]!;
@@ -458,11 +485,11 @@ function decideMembership(record: PartitionRecord, view: Seen): PartitionDecisio
       ...record,
       epoch: record.epoch + 1,
       primary,
-      secondaries: secondaries.filter((node) => node !== primary),
+      secondaries: sound.filter((node) => node !== primary),
       joining: [],
-      learners: [...liveLearners, ...liveJoining],
+      learners: [...liveLearners, ...liveJoining.filter((node) => !failed.has(node))],
     },
-    reason: `primary ${record.primary} ${primaryGone}: promoting ${primary}`,
+    reason: `primary ${record.primary} ${primaryGone}: promoting ${primary}${sound.length < secondaries.length ? `; dropping ${secondaries.filter((node) => !sound.includes(node)).join(", ")}, whose replica has failed` : ""}`,
   };
 }
 
@@ -565,16 +592,18 @@ export function mayGrantLease(
 
 /**
  * Whether a primary counted out would be replaced (decideMembership): a voting secondary
- * is alive on the disk the record has it on, so it holds every acknowledged write and
- * may be promoted once the old primary's lease has run out. Joiners and learners are
+ * is alive on the disk the record has it on and its node opened its files (not
+ * `unopened`), so it holds every acknowledged write and may be promoted once the old primary's lease has run out. Joiners and learners are
  * never promoted.
  */
 export function failsOver(
   record: PartitionRecord,
-  view: Pick<PartitionView, "alive" | "disks" | "noReplica">,
+  view: Pick<PartitionView, "alive" | "disks" | "noReplica" | "unopened">,
 ): boolean {
   const lost = lostDisks(record, view);
-  return record.secondaries.some((node) => view.alive.has(node) && !lost.includes(node));
+  return record.secondaries.some(
+    (node) => view.alive.has(node) && !lost.includes(node) && view.unopened?.has(node) !== true,
+  );
 }
 
 /**
@@ -591,7 +620,7 @@ export function failsOver(
 export function failingOver(
   record: PartitionRecord,
   report: Report | undefined,
-  view: Pick<PartitionView, "alive" | "disks" | "noReplica">,
+  view: Pick<PartitionView, "alive" | "disks" | "noReplica" | "unopened">,
 ): boolean {
   return (
     report !== undefined &&
@@ -614,7 +643,7 @@ export function outOfStep(
   report: Report | undefined,
   acknowledged: { epoch: number; atMs: number },
   nowMs: number,
-  view: Pick<PartitionView, "alive" | "disks" | "noReplica">,
+  view: Pick<PartitionView, "alive" | "disks" | "noReplica" | "unopened">,
 ): boolean {
   return (
     report !== undefined &&

@@ -91,6 +91,8 @@ export interface FailedReplica {
   partition: number;
   /** The epoch of the configuration it held when it failed. */
   epoch: number;
+  /** A configure could not open it (its files refused): no copy to promote. */
+  unopened?: true | undefined;
 }
 
 export interface ReportOutcome {
@@ -469,6 +471,18 @@ export class LeaseBook {
       if (failure.volumeId !== undefined && failure.volumeId !== volumeIdOf(record)) continue;
       nodes.add(node);
     }
+    return nodes.size === 0 ? noNodes : nodes;
+  }
+
+  /**
+   * Of `failedMembers`, those whose node could not open the replica at all (`unopened`):
+   * they hold no copy a configure would open.
+   */
+  unopenedMembers(record: PartitionRecord): ReadonlySet<string> {
+    const failed = this.failedMembers(record);
+    if (failed.size === 0) return noNodes;
+    const states = this.failedAt.get(addressOf(record.volume, record.partition));
+    const nodes = new Set([...failed].filter((node) => states?.get(node)?.unopened === true));
     return nodes.size === 0 ? noNodes : nodes;
   }
 

@@ -571,6 +571,7 @@ export class Reconciler {
     else this.unconfirmed.set(key, unconfirmed);
     const decision = decidePartition(record, {
       failed,
+      unopened: tenure.leases.unopenedMembers(record),
       nowMs,
       alive,
       disks,

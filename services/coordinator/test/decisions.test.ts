@@ -270,6 +270,7 @@ describe("a primary whose journal keeps failing", () => {
       [{ ...base, secondaries: [], learners: ["head-2"] }, {}],
       [{ ...base, secondaries: ["head-2", "head-3"] }, { alive: new Set(["head-1", "head-3"]) }],
       [base, { failed: new Set(["head-2"]) }],
+      [base, { failed: new Set(["head-2"]), unopened: new Set(["head-2"]) }],
       [onDisks, { disks: new Map([["head-2", "d2"]]) }],
       [onDisks, { disks: new Map([["head-2", "d2-new"]]) }],
     ];
@@ -773,5 +774,82 @@ describe("a primary that never takes the record's epoch (its configure hangs)", 
       // A restart forgot the acknowledgement: its reopen is timed from now, not the epoch.
       expect(unconfirmedSince(base, confirmed, undefined, undefined, 7000).sinceMs).toBe(7000);
     });
+  });
+});
+
+describe("a replica its node could not open (its files refused)", () => {
+  // What a head node reports of a primary whose configure could not open its files
+  // (primary-report.ts `unopenedReporter`): failed in the configure's epoch, nothing
+  // committed there, no followers.
+  const unopened = report(base, { failed: true, commitOpNum: 0, tailCommitted: false });
+  const withoutSecondary = new Set(["head-1", "head-3", "head-4"]);
+
+  test("a primary reported failed at open fails over to its sound secondary", () => {
+    expect(decidePartition(base, view(base, { report: unopened }))).toMatchObject({
+      kind: "update",
+      record: { epoch: 5, primary: "head-2", secondaries: [] },
+    });
+  });
+
+  test("with its one sound secondary dead, the record keeps that secondary and waits", () => {
+    const decision = decidePartition(
+      base,
+      view(base, { report: unopened, alive: withoutSecondary }),
+    );
+    expect(decision).toMatchObject({ kind: "unavailable" });
+  });
+
+  test("beside a primary not yet confirmed in the epoch (restarting), a dead secondary is not dropped", () => {
+    // The primary's node restarted and was sent the epoch's configure; it has neither
+    // answered nor reported yet. Before, the dead secondary, perhaps the one sound copy,
+    // was dropped as beside any live primary, and when the primary's files were then
+    // refused the partition was left unavailable with that copy out of the record.
+    const restarting = view(base, { alive: withoutSecondary, primaryUnconfirmedSinceMs: 99_000 });
+    expect(decidePartition(base, restarting)).toEqual({ kind: "keep" });
+    // Once it reports in the epoch (its files opened), the dead secondary is dropped.
+    const confirmed = view(base, {
+      alive: withoutSecondary,
+      primaryUnconfirmedSinceMs: 99_000,
+      report: report(base),
+    });
+    expect(decidePartition(base, confirmed)).toMatchObject({
+      kind: "update",
+      record: { epoch: 5, primary: "head-1", secondaries: [] },
+    });
+    // A dead learner still goes: it counts for nothing.
+    const learning: PartitionRecord = { ...base, learners: ["head-3"] };
+    const restartingWithLearner = view(learning, {
+      alive: new Set(["head-1", "head-4"]),
+      primaryUnconfirmedSinceMs: 99_000,
+    });
+    expect(decidePartition(learning, restartingWithLearner)).toMatchObject({
+      kind: "update",
+      record: { epoch: 5, primary: "head-1", secondaries: ["head-2"], learners: [] },
+    });
+  });
+
+  test("a secondary its node could not open is never promoted; a sound one is preferred to a failed one", () => {
+    const two: PartitionRecord = { ...base, secondaries: ["head-2", "head-3"] };
+    const primaryDead = new Set(["head-2", "head-3", "head-4"]);
+    const refused = new Set(["head-2"]);
+    // head-2 sorts first; its files were refused at open: head-3 is promoted, head-2 goes.
+    expect(
+      decidePartition(two, view(two, { alive: primaryDead, failed: refused, unopened: refused })),
+    ).toMatchObject({ kind: "update", record: { epoch: 5, primary: "head-3", secondaries: [] } });
+    // A journal failed while open: still passed over for a sound one.
+    expect(decidePartition(two, view(two, { alive: primaryDead, failed: refused }))).toMatchObject({
+      kind: "update",
+      record: { epoch: 5, primary: "head-3", secondaries: [] },
+    });
+    // With only the one whose files were refused, nobody is promoted: the record keeps
+    // the dead primary, perhaps the one sound copy, and waits for it.
+    const only = view(base, { alive: primaryDead, failed: refused, unopened: refused });
+    expect(decidePartition(base, only)).toMatchObject({
+      kind: "unavailable",
+      reason: expect.stringContaining("head-2: files refused at open"),
+    });
+    expect(failsOver(base, only)).toBe(false);
+    const failedPrimary = report(base, { failed: true, tailCommitted: false });
+    expect(failingOver(base, failedPrimary, only)).toBe(false);
   });
 });

@@ -99,7 +99,12 @@ import { removeDirectory } from "./journal/files.ts";
 import { KeptFences } from "./kept-fences.ts";
 import { leftoverCandidatesOf, removableOf, requestsOf } from "./leftover-directories.ts";
 import { PartitionHost, storedEpoch, storesReplica } from "./partition-host.ts";
-import { nodeEntriesOf, renewalsOf } from "./primary-report.ts";
+import {
+  nodeEntriesOf,
+  renewalsOf,
+  type UnopenedReplica,
+  unopenedReporter,
+} from "./primary-report.ts";
 import type { Reply } from "./replica/effects.ts";
 import { Replicator, type ReplicatorOptions } from "./replicator.ts";
 import { ReportState } from "./report-state.ts";
@@ -146,6 +151,12 @@ interface Hosted {
 
 export class HeadNode {
   private readonly hosted = new Map<string, Hosted>();
+  /**
+   * Per partition: a voter whose configure could not open it (its journal or checkpoint
+   * refused, an open that failed), reported failed until a configure opens it, the node
+   * is named out of its set or its incarnation is dropped (primary-report.ts).
+   */
+  private readonly unopened = new Map<string, UnopenedReplica>();
   /** Per partition: configures and drops, run one at a time in arrival order. */
   private readonly serially = new KeyedLock();
   /**
@@ -315,6 +326,7 @@ export class HeadNode {
     try {
       const { primaries, failures, reported } = nodeEntriesOf(
         [...this.hosted.values()].map((hosted) => hosted.host),
+        [...this.unopened.values()].map(unopenedReporter),
       );
       const outgoing = this.reportState.next(primaries, failures);
       // Both clocks, read before the request: the lease counts from here on each.
@@ -561,8 +573,19 @@ export class HeadNode {
         }
       }
       if (decision.forget !== undefined) this.rememberDropped(message.volume, decision.forget);
-      if (decision.kind === "refuse") throw this.refusal(message, volumeId, decision.refusal);
-      hosted = await this.open(message, volumeId, decision.from === "rebuild", session);
+      if (decision.kind === "refuse") {
+        // Named out of the set, or of a deleted incarnation: nothing of it to report. An
+        // older epoch than one stored says nothing of the newer configure that failed.
+        if (decision.refusal.reason !== "older-epoch") this.unopened.delete(key);
+        throw this.refusal(message, volumeId, decision.refusal);
+      }
+      try {
+        hosted = await this.open(message, volumeId, decision.from === "rebuild", session);
+      } catch (error) {
+        this.openFailed(key, message, volumeId, part);
+        throw error;
+      }
+      this.unopened.delete(key);
       // Taken back by its first configure if of the epoch the closed core held.
       const carried = this.keptFences.take(key, volumeId);
       if (carried !== undefined) hosted.host.replica.carryFence(carried);
@@ -603,6 +626,31 @@ export class HeadNode {
     // (decisions.ts, "Lost disks"); a voter is never opened empty without it named.
     const disk = this.service.disk;
     return { ...hosted.host.status(), ...(disk === undefined ? {} : { disk }) };
+  }
+
+  /**
+   * A configure could not open its replica: a voter's is reported failed in the
+   * configure's epoch from now on (primary-report.ts `unopenedReporter`), and at once,
+   * so that the coordinator fails a primary over to a sound secondary, or drops a
+   * secondary, rather than wait for it as for one restarting. A learner counts for
+   * nothing: the next configure rebuilds it afresh.
+   */
+  private openFailed(key: string, message: Configure, volumeId: string, part: string): void {
+    if (part !== "primary" && part !== "secondary") {
+      this.unopened.delete(key);
+      return;
+    }
+    const held = this.unopened.get(key);
+    if (held !== undefined && held.address.volumeId === volumeId && held.epoch > message.epoch) {
+      return;
+    }
+    this.unopened.set(key, {
+      address: { volume: message.volume, volumeId, partition: message.partition },
+      epoch: message.epoch,
+      primary: part === "primary",
+      session: this.session,
+    });
+    void this.report();
   }
 
   /** Says why a hosted replica is closed before a configure is carried out. */
@@ -729,6 +777,9 @@ export class HeadNode {
       .map(([key]) => key);
     let dropped = 0;
     this.keptFences.forgetIncarnation(message.volumeId);
+    for (const [key, unopened] of this.unopened) {
+      if (unopened.address.volumeId === message.volumeId) this.unopened.delete(key);
+    }
     await Promise.all(
       keys.map((key) =>
         this.serially.run(key, async () => {

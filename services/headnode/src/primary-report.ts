@@ -14,6 +14,11 @@
 //   although its node is alive (it serves nothing and holds no lease).
 // - Any other failed replica configured in some epoch is an entry of `failures`, at that
 //   epoch, so that the coordinator drops it from the record at once.
+// - A voter a configure could not open (its journal or checkpoint refused, an open that
+//   failed: `unopenedReporter`) is reported as failed in the configure's epoch, as a
+//   primary or among `failures` as the configure named it. Nothing of it is hosted, so
+//   it serves nothing and holds no sound copy: before, it was in neither part, and the
+//   coordinator could not tell it from a primary still restarting.
 // - Anything else (a healthy secondary or learner, a replica never configured) is in
 //   neither.
 // The answer's lease renews, of each entry it grants, the very replica that reported it,
@@ -146,12 +151,54 @@ export interface Reporter {
   failureReport(): FailedReplica | undefined;
 }
 
+/** A voter a configure could not open: nothing of it is hosted. */
+export interface UnopenedReplica {
+  address: ReportAddress;
+  /** The epoch of the newest configure whose open failed. */
+  epoch: number;
+  /** Whether that configure named this node the primary. */
+  primary: boolean;
+  /** The node's session (no core holds one of its own). */
+  session: number;
+}
+
+/**
+ * What a report says of a voter that could not be opened: failed in the configure's
+ * epoch, as the primary entry of a failed primary (no followers, nothing committed
+ * here) or as a failed replica (see the module header).
+ */
+export function unopenedReporter(unopened: UnopenedReplica): Reporter {
+  const { volume, volumeId, partition } = unopened.address;
+  const { epoch } = unopened;
+  return {
+    report: () =>
+      unopened.primary
+        ? {
+            volume,
+            volumeId,
+            partition,
+            epoch,
+            session: unopened.session,
+            commitOpNum: 0,
+            tailCommitted: false,
+            followers: [],
+            failed: true,
+          }
+        : undefined,
+    failureReport: () =>
+      unopened.primary ? undefined : { volume, volumeId, partition, epoch, unopened: true },
+  };
+}
+
 /**
  * What a node's report says of its replicas: the two parts report-state.ts sends, by
  * address, and which replica each primary entry is of (the only ones the answer renews).
+ * `unopened`: voters a configure could not open (`unopenedReporter`), reported failed
+ * where no replica is hosted; they renew nothing, so they are not in `reported`.
  */
 export function nodeEntriesOf<R extends Reporter>(
   replicas: Iterable<R>,
+  unopened: Iterable<Reporter> = [],
 ): {
   primaries: Map<string, PrimaryReport>;
   failures: Map<string, FailedReplica>;
@@ -170,6 +217,20 @@ export function nodeEntriesOf<R extends Reporter>(
     }
     const failure = replica.failureReport();
     if (failure !== undefined) failures.set(addressKey(failure.volume, failure.partition), failure);
+  }
+  for (const replica of unopened) {
+    const entry = replica.report();
+    const failure = entry === undefined ? replica.failureReport() : undefined;
+    const key =
+      entry !== undefined
+        ? addressKey(entry.volume, entry.partition)
+        : failure !== undefined
+          ? addressKey(failure.volume, failure.partition)
+          : undefined;
+    // A replica hosted there says what it is: it was opened since.
+    if (key === undefined || primaries.has(key) || failures.has(key)) continue;
+    if (entry !== undefined) primaries.set(key, entry);
+    if (failure !== undefined) failures.set(key, failure);
   }
   return { primaries, failures, reported };
 }

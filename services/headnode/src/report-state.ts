@@ -103,7 +103,8 @@ function sameFailure(a: FailedReplica, b: FailedReplica): boolean {
     a.volume === b.volume &&
     a.volumeId === b.volumeId &&
     a.partition === b.partition &&
-    a.epoch === b.epoch
+    a.epoch === b.epoch &&
+    a.unopened === b.unopened
   );
 }
 

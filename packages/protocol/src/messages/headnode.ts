@@ -251,6 +251,13 @@ export const FailedReplica = z.object({
   volumeId: volumeId.optional(),
   /** The epoch of the configuration the replica held when it failed. */
   epoch: unsignedInteger,
+  /**
+   * Set when a configure could not open the replica at all (its journal or checkpoint
+   * refused as damaged, or the open failed), rather than its journal failing while
+   * open: it holds no copy a configure would open, so the coordinator never promotes
+   * it. Absent from head nodes that predate it, which reported no such replica.
+   */
+  unopened: z.literal(true).optional(),
 });
 
 /**

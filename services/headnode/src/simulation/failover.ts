@@ -151,6 +151,8 @@ import {
   type ReportAddress,
   type Reporter,
   renewalsOf,
+  type UnopenedReplica,
+  unopenedReporter,
 } from "../primary-report.ts";
 import type { CheckpointPointer, ReadResult, ReplicationMessage } from "../replica/effects.ts";
 import { type Note, noteChecksum } from "../replica/note.ts";
@@ -336,7 +338,15 @@ export type Sabotage =
    * at one copy until the next checkpoint. Found by the `checkpoint-copies` check once
    * settled.
    */
-  | "checkpoint-copies-unchecked";
+  | "checkpoint-copies-unchecked"
+  /**
+   * The head node before it reported the voters it could not open (headnode.ts
+   * `openFailed`): a replica whose files are refused (`corruptChance`) is in no report,
+   * so the coordinator takes such a primary for one restarting until it has stayed
+   * unconfirmed, and meanwhile drops a dead secondary, the one sound copy, as beside a
+   * live primary. Found by the `availability` check.
+   */
+  | "silent-open-failure";
 
 export interface FailoverOptions {
   seed: number;
@@ -649,8 +659,9 @@ export interface FailoverOptions {
    * chance that a crash leaves a replica's files damaged (a journal record before the
    * last commit, or the checkpoint file), so that every open of it is refused as
    * partition-host.ts refuses one, until it is rebuilt as a learner: only where another
-   * voter holds a sound copy, and a fault (faultyNodesMax) while the record still counts
-   * it a voter. Drawn from a generator of its own (0 by
+   * voter holds a sound copy. Such a node is no fault (faultyNodesMax): it reports the
+   * replica failed as headnode.ts does (`openFailed`), and the coordinator must fail over
+   * to the sound copy with no fault budget spent. Drawn from a generator of its own (0 by
    * default, so that every seed from before replays unchanged; `--corrupt P`). Only
    * what the code claims to detect is damaged: note checksums (replica.ts checks them
    * before a note is journaled) and the chunk's recorded CRC32C (the core checks a
@@ -1084,6 +1095,11 @@ interface SimulatedNode {
   /** How far its clocks fell behind in this pause: its wall clock is set right on resume. */
   heldMs: number;
   hosted: Map<number, Hosted>;
+  /**
+   * Per partition, a voter a configure could not open (its files refused), reported
+   * failed as headnode.ts reports it (primary-report.ts `unopenedReporter`; this life's).
+   */
+  unopened: Map<number, UnopenedReplica>;
   droppedVolumeIds: Set<string>;
   /** What the coordinator holds of this node's primaries (this life's). */
   reportState: ReportState;
@@ -1624,6 +1640,7 @@ export class FailoverSimulation {
           this.integer(0, 1_000_000),
         ),
         hosted: new Map(),
+        unopened: new Map(),
         droppedVolumeIds: new Set(),
         reportState: this.newReportState(),
         serially,
@@ -1897,26 +1914,8 @@ export class FailoverSimulation {
         node.cut !== undefined ||
         node.diskHungUntilTick > this.tickNow ||
         this.journalFaulty(node) ||
-        this.onLostDisk(node) ||
-        this.onDamagedFiles(node),
+        this.onLostDisk(node),
     ).length;
-  }
-
-  /**
-   * Whether a record still has the node as a voter of a replica whose files were
-   * damaged (corruptChance): a fault until the coordinator has counted it out, as a lost
-   * disk is. No coordinator can tell such a primary from one restarting until it has
-   * stayed unconfirmed for primaryUnconfirmedMs; meanwhile it drops a dead secondary,
-   * the one sound copy, as it would beside any live primary.
-   */
-  private onDamagedFiles(node: SimulatedNode): boolean {
-    for (const hosted of node.hosted.values()) {
-      if (hosted.filesDamaged !== true || hosted.volumeId !== this.volumeId) continue;
-      const record = this.records.get(hosted.partition)?.record;
-      if (record === undefined) continue;
-      if ([record.primary, ...votingSecondaries(record)].includes(node.id)) return true;
-    }
-    return false;
   }
 
   /**
@@ -2616,6 +2615,7 @@ export class FailoverSimulation {
     node.sessionStored = node.session;
     node.life++;
     node.reportState = this.newReportState();
+    node.unopened = new Map();
     if (this.replicating && this.options.sabotage !== "no-replicator") {
       node.replicator = this.newReplicator(node);
     }
@@ -3188,6 +3188,8 @@ export class FailoverSimulation {
       }
       if (decision.forget !== undefined) node.droppedVolumeIds.add(decision.forget);
       if (decision.kind === "refuse") {
+        // As headnode.ts: out of the set or deleted, nothing of it is reported.
+        if (decision.refusal.reason !== "older-epoch") node.unopened.delete(message.partition);
         if (decision.refusal.reason === "no-replica") this.stats.noReplicaRefusals++;
         if (decision.refusal.reason === "older-epoch" && storedEpoch !== undefined) {
           this.stats.lateConfiguresRefused++;
@@ -3250,6 +3252,11 @@ export class FailoverSimulation {
       }
       node.hosted.set(message.partition, hosted!);
       await this.openReplica(node, hosted!, session);
+      if (hosted!.adapter === undefined) {
+        this.openFailed(node, message, part);
+        return;
+      }
+      node.unopened.delete(message.partition);
     }
     const adapter = hosted?.adapter;
     if (hosted === undefined || adapter === undefined) return;
@@ -3288,6 +3295,30 @@ export class FailoverSimulation {
     });
   }
 
+  /**
+   * As headnode.ts `openFailed`: a voter whose open was refused is reported failed in
+   * the configure's epoch, at once (the sabotage: in no report, as before).
+   */
+  private openFailed(node: SimulatedNode, message: ConfigureMessage, part: string): void {
+    if (this.options.sabotage === "silent-open-failure") return;
+    if (part !== "primary" && part !== "secondary") {
+      node.unopened.delete(message.partition);
+      return;
+    }
+    const held = node.unopened.get(message.partition);
+    const epoch = message.configuration.epoch;
+    if (held !== undefined && held.address.volumeId === message.volumeId && held.epoch > epoch) {
+      return;
+    }
+    node.unopened.set(message.partition, {
+      address: { volume: volumeName, volumeId: message.volumeId, partition: message.partition },
+      epoch,
+      primary: part === "primary",
+      session: node.session,
+    });
+    this.sendReport(node);
+  }
+
   /** A replica with empty disks. */
   private newHosted(volumeId: string, partition: number, learnerSince: number | undefined): Hosted {
     return {
@@ -3308,6 +3339,9 @@ export class FailoverSimulation {
   /** As headnode.ts: remembered at once, each replica closed and removed in its turn. */
   private async onDrop(node: SimulatedNode, volumeId: string): Promise<void> {
     node.droppedVolumeIds.add(volumeId);
+    for (const [partition, unopened] of node.unopened) {
+      if (unopened.address.volumeId === volumeId) node.unopened.delete(partition);
+    }
     for (const hosted of [...node.hosted.values()]) {
       if (hosted.volumeId !== volumeId) continue;
       await this.serially(node, hosted.partition, async () => {
@@ -3336,6 +3370,7 @@ export class FailoverSimulation {
       [...node.hosted.values()].flatMap((hosted) =>
         hosted.retiring ? [] : (hosted.adapter ?? []),
       ),
+      [...node.unopened.values()].map(unopenedReporter),
     );
     this.send({
       kind: "report",
@@ -3565,7 +3600,10 @@ export class FailoverSimulation {
           // them (the sabotage: the coordinator before failure reports, which had none).
           ...(this.options.sabotage === "coordinator-ignores-failures"
             ? {}
-            : { failed: this.leases.failedMembers(record) }),
+            : {
+                failed: this.leases.failedMembers(record),
+                unopened: this.leases.unopenedMembers(record),
+              }),
           ...(unconfirmed.sinceMs === undefined ||
           this.options.sabotage === "keep-unconfirmed-primary"
             ? {}
@@ -3680,6 +3718,9 @@ export class FailoverSimulation {
       alive,
       disks: this.liveDisks(alive),
       noReplica: this.noReplicaOf(record),
+      ...(this.options.sabotage === "coordinator-ignores-failures"
+        ? {}
+        : { unopened: this.leases.unopenedMembers(record) }),
     };
     // As configurer.ts: nothing is sent while no sled is live, and a member that lacks a
     // live sled is out of date (the sabotage: the rule before 6523831).
