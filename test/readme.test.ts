@@ -189,6 +189,7 @@ describe("the README's wire table", () => {
       new Map([
         ["heartbeat", "ballast.v1.heartbeat.*.*"],
         ["coordinator", "ballast.v1.coordinator"],
+        ["coordinatorAdmin", "ballast.v1.coordinator.admin"],
         ["coordinatorServices", "ballast.v1.coordinator.from.*"],
         ["node", "ballast.v1.node.*.*"],
         ["volume", "ballast.v1.volume.*.*"],

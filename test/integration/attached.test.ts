@@ -154,7 +154,7 @@ test.skipIf(!hasLibnbd())(
       // Refused, by the request and by the CLI, and nothing changed.
       const refused = await cluster.bus
         .request(
-          subjects.coordinator.build(),
+          subjects.coordinatorAdmin.build(),
           {
             type: "volume.resize.v1",
             name,
