@@ -480,6 +480,33 @@ describe("members back on another disk (lost disks)", () => {
     ).toMatchObject({ kind: "update", record: { primary: "head-2" } });
   });
 
+  test("a primary back on another disk with only a learner left is unavailable: the learner is never promoted", () => {
+    // Failover seed 229 of the 4-node shape: the primary reported its only secondary
+    // stalled and lost its disk two ticks later; the secondary was dropped on that report
+    // (the primary still counted alive), a learner was added, rebuilt from a checkpoint
+    // older than the newest acknowledged write, and the primary came back empty.
+    const alone: PartitionRecord = {
+      ...base,
+      epoch: 7,
+      secondaries: [],
+      learners: ["head-2"],
+      disks: { "head-1": diskOf("head-1"), "head-2": diskOf("head-2") },
+    };
+    const progress = report(alone, {
+      commitOpNum: 20,
+      followers: [{ node: "head-2", matchOpNum: 20, learner: true }],
+    });
+    for (const leaseUntilMs of [0, 200_000]) {
+      const decision = decidePartition(
+        alone,
+        view(alone, { disks: disksNow({ "head-1": 2 }), report: progress, leaseUntilMs }),
+      );
+      expect(decision).toMatchObject({ kind: "unavailable" });
+      if (decision.kind !== "unavailable") return;
+      expect(decision.reason).toMatch(/head-1 came back on another disk/);
+    }
+  });
+
   test("a node back on another disk may come back as a learner, recorded on its new disk", () => {
     const pair: PartitionRecord = { ...base, disks: { "head-1": diskOf("head-1") } };
     const alive = new Set(["head-1", "head-2"]);

@@ -1535,6 +1535,12 @@ export class FailoverSimulation {
   private readonly records = new Map<number, { record: PartitionRecord; revision: number }>();
   private readonly lastHeardTick = new Map<string, number>();
   private readonly reports = new Map<number, Report>();
+  /**
+   * Per partition, the tick at which a primary last sent a report naming each follower
+   * unfit (stalled or needing a rebuild): the coordinator drops it on that report, which
+   * may still be on its way (anotherCopyOfAll).
+   */
+  private readonly namedUnfit = new Map<number, Map<string, number>>();
   /** Reports as first seen, for the stale-promotion sabotage. */
   private readonly staleReports = new Map<number, Report>();
   /** Node leases, as the real leader keeps them (coordinator/src/leases.ts). */
@@ -1986,11 +1992,38 @@ export class FailoverSimulation {
           other !== node.id &&
           this.node(other).up &&
           alive.has(other) &&
-          this.node(other).hosted.get(partition)?.volumeId === this.volumeId,
+          this.node(other).hosted.get(partition)?.volumeId === this.volumeId &&
+          !this.beingDropped(partition, record, other),
       );
       if (!copy) return false;
     }
     return true;
+  }
+
+  /**
+   * Whether the coordinator drops `voter` from the record while its primary lives, on
+   * what the primary reported or the voter's own node says: a follower its primary names
+   * stalled or needing a rebuild (in the report the coordinator holds for the record's
+   * epoch, or in one sent lately and maybe still on its way), or a replica that has
+   * failed. Such a voter is no other copy: seed 229 of the 4-node shape lost a primary's
+   * disk two ticks after it reported its only secondary stalled (cut off, just healed);
+   * the coordinator, which still counted the primary alive, dropped the secondary (as
+   * designed), and with the primary's disk gone no voter was left that provably held
+   * every acknowledged write. "Unavailable" was then the right answer, and two faults at
+   * once, not what the checkers test (see docs/testing.md).
+   */
+  private beingDropped(partition: number, record: PartitionRecord, voter: string): boolean {
+    if (voter === record.primary) return false;
+    const hosted = this.node(voter).hosted.get(partition);
+    if (hosted?.adapter?.failed !== undefined) return true;
+    if (this.leases.failedMembers(record).has(voter)) return true;
+    const report = this.reports.get(partition);
+    const unfit = (follower: Report["followers"][number]) =>
+      follower.node === voter &&
+      ((follower.stalledMs ?? 0) >= limits.commitStallMsMax || follower.needsRebuild === true);
+    if (report?.epoch === record.epoch && report.followers.some(unfit)) return true;
+    const named = this.namedUnfit.get(partition)?.get(voter);
+    return named !== undefined && this.tickNow - named <= this.options.delayTicksMax + 1;
   }
 
   /**
@@ -2012,7 +2045,8 @@ export class FailoverSimulation {
         this.node(other).up &&
         alive.has(other) &&
         copy?.volumeId === this.volumeId &&
-        copy.filesDamaged !== true
+        copy.filesDamaged !== true &&
+        !this.beingDropped(hosted.partition, record, other)
       );
     });
   }
@@ -3372,6 +3406,16 @@ export class FailoverSimulation {
       ),
       [...node.unopened.values()].map(unopenedReporter),
     );
+    for (const primary of primaries.values()) {
+      if (primary.volumeId !== this.volumeId) continue;
+      for (const follower of primary.followers) {
+        if ((follower.stalledMs ?? 0) < limits.commitStallMsMax && follower.needsRebuild !== true)
+          continue;
+        const named = this.namedUnfit.get(primary.partition) ?? new Map<string, number>();
+        named.set(follower.node, this.tickNow);
+        this.namedUnfit.set(primary.partition, named);
+      }
+    }
     this.send({
       kind: "report",
       from: node.id,
