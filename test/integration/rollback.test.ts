@@ -114,7 +114,9 @@ test("a rollback is refused while an NBD client is connected, and goes through w
     );
     const refused = await runCli(["volume", "rollback", "disk", "a", ...nats]);
     expect(refused.code).toBe(1);
-    expect(refused.stderr).toMatch(/InvalidArgument: cannot roll volume disk back to a: volume disk is attached/);
+    expect(refused.stderr).toMatch(
+      /InvalidArgument: cannot roll volume disk back to a: volume disk is attached/,
+    );
     expect(refused.stderr).toContain("NBD connection(s) through gateway gateway-1");
     expect(refused.stderr).toContain("--force");
   } finally {
