@@ -182,11 +182,7 @@ export function sledLines(status: ClusterStatus, nowMs: number): string[] {
     sled.id,
     sled.state === "in" ? "in" : "OUT",
     `since ${formatDuration(nowMs - sled.since)} ago`,
-    sled.newDisk === true
-      ? "back on another disk: its copies are gone, made again elsewhere first"
-      : silenceOf(sled, nowMs) < 1000
-        ? ""
-        : `silent ${formatDuration(silenceOf(sled, nowMs))}`,
+    silenceOf(sled, nowMs) < 1000 ? "" : `silent ${formatDuration(silenceOf(sled, nowMs))}`,
   ]);
   return [
     "",

@@ -532,11 +532,6 @@ export class LeaseBook {
     if (failed.size === 0) this.failedAt.delete(address);
   }
 
-  /** When `node`'s state was last confirmed by an accepted report (undefined: never). */
-  reportedAtMs(node: string): number | undefined {
-    return this.nodes.get(node)?.atMs;
-  }
-
   /** The newest report from the record's primary, if recent enough to act on. */
   reportOf(record: PartitionRecord, nowMs: number): Report | undefined {
     const state = this.nodes.get(record.primary);

@@ -14,12 +14,9 @@
 // leader that dies first leaves the record as it was, and the next leader counts that
 // sled's silence from its own start (sleds.ts).
 
-import { limits } from "@ballast/protocol";
 import type { Logger } from "@ballast/runtime";
-import { type Catalogue, idOfVolume } from "./catalogue.ts";
+import type { Catalogue } from "./catalogue.ts";
 import { now } from "./clock.ts";
-import { reportAgeMsMax } from "./constants.ts";
-import { volumeIdOf } from "./decisions.ts";
 import type { Heartbeats } from "./heartbeats.ts";
 import { SledBook, type SledRecord } from "./sleds.ts";
 import type { Tenure, Tenures } from "./tenure.ts";
@@ -100,25 +97,8 @@ export class SledRecords {
     for (const member of this.options.heartbeats.list()) {
       if (member.kind !== "sled") continue;
       const heardWallMs = Math.round(wallMs - Math.max(0, nowMs - member.lastHeartbeatAtMs));
-      if (book.heard(member.id, member.lastHeartbeatAtMs, heardWallMs, member.disk)) {
-        if (book.newDisks().some((sled) => sled.id === member.id)) {
-          this.options.logger.warn(
-            { sled: member.id, disk: member.disk },
-            "sled back on another disk: the copies recorded on it are gone; out of service until they are made again elsewhere",
-          );
-        } else {
-          this.options.logger.info({ sled: member.id }, "sled in service");
-        }
-      }
-    }
-    const tenure = this.book?.book === book ? this.book.tenure : undefined;
-    for (const sled of book.newDisks()) {
-      if (tenure === undefined || !copiesWholeSince(tenure, sled.outAtMs, nowMs)) continue;
-      if (book.release(sled.id, wallMs)) {
-        this.options.logger.info(
-          { sled: sled.id },
-          "every primary reports its chunks whole without the sled back on another disk: in service again",
-        );
+      if (book.heard(member.id, member.lastHeartbeatAtMs, heardWallMs)) {
+        this.options.logger.info({ sled: member.id }, "sled in service");
       }
     }
     if (this.options.heartbeats.listening(nowMs)) return;
@@ -149,35 +129,4 @@ export class SledRecords {
       this.persisting = false;
     }
   }
-}
-
-/**
- * Whether every partition's primary has reported, since `sinceMs` and recently, that none
- * of its chunks is short of copies: a sled declared out at `sinceMs` may then come back
- * in, since no copy counts on it any more. A report accepted `reportAgeMsMax` after the
- * out was built after the head node heard the out set (the answer to a report carries
- * it, and one report goes every headnodeReportIntervalMs), so its count knows the sled
- * is out. A partition with no recent report (its primary dead, a new leader still
- * hearing the nodes) keeps the sled out: nothing says its copies are whole.
- */
-export function copiesWholeSince(
-  tenure: Pick<Tenure, "ready" | "records" | "volumes" | "leases">,
-  sinceMs: number,
-  nowMs: number,
-): boolean {
-  if (!tenure.ready) return false;
-  const afterMs = sinceMs + Math.max(reportAgeMsMax, 2 * limits.headnodeReportIntervalMs);
-  if (nowMs < afterMs) return false;
-  for (const { value: record } of tenure.records.values()) {
-    const volume = tenure.volumes.get(record.volume);
-    // Partitions of no listed volume (a create under way, a delete that died halfway)
-    // hold nothing to count.
-    if (volume === undefined || idOfVolume(volume) !== volumeIdOf(record)) continue;
-    const reportedAtMs = tenure.leases.reportedAtMs(record.primary);
-    if (reportedAtMs === undefined || reportedAtMs < afterMs) return false;
-    const report = tenure.leases.reportOf(record, nowMs);
-    if (report === undefined || report.epoch !== record.epoch) return false;
-    if (report.failed === true || (report.chunksShortOfCopies ?? 0) > 0) return false;
-  }
-  return true;
 }

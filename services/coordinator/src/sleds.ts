@@ -9,13 +9,6 @@
 // coordinator's sweep frees them. This is slower than heartbeat death on purpose: a sled
 // restart (seconds) must not trigger a copy of everything it holds.
 //
-// A sled heard from another data directory than before (a replaced disk, a wiped
-// directory: its heartbeats carry the directory's id) holds none of the copies recorded
-// on it, however briefly it was away. It is declared out at once (`newDisk`) and stays
-// out, heard or not, until the shell sees every primary report its chunks whole without
-// it (`release`): before, it came back in, its copies still counted, and status called
-// chunks with one real copy whole until a head node's daily scrub found them missing.
-//
 // Failure model: records are persisted by the leader (catalogue `sled.<id>`), so a new
 // leader knows sleds that died before its tenure. It cannot know how long such a sled
 // has really been silent (another coordinator's clock measured that), so a loaded
@@ -31,13 +24,6 @@ export interface SledRecord {
   state: "in" | "out";
   /** Wall-clock time of the last change of state (or of the first sighting). */
   since: number;
-  /** The id of the data directory it was last heard from (absent: never said). */
-  disk?: string;
-  /**
-   * Out because it came back on another disk (its data directory is new): the copies
-   * recorded there are gone. It stays out, heard or not, until `release`.
-   */
-  newDisk?: true;
 }
 
 interface Tracked {
@@ -73,23 +59,13 @@ export class SledBook {
     }
   }
 
-  /**
-   * A heartbeat from `id`, received at `atMs` (monotonic), from data directory `disk`.
-   * Returns whether its state changed.
-   */
-  heard(id: string, atMs: number, wallMs: number, disk?: string): boolean {
+  /** A heartbeat from `id`, received at `atMs` (monotonic). Returns whether its state changed. */
+  heard(id: string, atMs: number, wallMs: number): boolean {
     if (atMs <= this.tenureStartMs) return false;
     const tracked = this.sleds.get(id);
     if (tracked === undefined) {
       this.sleds.set(id, {
-        record: {
-          id,
-          firstSeenMs: wallMs,
-          lastSeenMs: wallMs,
-          state: "in",
-          since: wallMs,
-          ...(disk === undefined ? {} : { disk }),
-        },
+        record: { id, firstSeenMs: wallMs, lastSeenMs: wallMs, state: "in", since: wallMs },
         heardAtMs: atMs,
         outAtMs: 0,
         dirty: true,
@@ -99,21 +75,6 @@ export class SledBook {
     if (atMs <= tracked.heardAtMs) return false;
     tracked.heardAtMs = atMs;
     tracked.record.lastSeenMs = wallMs;
-    if (disk !== undefined && tracked.record.disk !== disk) {
-      const before = tracked.record.disk;
-      tracked.record.disk = disk;
-      tracked.dirty = true;
-      // First said (a record from before disk ids): nothing to compare with.
-      if (before === undefined) return false;
-      // Back on another disk: every copy recorded on it is gone. Out, so that primaries
-      // count those copies lost and make them again, until `release`.
-      tracked.record.state = "out";
-      tracked.record.newDisk = true;
-      tracked.record.since = wallMs;
-      tracked.outAtMs = atMs;
-      return true;
-    }
-    if (tracked.record.newDisk === true) return false;
     if (tracked.record.state === "out" && atMs > tracked.outAtMs) {
       tracked.record.state = "in";
       tracked.record.since = wallMs;
@@ -136,27 +97,6 @@ export class SledBook {
       declared.push(tracked.record.id);
     }
     return declared;
-  }
-
-  /** Sleds out because they came back on another disk, with when (monotonic) that was seen. */
-  newDisks(): { id: string; outAtMs: number }[] {
-    return [...this.sleds.values()]
-      .filter((tracked) => tracked.record.newDisk === true)
-      .map((tracked) => ({ id: tracked.record.id, outAtMs: tracked.outAtMs }));
-  }
-
-  /**
-   * A sled out for a new disk whose copies are made again elsewhere: in service again (if
-   * heard since). Returns whether it was such a sled.
-   */
-  release(id: string, wallMs: number): boolean {
-    const tracked = this.sleds.get(id);
-    if (tracked?.record.newDisk !== true) return false;
-    delete tracked.record.newDisk;
-    tracked.record.state = tracked.heardAtMs > tracked.outAtMs ? "in" : "out";
-    tracked.record.since = wallMs;
-    tracked.dirty = true;
-    return true;
   }
 
   /** Ids of the sleds out of service, sorted. */

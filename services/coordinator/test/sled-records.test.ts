@@ -2,7 +2,7 @@ import { createLogger } from "@ballast/runtime";
 import { afterEach, beforeEach, describe, expect, test, vi } from "vitest";
 import { Catalogue } from "../src/catalogue.ts";
 import type { Member } from "../src/membership.ts";
-import { copiesWholeSince, SledRecords } from "../src/sled-records.ts";
+import { SledRecords } from "../src/sled-records.ts";
 import { reportedOf } from "../src/status.ts";
 import type { Tenure } from "../src/tenure.ts";
 import { FakeStore } from "./fake-store.ts";
@@ -108,54 +108,5 @@ describe("status sums of primaries' reports", () => {
       reclaimableBytes: 40,
     });
     expect(reportedOf([report])).toEqual({ partitions: 1, partitionsReported: 1 });
-  });
-});
-
-describe("copiesWholeSince: when a sled back on another disk may come back in (unit)", () => {
-  test("only once every listed partition's primary reported, after the out, no chunk short", () => {
-    const volume = {
-      name: "vol",
-      sizeBytes: 1,
-      replicaCount: 2,
-      partitionBytes: 1,
-      createdAtMs: 1,
-    };
-    const record = {
-      volume: "vol",
-      volumeId: "vol",
-      partition: 0,
-      partitionStart: 0,
-      partitionBytes: 1,
-      epoch: 3,
-      primary: "head-1",
-      secondaries: ["head-2"],
-      term: 1,
-    };
-    let reportedAtMs: number | undefined = 1_000;
-    let report: Record<string, unknown> | undefined = { epoch: 3, chunksShortOfCopies: 2 };
-    const tenure = {
-      ready: true,
-      volumes: new Map([["vol", volume]]),
-      records: new Map([["vol/0", { value: record, revision: 1 }]]),
-      leases: { reportedAtMs: () => reportedAtMs, reportOf: () => report },
-    } as never;
-    // Too soon after the out: a report then may not know the sled is out.
-    expect(copiesWholeSince(tenure, 1_000, 1_500)).toBe(false);
-    // Reported since, but short of copies.
-    reportedAtMs = 4_000;
-    expect(copiesWholeSince(tenure, 1_000, 4_000)).toBe(false);
-    report = { epoch: 3, chunksShortOfCopies: 0 };
-    expect(copiesWholeSince(tenure, 1_000, 4_000)).toBe(true);
-    // A report of another epoch, a failed primary, or none recent: not known whole.
-    report = { epoch: 2, chunksShortOfCopies: 0 };
-    expect(copiesWholeSince(tenure, 1_000, 4_000)).toBe(false);
-    report = { epoch: 3, failed: true };
-    expect(copiesWholeSince(tenure, 1_000, 4_000)).toBe(false);
-    report = undefined;
-    expect(copiesWholeSince(tenure, 1_000, 4_000)).toBe(false);
-    // Its last accepted report before the out: not known to count the sled out.
-    report = { epoch: 3, chunksShortOfCopies: 0 };
-    reportedAtMs = 2_000;
-    expect(copiesWholeSince(tenure, 1_000, 4_000)).toBe(false);
   });
 });

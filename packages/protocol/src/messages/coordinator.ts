@@ -83,13 +83,6 @@ export const SledState = z.object({
   firstSeenMs: unsignedInteger,
   lastSeenMs: unsignedInteger,
   silentMs: unsignedInteger,
-  /** The id of the data directory it was last heard from. */
-  disk: text.optional(),
-  /**
-   * Out because it came back on another disk (the copies recorded on it are gone), until
-   * every primary reports its chunks whole without it.
-   */
-  newDisk: z.literal(true).optional(),
 });
 
 export const ClusterStatusResult = z.object({
