@@ -48,10 +48,6 @@ describe("sled and re-replication view", () => {
     expect(sledLines(status([out]), 100_000).join("\n")).toMatch(
       /sled-1\s+OUT\s+since 15.0s ago\s+silent 20.0s/,
     );
-    const back = { ...out, newDisk: true as const, silentMs: 0, lastSeenMs: 100_000 };
-    expect(sledLines(status([back]), 100_000).join("\n")).toContain(
-      "back on another disk: its copies are gone, made again elsewhere first",
-    );
   });
 
   test("shows chunks short of copies, and live and reclaimable bytes when reported", () => {
