@@ -1359,18 +1359,19 @@ export class Replica {
         role.matchedOpNum = Math.max(role.matchedOpNum, incoming.opNum);
         continue;
       }
-      // Damaged in flight (its data or its checksum): taken as nothing, before it is
-      // compared with the note held at its op, since a damaged copy of that note differs
-      // from it and would truncate it, and the notes after it, though acknowledged.
-      // Every kind's: a flush or control record damaged would change the chunk table or
-      // the trees on this replica alone (a flipped digit of a chunk number or a snapshot
-      // id still decodes), and a trim's or zeroes' checksum is 0.
-      if (incoming.checksum !== noteChecksum(incoming.data)) break;
       const held = this.log.get(incoming.opNum);
+      // A copy of the note held (checked when it came) is matched, its data unused.
       if (held !== undefined && sameNote(held, incoming)) {
         role.matchedOpNum = Math.max(role.matchedOpNum, incoming.opNum);
         continue;
       }
+      // Damaged in flight (its data or its checksum): taken as nothing, before it can
+      // replace the note held at its op, since a copy whose checksum field was damaged
+      // differs from it and would truncate it, and the notes after it, though
+      // acknowledged. Every kind's: a flush or control record damaged would change the
+      // chunk table or the trees on this replica alone (a flipped digit of a chunk number
+      // or a snapshot id still decodes), and a trim's or zeroes' checksum is 0.
+      if (incoming.checksum !== noteChecksum(incoming.data)) break;
       if (held !== undefined) this.truncateAfter(incoming.opNum - 1, appended);
       const note = { ...incoming };
       this.hold(note);
