@@ -33,7 +33,10 @@
 // A server sends `challenge` first: a nonce of its own, fresh for each connection. The
 // client answers with `hello`, whose proof is HMAC-SHA256(token, nonce): the token (from
 // an offer over NATS) never crosses the link, and a proof seen on the wire opens no
-// other connection. A client sends nothing else until `hello-ok`. Links are not
+// other connection. Tokens age: an offer says how long its token has left
+// (`tokenValidMs`), a server refuses an aged one and ends a link opened with one (runtime
+// link-server.ts), and a sender renews before then. A client sends nothing else until
+// `hello-ok`. Links are not
 // encrypted (no TLS): what they carry can be read on the path, as on a nats:// URL.
 // Subjects and the traceparent are ASCII without spaces or wildcards; ids are the
 // client's, echoed back.
@@ -66,6 +69,13 @@ export const linkTraceparentLengthMax = 255;
 
 /** The longest token an offer may hand out (ours are 32 bytes: HMAC-SHA256). */
 export const linkTokenBytesMax = 64;
+
+/**
+ * The longest time an offer may say its token has left (`tokenValidMs`): tokens age
+ * (runtime's linkTokenLifetimeMs, 10 min, gives at most 20), and a sender refreshes
+ * halfway through; a day bounds what a confused server can make a sender believe.
+ */
+export const linkTokenValidMsMax = 24 * 60 * 60_000;
 
 /** The longest proof a hello may carry (ours are 32 bytes: HMAC-SHA256). */
 export const linkProofBytesMax = 64;

@@ -60,7 +60,13 @@ import {
   requestDeadlineMsDefault,
   requestDeadlineMsMax,
 } from "./constants.ts";
-import { type LinkConnection, LinkNotHandled, type LinkOffer, LinkRoutes } from "./link-client.ts";
+import {
+  type LinkConnection,
+  LinkNotHandled,
+  type LinkOffer,
+  LinkRoutes,
+  type OfferOutcome,
+} from "./link-client.ts";
 import { SealKeys } from "./link-seal.ts";
 import type { Logger } from "./logger.ts";
 import { settlesWithin } from "./settle.ts";
@@ -572,7 +578,8 @@ export interface LinkSendStats {
   link: { requests: number; publishes: number };
   nats: { requests: number; publishes: number };
   fallbacks: Record<LinkFallbackReason, number>;
-  offers: { linked: number; "no-link": number; failed: number };
+  /** Offers by outcome; `renewed` and `expired` count links' tokens (link-client.ts). */
+  offers: Record<OfferOutcome, number>;
 }
 
 /** A request waiting for its reply (ReplyRouter). */
@@ -737,7 +744,7 @@ export class Bus {
     link: { requests: 0, publishes: 0 },
     nats: { requests: 0, publishes: 0 },
     fallbacks: { "no-responder": 0, closed: 0, timeout: 0, "not-sent": 0, "not-serving": 0 },
-    offers: { linked: 0, "no-link": 0, failed: 0 },
+    offers: { linked: 0, "no-link": 0, failed: 0, renewed: 0, expired: 0 },
   };
 
   constructor(connection: NatsConnection, tracer: Tracer | undefined, meter?: Meter) {
@@ -813,6 +820,7 @@ export class Bus {
       address: offer.address,
       scope: offer.scope,
       token: keys.open(offer.key, offer.sealed),
+      validMs: offer.tokenValidMs,
     };
   }
 

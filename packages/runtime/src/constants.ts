@@ -229,6 +229,23 @@ export const linkHandshakesMax = 16;
  * volumes at QD32 on one node.
  */
 export const linkUnansweredMax = 1024;
+/**
+ * How long a link token lives (link-server.ts). A server's tokens belong to an epoch,
+ * its monotonic clock divided by this; a hello is accepted with a token of the current
+ * epoch or the one before, and an open link whose token's epoch is older than that is
+ * closed. So a token handed out opens and keeps links for at least this long and at most
+ * twice this long: a client whose NATS access was taken away (a rotated password) can
+ * no longer ask an offer, and loses its links within twice this (plus linkTokenDrainMs).
+ * Senders ask a new offer halfway through the time an offer says its token has left,
+ * and move their routes to a link opened with it, so no request waits on a rotation.
+ */
+export const linkTokenLifetimeMs = 10 * 60_000;
+/**
+ * A link whose token aged out answers what arrives `no-responder` (not handled: the
+ * sender resends it over NATS) and is ended once its replies in flight are sent, or
+ * destroyed after this long with some still unsent.
+ */
+export const linkTokenDrainMs = 5000;
 /** A server logs connections it turned away at the caps at most this often. */
 export const linkTurnedAwayLogIntervalMs = 10_000;
 /**

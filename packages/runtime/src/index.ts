@@ -12,6 +12,7 @@ export * from "./errors.ts";
 export * from "./keyed-lock.ts";
 export * from "./link-client.ts";
 export * from "./link-options.ts";
+export * from "./link-seal.ts";
 export * from "./link-server.ts";
 export * from "./logger.ts";
 export * from "./metrics.ts";

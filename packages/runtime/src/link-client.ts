@@ -17,6 +17,16 @@
 // linkConnectBackoffMaxMs, jittered, reset when one opens), and its subjects' offers
 // with it, so that a dead or refusing server is not dialled every second per subject.
 //
+// Tokens age (link-server.ts): an offer says how long its token surely has left. Halfway
+// through, a new offer is asked over NATS on a subject the link carries; if it names the
+// same address, a second connection is opened with the new token and, once it has had
+// `hello-ok`, the routes move to it and the old one is retired: it takes no new message
+// and is ended (FIN after what was written) once its last reply is in, so nothing in
+// flight fails and nothing waits on the handshake. A renewal that fails is tried again
+// every linkOfferRetryMs; a link whose token ran out unrenewed is retired, and its
+// subjects go over NATS (and ask offers there) as if never linked. A sender that lost
+// its NATS access thus loses its links with its tokens; the server enforces the same.
+//
 // Failure model: a connection that closes (the server died, refused, or found a frame it
 // did not like) fails its waiting requests with Unavailable and takes its routes with it;
 // a request not answered by its deadline fails with Timeout. Neither is ever resent here:
@@ -35,6 +45,7 @@ import {
   linkScopeOf,
 } from "@ballast/protocol";
 import {
+  linkCloseGraceMs,
   linkConnectBackoffBaseMs,
   linkConnectBackoffMaxMs,
   linkConnectTimeoutMs,
@@ -67,6 +78,8 @@ interface Waiting {
 /** One TCP connection to one server's link listener, for one scope. */
 export class LinkConnection {
   readonly key: string;
+  /** `host:port`, as the offer named it. */
+  readonly address: string;
   /** Resolves on hello-ok; rejects (Unavailable) if the link cannot be opened. */
   readonly ready: Promise<void>;
   readonly #socket: Socket;
@@ -80,6 +93,11 @@ export class LinkConnection {
   #idNext = 0;
   #open = false;
   #closed = false;
+  /** Retired (`retire`): ended once nothing waits on it. */
+  #retiring = false;
+  /** Ended: a FIN sent, nothing more may be written. */
+  #ended = false;
+  #endTimer: ReturnType<typeof setTimeout> | undefined;
   /** When anything last arrived from the server (performance.now()). */
   #heardAtMs = performance.now();
   readonly #pinger: ReturnType<typeof setInterval>;
@@ -92,6 +110,7 @@ export class LinkConnection {
     onClose: (connection: LinkConnection) => void,
   ) {
     this.key = linkKey(address, scope);
+    this.address = address;
     this.#onClose = onClose;
     this.#scope = scope;
     this.#token = token;
@@ -159,9 +178,30 @@ export class LinkConnection {
     this.#pinger.unref();
   }
 
-  /** Open: hello-ok seen, not closed. */
+  /** Open: hello-ok seen, neither closed nor ended. */
   get open(): boolean {
-    return this.#open && !this.#closed;
+    return this.#open && !this.#closed && !this.#ended;
+  }
+
+  /**
+   * Takes no more work from its owner (its routes moved elsewhere, or its token ran
+   * out): what was written still goes out, the replies awaited still come, and once none
+   * is awaited the connection is ended gracefully (module header).
+   */
+  retire(): void {
+    if (this.#closed || this.#retiring) return;
+    this.#retiring = true;
+    this.#endIfDone();
+  }
+
+  /** Retired and nothing awaited: a FIN after what was written; closed when the server's comes. */
+  #endIfDone(): void {
+    if (!this.#retiring || this.#ended || this.#closed || this.#waiting.size > 0) return;
+    this.#ended = true;
+    this.#writer.flush();
+    this.#socket.end();
+    this.#endTimer = setTimeout(() => this.close("retired"), linkCloseGraceMs);
+    this.#endTimer.unref();
   }
 
   /** Requests waiting for their replies. */
@@ -188,7 +228,9 @@ export class LinkConnection {
       const id = this.#idNext;
       this.#idNext = (this.#idNext + 1) >>> 0;
       const timer = setTimeout(() => {
-        if (this.#waiting.delete(id)) reject(linkTimeout(subject, deadlineMs));
+        if (!this.#waiting.delete(id)) return;
+        reject(linkTimeout(subject, deadlineMs));
+        this.#endIfDone();
       }, deadlineMs);
       this.#waiting.set(id, { subject, deadlineMs, resolve, reject, timer });
       try {
@@ -220,6 +262,7 @@ export class LinkConnection {
     if (this.#closed) return;
     this.#closed = true;
     clearInterval(this.#pinger);
+    clearTimeout(this.#endTimer);
     this.#socket.destroy();
     this.#settleReady(new BallastError(ErrorCode.Unavailable, reason));
     for (const waiting of this.#waiting.values()) {
@@ -283,6 +326,7 @@ export class LinkConnection {
           clearTimeout(waiting.timer);
           if (frame.kind === "reply") waiting.resolve(frame.payload);
           else waiting.reject(new LinkNotHandled(`nothing serves ${waiting.subject} there`));
+          this.#endIfDone();
           break;
         }
         case "pong":
@@ -328,10 +372,25 @@ export interface LinkOffer {
   address?: string | undefined;
   scope: LinkScope;
   token?: Uint8Array | undefined;
+  /** How long from the answer the token surely opens links; undefined: it does not age. */
+  validMs?: number | undefined;
 }
 
-/** How an offer ended, for the sender's metrics. */
-export type OfferOutcome = "linked" | "no-link" | "failed";
+/**
+ * How an offer ended, for the sender's metrics: a route learned, no link there, a
+ * failure, a link's token renewed (its routes moved to a new connection), or a link
+ * given up because its token ran out unrenewed.
+ */
+export type OfferOutcome = "linked" | "no-link" | "failed" | "renewed" | "expired";
+
+/** When a connection's token must be renewed, and the timers that do it. */
+interface TokenLife {
+  expiresAtMs: number;
+  renewTimer: ReturnType<typeof setTimeout> | undefined;
+  expireTimer: ReturnType<typeof setTimeout>;
+  /** Renewals tried (each asks on the next of the link's subjects). */
+  tries: number;
+}
 
 /**
  * The routes of one sender: subject → open connection, and the discovery that makes
@@ -339,7 +398,7 @@ export type OfferOutcome = "linked" | "no-link" | "failed";
  */
 /** A subject's route, and whether it was used since the last sweep looked at it. */
 interface Route {
-  readonly connection: LinkConnection;
+  connection: LinkConnection;
   used: boolean;
 }
 
@@ -349,6 +408,10 @@ export class LinkRoutes {
   /** When idle routes were last dropped. */
   #sweptAtMs: number;
   readonly #connections = new Map<string, LinkConnection>();
+  /** Connections retired (routes moved away or token run out), until they close. */
+  readonly #retired = new Set<LinkConnection>();
+  /** The aging tokens of connections (those whose offer said how long they have). */
+  readonly #tokenLives = new Map<LinkConnection, TokenLife>();
   /** Per subject, the time before which no offer is asked again. */
   readonly #notBefore = new Map<string, number>();
   /** Per connection key, failures to open in a row and when the next try may be. */
@@ -414,7 +477,9 @@ export class LinkRoutes {
 
   close(): void {
     this.#closed = true;
-    for (const connection of [...this.#connections.values()]) connection.close("the bus closed");
+    for (const connection of [...this.#connections.values(), ...this.#retired]) {
+      connection.close("the bus closed");
+    }
     this.#routes.clear();
   }
 
@@ -439,6 +504,7 @@ export class LinkRoutes {
   }
 
   async #learn(subject: string): Promise<OfferOutcome> {
+    const askedAtMs = this.nowMs();
     let offer: LinkOffer;
     try {
       offer = await this.ask(subject);
@@ -464,6 +530,7 @@ export class LinkRoutes {
         this.#closedConnection(closed),
       );
       this.#connections.set(key, connection);
+      this.#ageToken(connection, askedAtMs, offer.validMs);
       // Once per connection, before any subject waiting on it hears.
       connection.ready.then(
         () => this.#backoff.delete(key),
@@ -531,8 +598,123 @@ export class LinkRoutes {
   #closedConnection(connection: LinkConnection): void {
     if (this.#connections.get(connection.key) === connection)
       this.#connections.delete(connection.key);
+    this.#retired.delete(connection);
+    this.#endTokenLife(connection);
     for (const [subject, routed] of this.#routes) {
       if (routed.connection === connection) this.#routes.delete(subject);
     }
+  }
+
+  /**
+   * Renews `connection`'s token halfway through the `validMs` its offer (asked at
+   * `askedAtMs`) gave it, and retires the connection if it runs out first (module
+   * header). A token that does not age (no `validMs`) needs neither.
+   */
+  #ageToken(connection: LinkConnection, askedAtMs: number, validMs: number | undefined): void {
+    if (validMs === undefined) return;
+    // Measured from the asking, before the server counted: never later than its end.
+    const expiresAtMs = askedAtMs + validMs;
+    const now = this.nowMs();
+    const life: TokenLife = {
+      expiresAtMs,
+      renewTimer: setTimeout(
+        () => void this.#renew(connection),
+        Math.max(0, askedAtMs + validMs / 2 - now),
+      ),
+      expireTimer: setTimeout(() => this.#expire(connection), Math.max(0, expiresAtMs - now)),
+      tries: 0,
+    };
+    life.renewTimer?.unref();
+    life.expireTimer.unref();
+    this.#tokenLives.set(connection, life);
+  }
+
+  #endTokenLife(connection: LinkConnection): void {
+    const life = this.#tokenLives.get(connection);
+    if (life === undefined) return;
+    clearTimeout(life.renewTimer);
+    clearTimeout(life.expireTimer);
+    this.#tokenLives.delete(connection);
+  }
+
+  /**
+   * Asks a new offer for `old`'s server over NATS, on one of the subjects it carries;
+   * opens a connection with the token, moves `old`'s routes to it once it is open and
+   * retires `old`. Tried again every linkOfferRetryMs until the token runs out.
+   */
+  async #renew(old: LinkConnection): Promise<void> {
+    const life = this.#tokenLives.get(old);
+    if (life === undefined) return;
+    life.renewTimer = undefined;
+    const carried: string[] = [];
+    for (const [subject, route] of this.#routes) {
+      if (route.connection === old) carried.push(subject);
+    }
+    const current = () =>
+      !this.#closed && !this.#suspended && this.#connections.get(old.key) === old && old.open;
+    // Nothing to ask on (no route yet, or none left: then it runs out and closes), or
+    // NATS is down: looked at again later.
+    if (carried.length === 0 || !current()) {
+      this.#renewLater(old, life);
+      return;
+    }
+    const subject = carried[life.tries++ % carried.length]!;
+    const askedAtMs = this.nowMs();
+    let next: LinkConnection | undefined;
+    try {
+      const offer = await this.ask(subject);
+      if (
+        current() &&
+        offer.address === old.address &&
+        offer.scope === linkScopeOf(subject) &&
+        offer.token !== undefined
+      ) {
+        next = new LinkConnection(offer.address, offer.scope, offer.token, (closed) =>
+          this.#closedConnection(closed),
+        );
+        await next.ready;
+        if (current() && next.open) {
+          this.#connections.set(old.key, next);
+          this.#ageToken(next, askedAtMs, offer.validMs);
+          for (const route of this.#routes.values()) {
+            if (route.connection === old) route.connection = next;
+          }
+          this.#retire(old);
+          this.onOffer("renewed");
+          return;
+        }
+      }
+    } catch {
+      // Asked in vain (NATS refused or silent) or the new link did not open: try again.
+    }
+    next?.close("not needed: the link it would renew is gone");
+    this.onOffer("failed");
+    this.#renewLater(old, life);
+  }
+
+  /** Tries `old`'s renewal again in linkOfferRetryMs, while its token lives. */
+  #renewLater(old: LinkConnection, life: TokenLife): void {
+    if (this.#tokenLives.get(old) !== life || this.#closed) return;
+    life.renewTimer = setTimeout(() => void this.#renew(old), linkOfferRetryMs);
+    life.renewTimer.unref();
+  }
+
+  /** `connection`'s token ran out unrenewed: its subjects go over NATS until offered anew. */
+  #expire(connection: LinkConnection): void {
+    if (!this.#tokenLives.has(connection)) return;
+    this.#retire(connection);
+    this.onOffer("expired");
+  }
+
+  /** Takes `connection` out of use (routes dropped) and ends it once nothing waits on it. */
+  #retire(connection: LinkConnection): void {
+    this.#endTokenLife(connection);
+    if (this.#connections.get(connection.key) === connection)
+      this.#connections.delete(connection.key);
+    for (const [subject, routed] of this.#routes) {
+      if (routed.connection === connection) this.#routes.delete(subject);
+    }
+    this.#retired.add(connection);
+    connection.retire();
   }
 }

@@ -6,13 +6,24 @@
 // same edge, dispatched to the same handler and answered with the same reply bytes.
 //
 // Auth: a random 32-byte secret per process; a scope's token is HMAC-SHA256(secret,
-// scope). Tokens are handed out only over NATS, in answer to `link.offer.v1` on a subject
-// of that scope, so whoever NATS lets publish there may have one, and nobody else. Each
+// scope and epoch), the epoch being the process's monotonic clock divided by
+// linkTokenLifetimeMs (in effect a secret per epoch, derived rather than drawn, so the
+// check is a function of the time alone). Tokens are handed out only over NATS, in
+// answer to `link.offer.v1` on a subject of that scope, so whoever NATS lets publish
+// there may have one, and nobody else; the offer says how long the token has left. Each
 // connection is sent a fresh random nonce (`challenge`) and must answer with a `hello`
 // proving its scope's token, HMAC-SHA256(token, nonce) (`linkProof`): the token never
 // crosses the link, so someone reading it (links are not encrypted) cannot replay it.
-// After that every frame must name a subject of that scope's family. Anything else
-// closes the connection.
+// A hello is accepted with a token of this epoch or the one before (no hello races a
+// rotation; the hello need not name the epoch: both are tried), so a token opens links
+// for one to two lifetimes after it was handed out, and a link lives no longer than its
+// token: once the epoch after the token's is over, the link takes no more requests
+// (they are answered `no-responder`: not handled, the sender resends them over NATS,
+// where its access is checked anew) and is ended when its replies in flight are sent
+// (or destroyed after linkTokenDrainMs). Whoever lost its NATS access loses its links
+// within two lifetimes; a sender that keeps it moves to a link opened with a newer token
+// first (link-client.ts). After the hello every frame must name a subject of that
+// scope's family. Anything else closes the connection.
 //
 // Failure model: a bad frame, a wrong token, a subject outside the scope, a silent new
 // connection (no hello within linkHelloTimeoutMs) or a peer that does not read (more
@@ -22,7 +33,8 @@
 // A connection with linkUnansweredMax requests unanswered is not read until a reply goes
 // out (TCP's flow control holds its sender back) and is not judged silent meanwhile. A request
 // for a subject not routed here (any more) is answered `no-responder`: not handled, the
-// sender may send it elsewhere. A process that dies loses its secret: its tokens die with it.
+// sender may send it elsewhere. A process that dies loses its secret: its tokens die with
+// it, as they do after two lifetimes anyway.
 // Closing ends each connection after flushing the replies already written (a handler
 // that answered just before shutdown is heard), and destroys it after linkCloseGraceMs.
 
@@ -51,6 +63,8 @@ import {
   linkPingIntervalMs,
   linkSilenceMsMax,
   linkStallMsMin,
+  linkTokenDrainMs,
+  linkTokenLifetimeMs,
   linkTurnedAwayLogIntervalMs,
   linkUnansweredMax,
   linkWriteBufferBytesMax,
@@ -113,6 +127,10 @@ export interface LinkServerOptions {
   handshakesMax?: number;
   /** Requests a connection may have unanswered before it is no longer read. */
   unansweredMax?: number;
+  /** How long a token lives (default linkTokenLifetimeMs; tests set short ones). */
+  tokenLifetimeMs?: number;
+  /** The clock tokens' epochs are told by (default performance.now(); tests pass theirs). */
+  tokenClock?: () => number;
 }
 
 /** Counts of what this server received, by scope and kind (for node info and tests). */
@@ -127,11 +145,14 @@ export interface LinkServerStats {
   noResponders: number;
   refused: number;
   closedBadly: number;
+  /** Connections closed because their token aged out. */
+  expired: number;
 }
 
 export class LinkServer {
   readonly #secret = randomBytes(32);
-  readonly #tokens = new Map<LinkScope, Buffer>();
+  readonly #tokenLifetimeMs: number;
+  readonly #tokenClock: () => number;
   readonly #routes = new Map<string, { scope: LinkScope; deliver: LinkDeliver }>();
   /** Open connections (performance.now() times). */
   readonly #connections = new Map<Socket, Connection>();
@@ -155,6 +176,7 @@ export class LinkServer {
     noResponders: 0,
     refused: 0,
     closedBadly: 0,
+    expired: 0,
   };
   /** `advertise:port`, what offers name. */
   readonly address: string;
@@ -164,6 +186,14 @@ export class LinkServer {
     this.#connectionsMax = options.connectionsMax ?? linkConnectionsMax;
     this.#handshakesMax = options.handshakesMax ?? linkHandshakesMax;
     this.#unansweredMax = options.unansweredMax ?? linkUnansweredMax;
+    this.#tokenLifetimeMs = options.tokenLifetimeMs ?? linkTokenLifetimeMs;
+    if (!Number.isSafeInteger(this.#tokenLifetimeMs) || this.#tokenLifetimeMs <= 0) {
+      throw new BallastError(
+        ErrorCode.InvalidArgument,
+        `a link token lifetime must be a positive whole number of ms, got ${this.#tokenLifetimeMs}`,
+      );
+    }
+    this.#tokenClock = options.tokenClock ?? (() => performance.now());
     this.#server = server;
     this.address = address;
     this.#logger = logger;
@@ -175,6 +205,7 @@ export class LinkServer {
     // linkSilenceMsMax is gone (no FIN seen) or stuck; its socket is closed.
     let checkedAtMs = performance.now();
     this.#silenceCheck = setInterval(() => {
+      this.closeExpired();
       const now = performance.now();
       const lateMs = now - checkedAtMs - linkPingIntervalMs;
       checkedAtMs = now;
@@ -211,14 +242,88 @@ export class LinkServer {
     return link;
   }
 
-  /** The token a hello of `scope` must carry. */
-  tokenFor(scope: LinkScope): Buffer {
-    let token = this.#tokens.get(scope);
-    if (token === undefined) {
-      token = createHmac("sha256", this.#secret).update(scope).digest();
-      this.#tokens.set(scope, token);
+  /** The epoch of the tokens handed out at `nowMs` (module header). */
+  tokenEpochAt(nowMs: number): number {
+    return Math.floor(nowMs / this.#tokenLifetimeMs);
+  }
+
+  /**
+   * The token an offer of `scope` hands out at `nowMs`, and how long from then it surely
+   * opens links: until its epoch's successor ends (one to two lifetimes).
+   */
+  offerToken(scope: LinkScope, nowMs = this.#tokenClock()): { token: Buffer; validMs: number } {
+    const epoch = this.tokenEpochAt(nowMs);
+    return {
+      token: this.#token(scope, epoch),
+      validMs: (epoch + 2) * this.#tokenLifetimeMs - nowMs,
+    };
+  }
+
+  /** The token a hello of `scope` must carry (one handed out at `nowMs`). */
+  tokenFor(scope: LinkScope, nowMs = this.#tokenClock()): Buffer {
+    return this.offerToken(scope, nowMs).token;
+  }
+
+  /**
+   * The epoch of the token of `scope` whose proof for `nonce` is `proof`, if that token
+   * is still taken at `nowMs` (its epoch is this one or the one before); else undefined.
+   */
+  provenEpoch(
+    scope: LinkScope,
+    nonce: Uint8Array,
+    proof: Uint8Array,
+    nowMs = this.#tokenClock(),
+  ): number | undefined {
+    const current = this.tokenEpochAt(nowMs);
+    let proven: number | undefined;
+    // Both are computed whichever matches: the time taken says nothing of which.
+    for (const epoch of [current, current - 1]) {
+      const expected = linkProof(this.#token(scope, epoch), nonce);
+      if (proof.byteLength === expected.byteLength && timingSafeEqual(proof, expected)) {
+        proven = epoch;
+      }
     }
-    return token;
+    return proven;
+  }
+
+  /**
+   * Ends the connections whose token aged out by `nowMs` (module header): run every
+   * linkPingIntervalMs; tests call it with their clock's time.
+   */
+  closeExpired(nowMs = this.#tokenClock()): void {
+    const current = this.tokenEpochAt(nowMs);
+    for (const [socket, connection] of this.#connections) {
+      const epoch = connection.tokenEpoch;
+      if (epoch === undefined || connection.expiring || current <= epoch + 1) continue;
+      this.#expire(socket, connection, epoch);
+    }
+  }
+
+  #token(scope: LinkScope, epoch: number): Buffer {
+    return createHmac("sha256", this.#secret).update(`${scope} ${epoch}`).digest();
+  }
+
+  /**
+   * A connection whose token aged out: it takes no more requests (`no-responder`) and
+   * is ended once the replies it awaits are sent, or destroyed after linkTokenDrainMs.
+   */
+  #expire(socket: Socket, connection: Connection, epoch: number): void {
+    connection.expiring = true;
+    this.#stats.expired++;
+    this.#logger.info(
+      { from: socket.remoteAddress, tokenEpoch: epoch, unanswered: connection.unanswered },
+      "closing a link whose token aged out",
+    );
+    if (connection.unanswered === 0) {
+      void endGracefully(socket, connection.writer);
+      return;
+    }
+    // Held back at the cap: read on, so that what arrives is answered no-responder.
+    if (socket.isPaused()) socket.resume();
+    connection.drainTimer = setTimeout(() => {
+      if (!socket.destroyed) this.#closeBadly(socket, "replies in flight past its token's end");
+    }, linkTokenDrainMs);
+    connection.drainTimer.unref();
   }
 
   /**
@@ -280,7 +385,14 @@ export class LinkServer {
     }
     const decoder = new LinkFrameDecoder();
     const writer = new FrameWriter(socket);
-    const connection: Connection = { heardAtMs: performance.now(), writer, unanswered: 0 };
+    const connection: Connection = {
+      heardAtMs: performance.now(),
+      writer,
+      unanswered: 0,
+      tokenEpoch: undefined,
+      expiring: false,
+      drainTimer: undefined,
+    };
     const nonce = randomBytes(linkNonceBytes);
     this.#connections.set(socket, connection);
     this.#stats.accepted++;
@@ -302,6 +414,7 @@ export class LinkServer {
     socket.on("close", () => {
       handshakeOver();
       clearTimeout(helloTimer);
+      clearTimeout(connection.drainTimer);
       this.#connections.delete(socket);
     });
     socket.on("data", (chunk: Buffer) => {
@@ -324,7 +437,7 @@ export class LinkServer {
         if (socket.destroyed) return;
         if (scope === undefined) {
           clearTimeout(helloTimer);
-          scope = this.#hello(socket, writer, nonce, frame);
+          scope = this.#hello(socket, connection, nonce, frame);
           if (scope === undefined) return;
           handshakeOver();
           continue;
@@ -337,23 +450,19 @@ export class LinkServer {
   /** The scope a valid hello opens, or undefined after refusing it. */
   #hello(
     socket: Socket,
-    writer: FrameWriter,
+    connection: Connection,
     nonce: Uint8Array,
     frame: LinkFrame,
   ): LinkScope | undefined {
+    const writer = connection.writer;
     let reason: string | undefined;
     if (frame.kind !== "hello") reason = `expected hello, got ${frame.kind}`;
     else if (frame.version !== linkProtocolVersion) {
       reason = `link version ${frame.version}; this node speaks ${linkProtocolVersion}`;
     } else if (!linkScopes.includes(frame.scope)) reason = "unknown scope";
     else {
-      const expected = linkProof(this.tokenFor(frame.scope), nonce);
-      if (
-        frame.proof.byteLength !== expected.byteLength ||
-        !timingSafeEqual(frame.proof, expected)
-      ) {
-        reason = "wrong token";
-      }
+      connection.tokenEpoch = this.provenEpoch(frame.scope, nonce, frame.proof);
+      if (connection.tokenEpoch === undefined) reason = "wrong or expired token";
     }
     if (reason !== undefined || frame.kind !== "hello") {
       this.#stats.refused++;
@@ -374,6 +483,14 @@ export class LinkServer {
     }
     if (frame.kind !== "request" && frame.kind !== "publish") {
       this.#closeBadly(socket, `a ${frame.kind} frame from a sender`);
+      return;
+    }
+    if (connection.expiring) {
+      // Its token aged out: not handled (a publish is dropped, as by a link closed).
+      if (frame.kind === "request") {
+        this.#stats.noResponders++;
+        writer.write(encodeLinkFrame({ kind: "no-responder", id: frame.id }));
+      }
       return;
     }
     if (!frame.subject.startsWith(linkScopePrefixes[scope])) {
@@ -432,6 +549,8 @@ export class LinkServer {
     connection.writer.write(encodeLinkFrame({ kind: "reply", id } satisfies LinkFrameHead, data));
     if (socket.writableLength > linkWriteBufferBytesMax) {
       this.#closeBadly(socket, "the sender does not read its replies");
+    } else if (connection.expiring && connection.unanswered === 0) {
+      void endGracefully(socket, connection.writer);
     }
     return true;
   };
@@ -521,6 +640,11 @@ interface Connection {
   writer: FrameWriter;
   /** Requests delivered and not yet answered. */
   unanswered: number;
+  /** The epoch of the token its hello proved (undefined until then). */
+  tokenEpoch: number | undefined;
+  /** Its token aged out: it is being ended (LinkServer.#expire). */
+  expiring: boolean;
+  drainTimer: ReturnType<typeof setTimeout> | undefined;
 }
 
 /** Flushes and ends `socket`; destroys it if it has not closed within linkCloseGraceMs. */

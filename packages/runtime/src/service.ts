@@ -35,6 +35,7 @@ import {
   isReplyInbox,
   type LinkScope,
   linkScopePrefixes,
+  linkTokenValidMsMax,
   type Message,
   type MessageType,
   type ServiceKind,
@@ -133,6 +134,8 @@ export interface LinkListenOptions {
   host: string;
   port: number;
   advertise: string;
+  /** How long link tokens live (default linkTokenLifetimeMs; tests set short ones). */
+  tokenLifetimeMs?: number;
 }
 
 export interface ServiceOptions {
@@ -278,19 +281,21 @@ export class Service {
   }
 
   /**
-   * Answers `link.offer.v1` on a subject of `scope`: where to connect, and the token
-   * sealed to the asker's key (link-seal.ts).
+   * Answers `link.offer.v1` on a subject of `scope`: where to connect, the token sealed
+   * to the asker's key (link-seal.ts), and how long it has left.
    */
   private linkOffer(scope: LinkScope, askerKey: Uint8Array) {
     const server = this.#linkServer;
     const keys = this.#sealKeys;
     if (server === undefined || keys === undefined) return { nodeId: this.nodeId, scope };
+    const { token, validMs } = server.offerToken(scope);
     return {
       nodeId: this.nodeId,
       scope,
       address: server.address,
       key: keys.publicKey,
-      sealed: keys.seal(askerKey, server.tokenFor(scope)),
+      sealed: keys.seal(askerKey, token),
+      tokenValidMs: Math.min(Math.floor(validMs), linkTokenValidMsMax),
     };
   }
 

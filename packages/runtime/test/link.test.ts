@@ -31,12 +31,15 @@ afterEach(async () => {
   for (const step of cleanup.splice(0).reverse()) await step();
 });
 
-async function newServer(): Promise<LinkServer> {
+async function newServer(
+  options: { tokenLifetimeMs?: number; tokenClock?: () => number } = {},
+): Promise<LinkServer> {
   const server = await LinkServer.listen({
     host: "127.0.0.1",
     port: 0,
     advertise: "127.0.0.1",
     logger,
+    ...options,
   });
   cleanup.push(() => server.close());
   return server;
@@ -453,6 +456,137 @@ describe("links over loopback", () => {
     routes.route(other);
     await waitUntil(() => outcomes.length === 3);
     expect(outcomes).toEqual(["no-link", "linked", "no-link"]);
+  });
+});
+
+describe("aging tokens", () => {
+  test("a token is taken in the epoch it was handed out in and the next, refused after (time as an argument)", async () => {
+    let now = 500;
+    const server = await newServer({ tokenLifetimeMs: 1000, tokenClock: () => now });
+    const token = server.tokenFor("volume");
+    // Over real connections, at the server's clock: across one rotation it is still taken…
+    now = 1999;
+    await newConnection(server, "volume", token).ready;
+    // …two periods on, refused.
+    now = 2000;
+    const refused = newConnection(server, "volume", token);
+    expect(codeOf(await rejection(refused.ready))).toBe(ErrorCode.Unavailable);
+    expect(server.stats().refused).toBe(1);
+    // The same, by the function the hello calls.
+    expect(server.offerToken("volume", 500).validMs).toBe(1500); // to the next epoch's end
+    const nonce = new Uint8Array(32).fill(7);
+    const proof = linkProof(token, nonce);
+    expect(server.provenEpoch("volume", nonce, proof, 500)).toBe(0);
+    expect(server.provenEpoch("volume", nonce, proof, 1000)).toBe(0);
+    expect(server.provenEpoch("volume", nonce, proof, 1999)).toBe(0);
+    expect(server.provenEpoch("volume", nonce, proof, 2000)).toBeUndefined();
+    expect(server.provenEpoch("volume", nonce, proof, 60_000)).toBeUndefined();
+    // A token of a later epoch is taken then, and not before its epoch.
+    const later = linkProof(server.tokenFor("volume", 2000), nonce);
+    expect(server.provenEpoch("volume", nonce, later, 2000)).toBe(2);
+    expect(server.provenEpoch("volume", nonce, later, 1999)).toBeUndefined();
+  });
+
+  test("an open link whose token aged out sends its replies in flight, answers no-responder to what comes after, then closes", async () => {
+    let now = 0;
+    const server = await newServer({ tokenLifetimeMs: 1000, tokenClock: () => now });
+    const held: LinkMessage[] = [];
+    server.route(volumeSubject, "volume", (message) => held.push(message));
+    const link = newConnection(server, "volume");
+    await link.ready;
+    const inFlight = link.request(volumeSubject, encodeMessageParts(flush), undefined, 5000);
+    await waitUntil(() => held.length === 1);
+    now = 2000; // two periods on: the server's next check (each linkPingIntervalMs) ends it
+    await waitUntil(() => server.stats().expired === 1);
+    // Not handled: the sender may resend it over NATS, where its access is checked anew.
+    const after = await rejection(
+      link.request(volumeSubject, encodeMessageParts(flush), undefined, 5000),
+    );
+    expect(after).toBeInstanceOf(LinkNotHandled);
+    expect(held).toHaveLength(1);
+    expect(link.open).toBe(true); // held open for the reply in flight
+    held[0]!.respond(encodeResult({ flushedOpNum: 9 }));
+    expect(Buffer.from(await inFlight).equals(Buffer.from(encodeResult({ flushedOpNum: 9 })))).toBe(
+      true,
+    );
+    await waitUntil(() => !link.open && server.stats().open === 0);
+    expect(server.stats().closedBadly).toBe(0);
+  });
+
+  test("a sender renews its token halfway and moves its routes to the new link; requests in flight across it all succeed", async () => {
+    const server = await newServer({ tokenLifetimeMs: 400 });
+    const answered: LinkMessage[] = [];
+    // Each reply a little later, so that requests are in flight when a link is renewed.
+    server.route(volumeSubject, "volume", (message) => {
+      answered.push(message);
+      setTimeout(() => message.respond(encodeResult({ flushedOpNum: answered.length })), 20);
+    });
+    const outcomes: string[] = [];
+    const routes = new LinkRoutes(
+      async () => {
+        const { token, validMs } = server.offerToken("volume");
+        return { address: server.address, scope: "volume", token, validMs };
+      },
+      (outcome) => outcomes.push(outcome),
+    );
+    cleanup.push(() => routes.close());
+    routes.route(volumeSubject);
+    await waitUntil(() => routes.routed === 1);
+    const links = new Set<LinkConnection>();
+    let sent = 0;
+    let unrouted = 0;
+    // Four requests at a time until three renewals happened.
+    const worker = async () => {
+      while (outcomes.filter((outcome) => outcome === "renewed").length < 3) {
+        const link = routes.route(volumeSubject);
+        if (link === undefined) {
+          unrouted += 1;
+          await new Promise((resolve) => setTimeout(resolve, 5));
+          continue;
+        }
+        links.add(link);
+        sent += 1;
+        await link.request(volumeSubject, encodeMessageParts(flush), undefined, 5000);
+      }
+    };
+    await Promise.all([worker(), worker(), worker(), worker()]);
+    // The first link and two of the renewed ones carried requests (the third may not yet).
+    expect(links.size).toBeGreaterThanOrEqual(3);
+    expect(server.stats().accepted).toBeGreaterThanOrEqual(4);
+    expect(outcomes).not.toContain("expired");
+    // The old links were ended by the sender, none by the server for its token.
+    await waitUntil(() => server.stats().open === 1);
+    expect(server.stats()).toMatchObject({ expired: 0, closedBadly: 0, noResponders: 0 });
+    expect(answered).toHaveLength(sent);
+    process.stdout.write(
+      `renewals: ${sent} requests over ${links.size} links, ${unrouted} waits for a route\n`,
+    );
+  });
+
+  test("a sender whose renewals fail gives its link up when the token runs out; its subjects go unrouted", async () => {
+    const server = await newServer({ tokenLifetimeMs: 300 });
+    server.route(volumeSubject, "volume", answering([]));
+    let revoked = false;
+    const outcomes: string[] = [];
+    const routes = new LinkRoutes(
+      async () => {
+        if (revoked) throw new BallastError(ErrorCode.Unavailable, "no NATS access");
+        const { token, validMs } = server.offerToken("volume");
+        return { address: server.address, scope: "volume", token, validMs };
+      },
+      (outcome) => outcomes.push(outcome),
+    );
+    cleanup.push(() => routes.close());
+    routes.route(volumeSubject);
+    await waitUntil(() => routes.routed === 1);
+    const link = routes.route(volumeSubject)!;
+    revoked = true;
+    await waitUntil(() => outcomes.includes("expired"));
+    expect(routes.routed).toBe(0);
+    expect(routes.route(volumeSubject)).toBeUndefined();
+    await waitUntil(() => !link.open && server.stats().open === 0);
+    expect(outcomes).toContain("failed"); // the renewals asked in vain
+    expect(outcomes).not.toContain("renewed");
   });
 });
 

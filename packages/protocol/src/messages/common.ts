@@ -1,7 +1,7 @@
 // Messages every service speaks: liveness and self-description.
 
 import { z } from "zod";
-import { linkScopes, linkTokenBytesMax } from "../link.ts";
+import { linkScopes, linkTokenBytesMax, linkTokenValidMsMax } from "../link.ts";
 import { bytes, diskId, nodeId, serviceKind, text, unsignedInteger } from "./fields.ts";
 
 /** Published (not requested) by every service on its heartbeat subject. */
@@ -79,4 +79,10 @@ export const LinkOfferResult = z.object({
   sealed: bytes
     .refine((sealed) => sealed.byteLength <= 28 + linkTokenBytesMax, "sealed token too long")
     .optional(),
+  /**
+   * How long from the answer the token surely opens links and keeps them open: the
+   * sender asks a new offer before it runs out. Absent from a node that does not age its
+   * tokens (an older one).
+   */
+  tokenValidMs: z.number().int().positive().max(linkTokenValidMsMax).optional(),
 });
