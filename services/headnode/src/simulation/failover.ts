@@ -348,6 +348,38 @@ export type Sabotage =
    */
   | "silent-open-failure";
 
+/**
+ * Every sabotage by name, for the command line (main.ts): a record of all of them, so
+ * that the compiler refuses one left out or one that is not a Sabotage.
+ */
+export const sabotageNames: readonly Sabotage[] = Object.keys({
+  "promote-on-stale-report": true,
+  "disk-loses-acknowledged-writes": true,
+  "no-lease-check": true,
+  "lease-ignores-wall-clock": true,
+  "no-rebuild": true,
+  "drop-referenced-chunk": true,
+  "node-lease-ignores-exclusions": true,
+  "no-follower-hello": true,
+  "coordinator-ignores-failures": true,
+  "ignore-disk-ids": true,
+  "open-legacy-voters": true,
+  "ignore-primary-stall": true,
+  "report-ignores-own-stall": true,
+  "close-after-handlers": true,
+  "keep-unconfirmed-primary": true,
+  "configure-ignores-sleds": true,
+  "session-after-close": true,
+  "session-unlocked": true,
+  "configure-ignores-stored-epoch": true,
+  "no-ordering-fence": true,
+  "copy-answered-early": true,
+  "no-replicator": true,
+  "unchecked-note-checksums": true,
+  "checkpoint-copies-unchecked": true,
+  "silent-open-failure": true,
+} satisfies Record<Sabotage, true>) as Sabotage[];
+
 export interface FailoverOptions {
   seed: number;
   nodes: number;
