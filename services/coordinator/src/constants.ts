@@ -41,6 +41,12 @@ export const statusPartitionsMax = 1024;
 /** How long a status probe waits for each service's own description. */
 export const probeDeadlineMs = 1000;
 
+/**
+ * How long the leader waits for each gateway to learn a shrink (describe the volume
+ * again, attached.ts `tellShrunk`) before it logs that one as not told.
+ */
+export const shrinkNoticeDeadlineMs = 5000;
+
 /** The most services membership tracks; heartbeats from more are refused and logged. */
 export const membersMax = 4096;
 
