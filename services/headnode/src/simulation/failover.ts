@@ -167,7 +167,7 @@ import {
   sameEntry,
 } from "../report-state.ts";
 import { type RetirePorts, retireReplica } from "../retire.ts";
-import { chunkCopies, type SledClient } from "../sled-client.ts";
+import type { SledClient } from "../sled-client.ts";
 import {
   type ClientOutcome,
   randomRequest,
@@ -2218,7 +2218,7 @@ export class FailoverSimulation {
     const options = this.options;
     if (!this.sledRandom.chance(options.sledDownRate)) return;
     const sleds = [...this.sledDownUntil.keys()];
-    if (sleds.length - this.liveSleds().length >= sleds.length - chunkCopies) return;
+    if (sleds.length - this.liveSleds().length >= sleds.length - limits.chunkCopies) return;
     const sled = sleds[this.sledRandom.integer(0, sleds.length - 1)]!;
     if (!this.sledUp(sled)) return;
     this.lostSleds.delete(sled);
@@ -2253,7 +2253,7 @@ export class FailoverSimulation {
     if (this.stats.sledLosses >= options.sledLossesMax) return;
     if (!this.replicateRandom.chance(options.sledLossRate)) return;
     const sleds = [...this.sledDownUntil.keys()];
-    if (sleds.length - this.liveSleds().length >= sleds.length - chunkCopies) return;
+    if (sleds.length - this.liveSleds().length >= sleds.length - limits.chunkCopies) return;
     if (!this.repaired()) return;
     const up = this.liveSleds();
     const sled = up[this.replicateRandom.integer(0, up.length - 1)]!;
@@ -2343,7 +2343,7 @@ export class FailoverSimulation {
         const replica = adapter.replica;
         for (const [chunkNumber, entry] of kind === "checkpoint" ? [] : replica.metadata.chunks) {
           const live = entry.copies.filter((sled) => this.sleds.holds(sled, entry.sledChunkId));
-          if (live.length >= chunkCopies) continue;
+          if (live.length >= limits.chunkCopies) continue;
           short.push(
             `${node.id} partition ${hosted.partition} chunk ${chunkNumber} (${entry.sledChunkId}) lists [${entry.copies.join(", ")}], held by [${[...this.sleds.holdersOf(entry.sledChunkId)].join(", ")}]`,
           );
@@ -2354,7 +2354,7 @@ export class FailoverSimulation {
         const stored = pointer.sleds.filter(
           (sled) => this.sledUp(sled) && blob?.copies.get(sled) !== undefined,
         );
-        if (stored.length >= chunkCopies) continue;
+        if (stored.length >= limits.chunkCopies) continue;
         short.push(
           `${node.id} partition ${hosted.partition} checkpoint ${pointer.blobKey} lists [${pointer.sleds.join(", ")}], stored on [${stored.join(", ")}]`,
         );
@@ -2416,14 +2416,14 @@ export class FailoverSimulation {
     if (chunks.length > 0) {
       this.fail(
         "re-replication",
-        `${chunks.length} chunks short of ${chunkCopies} live copies ${this.options.replicationSettleTicksMax} ticks after settling (${sledsOut}): ${chunks.slice(0, 4).join("; ")}`,
+        `${chunks.length} chunks short of ${limits.chunkCopies} live copies ${this.options.replicationSettleTicksMax} ticks after settling (${sledsOut}): ${chunks.slice(0, 4).join("; ")}`,
       );
     }
     const checkpoints = this.shortCopies("checkpoint");
     if (checkpoints.length > 0) {
       this.fail(
         "checkpoint-copies",
-        `${checkpoints.length} recorded checkpoints stored on fewer than ${chunkCopies} of the sleds up their pointers name ${this.options.replicationSettleTicksMax} ticks after settling (${sledsOut}): ${checkpoints.slice(0, 4).join("; ")}`,
+        `${checkpoints.length} recorded checkpoints stored on fewer than ${limits.chunkCopies} of the sleds up their pointers name ${this.options.replicationSettleTicksMax} ticks after settling (${sledsOut}): ${checkpoints.slice(0, 4).join("; ")}`,
       );
     }
   }
@@ -4546,7 +4546,7 @@ export class FailoverSimulation {
         // place no chunk, so its log only grows until writes wait for room (the
         // `configure-ignores-sleds` sabotage: a volume created with one sled up).
         const told = hosted.runner?.sleds ?? [];
-        if (told.filter((sled) => this.sledUp(sled)).length < chunkCopies)
+        if (told.filter((sled) => this.sledUp(sled)).length < limits.chunkCopies)
           watched.checker.fail(
             "sleds",
             `${member} was told of sleds [${told.join(", ")}] of [${this.liveSleds().join(", ")}] live once settled: its replica can flush nothing`,
