@@ -17,7 +17,8 @@
 // from the real lease book, the live nodes it dropped lately to avoid as learners, since
 // when the primary has neither acknowledged nor reported the record's epoch) and
 // applies the decision. It pushes the record to a member as the configurer does: until
-// the member acknowledges the record's epoch, again
+// the member acknowledges the record's epoch (but not every round to one that refused
+// it for being on another disk: `otherDiskBackoff`), again
 // once its node restarts (a newer session) or comes back from silence, and otherwise
 // only at the slow refresh (configureRefreshTicks, 300 s). A learner's configuration
 // carries the primary's newest checkpoint pointer and the epoch it was added in, and a
@@ -126,6 +127,7 @@ import {
   failingOver,
   knowsSleds,
   membersOf,
+  otherDiskBackoff,
   outOfStep,
   type PartitionDecision,
   type PartitionRecord,
@@ -893,6 +895,12 @@ export interface FailoverResult {
     legacyVolumes: number;
     /** Configures refused for holding nothing of a legacy record's partition (no-replica). */
     noReplicaRefusals: number;
+    /**
+     * Configures refused for being on another disk than the record's (other-disk), and
+     * those the model coordinator then held back (configurer.ts, `otherDiskBackoff`).
+     */
+    otherDiskRefusals: number;
+    otherDiskConfiguresHeld: number;
     /** Nodes killed and back once idle, in the same epoch (after settling). */
     quietRestarts: number;
     pauses: number;
@@ -1496,6 +1504,8 @@ export class FailoverSimulation {
     diskLosses: 0,
     legacyVolumes: 0,
     noReplicaRefusals: 0,
+    otherDiskRefusals: 0,
+    otherDiskConfiguresHeld: 0,
     quietRestarts: 0,
     pauses: 0,
     frozenPauses: 0,
@@ -1603,6 +1613,11 @@ export class FailoverSimulation {
   private legacyUpgradeTick = -1;
   /** Per partition, members that refused an epoch for holding nothing (`no-replica`). */
   private readonly noReplica = new Map<number, Map<string, number>>();
+  /**
+   * Per partition, members that refused an epoch for being on another disk (`other-disk`)
+   * and when (configurer.ts `tenure.otherDisk`): not sent it again for a while.
+   */
+  private readonly otherDisk = new Map<number, Map<string, { epoch: number; atMs: number }>>();
   /** Per head node, the newest report (session, seq) whose entries were taken. */
   private readonly reportsApplied = new Map<string, { session: number; seq: number }>();
   /** Each head node's disk, from its newest report (as membership keeps heartbeats'). */
@@ -3260,7 +3275,17 @@ export class FailoverSimulation {
         if (decision.refusal.reason === "older-epoch" && storedEpoch !== undefined) {
           this.stats.lateConfiguresRefused++;
         }
+        if (decision.refusal.reason === "other-disk") this.stats.otherDiskRefusals++;
         // As headnode.ts answers it, NotFound with the refusal named (configurer.ts).
+        if (decision.refusal.reason === "other-disk" && this.linked(node.id, "coordinator")) {
+          this.onOtherDisk({
+            from: node.id,
+            session: node.session,
+            volumeId: message.volumeId,
+            partition: message.partition,
+            epoch: configuration.epoch,
+          });
+        }
         if (decision.refusal.reason === "no-replica" && this.linked(node.id, "coordinator")) {
           this.onNoReplica({
             from: node.id,
@@ -3496,6 +3521,7 @@ export class FailoverSimulation {
     this.dropped.clear();
     this.configured.clear();
     this.noReplica.clear();
+    this.otherDisk.clear();
     // Drawn only when on, so that runs without legacy records replay the same streams.
     const legacy =
       this.options.legacyRecordChance > 0 && this.chance(this.options.legacyRecordChance);
@@ -3615,6 +3641,7 @@ export class FailoverSimulation {
   private upgradeCoordinator(): void {
     this.legacyUpgradeTick = -1;
     this.configured.clear();
+    this.otherDisk.clear();
     if (!this.chance(0.5)) return;
     const voters = [...this.originalVoters.values()].flatMap((nodes) => [...nodes]);
     const candidates = this.nodes.filter(
@@ -3824,6 +3851,13 @@ export class FailoverSimulation {
         )
       )
         continue;
+      // As configurer.ts: a member that refused the epoch for being on another disk is
+      // not sent it every round.
+      const refused = this.otherDisk.get(record.partition)?.get(member);
+      if (otherDiskBackoff(record, member, refused, view.disks, this.nowMs())) {
+        this.stats.otherDiskConfiguresHeld++;
+        continue;
+      }
       const learnerSince = since?.get(member)?.epoch;
       const configure: ConfigureMessage = {
         volumeId: this.volumeId,
@@ -3884,6 +3918,7 @@ export class FailoverSimulation {
         : { disk: envelope.disk }),
     });
     this.noReplica.get(envelope.partition)?.delete(envelope.from);
+    this.otherDisk.get(envelope.partition)?.delete(envelope.from);
   }
 
   /** A head node refused an epoch for holding nothing of the partition (configurer.ts). */
@@ -3902,6 +3937,24 @@ export class FailoverSimulation {
       this.noReplica.set(envelope.partition, refused);
     }
     refused.set(envelope.from, envelope.epoch);
+  }
+
+  /** A head node refused an epoch for being on another disk (configurer.ts). */
+  private onOtherDisk(envelope: {
+    from: string;
+    session: number;
+    volumeId: string;
+    partition: number;
+    epoch: number;
+  }): void {
+    if (envelope.volumeId !== this.volumeId) return;
+    if (!this.heardSession(envelope.from, envelope.session)) return;
+    let refused = this.otherDisk.get(envelope.partition);
+    if (refused === undefined) {
+      refused = new Map();
+      this.otherDisk.set(envelope.partition, refused);
+    }
+    refused.set(envelope.from, { epoch: envelope.epoch, atMs: this.nowMs() });
   }
 
   /** Members that refused the record's epoch for holding nothing (`noReplicaMembers`). */
@@ -3942,6 +3995,8 @@ export class FailoverSimulation {
 
   private forgetConfigured(node: string): void {
     for (const configured of this.configured.values()) configured.delete(node);
+    // As tenure.ts: restarted, it may have its old disk back.
+    for (const refused of this.otherDisk.values()) refused.delete(node);
   }
 
   private onReport(report: NodeReport): void {
