@@ -33,6 +33,7 @@ import {
   waitUntilHealthy,
 } from "../test/support/cluster.ts";
 import { cpuSeconds } from "./cpu-time.ts";
+import { startWiretap, type Wiretap } from "./wiretap.ts";
 
 const mebibyte = 1024 * 1024;
 /** Each partition's size: the smallest the coordinator allows. */
@@ -159,33 +160,17 @@ export async function measureIdle(options: {
     // Nothing more talks to the cluster from here: the window has no client traffic.
     await bus.close();
     bus = undefined;
-    // --count-messages: as bench:write's wiretap, by subject family (replies as one),
-    // on every pattern the operator may subscribe to (deploy/nats-auth.conf).
-    const counts = new Map<string, number>();
+    // --count-messages: as bench:write's wiretap (wiretap.ts), by subject family
+    // (replies as one), within the window only.
     let counting = false;
+    let wiretap: Wiretap | undefined;
     if (options.countMessages === true) {
       tap = await connectTestBus(cluster.natsUrl);
-      const patterns = [
-        "ballast.v1.heartbeat.*.*",
-        "ballast.v1.coordinator",
-        "ballast.v1.coordinator.from.*",
-        "ballast.v1.node.*.*",
-        "ballast.v1.volume.*.*",
-        "ballast.v1.partition.*.*",
-        "ballast.v1.replica.*.*.*",
-        "_INBOX.>",
-      ];
-      for (const pattern of patterns) {
-        const subscription = tap.connection.subscribe(pattern);
-        void (async () => {
-          for await (const message of subscription) {
-            if (!counting) continue;
-            const tokens = message.subject.split(".");
-            const kind = tokens[0] === "_INBOX" ? "reply" : tokens.slice(2, 3).join(".");
-            counts.set(kind, (counts.get(kind) ?? 0) + 1);
-          }
-        })().catch((error: unknown) => log(`wiretap on ${pattern}: ${String(error)}`));
-      }
+      wiretap = startWiretap(tap.connection, (subject) => {
+        if (!counting) return undefined;
+        const tokens = subject.split(".");
+        return tokens[0] === "_INBOX" ? "reply" : tokens.slice(2, 3).join(".");
+      });
     }
     await new Promise((resolve) => setTimeout(resolve, options.settleMs));
 
@@ -219,8 +204,10 @@ export async function measureIdle(options: {
       cpuPercent[id] = percent;
       totalPercent += percent;
     }
+    const failure = wiretap?.failure();
+    if (failure !== undefined) throw failure;
     const messagesPerSecond: Record<string, number> = {};
-    for (const [kind, count] of [...counts].sort()) {
+    for (const [kind, count] of [...(wiretap?.counts ?? [])].sort()) {
       messagesPerSecond[kind] = count / (windowMs / 1000);
     }
     return {

@@ -54,6 +54,7 @@ import {
   waitFor,
   waitUntilHealthy,
 } from "../test/support/cluster.ts";
+import { startWiretap } from "./wiretap.ts";
 
 const mebibyte = 1024 * 1024;
 /**
@@ -398,26 +399,17 @@ async function main(): Promise<void> {
     const natsPid = cluster.natsServer?.child.pid;
     if (natsPid !== undefined) pids.set("nats-server", natsPid);
     const uri = `nbd://127.0.0.1:${nbdPort}/bench`;
-    // --count-messages: a wiretap on every subject counts messages per write by kind
-    // (it adds to nats-server's load, so take CPU figures from a run without it).
+    // --count-messages: a wiretap (wiretap.ts) counts messages per write by kind, as the
+    // operator, on every subject it may read (it adds to nats-server's load, so take CPU
+    // figures from a run without it).
     const tap = values["count-messages"] ? await connectTestBus(cluster.natsUrl) : undefined;
-    const counts = new Map<string, number>();
-    if (tap !== undefined) {
-      for (const pattern of ["ballast.v1.>", "_INBOX.>"]) {
-        const subscription = tap.connection.subscribe(pattern);
-        void (async () => {
-          try {
-            for await (const message of subscription) {
-              const tokens = message.subject.split(".");
-              const kind = tokens[0] === "_INBOX" ? "reply" : tokens.slice(2, 4).join(".");
-              counts.set(kind, (counts.get(kind) ?? 0) + 1);
-            }
-          } catch (error) {
-            log(`wiretap on ${pattern}: ${(error as Error).message}`);
-          }
-        })();
-      }
-    }
+    const wiretap =
+      tap === undefined
+        ? undefined
+        : startWiretap(tap.connection, (subject) => {
+            const tokens = subject.split(".");
+            return tokens[0] === "_INBOX" ? "reply" : tokens.slice(2, 4).join(".");
+          });
     // The primary's chunk cache counters, read around each job (not counted in its CPU:
     // one request each side).
     const infoBus = await connectTestBus(cluster.natsUrl);
@@ -498,7 +490,7 @@ async function main(): Promise<void> {
         for (const [id, pid] of pids) before.set(id, await cpuSeconds(pid));
         for (const [id, pid] of pids) callsBefore.set(id, await syscalls(pid));
         const started = performance.now();
-        counts.clear();
+        wiretap?.counts.clear();
         const output = await fio(jobArgs(uri, spec, seconds));
         const after = new Map<string, { user: number; system: number; minorFaults: number }>();
         const callsAfter = new Map<string, { reads: number; writes: number }>();
@@ -656,9 +648,11 @@ async function main(): Promise<void> {
           if (shown.length > 0) linkLines.push(`${role}: ${shown.join(", ")}`);
         }
         if (linkLines.length > 0) log(`  link messages received per I/O: ${linkLines.join("; ")}`);
-        if (tap !== undefined) {
+        if (wiretap !== undefined) {
+          const failure = wiretap.failure();
+          if (failure !== undefined) throw failure;
           log(
-            `  messages per I/O: ${[...counts]
+            `  messages per I/O: ${[...wiretap.counts]
               .sort((a, b) => b[1] - a[1])
               .map(([kind, count]) => `${kind} ${(count / writes).toFixed(2)}`)
               .join(", ")}`,

@@ -21,7 +21,7 @@
 // makes the exit code say whether every partition is at full strength.
 
 import { describeVolumeWhole } from "@ballast/client";
-import { BallastError, ErrorCode, type ResultOf, subjects } from "@ballast/protocol";
+import { BallastError, ErrorCode, limits, type ResultOf, subjects } from "@ballast/protocol";
 import type { Bus } from "@ballast/runtime";
 import { statusDeadlineMs } from "./constants.ts";
 import { CliError, exitCodes } from "./errors.ts";
@@ -152,8 +152,8 @@ export function reportedLine(
   if (reported.chunksShortOfCopies !== undefined) {
     const whole =
       unreachable.length === 0
-        ? "every chunk has 2 copies on sleds in service"
-        : `every chunk has 2 copies on sleds in service, but ${unreachable.join(", ")} ${unreachable.length === 1 ? "is" : "are"} not alive: copies there cannot be read until ${unreachable.length === 1 ? "it returns or is" : "they return or are"} declared out`;
+        ? `every chunk has ${limits.chunkCopies} copies on sleds in service`
+        : `every chunk has ${limits.chunkCopies} copies on sleds in service, but ${unreachable.join(", ")} ${unreachable.length === 1 ? "is" : "are"} not alive: copies there cannot be read until ${unreachable.length === 1 ? "it returns or is" : "they return or are"} declared out`;
     parts.push(
       reported.chunksShortOfCopies === 0
         ? whole

@@ -64,6 +64,13 @@ export const volumeBytesMax = 2 ** 50;
 export const replicaCountMin = 2;
 export const replicaCountMax = 3;
 
+/**
+ * Copies of every chunk (and checkpoint blob) on distinct sleds: head nodes write this
+ * many and re-replicate up to it, and the coordinator and status call a chunk short of
+ * copies below it. Erasure coding across sleds is a later step.
+ */
+export const chunkCopies = 2;
+
 /** Volume partitions: the default size, its bounds, and the most partitions per volume. */
 export const partitionBytesDefault = 1024 * mebibyte;
 export const partitionBytesMin = mebibyte;

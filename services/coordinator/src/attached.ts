@@ -11,11 +11,16 @@
 
 import { BallastError, ErrorCode, subjects } from "@ballast/protocol";
 import type { Service } from "@ballast/runtime";
-import { probeDeadlineMs } from "./constants.ts";
+import { probeDeadlineMs, shrinkNoticeDeadlineMs } from "./constants.ts";
 
 /** The cluster's members, as membership lists them. */
 export interface Members {
   list(): readonly { kind: string; id: string; alive: boolean }[];
+}
+
+/** The gateways membership holds alive: those the probe asks and a shrink is told to. */
+function liveGateways(members: Members | undefined): { id: string }[] {
+  return (members?.list() ?? []).filter((member) => member.kind === "gateway" && member.alive);
 }
 
 /**
@@ -27,11 +32,8 @@ export async function attachedThrough(
   members: Members | undefined,
   volumeName: string,
 ): Promise<string[]> {
-  const gateways = (members?.list() ?? []).filter(
-    (member) => member.kind === "gateway" && member.alive,
-  );
   const answers = await Promise.all(
-    gateways.map(async (gateway): Promise<string | undefined> => {
+    liveGateways(members).map(async (gateway): Promise<string | undefined> => {
       try {
         const info = await bus.request(
           subjects.node.build("gateway", gateway.id),
@@ -81,12 +83,6 @@ export async function refuseWhileAttached(
 }
 
 /**
- * How long the leader waits for each gateway to learn a shrink (describe the volume
- * again) before it logs that one as not told.
- */
-export const shrinkNoticeDeadlineMs = 5000;
-
-/**
  * Tells each live gateway that `volume` shrank (its record already says so): one that
  * has it open describes it again, and from its answer on refuses writes past the new
  * end. What the probe cannot see is covered so: a client attached after it, or a shrink
@@ -99,11 +95,8 @@ export async function tellShrunk(
   logger: Pick<Service["logger"], "warn">,
   volume: string,
 ): Promise<string[]> {
-  const gateways = (members?.list() ?? []).filter(
-    (member) => member.kind === "gateway" && member.alive,
-  );
   const untold = await Promise.all(
-    gateways.map(async (gateway) => {
+    liveGateways(members).map(async (gateway) => {
       try {
         await bus.request(
           subjects.node.build("gateway", gateway.id),

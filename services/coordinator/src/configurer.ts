@@ -41,7 +41,13 @@
 // decision counts the member's replica lost.
 //
 // Failure model: a request that fails or times out is retried on a later round; its
-// failure is logged once per replica and epoch. An answer that arrives after the
+// failure is logged once per replica and epoch. One refusal is not retried every round:
+// a member on another disk than the record's (`other-disk`, its replica was on a
+// directory it no longer has) refuses the epoch until it has that disk back, and while
+// no secondary can replace it (a primary) it stays in the record; it was sent the
+// configure every round for as long. It is sent it again once configureOtherDiskRetryMs
+// has passed, or at once when its heartbeats name the record's disk or it restarts
+// (decisions.ts `otherDiskBackoff`, tenure.ts `forgetConfigured`). An answer that arrives after the
 // tenure ended is dropped. A learner's configure waits for a read of the primary's
 // checkpoint pointer first, and goes out only if the tenure still leads and holds no
 // later epoch of the partition once it is read: a leader frozen inside the read must not
@@ -63,6 +69,7 @@ import {
   failingOver,
   knowsSleds,
   membersOf,
+  otherDiskBackoff,
   outOfStep,
   type PartitionRecord,
   type PartitionView,
@@ -117,9 +124,11 @@ export class Configurer {
       unopened: tenure.leases.unopenedMembers(record),
     };
     const sending: Promise<void>[] = [];
+    const otherDisk = tenure.otherDisk.get(key);
     for (const node of new Set([...members, ...nodes.keys()])) {
       if (tenure.configuring.has(`${key}@${node}`)) continue;
       if (!owesConfigure(record, node, nodes.get(node), { report, view, sleds, nowMs })) continue;
+      if (otherDiskBackoff(record, node, otherDisk?.get(node), disks, nowMs)) continue;
       if (!roomFor(tenure, node)) {
         // Sent as soon as one of the node's requests settles (`sendQueued`).
         let queue = tenure.configureQueue.get(node);
@@ -175,6 +184,9 @@ export class Configurer {
       const last = tenure.configured.get(key)?.get(node);
       const report = tenure.leases.reportOf(record, nowMs);
       if (!owesConfigure(record, node, last, { report, view, sleds, nowMs })) continue;
+      if (otherDiskBackoff(record, node, tenure.otherDisk.get(key)?.get(node), disks, nowMs)) {
+        continue;
+      }
       if (!tenure.configured.has(key)) tenure.configured.set(key, new Map());
       void this.send(tenure, record, node, membersOf(record).includes(node), sleds);
     }
@@ -291,6 +303,7 @@ export class Configurer {
       });
       tenure.noReplica.get(key)?.delete(node);
       forgetNote(tenure.failedJournals, key, node);
+      forgetNote(tenure.otherDisk, key, node);
       touch(tenure, key);
       const logged = tenure.failuresLogged.get(key);
       if (logged?.delete(node) === true && logged.size === 0) tenure.failuresLogged.delete(key);
@@ -320,6 +333,12 @@ export class Configurer {
         refused.set(node, record.epoch);
         tenure.noReplica.set(key, refused);
         touch(tenure, key);
+      }
+      if (member && onOtherDisk(error)) {
+        // It refuses this epoch until it has the record's disk back: not every round.
+        const refused = tenure.otherDisk.get(key) ?? new Map<string, OtherDiskRefusal>();
+        refused.set(node, { epoch: record.epoch, atMs: now() });
+        tenure.otherDisk.set(key, refused);
       }
       if (member && failedJournal(error)) {
         // Alive, but its replica's journal failed in this boot: it serves nothing here.
@@ -405,8 +424,18 @@ export function failedJournal(error: unknown): boolean {
   return error instanceof BallastError && error.details?.refusal === "journal-failed-this-boot";
 }
 
+/**
+ * Whether a configure's refusal says the head node is on another disk than the one the
+ * record has its replica on (configure-decision.ts `other-disk`).
+ */
+export function onOtherDisk(error: unknown): boolean {
+  return error instanceof BallastError && error.details?.refusal === "other-disk";
+}
+
+type OtherDiskRefusal = { epoch: number; atMs: number };
+
 /** Drops a node's note of a partition, and the partition's map once empty. */
-function forgetNote(notes: Map<string, Map<string, number>>, key: string, node: string): void {
+function forgetNote(notes: Map<string, Map<string, unknown>>, key: string, node: string): void {
   const nodes = notes.get(key);
   if (nodes?.delete(node) === true && nodes.size === 0) notes.delete(key);
 }

@@ -41,6 +41,12 @@ export const statusPartitionsMax = 1024;
 /** How long a status probe waits for each service's own description. */
 export const probeDeadlineMs = 1000;
 
+/**
+ * How long the leader waits for each gateway to learn a shrink (describe the volume
+ * again, attached.ts `tellShrunk`) before it logs that one as not told.
+ */
+export const shrinkNoticeDeadlineMs = 5000;
+
 /** The most services membership tracks; heartbeats from more are refused and logged. */
 export const membersMax = 4096;
 
@@ -110,6 +116,18 @@ export const settledRecheckMs = 60_000;
  * 400 at 5 s).
  */
 export const configureRefreshMs = 300_000;
+
+/**
+ * A member that refused the record's epoch for being on another disk than the record's
+ * (`other-disk`: its replica was on a directory it no longer has) is sent that epoch
+ * again only after this long (decisions.ts `otherDiskBackoff`), or at once when its
+ * heartbeats name the record's disk again or it restarts. Without it the configurer
+ * resent the configure every reconcile round (reconcileIntervalMs) for as long as the
+ * member stayed in the record: a primary no secondary could replace, for ever. The
+ * refusal holds until the node has that disk back, which a restart or a heartbeat
+ * shows; this only bounds a missed sign: 60 rounds, one configure where 60 went out.
+ */
+export const configureOtherDiskRetryMs = 30_000;
 
 /**
  * A primary whose reports still show an older epoch this long after it acknowledged

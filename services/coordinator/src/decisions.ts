@@ -64,7 +64,11 @@
 // may hold has run out (`leaseUntilMs`, on the leader's monotonic clock).
 
 import { limits, type MessageOf } from "@ballast/protocol";
-import { configureVerifyMs, primaryUnconfirmedMsMax } from "./constants.ts";
+import {
+  configureOtherDiskRetryMs,
+  configureVerifyMs,
+  primaryUnconfirmedMsMax,
+} from "./constants.ts";
 
 const { commitStallMsMax, primaryStallMsMax } = limits;
 
@@ -669,4 +673,25 @@ export function outOfStep(
  */
 export function knowsSleds(told: readonly string[] | undefined, live: readonly string[]): boolean {
   return live.every((sled) => told?.includes(sled) === true);
+}
+
+/**
+ * Whether the configure of `record` to `node` waits, after the node refused the
+ * record's epoch for being on another disk than the record has it on (`refused`: the
+ * epoch and when, monotonic; configurer.ts): for configureOtherDiskRetryMs, unless its
+ * heartbeats (`disks`) name the record's disk for it again. The refusal stands until the
+ * node has that disk back, so resending it every round only loaded the node and the
+ * bus. Pure; the failover simulator's model coordinator asks it too.
+ */
+export function otherDiskBackoff(
+  record: PartitionRecord,
+  node: string,
+  refused: { epoch: number; atMs: number } | undefined,
+  disks: ReadonlyMap<string, string> | undefined,
+  nowMs: number,
+): boolean {
+  if (refused === undefined || refused.epoch !== record.epoch) return false;
+  const recorded = record.disks?.[node];
+  if (recorded !== undefined && disks?.get(node) === recorded) return false;
+  return nowMs - refused.atMs < configureOtherDiskRetryMs;
 }

@@ -12,6 +12,7 @@
 // SDK's own observable gauges keep the last value they saw). A scrape of the leader while
 // its tenure has not yet fenced the catalogue observes nothing either.
 
+import { limits } from "@ballast/protocol";
 import { type Meter, meterGroupsOf } from "@ballast/runtime";
 import { idOfVolume } from "./catalogue.ts";
 import { volumeIdOf } from "./decisions.ts";
@@ -119,8 +120,7 @@ export function observeClusterFigures(
   );
   from(
     meter.createObservableGauge("ballast_cluster_chunks_short_of_copies", {
-      description:
-        "chunks with fewer than two copies on sleds in service, as primaries last reported (leader only)",
+      description: `chunks with fewer than ${limits.chunkCopies} copies on sleds in service, as primaries last reported (leader only)`,
     }),
     "chunksShortOfCopies",
   );

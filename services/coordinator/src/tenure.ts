@@ -104,6 +104,12 @@ export interface Tenure {
    * serving nothing of the partition until rebuilt or rebooted. Shown by describe.
    */
   failedJournals: Map<string, Map<string, number>>;
+  /**
+   * Per partition, per node: the epoch whose configure it refused for being on another
+   * disk than the record's (`other-disk`), and when (monotonic): not sent that epoch
+   * again for a while (decisions.ts `otherDiskBackoff`). Dropped when it restarts.
+   */
+  otherDisk: Map<string, Map<string, { epoch: number; atMs: number }>>;
   /** `${partitionKey}@${node}` of configure requests in flight. */
   configuring: Set<string>;
   /** Configure requests in flight, per head node. */
@@ -207,6 +213,7 @@ export function newTenure(leading: Leading, sinceMs: number): Tenure {
     configured: new WatchedMap<string, Map<string, Configured>>(changed),
     noReplica: new Map(),
     failedJournals: new Map(),
+    otherDisk: new Map(),
     configuring: new Set(),
     configuringPerNode: new Map(),
     configureQueue: new Map(),
@@ -247,6 +254,7 @@ export function forget(tenure: Tenure, record: PartitionRecord): void {
   for (const queue of tenure.configureQueue.values()) queue.delete(key);
   tenure.noReplica.delete(key);
   tenure.failedJournals.delete(key);
+  tenure.otherDisk.delete(key);
   tenure.learnersSince.delete(key);
   tenure.dropped.delete(key);
   tenure.reasons.delete(key);
@@ -269,6 +277,10 @@ export function forgetConfigured(tenure: Tenure | undefined, nodeId: string): vo
     // Asked again from when the configure is sent again, not from before it went away.
     tenure.asked.get(key)?.delete(nodeId);
     touch(tenure, key);
+  }
+  // Restarted, it may have its old disk back: its refusals for another disk are stale.
+  for (const [key, nodes] of tenure.otherDisk) {
+    if (nodes.delete(nodeId) && nodes.size === 0) tenure.otherDisk.delete(key);
   }
 }
 
@@ -315,5 +327,11 @@ function holdsNotesOf(tenure: Tenure, nodeId: string): boolean {
 
 /** The per-partition notes keyed by node other than the acknowledgements. */
 function perNodeNotes(tenure: Tenure): Map<string, Map<string, unknown>>[] {
-  return [tenure.asked, tenure.noReplica, tenure.failedJournals, tenure.failuresLogged];
+  return [
+    tenure.asked,
+    tenure.noReplica,
+    tenure.failedJournals,
+    tenure.otherDisk,
+    tenure.failuresLogged,
+  ];
 }

@@ -14,13 +14,14 @@ import {
   refreshDue,
 } from "../src/configurer.ts";
 import {
+  configureOtherDiskRetryMs,
   configureRefreshMs,
   configuresPerNodeInflightMax,
   configureVerifyMs,
 } from "../src/constants.ts";
 import { decidePartition, type PartitionRecord, type Report } from "../src/decisions.ts";
 import { partitionKey } from "../src/leases.ts";
-import { forget, newTenure, type Tenure } from "../src/tenure.ts";
+import { forget, forgetConfigured, newTenure, type Tenure } from "../src/tenure.ts";
 import { failedField } from "../src/volumes.ts";
 
 const record: PartitionRecord = {
@@ -591,6 +592,83 @@ describe("Configurer: failed configures logged (unit, fake bus)", () => {
     // The volume is deleted: nothing of the partition is left.
     forget(tenure, record);
     expect(tenure.failuresLogged.size).toBe(0);
+  });
+});
+
+describe("Configurer: a member on another disk than the record's (unit, fake bus)", () => {
+  beforeEach(() => {
+    clockMs = 1000;
+    vi.spyOn(globalThis.performance, "now").mockImplementation(() => clockMs);
+  });
+  afterEach(() => vi.restoreAllMocks());
+
+  it("is not sent the epoch it refused every round: again after configureOtherDiskRetryMs, or at once on its old disk or restarted", async () => {
+    // head-1 came back on an empty directory (disk-c) under its old id; the record has
+    // its replica on disk-a, and no secondary can take over, so it stays the primary.
+    // Every round it was sent the configure, and every time it refused (other-disk).
+    const tenure: Tenure = newTenure({ term: 1, tenure: 1 }, 0);
+    const onDisk = { ...record, disks: { "head-1": "disk-a", "head-2": "disk-b" } };
+    const sent: string[] = [];
+    const configurer = new Configurer(
+      {
+        bus: {
+          request: async (subject: string) => {
+            const node = subject.split(".").at(-1)!;
+            sent.push(node);
+            if (node === "head-1") {
+              // As headnode.ts answers it (headnode-faults.test.ts checks that answer).
+              throw new BallastError(
+                ErrorCode.NotFound,
+                "head-1 holds nothing of vol/0 on this disk (disk-c): its replica was on disk disk-a, which this node no longer has",
+                { details: { refusal: "other-disk", disk: "disk-a" } },
+              );
+            }
+            return {};
+          },
+        },
+        logger: { debug: () => undefined, warn: () => undefined },
+      } as never,
+      {} as never,
+      { held: () => tenure, current: () => tenure },
+      {} as never,
+    );
+    const alive = new Set(["head-1", "head-2"]);
+    const heartbeatDisks = new Map([
+      ["head-1", "disk-c"],
+      ["head-2", "disk-b"],
+    ]);
+    const round = () => configurer.configure(tenure, onDisk, alive, ["sled-1"], heartbeatDisks);
+    await round();
+    expect(sent.sort()).toEqual(["head-1", "head-2"]);
+    sent.length = 0;
+    // Rounds every reconcile interval for nearly the whole back-off: nothing goes out.
+    for (let step = 0; step < 10; step++) {
+      clockMs += (configureOtherDiskRetryMs - 1) / 10;
+      await round();
+    }
+    expect(sent).toEqual([]);
+    clockMs += 1;
+    await round();
+    expect(sent).toEqual(["head-1"]);
+    sent.length = 0;
+    await round();
+    expect(sent).toEqual([]);
+    // Its heartbeats name the record's disk again: sent at once.
+    heartbeatDisks.set("head-1", "disk-a");
+    await round();
+    expect(sent).toEqual(["head-1"]);
+    sent.length = 0;
+    heartbeatDisks.set("head-1", "disk-c");
+    await round();
+    expect(sent).toEqual([]);
+    // Restarted (membership saw a new session): it may have its disk back, sent at once.
+    forgetConfigured(tenure, "head-1");
+    await round();
+    expect(sent).toEqual(["head-1"]);
+    sent.length = 0;
+    // A new epoch is a new configure: sent at once.
+    await configurer.configure(tenure, { ...onDisk, epoch: 3 }, alive, ["sled-1"], heartbeatDisks);
+    expect(sent.sort()).toEqual(["head-1", "head-2"]);
   });
 });
 

@@ -688,6 +688,8 @@ export class HeadNode {
         return new BallastError(
           ErrorCode.NotFound,
           `${this.service.nodeId} holds nothing of ${volume}/${partition} on this disk (${this.service.disk ?? "no id"}): its replica was on disk ${refusal.disk}, which this node no longer has`,
+          // Named, so the coordinator stops resending it (configurer.ts `onOtherDisk`).
+          { details: { refusal: "other-disk", disk: refusal.disk } },
         );
       case "deleted":
         return new BallastError(

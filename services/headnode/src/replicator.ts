@@ -54,11 +54,12 @@
 // flush record needs to commit. A chunk with no live copy cannot be copied: it is logged
 // and counted short (its data is lost unless an out sled comes back).
 
+import { limits } from "@ballast/protocol";
 import type { Logger } from "@ballast/runtime";
 import type { CheckpointPointer } from "./replica/effects.ts";
 import type { ChunkEntry } from "./replica/metadata.ts";
 import type { Replica } from "./replica/replica.ts";
-import { type ChunkOwner, chunkCopies, type SledClient } from "./sled-client.ts";
+import type { ChunkOwner, SledClient } from "./sled-client.ts";
 
 /** How often every primary's table is scanned even if the out set did not change. */
 export const replicatorIntervalMs = 30_000;
@@ -112,14 +113,14 @@ export function liveCopies(copies: readonly string[], out: ReadonlySet<string>):
   return copies.filter((sled) => !out.has(sled));
 }
 
-/** Chunks of the table with fewer than two copies on sleds in service. */
+/** Chunks of the table with fewer than `chunkCopies` copies on sleds in service. */
 export function chunksShortOfCopies(
   chunks: ReadonlyMap<number, ChunkEntry>,
   out: ReadonlySet<string>,
 ): number {
   let short = 0;
   for (const entry of chunks.values()) {
-    if (liveCopies(entry.copies, out).length < chunkCopies) short++;
+    if (liveCopies(entry.copies, out).length < limits.chunkCopies) short++;
   }
   return short;
 }
@@ -142,7 +143,7 @@ export function planCopies(
   const stuck: number[] = [];
   for (const [chunkNumber, entry] of chunks) {
     const sources = liveCopies(entry.copies, out);
-    if (sources.length >= chunkCopies || skip(chunkNumber)) continue;
+    if (sources.length >= limits.chunkCopies || skip(chunkNumber)) continue;
     if (sources.length === 0) {
       lost.push(chunkNumber);
       continue;
@@ -685,11 +686,11 @@ export class Replicator {
   private checkCheckpoint(partition: ReplicatedPartition, out: ReadonlySet<string>): void {
     const pointer = partition.replica.recordedCheckpoint;
     if (pointer === undefined) return;
-    if (liveCopies(pointer.sleds, out).length >= chunkCopies) return;
+    if (liveCopies(pointer.sleds, out).length >= limits.chunkCopies) return;
     this.replaceCheckpoint(
       partition,
       pointer,
-      "the recorded checkpoint has fewer than 2 copies on sleds in service: taking a new one",
+      `the recorded checkpoint has fewer than ${limits.chunkCopies} copies on sleds in service: taking a new one`,
     );
   }
 

@@ -53,6 +53,7 @@ import {
   ErrorCode,
   encodeMessageParts,
   isErrorCode,
+  limits,
   type ResultOf,
   sledLimits,
   subjects,
@@ -60,8 +61,6 @@ import {
 import type { Bus, Logger, Meter } from "@ballast/runtime";
 import { ChunkCache, cacheFillReadBytesMax, chunkCacheBytesFloor } from "./chunk-cache.ts";
 
-/** Copies of every chunk. Erasure coding across sleds is a later step. */
-export const chunkCopies = 2;
 const sledDeadlineMs = 10_000;
 /**
  * How long a sled that refused `sled.chunk.read-many.v1` is asked single reads before
@@ -202,10 +201,10 @@ export class SledClient {
     spread: number,
     checksum: number = crc32c(data),
   ): Promise<string[]> {
-    if (sleds.length < chunkCopies) {
+    if (sleds.length < limits.chunkCopies) {
       throw new BallastError(
         ErrorCode.Unavailable,
-        `a chunk needs ${chunkCopies} sleds, but only ${sleds.length} are configured`,
+        `a chunk needs ${limits.chunkCopies} sleds, but only ${sleds.length} are configured`,
       );
     }
     const order = sleds.map((_, index) => sleds[(spread + index) % sleds.length]!);
@@ -215,8 +214,8 @@ export class SledClient {
     const holders: string[] = [];
     const failures: string[] = [];
     let allNoSpace = true;
-    for (let next = 0; holders.length < chunkCopies && next < order.length; ) {
-      const batch = order.slice(next, next + chunkCopies - holders.length);
+    for (let next = 0; holders.length < limits.chunkCopies && next < order.length; ) {
+      const batch = order.slice(next, next + limits.chunkCopies - holders.length);
       next += batch.length;
       const results = await Promise.allSettled(
         batch.map((sled) => this.writeCopy(owner, chunkId, sled, data, checksum, encoded)),
@@ -231,12 +230,12 @@ export class SledClient {
         if (code !== ErrorCode.NoSpace) allNoSpace = false;
       });
     }
-    if (holders.length < chunkCopies) {
+    if (holders.length < limits.chunkCopies) {
       // Every sled that failed was full: say so, so that the core can answer writes
       // NoSpace instead of letting them wait for room that is not coming.
       throw new BallastError(
         allNoSpace ? ErrorCode.NoSpace : ErrorCode.Unavailable,
-        `chunk ${chunkId} reached ${holders.length} of ${chunkCopies} sleds: ${failures.join("; ")}`,
+        `chunk ${chunkId} reached ${holders.length} of ${limits.chunkCopies} sleds: ${failures.join("; ")}`,
       );
     }
     // What the primary just flushed is what its reads will ask for next; every holder
@@ -761,7 +760,7 @@ export class SledClient {
     const holders: string[] = [];
     const failures: string[] = [];
     for (const sled of order) {
-      if (holders.length >= chunkCopies) break;
+      if (holders.length >= limits.chunkCopies) break;
       try {
         await this.uploadBlob(sled, key, data, checksum);
         holders.push(sled);
@@ -769,10 +768,10 @@ export class SledClient {
         failures.push(`${sled}: ${(error as Error).message}`);
       }
     }
-    if (holders.length < chunkCopies) {
+    if (holders.length < limits.chunkCopies) {
       throw new BallastError(
         ErrorCode.Unavailable,
-        `blob ${key} reached ${holders.length} of ${chunkCopies} sleds: ${failures.join("; ")}`,
+        `blob ${key} reached ${holders.length} of ${limits.chunkCopies} sleds: ${failures.join("; ")}`,
       );
     }
     return holders;

@@ -281,6 +281,11 @@ describe("a configure recorded on another disk", () => {
     expect((refused as BallastError).code).toBe(ErrorCode.NotFound);
     expect((refused as BallastError).message).toContain("e".repeat(32));
     expect((refused as BallastError).message).toContain(service.disk);
+    // Named, so that the coordinator backs off rather than resend it every round.
+    expect((refused as BallastError).details).toEqual({
+      refusal: "other-disk",
+      disk: "e".repeat(32),
+    });
     expect(existsSync(join(dataDir, "partitions", "1-a", "0"))).toBe(false);
     expect(service.served.has(subjects.volume.build("vol", 0))).toBe(false);
     const served = (await configureOn(service.disk)) as { role: string };

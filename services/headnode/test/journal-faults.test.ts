@@ -5,7 +5,9 @@
 // Segment files are opened O_DSYNC, so an append's sync is its writev: a failed sync of
 // an append shows as a failed writev, and fdatasync is left to truncation. The wrapper
 // also counts calls, for the test that a group commit is one file call. A runway
-// extension is a writev of zeros only: "writevOfZeros" fails just those.
+// extension is a writev of zeros only: "writevOfZeros" fails just those. A failure
+// reports EIO unless a test sets another errno (ENOSPC, EDQUOT: a full disk or quota),
+// and a failing writev of zeros may first write part of its zeros, as a short write.
 //
 // A journal that failed refuses to open again in the same boot of the machine: the page
 // cache may serve bytes of the failed writes that never reached the disk (failed-
@@ -18,9 +20,26 @@ import type * as FilePromises from "node:fs/promises";
 import { stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, test, vi } from "vitest";
+import {
+  recordHeaderBytes,
+  runwayRetryAfterBytes,
+  runwayStepFirstBytes,
+} from "../src/journal/constants.ts";
 import { removeDirectory as removeJournalDirectory } from "../src/journal/files.ts";
-import { Journal, JournalFailedError, JournalUntrustedError } from "../src/journal/index.ts";
-import { expectSameRecords, recordsFrom, temporaryDirectory } from "./fixtures/journal-files.ts";
+import {
+  Journal,
+  JournalFailedError,
+  type JournalRecord,
+  JournalUntrustedError,
+} from "../src/journal/index.ts";
+import {
+  expectSameRecords,
+  recordsEndOf,
+  recordsFrom,
+  segmentBytesOnDisk,
+  segmentNames,
+  temporaryDirectory,
+} from "./fixtures/journal-files.ts";
 
 type FaultyOperation = "datasync" | "writev" | "readdir";
 
@@ -35,10 +54,23 @@ const faults = vi.hoisted(() => ({
   calls: new Map<string, number>(),
   /** The flags of every open, in order. */
   openFlags: [] as unknown[],
+  /** The errno a failing call reports. */
+  errno: "EIO",
+  /** Bytes a failing writev of zeros writes first, as a short write; then it fails. */
+  zerosWrittenFirst: 0,
+  /** Writev calls of zeros only (runway extensions), failed or not. */
+  zeroWrites: 0,
 }));
 
+const errnoMessages: Record<string, string> = {
+  EIO: "i/o error",
+  ENOSPC: "no space left on device",
+  EDQUOT: "disk quota exceeded",
+};
+
 function ioError(operation: string): Error {
-  return Object.assign(new Error(`EIO: i/o error, ${operation}`), { code: "EIO" });
+  const code = faults.errno;
+  return Object.assign(new Error(`${code}: ${errnoMessages[code]}, ${operation}`), { code });
 }
 
 vi.mock("node:fs/promises", async (importOriginal) => {
@@ -53,10 +85,16 @@ vi.mock("node:fs/promises", async (importOriginal) => {
         }
         if (typeof property === "string")
           faults.calls.set(property, (faults.calls.get(property) ?? 0) + 1);
-        if (property === "writev" && faults.failing.has("writevOfZeros")) {
+        if (property === "writev") {
           return async (buffers: Uint8Array[], position: number) => {
             if (buffers.every((buffer) => buffer.every((byte) => byte === 0))) {
-              throw ioError("writev");
+              faults.zeroWrites++;
+              if (faults.failing.has("writevOfZeros")) {
+                const first = faults.zerosWrittenFirst;
+                faults.zerosWrittenFirst = 0;
+                if (first === 0) throw ioError("writev");
+                return target.writev([buffers[0]!.subarray(0, first)], position);
+              }
             }
             return target.writev(buffers, position);
           };
@@ -80,6 +118,14 @@ vi.mock("node:fs/promises", async (importOriginal) => {
   return { ...actual, open, readdir, default: { ...actual, open, readdir } };
 });
 
+/** Records of `payloadBytes`-byte payloads, none of them zero. */
+function recordsOfBytes(firstOpNum: number, count: number, payloadBytes: number): JournalRecord[] {
+  return Array.from({ length: count }, (_, index) => ({
+    opNum: firstOpNum + index,
+    payload: new Uint8Array(payloadBytes).fill(((firstOpNum + index) % 255) + 1),
+  }));
+}
+
 let directory: string;
 let removeDirectory: () => Promise<void>;
 
@@ -87,6 +133,9 @@ beforeEach(async () => {
   faults.failing.clear();
   faults.calls.clear();
   faults.openFlags.length = 0;
+  faults.errno = "EIO";
+  faults.zerosWrittenFirst = 0;
+  faults.zeroWrites = 0;
   ({ path: directory, remove: removeDirectory } = await temporaryDirectory());
 });
 
@@ -217,6 +266,85 @@ test("a failed runway extension fails the journal; the append that started it st
   await journal.close();
   const recovered = await reopenAfterReboot();
   expectSameRecords(recovered.records, recordsFrom(1, 3));
+  await recovered.journal.close();
+});
+
+describe.each(["ENOSPC", "EDQUOT"])("a runway extension refused with %s", (errno) => {
+  test("is cut back and stops extending, and fails nothing: appends go on, the journal reopens in the same boot", async () => {
+    const { journal } = await Journal.open({ directory, bootId: thisBoot });
+    faults.failing.add("writevOfZeros");
+    faults.errno = errno;
+    // The extension writes 4 KiB of its zeros, then the disk is full.
+    faults.zerosWrittenFirst = 4096;
+    await journal.append(recordsFrom(1, 3));
+    await journal.settled();
+    expect(faults.zeroWrites).toBe(2);
+    expect(journal.runwayRefusals).toBe(1);
+    // The zeros written were cut off again: the file ends at its last record, as the
+    // journal says.
+    const [segment] = await segmentNames(directory);
+    const path = join(directory, segment!);
+    expect((await stat(path)).size).toBe(await recordsEndOf(path));
+    expect(journal.bytes).toBe(await segmentBytesOnDisk(directory));
+    expect(existsSync(join(directory, failedMarkerName))).toBe(false);
+    // The disk has room for records: they are written, and no extension is tried yet.
+    await journal.append(recordsFrom(4, 5));
+    await journal.settled();
+    expect(faults.zeroWrites).toBe(2);
+    expect(journal.bytes).toBe(await segmentBytesOnDisk(directory));
+    await journal.close();
+    faults.failing.clear();
+    // Nothing to distrust: it opens again in the same boot, every record there.
+    const recovered = await Journal.open({ directory, bootId: thisBoot });
+    expectSameRecords(recovered.records, recordsFrom(1, 8));
+    expect(recovered.tornTailBytes).toBe(0);
+    await recovered.journal.close();
+  });
+});
+
+test("after a refused runway extension, the next is tried once runwayRetryAfterBytes of records follow", async () => {
+  const { journal } = await Journal.open({ directory, bootId: thisBoot });
+  faults.failing.add("writevOfZeros");
+  faults.errno = "ENOSPC";
+  await journal.append(recordsOfBytes(1, 1, 1000));
+  await journal.settled();
+  expect(faults.zeroWrites).toBe(1);
+  expect(journal.runwayRefusals).toBe(1);
+  // Space again, but too few records since: still no extension.
+  faults.failing.clear();
+  const payloadBytes = 64 * 1024;
+  const below = Math.floor(runwayRetryAfterBytes / (payloadBytes + recordHeaderBytes));
+  for (let opNum = 2; opNum < 2 + below; opNum++) {
+    await journal.append(recordsOfBytes(opNum, 1, payloadBytes));
+  }
+  await journal.settled();
+  expect(faults.zeroWrites).toBe(1);
+  // This one passes the mark: its batch extends the runway again, from the first step.
+  await journal.append(recordsOfBytes(2 + below, 1, payloadBytes));
+  await journal.settled();
+  expect(faults.zeroWrites).toBe(2);
+  const [segment] = await segmentNames(directory);
+  const path = join(directory, segment!);
+  expect((await stat(path)).size).toBe((await recordsEndOf(path)) + runwayStepFirstBytes);
+  expect(journal.bytes).toBe(await segmentBytesOnDisk(directory));
+  await journal.close();
+});
+
+test("a record write refused for want of space fails the journal, as any failed write does", async () => {
+  const { journal } = await Journal.open({ directory, bootId: thisBoot });
+  await journal.append(recordsFrom(1, 2));
+  await journal.settled();
+  faults.failing.add("writev");
+  faults.errno = "ENOSPC";
+  const failing = journal.append(recordsFrom(3, 1));
+  await expect(failing).rejects.toThrow("cannot append: ENOSPC: no space left on device");
+  faults.failing.clear();
+  await expect(journal.append(recordsFrom(4, 1))).rejects.toThrow(
+    "an earlier file operation failed",
+  );
+  await journal.close();
+  const recovered = await reopenAfterReboot();
+  expectSameRecords(recovered.records.slice(0, 2), recordsFrom(1, 2));
   await recovered.journal.close();
 });
 

@@ -11,6 +11,7 @@ import {
   formatVersionWithoutNonce,
   payloadBytesMax,
   recordHeaderBytes,
+  runwayRetryAfterBytes,
   runwayStepFirstBytes,
   runwayStepMaxBytes,
   segmentHeaderBytes,
@@ -382,10 +383,12 @@ describe("the runway", () => {
     const layout = newLayout(fourPerSegment);
     const oneRecord = H + 50;
     layout.planAppend(records(1, 1));
+    // The segment's creation started the first runway; each drop of it starts another.
     expect(layout.planRunway()).toEqual({
       firstOpNum: 1,
       position: oneRecord,
       bytes: fourPerSegment - oneRecord,
+      runwayGeneration: 1,
     });
     expect(layout.bytes).toBe(fourPerSegment);
     // Runway left (100 bytes) is below a quarter of the next step, but the segment is full.
@@ -402,6 +405,7 @@ describe("the runway", () => {
       firstOpNum: 5,
       position: oneRecord,
       bytes: fourPerSegment - oneRecord,
+      runwayGeneration: 3,
     });
     expect(layout.bytes).toBe(2 * fourPerSegment);
     const truncation = layout.planTruncateAfter(4);
@@ -415,6 +419,50 @@ describe("the runway", () => {
     );
     expect(recovered.bytes).toBe(5000 + oneRecord);
     expect(recovered.planRunway()).toBeUndefined();
+  });
+
+  test("an extension withdrawn (refused for want of space) leaves the runway it found, and pauses the next", () => {
+    const layout = newLayout(4 * runwayStepMaxBytes);
+    layout.planAppend(records(1, 1));
+    const recordsEnd = H + 50;
+    const extension = layout.planRunway()!;
+    expect(extension.bytes).toBe(runwayStepFirstBytes);
+    // Records planned after the extension, before it ran: they land from the old end on.
+    layout.planAppend(records(2, 2));
+    layout.withdrawRunway(extension);
+    // The file was cut back to the extension's position: the records past it extend it.
+    expect(layout.bytes).toBe(recordsEnd + 2 * 50);
+    // Paused until runwayRetryAfterBytes of records have been planned since.
+    expect(layout.planRunway()).toBeUndefined();
+    const recordBytes = 32 * kibibyte;
+    const count = Math.ceil(runwayRetryAfterBytes / recordBytes);
+    layout.planAppend(records(4, count - 1, recordBytes - recordHeaderBytes));
+    expect(layout.planRunway()).toBeUndefined();
+    layout.planAppend(records(3 + count, 1, recordBytes - recordHeaderBytes));
+    // From the first step again.
+    expect(layout.planRunway()).toMatchObject({ bytes: runwayStepFirstBytes });
+  });
+
+  test("an extension withdrawn after a roll or a truncation has no runway left to take back", () => {
+    const layout = newLayout(fourPerSegment);
+    layout.planAppend(records(1, 1));
+    const extension = layout.planRunway()!;
+    layout.planAppend(records(2, 4)); // op 5 starts a new segment: the old runway is cut
+    const bytes = layout.bytes;
+    layout.withdrawRunway(extension);
+    expect(layout.bytes).toBe(bytes);
+    // The refusal is news of the disk: the new segment waits too, until the next one.
+    expect(layout.planRunway()).toBeUndefined();
+    layout.planAppend(records(6, 4)); // ops 6 to 8 fill segment 5, op 9 starts segment 9
+    expect(layout.planRunway()).toMatchObject({ firstOpNum: 9 });
+
+    const truncated = newLayout(fourPerSegment);
+    truncated.planAppend(records(1, 2));
+    const dropped = truncated.planRunway()!;
+    truncated.planTruncateAfter(1);
+    const cutBytes = truncated.bytes;
+    truncated.withdrawRunway(dropped);
+    expect(truncated.bytes).toBe(cutBytes);
   });
 });
 

@@ -118,7 +118,7 @@ export const ReplicaStatus = z.object({
   /** Of those, bytes some extent still refers to; the rest is reclaimable. */
   liveBytes: unsignedInteger.optional(),
   snapshotBytes: SnapshotBytes.optional(),
-  /** On a primary: chunks with fewer than two copies on sleds in service. */
+  /** On a primary: chunks with fewer than `chunkCopies` (limits.ts) copies on sleds in service. */
   chunksShortOfCopies: unsignedInteger.optional(),
   /** A digest of the whole metadata: equal on replicas whose metadata is identical. */
   metadataDigest: z.string(),
@@ -237,7 +237,7 @@ export const PrimaryReport = z.object({
   chunkBytes: unsignedInteger.optional(),
   liveBytes: unsignedInteger.optional(),
   snapshotBytes: SnapshotBytes.optional(),
-  /** Chunks with fewer than two copies on sleds in service (re-replication to do). */
+  /** Chunks with fewer than `chunkCopies` (limits.ts) copies on sleds in service (re-replication to do). */
   chunksShortOfCopies: unsignedInteger.optional(),
 });
 

@@ -106,6 +106,15 @@ export const runwayStepMaxBytes = 1 * mebibyte;
  */
 export const runwayLowWaterDivisor = 4;
 
+/**
+ * After a runway extension the file system refused for want of space (ENOSPC, EDQUOT),
+ * the next is tried once records of at least this many bytes have been appended since,
+ * or when a new segment is started, whichever comes first. The zeros are not needed for
+ * correctness, so a full disk only stops them (journal.ts); this bounds the refused
+ * attempts, each a failed write and a cut, to one per this many bytes of records.
+ */
+export const runwayRetryAfterBytes = 1 * mebibyte;
+
 /** The zeros a runway extension writes, in buffers of this many bytes (one shared buffer). */
 export const runwayZeroBufferBytes = 64 * kibibyte;
 

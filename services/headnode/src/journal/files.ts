@@ -4,7 +4,8 @@
 //
 // Failure model: an error from the file system is passed up unchanged; the journal turns
 // it into a JournalFailedError and stops, because after a failed write or sync the file's
-// contents are unknown.
+// contents are unknown (all but a runway extension refused for want of space, whose
+// zeros the journal cuts off again: journal.ts).
 
 import { type FileHandle, mkdir, open, rm } from "node:fs/promises";
 import { dirname, resolve } from "node:path";

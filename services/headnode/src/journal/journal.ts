@@ -33,7 +33,17 @@
 // file shorter or reading zeros, and recovery takes either), but the write is synced like
 // any other (O_DSYNC) so that the size and extents are committed before records rely on
 // them. Steps start small and double per extension up to a limit (constants.ts), so an
-// idle replica's journal stays small. Before a new segment is created, the last one's
+// idle replica's journal stays small. A full disk (ENOSPC, or EDQUOT for a quota) only
+// stops the extensions: the zeros written of a refused one are cut off again (ftruncate
+// back to the length before it, fdatasync), the layout takes it back, and none is tried
+// until more records are appended or a new segment starts (runwayRetryAfterBytes). So a
+// replica fails for want of space only when a record cannot be written, not up to a
+// step early; and the replicas of a partition, which cross their runway marks at the
+// same op, do not all fail together on a shared disk while their records still fit.
+// Nothing else can be lost with it: every other write to the file returned synced
+// (O_DSYNC), so the refused write's own pages are the only ones the error can concern,
+// and the cut drops them. Any other error, or a failed cut, fails the journal as below.
+// Before a new segment is created, the last one's
 // runway is cut off (ftruncate, fdatasync), so no segment but the last has bytes after
 // its last record; a truncation that cuts inside the last segment cuts its runway too.
 //
@@ -151,6 +161,17 @@ function drawSegmentNonce(): Uint8Array {
   return new Uint8Array(randomBytes(segmentNonceBytes));
 }
 
+/**
+ * Whether the file system refused a write for want of space: ENOSPC (the disk or file
+ * system is full) or EDQUOT (the owner's quota is). Both refuse to allocate blocks; an
+ * O_DSYNC write can also report them from its sync, and then the pages they concern are
+ * the write's own (see the module header on the runway).
+ */
+function isNoSpace(error: unknown): boolean {
+  const code = (error as NodeJS.ErrnoException | undefined)?.code;
+  return code === "ENOSPC" || code === "EDQUOT";
+}
+
 /** Directories with an open Journal in this process: two would overwrite each other. */
 const openDirectories = new Set<string>();
 
@@ -165,6 +186,7 @@ export class Journal {
   #closed: Promise<void> | undefined;
   #failure: JournalFailedError | undefined;
   #syncCount = 0;
+  #runwayRefusals = 0;
 
   /** The boot this journal was opened in: a failure is recorded with it. */
   readonly #bootId: string;
@@ -276,6 +298,14 @@ export class Journal {
   }
 
   /**
+   * Runway extensions the file system refused for want of space since open returned,
+   * for metrics and tests: each stopped the extensions for a while, and failed nothing.
+   */
+  get runwayRefusals(): number {
+    return this.#runwayRefusals;
+  }
+
+  /**
    * Appends records whose op numbers are contiguous and follow lastOpNum (any first op
    * when the journal is empty). Resolves once they are durable. The payloads are copied
    * before this returns, so the caller may reuse its buffers at once; except a record
@@ -384,7 +414,8 @@ export class Journal {
    * Called only when nothing is queued behind the batch: the layout's state is then the
    * files' state once the batch is written, so the zeros land past every record written
    * before them, and every record planned after them lands after they are written. The
-   * batch does not wait for it; a failure fails the journal, and the next call says so.
+   * batch does not wait for it; a refusal for want of space only stops extending for a
+   * while (#extendRunway); any other failure fails the journal, and the next call says so.
    */
   #startRunwayExtension(): void {
     const extension = this.#layout.planRunway();
@@ -443,8 +474,19 @@ export class Journal {
 
   async #extendRunway(extension: RunwayExtension): Promise<void> {
     const handle = await this.#activate(extension.firstOpNum);
-    // Synced by O_DSYNC, so counted as syncs, like a commit's writes.
-    this.#syncCount += await writeZeros(handle, extension.position, extension.bytes);
+    try {
+      // Synced by O_DSYNC, so counted as syncs, like a commit's writes.
+      this.#syncCount += await writeZeros(handle, extension.position, extension.bytes);
+    } catch (error) {
+      if (!isNoSpace(error)) throw error;
+      // The zeros are not needed (see the module header): give back those written, so
+      // that the file ends where the layout will say, and go on without them. A failed
+      // cut is an I/O error like any other and fails the journal.
+      await handle.truncate(extension.position);
+      await this.#datasync(handle);
+      this.#layout.withdrawRunway(extension);
+      this.#runwayRefusals++;
+    }
   }
 
   async #release(plan: ReleasePlan): Promise<void> {

@@ -8,7 +8,9 @@
 // that appends overwrite allocated, synced blocks instead of extending the file
 // (journal.ts says why). The layout tracks the runway's length and plans its extensions
 // (planRunway), and cuts it off a segment before the next one is created, so that only
-// the last segment ever has bytes past its last record.
+// the last segment ever has bytes past its last record. An extension the file system
+// refused for want of space is withdrawn (withdrawRunway) once the journal has cut the
+// file back, and extensions pause for a while (runwayRetryAfterBytes).
 //
 // Each segment the layout creates gets a nonce, drawn by the caller's nonce source (the
 // journal passes a random one; the layout itself draws nothing), written in its header
@@ -35,6 +37,7 @@ import {
   payloadBytesMax,
   recordHeaderBytes,
   runwayLowWaterDivisor,
+  runwayRetryAfterBytes,
   runwayStepFirstBytes,
   runwayStepMaxBytes,
   segmentHeaderBytes,
@@ -126,6 +129,11 @@ export interface RunwayExtension {
   firstOpNum: number;
   position: number;
   bytes: number;
+  /**
+   * The runway this extends: a roll or a truncation that drops the runway starts a new
+   * one, and an extension withdrawn after that has nothing left to take back.
+   */
+  runwayGeneration: number;
 }
 
 export interface TruncatePlan {
@@ -153,6 +161,10 @@ export class SegmentLayout {
   #runwayBytes: number;
   /** The next runway extension's length: it doubles with each, up to a limit. */
   #runwayStepBytes = runwayStepFirstBytes;
+  /** Counts the rolls and truncations that dropped the runway (RunwayExtension). */
+  #runwayGeneration = 0;
+  /** Record bytes still to append before an extension is planned again, after a refusal. */
+  #runwayPauseBytes = 0;
   /** The highest op released so far and still inside the stored range, if any. */
   #releasedThroughOpNum: number | undefined;
 
@@ -223,6 +235,9 @@ export class SegmentLayout {
           create.cutRunway = { firstOpNum: segment.firstOpNum, bytes: segment.bytes };
         }
         this.#runwayBytes = 0;
+        this.#runwayGeneration++;
+        // A new segment is a new file: its runway may find space the old one did not.
+        this.#runwayPauseBytes = 0;
         segment = {
           firstOpNum: record.opNum,
           formatVersion,
@@ -266,6 +281,7 @@ export class SegmentLayout {
       this.#bytes += encodedBytes;
       // The record lands in the runway's zeros, and past them it extends the file.
       this.#runwayBytes = Math.max(0, this.#runwayBytes - encodedBytes);
+      this.#runwayPauseBytes = Math.max(0, this.#runwayPauseBytes - encodedBytes);
     }
     this.#checkTail();
     return writes;
@@ -282,6 +298,7 @@ export class SegmentLayout {
     const last = this.#segments.at(-1);
     // A segment of an older version takes no more records, so it needs no more zeros.
     if (last === undefined || last.formatVersion !== formatVersion) return undefined;
+    if (this.#runwayPauseBytes > 0) return undefined;
     if (this.#runwayBytes >= this.#runwayStepBytes / runwayLowWaterDivisor) return undefined;
     const position = last.bytes + this.#runwayBytes;
     const end = Math.min(position + this.#runwayStepBytes, this.#segmentBytesMax);
@@ -289,7 +306,30 @@ export class SegmentLayout {
     this.#runwayBytes += end - position;
     this.#runwayStepBytes = Math.min(2 * this.#runwayStepBytes, runwayStepMaxBytes);
     this.#checkTail();
-    return { firstOpNum: last.firstOpNum, position, bytes: end - position };
+    return {
+      firstOpNum: last.firstOpNum,
+      position,
+      bytes: end - position,
+      runwayGeneration: this.#runwayGeneration,
+    };
+  }
+
+  /**
+   * Takes back an extension the file system refused for want of space, once the journal
+   * has cut the file back to `extension.position` (its length before the extension):
+   * the runway is what it would have been without it, and no extension is planned again
+   * until records of `runwayRetryAfterBytes` have been appended or a new segment starts;
+   * the next step is the first one again. Records planned after the extension land from
+   * the old last record on, so the runway left is the bytes between `position` and the
+   * last record's end, if any. A roll or truncation planned since has dropped the runway
+   * (and cuts or deletes the file), so the runway stays as they left it.
+   */
+  withdrawRunway(extension: RunwayExtension): void {
+    this.#runwayPauseBytes = runwayRetryAfterBytes;
+    this.#runwayStepBytes = runwayStepFirstBytes;
+    if (extension.runwayGeneration !== this.#runwayGeneration) return;
+    this.#runwayBytes = Math.max(0, this.#runwayBytes - extension.bytes);
+    this.#checkTail();
   }
 
   /** Validates the op, drops every record above it, and returns the deletions and cut. */
@@ -316,6 +356,7 @@ export class SegmentLayout {
     }
     // Every deletion takes the runway with its file, and a cut takes it with the bytes cut.
     this.#runwayBytes = 0;
+    this.#runwayGeneration++;
     for (let last = this.#segments.at(-1); last !== undefined && last.firstOpNum > opNum; ) {
       this.#segments.pop();
       this.#bytes -= last.bytes;

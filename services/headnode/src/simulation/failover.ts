@@ -17,7 +17,8 @@
 // from the real lease book, the live nodes it dropped lately to avoid as learners, since
 // when the primary has neither acknowledged nor reported the record's epoch) and
 // applies the decision. It pushes the record to a member as the configurer does: until
-// the member acknowledges the record's epoch, again
+// the member acknowledges the record's epoch (but not every round to one that refused
+// it for being on another disk: `otherDiskBackoff`), again
 // once its node restarts (a newer session) or comes back from silence, and otherwise
 // only at the slow refresh (configureRefreshTicks, 300 s). A learner's configuration
 // carries the primary's newest checkpoint pointer and the epoch it was added in, and a
@@ -126,6 +127,7 @@ import {
   failingOver,
   knowsSleds,
   membersOf,
+  otherDiskBackoff,
   outOfStep,
   type PartitionDecision,
   type PartitionRecord,
@@ -167,7 +169,7 @@ import {
   sameEntry,
 } from "../report-state.ts";
 import { type RetirePorts, retireReplica } from "../retire.ts";
-import { chunkCopies, type SledClient } from "../sled-client.ts";
+import type { SledClient } from "../sled-client.ts";
 import {
   type ClientOutcome,
   randomRequest,
@@ -347,6 +349,38 @@ export type Sabotage =
    * live primary. Found by the `availability` check.
    */
   | "silent-open-failure";
+
+/**
+ * Every sabotage by name, for the command line (main.ts): a record of all of them, so
+ * that the compiler refuses one left out or one that is not a Sabotage.
+ */
+export const sabotageNames: readonly Sabotage[] = Object.keys({
+  "promote-on-stale-report": true,
+  "disk-loses-acknowledged-writes": true,
+  "no-lease-check": true,
+  "lease-ignores-wall-clock": true,
+  "no-rebuild": true,
+  "drop-referenced-chunk": true,
+  "node-lease-ignores-exclusions": true,
+  "no-follower-hello": true,
+  "coordinator-ignores-failures": true,
+  "ignore-disk-ids": true,
+  "open-legacy-voters": true,
+  "ignore-primary-stall": true,
+  "report-ignores-own-stall": true,
+  "close-after-handlers": true,
+  "keep-unconfirmed-primary": true,
+  "configure-ignores-sleds": true,
+  "session-after-close": true,
+  "session-unlocked": true,
+  "configure-ignores-stored-epoch": true,
+  "no-ordering-fence": true,
+  "copy-answered-early": true,
+  "no-replicator": true,
+  "unchecked-note-checksums": true,
+  "checkpoint-copies-unchecked": true,
+  "silent-open-failure": true,
+} satisfies Record<Sabotage, true>) as Sabotage[];
 
 export interface FailoverOptions {
   seed: number;
@@ -861,6 +895,12 @@ export interface FailoverResult {
     legacyVolumes: number;
     /** Configures refused for holding nothing of a legacy record's partition (no-replica). */
     noReplicaRefusals: number;
+    /**
+     * Configures refused for being on another disk than the record's (other-disk), and
+     * those the model coordinator then held back (configurer.ts, `otherDiskBackoff`).
+     */
+    otherDiskRefusals: number;
+    otherDiskConfiguresHeld: number;
     /** Nodes killed and back once idle, in the same epoch (after settling). */
     quietRestarts: number;
     pauses: number;
@@ -1464,6 +1504,8 @@ export class FailoverSimulation {
     diskLosses: 0,
     legacyVolumes: 0,
     noReplicaRefusals: 0,
+    otherDiskRefusals: 0,
+    otherDiskConfiguresHeld: 0,
     quietRestarts: 0,
     pauses: 0,
     frozenPauses: 0,
@@ -1571,6 +1613,11 @@ export class FailoverSimulation {
   private legacyUpgradeTick = -1;
   /** Per partition, members that refused an epoch for holding nothing (`no-replica`). */
   private readonly noReplica = new Map<number, Map<string, number>>();
+  /**
+   * Per partition, members that refused an epoch for being on another disk (`other-disk`)
+   * and when (configurer.ts `tenure.otherDisk`): not sent it again for a while.
+   */
+  private readonly otherDisk = new Map<number, Map<string, { epoch: number; atMs: number }>>();
   /** Per head node, the newest report (session, seq) whose entries were taken. */
   private readonly reportsApplied = new Map<string, { session: number; seq: number }>();
   /** Each head node's disk, from its newest report (as membership keeps heartbeats'). */
@@ -2186,7 +2233,7 @@ export class FailoverSimulation {
     const options = this.options;
     if (!this.sledRandom.chance(options.sledDownRate)) return;
     const sleds = [...this.sledDownUntil.keys()];
-    if (sleds.length - this.liveSleds().length >= sleds.length - chunkCopies) return;
+    if (sleds.length - this.liveSleds().length >= sleds.length - limits.chunkCopies) return;
     const sled = sleds[this.sledRandom.integer(0, sleds.length - 1)]!;
     if (!this.sledUp(sled)) return;
     this.lostSleds.delete(sled);
@@ -2221,7 +2268,7 @@ export class FailoverSimulation {
     if (this.stats.sledLosses >= options.sledLossesMax) return;
     if (!this.replicateRandom.chance(options.sledLossRate)) return;
     const sleds = [...this.sledDownUntil.keys()];
-    if (sleds.length - this.liveSleds().length >= sleds.length - chunkCopies) return;
+    if (sleds.length - this.liveSleds().length >= sleds.length - limits.chunkCopies) return;
     if (!this.repaired()) return;
     const up = this.liveSleds();
     const sled = up[this.replicateRandom.integer(0, up.length - 1)]!;
@@ -2311,7 +2358,7 @@ export class FailoverSimulation {
         const replica = adapter.replica;
         for (const [chunkNumber, entry] of kind === "checkpoint" ? [] : replica.metadata.chunks) {
           const live = entry.copies.filter((sled) => this.sleds.holds(sled, entry.sledChunkId));
-          if (live.length >= chunkCopies) continue;
+          if (live.length >= limits.chunkCopies) continue;
           short.push(
             `${node.id} partition ${hosted.partition} chunk ${chunkNumber} (${entry.sledChunkId}) lists [${entry.copies.join(", ")}], held by [${[...this.sleds.holdersOf(entry.sledChunkId)].join(", ")}]`,
           );
@@ -2322,7 +2369,7 @@ export class FailoverSimulation {
         const stored = pointer.sleds.filter(
           (sled) => this.sledUp(sled) && blob?.copies.get(sled) !== undefined,
         );
-        if (stored.length >= chunkCopies) continue;
+        if (stored.length >= limits.chunkCopies) continue;
         short.push(
           `${node.id} partition ${hosted.partition} checkpoint ${pointer.blobKey} lists [${pointer.sleds.join(", ")}], stored on [${stored.join(", ")}]`,
         );
@@ -2384,14 +2431,14 @@ export class FailoverSimulation {
     if (chunks.length > 0) {
       this.fail(
         "re-replication",
-        `${chunks.length} chunks short of ${chunkCopies} live copies ${this.options.replicationSettleTicksMax} ticks after settling (${sledsOut}): ${chunks.slice(0, 4).join("; ")}`,
+        `${chunks.length} chunks short of ${limits.chunkCopies} live copies ${this.options.replicationSettleTicksMax} ticks after settling (${sledsOut}): ${chunks.slice(0, 4).join("; ")}`,
       );
     }
     const checkpoints = this.shortCopies("checkpoint");
     if (checkpoints.length > 0) {
       this.fail(
         "checkpoint-copies",
-        `${checkpoints.length} recorded checkpoints stored on fewer than ${chunkCopies} of the sleds up their pointers name ${this.options.replicationSettleTicksMax} ticks after settling (${sledsOut}): ${checkpoints.slice(0, 4).join("; ")}`,
+        `${checkpoints.length} recorded checkpoints stored on fewer than ${limits.chunkCopies} of the sleds up their pointers name ${this.options.replicationSettleTicksMax} ticks after settling (${sledsOut}): ${checkpoints.slice(0, 4).join("; ")}`,
       );
     }
   }
@@ -3228,7 +3275,17 @@ export class FailoverSimulation {
         if (decision.refusal.reason === "older-epoch" && storedEpoch !== undefined) {
           this.stats.lateConfiguresRefused++;
         }
+        if (decision.refusal.reason === "other-disk") this.stats.otherDiskRefusals++;
         // As headnode.ts answers it, NotFound with the refusal named (configurer.ts).
+        if (decision.refusal.reason === "other-disk" && this.linked(node.id, "coordinator")) {
+          this.onOtherDisk({
+            from: node.id,
+            session: node.session,
+            volumeId: message.volumeId,
+            partition: message.partition,
+            epoch: configuration.epoch,
+          });
+        }
         if (decision.refusal.reason === "no-replica" && this.linked(node.id, "coordinator")) {
           this.onNoReplica({
             from: node.id,
@@ -3464,6 +3521,7 @@ export class FailoverSimulation {
     this.dropped.clear();
     this.configured.clear();
     this.noReplica.clear();
+    this.otherDisk.clear();
     // Drawn only when on, so that runs without legacy records replay the same streams.
     const legacy =
       this.options.legacyRecordChance > 0 && this.chance(this.options.legacyRecordChance);
@@ -3583,6 +3641,7 @@ export class FailoverSimulation {
   private upgradeCoordinator(): void {
     this.legacyUpgradeTick = -1;
     this.configured.clear();
+    this.otherDisk.clear();
     if (!this.chance(0.5)) return;
     const voters = [...this.originalVoters.values()].flatMap((nodes) => [...nodes]);
     const candidates = this.nodes.filter(
@@ -3792,6 +3851,13 @@ export class FailoverSimulation {
         )
       )
         continue;
+      // As configurer.ts: a member that refused the epoch for being on another disk is
+      // not sent it every round.
+      const refused = this.otherDisk.get(record.partition)?.get(member);
+      if (otherDiskBackoff(record, member, refused, view.disks, this.nowMs())) {
+        this.stats.otherDiskConfiguresHeld++;
+        continue;
+      }
       const learnerSince = since?.get(member)?.epoch;
       const configure: ConfigureMessage = {
         volumeId: this.volumeId,
@@ -3852,6 +3918,7 @@ export class FailoverSimulation {
         : { disk: envelope.disk }),
     });
     this.noReplica.get(envelope.partition)?.delete(envelope.from);
+    this.otherDisk.get(envelope.partition)?.delete(envelope.from);
   }
 
   /** A head node refused an epoch for holding nothing of the partition (configurer.ts). */
@@ -3870,6 +3937,24 @@ export class FailoverSimulation {
       this.noReplica.set(envelope.partition, refused);
     }
     refused.set(envelope.from, envelope.epoch);
+  }
+
+  /** A head node refused an epoch for being on another disk (configurer.ts). */
+  private onOtherDisk(envelope: {
+    from: string;
+    session: number;
+    volumeId: string;
+    partition: number;
+    epoch: number;
+  }): void {
+    if (envelope.volumeId !== this.volumeId) return;
+    if (!this.heardSession(envelope.from, envelope.session)) return;
+    let refused = this.otherDisk.get(envelope.partition);
+    if (refused === undefined) {
+      refused = new Map();
+      this.otherDisk.set(envelope.partition, refused);
+    }
+    refused.set(envelope.from, { epoch: envelope.epoch, atMs: this.nowMs() });
   }
 
   /** Members that refused the record's epoch for holding nothing (`noReplicaMembers`). */
@@ -3910,6 +3995,8 @@ export class FailoverSimulation {
 
   private forgetConfigured(node: string): void {
     for (const configured of this.configured.values()) configured.delete(node);
+    // As tenure.ts: restarted, it may have its old disk back.
+    for (const refused of this.otherDisk.values()) refused.delete(node);
   }
 
   private onReport(report: NodeReport): void {
@@ -4514,7 +4601,7 @@ export class FailoverSimulation {
         // place no chunk, so its log only grows until writes wait for room (the
         // `configure-ignores-sleds` sabotage: a volume created with one sled up).
         const told = hosted.runner?.sleds ?? [];
-        if (told.filter((sled) => this.sledUp(sled)).length < chunkCopies)
+        if (told.filter((sled) => this.sledUp(sled)).length < limits.chunkCopies)
           watched.checker.fail(
             "sleds",
             `${member} was told of sleds [${told.join(", ")}] of [${this.liveSleds().join(", ")}] live once settled: its replica can flush nothing`,

@@ -21,64 +21,37 @@
 // sleds' stores lost, sleds declared out, and every head node's Replicator running.
 // `--corrupt P` damages that share of replication messages (a note's data or checksum)
 // and of whole-chunk reads while faults are on (corruptChance, 0 by default).
+// `--help` prints every flag and sabotage (arguments.ts); a bad flag is refused with
+// exit code 2 before any seed runs.
 
-import { parseArgs } from "node:util";
-import { type Sabotage, simulateFailover } from "./failover.ts";
+import { parseSimulateArguments, SimulateUsageError, simulateUsage } from "./arguments.ts";
+import { simulateFailover } from "./failover.ts";
 import { simulate } from "./simulation.ts";
 
-const { values } = parseArgs({
-  options: {
-    seed: { type: "string" },
-    seeds: { type: "string", default: "1" },
-    from: { type: "string", default: "1" },
-    replicas: { type: "string", default: "3" },
-    ticks: { type: "string" },
-    failover: { type: "boolean", default: false },
-    sabotage: { type: "string" },
-    "disk-loss": { type: "string" },
-    "faulty-nodes": { type: "string" },
-    nodes: { type: "string" },
-    partitions: { type: "string" },
-    // On by default now (session 9); the flag is kept so older replay lines still run.
-    "configures-wait-on-disk": { type: "boolean", default: false },
-    "configures-ignore-hung-disk": { type: "boolean", default: false },
-    "late-learner-configures": { type: "string" },
-    "stale-requests": { type: "string" },
-    "frozen-clocks": { type: "string" },
-    replicate: { type: "string" },
-    corrupt: { type: "string" },
-    "keep-going": { type: "boolean", default: false },
-    quiet: { type: "boolean", default: false },
-  },
-});
+/** The exit code of a command line refused: usage errors, as getopt-style tools use. */
+const usageErrorExitCode = 2;
 
-const replicas = Number(values.replicas) === 2 ? 2 : 3;
-const first = values.seed === undefined ? Number(values.from) : Number(values.seed);
-const count = values.seed === undefined ? Number(values.seeds) : 1;
-const ticks = values.ticks ? { loadTicks: Number(values.ticks) } : {};
+let command: ReturnType<typeof parseSimulateArguments>;
+try {
+  command = parseSimulateArguments(process.argv.slice(2));
+} catch (error) {
+  if (!(error instanceof SimulateUsageError)) throw error;
+  process.stderr.write(
+    `simulate: ${error.message}\n(npm run simulate -- --help lists the flags)\n`,
+  );
+  process.exit(usageErrorExitCode);
+}
+if (command.kind === "help") {
+  process.stdout.write(simulateUsage());
+  process.exit(0);
+}
+const { run } = command;
+const first = run.firstSeed;
+const count = run.seedCount;
 
 async function runOne(seed: number) {
-  if (values.failover) {
-    return simulateFailover(seed, {
-      ...ticks,
-      ...(values.sabotage ? { sabotage: values.sabotage as Sabotage } : {}),
-      ...(values["disk-loss"] ? { diskLossChance: Number(values["disk-loss"]) } : {}),
-      ...(values["faulty-nodes"] ? { faultyNodesMax: Number(values["faulty-nodes"]) } : {}),
-      ...(values.nodes ? { nodes: Number(values.nodes) } : {}),
-      ...(values["configures-ignore-hung-disk"] ? { configuresWaitOnHungDisk: false } : {}),
-      ...(values["late-learner-configures"]
-        ? { lateLearnerConfigureChance: Number(values["late-learner-configures"]) }
-        : {}),
-      ...(values["stale-requests"] ? { staleRequestChance: Number(values["stale-requests"]) } : {}),
-      ...(values["frozen-clocks"] ? { frozenClockChance: Number(values["frozen-clocks"]) } : {}),
-      ...(values.replicate ? { replicateChance: Number(values.replicate) } : {}),
-      ...(values.corrupt ? { corruptChance: Number(values.corrupt) } : {}),
-      ...(values.partitions
-        ? { partitions: values.partitions.split(",").map((count) => (Number(count) === 2 ? 2 : 3)) }
-        : {}),
-    });
-  }
-  return simulate(seed, { replicas: replicas as 2 | 3, ...ticks });
+  if (run.failover) return simulateFailover(seed, run.failoverOverrides);
+  return simulate(seed, run.simulationOverrides);
 }
 
 const started = performance.now();
@@ -92,12 +65,12 @@ for (let seed = first; seed < first + count; seed++) {
     totals[name] = name.endsWith("Max")
       ? Math.max(totals[name] ?? 0, value)
       : (totals[name] ?? 0) + value;
-  if (!ok || !values.quiet || count === 1) {
+  if (!ok || !run.quiet || count === 1) {
     process.stdout.write(
       `seed ${seed}: ${ok ? "ok" : "VIOLATION"} ${JSON.stringify(result.stats)}\n`,
     );
   }
-  if (values.quiet && (seed - first + 1) % 1000 === 0) {
+  if (run.quiet && (seed - first + 1) % 1000 === 0) {
     const seconds = ((performance.now() - started) / 1000).toFixed(1);
     process.stdout.write(`… ${seed - first + 1} seeds, ${failed} with violations, ${seconds} s\n`);
   }
@@ -105,11 +78,9 @@ for (let seed = first; seed < first + count; seed++) {
   for (const violation of result.violations) {
     process.stdout.write(`  [${violation.check}] ${violation.message}\n`);
   }
-  process.stdout.write(
-    `replay: npm run simulate -- --seed ${seed} ${values.failover ? "--failover" : `--replicas ${replicas}`}${values.sabotage ? ` --sabotage ${values.sabotage}` : ""}${values["disk-loss"] ? ` --disk-loss ${values["disk-loss"]}` : ""}${values["faulty-nodes"] ? ` --faulty-nodes ${values["faulty-nodes"]}` : ""}${values.nodes ? ` --nodes ${values.nodes}` : ""}${values.partitions ? ` --partitions ${values.partitions}` : ""}${values.ticks ? ` --ticks ${values.ticks}` : ""}${values["configures-ignore-hung-disk"] ? " --configures-ignore-hung-disk" : ""}${values["late-learner-configures"] ? ` --late-learner-configures ${values["late-learner-configures"]}` : ""}${values["stale-requests"] ? ` --stale-requests ${values["stale-requests"]}` : ""}${values["frozen-clocks"] ? ` --frozen-clocks ${values["frozen-clocks"]}` : ""}${values.replicate ? ` --replicate ${values.replicate}` : ""}${values.corrupt ? ` --corrupt ${values.corrupt}` : ""}\n`,
-  );
+  process.stdout.write(`replay: npm run simulate -- --seed ${seed} ${run.replayFlags}\n`);
   failed++;
-  if (!values["keep-going"]) break;
+  if (!run.keepGoing) break;
 }
 const seconds = ((performance.now() - started) / 1000).toFixed(1);
 if (count > 1) process.stdout.write(`totals ${JSON.stringify(totals)}\n`);

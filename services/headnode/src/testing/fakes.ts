@@ -29,7 +29,7 @@
 // Holding back: a simulator may hold the completions of one owner (a paused process, a
 // hung disk) by the `held` predicate it passes to `complete`.
 
-import { BallastError, crc32c, ErrorCode } from "@ballast/protocol";
+import { BallastError, crc32c, ErrorCode, limits } from "@ballast/protocol";
 import { uniformInt } from "pure-rand/distribution/uniformInt";
 import { xoroshiro128plus } from "pure-rand/generator/xoroshiro128plus";
 import type { JumpableRandomGenerator } from "pure-rand/types/JumpableRandomGenerator";
@@ -45,7 +45,7 @@ import type { CheckpointPointer } from "../replica/effects.ts";
 import { PartitionMetadata } from "../replica/metadata.ts";
 import type { Note } from "../replica/note.ts";
 import type { ClockReading, Recovered } from "../replica/replica.ts";
-import { type CopyRepair, chunkCopies } from "../sled-client.ts";
+import type { CopyRepair } from "../sled-client.ts";
 
 /** The one seeded generator of a simulation. */
 export class SimRandom {
@@ -435,7 +435,7 @@ export class FakeSleds {
     const world = this.world;
     return {
       writeChunk: (chunk, sleds, done) => {
-        if (sleds.length < chunkCopies) {
+        if (sleds.length < limits.chunkCopies) {
           // As SledClient.writeChunk: refused before any sled is asked (answered at the
           // next completion, as the real client's promise rejects on a later turn).
           this.work.push({
@@ -454,7 +454,7 @@ export class FakeSleds {
                       ok: false,
                       error: new BallastError(
                         ErrorCode.Unavailable,
-                        `a chunk needs ${chunkCopies} sleds, but only ${sleds.length} are configured`,
+                        `a chunk needs ${limits.chunkCopies} sleds, but only ${sleds.length} are configured`,
                       ),
                     },
               ),
@@ -517,15 +517,15 @@ export class FakeSleds {
       this.work.splice(index, 1);
       switch (work.kind) {
         case "chunk": {
-          const holders = this.upOf(work.sleds).slice(0, chunkCopies);
+          const holders = this.upOf(work.sleds).slice(0, limits.chunkCopies);
           if (work.fails) {
             work.done({ ok: false, error: new Error(`chunk ${work.sledChunkId}: sled failed`) });
-          } else if (holders.length < chunkCopies) {
+          } else if (holders.length < limits.chunkCopies) {
             // Its sleds are down: as SledClient.writeChunk, too few copies is a failure.
             work.done({
               ok: false,
               error: new Error(
-                `chunk ${work.sledChunkId} reached ${holders.length} of ${chunkCopies} sleds`,
+                `chunk ${work.sledChunkId} reached ${holders.length} of ${limits.chunkCopies} sleds`,
               ),
             });
           } else {
@@ -838,12 +838,14 @@ export class FakeSleds {
       work.done({ ok: false, error: new Error(`blob ${work.key}: upload failed`) });
       return;
     }
-    const holders = this.upOf(work.sleds).slice(0, chunkCopies);
-    if (holders.length < chunkCopies) {
+    const holders = this.upOf(work.sleds).slice(0, limits.chunkCopies);
+    if (holders.length < limits.chunkCopies) {
       // As SledClient.putBlob: a blob short of its copies is not stored.
       work.done({
         ok: false,
-        error: new Error(`blob ${work.key} reached ${holders.length} of ${chunkCopies} sleds`),
+        error: new Error(
+          `blob ${work.key} reached ${holders.length} of ${limits.chunkCopies} sleds`,
+        ),
       });
       return;
     }
