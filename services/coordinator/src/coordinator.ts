@@ -321,6 +321,7 @@ export class Coordinator {
       leaseMs: leaderLeaseMs,
       marginMs: leaderLeaseDriftMarginMs,
       clock: now,
+      wallClock: Date.now,
     });
     const configurer = new Configurer(service, catalogue, tenures, heartbeats);
     const reconciler = new Reconciler({
@@ -556,7 +557,9 @@ export class Coordinator {
   }
 
   private async stopLeading(): Promise<void> {
-    if (this.leader !== undefined) this.service.logger.warn("lost the leadership");
+    if (this.leader !== undefined) {
+      this.service.logger.warn({ why: this.parts.leadership.leadEnded() }, "lost the leadership");
+    }
     this.leader = undefined;
     this.leaderGauges.stop();
     const served = this.control ?? [];
