@@ -23,6 +23,16 @@
 // node still sends an empty change. They renew nothing. An answer from a coordinator
 // that predates them says nothing of them (`heldFailures` absent): that coordinator
 // ignores them, and the check is skipped.
+//
+// Ex-leaders: reports reach whichever coordinator serves the leaders' queue group, and a
+// leader frozen with its clocks held may wake believing it still leads (its wall clock
+// not yet set right: coordinator/src/leadership.ts) and answer, granting a lease its
+// successor does not count. Answers name the leader's term, and terms only grow: an
+// answer in a term below the highest that has answered this node is an ex-leader's. It
+// renews nothing and is taken as a lost answer (the next change is from the last
+// revision accepted, which the current leader's book may hold). No clock is involved;
+// what it cannot fence is an ex-leader's answer that comes before any of its
+// successor's (architecture.md, "Leases").
 
 import { limits, type MessageOf, type ResultOf } from "@ballast/protocol";
 
@@ -118,6 +128,8 @@ export class ReportState {
       }
     | undefined;
   private seq = 0;
+  /** The highest leader term that has answered this node (0: none named one yet). */
+  private termSeen = 0;
   /** Where the next report too large for one starts among the changed entries. */
   private overflowCursor = 0;
 
@@ -208,11 +220,24 @@ export class ReportState {
     };
   }
 
+  /** The highest leader term that has answered this node (0 while none has named one). */
+  get leaderTerm(): number {
+    return this.termSeen;
+  }
+
+  /** Whether `answer` is an ex-leader's: in a term below one that has answered already. */
+  fromExLeader(answer: Answer): boolean {
+    return answer.term !== undefined && answer.term < this.termSeen;
+  }
+
   /**
    * The answer to `sent`: the entries whose lease it renews (each at the epoch it was
-   * reported in), and what the next report is based on.
+   * reported in), and what the next report is based on. An ex-leader's renews nothing
+   * and counts as lost.
    */
   onAnswer(sent: Outgoing, answer: Answer): PrimaryReport[] {
+    if (this.fromExLeader(answer)) return [];
+    if (answer.term !== undefined) this.termSeen = answer.term;
     if (answer.accepted === undefined) {
       this.accepted = undefined;
       if (answer.full === true) return [];

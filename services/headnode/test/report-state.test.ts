@@ -105,6 +105,42 @@ describe("ReportState", () => {
     expect(state.next(primaries(entry(0), entry(1))).base).toBeUndefined();
   });
 
+  test("an answer in a term below one that answered already is an ex-leader's: it renews nothing and counts as lost", () => {
+    // Reports reach whichever coordinator serves the queue group: term 5 answers, then a
+    // term-4 leader woken from a freeze (its wall clock not yet set right) answers, and
+    // would have renewed every lease on a grant its successor does not count.
+    const state = new ReportState();
+    const first = state.next(primaries(entry(0), entry(1)));
+    expect(
+      state.onAnswer(first, { leaseMs, granted: [], accepted: 1, held: 2, term: 5 }),
+    ).toHaveLength(2);
+    expect(state.leaderTerm).toBe(5);
+    const toExLeader = state.next(primaries(entry(0, { commitOpNum: 12 }), entry(1)));
+    const exLeaders = { leaseMs, granted: [], accepted: 2, held: 2, term: 4 };
+    expect(state.fromExLeader(exLeaders)).toBe(true);
+    expect(state.onAnswer(toExLeader, exLeaders)).toEqual([]);
+    expect(state.leaderTerm).toBe(5);
+    // As after a lost answer: the next change is from what term 5 accepted.
+    expect(state.next(primaries(entry(0, { commitOpNum: 12 }), entry(1)))).toMatchObject({
+      base: 1,
+      primaries: [{ partition: 0, commitOpNum: 12 }],
+    });
+    // The same term, a higher one, or one that names none (an older coordinator) renews.
+    for (const term of [5, 6, undefined]) {
+      const sent = state.next(primaries(entry(0), entry(1)));
+      const answer = {
+        leaseMs,
+        granted: [],
+        accepted: sent.seq,
+        held: 2,
+        ...(term === undefined ? {} : { term }),
+      };
+      expect(state.fromExLeader(answer)).toBe(false);
+      expect(state.onAnswer(sent, answer)).toHaveLength(2);
+    }
+    expect(state.leaderTerm).toBe(6);
+  });
+
   test("a coordinator that predates node leases: exactly what it grants, and whole reports", () => {
     const state = new ReportState();
     const sent = state.next(primaries(entry(0), entry(1)));
