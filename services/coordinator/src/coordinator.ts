@@ -478,9 +478,14 @@ export class Coordinator {
     if (this.renewing) return;
     this.renewing = true;
     try {
+      // Why the lead ended, if it has, read before the renewal: one that finds the key
+      // another's forgets the term, and with it the cause (a clock that ran out).
+      const endedBefore = this.leader === undefined ? undefined : this.parts.leadership.leadEnded();
       const leading = await this.parts.leadership.renew();
       if (leading === undefined) {
-        if (this.leader !== undefined || this.control !== undefined) await this.stopLeading();
+        if (this.leader !== undefined || this.control !== undefined) {
+          await this.stopLeading(endedBefore);
+        }
         return;
       }
       if (this.leader?.tenure !== leading.tenure || this.leader.failed) this.startLeading(leading);
@@ -556,9 +561,10 @@ export class Coordinator {
     }
   }
 
-  private async stopLeading(): Promise<void> {
+  private async stopLeading(why?: string): Promise<void> {
     if (this.leader !== undefined) {
-      this.service.logger.warn({ why: this.parts.leadership.leadEnded() }, "lost the leadership");
+      const cause = why ?? this.parts.leadership.leadEnded();
+      this.service.logger.warn({ why: cause }, "lost the leadership");
     }
     this.leader = undefined;
     this.leaderGauges.stop();
