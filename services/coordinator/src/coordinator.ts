@@ -51,7 +51,7 @@ import { Kvm } from "@nats-io/kv";
 import { Catalogue, type ControlStore, UnreadableRecords } from "./catalogue.ts";
 import { CatalogueChanges, type KeyWatch, PointerChanges } from "./catalogue-changes.ts";
 import { CatalogueQueue } from "./catalogue-queue.ts";
-import { now } from "./clock.ts";
+import { now, wallNow } from "./clock.ts";
 import { Configurer } from "./configurer.ts";
 import {
   deleteMarkerCleanupCheckMs,
@@ -321,7 +321,7 @@ export class Coordinator {
       leaseMs: leaderLeaseMs,
       marginMs: leaderLeaseDriftMarginMs,
       clock: now,
-      wallClock: Date.now,
+      wallClock: wallNow,
     });
     const configurer = new Configurer(service, catalogue, tenures, heartbeats);
     const reconciler = new Reconciler({
