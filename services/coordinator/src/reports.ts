@@ -16,7 +16,7 @@
 // primaries re-replicate the copies those held.
 //
 // Every answer names the leader's term: a head node renews nothing on an answer in a
-// term below one that has answered it already (report-state.ts). The leader itself
+// term below one that has answered it lately (report-state.ts, exLeaderFenceMs). The leader itself
 // answers only while it leads by both its clocks (leadership.ts); this fences, without
 // any clock, an ex-leader whose wall clock was not set right after a freeze, once its
 // successor has answered the node.

@@ -346,13 +346,14 @@ export class HeadNode {
         },
         { deadlineMs: reportDeadlineMs },
       );
-      if (this.reportState.fromExLeader(answer)) {
+      const leaderTerm = this.reportState.leaderTerm;
+      if (!this.reportState.admit(answer, performance.now())) {
         // A coordinator that no longer leads answered (frozen and woken with its wall
         // clock not yet set right, say): its grant would outlast what its successor
         // counts on. Nothing of it is used; the next report goes as after a lost answer.
         this.service.logger.warn(
-          { term: answer.term, leaderTerm: this.reportState.leaderTerm },
-          "a report was answered by an ex-leader (its term is below one that answered already): its lease grant is ignored",
+          { term: answer.term, leaderTerm },
+          "a report was answered by an ex-leader (its term is below one that answered lately): its lease grant is ignored",
         );
         return;
       }

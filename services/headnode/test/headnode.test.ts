@@ -314,7 +314,7 @@ describe("reports and read leases", () => {
     );
   });
 
-  test("an ex-leader's answers renew nothing: a term below one that answered already", async () => {
+  test("an ex-leader's answers renew nothing: a term below one that answered lately", async () => {
     // Term 5 leads and answers; then only a term-4 coordinator (woken from a frozen VM
     // with its wall clock not yet set right, believing it still leads) answers, granting
     // everything. Its grants would outlast what term 5 counts on: the lease runs out.

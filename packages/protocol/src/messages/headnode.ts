@@ -334,7 +334,7 @@ export const HeadnodeReportResult = z.object({
   sledsOut: z.array(nodeId).max(4096).optional(),
   /**
    * The answering leader's term (absent from a coordinator that predates it). Terms only
-   * grow, so an answer in a term below one that has answered the node already is an
+   * grow, so an answer in a term below one that has answered the node lately is an
    * ex-leader's (one frozen and woken, say): the head node renews nothing on it.
    */
   term: unsignedInteger.optional(),
