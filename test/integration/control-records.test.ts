@@ -274,6 +274,7 @@ test("a leader record that does not decode is held by no coordinator", async () 
     leaseMs: 1000,
     marginMs: 100,
     clock: () => 0,
+    wallClock: () => 0,
   });
   await kv.put(leaderKey, json({ coordinator: 5, term: 2 ** 60 }));
   expect(await leadership.holder()).toBeUndefined();

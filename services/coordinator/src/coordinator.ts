@@ -51,7 +51,7 @@ import { Kvm } from "@nats-io/kv";
 import { Catalogue, type ControlStore, UnreadableRecords } from "./catalogue.ts";
 import { CatalogueChanges, type KeyWatch, PointerChanges } from "./catalogue-changes.ts";
 import { CatalogueQueue } from "./catalogue-queue.ts";
-import { now } from "./clock.ts";
+import { now, wallNow } from "./clock.ts";
 import { Configurer } from "./configurer.ts";
 import {
   deleteMarkerCleanupCheckMs,
@@ -321,6 +321,7 @@ export class Coordinator {
       leaseMs: leaderLeaseMs,
       marginMs: leaderLeaseDriftMarginMs,
       clock: now,
+      wallClock: wallNow,
     });
     const configurer = new Configurer(service, catalogue, tenures, heartbeats);
     const reconciler = new Reconciler({
@@ -477,9 +478,14 @@ export class Coordinator {
     if (this.renewing) return;
     this.renewing = true;
     try {
+      // Why the lead ended, if it has, read before the renewal: one that finds the key
+      // another's forgets the term, and with it the cause (a clock that ran out).
+      const endedBefore = this.leader === undefined ? undefined : this.parts.leadership.leadEnded();
       const leading = await this.parts.leadership.renew();
       if (leading === undefined) {
-        if (this.leader !== undefined || this.control !== undefined) await this.stopLeading();
+        if (this.leader !== undefined || this.control !== undefined) {
+          await this.stopLeading(endedBefore);
+        }
         return;
       }
       if (this.leader?.tenure !== leading.tenure || this.leader.failed) this.startLeading(leading);
@@ -555,8 +561,11 @@ export class Coordinator {
     }
   }
 
-  private async stopLeading(): Promise<void> {
-    if (this.leader !== undefined) this.service.logger.warn("lost the leadership");
+  private async stopLeading(why?: string): Promise<void> {
+    if (this.leader !== undefined) {
+      const cause = why ?? this.parts.leadership.leadEnded();
+      this.service.logger.warn({ why: cause }, "lost the leadership");
+    }
     this.leader = undefined;
     this.leaderGauges.stop();
     const served = this.control ?? [];

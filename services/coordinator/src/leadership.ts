@@ -2,9 +2,9 @@
 // compare-and-set on its revision. No wall clock is compared across coordinators:
 //
 // - The leader renews the key every leaderRenewMs and leads until leaseMs − marginMs
-//   after the *start* of its last successful renewal, by its own monotonic clock. The
-//   start precedes the write, so the leader stops no later than leaseMs − marginMs
-//   after the write.
+//   after the *start* of its last successful renewal, by its own monotonic clock (and
+//   its own wall clock: see below). The start precedes the write, so the leader stops
+//   no later than leaseMs − marginMs after the write.
 // - Another coordinator takes over only once the key's revision has not changed for
 //   leaseMs + marginMs by its own monotonic clock, counted from when it first read that
 //   revision (after the write), and only by naming that revision, so two takeovers
@@ -30,10 +30,26 @@
 //   one a write, revisions by at least one), so no term a leader ever held reaches it. Without this a
 //   damaged key was read as an error on every renewal, and no coordinator led again.
 //
+// - The leader leads only while its wall clock agrees too: at each renewal's start it
+//   reads both clocks, and it leads while each says less than leaseMs − marginMs has
+//   passed since (and the wall clock is not behind that reading). A machine frozen as a
+//   whole may hold both clocks (a KVM guest: QEMU holds kvmclock while the VM is
+//   stopped, architecture.md "Leases"): on waking, the monotonic clock says almost no
+//   time passed, while a successor has waited the lease out and leads, granting read
+//   leases on the assumption that this one stopped first (leases.ts). Catalogue writes
+//   are fenced by term, but lease grants are not, so a leader that believed it still
+//   led could grant a primary a lease its successor does not count. A wall clock set
+//   right on resume (the guest agent, chrony's makestep, a bare-metal resume) ends
+//   such a leadership at once. A wall clock step either way can only end leadership
+//   early, never lengthen it: the monotonic bound always applies. A leader whose wall
+//   clock stepped back loses the lead until its next renewal, which starts a new tenure.
+//   Clocks of two coordinators are still never compared.
+//
 // LeaderElection is the pure core (time as an argument); Leadership carries out its
 // writes on the KV store. A coordinator frozen (SIGSTOP) past its lease stops leading the
-// moment it wakes (its monotonic clock ran on), and leads again only through a renewal
-// that starts a new tenure, on which the shell drops every piece of lease bookkeeping.
+// moment it wakes (its monotonic clock ran on; a frozen VM's wall clock, once set right,
+// says the same), and leads again only through a renewal that starts a new tenure, on
+// which the shell drops every piece of lease bookkeeping.
 
 import { decodeControlRecord, isUnreadableRecord } from "@ballast/protocol";
 import type { Logger } from "@ballast/runtime";
@@ -66,6 +82,14 @@ export type LeaderWrite =
       afterRelease?: true;
     };
 
+/** One reading of a coordinator's two clocks, in ms. */
+export interface ClockReading {
+  /** The monotonic clock: never steps, but stands still while a VM is frozen with it. */
+  monoMs: number;
+  /** The wall clock: steps either way (NTP, an operator, a guest agent after a freeze). */
+  wallMs: number;
+}
+
 export interface LeaderElectionOptions {
   nodeId: string;
   leaseMs: number;
@@ -75,8 +99,8 @@ export interface LeaderElectionOptions {
 
 /** The pure core of leadership: what to write, and whether this coordinator leads. */
 export class LeaderElection {
-  /** The term this coordinator holds and when its last successful renewal began. */
-  private held: { term: number; renewedFromMs: number } | undefined;
+  /** The term this coordinator holds and its clocks when its last successful renewal began. */
+  private held: { term: number; renewedFrom: ClockReading } | undefined;
   /** The other holder's revision this coordinator is waiting out, and since when. */
   private observed: { revision: number; sinceMs: number } | undefined;
   private termSeenMax = 0;
@@ -90,14 +114,35 @@ export class LeaderElection {
     }
   }
 
-  isLeader(nowMs: number): boolean {
+  isLeader(now: ClockReading): boolean {
+    return this.leadEnded(now) === undefined;
+  }
+
+  /**
+   * Why this coordinator does not lead at `now` (undefined while it does): it holds no
+   * term, or one of its clocks says leaseMs − marginMs has passed since its last
+   * renewal began, or the wall clock is behind that renewal's reading of it.
+   */
+  leadEnded(now: ClockReading): string | undefined {
+    if (this.held === undefined) return "it holds no term (the key is another's, or it gave it up)";
     const { leaseMs, marginMs } = this.options;
-    return this.held !== undefined && nowMs < this.held.renewedFromMs + leaseMs - marginMs;
+    const { monoMs, wallMs } = this.held.renewedFrom;
+    const leadMs = leaseMs - marginMs;
+    if (now.monoMs >= monoMs + leadMs) {
+      return `its lease ran out ${Math.ceil(now.monoMs - monoMs - leadMs)} ms ago`;
+    }
+    if (now.wallMs >= wallMs + leadMs) {
+      return `its lease ran out by the wall clock ${Math.ceil(now.wallMs - wallMs - leadMs)} ms ago, though not by the monotonic one (this machine was frozen, or its wall clock stepped forward)`;
+    }
+    if (now.wallMs < wallMs) {
+      return `its lease is void: the wall clock stepped back ${Math.ceil(wallMs - now.wallMs)} ms behind its last renewal`;
+    }
+    return undefined;
   }
 
   /** The term held, while leading. */
-  termAt(nowMs: number): number | undefined {
-    return this.isLeader(nowMs) ? this.held?.term : undefined;
+  termAt(now: ClockReading): number | undefined {
+    return this.isLeader(now) ? this.held?.term : undefined;
   }
 
   /**
@@ -108,7 +153,11 @@ export class LeaderElection {
     return this.tenureCount;
   }
 
-  /** What to write, given the key as read at `nowMs` (after the read completed). */
+  /**
+   * What to write, given the key as read at `nowMs` on the monotonic clock (after the
+   * read completed). The wait before a takeover needs no wall clock: a successor frozen
+   * through it only waits longer.
+   */
   next(current: Versioned<LeaderRecord> | undefined, nowMs: number): LeaderWrite {
     const { nodeId, leaseMs, marginMs } = this.options;
     if (current === undefined) {
@@ -172,11 +221,11 @@ export class LeaderElection {
     };
   }
 
-  /** A write planned by `next` in a renewal that began at `startedAtMs` succeeded. */
-  onWritten(record: WrittenRecord, startedAtMs: number): void {
-    const continuing = this.held?.term === record.term && this.isLeader(startedAtMs);
+  /** A write planned by `next` in a renewal that began at `startedAt` succeeded. */
+  onWritten(record: WrittenRecord, startedAt: ClockReading): void {
+    const continuing = this.held?.term === record.term && this.isLeader(startedAt);
     if (!continuing) this.tenureCount++;
-    this.held = { term: record.term, renewedFromMs: startedAtMs };
+    this.held = { term: record.term, renewedFrom: startedAt };
     this.observed = undefined;
     this.termSeenMax = Math.max(this.termSeenMax, record.term);
   }
@@ -188,6 +237,8 @@ export interface LeadershipOptions extends LeaderElectionOptions {
   logger?: Logger;
   /** The monotonic clock (performance.now in production). */
   clock: () => number;
+  /** The wall clock (Date.now in production): leadership holds only while it agrees. */
+  wallClock: () => number;
 }
 
 export interface Leading {
@@ -209,12 +260,17 @@ export class Leadership {
   }
 
   isLeader(): boolean {
-    return this.election.isLeader(this.options.clock());
+    return this.election.isLeader(this.now());
+  }
+
+  /** Why this coordinator does not lead now (undefined while it does), for the log. */
+  leadEnded(): string | undefined {
+    return this.election.leadEnded(this.now());
   }
 
   /** The term and tenure this coordinator leads in now, if it leads. */
   leading(): Leading | undefined {
-    const term = this.election.termAt(this.options.clock());
+    const term = this.election.termAt(this.now());
     if (term === undefined) return undefined;
     const tenure = this.election.tenure;
     return this.releasedTenure === tenure ? { term, tenure, afterRelease: true } : { term, tenure };
@@ -222,13 +278,12 @@ export class Leadership {
 
   /** Takes or renews the lease; returns the tenure this coordinator leads in, if any. */
   async renew(): Promise<Leading | undefined> {
-    const { clock } = this.options;
-    const startedAtMs = clock();
+    const startedAt = this.now();
     try {
-      const write = this.election.next(await this.read(), clock());
+      const write = this.election.next(await this.read(), this.options.clock());
       if (write.kind !== "none") {
         await this.write(write);
-        this.election.onWritten(write.record, startedAtMs);
+        this.election.onWritten(write.record, startedAt);
         if (write.kind === "update" && write.afterRelease === true) {
           this.releasedTenure = this.election.tenure;
         }
@@ -253,6 +308,11 @@ export class Leadership {
     } catch {
       return false;
     }
+  }
+
+  /** Both clocks, read together. */
+  private now(): ClockReading {
+    return { monoMs: this.options.clock(), wallMs: this.options.wallClock() };
   }
 
   /** The revision of the unreadable record last reported, so that it is reported once. */

@@ -15,6 +15,12 @@
 // The answer also carries the sleds declared out of service (sled-records.ts), so that
 // primaries re-replicate the copies those held.
 //
+// Every answer names the leader's term: a head node renews nothing on an answer in a
+// term below one that has answered it lately (report-state.ts, exLeaderFenceMs). The leader itself
+// answers only while it leads by both its clocks (leadership.ts); this fences, without
+// any clock, an ex-leader whose wall clock was not set right after a freeze, once its
+// successor has answered the node.
+//
 // Failure model: a report from a deposed primary (woken from a pause, say) is granted
 // nothing, and the next configure round tells that node it is out. A checkpoint pointer
 // is kept only from a current member of the partition's current incarnation, so one
@@ -52,6 +58,7 @@ export class Reports {
     const sledsOut = this.sleds.out(tenure);
     const common = {
       leaseMs: limits.primaryLeaseMs,
+      term: tenure.term,
       ...(sledsOut === undefined ? {} : { sledsOut }),
     };
     // Before the tenure has fenced the catalogue it knows no records: nothing is held,

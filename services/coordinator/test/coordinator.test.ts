@@ -325,6 +325,20 @@ describe("reconcile", () => {
   });
 });
 
+describe("report answers", () => {
+  test("name the leader's term, so that a head node can tell an ex-leader's grant", async () => {
+    const harness = await started(["head-1", "head-2"], [["head-1", "head-2"]]);
+    const answer = await harness.control({
+      type: "headnode.report.v1",
+      node: "head-1",
+      session: 1,
+      seq: 1,
+      primaries: [],
+    } as Message);
+    expect(answer).toMatchObject({ term: 1, leaseMs: limits.primaryLeaseMs });
+  });
+});
+
 describe("volumes", () => {
   test("describe shows the incarnation and each partition once, however often it is listed", async () => {
     const harness = await started(["head-1", "head-2"], [["head-1", "head-2"]]);

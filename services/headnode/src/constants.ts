@@ -46,6 +46,17 @@ export const leftoverAskDeadlineMs = 10_000;
 export const reportDeadlineMs = limits.headnodeReportIntervalMs * 2;
 
 /**
+ * How long after a leader term last answered a report a head node ignores answers in a
+ * lower term (report-state.ts, ex-leaders). An ex-leader answers for at most
+ * leaderLeaseMs − margin (2.5 s) after it wakes, while its successor answers about
+ * every other report (500 ms apart): the fence holds through any such overlap. It
+ * lapses so that a lower term is heard once no higher one answers any more (the
+ * control store started afresh, its terms from 1 again): then a head node is without
+ * grants for this long, not for good.
+ */
+export const exLeaderFenceMs = 10_000;
+
+/**
  * The least time between the reports a head node sends early for its new leased
  * primaries (headnode.ts `reportSoon`). A report goes through every hosted replica, on
  * the node and again at the leader, and a head node given 8,192 new primaries one after

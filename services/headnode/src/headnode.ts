@@ -346,6 +346,17 @@ export class HeadNode {
         },
         { deadlineMs: reportDeadlineMs },
       );
+      const leaderTerm = this.reportState.leaderTerm;
+      if (!this.reportState.admit(answer, performance.now())) {
+        // A coordinator that no longer leads answered (frozen and woken with its wall
+        // clock not yet set right, say): its grant would outlast what its successor
+        // counts on. Nothing of it is used; the next report goes as after a lost answer.
+        this.service.logger.warn(
+          { term: answer.term, leaderTerm },
+          "a report was answered by an ex-leader (its term is below one that answered lately): its lease grant is ignored",
+        );
+        return;
+      }
       const granted = this.reportState.onAnswer(outgoing, answer);
       const hostedNow = (volume: string, partition: number) =>
         this.hosted.get(partitionKey(volume, partition))?.host;

@@ -1,5 +1,6 @@
 // What a head node has told the coordinator of its primaries, and what the next report
-// says: pure, no clock, no I/O (headnode.ts sends and renews).
+// says: pure, no I/O, and no clock read (the time is an argument; headnode.ts sends and
+// renews).
 //
 // Node leases (issue 14; the coordinator's side is coordinator/src/leases.ts). The
 // coordinator holds a state of this node: its primaries' entries at a revision. Each
@@ -23,8 +24,21 @@
 // node still sends an empty change. They renew nothing. An answer from a coordinator
 // that predates them says nothing of them (`heldFailures` absent): that coordinator
 // ignores them, and the check is skipped.
+//
+// Ex-leaders: reports reach whichever coordinator serves the leaders' queue group, and a
+// leader frozen with its clocks held may wake believing it still leads (its wall clock
+// not yet set right: coordinator/src/leadership.ts) and answer, granting a lease its
+// successor does not count. Answers name the leader's term, and terms only grow: an
+// answer in a term below one that answered this node within exLeaderFenceMs is an
+// ex-leader's (`admit`). The shell renews nothing on it and takes it as a lost answer
+// (the next change is from the last revision accepted, which the current leader's book
+// may hold). What it cannot fence is an ex-leader's answer that comes before any of its
+// successor's (architecture.md, "Leases"). The fence lapses once no higher term has
+// answered for exLeaderFenceMs, so that a control store started afresh (terms from 1
+// again) costs a head node its grants for that long, not for good.
 
 import { limits, type MessageOf, type ResultOf } from "@ballast/protocol";
+import { exLeaderFenceMs } from "./constants.ts";
 
 export type PrimaryReport = MessageOf<"headnode.report.v1">["primaries"][number];
 export type FailedReplica = NonNullable<MessageOf<"headnode.report.v1">["failures"]>[number];
@@ -118,6 +132,8 @@ export class ReportState {
       }
     | undefined;
   private seq = 0;
+  /** The highest leader term that has answered this node, and when it last did. */
+  private newest: { term: number; atMs: number } | undefined;
   /** Where the next report too large for one starts among the changed entries. */
   private overflowCursor = 0;
 
@@ -208,9 +224,30 @@ export class ReportState {
     };
   }
 
+  /** The highest leader term that has answered this node (0 while none has named one). */
+  get leaderTerm(): number {
+    return this.newest?.term ?? 0;
+  }
+
+  /**
+   * Whether to use `answer`, received at `nowMs` (monotonic): not if it is an
+   * ex-leader's, in a term below one that answered within exLeaderFenceMs. An answer
+   * that names no term (a coordinator that predates terms) is used, and changes nothing.
+   */
+  admit(answer: Answer, nowMs: number): boolean {
+    const { term } = answer;
+    if (term === undefined) return true;
+    const newest = this.newest;
+    if (newest !== undefined && term < newest.term && nowMs - newest.atMs < exLeaderFenceMs) {
+      return false;
+    }
+    this.newest = { term, atMs: nowMs };
+    return true;
+  }
+
   /**
    * The answer to `sent`: the entries whose lease it renews (each at the epoch it was
-   * reported in), and what the next report is based on.
+   * reported in), and what the next report is based on. Only for an answer `admit` took.
    */
   onAnswer(sent: Outgoing, answer: Answer): PrimaryReport[] {
     if (answer.accepted === undefined) {

@@ -314,6 +314,41 @@ describe("reports and read leases", () => {
     );
   });
 
+  test("an ex-leader's answers renew nothing: a term below one that answered lately", async () => {
+    // Term 5 leads and answers; then only a term-4 coordinator (woken from a frozen VM
+    // with its wall clock not yet set right, believing it still leads) answers, granting
+    // everything. Its grants would outlast what term 5 counts on: the lease runs out.
+    const leaseMs = 1500;
+    let term = 5;
+    let held = 0;
+    let refusedWhole = 0;
+    service.answerReport = (report) => {
+      if (term === 5 && report.base !== undefined && report.base !== held) {
+        refusedWhole++;
+        return { leaseMs, granted: [], full: true, term };
+      }
+      if (term === 5) held = report.seq ?? 0;
+      return { leaseMs, granted: [], accepted: report.seq, held: 1, term };
+    };
+    await configure({ epoch: 2, leased: true });
+    await until("a read under term 5's lease", async () => (await codeOf(read(2))) === undefined);
+    term = 4;
+    await until(
+      "the lease to run out though term 4 grants it",
+      async () => (await codeOf(read(2))) === ErrorCode.Unavailable,
+      leaseMs + 2 * limits.headnodeReportIntervalMs + 2000,
+    );
+    // The reports term 4 answered went as after lost answers: the next change is from
+    // what term 5 accepted, so term 5, answering again, renews without a whole state.
+    const refusedBefore = refusedWhole;
+    term = 5;
+    await until(
+      "a read under term 5's lease again",
+      async () => (await codeOf(read(2))) === undefined,
+    );
+    expect(refusedWhole).toBe(refusedBefore);
+  });
+
   test("an unleased (static) primary reads with no coordinator at all", async () => {
     await configure({ epoch: 1 });
     await write(1, 3);

@@ -10,6 +10,7 @@ import {
 } from "@ballast/protocol";
 import fc from "fast-check";
 import { describe, expect, test } from "vitest";
+import { exLeaderFenceMs } from "../src/constants.ts";
 import { addressKey, type PrimaryReport, ReportState, sameEntry } from "../src/report-state.ts";
 
 function entry(partition: number, overrides: Partial<PrimaryReport> = {}): PrimaryReport {
@@ -103,6 +104,46 @@ describe("ReportState", () => {
     expect(state.onAnswer(sent, { leaseMs, granted: [], accepted: 1, held: 3 })).toEqual([]);
     expect(state.onAnswer(sent, { leaseMs, granted: [], accepted: 7, held: 2 })).toEqual([]);
     expect(state.next(primaries(entry(0), entry(1))).base).toBeUndefined();
+  });
+
+  test("an answer in a term below one that answered lately is an ex-leader's, and goes as a lost one", () => {
+    // Reports reach whichever coordinator serves the queue group: term 5 answers, then a
+    // term-4 leader woken from a freeze (its wall clock not yet set right) answers, and
+    // would have renewed every lease on a grant its successor does not count.
+    const state = new ReportState();
+    const first = state.next(primaries(entry(0), entry(1)));
+    const fives = { leaseMs, granted: [], accepted: 1, held: 2, term: 5 };
+    expect(state.admit(fives, 1000)).toBe(true);
+    expect(state.onAnswer(first, fives)).toHaveLength(2);
+    expect(state.leaderTerm).toBe(5);
+    state.next(primaries(entry(0, { commitOpNum: 12 }), entry(1)));
+    const exLeaders = { leaseMs, granted: [], accepted: 2, held: 2, term: 4 };
+    expect(state.admit(exLeaders, 1000 + exLeaderFenceMs - 1)).toBe(false);
+    expect(state.leaderTerm).toBe(5);
+    // Not given to onAnswer, as after a lost answer: the next change is from what term 5
+    // accepted.
+    expect(state.next(primaries(entry(0, { commitOpNum: 12 }), entry(1)))).toMatchObject({
+      base: 1,
+      primaries: [{ partition: 0, commitOpNum: 12 }],
+    });
+    // The same term, a higher one, or one that names none (an older coordinator) is used.
+    for (const term of [5, 6, undefined]) {
+      expect(
+        state.admit({ leaseMs, granted: [], ...(term === undefined ? {} : { term }) }, 2000),
+      ).toBe(true);
+    }
+    expect(state.leaderTerm).toBe(6);
+    expect(state.admit(exLeaders, 2000 + exLeaderFenceMs - 1)).toBe(false);
+  });
+
+  test("the fence lapses once no higher term has answered for exLeaderFenceMs (a control store started afresh)", () => {
+    const state = new ReportState();
+    expect(state.admit({ leaseMs, granted: [], term: 57 }, 0)).toBe(true);
+    // Terms from 1 again: refused while term 57 might still be answering, then heard.
+    expect(state.admit({ leaseMs, granted: [], term: 1 }, exLeaderFenceMs - 1)).toBe(false);
+    expect(state.admit({ leaseMs, granted: [], term: 1 }, exLeaderFenceMs)).toBe(true);
+    expect(state.leaderTerm).toBe(1);
+    expect(state.admit({ leaseMs, granted: [], term: 2 }, exLeaderFenceMs + 1)).toBe(true);
   });
 
   test("a coordinator that predates node leases: exactly what it grants, and whole reports", () => {

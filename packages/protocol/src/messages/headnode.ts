@@ -332,4 +332,10 @@ export const HeadnodeReportResult = z.object({
    * sledOutAfterMs): a copy on one of them is lost, and primaries make a new one.
    */
   sledsOut: z.array(nodeId).max(4096).optional(),
+  /**
+   * The answering leader's term (absent from a coordinator that predates it). Terms only
+   * grow, so an answer in a term below one that has answered the node lately is an
+   * ex-leader's (one frozen and woken, say): the head node renews nothing on it.
+   */
+  term: unsignedInteger.optional(),
 });
