@@ -211,6 +211,11 @@ export class PartitionHost {
   onFailure: (() => void) | undefined;
   /** Sleds the coordinator declared out (replicator.ts): copies there count as lost. */
   sledsOut: ReadonlySet<string> = new Set();
+  /**
+   * The new data directories of sleds the coordinator asked audited whose audit has
+   * covered this replica's table (the head node reads them from its replicator).
+   */
+  auditedDisks: () => readonly string[] = () => [];
   /** The newest epoch this replica was configured a voter in, as its directory keeps it. */
   private voterEpoch: number | undefined;
   /** Traces: each in-flight op's request span context (observability.ts). */
@@ -477,6 +482,7 @@ export class PartitionHost {
     return primaryReportOf(this.core, this.address, this.failure !== undefined, {
       tickMs,
       sledsOut: this.sledsOut,
+      auditedDisks: this.auditedDisks(),
     });
   }
 

@@ -40,6 +40,16 @@
 // sledAuditRepairsPerStepMax) and cost one small request per checkpoint copy a minute
 // when all is well.
 //
+// A primary whose checkpoint is not on such a sled would meet its lost chunk copies only
+// at the scrub's pace. The coordinator, though, hears the sled's heartbeats from a new
+// data directory and names it in the answer to this node's reports (`askAudits`, with
+// the directory's id) until every primary has audited it: each such sled is audited
+// at once (an audit already under way begins again, since it may have looked before
+// the copies were lost), every primary's table taken in turn, and a primary whose
+// table the audit has covered lists the directory's id in its reports (`auditedDisks`),
+// which is how status learns the sled's copies are back. A primary gained later, or one
+// the audit missed, is audited on a later step while the coordinator still asks.
+//
 // Memory: the per-partition state (chunks recorded recently, checkpoint blobs replaced
 // and looked for, scrub and audit cursors) is forgotten when the partition goes away: the head node calls
 // `forgetPartition` when it closes a replica (a drop, a deleted volume, a retire), and
@@ -239,7 +249,16 @@ export class Replicator {
    * per partition (`volumeId/partition`), the last chunk number looked for there
    * (Infinity once its table is done), and the copies found missing so far.
    */
-  private readonly audits = new Map<string, { cursors: Map<string, number>; missing: number }>();
+  private readonly audits = new Map<
+    string,
+    { cursors: Map<string, number>; missing: number; disk?: string }
+  >();
+  /**
+   * Sleds the coordinator asked audited (back on a new data directory): per sled, that
+   * directory's id and the partitions (`volumeId/partition`) whose table an audit begun
+   * since the ask has covered.
+   */
+  private readonly asked = new Map<string, { disk: string; partitions: Set<string> }>();
 
   constructor(private readonly options: ReplicatorOptions) {
     this.clock = options.clock ?? (() => performance.now());
@@ -311,20 +330,75 @@ export class Replicator {
       }
     }
     this.forgetAllBut(hosted);
+    // A sled asked audited that some primary's table has not been audited for (a primary
+    // gained since, an audit cut short): audited again, the tables done left out.
+    for (const [sled, { disk, partitions }] of this.asked) {
+      if (this.audits.has(sled)) continue;
+      const keys = primaries.map(({ address }) => `${address.volumeId}/${address.partition}`);
+      if (keys.every((key) => partitions.has(key))) continue;
+      this.auditSled(sled, `the coordinator heard it on a new data directory ${disk}`);
+    }
     await this.auditSleds(primaries);
   }
 
   /**
    * `sled` was found without a copy it held: every chunk copy this node's primaries list
-   * there is looked for (auditSleds), rather than left to the scrub's slow pace.
+   * there is looked for (auditSleds), rather than left to the scrub's slow pace. A sled
+   * the coordinator asks audited is audited for that ask (its directory's id), the
+   * tables already covered for it left out.
    */
   private auditSled(sled: string, why: string): void {
     if (this.audits.has(sled) || this.out.has(sled)) return;
-    this.audits.set(sled, { cursors: new Map(), missing: 0 });
+    const asked = this.asked.get(sled);
+    const cursors = new Map<string, number>();
+    for (const key of asked?.partitions ?? []) cursors.set(key, Number.POSITIVE_INFINITY);
+    this.audits.set(sled, {
+      cursors,
+      missing: 0,
+      ...(asked === undefined ? {} : { disk: asked.disk }),
+    });
     this.options.logger.warn(
       { sled, why },
       "a sled lost a copy it held: looking for every chunk copy listed there",
     );
+  }
+
+  /**
+   * The sleds the coordinator asks audited (answer to a report: `sledsToAudit`), each with
+   * the id of the new data directory it was heard from. A sled newly asked, or on yet
+   * another directory, is audited at once (an audit under way begins again: it may have
+   * looked before the sled lost its copies); one no longer asked is forgotten.
+   */
+  askAudits(sleds: readonly { sled: string; disk: string }[]): void {
+    const next = new Map(sleds.map(({ sled, disk }) => [sled, disk]));
+    let fresh = false;
+    for (const [sled, disk] of next) {
+      if (this.asked.get(sled)?.disk === disk) continue;
+      this.asked.set(sled, { disk, partitions: new Set() });
+      this.audits.delete(sled);
+      this.options.logger.warn(
+        { sled, disk },
+        "the coordinator heard a sled back on another data directory: auditing every chunk copy listed there",
+      );
+      fresh = true;
+    }
+    for (const sled of this.asked.keys()) {
+      if (!next.has(sled)) this.asked.delete(sled);
+    }
+    if (fresh && !this.closed) void this.scrubStep();
+  }
+
+  /**
+   * The data directories asked audited whose audit has covered partition `partition` of
+   * incarnation `volumeId`'s table (its reports list them), sorted.
+   */
+  auditedDisks(volumeId: string, partition: number): string[] {
+    const key = `${volumeId}/${partition}`;
+    const disks: string[] = [];
+    for (const { disk, partitions } of this.asked.values()) {
+      if (partitions.has(key)) disks.push(disk);
+    }
+    return disks.sort();
   }
 
   /**
@@ -390,8 +464,19 @@ export class Replicator {
           await this.scrubChunk(partition, entry);
         }
         audit.cursors.set(key, Number.POSITIVE_INFINITY);
+        // Covered by an audit the coordinator asked, still current: said in reports.
+        const asked = this.asked.get(sled);
+        if (
+          audit.disk !== undefined &&
+          asked?.disk === audit.disk &&
+          this.audits.get(sled) === audit
+        ) {
+          asked.partitions.add(key);
+        }
       }
       if (!done) continue;
+      // Begun again meanwhile (askAudits): the new audit stays.
+      if (this.audits.get(sled) !== audit) continue;
       this.audits.delete(sled);
       this.options.logger.info(
         { sled, missing: audit.missing },
@@ -542,6 +627,7 @@ export class Replicator {
     this.checkpointsChecked.delete(key);
     this.scrubbed.delete(key);
     for (const audit of this.audits.values()) audit.cursors.delete(key);
+    for (const asked of this.asked.values()) asked.partitions.delete(key);
     for (const chunkKey of this.recorded.keys()) {
       if (chunkKey.startsWith(`${key}/`)) this.recorded.delete(chunkKey);
     }
@@ -554,6 +640,7 @@ export class Replicator {
       ...this.checkpointsChecked.keys(),
       ...this.scrubbed.keys(),
       ...[...this.audits.values()].flatMap((audit) => [...audit.cursors.keys()]),
+      ...[...this.asked.values()].flatMap((asked) => [...asked.partitions]),
     ]);
     for (const chunkKey of this.recorded.keys()) {
       keys.add(chunkKey.slice(0, chunkKey.lastIndexOf("/")));

@@ -572,6 +572,96 @@ describe("audit of a sled that lost copies", () => {
   });
 });
 
+describe("audit the coordinator asks of a sled back on a new data directory", () => {
+  const disk = "b".repeat(32);
+  /** A primary with no recorded checkpoint: nothing of its own would audit sled-1. */
+  function primary(
+    partition: number,
+    chunks: Map<number, ChunkEntry>,
+  ): ReplicatedPartition & {
+    roleName: "primary" | "secondary";
+  } {
+    return {
+      address: { volume: "v", volumeId: "1-v", partition },
+      roleName: "primary",
+      sleds,
+      replica: {
+        metadata: { chunks } as ReplicatedPartition["replica"]["metadata"],
+        recordCopies: () => undefined,
+        requestCheckpoint: () => undefined,
+        recordedCheckpoint: undefined,
+      },
+    };
+  }
+
+  test("every primary's copies there are looked for at once and the missing repaired; each covered table says the disk", async () => {
+    const chunks = table(
+      Array.from({ length: 20 }, (_, n): [number, string[]] => [n, ["sled-1", "sled-2"]]),
+    );
+    const elsewhere = table([[0, ["sled-3", "sled-4"]]]);
+    const held = new Set<string>();
+    const checked: string[] = [];
+    const hosted = [primary(0, chunks), primary(1, elsewhere)];
+    const later = primary(2, table([[0, ["sled-1", "sled-3"]]]));
+    later.roleName = "secondary";
+    hosted.push(later);
+    const replicator = new Replicator({
+      logger,
+      partitions: () => hosted,
+      clock: () => 0,
+      sleds: {
+        ...checkpointsInPlace,
+        copyChunk: async () => "sled-2",
+        checkChunk: async (owner, chunkId) => {
+          checked.push(`${owner.partition}:${chunkId}`);
+          held.add(`sled-1/${owner.partition}/${chunkId}`);
+          return [{ sled: "sled-1", found: "missing" as const, repaired: true }];
+        },
+        statChunk: async (owner, chunkId, sled) =>
+          held.has(`${sled}/${owner.partition}/${chunkId}`)
+            ? { bytes: 4096, checksum: 0 }
+            : undefined,
+      },
+    });
+    // Nothing asked: the scrub's daily pace finds nothing due, and nothing is audited.
+    await replicator.scrubStep();
+    expect(checked).toEqual([]);
+    expect(replicator.auditedDisks("1-v", 0)).toEqual([]);
+
+    replicator.askAudits([{ sled: "sled-1", disk }]);
+    await replicator.scrubStep();
+    // Begun at the ask, bounded per step: not yet covered.
+    expect(checked).toHaveLength(sledAuditRepairsPerStepMax);
+    expect(replicator.auditedDisks("1-v", 0)).toEqual([]);
+    for (let step = 0; step < 3; step++) await replicator.scrubStep();
+    expect(checked).toEqual([...chunks.values()].map((entry) => `0:${entry.sledChunkId}`));
+    expect(replicator.auditedDisks("1-v", 0)).toEqual([disk]);
+    // A table with no copy listed there is covered without a look.
+    expect(replicator.auditedDisks("1-v", 1)).toEqual([disk]);
+
+    // A primary gained since is audited on a later step; the covered tables not again.
+    later.roleName = "primary";
+    checked.length = 0;
+    await replicator.scrubStep();
+    expect(checked).toEqual(["2:v/0/0"]);
+    expect(replicator.auditedDisks("1-v", 2)).toEqual([disk]);
+
+    // Asked again for yet another directory: audited afresh, the old disk no longer said.
+    const again = "c".repeat(32);
+    held.clear();
+    checked.length = 0;
+    replicator.askAudits([{ sled: "sled-1", disk: again }]);
+    expect(replicator.auditedDisks("1-v", 0)).toEqual([]);
+    for (let step = 0; step < 4; step++) await replicator.scrubStep();
+    expect(checked).toHaveLength(21);
+    expect(replicator.auditedDisks("1-v", 0)).toEqual([again]);
+    // No longer asked (verified): nothing said, nothing kept.
+    replicator.askAudits([]);
+    expect(replicator.auditedDisks("1-v", 0)).toEqual([]);
+    await replicator.close();
+  });
+});
+
 describe("scheduled scrub", () => {
   test("the pace spreads one pass over the interval, and a stall does not become a burst", () => {
     // 100 chunks a day: one every 864 s.
