@@ -891,6 +891,7 @@ export class HeadNode {
       (replicationMessage) => host.onReplication(replicationMessage),
     );
     host.sledsOut = this.replicator.sledsOut;
+    host.damagedCopies = this.replicator.damagedCopies;
     host.auditedDisks = () =>
       this.replicator.auditedDisks(host.address.volumeId, host.address.partition);
     const hosted: Hosted = { host, replication, volume: undefined, freshLearner: isLearner };

@@ -31,7 +31,7 @@
 // keeps the core from being quiet, so no tick is held while a stall is counted).
 
 import type { FollowerProgress, Replica } from "./replica/replica.ts";
-import { chunksShortOfCopies } from "./replicator.ts";
+import { chunksShortOfCopies, type DamagedCopies } from "./replicator.ts";
 import { addressKey, type FailedReplica, type PrimaryReport } from "./report-state.ts";
 
 /** Where a replica is, as reports name it (the volume's name and incarnation). */
@@ -62,6 +62,8 @@ export interface ReportContext {
   tickMs: number;
   /** Sleds the coordinator declared out: copies there count as lost. */
   sledsOut: ReadonlySet<string>;
+  /** Copies their sleds say a scrub found damaged: they count as none (replicator.ts). */
+  damagedCopies?: DamagedCopies;
   /**
    * The new data directories of sleds the coordinator asked audited whose audit has
    * covered this replica's table (replicator.ts `auditedDisks`), sorted.
@@ -128,7 +130,11 @@ export function primaryReportOf(
   entry.chunkBytes = usage.chunkBytes;
   entry.liveBytes = usage.liveBytes;
   if (usage.snapshotBytes !== undefined) entry.snapshotBytes = usage.snapshotBytes;
-  entry.chunksShortOfCopies = chunksShortOfCopies(core.metadata.chunks, context.sledsOut);
+  entry.chunksShortOfCopies = chunksShortOfCopies(
+    core.metadata.chunks,
+    context.sledsOut,
+    context.damagedCopies,
+  );
   if (context.auditedDisks !== undefined && context.auditedDisks.length > 0) {
     entry.auditedDisks = [...context.auditedDisks];
   }

@@ -50,6 +50,12 @@
 // which is how status learns the sled's copies are back. A primary gained later, or one
 // the audit missed, is audited on a later step while the coordinator still asks.
 //
+// A copy a sled's own scrub found damaged (`ballast scrub` without --repair; the sled
+// keeps the list until the object is replaced) is not a copy: every
+// damagedCheckIntervalMs, on the scrub's steps, each sled the primaries use is asked for
+// its list (`damagedCopies`), reports count such copies as none, and the chunks listed
+// are checked whole and repaired as the scrub repairs (damagedRepairsPerStepMax a step).
+//
 // Memory: the per-partition state (chunks recorded recently, checkpoint blobs replaced
 // and looked for, scrub and audit cursors) is forgotten when the partition goes away: the head node calls
 // `forgetPartition` when it closes a replica (a drop, a deleted volume, a retire), and
@@ -96,6 +102,13 @@ export const checkpointChecksPerStepMax = 8;
 export const sledAuditChunksPerStepMax = 256;
 /** Copies an audit found missing that one scrub step repairs at most (a whole read each). */
 export const sledAuditRepairsPerStepMax = 16;
+/**
+ * How often, on the scrub's steps, each sled the primaries use is asked which chunks its
+ * own last scrub found damaged (`sled.chunk.damaged.v1`: one small request per sled).
+ */
+export const damagedCheckIntervalMs = 30_000;
+/** Copies their sleds say are damaged that one scrub step repairs at most (a whole read each). */
+export const damagedRepairsPerStepMax = 16;
 
 /** What the replicator needs of a hosted replica (partition-host.ts). */
 export interface ReplicatedPartition {
@@ -122,14 +135,29 @@ export function liveCopies(copies: readonly string[], out: ReadonlySet<string>):
   return copies.filter((sled) => !out.has(sled));
 }
 
-/** Chunks of the table with fewer than two copies on sleds in service. */
+/** Per sled, the chunk ids whose copy there the sled's last scrub found damaged. */
+export type DamagedCopies = ReadonlyMap<string, ReadonlySet<string>>;
+
+const noDamagedCopies: DamagedCopies = new Map();
+
+/**
+ * Chunks of the table with fewer than two sound copies on sleds in service: a copy its
+ * sled says a scrub found damaged (`damaged`) is not counted.
+ */
 export function chunksShortOfCopies(
   chunks: ReadonlyMap<number, ChunkEntry>,
   out: ReadonlySet<string>,
+  damaged: DamagedCopies = noDamagedCopies,
 ): number {
   let short = 0;
   for (const entry of chunks.values()) {
-    if (liveCopies(entry.copies, out).length < chunkCopies) short++;
+    let sound = 0;
+    for (const sled of entry.copies) {
+      if (out.has(sled)) continue;
+      if (damaged.size > 0 && damaged.get(sled)?.has(entry.sledChunkId) === true) continue;
+      sound++;
+    }
+    if (sound < chunkCopies) short++;
   }
   return short;
 }
@@ -204,7 +232,8 @@ export interface ReplicatorOptions {
   sleds: Pick<
     SledClient,
     "copyChunk" | "checkChunk" | "statBlob" | "copyBlob" | "getBlob" | "statChunk"
-  >;
+  > &
+    Partial<Pick<SledClient, "damagedChunks">>;
   logger: Logger;
   /** The replicas this node hosts now. */
   partitions: () => Iterable<ReplicatedPartition>;
@@ -259,6 +288,14 @@ export class Replicator {
    * since the ask has covered.
    */
   private readonly asked = new Map<string, { disk: string; partitions: Set<string> }>();
+  /**
+   * Per sled the primaries use, the chunks whose copy there its last scrub found damaged
+   * (as it last said): reports count such a copy as none (`chunksShortOfCopies`), and the
+   * scrub's steps repair it. One map for the node's life, changed in place: hosts read it.
+   */
+  readonly damagedCopies = new Map<string, Set<string>>();
+  /** When the sleds were last asked for their damaged chunks (never: -Infinity). */
+  private damagedAskedAtMs = Number.NEGATIVE_INFINITY;
 
   constructor(private readonly options: ReplicatorOptions) {
     this.clock = options.clock ?? (() => performance.now());
@@ -330,6 +367,8 @@ export class Replicator {
       }
     }
     this.forgetAllBut(hosted);
+    await this.repairDamaged(primaries);
+    if (this.closed) return;
     // A sled asked audited that some primary's table has not been audited for (a primary
     // gained since, an audit cut short): audited again, the tables done left out.
     for (const [sled, { disk, partitions }] of this.asked) {
@@ -361,6 +400,65 @@ export class Replicator {
       { sled, why },
       "a sled lost a copy it held: looking for every chunk copy listed there",
     );
+  }
+
+  /**
+   * Copies their sleds say a scrub found damaged: every damagedCheckIntervalMs each sled
+   * the primaries use (in service) is asked for its list; then a bounded number of the
+   * chunks listed with such a copy are checked whole and repaired as the scrub repairs
+   * (scrubChunk), the rest on later steps. A sled that does not answer keeps what it last
+   * said. Before, a copy a sled's own scrub (`ballast scrub`) had found damaged still
+   * counted as a copy in the primaries' reports until a read or the daily scrub met it.
+   */
+  private async repairDamaged(primaries: readonly ReplicatedPartition[]): Promise<void> {
+    const damagedChunks = this.options.sleds.damagedChunks?.bind(this.options.sleds);
+    if (damagedChunks === undefined) return;
+    const nowMs = this.clock();
+    if (nowMs - this.damagedAskedAtMs >= damagedCheckIntervalMs) {
+      this.damagedAskedAtMs = nowMs;
+      const used = new Set(
+        primaries.flatMap((partition) => partition.sleds).filter((sled) => !this.out.has(sled)),
+      );
+      for (const sled of this.damagedCopies.keys()) {
+        if (!used.has(sled)) this.damagedCopies.delete(sled);
+      }
+      await Promise.all(
+        [...used].map(async (sled) => {
+          try {
+            const damaged = await damagedChunks(sled);
+            if (damaged.size === 0) this.damagedCopies.delete(sled);
+            else this.damagedCopies.set(sled, damaged);
+          } catch (error) {
+            this.options.logger.debug(
+              { sled, error: String(error) },
+              "could not ask a sled for the chunks its scrub found damaged; the next look asks again",
+            );
+          }
+        }),
+      );
+    }
+    if (this.damagedCopies.size === 0) return;
+    let repairs = 0;
+    for (const partition of primaries) {
+      for (const entry of [...partition.replica.metadata.chunks.values()]) {
+        if (repairs >= damagedRepairsPerStepMax || this.closed) return;
+        if (partition.roleName !== "primary") break;
+        const on = entry.copies.filter(
+          (sled) => this.damagedCopies.get(sled)?.has(entry.sledChunkId) === true,
+        );
+        if (on.length === 0) continue;
+        repairs++;
+        const outcomes = await this.scrubChunk(partition, entry);
+        // Repaired (or found sound after all): no longer counted damaged until a sled
+        // says so again.
+        for (const sled of on) {
+          const failed = outcomes.some((outcome) => outcome.sled === sled && !outcome.repaired);
+          if (failed) continue;
+          this.damagedCopies.get(sled)?.delete(entry.sledChunkId);
+          if (this.damagedCopies.get(sled)?.size === 0) this.damagedCopies.delete(sled);
+        }
+      }
+    }
   }
 
   /**
@@ -590,11 +688,17 @@ export class Replicator {
     }
   }
 
-  /** Reads every live copy of one chunk whole; repairs the damaged and missing ones. */
-  private async scrubChunk(partition: ReplicatedPartition, entry: ChunkEntry): Promise<void> {
+  /**
+   * Reads every live copy of one chunk whole; repairs the damaged and missing ones.
+   * Returns what was found wrong with each copy (none: every copy sound).
+   */
+  private async scrubChunk(
+    partition: ReplicatedPartition,
+    entry: ChunkEntry,
+  ): Promise<{ sled: string; repaired: boolean }[]> {
     const { address } = partition;
     const copies = liveCopies(entry.copies, this.out);
-    if (copies.length === 0) return;
+    if (copies.length === 0) return [];
     const outcomes = await this.options.sleds.checkChunk(
       { volume: address.volume, partition: address.partition },
       entry.sledChunkId,
@@ -614,6 +718,7 @@ export class Replicator {
           : `scrub found a ${outcome.found} chunk copy and could not repair it`,
       );
     }
+    return outcomes;
   }
 
   /**

@@ -6,6 +6,7 @@ import {
   checkpointCheckIntervalMs,
   checkpointChecksPerStepMax,
   chunksShortOfCopies,
+  damagedCheckIntervalMs,
   nextChunks,
   planCopies,
   type ReplicatedPartition,
@@ -659,6 +660,90 @@ describe("audit the coordinator asks of a sled back on a new data directory", ()
     replicator.askAudits([]);
     expect(replicator.auditedDisks("1-v", 0)).toEqual([]);
     await replicator.close();
+  });
+});
+
+describe("copies their sleds say a scrub found damaged", () => {
+  test("count as none in the short count", () => {
+    const chunks = table([
+      [1, ["sled-1", "sled-2"]],
+      [2, ["sled-2", "sled-3"]],
+    ]);
+    expect(chunksShortOfCopies(chunks, new Set())).toBe(0);
+    const damaged = new Map([["sled-2", new Set(["v/0/1"])]]);
+    expect(chunksShortOfCopies(chunks, new Set(), damaged)).toBe(1);
+    expect(chunksShortOfCopies(chunks, new Set(["sled-3"]), damaged)).toBe(2);
+  });
+
+  test("are asked of each sled in use, repaired on the scrub's steps, and no longer counted once repaired", async () => {
+    const chunks = table([
+      [1, ["sled-1", "sled-2"]],
+      [2, ["sled-1", "sled-2"]],
+    ]);
+    const asked: string[] = [];
+    const checked: string[] = [];
+    let listed = new Set(["v/0/2"]);
+    let nowMs = 0;
+    const replicated: ReplicatedPartition = {
+      address: { volume: "v", volumeId: "1-v", partition: 0 },
+      roleName: "primary",
+      sleds: ["sled-1", "sled-2"],
+      replica: {
+        metadata: { chunks } as ReplicatedPartition["replica"]["metadata"],
+        recordCopies: () => undefined,
+        requestCheckpoint: () => undefined,
+        recordedCheckpoint: undefined,
+      },
+    };
+    const replicator = new Replicator({
+      logger,
+      partitions: () => [replicated],
+      clock: () => nowMs,
+      sleds: {
+        ...checkpointsInPlace,
+        copyChunk: async () => "sled-1",
+        checkChunk: async (_owner, chunkId) => {
+          checked.push(chunkId);
+          listed = new Set();
+          return [{ sled: "sled-2", found: "damaged" as const, repaired: true }];
+        },
+        damagedChunks: async (sled) => {
+          asked.push(sled);
+          return sled === "sled-2" ? new Set(listed) : new Set();
+        },
+      },
+    });
+    const short = () => chunksShortOfCopies(chunks, new Set(), replicator.damagedCopies);
+    // Not yet asked: nothing known.
+    expect(short()).toBe(0);
+    await replicator.scrubStep();
+    expect(asked.sort()).toEqual(["sled-1", "sled-2"]);
+    // The damaged copy was repaired in the same step (a whole read of every copy).
+    expect(checked).toEqual(["v/0/2"]);
+    expect(short()).toBe(0);
+    // The sled says it again (its repair failed, say) at the next look: counted short
+    // until repaired, asked no sooner than damagedCheckIntervalMs.
+    listed = new Set(["v/0/2"]);
+    asked.length = 0;
+    nowMs += 10_000;
+    await replicator.scrubStep();
+    expect(asked).toEqual([]);
+    nowMs += damagedCheckIntervalMs;
+    const failing = new Replicator({
+      logger,
+      partitions: () => [replicated],
+      clock: () => nowMs,
+      sleds: {
+        ...checkpointsInPlace,
+        copyChunk: async () => "sled-1",
+        checkChunk: async () => [{ sled: "sled-2", found: "damaged" as const, repaired: false }],
+        damagedChunks: async (sled) => (sled === "sled-2" ? new Set(["v/0/2"]) : new Set()),
+      },
+    });
+    await failing.scrubStep();
+    expect(chunksShortOfCopies(chunks, new Set(), failing.damagedCopies)).toBe(1);
+    await replicator.close();
+    await failing.close();
   });
 });
 
