@@ -45,7 +45,8 @@
 // data directory and names it in the answer to this node's reports (`askAudits`, with
 // the directory's id) until every primary has audited it: each such sled is audited
 // at once (an audit already under way begins again, since it may have looked before
-// the copies were lost), every primary's table taken in turn, and a primary whose
+// the copies were lost; every recorded checkpoint is looked for at the next step),
+// every primary's table taken in turn, and a primary whose
 // table the audit has covered lists the directory's id in its reports (`auditedDisks`),
 // which is how status learns the sled's copies are back. A primary gained later, or one
 // the audit missed, is audited on a later step while the coordinator still asks.
@@ -474,6 +475,11 @@ export class Replicator {
       if (this.asked.get(sled)?.disk === disk) continue;
       this.asked.set(sled, { disk, partitions: new Set() });
       this.audits.delete(sled);
+      // Recorded checkpoints are looked for at the next step too, not a minute on: one
+      // named on that sled is stored there again at once.
+      for (const checked of this.checkpointsChecked.values()) {
+        checked.atMs = Number.NEGATIVE_INFINITY;
+      }
       this.options.logger.warn(
         { sled, disk },
         "the coordinator heard a sled back on another data directory: auditing every chunk copy listed there",

@@ -663,6 +663,51 @@ describe("audit the coordinator asks of a sled back on a new data directory", ()
   });
 });
 
+test("an ask to audit makes every recorded checkpoint due a look at the next step", async () => {
+  const looked: string[] = [];
+  const replicated: ReplicatedPartition = {
+    address: { volume: "v", volumeId: "1-v", partition: 0 },
+    roleName: "primary",
+    sleds,
+    replica: {
+      metadata: { chunks: table([]) } as ReplicatedPartition["replica"]["metadata"],
+      recordCopies: () => undefined,
+      requestCheckpoint: () => undefined,
+      recordedCheckpoint: {
+        opNum: 5,
+        blobKey: "checkpoints/x",
+        sleds: ["sled-1", "sled-2"],
+        bytes: 9,
+        createdAtMs: 1,
+      },
+    },
+  };
+  const replicator = new Replicator({
+    logger,
+    partitions: () => [replicated],
+    clock: () => 0,
+    sleds: {
+      ...checkpointsInPlace,
+      copyChunk: async () => "sled-2",
+      checkChunk: async () => [],
+      statBlob: async (_key, sled) => {
+        looked.push(sled);
+        return { bytes: 9, checksum: 0 };
+      },
+    },
+  });
+  await replicator.scrubStep();
+  expect(looked).toEqual(["sled-1", "sled-2"]);
+  // Looked at a moment ago: not again within checkpointCheckIntervalMs...
+  await replicator.scrubStep();
+  expect(looked).toHaveLength(2);
+  // ...but at once when a sled is back on a new disk.
+  replicator.askAudits([{ sled: "sled-1", disk: "b".repeat(32) }]);
+  await replicator.scrubStep();
+  expect(looked).toEqual(["sled-1", "sled-2", "sled-1", "sled-2"]);
+  await replicator.close();
+});
+
 describe("copies their sleds say a scrub found damaged", () => {
   test("count as none in the short count", () => {
     const chunks = table([
