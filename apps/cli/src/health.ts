@@ -24,7 +24,10 @@
 // primaries report chunks short of copies on sleds in service (a sled declared out,
 // re-replication not done), and every volume is while a sled still in service is not
 // alive (its copies count as copies until it is declared out, but none can be read) or
-// a live sled holds objects a scrub found damaged and nothing has repaired yet.
+// a live sled holds objects a scrub found damaged and nothing has repaired yet. A volume
+// is degraded too while a sled in service that came back on another data directory
+// (wiped or replaced) is refilling: some of its partitions' primaries have not yet said
+// they audited that sled, so copies their tables list there may be gone.
 
 import type { ClusterStatus } from "./status.ts";
 import type { VolumeState } from "./volume.ts";
@@ -60,6 +63,11 @@ export interface CopiesAtRisk {
   unreachableSleds: string[];
   /** Live sleds holding objects a scrub found damaged, not yet repaired, and how many. */
   damagedSleds?: { sled: string; objects: number }[];
+  /**
+   * Sleds in service back on another data directory that some of this volume's
+   * primaries have not yet audited.
+   */
+  refillingSleds?: string[];
 }
 
 export interface VolumeHealth {
@@ -143,7 +151,8 @@ export function volumeHealth(
     copies !== undefined &&
     (copies.chunksShortOfCopies > 0 ||
       copies.unreachableSleds.length > 0 ||
-      (copies.damagedSleds ?? []).length > 0);
+      (copies.damagedSleds ?? []).length > 0 ||
+      (copies.refillingSleds ?? []).length > 0);
   if (atRisk && stateRank[state] < stateRank.degraded) state = "degraded";
   return { name: volume.name, state, partitions, ...(atRisk ? { copies } : {}) };
 }
@@ -215,6 +224,17 @@ export function damagedSledsOf(
     });
 }
 
+/**
+ * Sleds in service back on another data directory whose audit some of `volume`'s
+ * partitions' primaries have not yet reported (the leader's sled records). An out sled
+ * is left out: its copies count for nothing already.
+ */
+export function refillingSledsOf(status: Pick<ClusterStatus, "sleds">, volume: string): string[] {
+  return (status.sleds ?? [])
+    .filter((sled) => sled.state === "in" && sled.refilling?.volumes.includes(volume) === true)
+    .map((sled) => sled.id);
+}
+
 /** What a volume's primaries reported short of copies (0 when nothing was reported). */
 function chunksShortOf(volume: VolumeState): number {
   const reported = (volume as { reported?: { chunksShortOfCopies?: number } }).reported;
@@ -233,6 +253,7 @@ export function clusterHealth(
       chunksShortOfCopies: chunksShortOf(state),
       unreachableSleds,
       damagedSleds,
+      refillingSleds: refillingSledsOf(status, state.name),
     });
   });
 }
@@ -270,6 +291,11 @@ export function healthLine(health: VolumeHealth): string {
       }
       for (const { sled, objects } of copies?.damagedSleds ?? []) {
         problems.push(`${objects} damaged objects on ${sled} (found by scrub, not repaired)`);
+      }
+      for (const sled of copies?.refillingSleds ?? []) {
+        problems.push(
+          `copies on ${sled} not yet verified (back on a new disk; its audit is under way)`,
+        );
       }
       return `health: ${health.state.toUpperCase()}: ${problems.join("; ")}`;
     }

@@ -25,7 +25,13 @@ import { BallastError, ErrorCode, limits, type ResultOf, subjects } from "@balla
 import type { Bus } from "@ballast/runtime";
 import { statusDeadlineMs } from "./constants.ts";
 import { CliError, exitCodes } from "./errors.ts";
-import { clusterHealth, healthLine, membersOf, unreachableSledsOf } from "./health.ts";
+import {
+  clusterHealth,
+  healthLine,
+  membersOf,
+  refillingSledsOf,
+  unreachableSledsOf,
+} from "./health.ts";
 import { formatBytes } from "./sizes.ts";
 import { table } from "./table.ts";
 import { partitionLine, storedLine, summary, type VolumeState } from "./volume.ts";
@@ -121,7 +127,11 @@ export function formatStatus(status: ClusterStatus, nowMs: number): string {
       : status.volumes.map((volume, at) => {
           const state = volume as VolumeState;
           const line = `    ${healthLine(health[at]!)}\n`;
-          const reported = reportedLine(volume.reported as Reported | undefined, unreachable);
+          const reported = reportedLine(
+            volume.reported as Reported | undefined,
+            unreachable,
+            refillingSledsOf(status, state.name),
+          );
           return `  ${summary(state)}${line}${indent(storedLine(state))}${reported}${state.partitions.map((partition) => `  ${partitionLine(partition)}`).join("")}`.trimEnd();
         })),
   ];
@@ -141,19 +151,33 @@ interface Reported {
 /**
  * Copies to make again and, when reported, capacity live and reclaimable; one line.
  * `unreachable`: sleds in service that are not alive, whose copies count but cannot be
- * read; the line does not call the copies whole while there are any.
+ * read; `refilling`: sleds back on a new disk this volume's primaries have not all
+ * audited. The line does not call the copies whole while there are any.
  */
 export function reportedLine(
   reported: Reported | undefined,
   unreachable: readonly string[] = [],
+  refilling: readonly string[] = [],
 ): string {
   if (reported === undefined || reported.partitionsReported === 0) return "";
   const parts: string[] = [];
   if (reported.chunksShortOfCopies !== undefined) {
-    const whole =
-      unreachable.length === 0
-        ? `every chunk has ${limits.chunkCopies} copies on sleds in service`
-        : `every chunk has ${limits.chunkCopies} copies on sleds in service, but ${unreachable.join(", ")} ${unreachable.length === 1 ? "is" : "are"} not alive: copies there cannot be read until ${unreachable.length === 1 ? "it returns or is" : "they return or are"} declared out`;
+    const buts = [
+      ...(unreachable.length === 0
+        ? []
+        : [
+            `${unreachable.join(", ")} ${unreachable.length === 1 ? "is" : "are"} not alive: copies there cannot be read until ${unreachable.length === 1 ? "it returns or is" : "they return or are"} declared out`,
+          ]),
+      ...(refilling.length === 0
+        ? []
+        : [
+            `${refilling.join(", ")} ${refilling.length === 1 ? "is" : "are"} back on a new disk: copies listed there are unverified until every primary has audited it`,
+          ]),
+    ];
+    const whole = [
+      `every chunk has ${limits.chunkCopies} copies on sleds in service`,
+      ...buts,
+    ].join(", but ");
     parts.push(
       reported.chunksShortOfCopies === 0
         ? whole
@@ -178,17 +202,35 @@ export function sledLines(status: ClusterStatus, nowMs: number): string[] {
   const sleds = status.sleds;
   if (sleds === undefined || sleds.length === 0) return [];
   const out = sleds.filter((sled) => sled.state === "out").length;
+  const refilling = sleds.filter(
+    (sled) => sled.state === "in" && sled.refilling !== undefined,
+  ).length;
   const rows = sleds.map((sled) => [
     sled.id,
-    sled.state === "in" ? "in" : "OUT",
+    sled.state === "in" ? (sled.refilling === undefined ? "in" : "REFILLING") : "OUT",
     `since ${formatDuration(nowMs - sled.since)} ago`,
-    silenceOf(sled, nowMs) < 1000 ? "" : `silent ${formatDuration(silenceOf(sled, nowMs))}`,
+    [
+      silenceOf(sled, nowMs) < 1000 ? "" : `silent ${formatDuration(silenceOf(sled, nowMs))}`,
+      refillingOf(sled, nowMs),
+    ]
+      .filter((part) => part !== "")
+      .join("; "),
   ]);
   return [
     "",
-    `SLEDS (${sleds.length - out} in service, ${out} out)`,
+    `SLEDS (${sleds.length - out} in service, ${out} out${refilling === 0 ? "" : `, ${refilling} refilling`})`,
     ...table([["SLED", "STATE", "", ""], ...rows], "  "),
   ];
+}
+
+/**
+ * What a sled back on a new disk waits for: in service all along, but the copies the
+ * head nodes list there are not verified until every primary has audited it.
+ */
+function refillingOf(sled: NonNullable<ClusterStatus["sleds"]>[number], nowMs: number): string {
+  const refilling = sled.refilling;
+  if (refilling === undefined) return "";
+  return `new disk ${formatDuration(Math.max(0, nowMs - refilling.sinceMs))} ago: ${refilling.partitions} ${refilling.partitions === 1 ? "partition" : "partitions"} not yet audited, copies listed there unverified`;
 }
 
 /**

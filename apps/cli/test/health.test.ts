@@ -226,6 +226,45 @@ describe("volume health", () => {
     expect(isFullStrength(state)).toBe(false);
   });
 
+  test("a sled in service back on a new disk degrades the volumes whose primaries have not audited it", () => {
+    // sled-1 restarted on a wiped directory: alive and in service, every chunk reported
+    // with 2 copies, but the copies listed there are not verified until the audit.
+    const reported = { partitions: 1, partitionsReported: 1, chunksShortOfCopies: 0 };
+    const shown = [volume([partition(0)]), volume([partition(0)], 2, "other")];
+    const state = status(shown.map((entry) => ({ ...entry, reported })));
+    state.services.push(service("sled-1", true, "sled"), service("sled-2", true, "sled"));
+    state.sleds = ["sled-1", "sled-2"].map((id) => ({
+      id,
+      state: "in" as const,
+      since: 1,
+      firstSeenMs: 1,
+      lastSeenMs: 1,
+      silentMs: 0,
+    }));
+    state.sleds[0]!.refilling = { sinceMs: 1, partitions: 1, volumes: ["vol"] };
+    const [vol, other] = clusterHealth(state);
+    expect(healthLine(vol!)).toBe(
+      "health: DEGRADED: copies on sled-1 not yet verified (back on a new disk; its audit is under way)",
+    );
+    expect(other!.state).toBe("full");
+    expect(isFullStrength(state)).toBe(false);
+    const text = formatStatus(state, 1);
+    expect(text).toContain(
+      "every chunk has 2 copies on sleds in service, but sled-1 is back on a new disk: copies listed there are unverified until every primary has audited it",
+    );
+    expect(text).toMatch(/SLEDS \(2 in service, 0 out, 1 refilling\)/);
+    expect(text).toMatch(
+      /sled-1\s+REFILLING\s+since .* ago\s+new disk .* ago: 1 partition not yet audited/,
+    );
+    // Out meanwhile: its copies count for nothing already (the out is what status says).
+    state.sleds[0]!.state = "out";
+    expect(clusterHealth(state)[0]!.copies?.refillingSleds ?? []).toEqual([]);
+    // Audited by every primary: the leader drops the mark, and the check passes.
+    state.sleds[0]!.state = "in";
+    delete state.sleds[0]!.refilling;
+    expect(isFullStrength(state)).toBe(true);
+  });
+
   test("a failed member counts as missing although its service is alive, and is named", () => {
     // A lone primary whose journal failed: head-1 is healthy, its replica serves nothing.
     const failed = partition(0, { secondaries: [], failed: ["head-1"] });

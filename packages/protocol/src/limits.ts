@@ -120,6 +120,12 @@ export const leftoverIncarnationsPerRequestMax = 1024;
 export const reportPartitionsMax = 16_384;
 
 /**
+ * The most sleds a report's answer names in one list (out of service, to audit) and
+ * the most audited sled disks one primary's entry says.
+ */
+export const reportSledsMax = 4096;
+
+/**
  * Read leases, as durations each side measures on its own monotonic clock (never a wall
  * clock compared across machines). A primary counts its lease from the moment it sent
  * the report the lease answers; the coordinator counts the same grant from the moment it

@@ -28,6 +28,7 @@ import {
   volumeNameLengthMax,
 } from "./limits.ts";
 import {
+  diskId,
   nodeId,
   snapshotId,
   snapshotName,
@@ -141,6 +142,8 @@ const sled = z.looseObject({
   lastSeenMs: timeMs,
   state: z.enum(["in", "out"]),
   since: timeMs,
+  disk: diskId.optional(),
+  refillingSince: timeMs.optional(),
 });
 
 const incarnation = z.looseObject({ incarnation: unsignedInteger });

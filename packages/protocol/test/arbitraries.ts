@@ -301,6 +301,14 @@ export const messageArbitraries: {
     owner: chunkOwner,
     chunkId,
   }),
+  "sled.chunk.damaged.v1": fc.record(
+    {
+      type: fc.constant("sled.chunk.damaged.v1" as const),
+      startAfter: chunkId,
+      limit: fc.integer({ min: 1, max: 1000 }),
+    },
+    { requiredKeys: ["type"] },
+  ),
   "sled.stat.v1": fc.record({ type: fc.constant("sled.stat.v1" as const) }),
   "sled.blob.begin.v1": fc.record({
     type: fc.constant("sled.blob.begin.v1" as const),

@@ -1,7 +1,8 @@
 // What the leader knows of the data's safety, as Prometheus gauges: partitions short of
 // live voters, partitions judged unavailable, chunks short of copies (as the primaries
-// last reported them), sleds out of service, and sleds in service that are not alive
-// (their copies count but cannot be read). `ballast status --check` decides on the same
+// last reported them), sleds out of service, sleds in service that are not alive
+// (their copies count but cannot be read), and sleds back on another data directory
+// whose copies the primaries have not all audited yet (refilling). `ballast status --check` decides on the same
 // facts (apps/cli health.ts); these let an operator who watches only metrics alert on
 // them. The figures are a pure function of the tenure, membership and sled records
 // (`clusterFigures`); the gauges read them at each scrape.
@@ -36,13 +37,15 @@ export interface ClusterFigures {
   sledsOut: number;
   /** In service (their copies count) but not alive. */
   sledsUnreachable: number;
+  /** Back on another data directory, not yet audited by every primary (sleds.ts). */
+  sledsRefilling: number;
 }
 
 export function clusterFigures(
   tenure: Pick<Tenure, "records" | "volumes" | "leases" | "unavailable" | "failedJournals">,
   aliveHeadNodes: ReadonlySet<string>,
   aliveSleds: ReadonlySet<string>,
-  sleds: readonly Pick<SledRecord, "id" | "state">[],
+  sleds: readonly (Pick<SledRecord, "id" | "state"> & { refilling?: unknown })[],
 ): ClusterFigures {
   const figures: ClusterFigures = {
     partitions: 0,
@@ -52,6 +55,7 @@ export function clusterFigures(
     chunksShortOfCopies: 0,
     sledsOut: 0,
     sledsUnreachable: 0,
+    sledsRefilling: 0,
   };
   for (const { value: record } of tenure.records.values()) {
     const volume = tenure.volumes.get(record.volume);
@@ -74,6 +78,8 @@ export function clusterFigures(
   for (const sled of sleds) {
     if (sled.state === "out") figures.sledsOut++;
     else if (!aliveSleds.has(sled.id)) figures.sledsUnreachable++;
+    // An out sled's copies count for nothing already: its audit waits for its return.
+    if (sled.state === "in" && sled.refilling !== undefined) figures.sledsRefilling++;
   }
   return figures;
 }
@@ -136,6 +142,13 @@ export function observeClusterFigures(
         "sleds in service that are not alive: their copies count but cannot be read (leader only)",
     }),
     "sledsUnreachable",
+  );
+  from(
+    meter.createObservableGauge("ballast_cluster_sleds_refilling", {
+      description:
+        "sleds back on another data directory whose copies not every primary has audited yet (leader only)",
+    }),
+    "sledsRefilling",
   );
 }
 

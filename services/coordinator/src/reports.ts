@@ -13,7 +13,9 @@
 // (coordinator.ts), so a drop waits for no reconcile round.
 //
 // The answer also carries the sleds declared out of service (sled-records.ts), so that
-// primaries re-replicate the copies those held.
+// primaries re-replicate the copies those held, and the sleds back on another data
+// directory not yet verified (`sledsToAudit`), so that each primary audits them now
+// rather than at its daily scrub, and says so in its entry (`auditedDisks`).
 //
 // Every answer names the leader's term: a head node renews nothing on an answer in a
 // term below one that has answered it lately (report-state.ts, exLeaderFenceMs). The leader itself
@@ -40,7 +42,7 @@ export class Reports {
   constructor(
     private readonly catalogue: Pick<Catalogue, "volume" | "partition" | "recordCheckpoint">,
     private readonly heartbeats: Pick<Heartbeats, "aliveHeadNodes">,
-    private readonly sleds: Pick<SledRecords, "out">,
+    private readonly sleds: Pick<SledRecords, "out" | "toAudit">,
     /**
      * Called when a report says something to act on at once (a failed replica, a stall):
      * the shell decides then rather than at the next reconcile round.
@@ -56,10 +58,12 @@ export class Reports {
     // The sleds out of service, once this leader knows them: a head node keeps the set
     // it last heard while an answer says nothing.
     const sledsOut = this.sleds.out(tenure);
+    const sledsToAudit = this.sleds.toAudit(tenure)?.slice(0, limits.reportSledsMax);
     const common = {
       leaseMs: limits.primaryLeaseMs,
       term: tenure.term,
       ...(sledsOut === undefined ? {} : { sledsOut }),
+      ...(sledsToAudit === undefined ? {} : { sledsToAudit }),
     };
     // Before the tenure has fenced the catalogue it knows no records: nothing is held,
     // and the node is asked for its whole state once it is.

@@ -3,6 +3,14 @@
 // catalogue (`sled.<id>`). The report answer (reports.ts) hands the out set to head
 // nodes, and status (status.ts) shows every sled record.
 //
+// A sled heard back on another data directory is refilling (sleds.ts): the report
+// answer names it with its new directory's id (`toAudit`), each primary's head node
+// audits it and then lists that id in its entry (`auditedDisks`), and once every
+// listed partition's primary has (`unauditedOf`) the sled is verified and the mark is
+// dropped. A partition whose primary has not reported it (dead, failed, a head node
+// that predates audits) keeps the sled unverified: status says so rather than call its
+// copies whole.
+//
 // Each tenure starts a book of its own from the catalogue's records, loaded once the
 // tenure has fenced the catalogue; their silence counts from that load (at or after the
 // tenure's start: a sled is declared out later, never earlier). Until the book is
@@ -15,8 +23,9 @@
 // sled's silence from its own start (sleds.ts).
 
 import type { Logger } from "@ballast/runtime";
-import type { Catalogue } from "./catalogue.ts";
+import { type Catalogue, idOfVolume } from "./catalogue.ts";
 import { now } from "./clock.ts";
+import { type PartitionRecord, volumeIdOf } from "./decisions.ts";
 import type { Heartbeats } from "./heartbeats.ts";
 import { SledBook, type SledRecord } from "./sleds.ts";
 import type { Tenure, Tenures } from "./tenure.ts";
@@ -41,12 +50,41 @@ export class SledRecords {
     return this.book?.tenure === tenure ? this.book.book.out() : undefined;
   }
 
-  /** Every sled record, for status; undefined while not leading or not yet loaded. */
-  list(): (SledRecord & { silentMs: number })[] | undefined {
+  /**
+   * Sleds on a new data directory not yet verified, with its id, for head nodes to
+   * audit; undefined while this leader's book is not yet loaded.
+   */
+  toAudit(tenure: Tenure): { sled: string; disk: string }[] | undefined {
+    if (this.book?.tenure !== tenure) return undefined;
+    return this.book.book.refilling().map(({ sled, disk }) => ({ sled, disk }));
+  }
+
+  /**
+   * Every sled record, for status, a refilling one with what is left to audit; undefined
+   * while not leading or not yet loaded.
+   */
+  list(): (SledRecord & { silentMs: number; refilling?: Refilling })[] | undefined {
     const tenure = this.options.tenures.current();
     if (tenure === undefined || this.book?.tenure !== tenure) return undefined;
     this.update(this.book.book);
-    return this.book.book.list(now());
+    const refilling = new Map(
+      this.book.book.refilling().map(({ sled, disk, sinceMs }) => {
+        const unaudited = unauditedOf(tenure, disk);
+        return [
+          sled,
+          {
+            sinceMs,
+            partitions: unaudited.length,
+            volumes: [...new Set(unaudited.map((record) => record.volume))].sort(),
+          },
+        ];
+      }),
+    );
+    return this.book.book.list(now()).map((record) => {
+      const { refillingSince: _, ...shown } = record;
+      const entry = refilling.get(record.id);
+      return entry === undefined ? shown : { ...shown, refilling: entry };
+    });
   }
 
   /** The periodic tick (every coordinator runs it; only a leader's does anything). */
@@ -97,8 +135,27 @@ export class SledRecords {
     for (const member of this.options.heartbeats.list()) {
       if (member.kind !== "sled") continue;
       const heardWallMs = Math.round(wallMs - Math.max(0, nowMs - member.lastHeartbeatAtMs));
-      if (book.heard(member.id, member.lastHeartbeatAtMs, heardWallMs)) {
-        this.options.logger.info({ sled: member.id }, "sled in service");
+      const before = book.refilling().find((entry) => entry.sled === member.id)?.disk;
+      if (book.heard(member.id, member.lastHeartbeatAtMs, heardWallMs, member.disk)) {
+        const refilling = book.refilling().find((entry) => entry.sled === member.id);
+        if (refilling !== undefined && refilling.disk !== before) {
+          this.options.logger.warn(
+            { sled: member.id, disk: refilling.disk },
+            "sled back on another data directory: the copies listed there may be gone; it stays in service, unverified until every primary has audited it",
+          );
+        } else {
+          this.options.logger.info({ sled: member.id }, "sled in service");
+        }
+      }
+    }
+    const tenure = this.book?.book === book ? this.book.tenure : undefined;
+    if (tenure?.ready === true) {
+      for (const { sled, disk } of book.refilling()) {
+        if (unauditedOf(tenure, disk).length > 0 || !book.verified(sled, disk)) continue;
+        this.options.logger.info(
+          { sled, disk },
+          "every primary has audited the sled back on another data directory: its copies are verified",
+        );
       }
     }
     if (this.options.heartbeats.listening(nowMs)) return;
@@ -129,4 +186,38 @@ export class SledRecords {
       this.persisting = false;
     }
   }
+}
+
+/** What is left of a refilling sled's verification (status). */
+export interface Refilling {
+  /** Wall-clock time its new data directory was first heard. */
+  sinceMs: number;
+  /** Partitions whose primary has not said it audited it. */
+  partitions: number;
+  /** Their volumes, sorted. */
+  volumes: string[];
+}
+
+/**
+ * The partition records of listed volumes whose primary has not said (in the last
+ * entry it reported, `auditedDisks`) that it audited the sled on data directory `disk`.
+ * The disk id is new with the directory, so an entry that names it was built after the
+ * head node heard it was to audit: no report age is needed. A partition with no entry
+ * from its primary (dead, failed to open, a new leader still hearing the nodes) is
+ * unaudited: nothing says its copies there are back. Partitions of no listed volume (a
+ * create under way, a delete that died halfway) hold nothing to count.
+ */
+export function unauditedOf(
+  tenure: Pick<Tenure, "records" | "volumes" | "leases">,
+  disk: string,
+): PartitionRecord[] {
+  const unaudited: PartitionRecord[] = [];
+  for (const { value: record } of tenure.records.values()) {
+    const volume = tenure.volumes.get(record.volume);
+    if (volume === undefined || idOfVolume(volume) !== volumeIdOf(record)) continue;
+    const report = tenure.leases.lastReportOf(record);
+    if (report?.auditedDisks?.includes(disk) === true) continue;
+    unaudited.push(record);
+  }
+  return unaudited;
 }

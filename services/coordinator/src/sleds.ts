@@ -9,6 +9,17 @@
 // coordinator's sweep frees them. This is slower than heartbeat death on purpose: a sled
 // restart (seconds) must not trigger a copy of everything it holds.
 //
+// A sled heard from another data directory than its record names (a disk replaced, a
+// directory wiped: heartbeats carry the directory's id) holds none of the copies the
+// head nodes' tables list there, however briefly it was away. It stays in service
+// (placement may use it, and the head nodes restore the lost copies on it), but its
+// record is marked `refillingSince`: status calls it unverified and the volumes with
+// copies there degraded, and the head nodes are asked to audit it now rather than at
+// their daily scrub, until the shell sees every primary say it has (`verified`). It is
+// not taken out of service: a sled out until its copies were whole elsewhere deadlocked
+// where no other sled could take them (two sleds, two copies), since the head nodes'
+// audit restores them on that very sled.
+//
 // Failure model: records are persisted by the leader (catalogue `sled.<id>`), so a new
 // leader knows sleds that died before its tenure. It cannot know how long such a sled
 // has really been silent (another coordinator's clock measured that), so a loaded
@@ -24,6 +35,13 @@ export interface SledRecord {
   state: "in" | "out";
   /** Wall-clock time of the last change of state (or of the first sighting). */
   since: number;
+  /** The id of the data directory it was last heard from (absent: never said). */
+  disk?: string;
+  /**
+   * Wall-clock time it was first heard from the data directory `disk` after another
+   * one: the copies listed there are not verified until every primary has audited it.
+   */
+  refillingSince?: number;
 }
 
 interface Tracked {
@@ -59,13 +77,24 @@ export class SledBook {
     }
   }
 
-  /** A heartbeat from `id`, received at `atMs` (monotonic). Returns whether its state changed. */
-  heard(id: string, atMs: number, wallMs: number): boolean {
+  /**
+   * A heartbeat from `id`, received at `atMs` (monotonic), from data directory `disk`
+   * (absent: a sled that predates disk ids). Returns whether its state changed: in
+   * service again, first heard, or heard from another directory (`refillingSince`).
+   */
+  heard(id: string, atMs: number, wallMs: number, disk?: string): boolean {
     if (atMs <= this.tenureStartMs) return false;
     const tracked = this.sleds.get(id);
     if (tracked === undefined) {
       this.sleds.set(id, {
-        record: { id, firstSeenMs: wallMs, lastSeenMs: wallMs, state: "in", since: wallMs },
+        record: {
+          id,
+          firstSeenMs: wallMs,
+          lastSeenMs: wallMs,
+          state: "in",
+          since: wallMs,
+          ...(disk === undefined ? {} : { disk }),
+        },
         heardAtMs: atMs,
         outAtMs: 0,
         dirty: true,
@@ -75,13 +104,47 @@ export class SledBook {
     if (atMs <= tracked.heardAtMs) return false;
     tracked.heardAtMs = atMs;
     tracked.record.lastSeenMs = wallMs;
+    let changed = false;
+    if (disk !== undefined && tracked.record.disk !== disk) {
+      // A record from before disk ids learns its disk: nothing to compare with. Any
+      // other change is a new directory: every copy listed there may be gone, in or out.
+      if (tracked.record.disk !== undefined) {
+        tracked.record.refillingSince = wallMs;
+        changed = true;
+      }
+      tracked.record.disk = disk;
+      tracked.dirty = true;
+    }
     if (tracked.record.state === "out" && atMs > tracked.outAtMs) {
       tracked.record.state = "in";
       tracked.record.since = wallMs;
       tracked.dirty = true;
       return true;
     }
-    return false;
+    return changed;
+  }
+
+  /** Sleds heard on a new data directory and not yet verified, with that directory's id. */
+  refilling(): { sled: string; disk: string; sinceMs: number }[] {
+    const refilling: { sled: string; disk: string; sinceMs: number }[] = [];
+    for (const { record } of this.sleds.values()) {
+      if (record.refillingSince === undefined || record.disk === undefined) continue;
+      refilling.push({ sled: record.id, disk: record.disk, sinceMs: record.refillingSince });
+    }
+    return refilling.sort((a, b) => a.sled.localeCompare(b.sled));
+  }
+
+  /**
+   * Every primary has audited sled `id` on data directory `disk`: its copies are what
+   * the tables say again. Returns whether that ended its refilling (false if it is on
+   * yet another directory since, or was not refilling).
+   */
+  verified(id: string, disk: string): boolean {
+    const tracked = this.sleds.get(id);
+    if (tracked?.record.refillingSince === undefined || tracked.record.disk !== disk) return false;
+    delete tracked.record.refillingSince;
+    tracked.dirty = true;
+    return true;
   }
 
   /** Declares out every sled in service silent for sledOutAfterMs; returns their ids. */

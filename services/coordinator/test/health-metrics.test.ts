@@ -67,6 +67,11 @@ describe("clusterFigures (unit)", () => {
       { id: "sled-1", state: "in" as const },
       { id: "sled-2", state: "in" as const },
       { id: "sled-3", state: "out" as const },
+      {
+        id: "sled-4",
+        state: "in" as const,
+        refilling: { sinceMs: 1, partitions: 1, volumes: ["vol"] },
+      },
     ];
     expect(clusterFigures(tenure, alive, new Set(["sled-1"]), sleds)).toEqual({
       partitions: 3,
@@ -75,11 +80,12 @@ describe("clusterFigures (unit)", () => {
       partitionsUnreported: 1,
       chunksShortOfCopies: 3,
       sledsOut: 1,
-      sledsUnreachable: 1,
+      sledsUnreachable: 2,
+      sledsRefilling: 1,
     });
     // head-2 dies: partitions 0 and 2 lose a voter too.
     expect(
-      clusterFigures(tenure, new Set(["head-1"]), new Set(["sled-1", "sled-2"]), sleds),
+      clusterFigures(tenure, new Set(["head-1"]), new Set(["sled-1", "sled-2", "sled-4"]), sleds),
     ).toMatchObject({ partitionsShortOfVoters: 3, sledsUnreachable: 0 });
     // A primary reporting itself failed is no voter, alive or not.
     tenure.leases.onNodeReport(
@@ -119,11 +125,13 @@ test("the gauges are scraped while leading, and none once leading ends", async (
       chunksShortOfCopies: 7,
       sledsOut: 0,
       sledsUnreachable: 1,
+      sledsRefilling: 1,
     }));
     gauges.start();
     const leading = await scrape();
     expect(leading).toMatch(/^ballast_cluster_chunks_short_of_copies(\{[^}]*\})? 7$/m);
     expect(leading).toMatch(/^ballast_cluster_sleds_unreachable(\{[^}]*\})? 1$/m);
+    expect(leading).toMatch(/^ballast_cluster_sleds_refilling(\{[^}]*\})? 1$/m);
     gauges.stop();
     // A coordinator that no longer leads says nothing, not its last figures.
     expect(await scrape()).not.toMatch(/^ballast_cluster_/m);

@@ -2,15 +2,16 @@ import { createLogger } from "@ballast/runtime";
 import { afterEach, beforeEach, describe, expect, test, vi } from "vitest";
 import { Catalogue } from "../src/catalogue.ts";
 import type { Member } from "../src/membership.ts";
-import { SledRecords } from "../src/sled-records.ts";
+import { SledRecords, unauditedOf } from "../src/sled-records.ts";
 import { reportedOf } from "../src/status.ts";
 import type { Tenure } from "../src/tenure.ts";
 import { FakeStore } from "./fake-store.ts";
 
 const logger = createLogger({ service: "coordinator", nodeId: "c-1", level: "silent" });
 
-function sled(id: string, lastHeartbeatAtMs: number): Member {
+function sled(id: string, lastHeartbeatAtMs: number, disk?: string): Member {
   return {
+    ...(disk === undefined ? {} : { disk }),
     kind: "sled",
     id,
     pid: 1,
@@ -108,5 +109,125 @@ describe("status sums of primaries' reports", () => {
       reclaimableBytes: 40,
     });
     expect(reportedOf([report])).toEqual({ partitions: 1, partitionsReported: 1 });
+  });
+});
+
+describe("a sled back on another data directory, on the leader", () => {
+  beforeEach(() => {
+    vi.useFakeTimers({ toFake: ["performance", "Date"] });
+  });
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  const diskA = "a".repeat(32);
+  const diskB = "b".repeat(32);
+  const volume = { name: "vol", sizeBytes: 2, replicaCount: 2, partitionBytes: 1, createdAtMs: 1 };
+  const record = (partition: number, primary: string) => ({
+    volume: "vol",
+    volumeId: "vol",
+    partition,
+    partitionStart: partition,
+    partitionBytes: 1,
+    epoch: 3,
+    primary,
+    secondaries: [],
+    term: 1,
+  });
+  const entry = (partition: number, auditedDisks?: string[]) => ({
+    volume: "vol",
+    volumeId: "vol",
+    partition,
+    epoch: 3,
+    session: 1,
+    commitOpNum: 1,
+    tailCommitted: true,
+    followers: [],
+    chunksShortOfCopies: 0,
+    ...(auditedDisks === undefined ? {} : { auditedDisks }),
+  });
+
+  test("stays in, is refilling in status and asked audited until every primary says it audited it", async () => {
+    const catalogue = new Catalogue(new FakeStore());
+    const members: Member[] = [];
+    const reports = new Map<string, ReturnType<typeof entry>>();
+    const tenure = {
+      ready: true,
+      volumes: new Map([["vol", volume]]),
+      records: new Map([
+        ["vol/0", { value: record(0, "head-1"), revision: 1 }],
+        ["vol/1", { value: record(1, "head-2"), revision: 1 }],
+      ]),
+      leases: {
+        lastReportOf: (of: { partition: number; primary: string }) =>
+          reports.get(`${of.primary}/${of.partition}`),
+      },
+    } as unknown as Tenure;
+    const records = new SledRecords({
+      logger,
+      catalogue,
+      heartbeats: { list: () => members, listening: () => false },
+      tenures: { held: () => tenure, current: () => tenure },
+      sledOutAfterMs: 60_000,
+    });
+    await records.tick();
+    vi.advanceTimersByTime(100);
+    members.push(
+      sled("sled-1", performance.now(), diskA),
+      sled("sled-2", performance.now(), diskA.replace(/a/g, "c")),
+    );
+    await records.tick();
+    expect(records.toAudit(tenure)).toEqual([]);
+    expect(records.list()!.every((shown) => shown.refilling === undefined)).toBe(true);
+
+    // sled-1 restarted on a wiped directory, seconds later.
+    vi.advanceTimersByTime(2000);
+    members[0] = sled("sled-1", performance.now(), diskB);
+    await records.tick();
+    expect(records.out(tenure)).toEqual([]);
+    expect(records.toAudit(tenure)).toEqual([{ sled: "sled-1", disk: diskB }]);
+    const shown = records.list()!.find((one) => one.id === "sled-1")!;
+    expect(shown).toMatchObject({
+      state: "in",
+      disk: diskB,
+      refilling: { partitions: 2, volumes: ["vol"] },
+    });
+    expect(shown).not.toHaveProperty("refillingSince");
+    expect((await catalogue.sledRecords()).find((r) => r.id === "sled-1")).toMatchObject({
+      disk: diskB,
+      refillingSince: expect.any(Number),
+    });
+
+    // One primary audited it, the other audited an older directory: still refilling.
+    reports.set("head-1/0", entry(0, [diskB]));
+    reports.set("head-2/1", entry(1, [diskA]));
+    await records.tick();
+    expect(records.list()!.find((one) => one.id === "sled-1")?.refilling).toMatchObject({
+      partitions: 1,
+    });
+    expect(records.toAudit(tenure)).toHaveLength(1);
+    // Both have: verified, no longer asked, persisted so.
+    reports.set("head-2/1", entry(1, [diskB]));
+    await records.tick();
+    expect(records.toAudit(tenure)).toEqual([]);
+    expect(records.list()!.find((one) => one.id === "sled-1")).not.toHaveProperty("refilling");
+    expect((await catalogue.sledRecords()).find((r) => r.id === "sled-1")).not.toHaveProperty(
+      "refillingSince",
+    );
+  });
+
+  test("unauditedOf: a partition with no report, or of no listed volume", () => {
+    const tenure = {
+      volumes: new Map([["vol", volume]]),
+      records: new Map([
+        ["vol/0", { value: record(0, "head-1"), revision: 1 }],
+        [
+          "gone/0",
+          { value: { ...record(0, "head-1"), volume: "gone", volumeId: "gone" }, revision: 1 },
+        ],
+      ]),
+      leases: { lastReportOf: () => undefined },
+    } as never;
+    expect(unauditedOf(tenure, diskB).map((one) => one.volume)).toEqual(["vol"]);
   });
 });

@@ -71,3 +71,63 @@ describe("sled records", () => {
     expect(book.tick(62_000, 0)).toEqual(["sled-3"]);
   });
 });
+
+describe("a sled back on another data directory (unit)", () => {
+  test("stays in service, marked refilling, until verified on that very directory", () => {
+    const book = new SledBook(outAfter, 0);
+    book.heard("sled-1", 1_000, 101_000, "a".repeat(32));
+    book.heard("sled-1", 2_000, 102_000, "a".repeat(32));
+    expect(book.refilling()).toEqual([]);
+    book.takeChanged();
+    // Restarted on a wiped directory, seconds later (long before it could be out).
+    expect(book.heard("sled-1", 5_000, 105_000, "b".repeat(32))).toBe(true);
+    expect(book.out()).toEqual([]);
+    expect(book.refilling()).toEqual([{ sled: "sled-1", disk: "b".repeat(32), sinceMs: 105_000 }]);
+    expect(book.list(5_000)[0]).toMatchObject({
+      state: "in",
+      disk: "b".repeat(32),
+      refillingSince: 105_000,
+    });
+    expect(book.takeChanged()).toMatchObject([{ disk: "b".repeat(32), refillingSince: 105_000 }]);
+    // Heard again from it: still refilling, nothing to persist.
+    expect(book.heard("sled-1", 6_000, 106_000, "b".repeat(32))).toBe(false);
+    expect(book.refilling()).toHaveLength(1);
+    expect(book.takeChanged()).toEqual([]);
+    // An audit of a directory it is no longer on verifies nothing.
+    expect(book.verified("sled-1", "a".repeat(32))).toBe(false);
+    expect(book.verified("sled-1", "b".repeat(32))).toBe(true);
+    expect(book.refilling()).toEqual([]);
+    expect(book.list(6_000)[0]).not.toHaveProperty("refillingSince");
+    expect(book.takeChanged()).toHaveLength(1);
+    expect(book.verified("sled-1", "b".repeat(32))).toBe(false);
+  });
+
+  test("back on another directory after it was declared out: in again, and refilling", () => {
+    const book = new SledBook(outAfter, 0);
+    book.heard("sled-1", 1_000, 101_000, "a".repeat(32));
+    expect(book.tick(61_000, 161_000)).toEqual(["sled-1"]);
+    expect(book.heard("sled-1", 62_000, 162_000, "c".repeat(32))).toBe(true);
+    expect(book.out()).toEqual([]);
+    expect(book.refilling()).toEqual([{ sled: "sled-1", disk: "c".repeat(32), sinceMs: 162_000 }]);
+  });
+
+  test("a record from before disk ids learns its disk without refilling; a loaded mark stays", () => {
+    const loaded: SledRecord[] = [
+      { id: "sled-1", firstSeenMs: 1, lastSeenMs: 1, state: "in", since: 1 },
+      {
+        id: "sled-2",
+        firstSeenMs: 1,
+        lastSeenMs: 1,
+        state: "in",
+        since: 1,
+        disk: "d".repeat(32),
+        refillingSince: 50,
+      },
+    ];
+    const book = new SledBook(outAfter, 0, loaded);
+    expect(book.heard("sled-1", 1_000, 101_000, "a".repeat(32))).toBe(false);
+    expect(book.heard("sled-2", 1_000, 101_000, "d".repeat(32))).toBe(false);
+    expect(book.refilling()).toEqual([{ sled: "sled-2", disk: "d".repeat(32), sinceMs: 50 }]);
+    expect(book.takeChanged()).toMatchObject([{ id: "sled-1", disk: "a".repeat(32) }]);
+  });
+});

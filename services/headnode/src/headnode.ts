@@ -369,6 +369,9 @@ export class HeadNode {
         this.replicator.setOut(answer.sledsOut);
         for (const { host } of this.hosted.values()) host.sledsOut = this.replicator.sledsOut;
       }
+      // Sleds back on another data directory, not yet verified: audited now, and each
+      // primary whose table the audit covered says so in its next reports.
+      if (answer.sledsToAudit !== undefined) this.replicator.askAudits(answer.sledsToAudit);
       if (this.reportFailing) {
         this.reportFailing = false;
         this.service.logger.info("reports reach the coordinator again");
@@ -901,6 +904,9 @@ export class HeadNode {
       (replicationMessage) => host.onReplication(replicationMessage),
     );
     host.sledsOut = this.replicator.sledsOut;
+    host.damagedCopies = this.replicator.damagedCopies;
+    host.auditedDisks = () =>
+      this.replicator.auditedDisks(host.address.volumeId, host.address.partition);
     const hosted: Hosted = { host, replication, volume: undefined, freshLearner: isLearner };
     const key = partitionKey(message.volume, message.partition);
     this.hosted.set(key, hosted);

@@ -117,7 +117,7 @@ import {
   type FollowerProgress,
   Replica,
 } from "./replica/replica.ts";
-import { chunksShortOfCopies } from "./replicator.ts";
+import { chunksShortOfCopies, type DamagedCopies } from "./replicator.ts";
 import type { FailedReplica, PrimaryReport } from "./report-state.ts";
 import type { SledClient } from "./sled-client.ts";
 
@@ -211,6 +211,13 @@ export class PartitionHost {
   onFailure: (() => void) | undefined;
   /** Sleds the coordinator declared out (replicator.ts): copies there count as lost. */
   sledsOut: ReadonlySet<string> = new Set();
+  /**
+   * The new data directories of sleds the coordinator asked audited whose audit has
+   * covered this replica's table (the head node reads them from its replicator).
+   */
+  auditedDisks: () => readonly string[] = () => [];
+  /** Copies their sleds say a scrub found damaged (replicator.ts): counted as none. */
+  damagedCopies: DamagedCopies = new Map();
   /** The newest epoch this replica was configured a voter in, as its directory keeps it. */
   private voterEpoch: number | undefined;
   /** Traces: each in-flight op's request span context (observability.ts). */
@@ -477,6 +484,8 @@ export class PartitionHost {
     return primaryReportOf(this.core, this.address, this.failure !== undefined, {
       tickMs,
       sledsOut: this.sledsOut,
+      damagedCopies: this.damagedCopies,
+      auditedDisks: this.auditedDisks(),
     });
   }
 
@@ -992,7 +1001,11 @@ export class PartitionHost {
       ...(primary
         ? {
             tailCommitted: replica.tailCommitted,
-            chunksShortOfCopies: chunksShortOfCopies(replica.metadata.chunks, this.sledsOut),
+            chunksShortOfCopies: chunksShortOfCopies(
+              replica.metadata.chunks,
+              this.sledsOut,
+              this.damagedCopies,
+            ),
           }
         : {}),
       ...(replica.recordedCheckpoint === undefined

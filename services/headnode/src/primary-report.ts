@@ -8,7 +8,8 @@
 // - A primary that has not failed is an entry of `primaries`: its epoch, session, commit
 //   point, whether its inherited tail is committed, its followers (stalls in ms, so that
 //   the coordinator, which knows no ticks, can compare them with its limits), its space
-//   on sleds and its chunks short of copies.
+//   on sleds, its chunks short of copies and the sled disks the coordinator asked audited
+//   whose audit has covered its table.
 // - A replica configured as primary whose journal failed is still an entry of
 //   `primaries`, marked `failed`, with no followers: the partition must fail over
 //   although its node is alive (it serves nothing and holds no lease).
@@ -30,7 +31,7 @@
 // keeps the core from being quiet, so no tick is held while a stall is counted).
 
 import type { FollowerProgress, Replica } from "./replica/replica.ts";
-import { chunksShortOfCopies } from "./replicator.ts";
+import { chunksShortOfCopies, type DamagedCopies } from "./replicator.ts";
 import { addressKey, type FailedReplica, type PrimaryReport } from "./report-state.ts";
 
 /** Where a replica is, as reports name it (the volume's name and incarnation). */
@@ -61,6 +62,13 @@ export interface ReportContext {
   tickMs: number;
   /** Sleds the coordinator declared out: copies there count as lost. */
   sledsOut: ReadonlySet<string>;
+  /** Copies their sleds say a scrub found damaged: they count as none (replicator.ts). */
+  damagedCopies?: DamagedCopies;
+  /**
+   * The new data directories of sleds the coordinator asked audited whose audit has
+   * covered this replica's table (replicator.ts `auditedDisks`), sorted.
+   */
+  auditedDisks?: readonly string[];
 }
 
 /** A follower as status and reports carry it: stalls in ms (ticks × tickMs). */
@@ -122,7 +130,14 @@ export function primaryReportOf(
   entry.chunkBytes = usage.chunkBytes;
   entry.liveBytes = usage.liveBytes;
   if (usage.snapshotBytes !== undefined) entry.snapshotBytes = usage.snapshotBytes;
-  entry.chunksShortOfCopies = chunksShortOfCopies(core.metadata.chunks, context.sledsOut);
+  entry.chunksShortOfCopies = chunksShortOfCopies(
+    core.metadata.chunks,
+    context.sledsOut,
+    context.damagedCopies,
+  );
+  if (context.auditedDisks !== undefined && context.auditedDisks.length > 0) {
+    entry.auditedDisks = [...context.auditedDisks];
+  }
   const stalledTicks = core.ownStalledTicks();
   if (stalledTicks !== 0) entry.stalledMs = stalledTicks * context.tickMs;
   return entry;

@@ -40,6 +40,23 @@
 // sledAuditRepairsPerStepMax) and cost one small request per checkpoint copy a minute
 // when all is well.
 //
+// A primary whose checkpoint is not on such a sled would meet its lost chunk copies only
+// at the scrub's pace. The coordinator, though, hears the sled's heartbeats from a new
+// data directory and names it in the answer to this node's reports (`askAudits`, with
+// the directory's id) until every primary has audited it: each such sled is audited
+// at once (an audit already under way begins again, since it may have looked before
+// the copies were lost; every recorded checkpoint is looked for at the next step),
+// every primary's table taken in turn, and a primary whose
+// table the audit has covered lists the directory's id in its reports (`auditedDisks`),
+// which is how status learns the sled's copies are back. A primary gained later, or one
+// the audit missed, is audited on a later step while the coordinator still asks.
+//
+// A copy a sled's own scrub found damaged (`ballast scrub` without --repair; the sled
+// keeps the list until the object is replaced) is not a copy: every
+// damagedCheckIntervalMs, on the scrub's steps, each sled the primaries use is asked for
+// its list (`damagedCopies`), reports count such copies as none, and the chunks listed
+// are checked whole and repaired as the scrub repairs (damagedRepairsPerStepMax a step).
+//
 // Memory: the per-partition state (chunks recorded recently, checkpoint blobs replaced
 // and looked for, scrub and audit cursors) is forgotten when the partition goes away: the head node calls
 // `forgetPartition` when it closes a replica (a drop, a deleted volume, a retire), and
@@ -87,6 +104,13 @@ export const checkpointChecksPerStepMax = 8;
 export const sledAuditChunksPerStepMax = 256;
 /** Copies an audit found missing that one scrub step repairs at most (a whole read each). */
 export const sledAuditRepairsPerStepMax = 16;
+/**
+ * How often, on the scrub's steps, each sled the primaries use is asked which chunks its
+ * own last scrub found damaged (`sled.chunk.damaged.v1`: one small request per sled).
+ */
+export const damagedCheckIntervalMs = 30_000;
+/** Copies their sleds say are damaged that one scrub step repairs at most (a whole read each). */
+export const damagedRepairsPerStepMax = 16;
 
 /** What the replicator needs of a hosted replica (partition-host.ts). */
 export interface ReplicatedPartition {
@@ -113,14 +137,29 @@ export function liveCopies(copies: readonly string[], out: ReadonlySet<string>):
   return copies.filter((sled) => !out.has(sled));
 }
 
-/** Chunks of the table with fewer than `chunkCopies` copies on sleds in service. */
+/** Per sled, the chunk ids whose copy there the sled's last scrub found damaged. */
+export type DamagedCopies = ReadonlyMap<string, ReadonlySet<string>>;
+
+const noDamagedCopies: DamagedCopies = new Map();
+
+/**
+ * Chunks of the table with fewer than `chunkCopies` sound copies on sleds in service: a copy its
+ * sled says a scrub found damaged (`damaged`) is not counted.
+ */
 export function chunksShortOfCopies(
   chunks: ReadonlyMap<number, ChunkEntry>,
   out: ReadonlySet<string>,
+  damaged: DamagedCopies = noDamagedCopies,
 ): number {
   let short = 0;
   for (const entry of chunks.values()) {
-    if (liveCopies(entry.copies, out).length < limits.chunkCopies) short++;
+    let sound = 0;
+    for (const sled of entry.copies) {
+      if (out.has(sled)) continue;
+      if (damaged.size > 0 && damaged.get(sled)?.has(entry.sledChunkId) === true) continue;
+      sound++;
+    }
+    if (sound < limits.chunkCopies) short++;
   }
   return short;
 }
@@ -195,7 +234,8 @@ export interface ReplicatorOptions {
   sleds: Pick<
     SledClient,
     "copyChunk" | "checkChunk" | "statBlob" | "copyBlob" | "getBlob" | "statChunk"
-  >;
+  > &
+    Partial<Pick<SledClient, "damagedChunks">>;
   logger: Logger;
   /** The replicas this node hosts now. */
   partitions: () => Iterable<ReplicatedPartition>;
@@ -240,7 +280,24 @@ export class Replicator {
    * per partition (`volumeId/partition`), the last chunk number looked for there
    * (Infinity once its table is done), and the copies found missing so far.
    */
-  private readonly audits = new Map<string, { cursors: Map<string, number>; missing: number }>();
+  private readonly audits = new Map<
+    string,
+    { cursors: Map<string, number>; missing: number; disk?: string }
+  >();
+  /**
+   * Sleds the coordinator asked audited (back on a new data directory): per sled, that
+   * directory's id and the partitions (`volumeId/partition`) whose table an audit begun
+   * since the ask has covered.
+   */
+  private readonly asked = new Map<string, { disk: string; partitions: Set<string> }>();
+  /**
+   * Per sled the primaries use, the chunks whose copy there its last scrub found damaged
+   * (as it last said): reports count such a copy as none (`chunksShortOfCopies`), and the
+   * scrub's steps repair it. One map for the node's life, changed in place: hosts read it.
+   */
+  readonly damagedCopies = new Map<string, Set<string>>();
+  /** When the sleds were last asked for their damaged chunks (never: -Infinity). */
+  private damagedAskedAtMs = Number.NEGATIVE_INFINITY;
 
   constructor(private readonly options: ReplicatorOptions) {
     this.clock = options.clock ?? (() => performance.now());
@@ -312,20 +369,141 @@ export class Replicator {
       }
     }
     this.forgetAllBut(hosted);
+    await this.repairDamaged(primaries);
+    if (this.closed) return;
+    // A sled asked audited that some primary's table has not been audited for (a primary
+    // gained since, an audit cut short): audited again, the tables done left out.
+    for (const [sled, { disk, partitions }] of this.asked) {
+      if (this.audits.has(sled)) continue;
+      const keys = primaries.map(({ address }) => `${address.volumeId}/${address.partition}`);
+      if (keys.every((key) => partitions.has(key))) continue;
+      this.auditSled(sled, `the coordinator heard it on a new data directory ${disk}`);
+    }
     await this.auditSleds(primaries);
   }
 
   /**
    * `sled` was found without a copy it held: every chunk copy this node's primaries list
-   * there is looked for (auditSleds), rather than left to the scrub's slow pace.
+   * there is looked for (auditSleds), rather than left to the scrub's slow pace. A sled
+   * the coordinator asks audited is audited for that ask (its directory's id), the
+   * tables already covered for it left out.
    */
   private auditSled(sled: string, why: string): void {
     if (this.audits.has(sled) || this.out.has(sled)) return;
-    this.audits.set(sled, { cursors: new Map(), missing: 0 });
+    const asked = this.asked.get(sled);
+    const cursors = new Map<string, number>();
+    for (const key of asked?.partitions ?? []) cursors.set(key, Number.POSITIVE_INFINITY);
+    this.audits.set(sled, {
+      cursors,
+      missing: 0,
+      ...(asked === undefined ? {} : { disk: asked.disk }),
+    });
     this.options.logger.warn(
       { sled, why },
       "a sled lost a copy it held: looking for every chunk copy listed there",
     );
+  }
+
+  /**
+   * Copies their sleds say a scrub found damaged: every damagedCheckIntervalMs each sled
+   * the primaries use (in service) is asked for its list; then a bounded number of the
+   * chunks listed with such a copy are checked whole and repaired as the scrub repairs
+   * (scrubChunk), the rest on later steps. A sled that does not answer keeps what it last
+   * said. Before, a copy a sled's own scrub (`ballast scrub`) had found damaged still
+   * counted as a copy in the primaries' reports until a read or the daily scrub met it.
+   */
+  private async repairDamaged(primaries: readonly ReplicatedPartition[]): Promise<void> {
+    const damagedChunks = this.options.sleds.damagedChunks?.bind(this.options.sleds);
+    if (damagedChunks === undefined) return;
+    const nowMs = this.clock();
+    if (nowMs - this.damagedAskedAtMs >= damagedCheckIntervalMs) {
+      this.damagedAskedAtMs = nowMs;
+      const used = new Set(
+        primaries.flatMap((partition) => partition.sleds).filter((sled) => !this.out.has(sled)),
+      );
+      for (const sled of this.damagedCopies.keys()) {
+        if (!used.has(sled)) this.damagedCopies.delete(sled);
+      }
+      await Promise.all(
+        [...used].map(async (sled) => {
+          try {
+            const damaged = await damagedChunks(sled);
+            if (damaged.size === 0) this.damagedCopies.delete(sled);
+            else this.damagedCopies.set(sled, damaged);
+          } catch (error) {
+            this.options.logger.debug(
+              { sled, error: String(error) },
+              "could not ask a sled for the chunks its scrub found damaged; the next look asks again",
+            );
+          }
+        }),
+      );
+    }
+    if (this.damagedCopies.size === 0) return;
+    let repairs = 0;
+    for (const partition of primaries) {
+      for (const entry of [...partition.replica.metadata.chunks.values()]) {
+        if (repairs >= damagedRepairsPerStepMax || this.closed) return;
+        if (partition.roleName !== "primary") break;
+        const on = entry.copies.filter(
+          (sled) => this.damagedCopies.get(sled)?.has(entry.sledChunkId) === true,
+        );
+        if (on.length === 0) continue;
+        repairs++;
+        const outcomes = await this.scrubChunk(partition, entry);
+        // Repaired (or found sound after all): no longer counted damaged until a sled
+        // says so again.
+        for (const sled of on) {
+          const failed = outcomes.some((outcome) => outcome.sled === sled && !outcome.repaired);
+          if (failed) continue;
+          this.damagedCopies.get(sled)?.delete(entry.sledChunkId);
+          if (this.damagedCopies.get(sled)?.size === 0) this.damagedCopies.delete(sled);
+        }
+      }
+    }
+  }
+
+  /**
+   * The sleds the coordinator asks audited (answer to a report: `sledsToAudit`), each with
+   * the id of the new data directory it was heard from. A sled newly asked, or on yet
+   * another directory, is audited at once (an audit under way begins again: it may have
+   * looked before the sled lost its copies); one no longer asked is forgotten.
+   */
+  askAudits(sleds: readonly { sled: string; disk: string }[]): void {
+    const next = new Map(sleds.map(({ sled, disk }) => [sled, disk]));
+    let fresh = false;
+    for (const [sled, disk] of next) {
+      if (this.asked.get(sled)?.disk === disk) continue;
+      this.asked.set(sled, { disk, partitions: new Set() });
+      this.audits.delete(sled);
+      // Recorded checkpoints are looked for at the next step too, not a minute on: one
+      // named on that sled is stored there again at once.
+      for (const checked of this.checkpointsChecked.values()) {
+        checked.atMs = Number.NEGATIVE_INFINITY;
+      }
+      this.options.logger.warn(
+        { sled, disk },
+        "the coordinator heard a sled back on another data directory: auditing every chunk copy listed there",
+      );
+      fresh = true;
+    }
+    for (const sled of this.asked.keys()) {
+      if (!next.has(sled)) this.asked.delete(sled);
+    }
+    if (fresh && !this.closed) void this.scrubStep();
+  }
+
+  /**
+   * The data directories asked audited whose audit has covered partition `partition` of
+   * incarnation `volumeId`'s table (its reports list them), sorted.
+   */
+  auditedDisks(volumeId: string, partition: number): string[] {
+    const key = `${volumeId}/${partition}`;
+    const disks: string[] = [];
+    for (const { disk, partitions } of this.asked.values()) {
+      if (partitions.has(key)) disks.push(disk);
+    }
+    return disks.sort();
   }
 
   /**
@@ -391,8 +569,19 @@ export class Replicator {
           await this.scrubChunk(partition, entry);
         }
         audit.cursors.set(key, Number.POSITIVE_INFINITY);
+        // Covered by an audit the coordinator asked, still current: said in reports.
+        const asked = this.asked.get(sled);
+        if (
+          audit.disk !== undefined &&
+          asked?.disk === audit.disk &&
+          this.audits.get(sled) === audit
+        ) {
+          asked.partitions.add(key);
+        }
       }
       if (!done) continue;
+      // Begun again meanwhile (askAudits): the new audit stays.
+      if (this.audits.get(sled) !== audit) continue;
       this.audits.delete(sled);
       this.options.logger.info(
         { sled, missing: audit.missing },
@@ -506,11 +695,17 @@ export class Replicator {
     }
   }
 
-  /** Reads every live copy of one chunk whole; repairs the damaged and missing ones. */
-  private async scrubChunk(partition: ReplicatedPartition, entry: ChunkEntry): Promise<void> {
+  /**
+   * Reads every live copy of one chunk whole; repairs the damaged and missing ones.
+   * Returns what was found wrong with each copy (none: every copy sound).
+   */
+  private async scrubChunk(
+    partition: ReplicatedPartition,
+    entry: ChunkEntry,
+  ): Promise<{ sled: string; repaired: boolean }[]> {
     const { address } = partition;
     const copies = liveCopies(entry.copies, this.out);
-    if (copies.length === 0) return;
+    if (copies.length === 0) return [];
     const outcomes = await this.options.sleds.checkChunk(
       { volume: address.volume, partition: address.partition },
       entry.sledChunkId,
@@ -530,6 +725,7 @@ export class Replicator {
           : `scrub found a ${outcome.found} chunk copy and could not repair it`,
       );
     }
+    return outcomes;
   }
 
   /**
@@ -543,6 +739,7 @@ export class Replicator {
     this.checkpointsChecked.delete(key);
     this.scrubbed.delete(key);
     for (const audit of this.audits.values()) audit.cursors.delete(key);
+    for (const asked of this.asked.values()) asked.partitions.delete(key);
     for (const chunkKey of this.recorded.keys()) {
       if (chunkKey.startsWith(`${key}/`)) this.recorded.delete(chunkKey);
     }
@@ -555,6 +752,7 @@ export class Replicator {
       ...this.checkpointsChecked.keys(),
       ...this.scrubbed.keys(),
       ...[...this.audits.values()].flatMap((audit) => [...audit.cursors.keys()]),
+      ...[...this.asked.values()].flatMap((asked) => [...asked.partitions]),
     ]);
     for (const chunkKey of this.recorded.keys()) {
       keys.add(chunkKey.slice(0, chunkKey.lastIndexOf("/")));

@@ -87,6 +87,7 @@ export function sameEntry(a: PrimaryReport, b: PrimaryReport): boolean {
     a.liveBytes !== b.liveBytes ||
     !sameSnapshotBytes(a.snapshotBytes, b.snapshotBytes) ||
     a.chunksShortOfCopies !== b.chunksShortOfCopies ||
+    (a.auditedDisks ?? []).join() !== (b.auditedDisks ?? []).join() ||
     a.followers.length !== b.followers.length
   ) {
     return false;

@@ -63,6 +63,11 @@ import { ChunkCache, cacheFillReadBytesMax, chunkCacheBytesFloor } from "./chunk
 
 const sledDeadlineMs = 10_000;
 /**
+ * The most damaged chunk ids taken from one sled's list (`damagedChunks`): beyond it, the
+ * rest wait until repairs have shortened the list.
+ */
+export const damagedChunksListedMax = 16_384;
+/**
  * How long a sled that refused `sled.chunk.read-many.v1` is asked single reads before
  * read-many is tried on it again (see the header).
  */
@@ -870,6 +875,30 @@ export class SledClient {
       );
     }
     return data;
+  }
+
+  /**
+   * The ids of the chunks `sled` says its last scrub found damaged and still holds so
+   * (`sled.chunk.damaged.v1`, page by page, at most damagedChunksListedMax). Rejects
+   * when the sled does not answer.
+   */
+  async damagedChunks(sled: string): Promise<Set<string>> {
+    const damaged = new Set<string>();
+    let startAfter: string | undefined;
+    while (damaged.size < damagedChunksListedMax) {
+      const page = await this.bus.request(
+        subjects.node.build("sled", sled),
+        {
+          type: "sled.chunk.damaged.v1",
+          ...(startAfter === undefined ? {} : { startAfter }),
+        },
+        { deadlineMs: sledDeadlineMs },
+      );
+      for (const chunk of page.chunks) damaged.add(chunk.chunkId);
+      if (!page.truncated || page.chunks.length === 0) break;
+      startAfter = page.chunks[page.chunks.length - 1]!.chunkId;
+    }
+    return damaged;
   }
 
   /**

@@ -6,6 +6,7 @@ import {
   checkpointCheckIntervalMs,
   checkpointChecksPerStepMax,
   chunksShortOfCopies,
+  damagedCheckIntervalMs,
   nextChunks,
   planCopies,
   type ReplicatedPartition,
@@ -569,6 +570,225 @@ describe("audit of a sled that lost copies", () => {
     expect(looked).toEqual([]);
     expect(replicator.trackedPartitions()).toEqual(["1-v/0"]);
     await replicator.close();
+  });
+});
+
+describe("audit the coordinator asks of a sled back on a new data directory", () => {
+  const disk = "b".repeat(32);
+  /** A primary with no recorded checkpoint: nothing of its own would audit sled-1. */
+  function primary(
+    partition: number,
+    chunks: Map<number, ChunkEntry>,
+  ): ReplicatedPartition & {
+    roleName: "primary" | "secondary";
+  } {
+    return {
+      address: { volume: "v", volumeId: "1-v", partition },
+      roleName: "primary",
+      sleds,
+      replica: {
+        metadata: { chunks } as ReplicatedPartition["replica"]["metadata"],
+        recordCopies: () => undefined,
+        requestCheckpoint: () => undefined,
+        recordedCheckpoint: undefined,
+      },
+    };
+  }
+
+  test("every primary's copies there are looked for at once and the missing repaired; each covered table says the disk", async () => {
+    const chunks = table(
+      Array.from({ length: 20 }, (_, n): [number, string[]] => [n, ["sled-1", "sled-2"]]),
+    );
+    const elsewhere = table([[0, ["sled-3", "sled-4"]]]);
+    const held = new Set<string>();
+    const checked: string[] = [];
+    const hosted = [primary(0, chunks), primary(1, elsewhere)];
+    const later = primary(2, table([[0, ["sled-1", "sled-3"]]]));
+    later.roleName = "secondary";
+    hosted.push(later);
+    const replicator = new Replicator({
+      logger,
+      partitions: () => hosted,
+      clock: () => 0,
+      sleds: {
+        ...checkpointsInPlace,
+        copyChunk: async () => "sled-2",
+        checkChunk: async (owner, chunkId) => {
+          checked.push(`${owner.partition}:${chunkId}`);
+          held.add(`sled-1/${owner.partition}/${chunkId}`);
+          return [{ sled: "sled-1", found: "missing" as const, repaired: true }];
+        },
+        statChunk: async (owner, chunkId, sled) =>
+          held.has(`${sled}/${owner.partition}/${chunkId}`)
+            ? { bytes: 4096, checksum: 0 }
+            : undefined,
+      },
+    });
+    // Nothing asked: the scrub's daily pace finds nothing due, and nothing is audited.
+    await replicator.scrubStep();
+    expect(checked).toEqual([]);
+    expect(replicator.auditedDisks("1-v", 0)).toEqual([]);
+
+    replicator.askAudits([{ sled: "sled-1", disk }]);
+    await replicator.scrubStep();
+    // Begun at the ask, bounded per step: not yet covered.
+    expect(checked).toHaveLength(sledAuditRepairsPerStepMax);
+    expect(replicator.auditedDisks("1-v", 0)).toEqual([]);
+    for (let step = 0; step < 3; step++) await replicator.scrubStep();
+    expect(checked).toEqual([...chunks.values()].map((entry) => `0:${entry.sledChunkId}`));
+    expect(replicator.auditedDisks("1-v", 0)).toEqual([disk]);
+    // A table with no copy listed there is covered without a look.
+    expect(replicator.auditedDisks("1-v", 1)).toEqual([disk]);
+
+    // A primary gained since is audited on a later step; the covered tables not again.
+    later.roleName = "primary";
+    checked.length = 0;
+    await replicator.scrubStep();
+    expect(checked).toEqual(["2:v/0/0"]);
+    expect(replicator.auditedDisks("1-v", 2)).toEqual([disk]);
+
+    // Asked again for yet another directory: audited afresh, the old disk no longer said.
+    const again = "c".repeat(32);
+    held.clear();
+    checked.length = 0;
+    replicator.askAudits([{ sled: "sled-1", disk: again }]);
+    expect(replicator.auditedDisks("1-v", 0)).toEqual([]);
+    for (let step = 0; step < 4; step++) await replicator.scrubStep();
+    expect(checked).toHaveLength(21);
+    expect(replicator.auditedDisks("1-v", 0)).toEqual([again]);
+    // No longer asked (verified): nothing said, nothing kept.
+    replicator.askAudits([]);
+    expect(replicator.auditedDisks("1-v", 0)).toEqual([]);
+    await replicator.close();
+  });
+});
+
+test("an ask to audit makes every recorded checkpoint due a look at the next step", async () => {
+  const looked: string[] = [];
+  const replicated: ReplicatedPartition = {
+    address: { volume: "v", volumeId: "1-v", partition: 0 },
+    roleName: "primary",
+    sleds,
+    replica: {
+      metadata: { chunks: table([]) } as ReplicatedPartition["replica"]["metadata"],
+      recordCopies: () => undefined,
+      requestCheckpoint: () => undefined,
+      recordedCheckpoint: {
+        opNum: 5,
+        blobKey: "checkpoints/x",
+        sleds: ["sled-1", "sled-2"],
+        bytes: 9,
+        createdAtMs: 1,
+      },
+    },
+  };
+  const replicator = new Replicator({
+    logger,
+    partitions: () => [replicated],
+    clock: () => 0,
+    sleds: {
+      ...checkpointsInPlace,
+      copyChunk: async () => "sled-2",
+      checkChunk: async () => [],
+      statBlob: async (_key, sled) => {
+        looked.push(sled);
+        return { bytes: 9, checksum: 0 };
+      },
+    },
+  });
+  await replicator.scrubStep();
+  expect(looked).toEqual(["sled-1", "sled-2"]);
+  // Looked at a moment ago: not again within checkpointCheckIntervalMs...
+  await replicator.scrubStep();
+  expect(looked).toHaveLength(2);
+  // ...but at once when a sled is back on a new disk.
+  replicator.askAudits([{ sled: "sled-1", disk: "b".repeat(32) }]);
+  await replicator.scrubStep();
+  expect(looked).toEqual(["sled-1", "sled-2", "sled-1", "sled-2"]);
+  await replicator.close();
+});
+
+describe("copies their sleds say a scrub found damaged", () => {
+  test("count as none in the short count", () => {
+    const chunks = table([
+      [1, ["sled-1", "sled-2"]],
+      [2, ["sled-2", "sled-3"]],
+    ]);
+    expect(chunksShortOfCopies(chunks, new Set())).toBe(0);
+    const damaged = new Map([["sled-2", new Set(["v/0/1"])]]);
+    expect(chunksShortOfCopies(chunks, new Set(), damaged)).toBe(1);
+    expect(chunksShortOfCopies(chunks, new Set(["sled-3"]), damaged)).toBe(2);
+  });
+
+  test("are asked of each sled in use, repaired on the scrub's steps, and no longer counted once repaired", async () => {
+    const chunks = table([
+      [1, ["sled-1", "sled-2"]],
+      [2, ["sled-1", "sled-2"]],
+    ]);
+    const asked: string[] = [];
+    const checked: string[] = [];
+    let listed = new Set(["v/0/2"]);
+    let nowMs = 0;
+    const replicated: ReplicatedPartition = {
+      address: { volume: "v", volumeId: "1-v", partition: 0 },
+      roleName: "primary",
+      sleds: ["sled-1", "sled-2"],
+      replica: {
+        metadata: { chunks } as ReplicatedPartition["replica"]["metadata"],
+        recordCopies: () => undefined,
+        requestCheckpoint: () => undefined,
+        recordedCheckpoint: undefined,
+      },
+    };
+    const replicator = new Replicator({
+      logger,
+      partitions: () => [replicated],
+      clock: () => nowMs,
+      sleds: {
+        ...checkpointsInPlace,
+        copyChunk: async () => "sled-1",
+        checkChunk: async (_owner, chunkId) => {
+          checked.push(chunkId);
+          listed = new Set();
+          return [{ sled: "sled-2", found: "damaged" as const, repaired: true }];
+        },
+        damagedChunks: async (sled) => {
+          asked.push(sled);
+          return sled === "sled-2" ? new Set(listed) : new Set();
+        },
+      },
+    });
+    const short = () => chunksShortOfCopies(chunks, new Set(), replicator.damagedCopies);
+    // Not yet asked: nothing known.
+    expect(short()).toBe(0);
+    await replicator.scrubStep();
+    expect(asked.sort()).toEqual(["sled-1", "sled-2"]);
+    // The damaged copy was repaired in the same step (a whole read of every copy).
+    expect(checked).toEqual(["v/0/2"]);
+    expect(short()).toBe(0);
+    // The sled says it again (its repair failed, say) at the next look: counted short
+    // until repaired, asked no sooner than damagedCheckIntervalMs.
+    listed = new Set(["v/0/2"]);
+    asked.length = 0;
+    nowMs += 10_000;
+    await replicator.scrubStep();
+    expect(asked).toEqual([]);
+    nowMs += damagedCheckIntervalMs;
+    const failing = new Replicator({
+      logger,
+      partitions: () => [replicated],
+      clock: () => nowMs,
+      sleds: {
+        ...checkpointsInPlace,
+        copyChunk: async () => "sled-1",
+        checkChunk: async () => [{ sled: "sled-2", found: "damaged" as const, repaired: false }],
+        damagedChunks: async (sled) => (sled === "sled-2" ? new Set(["v/0/2"]) : new Set()),
+      },
+    });
+    await failing.scrubStep();
+    expect(chunksShortOfCopies(chunks, new Set(), failing.damagedCopies)).toBe(1);
+    await replicator.close();
+    await failing.close();
   });
 });
 

@@ -408,6 +408,7 @@ describe("sameEntry tells apart entries that differ in any field the schema name
     liveBytes: 4096,
     snapshotBytes: [{ snapshot: "s1", uniqueBytes: 4096 }],
     chunksShortOfCopies: 1,
+    auditedDisks: ["0123456789abcdef0123456789abcdef"],
   };
   const copy = (): PrimaryReport => structuredClone(full);
   const other = (value: unknown): unknown => {
@@ -429,6 +430,7 @@ describe("sameEntry tells apart entries that differ in any field the schema name
     const changed = copy() as Record<string, unknown>;
     if (key === "followers") changed.followers = [];
     else if (key === "snapshotBytes") changed.snapshotBytes = [];
+    else if (key === "auditedDisks") changed.auditedDisks = ["fedcba9876543210fedcba9876543210"];
     else changed[key] = other(changed[key]);
     expect(sameEntry(full, changed as PrimaryReport)).toBe(false);
     expect(sameEntry(changed as PrimaryReport, full)).toBe(false);

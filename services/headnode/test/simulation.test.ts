@@ -282,6 +282,14 @@ test("the checkers catch a checkpoint copy lost on a sled back empty before it w
   expect(caught).toBeDefined();
 }, 120_000);
 
+// 16 of seeds 1 to 25 (the first at 1); 0 of 100 unsabotaged. A sled whose store was
+// lost is back on a new data directory: the model leader asks every head node to audit
+// it (the answer's `sledsToAudit`, as reports.ts) until each primary's report says it did.
+test("the checkers catch a sled back on a new disk that no primary is asked to audit", async () => {
+  const caught = await firstCaught("sled-audit-unasked", ["sled-audits"], replicating, 10);
+  expect(caught).toBeDefined();
+}, 120_000);
+
 // 4 of seeds 1 to 300 at 0.25 (25, 171, 176, 236), all `settle`: a partition left with
 // its one sound copy out of the record. Few, since the coordinator drops no voter beside
 // a primary not yet confirmed in its epoch, which closes most of the window by itself.

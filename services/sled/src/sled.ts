@@ -72,6 +72,7 @@ export const sledRequestTypes = [
   "sled.chunk.delete.v1",
   "sled.chunk.stat.v1",
   "sled.chunk.list.v1",
+  "sled.chunk.damaged.v1",
   "sled.stat.v1",
   "sled.blob.begin.v1",
   "sled.blob.part.v1",
@@ -106,6 +107,8 @@ export class Sled {
         return store.statChunk(message.owner, message.chunkId);
       case "sled.chunk.list.v1":
         return store.listChunks(message.volume, message.startAfter, message.limit);
+      case "sled.chunk.damaged.v1":
+        return store.damagedChunks(message.startAfter, message.limit);
       case "sled.stat.v1":
         return store.stat();
       case "sled.blob.begin.v1":

@@ -790,6 +790,34 @@ export class SledStore {
     return this.scrubDamaged.size + this.damagedSlots.size;
   }
 
+  /**
+   * The chunks the last scrub found damaged that are still stored so, in id order after
+   * `startAfter` (`sled.chunk.damaged.v1`): head nodes count such a copy as none.
+   */
+  damagedChunks(
+    startAfter: string | undefined,
+    limit: number | undefined,
+  ): ResultOf<"sled.chunk.damaged.v1"> {
+    this.damagedObjects(); // forgets the repaired and deleted
+    const entriesMax = limit ?? sledLimits.chunkListEntriesMax;
+    const damaged = [...this.scrubDamaged.values()]
+      .filter(
+        (object) =>
+          object.kind === "chunk" &&
+          object.owner !== undefined &&
+          (startAfter === undefined || object.key > startAfter),
+      )
+      .sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+    return {
+      chunks: damaged.slice(0, entriesMax).map((object) => ({
+        chunkId: object.key,
+        owner: object.owner!,
+        bytes: object.dataBytes,
+      })),
+      truncated: damaged.length > entriesMax,
+    };
+  }
+
   /** Verifies every stored object; a scrub asked for while one runs shares its report. */
   scrub(): Promise<ScrubReport> {
     this.runningScrub ??= this.scrubAll().finally(() => {

@@ -513,12 +513,19 @@ describe("blobs", () => {
     );
     await target.scrub();
     expect(target.stat().damagedObjects).toBe(1);
+    // Listed for the head nodes, which count that copy as none (sled.chunk.damaged.v1).
+    expect(target.damagedChunks(undefined, undefined)).toEqual({
+      chunks: [{ chunkId: "c-9", owner, bytes: 4 * blockBytes }],
+      truncated: false,
+    });
+    expect(target.damagedChunks("c-9", undefined).chunks).toEqual([]);
     // A second scrub still finds it: still counted once.
     await target.scrub();
     expect(target.stat().damagedObjects).toBe(1);
     // Repaired (dropped, then written again whole): no longer counted.
     await target.deleteChunk(owner, "c-9");
     expect(target.stat().damagedObjects).toBe(0);
+    expect(target.damagedChunks(undefined, undefined).chunks).toEqual([]);
     await target.writeChunk(owner, "c-9", patterned(4 * blockBytes, 9));
     await target.scrub();
     expect(target.stat().damagedObjects).toBe(0);

@@ -9,6 +9,7 @@ import {
   statusEntriesMax,
 } from "../limits.ts";
 import {
+  diskId,
   nodeId,
   serviceKind,
   snapshotId,
@@ -83,6 +84,22 @@ export const SledState = z.object({
   firstSeenMs: unsignedInteger,
   lastSeenMs: unsignedInteger,
   silentMs: unsignedInteger,
+  /** The id of the data directory it was last heard from (absent: never said). */
+  disk: diskId.optional(),
+  /**
+   * Heard back on another data directory (wiped or replaced) and not yet verified: the
+   * copies the head nodes' tables list there may be gone until every primary has
+   * audited it. It stays in service meanwhile. `sinceMs`: when the new directory was
+   * first heard (wall clock); `partitions`: partitions whose primary has not yet said it
+   * audited it; `volumes`: the volumes of those partitions.
+   */
+  refilling: z
+    .object({
+      sinceMs: unsignedInteger,
+      partitions: unsignedInteger,
+      volumes: z.array(volumeName).max(statusEntriesMax),
+    })
+    .optional(),
 });
 
 export const ClusterStatusResult = z.object({

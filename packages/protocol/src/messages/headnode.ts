@@ -5,6 +5,7 @@ import { z } from "zod";
 import {
   leftoverIncarnationsPerRequestMax,
   reportPartitionsMax,
+  reportSledsMax,
   snapshotsPerVolumeMax,
 } from "../limits.ts";
 import {
@@ -237,8 +238,18 @@ export const PrimaryReport = z.object({
   chunkBytes: unsignedInteger.optional(),
   liveBytes: unsignedInteger.optional(),
   snapshotBytes: SnapshotBytes.optional(),
-  /** Chunks with fewer than `chunkCopies` (limits.ts) copies on sleds in service (re-replication to do). */
+  /**
+   * Chunks with fewer than `chunkCopies` (limits.ts) sound copies on sleds in service (re-replication to do):
+   * a copy its sled says a scrub found damaged is not counted.
+   */
   chunksShortOfCopies: unsignedInteger.optional(),
+  /**
+   * Of the sled disks the coordinator asked audited (`sledsToAudit` in the answer), those
+   * whose audit has looked for every copy this primary's table lists on that sled and
+   * repaired the missing ones, by the disk's id. Absent when none (and from head nodes
+   * that predate it, which leave such a sled unverified in status).
+   */
+  auditedDisks: z.array(diskId).max(reportSledsMax).optional(),
 });
 
 /**
@@ -331,11 +342,23 @@ export const HeadnodeReportResult = z.object({
    * Sleds the coordinator has declared out of service (silent longer than its
    * sledOutAfterMs): a copy on one of them is lost, and primaries make a new one.
    */
-  sledsOut: z.array(nodeId).max(4096).optional(),
+  sledsOut: z.array(nodeId).max(reportSledsMax).optional(),
   /**
    * The answering leader's term (absent from a coordinator that predates it). Terms only
    * grow, so an answer in a term below one that has answered the node lately is an
    * ex-leader's (one frozen and woken, say): the head node renews nothing on it.
    */
   term: unsignedInteger.optional(),
+  /**
+   * Sleds heard back on another data directory (wiped or replaced) under their old id,
+   * with the new directory's id, not yet verified: every copy the primaries' tables list
+   * there may be gone. Each primary audits such a sled now (looks for every copy it lists
+   * there, repairs the missing ones) and then says so in `auditedDisks`. Absent while the
+   * leader does not know yet (the head node keeps what it last heard), and from
+   * coordinators that predate it.
+   */
+  sledsToAudit: z
+    .array(z.object({ sled: nodeId, disk: diskId }))
+    .max(reportSledsMax)
+    .optional(),
 });

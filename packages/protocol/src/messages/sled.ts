@@ -191,6 +191,17 @@ export const SledChunkListResult = z.object({
   truncated: z.boolean(),
 });
 
+/**
+ * Lists the chunks the sled's last scrub found damaged that are still stored so (a
+ * repair, a delete or a clean scrub clears one), in id order after `startAfter`: their
+ * copies here are not sound, and the head nodes count them as none and repair them.
+ */
+export const SledChunkDamaged = z.object({
+  type: z.literal("sled.chunk.damaged.v1"),
+  startAfter: chunkId.optional(),
+  limit: z.number().int().min(1).max(sledLimits.chunkListEntriesMax).optional(),
+});
+
 /** Capacity and usage of the sled and of each of its devices. */
 export const SledStat = z.object({
   type: z.literal("sled.stat.v1"),

@@ -342,6 +342,13 @@ export type Sabotage =
    */
   | "checkpoint-copies-unchecked"
   /**
+   * The coordinator before it asked head nodes to audit a sled back on another data
+   * directory (the answer's `sledsToAudit`): no primary says it audited the sled, so it
+   * stays unverified (and a primary whose own checkpoint look did not meet it left its
+   * lost copies to the scrub's pace). Found by the `sled-audits` check once settled.
+   */
+  | "sled-audit-unasked"
+  /**
    * The head node before it reported the voters it could not open (headnode.ts
    * `openFailed`): a replica whose files are refused (`corruptChance`) is in no report,
    * so the coordinator takes such a primary for one restarting until it has stayed
@@ -380,6 +387,7 @@ export const sabotageNames: readonly Sabotage[] = Object.keys({
   "unchecked-note-checksums": true,
   "checkpoint-copies-unchecked": true,
   "silent-open-failure": true,
+  "sled-audit-unasked": true,
 } satisfies Record<Sabotage, true>) as Sabotage[];
 
 export interface FailoverOptions {
@@ -1189,6 +1197,8 @@ type Envelope =
       answer: Parameters<ReportState["onAnswer"]>[1];
       /** The sleds out of service (the answer's `sledsOut`), in runs that re-replicate. */
       sledsOut?: readonly string[];
+      /** Sleds back on another data directory, to audit (the answer's `sledsToAudit`). */
+      sledsToAudit?: readonly { sled: string; disk: string }[];
     };
 
 interface ConfigureMessage {
@@ -1315,12 +1325,16 @@ class ReplicaAdapter implements Reporter {
     return failedReplicaOf(this.replica, this.address, this.failed !== undefined);
   }
 
+  /** The disks its node's replicator audited its table for (replicator.ts `auditedDisks`). */
+  auditedDisks: () => readonly string[] = () => [];
+
   /** Its entry of `primaries`, as its head node reports it (primary-report.ts). */
   report(): PrimaryReport | undefined {
     const report = primaryReportOf(this.replica, this.address, this.failed !== undefined, {
       tickMs: this.tickMs,
       // The simulated coordinator declares no sled out.
       sledsOut: noSledsOut,
+      auditedDisks: this.auditedDisks(),
     });
     if (report === undefined || this.reportsOwnStall) return report;
     const { stalledMs: _ignored, ...withoutStall } = report;
@@ -1474,6 +1488,12 @@ export class FailoverSimulation {
   private readonly sledDownFrom = new Map<string, number>();
   /** Sleds whose current outage is a lost store. */
   private readonly lostSleds = new Set<string>();
+  /** Stores lost so far: each sled comes back on a directory whose id counts them. */
+  private disksLost = 0;
+  /** Sleds whose store was lost, with their new directory's id, until heard up again. */
+  private readonly newDisks = new Map<string, string>();
+  /** Sleds heard from a new directory not yet audited by every primary (sleds.ts). */
+  private readonly refilling = new Map<string, string>();
   /** Mutation attempts sent: whose, and to which partition incarnation (the fence check). */
   private readonly mutationAttempts = new Map<
     number,
@@ -2273,6 +2293,7 @@ export class FailoverSimulation {
     const up = this.liveSleds();
     const sled = up[this.replicateRandom.integer(0, up.length - 1)]!;
     this.sleds.loseStore(sled);
+    this.newDisk(sled);
     this.sledDownFrom.set(sled, this.tickNow);
     this.stats.sledLosses++;
     if (this.replicateRandom.chance(options.sledBackEmptyChance)) {
@@ -2304,6 +2325,7 @@ export class FailoverSimulation {
       const sled = replica?.recordedCheckpoint?.sleds.find((one) => this.sledUp(one));
       if (sled === undefined) continue;
       this.sleds.loseStore(sled);
+      this.newDisk(sled);
       this.lostSleds.delete(sled);
       this.sledDownFrom.set(sled, this.tickNow);
       this.sledDownUntil.set(sled, this.tickNow + 1);
@@ -2344,6 +2366,40 @@ export class FailoverSimulation {
    * fewer than chunkCopies (stored on a sled up that their pointer names), described
    * (those with `kind` only).
    */
+  /** A sled's store is lost: it comes back on a new data directory, with a new id. */
+  private newDisk(sled: string): void {
+    this.disksLost++;
+    this.newDisks.set(sled, this.disksLost.toString(16).padStart(32, "0"));
+  }
+
+  /**
+   * The model leader's sled records (sled-records.ts): a sled heard (up) from a new
+   * directory is refilling until every partition's primary's last report entry says it
+   * audited that directory (`auditedDisks`, from the real lease book); the sleds still
+   * refilling, for the answer's `sledsToAudit`.
+   */
+  private sledsToAudit(): { sled: string; disk: string }[] {
+    for (const [sled, disk] of this.newDisks) {
+      if (!this.sledUp(sled)) continue;
+      this.refilling.set(sled, disk);
+      this.newDisks.delete(sled);
+    }
+    for (const [sled, disk] of this.refilling) {
+      const audited = [...this.records.values()].every(
+        ({ record }) => this.leases.lastReportOf(record)?.auditedDisks?.includes(disk) === true,
+      );
+      if (audited) this.refilling.delete(sled);
+    }
+    return [...this.refilling].map(([sled, disk]) => ({ sled, disk }));
+  }
+
+  /** Sleds in service heard from a new directory that not every primary has audited. */
+  private unverifiedSleds(): string[] {
+    this.sledsToAudit();
+    const out = new Set(this.sledsOut());
+    return [...this.refilling.keys()].filter((sled) => !out.has(sled));
+  }
+
   private shortCopies(kind?: "chunk" | "checkpoint"): string[] {
     const short: string[] = [];
     for (const node of this.nodes) {
@@ -2422,9 +2478,15 @@ export class FailoverSimulation {
       this.loseCheckpointSled();
     }
     let short = this.shortCopies();
-    for (let tick = 0; tick < this.options.replicationSettleTicksMax && short.length > 0; tick++) {
+    let unverified = this.unverifiedSleds();
+    for (
+      let tick = 0;
+      tick < this.options.replicationSettleTicksMax && (short.length > 0 || unverified.length > 0);
+      tick++
+    ) {
       await this.step(false);
       short = this.shortCopies();
+      unverified = this.unverifiedSleds();
     }
     const sledsOut = `sleds out: [${this.sledsOut().join(", ")}]`;
     const chunks = this.shortCopies("chunk");
@@ -2439,6 +2501,12 @@ export class FailoverSimulation {
       this.fail(
         "checkpoint-copies",
         `${checkpoints.length} recorded checkpoints stored on fewer than ${limits.chunkCopies} of the sleds up their pointers name ${this.options.replicationSettleTicksMax} ticks after settling (${sledsOut}): ${checkpoints.slice(0, 4).join("; ")}`,
+      );
+    }
+    if (unverified.length > 0) {
+      this.fail(
+        "sled-audits",
+        `sleds back on a new data directory not audited by every primary ${this.options.replicationSettleTicksMax} ticks after settling: ${unverified.map((sled) => `${sled} (${this.refilling.get(sled)})`).join(", ")}`,
       );
     }
   }
@@ -2872,6 +2940,8 @@ export class FailoverSimulation {
       this.options.tickMs,
     );
     hosted.adapter = adapter;
+    adapter.auditedDisks = () =>
+      node.replicator?.auditedDisks(hosted.volumeId, hosted.partition) ?? [];
     hosted.closed = false;
     hosted.runner = new EffectRunner(replica, this.portsOf(node, hosted), {
       // Replies are matched to client attempts by the request id (the attempt number).
@@ -3501,8 +3571,9 @@ export class FailoverSimulation {
     for (const { replica, epoch } of renewalsOf(granted, envelope.reported, hostedNow)) {
       replica.renewLease(epoch, envelope.sentAt, envelope.answer.leaseMs);
     }
-    // As headnode.ts: a new out set starts a pass at once.
+    // As headnode.ts: a new out set starts a pass at once; sleds to audit are audited.
     if (envelope.sledsOut !== undefined) node.replicator?.setOut(envelope.sledsOut);
+    if (envelope.sledsToAudit !== undefined) node.replicator?.askAudits(envelope.sledsToAudit);
   }
 
   // ---------------------------------------------------------------- the model coordinator
@@ -4084,6 +4155,9 @@ export class FailoverSimulation {
         ...(outcome.full === true ? { full: true } : {}),
       },
       ...(this.replicating ? { sledsOut: this.sledsOut() } : {}),
+      ...(this.replicating && this.options.sabotage !== "sled-audit-unasked"
+        ? { sledsToAudit: this.sledsToAudit() }
+        : {}),
     });
   }
 
