@@ -182,9 +182,10 @@ export function reportedLine(
  */
 export function controlStoreLines(status: Pick<ClusterStatus, "controlStore">): string[] {
   const store = status.controlStore;
-  if (store === undefined || store.foreignMarks.length === 0) return [];
+  if (store === undefined) return [];
+  if (store.foreignMarks.length === 0 && (store.behind ?? []).length === 0) return [];
   return [
-    `CONTROL STORE NOT THE DATA'S: ${store.refused ?? "the sleds hold another store's mark"}`,
+    `CONTROL STORE NOT THE DATA'S: ${store.refused ?? "it is not the store the data was made under"}`,
   ];
 }
 

@@ -71,7 +71,11 @@ export function refusalOf(
   storeId: string,
   liveSleds: readonly { id: string; process: string }[],
   read: ReadonlyMap<string, SledMarks>,
+  behind: readonly string[] = [],
 ): string | undefined {
+  if (behind.length > 0) {
+    return `the control store is older than the data: replicas hold ${behind.join(", ")} in later epochs than its records (restored from an older copy?); nothing is deleted for being absent from this catalogue. Restore the newer control store`;
+  }
   const foreign = [...read].filter(([, marks]) => marks.foreign.length > 0);
   if (foreign.length > 0) {
     const held = foreign.map(([sled, marks]) => `${sled} (${marks.foreign.join(", ")})`);
@@ -112,7 +116,19 @@ export class StoreMarks {
 
   /** See `refusalOf`. */
   refusal(): string | undefined {
-    return refusalOf(this.options.storeId, this.liveSleds(), this.read);
+    return refusalOf(this.options.storeId, this.liveSleds(), this.read, this.behind());
+  }
+
+  /** Partitions a replica holds in a later epoch than the leader's record (tenure.ts). */
+  behind(): string[] {
+    const tenure = this.options.tenures.current();
+    if (tenure === undefined) return [];
+    return [...tenure.behind.keys()]
+      .map((key) => {
+        const record = tenure.records.get(key)?.value;
+        return record === undefined ? key : `${record.volume}/${record.partition}`;
+      })
+      .sort();
   }
 
   /** Sleds holding another store's mark, by sled: for status. */
@@ -126,12 +142,14 @@ export class StoreMarks {
   statusOf(): {
     storeId: string;
     foreignMarks: { sled: string; stores: string[] }[];
+    behind: string[];
     refused?: string;
   } {
     const refused = this.refusal();
     return {
       storeId: this.options.storeId,
       foreignMarks: this.foreign(),
+      behind: this.behind().slice(0, limits.statusEntriesMax),
       ...(refused === undefined ? {} : { refused: refused.slice(0, limits.textLengthMax) }),
     };
   }

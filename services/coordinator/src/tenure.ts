@@ -104,6 +104,14 @@ export interface Tenure {
    * serving nothing of the partition until rebuilt or rebooted. Shown by describe.
    */
   failedJournals: Map<string, Map<string, number>>;
+  /**
+   * Per partition: a member that refused a configure for holding the partition in a
+   * later epoch than this tenure's record (`older-epoch`), the highest such epoch. Epochs
+   * only grow, so the catalogue is older than the data (a control store restored from an
+   * older copy): the partition is neither decided nor configured, and its primary gets
+   * no lease, while the record stays below that epoch (reconciler.ts).
+   */
+  behind: Map<string, { node: string; epoch: number }>;
   /** `${partitionKey}@${node}` of configure requests in flight. */
   configuring: Set<string>;
   /** Configure requests in flight, per head node. */
@@ -207,6 +215,7 @@ export function newTenure(leading: Leading, sinceMs: number): Tenure {
     configured: new WatchedMap<string, Map<string, Configured>>(changed),
     noReplica: new Map(),
     failedJournals: new Map(),
+    behind: new Map(),
     configuring: new Set(),
     configuringPerNode: new Map(),
     configureQueue: new Map(),
@@ -247,6 +256,7 @@ export function forget(tenure: Tenure, record: PartitionRecord): void {
   for (const queue of tenure.configureQueue.values()) queue.delete(key);
   tenure.noReplica.delete(key);
   tenure.failedJournals.delete(key);
+  tenure.behind.delete(key);
   tenure.learnersSince.delete(key);
   tenure.dropped.delete(key);
   tenure.reasons.delete(key);

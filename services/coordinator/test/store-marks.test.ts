@@ -37,6 +37,13 @@ describe("the refusal", () => {
     expect(refusalOf(ours, [], read)).toContain("no sled is live");
   });
 
+  test("a partition whose replicas are in a later epoch refuses, naming it", () => {
+    const read = new Map([["sled-1", { process: "1@1", foreign: [] }]]);
+    const reason = refusalOf(ours, [{ id: "sled-1", process: "1@1" }], read, ["vol/0"]);
+    expect(reason).toContain("older than the data");
+    expect(reason).toContain("vol/0");
+  });
+
   test("only marks of other stores are foreign", () => {
     expect(
       foreignStoresOf([storeMarkKeyOf(ours), storeMarkKeyOf(theirs), "checkpoints/x"], ours),
@@ -58,7 +65,11 @@ describe("the store's identity", () => {
 function harness(held: Record<string, string[]>) {
   const blobs = new Map(Object.entries(held).map(([sled, keys]) => [sled, new Set(keys)]));
   const errors: unknown[] = [];
-  let tenure: Tenure | undefined = { ready: true } as Tenure;
+  let tenure: Tenure | undefined = {
+    ready: true,
+    behind: new Map(),
+    records: new Map(),
+  } as unknown as Tenure;
   const marks = new StoreMarks({
     service: {
       bus: {

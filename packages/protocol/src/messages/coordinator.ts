@@ -106,6 +106,8 @@ export const ClusterStatusResult = z.object({
       foreignMarks: z
         .array(z.object({ sled: nodeId, stores: z.array(text).max(statusEntriesMax) }))
         .max(statusEntriesMax),
+      /** Partitions whose replicas are in later epochs than the records: an older store. */
+      behind: z.array(text).max(statusEntriesMax).optional(),
       refused: text.optional(),
     })
     .optional(),
