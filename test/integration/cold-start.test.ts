@@ -88,6 +88,17 @@ test("a cold start on a lost control store deletes no replica directory and no s
   const directories = heads.map((head) => join(running.dataDir, head, "partitions", volumeId));
   for (const directory of directories) expect(await exists(directory)).toBe(true);
 
+  // The leader has marked every sled with its store (within a second of leading): the
+  // cluster ran before the cut.
+  for (const sled of running.cluster.ids("sled")) {
+    await waitFor(`the control store's mark on ${sled}`, async () => {
+      const marks = await running.bus.request(subjects.node.build("sled", sled), {
+        type: "sled.blob.list.v1",
+        prefix: "control-store/",
+      });
+      return marks.blobs.length > 0 ? true : undefined;
+    });
+  }
   // The power cut: every process at once, then the JetStream directory is gone.
   await Promise.all(running.cluster.ids().map((id) => running.cluster.kill(id, "SIGKILL")));
   const storeDir = running.cluster.natsServer!.storeDir;
