@@ -15,7 +15,12 @@ import {
   subjects,
 } from "@ballast/protocol";
 import { afterAll, beforeAll, expect, test } from "vitest";
-import { startTestCluster, type TestCluster, waitFor } from "../support/cluster.ts";
+import {
+  removeStoreMarks,
+  startTestCluster,
+  type TestCluster,
+  waitFor,
+} from "../support/cluster.ts";
 
 const mebibyte = 1024 * 1024;
 const owner = { volume: "vol-crash", partition: 2 };
@@ -30,6 +35,8 @@ beforeAll(async () => {
     sleds: 1,
     env: { BALLAST_SLED_DEVICES: "2", BALLAST_SLED_DEVICE_BYTES: String(64 * mebibyte) },
   });
+  // The test counts the sled's objects: the coordinator's mark is not one of them.
+  await removeStoreMarks(cluster);
 });
 afterAll(() => cluster?.stop());
 
@@ -199,6 +206,8 @@ test("kill -9 during a stream of writes loses nothing acknowledged and leaks not
     },
     20_000,
   );
+  // The coordinator marks the new sled process again.
+  await removeStoreMarks(cluster);
 
   let present = 0;
   for (const object of objects) {

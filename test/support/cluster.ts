@@ -176,3 +176,30 @@ export async function waitUntilHealthy(bus: Bus, ids: readonly string[], timeout
     200,
   );
 }
+
+/**
+ * For tests that count a sled's objects or bytes exactly: waits until the leading
+ * coordinator has left its control store's mark on each of `sleds` (coordinator
+ * store-marks.ts: read and left once per sled process), then deletes the marks. A sled
+ * restarted afterwards is marked again.
+ */
+export async function removeStoreMarks(test: TestCluster, sleds = test.cluster.ids("sled")) {
+  for (const sled of sleds) {
+    const subject = subjects.node.build("sled", sled);
+    const marks = await waitFor(
+      `the control store's mark on ${sled}`,
+      async () => {
+        const listed = await test.bus.request(subject, {
+          type: "sled.blob.list.v1",
+          prefix: "control-store/",
+        });
+        return listed.blobs.length > 0 ? listed.blobs : undefined;
+      },
+      20_000,
+      100,
+    );
+    for (const mark of marks) {
+      await test.bus.request(subject, { type: "sled.blob.delete.v1", key: mark.key });
+    }
+  }
+}

@@ -141,7 +141,8 @@ Options:
   --json                  print JSON (shape documented in the README)
   --check                 exit ${exitCodes.notFullStrength} unless every partition of every volume is at full
                           strength (all its replicas voting, none rebuilding or joining)
-                          and every chunk has its copies on sleds that are alive
+                          and every chunk has its copies on sleds that are alive, and the
+                          control store is the one the sleds' data was made under
   --data-dir <dir>        find the cluster through this directory (default ${dataDirDefault})
   --nats <url>            find the cluster at this NATS URL
 

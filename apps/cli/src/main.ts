@@ -15,7 +15,7 @@ import { ioCommand } from "./io.ts";
 import { nbdCommand } from "./nbd.ts";
 import { scrubCommand } from "./scrub.ts";
 import { snapshotCommand } from "./snapshot.ts";
-import { fetchStatus, formatStatus } from "./status.ts";
+import { controlStoreLines, fetchStatus, formatStatus } from "./status.ts";
 import { up } from "./up.ts";
 import { upOptionsOf } from "./up-options.ts";
 import { volumeCommand } from "./volume.ts";
@@ -77,7 +77,9 @@ async function main(argv: string[]): Promise<number> {
           for (const volume of weak) {
             process.stderr.write(`ballast: volume ${volume.name} ${healthLine(volume)}\n`);
           }
-          if (weak.length > 0) return exitCodes.notFullStrength;
+          const storeLines = controlStoreLines(status);
+          for (const line of storeLines) process.stderr.write(`ballast: ${line}\n`);
+          if (weak.length > 0 || storeLines.length > 0) return exitCodes.notFullStrength;
         }
       } finally {
         await client.close();

@@ -115,6 +115,7 @@ export function formatStatus(status: ClusterStatus, nowMs: number): string {
   const unreachable = unreachableSledsOf(status);
   const lines = [
     `NATS ${status.nats}   coordinator ${status.coordinator}`,
+    ...controlStoreLines(status),
     "",
     `SERVICES (${healthy} of ${rows.length} healthy)`,
     ...table([header, ...rows], "  "),
@@ -198,6 +199,20 @@ export function reportedLine(
 }
 
 /** Every sled the leader has records of: in or out of service, and since when. */
+/**
+ * A warning when the sleds hold another control store's mark (coordinator
+ * store-marks.ts): the catalogue is not the one the data was made under, so its volume
+ * list may be missing volumes whose data is still there. Nothing when all is well.
+ */
+export function controlStoreLines(status: Pick<ClusterStatus, "controlStore">): string[] {
+  const store = status.controlStore;
+  if (store === undefined) return [];
+  if (store.foreignMarks.length === 0 && (store.behind ?? []).length === 0) return [];
+  return [
+    `CONTROL STORE NOT THE DATA'S: ${store.refused ?? "it is not the store the data was made under"}`,
+  ];
+}
+
 export function sledLines(status: ClusterStatus, nowMs: number): string[] {
   const sleds = status.sleds;
   if (sleds === undefined || sleds.length === 0) return [];

@@ -161,6 +161,12 @@ const leader = z.looseObject({
   released: z.literal(true).optional(),
 });
 
+/** The control store's identity (coordinator store-marks.ts): written once, never changed. */
+const store = z.looseObject({
+  storeId: z.string().regex(/^[0-9a-f]{32}$/),
+  createdAtMs: timeMs,
+});
+
 /** The mark each orphan-sweep pass writes (`checkpoint._mark`); only its revision counts. */
 const checkpointMark = z.looseObject({ atMs: timeMs });
 
@@ -176,6 +182,7 @@ export const controlRecordSchemas = {
   incarnation,
   sweepSightings,
   leader,
+  store,
 } as const;
 
 export type ControlRecordKind = keyof typeof controlRecordSchemas;

@@ -120,6 +120,7 @@ import { volumeCreatingGraceMs } from "./constants.ts";
 import { type PartitionRecord, volumeIdOf } from "./decisions.ts";
 import type { PurgeRecord } from "./purge.ts";
 import type { SledRecord } from "./sleds.ts";
+import { newStoreId } from "./store-marks.ts";
 
 export interface VolumeRecord {
   name: string;
@@ -347,6 +348,8 @@ export const keys = {
   sled: (id: string) => `sled.${id}`,
   sleds: "sled.>",
   sweepSightings: "sweep.sightings",
+  /** The control store's identity (store-marks.ts). */
+  store: "store",
 };
 
 /** The orphan sweep's sightings as handed from leader to leader (sweeper.ts). */
@@ -554,6 +557,26 @@ export class Catalogue {
     unreadable: UnreadablePolicy = "refuse",
   ): Promise<Versioned<PartitionRecord>[]> {
     return this.readPartitions(await this.list(keys.partitions), unreadable);
+  }
+
+  /**
+   * The control store's identity (store-marks.ts): read, or made by the first
+   * coordinator to open the store (by create, so two agree on one).
+   */
+  async storeId(): Promise<string> {
+    for (let attempt = 0; attempt < fenceAttemptsMax; attempt++) {
+      const found = await this.read(keys.store, "store");
+      if (found !== undefined) return found.value.storeId;
+      try {
+        await this.kv.create(
+          keys.store,
+          encode({ storeId: newStoreId(), createdAtMs: Date.now() }),
+        );
+      } catch (error) {
+        if (!isConflict(error)) throw error;
+      }
+    }
+    throw new BallastError(ErrorCode.Unavailable, "cannot read the control store's identity");
   }
 
   /**

@@ -340,6 +340,21 @@ export class Configurer {
         refused.set(node, { epoch: record.epoch, atMs: now() });
         tenure.otherDisk.set(key, refused);
       }
+      const laterEpoch = laterEpochOf(error);
+      const current = tenure.records.get(key)?.value.epoch ?? record.epoch;
+      if (member && laterEpoch !== undefined && laterEpoch > current) {
+        // The member holds the partition in an epoch this catalogue never reached: the
+        // catalogue is older than the data (tenure.ts `behind`).
+        const known = tenure.behind.get(key);
+        if (known === undefined || known.epoch < laterEpoch) {
+          tenure.behind.set(key, { node, epoch: laterEpoch });
+          touch(tenure, key);
+          this.service.logger.error(
+            { ...context, currentEpoch: laterEpoch },
+            "a replica is in a later epoch than the catalogue's record: the control store is older than the data (restored from an older copy?); the partition is left alone until the newer store is restored",
+          );
+        }
+      }
       if (member && failedJournal(error)) {
         // Alive, but its replica's journal failed in this boot: it serves nothing here.
         const refused = tenure.failedJournals.get(key) ?? new Map<string, number>();
@@ -420,6 +435,13 @@ export function owesConfigure(
  * Whether a configure's refusal says the replica's journal failed in this boot of the
  * head node's machine (partition-host.ts `openJournal`): it cannot be reopened there.
  */
+/** The epoch a configure's `older-epoch` refusal says the replica is in, if it is one. */
+export function laterEpochOf(error: unknown): number | undefined {
+  if (!(error instanceof BallastError) || error.code !== ErrorCode.WrongEpoch) return undefined;
+  const epoch = error.details?.currentEpoch;
+  return typeof epoch === "number" && Number.isSafeInteger(epoch) ? epoch : undefined;
+}
+
 export function failedJournal(error: unknown): boolean {
   return error instanceof BallastError && error.details?.refusal === "journal-failed-this-boot";
 }

@@ -237,6 +237,15 @@ export const sweepTimeMsMax = 24 * 60 * 60 * 1000;
 /** How long one sled request of a sweep pass (list, header read, delete) may take. */
 export const sweepRequestDeadlineMs = 5000;
 
+/**
+ * The control store's marks on the sleds (store-marks.ts): how often the leader looks
+ * for live sleds not read since they started (each is read once per process, so an idle
+ * check sends nothing), and how long one request of that (list, or a part of the mark's
+ * upload) may take.
+ */
+export const storeMarkCheckMs = 1000;
+export const storeMarkRequestDeadlineMs = 5000;
+
 /** Pages of a sled's chunk or blob listing one sweep pass reads, per volume. */
 export const sweepListPagesMax = 100;
 

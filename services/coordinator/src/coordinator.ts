@@ -69,6 +69,7 @@ import {
   sledOutAfterMsDefault,
   sledOutAfterMsMax,
   sledOutAfterMsMin,
+  storeMarkCheckMs,
   sweepDueCheckMs,
   sweepGraceMsDefault,
   sweepIntervalMsDefault,
@@ -88,6 +89,7 @@ import { Reports } from "./reports.ts";
 import { SledRecords } from "./sled-records.ts";
 import { Snapshots } from "./snapshots.ts";
 import { reportsOfVolume, Status, snapshotBytesOf } from "./status.ts";
+import { StoreMarks } from "./store-marks.ts";
 import { Sweeper } from "./sweeper.ts";
 import {
   forgetConfigured,
@@ -193,6 +195,8 @@ interface Parts {
   pointers: PointerChanges | undefined;
   /** Removes old delete markers from the control bucket (does nothing on a test store). */
   markers: DeleteMarkerCleanup;
+  /** The control store's marks on the sleds: whether it is the data's (store-marks.ts). */
+  storeMarks: StoreMarks;
 }
 
 export class Coordinator {
@@ -257,7 +261,8 @@ export class Coordinator {
 
   async start(): Promise<void> {
     const kv: ControlStore = this.store ?? (await this.openControlStore());
-    this.parts = this.assemble(kv);
+    const storeId = await new Catalogue(kv).storeId();
+    this.parts = this.assemble(kv, storeId);
     this.service.serve(
       subjects.heartbeat.pattern,
       { accept: ["heartbeat.v1"], traced: false },
@@ -272,6 +277,7 @@ export class Coordinator {
       purgesPending: this.parts.purger.pending(),
       sweep: this.parts.sweeper.sweepStatus(),
       leftovers: this.parts.leftovers.leftoverStatus(),
+      controlStore: this.parts.storeMarks.statusOf(),
     }));
     const tickMs = heartbeatTickMsOf(this.config.heartbeatTimeoutMs);
     this.every(tickMs, () => this.heartbeats.tick());
@@ -289,6 +295,7 @@ export class Coordinator {
       this.parts.leftovers.sweepIfDue(leftoverIntervalMs),
     );
     this.every(tickMs, () => this.parts.sleds.tick());
+    this.every(storeMarkCheckMs, () => this.parts.storeMarks.check());
     this.every(deleteMarkerCleanupCheckMs, () => this.parts.markers.cleanIfDue());
     this.parts.changes?.start();
     this.parts.pointers?.start();
@@ -303,7 +310,7 @@ export class Coordinator {
     await this.lead();
   }
 
-  private assemble(kv: ControlStore): Parts {
+  private assemble(kv: ControlStore, storeId: string): Parts {
     const { service, heartbeats, tenures } = this;
     const catalogue = new Catalogue(kv, new UnreadableRecords(service.logger, service.meter));
     const changes =
@@ -366,7 +373,8 @@ export class Coordinator {
       });
     };
     const reports = new Reports(catalogue, heartbeats, sleds, reconcileSoon);
-    const status = new Status(service, heartbeats, volumes, sleds);
+    const storeMarks = new StoreMarks({ service, heartbeats, tenures, storeId });
+    const status = new Status(service, heartbeats, volumes, sleds, () => storeMarks.statusOf());
     const snapshots = new Snapshots({ service, catalogue, members: heartbeats });
     const sweeper = new Sweeper({
       service,
@@ -378,8 +386,20 @@ export class Coordinator {
       ...(pointers === undefined ? {} : { pointers }),
     });
     const markers = new DeleteMarkerCleanup({ store: kv, tenures, logger: service.logger });
-    const leftovers = new LeftoverSweeper({ service, catalogue, heartbeats, tenures, graceMs });
-    const directories = new LeftoverDirectories({ service, catalogue, tenures });
+    const leftovers = new LeftoverSweeper({
+      service,
+      catalogue,
+      heartbeats,
+      tenures,
+      marks: storeMarks,
+      graceMs,
+    });
+    const directories = new LeftoverDirectories({
+      service,
+      catalogue,
+      tenures,
+      marks: storeMarks,
+    });
     return {
       catalogue,
       leadership,
@@ -396,6 +416,7 @@ export class Coordinator {
       changes,
       pointers,
       markers,
+      storeMarks,
     };
   }
 

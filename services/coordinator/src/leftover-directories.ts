@@ -25,12 +25,15 @@ import { BallastError, ErrorCode, type MessageOf, type ResultOf } from "@ballast
 import type { Service } from "@ballast/runtime";
 import type { Catalogue } from "./catalogue.ts";
 import { goneIncarnationsOf, namedIncarnationsOf } from "./incarnations.ts";
+import type { StoreMarks } from "./store-marks.ts";
 import type { Tenure, Tenures } from "./tenure.ts";
 
 export interface LeftoverDirectoriesOptions {
   service: Pick<Service, "logger">;
   catalogue: Pick<Catalogue, "volumes" | "allPartitions" | "purges">;
   tenures: Pick<Tenures, "current">;
+  /** Whether the catalogue is the one the cluster's data was made under (store-marks.ts). */
+  marks: Pick<StoreMarks, "refusal">;
 }
 
 export class LeftoverDirectories {
@@ -54,6 +57,15 @@ export class LeftoverDirectories {
     });
     const unnamed = goneIncarnationsOf(message.volumeIds, inCopy);
     if (unnamed.length === 0) return { gone: [] };
+    // A lost or replaced control store names none of the node's incarnations: each would
+    // read as gone (store-marks.ts).
+    const refusal = this.options.marks.refusal();
+    if (refusal !== undefined) {
+      throw new BallastError(
+        ErrorCode.Unavailable,
+        `cannot tell which incarnations are gone: ${refusal}`,
+      );
+    }
     const [volumes, partitions, purges] = await Promise.all([
       catalogue.volumes(),
       catalogue.allPartitions(),

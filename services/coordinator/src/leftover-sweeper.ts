@@ -47,6 +47,7 @@ import {
 import { PassSchedule } from "./pass-schedule.ts";
 import type { ChunkEntry } from "./purge.ts";
 import { deleteSledObject } from "./sled-objects.ts";
+import type { StoreMarks } from "./store-marks.ts";
 import type { Tenure, Tenures } from "./tenure.ts";
 
 /** Every checkpoint blob key begins with this (`checkpointBlobPrefixOf`). */
@@ -57,6 +58,8 @@ export interface LeftoverSweeperOptions {
   catalogue: Pick<Catalogue, "volumes" | "allPartitions" | "purges">;
   heartbeats: Pick<Heartbeats, "list" | "listening">;
   tenures: Tenures;
+  /** Whether the catalogue is the one the sleds' data was made under (store-marks.ts). */
+  marks: Pick<StoreMarks, "refusal">;
   graceMs: number;
   /** Pages of each kind read from each sled in a pass (tests make it small). */
   pagesMax?: number;
@@ -104,11 +107,21 @@ export class LeftoverSweeper {
   }
 
   private async pass(tenure: Tenure): Promise<void> {
-    const { catalogue, heartbeats, tenures } = this.options;
+    const { catalogue, heartbeats, tenures, marks, service } = this.options;
     if (this.tenure !== tenure) {
       this.tenure = tenure;
       this.sightings = new LeftoverSightings(this.options.graceMs, leftoverSightingsMax);
       this.cursors = new Map();
+    }
+    // A catalogue that is not the one the data was made under names nothing of it: every
+    // object would read as a leftover (store-marks.ts). Nothing is sighted either, so
+    // that no grace is served meanwhile.
+    const refusal = marks.refusal();
+    if (refusal !== undefined) {
+      this.sightings = new LeftoverSightings(this.options.graceMs, leftoverSightingsMax);
+      this.status.waiting = 0;
+      service.logger.warn({ reason: refusal }, "leftover sweep skipped");
+      return;
     }
     const sleds = heartbeats
       .list()

@@ -544,6 +544,20 @@ export class Reconciler {
       void this.reread(tenure, record);
       return;
     }
+    // A member holds the partition in a later epoch than this record: the catalogue is
+    // older than the data (tenure.ts `behind`). Any decision would act on a stale replica
+    // set (promote a replica that missed acknowledged writes, have the current ones
+    // discard theirs to rebuild), so none is taken, nothing is configured, and the
+    // primary's lease is not renewed, until a record at or past that epoch is read.
+    const behind = tenure.behind.get(key);
+    if (behind !== undefined && record.epoch >= behind.epoch) tenure.behind.delete(key);
+    else if (behind !== undefined) {
+      const reason = `${behind.node} holds ${record.volume}/${record.partition} in epoch ${behind.epoch}, past the catalogue's ${record.epoch}: the control store is older than the data (restored from an older copy?); nothing is decided or configured for the partition until the newer store is restored`;
+      tenure.unavailable.set(key, reason);
+      tenure.leases.setReplacing(record, true);
+      this.note(tenure, record, "error", reason);
+      return;
+    }
     const nowMs = now();
     const report = tenure.leases.reportOf(record, nowMs);
     const avoid = avoided(tenure, record, nowMs);

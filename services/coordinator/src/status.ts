@@ -168,6 +168,8 @@ export class Status {
     private readonly heartbeats: Pick<Heartbeats, "declareDeaths" | "list">,
     private readonly volumes: Pick<Volumes, "states">,
     private readonly sleds: Pick<SledRecords, "list">,
+    /** The control store's marks on the sleds (store-marks.ts); absent in some tests. */
+    private readonly controlStore?: () => NonNullable<StatusResult["controlStore"]>,
   ) {}
 
   async onClusterStatus(
@@ -191,7 +193,10 @@ export class Status {
       };
     });
     const sleds = this.sleds.list();
-    const sledsField = sleds === undefined ? {} : { sleds };
+    const sledsField = {
+      ...(sleds === undefined ? {} : { sleds }),
+      ...(this.controlStore === undefined ? {} : { controlStore: this.controlStore() }),
+    };
     if (!message.probe) {
       const volumes = withinBudget(this.withReports(await this.volumes.states(), tenure));
       return {

@@ -110,6 +110,14 @@ export interface Tenure {
    * again for a while (decisions.ts `otherDiskBackoff`). Dropped when it restarts.
    */
   otherDisk: Map<string, Map<string, { epoch: number; atMs: number }>>;
+  /**
+   * Per partition: a member that refused a configure for holding the partition in a
+   * later epoch than this tenure's record (`older-epoch`), the highest such epoch. Epochs
+   * only grow, so the catalogue is older than the data (a control store restored from an
+   * older copy): the partition is neither decided nor configured, and its primary gets
+   * no lease, while the record stays below that epoch (reconciler.ts).
+   */
+  behind: Map<string, { node: string; epoch: number }>;
   /** `${partitionKey}@${node}` of configure requests in flight. */
   configuring: Set<string>;
   /** Configure requests in flight, per head node. */
@@ -214,6 +222,7 @@ export function newTenure(leading: Leading, sinceMs: number): Tenure {
     noReplica: new Map(),
     failedJournals: new Map(),
     otherDisk: new Map(),
+    behind: new Map(),
     configuring: new Set(),
     configuringPerNode: new Map(),
     configureQueue: new Map(),
@@ -255,6 +264,7 @@ export function forget(tenure: Tenure, record: PartitionRecord): void {
   tenure.noReplica.delete(key);
   tenure.failedJournals.delete(key);
   tenure.otherDisk.delete(key);
+  tenure.behind.delete(key);
   tenure.learnersSince.delete(key);
   tenure.dropped.delete(key);
   tenure.reasons.delete(key);

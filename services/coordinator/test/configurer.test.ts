@@ -391,6 +391,55 @@ describe("Configurer", () => {
   });
 });
 
+describe("Configurer: a replica in a later epoch than the record", () => {
+  function refusing(currentEpoch: number) {
+    const tenure: Tenure = newTenure({ term: 1, tenure: 1 }, 0);
+    hold(tenure, [record]);
+    const errors: unknown[] = [];
+    const configurer = new Configurer(
+      {
+        bus: {
+          request: async (subject: string) => {
+            if (subject.endsWith("head-2")) {
+              throw new BallastError(ErrorCode.WrongEpoch, "vol/0 is in a later epoch", {
+                details: { epoch: record.epoch, currentEpoch },
+              });
+            }
+            return {};
+          },
+        },
+        logger: {
+          debug: () => undefined,
+          warn: () => undefined,
+          error: (fields: unknown) => errors.push(fields),
+        },
+      } as never,
+      {} as never,
+      { held: () => tenure, current: () => tenure },
+      {} as never,
+    );
+    return { tenure, configurer, errors };
+  }
+
+  it("notes the catalogue as behind the data, once, naming the node and its epoch", async () => {
+    const { tenure, configurer, errors } = refusing(record.epoch + 3);
+    await configurer.configure(tenure, record, both.alive, ["sled-1"]);
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(tenure.behind.get(partitionKey(record))).toEqual({
+      node: "head-2",
+      epoch: record.epoch + 3,
+    });
+    expect(errors).toHaveLength(1);
+  });
+
+  it("a refusal naming an epoch not above the record's is no such note", async () => {
+    const { tenure, configurer } = refusing(record.epoch);
+    await configurer.configure(tenure, record, both.alive, ["sled-1"]);
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(tenure.behind.size).toBe(0);
+  });
+});
+
 describe("Configurer: a new volume of many partitions", () => {
   // 16,384 partitions on two head nodes: with only the bound over all nodes, 512
   // configures were queued at each, more than it opened within the deadline; they timed

@@ -89,10 +89,12 @@ function harness() {
   tenure.ready = true;
   let current: Tenure | undefined = tenure;
   const logged: unknown[] = [];
+  const marks = { refusal: (): string | undefined => undefined };
   const directories = new LeftoverDirectories({
     service: { logger: { info: (fields: unknown) => logged.push(fields) } as never },
     catalogue: counted,
     tenures: { current: () => current },
+    marks,
   });
   const ask = (volumeIds: string[]) =>
     directories.onAsk(tenure, { type: "headnode.leftovers.v1", node: "head-1", volumeIds });
@@ -100,6 +102,7 @@ function harness() {
     tenure,
     ask,
     logged,
+    marks,
     reads: () => reads,
     depose: () => {
       current = undefined;
@@ -133,6 +136,18 @@ describe("the leader's answer", () => {
     // An id the copy does not name is read for, and the read names it: kept.
     expect(await ask([creatingId])).toEqual({ gone: [] });
     expect(reads()).toBe(1);
+  });
+
+  test("a control store the sleds' marks refuse answers Unavailable with the reason, never gone", async () => {
+    const { ask, marks, tenure } = harness();
+    marks.refusal = () => "sled-1 holds the mark of another store";
+    const error = await ask([goneId]).catch((caught: BallastError) => caught);
+    expect(error).toBeInstanceOf(BallastError);
+    expect((error as BallastError).code).toBe(ErrorCode.Unavailable);
+    expect((error as BallastError).message).toContain("sled-1 holds the mark of another store");
+    // Ids the copy names are still answered: nothing is gone.
+    tenure.volumes.set("v", volume("v", liveId));
+    expect(await ask([liveId])).toEqual({ gone: [] });
   });
 
   test("a tenure not yet fenced answers Unavailable", async () => {

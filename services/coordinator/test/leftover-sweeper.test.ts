@@ -109,6 +109,7 @@ function harness() {
   const catalogue = new Catalogue(store);
   let tenure: Tenure | undefined = { ready: true } as Tenure;
   const requests: string[] = [];
+  const marks = { refusal: (): string | undefined => undefined };
   const sweeper = new LeftoverSweeper({
     service: {
       bus: {
@@ -130,10 +131,12 @@ function harness() {
       listening: () => false,
     },
     tenures: { held: () => tenure, current: () => tenure },
+    marks,
     graceMs: 0,
     pagesMax: 3,
   });
   return {
+    marks,
     sleds,
     sweeper,
     requests,
@@ -196,6 +199,19 @@ describe("the leftover sweep", () => {
     await passes(sweeper);
     expect(sled.chunks.has(`${goneId}-p0-e1-s1-c0`)).toBe(true);
     expect(sweeper.leftoverStatus()).toMatchObject({ objectsFreed: 0, waiting: 0 });
+  });
+
+  test("with the control store refused by the sleds' marks nothing is listed or deleted, and no grace is served", async () => {
+    const { sleds, sweeper, requests, marks } = harness();
+    marks.refusal = () => "sled-1 holds the mark of another store";
+    await passes(sweeper);
+    expect(requests).toEqual([]);
+    expect(sleds.get("sled-1")!.chunks.has(`${goneId}-p0-e1-s1-c0`)).toBe(true);
+    expect(sweeper.leftoverStatus()).toMatchObject({ objectsFreed: 0, waiting: 0 });
+    // Once the marks allow it, the grace starts then: the first pass only sees.
+    marks.refusal = () => undefined;
+    await sweeper.sweep();
+    expect(sweeper.leftoverStatus().objectsFreed).toBe(0);
   });
 
   test("a follower sends nothing", async () => {

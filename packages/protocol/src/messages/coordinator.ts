@@ -111,6 +111,23 @@ export const ClusterStatusResult = z.object({
   capacity: ClusterCapacity.optional(),
   /** Every sled the leader has records of, in or out of service (absent until loaded). */
   sleds: z.array(SledState).max(statusEntriesMax).optional(),
+  /**
+   * The control store's identity and the sleds that hold another store's mark (it was
+   * lost or replaced since their data was made: coordinator store-marks.ts); `refused`
+   * says why nothing is deleted for being absent from the catalogue, while it is not.
+   * Absent from older coordinators.
+   */
+  controlStore: z
+    .object({
+      storeId: text,
+      foreignMarks: z
+        .array(z.object({ sled: nodeId, stores: z.array(text).max(statusEntriesMax) }))
+        .max(statusEntriesMax),
+      /** Partitions whose replicas are in later epochs than the records: an older store. */
+      behind: z.array(text).max(statusEntriesMax).optional(),
+      refused: text.optional(),
+    })
+    .optional(),
 });
 
 /** A partition's replica set, as the coordinator assigned it. */
