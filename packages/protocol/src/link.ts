@@ -73,7 +73,7 @@ export const linkTokenBytesMax = 64;
 /**
  * The longest time an offer may say its token has left (`tokenValidMs`): tokens age
  * (runtime's linkTokenLifetimeMs, 10 min, gives at most 20), and a sender refreshes
- * halfway through; a day bounds what a confused server can make a sender believe.
+ * half to three quarters through; a day bounds what a confused server can make a sender believe.
  */
 export const linkTokenValidMsMax = 24 * 60 * 60_000;
 

@@ -236,8 +236,9 @@ export const linkUnansweredMax = 1024;
  * closed. So a token handed out opens and keeps links for at least this long and at most
  * twice this long: a client whose NATS access was taken away (a rotated password) can
  * no longer ask an offer, and loses its links within twice this (plus linkTokenDrainMs).
- * Senders ask a new offer halfway through the time an offer says its token has left,
- * and move their routes to a link opened with it, so no request waits on a rotation.
+ * Senders ask a new offer between half and three quarters through the time an offer
+ * says its token has left (linkTokenRenewFractionMin/Max), and move their routes to a
+ * link opened with it, so no request waits on a rotation.
  */
 export const linkTokenLifetimeMs = 10 * 60_000;
 /**
@@ -246,6 +247,18 @@ export const linkTokenLifetimeMs = 10 * 60_000;
  * destroyed after this long with some still unsent.
  */
 export const linkTokenDrainMs = 5000;
+/**
+ * A sender renews a link's token at a point drawn uniformly between these fractions of
+ * the time its offer said the token has left (link-client.ts). Not at a fixed fraction:
+ * the time left runs to the server's epoch end, so renewing at exactly half of it moves
+ * each sender's next offer halfway closer to the epoch's start, and after a dozen
+ * renewals every sender of a server asked its offer and opened its new connection within
+ * milliseconds of the same epoch boundary (past linkHandshakesMax of them turned away at
+ * once). Drawn, the renewals stay spread over the epoch; the latest leaves a quarter of
+ * the time (at least linkTokenLifetimeMs / 4) for renewals that fail to be tried again.
+ */
+export const linkTokenRenewFractionMin = 0.5;
+export const linkTokenRenewFractionMax = 0.75;
 /** A server logs connections it turned away at the caps at most this often. */
 export const linkTurnedAwayLogIntervalMs = 10_000;
 /**

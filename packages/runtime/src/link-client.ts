@@ -17,13 +17,15 @@
 // linkConnectBackoffMaxMs, jittered, reset when one opens), and its subjects' offers
 // with it, so that a dead or refusing server is not dialled every second per subject.
 //
-// Tokens age (link-server.ts): an offer says how long its token surely has left. Halfway
-// through, a new offer is asked over NATS on a subject the link carries; if it names the
+// Tokens age (link-server.ts): an offer says how long its token surely has left. Between
+// half and three quarters through (drawn, so that the senders of one server do not all
+// renew at its epoch boundary: constants.ts), a new offer is asked over NATS on a
+// subject the link carries; if it names the
 // same address, a second connection is opened with the new token and, once it has had
 // `hello-ok`, the routes move to it and the old one is retired: it takes no new message
 // and is ended (FIN after what was written) once its last reply is in, so nothing in
 // flight fails and nothing waits on the handshake. A renewal that fails is tried again
-// every linkOfferRetryMs; a link whose token ran out unrenewed is retired, and its
+// after linkOfferRetryMs, jittered; a link whose token ran out unrenewed is retired, and its
 // subjects go over NATS (and ask offers there) as if never linked. A sender that lost
 // its NATS access thus loses its links with its tokens; the server enforces the same.
 //
@@ -58,6 +60,8 @@ import {
   linkRoutesMax,
   linkSilenceMsMax,
   linkStallMsMin,
+  linkTokenRenewFractionMax,
+  linkTokenRenewFractionMin,
   linkWriteBufferBytesMax,
 } from "./constants.ts";
 import { FrameWriter, linkProof } from "./link-server.ts";
@@ -410,6 +414,8 @@ export class LinkRoutes {
   readonly #connections = new Map<string, LinkConnection>();
   /** Connections retired (routes moved away or token run out), until they close. */
   readonly #retired = new Set<LinkConnection>();
+  /** Connections a renewal opened and has not yet taken into use or closed. */
+  readonly #renewing = new Set<LinkConnection>();
   /** The aging tokens of connections (those whose offer said how long they have). */
   readonly #tokenLives = new Map<LinkConnection, TokenLife>();
   /** Per subject, the time before which no offer is asked again. */
@@ -477,7 +483,7 @@ export class LinkRoutes {
 
   close(): void {
     this.#closed = true;
-    for (const connection of [...this.#connections.values(), ...this.#retired]) {
+    for (const connection of [...this.#connections.values(), ...this.#retired, ...this.#renewing]) {
       connection.close("the bus closed");
     }
     this.#routes.clear();
@@ -606,20 +612,24 @@ export class LinkRoutes {
   }
 
   /**
-   * Renews `connection`'s token halfway through the `validMs` its offer (asked at
-   * `askedAtMs`) gave it, and retires the connection if it runs out first (module
-   * header). A token that does not age (no `validMs`) needs neither.
+   * Renews `connection`'s token at a drawn point between linkTokenRenewFractionMin and
+   * linkTokenRenewFractionMax of the `validMs` its offer (asked at `askedAtMs`) gave it,
+   * and retires the connection if it runs out first (module header). A token that does
+   * not age (no `validMs`) needs neither.
    */
   #ageToken(connection: LinkConnection, askedAtMs: number, validMs: number | undefined): void {
     if (validMs === undefined) return;
     // Measured from the asking, before the server counted: never later than its end.
     const expiresAtMs = askedAtMs + validMs;
     const now = this.nowMs();
+    const fraction =
+      linkTokenRenewFractionMin +
+      (linkTokenRenewFractionMax - linkTokenRenewFractionMin) * this.random();
     const life: TokenLife = {
       expiresAtMs,
       renewTimer: setTimeout(
         () => void this.#renew(connection),
-        Math.max(0, askedAtMs + validMs / 2 - now),
+        Math.max(0, askedAtMs + validMs * fraction - now),
       ),
       expireTimer: setTimeout(() => this.#expire(connection), Math.max(0, expiresAtMs - now)),
       tries: 0,
@@ -640,7 +650,7 @@ export class LinkRoutes {
   /**
    * Asks a new offer for `old`'s server over NATS, on one of the subjects it carries;
    * opens a connection with the token, moves `old`'s routes to it once it is open and
-   * retires `old`. Tried again every linkOfferRetryMs until the token runs out.
+   * retires `old`. Tried again about every linkOfferRetryMs until the token runs out.
    */
   async #renew(old: LinkConnection): Promise<void> {
     const life = this.#tokenLives.get(old);
@@ -672,7 +682,10 @@ export class LinkRoutes {
         next = new LinkConnection(offer.address, offer.scope, offer.token, (closed) =>
           this.#closedConnection(closed),
         );
+        // Closed by `close` if the bus closes during the handshake.
+        this.#renewing.add(next);
         await next.ready;
+        this.#renewing.delete(next);
         if (current() && next.open) {
           this.#connections.set(old.key, next);
           this.#ageToken(next, askedAtMs, offer.validMs);
@@ -687,15 +700,22 @@ export class LinkRoutes {
     } catch {
       // Asked in vain (NATS refused or silent) or the new link did not open: try again.
     }
-    next?.close("not needed: the link it would renew is gone");
+    if (next !== undefined) {
+      this.#renewing.delete(next);
+      next.close("not needed: the link it would renew is gone");
+    }
     this.onOffer("failed");
     this.#renewLater(old, life);
   }
 
-  /** Tries `old`'s renewal again in linkOfferRetryMs, while its token lives. */
+  /**
+   * Tries `old`'s renewal again in about linkOfferRetryMs (half to one and a half of it:
+   * senders turned away together do not come back together), while its token lives.
+   */
   #renewLater(old: LinkConnection, life: TokenLife): void {
     if (this.#tokenLives.get(old) !== life || this.#closed) return;
-    life.renewTimer = setTimeout(() => void this.#renew(old), linkOfferRetryMs);
+    const delayMs = linkOfferRetryMs * (0.5 + this.random());
+    life.renewTimer = setTimeout(() => void this.#renew(old), delayMs);
     life.renewTimer.unref();
   }
 

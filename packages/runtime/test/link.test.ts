@@ -17,6 +17,7 @@ import {
   subjects,
 } from "@ballast/protocol";
 import { afterEach, describe, expect, test } from "vitest";
+import { linkConnectTimeoutMs } from "../src/constants.ts";
 import { LinkConnection, LinkNotHandled, type LinkOffer, LinkRoutes } from "../src/link-client.ts";
 import { SealKeys } from "../src/link-seal.ts";
 import { type LinkMessage, LinkServer, linkProof } from "../src/link-server.ts";
@@ -589,6 +590,96 @@ describe("aging tokens", () => {
     expect(outcomes).not.toContain("renewed");
   });
 });
+
+describe("token renewals spread and cleaned up", () => {
+  test("senders of one server do not drift to renewing together at its epoch boundary", async () => {
+    // Renewing at exactly half the time left moved each sender's next offer halfway to
+    // the start of the server's epoch, so after a few renewals all of them asked within
+    // milliseconds of each boundary. Four senders, each with its own (fixed) draw, must
+    // keep asking at different points of the epoch.
+    const lifetimeMs = 300;
+    const server = await newServer({ tokenLifetimeMs: lifetimeMs });
+    server.route(volumeSubject, "volume", answering([]));
+    const draws = [0.05, 0.35, 0.65, 0.95];
+    const renewalsWanted = 5;
+    const offsets = draws.map(() => [] as number[]);
+    const senders = draws.map((draw, index) => {
+      let renewed = 0;
+      const routes = new LinkRoutes(
+        async () => {
+          const { token, validMs } = server.offerToken("volume");
+          // Where in the server's epoch this offer was asked.
+          offsets[index]!.push(performance.now() % lifetimeMs);
+          return { address: server.address, scope: "volume", token, validMs };
+        },
+        (outcome) => {
+          if (outcome === "renewed") renewed += 1;
+        },
+        () => performance.now(),
+        () => draw,
+      );
+      cleanup.push(() => routes.close());
+      routes.route(volumeSubject);
+      return { routes, renewed: () => renewed };
+    });
+    await waitUntil(
+      () => senders.every((sender) => sender.renewed() >= renewalsWanted),
+      30 * lifetimeMs,
+    );
+    const last = offsets.map((asked) => asked[renewalsWanted]!);
+    // Halving left every offset within lifetimeMs / 2^5 (9 ms) of the boundary, and so
+    // within that of each other; the drawn points settle about a third of an epoch apart.
+    expect(Math.max(...last) - Math.min(...last)).toBeGreaterThan(lifetimeMs / 4);
+  });
+
+  test("a connection a renewal is opening is closed with the routes", async () => {
+    const server = await newServer({ tokenLifetimeMs: 300 });
+    server.route(volumeSubject, "volume", answering([]));
+    // A proxy in front of the server: the first connection goes through, the next ones
+    // (the renewal's) are held silent, so their handshake never ends.
+    const held: Socket[] = [];
+    let heldClosed = 0;
+    const proxy = createServer((socket) => {
+      if (held.length === 0 && passed === undefined) {
+        const [host, port] = splitAddress(server.address);
+        passed = connect({ host, port });
+        socket.pipe(passed).pipe(socket);
+        passed.on("error", () => socket.destroy());
+        socket.on("error", () => passed?.destroy());
+        return;
+      }
+      held.push(socket);
+      socket.on("error", () => undefined);
+      socket.on("close", () => {
+        heldClosed += 1;
+      });
+    });
+    let passed: Socket | undefined;
+    await new Promise<void>((resolve) => proxy.listen(0, "127.0.0.1", resolve));
+    cleanup.push(async () => {
+      passed?.destroy();
+      for (const socket of held) socket.destroy();
+      await new Promise((resolve) => proxy.close(resolve));
+    });
+    const proxyAddress = `127.0.0.1:${(proxy.address() as { port: number }).port}`;
+    const routes = new LinkRoutes(async () => {
+      const { token, validMs } = server.offerToken("volume");
+      return { address: proxyAddress, scope: "volume", token, validMs };
+    });
+    cleanup.push(() => routes.close());
+    routes.route(volumeSubject);
+    await waitUntil(() => routes.routed === 1);
+    await waitUntil(() => held.length === 1); // the renewal's connection, mid-handshake
+    routes.close();
+    // It was left to its connect timeout (linkConnectTimeoutMs), keeping the process up.
+    await waitUntil(() => heldClosed === 1, linkConnectTimeoutMs / 2);
+  });
+});
+
+function splitAddress(address: string): [string, number] {
+  const colon = address.lastIndexOf(":");
+  return [address.slice(0, colon), Number(address.slice(colon + 1))];
+}
 
 describe("bounded routes", () => {
   /** Routes over one server's link, on a clock the test moves, asking for `subject`s. */
