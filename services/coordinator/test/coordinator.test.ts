@@ -479,7 +479,13 @@ describe("resize", () => {
       "v-1",
       [
         { partition: 1, partitionStart: mebibyte, partitionBytes: mebibyte },
-        { partition: 2, partitionStart: 2 * mebibyte, partitionBytes: mebibyte },
+        // Half past the size: its primary is told to serve only the half inside.
+        {
+          partition: 2,
+          partitionStart: 2 * mebibyte,
+          partitionBytes: mebibyte,
+          servedBytes: 0.5 * mebibyte,
+        },
       ],
       2,
       alive,
@@ -497,6 +503,9 @@ describe("resize", () => {
       expect(stored(harness, record.partition)).toEqual({ ...record, term: 1 });
       expect(harness.configures(record.primary, record.partition)).toHaveLength(1);
     }
+    expect(harness.configures(expected[1]!.primary, 2)[0]!.message).toMatchObject({
+      servedBytes: 0.5 * mebibyte,
+    });
     expect(harness.store.value(keys.volume("v"))).toMatchObject({
       sizeBytes: 2.5 * mebibyte,
       term: 1,
@@ -505,8 +514,12 @@ describe("resize", () => {
     harness.behaviour.set("2", "ok"); // partition 2's volume subject answers
     await harness.control({ type: "volume.resize.v1", name: "v", sizeBytes: 3 * mebibyte });
     expect(stored(harness, 3)).toBeUndefined();
-    const trims = harness.sent.filter((sent) => sent.message.type === "volume.trim.v1");
-    expect(trims.map((sent) => sent.message)).toEqual([
+    const onVolume = harness.sent
+      .filter((sent) => sent.message.type.startsWith("volume."))
+      .map((sent) => sent.message);
+    // The revealed half is trimmed first (past the end its primary serves), then the
+    // partition's served bytes are raised in a new epoch, which its primary confirms.
+    expect(onVolume).toEqual([
       {
         type: "volume.trim.v1",
         volume: "v",
@@ -514,8 +527,15 @@ describe("resize", () => {
         epoch: 1,
         volumeId: "v-1",
         ranges: [{ offset: 2.5 * mebibyte, length: 0.5 * mebibyte }],
+        pastEnd: true,
       },
+      { type: "volume.flush.v1", volume: "v", partition: 2, epoch: 2, volumeId: "v-1" },
     ]);
+    expect(stored(harness, 2)).toMatchObject({ epoch: 2, servedBytes: mebibyte });
+    expect(harness.configures(expected[1]!.primary, 2).at(-1)!.message).toMatchObject({
+      epoch: 2,
+      servedBytes: mebibyte,
+    });
     expect(harness.store.value(keys.volume("v"))).toMatchObject({ sizeBytes: 3 * mebibyte });
   });
 
@@ -542,11 +562,43 @@ describe("resize", () => {
     };
     expect(answer.sizeBytes).toBe(0.5 * mebibyte);
     expect(answer.partitions).toHaveLength(2); // kept, trimmed
-    const trims = harness.sent.filter((sent) => sent.message.type === "volume.trim.v1");
-    expect(trims.map((sent) => [sent.node, (sent.message as { ranges: unknown }).ranges])).toEqual([
-      ["0", [{ offset: 0.5 * mebibyte, length: 0.5 * mebibyte }]],
-      ["1", [{ offset: mebibyte, length: mebibyte }]],
+    const onVolume = harness.sent.filter((sent) => sent.message.type.startsWith("volume."));
+    // Each partition's served bytes are lowered in a new epoch and confirmed by its
+    // primary (a flush in that epoch) before any of the tail is trimmed; the trims pass
+    // the end they trim past.
+    expect(
+      onVolume.map((sent) => [
+        sent.message.type,
+        sent.node,
+        (sent.message as { epoch: number }).epoch,
+      ]),
+    ).toEqual([
+      ["volume.flush.v1", "0", 2],
+      ["volume.flush.v1", "1", 2],
+      ["volume.trim.v1", "0", 2],
+      ["volume.trim.v1", "1", 2],
     ]);
+    expect(
+      onVolume.slice(2).map((sent) => [(sent.message as { ranges: unknown }).ranges, sent.message]),
+    ).toEqual([
+      [
+        [{ offset: 0.5 * mebibyte, length: 0.5 * mebibyte }],
+        expect.objectContaining({ pastEnd: true }),
+      ],
+      [[{ offset: mebibyte, length: mebibyte }], expect.objectContaining({ pastEnd: true })],
+    ]);
+    expect(stored(harness, 0)).toMatchObject({ epoch: 2, servedBytes: 0.5 * mebibyte });
+    expect(stored(harness, 1)).toMatchObject({ epoch: 2, servedBytes: 0 });
+    // The primaries are configured with the new end (the configure that the flush
+    // then finds in force).
+    expect(harness.configures("head-1", 0).at(-1)!.message).toMatchObject({
+      epoch: 2,
+      servedBytes: 0.5 * mebibyte,
+    });
+    expect(harness.configures("head-2", 1).at(-1)!.message).toMatchObject({
+      epoch: 2,
+      servedBytes: 0,
+    });
     expect(harness.store.value(keys.volume("v"))).toMatchObject({ sizeBytes: 0.5 * mebibyte });
   });
 
