@@ -602,6 +602,39 @@ describe("resize", () => {
     expect(harness.store.value(keys.volume("v"))).toMatchObject({ sizeBytes: 0.5 * mebibyte });
   });
 
+  test("after a shrink, a new primary is configured with the volume's end from the record", async () => {
+    const harness = await started(
+      ["head-1", "head-2", "head-3"],
+      [
+        ["head-1", "head-2"],
+        ["head-2", "head-3"],
+      ],
+    );
+    harness.behaviour.set("0", "ok");
+    harness.behaviour.set("1", "ok");
+    await harness.control({
+      type: "volume.resize.v1",
+      name: "v",
+      sizeBytes: 0.5 * mebibyte,
+      allowShrink: true,
+    });
+    expect(harness.record(0)).toMatchObject({ primary: "head-1", epoch: 2 });
+    harness.behaviour.set("head-1", "dead");
+    await run(harness, 10_000);
+    // Failed over: the decision kept the record's end, and the promoted primary is
+    // configured with it.
+    expect(harness.record(0)).toMatchObject({
+      primary: "head-2",
+      servedBytes: 0.5 * mebibyte,
+    });
+    expect(harness.record(0).epoch).toBeGreaterThan(2);
+    expect(harness.configures("head-2", 0).at(-1)!.message).toMatchObject({
+      primary: "head-2",
+      epoch: harness.record(0).epoch,
+      servedBytes: 0.5 * mebibyte,
+    });
+  });
+
   test("a size create would refuse is refused, and nothing changes", async () => {
     const harness = await started(["head-1", "head-2"], [["head-1", "head-2"]]);
     await expect(
