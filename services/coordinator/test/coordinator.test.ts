@@ -635,6 +635,30 @@ describe("resize", () => {
     });
   });
 
+  test("a resize to the same size gives a record from before servedBytes past the end its end", async () => {
+    const harness = await started(
+      ["head-1", "head-2", "head-3"],
+      [
+        ["head-1", "head-2"],
+        ["head-2", "head-3"],
+      ],
+    );
+    // Shrunk to 1 MiB before the field existed: partition 1 is kept, and still served.
+    const current = harness.store.value<{ sizeBytes: number }>(keys.volume("v"))!;
+    harness.store.put(keys.volume("v"), { ...current, sizeBytes: mebibyte });
+    await run(harness, 2000);
+    harness.behaviour.set("1", "ok");
+    await harness.control({ type: "volume.resize.v1", name: "v", sizeBytes: mebibyte });
+    expect(stored(harness, 0)).toMatchObject({ epoch: 1 });
+    expect(stored(harness, 0)).not.toHaveProperty("servedBytes");
+    expect(stored(harness, 1)).toMatchObject({ epoch: 2, servedBytes: 0 });
+    expect(
+      harness.sent
+        .filter((sent) => sent.message.type.startsWith("volume."))
+        .map((sent) => sent.message),
+    ).toEqual([{ type: "volume.flush.v1", volume: "v", partition: 1, epoch: 2, volumeId: "v-1" }]);
+  });
+
   test("a size create would refuse is refused, and nothing changes", async () => {
     const harness = await started(["head-1", "head-2"], [["head-1", "head-2"]]);
     await expect(
