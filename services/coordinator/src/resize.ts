@@ -40,8 +40,10 @@
 // before it goes on. Order: a shrink lowers the value and has it confirmed before it
 // trims, so that no write past the new end is acknowledged after the trim, whoever
 // sends it; a grow trims what it reveals, then raises the value and has it confirmed,
-// then raises the size, so that no client is refused inside the size it was told. The
-// resize's own trims pass the bound (`pastEnd`): they only discard what lies past the
+// then raises the size, so that no client is refused inside the size it was told (and
+// first lowers any value past the present size, left by a grow that failed after raising
+// it, so that nothing acknowledged there is then trimmed). The resize's own trims pass
+// the bound (`pastEnd`): they only discard what lies past the
 // end. Every plan, even an unchanged size, names the partitions whose value is not the
 // one its size wants (`limitChanges`): a resize that failed halfway, or records from
 // before the field, are put right by the next resize of the volume, to any size.
@@ -68,12 +70,14 @@ export type ResizePlan =
   /** The size is already the one asked for; set `limits` (usually none). */
   | { kind: "unchanged"; sizeBytes: number; limits: LimitChange[] }
   /**
-   * Trim `trim` (inside existing partitions, possibly empty), raise `limits`, write
-   * `added` partition records, then raise the size.
+   * Lower `lowerFirst` (served bytes past the present size: a grow that failed after
+   * raising them), trim `trim` (inside existing partitions, possibly empty), raise
+   * `limits`, write `added` partition records, then raise the size.
    */
   | {
       kind: "grow";
       sizeBytes: number;
+      lowerFirst: LimitChange[];
       trim: ByteRange | undefined;
       limits: LimitChange[];
       added: PartitionRange[];
@@ -90,6 +94,12 @@ export function servedBytesOf(
   sizeBytes: number,
 ): number {
   return Math.min(partition.partitionBytes, Math.max(0, sizeBytes - partition.partitionStart));
+}
+
+/** The served bytes `partitions` records for partition `index` (absent: all). */
+function servedOf(partitions: readonly PartitionRange[], index: number): number {
+  const found = partitions.find((partition) => partition.partition === index)!;
+  return found.servedBytes ?? found.partitionBytes;
 }
 
 /**
@@ -192,7 +202,23 @@ export function planResize(
     start += bytes;
     partition++;
   }
-  return { kind: "grow", sizeBytes: size, trim, limits: changes, added };
+  // Served past the present size (a grow that failed after raising them): lowered before
+  // the trim, or a write acknowledged there meanwhile would be trimmed.
+  const lowerFirst = limitChanges(partitions, volume.sizeBytes).filter(
+    (change) => change.servedBytes < servedOf(partitions, change.partition),
+  );
+  const lowered = partitions.map((partition) => {
+    const change = lowerFirst.find((one) => one.partition === partition.partition);
+    return change === undefined ? partition : { ...partition, servedBytes: change.servedBytes };
+  });
+  return {
+    kind: "grow",
+    sizeBytes: size,
+    lowerFirst,
+    trim,
+    limits: limitChanges(lowered, size),
+    added,
+  };
 }
 
 /** `range` cut at the partitions' boundaries: each piece with its partition's number. */

@@ -405,6 +405,7 @@ export class Volumes {
     } else {
       // Raised only once what it reveals is trimmed, and before the size, so that no
       // client is refused inside the size it is told.
+      await this.setLimits(tenure, current.value, plan.lowerFirst);
       if (plan.trim !== undefined) await this.trimTail(current.value, plan.trim);
       await this.setLimits(tenure, current.value, plan.limits);
     }

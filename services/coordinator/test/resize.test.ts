@@ -18,6 +18,7 @@ describe("planResize", () => {
     expect(planResize(volume, partitions, { name: "v", sizeBytes: 4 * mebibyte })).toEqual({
       kind: "grow",
       sizeBytes: 4 * mebibyte,
+      lowerFirst: [],
       trim: undefined,
       limits: [],
       added: [
@@ -33,18 +34,33 @@ describe("planResize", () => {
     });
   });
 
-  test("a grow within the last partition changes only the size, and trims what it reveals", () => {
+  test("a grow within the last partition adds nothing, trims what it reveals, and raises its served bytes", () => {
     const grown = [
       ...partitions,
-      { partition: 3, partitionStart: 2.5 * mebibyte, partitionBytes: mebibyte },
+      {
+        partition: 3,
+        partitionStart: 2.5 * mebibyte,
+        partitionBytes: mebibyte,
+        servedBytes: 0.5 * mebibyte,
+      },
     ];
     const at = { ...volume, sizeBytes: 3 * mebibyte };
     expect(planResize(at, grown, { name: "v", sizeBytes: 3.5 * mebibyte })).toEqual({
       kind: "grow",
       sizeBytes: 3.5 * mebibyte,
+      lowerFirst: [],
       trim: { offset: 3 * mebibyte, length: 0.5 * mebibyte },
-      limits: [],
+      limits: [{ partition: 3, servedBytes: mebibyte }],
       added: [],
+    });
+    // Added before served bytes (no field: served whole, past the size): lowered to the
+    // size before the trim, then raised, as any value past the present size is.
+    const whole = { partition: 3, partitionStart: 2.5 * mebibyte, partitionBytes: mebibyte };
+    expect(
+      planResize(at, [...partitions, whole], { name: "v", sizeBytes: 3.5 * mebibyte }),
+    ).toMatchObject({
+      lowerFirst: [{ partition: 3, servedBytes: 0.5 * mebibyte }],
+      limits: [{ partition: 3, servedBytes: mebibyte }],
     });
   });
 
@@ -123,10 +139,35 @@ describe("planResize", () => {
     expect(planResize(at, shrunk, { name: "v", sizeBytes: 2.25 * mebibyte })).toEqual({
       kind: "grow",
       sizeBytes: 2.25 * mebibyte,
+      lowerFirst: [],
       trim: { offset: 1.5 * mebibyte, length: 0.75 * mebibyte },
       limits: [
         { partition: 1, servedBytes: mebibyte },
         { partition: 2, servedBytes: 0.25 * mebibyte },
+      ],
+      added: [],
+    });
+  });
+
+  test("a grow first lowers what a failed grow left raised past the size, then trims, then raises", () => {
+    // At 1.5 MiB, but a grow to 2.5 MiB raised both tail partitions and then failed.
+    const raised = [
+      partitions[0]!,
+      { ...partitions[1]!, servedBytes: mebibyte },
+      { ...partitions[2]!, servedBytes: 0.5 * mebibyte },
+    ];
+    const at = { ...volume, sizeBytes: 1.5 * mebibyte };
+    expect(planResize(at, raised, { name: "v", sizeBytes: 2.5 * mebibyte })).toEqual({
+      kind: "grow",
+      sizeBytes: 2.5 * mebibyte,
+      lowerFirst: [
+        { partition: 1, servedBytes: 0.5 * mebibyte },
+        { partition: 2, servedBytes: 0 },
+      ],
+      trim: { offset: 1.5 * mebibyte, length: mebibyte },
+      limits: [
+        { partition: 1, servedBytes: mebibyte },
+        { partition: 2, servedBytes: 0.5 * mebibyte },
       ],
       added: [],
     });
