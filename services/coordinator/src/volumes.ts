@@ -513,7 +513,9 @@ export class Volumes {
           record = stored.value;
           if (tenures.held() === tenure) {
             remember(tenure, stored);
-            void configurer.configure(
+            // Awaited (its sends settle, answered or not): the flush below then mostly
+            // finds the epoch in force at its first attempt.
+            await configurer.configure(
               tenure,
               record,
               heartbeats.aliveHeadNodes(),
