@@ -602,6 +602,49 @@ describe("resize", () => {
     expect(harness.store.value(keys.volume("v"))).toMatchObject({ sizeBytes: 0.5 * mebibyte });
   });
 
+  test("a shrink trims nothing until every primary has confirmed the new end", async () => {
+    const harness = await started(
+      ["head-1", "head-2", "head-3"],
+      [
+        ["head-1", "head-2"],
+        ["head-2", "head-3"],
+      ],
+    );
+    harness.behaviour.set("0", "dead"); // partition 0's subject: nobody answers, yet
+    harness.behaviour.set("1", "ok");
+    const resizing = Promise.resolve(
+      harness.control({
+        type: "volume.resize.v1",
+        name: "v",
+        sizeBytes: 0.5 * mebibyte,
+        allowShrink: true,
+      }),
+    );
+    let answered = false;
+    void resizing.then(() => {
+      answered = true;
+    });
+    await run(harness, 3000);
+    const onVolume = () =>
+      harness.sent.filter((sent) => sent.message.type.startsWith("volume.")).map((sent) => sent);
+    // Partition 0's confirmation is still being asked for; no trim has gone out.
+    expect(answered).toBe(false);
+    expect(onVolume().filter((sent) => sent.node === "0").length).toBeGreaterThan(1);
+    expect(onVolume().some((sent) => sent.message.type === "volume.trim.v1")).toBe(false);
+    expect(harness.store.value(keys.volume("v"))).toMatchObject({ sizeBytes: 2 * mebibyte });
+    harness.behaviour.set("0", "ok");
+    await run(harness, 1000);
+    await resizing;
+    const sent = onVolume();
+    const firstTrim = sent.findIndex((one) => one.message.type === "volume.trim.v1");
+    expect(firstTrim).toBeGreaterThan(0);
+    expect(sent.slice(firstTrim).map((one) => one.message.type)).toEqual([
+      "volume.trim.v1",
+      "volume.trim.v1",
+    ]);
+    expect(harness.store.value(keys.volume("v"))).toMatchObject({ sizeBytes: 0.5 * mebibyte });
+  });
+
   test("after a shrink, a new primary is configured with the volume's end from the record", async () => {
     const harness = await started(
       ["head-1", "head-2", "head-3"],
