@@ -21,6 +21,9 @@
 // sleds' stores lost, sleds declared out, and every head node's Replicator running.
 // `--corrupt P` damages that share of replication messages (a note's data or checksum)
 // and of whole-chunk reads while faults are on (corruptChance, 0 by default).
+// `--end-changes P` changes one partition's served bytes (the volume's end within it,
+// as a resize does) in a coordinator round with chance P while loaded (endChangeRate, 0
+// by default), for the `end` check.
 
 import { parseArgs } from "node:util";
 import { type Sabotage, simulateFailover } from "./failover.ts";
@@ -44,6 +47,7 @@ const { values } = parseArgs({
     "configures-ignore-hung-disk": { type: "boolean", default: false },
     "late-learner-configures": { type: "string" },
     "stale-requests": { type: "string" },
+    "end-changes": { type: "string" },
     "frozen-clocks": { type: "string" },
     replicate: { type: "string" },
     corrupt: { type: "string" },
@@ -70,6 +74,7 @@ async function runOne(seed: number) {
         ? { lateLearnerConfigureChance: Number(values["late-learner-configures"]) }
         : {}),
       ...(values["stale-requests"] ? { staleRequestChance: Number(values["stale-requests"]) } : {}),
+      ...(values["end-changes"] ? { endChangeRate: Number(values["end-changes"]) } : {}),
       ...(values["frozen-clocks"] ? { frozenClockChance: Number(values["frozen-clocks"]) } : {}),
       ...(values.replicate ? { replicateChance: Number(values.replicate) } : {}),
       ...(values.corrupt ? { corruptChance: Number(values.corrupt) } : {}),
@@ -106,7 +111,7 @@ for (let seed = first; seed < first + count; seed++) {
     process.stdout.write(`  [${violation.check}] ${violation.message}\n`);
   }
   process.stdout.write(
-    `replay: npm run simulate -- --seed ${seed} ${values.failover ? "--failover" : `--replicas ${replicas}`}${values.sabotage ? ` --sabotage ${values.sabotage}` : ""}${values["disk-loss"] ? ` --disk-loss ${values["disk-loss"]}` : ""}${values["faulty-nodes"] ? ` --faulty-nodes ${values["faulty-nodes"]}` : ""}${values.nodes ? ` --nodes ${values.nodes}` : ""}${values.partitions ? ` --partitions ${values.partitions}` : ""}${values.ticks ? ` --ticks ${values.ticks}` : ""}${values["configures-ignore-hung-disk"] ? " --configures-ignore-hung-disk" : ""}${values["late-learner-configures"] ? ` --late-learner-configures ${values["late-learner-configures"]}` : ""}${values["stale-requests"] ? ` --stale-requests ${values["stale-requests"]}` : ""}${values["frozen-clocks"] ? ` --frozen-clocks ${values["frozen-clocks"]}` : ""}${values.replicate ? ` --replicate ${values.replicate}` : ""}${values.corrupt ? ` --corrupt ${values.corrupt}` : ""}\n`,
+    `replay: npm run simulate -- --seed ${seed} ${values.failover ? "--failover" : `--replicas ${replicas}`}${values.sabotage ? ` --sabotage ${values.sabotage}` : ""}${values["disk-loss"] ? ` --disk-loss ${values["disk-loss"]}` : ""}${values["faulty-nodes"] ? ` --faulty-nodes ${values["faulty-nodes"]}` : ""}${values.nodes ? ` --nodes ${values.nodes}` : ""}${values.partitions ? ` --partitions ${values.partitions}` : ""}${values.ticks ? ` --ticks ${values.ticks}` : ""}${values["configures-ignore-hung-disk"] ? " --configures-ignore-hung-disk" : ""}${values["late-learner-configures"] ? ` --late-learner-configures ${values["late-learner-configures"]}` : ""}${values["stale-requests"] ? ` --stale-requests ${values["stale-requests"]}` : ""}${values["frozen-clocks"] ? ` --frozen-clocks ${values["frozen-clocks"]}` : ""}${values.replicate ? ` --replicate ${values.replicate}` : ""}${values.corrupt ? ` --corrupt ${values.corrupt}` : ""}${values["end-changes"] ? ` --end-changes ${values["end-changes"]}` : ""}\n`,
   );
   failed++;
   if (!values["keep-going"]) break;
