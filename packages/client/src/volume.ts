@@ -23,7 +23,10 @@
 // with. An operation that reaches past the known end first describes the volume again
 // (`refreshSize`), so I/O past the old end works after a grow without reopening; past
 // the newest end it is refused with OutOfRange. A shrink is learned at the next
-// description (that refresh, a failover, or `refreshSize`).
+// description (that refresh, a failover, or `refreshSize`; a shrink gives the partitions
+// it cuts a new epoch, so the next request to one of them re-describes), and before it
+// the partitions' primaries refuse I/O past the new end themselves (OutOfRange, with
+// `pastVolumeEnd` in its details), whatever size this Volume still believes.
 //
 // Clones: a volume whose description names a parent snapshot reads through it. Each
 // read asks its partitions for the ranges they never mapped, and fills those below the

@@ -36,6 +36,7 @@ import {
   volumeBytes,
   volumeName,
 } from "./messages/fields.ts";
+import { servedWithin } from "./messages/headnode.ts";
 
 /**
  * The largest control record read: the most NATS is configured to carry at all. A
@@ -89,7 +90,7 @@ const volume = z.looseObject({
   clonePins: list(clonePin).optional(),
 });
 
-const partition = z.looseObject({
+const partitionFields = z.looseObject({
   volume: volumeName,
   volumeId: recordVolumeId.optional(),
   partition: unsignedInteger,
@@ -102,6 +103,12 @@ const partition = z.looseObject({
   joining: list(nodeId).optional(),
   disks: z.record(z.string().max(nodeIdLengthMax), recordText).optional(),
   term: unsignedInteger.optional(),
+  /** The partition's bytes inside the volume (see headnode.configure.v1); absent: all. */
+  servedBytes: volumeBytes.optional(),
+});
+const partition = partitionFields.refine(servedWithin, {
+  message: "servedBytes must be at most partitionBytes",
+  path: ["servedBytes"],
 });
 
 const checkpoint = z.looseObject({

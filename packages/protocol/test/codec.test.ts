@@ -4,6 +4,7 @@ import { Packr, pack } from "msgpackr";
 import { describe, expect, test } from "vitest";
 import {
   BallastError,
+  decodeControlRecord,
   decodeMessage,
   decodeValue,
   ErrorCode,
@@ -209,6 +210,47 @@ describe("codec edge", () => {
     expect(codeOf(() => decodeMessage(pack({ ...configure, disk: "short" })))).toBe(
       ErrorCode.InvalidMessage,
     );
+  });
+
+  test("a configure's and a partition record's servedBytes is at most the partition", () => {
+    const configure = {
+      type: "headnode.configure.v1",
+      volume: "v",
+      partition: 0,
+      partitionStart: 0,
+      partitionBytes: 4096,
+      epoch: 1,
+      primary: "head-1",
+      secondaries: [],
+      sleds: ["sled-1"],
+    };
+    for (const servedBytes of [0, 512, 4096]) {
+      expect(decodeMessage(pack({ ...configure, servedBytes }))).toMatchObject({ servedBytes });
+    }
+    // Absent: the whole partition, as from a coordinator that predates it.
+    expect(decodeMessage(pack(configure))).not.toHaveProperty("servedBytes");
+    for (const servedBytes of [4097, -1, 1.5, "512"]) {
+      expect(codeOf(() => decodeMessage(pack({ ...configure, servedBytes })))).toBe(
+        ErrorCode.InvalidMessage,
+      );
+    }
+    const record = {
+      volume: "v",
+      partition: 0,
+      partitionStart: 0,
+      partitionBytes: 4096,
+      epoch: 1,
+      primary: "head-1",
+      secondaries: [],
+    };
+    const stored = (value: object) => new TextEncoder().encode(JSON.stringify(value));
+    expect(decodeControlRecord("partition", "k", stored(record))).not.toHaveProperty("servedBytes");
+    expect(
+      decodeControlRecord("partition", "k", stored({ ...record, servedBytes: 0 })),
+    ).toMatchObject({ servedBytes: 0 });
+    expect(() =>
+      decodeControlRecord("partition", "k", stored({ ...record, servedBytes: 8192 })),
+    ).toThrow(/servedBytes/);
   });
 
   test("too many entries in one request are invalid", () => {

@@ -87,7 +87,9 @@ export async function refuseWhileAttached(
  * has it open describes it again, and from its answer on refuses writes past the new
  * end. What the probe cannot see is covered so: a client attached after it, or a shrink
  * forced over one. Answers the gateways that did not confirm (each logged); the shrink
- * stands either way, as its record is written.
+ * stands either way, as its record is written, and their connections' writes past the
+ * new end are refused by the partitions' primaries all the same (resize.ts, "The end on
+ * the head nodes"): this only spares them the round trip.
  */
 export async function tellShrunk(
   bus: Pick<Service["bus"], "request">,

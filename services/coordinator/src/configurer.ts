@@ -291,6 +291,8 @@ export class Configurer {
           ...(record.disks?.[node] === undefined ? {} : { disk: record.disks[node] }),
           // Without one, a voter with nothing stored refuses (configure-decision.ts).
           disksRecorded: true,
+          // The volume's end within it: a primary refuses I/O past it (resize.ts).
+          ...(record.servedBytes === undefined ? {} : { servedBytes: record.servedBytes }),
         },
         { deadlineMs: configureDeadlineMs },
       );

@@ -102,6 +102,12 @@ export interface PartitionRecord {
    * A leader refuses to write over a record of a higher term: it has been deposed.
    */
   term?: number;
+  /**
+   * The partition's bytes, from its start, inside the volume: its primary refuses I/O
+   * past them (resize.ts, "The end on the head nodes"). Absent (records from before
+   * it): the whole partition.
+   */
+  servedBytes?: number;
 }
 
 /** The volume incarnation a record belongs to: records before incarnations use the name. */

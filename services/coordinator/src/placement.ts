@@ -40,6 +40,8 @@ export interface PartitionRange {
   partition: number;
   partitionStart: number;
   partitionBytes: number;
+  /** Its bytes inside the volume, where fewer than all (resize.ts, `servedBytesOf`). */
+  servedBytes?: number;
 }
 
 /**

@@ -26,6 +26,28 @@
 // therefore refused while the volume is attached unless forced (`detachesFirst`,
 // attached.ts), and the gateways are told once the smaller size is recorded.
 //
+// The end on the head nodes: neither of those reaches a gateway that does not answer,
+// nor a program using the client library, which learns a shrink only when it next
+// describes the volume. So each partition record carries `servedBytes`, the bytes of
+// the partition inside the volume (`servedBytesOf`; absent in records from before it:
+// all of them), its configure carries it to the primary, and the primary refuses
+// (OutOfRange) a write, trim or write-zeroes reaching past it and a read of the volume
+// there, whatever size its client believes. It is part of the epoch's configuration: a
+// record whose value changes is written in a new epoch (same members), so a configure
+// of an older one can never bring an older value back, and a new primary after a
+// failover is configured from a record that carries it. The shell has the primary
+// confirm the epoch (a flush sent in it succeeds only on a primary configured in it)
+// before it goes on. Order: a shrink lowers the value and has it confirmed before it
+// trims, so that no write past the new end is acknowledged after the trim, whoever
+// sends it; a grow trims what it reveals, then raises the value and has it confirmed,
+// then raises the size, so that no client is refused inside the size it was told (and
+// first lowers any value past the present size, left by a grow that failed after raising
+// it, so that nothing acknowledged there is then trimmed). The resize's own trims pass
+// the bound (`pastEnd`): they only discard what lies past the
+// end. Every plan, even an unchanged size, names the partitions whose value is not the
+// one its size wants (`limitChanges`): a resize that failed halfway, or records from
+// before the field, are put right by the next resize of the volume, to any size.
+//
 // Failure model: a plan is a function of what was read; the shell writes the volume
 // record by compare-and-set, so a plan made on a stale read is refused, not applied.
 
@@ -38,16 +60,65 @@ export interface ByteRange {
   length: number;
 }
 
+/** A partition whose served bytes a resize changes, and their new value. */
+export interface LimitChange {
+  partition: number;
+  servedBytes: number;
+}
+
 export type ResizePlan =
-  /** The size is already the one asked for. */
-  | { kind: "unchanged"; sizeBytes: number }
+  /** The size is already the one asked for; set `limits` (usually none). */
+  | { kind: "unchanged"; sizeBytes: number; limits: LimitChange[] }
   /**
-   * Trim `trim` (inside existing partitions, possibly empty), write `added` partition
-   * records, then raise the size.
+   * Lower `lowerFirst` (served bytes past the present size: a grow that failed after
+   * raising them), trim `trim` (inside existing partitions, possibly empty), raise
+   * `limits`, write `added` partition records, then raise the size.
    */
-  | { kind: "grow"; sizeBytes: number; trim: ByteRange | undefined; added: PartitionRange[] }
-  /** Trim `trim`, then lower the size; partitions stay. */
-  | { kind: "shrink"; sizeBytes: number; trim: ByteRange };
+  | {
+      kind: "grow";
+      sizeBytes: number;
+      lowerFirst: LimitChange[];
+      trim: ByteRange | undefined;
+      limits: LimitChange[];
+      added: PartitionRange[];
+    }
+  /** Lower `limits`, trim `trim`, then lower the size; partitions stay. */
+  | { kind: "shrink"; sizeBytes: number; trim: ByteRange; limits: LimitChange[] };
+
+/**
+ * The bytes of `partition`, from its start, inside a volume of `sizeBytes`: all of them
+ * for a partition wholly inside, none for one wholly past the end.
+ */
+export function servedBytesOf(
+  partition: Pick<PartitionRange, "partitionStart" | "partitionBytes">,
+  sizeBytes: number,
+): number {
+  return Math.min(partition.partitionBytes, Math.max(0, sizeBytes - partition.partitionStart));
+}
+
+/** The served bytes `partitions` records for partition `index` (absent: all). */
+function servedOf(partitions: readonly PartitionRange[], index: number): number {
+  const found = partitions.find((partition) => partition.partition === index)!;
+  return found.servedBytes ?? found.partitionBytes;
+}
+
+/**
+ * The partitions whose served bytes (absent: all) are not what a volume of `sizeBytes`
+ * wants, each with the value it wants, in partition order.
+ */
+export function limitChanges(
+  partitions: readonly PartitionRange[],
+  sizeBytes: number,
+): LimitChange[] {
+  const changes: LimitChange[] = [];
+  for (const partition of partitions) {
+    const wanted = servedBytesOf(partition, sizeBytes);
+    if ((partition.servedBytes ?? partition.partitionBytes) !== wanted) {
+      changes.push({ partition: partition.partition, servedBytes: wanted });
+    }
+  }
+  return changes;
+}
 
 export interface ResizeRequest {
   name: string;
@@ -91,7 +162,8 @@ export function planResize(
   if (size > limits.volumeBytesMax) {
     refuse(`the size must be at most ${limits.volumeBytesMax} bytes`);
   }
-  if (size === volume.sizeBytes) return { kind: "unchanged", sizeBytes: size };
+  const changes = limitChanges(partitions, size);
+  if (size === volume.sizeBytes) return { kind: "unchanged", sizeBytes: size, limits: changes };
   if (size < volume.sizeBytes) {
     if (request.allowShrink !== true) {
       refuse(
@@ -102,6 +174,7 @@ export function planResize(
       kind: "shrink",
       sizeBytes: size,
       trim: { offset: size, length: volume.sizeBytes - size },
+      limits: changes,
     };
   }
   const last = partitions.at(-1);
@@ -122,11 +195,30 @@ export function planResize(
   }
   while (start < size) {
     const bytes = Math.min(volume.partitionBytes, limits.volumeBytesMax - start);
-    added.push({ partition, partitionStart: start, partitionBytes: bytes });
+    const range: PartitionRange = { partition, partitionStart: start, partitionBytes: bytes };
+    // The last may reach past the size: its primary serves only what is inside.
+    const served = servedBytesOf(range, size);
+    added.push(served === bytes ? range : { ...range, servedBytes: served });
     start += bytes;
     partition++;
   }
-  return { kind: "grow", sizeBytes: size, trim, added };
+  // Served past the present size (a grow that failed after raising them): lowered before
+  // the trim, or a write acknowledged there meanwhile would be trimmed.
+  const lowerFirst = limitChanges(partitions, volume.sizeBytes).filter(
+    (change) => change.servedBytes < servedOf(partitions, change.partition),
+  );
+  const lowered = partitions.map((partition) => {
+    const change = lowerFirst.find((one) => one.partition === partition.partition);
+    return change === undefined ? partition : { ...partition, servedBytes: change.servedBytes };
+  });
+  return {
+    kind: "grow",
+    sizeBytes: size,
+    lowerFirst,
+    trim,
+    limits: limitChanges(lowered, size),
+    added,
+  };
 }
 
 /** `range` cut at the partitions' boundaries: each piece with its partition's number. */

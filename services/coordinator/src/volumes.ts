@@ -52,6 +52,7 @@ import {
   type Catalogue,
   type CheckpointPointer,
   idOfVolume,
+  mapLimited,
   type VolumeParentRecord,
   type VolumeRecord,
 } from "./catalogue.ts";
@@ -65,7 +66,7 @@ import type { Heartbeats } from "./heartbeats.ts";
 import { type LeaseBook, partitionKey } from "./leases.ts";
 import { loadOf, placePartitions, placeRanges } from "./placement.ts";
 import { type ChunkEntry, isChunkOf } from "./purge.ts";
-import { type ByteRange, detachesFirst, piecesOf, planResize } from "./resize.ts";
+import { type ByteRange, detachesFirst, type LimitChange, piecesOf, planResize } from "./resize.ts";
 import { forget, remember, type Tenure, type Tenures } from "./tenure.ts";
 
 export type VolumeState = ResultOf<"volume.describe.v1">;
@@ -111,6 +112,14 @@ export const resizeTrimDeadlineMs = 20_000;
 /** One trim request's deadline, and the pause before a retry. */
 export const resizeTrimAttemptMs = 3000;
 export const resizeTrimRetryPauseMs = 200;
+/**
+ * How long a resize may spend recording one partition's new served bytes (resize.ts,
+ * "The end on the head nodes") and having its primary confirm them, retrying across a
+ * failover and a concurrent decision on the record: as for a trim.
+ */
+export const resizeLimitDeadlineMs = resizeTrimDeadlineMs;
+/** Partitions whose served bytes one resize changes at once. */
+export const resizeLimitsInflightMax = 64;
 
 /** One sled's listing of a volume name's chunks, or why it could not be had. */
 export type SledListing =
@@ -172,6 +181,7 @@ export interface VolumesOptions {
     | "forgetPurge"
     | "partition"
     | "addPartitions"
+    | "updatePartition"
     | "resizeVolume"
     | "snapshot"
     | "snapshotIncludingDeleting"
@@ -373,7 +383,11 @@ export class Volumes {
       .map((entry) => entry.value)
       .filter((record) => volumeIdOf(record) === id);
     const plan = planResize(current.value, partitions, message);
-    if (plan.kind === "unchanged") return this.describe(message.name);
+    if (plan.kind === "unchanged") {
+      // A resize that failed halfway, or records from before served bytes: put right.
+      await this.setLimits(tenure, current.value, plan.limits);
+      return this.describe(message.name);
+    }
     if (detachesFirst(plan)) {
       await refuseWhileAttached(
         service.bus,
@@ -383,7 +397,18 @@ export class Volumes {
         message.force,
       );
     }
-    if (plan.trim !== undefined) await this.trimTail(current.value, plan.trim);
+    if (plan.kind === "shrink") {
+      // Lowered and confirmed before the trim: no write past the new end is acknowledged
+      // after it, from a client that has not heard of the shrink included (resize.ts).
+      await this.setLimits(tenure, current.value, plan.limits);
+      await this.trimTail(current.value, plan.trim);
+    } else {
+      // Raised only once what it reveals is trimmed, and before the size, so that no
+      // client is refused inside the size it is told.
+      await this.setLimits(tenure, current.value, plan.lowerFirst);
+      if (plan.trim !== undefined) await this.trimTail(current.value, plan.trim);
+      await this.setLimits(tenure, current.value, plan.limits);
+    }
     let added: Awaited<ReturnType<typeof catalogue.addPartitions>> = [];
     if (plan.kind === "grow" && plan.added.length > 0) {
       const alive = [...heartbeats.aliveHeadNodes()];
@@ -442,6 +467,99 @@ export class Volumes {
   }
 
   /**
+   * Records each partition's new served bytes (resize.ts, "The end on the head nodes") in
+   * a new epoch of its record, with the same members, and has the partition's primary
+   * confirm an epoch that carries them: a flush sent in an epoch succeeds only on the
+   * primary configured in it, and every later record carries the value (decisions spread
+   * the record they replace). A concurrent decision on the record, or a failover, is
+   * retried on the newest record until `resizeLimitDeadlineMs`; past that the resize
+   * fails and changes nothing more (the next resize of the volume puts the rest right).
+   */
+  private async setLimits(
+    tenure: Tenure,
+    volume: VolumeRecord,
+    changes: readonly LimitChange[],
+  ): Promise<void> {
+    const { catalogue, service, heartbeats, configurer, tenures } = this.options;
+    const id = idOfVolume(volume);
+    await mapLimited(changes, resizeLimitsInflightMax, async (change) => {
+      const endsAtMs = now() + resizeLimitDeadlineMs;
+      let lastError: unknown;
+      while (now() < endsAtMs) {
+        const entry = await catalogue.partition(volume.name, change.partition);
+        if (entry === undefined || volumeIdOf(entry.value) !== id) {
+          throw new BallastError(
+            ErrorCode.NotFound,
+            `volume ${volume.name} was deleted while being resized`,
+          );
+        }
+        let record = entry.value;
+        if ((record.servedBytes ?? record.partitionBytes) !== change.servedBytes) {
+          const next = { ...record, epoch: record.epoch + 1, servedBytes: change.servedBytes };
+          const outcome = await catalogue.updatePartition(next, entry, tenure.term);
+          if (!outcome.applied) {
+            if (outcome.reason === "deposed") {
+              throw new BallastError(
+                ErrorCode.Unavailable,
+                `cannot resize volume ${volume.name}: a later leader wrote partition ${change.partition}; retry`,
+              );
+            }
+            // A decision moved the record on meanwhile: again, on the newest.
+            lastError = new Error(`partition ${change.partition} changed while it was written`);
+            await new Promise((resolve) => setTimeout(resolve, resizeTrimRetryPauseMs));
+            continue;
+          }
+          const stored = { value: { ...next, term: tenure.term }, revision: outcome.revision };
+          record = stored.value;
+          if (tenures.held() === tenure) {
+            remember(tenure, stored);
+            // Awaited (its sends settle, answered or not): the flush below then mostly
+            // finds the epoch in force at its first attempt.
+            await configurer.configure(
+              tenure,
+              record,
+              heartbeats.aliveHeadNodes(),
+              heartbeats.aliveSleds(),
+              heartbeats.headNodeDisks(),
+            );
+          }
+          service.logger.info(
+            {
+              volume: volume.name,
+              partition: change.partition,
+              epoch: record.epoch,
+              servedBytes: change.servedBytes,
+            },
+            "partition's served bytes recorded for a resize",
+          );
+        }
+        try {
+          await service.bus.request(
+            subjects.volume.build(volume.name, change.partition),
+            {
+              type: "volume.flush.v1",
+              volume: volume.name,
+              partition: change.partition,
+              epoch: record.epoch,
+              volumeId: id,
+            },
+            { deadlineMs: resizeTrimAttemptMs },
+          );
+          return;
+        } catch (error) {
+          lastError = error;
+          if (error instanceof BallastError && !error.retryable) throw error;
+          await new Promise((resolve) => setTimeout(resolve, resizeTrimRetryPauseMs));
+        }
+      }
+      throw new BallastError(
+        ErrorCode.Unavailable,
+        `cannot resize volume ${volume.name}: partition ${change.partition}'s primary did not confirm its new end (${change.servedBytes} of its bytes) within ${resizeLimitDeadlineMs}ms (${(lastError as Error)?.message ?? "no answer"}); retry`,
+      );
+    });
+  }
+
+  /**
    * Trims `range` of the volume through each partition's primary, so that no byte of it
    * can be read again. A partition that is failing over is retried on its newest record
    * until `resizeTrimDeadlineMs`; past that the resize fails and changes nothing more.
@@ -474,6 +592,8 @@ export class Volumes {
                 epoch: record.epoch,
                 volumeId: id,
                 ranges: [{ offset: piece.offset, length: piece.length }],
+                // Past the served bytes, which a shrink has lowered by now.
+                pastEnd: true,
               },
               { deadlineMs: resizeTrimAttemptMs },
             );

@@ -39,6 +39,7 @@ function start(gateways: Record<string, GatewayDetails>) {
         if (message.type === "gateway.volume.shrunk.v1") return { open: false };
         if (message.type === "headnode.drop.v1") return { dropped: 0 };
         if (message.type === "volume.trim.v1") return { opNumFirst: 9, opNumLast: 9 };
+        if (message.type === "volume.flush.v1") return { flushedOpNum: 9 };
         throw new Error(`unexpected ${message.type} on ${subject}`);
       },
     },

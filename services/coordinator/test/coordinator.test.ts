@@ -493,7 +493,13 @@ describe("resize", () => {
       "v-1",
       [
         { partition: 1, partitionStart: mebibyte, partitionBytes: mebibyte },
-        { partition: 2, partitionStart: 2 * mebibyte, partitionBytes: mebibyte },
+        // Half past the size: its primary is told to serve only the half inside.
+        {
+          partition: 2,
+          partitionStart: 2 * mebibyte,
+          partitionBytes: mebibyte,
+          servedBytes: 0.5 * mebibyte,
+        },
       ],
       2,
       alive,
@@ -511,6 +517,9 @@ describe("resize", () => {
       expect(stored(harness, record.partition)).toEqual({ ...record, term: 1 });
       expect(harness.configures(record.primary, record.partition)).toHaveLength(1);
     }
+    expect(harness.configures(expected[1]!.primary, 2)[0]!.message).toMatchObject({
+      servedBytes: 0.5 * mebibyte,
+    });
     expect(harness.store.value(keys.volume("v"))).toMatchObject({
       sizeBytes: 2.5 * mebibyte,
       term: 1,
@@ -519,8 +528,12 @@ describe("resize", () => {
     harness.behaviour.set("2", "ok"); // partition 2's volume subject answers
     await harness.control({ type: "volume.resize.v1", name: "v", sizeBytes: 3 * mebibyte });
     expect(stored(harness, 3)).toBeUndefined();
-    const trims = harness.sent.filter((sent) => sent.message.type === "volume.trim.v1");
-    expect(trims.map((sent) => sent.message)).toEqual([
+    const onVolume = harness.sent
+      .filter((sent) => sent.message.type.startsWith("volume."))
+      .map((sent) => sent.message);
+    // The revealed half is trimmed first (past the end its primary serves), then the
+    // partition's served bytes are raised in a new epoch, which its primary confirms.
+    expect(onVolume).toEqual([
       {
         type: "volume.trim.v1",
         volume: "v",
@@ -528,8 +541,15 @@ describe("resize", () => {
         epoch: 1,
         volumeId: "v-1",
         ranges: [{ offset: 2.5 * mebibyte, length: 0.5 * mebibyte }],
+        pastEnd: true,
       },
+      { type: "volume.flush.v1", volume: "v", partition: 2, epoch: 2, volumeId: "v-1" },
     ]);
+    expect(stored(harness, 2)).toMatchObject({ epoch: 2, servedBytes: mebibyte });
+    expect(harness.configures(expected[1]!.primary, 2).at(-1)!.message).toMatchObject({
+      epoch: 2,
+      servedBytes: mebibyte,
+    });
     expect(harness.store.value(keys.volume("v"))).toMatchObject({ sizeBytes: 3 * mebibyte });
   });
 
@@ -556,12 +576,144 @@ describe("resize", () => {
     };
     expect(answer.sizeBytes).toBe(0.5 * mebibyte);
     expect(answer.partitions).toHaveLength(2); // kept, trimmed
-    const trims = harness.sent.filter((sent) => sent.message.type === "volume.trim.v1");
-    expect(trims.map((sent) => [sent.node, (sent.message as { ranges: unknown }).ranges])).toEqual([
-      ["0", [{ offset: 0.5 * mebibyte, length: 0.5 * mebibyte }]],
-      ["1", [{ offset: mebibyte, length: mebibyte }]],
+    const onVolume = harness.sent.filter((sent) => sent.message.type.startsWith("volume."));
+    // Each partition's served bytes are lowered in a new epoch and confirmed by its
+    // primary (a flush in that epoch) before any of the tail is trimmed; the trims pass
+    // the end they trim past.
+    expect(
+      onVolume.map((sent) => [
+        sent.message.type,
+        sent.node,
+        (sent.message as { epoch: number }).epoch,
+      ]),
+    ).toEqual([
+      ["volume.flush.v1", "0", 2],
+      ["volume.flush.v1", "1", 2],
+      ["volume.trim.v1", "0", 2],
+      ["volume.trim.v1", "1", 2],
+    ]);
+    expect(
+      onVolume.slice(2).map((sent) => [(sent.message as { ranges: unknown }).ranges, sent.message]),
+    ).toEqual([
+      [
+        [{ offset: 0.5 * mebibyte, length: 0.5 * mebibyte }],
+        expect.objectContaining({ pastEnd: true }),
+      ],
+      [[{ offset: mebibyte, length: mebibyte }], expect.objectContaining({ pastEnd: true })],
+    ]);
+    expect(stored(harness, 0)).toMatchObject({ epoch: 2, servedBytes: 0.5 * mebibyte });
+    expect(stored(harness, 1)).toMatchObject({ epoch: 2, servedBytes: 0 });
+    // The primaries are configured with the new end (the configure that the flush
+    // then finds in force).
+    expect(harness.configures("head-1", 0).at(-1)!.message).toMatchObject({
+      epoch: 2,
+      servedBytes: 0.5 * mebibyte,
+    });
+    expect(harness.configures("head-2", 1).at(-1)!.message).toMatchObject({
+      epoch: 2,
+      servedBytes: 0,
+    });
+    expect(harness.store.value(keys.volume("v"))).toMatchObject({ sizeBytes: 0.5 * mebibyte });
+  });
+
+  test("a shrink trims nothing until every primary has confirmed the new end", async () => {
+    const harness = await started(
+      ["head-1", "head-2", "head-3"],
+      [
+        ["head-1", "head-2"],
+        ["head-2", "head-3"],
+      ],
+    );
+    harness.behaviour.set("0", "dead"); // partition 0's subject: nobody answers, yet
+    harness.behaviour.set("1", "ok");
+    const resizing = Promise.resolve(
+      harness.control({
+        type: "volume.resize.v1",
+        name: "v",
+        sizeBytes: 0.5 * mebibyte,
+        allowShrink: true,
+      }),
+    );
+    let answered = false;
+    void resizing.then(() => {
+      answered = true;
+    });
+    await run(harness, 3000);
+    const onVolume = () =>
+      harness.sent.filter((sent) => sent.message.type.startsWith("volume.")).map((sent) => sent);
+    // Partition 0's confirmation is still being asked for; no trim has gone out.
+    expect(answered).toBe(false);
+    expect(onVolume().filter((sent) => sent.node === "0").length).toBeGreaterThan(1);
+    expect(onVolume().some((sent) => sent.message.type === "volume.trim.v1")).toBe(false);
+    expect(harness.store.value(keys.volume("v"))).toMatchObject({ sizeBytes: 2 * mebibyte });
+    harness.behaviour.set("0", "ok");
+    await run(harness, 1000);
+    await resizing;
+    const sent = onVolume();
+    const firstTrim = sent.findIndex((one) => one.message.type === "volume.trim.v1");
+    expect(firstTrim).toBeGreaterThan(0);
+    expect(sent.slice(firstTrim).map((one) => one.message.type)).toEqual([
+      "volume.trim.v1",
+      "volume.trim.v1",
     ]);
     expect(harness.store.value(keys.volume("v"))).toMatchObject({ sizeBytes: 0.5 * mebibyte });
+  });
+
+  test("after a shrink, a new primary is configured with the volume's end from the record", async () => {
+    const harness = await started(
+      ["head-1", "head-2", "head-3"],
+      [
+        ["head-1", "head-2"],
+        ["head-2", "head-3"],
+      ],
+    );
+    harness.behaviour.set("0", "ok");
+    harness.behaviour.set("1", "ok");
+    await harness.control({
+      type: "volume.resize.v1",
+      name: "v",
+      sizeBytes: 0.5 * mebibyte,
+      allowShrink: true,
+    });
+    expect(harness.record(0)).toMatchObject({ primary: "head-1", epoch: 2 });
+    harness.behaviour.set("head-1", "dead");
+    await run(harness, 10_000);
+    // Failed over: the decision kept the record's end, and the promoted primary is
+    // configured with it.
+    expect(harness.record(0)).toMatchObject({
+      primary: "head-2",
+      servedBytes: 0.5 * mebibyte,
+    });
+    expect(harness.record(0).epoch).toBeGreaterThan(2);
+    expect(harness.configures("head-2", 0).at(-1)!.message).toMatchObject({
+      primary: "head-2",
+      epoch: harness.record(0).epoch,
+      servedBytes: 0.5 * mebibyte,
+    });
+  });
+
+  test("a resize to the same size gives a record from before servedBytes past the end its end", async () => {
+    const harness = await started(
+      ["head-1", "head-2", "head-3"],
+      [
+        ["head-1", "head-2"],
+        ["head-2", "head-3"],
+      ],
+    );
+    // Shrunk to 1 MiB before the field existed: partition 1 is kept, and still served.
+    const current = harness.store.value<{ sizeBytes: number }>(keys.volume("v"))!;
+    harness.store.put(keys.volume("v"), { ...current, sizeBytes: mebibyte });
+    await run(harness, 2000);
+    harness.behaviour.set("1", "ok");
+    await harness.control({ type: "volume.resize.v1", name: "v", sizeBytes: mebibyte });
+    expect(stored(harness, 0)).toMatchObject({ epoch: 1 });
+    expect(stored(harness, 0)).not.toHaveProperty("servedBytes");
+    expect(stored(harness, 1)).toMatchObject({ epoch: 2, servedBytes: 0 });
+    expect(
+      harness.sent
+        .filter((sent) => sent.message.type.startsWith("volume."))
+        .map((sent) => sent.message),
+    ).toEqual([{ type: "volume.flush.v1", volume: "v", partition: 1, epoch: 2, volumeId: "v-1" }]);
   });
 
   test("a size create would refuse is refused, and nothing changes", async () => {

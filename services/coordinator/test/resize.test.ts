@@ -2,7 +2,7 @@
 
 import { ErrorCode, limits } from "@ballast/protocol";
 import { describe, expect, test } from "vitest";
-import { piecesOf, planResize } from "../src/resize.ts";
+import { limitChanges, piecesOf, planResize, servedBytesOf } from "../src/resize.ts";
 
 const mebibyte = 1024 * 1024;
 /** A volume created at 2.5 MiB with 1 MiB partitions: the last is the half remainder. */
@@ -18,25 +18,49 @@ describe("planResize", () => {
     expect(planResize(volume, partitions, { name: "v", sizeBytes: 4 * mebibyte })).toEqual({
       kind: "grow",
       sizeBytes: 4 * mebibyte,
+      lowerFirst: [],
       trim: undefined,
+      limits: [],
       added: [
         { partition: 3, partitionStart: 2.5 * mebibyte, partitionBytes: mebibyte },
-        { partition: 4, partitionStart: 3.5 * mebibyte, partitionBytes: mebibyte },
+        // It reaches past the size: its primary serves only the half inside.
+        {
+          partition: 4,
+          partitionStart: 3.5 * mebibyte,
+          partitionBytes: mebibyte,
+          servedBytes: 0.5 * mebibyte,
+        },
       ],
     });
   });
 
-  test("a grow within the last partition changes only the size, and trims what it reveals", () => {
+  test("a grow within the last partition adds nothing, trims what it reveals, and raises its served bytes", () => {
     const grown = [
       ...partitions,
-      { partition: 3, partitionStart: 2.5 * mebibyte, partitionBytes: mebibyte },
+      {
+        partition: 3,
+        partitionStart: 2.5 * mebibyte,
+        partitionBytes: mebibyte,
+        servedBytes: 0.5 * mebibyte,
+      },
     ];
     const at = { ...volume, sizeBytes: 3 * mebibyte };
     expect(planResize(at, grown, { name: "v", sizeBytes: 3.5 * mebibyte })).toEqual({
       kind: "grow",
       sizeBytes: 3.5 * mebibyte,
+      lowerFirst: [],
       trim: { offset: 3 * mebibyte, length: 0.5 * mebibyte },
+      limits: [{ partition: 3, servedBytes: mebibyte }],
       added: [],
+    });
+    // Added before served bytes (no field: served whole, past the size): lowered to the
+    // size before the trim, then raised, as any value past the present size is.
+    const whole = { partition: 3, partitionStart: 2.5 * mebibyte, partitionBytes: mebibyte };
+    expect(
+      planResize(at, [...partitions, whole], { name: "v", sizeBytes: 3.5 * mebibyte }),
+    ).toMatchObject({
+      lowerFirst: [{ partition: 3, servedBytes: 0.5 * mebibyte }],
+      limits: [{ partition: 3, servedBytes: mebibyte }],
     });
   });
 
@@ -52,6 +76,11 @@ describe("planResize", () => {
       kind: "shrink",
       sizeBytes: mebibyte,
       trim: { offset: mebibyte, length: 1.5 * mebibyte },
+      // Both partitions past the new end serve nothing from now on.
+      limits: [
+        { partition: 1, servedBytes: 0 },
+        { partition: 2, servedBytes: 0 },
+      ],
     });
   });
 
@@ -79,7 +108,101 @@ describe("planResize", () => {
     expect(planResize(volume, partitions, { name: "v", sizeBytes: 2.5 * mebibyte })).toEqual({
       kind: "unchanged",
       sizeBytes: 2.5 * mebibyte,
+      limits: [],
     });
+  });
+
+  test("a shrink inside a partition lowers its served bytes to the new end, and every partition after it to none", () => {
+    const plan = planResize(volume, partitions, {
+      name: "v",
+      sizeBytes: 1.5 * mebibyte,
+      allowShrink: true,
+    });
+    expect(plan).toEqual({
+      kind: "shrink",
+      sizeBytes: 1.5 * mebibyte,
+      trim: { offset: 1.5 * mebibyte, length: mebibyte },
+      limits: [
+        { partition: 1, servedBytes: 0.5 * mebibyte },
+        { partition: 2, servedBytes: 0 },
+      ],
+    });
+  });
+
+  test("a grow raises the served bytes a shrink lowered, and only those", () => {
+    const shrunk = [
+      partitions[0]!,
+      { ...partitions[1]!, servedBytes: 0.5 * mebibyte },
+      { ...partitions[2]!, servedBytes: 0 },
+    ];
+    const at = { ...volume, sizeBytes: 1.5 * mebibyte };
+    expect(planResize(at, shrunk, { name: "v", sizeBytes: 2.25 * mebibyte })).toEqual({
+      kind: "grow",
+      sizeBytes: 2.25 * mebibyte,
+      lowerFirst: [],
+      trim: { offset: 1.5 * mebibyte, length: 0.75 * mebibyte },
+      limits: [
+        { partition: 1, servedBytes: mebibyte },
+        { partition: 2, servedBytes: 0.25 * mebibyte },
+      ],
+      added: [],
+    });
+  });
+
+  test("a grow first lowers what a failed grow left raised past the size, then trims, then raises", () => {
+    // At 1.5 MiB, but a grow to 2.5 MiB raised both tail partitions and then failed.
+    const raised = [
+      partitions[0]!,
+      { ...partitions[1]!, servedBytes: mebibyte },
+      { ...partitions[2]!, servedBytes: 0.5 * mebibyte },
+    ];
+    const at = { ...volume, sizeBytes: 1.5 * mebibyte };
+    expect(planResize(at, raised, { name: "v", sizeBytes: 2.5 * mebibyte })).toEqual({
+      kind: "grow",
+      sizeBytes: 2.5 * mebibyte,
+      lowerFirst: [
+        { partition: 1, servedBytes: 0.5 * mebibyte },
+        { partition: 2, servedBytes: 0 },
+      ],
+      trim: { offset: 1.5 * mebibyte, length: mebibyte },
+      limits: [
+        { partition: 1, servedBytes: mebibyte },
+        { partition: 2, servedBytes: 0.5 * mebibyte },
+      ],
+      added: [],
+    });
+  });
+
+  test("records from before served bytes count as whole: a resize to the same size lowers those past the end", () => {
+    // Shrunk to 1 MiB before the field existed: partitions 1 and 2 still serve all.
+    const at = { ...volume, sizeBytes: mebibyte };
+    expect(planResize(at, partitions, { name: "v", sizeBytes: mebibyte })).toEqual({
+      kind: "unchanged",
+      sizeBytes: mebibyte,
+      limits: [
+        { partition: 1, servedBytes: 0 },
+        { partition: 2, servedBytes: 0 },
+      ],
+    });
+  });
+
+  test("servedBytesOf and limitChanges", () => {
+    const partition = { partitionStart: mebibyte, partitionBytes: mebibyte };
+    expect(servedBytesOf(partition, 0.5 * mebibyte)).toBe(0);
+    expect(servedBytesOf(partition, mebibyte)).toBe(0);
+    expect(servedBytesOf(partition, 1.25 * mebibyte)).toBe(0.25 * mebibyte);
+    expect(servedBytesOf(partition, 2 * mebibyte)).toBe(mebibyte);
+    expect(servedBytesOf(partition, 9 * mebibyte)).toBe(mebibyte);
+    // A value equal to the whole partition, written or absent, is no change.
+    expect(
+      limitChanges(
+        [
+          { partition: 0, partitionStart: 0, partitionBytes: mebibyte, servedBytes: mebibyte },
+          { ...partitions[1]!, servedBytes: 0 },
+        ],
+        2 * mebibyte,
+      ),
+    ).toEqual([{ partition: 1, servedBytes: mebibyte }]);
   });
 
   test("piecesOf cuts a range at partition boundaries", () => {

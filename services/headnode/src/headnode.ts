@@ -627,6 +627,7 @@ export class HeadNode {
         secondaries: message.secondaries,
         learners: message.learners ?? [],
         leased: message.leased === true,
+        ...(message.servedBytes === undefined ? {} : { servedBytes: message.servedBytes }),
       },
       message.sleds,
     );
@@ -1127,6 +1128,9 @@ export class HeadNode {
             epoch: message.epoch,
             ranges: message.ranges,
             fence: message.fence,
+            ...(message.type === "volume.trim.v1" && message.pastEnd === true
+              ? { pastEnd: true }
+              : {}),
           })),
         );
       case "volume.flush.v1": {

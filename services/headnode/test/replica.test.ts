@@ -249,6 +249,123 @@ describe("bad client input", () => {
   });
 });
 
+describe("the volume's end within the partition (servedBytes)", () => {
+  const served = 256 * 1024;
+
+  /** A primary configured to serve the first `served` bytes of its 1 MiB partition. */
+  function bounded(limit = served): Replica {
+    const core = new Replica(identity("head-1", 11), { notes: [] });
+    core.configure({ ...configuration, servedBytes: limit });
+    core.drainEffects();
+    return core;
+  }
+
+  test("a write, trim or write-zeroes reaching past the end is refused OutOfRange and assigns no op", () => {
+    const primary = bounded();
+    const past: Parameters<Replica["onClientRequest"]>[0][] = [
+      {
+        kind: "write",
+        requestId: 1,
+        epoch: 3,
+        writes: [{ offset: served - 512, data: sectors(2, 1) }],
+      },
+      { kind: "write", requestId: 2, epoch: 3, writes: [{ offset: served, data: sectors(1, 1) }] },
+      { kind: "trim", requestId: 3, epoch: 3, ranges: [{ offset: served, length: 512 }] },
+      { kind: "zeroes", requestId: 4, epoch: 3, ranges: [{ offset: 0, length: served + 512 }] },
+    ];
+    for (const request of past) {
+      primary.onClientRequest(request);
+      const effects = primary.drainEffects();
+      const error = errorOf(effects);
+      expect(error.code).toBe(ErrorCode.OutOfRange);
+      expect(error.details).toMatchObject({ volumeEnd: served, pastVolumeEnd: true });
+      expect(only(effects, "journal.append")).toEqual([]);
+    }
+    expect(primary.lastOpNum).toBe(0);
+    // Up to the end is served.
+    primary.onClientRequest({
+      kind: "write",
+      requestId: 5,
+      epoch: 3,
+      writes: [{ offset: served - 512, data: sectors(1, 1) }],
+    });
+    expect(only(primary.drainEffects(), "reply.error")).toEqual([]);
+    expect(primary.lastOpNum).toBe(1);
+  });
+
+  test("a resize's trim of the tail (pastEnd) is taken past the end, within the partition only", () => {
+    const primary = bounded();
+    primary.onClientRequest({
+      kind: "trim",
+      requestId: 1,
+      epoch: 3,
+      ranges: [{ offset: served, length: partitionBytes - served }],
+      pastEnd: true,
+    });
+    expect(only(primary.drainEffects(), "reply.error")).toEqual([]);
+    expect(primary.lastOpNum).toBe(1);
+    primary.onClientRequest({
+      kind: "trim",
+      requestId: 2,
+      epoch: 3,
+      ranges: [{ offset: served, length: partitionBytes }],
+      pastEnd: true,
+    });
+    expect(errorOf(primary.drainEffects()).code).toBe(ErrorCode.OutOfRange);
+  });
+
+  test("reads of the volume past the end are refused; a snapshot's are not bounded by it", () => {
+    const primary = bounded();
+    expect(() => primary.read(3, [{ offset: served - 512, length: 512 }])).not.toThrow();
+    expect(() => primary.read(3, [{ offset: served - 512, length: 1024 }])).toThrow(
+      expect.objectContaining({ code: ErrorCode.OutOfRange }),
+    );
+    // A snapshot keeps the size it was taken at: the end is not what refuses this read
+    // (no snapshot of that id is).
+    expect(() => primary.read(3, [{ offset: served, length: 512 }], undefined, "snap-1")).toThrow(
+      expect.objectContaining({ code: ErrorCode.NotFound }),
+    );
+  });
+
+  test("a partition wholly past the end serves nothing", () => {
+    const primary = bounded(0);
+    primary.onClientRequest({
+      kind: "write",
+      requestId: 1,
+      epoch: 3,
+      writes: [{ offset: 0, data: sectors(1, 1) }],
+    });
+    expect(errorOf(primary.drainEffects()).code).toBe(ErrorCode.OutOfRange);
+    expect(() => primary.read(3, [{ offset: 0, length: 512 }])).toThrow(
+      expect.objectContaining({ code: ErrorCode.OutOfRange }),
+    );
+  });
+
+  test("the end changes only with the epoch: a configure of the same epoch cannot raise it", () => {
+    const primary = bounded();
+    // A stale configure of the epoch (from before the shrink) changes nothing.
+    primary.configure({ ...configuration });
+    primary.onClientRequest({
+      kind: "write",
+      requestId: 1,
+      epoch: 3,
+      writes: [{ offset: served, data: sectors(1, 1) }],
+    });
+    expect(errorOf(primary.drainEffects()).code).toBe(ErrorCode.OutOfRange);
+    // The next epoch (a grow) raises it; one without the field serves the whole partition.
+    primary.configure({ ...configuration, epoch: 4 });
+    primary.drainEffects();
+    primary.onClientRequest({
+      kind: "write",
+      requestId: 2,
+      epoch: 4,
+      writes: [{ offset: partitionBytes - 512, data: sectors(1, 1) }],
+    });
+    expect(only(primary.drainEffects(), "reply.error")).toEqual([]);
+    expect(primary.lastOpNum).toBe(1);
+  });
+});
+
 describe("replication edge cases", () => {
   function notesMessage(overrides: Partial<Notes>): Notes {
     return {

@@ -61,6 +61,7 @@ describe("the usage text", () => {
     "--frozen-clocks P",
     "--replicate P",
     "--corrupt P",
+    "--end-changes P",
   ])("lists %s", (flag) => {
     expect(usage).toContain(`  ${flag} `);
   });
@@ -79,7 +80,7 @@ describe("parsing", () => {
 
   test("a failover run takes its flags, and replays with those that change a seed", () => {
     const command = parseSimulateArguments(
-      "--failover --seed 7 --sabotage no-lease-check --nodes 4 --partitions 2,3,2 --ticks 350 --disk-loss 0.2 --faulty-nodes 2 --stale-requests 0.05 --frozen-clocks 0.1 --replicate 0.5 --corrupt 0.01 --late-learner-configures 0.3 --configures-ignore-hung-disk --quiet".split(
+      "--failover --seed 7 --sabotage no-lease-check --nodes 4 --partitions 2,3,2 --ticks 350 --disk-loss 0.2 --faulty-nodes 2 --stale-requests 0.05 --frozen-clocks 0.1 --replicate 0.5 --corrupt 0.01 --end-changes 0.1 --late-learner-configures 0.3 --configures-ignore-hung-disk --quiet".split(
         " ",
       ),
     );
@@ -98,10 +99,11 @@ describe("parsing", () => {
       frozenClockChance: 0.1,
       replicateChance: 0.5,
       corruptChance: 0.01,
+      endChangeRate: 0.1,
       partitions: [2, 3, 2],
     });
     expect(command.run.replayFlags).toBe(
-      "--failover --ticks 350 --sabotage no-lease-check --nodes 4 --partitions 2,3,2 --faulty-nodes 2 --disk-loss 0.2 --configures-ignore-hung-disk --late-learner-configures 0.3 --stale-requests 0.05 --frozen-clocks 0.1 --replicate 0.5 --corrupt 0.01",
+      "--failover --ticks 350 --sabotage no-lease-check --nodes 4 --partitions 2,3,2 --faulty-nodes 2 --disk-loss 0.2 --configures-ignore-hung-disk --late-learner-configures 0.3 --stale-requests 0.05 --frozen-clocks 0.1 --replicate 0.5 --corrupt 0.01 --end-changes 0.1",
     );
   });
 

@@ -258,6 +258,35 @@ test("damaged notes, chunk reads and files are refused, and the cluster heals", 
   expect(totals.opensRefused).toBeGreaterThan(totals.filesDamaged);
 }, 300_000);
 
+// The volume's end on the head nodes (endChangeRate): partitions' served bytes lowered
+// (to none, now and then) and raised again in new epochs while loaded, as resizes do,
+// through crashes, pauses and failovers, and whole again to settle. At 0.1, no violation
+// in seeds 1 to 240 of the first shape without stale requests, 1 to 100 with them, nor
+// 1 to 100 of the second shape; with the replica core from before the end (it ignores
+// `servedBytes`), seed 1 fails the `end` check at once.
+const endChanging: Overrides = { endChangeRate: 0.1, ...staleRequests };
+
+test("with the volume's end changing under failover, nothing past an epoch's end is answered", async () => {
+  const seeds = Math.ceil(seedsPerShape / 8);
+  let endChanges = 0;
+  let endRefused = 0;
+  for (let seed = 1; seed <= seeds; seed++) {
+    const result = await simulateFailover(seed, endChanging);
+    expect(result.violations, summary(result, endChanging)).toEqual([]);
+    endChanges += result.stats.endChanges;
+    endRefused += result.stats.endRefused;
+  }
+  // Seeds 1 to 25: 303 changes, 988 requests refused past the end.
+  expect(endChanges).toBeGreaterThan(seeds * 4);
+  expect(endRefused).toBeGreaterThan(seeds * 10);
+}, 300_000);
+
+// Seed 1 (its first change of the run).
+test("the checkers catch a coordinator that configures members without the volume's end", async () => {
+  const caught = await firstCaught("configure-ignores-end", ["end"], endChanging, 10);
+  expect(caught).toBeDefined();
+}, 120_000);
+
 // Each of seeds 1 to 5 (agreement, a core that throws on a damaged record, metadata
 // apart); 20 of 20 without the stale requests.
 test("the checkers catch damaged notes taken as sound (no note checksums checked)", async () => {

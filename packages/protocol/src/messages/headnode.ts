@@ -20,6 +20,14 @@ import {
 } from "./fields.ts";
 import { blobKey } from "./sled.ts";
 
+/** A partition's served bytes (absent: all) are at most its bytes. */
+export function servedWithin(partition: {
+  partitionBytes: number;
+  servedBytes?: number | undefined;
+}) {
+  return partition.servedBytes === undefined || partition.servedBytes <= partition.partitionBytes;
+}
+
 /** Where a replica's metadata checkpoint is stored: a blob on two or more sleds. */
 /**
  * Per snapshot of a partition: the chunk bytes its frozen tree refers to and no other
@@ -40,11 +48,8 @@ export const CheckpointPointer = z.object({
 
 const partitionAddress = { volume: volumeName, partition: unsignedInteger };
 
-/**
- * Hosts (or re-configures) one partition replica. An epoch older than the one the
- * replica holds is refused; the same epoch again is a no-op.
- */
-export const HeadnodeConfigure = z.object({
+/** The fields of `headnode.configure.v1` (HeadnodeConfigure, below). */
+const configureFields = z.object({
   type: z.literal("headnode.configure.v1"),
   ...partitionAddress,
   /**
@@ -89,6 +94,24 @@ export const HeadnodeConfigure = z.object({
    * opens from what is stored or empty.
    */
   disksRecorded: z.boolean().optional(),
+  /**
+   * How many of the partition's bytes, from its start, lie inside the volume: a primary
+   * refuses (OutOfRange) a write, trim or write-zeroes reaching past them, and a read of
+   * the volume past them, so that I/O past a shrunk volume's end is refused by whoever
+   * serves it, whatever size its client still believes. At most `partitionBytes`; 0 for
+   * a partition wholly past the end. Fixed per epoch (a resize that changes it writes a
+   * new epoch). Absent (static assignments, records from before it): the whole partition.
+   */
+  servedBytes: volumeBytes.optional(),
+});
+
+/**
+ * Hosts (or re-configures) one partition replica. An epoch older than the one the
+ * replica holds is refused; the same epoch again is a no-op.
+ */
+export const HeadnodeConfigure = configureFields.refine(servedWithin, {
+  message: "servedBytes must be at most partitionBytes",
+  path: ["servedBytes"],
 });
 
 /** What a primary knows of one follower. */

@@ -78,6 +78,13 @@ export const VolumeTrim = z.object({
   ...partitionAddress,
   ranges: entries(range),
   fence: MutationFence.optional(),
+  /**
+   * A resize's trim of the volume's tail (the coordinator's): its ranges may reach past
+   * the partition's served bytes (headnode.configure.v1 `servedBytes`), which a shrink
+   * lowers before it trims and a grow raises only after. Only within the partition;
+   * only a trim, which discards what lies past the end, as a shrink does anyway.
+   */
+  pastEnd: z.literal(true).optional(),
 });
 
 export const VolumeWriteZeroes = z.object({

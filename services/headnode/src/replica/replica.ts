@@ -177,6 +177,13 @@ export interface Configuration {
   learners?: readonly string[];
   /** The primary serves reads only under a read lease (absent: unleased, static sets). */
   leased?: boolean;
+  /**
+   * The partition's bytes, from its start, that lie inside the volume: the primary
+   * refuses writes, trims and write-zeroes reaching past them, and reads of the volume
+   * past them (OutOfRange), whatever size the client believes (a shrink it has not
+   * heard of). Absent: the whole partition. Fixed for the epoch, as the rest is.
+   */
+  servedBytes?: number;
 }
 
 export interface ReplicaIdentity {
@@ -235,6 +242,8 @@ export type ClientRequest =
       epoch: number;
       ranges: readonly { offset: number; length: number }[];
       fence?: MutationFence;
+      /** A resize's trim of the tail: may reach past the served bytes (volume.trim.v1). */
+      pastEnd?: boolean;
     }
   | { kind: "flush"; requestId: RequestId; epoch: number };
 
@@ -814,8 +823,11 @@ export class Replica {
       );
     }
     let total = 0;
+    // A snapshot keeps the size it was taken at (a clone reads its parent's below its
+    // overlap, past a shrink of the parent since): only reads of the volume are bounded.
+    const bounded = snapshotId === undefined;
     for (const range of ranges) {
-      const problem = this.checkRange(range.offset, range.length);
+      const problem = this.checkRange(range.offset, range.length, bounded);
       if (problem !== undefined) throw problem;
       total += range.length;
     }
@@ -868,7 +880,12 @@ export class Replica {
     return undefined;
   }
 
-  private checkRange(offset: number, length: number): BallastError | undefined {
+  /**
+   * Why the range cannot be served (undefined if it can): unaligned, empty, outside the
+   * partition, or, when `bounded`, past the volume's end within it (the epoch's
+   * `servedBytes`).
+   */
+  private checkRange(offset: number, length: number, bounded: boolean): BallastError | undefined {
     const { partitionStart, partitionBytes } = this.identity;
     if (offset % limits.sectorBytes !== 0 || length % limits.sectorBytes !== 0) {
       return new BallastError(
@@ -887,6 +904,15 @@ export class Replica {
         { details: { offset, length, partitionStart, partitionBytes } },
       );
     }
+    const servedBytes = this.configuration?.servedBytes;
+    if (bounded && servedBytes !== undefined && offset + length > partitionStart + servedBytes) {
+      const volumeEnd = partitionStart + servedBytes;
+      return new BallastError(
+        ErrorCode.OutOfRange,
+        `range [${offset}, ${offset + length}) reaches past the end of volume ${this.identity.volume} at ${volumeEnd} (it was shrunk); describe the volume again`,
+        { details: { offset, length, volumeEnd, pastVolumeEnd: true } },
+      );
+    }
     return undefined;
   }
 
@@ -896,13 +922,15 @@ export class Replica {
     let total = 0;
     if (request.kind === "write") {
       for (const write of request.writes) {
-        const problem = this.checkRange(write.offset, write.data.byteLength);
+        const problem = this.checkRange(write.offset, write.data.byteLength, true);
         if (problem !== undefined) return problem;
         total += write.data.byteLength;
       }
     } else {
+      // Only a resize's trim of the tail may reach past the end (volume.trim.v1).
+      const bounded = !(request.kind === "trim" && request.pastEnd === true);
       for (const range of request.ranges) {
-        const problem = this.checkRange(range.offset, range.length);
+        const problem = this.checkRange(range.offset, range.length, bounded);
         if (problem !== undefined) return problem;
       }
     }

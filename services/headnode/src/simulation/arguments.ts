@@ -145,6 +145,12 @@ const flags: readonly Flag[] = [
     failover: true,
     help: `the share of replication messages and whole-chunk reads damaged while faults are on (corruptChance, default ${f.corruptChance})`,
   },
+  {
+    name: "end-changes",
+    kind: "chance",
+    failover: true,
+    help: `the chance per coordinator round while loaded that one partition's end within the volume moves, as a resize does (endChangeRate, default ${f.endChangeRate})`,
+  },
 ];
 
 /** The usage text --help prints: every flag, and every sabotage by name. */
@@ -260,6 +266,7 @@ export function parseSimulateArguments(args: readonly string[]): SimulateCommand
     ...given(number("frozen-clocks"), (frozenClockChance) => ({ frozenClockChance })),
     ...given(number("replicate"), (replicateChance) => ({ replicateChance })),
     ...given(number("corrupt"), (corruptChance) => ({ corruptChance })),
+    ...given(number("end-changes"), (endChangeRate) => ({ endChangeRate })),
     ...given(partitions, (list) => ({
       partitions: list.split(",").map((count) => Number(count) as 2 | 3),
     })),

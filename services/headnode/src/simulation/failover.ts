@@ -63,7 +63,11 @@
 // damage: replication messages whose note data had a bit flipped after its checksum was
 // computed, or whose checksum field is wrong, and whole-chunk reads that hand the core
 // damaged bytes; the `damage` check fails a run in which a replica commits a note whose
-// data fails its checksum.
+// data fails its checksum. With `endChangeRate`, the volume's end moves as resizes move
+// it: one partition's served bytes lowered or raised in a new epoch of its record, with
+// the same members (coordinator volumes.ts); the `end` check fails a run in which a
+// primary answers a request reaching past the served bytes of the epoch it was sent in,
+// whichever primary a failover made since (decisions carry the value into new records).
 //
 // Checkers (checker.ts): per partition incarnation, every committed op is the same note
 // everywhere; no two different notes are acknowledged at one op; every acknowledged op
@@ -313,6 +317,13 @@ export type Sabotage =
    */
   | "no-ordering-fence"
   /**
+   * The coordinator configures members without the record's served bytes (the volume's
+   * end within the partition, which a resize sets in a new epoch), as before head nodes
+   * knew the end: its primaries acknowledge writes past a shrunk volume's end. Found by
+   * the `end` check with `endChangeRate` on.
+   */
+  | "configure-ignores-end"
+  /**
    * Re-replication (`replicateChance`) whose sled client answers a copy as soon as it is
    * asked, before the target holds the bytes (as a shell that records the new copy list
    * when it starts the copy rather than once it is written): the flush record can name
@@ -388,6 +399,7 @@ export const sabotageNames: readonly Sabotage[] = Object.keys({
   "checkpoint-copies-unchecked": true,
   "silent-open-failure": true,
   "sled-audit-unasked": true,
+  "configure-ignores-end": true,
 } satisfies Record<Sabotage, true>) as Sabotage[];
 
 export interface FailoverOptions {
@@ -645,6 +657,18 @@ export interface FailoverOptions {
    */
   staleRequestChance: number;
   /**
+   * Per coordinator round while loaded: chance that one partition's served bytes (the
+   * volume's end within it: coordinator resize.ts) change as a resize changes them, in a
+   * new epoch of its record with the same members: lowered to a sector multiple drawn
+   * from 0 to the whole partition, or back to whole. Every partition is whole again
+   * once the faults stop. The `end` check: no write, trim or write-zeroes reaching past
+   * the served bytes of the epoch it was sent in is acknowledged, and no read there
+   * answered, across failovers (decisions carry the value into each new record) and
+   * stale configures. Drawn from a generator of its own, and off by default, so that
+   * every seed and sabotage figure from before replays unchanged; `--end-changes P`.
+   */
+  endChangeRate: number;
+  /**
    * Per run: chance the run re-replicates, drawn from a generator of its own (0 by
    * default, so that every seed from before replays unchanged; `--replicate P`). Such a
    * run keeps which sleds hold each chunk copy, loses sleds' stores now and then
@@ -843,6 +867,7 @@ export const failoverDefaults: Omit<FailoverOptions, "seed"> = {
   clientTimeoutTicks: 60,
   clientRetries: 3,
   staleRequestChance: 0,
+  endChangeRate: 0,
   replicateChance: 0,
   replicateIntervalTicks: 20,
   scrubStepTicks: 10,
@@ -1008,6 +1033,9 @@ export interface FailoverResult {
      * late replies to such attempts that said Superseded (refused by the ordering fence).
      */
     staleRequests: number;
+    /** Served-bytes changes made (`endChangeRate`), and requests refused past the end. */
+    endChanges: number;
+    endRefused: number;
     staleRefused: number;
     /**
      * Runs that re-replicated (replicateChance), sleds' stores lost in them (those back
@@ -1476,6 +1504,13 @@ export class FailoverSimulation {
   private readonly sessionRandom: SimRandom;
   /** Draws which attempts are held in a socket (staleRequestChance). */
   private readonly staleRandom: SimRandom;
+  /** Draws the served-bytes changes (`endChangeRate`). */
+  private readonly endRandom: SimRandom;
+  /**
+   * Each record epoch's served bytes, by "volumeId/partition/epoch" (absent: whole), for
+   * the `end` check.
+   */
+  private readonly servedByEpoch = new Map<string, number>();
   /** Draws the damage of messages and chunk reads (corruptChance). */
   private readonly corruptRandom: SimRandom;
   /**
@@ -1565,6 +1600,8 @@ export class FailoverSimulation {
     sessionTakesFailed: 0,
     sessionTakesOverlapping: 0,
     staleRequests: 0,
+    endChanges: 0,
+    endRefused: 0,
     staleRefused: 0,
     replicating: 0,
     sledLosses: 0,
@@ -1679,6 +1716,7 @@ export class FailoverSimulation {
     this.sessionRandom = new SimRandom(mixSeed(options.seed ^ 0x5e551));
     this.lateConfigureRandom = new SimRandom(mixSeed(options.seed ^ 0x1a7e));
     this.staleRandom = new SimRandom(mixSeed(options.seed ^ 0x57a1e));
+    this.endRandom = new SimRandom(mixSeed(options.seed ^ 0xe2d));
     for (let index = 1; index <= options.sleds; index++) this.sledDownUntil.set(`sled-${index}`, 0);
     if (this.sledRandom.chance(options.sledsLateChance)) {
       const [from, to] = options.sledsLateTicks;
@@ -2745,6 +2783,12 @@ export class FailoverSimulation {
     entry.waitingSinceTick ??= this.tickNow;
   }
 
+  /** A write to the partition was refused past the volume's end: it waits no more. */
+  private writeRefused(volumeId: string, partition: number): void {
+    if (volumeId !== this.volumeId) return;
+    this.availabilityOf(partition).waitingSinceTick = undefined;
+  }
+
   /** A write to the partition was acknowledged: nobody waits without progress. */
   private writeAcknowledged(volumeId: string, partition: number): void {
     if (volumeId !== this.volumeId) return;
@@ -3734,6 +3778,7 @@ export class FailoverSimulation {
     if (this.legacyUpgradeTick >= 0 && this.tickNow >= this.legacyUpgradeTick) {
       this.upgradeCoordinator();
     }
+    this.changeEnds();
     const alive = this.aliveNodes();
     const load = this.loadOf(alive);
     for (const [partition, entry] of this.records) {
@@ -3843,6 +3888,75 @@ export class FailoverSimulation {
     };
   }
 
+  /**
+   * `endChangeRate`: while loaded, now and then one partition's served bytes change as a
+   * resize changes them (a new epoch, the same members: coordinator volumes.ts
+   * `setLimits`); once the faults stop, every partition is whole again.
+   */
+  private changeEnds(): void {
+    const rate = this.options.endChangeRate;
+    if (rate <= 0) return;
+    if (!this.faultsOn) {
+      for (const [partition, entry] of this.records) {
+        if (entry.record.servedBytes === undefined) continue;
+        const { servedBytes: _, ...whole } = entry.record;
+        this.changeEnd(partition, entry, { ...whole, epoch: entry.record.epoch + 1 });
+      }
+      return;
+    }
+    if (!this.endRandom.chance(rate) || this.records.size === 0) return;
+    const partitions = [...this.records.keys()];
+    const partition = partitions[this.endRandom.integer(0, partitions.length - 1)]!;
+    const entry = this.records.get(partition)!;
+    const sectors = this.options.partitionBytes / limits.sectorBytes;
+    const { servedBytes: _, ...whole } = entry.record;
+    const next =
+      entry.record.servedBytes !== undefined && this.endRandom.chance(0.5)
+        ? { ...whole, epoch: entry.record.epoch + 1 }
+        : {
+            ...entry.record,
+            epoch: entry.record.epoch + 1,
+            servedBytes: this.endRandom.integer(0, sectors - 1) * limits.sectorBytes,
+          };
+    this.changeEnd(partition, entry, next);
+  }
+
+  private changeEnd(
+    partition: number,
+    entry: { record: PartitionRecord; revision: number },
+    next: PartitionRecord,
+  ): void {
+    this.stats.endChanges++;
+    this.applyUpdate(partition, entry, next);
+  }
+
+  /**
+   * The `end` check, on a request a primary answered: none reaches past the served bytes
+   * of the epoch it was sent in (the primary accepts a request only in its own epoch).
+   */
+  private checkEnd(attempt: ClientAttempt): void {
+    const served = this.servedByEpoch.get(
+      `${attempt.volumeId}/${attempt.partition}/${attempt.request.epoch}`,
+    );
+    if (served === undefined) return;
+    const end = attempt.partition * this.options.partitionBytes + served;
+    const request = attempt.request;
+    const ranges =
+      request.kind === "write"
+        ? request.writes.map((write) => ({ offset: write.offset, length: write.data.byteLength }))
+        : request.kind === "flush"
+          ? []
+          : request.kind === "read"
+            ? [{ offset: request.offset, length: request.length }]
+            : request.ranges;
+    const past = ranges.find((range) => range.offset + range.length > end);
+    if (past === undefined) return;
+    this.watchedFor(attempt.volumeId, attempt.partition).checker.fail(
+      "end",
+      `tick ${this.tickNow}: a ${request.kind} of [${past.offset}, ${past.offset + past.length}) on partition ${attempt.partition} was answered in epoch ${request.epoch}, whose record ends the volume at ${end} (attempt ${attempt.attempt})`,
+    );
+  }
+
   private applyUpdate(
     partition: number,
     entry: { record: PartitionRecord; revision: number },
@@ -3860,6 +3974,9 @@ export class FailoverSimulation {
       this.dropped.set(partition, dropped);
     }
     if (next.primary !== before.primary) this.stats.promotions++;
+    if (next.servedBytes !== undefined) {
+      this.servedByEpoch.set(`${this.volumeId}/${partition}/${next.epoch}`, next.servedBytes);
+    }
     entry.record = next;
     entry.revision++;
     this.leases.recordChanged(volumeName, partition);
@@ -3938,6 +4055,10 @@ export class FailoverSimulation {
           primary: record.primary,
           secondaries: votingSecondaries(record),
           learners: record.learners ?? [],
+          // As configurer.ts: the volume's end within the partition, when the record has one.
+          ...(record.servedBytes === undefined || this.options.sabotage === "configure-ignores-end"
+            ? {}
+            : { servedBytes: record.servedBytes }),
         },
         create: originals?.has(member) === true,
         sleds,
@@ -4547,6 +4668,14 @@ export class FailoverSimulation {
       return;
     }
     client!.outstanding = undefined;
+    if (outcome.ok) this.checkEnd(outstanding);
+    else if (outcome.error.code === ErrorCode.OutOfRange) {
+      // Past the volume's end (`endChangeRate`): an answer, not retried (as the client
+      // library's), and no wait for the partition to acknowledge.
+      this.stats.endRefused++;
+      this.writeRefused(outstanding.volumeId, outstanding.partition);
+      return;
+    }
     if (outcome.ok) {
       if (outcome.reply.kind !== "mutation") return;
       const request = outstanding.request;
@@ -4625,6 +4754,8 @@ export class FailoverSimulation {
     if (this.sleds.pending > 0) return false;
     for (const [partition, { record }] of this.records) {
       if ((record.learners ?? []).length > 0 || (record.joining ?? []).length > 0) return false;
+      // Whole again (`endChangeRate`): the settled reads cover every partition entire.
+      if (record.servedBytes !== undefined) return false;
       const members = membersOf(record);
       if (members.length !== this.options.partitions[partition]) return false;
       const replicas: Replica[] = [];

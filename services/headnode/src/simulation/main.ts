@@ -23,6 +23,9 @@
 // and of whole-chunk reads while faults are on (corruptChance, 0 by default).
 // `--help` prints every flag and sabotage (arguments.ts); a bad flag is refused with
 // exit code 2 before any seed runs.
+// `--end-changes P` changes one partition's served bytes (the volume's end within it,
+// as a resize does) in a coordinator round with chance P while loaded (endChangeRate, 0
+// by default), for the `end` check.
 
 import { parseSimulateArguments, SimulateUsageError, simulateUsage } from "./arguments.ts";
 import { simulateFailover } from "./failover.ts";
