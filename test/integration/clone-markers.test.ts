@@ -66,6 +66,8 @@ function leader(over: ControlStore = store) {
       list: () => [],
     },
     configurer: { configure: async () => undefined },
+    // A fake: no sled to witness creates on (store-marks.ts).
+    marks: { witnessCreate: async () => undefined },
     tenures: { held: () => undefined, current: () => undefined },
     partitionBytesDefault: partitionBytes,
   });

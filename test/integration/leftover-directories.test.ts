@@ -59,6 +59,17 @@ test("a restarted head node removes the directory of an incarnation no record na
     (await exists(directoryOf(liveId))) ? true : undefined,
   );
 
+  // The leader answers only once it has read the control store's marks on the sleds
+  // (coordinator store-marks.ts), within a second or so of leading; a node asking before
+  // that is told to ask again a minute later.
+  await waitFor("the leader to have read the control store's marks", async () => {
+    const status = await cluster.bus.request(subjects.coordinator.build(), {
+      type: "cluster.status.v1",
+    });
+    return status.controlStore !== undefined && status.controlStore.refused === undefined
+      ? true
+      : undefined;
+  });
   await cluster.cluster.kill(node, "SIGKILL");
   await plant(goneId);
   await plant(staticId);

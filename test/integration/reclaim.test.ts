@@ -6,6 +6,7 @@
 import { subjects } from "@ballast/protocol";
 import { afterAll, beforeAll, expect, test } from "vitest";
 import {
+  removeSequenceMarks,
   removeStoreMarks,
   startTestCluster,
   type TestCluster,
@@ -73,6 +74,8 @@ test("deleting a volume returns the sleds' usage to where it was; created again,
   await removeStoreMarks(cluster);
   const before = await usage();
   const created = await create("reclaim");
+  // The create's catalogue-sequence mark outlives the volume by design (store-marks.ts).
+  await removeSequenceMarks(cluster);
   for (let partition = 0; partition < partitions; partition++) {
     for (let write = 0; write < writesPerPartition; write++) {
       const offset = partition * partitionBytes + write * blocksPerWrite * 4096;

@@ -203,3 +203,21 @@ export async function removeStoreMarks(test: TestCluster, sleds = test.cluster.i
     }
   }
 }
+
+/**
+ * For tests that count a sled's objects or bytes exactly across a volume's create and
+ * delete: deletes the catalogue-sequence marks each create leaves on the sleds
+ * (coordinator store-marks.ts), which stay after the volume is gone.
+ */
+export async function removeSequenceMarks(test: TestCluster, sleds = test.cluster.ids("sled")) {
+  for (const sled of sleds) {
+    const subject = subjects.node.build("sled", sled);
+    const listed = await test.bus.request(subject, {
+      type: "sled.blob.list.v1",
+      prefix: "catalogue-sequence/",
+    });
+    for (const mark of listed.blobs) {
+      await test.bus.request(subject, { type: "sled.blob.delete.v1", key: mark.key });
+    }
+  }
+}

@@ -207,7 +207,11 @@ export function reportedLine(
 export function controlStoreLines(status: Pick<ClusterStatus, "controlStore">): string[] {
   const store = status.controlStore;
   if (store === undefined) return [];
-  if (store.foreignMarks.length === 0 && (store.behind ?? []).length === 0) return [];
+  const aheadOfCatalogue =
+    store.sequence !== undefined && store.sequence.witnessed > store.sequence.catalogue;
+  if (store.foreignMarks.length === 0 && (store.behind ?? []).length === 0 && !aheadOfCatalogue) {
+    return [];
+  }
   return [
     `CONTROL STORE NOT THE DATA'S: ${store.refused ?? "it is not the store the data was made under"}`,
   ];

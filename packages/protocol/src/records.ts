@@ -174,6 +174,12 @@ const store = z.looseObject({
   createdAtMs: timeMs,
 });
 
+/**
+ * The catalogue's sequence (coordinator store-marks.ts): raised by one, by
+ * compare-and-set, before each volume create; never lowered.
+ */
+const catalogueSequence = z.looseObject({ sequence: unsignedInteger });
+
 /** The mark each orphan-sweep pass writes (`checkpoint._mark`); only its revision counts. */
 const checkpointMark = z.looseObject({ atMs: timeMs });
 
@@ -190,6 +196,7 @@ export const controlRecordSchemas = {
   sweepSightings,
   leader,
   store,
+  catalogueSequence,
 } as const;
 
 export type ControlRecordKind = keyof typeof controlRecordSchemas;

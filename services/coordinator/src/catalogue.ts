@@ -22,6 +22,8 @@
 //   leader                        {coordinator, term}   (see leadership.ts)
 //   incarnation.<name>            {incarnation}: the last incarnation number of the
 //                                  name, never deleted
+//   sequence                      {sequence}: raised by one before each volume create,
+//                                  never lowered; witnessed on the sleds (store-marks.ts)
 //   snapshot.<name>.<snapshot>    {volume, name, id, volumeId, createdAtMs, partitions:
 //                                  [{index, opNum}], sizeBytes?, creatingSinceMs?,
 //                                  deletingSinceMs?, clonePins?, rollbacks?} (see
@@ -350,6 +352,8 @@ export const keys = {
   sweepSightings: "sweep.sightings",
   /** The control store's identity (store-marks.ts). */
   store: "store",
+  /** Raised before each volume create; witnessed on the sleds (store-marks.ts). */
+  sequence: "sequence",
 };
 
 /** The orphan sweep's sightings as handed from leader to leader (sweeper.ts). */
@@ -577,6 +581,36 @@ export class Catalogue {
       }
     }
     throw new BallastError(ErrorCode.Unavailable, "cannot read the control store's identity");
+  }
+
+  /** The catalogue's sequence (store-marks.ts): 0 before the first create that raised it. */
+  async sequence(): Promise<number> {
+    return (await this.read(keys.sequence, "catalogueSequence"))?.value.sequence ?? 0;
+  }
+
+  /**
+   * Raises the catalogue's sequence by one, by compare-and-set (store-marks.ts), unless
+   * it is below `atLeast`: then it is left as it is and the refusal thrown. Returns the
+   * new sequence.
+   */
+  async nextSequence(atLeast: number, refusal: (sequence: number) => Error): Promise<number> {
+    for (let attempt = 0; attempt < fenceAttemptsMax; attempt++) {
+      const current = await this.read(keys.sequence, "catalogueSequence");
+      const sequence = current?.value.sequence ?? 0;
+      if (sequence < atLeast) throw refusal(sequence);
+      const next = encode({ sequence: sequence + 1 });
+      try {
+        if (current === undefined) await this.kv.create(keys.sequence, next);
+        else await this.kv.update(keys.sequence, next, current.revision);
+        return sequence + 1;
+      } catch (error) {
+        if (!isConflict(error)) throw error;
+      }
+    }
+    throw new BallastError(
+      ErrorCode.Unavailable,
+      "cannot raise the catalogue's sequence: it kept changing",
+    );
   }
 
   /**

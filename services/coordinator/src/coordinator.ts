@@ -339,12 +339,14 @@ export class Coordinator {
       tenures,
       ...(changes === undefined ? {} : { changes }),
     });
+    const storeMarks = new StoreMarks({ service, heartbeats, tenures, catalogue, storeId });
     const volumes = new Volumes({
       service,
       catalogue,
       heartbeats,
       configurer,
       tenures,
+      marks: storeMarks,
       partitionBytesDefault: this.config.partitionBytes,
     });
     const graceMs = this.config.sweepGraceMs;
@@ -373,7 +375,6 @@ export class Coordinator {
       });
     };
     const reports = new Reports(catalogue, heartbeats, sleds, reconcileSoon);
-    const storeMarks = new StoreMarks({ service, heartbeats, tenures, storeId });
     const status = new Status(service, heartbeats, volumes, sleds, () => storeMarks.statusOf());
     const snapshots = new Snapshots({ service, catalogue, members: heartbeats });
     const sweeper = new Sweeper({

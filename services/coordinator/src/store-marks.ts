@@ -23,14 +23,34 @@
 // Absence-based deletion also waits until every live sled has been read this way, so
 // the first answers after a cold start cannot come before the marks are known.
 //
-// Limits: a store restored from an older copy keeps its id and is not caught (the
-// volumes created after the copy still read as leftovers); a sled whose mark could not
-// be written (full) holds none, and is no witness for the next loss. Other blob
-// listings are not affected: every other reader lists under `checkpoints/`.
+// A store restored from an older copy keeps its id, so its mark alone does not catch it:
+// the volumes created after the copy would read as leftovers. So the catalogue also has
+// a sequence (record `sequence`), raised by one before each volume create (and clone),
+// and the leader leaves it on every live sled as a blob `catalogue-sequence/<storeId>/
+// <sequence>` before the create writes any record, so before any head node is
+// configured or any object of the volume exists; the create fails if no live sled took
+// it. A sled whose marks witness a sequence above the catalogue's proves the catalogue
+// older than the data: nothing is deleted for being absent, as above. The catalogue's
+// sequence is read after the sleds' marks, and a create raises it before writing its
+// mark, so on a store that was not restored no sled read ever witnesses more than the
+// catalogue holds. While the catalogue is behind a witness, creates are refused too:
+// otherwise creates on the old copy would raise its sequence back to the witness and
+// lift the refusal over the lost volumes.
+//
+// Limits: a sled whose mark could not be written (full) holds none, and is no witness
+// for the next loss. The witness that counts is the highest of the sleds read: a sled
+// that is down holds its witness back; if every sled that holds the higher sequence is
+// down when the old copy comes back, and creates on the old copy raise its sequence past
+// that witness before one of them returns, the lost volumes' objects read as leftovers
+// again (on the sleds that were up at every create since the copy, the witness is
+// there). A store replaced under a running leader is seen at its next check
+// (`storeMarkCheckMs`). Other blob listings are not affected: every other reader lists
+// under `checkpoints/`.
 
 import { randomBytes } from "node:crypto";
 import { BallastError, crc32c, ErrorCode, limits, subjects } from "@ballast/protocol";
 import type { Service } from "@ballast/runtime";
+import type { Catalogue } from "./catalogue.ts";
 import { storeMarkRequestDeadlineMs } from "./constants.ts";
 import type { Heartbeats } from "./heartbeats.ts";
 import type { Tenures } from "./tenure.ts";
@@ -41,6 +61,33 @@ export const storeMarkPrefix = "control-store/";
 /** The mark of store `storeId` on a sled. */
 export function storeMarkKeyOf(storeId: string): string {
   return `${storeMarkPrefix}${storeId}`;
+}
+
+/** Every catalogue-sequence mark of store `storeId` begins with this. */
+export function sequenceMarkPrefixOf(storeId: string): string {
+  return `catalogue-sequence/${storeId}/`;
+}
+
+/** Digits of a sequence in its mark's key: every safe integer fits, so keys sort. */
+const sequenceDigits = 16;
+
+/** The mark witnessing catalogue sequence `sequence` of store `storeId` on a sled. */
+export function sequenceMarkKeyOf(storeId: string, sequence: number): string {
+  return `${sequenceMarkPrefixOf(storeId)}${sequence.toString().padStart(sequenceDigits, "0")}`;
+}
+
+/** The highest sequence of store `storeId` the mark keys witness: 0 if none. */
+export function witnessedSequenceOf(markKeys: readonly string[], storeId: string): number {
+  const prefix = sequenceMarkPrefixOf(storeId);
+  let highest = 0;
+  for (const key of markKeys) {
+    if (!key.startsWith(prefix)) continue;
+    const digits = key.slice(prefix.length);
+    if (!/^[0-9]{1,16}$/.test(digits)) continue;
+    const sequence = Number(digits);
+    if (Number.isSafeInteger(sequence) && sequence > highest) highest = sequence;
+  }
+  return highest;
 }
 
 /** A new store's identity: 128 random bits, hex. */
@@ -72,6 +119,7 @@ export function refusalOf(
   liveSleds: readonly { id: string; process: string }[],
   read: ReadonlyMap<string, SledMarks>,
   behind: readonly string[] = [],
+  sequence: SequenceView = { catalogue: 0, witnessed: new Map() },
 ): string | undefined {
   if (behind.length > 0) {
     return `the control store is older than the data: replicas hold ${behind.join(", ")} in later epochs than its records (restored from an older copy?); nothing is deleted for being absent from this catalogue. Restore the newer control store`;
@@ -81,24 +129,57 @@ export function refusalOf(
     const held = foreign.map(([sled, marks]) => `${sled} (${marks.foreign.join(", ")})`);
     return `the control store (${storeId}) is not the one the sleds' data was made under: ${held.join("; ")} hold the mark of another store, so it was lost or replaced since; nothing is deleted for being absent from this catalogue. Restore the control store (the NATS JetStream directory) from which it came, or, to start afresh on purpose, delete those marks (blobs ${storeMarkPrefix}<store id>) from the sleds`;
   }
+  const ahead = sledsAheadOf(sequence);
+  if (ahead.length > 0) {
+    return `the control store is older than the data: ${ahead.map(([sled, witnessed]) => `${sled} witnessed catalogue sequence ${witnessed}`).join(", ")}, this catalogue is at ${sequence.catalogue ?? 0} (restored from an older copy?), so volumes created since are missing from it; nothing is deleted for being absent from this catalogue, and no volume is created. Restore the newer control store, or, to go on without those volumes on purpose, delete the blobs ${sequenceMarkPrefixOf(storeId)}* from the sleds`;
+  }
   if (liveSleds.length === 0) return "no sled is live: the control store's marks are not known yet";
   const unread = liveSleds.filter((sled) => read.get(sled.id)?.process !== sled.process);
   if (unread.length > 0) {
     return `the control store's marks on ${unread.map((sled) => sled.id).join(", ")} are not read yet`;
   }
+  if (sequence.catalogue === undefined) return "the catalogue's sequence is not read yet";
   return undefined;
+}
+
+/**
+ * The catalogue's sequence (undefined until read, after the sleds' marks) and the
+ * highest each sled witnessed, by sled.
+ */
+export interface SequenceView {
+  catalogue: number | undefined;
+  witnessed: ReadonlyMap<string, number>;
+}
+
+/** Sleds witnessing a higher sequence than the catalogue's, with theirs, by sled. */
+export function sledsAheadOf(sequence: SequenceView): [string, number][] {
+  if (sequence.catalogue === undefined) return [];
+  const catalogue = sequence.catalogue;
+  return [...sequence.witnessed]
+    .filter(([, witnessed]) => witnessed > catalogue)
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+}
+
+/** The highest sequence any sled read witnessed: 0 if none. */
+export function highestWitnessOf(witnessed: ReadonlyMap<string, number>): number {
+  return Math.max(0, ...witnessed.values());
 }
 
 export interface StoreMarksOptions {
   service: Pick<Service, "bus" | "logger">;
   heartbeats: Pick<Heartbeats, "list">;
   tenures: Pick<Tenures, "current">;
+  catalogue: Pick<Catalogue, "sequence" | "nextSequence">;
   storeId: string;
 }
 
 /** The shell: reads and leaves the marks on live sleds, for the leader. */
 export class StoreMarks {
   private readonly read = new Map<string, SledMarks>();
+  /** The highest catalogue sequence each sled witnessed, read or written, by sled. */
+  private readonly witnessed = new Map<string, number>();
+  /** The catalogue's sequence as last read (after the marks) or raised here. */
+  private sequence: number | undefined;
   private running = false;
 
   constructor(private readonly options: StoreMarksOptions) {}
@@ -116,7 +197,10 @@ export class StoreMarks {
 
   /** See `refusalOf`. */
   refusal(): string | undefined {
-    return refusalOf(this.options.storeId, this.liveSleds(), this.read, this.behind());
+    return refusalOf(this.options.storeId, this.liveSleds(), this.read, this.behind(), {
+      catalogue: this.sequence,
+      witnessed: this.witnessed,
+    });
   }
 
   /** Partitions a replica holds in a later epoch than the leader's record (tenure.ts). */
@@ -143,6 +227,7 @@ export class StoreMarks {
     storeId: string;
     foreignMarks: { sled: string; stores: string[] }[];
     behind: string[];
+    sequence?: { catalogue: number; witnessed: number };
     refused?: string;
   } {
     const refused = this.refusal();
@@ -150,6 +235,11 @@ export class StoreMarks {
       storeId: this.options.storeId,
       foreignMarks: this.foreign(),
       behind: this.behind().slice(0, limits.statusEntriesMax),
+      ...(this.sequence === undefined
+        ? {}
+        : {
+            sequence: { catalogue: this.sequence, witnessed: highestWitnessOf(this.witnessed) },
+          }),
       ...(refused === undefined ? {} : { refused: refused.slice(0, limits.textLengthMax) }),
     };
   }
@@ -163,6 +253,25 @@ export class StoreMarks {
         (sled) => this.read.get(sled.id)?.process !== sled.process,
       );
       await Promise.all(unread.map((sled) => this.checkSled(sled.id, sled.process)));
+      // After the marks: a create raises the sequence before it leaves its mark, so on a
+      // store that was not restored, no mark read above is ahead of what this reads.
+      const before = sledsAheadOf({ catalogue: this.sequence, witnessed: this.witnessed });
+      try {
+        this.sequence = await this.options.catalogue.sequence();
+      } catch (error) {
+        this.options.service.logger.warn(
+          { error: (error as Error).message },
+          "could not read the catalogue's sequence",
+        );
+        return;
+      }
+      const ahead = sledsAheadOf({ catalogue: this.sequence, witnessed: this.witnessed });
+      if (ahead.length > 0 && ahead.join() !== before.join()) {
+        this.options.service.logger.error(
+          { storeId: this.options.storeId, sequence: this.sequence, ahead },
+          this.refusal(),
+        );
+      }
     } finally {
       this.running = false;
     }
@@ -174,12 +283,26 @@ export class StoreMarks {
     const deadline = { deadlineMs: storeMarkRequestDeadlineMs };
     let keys: string[];
     try {
-      const listed = await service.bus.request(
-        subject,
-        { type: "sled.blob.list.v1", prefix: storeMarkPrefix },
-        deadline,
-      );
+      const [listed, sequences] = await Promise.all([
+        service.bus.request(
+          subject,
+          { type: "sled.blob.list.v1", prefix: storeMarkPrefix },
+          deadline,
+        ),
+        service.bus.request(
+          subject,
+          { type: "sled.blob.list.v1", prefix: sequenceMarkPrefixOf(storeId) },
+          deadline,
+        ),
+      ]);
       keys = listed.blobs.map((blob) => blob.key);
+      this.witness(
+        sled,
+        witnessedSequenceOf(
+          sequences.blobs.map((blob) => blob.key),
+          storeId,
+        ),
+      );
     } catch (error) {
       service.logger.warn(
         { sled, error: (error as Error).message },
@@ -206,6 +329,114 @@ export class StoreMarks {
       service.logger.warn(
         { sled, error: (error as Error).message },
         "could not leave the control store's mark on a sled",
+      );
+    }
+  }
+
+  private witness(sled: string, sequence: number): void {
+    if (sequence > (this.witnessed.get(sled) ?? 0)) this.witnessed.set(sled, sequence);
+  }
+
+  /**
+   * Before a volume create writes any record: raises the catalogue's sequence and leaves
+   * it on every live sled (see the header). Refuses while a sled witnessed a higher
+   * sequence than the catalogue holds, and when no live sled took the mark.
+   */
+  async witnessCreate(name: string): Promise<void> {
+    const { service, catalogue, storeId } = this.options;
+    const sleds = this.liveSleds().map((sled) => sled.id);
+    // The live sleds' witnesses first, then the catalogue's sequence: a create made before
+    // the marks check has read a sled must not raise an old copy's sequence to its witness.
+    await Promise.all(sleds.map((sled) => this.readWitness(sled)));
+    const highest = highestWitnessOf(this.witnessed);
+    const sequence = await catalogue.nextSequence(highest, (current) => {
+      this.sequence = current;
+      return new BallastError(
+        ErrorCode.Unavailable,
+        `cannot create volume ${name}: ${this.refusal() ?? `the sleds witnessed catalogue sequence ${highest}, this catalogue is at ${current}`}`,
+      );
+    });
+    if (this.sequence === undefined || sequence > this.sequence) this.sequence = sequence;
+    if (sleds.length === 0) {
+      // Nothing on a sled can be deleted for being absent before a sled returns; the
+      // witness is missing for this create (store-marks.ts, "Limits").
+      service.logger.warn({ volume: name, sequence }, "no live sled to witness a volume create");
+      return;
+    }
+    const key = sequenceMarkKeyOf(storeId, sequence);
+    const taken = await Promise.all(
+      sleds.map(async (sled) => {
+        const subject = subjects.node.build("sled", sled);
+        try {
+          await putBlob(service.bus, subject, key, storeMarkRequestDeadlineMs);
+        } catch (error) {
+          if (!(error instanceof BallastError && error.code === ErrorCode.AlreadyExists)) {
+            service.logger.warn(
+              { sled, volume: name, sequence, error: (error as Error).message },
+              "could not leave the catalogue's sequence on a sled",
+            );
+            return false;
+          }
+        }
+        this.witness(sled, sequence);
+        await this.forgetOlderSequences(subject, sequence);
+        return true;
+      }),
+    );
+    if (!taken.includes(true)) {
+      throw new BallastError(
+        ErrorCode.Unavailable,
+        `cannot create volume ${name}: no live sled (${sleds.join(", ")}) took the catalogue's sequence, which keeps the volume from reading as deleted should the control store be restored from an older copy; retry`,
+      );
+    }
+  }
+
+  /** Reads the sequence `sled` witnesses (a failure is logged: the sled is then no witness). */
+  private async readWitness(sled: string): Promise<void> {
+    const { service, storeId } = this.options;
+    try {
+      const listed = await service.bus.request(
+        subjects.node.build("sled", sled),
+        { type: "sled.blob.list.v1", prefix: sequenceMarkPrefixOf(storeId) },
+        { deadlineMs: storeMarkRequestDeadlineMs },
+      );
+      this.witness(
+        sled,
+        witnessedSequenceOf(
+          listed.blobs.map((blob) => blob.key),
+          storeId,
+        ),
+      );
+    } catch (error) {
+      service.logger.warn(
+        { sled, error: (error as Error).message },
+        "could not read the catalogue's sequence a sled witnessed",
+      );
+    }
+  }
+
+  /** Removes a sled's marks of lower sequences than `sequence` (best effort: they only pile up). */
+  private async forgetOlderSequences(subject: string, sequence: number): Promise<void> {
+    const { service, storeId } = this.options;
+    const deadline = { deadlineMs: storeMarkRequestDeadlineMs };
+    try {
+      const listed = await service.bus.request(
+        subject,
+        { type: "sled.blob.list.v1", prefix: sequenceMarkPrefixOf(storeId) },
+        deadline,
+      );
+      for (const blob of listed.blobs) {
+        if (witnessedSequenceOf([blob.key], storeId) >= sequence) continue;
+        await service.bus.request(
+          subject,
+          { type: "sled.blob.delete.v1", key: blob.key },
+          deadline,
+        );
+      }
+    } catch (error) {
+      service.logger.debug(
+        { subject, error: (error as Error).message },
+        "could not remove older catalogue-sequence marks",
       );
     }
   }

@@ -67,6 +67,7 @@ import { type LeaseBook, partitionKey } from "./leases.ts";
 import { loadOf, placePartitions, placeRanges } from "./placement.ts";
 import { type ChunkEntry, isChunkOf } from "./purge.ts";
 import { type ByteRange, detachesFirst, type LimitChange, piecesOf, planResize } from "./resize.ts";
+import type { StoreMarks } from "./store-marks.ts";
 import { forget, remember, type Tenure, type Tenures } from "./tenure.ts";
 
 export type VolumeState = ResultOf<"volume.describe.v1">;
@@ -193,6 +194,8 @@ export interface VolumesOptions {
   heartbeats: Pick<Heartbeats, "aliveHeadNodes" | "aliveSleds" | "headNodeDisks" | "list">;
   configurer: Pick<Configurer, "configure">;
   tenures: Tenures;
+  /** Witnesses each create on the sleds before its first record (store-marks.ts). */
+  marks: Pick<StoreMarks, "witnessCreate">;
   /** The partition size of a volume whose create request names none. */
   partitionBytesDefault: number;
 }
@@ -308,6 +311,9 @@ export class Volumes {
         `cannot create volume ${message.name}: ${problems.join("; ")}`,
       );
     }
+    // Before any record of the volume: should the control store come back from an older
+    // copy, the sleds prove it older than this volume (store-marks.ts).
+    await this.options.marks.witnessCreate(message.name);
     const alive = [...heartbeats.aliveHeadNodes()];
     // Placement's load: a partition record that does not decode only goes uncounted.
     const existing = await catalogue.allPartitions("skip");

@@ -59,6 +59,8 @@ function start(gateways: Record<string, GatewayDetails>) {
       ],
     },
     configurer: { configure: async () => undefined },
+    // A fake: no sled to witness creates on (store-marks.ts).
+    marks: { witnessCreate: async () => undefined },
     tenures: { held: () => undefined, current: () => undefined },
     partitionBytesDefault: partitionBytes,
   });

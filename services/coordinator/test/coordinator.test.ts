@@ -80,6 +80,7 @@ class Harness {
   private request(subject: string, message: Message): Promise<unknown> {
     const node = subject.split(".").at(-1)!;
     this.sent.push({ atMs: performance.now(), node, message });
+    if (node === "sled-1") return this.sledAnswer(message);
     switch (this.behaviour.get(node)) {
       case "ok":
         return Promise.resolve({});
@@ -96,6 +97,25 @@ class Harness {
         );
       default:
         return Promise.reject(new BallastError(ErrorCode.Unavailable, "no responders"));
+    }
+  }
+
+  /**
+   * The fake sled's answers to the leader's marks (store-marks.ts): it holds no blob and
+   * takes every upload. Anything else is not served.
+   */
+  private async sledAnswer(message: Message): Promise<unknown> {
+    switch (message.type) {
+      case "sled.blob.list.v1":
+        return { blobs: [], truncated: false };
+      case "sled.blob.begin.v1":
+        return { uploadId: "upload", partBytesMax: 1 << 20 };
+      case "sled.blob.part.v1":
+        return { bytesReceived: message.data.byteLength };
+      case "sled.blob.commit.v1":
+        return {};
+      default:
+        throw new BallastError(ErrorCode.Unavailable, "no responders");
     }
   }
 

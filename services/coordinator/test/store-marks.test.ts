@@ -1,5 +1,6 @@
 // The control store's marks on the sleds (store-marks.ts): the pure refusal, the store's
-// identity on an in-memory KV store, and the shell against fake sleds (a fake bus).
+// identity and sequence on an in-memory KV store, and the shell against fake sleds (a
+// fake bus).
 
 import { BallastError, ErrorCode, type Message, subjects } from "@ballast/protocol";
 import { describe, expect, test } from "vitest";
@@ -9,8 +10,9 @@ import {
   foreignStoresOf,
   refusalOf,
   StoreMarks,
+  sequenceMarkKeyOf,
   storeMarkKeyOf,
-  storeMarkPrefix,
+  witnessedSequenceOf,
 } from "../src/store-marks.ts";
 import type { Tenure } from "../src/tenure.ts";
 import { FakeStore } from "./fake-store.ts";
@@ -44,6 +46,51 @@ describe("the refusal", () => {
     expect(reason).toContain("vol/0");
   });
 
+  test("a sled witnessing a higher catalogue sequence than the catalogue's refuses, naming both", () => {
+    const read = new Map([
+      ["sled-1", { process: "1@1", foreign: [] }],
+      ["sled-2", { process: "2@1", foreign: [] }],
+    ]);
+    const live = [
+      { id: "sled-1", process: "1@1" },
+      { id: "sled-2", process: "2@1" },
+    ];
+    const witnessed = new Map([
+      ["sled-1", 5],
+      ["sled-2", 7],
+    ]);
+    const reason = refusalOf(ours, live, read, [], { catalogue: 6, witnessed });
+    expect(reason).toContain("older than the data");
+    expect(reason).toContain("sled-2 witnessed catalogue sequence 7");
+    expect(reason).not.toContain("sled-1 witnessed");
+    expect(reason).toContain("at 6");
+    // The catalogue at or past every witness: allowed.
+    expect(refusalOf(ours, live, read, [], { catalogue: 7, witnessed })).toBeUndefined();
+    expect(refusalOf(ours, live, read, [], { catalogue: 9, witnessed })).toBeUndefined();
+    // Not read yet: refused, whatever the witnesses.
+    expect(refusalOf(ours, live, read, [], { catalogue: undefined, witnessed })).toContain(
+      "sequence is not read yet",
+    );
+  });
+
+  test("the sequence a sled witnesses is the highest of our store's marks", () => {
+    expect(
+      witnessedSequenceOf(
+        [
+          sequenceMarkKeyOf(ours, 3),
+          sequenceMarkKeyOf(ours, 12),
+          sequenceMarkKeyOf(theirs, 99),
+          `${sequenceMarkKeyOf(ours, 40)}x`,
+          storeMarkKeyOf(ours),
+        ],
+        ours,
+      ),
+    ).toBe(12);
+    expect(witnessedSequenceOf([], ours)).toBe(0);
+    // Keys sort as numbers do.
+    expect(sequenceMarkKeyOf(ours, 9) < sequenceMarkKeyOf(ours, 10)).toBe(true);
+  });
+
   test("only marks of other stores are foreign", () => {
     expect(
       foreignStoresOf([storeMarkKeyOf(ours), storeMarkKeyOf(theirs), "checkpoints/x"], ours),
@@ -62,8 +109,13 @@ describe("the store's identity", () => {
   });
 });
 
-function harness(held: Record<string, string[]>) {
+function harness(
+  held: Record<string, string[]>,
+  options: { catalogue?: Catalogue; down?: string[] } = {},
+) {
   const blobs = new Map(Object.entries(held).map(([sled, keys]) => [sled, new Set(keys)]));
+  const uploads = new Map<string, string>();
+  const catalogue = options.catalogue ?? new Catalogue(new FakeStore());
   const errors: unknown[] = [];
   let tenure: Tenure | undefined = {
     ready: true,
@@ -77,6 +129,9 @@ function harness(held: Record<string, string[]>) {
           const sled = subject.split(".").at(-1)!;
           expect(subject).toBe(subjects.node.build("sled", sled));
           const keys = blobs.get(sled)!;
+          if (options.down?.includes(sled)) {
+            throw new BallastError(ErrorCode.Unavailable, `${sled} does not answer`);
+          }
           switch (message.type) {
             case "sled.blob.list.v1":
               return {
@@ -85,12 +140,18 @@ function harness(held: Record<string, string[]>) {
                   .map((key) => ({ key, bytes: 1 })),
                 truncated: false,
               };
-            case "sled.blob.begin.v1":
-              return { uploadId: message.key.replaceAll("/", "-"), partBytesMax: 1 << 20 };
+            case "sled.blob.begin.v1": {
+              const uploadId = `upload-${uploads.size}`;
+              uploads.set(uploadId, message.key);
+              return { uploadId, partBytesMax: 1 << 20 };
+            }
             case "sled.blob.part.v1":
               return { bytesReceived: message.data.byteLength };
             case "sled.blob.commit.v1":
-              keys.add(message.uploadId.replace("control-store-", storeMarkPrefix));
+              keys.add(uploads.get(message.uploadId)!);
+              return {};
+            case "sled.blob.delete.v1":
+              keys.delete(message.key);
               return {};
             default:
               throw new BallastError(ErrorCode.Internal, `unexpected ${message.type}`);
@@ -100,6 +161,7 @@ function harness(held: Record<string, string[]>) {
       logger: {
         info: () => undefined,
         warn: () => undefined,
+        debug: () => undefined,
         error: (fields: unknown) => errors.push(fields),
       },
     } as never,
@@ -110,11 +172,13 @@ function harness(held: Record<string, string[]>) {
         ),
     },
     tenures: { current: () => tenure },
+    catalogue,
     storeId: ours,
   });
   return {
     marks,
     blobs,
+    catalogue,
     errors,
     depose: () => {
       tenure = undefined;
@@ -146,5 +210,59 @@ describe("the marks on the sleds", () => {
     await marks.check();
     expect(marks.refusal()).toContain("not read yet");
     expect([...blobs.get("sled-1")!]).toEqual([]);
+  });
+});
+
+describe("the catalogue's sequence on the sleds", () => {
+  test("a create raises the sequence and leaves it on every live sled, in place of the older", async () => {
+    const { marks, blobs, catalogue } = harness({ "sled-1": [], "sled-2": [] });
+    await marks.witnessCreate("a");
+    await marks.witnessCreate("b");
+    expect(await catalogue.sequence()).toBe(2);
+    for (const sled of ["sled-1", "sled-2"]) {
+      expect([...blobs.get(sled)!]).toEqual([sequenceMarkKeyOf(ours, 2)]);
+    }
+    await marks.check();
+    expect(marks.refusal()).toBeUndefined();
+    expect(marks.statusOf().sequence).toEqual({ catalogue: 2, witnessed: 2 });
+  });
+
+  test("a catalogue behind a sled's witness (an older copy restored) refuses deletion and creates", async () => {
+    // The copy was taken at sequence 2; a create after it left 3 on sled-2.
+    const catalogue = new Catalogue(new FakeStore());
+    const refusal = () => new Error("unexpected refusal");
+    await catalogue.nextSequence(0, refusal);
+    await catalogue.nextSequence(0, refusal);
+    const { marks, errors } = harness(
+      { "sled-1": [sequenceMarkKeyOf(ours, 2)], "sled-2": [sequenceMarkKeyOf(ours, 3)] },
+      { catalogue },
+    );
+    await marks.check();
+    expect(marks.refusal()).toContain("sled-2 witnessed catalogue sequence 3");
+    expect(marks.statusOf().sequence).toEqual({ catalogue: 2, witnessed: 3 });
+    expect(errors).toHaveLength(1);
+    // A create would raise the old copy's sequence to the witness and lift the refusal.
+    const refused = await marks.witnessCreate("c").catch((error: unknown) => error);
+    expect(refused).toBeInstanceOf(BallastError);
+    expect((refused as BallastError).code).toBe(ErrorCode.Unavailable);
+    expect((refused as BallastError).message).toContain("older than the data");
+    expect(await catalogue.sequence()).toBe(2);
+    expect(marks.refusal()).toContain("older than the data");
+  });
+
+  test("a create before the marks check has read the sleds still reads their witness first", async () => {
+    const catalogue = new Catalogue(new FakeStore());
+    const { marks } = harness({ "sled-1": [sequenceMarkKeyOf(ours, 4)] }, { catalogue });
+    await expect(marks.witnessCreate("c")).rejects.toThrow(/older than the data/);
+    expect(await catalogue.sequence()).toBe(0);
+  });
+
+  test("a create no live sled witnesses fails; one sled down of two does not stop it", async () => {
+    const none = harness({ "sled-1": [], "sled-2": [] }, { down: ["sled-1", "sled-2"] });
+    await expect(none.marks.witnessCreate("c")).rejects.toThrow(/no live sled/);
+    const one = harness({ "sled-1": [], "sled-2": [] }, { down: ["sled-1"] });
+    await one.marks.witnessCreate("c");
+    expect([...one.blobs.get("sled-2")!]).toEqual([sequenceMarkKeyOf(ours, 1)]);
+    expect([...one.blobs.get("sled-1")!]).toEqual([]);
   });
 });

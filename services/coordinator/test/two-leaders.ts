@@ -104,6 +104,8 @@ export function leaderOver(
       list: () => [],
     },
     configurer: { configure: async () => undefined },
+    // A fake: no sled to witness creates on (store-marks.ts).
+    marks: { witnessCreate: async () => undefined },
     // Neither holds the tenure it is given: nothing is configured or remembered.
     tenures: { held: () => undefined, current: () => undefined },
     partitionBytesDefault: partitionBytes,

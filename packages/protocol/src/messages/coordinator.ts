@@ -125,6 +125,12 @@ export const ClusterStatusResult = z.object({
         .max(statusEntriesMax),
       /** Partitions whose replicas are in later epochs than the records: an older store. */
       behind: z.array(text).max(statusEntriesMax).optional(),
+      /**
+       * The catalogue's sequence and the highest one the sleds read witnessed: a witness
+       * above the catalogue's means the store is older than the data (restored from an
+       * older copy); absent before the sleds' marks were read.
+       */
+      sequence: z.object({ catalogue: unsignedInteger, witnessed: unsignedInteger }).optional(),
       refused: text.optional(),
     })
     .optional(),
