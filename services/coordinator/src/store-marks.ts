@@ -30,7 +30,7 @@
 
 import { randomBytes } from "node:crypto";
 import { BallastError, crc32c, ErrorCode, limits, subjects } from "@ballast/protocol";
-import type { Service } from "@ballast/runtime";
+import { RepeatLog, type Service } from "@ballast/runtime";
 import { storeMarkRequestDeadlineMs } from "./constants.ts";
 import type { Heartbeats } from "./heartbeats.ts";
 import type { Tenures } from "./tenure.ts";
@@ -94,14 +94,27 @@ export interface StoreMarksOptions {
   heartbeats: Pick<Heartbeats, "list">;
   tenures: Pick<Tenures, "current">;
   storeId: string;
+  /** A monotonic clock (ms), for how often a lasting failure is logged again. */
+  clock?: () => number;
+  /** How often a sled that cannot be read is logged again (constants.logRepeatIntervalMs). */
+  logRepeatIntervalMs?: number;
 }
 
 /** The shell: reads and leaves the marks on live sleds, for the leader. */
 export class StoreMarks {
   private readonly read = new Map<string, SledMarks>();
   private running = false;
+  /**
+   * Live sleds whose marks could not be read: tried again every storeMarkCheckMs, so
+   * said when it begins, then once per logRepeatIntervalMs (keys: sled ids).
+   */
+  private readonly unreadable: RepeatLog;
+  private readonly clock: () => number;
 
-  constructor(private readonly options: StoreMarksOptions) {}
+  constructor(private readonly options: StoreMarksOptions) {
+    this.unreadable = new RepeatLog(options.logRepeatIntervalMs);
+    this.clock = options.clock ?? (() => performance.now());
+  }
 
   get storeId(): string {
     return this.options.storeId;
@@ -162,6 +175,9 @@ export class StoreMarks {
       const unread = this.liveSleds().filter(
         (sled) => this.read.get(sled.id)?.process !== sled.process,
       );
+      // A sled no longer tried (gone, or read): what was said of it is not repeated.
+      const tried = new Set(unread.map((sled) => sled.id));
+      this.unreadable.forget((sled) => !tried.has(sled));
       await Promise.all(unread.map((sled) => this.checkSled(sled.id, sled.process)));
     } finally {
       this.running = false;
@@ -181,11 +197,25 @@ export class StoreMarks {
       );
       keys = listed.blobs.map((blob) => blob.key);
     } catch (error) {
-      service.logger.warn(
-        { sled, error: (error as Error).message },
-        "could not read the control store's marks on a sled; nothing is deleted for being absent from the catalogue until it is read",
-      );
+      const due = this.unreadable.due(sled, this.clock());
+      if (due !== undefined) {
+        service.logger.warn(
+          {
+            sled,
+            error: (error as Error).message,
+            ...(due.first ? {} : { repeatsSuppressed: due.suppressed }),
+          },
+          "could not read the control store's marks on a sled; nothing is deleted for being absent from the catalogue until it is read",
+        );
+      }
       return;
+    }
+    const failed = this.unreadable.end(sled);
+    if (failed !== undefined) {
+      service.logger.info(
+        { sled, repeatsSuppressed: failed.suppressed },
+        "read the control store's marks on a sled that could not be read before",
+      );
     }
     const foreign = foreignStoresOf(keys, storeId);
     const before = this.read.get(sled);
