@@ -1,0 +1,66 @@
+// A client that reconnects at once while the server is at connectionsMax: each refused
+// connection used to be a warning, as fast as the client could connect. Real sockets on
+// loopback; a fake clock and a captured logger (fakes standing in for time and pino).
+
+import type { Logger } from "@ballast/runtime";
+import { afterEach, expect, test } from "vitest";
+import { MemoryBlockDevice } from "./memory-block-device.ts";
+import { TestNbdClient } from "./nbd-test-client.ts";
+import { startTestServer, type TestServer, waitUntil } from "./nbd-test-server.ts";
+
+const closeWaitMs = 2000;
+const repeatMs = 5 * 60_000;
+
+let running: TestServer | undefined;
+const clients: TestNbdClient[] = [];
+
+afterEach(async () => {
+  for (const client of clients.splice(0)) client.destroy();
+  await running?.server.close();
+  running = undefined;
+});
+
+test("connections refused at connectionsMax: a warning when they begin, one per interval, a line when one is taken again", async () => {
+  const lines: { level: string; fields: Record<string, unknown>; message: string }[] = [];
+  const logger = {
+    child: () => logger,
+    debug: () => undefined,
+    info: (fields: Record<string, unknown>, message: string) =>
+      lines.push({ level: "info", fields, message }),
+    warn: (fields: Record<string, unknown>, message: string) =>
+      lines.push({ level: "warn", fields, message }),
+    error: (fields: Record<string, unknown>, message: string) =>
+      lines.push({ level: "error", fields, message }),
+  };
+  let nowMs = 0;
+  running = await startTestServer({
+    devices: [new MemoryBlockDevice("vol", 1024 * 1024)],
+    limits: { connectionsMax: 1 },
+    logger: logger as unknown as Logger,
+    clock: () => nowMs,
+  });
+  const { client: held } = await TestNbdClient.open(running.address, "vol");
+  clients.push(held);
+  // 40 reconnects, a second apart on the fake clock: all within one interval.
+  for (let attempt = 0; attempt < 40; attempt++, nowMs += 1000) {
+    const refused = await TestNbdClient.connect(running.address);
+    clients.push(refused);
+    expect(await refused.isClosedWithin(closeWaitMs)).toBe(true);
+  }
+  const warned = () => lines.filter((line) => line.message === "connection refused");
+  // Old: a warning each (40).
+  expect(warned()).toHaveLength(1);
+  nowMs += repeatMs;
+  const late = await TestNbdClient.connect(running.address);
+  clients.push(late);
+  expect(await late.isClosedWithin(closeWaitMs)).toBe(true);
+  expect(warned()).toHaveLength(2);
+  expect(warned()[1]!.fields.repeatsSuppressed).toBe(39);
+  held.destroy();
+  await waitUntil(() => running!.server.connectionCount === 0, "the held connection ended");
+  const { client: again } = await TestNbdClient.open(running.address, "vol");
+  clients.push(again);
+  const back = lines.filter((line) => line.message.startsWith("a connection is taken again"));
+  expect(back).toHaveLength(1);
+  expect(back[0]!.fields.repeatsSuppressed).toBe(0);
+});
