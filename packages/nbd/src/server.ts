@@ -195,6 +195,10 @@ export class NbdServer {
       openExport: (name) => this.options.openExport(name),
       releaseExport: (device) => this.options.releaseExport?.(device),
       listExports: () => this.options.listExports(),
+      repeats: {
+        due: (key) => this.refusals.due(key, this.clock()),
+        end: (key) => this.refusals.end(key),
+      },
     });
     this.connections.add(connection);
     logger.debug("connection accepted");

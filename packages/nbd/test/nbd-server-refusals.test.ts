@@ -64,3 +64,45 @@ test("connections refused at connectionsMax: a warning when they begin, one per 
   expect(back).toHaveLength(1);
   expect(back[0]!.fields.repeatsSuppressed).toBe(0);
 });
+
+test("a client that reconnects while its export cannot open: one warning per interval, and a line when it opens again", async () => {
+  const lines: { level: string; fields: Record<string, unknown>; message: string }[] = [];
+  const logger = {
+    child: () => logger,
+    debug: () => undefined,
+    info: (fields: Record<string, unknown>, message: string) =>
+      lines.push({ level: "info", fields, message }),
+    warn: (fields: Record<string, unknown>, message: string) =>
+      lines.push({ level: "warn", fields, message }),
+    error: (fields: Record<string, unknown>, message: string) =>
+      lines.push({ level: "error", fields, message }),
+  };
+  let nowMs = 0;
+  let opens = false;
+  const device = new MemoryBlockDevice("vol", 1024 * 1024);
+  running = await startTestServer({
+    devices: [device],
+    openExport: async (name) => {
+      if (!opens) throw new Error("no live voter in partition 0");
+      return name === "vol" ? device : undefined;
+    },
+    logger: logger as unknown as Logger,
+    clock: () => nowMs,
+  });
+  for (let attempt = 0; attempt < 30; attempt++, nowMs += 1000) {
+    await expect(TestNbdClient.open(running.address, "vol")).rejects.toThrow(/failed/);
+  }
+  const failed = lines.filter((line) => line.message === "opening an export failed");
+  // Old: one warning an attempt (30), and an info line each for the refusal.
+  expect(failed).toHaveLength(1);
+  expect(failed[0]!.level).toBe("warn");
+  expect(
+    lines.filter((line) => line.message.startsWith("export refused")).length,
+  ).toBeLessThanOrEqual(1);
+  opens = true;
+  const { client } = await TestNbdClient.open(running.address, "vol");
+  clients.push(client);
+  const again = lines.filter((line) => line.message.includes("opens again"));
+  expect(again).toHaveLength(1);
+  expect(again[0]!.fields.repeatsSuppressed).toBe(29);
+});
