@@ -186,6 +186,7 @@ export class NbdConnection {
           payloadBudget: this.context.payloadBudget,
           logger: this.logger.child({ export: device.name }),
           signal: this.aborted.signal,
+          ...(this.context.repeats === undefined ? {} : { repeats: this.context.repeats }),
         });
         await this.transmission.run();
         this.logger.debug("client disconnected");

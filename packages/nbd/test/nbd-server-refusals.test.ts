@@ -2,8 +2,10 @@
 // connection used to be a warning, as fast as the client could connect. Real sockets on
 // loopback; a fake clock and a captured logger (fakes standing in for time and pino).
 
+import { BallastError, ErrorCode } from "@ballast/protocol";
 import type { Logger } from "@ballast/runtime";
 import { afterEach, expect, test } from "vitest";
+import { Command } from "../src/wire.ts";
 import { MemoryBlockDevice } from "./memory-block-device.ts";
 import { TestNbdClient } from "./nbd-test-client.ts";
 import { startTestServer, type TestServer, waitUntil } from "./nbd-test-server.ts";
@@ -105,4 +107,47 @@ test("a client that reconnects while its export cannot open: one warning per int
   const again = lines.filter((line) => line.message.includes("opens again"));
   expect(again).toHaveLength(1);
   expect(again[0]!.fields.repeatsSuppressed).toBe(29);
+});
+
+test("a client whose requests fail again and again (its volume unavailable): one warning per command and error an interval", async () => {
+  const lines: { level: string; fields: Record<string, unknown>; message: string }[] = [];
+  const logger = {
+    child: () => logger,
+    debug: (fields: Record<string, unknown>, message: string) =>
+      lines.push({ level: "debug", fields, message }),
+    info: (fields: Record<string, unknown>, message: string) =>
+      lines.push({ level: "info", fields, message }),
+    warn: (fields: Record<string, unknown>, message: string) =>
+      lines.push({ level: "warn", fields, message }),
+    error: (fields: Record<string, unknown>, message: string) =>
+      lines.push({ level: "error", fields, message }),
+  };
+  let nowMs = 0;
+  const device = new MemoryBlockDevice("vol", 1024 * 1024);
+  running = await startTestServer({
+    devices: [device],
+    logger: logger as unknown as Logger,
+    clock: () => nowMs,
+  });
+  const { client } = await TestNbdClient.open(running.address, "vol");
+  clients.push(client);
+  for (let handle = 1n; handle <= 30n; handle++, nowMs += 1000) {
+    device.failNext(new BallastError(ErrorCode.Unavailable, "no live voter in partition 0"));
+    const reply = await client.roundTrip({ command: Command.Read, handle, length: 512 });
+    expect(reply.error).not.toBe(0);
+  }
+  const warned = () =>
+    lines.filter((line) => line.message === "request failed" && line.level === "warn");
+  // Old: a warning per request (30).
+  expect(warned()).toHaveLength(1);
+  expect(lines.filter((line) => line.message === "request failed")).toHaveLength(30);
+  // Another command failing is said at once; the same one again after the interval.
+  device.failNext(new BallastError(ErrorCode.Unavailable, "no live voter in partition 0"));
+  await client.roundTrip({ command: Command.Write, handle: 31n, data: new Uint8Array(512) });
+  expect(warned()).toHaveLength(2);
+  nowMs += repeatMs;
+  device.failNext(new BallastError(ErrorCode.Unavailable, "no live voter in partition 0"));
+  await client.roundTrip({ command: Command.Read, handle: 32n, length: 512 });
+  expect(warned()).toHaveLength(3);
+  expect(warned()[2]!.fields.repeatsSuppressed).toBe(29);
 });
