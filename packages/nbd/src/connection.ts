@@ -32,7 +32,7 @@ import type { Logger } from "@ballast/runtime";
 import type { BlockDevice } from "./block-device.ts";
 import type { NbdLimits } from "./constants.ts";
 import { assertNever, ConnectionClosedError, NbdProtocolError } from "./errors.ts";
-import { Handshake } from "./handshake.ts";
+import { Handshake, type RepeatGate } from "./handshake.ts";
 import type { PayloadBudget } from "./payload-budget.ts";
 import { SocketReader } from "./socket-reader.ts";
 import { SocketWriter } from "./socket-writer.ts";
@@ -47,6 +47,8 @@ export interface ConnectionContext {
   /** Once per device `openExport` returned, when this connection is done with it. */
   releaseExport(device: BlockDevice): void;
   listExports(): Promise<string[]>;
+  /** The server's gate for lines that connection after connection repeats. */
+  repeats?: RepeatGate;
 }
 
 export class NbdConnection {
@@ -153,6 +155,7 @@ export class NbdConnection {
         openExport: this.context.openExport,
         releaseExport: this.context.releaseExport,
         listExports: this.context.listExports,
+        ...(this.context.repeats === undefined ? {} : { repeats: this.context.repeats }),
       }).run();
     } finally {
       clearTimeout(deadline);
@@ -161,9 +164,14 @@ export class NbdConnection {
       case "aborted":
         this.logger.debug("client aborted the handshake");
         return "soft";
-      case "refused":
-        this.logger.info({ reason: outcome.reason }, "export refused; disconnecting");
+      case "refused": {
+        // Said once per reason and interval: a client may ask again and again.
+        const { repeats } = this.context;
+        if (repeats === undefined || repeats.due(`refused/${outcome.reason}`) !== undefined) {
+          this.logger.info({ reason: outcome.reason }, "export refused; disconnecting");
+        }
         return "hard";
+      }
       case "transmission": {
         const { device } = outcome;
         this.device = device;
@@ -178,6 +186,7 @@ export class NbdConnection {
           payloadBudget: this.context.payloadBudget,
           logger: this.logger.child({ export: device.name }),
           signal: this.aborted.signal,
+          ...(this.context.repeats === undefined ? {} : { repeats: this.context.repeats }),
         });
         await this.transmission.run();
         this.logger.debug("client disconnected");

@@ -19,7 +19,7 @@
 // cannot carry an error. The connection sets the deadline for the whole phase, and a
 // lookup still running when the socket closes is abandoned.
 
-import type { Logger } from "@ballast/runtime";
+import type { Logger, RepeatDue } from "@ballast/runtime";
 import type { BlockDevice } from "./block-device.ts";
 import {
   decodeClientFlags,
@@ -77,6 +77,16 @@ function transmissionFlagsOf(device: { readOnly?: boolean }): number {
   return device.readOnly === true ? readOnlyTransmissionFlags : transmissionFlags;
 }
 
+/**
+ * The server's keyed "once per interval" gate (RepeatLog with its clock), for lines one
+ * connection after another repeats: a client that reconnects while its export cannot
+ * open would otherwise log each attempt.
+ */
+export interface RepeatGate {
+  due(key: string): RepeatDue | undefined;
+  end(key: string): { suppressed: number } | undefined;
+}
+
 export interface HandshakeContext {
   reader: SocketReader;
   writer: SocketWriter;
@@ -91,6 +101,7 @@ export interface HandshakeContext {
    */
   releaseExport(device: BlockDevice): void;
   listExports(): Promise<string[]>;
+  repeats?: RepeatGate;
 }
 
 export type HandshakeOutcome =
@@ -266,8 +277,23 @@ export class Handshake {
         );
         throw error;
       }
-      logger.warn({ err: error, export: name }, "opening an export failed");
+      const { repeats } = this.context;
+      const due =
+        repeats === undefined ? { first: true, suppressed: 0 } : repeats.due(`open-failed/${name}`);
+      if (due !== undefined) {
+        logger.warn(
+          { err: error, export: name, ...(due.first ? {} : { repeatsSuppressed: due.suppressed }) },
+          "opening an export failed",
+        );
+      }
       return { failure: `cannot open export ${JSON.stringify(name)}: ${messageOf(error)}` };
+    }
+    const failed = this.context.repeats?.end(`open-failed/${name}`);
+    if (failed !== undefined) {
+      logger.info(
+        { export: name, repeatsSuppressed: failed.suppressed },
+        "an export that failed to open opens again",
+      );
     }
     if (device === undefined) return { failure: `no export named ${JSON.stringify(name)}` };
     // The backend is an edge too: a size that cannot be sent would corrupt the reply.

@@ -12,7 +12,7 @@
 // forever. The backend's contract is that an aborted operation settles at once.
 
 import { createServer, type Server, type Socket } from "node:net";
-import { createLogger, type Logger, settlesWithin } from "@ballast/runtime";
+import { createLogger, type Logger, RepeatLog, settlesWithin } from "@ballast/runtime";
 import type { BlockDevice } from "./block-device.ts";
 import { NbdConnection } from "./connection.ts";
 import { type NbdLimits, resolveLimits } from "./constants.ts";
@@ -33,6 +33,10 @@ export interface NbdServerOptions {
   listExports(): Promise<string[]>;
   logger?: Logger;
   limits?: Partial<NbdLimits>;
+  /** A monotonic clock (ms), for how often repeated refusals are logged. */
+  clock?: () => number;
+  /** How often refusals that go on are logged again (constants.logRepeatIntervalMs). */
+  logRepeatIntervalMs?: number;
 }
 
 export type ListenAddress = { host: string; port: number } | { path: string };
@@ -56,12 +60,21 @@ export class NbdServer {
   private server: Server | undefined;
   private nextConnectionId = 1;
   private closing = false;
+  /**
+   * Connections turned away (at connectionsMax, or closing): a client that reconnects at
+   * once would have a line each, as fast as it can connect. Said when they begin, then
+   * once per logRepeatIntervalMs with the count, and once a connection is taken again.
+   */
+  private readonly refusals: RepeatLog;
+  private readonly clock: () => number;
 
   /** Throws NbdLimitsError if `options.limits` cannot work together. */
   constructor(options: NbdServerOptions) {
     this.options = options;
     this.limits = resolveLimits(options.limits);
     this.payloadBudget = new PayloadBudget(this.limits.payloadBytesInflightMax);
+    this.refusals = new RepeatLog(options.logRepeatIntervalMs);
+    this.clock = options.clock ?? (() => performance.now());
     this.logger = (
       options.logger ?? createLogger({ service: "gateway", nodeId: "nbd", level: "silent" })
     ).child({ component: "nbd" });
@@ -150,13 +163,28 @@ export class NbdServer {
     const remote =
       socket.remoteAddress === undefined ? "unix" : `${socket.remoteAddress}:${socket.remotePort}`;
     if (this.closing || this.connections.size >= this.limits.connectionsMax) {
-      this.logger.warn(
-        { remote, connections: this.connections.size, closing: this.closing },
-        "connection refused",
-      );
+      const due = this.refusals.due("refused", this.clock());
+      if (due !== undefined) {
+        this.logger.warn(
+          {
+            remote,
+            connections: this.connections.size,
+            closing: this.closing,
+            ...(due.first ? {} : { repeatsSuppressed: due.suppressed }),
+          },
+          "connection refused",
+        );
+      }
       socket.on("error", () => {});
       socket.destroy();
       return;
+    }
+    const refused = this.refusals.end("refused");
+    if (refused !== undefined) {
+      this.logger.info(
+        { remote, repeatsSuppressed: refused.suppressed },
+        "a connection is taken again after connections were refused",
+      );
     }
     const id = this.nextConnectionId++;
     const logger = this.logger.child({ connection: id, remote });
@@ -167,6 +195,10 @@ export class NbdServer {
       openExport: (name) => this.options.openExport(name),
       releaseExport: (device) => this.options.releaseExport?.(device),
       listExports: () => this.options.listExports(),
+      repeats: {
+        due: (key) => this.refusals.due(key, this.clock()),
+        end: (key) => this.refusals.end(key),
+      },
     });
     this.connections.add(connection);
     logger.debug("connection accepted");

@@ -33,6 +33,7 @@ import type { BlockDevice } from "./block-device.ts";
 import { decodeRequestHeader, encodeSimpleReplyHeader, type RequestHeader } from "./codec.ts";
 import type { NbdLimits } from "./constants.ts";
 import { assertNever, BackendContractError, NbdProtocolError, replyErrorOf } from "./errors.ts";
+import type { RepeatGate } from "./handshake.ts";
 import { InflightLimiter } from "./inflight-limiter.ts";
 import type { PayloadBudget } from "./payload-budget.ts";
 import { decideRequest, type ExportGeometry, type RequestDecision } from "./request-decision.ts";
@@ -50,6 +51,8 @@ export interface TransmissionContext {
   logger: Logger;
   /** Fires when the connection closes: its operations then send no further attempt. */
   signal?: AbortSignal;
+  /** The server's gate for lines that request after request repeats (handshake.ts). */
+  repeats?: RepeatGate;
 }
 
 /** What a request is answered with: an error value, and a successful read's data. */
@@ -208,16 +211,28 @@ export class Transmission {
       reply = await operation();
     } catch (failure) {
       reply = { error: replyErrorOf(failure, request.command) };
-      this.context.logger.warn(
-        {
-          err: failure,
-          command: request.command,
-          offset: String(request.offset),
-          length: request.length,
-          error: reply.error,
-        },
-        "request failed",
-      );
+      // A client retrying while its volume is unavailable fails request after request:
+      // a warning per export, command and error once per logRepeatIntervalMs; the rest
+      // are debug lines.
+      const { repeats, device } = this.context;
+      const due =
+        repeats === undefined
+          ? { first: true, suppressed: 0 }
+          : repeats.due(`request-failed/${device.name}/${request.command}/${reply.error}`);
+      const fields = {
+        err: failure,
+        command: request.command,
+        offset: String(request.offset),
+        length: request.length,
+        error: reply.error,
+      };
+      if (due === undefined) this.context.logger.debug(fields, "request failed");
+      else {
+        this.context.logger.warn(
+          due.first ? fields : { ...fields, repeatsSuppressed: due.suppressed },
+          "request failed",
+        );
+      }
     }
     await this.context.writer.send(
       encodeSimpleReplyHeader(reply.error, request.handle),

@@ -1,5 +1,6 @@
 // Starts an NbdServer on 127.0.0.1 (a free port) over fake devices, for tests.
 
+import type { Logger } from "@ballast/runtime";
 import { type BlockDevice, type NbdLimits, NbdServer } from "../src/index.ts";
 
 export interface TestServer {
@@ -15,6 +16,9 @@ export interface TestServerOptions {
   listExports?: () => Promise<string[]>;
   /** Told of each device a connection is done with. */
   releaseExport?: (device: BlockDevice) => void;
+  /** Logs there (silent without). */
+  logger?: Logger;
+  clock?: () => number;
 }
 
 export async function startTestServer(options: TestServerOptions): Promise<TestServer> {
@@ -24,6 +28,8 @@ export async function startTestServer(options: TestServerOptions): Promise<TestS
     listExports: options.listExports ?? (async () => [...byName.keys()]),
     ...(options.releaseExport === undefined ? {} : { releaseExport: options.releaseExport }),
     ...(options.limits === undefined ? {} : { limits: options.limits }),
+    ...(options.logger === undefined ? {} : { logger: options.logger }),
+    ...(options.clock === undefined ? {} : { clock: options.clock }),
   });
   const bound = await server.listen({ host: "127.0.0.1", port: 0 });
   if (bound.port === undefined) throw new Error("the server did not report a port");

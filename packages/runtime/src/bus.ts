@@ -68,6 +68,7 @@ import {
   type OfferOutcome,
 } from "./link-client.ts";
 import { SealKeys } from "./link-seal.ts";
+import { RepeatLog } from "./log-repeat.ts";
 import type { Logger } from "./logger.ts";
 import { settlesWithin } from "./settle.ts";
 import { injectTraceContext, SpanKind, withSpan } from "./tracing.ts";
@@ -512,12 +513,48 @@ function isAuthorizationError(error: unknown): boolean {
 }
 
 async function watchStatus(connection: NatsConnection, logger: Logger): Promise<void> {
-  for await (const status of connection.status()) {
+  const log = natsStatusLog(logger, () => performance.now());
+  for await (const status of connection.status()) log(status);
+}
+
+/** The connection statuses natsStatusLog says something of. */
+export type NatsStatusSeen =
+  | { type: "disconnect" | "reconnecting" | "staleConnection" | "reconnect" }
+  | { type: "error"; error?: unknown }
+  | { type: string };
+
+/**
+ * What the log says of the NATS connection's statuses. The client tries again every
+ * natsReconnectWaitMs (with its jitter) while the server is away and says "reconnecting"
+ * at each attempt: a line each was 3 a second per process for as long as NATS was down.
+ * Now: the loss once, a reminder per logRepeatIntervalMs with the attempts left out, and
+ * the return once with how many there were. Errors: each distinct one once per interval.
+ * `nowMs`: a monotonic clock (tests pass a fake one).
+ */
+export function natsStatusLog(
+  logger: Pick<Logger, "info" | "warn" | "error">,
+  nowMs: () => number,
+  intervalMs?: number,
+): (status: NatsStatusSeen) => void {
+  const repeats = new RepeatLog(intervalMs);
+  let attempts = 0;
+  return (status) => {
     switch (status.type) {
       case "disconnect":
-      case "reconnecting":
-        logger.warn({ nats: status.type }, "NATS connection lost; reconnecting");
+      case "reconnecting": {
+        if (status.type === "reconnecting") attempts++;
+        const due = repeats.due("lost", nowMs());
+        if (due === undefined) break;
+        logger.warn(
+          due.first
+            ? { nats: status.type }
+            : { nats: status.type, attempts, repeatsSuppressed: due.suppressed },
+          due.first
+            ? "NATS connection lost; reconnecting"
+            : "NATS connection still lost; reconnecting",
+        );
         break;
+      }
       case "staleConnection":
         // Then "disconnect": said apart, so a log shows why the connection was dropped.
         logger.warn(
@@ -526,15 +563,27 @@ async function watchStatus(connection: NatsConnection, logger: Logger): Promise<
         );
         break;
       case "reconnect":
-        logger.info({ nats: status.type }, "NATS connection restored");
+        repeats.end("lost");
+        logger.info({ nats: status.type, attempts }, "NATS connection restored");
+        attempts = 0;
+        repeats.forget((key) => key.startsWith("error/"));
         break;
-      case "error":
-        logger.error({ nats: status.type, error: String(status.error) }, "NATS error");
+      case "error": {
+        const error = String((status as { error?: unknown }).error);
+        const due = repeats.due(`error/${error}`, nowMs());
+        if (due === undefined) break;
+        logger.error(
+          due.first
+            ? { nats: status.type, error }
+            : { nats: status.type, error, repeatsSuppressed: due.suppressed },
+          "NATS error",
+        );
         break;
+      }
       default:
         break;
     }
-  }
+  };
 }
 
 export interface RequestOptions {

@@ -267,3 +267,14 @@ export const linkTurnedAwayLogIntervalMs = 10_000;
  * line each would let it flood the log.
  */
 export const repliesRefusedLogIntervalMs = 10_000;
+/**
+ * A condition that lasts (a sled out with copies nowhere to go, a sled that answers
+ * nothing) is logged when it begins, then at most once this often while it lasts, each
+ * reminder with the count of repeats left out since the last line (log-repeat.ts): at
+ * the periods of the loops that meet it (a pass every 30 s, a check every second) a line
+ * each would fill an operator's disk over a long fault and bury the line that says what
+ * is wrong.
+ */
+export const logRepeatIntervalMs = 5 * 60_000;
+/** Conditions a RepeatLog tracks at once; past it the oldest is forgotten (logged anew). */
+export const logRepeatKeysMax = 10_000;

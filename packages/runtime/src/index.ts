@@ -14,6 +14,7 @@ export * from "./link-client.ts";
 export * from "./link-options.ts";
 export * from "./link-seal.ts";
 export * from "./link-server.ts";
+export * from "./log-repeat.ts";
 export * from "./logger.ts";
 export * from "./metrics.ts";
 export * from "./run.ts";

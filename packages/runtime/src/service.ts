@@ -63,6 +63,7 @@ import {
 } from "./constants.ts";
 import { SealKeys } from "./link-seal.ts";
 import { LinkServer, type LinkServerStats } from "./link-server.ts";
+import { RepeatLog } from "./log-repeat.ts";
 import type { Logger } from "./logger.ts";
 import { settlesWithin } from "./settle.ts";
 import { extractTraceContext, type HeaderCarrier, SpanKind, SpanStatusCode } from "./tracing.ts";
@@ -188,6 +189,14 @@ export class Service {
   /** Dropped for their reply subject since the last line logged (at most one a repliesRefusedLogIntervalMs). */
   private repliesRefusedSinceLog = 0;
   private repliesRefusedLoggedAtMs = Number.NEGATIVE_INFINITY;
+  /**
+   * Failed requests by message type and error code: a client retrying against a fault
+   * that lasts (a replica refused, a partition unavailable) fails the same way request
+   * after request. Each kind is a line when it begins, then one per
+   * logRepeatIntervalMs with the count left out; every failure stays a debug line and
+   * is counted in `ballast_requests_failed`.
+   */
+  private readonly requestFailures = new RepeatLog();
   private readonly heartbeatIntervalMs: number;
   private readonly subscriptions: Subscription[] = [];
   private readonly loops: Promise<void>[] = [];
@@ -673,7 +682,18 @@ export class Service {
     span?.setStatus({ code: SpanStatusCode.ERROR, message: body.message });
     span?.setAttribute("ballast.error.code", body.code);
     const level = body.code === ErrorCode.Internal ? "error" : "warn";
-    this.logger[level]({ type: message.type, ...body }, "request failed");
+    const due = this.requestFailures.due(`${message.type}/${body.code}`, performance.now());
+    if (due === undefined) this.logger.debug({ type: message.type, ...body }, "request failed");
+    else {
+      this.logger[level](
+        {
+          type: message.type,
+          ...body,
+          ...(due.first ? {} : { repeatsSuppressed: due.suppressed }),
+        },
+        "request failed",
+      );
+    }
     if (isRequest) raw.respond(encodeError(error));
   }
 }

@@ -11,7 +11,7 @@
 // runs on its usual interval. A watch counts one change when it starts, since changes
 // before it went unseen: the first re-read after it is never skipped.
 
-import type { Logger } from "@ballast/runtime";
+import { type Logger, RepeatLog } from "@ballast/runtime";
 import { watchRetryMs } from "./constants.ts";
 
 /** The KV watch the detector needs (JetStream KV's `watch`, updates only). */
@@ -24,17 +24,29 @@ export type Watch = (options: {
 /** The keys whose changes a re-read would pick up. */
 const watchedKeys = ["volume.>", "partition.>"] as const;
 
+/**
+ * What the watches log with. While NATS or the stream is away a watch fails again every
+ * watchRetryMs: its failure is said when it begins, then once per logRepeatIntervalMs
+ * with the count left out (RepeatLog), and its return once (with `info`, when given).
+ */
+export type WatchLog = Pick<Logger, "warn"> & { info?: Logger["info"] };
+
 export class CatalogueChanges {
   private count = 0;
   private readonly live = new Set<string>();
   private readonly watches = new Set<{ stop(): void }>();
   private closed = false;
+  private readonly repeats: RepeatLog;
 
   constructor(
     private readonly watch: Watch,
-    private readonly logger: Pick<Logger, "warn">,
+    private readonly logger: WatchLog,
     private readonly retryMs = watchRetryMs,
-  ) {}
+    private readonly clock: () => number = () => performance.now(),
+    logRepeatIntervalMs?: number,
+  ) {
+    this.repeats = new RepeatLog(logRepeatIntervalMs);
+  }
 
   start(): void {
     for (const key of watchedKeys) void this.follow(key);
@@ -59,6 +71,13 @@ export class CatalogueChanges {
         const changes = await this.watch({ key, include: "updates", headers_only: true });
         this.watches.add(changes);
         if (this.closed) changes.stop();
+        const failed = this.repeats.end(key);
+        if (failed !== undefined) {
+          this.logger.info?.(
+            { key, repeatsSuppressed: failed.suppressed },
+            "catalogue watch is back; an idle catalogue is no longer re-read every interval",
+          );
+        }
         this.count++;
         this.live.add(key);
         try {
@@ -68,10 +87,17 @@ export class CatalogueChanges {
           this.watches.delete(changes);
         }
       } catch (error) {
-        this.logger.warn(
-          { key, error: (error as Error).message },
-          "catalogue watch failed; re-reading the catalogue on every interval meanwhile",
-        );
+        const due = this.repeats.due(key, this.clock());
+        if (due !== undefined) {
+          this.logger.warn(
+            {
+              key,
+              error: (error as Error).message,
+              ...(due.first ? {} : { repeatsSuppressed: due.suppressed }),
+            },
+            "catalogue watch failed; re-reading the catalogue on every interval meanwhile",
+          );
+        }
       }
       if (!this.closed) await new Promise((resolve) => setTimeout(resolve, this.retryMs));
     }
@@ -137,12 +163,18 @@ export class PointerChanges {
   private watching: { stop(): void } | undefined;
   private closed = false;
 
+  private readonly repeats: RepeatLog;
+
   constructor(
     private readonly watch: KeyWatch,
     private readonly store: MarkStore,
-    private readonly logger: Pick<Logger, "warn">,
+    private readonly logger: WatchLog,
     private readonly retryMs = watchRetryMs,
-  ) {}
+    private readonly clock: () => number = () => performance.now(),
+    logRepeatIntervalMs?: number,
+  ) {
+    this.repeats = new RepeatLog(logRepeatIntervalMs);
+  }
 
   start(): void {
     void this.follow();
@@ -237,6 +269,13 @@ export class PointerChanges {
         });
         this.watching = changes;
         if (this.closed) changes.stop();
+        const failed = this.repeats.end("checkpoint.>");
+        if (failed !== undefined) {
+          this.logger.info?.(
+            { key: "checkpoint.>", repeatsSuppressed: failed.suppressed },
+            "checkpoint pointer watch is back",
+          );
+        }
         this.generation++;
         this.counts = new Map();
         this.delivered = Number.NEGATIVE_INFINITY;
@@ -258,10 +297,17 @@ export class PointerChanges {
           this.settleWaiters();
         }
       } catch (error) {
-        this.logger.warn(
-          { key: "checkpoint.>", error: (error as Error).message },
-          "checkpoint pointer watch failed; the sweep reads every pointer meanwhile",
-        );
+        const due = this.repeats.due("checkpoint.>", this.clock());
+        if (due !== undefined) {
+          this.logger.warn(
+            {
+              key: "checkpoint.>",
+              error: (error as Error).message,
+              ...(due.first ? {} : { repeatsSuppressed: due.suppressed }),
+            },
+            "checkpoint pointer watch failed; the sweep reads every pointer meanwhile",
+          );
+        }
       }
       if (!this.closed) await new Promise((resolve) => setTimeout(resolve, this.retryMs));
     }

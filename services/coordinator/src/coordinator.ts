@@ -83,6 +83,7 @@ import { Heartbeats, heartbeatTickMsOf } from "./heartbeats.ts";
 import { Leadership, type Leading } from "./leadership.ts";
 import { LeftoverDirectories } from "./leftover-directories.ts";
 import { LeftoverSweeper } from "./leftover-sweeper.ts";
+import { PeriodicFailures } from "./periodic-failures.ts";
 import { Purger } from "./purger.ts";
 import { Reconciler } from "./reconciler.ts";
 import { Reports } from "./reports.ts";
@@ -207,6 +208,7 @@ export class Coordinator {
   /** The control subjects served while leading: clients', and services'. */
   private control: Served[] | undefined;
   private readonly timers: NodeJS.Timeout[] = [];
+  private readonly periodicFailures: PeriodicFailures;
   private leader: Tenure | undefined;
   private renewing = false;
   /**
@@ -229,6 +231,7 @@ export class Coordinator {
     private readonly store?: ControlStore,
   ) {
     this.catalogueChanges = new CatalogueQueue(() => this.current(), service.nodeId);
+    this.periodicFailures = new PeriodicFailures(service.logger);
     this.heartbeats = new Heartbeats({
       logger: service.logger,
       heartbeatTimeoutMs: config.heartbeatTimeoutMs,
@@ -422,18 +425,23 @@ export class Coordinator {
   }
 
   private every(ms: number, work: () => unknown): void {
+    // Its failures are said at a bounded rate however long their cause lasts.
+    const task = `every-${ms}ms-${this.timers.length}`;
     this.timers.push(
       setInterval(() => {
         this.track(
           Promise.resolve()
             .then(work)
-            .catch((error) => {
-              // A pass that refused to act on a control record that does not decode (the
-              // sweeps, the purger): the catalogue warned of that record once; the pass
-              // tries again next time, and acts once the record is repaired.
-              if (isUnreadableRecord(error)) return;
-              this.service.logger.error({ error: String(error) }, "periodic work failed");
-            }),
+            .then(
+              () => this.periodicFailures.succeeded(task, ms),
+              (error) => {
+                // A pass that refused to act on a control record that does not decode (the
+                // sweeps, the purger): the catalogue warned of that record once; the pass
+                // tries again next time, and acts once the record is repaired.
+                if (isUnreadableRecord(error)) return;
+                this.periodicFailures.failed(task, ms, error);
+              },
+            ),
         );
       }, ms),
     );

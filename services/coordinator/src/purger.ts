@@ -27,7 +27,7 @@ import {
   sledLimits,
   subjects,
 } from "@ballast/protocol";
-import type { Service } from "@ballast/runtime";
+import { RepeatLog, type Service } from "@ballast/runtime";
 import { type Catalogue, idOfVolume } from "./catalogue.ts";
 import { now } from "./clock.ts";
 import {
@@ -63,6 +63,10 @@ export interface PurgerOptions {
   /** The sleds declared out; without it every dead sled keeps the records. */
   sleds?: Pick<SledRecords, "out">;
   times?: PurgeTimes;
+  /** A monotonic clock (ms) for how often a lasting listing failure is logged again. */
+  clock?: () => number;
+  /** How often a sled that cannot be listed is logged again (constants.logRepeatIntervalMs). */
+  logRepeatIntervalMs?: number;
 }
 
 export class Purger {
@@ -76,8 +80,15 @@ export class Purger {
    * still failed its drop otherwise stayed for the tenure's life.
    */
   private dropFailuresLogged = new Map<string, Set<string>>();
+  /**
+   * Live sleds whose listing failed: listed again every pass (purgePassIntervalMs) while
+   * a purge is pending, so said when it begins, then once per logRepeatIntervalMs, and
+   * once when a listing works again. Keys: sled ids.
+   */
+  private readonly listingFailures: RepeatLog;
 
   constructor(private readonly options: PurgerOptions) {
+    this.listingFailures = new RepeatLog(options.logRepeatIntervalMs);
     this.times = options.times ?? {
       graceMs: purgeGraceMs,
       retainMs: purgeRetainMs,
@@ -243,11 +254,25 @@ export class Purger {
       inventory = await this.inventoryOf(sled, due);
     } catch (error) {
       for (const outcome of outcomes.values()) outcome.complete = false;
-      this.options.service.logger.warn(
-        { sled, error: (error as Error).message },
-        "could not list a sled's objects to purge deleted volumes",
-      );
+      const due = this.listingFailures.due(sled, (this.options.clock ?? now)());
+      if (due !== undefined) {
+        this.options.service.logger.warn(
+          {
+            sled,
+            error: (error as Error).message,
+            ...(due.first ? {} : { repeatsSuppressed: due.suppressed }),
+          },
+          "could not list a sled's objects to purge deleted volumes",
+        );
+      }
       return;
+    }
+    const failed = this.listingFailures.end(sled);
+    if (failed !== undefined) {
+      this.options.service.logger.info(
+        { sled, repeatsSuppressed: failed.suppressed },
+        "listed a sled's objects to purge deleted volumes again",
+      );
     }
     for (const target of purgeDeletes(inventory, due, live)) {
       const outcome = outcomes.get(target.volumeId)!;

@@ -49,7 +49,7 @@
 
 import { randomBytes } from "node:crypto";
 import { BallastError, crc32c, ErrorCode, limits, subjects } from "@ballast/protocol";
-import type { Service } from "@ballast/runtime";
+import { RepeatLog, type Service } from "@ballast/runtime";
 import type { Catalogue } from "./catalogue.ts";
 import { storeMarkRequestDeadlineMs } from "./constants.ts";
 import type { Heartbeats } from "./heartbeats.ts";
@@ -171,6 +171,10 @@ export interface StoreMarksOptions {
   tenures: Pick<Tenures, "current">;
   catalogue: Pick<Catalogue, "sequence" | "nextSequence">;
   storeId: string;
+  /** A monotonic clock (ms), for how often a lasting failure is logged again. */
+  clock?: () => number;
+  /** How often a sled that cannot be read is logged again (constants.logRepeatIntervalMs). */
+  logRepeatIntervalMs?: number;
 }
 
 /** The shell: reads and leaves the marks on live sleds, for the leader. */
@@ -181,8 +185,17 @@ export class StoreMarks {
   /** The catalogue's sequence as last read (after the marks) or raised here. */
   private sequence: number | undefined;
   private running = false;
+  /**
+   * Live sleds whose marks could not be read: tried again every storeMarkCheckMs, so
+   * said when it begins, then once per logRepeatIntervalMs (keys: sled ids).
+   */
+  private readonly unreadable: RepeatLog;
+  private readonly clock: () => number;
 
-  constructor(private readonly options: StoreMarksOptions) {}
+  constructor(private readonly options: StoreMarksOptions) {
+    this.unreadable = new RepeatLog(options.logRepeatIntervalMs);
+    this.clock = options.clock ?? (() => performance.now());
+  }
 
   get storeId(): string {
     return this.options.storeId;
@@ -252,6 +265,9 @@ export class StoreMarks {
       const unread = this.liveSleds().filter(
         (sled) => this.read.get(sled.id)?.process !== sled.process,
       );
+      // A sled no longer tried (gone, or read): what was said of it is not repeated.
+      const tried = new Set(unread.map((sled) => sled.id));
+      this.unreadable.forget((sled) => !tried.has(sled));
       await Promise.all(unread.map((sled) => this.checkSled(sled.id, sled.process)));
       // After the marks: a create raises the sequence before it leaves its mark, so on a
       // store that was not restored, no mark read above is ahead of what this reads.
@@ -304,11 +320,25 @@ export class StoreMarks {
         ),
       );
     } catch (error) {
-      service.logger.warn(
-        { sled, error: (error as Error).message },
-        "could not read the control store's marks on a sled; nothing is deleted for being absent from the catalogue until it is read",
-      );
+      const due = this.unreadable.due(sled, this.clock());
+      if (due !== undefined) {
+        service.logger.warn(
+          {
+            sled,
+            error: (error as Error).message,
+            ...(due.first ? {} : { repeatsSuppressed: due.suppressed }),
+          },
+          "could not read the control store's marks on a sled; nothing is deleted for being absent from the catalogue until it is read",
+        );
+      }
       return;
+    }
+    const failed = this.unreadable.end(sled);
+    if (failed !== undefined) {
+      service.logger.info(
+        { sled, repeatsSuppressed: failed.suppressed },
+        "read the control store's marks on a sled that could not be read before",
+      );
     }
     const foreign = foreignStoresOf(keys, storeId);
     const before = this.read.get(sled);

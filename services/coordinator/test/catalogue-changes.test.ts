@@ -252,3 +252,78 @@ describe("PointerChanges", () => {
     changes.close();
   });
 });
+
+describe("a watch that fails as long as NATS or its stream is away (fake clock, captured log)", () => {
+  const hourMs = 60 * 60_000;
+  const repeatMs = 5 * 60_000;
+  /** Each failed attempt moves the fake clock this much (the retry and the failing call). */
+  const attemptMs = 10_000;
+
+  function captured() {
+    const lines: { level: string; fields: Record<string, unknown>; message: string }[] = [];
+    const at = (level: string) => (fields: Record<string, unknown>, message: string) => {
+      lines.push({ level, fields, message });
+    };
+    return { log: { warn: at("warn"), info: at("info") } as never, lines };
+  }
+
+  async function until(done: () => boolean): Promise<void> {
+    while (!done()) await new Promise((resolve) => setTimeout(resolve, 1));
+  }
+
+  it("CatalogueChanges: a warning when it begins, a reminder per interval, a line when back", async () => {
+    const { log, lines } = captured();
+    const watches = new FakeWatches();
+    let nowMs = 0;
+    let attempts = 0;
+    let fail = true;
+    const watch: Watch = async (options) => {
+      if (fail) {
+        attempts++;
+        nowMs += attemptMs;
+        throw new Error("no responders");
+      }
+      return watches.watch(options);
+    };
+    const changes = new CatalogueChanges(watch, log, 1, () => nowMs, repeatMs);
+    changes.start();
+    // Both keys' attempts move the one clock: an hour is 360 attempts in all.
+    await until(() => attempts >= hourMs / attemptMs);
+    fail = false;
+    await until(() => changes.version() !== undefined);
+    changes.close();
+    const failed = lines.filter((line) => line.message.startsWith("catalogue watch failed"));
+    // Old: a warning per attempt (360).
+    expect(failed.length).toBeLessThanOrEqual(2 * (hourMs / repeatMs + 1));
+    expect(failed.every((line) => line.level === "warn")).toBe(true);
+    const back = lines.filter((line) => line.message.startsWith("catalogue watch is back"));
+    expect(back.map((line) => line.fields.key).sort()).toEqual(["partition.>", "volume.>"]);
+  });
+
+  it("PointerChanges: the same, for the checkpoint pointer watch", async () => {
+    const { log, lines } = captured();
+    let nowMs = 0;
+    let attempts = 0;
+    const watch: KeyWatch = async () => {
+      attempts++;
+      nowMs += attemptMs;
+      throw new Error("no responders");
+    };
+    const changes = new PointerChanges(
+      watch,
+      new FakePointerStore(),
+      log,
+      1,
+      () => nowMs,
+      repeatMs,
+    );
+    changes.start();
+    await until(() => attempts >= hourMs / attemptMs);
+    changes.close();
+    const failed = lines.filter((line) =>
+      line.message.startsWith("checkpoint pointer watch failed"),
+    );
+    expect(failed.length).toBeLessThanOrEqual(hourMs / repeatMs + 1);
+    expect(failed.length).toBeGreaterThanOrEqual(hourMs / repeatMs - 1);
+  });
+});

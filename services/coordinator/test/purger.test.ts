@@ -20,6 +20,8 @@ class FakeSled {
   readonly chunks = new Map<string, Chunk>();
   readonly blobs = new Set<string>();
   alive = true;
+  /** False: membership says it is alive, but it answers nothing in time. */
+  answers = true;
 
   answer(message: Message): unknown {
     switch (message.type) {
@@ -90,7 +92,12 @@ class FakeHeadNode {
 async function harness(
   record: PurgeRecord = dead,
   heads: string[] = [],
-  options: { out?: () => string[] | undefined; ageMsMax?: number } = {},
+  options: {
+    out?: () => string[] | undefined;
+    ageMsMax?: number;
+    logger?: { info: unknown; warn: unknown };
+    clock?: () => number;
+  } = {},
 ) {
   const store = new FakeStore();
   const catalogue = new Catalogue(store);
@@ -126,10 +133,11 @@ async function harness(
           if (head !== undefined) return head.answer(message);
           const sled = sleds.get(id)!;
           if (!sled.alive) throw new BallastError(ErrorCode.Unavailable, "no responders");
+          if (!sled.answers) throw new BallastError(ErrorCode.Timeout, "no answer in time");
           return sled.answer(message);
         },
       },
-      logger: { info: () => undefined, warn: () => undefined },
+      logger: options.logger ?? { info: () => undefined, warn: () => undefined },
     } as never,
     catalogue,
     heartbeats: {
@@ -144,6 +152,7 @@ async function harness(
     tenures: { held: () => tenure, current: () => tenure },
     ...(options.out === undefined ? {} : { sleds: { out: options.out } }),
     times: { graceMs: 0, retainMs: 0, ageMsMax: options.ageMsMax ?? 1_000_000 },
+    ...(options.clock === undefined ? {} : { clock: options.clock, logRepeatIntervalMs: 300_000 }),
   });
   const left = (sled: FakeSled) => [...sled.chunks.keys(), ...sled.blobs].sort();
   return { store, sleds, headNodes, leases, purger, left };
@@ -307,5 +316,33 @@ describe("the drops a delete owes", () => {
     await purger.purge();
     await purger.purge();
     expect(headNodes.get("head-1")!.drops).toEqual([]);
+  });
+});
+
+describe("a live sled that cannot be listed while a purge is pending (fake clock, captured log)", () => {
+  test("warned when it begins and once per interval, not every pass; its listing again is said once", async () => {
+    const lines: { level: string; message: string; fields: Record<string, unknown> }[] = [];
+    const at = (level: string) => (fields: Record<string, unknown>, message: string) => {
+      lines.push({ level, fields, message });
+    };
+    let nowMs = 0;
+    const { sleds, purger } = await harness(dead, [], {
+      logger: { info: at("info"), warn: at("warn") },
+      clock: () => nowMs,
+      ageMsMax: Number.POSITIVE_INFINITY,
+    });
+    sleds.get("sled-2")!.answers = false;
+    // An hour of passes, one every purgePassIntervalMs (2 s).
+    for (; nowMs < 60 * 60_000; nowMs += 2000) await purger.purge();
+    const failed = lines.filter((line) => line.message.startsWith("could not list a sled's"));
+    // Old: one a pass, 1800 an hour.
+    expect(failed).toHaveLength(12);
+    expect(failed.every((line) => line.level === "warn" && line.fields.sled === "sled-2")).toBe(
+      true,
+    );
+    sleds.get("sled-2")!.answers = true;
+    await purger.purge();
+    await purger.purge();
+    expect(lines.filter((line) => line.message.startsWith("listed a sled's"))).toHaveLength(1);
   });
 });

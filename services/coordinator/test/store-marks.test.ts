@@ -5,6 +5,7 @@
 import { BallastError, ErrorCode, type Message, subjects } from "@ballast/protocol";
 import { describe, expect, test } from "vitest";
 import { Catalogue } from "../src/catalogue.ts";
+import { storeMarkCheckMs } from "../src/constants.ts";
 import type { Member } from "../src/membership.ts";
 import {
   foreignStoresOf,
@@ -12,6 +13,7 @@ import {
   StoreMarks,
   sequenceMarkKeyOf,
   storeMarkKeyOf,
+  storeMarkPrefix,
   witnessedSequenceOf,
 } from "../src/store-marks.ts";
 import type { Tenure } from "../src/tenure.ts";
@@ -264,5 +266,54 @@ describe("the catalogue's sequence on the sleds", () => {
     await one.marks.witnessCreate("c");
     expect([...one.blobs.get("sled-2")!]).toEqual([sequenceMarkKeyOf(ours, 1)]);
     expect([...one.blobs.get("sled-1")!]).toEqual([]);
+  });
+});
+
+describe("a live sled whose marks cannot be read (fake clock, captured log)", () => {
+  test("warned when it begins, then once per interval, not every storeMarkCheckMs; its read is said once", async () => {
+    const lines: { level: string; fields: Record<string, unknown>; message: string }[] = [];
+    const at = (level: string) => (fields: Record<string, unknown>, message: string) => {
+      lines.push({ level, fields, message });
+    };
+    let nowMs = 0;
+    let answers = false;
+    const tenure = { ready: true, behind: new Map(), records: new Map() } as unknown as Tenure;
+    const marks = new StoreMarks({
+      service: {
+        bus: {
+          request: async (_subject: string, message: Message) => {
+            if (!answers) throw new BallastError(ErrorCode.Timeout, "no answer in time");
+            if (message.type === "sled.blob.list.v1") {
+              const keys = message.prefix === storeMarkPrefix ? [storeMarkKeyOf(ours)] : [];
+              return { blobs: keys.map((key) => ({ key, bytes: 1 })), truncated: false };
+            }
+            throw new BallastError(ErrorCode.Internal, `unexpected ${message.type}`);
+          },
+        },
+        logger: { info: at("info"), warn: at("warn"), error: at("error") },
+      } as never,
+      heartbeats: {
+        list: () => [{ id: "sled-1", kind: "sled", alive: true, pid: 1, startedAtMs: 1 } as Member],
+      },
+      tenures: { current: () => tenure },
+      catalogue: new Catalogue(new FakeStore()),
+      storeId: ours,
+      clock: () => nowMs,
+      logRepeatIntervalMs: 5 * 60_000,
+    });
+    const hourMs = 60 * 60_000;
+    for (; nowMs < hourMs; nowMs += storeMarkCheckMs) await marks.check();
+    const warned = lines.filter((line) => line.message.startsWith("could not read the control"));
+    // Old: one a check, 3600 an hour.
+    expect(warned).toHaveLength(12);
+    expect(warned.every((line) => line.level === "warn")).toBe(true);
+    expect(marks.refusal()).toContain("not read yet");
+    answers = true;
+    await marks.check();
+    await marks.check();
+    expect(marks.refusal()).toBeUndefined();
+    expect(
+      lines.filter((line) => line.message.startsWith("read the control store's")),
+    ).toHaveLength(1);
   });
 });

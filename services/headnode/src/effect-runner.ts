@@ -30,6 +30,7 @@
 // call order, so their schedules stay those of their seeds.
 
 import { type BallastError, ErrorCode } from "@ballast/protocol";
+import { RepeatLog } from "@ballast/runtime";
 import type { ReplicaPorts } from "./ports.ts";
 import type { Effect, Reply, RequestId } from "./replica/effects.ts";
 import type { Replica } from "./replica/replica.ts";
@@ -62,6 +63,8 @@ export interface RunnerHooks {
    */
   deferJournal?(run: () => void): void;
   log?: RunnerLog;
+  /** How often a failure that lasts is logged again (constants.logRepeatIntervalMs). */
+  logRepeatIntervalMs?: number;
 }
 
 type JournalEffect = Extract<
@@ -88,12 +91,33 @@ export class EffectRunner {
   private readonly ports: ReplicaPorts;
   private readonly hooks: RunnerHooks;
   private readonly log: RunnerLog;
+  /**
+   * Failures the core retries on its own pace while their cause lasts (a chunk write to
+   * full or dead sleds is retried every flushRetryTicks, half a second): each kind is
+   * logged when it begins, then once per logRepeatIntervalMs with the count left out,
+   * and once when it succeeds again. Keys: the effect's type.
+   */
+  private readonly repeats: RepeatLog;
 
   constructor(core: Replica, ports: ReplicaPorts, hooks: RunnerHooks) {
     this.core = core;
     this.ports = ports;
     this.hooks = hooks;
     this.log = hooks.log ?? silentLog;
+    this.repeats = new RepeatLog(hooks.logRepeatIntervalMs);
+  }
+
+  /** A failure of kind `key` again: logged if it begins or its reminder is due. */
+  private warnRepeated(key: string, fields: object, message: string): void {
+    const due = this.repeats.due(key, this.ports.clock.nowMs());
+    if (due === undefined) return;
+    this.log.warn(due.first ? fields : { ...fields, repeatsSuppressed: due.suppressed }, message);
+  }
+
+  /** Kind `key` succeeded: its end is said once if it was failing. */
+  private endRepeated(key: string, message: string): void {
+    const ended = this.repeats.end(key);
+    if (ended !== undefined) this.log.info({ repeatsSuppressed: ended.suppressed }, message);
   }
 
   /** Ends this life: later completions are ignored. */
@@ -173,10 +197,12 @@ export class EffectRunner {
       case "chunk.write":
         sleds.writeChunk(effect, this.sleds, (outcome) => {
           if (outcome.ok) {
+            this.endRepeated("chunk.write", "chunk writes to sleds succeed again");
             this.report(() => this.core.onChunkWritten(effect.chunkNumber, outcome.value));
             return;
           }
-          this.log.warn(
+          this.warnRepeated(
+            "chunk.write",
             { chunk: effect.sledChunkId, error: String(outcome.error) },
             "chunk write failed; will retry",
           );
@@ -189,10 +215,12 @@ export class EffectRunner {
       case "chunk.read":
         sleds.readWholeChunk(effect, (outcome) => {
           if (outcome.ok) {
+            this.endRepeated("chunk.read", "chunks to compact are read again");
             this.report(() => this.core.onChunkRead(effect.chunkNumber, outcome.value));
             return;
           }
-          this.log.warn(
+          this.warnRepeated(
+            "chunk.read",
             { chunk: effect.sledChunkId, error: String(outcome.error) },
             "could not read a chunk to compact; will pick again later",
           );
@@ -266,7 +294,8 @@ export class EffectRunner {
     }
     this.ports.sleds.putBlob(blobKey, snapshot, this.sleds, opNum, (outcome) => {
       if (!outcome.ok) {
-        this.log.warn(
+        this.warnRepeated(
+          "checkpoint.store",
           { opNum, error: outcome.error.message },
           "could not store a checkpoint on sleds; will with the next",
         );
@@ -279,6 +308,7 @@ export class EffectRunner {
         this.ports.sleds.deleteBlob(blobKey, outcome.value, () => {});
         return;
       }
+      this.endRepeated("checkpoint.store", "checkpoints are stored on sleds again");
       this.report(() =>
         this.core.onCheckpointStored(opNum, {
           opNum,

@@ -69,6 +69,7 @@ import {
   type MeterGroups,
   meterGroupsOf,
   meterOf,
+  RepeatLog,
   type Service,
   type SpanContext,
   SpanStatusCode,
@@ -1158,6 +1159,9 @@ export class PartitionHost {
   }
 }
 
+/** Journals (by directory) refused for a failure in this boot, for the refusal's line. */
+const untrustedRefusals = new RepeatLog();
+
 /**
  * Opens the replica's journal. One that failed earlier in this boot of the machine is
  * refused (journal/failed-marker.ts): its files may read back writes that never reached
@@ -1172,13 +1176,25 @@ export class PartitionHost {
  */
 async function openJournal(directory: string, logger: Logger, address: PartitionAddress) {
   try {
-    return await Journal.open({ directory });
+    const journal = await Journal.open({ directory });
+    untrustedRefusals.end(directory);
+    return journal;
   } catch (error) {
     if (!(error instanceof JournalUntrustedError)) throw error;
-    logger.error(
-      { volume: address.volume, partition: address.partition, bootId: error.failedBootId },
-      "refusing to reopen a replica whose journal failed in this boot: its files may show writes that never reached the disk; it must be rebuilt from its peers",
-    );
+    // The coordinator may configure it again every round while the partition waits for
+    // a reboot (a lone primary): said once per logRepeatIntervalMs, with the count.
+    const due = untrustedRefusals.due(directory, performance.now());
+    if (due !== undefined) {
+      logger.error(
+        {
+          volume: address.volume,
+          partition: address.partition,
+          bootId: error.failedBootId,
+          ...(due.first ? {} : { repeatsSuppressed: due.suppressed }),
+        },
+        "refusing to reopen a replica whose journal failed in this boot: its files may show writes that never reached the disk; it must be rebuilt from its peers",
+      );
+    }
     throw new BallastError(ErrorCode.Unavailable, error.message, {
       cause: error,
       details: { refusal: "journal-failed-this-boot" },

@@ -72,7 +72,7 @@
 // and counted short (its data is lost unless an out sled comes back).
 
 import { limits } from "@ballast/protocol";
-import type { Logger } from "@ballast/runtime";
+import { type Logger, RepeatLog } from "@ballast/runtime";
 import type { CheckpointPointer } from "./replica/effects.ts";
 import type { ChunkEntry } from "./replica/metadata.ts";
 import type { Replica } from "./replica/replica.ts";
@@ -244,6 +244,8 @@ export interface ReplicatorOptions {
   scrubIntervalMs?: number;
   /** How often a recorded checkpoint's copies are looked for (checkpointCheckIntervalMs). */
   checkpointCheckIntervalMs?: number;
+  /** How often a lasting condition is logged again (constants.logRepeatIntervalMs). */
+  logRepeatIntervalMs?: number;
   clock?: () => number;
 }
 
@@ -298,9 +300,18 @@ export class Replicator {
   readonly damagedCopies = new Map<string, Set<string>>();
   /** When the sleds were last asked for their damaged chunks (never: -Infinity). */
   private damagedAskedAtMs = Number.NEGATIVE_INFINITY;
+  /**
+   * The lasting conditions a pass meets again every replicatorIntervalMs (a partition
+   * with chunks lost or stuck, copies to a sled that fail, the pass's own work line):
+   * each logged when it begins, then once per logRepeatIntervalMs with the count left
+   * out, and when it ends. Keys: `short/volumeId/partition`, `copy/volumeId/partition/sled`,
+   * `work`.
+   */
+  private readonly repeats: RepeatLog;
 
   constructor(private readonly options: ReplicatorOptions) {
     this.clock = options.clock ?? (() => performance.now());
+    this.repeats = new RepeatLog(options.logRepeatIntervalMs);
   }
 
   start(): void {
@@ -738,11 +749,18 @@ export class Replicator {
     this.checkpointsReplaced.delete(key);
     this.checkpointsChecked.delete(key);
     this.scrubbed.delete(key);
+    this.forgetRepeatsOf(volumeId, partition);
     for (const audit of this.audits.values()) audit.cursors.delete(key);
     for (const asked of this.asked.values()) asked.partitions.delete(key);
     for (const chunkKey of this.recorded.keys()) {
       if (chunkKey.startsWith(`${key}/`)) this.recorded.delete(chunkKey);
     }
+  }
+
+  /** Forgets, without a line, the lasting conditions logged of one partition. */
+  private forgetRepeatsOf(volumeId: string, partition: number): void {
+    const key = `${volumeId}/${partition}`;
+    this.repeats.forget((repeat) => repeat === `short/${key}` || repeat.startsWith(`copy/${key}/`));
   }
 
   /** The partitions (`volumeId/partition`) this replicator keeps any state for. */
@@ -756,6 +774,12 @@ export class Replicator {
     ]);
     for (const chunkKey of this.recorded.keys()) {
       keys.add(chunkKey.slice(0, chunkKey.lastIndexOf("/")));
+    }
+    for (const repeat of this.repeats.keys()) {
+      if (repeat.startsWith("short/")) keys.add(repeat.slice("short/".length));
+      else if (repeat.startsWith("copy/")) {
+        keys.add(repeat.slice("copy/".length, repeat.lastIndexOf("/")));
+      }
     }
     return [...keys].sort();
   }
@@ -816,7 +840,11 @@ export class Replicator {
       new Set(partitions.map(({ address }) => `${address.volumeId}/${address.partition}`)),
     );
     for (const partition of partitions) {
-      if (partition.roleName !== "primary") continue;
+      if (partition.roleName !== "primary") {
+        // Not its to copy any more: what it said as primary is not said on.
+        this.forgetRepeatsOf(partition.address.volumeId, partition.address.partition);
+        continue;
+      }
       this.checkCheckpoint(partition, out);
       const { volumeId, partition: index } = partition.address;
       const { jobs, lost, stuck } = planCopies(
@@ -825,16 +853,50 @@ export class Replicator {
         partition.sleds,
         (chunk) => this.recorded.has(`${volumeId}/${index}/${chunk}`),
       );
+      const shortKey = `short/${volumeId}/${index}`;
       if (lost.length > 0 || stuck.length > 0) {
-        this.options.logger.warn(
-          { ...partition.address, lost: lost.slice(0, 16), stuck: stuck.slice(0, 16) },
-          `${lost.length} chunks have no copy on a sled in service, ${stuck.length} have no live sled to copy to`,
+        // Data at risk: a warning as long as it lasts, at a bounded rate.
+        const due = this.repeats.due(shortKey, nowMs);
+        if (due !== undefined) {
+          this.options.logger.warn(
+            {
+              ...partition.address,
+              lost: lost.slice(0, 16),
+              stuck: stuck.slice(0, 16),
+              ...(due.first ? {} : { repeatsSuppressed: due.suppressed }),
+            },
+            `${lost.length} chunks have no copy on a sled in service, ${stuck.length} have no live sled to copy to`,
+          );
+        }
+      } else if (this.repeats.end(shortKey) !== undefined) {
+        this.options.logger.info(
+          { ...partition.address },
+          "no chunk is left without a copy on a sled in service or a live sled to copy to",
         );
       }
       for (const job of jobs) work.push({ partition, job });
     }
-    if (work.length === 0) return;
-    this.options.logger.info({ chunks: work.length }, "re-replicating chunks short of copies");
+    // Copies no longer owed to a sled (it went out, the chunks got copies elsewhere):
+    // failures there are not repeats any more.
+    const owed = new Set(
+      work.map(
+        ({ partition, job }) =>
+          `copy/${partition.address.volumeId}/${partition.address.partition}/${job.target}`,
+      ),
+    );
+    this.repeats.forget((key) => key.startsWith("copy/") && !owed.has(key));
+    if (work.length === 0) {
+      this.repeats.end("work");
+      return;
+    }
+    // Copies that fail every pass (a full sled, say) bring the same work back each pass.
+    const due = this.repeats.due("work", nowMs);
+    if (due !== undefined) {
+      this.options.logger.info(
+        { chunks: work.length, ...(due.first ? {} : { repeatsSuppressed: due.suppressed }) },
+        "re-replicating chunks short of copies",
+      );
+    }
     let next = 0;
     const worker = async () => {
       while (next < work.length && !this.closed) {
@@ -868,15 +930,39 @@ export class Replicator {
         `${address.volumeId}/${address.partition}/${job.chunkNumber}`,
         this.clock(),
       );
+      const failed = this.repeats.end(
+        `copy/${address.volumeId}/${address.partition}/${job.target}`,
+      );
       this.options.logger.info(
-        { ...address, chunk: job.entry.sledChunkId, from, to: job.target, copies },
+        {
+          ...address,
+          chunk: job.entry.sledChunkId,
+          from,
+          to: job.target,
+          copies,
+          ...(failed === undefined ? {} : { afterFailuresSuppressed: failed.suppressed }),
+        },
         "made a new copy of a chunk short of copies",
       );
     } catch (error) {
-      this.options.logger.warn(
-        { ...address, chunk: job.entry.sledChunkId, to: job.target, error: String(error) },
-        "could not copy a chunk short of copies; the next pass tries again",
+      // One line per partition and target sled when its copies begin to fail, then a
+      // reminder per logRepeatIntervalMs: every chunk short of copies fails each pass.
+      const due = this.repeats.due(
+        `copy/${address.volumeId}/${address.partition}/${job.target}`,
+        this.clock(),
       );
+      if (due !== undefined) {
+        this.options.logger.warn(
+          {
+            ...address,
+            chunk: job.entry.sledChunkId,
+            to: job.target,
+            error: String(error),
+            ...(due.first ? {} : { repeatsSuppressed: due.suppressed }),
+          },
+          "could not copy a chunk short of copies; the next pass tries again",
+        );
+      }
     }
   }
 

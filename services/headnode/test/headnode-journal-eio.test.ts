@@ -178,4 +178,21 @@ describe("a replica whose journal write failed with EIO", () => {
     expect(learner.lastOpNum).toBe(0);
     expect(existsSync(marker())).toBe(false);
   });
+
+  test("configured again and again in the same boot, its refusal is logged once an interval, not once a configure", async () => {
+    await configure(1);
+    await write(1, 0x51);
+    await failAWrite(1, 0x52);
+    const error = vi.spyOn(service.logger, "error");
+    // The coordinator resends the configure every reconcile round while the lone
+    // primary's partition waits for a reboot.
+    for (let epoch = 2; epoch < 12; epoch++) {
+      await expect(configure(epoch)).rejects.toThrow("it opens again only after a reboot");
+    }
+    const refusals = error.mock.calls.filter(([, message]) =>
+      String(message).startsWith("refusing to reopen a replica whose journal failed"),
+    );
+    // Old: an error line per configure (10).
+    expect(refusals).toHaveLength(1);
+  });
 });
