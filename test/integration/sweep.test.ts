@@ -27,6 +27,16 @@ const blocksPerWrite = 64;
 const writes = 4;
 /** Grace, a few passes, and slack for a loaded machine. */
 const sweptWithinMs = 30_000;
+/** The first cluster's sweep interval and grace (BALLAST_SWEEP_INTERVAL_MS, _GRACE_MS). */
+const sweepIntervalMs = 500;
+const sweepGraceMs = 2000;
+/**
+ * Complete passes after a snapshot's create within which a sweep that took it for
+ * unrecorded would have dropped it: the pass running at the create may have read the
+ * catalogue before it (1), the next sees it (1), a pass a grace later confirms and drops
+ * it (passes are at least an interval apart), and one pass of slack.
+ */
+const passesToDrop = 1 + 1 + Math.ceil(sweepGraceMs / sweepIntervalMs) + 1;
 
 let cluster: TestCluster;
 let catalogue: Catalogue;
@@ -36,8 +46,8 @@ beforeAll(async () => {
     headNodes: 2,
     sleds: 2,
     env: {
-      BALLAST_SWEEP_INTERVAL_MS: "500",
-      BALLAST_SWEEP_GRACE_MS: "2000",
+      BALLAST_SWEEP_INTERVAL_MS: String(sweepIntervalMs),
+      BALLAST_SWEEP_GRACE_MS: String(sweepGraceMs),
       BALLAST_CHECKPOINT_INTERVAL_MS: "500",
     },
   });
@@ -260,21 +270,30 @@ test("a snapshot taken on a partition and never recorded (a create cut off) is d
     250,
   );
   const coordinator = cluster.cluster.ids("coordinator")[0]!;
-  const info = await cluster.bus.request(subjects.node.build("coordinator", coordinator), {
-    type: "node.info.v1",
-  });
+  const sweepStatus = async () =>
+    (
+      await cluster.bus.request(subjects.node.build("coordinator", coordinator), {
+        type: "node.info.v1",
+      })
+    ).details.sweep as { snapshotsDropped: number; passes: number };
   // At least once: until a checkpoint without it is recorded, a later pass may drop it
   // again (a drop of an id the partition no longer has is a no-op).
-  expect(
-    (info.details.sweep as { snapshotsDropped: number }).snapshotsDropped,
-  ).toBeGreaterThanOrEqual(1);
-  // A recorded snapshot is left alone.
+  expect((await sweepStatus()).snapshotsDropped).toBeGreaterThanOrEqual(1);
+  // A recorded snapshot is left alone: through as many passes as would have dropped it
+  // had the sweep taken it for unrecorded (counted, not a fixed sleep: a loaded machine
+  // stretches the passes, not the wait's power).
   await cluster.bus.request(subjects.coordinator.build(), {
     type: "snapshot.create.v1",
     volume: name,
     name: "kept",
   });
-  await new Promise((resolve) => setTimeout(resolve, 5000));
+  const passesAtCreate = (await sweepStatus()).passes;
+  await waitFor(
+    `${passesToDrop} sweep passes after the snapshot's create`,
+    async () => ((await sweepStatus()).passes >= passesAtCreate + passesToDrop ? true : undefined),
+    sweptWithinMs,
+    100,
+  );
   const list = await cluster.bus.request(subjects.coordinator.build(), {
     type: "snapshot.list.v1",
     volume: name,

@@ -85,16 +85,19 @@ export const holdMsMax = 5000;
  * are, since each of the 14 kinds costs CI its hold. Still at least holdMsMin, which is
  * past the heartbeat timeout of the chaos services: a killed node is counted dead.
  */
-export const holdMsMaxRoundRobin = 3000;
+export const holdMsMaxRoundRobin = 2500;
 /** Quiet time between one fault's recovery (at full strength) and the next fault. */
 export const gapMsMin = 1000;
 export const gapMsMax = 3000;
 /**
- * The gap's upper bound in round-robin runs (CI's short run, which goes on until every
- * kind has run once): shorter, so that a fault kind added costs CI about its own
- * recovery, not its recovery and a whole gap more. Still drawn from the same stream.
+ * The gap's bounds in round-robin runs (CI's short run, which goes on until every kind
+ * has run once): shorter, so that a fault kind costs CI about its own recovery, not its
+ * recovery and a whole gap more. A gap starts once the cluster is back at full
+ * strength, so even the shortest has the workload run on a whole cluster (some 600
+ * client operations at CI's rate) before the next fault. Still drawn from the same stream.
  */
-export const gapMsMaxRoundRobin = 1500;
+export const gapMsMinRoundRobin = 500;
+export const gapMsMaxRoundRobin = 1000;
 /** How long the nemesis waits for full strength after a recovery before going on. */
 export const fullStrengthWaitMs = 60_000;
 
@@ -598,7 +601,11 @@ export async function runNemesis(
   const faults: FaultRecord[] = [];
   let index = 0;
   while (keepGoing(faults.length)) {
-    await sleep(context.random.between(gapMsMin, roundRobin ? gapMsMaxRoundRobin : gapMsMax));
+    await sleep(
+      roundRobin
+        ? context.random.between(gapMsMinRoundRobin, gapMsMaxRoundRobin)
+        : context.random.between(gapMsMin, gapMsMax),
+    );
     if (!keepGoing(faults.length)) break;
     const kind = roundRobin ? kinds[index++ % kinds.length]! : context.random.pick(kinds);
     faults.push(
