@@ -1,17 +1,28 @@
 import { availableParallelism } from "node:os";
 import { defineConfig } from "vitest/config";
 
-// Two tiers, one after the other (`sequence.groupOrder`): unit, property and simulation
-// tests first, in parallel (they never touch the network); then integration tests, which
-// start real nats-server and service processes on loopback, one file at a time and with
-// nothing else running, to keep a 2-core machine from timing itself out.
+// Two tiers, one after the other (`sequence.groupOrder`): unit and property tests first,
+// in parallel (they never touch the network); then integration tests, which start real
+// nats-server and service processes on loopback, one file at a time, to keep a 2-core
+// machine from timing itself out. Beside the integration tier runs the seeded simulator's
+// file (pure CPU, about a minute and a half of it, and blind to wall time) at the lowest
+// scheduling priority (test/support/lowest-priority.ts): it takes the CPU the integration
+// tier's processes leave idle while they wait on leases, heartbeats and disks, instead of
+// holding one of the unit tier's two workers for most of that tier.
 //
 // Workers: vitest's default is one fewer than the cores, so on a 2-core machine the unit
 // tier ran one file at a time (about 165 s); two workers take about 90 s there. Without
 // the group order, the first integration file would run beside the unit tier's last.
+/** The seeded simulator's CI runs: a tier of their own (above). */
+const simulationFile = "services/headnode/test/simulation.test.ts";
+
 export default defineConfig({
   test: {
     reporters: ["default", "./test/support/summary-reporter.ts"],
+    // The pool's size over all projects (vitest's default, one fewer than the cores, is
+    // one on a 2-core machine, which ran the simulation tier after the integration tier's
+    // last file instead of beside it). Each project still bounds its own.
+    maxWorkers: Math.max(2, availableParallelism() - 1),
     projects: [
       {
         test: {
@@ -22,9 +33,23 @@ export default defineConfig({
             "apps/*/test/**/*.test.ts",
             "test/*.test.ts",
           ],
+          exclude: ["**/node_modules/**", simulationFile],
           testTimeout: 30_000,
           maxWorkers: Math.max(2, availableParallelism() - 1),
           sequence: { groupOrder: 0 },
+        },
+      },
+      {
+        test: {
+          name: "simulation",
+          include: [simulationFile],
+          // Its tests name their own bounds (two to ten minutes): CPU-bound at nice 19,
+          // each may take a few times its quiet length while integration files run.
+          testTimeout: 600_000,
+          pool: "forks",
+          maxWorkers: 1,
+          setupFiles: ["./test/support/lowest-priority.ts"],
+          sequence: { groupOrder: 1 },
         },
       },
       {

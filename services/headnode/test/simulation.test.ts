@@ -13,32 +13,42 @@ import {
 import { simulate } from "../src/simulation/simulation.ts";
 
 const seedsPerShape = Number(process.env.BALLAST_SIMULATION_SEEDS ?? 200);
+/**
+ * Each test's bound: the longest takes under half a minute alone, but `npm test` runs
+ * this file at the lowest priority beside the integration tier (vitest.config.ts), where
+ * it may wait minutes for idle CPU; a liveness bound, not a speed goal.
+ */
+const testBoundMs = 900_000;
 
 describe.each([3, 2] as const)("simulation with %i replicas", (replicas) => {
-  test(`${seedsPerShape} seeds keep every invariant`, async () => {
-    let acknowledged = 0;
-    let reads = 0;
-    let crashes = 0;
-    let chunks = 0;
-    for (let seed = 1; seed <= seedsPerShape; seed++) {
-      const result = await simulate(seed, { replicas });
-      const summary = result.violations.map((v) => `[${v.check}] ${v.message}`).join("\n");
-      expect(
-        result.violations,
-        `seed ${seed} failed; replay: npm run simulate -- --seed ${seed} --replicas ${replicas}\n${summary}`,
-      ).toEqual([]);
-      acknowledged += result.stats.acknowledgedMutations;
-      reads += result.stats.reads;
-      crashes += result.stats.crashes;
-      chunks += result.stats.chunks;
-    }
-    // The runs did real work: writes were acknowledged, reads checked, replicas crashed
-    // and restarted, and data went through flushes to chunks.
-    expect(acknowledged).toBeGreaterThan(seedsPerShape * 10);
-    expect(reads).toBeGreaterThan(seedsPerShape * 5);
-    expect(crashes).toBeGreaterThan(seedsPerShape);
-    expect(chunks).toBeGreaterThan(seedsPerShape * 3);
-  }, 300_000);
+  test(
+    `${seedsPerShape} seeds keep every invariant`,
+    async () => {
+      let acknowledged = 0;
+      let reads = 0;
+      let crashes = 0;
+      let chunks = 0;
+      for (let seed = 1; seed <= seedsPerShape; seed++) {
+        const result = await simulate(seed, { replicas });
+        const summary = result.violations.map((v) => `[${v.check}] ${v.message}`).join("\n");
+        expect(
+          result.violations,
+          `seed ${seed} failed; replay: npm run simulate -- --seed ${seed} --replicas ${replicas}\n${summary}`,
+        ).toEqual([]);
+        acknowledged += result.stats.acknowledgedMutations;
+        reads += result.stats.reads;
+        crashes += result.stats.crashes;
+        chunks += result.stats.chunks;
+      }
+      // The runs did real work: writes were acknowledged, reads checked, replicas crashed
+      // and restarted, and data went through flushes to chunks.
+      expect(acknowledged).toBeGreaterThan(seedsPerShape * 10);
+      expect(reads).toBeGreaterThan(seedsPerShape * 5);
+      expect(crashes).toBeGreaterThan(seedsPerShape);
+      expect(chunks).toBeGreaterThan(seedsPerShape * 3);
+    },
+    testBoundMs,
+  );
 });
 
 test("the same seed replays to the same result", async () => {
@@ -47,14 +57,18 @@ test("the same seed replays to the same result", async () => {
   expect(second).toEqual(first);
 });
 
-test("the checkers catch a disk that loses acknowledged writes", async () => {
-  let caught = 0;
-  for (let seed = 1; seed <= 40; seed++) {
-    const result = await simulate(seed, { replicas: 2, diskLosesAcknowledgedWrites: true });
-    if (result.violations.length > 0) caught++;
-  }
-  expect(caught).toBeGreaterThan(0);
-}, 120_000);
+test(
+  "the checkers catch a disk that loses acknowledged writes",
+  async () => {
+    let caught = 0;
+    for (let seed = 1; seed <= 40; seed++) {
+      const result = await simulate(seed, { replicas: 2, diskLosesAcknowledgedWrites: true });
+      if (result.violations.length > 0) caught++;
+    }
+    expect(caught).toBeGreaterThan(0);
+  },
+  testBoundMs,
+);
 
 // ---------------------------------------------------------------- failover
 
@@ -88,142 +102,162 @@ function summary(result: FailoverResult, overrides: Overrides): string {
 }
 
 describe.each(failoverShapes)("failover simulation: %s", (_name, overrides, knownDefects) => {
-  test(`${seedsPerShape} seeds keep every invariant`, async () => {
-    const totals = {
-      acknowledgedMutations: 0,
-      reads: 0,
-      crashes: 0,
-      diskLosses: 0,
-      pauses: 0,
-      promotions: 0,
-      longDiskHangs: 0,
-      stallFailovers: 0,
-      clientPauses: 0,
-      rebuilds: 0,
-      recreates: 0,
-      chunkReads: 0,
-      chunksDropped: 0,
-      snapshotsChecked: 0,
-      configuresWaitingOnDisk: 0,
-      configuresSuperseded: 0,
-      sledsLate: 0,
-      sledOutages: 0,
-      staleRequests: 0,
-      staleRefused: 0,
-    };
-    for (let seed = 1; seed <= seedsPerShape; seed++) {
-      if (knownDefects.includes(seed)) continue;
-      const result = await simulateFailover(seed, overrides);
-      expect(result.violations, summary(result, overrides)).toEqual([]);
-      for (const key of Object.keys(totals) as (keyof typeof totals)[])
-        totals[key] += result.stats[key];
-    }
-    // The runs did real work: writes acknowledged and reads checked across failovers,
-    // primaries replaced, learners rebuilt from checkpoints, volumes re-created.
-    expect(totals.acknowledgedMutations).toBeGreaterThan(seedsPerShape * 20);
-    expect(totals.reads).toBeGreaterThan(seedsPerShape * 10);
-    expect(totals.crashes).toBeGreaterThan(seedsPerShape);
-    // Some crashes took the node's disk: it came back empty under its old id.
-    expect(totals.diskLosses).toBeGreaterThan(seedsPerShape / 10);
-    expect(totals.pauses).toBeGreaterThan(seedsPerShape / 2);
-    expect(totals.promotions).toBeGreaterThan(seedsPerShape / 2);
-    // Disks hung past the primary's stall bound, and primaries replaced for it.
-    expect(totals.longDiskHangs).toBeGreaterThan(seedsPerShape / 10);
-    expect(totals.stallFailovers).toBeGreaterThan(seedsPerShape / 40);
-    // Clients paused with some of those hangs: only writes in flight reached the primary.
-    expect(totals.clientPauses).toBeGreaterThan(seedsPerShape / 20);
-    expect(totals.rebuilds).toBeGreaterThan(seedsPerShape);
-    expect(totals.recreates).toBeGreaterThan(seedsPerShape / 10);
-    // Space was reclaimed under all of it: chunks compacted and dropped.
-    expect(totals.chunkReads).toBeGreaterThan(seedsPerShape);
-    expect(totals.chunksDropped).toBeGreaterThan(seedsPerShape);
-    // Snapshots were taken and dropped under all of it, and read back once settled.
-    expect(totals.snapshotsChecked).toBeGreaterThan(seedsPerShape);
-    // Configures waited on hung disks to open replicas (configuresWaitOnHungDisk), and
-    // resends queued behind them were superseded (configure-queue.ts: one waits).
-    expect(totals.configuresWaitingOnDisk).toBeGreaterThan(0);
-    expect(totals.configuresSuperseded).toBeGreaterThan(0);
-    // Volumes were created with one sled up, and sleds went down and came back.
-    expect(totals.sledsLate).toBeGreaterThan(seedsPerShape / 10);
-    expect(totals.sledOutages).toBeGreaterThan(seedsPerShape / 4);
-    // Attempts were held in sockets past their clients' timeouts, and some arrived after
-    // a later attempt of their client was taken: refused by the ordering fence.
-    expect(totals.staleRequests).toBeGreaterThan(seedsPerShape);
-    expect(totals.staleRefused).toBeGreaterThan(0);
-  }, 600_000);
+  test(
+    `${seedsPerShape} seeds keep every invariant`,
+    async () => {
+      const totals = {
+        acknowledgedMutations: 0,
+        reads: 0,
+        crashes: 0,
+        diskLosses: 0,
+        pauses: 0,
+        promotions: 0,
+        longDiskHangs: 0,
+        stallFailovers: 0,
+        clientPauses: 0,
+        rebuilds: 0,
+        recreates: 0,
+        chunkReads: 0,
+        chunksDropped: 0,
+        snapshotsChecked: 0,
+        configuresWaitingOnDisk: 0,
+        configuresSuperseded: 0,
+        sledsLate: 0,
+        sledOutages: 0,
+        staleRequests: 0,
+        staleRefused: 0,
+      };
+      for (let seed = 1; seed <= seedsPerShape; seed++) {
+        if (knownDefects.includes(seed)) continue;
+        const result = await simulateFailover(seed, overrides);
+        expect(result.violations, summary(result, overrides)).toEqual([]);
+        for (const key of Object.keys(totals) as (keyof typeof totals)[])
+          totals[key] += result.stats[key];
+      }
+      // The runs did real work: writes acknowledged and reads checked across failovers,
+      // primaries replaced, learners rebuilt from checkpoints, volumes re-created.
+      expect(totals.acknowledgedMutations).toBeGreaterThan(seedsPerShape * 20);
+      expect(totals.reads).toBeGreaterThan(seedsPerShape * 10);
+      expect(totals.crashes).toBeGreaterThan(seedsPerShape);
+      // Some crashes took the node's disk: it came back empty under its old id.
+      expect(totals.diskLosses).toBeGreaterThan(seedsPerShape / 10);
+      expect(totals.pauses).toBeGreaterThan(seedsPerShape / 2);
+      expect(totals.promotions).toBeGreaterThan(seedsPerShape / 2);
+      // Disks hung past the primary's stall bound, and primaries replaced for it.
+      expect(totals.longDiskHangs).toBeGreaterThan(seedsPerShape / 10);
+      expect(totals.stallFailovers).toBeGreaterThan(seedsPerShape / 40);
+      // Clients paused with some of those hangs: only writes in flight reached the primary.
+      expect(totals.clientPauses).toBeGreaterThan(seedsPerShape / 20);
+      expect(totals.rebuilds).toBeGreaterThan(seedsPerShape);
+      expect(totals.recreates).toBeGreaterThan(seedsPerShape / 10);
+      // Space was reclaimed under all of it: chunks compacted and dropped.
+      expect(totals.chunkReads).toBeGreaterThan(seedsPerShape);
+      expect(totals.chunksDropped).toBeGreaterThan(seedsPerShape);
+      // Snapshots were taken and dropped under all of it, and read back once settled.
+      expect(totals.snapshotsChecked).toBeGreaterThan(seedsPerShape);
+      // Configures waited on hung disks to open replicas (configuresWaitOnHungDisk), and
+      // resends queued behind them were superseded (configure-queue.ts: one waits).
+      expect(totals.configuresWaitingOnDisk).toBeGreaterThan(0);
+      expect(totals.configuresSuperseded).toBeGreaterThan(0);
+      // Volumes were created with one sled up, and sleds went down and came back.
+      expect(totals.sledsLate).toBeGreaterThan(seedsPerShape / 10);
+      expect(totals.sledOutages).toBeGreaterThan(seedsPerShape / 4);
+      // Attempts were held in sockets past their clients' timeouts, and some arrived after
+      // a later attempt of their client was taken: refused by the ordering fence.
+      expect(totals.staleRequests).toBeGreaterThan(seedsPerShape);
+      expect(totals.staleRefused).toBeGreaterThan(0);
+    },
+    testBoundMs,
+  );
 });
 
-test("small fully live chunks merged eagerly keep every invariant under failover", async () => {
-  // The defaults merge chunks of at most 2 KiB (an eighth of the simulation's chunks, the
-  // head node's ratio), which few chunks here are; 8 KiB, four at a time, makes merges of
-  // fully live chunks (and of those snapshots share) meet crashes, failovers and rebuilds.
-  const seeds = Math.ceil(seedsPerShape / 4);
-  const overrides: Overrides = {
-    limits: {
-      ...failoverDefaults.limits,
-      compactionSmallChunkBytes: 8 * 1024,
-      compactionSmallChunksMin: 4,
-    },
-  };
-  let chunkReads = 0;
-  let rebuilds = 0;
-  for (let seed = 1; seed <= seeds; seed++) {
-    const result = await simulateFailover(seed, overrides);
-    expect(result.violations, summary(result, {})).toEqual([]);
-    chunkReads += result.stats.chunkReads;
-    rebuilds += result.stats.rebuilds;
-  }
-  // About 22 compaction reads a seed with the defaults, 34 with these (seeds 1 to 50).
-  expect(chunkReads).toBeGreaterThan(seeds * 28);
-  expect(rebuilds).toBeGreaterThan(seeds);
-}, 300_000);
+test(
+  "small fully live chunks merged eagerly keep every invariant under failover",
+  async () => {
+    // The defaults merge chunks of at most 2 KiB (an eighth of the simulation's chunks, the
+    // head node's ratio), which few chunks here are; 8 KiB, four at a time, makes merges of
+    // fully live chunks (and of those snapshots share) meet crashes, failovers and rebuilds.
+    const seeds = Math.ceil(seedsPerShape / 4);
+    const overrides: Overrides = {
+      limits: {
+        ...failoverDefaults.limits,
+        compactionSmallChunkBytes: 8 * 1024,
+        compactionSmallChunksMin: 4,
+      },
+    };
+    let chunkReads = 0;
+    let rebuilds = 0;
+    for (let seed = 1; seed <= seeds; seed++) {
+      const result = await simulateFailover(seed, overrides);
+      expect(result.violations, summary(result, {})).toEqual([]);
+      chunkReads += result.stats.chunkReads;
+      rebuilds += result.stats.rebuilds;
+    }
+    // About 22 compaction reads a seed with the defaults, 34 with these (seeds 1 to 50).
+    expect(chunkReads).toBeGreaterThan(seeds * 28);
+    expect(rebuilds).toBeGreaterThan(seeds);
+  },
+  testBoundMs,
+);
 
 // Re-replication (replicateChance): sleds' stores lost, sleds declared out, and every
 // head node's own Replicator copying chunks short of copies, re-storing checkpoints and
 // scrubbing, under every other fault. About a second a seed.
 const replicating: Overrides = { replicateChance: 1, ...staleRequests };
 
-test("re-replication under failover keeps every copy list true and every chunk at full copies", async () => {
-  const seeds = Math.ceil(seedsPerShape / 8);
-  const totals = {
-    sledLosses: 0,
-    sledsBackEmpty: 0,
-    copiesRecorded: 0,
-    copiesRepaired: 0,
-    checkpointCopiesRestored: 0,
-    chunkReads: 0,
-  };
-  for (let seed = 1; seed <= seeds; seed++) {
-    const result = await simulateFailover(seed, replicating);
-    expect(result.violations, summary(result, replicating)).toEqual([]);
-    for (const key of Object.keys(totals) as (keyof typeof totals)[])
-      totals[key] += result.stats[key];
-  }
-  // Stores were lost, new copy lists were committed, the scrub repaired copies on sleds
-  // back empty, and compaction read chunks whole from the copies left (seeds 1 to 25:
-  // 24 losses, 137 lists, 30 repairs, 514 reads).
-  expect(totals.sledLosses).toBeGreaterThan(seeds / 2);
-  expect(totals.copiesRecorded).toBeGreaterThan(seeds * 2);
-  expect(totals.copiesRepaired).toBeGreaterThan(seeds / 2);
-  expect(totals.chunkReads).toBeGreaterThan(seeds * 10);
-  // Sleds came back empty before they were out, and lost checkpoint copies were stored
-  // on them again.
-  expect(totals.sledsBackEmpty).toBeGreaterThan(seeds / 4);
-  expect(totals.checkpointCopiesRestored).toBeGreaterThan(seeds / 4);
-}, 300_000);
+test(
+  "re-replication under failover keeps every copy list true and every chunk at full copies",
+  async () => {
+    const seeds = Math.ceil(seedsPerShape / 8);
+    const totals = {
+      sledLosses: 0,
+      sledsBackEmpty: 0,
+      copiesRecorded: 0,
+      copiesRepaired: 0,
+      checkpointCopiesRestored: 0,
+      chunkReads: 0,
+    };
+    for (let seed = 1; seed <= seeds; seed++) {
+      const result = await simulateFailover(seed, replicating);
+      expect(result.violations, summary(result, replicating)).toEqual([]);
+      for (const key of Object.keys(totals) as (keyof typeof totals)[])
+        totals[key] += result.stats[key];
+    }
+    // Stores were lost, new copy lists were committed, the scrub repaired copies on sleds
+    // back empty, and compaction read chunks whole from the copies left (seeds 1 to 25:
+    // 24 losses, 137 lists, 30 repairs, 514 reads).
+    expect(totals.sledLosses).toBeGreaterThan(seeds / 2);
+    expect(totals.copiesRecorded).toBeGreaterThan(seeds * 2);
+    expect(totals.copiesRepaired).toBeGreaterThan(seeds / 2);
+    expect(totals.chunkReads).toBeGreaterThan(seeds * 10);
+    // Sleds came back empty before they were out, and lost checkpoint copies were stored
+    // on them again.
+    expect(totals.sledsBackEmpty).toBeGreaterThan(seeds / 4);
+    expect(totals.checkpointCopiesRestored).toBeGreaterThan(seeds / 4);
+  },
+  testBoundMs,
+);
 
 // 45 of seeds 1 to 100 (the first 2) without the stale requests; 0 of 300 unsabotaged.
-test("the checkers catch a copy list recorded before its copy is written", async () => {
-  const caught = await firstCaught("copy-answered-early", ["copy-list"], replicating, 10);
-  expect(caught).toBeDefined();
-}, 120_000);
+test(
+  "the checkers catch a copy list recorded before its copy is written",
+  async () => {
+    const caught = await firstCaught("copy-answered-early", ["copy-list"], replicating, 10);
+    expect(caught).toBeDefined();
+  },
+  testBoundMs,
+);
 
 // 51 of seeds 1 to 100 (the first 1): the others lost only copies that compaction
 // replaced or drops freed before settling.
-test("the checkers catch re-replication runs with no replicator", async () => {
-  const caught = await firstCaught("no-replicator", ["re-replication"], replicating, 10);
-  expect(caught).toBeDefined();
-}, 120_000);
+test(
+  "the checkers catch re-replication runs with no replicator",
+  async () => {
+    const caught = await firstCaught("no-replicator", ["re-replication"], replicating, 10);
+    expect(caught).toBeDefined();
+  },
+  testBoundMs,
+);
 
 // Damage (corruptChance): replication messages whose note data had a bit flipped after
 // its checksum was computed, or whose checksum field is wrong, whole-chunk reads that
@@ -234,29 +268,33 @@ test("the checkers catch re-replication runs with no replicator", async () => {
 // committed, acknowledged writes lost); none since, in either shape.
 const corrupting: Overrides = { corruptChance: 0.05, ...staleRequests };
 
-test("damaged notes, chunk reads and files are refused, and the cluster heals", async () => {
-  const seeds = Math.ceil(seedsPerShape / 8);
-  const totals = {
-    notesDamaged: 0,
-    checksumsDamaged: 0,
-    chunkReadsDamaged: 0,
-    filesDamaged: 0,
-    opensRefused: 0,
-  };
-  for (let seed = 1; seed <= seeds; seed++) {
-    const result = await simulateFailover(seed, corrupting);
-    expect(result.violations, summary(result, corrupting)).toEqual([]);
-    for (const key of Object.keys(totals) as (keyof typeof totals)[])
-      totals[key] += result.stats[key];
-  }
-  // Seeds 1 to 25: 227 notes, 120 checksums and 17 chunk reads damaged, and 12
-  // replicas' files, whose opens were refused 58 times before they were rebuilt.
-  expect(totals.notesDamaged).toBeGreaterThan(seeds * 2);
-  expect(totals.checksumsDamaged).toBeGreaterThan(seeds);
-  expect(totals.chunkReadsDamaged).toBeGreaterThan(0);
-  expect(totals.filesDamaged).toBeGreaterThan(seeds / 5);
-  expect(totals.opensRefused).toBeGreaterThan(totals.filesDamaged);
-}, 300_000);
+test(
+  "damaged notes, chunk reads and files are refused, and the cluster heals",
+  async () => {
+    const seeds = Math.ceil(seedsPerShape / 8);
+    const totals = {
+      notesDamaged: 0,
+      checksumsDamaged: 0,
+      chunkReadsDamaged: 0,
+      filesDamaged: 0,
+      opensRefused: 0,
+    };
+    for (let seed = 1; seed <= seeds; seed++) {
+      const result = await simulateFailover(seed, corrupting);
+      expect(result.violations, summary(result, corrupting)).toEqual([]);
+      for (const key of Object.keys(totals) as (keyof typeof totals)[])
+        totals[key] += result.stats[key];
+    }
+    // Seeds 1 to 25: 227 notes, 120 checksums and 17 chunk reads damaged, and 12
+    // replicas' files, whose opens were refused 58 times before they were rebuilt.
+    expect(totals.notesDamaged).toBeGreaterThan(seeds * 2);
+    expect(totals.checksumsDamaged).toBeGreaterThan(seeds);
+    expect(totals.chunkReadsDamaged).toBeGreaterThan(0);
+    expect(totals.filesDamaged).toBeGreaterThan(seeds / 5);
+    expect(totals.opensRefused).toBeGreaterThan(totals.filesDamaged);
+  },
+  testBoundMs,
+);
 
 // The volume's end on the head nodes (endChangeRate): partitions' served bytes lowered
 // (to none, now and then) and raised again in new epochs while loaded, as resizes do,
@@ -266,72 +304,96 @@ test("damaged notes, chunk reads and files are refused, and the cluster heals", 
 // `servedBytes`), seed 1 fails the `end` check at once.
 const endChanging: Overrides = { endChangeRate: 0.1, ...staleRequests };
 
-test("with the volume's end changing under failover, nothing past an epoch's end is answered", async () => {
-  const seeds = Math.ceil(seedsPerShape / 8);
-  let endChanges = 0;
-  let endRefused = 0;
-  for (let seed = 1; seed <= seeds; seed++) {
-    const result = await simulateFailover(seed, endChanging);
-    expect(result.violations, summary(result, endChanging)).toEqual([]);
-    endChanges += result.stats.endChanges;
-    endRefused += result.stats.endRefused;
-  }
-  // Seeds 1 to 25: 303 changes, 988 requests refused past the end.
-  expect(endChanges).toBeGreaterThan(seeds * 4);
-  expect(endRefused).toBeGreaterThan(seeds * 10);
-}, 300_000);
+test(
+  "with the volume's end changing under failover, nothing past an epoch's end is answered",
+  async () => {
+    const seeds = Math.ceil(seedsPerShape / 8);
+    let endChanges = 0;
+    let endRefused = 0;
+    for (let seed = 1; seed <= seeds; seed++) {
+      const result = await simulateFailover(seed, endChanging);
+      expect(result.violations, summary(result, endChanging)).toEqual([]);
+      endChanges += result.stats.endChanges;
+      endRefused += result.stats.endRefused;
+    }
+    // Seeds 1 to 25: 303 changes, 988 requests refused past the end.
+    expect(endChanges).toBeGreaterThan(seeds * 4);
+    expect(endRefused).toBeGreaterThan(seeds * 10);
+  },
+  testBoundMs,
+);
 
 // Seed 1 (its first change of the run).
-test("the checkers catch a coordinator that configures members without the volume's end", async () => {
-  const caught = await firstCaught("configure-ignores-end", ["end"], endChanging, 10);
-  expect(caught).toBeDefined();
-}, 120_000);
+test(
+  "the checkers catch a coordinator that configures members without the volume's end",
+  async () => {
+    const caught = await firstCaught("configure-ignores-end", ["end"], endChanging, 10);
+    expect(caught).toBeDefined();
+  },
+  testBoundMs,
+);
 
 // Each of seeds 1 to 5 (agreement, a core that throws on a damaged record, metadata
 // apart); 20 of 20 without the stale requests.
-test("the checkers catch damaged notes taken as sound (no note checksums checked)", async () => {
-  const caught = await firstCaught(
-    "unchecked-note-checksums",
-    ["agreement", "damage", "read", "acknowledged-lost", "exception", "metadata"],
-    corrupting,
-    5,
-  );
-  expect(caught).toBeDefined();
-}, 120_000);
+test(
+  "the checkers catch damaged notes taken as sound (no note checksums checked)",
+  async () => {
+    const caught = await firstCaught(
+      "unchecked-note-checksums",
+      ["agreement", "damage", "read", "acknowledged-lost", "exception", "metadata"],
+      corrupting,
+      5,
+    );
+    expect(caught).toBeDefined();
+  },
+  testBoundMs,
+);
 
 // 18 of seeds 1 to 40 (the first 2); the old replicator, which never looked for the
 // copies, 16 of them (the first 2).
-test("the checkers catch a checkpoint copy lost on a sled back empty before it was out", async () => {
-  const caught = await firstCaught(
-    "checkpoint-copies-unchecked",
-    ["checkpoint-copies"],
-    replicating,
-    10,
-  );
-  expect(caught).toBeDefined();
-}, 120_000);
+test(
+  "the checkers catch a checkpoint copy lost on a sled back empty before it was out",
+  async () => {
+    const caught = await firstCaught(
+      "checkpoint-copies-unchecked",
+      ["checkpoint-copies"],
+      replicating,
+      10,
+    );
+    expect(caught).toBeDefined();
+  },
+  testBoundMs,
+);
 
 // 16 of seeds 1 to 25 (the first at 1); 0 of 100 unsabotaged. A sled whose store was
 // lost is back on a new data directory: the model leader asks every head node to audit
 // it (the answer's `sledsToAudit`, as reports.ts) until each primary's report says it did.
-test("the checkers catch a sled back on a new disk that no primary is asked to audit", async () => {
-  const caught = await firstCaught("sled-audit-unasked", ["sled-audits"], replicating, 10);
-  expect(caught).toBeDefined();
-}, 120_000);
+test(
+  "the checkers catch a sled back on a new disk that no primary is asked to audit",
+  async () => {
+    const caught = await firstCaught("sled-audit-unasked", ["sled-audits"], replicating, 10);
+    expect(caught).toBeDefined();
+  },
+  testBoundMs,
+);
 
 // 4 of seeds 1 to 300 at 0.25 (25, 171, 176, 236), all `settle`: a partition left with
 // its one sound copy out of the record. Few, since the coordinator drops no voter beside
 // a primary not yet confirmed in its epoch, which closes most of the window by itself.
-test("the checkers catch a head node that reports no replica it could not open", async () => {
-  const caught = await firstCaught(
-    "silent-open-failure",
-    ["settle", "availability"],
-    { corruptChance: 0.25 },
-    1,
-    25,
-  );
-  expect(caught).toBeDefined();
-}, 120_000);
+test(
+  "the checkers catch a head node that reports no replica it could not open",
+  async () => {
+    const caught = await firstCaught(
+      "silent-open-failure",
+      ["settle", "availability"],
+      { corruptChance: 0.25 },
+      1,
+      25,
+    );
+    expect(caught).toBeDefined();
+  },
+  testBoundMs,
+);
 
 // Beyond CI's seed range. The model lost a primary's disk two ticks after the primary
 // reported its only secondary stalled (cut off, just healed): the coordinator, still
@@ -373,26 +435,34 @@ async function firstCaught(
   return undefined;
 }
 
-test("the checkers catch promotion on a stale caught-up report (defect 1)", async () => {
-  const caught = await firstCaught(
-    "promote-on-stale-report",
-    // With the current core, divergent replicas often trip a core assertion first.
-    ["acknowledged", "acknowledged-twice", "acknowledged-lost", "agreement", "exception"],
-    { crashRate: 0.01 },
-    60,
-  );
-  expect(caught).toBeDefined();
-}, 120_000);
+test(
+  "the checkers catch promotion on a stale caught-up report (defect 1)",
+  async () => {
+    const caught = await firstCaught(
+      "promote-on-stale-report",
+      // With the current core, divergent replicas often trip a core assertion first.
+      ["acknowledged", "acknowledged-twice", "acknowledged-lost", "agreement", "exception"],
+      { crashRate: 0.01 },
+      60,
+    );
+    expect(caught).toBeDefined();
+  },
+  testBoundMs,
+);
 
-test("the checkers catch a disk that loses acknowledged writes", async () => {
-  const caught = await firstCaught(
-    "disk-loses-acknowledged-writes",
-    ["acknowledged", "acknowledged-twice", "acknowledged-lost", "agreement"],
-    {},
-    60,
-  );
-  expect(caught).toBeDefined();
-}, 120_000);
+test(
+  "the checkers catch a disk that loses acknowledged writes",
+  async () => {
+    const caught = await firstCaught(
+      "disk-loses-acknowledged-writes",
+      ["acknowledged", "acknowledged-twice", "acknowledged-lost", "agreement"],
+      {},
+      60,
+    );
+    expect(caught).toBeDefined();
+  },
+  testBoundMs,
+);
 
 // Primaries cut off from the cluster but not from clients: exactly what leases are for.
 const leaseFaults: Overrides = {
@@ -406,154 +476,210 @@ const leaseFaults: Overrides = {
   longDiskHangChance: 0,
 };
 
-test("the checkers catch a stale copy of a write that lands after its client's later acknowledged write (no ordering fence)", async () => {
-  // 58 of seeds 1 to 100 without the fence, the first at 1; none of 500 with it (the
-  // shapes above run with stale copies held).
-  const caught = await firstCaught("no-ordering-fence", ["fence"], staleRequests, 10);
-  expect(caught).toBeDefined();
-}, 120_000);
+test(
+  "the checkers catch a stale copy of a write that lands after its client's later acknowledged write (no ordering fence)",
+  async () => {
+    // 58 of seeds 1 to 100 without the fence, the first at 1; none of 500 with it (the
+    // shapes above run with stale copies held).
+    const caught = await firstCaught("no-ordering-fence", ["fence"], staleRequests, 10);
+    expect(caught).toBeDefined();
+  },
+  testBoundMs,
+);
 
-test("the checkers catch a primary that serves reads without a lease", async () => {
-  const caught = await firstCaught("no-lease-check", ["read"], leaseFaults, 60);
-  expect(caught).toBeDefined();
-}, 120_000);
+test(
+  "the checkers catch a primary that serves reads without a lease",
+  async () => {
+    const caught = await firstCaught("no-lease-check", ["read"], leaseFaults, 60);
+    expect(caught).toBeDefined();
+  },
+  testBoundMs,
+);
 
-test("the checkers catch a node lease that renews the primaries it excludes", async () => {
-  // A deposed primary that reports again renews its old partition under its node lease.
-  // The window is narrow (about 1 seed in 300); these runs keep the streams of the model
-  // before journal failures (and legacy records), whose coordinator pushed configures
-  // every round (and before sleds went down: their faults change what is flushed when).
-  const pushEveryRound: Overrides = {
-    legacyRecordChance: 0,
-    journalFailRate: 0,
-    idleJournalFailChance: 0,
-    configureRefreshTicks: 0,
-    sledsLateChance: 0,
-    sledDownRate: 0,
-  };
-  const caught = await firstCaught(
-    "node-lease-ignores-exclusions",
-    ["read"],
-    { ...leaseFaults, ...pushEveryRound },
-    100,
-  );
-  expect(caught).toBeDefined();
-}, 240_000);
+test(
+  "the checkers catch a node lease that renews the primaries it excludes",
+  async () => {
+    // A deposed primary that reports again renews its old partition under its node lease.
+    // The window is narrow (about 1 seed in 300); these runs keep the streams of the model
+    // before journal failures (and legacy records), whose coordinator pushed configures
+    // every round (and before sleds went down: their faults change what is flushed when).
+    const pushEveryRound: Overrides = {
+      legacyRecordChance: 0,
+      journalFailRate: 0,
+      idleJournalFailChance: 0,
+      configureRefreshTicks: 0,
+      sledsLateChance: 0,
+      sledDownRate: 0,
+    };
+    const caught = await firstCaught(
+      "node-lease-ignores-exclusions",
+      ["read"],
+      { ...leaseFaults, ...pushEveryRound },
+      100,
+    );
+    expect(caught).toBeDefined();
+  },
+  testBoundMs,
+);
 
-test("with leases, primaries cut off from the cluster serve no stale reads", async () => {
-  for (let seed = 1; seed <= 40; seed++) {
-    const result = await simulateFailover(seed, leaseFaults);
-    expect(result.violations, summary(result, leaseFaults)).toEqual([]);
-  }
-}, 120_000);
+test(
+  "with leases, primaries cut off from the cluster serve no stale reads",
+  async () => {
+    for (let seed = 1; seed <= 40; seed++) {
+      const result = await simulateFailover(seed, leaseFaults);
+      expect(result.violations, summary(result, leaseFaults)).toEqual([]);
+    }
+  },
+  testBoundMs,
+);
 
 // Every pause a frozen VM whose clocks stand still (kvmclock), the wall clock set right
 // on resume; wall clocks also step alone, either way.
 const frozenClocks: Overrides = { frozenClockChance: 1 };
 
-test("the checkers catch a primary frozen with its clocks held that trusts its monotonic clock alone", async () => {
-  // The review's F1: woken, the primary's monotonic clock says its lease still runs, and
-  // it serves a client still routed to it a read older than a write its successor
-  // acknowledged. 2 of seeds 1 to 300 (17 and 38); this window holds both.
-  const caught = await firstCaught("lease-ignores-wall-clock", ["read"], frozenClocks, 22, 17);
-  expect(caught).toBeDefined();
-  // With the wall clock checked too, the same run serves no stale read.
-  const result = await simulateFailover(caught!, frozenClocks);
-  expect(result.violations, summary(result, frozenClocks)).toEqual([]);
-  expect(result.stats.frozenPauses).toBeGreaterThan(0);
-}, 120_000);
-
-test("with both clocks checked, primaries frozen with their clocks held serve no stale reads", async () => {
-  for (let seed = 1; seed <= 20; seed++) {
-    const result = await simulateFailover(seed, frozenClocks);
+test(
+  "the checkers catch a primary frozen with its clocks held that trusts its monotonic clock alone",
+  async () => {
+    // The review's F1: woken, the primary's monotonic clock says its lease still runs, and
+    // it serves a client still routed to it a read older than a write its successor
+    // acknowledged. 2 of seeds 1 to 300 (17 and 38); this window holds both.
+    const caught = await firstCaught("lease-ignores-wall-clock", ["read"], frozenClocks, 22, 17);
+    expect(caught).toBeDefined();
+    // With the wall clock checked too, the same run serves no stale read.
+    const result = await simulateFailover(caught!, frozenClocks);
     expect(result.violations, summary(result, frozenClocks)).toEqual([]);
-  }
-}, 120_000);
+    expect(result.stats.frozenPauses).toBeGreaterThan(0);
+  },
+  testBoundMs,
+);
 
-test("the checkers catch a head node back on an empty disk that is trusted as before (no disk ids)", async () => {
-  // Without disk ids an empty primary configured again in its epoch hands out op numbers
-  // again over committed ones, and an empty secondary may be promoted.
-  const caught = await firstCaught(
-    "ignore-disk-ids",
-    ["acknowledged", "acknowledged-twice", "acknowledged-lost", "agreement", "read"],
-    { diskLossChance: 0.3 },
-    40,
-  );
-  expect(caught).toBeDefined();
-}, 120_000);
+test(
+  "with both clocks checked, primaries frozen with their clocks held serve no stale reads",
+  async () => {
+    for (let seed = 1; seed <= 20; seed++) {
+      const result = await simulateFailover(seed, frozenClocks);
+      expect(result.violations, summary(result, frozenClocks)).toEqual([]);
+    }
+  },
+  testBoundMs,
+);
 
-test("the checkers catch a head node that opens a voter named no disk from an empty disk (records from before disk ids)", async () => {
-  // Every volume placed by a coordinator from before disk ids, upgraded while an original
-  // voter's disk is replaced half the time: opened empty, that voter hands out op numbers
-  // again over committed ones, or is promoted empty. Few seeds show it: 4 of seeds 1 to
-  // 60 before failed checkpoints were paced (9, 26, 41, 52), 2 since (41, 52). Those
-  // runs drew the same faults up to their first failed checkpoint, whose retry (at once
-  // before, after checkpointRetryTicks since) was the first draw that differed from the
-  // shared generator; seeds 9 and 26 then drew other crashes, not a cause in the core.
-  // The window holds both seeds found since, so one stream change need not empty it.
-  const caught = await firstCaught(
-    "open-legacy-voters",
-    ["acknowledged", "acknowledged-twice", "acknowledged-lost", "agreement", "read"],
-    { legacyRecordChance: 1 },
-    12,
-    41,
-  );
-  expect(caught).toBeDefined();
-}, 120_000);
+test(
+  "the checkers catch a head node back on an empty disk that is trusted as before (no disk ids)",
+  async () => {
+    // Without disk ids an empty primary configured again in its epoch hands out op numbers
+    // again over committed ones, and an empty secondary may be promoted.
+    const caught = await firstCaught(
+      "ignore-disk-ids",
+      ["acknowledged", "acknowledged-twice", "acknowledged-lost", "agreement", "read"],
+      { diskLossChance: 0.3 },
+      40,
+    );
+    expect(caught).toBeDefined();
+  },
+  testBoundMs,
+);
 
-test("the checkers catch a partition left short of its replica count", async () => {
-  const caught = await firstCaught("no-rebuild", ["settle"], {}, 20);
-  expect(caught).toBeDefined();
-}, 120_000);
+test(
+  "the checkers catch a head node that opens a voter named no disk from an empty disk (records from before disk ids)",
+  async () => {
+    // Every volume placed by a coordinator from before disk ids, upgraded while an original
+    // voter's disk is replaced half the time: opened empty, that voter hands out op numbers
+    // again over committed ones, or is promoted empty. Few seeds show it: 4 of seeds 1 to
+    // 60 before failed checkpoints were paced (9, 26, 41, 52), 2 since (41, 52). Those
+    // runs drew the same faults up to their first failed checkpoint, whose retry (at once
+    // before, after checkpointRetryTicks since) was the first draw that differed from the
+    // shared generator; seeds 9 and 26 then drew other crashes, not a cause in the core.
+    // The window holds both seeds found since, so one stream change need not empty it.
+    const caught = await firstCaught(
+      "open-legacy-voters",
+      ["acknowledged", "acknowledged-twice", "acknowledged-lost", "agreement", "read"],
+      { legacyRecordChance: 1 },
+      12,
+      41,
+    );
+    expect(caught).toBeDefined();
+  },
+  testBoundMs,
+);
 
-test("the checkers catch a restarted follower that never says hello (idle: no heartbeats)", async () => {
-  // The quiet restart after settling: without its hello, a secondary restarted below
-  // its commit point never learns it from an idle primary, and the cluster never settles.
-  const caught = await firstCaught("no-follower-hello", ["settle"], {}, 10);
-  expect(caught).toBeDefined();
-}, 120_000);
+test(
+  "the checkers catch a partition left short of its replica count",
+  async () => {
+    const caught = await firstCaught("no-rebuild", ["settle"], {}, 20);
+    expect(caught).toBeDefined();
+  },
+  testBoundMs,
+);
 
-test("the checkers catch a replica that drops a chunk still referenced", async () => {
-  const caught = await firstCaught("drop-referenced-chunk", ["space"], {}, 5);
-  expect(caught).toBeDefined();
-}, 120_000);
+test(
+  "the checkers catch a restarted follower that never says hello (idle: no heartbeats)",
+  async () => {
+    // The quiet restart after settling: without its hello, a secondary restarted below
+    // its commit point never learns it from an idle primary, and the cluster never settles.
+    const caught = await firstCaught("no-follower-hello", ["settle"], {}, 10);
+    expect(caught).toBeDefined();
+  },
+  testBoundMs,
+);
 
-test("the checkers catch a coordinator that ignores failed replicas its nodes report", async () => {
-  // Once settled, a secondary's journal fails on the snapshot's note: the coordinator that
-  // passes decisions no `failed` members drops it only once a commit has stalled on it
-  // (commitStallTicks), past the bound; with configures pushed every round instead of on
-  // change and on the slow refresh, it would be reopened at once and never seen.
-  const caught = await firstCaught("coordinator-ignores-failures", ["failed-member"], {}, 20);
-  expect(caught).toBeDefined();
-}, 120_000);
+test(
+  "the checkers catch a replica that drops a chunk still referenced",
+  async () => {
+    const caught = await firstCaught("drop-referenced-chunk", ["space"], {}, 5);
+    expect(caught).toBeDefined();
+  },
+  testBoundMs,
+);
 
-test("the checkers catch a primary on a hung disk that is never replaced (no stall reports)", async () => {
-  // Session 7's defect: a primary whose own journal hangs (neither failing nor
-  // completing) reports no stall, so it is never failed over, and its partition's writes
-  // wait as long as the disk does although a secondary could take over. Only the long
-  // disk hangs outlast the stall bound; the availability check sees the writes wait
-  // (15 of seeds 1 to 200, the first at 6; with no long hangs, none of 200).
-  const caught = await firstCaught("ignore-primary-stall", ["available"], {}, 60);
-  expect(caught).toBeDefined();
-}, 120_000);
+test(
+  "the checkers catch a coordinator that ignores failed replicas its nodes report",
+  async () => {
+    // Once settled, a secondary's journal fails on the snapshot's note: the coordinator that
+    // passes decisions no `failed` members drops it only once a commit has stalled on it
+    // (commitStallTicks), past the bound; with configures pushed every round instead of on
+    // change and on the slow refresh, it would be reopened at once and never seen.
+    const caught = await firstCaught("coordinator-ignores-failures", ["failed-member"], {}, 20);
+    expect(caught).toBeDefined();
+  },
+  testBoundMs,
+);
 
-test("the checkers catch a primary whose reports leave out its own stall", async () => {
-  // ed63a3d: a report skipped an entry that differed from the one the coordinator held
-  // only in the primary's own `stalledMs`, so a primary whose disk hung with a write in
-  // flight that its followers had acknowledged (nothing else in its entry changed) kept
-  // its lease and was not failed over. Clients that go on writing or retrying hide it;
-  // those that pause with a long hang (clientPauseChance) do not, and the stalled-primary
-  // check sees the primary stay. The simulator's reports often go whole, which tells the
-  // coordinator anyway (see clientPauseChance): 5 of seeds 1 to 200 (the first at 45);
-  // with a long hang and a pause in every run, as here, 5 of seeds 1 to 60 (the first at 12).
-  const everyRun: Overrides = { longDiskHangChance: 1, clientPauseChance: 1 };
-  const caught = await firstCaught("report-ignores-own-stall", ["stalled-primary"], everyRun, 20);
-  expect(caught).toBeDefined();
-  // The report as it is: the same run replaces that primary for its stall.
-  const result = await simulateFailover(caught!, everyRun);
-  expect(result.violations, summary(result, everyRun)).toEqual([]);
-  expect(result.stats.stallFailovers).toBeGreaterThan(0);
-}, 120_000);
+test(
+  "the checkers catch a primary on a hung disk that is never replaced (no stall reports)",
+  async () => {
+    // Session 7's defect: a primary whose own journal hangs (neither failing nor
+    // completing) reports no stall, so it is never failed over, and its partition's writes
+    // wait as long as the disk does although a secondary could take over. Only the long
+    // disk hangs outlast the stall bound; the availability check sees the writes wait
+    // (15 of seeds 1 to 200, the first at 6; with no long hangs, none of 200).
+    const caught = await firstCaught("ignore-primary-stall", ["available"], {}, 60);
+    expect(caught).toBeDefined();
+  },
+  testBoundMs,
+);
+
+test(
+  "the checkers catch a primary whose reports leave out its own stall",
+  async () => {
+    // ed63a3d: a report skipped an entry that differed from the one the coordinator held
+    // only in the primary's own `stalledMs`, so a primary whose disk hung with a write in
+    // flight that its followers had acknowledged (nothing else in its entry changed) kept
+    // its lease and was not failed over. Clients that go on writing or retrying hide it;
+    // those that pause with a long hang (clientPauseChance) do not, and the stalled-primary
+    // check sees the primary stay. The simulator's reports often go whole, which tells the
+    // coordinator anyway (see clientPauseChance): 5 of seeds 1 to 200 (the first at 45);
+    // with a long hang and a pause in every run, as here, 5 of seeds 1 to 60 (the first at 12).
+    const everyRun: Overrides = { longDiskHangChance: 1, clientPauseChance: 1 };
+    const caught = await firstCaught("report-ignores-own-stall", ["stalled-primary"], everyRun, 20);
+    expect(caught).toBeDefined();
+    // The report as it is: the same run replaces that primary for its stall.
+    const result = await simulateFailover(caught!, everyRun);
+    expect(result.violations, summary(result, everyRun)).toEqual([]);
+    expect(result.stats.stallFailovers).toBeGreaterThan(0);
+  },
+  testBoundMs,
+);
 
 describe("the checkers catch a retire that waits for its handlers before it closes the replica", () => {
   // 3ae96e2: a head node retiring a replica waited for the handlers in flight (requests
@@ -614,20 +740,24 @@ describe("the checkers catch a retire that waits for its handlers before it clos
   );
 });
 
-test("the checkers catch a primary whose configure hangs that is never replaced (it reports nothing)", async () => {
-  // Session 9's gap: with configures that wait on a hung disk (configuresWaitOnHungDisk),
-  // a long hang on a new primary's node leaves it hosting nothing, so it reports neither
-  // failure nor stall; the coordinator before primaryUnconfirmedSinceMs kept it while a
-  // healthy secondary waited (4 of seeds 1 to 500: 49, 131, 200, 209).
-  const caught = await firstCaught("keep-unconfirmed-primary", ["available"], {}, 60);
-  expect(caught).toBeDefined();
-  // The coordinator as it is passes those seeds.
-  for (const seed of [49, 131, 200, 209]) {
-    const result = await simulateFailover(seed);
-    expect(result.violations, summary(result, {})).toEqual([]);
-    expect(result.stats.unconfirmedFailovers).toBeGreaterThan(0);
-  }
-}, 120_000);
+test(
+  "the checkers catch a primary whose configure hangs that is never replaced (it reports nothing)",
+  async () => {
+    // Session 9's gap: with configures that wait on a hung disk (configuresWaitOnHungDisk),
+    // a long hang on a new primary's node leaves it hosting nothing, so it reports neither
+    // failure nor stall; the coordinator before primaryUnconfirmedSinceMs kept it while a
+    // healthy secondary waited (4 of seeds 1 to 500: 49, 131, 200, 209).
+    const caught = await firstCaught("keep-unconfirmed-primary", ["available"], {}, 60);
+    expect(caught).toBeDefined();
+    // The coordinator as it is passes those seeds.
+    for (const seed of [49, 131, 200, 209]) {
+      const result = await simulateFailover(seed);
+      expect(result.violations, summary(result, {})).toEqual([]);
+      expect(result.stats.unconfirmedFailovers).toBeGreaterThan(0);
+    }
+  },
+  testBoundMs,
+);
 
 // A coordinator leader frozen inside a learner's checkpoint read wakes after the node
 // was made a voter and restarted (review-retries.md item 3): its late configure reaches
@@ -635,41 +765,53 @@ test("the checkers catch a primary whose configure hangs that is never replaced 
 // 27 of 60 (the first at seed 1, by agreement); with the refusal, none of 100 fail.
 const lateConfigures: Overrides = { lateLearnerConfigureChance: 0.5 };
 
-test("with late learner configures, restarted voters refuse them and every check holds", async () => {
-  let refused = 0;
-  for (let seed = 1; seed <= 12; seed++) {
-    const result = await simulateFailover(seed, lateConfigures);
-    expect(result.violations, summary(result, lateConfigures)).toEqual([]);
-    refused += result.stats.lateConfiguresRefused;
-  }
-  expect(refused).toBeGreaterThan(0);
-}, 120_000);
+test(
+  "with late learner configures, restarted voters refuse them and every check holds",
+  async () => {
+    let refused = 0;
+    for (let seed = 1; seed <= 12; seed++) {
+      const result = await simulateFailover(seed, lateConfigures);
+      expect(result.violations, summary(result, lateConfigures)).toEqual([]);
+      refused += result.stats.lateConfiguresRefused;
+    }
+    expect(refused).toBeGreaterThan(0);
+  },
+  testBoundMs,
+);
 
-test("the checkers catch a head node that rebuilds a restarted voter on a late learner configure", async () => {
-  const caught = await firstCaught(
-    "configure-ignores-stored-epoch",
-    ["agreement", "acknowledged", "acknowledged-twice", "acknowledged-lost", "read"],
-    lateConfigures,
-    10,
-  );
-  expect(caught).toBeDefined();
-}, 120_000);
+test(
+  "the checkers catch a head node that rebuilds a restarted voter on a late learner configure",
+  async () => {
+    const caught = await firstCaught(
+      "configure-ignores-stored-epoch",
+      ["agreement", "acknowledged", "acknowledged-twice", "acknowledged-lost", "read"],
+      lateConfigures,
+      10,
+    );
+    expect(caught).toBeDefined();
+  },
+  testBoundMs,
+);
 
-test("the checkers catch a member that lacks a live sled and is not configured again", async () => {
-  // 6523831: the configurer pushed a member's configuration again only when its epoch
-  // changed or at the 5-minute refresh, so a volume created while one sled was up could
-  // flush nothing (a chunk needs two copies) until then. The log in the simulation never
-  // fills (logBytesMax) and faults change too often for the availability check to see
-  // writes wait, so the settled check sees it: a member told of too few of the sleds up
-  // (11 of seeds 1 to 200, the first at 4; the others had a new epoch meanwhile).
-  const caught = await firstCaught("configure-ignores-sleds", ["sleds"], {}, 10);
-  expect(caught).toBeDefined();
-  // The configurer as it is passes the same seeds.
-  for (let seed = 1; seed <= caught!; seed++) {
-    const result = await simulateFailover(seed);
-    expect(result.violations, summary(result, {})).toEqual([]);
-  }
-}, 120_000);
+test(
+  "the checkers catch a member that lacks a live sled and is not configured again",
+  async () => {
+    // 6523831: the configurer pushed a member's configuration again only when its epoch
+    // changed or at the 5-minute refresh, so a volume created while one sled was up could
+    // flush nothing (a chunk needs two copies) until then. The log in the simulation never
+    // fills (logBytesMax) and faults change too often for the availability check to see
+    // writes wait, so the settled check sees it: a member told of too few of the sleds up
+    // (11 of seeds 1 to 200, the first at 4; the others had a new epoch meanwhile).
+    const caught = await firstCaught("configure-ignores-sleds", ["sleds"], {}, 10);
+    expect(caught).toBeDefined();
+    // The configurer as it is passes the same seeds.
+    for (let seed = 1; seed <= caught!; seed++) {
+      const result = await simulateFailover(seed);
+      expect(result.violations, summary(result, {})).toEqual([]);
+    }
+  },
+  testBoundMs,
+);
 
 describe("the checkers catch a failed replica given a session it or another life had (session check)", () => {
   // Taking a failed replica's session is a durable step that can fail and takes time
