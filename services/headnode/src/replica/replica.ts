@@ -40,7 +40,9 @@
 //   a checkpoint asked for that fails is asked for again, so a request stands until one
 //   is recorded; after any failure the next waits checkpointRetryTicks from the failed
 //   one's start, so an outage of sleds or of the coordinator costs a partition one try
-//   per pause rather than one per tick. Once recorded, journal notes whose bytes are
+//   per pause rather than one per tick; a store that fails again (a sled dead, no
+//   spare) waits twice the last pause, up to checkpointStoreRetryTicksMax, until a
+//   sled comes back (retryCheckpointSoon). Once recorded, journal notes whose bytes are
 //   all in chunks are released. Release on a primary waits for every voting follower,
 //   and for a learner only while it makes progress (learnerPinTicks): a stuck learner
 //   must not fill the journal until writes time out. A learner that then needs a
