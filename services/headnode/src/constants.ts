@@ -147,6 +147,14 @@ export interface ReplicaLimits {
    */
   checkpointRefusedRetryTicks: number;
   /**
+   * After checkpoint stores that failed one after another (fewer than chunkCopies sleds
+   * took the blob: a sled dead and no spare), the next try waits twice as long as the
+   * last, from checkpointRetryTicks up to this (60 s): each try writes a blob to the
+   * live sleds that becomes an orphan. A sled back (a new one configured, one back in
+   * service) brings the next try forward again (Replica.retryCheckpointSoon).
+   */
+  checkpointStoreRetryTicksMax: number;
+  /**
    * A voting follower that has kept a commit waiting this long is reported stalled
    * (commitStallMsMax of the protocol, in ticks): the coordinator then drops it.
    */
@@ -232,6 +240,7 @@ export const replicaLimitsDefault: ReplicaLimits = {
   checkpointHeaderBytesMax: checkpointHeaderBytesMax,
   checkpointBytesMax: checkpointBytesMax,
   checkpointRefusedRetryTicks: 3000,
+  checkpointStoreRetryTicksMax: 3000,
   commitStallTicks: Math.ceil(limits.commitStallMsMax / tickMs),
   primaryStallTicks: Math.ceil(limits.primaryStallMsMax / tickMs),
   learnerPinTicks: 250,

@@ -210,8 +210,17 @@ export class PartitionHost {
   private failure: ReplicaFailure | undefined;
   /** Told once, when the replica fails; the head node stops serving it. */
   onFailure: (() => void) | undefined;
+  private out: ReadonlySet<string> = new Set();
   /** Sleds the coordinator declared out (replicator.ts): copies there count as lost. */
-  sledsOut: ReadonlySet<string> = new Set();
+  get sledsOut(): ReadonlySet<string> {
+    return this.out;
+  }
+  /** A sled back in service may take the checkpoint copy stores lacked: tried soon. */
+  set sledsOut(next: ReadonlySet<string>) {
+    const back = [...this.out].some((sled) => !next.has(sled));
+    this.out = next;
+    if (back) this.sledCameBack();
+  }
   /**
    * The new data directories of sleds the coordinator asked audited whose audit has
    * covered this replica's table (the head node reads them from its replicator).
@@ -445,9 +454,23 @@ export class PartitionHost {
   /** A new replica set; `configuration.leased` makes a primary's reads need a lease. */
   configure(configuration: Configuration, sleds: readonly string[]): void {
     if (this.failure !== undefined) return;
+    // A sled not configured before may take the checkpoint copy stores lacked.
+    const grew = sleds.some((sled) => !this.runner.sleds.includes(sled));
     this.runner.sleds = [...sleds];
-    this.input((core) => core.configure(configuration));
+    this.input((core) => {
+      core.configure(configuration);
+      if (grew) core.retryCheckpointSoon();
+    });
     this.run();
+  }
+
+  /**
+   * A checkpoint whose stores failed for want of sleds (their back-off, replica.ts
+   * onCheckpointFailed) is tried at the next tick due rather than at the end of its pause.
+   */
+  private sledCameBack(): void {
+    if (this.failure !== undefined || this.closed) return;
+    this.input((core) => core.retryCheckpointSoon());
   }
 
   /** The sleds of the current configuration: where new chunk copies may go. */

@@ -9,7 +9,8 @@
 // replica, so the table of every replica, and the next checkpoint, name the new copy. A
 // primary whose recorded checkpoint blob has fewer than two copies on sleds in service is
 // asked for a new checkpoint (stored on two live sleds), once per blob: the core retries
-// one that fails until one is recorded.
+// one that fails until one is recorded, its stores backing off while too few sleds take
+// them (replica.ts onCheckpointFailed; a sled back in service brings the next forward).
 //
 // Pacing: at most replicationCopiesInflightMax copies at once on this node, over every
 // partition it leads; one pass at a time (a change of the out set during a pass runs

@@ -37,8 +37,10 @@
 //   snapshot or chunks are dropped: retryRefusedCheckpointSoon).
 //   Any step may fail: the shell calls `onCheckpointFailed(opNum)`, nothing is released,
 //   and a later checkpoint starts again at step 1 (one the shell asked for with
-//   `requestCheckpoint` stays asked for: the shell need not ask again). Reports for a
-//   checkpoint the core no longer waits on (a failed one, an earlier life) are ignored.
+//   `requestCheckpoint` stays asked for: the shell need not ask again). Stores that fail
+//   one after another back off up to checkpointStoreRetryTicksMax; the shell calls
+//   `retryCheckpointSoon` when a sled comes back. Reports for a checkpoint the core no
+//   longer waits on (a failed one, an earlier life) are ignored.
 
 import type {
   BallastError,

@@ -40,7 +40,9 @@
 //   a checkpoint asked for that fails is asked for again, so a request stands until one
 //   is recorded; after any failure the next waits checkpointRetryTicks from the failed
 //   one's start, so an outage of sleds or of the coordinator costs a partition one try
-//   per pause rather than one per tick. Once recorded, journal notes whose bytes are
+//   per pause rather than one per tick; a store that fails again (a sled dead, no
+//   spare) waits twice the last pause, up to checkpointStoreRetryTicksMax, until a
+//   sled comes back (retryCheckpointSoon). Once recorded, journal notes whose bytes are
 //   all in chunks are released. Release on a primary waits for every voting follower,
 //   and for a learner only while it makes progress (learnerPinTicks): a stuck learner
 //   must not fill the journal until writes time out. A learner that then needs a
@@ -453,6 +455,14 @@ export class Replica {
    * again, for every partition, for the whole outage.
    */
   private checkpointRetryAtTick = 0;
+  /**
+   * Checkpoint stores that failed one after another since the last that succeeded (or
+   * since a sled came back, retryCheckpointSoon): each doubles the pause before the next
+   * try, up to checkpointStoreRetryTicksMax. A store that cannot reach chunkCopies sleds
+   * (one of two dead) fails the same way until a sled comes back, and each try leaves an
+   * orphan blob on the live one.
+   */
+  private checkpointStoreFailures = 0;
   /**
    * The last checkpoint this replica refused to write because it would be larger than
    * any sled stores or any reader takes back (CheckpointTooLargeError), until one is
@@ -2428,6 +2438,7 @@ export class Replica {
     );
     checkpoint.step = "record";
     checkpoint.pointer = pointer;
+    this.checkpointStoreFailures = 0;
     this.effects.push({ type: "checkpoint.record", opNum, pointer });
   }
 
@@ -2463,14 +2474,43 @@ export class Replica {
    * (checkpointRetryAtTick), the pace requestCheckpoint already keeps: what failed (no
    * sled up, no coordinator leader) rarely mends within a tick, and flushed bytes keep a
    * checkpoint due every tick until one is recorded. One that took longer than that to
-   * fail is retried at once, as before: its own wait paced it.
+   * fail is retried at once, as before: its own wait paced it. A store that failed (too
+   * few sleds took the blob) after others that failed waits longer: the pause doubles
+   * with each, up to checkpointStoreRetryTicksMax, until one is stored or a sled comes
+   * back (retryCheckpointSoon).
    */
   onCheckpointFailed(opNum: number): void {
     const checkpoint = this.checkpointInFlight;
     if (checkpoint?.opNum !== opNum) return;
     this.checkpointInFlight = undefined;
-    this.checkpointRetryAtTick = this.lastCheckpointTick + this.limits.checkpointRetryTicks;
+    let pauseTicks = this.limits.checkpointRetryTicks;
+    if (checkpoint.step === "store") {
+      // Stores that keep failing (too few sleds took the blob) back off, bounded: what
+      // cures them is a sled coming back, which brings the next one forward.
+      this.checkpointStoreFailures++;
+      pauseTicks = Math.min(
+        pauseTicks * 2 ** Math.min(this.checkpointStoreFailures - 1, 30),
+        Math.max(pauseTicks, this.limits.checkpointStoreRetryTicksMax),
+      );
+    }
+    this.checkpointRetryAtTick = this.lastCheckpointTick + pauseTicks;
     if (checkpoint.asked) this.checkpointRequested = true;
+  }
+
+  /**
+   * A sled came back (the shell saw one configured that was not, or one leave the out
+   * set): a checkpoint whose stores failed for want of sleds is tried again at the usual
+   * pace after the last (checkpointRetryTicks), not at the end of its back-off, since the
+   * journal is released only once one is recorded. Stores that fail again back off anew.
+   */
+  retryCheckpointSoon(): void {
+    // Only stores' back-off: a refused one's (too large) is no sled's to end.
+    if (this.checkpointStoreFailures === 0 || this.checkpointRefused !== undefined) return;
+    this.checkpointStoreFailures = 0;
+    this.checkpointRetryAtTick = Math.min(
+      this.checkpointRetryAtTick,
+      this.lastCheckpointTick + this.limits.checkpointRetryTicks,
+    );
   }
 
   /**
