@@ -1,14 +1,16 @@
 import { availableParallelism } from "node:os";
 import { defineConfig } from "vitest/config";
 
-// Two tiers, one after the other (`sequence.groupOrder`): unit and property tests first,
-// in parallel (they never touch the network); then integration tests, which start real
-// nats-server and service processes on loopback, one file at a time, to keep a 2-core
-// machine from timing itself out. Beside the integration tier runs the seeded simulator's
-// file (pure CPU, about a minute and a half of it, and blind to wall time) at the lowest
-// scheduling priority (test/support/lowest-priority.ts): it takes the CPU the integration
-// tier's processes leave idle while they wait on leases, heartbeats and disks, instead of
-// holding one of the unit tier's two workers for most of that tier.
+// Three tiers. Unit and property tests first, in parallel (they never touch the
+// network); then integration tests, which start real nats-server and service processes
+// on loopback, one file at a time, to keep a 2-core machine from timing itself out; and
+// the seeded simulator's file (pure CPU, about a minute and a half of it, blind to wall
+// time) at the lowest scheduling priority (test/support/lowest-priority.ts). `npm test`
+// (scripts/test.mjs) runs the last two at once as two vitest processes, so that the
+// simulator takes the CPU the integration tier's processes leave idle while they wait on
+// leases, heartbeats and disks; in one vitest process (`vitest run`), projects of one
+// group order share one worker pool, sized here by the integration tier's one worker, so
+// the simulation tier runs after it.
 //
 // Workers: vitest's default is one fewer than the cores, so on a 2-core machine the unit
 // tier ran one file at a time (about 165 s); two workers take about 90 s there. Without
@@ -19,10 +21,6 @@ const simulationFile = "services/headnode/test/simulation.test.ts";
 export default defineConfig({
   test: {
     reporters: ["default", "./test/support/summary-reporter.ts"],
-    // The pool's size over all projects (vitest's default, one fewer than the cores, is
-    // one on a 2-core machine, which ran the simulation tier after the integration tier's
-    // last file instead of beside it). Each project still bounds its own.
-    maxWorkers: Math.max(2, availableParallelism() - 1),
     projects: [
       {
         test: {

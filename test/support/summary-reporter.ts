@@ -1,6 +1,9 @@
 // Prints one plain closing line, `tests: N passed, N failed, N skipped`, after vitest's
-// own report, so that tools that read only the last line know what ran.
+// own report, so that tools that read only the last line know what ran. With
+// BALLAST_TEST_SUMMARY_FILE set (scripts/test.mjs, which runs the tiers as separate
+// vitest processes and prints their sum last), it also writes the counts there as JSON.
 
+import { writeFileSync } from "node:fs";
 import type { Reporter, TestModule } from "vitest/node";
 
 export default class SummaryReporter implements Reporter {
@@ -22,5 +25,7 @@ export default class SummaryReporter implements Reporter {
       failed += failedHere;
     }
     process.stdout.write(`\ntests: ${passed} passed, ${failed} failed, ${skipped} skipped\n`);
+    const summaryFile = process.env.BALLAST_TEST_SUMMARY_FILE;
+    if (summaryFile) writeFileSync(summaryFile, JSON.stringify({ passed, failed, skipped }));
   }
 }
