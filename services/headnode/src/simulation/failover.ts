@@ -2081,7 +2081,7 @@ export class FailoverSimulation {
 
   /**
    * Whether every partition `node` is a voter of has another voter, up and counted alive,
-   * that holds a replica of it on its disk: one disk lost at a time. Losing the last copy of acknowledged
+   * that holds a replica of it on its disk, with files that open: one copy lost at a time. Losing the last copy of acknowledged
    * writes is data loss no replica count of two survives, and a partition left with no
    * voter to promote stays unavailable, which is right but not what the checkers test.
    */
@@ -2092,14 +2092,20 @@ export class FailoverSimulation {
       if (!voters.includes(node.id)) continue;
       // Up, and known to the coordinator to be: one it still counts dead may be dropped
       // from the record on the strength of a primary that has just lost its disk.
-      const copy = voters.some(
-        (other) =>
+      // With files that open: seed 29 of the 4-node shape (with --corrupt and
+      // --end-changes) lost a primary's disk while its one other voter's files had been
+      // damaged at a crash, two faults taking both copies (as anotherSoundCopy guards).
+      const copy = voters.some((other) => {
+        const hosted = this.node(other).hosted.get(partition);
+        return (
           other !== node.id &&
           this.node(other).up &&
           alive.has(other) &&
-          this.node(other).hosted.get(partition)?.volumeId === this.volumeId &&
-          !this.beingDropped(partition, record, other),
-      );
+          hosted?.volumeId === this.volumeId &&
+          hosted.filesDamaged !== true &&
+          !this.beingDropped(partition, record, other)
+        );
+      });
       if (!copy) return false;
     }
     return true;
