@@ -198,6 +198,12 @@ export interface VolumesOptions {
   marks: Pick<StoreMarks, "witnessCreate">;
   /** The partition size of a volume whose create request names none. */
   partitionBytesDefault: number;
+  /**
+   * Waits between a resize's attempts (a record changed meanwhile, a primary that did not
+   * confirm, a trim that failed): a timer by default. The two-leader properties pass one
+   * that returns at once, since they step leaders only at their store calls.
+   */
+  retryPause?: (ms: number) => Promise<void>;
 }
 
 /** A new volume incarnation id: never reused, within the alphabet and length of ids. */
@@ -207,7 +213,12 @@ function newVolumeId(incarnation: number): string {
 }
 
 export class Volumes {
-  constructor(private readonly options: VolumesOptions) {}
+  private readonly retryPause: (ms: number) => Promise<void>;
+
+  constructor(private readonly options: VolumesOptions) {
+    this.retryPause =
+      options.retryPause ?? ((ms) => new Promise((resolve) => setTimeout(resolve, ms)));
+  }
 
   /**
    * Creates volume `message.name`, a clone of snapshot `message.snapshot` of volume
@@ -512,7 +523,7 @@ export class Volumes {
             }
             // A decision moved the record on meanwhile: again, on the newest.
             lastError = new Error(`partition ${change.partition} changed while it was written`);
-            await new Promise((resolve) => setTimeout(resolve, resizeTrimRetryPauseMs));
+            await this.retryPause(resizeTrimRetryPauseMs);
             continue;
           }
           const stored = { value: { ...next, term: tenure.term }, revision: outcome.revision };
@@ -555,7 +566,7 @@ export class Volumes {
         } catch (error) {
           lastError = error;
           if (error instanceof BallastError && !error.retryable) throw error;
-          await new Promise((resolve) => setTimeout(resolve, resizeTrimRetryPauseMs));
+          await this.retryPause(resizeTrimRetryPauseMs);
         }
       }
       throw new BallastError(
@@ -607,7 +618,7 @@ export class Volumes {
           } catch (error) {
             lastError = error;
             if (error instanceof BallastError && !error.retryable) throw error;
-            await new Promise((resolve) => setTimeout(resolve, resizeTrimRetryPauseMs));
+            await this.retryPause(resizeTrimRetryPauseMs);
           }
         }
         throw new BallastError(

@@ -82,13 +82,15 @@ export function leaderOver(
   const catalogue = new Catalogue(new GatedStore(shared, gate));
   const service = {
     bus: {
-      // Head nodes and primaries answer every drop, and every trim a resize makes, at once.
+      // Head nodes and primaries answer every drop, and every trim and flush (the
+      // confirmation of a new end) a resize makes, at once.
       request: async (subject: string, message: Message) => {
         const answered = answer?.(subject, message);
         if (answered !== undefined) return answered;
         if (message.type === "headnode.drop.v1") return { dropped: 0 };
         if (message.type === "partition.snapshot.drop.v1") return { epoch: 1, opNum: 9 };
         if (message.type === "volume.trim.v1") return { opNumFirst: 9, opNumLast: 9 };
+        if (message.type === "volume.flush.v1") return { flushedOpNum: 9 };
         throw new Error(`unexpected ${message.type} on ${subject}`);
       },
     },
@@ -109,6 +111,9 @@ export function leaderOver(
     // Neither holds the tenure it is given: nothing is configured or remembered.
     tenures: { held: () => undefined, current: () => undefined },
     partitionBytesDefault: partitionBytes,
+    // Leaders step only at store calls: a timer between a resize's attempts would stall
+    // the interleaving, so its retries go straight to their next store read.
+    retryPause: async () => undefined,
   });
   const snapshots = new Snapshots({
     service: service as never,
