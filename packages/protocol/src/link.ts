@@ -23,6 +23,8 @@
 //                   handled and may be sent again elsewhere           (server → client)
 //     ping          empty: are you there?                             (client → server)
 //     pong          empty: the answer to a ping                       (server → client)
+//     renew         u8 proof length, proof: a newer token for this link (client → server)
+//     renewed       empty: the renewal is taken                       (server → client)
 //
 // Pings exist because much of what a link carries is publishes (replication notes and
 // acknowledgements), which nothing answers: without them a link whose peer stopped
@@ -35,8 +37,12 @@
 // an offer over NATS) never crosses the link, and a proof seen on the wire opens no
 // other connection. Tokens age: an offer says how long its token has left
 // (`tokenValidMs`), a server refuses an aged one and ends a link opened with one (runtime
-// link-server.ts), and a sender renews before then. A client sends nothing else until
-// `hello-ok`. Links are not
+// link-server.ts), and a sender renews before then: over the link itself with `renew`
+// when the offer says the server takes it (`renewsInPlace`), whose proof is the new
+// token's HMAC of this connection's nonce, as a hello's; a server answers `renewed`
+// and from then on ages the link by the new token (no second connection: a server
+// at its connection cap still takes it). A client sends nothing else until
+// `hello-ok`, and one `renew` at a time. Links are not
 // encrypted (no TLS): what they carry can be read on the path, as on a nats:// URL.
 // Subjects and the traceparent are ASCII without spaces or wildcards; ids are the
 // client's, echoed back.
@@ -129,7 +135,9 @@ export type LinkFrame =
   | { kind: "reply"; id: number; payload: Uint8Array }
   | { kind: "no-responder"; id: number }
   | { kind: "ping" }
-  | { kind: "pong" };
+  | { kind: "pong" }
+  | { kind: "renew"; proof: Uint8Array }
+  | { kind: "renewed" };
 
 export type LinkFrameKind = LinkFrame["kind"];
 
@@ -151,6 +159,8 @@ const kindCodes: { readonly [K in LinkFrameKind]: number } = {
   ping: 8,
   pong: 9,
   challenge: 10,
+  renew: 11,
+  renewed: 12,
 };
 const kindsByCode: readonly (LinkFrameKind | undefined)[] = (() => {
   const byCode: (LinkFrameKind | undefined)[] = [];
@@ -213,9 +223,16 @@ export function encodeLinkFrame(
       head.set(frame.proof, 8);
       break;
     }
+    case "renew":
+      if (frame.proof.byteLength > linkProofBytesMax) throw invalid("proof too long");
+      head = Buffer.allocUnsafe(4 + 1 + 1 + frame.proof.byteLength);
+      head[5] = frame.proof.byteLength;
+      head.set(frame.proof, 6);
+      break;
     case "hello-ok":
     case "ping":
     case "pong":
+    case "renewed":
       head = Buffer.allocUnsafe(5);
       break;
     case "refused": {
@@ -511,9 +528,17 @@ function decodeBody(body: Buffer): LinkFrame {
       if (body.byteLength !== 4 + proofBytes) throw invalid("hello of the wrong length");
       return { kind, version: body[1]!, scope, proof: body.subarray(4) };
     }
+    case "renew": {
+      needBytes(body, kind, 2);
+      const proofBytes = body[1]!;
+      if (proofBytes > linkProofBytesMax) throw invalid(`proof of ${proofBytes} bytes`);
+      if (body.byteLength !== 2 + proofBytes) throw invalid("renew of the wrong length");
+      return { kind, proof: body.subarray(2) };
+    }
     case "hello-ok":
     case "ping":
     case "pong":
+    case "renewed":
       if (body.byteLength !== 1) throw invalid(`${kind} with a body`);
       return { kind };
     case "refused":

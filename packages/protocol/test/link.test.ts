@@ -38,6 +38,8 @@ const anyFrame: fc.Arbitrary<LinkFrame> = fc.oneof(
   fc.constant({ kind: "hello-ok" as const }),
   fc.constant({ kind: "ping" as const }),
   fc.constant({ kind: "pong" as const }),
+  fc.constant({ kind: "renewed" as const }),
+  fc.record({ kind: fc.constant("renew" as const), proof: fc.uint8Array({ maxLength: 64 }) }),
   fc.record({ kind: fc.constant("refused" as const), reason: fc.string({ maxLength: 100 }) }),
   fc.record({ kind: fc.constant("request" as const), id, subject, traceparent, payload }),
   fc.record({ kind: fc.constant("publish" as const), subject, traceparent, payload }),
@@ -276,6 +278,10 @@ describe("link frames", () => {
     expect(bad([0, 0, 0, 1, 99])).toBe(ErrorCode.InvalidMessage); // unknown kind
     expect(bad([0, 0, 0, 2, 2, 0])).toBe(ErrorCode.InvalidMessage); // hello-ok with a body
     expect(bad([0, 0, 0, 2, 10, 0])).toBe(ErrorCode.InvalidMessage); // a one-byte nonce
+    expect(bad([0, 0, 0, 2, 12, 0])).toBe(ErrorCode.InvalidMessage); // renewed with a body
+    expect(bad([0, 0, 0, 1, 11])).toBe(ErrorCode.InvalidMessage); // renew without a proof length
+    expect(bad([0, 0, 0, 3, 11, 2, 7])).toBe(ErrorCode.InvalidMessage); // proof cut short
+    expect(bad([0, 0, 0, 3, 11, 65, 7])).toBe(ErrorCode.InvalidMessage); // proof too long
     expect(bad([0, 0, 0, 4, 4, 0, 0, 0])).toBe(ErrorCode.InvalidMessage); // short request
     // A publish whose subject holds a space or a wildcard.
     expect(bad([0, 0, 0, 5, 5, 2, 0x61, 0x20, 0])).toBe(ErrorCode.InvalidMessage);

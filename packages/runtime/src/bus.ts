@@ -870,6 +870,7 @@ export class Bus {
       scope: offer.scope,
       token: keys.open(offer.key, offer.sealed),
       validMs: offer.tokenValidMs,
+      renewsInPlace: offer.renewsInPlace,
     };
   }
 

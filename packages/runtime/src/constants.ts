@@ -237,8 +237,9 @@ export const linkUnansweredMax = 1024;
  * twice this long: a client whose NATS access was taken away (a rotated password) can
  * no longer ask an offer, and loses its links within twice this (plus linkTokenDrainMs).
  * Senders ask a new offer between half and three quarters through the time an offer
- * says its token has left (linkTokenRenewFractionMin/Max), and move their routes to a
- * link opened with it, so no request waits on a rotation.
+ * says its token has left (linkTokenRenewFractionMin/Max) and prove the new token on the
+ * link itself (`renew`; against an older server, they move their routes to a second link
+ * opened with it), so no request waits on a rotation.
  */
 export const linkTokenLifetimeMs = 10 * 60_000;
 /**
@@ -252,9 +253,9 @@ export const linkTokenDrainMs = 5000;
  * the time its offer said the token has left (link-client.ts). Not at a fixed fraction:
  * the time left runs to the server's epoch end, so renewing at exactly half of it moves
  * each sender's next offer halfway closer to the epoch's start, and after a dozen
- * renewals every sender of a server asked its offer and opened its new connection within
- * milliseconds of the same epoch boundary (past linkHandshakesMax of them turned away at
- * once). Drawn, the renewals stay spread over the epoch; the latest leaves a quarter of
+ * renewals every sender of a server asked its offer within milliseconds of the same
+ * epoch boundary (and, renewing by second connections, past linkHandshakesMax of them
+ * were turned away at once). Drawn, the renewals stay spread over the epoch; the latest leaves a quarter of
  * the time (at least linkTokenLifetimeMs / 4) for renewals that fail to be tried again.
  */
 export const linkTokenRenewFractionMin = 0.5;

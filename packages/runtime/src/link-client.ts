@@ -20,11 +20,14 @@
 // Tokens age (link-server.ts): an offer says how long its token surely has left. Between
 // half and three quarters through (drawn, so that the senders of one server do not all
 // renew at its epoch boundary: constants.ts), a new offer is asked over NATS on a
-// subject the link carries; if it names the
-// same address, a second connection is opened with the new token and, once it has had
-// `hello-ok`, the routes move to it and the old one is retired: it takes no new message
-// and is ended (FIN after what was written) once its last reply is in, so nothing in
-// flight fails and nothing waits on the handshake. A renewal that fails is tried again
+// subject the link carries. If it names the same address and says the server renews in
+// place (`renewsInPlace`), the new token is proven on the link itself (`renew`, answered
+// `renewed` within linkConnectTimeoutMs): nothing moves, and no second connection is
+// needed, which a server at its connection cap would turn away. From an older server,
+// a second connection is opened with the new token and, once it has had `hello-ok`, the
+// routes move to it and the old one is retired: it takes no new message and is ended
+// (FIN after what was written) once its last reply is in, so nothing in flight fails
+// and nothing waits on the handshake. A renewal that fails is tried again
 // after linkOfferRetryMs, jittered; a link whose token ran out unrenewed is retired, and its
 // subjects go over NATS (and ask offers there) as if never linked. A sender that lost
 // its NATS access thus loses its links with its tokens; the server enforces the same.
@@ -94,6 +97,10 @@ export class LinkConnection {
   readonly #scope: LinkScope;
   readonly #token: Uint8Array;
   #helloSent = false;
+  /** The server's challenge: a renewal proves its token for it, as the hello did. */
+  #nonce: Uint8Array | undefined;
+  /** A renewal sent and not yet answered (`renew`). */
+  #renewal: { settle: (error?: Error) => void; timer: ReturnType<typeof setTimeout> } | undefined;
   #idNext = 0;
   #open = false;
   #closed = false;
@@ -208,6 +215,46 @@ export class LinkConnection {
     this.#endTimer.unref();
   }
 
+  /**
+   * Proves `token` on this link (`renew`, module header); resolves once the server
+   * answered `renewed`, rejects (Unavailable) if the link is not open or closes first,
+   * or if no answer comes within linkConnectTimeoutMs. One at a time.
+   */
+  renew(token: Uint8Array): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const nonce = this.#nonce;
+      if (!this.open || nonce === undefined) {
+        reject(new BallastError(ErrorCode.Unavailable, `link to ${this.address} is not open`));
+        return;
+      }
+      if (this.#renewal !== undefined) {
+        reject(new BallastError(ErrorCode.Unavailable, "a renewal is already under way"));
+        return;
+      }
+      const timer = setTimeout(
+        () =>
+          this.#renewal?.settle(
+            new BallastError(
+              ErrorCode.Unavailable,
+              `no renewal answered by ${this.address} within ${linkConnectTimeoutMs} ms`,
+            ),
+          ),
+        linkConnectTimeoutMs,
+      );
+      timer.unref();
+      this.#renewal = {
+        timer,
+        settle: (error) => {
+          clearTimeout(timer);
+          this.#renewal = undefined;
+          if (error === undefined) resolve();
+          else reject(error);
+        },
+      };
+      this.#writer.write(encodeLinkFrame({ kind: "renew", proof: linkProof(token, nonce) }));
+    });
+  }
+
   /** Requests waiting for their replies. */
   get waiting(): number {
     return this.#waiting.size;
@@ -269,6 +316,7 @@ export class LinkConnection {
     clearTimeout(this.#endTimer);
     this.#socket.destroy();
     this.#settleReady(new BallastError(ErrorCode.Unavailable, reason));
+    this.#renewal?.settle(new BallastError(ErrorCode.Unavailable, reason));
     for (const waiting of this.#waiting.values()) {
       clearTimeout(waiting.timer);
       waiting.reject(unavailable(waiting.subject, reason));
@@ -302,6 +350,7 @@ export class LinkConnection {
             return;
           }
           this.#helloSent = true;
+          this.#nonce = frame.nonce;
           this.#writer.write(
             encodeLinkFrame({
               kind: "hello",
@@ -335,10 +384,18 @@ export class LinkConnection {
         }
         case "pong":
           break;
+        case "renewed":
+          if (this.#renewal === undefined) {
+            this.close("a renewal answered that was not asked");
+            return;
+          }
+          this.#renewal.settle();
+          break;
         case "hello":
         case "request":
         case "publish":
         case "ping":
+        case "renew":
           this.close(`a ${frame.kind} frame from a server`);
           return;
         default: {
@@ -378,6 +435,8 @@ export interface LinkOffer {
   token?: Uint8Array | undefined;
   /** How long from the answer the token surely opens links; undefined: it does not age. */
   validMs?: number | undefined;
+  /** The server takes a renewal on the link (`renew`); else a renewal opens a second one. */
+  renewsInPlace?: boolean | undefined;
 }
 
 /**
@@ -673,6 +732,22 @@ export class LinkRoutes {
     let next: LinkConnection | undefined;
     try {
       const offer = await this.ask(subject);
+      if (
+        offer.renewsInPlace === true &&
+        current() &&
+        offer.address === old.address &&
+        offer.scope === linkScopeOf(subject) &&
+        offer.token !== undefined
+      ) {
+        await old.renew(offer.token);
+        if (current() && this.#tokenLives.get(old) === life) {
+          this.#endTokenLife(old);
+          this.#ageToken(old, askedAtMs, offer.validMs);
+          this.onOffer("renewed");
+          return;
+        }
+        throw new Error("the link renewed is gone");
+      }
       if (
         current() &&
         offer.address === old.address &&

@@ -21,15 +21,20 @@
 // (they are answered `no-responder`: not handled, the sender resends them over NATS,
 // where its access is checked anew) and is ended when its replies in flight are sent
 // (or destroyed after linkTokenDrainMs). Whoever lost its NATS access loses its links
-// within two lifetimes; a sender that keeps it moves to a link opened with a newer token
-// first (link-client.ts). After the hello every frame must name a subject of that
-// scope's family. Anything else closes the connection.
+// within two lifetimes; a sender that keeps it renews first (link-client.ts): on the
+// link itself with `renew`, proving a newer token for the connection's own nonce as a
+// hello does (offers say `renewsInPlace`), after which the link ages by that token; an
+// older sender opens a second link with the newer token and moves to it. A renewal on
+// the link takes no connection, so neither cap below ever turns one away. After the
+// hello every frame must name a subject of that scope's family, or be a ping or a
+// renewal. Anything else closes the connection, a renewal with a wrong token too.
 //
 // Failure model: a bad frame, a wrong token, a subject outside the scope, a silent new
 // connection (no hello within linkHelloTimeoutMs) or a peer that does not read (more
 // than linkWriteBufferBytesMax unsent) closes that connection and nothing else. A
 // connection beyond linkConnectionsMax open, or linkHandshakesMax not yet through hello,
-// is closed as it arrives: a flood of them must not take the process's file descriptors.
+// is told so (`refused`, naming the cap) and closed as it arrives: a flood of them must
+// not take the process's file descriptors.
 // A connection with linkUnansweredMax requests unanswered is not read until a reply goes
 // out (TCP's flow control holds its sender back) and is not judged silent meanwhile. A request
 // for a subject not routed here (any more) is answered `no-responder`: not handled, the
@@ -147,6 +152,8 @@ export interface LinkServerStats {
   closedBadly: number;
   /** Connections closed because their token aged out. */
   expired: number;
+  /** Tokens renewed on a link (`renew`). */
+  renewed: number;
 }
 
 export class LinkServer {
@@ -177,6 +184,7 @@ export class LinkServer {
     refused: 0,
     closedBadly: 0,
     expired: 0,
+    renewed: 0,
   };
   /** `advertise:port`, what offers name. */
   readonly address: string;
@@ -376,24 +384,29 @@ export class LinkServer {
       socket.destroy();
       return;
     }
-    if (
-      this.#connections.size >= this.#connectionsMax ||
-      this.#handshaking >= this.#handshakesMax
-    ) {
-      this.#turnAway(socket);
+    if (this.#connections.size >= this.#connectionsMax) {
+      this.#turnAway(socket, `${this.address} is at its cap of ${this.#connectionsMax} links`);
+      return;
+    }
+    if (this.#handshaking >= this.#handshakesMax) {
+      this.#turnAway(
+        socket,
+        `${this.address} is at its cap of ${this.#handshakesMax} links not yet through hello`,
+      );
       return;
     }
     const decoder = new LinkFrameDecoder();
     const writer = new FrameWriter(socket);
+    const nonce = randomBytes(linkNonceBytes);
     const connection: Connection = {
       heardAtMs: performance.now(),
       writer,
+      nonce,
       unanswered: 0,
       tokenEpoch: undefined,
       expiring: false,
       drainTimer: undefined,
     };
-    const nonce = randomBytes(linkNonceBytes);
     this.#connections.set(socket, connection);
     this.#stats.accepted++;
     this.#handshaking++;
@@ -481,6 +494,10 @@ export class LinkServer {
       writer.write(pongFrame);
       return;
     }
+    if (frame.kind === "renew") {
+      this.#renew(socket, connection, scope, frame.proof);
+      return;
+    }
     if (frame.kind !== "request" && frame.kind !== "publish") {
       this.#closeBadly(socket, `a ${frame.kind} frame from a sender`);
       return;
@@ -555,10 +572,33 @@ export class LinkServer {
     return true;
   };
 
-  #turnAway(socket: Socket): void {
+  /**
+   * A renewal on the link (module header): a proof of a token of this scope for the
+   * connection's nonce, taken as a hello's is; the link then ages by the newer of its
+   * tokens. One that aged out already is ending: nothing is answered, its sender sees the
+   * link close. A wrong proof is a sender that is not what it claims: closed.
+   */
+  #renew(socket: Socket, connection: Connection, scope: LinkScope, proof: Uint8Array): void {
+    if (connection.expiring) return;
+    const epoch = this.provenEpoch(scope, connection.nonce, proof);
+    if (epoch === undefined) {
+      this.#stats.refused++;
+      this.#closeBadly(socket, "a renewal with a wrong or expired token");
+      return;
+    }
+    connection.tokenEpoch = Math.max(connection.tokenEpoch ?? epoch, epoch);
+    this.#stats.renewed++;
+    connection.writer.write(renewedFrame);
+  }
+
+  #turnAway(socket: Socket, reason: string): void {
     this.#stats.turnedAway++;
     socket.on("error", () => undefined);
-    socket.destroy();
+    // Told why, then closed once the refusal is handed to the kernel: the sender's link
+    // fails with the cap's name, not as if this server had crashed. Nothing is read.
+    socket.write(Buffer.concat(encodeLinkFrame({ kind: "refused", reason })), () =>
+      socket.destroy(),
+    );
     const now = performance.now();
     if (now - this.#turnedAwayLoggedAtMs < linkTurnedAwayLogIntervalMs) return;
     this.#turnedAwayLoggedAtMs = now;
@@ -584,6 +624,7 @@ export class LinkServer {
 }
 
 const pongFrame = encodeLinkFrame({ kind: "pong" });
+const renewedFrame = encodeLinkFrame({ kind: "renewed" });
 
 /** One open connection, as the server keeps it. */
 /** How a LinkRequest sends its reply: one function per server, not a closure per request. */
@@ -638,9 +679,11 @@ interface Connection {
   /** When it last sent anything (performance.now()). */
   heardAtMs: number;
   writer: FrameWriter;
+  /** The challenge it was sent: hellos and renewals prove tokens for it. */
+  nonce: Uint8Array;
   /** Requests delivered and not yet answered. */
   unanswered: number;
-  /** The epoch of the token its hello proved (undefined until then). */
+  /** The epoch of the newest token its hello or a renewal proved (undefined until then). */
   tokenEpoch: number | undefined;
   /** Its token aged out: it is being ended (LinkServer.#expire). */
   expiring: boolean;

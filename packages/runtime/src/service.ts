@@ -305,6 +305,7 @@ export class Service {
       key: keys.publicKey,
       sealed: keys.seal(askerKey, token),
       tokenValidMs: Math.min(Math.floor(validMs), linkTokenValidMsMax),
+      renewsInPlace: true,
     };
   }
 

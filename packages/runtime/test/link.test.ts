@@ -252,7 +252,12 @@ describe("links over loopback", () => {
       cleanup.push(() => socket.destroy());
       socket.on("error", () => undefined);
       const closed = new Promise<void>((resolve) => socket.on("close", () => resolve()));
-      return { socket, closed };
+      // Read, as a sender does: the refusal of one turned away, left unread, holds its close.
+      const refused = () => {
+        socket.resume();
+        return closed;
+      };
+      return { socket, closed, refused };
     };
     const token = server.tokenFor("volume");
     const a = open();
@@ -260,7 +265,7 @@ describe("links over loopback", () => {
     await waitUntil(() => server.stats().accepted === 2);
     // Two silent connections hold both handshake places: a third is turned away.
     const c = open();
-    await c.closed;
+    await c.refused();
     expect(server.stats().turnedAway).toBe(1);
     // One through hello frees its handshake place; the open cap still counts it.
     await rawHello(a.socket, "volume", token);
@@ -268,7 +273,7 @@ describe("links over loopback", () => {
     await rawHello(d.socket, "volume", token);
     await waitUntil(() => server.stats().accepted === 3);
     const e = open();
-    await e.closed;
+    await e.refused();
     expect(server.stats()).toMatchObject({ accepted: 3, open: 3, turnedAway: 2 });
     // Closing one makes room again.
     b.socket.destroy();
@@ -588,6 +593,99 @@ describe("aging tokens", () => {
     await waitUntil(() => !link.open && server.stats().open === 0);
     expect(outcomes).toContain("failed"); // the renewals asked in vain
     expect(outcomes).not.toContain("renewed");
+  });
+});
+
+describe("renewals on the link", () => {
+  test("a sender renews on the link it has: a server at its connection cap takes every renewal", async () => {
+    // One connection allowed: a renewal that needs a second one is turned away, and the
+    // link then runs out and is given up (what happened before renewals on the link).
+    const server = await LinkServer.listen({
+      host: "127.0.0.1",
+      port: 0,
+      advertise: "127.0.0.1",
+      logger,
+      connectionsMax: 1,
+      tokenLifetimeMs: 300,
+    });
+    cleanup.push(() => server.close());
+    const answered: LinkMessage[] = [];
+    server.route(volumeSubject, "volume", answering(answered));
+    const outcomes: string[] = [];
+    const routes = new LinkRoutes(
+      async () => {
+        const { token, validMs } = server.offerToken("volume");
+        return { address: server.address, scope: "volume", token, validMs, renewsInPlace: true };
+      },
+      (outcome) => outcomes.push(outcome),
+    );
+    cleanup.push(() => routes.close());
+    routes.route(volumeSubject);
+    await waitUntil(() => routes.routed === 1);
+    const link = routes.route(volumeSubject)!;
+    let sent = 0;
+    const count = (outcome: string) => outcomes.filter((seen) => seen === outcome).length;
+    // Requests all along, until three renewals or the link given up.
+    while (count("renewed") < 3 && count("expired") === 0 && sent < 10_000) {
+      expect(routes.route(volumeSubject)).toBe(link);
+      await link.request(volumeSubject, encodeMessageParts(flush), undefined, 5000);
+      sent += 1;
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+    expect(outcomes).not.toContain("expired");
+    expect(count("renewed")).toBeGreaterThanOrEqual(3);
+    expect(server.stats()).toMatchObject({
+      accepted: 1,
+      open: 1,
+      turnedAway: 0,
+      expired: 0,
+      closedBadly: 0,
+      noResponders: 0,
+    });
+    expect(server.stats().renewed).toBeGreaterThanOrEqual(3);
+    expect(answered).toHaveLength(sent);
+  });
+
+  test("a renewal ages the link by its new token; one with a wrong token closes the link", async () => {
+    let now = 500;
+    const server = await newServer({ tokenLifetimeMs: 1000, tokenClock: () => now });
+    const held: LinkMessage[] = [];
+    server.route(volumeSubject, "volume", (message) => held.push(message));
+    const link = newConnection(server, "volume");
+    await link.ready;
+    now = 1500;
+    await link.renew(server.tokenFor("volume"));
+    expect(server.stats().renewed).toBe(1);
+    // Past the first token's life (it ends at 2000), within the renewed one's.
+    now = 2500;
+    server.closeExpired();
+    expect(server.stats().expired).toBe(0);
+    const reply = link.request(volumeSubject, encodeMessageParts(flush), undefined, 5000);
+    await waitUntil(() => held.length === 1);
+    held[0]!.respond(encodeResult({ flushedOpNum: 1 }));
+    await reply;
+    // A token of another scope proves nothing here.
+    const wrong = link.renew(server.tokenFor("replica"));
+    expect(codeOf(await rejection(wrong))).toBe(ErrorCode.Unavailable);
+    await waitUntil(() => !link.open && server.stats().open === 0);
+    expect(server.stats()).toMatchObject({ renewed: 1, refused: 1, closedBadly: 1 });
+  });
+
+  test("a connection turned away at a cap is told which cap", async () => {
+    const server = await LinkServer.listen({
+      host: "127.0.0.1",
+      port: 0,
+      advertise: "127.0.0.1",
+      logger,
+      connectionsMax: 1,
+    });
+    cleanup.push(() => server.close());
+    await newConnection(server, "volume").ready;
+    const second = newConnection(server, "volume");
+    const error = await rejection(second.ready);
+    expect(codeOf(error)).toBe(ErrorCode.Unavailable);
+    expect((error as Error).message).toMatch(/link refused: .* is at its cap of 1 links/);
+    expect(server.stats()).toMatchObject({ open: 1, turnedAway: 1 });
   });
 });
 

@@ -85,4 +85,9 @@ export const LinkOfferResult = z.object({
    * tokens (an older one).
    */
   tokenValidMs: z.number().int().positive().max(linkTokenValidMsMax).optional(),
+  /**
+   * The link takes a `renew` frame (protocol link.ts): a sender renews its token on the
+   * link it has rather than by opening a second one. Absent from an older node.
+   */
+  renewsInPlace: z.boolean().optional(),
 });
