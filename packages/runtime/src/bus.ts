@@ -624,6 +624,8 @@ const notServingCodes: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
 export interface LinkSendStats {
   scopes: LinkScope[];
   routed: number;
+  /** Why the last link that failed to open or renew did (link-client.ts). */
+  lastFailure?: string | undefined;
   link: { requests: number; publishes: number };
   nats: { requests: number; publishes: number };
   fallbacks: Record<LinkFallbackReason, number>;
@@ -850,7 +852,11 @@ export class Bus {
 
   /** What went by link and by NATS, for node info and tests. */
   linkStats(): LinkSendStats {
-    return { ...structuredClone(this.#linkStats), routed: this.#links?.routed ?? 0 };
+    return {
+      ...structuredClone(this.#linkStats),
+      routed: this.#links?.routed ?? 0,
+      lastFailure: this.#links?.lastFailure,
+    };
   }
 
   /** Asks `subject`'s server for a link, over NATS, and opens the token it seals. */

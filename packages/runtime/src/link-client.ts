@@ -482,6 +482,7 @@ export class LinkRoutes {
   /** Per connection key, failures to open in a row and when the next try may be. */
   readonly #backoff = new Map<string, { failures: number; notBeforeMs: number }>();
   #closed = false;
+  #lastFailure: string | undefined;
   /** While set (the sender's NATS connection is down), no route is used or made. */
   #suspended = false;
 
@@ -538,6 +539,14 @@ export class LinkRoutes {
   /** Subjects routed now (for tests and node info). */
   get routed(): number {
     return this.#routes.size;
+  }
+
+  /**
+   * Why the last link that failed to open or renew did (a server at its cap says so), for
+   * node info: the sender's messages went over NATS meanwhile, so nothing else shows it.
+   */
+  get lastFailure(): string | undefined {
+    return this.#lastFailure;
   }
 
   close(): void {
@@ -604,7 +613,8 @@ export class LinkRoutes {
     }
     try {
       await connection.ready;
-    } catch {
+    } catch (error) {
+      this.#lastFailure = (error as Error).message;
       const backoff = this.#backoff.get(key);
       if (backoff !== undefined) this.#holdOffers(subject, backoff.notBeforeMs);
       return "failed";
@@ -772,8 +782,9 @@ export class LinkRoutes {
           return;
         }
       }
-    } catch {
+    } catch (error) {
       // Asked in vain (NATS refused or silent) or the new link did not open: try again.
+      this.#lastFailure = `renewing ${old.address}: ${(error as Error).message}`;
     }
     if (next !== undefined) {
       this.#renewing.delete(next);

@@ -686,6 +686,13 @@ describe("renewals on the link", () => {
     expect(codeOf(error)).toBe(ErrorCode.Unavailable);
     expect((error as Error).message).toMatch(/link refused: .* is at its cap of 1 links/);
     expect(server.stats()).toMatchObject({ open: 1, turnedAway: 1 });
+    // A sender's routes keep the reason for node info (its messages went over NATS).
+    const routes = new LinkRoutes(async () => offerOf(server, "volume"));
+    cleanup.push(() => routes.close());
+    expect(routes.route(volumeSubject)).toBeUndefined();
+    await waitUntil(() => routes.lastFailure !== undefined);
+    expect(routes.lastFailure).toMatch(/link refused: .* is at its cap of 1 links/);
+    expect(routes.routed).toBe(0);
   });
 });
 
