@@ -158,6 +158,14 @@ export const linkOfferRefusedRetryMs = 30_000;
  */
 export const linkConnectBackoffBaseMs = 1000;
 export const linkConnectBackoffMaxMs = 30_000;
+/**
+ * A link counts as opened, for that backoff, only once it stayed open this long: one
+ * that closes sooner (not ended by its sender) counts as a failure to open, so that a
+ * link dropped right after its hello-ok (a server that closes it for a frame it does not
+ * like, a path that cuts it, a server restarting in a loop on a fixed port) is not
+ * reopened as fast as offers come, once a second per subject.
+ */
+export const linkStableMs = 10_000;
 /** Subjects whose offer times a sender remembers before it forgets those already past. */
 export const linkOfferTimesKeptMax = 1024;
 /**

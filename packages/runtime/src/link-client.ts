@@ -14,8 +14,10 @@
 // learned: the next message goes over NATS and asks a fresh offer, whose connection is
 // usually still open.
 // A link that fails to open backs its address off (linkConnectBackoffBaseMs doubling to
-// linkConnectBackoffMaxMs, jittered, reset when one opens), and its subjects' offers
-// with it, so that a dead or refusing server is not dialled every second per subject.
+// linkConnectBackoffMaxMs, jittered), and its subjects' offers with it, so that a dead or
+// refusing server is not dialled every second per subject. So does one that closes
+// within linkStableMs of its hello-ok without its sender ending it (a flapping link);
+// one that stayed open that long resets the count when it closes.
 //
 // Tokens age (link-server.ts): an offer says how long its token surely has left. Between
 // half and three quarters through (drawn, so that the senders of one server do not all
@@ -62,6 +64,7 @@ import {
   linkRouteIdleMs,
   linkRoutesMax,
   linkSilenceMsMax,
+  linkStableMs,
   linkStallMsMin,
   linkTokenRenewFractionMax,
   linkTokenRenewFractionMin,
@@ -479,6 +482,8 @@ export class LinkRoutes {
   readonly #tokenLives = new Map<LinkConnection, TokenLife>();
   /** Per subject, the time before which no offer is asked again. */
   readonly #notBefore = new Map<string, number>();
+  /** When each connection this made had its hello-ok (on `nowMs`), until it closes. */
+  readonly #openedAt = new Map<LinkConnection, number>();
   /** Per connection key, failures to open in a row and when the next try may be. */
   readonly #backoff = new Map<string, { failures: number; notBeforeMs: number }>();
   #closed = false;
@@ -605,9 +610,11 @@ export class LinkRoutes {
       );
       this.#connections.set(key, connection);
       this.#ageToken(connection, askedAtMs, offer.validMs);
-      // Once per connection, before any subject waiting on it hears.
-      connection.ready.then(
-        () => this.#backoff.delete(key),
+      // Once per connection, before any subject waiting on it hears. The backoff is kept
+      // until the link proves stable (#closedConnection).
+      const opened = connection;
+      opened.ready.then(
+        () => this.#openedAt.set(opened, this.nowMs()),
         () => this.#openFailed(key),
       );
     }
@@ -673,7 +680,15 @@ export class LinkRoutes {
   #closedConnection(connection: LinkConnection): void {
     if (this.#connections.get(connection.key) === connection)
       this.#connections.delete(connection.key);
-    this.#retired.delete(connection);
+    const retired = this.#retired.delete(connection);
+    const openedAtMs = this.#openedAt.get(connection);
+    this.#openedAt.delete(connection);
+    // Not ended by this sender: a link that flapped backs its address off, one that
+    // stayed open resets it (module header).
+    if (openedAtMs !== undefined && !retired && !this.#closed) {
+      if (this.nowMs() - openedAtMs < linkStableMs) this.#openFailed(connection.key);
+      else this.#backoff.delete(connection.key);
+    }
     this.#endTokenLife(connection);
     for (const [subject, routed] of this.#routes) {
       if (routed.connection === connection) this.#routes.delete(subject);
@@ -773,6 +788,7 @@ export class LinkRoutes {
         this.#renewing.delete(next);
         if (current() && next.open) {
           this.#connections.set(old.key, next);
+          this.#openedAt.set(next, this.#openedAt.get(old) ?? this.nowMs());
           this.#ageToken(next, askedAtMs, offer.validMs);
           for (const route of this.#routes.values()) {
             if (route.connection === old) route.connection = next;

@@ -17,7 +17,7 @@ import {
   subjects,
 } from "@ballast/protocol";
 import { afterEach, describe, expect, test } from "vitest";
-import { linkConnectTimeoutMs } from "../src/constants.ts";
+import { linkConnectTimeoutMs, linkStableMs } from "../src/constants.ts";
 import { LinkConnection, LinkNotHandled, type LinkOffer, LinkRoutes } from "../src/link-client.ts";
 import { SealKeys } from "../src/link-seal.ts";
 import { type LinkMessage, LinkServer, linkProof } from "../src/link-server.ts";
@@ -886,7 +886,7 @@ describe("backpressure", () => {
 });
 
 describe("reconnects", () => {
-  test("an address whose links fail to open is backed off, doubling, for all its subjects; reset once one opens", async () => {
+  test("an address whose links fail to open is backed off, doubling, for all its subjects; reset once one stayed open", async () => {
     let now = 0;
     let asked = 0;
     const server = await newServer();
@@ -925,24 +925,102 @@ describe("reconnects", () => {
     routes.route(volumeSubject);
     await waitUntil(() => routes.routed === 1);
     expect(server.stats().refused).toBe(2);
-    // Opened: the count is reset. The server goes; the next failure waits 1 s again.
+    // Open for linkStableMs: the count is reset when it closes. The server goes; the next
+    // failure waits 1 s again.
+    now = 3000 + linkStableMs;
     const port = Number(server.address.split(":")[1]);
     await server.close();
     await waitUntil(() => routes.routed === 0);
     offer = { address: `127.0.0.1:${port}`, scope: "volume", token: new Uint8Array(32) };
-    now = 5000;
+    now = 5000 + linkStableMs;
     routes.route(other);
     await waitUntil(() => outcomes.length === 5);
     expect(outcomes.at(-1)).toBe("failed");
     // Its offers wait 1 s (the first failure since the reset), not 8 s (the fourth).
     const askedBefore = asked;
-    now = 5999;
+    now = 5999 + linkStableMs;
     routes.route(other);
     expect(asked).toBe(askedBefore);
-    now = 6000;
+    now = 6000 + linkStableMs;
     routes.route(other);
     await waitUntil(() => outcomes.length === 6);
     expect(asked).toBe(askedBefore + 1);
+  });
+});
+
+describe("flapping links", () => {
+  test("a link dropped right after its hello-ok backs its address off like one that never opened", async () => {
+    // A fake server speaking just enough of the protocol: it takes any hello, says
+    // hello-ok, and (while `flapping`) closes the connection at once.
+    let flapping = true;
+    let accepted = 0;
+    const sockets = new Set<Socket>();
+    const fake = createServer((socket) => {
+      accepted += 1;
+      sockets.add(socket);
+      socket.on("close", () => sockets.delete(socket));
+      socket.on("error", () => undefined);
+      const decoder = new LinkFrameDecoder();
+      socket.on("data", (chunk) => {
+        for (const frame of decoder.push(chunk)) {
+          if (frame.kind !== "hello") continue;
+          for (const part of encodeLinkFrame({ kind: "hello-ok" })) socket.write(part);
+          if (flapping) socket.end();
+        }
+      });
+      for (const part of encodeLinkFrame({ kind: "challenge", nonce: new Uint8Array(32) })) {
+        socket.write(part);
+      }
+    });
+    await new Promise<void>((resolve) => fake.listen(0, "127.0.0.1", resolve));
+    cleanup.push(
+      () =>
+        new Promise<void>((resolve) => {
+          for (const socket of sockets) socket.destroy();
+          fake.close(() => resolve());
+        }),
+    );
+    const address = `127.0.0.1:${(fake.address() as { port: number }).port}`;
+    let now = 0;
+    const outcomes: string[] = [];
+    let asked = 0;
+    const routes = new LinkRoutes(
+      async () => {
+        asked += 1;
+        return { address, scope: "volume", token: new Uint8Array(32) };
+      },
+      (outcome) => outcomes.push(outcome),
+      () => now,
+      () => 0, // each wait is half its ceiling
+    );
+    cleanup.push(() => routes.close());
+    // A message a second for 20 s: each asks an offer when its subject's pacing allows.
+    for (let second = 0; second < 20; second += 1) {
+      now = second * 1000;
+      const before = asked;
+      routes.route(volumeSubject);
+      // Asked (not held back with the address): settled, and any link it made gone.
+      if (asked > before) {
+        await waitUntil(
+          () => outcomes.length === asked && sockets.size === 0 && routes.routed === 0,
+        );
+      }
+    }
+    // Opened at 0, 1, 2, 4, 8 and 16 s (waits of 0.5, 1, 2, 4, 8 s), not every second.
+    expect(accepted).toBe(6);
+    // A link that stays open linkStableMs resets the count once it closes.
+    flapping = false;
+    now = 31_000; // past the last wait (15 s from 16 s)
+    routes.route(volumeSubject);
+    await waitUntil(() => routes.routed === 1);
+    expect(accepted).toBe(7);
+    now += linkStableMs;
+    for (const socket of sockets) socket.destroy();
+    await waitUntil(() => routes.routed === 0 && sockets.size === 0);
+    now += 1000;
+    routes.route(volumeSubject);
+    await waitUntil(() => routes.routed === 1);
+    expect(accepted).toBe(8);
   });
 });
 
