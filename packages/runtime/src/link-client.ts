@@ -614,7 +614,11 @@ export class LinkRoutes {
       // until the link proves stable (#closedConnection).
       const opened = connection;
       opened.ready.then(
-        () => this.#openedAt.set(opened, this.nowMs()),
+        () => {
+          // Closed already (by a frame read with its hello-ok): it flapped.
+          if (opened.open) this.#openedAt.set(opened, this.nowMs());
+          else if (!this.#closed) this.#openFailed(key);
+        },
         () => this.#openFailed(key),
       );
     }

@@ -949,79 +949,88 @@ describe("reconnects", () => {
 });
 
 describe("flapping links", () => {
-  test("a link dropped right after its hello-ok backs its address off like one that never opened", async () => {
-    // A fake server speaking just enough of the protocol: it takes any hello, says
-    // hello-ok, and (while `flapping`) closes the connection at once.
-    let flapping = true;
-    let accepted = 0;
-    const sockets = new Set<Socket>();
-    const fake = createServer((socket) => {
-      accepted += 1;
-      sockets.add(socket);
-      socket.on("close", () => sockets.delete(socket));
-      socket.on("error", () => undefined);
-      const decoder = new LinkFrameDecoder();
-      socket.on("data", (chunk) => {
-        for (const frame of decoder.push(chunk)) {
-          if (frame.kind !== "hello") continue;
-          for (const part of encodeLinkFrame({ kind: "hello-ok" })) socket.write(part);
-          if (flapping) socket.end();
+  test.each([
+    ["ends it", "end"],
+    ["sends, with it, a frame no server may send", "bad-frame"],
+  ] as const)(
+    "a link whose server %s right after its hello-ok backs its address off like one that never opened",
+    async (_, how) => {
+      // A fake server speaking just enough of the protocol: it takes any hello, says
+      // hello-ok, and (while `flapping`) ends the connection at once, or sends a ping in
+      // the same write (the sender reads both at once, and closes as it opens).
+      let flapping = true;
+      let accepted = 0;
+      const sockets = new Set<Socket>();
+      const fake = createServer((socket) => {
+        accepted += 1;
+        sockets.add(socket);
+        socket.on("close", () => sockets.delete(socket));
+        socket.on("error", () => undefined);
+        const decoder = new LinkFrameDecoder();
+        socket.on("data", (chunk) => {
+          for (const frame of decoder.push(chunk)) {
+            if (frame.kind !== "hello") continue;
+            const answer = encodeLinkFrame({ kind: "hello-ok" });
+            if (flapping && how === "bad-frame") answer.push(...encodeLinkFrame({ kind: "ping" }));
+            socket.write(Buffer.concat(answer));
+            if (flapping && how === "end") socket.end();
+          }
+        });
+        for (const part of encodeLinkFrame({ kind: "challenge", nonce: new Uint8Array(32) })) {
+          socket.write(part);
         }
       });
-      for (const part of encodeLinkFrame({ kind: "challenge", nonce: new Uint8Array(32) })) {
-        socket.write(part);
+      await new Promise<void>((resolve) => fake.listen(0, "127.0.0.1", resolve));
+      cleanup.push(
+        () =>
+          new Promise<void>((resolve) => {
+            for (const socket of sockets) socket.destroy();
+            fake.close(() => resolve());
+          }),
+      );
+      const address = `127.0.0.1:${(fake.address() as { port: number }).port}`;
+      let now = 0;
+      const outcomes: string[] = [];
+      let asked = 0;
+      const routes = new LinkRoutes(
+        async () => {
+          asked += 1;
+          return { address, scope: "volume", token: new Uint8Array(32) };
+        },
+        (outcome) => outcomes.push(outcome),
+        () => now,
+        () => 0, // each wait is half its ceiling
+      );
+      cleanup.push(() => routes.close());
+      // A message a second for 20 s: each asks an offer when its subject's pacing allows.
+      for (let second = 0; second < 20; second += 1) {
+        now = second * 1000;
+        const before = asked;
+        routes.route(volumeSubject);
+        // Asked (not held back with the address): settled, and any link it made gone.
+        if (asked > before) {
+          await waitUntil(
+            () => outcomes.length === asked && sockets.size === 0 && routes.routed === 0,
+          );
+        }
       }
-    });
-    await new Promise<void>((resolve) => fake.listen(0, "127.0.0.1", resolve));
-    cleanup.push(
-      () =>
-        new Promise<void>((resolve) => {
-          for (const socket of sockets) socket.destroy();
-          fake.close(() => resolve());
-        }),
-    );
-    const address = `127.0.0.1:${(fake.address() as { port: number }).port}`;
-    let now = 0;
-    const outcomes: string[] = [];
-    let asked = 0;
-    const routes = new LinkRoutes(
-      async () => {
-        asked += 1;
-        return { address, scope: "volume", token: new Uint8Array(32) };
-      },
-      (outcome) => outcomes.push(outcome),
-      () => now,
-      () => 0, // each wait is half its ceiling
-    );
-    cleanup.push(() => routes.close());
-    // A message a second for 20 s: each asks an offer when its subject's pacing allows.
-    for (let second = 0; second < 20; second += 1) {
-      now = second * 1000;
-      const before = asked;
+      // Opened at 0, 1, 2, 4, 8 and 16 s (waits of 0.5, 1, 2, 4, 8 s), not every second.
+      expect(accepted).toBe(6);
+      // A link that stays open linkStableMs resets the count once it closes.
+      flapping = false;
+      now = 31_000; // past the last wait (15 s from 16 s)
       routes.route(volumeSubject);
-      // Asked (not held back with the address): settled, and any link it made gone.
-      if (asked > before) {
-        await waitUntil(
-          () => outcomes.length === asked && sockets.size === 0 && routes.routed === 0,
-        );
-      }
-    }
-    // Opened at 0, 1, 2, 4, 8 and 16 s (waits of 0.5, 1, 2, 4, 8 s), not every second.
-    expect(accepted).toBe(6);
-    // A link that stays open linkStableMs resets the count once it closes.
-    flapping = false;
-    now = 31_000; // past the last wait (15 s from 16 s)
-    routes.route(volumeSubject);
-    await waitUntil(() => routes.routed === 1);
-    expect(accepted).toBe(7);
-    now += linkStableMs;
-    for (const socket of sockets) socket.destroy();
-    await waitUntil(() => routes.routed === 0 && sockets.size === 0);
-    now += 1000;
-    routes.route(volumeSubject);
-    await waitUntil(() => routes.routed === 1);
-    expect(accepted).toBe(8);
-  });
+      await waitUntil(() => routes.routed === 1);
+      expect(accepted).toBe(7);
+      now += linkStableMs;
+      for (const socket of sockets) socket.destroy();
+      await waitUntil(() => routes.routed === 0 && sockets.size === 0);
+      now += 1000;
+      routes.route(volumeSubject);
+      await waitUntil(() => routes.routed === 1);
+      expect(accepted).toBe(8);
+    },
+  );
 });
 
 describe("sealed tokens", () => {
