@@ -671,6 +671,36 @@ describe("renewals on the link", () => {
     expect(server.stats()).toMatchObject({ renewed: 1, refused: 1, closedBadly: 1 });
   });
 
+  test("a renewal answered after its sender gave up waiting leaves the link open", async () => {
+    // One request unanswered holds the server from reading the link: the renewal behind
+    // it is read, and answered, only after the sender stopped waiting for it.
+    const server = await LinkServer.listen({
+      host: "127.0.0.1",
+      port: 0,
+      advertise: "127.0.0.1",
+      logger,
+      unansweredMax: 1,
+    });
+    cleanup.push(() => server.close());
+    const held: LinkMessage[] = [];
+    server.route(volumeSubject, "volume", (message) => held.push(message));
+    const link = newConnection(server, "volume");
+    await link.ready;
+    const first = link.request(volumeSubject, encodeMessageParts(flush), undefined, 10_000);
+    await waitUntil(() => held.length === 1);
+    const renewal = link.renew(server.tokenFor("volume"));
+    expect(codeOf(await rejection(renewal))).toBe(ErrorCode.Unavailable); // after linkConnectTimeoutMs
+    held[0]!.respond(encodeResult({ flushedOpNum: 1 }));
+    await first;
+    await waitUntil(() => server.stats().renewed === 1);
+    const second = link.request(volumeSubject, encodeMessageParts(flush), undefined, 10_000);
+    await waitUntil(() => held.length === 2);
+    held[1]!.respond(encodeResult({ flushedOpNum: 2 }));
+    await second;
+    expect(link.open).toBe(true);
+    expect(server.stats()).toMatchObject({ open: 1, closedBadly: 0 });
+  });
+
   test("a connection turned away at a cap is told which cap", async () => {
     const server = await LinkServer.listen({
       host: "127.0.0.1",
