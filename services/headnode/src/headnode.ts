@@ -232,6 +232,10 @@ export class HeadNode {
     > = {},
   ) {
     this.sleds = new SledClient(service.bus, service.logger, sledOptions);
+    // A sled back before it was declared out: the only signal is its answering again.
+    this.sleds.onAnswersAgain((sled) => {
+      for (const { host } of this.hosted.values()) host.sledAnsweredAgain(sled);
+    });
     this.replicator = new Replicator({
       ...replicatorOptions,
       sleds: this.sleds,
