@@ -347,6 +347,9 @@ export class HeadNode {
           ...(outgoing.gone.length === 0 ? {} : { gone: outgoing.gone }),
           ...(outgoing.failures.length === 0 ? {} : { failures: outgoing.failures }),
           ...(outgoing.failuresGone.length === 0 ? {} : { failuresGone: outgoing.failuresGone }),
+          // Its primaries refuse I/O past servedBytes: the coordinator shrinks volumes
+          // only on head nodes that say so.
+          enforcesServedBytes: true,
         },
         { deadlineMs: reportDeadlineMs },
       );

@@ -172,6 +172,12 @@ export const PartitionState = z.object({
    * acknowledged write can be its primary, so it serves nothing (its log says why).
    */
   unavailable: z.literal(true).optional(),
+  /**
+   * The partition's bytes inside the volume, which its primary serves (from its start):
+   * present only when fewer than `partitionBytes` (the last partition, one past the end
+   * after a shrink, or a resize not finished). Past them the primary refuses I/O.
+   */
+  servedBytes: unsignedInteger.optional(),
 });
 
 /**
@@ -231,6 +237,12 @@ export const VolumeState = z.object({
   parent: VolumeParent.optional(),
   /** On describe and in status (not in list): what the incarnation stores on sleds. */
   stored: VolumeStored.optional(),
+  /**
+   * A shrink to this size began and has not finished (its partitions' ends may be
+   * lowered to it already, and its tail partly trimmed): the leader finishes it, and so
+   * does any resize of the volume before its own change. Absent otherwise.
+   */
+  shrinkingTo: unsignedInteger.optional(),
 });
 
 export const VolumeCreate = z.object({
