@@ -293,7 +293,10 @@ export const VolumeListResult = z.object({
  * A shrink is refused unless `allowShrink`; with it, the tail past the new size is
  * trimmed first. A shrink is refused too while a gateway has the volume attached (an
  * NBD connection keeps its size, and its writes past the new end would be lost), or
- * does not say, unless `force`. Answers the volume's state at its new size.
+ * does not say, unless `force`, and while a head node serving the volume does not say
+ * it enforces volume ends (headnode.report.v1 `enforcesServedBytes`). A shrink begun and
+ * not finished (the state's `shrinkingTo`) is finished before any resize's own change.
+ * Answers the volume's state at its new size.
  */
 export const VolumeResize = z.object({
   type: z.literal("volume.resize.v1"),
