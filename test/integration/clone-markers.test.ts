@@ -70,6 +70,8 @@ function leader(over: ControlStore = store) {
     marks: { witnessCreate: async () => undefined },
     tenures: { held: () => undefined, current: () => undefined },
     partitionBytesDefault: partitionBytes,
+    // A fake: every head node enforces volume ends.
+    features: { enforcesServedBytes: () => true },
   });
   const snapshots = new Snapshots({ service: service as never, catalogue });
   return { catalogue, volumes, snapshots, tenure: { term: 1 } as Tenure };

@@ -386,7 +386,12 @@ export function summary(
   // An answer that lists one page of a large volume counts all of them.
   const partitions =
     volume.partitionCount ?? ("partitions" in volume ? volume.partitions.length : 0);
-  return `${volume.name}  ${formatSize(volume.sizeBytes)}  ${volume.replicaCount} replicas  ${partitions} partitions of ${formatSize(volume.partitionBytes)}${id}\n`;
+  // A shrink begun and not finished: its tail is refused already, inside the size shown.
+  const shrinking =
+    volume.shrinkingTo === undefined
+      ? ""
+      : `  SHRINKING to ${formatSize(volume.shrinkingTo)}: begun, not finished (the coordinator finishes it; I/O past ${formatSize(volume.shrinkingTo)} is refused)\n`;
+  return `${volume.name}  ${formatSize(volume.sizeBytes)}  ${volume.replicaCount} replicas  ${partitions} partitions of ${formatSize(volume.partitionBytes)}${id}\n${shrinking}`;
 }
 
 /**
@@ -440,5 +445,10 @@ export function partitionLine(partition: VolumeState["partitions"][number]): str
     partition.unavailable === true
       ? "    UNAVAILABLE: no member can serve it (the coordinator's log says why)\n"
       : "";
-  return `  partition ${partition.partition}  epoch ${partition.epoch}  primary ${partition.primary}  secondaries ${partition.secondaries.join(", ") || "(none: degraded)"}${joiners}${learners}${failures}\n${unavailable}${checkpoints === "" ? "" : `    checkpoints: ${checkpoints}\n`}`;
+  // Its end inside the volume, when short of the partition's own.
+  const served =
+    partition.servedBytes === undefined
+      ? ""
+      : `  serves ${formatSize(partition.servedBytes)} of ${formatSize(partition.partitionBytes)}`;
+  return `  partition ${partition.partition}  epoch ${partition.epoch}  primary ${partition.primary}  secondaries ${partition.secondaries.join(", ") || "(none: degraded)"}${served}${joiners}${learners}${failures}\n${unavailable}${checkpoints === "" ? "" : `    checkpoints: ${checkpoints}\n`}`;
 }

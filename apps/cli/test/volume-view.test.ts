@@ -50,6 +50,23 @@ describe("volume view", () => {
     );
   });
 
+  test("a shrink begun and not finished, and each partition's end short of its size, are shown", () => {
+    const state = {
+      ...volume({ servedBytes: mebibyte }),
+      shrinkingTo: mebibyte,
+    };
+    // Old: neither was shown (describe did not carry them either).
+    expect(summary(state)).toBe(
+      "vol  4MiB  3 replicas  1 partitions of 4MiB  id m1abc-0123456789ab\n" +
+        "  SHRINKING to 1MiB: begun, not finished (the coordinator finishes it; I/O past 1MiB is refused)\n",
+    );
+    expect(partitionLine(state.partitions[0]!)).toContain(
+      "secondaries head-2  serves 1MiB of 4MiB\n",
+    );
+    // A partition served whole says nothing of it.
+    expect(partitionLine(volume().partitions[0]!)).not.toContain("serves");
+  });
+
   test("a partition line shows joining members apart from secondaries and learners", () => {
     const state = volume({
       secondaries: [],

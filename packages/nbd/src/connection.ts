@@ -138,7 +138,9 @@ export class NbdConnection {
   private async serve(): Promise<"soft" | "hard"> {
     const { limits } = this.context;
     const deadline = setTimeout(() => {
-      this.logger.warn(
+      this.logRepeated(
+        "warn",
+        "handshake-deadline",
         { handshakeDeadlineMs: limits.handshakeDeadlineMs },
         "handshake not finished in time; disconnecting",
       );
@@ -177,7 +179,14 @@ export class NbdConnection {
         this.device = device;
         if (this.stopping) return "soft";
         this.attached = { name: device.name, readOnly: device.readOnly === true };
-        this.logger.info({ export: device.name, sizeBytes: device.sizeBytes }, "export opened");
+        // A client that reconnects in a loop opens its export connection after connection:
+        // said once per export and interval (with a count of the rest), the rest at debug.
+        this.logRepeated(
+          "info",
+          `opened/${device.name}`,
+          { export: device.name, sizeBytes: device.sizeBytes },
+          "export opened",
+        );
         this.transmission = new Transmission({
           reader: this.reader,
           writer: this.writer,
@@ -205,7 +214,9 @@ export class NbdConnection {
    */
   private onClientStall(): void {
     if (this.socket.destroyed) return;
-    this.logger.warn(
+    this.logRepeated(
+      "warn",
+      "client-stall",
       { clientStallMs: this.context.limits.clientStallMs },
       "client moved no byte of its replies or its write's data in time; disconnecting",
     );
@@ -224,11 +235,40 @@ export class NbdConnection {
       return "soft";
     }
     if (error instanceof NbdProtocolError) {
-      this.logger.warn({ reason: error.message }, "protocol violation; disconnecting");
+      this.logRepeated(
+        "warn",
+        "protocol-violation",
+        { reason: error.message },
+        "protocol violation; disconnecting",
+      );
       return "hard";
     }
-    this.logger.error({ err: error }, "connection failed");
+    this.logRepeated("error", "connection-failed", { err: error }, "connection failed");
     return "hard";
+  }
+
+  /**
+   * A line every connection may say again (a client in a reconnect loop, a fuzzer): at
+   * `level` when the server's gate says it is due (the first of its kind, or an interval
+   * after the last, with the count left out), at debug otherwise. Without a gate (a
+   * connection made outside a server), every time.
+   */
+  private logRepeated(
+    level: "info" | "warn" | "error",
+    key: string,
+    fields: Record<string, unknown>,
+    message: string,
+  ): void {
+    const { repeats } = this.context;
+    const due = repeats === undefined ? { first: true, suppressed: 0 } : repeats.due(key);
+    if (due === undefined) {
+      this.logger.debug(fields, message);
+      return;
+    }
+    this.logger[level](
+      due.first ? fields : { ...fields, repeatsSuppressed: due.suppressed },
+      message,
+    );
   }
 
   /** Ends our side once every reply is flushed, then lets go of the socket. */

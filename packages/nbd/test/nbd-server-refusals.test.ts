@@ -5,7 +5,7 @@
 import { BallastError, ErrorCode } from "@ballast/protocol";
 import type { Logger } from "@ballast/runtime";
 import { afterEach, expect, test } from "vitest";
-import { Command } from "../src/wire.ts";
+import { ClientFlag, Command, Option } from "../src/wire.ts";
 import { MemoryBlockDevice } from "./memory-block-device.ts";
 import { TestNbdClient } from "./nbd-test-client.ts";
 import { startTestServer, type TestServer, waitUntil } from "./nbd-test-server.ts";
@@ -150,4 +150,64 @@ test("a client whose requests fail again and again (its volume unavailable): one
   await client.roundTrip({ command: Command.Read, handle: 32n, length: 512 });
   expect(warned()).toHaveLength(3);
   expect(warned()[2]!.fields.repeatsSuppressed).toBe(29);
+});
+
+test("a client that reconnects in a loop: 'export opened' once per export and interval, the rest at debug; protocol violations the same", async () => {
+  const lines: { level: string; fields: Record<string, unknown>; message: string }[] = [];
+  const logger = {
+    child: () => logger,
+    // Some debug lines are a message alone.
+    debug: (fields: Record<string, unknown> | string, message?: string) =>
+      typeof fields === "string"
+        ? lines.push({ level: "debug", fields: {}, message: fields })
+        : lines.push({ level: "debug", fields, message: message! }),
+    info: (fields: Record<string, unknown>, message: string) =>
+      lines.push({ level: "info", fields, message }),
+    warn: (fields: Record<string, unknown>, message: string) =>
+      lines.push({ level: "warn", fields, message }),
+    error: (fields: Record<string, unknown>, message: string) =>
+      lines.push({ level: "error", fields, message }),
+  };
+  let nowMs = 0;
+  running = await startTestServer({
+    devices: [
+      new MemoryBlockDevice("vol", 1024 * 1024),
+      new MemoryBlockDevice("other", 1024 * 1024),
+    ],
+    logger: logger as unknown as Logger,
+    clock: () => nowMs,
+  });
+  const opened = (level: string) =>
+    lines.filter((line) => line.message === "export opened" && line.level === level);
+  for (let attempt = 0; attempt < 30; attempt++, nowMs += 1000) {
+    const { client } = await TestNbdClient.open(running.address, "vol");
+    client.destroy();
+    await waitUntil(() => running!.server.connectionCount === 0, "the connection ended");
+  }
+  // Old: an info line per connection (30).
+  expect(opened("info")).toHaveLength(1);
+  expect(opened("debug")).toHaveLength(29);
+  // Another export is said at once; the same one again after the interval, with the count.
+  const { client: other } = await TestNbdClient.open(running.address, "other");
+  clients.push(other);
+  expect(opened("info").map((line) => line.fields.export)).toEqual(["vol", "other"]);
+  nowMs += repeatMs;
+  const { client: late } = await TestNbdClient.open(running.address, "vol");
+  clients.push(late);
+  expect(opened("info")).toHaveLength(3);
+  expect(opened("info")[2]!.fields.repeatsSuppressed).toBe(29);
+
+  // A client breaking the protocol connection after connection: one warning an interval.
+  for (let attempt = 0; attempt < 20; attempt++, nowMs += 1000) {
+    const client = await TestNbdClient.connect(running.address);
+    clients.push(client);
+    await client.readGreeting();
+    client.sendClientFlags(ClientFlag.FixedNewstyle | ClientFlag.NoZeroes);
+    client.sendOption(Option.Info, new Uint8Array(0), 1 << 30);
+    expect(await client.isClosedWithin(closeWaitMs)).toBe(true);
+  }
+  const violations = lines.filter((line) => line.message.startsWith("protocol violation"));
+  // Old: a warning each (20).
+  expect(violations.filter((line) => line.level === "warn")).toHaveLength(1);
+  expect(violations).toHaveLength(20);
 });

@@ -88,6 +88,8 @@ const volume = z.looseObject({
   parent: volumeParent.optional(),
   creatingSinceMs: timeMs.optional(),
   clonePins: list(clonePin).optional(),
+  /** A shrink to this size begun and not finished (the coordinator's resize.ts). */
+  shrinkingTo: volumeBytes.optional(),
 });
 
 const partitionFields = z.looseObject({

@@ -143,6 +143,12 @@ export interface VolumeRecord {
   creatingSinceMs?: number;
   /** Clones of this volume's snapshots, pinned as they were created (see the header). */
   clonePins?: ClonePin[];
+  /**
+   * A shrink to this size began (its partitions' ends may be lowered to it, its tail
+   * partly trimmed) and has not finished: the resize that finishes it writes the size
+   * and removes this (resize.ts, "A shrink begun"). Ignored unless below `sizeBytes`.
+   */
+  shrinkingTo?: number;
 }
 
 /**
@@ -965,12 +971,40 @@ export class Catalogue {
     if ((current.value.term ?? 0) > term) return { applied: false, reason: "deposed" };
     // A clone's overlap follows a shrink down and never comes back up (clones.ts).
     const parent = parentAfterResize(current.value.parent, sizeBytes);
+    // The size written ends any shrink begun (its own, finished; or one finished first).
+    const { shrinkingTo: _finished, ...rest } = current.value;
     const record: VolumeRecord = {
-      ...current.value,
+      ...rest,
       sizeBytes,
       term,
       ...(parent === undefined ? {} : { parent }),
     };
+    try {
+      const revision = await this.kv.update(
+        keys.volume(record.name),
+        encode(record),
+        current.revision,
+      );
+      return { applied: true, revision, record };
+    } catch (error) {
+      if (isConflict(error)) return { applied: false, reason: "conflict" };
+      throw error;
+    }
+  }
+
+  /**
+   * Records that a shrink of the volume to `sizeBytes` begins (`shrinkingTo`), by
+   * compare-and-set on `current`, before any partition's end is lowered: should the
+   * shrink stop halfway, the record says so, and the leader or the next resize
+   * finishes it.
+   */
+  async markShrinking(
+    current: Versioned<VolumeRecord>,
+    sizeBytes: number,
+    term: number,
+  ): Promise<UpdateOutcome & { record?: VolumeRecord }> {
+    if ((current.value.term ?? 0) > term) return { applied: false, reason: "deposed" };
+    const record: VolumeRecord = { ...current.value, shrinkingTo: sizeBytes, term };
     try {
       const revision = await this.kv.update(
         keys.volume(record.name),

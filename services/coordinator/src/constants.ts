@@ -47,6 +47,16 @@ export const probeDeadlineMs = 1000;
  */
 export const shrinkNoticeDeadlineMs = 5000;
 
+/**
+ * The first pause before the leader tries again to finish a shrink begun and not
+ * finished (`Volumes.resumeShrinks`); it doubles with each failure, up to
+ * `shrinkResumePauseMsMax`. The leader looks for such shrinks every
+ * `shrinkResumeCheckMs`.
+ */
+export const shrinkResumePauseMs = 10_000;
+export const shrinkResumePauseMsMax = 5 * 60_000;
+export const shrinkResumeCheckMs = 5000;
+
 /** The most services membership tracks; heartbeats from more are refused and logged. */
 export const membersMax = 4096;
 

@@ -66,6 +66,7 @@ import {
   memberEvictAfterMsDefault,
   purgePassIntervalMs,
   reconcileIntervalMs,
+  shrinkResumeCheckMs,
   sledOutAfterMsDefault,
   sledOutAfterMsMax,
   sledOutAfterMsMin,
@@ -78,6 +79,7 @@ import {
 } from "./constants.ts";
 import { controlStoreFullError, controlStoreOf, isStoreFull } from "./control-store.ts";
 import { DeleteMarkerCleanup } from "./delete-markers.ts";
+import { HeadNodeFeatures } from "./head-node-features.ts";
 import { clusterFigures, LeaderGauges } from "./health-metrics.ts";
 import { Heartbeats, heartbeatTickMsOf } from "./heartbeats.ts";
 import { Leadership, type Leading } from "./leadership.ts";
@@ -287,6 +289,7 @@ export class Coordinator {
     this.every(leaderRenewMs, () => this.lead());
     this.every(reconcileIntervalMs, () => this.parts.reconciler.reconcile());
     this.every(purgePassIntervalMs, () => this.parts.purger.purge());
+    this.every(shrinkResumeCheckMs, () => this.resumeShrinks());
     // Checked every sweepDueCheckMs: a new leader's first pass comes as soon as it is
     // ready, not a whole interval later (a coordinator restarted more often than the
     // interval never swept at all).
@@ -343,6 +346,7 @@ export class Coordinator {
       ...(changes === undefined ? {} : { changes }),
     });
     const storeMarks = new StoreMarks({ service, heartbeats, tenures, catalogue, storeId });
+    const features = new HeadNodeFeatures();
     const volumes = new Volumes({
       service,
       catalogue,
@@ -350,6 +354,7 @@ export class Coordinator {
       configurer,
       tenures,
       marks: storeMarks,
+      features,
       partitionBytesDefault: this.config.partitionBytes,
     });
     const graceMs = this.config.sweepGraceMs;
@@ -377,7 +382,7 @@ export class Coordinator {
         }
       });
     };
-    const reports = new Reports(catalogue, heartbeats, sleds, reconcileSoon);
+    const reports = new Reports(catalogue, heartbeats, sleds, reconcileSoon, features);
     const status = new Status(service, heartbeats, volumes, sleds, () => storeMarks.statusOf());
     const snapshots = new Snapshots({ service, catalogue, members: heartbeats });
     const sweeper = new Sweeper({
@@ -522,6 +527,18 @@ export class Coordinator {
     } finally {
       this.renewing = false;
     }
+  }
+
+  /**
+   * Finishes the shrinks begun and not finished (volumes.ts `resumeShrinks`), through the
+   * catalogue queue like any resize.
+   */
+  private async resumeShrinks(): Promise<void> {
+    const tenure = this.current();
+    if (tenure === undefined) return;
+    await this.parts.volumes.resumeShrinks(tenure, (work) =>
+      this.catalogueChanges.run(tenure, work),
+    );
   }
 
   private startLeading(leading: Leading): void {

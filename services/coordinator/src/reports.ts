@@ -33,6 +33,7 @@ import { BallastError, ErrorCode, limits, type MessageOf, type ResultOf } from "
 import { type Catalogue, idOfVolume } from "./catalogue.ts";
 import { now } from "./clock.ts";
 import { membersOf, volumeIdOf } from "./decisions.ts";
+import { HeadNodeFeatures } from "./head-node-features.ts";
 import type { Heartbeats } from "./heartbeats.ts";
 import { partitionKey } from "./leases.ts";
 import type { SledRecords } from "./sled-records.ts";
@@ -48,6 +49,8 @@ export class Reports {
      * the shell decides then rather than at the next reconcile round.
      */
     private readonly onUrgent: () => void = () => undefined,
+    /** What each node's reports say it does (head-node-features.ts). */
+    private readonly features: Pick<HeadNodeFeatures, "heard"> = new HeadNodeFeatures(),
   ) {}
 
   /** A head node's report: keep what its primaries say, renew the node's lease. */
@@ -55,6 +58,7 @@ export class Reports {
     tenure: Tenure,
     message: MessageOf<"headnode.report.v1">,
   ): ResultOf<"headnode.report.v1"> {
+    this.features.heard(message);
     // The sleds out of service, once this leader knows them: a head node keeps the set
     // it last heard while an answer says nothing.
     const sledsOut = this.sleds.out(tenure);

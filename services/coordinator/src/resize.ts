@@ -48,11 +48,82 @@
 // one its size wants (`limitChanges`): a resize that failed halfway, or records from
 // before the field, are put right by the next resize of the volume, to any size.
 //
+// A shrink begun: a shrink that stops after lowering ends (a primary that never
+// confirms, a trim that times out, a leader that dies) would leave the tail refused
+// inside the size the record still says, with nothing to show it. So before it lowers
+// any end the shrink records its target in the volume record (`shrinkingTo`), by
+// compare-and-set, and the write of the new size removes it. A shrink once recorded
+// goes ahead, never back: part of its tail may be trimmed already. The leader finishes
+// a recorded shrink in the background (volumes.ts `resumeShrinks`, retried with a
+// back-off), a resize of the volume to any size finishes it first (a retry of the same
+// shrink thereby completes it), and describe shows it (`shrinkingTo`, and each
+// partition's served bytes).
+//
+// Rolling upgrades: head nodes older than served bytes ignore them. A shrink is refused
+// while a node that serves the volume (a voter of one of its partitions) reported
+// without `enforcesServedBytes`, or a primary has not reported to this coordinator
+// (`unenforcedEnds`), naming the nodes: the new end would not be enforced there.
+//
 // Failure model: a plan is a function of what was read; the shell writes the volume
 // record by compare-and-set, so a plan made on a stale read is refused, not applied.
 
 import { BallastError, ErrorCode, limits } from "@ballast/protocol";
 import type { PartitionRange } from "./placement.ts";
+
+/**
+ * The size a shrink begun and not finished is taking `volume` to; undefined when none is
+ * (a mark not below the size is left over from an older writer, and means nothing).
+ */
+export function shrinkingOf(volume: {
+  sizeBytes: number;
+  shrinkingTo?: number;
+}): number | undefined {
+  const target = volume.shrinkingTo;
+  return target !== undefined && target < volume.sizeBytes ? target : undefined;
+}
+
+/**
+ * What finishing the shrink begun on `volume` does (see `shrinkingOf`): lower the ends
+ * not yet lowered, trim the whole tail again (trims are idempotent), write the size.
+ */
+export function finishShrinkPlan(
+  volume: { sizeBytes: number; shrinkingTo?: number },
+  partitions: readonly PartitionRange[],
+): Extract<ResizePlan, { kind: "shrink" }> | undefined {
+  const target = shrinkingOf(volume);
+  if (target === undefined) return undefined;
+  return {
+    kind: "shrink",
+    sizeBytes: target,
+    trim: { offset: target, length: volume.sizeBytes - target },
+    limits: limitChanges(partitions, target),
+  };
+}
+
+/**
+ * The nodes serving `partitions` on which a shrink's new end would not be enforced, each
+ * with why: a voter whose last report said nothing of `enforcesServedBytes` (a head node
+ * older than served bytes), or a primary not heard from at all (its version unknown). A
+ * secondary not heard from is not named: it is no primary now, and once back it reports
+ * before it can be promoted.
+ */
+export function unenforcedEnds(
+  partitions: readonly { primary: string; secondaries: readonly string[] }[],
+  enforces: (node: string) => boolean | undefined,
+): { node: string; why: string }[] {
+  const named = new Map<string, string>();
+  for (const partition of partitions) {
+    for (const node of [partition.primary, ...partition.secondaries]) {
+      if (named.has(node)) continue;
+      const known = enforces(node);
+      if (known === false) named.set(node, "runs a head node that does not enforce volume ends");
+      else if (known === undefined && node === partition.primary) {
+        named.set(node, "has not reported to this coordinator yet");
+      }
+    }
+  }
+  return [...named].sort(([a], [b]) => a.localeCompare(b)).map(([node, why]) => ({ node, why }));
+}
 
 /** A range of volume bytes. */
 export interface ByteRange {

@@ -53,6 +53,7 @@ import {
   type CheckpointPointer,
   idOfVolume,
   mapLimited,
+  type Versioned,
   type VolumeParentRecord,
   type VolumeRecord,
 } from "./catalogue.ts";
@@ -60,13 +61,24 @@ import { now } from "./clock.ts";
 import { livePins, pinParents, refuseWhilePinned, unpinDeleted } from "./clone-pins.ts";
 import { cloneDepthMax, clonesOf, depthOf, refuseVolumeDelete, snapshotSizeOf } from "./clones.ts";
 import type { Configurer } from "./configurer.ts";
-import { dropDeadlineMs } from "./constants.ts";
+import { dropDeadlineMs, shrinkResumePauseMs, shrinkResumePauseMsMax } from "./constants.ts";
 import { membersOf, type PartitionRecord, type Report, volumeIdOf } from "./decisions.ts";
+import type { HeadNodeFeatures } from "./head-node-features.ts";
 import type { Heartbeats } from "./heartbeats.ts";
 import { type LeaseBook, partitionKey } from "./leases.ts";
 import { loadOf, placePartitions, placeRanges } from "./placement.ts";
 import { type ChunkEntry, isChunkOf } from "./purge.ts";
-import { type ByteRange, detachesFirst, type LimitChange, piecesOf, planResize } from "./resize.ts";
+import {
+  type ByteRange,
+  detachesFirst,
+  finishShrinkPlan,
+  type LimitChange,
+  piecesOf,
+  planResize,
+  type ResizePlan,
+  shrinkingOf,
+  unenforcedEnds,
+} from "./resize.ts";
 import type { StoreMarks } from "./store-marks.ts";
 import { forget, remember, type Tenure, type Tenures } from "./tenure.ts";
 
@@ -121,6 +133,19 @@ export const resizeTrimRetryPauseMs = 200;
 export const resizeLimitDeadlineMs = resizeTrimDeadlineMs;
 /** Partitions whose served bytes one resize changes at once. */
 export const resizeLimitsInflightMax = 64;
+
+/** A resize's write of the volume record refused: by a later leader, or a change since. */
+function changedWhileResized(
+  name: string,
+  reason: "deposed" | "conflict" | undefined,
+): BallastError {
+  return new BallastError(
+    ErrorCode.Unavailable,
+    reason === "deposed"
+      ? `cannot resize volume ${name}: a later leader wrote its record; retry`
+      : `volume ${name} changed while it was being resized; retry`,
+  );
+}
 
 /** One sled's listing of a volume name's chunks, or why it could not be had. */
 export type SledListing =
@@ -184,6 +209,7 @@ export interface VolumesOptions {
     | "addPartitions"
     | "updatePartition"
     | "resizeVolume"
+    | "markShrinking"
     | "snapshot"
     | "snapshotIncludingDeleting"
     | "pinSnapshot"
@@ -196,6 +222,8 @@ export interface VolumesOptions {
   tenures: Tenures;
   /** Witnesses each create on the sleds before its first record (store-marks.ts). */
   marks: Pick<StoreMarks, "witnessCreate">;
+  /** Whether each head node enforces volume ends (a shrink waits for all that serve it). */
+  features: Pick<HeadNodeFeatures, "enforcesServedBytes">;
   /** The partition size of a volume whose create request names none. */
   partitionBytesDefault: number;
   /**
@@ -214,6 +242,10 @@ function newVolumeId(incarnation: number): string {
 
 export class Volumes {
   private readonly retryPause: (ms: number) => Promise<void>;
+  /** Shrinks begun whose finish failed, by volume name: when to try again, and the pause. */
+  private readonly shrinkRetries = new Map<string, { atMs: number; pauseMs: number }>();
+  /** A `resumeShrinks` is running: the next waits for its turn. */
+  private resuming = false;
 
   constructor(private readonly options: VolumesOptions) {
     this.retryPause =
@@ -385,15 +417,26 @@ export class Volumes {
   /**
    * Changes the volume's size (resize.ts has the model): a grow trims what it reveals of
    * existing partitions, adds and configures the partitions it needs, then raises the
-   * size; a shrink (only with `allowShrink`, and while no gateway has the volume
-   * attached unless `force`: attached.ts) trims the tail, lowers the size, then tells
-   * the gateways. Runs one at a time with creates and deletes.
+   * size; a shrink (only with `allowShrink`, while every node serving the volume enforces
+   * ends, and while no gateway has the volume attached unless `force`: attached.ts)
+   * records itself, lowers the ends, trims the tail, lowers the size, then tells the
+   * gateways. A shrink begun and not finished is finished first. Runs one at a time with
+   * creates and deletes.
    */
   async resize(tenure: Tenure, message: MessageOf<"volume.resize.v1">): Promise<VolumeState> {
     const { service, catalogue, heartbeats, configurer, tenures } = this.options;
-    const current = await catalogue.volume(message.name);
+    let current = await catalogue.volume(message.name);
     if (current === undefined) {
       throw new BallastError(ErrorCode.NotFound, `no volume named ${message.name}`);
+    }
+    if (shrinkingOf(current.value) !== undefined) {
+      // Recorded, so going ahead (resize.ts, "A shrink begun"): finished before anything
+      // else, whatever this request's size; a retry of that shrink ends here.
+      await this.finishShrink(tenure, message.name);
+      current = await catalogue.volume(message.name);
+      if (current === undefined) {
+        throw new BallastError(ErrorCode.NotFound, `no volume named ${message.name}`);
+      }
     }
     const id = idOfVolume(current.value);
     const partitions = (await catalogue.partitions(message.name))
@@ -405,6 +448,9 @@ export class Volumes {
       await this.setLimits(tenure, current.value, plan.limits);
       return this.describe(message.name);
     }
+    if (plan.kind === "shrink") {
+      this.refuseUnenforcedEnds(message.name, plan.sizeBytes, partitions);
+    }
     if (detachesFirst(plan)) {
       await refuseWhileAttached(
         service.bus,
@@ -415,19 +461,20 @@ export class Volumes {
       );
     }
     if (plan.kind === "shrink") {
-      // Lowered and confirmed before the trim: no write past the new end is acknowledged
-      // after it, from a client that has not heard of the shrink included (resize.ts).
-      await this.setLimits(tenure, current.value, plan.limits);
-      await this.trimTail(current.value, plan.trim);
-    } else {
-      // Raised only once what it reveals is trimmed, and before the size, so that no
-      // client is refused inside the size it is told.
-      await this.setLimits(tenure, current.value, plan.lowerFirst);
-      if (plan.trim !== undefined) await this.trimTail(current.value, plan.trim);
-      await this.setLimits(tenure, current.value, plan.limits);
+      const marked = await catalogue.markShrinking(current, plan.sizeBytes, tenure.term);
+      if (!marked.applied) throw changedWhileResized(message.name, marked.reason);
+      current = { value: marked.record!, revision: marked.revision! };
+      if (tenures.held() === tenure) tenure.volumes.set(message.name, marked.record!);
+      await this.shrink(tenure, current, plan);
+      return this.describe(message.name);
     }
+    // Raised only once what it reveals is trimmed, and before the size, so that no
+    // client is refused inside the size it is told.
+    await this.setLimits(tenure, current.value, plan.lowerFirst);
+    if (plan.trim !== undefined) await this.trimTail(current.value, plan.trim);
+    await this.setLimits(tenure, current.value, plan.limits);
     let added: Awaited<ReturnType<typeof catalogue.addPartitions>> = [];
-    if (plan.kind === "grow" && plan.added.length > 0) {
+    if (plan.added.length > 0) {
       const alive = [...heartbeats.aliveHeadNodes()];
       const load = loadOf(
         (await catalogue.allPartitions("skip")).map((entry) => entry.value),
@@ -445,14 +492,7 @@ export class Volumes {
       added = await catalogue.addPartitions(current, placed, tenure.term);
     }
     const outcome = await catalogue.resizeVolume(current, plan.sizeBytes, tenure.term);
-    if (!outcome.applied) {
-      throw new BallastError(
-        ErrorCode.Unavailable,
-        outcome.reason === "deposed"
-          ? `cannot resize volume ${message.name}: a later leader wrote its record; retry`
-          : `volume ${message.name} changed while it was being resized; retry`,
-      );
-    }
+    if (!outcome.applied) throw changedWhileResized(message.name, outcome.reason);
     service.logger.info(
       {
         volume: message.name,
@@ -463,10 +503,6 @@ export class Volumes {
       },
       "volume resized",
     );
-    // The record says the new size: gateways with the volume open learn it now, so that
-    // a connection opened at the old size has its writes past the new end refused.
-    if (plan.kind === "shrink")
-      await tellShrunk(service.bus, heartbeats, service.logger, message.name);
     if (tenures.held() === tenure) {
       tenure.generation++;
       tenure.volumes.set(message.name, outcome.record!);
@@ -481,6 +517,153 @@ export class Volumes {
       );
     }
     return this.describe(message.name);
+  }
+
+  /**
+   * Finishes the shrink begun on volume `name` and not finished (resize.ts, "A shrink
+   * begun"), if one is: the ends not yet lowered, the whole tail trimmed again, the size
+   * written. The checks of the request that began it (attached gateways, head nodes
+   * enforcing ends) are not made again: its ends are lowered, or being lowered, already.
+   */
+  async finishShrink(tenure: Tenure, name: string): Promise<void> {
+    const { catalogue, service } = this.options;
+    const current = await catalogue.volume(name);
+    if (current === undefined) return;
+    const id = idOfVolume(current.value);
+    const partitions = (await catalogue.partitions(name))
+      .map((entry) => entry.value)
+      .filter((record) => volumeIdOf(record) === id);
+    const plan = finishShrinkPlan(current.value, partitions);
+    if (plan === undefined) return;
+    service.logger.info(
+      { volume: name, id, from: current.value.sizeBytes, to: plan.sizeBytes },
+      "finishing a shrink begun earlier",
+    );
+    await this.shrink(tenure, current, plan);
+  }
+
+  /**
+   * Finishes the shrinks begun and not finished of the volumes this tenure knows (a
+   * resize that failed after recording one, or a leader that died in it), each through
+   * `run` (the catalogue queue, so one at a time with every other change). One that
+   * fails is tried again after a pause that doubles from `shrinkResumePauseMs` up to
+   * `shrinkResumePauseMsMax`, so that a partition unavailable for long does not hold the
+   * queue (its attempts last up to the resize deadlines) most of the time. Throws, once
+   * every volume due was tried, what failed: the shell logs it at a bounded rate.
+   */
+  async resumeShrinks(
+    tenure: Tenure,
+    run: (work: () => Promise<void>) => Promise<void>,
+  ): Promise<void> {
+    if (!tenure.ready || this.resuming) return;
+    this.resuming = true;
+    try {
+      const failed: string[] = [];
+      const shrinking = [...tenure.volumes.values()].filter(
+        (volume) => shrinkingOf(volume) !== undefined,
+      );
+      const names = new Set(shrinking.map((volume) => volume.name));
+      for (const name of [...this.shrinkRetries.keys()]) {
+        if (!names.has(name)) this.shrinkRetries.delete(name);
+      }
+      for (const volume of shrinking) {
+        const retry = this.shrinkRetries.get(volume.name);
+        if (retry !== undefined && now() < retry.atMs) continue;
+        try {
+          await run(() => this.finishShrink(tenure, volume.name));
+          this.shrinkRetries.delete(volume.name);
+        } catch (error) {
+          const pauseMs = Math.min(
+            shrinkResumePauseMsMax,
+            retry === undefined ? shrinkResumePauseMs : retry.pauseMs * 2,
+          );
+          this.shrinkRetries.set(volume.name, { atMs: now() + pauseMs, pauseMs });
+          failed.push(`${volume.name} (next try in ${pauseMs}ms): ${(error as Error).message}`);
+        }
+      }
+      if (failed.length > 0) {
+        throw new Error(`could not finish a shrink begun earlier: ${failed.join("; ")}`);
+      }
+    } finally {
+      this.resuming = false;
+    }
+  }
+
+  /**
+   * A shrink recorded in `current` (`shrinkingTo`, or one this request is about to
+   * finish): ends lowered and confirmed, then the tail trimmed, so that no write past the
+   * new end is acknowledged after the trim, from a client that has not heard of the
+   * shrink included (resize.ts); then the size written (which removes the mark), and the
+   * gateways told.
+   */
+  private async shrink(
+    tenure: Tenure,
+    current: Versioned<VolumeRecord>,
+    plan: Extract<ResizePlan, { kind: "shrink" }>,
+  ): Promise<void> {
+    const { service, catalogue, heartbeats, tenures } = this.options;
+    const name = current.value.name;
+    await this.setLimits(tenure, current.value, plan.limits);
+    await this.trimTail(current.value, plan.trim);
+    const outcome = await catalogue.resizeVolume(current, plan.sizeBytes, tenure.term);
+    if (!outcome.applied) throw changedWhileResized(name, outcome.reason);
+    service.logger.info(
+      {
+        volume: name,
+        id: idOfVolume(current.value),
+        from: current.value.sizeBytes,
+        to: plan.sizeBytes,
+      },
+      "volume resized",
+    );
+    if (tenures.held() === tenure) {
+      tenure.generation++;
+      tenure.volumes.set(name, outcome.record!);
+    }
+    // The record says the new size: gateways with the volume open learn it now, so that
+    // a connection opened at the old size has its writes past the new end refused.
+    await tellShrunk(service.bus, heartbeats, service.logger, name);
+  }
+
+  /**
+   * Refuses a shrink of `name` while a node serving it would not enforce the new end
+   * (resize.ts, "Rolling upgrades"), naming each such node and why.
+   */
+  private refuseUnenforcedEnds(
+    name: string,
+    sizeBytes: number,
+    partitions: readonly PartitionRecord[],
+  ): void {
+    const { features } = this.options;
+    const nodes = unenforcedEnds(partitions, (node) => features.enforcesServedBytes(node));
+    if (nodes.length === 0) return;
+    throw new BallastError(
+      ErrorCode.InvalidArgument,
+      `cannot shrink volume ${name} to ${sizeBytes} bytes: the new end would not be enforced on ${nodes.map(({ node, why }) => `${node} (${why})`).join(", ")}; upgrade those head nodes (or wait for their reports) and retry`,
+      { details: { volume: name, nodes: nodes.map(({ node }) => node) } },
+    );
+  }
+
+  /**
+   * Tries `attempt` until it succeeds (answers undefined) or `deadlineMs` passes,
+   * pausing `resizeTrimRetryPauseMs` between tries. An attempt answers what failed, to be
+   * tried again, and throws what must not be (`retriedOrThrown`). Past the deadline,
+   * throws what `givenUp` makes of the last failure's message.
+   */
+  private async retriedUntil(
+    deadlineMs: number,
+    attempt: () => Promise<{ failed: unknown } | undefined>,
+    givenUp: (why: string) => BallastError,
+  ): Promise<void> {
+    const endsAtMs = now() + deadlineMs;
+    let lastError: unknown;
+    while (now() < endsAtMs) {
+      const outcome = await attempt();
+      if (outcome === undefined) return;
+      lastError = outcome.failed;
+      await this.retryPause(resizeTrimRetryPauseMs);
+    }
+    throw givenUp((lastError as Error | undefined)?.message ?? "no answer");
   }
 
   /**
@@ -499,81 +682,72 @@ export class Volumes {
   ): Promise<void> {
     const { catalogue, service, heartbeats, configurer, tenures } = this.options;
     const id = idOfVolume(volume);
-    await mapLimited(changes, resizeLimitsInflightMax, async (change) => {
-      const endsAtMs = now() + resizeLimitDeadlineMs;
-      let lastError: unknown;
-      while (now() < endsAtMs) {
-        const entry = await catalogue.partition(volume.name, change.partition);
-        if (entry === undefined || volumeIdOf(entry.value) !== id) {
-          throw new BallastError(
-            ErrorCode.NotFound,
-            `volume ${volume.name} was deleted while being resized`,
-          );
-        }
-        let record = entry.value;
-        if ((record.servedBytes ?? record.partitionBytes) !== change.servedBytes) {
-          const next = { ...record, epoch: record.epoch + 1, servedBytes: change.servedBytes };
-          const outcome = await catalogue.updatePartition(next, entry, tenure.term);
-          if (!outcome.applied) {
-            if (outcome.reason === "deposed") {
-              throw new BallastError(
-                ErrorCode.Unavailable,
-                `cannot resize volume ${volume.name}: a later leader wrote partition ${change.partition}; retry`,
-              );
-            }
-            // A decision moved the record on meanwhile: again, on the newest.
-            lastError = new Error(`partition ${change.partition} changed while it was written`);
-            await this.retryPause(resizeTrimRetryPauseMs);
-            continue;
-          }
-          const stored = { value: { ...next, term: tenure.term }, revision: outcome.revision };
-          record = stored.value;
-          if (tenures.held() === tenure) {
-            remember(tenure, stored);
-            // Awaited (its sends settle, answered or not): the flush below then mostly
-            // finds the epoch in force at its first attempt.
-            await configurer.configure(
-              tenure,
-              record,
-              heartbeats.aliveHeadNodes(),
-              heartbeats.aliveSleds(),
-              heartbeats.headNodeDisks(),
+    await mapLimited(changes, resizeLimitsInflightMax, (change) =>
+      this.retriedUntil(
+        resizeLimitDeadlineMs,
+        async () => {
+          const entry = await catalogue.partition(volume.name, change.partition);
+          if (entry === undefined || volumeIdOf(entry.value) !== id) {
+            throw new BallastError(
+              ErrorCode.NotFound,
+              `volume ${volume.name} was deleted while being resized`,
             );
           }
-          service.logger.info(
-            {
-              volume: volume.name,
-              partition: change.partition,
-              epoch: record.epoch,
-              servedBytes: change.servedBytes,
-            },
-            "partition's served bytes recorded for a resize",
-          );
-        }
-        try {
-          await service.bus.request(
-            subjects.volume.build(volume.name, change.partition),
-            {
-              type: "volume.flush.v1",
-              volume: volume.name,
-              partition: change.partition,
-              epoch: record.epoch,
-              volumeId: id,
-            },
-            { deadlineMs: resizeTrimAttemptMs },
-          );
-          return;
-        } catch (error) {
-          lastError = error;
-          if (error instanceof BallastError && !error.retryable) throw error;
-          await this.retryPause(resizeTrimRetryPauseMs);
-        }
-      }
-      throw new BallastError(
-        ErrorCode.Unavailable,
-        `cannot resize volume ${volume.name}: partition ${change.partition}'s primary did not confirm its new end (${change.servedBytes} of its bytes) within ${resizeLimitDeadlineMs}ms (${(lastError as Error)?.message ?? "no answer"}); retry`,
-      );
-    });
+          let record = entry.value;
+          if ((record.servedBytes ?? record.partitionBytes) !== change.servedBytes) {
+            const next = { ...record, epoch: record.epoch + 1, servedBytes: change.servedBytes };
+            const outcome = await catalogue.updatePartition(next, entry, tenure.term);
+            if (!outcome.applied) {
+              if (outcome.reason === "deposed") {
+                throw new BallastError(
+                  ErrorCode.Unavailable,
+                  `cannot resize volume ${volume.name}: a later leader wrote partition ${change.partition}; retry`,
+                );
+              }
+              // A decision moved the record on meanwhile: again, on the newest.
+              return {
+                failed: new Error(`partition ${change.partition} changed while it was written`),
+              };
+            }
+            const stored = { value: { ...next, term: tenure.term }, revision: outcome.revision };
+            record = stored.value;
+            if (tenures.held() === tenure) {
+              remember(tenure, stored);
+              // Awaited (its sends settle, answered or not): the flush below then mostly
+              // finds the epoch in force at its first attempt.
+              await configurer.configure(
+                tenure,
+                record,
+                heartbeats.aliveHeadNodes(),
+                heartbeats.aliveSleds(),
+                heartbeats.headNodeDisks(),
+              );
+            }
+            service.logger.info(
+              {
+                volume: volume.name,
+                partition: change.partition,
+                epoch: record.epoch,
+                servedBytes: change.servedBytes,
+              },
+              "partition's served bytes recorded for a resize",
+            );
+          }
+          return this.requested(subjects.volume.build(volume.name, change.partition), {
+            type: "volume.flush.v1",
+            volume: volume.name,
+            partition: change.partition,
+            epoch: record.epoch,
+            volumeId: id,
+          });
+        },
+        (why) =>
+          new BallastError(
+            ErrorCode.Unavailable,
+            `cannot resize volume ${volume.name}: partition ${change.partition}'s primary did not confirm its new end (${change.servedBytes} of its bytes) within ${resizeLimitDeadlineMs}ms (${why}); retry`,
+          ),
+      ),
+    );
   }
 
   /**
@@ -582,51 +756,61 @@ export class Volumes {
    * until `resizeTrimDeadlineMs`; past that the resize fails and changes nothing more.
    */
   private async trimTail(volume: VolumeRecord, range: ByteRange): Promise<void> {
-    const { catalogue, service } = this.options;
+    const { catalogue } = this.options;
     const id = idOfVolume(volume);
     const partitions = (await catalogue.partitions(volume.name))
       .map((entry) => entry.value)
       .filter((record) => volumeIdOf(record) === id);
     await Promise.all(
-      piecesOf(partitions, range).map(async (piece) => {
-        const endsAtMs = now() + resizeTrimDeadlineMs;
-        let lastError: unknown;
-        while (now() < endsAtMs) {
-          const record = (await catalogue.partition(volume.name, piece.partition))?.value;
-          if (record === undefined || volumeIdOf(record) !== id) {
-            throw new BallastError(
-              ErrorCode.NotFound,
-              `volume ${volume.name} was deleted while being resized`,
-            );
-          }
-          try {
-            await service.bus.request(
-              subjects.volume.build(volume.name, piece.partition),
-              {
-                type: "volume.trim.v1",
-                volume: volume.name,
-                partition: piece.partition,
-                epoch: record.epoch,
-                volumeId: id,
-                ranges: [{ offset: piece.offset, length: piece.length }],
-                // Past the served bytes, which a shrink has lowered by now.
-                pastEnd: true,
-              },
-              { deadlineMs: resizeTrimAttemptMs },
-            );
-            return;
-          } catch (error) {
-            lastError = error;
-            if (error instanceof BallastError && !error.retryable) throw error;
-            await this.retryPause(resizeTrimRetryPauseMs);
-          }
-        }
-        throw new BallastError(
-          ErrorCode.Unavailable,
-          `cannot resize volume ${volume.name}: trimming [${piece.offset}, ${piece.offset + piece.length}) of partition ${piece.partition} did not succeed within ${resizeTrimDeadlineMs}ms (${(lastError as Error)?.message ?? "no answer"}); retry`,
-        );
-      }),
+      piecesOf(partitions, range).map((piece) =>
+        this.retriedUntil(
+          resizeTrimDeadlineMs,
+          async () => {
+            const record = (await catalogue.partition(volume.name, piece.partition))?.value;
+            if (record === undefined || volumeIdOf(record) !== id) {
+              throw new BallastError(
+                ErrorCode.NotFound,
+                `volume ${volume.name} was deleted while being resized`,
+              );
+            }
+            return this.requested(subjects.volume.build(volume.name, piece.partition), {
+              type: "volume.trim.v1",
+              volume: volume.name,
+              partition: piece.partition,
+              epoch: record.epoch,
+              volumeId: id,
+              ranges: [{ offset: piece.offset, length: piece.length }],
+              // Past the served bytes, which a shrink has lowered by now.
+              pastEnd: true,
+            });
+          },
+          (why) =>
+            new BallastError(
+              ErrorCode.Unavailable,
+              `cannot resize volume ${volume.name}: trimming [${piece.offset}, ${piece.offset + piece.length}) of partition ${piece.partition} did not succeed within ${resizeTrimDeadlineMs}ms (${why}); retry`,
+            ),
+        ),
+      ),
     );
+  }
+
+  /**
+   * One request of a resize to a partition's primary: undefined once answered, what
+   * failed if it may be tried again (a failover, no answer), thrown if not.
+   */
+  private async requested(
+    subject: string,
+    message: MessageOf<"volume.flush.v1"> | MessageOf<"volume.trim.v1">,
+  ): Promise<{ failed: unknown } | undefined> {
+    try {
+      await this.options.service.bus.request(subject, message, {
+        deadlineMs: resizeTrimAttemptMs,
+      });
+      return undefined;
+    } catch (error) {
+      if (error instanceof BallastError && !error.retryable) throw error;
+      return { failed: error };
+    }
   }
 
   /**
@@ -670,8 +854,8 @@ export class Volumes {
           const count = (await this.options.catalogue.partitions(value.name, "skip")).filter(
             (entry) => volumeIdOf(entry.value) === id,
           ).length;
-          const { term: _term, ...shown } = value;
-          return { ...shown, id, partitionCount: count };
+          const { term: _term, shrinkingTo: _shrinking, ...shown } = value;
+          return { ...shown, id, partitionCount: count, ...shrinkingField(value) };
         }),
       ),
     };
@@ -898,8 +1082,9 @@ export class Volumes {
     const nowMs = Date.now();
     const tenure = this.options.tenures.current();
     const leases = tenure?.leases;
-    // The record's term fences its writers; it is not part of the volume's state.
-    const { term: _term, ...shown } = volume;
+    // The record's term fences its writers; it is not part of the volume's state. A
+    // shrink's mark is shown only while it means one (resize.ts `shrinkingOf`).
+    const { term: _term, shrinkingTo: _shrinking, ...shown } = volume;
     // Records come in partition order; a page is cut by index, so a gap cannot shift it.
     const after = from === undefined ? partitions : partitions.filter((r) => r.partition >= from);
     const page = from === undefined ? after : after.slice(0, limits.describePartitionsMax);
@@ -908,6 +1093,7 @@ export class Volumes {
       ...shown,
       id: idOfVolume(volume),
       partitionCount: partitions.length,
+      ...shrinkingField(volume),
       ...next,
       partitions: page.map((record) => {
         const learners = record.learners ?? [];
@@ -942,10 +1128,20 @@ export class Volumes {
           ...(tenure?.unavailable.has(partitionKey(record)) === true
             ? { unavailable: true as const }
             : {}),
+          // Its end inside the volume, when not the partition's own (resize.ts).
+          ...(record.servedBytes !== undefined && record.servedBytes < record.partitionBytes
+            ? { servedBytes: record.servedBytes }
+            : {}),
         };
       }),
     };
   }
+}
+
+/** `shrinkingTo` as describe and list show it: only while a shrink is begun and not finished. */
+function shrinkingField(volume: VolumeRecord): { shrinkingTo?: number } {
+  const target = shrinkingOf(volume);
+  return target === undefined ? {} : { shrinkingTo: target };
 }
 
 /**

@@ -63,6 +63,8 @@ function start(gateways: Record<string, GatewayDetails>) {
     marks: { witnessCreate: async () => undefined },
     tenures: { held: () => undefined, current: () => undefined },
     partitionBytesDefault: partitionBytes,
+    // A fake: every head node enforces volume ends.
+    features: { enforcesServedBytes: () => true },
   });
   return { catalogue, volumes, sent, tenure: { term: 1 } as Tenure };
 }

@@ -77,10 +77,16 @@ class Harness {
     }
   }
 
+  /** Requests refused as if nothing answered, whatever the node's behaviour. */
+  unanswered: (message: Message) => boolean = () => false;
+
   private request(subject: string, message: Message): Promise<unknown> {
     const node = subject.split(".").at(-1)!;
     this.sent.push({ atMs: performance.now(), node, message });
     if (node === "sled-1") return this.sledAnswer(message);
+    if (this.unanswered(message)) {
+      return Promise.reject(new BallastError(ErrorCode.Unavailable, "no responders"));
+    }
     switch (this.behaviour.get(node)) {
       case "ok":
         return Promise.resolve({});
@@ -158,6 +164,8 @@ class Harness {
 
   /** What the primaries add to their reports (a stall, say). */
   reportExtra: (record: PartitionRecord) => object = () => ({});
+  /** Head nodes older than served bytes: their reports do not say they enforce them. */
+  readonly olderHeads = new Set<string>();
 
   /** Each running head node reports the partitions it is primary of. */
   report(): void {
@@ -181,7 +189,12 @@ class Harness {
           ...this.reportExtra(record),
         }));
       this.reportedAtMs.set(head, performance.now());
-      void this.control({ type: "headnode.report.v1", node: head, primaries } as Message);
+      void this.control({
+        type: "headnode.report.v1",
+        node: head,
+        primaries,
+        ...(this.olderHeads.has(head) ? {} : { enforcesServedBytes: true }),
+      } as Message);
     }
   }
 
@@ -734,6 +747,150 @@ describe("resize", () => {
         .filter((sent) => sent.message.type.startsWith("volume."))
         .map((sent) => sent.message),
     ).toEqual([{ type: "volume.flush.v1", volume: "v", partition: 1, epoch: 2, volumeId: "v-1" }]);
+  });
+
+  test("a shrink that fails after lowering the ends is recorded, shown by describe, and finished by the leader", async () => {
+    const harness = await started(
+      ["head-1", "head-2", "head-3"],
+      [
+        ["head-1", "head-2"],
+        ["head-2", "head-3"],
+      ],
+    );
+    harness.behaviour.set("0", "ok");
+    harness.behaviour.set("1", "ok");
+    // The primaries confirm their new ends, but no trim is answered.
+    harness.unanswered = (message) => message.type === "volume.trim.v1";
+    const shrinking = Promise.resolve(
+      harness.control({
+        type: "volume.resize.v1",
+        name: "v",
+        sizeBytes: 0.5 * mebibyte,
+        allowShrink: true,
+      }),
+    ).then(
+      () => undefined,
+      (error: BallastError) => error,
+    );
+    let failure: BallastError | undefined;
+    void shrinking.then((error) => {
+      failure = error;
+    });
+    await run(harness, 30_000, () => {
+      if (failure !== undefined) harness.unanswered = () => false;
+    });
+    expect(failure).toMatchObject({ code: ErrorCode.Unavailable });
+    expect(failure?.message).toMatch(/trimming/);
+    // Old: the record said 2 MiB and nothing more, ends lowered, until some resize came.
+    // Now the leader finished it once the trims were answered.
+    expect(harness.store.value(keys.volume("v"))).toMatchObject({ sizeBytes: 0.5 * mebibyte });
+    expect(harness.store.value(keys.volume("v"))).not.toHaveProperty("shrinkingTo");
+    expect(harness.logs).toContain("info: finishing a shrink begun earlier");
+    const described = (await harness.control({ type: "volume.describe.v1", name: "v" })) as {
+      sizeBytes: number;
+      shrinkingTo?: number;
+      partitions: { servedBytes?: number }[];
+    };
+    expect(described.sizeBytes).toBe(0.5 * mebibyte);
+    expect(described.shrinkingTo).toBeUndefined();
+    expect(described.partitions.map((partition) => partition.servedBytes)).toEqual([
+      0.5 * mebibyte,
+      0,
+    ]);
+  });
+
+  test("a shrink stopped halfway is shown by describe, and a resize to another size finishes it first", async () => {
+    const harness = await started(
+      ["head-1", "head-2", "head-3"],
+      [
+        ["head-1", "head-2"],
+        ["head-2", "head-3"],
+      ],
+    );
+    harness.behaviour.set("0", "ok");
+    harness.behaviour.set("1", "ok");
+    harness.unanswered = (message) => message.type === "volume.trim.v1";
+    const shrinking = Promise.resolve(
+      harness.control({
+        type: "volume.resize.v1",
+        name: "v",
+        sizeBytes: 0.5 * mebibyte,
+        allowShrink: true,
+      }),
+    ).catch((error: BallastError) => error);
+    await run(harness, 22_000);
+    expect(await shrinking).toMatchObject({ code: ErrorCode.Unavailable });
+    // Stopped after lowering the ends: describe says so, the record's size unchanged.
+    const described = (await harness.control({ type: "volume.describe.v1", name: "v" })) as {
+      sizeBytes: number;
+      shrinkingTo?: number;
+      partitions: { servedBytes?: number }[];
+    };
+    expect(described.sizeBytes).toBe(2 * mebibyte);
+    expect(described.shrinkingTo).toBe(0.5 * mebibyte);
+    expect(described.partitions.map((partition) => partition.servedBytes)).toEqual([
+      0.5 * mebibyte,
+      0,
+    ]);
+    // A grow back to the old size finishes the shrink first (its tail, maybe trimmed in
+    // part, is trimmed whole), then grows: the tail reads as zeros, never half trimmed.
+    harness.unanswered = () => false;
+    const trimsBefore = harness.sent.filter((sent) => sent.message.type === "volume.trim.v1");
+    const grown = Promise.resolve(
+      harness.control({ type: "volume.resize.v1", name: "v", sizeBytes: 2 * mebibyte }),
+    );
+    await run(harness, 2000);
+    await grown;
+    const trims = harness.sent
+      .filter((sent) => sent.message.type === "volume.trim.v1")
+      .slice(trimsBefore.length)
+      .map((sent) => (sent.message as { ranges: unknown }).ranges);
+    expect(trims).toContainEqual([{ offset: 0.5 * mebibyte, length: 0.5 * mebibyte }]);
+    expect(trims).toContainEqual([{ offset: mebibyte, length: mebibyte }]);
+    expect(harness.store.value(keys.volume("v"))).toMatchObject({ sizeBytes: 2 * mebibyte });
+    expect(harness.store.value(keys.volume("v"))).not.toHaveProperty("shrinkingTo");
+    expect(stored(harness, 0)).toMatchObject({ servedBytes: mebibyte });
+    expect(stored(harness, 1)).toMatchObject({ servedBytes: mebibyte });
+  });
+
+  test("a shrink is refused, naming the node, while a head node serving the volume does not enforce ends", async () => {
+    const harness = await started(
+      ["head-1", "head-2", "head-3"],
+      [
+        ["head-1", "head-2"],
+        ["head-2", "head-3"],
+      ],
+    );
+    harness.behaviour.set("0", "ok");
+    harness.behaviour.set("1", "ok");
+    // head-3 (partition 1's secondary) still runs a version older than served bytes.
+    harness.olderHeads.add("head-3");
+    await run(harness, 1000);
+    const shrink = {
+      type: "volume.resize.v1" as const,
+      name: "v",
+      sizeBytes: 0.5 * mebibyte,
+      allowShrink: true,
+    };
+    const sentBefore = harness.sent.length;
+    // Old: shrunk, with the end not enforced should head-3 be promoted.
+    await expect(Promise.resolve(harness.control(shrink))).rejects.toMatchObject({
+      code: ErrorCode.InvalidArgument,
+      message: expect.stringMatching(
+        /head-3 \(runs a head node that does not enforce volume ends\)/,
+      ),
+    });
+    expect(
+      harness.sent.slice(sentBefore).some((sent) => sent.message.type.startsWith("volume.")),
+    ).toBe(false);
+    expect(harness.store.value(keys.volume("v"))).toMatchObject({ sizeBytes: 2 * mebibyte });
+    expect(harness.store.value(keys.volume("v"))).not.toHaveProperty("shrinkingTo");
+    // Upgraded (its next report says so): the shrink goes ahead.
+    harness.olderHeads.clear();
+    await run(harness, 1000);
+    const shrunk = Promise.resolve(harness.control(shrink));
+    await run(harness, 2000);
+    expect(await shrunk).toMatchObject({ sizeBytes: 0.5 * mebibyte });
   });
 
   test("a size create would refuse is refused, and nothing changes", async () => {

@@ -2,7 +2,15 @@
 
 import { ErrorCode, limits } from "@ballast/protocol";
 import { describe, expect, test } from "vitest";
-import { limitChanges, piecesOf, planResize, servedBytesOf } from "../src/resize.ts";
+import {
+  finishShrinkPlan,
+  limitChanges,
+  piecesOf,
+  planResize,
+  servedBytesOf,
+  shrinkingOf,
+  unenforcedEnds,
+} from "../src/resize.ts";
 
 const mebibyte = 1024 * 1024;
 /** A volume created at 2.5 MiB with 1 MiB partitions: the last is the half remainder. */
@@ -211,5 +219,50 @@ describe("planResize", () => {
       { partition: 1, offset: mebibyte, length: mebibyte },
       { partition: 2, offset: 2 * mebibyte, length: 0.5 * mebibyte },
     ]);
+  });
+});
+
+describe("a shrink begun", () => {
+  test("means something only below the size; finishing lowers what is left and trims the whole tail", () => {
+    expect(shrinkingOf({ sizeBytes: 2 * mebibyte })).toBeUndefined();
+    // A mark an older writer left behind at or past the size means nothing.
+    expect(shrinkingOf({ sizeBytes: 2 * mebibyte, shrinkingTo: 2 * mebibyte })).toBeUndefined();
+    expect(shrinkingOf({ sizeBytes: 2 * mebibyte, shrinkingTo: mebibyte })).toBe(mebibyte);
+    expect(finishShrinkPlan({ sizeBytes: 2.5 * mebibyte }, partitions)).toBeUndefined();
+    // Partition 1 lowered already; partition 2 not yet.
+    const halfway = [
+      partitions[0]!,
+      { ...partitions[1]!, servedBytes: 0.5 * mebibyte },
+      partitions[2]!,
+    ];
+    expect(
+      finishShrinkPlan({ sizeBytes: 2.5 * mebibyte, shrinkingTo: 1.5 * mebibyte }, halfway),
+    ).toEqual({
+      kind: "shrink",
+      sizeBytes: 1.5 * mebibyte,
+      trim: { offset: 1.5 * mebibyte, length: mebibyte },
+      limits: [{ partition: 2, servedBytes: 0 }],
+    });
+  });
+
+  test("a shrink waits for every voter that reported without enforcing ends, and every primary not heard", () => {
+    const records = [
+      { primary: "head-1", secondaries: ["head-2"] },
+      { primary: "head-2", secondaries: ["head-3"] },
+      { primary: "head-4", secondaries: ["head-5"] },
+    ];
+    const reported = new Map([
+      ["head-1", true],
+      ["head-2", true],
+      ["head-3", false],
+    ]);
+    // head-5 (a secondary) not heard: not named; head-4 (a primary) not heard: named.
+    expect(unenforcedEnds(records, (node) => reported.get(node))).toEqual([
+      { node: "head-3", why: "runs a head node that does not enforce volume ends" },
+      { node: "head-4", why: "has not reported to this coordinator yet" },
+    ]);
+    reported.set("head-3", true);
+    reported.set("head-4", true);
+    expect(unenforcedEnds(records, (node) => reported.get(node))).toEqual([]);
   });
 });

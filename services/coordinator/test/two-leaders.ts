@@ -111,6 +111,8 @@ export function leaderOver(
     // Neither holds the tenure it is given: nothing is configured or remembered.
     tenures: { held: () => undefined, current: () => undefined },
     partitionBytesDefault: partitionBytes,
+    // A fake: every head node enforces volume ends.
+    features: { enforcesServedBytes: () => true },
     // Leaders step only at store calls: a timer between a resize's attempts would stall
     // the interleaving, so its retries go straight to their next store read.
     retryPause: async () => undefined,

@@ -45,6 +45,7 @@ import {
   meterGroupsOf,
   meterOf,
   type OptionSpecs,
+  RepeatLog,
   type Service,
 } from "@ballast/runtime";
 
@@ -123,6 +124,11 @@ export class Gateway {
   private address = "";
   /** The volumes served (with their snapshots), from --nbd-exports; undefined: every one. */
   private readonly volumesServed: ReadonlySet<string> | undefined;
+  /**
+   * Per-connection lines a client reconnecting in a loop would repeat (a volume whose
+   * size cannot be learned): once per export and `logRepeatIntervalMs`, the rest at debug.
+   */
+  private readonly repeats = new RepeatLog();
 
   constructor(
     private readonly service: Service,
@@ -356,13 +362,31 @@ export class Gateway {
    * size as last known: the export still opens, as it did before resizes existed.
    */
   private async withCurrentSize(volume: Volume): Promise<Volume> {
-    await volume.refreshSize().catch((error: unknown) => {
-      if (error instanceof BallastError && error.code === ErrorCode.NotFound) throw error;
-      this.service.logger.warn(
-        { export: volume.name, error: (error as Error).message },
-        "could not learn the volume's current size; serving the last known",
+    const key = `size-unknown/${volume.name}`;
+    const learned = await volume.refreshSize().then(
+      () => true,
+      (error: unknown) => {
+        if (error instanceof BallastError && error.code === ErrorCode.NotFound) throw error;
+        const fields = { export: volume.name, error: (error as Error).message };
+        const message = "could not learn the volume's current size; serving the last known";
+        const due = this.repeats.due(key, performance.now());
+        if (due === undefined) this.service.logger.debug(fields, message);
+        else {
+          this.service.logger.warn(
+            due.first ? fields : { ...fields, repeatsSuppressed: due.suppressed },
+            message,
+          );
+        }
+        return false;
+      },
+    );
+    const ended = learned ? this.repeats.end(key) : undefined;
+    if (ended !== undefined) {
+      this.service.logger.info(
+        { export: volume.name, repeatsSuppressed: ended.suppressed },
+        "the volume's current size is learned again",
       );
-    });
+    }
     return volume;
   }
 

@@ -16,7 +16,7 @@ import { Volume } from "@ballast/client";
 
 import { NbdServer } from "@ballast/nbd";
 import { ClientFlag, Command, Option, OptionReply, ReplyError } from "@ballast/nbd/wire";
-import type { MessageOf, RequestType, ResultOf } from "@ballast/protocol";
+import { ErrorCode, type MessageOf, type RequestType, type ResultOf } from "@ballast/protocol";
 import {
   createLogger,
   type Meter,
@@ -227,6 +227,26 @@ describe("gateway", () => {
       expect(line).toContain("was deleted while open");
       expect(line).not.toContain("the volume is closed");
     }
+  });
+
+  test("a client reconnecting while its volume's size cannot be learned: one warning, not one a connection", async () => {
+    const fake = new FakeClusterBus([{ ...spec, id: "vol-1" }]);
+    const logFile = await logFileForTest();
+    const address = await startGateway(fake, logFile);
+    // Held, so that each new connection shares its Volume and describes it again.
+    await connect(address);
+    fake.failDescribes(12, ErrorCode.Unavailable);
+    for (let attempt = 0; attempt < 12; attempt++) {
+      const { client, sizeBytes } = await connectWithSize(address);
+      expect(sizeBytes).toBe(spec.sizeBytes);
+      client.destroy();
+      await client.closed;
+    }
+    const warned = (await readFile(logFile, "utf8"))
+      .split("\n")
+      .filter((line) => line.includes("could not learn the volume's current size"));
+    // Old: a warning per connection (12).
+    expect(warned).toHaveLength(1);
   });
 
   test("a new connection sees a grow that answered while a describe read before it was in flight", async () => {

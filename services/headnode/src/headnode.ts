@@ -232,6 +232,10 @@ export class HeadNode {
     > = {},
   ) {
     this.sleds = new SledClient(service.bus, service.logger, sledOptions);
+    // A sled back before it was declared out: the only signal is its answering again.
+    this.sleds.onAnswersAgain((sled) => {
+      for (const { host } of this.hosted.values()) host.sledAnsweredAgain(sled);
+    });
     this.replicator = new Replicator({
       ...replicatorOptions,
       sleds: this.sleds,
@@ -343,6 +347,9 @@ export class HeadNode {
           ...(outgoing.gone.length === 0 ? {} : { gone: outgoing.gone }),
           ...(outgoing.failures.length === 0 ? {} : { failures: outgoing.failures }),
           ...(outgoing.failuresGone.length === 0 ? {} : { failuresGone: outgoing.failuresGone }),
+          // Its primaries refuse I/O past servedBytes: the coordinator shrinks volumes
+          // only on head nodes that say so.
+          enforcesServedBytes: true,
         },
         { deadlineMs: reportDeadlineMs },
       );

@@ -465,6 +465,15 @@ export class PartitionHost {
   }
 
   /**
+   * `sled` answers again after requests to it went unanswered (sled-client.ts): back
+   * before the coordinator declared it out, so no out set changes. If this replica stores
+   * its checkpoints there, a store that failed for want of it is tried soon.
+   */
+  sledAnsweredAgain(sled: string): void {
+    if (this.runner.sleds.includes(sled)) this.sledCameBack();
+  }
+
+  /**
    * A checkpoint whose stores failed for want of sleds (their back-off, replica.ts
    * onCheckpointFailed) is tried at the next tick due rather than at the end of its pause.
    */

@@ -236,7 +236,7 @@ export interface ReplicatorOptions {
     SledClient,
     "copyChunk" | "checkChunk" | "statBlob" | "copyBlob" | "getBlob" | "statChunk"
   > &
-    Partial<Pick<SledClient, "damagedChunks">>;
+    Partial<Pick<SledClient, "damagedChunks" | "silentSleds">>;
   logger: Logger;
   /** The replicas this node hosts now. */
   partitions: () => Iterable<ReplicatedPartition>;
@@ -428,16 +428,25 @@ export class Replicator {
     const damagedChunks = this.options.sleds.damagedChunks?.bind(this.options.sleds);
     if (damagedChunks === undefined) return;
     const nowMs = this.clock();
+    const used = new Set(
+      primaries.flatMap((partition) => partition.sleds).filter((sled) => !this.out.has(sled)),
+    );
+    // A used sled whose last request went unanswered is asked on every step, not every
+    // damagedCheckIntervalMs: its answer is how a sled back before it was declared out is
+    // seen (sled-client.ts, "Sleds answering again"), and a checkpoint store short of it
+    // waits for that.
+    const silent = this.options.sleds.silentSleds?.() ?? new Set<string>();
+    let asked = [...used].filter((sled) => silent.has(sled));
     if (nowMs - this.damagedAskedAtMs >= damagedCheckIntervalMs) {
       this.damagedAskedAtMs = nowMs;
-      const used = new Set(
-        primaries.flatMap((partition) => partition.sleds).filter((sled) => !this.out.has(sled)),
-      );
       for (const sled of this.damagedCopies.keys()) {
         if (!used.has(sled)) this.damagedCopies.delete(sled);
       }
+      asked = [...used];
+    }
+    if (asked.length > 0) {
       await Promise.all(
-        [...used].map(async (sled) => {
+        asked.map(async (sled) => {
           try {
             const damaged = await damagedChunks(sled);
             if (damaged.size === 0) this.damagedCopies.delete(sled);

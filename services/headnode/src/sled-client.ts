@@ -47,6 +47,15 @@
 // reads that do reach sleds and by the scrub (`checkChunk`), and repairs, checks and
 // copies always read the sleds, never the cache.
 
+// Sleds answering again: a request to a sled that goes unanswered (Timeout, or Unavailable:
+// no responder, a connection gone) marks the sled silent; its next answer, of any kind
+// (a result or an error the sled itself sent), is told to `onAnswersAgain`'s listeners
+// once. A sled restarted before the coordinator declared it out gives no other signal,
+// and a primary whose checkpoint store failed for want of it would wait out its back-off
+// (replica.ts, checkpointStoreRetryTicksMax); the head node brings that store forward.
+// The replicator probes silent sleds on its scrub steps, so that an answer comes even
+// with no other traffic to the sled.
+
 import {
   BallastError,
   crc32c,
@@ -54,11 +63,13 @@ import {
   encodeMessageParts,
   isErrorCode,
   limits,
+  type MessageOf,
+  type RequestType,
   type ResultOf,
   sledLimits,
   subjects,
 } from "@ballast/protocol";
-import type { Bus, Logger, Meter } from "@ballast/runtime";
+import type { Bus, Logger, Meter, RequestOptions } from "@ballast/runtime";
 import { ChunkCache, cacheFillReadBytesMax, chunkCacheBytesFloor } from "./chunk-cache.ts";
 
 const sledDeadlineMs = 10_000;
@@ -100,6 +111,21 @@ function isBadCopy(error: unknown): error is BallastError {
   return (
     error instanceof BallastError &&
     (error.code === ErrorCode.ChecksumMismatch || error.code === ErrorCode.NotFound)
+  );
+}
+
+/** Where requests to one sled go, less the sled's id. */
+const sledSubjectPrefix = subjects.node.build("sled", "x").slice(0, -1);
+
+/**
+ * A request nothing answered: no reply in time, no responder, a connection gone. Any
+ * other error was the sled's own answer.
+ */
+function isUnanswered(error: unknown): boolean {
+  return (
+    !(error instanceof BallastError) ||
+    error.code === ErrorCode.Timeout ||
+    error.code === ErrorCode.Unavailable
   );
 }
 
@@ -175,18 +201,64 @@ export class SledClient {
    */
   private readonly singleReadSleds = new Map<string, number>();
   private readonly clock: () => number;
+  /** Every request to a sled goes through here, so that its answers are watched. */
+  private readonly bus: Pick<Bus, "request">;
+  /** Sleds whose last request went unanswered (see the header, "Sleds answering again"). */
+  private readonly silent = new Set<string>();
+  private readonly answersAgain = new Set<(sled: string) => void>();
 
   /** Chunk bytes by 4 KiB block (see the header); off when its capacity is 0. */
   readonly cache: ChunkCache;
 
   constructor(
-    private readonly bus: Bus,
+    bus: Pick<Bus, "request">,
     private readonly logger: Logger,
     options: SledClientOptions = {},
   ) {
+    this.bus = {
+      request: <T extends RequestType>(
+        subject: string,
+        message: MessageOf<T>,
+        options?: RequestOptions,
+      ): Promise<ResultOf<T>> => {
+        const sent = bus.request<T>(subject, message, options);
+        sent.then(
+          () => this.heard(subject, true),
+          (error: unknown) => this.heard(subject, !isUnanswered(error)),
+        );
+        return sent;
+      },
+    };
     this.cache = new ChunkCache(options.cacheBytes ?? chunkCacheBytesFloor);
     this.clock = options.clock ?? (() => performance.now());
     if (options.meter !== undefined) observeCache(options.meter, this.cache);
+  }
+
+  /**
+   * Tells `listener` each time a sled answers after requests to it went unanswered;
+   * returns what stops it.
+   */
+  onAnswersAgain(listener: (sled: string) => void): () => void {
+    this.answersAgain.add(listener);
+    return () => this.answersAgain.delete(listener);
+  }
+
+  /** The sleds whose last request went unanswered. */
+  silentSleds(): ReadonlySet<string> {
+    return this.silent;
+  }
+
+  /** A request to `subject` settled: `answered` unless nothing answered it. */
+  private heard(subject: string, answered: boolean): void {
+    if (!subject.startsWith(sledSubjectPrefix)) return;
+    const sled = subject.slice(sledSubjectPrefix.length);
+    if (!answered) {
+      this.silent.add(sled);
+      return;
+    }
+    if (!this.silent.delete(sled)) return;
+    this.logger.debug({ sled }, "a sled answers again after requests to it went unanswered");
+    for (const listener of [...this.answersAgain]) listener(sled);
   }
 
   /**

@@ -97,6 +97,9 @@ test("a primary whose journal is damaged while its node was down is reported fai
     expect.objectContaining({ volume: "vol", partition: 0, epoch: 2, failed: true, followers: [] }),
   ]);
   expect(asPrimary.failures ?? []).toEqual([]);
+  // Every report says the node enforces served bytes: the coordinator shrinks a volume
+  // only while each node serving it says so (a rolling upgrade).
+  expect(asPrimary.enforcesServedBytes).toBe(true);
   expect(service2.served.has(subjects.volume.build("vol", 0))).toBe(false);
 
   // Named a secondary of a later epoch: refused again, and reported among the failed

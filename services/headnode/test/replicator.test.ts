@@ -792,6 +792,59 @@ describe("copies their sleds say a scrub found damaged", () => {
   });
 });
 
+test("a sled in use whose requests went unanswered is asked on every scrub step, so that its answering again is seen soon", async () => {
+  const chunks = table([[1, ["sled-1", "sled-2"]]]);
+  const asked: string[] = [];
+  const silent = new Set<string>();
+  let nowMs = 0;
+  const replicated: ReplicatedPartition = {
+    address: { volume: "v", volumeId: "1-v", partition: 0 },
+    roleName: "primary",
+    sleds: ["sled-1", "sled-2", "sled-3"],
+    replica: {
+      metadata: { chunks } as ReplicatedPartition["replica"]["metadata"],
+      recordCopies: () => undefined,
+      requestCheckpoint: () => undefined,
+      recordedCheckpoint: undefined,
+    },
+  };
+  const replicator = new Replicator({
+    logger,
+    partitions: () => [replicated],
+    clock: () => nowMs,
+    sleds: {
+      ...checkpointsInPlace,
+      copyChunk: async () => "sled-1",
+      checkChunk: async () => [],
+      damagedChunks: async (sled) => {
+        asked.push(sled);
+        return new Set();
+      },
+      silentSleds: () => silent,
+    },
+  });
+  await replicator.scrubStep();
+  expect(asked.sort()).toEqual(["sled-1", "sled-2", "sled-3"]);
+  // sled-2 stops answering (the sled client saw it); sled-3 is declared out.
+  silent.add("sled-2");
+  silent.add("sled-3");
+  replicator.setOut(["sled-3"]);
+  for (let step = 0; step < 2; step++) {
+    asked.length = 0;
+    nowMs += 5000;
+    await replicator.scrubStep();
+    // Old: asked only every damagedCheckIntervalMs (30 s), so nothing on these steps.
+    expect(asked).toEqual(["sled-2"]);
+  }
+  // It answered: asked at the usual pace again.
+  silent.clear();
+  asked.length = 0;
+  nowMs += 5000;
+  await replicator.scrubStep();
+  expect(asked).toEqual([]);
+  await replicator.close();
+});
+
 describe("scheduled scrub", () => {
   test("the pace spreads one pass over the interval, and a stall does not become a burst", () => {
     // 100 chunks a day: one every 864 s.

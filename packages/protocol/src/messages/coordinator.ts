@@ -172,6 +172,12 @@ export const PartitionState = z.object({
    * acknowledged write can be its primary, so it serves nothing (its log says why).
    */
   unavailable: z.literal(true).optional(),
+  /**
+   * The partition's bytes inside the volume, which its primary serves (from its start):
+   * present only when fewer than `partitionBytes` (the last partition, one past the end
+   * after a shrink, or a resize not finished). Past them the primary refuses I/O.
+   */
+  servedBytes: unsignedInteger.optional(),
 });
 
 /**
@@ -231,6 +237,12 @@ export const VolumeState = z.object({
   parent: VolumeParent.optional(),
   /** On describe and in status (not in list): what the incarnation stores on sleds. */
   stored: VolumeStored.optional(),
+  /**
+   * A shrink to this size began and has not finished (its partitions' ends may be
+   * lowered to it already, and its tail partly trimmed): the leader finishes it, and so
+   * does any resize of the volume before its own change. Absent otherwise.
+   */
+  shrinkingTo: unsignedInteger.optional(),
 });
 
 export const VolumeCreate = z.object({
@@ -281,7 +293,10 @@ export const VolumeListResult = z.object({
  * A shrink is refused unless `allowShrink`; with it, the tail past the new size is
  * trimmed first. A shrink is refused too while a gateway has the volume attached (an
  * NBD connection keeps its size, and its writes past the new end would be lost), or
- * does not say, unless `force`. Answers the volume's state at its new size.
+ * does not say, unless `force`, and while a head node serving the volume does not say
+ * it enforces volume ends (headnode.report.v1 `enforcesServedBytes`). A shrink begun and
+ * not finished (the state's `shrinkingTo`) is finished before any resize's own change.
+ * Answers the volume's state at its new size.
  */
 export const VolumeResize = z.object({
   type: z.literal("volume.resize.v1"),

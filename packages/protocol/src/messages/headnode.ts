@@ -330,6 +330,13 @@ export const HeadnodeReport = z.object({
   failures: z.array(FailedReplica).max(reportPartitionsMax).optional(),
   /** Partitions in the failures held at `base` that are failed no more (reopened, closed). */
   failuresGone: z.array(z.object(partitionAddress)).max(reportPartitionsMax).optional(),
+  /**
+   * This head node's primaries refuse I/O past a partition's `servedBytes` (configure).
+   * Absent from head nodes that predate it, which ignore the field: the coordinator
+   * refuses a shrink while such a node serves the volume (a rolling upgrade), since the
+   * new end would not be enforced there.
+   */
+  enforcesServedBytes: z.literal(true).optional(),
 });
 
 /** A primary whose lease the coordinator does not renew, at the epoch it was reported in. */
