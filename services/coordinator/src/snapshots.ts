@@ -264,6 +264,7 @@ export class Snapshots {
   async create(message: MessageOf<"snapshot.create.v1">): Promise<SnapshotState> {
     const { catalogue } = this.parts;
     const volume = await this.volumeOf(message.volume);
+    refuseWhileShrinking(volume, `snapshot ${message.name} of ${message.volume}`);
     let existing = await catalogue.snapshotIncludingDeleting(message.volume, message.name);
     if (
       existing !== undefined &&
@@ -688,6 +689,7 @@ export class Snapshots {
     message: MessageOf<"volume.rollback.v1">,
   ): Promise<ResultOf<"volume.rollback.v1">> {
     const volume = await this.volumeOf(message.volume);
+    refuseWhileShrinking(volume, `rollback of ${message.volume} to ${message.snapshot}`);
     rollbackTarget(
       message,
       volume,
@@ -1179,5 +1181,28 @@ export function refuseWhileRolledBackTo(record: SnapshotRecord, live: RollbackMa
     ErrorCode.Unavailable,
     `snapshot ${record.name} of ${record.volume} is being rolled back to (since ${new Date(since).toISOString()}); retry once the rollback has finished (at most ${snapshotRollbackMarkMs} ms after this leader first saw its mark, if its leader died)`,
     { details: { volume: record.volume, name: record.name, id: record.id, rollingBack: true } },
+  );
+}
+
+/**
+ * Refuses a snapshot or rollback while a shrink of the volume is begun and not finished
+ * (`shrinkingTo`: it failed after lowering the partitions' ends, and the leader finishes
+ * it in the background). Its tail may be trimmed on some partitions and not on others: a
+ * snapshot taken now would keep that half-trimmed tail at the old size, and a rollback
+ * would bring back data the shrink's finish then trims again. Both run in the catalogue
+ * queue, as resizes do, so no shrink begins while one of them runs.
+ */
+function refuseWhileShrinking(volume: VolumeRecord, what: string): void {
+  if (volume.shrinkingTo === undefined) return;
+  throw new BallastError(
+    ErrorCode.Unavailable,
+    `${what} refused: volume ${volume.name} is being shrunk from ${volume.sizeBytes} to ${volume.shrinkingTo} bytes (a shrink begun earlier and not finished; the leader finishes it, and describe shows it); retry once it is finished`,
+    {
+      details: {
+        volume: volume.name,
+        sizeBytes: volume.sizeBytes,
+        shrinkingTo: volume.shrinkingTo,
+      },
+    },
   );
 }

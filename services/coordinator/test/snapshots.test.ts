@@ -865,3 +865,34 @@ test("a rollback's mark stored before its timeout goes on; one not stored rolls 
   for (const primary of primaries) expect(primary.rolledBack).toHaveLength(1);
   expect((await catalogue.snapshot("v", "s"))!.value.rollbacks).toBeUndefined();
 });
+
+test("a snapshot or rollback is refused while a shrink begun earlier is not finished, and goes once it is", async () => {
+  // A shrink that failed after lowering the ends leaves `shrinkingTo` recorded and the
+  // tail maybe trimmed on some partitions only: a snapshot would keep that tail at the
+  // old size; a rollback would bring back data the shrink's finish trims again.
+  const { snapshots, primaries, catalogue, store } = start();
+  await snapshots.create({ type: "snapshot.create.v1", volume: "v", name: "before" });
+  const volume = (await catalogue.volume("v"))!.value;
+  store.put(keys.volume("v"), { ...volume, shrinkingTo: 2 * partitionBytes });
+  const create = await snapshots
+    .create({ type: "snapshot.create.v1", volume: "v", name: "s" })
+    .catch((error: BallastError) => error);
+  expect(create).toBeInstanceOf(BallastError);
+  expect((create as BallastError).code).toBe(ErrorCode.Unavailable);
+  expect((create as BallastError).message).toMatch(
+    /volume v is being shrunk from 3145728 to 2097152 bytes/,
+  );
+  const rollback = await snapshots
+    .rollback({ type: "volume.rollback.v1", volume: "v", snapshot: "before" })
+    .catch((error: BallastError) => error);
+  expect((rollback as BallastError).code).toBe(ErrorCode.Unavailable);
+  for (const primary of primaries) {
+    // Only the first create's three steps: nothing held, taken or rolled back since.
+    expect(primary.log).toHaveLength(3);
+    expect(primary.rolledBack).toEqual([]);
+  }
+  expect(await catalogue.snapshot("v", "s")).toBeUndefined();
+  store.put(keys.volume("v"), volume);
+  await snapshots.create({ type: "snapshot.create.v1", volume: "v", name: "s" });
+  expect((await catalogue.snapshot("v", "s"))?.value.name).toBe("s");
+});
