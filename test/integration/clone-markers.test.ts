@@ -71,7 +71,11 @@ function leader(over: ControlStore = store) {
     tenures: { held: () => undefined, current: () => undefined },
     partitionBytesDefault: partitionBytes,
   });
-  const snapshots = new Snapshots({ service: service as never, catalogue });
+  const snapshots = new Snapshots({
+    service: service as never,
+    catalogue,
+    storeMarks: { witnessCreate: async () => undefined },
+  });
   return { catalogue, volumes, snapshots, tenure: { term: 1 } as Tenure };
 }
 
@@ -162,6 +166,7 @@ test("a read of a live clone's key that comes back empty (a replica behind) is a
   };
   const lagging = { ...parts, catalogue: new Catalogue(behind) };
   const snapshots = new Snapshots({
+    storeMarks: { witnessCreate: async () => undefined },
     service: { bus: { request: async () => ({}) }, logger } as never,
     catalogue: lagging.catalogue,
   });

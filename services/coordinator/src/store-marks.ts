@@ -24,8 +24,10 @@
 // the first answers after a cold start cannot come before the marks are known.
 //
 // A store restored from an older copy keeps its id, so its mark alone does not catch it:
-// the volumes created after the copy would read as leftovers. So the catalogue also has
-// a sequence (record `sequence`), raised by one before each volume create (and clone),
+// the volumes created after the copy would read as leftovers, and the snapshots taken
+// after it as creates given up (the orphan sweep drops a snapshot id no record names,
+// and with it a clone's base). So the catalogue also has a sequence (record `sequence`),
+// raised by one before each volume create (and clone) and each snapshot create,
 // and the leader leaves it on every live sled as a blob `catalogue-sequence/<storeId>/
 // <sequence>` before the create writes any record, so before any head node is
 // configured or any object of the volume exists; the create fails if no live sled took
@@ -121,6 +123,30 @@ export function refusalOf(
   behind: readonly string[] = [],
   sequence: SequenceView = { catalogue: 0, witnessed: new Map() },
 ): string | undefined {
+  const mismatch = mismatchOf(storeId, read, behind, sequence);
+  if (mismatch !== undefined) return mismatch;
+  if (liveSleds.length === 0) return "no sled is live: the control store's marks are not known yet";
+  const unread = liveSleds.filter((sled) => read.get(sled.id)?.process !== sled.process);
+  if (unread.length > 0) {
+    return `the control store's marks on ${unread.map((sled) => sled.id).join(", ")} are not read yet`;
+  }
+  if (sequence.catalogue === undefined) return "the catalogue's sequence is not read yet";
+  return undefined;
+}
+
+/**
+ * Why what has been read proves this catalogue not the data's (a partition behind,
+ * another store's mark, a later witness), or undefined: unlike `refusalOf`, marks not
+ * read yet are no proof. For deleters whose every deletion also needs the catalogue to
+ * name the object's state (the orphan sweep): an empty or foreign catalogue names no
+ * volume to them, so only a catalogue proven older need stop them.
+ */
+export function mismatchOf(
+  storeId: string,
+  read: ReadonlyMap<string, SledMarks>,
+  behind: readonly string[],
+  sequence: SequenceView,
+): string | undefined {
   if (behind.length > 0) {
     return `the control store is older than the data: replicas hold ${behind.join(", ")} in later epochs than its records (restored from an older copy?); nothing is deleted for being absent from this catalogue. Restore the newer control store`;
   }
@@ -131,14 +157,8 @@ export function refusalOf(
   }
   const ahead = sledsAheadOf(sequence);
   if (ahead.length > 0) {
-    return `the control store is older than the data: ${ahead.map(([sled, witnessed]) => `${sled} witnessed catalogue sequence ${witnessed}`).join(", ")}, this catalogue is at ${sequence.catalogue ?? 0} (restored from an older copy?), so volumes created since are missing from it; nothing is deleted for being absent from this catalogue, and no volume is created. Restore the newer control store, or, to go on without those volumes on purpose, delete the blobs ${sequenceMarkPrefixOf(storeId)}* from the sleds`;
+    return `the control store is older than the data: ${ahead.map(([sled, witnessed]) => `${sled} witnessed catalogue sequence ${witnessed}`).join(", ")}, this catalogue is at ${sequence.catalogue ?? 0} (restored from an older copy?), so volumes and snapshots created since are missing from it; nothing is deleted for being absent from this catalogue, and nothing is created. Restore the newer control store, or, to go on without those volumes and snapshots on purpose, delete the blobs ${sequenceMarkPrefixOf(storeId)}* from the sleds`;
   }
-  if (liveSleds.length === 0) return "no sled is live: the control store's marks are not known yet";
-  const unread = liveSleds.filter((sled) => read.get(sled.id)?.process !== sled.process);
-  if (unread.length > 0) {
-    return `the control store's marks on ${unread.map((sled) => sled.id).join(", ")} are not read yet`;
-  }
-  if (sequence.catalogue === undefined) return "the catalogue's sequence is not read yet";
   return undefined;
 }
 
@@ -206,6 +226,14 @@ export class StoreMarks {
       .list()
       .filter((member) => member.kind === "sled" && member.alive)
       .map((member) => ({ id: member.id, process: `${member.pid}@${member.startedAtMs}` }));
+  }
+
+  /** See `mismatchOf`. */
+  mismatch(): string | undefined {
+    return mismatchOf(this.options.storeId, this.read, this.behind(), {
+      catalogue: this.sequence,
+      witnessed: this.witnessed,
+    });
   }
 
   /** See `refusalOf`. */
@@ -368,11 +396,13 @@ export class StoreMarks {
   }
 
   /**
-   * Before a volume create writes any record: raises the catalogue's sequence and leaves
-   * it on every live sled (see the header). Refuses while a sled witnessed a higher
-   * sequence than the catalogue holds, and when no live sled took the mark.
+   * Before a volume create (or a snapshot create) writes any record: raises the
+   * catalogue's sequence and leaves it on every live sled (see the header). Refuses while
+   * a sled witnessed a higher sequence than the catalogue holds, and when no live sled
+   * took the mark. `what` names the create in errors and logs ("volume v", "snapshot s
+   * of v").
    */
-  async witnessCreate(name: string): Promise<void> {
+  async witnessCreate(what: string): Promise<void> {
     const { service, catalogue, storeId } = this.options;
     const sleds = this.liveSleds().map((sled) => sled.id);
     // The live sleds' witnesses first, then the catalogue's sequence: a create made before
@@ -383,14 +413,14 @@ export class StoreMarks {
       this.sequence = current;
       return new BallastError(
         ErrorCode.Unavailable,
-        `cannot create volume ${name}: ${this.refusal() ?? `the sleds witnessed catalogue sequence ${highest}, this catalogue is at ${current}`}`,
+        `cannot create ${what}: ${this.refusal() ?? `the sleds witnessed catalogue sequence ${highest}, this catalogue is at ${current}`}`,
       );
     });
     if (this.sequence === undefined || sequence > this.sequence) this.sequence = sequence;
     if (sleds.length === 0) {
       // Nothing on a sled can be deleted for being absent before a sled returns; the
       // witness is missing for this create (store-marks.ts, "Limits").
-      service.logger.warn({ volume: name, sequence }, "no live sled to witness a volume create");
+      service.logger.warn({ create: what, sequence }, "no live sled to witness a create");
       return;
     }
     const key = sequenceMarkKeyOf(storeId, sequence);
@@ -402,7 +432,7 @@ export class StoreMarks {
         } catch (error) {
           if (!(error instanceof BallastError && error.code === ErrorCode.AlreadyExists)) {
             service.logger.warn(
-              { sled, volume: name, sequence, error: (error as Error).message },
+              { sled, create: what, sequence, error: (error as Error).message },
               "could not leave the catalogue's sequence on a sled",
             );
             return false;
@@ -416,7 +446,7 @@ export class StoreMarks {
     if (!taken.includes(true)) {
       throw new BallastError(
         ErrorCode.Unavailable,
-        `cannot create volume ${name}: no live sled (${sleds.join(", ")}) took the catalogue's sequence, which keeps the volume from reading as deleted should the control store be restored from an older copy; retry`,
+        `cannot create ${what}: no live sled (${sleds.join(", ")}) took the catalogue's sequence, which keeps it from reading as deleted should the control store be restored from an older copy; retry`,
       );
     }
   }

@@ -45,6 +45,21 @@
 // `sweepHeaderCacheChunksMax` chunk entries in all; headers beyond that are read every
 // pass as before.
 //
+// A catalogue proven not to be the data's (store-marks.ts `mismatch`: another store's
+// mark on a sled, a sled that witnessed a later catalogue sequence, a partition whose
+// replicas hold a later epoch than its record) is not trusted here either: its pointers
+// and snapshot records may be older than the replicas, and a snapshot taken since the
+// copy (or a clone's base) would read as a create given up and be dropped. While the
+// marks show it (asked at the start of a pass and again before anything is decided), a
+// pass does nothing and sights nothing: what it had sighted is forgotten, and the record
+// handed between leaders is emptied at the next pass that runs, so no grace is served
+// meanwhile. Deletes left marked wait too, until the operator settles which catalogue
+// is the data's. Marks not read yet (a new leader's first second) do not hold a pass
+// up, unlike the leftover rules: every deletion here needs the catalogue to name the
+// volume and its state, which a lost store does not, and whatever a restored copy
+// makes an orphan needs a grace (more than the marks take to read) or was already an
+// orphan by the same records when the copy was taken (sweep.ts, "Model").
+//
 // Failure model: a header that no sled returns makes its partition keep everything
 // this pass; a sled that is down, or a listing that fails, is skipped (its orphans
 // start their grace again); a delete that fails is retried next pass; one that finds
@@ -70,7 +85,7 @@ import {
   sledLimits,
   subjects,
 } from "@ballast/protocol";
-import type { Service } from "@ballast/runtime";
+import { RepeatLog, type Service } from "@ballast/runtime";
 import {
   type Catalogue,
   type CheckpointPointer,
@@ -101,6 +116,7 @@ import { PassSchedule } from "./pass-schedule.ts";
 import type { ChunkEntry } from "./purge.ts";
 import { deleteSledObject } from "./sled-objects.ts";
 import type { Snapshots } from "./snapshots.ts";
+import type { StoreMarks } from "./store-marks.ts";
 import {
   departedPointers,
   orphansOn,
@@ -131,6 +147,8 @@ export interface SweeperOptions {
   >;
   heartbeats: Pick<Heartbeats, "list" | "listening">;
   tenures: Tenures;
+  /** Whether the catalogue is proven not the sleds' data's (store-marks.ts). */
+  marks: Pick<StoreMarks, "mismatch">;
   /**
    * Changes to checkpoint pointers; without it every pass reads every pointer. `retain`
    * is told the live volumes after each complete pass, so counts of gone names go.
@@ -142,7 +160,12 @@ export interface SweeperOptions {
    */
   snapshots?: Pick<Snapshots, "creatingIds" | "dropUnrecorded" | "finishDeleting">;
   graceMs?: number;
+  /** How often a lasting condition is logged again (constants.logRepeatIntervalMs). */
+  logRepeatIntervalMs?: number;
 }
+
+/** The RepeatLog key of the marks' refusal. */
+const refusedKey = "refused";
 
 /** What the sweep has freed so far on this coordinator, for status. */
 export interface SweepStatus {
@@ -198,9 +221,12 @@ export class Sweeper {
   };
 
   private readonly schedule: PassSchedule;
+  /** Lasting conditions said once per interval: the marks' refusal, sleds not listed. */
+  private readonly refusals: RepeatLog;
 
   constructor(private readonly options: SweeperOptions) {
     this.schedule = new PassSchedule(options.tenures, options.heartbeats);
+    this.refusals = new RepeatLog(options.logRepeatIntervalMs);
     this.graceMs = options.graceMs ?? sweepGraceMsDefault;
     this.confirmations = new SweepConfirmations(this.graceMs);
     this.snapshotConfirmations = new SweepConfirmations(this.graceMs, unrecordedSnapshotKey);
@@ -226,6 +252,7 @@ export class Sweeper {
 
   private async pass(tenure: Tenure): Promise<void> {
     const { catalogue, heartbeats, tenures } = this.options;
+    if (this.refused(tenure)) return;
     if (this.confirmationsTenure !== tenure) {
       this.confirmationsTenure = tenure;
       this.confirmations = new SweepConfirmations(this.graceMs);
@@ -313,6 +340,9 @@ export class Sweeper {
     // In step with the line above: the watch forgets the counts of names this pass did
     // not find live, as the sweep forgets their pointers (catalogue-changes.ts).
     this.options.pointers?.retain?.([...volumesById.values()].map((volume) => volume.name));
+    // The marks may have changed while this pass read (a sled back with another store's
+    // mark, a partition found behind): asked again before anything is sighted.
+    if (this.refused(tenure)) return;
     const due = confirmations.confirm(orphans, now());
     this.status.orphansWaiting = confirmations.waiting - due.length;
     const snapshotsDue = this.snapshotConfirmations.confirm(unrecorded, now());
@@ -347,6 +377,41 @@ export class Sweeper {
     }
     this.status.passes++;
     this.status.lastPassAtMs = Date.now();
+  }
+
+  /**
+   * Whether the store marks prove this catalogue not the data's now (see the header): if so,
+   * forgets this tenure's sightings and has the next pass that runs claim the handed-on
+   * record afresh, emptying it. Said when it begins, at most once per
+   * `logRepeatIntervalMs` while it lasts, and when it ends.
+   */
+  private refused(tenure: Tenure): boolean {
+    const { marks, service } = this.options;
+    const refusal = marks.mismatch();
+    if (refusal === undefined) {
+      const ended = this.refusals.end(refusedKey);
+      if (ended !== undefined) {
+        service.logger.info(
+          { repeatsSuppressed: ended.suppressed },
+          "the orphan sweep runs again: the control store's marks no longer show it older than the data",
+        );
+      }
+      return false;
+    }
+    this.confirmationsTenure = tenure;
+    this.confirmations = new SweepConfirmations(this.graceMs);
+    this.snapshotConfirmations = new SweepConfirmations(this.graceMs, unrecordedSnapshotKey);
+    this.sightings = undefined;
+    this.status.orphansWaiting = 0;
+    const due = this.refusals.due(refusedKey, now());
+    if (due !== undefined) {
+      // Info: the marks say why as an error themselves when it is more than a wait.
+      service.logger.info(
+        { reason: refusal, ...(due.first ? {} : { repeatsSuppressed: due.suppressed }) },
+        "orphan sweep skipped: nothing is deleted or dropped by this catalogue's pointers and records",
+      );
+    }
+    return true;
   }
 
   /**

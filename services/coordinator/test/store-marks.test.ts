@@ -9,6 +9,7 @@ import { storeMarkCheckMs } from "../src/constants.ts";
 import type { Member } from "../src/membership.ts";
 import {
   foreignStoresOf,
+  mismatchOf,
   refusalOf,
   StoreMarks,
   sequenceMarkKeyOf,
@@ -73,6 +74,21 @@ describe("the refusal", () => {
     expect(refusalOf(ours, live, read, [], { catalogue: undefined, witnessed })).toContain(
       "sequence is not read yet",
     );
+  });
+
+  test("a mismatch is only what was read proving the catalogue not the data's", () => {
+    const clean = new Map([["sled-1", { process: "1@1", foreign: [] }]]);
+    const sequence = { catalogue: 6, witnessed: new Map([["sled-1", 6]]) };
+    expect(mismatchOf(ours, clean, [], sequence)).toBeUndefined();
+    // Nothing read yet, or the catalogue's sequence not read: a refusal, no mismatch.
+    expect(mismatchOf(ours, new Map(), [], { catalogue: undefined, witnessed: new Map() })).toBe(
+      undefined,
+    );
+    expect(mismatchOf(ours, clean, ["vol/0"], sequence)).toContain("vol/0");
+    const foreign = new Map([["sled-1", { process: "1@1", foreign: ["other"] }]]);
+    expect(mismatchOf(ours, foreign, [], sequence)).toContain("other");
+    const ahead = { catalogue: 5, witnessed: new Map([["sled-1", 6]]) };
+    expect(mismatchOf(ours, clean, [], ahead)).toContain("witnessed catalogue sequence 6");
   });
 
   test("the sequence a sled witnesses is the highest of our store's marks", () => {
