@@ -429,6 +429,29 @@ test("while the control store's marks refuse, the orphan sweep deletes and drops
   expect(snapshots.dropped).toEqual(["taken-after-the-copy"]);
 });
 
+test("a lasting listing failure and a pass's deletes are said in a few lines, not per pass or per object", async () => {
+  const { sled, sweeper, checkpoint, logged } = await harness();
+  await checkpoint("a", 10, 5, []);
+  for (const number of [0, 1, 2, 3]) sled.chunks.add(chunkId(number));
+  const answer = sled.answer.bind(sled);
+  sled.answer = (message: Message) => {
+    if (message.type === "sled.chunk.list.v1") throw new BallastError(ErrorCode.Internal, "no");
+    return answer(message);
+  };
+  const lines = (pattern: RegExp) => logged.filter((line) => pattern.test(line.message));
+  for (let pass = 0; pass < 10; pass++) await sweeper.sweep();
+  expect(lines(/could not list/)).toHaveLength(1);
+  sled.answer = answer;
+  await sweeper.sweep();
+  await sweeper.sweep();
+  expect(lines(/listed a sled's objects to sweep again/)).toHaveLength(1);
+  // Four orphans deleted in one pass: one line, counting them.
+  expect(sled.chunks.size).toBe(0);
+  expect(lines(/^deleted /).map((line) => line.fields)).toEqual([
+    expect.objectContaining({ deleted: 4, bytes: 4 * 4096 }),
+  ]);
+});
+
 test("a partition with no recorded checkpoint keeps everything", async () => {
   const { sled, sweeper } = await harness();
   sled.chunks.add(chunkId(0));
