@@ -73,7 +73,11 @@ function leader(over: ControlStore = store) {
     // A fake: every head node enforces volume ends.
     features: { enforcesServedBytes: () => true },
   });
-  const snapshots = new Snapshots({ service: service as never, catalogue });
+  const snapshots = new Snapshots({
+    service: service as never,
+    catalogue,
+    storeMarks: { witnessCreate: async () => undefined },
+  });
   return { catalogue, volumes, snapshots, tenure: { term: 1 } as Tenure };
 }
 
@@ -164,6 +168,7 @@ test("a read of a live clone's key that comes back empty (a replica behind) is a
   };
   const lagging = { ...parts, catalogue: new Catalogue(behind) };
   const snapshots = new Snapshots({
+    storeMarks: { witnessCreate: async () => undefined },
     service: { bus: { request: async () => ({}) }, logger } as never,
     catalogue: lagging.catalogue,
   });

@@ -205,3 +205,15 @@ export function partitionOfCheckpointBlobKey(key: string, volumeId: string): num
   const partition = Number(match[1]);
   return Number.isSafeInteger(partition) ? partition : undefined;
 }
+
+/**
+ * The op number a checkpoint blob key of `volumeId` names (the replica's commit op when
+ * it took the checkpoint: `<op>-<session>-<upload>`); undefined for another shape.
+ */
+export function opNumOfCheckpointBlobKey(key: string, volumeId: string): number | undefined {
+  if (partitionOfCheckpointBlobKey(key, volumeId) === undefined) return undefined;
+  const match = /^(0|[1-9][0-9]*)-[^/]+$/.exec(key.slice(key.lastIndexOf("/") + 1));
+  if (match === null) return undefined;
+  const opNum = Number(match[1]);
+  return Number.isSafeInteger(opNum) ? opNum : undefined;
+}

@@ -101,6 +101,13 @@ export const textLengthMax = 4096;
 /** The most services or volumes a status reply lists. */
 export const statusEntriesMax = 4096;
 
+/**
+ * The catalogue sequence's history (coordinator store-marks.ts): the nonces of this many
+ * latest raises are kept in the record, so that a sled's witness can be checked against
+ * the history it was made in, not only its number. About 30 bytes each.
+ */
+export const catalogueSequenceHistoryMax = 256;
+
 /** Volume incarnation ids: the alphabet of names, at most this long; never reused. */
 export const volumeIdLengthMax = 32;
 

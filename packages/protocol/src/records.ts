@@ -22,6 +22,7 @@
 import { z } from "zod";
 import { BallastError, ErrorCode } from "./errors.ts";
 import {
+  catalogueSequenceHistoryMax,
   natsPayloadBytesMax,
   nodeIdLengthMax,
   textLengthMax,
@@ -178,9 +179,18 @@ const store = z.looseObject({
 
 /**
  * The catalogue's sequence (coordinator store-marks.ts): raised by one, by
- * compare-and-set, before each volume create; never lowered.
+ * compare-and-set, before each volume or snapshot create; never lowered. `recent`: the
+ * latest raises' sequences with the random nonce each was made with (the sleds' marks
+ * carry it), oldest first; absent in records written before it existed.
  */
-const catalogueSequence = z.looseObject({ sequence: unsignedInteger });
+export const catalogueSequenceNonce = z.string().regex(/^[0-9a-f]{16}$/);
+const catalogueSequence = z.looseObject({
+  sequence: unsignedInteger,
+  recent: z
+    .array(z.tuple([unsignedInteger, catalogueSequenceNonce]))
+    .max(catalogueSequenceHistoryMax)
+    .optional(),
+});
 
 /** The mark each orphan-sweep pass writes (`checkpoint._mark`); only its revision counts. */
 const checkpointMark = z.looseObject({ atMs: timeMs });

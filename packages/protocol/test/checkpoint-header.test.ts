@@ -7,6 +7,7 @@ import {
   BallastError,
   checkpointBlobPrefixOf,
   checkpointHeaderLengthOf,
+  opNumOfCheckpointBlobKey,
   parseSledChunkId,
   partitionOfCheckpointBlobKey,
   readCheckpointHeader,
@@ -101,4 +102,13 @@ test("checkpoint blob keys name their partition under the incarnation's prefix",
   expect(partitionOfCheckpointBlobKey(key, "1-ab")).toBeUndefined();
   expect(partitionOfCheckpointBlobKey("checkpoints/1-abc/x/node-a/1", "1-abc")).toBeUndefined();
   expect(partitionOfCheckpointBlobKey("checkpoints/1-abc/3/node-a", "1-abc")).toBeUndefined();
+});
+
+test("checkpoint blob keys name the op they were taken at", () => {
+  expect(opNumOfCheckpointBlobKey("checkpoints/1-abc/3/node-a/17-2-1", "1-abc")).toBe(17);
+  expect(opNumOfCheckpointBlobKey("checkpoints/1-abc/3/node-a/0-k-12", "1-abc")).toBe(0);
+  expect(opNumOfCheckpointBlobKey("checkpoints/1-abc/3/node-a/17-2-1", "1-ab")).toBeUndefined();
+  expect(opNumOfCheckpointBlobKey("checkpoints/1-abc/3/node-a/x-2-1", "1-abc")).toBeUndefined();
+  expect(opNumOfCheckpointBlobKey("checkpoints/1-abc/3/node-a/017-2-1", "1-abc")).toBeUndefined();
+  expect(opNumOfCheckpointBlobKey("checkpoints/1-abc/3/node-a/17", "1-abc")).toBeUndefined();
 });

@@ -22,8 +22,9 @@
 //   leader                        {coordinator, term}   (see leadership.ts)
 //   incarnation.<name>            {incarnation}: the last incarnation number of the
 //                                  name, never deleted
-//   sequence                      {sequence}: raised by one before each volume create,
-//                                  never lowered; witnessed on the sleds (store-marks.ts)
+//   sequence                      {sequence, recent?: [[sequence, nonce]]}: raised by
+//                                  one before each volume or snapshot create, never
+//                                  lowered; witnessed on the sleds (store-marks.ts)
 //   snapshot.<name>.<snapshot>    {volume, name, id, volumeId, createdAtMs, partitions:
 //                                  [{index, opNum}], sizeBytes?, creatingSinceMs?,
 //                                  deletingSinceMs?, clonePins?, rollbacks?} (see
@@ -105,6 +106,7 @@
 // tests may pass the bucket itself, returns a key twice when it is updated meanwhile),
 // so no reader ever sees a partition twice.
 
+import { randomBytes } from "node:crypto";
 import {
   BallastError,
   type ControlRecordKind,
@@ -113,6 +115,7 @@ import {
   ErrorCode,
   incarnationOf,
   isUnreadableRecord,
+  limits,
   type UnreadableRecordError,
 } from "@ballast/protocol";
 import type { Counter, Logger, Meter } from "@ballast/runtime";
@@ -591,24 +594,38 @@ export class Catalogue {
 
   /** The catalogue's sequence (store-marks.ts): 0 before the first create that raised it. */
   async sequence(): Promise<number> {
-    return (await this.read(keys.sequence, "catalogueSequence"))?.value.sequence ?? 0;
+    return (await this.sequenceHistory()).sequence;
+  }
+
+  /** The catalogue's sequence with the nonces of its latest raises (sequence → nonce). */
+  async sequenceHistory(): Promise<SequenceHistory> {
+    return sequenceHistoryOf((await this.read(keys.sequence, "catalogueSequence"))?.value);
   }
 
   /**
-   * Raises the catalogue's sequence by one, by compare-and-set (store-marks.ts), unless
-   * it is below `atLeast`: then it is left as it is and the refusal thrown. Returns the
-   * new sequence.
+   * Raises the catalogue's sequence by one, by compare-and-set (store-marks.ts), with a
+   * fresh random nonce kept in its history, unless `refusal` answers an error for the
+   * history as read: then it is left as it is and that error thrown. Returns the new
+   * sequence and its nonce.
    */
-  async nextSequence(atLeast: number, refusal: (sequence: number) => Error): Promise<number> {
+  async nextSequence(
+    refusal: (current: SequenceHistory) => Error | undefined,
+  ): Promise<{ sequence: number; nonce: string }> {
     for (let attempt = 0; attempt < fenceAttemptsMax; attempt++) {
       const current = await this.read(keys.sequence, "catalogueSequence");
-      const sequence = current?.value.sequence ?? 0;
-      if (sequence < atLeast) throw refusal(sequence);
-      const next = encode({ sequence: sequence + 1 });
+      const history = sequenceHistoryOf(current?.value);
+      const refused = refusal(history);
+      if (refused !== undefined) throw refused;
+      const sequence = history.sequence + 1;
+      const nonce = randomBytes(8).toString("hex");
+      const recent = [...history.recent, [sequence, nonce] as [number, string]].slice(
+        -limits.catalogueSequenceHistoryMax,
+      );
+      const next = encode({ sequence, recent });
       try {
         if (current === undefined) await this.kv.create(keys.sequence, next);
         else await this.kv.update(keys.sequence, next, current.revision);
-        return sequence + 1;
+        return { sequence, nonce };
       } catch (error) {
         if (!isConflict(error)) throw error;
       }
@@ -1612,4 +1629,16 @@ export class Catalogue {
       throw error;
     }
   }
+}
+
+/** The catalogue's sequence and the nonces of its latest raises, oldest first. */
+export interface SequenceHistory {
+  sequence: number;
+  recent: readonly (readonly [number, string])[];
+}
+
+function sequenceHistoryOf(
+  record: { sequence: number; recent?: [number, string][] } | undefined,
+): SequenceHistory {
+  return { sequence: record?.sequence ?? 0, recent: record?.recent ?? [] };
 }

@@ -270,6 +270,13 @@ export const sweepHeaderCacheChunksMax = 200_000;
 export const sweepDeletesPerPassMax = 1000;
 
 /**
+ * Objects a sweep pass's summary line names at most (of those deleted, and of those a
+ * delete failed on); the rest are only counted. A pass logs one line of each kind, not
+ * one per object (up to `sweepDeletesPerPassMax` a pass).
+ */
+export const sweepSummaryObjectsMax = 8;
+
+/**
  * The leftover sweep (leftovers.ts, leftover-sweeper.ts): objects of incarnations the
  * catalogue no longer names. It runs every this many orphan-sweep intervals (5 min by
  * default), with the orphan sweep's grace; each pass lists at most this many pages

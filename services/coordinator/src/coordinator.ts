@@ -384,12 +384,18 @@ export class Coordinator {
     };
     const reports = new Reports(catalogue, heartbeats, sleds, reconcileSoon, features);
     const status = new Status(service, heartbeats, volumes, sleds, () => storeMarks.statusOf());
-    const snapshots = new Snapshots({ service, catalogue, members: heartbeats });
+    const snapshots = new Snapshots({
+      service,
+      catalogue,
+      members: heartbeats,
+      storeMarks,
+    });
     const sweeper = new Sweeper({
       service,
       catalogue,
       heartbeats,
       tenures,
+      marks: storeMarks,
       graceMs,
       snapshots,
       ...(pointers === undefined ? {} : { pointers }),

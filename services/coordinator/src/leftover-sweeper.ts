@@ -19,13 +19,16 @@
 // Failure model: a sled that is down is skipped (its cursor stays); a listing that fails
 // skips that sled's kind this pass; a catalogue read that fails ends the pass before
 // anything is decided; a delete that fails is retried on a later pass, and one that
-// finds the object gone (NotFound) is done. Passes run only while this coordinator
+// finds the object gone (NotFound) is done. Lasting faults are logged when they begin,
+// once per `logRepeatIntervalMs` while they last and when they end (a listing that
+// fails, the marks' refusal), and a pass's deletes in one summary line
+// (delete-summary.ts), not one line per object. Passes run only while this coordinator
 // leads a ready tenure and has listened to membership; a new tenure starts its
 // sightings and cursors afresh, so a leader that does not last two passes a grace apart
 // deletes nothing (the next one does).
 
 import { BallastError, ErrorCode, sledLimits, subjects } from "@ballast/protocol";
-import type { Service } from "@ballast/runtime";
+import { RepeatLog, type Service } from "@ballast/runtime";
 import type { Catalogue } from "./catalogue.ts";
 import { now } from "./clock.ts";
 import {
@@ -34,6 +37,7 @@ import {
   sweepDeletesPerPassMax,
   sweepRequestDeadlineMs,
 } from "./constants.ts";
+import { DeleteSummary } from "./delete-summary.ts";
 import type { Heartbeats } from "./heartbeats.ts";
 import { namedIncarnationsOf } from "./incarnations.ts";
 import {
@@ -63,7 +67,12 @@ export interface LeftoverSweeperOptions {
   graceMs: number;
   /** Pages of each kind read from each sled in a pass (tests make it small). */
   pagesMax?: number;
+  /** How often a lasting condition is logged again (constants.logRepeatIntervalMs). */
+  logRepeatIntervalMs?: number;
 }
+
+/** The RepeatLog key of the marks' refusal. */
+const refusedKey = "refused";
 
 /** What the leftover sweep has freed on this coordinator, for status and tests. */
 export interface LeftoverStatus {
@@ -86,9 +95,12 @@ export class LeftoverSweeper {
   };
 
   private readonly schedule: PassSchedule;
+  /** Lasting conditions said once per `logRepeatIntervalMs`: the refusal, failed listings. */
+  private readonly repeats: RepeatLog;
 
   constructor(private readonly options: LeftoverSweeperOptions) {
     this.schedule = new PassSchedule(options.tenures, options.heartbeats);
+    this.repeats = new RepeatLog(options.logRepeatIntervalMs);
     this.sightings = new LeftoverSightings(options.graceMs, leftoverSightingsMax);
   }
 
@@ -120,8 +132,21 @@ export class LeftoverSweeper {
     if (refusal !== undefined) {
       this.sightings = new LeftoverSightings(this.options.graceMs, leftoverSightingsMax);
       this.status.waiting = 0;
-      service.logger.warn({ reason: refusal }, "leftover sweep skipped");
+      const due = this.repeats.due(refusedKey, now());
+      if (due !== undefined) {
+        service.logger.warn(
+          { reason: refusal, ...(due.first ? {} : { repeatsSuppressed: due.suppressed }) },
+          "leftover sweep skipped",
+        );
+      }
       return;
+    }
+    const lifted = this.repeats.end(refusedKey);
+    if (lifted !== undefined) {
+      service.logger.info(
+        { repeatsSuppressed: lifted.suppressed },
+        "the leftover sweep runs again: the control store's marks no longer refuse",
+      );
     }
     const sleds = heartbeats
       .list()
@@ -149,9 +174,14 @@ export class LeftoverSweeper {
     const due = this.sightings.confirm(windows, leftoversIn(listings, known), now());
     for (const window of windows) this.advance(window);
     this.status.waiting = this.sightings.waiting - due.length;
-    for (const target of due.slice(0, sweepDeletesPerPassMax)) {
-      if (tenures.current() !== tenure) return;
-      await this.delete(target);
+    const deleted = new DeleteSummary();
+    try {
+      for (const target of due.slice(0, sweepDeletesPerPassMax)) {
+        if (tenures.current() !== tenure) return;
+        await this.delete(target, deleted);
+      }
+    } finally {
+      deleted.log(service.logger, "leftovers of volume incarnations the catalogue no longer names");
     }
     this.status.passes++;
   }
@@ -168,21 +198,41 @@ export class LeftoverSweeper {
     const listing: SledListing = { sled };
     try {
       listing.chunks = await this.chunksOf(sled);
+      this.listed(sled, "chunk");
     } catch (error) {
       this.warnListing(sled, "chunk", error);
     }
     try {
       listing.blobs = await this.blobsOf(sled);
+      this.listed(sled, "blob");
     } catch (error) {
       this.warnListing(sled, "blob", error);
     }
     return listing;
   }
 
+  /** A listing failed: said when it begins, then once per `logRepeatIntervalMs`. */
   private warnListing(sled: string, kind: string, error: unknown): void {
+    const due = this.repeats.due(`list\n${sled}\n${kind}`, now());
+    if (due === undefined) return;
     this.options.service.logger.warn(
-      { sled, kind, error: (error as Error).message },
+      {
+        sled,
+        kind,
+        error: (error as Error).message,
+        ...(due.first ? {} : { repeatsSuppressed: due.suppressed }),
+      },
       "could not list a sled's objects to find leftovers of deleted volumes",
+    );
+  }
+
+  /** A listing worked: said once if it had failed before. */
+  private listed(sled: string, kind: string): void {
+    const ended = this.repeats.end(`list\n${sled}\n${kind}`);
+    if (ended === undefined) return;
+    this.options.service.logger.info(
+      { sled, kind, repeatsSuppressed: ended.suppressed },
+      "listed a sled's objects to find leftovers again",
     );
   }
 
@@ -231,28 +281,24 @@ export class LeftoverSweeper {
     return { entries, window: { sled, kind: "blob", after, through: startAfter } };
   }
 
-  private async delete(target: LeftoverTarget): Promise<void> {
-    const { bus, logger } = this.options.service;
+  /** Deletes one leftover; said in the pass's summary lines (delete-summary.ts). */
+  private async delete(target: LeftoverTarget, summary: DeleteSummary): Promise<void> {
+    const { bus } = this.options.service;
+    const object = {
+      sled: target.sled,
+      kind: target.kind,
+      object: target.kind === "chunk" ? target.chunkId : target.key,
+      bytes: target.bytes,
+    };
     try {
       await deleteSledObject(bus, target.sled, target, sweepRequestDeadlineMs);
     } catch (error) {
       if (error instanceof BallastError && error.code === ErrorCode.NotFound) return;
-      logger.warn(
-        { target, error: (error as Error).message },
-        "could not delete a leftover of a deleted volume",
-      );
+      summary.failedOn(object, (error as Error).message);
       return;
     }
     this.status.objectsFreed++;
     this.status.bytesFreed += target.bytes;
-    logger.info(
-      {
-        sled: target.sled,
-        kind: target.kind,
-        object: target.kind === "chunk" ? target.chunkId : target.key,
-        bytes: target.bytes,
-      },
-      "deleted a leftover of a volume incarnation the catalogue no longer names",
-    );
+    summary.deleted(object);
   }
 }

@@ -190,6 +190,7 @@ import {
   snapshotRollbackMarksMax,
   snapshotStepDeadlineMs,
 } from "./constants.ts";
+import type { StoreMarks } from "./store-marks.ts";
 
 export type SnapshotState = ResultOf<"snapshot.create.v1">;
 
@@ -200,6 +201,12 @@ export interface SnapshotsParts {
   members?: Members;
   /** The monotonic clock rollback marks are aged on; clock.ts `now` if absent. */
   markClock?: () => number;
+  /**
+   * Witnesses each create on the sleds before its first record (store-marks.ts): a
+   * control store restored from an copy older than the snapshot then refuses the orphan
+   * sweep, which would otherwise drop the snapshot as a create given up.
+   */
+  storeMarks: Pick<StoreMarks, "witnessCreate">;
 }
 
 type PartitionRequest =
@@ -301,6 +308,10 @@ export class Snapshots {
         `volume ${message.volume} has ${count} snapshots, the most it may have; delete one first`,
       );
     }
+    // Before any record of the snapshot (store-marks.ts): once its trees are in recorded
+    // checkpoints, a catalogue restored from an older copy names no record of it, and
+    // the sleds must prove that catalogue older than the data.
+    await this.parts.storeMarks.witnessCreate(`snapshot ${message.name} of ${message.volume}`);
     const deadline = now() + snapshotCreateDeadlineMs;
     const whys: string[] = [];
     for (let attempt = 1; attempt <= snapshotAttemptsMax && now() < deadline; attempt++) {

@@ -24,8 +24,10 @@
 // the first answers after a cold start cannot come before the marks are known.
 //
 // A store restored from an older copy keeps its id, so its mark alone does not catch it:
-// the volumes created after the copy would read as leftovers. So the catalogue also has
-// a sequence (record `sequence`), raised by one before each volume create (and clone),
+// the volumes created after the copy would read as leftovers, and the snapshots taken
+// after it as creates given up (the orphan sweep drops a snapshot id no record names,
+// and with it a clone's base). So the catalogue also has a sequence (record `sequence`),
+// raised by one before each volume create (and clone) and each snapshot create,
 // and the leader leaves it on every live sled as a blob `catalogue-sequence/<storeId>/
 // <sequence>` before the create writes any record, so before any head node is
 // configured or any object of the volume exists; the create fails if no live sled took
@@ -37,15 +39,22 @@
 // otherwise creates on the old copy would raise its sequence back to the witness and
 // lift the refusal over the lost volumes.
 //
-// Limits: a sled whose mark could not be written (full) holds none, and is no witness
-// for the next loss. The witness that counts is the highest of the sleds read: a sled
-// that is down holds its witness back; if every sled that holds the higher sequence is
-// down when the old copy comes back, and creates on the old copy raise its sequence past
-// that witness before one of them returns, the lost volumes' objects read as leftovers
-// again (on the sleds that were up at every create since the copy, the witness is
-// there). A store replaced under a running leader is seen at its next check
-// (`storeMarkCheckMs`). Other blob listings are not affected: every other reader lists
-// under `checkpoints/`.
+// Numbers alone are not enough: if every sled that holds the higher sequence is down
+// when the old copy comes back, creates on the copy raise its sequence past that witness
+// before one of them returns. So each raise has a random nonce, kept in the record's
+// history (the latest `catalogueSequenceHistoryMax`) and in the mark's key
+// (`<sequence>-<nonce>`): a sled whose witness is a sequence the catalogue's history holds
+// with another nonce was marked in another history, and refuses as one ahead does. And a
+// sled read with a lower witness than the catalogue's (down or full at the creates
+// since) is given the catalogue's latest mark then, so it witnesses those creates too.
+//
+// Limits: a sled whose mark could not be written (full) holds none until it is read
+// again with room. The old copy's creates are caught only while the returning sled's
+// sequence is within the history kept (more creates on the copy than that before any
+// such sled returns, and the lost volumes read as leftovers again). Marks written before
+// nonces existed are compared by number only. A store replaced under a running leader
+// is seen at its next check (`storeMarkCheckMs`). Other blob listings are not affected:
+// every other reader lists under `checkpoints/`.
 
 import { randomBytes } from "node:crypto";
 import { BallastError, crc32c, ErrorCode, limits, subjects } from "@ballast/protocol";
@@ -71,23 +80,41 @@ export function sequenceMarkPrefixOf(storeId: string): string {
 /** Digits of a sequence in its mark's key: every safe integer fits, so keys sort. */
 const sequenceDigits = 16;
 
-/** The mark witnessing catalogue sequence `sequence` of store `storeId` on a sled. */
-export function sequenceMarkKeyOf(storeId: string, sequence: number): string {
-  return `${sequenceMarkPrefixOf(storeId)}${sequence.toString().padStart(sequenceDigits, "0")}`;
+/**
+ * The mark witnessing catalogue sequence `sequence` of store `storeId` on a sled, with
+ * the nonce of the raise that made it (marks left before nonces existed have none).
+ */
+export function sequenceMarkKeyOf(storeId: string, sequence: number, nonce?: string): string {
+  const digits = sequence.toString().padStart(sequenceDigits, "0");
+  return `${sequenceMarkPrefixOf(storeId)}${digits}${nonce === undefined ? "" : `-${nonce}`}`;
+}
+
+/** What a sled witnesses: the highest sequence of its marks, and that raise's nonce. */
+export interface Witness {
+  sequence: number;
+  nonce?: string;
+}
+
+/** The highest sequence of store `storeId` the mark keys witness: 0 if none. */
+export function witnessOf(markKeys: readonly string[], storeId: string): Witness {
+  const prefix = sequenceMarkPrefixOf(storeId);
+  let highest: Witness = { sequence: 0 };
+  for (const key of markKeys) {
+    if (!key.startsWith(prefix)) continue;
+    const parsed = /^([0-9]{1,16})(?:-([0-9a-f]{16}))?$/.exec(key.slice(prefix.length));
+    if (parsed === null) continue;
+    const sequence = Number(parsed[1]);
+    if (!Number.isSafeInteger(sequence)) continue;
+    if (sequence > highest.sequence || (sequence === highest.sequence && parsed[2] !== undefined)) {
+      highest = parsed[2] === undefined ? { sequence } : { sequence, nonce: parsed[2] };
+    }
+  }
+  return highest;
 }
 
 /** The highest sequence of store `storeId` the mark keys witness: 0 if none. */
 export function witnessedSequenceOf(markKeys: readonly string[], storeId: string): number {
-  const prefix = sequenceMarkPrefixOf(storeId);
-  let highest = 0;
-  for (const key of markKeys) {
-    if (!key.startsWith(prefix)) continue;
-    const digits = key.slice(prefix.length);
-    if (!/^[0-9]{1,16}$/.test(digits)) continue;
-    const sequence = Number(digits);
-    if (Number.isSafeInteger(sequence) && sequence > highest) highest = sequence;
-  }
-  return highest;
+  return witnessOf(markKeys, storeId).sequence;
 }
 
 /** A new store's identity: 128 random bits, hex. */
@@ -121,18 +148,8 @@ export function refusalOf(
   behind: readonly string[] = [],
   sequence: SequenceView = { catalogue: 0, witnessed: new Map() },
 ): string | undefined {
-  if (behind.length > 0) {
-    return `the control store is older than the data: replicas hold ${behind.join(", ")} in later epochs than its records (restored from an older copy?); nothing is deleted for being absent from this catalogue. Restore the newer control store`;
-  }
-  const foreign = [...read].filter(([, marks]) => marks.foreign.length > 0);
-  if (foreign.length > 0) {
-    const held = foreign.map(([sled, marks]) => `${sled} (${marks.foreign.join(", ")})`);
-    return `the control store (${storeId}) is not the one the sleds' data was made under: ${held.join("; ")} hold the mark of another store, so it was lost or replaced since; nothing is deleted for being absent from this catalogue. Restore the control store (the NATS JetStream directory) from which it came, or, to start afresh on purpose, delete those marks (blobs ${storeMarkPrefix}<store id>) from the sleds`;
-  }
-  const ahead = sledsAheadOf(sequence);
-  if (ahead.length > 0) {
-    return `the control store is older than the data: ${ahead.map(([sled, witnessed]) => `${sled} witnessed catalogue sequence ${witnessed}`).join(", ")}, this catalogue is at ${sequence.catalogue ?? 0} (restored from an older copy?), so volumes created since are missing from it; nothing is deleted for being absent from this catalogue, and no volume is created. Restore the newer control store, or, to go on without those volumes on purpose, delete the blobs ${sequenceMarkPrefixOf(storeId)}* from the sleds`;
-  }
+  const mismatch = mismatchOf(storeId, read, behind, sequence);
+  if (mismatch !== undefined) return mismatch;
   if (liveSleds.length === 0) return "no sled is live: the control store's marks are not known yet";
   const unread = liveSleds.filter((sled) => read.get(sled.id)?.process !== sled.process);
   if (unread.length > 0) {
@@ -143,12 +160,66 @@ export function refusalOf(
 }
 
 /**
+ * Why what has been read proves this catalogue not the data's (a partition behind,
+ * another store's mark, a later witness), or undefined: unlike `refusalOf`, marks not
+ * read yet are no proof. For deleters whose every deletion also needs the catalogue to
+ * name the object's state (the orphan sweep): an empty or foreign catalogue names no
+ * volume to them, so only a catalogue proven older need stop them.
+ */
+export function mismatchOf(
+  storeId: string,
+  read: ReadonlyMap<string, SledMarks>,
+  behind: readonly string[],
+  sequence: SequenceView,
+): string | undefined {
+  if (behind.length > 0) {
+    return `the control store is older than the data: replicas hold ${behind.join(", ")} in later epochs than its records (restored from an older copy?); nothing is deleted for being absent from this catalogue. Restore the newer control store`;
+  }
+  const foreign = [...read].filter(([, marks]) => marks.foreign.length > 0);
+  if (foreign.length > 0) {
+    const held = foreign.map(([sled, marks]) => `${sled} (${marks.foreign.join(", ")})`);
+    return `the control store (${storeId}) is not the one the sleds' data was made under: ${held.join("; ")} hold the mark of another store, so it was lost or replaced since; nothing is deleted for being absent from this catalogue. Restore the control store (the NATS JetStream directory) from which it came, or, to start afresh on purpose, delete those marks (blobs ${storeMarkPrefix}<store id>) from the sleds`;
+  }
+  const ahead = sledsAheadOf(sequence);
+  if (ahead.length > 0) {
+    return `the control store is older than the data: ${ahead.map(([sled, witnessed]) => `${sled} witnessed catalogue sequence ${witnessed}`).join(", ")}, this catalogue is at ${sequence.catalogue ?? 0} (restored from an older copy?), so volumes and snapshots created since are missing from it; nothing is deleted for being absent from this catalogue, and nothing is created. Restore the newer control store, or, to go on without those volumes and snapshots on purpose, delete the blobs ${sequenceMarkPrefixOf(storeId)}* from the sleds`;
+  }
+  const diverged = sledsDivergedOf(sequence);
+  if (diverged.length > 0) {
+    return `the control store is not the history the data was made in: ${diverged.map(([sled, witnessed]) => `${sled} witnessed catalogue sequence ${witnessed} raised by another create than this catalogue's ${witnessed}`).join(", ")} (restored from an older copy, and creates made on it since?), so volumes and snapshots created in the other history are missing from it; nothing is deleted for being absent from this catalogue, and nothing is created. Restore the newer control store, or, to go on without them on purpose, delete the blobs ${sequenceMarkPrefixOf(storeId)}* from the sleds`;
+  }
+  return undefined;
+}
+
+/**
  * The catalogue's sequence (undefined until read, after the sleds' marks) and the
  * highest each sled witnessed, by sled.
  */
 export interface SequenceView {
   catalogue: number | undefined;
   witnessed: ReadonlyMap<string, number>;
+  /** The nonce of each sled's witness, by sled, where its mark carries one. */
+  nonces?: ReadonlyMap<string, string>;
+  /** The catalogue's latest raises: sequence → nonce. */
+  history?: ReadonlyMap<number, string>;
+}
+
+/**
+ * Sleds whose witness the catalogue's own history made otherwise: a sequence it holds,
+ * raised with another nonce. The old copy of a store, restored while every sled that
+ * witnessed its later creates was down, and then raised past them by creates of its
+ * own, is caught so when one of those sleds is read (within the history kept).
+ */
+export function sledsDivergedOf(sequence: SequenceView): [string, number][] {
+  const { catalogue, nonces, history } = sequence;
+  if (catalogue === undefined || nonces === undefined || history === undefined) return [];
+  return [...sequence.witnessed]
+    .filter(([sled, witnessed]) => {
+      const nonce = nonces.get(sled);
+      const ours = history.get(witnessed);
+      return witnessed <= catalogue && nonce !== undefined && ours !== undefined && ours !== nonce;
+    })
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
 }
 
 /** Sleds witnessing a higher sequence than the catalogue's, with theirs, by sled. */
@@ -169,7 +240,7 @@ export interface StoreMarksOptions {
   service: Pick<Service, "bus" | "logger">;
   heartbeats: Pick<Heartbeats, "list">;
   tenures: Pick<Tenures, "current">;
-  catalogue: Pick<Catalogue, "sequence" | "nextSequence">;
+  catalogue: Pick<Catalogue, "sequenceHistory" | "nextSequence">;
   storeId: string;
   /** A monotonic clock (ms), for how often a lasting failure is logged again. */
   clock?: () => number;
@@ -182,8 +253,12 @@ export class StoreMarks {
   private readonly read = new Map<string, SledMarks>();
   /** The highest catalogue sequence each sled witnessed, read or written, by sled. */
   private readonly witnessed = new Map<string, number>();
+  /** The nonce of each sled's witness, where its mark carries one. */
+  private readonly nonces = new Map<string, string>();
   /** The catalogue's sequence as last read (after the marks) or raised here. */
   private sequence: number | undefined;
+  /** The catalogue's latest raises as last read or made here: sequence → nonce. */
+  private history = new Map<number, string>();
   private running = false;
   /**
    * Live sleds whose marks could not be read: tried again every storeMarkCheckMs, so
@@ -208,12 +283,29 @@ export class StoreMarks {
       .map((member) => ({ id: member.id, process: `${member.pid}@${member.startedAtMs}` }));
   }
 
-  /** See `refusalOf`. */
-  refusal(): string | undefined {
-    return refusalOf(this.options.storeId, this.liveSleds(), this.read, this.behind(), {
+  private sequenceView(): SequenceView {
+    return {
       catalogue: this.sequence,
       witnessed: this.witnessed,
-    });
+      nonces: this.nonces,
+      history: this.history,
+    };
+  }
+
+  /** See `mismatchOf`. */
+  mismatch(): string | undefined {
+    return mismatchOf(this.options.storeId, this.read, this.behind(), this.sequenceView());
+  }
+
+  /** See `refusalOf`. */
+  refusal(): string | undefined {
+    return refusalOf(
+      this.options.storeId,
+      this.liveSleds(),
+      this.read,
+      this.behind(),
+      this.sequenceView(),
+    );
   }
 
   /** Partitions a replica holds in a later epoch than the leader's record (tenure.ts). */
@@ -268,12 +360,17 @@ export class StoreMarks {
       // A sled no longer tried (gone, or read): what was said of it is not repeated.
       const tried = new Set(unread.map((sled) => sled.id));
       this.unreadable.forget((sled) => !tried.has(sled));
-      await Promise.all(unread.map((sled) => this.checkSled(sled.id, sled.process)));
+      // What the marks showed before this check: only a change is logged as an error.
+      const before = this.sequenceMismatches();
+      const read = await Promise.all(
+        unread.map(async (sled) => ((await this.checkSled(sled.id, sled.process)) ? sled.id : "")),
+      );
       // After the marks: a create raises the sequence before it leaves its mark, so on a
       // store that was not restored, no mark read above is ahead of what this reads.
-      const before = sledsAheadOf({ catalogue: this.sequence, witnessed: this.witnessed });
       try {
-        this.sequence = await this.options.catalogue.sequence();
+        const history = await this.options.catalogue.sequenceHistory();
+        this.sequence = history.sequence;
+        this.history = new Map(history.recent);
       } catch (error) {
         this.options.service.logger.warn(
           { error: (error as Error).message },
@@ -281,19 +378,61 @@ export class StoreMarks {
         );
         return;
       }
-      const ahead = sledsAheadOf({ catalogue: this.sequence, witnessed: this.witnessed });
-      if (ahead.length > 0 && ahead.join() !== before.join()) {
+      const after = this.sequenceMismatches();
+      if (after.length > 0 && after.join() !== before.join()) {
         this.options.service.logger.error(
-          { storeId: this.options.storeId, sequence: this.sequence, ahead },
+          { storeId: this.options.storeId, sequence: this.sequence, sleds: after },
           this.refusal(),
         );
       }
+      await Promise.all(read.filter((sled) => sled !== "").map((sled) => this.bringUp(sled)));
     } finally {
       this.running = false;
     }
   }
 
-  private async checkSled(sled: string, process: string): Promise<void> {
+  /** Sleds ahead of the catalogue or diverged from its history, as `sled:sequence`. */
+  private sequenceMismatches(): string[] {
+    const view = this.sequenceView();
+    return [...sledsAheadOf(view), ...sledsDivergedOf(view)].map(([sled, at]) => `${sled}:${at}`);
+  }
+
+  /**
+   * Leaves the catalogue's latest sequence on a sled just read whose witness is lower (it
+   * was down or full at the creates since): from then on it is a witness of them too, so
+   * a store restored from an older copy while the sleds that took those creates are down
+   * is still caught by this one. Not while the catalogue is shown older or diverged, and
+   * only a sequence whose nonce this leader knows. Best effort.
+   */
+  private async bringUp(sled: string): Promise<void> {
+    const { service, storeId } = this.options;
+    const sequence = this.sequence;
+    if (sequence === undefined || sequence <= (this.witnessed.get(sled) ?? 0)) return;
+    const nonce = this.history.get(sequence);
+    if (nonce === undefined || this.mismatch() !== undefined) return;
+    const subject = subjects.node.build("sled", sled);
+    try {
+      await putBlob(
+        service.bus,
+        subject,
+        sequenceMarkKeyOf(storeId, sequence, nonce),
+        storeMarkRequestDeadlineMs,
+      );
+    } catch (error) {
+      if (!(error instanceof BallastError && error.code === ErrorCode.AlreadyExists)) {
+        service.logger.warn(
+          { sled, sequence, error: (error as Error).message },
+          "could not leave the catalogue's sequence on a sled that missed creates",
+        );
+        return;
+      }
+    }
+    this.witness(sled, { sequence, nonce });
+    await this.forgetOlderSequences(subject, sequence);
+  }
+
+  /** Reads one sled's marks (and leaves ours); whether they were read. */
+  private async checkSled(sled: string, process: string): Promise<boolean> {
     const { service, storeId } = this.options;
     const subject = subjects.node.build("sled", sled);
     const deadline = { deadlineMs: storeMarkRequestDeadlineMs };
@@ -314,7 +453,7 @@ export class StoreMarks {
       keys = listed.blobs.map((blob) => blob.key);
       this.witness(
         sled,
-        witnessedSequenceOf(
+        witnessOf(
           sequences.blobs.map((blob) => blob.key),
           storeId,
         ),
@@ -331,7 +470,7 @@ export class StoreMarks {
           "could not read the control store's marks on a sled; nothing is deleted for being absent from the catalogue until it is read",
         );
       }
-      return;
+      return false;
     }
     const failed = this.unreadable.end(sled);
     if (failed !== undefined) {
@@ -350,50 +489,64 @@ export class StoreMarks {
     } else if (before !== undefined && before.foreign.length > 0) {
       service.logger.info({ sled }, "the sled holds no other control store's mark any more");
     }
-    if (keys.includes(storeMarkKeyOf(storeId))) return;
+    if (keys.includes(storeMarkKeyOf(storeId))) return true;
     try {
       await putBlob(service.bus, subject, storeMarkKeyOf(storeId), deadline.deadlineMs);
     } catch (error) {
-      if (error instanceof BallastError && error.code === ErrorCode.AlreadyExists) return;
+      if (error instanceof BallastError && error.code === ErrorCode.AlreadyExists) return true;
       // Best effort: the mark only makes this sled a witness for a later loss.
       service.logger.warn(
         { sled, error: (error as Error).message },
         "could not leave the control store's mark on a sled",
       );
     }
+    return true;
   }
 
-  private witness(sled: string, sequence: number): void {
-    if (sequence > (this.witnessed.get(sled) ?? 0)) this.witnessed.set(sled, sequence);
+  private witness(sled: string, witness: Witness): void {
+    const known = this.witnessed.get(sled) ?? 0;
+    if (witness.sequence < known) return;
+    if (witness.sequence > known) {
+      this.witnessed.set(sled, witness.sequence);
+      this.nonces.delete(sled);
+    }
+    if (witness.nonce !== undefined) this.nonces.set(sled, witness.nonce);
   }
 
   /**
-   * Before a volume create writes any record: raises the catalogue's sequence and leaves
-   * it on every live sled (see the header). Refuses while a sled witnessed a higher
-   * sequence than the catalogue holds, and when no live sled took the mark.
+   * Before a volume create (or a snapshot create) writes any record: raises the
+   * catalogue's sequence and leaves it on every live sled (see the header). Refuses while
+   * a sled witnessed a higher sequence than the catalogue holds, and when no live sled
+   * took the mark. `what` names the create in errors and logs ("volume v", "snapshot s
+   * of v").
    */
-  async witnessCreate(name: string): Promise<void> {
+  async witnessCreate(what: string): Promise<void> {
     const { service, catalogue, storeId } = this.options;
     const sleds = this.liveSleds().map((sled) => sled.id);
     // The live sleds' witnesses first, then the catalogue's sequence: a create made before
     // the marks check has read a sled must not raise an old copy's sequence to its witness.
     await Promise.all(sleds.map((sled) => this.readWitness(sled)));
     const highest = highestWitnessOf(this.witnessed);
-    const sequence = await catalogue.nextSequence(highest, (current) => {
-      this.sequence = current;
+    const { sequence, nonce } = await catalogue.nextSequence((current) => {
+      const view = { ...this.sequenceView(), catalogue: current.sequence };
+      view.history = new Map(current.recent);
+      if (highest <= current.sequence && sledsDivergedOf(view).length === 0) return undefined;
+      this.sequence = current.sequence;
+      this.history = new Map(current.recent);
       return new BallastError(
         ErrorCode.Unavailable,
-        `cannot create volume ${name}: ${this.refusal() ?? `the sleds witnessed catalogue sequence ${highest}, this catalogue is at ${current}`}`,
+        `cannot create ${what}: ${this.refusal() ?? `the sleds witnessed catalogue sequence ${highest}, this catalogue is at ${current.sequence}`}`,
       );
     });
     if (this.sequence === undefined || sequence > this.sequence) this.sequence = sequence;
+    this.history.set(sequence, nonce);
     if (sleds.length === 0) {
       // Nothing on a sled can be deleted for being absent before a sled returns; the
       // witness is missing for this create (store-marks.ts, "Limits").
-      service.logger.warn({ volume: name, sequence }, "no live sled to witness a volume create");
+      service.logger.warn({ create: what, sequence }, "no live sled to witness a create");
       return;
     }
-    const key = sequenceMarkKeyOf(storeId, sequence);
+    const key = sequenceMarkKeyOf(storeId, sequence, nonce);
     const taken = await Promise.all(
       sleds.map(async (sled) => {
         const subject = subjects.node.build("sled", sled);
@@ -402,13 +555,13 @@ export class StoreMarks {
         } catch (error) {
           if (!(error instanceof BallastError && error.code === ErrorCode.AlreadyExists)) {
             service.logger.warn(
-              { sled, volume: name, sequence, error: (error as Error).message },
+              { sled, create: what, sequence, error: (error as Error).message },
               "could not leave the catalogue's sequence on a sled",
             );
             return false;
           }
         }
-        this.witness(sled, sequence);
+        this.witness(sled, { sequence, nonce });
         await this.forgetOlderSequences(subject, sequence);
         return true;
       }),
@@ -416,7 +569,7 @@ export class StoreMarks {
     if (!taken.includes(true)) {
       throw new BallastError(
         ErrorCode.Unavailable,
-        `cannot create volume ${name}: no live sled (${sleds.join(", ")}) took the catalogue's sequence, which keeps the volume from reading as deleted should the control store be restored from an older copy; retry`,
+        `cannot create ${what}: no live sled (${sleds.join(", ")}) took the catalogue's sequence, which keeps it from reading as deleted should the control store be restored from an older copy; retry`,
       );
     }
   }
@@ -432,7 +585,7 @@ export class StoreMarks {
       );
       this.witness(
         sled,
-        witnessedSequenceOf(
+        witnessOf(
           listed.blobs.map((blob) => blob.key),
           storeId,
         ),

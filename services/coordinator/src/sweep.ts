@@ -11,7 +11,16 @@
 // checkpoints and no recorded checkpoint's chunk table names its id. A chunk the table
 // lists is kept on every sled, whatever its copies say (re-replication may have added a
 // copy after the checkpoint). A checkpoint blob is an orphan iff no recorded pointer
-// names its key. An orphan is deleted only once it was one in two passes at least
+// names its key and its op (in the key: a replica checkpoints at its commit op) is at or
+// below the newest recorded pointer's of its partition. A blob above that is a state
+// newer than anything the catalogue knows: an upload not yet recorded, one whose record
+// failed, or one recorded in a catalogue that has since been restored from an older copy
+// or rolled back. Without that bound the last would go: the copy's pointers (their blobs
+// still on a sled that missed the replaced blob's delete, or of a replica that recorded
+// nothing since) name older blobs, and the replicas' newest checkpoints, the only ones
+// the newer catalogue names, read as orphans. Such a blob goes once a later checkpoint
+// of the partition is recorded (ops only grow, and committed ops survive a failover).
+// An orphan is deleted only once it was one in two passes at least
 // `graceMs` apart: a read planned before a drop, a rebuild reading an old blob, or an
 // upload not yet recorded all finish within the grace.
 //
@@ -78,6 +87,7 @@
 import {
   type CheckpointHeader,
   checkpointBlobPrefixOf,
+  opNumOfCheckpointBlobKey,
   parseSledChunkId,
   partitionOfCheckpointBlobKey,
 } from "@ballast/protocol";
@@ -186,7 +196,12 @@ export function orphansOn(
 ): SweepTarget[] {
   const bounds = new Map<
     number,
-    { nextChunkNumberMin: number; referenced: Set<string>; keys: Set<string> }
+    {
+      nextChunkNumberMin: number;
+      opNumMax: number;
+      referenced: Set<string>;
+      keys: Set<string>;
+    }
   >();
   for (const [partition, state] of volume.partitions) {
     if (state.kind !== "read" || state.checkpoints.length === 0) continue;
@@ -194,6 +209,7 @@ export function orphansOn(
       nextChunkNumberMin: Math.min(
         ...state.checkpoints.map((checkpoint) => checkpoint.nextChunkNumber),
       ),
+      opNumMax: Math.max(...state.checkpoints.map((checkpoint) => checkpoint.opNum)),
       referenced: new Set(state.checkpoints.flatMap((checkpoint) => checkpoint.chunkIds)),
       keys: new Set(state.checkpoints.map((checkpoint) => checkpoint.blobKey)),
     });
@@ -222,6 +238,9 @@ export function orphansOn(
     if (partition === undefined) continue;
     const bound = bounds.get(partition);
     if (bound === undefined || bound.keys.has(blob.key)) continue;
+    // Newer than every recorded pointer (see the header): kept, whatever its age.
+    const opNum = opNumOfCheckpointBlobKey(blob.key, volume.volumeId);
+    if (opNum === undefined || opNum > bound.opNumMax) continue;
     orphans.push({
       kind: "blob",
       sled,

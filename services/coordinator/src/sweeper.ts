@@ -45,12 +45,30 @@
 // `sweepHeaderCacheChunksMax` chunk entries in all; headers beyond that are read every
 // pass as before.
 //
+// A catalogue proven not to be the data's (store-marks.ts `mismatch`: another store's
+// mark on a sled, a sled that witnessed a later catalogue sequence, a partition whose
+// replicas hold a later epoch than its record) is not trusted here either: its pointers
+// and snapshot records may be older than the replicas, and a snapshot taken since the
+// copy (or a clone's base) would read as a create given up and be dropped. While the
+// marks show it (asked at the start of a pass and again before anything is decided), a
+// pass does nothing and sights nothing: what it had sighted is forgotten, and the record
+// handed between leaders is emptied at the next pass that runs, so no grace is served
+// meanwhile. Deletes left marked wait too, until the operator settles which catalogue
+// is the data's. Marks not read yet (a new leader's first second) do not hold a pass
+// up, unlike the leftover rules: every deletion here needs the catalogue to name the
+// volume and its state, which a lost store does not, and whatever a restored copy
+// makes an orphan needs a grace (more than the marks take to read) or was already an
+// orphan by the same records when the copy was taken (sweep.ts, "Model").
+//
 // Failure model: a header that no sled returns makes its partition keep everything
 // this pass; a sled that is down, or a listing that fails, is skipped (its orphans
 // start their grace again); a delete that fails is retried next pass; one that finds
 // the object gone (NotFound) is done. Deletes go one at a time, at most
-// `sweepDeletesPerPassMax` a pass. Passes run only while this coordinator leads a ready
-// tenure.
+// `sweepDeletesPerPassMax` a pass. Lasting faults (a sled not listed, a header not
+// read, the marks' refusal) are logged when they begin, once per `logRepeatIntervalMs`
+// while they last and when they end, and a pass's deletes in one summary line
+// (delete-summary.ts), not one line per object. Passes run only while this coordinator
+// leads a ready tenure.
 //
 // Leader changes (sweep.ts, "Across leaders"): a tenure's first pass begins by claiming
 // `sweep.sightings` (compare-and-set under its term) and takes the sightings handed
@@ -70,7 +88,7 @@ import {
   sledLimits,
   subjects,
 } from "@ballast/protocol";
-import type { Service } from "@ballast/runtime";
+import { RepeatLog, type Service } from "@ballast/runtime";
 import {
   type Catalogue,
   type CheckpointPointer,
@@ -96,11 +114,13 @@ import {
   volumeCreatingGraceMs,
 } from "./constants.ts";
 import { membersOf, type PartitionRecord, volumeIdOf } from "./decisions.ts";
+import { DeleteSummary } from "./delete-summary.ts";
 import type { Heartbeats } from "./heartbeats.ts";
 import { PassSchedule } from "./pass-schedule.ts";
 import type { ChunkEntry } from "./purge.ts";
 import { deleteSledObject } from "./sled-objects.ts";
 import type { Snapshots } from "./snapshots.ts";
+import type { StoreMarks } from "./store-marks.ts";
 import {
   departedPointers,
   orphansOn,
@@ -131,6 +151,8 @@ export interface SweeperOptions {
   >;
   heartbeats: Pick<Heartbeats, "list" | "listening">;
   tenures: Tenures;
+  /** Whether the catalogue is proven not the sleds' data's (store-marks.ts). */
+  marks: Pick<StoreMarks, "mismatch">;
   /**
    * Changes to checkpoint pointers; without it every pass reads every pointer. `retain`
    * is told the live volumes after each complete pass, so counts of gone names go.
@@ -142,7 +164,12 @@ export interface SweeperOptions {
    */
   snapshots?: Pick<Snapshots, "creatingIds" | "dropUnrecorded" | "finishDeleting">;
   graceMs?: number;
+  /** How often a lasting condition is logged again (constants.logRepeatIntervalMs). */
+  logRepeatIntervalMs?: number;
 }
+
+/** The RepeatLog key of the marks' refusal. */
+const refusedKey = "refused";
 
 /** What the sweep has freed so far on this coordinator, for status. */
 export interface SweepStatus {
@@ -198,9 +225,15 @@ export class Sweeper {
   };
 
   private readonly schedule: PassSchedule;
+  /**
+   * Lasting conditions said once per `logRepeatIntervalMs`: the marks' refusal, sleds
+   * not listed, headers not read, partitions kept whole.
+   */
+  private readonly repeats: RepeatLog;
 
   constructor(private readonly options: SweeperOptions) {
     this.schedule = new PassSchedule(options.tenures, options.heartbeats);
+    this.repeats = new RepeatLog(options.logRepeatIntervalMs);
     this.graceMs = options.graceMs ?? sweepGraceMsDefault;
     this.confirmations = new SweepConfirmations(this.graceMs);
     this.snapshotConfirmations = new SweepConfirmations(this.graceMs, unrecordedSnapshotKey);
@@ -226,6 +259,7 @@ export class Sweeper {
 
   private async pass(tenure: Tenure): Promise<void> {
     const { catalogue, heartbeats, tenures } = this.options;
+    if (this.refused(tenure)) return;
     if (this.confirmationsTenure !== tenure) {
       this.confirmationsTenure = tenure;
       this.confirmations = new SweepConfirmations(this.graceMs);
@@ -250,6 +284,8 @@ export class Sweeper {
       .filter((member) => member.kind === "sled" && member.alive)
       .map((member) => member.id);
     const orphans: SweepTarget[] = [];
+    /** Sleds whose listing of some volume failed this pass: how many, the first's error. */
+    const listFailures = new Map<string, { volumes: number; volume: string; error: string }>();
     const records = settledRecords(tenure);
     const headers = { kept: new Map<string, CheckpointHeader>(), chunks: 0 };
     // Before the volumes are listed: what they hold is read after the mark.
@@ -297,15 +333,20 @@ export class Sweeper {
       );
       for (const sled of sleds) {
         const inventory = await this.inventoryOf(sled, swept).catch((error) => {
-          this.options.service.logger.warn(
-            { sled, volume: swept.name, error: (error as Error).message },
-            "could not list a sled's objects of a volume to sweep",
-          );
+          const failed = listFailures.get(sled);
+          if (failed === undefined) {
+            listFailures.set(sled, {
+              volumes: 1,
+              volume: swept.name,
+              error: (error as Error).message,
+            });
+          } else failed.volumes++;
           return undefined;
         });
         if (inventory !== undefined) orphans.push(...orphansOn(sled, swept, inventory));
       }
     }
+    this.sayListFailures(sleds, listFailures);
     // Headers of pointers no longer recorded are dropped with them, and pointers with
     // their volumes.
     this.headers = headers.kept;
@@ -313,6 +354,9 @@ export class Sweeper {
     // In step with the line above: the watch forgets the counts of names this pass did
     // not find live, as the sweep forgets their pointers (catalogue-changes.ts).
     this.options.pointers?.retain?.([...volumesById.values()].map((volume) => volume.name));
+    // The marks may have changed while this pass read (a sled back with another store's
+    // mark, a partition found behind): asked again before anything is sighted.
+    if (this.refused(tenure)) return;
     const due = confirmations.confirm(orphans, now());
     this.status.orphansWaiting = confirmations.waiting - due.length;
     const snapshotsDue = this.snapshotConfirmations.confirm(unrecorded, now());
@@ -336,9 +380,14 @@ export class Sweeper {
         catalogue.abandonCreate(record.value.name, record.revision),
       );
     }
-    for (const target of due.slice(0, sweepDeletesPerPassMax)) {
-      if (tenures.current() !== tenure) return;
-      await this.delete(target);
+    const deleted = new DeleteSummary();
+    try {
+      for (const target of due.slice(0, sweepDeletesPerPassMax)) {
+        if (tenures.current() !== tenure) return;
+        await this.delete(target, deleted);
+      }
+    } finally {
+      deleted.log(this.options.service.logger, "orphans no recorded checkpoint references");
     }
     for (const snapshot of snapshotsDue) {
       const volume = volumesById.get(snapshot.volumeId);
@@ -347,6 +396,41 @@ export class Sweeper {
     }
     this.status.passes++;
     this.status.lastPassAtMs = Date.now();
+  }
+
+  /**
+   * Whether the store marks prove this catalogue not the data's now (see the header): if so,
+   * forgets this tenure's sightings and has the next pass that runs claim the handed-on
+   * record afresh, emptying it. Said when it begins, at most once per
+   * `logRepeatIntervalMs` while it lasts, and when it ends.
+   */
+  private refused(tenure: Tenure): boolean {
+    const { marks, service } = this.options;
+    const refusal = marks.mismatch();
+    if (refusal === undefined) {
+      const ended = this.repeats.end(refusedKey);
+      if (ended !== undefined) {
+        service.logger.info(
+          { repeatsSuppressed: ended.suppressed },
+          "the orphan sweep runs again: the control store's marks no longer show it older than the data",
+        );
+      }
+      return false;
+    }
+    this.confirmationsTenure = tenure;
+    this.confirmations = new SweepConfirmations(this.graceMs);
+    this.snapshotConfirmations = new SweepConfirmations(this.graceMs, unrecordedSnapshotKey);
+    this.sightings = undefined;
+    this.status.orphansWaiting = 0;
+    const due = this.repeats.due(refusedKey, now());
+    if (due !== undefined) {
+      // Info: the marks say why as an error themselves when it is more than a wait.
+      service.logger.info(
+        { reason: refusal, ...(due.first ? {} : { repeatsSuppressed: due.suppressed }) },
+        "orphan sweep skipped: nothing is deleted or dropped by this catalogue's pointers and records",
+      );
+    }
+    return true;
   }
 
   /**
@@ -445,12 +529,21 @@ export class Sweeper {
         }
       }
       const state = partitionCheckpointsOf(volumeId, partition, recorded, read);
+      const key = `unreadable\n${volumeId}/${partition}`;
       if (state.kind === "unreadable") {
-        service.logger.warn(
-          { volume: volume.name, partition, reason: state.reason },
-          "keeping every object of a partition this sweep: its checkpoints could not all be read",
-        );
-      }
+        const due = this.repeats.due(key, now());
+        if (due !== undefined) {
+          service.logger.warn(
+            {
+              volume: volume.name,
+              partition,
+              reason: state.reason,
+              ...(due.first ? {} : { repeatsSuppressed: due.suppressed }),
+            },
+            "keeping every object of a partition this sweep: its checkpoints could not all be read",
+          );
+        }
+      } else this.repeats.end(key);
       partitions.set(partition, state);
     }
     return { name: volume.name, volumeId, partitions };
@@ -487,17 +580,34 @@ export class Sweeper {
   /** A checkpoint's header from the first of its sleds that returns it. */
   private async headerOf(pointer: CheckpointPointer): Promise<CheckpointHeader | undefined> {
     const problems: string[] = [];
+    const { logger } = this.options.service;
+    const key = `header\n${pointer.blobKey}`;
     for (const sled of pointer.sleds) {
       try {
-        return await this.readHeader(sled, pointer);
+        const header = await this.readHeader(sled, pointer);
+        const ended = this.repeats.end(key);
+        if (ended !== undefined) {
+          logger.info(
+            { blob: pointer.blobKey, repeatsSuppressed: ended.suppressed },
+            "read a recorded checkpoint's header that could not be read before",
+          );
+        }
+        return header;
       } catch (error) {
         problems.push(`${sled}: ${(error as Error).message}`);
       }
     }
-    this.options.service.logger.warn(
-      { blob: pointer.blobKey, problems },
-      "could not read a recorded checkpoint's header from any of its sleds",
-    );
+    const due = this.repeats.due(key, now());
+    if (due !== undefined) {
+      logger.warn(
+        {
+          blob: pointer.blobKey,
+          problems,
+          ...(due.first ? {} : { repeatsSuppressed: due.suppressed }),
+        },
+        "could not read a recorded checkpoint's header from any of its sleds",
+      );
+    }
     return undefined;
   }
 
@@ -638,27 +748,63 @@ export class Sweeper {
     }
   }
 
-  private async delete(target: SweepTarget): Promise<void> {
-    const { bus, logger } = this.options.service;
+  /** Deletes one orphan; said in the pass's summary lines (delete-summary.ts). */
+  private async delete(target: SweepTarget, summary: DeleteSummary): Promise<void> {
+    const { bus } = this.options.service;
+    const object = {
+      sled: target.sled,
+      kind: target.kind,
+      object: target.kind === "chunk" ? target.chunkId : target.key,
+      bytes: target.bytes,
+    };
     try {
       await deleteSledObject(bus, target.sled, target, sweepRequestDeadlineMs);
     } catch (error) {
       if (error instanceof BallastError && error.code === ErrorCode.NotFound) return;
-      logger.warn({ target, error: (error as Error).message }, "could not delete an orphan");
+      summary.failedOn(object, (error as Error).message);
       return;
     }
     this.status.objectsFreed++;
     this.status.bytesFreed += target.bytes;
-    logger.info(
-      {
-        sled: target.sled,
-        volume: target.volume,
-        object: target.kind === "chunk" ? target.chunkId : target.key,
-        kind: target.kind,
-        bytes: target.bytes,
-      },
-      "deleted an orphan that no recorded checkpoint references",
-    );
+    summary.deleted(object);
+  }
+
+  /**
+   * Says which sleds could not be listed this pass (some volume of theirs): when it
+   * begins, once per `logRepeatIntervalMs` while it lasts, and when a pass lists every
+   * volume of the sled again.
+   */
+  private sayListFailures(
+    sleds: readonly string[],
+    failures: ReadonlyMap<string, { volumes: number; volume: string; error: string }>,
+  ): void {
+    const { logger } = this.options.service;
+    for (const sled of sleds) {
+      const key = `list\n${sled}`;
+      const failed = failures.get(sled);
+      if (failed === undefined) {
+        const ended = this.repeats.end(key);
+        if (ended !== undefined) {
+          logger.info(
+            { sled, repeatsSuppressed: ended.suppressed },
+            "listed a sled's objects to sweep again",
+          );
+        }
+        continue;
+      }
+      const due = this.repeats.due(key, now());
+      if (due === undefined) continue;
+      logger.warn(
+        {
+          sled,
+          volumesNotListed: failed.volumes,
+          volume: failed.volume,
+          error: failed.error,
+          ...(due.first ? {} : { repeatsSuppressed: due.suppressed }),
+        },
+        "could not list a sled's objects to sweep: its orphans wait",
+      );
+    }
   }
 }
 

@@ -356,7 +356,7 @@ export class Volumes {
     }
     // Before any record of the volume: should the control store come back from an older
     // copy, the sleds prove it older than this volume (store-marks.ts).
-    await this.options.marks.witnessCreate(message.name);
+    await this.options.marks.witnessCreate(`volume ${message.name}`);
     const alive = [...heartbeats.aliveHeadNodes()];
     // Placement's load: a partition record that does not decode only goes uncounted.
     const existing = await catalogue.allPartitions("skip");

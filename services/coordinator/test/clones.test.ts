@@ -61,6 +61,8 @@ function start() {
   }
   const drops: string[] = [];
   const snapshots = new Snapshots({
+    // A fake of the store marks: one control store throughout, every create witnessed.
+    storeMarks: { witnessCreate: async () => undefined },
     service: {
       bus: {
         request: async (_subject: string, message: Message) => {

@@ -626,6 +626,8 @@ describe("a snapshot create that stalls between its takes and its record", () =>
         listening: () => false,
       },
       tenures: { held: () => tenure, current: () => tenure },
+      // A fake of the store marks that never object: one control store throughout.
+      marks: { mismatch: () => undefined },
       snapshots: leader.snapshots,
     });
   }

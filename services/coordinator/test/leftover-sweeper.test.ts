@@ -19,8 +19,13 @@ class FakeSled {
   readonly chunks = new Map<string, Chunk>();
   readonly blobs = new Set<string>();
   alive = true;
+  /** Alive, but every listing fails (a lasting fault the sweep meets every pass). */
+  listsFail = false;
 
   answer(message: Message): unknown {
+    if (this.listsFail && message.type.endsWith(".list.v1")) {
+      throw new BallastError(ErrorCode.Internal, "listing failed");
+    }
     switch (message.type) {
       case "sled.chunk.list.v1": {
         const ids = [...this.chunks.keys()]
@@ -73,7 +78,7 @@ const purgingId = "2-cccccccccccc";
 /** Being created: its partition records are written, its volume record not yet. */
 const creatingId = "1-dddddddddddd";
 
-function harness() {
+function harness(pagesMax = 3) {
   const store = new FakeStore();
   store.put(keys.volume("v"), {
     name: "v",
@@ -110,6 +115,7 @@ function harness() {
   let tenure: Tenure | undefined = { ready: true } as Tenure;
   const requests: string[] = [];
   const marks = { refusal: (): string | undefined => undefined };
+  const logged: { level: string; fields: unknown; message: string }[] = [];
   const sweeper = new LeftoverSweeper({
     service: {
       bus: {
@@ -122,7 +128,10 @@ function harness() {
           return sled.answer(message);
         },
       },
-      logger: { info: () => undefined, warn: () => undefined },
+      logger: {
+        info: (fields: unknown, message: string) => logged.push({ level: "info", fields, message }),
+        warn: (fields: unknown, message: string) => logged.push({ level: "warn", fields, message }),
+      },
     } as never,
     catalogue,
     heartbeats: {
@@ -133,9 +142,10 @@ function harness() {
     tenures: { held: () => tenure, current: () => tenure },
     marks,
     graceMs: 0,
-    pagesMax: 3,
+    pagesMax,
   });
   return {
+    logged,
     marks,
     sleds,
     sweeper,
@@ -212,6 +222,32 @@ describe("the leftover sweep", () => {
     marks.refusal = () => undefined;
     await sweeper.sweep();
     expect(sweeper.leftoverStatus().objectsFreed).toBe(0);
+  });
+
+  test("a lasting listing failure and a pass's deletes are said in a few lines, not per pass or per object", async () => {
+    const { sleds, sweeper, logged, marks } = harness(100);
+    const sled2 = sleds.get("sled-2")!;
+    sled2.listsFail = true;
+    const lines = (pattern: RegExp) => logged.filter((line) => pattern.test(line.message));
+    await passes(sweeper);
+    // One line for each kind of listing when it began, not one a pass (24 before).
+    expect(lines(/could not list/)).toHaveLength(2);
+    // sled-1's three leftovers went in one pass: one line naming them.
+    const deleted = lines(/^deleted /);
+    expect(deleted).toHaveLength(1);
+    expect(deleted[0]!.fields).toMatchObject({ deleted: 3 });
+    sled2.listsFail = false;
+    await passes(sweeper);
+    expect(lines(/listed a sled's objects to find leftovers again/)).toHaveLength(2);
+    expect(lines(/^deleted /)).toHaveLength(2);
+    expect(sweeper.leftoverStatus().objectsFreed).toBe(6);
+    // A lasting refusal: said once, and its end once.
+    marks.refusal = () => "sled-1 holds the mark of another store";
+    await passes(sweeper);
+    expect(lines(/leftover sweep skipped/)).toHaveLength(1);
+    marks.refusal = () => undefined;
+    await passes(sweeper, 2);
+    expect(lines(/runs again/)).toHaveLength(1);
   });
 
   test("a follower sends nothing", async () => {

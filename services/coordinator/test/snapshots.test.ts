@@ -181,6 +181,18 @@ function start(
   markClock?: () => number,
 ) {
   const catalogue = new Catalogue(store);
+  // A fake of the store marks: records each witnessed create with how many snapshot
+  // records of "v" the store held then; `refuse` set, it refuses as a catalogue behind
+  // the sleds' witness does.
+  const storeMarks = {
+    witnessed: [] as { what: string; records: number }[],
+    refuse: undefined as string | undefined,
+    async witnessCreate(what: string) {
+      if (this.refuse !== undefined) throw new BallastError(ErrorCode.Unavailable, this.refuse);
+      const records = (await catalogue.snapshotsIncludingDeleting("v")).length;
+      this.witnessed.push({ what, records });
+    },
+  };
   store.put(keys.volume("v"), {
     name: "v",
     id: "1-aaaaaaaaaaaa",
@@ -215,9 +227,10 @@ function start(
         { kind: "headnode", id: "head-1", alive: true },
       ],
     },
+    storeMarks,
     ...(markClock === undefined ? {} : { markClock }),
   });
-  return { catalogue, primaries, snapshots, store };
+  return { catalogue, primaries, snapshots, store, storeMarks };
 }
 
 test("a create holds, takes and releases on every partition, then records the ops", async () => {
@@ -243,6 +256,25 @@ test("a create holds, takes and releases on every partition, then records the op
     .catch((error: BallastError) => error.code);
   expect(again).toBe(ErrorCode.AlreadyExists);
   expect((await snapshots.list("v")).snapshots.map((entry) => entry.name)).toEqual(["s"]);
+});
+
+test("a create witnesses the catalogue sequence on the sleds before it writes any record", async () => {
+  const { snapshots, primaries, catalogue, storeMarks } = start();
+  await snapshots.create({ type: "snapshot.create.v1", volume: "v", name: "s" });
+  // Witnessed once, while the store held no record of the snapshot yet.
+  expect(storeMarks.witnessed).toEqual([{ what: "snapshot s of v", records: 0 }]);
+  expect((await catalogue.snapshot("v", "s"))?.value).toBeDefined();
+  // Refused (a catalogue behind the sleds' witness): nothing is held, taken or written.
+  storeMarks.refuse = "the control store is older than the data";
+  const refused = await snapshots
+    .create({ type: "snapshot.create.v1", volume: "v", name: "t" })
+    .catch((error: BallastError) => error);
+  expect(refused).toBeInstanceOf(BallastError);
+  expect((refused as BallastError).code).toBe(ErrorCode.Unavailable);
+  expect(await catalogue.snapshotIncludingDeleting("v", "t")).toBeUndefined();
+  for (const primary of primaries) {
+    expect(primary.log.filter((type) => type === "partition.snapshot.hold.v1")).toHaveLength(1);
+  }
 });
 
 test("a hold lost after its take gives the attempt up: its id is dropped, a new one recorded", async () => {

@@ -4,11 +4,12 @@
 
 import { BallastError, ErrorCode, type Message, subjects } from "@ballast/protocol";
 import { describe, expect, test } from "vitest";
-import { Catalogue } from "../src/catalogue.ts";
+import { Catalogue, keys } from "../src/catalogue.ts";
 import { storeMarkCheckMs } from "../src/constants.ts";
 import type { Member } from "../src/membership.ts";
 import {
   foreignStoresOf,
+  mismatchOf,
   refusalOf,
   StoreMarks,
   sequenceMarkKeyOf,
@@ -73,6 +74,21 @@ describe("the refusal", () => {
     expect(refusalOf(ours, live, read, [], { catalogue: undefined, witnessed })).toContain(
       "sequence is not read yet",
     );
+  });
+
+  test("a mismatch is only what was read proving the catalogue not the data's", () => {
+    const clean = new Map([["sled-1", { process: "1@1", foreign: [] }]]);
+    const sequence = { catalogue: 6, witnessed: new Map([["sled-1", 6]]) };
+    expect(mismatchOf(ours, clean, [], sequence)).toBeUndefined();
+    // Nothing read yet, or the catalogue's sequence not read: a refusal, no mismatch.
+    expect(mismatchOf(ours, new Map(), [], { catalogue: undefined, witnessed: new Map() })).toBe(
+      undefined,
+    );
+    expect(mismatchOf(ours, clean, ["vol/0"], sequence)).toContain("vol/0");
+    const foreign = new Map([["sled-1", { process: "1@1", foreign: ["other"] }]]);
+    expect(mismatchOf(ours, foreign, [], sequence)).toContain("other");
+    const ahead = { catalogue: 5, witnessed: new Map([["sled-1", 6]]) };
+    expect(mismatchOf(ours, clean, [], ahead)).toContain("witnessed catalogue sequence 6");
   });
 
   test("the sequence a sled witnesses is the highest of our store's marks", () => {
@@ -222,7 +238,12 @@ describe("the catalogue's sequence on the sleds", () => {
     await marks.witnessCreate("b");
     expect(await catalogue.sequence()).toBe(2);
     for (const sled of ["sled-1", "sled-2"]) {
-      expect([...blobs.get(sled)!]).toEqual([sequenceMarkKeyOf(ours, 2)]);
+      const held = [...blobs.get(sled)!];
+      expect(held).toHaveLength(1);
+      expect(witnessedSequenceOf(held, ours)).toBe(2);
+      // The mark names the raise's nonce, as the catalogue's history keeps it.
+      const history = await catalogue.sequenceHistory();
+      expect(held[0]).toBe(sequenceMarkKeyOf(ours, 2, history.recent.at(-1)![1]));
     }
     await marks.check();
     expect(marks.refusal()).toBeUndefined();
@@ -232,9 +253,9 @@ describe("the catalogue's sequence on the sleds", () => {
   test("a catalogue behind a sled's witness (an older copy restored) refuses deletion and creates", async () => {
     // The copy was taken at sequence 2; a create after it left 3 on sled-2.
     const catalogue = new Catalogue(new FakeStore());
-    const refusal = () => new Error("unexpected refusal");
-    await catalogue.nextSequence(0, refusal);
-    await catalogue.nextSequence(0, refusal);
+    const refusal = () => undefined;
+    await catalogue.nextSequence(refusal);
+    await catalogue.nextSequence(refusal);
     const { marks, errors } = harness(
       { "sled-1": [sequenceMarkKeyOf(ours, 2)], "sled-2": [sequenceMarkKeyOf(ours, 3)] },
       { catalogue },
@@ -264,8 +285,71 @@ describe("the catalogue's sequence on the sleds", () => {
     await expect(none.marks.witnessCreate("c")).rejects.toThrow(/no live sled/);
     const one = harness({ "sled-1": [], "sled-2": [] }, { down: ["sled-1"] });
     await one.marks.witnessCreate("c");
-    expect([...one.blobs.get("sled-2")!]).toEqual([sequenceMarkKeyOf(ours, 1)]);
+    expect(witnessedSequenceOf([...one.blobs.get("sled-2")!], ours)).toBe(1);
     expect([...one.blobs.get("sled-1")!]).toEqual([]);
+  });
+});
+
+describe("the witness when sleds are down at creates or at the restore", () => {
+  const heldOf = (blobs: Map<string, Set<string>>) =>
+    Object.fromEntries([...blobs].map(([sled, keys]) => [sled, [...keys]]));
+
+  test("creates on an old copy that pass the witness while its sleds are down are caught when one returns", async () => {
+    const store = new FakeStore();
+    const down: string[] = [];
+    const newer = harness(
+      { "sled-1": [], "sled-2": [] },
+      { catalogue: new Catalogue(store), down },
+    );
+    await newer.marks.witnessCreate("volume a");
+    await newer.marks.witnessCreate("volume b");
+    // The copy, taken at sequence 2; then a create with sled-2 down: only sled-1 holds 3.
+    const copy = new FakeStore();
+    copy.put(keys.sequence, store.value(keys.sequence));
+    down.push("sled-2");
+    await newer.marks.witnessCreate("volume late");
+    // The copy restored while sled-1 is down: sled-2 witnesses 2, as the copy holds.
+    const restoredDown = ["sled-1"];
+    const restored = harness(heldOf(newer.blobs), {
+      catalogue: new Catalogue(copy),
+      down: restoredDown,
+    });
+    await restored.marks.check();
+    // Two creates on the copy raise it to 4, past sled-1's 3, before sled-1 returns.
+    await restored.marks.witnessCreate("volume x");
+    await restored.marks.witnessCreate("volume y");
+    restoredDown.splice(0);
+    await restored.marks.check();
+    // Sequence 3 on sled-1 was raised by another create than this catalogue's 3.
+    expect(restored.marks.refusal()).toContain("another create");
+    expect(restored.marks.mismatch()).toBeDefined();
+    await expect(restored.marks.witnessCreate("volume z")).rejects.toThrow(/another create/);
+    expect(restored.errors).toHaveLength(1);
+  });
+
+  test("a sled down at a create gets the sequence when it is read again, and witnesses for it", async () => {
+    const store = new FakeStore();
+    const down = ["sled-2"];
+    const newer = harness(
+      { "sled-1": [], "sled-2": [] },
+      { catalogue: new Catalogue(store), down },
+    );
+    // The copy, taken before any create.
+    const copy = new FakeStore();
+    await newer.marks.check();
+    await newer.marks.witnessCreate("volume late");
+    expect(witnessedSequenceOf([...newer.blobs.get("sled-2")!], ours)).toBe(0);
+    down.splice(0);
+    await newer.marks.check();
+    expect(witnessedSequenceOf([...newer.blobs.get("sled-2")!], ours)).toBe(1);
+    expect(newer.marks.refusal()).toBeUndefined();
+    // The copy restored while sled-1, which took the create, is down: sled-2 shows it.
+    const restored = harness(heldOf(newer.blobs), {
+      catalogue: new Catalogue(copy),
+      down: ["sled-1"],
+    });
+    await restored.marks.check();
+    expect(restored.marks.refusal()).toContain("sled-2 witnessed catalogue sequence 1");
   });
 });
 

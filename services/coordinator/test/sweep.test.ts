@@ -139,6 +139,25 @@ describe("which objects are orphans", () => {
     expect(orphansOn("s1", volume, held)).toEqual([]);
   });
 
+  test("a blob newer than every recorded pointer is kept: the catalogue may be an older copy", () => {
+    // Recorded: a at op 10 and b at op 8 (a restored copy's pointers, say). On the sled:
+    // a's and c's checkpoints at op 30 (the replicas' real newest, recorded only in the
+    // newer catalogue), one at the newest recorded op under another upload, and stale
+    // ones below it.
+    const older = { ...checkpoint("b", 10, []), opNum: 8, blobKey: blobKey(0, "b", 8) };
+    const volume = volumeWith([[0, read([checkpoint("a", 10, []), older])]]);
+    const held = [
+      blobKey(0, "a", 30),
+      blobKey(0, "c", 30),
+      `checkpoints/${volumeId}/0/a/10-1-2`,
+      blobKey(0, "b", 9),
+      blobKey(0, "a", 3),
+    ];
+    expect(ids(orphansOn("s1", volume, inventory([], held))).sort()).toEqual(
+      [`checkpoints/${volumeId}/0/a/10-1-2`, blobKey(0, "b", 9), blobKey(0, "a", 3)].sort(),
+    );
+  });
+
   test("a checkpoint blob no recorded pointer names is an orphan; a named one is kept", () => {
     const volume = volumeWith([[0, read([checkpoint("a", 10, [])])]]);
     const stray = blobKey(0, "gone", 3);

@@ -159,6 +159,14 @@ async function harness(
   const leadership = { leading: true, tenure };
   const current = () => (leadership.leading ? leadership.tenure : undefined);
   const snapshots = new FakeSnapshots();
+  // A fake of the store marks: `reason` set, they prove the catalogue older than the data.
+  const marks: { reason: string | undefined; mismatch(): string | undefined } = {
+    reason: undefined,
+    mismatch() {
+      return this.reason;
+    },
+  };
+  const logged: { level: string; fields: unknown; message: string }[] = [];
   const sweeper = new Sweeper({
     service: {
       bus: {
@@ -167,7 +175,10 @@ async function harness(
           return sled.answer(message);
         },
       },
-      logger: { info: () => undefined, warn: () => undefined },
+      logger: {
+        info: (fields: unknown, message: string) => logged.push({ level: "info", fields, message }),
+        warn: (fields: unknown, message: string) => logged.push({ level: "warn", fields, message }),
+      },
     } as never,
     catalogue,
     heartbeats: {
@@ -175,6 +186,7 @@ async function harness(
       listening: () => false,
     },
     tenures: { held: current, current },
+    marks,
     snapshots,
     graceMs,
     ...(pointers === undefined ? {} : { pointers }),
@@ -197,7 +209,19 @@ async function harness(
       createdAtMs: 1,
     });
   };
-  return { sled, sweeper, catalogue, checkpoint, leadership, snapshots, tenure, record, store };
+  return {
+    sled,
+    sweeper,
+    catalogue,
+    checkpoint,
+    leadership,
+    snapshots,
+    tenure,
+    record,
+    store,
+    marks,
+    logged,
+  };
 }
 
 test("orphans are deleted on the second pass; referenced and newer chunks and named blobs stay", async () => {
@@ -340,6 +364,92 @@ test("a recorded checkpoint whose header no sled returns keeps the whole partiti
   expect([...sled.chunks].sort()).toEqual([chunkId(1), chunkId(2), chunkId(3)]);
   expect(sled.blobs.has(blobKey("a", 8))).toBe(true);
   expect(sweeper.sweepStatus().objectsFreed).toBe(0);
+});
+
+test("a restored catalogue's older pointers do not make the replicas' newer checkpoints orphans", async () => {
+  const { sled, sweeper, checkpoint } = await harness();
+  // The copy's pointers: a at op 10, b at op 9, their blobs still on the sled (it missed
+  // the deletes of the replaced blobs). Since the copy, both replicas checkpointed at op
+  // 30 (chunk 7 added), recorded only in the newer catalogue the copy stands in for.
+  await checkpoint("a", 10, 5, [1]);
+  await checkpoint("b", 9, 5, [1]);
+  sled.blobs.set(blobKey("a", 30), checkpointBytes(30, 8, [1, 7]));
+  sled.blobs.set(blobKey("b", 30), checkpointBytes(30, 8, [1, 7]));
+  for (const number of [1, 7]) sled.chunks.add(chunkId(number));
+  for (let pass = 0; pass < 3; pass++) await sweeper.sweep();
+  expect([...sled.blobs.keys()].sort()).toEqual(
+    [blobKey("a", 10), blobKey("a", 30), blobKey("b", 9), blobKey("b", 30)].sort(),
+  );
+  expect([...sled.chunks].sort()).toEqual([chunkId(1), chunkId(7)]);
+  // Once a newer checkpoint is recorded, what it supersedes goes the ordinary way.
+  await checkpoint("a", 31, 8, [1, 7]);
+  await checkpoint("b", 31, 8, [1, 7]);
+  for (let pass = 0; pass < 2; pass++) await sweeper.sweep();
+  expect([...sled.blobs.keys()].sort()).toEqual([blobKey("a", 31), blobKey("b", 31)]);
+});
+
+test("while the control store's marks refuse, the orphan sweep deletes and drops nothing", async () => {
+  const { sled, sweeper, checkpoint, snapshots, marks, logged } = await harness();
+  // A restored catalogue: the replicas' checkpoint holds a snapshot taken after the copy
+  // (no record names it), and chunk 2 is an orphan by its pointers.
+  await checkpoint("a", 10, 5, [1], ["taken-after-the-copy"]);
+  for (const number of [1, 2]) sled.chunks.add(chunkId(number));
+  marks.reason = "sled-1 witnessed catalogue sequence 7, this catalogue is at 6";
+  for (let pass = 0; pass < 10; pass++) await sweeper.sweep();
+  expect(sled.chunks.has(chunkId(2))).toBe(true);
+  expect(snapshots.dropped).toEqual([]);
+  expect(sled.requests).not.toContain("sled.chunk.delete.v1");
+  // Said once, not once a pass.
+  expect(logged.filter((line) => line.message.startsWith("orphan sweep skipped"))).toHaveLength(1);
+
+  // Lifted: sightings start afresh (none served while refused), then the grace (0 here).
+  marks.reason = undefined;
+  await sweeper.sweep();
+  expect(sled.chunks.has(chunkId(2))).toBe(true);
+  expect(
+    logged.filter((line) => line.message.startsWith("the orphan sweep runs again")),
+  ).toHaveLength(1);
+
+  // A refusal that comes while a pass reads (a sled read meanwhile holds another
+  // store's mark) stops that pass before anything is sighted or deleted.
+  const answer = sled.answer.bind(sled);
+  sled.answer = (message: Message) => {
+    if (message.type === "sled.chunk.list.v1") marks.reason = "another store's mark on sled-1";
+    return answer(message);
+  };
+  await sweeper.sweep();
+  expect(sled.chunks.has(chunkId(2))).toBe(true);
+  expect(snapshots.dropped).toEqual([]);
+  sled.answer = answer;
+  marks.reason = undefined;
+  await sweeper.sweep();
+  expect(sled.chunks.has(chunkId(2))).toBe(true);
+  await sweeper.sweep();
+  expect(sled.chunks.has(chunkId(2))).toBe(false);
+  expect(snapshots.dropped).toEqual(["taken-after-the-copy"]);
+});
+
+test("a lasting listing failure and a pass's deletes are said in a few lines, not per pass or per object", async () => {
+  const { sled, sweeper, checkpoint, logged } = await harness();
+  await checkpoint("a", 10, 5, []);
+  for (const number of [0, 1, 2, 3]) sled.chunks.add(chunkId(number));
+  const answer = sled.answer.bind(sled);
+  sled.answer = (message: Message) => {
+    if (message.type === "sled.chunk.list.v1") throw new BallastError(ErrorCode.Internal, "no");
+    return answer(message);
+  };
+  const lines = (pattern: RegExp) => logged.filter((line) => pattern.test(line.message));
+  for (let pass = 0; pass < 10; pass++) await sweeper.sweep();
+  expect(lines(/could not list/)).toHaveLength(1);
+  sled.answer = answer;
+  await sweeper.sweep();
+  await sweeper.sweep();
+  expect(lines(/listed a sled's objects to sweep again/)).toHaveLength(1);
+  // Four orphans deleted in one pass: one line, counting them.
+  expect(sled.chunks.size).toBe(0);
+  expect(lines(/^deleted /).map((line) => line.fields)).toEqual([
+    expect.objectContaining({ deleted: 4, bytes: 4 * 4096 }),
+  ]);
 });
 
 test("a partition with no recorded checkpoint keeps everything", async () => {

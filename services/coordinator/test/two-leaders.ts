@@ -118,6 +118,8 @@ export function leaderOver(
     retryPause: async () => undefined,
   });
   const snapshots = new Snapshots({
+    // A fake of the store marks: one control store throughout, every create witnessed.
+    storeMarks: { witnessCreate: async () => undefined },
     service: service as never,
     catalogue,
     ...(markClock === undefined ? {} : { markClock }),

@@ -846,6 +846,11 @@ export class SledClient {
       }
     }
     if (holders.length < limits.chunkCopies) {
+      // A blob that did not get its copies is never recorded, so never read: its copies
+      // are removed here (best effort). Left, they waited for the orphan sweep, which
+      // keeps a blob above every recorded pointer's op until a later checkpoint is
+      // recorded, so a long outage of one sled piled up one on the live sled per try.
+      await this.deleteBlob(key, holders);
       throw new BallastError(
         ErrorCode.Unavailable,
         `blob ${key} reached ${holders.length} of ${limits.chunkCopies} sleds: ${failures.join("; ")}`,

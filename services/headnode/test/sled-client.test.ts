@@ -27,12 +27,28 @@ class FakeSled {
   /** Answers read-many as a sled that predates it does. */
   singleReadsOnly = false;
   readonly log: string[] = [];
+  /** Committed blobs by key, and uploads begun by id (their key). */
+  readonly blobs = new Map<string, number>();
+  private readonly uploads = new Map<string, string>();
 
   // biome-ignore lint/suspicious/noExplicitAny: a fake of the sled's whole request surface
   handle(message: any): unknown {
     this.log.push(message.type);
     const stored = this.chunks.get(message.chunkId);
     switch (message.type) {
+      case "sled.blob.begin.v1": {
+        const uploadId = `upload-${this.uploads.size}`;
+        this.uploads.set(uploadId, message.key);
+        return { uploadId, partBytesMax: 1 << 20 };
+      }
+      case "sled.blob.part.v1":
+        return { bytesReceived: message.data.byteLength };
+      case "sled.blob.commit.v1":
+        this.blobs.set(this.uploads.get(message.uploadId)!, 1);
+        return {};
+      case "sled.blob.delete.v1":
+        if (!this.blobs.delete(message.key)) throw new BallastError(ErrorCode.NotFound, "");
+        return { freedBytes: 1 };
       case "sled.chunk.write.v1": {
         if (this.writeError !== undefined) throw this.writeError;
         const data: Uint8Array = this.storeInstead ?? message.data.slice();
@@ -407,4 +423,19 @@ describe("the chunk cache", () => {
     const read = await client.readChunk(owner, "c1", ["sled-3", "sled-2"], 0, 4096, expectation);
     expect(Buffer.from(read).equals(Buffer.from(good.subarray(0, 4096)))).toBe(true);
   });
+});
+
+test("a blob that does not reach its copies is removed from the sleds that took it", async () => {
+  // "gone" answers nothing: one copy of two.
+  const { sleds, client } = cluster(["a"]);
+  const refused = await client
+    .putBlob("checkpoints/v/0/n/9-1-1", pattern(100, 1), ["a", "gone"], 0)
+    .catch((error: BallastError) => error);
+  expect(refused).toBeInstanceOf(BallastError);
+  expect((refused as BallastError).code).toBe(ErrorCode.Unavailable);
+  expect([...sleds.get("a")!.blobs.keys()]).toEqual([]);
+  // Both copies: kept.
+  const two = cluster(["a", "b"]);
+  await two.client.putBlob("checkpoints/v/0/n/9-1-1", pattern(100, 1), ["a", "b"], 0);
+  expect([...two.sleds.get("a")!.blobs.keys()]).toEqual(["checkpoints/v/0/n/9-1-1"]);
 });
