@@ -20,6 +20,19 @@ export const timerDelayMsMax = 2 ** 31 - 1;
 export const handlersInflightMax = 256;
 
 /**
+ * What may wait in one subscription's backlog for a handler slot (service.ts,
+ * `Deliveries`): messages, and bytes of their data. nats.js reads its socket whatever
+ * the handlers do, so a receiver slower than its senders (a sled on a slow disk taking
+ * 4 MiB chunk writes, a primary flooded) kept every message in memory, and later ran
+ * those whose senders had long given up. Past either bound a request is answered
+ * Unavailable at once (its sender retries, or tries another sled) and a publish is
+ * dropped (replication takes lost messages). A message arriving at an empty backlog
+ * is always kept, however large.
+ */
+export const backlogMessagesMax = 16_384;
+export const backlogBytesMax = 64 * 1024 * 1024;
+
+/**
  * Slots of a subscription's backlog already handled past which it is compacted (when
  * they are at least half of it). A backlog that never empties (a closed loop of clients
  * with more requests out than handlersInflightMax) otherwise kept a slot for every

@@ -7,7 +7,9 @@
 //
 // Concurrency: each subscription is a nats.js callback subscription (`Deliveries`):
 // messages reach the actor's dispatch one after another in delivery order, and up to
-// `inflightMax` handlers of one subscription run at once; the rest wait, in order.
+// `inflightMax` handlers of one subscription run at once; the rest wait, in order, up to
+// `backlogMessagesMax` messages and `backlogBytesMax` bytes; past those, a request is
+// answered Unavailable at once and a publish is dropped (shed, counted, logged).
 // Actors rely on the order of dispatch (a primary applies one connection's requests in
 // order), not on handlers finishing in order.
 //
@@ -53,7 +55,9 @@ import {
 } from "@opentelemetry/api";
 import { type Bus, drainNats } from "./bus.ts";
 import {
+  backlogBytesMax,
   backlogCompactSlotsMin,
+  backlogMessagesMax,
   ballastVersion,
   closersGraceMs,
   handlersInflightMax,
@@ -197,6 +201,9 @@ export class Service {
    * is counted in `ballast_requests_failed`.
    */
   private readonly requestFailures = new RepeatLog();
+  /** Messages shed by a full backlog (`Deliveries`), and one line per subject per interval. */
+  private readonly shed: Counter;
+  private readonly shedLog = new RepeatLog();
   private readonly heartbeatIntervalMs: number;
   private readonly subscriptions: Subscription[] = [];
   private readonly loops: Promise<void>[] = [];
@@ -236,6 +243,10 @@ export class Service {
     this.repliesRefused = this.meter.createCounter("ballast_replies_refused", {
       description:
         "NATS messages dropped unhandled because their reply subject is not an _INBOX one",
+    });
+    this.shed = this.meter.createCounter("ballast_messages_shed", {
+      description:
+        "messages turned away because their subscription's backlog was full (requests answered Unavailable, publishes dropped)",
     });
     this.logger = options.logger;
     this.heartbeatIntervalMs = options.heartbeatIntervalMs;
@@ -360,6 +371,11 @@ export class Service {
       options.inflightMax ?? handlersInflightMax,
       this.logger,
       (error) => this.subscriptionRefused(subject, error),
+      {
+        messagesMax: backlogMessagesMax,
+        bytesMax: backlogBytesMax,
+        shed: (raw, waiting) => this.shedMessage(subject, raw, waiting),
+      },
     );
     const subscription = this.bus.connection.subscribe(subject, {
       ...(options.queue === undefined ? {} : { queue: options.queue }),
@@ -552,6 +568,36 @@ export class Service {
    * handler that answers at once costs no promise here. Never throws for a bad message
    * or a failing handler: those become error replies.
    */
+  /**
+   * A message its subscription's backlog had no room for: a request is answered
+   * Unavailable (not handled, so its sender may resend it anywhere), a publish dropped.
+   */
+  private shedMessage(subject: string, raw: Inbound, waiting: BacklogWaiting): void {
+    this.shed.add(1);
+    const isRequest = raw.reply !== undefined && raw.reply !== "";
+    if (isRequest && (raw.viaLink === true || isReplyInbox(raw.reply as string))) {
+      raw.respond(
+        encodeError(
+          new BallastError(
+            ErrorCode.Unavailable,
+            `${this.kind} ${this.nodeId} is busy: ${waiting.messages} messages (${waiting.bytes} bytes) wait for a handler on ${subject}; try again`,
+          ),
+        ),
+      );
+    }
+    const due = this.shedLog.due(subject, performance.now());
+    if (due === undefined) return;
+    this.logger.warn(
+      {
+        subject,
+        waitingMessages: waiting.messages,
+        waitingBytes: waiting.bytes,
+        ...(due.first ? {} : { repeatsSuppressed: due.suppressed }),
+      },
+      "backlog full: turning messages away (requests answered Unavailable) until handlers catch up",
+    );
+  }
+
   private handle(raw: Inbound, route: Route): Promise<void> | undefined {
     const isRequest = raw.reply !== undefined && raw.reply !== "";
     if (isRequest && raw.viaLink !== true && !isReplyInbox(raw.reply as string)) {
@@ -708,7 +754,10 @@ export class Service {
  * nats.js holds nothing. That is the concurrency of the loop it replaces: handlers are
  * started one after another in delivery order (a primary applies one connection's
  * requests in order because their dispatches start in order) and run concurrently up
- * to the bound.
+ * to the bound. With a `bound`, what waits is bounded too (messages and bytes): nats.js
+ * reads its socket whatever the handlers do, so a receiver slower than its senders kept
+ * every message they sent; a message past the bound goes to `bound.shed` instead, never
+ * to the handler (those admitted keep their order).
  *
  * `finished` resolves once the subscription has closed (drained, unsubscribed, refused
  * by the server, or its connection closed) and every message delivered before that has
@@ -716,12 +765,28 @@ export class Service {
  * rejection would go unhandled until then and end the process. A subscription error (a
  * permissions violation) goes to `onError` instead.
  */
+/** What waits in a subscription's backlog (`Deliveries`). */
+export interface BacklogWaiting {
+  messages: number;
+  bytes: number;
+}
+
+/** The bound of a subscription's backlog, and what is done with a message past it. */
+export interface BacklogBound {
+  messagesMax: number;
+  bytesMax: number;
+  /** Called (synchronously, in `deliver`) with each message the backlog has no room for. */
+  shed: (message: Inbound, waiting: BacklogWaiting) => void;
+}
+
 export class Deliveries {
   readonly finished: Promise<void>;
   /** nats.js's callback: bound once, so a delivery makes no closure. */
   readonly deliver: (error: Error | null, message: Inbound) => void;
   private readonly backlog: Inbound[] = [];
   private backlogHead = 0;
+  /** Bytes of the data of the messages waiting in `backlog` (not yet started). */
+  private backlogBytes = 0;
   private inflight = 0;
   private closed = false;
   private resolveFinished: () => void = () => undefined;
@@ -733,6 +798,7 @@ export class Deliveries {
     private readonly inflightMax: number,
     private readonly logger: Logger,
     private readonly onError: (error: Error) => void,
+    private readonly bound?: BacklogBound,
   ) {
     this.finished = new Promise((resolve) => {
       this.resolveFinished = resolve;
@@ -746,7 +812,18 @@ export class Deliveries {
         return;
       }
       if (this.inflight >= this.inflightMax || this.backlogHead < this.backlog.length) {
+        const waiting = this.backlog.length - this.backlogHead;
+        const bytes = this.bound === undefined ? 0 : message.data.byteLength;
+        if (
+          this.bound !== undefined &&
+          waiting > 0 &&
+          (waiting >= this.bound.messagesMax || this.backlogBytes + bytes > this.bound.bytesMax)
+        ) {
+          this.bound.shed(message, { messages: waiting, bytes: this.backlogBytes });
+          return;
+        }
         this.backlog.push(message);
+        this.backlogBytes += bytes;
         return;
       }
       this.start(message);
@@ -792,6 +869,7 @@ export class Deliveries {
     while (this.inflight < this.inflightMax && this.backlogHead < this.backlog.length) {
       const message = this.backlog[this.backlogHead] as Inbound;
       this.backlog[this.backlogHead++] = undefined as unknown as Inbound;
+      if (this.bound !== undefined) this.backlogBytes -= message.data.byteLength;
       if (this.backlogHead === this.backlog.length) {
         this.backlog.length = 0;
         this.backlogHead = 0;

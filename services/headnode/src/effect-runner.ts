@@ -176,13 +176,17 @@ export class EffectRunner {
       }
       case "journal.truncate":
         journal.truncateAfter(effect.afterOpNum, (outcome) => {
-          if (!outcome.ok) this.fatalUnlessClosed("journal truncate failed", outcome.error);
+          if (!outcome.ok) return this.fatalUnlessClosed("journal truncate failed", outcome.error);
+          this.report(() => this.core.onJournalProgress());
         });
         return;
       case "journal.release":
         journal.releaseThrough(effect.throughOpNum, (outcome) => {
-          if (!outcome.ok)
+          if (!outcome.ok) {
             this.log.error({ error: String(outcome.error) }, "journal release failed");
+            return;
+          }
+          this.report(() => this.core.onJournalProgress());
         });
         return;
       case "send":

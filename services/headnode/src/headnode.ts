@@ -268,6 +268,8 @@ export class HeadNode {
       leftoverDirectoriesRemoved: this.leftoverDirectoriesRemoved,
       // Its hits and misses, for benchmarks and operators (as the metrics count them).
       chunkCache: this.sleds.cache.stats(),
+      // The sleds it asks last, seen slow lately, and the reads it hedged (slow-sleds.ts).
+      slowSleds: this.sleds.slowStats(),
     }));
     this.tickTimer = setInterval(() => this.tick(), tickMs);
     this.reportTimer = setInterval(() => void this.report(), limits.headnodeReportIntervalMs);

@@ -46,6 +46,13 @@
 // copy, so it triggers no repair: damaged and missing copies are still found by the
 // reads that do reach sleds and by the scrub (`checkChunk`), and repairs, checks and
 // copies always read the sleds, never the cache.
+//
+// Slow sleds (slow-sleds.ts): a sled that missed a deadline, or answered data I/O slower
+// than `sledSlowAnswerMs`, is asked last for `sledSlowHoldMs` in every order here (reads,
+// chunk writes, blob puts and gets, copies' sources). And a read not answered within
+// `sledReadHedgeMs` asks the next copy too (a hedge) and takes whichever sound answer
+// comes first: before, a read waited on the first copy for its whole deadline (10 s,
+// twice the client's), so a sled slow but alive held every cold read of its chunks.
 
 // Sleds answering again: a request to a sled that goes unanswered (Timeout, or Unavailable:
 // no responder, a connection gone) marks the sled silent; its next answer, of any kind
@@ -69,10 +76,24 @@ import {
   sledLimits,
   subjects,
 } from "@ballast/protocol";
-import type { Bus, Logger, Meter, RequestOptions } from "@ballast/runtime";
+import {
+  type Bus,
+  type Logger,
+  type Meter,
+  RepeatLog,
+  type RequestOptions,
+} from "@ballast/runtime";
 import { ChunkCache, cacheFillReadBytesMax, chunkCacheBytesFloor } from "./chunk-cache.ts";
+import { SlowSleds, sledSlowAnswerMs } from "./slow-sleds.ts";
 
-const sledDeadlineMs = 10_000;
+/** How long a data request to a sled (a chunk or blob read or write) waits for its answer. */
+export const sledDeadlineMs = 10_000;
+/**
+ * A read of a chunk range not answered by its copy within this long asks the next copy
+ * too (see the header): well above a healthy sled's answer, and early enough that the
+ * next copy answers within a client's request deadline (5 s).
+ */
+export const sledReadHedgeMs = 1_000;
 /**
  * The most damaged chunk ids taken from one sled's list (`damagedChunks`): beyond it, the
  * rest wait until repairs have shortened the list.
@@ -158,6 +179,45 @@ export interface SledClientOptions {
   meter?: Meter;
   /** Milliseconds on a monotonic clock (`performance.now` by default). */
   clock?: () => number;
+  /**
+   * Runs `run` once `ms` have passed; returns what cancels it (a timer by default; tests
+   * pass a fake to fire hedges when they choose).
+   */
+  schedule?: (ms: number, run: () => void) => () => void;
+}
+
+/** The default `schedule`: a timer that keeps no process alive. */
+function scheduleTimer(ms: number, run: () => void): () => void {
+  const timer = setTimeout(run, ms);
+  timer.unref();
+  return () => clearTimeout(timer);
+}
+
+/** What the sled client counts of slow sleds (SledClient.slowStats). */
+export interface SlowSledStats {
+  /** Sleds asked last now, having been seen slow within `sledSlowHoldMs`. */
+  slow: string[];
+  /** Reads that asked a further copy because the one asked had not answered in time. */
+  hedgedReads: number;
+}
+
+/** The slow-sled counters as metrics, read when scraped. */
+function observeSlowSleds(meter: Meter, client: SledClient): void {
+  const slow = meter.createObservableGauge("ballast_headnode_sleds_slow", {
+    description:
+      "sleds this head node asks last, having seen them miss a deadline or answer data I/O slowly lately",
+  });
+  const hedged = meter.createObservableCounter("ballast_headnode_sled_reads_hedged", {
+    description: "chunk reads that asked a further copy because the sled asked first was slow",
+  });
+  meter.addBatchObservableCallback(
+    (result) => {
+      const stats = client.slowStats();
+      result.observe(slow, stats.slow.length);
+      result.observe(hedged, stats.hedgedReads);
+    },
+    [slow, hedged],
+  );
 }
 
 /** The cache's counters as metrics, read when scraped. */
@@ -206,6 +266,12 @@ export class SledClient {
   /** Sleds whose last request went unanswered (see the header, "Sleds answering again"). */
   private readonly silent = new Set<string>();
   private readonly answersAgain = new Set<(sled: string) => void>();
+  private readonly schedule: (ms: number, run: () => void) => () => void;
+  /** Sleds seen slow lately: asked last (see the header). */
+  private readonly slowSleds = new SlowSleds();
+  /** One warning per sled when it is seen slow, a reminder per logRepeatIntervalMs. */
+  private readonly slowLog = new RepeatLog();
+  private hedgedReads = 0;
 
   /** Chunk bytes by 4 KiB block (see the header); off when its capacity is 0. */
   readonly cache: ChunkCache;
@@ -231,7 +297,56 @@ export class SledClient {
     };
     this.cache = new ChunkCache(options.cacheBytes ?? chunkCacheBytesFloor);
     this.clock = options.clock ?? (() => performance.now());
-    if (options.meter !== undefined) observeCache(options.meter, this.cache);
+    this.schedule = options.schedule ?? scheduleTimer;
+    if (options.meter !== undefined) {
+      observeCache(options.meter, this.cache);
+      observeSlowSleds(options.meter, this);
+    }
+  }
+
+  /** The sleds asked last now, and the reads hedged so far. */
+  slowStats(): SlowSledStats {
+    return { slow: this.slowSleds.slow(this.clock()), hedgedReads: this.hedgedReads };
+  }
+
+  /**
+   * Sends one data request to `sled` and notes how it went: a missed deadline, or an
+   * answer slower than `sledSlowAnswerMs`, marks the sled slow (see the header).
+   */
+  private async timed<R>(sled: string, send: () => Promise<R>): Promise<R> {
+    const startedMs = this.clock();
+    try {
+      const answer = await send();
+      this.noteAnswer(sled, startedMs, undefined);
+      return answer;
+    } catch (error) {
+      this.noteAnswer(sled, startedMs, error);
+      throw error;
+    }
+  }
+
+  private noteAnswer(sled: string, startedMs: number, error: unknown): void {
+    const nowMs = this.clock();
+    const tookMs = nowMs - startedMs;
+    const missed = error instanceof BallastError && error.code === ErrorCode.Timeout;
+    if (!missed && tookMs <= sledSlowAnswerMs) return;
+    this.slowSleds.mark(sled, nowMs);
+    const due = this.slowLog.due(sled, nowMs);
+    if (due === undefined) return;
+    this.logger.warn(
+      {
+        sled,
+        tookMs: Math.round(tookMs),
+        missedDeadline: missed,
+        ...(due.first ? {} : { repeatsSuppressed: due.suppressed }),
+      },
+      "sled is slow (alive but answering late): asking it last for reads, chunk writes and checkpoints",
+    );
+  }
+
+  /** `sleds` with the ones seen slow lately moved to the end (SlowSleds.order). */
+  private slowLast(sleds: readonly string[]): readonly string[] {
+    return this.slowSleds.order(sleds, this.clock());
   }
 
   /**
@@ -284,7 +399,7 @@ export class SledClient {
         `a chunk needs ${limits.chunkCopies} sleds, but only ${sleds.length} are configured`,
       );
     }
-    const order = sleds.map((_, index) => sleds[(spread + index) % sleds.length]!);
+    const order = this.slowLast(sleds.map((_, index) => sleds[(spread + index) % sleds.length]!));
     // One encoding for every copy, in parts: the chunk's bytes (up to 4 MiB) go to each
     // sled's request from where they are, never copied into an encoding.
     const encoded = encodeMessageParts({ type: "sled.chunk.write.v1", owner, chunkId, data });
@@ -330,12 +445,14 @@ export class SledClient {
     checksum: number,
     encoded?: readonly Uint8Array[],
   ): Promise<void> {
-    const written = await this.bus.request(
-      subjects.node.build("sled", sled),
-      { type: "sled.chunk.write.v1", owner, chunkId, data },
-      encoded === undefined
-        ? { deadlineMs: sledDeadlineMs }
-        : { deadlineMs: sledDeadlineMs, encoded },
+    const written = await this.timed(sled, () =>
+      this.bus.request(
+        subjects.node.build("sled", sled),
+        { type: "sled.chunk.write.v1", owner, chunkId, data },
+        encoded === undefined
+          ? { deadlineMs: sledDeadlineMs }
+          : { deadlineMs: sledDeadlineMs, encoded },
+      ),
     );
     if (written.checksum === checksum && written.bytes === data.byteLength) return;
     // The sled holds other bytes under this id (changed on the way, or in its memory):
@@ -403,19 +520,27 @@ export class SledClient {
       );
       this.cache.forget(chunkId);
     }
+    const order = this.readOrder(owner, copies);
     const bad: { sled: string; found: CopyRepair["found"] }[] = [];
     const errors: string[] = [];
-    for (const sled of this.readOrder(owner, copies)) {
-      try {
-        const data = await this.readRange(sled, owner, chunkId, offset, length);
-        if (whole && crc32c(data) !== expect.checksum) {
-          // Partial reads of this copy may have cached blocks of the wrong object.
-          this.cache.forget(chunkId);
-          throw new BallastError(
-            ErrorCode.ChecksumMismatch,
-            `chunk ${chunkId} on ${sled} passes the sled's block checks but not the recorded CRC32C`,
-          );
-        }
+    if (order.length === 0) {
+      throw new BallastError(ErrorCode.Unavailable, `no copy of chunk ${chunkId} is recorded`);
+    }
+    // Copies are asked in order: the next at once when one fails, or when the one asked
+    // last has not answered within sledReadHedgeMs (a hedge). The first sound answer is
+    // the read's; the answers of copies still out then are dropped.
+    return new Promise<Uint8Array>((resolve, reject) => {
+      let next = 0;
+      let out = 0;
+      let settled = false;
+      let cancelHedge: (() => void) | undefined;
+      const stopHedge = () => {
+        cancelHedge?.();
+        cancelHedge = undefined;
+      };
+      const succeed = (sled: string, data: Uint8Array) => {
+        settled = true;
+        stopHedge();
         // Not a scan's large ranges (see cacheFillReadBytesMax).
         if (length <= cacheFillReadBytesMax) {
           this.cache.insert(chunkId, offset, data, expect?.bytes);
@@ -424,8 +549,9 @@ export class SledClient {
           void this.repairChunk(owner, chunkId, sled, bad, expect, whole ? data : undefined);
         }
         // A view of the reply's buffer: the caller copies it into the read it assembles.
-        return data;
-      } catch (error) {
+        resolve(data);
+      };
+      const fail = (sled: string, error: unknown) => {
         if (isBadCopy(error)) {
           this.logger.warn(
             { sled, chunk: chunkId, offset, code: error.code },
@@ -437,12 +563,69 @@ export class SledClient {
           });
         }
         errors.push(`${sled}: ${(error as Error).message}`);
-      }
+        if (next < order.length) {
+          ask();
+          return;
+        }
+        if (out > 0) return; // a copy asked earlier (slow: it was hedged) may still answer
+        settled = true;
+        stopHedge();
+        reject(
+          new BallastError(
+            ErrorCode.Unavailable,
+            `no copy of chunk ${chunkId} could be read: ${errors.join("; ")}`,
+          ),
+        );
+      };
+      const ask = () => {
+        stopHedge();
+        const sled = order[next++]!;
+        out++;
+        if (next < order.length) {
+          cancelHedge = this.schedule(sledReadHedgeMs, () => {
+            cancelHedge = undefined;
+            if (settled) return;
+            this.hedgedReads++;
+            ask();
+          });
+        }
+        this.readCopy(sled, owner, chunkId, offset, length, whole ? expect : undefined).then(
+          (data) => {
+            out--;
+            if (!settled) succeed(sled, data);
+          },
+          (error: unknown) => {
+            out--;
+            if (!settled) fail(sled, error);
+          },
+        );
+      };
+      ask();
+    });
+  }
+
+  /**
+   * One copy's range for `readChunk`, checked against `expect.checksum` when given (a
+   * whole read): a copy whose blocks pass but whose whole does not is ChecksumMismatch.
+   */
+  private async readCopy(
+    sled: string,
+    owner: ChunkOwner,
+    chunkId: string,
+    offset: number,
+    length: number,
+    expect: ChunkExpectation | undefined,
+  ): Promise<Uint8Array> {
+    const data = await this.readRange(sled, owner, chunkId, offset, length);
+    if (expect?.checksum !== undefined && crc32c(data) !== expect.checksum) {
+      // Partial reads of this copy may have cached blocks of the wrong object.
+      this.cache.forget(chunkId);
+      throw new BallastError(
+        ErrorCode.ChecksumMismatch,
+        `chunk ${chunkId} on ${sled} passes the sled's block checks but not the recorded CRC32C`,
+      );
     }
-    throw new BallastError(
-      ErrorCode.Unavailable,
-      `no copy of chunk ${chunkId} could be read: ${errors.join("; ")}`,
-    );
+    return data;
   }
 
   /**
@@ -450,9 +633,14 @@ export class SledClient {
    * turn already has reads for (of the same owner) goes first, so that the turn's reads
    * ride fewer read-manys. A sled's CPU per request is several times its CPU per range
    * (the request's frames, wake-ups and reply), and random reads spread each turn's few
-   * misses over every sled otherwise.
+   * misses over every sled otherwise. Sleds seen slow lately go last all the same.
    */
   private readOrder(owner: ChunkOwner, copies: readonly string[]): readonly string[] {
+    return this.slowLast(this.batchOrder(owner, copies));
+  }
+
+  /** The copies as recorded, a copy on a sled this turn already reads from first. */
+  private batchOrder(owner: ChunkOwner, copies: readonly string[]): readonly string[] {
     if (copies.length < 2 || this.pendingReads.size === 0) return copies;
     if (this.pendingReads.has(pendingKey(copies[0]!, owner))) return copies;
     for (let index = 1; index < copies.length; index++) {
@@ -498,10 +686,12 @@ export class SledClient {
     offset: number,
     length: number,
   ): Promise<Uint8Array> {
-    const { data } = await this.bus.request(
-      subjects.node.build("sled", sled),
-      { type: "sled.chunk.read.v1", owner, chunkId, offset, length },
-      { deadlineMs: sledDeadlineMs },
+    const { data } = await this.timed(sled, () =>
+      this.bus.request(
+        subjects.node.build("sled", sled),
+        { type: "sled.chunk.read.v1", owner, chunkId, offset, length },
+        { deadlineMs: sledDeadlineMs },
+      ),
     );
     return data;
   }
@@ -555,14 +745,16 @@ export class SledClient {
     }
     let answer: ResultOf<"sled.chunk.read-many.v1">;
     try {
-      answer = await this.bus.request(
-        subjects.node.build("sled", sled),
-        {
-          type: "sled.chunk.read-many.v1",
-          owner,
-          reads: group.map(({ chunkId, offset, length }) => ({ chunkId, offset, length })),
-        },
-        { deadlineMs: sledDeadlineMs },
+      answer = await this.timed(sled, () =>
+        this.bus.request(
+          subjects.node.build("sled", sled),
+          {
+            type: "sled.chunk.read-many.v1",
+            owner,
+            reads: group.map(({ chunkId, offset, length }) => ({ chunkId, offset, length })),
+          },
+          { deadlineMs: sledDeadlineMs },
+        ),
       );
     } catch (error) {
       if (isUnknownType(error)) {
@@ -727,10 +919,12 @@ export class SledClient {
     sled: string,
     expect: ChunkExpectation,
   ): Promise<Uint8Array> {
-    const { data } = await this.bus.request(
-      subjects.node.build("sled", sled),
-      { type: "sled.chunk.read.v1", owner, chunkId, offset: 0, length: expect.bytes },
-      { deadlineMs: sledDeadlineMs },
+    const { data } = await this.timed(sled, () =>
+      this.bus.request(
+        subjects.node.build("sled", sled),
+        { type: "sled.chunk.read.v1", owner, chunkId, offset: 0, length: expect.bytes },
+        { deadlineMs: sledDeadlineMs },
+      ),
     );
     if (expect.checksum !== undefined && crc32c(data) !== expect.checksum) {
       // Partial reads of this copy may have cached blocks of the wrong object.
@@ -802,7 +996,7 @@ export class SledClient {
     expect: ChunkExpectation,
   ): Promise<string> {
     const errors: string[] = [];
-    for (const sled of from) {
+    for (const sled of this.slowLast(from)) {
       let source: { data: Uint8Array; checksum: number };
       try {
         source = await this.soundSource(owner, chunkId, sled, expect, undefined);
@@ -832,7 +1026,7 @@ export class SledClient {
     sleds: readonly string[],
     spread: number,
   ): Promise<string[]> {
-    const order = sleds.map((_, index) => sleds[(spread + index) % sleds.length]!);
+    const order = this.slowLast(sleds.map((_, index) => sleds[(spread + index) % sleds.length]!));
     const checksum = crc32c(data);
     const holders: string[] = [];
     const failures: string[] = [];
@@ -861,30 +1055,36 @@ export class SledClient {
 
   private async uploadBlob(sled: string, key: string, data: Uint8Array, checksum: number) {
     const subject = subjects.node.build("sled", sled);
-    const begun = await this.bus.request(subject, {
-      type: "sled.blob.begin.v1",
-      key,
-      bytes: data.byteLength,
-      checksum,
-    });
+    const begun = await this.timed(sled, () =>
+      this.bus.request(subject, {
+        type: "sled.blob.begin.v1",
+        key,
+        bytes: data.byteLength,
+        checksum,
+      }),
+    );
     const partBytes = Math.min(begun.partBytesMax, sledLimits.blobPartBytesMax);
     try {
       for (let offset = 0; offset < data.byteLength; offset += partBytes) {
-        await this.bus.request(
-          subject,
-          {
-            type: "sled.blob.part.v1",
-            uploadId: begun.uploadId,
-            offset,
-            data: data.subarray(offset, offset + partBytes),
-          },
-          { deadlineMs: sledDeadlineMs },
+        await this.timed(sled, () =>
+          this.bus.request(
+            subject,
+            {
+              type: "sled.blob.part.v1",
+              uploadId: begun.uploadId,
+              offset,
+              data: data.subarray(offset, offset + partBytes),
+            },
+            { deadlineMs: sledDeadlineMs },
+          ),
         );
       }
-      await this.bus.request(
-        subject,
-        { type: "sled.blob.commit.v1", uploadId: begun.uploadId },
-        { deadlineMs: sledDeadlineMs },
+      await this.timed(sled, () =>
+        this.bus.request(
+          subject,
+          { type: "sled.blob.commit.v1", uploadId: begun.uploadId },
+          { deadlineMs: sledDeadlineMs },
+        ),
       );
     } catch (error) {
       await this.bus
@@ -904,7 +1104,7 @@ export class SledClient {
     sleds: readonly string[],
   ): Promise<{ data: Uint8Array; sled: string }> {
     const errors: string[] = [];
-    for (const sled of sleds) {
+    for (const sled of this.slowLast(sleds)) {
       try {
         return { data: await this.readBlob(sled, key, bytes), sled };
       } catch (error) {
@@ -930,10 +1130,12 @@ export class SledClient {
     let offset = 0;
     while (offset < total) {
       const length = Math.min(sledLimits.readBytesMax, total - offset);
-      const got = await this.bus.request(
-        subject,
-        { type: "sled.blob.get.v1", key, offset, length },
-        { deadlineMs: sledDeadlineMs },
+      const got = await this.timed(sled, () =>
+        this.bus.request(
+          subject,
+          { type: "sled.blob.get.v1", key, offset, length },
+          { deadlineMs: sledDeadlineMs },
+        ),
       );
       if (got.bytes !== bytes)
         throw new Error(`blob ${key} holds ${got.bytes} bytes, not ${bytes}`);

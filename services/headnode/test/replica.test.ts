@@ -840,6 +840,22 @@ describe("commit stalls", () => {
     expect(primary.ownStalledTicks()).toBe(0);
   });
 
+  test("a release or truncation the journal completes ahead of a waiting write is progress", () => {
+    // The journal runs one operation at a time: a slow disk that finishes a release
+    // queued before the write is working, and the write has waited only since then.
+    const primary = new Replica(identity("head-1", 1), { notes: [] }, { primaryStallTicks: 4 });
+    primary.configure({ epoch: 1, primary: "head-1", secondaries: ["head-2"] });
+    writeOne(primary, 1, 1, 1);
+    primary.drainEffects(); // its own append waits behind the slow disk
+    for (let tick = 0; tick < 3; tick++) primary.tick();
+    primary.onJournalProgress();
+    for (let tick = 0; tick < 3; tick++) primary.tick();
+    expect(primary.ownStalledTicks()).toBe(0);
+    // With no progress after it, the bound is reached as before.
+    primary.tick();
+    expect(primary.ownStalledTicks()).toBe(4);
+  });
+
   test("a secondary never reports its own journal stalled: its primary reports it", () => {
     const secondary = new Replica(identity("head-2", 1), { notes: [] }, { primaryStallTicks: 2 });
     secondary.configure({ epoch: 1, primary: "head-1", secondaries: ["head-2"] });

@@ -703,6 +703,41 @@ test(
   testBoundMs,
 );
 
+// Disks slow but working (slowDiskRate): a node's disk makes one journal write durable
+// every few ticks (up to just under the primary's stall bound) for a while. Nothing is
+// lost, and a primary on such a disk never reports itself stalled (the `slow-disk`
+// check): the coordinator would fail over a primary that makes progress, and again
+// wherever the load went. Session 19: a release (or truncation) between two group
+// commits made nothing more durable, so the primary's stall count ran on through it:
+// at over half the bound per write, a primary on a slow disk said it stalled (seeds 163
+// and 190 of 200; none of 200 since completed releases count as progress).
+const slowDisks: Overrides = { slowDiskRate: 0.005 };
+
+test(
+  "with disks slow but working, seeds keep every invariant and no primary on one says it stalled",
+  async () => {
+    let slow = 0;
+    for (const seed of [...Array.from({ length: 25 }, (_, index) => index + 1), 163, 190]) {
+      const result = await simulateFailover(seed, slowDisks);
+      expect(result.violations, summary(result, slowDisks)).toEqual([]);
+      slow += result.stats.slowDisks;
+    }
+    expect(slow).toBeGreaterThan(10);
+  },
+  testBoundMs,
+);
+
+test(
+  "the checkers catch a primary that reports slow writes as a stall",
+  async () => {
+    // Its stall the age of its oldest request, not the time its journal made no
+    // progress: 4 of seeds 1 to 30, the first at 14.
+    const caught = await firstCaught("stall-on-slow-writes", ["slow-disk"], slowDisks, 30);
+    expect(caught).toBeDefined();
+  },
+  testBoundMs,
+);
+
 describe("the checkers catch a retire that waits for its handlers before it closes the replica", () => {
   // 3ae96e2: a head node retiring a replica waited for the handlers in flight (requests
   // the replica held) before closing it, off the tick schedule: a write waiting for

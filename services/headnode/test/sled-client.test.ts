@@ -8,7 +8,13 @@
 import { BallastError, crc32c, decodeMessage, ErrorCode } from "@ballast/protocol";
 import type { Bus, Logger } from "@ballast/runtime";
 import { describe, expect, test, vi } from "vitest";
-import { readManyReprobeMs, SledClient, type SledClientOptions } from "../src/sled-client.ts";
+import {
+  readManyReprobeMs,
+  SledClient,
+  type SledClientOptions,
+  sledReadHedgeMs,
+} from "../src/sled-client.ts";
+import { sledSlowAnswerMs, sledSlowHoldMs } from "../src/slow-sleds.ts";
 
 const owner = { volume: "vol", partition: 0 };
 
@@ -26,6 +32,12 @@ class FakeSled {
   largestFreeBytes = 1 << 30;
   /** Answers read-many as a sled that predates it does. */
   singleReadsOnly = false;
+  /** A slow sled: every request waits for this before it is answered. */
+  gate: Promise<void> | undefined;
+  /** A slow sled: every request fails as one that missed its deadline. */
+  missDeadline = false;
+  /** Runs before each answer (a test's clock moves here, as a slow answer takes time). */
+  beforeAnswer: (() => void) | undefined;
   readonly log: string[] = [];
   /** Committed blobs by key, and uploads begun by id (their key). */
   readonly blobs = new Map<string, number>();
@@ -119,6 +131,9 @@ function cluster(names: string[], options: SledClientOptions = {}) {
       sent.push({ subject, message, encoded: options?.encoded });
       const sled = sleds.get(subject.split(".").at(-1)!);
       if (sled === undefined) throw new BallastError(ErrorCode.Unavailable, "no responders");
+      if (sled.gate !== undefined) await sled.gate;
+      sled.beforeAnswer?.();
+      if (sled.missDeadline) throw new BallastError(ErrorCode.Timeout, "request timed out");
       return sled.handle(message);
     },
   } as unknown as Bus;
@@ -438,4 +453,125 @@ test("a blob that does not reach its copies is removed from the sleds that took 
   const two = cluster(["a", "b"]);
   await two.client.putBlob("checkpoints/v/0/n/9-1-1", pattern(100, 1), ["a", "b"], 0);
   expect([...two.sleds.get("a")!.blobs.keys()]).toEqual(["checkpoints/v/0/n/9-1-1"]);
+});
+
+/**
+ * A fake of SledClientOptions.schedule: timers that fire only when the test says, with
+ * the delay each was set for.
+ */
+function fakeTimers() {
+  const timers: { ms: number; run: () => void; cancelled: boolean }[] = [];
+  return {
+    schedule: (ms: number, run: () => void) => {
+      const timer = { ms, run, cancelled: false };
+      timers.push(timer);
+      return () => {
+        timer.cancelled = true;
+      };
+    },
+    /** Fires every timer set and not cancelled; returns their delays. */
+    fire(): number[] {
+      const due = timers.splice(0).filter((timer) => !timer.cancelled);
+      for (const timer of due) timer.run();
+      return due.map((timer) => timer.ms);
+    },
+  };
+}
+
+/** Lets every settled promise run its callbacks (the fakes answer within a few turns). */
+async function turns(): Promise<void> {
+  for (let turn = 0; turn < 20; turn++) await Promise.resolve();
+}
+
+describe("slow sleds (alive, answering late)", () => {
+  test("a read its first copy does not answer asks the next copy after the hedge delay", async () => {
+    const timers = fakeTimers();
+    const { sleds, client } = cluster(["sled-1", "sled-2"], { schedule: timers.schedule });
+    for (const name of ["sled-1", "sled-2"])
+      sled(sleds, name).chunks.set("c0", { data: good.slice(), damaged: false });
+    let release: () => void = () => undefined;
+    sled(sleds, "sled-1").gate = new Promise((resolve) => {
+      release = resolve;
+    });
+    let answered: Uint8Array | undefined;
+    const read = client.readChunk(owner, "c0", ["sled-1", "sled-2"], 0, 4096).then((data) => {
+      answered = data;
+    });
+    await turns();
+    expect(answered).toBeUndefined();
+    expect(sled(sleds, "sled-2").log).toEqual([]);
+    // sled-1 has not answered by the hedge delay: sled-2 is asked too, and answers.
+    expect(timers.fire()).toEqual([sledReadHedgeMs]);
+    await turns();
+    expect(answered !== undefined && Buffer.from(answered).equals(good.subarray(0, 4096))).toBe(
+      true,
+    );
+    expect(sled(sleds, "sled-2").log).toEqual(["sled.chunk.read.v1"]);
+    expect(client.slowStats().hedgedReads).toBe(1);
+    release();
+    await read;
+  });
+
+  test("a read answered before the hedge delay asks no other copy", async () => {
+    const timers = fakeTimers();
+    const { sleds, client } = cluster(["sled-1", "sled-2"], { schedule: timers.schedule });
+    for (const name of ["sled-1", "sled-2"])
+      sled(sleds, name).chunks.set("c0", { data: good.slice(), damaged: false });
+    await client.readChunk(owner, "c0", ["sled-1", "sled-2"], 0, 4096);
+    expect(timers.fire()).toEqual([]);
+    expect(sled(sleds, "sled-2").log).toEqual([]);
+    expect(client.slowStats().hedgedReads).toBe(0);
+  });
+
+  test("a sled that missed a deadline is asked last by reads, chunk writes and blob stores, until the hold ends", async () => {
+    let nowMs = 0;
+    const { sleds, sent, client } = cluster(["sled-1", "sled-2", "sled-3"], {
+      clock: () => nowMs,
+    });
+    for (const name of ["sled-1", "sled-2", "sled-3"])
+      sled(sleds, name).chunks.set("c0", { data: good.slice(), damaged: false });
+    sled(sleds, "sled-1").missDeadline = true;
+    // The first read learns it: sled-1 misses its deadline, sled-2 answers.
+    await client.readChunk(owner, "c0", ["sled-1", "sled-2"], 0, 4096);
+    expect(client.slowStats().slow).toEqual(["sled-1"]);
+    const asked = () => sent.splice(0).map(({ subject }) => subject.split(".").at(-1));
+    asked();
+    // A read of a chunk recorded first on sled-1 goes to its other copy first.
+    await client.readChunk(owner, "c0", ["sled-1", "sled-3"], 4096, 4096);
+    expect(asked()).toEqual(["sled-3"]);
+    // A chunk write whose spread starts at sled-1 goes to the two others.
+    const holders = await client.writeChunk(owner, "c1", good, ["sled-1", "sled-2", "sled-3"], 0);
+    expect(holders).toEqual(["sled-2", "sled-3"]);
+    expect(asked()).toEqual(["sled-2", "sled-3"]);
+    // So does a checkpoint blob (in parts: every request to the same two sleds).
+    sled(sleds, "sled-1").missDeadline = false;
+    await client.putBlob("ckpt", good, ["sled-1", "sled-2", "sled-3"], 0);
+    expect(new Set(asked())).toEqual(new Set(["sled-2", "sled-3"]));
+    // After the hold it is asked in its place again.
+    nowMs = sledSlowHoldMs;
+    expect(client.slowStats().slow).toEqual([]);
+    for (const name of ["sled-1", "sled-2"])
+      sled(sleds, name).chunks.set("c2", { data: good.slice(), damaged: false });
+    await client.readChunk(owner, "c2", ["sled-1", "sled-2"], 0, 512);
+    expect(asked()).toEqual(["sled-1"]);
+  });
+
+  test("an answer slower than sledSlowAnswerMs marks the sled slow; a faster one does not", async () => {
+    let nowMs = 0;
+    const { sleds, client } = cluster(["sled-1", "sled-2"], { clock: () => nowMs });
+    for (const name of ["sled-1", "sled-2"]) {
+      sled(sleds, name).chunks.set("c0", { data: good.slice(), damaged: false });
+      sled(sleds, name).chunks.set("c1", { data: good.slice(), damaged: false });
+    }
+    sled(sleds, "sled-1").beforeAnswer = () => {
+      nowMs += sledSlowAnswerMs;
+    };
+    await client.readChunk(owner, "c0", ["sled-1", "sled-2"], 0, 4096);
+    expect(client.slowStats().slow).toEqual([]);
+    sled(sleds, "sled-1").beforeAnswer = () => {
+      nowMs += sledSlowAnswerMs + 1;
+    };
+    await client.readChunk(owner, "c1", ["sled-1", "sled-2"], 0, 4096);
+    expect(client.slowStats().slow).toEqual(["sled-1"]);
+  });
 });

@@ -1539,6 +1539,19 @@ export class Replica {
     this.replicate(false);
   }
 
+  /**
+   * A journal operation that makes no note durable (a truncation, a release) completed.
+   * The journal runs its operations one at a time in order, so the disk got through all
+   * before it: an op still waiting has waited without progress only since now
+   * (ownStalledTicks). Before, only appends counted, so on a disk slow but working
+   * (seconds per operation) a release between two group commits doubled the wait the
+   * primary saw and it reported itself stalled, to be failed over (found by the failover
+   * simulator's slow disks).
+   */
+  onJournalProgress(): void {
+    if (this.journalWaitSinceTick !== undefined) this.journalWaitSinceTick = this.tickCount;
+  }
+
   onJournalDurable(throughOpNum: number, generation: number): void {
     if (generation !== this.journalGeneration) return; // written before a truncation
     if (throughOpNum <= this.durableOpNum) return;

@@ -146,6 +146,12 @@ const flags: readonly Flag[] = [
     help: `the share of replication messages and whole-chunk reads damaged while faults are on (corruptChance, default ${f.corruptChance})`,
   },
   {
+    name: "slow-disks",
+    kind: "chance",
+    failover: true,
+    help: `the chance per loaded tick and healthy node that its disk turns slow, not hung: work made durable only every few ticks for a while (slowDiskRate, default ${f.slowDiskRate})`,
+  },
+  {
     name: "end-changes",
     kind: "chance",
     failover: true,
@@ -267,6 +273,7 @@ export function parseSimulateArguments(args: readonly string[]): SimulateCommand
     ...given(number("replicate"), (replicateChance) => ({ replicateChance })),
     ...given(number("corrupt"), (corruptChance) => ({ corruptChance })),
     ...given(number("end-changes"), (endChangeRate) => ({ endChangeRate })),
+    ...given(number("slow-disks"), (slowDiskRate) => ({ slowDiskRate })),
     ...given(partitions, (list) => ({
       partitions: list.split(",").map((count) => Number(count) as 2 | 3),
     })),

@@ -366,7 +366,15 @@ export type Sabotage =
    * unconfirmed, and meanwhile drops a dead secondary, the one sound copy, as beside a
    * live primary. Found by the `availability` check.
    */
-  | "silent-open-failure";
+  | "silent-open-failure"
+  /**
+   * A primary that reports itself stalled when its writes are slow rather than when its
+   * journal makes no progress: `stalledMs` is the age of the oldest request it holds.
+   * The coordinator then fails over a primary on a disk that is slow but working, and
+   * again wherever the load goes: flapping on load. Found by the `slow-disk` check
+   * (`slowDiskRate`).
+   */
+  | "stall-on-slow-writes";
 
 /**
  * Every sabotage by name, for the command line (main.ts): a record of all of them, so
@@ -400,6 +408,7 @@ export const sabotageNames: readonly Sabotage[] = Object.keys({
   "silent-open-failure": true,
   "sled-audit-unasked": true,
   "configure-ignores-end": true,
+  "stall-on-slow-writes": true,
 } satisfies Record<Sabotage, true>) as Sabotage[];
 
 export interface FailoverOptions {
@@ -478,6 +487,22 @@ export interface FailoverOptions {
   pauseTicksMax: number;
   diskHangRate: number;
   diskHangTicksMax: number;
+  /**
+   * Per loaded tick and healthy node: chance its disk turns slow, not hung (a failing or
+   * throttled disk, a starved process), for `slowDiskTicks`: it makes work durable only
+   * once every `slowDiskEveryTicks` (drawn per episode), each time all that is due. A
+   * slow disk is a fault (it counts toward faultyNodesMax). Drawn from a generator of its
+   * own, and only when above 0, so runs without it replay as before.
+   */
+  slowDiskRate: number;
+  slowDiskTicks: readonly [number, number];
+  /**
+   * Kept below primaryStallTicks less diskDelayTicksMax, so that a primary on a slow
+   * disk always sees its journal make progress within its stall bound: it must never
+   * report itself stalled (the `slow-disk` check). Above commitStallTicks a secondary on
+   * it keeps commits waiting past their bound and is dropped, as designed.
+   */
+  slowDiskEveryTicks: readonly [number, number];
   /**
    * Per run: chance of one long disk hang, from a tick early in the load
    * (longDiskHangFromTicks) on a node chosen then (half the time one hosting a
@@ -826,6 +851,9 @@ export const failoverDefaults: Omit<FailoverOptions, "seed"> = {
   pauseTicksMax: 90,
   diskHangRate: 0.002,
   diskHangTicksMax: 120,
+  slowDiskRate: 0,
+  slowDiskTicks: [60, 300],
+  slowDiskEveryTicks: [3, 50],
   longDiskHangChance: 0.25,
   configuresWaitOnHungDisk: true,
   longDiskHangFromTicks: [10, 120],
@@ -940,6 +968,8 @@ export interface FailoverResult {
     /** Pauses whose node's clocks stood still (frozenClockChance). */
     frozenPauses: number;
     diskHangs: number;
+    /** Slow disk episodes (slowDiskRate). */
+    slowDisks: number;
     /** Long disk hangs (longDiskHangChance), counted in diskHangs too. */
     longDiskHangs: number;
     /** Primaries replaced because their reports said their own journal stalled. */
@@ -1139,6 +1169,11 @@ interface SimulatedNode {
   /** Its disk hang is the run's long one, which goes on when faults go off. */
   diskHangLong: boolean;
   /**
+   * A slow disk (`slowDiskRate`): from `fromTick` until `untilTick` it makes work durable
+   * only on every `everyTicks`-th tick. Undefined when it is not slow.
+   */
+  diskSlow: { fromTick: number; untilTick: number; everyTicks: number } | undefined;
+  /**
    * Until this tick, cut off from everyone ("isolated"), from the other head nodes only
    * ("peers"), or from the other head nodes and the coordinator while clients still
    * reach it ("cluster": the deposed primary a lease exists for).
@@ -1294,6 +1329,12 @@ class ReplicaAdapter implements Reporter {
    */
   readonly held = new Set<number>();
   private idleWaiters: (() => void)[] = [];
+  /**
+   * For the `stall-on-slow-writes` sabotage: when each held request was handed over,
+   * the ticks now, and the stall bound its reports use instead of the core's count.
+   */
+  private readonly heldSince = new Map<number, number>();
+  private readonly stallOnSlowWrites: { tickNow: () => number; stallTicks: number } | undefined;
 
   constructor(
     replica: Replica,
@@ -1301,12 +1342,14 @@ class ReplicaAdapter implements Reporter {
     reportsOwnStall: boolean,
     volumeId: string,
     tickMs: number,
+    stallOnSlowWrites?: { tickNow: () => number; stallTicks: number },
   ) {
     this.replica = replica;
     this.leased = leased;
     this.reportsOwnStall = reportsOwnStall;
     this.address = { volume: volumeName, volumeId, partition: replica.identity.partition };
     this.tickMs = tickMs;
+    this.stallOnSlowWrites = stallOnSlowWrites;
   }
 
   configure(configuration: Configuration): void {
@@ -1316,10 +1359,13 @@ class ReplicaAdapter implements Reporter {
   /** A request handed to the core: its handler runs until it is answered. */
   hold(requestId: number): void {
     this.held.add(requestId);
+    if (this.stallOnSlowWrites !== undefined)
+      this.heldSince.set(requestId, this.stallOnSlowWrites.tickNow());
   }
 
   /** A request answered (by the core, or by its replica's close or failure). */
   answered(requestId: number): void {
+    this.heldSince.delete(requestId);
     if (!this.held.delete(requestId) || this.held.size > 0) return;
     const waiters = this.idleWaiters;
     this.idleWaiters = [];
@@ -1364,6 +1410,13 @@ class ReplicaAdapter implements Reporter {
       sledsOut: noSledsOut,
       auditedDisks: this.auditedDisks(),
     });
+    if (report !== undefined && this.stallOnSlowWrites !== undefined) {
+      // The sabotage: the oldest request held, however the journal progresses.
+      const { tickNow, stallTicks } = this.stallOnSlowWrites;
+      const oldest = Math.min(...this.heldSince.values());
+      const waited = tickNow() - oldest;
+      return waited >= stallTicks ? { ...report, stalledMs: waited * this.tickMs } : report;
+    }
     if (report === undefined || this.reportsOwnStall) return report;
     const { stalledMs: _ignored, ...withoutStall } = report;
     return withoutStall;
@@ -1504,6 +1557,8 @@ export class FailoverSimulation {
   private readonly sessionRandom: SimRandom;
   /** Draws which attempts are held in a socket (staleRequestChance). */
   private readonly staleRandom: SimRandom;
+  /** Draws the slow disks (`slowDiskRate`). */
+  private readonly slowRandom: SimRandom;
   /** Draws the served-bytes changes (`endChangeRate`). */
   private readonly endRandom: SimRandom;
   /**
@@ -1565,6 +1620,7 @@ export class FailoverSimulation {
     pauses: 0,
     frozenPauses: 0,
     diskHangs: 0,
+    slowDisks: 0,
     longDiskHangs: 0,
     stallFailovers: 0,
     unconfirmedFailovers: 0,
@@ -1716,6 +1772,7 @@ export class FailoverSimulation {
     this.sessionRandom = new SimRandom(mixSeed(options.seed ^ 0x5e551));
     this.lateConfigureRandom = new SimRandom(mixSeed(options.seed ^ 0x1a7e));
     this.staleRandom = new SimRandom(mixSeed(options.seed ^ 0x57a1e));
+    this.slowRandom = new SimRandom(mixSeed(options.seed ^ 0x5102d));
     this.endRandom = new SimRandom(mixSeed(options.seed ^ 0xe2d));
     for (let index = 1; index <= options.sleds; index++) this.sledDownUntil.set(`sled-${index}`, 0);
     if (this.sledRandom.chance(options.sledsLateChance)) {
@@ -1735,6 +1792,7 @@ export class FailoverSimulation {
         pausedUntilTick: 0,
         diskHungUntilTick: 0,
         diskHangLong: false,
+        diskSlow: undefined,
         cut: undefined,
         disk: `head-${index + 1}-disk-0`,
         session: 0,
@@ -1811,6 +1869,7 @@ export class FailoverSimulation {
       this.resumeClocks(node);
       // The long hang runs its course: a primary on it must be replaced while settling.
       if (!node.diskHangLong) node.diskHungUntilTick = 0;
+      node.diskSlow = undefined;
       node.cut = undefined;
       if (!node.up) await this.startNode(node);
     }
@@ -2024,6 +2083,7 @@ export class FailoverSimulation {
         node.pausedUntilTick > this.tickNow ||
         node.cut !== undefined ||
         node.diskHungUntilTick > this.tickNow ||
+        this.diskSlow(node) !== undefined ||
         this.journalFaulty(node) ||
         this.onLostDisk(node),
     ).length;
@@ -2196,7 +2256,8 @@ export class FailoverSimulation {
       }
       this.resumeClocks(node);
       const room = this.faultyNodes() < options.faultyNodesMax;
-      const healthy = node.cut === undefined && node.diskHungUntilTick <= this.tickNow;
+      const healthy =
+        node.cut === undefined && node.diskHungUntilTick <= this.tickNow && !this.diskSlow(node);
       if (!room || !healthy) continue;
       if (this.chance(options.crashRate)) {
         // Drawn only when on, so that runs without disk losses replay the same streams.
@@ -2233,7 +2294,61 @@ export class FailoverSimulation {
           kind: kinds[this.integer(0, kinds.length - 1)]!,
           untilTick: this.tickNow + this.integer(10, options.netPartitionTicksMax),
         };
+      } else if (options.slowDiskRate > 0 && this.slowRandom.chance(options.slowDiskRate)) {
+        this.startSlowDisk(node);
       }
+    }
+  }
+
+  /**
+   * The node's disk turns slow (`slowDiskRate`): for a drawn while it makes work durable
+   * only every `everyTicks` ticks, kept short enough that a primary on it sees its
+   * journal progress within its own stall bound (`slowDiskEveryTicks`).
+   */
+  private startSlowDisk(node: SimulatedNode): void {
+    const options = this.options;
+    const stallTicks =
+      options.limits.primaryStallTicks ?? Math.ceil(limits.primaryStallMsMax / options.tickMs);
+    const [everyMin, everyMax] = options.slowDiskEveryTicks;
+    const [from, to] = options.slowDiskTicks;
+    node.diskSlow = {
+      fromTick: this.tickNow,
+      untilTick: this.tickNow + this.slowRandom.integer(from, to),
+      everyTicks: this.slowRandom.integer(
+        everyMin,
+        Math.max(everyMin, Math.min(everyMax, stallTicks - options.diskDelayTicksMax - 2)),
+      ),
+    };
+    this.stats.slowDisks++;
+  }
+
+  /** The node's slow disk episode, while it lasts. */
+  private diskSlow(node: SimulatedNode): SimulatedNode["diskSlow"] {
+    const slow = node.diskSlow;
+    if (slow !== undefined && slow.untilTick <= this.tickNow) node.diskSlow = undefined;
+    return node.diskSlow;
+  }
+
+  /**
+   * A primary on a disk that is slow but makes progress within its stall bound must not
+   * say it stalled: the coordinator would fail it over, and again wherever the load went
+   * (a storage system that flaps on load). Only a stall begun in the slow episode counts.
+   */
+  private checkSlowDiskReports(
+    node: SimulatedNode,
+    primaries: Iterable<{ volumeId?: string; partition: number; stalledMs?: number }>,
+  ): void {
+    const slow = this.diskSlow(node);
+    if (slow === undefined || !this.running(node) || node.diskHungUntilTick > this.tickNow) return;
+    for (const primary of primaries) {
+      const stalledMs = primary.stalledMs ?? 0;
+      if (primary.volumeId !== this.volumeId || stalledMs < limits.primaryStallMsMax) continue;
+      const sinceTick = this.tickNow - Math.floor(stalledMs / this.options.tickMs);
+      if (sinceTick < slow.fromTick) continue;
+      this.fail(
+        "slow-disk",
+        `tick ${this.tickNow}: ${node.id} reports its primary of partition ${primary.partition} stalled for ${stalledMs} ms, while its disk is slow but makes work durable every ${slow.everyTicks} ticks (since tick ${slow.fromTick}): the coordinator would fail over a primary that makes progress`,
+      );
     }
   }
 
@@ -2245,7 +2360,10 @@ export class FailoverSimulation {
     if (this.faultyNodes() >= this.options.faultyNodesMax) return;
     const candidates = this.nodes.filter(
       (node) =>
-        this.running(node) && node.cut === undefined && node.diskHungUntilTick <= this.tickNow,
+        this.running(node) &&
+        node.cut === undefined &&
+        node.diskHungUntilTick <= this.tickNow &&
+        !this.diskSlow(node),
     );
     if (candidates.length === 0) return;
     const primaries = [...this.records.values()]
@@ -2649,6 +2767,7 @@ export class FailoverSimulation {
       node.pausedUntilTick > this.tickNow ? "paused" : "",
       node.cut?.kind ?? "",
       node.diskHungUntilTick > this.tickNow ? "hung" : "",
+      this.diskSlow(node) === undefined ? "" : "slow",
       this.journalFaulty(node) ? "journal" : "",
       this.onLostDisk(node) ? "lost" : "",
       node.disk,
@@ -2988,6 +3107,14 @@ export class FailoverSimulation {
       this.options.sabotage !== "ignore-primary-stall",
       hosted.volumeId,
       this.options.tickMs,
+      this.options.sabotage === "stall-on-slow-writes"
+        ? {
+            tickNow: () => this.tickNow,
+            stallTicks:
+              this.options.limits.primaryStallTicks ??
+              Math.ceil(limits.primaryStallMsMax / this.options.tickMs),
+          }
+        : undefined,
     );
     hosted.adapter = adapter;
     adapter.auditedDisks = () =>
@@ -3135,8 +3262,12 @@ export class FailoverSimulation {
   private completeWork(): void {
     for (const node of this.nodes) {
       if (!this.running(node) || node.diskHungUntilTick > this.tickNow) continue;
+      // A slow disk makes work durable only on every everyTicks-th tick of its episode,
+      // one journal write at a time: its writes queue, but each turn makes progress.
+      const slow = this.diskSlow(node);
+      if (slow !== undefined && (this.tickNow - slow.fromTick) % slow.everyTicks !== 0) continue;
       for (const hosted of node.hosted.values()) {
-        hosted.journal.complete();
+        hosted.journal.complete(slow === undefined ? Number.POSITIVE_INFINITY : 1);
         hosted.checkpoints.complete();
       }
       const waiters = node.diskWaiters;
@@ -3583,6 +3714,7 @@ export class FailoverSimulation {
       ),
       [...node.unopened.values()].map(unopenedReporter),
     );
+    this.checkSlowDiskReports(node, primaries.values());
     for (const primary of primaries.values()) {
       if (primary.volumeId !== this.volumeId) continue;
       for (const follower of primary.followers) {

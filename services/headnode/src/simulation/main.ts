@@ -26,6 +26,8 @@
 // `--end-changes P` changes one partition's served bytes (the volume's end within it,
 // as a resize does) in a coordinator round with chance P while loaded (endChangeRate, 0
 // by default), for the `end` check.
+// `--slow-disks P` turns a healthy node's disk slow but working with chance P per loaded
+// tick (slowDiskRate, 0 by default), for the `slow-disk` check.
 
 import { parseSimulateArguments, SimulateUsageError, simulateUsage } from "./arguments.ts";
 import { simulateFailover } from "./failover.ts";

@@ -160,9 +160,17 @@ export class FakeJournal implements JournalPort {
     this.failAllowed = allowed;
   }
 
-  /** Makes durable, in order, every operation due by now. */
-  complete(): void {
-    while (this.queue.length > 0 && this.queue[0]!.readyTick <= this.world.tick) {
+  /**
+   * Makes durable, in order, every operation due by now, or the first `operationsMax` of
+   * them (a slow disk that does one write at a time).
+   */
+  complete(operationsMax: number = Number.POSITIVE_INFINITY): void {
+    let completed = 0;
+    while (
+      completed++ < operationsMax &&
+      this.queue.length > 0 &&
+      this.queue[0]!.readyTick <= this.world.tick
+    ) {
       const { operation, done } = this.queue.shift()!;
       if (this.failArmed && operation.kind !== "release") {
         this.failArmed = false;
