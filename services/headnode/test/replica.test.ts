@@ -1169,15 +1169,17 @@ describe("learners and release", () => {
     publishCheckpoint(primary, checkpoint!.opNum);
     expect(primary.releasedThroughOpNum).toBe(0); // the learner has matched nothing
     primary.onReplicationMessage(ack("head-2", 1, 1, { durableOpNum: 3 }));
-    primary.requestCheckpoint();
-    primary.tick();
-    const [second] = only(primary.drainEffects(), "checkpoint.write");
     for (let opNum = 1; opNum <= primary.lastOpNum; opNum++) {
       appended.push((primary as unknown as { log: Map<number, Note> }).log.get(opNum)!);
     }
+    primary.requestCheckpoint();
+    primary.tick();
+    const ticked = primary.drainEffects();
+    const [second] = only(ticked, "checkpoint.write");
+    // The learner now has what the first checkpoint covers: it goes at this tick.
+    const [release] = only(ticked, "journal.release");
     publishCheckpoint(primary, second!.opNum);
     expect(primary.releasedThroughOpNum).toBe(2);
-    const [release] = only(primary.drainEffects(), "journal.release");
     const journal = appended.filter((note) => note.opNum > release!.throughOpNum);
 
     const restarted = new Replica(
@@ -1197,6 +1199,33 @@ describe("learners and release", () => {
     publishCheckpoint(restarted, fresh!.opNum);
     for (let tick = 0; tick < 10; tick++) restarted.tick();
     expect(checkpoints()).toEqual([]);
+  });
+
+  test("notes a follower held back at the checkpoint go once it has them, with nothing flushed since", () => {
+    // Found by the failover simulator with sled cuts (review-reach): a checkpoint recorded
+    // just after an epoch change (every follower's match reset to 0 until it acknowledges)
+    // released nothing, and only the next checkpoint released anything. That needs newly
+    // flushed bytes, which need a write, which needs journal room: a full journal of
+    // flushed, recorded notes then kept every write waiting for good.
+    const primary = primaryWithCheckpoint({ learnerPinTicks: 1000 });
+    primary.onReplicationMessage(ack("head-2", 1, 1, { durableOpNum: 2 }));
+    primary.drainEffects();
+    // The learner becomes a voter in a new epoch: its match starts again from nothing.
+    primary.configure({ epoch: 2, primary: "head-1", secondaries: ["head-2"] });
+    primary.drainEffects();
+    expect(only(checkpointNow(primary), "journal.release")).toEqual([]);
+    expect(primary.releasedThroughOpNum).toBe(0);
+    // It acknowledges what it holds: the recorded checkpoint's notes go at the next tick.
+    primary.onReplicationMessage(ack("head-2", 2, 1, { durableOpNum: 2 }));
+    primary.drainEffects();
+    primary.tick();
+    expect(only(primary.drainEffects(), "journal.release")).toEqual([
+      { type: "journal.release", throughOpNum: 1 },
+    ]);
+    expect(primary.releasedThroughOpNum).toBe(2);
+    // And no more than once.
+    for (let tick = 0; tick < 5; tick++) primary.tick();
+    expect(only(primary.drainEffects(), "journal.release")).toEqual([]);
   });
 
   test("a learner that is catching up holds the release until it has the notes", () => {

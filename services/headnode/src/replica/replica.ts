@@ -45,7 +45,9 @@
 //   sled comes back (retryCheckpointSoon). Once recorded, journal notes whose bytes are
 //   all in chunks are released. Release on a primary waits for every voting follower,
 //   and for a learner only while it makes progress (learnerPinTicks): a stuck learner
-//   must not fill the journal until writes time out. A learner that then needs a
+//   must not fill the journal until writes time out. What a follower held back when the
+//   checkpoint was recorded goes at the first tick after it has the notes, not at the
+//   next checkpoint (which needs newly flushed bytes: a full journal gets none). A learner that then needs a
 //   released note is reported `needsRebuild`: it can never catch up from this primary
 //   and must start again from a checkpoint.
 // - Learners are replicated to but never counted for commit. A voting follower whose
@@ -1696,6 +1698,11 @@ export class Replica {
       this.maybeStartCompaction(role);
       this.maybeStartFlush(false);
       this.checkpointForLearners(role);
+      // Notes the recorded checkpoint covers that a follower held back when it was
+      // recorded (a learner catching up, or any follower just after a new epoch, whose
+      // match starts again from nothing) go once it has them. Waiting for the next
+      // checkpoint instead waits for newly flushed bytes, which a full journal never gets.
+      if (this.releasedOpNum < this.checkpointFlushedThroughOpNum) this.release();
     } else if (
       role.name === "secondary" &&
       role.primarySession === undefined &&
@@ -1774,6 +1781,8 @@ export class Replica {
     }
     // checkpointForLearners: a checkpoint a restart or a learner would ask for.
     if (this.recordedCheckpoint === undefined && this.releasedOpNum > 0) return 0;
+    // A release the recorded checkpoint allows, held back by a follower (tick).
+    if (this.releasedOpNum < this.checkpointFlushedThroughOpNum) return 0;
     for (const progress of role.secondaries.values()) {
       if (progress.learner || progress.needsRebuild) return 0;
       if (progress.matchOpNum < this.lastOpNum || progress.nextOpNum <= this.lastOpNum) return 0;
