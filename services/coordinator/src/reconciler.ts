@@ -594,6 +594,7 @@ export class Reconciler {
       load: loadNow(),
       replicaCount: volume.replicaCount,
       report,
+      liveSleds: sleds.length,
       leaseUntilMs: tenure.leases.leaseUntilMs(record),
       learnersSinceMs: learnersSince(tenure, record, nowMs),
       learnerCatchUpMsMax,

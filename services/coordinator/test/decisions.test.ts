@@ -718,6 +718,54 @@ describe("a primary whose own journal hangs", () => {
   });
 });
 
+describe("a primary cut from sleds the leader sees alive (review-reach R1)", () => {
+  // Its flushes all fail for want of sleds it can reach: its journal is never released,
+  // and once full every write waits and times out for as long as the cut lasts. Before,
+  // nothing reported it and the leader kept it while its secondary, which holds every
+  // acknowledged write and may reach the sleds, stood by.
+  const cut = (flushStalledMs: number) => report(base, { flushStalledMs });
+
+  test("is replaced by its secondary once its flushes have failed for primaryStallMsMax, after its lease", () => {
+    const sleds = { liveSleds: 3 };
+    expect(
+      decidePartition(base, view(base, { ...sleds, report: cut(limits.primaryStallMsMax - 1) })),
+    ).toEqual({ kind: "keep" });
+    expect(
+      decidePartition(
+        base,
+        view(base, { ...sleds, report: cut(limits.primaryStallMsMax), leaseUntilMs: 200_000 }),
+      ),
+    ).toMatchObject({ kind: "wait" });
+    const decision = decidePartition(
+      base,
+      view(base, { ...sleds, report: cut(limits.primaryStallMsMax) }),
+    );
+    expect(decision).toMatchObject({
+      kind: "update",
+      record: { epoch: 5, primary: "head-2", secondaries: [] },
+    });
+    if (decision.kind === "update") expect(decision.reason).toMatch(/cannot reach them/);
+  });
+
+  test("stays while fewer than chunkCopies sleds are alive: no primary could flush then", () => {
+    for (const liveSleds of [undefined, 0, limits.chunkCopies - 1]) {
+      expect(decidePartition(base, view(base, { liveSleds, report: cut(60_000) }))).toEqual({
+        kind: "keep",
+      });
+    }
+  });
+
+  test("with no secondary to take over, it stays, shown unavailable with the reason", () => {
+    const alone: PartitionRecord = { ...base, secondaries: [] };
+    const decision = decidePartition(
+      alone,
+      view(alone, { liveSleds: 3, report: report(alone, { flushStalledMs: 60_000 }) }),
+    );
+    expect(decision).toMatchObject({ kind: "unavailable" });
+    if (decision.kind === "unavailable") expect(decision.reason).toMatch(/every flush/);
+  });
+});
+
 describe("a primary that never takes the record's epoch (its configure hangs)", () => {
   // Session 9, found by the failover simulator with configures that wait on a hung disk:
   // a primary whose configure never completes hosts nothing and reports nothing, and was

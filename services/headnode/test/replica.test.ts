@@ -1353,6 +1353,71 @@ describe("full sleds", () => {
   });
 });
 
+describe("a primary cut from the sleds (review-reach R1)", () => {
+  /** A primary with committed data to flush whose every chunk write is answered `outcome`. */
+  function primaryFlushing(primaryStallTicks: number) {
+    const primary = new Replica(
+      identity("head-1", 1),
+      { notes: [] },
+      { flushBytesThreshold: 1, flushRetryTicks: 2, primaryStallTicks },
+    );
+    primary.configure({ epoch: 1, primary: "head-1", secondaries: ["head-2"] });
+    writeOne(primary, 1, 1, 1);
+    syncJournal(primary, primary.drainEffects());
+    primary.onReplicationMessage(ack("head-2", 1, 1, { durableOpNum: 1 }));
+    /** Ticks once; answers any chunk write it starts with `outcome`. */
+    const tick = (outcome: "no-space" | "other" | "ok") => {
+      primary.tick();
+      for (const chunk of only(primary.drainEffects(), "chunk.write")) {
+        if (outcome === "ok") primary.onChunkWritten(chunk.chunkNumber, ["sled-1", "sled-2"]);
+        else
+          primary.onChunkFailed(chunk.chunkNumber, outcome === "no-space" ? "no-space" : undefined);
+      }
+    };
+    return { primary, tick };
+  }
+
+  test("reports its flushes stalled once every chunk write has failed for primaryStallTicks", () => {
+    // Before, nothing counted this: the journal could never be released, and once full
+    // every write waited and timed out while its node reported a healthy primary.
+    const { primary, tick } = primaryFlushing(6);
+    expect(primary.flushStalledTicks()).toBe(0);
+    tick("other"); // the first failure starts the count
+    for (let ticks = 0; ticks < 5; ticks++) tick("other");
+    expect(primary.flushStalledTicks()).toBe(0);
+    tick("other");
+    expect(primary.flushStalledTicks()).toBe(6);
+    // Staying primary into a new epoch (its secondary dropped) keeps the count.
+    primary.configure({ epoch: 2, primary: "head-1", secondaries: [] });
+    tick("other");
+    expect(primary.flushStalledTicks()).toBe(7);
+    // A chunk written ends it.
+    for (let ticks = 0; ticks < 3; ticks++) tick("ok");
+    expect(primary.flushStalledTicks()).toBe(0);
+  });
+
+  test("full sleds are not a cut: they are answered NoSpace, and another primary would find them full", () => {
+    const { primary, tick } = primaryFlushing(2);
+    for (let ticks = 0; ticks < 10; ticks++) tick("no-space");
+    expect(primary.flushStalledTicks()).toBe(0);
+    // A failure of another kind after them counts from itself.
+    tick("other");
+    tick("other");
+    tick("other");
+    expect(primary.flushStalledTicks()).toBeGreaterThanOrEqual(2);
+  });
+
+  test("a replica that stops being primary reports nothing, and counts afresh as primary again", () => {
+    const { primary, tick } = primaryFlushing(2);
+    for (let ticks = 0; ticks < 5; ticks++) tick("other");
+    expect(primary.flushStalledTicks()).toBeGreaterThanOrEqual(2);
+    primary.configure({ epoch: 2, primary: "head-2", secondaries: ["head-1"] });
+    expect(primary.flushStalledTicks()).toBe(0);
+    primary.configure({ epoch: 3, primary: "head-1", secondaries: ["head-2"] });
+    expect(primary.flushStalledTicks()).toBe(0);
+  });
+});
+
 describe("read leases", () => {
   const range = [{ offset: 0, length: 512 }];
   /** A leased primary of epoch 1, and what a read at a reading of both clocks answers. */

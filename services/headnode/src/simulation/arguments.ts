@@ -140,6 +140,12 @@ const flags: readonly Flag[] = [
     help: `the share of runs that re-replicate: sleds' stores lost, sleds out, every Replicator running (replicateChance, default ${f.replicateChance})`,
   },
   {
+    name: "sled-cuts",
+    kind: "chance",
+    failover: true,
+    help: `per loaded tick and head node, the chance it is cut from every sled while they stay up for the rest (journals bounded at 64 KiB then) (sledCutRate, default ${f.sledCutRate})`,
+  },
+  {
     name: "corrupt",
     kind: "chance",
     failover: true,
@@ -265,6 +271,7 @@ export function parseSimulateArguments(args: readonly string[]): SimulateCommand
     ...given(number("stale-requests"), (staleRequestChance) => ({ staleRequestChance })),
     ...given(number("frozen-clocks"), (frozenClockChance) => ({ frozenClockChance })),
     ...given(number("replicate"), (replicateChance) => ({ replicateChance })),
+    ...given(number("sled-cuts"), (sledCutRate) => ({ sledCutRate })),
     ...given(number("corrupt"), (corruptChance) => ({ corruptChance })),
     ...given(number("end-changes"), (endChangeRate) => ({ endChangeRate })),
     ...given(partitions, (list) => ({

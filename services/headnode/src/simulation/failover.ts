@@ -260,6 +260,14 @@ export type Sabotage =
    */
   | "report-ignores-own-stall"
   /**
+   * The head node before review-reach R1: a primary's report never carries
+   * `flushStalledMs`, so a primary cut from the sleds (which the coordinator sees up) is
+   * never replaced: its journal is never released, and once it holds logBytesMax every
+   * write waits for as long as the cut lasts while its secondary could flush. Found by
+   * the availability check with sled cuts on (`sledCutRate`).
+   */
+  | "ignore-flush-stall"
+  /**
    * The head node before 3ae96e2: retiring a replica (a configure that removes or
    * reopens it, a dropped volume), it waits for the handlers in flight before it closes
    * the replica (retire.ts). A request the replica holds off the tick schedule is never
@@ -386,6 +394,7 @@ export const sabotageNames: readonly Sabotage[] = Object.keys({
   "open-legacy-voters": true,
   "ignore-primary-stall": true,
   "report-ignores-own-stall": true,
+  "ignore-flush-stall": true,
   "close-after-handlers": true,
   "keep-unconfirmed-primary": true,
   "configure-ignores-sleds": true,
@@ -594,6 +603,18 @@ export interface FailoverOptions {
   failedMemberTicksMax: number;
   netPartitionRate: number;
   netPartitionTicksMax: number;
+  /**
+   * Per loaded tick and node: chance the node is cut from every sled for a stretch of
+   * sledCutTicks (a partial cut: the sleds stay up for the other head nodes and for the
+   * coordinator, which keeps naming them live). Its chunk writes, whole-chunk reads,
+   * checkpoint stores and fetches fail; reads of flushed ranges are not modelled as
+   * failing. Drawn from a stream of its own, and only when above 0, so that runs
+   * without it replay unchanged. With it on, replicas' journals are bounded at
+   * sledCutLogBytesMax unless `limits` says otherwise, so that a primary that cannot
+   * flush fills its journal and its writes wait within a run (review-reach R1).
+   */
+  sledCutRate: number;
+  sledCutTicks: [number, number];
   /** Each node's monotonic clock runs at 1 ± up to this. */
   clockRateDrift: number;
   /** Per tick and node: chance its monotonic clock jumps forward (up to clockStepMsMax). */
@@ -845,6 +866,9 @@ export const failoverDefaults: Omit<FailoverOptions, "seed"> = {
   failedMemberTicksMax: 15,
   netPartitionRate: 0.002,
   netPartitionTicksMax: 150,
+  sledCutRate: 0,
+  // Longer than a journal takes to fill at these rates plus the availability bound.
+  sledCutTicks: [300, 700],
   clockRateDrift: 0.03,
   clockStepRate: 0.002,
   clockStepMsMax: 5000,
@@ -967,6 +991,9 @@ export interface FailoverResult {
     journalFailures: number;
     replicasFailed: number;
     netPartitions: number;
+    /** Head nodes cut from every sled (sledCutRate), and flush-stalled failovers. */
+    sledCuts: number;
+    flushStallFailovers: number;
     recreates: number;
     promotions: number;
     rebuilds: number;
@@ -1075,6 +1102,12 @@ const filesDamageFactor = 4;
 const linkMessagesPerTickMax = 64;
 
 const volumeName = "sim";
+/**
+ * A replica's journal bound (logBytesMax) in runs with sled cuts: the partition's
+ * bytes, so that a primary that cannot flush fills it within a cut while one that
+ * flushes never comes near it.
+ */
+const sledCutLogBytesMax = 32 * 1024;
 const noSledsOut: ReadonlySet<string> = new Set();
 /** What the head nodes' replicators log goes nowhere. */
 const replicatorLog = createLogger({ service: "headnode", nodeId: "simulation", level: "silent" });
@@ -1144,6 +1177,8 @@ interface SimulatedNode {
    * reach it ("cluster": the deposed primary a lease exists for).
    */
   cut: { kind: "isolated" | "peers" | "cluster"; untilTick: number } | undefined;
+  /** Until this tick, cut from every sled (sledCutRate) while the sleds are up. */
+  sledsCutUntilTick: number;
   /** Its data directory's id: a new one when the disk is lost. */
   disk: string;
   /** The session this life started in: a new one on every start (session.ts). */
@@ -1271,6 +1306,8 @@ class ReplicaAdapter implements Reporter {
   private readonly leased: boolean;
   /** Off for the `ignore-primary-stall` sabotage: reports never say the primary stalled. */
   private readonly reportsOwnStall: boolean;
+  /** Off for the `ignore-flush-stall` sabotage: reports never say its flushes all fail. */
+  private readonly reportsFlushStall: boolean;
   private readonly address: ReportAddress;
   private readonly tickMs: number;
   /**
@@ -1299,12 +1336,14 @@ class ReplicaAdapter implements Reporter {
     replica: Replica,
     leased: boolean,
     reportsOwnStall: boolean,
+    reportsFlushStall: boolean,
     volumeId: string,
     tickMs: number,
   ) {
     this.replica = replica;
     this.leased = leased;
     this.reportsOwnStall = reportsOwnStall;
+    this.reportsFlushStall = reportsFlushStall;
     this.address = { volume: volumeName, volumeId, partition: replica.identity.partition };
     this.tickMs = tickMs;
   }
@@ -1364,9 +1403,13 @@ class ReplicaAdapter implements Reporter {
       sledsOut: noSledsOut,
       auditedDisks: this.auditedDisks(),
     });
-    if (report === undefined || this.reportsOwnStall) return report;
-    const { stalledMs: _ignored, ...withoutStall } = report;
-    return withoutStall;
+    if (report === undefined || (this.reportsOwnStall && this.reportsFlushStall)) return report;
+    const { stalledMs, flushStalledMs, ...rest } = report;
+    return {
+      ...rest,
+      ...(stalledMs !== undefined && this.reportsOwnStall ? { stalledMs } : {}),
+      ...(flushStalledMs !== undefined && this.reportsFlushStall ? { flushStalledMs } : {}),
+    };
   }
 }
 
@@ -1496,6 +1539,8 @@ export class FailoverSimulation {
   private readonly pauseRandom: SimRandom;
   /** Which pauses hold their node's clocks, and wall clock steps (frozenClockChance). */
   private readonly frozenRandom: SimRandom;
+  /** Sled cuts (sledCutRate), drawn apart so that runs without them replay unchanged. */
+  private readonly sledCutRandom: SimRandom;
   /**
    * Session writes' times and failures, and journal failures of whole disks, drawn from a
    * generator of their own, so that the other streams replay as before while no failed
@@ -1574,6 +1619,8 @@ export class FailoverSimulation {
     journalFailures: 0,
     replicasFailed: 0,
     netPartitions: 0,
+    sledCuts: 0,
+    flushStallFailovers: 0,
     recreates: 0,
     promotions: 0,
     rebuilds: 0,
@@ -1708,11 +1755,13 @@ export class FailoverSimulation {
       // Only runs that re-replicate lose sleds' stores.
       perSledCopies: this.replicating,
       readDamaged: () => this.damageDrawn("chunk"),
+      ownerCut: (owner) => this.sledsCut(owner),
     });
     this.corruptRandom = new SimRandom(mixSeed(options.seed ^ 0xc0bb7));
     this.sledRandom = new SimRandom(mixSeed(options.seed ^ 0x51ed5));
     this.pauseRandom = new SimRandom(mixSeed(options.seed ^ 0xc11e7));
     this.frozenRandom = new SimRandom(mixSeed(options.seed ^ 0xf203e));
+    this.sledCutRandom = new SimRandom(mixSeed(options.seed ^ 0x5c07));
     this.sessionRandom = new SimRandom(mixSeed(options.seed ^ 0x5e551));
     this.lateConfigureRandom = new SimRandom(mixSeed(options.seed ^ 0x1a7e));
     this.staleRandom = new SimRandom(mixSeed(options.seed ^ 0x57a1e));
@@ -1736,6 +1785,7 @@ export class FailoverSimulation {
         diskHungUntilTick: 0,
         diskHangLong: false,
         cut: undefined,
+        sledsCutUntilTick: 0,
         disk: `head-${index + 1}-disk-0`,
         session: 0,
         sessionStored: 0,
@@ -2023,6 +2073,7 @@ export class FailoverSimulation {
         !node.up ||
         node.pausedUntilTick > this.tickNow ||
         node.cut !== undefined ||
+        node.sledsCutUntilTick > this.tickNow ||
         node.diskHungUntilTick > this.tickNow ||
         this.journalFaulty(node) ||
         this.onLostDisk(node),
@@ -2235,6 +2286,37 @@ export class FailoverSimulation {
         };
       }
     }
+    this.injectSledCuts();
+  }
+
+  /** Now and then a head node is cut from every sled (sledCutRate), one at a time. */
+  private injectSledCuts(): void {
+    const options = this.options;
+    if (options.sledCutRate <= 0) return;
+    for (const node of this.nodes) {
+      if (!this.sledCutRandom.chance(options.sledCutRate)) continue;
+      if (!this.running(node) || this.faultyNodes() >= options.faultyNodesMax) continue;
+      const [from, to] = options.sledCutTicks;
+      node.sledsCutUntilTick = this.tickNow + this.sledCutRandom.integer(from, to);
+      this.stats.sledCuts++;
+    }
+  }
+
+  /** The replica cores' limits: the options', as sabotage and sled cuts change them. */
+  private replicaLimits(): Partial<ReplicaLimits> {
+    const limits =
+      this.options.sledCutRate > 0
+        ? { logBytesMax: sledCutLogBytesMax, ...this.options.limits }
+        : this.options.limits;
+    return this.options.sabotage === "no-follower-hello"
+      ? { ...limits, helloTicks: Number.POSITIVE_INFINITY }
+      : limits;
+  }
+
+  /** Whether a head node is cut from every sled now (sledCutRate). */
+  private sledsCut(nodeId: string): boolean {
+    const node = this.nodes.find((one) => one.id === nodeId);
+    return node !== undefined && node.sledsCutUntilTick > this.tickNow;
   }
 
   /**
@@ -2648,6 +2730,7 @@ export class FailoverSimulation {
       node.up ? "up" : "down",
       node.pausedUntilTick > this.tickNow ? "paused" : "",
       node.cut?.kind ?? "",
+      node.sledsCutUntilTick > this.tickNow ? "sleds-cut" : "",
       node.diskHungUntilTick > this.tickNow ? "hung" : "",
       this.journalFaulty(node) ? "journal" : "",
       this.onLostDisk(node) ? "lost" : "",
@@ -2965,9 +3048,7 @@ export class FailoverSimulation {
         session,
       },
       recovered,
-      this.options.sabotage === "no-follower-hello"
-        ? { ...this.options.limits, helloTicks: Number.POSITIVE_INFINITY }
-        : this.options.limits,
+      this.replicaLimits(),
       {
         committed: (note) =>
           this.watchedFor(hosted.volumeId, hosted.partition).checker.committed(node.id, note),
@@ -2986,6 +3067,7 @@ export class FailoverSimulation {
       replica,
       this.options.sabotage !== "no-lease-check",
       this.options.sabotage !== "ignore-primary-stall",
+      this.options.sabotage !== "ignore-flush-stall",
       hosted.volumeId,
       this.options.tickMs,
     );
@@ -3816,6 +3898,7 @@ export class FailoverSimulation {
               : load,
           replicaCount: this.options.partitions[partition]!,
           ...(report === undefined ? {} : { report }),
+          liveSleds: this.liveSleds().length,
           leaseUntilMs: this.leases.leaseUntilMs(record),
           learnersSinceMs: new Map([...since].map(([node, value]) => [node, value.ms])),
           learnerCatchUpMsMax: this.options.learnerCatchUpMs,
@@ -3845,6 +3928,12 @@ export class FailoverSimulation {
           (report.stalledMs ?? 0) >= limits.primaryStallMsMax
         )
           this.stats.stallFailovers++;
+        if (
+          decision.record.primary !== record.primary &&
+          report?.epoch === record.epoch &&
+          (report.flushStalledMs ?? 0) >= limits.primaryStallMsMax
+        )
+          this.stats.flushStallFailovers++;
         const unconfirmedFrom = this.unconfirmed.get(partition)?.sinceMs;
         if (
           decision.record.primary !== record.primary &&
