@@ -615,6 +615,19 @@ export interface FailoverOptions {
    */
   sledCutRate: number;
   sledCutTicks: [number, number];
+  /**
+   * Per loaded tick: chance of a one-way or pairwise cut (review-reach), for 10 to
+   * oneWayCutTicksMax ticks: one running head node and one other end (another head
+   * node, the coordinator or the clients) stop hearing each other in one direction or
+   * both, every other path working: answers lost but requests taken (grants, configure
+   * acknowledgements, acks, replies), or requests lost while the other way works. A
+   * cut between a primary and the clients alone is unavailability the design does not
+   * cure (no one tells the coordinator; review-reach R3): the availability check counts
+   * afresh while one lasts. Drawn from a stream of its own, and only when above 0.
+   */
+  oneWayCutRate: number;
+  /** Past a commit stall, a failover and a lease, so that cuts outlast what they cause. */
+  oneWayCutTicksMax: number;
   /** Each node's monotonic clock runs at 1 ± up to this. */
   clockRateDrift: number;
   /** Per tick and node: chance its monotonic clock jumps forward (up to clockStepMsMax). */
@@ -867,6 +880,8 @@ export const failoverDefaults: Omit<FailoverOptions, "seed"> = {
   netPartitionRate: 0.002,
   netPartitionTicksMax: 150,
   sledCutRate: 0,
+  oneWayCutRate: 0,
+  oneWayCutTicksMax: 450,
   // Longer than a journal takes to fill at these rates plus the availability bound.
   sledCutTicks: [300, 700],
   clockRateDrift: 0.03,
@@ -993,6 +1008,9 @@ export interface FailoverResult {
     netPartitions: number;
     /** Head nodes cut from every sled (sledCutRate), and flush-stalled failovers. */
     sledCuts: number;
+    /** One-way cuts (oneWayCutRate), and of those the pairwise (both ways) ones. */
+    oneWayCuts: number;
+    pairCuts: number;
     flushStallFailovers: number;
     recreates: number;
     promotions: number;
@@ -1308,6 +1326,7 @@ class ReplicaAdapter implements Reporter {
   private readonly reportsOwnStall: boolean;
   /** Off for the `ignore-flush-stall` sabotage: reports never say its flushes all fail. */
   private readonly reportsFlushStall: boolean;
+
   private readonly address: ReportAddress;
   private readonly tickMs: number;
   /**
@@ -1344,6 +1363,7 @@ class ReplicaAdapter implements Reporter {
     this.leased = leased;
     this.reportsOwnStall = reportsOwnStall;
     this.reportsFlushStall = reportsFlushStall;
+
     this.address = { volume: volumeName, volumeId, partition: replica.identity.partition };
     this.tickMs = tickMs;
   }
@@ -1541,6 +1561,14 @@ export class FailoverSimulation {
   private readonly frozenRandom: SimRandom;
   /** Sled cuts (sledCutRate), drawn apart so that runs without them replay unchanged. */
   private readonly sledCutRandom: SimRandom;
+  /** One-way and pairwise cuts (oneWayCutRate), likewise. */
+  private readonly oneWayRandom: SimRandom;
+  /**
+   * The directed links cut now (oneWayCutRate): nothing passes from `from` to `to`
+   * ("coordinator" and "client" are ends too) until `untilTick`; `owner` is the head node
+   * the cut counts as a fault of.
+   */
+  private oneWayCuts: { from: string; to: string; owner: string; untilTick: number }[] = [];
   /**
    * Session writes' times and failures, and journal failures of whole disks, drawn from a
    * generator of their own, so that the other streams replay as before while no failed
@@ -1620,6 +1648,8 @@ export class FailoverSimulation {
     replicasFailed: 0,
     netPartitions: 0,
     sledCuts: 0,
+    oneWayCuts: 0,
+    pairCuts: 0,
     flushStallFailovers: 0,
     recreates: 0,
     promotions: 0,
@@ -1762,6 +1792,7 @@ export class FailoverSimulation {
     this.pauseRandom = new SimRandom(mixSeed(options.seed ^ 0xc11e7));
     this.frozenRandom = new SimRandom(mixSeed(options.seed ^ 0xf203e));
     this.sledCutRandom = new SimRandom(mixSeed(options.seed ^ 0x5c07));
+    this.oneWayRandom = new SimRandom(mixSeed(options.seed ^ 0x0e3a7));
     this.sessionRandom = new SimRandom(mixSeed(options.seed ^ 0x5e551));
     this.lateConfigureRandom = new SimRandom(mixSeed(options.seed ^ 0x1a7e));
     this.staleRandom = new SimRandom(mixSeed(options.seed ^ 0x57a1e));
@@ -1864,6 +1895,7 @@ export class FailoverSimulation {
       node.cut = undefined;
       if (!node.up) await this.startNode(node);
     }
+    this.oneWayCuts = [];
     for (const sled of this.sledDownUntil.keys()) {
       // A lost store stays down until it is out (copies there count as lost), as drawn.
       const lostUntil = this.lostSleds.has(sled)
@@ -2021,6 +2053,9 @@ export class FailoverSimulation {
     for (const node of this.nodes) {
       if (node.cut !== undefined && node.cut.untilTick <= this.tickNow) node.cut = undefined;
     }
+    if (this.oneWayCuts.length > 0) {
+      this.oneWayCuts = this.oneWayCuts.filter((cut) => cut.untilTick > this.tickNow);
+    }
     // Faults that began or ended above count from this tick, for what it delivers too
     // (a reply held by the clients' pause and read as it ends).
     this.noteFaultState();
@@ -2074,6 +2109,7 @@ export class FailoverSimulation {
         node.pausedUntilTick > this.tickNow ||
         node.cut !== undefined ||
         node.sledsCutUntilTick > this.tickNow ||
+        this.oneWayCuts.some((cut) => cut.owner === node.id) ||
         node.diskHungUntilTick > this.tickNow ||
         this.journalFaulty(node) ||
         this.onLostDisk(node),
@@ -2287,6 +2323,43 @@ export class FailoverSimulation {
       }
     }
     this.injectSledCuts();
+    this.injectOneWayCuts();
+  }
+
+  /**
+   * Now and then (oneWayCutRate) a running head node with no fault and one other end stop
+   * hearing each other one way, or both ways while every other path works (see there).
+   */
+  private injectOneWayCuts(): void {
+    const options = this.options;
+    if (options.oneWayCutRate <= 0) return;
+    const random = this.oneWayRandom;
+    if (!random.chance(options.oneWayCutRate)) return;
+    if (this.faultyNodes() >= options.faultyNodesMax) return;
+    const candidates = this.nodes.filter((node) => this.running(node) && node.cut === undefined);
+    if (candidates.length === 0) return;
+    const owner = candidates[random.integer(0, candidates.length - 1)]!.id;
+    const others = [
+      ...this.nodes.filter((node) => node.id !== owner).map((node) => node.id),
+      "coordinator",
+      "client",
+    ];
+    const other = others[random.integer(0, others.length - 1)]!;
+    const untilTick = this.tickNow + random.integer(10, options.oneWayCutTicksMax);
+    const way = random.integer(0, 2);
+    if (way !== 1) this.oneWayCuts.push({ from: owner, to: other, owner, untilTick });
+    if (way !== 0) this.oneWayCuts.push({ from: other, to: owner, owner, untilTick });
+    this.stats.oneWayCuts++;
+    if (way === 2) this.stats.pairCuts++;
+  }
+
+  /** Whether a one-way cut stands between the clients and `nodeId`, either way. */
+  private clientsCutFrom(nodeId: string): boolean {
+    return this.oneWayCuts.some(
+      (cut) =>
+        (cut.from === "client" && cut.to === nodeId) ||
+        (cut.from === nodeId && cut.to === "client"),
+    );
   }
 
   /** Now and then a head node is cut from every sled (sledCutRate), one at a time. */
@@ -2731,6 +2804,10 @@ export class FailoverSimulation {
       node.pausedUntilTick > this.tickNow ? "paused" : "",
       node.cut?.kind ?? "",
       node.sledsCutUntilTick > this.tickNow ? "sleds-cut" : "",
+      this.oneWayCuts
+        .filter((cut) => cut.owner === node.id)
+        .map((cut) => `${cut.from}>${cut.to}`)
+        .join("+"),
       node.diskHungUntilTick > this.tickNow ? "hung" : "",
       this.journalFaulty(node) ? "journal" : "",
       this.onLostDisk(node) ? "lost" : "",
@@ -2755,6 +2832,7 @@ export class FailoverSimulation {
   private healthyVoter(partition: number, record: PartitionRecord, voter: string): boolean {
     const node = this.node(voter);
     if (!this.running(node) || node.cut !== undefined) return false;
+    if (this.oneWayCuts.some((cut) => cut.owner === voter)) return false;
     if (node.diskHungUntilTick > this.tickNow) return false;
     const disk = record.disks?.[voter];
     if (disk !== undefined && disk !== node.disk) return false;
@@ -2785,6 +2863,8 @@ export class FailoverSimulation {
     for (const [partition, { record }] of this.records) {
       const entry = this.availabilityOf(partition);
       if (!this.hasHealthyVoter(partition, record)) entry.noVoterTick = this.tickNow;
+      // Its primary and the clients cut apart: nothing tells the coordinator (R3).
+      if (this.clientsCutFrom(record.primary)) entry.noVoterTick = this.tickNow;
       if (entry.waitingSinceTick === undefined) continue;
       const from = this.waitCountsFrom(entry);
       if (this.tickNow - from <= this.availabilityTicksMax) continue;
@@ -4381,6 +4461,7 @@ export class FailoverSimulation {
 
   /** Whether a message can pass from `from` to `to` now ("coordinator" and "client" are ends too). */
   private linked(from: string, to: string): boolean {
+    for (const cut of this.oneWayCuts) if (cut.from === from && cut.to === to) return false;
     const nodeEnd = (id: string) => this.nodes.find((node) => node.id === id);
     const a = nodeEnd(from);
     const b = nodeEnd(to);
