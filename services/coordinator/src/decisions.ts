@@ -67,6 +67,7 @@ import { limits, type MessageOf } from "@ballast/protocol";
 import {
   configureOtherDiskRetryMs,
   configureVerifyMs,
+  flushStallNodesMemoryMs,
   primaryUnconfirmedMsMax,
 } from "./constants.ts";
 
@@ -151,6 +152,14 @@ export interface PartitionView {
    */
   liveSleds?: number;
   /**
+   * How many head nodes reported a primary whose flushes all fail within
+   * flushStallNodesMemoryMs, this partition's primary included. A flush-stalled primary
+   * is failed over only when its node is the only one: stalls on two or more mean the
+   * sleds fail everyone's writes, which no failover cures (each would drop a replica).
+   * Absent: one.
+   */
+  flushStalledNodes?: number;
+  /**
    * Until when the current primary may still hold a read lease, on the leader's
    * monotonic clock, including the drift margin and leases a previous leader may have
    * granted. A primary is never replaced before this.
@@ -227,6 +236,22 @@ export function unconfirmedSince(
   }
   const same = previous?.epoch === record.epoch && previous.primary === record.primary;
   return { ...about, sinceMs: (same ? previous.sinceMs : undefined) ?? nowMs };
+}
+
+/**
+ * How many head nodes reported a primary whose flushes all fail within
+ * flushStallNodesMemoryMs of `nowMs` (`stalls`: node → when it last did, kept by the
+ * reconciler and the simulator), forgetting older ones: `flushStalledNodes` of the view.
+ */
+export function flushStalledNodes(
+  stalls: Map<string, number>,
+  nowMs: number,
+  memoryMs = flushStallNodesMemoryMs,
+): number {
+  for (const [node, atMs] of stalls) {
+    if (nowMs - atMs > memoryMs) stalls.delete(node);
+  }
+  return stalls.size;
 }
 
 export type PartitionDecision =
@@ -379,9 +404,10 @@ function decideMembership(record: PartitionRecord, view: Seen): PartitionDecisio
   // fail over as if its node were dead. So does one whose own journal has kept writes
   // waiting past the stall bound (a disk that hangs without failing): it acknowledges
   // nothing, and no follower can report that stall. So does one whose flushes have all
-  // failed for as long while enough sleds are alive (`flushStalledMs`, `liveSleds`): it
-  // cannot reach them, its journal is never released, and writes will wait on it for as
-  // long as the cut lasts, while a secondary may reach them. So does one that has neither
+  // failed for as long while enough sleds are alive (`flushStalledMs`, `liveSleds`) and
+  // no other node's have lately (`flushStalledNodes`): it cannot reach them, its journal
+  // is never released, and writes will wait on it for as long as the cut lasts, while a
+  // secondary may reach them. So does one that has neither
   // acknowledged the record's epoch nor reported in it for primaryUnconfirmedMsMax (its
   // configure hangs: see "Unconfirmed primaries"). Where no secondary can take over,
   // nothing changes: it may yet recover.
@@ -389,7 +415,8 @@ function decideMembership(record: PartitionRecord, view: Seen): PartitionDecisio
   const primaryStalled = (current?.stalledMs ?? 0) >= primaryStallMsMax;
   const primaryCutFromSleds =
     (current?.flushStalledMs ?? 0) >= primaryStallMsMax &&
-    (view.liveSleds ?? 0) >= limits.chunkCopies;
+    (view.liveSleds ?? 0) >= limits.chunkCopies &&
+    (view.flushStalledNodes ?? 1) <= 1;
   const unconfirmedMs =
     current === undefined && view.primaryUnconfirmedSinceMs !== undefined
       ? view.nowMs - view.primaryUnconfirmedSinceMs

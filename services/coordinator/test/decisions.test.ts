@@ -3,11 +3,12 @@
 
 import { limits } from "@ballast/protocol";
 import { describe, expect, test } from "vitest";
-import { primaryUnconfirmedMsMax } from "../src/constants.ts";
+import { flushStallNodesMemoryMs, primaryUnconfirmedMsMax } from "../src/constants.ts";
 import {
   decidePartition,
   failingOver,
   failsOver,
+  flushStalledNodes,
   mayGrantLease,
   outOfStep,
   type PartitionRecord,
@@ -753,6 +754,27 @@ describe("a primary cut from sleds the leader sees alive (review-reach R1)", () 
         kind: "keep",
       });
     }
+  });
+
+  test("stays while another head node's flushes failed lately: the sleds fail everyone's writes", () => {
+    // A cascade otherwise: each promoted secondary stalls in turn and each failover drops
+    // a replica, down to one, while the sleds (a read-only device, say) cure nothing.
+    const decision = decidePartition(
+      base,
+      view(base, { liveSleds: 3, flushStalledNodes: 2, report: cut(60_000) }),
+    );
+    expect(decision).toEqual({ kind: "keep" });
+  });
+
+  test("flushStalledNodes counts the nodes heard within the memory and forgets the rest", () => {
+    const stalls = new Map([
+      ["head-1", 100_000],
+      ["head-2", 100_000 - flushStallNodesMemoryMs],
+      ["head-3", 100_000 - flushStallNodesMemoryMs - 1],
+    ]);
+    expect(flushStalledNodes(stalls, 100_000)).toBe(2);
+    expect([...stalls.keys()]).toEqual(["head-1", "head-2"]);
+    expect(flushStalledNodes(stalls, 100_000, 0)).toBe(1);
   });
 
   test("with no secondary to take over, it stays, shown unavailable with the reason", () => {

@@ -129,6 +129,7 @@
 import {
   decidePartition,
   failingOver,
+  flushStalledNodes,
   knowsSleds,
   membersOf,
   otherDiskBackoff,
@@ -1732,6 +1733,8 @@ export class FailoverSimulation {
    * (reconciler.ts `unconfirmed`): neither acknowledged its configure nor reported in it.
    */
   private readonly unconfirmed = new Map<number, Unconfirmed>();
+  /** As the reconciler: when each node last reported a primary whose flushes all fail. */
+  private readonly flushStalls = new Map<string, number>();
   /** Per partition, live nodes dropped from it and until when to avoid re-adding them. */
   private readonly dropped = new Map<number, Map<string, number>>();
   /**
@@ -3966,6 +3969,8 @@ export class FailoverSimulation {
         );
         if (unconfirmed.sinceMs === undefined) this.unconfirmed.delete(partition);
         else this.unconfirmed.set(partition, unconfirmed);
+        const stalled = this.leases.reportOf(record, this.nowMs())?.flushStalledMs ?? 0;
+        if (stalled >= limits.primaryStallMsMax) this.flushStalls.set(record.primary, this.nowMs());
         const view: PartitionView = {
           nowMs: this.nowMs(),
           alive,
@@ -3979,6 +3984,10 @@ export class FailoverSimulation {
           replicaCount: this.options.partitions[partition]!,
           ...(report === undefined ? {} : { report }),
           liveSleds: this.liveSleds().length,
+          // A memory of 15 s (150 ticks): past a lease and a stall bound, as the leader's
+          // 30 s is, but short enough that a second node cut within it still fails over
+          // within the availability bound.
+          flushStalledNodes: flushStalledNodes(this.flushStalls, this.nowMs(), 15_000),
           leaseUntilMs: this.leases.leaseUntilMs(record),
           learnersSinceMs: new Map([...since].map(([node, value]) => [node, value.ms])),
           learnerCatchUpMsMax: this.options.learnerCatchUpMs,
