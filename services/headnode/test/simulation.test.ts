@@ -754,7 +754,7 @@ test(
     // check sees the primary stay. The simulator's reports often go whole, which tells the
     // coordinator anyway (see clientPauseChance): 5 of seeds 1 to 200 (the first at 45);
     // with a long hang and a pause in every run, as here, 5 of seeds 1 to 60 (the first at
-    // 12) until 2c0e2e6 (releases at a tick: every run's draws moved), 4 of seeds 1 to 80
+    // 12) until e0debba (releases at a tick: every run's draws moved), 4 of seeds 1 to 80
     // since (44, 45, 63, 78).
     const everyRun: Overrides = { longDiskHangChance: 1, clientPauseChance: 1 };
     const caught = await firstCaught(
@@ -803,7 +803,8 @@ describe("the checkers catch a retire that waits for its handlers before it clos
     // retry (at once before, 20 ticks later since) was the first draw that differed from
     // the shared generator; its cut of head-1 (ticks 365 to 478) was never drawn after.
     // As many runs met a retire holding requests either way (14 and 16 of seeds 1 to 150).
-    // Since 2c0e2e6 (releases at a tick) moved every run's draws: seed 30, alone of 1 to 150.
+    // Since e0debba and 6a5e9c8 (releases at a tick, flush stalls in reports) moved every
+    // run's draws: seed 30, alone of 1 to 150.
     [
       "3 head nodes, a woken primary re-added as a learner",
       { nodes: 3, partitions: [3, 2], recreateChance: 0 },
@@ -839,7 +840,7 @@ test(
     // Session 9's gap: with configures that wait on a hung disk (configuresWaitOnHungDisk),
     // a long hang on a new primary's node leaves it hosting nothing, so it reports neither
     // failure nor stall; the coordinator before primaryUnconfirmedSinceMs kept it while a
-    // healthy secondary waited (4 of seeds 1 to 500: 49, 131, 200, 209; since 2c0e2e6
+    // healthy secondary waited (4 of seeds 1 to 500: 49, 131, 200, 209; since e0debba
     // moved every run's draws, 49 alone of 1 to 400).
     const caught = await firstCaught("keep-unconfirmed-primary", ["available"], {}, 60);
     expect(caught).toBeDefined();
@@ -877,7 +878,7 @@ test(
 test(
   "the checkers catch a head node that rebuilds a restarted voter on a late learner configure",
   async () => {
-    // Since 2c0e2e6 (releases at a tick) moved every run's draws, the sabotage still
+    // Since e0debba (releases at a tick) moved every run's draws, the sabotage still
     // breaks 12 of seeds 1 to 30, but mostly as a voter left empty that the settle check
     // sees; by lost or diverging writes, seeds 31 and 96 of 31 to 120.
     const caught = await firstCaught(
@@ -921,7 +922,7 @@ describe("the checkers catch a failed replica given a session it or another life
     // leaves it unhosted, and the configure sent again opens it in the node's session,
     // its failed life's, in the same epoch. Journals fail often here and every take
     // fails while loaded, so that failed primaries are configured again in their epoch
-    // (6 of seeds 1 to 30, the first at 3; since 2c0e2e6 moved every run's draws, the
+    // (6 of seeds 1 to 30, the first at 3; since e0debba moved every run's draws, the
     // first at 11, then 17 and 18). What it breaks shows too: with journalFailRate 0.02,
     // seed 22 also commits two different notes at one op (agreement).
     [
