@@ -166,6 +166,18 @@ export const configureDeadlineMs = 2000;
  */
 export const primaryUnconfirmedMsMax = 20_000;
 
+/**
+ * How long the leader remembers that a head node reported a primary whose flushes all
+ * fail (`flushStalledMs`). A primary so stalled is failed over only while no other head
+ * node has reported one within this (decisions.ts `flushStalledNodes`): one node cut from
+ * the sleds is cured by a failover, but stalls on two nodes mean the sleds fail writes
+ * for everyone (a read-only device, say), and each failover would only drop a replica:
+ * the promoted secondary stalls in turn. Past a lease wait (3 s and its margin) and a
+ * stall bound (6 s) with room to spare, so that the promoted node's stall is seen before
+ * it too is failed over; a second node cut alone within it waits that much longer.
+ */
+export const flushStallNodesMemoryMs = 30_000;
+
 /** Configure requests outstanding at once, over every head node and partition. */
 export const configuresInflightMax = 1024;
 

@@ -67,6 +67,7 @@ import { limits, type MessageOf } from "@ballast/protocol";
 import {
   configureOtherDiskRetryMs,
   configureVerifyMs,
+  flushStallNodesMemoryMs,
   primaryUnconfirmedMsMax,
 } from "./constants.ts";
 
@@ -144,6 +145,21 @@ export interface PartitionView {
   /** The newest report of this partition from its primary, if any. */
   report?: Report;
   /**
+   * How many sleds are alive by membership. A primary whose flushes keep failing for
+   * want of sleds (`flushStalledMs`) is failed over only while at least chunkCopies are:
+   * then the cut is between it and them, and a secondary may reach them; with fewer, no
+   * primary could flush, and a failover would only cost a replica. Absent: none counted.
+   */
+  liveSleds?: number;
+  /**
+   * How many head nodes reported a primary whose flushes all fail within
+   * flushStallNodesMemoryMs, this partition's primary included. A flush-stalled primary
+   * is failed over only when its node is the only one: stalls on two or more mean the
+   * sleds fail everyone's writes, which no failover cures (each would drop a replica).
+   * Absent: one.
+   */
+  flushStalledNodes?: number;
+  /**
    * Until when the current primary may still hold a read lease, on the leader's
    * monotonic clock, including the drift margin and leases a previous leader may have
    * granted. A primary is never replaced before this.
@@ -220,6 +236,22 @@ export function unconfirmedSince(
   }
   const same = previous?.epoch === record.epoch && previous.primary === record.primary;
   return { ...about, sinceMs: (same ? previous.sinceMs : undefined) ?? nowMs };
+}
+
+/**
+ * How many head nodes reported a primary whose flushes all fail within
+ * flushStallNodesMemoryMs of `nowMs` (`stalls`: node → when it last did, kept by the
+ * reconciler and the simulator), forgetting older ones: `flushStalledNodes` of the view.
+ */
+export function flushStalledNodes(
+  stalls: Map<string, number>,
+  nowMs: number,
+  memoryMs = flushStallNodesMemoryMs,
+): number {
+  for (const [node, atMs] of stalls) {
+    if (nowMs - atMs > memoryMs) stalls.delete(node);
+  }
+  return stalls.size;
 }
 
 export type PartitionDecision =
@@ -371,12 +403,20 @@ function decideMembership(record: PartitionRecord, view: Seen): PartitionDecisio
   // A primary that reports itself failed (its journal could not write) serves nothing:
   // fail over as if its node were dead. So does one whose own journal has kept writes
   // waiting past the stall bound (a disk that hangs without failing): it acknowledges
-  // nothing, and no follower can report that stall. So does one that has neither
+  // nothing, and no follower can report that stall. So does one whose flushes have all
+  // failed for as long while enough sleds are alive (`flushStalledMs`, `liveSleds`) and
+  // no other node's have lately (`flushStalledNodes`): it cannot reach them, its journal
+  // is never released, and writes will wait on it for as long as the cut lasts, while a
+  // secondary may reach them. So does one that has neither
   // acknowledged the record's epoch nor reported in it for primaryUnconfirmedMsMax (its
   // configure hangs: see "Unconfirmed primaries"). Where no secondary can take over,
   // nothing changes: it may yet recover.
   const current = currentReport(record, view.report);
   const primaryStalled = (current?.stalledMs ?? 0) >= primaryStallMsMax;
+  const primaryCutFromSleds =
+    (current?.flushStalledMs ?? 0) >= primaryStallMsMax &&
+    (view.liveSleds ?? 0) >= limits.chunkCopies &&
+    (view.flushStalledNodes ?? 1) <= 1;
   const unconfirmedMs =
     current === undefined && view.primaryUnconfirmedSinceMs !== undefined
       ? view.nowMs - view.primaryUnconfirmedSinceMs
@@ -384,19 +424,22 @@ function decideMembership(record: PartitionRecord, view: Seen): PartitionDecisio
   const primaryUnconfirmed =
     view.alive.has(record.primary) &&
     unconfirmedMs >= (view.primaryUnconfirmedMsMax ?? primaryUnconfirmedMsMax);
-  const primaryFailed = current?.failed === true || primaryStalled || primaryUnconfirmed;
+  const primaryFailed =
+    current?.failed === true || primaryStalled || primaryCutFromSleds || primaryUnconfirmed;
   const alive = primaryFailed
     ? new Set([...view.alive].filter((node) => node !== record.primary))
     : view.alive;
   const primaryGone = primaryStalled
     ? `has kept writes waiting on its own journal for ${current?.stalledMs} ms`
-    : primaryUnconfirmed
-      ? `has neither acknowledged nor reported epoch ${record.epoch} for ${Math.floor(unconfirmedMs)} ms (its configure hangs)`
-      : primaryFailed
-        ? "has failed"
-        : view.lost.includes(record.primary)
-          ? lostWhy(record, record.primary)
-          : "is dead";
+    : primaryCutFromSleds
+      ? `has failed every flush for ${primaryStallMsMax} ms or more while ${view.liveSleds} sleds are alive (it cannot reach them, so its journal cannot be released)`
+      : primaryUnconfirmed
+        ? `has neither acknowledged nor reported epoch ${record.epoch} for ${Math.floor(unconfirmedMs)} ms (its configure hangs)`
+        : primaryFailed
+          ? "has failed"
+          : view.lost.includes(record.primary)
+            ? lostWhy(record, record.primary)
+            : "is dead";
   // A stall is a wait of the live primary's commits; once the primary is dead it says
   // nothing (a stalled follower still holds every acknowledged write: none committed
   // without it), so it must not keep a secondary from being promoted.

@@ -638,6 +638,7 @@ function needsAction(entry: Report): boolean {
   return (
     entry.failed === true ||
     (entry.stalledMs ?? 0) >= limits.primaryStallMsMax ||
+    (entry.flushStalledMs ?? 0) >= limits.primaryStallMsMax ||
     entry.followers.some(
       (follower) =>
         (follower.stalledMs ?? 0) >= limits.commitStallMsMax || follower.needsRebuild === true,

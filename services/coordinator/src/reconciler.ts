@@ -52,6 +52,7 @@
 // Ticks that come while a round runs start nothing. The load (placement.ts) is counted
 // once per round, as before, not once per slice.
 
+import { limits } from "@ballast/protocol";
 import type { Logger } from "@ballast/runtime";
 import {
   type Catalogue,
@@ -74,6 +75,7 @@ import {
 } from "./constants.ts";
 import {
   decidePartition,
+  flushStalledNodes,
   type Load,
   membersOf,
   type PartitionRecord,
@@ -307,6 +309,11 @@ export class Reconciler {
    * and its clock kept, every round.
    */
   private unconfirmed = new Map<string, Unconfirmed>();
+  /**
+   * When each head node last reported a primary whose flushes all fail, within this
+   * leadership (decisions.ts `flushStalledNodes`, flushStallNodesMemoryMs).
+   */
+  private flushStalls = new Map<string, number>();
   /** Partitions the round under way has still to decide: 0 when none is under way. */
   private roundLeft = 0;
   /** The load of the round under way, counted when a step first needs it. */
@@ -400,6 +407,7 @@ export class Reconciler {
       fresh = true;
       this.settled = new Map();
       this.unconfirmed = new Map();
+      this.flushStalls = new Map();
       this.settledTenure = tenure;
       this.due = new DueHeap();
       this.pending = new Set(tenure.records.keys());
@@ -583,6 +591,9 @@ export class Reconciler {
     // Confirmed: nothing to remember (the next lapse is timed from when it is seen).
     if (unconfirmed.sinceMs === undefined) this.unconfirmed.delete(key);
     else this.unconfirmed.set(key, unconfirmed);
+    if ((report?.flushStalledMs ?? 0) >= limits.primaryStallMsMax) {
+      this.flushStalls.set(record.primary, nowMs);
+    }
     const decision = decidePartition(record, {
       failed,
       unopened: tenure.leases.unopenedMembers(record),
@@ -594,6 +605,8 @@ export class Reconciler {
       load: loadNow(),
       replicaCount: volume.replicaCount,
       report,
+      liveSleds: sleds.length,
+      flushStalledNodes: flushStalledNodes(this.flushStalls, nowMs),
       leaseUntilMs: tenure.leases.leaseUntilMs(record),
       learnersSinceMs: learnersSince(tenure, record, nowMs),
       learnerCatchUpMsMax,

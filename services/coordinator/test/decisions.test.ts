@@ -3,11 +3,12 @@
 
 import { limits } from "@ballast/protocol";
 import { describe, expect, test } from "vitest";
-import { primaryUnconfirmedMsMax } from "../src/constants.ts";
+import { flushStallNodesMemoryMs, primaryUnconfirmedMsMax } from "../src/constants.ts";
 import {
   decidePartition,
   failingOver,
   failsOver,
+  flushStalledNodes,
   mayGrantLease,
   outOfStep,
   type PartitionRecord,
@@ -715,6 +716,75 @@ describe("a primary whose own journal hangs", () => {
     expect(
       decidePartition(alone, view(alone, { report: report(alone, { stalledMs: 10_000 }) })),
     ).toMatchObject({ kind: "unavailable" });
+  });
+});
+
+describe("a primary cut from sleds the leader sees alive (review-reach R1)", () => {
+  // Its flushes all fail for want of sleds it can reach: its journal is never released,
+  // and once full every write waits and times out for as long as the cut lasts. Before,
+  // nothing reported it and the leader kept it while its secondary, which holds every
+  // acknowledged write and may reach the sleds, stood by.
+  const cut = (flushStalledMs: number) => report(base, { flushStalledMs });
+
+  test("is replaced by its secondary once its flushes have failed for primaryStallMsMax, after its lease", () => {
+    const sleds = { liveSleds: 3 };
+    expect(
+      decidePartition(base, view(base, { ...sleds, report: cut(limits.primaryStallMsMax - 1) })),
+    ).toEqual({ kind: "keep" });
+    expect(
+      decidePartition(
+        base,
+        view(base, { ...sleds, report: cut(limits.primaryStallMsMax), leaseUntilMs: 200_000 }),
+      ),
+    ).toMatchObject({ kind: "wait" });
+    const decision = decidePartition(
+      base,
+      view(base, { ...sleds, report: cut(limits.primaryStallMsMax) }),
+    );
+    expect(decision).toMatchObject({
+      kind: "update",
+      record: { epoch: 5, primary: "head-2", secondaries: [] },
+    });
+    if (decision.kind === "update") expect(decision.reason).toMatch(/cannot reach them/);
+  });
+
+  test("stays while fewer than chunkCopies sleds are alive: no primary could flush then", () => {
+    for (const liveSleds of [undefined, 0, limits.chunkCopies - 1]) {
+      expect(decidePartition(base, view(base, { liveSleds, report: cut(60_000) }))).toEqual({
+        kind: "keep",
+      });
+    }
+  });
+
+  test("stays while another head node's flushes failed lately: the sleds fail everyone's writes", () => {
+    // A cascade otherwise: each promoted secondary stalls in turn and each failover drops
+    // a replica, down to one, while the sleds (a read-only device, say) cure nothing.
+    const decision = decidePartition(
+      base,
+      view(base, { liveSleds: 3, flushStalledNodes: 2, report: cut(60_000) }),
+    );
+    expect(decision).toEqual({ kind: "keep" });
+  });
+
+  test("flushStalledNodes counts the nodes heard within the memory and forgets the rest", () => {
+    const stalls = new Map([
+      ["head-1", 100_000],
+      ["head-2", 100_000 - flushStallNodesMemoryMs],
+      ["head-3", 100_000 - flushStallNodesMemoryMs - 1],
+    ]);
+    expect(flushStalledNodes(stalls, 100_000)).toBe(2);
+    expect([...stalls.keys()]).toEqual(["head-1", "head-2"]);
+    expect(flushStalledNodes(stalls, 100_000, 0)).toBe(1);
+  });
+
+  test("with no secondary to take over, it stays, shown unavailable with the reason", () => {
+    const alone: PartitionRecord = { ...base, secondaries: [] };
+    const decision = decidePartition(
+      alone,
+      view(alone, { liveSleds: 3, report: report(alone, { flushStalledMs: 60_000 }) }),
+    );
+    expect(decision).toMatchObject({ kind: "unavailable" });
+    if (decision.kind === "unavailable") expect(decision.reason).toMatch(/every flush/);
   });
 });
 

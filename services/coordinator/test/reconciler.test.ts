@@ -74,13 +74,15 @@ function setup(
   hung: ReadonlySet<string> = new Set(),
   /** Partitions whose configures are not sent (they wait for a slot). */
   held: ReadonlySet<number> = new Set(),
+  sleds: readonly string[] = ["sled-1"],
+  records: (partition: number) => PartitionRecord = record,
 ) {
   const tenure: Tenure = newTenure({ term: 1, tenure: 1 }, 0);
   tenure.ready = true;
   tenure.refreshing = true; // no catalogue reads in these tests
   tenure.volumes.set("vol", volume);
   for (const partition of [0, 1, 2]) {
-    const value = record(partition);
+    const value = records(partition);
     tenure.records.set(partitionKey(value), { value, revision: partition + 1 });
   }
   const alive = new Set(["head-1", "head-2"]);
@@ -122,7 +124,7 @@ function setup(
     heartbeats: {
       listening: () => false,
       aliveHeadNodes: () => new Set(alive),
-      aliveSleds: () => ["sled-1"],
+      aliveSleds: () => [...sleds],
       headNodeDisks: () => new Map(),
     },
     configurer,
@@ -973,6 +975,77 @@ describe("Reconciler: a primary that never takes the record's epoch", () => {
     for (const next of updates) {
       expect(next).toMatchObject({ epoch: 2, primary: "head-2", secondaries: [] });
     }
+  });
+});
+
+describe("Reconciler: a primary cut from the sleds (review-reach R1)", () => {
+  beforeEach(() => {
+    clockMs = 1000;
+    vi.spyOn(globalThis.performance, "now").mockImplementation(() => clockMs);
+  });
+  afterEach(() => vi.restoreAllMocks());
+
+  /** Partition 1 led by head-2 (head-1 its secondary), the others by head-1. */
+  const split = (partition: number) =>
+    partition === 1 ? record(1, { primary: "head-2", secondaries: ["head-1"] }) : record(partition);
+  const stalled = (partition: number): Report => ({
+    ...report(partition, 5),
+    flushStalledMs: 60_000,
+  });
+
+  /** Runs rounds for `ms`, each node reporting `reports(node)` every 500 ms. */
+  async function run(
+    sleds: readonly string[],
+    reports: (node: string) => Report[],
+    ms = 20_000,
+  ): Promise<PartitionRecord[]> {
+    const updates: PartitionRecord[] = [];
+    const catalogue = {
+      updatePartition: (next: PartitionRecord) => {
+        updates.push(next);
+        return Promise.resolve({ applied: true, revision: 100 });
+      },
+    };
+    const { tenure, alive, round } = setup(catalogue, new Set(), new Set(), sleds, split);
+    clockMs = 500_000;
+    const endMs = clockMs + ms;
+    while (clockMs < endMs) {
+      for (const node of alive) {
+        tenure.leases.onNodeReport(
+          { node, primaries: reports(node) },
+          (_, partition) => split(partition),
+          new Set(alive),
+          clockMs,
+        );
+      }
+      round();
+      await new Promise((resolve) => setImmediate(resolve));
+      clockMs += 500;
+    }
+    return updates;
+  }
+
+  it("fails its partition over to the secondary once its flushes have all failed, with sleds alive", async () => {
+    const updates = await run(["sled-1", "sled-2", "sled-3"], (node) =>
+      node === "head-1" ? [stalled(0), report(2, 5)] : [{ ...report(1, 5), followers: [] }],
+    );
+    // (The fake catalogue keeps the old record, so the update is decided again.)
+    const changed = new Set(updates.map((next) => `${next.partition} to ${next.primary}`));
+    expect([...changed]).toEqual(["0 to head-2"]);
+  });
+
+  it("keeps it with fewer than two sleds alive: no primary could flush", async () => {
+    const updates = await run(["sled-1"], (node) =>
+      node === "head-1" ? [stalled(0), report(2, 5)] : [{ ...report(1, 5), followers: [] }],
+    );
+    expect(updates).toEqual([]);
+  });
+
+  it("keeps both when two head nodes report flushes failing: the sleds fail everyone", async () => {
+    const updates = await run(["sled-1", "sled-2", "sled-3"], (node) =>
+      node === "head-1" ? [stalled(0), report(2, 5)] : [{ ...stalled(1), followers: [] }],
+    );
+    expect(updates).toEqual([]);
   });
 });
 

@@ -52,6 +52,7 @@ export type ReportedCore = Pick<
   | "tailCommitted"
   | "followers"
   | "ownStalledTicks"
+  | "flushStalledTicks"
   | "spaceUsage"
   | "metadata"
 >;
@@ -140,6 +141,8 @@ export function primaryReportOf(
   }
   const stalledTicks = core.ownStalledTicks();
   if (stalledTicks !== 0) entry.stalledMs = stalledTicks * context.tickMs;
+  const flushStalledTicks = core.flushStalledTicks();
+  if (flushStalledTicks !== 0) entry.flushStalledMs = flushStalledTicks * context.tickMs;
   return entry;
 }
 

@@ -83,6 +83,7 @@ export function sameEntry(a: PrimaryReport, b: PrimaryReport): boolean {
     a.tailCommitted !== b.tailCommitted ||
     a.failed !== b.failed ||
     a.stalledMs !== b.stalledMs ||
+    a.flushStalledMs !== b.flushStalledMs ||
     a.chunkBytes !== b.chunkBytes ||
     a.liveBytes !== b.liveBytes ||
     !sameSnapshotBytes(a.snapshotBytes, b.snapshotBytes) ||
@@ -109,6 +110,7 @@ function needsAction(entry: PrimaryReport): boolean {
   return (
     entry.failed === true ||
     entry.stalledMs !== undefined ||
+    entry.flushStalledMs !== undefined ||
     entry.followers.some((f) => f.stalledMs !== undefined || f.needsRebuild === true)
   );
 }

@@ -100,6 +100,39 @@ describe("a primary's entry", () => {
     expect(primaryReportOf(primary, address, false, context)?.stalledMs).toBe(3 * 20);
   });
 
+  test("says its flushes have all failed once that reaches the core's limit (review-reach R1)", () => {
+    const primary = new Replica(
+      {
+        nodeId: "head-1",
+        volume: "vol",
+        partition: 2,
+        partitionStart: 0,
+        partitionBytes,
+        session: 9,
+      },
+      { notes: [] },
+      { primaryStallTicks: 3, flushBytesThreshold: 1, flushRetryTicks: 1 },
+    );
+    primary.configure({ epoch: 4, primary: "head-1", secondaries: [] });
+    primary.onClientRequest({
+      kind: "write",
+      requestId: 1,
+      epoch: 4,
+      writes: [{ offset: 0, data: new Uint8Array(512).fill(1) }],
+    });
+    syncJournal(primary, primary.drainEffects());
+    const failEveryFlush = () => {
+      primary.tick();
+      for (const effect of primary.drainEffects()) {
+        if (effect.type === "chunk.write") primary.onChunkFailed(effect.chunkNumber);
+      }
+    };
+    for (let tick = 0; tick < 3; tick++) failEveryFlush();
+    expect(primaryReportOf(primary, address, false, context)).not.toHaveProperty("flushStalledMs");
+    failEveryFlush();
+    expect(primaryReportOf(primary, address, false, context)?.flushStalledMs).toBe(3 * 20);
+  });
+
   test("a follower on the wire carries a rebuild only when one is needed", () => {
     const follower = { node: "head-3", matchOpNum: 5, learner: true };
     expect(followerOnTheWire({ ...follower, needsRebuild: false }, 20)).toEqual(follower);

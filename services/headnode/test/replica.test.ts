@@ -1185,15 +1185,17 @@ describe("learners and release", () => {
     publishCheckpoint(primary, checkpoint!.opNum);
     expect(primary.releasedThroughOpNum).toBe(0); // the learner has matched nothing
     primary.onReplicationMessage(ack("head-2", 1, 1, { durableOpNum: 3 }));
-    primary.requestCheckpoint();
-    primary.tick();
-    const [second] = only(primary.drainEffects(), "checkpoint.write");
     for (let opNum = 1; opNum <= primary.lastOpNum; opNum++) {
       appended.push((primary as unknown as { log: Map<number, Note> }).log.get(opNum)!);
     }
+    primary.requestCheckpoint();
+    primary.tick();
+    const ticked = primary.drainEffects();
+    const [second] = only(ticked, "checkpoint.write");
+    // The learner now has what the first checkpoint covers: it goes at this tick.
+    const [release] = only(ticked, "journal.release");
     publishCheckpoint(primary, second!.opNum);
     expect(primary.releasedThroughOpNum).toBe(2);
-    const [release] = only(primary.drainEffects(), "journal.release");
     const journal = appended.filter((note) => note.opNum > release!.throughOpNum);
 
     const restarted = new Replica(
@@ -1213,6 +1215,33 @@ describe("learners and release", () => {
     publishCheckpoint(restarted, fresh!.opNum);
     for (let tick = 0; tick < 10; tick++) restarted.tick();
     expect(checkpoints()).toEqual([]);
+  });
+
+  test("notes a follower held back at the checkpoint go once it has them, with nothing flushed since", () => {
+    // Found by the failover simulator with sled cuts (review-reach): a checkpoint recorded
+    // just after an epoch change (every follower's match reset to 0 until it acknowledges)
+    // released nothing, and only the next checkpoint released anything. That needs newly
+    // flushed bytes, which need a write, which needs journal room: a full journal of
+    // flushed, recorded notes then kept every write waiting for good.
+    const primary = primaryWithCheckpoint({ learnerPinTicks: 1000 });
+    primary.onReplicationMessage(ack("head-2", 1, 1, { durableOpNum: 2 }));
+    primary.drainEffects();
+    // The learner becomes a voter in a new epoch: its match starts again from nothing.
+    primary.configure({ epoch: 2, primary: "head-1", secondaries: ["head-2"] });
+    primary.drainEffects();
+    expect(only(checkpointNow(primary), "journal.release")).toEqual([]);
+    expect(primary.releasedThroughOpNum).toBe(0);
+    // It acknowledges what it holds: the recorded checkpoint's notes go at the next tick.
+    primary.onReplicationMessage(ack("head-2", 2, 1, { durableOpNum: 2 }));
+    primary.drainEffects();
+    primary.tick();
+    expect(only(primary.drainEffects(), "journal.release")).toEqual([
+      { type: "journal.release", throughOpNum: 1 },
+    ]);
+    expect(primary.releasedThroughOpNum).toBe(2);
+    // And no more than once.
+    for (let tick = 0; tick < 5; tick++) primary.tick();
+    expect(only(primary.drainEffects(), "journal.release")).toEqual([]);
   });
 
   test("a learner that is catching up holds the release until it has the notes", () => {
@@ -1337,6 +1366,71 @@ describe("full sleds", () => {
     flushAnswered(primary, "other");
     writeOne(primary, 10, 1, 5, 8192);
     expect(only(primary.drainEffects(), "reply.error")).toEqual([]);
+  });
+});
+
+describe("a primary cut from the sleds (review-reach R1)", () => {
+  /** A primary with committed data to flush whose every chunk write is answered `outcome`. */
+  function primaryFlushing(primaryStallTicks: number) {
+    const primary = new Replica(
+      identity("head-1", 1),
+      { notes: [] },
+      { flushBytesThreshold: 1, flushRetryTicks: 2, primaryStallTicks },
+    );
+    primary.configure({ epoch: 1, primary: "head-1", secondaries: ["head-2"] });
+    writeOne(primary, 1, 1, 1);
+    syncJournal(primary, primary.drainEffects());
+    primary.onReplicationMessage(ack("head-2", 1, 1, { durableOpNum: 1 }));
+    /** Ticks once; answers any chunk write it starts with `outcome`. */
+    const tick = (outcome: "no-space" | "other" | "ok") => {
+      primary.tick();
+      for (const chunk of only(primary.drainEffects(), "chunk.write")) {
+        if (outcome === "ok") primary.onChunkWritten(chunk.chunkNumber, ["sled-1", "sled-2"]);
+        else
+          primary.onChunkFailed(chunk.chunkNumber, outcome === "no-space" ? "no-space" : undefined);
+      }
+    };
+    return { primary, tick };
+  }
+
+  test("reports its flushes stalled once every chunk write has failed for primaryStallTicks", () => {
+    // Before, nothing counted this: the journal could never be released, and once full
+    // every write waited and timed out while its node reported a healthy primary.
+    const { primary, tick } = primaryFlushing(6);
+    expect(primary.flushStalledTicks()).toBe(0);
+    tick("other"); // the first failure starts the count
+    for (let ticks = 0; ticks < 5; ticks++) tick("other");
+    expect(primary.flushStalledTicks()).toBe(0);
+    tick("other");
+    expect(primary.flushStalledTicks()).toBe(6);
+    // Staying primary into a new epoch (its secondary dropped) keeps the count.
+    primary.configure({ epoch: 2, primary: "head-1", secondaries: [] });
+    tick("other");
+    expect(primary.flushStalledTicks()).toBe(7);
+    // A chunk written ends it.
+    for (let ticks = 0; ticks < 3; ticks++) tick("ok");
+    expect(primary.flushStalledTicks()).toBe(0);
+  });
+
+  test("full sleds are not a cut: they are answered NoSpace, and another primary would find them full", () => {
+    const { primary, tick } = primaryFlushing(2);
+    for (let ticks = 0; ticks < 10; ticks++) tick("no-space");
+    expect(primary.flushStalledTicks()).toBe(0);
+    // A failure of another kind after them counts from itself.
+    tick("other");
+    tick("other");
+    tick("other");
+    expect(primary.flushStalledTicks()).toBeGreaterThanOrEqual(2);
+  });
+
+  test("a replica that stops being primary reports nothing, and counts afresh as primary again", () => {
+    const { primary, tick } = primaryFlushing(2);
+    for (let ticks = 0; ticks < 5; ticks++) tick("other");
+    expect(primary.flushStalledTicks()).toBeGreaterThanOrEqual(2);
+    primary.configure({ epoch: 2, primary: "head-2", secondaries: ["head-1"] });
+    expect(primary.flushStalledTicks()).toBe(0);
+    primary.configure({ epoch: 3, primary: "head-1", secondaries: ["head-2"] });
+    expect(primary.flushStalledTicks()).toBe(0);
   });
 });
 

@@ -404,6 +404,7 @@ describe("sameEntry tells apart entries that differ in any field the schema name
     ],
     failed: false,
     stalledMs: 2000,
+    flushStalledMs: 7000,
     chunkBytes: 8192,
     liveBytes: 4096,
     snapshotBytes: [{ snapshot: "s1", uniqueBytes: 4096 }],
@@ -463,6 +464,17 @@ test("a primary whose own journal stalls is reported, though nothing else change
   const first = state.next(primaries(calm));
   state.onAnswer(first, { leaseMs, granted: [], accepted: first.seq, held: 1, excluded: [] });
   const stalled = entry(0, { stalledMs: limits.primaryStallMsMax });
+  expect(state.next(primaries(stalled)).primaries).toEqual([stalled]);
+});
+
+test("a primary whose flushes all fail is reported, though nothing else changed (review-reach R1)", () => {
+  // Cut from the sleds with no write coming: only the entry's flush stall appears, and
+  // it must be sent (and count as an entry to act on when reports overflow).
+  const state = new ReportState();
+  const calm = entry(0);
+  const first = state.next(primaries(calm));
+  state.onAnswer(first, { leaseMs, granted: [], accepted: first.seq, held: 1, excluded: [] });
+  const stalled = entry(0, { flushStalledMs: limits.primaryStallMsMax });
   expect(state.next(primaries(stalled)).primaries).toEqual([stalled]);
 });
 

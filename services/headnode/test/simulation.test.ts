@@ -238,6 +238,68 @@ test(
   testBoundMs,
 );
 
+// Partial reachability (review-reach): a head node cut from every sled while the sleds
+// stay up for the other head nodes and the coordinator. Journals are bounded at 32 KiB
+// then, and the load runs 1,200 ticks, so that a cut primary fills its journal and a cut
+// outlasts the availability bound. Found with it: a checkpoint recorded while a follower
+// held the release back (its match reset by a new epoch) kept a full journal full for
+// good (seed 18 at these settings, before the tick's release). About 1.5 s a seed.
+const sledCuts: Overrides = { sledCutRate: 0.005, loadTicks: 1200 };
+
+test(
+  "head nodes cut from the sleds alone keep every invariant, their primaries failed over",
+  async () => {
+    const seeds = Math.ceil(seedsPerShape / 10);
+    let cuts = 0;
+    let failovers = 0;
+    for (let seed = 1; seed <= seeds; seed++) {
+      const result = await simulateFailover(seed, sledCuts);
+      expect(result.violations, summary(result, sledCuts)).toEqual([]);
+      cuts += result.stats.sledCuts;
+      failovers += result.stats.flushStallFailovers;
+    }
+    // Seeds 1 to 10: 15 cuts, 8 primaries replaced for flushes that all failed.
+    expect(cuts).toBeGreaterThan(seeds / 2);
+    expect(failovers).toBeGreaterThan(0);
+  },
+  testBoundMs,
+);
+
+// One-way and pairwise cuts (review-reach): a head node and one other end (a head node,
+// the coordinator, the clients) stop hearing each other one way or both, every other
+// path working: answers lost while requests are taken, acks lost while notes arrive.
+// Seeds 1 to 150 of each shape at this rate: no violation. About half a second a seed.
+const oneWayCuts: Overrides = { oneWayCutRate: 0.05, ...staleRequests };
+
+test(
+  "one-way and pairwise cuts keep every invariant",
+  async () => {
+    const seeds = Math.ceil(seedsPerShape / 10);
+    let cuts = 0;
+    let pairs = 0;
+    for (let seed = 1; seed <= seeds; seed++) {
+      const result = await simulateFailover(seed, oneWayCuts);
+      expect(result.violations, summary(result, oneWayCuts)).toEqual([]);
+      cuts += result.stats.oneWayCuts;
+      pairs += result.stats.pairCuts;
+    }
+    expect(cuts).toBeGreaterThan(seeds);
+    expect(pairs).toBeGreaterThan(seeds / 4);
+  },
+  testBoundMs,
+);
+
+// 6 of seeds 1 to 40 (the first 3): the cut must land on a primary early enough in the
+// load for its journal to fill and the bound to pass before the load ends.
+test(
+  "the checkers catch a primary cut from the sleds that is never replaced",
+  async () => {
+    const caught = await firstCaught("ignore-flush-stall", ["available"], sledCuts, 10);
+    expect(caught).toBeDefined();
+  },
+  testBoundMs,
+);
+
 // 45 of seeds 1 to 100 (the first 2) without the stale requests; 0 of 300 unsabotaged.
 test(
   "the checkers catch a copy list recorded before its copy is written",
@@ -691,9 +753,17 @@ test(
     // those that pause with a long hang (clientPauseChance) do not, and the stalled-primary
     // check sees the primary stay. The simulator's reports often go whole, which tells the
     // coordinator anyway (see clientPauseChance): 5 of seeds 1 to 200 (the first at 45);
-    // with a long hang and a pause in every run, as here, 5 of seeds 1 to 60 (the first at 12).
+    // with a long hang and a pause in every run, as here, 5 of seeds 1 to 60 (the first at
+    // 12) until e0debba (releases at a tick: every run's draws moved), 4 of seeds 1 to 80
+    // since (44, 45, 63, 78).
     const everyRun: Overrides = { longDiskHangChance: 1, clientPauseChance: 1 };
-    const caught = await firstCaught("report-ignores-own-stall", ["stalled-primary"], everyRun, 20);
+    const caught = await firstCaught(
+      "report-ignores-own-stall",
+      ["stalled-primary"],
+      everyRun,
+      10,
+      40,
+    );
     expect(caught).toBeDefined();
     // The report as it is: the same run replaces that primary for its stall.
     const result = await simulateFailover(caught!, everyRun);
@@ -768,10 +838,12 @@ describe("the checkers catch a retire that waits for its handlers before it clos
     // retry (at once before, 20 ticks later since) was the first draw that differed from
     // the shared generator; its cut of head-1 (ticks 365 to 478) was never drawn after.
     // As many runs met a retire holding requests either way (14 and 16 of seeds 1 to 150).
+    // Since e0debba and 6a5e9c8 (releases at a tick, flush stalls in reports) moved every
+    // run's draws: seed 30, alone of 1 to 150.
     [
       "3 head nodes, a woken primary re-added as a learner",
       { nodes: 3, partitions: [3, 2], recreateChance: 0 },
-      176,
+      30,
       5,
     ],
   ];
@@ -803,11 +875,13 @@ test(
     // Session 9's gap: with configures that wait on a hung disk (configuresWaitOnHungDisk),
     // a long hang on a new primary's node leaves it hosting nothing, so it reports neither
     // failure nor stall; the coordinator before primaryUnconfirmedSinceMs kept it while a
-    // healthy secondary waited (4 of seeds 1 to 500: 49, 131, 200, 209).
+    // healthy secondary waited (4 of seeds 1 to 500: 49, 131, 200, 209; since e0debba
+    // moved every run's draws, 49 alone of 1 to 400).
     const caught = await firstCaught("keep-unconfirmed-primary", ["available"], {}, 60);
     expect(caught).toBeDefined();
-    // The coordinator as it is passes those seeds.
-    for (const seed of [49, 131, 200, 209]) {
+    // The coordinator as it is passes those seeds, failing such a primary over (209 no
+    // longer meets one).
+    for (const seed of [49, 131, 200]) {
       const result = await simulateFailover(seed);
       expect(result.violations, summary(result, {})).toEqual([]);
       expect(result.stats.unconfirmedFailovers).toBeGreaterThan(0);
@@ -839,11 +913,15 @@ test(
 test(
   "the checkers catch a head node that rebuilds a restarted voter on a late learner configure",
   async () => {
+    // Since e0debba (releases at a tick) moved every run's draws, the sabotage still
+    // breaks 12 of seeds 1 to 30, but mostly as a voter left empty that the settle check
+    // sees; by lost or diverging writes, seeds 31 and 96 of 31 to 120.
     const caught = await firstCaught(
       "configure-ignores-stored-epoch",
       ["agreement", "acknowledged", "acknowledged-twice", "acknowledged-lost", "read"],
       lateConfigures,
-      10,
+      5,
+      31,
     );
     expect(caught).toBeDefined();
   },
@@ -879,13 +957,14 @@ describe("the checkers catch a failed replica given a session it or another life
     // leaves it unhosted, and the configure sent again opens it in the node's session,
     // its failed life's, in the same epoch. Journals fail often here and every take
     // fails while loaded, so that failed primaries are configured again in their epoch
-    // (6 of seeds 1 to 30, the first at 3). What it breaks shows too: with journalFailRate
-    // 0.02, seed 22 also commits two different notes at one op (agreement).
+    // (6 of seeds 1 to 30, the first at 3; since e0debba moved every run's draws, the
+    // first at 11, then 17 and 18). What it breaks shows too: with journalFailRate 0.02,
+    // seed 22 also commits two different notes at one op (agreement).
     [
       "the session taken after the close",
       "session-after-close",
       { journalFailRate: 0.05, sessionFailRate: 1, crashRate: 0.001 },
-      10,
+      20,
     ],
     // 8608891: the session file read and written with no lock. Two takes at once read
     // the same number. Three head nodes each hosting every partition, and journal

@@ -19,7 +19,10 @@
 //   tail (a new primary's log wins); a committed op is never replaced.
 // - Flush: the primary packs live, committed journal bytes into a chunk, has the shell
 //   write it to sleds, then proposes a flush record through the same op stream; every
-//   replica moves those pieces' metadata to the chunk when the record commits.
+//   replica moves those pieces' metadata to the chunk when the record commits. A
+//   primary whose chunk writes all fail for want of sleds (not for their space) for
+//   primaryStallTicks says so (`flushStalledTicks`): cut from sleds others reach, it
+//   can never release its journal, and its node reports it for a failover.
 // - Reclaiming space: the next flush record drops chunks no tree refers to any more
 //   (`drop`). Every compactionIntervalTicks the primary reads whole the chunks that are
 //   mostly dead (`chunk.read`); once it has them all, the next flush also packs their
@@ -45,9 +48,11 @@
 //   sled comes back (retryCheckpointSoon). Once recorded, journal notes whose bytes are
 //   all in chunks are released. Release on a primary waits for every voting follower,
 //   and for a learner only while it makes progress (learnerPinTicks): a stuck learner
-//   must not fill the journal until writes time out. A learner that then needs a
-//   released note is reported `needsRebuild`: it can never catch up from this primary
-//   and must start again from a checkpoint.
+//   must not fill the journal until writes time out. What a follower held back when
+//   the checkpoint was recorded goes at the first tick after it has the notes, not at
+//   the next checkpoint (which needs newly flushed bytes: a full journal gets none).
+//   A learner that then needs a released note is reported `needsRebuild`: it can never
+//   catch up from this primary and must start again from a checkpoint.
 // - Learners are replicated to but never counted for commit. A voting follower whose
 //   lag keeps a commit waiting longer than commitStallTicks is reported stalled, so
 //   that the coordinator can drop it (a hung disk that still heartbeats).
@@ -387,6 +392,12 @@ export class Replica {
    * refused at once with NoSpace (`sledsFullRefusal`) rather than left to time out.
    */
   private sledsFull = false;
+  /**
+   * On a primary: since when every chunk write has failed for want of sleds it can reach
+   * (not for their space: that is `sledsFull`), undefined once one succeeds or the role
+   * changes. Its journal can then never be released, and it fills (flushStalledTicks).
+   */
+  private flushFailingSinceTick: number | undefined;
   private proposedChunkNumber = -1;
   /**
    * Copy lists to record, chunk → sleds (re-replication, `recordCopies`): the next flush
@@ -589,6 +600,21 @@ export class Replica {
   }
 
   /**
+   * On a primary: how long every chunk write has failed for want of sleds (none that
+   * answered was full), once that is primaryStallTicks or longer; 0 otherwise. A primary
+   * that cannot reach the sleds its coordinator sees alive (a cut between them only)
+   * flushes nothing, so its journal is never released: once it holds logBytesMax every
+   * write waits and times out, and reads of flushed data fail, for as long as the cut
+   * lasts. Its node reports it, and the coordinator fails the partition over to a
+   * secondary, which holds every acknowledged write and may reach them.
+   */
+  flushStalledTicks(): number {
+    if (this.role.name !== "primary" || this.flushFailingSinceTick === undefined) return 0;
+    const ticks = this.tickCount - this.flushFailingSinceTick;
+    return ticks >= this.limits.primaryStallTicks ? ticks : 0;
+  }
+
+  /**
    * On a primary: whether the tail it inherited at the start of its epoch is committed.
    * From then on, every op acknowledged by an earlier primary is on every voter of this
    * epoch (the coordinator's safe-promotion rule relies on it).
@@ -671,6 +697,9 @@ export class Replica {
     // role change drops it, and a primary again later needs a new grant.
     if (!(wasPrimary && configuration.primary === this.identity.nodeId)) {
       this.lease = undefined;
+      // Likewise the count of failing flushes: a secondary dropped or added changes
+      // nothing of the sleds this primary cannot reach.
+      this.flushFailingSinceTick = undefined;
     }
     this.durableSince = [];
     this.journalWaitSinceTick = this.durableOpNum < this.lastOpNum ? this.tickCount : undefined;
@@ -1709,6 +1738,11 @@ export class Replica {
       this.maybeStartCompaction(role);
       this.maybeStartFlush(false);
       this.checkpointForLearners(role);
+      // Notes the recorded checkpoint covers that a follower held back when it was
+      // recorded (a learner catching up, or any follower just after a new epoch, whose
+      // match starts again from nothing) go once it has them. Waiting for the next
+      // checkpoint instead waits for newly flushed bytes, which a full journal never gets.
+      if (this.releasedOpNum < this.checkpointFlushedThroughOpNum) this.release();
     } else if (
       role.name === "secondary" &&
       role.primarySession === undefined &&
@@ -1787,6 +1821,8 @@ export class Replica {
     }
     // checkpointForLearners: a checkpoint a restart or a learner would ask for.
     if (this.recordedCheckpoint === undefined && this.releasedOpNum > 0) return 0;
+    // A release the recorded checkpoint allows, held back by a follower (tick).
+    if (this.releasedOpNum < this.checkpointFlushedThroughOpNum) return 0;
     for (const progress of role.secondaries.values()) {
       if (progress.learner || progress.needsRebuild) return 0;
       if (progress.matchOpNum < this.lastOpNum || progress.nextOpNum <= this.lastOpNum) return 0;
@@ -2009,6 +2045,7 @@ export class Replica {
       return;
     if (this.role.name !== "primary") return;
     this.sledsFull = false;
+    this.flushFailingSinceTick = undefined;
     flush.record.chunk!.copies = [...copies];
     this.proposeFlushRecord();
   }
@@ -2031,6 +2068,11 @@ export class Replica {
     this.flushInFlight = undefined;
     this.flushRetryAtTick = this.tickCount + this.limits.flushRetryTicks;
     this.sledsFull = reason === "no-space";
+    // Full sleds are answered NoSpace below: nothing waits on them, and another primary
+    // would find them as full. Sleds out of reach are this primary's alone, maybe.
+    this.flushFailingSinceTick = this.sledsFull
+      ? undefined
+      : (this.flushFailingSinceTick ?? this.tickCount);
     if (!this.sledsFull) return;
     for (let index = this.waitingRequests.length - 1; index >= 0; index--) {
       const { request } = this.waitingRequests[index]!;

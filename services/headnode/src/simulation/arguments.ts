@@ -140,6 +140,18 @@ const flags: readonly Flag[] = [
     help: `the share of runs that re-replicate: sleds' stores lost, sleds out, every Replicator running (replicateChance, default ${f.replicateChance})`,
   },
   {
+    name: "sled-cuts",
+    kind: "chance",
+    failover: true,
+    help: `per loaded tick and head node, the chance it is cut from every sled while they stay up for the rest (journals bounded at 64 KiB then) (sledCutRate, default ${f.sledCutRate})`,
+  },
+  {
+    name: "one-way-cuts",
+    kind: "chance",
+    failover: true,
+    help: `per loaded tick, the chance a head node and one other end (a head node, the coordinator, the clients) stop hearing each other one way or both, every other path working (oneWayCutRate, default ${f.oneWayCutRate})`,
+  },
+  {
     name: "corrupt",
     kind: "chance",
     failover: true,
@@ -271,6 +283,8 @@ export function parseSimulateArguments(args: readonly string[]): SimulateCommand
     ...given(number("stale-requests"), (staleRequestChance) => ({ staleRequestChance })),
     ...given(number("frozen-clocks"), (frozenClockChance) => ({ frozenClockChance })),
     ...given(number("replicate"), (replicateChance) => ({ replicateChance })),
+    ...given(number("sled-cuts"), (sledCutRate) => ({ sledCutRate })),
+    ...given(number("one-way-cuts"), (oneWayCutRate) => ({ oneWayCutRate })),
     ...given(number("corrupt"), (corruptChance) => ({ corruptChance })),
     ...given(number("end-changes"), (endChangeRate) => ({ endChangeRate })),
     ...given(number("slow-disks"), (slowDiskRate) => ({ slowDiskRate })),

@@ -129,6 +129,7 @@
 import {
   decidePartition,
   failingOver,
+  flushStalledNodes,
   knowsSleds,
   membersOf,
   otherDiskBackoff,
@@ -259,6 +260,14 @@ export type Sabotage =
    * clients pausing in them (`clientPauseChance`); see there for why only now and then.
    */
   | "report-ignores-own-stall"
+  /**
+   * The head node before review-reach R1: a primary's report never carries
+   * `flushStalledMs`, so a primary cut from the sleds (which the coordinator sees up) is
+   * never replaced: its journal is never released, and once it holds logBytesMax every
+   * write waits for as long as the cut lasts while its secondary could flush. Found by
+   * the availability check with sled cuts on (`sledCutRate`).
+   */
+  | "ignore-flush-stall"
   /**
    * The head node before 3ae96e2: retiring a replica (a configure that removes or
    * reopens it, a dropped volume), it waits for the handlers in flight before it closes
@@ -394,6 +403,7 @@ export const sabotageNames: readonly Sabotage[] = Object.keys({
   "open-legacy-voters": true,
   "ignore-primary-stall": true,
   "report-ignores-own-stall": true,
+  "ignore-flush-stall": true,
   "close-after-handlers": true,
   "keep-unconfirmed-primary": true,
   "configure-ignores-sleds": true,
@@ -619,6 +629,31 @@ export interface FailoverOptions {
   failedMemberTicksMax: number;
   netPartitionRate: number;
   netPartitionTicksMax: number;
+  /**
+   * Per loaded tick and node: chance the node is cut from every sled for a stretch of
+   * sledCutTicks (a partial cut: the sleds stay up for the other head nodes and for the
+   * coordinator, which keeps naming them live). Its chunk writes, whole-chunk reads,
+   * checkpoint stores and fetches fail; reads of flushed ranges are not modelled as
+   * failing. Drawn from a stream of its own, and only when above 0, so that runs
+   * without it replay unchanged. With it on, replicas' journals are bounded at
+   * sledCutLogBytesMax unless `limits` says otherwise, so that a primary that cannot
+   * flush fills its journal and its writes wait within a run (review-reach R1).
+   */
+  sledCutRate: number;
+  sledCutTicks: [number, number];
+  /**
+   * Per loaded tick: chance of a one-way or pairwise cut (review-reach), for 10 to
+   * oneWayCutTicksMax ticks: one running head node and one other end (another head
+   * node, the coordinator or the clients) stop hearing each other in one direction or
+   * both, every other path working: answers lost but requests taken (grants, configure
+   * acknowledgements, acks, replies), or requests lost while the other way works. A
+   * cut between a primary and the clients alone is unavailability the design does not
+   * cure (no one tells the coordinator; review-reach R3): the availability check counts
+   * afresh while one lasts. Drawn from a stream of its own, and only when above 0.
+   */
+  oneWayCutRate: number;
+  /** Past a commit stall, a failover and a lease, so that cuts outlast what they cause. */
+  oneWayCutTicksMax: number;
   /** Each node's monotonic clock runs at 1 ± up to this. */
   clockRateDrift: number;
   /** Per tick and node: chance its monotonic clock jumps forward (up to clockStepMsMax). */
@@ -873,6 +908,11 @@ export const failoverDefaults: Omit<FailoverOptions, "seed"> = {
   failedMemberTicksMax: 15,
   netPartitionRate: 0.002,
   netPartitionTicksMax: 150,
+  sledCutRate: 0,
+  oneWayCutRate: 0,
+  oneWayCutTicksMax: 450,
+  // Longer than a journal takes to fill at these rates plus the availability bound.
+  sledCutTicks: [300, 700],
   clockRateDrift: 0.03,
   clockStepRate: 0.002,
   clockStepMsMax: 5000,
@@ -997,6 +1037,12 @@ export interface FailoverResult {
     journalFailures: number;
     replicasFailed: number;
     netPartitions: number;
+    /** Head nodes cut from every sled (sledCutRate), and flush-stalled failovers. */
+    sledCuts: number;
+    /** One-way cuts (oneWayCutRate), and of those the pairwise (both ways) ones. */
+    oneWayCuts: number;
+    pairCuts: number;
+    flushStallFailovers: number;
     recreates: number;
     promotions: number;
     rebuilds: number;
@@ -1105,6 +1151,12 @@ const filesDamageFactor = 4;
 const linkMessagesPerTickMax = 64;
 
 const volumeName = "sim";
+/**
+ * A replica's journal bound (logBytesMax) in runs with sled cuts: the partition's
+ * bytes, so that a primary that cannot flush fills it within a cut while one that
+ * flushes never comes near it.
+ */
+const sledCutLogBytesMax = 32 * 1024;
 const noSledsOut: ReadonlySet<string> = new Set();
 /** What the head nodes' replicators log goes nowhere. */
 const replicatorLog = createLogger({ service: "headnode", nodeId: "simulation", level: "silent" });
@@ -1179,6 +1231,8 @@ interface SimulatedNode {
    * reach it ("cluster": the deposed primary a lease exists for).
    */
   cut: { kind: "isolated" | "peers" | "cluster"; untilTick: number } | undefined;
+  /** Until this tick, cut from every sled (sledCutRate) while the sleds are up. */
+  sledsCutUntilTick: number;
   /** Its data directory's id: a new one when the disk is lost. */
   disk: string;
   /** The session this life started in: a new one on every start (session.ts). */
@@ -1306,6 +1360,9 @@ class ReplicaAdapter implements Reporter {
   private readonly leased: boolean;
   /** Off for the `ignore-primary-stall` sabotage: reports never say the primary stalled. */
   private readonly reportsOwnStall: boolean;
+  /** Off for the `ignore-flush-stall` sabotage: reports never say its flushes all fail. */
+  private readonly reportsFlushStall: boolean;
+
   private readonly address: ReportAddress;
   private readonly tickMs: number;
   /**
@@ -1340,6 +1397,7 @@ class ReplicaAdapter implements Reporter {
     replica: Replica,
     leased: boolean,
     reportsOwnStall: boolean,
+    reportsFlushStall: boolean,
     volumeId: string,
     tickMs: number,
     stallOnSlowWrites?: { tickNow: () => number; stallTicks: number },
@@ -1347,6 +1405,8 @@ class ReplicaAdapter implements Reporter {
     this.replica = replica;
     this.leased = leased;
     this.reportsOwnStall = reportsOwnStall;
+    this.reportsFlushStall = reportsFlushStall;
+
     this.address = { volume: volumeName, volumeId, partition: replica.identity.partition };
     this.tickMs = tickMs;
     this.stallOnSlowWrites = stallOnSlowWrites;
@@ -1417,9 +1477,13 @@ class ReplicaAdapter implements Reporter {
       const waited = tickNow() - oldest;
       return waited >= stallTicks ? { ...report, stalledMs: waited * this.tickMs } : report;
     }
-    if (report === undefined || this.reportsOwnStall) return report;
-    const { stalledMs: _ignored, ...withoutStall } = report;
-    return withoutStall;
+    if (report === undefined || (this.reportsOwnStall && this.reportsFlushStall)) return report;
+    const { stalledMs, flushStalledMs, ...rest } = report;
+    return {
+      ...rest,
+      ...(stalledMs !== undefined && this.reportsOwnStall ? { stalledMs } : {}),
+      ...(flushStalledMs !== undefined && this.reportsFlushStall ? { flushStalledMs } : {}),
+    };
   }
 }
 
@@ -1549,6 +1613,16 @@ export class FailoverSimulation {
   private readonly pauseRandom: SimRandom;
   /** Which pauses hold their node's clocks, and wall clock steps (frozenClockChance). */
   private readonly frozenRandom: SimRandom;
+  /** Sled cuts (sledCutRate), drawn apart so that runs without them replay unchanged. */
+  private readonly sledCutRandom: SimRandom;
+  /** One-way and pairwise cuts (oneWayCutRate), likewise. */
+  private readonly oneWayRandom: SimRandom;
+  /**
+   * The directed links cut now (oneWayCutRate): nothing passes from `from` to `to`
+   * ("coordinator" and "client" are ends too) until `untilTick`; `owner` is the head node
+   * the cut counts as a fault of.
+   */
+  private oneWayCuts: { from: string; to: string; owner: string; untilTick: number }[] = [];
   /**
    * Session writes' times and failures, and journal failures of whole disks, drawn from a
    * generator of their own, so that the other streams replay as before while no failed
@@ -1630,6 +1704,10 @@ export class FailoverSimulation {
     journalFailures: 0,
     replicasFailed: 0,
     netPartitions: 0,
+    sledCuts: 0,
+    oneWayCuts: 0,
+    pairCuts: 0,
+    flushStallFailovers: 0,
     recreates: 0,
     promotions: 0,
     rebuilds: 0,
@@ -1711,6 +1789,8 @@ export class FailoverSimulation {
    * (reconciler.ts `unconfirmed`): neither acknowledged its configure nor reported in it.
    */
   private readonly unconfirmed = new Map<number, Unconfirmed>();
+  /** As the reconciler: when each node last reported a primary whose flushes all fail. */
+  private readonly flushStalls = new Map<string, number>();
   /** Per partition, live nodes dropped from it and until when to avoid re-adding them. */
   private readonly dropped = new Map<number, Map<string, number>>();
   /**
@@ -1764,11 +1844,14 @@ export class FailoverSimulation {
       // Only runs that re-replicate lose sleds' stores.
       perSledCopies: this.replicating,
       readDamaged: () => this.damageDrawn("chunk"),
+      ownerCut: (owner) => this.sledsCut(owner),
     });
     this.corruptRandom = new SimRandom(mixSeed(options.seed ^ 0xc0bb7));
     this.sledRandom = new SimRandom(mixSeed(options.seed ^ 0x51ed5));
     this.pauseRandom = new SimRandom(mixSeed(options.seed ^ 0xc11e7));
     this.frozenRandom = new SimRandom(mixSeed(options.seed ^ 0xf203e));
+    this.sledCutRandom = new SimRandom(mixSeed(options.seed ^ 0x5c07));
+    this.oneWayRandom = new SimRandom(mixSeed(options.seed ^ 0x0e3a7));
     this.sessionRandom = new SimRandom(mixSeed(options.seed ^ 0x5e551));
     this.lateConfigureRandom = new SimRandom(mixSeed(options.seed ^ 0x1a7e));
     this.staleRandom = new SimRandom(mixSeed(options.seed ^ 0x57a1e));
@@ -1794,6 +1877,7 @@ export class FailoverSimulation {
         diskHangLong: false,
         diskSlow: undefined,
         cut: undefined,
+        sledsCutUntilTick: 0,
         disk: `head-${index + 1}-disk-0`,
         session: 0,
         sessionStored: 0,
@@ -1873,6 +1957,7 @@ export class FailoverSimulation {
       node.cut = undefined;
       if (!node.up) await this.startNode(node);
     }
+    this.oneWayCuts = [];
     for (const sled of this.sledDownUntil.keys()) {
       // A lost store stays down until it is out (copies there count as lost), as drawn.
       const lostUntil = this.lostSleds.has(sled)
@@ -2030,6 +2115,9 @@ export class FailoverSimulation {
     for (const node of this.nodes) {
       if (node.cut !== undefined && node.cut.untilTick <= this.tickNow) node.cut = undefined;
     }
+    if (this.oneWayCuts.length > 0) {
+      this.oneWayCuts = this.oneWayCuts.filter((cut) => cut.untilTick > this.tickNow);
+    }
     // Faults that began or ended above count from this tick, for what it delivers too
     // (a reply held by the clients' pause and read as it ends).
     this.noteFaultState();
@@ -2082,6 +2170,8 @@ export class FailoverSimulation {
         !node.up ||
         node.pausedUntilTick > this.tickNow ||
         node.cut !== undefined ||
+        node.sledsCutUntilTick > this.tickNow ||
+        this.oneWayCuts.some((cut) => cut.owner === node.id) ||
         node.diskHungUntilTick > this.tickNow ||
         this.diskSlow(node) !== undefined ||
         this.journalFaulty(node) ||
@@ -2298,6 +2388,74 @@ export class FailoverSimulation {
         this.startSlowDisk(node);
       }
     }
+    this.injectSledCuts();
+    this.injectOneWayCuts();
+  }
+
+  /**
+   * Now and then (oneWayCutRate) a running head node with no fault and one other end stop
+   * hearing each other one way, or both ways while every other path works (see there).
+   */
+  private injectOneWayCuts(): void {
+    const options = this.options;
+    if (options.oneWayCutRate <= 0) return;
+    const random = this.oneWayRandom;
+    if (!random.chance(options.oneWayCutRate)) return;
+    if (this.faultyNodes() >= options.faultyNodesMax) return;
+    const candidates = this.nodes.filter((node) => this.running(node) && node.cut === undefined);
+    if (candidates.length === 0) return;
+    const owner = candidates[random.integer(0, candidates.length - 1)]!.id;
+    const others = [
+      ...this.nodes.filter((node) => node.id !== owner).map((node) => node.id),
+      "coordinator",
+      "client",
+    ];
+    const other = others[random.integer(0, others.length - 1)]!;
+    const untilTick = this.tickNow + random.integer(10, options.oneWayCutTicksMax);
+    const way = random.integer(0, 2);
+    if (way !== 1) this.oneWayCuts.push({ from: owner, to: other, owner, untilTick });
+    if (way !== 0) this.oneWayCuts.push({ from: other, to: owner, owner, untilTick });
+    this.stats.oneWayCuts++;
+    if (way === 2) this.stats.pairCuts++;
+  }
+
+  /** Whether a one-way cut stands between the clients and `nodeId`, either way. */
+  private clientsCutFrom(nodeId: string): boolean {
+    return this.oneWayCuts.some(
+      (cut) =>
+        (cut.from === "client" && cut.to === nodeId) ||
+        (cut.from === nodeId && cut.to === "client"),
+    );
+  }
+
+  /** Now and then a head node is cut from every sled (sledCutRate), one at a time. */
+  private injectSledCuts(): void {
+    const options = this.options;
+    if (options.sledCutRate <= 0) return;
+    for (const node of this.nodes) {
+      if (!this.sledCutRandom.chance(options.sledCutRate)) continue;
+      if (!this.running(node) || this.faultyNodes() >= options.faultyNodesMax) continue;
+      const [from, to] = options.sledCutTicks;
+      node.sledsCutUntilTick = this.tickNow + this.sledCutRandom.integer(from, to);
+      this.stats.sledCuts++;
+    }
+  }
+
+  /** The replica cores' limits: the options', as sabotage and sled cuts change them. */
+  private replicaLimits(): Partial<ReplicaLimits> {
+    const limits =
+      this.options.sledCutRate > 0
+        ? { logBytesMax: sledCutLogBytesMax, ...this.options.limits }
+        : this.options.limits;
+    return this.options.sabotage === "no-follower-hello"
+      ? { ...limits, helloTicks: Number.POSITIVE_INFINITY }
+      : limits;
+  }
+
+  /** Whether a head node is cut from every sled now (sledCutRate). */
+  private sledsCut(nodeId: string): boolean {
+    const node = this.nodes.find((one) => one.id === nodeId);
+    return node !== undefined && node.sledsCutUntilTick > this.tickNow;
   }
 
   /**
@@ -2766,6 +2924,11 @@ export class FailoverSimulation {
       node.up ? "up" : "down",
       node.pausedUntilTick > this.tickNow ? "paused" : "",
       node.cut?.kind ?? "",
+      node.sledsCutUntilTick > this.tickNow ? "sleds-cut" : "",
+      this.oneWayCuts
+        .filter((cut) => cut.owner === node.id)
+        .map((cut) => `${cut.from}>${cut.to}`)
+        .join("+"),
       node.diskHungUntilTick > this.tickNow ? "hung" : "",
       this.diskSlow(node) === undefined ? "" : "slow",
       this.journalFaulty(node) ? "journal" : "",
@@ -2791,6 +2954,7 @@ export class FailoverSimulation {
   private healthyVoter(partition: number, record: PartitionRecord, voter: string): boolean {
     const node = this.node(voter);
     if (!this.running(node) || node.cut !== undefined) return false;
+    if (this.oneWayCuts.some((cut) => cut.owner === voter)) return false;
     if (node.diskHungUntilTick > this.tickNow) return false;
     const disk = record.disks?.[voter];
     if (disk !== undefined && disk !== node.disk) return false;
@@ -2821,6 +2985,8 @@ export class FailoverSimulation {
     for (const [partition, { record }] of this.records) {
       const entry = this.availabilityOf(partition);
       if (!this.hasHealthyVoter(partition, record)) entry.noVoterTick = this.tickNow;
+      // Its primary and the clients cut apart: nothing tells the coordinator (R3).
+      if (this.clientsCutFrom(record.primary)) entry.noVoterTick = this.tickNow;
       if (entry.waitingSinceTick === undefined) continue;
       const from = this.waitCountsFrom(entry);
       if (this.tickNow - from <= this.availabilityTicksMax) continue;
@@ -3084,9 +3250,7 @@ export class FailoverSimulation {
         session,
       },
       recovered,
-      this.options.sabotage === "no-follower-hello"
-        ? { ...this.options.limits, helloTicks: Number.POSITIVE_INFINITY }
-        : this.options.limits,
+      this.replicaLimits(),
       {
         committed: (note) =>
           this.watchedFor(hosted.volumeId, hosted.partition).checker.committed(node.id, note),
@@ -3105,6 +3269,7 @@ export class FailoverSimulation {
       replica,
       this.options.sabotage !== "no-lease-check",
       this.options.sabotage !== "ignore-primary-stall",
+      this.options.sabotage !== "ignore-flush-stall",
       hosted.volumeId,
       this.options.tickMs,
       this.options.sabotage === "stall-on-slow-writes"
@@ -3936,6 +4101,8 @@ export class FailoverSimulation {
         );
         if (unconfirmed.sinceMs === undefined) this.unconfirmed.delete(partition);
         else this.unconfirmed.set(partition, unconfirmed);
+        const stalled = this.leases.reportOf(record, this.nowMs())?.flushStalledMs ?? 0;
+        if (stalled >= limits.primaryStallMsMax) this.flushStalls.set(record.primary, this.nowMs());
         const view: PartitionView = {
           nowMs: this.nowMs(),
           alive,
@@ -3948,6 +4115,11 @@ export class FailoverSimulation {
               : load,
           replicaCount: this.options.partitions[partition]!,
           ...(report === undefined ? {} : { report }),
+          liveSleds: this.liveSleds().length,
+          // A memory of 15 s (150 ticks): past a lease and a stall bound, as the leader's
+          // 30 s is, but short enough that a second node cut within it still fails over
+          // within the availability bound.
+          flushStalledNodes: flushStalledNodes(this.flushStalls, this.nowMs(), 15_000),
           leaseUntilMs: this.leases.leaseUntilMs(record),
           learnersSinceMs: new Map([...since].map(([node, value]) => [node, value.ms])),
           learnerCatchUpMsMax: this.options.learnerCatchUpMs,
@@ -3977,6 +4149,12 @@ export class FailoverSimulation {
           (report.stalledMs ?? 0) >= limits.primaryStallMsMax
         )
           this.stats.stallFailovers++;
+        if (
+          decision.record.primary !== record.primary &&
+          report?.epoch === record.epoch &&
+          (report.flushStalledMs ?? 0) >= limits.primaryStallMsMax
+        )
+          this.stats.flushStallFailovers++;
         const unconfirmedFrom = this.unconfirmed.get(partition)?.sinceMs;
         if (
           decision.record.primary !== record.primary &&
@@ -4424,6 +4602,7 @@ export class FailoverSimulation {
 
   /** Whether a message can pass from `from` to `to` now ("coordinator" and "client" are ends too). */
   private linked(from: string, to: string): boolean {
+    for (const cut of this.oneWayCuts) if (cut.from === from && cut.to === to) return false;
     const nodeEnd = (id: string) => this.nodes.find((node) => node.id === id);
     const a = nodeEnd(from);
     const b = nodeEnd(to);

@@ -324,6 +324,13 @@ export interface FakeSledsOptions {
    * it, say), for the core's own check to refuse. Never, without it.
    */
   readDamaged?: () => boolean;
+  /**
+   * Whether a head node (a port's owner) is cut from every sled now, while the sleds are
+   * up for everyone else and for the coordinator: its chunk writes, whole-chunk reads,
+   * blob stores and blob fetches fail as the real client's would. Never, without it.
+   * (Reads of a flushed range, `readChunk`, still find their bytes.)
+   */
+  ownerCut?: (owner: string) => boolean;
 }
 
 interface Blob {
@@ -502,7 +509,10 @@ export class FakeSleds {
         const readyTick = world.tick + world.random.integer(0, this.options.blobPutTicksMax);
         this.work.push({ kind: "blob", owner, readyTick, key, data, sleds, done });
       },
-      getBlob: async (key, _bytes, sleds) => this.getBlob(key, sleds),
+      getBlob: async (key, _bytes, sleds) => {
+        if (this.cut(owner)) throw new Error(`blob ${key}: no sled answered ${owner}`);
+        return this.getBlob(key, sleds);
+      },
       deleteBlob: (key, _sleds, done) => {
         this.work.push({ kind: "delete", owner, readyTick: world.tick, key, done });
       },
@@ -525,7 +535,9 @@ export class FakeSleds {
       this.work.splice(index, 1);
       switch (work.kind) {
         case "chunk": {
-          const holders = this.upOf(work.sleds).slice(0, limits.chunkCopies);
+          const holders = this.cut(work.owner)
+            ? []
+            : this.upOf(work.sleds).slice(0, limits.chunkCopies);
           if (work.fails) {
             work.done({ ok: false, error: new Error(`chunk ${work.sledChunkId}: sled failed`) });
           } else if (holders.length < limits.chunkCopies) {
@@ -555,7 +567,7 @@ export class FakeSleds {
           const held =
             this.options.perSledCopies !== true ||
             work.copies.some((sled) => this.holds(sled, work.sledChunkId));
-          if (work.fails || data === undefined || !held) {
+          if (work.fails || data === undefined || !held || this.cut(work.owner)) {
             work.done({ ok: false, error: new Error(`chunk ${work.sledChunkId}: read failed`) });
           } else if (
             data.byteLength !== work.bytes ||
@@ -609,6 +621,11 @@ export class FakeSleds {
         }
       }
     }
+  }
+
+  /** Whether `owner` is cut from every sled now (`ownerCut`). */
+  private cut(owner: string): boolean {
+    return this.options.ownerCut?.(owner) === true;
   }
 
   /** Whether `sled` is up now and holds a copy of the chunk. */
@@ -846,7 +863,7 @@ export class FakeSleds {
       work.done({ ok: false, error: new Error(`blob ${work.key}: upload failed`) });
       return;
     }
-    const holders = this.upOf(work.sleds).slice(0, limits.chunkCopies);
+    const holders = this.cut(work.owner) ? [] : this.upOf(work.sleds).slice(0, limits.chunkCopies);
     if (holders.length < limits.chunkCopies) {
       // As SledClient.putBlob: a blob short of its copies is not stored.
       work.done({
