@@ -135,13 +135,21 @@ test("a sled back on a wiped disk stays in service, is shown refilling and fails
   });
   expect(empty).toEqual([]);
 
-  // Back and alive, but unverified: the old coordinator called this full strength.
+  // Back and alive, but unverified: the old coordinator called this full strength. The
+  // check and the plain status run at once, so that both see the same stretch of the
+  // refill: run one after the other, the second could come after its last audit step.
+  const refillingLine = new RegExp(`${victim}\\s+REFILLING`);
   const refilling = await waitFor(
-    `status --check to exit 5 with ${victim} refilling`,
+    `status --check to exit 5 and status to show ${victim} refilling`,
     async () => {
-      const seen = await check();
+      const [seen, text] = await Promise.all([
+        check(),
+        runCli(["status", "--nats", cluster.cluster.natsUrl]),
+      ]);
       const shown = seen.sleds.find((sled) => sled.id === victim);
-      return seen.code === exitCodes.notFullStrength && shown?.refilling !== undefined
+      return seen.code === exitCodes.notFullStrength &&
+        shown?.refilling !== undefined &&
+        refillingLine.test(text.stdout)
         ? shown
         : undefined;
     },
@@ -152,8 +160,6 @@ test("a sled back on a wiped disk stays in service, is shown refilling and fails
   expect(refilling.state).toBe("in");
   expect(refilling.disk).not.toBe(diskBefore);
   expect(refilling.refilling?.volumes).toEqual([volume]);
-  const text = await runCli(["status", "--nats", cluster.cluster.natsUrl]);
-  expect(text.stdout).toMatch(new RegExp(`${victim}\\s+REFILLING`));
 
   // The primaries audit it now, not at their daily scrub: every copy is back on it, and
   // the sled is verified.
