@@ -29,6 +29,15 @@ const sharedCpuTestTimeoutMs = 120_000;
 const unitTimeoutMs = process.env.BALLAST_TEST_SHARED_CPU
   ? sharedCpuTestTimeoutMs
   : unitTestTimeoutMs;
+/**
+ * The unit tier's workers: alone, two or one fewer than the cores (above); beside the
+ * integration tier, one fewer than the cores, so that it always leaves the integration
+ * tier's processes a core (on two cores: one worker, about four minutes, still well
+ * inside the integration tier's run).
+ */
+const unitWorkers = process.env.BALLAST_TEST_SHARED_CPU
+  ? Math.max(1, availableParallelism() - 1)
+  : Math.max(2, availableParallelism() - 1);
 
 export default defineConfig({
   test: {
@@ -46,7 +55,7 @@ export default defineConfig({
           exclude: ["**/node_modules/**", simulationFile],
           testTimeout: unitTimeoutMs,
           hookTimeout: unitTimeoutMs,
-          maxWorkers: Math.max(2, availableParallelism() - 1),
+          maxWorkers: unitWorkers,
           sequence: { groupOrder: 0 },
         },
       },

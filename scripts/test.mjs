@@ -2,7 +2,7 @@
 // `npm test`: the three tiers of vitest.config.ts, scheduled for a 2-core machine, as
 // three vitest processes started at once:
 // - the integration tier (real nats-server and service processes, one file at a time);
-// - the unit tier (two workers, pure CPU), in a session of its own;
+// - the unit tier (pure CPU; one worker fewer than the cores), in a session of its own;
 // - the simulation tier (the seeded simulator: pure CPU, blind to wall time) at the
 //   lowest scheduling priority (test/support/lowest-priority.ts).
 // Run first and alone, the unit tier added its whole length (about two minutes) to the
