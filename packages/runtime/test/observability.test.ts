@@ -221,9 +221,11 @@ test("shutdown does not wait for a scraper that stopped halfway through a reques
   await new Promise((resolve) => setTimeout(resolve, 50));
   const startedMs = Date.now();
   await telemetry.shutdown();
-  expect(Date.now() - startedMs).toBeLessThan(5000);
+  // Well short of the minute close() waited, however slowly a loaded machine runs this
+  // (npm test runs this tier beside the integration tier).
+  expect(Date.now() - startedMs).toBeLessThan(30_000);
   scraper.destroy();
-}, 15_000);
+});
 
 /** The http.Server of this process listening on `port` (the telemetry keeps its own). */
 function listeningServerOn(port: number): Server {

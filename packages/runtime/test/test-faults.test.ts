@@ -68,7 +68,7 @@ test("without BALLAST_TEST_FAULTS=1, SIGUSR2 and SIGURG are not handled and writ
   running.kill("SIGUSR2");
   expect(await exited).toBe("SIGUSR2");
   expect(output()).not.toContain("failed");
-}, 20_000);
+});
 
 test("with BALLAST_TEST_FAULTS=1, SIGUSR2 toggles hanging writes and releases them", async () => {
   const { process: running, until, exited } = child({ BALLAST_TEST_FAULTS: "1" });
@@ -83,7 +83,7 @@ test("with BALLAST_TEST_FAULTS=1, SIGUSR2 toggles hanging writes and releases th
   await until("free");
   running.kill("SIGTERM");
   expect(await exited).toBe("SIGTERM");
-}, 20_000);
+});
 
 test("with BALLAST_TEST_FAULTS=1, each SIGURG fails exactly one later write with EIO", async () => {
   const { process: running, until, exited } = child({ BALLAST_TEST_FAULTS: "1" });
@@ -106,4 +106,4 @@ test("with BALLAST_TEST_FAULTS=1, each SIGURG fails exactly one later write with
   await until("wrote", 3);
   running.kill("SIGTERM");
   expect(await exited).toBe("SIGTERM");
-}, 20_000);
+});

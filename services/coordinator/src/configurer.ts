@@ -64,6 +64,7 @@ import {
   configureRefreshMs,
   configuresInflightMax,
   configuresPerNodeInflightMax,
+  configureVerifyMs,
 } from "./constants.ts";
 import {
   failingOver,
@@ -89,6 +90,8 @@ export class Configurer {
     private readonly tenures: Pick<Tenures, "held" | "current">,
     /** The live head nodes and sleds when a queued configure goes out. */
     private readonly members: Pick<Heartbeats, "aliveHeadNodes" | "aliveSleds" | "headNodeDisks">,
+    /** How long a primary may report an older epoch than it acknowledged (`outOfStep`). */
+    private readonly verifyMs = configureVerifyMs,
   ) {}
 
   /**
@@ -127,7 +130,10 @@ export class Configurer {
     const otherDisk = tenure.otherDisk.get(key);
     for (const node of new Set([...members, ...nodes.keys()])) {
       if (tenure.configuring.has(`${key}@${node}`)) continue;
-      if (!owesConfigure(record, node, nodes.get(node), { report, view, sleds, nowMs })) continue;
+      const last = nodes.get(node);
+      if (!owesConfigure(record, node, last, { report, view, sleds, nowMs }, this.verifyMs)) {
+        continue;
+      }
       if (otherDiskBackoff(record, node, otherDisk?.get(node), disks, nowMs)) continue;
       if (!roomFor(tenure, node)) {
         // Sent as soon as one of the node's requests settles (`sendQueued`).
@@ -183,7 +189,9 @@ export class Configurer {
       };
       const last = tenure.configured.get(key)?.get(node);
       const report = tenure.leases.reportOf(record, nowMs);
-      if (!owesConfigure(record, node, last, { report, view, sleds, nowMs })) continue;
+      if (!owesConfigure(record, node, last, { report, view, sleds, nowMs }, this.verifyMs)) {
+        continue;
+      }
       if (otherDiskBackoff(record, node, tenure.otherDisk.get(key)?.get(node), disks, nowMs)) {
         continue;
       }
@@ -220,12 +228,19 @@ export class Configurer {
     if (
       alive.has(record.primary) &&
       primary !== undefined &&
-      outOfStep(record, tenure.leases.reportOf(record, nowMs), primary, nowMs, {
-        alive,
-        ...(disks === undefined ? {} : { disks }),
-        noReplica: noReplicaMembers(tenure, record),
-        unopened: tenure.leases.unopenedMembers(record),
-      })
+      outOfStep(
+        record,
+        tenure.leases.reportOf(record, nowMs),
+        primary,
+        nowMs,
+        {
+          alive,
+          ...(disks === undefined ? {} : { disks }),
+          noReplica: noReplicaMembers(tenure, record),
+          unopened: tenure.leases.unopenedMembers(record),
+        },
+        this.verifyMs,
+      )
     ) {
       return false;
     }
@@ -407,7 +422,7 @@ function roomFor(tenure: Tenure, node: string): boolean {
  * and the bounds are the caller's): a live member whose acknowledged epoch or sleds are
  * out of date, a primary out of step with its acknowledgement, a member due for the
  * refresh, or a live former member not yet told it is out. Never a failed primary being
- * failed over.
+ * failed over. `verifyMs`: as for `outOfStep`.
  */
 export function owesConfigure(
   record: PartitionRecord,
@@ -419,6 +434,7 @@ export function owesConfigure(
     sleds: readonly string[];
     nowMs: number;
   },
+  verifyMs = configureVerifyMs,
 ): boolean {
   const { report, view, sleds, nowMs } = input;
   if (!view.alive.has(node)) return false;
@@ -428,7 +444,7 @@ export function owesConfigure(
   const current =
     last.epoch === record.epoch &&
     (!member || knowsSleds(last.sleds, sleds)) &&
-    !(node === record.primary && outOfStep(record, report, last, nowMs, view));
+    !(node === record.primary && outOfStep(record, report, last, nowMs, view, verifyMs));
   if (!current) return true;
   return member && refreshDue(`${partitionKey(record)}@${node}`, last.atMs, nowMs);
 }

@@ -217,6 +217,14 @@ export const leaderReleaseWaitMs = 3000;
  */
 export const reportAgeMsMax = 2000;
 
+/**
+ * The least `--configure-verify-ms` (configureVerifyMs, above) takes: past reportAgeMsMax
+ * by a report interval (headnodeReportIntervalMs, 500 ms), so that a report sent before
+ * the acknowledgement never counts. The most: the refresh, which pushes it again anyway.
+ */
+export const configureVerifyMsMin = reportAgeMsMax + 500;
+export const configureVerifyMsMax = configureRefreshMs;
+
 /** A learner not caught up by then is dropped; the next round adds one afresh. */
 export const learnerCatchUpMsMax = 30_000;
 

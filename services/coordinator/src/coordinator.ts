@@ -54,6 +54,9 @@ import { CatalogueQueue } from "./catalogue-queue.ts";
 import { now, wallNow } from "./clock.ts";
 import { Configurer } from "./configurer.ts";
 import {
+  configureVerifyMs,
+  configureVerifyMsMax,
+  configureVerifyMsMin,
   deleteMarkerCleanupCheckMs,
   heartbeatTimeoutMsDefault,
   heartbeatTimeoutMsMax,
@@ -144,6 +147,16 @@ export const coordinatorOptions = {
     min: sweepTimeMsMin,
     max: sweepTimeMsMax,
     description: "how often the leader sweeps the sleds for orphaned chunks and blobs",
+  },
+  configureVerifyMs: {
+    flag: "configure-verify-ms",
+    env: "BALLAST_CONFIGURE_VERIFY_MS",
+    type: "integer",
+    default: configureVerifyMs,
+    min: configureVerifyMsMin,
+    max: configureVerifyMsMax,
+    description:
+      "how long a primary may keep reporting an older epoch than it acknowledged (or itself failed, with no secondary) before it is configured again",
   },
   sweepGraceMs: {
     flag: "sweep-grace-ms",
@@ -336,7 +349,13 @@ export class Coordinator {
       clock: now,
       wallClock: wallNow,
     });
-    const configurer = new Configurer(service, catalogue, tenures, heartbeats);
+    const configurer = new Configurer(
+      service,
+      catalogue,
+      tenures,
+      heartbeats,
+      this.config.configureVerifyMs ?? configureVerifyMs,
+    );
     const reconciler = new Reconciler({
       logger: service.logger,
       catalogue,

@@ -689,7 +689,7 @@ export function failingOver(
  * or reports itself failed in this epoch that long after with no secondary to promote
  * (`failingOver`): a configure reopens it from what is durable, in a new session. That
  * is the way out of a partition that has nothing to fail over to, which otherwise
- * waited for the refresh (300 s).
+ * waited for the refresh (300 s). `verifyMs`: the coordinator's --configure-verify-ms.
  */
 export function outOfStep(
   record: PartitionRecord,
@@ -697,6 +697,7 @@ export function outOfStep(
   acknowledged: { epoch: number; atMs: number },
   nowMs: number,
   view: Pick<PartitionView, "alive" | "disks" | "noReplica" | "unopened">,
+  verifyMs = configureVerifyMs,
 ): boolean {
   return (
     report !== undefined &&
@@ -705,7 +706,7 @@ export function outOfStep(
         report.failed === true &&
         !failingOver(record, report, view))) &&
     acknowledged.epoch === record.epoch &&
-    nowMs - acknowledged.atMs >= configureVerifyMs
+    nowMs - acknowledged.atMs >= verifyMs
   );
 }
 

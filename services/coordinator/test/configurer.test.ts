@@ -18,6 +18,7 @@ import {
   configureRefreshMs,
   configuresPerNodeInflightMax,
   configureVerifyMs,
+  configureVerifyMsMin,
 } from "../src/constants.ts";
 import { decidePartition, type PartitionRecord, type Report } from "../src/decisions.ts";
 import { partitionKey } from "../src/leases.ts";
@@ -87,7 +88,7 @@ describe("Configurer", () => {
   });
   afterEach(() => vi.restoreAllMocks());
 
-  function setup() {
+  function setup(verifyMs?: number) {
     const tenure: Tenure = newTenure({ term: 1, tenure: 1 }, 0);
     const sent: string[] = [];
     const configurer = new Configurer(
@@ -103,6 +104,7 @@ describe("Configurer", () => {
       {} as never,
       { held: () => tenure, current: () => tenure },
       {} as never,
+      verifyMs,
     );
     const alive = new Set(["head-1", "head-2"]);
     const primaryReports = (epoch: number, failed = false) =>
@@ -142,6 +144,23 @@ describe("Configurer", () => {
     expect(sent).toEqual(["head-1"]);
     // Acknowledged again: it waits another configureVerifyMs for the report to agree.
     expect(configurer.current(tenure, record, alive, ["sled-1"])).toBe(true);
+  });
+
+  it("with a shorter verify time (--configure-verify-ms), pushes again that much sooner", async () => {
+    const verifyMs = configureVerifyMsMin;
+    const { tenure, sent, configurer, alive, primaryReports } = setup(verifyMs);
+    await configurer.configure(tenure, record, alive, ["sled-1"]);
+    sent.length = 0;
+    const ackedAtMs = tenure.configured.get(partitionKey(record))!.get("head-1")!.atMs;
+    clockMs = ackedAtMs + verifyMs - 1;
+    primaryReports(1);
+    await configurer.configure(tenure, record, alive, ["sled-1"]);
+    expect(sent).toEqual([]);
+    clockMs = ackedAtMs + verifyMs;
+    expect(verifyMs).toBeLessThan(configureVerifyMs);
+    expect(configurer.current(tenure, record, alive, ["sled-1"])).toBe(false);
+    await configurer.configure(tenure, record, alive, ["sled-1"]);
+    expect(sent).toEqual(["head-1"]);
   });
 
   it("pushes again, at once, to members that lack a live sled", async () => {
@@ -186,6 +205,11 @@ describe("Configurer", () => {
     expect(outOfStep(record, report(1), { epoch: 1, atMs: 0 }, configureVerifyMs, both)).toBe(
       false,
     );
+    // A verify time set shorter (--configure-verify-ms): out of step that much sooner.
+    const verifyMs = configureVerifyMsMin;
+    expect(verifyMs).toBeLessThan(configureVerifyMs);
+    expect(outOfStep(record, report(1), acked, verifyMs, both, verifyMs)).toBe(true);
+    expect(outOfStep(record, report(1), acked, verifyMs - 1, both, verifyMs)).toBe(false);
   });
 
   it("pushes again to a primary that reports itself failed, after the verify time", () => {

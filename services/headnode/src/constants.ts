@@ -207,6 +207,12 @@ export interface ReplicaLimits {
   compactionVictimsMax: number;
 }
 
+/**
+ * The least `--flush-bytes` (ReplicaLimits.flushBytesThreshold) takes: one 4 KiB block,
+ * a flush after every write.
+ */
+export const flushBytesMin = 4096;
+
 /** The largest chunk a flush writes by default (ReplicaLimits.chunkBytesMax). */
 const chunkBytesMaxDefault = 4 * 1024 * 1024;
 

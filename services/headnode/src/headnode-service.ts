@@ -10,7 +10,7 @@ import {
   type Service,
 } from "@ballast/runtime";
 import { chunkCacheBytesFor } from "./chunk-cache.ts";
-import { replicaLimitsDefault, tickMs } from "./constants.ts";
+import { flushBytesMin, replicaLimitsDefault, tickMs } from "./constants.ts";
 import { HeadNode } from "./headnode.ts";
 import { checkpointCheckIntervalMs, scrubIntervalMs } from "./replicator.ts";
 import { nextSession } from "./session.ts";
@@ -43,6 +43,16 @@ export const headnodeOptions = {
     min: 1,
     max: 100_000_000,
     description: "checkpoint a replica's metadata at least every this many ops",
+  },
+  flushBytes: {
+    flag: "flush-bytes",
+    env: "BALLAST_FLUSH_BYTES",
+    type: "integer",
+    default: replicaLimitsDefault.flushBytesThreshold,
+    min: flushBytesMin,
+    max: replicaLimitsDefault.logBytesMax,
+    description:
+      "flush a primary's committed writes to the sleds once this many bytes wait (else on its flush interval)",
   },
   journalBytesMax: {
     flag: "journal-bytes-max",
@@ -102,6 +112,7 @@ export const headnodeDefinition = {
       checkpointIntervalTicks: Math.max(1, Math.round(config.checkpointIntervalMs / tickMs)),
       checkpointIntervalOps: config.checkpointIntervalOps,
       logBytesMax: config.journalBytesMax,
+      flushBytesThreshold: config.flushBytes,
     };
     new HeadNode(
       service,
