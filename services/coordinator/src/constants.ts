@@ -178,6 +178,20 @@ export const primaryUnconfirmedMsMax = 20_000;
  */
 export const flushStallNodesMemoryMs = 30_000;
 
+/**
+ * Whether the leader fails a flush-stalled primary over at all (decisions.ts,
+ * `flushStalledMs`). Off: the guard above tells a node cut from the sleds from sleds
+ * failing everyone only when two nodes have data to flush, and when one node carries the
+ * writes (only primaries with unflushed data flush, so only they stall), sleds hung or
+ * shedding load for everyone read as that node's cut. The failover then drops the old
+ * primary, leaving acknowledged writes that cannot be flushed on one journal fewer while
+ * the sleds are in trouble (review-diff19 D1). A stalled flush keeps both copies and
+ * waits; the failover needs positive evidence that the secondary's node reaches the
+ * sleds (a recent successful write of its own) before it can be on by default. The
+ * reconciler's option and the failover simulator turn it on.
+ */
+export const flushStallFailover = false;
+
 /** Configure requests outstanding at once, over every head node and partition. */
 export const configuresInflightMax = 1024;
 

@@ -160,6 +160,11 @@ export interface PartitionView {
    */
   flushStalledNodes?: number;
   /**
+   * Whether a flush-stalled primary is failed over at all (`flushStallFailover`,
+   * constants.ts: off unless set). Absent: no.
+   */
+  flushStallFailover?: boolean;
+  /**
    * Until when the current primary may still hold a read lease, on the leader's
    * monotonic clock, including the drift margin and leases a previous leader may have
    * granted. A primary is never replaced before this.
@@ -414,6 +419,7 @@ function decideMembership(record: PartitionRecord, view: Seen): PartitionDecisio
   const current = currentReport(record, view.report);
   const primaryStalled = (current?.stalledMs ?? 0) >= primaryStallMsMax;
   const primaryCutFromSleds =
+    view.flushStallFailover === true &&
     (current?.flushStalledMs ?? 0) >= primaryStallMsMax &&
     (view.liveSleds ?? 0) >= limits.chunkCopies &&
     (view.flushStalledNodes ?? 1) <= 1;

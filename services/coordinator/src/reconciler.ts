@@ -69,6 +69,7 @@ import {
   catalogueRefreshMs,
   catalogueRereadMsMax,
   droppedNodeAvoidMs,
+  flushStallFailover,
   learnerCatchUpMsMax,
   reconcileSliceMax,
   settledRecheckMs,
@@ -100,6 +101,8 @@ export interface ReconcilerOptions {
   tenures: Tenures;
   /** Changes to the catalogue, if watched: a re-read that would find none is skipped. */
   changes?: Pick<CatalogueChanges, "version">;
+  /** Fail flush-stalled primaries over (constants.ts `flushStallFailover`, off by default). */
+  flushStallFailover?: boolean;
 }
 
 /** A member's acknowledged configuration, as the tenure holds it (`Tenure.configured`). */
@@ -607,6 +610,7 @@ export class Reconciler {
       report,
       liveSleds: sleds.length,
       flushStalledNodes: flushStalledNodes(this.flushStalls, nowMs),
+      flushStallFailover: this.options.flushStallFailover ?? flushStallFailover,
       leaseUntilMs: tenure.leases.leaseUntilMs(record),
       learnersSinceMs: learnersSince(tenure, record, nowMs),
       learnerCatchUpMsMax,

@@ -725,21 +725,32 @@ describe("a primary cut from sleds the leader sees alive (review-reach R1)", () 
   // nothing reported it and the leader kept it while its secondary, which holds every
   // acknowledged write and may reach the sleds, stood by.
   const cut = (flushStalledMs: number) => report(base, { flushStalledMs });
+  /** The view with the failover of flush-stalled primaries on (off by default). */
+  const enabled = (record: PartitionRecord, overrides: Partial<PartitionView> = {}) =>
+    view(record, { flushStallFailover: true, ...overrides });
+
+  test("stays while the failover is off, as it is by default (review-diff19 D1)", () => {
+    // One node carrying the writes, sleds failing everyone: its stall alone cannot be
+    // told from a cut, and the failover would drop a copy of what cannot be flushed.
+    expect(
+      decidePartition(base, view(base, { liveSleds: 3, report: cut(limits.primaryStallMsMax) })),
+    ).toEqual({ kind: "keep" });
+  });
 
   test("is replaced by its secondary once its flushes have failed for primaryStallMsMax, after its lease", () => {
     const sleds = { liveSleds: 3 };
     expect(
-      decidePartition(base, view(base, { ...sleds, report: cut(limits.primaryStallMsMax - 1) })),
+      decidePartition(base, enabled(base, { ...sleds, report: cut(limits.primaryStallMsMax - 1) })),
     ).toEqual({ kind: "keep" });
     expect(
       decidePartition(
         base,
-        view(base, { ...sleds, report: cut(limits.primaryStallMsMax), leaseUntilMs: 200_000 }),
+        enabled(base, { ...sleds, report: cut(limits.primaryStallMsMax), leaseUntilMs: 200_000 }),
       ),
     ).toMatchObject({ kind: "wait" });
     const decision = decidePartition(
       base,
-      view(base, { ...sleds, report: cut(limits.primaryStallMsMax) }),
+      enabled(base, { ...sleds, report: cut(limits.primaryStallMsMax) }),
     );
     expect(decision).toMatchObject({
       kind: "update",
@@ -750,7 +761,7 @@ describe("a primary cut from sleds the leader sees alive (review-reach R1)", () 
 
   test("stays while fewer than chunkCopies sleds are alive: no primary could flush then", () => {
     for (const liveSleds of [undefined, 0, limits.chunkCopies - 1]) {
-      expect(decidePartition(base, view(base, { liveSleds, report: cut(60_000) }))).toEqual({
+      expect(decidePartition(base, enabled(base, { liveSleds, report: cut(60_000) }))).toEqual({
         kind: "keep",
       });
     }
@@ -761,7 +772,7 @@ describe("a primary cut from sleds the leader sees alive (review-reach R1)", () 
     // a replica, down to one, while the sleds (a read-only device, say) cure nothing.
     const decision = decidePartition(
       base,
-      view(base, { liveSleds: 3, flushStalledNodes: 2, report: cut(60_000) }),
+      enabled(base, { liveSleds: 3, flushStalledNodes: 2, report: cut(60_000) }),
     );
     expect(decision).toEqual({ kind: "keep" });
   });
@@ -781,7 +792,7 @@ describe("a primary cut from sleds the leader sees alive (review-reach R1)", () 
     const alone: PartitionRecord = { ...base, secondaries: [] };
     const decision = decidePartition(
       alone,
-      view(alone, { liveSleds: 3, report: report(alone, { flushStalledMs: 60_000 }) }),
+      enabled(alone, { liveSleds: 3, report: report(alone, { flushStalledMs: 60_000 }) }),
     );
     expect(decision).toMatchObject({ kind: "unavailable" });
     if (decision.kind === "unavailable") expect(decision.reason).toMatch(/every flush/);

@@ -12,6 +12,7 @@ import {
   catalogueRereadMsMax,
   configureRefreshMs,
   configureVerifyMs,
+  flushStallFailover,
   primaryUnconfirmedMsMax,
   reconcileSliceMax,
   settledRecheckMs,
@@ -76,6 +77,7 @@ function setup(
   held: ReadonlySet<number> = new Set(),
   sleds: readonly string[] = ["sled-1"],
   records: (partition: number) => PartitionRecord = record,
+  flushStallFailover = false,
 ) {
   const tenure: Tenure = newTenure({ term: 1, tenure: 1 }, 0);
   tenure.ready = true;
@@ -129,6 +131,7 @@ function setup(
     },
     configurer,
     tenures: { held: () => tenure, current: () => tenure },
+    flushStallFailover,
   });
   /** The partitions decided by one round. */
   const round = (): number[] => {
@@ -998,6 +1001,7 @@ describe("Reconciler: a primary cut from the sleds (review-reach R1)", () => {
     sleds: readonly string[],
     reports: (node: string) => Report[],
     ms = 20_000,
+    failoverOn = true,
   ): Promise<PartitionRecord[]> {
     const updates: PartitionRecord[] = [];
     const catalogue = {
@@ -1006,7 +1010,14 @@ describe("Reconciler: a primary cut from the sleds (review-reach R1)", () => {
         return Promise.resolve({ applied: true, revision: 100 });
       },
     };
-    const { tenure, alive, round } = setup(catalogue, new Set(), new Set(), sleds, split);
+    const { tenure, alive, round } = setup(
+      catalogue,
+      new Set(),
+      new Set(),
+      sleds,
+      split,
+      failoverOn,
+    );
     clockMs = 500_000;
     const endMs = clockMs + ms;
     while (clockMs < endMs) {
@@ -1032,6 +1043,17 @@ describe("Reconciler: a primary cut from the sleds (review-reach R1)", () => {
     // (The fake catalogue keeps the old record, so the update is decided again.)
     const changed = new Set(updates.map((next) => `${next.partition} to ${next.primary}`));
     expect([...changed]).toEqual(["0 to head-2"]);
+  });
+
+  it("keeps it while the failover of flush-stalled primaries is off, as it is by default (review-diff19 D1)", async () => {
+    const updates = await run(
+      ["sled-1", "sled-2", "sled-3"],
+      (node) =>
+        node === "head-1" ? [stalled(0), report(2, 5)] : [{ ...report(1, 5), followers: [] }],
+      20_000,
+      flushStallFailover,
+    );
+    expect(updates).toEqual([]);
   });
 
   it("keeps it with fewer than two sleds alive: no primary could flush", async () => {

@@ -260,10 +260,11 @@ export const PrimaryReport = z.object({
   /**
    * Set once every chunk write of its flushes has failed for primaryStallMsMax or longer
    * for want of sleds it can reach (none answered NoSpace): its journal is never
-   * released, so writes will wait and time out, and reads of flushed data fail. The
-   * coordinator fails the partition over to a secondary as for a stalled primary while
-   * at least `chunkCopies` sleds are alive to it (the cut is this node's, not the sleds'
-   * outage). Absent from head nodes that predate it.
+   * released, so writes will wait and time out, and reads of flushed data fail. A
+   * coordinator with the failover of such primaries on (off by default) fails the
+   * partition over to a secondary as for a stalled primary while at least `chunkCopies`
+   * sleds are alive to it (the cut is this node's, not the sleds' outage). Absent from
+   * head nodes that predate it.
    */
   flushStalledMs: unsignedInteger.optional(),
   /** Bytes of the chunks in the partition's table, and of those still referred to. */

@@ -4120,6 +4120,9 @@ export class FailoverSimulation {
           // 30 s is, but short enough that a second node cut within it still fails over
           // within the availability bound.
           flushStalledNodes: flushStalledNodes(this.flushStalls, this.nowMs(), 15_000),
+          // The model runs the failover of flush-stalled primaries, off by default in the
+          // leader (constants.ts flushStallFailover), as an operator who turns it on would.
+          flushStallFailover: true,
           leaseUntilMs: this.leases.leaseUntilMs(record),
           learnersSinceMs: new Map([...since].map(([node, value]) => [node, value.ms])),
           learnerCatchUpMsMax: this.options.learnerCatchUpMs,
