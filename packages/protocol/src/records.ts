@@ -91,6 +91,8 @@ const volume = z.looseObject({
   clonePins: list(clonePin).optional(),
   /** A shrink to this size begun and not finished (the coordinator's resize.ts). */
   shrinkingTo: volumeBytes.optional(),
+  /** The size that shrink began from: the mark holds only while the size is still this. */
+  shrinkingFrom: volumeBytes.optional(),
 });
 
 const partitionFields = z.looseObject({

@@ -149,9 +149,16 @@ export interface VolumeRecord {
   /**
    * A shrink to this size began (its partitions' ends may be lowered to it, its tail
    * partly trimmed) and has not finished: the resize that finishes it writes the size
-   * and removes this (resize.ts, "A shrink begun"). Ignored unless below `sizeBytes`.
+   * and removes this (resize.ts, "A shrink begun"). Ignored unless below `sizeBytes`
+   * and `shrinkingFrom` is the size.
    */
   shrinkingTo?: number;
+  /**
+   * The size the shrink began from. A coordinator older than the mark copies it through
+   * its own resizes: a size changed since (a grow by such a writer, whose new tail holds
+   * acknowledged writes) makes the mark stale, never a shrink to finish.
+   */
+  shrinkingFrom?: number;
 }
 
 /**
@@ -989,7 +996,7 @@ export class Catalogue {
     // A clone's overlap follows a shrink down and never comes back up (clones.ts).
     const parent = parentAfterResize(current.value.parent, sizeBytes);
     // The size written ends any shrink begun (its own, finished; or one finished first).
-    const { shrinkingTo: _finished, ...rest } = current.value;
+    const { shrinkingTo: _finished, shrinkingFrom: _from, ...rest } = current.value;
     const record: VolumeRecord = {
       ...rest,
       sizeBytes,
@@ -1021,7 +1028,12 @@ export class Catalogue {
     term: number,
   ): Promise<UpdateOutcome & { record?: VolumeRecord }> {
     if ((current.value.term ?? 0) > term) return { applied: false, reason: "deposed" };
-    const record: VolumeRecord = { ...current.value, shrinkingTo: sizeBytes, term };
+    const record: VolumeRecord = {
+      ...current.value,
+      shrinkingTo: sizeBytes,
+      shrinkingFrom: current.value.sizeBytes,
+      term,
+    };
     try {
       const revision = await this.kv.update(
         keys.volume(record.name),

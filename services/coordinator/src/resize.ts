@@ -71,15 +71,23 @@ import { BallastError, ErrorCode, limits } from "@ballast/protocol";
 import type { PartitionRange } from "./placement.ts";
 
 /**
- * The size a shrink begun and not finished is taking `volume` to; undefined when none is
- * (a mark not below the size is left over from an older writer, and means nothing).
+ * The size a shrink begun and not finished is taking `volume` to; undefined when none is.
+ * A mark not below the size, or begun from another size than the record's, was carried
+ * through a resize by a coordinator older than the mark (it copies the record whole):
+ * it means nothing. Finishing it would trim the tail of a volume grown since, where
+ * acknowledged writes may be (review-diff19 D4).
  */
 export function shrinkingOf(volume: {
   sizeBytes: number;
   shrinkingTo?: number;
+  shrinkingFrom?: number;
 }): number | undefined {
   const target = volume.shrinkingTo;
-  return target !== undefined && target < volume.sizeBytes ? target : undefined;
+  return target !== undefined &&
+    target < volume.sizeBytes &&
+    volume.shrinkingFrom === volume.sizeBytes
+    ? target
+    : undefined;
 }
 
 /**
@@ -87,7 +95,7 @@ export function shrinkingOf(volume: {
  * not yet lowered, trim the whole tail again (trims are idempotent), write the size.
  */
 export function finishShrinkPlan(
-  volume: { sizeBytes: number; shrinkingTo?: number },
+  volume: { sizeBytes: number; shrinkingTo?: number; shrinkingFrom?: number },
   partitions: readonly PartitionRange[],
 ): Extract<ResizePlan, { kind: "shrink" }> | undefined {
   const target = shrinkingOf(volume);

@@ -190,6 +190,7 @@ import {
   snapshotRollbackMarksMax,
   snapshotStepDeadlineMs,
 } from "./constants.ts";
+import { shrinkingOf } from "./resize.ts";
 import type { StoreMarks } from "./store-marks.ts";
 
 export type SnapshotState = ResultOf<"snapshot.create.v1">;
@@ -1204,15 +1205,16 @@ export function refuseWhileRolledBackTo(record: SnapshotRecord, live: RollbackMa
  * queue, as resizes do, so no shrink begins while one of them runs.
  */
 function refuseWhileShrinking(volume: VolumeRecord, what: string): void {
-  if (volume.shrinkingTo === undefined) return;
+  const target = shrinkingOf(volume);
+  if (target === undefined) return;
   throw new BallastError(
     ErrorCode.Unavailable,
-    `${what} refused: volume ${volume.name} is being shrunk from ${volume.sizeBytes} to ${volume.shrinkingTo} bytes (a shrink begun earlier and not finished; the leader finishes it, and describe shows it); retry once it is finished`,
+    `${what} refused: volume ${volume.name} is being shrunk from ${volume.sizeBytes} to ${target} bytes (a shrink begun earlier and not finished; the leader finishes it, and describe shows it); retry once it is finished`,
     {
       details: {
         volume: volume.name,
         sizeBytes: volume.sizeBytes,
-        shrinkingTo: volume.shrinkingTo,
+        shrinkingTo: target,
       },
     },
   );

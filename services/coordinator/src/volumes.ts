@@ -854,7 +854,7 @@ export class Volumes {
           const count = (await this.options.catalogue.partitions(value.name, "skip")).filter(
             (entry) => volumeIdOf(entry.value) === id,
           ).length;
-          const { term: _term, shrinkingTo: _shrinking, ...shown } = value;
+          const { term: _term, shrinkingTo: _shrinking, shrinkingFrom: _from, ...shown } = value;
           return { ...shown, id, partitionCount: count, ...shrinkingField(value) };
         }),
       ),
@@ -1084,7 +1084,7 @@ export class Volumes {
     const leases = tenure?.leases;
     // The record's term fences its writers; it is not part of the volume's state. A
     // shrink's mark is shown only while it means one (resize.ts `shrinkingOf`).
-    const { term: _term, shrinkingTo: _shrinking, ...shown } = volume;
+    const { term: _term, shrinkingTo: _shrinking, shrinkingFrom: _from, ...shown } = volume;
     // Records come in partition order; a page is cut by index, so a gap cannot shift it.
     const after = from === undefined ? partitions : partitions.filter((r) => r.partition >= from);
     const page = from === undefined ? after : after.slice(0, limits.describePartitionsMax);

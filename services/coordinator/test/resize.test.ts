@@ -227,7 +227,14 @@ describe("a shrink begun", () => {
     expect(shrinkingOf({ sizeBytes: 2 * mebibyte })).toBeUndefined();
     // A mark an older writer left behind at or past the size means nothing.
     expect(shrinkingOf({ sizeBytes: 2 * mebibyte, shrinkingTo: 2 * mebibyte })).toBeUndefined();
-    expect(shrinkingOf({ sizeBytes: 2 * mebibyte, shrinkingTo: mebibyte })).toBe(mebibyte);
+    expect(
+      shrinkingOf({ sizeBytes: 2 * mebibyte, shrinkingTo: mebibyte, shrinkingFrom: 2 * mebibyte }),
+    ).toBe(mebibyte);
+    // A mark an older coordinator carried through its grow from 2 MiB to 3 MiB: the tail
+    // it added may hold acknowledged writes, never to be trimmed (review-diff19 D4).
+    const grown = { sizeBytes: 3 * mebibyte, shrinkingTo: mebibyte, shrinkingFrom: 2 * mebibyte };
+    expect(shrinkingOf(grown)).toBeUndefined();
+    expect(finishShrinkPlan(grown, partitions)).toBeUndefined();
     expect(finishShrinkPlan({ sizeBytes: 2.5 * mebibyte }, partitions)).toBeUndefined();
     // Partition 1 lowered already; partition 2 not yet.
     const halfway = [
@@ -236,7 +243,10 @@ describe("a shrink begun", () => {
       partitions[2]!,
     ];
     expect(
-      finishShrinkPlan({ sizeBytes: 2.5 * mebibyte, shrinkingTo: 1.5 * mebibyte }, halfway),
+      finishShrinkPlan(
+        { sizeBytes: 2.5 * mebibyte, shrinkingTo: 1.5 * mebibyte, shrinkingFrom: 2.5 * mebibyte },
+        halfway,
+      ),
     ).toEqual({
       kind: "shrink",
       sizeBytes: 1.5 * mebibyte,

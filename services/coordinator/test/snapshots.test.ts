@@ -905,7 +905,11 @@ test("a snapshot or rollback is refused while a shrink begun earlier is not fini
   const { snapshots, primaries, catalogue, store } = start();
   await snapshots.create({ type: "snapshot.create.v1", volume: "v", name: "before" });
   const volume = (await catalogue.volume("v"))!.value;
-  store.put(keys.volume("v"), { ...volume, shrinkingTo: 2 * partitionBytes });
+  store.put(keys.volume("v"), {
+    ...volume,
+    shrinkingTo: 2 * partitionBytes,
+    shrinkingFrom: volume.sizeBytes,
+  });
   const create = await snapshots
     .create({ type: "snapshot.create.v1", volume: "v", name: "s" })
     .catch((error: BallastError) => error);
