@@ -5,7 +5,7 @@
 // replicator, with the shell's part played by hand on a fake clock (ticks) and fake
 // sleds: stores back off up to checkpointStoreRetryTicksMax, and a sled back
 // (retryCheckpointSoon, as PartitionHost calls it) has a checkpoint stored at the usual
-// pace.
+// pace; one that fails again backs off from where it was.
 
 import { createLogger } from "@ballast/runtime";
 import { expect, test } from "vitest";
@@ -140,6 +140,23 @@ test("stores short of sleds back off, bounded, and a sled back gets a checkpoint
   expect(shell.counts.takes).toBe(shell.counts.stores);
   expect(storesByMinute[minutes - 1]).toBeLessThanOrEqual(1);
   expect(core.recordedCheckpoint?.blobKey).toBe(first?.blobKey);
+
+  // A sled answering again while sled-2 is still down (one slow, going silent and
+  // answering in turn): the next store comes soon, and when it fails the back-off goes
+  // on from where it was. Before, each answer reset it, and the stores went at 2 s,
+  // 4 s, 8 s again every time (review-diff19 D2).
+  core.retryCheckpointSoon();
+  const flapBefore = shell.counts.stores;
+  for (let tick = 0; tick < checkpointRetryTicks + 1; tick++) {
+    core.tick();
+    shell.run();
+  }
+  expect(shell.counts.stores).toBe(flapBefore + 1);
+  for (let tick = 0; tick < 10 * checkpointRetryTicks; tick++) {
+    core.tick();
+    shell.run();
+  }
+  expect(shell.counts.stores).toBe(flapBefore + 1);
 
   // Just after a failed store (the next is checkpointStoreRetryTicksMax away), sled-2 is
   // back (PartitionHost sees it leave the out set): the next store comes at the usual

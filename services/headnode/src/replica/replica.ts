@@ -2556,12 +2556,14 @@ export class Replica {
    * A sled came back (the shell saw one configured that was not, or one leave the out
    * set): a checkpoint whose stores failed for want of sleds is tried again at the usual
    * pace after the last (checkpointRetryTicks), not at the end of its back-off, since the
-   * journal is released only once one is recorded. Stores that fail again back off anew.
+   * journal is released only once one is recorded. The count of failures stays: a store
+   * that fails again backs off from where it was, so a sled that keeps going silent and
+   * answering again (slow, not dead) brings a try forward each time it answers, no more
+   * (review-diff19 D2: each answer reset the back-off, which then never grew).
    */
   retryCheckpointSoon(): void {
     // Only stores' back-off: a refused one's (too large) is no sled's to end.
     if (this.checkpointStoreFailures === 0 || this.checkpointRefused !== undefined) return;
-    this.checkpointStoreFailures = 0;
     this.checkpointRetryAtTick = Math.min(
       this.checkpointRetryAtTick,
       this.lastCheckpointTick + this.limits.checkpointRetryTicks,
