@@ -85,11 +85,29 @@ export const checkpointExtentBytesMax = 21;
  */
 export const checkpointChunkEntryBytesMax = 128;
 
+/**
+ * A follower (secondary or learner) holds at most this many times logBytesMax of note data
+ * unreleased; past it, it takes no new notes. Its journal is released only once its own
+ * checkpoint is recorded: one that cannot store checkpoints (cut from the sleds only)
+ * would otherwise grow its journal at the volume's write rate until its disk is full,
+ * and then fail every replica on that disk, primaries included (review-reach R2). Taking
+ * none, it keeps the primary's commits waiting: the primary reports it stalled past
+ * commitStallMsMax and the coordinator drops it and adds a learner elsewhere, as for a
+ * hung disk. Twice the primary's bound: a follower holds what the primary does plus what
+ * its own checkpoint has not yet released (about releasable bytes, 64 MiB).
+ */
+export const followerLogBytesFactor = 2;
+
 export interface ReplicaLimits {
   /** Ops assigned but not yet committed; past it, new writes wait. */
   notesInflightMax: number;
   /** Bytes of note data held for unflushed or unreleased ops; past it, new writes wait. */
   logBytesMax: number;
+  /**
+   * Bytes of note data a follower holds unreleased; past it, it takes no new notes.
+   * Absent: followerLogBytesFactor × logBytesMax.
+   */
+  followerLogBytesMax?: number;
   /** Client requests waiting for room; past it, requests answer Unavailable. */
   requestsWaitingMax: number;
   /**

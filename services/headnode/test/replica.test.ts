@@ -3,7 +3,7 @@
 
 import { type BallastError, crc32c, ErrorCode, type MessageOf } from "@ballast/protocol";
 import { describe, expect, test } from "vitest";
-import type { ReplicaLimits } from "../src/constants.ts";
+import { followerLogBytesFactor, type ReplicaLimits } from "../src/constants.ts";
 import { encodeControlRecord } from "../src/replica/control-record.ts";
 import type { Effect } from "../src/replica/effects.ts";
 import { PartitionMetadata } from "../src/replica/metadata.ts";
@@ -419,6 +419,34 @@ describe("replication edge cases", () => {
     const second = secondary.drainEffects();
     expect(only(second, "journal.append")).toEqual([]);
     expect(acksTo(second, "head-1")).toHaveLength(1);
+  });
+
+  test("a follower whose journal is not released takes no notes past its bound (review-reach R2)", () => {
+    // A secondary cut from the sleds only: its checkpoints are never stored, so nothing it
+    // holds is released. Before, it took every note, its journal growing until its disk
+    // was full. Now it stops at followerLogBytesFactor × logBytesMax (here 2 × 2 KiB): its
+    // acks stop moving, the primary's commit waits, and the primary reports it stalled.
+    const secondary = replica("head-2", 11, { logBytesMax: 2048 });
+    const notes = Array.from({ length: 12 }, (_, index) => note(index + 1));
+    secondary.onReplicationMessage(notesMessage({ notes }));
+    const effects = secondary.drainEffects();
+    // 512 bytes a note: eight fit within 4 KiB.
+    expect(only(effects, "journal.append")[0]?.notes.map((n) => n.opNum)).toEqual([
+      1, 2, 3, 4, 5, 6, 7, 8,
+    ]);
+    expect(secondary.heldLogBytes).toBe(8 * 512);
+    secondary.onJournalDurable(8, only(effects, "journal.append")[0]!.generation);
+    secondary.drainEffects();
+    secondary.onReplicationMessage(
+      notesMessage({ previousOpNum: 8, previousEpoch: 3, previousSession: 11, notes: [note(9)] }),
+    );
+    const again = secondary.drainEffects();
+    expect(only(again, "journal.append")).toEqual([]);
+    expect(acksTo(again, "head-1")).toEqual([
+      expect.objectContaining({ durableOpNum: 8, mismatch: false }),
+    ]);
+    expect(secondary.heldLogBytes).toBe(8 * 512);
+    expect(secondary.followerLogBytesMax).toBe(followerLogBytesFactor * 2048);
   });
 
   test("notes that skip an op number inside a message stop at the skip", () => {

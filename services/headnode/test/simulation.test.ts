@@ -289,6 +289,18 @@ test(
   testBoundMs,
 );
 
+// 13 of seeds 1 to 40: a secondary cut from the sleds stores no checkpoint, so its journal
+// is never released; before review-reach R2's fix it took every note for as long as the
+// cut lasted (the journal-bound check: past followerLogBytesFactor + 1 times logBytesMax).
+test(
+  "the checkers catch a follower whose journal grows without bound",
+  async () => {
+    const caught = await firstCaught("unbounded-follower-log", ["journal-bound"], sledCuts, 40);
+    expect(caught).toBeDefined();
+  },
+  testBoundMs,
+);
+
 // 6 of seeds 1 to 40 (the first 3): the cut must land on a primary early enough in the
 // load for its journal to fill and the bound to pass before the load ends.
 test(

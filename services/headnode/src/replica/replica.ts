@@ -118,6 +118,7 @@ import {
 import {
   checkpointChunkEntryBytesMax,
   checkpointExtentBytesMax,
+  followerLogBytesFactor,
   type ReplicaLimits,
   replicaLimitsDefault,
 } from "../constants.ts";
@@ -353,6 +354,16 @@ export class Replica {
   /** Notes held in memory: every op after the last release. */
   private readonly log = new Map<number, Note>();
   private logBytes = 0;
+
+  /** The most note data a follower holds unreleased (followerLogBytesFactor). */
+  get followerLogBytesMax(): number {
+    return this.limits.followerLogBytesMax ?? followerLogBytesFactor * this.limits.logBytesMax;
+  }
+
+  /** Bytes of note data held for unflushed or unreleased ops (for the simulator's checks). */
+  get heldLogBytes(): number {
+    return this.logBytes;
+  }
   /**
    * Bytes of held notes whose data is all in chunks (op ≤ the flushed point): what a
    * checkpoint would let the journal release. Kept as a count so ticks need no scan.
@@ -1439,6 +1450,16 @@ export class Replica {
       // chunk table or the trees on this replica alone (a flipped digit of a chunk number
       // or a snapshot id still decodes), and a trim's or zeroes' checksum is 0.
       if (incoming.checksum !== noteChecksum(incoming.data)) break;
+      // A follower whose journal is not being released (its checkpoints cannot be
+      // stored) takes no more past its bound, and is reported stalled by its primary
+      // (followerLogBytesFactor). What it holds is replaced in place, never grown.
+      if (
+        held === undefined &&
+        this.logBytes > 0 &&
+        this.logBytes + noteBytes(incoming) > this.followerLogBytesMax
+      ) {
+        break;
+      }
       if (held !== undefined) this.truncateAfter(incoming.opNum - 1, appended);
       const note = { ...incoming };
       this.hold(note);

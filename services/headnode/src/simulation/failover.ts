@@ -148,7 +148,7 @@ import { createLogger, KeyedLock } from "@ballast/runtime";
 import { fetchCheckpoint } from "../checkpoint-fetch.ts";
 import { decideConfigure, partOf } from "../configure-decision.ts";
 import { ConfigureQueue } from "../configure-queue.ts";
-import type { ReplicaLimits } from "../constants.ts";
+import { followerLogBytesFactor, type ReplicaLimits, replicaLimitsDefault } from "../constants.ts";
 import { EffectRunner, silentLog } from "../effect-runner.ts";
 import type { ReplicaPorts } from "../ports.ts";
 import {
@@ -268,6 +268,13 @@ export type Sabotage =
    * the availability check with sled cuts on (`sledCutRate`).
    */
   | "ignore-flush-stall"
+  /**
+   * The head node before review-reach R2's fix: a follower takes every note whatever it
+   * holds, so one cut from the sleds (its checkpoints never stored, its journal never
+   * released) grows its journal for as long as the cut lasts. Found by the
+   * `journal-bound` check with sled cuts on.
+   */
+  | "unbounded-follower-log"
   /**
    * The head node before 3ae96e2: retiring a replica (a configure that removes or
    * reopens it, a dropped volume), it waits for the handlers in flight before it closes
@@ -404,6 +411,7 @@ export const sabotageNames: readonly Sabotage[] = Object.keys({
   "ignore-primary-stall": true,
   "report-ignores-own-stall": true,
   "ignore-flush-stall": true,
+  "unbounded-follower-log": true,
   "close-after-handlers": true,
   "keep-unconfirmed-primary": true,
   "configure-ignores-sleds": true,
@@ -2447,6 +2455,9 @@ export class FailoverSimulation {
       this.options.sledCutRate > 0
         ? { logBytesMax: sledCutLogBytesMax, ...this.options.limits }
         : this.options.limits;
+    if (this.options.sabotage === "unbounded-follower-log") {
+      return { ...limits, followerLogBytesMax: Number.POSITIVE_INFINITY };
+    }
     return this.options.sabotage === "no-follower-hello"
       ? { ...limits, helloTicks: Number.POSITIVE_INFINITY }
       : limits;
@@ -2506,6 +2517,28 @@ export class FailoverSimulation {
       this.fail(
         "slow-disk",
         `tick ${this.tickNow}: ${node.id} reports its primary of partition ${primary.partition} stalled for ${stalledMs} ms, while its disk is slow but makes work durable every ${slow.everyTicks} ticks (since tick ${slow.fromTick}): the coordinator would fail over a primary that makes progress`,
+      );
+    }
+  }
+
+  /**
+   * No replica's journal holds more than a follower may (followerLogBytesFactor times
+   * logBytesMax) and a primary's journal more: one whose journal is never released (a follower cut
+   * from the sleds) must stop taking notes and be dropped, not grow until its disk fills
+   * and fails every replica on it.
+   */
+  private checkJournalBound(node: SimulatedNode): void {
+    for (const hosted of node.hosted.values()) {
+      const replica = hosted.adapter?.replica;
+      if (replica === undefined) continue;
+      // A margin of one primary's journal more: a note that replaces one held in place,
+      // a primary promoted with a follower's journal.
+      const { logBytesMax } = { ...replicaLimitsDefault, ...this.replicaLimits() };
+      const boundBytes = (followerLogBytesFactor + 1) * logBytesMax;
+      if (replica.heldLogBytes <= boundBytes) continue;
+      this.fail(
+        "journal-bound",
+        `tick ${this.tickNow}: ${node.id}'s ${replica.roleName} of partition ${hosted.partition} holds ${replica.heldLogBytes} bytes of notes unreleased, past ${boundBytes}: its journal grows without bound`,
       );
     }
   }
@@ -3880,6 +3913,7 @@ export class FailoverSimulation {
       [...node.unopened.values()].map(unopenedReporter),
     );
     this.checkSlowDiskReports(node, primaries.values());
+    this.checkJournalBound(node);
     for (const primary of primaries.values()) {
       if (primary.volumeId !== this.volumeId) continue;
       for (const follower of primary.followers) {
