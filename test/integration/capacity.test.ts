@@ -1,10 +1,10 @@
 // Capacity you can see, on real processes: `ballast status --json` shows each sled's
-// capacity, usage and objects and the cluster totals; after a volume is written and
-// flushed, the sleds' used bytes have grown, and the volume's stored bytes (its
-// incarnation's chunks over every copy, from each sled's chunk listing) are above zero,
-// equal to the sum of the per-sled shares, and within what each sled's usage grew by.
-// A sled that stops answering makes the stored totals omitted with a reason, never the
-// status fail. Every wait is bounded.
+// capacity, usage and objects and the cluster totals, and each head node its slow sleds
+// (none here); after a volume is written and flushed, the sleds' used bytes have grown,
+// and the volume's stored bytes (its incarnation's chunks over every copy, from each
+// sled's chunk listing) are above zero, equal to the sum of the per-sled shares, and
+// within what each sled's usage grew by. A sled that stops answering makes the stored
+// totals omitted with a reason, never the status fail. Every wait is bounded.
 
 import { randomBytes } from "node:crypto";
 import { writeFile } from "node:fs/promises";
@@ -49,6 +49,12 @@ test("status shows sled capacity, and a written volume's stored bytes on the sle
     expect(capacity.failedDevices).toEqual([]);
   }
   expect(before.capacity).toMatchObject({ sleds: 3, sledsUnanswered: 0, failedDevices: 0 });
+  // Each head node's slow sleds reach its entry (none yet: no data I/O has been done).
+  const headNodes = before.services.filter((service) => service.kind === "headnode");
+  expect(headNodes).toHaveLength(3);
+  for (const headNode of headNodes) {
+    expect(headNode.slowSleds).toEqual({ slow: [], hedgedReads: 0, holds: [] });
+  }
   expect(before.capacity!.capacityBytes).toBe(
     sledsOf(before).reduce((total, sled) => total + sled.capacity!.capacityBytes, 0),
   );

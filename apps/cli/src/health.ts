@@ -28,6 +28,14 @@
 // is degraded too while a sled in service that came back on another data directory
 // (wiped or replaced) is refilling: some of its partitions' primaries have not yet said
 // they audited that sled, so copies their tables list there may be gone.
+//
+// Slow sleds are not part of a volume's health. A sled alive but answering late (a
+// failing or throttled disk) is a gray failure that head nodes judge each for
+// themselves (headnode slow-sleds.ts): each asks it last and hedges its reads, so every
+// copy still counts and can be read, and nothing is missing. The cluster is degraded but
+// serving: `slowSledsHeldOf` says which head node holds which sled slow, `ballast status`
+// shows it in a section of its own, and `--check`, which is about partitions at full
+// strength and copies that can be read, does not count it.
 
 import type { ClusterStatus } from "./status.ts";
 import type { VolumeState } from "./volume.ts";
@@ -322,4 +330,35 @@ function partitionProblem(entry: Exclude<PartitionHealth, { state: "full" }>): s
     parts.push("no member can serve it (the coordinator's log says why)");
   }
   return parts.join(", ");
+}
+
+/** A live head node that asks sleds last, having seen them slow lately (status `slowSleds`). */
+export interface SlowSledsHeld {
+  headNode: string;
+  /** Each sled it holds slow, with its hold when the head node says it (newer ones do). */
+  sleds: { sled: string; slowForMs?: number; holdLeftMs?: number; holdMs?: number }[];
+  /** Reads it hedged since it started (not only those around these sleds). */
+  hedgedReads: number;
+}
+
+/**
+ * The live head nodes that hold any sled slow, by id, each with its sleds in its own
+ * order (module header: a gray failure, not a volume's health).
+ */
+export function slowSledsHeldOf(status: Pick<ClusterStatus, "services">): SlowSledsHeld[] {
+  return status.services
+    .filter((service) => service.kind === "headnode" && service.healthy)
+    .flatMap((service) => {
+      const slowSleds = service.slowSleds;
+      if (slowSleds === undefined || slowSleds.slow.length === 0) return [];
+      const holds = new Map((slowSleds.holds ?? []).map((hold) => [hold.sled, hold]));
+      return [
+        {
+          headNode: service.id,
+          sleds: slowSleds.slow.map((sled) => holds.get(sled) ?? { sled }),
+          hedgedReads: slowSleds.hedgedReads,
+        },
+      ];
+    })
+    .sort((a, b) => (a.headNode < b.headNode ? -1 : a.headNode > b.headNode ? 1 : 0));
 }

@@ -15,10 +15,21 @@
 // summed — { "partitions", "partitionsReported", "chunksShortOfCopies", and when
 // reported "chunkBytes", "liveBytes", "reclaimableBytes" }.
 //
+// A live head node's entry also carries `slowSleds`: the sleds it asks last, having seen
+// them slow lately (alive but answering late), and the reads it hedged since it started,
+// with each sled's hold as of its answer —
+//   { "slow": ["sled-2"], "hedgedReads": 14,
+//     "holds": [ { "sled": "sled-2", "slowForMs": 130000, "holdLeftMs": 25000,
+//                  "holdMs": 60000 } ] }
+// (`holds` absent from head nodes that predate it; the same object is in its
+// `info.details.slowSleds`).
+//
 // Fields are only ever added, never renamed or removed, within protocol v1.
 //
 // The human view gives each volume a one-line health summary (health.ts); `--check`
-// makes the exit code say whether every partition is at full strength.
+// makes the exit code say whether every partition is at full strength. A head node that
+// holds any sled slow gets a line under SLOW SLEDS; that is degraded but serving, and
+// `--check` does not count it (health.ts).
 
 import { describeVolumeWhole } from "@ballast/client";
 import { BallastError, ErrorCode, limits, type ResultOf, subjects } from "@ballast/protocol";
@@ -30,6 +41,7 @@ import {
   healthLine,
   membersOf,
   refillingSledsOf,
+  slowSledsHeldOf,
   unreachableSledsOf,
 } from "./health.ts";
 import { formatBytes } from "./sizes.ts";
@@ -121,6 +133,7 @@ export function formatStatus(status: ClusterStatus, nowMs: number): string {
     ...table([header, ...rows], "  "),
     ...capacityLines(status),
     ...sledLines(status, nowMs),
+    ...slowSledLines(status),
     "",
     "VOLUMES",
     ...(status.volumes.length === 0
@@ -198,7 +211,6 @@ export function reportedLine(
   return `    ${parts.join("; ")}${of}\n`;
 }
 
-/** Every sled the leader has records of: in or out of service, and since when. */
 /**
  * A warning when the sleds hold another control store's mark (coordinator
  * store-marks.ts): the catalogue is not the one the data was made under, so its volume
@@ -217,6 +229,10 @@ export function controlStoreLines(status: Pick<ClusterStatus, "controlStore">): 
   ];
 }
 
+/**
+ * Every sled the leader has records of: in or out of service, and since when; and which
+ * live head nodes hold it slow.
+ */
 export function sledLines(status: ClusterStatus, nowMs: number): string[] {
   const sleds = status.sleds;
   if (sleds === undefined || sleds.length === 0) return [];
@@ -224,6 +240,11 @@ export function sledLines(status: ClusterStatus, nowMs: number): string[] {
   const refilling = sleds.filter(
     (sled) => sled.state === "in" && sled.refilling !== undefined,
   ).length;
+  // Which head nodes hold each sled slow (SLOW SLEDS below says for how long).
+  const slowTo = new Map<string, string[]>();
+  for (const { headNode, sleds: held } of slowSledsHeldOf(status)) {
+    for (const { sled } of held) slowTo.set(sled, [...(slowTo.get(sled) ?? []), headNode]);
+  }
   const rows = sleds.map((sled) => [
     sled.id,
     sled.state === "in" ? (sled.refilling === undefined ? "in" : "REFILLING") : "OUT",
@@ -231,6 +252,7 @@ export function sledLines(status: ClusterStatus, nowMs: number): string[] {
     [
       silenceOf(sled, nowMs) < 1000 ? "" : `silent ${formatDuration(silenceOf(sled, nowMs))}`,
       refillingOf(sled, nowMs),
+      slowTo.has(sled.id) ? `SLOW to ${slowTo.get(sled.id)!.join(", ")}` : "",
     ]
       .filter((part) => part !== "")
       .join("; "),
@@ -239,6 +261,28 @@ export function sledLines(status: ClusterStatus, nowMs: number): string[] {
     "",
     `SLEDS (${sleds.length - out} in service, ${out} out${refilling === 0 ? "" : `, ${refilling} refilling`})`,
     ...table([["SLED", "STATE", "", ""], ...rows], "  "),
+  ];
+}
+
+/**
+ * A line per live head node that holds any sled slow (health.ts `slowSledsHeldOf`): which
+ * sleds, slow for how long and asked last for how much longer (as of its answer), and
+ * the reads it hedged. Nothing when none does, or when status was not probed.
+ */
+export function slowSledLines(status: Pick<ClusterStatus, "services">): string[] {
+  const held = slowSledsHeldOf(status);
+  if (held.length === 0) return [];
+  return [
+    "",
+    "SLOW SLEDS (alive but answering late: asked last, reads hedged; not counted by --check)",
+    ...held.map(({ headNode, sleds, hedgedReads }) => {
+      const shown = sleds.map((hold) =>
+        hold.slowForMs === undefined || hold.holdLeftMs === undefined
+          ? `${hold.sled} slow`
+          : `${hold.sled} slow for ${formatDuration(hold.slowForMs)} (asked last ${formatDuration(hold.holdLeftMs)} more${hold.holdMs === undefined ? "" : ` of a ${formatDuration(hold.holdMs)} hold`})`,
+      );
+      return `  ${headNode} holds ${shown.join(", ")}; ${hedgedReads} ${hedgedReads === 1 ? "read" : "reads"} hedged since it started`;
+    }),
   ];
 }
 

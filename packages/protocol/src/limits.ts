@@ -127,8 +127,9 @@ export const leftoverIncarnationsPerRequestMax = 1024;
 export const reportPartitionsMax = 16_384;
 
 /**
- * The most sleds a report's answer names in one list (out of service, to audit) and
- * the most audited sled disks one primary's entry says.
+ * The most sleds a report's answer names in one list (out of service, to audit), the
+ * most audited sled disks one primary's entry says, and the most slow sleds a head
+ * node's node info names.
  */
 export const reportSledsMax = 4096;
 

@@ -17,6 +17,67 @@ describe("reply envelope", () => {
     expect(result).toEqual({ opNumFirst: 7, opNumLast: 9 });
   });
 
+  test("a head node's slow sleds in its node info are checked at the edge; other details pass", () => {
+    const info = (details: Record<string, unknown>) =>
+      encodeResult({
+        kind: "headnode",
+        nodeId: "head-1",
+        pid: 1,
+        startedAtMs: 0,
+        uptimeMs: 0,
+        version: "0.1.0",
+        subjects: [],
+        details,
+      });
+    const slowSleds = {
+      slow: ["sled-2"],
+      hedgedReads: 3,
+      holds: [{ sled: "sled-2", slowForMs: 4_000, holdLeftMs: 26_000, holdMs: 30_000 }],
+    };
+    expect(decodeReply("node.info.v1", info({ slowSleds, session: 7 })).details).toEqual({
+      slowSleds,
+      session: 7,
+    });
+    // From a head node that predates `holds`, and from services that have none.
+    expect(
+      decodeReply("node.info.v1", info({ slowSleds: { slow: [], hedgedReads: 0 } })).details,
+    ).toEqual({ slowSleds: { slow: [], hedgedReads: 0 } });
+    expect(decodeReply("node.info.v1", info({})).details).toEqual({});
+    for (const bad of [
+      { slow: "sled-2", hedgedReads: 0 },
+      { slow: [], hedgedReads: -1 },
+      { slow: ["sled-2"], hedgedReads: 0, holds: [{ sled: "sled-2", slowForMs: 1.5 }] },
+    ]) {
+      expect(() => decodeReply("node.info.v1", info({ slowSleds: bad }))).toThrow(
+        expect.objectContaining({ code: ErrorCode.InvalidMessage }),
+      );
+    }
+    // The status answer carries it on the head node's entry, checked the same way.
+    const entry = {
+      kind: "headnode",
+      id: "head-1",
+      pid: 1,
+      healthy: true,
+      startedAtMs: 0,
+      lastHeartbeatAtMs: 0,
+      lastHeartbeatAgeMs: 0,
+      version: "0.1.0",
+    };
+    const status = (service: Record<string, unknown>) =>
+      encodeResult({
+        coordinator: "coordinator-1",
+        generatedAtMs: 0,
+        services: [service],
+        volumes: [],
+      });
+    expect(
+      decodeReply("cluster.status.v1", status({ ...entry, slowSleds })).services[0]!.slowSleds,
+    ).toEqual(slowSleds);
+    expect(() =>
+      decodeReply("cluster.status.v1", status({ ...entry, slowSleds: { slow: [1] } })),
+    ).toThrow(expect.objectContaining({ code: ErrorCode.InvalidMessage }));
+  });
+
   test("a result of the wrong shape is refused as invalid", () => {
     expect(() => decodeReply("volume.write.v1", encodeResult({ opNumFirst: "9" }))).toThrow(
       expect.objectContaining({ code: ErrorCode.InvalidMessage }),

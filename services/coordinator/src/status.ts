@@ -1,8 +1,10 @@
 // The answer to `cluster.status.v1`: every member heard of, each volume described, and
 // on request (`probe`) a probe of each healthy node's `node.info.v1`, each live sled's
-// capacity (`sled.stat.v1`) with cluster totals, and what each volume stores on sleds
-// (volumes.ts). Membership measures on the monotonic clock; what is shown is converted
-// to wall-clock times. Summing the sleds' answers is pure (`capacityOf`, `totalsOf`).
+// capacity (`sled.stat.v1`) with cluster totals, each live head node's slow sleds (from
+// its node info), and what each volume stores on sleds (volumes.ts). Membership
+// measures on the monotonic clock; what is shown is converted to wall-clock times (a
+// head node's slow sleds are durations as of its answer). Summing the sleds' answers is
+// pure (`capacityOf`, `totalsOf`).
 //
 // It also shows every sled record (in or out of service, sled-records.ts) and, per
 // volume, what its primaries last reported: chunks short of copies (re-replication to
@@ -244,11 +246,15 @@ export class Status {
 
   private async probe(entry: ServiceEntry): Promise<void> {
     try {
-      entry.info = await this.service.bus.request(
+      const info = await this.service.bus.request(
         subjects.node.build(entry.kind, entry.id),
         { type: "node.info.v1" },
         { deadlineMs: probeDeadlineMs },
       );
+      entry.info = info;
+      // A head node's slow sleds, checked where its answer was decoded: on its entry, so
+      // that scripts and `ballast status` need not know the shape of `info`.
+      if (info.details.slowSleds !== undefined) entry.slowSleds = info.details.slowSleds;
     } catch (error) {
       entry.probeError = (error as Error).message;
     }

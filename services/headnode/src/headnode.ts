@@ -73,6 +73,7 @@ import {
   type Message,
   type MessageOf,
   type ResultOf,
+  type SlowSledsInfo,
   subjects,
 } from "@ballast/protocol";
 import { type CommonConfig, KeyedLock, type Served, type Service } from "@ballast/runtime";
@@ -268,8 +269,9 @@ export class HeadNode {
       leftoverDirectoriesRemoved: this.leftoverDirectoriesRemoved,
       // Its hits and misses, for benchmarks and operators (as the metrics count them).
       chunkCache: this.sleds.cache.stats(),
-      // The sleds it asks last, seen slow lately, and the reads it hedged (slow-sleds.ts).
-      slowSleds: this.sleds.slowStats(),
+      // The sleds it asks last, seen slow lately, and the reads it hedged (slow-sleds.ts):
+      // checked at the edge (protocol SlowSledsInfo), and shown by `ballast status`.
+      slowSleds: this.sleds.slowStats() satisfies SlowSledsInfo,
     }));
     this.tickTimer = setInterval(() => this.tick(), tickMs);
     this.reportTimer = setInterval(() => void this.report(), limits.headnodeReportIntervalMs);

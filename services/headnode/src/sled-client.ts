@@ -84,7 +84,7 @@ import {
   type RequestOptions,
 } from "@ballast/runtime";
 import { ChunkCache, cacheFillReadBytesMax, chunkCacheBytesFloor } from "./chunk-cache.ts";
-import { SlowSleds, sledSlowAnswerMs } from "./slow-sleds.ts";
+import { type SlowSledHold, SlowSleds, sledSlowAnswerMs } from "./slow-sleds.ts";
 
 /** How long a data request to a sled (a chunk or blob read or write) waits for its answer. */
 export const sledDeadlineMs = 10_000;
@@ -193,12 +193,17 @@ function scheduleTimer(ms: number, run: () => void): () => void {
   return () => clearTimeout(timer);
 }
 
-/** What the sled client counts of slow sleds (SledClient.slowStats). */
+/**
+ * What the sled client counts of slow sleds (SledClient.slowStats): the head node's
+ * node info `slowSleds`, whose shape the protocol checks (SlowSledsInfo).
+ */
 export interface SlowSledStats {
   /** Sleds asked last now, having been seen slow within `sledSlowHoldMs`. */
   slow: string[];
   /** Reads that asked a further copy because the one asked had not answered in time. */
   hedgedReads: number;
+  /** Each slow sled's hold, in the order of `slow`: for how long, and how much is left. */
+  holds: SlowSledHold[];
 }
 
 /** The slow-sled counters as metrics, read when scraped. */
@@ -304,9 +309,10 @@ export class SledClient {
     }
   }
 
-  /** The sleds asked last now, and the reads hedged so far. */
+  /** The sleds asked last now with their holds, and the reads hedged so far. */
   slowStats(): SlowSledStats {
-    return { slow: this.slowSleds.slow(this.clock()), hedgedReads: this.hedgedReads };
+    const holds = this.slowSleds.holdsAt(this.clock());
+    return { slow: holds.map((hold) => hold.sled), hedgedReads: this.hedgedReads, holds };
   }
 
   /**

@@ -16,6 +16,11 @@
 // early: a slow sled asked last gets few requests, and those it gets may be the cheap
 // ones its memory answers while its disk is still slow. Time is a monotonic clock's ms,
 // passed in, so tests drive it.
+//
+// What it holds is told to operators (`holds`: the head node's node info, which
+// `ballast status` shows): each slow sled, how long it has been slow, and how much of its
+// hold is left. A sled held again soon after a hold (a doubled hold) has been slow since
+// the first hold of that run: between the two it was only being tried again.
 
 /**
  * A data I/O answer (a chunk or blob read or write) slower than this marks its sled
@@ -36,6 +41,19 @@ interface Hold {
   /** The time (clock ms) at which the sled stops counting as slow. */
   untilMs: number;
   /** The length of this hold: the next, if it is slow again within it of `untilMs`, doubles. */
+  holdMs: number;
+  /** When the first hold of this run began: a doubled hold keeps it (see the header). */
+  sinceMs: number;
+}
+
+/** A slow sled's hold as operators see it, at the time asked (ms, rounded). */
+export interface SlowSledHold {
+  sled: string;
+  /** How long it has been slow: since the first hold of this run of holds. */
+  slowForMs: number;
+  /** How much longer it is asked last, unless it is seen slow again meanwhile. */
+  holdLeftMs: number;
+  /** The length of its hold: `sledSlowHoldMs`, doubled while it stays slow. */
   holdMs: number;
 }
 
@@ -58,7 +76,8 @@ export class SlowSleds {
     // Slow again within a hold's length of the last ending: hold it twice as long.
     const again = known !== undefined && nowMs < known.untilMs + known.holdMs;
     const holdMs = again ? Math.min(known.holdMs * 2, this.holdMsMax) : this.holdMs;
-    this.holds.set(sled, { untilMs: nowMs + holdMs, holdMs });
+    const sinceMs = again ? known.sinceMs : nowMs;
+    this.holds.set(sled, { untilMs: nowMs + holdMs, holdMs, sinceMs });
     return true;
   }
 
@@ -74,6 +93,19 @@ export class SlowSleds {
   /** The sleds slow at `nowMs`. */
   slow(nowMs: number): string[] {
     return [...this.holds.keys()].filter((sled) => this.isSlow(sled, nowMs));
+  }
+
+  /** The holds of the sleds slow at `nowMs`, in the order of `slow`. */
+  holdsAt(nowMs: number): SlowSledHold[] {
+    return this.slow(nowMs).map((sled) => {
+      const hold = this.holds.get(sled)!;
+      return {
+        sled,
+        slowForMs: Math.round(nowMs - hold.sinceMs),
+        holdLeftMs: Math.round(hold.untilMs - nowMs),
+        holdMs: Math.round(hold.holdMs),
+      };
+    });
   }
 
   /**

@@ -534,6 +534,20 @@ describe("slow sleds (alive, answering late)", () => {
     // The first read learns it: sled-1 misses its deadline, sled-2 answers.
     await client.readChunk(owner, "c0", ["sled-1", "sled-2"], 0, 4096);
     expect(client.slowStats().slow).toEqual(["sled-1"]);
+    // What the head node's node info tells operators of it (`ballast status`).
+    nowMs = 1_000;
+    expect(client.slowStats()).toEqual({
+      slow: ["sled-1"],
+      hedgedReads: 0,
+      holds: [
+        {
+          sled: "sled-1",
+          slowForMs: 1_000,
+          holdLeftMs: sledSlowHoldMs - 1_000,
+          holdMs: sledSlowHoldMs,
+        },
+      ],
+    });
     const asked = () => sent.splice(0).map(({ subject }) => subject.split(".").at(-1));
     asked();
     // A read of a chunk recorded first on sled-1 goes to its other copy first.

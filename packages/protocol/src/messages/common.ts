@@ -1,6 +1,7 @@
 // Messages every service speaks: liveness and self-description.
 
 import { z } from "zod";
+import { reportSledsMax } from "../limits.ts";
 import { linkScopes, linkTokenBytesMax, linkTokenValidMsMax } from "../link.ts";
 import { bytes, diskId, nodeId, serviceKind, text, unsignedInteger } from "./fields.ts";
 
@@ -34,6 +35,36 @@ export const NodeInfo = z.object({
   type: z.literal("node.info.v1"),
 });
 
+/**
+ * The sleds a head node asks last, having seen them slow lately (alive, but missing
+ * deadlines or answering data I/O in seconds: headnode slow-sleds.ts), and the chunk
+ * reads it hedged since it started. A head node's node info carries it as
+ * `details.slowSleds`; status shows it on the head node's entry.
+ */
+export const SlowSledsInfo = z.object({
+  slow: z.array(nodeId).max(reportSledsMax),
+  /** Reads that asked a further copy because the one asked had not answered in time. */
+  hedgedReads: unsignedInteger,
+  /**
+   * Each slow sled's hold, as of the answer (ms on the head node's own clock): slow for
+   * how long (since the first hold of a run of doubled holds), how much of the hold is
+   * left, and its length (30 s, doubled while the sled stays slow, up to 5 min). Absent
+   * from head nodes that predate it.
+   */
+  holds: z
+    .array(
+      z.object({
+        sled: nodeId,
+        slowForMs: unsignedInteger,
+        holdLeftMs: unsignedInteger,
+        holdMs: unsignedInteger,
+      }),
+    )
+    .max(reportSledsMax)
+    .optional(),
+});
+export type SlowSledsInfo = z.infer<typeof SlowSledsInfo>;
+
 export const NodeInfoResult = z.object({
   kind: serviceKind,
   nodeId,
@@ -43,8 +74,11 @@ export const NodeInfoResult = z.object({
   version: text,
   /** Every subject this node subscribes to, so that tools can probe them. */
   subjects: z.array(text).max(64),
-  /** Kind-specific facts (capacity, replicas held, …); shape documented per service. */
-  details: z.record(z.string(), z.unknown()),
+  /**
+   * Kind-specific facts (capacity, replicas held, …); shape documented per service. The
+   * facts other services read are checked here: a head node's `slowSleds`.
+   */
+  details: z.looseObject({ slowSleds: SlowSledsInfo.optional() }),
 });
 
 /**

@@ -8,6 +8,7 @@ import {
   replicaCountMin,
   statusEntriesMax,
 } from "../limits.ts";
+import { SlowSledsInfo } from "./common.ts";
 import {
   diskId,
   nodeId,
@@ -59,6 +60,12 @@ export const ServiceStatus = z.object({
   /** With `probe`, for a live sled: its capacity, or why it could not be had. */
   capacity: SledCapacity.optional(),
   capacityError: text.optional(),
+  /**
+   * With `probe`, for a live head node: the sleds it asks last, seen slow lately, and the
+   * reads it hedged (its node info's `details.slowSleds`). Absent when its info could not
+   * be had, or from head nodes that predate it.
+   */
+  slowSleds: SlowSledsInfo.optional(),
 });
 
 /** Capacity summed over the live sleds that answered; `sledsUnanswered` did not. */
