@@ -12,7 +12,7 @@
 // before it went unseen: the first re-read after it is never skipped.
 
 import { type Logger, RepeatLog } from "@ballast/runtime";
-import { watchRetryMs } from "./constants.ts";
+import { pointerCountsNamesMax, watchRetryMs } from "./constants.ts";
 
 /** The KV watch the detector needs (JetStream KV's `watch`, updates only). */
 export type Watch = (options: {
@@ -126,6 +126,15 @@ export class CatalogueChanges {
 // is harmless because the sweep forgets its own read of the name in the same step, and
 // counts are compared only between two consecutive complete passes, between which no
 // `retain` runs.
+//
+// Only a coordinator whose sweep completes passes retains, yet every coordinator watches
+// (a standby too, so that it has counts should it come to lead): a standby, or a leader
+// whose passes never complete, counted every name ever given a pointer for as long as its
+// watch lasted, some 125 bytes each (a name created and deleted every minute: 60 MiB a
+// year on each standby). So past `pointerCountsNamesMax` names the counts start again
+// from nothing as a new generation: a read the sweep holds is then of an older one and is
+// read afresh, which costs one pass what it would cost without the watch. Dropping only
+// some names' counts would not do: the sweep might still hold their reads.
 
 /** The key the sweep writes to learn how far the pointer watch has delivered. */
 export const pointerMarkKey = "checkpoint._mark";
@@ -172,6 +181,7 @@ export class PointerChanges {
     private readonly retryMs = watchRetryMs,
     private readonly clock: () => number = () => performance.now(),
     logRepeatIntervalMs?: number,
+    private readonly namesMax = pointerCountsNamesMax,
   ) {
     this.repeats = new RepeatLog(logRepeatIntervalMs);
   }
@@ -224,6 +234,16 @@ export class PointerChanges {
   /** Syncs waiting for their marks to be delivered. */
   get waiting(): number {
     return this.waiters.length;
+  }
+
+  /** One change to `volume`'s pointers; past `namesMax` names, a new generation (header). */
+  private count(volume: string): void {
+    const known = this.counts.get(volume);
+    if (known === undefined && this.counts.size >= this.namesMax) {
+      this.generation++;
+      this.counts = new Map();
+    }
+    this.counts.set(volume, (known ?? 0) + 1);
   }
 
   private versions(): PointerVersions {
@@ -288,7 +308,7 @@ export class PointerChanges {
               continue;
             }
             const volume = change.key.split(".")[1];
-            if (volume !== undefined) this.counts.set(volume, (this.counts.get(volume) ?? 0) + 1);
+            if (volume !== undefined) this.count(volume);
           }
         } finally {
           this.live = false;

@@ -98,7 +98,12 @@
 // (`skip`: for serving, listing and reconciling every other volume). Either way the
 // record is reported once per revision (`UnreadableRecords`: a warning naming the key,
 // and a metric) and the key stays known as unreadable until a read of it decodes, so
-// the reconciler does not take a partition it cannot read for one deleted.
+// the reconciler does not take a partition it cannot read for one deleted. A key that
+// is removed instead (an operator's repair) is no longer listed, and so never read
+// again by the listings: every listing reads on its own each unreadable key under its
+// filter that it did not find, and one found gone is unreadable no more. Before, it
+// stayed so for the process's life, and the reconciler kept the record it last held of
+// the partition (or volume) for as long as it led, acting on one that no longer exists.
 //
 // Keys are listed through the store's `keys`: on JetStream, kv-keys.ts, which leaves no
 // consumer on the server (the KV's own `keys()` left one per call) and returns each
@@ -230,7 +235,8 @@ export type UnreadablePolicy = "refuse" | "skip";
 
 /**
  * The control records found unreadable: each warned of once per revision, and counted
- * (`ballast_control_records_unreadable`), until a read of its key decodes again.
+ * (`ballast_control_records_unreadable`), until a read of its key decodes again or
+ * finds it gone (see the header: also after a listing no longer finds it).
  */
 export class UnreadableRecords {
   private readonly revisions = new Map<string, number>();
@@ -257,9 +263,13 @@ export class UnreadableRecords {
     );
   }
 
-  /** The key decoded, or holds nothing: no longer unreadable. */
-  cleared(key: string): void {
-    if (this.revisions.delete(key)) this.logger?.info({ key }, "a control record decodes again");
+  /** The key decoded, or holds nothing (`gone`): no longer unreadable. */
+  cleared(key: string, gone = false): void {
+    if (!this.revisions.delete(key)) return;
+    this.logger?.info(
+      { key },
+      gone ? "a control record that did not decode is gone" : "a control record decodes again",
+    );
   }
 
   /** Whether the key's last read did not decode. */
@@ -473,6 +483,19 @@ export function checkpointVolumeIdOf(pointer: CheckpointPointer): string | undef
 /** Each key once, sorted, however often the listing returned it. */
 export function uniqueKeys(listed: Iterable<string>): string[] {
   return [...new Set(listed)].sort();
+}
+
+/** Whether `key` is under the KV filter `filter` (tokens split by '.'; '*' one, '>' the rest). */
+export function keyMatches(filter: string, key: string): boolean {
+  const wanted = filter.split(".");
+  const tokens = key.split(".");
+  for (let index = 0; index < wanted.length; index++) {
+    if (wanted[index] === ">") return tokens.length > index;
+    if (index >= tokens.length || (wanted[index] !== "*" && wanted[index] !== tokens[index])) {
+      return false;
+    }
+  }
+  return wanted.length === tokens.length;
 }
 
 /** The leadership term a record was written in (0 before terms). */
@@ -1562,7 +1585,29 @@ export class Catalogue {
   private async list(filter: string): Promise<string[]> {
     const found: string[] = [];
     for await (const key of await this.kv.keys(filter)) found.push(key);
-    return uniqueKeys(found);
+    const listed = uniqueKeys(found);
+    await this.forgetUnlisted(filter, listed);
+    return listed;
+  }
+
+  /**
+   * Reads each unreadable key under `filter` that a listing did not find: one gone since
+   * (removed, not rewritten) is unreadable no more (see the header). A read that fails
+   * leaves it as it was, for the next listing.
+   */
+  private async forgetUnlisted(filter: string, listed: readonly string[]): Promise<void> {
+    const known = this.unreadable.keys();
+    if (known.length === 0) return;
+    const found = new Set(listed);
+    const unlisted = known.filter((key) => !found.has(key) && keyMatches(filter, key));
+    await Promise.all(
+      unlisted.map(async (key) => {
+        const entry = await this.kv.get(key).catch(() => undefined);
+        if (entry === null || (entry !== undefined && entry.operation !== "PUT")) {
+          this.unreadable.cleared(key, true);
+        }
+      }),
+    );
   }
 
   private async readPartitions(
@@ -1596,7 +1641,7 @@ export class Catalogue {
   ): Promise<Versioned<ControlRecordOf<K>> | undefined> {
     const entry = await this.kv.get(key);
     if (entry === null || entry.operation !== "PUT") {
-      this.unreadable.cleared(key);
+      this.unreadable.cleared(key, true);
       return undefined;
     }
     return { value: this.decode(key, kind, entry), revision: entry.revision };

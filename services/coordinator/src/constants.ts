@@ -108,6 +108,15 @@ export const catalogueRereadMsMax = 60_000;
 export const watchRetryMs = 1000;
 
 /**
+ * Volume names whose checkpoint pointer changes one coordinator counts at most
+ * (catalogue-changes.ts, PointerChanges): past it the counts start again as a new
+ * generation. About 125 bytes a name, so some 12 MiB; well above the live volumes a
+ * leader's passes keep, so that only a coordinator that sweeps nothing (a standby)
+ * reaches it.
+ */
+export const pointerCountsNamesMax = 100_000;
+
+/**
  * A partition whose last decision was `keep` is decided again when an input of that
  * decision changes (reconciler.ts); at the latest after this long all the same, as a
  * safety net, each partition at its own point in the second half of the period so that

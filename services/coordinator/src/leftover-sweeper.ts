@@ -110,7 +110,16 @@ export class LeftoverSweeper {
 
   /** A pass if one is due: the first of a tenure once it is ready, then every `intervalMs`. */
   sweepIfDue(intervalMs: number): Promise<void> {
+    if (this.schedule.tenureOver()) this.forgetTenure();
     return this.schedule.ifDue(intervalMs, (tenure) => this.pass(tenure));
+  }
+
+  /** The tenure of the last pass is over (pass-schedule.ts): its sightings and cursors go. */
+  private forgetTenure(): void {
+    this.tenure = undefined;
+    this.sightings = new LeftoverSightings(this.options.graceMs, leftoverSightingsMax);
+    this.cursors = new Map();
+    this.status.waiting = 0;
   }
 
   /** One pass, if this coordinator leads a ready tenure and no pass is running. */

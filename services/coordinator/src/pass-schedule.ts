@@ -1,7 +1,9 @@
 // When a leader's periodic pass runs (the orphan sweep, the leftover sweep): only while
 // this coordinator leads a ready tenure and is not listening again after a pause, one
 // pass at a time, the first of a tenure as soon as it is ready (a leader that lasts less
-// than an interval still does its part), then one every interval.
+// than an interval still does its part), then one every interval. Once the tenure of the
+// last pass is over, `tenureOver` says so once, and the sweep drops what it kept of that
+// tenure then, rather than when this coordinator next leads (on a standby, maybe never).
 
 import { now } from "./clock.ts";
 import type { Heartbeats } from "./heartbeats.ts";
@@ -24,6 +26,17 @@ export class PassSchedule {
       return Promise.resolve();
     }
     return this.run(pass);
+  }
+
+  /**
+   * True, once, when the tenure of the last pass is no longer the current one (none is,
+   * or another) and no pass is running: the last pass is forgotten with it.
+   */
+  tenureOver(): boolean {
+    if (this.lastPass === undefined || this.running) return false;
+    if (this.lastPass.tenure === this.tenures.current()) return false;
+    this.lastPass = undefined;
+    return true;
   }
 
   /** Runs `pass` now, if this coordinator leads a ready tenure and no pass is running. */

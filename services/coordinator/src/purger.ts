@@ -109,6 +109,9 @@ export class Purger {
   async purge(): Promise<void> {
     const { tenures, heartbeats } = this.options;
     const tenure = tenures.current();
+    // A tenure over (this coordinator no longer leads): its schedule goes now, not when it
+    // next leads (reconciler.ts `forgetTenure`). A pass still running keeps it till then.
+    if (tenure !== this.scheduleTenure && !this.running) this.forgetTenure();
     if (tenure === undefined || !tenure.ready || this.running) return;
     if (heartbeats.listening(now())) return;
     this.running = true;
@@ -117,6 +120,13 @@ export class Purger {
     } finally {
       this.running = false;
     }
+  }
+
+  private forgetTenure(): void {
+    if (this.scheduleTenure === undefined) return;
+    this.scheduleTenure = undefined;
+    this.schedule = new PurgeSchedule(this.times);
+    this.dropFailuresLogged = new Map();
   }
 
   private async pass(tenure: Tenure): Promise<void> {

@@ -379,6 +379,23 @@ export class Reconciler {
     }
   }
 
+  /**
+   * Drops what was kept of a tenure no longer current: this coordinator stopped leading
+   * (or leads anew, and starts afresh at its first round anyway). Kept, a standby held
+   * the ended tenure, with its copy of the catalogue, and a settled note per partition
+   * until it next led, months later maybe.
+   */
+  private forgetTenure(): void {
+    if (this.settledTenure === undefined) return;
+    this.settledTenure = undefined;
+    this.settled = new Map();
+    this.unconfirmed = new Map();
+    this.flushStalls = new Map();
+    this.pending = new Set();
+    this.due = new DueHeap();
+    this.roundLoad = undefined;
+  }
+
   /** Whether a round is under way, with partitions still to decide (for tests). */
   roundUnderWay(): boolean {
     return this.roundLeft > 0;
@@ -391,6 +408,7 @@ export class Reconciler {
     const startMs = now();
     if (tenure === undefined || !tenure.ready || heartbeats.listening(startMs)) {
       this.roundLeft = 0;
+      if (tenure !== this.settledTenure) this.forgetTenure();
       return;
     }
     if (starting && startMs - tenure.refreshedAtMs >= catalogueRefreshMs && !tenure.refreshing) {

@@ -249,7 +249,21 @@ export class Sweeper {
    * "Across leaders"), then one every `intervalMs`. Called often (sweepDueCheckMs).
    */
   sweepIfDue(intervalMs: number): Promise<void> {
+    if (this.schedule.tenureOver()) this.forgetTenure();
     return this.schedule.ifDue(intervalMs, (tenure) => this.pass(tenure));
+  }
+
+  /**
+   * The tenure of the last pass is over (pass-schedule.ts): its sightings go. The header
+   * and pointer caches stay: they hold for any tenure (blobs are immutable, and pointers
+   * are read again unless the watch proves them unchanged).
+   */
+  private forgetTenure(): void {
+    this.confirmationsTenure = undefined;
+    this.confirmations = new SweepConfirmations(this.graceMs);
+    this.snapshotConfirmations = new SweepConfirmations(this.graceMs, unrecordedSnapshotKey);
+    this.sightings = undefined;
+    this.status.orphansWaiting = 0;
   }
 
   /** One pass, if this coordinator leads and no pass is running (pass-schedule.ts). */

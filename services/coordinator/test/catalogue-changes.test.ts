@@ -213,6 +213,40 @@ describe("PointerChanges", () => {
     changes.close();
   });
 
+  it("counts at most namesMax names where no sweep retains (a standby), then a new generation (unit, fake store)", async () => {
+    // Every coordinator watches, and only a leader's complete passes retain: a standby
+    // counted every name ever given a pointer for as long as its watch lasted.
+    const namesMax = 10;
+    const store = new FakePointerStore();
+    const changes = new PointerChanges(
+      store.watch,
+      store,
+      logger,
+      1,
+      undefined,
+      undefined,
+      namesMax,
+    );
+    changes.start();
+    await settle();
+    store.change("checkpoint.kept.0.head-1");
+    const before = await changes.sync(1000);
+    // Volumes created and deleted, each with a pointer, and no pass to retain anything.
+    for (let index = 0; index < 5 * namesMax; index++) {
+      store.change(`checkpoint.gone-${index}.0.head-1`);
+    }
+    // Counted before the mark is written: a sync across a new generation gives none.
+    await settle();
+    const after = await changes.sync(1000);
+    expect(after?.counts.size).toBeGreaterThan(0);
+    expect(after?.counts.size).toBeLessThanOrEqual(namesMax);
+    // Counts dropped are a new generation: a read the sweep holds is read afresh (the
+    // old name "kept" now counts nothing, which alone could look like no change).
+    expect(after?.generation).toBeGreaterThan(before!.generation);
+    expect(after?.counts.get("kept")).toBeUndefined();
+    changes.close();
+  });
+
   it("gives no counts for a mark not delivered in time, or when the watch ends", async () => {
     const store = new FakePointerStore();
     const changes = new PointerChanges(store.watch, store, logger, 1);

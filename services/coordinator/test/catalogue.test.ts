@@ -6,6 +6,7 @@ import { describe, expect, test } from "vitest";
 import {
   Catalogue,
   createWritesInflightMax,
+  keyMatches,
   keys,
   mapLimited,
   mayOverwrite,
@@ -45,6 +46,17 @@ function volumeWithTwoPartitions(store: FakeStore): void {
 }
 
 describe("a key listed twice (updated while it was listed)", () => {
+  test("keyMatches reads a KV filter as NATS does: '*' one token, '>' one or more", () => {
+    expect(keyMatches("partition.>", "partition.vol.1")).toBe(true);
+    expect(keyMatches("partition.vol.>", "partition.vol.1")).toBe(true);
+    expect(keyMatches("partition.vol.>", "partition.volume.1")).toBe(false);
+    expect(keyMatches("partition.vol.>", "partition.vol")).toBe(false);
+    expect(keyMatches("volume.*", "volume.a")).toBe(true);
+    expect(keyMatches("volume.*", "volume.a.b")).toBe(false);
+    expect(keyMatches("volume.a", "volume.a")).toBe(true);
+    expect(keyMatches("volume.a", "volume.ab")).toBe(false);
+  });
+
   test("uniqueKeys keeps each key once", () => {
     expect(uniqueKeys(["b", "a", "b", "c", "a"])).toEqual(["a", "b", "c"]);
   });

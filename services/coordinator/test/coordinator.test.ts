@@ -256,13 +256,14 @@ async function started(
   heads: string[],
   partitions: [string, string][],
   behaviour: Record<string, Behaviour> = {},
+  config: object = {},
 ) {
   const harness = new Harness(heads);
   for (const [head, what] of Object.entries(behaviour)) harness.behaviour.set(head, what);
   volume(harness, partitions);
   const coordinator = new Coordinator(
     harness.service as never,
-    { heartbeatTimeoutMs, partitionBytes: mebibyte } as never,
+    { heartbeatTimeoutMs, partitionBytes: mebibyte, ...config } as never,
     harness.store,
   );
   await coordinator.start();
@@ -1078,5 +1079,70 @@ describe("head nodes membership evicts (unit, fake bus and timers)", () => {
     }
     // The partitions themselves never changed.
     expect(harness.records().map((record) => record.epoch)).toEqual([1, 1]);
+  }, 60_000);
+});
+
+/**
+ * The path from `root` to `target` through own properties, Map keys and values, Set
+ * members and array elements (not closures), or undefined if `target` is not reachable.
+ */
+function pathTo(root: object, target: object): string | undefined {
+  const seen = new Set<object>([root]);
+  const queue: [unknown, string][] = [[root, "parts"]];
+  for (let head = 0; head < queue.length; head++) {
+    const [value, path] = queue[head]!;
+    if (value === target) return path;
+    if (typeof value !== "object" || value === null || ArrayBuffer.isView(value)) continue;
+    const children: [unknown, string][] =
+      value instanceof Map
+        ? [...value].flatMap(([key, child]): [unknown, string][] => [
+            [key, `${path}.key`],
+            [child, `${path}[${String(key)}]`],
+          ])
+        : value instanceof Set
+          ? [...value].map((child): [unknown, string] => [child, `${path}.member`])
+          : Object.entries(value).map(([key, child]): [unknown, string] => [
+              child,
+              `${path}.${key}`,
+            ]);
+    for (const [child, childPath] of children) {
+      if (child === target) return childPath;
+      if (typeof child !== "object" || child === null || seen.has(child)) continue;
+      seen.add(child);
+      queue.push([child, childPath]);
+    }
+  }
+  return undefined;
+}
+
+describe("a coordinator that stops leading (unit, fake bus and timers)", () => {
+  test("keeps nothing of the tenure it led once its periodic work has ticked", async () => {
+    // Sweeps every second, so that both sweeps' passes run while it leads.
+    const harness = await started(
+      ["head-1", "head-2"],
+      [["head-1", "head-2"]],
+      {},
+      { sweepIntervalMs: 1000, sweepGraceMs: 1000 },
+    );
+    await run(harness, 12_000);
+    const coordinator = harness.coordinator as unknown as { leader: Tenure; parts: object };
+    const ended = coordinator.leader;
+    expect(ended?.ready).toBe(true);
+    expect(pathTo(coordinator.parts, ended)).toBeDefined(); // the parts hold it while it leads
+    // Another coordinator takes the key over and keeps renewing it: this one is a standby.
+    const takeOver = () =>
+      harness.store.put("leader", { coordinator: "coordinator-2", term: 1_000 });
+    // Heartbeats go on; reports stop (no leader serves them here).
+    for (let elapsed = 0; elapsed < 5000; elapsed += 100) {
+      takeOver();
+      if (elapsed % 200 === 0) harness.beat();
+      await vi.advanceTimersByTimeAsync(100);
+    }
+    expect(coordinator.leader).toBeUndefined();
+    expect(harness.logs.some((line) => line.includes("lost the leadership"))).toBe(true);
+    // Before, the reconciler, the purger, the sweeps and their schedules each kept the
+    // ended tenure (its copy of the catalogue, its lease book) until this coordinator
+    // next led: on a standby, for months.
+    expect(pathTo(coordinator.parts, ended)).toBeUndefined();
   }, 60_000);
 });

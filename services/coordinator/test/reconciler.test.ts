@@ -173,6 +173,31 @@ describe("Reconciler: the catalogue re-read past a damaged record", () => {
     expect(tenure.volumes.get("vol")).toEqual(volume);
     expect(tenure.records.size).toBe(3);
   });
+
+  it("forgets a damaged partition record once its key is removed rather than rewritten", async () => {
+    const store = new FakeStore();
+    const catalogue = new Catalogue(store);
+    store.put(keys.volume("vol"), volume);
+    store.put(keys.partition("vol", 0), record(0));
+    store.put(keys.partition("vol", 1), { volume: "vol", partition: "1", epoch: -1 });
+    const { tenure, round } = setup(catalogue);
+    tenure.refreshing = false;
+    tenure.refreshedAtMs = clockMs - catalogueRefreshMs;
+    round();
+    await vi.waitFor(() => expect(tenure.refreshedAtMs).toBe(clockMs));
+    expect(catalogue.unreadable.has(keys.partition("vol", 1))).toBe(true);
+    expect(tenure.records.has(partitionKey(record(1)))).toBe(true);
+    // The operator's repair: the damaged key removed (with any NATS tool). Only a read
+    // of that very key cleared it before, and the listings never read it again: the
+    // leader kept acting on the partition for as long as it led.
+    await store.delete(keys.partition("vol", 1));
+    clockMs += catalogueRefreshMs;
+    round();
+    await vi.waitFor(() => expect(tenure.refreshedAtMs).toBe(clockMs));
+    expect(catalogue.unreadable.keys()).toEqual([]);
+    expect(tenure.records.has(partitionKey(record(1)))).toBe(false);
+    expect(tenure.records.has(partitionKey(record(0)))).toBe(true);
+  });
 });
 
 describe("Reconciler: deciding only what changed", () => {
