@@ -2780,7 +2780,7 @@ export class FailoverSimulation {
         const adapter = hosted.adapter;
         if (adapter === undefined || adapter.failed !== undefined) continue;
         if (hosted.volumeId !== this.volumeId) continue;
-        // A replica no longer a member (left idle until dropped) is no one's to repair.
+        // A replica no longer a member (idle until it hears it is out) is no one's to repair.
         const record = this.records.get(hosted.partition)?.record;
         if (record === undefined || !membersOf(record).includes(node.id)) continue;
         const replica = adapter.replica;
