@@ -64,8 +64,19 @@
 //   first placement (the simulator's `create`; the protocol does not carry it), a voter
 //   with nothing stored is refused otherwise: it would be a replica missing
 //   acknowledged writes.
+// - A healthy hosted replica named out of the set (`part: "none"`, in its epoch or a
+//   later one) is closed with its files kept, and the configure refused `not-a-member`
+//   (NotFound: the coordinator forgets a former member that holds nothing, configurer.ts):
+//   `close-out`. Kept hosted, its idle core held the out epoch in memory only, and the
+//   replica (unreleased notes, journal, subscription, gauges) for the process's life
+//   (review-leaks.md, H1). The shells first make the core idle in that epoch and keep the
+//   epoch on its disk (the voter-epoch file, which `storedEpoch` reads), and only then
+//   close it: a delayed configure of an older epoch naming it a voter (a leader frozen
+//   past its tenure) is still refused `older-epoch`, from its disk, as it was by the idle
+//   core, and after a restart too. A later configure opens it again from its files (a
+//   voter) or rebuilds it (a learner); a drop removes them.
 // - Otherwise the configuration is applied to the hosted core (the core ignores an epoch
-//   it already holds; a set without this node makes it idle).
+//   it already holds).
 //
 // Failure model: none of its own. The shells carry the answer out in order (retire, then
 // open or refuse) and handle what the decision cannot see: a drop that lands while a
@@ -146,9 +157,11 @@ export interface ConfigureNode {
 
 /**
  * What becomes of the hosted replica before the rest: kept, closed with its files kept
- * (a failed one, reopened from them), or closed and its files removed.
+ * (a failed one, reopened from them), closed with its files kept once they keep the
+ * configure's epoch (`close-out`: one named out of the set, see the module header), or
+ * closed and its files removed.
  */
-export type Retire = "keep" | "close" | "remove";
+export type Retire = "keep" | "close" | "close-out" | "remove";
 
 export type Refusal =
   | { reason: "other-disk"; disk: string }
@@ -220,6 +233,10 @@ export function decideConfigure(ask: ConfigureAsk, node: ConfigureNode): Configu
     else if (current === undefined && ask.part === "none") {
       // Stored but not configured since it opened: as with nothing hosted.
       return refuse({ reason: "not-a-member" });
+    } else if (ask.part === "none") {
+      // Named out (in its epoch or a later one): closed with its files kept, once its
+      // disk keeps the out epoch, so that it fences as its idle core did.
+      return refuse({ reason: "not-a-member" }, "close-out");
     } else return { kind: "apply" };
   }
   // Nothing hosted, or the hosted replica retires.

@@ -31,7 +31,11 @@
 // frozen past its tenure, would have a voter of the later epoch rebuilt, its journal of
 // acknowledged notes removed; it is refused WrongEpoch and every file kept. A configure
 // of a partition this node neither hosts nor belongs to answers NotFound: there is
-// nothing to tell it. What to do with a configure is decided
+// nothing to tell it. One that names the node out of a replica set it hosts closes the
+// replica, keeping its files, once the out epoch is kept in its voter-epoch file (so that
+// a delayed configure of an older epoch naming it a voter is still refused), and answers
+// NotFound too: kept hosted and idle, it held its notes, journal and subscription for the
+// process's life (review-leaks.md, H1). What to do with a configure is decided
 // in configure-decision.ts, purely, for this shell and the failover simulator alike.
 //
 // Every headnodeReportIntervalMs the node reports its primaries to the coordinator
@@ -580,6 +584,15 @@ export class HeadNode {
         decision.kind === "open" && decision.session === "new"
           ? await nextSession(this.config.dataDir, this.session)
           : this.session;
+      if (found !== undefined && decision.retire === "close-out") {
+        // Named out: idle in the out epoch first, as a configure applied would leave it,
+        // then that epoch kept on its disk, and only then closed (configure-decision.ts):
+        // closed with a lower epoch stored, a delayed configure of an older epoch naming
+        // it a voter would open it. Should the disk refuse, it stays hosted, idle.
+        this.configureCore(found, message);
+        await this.followRole(found);
+        await found.host.recordOutEpoch(message.epoch);
+      }
       if (found !== undefined && decision.retire !== "keep") {
         this.logRetire(message, found, decision);
         await this.close(
@@ -629,8 +642,21 @@ export class HeadNode {
     if (part === "primary" || part === "secondary") {
       await hosted.host.recordVoterEpoch(message.epoch);
     }
-    // A replica set without this node (from the coordinator, after a failover) makes
-    // the hosted replica idle: it stops serving the partition at once.
+    this.configureCore(hosted, message);
+    await this.followRole(hosted);
+    // A new leased primary reads nothing until a report is granted: report now rather
+    // than at the next interval.
+    if (part === "primary" && message.leased === true) this.reportSoon();
+    // The disk that holds the replica: proof for a coordinator that has none recorded
+    // (decisions.ts, "Lost disks"); a voter is never opened empty without it named.
+    const disk = this.service.disk;
+    return { ...hosted.host.status(), ...(disk === undefined ? {} : { disk }) };
+  }
+
+  /** Gives the hosted core the configure's replica set. */
+  private configureCore(hosted: Hosted, message: Configure): void {
+    // A replica set without this node makes the core idle: it stops serving the
+    // partition at once (and is then closed: configure-decision.ts, `close-out`).
     hosted.host.configure(
       {
         epoch: message.epoch,
@@ -643,15 +669,7 @@ export class HeadNode {
       message.sleds,
     );
     // Once a voter (or out of the set), it is no longer what a rebuild started from.
-    if (part !== "learner") hosted.freshLearner = false;
-    await this.followRole(hosted);
-    // A new leased primary reads nothing until a report is granted: report now rather
-    // than at the next interval.
-    if (part === "primary" && message.leased === true) this.reportSoon();
-    // The disk that holds the replica: proof for a coordinator that has none recorded
-    // (decisions.ts, "Lost disks"); a voter is never opened empty without it named.
-    const disk = this.service.disk;
-    return { ...hosted.host.status(), ...(disk === undefined ? {} : { disk }) };
+    if (partOf(this.service.nodeId, message) !== "learner") hosted.freshLearner = false;
   }
 
   /**
@@ -691,6 +709,11 @@ export class HeadNode {
       this.service.logger.info(
         where,
         "configured again after its journal failed: reopening the replica in a new session",
+      );
+    } else if (decision.retire === "close-out") {
+      this.service.logger.info(
+        { ...where, epoch: message.epoch },
+        "named out of the replica set: closing the replica, its files and out epoch kept",
       );
     } else if (decision.forget === was) {
       // Ids are never reused: the hosted replica belongs to a deleted incarnation.

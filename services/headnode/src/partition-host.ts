@@ -451,6 +451,17 @@ export class PartitionHost {
     this.voterEpoch = epoch;
   }
 
+  /**
+   * Keeps, durably, that this replica was named out of the replica set in `epoch`, before
+   * it is closed (configure-decision.ts, `close-out`): in the voter-epoch file, which then
+   * holds the newest epoch it was configured a voter in or named out in. Either fences
+   * the same way: a configure of an older epoch finds it stored (`storedEpoch`) and is
+   * refused, as the idle core refused it while hosted.
+   */
+  recordOutEpoch(epoch: number): Promise<void> {
+    return this.recordVoterEpoch(epoch);
+  }
+
   /** A new replica set; `configuration.leased` makes a primary's reads need a lease. */
   configure(configuration: Configuration, sleds: readonly string[]): void {
     if (this.failure !== undefined) return;
@@ -1270,7 +1281,8 @@ export async function storesReplica(
 
 /**
  * The newest epoch the data directory shows of the partition's replica: the epoch it was
- * last configured a voter in (`recordVoterEpoch`), or of the newest note its journal
+ * last configured a voter in (`recordVoterEpoch`) or named out in (`recordOutEpoch`), or
+ * of the newest note its journal
  * holds (an epoch never goes down along a log, and the journal keeps the note at its
  * release point, so the newest segment's notes show it; replicas kept by a build before
  * the voter-epoch file have only these), whichever is newer. Read without changing a
@@ -1291,7 +1303,7 @@ export async function storedEpoch(
   return newest;
 }
 
-/** The file that keeps the newest epoch a replica was configured a voter in. */
+/** The file that keeps the newest epoch a replica was configured a voter in, or named out in. */
 const voterEpochFileName = "voter-epoch";
 
 /**

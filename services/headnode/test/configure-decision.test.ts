@@ -169,6 +169,14 @@ describe("decideConfigure, over every input", () => {
         });
       } else if (ask.part === "none" && hosted.epoch === undefined) {
         expect(decision).toMatchObject({ kind: "refuse", refusal: { reason: "not-a-member" } });
+      } else if (ask.part === "none") {
+        // Named out: closed once its disk keeps the out epoch (review-leaks.md, H1).
+        expect(decision).toEqual({
+          kind: "refuse",
+          refusal: { reason: "not-a-member" },
+          retire: "close-out",
+          forget: undefined,
+        });
       } else {
         expect(decision).toEqual({ kind: "apply" });
       }
@@ -182,6 +190,19 @@ describe("decideConfigure, over every input", () => {
       expect(node.hosted.freshLearner && !node.hosted.failed).toBe(false);
       expect(decision).toMatchObject({ kind: "open", from: "rebuild" });
     }
+  });
+
+  test("only a healthy replica configured in the out epoch or an older one is closed out", () => {
+    let closedOut = 0;
+    for (const { ask, node, decision } of all) {
+      if (retireOf(decision) !== "close-out") continue;
+      closedOut++;
+      expect(ask.part).toBe("none");
+      expect(node.hosted?.volumeId).toBe(askedId);
+      expect(node.hosted?.failed).toBe(false);
+      expect(node.hosted?.epoch).toBeLessThanOrEqual(askedEpoch);
+    }
+    expect(closedOut).toBeGreaterThan(0);
   });
 
   test("a node outside the replica set never opens anything", () => {

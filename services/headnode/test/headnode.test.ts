@@ -168,12 +168,15 @@ describe("volume incarnations", () => {
 });
 
 describe("membership", () => {
-  test("a node re-added as a learner while it still hosts the partition starts afresh", async () => {
+  test("a node re-added as a learner while it still holds the partition starts afresh", async () => {
     await configure({ epoch: 1 });
     await write(1, 5);
     await write(1, 6);
-    // Out of the set, then back as a learner of another primary.
-    await configure({ epoch: 2, primary: "head-2", secondaries: ["head-3"] });
+    // Out of the set (its replica closed, its files kept: review-leaks.md, H1), then back
+    // as a learner of another primary.
+    expect(await codeOf(configure({ epoch: 2, primary: "head-2", secondaries: ["head-3"] }))).toBe(
+      ErrorCode.NotFound,
+    );
     const status = (await configure({
       epoch: 3,
       primary: "head-2",

@@ -16,7 +16,9 @@
 // primary's newest report, lease, learners, the members their own nodes report failed,
 // from the real lease book, the live nodes it dropped lately to avoid as learners, since
 // when the primary has neither acknowledged nor reported the record's epoch) and
-// applies the decision. It pushes the record to a member as the configurer does: until
+// applies the decision. It pushes the record to a member as the configurer does (and to
+// a live former member until it answers that it holds nothing, having closed its replica
+// with the out epoch kept on its disk: configure-decision.ts `close-out`): until
 // the member acknowledges the record's epoch (but not every round to one that refused
 // it for being on another disk: `otherDiskBackoff`), again
 // once its node restarts (a newer session) or comes back from silence, and otherwise
@@ -619,6 +621,14 @@ export interface FailoverOptions {
    */
   lateLearnerConfigureChance: number;
   /**
+   * The model coordinator sends a live former member of a replica set the record's epoch
+   * until it answers, as configurer.ts does; its head node closes the replica, the out
+   * epoch kept on its disk (configure-decision.ts `close-out`). Off: former members never
+   * hear they are out and keep their replicas idle, as the model did before (a test's
+   * shape that needs a deposed primary to stay hosted until it is re-added).
+   */
+  tellFormerMembers: boolean;
+  /**
    * A failed replica's new session is taken as session.ts does: the session file read,
    * the next number written durably (rename and fsync), one taker at a time per node.
    * While loaded, that write takes up to this many ticks (so the takes of partitions
@@ -911,6 +921,7 @@ export const failoverDefaults: Omit<FailoverOptions, "seed"> = {
   journalFailPrimaries: true,
   diskJournalFailChance: 0,
   lateLearnerConfigureChance: 0,
+  tellFormerMembers: true,
   sessionWriteTicksMax: 2,
   sessionFailRate: 0.1,
   failedMemberTicksMax: 15,
@@ -1101,6 +1112,12 @@ export interface FailoverResult {
     /** Late learner configures delivered to a node as it started, and those refused. */
     lateConfiguresDelivered: number;
     lateConfiguresRefused: number;
+    /**
+     * Configures sent to live former members of a replica set (configurer.ts), and the
+     * replicas closed on being named out (configure-decision.ts `close-out`).
+     */
+    formerMembersTold: number;
+    closedOut: number;
     /** Runs whose volume was created with sled-1 alone up (sledsLateChance), and sleds gone down. */
     sledsLate: number;
     sledOutages: number;
@@ -1736,6 +1753,8 @@ export class FailoverSimulation {
     configuresSuperseded: 0,
     lateConfiguresDelivered: 0,
     lateConfiguresRefused: 0,
+    formerMembersTold: 0,
+    closedOut: 0,
     sledsLate: 0,
     sledOutages: 0,
     sessionTakes: 0,
@@ -2761,7 +2780,7 @@ export class FailoverSimulation {
         const adapter = hosted.adapter;
         if (adapter === undefined || adapter.failed !== undefined) continue;
         if (hosted.volumeId !== this.volumeId) continue;
-        // A replica no longer a member (left idle until dropped) is no one's to repair.
+        // A replica no longer a member (idle until it hears it is out) is no one's to repair.
         const record = this.records.get(hosted.partition)?.record;
         if (record === undefined || !membersOf(record).includes(node.id)) continue;
         const replica = adapter.replica;
@@ -3672,9 +3691,9 @@ export class FailoverSimulation {
                 volumeId: found.volumeId,
                 failed: found.adapter?.failed !== undefined,
                 epoch: configured?.epoch,
-                // This coordinator tells no former member it is out (the configurer
-                // does, and a head node then clears freshLearner): the learner period a
-                // replica was rebuilt for stands for it. A core not configured since its
+                // A former member told it is out closes its replica (and clears
+                // freshLearner); one that never heard it (down, cut off) still holds it:
+                // the learner period a replica was rebuilt for stands for it. A core not configured since its
                 // node started is one a head node has not opened yet, and rebuilds.
                 freshLearner:
                   configured !== undefined &&
@@ -3697,6 +3716,20 @@ export class FailoverSimulation {
         if (taken === undefined) return;
         session = taken;
       }
+      if (found !== undefined && !found.closed && decision.retire === "close-out") {
+        // As headnode.ts: named out, idle in the out epoch first, that epoch kept on its
+        // disk (with the voter epoch: partition-host.ts `recordOutEpoch`), then closed.
+        const adapter = found.adapter;
+        if (adapter !== undefined && adapter.failed === undefined) {
+          adapter.configure(configuration);
+          found.learnerSince = undefined;
+          this.execute(node, found);
+        }
+        if (found.voterEpoch === undefined || configuration.epoch > found.voterEpoch) {
+          found.voterEpoch = configuration.epoch;
+        }
+        this.stats.closedOut++;
+      }
       if (found !== undefined && !found.closed && decision.retire !== "keep") {
         const retired = await this.retire(
           node,
@@ -3711,6 +3744,12 @@ export class FailoverSimulation {
         // Removed: its disks go; closed (failed): its disks stay, to reopen from, and its
         // fence is kept for the core that reopens it (headnode.ts).
         if (decision.retire === "remove") node.hosted.delete(found.partition);
+        // Named out: no longer hosted, its files kept to reopen (or rebuild) from.
+        if (decision.retire === "close-out") {
+          found.adapter = undefined;
+          found.runner = undefined;
+          found.closed = true;
+        }
         if (decision.retire === "close") {
           const fence = found.adapter?.replica.fenceToKeep();
           found.keptFence = fence === undefined ? undefined : { life, fence };
@@ -3734,6 +3773,10 @@ export class FailoverSimulation {
             partition: message.partition,
             epoch: configuration.epoch,
           });
+        }
+        // As headnode.ts answers it, NotFound: a former member is forgotten (configurer.ts).
+        if (decision.refusal.reason === "not-a-member" && this.linked(node.id, "coordinator")) {
+          this.onFormerMember(node.id, node.session, message.volumeId, message.partition);
         }
         if (decision.refusal.reason === "no-replica" && this.linked(node.id, "coordinator")) {
           this.onNoReplica({
@@ -4432,6 +4475,35 @@ export class FailoverSimulation {
         this.lateConfigures.set(member, held);
       }
     }
+    // As configurer.ts: a live former member that has not heard the record's epoch is
+    // sent it too, naming it nowhere; it closes its replica (configure-decision.ts
+    // `close-out`) and answers NotFound, and is then forgotten (`onFormerMember`).
+    const members = membersOf(record);
+    for (const [node, last] of this.options.tellFormerMembers ? (configured ?? []) : []) {
+      if (members.includes(node) || !alive.has(node) || last.epoch === record.epoch) continue;
+      this.stats.formerMembersTold++;
+      this.send({
+        kind: "configure",
+        to: node,
+        configure: {
+          volumeId: this.volumeId,
+          partition: record.partition,
+          configuration: {
+            epoch: record.epoch,
+            primary: record.primary,
+            secondaries: votingSecondaries(record),
+            learners: record.learners ?? [],
+            ...(record.servedBytes === undefined ||
+            this.options.sabotage === "configure-ignores-end"
+              ? {}
+              : { servedBytes: record.servedBytes }),
+          },
+          create: false,
+          sleds,
+          disksRecorded: this.options.sabotage !== "ignore-disk-ids" && !this.beforeUpgrade(),
+        },
+      });
+    }
   }
 
   /** A head node acknowledged a configure: it holds that epoch (configurer.ts). */
@@ -4464,6 +4536,18 @@ export class FailoverSimulation {
     });
     this.noReplica.get(envelope.partition)?.delete(envelope.from);
     this.otherDisk.get(envelope.partition)?.delete(envelope.from);
+  }
+
+  /**
+   * A head node outside the record's replica set holds nothing of the partition: nothing
+   * more to tell it (configurer.ts, "a former member holds nothing").
+   */
+  private onFormerMember(from: string, session: number, volumeId: string, partition: number) {
+    if (volumeId !== this.volumeId) return;
+    if (!this.heardSession(from, session)) return;
+    const record = this.records.get(partition)?.record;
+    if (record !== undefined && membersOf(record).includes(from)) return;
+    this.configured.get(partition)?.delete(from);
   }
 
   /** A head node refused an epoch for holding nothing of the partition (configurer.ts). */

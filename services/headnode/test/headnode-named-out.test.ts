@@ -1,0 +1,160 @@
+// A head node named out of a partition's replica set (a configure of a later epoch
+// without it) closes its replica, keeping its files, and first keeps the epoch it was
+// named out in on its disk (review-leaks.md, H1). Before, the replica stayed hosted, open
+// and in memory (unreleased notes, journal descriptors, its replication subject, gauges)
+// for the process's life, its idle core the only fence against a delayed configure of an
+// older epoch naming the node a voter; after a restart the disk showed only the older
+// epoch, and such a configure opened it as a voter of that epoch. Real journals in a
+// temporary directory, the fake service of fake-service.ts in place of NATS.
+
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { type BallastError, ErrorCode, subjects } from "@ballast/protocol";
+import type { CommonConfig, Service } from "@ballast/runtime";
+import { afterEach, expect, test } from "vitest";
+import { HeadNode } from "../src/headnode.ts";
+import { storedEpoch } from "../src/partition-host.ts";
+import { FakeService, type StartedHeadNode, startHeadNode } from "./fake-service.ts";
+
+const partitionBytes = 1024 * 1024;
+const volumeId = "1-aaaaaaaaaaaa";
+
+let started: StartedHeadNode | undefined;
+let restarted: FakeService | undefined;
+
+afterEach(async () => {
+  await restarted?.close();
+  restarted = undefined;
+  await started?.stop();
+  started = undefined;
+});
+
+function configure(service: FakeService, fields: Record<string, unknown>) {
+  return service.inbox({
+    type: "headnode.configure.v1",
+    volume: "vol",
+    volumeId,
+    partition: 0,
+    partitionStart: 0,
+    partitionBytes,
+    epoch: 1,
+    primary: "head-1",
+    secondaries: [],
+    sleds: ["sled-1"],
+    ...fields,
+  });
+}
+
+function write(service: FakeService, epoch: number, fill: number) {
+  return service.call(subjects.volume.build("vol", 0), {
+    type: "volume.write.v1",
+    volume: "vol",
+    volumeId,
+    partition: 0,
+    epoch,
+    writes: [{ offset: 0, data: new Uint8Array(4096).fill(fill) }],
+  });
+}
+
+async function read(service: FakeService, epoch: number): Promise<Uint8Array> {
+  const { data } = (await service.call(subjects.volume.build("vol", 0), {
+    type: "volume.read.v1",
+    volume: "vol",
+    volumeId,
+    partition: 0,
+    epoch,
+    reads: [{ offset: 0, length: 4096 }],
+  })) as { data: Uint8Array[] };
+  return data[0]!;
+}
+
+async function refusal(promise: Promise<unknown>): Promise<BallastError | undefined> {
+  return promise.then(
+    () => undefined,
+    (error: BallastError) => error,
+  );
+}
+
+/** The replicas the node's info lists. */
+function replicasOf(service: FakeService): unknown[] {
+  return service.description?.().replicas as unknown[];
+}
+
+/** The node stopped as a process exit would stop it, and a new one on the same disk. */
+async function restart(): Promise<FakeService> {
+  await started!.service.close();
+  restarted = new FakeService();
+  new HeadNode(
+    restarted as unknown as Service,
+    { dataDir: started!.dataDir } as unknown as CommonConfig,
+    2,
+  ).start();
+  return restarted;
+}
+
+/** head-1 a voter of epoch 3 with a write acknowledged, then named out in epoch 5. */
+async function namedOut(): Promise<{ service: FakeService; directory: string }> {
+  started = await startHeadNode("ballast-named-out-");
+  const { service } = started;
+  const directory = join(started.dataDir, "partitions", volumeId, "0");
+  await configure(service, { epoch: 3 });
+  await write(service, 3, 9);
+  expect(replicasOf(service)).toHaveLength(1);
+  // A failover without it: a former member, it holds nothing any more (configurer.ts).
+  const out = await refusal(configure(service, { epoch: 5, primary: "head-2", secondaries: [] }));
+  expect(out).toMatchObject({ code: ErrorCode.NotFound, message: /not in the replica set/ });
+  return { service, directory };
+}
+
+test("a replica named out is closed, not hosted for the process's life, and its files kept", async () => {
+  const { service, directory } = await namedOut();
+  expect(replicasOf(service)).toEqual([]);
+  expect(
+    await refusal(
+      service.inbox({ type: "headnode.replica.status.v1", volume: "vol", partition: 0 }),
+    ),
+  ).toMatchObject({ code: ErrorCode.NotFound });
+  expect(existsSync(join(directory, "journal"))).toBe(true);
+  // The epoch it was named out in is on its disk before it closes.
+  expect(await storedEpoch(started!.dataDir, volumeId, 0)).toBe(5);
+  // Sent again (its answer lost): as for nothing hosted.
+  expect(
+    await refusal(configure(service, { epoch: 5, primary: "head-2", secondaries: [] })),
+  ).toMatchObject({ code: ErrorCode.NotFound });
+  // Named a voter again in a later epoch, it opens what it stores.
+  await configure(service, { epoch: 6 });
+  expect(replicasOf(service)).toHaveLength(1);
+  expect((await read(service, 6))[0]).toBe(9);
+});
+
+test("a configure of an older epoch naming it a voter is refused after it closed", async () => {
+  const { service, directory } = await namedOut();
+  // A leader frozen past its tenure sends epoch 4, which still named head-1 the primary:
+  // opened, it would acknowledge writes the members of epoch 5 never see.
+  const stale = await refusal(configure(service, { epoch: 4 }));
+  expect(stale).toMatchObject({ code: ErrorCode.WrongEpoch, message: /epoch 5; refusing epoch 4/ });
+  expect(replicasOf(service)).toEqual([]);
+  // And after a restart, from what its disk shows alone.
+  const again = await restart();
+  expect(await refusal(configure(again, { epoch: 4, secondaries: ["head-2"] }))).toMatchObject({
+    code: ErrorCode.WrongEpoch,
+    message: /epoch 5; refusing epoch 4/,
+  });
+  expect(
+    await refusal(configure(again, { epoch: 4, primary: "head-2", learners: ["head-1"] })),
+  ).toMatchObject({ code: ErrorCode.WrongEpoch });
+  expect(replicasOf(again)).toEqual([]);
+  expect(existsSync(join(directory, "journal"))).toBe(true);
+});
+
+test("a replica named out is rebuilt when it is added back as a learner", async () => {
+  const { service } = await namedOut();
+  const status = (await configure(service, {
+    epoch: 6,
+    primary: "head-2",
+    secondaries: [],
+    learners: ["head-1"],
+  })) as { lastOpNum: number; epoch: number };
+  expect(status).toMatchObject({ lastOpNum: 0, epoch: 6 });
+  expect(replicasOf(service)).toHaveLength(1);
+});
