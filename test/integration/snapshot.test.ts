@@ -113,8 +113,7 @@ async function flushedToSleds(volume: string) {
             const flushed =
               now.commitOpNum >= lastOpNum &&
               (now.flushedThroughOpNum >= lastOpNum ||
-                (now.flushedThroughOpNum > 0 &&
-                  now.flushedThroughOpNum === now.commitOpNum - 1));
+                (now.flushedThroughOpNum > 0 && now.flushedThroughOpNum === now.commitOpNum - 1));
             return flushed
               ? undefined
               : `${node} p${partition} ${now.role}: flushed through ${now.flushedThroughOpNum} of ${lastOpNum}`;
