@@ -1818,6 +1818,12 @@ export class FailoverSimulation {
   private readonly unconfirmed = new Map<number, Unconfirmed>();
   /** As the reconciler: when each node last reported a primary whose flushes all fail. */
   private readonly flushStalls = new Map<string, number>();
+  /**
+   * Partitions whose last decision waited out a primary's lease to fail over (the
+   * primary failed, stalled, unconfirmed or cut from the sleds): their failed voters
+   * leave with that failover, not within failedMemberTicksMax (checkFailedMembers).
+   */
+  private readonly failoverWaits = new Set<number>();
   /** Per partition, live nodes dropped from it and until when to avoid re-adding them. */
   private readonly dropped = new Map<number, Map<string, number>>();
   /**
@@ -2039,7 +2045,12 @@ export class FailoverSimulation {
         if (adapter?.failed === undefined || adapter.flaggedLate) continue;
         if (hosted?.volumeId !== this.volumeId) continue;
         if (adapter.replica.configuration?.epoch !== record.epoch) continue;
-        if (primaryFailed) adapter.boundFromTick = this.tickNow;
+        // Beside a primary being failed over (its replica failed, or the coordinator
+        // waiting out its lease: stalled, unconfirmed, cut from the sleds) a failed voter
+        // is kept, and passed over for promotion (decisions.ts): the bound starts again
+        // once the failover is decided.
+        if (primaryFailed || this.failoverWaits.has(partition))
+          adapter.boundFromTick = this.tickNow;
         const since = Math.max(adapter.failedAtTick, adapter.boundFromTick, this.faultsOffTick);
         if (this.tickNow - since <= this.options.failedMemberTicksMax) continue;
         adapter.flaggedLate = true;
@@ -4221,6 +4232,8 @@ export class FailoverSimulation {
         decision = decidePartition(record, view);
       }
       this.leases.setReplacing(record, decision.kind === "wait");
+      if (decision.kind === "wait") this.failoverWaits.add(partition);
+      else this.failoverWaits.delete(partition);
       if (decision.kind === "update") {
         const report = this.reports.get(partition);
         if (
