@@ -9,15 +9,13 @@
 
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { type BallastError, ErrorCode, subjects } from "@ballast/protocol";
+import { ErrorCode } from "@ballast/protocol";
 import type { CommonConfig, Service } from "@ballast/runtime";
 import { afterEach, expect, test } from "vitest";
 import { HeadNode } from "../src/headnode.ts";
 import { storedEpoch } from "../src/partition-host.ts";
 import { FakeService, type StartedHeadNode, startHeadNode } from "./fake-service.ts";
-
-const partitionBytes = 1024 * 1024;
-const volumeId = "1-aaaaaaaaaaaa";
+import { configure, read, refusal, volumeId, write } from "./one-partition.ts";
 
 let started: StartedHeadNode | undefined;
 let restarted: FakeService | undefined;
@@ -28,52 +26,6 @@ afterEach(async () => {
   await started?.stop();
   started = undefined;
 });
-
-function configure(service: FakeService, fields: Record<string, unknown>) {
-  return service.inbox({
-    type: "headnode.configure.v1",
-    volume: "vol",
-    volumeId,
-    partition: 0,
-    partitionStart: 0,
-    partitionBytes,
-    epoch: 1,
-    primary: "head-1",
-    secondaries: [],
-    sleds: ["sled-1"],
-    ...fields,
-  });
-}
-
-function write(service: FakeService, epoch: number, fill: number) {
-  return service.call(subjects.volume.build("vol", 0), {
-    type: "volume.write.v1",
-    volume: "vol",
-    volumeId,
-    partition: 0,
-    epoch,
-    writes: [{ offset: 0, data: new Uint8Array(4096).fill(fill) }],
-  });
-}
-
-async function read(service: FakeService, epoch: number): Promise<Uint8Array> {
-  const { data } = (await service.call(subjects.volume.build("vol", 0), {
-    type: "volume.read.v1",
-    volume: "vol",
-    volumeId,
-    partition: 0,
-    epoch,
-    reads: [{ offset: 0, length: 4096 }],
-  })) as { data: Uint8Array[] };
-  return data[0]!;
-}
-
-async function refusal(promise: Promise<unknown>): Promise<BallastError | undefined> {
-  return promise.then(
-    () => undefined,
-    (error: BallastError) => error,
-  );
-}
 
 /** The replicas the node's info lists. */
 function replicasOf(service: FakeService): unknown[] {
