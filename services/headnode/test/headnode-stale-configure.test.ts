@@ -9,12 +9,11 @@ import { existsSync } from "node:fs";
 import { mkdir, readdir, readFile, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { ErrorCode } from "@ballast/protocol";
-import { type CommonConfig, counterFileBytes, type Service } from "@ballast/runtime";
+import { counterFileBytes } from "@ballast/runtime";
 import { afterEach, expect, test } from "vitest";
-import { HeadNode } from "../src/headnode.ts";
 import { storedEpoch } from "../src/partition-host.ts";
-import { FakeService, type StartedHeadNode, startHeadNode } from "./fake-service.ts";
-import { configure, read, refusal, volumeId, write } from "./one-partition.ts";
+import { type FakeService, type StartedHeadNode, startHeadNode } from "./fake-service.ts";
+import { configure, read, refusal, restartHeadNode, volumeId, write } from "./one-partition.ts";
 
 let started: StartedHeadNode | undefined;
 let restarted: FakeService | undefined;
@@ -39,13 +38,7 @@ async function filesOf(directory: string): Promise<Map<string, Buffer>> {
 
 /** The node stopped as a process exit would stop it, and a new one on the same disk. */
 async function restart(): Promise<FakeService> {
-  await started!.service.close();
-  restarted = new FakeService();
-  new HeadNode(
-    restarted as unknown as Service,
-    { dataDir: started!.dataDir } as unknown as CommonConfig,
-    2,
-  ).start();
+  restarted = await restartHeadNode(started!);
   return restarted;
 }
 

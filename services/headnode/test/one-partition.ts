@@ -1,11 +1,14 @@
 // Calls on one partition (volume "vol", partition 0) of a head node started on the fake
 // service (fake-service.ts), shared by the head-node tests that configure, write and read
 // it directly: a configure with defaults the test overrides, a 4 KiB write and read at
-// offset 0 in an epoch, and the error a promise settles with, if any.
+// offset 0 in an epoch, the error a promise settles with, if any, and a restart on the
+// same disk.
 
 import type { BallastError } from "@ballast/protocol";
 import { subjects } from "@ballast/protocol";
-import type { FakeService } from "./fake-service.ts";
+import type { CommonConfig, Service } from "@ballast/runtime";
+import { HeadNode } from "../src/headnode.ts";
+import { FakeService, type StartedHeadNode } from "./fake-service.ts";
 
 export const partitionBytes = 1024 * 1024;
 export const volumeId = "1-aaaaaaaaaaaa";
@@ -54,4 +57,16 @@ export async function refusal(promise: Promise<unknown>): Promise<BallastError |
     () => undefined,
     (error: BallastError) => error,
   );
+}
+
+/** `started` stopped as a process exit would stop it, and a new node on the same disk. */
+export async function restartHeadNode(started: StartedHeadNode): Promise<FakeService> {
+  await started.service.close();
+  const service = new FakeService();
+  new HeadNode(
+    service as unknown as Service,
+    { dataDir: started.dataDir } as unknown as CommonConfig,
+    2,
+  ).start();
+  return service;
 }

@@ -4459,16 +4459,7 @@ export class FailoverSimulation {
       const configure: ConfigureMessage = {
         volumeId: this.volumeId,
         partition: record.partition,
-        configuration: {
-          epoch: record.epoch,
-          primary: record.primary,
-          secondaries: votingSecondaries(record),
-          learners: record.learners ?? [],
-          // As configurer.ts: the volume's end within the partition, when the record has one.
-          ...(record.servedBytes === undefined || this.options.sabotage === "configure-ignores-end"
-            ? {}
-            : { servedBytes: record.servedBytes }),
-        },
+        configuration: this.configurationOf(record),
         create: originals?.has(member) === true,
         sleds,
         ...(record.disks?.[member] === undefined ? {} : { disk: record.disks[member] }),
@@ -4501,22 +4492,27 @@ export class FailoverSimulation {
         configure: {
           volumeId: this.volumeId,
           partition: record.partition,
-          configuration: {
-            epoch: record.epoch,
-            primary: record.primary,
-            secondaries: votingSecondaries(record),
-            learners: record.learners ?? [],
-            ...(record.servedBytes === undefined ||
-            this.options.sabotage === "configure-ignores-end"
-              ? {}
-              : { servedBytes: record.servedBytes }),
-          },
+          configuration: this.configurationOf(record),
           create: false,
           sleds,
           disksRecorded: this.options.sabotage !== "ignore-disk-ids" && !this.beforeUpgrade(),
         },
       });
     }
+  }
+
+  /** The replica set a configure of `record` carries, to members and former members alike. */
+  private configurationOf(record: PartitionRecord) {
+    return {
+      epoch: record.epoch,
+      primary: record.primary,
+      secondaries: votingSecondaries(record),
+      learners: record.learners ?? [],
+      // As configurer.ts: the volume's end within the partition, when the record has one.
+      ...(record.servedBytes === undefined || this.options.sabotage === "configure-ignores-end"
+        ? {}
+        : { servedBytes: record.servedBytes }),
+    };
   }
 
   /** A head node acknowledged a configure: it holds that epoch (configurer.ts). */
