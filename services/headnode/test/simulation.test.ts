@@ -506,6 +506,41 @@ test(
   testBoundMs,
 );
 
+// Two faulty nodes at once, disks lost at every other crash, damage (not a CI shape).
+const twoFaulty: Overrides = { faultyNodesMax: 2, diskLossChance: 0.5, corruptChance: 0.1 };
+
+// The model lost a secondary's disk (seed 7) or damaged its files (seed 37) while its
+// partition's one other voter, the primary, was cut off or paused: the coordinator
+// counted the primary dead first and promoted the secondary, still counted alive, and
+// the one copy left was out of the record (rightly unavailable: two faults at once). A
+// voter with a fault of its own is no other copy (anotherCopyOfAll, anotherSoundCopy).
+test(
+  "no copy is lost while its partition's only other voter has a fault of its own (seeds 7, 37)",
+  async () => {
+    for (const seed of [7, 37]) {
+      const result = await simulateFailover(seed, twoFaulty);
+      expect(result.violations, `seed ${seed}`).toEqual([]);
+    }
+  },
+  testBoundMs,
+);
+
+// Seed 9 kept a failed learner beside a primary stalled on its own hung disk with no
+// secondary to promote: the coordinator answers `unavailable` and keeps the record as it
+// is until the primary recovers (decisions.ts), then drops the learner. The failed-member
+// bound restarts while the partition is unavailable, as it does while a lease is waited
+// out; the coordinator that ignores failures is still caught (below).
+test(
+  "a failed learner beside a stalled primary with none to promote leaves once it recovers (seed 9)",
+  async () => {
+    const result = await simulateFailover(9, twoFaulty);
+    expect(result.violations).toEqual([]);
+    expect(result.stats.longDiskHangs).toBe(1);
+    expect(result.stats.replicasFailed).toBeGreaterThan(0);
+  },
+  testBoundMs,
+);
+
 test("the same failover seed replays to the same result", async () => {
   const first = await simulateFailover(11);
   const second = await simulateFailover(11);

@@ -84,7 +84,9 @@
 // snapshot reads as the committed history at the op it was taken at; a failed replica
 // counts as not serving, and while faults are off a failed member other than the
 // primary leaves its record within failedMemberTicksMax (its node reports it: no commit
-// need stall on it first); and while loaded, no client's write waits longer than
+// need stall on it first), the bound starting again while the coordinator fails the
+// primary over or, with no voter to promote, keeps the record as it is (`unavailable`);
+// and while loaded, no client's write waits longer than
 // availabilityTicksMax for its partition to acknowledge a write while every node's
 // faults stay as they are and the partition has a healthy voter (`checkAvailability`);
 // and, loaded or settling, a primary whose own journal has kept a write waiting past its
@@ -642,7 +644,8 @@ export interface FailoverOptions {
    * While faults are off, a member other than the primary whose replica failed in the
    * record's epoch must leave the record within this many ticks: its node reports the
    * failure at once. Below commitStallTicks, so a coordinator that only drops it once a
-   * commit has stalled on it is caught.
+   * commit has stalled on it is caught. It starts again while the primary is failed over
+   * or counted out with none to promote (`failoverWaits`).
    */
   failedMemberTicksMax: number;
   netPartitionRate: number;
@@ -1820,8 +1823,10 @@ export class FailoverSimulation {
   private readonly flushStalls = new Map<string, number>();
   /**
    * Partitions whose last decision waited out a primary's lease to fail over (the
-   * primary failed, stalled, unconfirmed or cut from the sleds): their failed voters
-   * leave with that failover, not within failedMemberTicksMax (checkFailedMembers).
+   * primary failed, stalled, unconfirmed or cut from the sleds), or found no voter to
+   * fail over to and keeps the record as it is (`unavailable`: "it may yet recover",
+   * decisions.ts): their failed members leave with that failover or once the primary
+   * is back, not within failedMemberTicksMax (checkFailedMembers).
    */
   private readonly failoverWaits = new Set<number>();
   /** Per partition, live nodes dropped from it and until when to avoid re-adding them. */
@@ -2048,7 +2053,13 @@ export class FailoverSimulation {
         // Beside a primary being failed over (its replica failed, or the coordinator
         // waiting out its lease: stalled, unconfirmed, cut from the sleds) a failed voter
         // is kept, and passed over for promotion (decisions.ts): the bound starts again
-        // once the failover is decided.
+        // once the failover is decided. So is every member beside one the coordinator
+        // counts out with no voter to promote (`unavailable`): the record waits as it is
+        // for the primary to recover, and a change would reach a primary whose disk
+        // hangs no sooner than its recovery. Seed 9 (--faulty-nodes 2 --disk-loss 0.5
+        // --corrupt 0.1) kept a failed learner beside a primary stalled on its own
+        // journal (durable 29 of 92) and a joiner, and dropped it one round after the
+        // hang ended.
         if (primaryFailed || this.failoverWaits.has(partition))
           adapter.boundFromTick = this.tickNow;
         const since = Math.max(adapter.failedAtTick, adapter.boundFromTick, this.faultsOffTick);
@@ -2203,18 +2214,22 @@ export class FailoverSimulation {
   }
 
   private faultyNodes(): number {
-    return this.nodes.filter(
-      (node) =>
-        !node.up ||
-        node.pausedUntilTick > this.tickNow ||
-        node.cut !== undefined ||
-        node.sledsCutUntilTick > this.tickNow ||
-        this.oneWayCuts.some((cut) => cut.owner === node.id) ||
-        node.diskHungUntilTick > this.tickNow ||
-        this.diskSlow(node) !== undefined ||
-        this.journalFaulty(node) ||
-        this.onLostDisk(node),
-    ).length;
+    return this.nodes.filter((node) => this.faulty(node)).length;
+  }
+
+  /** Whether the node has a fault of its own now (what faultyNodesMax counts). */
+  private faulty(node: SimulatedNode): boolean {
+    return (
+      !node.up ||
+      node.pausedUntilTick > this.tickNow ||
+      node.cut !== undefined ||
+      node.sledsCutUntilTick > this.tickNow ||
+      this.oneWayCuts.some((cut) => cut.owner === node.id) ||
+      node.diskHungUntilTick > this.tickNow ||
+      this.diskSlow(node) !== undefined ||
+      this.journalFaulty(node) ||
+      this.onLostDisk(node)
+    );
   }
 
   /**
@@ -2268,8 +2283,9 @@ export class FailoverSimulation {
   }
 
   /**
-   * Whether every partition `node` is a voter of has another voter, up and counted alive,
-   * that holds a replica of it on its disk, with files that open: one copy lost at a time. Losing the last copy of acknowledged
+   * Whether every partition `node` is a voter of has another voter, up, free of faults
+   * and counted alive, that holds a replica of it on its disk, with files that open: one
+   * copy lost at a time. Losing the last copy of acknowledged
    * writes is data loss no replica count of two survives, and a partition left with no
    * voter to promote stays unavailable, which is right but not what the checkers test.
    */
@@ -2283,11 +2299,18 @@ export class FailoverSimulation {
       // With files that open: seed 29 of the 4-node shape (with --corrupt and
       // --end-changes) lost a primary's disk while its one other voter's files had been
       // damaged at a crash, two faults taking both copies (as anotherSoundCopy guards).
+      // Free of faults of its own: with --faulty-nodes 2, seed 7 (--disk-loss 0.5
+      // --corrupt 0.1) lost a secondary's disk while its primary, the one other voter,
+      // was cut off; the coordinator counted the primary dead first and promoted the
+      // secondary, still counted alive, and with it back on an empty disk the one copy
+      // left was out of the record. Seed 37 did the same with a paused primary and a
+      // secondary's files damaged. A node with a fault may be failed over or dropped
+      // before the one that lost its disk is counted dead.
       const copy = voters.some((other) => {
         const hosted = this.node(other).hosted.get(partition);
         return (
           other !== node.id &&
-          this.node(other).up &&
+          !this.faulty(this.node(other)) &&
           alive.has(other) &&
           hosted?.volumeId === this.volumeId &&
           hosted.filesDamaged !== true &&
@@ -2326,9 +2349,10 @@ export class FailoverSimulation {
   }
 
   /**
-   * Whether a voter of `hosted`'s partition other than `node`, up and counted alive,
-   * holds it on its disk with files that open (not `filesDamaged`); true if `node` is no
-   * voter of it. Damage to the last copy is data loss, as in anotherCopyOfAll.
+   * Whether a voter of `hosted`'s partition other than `node`, up, free of faults and
+   * counted alive, holds it on its disk with files that open (not `filesDamaged`); true
+   * if `node` is no voter of it. Damage to the last copy is data loss, as in
+   * anotherCopyOfAll.
    */
   private anotherSoundCopy(node: SimulatedNode, hosted: Hosted): boolean {
     if (hosted.volumeId !== this.volumeId) return true;
@@ -2341,7 +2365,7 @@ export class FailoverSimulation {
       const copy = this.node(other).hosted.get(hosted.partition);
       return (
         other !== node.id &&
-        this.node(other).up &&
+        !this.faulty(this.node(other)) &&
         alive.has(other) &&
         copy?.volumeId === this.volumeId &&
         copy.filesDamaged !== true &&
@@ -4232,7 +4256,8 @@ export class FailoverSimulation {
         decision = decidePartition(record, view);
       }
       this.leases.setReplacing(record, decision.kind === "wait");
-      if (decision.kind === "wait") this.failoverWaits.add(partition);
+      if (decision.kind === "wait" || decision.kind === "unavailable")
+        this.failoverWaits.add(partition);
       else this.failoverWaits.delete(partition);
       if (decision.kind === "update") {
         const report = this.reports.get(partition);
