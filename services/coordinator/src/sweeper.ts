@@ -60,6 +60,12 @@
 // makes an orphan needs a grace (more than the marks take to read) or was already an
 // orphan by the same records when the copy was taken (sweep.ts, "Model").
 //
+// Sleds out for good: a pass that read every listed volume's recorded checkpoints (and
+// was not refused by the marks) also tells the sled records (`references`) which sleds
+// those checkpoints name, as blob locations or chunk copies, how far each partition's
+// newest is, and the commit op each primary reported lately; sled-forgetting.ts decides
+// from that which out sleds nothing can name any more, and sled-records.ts forgets them.
+//
 // Failure model: a header that no sled returns makes its partition keep everything
 // this pass; a sled that is down, or a listing that fails, is skipped (its orphans
 // start their grace again); a delete that fails is retried next pass; one that finds
