@@ -48,7 +48,9 @@
 // has not reported lately takes no anchor; one that never checkpoints past its anchor
 // keeps every out sled. The anchor is per tenure (a new leader counts every out sled's
 // time from its own start, sleds.ts), and a partition new since the anchor (a create,
-// a grow) takes a new one rather than count as caught up.
+// a grow) takes a new one rather than count as caught up. Volumes still being created
+// are not read: no write reaches a volume before it is listed, and a create past its
+// grace is removed (sweeper.ts), long before any sled has been out for the bound.
 
 import type { PartitionCheckpoints } from "./sweep.ts";
 
