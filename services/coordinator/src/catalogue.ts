@@ -43,7 +43,8 @@
 //                                  deleted, removed once purged
 //   sled.<id>                     {id, firstSeenMs, lastSeenMs, state, since}: a sled
 //                                  the leader has heard of, in or out of service
-//                                  (see sleds.ts)
+//                                  (see sleds.ts); deleted once it is forgotten, out
+//                                  for good and named by nothing (sled-forgetting.ts)
 //
 // Incarnations: a volume's `id` is `<incarnation>-<nonce>` (@ballast/protocol
 // incarnation.ts), the number taken from `incarnation.<name>` by compare-and-set, so ids
@@ -1341,6 +1342,20 @@ export class Catalogue {
     } else {
       await this.kv.update(key, encode(record), current.revision);
     }
+  }
+
+  /**
+   * Deletes the record of a sled to forget (sled-forgetting.ts), by compare-and-set on
+   * the revision read, only if it holds the sled out: one written in since (by a leader
+   * that heard it again) stays. Returns whether the key holds no record now.
+   */
+  async forgetSledRecord(id: string): Promise<boolean> {
+    const key = keys.sled(id);
+    const current = await this.read(key, "sled");
+    if (current === undefined) return true;
+    if (current.value.state !== "out") return false;
+    await this.kv.delete(key, { previousSeq: current.revision });
+    return true;
   }
 
   // ------------------------------------------------------------ sweep sightings (sweeper.ts)

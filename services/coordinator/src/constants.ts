@@ -341,6 +341,16 @@ export const sledOutAfterMsMin = 100;
 export const sledOutAfterMsMax = 24 * 60 * 60 * 1000;
 
 /**
+ * How long a sled stays out before it may be forgotten, its record deleted
+ * (sled-forgetting.ts), if membership no longer lists it and no recorded checkpoint
+ * names it: a day, so that a sled down for repairs is still listed out while it is
+ * away, and ids that never return (sleds retired, or replaced under a new name) leave
+ * the out set every report answer carries. Counted on the leader's clock from when it
+ * declared the sled out, or from its tenure's start for one it loaded out.
+ */
+export const sledForgetAfterMsDefault = 24 * 60 * 60 * 1000;
+
+/**
  * Snapshots (snapshots.ts): how long a create may take in all (every attempt), how long a
  * primary holds acknowledgements at most (writes wait no longer than this for their
  * replies, even if the leader dies mid-create), how long one partition request may

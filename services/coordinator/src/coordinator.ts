@@ -417,6 +417,7 @@ export class Coordinator {
       marks: storeMarks,
       graceMs,
       snapshots,
+      references: sleds,
       ...(pointers === undefined ? {} : { pointers }),
     });
     const markers = new DeleteMarkerCleanup({ store: kv, tenures, logger: service.logger });

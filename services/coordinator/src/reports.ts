@@ -12,8 +12,9 @@
 // a failed primary or a stalled follower is `urgent`: the shell reconciles at once
 // (coordinator.ts), so a drop waits for no reconcile round.
 //
-// The answer also carries the sleds declared out of service (sled-records.ts), so that
-// primaries re-replicate the copies those held, and the sleds back on another data
+// The answer also carries the sleds declared out of service (sled-records.ts; a sled out
+// for good that nothing names any more is forgotten and leaves it, sled-forgetting.ts),
+// so that primaries re-replicate the copies those held, and the sleds back on another data
 // directory not yet verified (`sledsToAudit`), so that each primary audits them now
 // rather than at its daily scrub, and says so in its entry (`auditedDisks`).
 //

@@ -11,6 +11,14 @@
 // that predates audits) keeps the sled unverified: status says so rather than call its
 // copies whole.
 //
+// A sled out for `sledForgetAfterMs` that membership no longer lists and that no
+// recorded checkpoint names is forgotten (sled-forgetting.ts decides, from what the
+// orphan sweep reads: `referencesSeen`): its record is deleted from the catalogue, by
+// compare-and-set on a revision that holds it out, then from the book, and it leaves
+// the out set of report answers and status. The delete is made on the next tick, with
+// the book's other writes, and only while the sled is still out with its record
+// persisted; a sled heard in the meantime is in again and written as such.
+//
 // Each tenure starts a book of its own from the catalogue's records, loaded once the
 // tenure has fenced the catalogue; their silence counts from that load (at or after the
 // tenure's start: a sled is declared out later, never earlier). Until the book is
@@ -20,26 +28,40 @@
 //
 // Failure model: a record that fails to persist is written again on the next tick; a
 // leader that dies first leaves the record as it was, and the next leader counts that
-// sled's silence from its own start (sleds.ts).
+// sled's silence from its own start (sleds.ts). A forget whose delete fails is tried
+// again on the next tick; one cut off by the tenure's end leaves the record, which the
+// next leader loads out and forgets in its turn.
 
 import type { Logger } from "@ballast/runtime";
 import { type Catalogue, idOfVolume } from "./catalogue.ts";
 import { now } from "./clock.ts";
+import { sledForgetAfterMsDefault } from "./constants.ts";
 import { type PartitionRecord, volumeIdOf } from "./decisions.ts";
 import type { Heartbeats } from "./heartbeats.ts";
+import { type ReferenceCensus, SledForgetting } from "./sled-forgetting.ts";
 import { SledBook, type SledRecord } from "./sleds.ts";
 import type { Tenure, Tenures } from "./tenure.ts";
 
 export interface SledRecordsOptions {
   logger: Logger;
-  catalogue: Pick<Catalogue, "sledRecords" | "putSledRecord">;
+  catalogue: Pick<Catalogue, "sledRecords" | "putSledRecord" | "forgetSledRecord">;
   heartbeats: Pick<Heartbeats, "list" | "listening">;
   tenures: Tenures;
   sledOutAfterMs: number;
+  /** How long a sled is out before it may be forgotten (constants.sledForgetAfterMsDefault). */
+  sledForgetAfterMs?: number;
+}
+
+/** A tenure's book, its forgetting decision, and the sleds decided forgotten, to delete. */
+interface Held {
+  tenure: Tenure;
+  book: SledBook;
+  forgetting: SledForgetting;
+  forget: Set<string>;
 }
 
 export class SledRecords {
-  private book: { tenure: Tenure; book: SledBook } | undefined;
+  private book: Held | undefined;
   private loading: Tenure | undefined;
   private persisting = false;
 
@@ -99,7 +121,25 @@ export class SledRecords {
       return;
     }
     this.update(this.book.book);
-    await this.persist(this.book.book);
+    await this.persist(this.book);
+  }
+
+  /**
+   * What an orphan sweep pass read of the recorded checkpoints (undefined: not all of
+   * it): the out sleds it lets go are deleted on the next tick. Only this tenure's book
+   * takes it; candidates are the out sleds membership no longer lists.
+   */
+  referencesSeen(tenure: Tenure, census: ReferenceCensus | undefined): void {
+    const held = this.book;
+    if (held?.tenure !== tenure || this.options.tenures.current() !== tenure) return;
+    const members = new Set(
+      this.options.heartbeats
+        .list()
+        .filter((member) => member.kind === "sled")
+        .map((member) => member.id),
+    );
+    const candidates = held.book.outSince().filter((sled) => !members.has(sled.id));
+    for (const id of held.forgetting.pass(census, candidates)) held.forget.add(id);
   }
 
   private async load(tenure: Tenure): Promise<void> {
@@ -113,6 +153,8 @@ export class SledRecords {
       this.book = {
         tenure,
         book: new SledBook(this.options.sledOutAfterMs, now(), records),
+        forgetting: new SledForgetting(this.options.sledForgetAfterMs ?? sledForgetAfterMsDefault),
+        forget: new Set(),
       };
       this.options.logger.info(
         { sleds: records.length, out: this.book.book.out() },
@@ -167,9 +209,10 @@ export class SledRecords {
     }
   }
 
-  private async persist(book: SledBook): Promise<void> {
+  private async persist(held: Held): Promise<void> {
     if (this.persisting) return;
     this.persisting = true;
+    const { book } = held;
     try {
       for (const record of book.takeChanged()) {
         try {
@@ -182,8 +225,45 @@ export class SledRecords {
           );
         }
       }
+      await this.forget(held);
     } finally {
       this.persisting = false;
+    }
+  }
+
+  /**
+   * Deletes the records of the sleds decided forgotten, each only while it is out with
+   * its record persisted (sleds.ts `forget`), and only where the catalogue holds it out.
+   */
+  private async forget(held: Held): Promise<void> {
+    const { catalogue, logger, tenures } = this.options;
+    for (const id of [...held.forget]) {
+      if (tenures.current() !== held.tenure) return;
+      const sled = held.book.list(now()).find((record) => record.id === id);
+      if (sled?.state !== "out") {
+        held.forget.delete(id);
+        continue;
+      }
+      let deleted: boolean;
+      try {
+        deleted = await catalogue.forgetSledRecord(id);
+      } catch (error) {
+        logger.warn(
+          { sled: id, error: (error as Error).message },
+          "could not delete the record of a sled to forget; will try again",
+        );
+        continue;
+      }
+      held.forget.delete(id);
+      if (!deleted || !held.book.forget(id)) continue;
+      logger.info(
+        {
+          sled: id,
+          outSinceMs: sled.since,
+          sledForgetAfterMs: this.options.sledForgetAfterMs ?? sledForgetAfterMsDefault,
+        },
+        "forgot a sled out for good: no recorded checkpoint names it; heard again, it is a new, empty sled",
+      );
     }
   }
 }

@@ -20,6 +20,14 @@
 // where no other sled could take them (two sleds, two copies), since the head nodes'
 // audit restores them on that very sled.
 //
+// A sled that never comes back (retired, or replaced under another id: pods with
+// generated names make a new id each time) is forgotten: its record deleted from the
+// book and the catalogue, so that it leaves the out set every report answer carries and
+// status. The decision is sled-forgetting.ts's (out for `sledForgetAfterMs`, no longer
+// a member, named by no recorded checkpoint); the book only says since when each sled
+// has been out (`outSince`) and drops one that is still out (`forget`). A forgotten
+// sled heard again is a sled first heard: in, with nothing listed on it.
+//
 // Failure model: records are persisted by the leader (catalogue `sled.<id>`), so a new
 // leader knows sleds that died before its tenure. It cannot know how long such a sled
 // has really been silent (another coordinator's clock measured that), so a loaded
@@ -168,6 +176,29 @@ export class SledBook {
       .filter((tracked) => tracked.record.state === "out")
       .map((tracked) => tracked.record.id)
       .sort();
+  }
+
+  /**
+   * The sleds out of service, sorted, each with the leader's monotonic time it was (or,
+   * loaded, was taken to be) declared out.
+   */
+  outSince(): { id: string; outAtMs: number }[] {
+    return [...this.sleds.values()]
+      .filter((tracked) => tracked.record.state === "out")
+      .map((tracked) => ({ id: tracked.record.id, outAtMs: tracked.outAtMs }))
+      .sort((a, b) => a.id.localeCompare(b.id));
+  }
+
+  /**
+   * Forgets sled `id` (its record is deleted from the catalogue): only while it is out
+   * and its record persisted as out. Returns whether it did; a sled heard since (in
+   * again) or with a change not yet persisted stays.
+   */
+  forget(id: string): boolean {
+    const tracked = this.sleds.get(id);
+    if (tracked === undefined || tracked.record.state !== "out" || tracked.dirty) return false;
+    this.sleds.delete(id);
+    return true;
   }
 
   /** Every sled record, sorted by id, with how long ago (monotonic) each was last heard. */

@@ -104,6 +104,8 @@ export interface RecordedCheckpoint {
   chunkIds: readonly string[];
   /** The ids of the snapshots (frozen trees) it holds. */
   snapshotIds: readonly string[];
+  /** The sleds it names: where its blob is and every chunk copy (sled-forgetting.ts). */
+  sleds: readonly string[];
 }
 
 /** One partition's recorded checkpoints as this pass read them. */
@@ -183,9 +185,22 @@ export function partitionCheckpointsOf(
       nextChunkNumber: header.nextChunkNumber,
       chunkIds: header.chunks.map((chunk) => chunk[1]),
       snapshotIds: (header.snapshots ?? []).map((snapshot) => snapshot[0]),
+      sleds: sledsNamedBy(pointer, header.chunks),
     });
   }
   return { kind: "read", checkpoints };
+}
+
+/** The sleds a recorded checkpoint names: where its blob is, and every chunk copy. */
+export function sledsNamedBy(
+  pointer: Pick<CheckpointPointer, "sleds">,
+  chunks: CheckpointHeader["chunks"],
+): string[] {
+  const named = new Set(pointer.sleds);
+  for (const chunk of chunks) {
+    for (const sled of chunk[2]) named.add(sled);
+  }
+  return [...named].sort();
 }
 
 /** The objects of `volume` on `sled` that are orphans in this pass. */

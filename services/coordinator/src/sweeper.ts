@@ -60,6 +60,12 @@
 // makes an orphan needs a grace (more than the marks take to read) or was already an
 // orphan by the same records when the copy was taken (sweep.ts, "Model").
 //
+// Sleds out for good: a pass that read every listed volume's recorded checkpoints (and
+// was not refused by the marks) also tells the sled records (`references`) which sleds
+// those checkpoints name, as blob locations or chunk copies, how far each partition's
+// newest is, and the commit op each primary reported lately; sled-forgetting.ts decides
+// from that which out sleds nothing can name any more, and sled-records.ts forgets them.
+//
 // Failure model: a header that no sled returns makes its partition keep everything
 // this pass; a sled that is down, or a listing that fails, is skipped (its orphans
 // start their grace again); a delete that fails is retried next pass; one that finds
@@ -104,6 +110,7 @@ import {
 import type { PointerChanges, PointerVersions } from "./catalogue-changes.ts";
 import { now } from "./clock.ts";
 import {
+  reportAgeMsMax,
   snapshotCreatingGraceMs,
   sweepDeletesPerPassMax,
   sweepGraceMsDefault,
@@ -118,7 +125,14 @@ import { DeleteSummary } from "./delete-summary.ts";
 import type { Heartbeats } from "./heartbeats.ts";
 import { PassSchedule } from "./pass-schedule.ts";
 import type { ChunkEntry } from "./purge.ts";
+import {
+  type CensusVolume,
+  type CheckpointsNamed,
+  censusOf,
+  checkpointsNamedOf,
+} from "./sled-forgetting.ts";
 import { deleteSledObject } from "./sled-objects.ts";
+import type { SledRecords } from "./sled-records.ts";
 import type { Snapshots } from "./snapshots.ts";
 import type { StoreMarks } from "./store-marks.ts";
 import {
@@ -163,6 +177,13 @@ export interface SweeperOptions {
    * the former are only counted and the latter wait for a retried delete.
    */
   snapshots?: Pick<Snapshots, "creatingIds" | "dropUnrecorded" | "finishDeleting">;
+  /**
+   * Told, after each pass that read every listed volume's recorded checkpoints, which
+   * sleds they name and how far each partition's are behind its primary's commit op
+   * (sled-forgetting.ts): how an out sled nothing names comes to be forgotten. Without
+   * it none is.
+   */
+  references?: Pick<SledRecords, "referencesSeen">;
   graceMs?: number;
   /** How often a lasting condition is logged again (constants.logRepeatIntervalMs). */
   logRepeatIntervalMs?: number;
@@ -307,6 +328,10 @@ export class Sweeper {
       ?.sync(sweepRequestDeadlineMs)
       .catch(() => undefined);
     const pointersRead = new Map<string, PointerRead>();
+    // What each listed volume's checkpoints name, for `references` (kept small: the
+    // pass's tables go with each volume).
+    const named: { volumeId: string; checkpoints: Map<number, CheckpointsNamed | undefined> }[] =
+      [];
     const volumeRecords = await catalogue.volumesIncludingCreating();
     const staleVolumes = volumeRecords.filter((record) =>
       creatingPastGrace(record.value, volumeCreatingGraceMs, wallMs),
@@ -317,15 +342,17 @@ export class Sweeper {
     for (const volume of listedVolumes) {
       if (tenures.current() !== tenure) return;
       const pointers = await this.pointersOf(volume, versions, pointersRead);
-      const swept = await this.readVolume(
-        volume,
-        pointers,
-        records.get(volume.name) ?? [],
-        headers,
-      );
-      volumesById.set(swept.volumeId, volume);
+      const read = await this.readVolume(volume, pointers, records.get(volume.name) ?? [], headers);
+      if (this.options.references !== undefined) {
+        const checkpoints = new Map<number, CheckpointsNamed | undefined>();
+        for (const [partition, state] of read.partitions) {
+          checkpoints.set(partition, checkpointsNamedOf(state));
+        }
+        named.push({ volumeId: read.volumeId, checkpoints });
+      }
+      volumesById.set(read.volumeId, volume);
       const snapshotRecords = (await catalogue.snapshotsIncludingDeleting(volume.name)).filter(
-        (record) => record.value.volumeId === swept.volumeId,
+        (record) => record.value.volumeId === read.volumeId,
       );
       // A record in any state counts as recorded: a marked one's delete is finished
       // below, not after an orphan's grace, and a creating one's id is a create in
@@ -340,24 +367,24 @@ export class Sweeper {
       }
       unrecorded.push(
         ...unrecordedSnapshotsOf(
-          swept,
+          read,
           recordedIds,
           this.options.snapshots?.creatingIds() ?? new Set(),
         ),
       );
       for (const sled of sleds) {
-        const inventory = await this.inventoryOf(sled, swept).catch((error) => {
+        const inventory = await this.inventoryOf(sled, read).catch((error) => {
           const failed = listFailures.get(sled);
           if (failed === undefined) {
             listFailures.set(sled, {
               volumes: 1,
-              volume: swept.name,
+              volume: read.name,
               error: (error as Error).message,
             });
           } else failed.volumes++;
           return undefined;
         });
-        if (inventory !== undefined) orphans.push(...orphansOn(sled, swept, inventory));
+        if (inventory !== undefined) orphans.push(...orphansOn(sled, read, inventory));
       }
     }
     this.sayListFailures(sleds, listFailures);
@@ -371,6 +398,7 @@ export class Sweeper {
     // The marks may have changed while this pass read (a sled back with another store's
     // mark, a partition found behind): asked again before anything is sighted.
     if (this.refused(tenure)) return;
+    this.tellReferences(tenure, named);
     const due = confirmations.confirm(orphans, now());
     this.status.orphansWaiting = confirmations.waiting - due.length;
     const snapshotsDue = this.snapshotConfirmations.confirm(unrecorded, now());
@@ -410,6 +438,41 @@ export class Sweeper {
     }
     this.status.passes++;
     this.status.lastPassAtMs = Date.now();
+  }
+
+  /**
+   * Tells `references` what this pass read of every listed volume, with the commit op
+   * each partition's primary reported lately (sled-forgetting.ts), or that it cannot
+   * vouch for all of them: a partition record of a listed volume being written (its
+   * primary may be changing) leaves the census incomplete.
+   */
+  private tellReferences(
+    tenure: Tenure,
+    volumes: readonly {
+      volumeId: string;
+      checkpoints: Map<number, CheckpointsNamed | undefined>;
+    }[],
+  ): void {
+    const references = this.options.references;
+    if (references === undefined) return;
+    const nowMs = now();
+    const commitOpNums = new Map<string, Map<number, number | undefined>>();
+    for (const volume of volumes) commitOpNums.set(volume.volumeId, new Map());
+    for (const [key, { value: record }] of tenure.records) {
+      const partitions = commitOpNums.get(volumeIdOf(record));
+      if (partitions === undefined) continue;
+      if (tenure.inflight.has(key) || tenure.unsure.has(key)) {
+        references.referencesSeen(tenure, undefined);
+        return;
+      }
+      partitions.set(record.partition, tenure.leases.reportOf(record, nowMs)?.commitOpNum);
+    }
+    const census: CensusVolume[] = volumes.map((volume) => ({
+      ...volume,
+      commitOpNums: commitOpNums.get(volume.volumeId)!,
+    }));
+    // reportOf gives only reports received within reportAgeMsMax.
+    references.referencesSeen(tenure, censusOf(census, nowMs - reportAgeMsMax));
   }
 
   /**

@@ -38,6 +38,7 @@ function checkpoint(
     nextChunkNumber,
     chunkIds: chunkNumbers.map((number) => chunkId(partition, number)),
     snapshotIds,
+    sleds: [],
   };
 }
 
@@ -183,6 +184,7 @@ describe("which objects are orphans", () => {
               nextChunkNumber: 40,
               chunkIds: [`${hashed}-p0-e1-s1-c5`],
               snapshotIds: [],
+              sleds: [],
             },
           ]),
         ],
@@ -245,6 +247,7 @@ describe("reading a partition's recorded checkpoints", () => {
           nextChunkNumber: 3,
           chunkIds: [chunkId(0, 1)],
           snapshotIds: ["snap-1"],
+          sleds: ["s1", "s2"],
         },
         {
           node: "b",
@@ -253,6 +256,7 @@ describe("reading a partition's recorded checkpoints", () => {
           nextChunkNumber: 4,
           chunkIds: [chunkId(0, 1), chunkId(0, 3)],
           snapshotIds: [],
+          sleds: ["s1", "s2"],
         },
       ],
     });
