@@ -1,4 +1,7 @@
+import { readdirSync, readFileSync } from "node:fs";
 import { availableParallelism } from "node:os";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { defineConfig } from "vitest/config";
 
 // Three tiers. Unit and property tests, in parallel (they never touch the network);
@@ -6,9 +9,10 @@ import { defineConfig } from "vitest/config";
 // one file at a time, to keep a 2-core machine from timing itself out; and the seeded
 // simulator's file (pure CPU, about a minute and a half of it, blind to wall time) at the
 // lowest scheduling priority (test/support/lowest-priority.ts). `npm test`
-// (scripts/test.mjs) runs the three at once as three vitest processes, the unit tier in
-// a session of its own, so that the unit and simulation tiers use the CPU the integration
-// tier's processes leave idle while they wait on leases, heartbeats and disks. In one
+// (scripts/test.mjs) runs them at once as vitest processes, the unit tier in a session
+// of its own, so that the unit and simulation tiers use the CPU the integration tier's
+// processes leave idle while they wait on leases, heartbeats and disks; the integration
+// tier in two lanes, the second once the unit tier ends (`integrationSecondLane`). In one
 // vitest process (`vitest run`) the unit tier runs first (group order 0), then the other
 // two, which share one worker pool (projects of one group order do), sized here by the
 // integration tier's one worker, so the simulation tier runs after it.
@@ -39,6 +43,92 @@ const unitWorkers = process.env.BALLAST_TEST_SHARED_CPU
   ? Math.max(1, availableParallelism() - 1)
   : Math.max(2, availableParallelism() - 1);
 
+/** Where unit test files live (the unit projects' `include`). */
+const unitFiles = [
+  "packages/*/test/**/*.test.ts",
+  "services/*/test/**/*.test.ts",
+  "apps/*/test/**/*.test.ts",
+  "test/*.test.ts",
+];
+/** A unit test file that replaces a module or a global (vi.mock and its kin). */
+const replacesModules = /\bvi\.(mock|doMock|unmock|hoisted|stubGlobal|stubEnv)\(/;
+/**
+ * The unit files that replace a module or a global: the "unit-mocks" project, each file
+ * with a module registry of its own. Every other unit file shares one registry per
+ * worker (`isolate: false`, the "unit" project): importing the services' module graphs
+ * afresh for each of some 230 files was two thirds of the unit tier's time (about 460 s
+ * of import against 580 s of tests, one worker beside the integration tier; 9 s of
+ * import without). A file that mocks `node:fs/promises` cannot share a registry: the
+ * modules other files loaded first hold the real one (journal-faults.test.ts failed
+ * that way), and a mock it loaded first would reach the files after it. Found by
+ * reading each file when the configuration loads, so a new file that mocks goes to the
+ * right project by itself.
+ */
+const root = dirname(fileURLToPath(import.meta.url));
+const unitMockFiles = ["packages", "services", "apps"]
+  .flatMap((top) =>
+    readdirSync(join(root, top), { withFileTypes: true })
+      .filter((entry) => entry.isDirectory())
+      .flatMap((entry) => {
+        const testDirectory = join(top, entry.name, "test");
+        try {
+          return readdirSync(join(root, testDirectory), {
+            recursive: true,
+            encoding: "utf8",
+          }).map((file) => join(testDirectory, file));
+        } catch {
+          return [];
+        }
+      }),
+  )
+  .concat(readdirSync(join(root, "test")).map((file) => join("test", file)))
+  .filter((file) => file.endsWith(".test.ts") && !file.includes("node_modules"))
+  .filter((file) => file !== simulationFile)
+  .filter((file) => replacesModules.test(readFileSync(join(root, file), "utf8")))
+  .sort();
+
+/**
+ * The integration files `npm test` runs in its second lane (scripts/test.mjs), once the
+ * unit tier has ended: about 450 s of the tier's 1,150 on a 2-vCPU machine. Each starts
+ * nothing on a fixed port (no `ballast up`, which prefers NATS's and NBD's usual ports;
+ * gateways on port 0), so it may run beside any file of the first lane. None is the
+ * chaos run or the soak, which load the machine for minutes.
+ */
+const integrationSecondLane = [
+  "clone",
+  "disk-loss",
+  "disk-loss-legacy",
+  "drop-owed",
+  "gateway",
+  "headnode",
+  "journal-failure",
+  "kv-keys",
+  "large-writes",
+  "learner-rejoin",
+  "links",
+  "nats-cluster",
+  "rebuild",
+  "reclaim",
+  "sled-back-empty",
+  "sled-crash",
+  "sled-loss",
+  "sleds-late",
+  "sweep",
+  "two-volumes",
+  "volume-life",
+].map((name) => `test/integration/${name}.test.ts`);
+/**
+ * Which lane of the integration tier this process runs (BALLAST_INTEGRATION_LANE, set by
+ * scripts/test.mjs): "first" (every file but the second lane's), "second" (only those),
+ * or, unset, every file.
+ */
+const integrationLane = process.env.BALLAST_INTEGRATION_LANE;
+if (integrationLane !== undefined && integrationLane !== "first" && integrationLane !== "second") {
+  throw new Error(
+    `BALLAST_INTEGRATION_LANE must be "first" or "second", or unset; it is ${JSON.stringify(integrationLane)}`,
+  );
+}
+
 export default defineConfig({
   test: {
     reporters: ["default", "./test/support/summary-reporter.ts"],
@@ -46,13 +136,19 @@ export default defineConfig({
       {
         test: {
           name: "unit",
-          include: [
-            "packages/*/test/**/*.test.ts",
-            "services/*/test/**/*.test.ts",
-            "apps/*/test/**/*.test.ts",
-            "test/*.test.ts",
-          ],
-          exclude: ["**/node_modules/**", simulationFile],
+          include: unitFiles,
+          exclude: ["**/node_modules/**", simulationFile, ...unitMockFiles],
+          isolate: false,
+          testTimeout: unitTimeoutMs,
+          hookTimeout: unitTimeoutMs,
+          maxWorkers: unitWorkers,
+          sequence: { groupOrder: 0 },
+        },
+      },
+      {
+        test: {
+          name: "unit-mocks",
+          include: unitMockFiles,
           testTimeout: unitTimeoutMs,
           hookTimeout: unitTimeoutMs,
           maxWorkers: unitWorkers,
@@ -75,7 +171,11 @@ export default defineConfig({
       {
         test: {
           name: "integration",
-          include: ["test/integration/**/*.test.ts"],
+          include:
+            integrationLane === "second"
+              ? integrationSecondLane
+              : ["test/integration/**/*.test.ts"],
+          exclude: integrationLane === "first" ? integrationSecondLane : [],
           testTimeout: 120_000,
           hookTimeout: 60_000,
           fileParallelism: false,

@@ -1,14 +1,25 @@
 #!/usr/bin/env node
-// `npm test`: the three tiers of vitest.config.ts, scheduled for a 2-core machine, as
-// three vitest processes started at once:
-// - the integration tier (real nats-server and service processes, one file at a time);
-// - the unit tier (pure CPU; one worker fewer than the cores), in a session of its own;
+// `npm test`: the tiers of vitest.config.ts, scheduled for a 2-core machine, as vitest
+// processes of their own:
+// - the unit tier (the "unit" and "unit-mocks" projects: pure CPU; one worker fewer
+//   than the cores), in a session of its own;
+// - the integration tier (real nats-server and service processes), in two lanes, each
+//   one file at a time: the first lane from the start, the second (the files
+//   vitest.config.ts names in `integrationSecondLane`) once the unit tier has ended or
+//   the first lane has, whichever comes first;
 // - the simulation tier (the seeded simulator: pure CPU, blind to wall time) at the
 //   lowest scheduling priority (test/support/lowest-priority.ts).
-// Run first and alone, the unit tier added its whole length (about two minutes) to the
-// total, while the integration tier, which mostly waits on leases, heartbeats and disks,
-// leaves about a core idle. vitest gives one worker pool to projects of one group order,
-// so within one vitest process they could only run one after another.
+// Run first and alone, the unit tier added its whole length to the total, while the
+// integration tier, which mostly waits on leases, heartbeats and disks, leaves about a
+// core idle. vitest gives one worker pool to projects of one group order, so within one
+// vitest process they could only run one after another. With the integration tier in
+// one lane, its length was the whole run's (about 1,150 s of 1,200 on a 2-vCPU machine
+// whose synced writes are slow), the unit tier ending some 500 s before it; a second
+// lane in those 500 s takes a third of the integration files. It waits for the unit
+// tier so that the machine never runs two integration files beside a CPU-bound tier:
+// the integration files' bounds (leases, heartbeats, deadlines) were set for one
+// integration file and one other busy program. The second lane's files start nothing
+// on a fixed port (no `ballast up`, gateways on port 0), so the lanes cannot collide.
 //
 // Why a session of its own, at the usual priority. Linux with autogroup scheduling
 // (sched_autogroup_enabled, on in most distributions' kernels) shares the CPU evenly
@@ -23,13 +34,14 @@
 // alone: their bound is `sharedCpuTestTimeoutMs` (BALLAST_TEST_SHARED_CPU, read by
 // vitest.config.ts), not the unit tier's usual 30 s.
 //
-// The integration tier's output is shown as it comes; each other tier's is held and
-// shown once it ends, so that they never interleave. Each run's summary reporter writes
-// its counts to a file (BALLAST_TEST_SUMMARY_FILE), and the last line is their sum, as
-// one vitest run prints it. Arguments after `npm test --` go to every tier (a tier they
-// leave without a file passes). The exit code is the first failing tier's (unit,
-// integration, simulation), else 0. In a session of its own the unit tier does not get
-// the terminal's Ctrl-C: a signal that stops this script is passed on to it.
+// The first integration lane's output is shown as it comes; each other run's is held
+// and shown once it ends, so that they never interleave. Each run's summary reporter
+// writes its counts to a file (BALLAST_TEST_SUMMARY_FILE), and the last line is their
+// sum, as one vitest run prints it. Arguments after `npm test --` go to every run (a run
+// they leave without a file passes). The exit code is the first failing run's (unit,
+// integration lanes, simulation), else 0. In a session of its own the unit tier does
+// not get the terminal's Ctrl-C: a signal that stops this script is passed on to it,
+// and a second lane not yet started never starts.
 
 import { spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
@@ -42,24 +54,35 @@ const vitest = join(root, "node_modules", "vitest", "vitest.mjs");
 const extra = process.argv.slice(2);
 const summaries = mkdtempSync(join(tmpdir(), "ballast-test-"));
 
-/** The tiers running, each with whether it leads a session of its own. */
+/** The runs going on, each with whether it leads a session of its own. */
 const running = new Map();
+/** Set by a signal: a run not yet started (the second lane) never starts. */
+let stopping = false;
 
 /**
- * Runs one tier. With `hold`, its output is kept and written when it ends; with
- * `session`, it runs in a session (and so a scheduling group) of its own, with its
- * tests' bounds for a shared CPU.
+ * Runs vitest on `projects` as the run `name` (its summary file's name). With `hold`,
+ * its output is kept and written when it ends; with `session`, it runs in a session
+ * (and so a scheduling group) of its own, with its tests' bounds for a shared CPU.
+ * `env` is added to this script's environment.
  */
-function tier(project, { hold = false, session = false } = {}) {
+function run(name, projects, { hold = false, session = false, env = {} } = {}) {
+  if (stopping) return Promise.resolve(1);
   return new Promise((resolve) => {
     const child = spawn(
       process.execPath,
-      [vitest, "run", "--project", project, "--passWithNoTests", ...extra],
+      [
+        vitest,
+        "run",
+        ...projects.flatMap((project) => ["--project", project]),
+        "--passWithNoTests",
+        ...extra,
+      ],
       {
         cwd: root,
         env: {
           ...process.env,
-          BALLAST_TEST_SUMMARY_FILE: join(summaries, `${project}.json`),
+          ...env,
+          BALLAST_TEST_SUMMARY_FILE: join(summaries, `${name}.json`),
           ...(session ? { BALLAST_TEST_SHARED_CPU: "1" } : {}),
         },
         stdio: hold ? ["ignore", "pipe", "pipe"] : "inherit",
@@ -80,11 +103,11 @@ function tier(project, { hold = false, session = false } = {}) {
   });
 }
 
-function counts(project) {
+function counts(name) {
   try {
-    return JSON.parse(readFileSync(join(summaries, `${project}.json`), "utf8"));
+    return JSON.parse(readFileSync(join(summaries, `${name}.json`), "utf8"));
   } catch {
-    // A tier that ended before its reporter ran (it did not start): it ran nothing.
+    // A run that ended before its reporter ran (it did not start): it ran nothing.
     return { passed: 0, failed: 0, skipped: 0, missing: true };
   }
 }
@@ -95,6 +118,7 @@ function counts(project) {
 // does this script, with their codes; a second Ctrl-C ends it at once.
 for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"]) {
   process.once(signal, () => {
+    stopping = true;
     for (const [child, session] of running) {
       try {
         if (session) process.kill(-child.pid, signal);
@@ -106,19 +130,28 @@ for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"]) {
   });
 }
 
+/** The runs, in the order their exit codes count. */
+const names = ["unit", "integration-first", "integration-second", "simulation"];
 let codes;
 try {
-  codes = await Promise.all([
-    tier("unit", { hold: true, session: true }),
-    tier("integration"),
-    tier("simulation", { hold: true }),
-  ]);
+  const unit = run("unit", ["unit", "unit-mocks"], { hold: true, session: true });
+  const firstLane = run("integration-first", ["integration"], {
+    env: { BALLAST_INTEGRATION_LANE: "first" },
+  });
+  const secondLane = Promise.race([unit, firstLane]).then(() =>
+    run("integration-second", ["integration"], {
+      hold: true,
+      env: { BALLAST_INTEGRATION_LANE: "second" },
+    }),
+  );
+  const simulation = run("simulation", ["simulation"], { hold: true });
+  codes = await Promise.all([unit, firstLane, secondLane, simulation]);
   const total = { passed: 0, failed: 0, skipped: 0 };
-  for (const project of ["unit", "integration", "simulation"]) {
-    const tierCounts = counts(project);
-    total.passed += tierCounts.passed;
-    total.failed += tierCounts.failed + (tierCounts.missing ? 1 : 0);
-    total.skipped += tierCounts.skipped;
+  for (const name of names) {
+    const runCounts = counts(name);
+    total.passed += runCounts.passed;
+    total.failed += runCounts.failed + (runCounts.missing ? 1 : 0);
+    total.skipped += runCounts.skipped;
   }
   process.stdout.write(
     `\ntests: ${total.passed} passed, ${total.failed} failed, ${total.skipped} skipped\n`,
