@@ -56,6 +56,11 @@ export interface ChaosOptions {
   keep: boolean;
   /** Faults in a fixed round-robin order, so a short run has each kind at least once. */
   roundRobin: boolean;
+  /**
+   * With `roundRobin`, how long the run may go on past `seconds` until every kind has
+   * run once: twice `seconds` if absent.
+   */
+  secondsMax?: number;
   /** Malformed messages to every subject and random bytes to the NBD port (fuzz.ts). */
   fuzz: boolean;
   /** The fault kinds the nemesis injects (all of faultKinds if absent). */
@@ -239,10 +244,11 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     }
 
     // Round-robin runs go on past --seconds until every fault kind has run once (up to
-    // twice the time), so that a short run always covers them all.
+    // `secondsMax`, by default twice the time), so that a short run always covers them all.
     const kinds = options.faults ?? faultKinds;
     const deadline = Date.now() + options.seconds * 1000;
-    const deadlineHard = Date.now() + 2 * options.seconds * 1000;
+    const deadlineHard =
+      Date.now() + Math.max(options.seconds, options.secondsMax ?? 2 * options.seconds) * 1000;
     let started = 0;
     let nemesisDone = false;
     const nemesisGo = (faultsDone: number) =>
