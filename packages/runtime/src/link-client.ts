@@ -6,8 +6,12 @@
 // shared by every subject routed there). Routes are learned by asking `link.offer.v1`
 // over NATS on the subject itself, at most once per subject per linkOfferRetryMs (or
 // linkOfferRefusedRetryMs when the server takes no links), in the background: until a
-// route exists, and whenever one is forgotten, messages go over NATS. A route is made
-// only once its connection has had `hello-ok`, so a request never waits on a handshake.
+// route exists, and whenever one is forgotten, messages go over NATS. Those times are
+// kept for at most linkOfferTimesKeptMax subjects: with that many still to come, a
+// subject not among them asks nothing until one is past (never is one dropped early,
+// which would ask offers as fast as messages come), so a sender asks at most that many
+// offers per linkOfferRetryMs. A route is made only once its connection has had
+// `hello-ok`, so a request never waits on a handshake.
 // Routes are bounded: one not used for linkRouteIdleMs is dropped when the next route is
 // learned, and past linkRoutesMax one not used lately makes room (a clock sweep over a
 // used bit, the only work a send adds: one store). A dropped route is as if never
@@ -478,8 +482,13 @@ export class LinkRoutes {
   readonly #renewing = new Set<LinkConnection>();
   /** The aging tokens of connections (those whose offer said how long they have). */
   readonly #tokenLives = new Map<LinkConnection, TokenLife>();
-  /** Per subject, the time before which no offer is asked again. */
+  /**
+   * Per subject, the time before which no offer is asked again: at most
+   * linkOfferTimesKeptMax subjects (#holdOffers). A time only ever moves later.
+   */
   readonly #notBefore = new Map<string, number>();
+  /** No time in #notBefore is earlier than this (a bound, not always one held). */
+  #notBeforeEarliestMs = Number.POSITIVE_INFINITY;
   /** When each connection this made had its hello-ok (on `nowMs`), until it closes. */
   readonly #openedAt = new Map<LinkConnection, number>();
   /** Per connection key, failures to open in a row and when the next try may be. */
@@ -544,6 +553,11 @@ export class LinkRoutes {
     return this.#routes.size;
   }
 
+  /** Subjects whose next offer waits for a time (for tests): at most linkOfferTimesKeptMax. */
+  get offerTimesKept(): number {
+    return this.#notBefore.size;
+  }
+
   /**
    * Why the last link that failed to open or renew did (a server at its cap says so), for
    * node info: the sender's messages went over NATS meanwhile, so nothing else shows it.
@@ -564,16 +578,13 @@ export class LinkRoutes {
     if (this.#closed) return;
     const now = this.nowMs();
     if ((this.#notBefore.get(subject) ?? Number.NEGATIVE_INFINITY) > now) return;
-    if (this.#notBefore.size >= linkOfferTimesKeptMax) {
-      for (const [known, notBefore] of this.#notBefore) {
-        if (notBefore <= now) this.#notBefore.delete(known);
-      }
-    }
-    this.#notBefore.set(subject, now + linkOfferRetryMs);
+    // No room to remember the asking: not asked now (its messages go over NATS, as they
+    // do while no route exists), lest it be asked again at its every message.
+    if (!this.#holdOffers(subject, now + linkOfferRetryMs)) return;
     void this.#learn(subject).then(
       (outcome) => {
         if (outcome === "no-link")
-          this.#notBefore.set(subject, this.nowMs() + linkOfferRefusedRetryMs);
+          this.#holdOffers(subject, this.nowMs() + linkOfferRefusedRetryMs);
         this.onOffer(outcome);
       },
       () => this.onOffer("failed"),
@@ -674,9 +685,42 @@ export class LinkRoutes {
     this.#backoff.set(key, { failures, notBeforeMs: this.nowMs() + delayMs });
   }
 
-  /** No offer for `subject` before `notBeforeMs` (its server's address is backed off). */
-  #holdOffers(subject: string, notBeforeMs: number): void {
-    this.#notBefore.set(subject, Math.max(this.#notBefore.get(subject) ?? 0, notBeforeMs));
+  /**
+   * No offer for `subject` before `notBeforeMs` (asked now, refused, or its server's
+   * address backed off), unless a later time is held already. A subject not held takes
+   * room among linkOfferTimesKeptMax: the times already past are forgotten to make it
+   * (one past is as if never held); if none is past, nothing is held and this is false.
+   * Never is a time not yet past dropped for another: that subject would be asked again
+   * at its next message, and again once dropped in turn, so that at the cap offers would
+   * go out as fast as messages. A time not held only means asking sooner, never
+   * connecting sooner (the address backoff is kept apart, #backoff).
+   */
+  #holdOffers(subject: string, notBeforeMs: number): boolean {
+    const held = this.#notBefore.get(subject);
+    if (held === undefined && this.#notBefore.size >= linkOfferTimesKeptMax) {
+      if (!this.#forgetPastOfferTimes()) return false;
+    }
+    const kept = Math.max(held ?? notBeforeMs, notBeforeMs);
+    this.#notBefore.set(subject, kept);
+    this.#notBeforeEarliestMs = Math.min(this.#notBeforeEarliestMs, kept);
+    return true;
+  }
+
+  /**
+   * Forgets the offer times already past; true if any was. Looks only when the earliest
+   * may be past, so that at the cap, with every time to come, a message pays no scan.
+   */
+  #forgetPastOfferTimes(): boolean {
+    const now = this.nowMs();
+    if (this.#notBeforeEarliestMs > now) return false;
+    const size = this.#notBefore.size;
+    let earliestMs = Number.POSITIVE_INFINITY;
+    for (const [subject, notBefore] of this.#notBefore) {
+      if (notBefore <= now) this.#notBefore.delete(subject);
+      else earliestMs = Math.min(earliestMs, notBefore);
+    }
+    this.#notBeforeEarliestMs = earliestMs;
+    return this.#notBefore.size < size;
   }
 
   #closedConnection(connection: LinkConnection): void {

@@ -17,7 +17,13 @@ import {
   subjects,
 } from "@ballast/protocol";
 import { afterEach, describe, expect, test } from "vitest";
-import { linkConnectTimeoutMs, linkStableMs } from "../src/constants.ts";
+import {
+  linkConnectTimeoutMs,
+  linkOfferRefusedRetryMs,
+  linkOfferRetryMs,
+  linkOfferTimesKeptMax,
+  linkStableMs,
+} from "../src/constants.ts";
 import { LinkConnection, LinkNotHandled, type LinkOffer, LinkRoutes } from "../src/link-client.ts";
 import { SealKeys } from "../src/link-seal.ts";
 import { type LinkMessage, LinkServer, linkProof } from "../src/link-server.ts";
@@ -462,6 +468,82 @@ describe("links over loopback", () => {
     routes.route(other);
     await waitUntil(() => outcomes.length === 3);
     expect(outcomes).toEqual(["no-link", "linked", "no-link"]);
+  });
+});
+
+describe("bounded offer times", () => {
+  /** Routes whose offers are answered by `answer` (no link unless it says otherwise). */
+  function offerRoutes(answer: (subject: string) => Promise<LinkOffer>) {
+    const clock = { now: 0 };
+    const asked: string[] = [];
+    const outcomes: string[] = [];
+    const routes = new LinkRoutes(
+      (subject) => {
+        asked.push(subject);
+        return answer(subject);
+      },
+      (outcome) => outcomes.push(outcome),
+      () => clock.now,
+    );
+    cleanup.push(() => routes.close());
+    return { routes, clock, asked, outcomes };
+  }
+  const many = (count: number, from = 0) =>
+    Array.from({ length: count }, (_, index) => subjects.volume.build(`v${from + index}`, 0));
+
+  test("past linkOfferTimesKeptMax subjects waiting, a new one asks no offer until a time is past", async () => {
+    const { routes, clock, asked, outcomes } = offerRoutes(async () => ({ scope: "volume" }));
+    const first = many(linkOfferTimesKeptMax);
+    const more = many(100, linkOfferTimesKeptMax);
+    for (const subject of [...first, ...more]) expect(routes.route(subject)).toBeUndefined();
+    await waitUntil(() => outcomes.length === asked.length);
+    // Each of the first asked once and waits 30 s (no link there); the rest asked nothing.
+    expect(asked).toEqual(first);
+    expect(routes.offerTimesKept).toBe(linkOfferTimesKeptMax);
+    clock.now = linkOfferRefusedRetryMs - 1;
+    for (const subject of [...first, ...more]) routes.route(subject);
+    expect(asked).toHaveLength(linkOfferTimesKeptMax);
+    // Their times past, the next subjects to send ask, in the room the past ones leave.
+    clock.now = linkOfferRefusedRetryMs;
+    for (const subject of [...more, ...first]) routes.route(subject);
+    await waitUntil(() => outcomes.length === asked.length);
+    expect(asked.slice(linkOfferTimesKeptMax)).toEqual([
+      ...more,
+      ...first.slice(0, linkOfferTimesKeptMax - more.length),
+    ]);
+    expect(routes.offerTimesKept).toBe(linkOfferTimesKeptMax);
+  });
+
+  test("an offer answered after its subject's time was forgotten adds none past the cap", async () => {
+    let answerLate: (offer: LinkOffer) => void = () => undefined;
+    const { routes, clock, asked, outcomes } = offerRoutes((subject) =>
+      subject === late
+        ? new Promise<LinkOffer>((resolve) => {
+            answerLate = resolve;
+          })
+        : Promise.resolve({ scope: "volume" }),
+    );
+    const [late, ...rest] = many(linkOfferTimesKeptMax + 1);
+    routes.route(late!); // asked: waits until linkOfferRetryMs, its answer slow to come
+    for (const subject of rest.slice(0, -1)) routes.route(subject);
+    await waitUntil(() => outcomes.length === linkOfferTimesKeptMax - 1);
+    expect(routes.offerTimesKept).toBe(linkOfferTimesKeptMax);
+    // late's time is past: forgotten, to make room for the next subject.
+    clock.now = linkOfferRetryMs;
+    routes.route(rest.at(-1)!);
+    await waitUntil(() => outcomes.length === linkOfferTimesKeptMax);
+    expect(asked).toHaveLength(linkOfferTimesKeptMax + 1);
+    // "No link" comes for late: no room to hold it, every other time is to come.
+    answerLate({ scope: "volume" });
+    await waitUntil(() => outcomes.length === linkOfferTimesKeptMax + 1);
+    expect(routes.offerTimesKept).toBe(linkOfferTimesKeptMax);
+    // Unheld, it waits for room as a new subject does, and asks once there is some.
+    routes.route(late!);
+    expect(asked).toHaveLength(linkOfferTimesKeptMax + 1);
+    clock.now = linkOfferRefusedRetryMs;
+    routes.route(late!);
+    expect(asked.at(-1)).toBe(late);
+    expect(asked).toHaveLength(linkOfferTimesKeptMax + 2);
   });
 });
 
