@@ -22,6 +22,8 @@ import {
   linkOfferRefusedRetryMs,
   linkOfferRetryMs,
   linkOfferTimesKeptMax,
+  linkPingIntervalMs,
+  linkSilenceMsMax,
   linkStableMs,
 } from "../src/constants.ts";
 import { LinkConnection, LinkNotHandled, type LinkOffer, LinkRoutes } from "../src/link-client.ts";
@@ -994,6 +996,36 @@ describe("backpressure", () => {
     for (const message of held.slice(1)) message.respond(encodeResult({ flushedOpNum: 1 }));
     await Promise.all([...first, ...later]);
     expect(connection.open).toBe(true);
+  });
+});
+
+describe("a server held back at its cap of unanswered requests", () => {
+  test("still tells its sender it is there: the link outlives the silence limit, and its replies come", async () => {
+    const server = await LinkServer.listen({
+      host: "127.0.0.1",
+      port: 0,
+      advertise: "127.0.0.1",
+      logger,
+      unansweredMax: 2,
+    });
+    cleanup.push(() => server.close());
+    const held: LinkMessage[] = [];
+    server.route(volumeSubject, "volume", (message) => held.push(message));
+    const connection = newConnection(server, "volume");
+    await connection.ready;
+    const send = () =>
+      connection.request(volumeSubject, encodeMessageParts(flush), undefined, 20_000).then(
+        () => "answered",
+        (error: Error) => error.message,
+      );
+    const requests = [send(), send()];
+    await waitUntil(() => held.length === 2);
+    // Not read now (pings too), its handlers slow: longer than a silent peer is given.
+    await new Promise((resolve) => setTimeout(resolve, linkSilenceMsMax + 2 * linkPingIntervalMs));
+    expect(connection.open).toBe(true);
+    for (const message of held) message.respond(encodeResult({ flushedOpNum: 1 }));
+    expect(await Promise.all(requests)).toEqual(["answered", "answered"]);
+    expect(server.stats().closedBadly).toBe(0);
   });
 });
 
