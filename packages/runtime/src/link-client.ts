@@ -21,7 +21,9 @@
 // linkConnectBackoffMaxMs, jittered), and its subjects' offers with it, so that a dead or
 // refusing server is not dialled every second per subject. So does one that closes
 // within linkStableMs of its hello-ok without its sender ending it (a flapping link);
-// one that stayed open that long resets the count when it closes.
+// one that stayed open that long resets the count when it closes. A backoff whose time
+// is linkRouteIdleMs past is forgotten as routes are learned or links fail to open, so
+// that addresses no longer offered (a server restarted on another port) are not kept.
 //
 // Tokens age (link-server.ts): an offer says how long its token surely has left. Between
 // half and three quarters through (drawn, so that the senders of one server do not all
@@ -475,6 +477,8 @@ export class LinkRoutes {
   readonly #routes = new Map<string, Route>();
   /** When idle routes were last dropped. */
   #sweptAtMs: number;
+  /** When the address backoffs long past were last forgotten. */
+  #backoffSweptAtMs: number;
   readonly #connections = new Map<string, LinkConnection>();
   /** Connections retired (routes moved away or token run out), until they close. */
   readonly #retired = new Set<LinkConnection>();
@@ -510,6 +514,7 @@ export class LinkRoutes {
     },
   ) {
     this.#sweptAtMs = nowMs();
+    this.#backoffSweptAtMs = this.#sweptAtMs;
   }
 
   /** The open connection for `subject`, or undefined (and, if due, an offer asked). */
@@ -551,6 +556,11 @@ export class LinkRoutes {
   /** Subjects routed now (for tests and node info). */
   get routed(): number {
     return this.#routes.size;
+  }
+
+  /** Addresses (and scopes) whose links failed to open lately (for tests). */
+  get addressesBackedOff(): number {
+    return this.#backoff.size;
   }
 
   /** Subjects whose next offer waits for a time (for tests): at most linkOfferTimesKeptMax. */
@@ -647,8 +657,8 @@ export class LinkRoutes {
 
   /**
    * Before `subject` is routed: drops the routes idle since the last sweep, if that was
-   * linkRouteIdleMs ago (and the address backoffs long past, which nothing else ends),
-   * then, while the table is full, one not used since the sweep last passed it.
+   * linkRouteIdleMs ago (and the address backoffs long past: #forgetOldBackoffs), then,
+   * while the table is full, one not used since the sweep last passed it.
    */
   #makeRoom(subject: string): void {
     const now = this.nowMs();
@@ -658,9 +668,7 @@ export class LinkRoutes {
         if (route.used) route.used = false;
         else this.#routes.delete(known);
       }
-      for (const [key, backoff] of this.#backoff) {
-        if (backoff.notBeforeMs + this.limits.routeIdleMs <= now) this.#backoff.delete(key);
-      }
+      this.#forgetOldBackoffs();
     }
     if (this.#routes.has(subject)) return; // replaced, not added
     while (this.#routes.size > 0 && this.#routes.size >= this.limits.routesMax) {
@@ -674,8 +682,25 @@ export class LinkRoutes {
     }
   }
 
+  /**
+   * Forgets the address backoffs whose time is linkRouteIdleMs past (nothing was dialled
+   * there since), at most once per that interval: nothing else ends those of an address
+   * no longer offered (a server restarted on another port). Run as a route is learned
+   * and as a link fails to open, so that a sender whose links never open (a firewall
+   * between it and the servers) keeps no more than those failed lately either.
+   */
+  #forgetOldBackoffs(): void {
+    const now = this.nowMs();
+    if (now - this.#backoffSweptAtMs < this.limits.routeIdleMs) return;
+    this.#backoffSweptAtMs = now;
+    for (const [key, backoff] of this.#backoff) {
+      if (backoff.notBeforeMs + this.limits.routeIdleMs <= now) this.#backoff.delete(key);
+    }
+  }
+
   /** A link to `key` did not open: the next try there waits longer (module header). */
   #openFailed(key: string): void {
+    this.#forgetOldBackoffs();
     const failures = (this.#backoff.get(key)?.failures ?? 0) + 1;
     const ceilingMs = Math.min(
       linkConnectBackoffMaxMs,

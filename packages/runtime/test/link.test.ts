@@ -1090,6 +1090,47 @@ describe("reconnects", () => {
     await waitUntil(() => outcomes.length === 6);
     expect(asked).toBe(askedBefore + 1);
   });
+
+  test("the backoffs of addresses failed long ago are forgotten though no link ever opens", async () => {
+    // Three addresses where nothing listens (servers restarted elsewhere, a firewall).
+    const ports: number[] = [];
+    for (let index = 0; index < 3; index++) {
+      const closed = createServer();
+      await new Promise<void>((resolve) => closed.listen(0, "127.0.0.1", resolve));
+      ports.push((closed.address() as { port: number }).port);
+      await new Promise<void>((resolve) => closed.close(() => resolve()));
+    }
+    const idleMs = 60_000;
+    const clock = { now: 0 };
+    const outcomes: string[] = [];
+    const [a, b, c] = [0, 1, 2].map((partition) => subjects.volume.build("v", partition));
+    const routes = new LinkRoutes(
+      async (subject) => ({
+        address: `127.0.0.1:${ports[[a, b, c].indexOf(subject)]}`,
+        scope: "volume",
+        token: new Uint8Array(32),
+      }),
+      (outcome) => outcomes.push(outcome),
+      () => clock.now,
+      () => 1, // no jitter: each backoff is 1 s
+      { routeIdleMs: idleMs, routesMax: 100 },
+    );
+    cleanup.push(() => routes.close());
+    const fail = async (subject: string) => {
+      routes.route(subject);
+      await waitUntil(() => outcomes.length === [a, b, c].indexOf(subject) + 1);
+      expect(outcomes.at(-1)).toBe("failed");
+    };
+    await fail(a!); // a backed off until 1000
+    clock.now = 30_000;
+    await fail(b!); // b until 31_000
+    expect(routes.addressesBackedOff).toBe(2);
+    // a's time is idleMs past, b's not: a is forgotten as c fails.
+    clock.now = 1000 + idleMs;
+    await fail(c!);
+    expect(routes.addressesBackedOff).toBe(2);
+    expect(routes.routed).toBe(0);
+  });
 });
 
 describe("flapping links", () => {
