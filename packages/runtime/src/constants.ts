@@ -183,7 +183,7 @@ export const linkStableMs = 10_000;
  * Subjects whose offer times (when each may next ask) a sender keeps at most: those
  * already past are forgotten to make room, and with none past a new subject asks no
  * offer (its messages go over NATS) until one is. So a sender asks at most this many
- * offers per linkOfferRetryMs, however many subjects it sends to.
+ * offers per linkOfferRetryMs (renewals aside), however many subjects it sends to.
  */
 export const linkOfferTimesKeptMax = 1024;
 /**
