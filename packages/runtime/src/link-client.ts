@@ -10,8 +10,8 @@
 // kept for at most linkOfferTimesKeptMax subjects: with that many still to come, a
 // subject not among them asks nothing until one is past (never is one dropped early,
 // which would ask offers as fast as messages come), so a sender asks at most that many
-// offers per linkOfferRetryMs, renewals aside. A route is made only once its connection has had
-// `hello-ok`, so a request never waits on a handshake.
+// offers per linkOfferRetryMs, renewals aside. A route is made only once its connection
+// has had `hello-ok`, so a request never waits on a handshake.
 // Routes are bounded: one not used for linkRouteIdleMs is dropped when the next route is
 // learned, and past linkRoutesMax one not used lately makes room (a clock sweep over a
 // used bit, the only work a send adds: one store). A dropped route is as if never
