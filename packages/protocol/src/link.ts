@@ -22,7 +22,8 @@
 //     no-responder  u32 id: nothing here serves that subject; the request was NOT
 //                   handled and may be sent again elsewhere           (server → client)
 //     ping          empty: are you there?                             (client → server)
-//     pong          empty: the answer to a ping                       (server → client)
+//     pong          empty: the answer to a ping, or unasked: a server that holds back
+//                   reading a busy connection says it is there        (server → client)
 //     renew         u8 proof length, proof: a newer token for this link (client → server)
 //     renewed       empty: the renewal is taken                       (server → client)
 //

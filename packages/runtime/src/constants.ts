@@ -179,7 +179,12 @@ export const linkConnectBackoffMaxMs = 30_000;
  * reopened as fast as offers come, once a second per subject.
  */
 export const linkStableMs = 10_000;
-/** Subjects whose offer times a sender remembers before it forgets those already past. */
+/**
+ * Subjects whose offer times (when each may next ask) a sender keeps at most: those
+ * already past are forgotten to make room, and with none past a new subject asks no
+ * offer (its messages go over NATS) until one is. So a sender asks at most this many
+ * offers per linkOfferRetryMs (renewals aside), however many subjects it sends to.
+ */
 export const linkOfferTimesKeptMax = 1024;
 /**
  * A sender's link routes (link-client.ts) not used for this long are dropped, checked

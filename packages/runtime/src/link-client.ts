@@ -6,8 +6,12 @@
 // shared by every subject routed there). Routes are learned by asking `link.offer.v1`
 // over NATS on the subject itself, at most once per subject per linkOfferRetryMs (or
 // linkOfferRefusedRetryMs when the server takes no links), in the background: until a
-// route exists, and whenever one is forgotten, messages go over NATS. A route is made
-// only once its connection has had `hello-ok`, so a request never waits on a handshake.
+// route exists, and whenever one is forgotten, messages go over NATS. Those times are
+// kept for at most linkOfferTimesKeptMax subjects: with that many still to come, a
+// subject not among them asks nothing until one is past (never is one dropped early,
+// which would ask offers as fast as messages come), so a sender asks at most that many
+// offers per linkOfferRetryMs, renewals aside. A route is made only once its connection
+// has had `hello-ok`, so a request never waits on a handshake.
 // Routes are bounded: one not used for linkRouteIdleMs is dropped when the next route is
 // learned, and past linkRoutesMax one not used lately makes room (a clock sweep over a
 // used bit, the only work a send adds: one store). A dropped route is as if never
@@ -17,7 +21,9 @@
 // linkConnectBackoffMaxMs, jittered), and its subjects' offers with it, so that a dead or
 // refusing server is not dialled every second per subject. So does one that closes
 // within linkStableMs of its hello-ok without its sender ending it (a flapping link);
-// one that stayed open that long resets the count when it closes.
+// one that stayed open that long resets the count when it closes. A backoff whose time
+// is linkRouteIdleMs past is forgotten as routes are learned or links fail to open, so
+// that addresses no longer offered (a server restarted on another port) are not kept.
 //
 // Tokens age (link-server.ts): an offer says how long its token surely has left. Between
 // half and three quarters through (drawn, so that the senders of one server do not all
@@ -471,6 +477,8 @@ export class LinkRoutes {
   readonly #routes = new Map<string, Route>();
   /** When idle routes were last dropped. */
   #sweptAtMs: number;
+  /** When the address backoffs long past were last forgotten. */
+  #backoffSweptAtMs: number;
   readonly #connections = new Map<string, LinkConnection>();
   /** Connections retired (routes moved away or token run out), until they close. */
   readonly #retired = new Set<LinkConnection>();
@@ -478,8 +486,13 @@ export class LinkRoutes {
   readonly #renewing = new Set<LinkConnection>();
   /** The aging tokens of connections (those whose offer said how long they have). */
   readonly #tokenLives = new Map<LinkConnection, TokenLife>();
-  /** Per subject, the time before which no offer is asked again. */
+  /**
+   * Per subject, the time before which no offer is asked again: at most
+   * linkOfferTimesKeptMax subjects (#holdOffers). A time only ever moves later.
+   */
   readonly #notBefore = new Map<string, number>();
+  /** No time in #notBefore is earlier than this (a bound, not always one held). */
+  #notBeforeEarliestMs = Number.POSITIVE_INFINITY;
   /** When each connection this made had its hello-ok (on `nowMs`), until it closes. */
   readonly #openedAt = new Map<LinkConnection, number>();
   /** Per connection key, failures to open in a row and when the next try may be. */
@@ -501,6 +514,7 @@ export class LinkRoutes {
     },
   ) {
     this.#sweptAtMs = nowMs();
+    this.#backoffSweptAtMs = this.#sweptAtMs;
   }
 
   /** The open connection for `subject`, or undefined (and, if due, an offer asked). */
@@ -544,6 +558,16 @@ export class LinkRoutes {
     return this.#routes.size;
   }
 
+  /** Addresses (and scopes) whose links failed to open lately (for tests). */
+  get addressesBackedOff(): number {
+    return this.#backoff.size;
+  }
+
+  /** Subjects whose next offer waits for a time (for tests): at most linkOfferTimesKeptMax. */
+  get offerTimesKept(): number {
+    return this.#notBefore.size;
+  }
+
   /**
    * Why the last link that failed to open or renew did (a server at its cap says so), for
    * node info: the sender's messages went over NATS meanwhile, so nothing else shows it.
@@ -564,16 +588,13 @@ export class LinkRoutes {
     if (this.#closed) return;
     const now = this.nowMs();
     if ((this.#notBefore.get(subject) ?? Number.NEGATIVE_INFINITY) > now) return;
-    if (this.#notBefore.size >= linkOfferTimesKeptMax) {
-      for (const [known, notBefore] of this.#notBefore) {
-        if (notBefore <= now) this.#notBefore.delete(known);
-      }
-    }
-    this.#notBefore.set(subject, now + linkOfferRetryMs);
+    // No room to remember the asking: not asked now (its messages go over NATS, as they
+    // do while no route exists), lest it be asked again at its every message.
+    if (!this.#holdOffers(subject, now + linkOfferRetryMs)) return;
     void this.#learn(subject).then(
       (outcome) => {
         if (outcome === "no-link")
-          this.#notBefore.set(subject, this.nowMs() + linkOfferRefusedRetryMs);
+          this.#holdOffers(subject, this.nowMs() + linkOfferRefusedRetryMs);
         this.onOffer(outcome);
       },
       () => this.onOffer("failed"),
@@ -636,8 +657,8 @@ export class LinkRoutes {
 
   /**
    * Before `subject` is routed: drops the routes idle since the last sweep, if that was
-   * linkRouteIdleMs ago (and the address backoffs long past, which nothing else ends),
-   * then, while the table is full, one not used since the sweep last passed it.
+   * linkRouteIdleMs ago (and the address backoffs long past: #forgetOldBackoffs), then,
+   * while the table is full, one not used since the sweep last passed it.
    */
   #makeRoom(subject: string): void {
     const now = this.nowMs();
@@ -647,9 +668,7 @@ export class LinkRoutes {
         if (route.used) route.used = false;
         else this.#routes.delete(known);
       }
-      for (const [key, backoff] of this.#backoff) {
-        if (backoff.notBeforeMs + this.limits.routeIdleMs <= now) this.#backoff.delete(key);
-      }
+      this.#forgetOldBackoffs();
     }
     if (this.#routes.has(subject)) return; // replaced, not added
     while (this.#routes.size > 0 && this.#routes.size >= this.limits.routesMax) {
@@ -663,8 +682,25 @@ export class LinkRoutes {
     }
   }
 
+  /**
+   * Forgets the address backoffs whose time is linkRouteIdleMs past (nothing was dialled
+   * there since), at most once per that interval: nothing else ends those of an address
+   * no longer offered (a server restarted on another port). Run as a route is learned
+   * and as a link fails to open, so that a sender whose links never open (a firewall
+   * between it and the servers) keeps no more than those failed lately either.
+   */
+  #forgetOldBackoffs(): void {
+    const now = this.nowMs();
+    if (now - this.#backoffSweptAtMs < this.limits.routeIdleMs) return;
+    this.#backoffSweptAtMs = now;
+    for (const [key, backoff] of this.#backoff) {
+      if (backoff.notBeforeMs + this.limits.routeIdleMs <= now) this.#backoff.delete(key);
+    }
+  }
+
   /** A link to `key` did not open: the next try there waits longer (module header). */
   #openFailed(key: string): void {
+    this.#forgetOldBackoffs();
     const failures = (this.#backoff.get(key)?.failures ?? 0) + 1;
     const ceilingMs = Math.min(
       linkConnectBackoffMaxMs,
@@ -674,9 +710,42 @@ export class LinkRoutes {
     this.#backoff.set(key, { failures, notBeforeMs: this.nowMs() + delayMs });
   }
 
-  /** No offer for `subject` before `notBeforeMs` (its server's address is backed off). */
-  #holdOffers(subject: string, notBeforeMs: number): void {
-    this.#notBefore.set(subject, Math.max(this.#notBefore.get(subject) ?? 0, notBeforeMs));
+  /**
+   * No offer for `subject` before `notBeforeMs` (asked now, refused, or its server's
+   * address backed off), unless a later time is held already. A subject not held takes
+   * room among linkOfferTimesKeptMax: the times already past are forgotten to make it
+   * (one past is as if never held); if none is past, nothing is held and this is false.
+   * Never is a time not yet past dropped for another: that subject would be asked again
+   * at its next message, and again once dropped in turn, so that at the cap offers would
+   * go out as fast as messages. A time not held only means asking sooner, never
+   * connecting sooner (the address backoff is kept apart, #backoff).
+   */
+  #holdOffers(subject: string, notBeforeMs: number): boolean {
+    const held = this.#notBefore.get(subject);
+    if (held === undefined && this.#notBefore.size >= linkOfferTimesKeptMax) {
+      if (!this.#forgetPastOfferTimes()) return false;
+    }
+    const kept = Math.max(held ?? notBeforeMs, notBeforeMs);
+    this.#notBefore.set(subject, kept);
+    this.#notBeforeEarliestMs = Math.min(this.#notBeforeEarliestMs, kept);
+    return true;
+  }
+
+  /**
+   * Forgets the offer times already past; true if any was. Looks only when the earliest
+   * may be past, so that at the cap, with every time to come, a message pays no scan.
+   */
+  #forgetPastOfferTimes(): boolean {
+    const now = this.nowMs();
+    if (this.#notBeforeEarliestMs > now) return false;
+    const size = this.#notBefore.size;
+    let earliestMs = Number.POSITIVE_INFINITY;
+    for (const [subject, notBefore] of this.#notBefore) {
+      if (notBefore <= now) this.#notBefore.delete(subject);
+      else earliestMs = Math.min(earliestMs, notBefore);
+    }
+    this.#notBeforeEarliestMs = earliestMs;
+    return this.#notBefore.size < size;
   }
 
   #closedConnection(connection: LinkConnection): void {

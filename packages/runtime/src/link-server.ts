@@ -36,7 +36,9 @@
 // is told so (`refused`, naming the cap) and closed as it arrives: a flood of them must
 // not take the process's file descriptors.
 // A connection with linkUnansweredMax requests unanswered is not read until a reply goes
-// out (TCP's flow control holds its sender back) and is not judged silent meanwhile. A request
+// out (TCP's flow control holds its sender back) and is not judged silent meanwhile; nor
+// may its sender judge this server so: its pings unread, it is sent a pong unasked every
+// linkPingIntervalMs, which says the server is there and only busy. A request
 // for a subject not routed here (any more) is answered `no-responder`: not handled, the
 // sender may send it elsewhere. A process that dies loses its secret: its tokens die with
 // it, as they do after two lifetimes anyway.
@@ -217,15 +219,18 @@ export class LinkServer {
       const now = performance.now();
       const lateMs = now - checkedAtMs - linkPingIntervalMs;
       checkedAtMs = now;
-      if (lateMs > linkStallMsMin) {
-        // This process stalled: what senders sent meanwhile is unread (constants.ts).
-        for (const connection of this.#connections.values()) connection.heardAtMs = now;
-        return;
-      }
-      for (const [socket, { heardAtMs }] of this.#connections) {
-        // Not read while held back (unanswered requests): its pings wait unread.
-        if (socket.isPaused()) continue;
-        if (now - heardAtMs > linkSilenceMsMax) this.#closeBadly(socket, "silent sender");
+      for (const [socket, connection] of this.#connections) {
+        if (socket.isPaused()) {
+          // Not read while held back (unanswered requests): its pings wait unread, so it
+          // is not judged silent, and is sent the pong they would have had, lest its
+          // sender judge this server silent while it is only busy (module header).
+          connection.writer.write(pongFrame);
+        } else if (lateMs > linkStallMsMin) {
+          // This process stalled: what senders sent meanwhile is unread (constants.ts).
+          connection.heardAtMs = now;
+        } else if (now - connection.heardAtMs > linkSilenceMsMax) {
+          this.#closeBadly(socket, "silent sender");
+        }
       }
     }, linkPingIntervalMs);
     this.#silenceCheck.unref();

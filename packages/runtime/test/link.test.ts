@@ -17,7 +17,15 @@ import {
   subjects,
 } from "@ballast/protocol";
 import { afterEach, describe, expect, test } from "vitest";
-import { linkConnectTimeoutMs, linkStableMs } from "../src/constants.ts";
+import {
+  linkConnectTimeoutMs,
+  linkOfferRefusedRetryMs,
+  linkOfferRetryMs,
+  linkOfferTimesKeptMax,
+  linkPingIntervalMs,
+  linkSilenceMsMax,
+  linkStableMs,
+} from "../src/constants.ts";
 import { LinkConnection, LinkNotHandled, type LinkOffer, LinkRoutes } from "../src/link-client.ts";
 import { SealKeys } from "../src/link-seal.ts";
 import { type LinkMessage, LinkServer, linkProof } from "../src/link-server.ts";
@@ -462,6 +470,82 @@ describe("links over loopback", () => {
     routes.route(other);
     await waitUntil(() => outcomes.length === 3);
     expect(outcomes).toEqual(["no-link", "linked", "no-link"]);
+  });
+});
+
+describe("bounded offer times", () => {
+  /** Routes whose offers are answered by `answer` (no link unless it says otherwise). */
+  function offerRoutes(answer: (subject: string) => Promise<LinkOffer>) {
+    const clock = { now: 0 };
+    const asked: string[] = [];
+    const outcomes: string[] = [];
+    const routes = new LinkRoutes(
+      (subject) => {
+        asked.push(subject);
+        return answer(subject);
+      },
+      (outcome) => outcomes.push(outcome),
+      () => clock.now,
+    );
+    cleanup.push(() => routes.close());
+    return { routes, clock, asked, outcomes };
+  }
+  const many = (count: number, from = 0) =>
+    Array.from({ length: count }, (_, index) => subjects.volume.build(`v${from + index}`, 0));
+
+  test("past linkOfferTimesKeptMax subjects waiting, a new one asks no offer until a time is past", async () => {
+    const { routes, clock, asked, outcomes } = offerRoutes(async () => ({ scope: "volume" }));
+    const first = many(linkOfferTimesKeptMax);
+    const more = many(100, linkOfferTimesKeptMax);
+    for (const subject of [...first, ...more]) expect(routes.route(subject)).toBeUndefined();
+    await waitUntil(() => outcomes.length === asked.length);
+    // Each of the first asked once and waits 30 s (no link there); the rest asked nothing.
+    expect(asked).toEqual(first);
+    expect(routes.offerTimesKept).toBe(linkOfferTimesKeptMax);
+    clock.now = linkOfferRefusedRetryMs - 1;
+    for (const subject of [...first, ...more]) routes.route(subject);
+    expect(asked).toHaveLength(linkOfferTimesKeptMax);
+    // Their times past, the next subjects to send ask, in the room the past ones leave.
+    clock.now = linkOfferRefusedRetryMs;
+    for (const subject of [...more, ...first]) routes.route(subject);
+    await waitUntil(() => outcomes.length === asked.length);
+    expect(asked.slice(linkOfferTimesKeptMax)).toEqual([
+      ...more,
+      ...first.slice(0, linkOfferTimesKeptMax - more.length),
+    ]);
+    expect(routes.offerTimesKept).toBe(linkOfferTimesKeptMax);
+  });
+
+  test("an offer answered after its subject's time was forgotten adds none past the cap", async () => {
+    let answerLate: (offer: LinkOffer) => void = () => undefined;
+    const { routes, clock, asked, outcomes } = offerRoutes((subject) =>
+      subject === late
+        ? new Promise<LinkOffer>((resolve) => {
+            answerLate = resolve;
+          })
+        : Promise.resolve({ scope: "volume" }),
+    );
+    const [late, ...rest] = many(linkOfferTimesKeptMax + 1);
+    routes.route(late!); // asked: waits until linkOfferRetryMs, its answer slow to come
+    for (const subject of rest.slice(0, -1)) routes.route(subject);
+    await waitUntil(() => outcomes.length === linkOfferTimesKeptMax - 1);
+    expect(routes.offerTimesKept).toBe(linkOfferTimesKeptMax);
+    // late's time is past: forgotten, to make room for the next subject.
+    clock.now = linkOfferRetryMs;
+    routes.route(rest.at(-1)!);
+    await waitUntil(() => outcomes.length === linkOfferTimesKeptMax);
+    expect(asked).toHaveLength(linkOfferTimesKeptMax + 1);
+    // "No link" comes for late: no room to hold it, every other time is to come.
+    answerLate({ scope: "volume" });
+    await waitUntil(() => outcomes.length === linkOfferTimesKeptMax + 1);
+    expect(routes.offerTimesKept).toBe(linkOfferTimesKeptMax);
+    // Unheld, it waits for room as a new subject does, and asks once there is some.
+    routes.route(late!);
+    expect(asked).toHaveLength(linkOfferTimesKeptMax + 1);
+    clock.now = linkOfferRefusedRetryMs;
+    routes.route(late!);
+    expect(asked.at(-1)).toBe(late);
+    expect(asked).toHaveLength(linkOfferTimesKeptMax + 2);
   });
 });
 
@@ -915,6 +999,36 @@ describe("backpressure", () => {
   });
 });
 
+describe("a server held back at its cap of unanswered requests", () => {
+  test("still tells its sender it is there: the link outlives the silence limit, and its replies come", async () => {
+    const server = await LinkServer.listen({
+      host: "127.0.0.1",
+      port: 0,
+      advertise: "127.0.0.1",
+      logger,
+      unansweredMax: 2,
+    });
+    cleanup.push(() => server.close());
+    const held: LinkMessage[] = [];
+    server.route(volumeSubject, "volume", (message) => held.push(message));
+    const connection = newConnection(server, "volume");
+    await connection.ready;
+    const send = () =>
+      connection.request(volumeSubject, encodeMessageParts(flush), undefined, 20_000).then(
+        () => "answered",
+        (error: Error) => error.message,
+      );
+    const requests = [send(), send()];
+    await waitUntil(() => held.length === 2);
+    // Not read now (pings too), its handlers slow: longer than a silent peer is given.
+    await new Promise((resolve) => setTimeout(resolve, linkSilenceMsMax + 2 * linkPingIntervalMs));
+    expect(connection.open).toBe(true);
+    for (const message of held) message.respond(encodeResult({ flushedOpNum: 1 }));
+    expect(await Promise.all(requests)).toEqual(["answered", "answered"]);
+    expect(server.stats().closedBadly).toBe(0);
+  });
+});
+
 describe("reconnects", () => {
   test("an address whose links fail to open is backed off, doubling, for all its subjects; reset once one stayed open", async () => {
     let now = 0;
@@ -975,6 +1089,47 @@ describe("reconnects", () => {
     routes.route(other);
     await waitUntil(() => outcomes.length === 6);
     expect(asked).toBe(askedBefore + 1);
+  });
+
+  test("the backoffs of addresses failed long ago are forgotten though no link ever opens", async () => {
+    // Three addresses where nothing listens (servers restarted elsewhere, a firewall).
+    const ports: number[] = [];
+    for (let index = 0; index < 3; index++) {
+      const closed = createServer();
+      await new Promise<void>((resolve) => closed.listen(0, "127.0.0.1", resolve));
+      ports.push((closed.address() as { port: number }).port);
+      await new Promise<void>((resolve) => closed.close(() => resolve()));
+    }
+    const idleMs = 60_000;
+    const clock = { now: 0 };
+    const outcomes: string[] = [];
+    const [a, b, c] = [0, 1, 2].map((partition) => subjects.volume.build("v", partition));
+    const routes = new LinkRoutes(
+      async (subject) => ({
+        address: `127.0.0.1:${ports[[a, b, c].indexOf(subject)]}`,
+        scope: "volume",
+        token: new Uint8Array(32),
+      }),
+      (outcome) => outcomes.push(outcome),
+      () => clock.now,
+      () => 1, // no jitter: each backoff is 1 s
+      { routeIdleMs: idleMs, routesMax: 100 },
+    );
+    cleanup.push(() => routes.close());
+    const fail = async (subject: string) => {
+      routes.route(subject);
+      await waitUntil(() => outcomes.length === [a, b, c].indexOf(subject) + 1);
+      expect(outcomes.at(-1)).toBe("failed");
+    };
+    await fail(a!); // a backed off until 1000
+    clock.now = 30_000;
+    await fail(b!); // b until 31_000
+    expect(routes.addressesBackedOff).toBe(2);
+    // a's time is idleMs past, b's not: a is forgotten as c fails.
+    clock.now = 1000 + idleMs;
+    await fail(c!);
+    expect(routes.addressesBackedOff).toBe(2);
+    expect(routes.routed).toBe(0);
   });
 });
 
