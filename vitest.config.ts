@@ -11,8 +11,7 @@ import { defineConfig } from "vitest/config";
 // lowest scheduling priority (test/support/lowest-priority.ts). `npm test`
 // (scripts/test.mjs) runs them at once as vitest processes, the unit tier in a session
 // of its own, so that the unit and simulation tiers use the CPU the integration tier's
-// processes leave idle while they wait on leases, heartbeats and disks; the integration
-// tier in two lanes, the second once the unit tier ends (`integrationSecondLane`). In one
+// processes leave idle while they wait on leases, heartbeats and disks. In one
 // vitest process (`vitest run`) the unit tier runs first (group order 0), then the other
 // two, which share one worker pool (projects of one group order do), sized here by the
 // integration tier's one worker, so the simulation tier runs after it.
@@ -87,47 +86,6 @@ const unitMockFiles = ["packages", "services", "apps"]
   .filter((file) => replacesModules.test(readFileSync(join(root, file), "utf8")))
   .sort();
 
-/**
- * The integration files `npm test` runs in its second lane (scripts/test.mjs), once the
- * unit tier has ended: a little under two fifths of the tier's time alone. Each starts
- * nothing on a fixed port (no `ballast up`, which prefers NATS's and NBD's usual ports;
- * gateways on port 0), so it may run beside any file of the first lane. None is the
- * chaos run or the soak, which load the machine for minutes.
- */
-const integrationSecondLane = [
-  "clone",
-  "disk-loss",
-  "disk-loss-legacy",
-  "drop-owed",
-  "gateway",
-  "headnode",
-  "kv-keys",
-  "large-writes",
-  "learner-rejoin",
-  "links",
-  "nats-cluster",
-  "rebuild",
-  "reclaim",
-  "sled-back-empty",
-  "sled-crash",
-  "sled-loss",
-  "sleds-late",
-  "sweep",
-  "two-volumes",
-  "volume-life",
-].map((name) => `test/integration/${name}.test.ts`);
-/**
- * Which lane of the integration tier this process runs (BALLAST_INTEGRATION_LANE, set by
- * scripts/test.mjs): "first" (every file but the second lane's), "second" (only those),
- * or, unset, every file.
- */
-const integrationLane = process.env.BALLAST_INTEGRATION_LANE;
-if (integrationLane !== undefined && integrationLane !== "first" && integrationLane !== "second") {
-  throw new Error(
-    `BALLAST_INTEGRATION_LANE must be "first" or "second", or unset; it is ${JSON.stringify(integrationLane)}`,
-  );
-}
-
 export default defineConfig({
   test: {
     reporters: ["default", "./test/support/summary-reporter.ts"],
@@ -170,11 +128,7 @@ export default defineConfig({
       {
         test: {
           name: "integration",
-          include:
-            integrationLane === "second"
-              ? integrationSecondLane
-              : ["test/integration/**/*.test.ts"],
-          exclude: integrationLane === "first" ? integrationSecondLane : [],
+          include: ["test/integration/**/*.test.ts"],
           testTimeout: 120_000,
           hookTimeout: 60_000,
           fileParallelism: false,

@@ -1,25 +1,21 @@
 #!/usr/bin/env node
-// `npm test`: the tiers of vitest.config.ts, scheduled for a 2-core machine, as vitest
-// processes of their own:
+// `npm test`: the tiers of vitest.config.ts, scheduled for a 2-core machine, as three
+// vitest processes started at once:
+// - the integration tier (real nats-server and service processes, one file at a time);
 // - the unit tier (the "unit" and "unit-mocks" projects: pure CPU; one worker fewer
 //   than the cores), in a session of its own;
-// - the integration tier (real nats-server and service processes), in two lanes, each
-//   one file at a time: the first lane from the start, the second (the files
-//   vitest.config.ts names in `integrationSecondLane`) once the unit tier has ended or
-//   the first lane has, whichever comes first;
 // - the simulation tier (the seeded simulator: pure CPU, blind to wall time) at the
 //   lowest scheduling priority (test/support/lowest-priority.ts).
-// Run first and alone, the unit tier added its whole length to the total, while the
-// integration tier, which mostly waits on leases, heartbeats and disks, leaves about a
-// core idle. vitest gives one worker pool to projects of one group order, so within one
-// vitest process they could only run one after another. With the integration tier in
-// one lane, its length was the whole run's (about 1,150 s of 1,200 on a 2-vCPU machine
-// whose synced writes are slow), the unit tier ending some 500 s before it; a second
-// lane in those 500 s takes a third of the integration files. It waits for the unit
-// tier so that the machine never runs two integration files beside a CPU-bound tier:
-// the integration files' bounds (leases, heartbeats, deadlines) were set for one
-// integration file and one other busy program. The second lane's files start nothing
-// on a fixed port (no `ballast up`, gateways on port 0), so the lanes cannot collide.
+// Run first and alone, the unit tier added its whole length (about two minutes) to the
+// total, while the integration tier, which mostly waits on leases, heartbeats and disks,
+// leaves about a core idle. vitest gives one worker pool to projects of one group order,
+// so within one vitest process they could only run one after another.
+//
+// Not two integration lanes (tried in session 21): on a 2-vCPU machine, a second lane
+// of 21 files started once the unit tier ended took the run from about 1,150 s to
+// 1,107 and 1,123 s, each file slower beside another (the two lanes' files took 1,566 s
+// between them), and failed three tests that wait on the cluster under load (the chaos
+// run's fault kinds, a checkpoint within 15 s, a coordinator's lead kept).
 //
 // Why a session of its own, at the usual priority. Linux with autogroup scheduling
 // (sched_autogroup_enabled, on in most distributions' kernels) shares the CPU evenly
@@ -34,14 +30,13 @@
 // alone: their bound is `sharedCpuTestTimeoutMs` (BALLAST_TEST_SHARED_CPU, read by
 // vitest.config.ts), not the unit tier's usual 30 s.
 //
-// The first integration lane's output is shown as it comes; each other run's is held
-// and shown once it ends, so that they never interleave. Each run's summary reporter
-// writes its counts to a file (BALLAST_TEST_SUMMARY_FILE), and the last line is their
-// sum, as one vitest run prints it. Arguments after `npm test --` go to every run (a run
-// they leave without a file passes). The exit code is the first failing run's (unit,
-// integration lanes, simulation), else 0. In a session of its own the unit tier does
-// not get the terminal's Ctrl-C: a signal that stops this script is passed on to it,
-// and a second lane not yet started never starts.
+// The integration tier's output is shown as it comes; each other tier's is held and
+// shown once it ends, so that they never interleave. Each run's summary reporter writes
+// its counts to a file (BALLAST_TEST_SUMMARY_FILE), and the last line is their sum, as
+// one vitest run prints it. Arguments after `npm test --` go to every tier (a tier they
+// leave without a file passes). The exit code is the first failing tier's (unit,
+// integration, simulation), else 0. In a session of its own the unit tier does not get
+// the terminal's Ctrl-C: a signal that stops this script is passed on to it.
 
 import { spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
@@ -56,17 +51,13 @@ const summaries = mkdtempSync(join(tmpdir(), "ballast-test-"));
 
 /** The runs going on, each with whether it leads a session of its own. */
 const running = new Map();
-/** Set by a signal: a run not yet started (the second lane) never starts. */
-let stopping = false;
 
 /**
  * Runs vitest on `projects` as the run `name` (its summary file's name). With `hold`,
  * its output is kept and written when it ends; with `session`, it runs in a session
  * (and so a scheduling group) of its own, with its tests' bounds for a shared CPU.
- * `env` is added to this script's environment.
  */
-function run(name, projects, { hold = false, session = false, env = {} } = {}) {
-  if (stopping) return Promise.resolve(1);
+function run(name, projects, { hold = false, session = false } = {}) {
   return new Promise((resolve) => {
     const child = spawn(
       process.execPath,
@@ -81,7 +72,6 @@ function run(name, projects, { hold = false, session = false, env = {} } = {}) {
         cwd: root,
         env: {
           ...process.env,
-          ...env,
           BALLAST_TEST_SUMMARY_FILE: join(summaries, `${name}.json`),
           ...(session ? { BALLAST_TEST_SHARED_CPU: "1" } : {}),
         },
@@ -118,7 +108,6 @@ function counts(name) {
 // does this script, with their codes; a second Ctrl-C ends it at once.
 for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"]) {
   process.once(signal, () => {
-    stopping = true;
     for (const [child, session] of running) {
       try {
         if (session) process.kill(-child.pid, signal);
@@ -131,21 +120,14 @@ for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"]) {
 }
 
 /** The runs, in the order their exit codes count. */
-const names = ["unit", "integration-first", "integration-second", "simulation"];
+const names = ["unit", "integration", "simulation"];
 let codes;
 try {
-  const unit = run("unit", ["unit", "unit-mocks"], { hold: true, session: true });
-  const firstLane = run("integration-first", ["integration"], {
-    env: { BALLAST_INTEGRATION_LANE: "first" },
-  });
-  const secondLane = Promise.race([unit, firstLane]).then(() =>
-    run("integration-second", ["integration"], {
-      hold: true,
-      env: { BALLAST_INTEGRATION_LANE: "second" },
-    }),
-  );
-  const simulation = run("simulation", ["simulation"], { hold: true });
-  codes = await Promise.all([unit, firstLane, secondLane, simulation]);
+  codes = await Promise.all([
+    run("unit", ["unit", "unit-mocks"], { hold: true, session: true }),
+    run("integration", ["integration"]),
+    run("simulation", ["simulation"], { hold: true }),
+  ]);
   const total = { passed: 0, failed: 0, skipped: 0 };
   for (const name of names) {
     const runCounts = counts(name);

@@ -92,13 +92,19 @@ test("a killed replica is rebuilt from the newest checkpoint, skipping a corrupt
   // With everything flushed, the primary takes one last checkpoint covering its commit
   // point and then no more (nothing new is flushed), so this one stays the newest.
   const before = (await io.describe()).partitions[0]!;
-  const pointer = await waitFor("the primary's final checkpoint in the catalogue", async () => {
-    const status = await replicaStatus(before.primary);
-    const state = (await io.describe()).partitions[0]!;
-    const recorded = state.checkpoints.find((checkpoint) => checkpoint.node === before.primary);
-    const covers = status.checkpoint !== undefined && status.checkpoint.opNum >= status.commitOpNum;
-    return covers && recorded?.opNum === status.checkpoint!.opNum ? status.checkpoint : undefined;
-  });
+  const pointer = await waitFor(
+    "the primary's final checkpoint in the catalogue",
+    async () => {
+      const status = await replicaStatus(before.primary);
+      const state = (await io.describe()).partitions[0]!;
+      const recorded = state.checkpoints.find((checkpoint) => checkpoint.node === before.primary);
+      const covers =
+        status.checkpoint !== undefined && status.checkpoint.opNum >= status.commitOpNum;
+      return covers && recorded?.opNum === status.checkpoint!.opNum ? status.checkpoint : undefined;
+    },
+    // 15 s was too little on a loaded 2-vCPU machine (CI, session 21).
+    60_000,
+  );
   expect(pointer.sleds.length).toBe(2);
   await corruptBlob(pointer.sleds[0]!, pointer.blobKey);
 

@@ -78,8 +78,10 @@ export class VolumeModel {
   private async retrying<T>(attempt: (epoch: number) => Promise<T>): Promise<T> {
     const deadline = Date.now() + 30_000;
     for (;;) {
-      const state = await this.describe();
       try {
+        // The describe too: a coordinator that lost its lead under load answers it
+        // "no longer leads; retry" (CI, session 21), retryable like the attempt's errors.
+        const state = await this.describe();
         return await attempt(state.partitions[0]!.epoch);
       } catch (error) {
         if (!(error instanceof BallastError) || !error.retryable || Date.now() > deadline)
