@@ -64,17 +64,23 @@
 //   first placement (the simulator's `create`; the protocol does not carry it), a voter
 //   with nothing stored is refused otherwise: it would be a replica missing
 //   acknowledged writes.
-// - A healthy hosted replica named out of the set (`part: "none"`, in its epoch or a
-//   later one) is closed with its files kept, and the configure refused `not-a-member`
-//   (NotFound: the coordinator forgets a former member that holds nothing, configurer.ts):
-//   `close-out`. Kept hosted, its idle core held the out epoch in memory only, and the
-//   replica (unreleased notes, journal, subscription, gauges) for the process's life
-//   (review-leaks.md, H1). The shells first make the core idle in that epoch and keep the
-//   epoch on its disk (the voter-epoch file, which `storedEpoch` reads), and only then
+// - A hosted replica named out of the set (`part: "none"`, in its epoch or a later one;
+//   a failed one also when it failed before it was configured) is closed with its files
+//   kept, and the configure refused `not-a-member` (NotFound: the coordinator forgets a
+//   former member that holds nothing, configurer.ts): `close-out`. Kept hosted, its idle
+//   core held the out epoch in memory only, and the replica (unreleased notes, journal,
+//   subscription, gauges) for the process's life (review-leaks.md, H1). The shells first
+//   make a healthy core idle in that epoch (a failed one takes no configure), keep the
+//   epoch on its disk (the voter-epoch file, which `storedEpoch` reads) and only then
 //   close it: a delayed configure of an older epoch naming it a voter (a leader frozen
 //   past its tenure) is still refused `older-epoch`, from its disk, as it was by the idle
-//   core, and after a restart too. A later configure opens it again from its files (a
-//   voter) or rebuilds it (a learner); a drop removes them.
+//   core, and after a restart too. A failed replica needs it as much: the failed
+//   marker's refusal to reopen its journal (journal/failed-marker.ts) lasts only until
+//   the machine reboots, and a core that threw leaves none. Should the disk refuse the
+//   out epoch (a failing one may), the replica stays hosted, the epoch held in memory
+//   (partition-host.ts `fencedEpoch`, which the shell passes as the hosted epoch), and
+//   the configure fails, to be sent again. A later configure opens it again from its
+//   files (a voter) or rebuilds it (a learner); a drop removes them.
 // - Otherwise the configuration is applied to the hosted core (the core ignores an epoch
 //   it already holds).
 //
@@ -123,7 +129,10 @@ export interface HostedReplica {
   volumeId: string;
   /** Its journal failed: it serves nothing until it is reopened. */
   failed: boolean;
-  /** The epoch its core is configured in; undefined while it is not configured. */
+  /**
+   * The epoch its core is configured in, or the newest it was named out in while failed
+   * (a failed core takes no configure), whichever is newer; undefined while neither.
+   */
   epoch: number | undefined;
   /**
    * Rebuilt afresh as the learner it is still asked to be: what it holds came from the
@@ -222,6 +231,11 @@ export function decideConfigure(ask: ConfigureAsk, node: ConfigureNode): Configu
     // configuration) would take the old epoch's part.
     return refuse({ reason: "older-epoch", currentEpoch: hosted.epoch });
   } else if (hosted?.failed === true) {
+    // Named out, failed or not: its out epoch kept on its disk before it closes (below).
+    // Closed without, a failed one left the out epoch nowhere: on a reboot (which lifts
+    // the failed marker's refusal, journal/failed-marker.ts), or for a core that threw
+    // (which leaves no marker), a delayed configure of an older epoch opened it.
+    if (ask.part === "none") return refuse({ reason: "not-a-member" }, "close-out");
     retire = "close";
   } else if (hosted !== undefined) {
     const current = hosted.epoch;
