@@ -20,8 +20,9 @@
 //   replaces it: the old replica's files are removed and its incarnation remembered as
 //   deleted (ids are never reused).
 // - A hosted replica refuses an epoch older than its own, failed or not. With nothing of
-//   the incarnation hosted (a restart, or a replica that failed before it was
-//   configured), an epoch older than the newest its disk shows (`storedEpoch`: the epoch
+//   the incarnation hosted with a configuration (a restart, a replica that failed before
+//   it was configured, or one open but not configured since), an epoch older than the
+//   newest its disk shows (`storedEpoch`: the epoch
 //   it was last configured a voter in, or of its journal's newest note) is refused too,
 //   and nothing of the incarnation's is removed or opened: a leader frozen past its
 //   tenure may send a learner's configure after a newer one made this node a voter, which
@@ -239,6 +240,12 @@ export function decideConfigure(ask: ConfigureAsk, node: ConfigureNode): Configu
     retire = "close";
   } else if (hosted !== undefined) {
     const current = hosted.epoch;
+    if (current === undefined && node.storedEpoch !== undefined && ask.epoch < node.storedEpoch) {
+      // Open but not configured since (the simulator's restarted node reopens what it
+      // hosted): as with nothing hosted, its disk says which epochs are past. Applied, a
+      // delayed configure naming it a voter made its core take the old epoch's part.
+      return refuse({ reason: "older-epoch", currentEpoch: node.storedEpoch });
+    }
     const stale =
       ask.part === "learner" &&
       !hosted.freshLearner &&

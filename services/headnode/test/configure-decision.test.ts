@@ -470,8 +470,10 @@ describe("decideConfigure and the epoch a restarted node's journal stores", () =
       expect(decision.kind, JSON.stringify({ ask, node })).not.toBe("open");
       if (decision.kind === "apply") {
         // Only a replica hosted with its epoch: then it was configured (never below
-        // what it stores), and the core ignores an older epoch.
+        // what it stores), and the core ignores an older epoch. One open but not
+        // configured since was applied the older epoch, a voter's part in it.
         expect(node.hosted?.volumeId).toBe(askedId);
+        expect(node.hosted?.epoch, JSON.stringify({ ask, node })).toBeDefined();
         continue;
       }
       const ownRemoved = decision.retire === "remove" && decision.forget === undefined;
