@@ -65,9 +65,8 @@
 //   first placement (the simulator's `create`; the protocol does not carry it), a voter
 //   with nothing stored is refused otherwise: it would be a replica missing
 //   acknowledged writes.
-// - A hosted replica named out of the set (`part: "none"`, in its epoch or a later one;
-//   a failed one also when it failed before it was configured) is closed with its files
-//   kept, and the configure refused `not-a-member` (NotFound: the coordinator forgets a
+// - A hosted replica named out of the set (`part: "none"`, in its epoch or a later one,
+//   or not configured since it opened) is closed with its files kept, and the configure refused `not-a-member` (NotFound: the coordinator forgets a
 //   former member that holds nothing, configurer.ts): `close-out`. Kept hosted, its idle
 //   core held the out epoch in memory only, and the replica (unreleased notes, journal,
 //   subscription, gauges) for the process's life (review-leaks.md, H1). The shells first
@@ -80,7 +79,11 @@
 //   the machine reboots, and a core that threw leaves none. Should the disk refuse the
 //   out epoch (a failing one may), the replica stays hosted, the epoch held in memory
 //   (partition-host.ts `fencedEpoch`, which the shell passes as the hosted epoch), and
-//   the configure fails, to be sent again. A later configure opens it again from its
+//   the configure fails, to be sent again. With nothing of the incarnation open but its
+//   replica stored (`stored`: the node restarted since it was configured, so the out
+//   configure is the first it hears), the refusal says to keep the out epoch in the
+//   replica's directory all the same (`keepOutEpoch`): else a delayed configure of the
+//   epoch it was last a voter in opened it. A later configure opens it again from its
 //   files (a voter) or rebuilds it (a learner); a drop removes them.
 // - Otherwise the configuration is applied to the hosted core (the core ignores an epoch
 //   it already holds).
@@ -190,6 +193,11 @@ export type ConfigureDecision =
       retire: Retire;
       /** An incarnation to remember as deleted. */
       forget: string | undefined;
+      /**
+       * Named out with nothing of the incarnation open, its replica stored: keep the
+       * configure's epoch in the replica's directory, as `close-out` does before it closes.
+       */
+      keepOutEpoch?: true;
     }
   /** Configure the hosted core as it is. */
   | { kind: "apply" }
@@ -251,17 +259,20 @@ export function decideConfigure(ask: ConfigureAsk, node: ConfigureNode): Configu
       !hosted.freshLearner &&
       (current === undefined || ask.epoch > current);
     if (stale) retire = "remove";
-    else if (current === undefined && ask.part === "none") {
-      // Stored but not configured since it opened: as with nothing hosted.
-      return refuse({ reason: "not-a-member" });
-    } else if (ask.part === "none") {
-      // Named out (in its epoch or a later one): closed with its files kept, once its
-      // disk keeps the out epoch, so that it fences as its idle core did.
+    else if (ask.part === "none") {
+      // Named out (in its epoch or a later one, or not configured since it opened):
+      // closed with its files kept, once its disk keeps the out epoch, so that it fences
+      // as its idle core did.
       return refuse({ reason: "not-a-member" }, "close-out");
     } else return { kind: "apply" };
   }
   // Nothing hosted, or the hosted replica retires.
-  if (ask.part === "none") return refuse({ reason: "not-a-member" }, retire, forget);
+  if (ask.part === "none") {
+    const refusal = refuse({ reason: "not-a-member" }, retire, forget);
+    // Its disk stores the incarnation's replica, open nowhere (the node restarted since
+    // it was configured): the out epoch is kept there all the same.
+    return node.stored === true ? { ...refusal, keepOutEpoch: true } : refusal;
+  }
   if (node.storedEpoch !== undefined && ask.epoch < node.storedEpoch) {
     // Delayed (a leader frozen past its tenure): this disk was a voter, or holds notes,
     // of a later epoch. Rebuilt as a learner, it would lose writes it answers for;

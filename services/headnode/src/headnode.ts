@@ -104,7 +104,7 @@ import { DropRuns } from "./drop-runs.ts";
 import { removeDirectory } from "./journal/files.ts";
 import { KeptFences } from "./kept-fences.ts";
 import { leftoverCandidatesOf, removableOf, requestsOf } from "./leftover-directories.ts";
-import { PartitionHost, storedEpoch, storesReplica } from "./partition-host.ts";
+import { keepOutEpoch, PartitionHost, storedEpoch, storesReplica } from "./partition-host.ts";
 import {
   nodeEntriesOf,
   renewalsOf,
@@ -531,12 +531,14 @@ export class HeadNode {
     const part = partOf(this.service.nodeId, message);
     const found = this.hosted.get(key);
     this.keptFences.configured(key, volumeId, message.epoch);
-    // Looked at only where it decides: a voter named no disk (configure-decision.ts).
+    // Looked at only where it decides, with nothing of the incarnation hosted: a voter
+    // named no disk, or the node named out (configure-decision.ts, `keepOutEpoch`).
     const stored =
-      message.disk === undefined &&
-      message.disksRecorded === true &&
-      (part === "primary" || part === "secondary") &&
-      found?.host.address.volumeId !== volumeId
+      found?.host.address.volumeId !== volumeId &&
+      (part === "none" ||
+        (message.disk === undefined &&
+          message.disksRecorded === true &&
+          (part === "primary" || part === "secondary")))
         ? await storesReplica(this.config.dataDir, volumeId, message.partition)
         : undefined;
     // Where nothing of the incarnation is hosted with a configuration, its directory says
@@ -633,6 +635,12 @@ export class HeadNode {
       }
       if (decision.forget !== undefined) this.rememberDropped(message.volume, decision.forget);
       if (decision.kind === "refuse") {
+        // Named out with its replica stored but open nowhere (a restart since): the out
+        // epoch kept in its directory, as a close-out keeps it. Should the disk refuse,
+        // the configure fails, to be sent again.
+        if (decision.keepOutEpoch === true) {
+          await keepOutEpoch(this.config.dataDir, volumeId, message.partition, message.epoch);
+        }
         // Named out of the set, or of a deleted incarnation: nothing of it to report. An
         // older epoch than one stored says nothing of the newer configure that failed.
         if (decision.refusal.reason !== "older-epoch") this.unopened.delete(key);

@@ -1323,6 +1323,23 @@ export async function storedEpoch(
   return newest;
 }
 
+/**
+ * Keeps, durably, that the replica stored in the partition's directory (open nowhere) was
+ * named out of the replica set in `epoch`, as `recordOutEpoch` does for an open one:
+ * configure-decision.ts `keepOutEpoch`. Raises only.
+ */
+export async function keepOutEpoch(
+  dataDir: string,
+  volumeId: string,
+  partition: number,
+  epoch: number,
+): Promise<void> {
+  const directory = partitionDirectory(dataDir, volumeId, partition);
+  const stored = await readVoterEpoch(directory);
+  if (stored !== undefined && epoch <= stored) return;
+  await voterEpochFile(directory).raise(epoch);
+}
+
 /** The file that keeps the newest epoch a replica was configured a voter in, or named out in. */
 const voterEpochFileName = "voter-epoch";
 

@@ -194,7 +194,7 @@ describe("decideConfigure, over every input", () => {
     }
   });
 
-  test("only a replica configured in the out epoch or an older one is closed out, or a failed one not configured yet", () => {
+  test("only a replica configured in the out epoch or an older one, or not configured since it opened, is closed out", () => {
     let closedOut = 0;
     let failed = 0;
     for (const { ask, node, decision } of all) {
@@ -203,22 +203,37 @@ describe("decideConfigure, over every input", () => {
       expect(ask.part).toBe("none");
       expect(node.hosted?.volumeId).toBe(askedId);
       if (node.hosted?.failed === true) failed++;
-      if (node.hosted?.failed === true && node.hosted.epoch === undefined) continue;
-      expect(node.hosted?.epoch).toBeLessThanOrEqual(askedEpoch);
+      if (node.hosted?.epoch === undefined) continue;
+      expect(node.hosted.epoch).toBeLessThanOrEqual(askedEpoch);
     }
     expect(failed).toBeGreaterThan(0);
     expect(closedOut).toBeGreaterThan(failed);
+  });
+
+  test("named out with nothing of the incarnation open, its out epoch is kept where its replica is stored", () => {
+    for (const { ask, node } of all) {
+      if (ask.part !== "none" || node.hosted?.volumeId === askedId) continue;
+      for (const stored of [undefined, false, true]) {
+        const decision = decideConfigure(ask, { ...node, stored });
+        expect(decision.kind).toBe("refuse");
+        const kept = decision.kind === "refuse" && decision.keepOutEpoch === true;
+        // Before, nothing was kept: restarted since it was configured a voter in epoch 4,
+        // then named out in 5, a delayed configure of epoch 4 naming it a voter opened it.
+        // A newer incarnation hosted: this one was deleted, nothing of it to keep.
+        const live = !node.deleted && node.hosted?.volumeId !== "3-c";
+        expect(kept, JSON.stringify({ node, stored })).toBe(stored === true && live);
+      }
+    }
   });
 
   test("a hosted replica of the incarnation named out is closed with its out epoch kept, failed or not (never closed without)", () => {
     for (const { ask, node, decision } of all) {
       const hosted = node.hosted;
       if (node.deleted || ask.part !== "none" || hosted?.volumeId !== askedId) continue;
-      // Not closed at all: refused for an older epoch, or idle and unconfigured (healthy).
+      // Not closed at all only when refused for an older epoch.
       expect(retireOf(decision)).not.toBe("close");
       expect(retireOf(decision)).not.toBe("remove");
       if (hosted.epoch !== undefined && hosted.epoch > askedEpoch) continue;
-      if (!hosted.failed && hosted.epoch === undefined) continue;
       expect(retireOf(decision)).toBe("close-out");
     }
   });
@@ -395,6 +410,10 @@ describe("decideConfigure and a configure that names no disk (members placed bef
               retire: (decision as { retire: string }).retire,
               forget: (decision as { forget: string | undefined }).forget,
             });
+          } else if (stored === true && got.kind === "refuse" && got.keepOutEpoch === true) {
+            // Named out with its replica stored and open nowhere: its out epoch kept.
+            expect(ask.part, context).toBe("none");
+            expect({ ...got, keepOutEpoch: undefined }, context).toEqual(decision);
           } else {
             expect(got, context).toEqual(decision);
           }

@@ -334,10 +334,11 @@ export type Sabotage =
   | "configure-ignores-stored-epoch"
   /**
    * The head node before a replica named out kept the out epoch on its disk (a healthy
-   * one before close-out, a failed one before it was closed out too): closed with the
-   * epoch it was last a voter in stored, it opens on a delayed configure of an older
-   * epoch naming it a voter (`lateVoterConfigureChance`: a coordinator leader frozen
-   * past its tenure), at once or after a restart. Found by the `epoch-fence` check.
+   * one before close-out; a failed one, or one open nowhere after a restart, before
+   * they were fenced the same way): with the epoch it was last a voter in stored, it
+   * opens on a delayed configure of an older epoch naming it a voter
+   * (`lateVoterConfigureChance`: a coordinator leader frozen past its tenure), at once or
+   * after a restart. Found by the `epoch-fence` check.
    */
   | "close-out-forgets-epoch"
   /**
@@ -3827,7 +3828,6 @@ export class FailoverSimulation {
         }
         this.stats.closedOut++;
       }
-      const retiredHere = found !== undefined && !found.closed && decision.retire !== "keep";
       if (found !== undefined && !found.closed && decision.retire !== "keep") {
         const retired = await this.retire(
           node,
@@ -3855,10 +3855,20 @@ export class FailoverSimulation {
           found.closed = true;
         }
       }
+      if (decision.kind === "refuse" && decision.keepOutEpoch === true && found !== undefined) {
+        // As headnode.ts: named out with its files open nowhere, the out epoch kept in
+        // them all the same (the sabotage keeps it nowhere).
+        if (
+          this.options.sabotage !== "close-out-forgets-epoch" &&
+          (found.voterEpoch === undefined || configuration.epoch > found.voterEpoch)
+        ) {
+          found.voterEpoch = configuration.epoch;
+        }
+      }
       if (decision.kind === "refuse" && decision.refusal.reason === "not-a-member") {
-        // Named out while hosted, and closed for it (failed or not): from now on these
-        // files must fence at the out epoch, whatever the head node kept of it.
-        if (found !== undefined && retiredHere && decision.retire !== "remove") {
+        // Named out, its files stored (open or not, failed or not): from now on they must
+        // fence at the out epoch, whatever the head node kept of it.
+        if (found !== undefined && found.volumeId === message.volumeId) {
           this.raiseFenceEpoch(found, configuration.epoch);
         }
         this.deliverLateVoter(node, message.partition, false);
