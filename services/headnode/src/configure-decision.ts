@@ -271,7 +271,8 @@ export function decideConfigure(ask: ConfigureAsk, node: ConfigureNode): Configu
     const refusal = refuse({ reason: "not-a-member" }, retire, forget);
     // Its disk stores the incarnation's replica, open nowhere (the node restarted since
     // it was configured): the out epoch is kept there all the same.
-    return node.stored === true ? { ...refusal, keepOutEpoch: true } : refusal;
+    const open = hosted?.volumeId === ask.volumeId;
+    return node.stored === true && !open ? { ...refusal, keepOutEpoch: true } : refusal;
   }
   if (node.storedEpoch !== undefined && ask.epoch < node.storedEpoch) {
     // Delayed (a leader frozen past its tenure): this disk was a voter, or holds notes,
