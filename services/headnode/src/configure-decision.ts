@@ -66,8 +66,9 @@
 //   with nothing stored is refused otherwise: it would be a replica missing
 //   acknowledged writes.
 // - A hosted replica named out of the set (`part: "none"`, in its epoch or a later one,
-//   or not configured since it opened) is closed with its files kept, and the configure refused `not-a-member` (NotFound: the coordinator forgets a
-//   former member that holds nothing, configurer.ts): `close-out`. Kept hosted, its idle
+//   or not configured since it opened) is closed with its files kept, and the configure
+//   refused `not-a-member` (NotFound: the coordinator forgets a former member that holds
+//   nothing, configurer.ts): `close-out`. Kept hosted, its idle
 //   core held the out epoch in memory only, and the replica (unreleased notes, journal,
 //   subscription, gauges) for the process's life (review-leaks.md, H1). The shells first
 //   make a healthy core idle in that epoch (a failed one takes no configure), keep the

@@ -639,13 +639,14 @@ export interface FailoverOptions {
   /**
    * Per configure the coordinator sends a voter: chance a copy is also held, as by a
    * coordinator leader frozen past its tenure (configurer.ts), and delivered to that node
-   * once it has closed the replica on being named out of a later epoch (configure-
-   * decision.ts `close-out`): right after, or, with even odds, as its node next starts,
-   * if the replica is still closed then. Its head node refuses it from the out epoch
-   * kept on its disk (the voter-epoch file), failed replica or not; opened, the replica
-   * would be a voter of an epoch its members have left. The `epoch-fence` check fails a
-   * run in which a replica's core takes an epoch below one its files were configured a
-   * voter in or named out in. Drawn from a generator of its own, only when above 0.
+   * once it answers that it is out of a later epoch (having closed the replica out,
+   * configure-decision.ts `close-out`, or kept the out epoch with nothing open,
+   * `keepOutEpoch`): right after, or, with even odds, as its node next starts, if the
+   * replica is closed then. Its head node refuses it from the out epoch kept on its disk
+   * (the voter-epoch file), failed replica or not; opened, the replica would be a voter
+   * of an epoch its members have left. The `epoch-fence` check fails a run in which a
+   * replica's core takes an epoch below one its files were configured a voter in or
+   * named out in. Drawn from a generator of its own, only when above 0.
    */
   lateVoterConfigureChance: number;
   /**
