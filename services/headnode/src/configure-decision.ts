@@ -20,8 +20,9 @@
 //   replaces it: the old replica's files are removed and its incarnation remembered as
 //   deleted (ids are never reused).
 // - A hosted replica refuses an epoch older than its own, failed or not. With nothing of
-//   the incarnation hosted (a restart, or a replica that failed before it was
-//   configured), an epoch older than the newest its disk shows (`storedEpoch`: the epoch
+//   the incarnation hosted with a configuration (a restart, a replica that failed before
+//   it was configured, or one open but not configured since), an epoch older than the
+//   newest its disk shows (`storedEpoch`: the epoch
 //   it was last configured a voter in, or of its journal's newest note) is refused too,
 //   and nothing of the incarnation's is removed or opened: a leader frozen past its
 //   tenure may send a learner's configure after a newer one made this node a voter, which
@@ -64,17 +65,27 @@
 //   first placement (the simulator's `create`; the protocol does not carry it), a voter
 //   with nothing stored is refused otherwise: it would be a replica missing
 //   acknowledged writes.
-// - A healthy hosted replica named out of the set (`part: "none"`, in its epoch or a
-//   later one) is closed with its files kept, and the configure refused `not-a-member`
-//   (NotFound: the coordinator forgets a former member that holds nothing, configurer.ts):
-//   `close-out`. Kept hosted, its idle core held the out epoch in memory only, and the
-//   replica (unreleased notes, journal, subscription, gauges) for the process's life
-//   (review-leaks.md, H1). The shells first make the core idle in that epoch and keep the
-//   epoch on its disk (the voter-epoch file, which `storedEpoch` reads), and only then
+// - A hosted replica named out of the set (`part: "none"`, in its epoch or a later one,
+//   or not configured since it opened) is closed with its files kept, and the configure
+//   refused `not-a-member` (NotFound: the coordinator forgets a former member that holds
+//   nothing, configurer.ts): `close-out`. Kept hosted, its idle
+//   core held the out epoch in memory only, and the replica (unreleased notes, journal,
+//   subscription, gauges) for the process's life (review-leaks.md, H1). The shells first
+//   make a healthy core idle in that epoch (a failed one takes no configure), keep the
+//   epoch on its disk (the voter-epoch file, which `storedEpoch` reads) and only then
 //   close it: a delayed configure of an older epoch naming it a voter (a leader frozen
 //   past its tenure) is still refused `older-epoch`, from its disk, as it was by the idle
-//   core, and after a restart too. A later configure opens it again from its files (a
-//   voter) or rebuilds it (a learner); a drop removes them.
+//   core, and after a restart too. A failed replica needs it as much: the failed
+//   marker's refusal to reopen its journal (journal/failed-marker.ts) lasts only until
+//   the machine reboots, and a core that threw leaves none. Should the disk refuse the
+//   out epoch (a failing one may), the replica stays hosted, the epoch held in memory
+//   (partition-host.ts `fencedEpoch`, which the shell passes as the hosted epoch), and
+//   the configure fails, to be sent again. With nothing of the incarnation open but its
+//   replica stored (`stored`: the node restarted since it was configured, so the out
+//   configure is the first it hears), the refusal says to keep the out epoch in the
+//   replica's directory all the same (`keepOutEpoch`): else a delayed configure of the
+//   epoch it was last a voter in opened it. A later configure opens it again from its
+//   files (a voter) or rebuilds it (a learner); a drop removes them.
 // - Otherwise the configuration is applied to the hosted core (the core ignores an epoch
 //   it already holds).
 //
@@ -123,7 +134,10 @@ export interface HostedReplica {
   volumeId: string;
   /** Its journal failed: it serves nothing until it is reopened. */
   failed: boolean;
-  /** The epoch its core is configured in; undefined while it is not configured. */
+  /**
+   * The epoch its core is configured in, or the newest it was named out in while failed
+   * (a failed core takes no configure), whichever is newer; undefined while neither.
+   */
   epoch: number | undefined;
   /**
    * Rebuilt afresh as the learner it is still asked to be: what it holds came from the
@@ -180,6 +194,11 @@ export type ConfigureDecision =
       retire: Retire;
       /** An incarnation to remember as deleted. */
       forget: string | undefined;
+      /**
+       * Named out with nothing of the incarnation open, its replica stored: keep the
+       * configure's epoch in the replica's directory, as `close-out` does before it closes.
+       */
+      keepOutEpoch?: true;
     }
   /** Configure the hosted core as it is. */
   | { kind: "apply" }
@@ -222,25 +241,40 @@ export function decideConfigure(ask: ConfigureAsk, node: ConfigureNode): Configu
     // configuration) would take the old epoch's part.
     return refuse({ reason: "older-epoch", currentEpoch: hosted.epoch });
   } else if (hosted?.failed === true) {
+    // Named out, failed or not: its out epoch kept on its disk before it closes (below).
+    // Closed without, a failed one left the out epoch nowhere: on a reboot (which lifts
+    // the failed marker's refusal, journal/failed-marker.ts), or for a core that threw
+    // (which leaves no marker), a delayed configure of an older epoch opened it.
+    if (ask.part === "none") return refuse({ reason: "not-a-member" }, "close-out");
     retire = "close";
   } else if (hosted !== undefined) {
     const current = hosted.epoch;
+    if (current === undefined && node.storedEpoch !== undefined && ask.epoch < node.storedEpoch) {
+      // Open but not configured since (the simulator's restarted node reopens what it
+      // hosted): as with nothing hosted, its disk says which epochs are past. Applied, a
+      // delayed configure naming it a voter made its core take the old epoch's part.
+      return refuse({ reason: "older-epoch", currentEpoch: node.storedEpoch });
+    }
     const stale =
       ask.part === "learner" &&
       !hosted.freshLearner &&
       (current === undefined || ask.epoch > current);
     if (stale) retire = "remove";
-    else if (current === undefined && ask.part === "none") {
-      // Stored but not configured since it opened: as with nothing hosted.
-      return refuse({ reason: "not-a-member" });
-    } else if (ask.part === "none") {
-      // Named out (in its epoch or a later one): closed with its files kept, once its
-      // disk keeps the out epoch, so that it fences as its idle core did.
+    else if (ask.part === "none") {
+      // Named out (in its epoch or a later one, or not configured since it opened):
+      // closed with its files kept, once its disk keeps the out epoch, so that it fences
+      // as its idle core did.
       return refuse({ reason: "not-a-member" }, "close-out");
     } else return { kind: "apply" };
   }
   // Nothing hosted, or the hosted replica retires.
-  if (ask.part === "none") return refuse({ reason: "not-a-member" }, retire, forget);
+  if (ask.part === "none") {
+    const refusal = refuse({ reason: "not-a-member" }, retire, forget);
+    // Its disk stores the incarnation's replica, open nowhere (the node restarted since
+    // it was configured): the out epoch is kept there all the same.
+    const open = hosted?.volumeId === ask.volumeId;
+    return node.stored === true && !open ? { ...refusal, keepOutEpoch: true } : refusal;
+  }
   if (node.storedEpoch !== undefined && ask.epoch < node.storedEpoch) {
     // Delayed (a leader frozen past its tenure): this disk was a voter, or holds notes,
     // of a later epoch. Rebuilt as a learner, it would lose writes it answers for;

@@ -61,7 +61,8 @@
 // then its files cannot be trusted until the machine reboots (the page cache may serve
 // writes the disk never took), the reopen is refused Unavailable, and the replica comes
 // back only rebuilt as a learner, which removes its files (partition-host.ts,
-// `openJournal`).
+// `openJournal`). One named out of the replica set is closed once its disk keeps the
+// out epoch, as a healthy one is (configure-decision.ts, `close-out`).
 //
 // Snapshots: while primary, a replica also serves its partition's control subject, where
 // the coordinator holds and releases mutation acknowledgements, takes and drops
@@ -103,7 +104,7 @@ import { DropRuns } from "./drop-runs.ts";
 import { removeDirectory } from "./journal/files.ts";
 import { KeptFences } from "./kept-fences.ts";
 import { leftoverCandidatesOf, removableOf, requestsOf } from "./leftover-directories.ts";
-import { PartitionHost, storedEpoch, storesReplica } from "./partition-host.ts";
+import { keepOutEpoch, PartitionHost, storedEpoch, storesReplica } from "./partition-host.ts";
 import {
   nodeEntriesOf,
   renewalsOf,
@@ -530,12 +531,14 @@ export class HeadNode {
     const part = partOf(this.service.nodeId, message);
     const found = this.hosted.get(key);
     this.keptFences.configured(key, volumeId, message.epoch);
-    // Looked at only where it decides: a voter named no disk (configure-decision.ts).
+    // Looked at only where it decides, with nothing of the incarnation hosted: a voter
+    // named no disk, or the node named out (configure-decision.ts, `keepOutEpoch`).
     const stored =
-      message.disk === undefined &&
-      message.disksRecorded === true &&
-      (part === "primary" || part === "secondary") &&
-      found?.host.address.volumeId !== volumeId
+      found?.host.address.volumeId !== volumeId &&
+      (part === "none" ||
+        (message.disk === undefined &&
+          message.disksRecorded === true &&
+          (part === "primary" || part === "secondary")))
         ? await storesReplica(this.config.dataDir, volumeId, message.partition)
         : undefined;
     // Where nothing of the incarnation is hosted with a configuration, its directory says
@@ -567,7 +570,8 @@ export class HeadNode {
             : {
                 volumeId: found.host.address.volumeId,
                 failed: found.host.failed !== undefined,
-                epoch: found.host.replica.configuration?.epoch,
+                // A failed replica's core takes no configure: the out epoch beside it.
+                epoch: found.host.fencedEpoch,
                 freshLearner: found.freshLearner,
               },
       },
@@ -585,15 +589,33 @@ export class HeadNode {
           ? await nextSession(this.config.dataDir, this.session)
           : this.session;
       if (found !== undefined && decision.retire === "close-out") {
-        // Named out: idle in the out epoch first, as a configure applied would leave it,
-        // then that epoch kept on its disk, and only then closed (configure-decision.ts):
-        // closed with a lower epoch stored, a delayed configure of an older epoch naming
-        // it a voter would open it. Should the disk refuse, it stays hosted, idle.
-        this.configureCore(found, message);
-        await this.followRole(found);
-        await found.host.recordOutEpoch(message.epoch);
+        // Named out: idle in the out epoch first, as a configure applied would leave it
+        // (a failed core takes none), then that epoch kept on its disk, and only then
+        // closed (configure-decision.ts): closed with a lower epoch stored, a delayed
+        // configure of an older epoch naming it a voter would open it, a failed one too
+        // once the machine reboots. Should the disk refuse, it stays hosted, idle or
+        // failed, the out epoch held in memory (`fencedEpoch`), and the configure fails.
+        if (found.host.failed === undefined) {
+          this.configureCore(found, message);
+          await this.followRole(found);
+        }
+        try {
+          await found.host.recordOutEpoch(message.epoch);
+        } catch (error) {
+          this.service.logger.warn(
+            {
+              volume: message.volume,
+              partition: message.partition,
+              epoch: message.epoch,
+              error: String(error),
+            },
+            "named out of the replica set, but its disk did not keep the out epoch: the replica stays hosted, the epoch held in memory",
+          );
+          throw error;
+        }
       }
       if (found !== undefined && decision.retire !== "keep") {
+        const failed = found.host.failed !== undefined;
         this.logRetire(message, found, decision);
         await this.close(
           key,
@@ -604,14 +626,21 @@ export class HeadNode {
             `the request's outcome is unknown: ${this.service.nodeId} closed its replica of ${message.volume}/${message.partition} for epoch ${message.epoch}; retry with the current primary`,
           ),
         );
-        // A failed replica, closed to be reopened from its files: its fence goes to the
-        // next core opened here (kept-fences.ts). Read once closed: it takes nothing more.
-        if (decision.retire === "close") {
+        // A failed replica, closed to be reopened from its files (or named out, which keeps
+        // them too): its fence goes to the next core opened here (kept-fences.ts). Read
+        // once closed: it takes nothing more.
+        if (decision.retire === "close" || (failed && decision.retire === "close-out")) {
           this.keptFences.keep(key, found.host.address.volumeId, found.host.replica.fenceToKeep());
         }
       }
       if (decision.forget !== undefined) this.rememberDropped(message.volume, decision.forget);
       if (decision.kind === "refuse") {
+        // Named out with its replica stored but open nowhere (a restart since): the out
+        // epoch kept in its directory, as a close-out keeps it. Should the disk refuse,
+        // the configure fails, to be sent again.
+        if (decision.keepOutEpoch === true) {
+          await keepOutEpoch(this.config.dataDir, volumeId, message.partition, message.epoch);
+        }
         // Named out of the set, or of a deleted incarnation: nothing of it to report. An
         // older epoch than one stored says nothing of the newer configure that failed.
         if (decision.refusal.reason !== "older-epoch") this.unopened.delete(key);
@@ -705,15 +734,15 @@ export class HeadNode {
   ): void {
     const where = { volume: message.volume, partition: message.partition };
     const was = hosted.host.address.volumeId;
-    if (hosted.host.failed !== undefined && decision.forget === undefined) {
+    if (decision.retire === "close-out") {
+      this.service.logger.info(
+        { ...where, epoch: message.epoch, failed: hosted.host.failed !== undefined },
+        "named out of the replica set: closing the replica, its files and out epoch kept",
+      );
+    } else if (hosted.host.failed !== undefined && decision.forget === undefined) {
       this.service.logger.info(
         where,
         "configured again after its journal failed: reopening the replica in a new session",
-      );
-    } else if (decision.retire === "close-out") {
-      this.service.logger.info(
-        { ...where, epoch: message.epoch },
-        "named out of the replica set: closing the replica, its files and out epoch kept",
       );
     } else if (decision.forget === was) {
       // Ids are never reused: the hosted replica belongs to a deleted incarnation.

@@ -230,6 +230,8 @@ export class PartitionHost {
   damagedCopies: DamagedCopies = new Map();
   /** The newest epoch this replica was configured a voter in, as its directory keeps it. */
   private voterEpoch: number | undefined;
+  /** The newest epoch it was named out in (`recordOutEpoch`), held whatever its disk did. */
+  private outEpoch: number | undefined;
   /** Traces: each in-flight op's request span context (observability.ts). */
   private readonly opContexts = new OpContexts();
   /** Contexts of written ops until their data is flushed (the flush span links them). */
@@ -456,10 +458,28 @@ export class PartitionHost {
    * it is closed (configure-decision.ts, `close-out`): in the voter-epoch file, which then
    * holds the newest epoch it was configured a voter in or named out in. Either fences
    * the same way: a configure of an older epoch finds it stored (`storedEpoch`) and is
-   * refused, as the idle core refused it while hosted.
+   * refused, as the idle core refused it while hosted. A failed replica's too: its
+   * directory may be on a failing disk, so the epoch is held in memory first
+   * (`fencedEpoch`), and a raise that fails leaves it hosted, fenced by that.
    */
   recordOutEpoch(epoch: number): Promise<void> {
+    // Held first: should the disk refuse it (a failing one may), the replica stays
+    // hosted, and `fencedEpoch` still refuses what its disk would have.
+    if (this.outEpoch === undefined || epoch > this.outEpoch) this.outEpoch = epoch;
     return this.recordVoterEpoch(epoch);
+  }
+
+  /**
+   * The epoch a configure of this replica is measured against (configure-decision.ts, the
+   * hosted epoch): its core's, or the newest it was named out in, whichever is newer. A
+   * healthy core is made idle in the out epoch before it is recorded, so the two differ
+   * only for a failed replica, whose core takes no configure: without the out epoch, one
+   * whose disk refused it would reopen on a delayed configure of an older epoch.
+   */
+  get fencedEpoch(): number | undefined {
+    const configured = this.core.configuration?.epoch;
+    if (configured === undefined) return this.outEpoch;
+    return this.outEpoch === undefined ? configured : Math.max(configured, this.outEpoch);
   }
 
   /** A new replica set; `configuration.leased` makes a primary's reads need a lease. */
@@ -1301,6 +1321,23 @@ export async function storedEpoch(
     if (newest === undefined || epoch > newest) newest = epoch;
   }
   return newest;
+}
+
+/**
+ * Keeps, durably, that the replica stored in the partition's directory (open nowhere) was
+ * named out of the replica set in `epoch`, as `recordOutEpoch` does for an open one:
+ * configure-decision.ts `keepOutEpoch`. Raises only.
+ */
+export async function keepOutEpoch(
+  dataDir: string,
+  volumeId: string,
+  partition: number,
+  epoch: number,
+): Promise<void> {
+  const directory = partitionDirectory(dataDir, volumeId, partition);
+  const stored = await readVoterEpoch(directory);
+  if (stored !== undefined && epoch <= stored) return;
+  await voterEpochFile(directory).raise(epoch);
 }
 
 /** The file that keeps the newest epoch a replica was configured a voter in, or named out in. */

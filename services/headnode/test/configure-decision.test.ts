@@ -120,14 +120,16 @@ describe("decideConfigure, over every input", () => {
   });
 
   test("a failed replica is never configured as it is: it is closed (or removed) first", () => {
-    for (const { node, decision } of all) {
+    for (const { ask, node, decision } of all) {
       if (node.deleted || node.hosted?.failed !== true || node.hosted.volumeId === "3-c") continue;
       expect(decision.kind).not.toBe("apply");
       const sameIncarnation = node.hosted.volumeId === askedId;
       if (sameIncarnation && node.hosted.epoch !== undefined && node.hosted.epoch > askedEpoch) {
         continue; // an older epoch: refused, the replica kept as it is (below)
       }
-      expect(retireOf(decision)).toBe(node.hosted.volumeId === askedId ? "close" : "remove");
+      const retire =
+        node.hosted.volumeId !== askedId ? "remove" : ask.part === "none" ? "close-out" : "close";
+      expect(retireOf(decision)).toBe(retire);
     }
   });
 
@@ -192,17 +194,48 @@ describe("decideConfigure, over every input", () => {
     }
   });
 
-  test("only a healthy replica configured in the out epoch or an older one is closed out", () => {
+  test("only a replica configured in the out epoch or an older one, or not configured since it opened, is closed out", () => {
     let closedOut = 0;
+    let failed = 0;
     for (const { ask, node, decision } of all) {
       if (retireOf(decision) !== "close-out") continue;
       closedOut++;
       expect(ask.part).toBe("none");
       expect(node.hosted?.volumeId).toBe(askedId);
-      expect(node.hosted?.failed).toBe(false);
-      expect(node.hosted?.epoch).toBeLessThanOrEqual(askedEpoch);
+      if (node.hosted?.failed === true) failed++;
+      if (node.hosted?.epoch === undefined) continue;
+      expect(node.hosted.epoch).toBeLessThanOrEqual(askedEpoch);
     }
-    expect(closedOut).toBeGreaterThan(0);
+    expect(failed).toBeGreaterThan(0);
+    expect(closedOut).toBeGreaterThan(failed);
+  });
+
+  test("named out with nothing of the incarnation open, its out epoch is kept where its replica is stored", () => {
+    for (const { ask, node } of all) {
+      if (ask.part !== "none" || node.hosted?.volumeId === askedId) continue;
+      for (const stored of [undefined, false, true]) {
+        const decision = decideConfigure(ask, { ...node, stored });
+        expect(decision.kind).toBe("refuse");
+        const kept = decision.kind === "refuse" && decision.keepOutEpoch === true;
+        // Before, nothing was kept: restarted since it was configured a voter in epoch 4,
+        // then named out in 5, a delayed configure of epoch 4 naming it a voter opened it.
+        // A newer incarnation hosted: this one was deleted, nothing of it to keep.
+        const live = !node.deleted && node.hosted?.volumeId !== "3-c";
+        expect(kept, JSON.stringify({ node, stored })).toBe(stored === true && live);
+      }
+    }
+  });
+
+  test("a hosted replica of the incarnation named out is closed with its out epoch kept, failed or not (never closed without)", () => {
+    for (const { ask, node, decision } of all) {
+      const hosted = node.hosted;
+      if (node.deleted || ask.part !== "none" || hosted?.volumeId !== askedId) continue;
+      // Not closed at all only when refused for an older epoch.
+      expect(retireOf(decision)).not.toBe("close");
+      expect(retireOf(decision)).not.toBe("remove");
+      if (hosted.epoch !== undefined && hosted.epoch > askedEpoch) continue;
+      expect(retireOf(decision)).toBe("close-out");
+    }
   });
 
   test("a node outside the replica set never opens anything", () => {
@@ -249,11 +282,26 @@ describe("decideConfigure, by name", () => {
     });
   });
 
-  test("a failed replica out of the set is closed, and the configure refused", () => {
-    expect(decideConfigure(ask("none"), live({ failed: true }))).toEqual({
+  test("a failed replica out of the set is closed once its disk keeps the out epoch, and the configure refused", () => {
+    // Before, closed (`close`) with the out epoch kept nowhere: after a reboot, which lifts
+    // the failed marker's refusal, a delayed configure of epoch 5 or 6 naming it a voter
+    // found only epoch 4 on its disk, and opened it.
+    for (const epoch of [undefined, 4, 7]) {
+      expect(decideConfigure(ask("none", 7), live({ failed: true, epoch }))).toEqual({
+        kind: "refuse",
+        refusal: { reason: "not-a-member" },
+        retire: "close-out",
+        forget: undefined,
+      });
+    }
+  });
+
+  test("a failed replica kept hosted with its out epoch in memory (its disk refused it) refuses an older epoch", () => {
+    // The shell passes the out epoch as the hosted epoch (partition-host.ts `fencedEpoch`).
+    expect(decideConfigure(ask("primary", 6), live({ failed: true, epoch: 7 }))).toEqual({
       kind: "refuse",
-      refusal: { reason: "not-a-member" },
-      retire: "close",
+      refusal: { reason: "older-epoch", currentEpoch: 7 },
+      retire: "keep",
       forget: undefined,
     });
   });
@@ -362,6 +410,10 @@ describe("decideConfigure and a configure that names no disk (members placed bef
               retire: (decision as { retire: string }).retire,
               forget: (decision as { forget: string | undefined }).forget,
             });
+          } else if (stored === true && got.kind === "refuse" && got.keepOutEpoch === true) {
+            // Named out with its replica stored and open nowhere: its out epoch kept.
+            expect(ask.part, context).toBe("none");
+            expect({ ...got, keepOutEpoch: undefined }, context).toEqual(decision);
           } else {
             expect(got, context).toEqual(decision);
           }
@@ -437,8 +489,10 @@ describe("decideConfigure and the epoch a restarted node's journal stores", () =
       expect(decision.kind, JSON.stringify({ ask, node })).not.toBe("open");
       if (decision.kind === "apply") {
         // Only a replica hosted with its epoch: then it was configured (never below
-        // what it stores), and the core ignores an older epoch.
+        // what it stores), and the core ignores an older epoch. One open but not
+        // configured since was applied the older epoch, a voter's part in it.
         expect(node.hosted?.volumeId).toBe(askedId);
+        expect(node.hosted?.epoch, JSON.stringify({ ask, node })).toBeDefined();
         continue;
       }
       const ownRemoved = decision.retire === "remove" && decision.forget === undefined;

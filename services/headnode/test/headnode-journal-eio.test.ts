@@ -3,8 +3,10 @@
 // files' writev is wrapped so that a test can make it do what an O_DSYNC write whose
 // sync fails does: the bytes reach the page cache, which serves them to any later read
 // in this boot, and the call fails with EIO. The kernel's boot id is a value the test
-// sets, to stand for a reboot. Real files in a temporary directory, a fake service in
-// place of NATS (fake-service.ts).
+// sets, to stand for a reboot. Named out of the replica set, such a replica keeps the out
+// epoch on its disk before it closes, as a healthy one does (configure-decision.ts
+// `close-out`): the failed marker's refusal ends with the boot. Real files in a temporary
+// directory, a fake service in place of NATS (fake-service.ts).
 
 import { existsSync } from "node:fs";
 import type * as FilePromises from "node:fs/promises";
@@ -12,12 +14,15 @@ import { join, sep } from "node:path";
 import { BallastError, ErrorCode, subjects } from "@ballast/protocol";
 import type * as Runtime from "@ballast/runtime";
 import { afterEach, beforeEach, describe, expect, test, vi } from "vitest";
-import { partitionDirectory } from "../src/partition-host.ts";
-import { type FakeService, startHeadNode } from "./fake-service.ts";
+import { partitionDirectory, storedEpoch } from "../src/partition-host.ts";
+import { type FakeService, type StartedHeadNode, startHeadNode } from "./fake-service.ts";
+import { restartHeadNode } from "./one-partition.ts";
 
 const disk = vi.hoisted(() => ({
   /** Record writes land in the page cache and then fail with EIO, as a failed sync. */
   failWrites: false,
+  /** The replica's voter-epoch file cannot be opened to be raised (EIO). */
+  failVoterEpoch: false,
   bootId: "boot-1",
 }));
 
@@ -45,6 +50,10 @@ vi.mock("node:fs/promises", async (importOriginal) => {
       },
     });
   const open = async (...parameters: Parameters<typeof actual.open>) => {
+    const path = parameters[0];
+    if (disk.failVoterEpoch && typeof path === "string" && path.endsWith(`${sep}voter-epoch`)) {
+      throw Object.assign(new Error("EIO: i/o error, open"), { code: "EIO" });
+    }
     const handle = await actual.open(...parameters);
     return segment(parameters[0]) ? wrap(handle) : handle;
   };
@@ -57,21 +66,28 @@ vi.mock("@ballast/runtime", async (importOriginal) => ({
 }));
 
 const partitionBytes = 1024 * 1024;
+let started: StartedHeadNode;
 let dataDir: string;
 let service: FakeService;
-let stop: () => Promise<void>;
+/** The node started again on the same disk, if a test did. */
+let restarted: FakeService | undefined;
 
 beforeEach(async () => {
   disk.failWrites = false;
+  disk.failVoterEpoch = false;
   disk.bootId = "boot-1";
-  ({ dataDir, service, stop } = await startHeadNode("ballast-headnode-eio-"));
+  started = await startHeadNode("ballast-headnode-eio-");
+  ({ dataDir, service } = started);
   vi.spyOn(process, "kill").mockImplementation(() => true);
 });
 
 afterEach(async () => {
   disk.failWrites = false;
+  disk.failVoterEpoch = false;
   vi.restoreAllMocks();
-  await stop();
+  await restarted?.close();
+  restarted = undefined;
+  await started.stop();
 });
 
 function configure(
@@ -80,8 +96,9 @@ function configure(
     primary: "head-1",
     secondaries: [],
   },
+  to: FakeService = service,
 ) {
-  return service.inbox({
+  return to.inbox({
     type: "headnode.configure.v1",
     volume: "vol",
     partition: 0,
@@ -194,5 +211,65 @@ describe("a replica whose journal write failed with EIO", () => {
     );
     // Old: an error line per configure (10).
     expect(refusals).toHaveLength(1);
+  });
+});
+
+describe("a replica whose journal failed, named out of the replica set", () => {
+  /** The replicas a node's info lists. */
+  const replicasOf = (node: FakeService) => node.description?.().replicas as unknown[];
+  const out = { primary: "head-2", secondaries: [] };
+
+  test("keeps the out epoch on its disk before it closes: a delayed configure of an older epoch is refused, after a reboot too", async () => {
+    await configure(3);
+    await write(3, 0x61);
+    await failAWrite(3, 0x62);
+    // Failed over to head-2 in epoch 5: head-1, a former member, is told it is out.
+    await expect(configure(5, out)).rejects.toThrow("is not in the replica set");
+    expect(replicasOf(service)).toEqual([]);
+    // Before, closed with epoch 3 on its disk: the out epoch was kept nowhere.
+    expect(await storedEpoch(dataDir, "vol", 0)).toBe(5);
+    // A coordinator leader frozen past its tenure sends epoch 4, which named head-1 the
+    // primary. In this boot the failed marker would refuse the journal anyway; the disk
+    // refuses it first.
+    await expect(configure(4)).rejects.toThrow("is in epoch 5; refusing epoch 4");
+
+    // The machine reboots (the failed marker is lifted) and the node restarts. Before,
+    // the configure of epoch 4 found epoch 3 on the disk and opened the replica, a
+    // primary of epoch 4 beside head-2's of epoch 5.
+    disk.bootId = "boot-2";
+    restarted = await restartHeadNode(started);
+    const refused = await configure(4, undefined, restarted).catch((error: unknown) => error);
+    expect(refused).toBeInstanceOf(BallastError);
+    expect((refused as BallastError).code).toBe(ErrorCode.WrongEpoch);
+    expect(replicasOf(restarted)).toEqual([]);
+    // Named a voter again in a later epoch, it opens what it stores.
+    const reopened = await configure(6, undefined, restarted);
+    expect(reopened.role).toBe("primary");
+    expect(reopened.failed).toBeUndefined();
+  });
+
+  test("whose disk refuses the out epoch, stays hosted and refuses an older epoch from memory", async () => {
+    await configure(3);
+    await write(3, 0x71);
+    await failAWrite(3, 0x72);
+    disk.failVoterEpoch = true;
+    const warn = vi.spyOn(service.logger, "warn");
+    // Not answered NotFound (the coordinator would forget it): it fails, to be sent again.
+    const failed = await configure(5, out).catch((error: unknown) => error);
+    expect(failed).toBeInstanceOf(Error);
+    expect((failed as Error).message).toMatch(/EIO/);
+    expect(replicasOf(service)).toHaveLength(1);
+    expect(
+      warn.mock.calls.some(([, message]) => String(message).includes("did not keep the out epoch")),
+    ).toBe(true);
+    expect(await storedEpoch(dataDir, "vol", 0)).toBe(3);
+    // Its failed core still holds epoch 3; the out epoch, held beside it, refuses 4.
+    await expect(configure(4)).rejects.toThrow("is in epoch 5; refusing epoch 4");
+    expect(replicasOf(service)).toHaveLength(1);
+    // Sent again once the disk takes it: closed, the out epoch kept.
+    disk.failVoterEpoch = false;
+    await expect(configure(5, out)).rejects.toThrow("is not in the replica set");
+    expect(replicasOf(service)).toEqual([]);
+    expect(await storedEpoch(dataDir, "vol", 0)).toBe(5);
   });
 });

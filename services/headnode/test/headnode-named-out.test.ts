@@ -4,7 +4,8 @@
 // and in memory (unreleased notes, journal descriptors, its replication subject, gauges)
 // for the process's life, its idle core the only fence against a delayed configure of an
 // older epoch naming the node a voter; after a restart the disk showed only the older
-// epoch, and such a configure opened it as a voter of that epoch. Real journals in a
+// epoch, and such a configure opened it as a voter of that epoch. Named out only after a
+// restart (nothing open), it keeps the out epoch in the replica's directory all the same. Real journals in a
 // temporary directory, the fake service of fake-service.ts in place of NATS.
 
 import { existsSync } from "node:fs";
@@ -101,4 +102,21 @@ test("a replica named out is rebuilt when it is added back as a learner", async 
   })) as { lastOpNum: number; epoch: number };
   expect(status).toMatchObject({ lastOpNum: 0, epoch: 6 });
   expect(replicasOf(service)).toHaveLength(1);
+});
+
+test("named out after a restart, with nothing hosted, it keeps the out epoch on its disk: a delayed configure of its last voter epoch is refused", async () => {
+  started = await startHeadNode("ballast-named-out-");
+  await configure(started.service, { epoch: 3 });
+  await write(started.service, 3, 9);
+  // Restarted before it heard that epoch 5 went on without it: nothing is hosted.
+  const again = await restart();
+  const out = await refusal(configure(again, { epoch: 5, primary: "head-2", secondaries: [] }));
+  expect(out).toMatchObject({ code: ErrorCode.NotFound, message: /not in the replica set/ });
+  expect(await storedEpoch(started.dataDir, volumeId, 0)).toBe(5);
+  // A leader frozen past its tenure resends epoch 3, which named head-1 the primary.
+  expect(await refusal(configure(again, { epoch: 3 }))).toMatchObject({
+    code: ErrorCode.WrongEpoch,
+    message: /epoch 5; refusing epoch 3/,
+  });
+  expect(replicasOf(again)).toEqual([]);
 });

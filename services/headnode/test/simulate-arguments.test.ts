@@ -57,6 +57,7 @@ describe("the usage text", () => {
     "--configures-ignore-hung-disk",
     "--configures-wait-on-disk",
     "--late-learner-configures P",
+    "--late-voter-configures P",
     "--stale-requests P",
     "--frozen-clocks P",
     "--replicate P",
@@ -80,7 +81,7 @@ describe("parsing", () => {
 
   test("a failover run takes its flags, and replays with those that change a seed", () => {
     const command = parseSimulateArguments(
-      "--failover --seed 7 --sabotage no-lease-check --nodes 4 --partitions 2,3,2 --ticks 350 --disk-loss 0.2 --faulty-nodes 2 --stale-requests 0.05 --frozen-clocks 0.1 --replicate 0.5 --corrupt 0.01 --end-changes 0.1 --late-learner-configures 0.3 --configures-ignore-hung-disk --quiet".split(
+      "--failover --seed 7 --sabotage no-lease-check --nodes 4 --partitions 2,3,2 --ticks 350 --disk-loss 0.2 --faulty-nodes 2 --stale-requests 0.05 --frozen-clocks 0.1 --replicate 0.5 --corrupt 0.01 --end-changes 0.1 --late-learner-configures 0.3 --late-voter-configures 0.4 --configures-ignore-hung-disk --quiet".split(
         " ",
       ),
     );
@@ -95,6 +96,7 @@ describe("parsing", () => {
       nodes: 4,
       configuresWaitOnHungDisk: false,
       lateLearnerConfigureChance: 0.3,
+      lateVoterConfigureChance: 0.4,
       staleRequestChance: 0.05,
       frozenClockChance: 0.1,
       replicateChance: 0.5,
@@ -103,7 +105,7 @@ describe("parsing", () => {
       partitions: [2, 3, 2],
     });
     expect(command.run.replayFlags).toBe(
-      "--failover --ticks 350 --sabotage no-lease-check --nodes 4 --partitions 2,3,2 --faulty-nodes 2 --disk-loss 0.2 --configures-ignore-hung-disk --late-learner-configures 0.3 --stale-requests 0.05 --frozen-clocks 0.1 --replicate 0.5 --corrupt 0.01 --end-changes 0.1",
+      "--failover --ticks 350 --sabotage no-lease-check --nodes 4 --partitions 2,3,2 --faulty-nodes 2 --disk-loss 0.2 --configures-ignore-hung-disk --late-learner-configures 0.3 --late-voter-configures 0.4 --stale-requests 0.05 --frozen-clocks 0.1 --replicate 0.5 --corrupt 0.01 --end-changes 0.1",
     );
   });
 

@@ -122,6 +122,12 @@ const flags: readonly Flag[] = [
     help: `the chance a learner configure is held for the node's next start, as a leader frozen in its checkpoint read sends it (lateLearnerConfigureChance, default ${f.lateLearnerConfigureChance})`,
   },
   {
+    name: "late-voter-configures",
+    kind: "chance",
+    failover: true,
+    help: `the chance a voter configure is held and delivered once the node closed that replica out, as a leader frozen past its tenure sends it (lateVoterConfigureChance, default ${f.lateVoterConfigureChance})`,
+  },
+  {
     name: "stale-requests",
     kind: "chance",
     failover: true,
@@ -279,6 +285,9 @@ export function parseSimulateArguments(args: readonly string[]): SimulateCommand
     ...(values["configures-ignore-hung-disk"] === true ? { configuresWaitOnHungDisk: false } : {}),
     ...given(number("late-learner-configures"), (lateLearnerConfigureChance) => ({
       lateLearnerConfigureChance,
+    })),
+    ...given(number("late-voter-configures"), (lateVoterConfigureChance) => ({
+      lateVoterConfigureChance,
     })),
     ...given(number("stale-requests"), (staleRequestChance) => ({ staleRequestChance })),
     ...given(number("frozen-clocks"), (frozenClockChance) => ({ frozenClockChance })),

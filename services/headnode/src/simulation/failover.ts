@@ -95,7 +95,11 @@
 // clients are; and sessions (`checkLife`, `sessionGiven`): no node is given one session
 // twice, and a replica's life configured in an epoch an earlier life of that replica was
 // configured in has a session above that life's (log matching compares epoch and
-// session, and secondaries ignore older sessions).
+// session, and secondaries ignore older sessions); and epochs (`epoch-fence`): no
+// replica's core takes an epoch below one its files were configured a voter in, or named
+// out in while hosted (failed or not), as a voter configure that a coordinator leader
+// frozen past its tenure held (`lateVoterConfigureChance`) would make it do, delivered
+// once its node closed the replica out, or as it next starts.
 //
 // Each head node handles the configures and drops of one partition one at a time, in
 // arrival order (headnode.ts's keyed lock), and retires a replica (removed, reopened after
@@ -329,6 +333,15 @@ export type Sabotage =
    */
   | "configure-ignores-stored-epoch"
   /**
+   * The head node before a replica named out kept the out epoch on its disk (a healthy
+   * one before close-out; a failed one, or one open nowhere after a restart, before
+   * they were fenced the same way): with the epoch it was last a voter in stored, it
+   * opens on a delayed configure of an older epoch naming it a voter
+   * (`lateVoterConfigureChance`: a coordinator leader frozen past its tenure), at once or
+   * after a restart. Found by the `epoch-fence` check.
+   */
+  | "close-out-forgets-epoch"
+  /**
    * The client before the ordering fence (review-retries item 1): attempts carry no
    * `fence`, so a stale copy of an attempt its client timed out on, held in a socket
    * (`staleRequestChance`) while the client's retry and next request were acknowledged,
@@ -422,6 +435,7 @@ export const sabotageNames: readonly Sabotage[] = Object.keys({
   "session-after-close": true,
   "session-unlocked": true,
   "configure-ignores-stored-epoch": true,
+  "close-out-forgets-epoch": true,
   "no-ordering-fence": true,
   "copy-answered-early": true,
   "no-replicator": true,
@@ -622,6 +636,19 @@ export interface FailoverOptions {
    * its own. Drawn from a generator of its own, and only when above 0.
    */
   lateLearnerConfigureChance: number;
+  /**
+   * Per configure the coordinator sends a voter: chance a copy is also held, as by a
+   * coordinator leader frozen past its tenure (configurer.ts), and delivered to that node
+   * once it answers that it is out of a later epoch (having closed the replica out,
+   * configure-decision.ts `close-out`, or kept the out epoch with nothing open,
+   * `keepOutEpoch`): right after, or, with even odds, as its node next starts, if the
+   * replica is closed then. Its head node refuses it from the out epoch kept on its disk
+   * (the voter-epoch file), failed replica or not; opened, the replica would be a voter
+   * of an epoch its members have left. The `epoch-fence` check fails a run in which a
+   * replica's core takes an epoch below one its files were configured a voter in or
+   * named out in. Drawn from a generator of its own, only when above 0.
+   */
+  lateVoterConfigureChance: number;
   /**
    * The model coordinator sends a live former member of a replica set the record's epoch
    * until it answers, as configurer.ts does; its head node closes the replica, the out
@@ -924,6 +951,7 @@ export const failoverDefaults: Omit<FailoverOptions, "seed"> = {
   journalFailPrimaries: true,
   diskJournalFailChance: 0,
   lateLearnerConfigureChance: 0,
+  lateVoterConfigureChance: 0.2,
   tellFormerMembers: true,
   sessionWriteTicksMax: 2,
   sessionFailRate: 0.1,
@@ -1116,6 +1144,12 @@ export interface FailoverResult {
     lateConfiguresDelivered: number;
     lateConfiguresRefused: number;
     /**
+     * Late voter configures (lateVoterConfigureChance) delivered to a node that closed the
+     * replica out, and those refused for an older epoch than its disk shows.
+     */
+    lateVoterConfiguresDelivered: number;
+    lateVoterConfiguresRefused: number;
+    /**
      * Configures sent to live former members of a replica set (configurer.ts), and the
      * replicas closed on being named out (configure-decision.ts `close-out`).
      */
@@ -1202,6 +1236,11 @@ interface Hosted {
    * takes it (partition-host.ts `recordVoterEpoch`).
    */
   voterEpoch: number | undefined;
+  /**
+   * The newest epoch its files were configured a voter in or named out in, whatever the
+   * sabotage keeps on its disk: the `epoch-fence` check's record of what must fence them.
+   */
+  fenceEpoch: number | undefined;
   /**
    * The epoch this replica was added as a learner in, if it was rebuilt as one and has
    * been configured only as a learner since (a head node's freshLearner).
@@ -1610,6 +1649,18 @@ export class FailoverSimulation {
   private readonly lateConfigureRandom: SimRandom;
   /** Per node, per partition: the learner configure held for its next start. */
   private readonly lateConfigures = new Map<string, Map<number, ConfigureMessage>>();
+  /** Draws which voter configures a frozen leader holds (`lateVoterConfigureChance`). */
+  private readonly lateVoterRandom: SimRandom;
+  /**
+   * Per node, per partition: the newest voter configure held, to be delivered once the
+   * node closes the replica out, at once or (`atStart`) as it next starts.
+   */
+  private readonly lateVoterConfigures = new Map<
+    string,
+    Map<number, { configure: ConfigureMessage; atStart: boolean }>
+  >();
+  /** Late voter configures on their way, to count their refusals. */
+  private readonly lateVoterCopies = new WeakSet<ConfigureMessage>();
   /** The coordinator's checkpoint pointers, per volume id/partition/node. */
   private readonly checkpointRecords = new FakeCheckpointRecords();
   private readonly watched = new Map<string, Watched>();
@@ -1756,6 +1807,8 @@ export class FailoverSimulation {
     configuresSuperseded: 0,
     lateConfiguresDelivered: 0,
     lateConfiguresRefused: 0,
+    lateVoterConfiguresDelivered: 0,
+    lateVoterConfiguresRefused: 0,
     formerMembersTold: 0,
     closedOut: 0,
     sledsLate: 0,
@@ -1892,6 +1945,7 @@ export class FailoverSimulation {
     this.oneWayRandom = new SimRandom(mixSeed(options.seed ^ 0x0e3a7));
     this.sessionRandom = new SimRandom(mixSeed(options.seed ^ 0x5e551));
     this.lateConfigureRandom = new SimRandom(mixSeed(options.seed ^ 0x1a7e));
+    this.lateVoterRandom = new SimRandom(mixSeed(options.seed ^ 0x7e0c));
     this.staleRandom = new SimRandom(mixSeed(options.seed ^ 0x57a1e));
     this.slowRandom = new SimRandom(mixSeed(options.seed ^ 0x5102d));
     this.endRandom = new SimRandom(mixSeed(options.seed ^ 0xe2d));
@@ -3190,7 +3244,13 @@ export class FailoverSimulation {
     if (this.replicating && this.options.sabotage !== "no-replicator") {
       node.replicator = this.newReplicator(node);
     }
+    // Closed out before it stopped (its files kept): what a frozen leader's late voter
+    // configure is delivered to as it starts (`lateVoterConfigureChance`).
+    const closedOut = [...node.hosted.values()]
+      .filter((hosted) => hosted.closed && hosted.fenceEpoch !== undefined)
+      .map((hosted) => hosted.partition);
     for (const hosted of node.hosted.values()) await this.openReplica(node, hosted);
+    for (const partition of closedOut) this.deliverLateVoter(node, partition, true);
     // A frozen leader's learner configures, which reach the node before its own
     // coordinator's (`lateLearnerConfigureChance`).
     const late = this.lateConfigures.get(node.id);
@@ -3752,15 +3812,19 @@ export class FailoverSimulation {
         session = taken;
       }
       if (found !== undefined && !found.closed && decision.retire === "close-out") {
-        // As headnode.ts: named out, idle in the out epoch first, that epoch kept on its
-        // disk (with the voter epoch: partition-host.ts `recordOutEpoch`), then closed.
+        // As headnode.ts: named out, idle in the out epoch first (a failed core takes no
+        // configure), that epoch kept on its disk (with the voter epoch: partition-host.ts
+        // `recordOutEpoch`), then closed. The sabotage keeps it nowhere.
         const adapter = found.adapter;
         if (adapter !== undefined && adapter.failed === undefined) {
           adapter.configure(configuration);
           found.learnerSince = undefined;
           this.execute(node, found);
         }
-        if (found.voterEpoch === undefined || configuration.epoch > found.voterEpoch) {
+        if (
+          this.options.sabotage !== "close-out-forgets-epoch" &&
+          (found.voterEpoch === undefined || configuration.epoch > found.voterEpoch)
+        ) {
           found.voterEpoch = configuration.epoch;
         }
         this.stats.closedOut++;
@@ -3777,18 +3841,38 @@ export class FailoverSimulation {
         );
         if (!retired) return;
         // Removed: its disks go; closed (failed): its disks stay, to reopen from, and its
-        // fence is kept for the core that reopens it (headnode.ts).
+        // fence is kept for the core that reopens it (headnode.ts), named out too.
         if (decision.retire === "remove") node.hosted.delete(found.partition);
-        // Named out: no longer hosted, its files kept to reopen (or rebuild) from.
-        if (decision.retire === "close-out") {
+        const failed = found.adapter?.failed !== undefined;
+        if (decision.retire === "close" || (failed && decision.retire === "close-out")) {
+          const fence = found.adapter?.replica.fenceToKeep();
+          found.keptFence = fence === undefined ? undefined : { life, fence };
+        }
+        // Named out (or closed and refused: the shell's close takes it out of `hosted`):
+        // no longer hosted, its files kept to reopen (or rebuild) from.
+        if (decision.retire === "close-out" || decision.kind === "refuse") {
           found.adapter = undefined;
           found.runner = undefined;
           found.closed = true;
         }
-        if (decision.retire === "close") {
-          const fence = found.adapter?.replica.fenceToKeep();
-          found.keptFence = fence === undefined ? undefined : { life, fence };
+      }
+      if (decision.kind === "refuse" && decision.keepOutEpoch === true && found !== undefined) {
+        // As headnode.ts: named out with its files open nowhere, the out epoch kept in
+        // them all the same (the sabotage keeps it nowhere).
+        if (
+          this.options.sabotage !== "close-out-forgets-epoch" &&
+          (found.voterEpoch === undefined || configuration.epoch > found.voterEpoch)
+        ) {
+          found.voterEpoch = configuration.epoch;
         }
+      }
+      if (decision.kind === "refuse" && decision.refusal.reason === "not-a-member") {
+        // Named out, its files stored (open or not, failed or not): from now on they must
+        // fence at the out epoch, whatever the head node kept of it.
+        if (found !== undefined && found.volumeId === message.volumeId) {
+          this.raiseFenceEpoch(found, configuration.epoch);
+        }
+        this.deliverLateVoter(node, message.partition, false);
       }
       if (decision.forget !== undefined) node.droppedVolumeIds.add(decision.forget);
       if (decision.kind === "refuse") {
@@ -3797,6 +3881,7 @@ export class FailoverSimulation {
         if (decision.refusal.reason === "no-replica") this.stats.noReplicaRefusals++;
         if (decision.refusal.reason === "older-epoch" && storedEpoch !== undefined) {
           this.stats.lateConfiguresRefused++;
+          if (this.lateVoterCopies.has(message)) this.stats.lateVoterConfiguresRefused++;
         }
         if (decision.refusal.reason === "other-disk") this.stats.otherDiskRefusals++;
         // As headnode.ts answers it, NotFound with the refusal named (configurer.ts).
@@ -3889,6 +3974,18 @@ export class FailoverSimulation {
     ) {
       hosted.voterEpoch = configuration.epoch;
     }
+    // The epoch-fence check: no core of these files takes an epoch below one they were
+    // configured a voter in or named out in (a delayed configure a leader frozen past
+    // its tenure sends: `lateVoterConfigureChance`).
+    if (hosted.fenceEpoch !== undefined && configuration.epoch < hosted.fenceEpoch) {
+      this.fail(
+        "epoch-fence",
+        `tick ${this.tickNow}: ${node.id}'s replica of partition ${message.partition} (${message.volumeId}) took epoch ${configuration.epoch} as ${part}, though its files were a voter or named out in epoch ${hosted.fenceEpoch}`,
+      );
+    }
+    if (part === "primary" || part === "secondary") {
+      this.raiseFenceEpoch(hosted, configuration.epoch);
+    }
     if (hosted.carriedEpoch !== undefined) {
       if (hosted.carriedEpoch === configuration.epoch) this.stats.fencesTakenBack++;
       hosted.carriedEpoch = undefined;
@@ -3937,6 +4034,28 @@ export class FailoverSimulation {
     this.sendReport(node);
   }
 
+  /** The epoch-fence check's record: `epoch` is one the replica's files must fence at. */
+  private raiseFenceEpoch(hosted: Hosted, epoch: number): void {
+    if (hosted.fenceEpoch === undefined || epoch > hosted.fenceEpoch) hosted.fenceEpoch = epoch;
+  }
+
+  /**
+   * Delivers the voter configure a frozen leader held for `node`'s replica of `partition`
+   * (`lateVoterConfigureChance`), now that the replica is closed out: the copies drawn
+   * for now (`atStart` false) right after the close, the others as the node starts.
+   */
+  private deliverLateVoter(node: SimulatedNode, partition: number, atStart: boolean): void {
+    const held = this.lateVoterConfigures.get(node.id);
+    const late = held?.get(partition);
+    if (late === undefined || late.atStart !== atStart) return;
+    held!.delete(partition);
+    this.stats.lateVoterConfiguresDelivered++;
+    this.lateVoterCopies.add(late.configure);
+    // Queued behind the configure that closed it (the partition's configures run one at
+    // a time); never in place of a newer one waiting (configure-queue.ts `supersedes`).
+    void this.configure(node, late.configure);
+  }
+
   /** A replica with empty disks. */
   private newHosted(volumeId: string, partition: number, learnerSince: number | undefined): Hosted {
     return {
@@ -3945,6 +4064,7 @@ export class FailoverSimulation {
       journal: new FakeJournal(this.world, this.options.diskDelayTicksMax),
       checkpoints: new FakeCheckpointFile(this.world, 4),
       voterEpoch: undefined,
+      fenceEpoch: undefined,
       learnerSince,
       adapter: undefined,
       runner: undefined,
@@ -4502,6 +4622,15 @@ export class FailoverSimulation {
         const held = this.lateConfigures.get(member) ?? new Map<number, ConfigureMessage>();
         held.set(record.partition, configure);
         this.lateConfigures.set(member, held);
+      }
+      if (
+        this.options.lateVoterConfigureChance > 0 &&
+        partOf(member, configure.configuration) !== "learner" &&
+        this.lateVoterRandom.chance(this.options.lateVoterConfigureChance)
+      ) {
+        const held = this.lateVoterConfigures.get(member) ?? new Map();
+        held.set(record.partition, { configure, atStart: this.lateVoterRandom.chance(0.5) });
+        this.lateVoterConfigures.set(member, held);
       }
     }
     // As configurer.ts: a live former member that has not heard the record's epoch is
