@@ -969,20 +969,30 @@ describe("bounded routes", () => {
   });
 });
 
+/**
+ * A server that stops reading a connection at `unansweredMax` unanswered requests, its
+ * volume subject's requests held (not answered) for the test to answer, and a
+ * connection to it.
+ */
+async function heldBackServer(unansweredMax: number) {
+  const server = await LinkServer.listen({
+    host: "127.0.0.1",
+    port: 0,
+    advertise: "127.0.0.1",
+    logger,
+    unansweredMax,
+  });
+  cleanup.push(() => server.close());
+  const held: LinkMessage[] = [];
+  server.route(volumeSubject, "volume", (message) => held.push(message));
+  const connection = newConnection(server, "volume");
+  await connection.ready;
+  return { server, held, connection };
+}
+
 describe("backpressure", () => {
   test("a connection with its cap of requests unanswered is not read until a reply goes out", async () => {
-    const server = await LinkServer.listen({
-      host: "127.0.0.1",
-      port: 0,
-      advertise: "127.0.0.1",
-      logger,
-      unansweredMax: 4,
-    });
-    cleanup.push(() => server.close());
-    const held: LinkMessage[] = [];
-    server.route(volumeSubject, "volume", (message) => held.push(message));
-    const connection = newConnection(server, "volume");
-    await connection.ready;
+    const { held, connection } = await heldBackServer(4);
     const send = () =>
       connection.request(volumeSubject, encodeMessageParts(flush), undefined, 10_000);
     const first = [send(), send(), send(), send()];
@@ -1001,18 +1011,7 @@ describe("backpressure", () => {
 
 describe("a server held back at its cap of unanswered requests", () => {
   test("still tells its sender it is there: the link outlives the silence limit, and its replies come", async () => {
-    const server = await LinkServer.listen({
-      host: "127.0.0.1",
-      port: 0,
-      advertise: "127.0.0.1",
-      logger,
-      unansweredMax: 2,
-    });
-    cleanup.push(() => server.close());
-    const held: LinkMessage[] = [];
-    server.route(volumeSubject, "volume", (message) => held.push(message));
-    const connection = newConnection(server, "volume");
-    await connection.ready;
+    const { server, held, connection } = await heldBackServer(2);
     const send = () =>
       connection.request(volumeSubject, encodeMessageParts(flush), undefined, 20_000).then(
         () => "answered",

@@ -4,7 +4,7 @@
 // listing return chosen keys twice, as a real listing does for a key updated while it is
 // listed.
 
-import type { ControlStore, StoredEntry } from "../src/catalogue.ts";
+import { type ControlStore, keys, type StoredEntry } from "../src/catalogue.ts";
 import type { PartitionRecord } from "../src/decisions.ts";
 
 interface Stored {
@@ -128,4 +128,38 @@ export function partitionFixture(
     secondaries: ["head-2"],
     ...fields,
   };
+}
+
+/**
+ * Puts a one-partition volume `name` (incarnation `volumeId`, replicas "a" and "b" in
+ * epoch 1, unless `members` says otherwise) into `store`: the fixture the sweep's tests
+ * start from. Returns the partition record.
+ */
+export function putOnePartitionVolume(
+  store: FakeStore,
+  name: string,
+  volumeId: string,
+  members: Partial<PartitionRecord> = {},
+): PartitionRecord {
+  store.put(keys.volume(name), {
+    name,
+    id: volumeId,
+    sizeBytes: 1,
+    replicaCount: 2,
+    partitionBytes: 1,
+    createdAtMs: 1,
+  });
+  const record: PartitionRecord = {
+    volume: name,
+    volumeId,
+    partition: 0,
+    partitionStart: 0,
+    partitionBytes: 1,
+    epoch: 1,
+    primary: "a",
+    secondaries: ["b"],
+    ...members,
+  };
+  store.put(keys.partition(name, 0), record);
+  return record;
 }

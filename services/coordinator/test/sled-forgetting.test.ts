@@ -10,7 +10,6 @@ import { Packr } from "msgpackr";
 import { afterEach, beforeEach, describe, expect, test, vi } from "vitest";
 import { Catalogue, keys } from "../src/catalogue.ts";
 import { reportAgeMsMax } from "../src/constants.ts";
-import type { PartitionRecord } from "../src/decisions.ts";
 import { partitionKey } from "../src/leases.ts";
 import type { Member } from "../src/membership.ts";
 import {
@@ -25,7 +24,7 @@ import { SledBook, type SledRecord } from "../src/sleds.ts";
 import { type PartitionCheckpoints, sledsNamedBy } from "../src/sweep.ts";
 import { Sweeper } from "../src/sweeper.ts";
 import type { Tenure } from "../src/tenure.ts";
-import { FakeStore } from "./fake-store.ts";
+import { FakeStore, putOnePartitionVolume } from "./fake-store.ts";
 
 const forgetAfter = 10_000;
 
@@ -266,25 +265,7 @@ describe("a sled out for good is forgotten by the leader (fake store, fake sled)
   async function harness() {
     const store = new FakeStore();
     const catalogue = new Catalogue(store);
-    store.put(keys.volume(name), {
-      name,
-      id: volumeId,
-      sizeBytes: 1,
-      replicaCount: 2,
-      partitionBytes: 1,
-      createdAtMs: 1,
-    });
-    const record: PartitionRecord = {
-      volume: name,
-      volumeId,
-      partition: 0,
-      partitionStart: 0,
-      partitionBytes: 1,
-      epoch: 1,
-      primary: "a",
-      secondaries: ["b"],
-    };
-    store.put(keys.partition(name, 0), record);
+    const record = putOnePartitionVolume(store, name, volumeId);
     // Two sleds out since before this leader: sled-8 still holds a copy a table lists,
     // sled-9 nothing (retired, its copies made again elsewhere).
     for (const id of ["sled-8", "sled-9"]) {

@@ -13,7 +13,7 @@ import { partitionKey } from "../src/leases.ts";
 import type { Member } from "../src/membership.ts";
 import { Sweeper } from "../src/sweeper.ts";
 import type { Tenure } from "../src/tenure.ts";
-import { FakeStore } from "./fake-store.ts";
+import { FakeStore, putOnePartitionVolume } from "./fake-store.ts";
 
 const name = "v";
 const volumeId = "1-aaaaaaaaaaaa";
@@ -126,26 +126,7 @@ async function harness(
 ) {
   const store = new FakeStore();
   const catalogue = new Catalogue(store);
-  store.put(keys.volume(name), {
-    name,
-    id: volumeId,
-    sizeBytes: 1,
-    replicaCount: 2,
-    partitionBytes: 1,
-    createdAtMs: 1,
-  });
-  const record: PartitionRecord = {
-    volume: name,
-    volumeId,
-    partition: 0,
-    partitionStart: 0,
-    partitionBytes: 1,
-    epoch: 1,
-    primary: "a",
-    secondaries: ["b"],
-    ...members,
-  };
-  store.put(keys.partition(name, 0), record);
+  const record = putOnePartitionVolume(store, name, volumeId, members);
   const sled = new FakeSled();
   // The leader's copy of the records (the sweep reads no partition record from the store).
   const tenure = {
