@@ -629,7 +629,10 @@ export interface LinkSendStats {
   link: { requests: number; publishes: number };
   nats: { requests: number; publishes: number };
   fallbacks: Record<LinkFallbackReason, number>;
-  /** Offers by outcome; `renewed` and `expired` count links' tokens (link-client.ts). */
+  /**
+   * Offers by outcome; `renewed` and `expired` count links' tokens, `not-asked` the
+   * messages whose offer was due but found no room to keep its time (link-client.ts).
+   */
   offers: Record<OfferOutcome, number>;
 }
 
@@ -789,13 +792,14 @@ export class Bus {
   #sealKeys: SealKeys | undefined;
   #linkSent: Counter | undefined;
   #linkFallbacks: Counter | undefined;
+  #linkOffers: Counter | undefined;
   readonly #linkStats: LinkSendStats = {
     scopes: [],
     routed: 0,
     link: { requests: 0, publishes: 0 },
     nats: { requests: 0, publishes: 0 },
     fallbacks: { "no-responder": 0, closed: 0, timeout: 0, "not-sent": 0, "not-serving": 0 },
-    offers: { linked: 0, "no-link": 0, failed: 0, renewed: 0, expired: 0 },
+    offers: { linked: 0, "no-link": 0, failed: 0, renewed: 0, expired: 0, "not-asked": 0 },
   };
 
   constructor(connection: NatsConnection, tracer: Tracer | undefined, meter?: Meter) {
@@ -821,11 +825,15 @@ export class Bus {
     this.#linkFallbacks = this.#meter?.createCounter("ballast_link_fallbacks", {
       description: "messages that had a link but went over NATS or failed with it, by reason",
     });
+    this.#linkOffers = this.#meter?.createCounter("ballast_link_offers", {
+      description: "link offers by outcome; not-asked: due, but no room to keep its time",
+    });
     this.#sealKeys = new SealKeys();
     const links = new LinkRoutes(
       (subject) => this.#askOffer(subject),
       (outcome) => {
         this.#linkStats.offers[outcome]++;
+        this.#linkOffers?.add(1, { outcome });
       },
     );
     this.#links = links;

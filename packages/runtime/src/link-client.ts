@@ -10,8 +10,9 @@
 // kept for at most linkOfferTimesKeptMax subjects: with that many still to come, a
 // subject not among them asks nothing until one is past (never is one dropped early,
 // which would ask offers as fast as messages come), so a sender asks at most that many
-// offers per linkOfferRetryMs, renewals aside. A route is made only once its connection
-// has had `hello-ok`, so a request never waits on a handshake.
+// offers per linkOfferRetryMs, renewals aside; each message that would have asked is
+// counted (`not-asked`), as nothing else shows it. A route is made only once its
+// connection has had `hello-ok`, so a request never waits on a handshake.
 // Routes are bounded: one not used for linkRouteIdleMs is dropped when the next route is
 // learned, and past linkRoutesMax one not used lately makes room (a clock sweep over a
 // used bit, the only work a send adds: one store). A dropped route is as if never
@@ -448,10 +449,12 @@ export interface LinkOffer {
 
 /**
  * How an offer ended, for the sender's metrics: a route learned, no link there, a
- * failure, a link's token renewed (its routes moved to a new connection), or a link
- * given up because its token ran out unrenewed.
+ * failure, a link's token renewed (its routes moved to a new connection), a link
+ * given up because its token ran out unrenewed, or an offer due but not asked because
+ * linkOfferTimesKeptMax subjects' times are all to come (#holdOffers; counted at each
+ * message that would have asked, which goes over NATS).
  */
-export type OfferOutcome = "linked" | "no-link" | "failed" | "renewed" | "expired";
+export type OfferOutcome = "linked" | "no-link" | "failed" | "renewed" | "expired" | "not-asked";
 
 /** When a connection's token must be renewed, and the timers that do it. */
 interface TokenLife {
@@ -589,8 +592,12 @@ export class LinkRoutes {
     const now = this.nowMs();
     if ((this.#notBefore.get(subject) ?? Number.NEGATIVE_INFINITY) > now) return;
     // No room to remember the asking: not asked now (its messages go over NATS, as they
-    // do while no route exists), lest it be asked again at its every message.
-    if (!this.#holdOffers(subject, now + linkOfferRetryMs)) return;
+    // do while no route exists), lest it be asked again at its every message. Counted,
+    // as nothing else shows a sender stuck there.
+    if (!this.#holdOffers(subject, now + linkOfferRetryMs)) {
+      this.onOffer("not-asked");
+      return;
+    }
     void this.#learn(subject).then(
       (outcome) => {
         if (outcome === "no-link")

@@ -474,21 +474,28 @@ describe("links over loopback", () => {
 });
 
 describe("bounded offer times", () => {
-  /** Routes whose offers are answered by `answer` (no link unless it says otherwise). */
+  /**
+   * Routes whose offers are answered by `answer` (no link unless it says otherwise): the
+   * outcomes of offers asked, and apart, how many were due but not asked.
+   */
   function offerRoutes(answer: (subject: string) => Promise<LinkOffer>) {
     const clock = { now: 0 };
     const asked: string[] = [];
     const outcomes: string[] = [];
+    const notAsked = { count: 0 };
     const routes = new LinkRoutes(
       (subject) => {
         asked.push(subject);
         return answer(subject);
       },
-      (outcome) => outcomes.push(outcome),
+      (outcome) => {
+        if (outcome === "not-asked") notAsked.count++;
+        else outcomes.push(outcome);
+      },
       () => clock.now,
     );
     cleanup.push(() => routes.close());
-    return { routes, clock, asked, outcomes };
+    return { routes, clock, asked, outcomes, notAsked };
   }
   const many = (count: number, from = 0) =>
     Array.from({ length: count }, (_, index) => subjects.volume.build(`v${from + index}`, 0));
@@ -516,9 +523,35 @@ describe("bounded offer times", () => {
     expect(routes.offerTimesKept).toBe(linkOfferTimesKeptMax);
   });
 
+  test("an offer due but not asked for want of room is counted, at each message, and only then", async () => {
+    const { routes, clock, asked, outcomes, notAsked } = offerRoutes(async () => ({
+      scope: "volume",
+    }));
+    const first = many(linkOfferTimesKeptMax);
+    const [extra] = many(1, linkOfferTimesKeptMax);
+    for (const subject of first) routes.route(subject);
+    await waitUntil(() => outcomes.length === linkOfferTimesKeptMax);
+    expect(notAsked.count).toBe(0); // up to the cap, every offer was asked
+    // Held subjects whose time is to come are not due: nothing refused, nothing counted.
+    for (const subject of first) routes.route(subject);
+    expect(notAsked.count).toBe(0);
+    // A new subject at the cap: due, not asked, counted at each of its messages.
+    routes.route(extra!);
+    expect(notAsked.count).toBe(1);
+    routes.route(extra!);
+    expect(notAsked.count).toBe(2);
+    expect(asked).toHaveLength(linkOfferTimesKeptMax);
+    // Once times are past there is room: asked, and no more counted.
+    clock.now = linkOfferRefusedRetryMs;
+    routes.route(extra!);
+    expect(asked.at(-1)).toBe(extra);
+    await waitUntil(() => outcomes.length === linkOfferTimesKeptMax + 1);
+    expect(notAsked.count).toBe(2);
+  });
+
   test("an offer answered after its subject's time was forgotten adds none past the cap", async () => {
     let answerLate: (offer: LinkOffer) => void = () => undefined;
-    const { routes, clock, asked, outcomes } = offerRoutes((subject) =>
+    const { routes, clock, asked, outcomes, notAsked } = offerRoutes((subject) =>
       subject === late
         ? new Promise<LinkOffer>((resolve) => {
             answerLate = resolve;
@@ -539,9 +572,11 @@ describe("bounded offer times", () => {
     answerLate({ scope: "volume" });
     await waitUntil(() => outcomes.length === linkOfferTimesKeptMax + 1);
     expect(routes.offerTimesKept).toBe(linkOfferTimesKeptMax);
+    expect(notAsked.count).toBe(0); // a refusal not held is no offer not asked
     // Unheld, it waits for room as a new subject does, and asks once there is some.
     routes.route(late!);
     expect(asked).toHaveLength(linkOfferTimesKeptMax + 1);
+    expect(notAsked.count).toBe(1);
     clock.now = linkOfferRefusedRetryMs;
     routes.route(late!);
     expect(asked.at(-1)).toBe(late);
