@@ -272,4 +272,29 @@ describe("a replica whose journal failed, named out of the replica set", () => {
     expect(replicasOf(service)).toEqual([]);
     expect(await storedEpoch(dataDir, "vol", 0)).toBe(5);
   });
+
+  test("named out after a restart, with nothing hosted, whose disk refuses the out epoch: the configure fails, to be sent again", async () => {
+    await configure(3);
+    await write(3, 0x81);
+    // Restarted before it heard that epoch 5 went on without it: nothing is hosted.
+    restarted = await restartHeadNode(started);
+    disk.failVoterEpoch = true;
+    // Not answered NotFound (the coordinator would take it as done and forget it):
+    // nothing kept the out epoch, so the configure fails, to be sent again.
+    const failed = await configure(5, out, restarted).catch((error: unknown) => error);
+    expect(failed).toBeInstanceOf(Error);
+    expect(failed).not.toBeInstanceOf(BallastError);
+    expect((failed as Error).message).toMatch(/EIO/);
+    expect(await storedEpoch(dataDir, "vol", 0)).toBe(3);
+    expect(replicasOf(restarted)).toEqual([]);
+    // Sent again once the disk takes it: the out epoch kept, a delayed configure of
+    // epoch 3 (which named head-1 the primary) refused.
+    disk.failVoterEpoch = false;
+    await expect(configure(5, out, restarted)).rejects.toThrow("is not in the replica set");
+    expect(await storedEpoch(dataDir, "vol", 0)).toBe(5);
+    await expect(configure(3, undefined, restarted)).rejects.toThrow(
+      "is in epoch 5; refusing epoch 3",
+    );
+    expect(replicasOf(restarted)).toEqual([]);
+  });
 });
