@@ -9,7 +9,7 @@
 // lease, so no stale block is served, and status says why.
 
 import { cp, rm } from "node:fs/promises";
-import { BallastError, subjects } from "@ballast/protocol";
+import { BallastError, limits, subjects } from "@ballast/protocol";
 import { afterAll, expect, test } from "vitest";
 import { runCli } from "../support/cli.ts";
 import {
@@ -86,8 +86,21 @@ test("a cold start on a control store older than the replicas serves no stale bl
   await waitUntilHealthy(running.bus, nodes.ids(), 30_000);
 
   // Past any lease the old primary's configure carried: no read returns a block as it
-  // was before the acknowledged overwrite.
-  await new Promise((resolve) => setTimeout(resolve, 6000));
+  // was before the acknowledged overwrite. Once the leader says the partition is behind
+  // it renews no lease, so one granted before then has run out a lease and its drift
+  // margin after we see it say so (waited for, not a fixed sleep: that took 6 s).
+  const behindAtMs = await waitFor(
+    "the leader to find vol/0 behind the data",
+    async () => {
+      const status = await running.bus.request(subjects.coordinator.build(), {
+        type: "cluster.status.v1",
+      });
+      return status.controlStore?.behind?.includes("vol/0") ? Date.now() : undefined;
+    },
+    30_000,
+  );
+  const leaseOverMs = limits.primaryLeaseMs + limits.primaryLeaseDriftMarginMs;
+  await new Promise((resolve) => setTimeout(resolve, behindAtMs + leaseOverMs - Date.now()));
   for (let block = 0; block < blocks; block++) {
     expect(await readOnce(running, model, block)).not.toEqual([0x10 + block]);
   }
