@@ -28,7 +28,7 @@ const writes = 4;
 /** Grace, a few passes, and slack for a loaded machine. */
 const sweptWithinMs = 30_000;
 /** The first cluster's sweep interval and grace (BALLAST_SWEEP_INTERVAL_MS, _GRACE_MS). */
-const sweepIntervalMs = 500;
+const sweepIntervalMs = 250;
 const sweepGraceMs = 2000;
 /**
  * Complete passes after a snapshot's create within which a sweep that took it for
