@@ -93,10 +93,10 @@ const unitMockFiles = ["packages", "services", "apps"]
  * less CPU, and these files lose the least to that. Each waits mostly on fixed bounds
  * (a journal's stall bound, sweep graces, leases and leader takeovers, token lives, a
  * chaos run's fault kinds), not on its processes' CPU. Measured in session 22, each file
- * alone and in a whole `npm test`: these took 0.9 to 1.2 times as long beside the other
- * tiers; files that start clusters and drive I/O through them (snapshot, attached,
- * coordinator, clone) took 1.5 to 2.8 times as long. The rest keep vitest's order
- * (larger files first on a clean clone).
+ * alone (with about 2.3 s of cluster start and stop added) and in a whole `npm test`:
+ * these took 0.8 to 1.2 times as long beside the other tiers; files that start clusters
+ * and drive I/O through them (snapshot, attached, coordinator, clone) took 1.5 to 2.2
+ * times as long. The rest keep vitest's order (larger files first on a clean clone).
  */
 const integrationFirst = [
   "journal-failure",
