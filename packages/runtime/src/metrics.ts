@@ -50,7 +50,7 @@ const noopMeter = createNoopMeter();
  * key's meter, made on first use, and counts one holder; the last `release(key)` drops
  * the meter and every series it made, from memory and from the next scrape. A key
  * acquired again afterwards starts afresh (Prometheus reads the counters' restart as a
- * reset). Instruments are made per meter: cache them by meter (a WeakMap), not once.
+ * reset). Instruments are made per meter: make them through `perMeter`, not once.
  */
 export interface MeterGroups {
   acquire(key: string): Meter;
@@ -76,6 +76,23 @@ export function meterGroupsOf(meter: Meter): MeterGroups {
       release: () => undefined,
     }
   );
+}
+
+/**
+ * `make` once per meter: the function returned gives what `make` made for a meter the
+ * first time it was asked for that meter, kept as long as the meter lives (a WeakMap).
+ * Instruments are made per meter (a meter group's series go when its meter is dropped),
+ * so the services' instrument sets are made through this, never once per process.
+ */
+export function perMeter<T extends object>(make: (meter: Meter) => T): (meter: Meter) => T {
+  const made = new WeakMap<Meter, T>();
+  return (meter) => {
+    const known = made.get(meter);
+    if (known !== undefined) return known;
+    const fresh = make(meter);
+    made.set(meter, fresh);
+    return fresh;
+  };
 }
 
 /**

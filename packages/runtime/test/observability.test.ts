@@ -6,8 +6,9 @@ import { spawnSync } from "node:child_process";
 import { Server } from "node:http";
 import { connect, createServer } from "node:net";
 import { fileURLToPath } from "node:url";
+import type { Meter } from "@opentelemetry/api";
 import { expect, test } from "vitest";
-import { meterGroupsOf, meterOf } from "../src/metrics.ts";
+import { meterGroupsOf, meterOf, perMeter } from "../src/metrics.ts";
 import { startTelemetry, startTracing, tracingConfigured } from "../src/telemetry.ts";
 
 test("without an OTLP endpoint, or with OTEL_TRACES_EXPORTER=none, there is no tracer", async () => {
@@ -237,3 +238,21 @@ function listeningServerOn(port: number): Server {
   if (server === undefined) throw new Error(`no server listening on ${port}`);
   return server;
 }
+
+test("perMeter makes once per meter, and a meter of its own gets its own", () => {
+  const made: Meter[] = [];
+  const instruments = perMeter((meter) => {
+    made.push(meter);
+    return { counter: meter.createCounter("ballast_test_made") };
+  });
+  // Two meters that are distinct objects (the API's no-op meter is one shared object).
+  const fakeMeter = () => ({ createCounter: () => ({ add: () => undefined }) }) as unknown as Meter;
+  const first = fakeMeter();
+  const second = fakeMeter();
+  const once = instruments(first);
+  expect(instruments(first)).toBe(once);
+  const other = instruments(second);
+  expect(other).not.toBe(once);
+  expect(instruments(second)).toBe(other);
+  expect(made).toEqual([first, second]);
+});

@@ -14,6 +14,7 @@ import {
   type Histogram,
   type Meter,
   meterOf,
+  perMeter,
   ROOT_CONTEXT,
   type Service,
   SpanKind,
@@ -33,12 +34,8 @@ interface GatewayInstruments {
   inflight: UpDownCounter;
 }
 
-const instrumentsByMeter = new WeakMap<Meter, GatewayInstruments>();
-
-function gatewayInstruments(meter: Meter): GatewayInstruments {
-  const known = instrumentsByMeter.get(meter);
-  if (known !== undefined) return known;
-  const made: GatewayInstruments = {
+const gatewayInstruments = perMeter(
+  (meter): GatewayInstruments => ({
     requests: meter.createCounter("ballast_gateway_requests", {
       description: "NBD requests completed, by export and operation",
     }),
@@ -54,10 +51,8 @@ function gatewayInstruments(meter: Meter): GatewayInstruments {
     inflight: meter.createUpDownCounter("ballast_gateway_requests_in_flight", {
       description: "NBD requests started and not yet completed",
     }),
-  };
-  instrumentsByMeter.set(meter, made);
-  return made;
-}
+  }),
+);
 
 export class ObservedDevice implements BlockDevice {
   private readonly instruments: GatewayInstruments;

@@ -35,8 +35,8 @@ import {
   contextOfSpan,
   type Histogram,
   type Link,
-  type Meter,
   type ObservableResult,
+  perMeter,
   ROOT_CONTEXT,
   type Service,
   type SpanContext,
@@ -379,18 +379,13 @@ export interface ReplicaInstruments {
   journalSeconds: Histogram;
 }
 
-const instrumentsByMeter = new WeakMap<Meter, ReplicaInstruments>();
-const replicasByMeter = new WeakMap<Meter, Set<ObservedReplica>>();
-
 /**
  * The head node's per-volume instruments, made once per meter: the volume's own meter
  * (its meter group, released when no partition of it is hosted here), or the process's
  * when there are no groups.
  */
-export function replicaInstruments(meter: Meter): ReplicaInstruments {
-  const known = instrumentsByMeter.get(meter);
-  if (known !== undefined) return known;
-  const instruments: ReplicaInstruments = {
+export const replicaInstruments = perMeter(
+  (meter): ReplicaInstruments => ({
     requests: meter.createCounter("ballast_headnode_requests", {
       description: "client requests a primary answered, by volume and kind",
     }),
@@ -412,10 +407,8 @@ export function replicaInstruments(meter: Meter): ReplicaInstruments {
     journalSeconds: meter.createHistogram("ballast_headnode_journal_sync_seconds", {
       description: "journal append latency, to the group commit's fdatasync",
     }),
-  };
-  instrumentsByMeter.set(meter, instruments);
-  return instruments;
-}
+  }),
+);
 
 /**
  * The replicas the scrape-time gauges read, made once per meter: the volume's own meter
@@ -425,9 +418,7 @@ export function replicaInstruments(meter: Meter): ReplicaInstruments {
  * away) is gone from the next scrape. (The SDK's own observable instruments would export
  * it for ever with its last value: metrics.ts.)
  */
-export function replicaGauges(meter: Meter): Set<ObservedReplica> {
-  const known = replicasByMeter.get(meter);
-  if (known !== undefined) return known;
+export const replicaGauges = perMeter((meter): Set<ObservedReplica> => {
   const replicas = new Set<ObservedReplica>();
   const role = meter.createObservableGauge("ballast_replica_role", {
     description: "1 for the role each replica plays (primary, secondary, idle, failed)",
@@ -475,9 +466,8 @@ export function replicaGauges(meter: Meter): Set<ObservedReplica> {
       }
     }
   });
-  replicasByMeter.set(meter, replicas);
   return replicas;
-}
+});
 
 function labelsOf(one: ObservedReplica) {
   return { volume: one.address.volume, partition: String(one.address.partition) };
