@@ -8,47 +8,24 @@
 // finds its store's mark missing and another store's on the sleds, deletes nothing for
 // being absent, and says why in its node info.
 
-import { access, readdir, rm } from "node:fs/promises";
+import { readdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { subjects } from "@ballast/protocol";
 import { afterAll, expect, test } from "vitest";
 import { runCli } from "../support/cli.ts";
 import {
+  pathExists,
   startTestCluster,
   type TestCluster,
   waitFor,
   waitUntilHealthy,
 } from "../support/cluster.ts";
+import { sledObjectsOf } from "../support/sled-chunks.ts";
 import { VolumeModel } from "../support/volume-io.ts";
 
 const mebibyte = 1024 * 1024;
 let cluster: TestCluster | undefined;
 afterAll(() => cluster?.stop());
-
-async function exists(path: string): Promise<boolean> {
-  return access(path).then(
-    () => true,
-    () => false,
-  );
-}
-
-/** The volume's chunks and checkpoint blobs on every sled. */
-async function objectsOf(running: TestCluster, volumeId: string): Promise<string[]> {
-  const held: string[] = [];
-  for (const sled of running.cluster.ids("sled")) {
-    const subject = subjects.node.build("sled", sled);
-    const chunks = await running.bus.request(subject, { type: "sled.chunk.list.v1" });
-    const blobs = await running.bus.request(subject, {
-      type: "sled.blob.list.v1",
-      prefix: `checkpoints/${volumeId}/`,
-    });
-    for (const chunk of chunks.chunks) {
-      if (chunk.chunkId.startsWith(volumeId)) held.push(`${sled} ${chunk.chunkId}`);
-    }
-    for (const blob of blobs.blobs) held.push(`${sled} ${blob.key}`);
-  }
-  return held.sort();
-}
 
 test("a cold start on a lost control store deletes no replica directory and no sled object", async () => {
   const running = await startTestCluster({
@@ -77,7 +54,7 @@ test("a cold start on a lost control store deletes no replica directory and no s
   const before = await waitFor(
     "chunks and checkpoint blobs of the volume on the sleds",
     async () => {
-      const held = await objectsOf(running, volumeId);
+      const held = await sledObjectsOf(running.bus, running.cluster.ids("sled"), volumeId);
       const blobs = held.filter((entry) => entry.includes(" checkpoints/"));
       return blobs.length > 0 && held.length > blobs.length ? held : undefined;
     },
@@ -86,7 +63,7 @@ test("a cold start on a lost control store deletes no replica directory and no s
   );
   const heads = running.cluster.ids("headnode");
   const directories = heads.map((head) => join(running.dataDir, head, "partitions", volumeId));
-  for (const directory of directories) expect(await exists(directory)).toBe(true);
+  for (const directory of directories) expect(await pathExists(directory)).toBe(true);
 
   // The leader has marked every sled with its store (within a second of leading): the
   // cluster ran before the cut.
@@ -135,10 +112,12 @@ test("a cold start on a lost control store deletes no replica directory and no s
   // Several leftover passes and every head node's first check have come and gone.
   await new Promise((resolve) => setTimeout(resolve, 5000));
   for (const directory of directories) {
-    expect(await exists(directory)).toBe(true);
+    expect(await pathExists(directory)).toBe(true);
     expect((await readdir(directory)).length).toBeGreaterThan(0);
   }
   // Every object seen before the cut is still there (a checkpoint uploaded after that
   // look may have joined them).
-  expect(await objectsOf(running, volumeId)).toEqual(expect.arrayContaining(before));
+  expect(await sledObjectsOf(running.bus, running.cluster.ids("sled"), volumeId)).toEqual(
+    expect.arrayContaining(before),
+  );
 }, 90_000);

@@ -6,11 +6,10 @@
 // the drop owed; once the node is heard again, a purge pass tells it, and its replica
 // directory of the deleted incarnation goes.
 
-import { access } from "node:fs/promises";
 import { join } from "node:path";
 import { subjects } from "@ballast/protocol";
 import { afterAll, beforeAll, expect, test } from "vitest";
-import { startTestCluster, type TestCluster, waitFor } from "../support/cluster.ts";
+import { pathExists, startTestCluster, type TestCluster, waitFor } from "../support/cluster.ts";
 
 const mebibyte = 1024 * 1024;
 /** The purge grace (3 s), a pass or two (every 2 s), and slack for a loaded machine. */
@@ -28,13 +27,6 @@ function replicasOf(node: string, volumeId: string): string {
   return join(cluster.dataDir, node, "partitions", volumeId);
 }
 
-async function exists(path: string): Promise<boolean> {
-  return access(path).then(
-    () => true,
-    () => false,
-  );
-}
-
 test("a primary frozen through the delete drops its replica once it wakes", async () => {
   const created = await cluster.bus.request(subjects.coordinator.build(), {
     type: "volume.create.v1",
@@ -47,7 +39,8 @@ test("a primary frozen through the delete drops its replica once it wakes", asyn
   const primary = created.partitions[0]!.primary;
   const other = created.partitions[0]!.secondaries[0]!;
   await waitFor("both replicas on disk", async () =>
-    (await exists(replicasOf(primary, volumeId))) && (await exists(replicasOf(other, volumeId)))
+    (await pathExists(replicasOf(primary, volumeId))) &&
+    (await pathExists(replicasOf(other, volumeId)))
       ? true
       : undefined,
   );
@@ -75,14 +68,14 @@ test("a primary frozen through the delete drops its replica once it wakes", asyn
       name: "vol",
     });
     expect(deleted).toEqual({ name: "vol", deleted: true });
-    expect(await exists(replicasOf(other, volumeId))).toBe(false);
-    expect(await exists(replicasOf(primary, volumeId))).toBe(true);
+    expect(await pathExists(replicasOf(other, volumeId))).toBe(false);
+    expect(await pathExists(replicasOf(primary, volumeId))).toBe(true);
   } finally {
     process.kill(pid, "SIGCONT");
   }
   await waitFor(
     "the woken node to drop the deleted incarnation's replica",
-    async () => ((await exists(replicasOf(primary, volumeId))) ? undefined : true),
+    async () => ((await pathExists(replicasOf(primary, volumeId))) ? undefined : true),
     droppedWithinMs,
     200,
   );

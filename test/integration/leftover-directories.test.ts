@@ -9,11 +9,11 @@
 // (`purgeRecordAgeMsMax`), and that path (drop-owed.test.ts) would remove it first.
 // What the node finds on its disk is the same either way.
 
-import { access, mkdir, writeFile } from "node:fs/promises";
+import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { subjects } from "@ballast/protocol";
 import { afterAll, beforeAll, expect, test } from "vitest";
-import { startTestCluster, type TestCluster, waitFor } from "../support/cluster.ts";
+import { pathExists, startTestCluster, type TestCluster, waitFor } from "../support/cluster.ts";
 
 const mebibyte = 1024 * 1024;
 /** An incarnation id of the issued shape that no record names. */
@@ -33,13 +33,6 @@ function directoryOf(volumeId: string): string {
   return join(cluster.dataDir, node, "partitions", volumeId);
 }
 
-async function exists(path: string): Promise<boolean> {
-  return access(path).then(
-    () => true,
-    () => false,
-  );
-}
-
 async function plant(volumeId: string): Promise<void> {
   const partition = join(directoryOf(volumeId), "0");
   await mkdir(join(partition, "journal"), { recursive: true });
@@ -56,7 +49,7 @@ test("a restarted head node removes the directory of an incarnation no record na
   });
   const liveId = created.id!;
   await waitFor("the live replica on disk", async () =>
-    (await exists(directoryOf(liveId))) ? true : undefined,
+    (await pathExists(directoryOf(liveId))) ? true : undefined,
   );
 
   // The leader answers only once it has read the control store's marks on the sleds
@@ -77,10 +70,10 @@ test("a restarted head node removes the directory of an incarnation no record na
 
   await waitFor(
     "the leftover directory to be removed",
-    async () => ((await exists(directoryOf(goneId))) ? undefined : true),
+    async () => ((await pathExists(directoryOf(goneId))) ? undefined : true),
     20_000,
     200,
   );
-  expect(await exists(directoryOf(liveId))).toBe(true);
-  expect(await exists(directoryOf(staticId))).toBe(true);
+  expect(await pathExists(directoryOf(liveId))).toBe(true);
+  expect(await pathExists(directoryOf(staticId))).toBe(true);
 }, 60_000);

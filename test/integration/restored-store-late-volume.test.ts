@@ -8,47 +8,24 @@
 // the restored catalogue holds: nothing is deleted for being absent, no volume is
 // created on the old copy, and status says why.
 
-import { access, cp, readdir, rm } from "node:fs/promises";
+import { cp, readdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { BallastError, ErrorCode, subjects } from "@ballast/protocol";
 import { afterAll, expect, test } from "vitest";
 import { runCli } from "../support/cli.ts";
 import {
+  pathExists,
   startTestCluster,
   type TestCluster,
   waitFor,
   waitUntilHealthy,
 } from "../support/cluster.ts";
+import { sledObjectsOf } from "../support/sled-chunks.ts";
 import { VolumeModel } from "../support/volume-io.ts";
 
 const mebibyte = 1024 * 1024;
 let cluster: TestCluster | undefined;
 afterAll(() => cluster?.stop());
-
-async function exists(path: string): Promise<boolean> {
-  return access(path).then(
-    () => true,
-    () => false,
-  );
-}
-
-/** The volume's chunks and checkpoint blobs on every sled. */
-async function objectsOf(running: TestCluster, volumeId: string): Promise<string[]> {
-  const held: string[] = [];
-  for (const sled of running.cluster.ids("sled")) {
-    const subject = subjects.node.build("sled", sled);
-    const chunks = await running.bus.request(subject, { type: "sled.chunk.list.v1" });
-    const blobs = await running.bus.request(subject, {
-      type: "sled.blob.list.v1",
-      prefix: `checkpoints/${volumeId}/`,
-    });
-    for (const chunk of chunks.chunks) {
-      if (chunk.chunkId.startsWith(volumeId)) held.push(`${sled} ${chunk.chunkId}`);
-    }
-    for (const blob of blobs.blobs) held.push(`${sled} ${blob.key}`);
-  }
-  return held.sort();
-}
 
 test("a cold start on an older copy of the control store deletes nothing of a volume created after the copy", async () => {
   const running = await startTestCluster({
@@ -105,7 +82,7 @@ test("a cold start on an older copy of the control store deletes nothing of a vo
   const before = await waitFor(
     "chunks and checkpoint blobs of the late volume on the sleds",
     async () => {
-      const held = await objectsOf(running, volumeId);
+      const held = await sledObjectsOf(running.bus, running.cluster.ids("sled"), volumeId);
       const blobs = held.filter((entry) => entry.includes(" checkpoints/"));
       return blobs.length > 0 && held.length > blobs.length ? held : undefined;
     },
@@ -115,7 +92,7 @@ test("a cold start on an older copy of the control store deletes nothing of a vo
   const directories = nodes
     .ids("headnode")
     .map((head) => join(running.dataDir, head, "partitions", volumeId));
-  for (const directory of directories) expect(await exists(directory)).toBe(true);
+  for (const directory of directories) expect(await pathExists(directory)).toBe(true);
 
   // The power cut: every process at once, then the older copy of the store comes back.
   await Promise.all(nodes.ids().map((id) => nodes.kill(id, "SIGKILL")));
@@ -152,9 +129,11 @@ test("a cold start on an older copy of the control store deletes nothing of a vo
   // Several leftover passes have come and gone: every object of the late volume seen
   // before the cut is still there, and so are its replica directories.
   await new Promise((resolve) => setTimeout(resolve, 5000));
-  expect(await objectsOf(running, volumeId)).toEqual(expect.arrayContaining(before));
+  expect(await sledObjectsOf(running.bus, running.cluster.ids("sled"), volumeId)).toEqual(
+    expect.arrayContaining(before),
+  );
   for (const directory of directories) {
-    expect(await exists(directory)).toBe(true);
+    expect(await pathExists(directory)).toBe(true);
     expect((await readdir(directory)).length).toBeGreaterThan(0);
   }
 }, 90_000);

@@ -9,7 +9,7 @@
 // `--nats URL` get in. Tests of the access model connect with the role they exercise
 // (clusterAccess / connectTestBus with a role).
 
-import { mkdtemp, rm } from "node:fs/promises";
+import { access, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import {
@@ -62,6 +62,14 @@ export async function temporaryDirectory(prefix = "ballast-test-"): Promise<{
 }> {
   const path = await mkdtemp(join(tmpdir(), prefix));
   return { path, remove: () => rm(path, { recursive: true, force: true }) };
+}
+
+/** Whether `path` exists (any kind of file), without throwing. */
+export async function pathExists(path: string): Promise<boolean> {
+  return access(path).then(
+    () => true,
+    () => false,
+  );
 }
 
 export interface TestCluster {
