@@ -1,5 +1,6 @@
 // Bundles of a small project in a temporary directory, run with real node processes: the
-// workspace package is bundled and the third-party one is left to node_modules; a request
+// workspace package and a third-party one are bundled, and a package the recipe leaves
+// out is imported from node_modules at run time; a request
 // with unchanged sources reuses the recorded bundles; any change to a source (the same
 // size, even with its mtime set back) gives a new bundle that runs the new code; a build
 // whose inputs changed just before it is used but not recorded; a broken source fails
@@ -15,14 +16,18 @@ import { type BundleRecipe, bundles } from "../src/bundles.ts";
 import { bundleKeepMs } from "../src/constants.ts";
 import { BundleError } from "../src/errors.ts";
 
-/** Files of the project: an entry, a module beside it, a workspace and a third-party package. */
+/**
+ * Files of the project: an entry, a module beside it, a workspace package, a third-party
+ * package and one the recipe leaves out (as a native add-on would be).
+ */
 const projectFiles: Record<string, string> = {
   "package.json": JSON.stringify({ name: "project", type: "module" }),
   "src/main.ts": [
     'import { greeting } from "./greeting.ts";',
     'import { shout } from "@ballast/words";',
     'import { exclaim } from "third-party";',
-    "const text: string = exclaim(shout(greeting));",
+    'import { ask } from "left-out/ask";',
+    "const text: string = ask(exclaim(shout(greeting)));",
     "console.log(text);",
   ].join("\n"),
   "src/greeting.ts": 'export const greeting = "hello";\n',
@@ -39,6 +44,12 @@ const projectFiles: Record<string, string> = {
     exports: "./index.js",
   }),
   "node_modules/third-party/index.js": 'export function exclaim(text) { return text + "!"; }\n',
+  "node_modules/left-out/package.json": JSON.stringify({
+    name: "left-out",
+    type: "module",
+    exports: { "./ask": "./ask.js" },
+  }),
+  "node_modules/left-out/ask.js": 'export function ask(text) { return text + "?"; }\n',
 };
 
 /** A margin the test can wait out quickly (file times come from a coarse clock). */
@@ -60,6 +71,7 @@ beforeEach(async () => {
     entries: { hello: "src/main.ts" },
     outDir: join(root, "node_modules/.cache/bundles"),
     extraInputs: ["package.json", "packages/words/package.json"],
+    unbundled: ["left-out"],
     racyMarginMs: testRacyMarginMs,
   };
   // Past the margin: the first build is recorded.
@@ -75,15 +87,17 @@ function run(file: string): string {
 }
 
 describe("bundles", () => {
-  test("bundle the workspace package, import the third-party one, and run", async () => {
+  test("bundle the workspace and third-party packages, import the one left out, and run", async () => {
     const first = await bundles(recipe);
     expect(first).toMatchObject({ built: true, recorded: true });
     const file = first.files.hello!;
-    expect(run(file)).toBe("HELLO!");
+    expect(run(file)).toBe("HELLO!?");
     const code = await readFile(file, "utf8");
     expect(code).toContain("toUpperCase");
-    expect(code).toMatch(/from\s*"third-party"/);
-    expect(code).not.toContain('text + "!"');
+    expect(code).toMatch(/\w+ \+ "!"/);
+    expect(code).not.toMatch(/from\s*"third-party"/);
+    expect(code).toMatch(/from\s*"left-out\/ask"/);
+    expect(code).not.toMatch(/\w+ \+ "\?"/);
     expect(code).toContain(`//# sourceMappingURL=${file.slice(file.lastIndexOf("/") + 1)}.map`);
     expect((await stat(`${file}.map`)).size).toBeGreaterThan(0);
   });
@@ -110,9 +124,9 @@ describe("bundles", () => {
     const second = await bundles(recipe);
     expect(second.built).toBe(true);
     expect(second.files.hello).not.toBe(first.files.hello);
-    expect(run(second.files.hello!)).toBe("JELLO!");
+    expect(run(second.files.hello!)).toBe("JELLO!?");
     // The old file is still there, unchanged, for whoever checked it before.
-    expect(run(first.files.hello!)).toBe("HELLO!");
+    expect(run(first.files.hello!)).toBe("HELLO!?");
   });
 
   test("a change to a workspace package's source or package.json rebuilds", async () => {
@@ -124,7 +138,7 @@ describe("bundles", () => {
     await sleep(testRacyMarginMs * 2);
     const changed = await bundles(recipe);
     expect(changed).toMatchObject({ built: true, recorded: true });
-    expect(run(changed.files.hello!)).toBe("hellohello!");
+    expect(run(changed.files.hello!)).toBe("hellohello!?");
     const manifest = join(root, "packages/words/package.json");
     await utimes(manifest, new Date(), new Date());
     expect((await bundles(recipe)).built).toBe(true);
@@ -134,7 +148,7 @@ describe("bundles", () => {
     const racy = { ...recipe, racyMarginMs: 60_000 };
     const first = await bundles(racy);
     expect(first).toMatchObject({ built: true, recorded: false });
-    expect(run(first.files.hello!)).toBe("HELLO!");
+    expect(run(first.files.hello!)).toBe("HELLO!?");
     expect((await bundles(racy)).built).toBe(true);
   });
 

@@ -2,15 +2,18 @@
 // from where it is kept (its third-party packages resolve from the root node_modules);
 // a change to any workspace source a service imports, even one that leaves the bytes
 // as they were, is seen at the next request; the recipes (the CLI's too) watch every
-// workspace package.json; and the runner variable takes only the names it knows.
+// workspace package.json; and the runner variable takes only the names it knows. Their
+// npm packages are bundled too, except native add-ons: no bundled package holds a
+// `.node` file, and a module bundled as the services' are keeps msgpackr's native
+// string decoder (msgpackr-extract), which bundled would have failed to load, silently.
 
 import { execFile } from "node:child_process";
-import { readdir, stat, utimes } from "node:fs/promises";
+import { mkdir, readdir, readFile, rm, stat, utimes, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { serviceKinds } from "@ballast/protocol";
 import { describe, expect, test } from "vitest";
-import { bundles } from "../src/bundles.ts";
+import { bundles, packageOf, unbundledPackages } from "../src/bundles.ts";
 import { cliBundleRecipe } from "../src/cli-bundle.ts";
 import {
   repositoryRoot,
@@ -56,6 +59,56 @@ describe("service bundles", () => {
         expect(serviceBundleRecipe.extraInputs).toContain(`${group}/${name}/package.json`);
         expect(cliBundleRecipe.extraInputs).toContain(`${group}/${name}/package.json`);
       }
+    }
+  });
+
+  test("no bundled npm package holds a native add-on; the ones left out are not bundled", async () => {
+    await bundles(serviceBundleRecipe);
+    const manifest = JSON.parse(
+      await readFile(join(serviceBundleDir, "manifest.json"), "utf8"),
+    ) as { inputs: Record<string, string> };
+    const packages = new Set(
+      Object.keys(manifest.inputs)
+        .filter((path) => path.startsWith("node_modules/") && !path.endsWith("/package.json"))
+        .map((path) => packageOf(path.slice("node_modules/".length))),
+    );
+    // zod, pino and nats.js at least: the bundles hold npm packages, not only ours.
+    expect(packages.size).toBeGreaterThan(10);
+    for (const name of packages) {
+      expect(unbundledPackages, name).not.toContain(name);
+      const files = await readdir(join(repositoryRoot, "node_modules", name), {
+        recursive: true,
+      });
+      expect(
+        files.filter((file) => file.endsWith(".node")),
+        `${name} holds a native add-on: add it to unbundledPackages`,
+      ).toEqual([]);
+    }
+  });
+
+  test("a module bundled as the services' are keeps msgpackr's native decoder", async () => {
+    const directory = join(
+      repositoryRoot,
+      "node_modules/.cache",
+      `ballast-msgpackr-${process.pid}`,
+    );
+    await mkdir(directory, { recursive: true });
+    try {
+      await writeFile(
+        join(directory, "probe.ts"),
+        'import { isNativeAccelerationEnabled } from "msgpackr";\nconsole.log(isNativeAccelerationEnabled);\n',
+      );
+      const entry = `${directory.slice(repositoryRoot.length)}/probe.ts`;
+      const built = await bundles({
+        root: repositoryRoot,
+        entries: { probe: entry },
+        outDir: join(directory, "out"),
+        extraInputs: [],
+      });
+      const { stdout } = await run(process.execPath, [built.files.probe!]);
+      expect(stdout.trim()).toBe("true");
+    } finally {
+      await rm(directory, { recursive: true, force: true });
     }
   });
 
