@@ -170,6 +170,24 @@ const flags: readonly Flag[] = [
     help: `the chance per loaded tick and healthy node that its disk turns slow, not hung: work made durable only every few ticks for a while (slowDiskRate, default ${f.slowDiskRate})`,
   },
   {
+    name: "journal-failures",
+    kind: "chance",
+    failover: true,
+    help: `per loaded tick and healthy node, the chance one of its replicas' journals fails at its next write (journalFailRate, default ${f.journalFailRate})`,
+  },
+  {
+    name: "failed-marker",
+    kind: "switch",
+    failover: true,
+    help: "model the failed marker: a failed journal's append stays readable until its machine reboots, and is not reopened in that boot (failedMarker)",
+  },
+  {
+    name: "reboots",
+    kind: "chance",
+    failover: true,
+    help: `with --failed-marker, the chance a crash reboots the machine (rebootChance, default ${f.rebootChance})`,
+  },
+  {
     name: "end-changes",
     kind: "chance",
     failover: true,
@@ -297,6 +315,9 @@ export function parseSimulateArguments(args: readonly string[]): SimulateCommand
     ...given(number("corrupt"), (corruptChance) => ({ corruptChance })),
     ...given(number("end-changes"), (endChangeRate) => ({ endChangeRate })),
     ...given(number("slow-disks"), (slowDiskRate) => ({ slowDiskRate })),
+    ...given(number("journal-failures"), (journalFailRate) => ({ journalFailRate })),
+    ...(values["failed-marker"] === true ? { failedMarker: true } : {}),
+    ...given(number("reboots"), (rebootChance) => ({ rebootChance })),
     ...given(partitions, (list) => ({
       partitions: list.split(",").map((count) => Number(count) as 2 | 3),
     })),

@@ -45,7 +45,8 @@
 // the pause ends, so only what was in flight reaches a primary on that disk); a replica's
 // journal that fails at its next write, failing that replica alone as partition-host.ts
 // does (its runner closed, no ticks, messages or requests; its node reports it at once
-// in `failures`; a later configure reopens it from its disk in a session of its own),
+// in `failures`; a later configure reopens it from its disk in a session of its own, or
+// with `failedMarker` refuses it until its machine reboots, as the failed marker does),
 // while loaded and, now and then, on a secondary once settled, at the snapshot's note of
 // an idle partition, and with diskJournalFailChance on every replica of the disk at once;
 // the session file's write, when a failed replica takes its new session, slow (so the
@@ -407,7 +408,16 @@ export type Sabotage =
    * again wherever the load goes: flapping on load. Found by the `slow-disk` check
    * (`slowDiskRate`).
    */
-  | "stall-on-slow-writes";
+  | "stall-on-slow-writes"
+  /**
+   * The head node before the failed marker (journal/failed-marker.ts): a replica whose
+   * journal failed is reopened from its files in the same boot, and recovery reads the
+   * failed append's notes from the page cache as if the disk held them. The replica
+   * claims ops it does not durably hold, and its next durable append leaves a hole
+   * behind them (what the `journal` check finds; the real journal's recovery would
+   * refuse the files as corrupt after a reboot, or lose the ops). Needs `failedMarker`.
+   */
+  | "reopen-failed-journal";
 
 /**
  * Every sabotage by name, for the command line (main.ts): a record of all of them, so
@@ -445,6 +455,7 @@ export const sabotageNames: readonly Sabotage[] = Object.keys({
   "sled-audit-unasked": true,
   "configure-ignores-end": true,
   "stall-on-slow-writes": true,
+  "reopen-failed-journal": true,
 } satisfies Record<Sabotage, true>) as Sabotage[];
 
 export interface FailoverOptions {
@@ -627,6 +638,21 @@ export interface FailoverOptions {
    * Drawn from the session generator, and only when above 0.
    */
   diskJournalFailChance: number;
+  /**
+   * Models the failed marker (journal/failed-marker.ts): a journal that fails keeps its
+   * failed append readable (the page cache: FakeJournal `unsynced`) until its machine
+   * reboots, and a head node refuses to open it in that boot, as partition-host.ts
+   * `openJournal` does: the coordinator rebuilds the replica from its peers, and a lone
+   * primary waits for a reboot (in the settle phase, its machine is rebooted). Off by
+   * default, so that every seed and sabotage figure from before replays unchanged:
+   * failed replicas are then reopened from their durable notes, as before the marker.
+   */
+  failedMarker: boolean;
+  /**
+   * With `failedMarker`: per crash, the chance it is a reboot of the machine (the page
+   * cache gone, a journal failed in the old boot opened again). Drawn only when on.
+   */
+  rebootChance: number;
   /**
    * Per learner configure the coordinator sends: chance a copy is also held, as by a
    * coordinator leader frozen inside its checkpoint read (configurer.ts), and delivered
@@ -950,6 +976,8 @@ export const failoverDefaults: Omit<FailoverOptions, "seed"> = {
   idleJournalFailChance: 0.5,
   journalFailPrimaries: true,
   diskJournalFailChance: 0,
+  failedMarker: false,
+  rebootChance: 0.5,
   lateLearnerConfigureChance: 0,
   lateVoterConfigureChance: 0.2,
   tellFormerMembers: true,
@@ -1198,6 +1226,14 @@ export interface FailoverResult {
     /** Replicas whose files a crash left damaged, and opens of them refused. */
     filesDamaged: number;
     opensRefused: number;
+    /**
+     * With `failedMarker`: opens refused because the replica's journal failed in this
+     * boot; crashes that rebooted the machine; and reboots of the settle phase, for a
+     * lone primary whose journal failed (nothing else brings it back).
+     */
+    opensRefusedFailedBoot: number;
+    reboots: number;
+    rebootsToSettle: number;
     checkpointCopiesRestored: number;
   };
 }
@@ -1277,11 +1313,19 @@ interface Hosted {
    * partition-host.ts `open` does, until a rebuild as a learner discards them.
    */
   filesDamaged?: boolean;
+  /**
+   * With `failedMarker`: the boot of its node's machine its journal failed in (the
+   * marker's record). Its files are not opened in that boot; after a reboot they are,
+   * and the record goes.
+   */
+  failedInBoot?: number;
 }
 
 interface SimulatedNode {
   id: string;
   up: boolean;
+  /** The machine's boot: one more on every reboot (`rebootChance`). */
+  boot: number;
   restartTick: number;
   pausedUntilTick: number;
   diskHungUntilTick: number;
@@ -1830,6 +1874,9 @@ export class FailoverSimulation {
     chunkReadsDamaged: 0,
     filesDamaged: 0,
     opensRefused: 0,
+    opensRefusedFailedBoot: 0,
+    reboots: 0,
+    rebootsToSettle: 0,
     sledsBackEmpty: 0,
     checkpointCopiesRestored: 0,
   };
@@ -1964,6 +2011,7 @@ export class FailoverSimulation {
         id: `head-${index + 1}`,
         up: true,
         restartTick: 0,
+        boot: 1,
         pausedUntilTick: 0,
         diskHungUntilTick: 0,
         diskHangLong: false,
@@ -2148,6 +2196,7 @@ export class FailoverSimulation {
   private async settle(): Promise<boolean> {
     let settled = false;
     for (let tick = 0; tick < this.options.settleTicksMax && !settled; tick++) {
+      if (this.options.failedMarker) await this.rebootLoneFailedPrimaries();
       await this.step(false);
       settled = this.isSettled();
     }
@@ -2160,6 +2209,26 @@ export class FailoverSimulation {
       this.checkSettled();
     }
     return settled;
+  }
+
+  /**
+   * With `failedMarker`, while settling: a primary whose journal failed in this boot,
+   * with no voting secondary to promote, waits for its machine to reboot (its files are
+   * refused until then, and no peer holds the partition whole): the operator reboots
+   * it, as `test/integration/journal-failure.test.ts` does. Only once faults are off;
+   * while loaded, crashes reboot now and then (`rebootChance`).
+   */
+  private async rebootLoneFailedPrimaries(): Promise<void> {
+    for (const [partition, { record }] of this.records) {
+      if (record.secondaries.length > 0) continue;
+      const node = this.node(record.primary);
+      const hosted = node.hosted.get(partition);
+      if (!node.up || hosted === undefined || hosted.failedInBoot !== node.boot) continue;
+      if (hosted.volumeId !== this.volumeId) continue;
+      this.crash(node, false, true);
+      this.stats.rebootsToSettle++;
+      await this.startNode(node);
+    }
   }
 
   private chance(probability: number): boolean {
@@ -3376,17 +3445,22 @@ export class FailoverSimulation {
     hosted: Hosted,
     session = node.session,
   ): Promise<void> {
-    if (hosted.filesDamaged === true) {
-      // Refused, as partition-host.ts `open`: nothing hosted, the files kept; a
-      // configure that opens it fails (no acknowledgement), and one that rebuilds it as
-      // a learner discards them.
-      this.stats.opensRefused++;
+    const failedThisBoot = hosted.failedInBoot === node.boot;
+    const reopenFailed = failedThisBoot && this.options.sabotage === "reopen-failed-journal";
+    if (hosted.filesDamaged === true || (failedThisBoot && !reopenFailed)) {
+      // Refused, as partition-host.ts `open` (and `openJournal`, for a journal that
+      // failed in this boot): nothing hosted, the files kept; a configure that opens it
+      // fails (no acknowledgement), and one that rebuilds it as a learner discards them.
+      if (hosted.filesDamaged === true) this.stats.opensRefused++;
+      else this.stats.opensRefusedFailedBoot++;
       hosted.adapter = undefined;
       hosted.runner = undefined;
       hosted.closed = true;
       return;
     }
-    const recovered = await recoveredFrom(hosted.journal, hosted.checkpoints);
+    // After a reboot the disk is what recovery reads: the marker goes (failed-marker.ts).
+    if (!failedThisBoot) hosted.failedInBoot = undefined;
+    const recovered = await recoveredFrom(hosted.journal, hosted.checkpoints, reopenFailed);
     const replica = new Replica(
       {
         nodeId: node.id,
@@ -3483,6 +3557,8 @@ export class FailoverSimulation {
     if (adapter.failed !== undefined || hosted.adapter !== adapter) return;
     adapter.failed = `${what} (${error.message})`;
     adapter.failedAtTick = this.tickNow;
+    // The journal records the boot before anyone hears of the failure (journal.ts).
+    if (this.options.failedMarker) hosted.failedInBoot = node.boot;
     hosted.runner?.close();
     // What it holds is answered at once, as partition-host.ts does.
     this.answerHeld(
@@ -3513,9 +3589,15 @@ export class FailoverSimulation {
   }
 
   /** `loseDisk`: the node's data directory is gone too (see diskLossChance). */
-  private crash(node: SimulatedNode, loseDisk = false): void {
+  private crash(node: SimulatedNode, loseDisk = false, reboot = false): void {
     this.stats.crashes++;
     node.up = false;
+    // Drawn only when on, so that runs without the marker replay the same streams.
+    if (reboot || (this.options.failedMarker && this.chance(this.options.rebootChance))) {
+      node.boot++;
+      this.stats.reboots++;
+      for (const hosted of node.hosted.values()) hosted.journal.reboot();
+    }
     node.restartTick = this.tickNow + this.integer(1, this.options.downTicksMax);
     // Its configures and drops die with the process, those waiting on handlers too.
     node.serially = new KeyedLock();

@@ -113,6 +113,13 @@ type JournalOperation =
 /** One replica's journal: `notes` is what survives a crash. */
 export class FakeJournal implements JournalPort {
   notes: Note[] = [];
+  /**
+   * The notes of an append that failed: written to the page cache, never made durable.
+   * After a failed fsync Linux may mark such pages clean, so until the machine reboots
+   * a read of the files can return them (journal/failed-marker.ts): what a reopen in
+   * that boot would recover on top of `notes`. Empty once the machine reboots.
+   */
+  unsynced: Note[] = [];
   private queue: { operation: JournalOperation; readyTick: number; done: Done }[] = [];
   private failArmed = false;
   private failAllowed: () => boolean = () => true;
@@ -176,6 +183,8 @@ export class FakeJournal implements JournalPort {
         this.failArmed = false;
         if (this.failAllowed()) {
           this.queue = [];
+          this.unsynced =
+            operation.kind === "append" ? operation.notes.map((note) => ({ ...note })) : [];
           const error = Object.assign(new Error("EIO: i/o error, write (simulated)"), {
             code: "EIO",
           });
@@ -212,6 +221,22 @@ export class FakeJournal implements JournalPort {
       this.appendDurably(inProgress.notes.slice(0, kept));
     }
     this.queue = [];
+  }
+
+  /** The machine rebooted: the page cache is gone, and the disk is what reads find. */
+  reboot(): void {
+    this.unsynced = [];
+  }
+
+  /**
+   * What a read of the files finds in this boot: the durable notes and, after a failed
+   * append, that append's notes where they follow on (the page cache's).
+   */
+  readable(): Note[] {
+    const last = this.notes[this.notes.length - 1]?.opNum;
+    const first = this.unsynced[0]?.opNum;
+    const follows = first !== undefined && (last === undefined || first === last + 1);
+    return follows ? [...this.notes, ...this.unsynced] : [...this.notes];
   }
 
   /** Sabotage: a disk that loses acknowledged writes (its newest durable notes). */
@@ -288,6 +313,8 @@ export class FakeCheckpointFile implements CheckpointStorePort {
 export async function recoveredFrom(
   journal: FakeJournal,
   checkpoints: FakeCheckpointFile,
+  /** Reads the files as they read in the boot the journal failed in (see `unsynced`). */
+  inFailedBoot = false,
 ): Promise<Recovered> {
   const stored = await checkpoints.read();
   const checkpoint =
@@ -295,7 +322,7 @@ export async function recoveredFrom(
   return {
     ...(checkpoint === undefined ? {} : { checkpoint }),
     rebuilt: stored?.rebuilt === true,
-    notes: journal.notes.map((note) => ({ ...note })),
+    notes: (inFailedBoot ? journal.readable() : journal.notes).map((note) => ({ ...note })),
   };
 }
 
