@@ -27,7 +27,7 @@
 // sightings and cursors afresh, so a leader that does not last two passes a grace apart
 // deletes nothing (the next one does).
 
-import { BallastError, ErrorCode, sledLimits, subjects } from "@ballast/protocol";
+import { sledLimits, subjects } from "@ballast/protocol";
 import { RepeatLog, type Service } from "@ballast/runtime";
 import type { Catalogue } from "./catalogue.ts";
 import { now } from "./clock.ts";
@@ -43,14 +43,13 @@ import { namedIncarnationsOf } from "./incarnations.ts";
 import {
   knownIncarnationsOf,
   LeftoverSightings,
-  type LeftoverTarget,
   type ListedWindow,
   leftoversIn,
   type SledListing,
 } from "./leftovers.ts";
 import { PassSchedule } from "./pass-schedule.ts";
 import type { ChunkEntry } from "./purge.ts";
-import { deleteSledObject } from "./sled-objects.ts";
+import { deleteForPass } from "./sled-objects.ts";
 import type { StoreMarks } from "./store-marks.ts";
 import type { Tenure, Tenures } from "./tenure.ts";
 
@@ -187,7 +186,7 @@ export class LeftoverSweeper {
     try {
       for (const target of due.slice(0, sweepDeletesPerPassMax)) {
         if (tenures.current() !== tenure) return;
-        await this.delete(target, deleted);
+        await deleteForPass(this.options.service.bus, target, deleted, this.status);
       }
     } finally {
       deleted.log(service.logger, "leftovers of volume incarnations the catalogue no longer names");
@@ -288,26 +287,5 @@ export class LeftoverSweeper {
       startAfter = listed.blobs.at(-1)!.key;
     }
     return { entries, window: { sled, kind: "blob", after, through: startAfter } };
-  }
-
-  /** Deletes one leftover; said in the pass's summary lines (delete-summary.ts). */
-  private async delete(target: LeftoverTarget, summary: DeleteSummary): Promise<void> {
-    const { bus } = this.options.service;
-    const object = {
-      sled: target.sled,
-      kind: target.kind,
-      object: target.kind === "chunk" ? target.chunkId : target.key,
-      bytes: target.bytes,
-    };
-    try {
-      await deleteSledObject(bus, target.sled, target, sweepRequestDeadlineMs);
-    } catch (error) {
-      if (error instanceof BallastError && error.code === ErrorCode.NotFound) return;
-      summary.failedOn(object, (error as Error).message);
-      return;
-    }
-    this.status.objectsFreed++;
-    this.status.bytesFreed += target.bytes;
-    summary.deleted(object);
   }
 }

@@ -1,8 +1,11 @@
 // Deleting one object on a sled: the purger's and the two sweeps' one way to, so
-// that all send the same requests with the owner the sled checks a chunk against.
+// that all send the same requests with the owner the sled checks a chunk against; and
+// the two sweeps' one way to delete what a pass found, counted and summed up alike.
 
-import { subjects } from "@ballast/protocol";
+import { BallastError, ErrorCode, subjects } from "@ballast/protocol";
 import type { Bus } from "@ballast/runtime";
+import { sweepRequestDeadlineMs } from "./constants.ts";
+import type { DeleteSummary } from "./delete-summary.ts";
 import type { ChunkEntry } from "./purge.ts";
 
 /** One sled object to delete: a chunk (with the owner the sled checks) or a blob. */
@@ -38,4 +41,40 @@ export async function deleteSledObject(
       throw new Error(`no delete for ${JSON.stringify(unreachable)}`);
     }
   }
+}
+
+/** What a sweep has freed so far, for its status. */
+export interface FreedCounts {
+  objectsFreed: number;
+  bytesFreed: number;
+}
+
+/**
+ * Deletes one object a sweep pass found (the orphan sweep's and the leftover sweep's):
+ * once freed, it is counted in `freed` and named in the pass's `summary`; one already
+ * gone (NotFound) is neither; any other answer is said in the summary's line of failed
+ * deletes, and the next pass finds the object again.
+ */
+export async function deleteForPass(
+  bus: Pick<Bus, "request">,
+  target: SledObject & { sled: string; bytes: number },
+  summary: DeleteSummary,
+  freed: FreedCounts,
+): Promise<void> {
+  const object = {
+    sled: target.sled,
+    kind: target.kind,
+    object: target.kind === "chunk" ? target.chunkId : target.key,
+    bytes: target.bytes,
+  };
+  try {
+    await deleteSledObject(bus, target.sled, target, sweepRequestDeadlineMs);
+  } catch (error) {
+    if (error instanceof BallastError && error.code === ErrorCode.NotFound) return;
+    summary.failedOn(object, (error as Error).message);
+    return;
+  }
+  freed.objectsFreed++;
+  freed.bytesFreed += target.bytes;
+  summary.deleted(object);
 }

@@ -84,12 +84,10 @@
 // is claimed again, handing nothing on from before, at the next pass.
 
 import {
-  BallastError,
   type CheckpointHeader,
   checkpointBlobPrefixOf,
   checkpointHeaderLengthBytes,
   checkpointHeaderLengthOf,
-  ErrorCode,
   readCheckpointHeader,
   sledLimits,
   subjects,
@@ -131,7 +129,7 @@ import {
   censusOf,
   checkpointsNamedOf,
 } from "./sled-forgetting.ts";
-import { deleteSledObject } from "./sled-objects.ts";
+import { deleteForPass } from "./sled-objects.ts";
 import type { SledRecords } from "./sled-records.ts";
 import type { Snapshots } from "./snapshots.ts";
 import type { StoreMarks } from "./store-marks.ts";
@@ -426,7 +424,7 @@ export class Sweeper {
     try {
       for (const target of due.slice(0, sweepDeletesPerPassMax)) {
         if (tenures.current() !== tenure) return;
-        await this.delete(target, deleted);
+        await deleteForPass(this.options.service.bus, target, deleted, this.status);
       }
     } finally {
       deleted.log(this.options.service.logger, "orphans no recorded checkpoint references");
@@ -823,27 +821,6 @@ export class Sweeper {
         "could not finish a snapshot delete that was cut off; trying again next pass",
       );
     }
-  }
-
-  /** Deletes one orphan; said in the pass's summary lines (delete-summary.ts). */
-  private async delete(target: SweepTarget, summary: DeleteSummary): Promise<void> {
-    const { bus } = this.options.service;
-    const object = {
-      sled: target.sled,
-      kind: target.kind,
-      object: target.kind === "chunk" ? target.chunkId : target.key,
-      bytes: target.bytes,
-    };
-    try {
-      await deleteSledObject(bus, target.sled, target, sweepRequestDeadlineMs);
-    } catch (error) {
-      if (error instanceof BallastError && error.code === ErrorCode.NotFound) return;
-      summary.failedOn(object, (error as Error).message);
-      return;
-    }
-    this.status.objectsFreed++;
-    this.status.bytesFreed += target.bytes;
-    summary.deleted(object);
   }
 
   /**
