@@ -85,8 +85,9 @@ export interface Bundles {
  * Packages left out of every bundle, imported from node_modules at run time: native
  * add-ons, which load a platform's `.node` file by a path esbuild cannot follow
  * (msgpackr-extract is msgpackr's optional string decoder: bundled, its loader would
- * fail and msgpackr would quietly decode without it), and the bundler itself. A test
- * (bundles.test.ts) checks that no bundled package holds a `.node` file.
+ * fail and msgpackr would quietly decode without it), and the bundler itself.
+ * service-bundles.test.ts checks that no package in the services' bundles holds a
+ * `.node` file, and that a bundle keeps msgpackr's native decoder.
  */
 export const unbundledPackages: readonly string[] = [
   "@node-rs/crc32",
