@@ -53,7 +53,7 @@ test("status shows sled capacity, and a written volume's stored bytes on the sle
   const headNodes = before.services.filter((service) => service.kind === "headnode");
   expect(headNodes).toHaveLength(3);
   for (const headNode of headNodes) {
-    expect(headNode.slowSleds).toEqual({ slow: [], hedgedReads: 0, holds: [] });
+    expect(headNode.slowSleds).toEqual({ slow: [], hedgedReads: 0, hedgedWrites: 0, holds: [] });
   }
   expect(before.capacity!.capacityBytes).toBe(
     sledsOf(before).reduce((total, sled) => total + sled.capacity!.capacityBytes, 0),

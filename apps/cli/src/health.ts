@@ -339,6 +339,8 @@ export interface SlowSledsHeld {
   sleds: { sled: string; slowForMs?: number; holdLeftMs?: number; holdMs?: number }[];
   /** Reads it hedged since it started (not only those around these sleds). */
   hedgedReads: number;
+  /** Chunk writes it hedged since it started; undefined from head nodes that predate it. */
+  hedgedWrites?: number;
 }
 
 /**
@@ -357,6 +359,7 @@ export function slowSledsHeldOf(status: Pick<ClusterStatus, "services">): SlowSl
           headNode: service.id,
           sleds: slowSleds.slow.map((sled) => holds.get(sled) ?? { sled }),
           hedgedReads: slowSleds.hedgedReads,
+          ...(slowSleds.hedgedWrites === undefined ? {} : { hedgedWrites: slowSleds.hedgedWrites }),
         },
       ];
     })

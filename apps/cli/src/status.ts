@@ -18,10 +18,10 @@
 // A live head node's entry also carries `slowSleds`: the sleds it asks last, having seen
 // them slow lately (alive but answering late), and the reads it hedged since it started,
 // with each sled's hold as of its answer —
-//   { "slow": ["sled-2"], "hedgedReads": 14,
+//   { "slow": ["sled-2"], "hedgedReads": 14, "hedgedWrites": 2,
 //     "holds": [ { "sled": "sled-2", "slowForMs": 130000, "holdLeftMs": 25000,
 //                  "holdMs": 60000 } ] }
-// (`holds` absent from head nodes that predate it; the same object is in its
+// (`holds` and `hedgedWrites` absent from head nodes that predate them; the same object is in its
 // `info.details.slowSleds`).
 //
 // Fields are only ever added, never renamed or removed, within protocol v1.
@@ -274,14 +274,19 @@ export function slowSledLines(status: Pick<ClusterStatus, "services">): string[]
   if (held.length === 0) return [];
   return [
     "",
-    "SLOW SLEDS (alive but answering late: asked last, reads hedged; not counted by --check)",
-    ...held.map(({ headNode, sleds, hedgedReads }) => {
+    "SLOW SLEDS (alive but answering late: asked last, reads and chunk writes hedged; not counted by --check)",
+    ...held.map(({ headNode, sleds, hedgedReads, hedgedWrites }) => {
       const shown = sleds.map((hold) =>
         hold.slowForMs === undefined || hold.holdLeftMs === undefined
           ? `${hold.sled} slow`
           : `${hold.sled} slow for ${formatDuration(hold.slowForMs)} (asked last ${formatDuration(hold.holdLeftMs)} more${hold.holdMs === undefined ? "" : ` of a ${formatDuration(hold.holdMs)} hold`})`,
       );
-      return `  ${headNode} holds ${shown.join(", ")}; ${hedgedReads} ${hedgedReads === 1 ? "read" : "reads"} hedged since it started`;
+      const reads = `${hedgedReads} ${hedgedReads === 1 ? "read" : "reads"}`;
+      const writes =
+        hedgedWrites === undefined || hedgedWrites === 0
+          ? ""
+          : ` and ${hedgedWrites} chunk ${hedgedWrites === 1 ? "write" : "writes"}`;
+      return `  ${headNode} holds ${shown.join(", ")}; ${reads}${writes} hedged since it started`;
     }),
   ];
 }

@@ -72,14 +72,19 @@ describe("slow sleds in status", () => {
         service("headnode", "head-3", { slowSleds: { slow: [], hedgedReads: 9, holds: [] } }),
         // An older head node says which sleds, not for how long.
         service("headnode", "head-1", { slowSleds: { slow: ["sled-2"], hedgedReads: 14 } }),
+        // A newer one says the chunk writes it hedged too, when there were any.
+        service("headnode", "head-4", {
+          slowSleds: { slow: ["sled-3"], hedgedReads: 1, hedgedWrites: 2, holds: [] },
+        }),
         service("sled", "sled-2"),
       ]),
     );
     expect(lines).toEqual([
       "",
-      "SLOW SLEDS (alive but answering late: asked last, reads hedged; not counted by --check)",
+      "SLOW SLEDS (alive but answering late: asked last, reads and chunk writes hedged; not counted by --check)",
       "  head-1 holds sled-2 slow; 14 reads hedged since it started",
       "  head-2 holds sled-2 slow for 2m10s (asked last 25.0s more of a 1m0s hold), sled-3 slow for 4.0s (asked last 26.0s more of a 30.0s hold); 1 read hedged since it started",
+      "  head-4 holds sled-3 slow; 1 read and 2 chunk writes hedged since it started",
     ]);
   });
 
@@ -140,7 +145,7 @@ describe("slow sleds in status", () => {
     expect(sleds).toMatch(/sled-2\s+in\s+since 1m40s ago$/);
     const shown = formatStatus(slow, 100_000);
     expect(shown).toContain(
-      "\nSLOW SLEDS (alive but answering late: asked last, reads hedged; not counted by --check)\n  head-1 holds sled-1 slow for 1.0s (asked last 29.0s more of a 30.0s hold); 2 reads hedged since it started\n\nVOLUMES\n",
+      "\nSLOW SLEDS (alive but answering late: asked last, reads and chunk writes hedged; not counted by --check)\n  head-1 holds sled-1 slow for 1.0s (asked last 29.0s more of a 30.0s hold); 2 reads hedged since it started\n\nVOLUMES\n",
     );
     expect(shown).toContain("health: full strength (1 partitions)");
     expect(isFullStrength(slow)).toBe(true);

@@ -32,6 +32,7 @@ describe("reply envelope", () => {
     const slowSleds = {
       slow: ["sled-2"],
       hedgedReads: 3,
+      hedgedWrites: 2,
       holds: [{ sled: "sled-2", slowForMs: 4_000, holdLeftMs: 26_000, holdMs: 30_000 }],
     };
     expect(decodeReply("node.info.v1", info({ slowSleds, session: 7 })).details).toEqual({
@@ -46,6 +47,7 @@ describe("reply envelope", () => {
     for (const bad of [
       { slow: "sled-2", hedgedReads: 0 },
       { slow: [], hedgedReads: -1 },
+      { slow: [], hedgedReads: 0, hedgedWrites: 0.5 },
       { slow: ["sled-2"], hedgedReads: 0, holds: [{ sled: "sled-2", slowForMs: 1.5 }] },
     ]) {
       expect(() => decodeReply("node.info.v1", info({ slowSleds: bad }))).toThrow(

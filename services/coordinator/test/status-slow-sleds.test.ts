@@ -22,6 +22,7 @@ const member = (kind: Member["kind"], id: string, alive = true): Member => ({
 const slowSleds: SlowSledsInfo = {
   slow: ["sled-2"],
   hedgedReads: 5,
+  hedgedWrites: 1,
   holds: [{ sled: "sled-2", slowForMs: 70_000, holdLeftMs: 50_000, holdMs: 60_000 }],
 };
 

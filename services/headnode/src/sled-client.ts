@@ -53,6 +53,14 @@
 // `sledReadHedgeMs` asks the next copy too (a hedge) and takes whichever sound answer
 // comes first: before, a read waited on the first copy for its whole deadline (10 s,
 // twice the client's), so a sled slow but alive held every cold read of its chunks.
+// Chunk writes hedge too: a copy not answered within `sledWriteHedgeMs` has the next
+// sled in order written as well, and the write is done once `chunkCopies` sleds hold
+// the chunk; a copy that fails is replaced by the next sled at once. Before (session
+// 24), a flush waited for both copies it began, a slow sled's for up to its 10 s
+// deadline, before it tried another sled: the sled not yet known slow held every flush
+// that began on it, and the journal filled behind them. A copy answered after its
+// write is done is a spare that no chunk table lists: it stays on its sled until the
+// chunk is dropped, when the orphan sweep finds it (coordinator sweep.ts).
 
 // Sleds answering again: a request to a sled that goes unanswered (Timeout, or Unavailable:
 // no responder, a connection gone) marks the sled silent; its next answer, of any kind
@@ -94,6 +102,13 @@ export const sledDeadlineMs = 10_000;
  * next copy answers within a client's request deadline (5 s).
  */
 export const sledReadHedgeMs = 1_000;
+/**
+ * A chunk write whose copies have not all answered within this long writes one more
+ * sled (see the header), and one more again each further interval. As long as the
+ * answer that marks a sled slow (`sledSlowAnswerMs`): a write a healthy sled answers
+ * (4 MiB at most) costs no spare copy, and once one is hedged its sled is held slow.
+ */
+export const sledWriteHedgeMs = sledSlowAnswerMs;
 /**
  * The most damaged chunk ids taken from one sled's list (`damagedChunks`): beyond it, the
  * rest wait until repairs have shortened the list.
@@ -202,6 +217,8 @@ export interface SlowSledStats {
   slow: string[];
   /** Reads that asked a further copy because the one asked had not answered in time. */
   hedgedReads: number;
+  /** Chunk writes that wrote a further sled because a copy had not answered in time. */
+  hedgedWrites: number;
   /** Each slow sled's hold, in the order of `slow`: for how long, and how much is left. */
   holds: SlowSledHold[];
 }
@@ -215,13 +232,17 @@ function observeSlowSleds(meter: Meter, client: SledClient): void {
   const hedged = meter.createObservableCounter("ballast_headnode_sled_reads_hedged", {
     description: "chunk reads that asked a further copy because the sled asked first was slow",
   });
+  const hedgedWrites = meter.createObservableCounter("ballast_headnode_sled_writes_hedged", {
+    description: "chunk writes that wrote a further sled because a copy had not answered in time",
+  });
   meter.addBatchObservableCallback(
     (result) => {
       const stats = client.slowStats();
       result.observe(slow, stats.slow.length);
       result.observe(hedged, stats.hedgedReads);
+      result.observe(hedgedWrites, stats.hedgedWrites);
     },
-    [slow, hedged],
+    [slow, hedged, hedgedWrites],
   );
 }
 
@@ -277,6 +298,7 @@ export class SledClient {
   /** One warning per sled when it is seen slow, a reminder per logRepeatIntervalMs. */
   private readonly slowLog = new RepeatLog();
   private hedgedReads = 0;
+  private hedgedWrites = 0;
 
   /** Chunk bytes by 4 KiB block (see the header); off when its capacity is 0. */
   readonly cache: ChunkCache;
@@ -309,10 +331,15 @@ export class SledClient {
     }
   }
 
-  /** The sleds asked last now with their holds, and the reads hedged so far. */
+  /** The sleds asked last now with their holds, and the reads and writes hedged so far. */
   slowStats(): SlowSledStats {
     const holds = this.slowSleds.holdsAt(this.clock());
-    return { slow: holds.map((hold) => hold.sled), hedgedReads: this.hedgedReads, holds };
+    return {
+      slow: holds.map((hold) => hold.sled),
+      hedgedReads: this.hedgedReads,
+      hedgedWrites: this.hedgedWrites,
+      holds,
+    };
   }
 
   /**
@@ -385,11 +412,13 @@ export class SledClient {
   /**
    * Writes the chunk to `chunkCopies` sleds, starting at a position chosen by the chunk
    * number so that chunks spread over the sleds; a sled that fails, or stores a copy
-   * whose CRC32C is not `checksum`, is replaced by the next. Resolves with the sleds
-   * that hold it; rejects if fewer than two could: with NoSpace when every sled that
-   * failed answered NoSpace, else Unavailable. `data` is handed over: once written, the
-   * cache may keep it as it is, so it must never be written again (a flush's chunk is
-   * not: sled chunks are write-once).
+   * whose CRC32C is not `checksum`, is replaced by the next at once, and one that has not
+   * answered within `sledWriteHedgeMs` gets the next written beside it (see the header).
+   * Resolves with the first `chunkCopies` sleds that hold it, in the order they were
+   * asked; rejects if fewer could: with NoSpace when every sled that failed answered
+   * NoSpace, else Unavailable. `data` is handed over: once written, the cache may keep
+   * it as it is, so it must never be written again (a flush's chunk is not: sled chunks
+   * are write-once).
    */
   async writeChunk(
     owner: ChunkOwner,
@@ -409,33 +438,66 @@ export class SledClient {
     // One encoding for every copy, in parts: the chunk's bytes (up to 4 MiB) go to each
     // sled's request from where they are, never copied into an encoding.
     const encoded = encodeMessageParts({ type: "sled.chunk.write.v1", owner, chunkId, data });
-    const holders: string[] = [];
-    const failures: string[] = [];
-    let allNoSpace = true;
-    for (let next = 0; holders.length < limits.chunkCopies && next < order.length; ) {
-      const batch = order.slice(next, next + limits.chunkCopies - holders.length);
-      next += batch.length;
-      const results = await Promise.allSettled(
-        batch.map((sled) => this.writeCopy(owner, chunkId, sled, data, checksum, encoded)),
-      );
-      results.forEach((result, index) => {
-        if (result.status === "fulfilled") {
-          holders.push(batch[index]!);
-          return;
+    const holders = await new Promise<string[]>((resolve, reject) => {
+      const held: string[] = [];
+      const failures: string[] = [];
+      let allNoSpace = true;
+      let next = 0;
+      let inFlight = 0;
+      let done = false;
+      let cancelHedge: (() => void) | undefined;
+      const settle = () => {
+        if (held.length >= limits.chunkCopies) {
+          done = true;
+          cancelHedge?.();
+          held.sort((a, b) => order.indexOf(a) - order.indexOf(b));
+          resolve(held.slice(0, limits.chunkCopies));
+        } else if (held.length + inFlight < limits.chunkCopies && next >= order.length) {
+          done = true;
+          cancelHedge?.();
+          // Every sled that failed was full: say so, so that the core can answer writes
+          // NoSpace instead of letting them wait for room that is not coming.
+          reject(
+            new BallastError(
+              allNoSpace ? ErrorCode.NoSpace : ErrorCode.Unavailable,
+              `chunk ${chunkId} reached ${held.length} of ${limits.chunkCopies} sleds: ${failures.join("; ")}`,
+            ),
+          );
         }
-        failures.push(`${batch[index]}: ${(result.reason as Error).message}`);
-        const code = result.reason instanceof BallastError ? result.reason.code : undefined;
-        if (code !== ErrorCode.NoSpace) allNoSpace = false;
-      });
-    }
-    if (holders.length < limits.chunkCopies) {
-      // Every sled that failed was full: say so, so that the core can answer writes
-      // NoSpace instead of letting them wait for room that is not coming.
-      throw new BallastError(
-        allNoSpace ? ErrorCode.NoSpace : ErrorCode.Unavailable,
-        `chunk ${chunkId} reached ${holders.length} of ${limits.chunkCopies} sleds: ${failures.join("; ")}`,
-      );
-    }
+      };
+      const write = (sled: string) => {
+        inFlight++;
+        this.writeCopy(owner, chunkId, sled, data, checksum, encoded).then(
+          () => {
+            inFlight--;
+            // Answered after the write was done: a spare copy (see the header).
+            if (done) return;
+            held.push(sled);
+            settle();
+          },
+          (error: unknown) => {
+            inFlight--;
+            if (done) return;
+            failures.push(`${sled}: ${(error as Error).message}`);
+            const code = error instanceof BallastError ? error.code : undefined;
+            if (code !== ErrorCode.NoSpace) allNoSpace = false;
+            if (next < order.length) write(order[next++]!);
+            settle();
+          },
+        );
+      };
+      const hedgeLater = () => {
+        cancelHedge = this.schedule(sledWriteHedgeMs, () => {
+          cancelHedge = undefined;
+          if (done || next >= order.length) return;
+          this.hedgedWrites++;
+          write(order[next++]!);
+          hedgeLater();
+        });
+      };
+      while (next < limits.chunkCopies) write(order[next++]!);
+      hedgeLater();
+    });
     // What the primary just flushed is what its reads will ask for next; every holder
     // stored exactly these bytes (its CRC32C matched). Kept whole, without a copy.
     this.cache.insertChunk(chunkId, data);

@@ -13,6 +13,7 @@ import {
   SledClient,
   type SledClientOptions,
   sledReadHedgeMs,
+  sledWriteHedgeMs,
 } from "../src/sled-client.ts";
 import { sledSlowAnswerMs, sledSlowHoldMs } from "../src/slow-sleds.ts";
 
@@ -523,6 +524,100 @@ describe("slow sleds (alive, answering late)", () => {
     expect(client.slowStats().hedgedReads).toBe(0);
   });
 
+  test("a chunk write whose copy does not answer within the hedge delay writes the next sled too", async () => {
+    const timers = fakeTimers();
+    const { sleds, client } = cluster(["sled-1", "sled-2", "sled-3"], {
+      schedule: timers.schedule,
+    });
+    let release: () => void = () => undefined;
+    sled(sleds, "sled-1").gate = new Promise((resolve) => {
+      release = resolve;
+    });
+    let holders: string[] | undefined;
+    const write = client.writeChunk(owner, "c0", good, [...sleds.keys()], 0, checksum);
+    void write.then((held) => {
+      holders = held;
+    });
+    await turns();
+    // sled-2 holds its copy; sled-1 has not answered, and nothing else was asked yet.
+    expect(holders).toBeUndefined();
+    expect(sled(sleds, "sled-3").log).toEqual([]);
+    // By the hedge delay: sled-3 is written too, and the write is done with two copies.
+    expect(timers.fire()).toEqual([sledWriteHedgeMs]);
+    await turns();
+    expect(holders).toEqual(["sled-2", "sled-3"]);
+    expect(sled(sleds, "sled-3").chunks.has("c0")).toBe(true);
+    expect(client.slowStats().hedgedWrites).toBe(1);
+    // Nothing more is hedged once it is done; sled-1's late copy is a spare.
+    expect(timers.fire()).toEqual([]);
+    release();
+    await turns();
+    expect(sled(sleds, "sled-1").chunks.has("c0")).toBe(true);
+    expect(await write).toEqual(["sled-2", "sled-3"]);
+  });
+
+  test("a chunk write whose copies answer before the hedge delay writes no other sled", async () => {
+    const timers = fakeTimers();
+    const { sleds, client } = cluster(["sled-1", "sled-2", "sled-3"], {
+      schedule: timers.schedule,
+    });
+    expect(await client.writeChunk(owner, "c0", good, [...sleds.keys()], 0, checksum)).toEqual([
+      "sled-1",
+      "sled-2",
+    ]);
+    expect(timers.fire()).toEqual([]);
+    expect(sled(sleds, "sled-3").log).toEqual([]);
+    expect(client.slowStats().hedgedWrites).toBe(0);
+  });
+
+  test("a copy that fails is replaced at once, without waiting for the other copy to answer", async () => {
+    const timers = fakeTimers();
+    const { sleds, client } = cluster(["sled-1", "sled-2", "sled-3"], {
+      schedule: timers.schedule,
+    });
+    sled(sleds, "sled-1").writeError = new BallastError(ErrorCode.Unavailable, "down");
+    let release: () => void = () => undefined;
+    sled(sleds, "sled-2").gate = new Promise((resolve) => {
+      release = resolve;
+    });
+    const write = client.writeChunk(owner, "c0", good, [...sleds.keys()], 0, checksum);
+    await turns();
+    // Before session 24 sled-3 was asked only once sled-2 had answered too.
+    expect(sled(sleds, "sled-3").chunks.has("c0")).toBe(true);
+    release();
+    expect(await write).toEqual(["sled-2", "sled-3"]);
+    expect(client.slowStats().hedgedWrites).toBe(0);
+  });
+
+  test("a chunk write that can no longer reach two sleds fails at once, not once every copy answered", async () => {
+    const timers = fakeTimers();
+    const { sleds, client } = cluster(["sled-1", "sled-2", "sled-3"], {
+      schedule: timers.schedule,
+    });
+    let release: () => void = () => undefined;
+    sled(sleds, "sled-1").gate = new Promise((resolve) => {
+      release = resolve;
+    });
+    sled(sleds, "sled-2").writeError = new BallastError(ErrorCode.Unavailable, "down");
+    sled(sleds, "sled-3").writeError = new BallastError(ErrorCode.Unavailable, "down");
+    let failed: unknown;
+    const write = client
+      .writeChunk(owner, "c0", good, [...sleds.keys()], 0, checksum)
+      .catch((error: unknown) => {
+        failed = error;
+      });
+    await turns();
+    // sled-1 could make one copy at most: the flush hears at once, not in 10 s.
+    expect(failed).toBeInstanceOf(BallastError);
+    expect((failed as BallastError).code).toBe(ErrorCode.Unavailable);
+    expect((failed as BallastError).message).toMatch(
+      /reached 0 of 2 sleds: sled-2: down; sled-3: down/,
+    );
+    expect(timers.fire()).toEqual([]);
+    release();
+    await write;
+  });
+
   test("a sled that missed a deadline is asked last by reads, chunk writes and blob stores, until the hold ends", async () => {
     let nowMs = 0;
     const { sleds, sent, client } = cluster(["sled-1", "sled-2", "sled-3"], {
@@ -539,6 +634,7 @@ describe("slow sleds (alive, answering late)", () => {
     expect(client.slowStats()).toEqual({
       slow: ["sled-1"],
       hedgedReads: 0,
+      hedgedWrites: 0,
       holds: [
         {
           sled: "sled-1",

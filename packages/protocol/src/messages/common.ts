@@ -46,6 +46,11 @@ export const SlowSledsInfo = z.object({
   /** Reads that asked a further copy because the one asked had not answered in time. */
   hedgedReads: unsignedInteger,
   /**
+   * Chunk writes that wrote a further sled because a copy had not answered in time.
+   * Absent from head nodes that predate it.
+   */
+  hedgedWrites: unsignedInteger.optional(),
+  /**
    * Each slow sled's hold, as of the answer (ms on the head node's own clock): slow for
    * how long (since the first hold of a run of doubled holds), how much of the hold is
    * left, and its length (30 s, doubled while the sled stays slow, up to 5 min). Absent
