@@ -159,6 +159,15 @@ function sled(sleds: Map<string, FakeSled>, name: string): FakeSled {
   return sleds.get(name)!;
 }
 
+/** Holds every answer of `fake` until the function returned is called (a slow sled). */
+function hold(fake: FakeSled): () => void {
+  let release: () => void = () => undefined;
+  fake.gate = new Promise((resolve) => {
+    release = resolve;
+  });
+  return () => release();
+}
+
 describe("chunk writes", () => {
   test("a sled that stores other bytes than the primary packed does not count as a copy", async () => {
     const { sleds, client } = cluster(["sled-1", "sled-2", "sled-3"]);
@@ -490,10 +499,7 @@ describe("slow sleds (alive, answering late)", () => {
     const { sleds, client } = cluster(["sled-1", "sled-2"], { schedule: timers.schedule });
     for (const name of ["sled-1", "sled-2"])
       sled(sleds, name).chunks.set("c0", { data: good.slice(), damaged: false });
-    let release: () => void = () => undefined;
-    sled(sleds, "sled-1").gate = new Promise((resolve) => {
-      release = resolve;
-    });
+    const release = hold(sled(sleds, "sled-1"));
     let answered: Uint8Array | undefined;
     const read = client.readChunk(owner, "c0", ["sled-1", "sled-2"], 0, 4096).then((data) => {
       answered = data;
@@ -529,10 +535,7 @@ describe("slow sleds (alive, answering late)", () => {
     const { sleds, client } = cluster(["sled-1", "sled-2", "sled-3"], {
       schedule: timers.schedule,
     });
-    let release: () => void = () => undefined;
-    sled(sleds, "sled-1").gate = new Promise((resolve) => {
-      release = resolve;
-    });
+    const release = hold(sled(sleds, "sled-1"));
     let holders: string[] | undefined;
     const write = client.writeChunk(owner, "c0", good, [...sleds.keys()], 0, checksum);
     void write.then((held) => {
@@ -576,10 +579,7 @@ describe("slow sleds (alive, answering late)", () => {
       schedule: timers.schedule,
     });
     sled(sleds, "sled-1").writeError = new BallastError(ErrorCode.Unavailable, "down");
-    let release: () => void = () => undefined;
-    sled(sleds, "sled-2").gate = new Promise((resolve) => {
-      release = resolve;
-    });
+    const release = hold(sled(sleds, "sled-2"));
     const write = client.writeChunk(owner, "c0", good, [...sleds.keys()], 0, checksum);
     await turns();
     // Before session 24 sled-3 was asked only once sled-2 had answered too.
@@ -594,10 +594,7 @@ describe("slow sleds (alive, answering late)", () => {
     const { sleds, client } = cluster(["sled-1", "sled-2", "sled-3"], {
       schedule: timers.schedule,
     });
-    let release: () => void = () => undefined;
-    sled(sleds, "sled-1").gate = new Promise((resolve) => {
-      release = resolve;
-    });
+    const release = hold(sled(sleds, "sled-1"));
     sled(sleds, "sled-2").writeError = new BallastError(ErrorCode.Unavailable, "down");
     sled(sleds, "sled-3").writeError = new BallastError(ErrorCode.Unavailable, "down");
     let failed: unknown;
