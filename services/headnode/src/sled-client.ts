@@ -53,7 +53,7 @@
 // `sledReadHedgeMs` asks the next copy too (a hedge) and takes whichever sound answer
 // comes first: before, a read waited on the first copy for its whole deadline (10 s,
 // twice the client's), so a sled slow but alive held every cold read of its chunks.
-// Chunk writes hedge too: a copy not answered within `sledWriteHedgeMs` has the next
+// Chunk writes hedge too: a copy not answered within `sledWriteHedgeMs` (4 s) has the next
 // sled in order written as well, and the write is done once `chunkCopies` sleds hold
 // the chunk; a copy that fails is replaced by the next sled at once. Before (session
 // 24), a flush waited for both copies it began, a slow sled's for up to its 10 s
@@ -104,11 +104,13 @@ export const sledDeadlineMs = 10_000;
 export const sledReadHedgeMs = 1_000;
 /**
  * A chunk write whose copies have not all answered within this long writes one more
- * sled (see the header), and one more again each further interval. As long as the
- * answer that marks a sled slow (`sledSlowAnswerMs`): a write a healthy sled answers
- * (4 MiB at most) costs no spare copy, and once one is hedged its sled is held slow.
+ * sled (see the header), and one more again each further interval. Twice the answer
+ * that marks a sled slow (`sledSlowAnswerMs`), and later than a read's hedge: each
+ * hedge leaves a spare copy on a sled until its chunk is dropped, so a write a healthy
+ * sled answers late on a loaded machine (4 MiB at most) should not make one; and less
+ * than half the deadline a hung sled would otherwise hold each flush for.
  */
-export const sledWriteHedgeMs = sledSlowAnswerMs;
+export const sledWriteHedgeMs = 2 * sledSlowAnswerMs;
 /**
  * The most damaged chunk ids taken from one sled's list (`damagedChunks`): beyond it, the
  * rest wait until repairs have shortened the list.
