@@ -1,10 +1,12 @@
 // How LocalCluster runs services, from their bundles or through tsx, checked on the
 // command lines of the real processes; a restarted service runs the bundle
 // its cluster started with; a runner name the launcher does not know stops the start
-// before anything runs.
+// before anything runs; and a stop that kills (the tests' teardown) ends every process,
+// NATS too, without the graceful stop's shutdown, which a plain stop still does.
 
 import { readdir, readFile } from "node:fs/promises";
-import { LocalCluster, serviceBundleDir, serviceEntry } from "@ballast/cli";
+import { join } from "node:path";
+import { isAlive, LocalCluster, serviceBundleDir, serviceEntry } from "@ballast/cli";
 import { afterEach, describe, expect, test } from "vitest";
 import {
   startTestCluster,
@@ -52,6 +54,23 @@ describe("service runner", () => {
     expect(args).toContain("--import");
     expect(args).toContain(serviceEntry("coordinator"));
     expect(args.some((arg) => arg.startsWith(serviceBundleDir))).toBe(false);
+  });
+
+  test("a stop with kill ends every process at once; a plain stop shuts each service down", async () => {
+    for (const kill of [true, false]) {
+      running = await startTestCluster({ coordinators: 1, headNodes: 1, sleds: 1 });
+      const { cluster, dataDir } = running;
+      const ids = cluster.ids();
+      const pids = [...ids.map((id) => cluster.pid(id)), cluster.natsServer!.pid];
+      await cluster.stop({ kill });
+      for (const pid of pids) expect(isAlive(pid), `pid ${pid}`).toBe(false);
+      for (const id of ids) {
+        const log = await readFile(join(dataDir, "logs", `${id}.log`), "utf8");
+        expect(log.includes('"msg":"shutting down"'), `${id} (kill: ${kill})`).toBe(!kill);
+      }
+      await running.stop();
+      running = undefined;
+    }
   });
 
   test("an unknown BALLAST_SERVICE_RUNNER fails the start before anything runs", async () => {

@@ -112,9 +112,12 @@ export async function startTestCluster(
     dataDir: directory.path,
     async stop() {
       await started.close();
-      await cluster.stop();
-      // BALLAST_TEST_KEEP_DATA=1 keeps logs and data for a look after a failure.
-      if (process.env.BALLAST_TEST_KEEP_DATA) process.stderr.write(`kept ${directory.path}\n`);
+      // BALLAST_TEST_KEEP_DATA=1 keeps logs and data for a look after a failure, from a
+      // graceful stop. Otherwise the directory goes next, so the processes are killed:
+      // a graceful stop took 0.4 to 0.5 s of every test file, for nothing any test reads.
+      const keep = Boolean(process.env.BALLAST_TEST_KEEP_DATA);
+      await cluster.stop({ kill: !keep });
+      if (keep) process.stderr.write(`kept ${directory.path}\n`);
       else await directory.remove();
     },
   };

@@ -55,7 +55,7 @@ import {
   type RunningNatsServer,
   startNatsServer,
 } from "./nats-server.ts";
-import { exited, isRunning, spawnChild, stopChild } from "./processes.ts";
+import { exited, isRunning, killChild, spawnChild, stopChild } from "./processes.ts";
 import {
   repositoryRoot,
   type ServiceCommands,
@@ -345,15 +345,29 @@ export class LocalCluster {
   /**
    * Stops every service (in parallel, gracefully), then the nats-servers it started.
    * Every process is stopped even if stopping one fails; the first failure is thrown.
+   *
+   * With `kill`, every process gets SIGKILL at once, as in a crash of the whole
+   * machine: nothing drains or closes its files. For a caller that deletes the data
+   * directory next and needs nothing a graceful stop does (the tests' teardown, where
+   * the graceful stop of five services and NATS took 0.4 to 0.5 s of every test file).
    */
-  async stop(): Promise<void> {
+  async stop(options: { kill?: boolean } = {}): Promise<void> {
+    const stop = options.kill === true ? killChild : stopChild;
     const services = await Promise.allSettled(
       [...this.services.values()].map(async (managed) => {
         managed.stopping = true;
-        if (managed.child !== undefined) await stopChild(managed.child);
+        if (managed.child !== undefined) await stop(managed.child);
       }),
     );
-    const nats = await Promise.allSettled(this.nats.map((server) => server?.stop()));
+    const nats = await Promise.allSettled(
+      this.nats.map((server) =>
+        server === undefined
+          ? undefined
+          : options.kill === true
+            ? killChild(server.child)
+            : server.stop(),
+      ),
+    );
     const failed = [...services, ...nats].find((result) => result.status === "rejected");
     if (failed !== undefined) throw failed.reason;
   }

@@ -56,6 +56,14 @@ export async function stopChild(child: ChildProcess, graceMs = childStopGraceMs)
   clearTimeout(timer);
 }
 
+/** SIGKILL at once (a stopped child too); resolves once the child is gone. */
+export async function killChild(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const gone = exited(child);
+  child.kill("SIGKILL");
+  await gone;
+}
+
 /** Whether `child` has neither exited nor been killed (it may be stopped by SIGSTOP). */
 export function isRunning(child: ChildProcess | undefined): child is ChildProcess {
   return child !== undefined && child.exitCode === null && child.signalCode === null;
