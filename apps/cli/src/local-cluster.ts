@@ -353,6 +353,7 @@ export class LocalCluster {
    */
   async stop(options: { kill?: boolean } = {}): Promise<void> {
     const stop = options.kill === true ? killChild : stopChild;
+    // A nats-server's own stop is stopChild on its process, as a service's is.
     const services = await Promise.allSettled(
       [...this.services.values()].map(async (managed) => {
         managed.stopping = true;
@@ -360,13 +361,7 @@ export class LocalCluster {
       }),
     );
     const nats = await Promise.allSettled(
-      this.nats.map((server) =>
-        server === undefined
-          ? undefined
-          : options.kill === true
-            ? killChild(server.child)
-            : server.stop(),
-      ),
+      this.nats.map((server) => (server === undefined ? undefined : stop(server.child))),
     );
     const failed = [...services, ...nats].find((result) => result.status === "rejected");
     if (failed !== undefined) throw failed.reason;

@@ -55,7 +55,8 @@
 // twice the client's), so a sled slow but alive held every cold read of its chunks.
 // Chunk writes hedge too: a copy not answered within `sledWriteHedgeMs` (4 s) has the next
 // sled in order written as well, and the write is done once `chunkCopies` sleds hold
-// the chunk; a copy that fails is replaced by the next sled at once. Before (session
+// the chunk; a copy that fails is replaced by the next sled at once, unless the copies
+// still under way can make up the count. Before (session
 // 24), a flush waited for both copies it began, a slow sled's for up to its 10 s
 // deadline, before it tried another sled: the sled not yet known slow held every flush
 // that began on it, and the journal filled behind them. A copy answered after its
@@ -414,7 +415,8 @@ export class SledClient {
   /**
    * Writes the chunk to `chunkCopies` sleds, starting at a position chosen by the chunk
    * number so that chunks spread over the sleds; a sled that fails, or stores a copy
-   * whose CRC32C is not `checksum`, is replaced by the next at once, and one that has not
+   * whose CRC32C is not `checksum`, is replaced by the next at once (unless the copies
+   * under way can still make up the count), and one that has not
    * answered within `sledWriteHedgeMs` gets the next written beside it (see the header).
    * Resolves with the first `chunkCopies` sleds that hold it, in the order they were
    * asked; rejects if fewer could: with NoSpace when every sled that failed answered
@@ -448,15 +450,19 @@ export class SledClient {
       let inFlight = 0;
       let done = false;
       let cancelHedge: (() => void) | undefined;
+      const finish = () => {
+        done = true;
+        cancelHedge?.();
+      };
+      // Copies land one at a time and nothing lands once done: `held` never passes
+      // chunkCopies.
       const settle = () => {
-        if (held.length >= limits.chunkCopies) {
-          done = true;
-          cancelHedge?.();
+        if (held.length === limits.chunkCopies) {
+          finish();
           held.sort((a, b) => order.indexOf(a) - order.indexOf(b));
-          resolve(held.slice(0, limits.chunkCopies));
+          resolve(held);
         } else if (held.length + inFlight < limits.chunkCopies && next >= order.length) {
-          done = true;
-          cancelHedge?.();
+          finish();
           // Every sled that failed was full: say so, so that the core can answer writes
           // NoSpace instead of letting them wait for room that is not coming.
           reject(
@@ -483,7 +489,11 @@ export class SledClient {
             failures.push(`${sled}: ${(error as Error).message}`);
             const code = error instanceof BallastError ? error.code : undefined;
             if (code !== ErrorCode.NoSpace) allNoSpace = false;
-            if (next < order.length) write(order[next++]!);
+            // Replaced only where the copies still under way cannot make up the count (a
+            // hedge may already be writing the sled that would replace it).
+            if (held.length + inFlight < limits.chunkCopies && next < order.length) {
+              write(order[next++]!);
+            }
             settle();
           },
         );

@@ -589,6 +589,29 @@ describe("slow sleds (alive, answering late)", () => {
     expect(client.slowStats().hedgedWrites).toBe(0);
   });
 
+  test("a failed copy is not replaced while the copies under way can still make two", async () => {
+    const timers = fakeTimers();
+    const { sleds, client } = cluster(["sled-1", "sled-2", "sled-3", "sled-4"], {
+      schedule: timers.schedule,
+    });
+    const releaseFirst = hold(sled(sleds, "sled-1"));
+    const releaseSecond = hold(sled(sleds, "sled-2"));
+    const write = client.writeChunk(owner, "c0", good, [...sleds.keys()], 0, checksum);
+    await turns();
+    // Neither has answered by the hedge delay: sled-3 is written too, and holds a copy.
+    expect(timers.fire()).toEqual([sledWriteHedgeMs]);
+    await turns();
+    expect(sled(sleds, "sled-3").chunks.has("c0")).toBe(true);
+    // sled-2 fails: sled-1, still writing, and sled-3 can make two, so sled-4 is not asked.
+    sled(sleds, "sled-2").writeError = new BallastError(ErrorCode.Unavailable, "down");
+    releaseSecond();
+    await turns();
+    expect(sled(sleds, "sled-4").log).toEqual([]);
+    releaseFirst();
+    expect(await write).toEqual(["sled-1", "sled-3"]);
+    expect(sled(sleds, "sled-4").log).toEqual([]);
+  });
+
   test("a chunk write that can no longer reach two sleds fails at once, not once every copy answered", async () => {
     const timers = fakeTimers();
     const { sleds, client } = cluster(["sled-1", "sled-2", "sled-3"], {
