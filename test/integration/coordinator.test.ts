@@ -6,6 +6,7 @@ import {
   decodeValue,
   ErrorCode,
   encodeMessage,
+  limits,
   type Message,
   type ResultOf,
   subjects,
@@ -229,8 +230,16 @@ describe("fencing", () => {
         },
         30_000,
       );
-      // The coordinator waited for the frozen primary's read lease to run out.
-      expect(Date.now() - frozenAtMs).toBeGreaterThanOrEqual(3000);
+      // The coordinator waited for the frozen primary's read lease to run out. It counts
+      // the lease from its answer to the primary's last report, which came before the
+      // freeze by up to a report interval (more on a loaded machine: stop 38 saw 575 ms),
+      // so the bound allows two intervals. Without the wait, the replacement would come
+      // once the heartbeat timeout (1.5 s here) had passed.
+      const leaseWaitMinMs =
+        limits.primaryLeaseMs +
+        limits.primaryLeaseDriftMarginMs -
+        2 * limits.headnodeReportIntervalMs;
+      expect(Date.now() - frozenAtMs).toBeGreaterThanOrEqual(leaseWaitMinMs);
       expect(after.epoch).toBeGreaterThan(before.epoch);
       await io.writeBlock(300, 0x22); // acknowledged by the new primary
     } finally {
