@@ -8,7 +8,11 @@
 //
 // Jobs (in this order, so that the reads find written data): 4 KiB random write at QD1
 // and QD32, 1 MiB sequential write at QD8 over the whole test size, then 4 KiB random
-// read at QD32 and 1 MiB sequential read at QD8.
+// read at QD32 and 1 MiB sequential read at QD8. Before them, on every target alike, an
+// unmeasured warm-up of 4 KiB random writes at QD32 (`--warmup`): a cluster just started
+// runs its services' code unoptimised, and at QD1's few hundred writes a second V8 takes
+// many seconds to optimise it (10 s of QD1 after 1 s of warm-up cost 1.5 to 3.1 ms of CPU
+// a write over all processes, after 10 s 1.2 to 1.5 ms: docs/performance.md, session 26).
 //
 // Failure model: fio or nbdkit missing is a clear error (exit 4, missing tool); a job
 // that fails is reported as failed and the rest go on; the cluster, the nbdkit servers
@@ -35,6 +39,8 @@ Options:
   --quick            3 s per job and a 64 MiB test size (default 20 s and 512 MiB)
   --replicas N       replica count of the volume (2 or 3; default 2)
   --seconds N        seconds per job
+  --warmup N         seconds of unmeasured 4 KiB random writes at QD32 before the jobs,
+                     on every target alike (default 10, 3 with --quick; 0 for none)
   --size BYTES       bytes each job covers (suffixes K, M, G)
   --json FILE        write the results as JSON
   --dir DIR          where the cluster and the nbdkit files live (default: a new
@@ -103,8 +109,10 @@ interface FioSide {
   clat_ns: { percentile?: Record<string, number> };
 }
 
-interface BenchOptions {
+export interface BenchOptions {
   seconds: number;
+  /** Seconds of the warm-up job before each target's jobs; 0 for none. */
+  warmupSeconds: number;
   sizeBytes: number;
   replicas: number;
   json?: string;
@@ -122,11 +130,13 @@ function parseSize(text: string): number {
 export function parseBenchArgs(args: readonly string[]): BenchOptions {
   const options: BenchOptions = {
     seconds: 20,
+    warmupSeconds: 10,
     sizeBytes: 512 * 1024 ** 2,
     replicas: 2,
     targets: ["ballast", "nbdkit", "nbdkit-fua"],
   };
   let seconds: number | undefined;
+  let warmup: number | undefined;
   let size: number | undefined;
   for (let index = 0; index < args.length; index++) {
     const argument = args[index]!;
@@ -138,6 +148,7 @@ export function parseBenchArgs(args: readonly string[]): BenchOptions {
     switch (argument) {
       case "--quick":
         options.seconds = 3;
+        options.warmupSeconds = 3;
         options.sizeBytes = 64 * 1024 ** 2;
         break;
       case "--replicas": {
@@ -151,6 +162,11 @@ export function parseBenchArgs(args: readonly string[]): BenchOptions {
         seconds = Number(value());
         if (!Number.isInteger(seconds) || seconds < 1 || seconds > 3600)
           throw new CliError(exitCodes.usage, "--seconds must be 1 to 3600");
+        break;
+      case "--warmup":
+        warmup = Number(value());
+        if (!Number.isInteger(warmup) || warmup < 0 || warmup > 3600)
+          throw new CliError(exitCodes.usage, "--warmup must be 0 to 3600");
         break;
       case "--size":
         size = parseSize(value());
@@ -177,6 +193,7 @@ export function parseBenchArgs(args: readonly string[]): BenchOptions {
     }
   }
   if (seconds !== undefined) options.seconds = seconds;
+  if (warmup !== undefined) options.warmupSeconds = warmup;
   if (size !== undefined) options.sizeBytes = size;
   return options;
 }
@@ -226,12 +243,16 @@ function freePort(): Promise<number> {
   });
 }
 
-async function runJob(
-  uri: string,
-  job: BenchJob,
-  options: BenchOptions,
-): Promise<Omit<JobResult, "target">> {
-  const sequential = job.rw === "write" || job.rw === "read";
+/** The unmeasured job each target runs first, for `--warmup` seconds. */
+export const warmupJob: BenchJob = {
+  name: "warmup",
+  rw: "randwrite",
+  blockSize: "4k",
+  iodepth: 32,
+};
+
+/** The fio command line of one job against one target. */
+export function fioArgs(uri: string, job: BenchJob, options: BenchOptions): string[] {
   const args = [
     "--name",
     job.name,
@@ -245,10 +266,21 @@ async function runJob(
     "--randrepeat=0",
     "--norandommap",
   ];
-  // Sequential writes cover the whole size once (the reads then find data); the others
-  // run for the time given.
-  if (!(sequential && job.rw === "write"))
-    args.push("--time_based", `--runtime=${options.seconds}`);
+  // The sequential write covers the whole size once (the reads then find data); the
+  // others run for the time given.
+  if (job.rw !== "write") {
+    const seconds = job === warmupJob ? options.warmupSeconds : options.seconds;
+    args.push("--time_based", `--runtime=${seconds}`);
+  }
+  return args;
+}
+
+async function runJob(
+  uri: string,
+  job: BenchJob,
+  options: BenchOptions,
+): Promise<Omit<JobResult, "target">> {
+  const args = fioArgs(uri, job, options);
   const { code, output } = await run("fio", args);
   if (code !== 0) {
     return {
@@ -350,6 +382,26 @@ export function formatBenchTable(results: readonly JobResult[]): string {
   return lines.join("\n");
 }
 
+/** One target's warm-up (unmeasured: printed, not kept), then its jobs. */
+async function runTarget(
+  target: BenchTarget,
+  uri: string,
+  options: BenchOptions,
+  print: (line: string) => void,
+): Promise<JobResult[]> {
+  const line = (job: BenchJob, result: Omit<JobResult, "target">, note = "") =>
+    `  ${target.padEnd(11)} ${job.name.padEnd(18)} ${result.ok ? `${result.iops.toFixed(0)} IOPS${note}` : `failed: ${result.error}`}`;
+  if (options.warmupSeconds > 0)
+    print(line(warmupJob, await runJob(uri, warmupJob, options), " (warm-up, not counted)"));
+  const results: JobResult[] = [];
+  for (const job of benchJobs) {
+    const result = { target, ...(await runJob(uri, job, options)) };
+    results.push(result);
+    print(line(job, result));
+  }
+  return results;
+}
+
 export async function benchCommand(
   args: readonly string[],
   print: (line: string) => void = console.log,
@@ -382,7 +434,7 @@ export async function benchCommand(
   process.once("SIGINT", interrupted);
   try {
     print(
-      `bench: ${options.seconds} s per job, ${options.sizeBytes / 1024 ** 2} MiB per job, ${options.replicas} replicas, in ${dir}`,
+      `bench: ${options.seconds} s per job after a ${options.warmupSeconds} s warm-up, ${options.sizeBytes / 1024 ** 2} MiB per job, ${options.replicas} replicas, in ${dir}`,
     );
     if (options.targets.includes("ballast")) {
       const nbdPort = await freePort();
@@ -429,13 +481,7 @@ export async function benchCommand(
         const probe = await run("nbdinfo", ["--size", uri]);
         if (probe.code !== 0) throw new Error(probe.output);
       });
-      for (const job of benchJobs) {
-        const result = { target: "ballast" as const, ...(await runJob(uri, job, options)) };
-        results.push(result);
-        print(
-          `  ballast     ${job.name.padEnd(18)} ${result.ok ? `${result.iops.toFixed(0)} IOPS` : `failed: ${result.error}`}`,
-        );
-      }
+      results.push(...(await runTarget("ballast", uri, options, print)));
       await cluster.stop();
       cluster = undefined;
     }
@@ -446,13 +492,7 @@ export async function benchCommand(
       await run("truncate", ["-s", String(options.sizeBytes), file]);
       const server = await startNbdkit(file, target === "nbdkit-fua");
       nbdkits.push(server.child);
-      for (const job of benchJobs) {
-        const result = { target, ...(await runJob(server.uri, job, options)) };
-        results.push(result);
-        print(
-          `  ${target.padEnd(11)} ${job.name.padEnd(18)} ${result.ok ? `${result.iops.toFixed(0)} IOPS` : `failed: ${result.error}`}`,
-        );
-      }
+      results.push(...(await runTarget(target, server.uri, options, print)));
       await stopChild(server.child);
       nbdkits.pop();
       await rm(file, { force: true });
@@ -462,7 +502,7 @@ export async function benchCommand(
     if (options.json !== undefined) {
       await writeFile(
         options.json,
-        `${JSON.stringify({ seconds: options.seconds, sizeBytes: options.sizeBytes, replicas: options.replicas, results }, null, 2)}\n`,
+        `${JSON.stringify({ seconds: options.seconds, warmupSeconds: options.warmupSeconds, sizeBytes: options.sizeBytes, replicas: options.replicas, results }, null, 2)}\n`,
       );
       print(`results in ${options.json}`);
     }

@@ -1,13 +1,16 @@
-// The fio benchmark's pure parts: options, the parse of fio's JSON, and the table with
-// Ballast's ratio to each baseline.
+// The fio benchmark's pure parts: options, fio's command lines, the parse of fio's JSON,
+// and the table with Ballast's ratio to each baseline.
 
 import { describe, expect, test } from "vitest";
 import {
+  benchJobs,
+  fioArgs,
   fioFailure,
   formatBenchTable,
   type JobResult,
   parseBenchArgs,
   parseFioResult,
+  warmupJob,
 } from "../src/bench.ts";
 
 const fioJson = JSON.stringify({
@@ -39,10 +42,32 @@ describe("ballast bench", () => {
       seconds: 5,
       sizeBytes: 1024 ** 3,
     });
+    expect(parseBenchArgs([])).toMatchObject({ seconds: 20, warmupSeconds: 10 });
+    expect(parseBenchArgs(["--quick"]).warmupSeconds).toBe(3);
+    expect(parseBenchArgs(["--warmup", "0", "--quick"]).warmupSeconds).toBe(0);
+    expect(() => parseBenchArgs(["--warmup", "-1"])).toThrow(/--warmup must be 0 to 3600/);
+    expect(() => parseBenchArgs(["--warmup", "1.5"])).toThrow(/--warmup must be 0 to 3600/);
     expect(() => parseBenchArgs(["--replicas", "4"])).toThrow(/2 or 3/);
     expect(() => parseBenchArgs(["--size", "3K"])).toThrow(/MiB/);
     expect(() => parseBenchArgs(["--only", "ceph"])).toThrow(/unknown bench target/);
     expect(() => parseBenchArgs(["--frobnicate"])).toThrow(/unknown option/);
+  });
+
+  test("fio's command lines: the warm-up runs its own seconds, the jobs theirs", () => {
+    const options = parseBenchArgs(["--seconds", "7", "--warmup", "4", "--size", "64M"]);
+    const uri = "nbd://127.0.0.1:10809/bench";
+    const warmup = fioArgs(uri, warmupJob, options);
+    expect(warmup).toEqual(
+      expect.arrayContaining(["--rw=randwrite", "--bs=4k", "--iodepth=32", "--runtime=4"]),
+    );
+    for (const job of benchJobs) {
+      const args = fioArgs(uri, job, options);
+      expect(args).toContain(`--uri=${uri}`);
+      expect(args).toContain(`--size=${64 * 1024 ** 2}`);
+      // The sequential write covers the size once, all of it measured; the others are timed.
+      if (job.rw === "write") expect(args.some((arg) => arg.startsWith("--runtime"))).toBe(false);
+      else expect(args).toEqual(expect.arrayContaining(["--time_based", "--runtime=7"]));
+    }
   });
 
   test("the table gives Ballast's ratio to each baseline, and failed jobs as failed", () => {
