@@ -861,6 +861,33 @@ test(
   testBoundMs,
 );
 
+// Session 26, from a sweep with every fault kind on: a slow disk's second episode began on
+// the tick its first ended, and the two read as one unchanged fault (the same "slow"),
+// 484 ticks of it, longer than the availability bound. A primary on that disk, making
+// progress but acknowledging no write within the clients' timeout, was flagged
+// unavailable. Fault episodes are now named with their end, so the second is a new fault.
+test(
+  "a slow disk whose next episode begins as the last one ends is a new fault",
+  async () => {
+    const everyFault: Overrides = {
+      lateLearnerConfigureChance: 0.1,
+      staleRequestChance: 0.05,
+      frozenClockChance: 0.2,
+      replicateChance: 0.1,
+      sledCutRate: 0.002,
+      oneWayCutRate: 0.005,
+      corruptChance: 0.01,
+      slowDiskRate: 0.01,
+      failedMarker: true,
+      endChangeRate: 0.01,
+    };
+    const result = await simulateFailover(920106, everyFault);
+    expect(result.violations, summary(result, everyFault)).toEqual([]);
+    expect(result.stats.slowDisks).toBeGreaterThanOrEqual(2);
+  },
+  testBoundMs,
+);
+
 test(
   "the checkers catch a primary that reports slow writes as a stall",
   async () => {
