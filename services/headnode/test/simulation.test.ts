@@ -867,7 +867,7 @@ test(
 // progress but acknowledging no write within the clients' timeout, was flagged
 // unavailable. Fault episodes are now named with their end, so the second is a new fault.
 test(
-  "a slow disk whose next episode begins as the last one ends is a new fault",
+  "a slow disk whose next episode begins as the last one ends is a new fault; two nodes cut from the sleds at once may wait",
   async () => {
     const everyFault: Overrides = {
       lateLearnerConfigureChance: 0.1,
@@ -884,6 +884,15 @@ test(
     const result = await simulateFailover(920106, everyFault);
     expect(result.violations, summary(result, everyFault)).toEqual([]);
     expect(result.stats.slowDisks).toBeGreaterThanOrEqual(2);
+
+    // The same sweep, two faulty nodes of six, both cut from the sleds at once: the
+    // coordinator keeps flush-stalled primaries while two nodes stall (it reads that as
+    // sleds failing everyone), which the availability check did not count as a reason
+    // to wait (314 ticks). It now restarts its count while that lasts.
+    const twoCut: Overrides = { ...everyFault, nodes: 6, partitions: [3, 3, 2], faultyNodesMax: 2 };
+    const cut = await simulateFailover(931410, twoCut);
+    expect(cut.violations, summary(cut, twoCut)).toEqual([]);
+    expect(cut.stats.sledCuts).toBeGreaterThanOrEqual(2);
   },
   testBoundMs,
 );

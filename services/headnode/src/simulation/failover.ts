@@ -1257,6 +1257,13 @@ const volumeName = "sim";
 const sledCutLogBytesMax = 32 * 1024;
 const noSledsOut: ReadonlySet<string> = new Set();
 /** What the head nodes' replicators log goes nowhere. */
+/**
+ * How long the model coordinator remembers a node's flush stall (flushStalledNodes): 15 s,
+ * past a lease and a stall bound as the leader's 30 s is, but short enough that a second
+ * node cut within it still fails over within the availability bound.
+ */
+const flushStallMemoryMs = 15_000;
+
 const replicatorLog = createLogger({ service: "headnode", nodeId: "simulation", level: "silent" });
 
 // ---------------------------------------------------------------- the simulated world
@@ -3194,6 +3201,15 @@ export class FailoverSimulation {
     return hosted.adapter !== undefined && hosted.adapter.failed === undefined;
   }
 
+  /**
+   * The node's primaries' flushes stalled within the model coordinator's memory, and
+   * another node's too, so that it fails none of them over (decisions.ts).
+   */
+  private flushStalledWithAnother(nodeId: string): boolean {
+    const stalled = flushStalledNodes(this.flushStalls, this.nowMs(), flushStallMemoryMs);
+    return stalled > 1 && this.flushStalls.has(nodeId);
+  }
+
   /** From when the wait of a partition's clients counts (see availabilityTicksMax). */
   private waitCountsFrom(entry: { waitingSinceTick: number | undefined; noVoterTick: number }) {
     return Math.max(
@@ -3217,6 +3233,11 @@ export class FailoverSimulation {
       if (!this.hasHealthyVoter(partition, record)) entry.noVoterTick = this.tickNow;
       // Its primary and the clients cut apart: nothing tells the coordinator (R3).
       if (this.clientsCutFrom(record.primary)) entry.noVoterTick = this.tickNow;
+      // Its primary's flushes stall while another node's do too: the coordinator keeps
+      // it by design, reading stalls on two nodes as sleds that fail everyone
+      // (flushStalledNodes), until the other's stall leaves its memory. Seed 931410 with
+      // two faulty nodes, both cut from the sleds at once, waited 314 ticks.
+      if (this.flushStalledWithAnother(record.primary)) entry.noVoterTick = this.tickNow;
       if (entry.waitingSinceTick === undefined) continue;
       const from = this.waitCountsFrom(entry);
       if (this.tickNow - from <= this.availabilityTicksMax) continue;
@@ -4453,7 +4474,7 @@ export class FailoverSimulation {
           // A memory of 15 s (150 ticks): past a lease and a stall bound, as the leader's
           // 30 s is, but short enough that a second node cut within it still fails over
           // within the availability bound.
-          flushStalledNodes: flushStalledNodes(this.flushStalls, this.nowMs(), 15_000),
+          flushStalledNodes: flushStalledNodes(this.flushStalls, this.nowMs(), flushStallMemoryMs),
           // The model runs the failover of flush-stalled primaries, off by default in the
           // leader (constants.ts flushStallFailover), as an operator who turns it on would.
           flushStallFailover: true,
