@@ -867,7 +867,7 @@ test(
 // progress but acknowledging no write within the clients' timeout, was flagged
 // unavailable. Fault episodes are now named with their end, so the second is a new fault.
 test(
-  "a slow disk whose next episode begins as the last one ends is a new fault; two nodes cut from the sleds at once may wait",
+  "seeds of a sweep with every fault kind on: abutting fault episodes, a disk lost beside a voter just restarted, two nodes cut from the sleds",
   async () => {
     const everyFault: Overrides = {
       lateLearnerConfigureChance: 0.1,
@@ -884,6 +884,13 @@ test(
     const result = await simulateFailover(920106, everyFault);
     expect(result.violations, summary(result, everyFault)).toEqual([]);
     expect(result.stats.slowDisks).toBeGreaterThanOrEqual(2);
+
+    // The same sweep: a primary's disk lost while its one other voter had just restarted,
+    // still idle; the coordinator dropped that voter a few ticks later, and the partition
+    // never came back to full strength. A copy counts only once its replica is configured.
+    const lost = await simulateFailover(951937, everyFault);
+    expect(lost.violations, summary(lost, everyFault)).toEqual([]);
+    expect(lost.stats.crashes).toBeGreaterThanOrEqual(2);
 
     // The same sweep, two faulty nodes of six, both cut from the sleds at once: the
     // coordinator keeps flush-stalled primaries while two nodes stall (it reads that as

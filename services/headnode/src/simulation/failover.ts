@@ -2436,17 +2436,9 @@ export class FailoverSimulation {
       // left was out of the record. Seed 37 did the same with a paused primary and a
       // secondary's files damaged. A node with a fault may be failed over or dropped
       // before the one that lost its disk is counted dead.
-      const copy = voters.some((other) => {
-        const hosted = this.node(other).hosted.get(partition);
-        return (
-          other !== node.id &&
-          !this.faulty(this.node(other)) &&
-          alive.has(other) &&
-          hosted?.volumeId === this.volumeId &&
-          this.filesOpen(this.node(other), hosted) &&
-          !this.beingDropped(partition, record, other)
-        );
-      });
+      const copy = voters.some(
+        (other) => other !== node.id && this.countedCopy(partition, record, other, alive),
+      );
       if (!copy) return false;
     }
     return true;
@@ -2501,17 +2493,38 @@ export class FailoverSimulation {
     const voters = [record.primary, ...record.secondaries];
     if (!voters.includes(node.id)) return true;
     const alive = this.aliveNodes();
-    return voters.some((other) => {
-      const copy = this.node(other).hosted.get(hosted.partition);
-      return (
-        other !== node.id &&
-        !this.faulty(this.node(other)) &&
-        alive.has(other) &&
-        copy?.volumeId === this.volumeId &&
-        this.filesOpen(this.node(other), copy) &&
-        !this.beingDropped(hosted.partition, record, other)
-      );
-    });
+    return voters.some(
+      (other) => other !== node.id && this.countedCopy(hosted.partition, record, other, alive),
+    );
+  }
+
+  /**
+   * Whether `voter`'s copy of the partition is one the coordinator will go on counting
+   * (anotherCopyOfAll, anotherSoundCopy): up, free of faults, counted alive, the
+   * volume's, with files that open, not being dropped, and configured: a replica still
+   * idle after its node restarted is not. Seed 951937 (every fault kind on) lost a
+   * primary's disk while its one other voter had just come back, idle: the coordinator,
+   * whose view of it lagged, counted it dead a few ticks later and dropped it, leaving the
+   * primary alone in the record on an empty disk and every write on a learner the
+   * coordinator may never promote (not proven to hold them all).
+   */
+  private countedCopy(
+    partition: number,
+    record: PartitionRecord,
+    voter: string,
+    alive: ReadonlySet<string>,
+  ): boolean {
+    const node = this.node(voter);
+    const hosted = node.hosted.get(partition);
+    return (
+      !this.faulty(node) &&
+      alive.has(voter) &&
+      hosted?.volumeId === this.volumeId &&
+      this.filesOpen(node, hosted) &&
+      hosted.adapter !== undefined &&
+      hosted.adapter.replica.roleName !== "idle" &&
+      !this.beingDropped(partition, record, voter)
+    );
   }
 
   /** A pause that held the node's clocks has ended: its wall clock is set right. */
