@@ -1256,14 +1256,13 @@ const volumeName = "sim";
  */
 const sledCutLogBytesMax = 32 * 1024;
 const noSledsOut: ReadonlySet<string> = new Set();
-/** What the head nodes' replicators log goes nowhere. */
 /**
  * How long the model coordinator remembers a node's flush stall (flushStalledNodes): 15 s,
  * past a lease and a stall bound as the leader's 30 s is, but short enough that a second
  * node cut within it still fails over within the availability bound.
  */
 const flushStallMemoryMs = 15_000;
-
+/** What the head nodes' replicators log goes nowhere. */
 const replicatorLog = createLogger({ service: "headnode", nodeId: "simulation", level: "silent" });
 
 // ---------------------------------------------------------------- the simulated world
@@ -4484,9 +4483,6 @@ export class FailoverSimulation {
           replicaCount: this.options.partitions[partition]!,
           ...(report === undefined ? {} : { report }),
           liveSleds: this.liveSleds().length,
-          // A memory of 15 s (150 ticks): past a lease and a stall bound, as the leader's
-          // 30 s is, but short enough that a second node cut within it still fails over
-          // within the availability bound.
           flushStalledNodes: flushStalledNodes(this.flushStalls, this.nowMs(), flushStallMemoryMs),
           // The model runs the failover of flush-stalled primaries, off by default in the
           // leader (constants.ts flushStallFailover), as an operator who turns it on would.
