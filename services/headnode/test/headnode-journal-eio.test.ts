@@ -1,6 +1,6 @@
 // A replica whose journal failed on the file system is not reopened from that journal in
 // the same boot of the machine ("fsyncgate": journal/failed-marker.ts). The segment
-// files' writev is wrapped so that a test can make it do what an O_DSYNC write whose
+// files' writev (and writevSync) is wrapped so that a test can make it do what an O_DSYNC write whose
 // sync fails does: the bytes reach the page cache, which serves them to any later read
 // in this boot, and the call fails with EIO. The kernel's boot id is a value the test
 // sets, to stand for a reboot. Named out of the replica set, such a replica keeps the out
@@ -8,6 +8,7 @@
 // `close-out`): the failed marker's refusal ends with the boot. Real files in a temporary
 // directory, a fake service in place of NATS (fake-service.ts).
 
+import type * as FileSystem from "node:fs";
 import { existsSync } from "node:fs";
 import type * as FilePromises from "node:fs/promises";
 import { join, sep } from "node:path";
@@ -58,6 +59,26 @@ vi.mock("node:fs/promises", async (importOriginal) => {
     return segment(parameters[0]) ? wrap(handle) : handle;
   };
   return { ...actual, open, default: { ...actual, open } };
+});
+
+// A small commit's blocking writev (journal.ts, "Blocking writes"), the only writevSync of
+// the head node: it fails the same way.
+vi.mock("node:fs", async (importOriginal) => {
+  const actual = await importOriginal<typeof FileSystem>();
+  const writevSync = (...parameters: Parameters<typeof actual.writevSync>) => {
+    const written = actual.writevSync(...parameters);
+    const [, buffers] = parameters;
+    const records = buffers.some((buffer) =>
+      new Uint8Array(buffer.buffer, buffer.byteOffset, buffer.byteLength).some(
+        (byte) => byte !== 0,
+      ),
+    );
+    if (disk.failWrites && records) {
+      throw Object.assign(new Error("EIO: i/o error, write"), { code: "EIO" });
+    }
+    return written;
+  };
+  return { ...actual, writevSync, default: { ...actual, writevSync } };
 });
 
 vi.mock("@ballast/runtime", async (importOriginal) => ({

@@ -15,6 +15,7 @@
 // reopen without a reboot, `nextBoot` for one after a reboot, when the disk is what
 // recovery reads.
 
+import type * as FileSystem from "node:fs";
 import { constants, existsSync } from "node:fs";
 import type * as FilePromises from "node:fs/promises";
 import { stat, writeFile } from "node:fs/promises";
@@ -46,6 +47,7 @@ type FaultyOperation = "datasync" | "writev" | "readdir";
 /** The journal's record of a failure (failed-marker.ts), by its name on disk. */
 const failedMarkerName = "failed-on-boot";
 const thisBoot = "boot-before";
+const mebibyte = 1024 * 1024;
 const nextBoot = "boot-after";
 
 const faults = vi.hoisted(() => ({
@@ -60,6 +62,8 @@ const faults = vi.hoisted(() => ({
   zerosWrittenFirst: 0,
   /** Writev calls of zeros only (runway extensions), failed or not. */
   zeroWrites: 0,
+  /** While set, a writev of zeros waits for it before writing: an extension held up. */
+  holdZeros: undefined as Promise<void> | undefined,
 }));
 
 const errnoMessages: Record<string, string> = {
@@ -89,6 +93,7 @@ vi.mock("node:fs/promises", async (importOriginal) => {
           return async (buffers: Uint8Array[], position: number) => {
             if (buffers.every((buffer) => buffer.every((byte) => byte === 0))) {
               faults.zeroWrites++;
+              if (faults.holdZeros !== undefined) await faults.holdZeros;
               if (faults.failing.has("writevOfZeros")) {
                 const first = faults.zerosWrittenFirst;
                 faults.zerosWrittenFirst = 0;
@@ -118,6 +123,20 @@ vi.mock("node:fs/promises", async (importOriginal) => {
   return { ...actual, open, readdir, default: { ...actual, open, readdir } };
 });
 
+// A small commit's blocking writev (journal.ts, "Blocking writes") fails and is counted
+// as the handle's writev is: "writev" stands for both, "writevSync" counts the blocking ones.
+vi.mock("node:fs", async (importOriginal) => {
+  const actual = await importOriginal<typeof FileSystem>();
+  const writevSync = (...parameters: Parameters<typeof actual.writevSync>) => {
+    if (faults.failing.has("writev")) throw ioError("writevSync");
+    for (const name of ["writev", "writevSync"]) {
+      faults.calls.set(name, (faults.calls.get(name) ?? 0) + 1);
+    }
+    return actual.writevSync(...parameters);
+  };
+  return { ...actual, writevSync, default: { ...actual, writevSync } };
+});
+
 /** Records of `payloadBytes`-byte payloads, none of them zero. */
 function recordsOfBytes(firstOpNum: number, count: number, payloadBytes: number): JournalRecord[] {
   return Array.from({ length: count }, (_, index) => ({
@@ -136,6 +155,7 @@ beforeEach(async () => {
   faults.errno = "EIO";
   faults.zerosWrittenFirst = 0;
   faults.zeroWrites = 0;
+  faults.holdZeros = undefined;
   ({ path: directory, remove: removeDirectory } = await temporaryDirectory());
 });
 
@@ -163,8 +183,14 @@ test("a group commit is one writev on a segment opened O_DSYNC, and no separate 
   // Opens the segment again (a truncation closes and reopens it), then one batch.
   await journal.truncateAfter(1);
   faults.calls.clear();
+  const zeroWritesBefore = faults.zeroWrites;
   await Promise.all(recordsFrom(2, 20).map((record) => journal.append([record])));
-  expect(faults.calls.get("writev")).toBe(1);
+  await journal.settled();
+  // One writev of records (on the threadpool: 80 KiB is no small commit), beside the
+  // zeros of the runway extension the batch started.
+  const zeroWrites = faults.zeroWrites - zeroWritesBefore;
+  expect(faults.calls.get("writev")! - zeroWrites).toBe(1);
+  expect(faults.calls.get("writevSync") ?? 0).toBe(0);
   expect(faults.calls.get("datasync") ?? 0).toBe(0);
   expect(faults.calls.get("sync") ?? 0).toBe(0);
   for (const flags of faults.openFlags.filter((flags) => typeof flags === "number")) {
@@ -172,6 +198,63 @@ test("a group commit is one writev on a segment opened O_DSYNC, and no separate 
   }
   await journal.close();
   expectSameRecords((await Journal.open({ directory })).records, recordsFrom(1, 21));
+});
+
+test("a small commit is one blocking writev when no record write is on the threadpool; not with blockingWriteBytesMax 0", async () => {
+  const { journal } = await Journal.open({ directory });
+  await journal.append(recordsFrom(1, 1, 1000));
+  await journal.settled();
+  faults.calls.clear();
+  for (let opNum = 2; opNum <= 4; opNum++) await journal.append(recordsFrom(opNum, 1, 1000));
+  await journal.settled();
+  expect(faults.calls.get("writevSync")).toBe(3);
+  await journal.close();
+  const reopened = await Journal.open({ directory, blockingWriteBytesMax: 0 });
+  expectSameRecords(reopened.records, recordsFrom(1, 4, 1000));
+  faults.calls.clear();
+  await reopened.journal.append(recordsFrom(5, 1, 1000));
+  expect(faults.calls.get("writevSync") ?? 0).toBe(0);
+  expect(faults.calls.get("writev")).toBeGreaterThanOrEqual(1);
+  await reopened.journal.close();
+  expectSameRecords((await Journal.open({ directory })).records, recordsFrom(1, 5, 1000));
+});
+
+test("a commit inside the runway does not wait for an extension being written; one past its start does", async () => {
+  const { journal } = await Journal.open({ directory });
+  await journal.append(recordsOfBytes(1, 1, 1000));
+  await journal.settled();
+  // The next extension is held up once it starts: records of 1000 bytes until a batch
+  // finds the zeros left below the low-water mark (a quarter of the next, 128 KiB, step).
+  let release = () => {};
+  faults.holdZeros = new Promise<void>((resolve) => {
+    release = resolve;
+  });
+  const zeroWritesBefore = faults.zeroWrites;
+  let opNum = 2;
+  while (faults.zeroWrites === zeroWritesBefore) {
+    await journal.append(recordsOfBytes(opNum++, 1, 1000));
+  }
+  const outcome = (promise: Promise<void>) =>
+    Promise.race([
+      promise.then(() => "durable"),
+      new Promise((resolve) => setTimeout(resolve, 500, "waiting")),
+    ]);
+  // About 31 KiB of zeros are left before the extension's: this one lands in them.
+  expect(await outcome(journal.append(recordsOfBytes(opNum++, 1, 1000)))).toBe("durable");
+  // 64 KiB reach past the extension's start: it waits for the zeros.
+  const past = journal.append(recordsOfBytes(opNum++, 1, 64 * 1024));
+  expect(await outcome(past)).toBe("waiting");
+  release();
+  await past;
+  await journal.settled();
+  expect(journal.bytes).toBe(await segmentBytesOnDisk(directory));
+  await journal.close();
+  const reopened = await Journal.open({ directory });
+  expect(reopened.records.map((record) => record.opNum)).toEqual(
+    Array.from({ length: opNum - 1 }, (_, index) => index + 1),
+  );
+  expect(reopened.tornTailBytes).toBe(0);
+  await reopened.journal.close();
 });
 
 test("a failed fdatasync of a truncation fails the journal, and loses no acknowledged record", async () => {
@@ -193,9 +276,18 @@ test("a failed fdatasync of a truncation fails the journal, and loses no acknowl
   await recovered.journal.close();
 });
 
-describe.each<FaultyOperation>(["writev"])("a failed %s", (operation) => {
+// Blocking, every commit (up to 1 MiB) is written by writevSync; on the threadpool, by the
+// handle's writev. "writev" fails both, each naming its own call.
+describe.each<[FaultyOperation, string, number]>([
+  ["writev", "writevSync", mebibyte],
+  ["writev", "writev", 0],
+])("a failed %s (%s)", (operation, call, blockingWriteBytesMax) => {
   test("rejects its whole batch, fails the journal, and loses no acknowledged record", async () => {
-    const { journal } = await Journal.open({ directory, bootId: thisBoot });
+    const { journal } = await Journal.open({
+      directory,
+      bootId: thisBoot,
+      blockingWriteBytesMax,
+    });
     await journal.append(recordsFrom(1, 10));
     // The runway extension that append started, so that the fault hits the batch.
     await journal.settled();
@@ -206,7 +298,7 @@ describe.each<FaultyOperation>(["writev"])("a failed %s", (operation) => {
       expect(result.status).toBe("rejected");
       const error = (result as PromiseRejectedResult).reason as JournalFailedError;
       expect(error).toBeInstanceOf(JournalFailedError);
-      expect(error.message).toContain(`cannot append: EIO: i/o error, ${operation}`);
+      expect(error.message).toContain(`cannot append: EIO: i/o error, ${call}`);
       expect((error.cause as NodeJS.ErrnoException).code).toBe("EIO");
     }
     // Even with the disk healthy again, the journal takes no more work: a retried sync

@@ -91,9 +91,9 @@ export const runwayStepFirstBytes = 64 * kibibyte;
 
 /**
  * The largest runway extension: each extension of a journal doubles the step up to this,
- * so a busy journal extends rarely. Bounded because the extension runs between group
- * commits (a commit queued behind it waits for its zeros to be written and synced), and
- * because an idle replica keeps its runway on disk. Measured here, an O_DSYNC write of
+ * so a busy journal extends rarely. Bounded because a commit that outruns the zeros left
+ * waits for the extension (journal.ts), and because an idle replica keeps its runway on
+ * disk. Measured here, an O_DSYNC write of
  * 1 MiB of zeros into a new file took about 1 ms (4 MiB: 3 ms): about 4 µs per 4 KiB
  * record written into it, against the 200-400 µs each saves.
  */
@@ -114,6 +114,17 @@ export const runwayLowWaterDivisor = 4;
  * attempts, each a failed write and a cut, to one per this many bytes of records.
  */
 export const runwayRetryAfterBytes = 1 * mebibyte;
+
+/**
+ * A group commit of at most this many bytes is written on the event loop's own thread (a
+ * blocking writev) when no other record write of the process is on libuv's threadpool
+ * (journal.ts, "Blocking writes"). A threadpool write costs a worker's wake-up and a
+ * completion posted back to the loop: measured here, a 4 KiB O_DSYNC write awaited one
+ * at a time took 150 µs and 71-85 µs of CPU through the threadpool, 105 µs and 37-44 µs
+ * blocking. The bound keeps the loop's stall short (a 16 KiB O_DSYNC write: 0.1-0.3 ms
+ * here) where a larger batch means the replica is busy and a worker is worth its cost.
+ */
+export const blockingWriteBytesMax = 16 * kibibyte;
 
 /** The zeros a runway extension writes, in buffers of this many bytes (one shared buffer). */
 export const runwayZeroBufferBytes = 64 * kibibyte;

@@ -7,6 +7,7 @@
 // contents are unknown (all but a runway extension refused for want of space, whose
 // zeros the journal cuts off again: journal.ts).
 
+import { writevSync } from "node:fs";
 import { type FileHandle, mkdir, open, rm } from "node:fs/promises";
 import { dirname, resolve } from "node:path";
 import { constants as runtimeConstants } from "@ballast/runtime";
@@ -76,6 +77,34 @@ export async function writeFully(
     let bytesLeft = bytesOf(group);
     while (bytesLeft > 0) {
       const { bytesWritten } = await handle.writev(group, at);
+      calls++;
+      assert(bytesWritten > 0, `writev wrote nothing of ${bytesLeft} bytes at offset ${at}`);
+      at += bytesWritten;
+      bytesLeft -= bytesWritten;
+      // A short write (a signal, a full quota that later frees) leaves the rest to write.
+      if (bytesLeft > 0) group = skipBytes(group, bytesWritten);
+    }
+  }
+  return calls;
+}
+
+/**
+ * As writeFully, on the calling thread: a blocking writev of the descriptor `fd`, which
+ * holds the event loop until the bytes are written and, on a file opened O_DSYNC, synced.
+ * For small writes only (journal.ts says when).
+ */
+export function writeFullySync(
+  fd: number,
+  buffers: readonly Uint8Array[],
+  position: number,
+): number {
+  let calls = 0;
+  let at = position;
+  for (let start = 0; start < buffers.length; start += writeBuffersMax) {
+    let group = buffers.slice(start, start + writeBuffersMax);
+    let bytesLeft = bytesOf(group);
+    while (bytesLeft > 0) {
+      const bytesWritten = writevSync(fd, group, at);
       calls++;
       assert(bytesWritten > 0, `writev wrote nothing of ${bytesLeft} bytes at offset ${at}`);
       at += bytesWritten;
