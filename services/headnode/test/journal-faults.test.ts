@@ -64,6 +64,10 @@ const faults = vi.hoisted(() => ({
   zeroWrites: 0,
   /** While set, a writev of zeros waits for it before writing: an extension held up. */
   holdZeros: undefined as Promise<void> | undefined,
+  /** While set, opening the failure's record waits for it: the record held up. */
+  holdMarker: undefined as Promise<void> | undefined,
+  /** Writes to segment files in order: "zeros", "records" and "records written". */
+  writes: [] as string[],
 }));
 
 const errnoMessages: Record<string, string> = {
@@ -93,6 +97,7 @@ vi.mock("node:fs/promises", async (importOriginal) => {
           return async (buffers: Uint8Array[], position: number) => {
             if (buffers.every((buffer) => buffer.every((byte) => byte === 0))) {
               faults.zeroWrites++;
+              faults.writes.push("zeros");
               if (faults.holdZeros !== undefined) await faults.holdZeros;
               if (faults.failing.has("writevOfZeros")) {
                 const first = faults.zerosWrittenFirst;
@@ -101,7 +106,12 @@ vi.mock("node:fs/promises", async (importOriginal) => {
                 return target.writev([buffers[0]!.subarray(0, first)], position);
               }
             }
-            return target.writev(buffers, position);
+            const zeros = buffers.every((buffer) => buffer.every((byte) => byte === 0));
+            if (zeros) return target.writev(buffers, position);
+            faults.writes.push("records");
+            const written = await target.writev(buffers, position);
+            faults.writes.push("records written");
+            return written;
           };
         }
         const value = Reflect.get(target, property, target);
@@ -112,6 +122,9 @@ vi.mock("node:fs/promises", async (importOriginal) => {
     // "openMarker": the journal's record of a failure cannot be created.
     if (faults.failing.has("openMarker") && String(parameters[0]).endsWith("failed-on-boot")) {
       throw ioError("open");
+    }
+    if (faults.holdMarker !== undefined && String(parameters[0]).endsWith("failed-on-boot")) {
+      await faults.holdMarker;
     }
     faults.openFlags.push(parameters[1]);
     return wrapHandle(await actual.open(...parameters));
@@ -132,7 +145,10 @@ vi.mock("node:fs", async (importOriginal) => {
     for (const name of ["writev", "writevSync"]) {
       faults.calls.set(name, (faults.calls.get(name) ?? 0) + 1);
     }
-    return actual.writevSync(...parameters);
+    faults.writes.push("records");
+    const written = actual.writevSync(...parameters);
+    faults.writes.push("records written");
+    return written;
   };
   return { ...actual, writevSync, default: { ...actual, writevSync } };
 });
@@ -156,6 +172,8 @@ beforeEach(async () => {
   faults.zerosWrittenFirst = 0;
   faults.zeroWrites = 0;
   faults.holdZeros = undefined;
+  faults.holdMarker = undefined;
+  faults.writes.length = 0;
   ({ path: directory, remove: removeDirectory } = await temporaryDirectory());
 });
 
@@ -255,6 +273,73 @@ test("a commit inside the runway does not wait for an extension being written; o
   );
   expect(reopened.tornTailBytes).toBe(0);
   await reopened.journal.close();
+});
+
+/** What `promise` did within 500 ms: settled one way or the other, or still waiting. */
+function outcomeOf(promise: Promise<unknown>): Promise<string> {
+  return Promise.race([
+    promise.then(
+      () => "durable",
+      () => "rejected",
+    ),
+    new Promise<string>((resolve) => setTimeout(resolve, 500, "waiting")),
+  ]);
+}
+
+test("an extension starts once the batch that planned it is written: where the batch grows the file, its records take the space first", async () => {
+  const { journal } = await Journal.open({ directory });
+  // A new segment: its header, then the record, grow the file; the zeros come after.
+  await journal.append(recordsFrom(1, 1));
+  await journal.settled();
+  expect(faults.writes.filter((write) => write === "zeros")).toHaveLength(1);
+  expect(faults.writes.indexOf("zeros")).toBeGreaterThan(
+    faults.writes.lastIndexOf("records written"),
+  );
+  await journal.close();
+});
+
+test("a small commit is not written blocking beside an extension: it goes to the threadpool", async () => {
+  const { journal } = await Journal.open({ directory });
+  await journal.append(recordsOfBytes(1, 1, 1000));
+  await journal.settled();
+  let release = () => {};
+  faults.holdZeros = new Promise<void>((resolve) => {
+    release = resolve;
+  });
+  const zeroWritesBefore = faults.zeroWrites;
+  let opNum = 2;
+  while (faults.zeroWrites === zeroWritesBefore) {
+    await journal.append(recordsOfBytes(opNum++, 1, 1000));
+  }
+  const blockingBefore = faults.calls.get("writevSync") ?? 0;
+  await journal.append(recordsOfBytes(opNum, 1, 1000));
+  expect(faults.calls.get("writevSync") ?? 0).toBe(blockingBefore);
+  release();
+  await journal.settled();
+  await journal.close();
+});
+
+test("a failure met by an extension is recorded before any call hears of it", async () => {
+  const { journal } = await Journal.open({ directory, bootId: thisBoot });
+  let release = () => {};
+  faults.holdMarker = new Promise<void>((resolve) => {
+    release = resolve;
+  });
+  faults.failing.add("writevOfZeros");
+  // Written before its extension starts, so acknowledged; the extension then fails.
+  await journal.append(recordsFrom(1, 1));
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  const next = journal.append(recordsFrom(2, 1));
+  expect(await outcomeOf(next)).toBe("waiting");
+  expect(existsSync(join(directory, failedMarkerName))).toBe(false);
+  release();
+  await expect(next).rejects.toThrow("an earlier file operation failed");
+  expect(existsSync(join(directory, failedMarkerName))).toBe(true);
+  faults.failing.clear();
+  await journal.close();
+  const recovered = await reopenAfterReboot();
+  expectSameRecords(recovered.records, recordsFrom(1, 1));
+  await recovered.journal.close();
 });
 
 test("a failed fdatasync of a truncation fails the journal, and loses no acknowledged record", async () => {

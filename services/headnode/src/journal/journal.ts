@@ -21,52 +21,58 @@
 //
 // Blocking writes. A small commit (at most `blockingWriteBytesMax` bytes, constants.ts)
 // skips the threadpool altogether when no record write of any journal of the process is
-// on it: its writev runs on the event loop's own thread and holds the loop until the
-// bytes are synced, a few hundred µs at most. That is the common case of a replica
-// writing one note at a time, where the loop has nothing else to do meanwhile: measured
-// (session 27), 22 % more 4 KiB writes a second at queue depth 1 and at 32, over five
-// interleaved runs a side. A larger commit, or one while another is on the threadpool
-// (a busy replica, or another partition's), goes to the threadpool as before, so that
-// replicas of one process still sync in parallel and a busy loop is not held for long.
-// The blocking write waits for the loop's check phase first (setImmediate), so that
-// frames written in the same turn, a primary's notes to its secondaries above all, have
-// left (they are corked until the turn's end) and the secondaries sync meanwhile. The
-// durability and failure rules are the same either way.
+// on it and no runway extension of its own is being written: its writev runs on the
+// event loop's own thread and holds the loop until the bytes are synced, a few hundred
+// µs at most. That is the common case of a replica writing one note at a time, where the
+// loop has nothing else to do meanwhile: measured (session 27), 22 % more 4 KiB writes a
+// second at queue depth 1 and at 32, over five interleaved runs a side. A larger commit,
+// or one while another is on the threadpool (a busy replica, or another partition's),
+// goes to the threadpool as before, so that replicas of one process still sync in
+// parallel and a busy loop is not held for long. The blocking write waits for the loop's
+// check phase first (setImmediate), so that frames written in the same turn, a primary's
+// notes to its secondaries above all, have left (they are corked until the turn's end)
+// and the secondaries sync meanwhile. The durability and failure rules are the same
+// either way.
 //
 // Runway. The last segment keeps zero bytes past its last record, written and synced
 // ahead of the records that will overwrite them. An O_DSYNC write that extends a file
 // must also commit the file's new size and extents (a file-system journal commit); one
-// into blocks already allocated and written commits only the data. Measured on ext4,
-// 4 KiB O_DSYNC writes: 400-560 µs appending, 127-195 µs overwriting zeros (etcd
+// into blocks already allocated and written commits only the data. Measured on ext4, 4
+// KiB O_DSYNC writes: 400-560 µs appending, 127-195 µs overwriting zeros (etcd
 // preallocates its WAL segments, PostgreSQL zero-fills its WAL files, for the same
 // reason). When a batch starts with nothing queued behind it and the runway is low, the
-// layout plans an extension (the next step of zeros), written alongside that batch's own
-// records once the batch has its segment open: the batch does not wait for it, and later
-// ones find zeros to write into. The zeros go past every record planned before them, so
-// they run alongside any record write that ends at or before their start (the commits of
-// the runway left, which lasts a few extensions' time at the low-water mark); a commit
-// that reaches past their start, or touches another segment, and every other operation
-// (a roll's cut, a truncation, a release, close) first waits for them: zeros written
-// after records past the old end would destroy those records, and a cut or a close would
-// pull the file from under the zeros. Measured (session 27), a 1 MiB O_DSYNC write of
-// zeros took 2 to 5 ms under QD32 writes, and held every commit queued behind it that
-// long. Its zeros need not be durable for correctness (a crash leaves the
-// file shorter or reading zeros, and recovery takes either), but the write is synced like
-// any other (O_DSYNC) so that the size and extents are committed before records rely on
+// layout plans an extension (the next step of zeros), started once that batch's records
+// are written (where the batch grows the file, its records take the disk's space first,
+// and a full disk refuses the zeros, not them): the batch does not wait for it, and
+// later ones find zeros to write into. The zeros go past every record planned before
+// them, so they run alongside any record write that ends at or before their start (the
+// commits of the runway left, which lasts a few extensions' time at the low-water mark);
+// a commit that reaches past their start, or touches another segment, and every other
+// operation (a roll's cut, a truncation, a release, close) first waits for them: zeros
+// written after records past the old end would destroy those records, and a cut or a
+// close would pull the file from under the zeros. Measured (session 27), a 1 MiB O_DSYNC
+// write of zeros took 2 to 5 ms under QD32 writes, and held every commit queued behind
+// it that long. Its zeros need not be durable for correctness (a crash leaves the file
+// shorter or reading zeros, and recovery takes either), but the write is synced like any
+// other (O_DSYNC) so that the size and extents are committed before records rely on
 // them. Steps start small and double per extension up to a limit (constants.ts), so an
 // idle replica's journal stays small. A full disk (ENOSPC, or EDQUOT for a quota) only
 // stops the extensions: the zeros written of a refused one are cut off again (ftruncate
 // back to the length before it, fdatasync), the layout takes it back, and none is tried
 // until more records are appended or a new segment starts (runwayRetryAfterBytes). So a
-// replica fails for want of space only when a record cannot be written, not up to a
-// step early; and the replicas of a partition, which cross their runway marks at the
-// same op, do not all fail together on a shared disk while their records still fit.
-// Nothing else can be lost with it: every other write to the file returned synced
-// (O_DSYNC), so the refused write's own pages are the only ones the error can concern,
-// and the cut drops them. Any other error, or a failed cut, fails the journal as below.
-// Before a new segment is created, the last one's
-// runway is cut off (ftruncate, fdatasync), so no segment but the last has bytes after
-// its last record; a truncation that cuts inside the last segment cuts its runway too.
+// replica fails for want of space only when a record cannot be written, not up to a step
+// early; and the replicas of a partition, which cross their runway marks at the same op,
+// do not all fail together on a shared disk while their records still fit. Nothing else
+// can be lost with it: every earlier write to the file returned synced (O_DSYNC), and
+// the extension writes through a file description of its own, while the commits
+// alongside it write through the journal's: the kernel tells a failed writeback of a
+// file's pages to each open file description once, so each sync hears of any error the
+// file's pages met, and a commit that finds the journal failed once written is not
+// acknowledged. The refused write's own pages are then the only ones its error can
+// concern, and the cut drops them. Any other error, or a failed cut, fails the journal as below. Before a new
+// segment is created, the last one's runway is cut off (ftruncate, fdatasync), so no
+// segment but the last has bytes after its last record; a truncation that cuts inside
+// the last segment cuts its runway too.
 //
 // Durability, step by step:
 // - an append resolves after its O_DSYNC writes have returned; until then its
@@ -204,8 +210,9 @@ function isNoSpace(error: unknown): boolean {
 const openDirectories = new Set<string>();
 
 /**
- * Record writes of every Journal of this process now on libuv's threadpool: while any
- * is, no journal blocks the event loop with a write of its own ("Blocking writes").
+ * Record writes of every Journal of this thread (the process's event loop) now on
+ * libuv's threadpool: while any is, no journal blocks the loop with a write of its own
+ * ("Blocking writes").
  */
 let threadpoolRecordWrites = 0;
 
@@ -219,6 +226,11 @@ export class Journal {
   #batch: AppendBatch | undefined;
   #closed: Promise<void> | undefined;
   #failure: JournalFailedError | undefined;
+  /**
+   * Settles once the failure, if any, is recorded on disk (failed-marker.ts): nobody hears
+   * of a failure before that, whichever operation meets it first.
+   */
+  #failureRecorded: Promise<void> = Promise.resolve();
   #syncCount = 0;
   #runwayRefusals = 0;
   /**
@@ -376,7 +388,7 @@ export class Journal {
       this.#checkUsable("append");
       writes = this.#layout.planAppend(records, this.#batch?.firstOpNum);
     } catch (error) {
-      return Promise.reject(error);
+      return this.#rejectOnceRecorded(error);
     }
     const batch = this.#batch ?? this.#startBatch(records[0]!.opNum);
     for (const write of writes) batch.writes.push(write);
@@ -390,7 +402,7 @@ export class Journal {
       this.#checkUsable("truncate");
       plan = this.#layout.planTruncateAfter(opNum);
     } catch (error) {
-      return Promise.reject(error);
+      return this.#rejectOnceRecorded(error);
     }
     return this.#enqueue("truncate", () => this.#truncate(plan));
   }
@@ -406,7 +418,7 @@ export class Journal {
       this.#checkUsable("release");
       plan = this.#layout.planReleaseThrough(opNum);
     } catch (error) {
-      return Promise.reject(error);
+      return this.#rejectOnceRecorded(error);
     }
     return this.#enqueue("release", () => this.#release(plan));
   }
@@ -442,6 +454,11 @@ export class Journal {
     if (this.#failure !== undefined) throw this.#failedBefore(action);
   }
 
+  /** Rejects with `error` once a failure met meanwhile is recorded (#failureRecorded). */
+  #rejectOnceRecorded(error: unknown): Promise<never> {
+    return this.#failureRecorded.then(() => Promise.reject(error));
+  }
+
   #failedBefore(action: string): JournalFailedError {
     return new JournalFailedError(
       this.#directory,
@@ -474,19 +491,19 @@ export class Journal {
   }
 
   /**
-   * Starts writing the runway extension planned when a batch was sealed, alongside that
-   * batch's writes (see the module header), with the extension's segment open as
-   * `handle`. The layout planned it when nothing was queued behind the batch, so its
+   * Starts writing the runway extension planned when a batch was sealed, once that batch
+   * is written (see the module header). The layout planned it when nothing was queued
+   * behind the batch, so its
    * zeros land past every record planned before them, and a commit planned after them
    * that reaches their start waits for them (#commit). Nothing awaits it but the
    * operations that must (#extensionWritten); a refusal for want of space only stops
    * extending for a while (#extendRunway); any other failure fails the journal, and the
    * next call says so.
    */
-  #startExtension(extension: RunwayExtension, handle: FileHandle): void {
-    const done = this.#guarded("extend the runway", () =>
-      this.#extendRunway(extension, handle),
-    ).catch(() => undefined);
+  #startExtension(extension: RunwayExtension): void {
+    const done = this.#guarded("extend the runway", () => this.#extendRunway(extension)).catch(
+      () => undefined,
+    );
     const started = { firstOpNum: extension.firstOpNum, position: extension.position, done };
     this.#extension = started;
     void done.then(() => {
@@ -522,57 +539,64 @@ export class Journal {
    * if the operation throws (see the module header), recording it first.
    */
   async #guarded(action: string, operation: () => Promise<void>): Promise<void> {
-    if (this.#failure !== undefined) throw this.#failedBefore(action);
+    if (this.#failure !== undefined) {
+      await this.#failureRecorded;
+      throw this.#failedBefore(action);
+    }
     try {
       await operation();
     } catch (error) {
-      // A second failure while the first is recorded keeps the first.
-      if (this.#failure !== undefined) throw this.#failedBefore(action);
+      // A failure met elsewhere first (an extension alongside) is the journal's failure;
+      // its record comes before anyone hears of it.
+      if (this.#failure !== undefined) {
+        await this.#failureRecorded;
+        throw this.#failedBefore(action);
+      }
       this.#failure = new JournalFailedError(this.#directory, `cannot ${action}`, {
         cause: error,
       });
       // Before anyone hears of it: a reopen in this boot must find the record.
-      await recordFailure(this.#directory, this.#bootId, error);
+      this.#failureRecorded = recordFailure(this.#directory, this.#bootId, error).then(
+        () => undefined,
+      );
+      await this.#failureRecorded;
       throw this.#failure;
     }
   }
 
   /**
-   * Writes a sealed batch, and starts `extension`, the runway extension planned at its
-   * seal, once the batch has the extension's segment open. A write may run alongside an
+   * Writes a sealed batch, then starts `extension`, the runway extension planned at its
+   * seal: after the batch's own writes, so that where the batch grows the file its
+   * records take the disk's space before the zeros do (a full disk then refuses the
+   * zeros, which fails nothing, and not the records). A write may run alongside an
    * extension being written only if it ends at or before the extension's zeros, in the
    * same segment, and neither creates a segment nor cuts one; otherwise it waits for them.
+   * A commit that finds the journal failed once written (an extension alongside) is not
+   * acknowledged.
    */
   async #commit(writes: readonly SegmentWrite[], extension?: RunwayExtension): Promise<void> {
     // Chaos tests' gray failure (BALLAST_TEST_FAULTS=1 and SIGUSR2): the commit hangs.
     await testWritesHang();
     testWritesFail(); // and its disk error (SIGURG): the commit fails with EIO, once
-    let toStart = extension;
     for (const write of writes) {
       if (!this.#clearOfExtension(write)) await this.#extensionWritten();
       // An extension that failed alongside: the journal takes no more work.
-      if (this.#failure !== undefined) throw this.#failedBefore("append");
+      if (this.#failure !== undefined) throw this.#failure;
       // The segment before a roll is durable already (its writes returned synced), as it
       // must be before its successor exists: recovery takes damage in any segment but the
       // last for corruption, not for a torn write.
       if (write.cutRunway !== undefined) await this.#cut(write.cutRunway);
       if (write.create) await this.#createSegment(write.firstOpNum);
       const handle = await this.#activate(write.firstOpNum);
-      if (toStart !== undefined && toStart.firstOpNum === write.firstOpNum && !write.create) {
-        this.#startExtension(toStart, handle);
-        toStart = undefined;
-      }
       // Each writev is a write and an fdatasync in one (O_DSYNC): count it as a sync.
       // Counted once written, not `+= await`: an extension's zeros are counted meanwhile.
       const calls = await this.#writeRecords(handle, write);
       this.#syncCount += calls;
     }
-    // A batch that wrote only a new segment's header, or none of the extension's segment:
-    // the zeros start once that segment is open.
-    if (toStart !== undefined) {
-      await this.#extensionWritten();
-      this.#startExtension(toStart, await this.#activate(toStart.firstOpNum));
-    }
+    // Written, but an extension alongside failed meanwhile: its error may have been
+    // the only report of these pages' (module header, "Failure model").
+    if (this.#failure !== undefined) throw this.#failure;
+    if (extension !== undefined) this.#startExtension(extension);
   }
 
   /**
@@ -583,10 +607,16 @@ export class Journal {
   async #writeRecords(handle: FileHandle, write: SegmentWrite): Promise<number> {
     let bytes = 0;
     for (const buffer of write.buffers) bytes += buffer.length;
-    if (bytes <= this.#blockingWriteBytesMax && threadpoolRecordWrites === 0) {
+    // Not beside an extension: a small write synced while 1 MiB of zeros to the same file
+    // is took 1.4 ms at the median (3 ms at most), not a few hundred µs.
+    const blocking = () =>
+      bytes <= this.#blockingWriteBytesMax &&
+      threadpoolRecordWrites === 0 &&
+      this.#extension === undefined;
+    if (blocking()) {
       // After the frames this turn wrote (a primary's notes): they leave first.
       await new Promise((resolve) => setImmediate(resolve));
-      if (threadpoolRecordWrites === 0) {
+      if (blocking()) {
         return writeFullySync(handle.fd, write.buffers, write.position);
       }
     }
@@ -621,7 +651,22 @@ export class Journal {
     await this.#datasync(handle);
   }
 
-  async #extendRunway(extension: RunwayExtension, handle: FileHandle): Promise<void> {
+  /**
+   * Writes an extension's zeros through a file description of its own: the kernel reports
+   * a failed writeback of a file's pages once per open file description, to whichever
+   * sync asks first, so zeros and records written at once through one description could
+   * each be told the other's error, and a commit miss its own.
+   */
+  async #extendRunway(extension: RunwayExtension): Promise<void> {
+    const handle = await open(this.#segmentPath(extension.firstOpNum), segmentOpenFlags);
+    try {
+      await this.#writeZeros(extension, handle);
+    } finally {
+      await handle.close();
+    }
+  }
+
+  async #writeZeros(extension: RunwayExtension, handle: FileHandle): Promise<void> {
     try {
       // Synced by O_DSYNC, so counted as syncs, like a commit's writes.
       const calls = await writeZeros(handle, extension.position, extension.bytes);
