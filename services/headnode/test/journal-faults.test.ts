@@ -74,6 +74,7 @@ const errnoMessages: Record<string, string> = {
   EIO: "i/o error",
   ENOSPC: "no space left on device",
   EDQUOT: "disk quota exceeded",
+  EMFILE: "too many open files",
 };
 
 function ioError(operation: string): Error {
@@ -121,6 +122,16 @@ vi.mock("node:fs/promises", async (importOriginal) => {
   const open = async (...parameters: Parameters<typeof actual.open>) => {
     // "openMarker": the journal's record of a failure cannot be created.
     if (faults.failing.has("openMarker") && String(parameters[0]).endsWith("failed-on-boot")) {
+      throw ioError("open");
+    }
+    // "reopenSegment": a segment file cannot be opened again (EMFILE, say), as the zeros
+    // of a runway extension are written through a descriptor of their own.
+    const reopen = typeof parameters[1] === "number" && !(parameters[1] & constants.O_CREAT);
+    if (
+      faults.failing.has("reopenSegment") &&
+      reopen &&
+      String(parameters[0]).includes("segment-")
+    ) {
       throw ioError("open");
     }
     if (faults.holdMarker !== undefined && String(parameters[0]).endsWith("failed-on-boot")) {
@@ -317,6 +328,28 @@ test("a small commit is not written blocking beside an extension: it goes to the
   release();
   await journal.settled();
   await journal.close();
+});
+
+test("a runway extension whose segment cannot be opened again is given up for a while, and fails nothing", async () => {
+  const { journal } = await Journal.open({ directory, bootId: thisBoot });
+  await journal.append(recordsOfBytes(1, 1, 1000));
+  await journal.settled();
+  faults.failing.add("reopenSegment");
+  faults.errno = "EMFILE";
+  // Past the low-water mark of the first runway: an extension is due and cannot open.
+  for (let opNum = 2; opNum <= 60; opNum++) await journal.append(recordsOfBytes(opNum, 1, 1000));
+  await journal.settled();
+  expect(journal.runwayRefusals).toBe(1);
+  expect(journal.bytes).toBe(await segmentBytesOnDisk(directory));
+  faults.failing.clear();
+  await journal.append(recordsOfBytes(61, 1, 1000));
+  await journal.close();
+  expect(existsSync(join(directory, failedMarkerName))).toBe(false);
+  const reopened = await Journal.open({ directory, bootId: thisBoot });
+  expect(reopened.records.map((record) => record.opNum)).toEqual(
+    Array.from({ length: 61 }, (_, index) => index + 1),
+  );
+  await reopened.journal.close();
 });
 
 test("a failure met by an extension is recorded before any call hears of it", async () => {

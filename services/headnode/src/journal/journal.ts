@@ -658,7 +658,16 @@ export class Journal {
    * each be told the other's error, and a commit miss its own.
    */
   async #extendRunway(extension: RunwayExtension): Promise<void> {
-    const handle = await open(this.#segmentPath(extension.firstOpNum), segmentOpenFlags);
+    let handle: FileHandle;
+    try {
+      handle = await open(this.#segmentPath(extension.firstOpNum), segmentOpenFlags);
+    } catch {
+      // Nothing written (no descriptor to spare, say: EMFILE): the zeros are not needed
+      // (see the module header), so go on without them for a while, as after a refusal.
+      this.#layout.withdrawRunway(extension);
+      this.#runwayRefusals++;
+      return;
+    }
     try {
       await this.#writeZeros(extension, handle);
     } finally {
