@@ -248,12 +248,16 @@ test("a small commit is one blocking writev when no record write is on the threa
   expectSameRecords((await Journal.open({ directory })).records, recordsFrom(1, 5, 1000));
 });
 
-test("a commit inside the runway does not wait for an extension being written; one past its start does", async () => {
+/**
+ * Opens a journal with one record and its first runway, then appends records of 1000
+ * bytes until a batch finds the zeros left below the low-water mark (a quarter of the
+ * next, 128 KiB, step) and its extension starts, held up until `release`. About 31 KiB
+ * of zeros are then left before the extension's. `opNum` is the next op to append.
+ */
+async function journalWithExtensionHeld() {
   const { journal } = await Journal.open({ directory });
   await journal.append(recordsOfBytes(1, 1, 1000));
   await journal.settled();
-  // The next extension is held up once it starts: records of 1000 bytes until a batch
-  // finds the zeros left below the low-water mark (a quarter of the next, 128 KiB, step).
   let release = () => {};
   faults.holdZeros = new Promise<void>((resolve) => {
     release = resolve;
@@ -263,16 +267,29 @@ test("a commit inside the runway does not wait for an extension being written; o
   while (faults.zeroWrites === zeroWritesBefore) {
     await journal.append(recordsOfBytes(opNum++, 1, 1000));
   }
-  const outcome = (promise: Promise<void>) =>
-    Promise.race([
-      promise.then(() => "durable"),
-      new Promise((resolve) => setTimeout(resolve, 500, "waiting")),
-    ]);
+  return { journal, release, opNum };
+}
+
+/** What `promise` did within 500 ms: settled one way or the other, or still waiting. */
+function outcomeOf(promise: Promise<unknown>): Promise<string> {
+  return Promise.race([
+    promise.then(
+      () => "durable",
+      () => "rejected",
+    ),
+    new Promise<string>((resolve) => setTimeout(resolve, 500, "waiting")),
+  ]);
+}
+
+test("a commit inside the runway does not wait for an extension being written; one past its start does", async () => {
+  const held = await journalWithExtensionHeld();
+  const { journal, release } = held;
+  let { opNum } = held;
   // About 31 KiB of zeros are left before the extension's: this one lands in them.
-  expect(await outcome(journal.append(recordsOfBytes(opNum++, 1, 1000)))).toBe("durable");
+  expect(await outcomeOf(journal.append(recordsOfBytes(opNum++, 1, 1000)))).toBe("durable");
   // 64 KiB reach past the extension's start: it waits for the zeros.
   const past = journal.append(recordsOfBytes(opNum++, 1, 64 * 1024));
-  expect(await outcome(past)).toBe("waiting");
+  expect(await outcomeOf(past)).toBe("waiting");
   release();
   await past;
   await journal.settled();
@@ -285,17 +302,6 @@ test("a commit inside the runway does not wait for an extension being written; o
   expect(reopened.tornTailBytes).toBe(0);
   await reopened.journal.close();
 });
-
-/** What `promise` did within 500 ms: settled one way or the other, or still waiting. */
-function outcomeOf(promise: Promise<unknown>): Promise<string> {
-  return Promise.race([
-    promise.then(
-      () => "durable",
-      () => "rejected",
-    ),
-    new Promise<string>((resolve) => setTimeout(resolve, 500, "waiting")),
-  ]);
-}
 
 test("an extension starts once the batch that planned it is written: where the batch grows the file, its records take the space first", async () => {
   const { journal } = await Journal.open({ directory });
@@ -310,18 +316,7 @@ test("an extension starts once the batch that planned it is written: where the b
 });
 
 test("a small commit is not written blocking beside an extension: it goes to the threadpool", async () => {
-  const { journal } = await Journal.open({ directory });
-  await journal.append(recordsOfBytes(1, 1, 1000));
-  await journal.settled();
-  let release = () => {};
-  faults.holdZeros = new Promise<void>((resolve) => {
-    release = resolve;
-  });
-  const zeroWritesBefore = faults.zeroWrites;
-  let opNum = 2;
-  while (faults.zeroWrites === zeroWritesBefore) {
-    await journal.append(recordsOfBytes(opNum++, 1, 1000));
-  }
+  const { journal, release, opNum } = await journalWithExtensionHeld();
   const blockingBefore = faults.calls.get("writevSync") ?? 0;
   await journal.append(recordsOfBytes(opNum, 1, 1000));
   expect(faults.calls.get("writevSync") ?? 0).toBe(blockingBefore);
