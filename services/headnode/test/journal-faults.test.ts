@@ -68,6 +68,9 @@ const faults = vi.hoisted(() => ({
   holdMarker: undefined as Promise<void> | undefined,
   /** Writes to segment files in order: "zeros", "records" and "records written". */
   writes: [] as string[],
+  /** The file handles zeros and records were written through (writev on a handle). */
+  zeroHandles: new Set<unknown>(),
+  recordHandles: new Set<unknown>(),
 }));
 
 const errnoMessages: Record<string, string> = {
@@ -99,6 +102,7 @@ vi.mock("node:fs/promises", async (importOriginal) => {
             if (buffers.every((buffer) => buffer.every((byte) => byte === 0))) {
               faults.zeroWrites++;
               faults.writes.push("zeros");
+              faults.zeroHandles.add(target);
               if (faults.holdZeros !== undefined) await faults.holdZeros;
               if (faults.failing.has("writevOfZeros")) {
                 const first = faults.zerosWrittenFirst;
@@ -109,6 +113,7 @@ vi.mock("node:fs/promises", async (importOriginal) => {
             }
             const zeros = buffers.every((buffer) => buffer.every((byte) => byte === 0));
             if (zeros) return target.writev(buffers, position);
+            faults.recordHandles.add(target);
             faults.writes.push("records");
             const written = await target.writev(buffers, position);
             faults.writes.push("records written");
@@ -185,6 +190,8 @@ beforeEach(async () => {
   faults.holdZeros = undefined;
   faults.holdMarker = undefined;
   faults.writes.length = 0;
+  faults.zeroHandles.clear();
+  faults.recordHandles.clear();
   ({ path: directory, remove: removeDirectory } = await temporaryDirectory());
 });
 
@@ -312,6 +319,18 @@ test("an extension starts once the batch that planned it is written: where the b
   expect(faults.writes.indexOf("zeros")).toBeGreaterThan(
     faults.writes.lastIndexOf("records written"),
   );
+  await journal.close();
+});
+
+test("an extension's zeros go through a file description of its own, not the one records go through", async () => {
+  // On the threadpool, so that the records' writes show on their handle too.
+  const { journal } = await Journal.open({ directory, blockingWriteBytesMax: 0 });
+  for (let opNum = 1; opNum <= 60; opNum++) await journal.append(recordsOfBytes(opNum, 1, 1000));
+  await journal.settled();
+  // The first runway and the one the low-water mark called for.
+  expect(faults.zeroHandles.size).toBe(2);
+  expect(faults.recordHandles.size).toBe(1);
+  for (const handle of faults.zeroHandles) expect(faults.recordHandles.has(handle)).toBe(false);
   await journal.close();
 });
 

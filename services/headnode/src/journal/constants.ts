@@ -93,9 +93,9 @@ export const runwayStepFirstBytes = 64 * kibibyte;
  * The largest runway extension: each extension of a journal doubles the step up to this,
  * so a busy journal extends rarely. Bounded because a commit that outruns the zeros left
  * waits for the extension (journal.ts), and because an idle replica keeps its runway on
- * disk. Measured here, an O_DSYNC write of
- * 1 MiB of zeros into a new file took about 1 ms (4 MiB: 3 ms): about 4 µs per 4 KiB
- * record written into it, against the 200-400 µs each saves.
+ * disk. Measured here, an O_DSYNC write of 1 MiB of zeros into a new file took about
+ * 1 ms (4 MiB: 3 ms): about 4 µs per 4 KiB record written into it, against the
+ * 200-400 µs each saves.
  */
 export const runwayStepMaxBytes = 1 * mebibyte;
 
