@@ -51,7 +51,9 @@
 //   log; a learner counts for nothing, so discarding it loses no acknowledged write.
 // - With nothing hosted (any more): a node outside the replica set is refused (there is
 //   nothing to tell it); a learner is rebuilt afresh (from the message's checkpoint, or
-//   from op 1); a voter opens from what is stored. A voter whose disk stores nothing of
+//   from op 1), its epoch kept in the partition's directory first by the shells (so a
+//   failed fetch still leaves `storedEpoch` to refuse older configures by); a voter
+//   opens from what is stored. A voter whose disk stores nothing of
 //   the incarnation (no journal, no checkpoint) is opened empty only where the configure
 //   names this disk (the coordinator recorded the member on it, which it does when it
 //   places a new incarnation there or adds a learner there) or comes from a sender that

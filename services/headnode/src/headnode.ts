@@ -104,7 +104,7 @@ import { DropRuns } from "./drop-runs.ts";
 import { removeDirectory } from "./journal/files.ts";
 import { KeptFences } from "./kept-fences.ts";
 import { leftoverCandidatesOf, removableOf, requestsOf } from "./leftover-directories.ts";
-import { keepOutEpoch, PartitionHost, storedEpoch, storesReplica } from "./partition-host.ts";
+import { keepEpoch, PartitionHost, storedEpoch, storesReplica } from "./partition-host.ts";
 import {
   nodeEntriesOf,
   renewalsOf,
@@ -639,7 +639,7 @@ export class HeadNode {
         // epoch kept in its directory, as a close-out keeps it. Should the disk refuse,
         // the configure fails, to be sent again.
         if (decision.keepOutEpoch === true) {
-          await keepOutEpoch(this.config.dataDir, volumeId, message.partition, message.epoch);
+          await keepEpoch(this.config.dataDir, volumeId, message.partition, message.epoch);
         }
         // Named out of the set, or of a deleted incarnation: nothing of it to report. An
         // older epoch than one stored says nothing of the newer configure that failed.
@@ -647,6 +647,13 @@ export class HeadNode {
         throw this.refusal(message, volumeId, decision.refusal);
       }
       try {
+        // A learner's epoch kept before the rebuild discards anything: should the fetch
+        // fail, nothing else is left of the replica here, and without it a delayed
+        // configure of an older epoch naming this node a voter would open it empty
+        // (configure-decision.ts, `storedEpoch`). Found by the simulator (seed 9120891).
+        if (decision.from === "rebuild") {
+          await keepEpoch(this.config.dataDir, volumeId, message.partition, message.epoch);
+        }
         hosted = await this.open(message, volumeId, decision.from === "rebuild", session);
       } catch (error) {
         this.openFailed(key, message, volumeId, part);

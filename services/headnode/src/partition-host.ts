@@ -352,6 +352,10 @@ export class PartitionHost {
   ): Promise<PartitionHost> {
     const directory = partitionDirectory(dataDir, address.volumeId, address.partition);
     const checkpoints = new CheckpointFile(directory);
+    // A rebuild discards the replica's state, not the epochs its directory was told of
+    // (`keepEpoch`): kept, a delayed configure of an older epoch is still refused.
+    const keptEpoch =
+      fresh || rebuildFrom !== undefined ? await readVoterEpoch(directory) : undefined;
     if (fresh && rebuildFrom === undefined) await removeDirectory(directory);
     if (rebuildFrom !== undefined) {
       // Rebuilt from scratch: fetch first, so that a failed fetch leaves the old state.
@@ -378,6 +382,8 @@ export class PartitionHost {
     // its own directory, and a crash that lost the partition's directory entry would
     // make a voter that acknowledged notes open as a replica never stored.
     await makeDirectory(directory);
+    if (keptEpoch !== undefined)
+      await keepEpoch(dataDir, address.volumeId, address.partition, keptEpoch);
     // A damaged checkpoint (CheckpointDamagedError, or a snapshot that does not restore)
     // throws before the journal opens: the replica is not opened at all. Starting without
     // it would be starting from damage, and discarding the replica's state to start empty
@@ -1324,11 +1330,15 @@ export async function storedEpoch(
 }
 
 /**
- * Keeps, durably, that the replica stored in the partition's directory (open nowhere) was
- * named out of the replica set in `epoch`, as `recordOutEpoch` does for an open one:
- * configure-decision.ts `keepOutEpoch`. Raises only.
+ * Keeps, durably, an epoch the node was configured in for the partition with nothing of
+ * it open, in the partition's directory (made if missing), so that `storedEpoch` shows it:
+ * the replica stored there was named out of the replica set in `epoch`, as
+ * `recordOutEpoch` does for an open one (configure-decision.ts `keepOutEpoch`), or the
+ * node is about to rebuild it afresh as a learner of `epoch` (headnode.ts: a rebuild whose
+ * fetch fails leaves nothing else there, and a delayed configure of an older epoch naming
+ * it a voter would open it empty). Raises only.
  */
-export async function keepOutEpoch(
+export async function keepEpoch(
   dataDir: string,
   volumeId: string,
   partition: number,
@@ -1337,6 +1347,7 @@ export async function keepOutEpoch(
   const directory = partitionDirectory(dataDir, volumeId, partition);
   const stored = await readVoterEpoch(directory);
   if (stored !== undefined && epoch <= stored) return;
+  await makeDirectory(directory);
   await voterEpochFile(directory).raise(epoch);
 }
 

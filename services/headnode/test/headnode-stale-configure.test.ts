@@ -104,7 +104,47 @@ test("a learner's configure of the stored epoch or a later one still rebuilds af
     learners: ["head-1"],
   })) as { lastOpNum: number; epoch: number };
   expect(status).toMatchObject({ lastOpNum: 0, epoch: 5 });
-  expect(await storedEpoch(started.dataDir, volumeId, 0)).toBeUndefined();
+  // Its state discarded, but not the epoch it was rebuilt in (partition-host.ts `keepEpoch`).
+  expect(await storedEpoch(started.dataDir, volumeId, 0)).toBe(5);
+});
+
+test("a rebuild whose fetch fails keeps the learner's epoch: a delayed voter configure of an older epoch opens nothing", async () => {
+  // Found by the simulator (seed 9120891, --failover with late voter configures): a voter
+  // of epoch 5 named a learner in epoch 6 is removed to be rebuilt, and the checkpoint
+  // fetch fails, leaving nothing of the replica on disk. A configure of epoch 5 delayed
+  // past that (a leader frozen past its tenure) then found no epoch stored and opened an
+  // empty voter in epoch 5, in the session its removed life had used in that epoch.
+  started = await startHeadNode("ballast-stale-configure-");
+  const { service } = started;
+  const voter = { epoch: 5, primary: "head-2", secondaries: ["head-1"] };
+  await configure(service, voter);
+  const rebuild = await refusal(
+    configure(service, {
+      epoch: 6,
+      primary: "head-2",
+      secondaries: [],
+      learners: ["head-1"],
+      // On a sled nothing answers for in this test: the fetch fails.
+      checkpoint: {
+        opNum: 4,
+        blobKey: `checkpoints/${volumeId}/0/head-2/4-1-1`,
+        sleds: ["sled-1"],
+        bytes: 100,
+        createdAtMs: 1,
+      },
+    }),
+  );
+  expect(rebuild).toBeDefined();
+  expect(await storedEpoch(started.dataDir, volumeId, 0)).toBe(6);
+  // Named out in epoch 7 with nothing open: refused, as before.
+  expect(
+    await refusal(configure(service, { epoch: 7, primary: "head-2", secondaries: [] })),
+  ).toMatchObject({ code: ErrorCode.NotFound });
+  const stale = await refusal(configure(service, voter));
+  expect(stale).toMatchObject({ code: ErrorCode.WrongEpoch, message: /epoch 6; refusing epoch 5/ });
+  // And after a restart: the epoch is on disk, not in memory.
+  const again = await restart();
+  expect(await refusal(configure(again, voter))).toMatchObject({ code: ErrorCode.WrongEpoch });
 });
 
 test("a disk that stores no journal of the partition shows no epoch", async () => {

@@ -1109,6 +1109,52 @@ test(
   testBoundMs,
 );
 
+// Session 28: a voter removed to be rebuilt as a learner whose checkpoint fetch failed
+// kept nothing on its disk, and a delayed configure of an older epoch naming it a voter
+// (a leader frozen past its tenure) opened it empty, in the epoch and session an earlier
+// life of it had used: the `session` check, in 2 of seeds 9120000 to 9123999 with these
+// options (9120891, 9122623). The head node now keeps the learner's epoch in the
+// partition's directory before the rebuild discards anything (partition-host.ts
+// `keepEpoch`); the sabotage is the head node before.
+const learnerEpochShape: Overrides = {
+  lateLearnerConfigureChance: 0.1,
+  staleRequestChance: 0.05,
+  frozenClockChance: 0.2,
+  replicateChance: 0.2,
+  sledCutRate: 0.002,
+  oneWayCutRate: 0.002,
+};
+const learnerEpochSeeds = [9120891, 9122623];
+
+test(
+  "a learner's epoch is kept through a failed rebuild: a delayed voter configure of an older epoch opens nothing",
+  async () => {
+    for (const seed of learnerEpochSeeds) {
+      const result = await simulateFailover(seed, learnerEpochShape);
+      expect(result.violations, summary(result, learnerEpochShape)).toEqual([]);
+      expect(result.stats.lateVoterConfiguresDelivered).toBeGreaterThan(0);
+    }
+  },
+  testBoundMs,
+);
+
+test(
+  "the checkers catch a rebuild that forgets the learner's epoch",
+  async () => {
+    for (const seed of learnerEpochSeeds) {
+      const caught = await firstCaught(
+        "rebuild-forgets-epoch",
+        ["session"],
+        learnerEpochShape,
+        1,
+        seed,
+      );
+      expect(caught).toBe(seed);
+    }
+  },
+  testBoundMs,
+);
+
 test(
   "the checkers catch a member that lacks a live sled and is not configured again",
   async () => {

@@ -417,7 +417,16 @@ export type Sabotage =
    * behind them (what the `journal` check finds; the real journal's recovery would
    * refuse the files as corrupt after a reboot, or lose the ops). Needs `failedMarker`.
    */
-  | "reopen-failed-journal";
+  | "reopen-failed-journal"
+  /**
+   * The head node before a learner's rebuild kept its epoch (partition-host.ts
+   * `keepEpoch`): a voter removed to be rebuilt whose checkpoint fetch fails keeps
+   * nothing on its disk, and a delayed configure of an older epoch naming it a voter
+   * (`lateVoterConfigureChance`) opens it empty, in the epoch and session an earlier life
+   * used. Found by the `session` check (seed 9120891 with the options of
+   * simulation.test.ts "a learner's epoch").
+   */
+  | "rebuild-forgets-epoch";
 
 /**
  * Every sabotage by name, for the command line (main.ts): a record of all of them, so
@@ -456,6 +465,7 @@ export const sabotageNames: readonly Sabotage[] = Object.keys({
   "configure-ignores-end": true,
   "stall-on-slow-writes": true,
   "reopen-failed-journal": true,
+  "rebuild-forgets-epoch": true,
 } satisfies Record<Sabotage, true>) as Sabotage[];
 
 export interface FailoverOptions {
@@ -1383,6 +1393,12 @@ interface SimulatedNode {
    */
   unopened: Map<number, UnopenedReplica>;
   droppedVolumeIds: Set<string>;
+  /**
+   * Epochs kept on its disk for incarnations' partitions it holds nothing else of (a
+   * partition directory with only its voter-epoch file, partition-host.ts `keepEpoch`:
+   * a learner's rebuild whose fetch failed), by `volumeId/partition`. Lost with the disk.
+   */
+  keptEpochs: Map<string, number>;
   /** What the coordinator holds of this node's primaries (this life's). */
   reportState: ReportState;
   /**
@@ -2041,6 +2057,7 @@ export class FailoverSimulation {
         hosted: new Map(),
         unopened: new Map(),
         droppedVolumeIds: new Set(),
+        keptEpochs: new Map(),
         reportState: this.newReportState(),
         serially,
         configures: this.configureQueue(() => node, serially),
@@ -3692,6 +3709,7 @@ export class FailoverSimulation {
     // session file, so the next start counts from the clock (session.ts).
     this.stats.diskLosses++;
     node.hosted.clear();
+    node.keptEpochs.clear();
     node.disk = `${node.id}-disk-${this.stats.diskLosses}`;
     node.sessionStored = this.tickNow;
   }
@@ -3885,13 +3903,16 @@ export class FailoverSimulation {
     const configured = found?.adapter?.replica.configuration;
     // As headnode.ts: where nothing of the incarnation is hosted with a configuration, the
     // newest epoch of the notes its journal holds (the sabotage: not looked at).
+    // With nothing of it hosted, the epoch its directory may keep alone (`keptEpochs`).
+    const keptKey = `${message.volumeId}/${message.partition}`;
     const storedEpoch =
       part === "none" ||
-      found?.volumeId !== message.volumeId ||
-      (!found.closed && configured !== undefined) ||
+      (found?.volumeId === message.volumeId && !found.closed && configured !== undefined) ||
       this.options.sabotage === "configure-ignores-stored-epoch"
         ? undefined
-        : newestEpochOf(found.journal.notes, found.voterEpoch);
+        : found?.volumeId === message.volumeId
+          ? newestEpochOf(found.journal.notes, found.voterEpoch)
+          : node.keptEpochs.get(keptKey);
     const decision = decideConfigure(
       {
         volumeId: message.volumeId,
@@ -3977,7 +3998,10 @@ export class FailoverSimulation {
         if (!retired) return;
         // Removed: its disks go; closed (failed): its disks stay, to reopen from, and its
         // fence is kept for the core that reopens it (headnode.ts), named out too.
-        if (decision.retire === "remove") node.hosted.delete(found.partition);
+        if (decision.retire === "remove") {
+          node.hosted.delete(found.partition);
+          node.keptEpochs.delete(`${found.volumeId}/${found.partition}`);
+        }
         const failed = found.adapter?.failed !== undefined;
         if (decision.retire === "close" || (failed && decision.retire === "close-out")) {
           const fence = found.adapter?.replica.fenceToKeep();
@@ -4064,6 +4088,13 @@ export class FailoverSimulation {
         session = taken;
       }
       if (decision.from === "rebuild") {
+        // As headnode.ts: the learner's epoch kept on its disk first, whatever the fetch
+        // does (the sabotage keeps it nowhere).
+        if (this.options.sabotage !== "rebuild-forgets-epoch") {
+          const kept = node.keptEpochs.get(keptKey);
+          if (kept === undefined || configuration.epoch > kept)
+            node.keptEpochs.set(keptKey, configuration.epoch);
+        }
         // A learner starts afresh from the primary's newest checkpoint on sleds; a failed
         // fetch leaves it unhosted, and the next configuration tries again. The first copy
         // that is whole (the blob's CRC32C) and sound (the snapshot's own checksums) wins,
@@ -4080,6 +4111,9 @@ export class FailoverSimulation {
         }
         hosted = this.newHosted(message.volumeId, message.partition, message.learnerSince);
         hosted.checkpoints.rebuiltFrom = snapshot;
+        // Its directory, with the epoch kept in it (partition-host.ts `open`).
+        hosted.voterEpoch = node.keptEpochs.get(keptKey);
+        node.keptEpochs.delete(keptKey);
         this.stats.rebuilds++;
       } else if (found?.closed === true && found.volumeId === message.volumeId) {
         // Closed, not hosted: opened from what its files hold (headnode.ts `open`).
@@ -4212,6 +4246,9 @@ export class FailoverSimulation {
   /** As headnode.ts: remembered at once, each replica closed and removed in its turn. */
   private async onDrop(node: SimulatedNode, volumeId: string): Promise<void> {
     node.droppedVolumeIds.add(volumeId);
+    for (const key of [...node.keptEpochs.keys()]) {
+      if (key.startsWith(`${volumeId}/`)) node.keptEpochs.delete(key);
+    }
     for (const [partition, unopened] of node.unopened) {
       if (unopened.address.volumeId === volumeId) node.unopened.delete(partition);
     }
