@@ -14,12 +14,23 @@
 // many seconds to optimise it (10 s of QD1 after 1 s of warm-up cost 1.5 to 3.1 ms of CPU
 // a write over all processes, after 10 s 1.2 to 1.5 ms: docs/performance.md, session 26).
 //
+// Interleaved. Every target is up for the whole run, and each job runs on every target
+// back to back before the next job starts (benchSchedule), so that a baseline and
+// Ballast meet the same phase of a shared machine: run one target after another, a
+// machine whose speed drifted over the minutes between them moved the ratios as much as
+// Ballast did (docs/performance.md, every session's figures). Before each job the run
+// settles: dirty pages written back (`sync`: plain nbdkit's writes are in the page
+// cache) and the cluster's processes quiet (its flushes to sleds after a write job),
+// up to `settleMsMax`. With `--rounds N` the schedule repeats, the order of the targets
+// reversed every other round; the table gives each figure's median over the rounds and
+// each ratio as the median of the rounds' own ratios (each taken within one round).
+//
 // Failure model: fio or nbdkit missing is a clear error (exit 4, missing tool); a job
 // that fails is reported as failed and the rest go on; the cluster, the nbdkit servers
 // and the temporary directory are always removed, even on Ctrl-C.
 
 import { type ChildProcess, spawn } from "node:child_process";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -46,6 +57,8 @@ Options:
   --dir DIR          where the cluster and the nbdkit files live (default: a new
                      temporary directory, removed afterwards)
   --only TARGETS     comma-separated subset of ballast,nbdkit,nbdkit-fua
+  --rounds N         run every job N times on every target, interleaved (default 1);
+                     the table gives medians and the median of each round's ratios
 `;
 
 export interface BenchJob {
@@ -68,6 +81,8 @@ export type BenchTarget = "ballast" | "nbdkit" | "nbdkit-fua";
 export interface JobResult {
   target: BenchTarget;
   job: string;
+  /** The round it ran in, from 0 (`--rounds`); absent from a summary's rows. */
+  round?: number;
   ok: boolean;
   error?: string;
   iops: number;
@@ -118,6 +133,122 @@ export interface BenchOptions {
   json?: string;
   dir?: string;
   targets: BenchTarget[];
+  /** Times each job runs on every target, interleaved (see the module header). */
+  rounds: number;
+}
+
+/** The most `--rounds`: each round runs every job on every target. */
+export const benchRoundsMax = 20;
+
+/** The longest wait for the machine to settle before a job (see the module header). */
+export const settleMsMax = 10_000;
+
+/**
+ * The cluster counts as quiet once its processes took at most this share of one core
+ * over a settle sample (`settleSampleMs`): an idle cluster takes a few percent.
+ */
+export const settleCpuShareMax = 0.15;
+
+/** The window over which the cluster's CPU is sampled while settling. */
+export const settleSampleMs = 500;
+
+/** One measured run: a job on a target in a round. */
+export interface ScheduledRun {
+  round: number;
+  job: BenchJob;
+  target: BenchTarget;
+}
+
+/**
+ * The order of the measured runs: round by round, job by job, every target back to back
+ * (in `targets`' order in even rounds, reversed in odd ones, so that no target always
+ * follows another's writes). Each target still sees the jobs in their order.
+ */
+export function benchSchedule(targets: readonly BenchTarget[], rounds: number): ScheduledRun[] {
+  const runs: ScheduledRun[] = [];
+  for (let round = 0; round < rounds; round++) {
+    const order = round % 2 === 0 ? [...targets] : [...targets].reverse();
+    for (const job of benchJobs) {
+      for (const target of order) runs.push({ round, job, target });
+    }
+  }
+  return runs;
+}
+
+/** The median of `values` (the mean of the middle two for an even count); NaN for none. */
+export function median(values: readonly number[]): number {
+  if (values.length === 0) return Number.NaN;
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
+}
+
+/** Ballast's ratio to one baseline for one job: each round's, and their median. */
+export interface BenchRatio {
+  job: string;
+  baseline: Exclude<BenchTarget, "ballast">;
+  perRound: number[];
+  median: number;
+}
+
+/**
+ * One row per job and target: the median of each figure over the rounds, ok only if
+ * every round was (else the first failure's error).
+ */
+export function summarizeRounds(results: readonly JobResult[]): JobResult[] {
+  const rows: JobResult[] = [];
+  for (const job of benchJobs) {
+    for (const target of ["ballast", "nbdkit", "nbdkit-fua"] as const) {
+      const runs = results.filter((result) => result.job === job.name && result.target === target);
+      if (runs.length === 0) continue;
+      const failed = runs.find((result) => !result.ok);
+      if (failed !== undefined) {
+        const { round: _round, ...row } = failed;
+        rows.push({ ...row, iops: 0, mbPerSecond: 0, p50Us: 0, p99Us: 0 });
+        continue;
+      }
+      const of = (key: "iops" | "mbPerSecond" | "p50Us" | "p99Us") =>
+        median(runs.map((result) => result[key]));
+      rows.push({
+        target,
+        job: job.name,
+        ok: true,
+        iops: of("iops"),
+        mbPerSecond: of("mbPerSecond"),
+        p50Us: of("p50Us"),
+        p99Us: of("p99Us"),
+      });
+    }
+  }
+  return rows;
+}
+
+/**
+ * Ballast's IOPS over each baseline's, per job: the ratio within each round where both
+ * ran and succeeded, and the median of those (none where no round has both).
+ */
+export function benchRatios(results: readonly JobResult[]): BenchRatio[] {
+  const ratios: BenchRatio[] = [];
+  for (const job of benchJobs) {
+    for (const baseline of ["nbdkit", "nbdkit-fua"] as const) {
+      const perRound: number[] = [];
+      const rounds = new Set(results.map((result) => result.round ?? 0));
+      for (const round of [...rounds].sort((a, b) => a - b)) {
+        const of = (target: BenchTarget) =>
+          results.find(
+            (result) =>
+              result.job === job.name && result.target === target && (result.round ?? 0) === round,
+          );
+        const ours = of("ballast");
+        const theirs = of(baseline);
+        if (ours?.ok !== true || theirs?.ok !== true || theirs.iops === 0) continue;
+        perRound.push(ours.iops / theirs.iops);
+      }
+      if (perRound.length > 0)
+        ratios.push({ job: job.name, baseline, perRound, median: median(perRound) });
+    }
+  }
+  return ratios;
 }
 
 function parseSize(text: string): number {
@@ -134,6 +265,7 @@ export function parseBenchArgs(args: readonly string[]): BenchOptions {
     sizeBytes: 512 * 1024 ** 2,
     replicas: 2,
     targets: ["ballast", "nbdkit", "nbdkit-fua"],
+    rounds: 1,
   };
   let seconds: number | undefined;
   let warmup: number | undefined;
@@ -176,6 +308,13 @@ export function parseBenchArgs(args: readonly string[]): BenchOptions {
       case "--json":
         options.json = value();
         break;
+      case "--rounds": {
+        const rounds = Number(value());
+        if (!Number.isInteger(rounds) || rounds < 1 || rounds > benchRoundsMax)
+          throw new CliError(exitCodes.usage, `--rounds must be 1 to ${benchRoundsMax}`);
+        options.rounds = rounds;
+        break;
+      }
       case "--dir":
         options.dir = value();
         break;
@@ -336,8 +475,15 @@ function formatRow(cells: string[], widths: number[]): string {
     .join("  ");
 }
 
-/** The table: one row per job and target, with Ballast's ratio to each baseline. */
-export function formatBenchTable(results: readonly JobResult[]): string {
+/**
+ * The table: one row per job and target, with Ballast's ratio to each baseline: from
+ * `ratios` where given (the median of the rounds' own ratios), else from the rows.
+ * With more than one round, a line per job after it gives each round's ratios.
+ */
+export function formatBenchTable(
+  results: readonly JobResult[],
+  ratios?: readonly BenchRatio[],
+): string {
   const widths = [20, 11, 10, 10, 10, 10, 12, 14];
   const lines = [
     formatRow(
@@ -352,14 +498,18 @@ export function formatBenchTable(results: readonly JobResult[]): string {
     for (const target of ["ballast", "nbdkit", "nbdkit-fua"] as const) {
       const result = of(target);
       if (result === undefined) continue;
-      const ratio = (baseline: JobResult | undefined) =>
-        target !== "ballast" ||
-        ballast === undefined ||
-        baseline === undefined ||
-        !baseline.ok ||
-        baseline.iops === 0
+      const ratio = (baseline: JobResult | undefined) => {
+        if (target !== "ballast" || ballast === undefined || baseline === undefined) return "";
+        if (ratios !== undefined) {
+          const found = ratios.find(
+            (each) => each.job === job.name && each.baseline === baseline.target,
+          );
+          return found === undefined ? "" : `${found.median.toFixed(2)}×`;
+        }
+        return !baseline.ok || baseline.iops === 0
           ? ""
           : `${(ballast.iops / baseline.iops).toFixed(2)}×`;
+      };
       lines.push(
         formatRow(
           result.ok
@@ -379,27 +529,60 @@ export function formatBenchTable(results: readonly JobResult[]): string {
       );
     }
   }
+  const perRound = (ratios ?? []).filter((ratio) => ratio.perRound.length > 1);
+  if (perRound.length > 0) {
+    lines.push("", "Ballast's ratio in each round (the table gives their median):");
+    for (const ratio of perRound) {
+      const each = ratio.perRound.map((value) => `${value.toFixed(2)}×`).join(", ");
+      lines.push(`  ${ratio.job.padEnd(18)} ÷ ${ratio.baseline.padEnd(10)}  ${each}`);
+    }
+  }
   return lines.join("\n");
 }
 
-/** One target's warm-up (unmeasured: printed, not kept), then its jobs. */
-async function runTarget(
+/** The progress line of one run. */
+function progressLine(
   target: BenchTarget,
-  uri: string,
-  options: BenchOptions,
-  print: (line: string) => void,
-): Promise<JobResult[]> {
-  const line = (job: BenchJob, result: Omit<JobResult, "target">, note = "") =>
-    `  ${target.padEnd(11)} ${job.name.padEnd(18)} ${result.ok ? `${result.iops.toFixed(0)} IOPS${note}` : `failed: ${result.error}`}`;
-  if (options.warmupSeconds > 0)
-    print(line(warmupJob, await runJob(uri, warmupJob, options), " (warm-up, not counted)"));
-  const results: JobResult[] = [];
-  for (const job of benchJobs) {
-    const result = { target, ...(await runJob(uri, job, options)) };
-    results.push(result);
-    print(line(job, result));
+  job: BenchJob,
+  result: Omit<JobResult, "target">,
+  note = "",
+): string {
+  return `  ${target.padEnd(11)} ${job.name.padEnd(18)} ${result.ok ? `${result.iops.toFixed(0)} IOPS${note}` : `failed: ${result.error}`}`;
+}
+
+/** CPU seconds (user and system) `pid` has used, from /proc; 0 once it is gone. */
+async function cpuSecondsOf(pid: number): Promise<number> {
+  try {
+    const stat = await readFile(`/proc/${pid}/stat`, "utf8");
+    // Fields after the command (which may hold spaces), from its closing parenthesis.
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return (Number(fields[11]) + Number(fields[12])) / clockTicksPerSecond;
+  } catch {
+    return 0;
   }
-  return results;
+}
+
+/** Linux's USER_HZ, the unit of /proc/<pid>/stat's CPU times, on every architecture. */
+const clockTicksPerSecond = 100;
+
+/**
+ * Waits for the machine to settle before a job (see the module header): dirty pages
+ * written back, then the cluster's processes (`pids`) quiet, at most `settleMsMax`.
+ * Returns the milliseconds waited.
+ */
+async function settle(pids: () => readonly number[]): Promise<number> {
+  const start = Date.now();
+  await run("sync", []).catch(() => undefined);
+  while (Date.now() - start < settleMsMax) {
+    const list = pids();
+    if (list.length === 0) break;
+    const before = await Promise.all(list.map(cpuSecondsOf));
+    await new Promise((resolve) => setTimeout(resolve, settleSampleMs));
+    const after = await Promise.all(list.map(cpuSecondsOf));
+    const used = after.reduce((sum, value, index) => sum + Math.max(0, value - before[index]!), 0);
+    if (used / (settleSampleMs / 1000) <= settleCpuShareMax) break;
+  }
+  return Date.now() - start;
 }
 
 export async function benchCommand(
@@ -417,8 +600,12 @@ export async function benchCommand(
   const results: JobResult[] = [];
   let cluster: LocalCluster | undefined;
   const nbdkits: ChildProcess[] = [];
+  /** nbdkit's files: removed even where the directory is the caller's (`--dir`). */
+  const files: string[] = [];
   const cleanup = async () => {
     for (const child of nbdkits) await stopChild(child).catch(() => undefined);
+    nbdkits.length = 0;
+    for (const file of files) await rm(file, { force: true }).catch(() => undefined);
     if (cluster !== undefined) await cluster.stop().catch(() => undefined);
     if (removeDir) await rm(dir, { recursive: true, force: true });
   };
@@ -434,8 +621,10 @@ export async function benchCommand(
   process.once("SIGINT", interrupted);
   try {
     print(
-      `bench: ${options.seconds} s per job after a ${options.warmupSeconds} s warm-up, ${options.sizeBytes / 1024 ** 2} MiB per job, ${options.replicas} replicas, in ${dir}`,
+      `bench: ${options.seconds} s per job after a ${options.warmupSeconds} s warm-up, ${options.sizeBytes / 1024 ** 2} MiB per job, ${options.replicas} replicas, ${options.rounds} round${options.rounds === 1 ? "" : "s"} interleaved, in ${dir}`,
     );
+    // Every target up first, for the whole run (see the module header).
+    const uris = new Map<BenchTarget, string>();
     if (options.targets.includes("ballast")) {
       const nbdPort = await freePort();
       cluster = await LocalCluster.start({
@@ -481,28 +670,51 @@ export async function benchCommand(
         const probe = await run("nbdinfo", ["--size", uri]);
         if (probe.code !== 0) throw new Error(probe.output);
       });
-      results.push(...(await runTarget("ballast", uri, options, print)));
-      await cluster.stop();
-      cluster = undefined;
+      uris.set("ballast", uri);
     }
     for (const target of ["nbdkit", "nbdkit-fua"] as const) {
       if (!options.targets.includes(target)) continue;
       const file = join(dir, `${target}.img`);
+      files.push(file);
       await writeFile(file, "");
       await run("truncate", ["-s", String(options.sizeBytes), file]);
       const server = await startNbdkit(file, target === "nbdkit-fua");
       nbdkits.push(server.child);
-      results.push(...(await runTarget(target, server.uri, options, print)));
-      await stopChild(server.child);
-      nbdkits.pop();
-      await rm(file, { force: true });
+      uris.set(target, server.uri);
     }
+    const targets = options.targets.filter((target) => uris.has(target));
+    const clusterPids = () =>
+      cluster === undefined
+        ? []
+        : cluster
+            .records()
+            .map((record) => record.pid)
+            .filter((pid) => pid > 0);
+    if (options.warmupSeconds > 0) {
+      for (const target of targets) {
+        const result = await runJob(uris.get(target)!, warmupJob, options);
+        print(progressLine(target, warmupJob, result, " (warm-up, not counted)"));
+      }
+    }
+    for (const { round, job, target } of benchSchedule(targets, options.rounds)) {
+      await settle(clusterPids);
+      const result: JobResult = {
+        target,
+        round,
+        ...(await runJob(uris.get(target)!, job, options)),
+      };
+      results.push(result);
+      const note = options.rounds > 1 ? ` (round ${round + 1})` : "";
+      print(progressLine(target, job, result, note));
+    }
+    const summary = summarizeRounds(results);
+    const ratios = benchRatios(results);
     print("");
-    print(formatBenchTable(results));
+    print(formatBenchTable(summary, ratios));
     if (options.json !== undefined) {
       await writeFile(
         options.json,
-        `${JSON.stringify({ seconds: options.seconds, warmupSeconds: options.warmupSeconds, sizeBytes: options.sizeBytes, replicas: options.replicas, results }, null, 2)}\n`,
+        `${JSON.stringify({ seconds: options.seconds, warmupSeconds: options.warmupSeconds, sizeBytes: options.sizeBytes, replicas: options.replicas, rounds: options.rounds, results: summary, ratios, runs: results }, null, 2)}\n`,
       );
       print(`results in ${options.json}`);
     }
