@@ -415,7 +415,8 @@ function decideMembership(record: PartitionRecord, view: Seen): PartitionDecisio
   // secondary may reach them. So does one that has neither
   // acknowledged the record's epoch nor reported in it for primaryUnconfirmedMsMax (its
   // configure hangs: see "Unconfirmed primaries"). Where no secondary can take over,
-  // nothing changes: it may yet recover.
+  // nothing changes: it may yet recover (one only cut from the sleds still gets its
+  // learner promoted: see below).
   const current = currentReport(record, view.report);
   const primaryStalled = (current?.stalledMs ?? 0) >= primaryStallMsMax;
   const primaryCutFromSleds =
@@ -518,6 +519,24 @@ function decideMembership(record: PartitionRecord, view: Seen): PartitionDecisio
   const notFailed = openable.filter((node) => !failed.has(node));
   const sound = notFailed.length > 0 ? notFailed : openable;
   if (sound.length === 0) {
+    // A primary counted out only because it cannot reach the sleds still serves from its
+    // journal and leads its followers. With no secondary to take over, it is decided as
+    // the live primary it is: dead members leave, a learner is added, and a caught-up one
+    // joins and becomes the secondary the failover waits for. Before, the round stopped
+    // here: the partition was shown unavailable for as long as the cut lasted, its
+    // learner caught up but never promoted (simulator seed 9123815, session 29).
+    const onlyCut =
+      primaryCutFromSleds &&
+      !primaryStalled &&
+      !primaryUnconfirmed &&
+      current?.failed !== true &&
+      view.alive.has(record.primary);
+    const live = onlyCut
+      ? (decideMembership(record, { ...view, flushStallFailover: false }) ??
+        decideRebuild(record, view) ??
+        decidePromotion(record, view))
+      : undefined;
+    if (live !== undefined) return live;
     const refused =
       secondaries.length === 0 ? "" : ` (${secondaries.join(", ")}: files refused at open)`;
     return {

@@ -788,14 +788,77 @@ describe("a primary cut from sleds the leader sees alive (review-reach R1)", () 
     expect(flushStalledNodes(stalls, 100_000, 0)).toBe(1);
   });
 
-  test("with no secondary to take over, it stays, shown unavailable with the reason", () => {
+  test("with no secondary to take over and no spare, it stays, shown unavailable with the reason", () => {
     const alone: PartitionRecord = { ...base, secondaries: [] };
     const decision = decidePartition(
       alone,
-      enabled(alone, { liveSleds: 3, report: report(alone, { flushStalledMs: 60_000 }) }),
+      enabled(alone, {
+        alive: new Set(["head-1"]),
+        liveSleds: 3,
+        report: report(alone, { flushStalledMs: 60_000 }),
+      }),
     );
     expect(decision).toMatchObject({ kind: "unavailable" });
     if (decision.kind === "unavailable") expect(decision.reason).toMatch(/every flush/);
+  });
+
+  test("with no secondary, it still leads a rebuild: a learner is added, joins once caught up, then is promoted (seed 9123815)", () => {
+    // Before, the round stopped at "unavailable": the learner caught up and was never
+    // promoted, and the partition waited out the whole cut with nothing to fail over to.
+    const stalled = { flushStalledMs: 60_000 };
+    const alone: PartitionRecord = { ...base, secondaries: [] };
+    const added = decidePartition(
+      alone,
+      enabled(alone, { liveSleds: 3, report: report(alone, stalled) }),
+    );
+    expect(added).toMatchObject({ kind: "update", record: { epoch: 5, learners: ["head-2"] } });
+    if (added.kind !== "update") return;
+    const learning = added.record;
+    const caughtUp = (record: PartitionRecord, learner: boolean) =>
+      report(record, { ...stalled, followers: [{ node: "head-2", matchOpNum: 100, learner }] });
+    const joined = decidePartition(
+      learning,
+      enabled(learning, { liveSleds: 3, report: caughtUp(learning, true) }),
+    );
+    expect(joined).toMatchObject({
+      kind: "update",
+      record: { epoch: 6, secondaries: [], joining: ["head-2"], learners: [] },
+    });
+    if (joined.kind !== "update") return;
+    const secondary = decidePartition(
+      joined.record,
+      enabled(joined.record, { liveSleds: 3, report: caughtUp(joined.record, false) }),
+    );
+    expect(secondary).toMatchObject({
+      kind: "update",
+      record: { epoch: 7, secondaries: ["head-2"], joining: [] },
+    });
+    if (secondary.kind !== "update") return;
+    // Now there is one to take over: the cut primary is failed over to it.
+    const failover = decidePartition(
+      secondary.record,
+      enabled(secondary.record, { liveSleds: 3, report: report(secondary.record, stalled) }),
+    );
+    expect(failover).toMatchObject({
+      kind: "update",
+      record: { epoch: 8, primary: "head-2", secondaries: [] },
+    });
+  });
+
+  test("a primary that also stalls its own journal is not decided as live: unavailable", () => {
+    const alone: PartitionRecord = { ...base, secondaries: [], learners: ["head-2"] };
+    const decision = decidePartition(
+      alone,
+      enabled(alone, {
+        liveSleds: 3,
+        report: report(alone, {
+          flushStalledMs: 60_000,
+          stalledMs: limits.primaryStallMsMax,
+          followers: [{ node: "head-2", matchOpNum: 100, learner: true }],
+        }),
+      }),
+    );
+    expect(decision).toMatchObject({ kind: "unavailable" });
   });
 });
 

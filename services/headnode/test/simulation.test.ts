@@ -1155,6 +1155,39 @@ test(
   testBoundMs,
 );
 
+// Session 29, found by the same hunt as the learner's epoch above (1 of 4,000 seeds
+// 9120000 to 9123999): a primary cut from the sleds, alone but for a learner. The
+// coordinator counted it out for its flush stall, found no secondary to promote and
+// stopped the round at "unavailable", so the learner caught up but never joined and the
+// partition waited out the cut with nothing to fail over to.
+const cutLearnerSeed = 9123815;
+
+test(
+  "a cut primary's learner is still promoted, and the cut primary is then failed over to it",
+  async () => {
+    const result = await simulateFailover(cutLearnerSeed, learnerEpochShape);
+    expect(result.violations, summary(result, learnerEpochShape)).toEqual([]);
+    expect(result.stats.flushStallFailovers).toBeGreaterThan(0);
+    expect(result.stats.promotions).toBeGreaterThan(0);
+  },
+  testBoundMs,
+);
+
+test(
+  "the checkers catch a coordinator that stops at a cut primary with no secondary",
+  async () => {
+    const caught = await firstCaught(
+      "cut-primary-blocks-rebuild",
+      ["available"],
+      learnerEpochShape,
+      1,
+      cutLearnerSeed,
+    );
+    expect(caught).toBe(cutLearnerSeed);
+  },
+  testBoundMs,
+);
+
 test(
   "the checkers catch a member that lacks a live sled and is not configured again",
   async () => {

@@ -426,7 +426,15 @@ export type Sabotage =
    * used. Found by the `session` check (seed 9120891 with the options of
    * simulation.test.ts "a learner's epoch").
    */
-  | "rebuild-forgets-epoch";
+  | "rebuild-forgets-epoch"
+  /**
+   * The coordinator before session 29: a primary counted out only for a flush stall (cut
+   * from the sleds) with no secondary to take over stopped the round at "unavailable",
+   * so its caught-up learner was never promoted and the partition waited out the whole
+   * cut with nothing to fail over to. Found by the availability check (seed 9123815
+   * with the options of simulation.test.ts "a cut primary's learner").
+   */
+  | "cut-primary-blocks-rebuild";
 
 /**
  * Every sabotage by name, for the command line (main.ts): a record of all of them, so
@@ -466,6 +474,7 @@ export const sabotageNames: readonly Sabotage[] = Object.keys({
   "stall-on-slow-writes": true,
   "reopen-failed-journal": true,
   "rebuild-forgets-epoch": true,
+  "cut-primary-blocks-rebuild": true,
 } satisfies Record<Sabotage, true>) as Sabotage[];
 
 export interface FailoverOptions {
@@ -4543,6 +4552,16 @@ export class FailoverSimulation {
             : { primaryUnconfirmedSinceMs: unconfirmed.sinceMs }),
         };
         decision = decidePartition(record, view);
+        if (
+          this.options.sabotage === "cut-primary-blocks-rebuild" &&
+          decision.kind === "update" &&
+          decision.record.primary === record.primary &&
+          record.secondaries.every((node) => !alive.has(node)) &&
+          stalled >= limits.primaryStallMsMax &&
+          this.liveSleds().length >= limits.chunkCopies &&
+          flushStalledNodes(this.flushStalls, this.nowMs(), flushStallMemoryMs) <= 1
+        )
+          decision = { kind: "unavailable", reason: "sabotage: cut-primary-blocks-rebuild" };
       }
       this.leases.setReplacing(record, decision.kind === "wait");
       if (decision.kind === "wait" || decision.kind === "unavailable")
