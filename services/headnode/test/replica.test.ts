@@ -1462,6 +1462,73 @@ describe("a primary cut from the sleds (review-reach R1)", () => {
   });
 });
 
+describe("a primary cut from the sleds once its journal is mostly flushed notes (seed 9126046)", () => {
+  /**
+   * A primary with no followers whose one flushed block holds half its journal, and whose
+   * checkpoints are stored (`ok`) or not (`fail`) as it ticks.
+   */
+  function primaryCheckpointing(logBytesMax: number) {
+    const primary = soloPrimaryFlushed({
+      logBytesMax,
+      flushBytesThreshold: 1,
+      primaryStallTicks: 6,
+      checkpointIntervalTicks: 1,
+      checkpointRetryTicks: 2,
+      checkpointStoreRetryTicksMax: 2,
+    });
+    /**
+     * Ticks once; answers the store of any checkpoint it starts with `outcome`. Returns
+     * how many it started.
+     */
+    const tick = (outcome: "fail" | "ok") => {
+      primary.tick();
+      const writes = only(primary.drainEffects(), "checkpoint.write");
+      for (const write of writes) {
+        primary.onCheckpointDurable(write.opNum);
+        const [store] = only(primary.drainEffects(), "checkpoint.store");
+        if (outcome === "ok") primary.onCheckpointStored(write.opNum, storedPointer(store!));
+        else primary.onCheckpointFailed(write.opNum);
+      }
+      return writes.length;
+    };
+    return { primary, tick };
+  }
+
+  test("reports its flushes stalled once every checkpoint store has failed for primaryStallTicks", () => {
+    // Before, nothing counted this: writes wait for room, so no chunk write is tried and
+    // none fails, and the journal waits on a checkpoint whose stores fail. The primary
+    // reported no stall, and the partition's writes waited for as long as the cut lasted
+    // while its secondary could take over.
+    const { primary, tick } = primaryCheckpointing(1024);
+    primary.onClientRequest({
+      kind: "write",
+      requestId: 2,
+      epoch: 1,
+      writes: [{ offset: 4096, data: sectors(2, 2) }],
+    });
+    expect(only(primary.drainEffects(), "journal.append")).toEqual([]); // waits for room
+    expect(tick("fail")).toBe(1); // the first failed store starts the count
+    for (let ticks = 0; ticks < 5; ticks++) tick("fail");
+    expect(primary.flushStalledTicks()).toBe(0);
+    tick("fail");
+    expect(primary.flushStalledTicks()).toBe(6);
+    for (let ticks = 0; ticks < 4; ticks++) tick("fail");
+    expect(primary.flushStalledTicks()).toBe(10);
+    // A checkpoint stored ends it: the sleds are in reach again.
+    for (let ticks = 0; ticks < 3; ticks++) tick("ok");
+    expect(primary.flushStalledTicks()).toBe(0);
+  });
+
+  test("stores that fail while flushed notes hold less than half the journal count for nothing", () => {
+    // Writes still find room, and the chunk writes they lead to find the cut.
+    const { primary, tick } = primaryCheckpointing(4096);
+    let stores = 0;
+    for (let ticks = 0; ticks < 20; ticks++) stores += tick("fail");
+    expect(stores).toBeGreaterThan(5);
+    expect(primary.flushStalledTicks()).toBe(0);
+  });
+});
+
 describe("read leases", () => {
   const range = [{ offset: 0, length: 512 }];
   /** A leased primary of epoch 1, and what a read at a reading of both clocks answers. */

@@ -1188,6 +1188,23 @@ test(
   testBoundMs,
 );
 
+// Seed 9126046 with the same options: primary head-4 was cut from the sleds (ticks 104
+// to 792) once its journal was held at logBytesMax by flushed notes awaiting a checkpoint.
+// Writes waited for room, so no chunk write was tried and none failed; only its
+// checkpoint stores did, which counted for no flush stall. It was kept as primary while
+// its secondary could take over: the `available` check, at tick 418. Failed checkpoint
+// stores now count (replica.ts onCheckpointFailed), and the partition fails over.
+test(
+  "a primary cut from the sleds with its journal full of flushed notes is failed over (seed 9126046)",
+  async () => {
+    const result = await simulateFailover(9126046, learnerEpochShape);
+    expect(result.violations, summary(result, learnerEpochShape)).toEqual([]);
+    expect(result.stats.sledCuts).toBeGreaterThan(0);
+    expect(result.stats.flushStallFailovers).toBeGreaterThan(0);
+  },
+  testBoundMs,
+);
+
 test(
   "the checkers catch a member that lacks a live sled and is not configured again",
   async () => {

@@ -21,8 +21,9 @@
 //   write it to sleds, then proposes a flush record through the same op stream; every
 //   replica moves those pieces' metadata to the chunk when the record commits. A
 //   primary whose chunk writes all fail for want of sleds (not for their space) for
-//   primaryStallTicks says so (`flushStalledTicks`): cut from sleds others reach, it
-//   can never release its journal, and its node reports it for a failover.
+//   primaryStallTicks, or its checkpoint stores while its journal is half full of
+//   flushed notes, says so (`flushStalledTicks`): cut from sleds others reach, it can
+//   never release its journal, and its node reports it for a failover.
 // - Reclaiming space: the next flush record drops chunks no tree refers to any more
 //   (`drop`). Every compactionIntervalTicks the primary reads whole the chunks that are
 //   mostly dead (`chunk.read`); once it has them all, the next flush also packs their
@@ -405,8 +406,10 @@ export class Replica {
   private sledsFull = false;
   /**
    * On a primary: since when every chunk write has failed for want of sleds it can reach
-   * (not for their space: that is `sledsFull`), undefined once one succeeds or the role
-   * changes. Its journal can then never be released, and it fills (flushStalledTicks).
+   * (not for their space: that is `sledsFull`), or every checkpoint store while flushed
+   * notes only a checkpoint releases held half its journal or more; undefined once a
+   * chunk write or a checkpoint store succeeds, or the role changes. Its journal can then
+   * never be released, and it fills (flushStalledTicks).
    */
   private flushFailingSinceTick: number | undefined;
   private proposedChunkNumber = -1;
@@ -618,6 +621,10 @@ export class Replica {
    * write waits and times out, and reads of flushed data fail, for as long as the cut
    * lasts. Its node reports it, and the coordinator fails the partition over to a
    * secondary, which holds every acknowledged write and may reach them.
+   *
+   * A cut that comes once the journal is mostly flushed notes is the same stall with no
+   * chunk write to fail: the journal waits for a checkpoint, whose stores fail, and the
+   * writes that would need a flush wait for room (onCheckpointFailed counts those stores).
    */
   flushStalledTicks(): number {
     if (this.role.name !== "primary" || this.flushFailingSinceTick === undefined) return 0;
@@ -2515,6 +2522,8 @@ export class Replica {
     checkpoint.step = "record";
     checkpoint.pointer = pointer;
     this.checkpointStoreFailures = 0;
+    // chunkCopies sleds took the blob: they are in reach (flushFailingSinceTick).
+    this.flushFailingSinceTick = undefined;
     this.effects.push({ type: "checkpoint.record", opNum, pointer });
   }
 
@@ -2571,6 +2580,20 @@ export class Replica {
     }
     this.checkpointRetryAtTick = this.lastCheckpointTick + pauseTicks;
     if (checkpoint.asked) this.checkpointRequested = true;
+    // A primary whose journal is half full or more of flushed notes waits on a store to
+    // release them, not on a chunk write: writes wait for room, so no flush is tried and
+    // none fails. A failed store is then its flush failing (flushStalledTicks), or a cut
+    // from the sleds would keep the partition's writes waiting for as long as it lasts
+    // while a secondary could take over (seed 9126046). Not with full sleds (sledsFull):
+    // another primary would find them as full.
+    if (
+      checkpoint.step === "store" &&
+      this.role.name === "primary" &&
+      !this.sledsFull &&
+      this.flushedHeldBytes >= this.limits.logBytesMax / 2
+    ) {
+      this.flushFailingSinceTick ??= this.tickCount;
+    }
   }
 
   /**
