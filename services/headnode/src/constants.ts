@@ -98,6 +98,16 @@ export const checkpointChunkEntryBytesMax = 128;
  */
 export const followerLogBytesFactor = 2;
 
+/**
+ * A primary whose flushed notes, held until a checkpoint releases them, fill this share
+ * of logBytesMax or more counts its failed checkpoint stores as a flush stall
+ * (replica.ts onCheckpointFailed): cut from the sleds then, it has no chunk write to
+ * fail, since writes wait for room and nothing new is flushed, yet it can release
+ * nothing (session 29, simulator seed 9126046). Half: the level at which the journal
+ * presses, a flush and a checkpoint due at once (replica.ts, logBytesMax / 2).
+ */
+export const checkpointStallHeldShare = 0.5;
+
 export interface ReplicaLimits {
   /** Ops assigned but not yet committed; past it, new writes wait. */
   notesInflightMax: number;
@@ -108,6 +118,11 @@ export interface ReplicaLimits {
    * Absent: followerLogBytesFactor × logBytesMax.
    */
   followerLogBytesMax?: number;
+  /**
+   * Flushed bytes held for a checkpoint past which a primary's failed checkpoint stores
+   * count as a flush stall. Absent: checkpointStallHeldShare × logBytesMax.
+   */
+  checkpointStallHeldBytes?: number;
   /** Client requests waiting for room; past it, requests answer Unavailable. */
   requestsWaitingMax: number;
   /**

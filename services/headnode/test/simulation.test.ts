@@ -1206,6 +1206,21 @@ test(
 );
 
 test(
+  "the checkers catch a primary whose failed checkpoint stores never count as a flush stall",
+  async () => {
+    const caught = await firstCaught(
+      "checkpoint-failures-not-stalls",
+      ["available"],
+      learnerEpochShape,
+      1,
+      9126046,
+    );
+    expect(caught).toBe(9126046);
+  },
+  testBoundMs,
+);
+
+test(
   "the checkers catch a member that lacks a live sled and is not configured again",
   async () => {
     // 6523831: the configurer pushed a member's configuration again only when its epoch

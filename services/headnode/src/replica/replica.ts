@@ -119,6 +119,7 @@ import {
 import {
   checkpointChunkEntryBytesMax,
   checkpointExtentBytesMax,
+  checkpointStallHeldShare,
   followerLogBytesFactor,
   type ReplicaLimits,
   replicaLimitsDefault,
@@ -2590,7 +2591,8 @@ export class Replica {
       checkpoint.step === "store" &&
       this.role.name === "primary" &&
       !this.sledsFull &&
-      this.flushedHeldBytes >= this.limits.logBytesMax / 2
+      this.flushedHeldBytes >=
+        (this.limits.checkpointStallHeldBytes ?? checkpointStallHeldShare * this.limits.logBytesMax)
     ) {
       this.flushFailingSinceTick ??= this.tickCount;
     }
