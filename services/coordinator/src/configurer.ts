@@ -125,6 +125,7 @@ export class Configurer {
       ...(disks === undefined ? {} : { disks }),
       noReplica: noReplicaMembers(tenure, record),
       unopened: tenure.leases.unopenedMembers(record),
+      reopening: reopeningMembers(tenure, record),
     };
     const sending: Promise<void>[] = [];
     const otherDisk = tenure.otherDisk.get(key);
@@ -186,6 +187,7 @@ export class Configurer {
         disks,
         noReplica: noReplicaMembers(tenure, record),
         unopened: tenure.leases.unopenedMembers(record),
+        reopening: reopeningMembers(tenure, record),
       };
       const last = tenure.configured.get(key)?.get(node);
       const report = tenure.leases.reportOf(record, nowMs);
@@ -238,6 +240,7 @@ export class Configurer {
           ...(disks === undefined ? {} : { disks }),
           noReplica: noReplicaMembers(tenure, record),
           unopened: tenure.leases.unopenedMembers(record),
+          reopening: reopeningMembers(tenure, record),
         },
         this.verifyMs,
       )
@@ -430,7 +433,7 @@ export function owesConfigure(
   last: Configured | undefined,
   input: {
     report: Report | undefined;
-    view: Pick<PartitionView, "alive" | "disks" | "noReplica" | "unopened">;
+    view: Pick<PartitionView, "alive" | "disks" | "noReplica" | "unopened" | "reopening">;
     sleds: readonly string[];
     nowMs: number;
   },
@@ -520,6 +523,20 @@ export function noReplicaMembers(
       .filter(([node, epoch]) => epoch === record.epoch && members.includes(node))
       .map(([node]) => node),
   );
+}
+
+/**
+ * Members of the record whose acknowledgement of the partition is marked out of date by
+ * their node's restart or return from silence (epoch −1, tenure.ts `forgetConfigured`)
+ * and that have acknowledged nothing since: `PartitionView.reopening`.
+ */
+export function reopeningMembers(
+  tenure: Pick<Tenure, "configured">,
+  record: PartitionRecord,
+): Set<string> {
+  const nodes = tenure.configured.get(partitionKey(record));
+  if (nodes === undefined) return new Set();
+  return new Set(membersOf(record).filter((node) => nodes.get(node)?.epoch === -1));
 }
 
 /**

@@ -193,6 +193,15 @@ export interface PartitionView {
    */
   unopened?: ReadonlySet<string>;
   /**
+   * Members whose node restarted, or came back from silence, since they last
+   * acknowledged a configure of the partition, and that have not acknowledged one since
+   * (`reopeningMembers`, configurer.ts: the acknowledgement marked out of date, epoch
+   * −1): whether their files open is unknown until a configure opens them (a node
+   * restarting on damaged files reports the replica `unopened` only then). They are
+   * never promoted while so; a round or two later they are `unopened` or acknowledged.
+   */
+  reopening?: ReadonlySet<string>;
+  /**
    * Since when (leader's monotonic clock) the record's primary has neither acknowledged
    * the configure of the record's epoch nor reported in it, as this leader has seen it
    * (`unconfirmedSince`); absent once it has done either. A primary unconfirmed for
@@ -514,8 +523,16 @@ function decideMembership(record: PartitionRecord, view: Seen): PartitionDecisio
   // is promoted only when no sound one is live (a reopen may succeed). The ones passed
   // over leave with the old primary; with none to promote, the record waits, keeping
   // them (a reboot may open one).
+  // Nor promoted: one whose node restarted since it last acknowledged (`reopening`),
+  // until a configure shows whether its files open. Promoted on the strength of its
+  // heartbeats alone, a secondary back on damaged files took the record from a failed
+  // primary that held every acknowledged write and needed only a reboot, and the
+  // partition stayed unavailable for good (simulator seeds 9201217 and 9201895). Kept
+  // as a secondary beside another one promoted: it may well open.
   const unopened = view.unopened ?? new Set<string>();
-  const openable = secondaries.filter((node) => !unopened.has(node));
+  const reopening = view.reopening ?? new Set<string>();
+  const waiting = secondaries.filter((node) => !unopened.has(node) && reopening.has(node));
+  const openable = secondaries.filter((node) => !unopened.has(node) && !reopening.has(node));
   const notFailed = openable.filter((node) => !failed.has(node));
   const sound = notFailed.length > 0 ? notFailed : openable;
   if (sound.length === 0) {
@@ -537,11 +554,15 @@ function decideMembership(record: PartitionRecord, view: Seen): PartitionDecisio
         decidePromotion(record, view))
       : undefined;
     if (live !== undefined) return live;
-    const refused =
-      secondaries.length === 0 ? "" : ` (${secondaries.join(", ")}: files refused at open)`;
+    const refused = secondaries.filter((node) => !waiting.includes(node));
+    const why = [
+      ...(refused.length === 0 ? [] : [`${refused.join(", ")}: files refused at open`]),
+      ...(waiting.length === 0 ? [] : [`${waiting.join(", ")}: not yet reopened since a restart`]),
+    ];
+    const detail = why.length === 0 ? "" : ` (${why.join("; ")})`;
     return {
       kind: "unavailable",
-      reason: `primary ${record.primary} ${primaryGone} and no live secondary holds every acknowledged write${refused}; waiting for one to return`,
+      reason: `primary ${record.primary} ${primaryGone} and no live secondary holds every acknowledged write${detail}; waiting for one to return`,
     };
   }
   if (view.nowMs <= view.leaseUntilMs) {
@@ -563,11 +584,11 @@ function decideMembership(record: PartitionRecord, view: Seen): PartitionDecisio
       ...record,
       epoch: record.epoch + 1,
       primary,
-      secondaries: sound.filter((node) => node !== primary),
+      secondaries: [...sound, ...waiting].filter((node) => node !== primary),
       joining: [],
       learners: [...liveLearners, ...liveJoining.filter((node) => !failed.has(node))],
     },
-    reason: `primary ${record.primary} ${primaryGone}: promoting ${primary}${sound.length < secondaries.length ? `; dropping ${secondaries.filter((node) => !sound.includes(node)).join(", ")}, whose replica has failed` : ""}`,
+    reason: `primary ${record.primary} ${primaryGone}: promoting ${primary}${sound.length + waiting.length < secondaries.length ? `; dropping ${secondaries.filter((node) => !sound.includes(node) && !waiting.includes(node)).join(", ")}, whose replica has failed` : ""}`,
   };
 }
 
@@ -671,16 +692,21 @@ export function mayGrantLease(
 /**
  * Whether a primary counted out would be replaced (decideMembership): a voting secondary
  * is alive on the disk the record has it on and its node opened its files (not
- * `unopened`), so it holds every acknowledged write and may be promoted once the old primary's lease has run out. Joiners and learners are
+ * `unopened`, nor `reopening` since a restart), so it holds every acknowledged write and
+ * may be promoted once the old primary's lease has run out. Joiners and learners are
  * never promoted.
  */
 export function failsOver(
   record: PartitionRecord,
-  view: Pick<PartitionView, "alive" | "disks" | "noReplica" | "unopened">,
+  view: Pick<PartitionView, "alive" | "disks" | "noReplica" | "unopened" | "reopening">,
 ): boolean {
   const lost = lostDisks(record, view);
   return record.secondaries.some(
-    (node) => view.alive.has(node) && !lost.includes(node) && view.unopened?.has(node) !== true,
+    (node) =>
+      view.alive.has(node) &&
+      !lost.includes(node) &&
+      view.unopened?.has(node) !== true &&
+      view.reopening?.has(node) !== true,
   );
 }
 
@@ -698,7 +724,7 @@ export function failsOver(
 export function failingOver(
   record: PartitionRecord,
   report: Report | undefined,
-  view: Pick<PartitionView, "alive" | "disks" | "noReplica" | "unopened">,
+  view: Pick<PartitionView, "alive" | "disks" | "noReplica" | "unopened" | "reopening">,
 ): boolean {
   return (
     report !== undefined &&
@@ -721,7 +747,7 @@ export function outOfStep(
   report: Report | undefined,
   acknowledged: { epoch: number; atMs: number },
   nowMs: number,
-  view: Pick<PartitionView, "alive" | "disks" | "noReplica" | "unopened">,
+  view: Pick<PartitionView, "alive" | "disks" | "noReplica" | "unopened" | "reopening">,
   verifyMs = configureVerifyMs,
 ): boolean {
   return (

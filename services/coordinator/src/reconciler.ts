@@ -64,7 +64,7 @@ import {
 } from "./catalogue.ts";
 import type { CatalogueChanges } from "./catalogue-changes.ts";
 import { now } from "./clock.ts";
-import { type Configurer, noReplicaMembers, provenDisks } from "./configurer.ts";
+import { type Configurer, noReplicaMembers, provenDisks, reopeningMembers } from "./configurer.ts";
 import {
   catalogueRefreshMs,
   catalogueRereadMsMax,
@@ -618,6 +618,7 @@ export class Reconciler {
     const decision = decidePartition(record, {
       failed,
       unopened: tenure.leases.unopenedMembers(record),
+      reopening: reopeningMembers(tenure, record),
       nowMs,
       alive,
       disks,

@@ -12,6 +12,7 @@ import {
   outOfStep,
   provenDisks,
   refreshDue,
+  reopeningMembers,
 } from "../src/configurer.ts";
 import {
   configureOtherDiskRetryMs,
@@ -281,6 +282,36 @@ describe("Configurer", () => {
     const alone = new Set(["head-1"]);
     await configurer.configure(tenure, record, alone, ["sled-1"]);
     expect(sent).toEqual(["head-1"]);
+    sent.length = 0;
+    // Back, but restarted: until a configure opens its files, it may hold no copy that
+    // opens (`reopening`), and nothing fails over to it. Both are pushed.
+    forgetConfigured(tenure, "head-2");
+    clockMs += configureVerifyMs;
+    primaryReports(2, true);
+    await configurer.configure(tenure, record, alive, ["sled-1"]);
+    expect(sent.sort()).toEqual(["head-1", "head-2"]);
+  });
+
+  it("counts a member reopening from its node's restart until it acknowledges again", () => {
+    const tenure: Tenure = newTenure({ term: 1, tenure: 1 }, 0);
+    const key = partitionKey(record);
+    tenure.configured.set(
+      key,
+      new Map([
+        ["head-1", { epoch: 2, atMs: 0 }],
+        ["head-2", { epoch: 2, atMs: 0 }],
+      ]),
+    );
+    expect(reopeningMembers(tenure, record)).toEqual(new Set());
+    // head-2 restarted: its acknowledgement is marked out of date (epoch −1).
+    forgetConfigured(tenure, "head-2");
+    expect(reopeningMembers(tenure, record)).toEqual(new Set(["head-2"]));
+    // Whatever the record's epoch (a resize moved it on), until it acknowledges one.
+    expect(reopeningMembers(tenure, { ...record, epoch: 3 })).toEqual(new Set(["head-2"]));
+    tenure.configured.get(key)!.set("head-2", { epoch: 3, atMs: 1 });
+    expect(reopeningMembers(tenure, { ...record, epoch: 3 })).toEqual(new Set());
+    // A new tenure knows of no restart: nobody is reopening.
+    expect(reopeningMembers(newTenure({ term: 2, tenure: 2 }, 0), record)).toEqual(new Set());
   });
 
   it("keeps the disk an answer names, and a no-replica refusal, for the decisions of a record without disks", async () => {

@@ -1023,4 +1023,34 @@ describe("a replica its node could not open (its files refused)", () => {
     const failedPrimary = report(base, { failed: true, tailCommitted: false });
     expect(failingOver(base, failedPrimary, only)).toBe(false);
   });
+
+  test("a secondary not yet reopened since its node restarted is not promoted until a configure opens it", () => {
+    // Simulator seed 9201217: the primary's journal failed while its secondary was down;
+    // the secondary came back on damaged files and, alive by its heartbeats, was promoted
+    // before any configure had tried them. The failed primary, which held every
+    // acknowledged write and needed only a reboot, left the record for good.
+    const primaryDead = new Set(["head-2", "head-3", "head-4"]);
+    const reopening = new Set(["head-2"]);
+    const only = view(base, { alive: primaryDead, reopening });
+    expect(decidePartition(base, only)).toMatchObject({
+      kind: "unavailable",
+      reason: expect.stringContaining("head-2: not yet reopened since a restart"),
+    });
+    // Nor does the configurer hold the failed primary's configure for it.
+    expect(failsOver(base, only)).toBe(false);
+    const failedPrimary = report(base, { failed: true, tailCommitted: false });
+    expect(failingOver(base, failedPrimary, only)).toBe(false);
+    // Once it has acknowledged (reopened), it is promoted as before.
+    expect(decidePartition(base, view(base, { alive: primaryDead }))).toMatchObject({
+      kind: "update",
+      record: { epoch: 5, primary: "head-2", secondaries: [] },
+    });
+    // Beside a secondary that did reopen, that one is promoted, and the one still
+    // reopening stays a secondary: its files may well open.
+    const two: PartitionRecord = { ...base, secondaries: ["head-2", "head-3"] };
+    expect(decidePartition(two, view(two, { alive: primaryDead, reopening }))).toMatchObject({
+      kind: "update",
+      record: { epoch: 5, primary: "head-3", secondaries: ["head-2"] },
+    });
+  });
 });

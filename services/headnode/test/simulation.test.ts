@@ -469,18 +469,22 @@ test(
 // 4 of seeds 1 to 300 at 0.25 (25, 171, 176, 236), all `settle`: a partition left with
 // its one sound copy out of the record. Few, since the coordinator drops no voter beside
 // a primary not yet confirmed in its epoch, which closes most of the window by itself.
+// Since session 30 none of seeds 1 to 400 at 0.25 alone: a secondary back from a restart
+// is not promoted until a configure opens it (`reopening`), reported or not. With two
+// nodes faulty at once, 2 of seeds 1 to 300 (104, 272): a joiner whose refusal is never
+// reported stays beside its idle primary, never dropped, and the partition short.
 test(
   "the checkers catch a head node that reports no replica it could not open",
   async () => {
-    // Seed 75, the first of seeds 1-200 to catch it since the model no longer loses a
-    // disk beside a copy whose files it damaged (anotherCopyOfAll); seed 25, used before
-    // that, no longer does.
+    // Seed 75, the first of seeds 1-200 to catch it at 0.25 alone once the model no
+    // longer lost a disk beside a copy whose files it damaged (anotherCopyOfAll), no
+    // longer does either (the `reopening` secondary is not promoted).
     const caught = await firstCaught(
       "silent-open-failure",
       ["settle", "availability"],
-      { corruptChance: 0.25 },
+      { corruptChance: 0.25, faultyNodesMax: 2 },
       1,
-      75,
+      104,
     );
     expect(caught).toBeDefined();
   },
@@ -1290,3 +1294,88 @@ describe("the checkers catch a failed replica given a session it or another life
     120_000,
   );
 });
+
+// Session 30, found by a hunt with every fault kind on and two nodes faulty at once (2 of
+// 1,000 seeds 9201000 to 9201999, with the options below). Seed 9201217: the primary's
+// journal failed (the failed marker: refused until a reboot) while its one secondary was
+// down; the secondary came back on damaged files and, alive by its heartbeats, was
+// promoted before any configure had tried them. The failed primary, which held every
+// acknowledged write, left the record, and the partition was never whole again. Seed
+// 9201895: the same promotion of a secondary back on damaged files, over a primary just
+// restarted whole; the coordinator had heard the secondary refuse its files, but a
+// resize's new epoch made that refusal one of an older epoch. A secondary whose node
+// restarted since it last acknowledged (`reopening`) is now promoted only once a
+// configure has opened it.
+const reopeningShape: Overrides = {
+  faultyNodesMax: 2,
+  diskLossChance: 0.2,
+  lateVoterConfigureChance: 0.1,
+  oneWayCutRate: 0.001,
+  corruptChance: 0.05,
+  slowDiskRate: 0.002,
+  failedMarker: true,
+  endChangeRate: 0.01,
+};
+const reopeningSeeds = [9201217, 9201895];
+
+test(
+  "a restarted secondary is promoted only once a configure has opened its files (seeds 9201217, 9201895)",
+  async () => {
+    for (const seed of reopeningSeeds) {
+      const result = await simulateFailover(seed, reopeningShape);
+      expect(result.violations, summary(result, reopeningShape)).toEqual([]);
+      expect(result.stats.filesDamaged).toBeGreaterThan(0);
+      expect(result.stats.opensRefused).toBeGreaterThan(0);
+    }
+  },
+  testBoundMs,
+);
+
+test(
+  "the checkers catch a coordinator that promotes a secondary not yet reopened since its restart",
+  async () => {
+    for (const seed of reopeningSeeds) {
+      const caught = await firstCaught(
+        "promote-reopening-secondary",
+        ["settle"],
+        reopeningShape,
+        1,
+        seed,
+      );
+      expect(caught).toBe(seed);
+    }
+  },
+  testBoundMs,
+);
+
+// The same hunt's sweep of every fault kind (seeds 5000 to 5499 of the shape below) had
+// two more (5202, 5392) that the coordinator handled rightly: a primary whose journal
+// failed in its boot, beside its one secondary back on damaged files, was kept with the
+// record waiting (`unavailable`: nobody to promote). The settle phase rebooted only a
+// failed primary with no secondary at all, so it waited for good; it now reboots one
+// beside secondaries whose files are refused, as an operator would.
+const everyFault: Overrides = {
+  faultyNodesMax: 2,
+  diskLossChance: 0.5,
+  corruptChance: 0.1,
+  failedMarker: true,
+  journalFailRate: 0.01,
+  lateLearnerConfigureChance: 0.1,
+  staleRequestChance: 0.05,
+  sledCutRate: 0.002,
+  oneWayCutRate: 0.002,
+  endChangeRate: 0.01,
+  slowDiskRate: 0.002,
+};
+
+test(
+  "a failed primary beside a secondary whose files are refused is rebooted while settling (seeds 5202, 5392)",
+  async () => {
+    for (const seed of [5202, 5392]) {
+      const result = await simulateFailover(seed, everyFault);
+      expect(result.violations, summary(result, everyFault)).toEqual([]);
+      expect(result.stats.rebootsToSettle).toBeGreaterThan(0);
+    }
+  },
+  testBoundMs,
+);

@@ -442,7 +442,16 @@ export type Sabotage =
    * for the whole cut. Found by the availability check (seed 9126046 with the options of
    * simulation.test.ts "a learner's epoch").
    */
-  | "checkpoint-failures-not-stalls";
+  | "checkpoint-failures-not-stalls"
+  /**
+   * The coordinator before session 30: it passes decisions no `reopening`, so a
+   * secondary whose node has just restarted is promoted on its heartbeats alone, before
+   * any configure has shown its files open. Back on damaged files, it took the record
+   * from a failed (or just restarted) primary that held every acknowledged write, and the
+   * partition stayed unavailable for good. Found by the settle check (seeds 9201217 and
+   * 9201895 with the options of simulation.test.ts "a restarted secondary").
+   */
+  | "promote-reopening-secondary";
 
 /**
  * Every sabotage by name, for the command line (main.ts): a record of all of them, so
@@ -484,6 +493,7 @@ export const sabotageNames: readonly Sabotage[] = Object.keys({
   "rebuild-forgets-epoch": true,
   "cut-primary-blocks-rebuild": true,
   "checkpoint-failures-not-stalls": true,
+  "promote-reopening-secondary": true,
 } satisfies Record<Sabotage, true>) as Sabotage[];
 
 export interface FailoverOptions {
@@ -1985,6 +1995,12 @@ export class FailoverSimulation {
   /** Per partition, members that refused an epoch for holding nothing (`no-replica`). */
   private readonly noReplica = new Map<number, Map<string, number>>();
   /**
+   * Per partition, members whose acknowledgement a restart or a return from silence
+   * forgot and that have acknowledged nothing since (tenure.ts `forgetConfigured` marks
+   * it epoch −1; configurer.ts `reopeningMembers`).
+   */
+  private readonly reopening = new Map<number, Set<string>>();
+  /**
    * Per partition, members that refused an epoch for being on another disk (`other-disk`)
    * and when (configurer.ts `tenure.otherDisk`): not sent it again for a while.
    */
@@ -2257,11 +2273,19 @@ export class FailoverSimulation {
    * with no voting secondary to promote, waits for its machine to reboot (its files are
    * refused until then, and no peer holds the partition whole): the operator reboots
    * it, as `test/integration/journal-failure.test.ts` does. Only once faults are off;
-   * while loaded, crashes reboot now and then (`rebootChance`).
+   * while loaded, crashes reboot now and then (`rebootChance`). A secondary whose files
+   * are refused (damaged, or failed in its own boot) is none to promote: the coordinator
+   * keeps it beside the failed primary, waiting (seed 9201217: one back on damaged
+   * files beside a primary whose journal had failed).
    */
   private async rebootLoneFailedPrimaries(): Promise<void> {
     for (const [partition, { record }] of this.records) {
-      if (record.secondaries.length > 0) continue;
+      const promotable = record.secondaries.some((secondary) => {
+        const other = this.node(secondary);
+        const copy = other.hosted.get(partition);
+        return copy?.volumeId === this.volumeId && this.filesOpen(other, copy);
+      });
+      if (promotable) continue;
       const node = this.node(record.primary);
       const hosted = node.hosted.get(partition);
       if (!node.up || hosted === undefined || hosted.failedInBoot !== node.boot) continue;
@@ -4557,6 +4581,7 @@ export class FailoverSimulation {
             : {
                 failed: this.leases.failedMembers(record),
                 unopened: this.leases.unopenedMembers(record),
+                reopening: this.reopeningOf(record),
               }),
           ...(unconfirmed.sinceMs === undefined ||
           this.options.sabotage === "keep-unconfirmed-primary"
@@ -4765,7 +4790,10 @@ export class FailoverSimulation {
       noReplica: this.noReplicaOf(record),
       ...(this.options.sabotage === "coordinator-ignores-failures"
         ? {}
-        : { unopened: this.leases.unopenedMembers(record) }),
+        : {
+            unopened: this.leases.unopenedMembers(record),
+            reopening: this.reopeningOf(record),
+          }),
     };
     // As configurer.ts: nothing is sent while no sled is live, and a member that lacks a
     // live sled is out of date (the sabotage: the rule before 6523831).
@@ -4899,6 +4927,7 @@ export class FailoverSimulation {
     });
     this.noReplica.get(envelope.partition)?.delete(envelope.from);
     this.otherDisk.get(envelope.partition)?.delete(envelope.from);
+    this.reopening.get(envelope.partition)?.delete(envelope.from);
   }
 
   /**
@@ -4911,6 +4940,7 @@ export class FailoverSimulation {
     const record = this.records.get(partition)?.record;
     if (record !== undefined && membersOf(record).includes(from)) return;
     this.configured.get(partition)?.delete(from);
+    this.reopening.get(partition)?.delete(from);
   }
 
   /** A head node refused an epoch for holding nothing of the partition (configurer.ts). */
@@ -4947,6 +4977,17 @@ export class FailoverSimulation {
       this.otherDisk.set(envelope.partition, refused);
     }
     refused.set(envelope.from, { epoch: envelope.epoch, atMs: this.nowMs() });
+  }
+
+  /**
+   * Members not yet reopened since a restart (configurer.ts `reopeningMembers`; the
+   * sabotage: none).
+   */
+  private reopeningOf(record: PartitionRecord): Set<string> {
+    const reopening = this.reopening.get(record.partition);
+    if (reopening === undefined || this.options.sabotage === "promote-reopening-secondary")
+      return new Set();
+    return new Set(membersOf(record).filter((node) => reopening.has(node)));
   }
 
   /** Members that refused the record's epoch for holding nothing (`noReplicaMembers`). */
@@ -4986,7 +5027,12 @@ export class FailoverSimulation {
   }
 
   private forgetConfigured(node: string): void {
-    for (const configured of this.configured.values()) configured.delete(node);
+    for (const [partition, configured] of this.configured) {
+      if (!configured.delete(node)) continue;
+      const reopening = this.reopening.get(partition) ?? new Set<string>();
+      reopening.add(node);
+      this.reopening.set(partition, reopening);
+    }
     // As tenure.ts: restarted, it may have its old disk back.
     for (const refused of this.otherDisk.values()) refused.delete(node);
   }
