@@ -469,7 +469,7 @@ test(
 // 4 of seeds 1 to 300 at 0.25 (25, 171, 176, 236), all `settle`: a partition left with
 // its one sound copy out of the record. Few, since the coordinator drops no voter beside
 // a primary not yet confirmed in its epoch, which closes most of the window by itself.
-// Since session 30 none of seeds 1 to 400 at 0.25 alone: a secondary back from a restart
+// Since session 29 none of seeds 1 to 400 at 0.25 alone: a secondary back from a restart
 // is not promoted until a configure opens it (`reopening`), reported or not. With two
 // nodes faulty at once, 2 of seeds 1 to 300 (104, 272): a joiner whose refusal is never
 // reported stays beside its idle primary, never dropped, and the partition short.

@@ -444,7 +444,7 @@ export type Sabotage =
    */
   | "checkpoint-failures-not-stalls"
   /**
-   * The coordinator before session 30: it passes decisions no `reopening`, so a
+   * The coordinator before session 29: it passes decisions no `reopening`, so a
    * secondary whose node has just restarted is promoted on its heartbeats alone, before
    * any configure has shown its files open. Back on damaged files, it took the record
    * from a failed (or just restarted) primary that held every acknowledged write, and the
