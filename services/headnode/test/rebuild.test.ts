@@ -219,3 +219,52 @@ test("a rebuilt replica takes no checkpoint until it has re-committed what its s
   const own = learner.drainEffects().filter((effect) => effect.type === "checkpoint.write");
   expect(own.map((effect) => effect.opNum)).toEqual([learner.commitOpNum]);
 });
+
+test("a learner that stays silent across epochs gets a fresh checkpoint, however often the epoch changes", async () => {
+  // Found by the failover simulator (seed 9502759): every copy of the recorded checkpoint
+  // was damaged, so no learner could start, and the coordinator dropped each after
+  // learnerCatchUpMsMax and added another. Two staggered learners changed the epoch
+  // every half catch-up time, and each configure started every learner's silence count
+  // again: the primary never found one silent for learnerSilentTicks, never stored
+  // another checkpoint, and the partition stayed one replica for good.
+  const limits = {
+    flushBytesThreshold: 1,
+    // Due at every tick once something new is flushed; nothing is after the first.
+    checkpointIntervalTicks: 1,
+    checkpointRetryTicks: 1,
+    learnerSilentTicks: 60,
+  };
+  const cluster = new InstantCluster();
+  const primary = new Replica(identity("head-1", 1), { notes: [] }, limits);
+  cluster.add("head-1", primary);
+  primary.configure({ epoch: 1, primary: "head-1", secondaries: [] });
+  for (let index = 0; index < 5; index++) write(primary, index, 1, index * 4096, index + 1);
+  cluster.settle();
+  for (let tick = 0; tick < 3; tick++) {
+    primary.tick(); // flush, then checkpoint what is flushed
+    cluster.settle();
+  }
+  const first = cluster.records.pointers.get("head-1");
+  expect(first).toBeDefined();
+
+  // Learners that never answer (nothing hosts them), replaced in turn every 40 ticks:
+  // each change is a new epoch, and one learner is always in its second epoch.
+  const spares = ["head-2", "head-3", "head-4"];
+  let learners = ["head-2"];
+  let epoch = 2;
+  primary.configure({ epoch, primary: "head-1", secondaries: [], learners });
+  for (let tick = 1; tick <= 200; tick++) {
+    primary.tick();
+    cluster.settle();
+    if (tick % 40 === 0) {
+      // The older learner is dropped and a spare added in one epoch, as two rounds would.
+      const added = spares.find((node) => !learners.includes(node))!;
+      learners = learners.length < 2 ? [...learners, added] : [learners[1]!, added];
+      epoch++;
+      primary.configure({ epoch, primary: "head-1", secondaries: [], learners });
+    }
+  }
+  const next = cluster.records.pointers.get("head-1");
+  expect(next?.opNum).toBe(first!.opNum);
+  expect(next?.blobKey).not.toBe(first!.blobKey);
+});

@@ -284,7 +284,10 @@ interface SecondaryProgress {
    * commit point and this session, heartbeats tell it nothing: it gets none.
    */
   knownCommitOpNum: number;
-  /** When a learner not yet heard from was last counted as silent (or the epoch began). */
+  /**
+   * When a learner not yet heard from was last counted as silent, or since it has been a
+   * learner of this primary unheard: kept across epochs (silentSince), else the epoch's start.
+   */
   silentSinceTick: number;
 }
 
@@ -723,6 +726,7 @@ export class Replica {
     this.durableSince = [];
     this.journalWaitSinceTick = this.durableOpNum < this.lastOpNum ? this.tickCount : undefined;
     if (configuration.primary === this.identity.nodeId) {
+      const before = this.role.name === "primary" ? this.role.secondaries : undefined;
       const secondaries = new Map<string, SecondaryProgress>();
       const followers = [
         ...configuration.secondaries.map((node) => ({ node, learner: false })),
@@ -741,7 +745,7 @@ export class Replica {
           heard: false,
           inSession: false,
           knownCommitOpNum: 0,
-          silentSinceTick: this.tickCount,
+          silentSinceTick: silentSince(before?.get(node), learner, this.tickCount),
         });
       }
       this.role = { name: "primary", secondaries, readableFromOpNum: this.lastOpNum };
@@ -2715,6 +2719,22 @@ export function sledChunkIdOf(
   if (readable.length <= sledLimits.chunkIdLengthMax) return readable;
   const base36 = (value: number) => value.toString(36);
   return `${crc32c(new TextEncoder().encode(volumeId)).toString(36)}-p${base36(identity.partition)}-e${base36(epoch)}-s${session}-c${base36(chunkNumber)}`;
+}
+
+/**
+ * Since when a follower of a new epoch counts as a silent learner (checkpointForLearners):
+ * a learner this primary already had, and never heard from, keeps its count. Each
+ * epoch used to start it again, so a primary whose learners were dropped and re-added in
+ * turn (the coordinator drops one that has not caught up within learnerCatchUpMsMax; two
+ * staggered learners change the epoch twice as often) never found one silent for
+ * learnerSilentTicks and never stored a checkpoint its learners could fetch.
+ */
+function silentSince(
+  before: SecondaryProgress | undefined,
+  learner: boolean,
+  tickCount: number,
+): number {
+  return learner && before?.learner === true && !before.heard ? before.silentSinceTick : tickCount;
 }
 
 function supersededError(fence: MutationFence, highestSequence: number): BallastError {
