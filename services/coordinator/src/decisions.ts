@@ -23,7 +23,10 @@
 // acknowledged in it waited for the joiner, so the joiner holds every acknowledged
 // write however stale the report: the report only has to come from the joining epoch.
 // A joiner is never promoted to primary; if the primary changes, it becomes a learner
-// again and rebuilds from the new primary.
+// again and rebuilds from the new primary. No learner the primary reports `unheard`
+// (it has acknowledged nothing in the epoch) joins: a primary starts each epoch with
+// every follower at op 0, which matches an empty partition's commit point though the
+// node may host nothing (simulator seeds 9600248, 9602764).
 //
 // Lost disks (defect: a head node back on an empty disk under its old id). Each member
 // is recorded with the id of the data directory it joined on (`disks`, heard in its
@@ -604,7 +607,10 @@ function decideRebuild(record: PartitionRecord, view: Seen): PartitionDecision |
     const progress = report?.followers.find((follower) => follower.node === learner);
     const sinceMs = view.learnersSinceMs.get(learner);
     const overdue = sinceMs !== undefined && view.nowMs - sinceMs > view.learnerCatchUpMsMax;
-    const caughtUp = progress !== undefined && progress.matchOpNum >= report!.commitOpNum;
+    const caughtUp =
+      progress !== undefined &&
+      progress.unheard !== true &&
+      progress.matchOpNum >= report!.commitOpNum;
     if (progress?.needsRebuild === true || (overdue && !caughtUp)) {
       return {
         kind: "update",
@@ -634,7 +640,12 @@ function decideRebuild(record: PartitionRecord, view: Seen): PartitionDecision |
   };
 }
 
-/** Learner → joining → secondary, each step on a report from the current epoch. */
+/**
+ * Learner → joining → secondary, each step on a report from the current epoch. A
+ * follower reported `unheard` (a learner the primary has not heard from in the epoch) is
+ * at op 0, which an empty partition's commit point (0) would count as matched though
+ * the node may host nothing (its configure waiting on a hung disk, or lost): never.
+ */
 function decidePromotion(record: PartitionRecord, view: Seen): PartitionDecision | undefined {
   const report = currentReport(record, view.report);
   if (report === undefined || !report.tailCommitted) return undefined;
@@ -644,6 +655,7 @@ function decidePromotion(record: PartitionRecord, view: Seen): PartitionDecision
         follower.node === node &&
         follower.learner === learner &&
         follower.needsRebuild !== true &&
+        follower.unheard !== true &&
         follower.matchOpNum >= report.commitOpNum,
     );
   const joined = (record.joining ?? []).find((node) => matched(node, false));

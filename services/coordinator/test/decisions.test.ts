@@ -115,6 +115,38 @@ describe("safe promotion of a learner", () => {
     );
     expect(decision).toEqual({ kind: "keep" });
   });
+
+  test("a follower the primary reports unheard is no match, even at an empty partition's commit point 0 (seeds 9600248, 9602764)", () => {
+    // A new volume's partition: commit point 0, and a learner whose configure never
+    // opened anything (its node's disk hung, or the configure was lost) is reported at
+    // op 0. Counted as matched, it joined, became a voter hosting nothing, and was once
+    // promoted primary: the partition never served again.
+    const unheard = { node: "head-2", matchOpNum: 0, learner: true, unheard: true };
+    const empty = report(learning, { commitOpNum: 0, followers: [unheard] });
+    expect(decidePartition(learning, view(learning, { report: empty }))).toEqual({
+      kind: "keep",
+    });
+    const joining: PartitionRecord = { ...learning, epoch: 5, learners: [], joining: ["head-2"] };
+    const unheardJoiner = report(joining, {
+      commitOpNum: 0,
+      followers: [{ ...unheard, learner: false }],
+    });
+    expect(decidePartition(joining, view(joining, { report: unheardJoiner }))).toEqual({
+      kind: "keep",
+    });
+    // Once it has acknowledged (in this epoch), op 0 is a match: it joins.
+    const { unheard: _, ...heard } = unheard;
+    const acknowledged = report(learning, { commitOpNum: 0, followers: [heard] });
+    expect(decidePartition(learning, view(learning, { report: acknowledged }))).toMatchObject({
+      kind: "update",
+      record: { epoch: 5, joining: ["head-2"], learners: [] },
+    });
+    // And an unheard learner past its catch-up bound is dropped, to be added afresh.
+    const since = new Map([["head-2", 100_000 - 30_001]]);
+    expect(
+      decidePartition(learning, view(learning, { report: empty, learnersSinceMs: since })),
+    ).toMatchObject({ kind: "update", record: { learners: [] } });
+  });
 });
 
 describe("a dead primary", () => {

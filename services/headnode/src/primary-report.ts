@@ -82,9 +82,11 @@ export function followerOnTheWire(follower: FollowerProgress, tickMs: number) {
     learner: boolean;
     stalledMs?: number;
     needsRebuild?: true;
+    unheard?: true;
   } = { node: follower.node, matchOpNum: follower.matchOpNum, learner: follower.learner };
   if (follower.stalledTicks !== undefined) wire.stalledMs = follower.stalledTicks * tickMs;
   if (follower.needsRebuild === true) wire.needsRebuild = true;
+  if (follower.unheard === true) wire.unheard = true;
   return wire;
 }
 

@@ -100,7 +100,8 @@ export function sameEntry(a: PrimaryReport, b: PrimaryReport): boolean {
       f.matchOpNum === g.matchOpNum &&
       f.learner === g.learner &&
       f.stalledMs === g.stalledMs &&
-      f.needsRebuild === g.needsRebuild
+      f.needsRebuild === g.needsRebuild &&
+      f.unheard === g.unheard
     );
   });
 }

@@ -68,9 +68,10 @@ describe("a primary's entry", () => {
     expect(primaryReportOf(primary, address, false, context)).toEqual({
       ...head,
       tailCommitted: true,
+      // The learner has acknowledged nothing in the epoch: unheard.
       followers: [
         { node: "head-2", matchOpNum: 0, learner: false, stalledMs: 4 * 20 },
-        { node: "head-3", matchOpNum: 0, learner: true },
+        { node: "head-3", matchOpNum: 0, learner: true, unheard: true },
       ],
       chunkBytes: 160,
       liveBytes: 0,
@@ -139,6 +140,15 @@ describe("a primary's entry", () => {
     expect(followerOnTheWire({ ...follower, needsRebuild: true }, 20)).toEqual({
       ...follower,
       needsRebuild: true,
+    });
+  });
+
+  test("a follower on the wire is marked unheard only when it has acknowledged nothing in the epoch", () => {
+    const follower = { node: "head-3", matchOpNum: 0, learner: true };
+    expect(followerOnTheWire({ ...follower, unheard: false }, 20)).toEqual(follower);
+    expect(followerOnTheWire({ ...follower, unheard: true }, 20)).toEqual({
+      ...follower,
+      unheard: true,
     });
   });
 });

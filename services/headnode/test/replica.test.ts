@@ -1641,3 +1641,34 @@ describe("volume incarnations", () => {
     expect(id).toMatch(/^[a-z0-9][a-z0-9-]*$/);
   });
 });
+
+describe("followers the primary has not heard from", () => {
+  test("a learner is reported unheard at op 0 until it acknowledges in the epoch (seeds 9600248, 9602764)", () => {
+    // An empty partition (a new volume's): commit point 0. A learner whose node never
+    // opened its replica (its configure waiting on a hung disk, or lost) answers nothing;
+    // its 0 must not read as a match of that commit point.
+    const primary = new Replica(identity("head-1", 1), { notes: [] }, {});
+    primary.configure({ epoch: 1, primary: "head-1", secondaries: [], learners: ["head-2"] });
+    primary.drainEffects();
+    expect(primary.commitOpNum).toBe(0);
+    expect(primary.followers()).toEqual([
+      { node: "head-2", matchOpNum: 0, learner: true, unheard: true },
+    ]);
+    // A hello (an ack of no session) is no acknowledgement of this primary.
+    primary.onReplicationMessage(ack("head-2", 1, 0, {}));
+    expect(primary.followers()[0]?.unheard).toBe(true);
+    // An acknowledgement of its session is: op 0 is now a match.
+    primary.onReplicationMessage(ack("head-2", 1, 1, {}));
+    expect(primary.followers()).toEqual([{ node: "head-2", matchOpNum: 0, learner: true }]);
+    // A new epoch starts its progress afresh: unheard again until it answers.
+    primary.configure({ epoch: 2, primary: "head-1", secondaries: [], learners: ["head-2"] });
+    primary.drainEffects();
+    expect(primary.followers()[0]?.unheard).toBe(true);
+    primary.onReplicationMessage(ack("head-2", 2, 1, {}));
+    expect(primary.followers()[0]?.unheard).toBeUndefined();
+    // A voter (a joiner: heard as a learner before) is never marked; its silence is a stall.
+    primary.configure({ epoch: 3, primary: "head-1", secondaries: ["head-2"] });
+    primary.drainEffects();
+    expect(primary.followers()).toEqual([{ node: "head-2", matchOpNum: 0, learner: false }]);
+  });
+});

@@ -400,7 +400,14 @@ describe("sameEntry tells apart entries that differ in any field the schema name
     commitOpNum: 10,
     tailCommitted: true,
     followers: [
-      { node: "head-2", matchOpNum: 9, learner: false, stalledMs: 500, needsRebuild: true },
+      {
+        node: "head-2",
+        matchOpNum: 9,
+        learner: false,
+        stalledMs: 500,
+        needsRebuild: true,
+        unheard: true,
+      },
     ],
     failed: false,
     stalledMs: 2000,

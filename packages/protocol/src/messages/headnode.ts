@@ -124,6 +124,11 @@ export const Follower = z.object({
   stalledMs: unsignedInteger.optional(),
   /** Set when a learner needs notes this primary has released: it must rebuild afresh. */
   needsRebuild: z.boolean().optional(),
+  /**
+   * Set for a learner that has acknowledged nothing in this epoch: its matchOpNum (0) is
+   * not a match, and it must not be counted caught up (it may host no replica at all).
+   */
+  unheard: z.boolean().optional(),
 });
 
 export const ReplicaStatus = z.object({

@@ -300,6 +300,13 @@ export interface FollowerProgress {
   stalledTicks?: number;
   /** Set for a learner that needs notes this primary has released. */
   needsRebuild?: boolean;
+  /**
+   * Set for a learner that has acknowledged nothing in this epoch: its 0 is no match of
+   * an empty partition's commit point (its node may host nothing). A joiner was heard as
+   * a learner before it joined, and a voter's silence shows as a stall: neither is marked
+   * (that would change every new partition's reports, for nothing the leader acts on).
+   */
+  unheard?: boolean;
 }
 
 interface PendingReply {
@@ -601,6 +608,7 @@ export class Replica {
         learner: progress.learner,
         ...(stalledTicks >= this.limits.commitStallTicks ? { stalledTicks } : {}),
         ...(progress.needsRebuild ? { needsRebuild: true } : {}),
+        ...(progress.learner && !progress.heard ? { unheard: true } : {}),
       };
     });
   }

@@ -451,7 +451,17 @@ export type Sabotage =
    * partition stayed unavailable for good. Found by the settle check (seeds 9201217 and
    * 9201895 with the options of simulation.test.ts "a restarted secondary").
    */
-  | "promote-reopening-secondary";
+  | "promote-reopening-secondary"
+  /**
+   * The head node before session 29: a primary's report does not say which learners it
+   * has not heard from in its epoch (`unheard`), so a learner it never heard from,
+   * reported at op 0, counts as caught up on a partition whose commit point is 0 (a new
+   * volume's), joins, and becomes a voter that hosts nothing: its node refuses the voter
+   * configures (`no-state`), and once it is promoted primary the partition never serves
+   * again. Found by the settle check (seeds 9600248 and 9602764 with the options of
+   * simulation.test.ts "an unheard learner").
+   */
+  | "promote-unheard-learner";
 
 /**
  * Every sabotage by name, for the command line (main.ts): a record of all of them, so
@@ -494,6 +504,7 @@ export const sabotageNames: readonly Sabotage[] = Object.keys({
   "cut-primary-blocks-rebuild": true,
   "checkpoint-failures-not-stalls": true,
   "promote-reopening-secondary": true,
+  "promote-unheard-learner": true,
 } satisfies Record<Sabotage, true>) as Sabotage[];
 
 export interface FailoverOptions {
@@ -1553,6 +1564,8 @@ class ReplicaAdapter implements Reporter {
    */
   private readonly heldSince = new Map<number, number>();
   private readonly stallOnSlowWrites: { tickNow: () => number; stallTicks: number } | undefined;
+  /** Set for the `promote-unheard-learner` sabotage: reports never say a learner is unheard. */
+  hidesUnheard = false;
 
   constructor(
     replica: Replica,
@@ -1625,12 +1638,17 @@ class ReplicaAdapter implements Reporter {
 
   /** Its entry of `primaries`, as its head node reports it (primary-report.ts). */
   report(): PrimaryReport | undefined {
-    const report = primaryReportOf(this.replica, this.address, this.failed !== undefined, {
+    const built = primaryReportOf(this.replica, this.address, this.failed !== undefined, {
       tickMs: this.tickMs,
       // The simulated coordinator declares no sled out.
       sledsOut: noSledsOut,
       auditedDisks: this.auditedDisks(),
     });
+    // The sabotage: the followers as a head node before session 29 reported them.
+    const report =
+      built !== undefined && this.hidesUnheard
+        ? { ...built, followers: built.followers.map(({ unheard: _, ...follower }) => follower) }
+        : built;
     if (report !== undefined && this.stallOnSlowWrites !== undefined) {
       // The sabotage: the oldest request held, however the journal progresses.
       const { tickNow, stallTicks } = this.stallOnSlowWrites;
@@ -3617,6 +3635,7 @@ export class FailoverSimulation {
           }
         : undefined,
     );
+    adapter.hidesUnheard = this.options.sabotage === "promote-unheard-learner";
     hosted.adapter = adapter;
     adapter.auditedDisks = () =>
       node.replicator?.auditedDisks(hosted.volumeId, hosted.partition) ?? [];
