@@ -1472,3 +1472,22 @@ test(
   },
   testBoundMs,
 );
+
+// Seed 9610932 (the same shape): a volume re-created late in the load, as a legacy one
+// from before disk ids, had its coordinator upgrade drawn at tick 511, after the 500
+// loaded ticks. The upgrade replaced head-3's disk and crashed it to come back under its
+// old id, but crashed nodes were restarted only by the fault injection of loaded ticks:
+// head-3 stayed down for good, and every 3-replica partition settled at two members with
+// no live node to rebuild on. A simulator bug: a node the upgrade takes down once faults
+// are off is now restarted at its restart tick while settling.
+test(
+  "a node whose disk the coordinator upgrade replaces after the load is restarted (seed 9610932)",
+  async () => {
+    const result = await simulateFailover(9610932, unheardShape);
+    expect(result.violations, summary(result, unheardShape)).toEqual([]);
+    expect(result.stats.recreates).toBeGreaterThan(0);
+    expect(result.stats.legacyVolumes).toBeGreaterThan(0);
+    expect(result.stats.diskLosses).toBeGreaterThan(0);
+  },
+  testBoundMs,
+);

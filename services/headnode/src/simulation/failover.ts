@@ -2010,6 +2010,12 @@ export class FailoverSimulation {
   >();
   /** The tick the coordinator from before disk ids is upgraded at (legacyRecordChance). */
   private legacyUpgradeTick = -1;
+  /**
+   * Nodes whose disk the upgrade replaced once faults were off (upgradeCoordinator):
+   * restarted at their restartTick by `step`, since injectFaults, which restarts crashed
+   * nodes while loaded, no longer runs.
+   */
+  private readonly upgradeRestarts = new Set<SimulatedNode>();
   /** Per partition, members that refused an epoch for holding nothing (`no-replica`). */
   private readonly noReplica = new Map<number, Map<string, number>>();
   /**
@@ -2365,6 +2371,12 @@ export class FailoverSimulation {
       if (!this.clientsPaused()) {
         this.issueRequests();
         this.snapshotRequests();
+      }
+    } else {
+      for (const node of this.upgradeRestarts) {
+        if (!node.up && this.tickNow < node.restartTick) continue;
+        this.upgradeRestarts.delete(node);
+        if (!node.up) await this.startNode(node);
       }
     }
     for (const node of this.nodes) {
@@ -4543,6 +4555,10 @@ export class FailoverSimulation {
     const node = candidates[this.integer(0, candidates.length - 1)]!;
     this.crash(node, true);
     node.restartTick = this.tickNow + this.integer(1, Math.floor(this.options.deadAfterTicks / 2));
+    // A recreate late in the load may put the upgrade past it (seed 9610932: tick 511 of
+    // 500): injectFaults restarts nobody then, and the node stayed down for good, its
+    // partitions short of a replica with no live node to rebuild on.
+    if (!this.faultsOn) this.upgradeRestarts.add(node);
   }
 
   private coordinatorRound(): void {
