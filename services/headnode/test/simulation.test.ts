@@ -1491,3 +1491,22 @@ test(
   },
   testBoundMs,
 );
+
+// Seed 9510057 (the options of silentLearnerShape): head-4's replica of 1-sim/1 failed in
+// epoch 3 and, the failed marker refusing its reopen in that boot, stayed closed with its
+// files kept; the re-created volume's learner of partition 1 then took that partition's
+// place in the simulated node, which forgot the old incarnation's files (epochs, failed
+// marker). A frozen leader's epoch-3 voter configure of 1-sim, delivered late, opened it
+// empty in session 1 again. A head node keeps each incarnation's directory apart and
+// finds them there (refused by the marker); the simulated node now keeps such a
+// displaced replica too.
+test(
+  "a replica displaced by another incarnation's keeps its files for a late configure (seed 9510057)",
+  async () => {
+    const result = await simulateFailover(9510057, silentLearnerShape);
+    expect(result.violations, summary(result, silentLearnerShape)).toEqual([]);
+    expect(result.stats.recreates).toBeGreaterThan(0);
+    expect(result.stats.opensRefusedFailedBoot).toBeGreaterThan(1);
+  },
+  testBoundMs,
+);

@@ -1438,6 +1438,14 @@ interface SimulatedNode {
    * a learner's rebuild whose fetch failed), by `volumeId/partition`. Lost with the disk.
    */
   keptEpochs: Map<string, number>;
+  /**
+   * Replicas of an incarnation closed with their files kept (a failed journal's open
+   * refused, named out) whose partition another incarnation's replica took in `hosted`
+   * since, by `volumeId/partition`: their directory stays on the disk (partition-host.ts
+   * keeps each incarnation's apart), with its epochs and failed marker, for a delayed
+   * configure of that incarnation to find. Lost with the disk.
+   */
+  displaced: Map<string, Hosted>;
   /** What the coordinator holds of this node's primaries (this life's). */
   reportState: ReportState;
   /**
@@ -2116,6 +2124,7 @@ export class FailoverSimulation {
         unopened: new Map(),
         droppedVolumeIds: new Set(),
         keptEpochs: new Map(),
+        displaced: new Map(),
         reportState: this.newReportState(),
         serially,
         configures: this.configureQueue(() => node, serially),
@@ -3786,6 +3795,7 @@ export class FailoverSimulation {
     this.stats.diskLosses++;
     node.hosted.clear();
     node.keptEpochs.clear();
+    node.displaced.clear();
     node.disk = `${node.id}-disk-${this.stats.diskLosses}`;
     node.sessionStored = this.tickNow;
   }
@@ -3975,12 +3985,23 @@ export class FailoverSimulation {
     const life = node.life;
     const { configuration } = message;
     const part = partOf(node.id, configuration);
+    const keptKey = `${message.volumeId}/${message.partition}`;
+    // As headnode.ts reads the message's incarnation's own directory: one closed with its
+    // files kept, displaced by another incarnation's replica, is what this node stores
+    // of it (its epochs, its failed marker), the closed one in its place kept beside it.
+    const current = node.hosted.get(message.partition);
+    const displaced = node.displaced.get(keptKey);
+    if (displaced !== undefined && (current === undefined || current.closed)) {
+      node.displaced.delete(keptKey);
+      if (current !== undefined)
+        node.displaced.set(`${current.volumeId}/${current.partition}`, current);
+      node.hosted.set(message.partition, displaced);
+    }
     const found = node.hosted.get(message.partition);
     const configured = found?.adapter?.replica.configuration;
     // As headnode.ts: where nothing of the incarnation is hosted with a configuration, the
     // newest epoch of the notes its journal holds (the sabotage: not looked at).
     // With nothing of it hosted, the epoch its directory may keep alone (`keptEpochs`).
-    const keptKey = `${message.volumeId}/${message.partition}`;
     const storedEpoch =
       part === "none" ||
       (found?.volumeId === message.volumeId && !found.closed && configured !== undefined) ||
@@ -4198,6 +4219,12 @@ export class FailoverSimulation {
         // A voter with nothing of its own: a fresh incarnation's first placement.
         hosted = this.newHosted(message.volumeId, message.partition, undefined);
       }
+      // Another incarnation's replica closed with its files kept stays on the disk.
+      const replaced = node.hosted.get(message.partition);
+      if (replaced !== undefined && replaced !== hosted && replaced.closed) {
+        if (replaced.volumeId !== message.volumeId)
+          node.displaced.set(`${replaced.volumeId}/${replaced.partition}`, replaced);
+      }
       node.hosted.set(message.partition, hosted!);
       await this.openReplica(node, hosted!, session);
       if (hosted!.adapter === undefined) {
@@ -4324,6 +4351,9 @@ export class FailoverSimulation {
     node.droppedVolumeIds.add(volumeId);
     for (const key of [...node.keptEpochs.keys()]) {
       if (key.startsWith(`${volumeId}/`)) node.keptEpochs.delete(key);
+    }
+    for (const key of [...node.displaced.keys()]) {
+      if (key.startsWith(`${volumeId}/`)) node.displaced.delete(key);
     }
     for (const [partition, unopened] of node.unopened) {
       if (unopened.address.volumeId === volumeId) node.unopened.delete(partition);
