@@ -372,6 +372,13 @@ export class Replica {
     return this.limits.followerLogBytesMax ?? followerLogBytesFactor * this.limits.logBytesMax;
   }
 
+  /** Flushed bytes past which failed checkpoint stores count as a flush stall (checkpointStallHeldShare). */
+  get checkpointStallHeldBytes(): number {
+    return (
+      this.limits.checkpointStallHeldBytes ?? checkpointStallHeldShare * this.limits.logBytesMax
+    );
+  }
+
   /** Bytes of note data held for unflushed or unreleased ops (for the simulator's checks). */
   get heldLogBytes(): number {
     return this.logBytes;
@@ -2603,8 +2610,7 @@ export class Replica {
       checkpoint.step === "store" &&
       this.role.name === "primary" &&
       !this.sledsFull &&
-      this.flushedHeldBytes >=
-        (this.limits.checkpointStallHeldBytes ?? checkpointStallHeldShare * this.limits.logBytesMax)
+      this.flushedHeldBytes >= this.checkpointStallHeldBytes
     ) {
       this.flushFailingSinceTick ??= this.tickCount;
     }
