@@ -189,17 +189,24 @@ export const flushStallNodesMemoryMs = 30_000;
 
 /**
  * Whether the leader fails a flush-stalled primary over at all (decisions.ts,
- * `flushStalledMs`). Off: the guard above tells a node cut from the sleds from sleds
- * failing everyone only when two nodes have data to flush, and when one node carries the
- * writes (only primaries with unflushed data flush, so only they stall), sleds hung or
- * shedding load for everyone read as that node's cut. The failover then drops the old
- * primary, leaving acknowledged writes that cannot be flushed on one journal fewer while
- * the sleds are in trouble (review-diff19 D1). A stalled flush keeps both copies and
- * waits; the failover needs positive evidence that the secondary's node reaches the
- * sleds (a recent successful write of its own) before it can be on by default. The
- * reconciler's option and the failover simulator turn it on.
+ * `flushStalledMs`). On by default since session 30, with positive evidence: the
+ * failover goes only to a secondary whose node has stored something on the sleds since
+ * the stall began (sled-reach.ts; asked for with a probe). Before, the guard above alone
+ * told a node cut from the sleds from sleds failing everyone, and only when two nodes had
+ * data to flush: with one node carrying the writes, sleds hung or shedding load for
+ * everyone read as that node's cut, and the failover dropped the old primary, leaving
+ * acknowledged writes that could not be flushed on one journal fewer (review-diff19 D1),
+ * so it was off. The reconciler's option turns it off.
  */
-export const flushStallFailover = false;
+export const flushStallFailover = true;
+
+/**
+ * How long the leader keeps asking a head node to probe the sleds (`probeSleds` in its
+ * answers, sled-reach.ts) after it last wanted evidence from it: a few reports' worth
+ * (headnodeReportIntervalMs, 500 ms), so that a lost answer or a probe begun within the
+ * node's spacing (sledProbeSpacingMs, 1 s) is followed by another.
+ */
+export const sledProbeAskMs = 3_000;
 
 /** Configure requests outstanding at once, over every head node and partition. */
 export const configuresInflightMax = 1024;

@@ -92,6 +92,7 @@ import { PeriodicFailures } from "./periodic-failures.ts";
 import { Purger } from "./purger.ts";
 import { Reconciler } from "./reconciler.ts";
 import { Reports } from "./reports.ts";
+import { SledReach } from "./sled-reach.ts";
 import { SledRecords } from "./sled-records.ts";
 import { Snapshots } from "./snapshots.ts";
 import { reportsOfVolume, Status, snapshotBytesOf } from "./status.ts";
@@ -167,6 +168,14 @@ export const coordinatorOptions = {
     max: sweepTimeMsMax,
     description:
       "how long an orphan must stay one (two sweeps this far apart) before it is deleted",
+  },
+  keepFlushStalledPrimaries: {
+    flag: "keep-flush-stalled-primaries",
+    env: "BALLAST_KEEP_FLUSH_STALLED_PRIMARIES",
+    type: "boolean",
+    default: false,
+    description:
+      "never fail over a primary whose flushes all fail (by default one is, to a secondary that shows it reaches the sleds)",
   },
 } as const satisfies OptionSpecs;
 
@@ -356,12 +365,16 @@ export class Coordinator {
       heartbeats,
       this.config.configureVerifyMs ?? configureVerifyMs,
     );
+    // Evidence that head nodes reach the sleds, from their reports (sled-reach.ts).
+    const sledReach = new SledReach();
     const reconciler = new Reconciler({
       logger: service.logger,
       catalogue,
       heartbeats,
       configurer,
       tenures,
+      sledReach,
+      flushStallFailover: !this.config.keepFlushStalledPrimaries,
       ...(changes === undefined ? {} : { changes }),
     });
     const storeMarks = new StoreMarks({ service, heartbeats, tenures, catalogue, storeId });
@@ -401,7 +414,7 @@ export class Coordinator {
         }
       });
     };
-    const reports = new Reports(catalogue, heartbeats, sleds, reconcileSoon, features);
+    const reports = new Reports(catalogue, heartbeats, sleds, reconcileSoon, features, sledReach);
     const status = new Status(service, heartbeats, volumes, sleds, () => storeMarks.statusOf());
     const snapshots = new Snapshots({
       service,

@@ -164,9 +164,16 @@ export interface PartitionView {
   flushStalledNodes?: number;
   /**
    * Whether a flush-stalled primary is failed over at all (`flushStallFailover`,
-   * constants.ts: off unless set). Absent: no.
+   * constants.ts: on by default in the reconciler). Absent: no.
    */
   flushStallFailover?: boolean;
+  /**
+   * Per head node, the earliest its newest observed store to the sleds can have
+   * happened, on the leader's monotonic clock (sled-reach.ts): a flush-stalled primary
+   * is failed over only to a secondary whose node stored something since the stall
+   * began, positive evidence that it reaches the sleds the primary cannot. Absent: none.
+   */
+  sledStoredSinceMs?: ReadonlyMap<string, number>;
   /**
    * Until when the current primary may still hold a read lease, on the leader's
    * monotonic clock, including the drift margin and leases a previous leader may have
@@ -431,9 +438,13 @@ function decideMembership(record: PartitionRecord, view: Seen): PartitionDecisio
   // learner promoted: see below).
   const current = currentReport(record, view.report);
   const primaryStalled = (current?.stalledMs ?? 0) >= primaryStallMsMax;
+  // A node with evidence that it reaches the sleds from within the primary's flush stall.
+  const flushStalledMs = current?.flushStalledMs ?? 0;
+  const reachesSleds = (node: string) =>
+    (view.sledStoredSinceMs?.get(node) ?? Number.NEGATIVE_INFINITY) >= view.nowMs - flushStalledMs;
   const primaryCutFromSleds =
     view.flushStallFailover === true &&
-    (current?.flushStalledMs ?? 0) >= primaryStallMsMax &&
+    flushStalledMs >= primaryStallMsMax &&
     (view.liveSleds ?? 0) >= limits.chunkCopies &&
     (view.flushStalledNodes ?? 1) <= 1;
   const unconfirmedMs =
@@ -537,7 +548,17 @@ function decideMembership(record: PartitionRecord, view: Seen): PartitionDecisio
   const waiting = secondaries.filter((node) => !unopened.has(node) && reopening.has(node));
   const openable = secondaries.filter((node) => !unopened.has(node) && !reopening.has(node));
   const notFailed = openable.filter((node) => !failed.has(node));
-  const sound = notFailed.length > 0 ? notFailed : openable;
+  const soundAny = notFailed.length > 0 ? notFailed : openable;
+  // Counted out only because it cannot reach the sleds, a live primary is replaced only
+  // by a secondary with evidence that it reaches them (`sledStoredSinceMs`); the others
+  // stay secondaries beside the one promoted.
+  const onlyCut =
+    primaryCutFromSleds &&
+    !primaryStalled &&
+    !primaryUnconfirmed &&
+    current?.failed !== true &&
+    view.alive.has(record.primary);
+  const sound = onlyCut ? soundAny.filter(reachesSleds) : soundAny;
   if (sound.length === 0) {
     // A primary counted out only because it cannot reach the sleds still serves from its
     // journal and leads its followers. With no secondary to take over, it is decided as
@@ -545,18 +566,19 @@ function decideMembership(record: PartitionRecord, view: Seen): PartitionDecisio
     // joins and becomes the secondary the failover waits for. Before, the round stopped
     // here: the partition was shown unavailable for as long as the cut lasted, its
     // learner caught up but never promoted (simulator seed 9123815, session 29).
-    const onlyCut =
-      primaryCutFromSleds &&
-      !primaryStalled &&
-      !primaryUnconfirmed &&
-      current?.failed !== true &&
-      view.alive.has(record.primary);
     const live = onlyCut
       ? (decideMembership(record, { ...view, flushStallFailover: false }) ??
         decideRebuild(record, view) ??
         decidePromotion(record, view))
       : undefined;
     if (live !== undefined) return live;
+    const unproven = soundAny.filter((node) => !reachesSleds(node));
+    if (onlyCut && unproven.length > 0) {
+      return {
+        kind: "unavailable",
+        reason: `primary ${record.primary} ${primaryGone}, and no secondary has stored anything on the sleds since (${unproven.join(", ")}: no evidence that ${unproven.length === 1 ? "it reaches" : "they reach"} them, asked to probe); it keeps serving from its journal until one does or the cut heals`,
+      };
+    }
     const refused = secondaries.filter((node) => !waiting.includes(node));
     const why = [
       ...(refused.length === 0 ? [] : [`${refused.join(", ")}: files refused at open`]),
@@ -587,11 +609,11 @@ function decideMembership(record: PartitionRecord, view: Seen): PartitionDecisio
       ...record,
       epoch: record.epoch + 1,
       primary,
-      secondaries: [...sound, ...waiting].filter((node) => node !== primary),
+      secondaries: [...soundAny, ...waiting].filter((node) => node !== primary),
       joining: [],
       learners: [...liveLearners, ...liveJoining.filter((node) => !failed.has(node))],
     },
-    reason: `primary ${record.primary} ${primaryGone}: promoting ${primary}${sound.length + waiting.length < secondaries.length ? `; dropping ${secondaries.filter((node) => !sound.includes(node) && !waiting.includes(node)).join(", ")}, whose replica has failed` : ""}`,
+    reason: `primary ${record.primary} ${primaryGone}: promoting ${primary}${soundAny.length + waiting.length < secondaries.length ? `; dropping ${secondaries.filter((node) => !soundAny.includes(node) && !waiting.includes(node)).join(", ")}, whose replica has failed` : ""}`,
   };
 }
 

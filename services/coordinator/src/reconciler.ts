@@ -88,6 +88,7 @@ import {
 import type { Heartbeats } from "./heartbeats.ts";
 import { partitionKey } from "./leases.ts";
 import { loadOf } from "./placement.ts";
+import type { SledReach } from "./sled-reach.ts";
 import { type Configured, forget, remember, type Tenure, type Tenures } from "./tenure.ts";
 
 export interface ReconcilerOptions {
@@ -101,8 +102,14 @@ export interface ReconcilerOptions {
   tenures: Tenures;
   /** Changes to the catalogue, if watched: a re-read that would find none is skipped. */
   changes?: Pick<CatalogueChanges, "version">;
-  /** Fail flush-stalled primaries over (constants.ts `flushStallFailover`, off by default). */
+  /** Fail flush-stalled primaries over (constants.ts `flushStallFailover`, on by default). */
   flushStallFailover?: boolean;
+  /**
+   * Which head nodes have lately stored something on the sleds (sled-reach.ts): a
+   * flush-stalled primary is failed over only to a secondary with such evidence, and its
+   * secondaries' nodes are asked to probe. Absent: no evidence, no such failover.
+   */
+  sledReach?: Pick<SledReach, "storedSince" | "askProbe">;
 }
 
 /** A member's acknowledged configuration, as the tenure holds it (`Tenure.configured`). */
@@ -615,6 +622,13 @@ export class Reconciler {
     if ((report?.flushStalledMs ?? 0) >= limits.primaryStallMsMax) {
       this.flushStalls.set(record.primary, nowMs);
     }
+    const failoverOnFlushStall = this.options.flushStallFailover ?? flushStallFailover;
+    const reach = this.options.sledReach;
+    const flushStalled =
+      failoverOnFlushStall && reach !== undefined && (report?.flushStalledMs ?? 0) > 0;
+    // Its secondaries' nodes are asked for evidence that they reach the sleds, which a
+    // failover to one of them needs (sled-reach.ts).
+    if (flushStalled) for (const node of record.secondaries) reach.askProbe(node, nowMs);
     const decision = decidePartition(record, {
       failed,
       unopened: tenure.leases.unopenedMembers(record),
@@ -629,7 +643,8 @@ export class Reconciler {
       report,
       liveSleds: sleds.length,
       flushStalledNodes: flushStalledNodes(this.flushStalls, nowMs),
-      flushStallFailover: this.options.flushStallFailover ?? flushStallFailover,
+      flushStallFailover: failoverOnFlushStall,
+      ...(flushStalled ? { sledStoredSinceMs: reach.storedSince() } : {}),
       leaseUntilMs: tenure.leases.leaseUntilMs(record),
       learnersSinceMs: learnersSince(tenure, record, nowMs),
       learnerCatchUpMsMax,

@@ -18,6 +18,11 @@
 // directory not yet verified (`sledsToAudit`), so that each primary audits them now
 // rather than at its daily scrub, and says so in its entry (`auditedDisks`).
 //
+// Each report's `sledStores` (the node's stores to the sleds that got their copies) feeds
+// the evidence that the node reaches the sleds (sled-reach.ts), which the failover of a
+// primary that cannot flush needs; an answer asks the node to probe them (`probeSleds`)
+// while the reconciler wants such evidence from it.
+//
 // Every answer names the leader's term: a head node renews nothing on an answer in a
 // term below one that has answered it lately (report-state.ts, exLeaderFenceMs). The leader itself
 // answers only while it leads by both its clocks (leadership.ts); this fences, without
@@ -37,6 +42,7 @@ import { membersOf, volumeIdOf } from "./decisions.ts";
 import { HeadNodeFeatures } from "./head-node-features.ts";
 import type { Heartbeats } from "./heartbeats.ts";
 import { partitionKey } from "./leases.ts";
+import { SledReach } from "./sled-reach.ts";
 import type { SledRecords } from "./sled-records.ts";
 import { type Tenure, touch } from "./tenure.ts";
 
@@ -52,6 +58,8 @@ export class Reports {
     private readonly onUrgent: () => void = () => undefined,
     /** What each node's reports say it does (head-node-features.ts). */
     private readonly features: Pick<HeadNodeFeatures, "heard"> = new HeadNodeFeatures(),
+    /** Which nodes reach the sleds, and which are asked to probe them (sled-reach.ts). */
+    private readonly sledReach: Pick<SledReach, "heard" | "probeWanted"> = new SledReach(),
   ) {}
 
   /** A head node's report: keep what its primaries say, renew the node's lease. */
@@ -60,6 +68,8 @@ export class Reports {
     message: MessageOf<"headnode.report.v1">,
   ): ResultOf<"headnode.report.v1"> {
     this.features.heard(message);
+    const nowMs = now();
+    this.sledReach.heard(message.node, message.session, message.sledStores, nowMs);
     // The sleds out of service, once this leader knows them: a head node keeps the set
     // it last heard while an answer says nothing.
     const sledsOut = this.sleds.out(tenure);
@@ -69,6 +79,7 @@ export class Reports {
       term: tenure.term,
       ...(sledsOut === undefined ? {} : { sledsOut }),
       ...(sledsToAudit === undefined ? {} : { sledsToAudit }),
+      ...(this.sledReach.probeWanted(message.node, nowMs) ? { probeSleds: true as const } : {}),
     };
     // Before the tenure has fenced the catalogue it knows no records: nothing is held,
     // and the node is asked for its whole state once it is.
@@ -82,7 +93,7 @@ export class Reports {
         return entry?.value.volume === volumeName ? entry.value : undefined;
       },
       this.heartbeats.aliveHeadNodes(),
-      now(),
+      nowMs,
     );
     if (outcome.urgent === true) this.onUrgent();
     for (const record of outcome.deposed) {

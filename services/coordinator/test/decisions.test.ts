@@ -757,16 +757,76 @@ describe("a primary cut from sleds the leader sees alive (review-reach R1)", () 
   // nothing reported it and the leader kept it while its secondary, which holds every
   // acknowledged write and may reach the sleds, stood by.
   const cut = (flushStalledMs: number) => report(base, { flushStalledMs });
-  /** The view with the failover of flush-stalled primaries on (off by default). */
+  /**
+   * The view with the failover of flush-stalled primaries on (the reconciler's default)
+   * and head-2 seen storing on the sleds 1 ms ago: evidence from within any stall.
+   */
   const enabled = (record: PartitionRecord, overrides: Partial<PartitionView> = {}) =>
-    view(record, { flushStallFailover: true, ...overrides });
+    view(record, {
+      flushStallFailover: true,
+      sledStoredSinceMs: new Map([["head-2", 100_000 - 1]]),
+      ...overrides,
+    });
 
-  test("stays while the failover is off, as it is by default (review-diff19 D1)", () => {
-    // One node carrying the writes, sleds failing everyone: its stall alone cannot be
-    // told from a cut, and the failover would drop a copy of what cannot be flushed.
+  test("stays while the failover is off (the reconciler's option)", () => {
     expect(
       decidePartition(base, view(base, { liveSleds: 3, report: cut(limits.primaryStallMsMax) })),
     ).toEqual({ kind: "keep" });
+  });
+
+  test("stays while no secondary has stored on the sleds since the stall began (review-diff19 D1)", () => {
+    // One node carrying the writes, sleds failing everyone: its stall alone cannot be
+    // told from a cut, and the failover would drop a copy of what cannot be flushed. So a
+    // secondary is promoted only on evidence that its node reaches the sleds now: none,
+    // or a store from before the stall, keeps the primary, which still serves from its
+    // journal, and the status says why.
+    const stallMs = 10_000;
+    for (const sledStoredSinceMs of [
+      new Map<string, number>(),
+      new Map([["head-2", 100_000 - stallMs - 1]]),
+      new Map([["head-3", 100_000 - 1]]),
+    ]) {
+      const decision = decidePartition(
+        base,
+        enabled(base, { liveSleds: 3, report: cut(stallMs), sledStoredSinceMs }),
+      );
+      expect(decision).toMatchObject({ kind: "unavailable" });
+      if (decision.kind === "unavailable")
+        expect(decision.reason).toMatch(/head-2: no evidence that it reaches them/);
+    }
+    // A store from within the stall (at its very start) is evidence.
+    expect(
+      decidePartition(
+        base,
+        enabled(base, {
+          liveSleds: 3,
+          report: cut(stallMs),
+          sledStoredSinceMs: new Map([["head-2", 100_000 - stallMs]]),
+        }),
+      ),
+    ).toMatchObject({ kind: "update", record: { primary: "head-2" } });
+  });
+
+  test("promotes only a secondary with evidence, and keeps the others as secondaries", () => {
+    const three: PartitionRecord = { ...base, secondaries: ["head-2", "head-3"] };
+    for (const [reaching, promoted, kept] of [
+      ["head-2", "head-2", "head-3"],
+      ["head-3", "head-3", "head-2"],
+    ] as const) {
+      const decision = decidePartition(
+        three,
+        enabled(three, {
+          replicaCount: 3,
+          liveSleds: 3,
+          report: report(three, { flushStalledMs: 10_000 }),
+          sledStoredSinceMs: new Map([[reaching, 100_000 - 1]]),
+        }),
+      );
+      expect(decision).toMatchObject({
+        kind: "update",
+        record: { epoch: 5, primary: promoted, secondaries: [kept] },
+      });
+    }
   });
 
   test("is replaced by its secondary once its flushes have failed for primaryStallMsMax, after its lease", () => {

@@ -12,7 +12,6 @@ import {
   catalogueRereadMsMax,
   configureRefreshMs,
   configureVerifyMs,
-  flushStallFailover,
   primaryUnconfirmedMsMax,
   reconcileSliceMax,
   settledRecheckMs,
@@ -27,6 +26,7 @@ import {
   settledCheck,
   spreadMs,
 } from "../src/reconciler.ts";
+import { SledReach } from "../src/sled-reach.ts";
 import { forgetConfigured, newTenure, type Tenure, touch } from "../src/tenure.ts";
 import { FakeStore } from "./fake-store.ts";
 
@@ -78,6 +78,7 @@ function setup(
   sleds: readonly string[] = ["sled-1"],
   records: (partition: number) => PartitionRecord = record,
   flushStallFailover = false,
+  sledReach?: SledReach,
 ) {
   const tenure: Tenure = newTenure({ term: 1, tenure: 1 }, 0);
   tenure.ready = true;
@@ -132,6 +133,7 @@ function setup(
     configurer,
     tenures: { held: () => tenure, current: () => tenure },
     flushStallFailover,
+    ...(sledReach === undefined ? {} : { sledReach }),
   });
   /** The partitions decided by one round. */
   const round = (): number[] => {
@@ -1021,12 +1023,18 @@ describe("Reconciler: a primary cut from the sleds (review-reach R1)", () => {
     flushStalledMs: 60_000,
   });
 
-  /** Runs rounds for `ms`, each node reporting `reports(node)` every 500 ms. */
+  /**
+   * Runs rounds for `ms`, each node reporting `reports(node)` every 500 ms, with its
+   * count of stores to the sleds; a node of `reaching` whose answer asks for a probe
+   * (sled-reach.ts) stores one, which its next report counts.
+   */
   async function run(
     sleds: readonly string[],
     reports: (node: string) => Report[],
     ms = 20_000,
     failoverOn = true,
+    reaching: ReadonlySet<string> = new Set(["head-2"]),
+    probed: string[] = [],
   ): Promise<PartitionRecord[]> {
     const updates: PartitionRecord[] = [];
     const catalogue = {
@@ -1035,6 +1043,8 @@ describe("Reconciler: a primary cut from the sleds (review-reach R1)", () => {
         return Promise.resolve({ applied: true, revision: 100 });
       },
     };
+    const reach = new SledReach();
+    const stores = new Map<string, number>();
     const { tenure, alive, round } = setup(
       catalogue,
       new Set(),
@@ -1042,11 +1052,17 @@ describe("Reconciler: a primary cut from the sleds (review-reach R1)", () => {
       sleds,
       split,
       failoverOn,
+      reach,
     );
     clockMs = 500_000;
     const endMs = clockMs + ms;
     while (clockMs < endMs) {
       for (const node of alive) {
+        reach.heard(node, 1, stores.get(node) ?? 0, clockMs);
+        if (reach.probeWanted(node, clockMs)) {
+          probed.push(node);
+          if (reaching.has(node)) stores.set(node, (stores.get(node) ?? 0) + 1);
+        }
         tenure.leases.onNodeReport(
           { node, primaries: reports(node) },
           (_, partition) => split(partition),
@@ -1062,21 +1078,47 @@ describe("Reconciler: a primary cut from the sleds (review-reach R1)", () => {
   }
 
   it("fails its partition over to the secondary once its flushes have all failed, with sleds alive", async () => {
-    const updates = await run(["sled-1", "sled-2", "sled-3"], (node) =>
-      node === "head-1" ? [stalled(0), report(2, 5)] : [{ ...report(1, 5), followers: [] }],
-    );
-    // (The fake catalogue keeps the old record, so the update is decided again.)
-    const changed = new Set(updates.map((next) => `${next.partition} to ${next.primary}`));
-    expect([...changed]).toEqual(["0 to head-2"]);
-  });
-
-  it("keeps it while the failover of flush-stalled primaries is off, as it is by default (review-diff19 D1)", async () => {
+    const probed: string[] = [];
     const updates = await run(
       ["sled-1", "sled-2", "sled-3"],
       (node) =>
         node === "head-1" ? [stalled(0), report(2, 5)] : [{ ...report(1, 5), followers: [] }],
       20_000,
-      flushStallFailover,
+      true,
+      new Set(["head-2"]),
+      probed,
+    );
+    // (The fake catalogue keeps the old record, so the update is decided again.)
+    const changed = new Set(updates.map((next) => `${next.partition} to ${next.primary}`));
+    expect([...changed]).toEqual(["0 to head-2"]);
+    // The evidence came from the probe the leader asked the secondary's node for.
+    expect(new Set(probed)).toEqual(new Set(["head-2"]));
+  });
+
+  it("keeps it while the secondary's node gives no evidence that it reaches the sleds (review-diff19 D1)", async () => {
+    // Its probes fail too (sleds failing everyone's writes, or a cut of its own): a
+    // failover would only drop a copy of what nobody can flush.
+    const probed: string[] = [];
+    const updates = await run(
+      ["sled-1", "sled-2", "sled-3"],
+      (node) =>
+        node === "head-1" ? [stalled(0), report(2, 5)] : [{ ...report(1, 5), followers: [] }],
+      20_000,
+      true,
+      new Set(),
+      probed,
+    );
+    expect(updates).toEqual([]);
+    expect(probed).toContain("head-2");
+  });
+
+  it("keeps it while the failover of flush-stalled primaries is off (review-diff19 D1)", async () => {
+    const updates = await run(
+      ["sled-1", "sled-2", "sled-3"],
+      (node) =>
+        node === "head-1" ? [stalled(0), report(2, 5)] : [{ ...report(1, 5), followers: [] }],
+      20_000,
+      false,
     );
     expect(updates).toEqual([]);
   });

@@ -67,6 +67,14 @@ export const exLeaderFenceMs = 10_000;
 export const reportSoonSpacingMs = 100;
 
 /**
+ * The least time between the sled probes a head node begins when the leader asks for
+ * them (sled-probe.ts): it asks in every answer while a primary of a partition the node
+ * follows cannot flush, every headnodeReportIntervalMs (500 ms), and one probe per
+ * second gives it fresh evidence without a blob per answer.
+ */
+export const sledProbeSpacingMs = 1_000;
+
+/**
  * The most a checkpoint spends on one extent of a tree, for the checkpoint budget of
  * snapshot takes (replica.ts, checkpointBudgetRefusal). A record (@ballast/btree's
  * checkpoint format) is five varints and a byte: in the densest tree, 512-byte extents

@@ -117,6 +117,7 @@ import { ReportState } from "./report-state.ts";
 import { retireReplica } from "./retire.ts";
 import { nextSession } from "./session.ts";
 import { SledClient, type SledClientOptions } from "./sled-client.ts";
+import { SledProbe } from "./sled-probe.ts";
 import { TickSchedule } from "./tick-schedule.ts";
 
 type VolumeMessage = MessageOf<
@@ -210,6 +211,8 @@ export class HeadNode {
   private readonly sleds: SledClient;
   /** Keeps two live copies of every chunk its primaries list (replicator.ts). */
   private readonly replicator: Replicator;
+  /** Probes of the sleds the leader asks for (sled-probe.ts). */
+  private readonly probe: SledProbe;
   private tickTimer: NodeJS.Timeout | undefined;
   /** When each hosted replica is next asked for a tick (tick-schedule.ts). */
   private readonly schedule = new TickSchedule<Hosted>();
@@ -248,6 +251,14 @@ export class HeadNode {
       logger: service.logger,
       partitions: () => [...this.hosted.values()].map(({ host }) => host),
     });
+    // A probe that got its copies is reported at once: the leader waits on it to fail a
+    // primary that cannot flush over to this node.
+    this.probe = new SledProbe(
+      this.sleds,
+      { nodeId: service.nodeId, session },
+      service.logger,
+      () => this.reportSoon(),
+    );
   }
 
   start(): void {
@@ -359,6 +370,8 @@ export class HeadNode {
           // Its primaries refuse I/O past servedBytes: the coordinator shrinks volumes
           // only on head nodes that say so.
           enforcesServedBytes: true,
+          // Evidence that it reaches the sleds, for the failover of a primary that cannot.
+          sledStores: this.sleds.stores,
         },
         { deadlineMs: reportDeadlineMs },
       );
@@ -388,6 +401,8 @@ export class HeadNode {
       // Sleds back on another data directory, not yet verified: audited now, and each
       // primary whose table the audit covered says so in its next reports.
       if (answer.sledsToAudit !== undefined) this.replicator.askAudits(answer.sledsToAudit);
+      // Fresh evidence that this node reaches the sleds, on the sleds it is configured with.
+      if (answer.probeSleds === true) void this.probe.ask(this.probeTargets());
       if (this.reportFailing) {
         this.reportFailing = false;
         this.service.logger.info("reports reach the coordinator again");
@@ -404,6 +419,15 @@ export class HeadNode {
       this.reporting = false;
       if (this.reportAgain) void this.report();
     }
+  }
+
+  /** The sleds a probe may store on: every hosted replica's, but those out of service. */
+  private probeTargets(): string[] {
+    const sleds = new Set<string>();
+    for (const { host } of this.hosted.values()) {
+      for (const sled of host.sleds) if (!this.replicator.sledsOut.has(sled)) sleds.add(sled);
+    }
+    return [...sleds].sort();
   }
 
   /**

@@ -302,6 +302,8 @@ export class SledClient {
   private readonly slowLog = new RepeatLog();
   private hedgedReads = 0;
   private hedgedWrites = 0;
+  /** Chunk writes and blob stores that reached their copies (`stores`). */
+  private storesSucceeded = 0;
 
   /** Chunk bytes by 4 KiB block (see the header); off when its capacity is 0. */
   readonly cache: ChunkCache;
@@ -513,7 +515,17 @@ export class SledClient {
     // What the primary just flushed is what its reads will ask for next; every holder
     // stored exactly these bytes (its CRC32C matched). Kept whole, without a copy.
     this.cache.insertChunk(chunkId, data);
+    this.storesSucceeded++;
     return holders;
+  }
+
+  /**
+   * Chunk writes and blob stores that reached their `chunkCopies` sleds since this client
+   * was made: the head node reports it (`sledStores`), and the leader takes its growth as
+   * evidence that the node reaches the sleds (coordinator sled-reach.ts).
+   */
+  get stores(): number {
+    return this.storesSucceeded;
   }
 
   /** Writes one copy and checks that the sled stored what the primary packed. */
@@ -1130,6 +1142,7 @@ export class SledClient {
         `blob ${key} reached ${holders.length} of ${limits.chunkCopies} sleds: ${failures.join("; ")}`,
       );
     }
+    this.storesSucceeded++;
     return holders;
   }
 

@@ -29,6 +29,13 @@ export class FakeService {
   answerReport: (report: Report) => unknown = () => {
     throw new BallastError(ErrorCode.Unavailable, "no coordinator");
   };
+  /**
+   * How fake sleds answer a request to `sled` (unit test): throwing means that sled does
+   * not answer (the default: no sleds in these tests).
+   */
+  answerSled: (sled: string, message: Message) => unknown = (sled) => {
+    throw new BallastError(ErrorCode.Unavailable, `no sled ${sled} in this test`);
+  };
   /** Every question about leftover directories the node sent to the coordinator. */
   readonly leftoverAsks: LeftoversAsk[] = [];
   /**
@@ -68,6 +75,9 @@ export class FakeService {
         this.leftoverAsks.push(message);
         return this.answerLeftovers(message);
       }
+      const sledInboxes = subjects.node.kindPattern("sled").slice(0, -1);
+      if (subject.startsWith(sledInboxes) && message !== undefined)
+        return this.answerSled(subject.slice(sledInboxes.length), message);
       throw new BallastError(ErrorCode.Unavailable, `nothing answers ${subject} in this test`);
     },
     publish: () => {

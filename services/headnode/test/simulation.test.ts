@@ -280,6 +280,42 @@ test(
   testBoundMs,
 );
 
+// Evidence that the secondary reaches the sleds (session 30): with two faulty nodes, two
+// may be cut from the sleds at once, the secondary's node hosting no primary that could
+// report its own stall. A coordinator that promoted without evidence handed the partition
+// to a node cut since before the primary's stall began (the sled-evidence check); the
+// leader's book of stores (sled-reach.ts) and its probes keep it with the primary until a
+// secondary shows it reaches the sleds. Seeds 2, 3 and 8 of 1 to 100 caught it.
+const doubleSledCuts: Overrides = { faultyNodesMax: 2, sledCutRate: 0.01, loadTicks: 1200 };
+
+test(
+  "a flush-stalled primary is failed over only to a secondary that shows it reaches the sleds",
+  async () => {
+    let failovers = 0;
+    for (let seed = 1; seed <= 3; seed++) {
+      const result = await simulateFailover(seed, doubleSledCuts);
+      expect(result.violations, summary(result, doubleSledCuts)).toEqual([]);
+      failovers += result.stats.flushStallFailovers;
+    }
+    expect(failovers).toBeGreaterThan(0);
+  },
+  testBoundMs,
+);
+
+test(
+  "the checkers catch a coordinator that fails a flush-stalled primary over without evidence",
+  async () => {
+    const caught = await firstCaught(
+      "promote-without-sled-evidence",
+      ["sled-evidence"],
+      doubleSledCuts,
+      3,
+    );
+    expect(caught).toBe(2);
+  },
+  testBoundMs,
+);
+
 // One-way and pairwise cuts (review-reach): a head node and one other end (a head node,
 // the coordinator, the clients) stop hearing each other one way or both, every other
 // path working: answers lost while requests are taken, acks lost while notes arrive.
@@ -1005,11 +1041,13 @@ describe("the checkers catch a retire that waits for its handlers before it clos
     // this shape needs the deposed primary not to hear it (none of seeds 1 to 200 with
     // former members told): `tellFormerMembers` off, as the model was before. Since a
     // learner's silence outlasts epochs (session 29, seed 9502759), fresh checkpoints
-    // come at other ticks: seed 73, alone of 1 to 150.
+    // come at other ticks: seed 73, alone of 1 to 150. Since a flush-stalled primary is
+    // failed over only on evidence that the secondary reaches the sleds (session 30),
+    // failovers come later: seed 433, the first of 1 to 433.
     [
       "3 head nodes, a woken primary re-added as a learner",
       { nodes: 3, partitions: [3, 2], recreateChance: 0, tellFormerMembers: false },
-      73,
+      433,
       5,
     ],
   ];
@@ -1371,13 +1409,16 @@ const everyFault: Overrides = {
   slowDiskRate: 0.002,
 };
 
+// Since failovers of flush-stalled primaries wait for evidence (session 30), seed 5202
+// runs otherwise; 5392 and 5811 (of 5000 to 5999) meet the case now, counted apart from
+// the settle phase's other reboots (`rebootsBesideRefused`).
 test(
-  "a failed primary beside a secondary whose files are refused is rebooted while settling (seeds 5202, 5392)",
+  "a failed primary beside a secondary whose files are refused is rebooted while settling (seeds 5392, 5811)",
   async () => {
-    for (const seed of [5202, 5392]) {
+    for (const seed of [5392, 5811]) {
       const result = await simulateFailover(seed, everyFault);
       expect(result.violations, summary(result, everyFault)).toEqual([]);
-      expect(result.stats.rebootsToSettle).toBeGreaterThan(0);
+      expect(result.stats.rebootsBesideRefused).toBeGreaterThan(0);
     }
   },
   testBoundMs,
@@ -1480,14 +1521,26 @@ test(
 // head-3 stayed down for good, and every 3-replica partition settled at two members with
 // no live node to rebuild on. A simulator bug: a node the upgrade takes down once faults
 // are off is now restarted at its restart tick while settling.
+// Since failovers of flush-stalled primaries wait for evidence (session 30), seed 9610932
+// runs otherwise, and the case is rare in this shape; a shorter load of re-created legacy
+// volumes meets it often (seeds 1, 23 and 37 of the shape below; `upgradeCrashesSettling`
+// counts the nodes the upgrade takes down once the load is over).
+const lateUpgradeShape: Overrides = {
+  ...unheardShape,
+  loadTicks: 200,
+  recreateChance: 1,
+  legacyRecordChance: 1,
+  diskLossChance: 0.5,
+};
+
 test(
   "a node whose disk the coordinator upgrade replaces after the load is restarted (seed 9610932)",
   async () => {
-    const result = await simulateFailover(9610932, unheardShape);
-    expect(result.violations, summary(result, unheardShape)).toEqual([]);
-    expect(result.stats.recreates).toBeGreaterThan(0);
-    expect(result.stats.legacyVolumes).toBeGreaterThan(0);
-    expect(result.stats.diskLosses).toBeGreaterThan(0);
+    for (const seed of [1, 23, 37]) {
+      const result = await simulateFailover(seed, lateUpgradeShape);
+      expect(result.violations, summary(result, lateUpgradeShape)).toEqual([]);
+      expect(result.stats.upgradeCrashesSettling).toBeGreaterThan(0);
+    }
   },
   testBoundMs,
 );

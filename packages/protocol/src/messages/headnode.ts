@@ -352,6 +352,15 @@ export const HeadnodeReport = z.object({
    * new end would not be enforced there.
    */
   enforcesServedBytes: z.literal(true).optional(),
+  /**
+   * Chunk writes and blob stores of this process (its `session`) that reached their
+   * `chunkCopies` sleds, counted since it started. The leader takes growth between two
+   * reports as evidence that the node reaches the sleds: a primary whose flushes all
+   * fail is failed over only to a secondary on a node with such evidence from within the
+   * stall (`probeSleds` asks for it). Absent from head nodes that predate it, which give
+   * no evidence, so their flush-stalled primaries wait as before.
+   */
+  sledStores: unsignedInteger.optional(),
 });
 
 /** A primary whose lease the coordinator does not renew, at the epoch it was reported in. */
@@ -406,4 +415,11 @@ export const HeadnodeReportResult = z.object({
     .array(z.object({ sled: nodeId, disk: diskId }))
     .max(reportSledsMax)
     .optional(),
+  /**
+   * The leader wants fresh evidence that this node reaches the sleds (a primary of a
+   * partition it is a secondary of cannot flush): the node stores a small probe blob on
+   * `chunkCopies` sleds, deletes it, and its next report's `sledStores` shows whether it
+   * got there. Absent from coordinators that predate it.
+   */
+  probeSleds: z.literal(true).optional(),
 });

@@ -152,12 +152,18 @@ import {
   votingSecondaries,
 } from "@ballast/coordinator/decisions";
 import { LeaseBook } from "@ballast/coordinator/leases";
+import { SledReach } from "@ballast/coordinator/sled-reach";
 import { BallastError, crc32c, ErrorCode, formatVolumeId, limits } from "@ballast/protocol";
 import { createLogger, KeyedLock } from "@ballast/runtime";
 import { fetchCheckpoint } from "../checkpoint-fetch.ts";
 import { decideConfigure, partOf } from "../configure-decision.ts";
 import { ConfigureQueue } from "../configure-queue.ts";
-import { followerLogBytesFactor, type ReplicaLimits, replicaLimitsDefault } from "../constants.ts";
+import {
+  followerLogBytesFactor,
+  type ReplicaLimits,
+  replicaLimitsDefault,
+  sledProbeSpacingMs,
+} from "../constants.ts";
 import { EffectRunner, silentLog } from "../effect-runner.ts";
 import type { ReplicaPorts } from "../ports.ts";
 import {
@@ -461,7 +467,16 @@ export type Sabotage =
    * again. Found by the settle check (seeds 9600248 and 9602764 with the options of
    * simulation.test.ts "an unheard learner").
    */
-  | "promote-unheard-learner";
+  | "promote-unheard-learner"
+  /**
+   * The coordinator before session 30, with the failover of flush-stalled primaries on:
+   * it promotes a secondary with no evidence that its node reaches the sleds (every
+   * node counts as having stored just now). With two nodes cut at once, the primary's
+   * partition went to a secondary cut from the sleds since before the stall began, which
+   * could flush no more than the primary (review-diff19 D1, the sleds failing everyone,
+   * is the same from the leader's side). Found by the sled-evidence check.
+   */
+  | "promote-without-sled-evidence";
 
 /**
  * Every sabotage by name, for the command line (main.ts): a record of all of them, so
@@ -505,6 +520,7 @@ export const sabotageNames: readonly Sabotage[] = Object.keys({
   "checkpoint-failures-not-stalls": true,
   "promote-reopening-secondary": true,
   "promote-unheard-learner": true,
+  "promote-without-sled-evidence": true,
 } satisfies Record<Sabotage, true>) as Sabotage[];
 
 export interface FailoverOptions {
@@ -1283,6 +1299,10 @@ export interface FailoverResult {
     opensRefusedFailedBoot: number;
     reboots: number;
     rebootsToSettle: number;
+    /** Of those, beside secondaries whose files are refused (seeds 5202 and 5392). */
+    rebootsBesideRefused: number;
+    /** Nodes the coordinator upgrade took down once the load was over (seed 9610932). */
+    upgradeCrashesSettling: number;
     checkpointCopiesRestored: number;
   };
 }
@@ -1399,6 +1419,15 @@ interface SimulatedNode {
   cut: { kind: "isolated" | "peers" | "cluster"; untilTick: number } | undefined;
   /** Until this tick, cut from every sled (sledCutRate) while the sleds are up. */
   sledsCutUntilTick: number;
+  /** When the cut that lasts until sledsCutUntilTick began. */
+  sledsCutFromTick: number;
+  /**
+   * Sled probes the leader asked for that got their copies (sled-probe.ts), and when the
+   * last began (nowMs): its reports' `sledStores` add them to its chunk writes and blob
+   * stores.
+   */
+  probeStores: number;
+  lastProbeMs: number;
   /** Its data directory's id: a new one when the disk is lost. */
   disk: string;
   /** The session this life started in: a new one on every start (session.ts). */
@@ -1496,6 +1525,8 @@ type Envelope =
       sledsOut?: readonly string[];
       /** Sleds back on another data directory, to audit (the answer's `sledsToAudit`). */
       sledsToAudit?: readonly { sled: string; disk: string }[];
+      /** The leader wants evidence that the node reaches the sleds (`probeSleds`). */
+      probeSleds?: true;
     };
 
 interface ConfigureMessage {
@@ -1526,6 +1557,8 @@ interface NodeReport {
   sent: Outgoing;
   /** The replicas it reports as primaries (kept by the node: never read by the coordinator). */
   reported: ReadonlyMap<string, ReplicaAdapter>;
+  /** Its stores that got their copies (the report's `sledStores`). */
+  sledStores: number;
 }
 
 // ---------------------------------------------------------------- the replica adapter
@@ -1953,6 +1986,8 @@ export class FailoverSimulation {
     opensRefusedFailedBoot: 0,
     reboots: 0,
     rebootsToSettle: 0,
+    rebootsBesideRefused: 0,
+    upgradeCrashesSettling: 0,
     sledsBackEmpty: 0,
     checkpointCopiesRestored: 0,
   };
@@ -1997,6 +2032,8 @@ export class FailoverSimulation {
   private readonly unconfirmed = new Map<number, Unconfirmed>();
   /** As the reconciler: when each node last reported a primary whose flushes all fail. */
   private readonly flushStalls = new Map<string, number>();
+  /** Evidence that head nodes reach the sleds, as the real leader keeps it (sled-reach.ts). */
+  private readonly sledReach = new SledReach();
   /**
    * Partitions whose last decision waited out a primary's lease to fail over (the
    * primary failed, stalled, unconfirmed or cut from the sleds), or found no voter to
@@ -2106,6 +2143,9 @@ export class FailoverSimulation {
         diskSlow: undefined,
         cut: undefined,
         sledsCutUntilTick: 0,
+        sledsCutFromTick: 0,
+        probeStores: 0,
+        lastProbeMs: Number.NEGATIVE_INFINITY,
         disk: `head-${index + 1}-disk-0`,
         session: 0,
         sessionStored: 0,
@@ -2325,6 +2365,7 @@ export class FailoverSimulation {
       if (hosted.volumeId !== this.volumeId) continue;
       this.crash(node, false, true);
       this.stats.rebootsToSettle++;
+      if (record.secondaries.length > 0) this.stats.rebootsBesideRefused++;
       await this.startNode(node);
     }
   }
@@ -2748,6 +2789,7 @@ export class FailoverSimulation {
       if (!this.sledCutRandom.chance(options.sledCutRate)) continue;
       if (!this.running(node) || this.faultyNodes() >= options.faultyNodesMax) continue;
       const [from, to] = options.sledCutTicks;
+      if (node.sledsCutUntilTick <= this.tickNow) node.sledsCutFromTick = this.tickNow;
       node.sledsCutUntilTick = this.tickNow + this.sledCutRandom.integer(from, to);
       this.stats.sledCuts++;
     }
@@ -2768,6 +2810,23 @@ export class FailoverSimulation {
     return this.options.sabotage === "no-follower-hello"
       ? { ...limits, helloTicks: Number.POSITIVE_INFINITY }
       : limits;
+  }
+
+  /**
+   * A primary failed over because it cannot flush goes to a node that reaches the sleds:
+   * never to one cut from them since before the stall began, which could have stored
+   * nothing since (the leader's evidence, sled-reach.ts). A node cut later may still have
+   * given evidence before its cut, so only a cut that covers the whole stall counts.
+   */
+  private checkSledEvidence(partition: number, promoted: string, flushStalledMs: number): void {
+    const node = this.node(promoted);
+    const stallFromTick = this.tickNow - Math.ceil(flushStalledMs / this.options.tickMs);
+    if (node.sledsCutUntilTick > this.tickNow && node.sledsCutFromTick < stallFromTick) {
+      this.fail(
+        "sled-evidence",
+        `tick ${this.tickNow}: p${partition} failed over for a flush stall of ${flushStalledMs} ms to ${promoted}, cut from the sleds since tick ${node.sledsCutFromTick}`,
+      );
+    }
   }
 
   /** Whether a head node is cut from every sled now (sledCutRate). */
@@ -4410,6 +4469,7 @@ export class FailoverSimulation {
         sentAt: this.leaseClock(node),
         sent: node.reportState.next(primaries, failures),
         reported,
+        sledStores: this.sleds.storesOf(node.id) + node.probeStores,
       },
     });
   }
@@ -4431,6 +4491,13 @@ export class FailoverSimulation {
     // As headnode.ts: a new out set starts a pass at once; sleds to audit are audited.
     if (envelope.sledsOut !== undefined) node.replicator?.setOut(envelope.sledsOut);
     if (envelope.sledsToAudit !== undefined) node.replicator?.askAudits(envelope.sledsToAudit);
+    // As sled-probe.ts: one probe per sledProbeSpacingMs, which gets its copies unless the
+    // node is cut from the sleds or too few are up (modelled at once, with no draw).
+    if (envelope.probeSleds === true && this.nowMs() - node.lastProbeMs >= sledProbeSpacingMs) {
+      node.lastProbeMs = this.nowMs();
+      if (!this.sledsCut(node.id) && this.liveSleds().length >= limits.chunkCopies)
+        node.probeStores++;
+    }
   }
 
   // ---------------------------------------------------------------- the model coordinator
@@ -4588,7 +4655,10 @@ export class FailoverSimulation {
     // A recreate late in the load may put the upgrade past it (seed 9610932: tick 511 of
     // 500): injectFaults restarts nobody then, and the node stayed down for good, its
     // partitions short of a replica with no live node to rebuild on.
-    if (!this.faultsOn) this.upgradeRestarts.add(node);
+    if (!this.faultsOn) {
+      this.upgradeRestarts.add(node);
+      this.stats.upgradeCrashesSettling++;
+    }
   }
 
   private coordinatorRound(): void {
@@ -4617,6 +4687,10 @@ export class FailoverSimulation {
         else this.unconfirmed.set(partition, unconfirmed);
         const stalled = this.leases.reportOf(record, this.nowMs())?.flushStalledMs ?? 0;
         if (stalled >= limits.primaryStallMsMax) this.flushStalls.set(record.primary, this.nowMs());
+        // As the reconciler: the secondaries' nodes are asked for evidence that they reach
+        // the sleds, which a failover to one needs.
+        if (stalled > 0)
+          for (const node of record.secondaries) this.sledReach.askProbe(node, this.nowMs());
         const view: PartitionView = {
           nowMs: this.nowMs(),
           alive,
@@ -4634,6 +4708,14 @@ export class FailoverSimulation {
           // The model runs the failover of flush-stalled primaries, off by default in the
           // leader (constants.ts flushStallFailover), as an operator who turns it on would.
           flushStallFailover: true,
+          ...(stalled > 0
+            ? {
+                sledStoredSinceMs:
+                  this.options.sabotage === "promote-without-sled-evidence"
+                    ? new Map(this.nodes.map((node) => [node.id, this.nowMs()]))
+                    : this.sledReach.storedSince(),
+              }
+            : {}),
           leaseUntilMs: this.leases.leaseUntilMs(record),
           learnersSinceMs: new Map([...since].map(([node, value]) => [node, value.ms])),
           learnerCatchUpMsMax: this.options.learnerCatchUpMs,
@@ -4681,8 +4763,10 @@ export class FailoverSimulation {
           decision.record.primary !== record.primary &&
           report?.epoch === record.epoch &&
           (report.flushStalledMs ?? 0) >= limits.primaryStallMsMax
-        )
+        ) {
           this.stats.flushStallFailovers++;
+          this.checkSledEvidence(partition, decision.record.primary, report.flushStalledMs ?? 0);
+        }
         const unconfirmedFrom = this.unconfirmed.get(partition)?.sinceMs;
         if (
           decision.record.primary !== record.primary &&
@@ -5134,6 +5218,9 @@ export class FailoverSimulation {
       }
     }
     if (newer) this.reportsApplied.set(report.node, { session: report.session, seq: sent.seq });
+    // As reports.ts: evidence that the node reaches the sleds (of reports in order only:
+    // the real node sends one at a time).
+    if (newer) this.sledReach.heard(report.node, report.session, report.sledStores, this.nowMs());
     for (const primary of sent.primaries) {
       if (primary.volumeId !== this.volumeId) continue;
       const entry = this.records.get(primary.partition);
@@ -5190,6 +5277,7 @@ export class FailoverSimulation {
       ...(this.replicating && this.options.sabotage !== "sled-audit-unasked"
         ? { sledsToAudit: this.sledsToAudit() }
         : {}),
+      ...(this.sledReach.probeWanted(report.node, this.nowMs()) ? { probeSleds: true } : {}),
     });
   }
 

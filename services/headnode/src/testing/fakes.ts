@@ -465,6 +465,8 @@ export class FakeSleds {
   readonly blobs = new Map<string, Blob>();
   /** Whole-chunk reads answered with the chunk's bytes (compaction). */
   chunkReads = 0;
+  /** Chunk writes and blob stores that got their copies, by owner (`storesOf`). */
+  private readonly stores = new Map<string, number>();
   private work: SledWork[] = [];
 
   constructor(
@@ -585,6 +587,7 @@ export class FakeSleds {
             }
             this.chunks.set(work.sledChunkId, work.data);
             for (const sled of holders) this.hold(sled, work.sledChunkId);
+            this.stored(work.owner);
             work.done({ ok: true, value: holders });
           }
           break;
@@ -648,6 +651,18 @@ export class FakeSleds {
         }
       }
     }
+  }
+
+  /**
+   * Chunk writes and blob stores of `owner` that got their copies, as a head node's
+   * SledClient counts them (`stores`, the report's `sledStores`).
+   */
+  storesOf(owner: string): number {
+    return this.stores.get(owner) ?? 0;
+  }
+
+  private stored(owner: string): void {
+    this.stores.set(owner, this.storesOf(owner) + 1);
   }
 
   /** Whether `owner` is cut from every sled now (`ownerCut`). */
@@ -916,6 +931,7 @@ export class FakeSleds {
       copies.set(sled, copy);
     }
     this.blobs.set(work.key, { crc: crc32c(work.data), copies });
+    this.stored(work.owner);
     work.done({ ok: true, value: holders });
   }
 

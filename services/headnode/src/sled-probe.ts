@@ -1,0 +1,77 @@
+// Probes of the sleds, when the leader asks for one (`probeSleds` in a report's answer).
+//
+// A primary whose flushes all fail is failed over only to a secondary on a node with
+// positive evidence that it reaches the sleds from within the stall: a store of its own
+// that got its `chunkCopies` copies (the coordinator's sled-reach.ts reads the growth
+// of the node's `sledStores`). A node busy with its own primaries' flushes gives that
+// evidence anyway; one that only follows stores nothing while the stalled primary
+// flushes nothing, so the leader asks it to probe: a small blob stored on the sleds the
+// node is configured with, then deleted. The store counts in `sledStores` only if it
+// reached its copies (SledClient.putBlob), so a node cut from the sleds, or sleds that
+// refuse writes from everyone, give no evidence and the stalled primary is kept.
+//
+// Bounded: one probe at a time, and none begun within sledProbeSpacingMs of the last,
+// however often the leader asks. A probe's blob whose delete is lost stays on its sleds
+// (a few bytes under `probes/<node>/`, which no sweep reads).
+
+import type { Logger } from "@ballast/runtime";
+import { sledProbeSpacingMs } from "./constants.ts";
+import type { SledClient } from "./sled-client.ts";
+
+/** What a probe stores: a few bytes, the same every time. */
+const probeData = new TextEncoder().encode("ballast sled probe");
+
+/** The key of a node's `count`th probe of a session: never reused, so never refused as existing. */
+export function probeKey(nodeId: string, session: number, count: number): string {
+  return `probes/${nodeId}/${session}-${count}`;
+}
+
+export class SledProbe {
+  private inFlight = false;
+  private lastBegunAtMs = Number.NEGATIVE_INFINITY;
+  private count = 0;
+
+  constructor(
+    private readonly sleds: Pick<SledClient, "putBlob" | "deleteBlob">,
+    private readonly node: { nodeId: string; session: number },
+    private readonly logger: Pick<Logger, "info">,
+    /** Called once a probe's store got its copies (the node reports early then). */
+    private readonly onStored: () => void,
+    private readonly clock: () => number = () => performance.now(),
+  ) {}
+
+  /**
+   * The leader asked for a probe: stores one on `sleds` (those configured and not out of
+   * service) unless one is under way, one began within sledProbeSpacingMs, or there are
+   * none. Resolves when the probe is over (never rejects); undefined when none began.
+   */
+  ask(sleds: readonly string[]): Promise<void> | undefined {
+    const nowMs = this.clock();
+    if (this.inFlight || nowMs - this.lastBegunAtMs < sledProbeSpacingMs || sleds.length === 0)
+      return undefined;
+    this.inFlight = true;
+    this.lastBegunAtMs = nowMs;
+    this.count++;
+    const key = probeKey(this.node.nodeId, this.node.session, this.count);
+    return this.run(key, sleds).finally(() => {
+      this.inFlight = false;
+    });
+  }
+
+  private async run(key: string, sleds: readonly string[]): Promise<void> {
+    let holders: string[];
+    try {
+      holders = await this.sleds.putBlob(key, probeData, sleds, this.count);
+    } catch (error) {
+      // What the leader learns from the count not growing; said once per probe.
+      this.logger.info(
+        { key, error: (error as Error).message },
+        "a sled probe the coordinator asked for did not reach its copies",
+      );
+      return;
+    }
+    this.onStored();
+    // Best effort (SledClient.deleteBlob settles every sled's answer and never throws).
+    await this.sleds.deleteBlob(key, holders);
+  }
+}
