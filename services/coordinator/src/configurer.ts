@@ -67,13 +67,13 @@ import {
   configureVerifyMs,
 } from "./constants.ts";
 import {
+  type FailoverView,
   failingOver,
   knowsSleds,
   membersOf,
   otherDiskBackoff,
   outOfStep,
   type PartitionRecord,
-  type PartitionView,
   type Report,
   volumeIdOf,
   votingSecondaries,
@@ -126,6 +126,7 @@ export class Configurer {
       noReplica: noReplicaMembers(tenure, record),
       unopened: tenure.leases.unopenedMembers(record),
       reopening: reopeningMembers(tenure, record),
+      unproven: unprovenMembers(tenure, record),
     };
     const sending: Promise<void>[] = [];
     const otherDisk = tenure.otherDisk.get(key);
@@ -188,6 +189,7 @@ export class Configurer {
         noReplica: noReplicaMembers(tenure, record),
         unopened: tenure.leases.unopenedMembers(record),
         reopening: reopeningMembers(tenure, record),
+        unproven: unprovenMembers(tenure, record),
       };
       const last = tenure.configured.get(key)?.get(node);
       const report = tenure.leases.reportOf(record, nowMs);
@@ -241,6 +243,7 @@ export class Configurer {
           noReplica: noReplicaMembers(tenure, record),
           unopened: tenure.leases.unopenedMembers(record),
           reopening: reopeningMembers(tenure, record),
+          unproven: unprovenMembers(tenure, record),
         },
         this.verifyMs,
       )
@@ -433,7 +436,7 @@ export function owesConfigure(
   last: Configured | undefined,
   input: {
     report: Report | undefined;
-    view: Pick<PartitionView, "alive" | "disks" | "noReplica" | "unopened" | "reopening">;
+    view: FailoverView;
     sleds: readonly string[];
     nowMs: number;
   },
@@ -537,6 +540,24 @@ export function reopeningMembers(
   const nodes = tenure.configured.get(partitionKey(record));
   if (nodes === undefined) return new Set();
   return new Set(membersOf(record).filter((node) => nodes.get(node)?.epoch === -1));
+}
+
+/**
+ * Members of the record it has no disk for (placed before disk ids) that have not
+ * acknowledged the configure of its epoch: `PartitionView.unproven`. One that has holds
+ * its replica on the disk its answer named (`provenDisks`), or comes from a head node
+ * that names none (older than the `no-replica` refusal), which opens what it stores.
+ */
+export function unprovenMembers(
+  tenure: Pick<Tenure, "configured">,
+  record: PartitionRecord,
+): Set<string> {
+  const nodes = tenure.configured.get(partitionKey(record));
+  return new Set(
+    membersOf(record).filter(
+      (node) => record.disks?.[node] === undefined && nodes?.get(node)?.epoch !== record.epoch,
+    ),
+  );
 }
 
 /**

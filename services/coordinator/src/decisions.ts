@@ -45,7 +45,10 @@
 // view). One that answers the configure says which disk holds the replica it hosts
 // (opened from what the disk stored, so it is proof), and that disk is recorded for it
 // (`proven`): from then on it is checked as any other. A heartbeat alone never fills a
-// disk in: it says where the node is now, not where its replica was.
+// disk in: it says where the node is now, not where its replica was. Until it has
+// answered the record's epoch such a member is `unproven`, and is never promoted: its
+// answer may yet be the refusal, and a primary counted out for it would leave the record
+// (simulator seed 9712321).
 //
 // Unconfirmed primaries (session 9, found by the failover simulator with configures that
 // wait on a hung disk). A primary whose configure of the record's epoch never completes
@@ -211,6 +214,14 @@ export interface PartitionView {
    * never promoted while so; a round or two later they are `unopened` or acknowledged.
    */
   reopening?: ReadonlySet<string>;
+  /**
+   * Members the record has no disk for (placed before disk ids) that have not
+   * acknowledged the configure of the record's epoch (`unprovenMembers`, configurer.ts):
+   * whether their disk holds the replica at all is unknown until they answer, with the
+   * disk that holds it (`proven`) or a `no-replica` refusal. They are never promoted
+   * while so, as `reopening` ones are not (see "Lost disks").
+   */
+  unproven?: ReadonlySet<string>;
   /**
    * Since when (leader's monotonic clock) the record's primary has neither acknowledged
    * the configure of the record's epoch nor reported in it, as this leader has seen it
@@ -543,10 +554,18 @@ function decideMembership(record: PartitionRecord, view: Seen): PartitionDecisio
   // primary that held every acknowledged write and needed only a reboot, and the
   // partition stayed unavailable for good (simulator seeds 9201217 and 9201895). Kept
   // as a secondary beside another one promoted: it may well open.
+  // Nor promoted: one placed before disk ids that has not answered the record's epoch
+  // (`unproven`), until its answer proves its disk holds the replica. Promoted on its
+  // heartbeats alone, a secondary whose configure had waited on a hung disk since the
+  // volume was placed took the record from a failed primary, then refused the epoch for
+  // holding nothing (`no-replica`): the one copy was out of the record, and the
+  // partition never served again (simulator seed 9712321).
   const unopened = view.unopened ?? new Set<string>();
+  const unproven = view.unproven ?? new Set<string>();
   const reopening = view.reopening ?? new Set<string>();
-  const waiting = secondaries.filter((node) => !unopened.has(node) && reopening.has(node));
-  const openable = secondaries.filter((node) => !unopened.has(node) && !reopening.has(node));
+  const unsure = (node: string) => reopening.has(node) || unproven.has(node);
+  const waiting = secondaries.filter((node) => !unopened.has(node) && unsure(node));
+  const openable = secondaries.filter((node) => !unopened.has(node) && !unsure(node));
   const notFailed = openable.filter((node) => !failed.has(node));
   const soundAny = notFailed.length > 0 ? notFailed : openable;
   // Counted out only because it cannot reach the sleds, a live primary is replaced only
@@ -580,9 +599,16 @@ function decideMembership(record: PartitionRecord, view: Seen): PartitionDecisio
       };
     }
     const refused = secondaries.filter((node) => !waiting.includes(node));
+    const restarted = waiting.filter((node) => reopening.has(node));
+    const unanswered = waiting.filter((node) => !reopening.has(node));
     const why = [
       ...(refused.length === 0 ? [] : [`${refused.join(", ")}: files refused at open`]),
-      ...(waiting.length === 0 ? [] : [`${waiting.join(", ")}: not yet reopened since a restart`]),
+      ...(restarted.length === 0
+        ? []
+        : [`${restarted.join(", ")}: not yet reopened since a restart`]),
+      ...(unanswered.length === 0
+        ? []
+        : [`${unanswered.join(", ")}: no disk recorded, not yet answered`]),
     ];
     const detail = why.length === 0 ? "" : ` (${why.join("; ")})`;
     return {
@@ -723,24 +749,28 @@ export function mayGrantLease(
   return record.primary === node && record.epoch === epoch && alive.has(node) && !replacing;
 }
 
+/** What of the view says whether a failed primary would be failed over (`failsOver`). */
+export type FailoverView = Pick<
+  PartitionView,
+  "alive" | "disks" | "noReplica" | "unopened" | "reopening" | "unproven"
+>;
+
 /**
  * Whether a primary counted out would be replaced (decideMembership): a voting secondary
  * is alive on the disk the record has it on and its node opened its files (not
- * `unopened`, nor `reopening` since a restart), so it holds every acknowledged write and
- * may be promoted once the old primary's lease has run out. Joiners and learners are
- * never promoted.
+ * `unopened`, nor `reopening` since a restart, nor `unproven` on a disk never recorded),
+ * so it holds every acknowledged write and may be promoted once the old primary's lease
+ * has run out. Joiners and learners are never promoted.
  */
-export function failsOver(
-  record: PartitionRecord,
-  view: Pick<PartitionView, "alive" | "disks" | "noReplica" | "unopened" | "reopening">,
-): boolean {
+export function failsOver(record: PartitionRecord, view: FailoverView): boolean {
   const lost = lostDisks(record, view);
   return record.secondaries.some(
     (node) =>
       view.alive.has(node) &&
       !lost.includes(node) &&
       view.unopened?.has(node) !== true &&
-      view.reopening?.has(node) !== true,
+      view.reopening?.has(node) !== true &&
+      view.unproven?.has(node) !== true,
   );
 }
 
@@ -758,7 +788,7 @@ export function failsOver(
 export function failingOver(
   record: PartitionRecord,
   report: Report | undefined,
-  view: Pick<PartitionView, "alive" | "disks" | "noReplica" | "unopened" | "reopening">,
+  view: FailoverView,
 ): boolean {
   return (
     report !== undefined &&
@@ -781,7 +811,7 @@ export function outOfStep(
   report: Report | undefined,
   acknowledged: { epoch: number; atMs: number },
   nowMs: number,
-  view: Pick<PartitionView, "alive" | "disks" | "noReplica" | "unopened" | "reopening">,
+  view: FailoverView,
   verifyMs = configureVerifyMs,
 ): boolean {
   return (

@@ -64,7 +64,13 @@ import {
 } from "./catalogue.ts";
 import type { CatalogueChanges } from "./catalogue-changes.ts";
 import { now } from "./clock.ts";
-import { type Configurer, noReplicaMembers, provenDisks, reopeningMembers } from "./configurer.ts";
+import {
+  type Configurer,
+  noReplicaMembers,
+  provenDisks,
+  reopeningMembers,
+  unprovenMembers,
+} from "./configurer.ts";
 import {
   catalogueRefreshMs,
   catalogueRereadMsMax,
@@ -633,6 +639,7 @@ export class Reconciler {
       failed,
       unopened: tenure.leases.unopenedMembers(record),
       reopening: reopeningMembers(tenure, record),
+      unproven: unprovenMembers(tenure, record),
       nowMs,
       alive,
       disks,

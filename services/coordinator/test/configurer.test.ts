@@ -13,6 +13,7 @@ import {
   provenDisks,
   refreshDue,
   reopeningMembers,
+  unprovenMembers,
 } from "../src/configurer.ts";
 import {
   configureOtherDiskRetryMs,
@@ -312,6 +313,24 @@ describe("Configurer", () => {
     expect(reopeningMembers(tenure, { ...record, epoch: 3 })).toEqual(new Set());
     // A new tenure knows of no restart: nobody is reopening.
     expect(reopeningMembers(newTenure({ term: 2, tenure: 2 }, 0), record)).toEqual(new Set());
+  });
+
+  it("counts a member with no disk recorded unproven until it acknowledges the record's epoch", () => {
+    const tenure: Tenure = newTenure({ term: 1, tenure: 1 }, 0);
+    const key = partitionKey(record);
+    // A record from before disk ids, in a tenure that has heard nobody yet.
+    expect(unprovenMembers(tenure, record)).toEqual(new Set(["head-1", "head-2"]));
+    tenure.configured.set(key, new Map([["head-1", { epoch: 2, atMs: 0, disk: "d1" }]]));
+    expect(unprovenMembers(tenure, record)).toEqual(new Set(["head-2"]));
+    // An answer without a disk (a head node older than the refusal) counts as well.
+    tenure.configured.get(key)!.set("head-2", { epoch: 2, atMs: 0 });
+    expect(unprovenMembers(tenure, record)).toEqual(new Set());
+    // Only the record's epoch counts, and a restart's mark (epoch −1) answers nothing.
+    expect(unprovenMembers(tenure, { ...record, epoch: 3 })).toEqual(new Set(["head-1", "head-2"]));
+    forgetConfigured(tenure, "head-2");
+    expect(unprovenMembers(tenure, record)).toEqual(new Set(["head-2"]));
+    // A member with a disk recorded is checked by it instead, answered or not.
+    expect(unprovenMembers(tenure, { ...record, disks: { "head-2": "d2" } })).toEqual(new Set());
   });
 
   it("keeps the disk an answer names, and a no-replica refusal, for the decisions of a record without disks", async () => {

@@ -306,6 +306,8 @@ describe("a primary whose journal keeps failing", () => {
       [base, { failed: new Set(["head-2"]), unopened: new Set(["head-2"]) }],
       [onDisks, { disks: new Map([["head-2", "d2"]]) }],
       [onDisks, { disks: new Map([["head-2", "d2-new"]]) }],
+      [base, { unproven: new Set(["head-2"]) }],
+      [onDisks, { unproven: new Set() }],
     ];
     for (const [record, overrides] of cases) {
       const seen = view(record, { report: failed, ...overrides });
@@ -671,6 +673,45 @@ describe("members placed before disk ids (legacy records)", () => {
     // Without the refusal the same view keeps it: its heartbeat alone proves nothing.
     expect(decidePartition(legacy, view(legacy, { disks, replicaCount: 3 }))).toEqual({
       kind: "keep",
+    });
+  });
+
+  test("a secondary that has not answered the record's epoch is never promoted until it does (seed 9712321)", () => {
+    // Simulator seed 9712321: a volume placed before disk ids, one secondary's configure
+    // waiting on a hung disk since. The primary's journal failed and the secondary was
+    // promoted on its heartbeats alone; once its disk answered, it refused the epoch for
+    // holding nothing, with the failed primary, the one copy, out of the record.
+    const primaryDead = new Set(["head-2", "head-3", "head-4"]);
+    const unproven = new Set(["head-2"]);
+    const seen = view(legacy, { alive: primaryDead, disks: disksNow(), unproven });
+    const pair: PartitionRecord = { ...base };
+    const alone = view(pair, { alive: primaryDead, disks: disksNow(), unproven });
+    expect(decidePartition(pair, alone)).toMatchObject({
+      kind: "unavailable",
+      reason: expect.stringContaining("head-2: no disk recorded, not yet answered"),
+    });
+    // Nor does the configurer hold a failed primary's configure for it: reopened in
+    // place, the primary serves again.
+    expect(failsOver(pair, alone)).toBe(false);
+    const failedPrimary = report(pair, { failed: true, tailCommitted: false });
+    expect(failingOver(pair, failedPrimary, alone)).toBe(false);
+    // Once its answer proves its disk, it is promoted, and that disk recorded.
+    const proven = new Map([["head-2", diskOf("head-2")]]);
+    const answered = decidePartition(
+      pair,
+      view(pair, { alive: primaryDead, disks: disksNow(), proven }),
+    );
+    expect(answered).toMatchObject({ kind: "update", record: { epoch: 5, primary: "head-2" } });
+    if (answered.kind !== "update") return;
+    expect(answered.record.disks).toEqual({ "head-2": diskOf("head-2") });
+    // Beside one that answered, that one is promoted; the other stays a secondary.
+    const beside = decidePartition(legacy, {
+      ...seen,
+      proven: new Map([["head-3", diskOf("head-3")]]),
+    });
+    expect(beside).toMatchObject({
+      kind: "update",
+      record: { epoch: 5, primary: "head-3", secondaries: ["head-2"] },
     });
   });
 

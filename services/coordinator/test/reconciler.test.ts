@@ -512,6 +512,85 @@ describe("Reconciler: deciding only what changed", () => {
     expect(updates[0]!.disks).toEqual({ "head-2": "d2" });
   });
 
+  it("promotes a secondary placed before disk ids only once it has answered the record's epoch (seed 9712321)", async () => {
+    // head-2's configures wait on a hung disk (they time out) from the volume's
+    // placement on; its heartbeats go on. Promoted on them alone it refused the epoch
+    // once its disk answered, holding nothing, with the old primary out of the record.
+    const tenure: Tenure = newTenure({ term: 1, tenure: 1 }, 0);
+    tenure.ready = true;
+    tenure.refreshing = true;
+    tenure.volumes.set("vol", volume);
+    const legacy = record(0);
+    tenure.records.set(partitionKey(legacy), { value: legacy, revision: 1 });
+    let hung = true;
+    const configurer = new Configurer(
+      {
+        bus: {
+          request: async (subject: string) => {
+            const node = subject.split(".").at(-1)!;
+            if (node === "head-2" && hung) throw new BallastError(ErrorCode.Timeout, "hung");
+            return { disk: node === "head-1" ? "d1" : "d2" };
+          },
+        },
+        logger: { debug: () => undefined, warn: () => undefined },
+      } as never,
+      {} as never,
+      { held: () => tenure, current: () => tenure },
+      {} as never,
+    );
+    const updates: PartitionRecord[] = [];
+    const alive = new Set(["head-1", "head-2"]);
+    const reconciler = new Reconciler({
+      logger: createLogger({ service: "test", nodeId: "test", level: "silent" }),
+      catalogue: {
+        updatePartition: (next: PartitionRecord) => {
+          updates.push(next);
+          const revision = 100 + updates.length;
+          tenure.records.set(partitionKey(next), { value: next, revision });
+          return Promise.resolve({ applied: true, revision });
+        },
+      } as never,
+      heartbeats: {
+        listening: () => false,
+        aliveHeadNodes: () => new Set(alive),
+        aliveSleds: () => ["sled-1"],
+        headNodeDisks: () =>
+          new Map([
+            ["head-1", "d1"],
+            ["head-2", "d2"],
+          ]),
+      },
+      configurer,
+      tenures: { held: () => tenure, current: () => tenure },
+    });
+    const settleAll = () => new Promise((resolve) => setImmediate(resolve));
+    const rounds = async (count: number) => {
+      for (let i = 0; i < count; i++) {
+        reconciler.reconcile();
+        await settleAll();
+        await settleAll();
+      }
+    };
+    await rounds(3);
+    // head-1 answered: its disk is recorded; head-2 has said nothing.
+    expect(updates).toMatchObject([{ epoch: 1, disks: { "head-1": "d1" } }]);
+    updates.length = 0;
+    alive.delete("head-1");
+    clockMs += 10_000;
+    await rounds(3);
+    expect(updates).toEqual([]);
+    expect(tenure.unavailable.get(partitionKey(legacy))).toMatch(
+      /head-2: no disk recorded, not yet answered/,
+    );
+    // Its disk answers: proven there, it is promoted, and that disk recorded.
+    hung = false;
+    clockMs += configureRefreshMs;
+    await rounds(3);
+    expect(updates).toMatchObject([
+      { epoch: 2, primary: "head-2", secondaries: [], disks: { "head-2": "d2" } },
+    ]);
+  });
+
   it("decides each settled partition again at its own point of settledRecheckMs", () => {
     const { tenure, round } = setup();
     expect(round()).toEqual([0, 1, 2]);
@@ -1233,6 +1312,12 @@ describe("Reconciler: a partition judged unavailable, for describe", () => {
     // Partition 0 goes on with head-1 alone; then head-1 dies: nothing can serve it.
     const lone = record(0, { epoch: 2, secondaries: [] });
     tenure.records.set(partitionKey(lone), { value: lone, revision: 10 });
+    // The other two fail over to head-2, recorded on its disk (one with no disk recorded
+    // is not promoted before it has answered the epoch: `unproven`).
+    for (const partition of [1, 2]) {
+      const value = record(partition, { disks: { "head-1": "disk-1", "head-2": "disk-2" } });
+      tenure.records.set(partitionKey(value), { value, revision: partition + 1 });
+    }
     alive.delete("head-1");
     round();
     expect([...tenure.unavailable.keys()]).toEqual([partitionKey(lone)]);
