@@ -1563,3 +1563,46 @@ test(
   },
   testBoundMs,
 );
+
+// Seed 9712321 (silentLearnerShape on three head nodes, as unheardShape's): the volume
+// was re-created as a legacy one from before disk ids while head-2's disk hung, so its
+// configures of partition 2 (a secondary) waited on the disk and it never answered one.
+// After the coordinator upgrade, head-1's journal failed, and head-2, alive by its
+// heartbeats, was promoted; once its disk answered it refused the epoch for holding
+// nothing (`no-replica`), and with head-1, the copy that could reopen, out of the record
+// the partition never served again. A secondary the record has no disk for is now
+// promoted only once it has answered the record's epoch (`unproven`): the failed primary
+// is reopened in place meanwhile, and head-2, refused, is dropped and rebuilt.
+const unprovenShape: Overrides = {
+  ...silentLearnerShape,
+  nodes: 3,
+  partitions: [3, 3, 2],
+  lateLearnerConfigureChance: 0.1,
+};
+
+test(
+  "a secondary placed before disk ids is promoted only once it has answered the record's epoch (seed 9712321)",
+  async () => {
+    const result = await simulateFailover(9712321, unprovenShape);
+    expect(result.violations, summary(result, unprovenShape)).toEqual([]);
+    expect(result.stats.legacyVolumes).toBeGreaterThan(0);
+    expect(result.stats.longDiskHangs).toBeGreaterThan(0);
+    expect(result.stats.noReplicaRefusals).toBeGreaterThan(0);
+  },
+  testBoundMs,
+);
+
+test(
+  "the checkers catch a coordinator that promotes a secondary placed before disk ids before it has answered",
+  async () => {
+    const caught = await firstCaught(
+      "promote-unproven-secondary",
+      ["settle"],
+      unprovenShape,
+      1,
+      9712321,
+    );
+    expect(caught).toBe(9712321);
+  },
+  testBoundMs,
+);

@@ -476,7 +476,16 @@ export type Sabotage =
    * could flush no more than the primary (review-diff19 D1, the sleds failing everyone,
    * is the same from the leader's side). Found by the sled-evidence check.
    */
-  | "promote-without-sled-evidence";
+  | "promote-without-sled-evidence"
+  /**
+   * The coordinator without `unproven`: a secondary placed before disk ids is promoted
+   * before it has answered the record's epoch, on its heartbeats alone. One whose
+   * configures had waited on a hung disk since the volume was placed took the record
+   * from a failed primary, then refused the epoch for holding nothing (`no-replica`),
+   * and the partition never served again. Found by the settle check (seed 9712321 with
+   * simulation.test.ts's `unprovenShape`).
+   */
+  | "promote-unproven-secondary";
 
 /**
  * Every sabotage by name, for the command line (main.ts): a record of all of them, so
@@ -521,6 +530,7 @@ export const sabotageNames: readonly Sabotage[] = Object.keys({
   "promote-reopening-secondary": true,
   "promote-unheard-learner": true,
   "promote-without-sled-evidence": true,
+  "promote-unproven-secondary": true,
 } satisfies Record<Sabotage, true>) as Sabotage[];
 
 export interface FailoverOptions {
@@ -4697,6 +4707,7 @@ export class FailoverSimulation {
           disks: this.liveDisks(alive),
           proven: this.provenOf(record),
           noReplica: this.noReplicaOf(record),
+          unproven: this.unprovenOf(record),
           load:
             this.options.sabotage === "no-rebuild"
               ? new Map([...load].filter(([node]) => membersOf(record).includes(node)))
@@ -4937,6 +4948,7 @@ export class FailoverSimulation {
       alive,
       disks: this.liveDisks(alive),
       noReplica: this.noReplicaOf(record),
+      unproven: this.unprovenOf(record),
       ...(this.options.sabotage === "coordinator-ignores-failures"
         ? {}
         : {
@@ -5147,6 +5159,23 @@ export class FailoverSimulation {
       [...refused]
         .filter(([node, epoch]) => epoch === record.epoch && members.includes(node))
         .map(([node]) => node),
+    );
+  }
+
+  /**
+   * Members with no disk recorded that have not answered the record's epoch
+   * (configurer.ts `unprovenMembers`); none from the coordinator before disk ids, which
+   * knew of no disks (the sabotage: none at all).
+   */
+  private unprovenOf(record: PartitionRecord): Set<string> {
+    if (this.beforeUpgrade() || this.options.sabotage === "promote-unproven-secondary")
+      return new Set();
+    const configured = this.configured.get(record.partition);
+    return new Set(
+      membersOf(record).filter(
+        (node) =>
+          record.disks?.[node] === undefined && configured?.get(node)?.epoch !== record.epoch,
+      ),
     );
   }
 
