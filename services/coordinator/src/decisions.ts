@@ -591,11 +591,11 @@ function decideMembership(record: PartitionRecord, view: Seen): PartitionDecisio
         decidePromotion(record, view))
       : undefined;
     if (live !== undefined) return live;
-    const unproven = soundAny.filter((node) => !reachesSleds(node));
-    if (onlyCut && unproven.length > 0) {
+    const noEvidence = soundAny.filter((node) => !reachesSleds(node));
+    if (onlyCut && noEvidence.length > 0) {
       return {
         kind: "unavailable",
-        reason: `primary ${record.primary} ${primaryGone}, and no secondary has stored anything on the sleds since (${unproven.join(", ")}: no evidence that ${unproven.length === 1 ? "it reaches" : "they reach"} them, asked to probe); it keeps serving from its journal until one does or the cut heals`,
+        reason: `primary ${record.primary} ${primaryGone}, and no secondary has stored anything on the sleds since (${noEvidence.join(", ")}: no evidence that ${noEvidence.length === 1 ? "it reaches" : "they reach"} them, asked to probe); it keeps serving from its journal until one does or the cut heals`,
       };
     }
     const refused = secondaries.filter((node) => !waiting.includes(node));
