@@ -1606,3 +1606,44 @@ test(
   },
   testBoundMs,
 );
+
+// Seed 9713115 (three head nodes, every fault kind): head-3, primary of the re-created
+// volume's partition 0, crashed and came back on damaged files; its open refused, the
+// replica stayed closed. A frozen leader's learner configure of the deleted incarnation,
+// held for the node's start, then rebuilt that incarnation's replica in the partition's
+// place, displacing the new one's files. The new incarnation's primary configure that
+// followed removed the old replica and, not looking among the displaced, opened an empty
+// primary: it gave out op numbers from 1 again, and writes acknowledged at those ops
+// disagreed with the ones committed before. A head node reads the incarnation's own
+// directory and is refused by the damage; the simulated node now opens the displaced
+// files too. A simulator modelling bug, not a head-node defect.
+const displacedShape: Overrides = {
+  nodes: 3,
+  partitions: [3, 3, 2],
+  faultyNodesMax: 2,
+  diskLossChance: 0.2,
+  lateLearnerConfigureChance: 0.1,
+  lateVoterConfigureChance: 0.05,
+  staleRequestChance: 0.05,
+  frozenClockChance: 0.2,
+  replicateChance: 0.2,
+  sledCutRate: 0.002,
+  oneWayCutRate: 0.002,
+  corruptChance: 0.05,
+  slowDiskRate: 0.002,
+  journalFailRate: 0.003,
+  failedMarker: true,
+  endChangeRate: 0.01,
+};
+
+test(
+  "a voter displaced by a deleted incarnation's late learner opens from its own files (seed 9713115)",
+  async () => {
+    const result = await simulateFailover(9713115, displacedShape);
+    expect(result.violations, summary(result, displacedShape)).toEqual([]);
+    expect(result.stats.recreates).toBeGreaterThan(0);
+    expect(result.stats.lateConfiguresDelivered).toBeGreaterThan(0);
+    expect(result.stats.displacedOpened).toBeGreaterThan(0);
+  },
+  testBoundMs,
+);

@@ -1302,6 +1302,11 @@ export interface FailoverResult {
     filesDamaged: number;
     opensRefused: number;
     /**
+     * Voters opened from an incarnation's files that another incarnation's replica had
+     * displaced, that replica removed by the configure (`displaced`).
+     */
+    displacedOpened: number;
+    /**
      * With `failedMarker`: opens refused because the replica's journal failed in this
      * boot; crashes that rebooted the machine; and reboots of the settle phase, for a
      * lone primary whose journal failed (nothing else brings it back).
@@ -1993,6 +1998,7 @@ export class FailoverSimulation {
     chunkReadsDamaged: 0,
     filesDamaged: 0,
     opensRefused: 0,
+    displacedOpened: 0,
     opensRefusedFailedBoot: 0,
     reboots: 0,
     rebootsToSettle: 0,
@@ -4067,6 +4073,12 @@ export class FailoverSimulation {
       node.hosted.set(message.partition, displaced);
     }
     const found = node.hosted.get(message.partition);
+    // The message's incarnation's own directory: the replica found, or one still displaced
+    // because another incarnation's replica is open in its place (a deleted incarnation's
+    // late learner configure rebuilt one after a restart). headnode.ts reads that
+    // directory whatever it hosts: its epochs, whether it stores a replica, and, opening
+    // a voter from what is stored, its files.
+    const own = found?.volumeId === message.volumeId ? found : node.displaced.get(keptKey);
     const configured = found?.adapter?.replica.configuration;
     // As headnode.ts: where nothing of the incarnation is hosted with a configuration, the
     // newest epoch of the notes its journal holds (the sabotage: not looked at).
@@ -4076,8 +4088,8 @@ export class FailoverSimulation {
       (found?.volumeId === message.volumeId && !found.closed && configured !== undefined) ||
       this.options.sabotage === "configure-ignores-stored-epoch"
         ? undefined
-        : found?.volumeId === message.volumeId
-          ? newestEpochOf(found.journal.notes, found.voterEpoch)
+        : own !== undefined
+          ? newestEpochOf(own.journal.notes, own.voterEpoch)
           : node.keptEpochs.get(keptKey);
     const decision = decideConfigure(
       {
@@ -4086,19 +4098,14 @@ export class FailoverSimulation {
         part,
         // One closed with its files kept (the `session-after-close` sabotage) is opened
         // from them, as the head node (which is not told of first placements) does.
-        create:
-          found?.closed === true && found.volumeId === message.volumeId
-            ? undefined
-            : message.create,
+        create: own?.closed === true ? undefined : message.create,
         disk: message.disk,
         disksRecorded: message.disksRecorded,
       },
       {
         disk: node.disk,
         // What its disk stores of the incarnation (hosted survives crashes here).
-        ...(this.options.sabotage === "open-legacy-voters"
-          ? {}
-          : { stored: found?.volumeId === message.volumeId }),
+        ...(this.options.sabotage === "open-legacy-voters" ? {} : { stored: own !== undefined }),
         deleted: node.droppedVolumeIds.has(message.volumeId),
         storedEpoch,
         hosted:
@@ -4181,22 +4188,20 @@ export class FailoverSimulation {
           found.closed = true;
         }
       }
-      if (decision.kind === "refuse" && decision.keepOutEpoch === true && found !== undefined) {
+      if (decision.kind === "refuse" && decision.keepOutEpoch === true && own !== undefined) {
         // As headnode.ts: named out with its files open nowhere, the out epoch kept in
         // them all the same (the sabotage keeps it nowhere).
         if (
           this.options.sabotage !== "close-out-forgets-epoch" &&
-          (found.voterEpoch === undefined || configuration.epoch > found.voterEpoch)
+          (own.voterEpoch === undefined || configuration.epoch > own.voterEpoch)
         ) {
-          found.voterEpoch = configuration.epoch;
+          own.voterEpoch = configuration.epoch;
         }
       }
       if (decision.kind === "refuse" && decision.refusal.reason === "not-a-member") {
         // Named out, its files stored (open or not, failed or not): from now on they must
         // fence at the out epoch, whatever the head node kept of it.
-        if (found !== undefined && found.volumeId === message.volumeId) {
-          this.raiseFenceEpoch(found, configuration.epoch);
-        }
+        if (own !== undefined) this.raiseFenceEpoch(own, configuration.epoch);
         this.deliverLateVoter(node, message.partition, false);
       }
       if (decision.forget !== undefined) node.droppedVolumeIds.add(decision.forget);
@@ -4275,15 +4280,21 @@ export class FailoverSimulation {
             return;
           }
         }
+        // Rebuilt afresh: what a displaced directory of the incarnation held is gone.
+        node.displaced.delete(keptKey);
         hosted = this.newHosted(message.volumeId, message.partition, message.learnerSince);
         hosted.checkpoints.rebuiltFrom = snapshot;
         // Its directory, with the epoch kept in it (partition-host.ts `open`).
         hosted.voterEpoch = node.keptEpochs.get(keptKey);
         node.keptEpochs.delete(keptKey);
         this.stats.rebuilds++;
-      } else if (found?.closed === true && found.volumeId === message.volumeId) {
-        // Closed, not hosted: opened from what its files hold (headnode.ts `open`).
-        hosted = found;
+      } else if (own?.closed === true) {
+        // Closed, not hosted: opened from what its files hold (headnode.ts `open`), one
+        // displaced by the replica just removed too. Before, that one was left aside and
+        // a voter was opened empty beside it (seed 9713115).
+        if (own !== found) this.stats.displacedOpened++;
+        node.displaced.delete(keptKey);
+        hosted = own;
       } else if (decision.retire !== "close") {
         // A voter with nothing of its own: a fresh incarnation's first placement.
         hosted = this.newHosted(message.volumeId, message.partition, undefined);
