@@ -8,7 +8,7 @@
 import { existsSync } from "node:fs";
 import { mkdir, readdir, readFile, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { ErrorCode } from "@ballast/protocol";
+import { ErrorCode, subjects } from "@ballast/protocol";
 import { counterFileBytes } from "@ballast/runtime";
 import { afterEach, expect, test } from "vitest";
 import { storedEpoch } from "../src/partition-host.ts";
@@ -145,6 +145,41 @@ test("a rebuild whose fetch fails keeps the learner's epoch: a delayed voter con
   // And after a restart: the epoch is on disk, not in memory.
   const again = await restart();
   expect(await refusal(configure(again, voter))).toMatchObject({ code: ErrorCode.WrongEpoch });
+});
+
+test("a deleted incarnation's late learner configure after a restart leaves the new incarnation's files to its own configure", async () => {
+  // The steps of simulator seed 9713115, whose model got them wrong: after a restart,
+  // with nothing of the current incarnation open, a frozen leader's learner configure of
+  // the deleted one is rebuilt in the partition's place; the current incarnation's next
+  // configure removes it and opens its own directory, the acknowledged write there (the
+  // simulated node opened an empty primary beside those files).
+  started = await startHeadNode("ballast-stale-configure-");
+  const current = "2-bbbbbbbbbbbb";
+  const address = { volume: "vol", volumeId: current, partition: 0, epoch: 5 };
+  await configure(started.service, { volumeId: current, epoch: 5 });
+  await started.service.call(subjects.volume.build("vol", 0), {
+    type: "volume.write.v1",
+    ...address,
+    writes: [{ offset: 0, data: new Uint8Array(4096).fill(9) }],
+  });
+  const service = await restart();
+  const late = await configure(service, {
+    epoch: 3,
+    primary: "head-2",
+    secondaries: [],
+    learners: ["head-1"],
+  });
+  expect(late).toMatchObject({ lastOpNum: 0, epoch: 3 });
+  expect(existsSync(join(started.dataDir, "partitions", volumeId, "0"))).toBe(true);
+
+  await configure(service, { volumeId: current, epoch: 5 });
+  const { data } = (await service.call(subjects.volume.build("vol", 0), {
+    type: "volume.read.v1",
+    ...address,
+    reads: [{ offset: 0, length: 4096 }],
+  })) as { data: Uint8Array[] };
+  expect(data[0]![0]).toBe(9);
+  expect(existsSync(join(started.dataDir, "partitions", volumeId, "0"))).toBe(false);
 });
 
 test("a disk that stores no journal of the partition shows no epoch", async () => {
