@@ -7,9 +7,10 @@
 // flush: each failover then dropped a replica of acknowledged writes that could not be
 // flushed anyway (review-diff19 D1), so the failover was off by default. Evidence is the
 // growth of a node's `sledStores` (headnode.report.v1: chunk writes and blob stores that
-// got their copies, counted per process) between two of its reports heard here; the
-// store happened after the earlier of the two was heard, which is what is kept, on this
-// coordinator's monotonic clock. Nothing is compared across machines.
+// got their copies, counted per process) between two of its reports heard here: the
+// stores happened after the earlier of the two was sent, and a node sends a report only
+// once the one before is answered, so after that one was heard. That time is kept, on
+// this coordinator's monotonic clock; nothing is compared across machines.
 //
 // A node that stores nothing (a secondary follows a primary that flushes nothing) is
 // asked to probe (`probeSleds` in its answers, the head node's sled-probe.ts) for
@@ -23,8 +24,9 @@ import { membersMax, sledProbeAskMs } from "./constants.ts";
 interface Heard {
   session: number | undefined;
   stores: number;
-  /** When its report before this one was heard (the first: undefined). */
+  /** When this report was heard, and the one before it (none before the first). */
   heardAtMs: number;
+  heardBeforeMs: number | undefined;
   /** The earliest its newest observed store can have happened; undefined: none seen. */
   storedSinceMs: number | undefined;
 }
@@ -59,9 +61,15 @@ export class SledReach {
     const storedSinceMs = !same
       ? undefined
       : stores > before.stores
-        ? before.heardAtMs
+        ? before.heardBeforeMs
         : before.storedSinceMs;
-    this.nodes.set(node, { session, stores, heardAtMs: nowMs, storedSinceMs });
+    this.nodes.set(node, {
+      session,
+      stores,
+      heardAtMs: nowMs,
+      heardBeforeMs: same ? before.heardAtMs : undefined,
+      storedSinceMs,
+    });
   }
 
   /**
