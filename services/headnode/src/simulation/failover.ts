@@ -3389,6 +3389,14 @@ export class FailoverSimulation {
     return hosted.adapter !== undefined && hosted.adapter.failed === undefined;
   }
 
+  /** A voting secondary of the record is healthy and not cut from the sleds. */
+  private secondaryReachingSleds(partition: number, record: PartitionRecord): boolean {
+    return record.secondaries.some(
+      (secondary) =>
+        this.healthyVoter(partition, record, secondary) && !this.sledsCut(secondary),
+    );
+  }
+
   /**
    * The node's primaries' flushes stalled within the model coordinator's memory, and
    * another node's too, so that it fails none of them over (decisions.ts).
@@ -3426,6 +3434,11 @@ export class FailoverSimulation {
       // (flushStalledNodes), until the other's stall leaves its memory. Seed 931410 with
       // two faulty nodes, both cut from the sleds at once, waited 314 ticks.
       if (this.flushStalledWithAnother(record.primary)) entry.noVoterTick = this.tickNow;
+      // Its primary cut from the sleds, and every healthy secondary too: none can store
+      // anything, so none gives the evidence a failover needs (sled-reach.ts), and none
+      // promoted could flush. The coordinator keeps the primary by design.
+      if (this.sledsCut(record.primary) && !this.secondaryReachingSleds(partition, record))
+        entry.noVoterTick = this.tickNow;
       if (entry.waitingSinceTick === undefined) continue;
       const from = this.waitCountsFrom(entry);
       if (this.tickNow - from <= this.availabilityTicksMax) continue;
@@ -4787,7 +4800,15 @@ export class FailoverSimulation {
           (report.flushStalledMs ?? 0) >= limits.primaryStallMsMax
         ) {
           this.stats.flushStallFailovers++;
-          this.checkSledEvidence(partition, decision.record.primary, report.flushStalledMs ?? 0);
+          // Counted out for the cut alone (decisions.ts `onlyCut`): a dead, failed or
+          // self-stalled primary is replaced whatever its secondaries reach.
+          if (
+            alive.has(record.primary) &&
+            report.failed !== true &&
+            (report.stalledMs ?? 0) < limits.primaryStallMsMax &&
+            this.unconfirmed.get(partition)?.sinceMs === undefined
+          )
+            this.checkSledEvidence(partition, decision.record.primary, report.flushStalledMs ?? 0);
         }
         const unconfirmedFrom = this.unconfirmed.get(partition)?.sinceMs;
         if (
