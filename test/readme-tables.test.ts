@@ -89,12 +89,14 @@ const byteUnits: Record<string, number> = { KiB: 2 ** 10, MiB: 2 ** 20, GiB: 2 *
 
 /**
  * What a default cell says, as a value to compare with the option's: a number (`60000`,
- * `1 GiB`, `0 (off)`), the text of its first code span, `required`, `none`, or
+ * `1 GiB`, `0 (off)`), a switch's `off` or `on`, the text of its first code span, `required`, `none`, or
  * undefined for prose (which only an option without a default may have).
  */
 function documentedDefault(cell: string): number | string | undefined {
   if (cell === "(required)") return "required";
   if (cell === "(none)") return "none";
+  // A switch: `off` or `on`.
+  if (cell === "off" || cell === "on") return cell;
   // A default sized from the machine at start: the table gives the rule.
   if (/^1\/\d+ of memory$/.test(cell)) return cell;
   const number = /^(\d+)(?: (KiB|MiB|GiB))?(?: \(off\))?$/.exec(cell);
@@ -105,6 +107,7 @@ function documentedDefault(cell: string): number | string | undefined {
 /** The default the code gives an option, in the terms of `documentedDefault`. */
 function codeDefault(spec: OptionSpec): number | string | undefined {
   if ("required" in spec && spec.required) return "required";
+  if (spec.type === "boolean") return spec.default === true ? "on" : "off";
   // The head node's chunk cache: a share of this machine's memory (chunk-cache.ts).
   if (
     spec.flag === "chunk-cache-bytes" &&

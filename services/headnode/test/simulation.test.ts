@@ -1616,7 +1616,10 @@ test(
 // primary: it gave out op numbers from 1 again, and writes acknowledged at those ops
 // disagreed with the ones committed before. A head node reads the incarnation's own
 // directory and is refused by the damage; the simulated node now opens the displaced
-// files too. A simulator modelling bug, not a head-node defect.
+// files too. A simulator modelling bug, not a head-node defect. Seed 9713440 of the same
+// hunt is the same bug with the old incarnation's learner still open when the new one's
+// configure came: an empty primary beside a secondary holding 27 committed ops, and the
+// partition never settled (found again by a helper on its own; the fix above covers it).
 const displacedShape: Overrides = {
   nodes: 3,
   partitions: [3, 3, 2],
@@ -1637,13 +1640,15 @@ const displacedShape: Overrides = {
 };
 
 test(
-  "a voter displaced by a deleted incarnation's late learner opens from its own files (seed 9713115)",
+  "a voter displaced by a deleted incarnation's late learner opens from its own files (seeds 9713115, 9713440)",
   async () => {
-    const result = await simulateFailover(9713115, displacedShape);
-    expect(result.violations, summary(result, displacedShape)).toEqual([]);
-    expect(result.stats.recreates).toBeGreaterThan(0);
-    expect(result.stats.lateConfiguresDelivered).toBeGreaterThan(0);
-    expect(result.stats.displacedOpened).toBeGreaterThan(0);
+    for (const seed of [9713115, 9713440]) {
+      const result = await simulateFailover(seed, displacedShape);
+      expect(result.violations, summary(result, displacedShape)).toEqual([]);
+      expect(result.stats.recreates).toBeGreaterThan(0);
+      expect(result.stats.lateConfiguresDelivered).toBeGreaterThan(0);
+      expect(result.stats.displacedOpened).toBeGreaterThan(0);
+    }
   },
   testBoundMs,
 );
