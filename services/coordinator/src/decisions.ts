@@ -176,7 +176,7 @@ export interface PartitionView {
    * is failed over only to a secondary whose node stored something since the stall
    * began, positive evidence that it reaches the sleds the primary cannot. Absent: none.
    */
-  sledStoredSinceMs?: ReadonlyMap<string, number>;
+  sledStoredSinceMs?: Pick<ReadonlyMap<string, number>, "get">;
   /**
    * Until when the current primary may still hold a read lease, on the leader's
    * monotonic clock, including the drift margin and leases a previous leader may have

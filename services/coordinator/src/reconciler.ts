@@ -115,7 +115,7 @@ export interface ReconcilerOptions {
    * flush-stalled primary is failed over only to a secondary with such evidence, and its
    * secondaries' nodes are asked to probe. Absent: no evidence, no such failover.
    */
-  sledReach?: Pick<SledReach, "storedSince" | "askProbe">;
+  sledReach?: Pick<SledReach, "get" | "askProbe">;
 }
 
 /** A member's acknowledged configuration, as the tenure holds it (`Tenure.configured`). */
@@ -651,7 +651,7 @@ export class Reconciler {
       liveSleds: sleds.length,
       flushStalledNodes: flushStalledNodes(this.flushStalls, nowMs),
       flushStallFailover: failoverOnFlushStall,
-      ...(flushStalled ? { sledStoredSinceMs: reach.storedSince() } : {}),
+      ...(flushStalled ? { sledStoredSinceMs: reach } : {}),
       leaseUntilMs: tenure.leases.leaseUntilMs(record),
       learnersSinceMs: learnersSince(tenure, record, nowMs),
       learnerCatchUpMsMax,

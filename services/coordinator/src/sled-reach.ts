@@ -73,8 +73,16 @@ export class SledReach {
   }
 
   /**
+   * The earliest `node`'s newest observed store can have happened; undefined when none
+   * was observed: what decisions.ts reads from `sledStoredSinceMs`, with nothing copied.
+   */
+  get(node: string): number | undefined {
+    return this.nodes.get(node)?.storedSinceMs;
+  }
+
+  /**
    * Per node heard, the earliest its newest observed store can have happened (nodes with
-   * none observed are absent): decisions.ts `sledStoredSinceMs`.
+   * none observed are absent), as a copy (tests, the simulator's sabotage).
    */
   storedSince(): Map<string, number> {
     const since = new Map<string, number>();

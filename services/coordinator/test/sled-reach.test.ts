@@ -20,6 +20,9 @@ describe("SledReach: evidence that head nodes reach the sleds", () => {
     expect(reach.storedSince().get("head-1")).toBe(1_000);
     reach.heard("head-1", 7, 14, 3_000);
     expect(reach.storedSince().get("head-1")).toBe(2_000);
+    // What decisions read, without a copy: the same.
+    expect(reach.get("head-1")).toBe(2_000);
+    expect(reach.get("head-2")).toBeUndefined();
   });
 
   it("starts over on another session, a count that went down, or a report without the count", () => {

@@ -4748,7 +4748,7 @@ export class FailoverSimulation {
                 sledStoredSinceMs:
                   this.options.sabotage === "promote-without-sled-evidence"
                     ? new Map(this.nodes.map((node) => [node.id, this.nowMs()]))
-                    : this.sledReach.storedSince(),
+                    : this.sledReach,
               }
             : {}),
           leaseUntilMs: this.leases.leaseUntilMs(record),
