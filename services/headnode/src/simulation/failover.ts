@@ -3392,8 +3392,7 @@ export class FailoverSimulation {
   /** A voting secondary of the record is healthy and not cut from the sleds. */
   private secondaryReachingSleds(partition: number, record: PartitionRecord): boolean {
     return record.secondaries.some(
-      (secondary) =>
-        this.healthyVoter(partition, record, secondary) && !this.sledsCut(secondary),
+      (secondary) => this.healthyVoter(partition, record, secondary) && !this.sledsCut(secondary),
     );
   }
 
