@@ -208,6 +208,16 @@ export const flushStallFailover = true;
  */
 export const sledProbeAskMs = 3_000;
 
+/**
+ * How recent a secondary's store to the sleds must be to count as evidence that its node
+ * reaches them (decisions.ts `reachesSleds`), besides being from within the primary's
+ * stall: a store made before the sleds began failing everyone's writes says nothing of
+ * now (review 30, finding 3). Probes are begun once a second while asked for, each is
+ * dated by a report a second or so before it, so one that reaches the sleds keeps its
+ * evidence within this.
+ */
+export const sledEvidenceFreshMs = 5_000;
+
 /** Configure requests outstanding at once, over every head node and partition. */
 export const configuresInflightMax = 1024;
 

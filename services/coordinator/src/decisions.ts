@@ -75,6 +75,7 @@ import {
   configureVerifyMs,
   flushStallNodesMemoryMs,
   primaryUnconfirmedMsMax,
+  sledEvidenceFreshMs,
 } from "./constants.ts";
 
 const { commitStallMsMax, primaryStallMsMax } = limits;
@@ -291,7 +292,8 @@ export function flushStalledNodes(
 
 export type PartitionDecision =
   | { kind: "keep" }
-  | { kind: "unavailable"; reason: string }
+  /** `level`: how the leader logs it (error unless said; a wait for evidence is a warning). */
+  | { kind: "unavailable"; reason: string; level?: "warn" }
   /** The primary must change, but its read lease may still run: decide again later. */
   | { kind: "wait"; untilMs: number; reason: string }
   | { kind: "update"; record: PartitionRecord; reason: string };
@@ -449,10 +451,12 @@ function decideMembership(record: PartitionRecord, view: Seen): PartitionDecisio
   // learner promoted: see below).
   const current = currentReport(record, view.report);
   const primaryStalled = (current?.stalledMs ?? 0) >= primaryStallMsMax;
-  // A node with evidence that it reaches the sleds from within the primary's flush stall.
+  // A node with evidence that it reaches the sleds: a store from within the primary's
+  // flush stall, and recent (sledEvidenceFreshMs).
   const flushStalledMs = current?.flushStalledMs ?? 0;
   const reachesSleds = (node: string) =>
-    (view.sledStoredSinceMs?.get(node) ?? Number.NEGATIVE_INFINITY) >= view.nowMs - flushStalledMs;
+    (view.sledStoredSinceMs?.get(node) ?? Number.NEGATIVE_INFINITY) >=
+    view.nowMs - Math.min(flushStalledMs, sledEvidenceFreshMs);
   const primaryCutFromSleds =
     view.flushStallFailover === true &&
     flushStalledMs >= primaryStallMsMax &&
@@ -595,7 +599,8 @@ function decideMembership(record: PartitionRecord, view: Seen): PartitionDecisio
     if (onlyCut && noEvidence.length > 0) {
       return {
         kind: "unavailable",
-        reason: `primary ${record.primary} ${primaryGone}, and no secondary has stored anything on the sleds since (${noEvidence.join(", ")}: no evidence that ${noEvidence.length === 1 ? "it reaches" : "they reach"} them, asked to probe); it keeps serving from its journal until one does or the cut heals`,
+        level: "warn",
+        reason: `primary ${record.primary} has failed every flush for ${flushStalledMs} ms, and no secondary has stored anything on the sleds lately (${noEvidence.join(", ")}: no evidence that ${noEvidence.length === 1 ? "its node reaches" : "their nodes reach"} them): a cut of its own cannot be told from sleds failing everyone's writes, so it stays primary, serving from its journal, until a secondary's probe gets its copies or its flushes succeed`,
       };
     }
     const refused = secondaries.filter((node) => !waiting.includes(node));

@@ -630,8 +630,14 @@ export class Reconciler {
     }
     const failoverOnFlushStall = this.options.flushStallFailover ?? flushStallFailover;
     const reach = this.options.sledReach;
+    // Only where a failover could follow: enough sleds alive, and no other node's flushes
+    // failing lately (sleds failing everyone: probes would only add to their load).
     const flushStalled =
-      failoverOnFlushStall && reach !== undefined && (report?.flushStalledMs ?? 0) > 0;
+      failoverOnFlushStall &&
+      reach !== undefined &&
+      (report?.flushStalledMs ?? 0) > 0 &&
+      sleds.length >= limits.chunkCopies &&
+      flushStalledNodes(this.flushStalls, nowMs) <= 1;
     // Its secondaries' nodes are asked for evidence that they reach the sleds, which a
     // failover to one of them needs (sled-reach.ts).
     if (flushStalled) for (const node of record.secondaries) reach.askProbe(node, nowMs);
@@ -688,7 +694,7 @@ export class Reconciler {
         return;
       case "unavailable":
         tenure.leases.setReplacing(record, false);
-        this.note(tenure, record, "error", decision.reason);
+        this.note(tenure, record, decision.level ?? "error", decision.reason);
         configurer.configure(tenure, record, alive, sleds, disks);
         return;
       case "wait":
@@ -714,7 +720,7 @@ export class Reconciler {
   private note(
     tenure: Tenure,
     record: PartitionRecord,
-    level: "info" | "error",
+    level: "info" | "warn" | "error",
     reason: string,
   ): void {
     const key = partitionKey(record);

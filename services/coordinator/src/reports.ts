@@ -69,7 +69,7 @@ export class Reports {
   ): ResultOf<"headnode.report.v1"> {
     this.features.heard(message);
     const nowMs = now();
-    this.sledReach.heard(message.node, message.session, message.sledStores, nowMs);
+    this.sledReach.heard(message.node, message, nowMs);
     // The sleds out of service, once this leader knows them: a head node keeps the set
     // it last heard while an answer says nothing.
     const sledsOut = this.sleds.out(tenure);

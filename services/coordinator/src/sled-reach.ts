@@ -8,9 +8,12 @@
 // flushed anyway (review-diff19 D1), so the failover was off by default. Evidence is the
 // growth of a node's `sledStores` (headnode.report.v1: chunk writes and blob stores that
 // got their copies, counted per process) between two of its reports heard here: the
-// stores happened after the earlier of the two was sent, and a node sends a report only
-// once the one before is answered, so after that one was heard. That time is kept, on
-// this coordinator's monotonic clock; nothing is compared across machines.
+// stores happened after the earlier of the two was built, and that one named as its
+// `base` a report whose answer the node had received, so which this leader had heard.
+// Kept: when that base was heard, on this coordinator's monotonic clock; nothing is
+// compared across machines, and a report heard late (past its sender's deadline, when the
+// node has sent the next) dates nothing wrongly. Growth whose base this leader never
+// heard (a whole-state report, another leader's answer) dates nothing new.
 //
 // A node that stores nothing (a secondary follows a primary that flushes nothing) is
 // asked to probe (`probeSleds` in its answers, the head node's sled-probe.ts) for
@@ -24,12 +27,16 @@ import { membersMax, sledProbeAskMs } from "./constants.ts";
 interface Heard {
   session: number | undefined;
   stores: number;
-  /** When this report was heard, and the one before it (none before the first). */
-  heardAtMs: number;
-  heardBeforeMs: number | undefined;
+  /** The report's `base` (undefined: a whole state). */
+  base: number | undefined;
+  /** When each of its recent reports was heard, by `seq` (at most heardSeqsMax). */
+  heardAt: Map<number, number>;
   /** The earliest its newest observed store can have happened; undefined: none seen. */
   storedSinceMs: number | undefined;
 }
+
+/** Reports' hearing times kept per node: a base is the last answered, a report or two back. */
+const heardSeqsMax = 8;
 
 export class SledReach {
   private readonly nodes = new Map<string, Heard>();
@@ -39,15 +46,15 @@ export class SledReach {
   constructor(private readonly nodesMax: number = membersMax) {}
 
   /**
-   * A report of `node` heard at `nowMs`, with its session and `sledStores` (undefined
-   * from a head node that predates it: it gives no evidence).
+   * A report of `node` heard at `nowMs`: its session, `seq` and `base`, and its
+   * `sledStores` (undefined from a head node that predates it: it gives no evidence).
    */
   heard(
     node: string,
-    session: number | undefined,
-    stores: number | undefined,
+    report: { session?: number; seq?: number; base?: number; sledStores?: number },
     nowMs: number,
   ): void {
+    const { session, seq, base, sledStores: stores } = report;
     const before = this.nodes.get(node);
     this.nodes.delete(node);
     if (stores === undefined) return;
@@ -58,17 +65,29 @@ export class SledReach {
     // Another session (a restart) counts from zero: what it stored is of unknown time,
     // so it starts over as a node never heard. So does a count that went down.
     const same = before !== undefined && before.session === session && stores >= before.stores;
+    const heardAt = same ? before.heardAt : new Map<number, number>();
+    // Stores new since the report before were made after it was built, so after its base
+    // was heard; with that base unknown here, the newest store is at least as new as the
+    // one dated before.
+    const datedBy = same && before.base !== undefined ? heardAt.get(before.base) : undefined;
     const storedSinceMs = !same
       ? undefined
       : stores > before.stores
-        ? before.heardBeforeMs
+        ? Math.max(
+            datedBy ?? Number.NEGATIVE_INFINITY,
+            before.storedSinceMs ?? Number.NEGATIVE_INFINITY,
+          )
         : before.storedSinceMs;
+    if (seq !== undefined) {
+      heardAt.set(seq, nowMs);
+      if (heardAt.size > heardSeqsMax) heardAt.delete(heardAt.keys().next().value!);
+    }
     this.nodes.set(node, {
       session,
       stores,
-      heardAtMs: nowMs,
-      heardBeforeMs: same ? before.heardAtMs : undefined,
-      storedSinceMs,
+      base,
+      heardAt,
+      storedSinceMs: storedSinceMs === Number.NEGATIVE_INFINITY ? undefined : storedSinceMs,
     });
   }
 

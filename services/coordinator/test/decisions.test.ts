@@ -3,7 +3,11 @@
 
 import { limits } from "@ballast/protocol";
 import { describe, expect, test } from "vitest";
-import { flushStallNodesMemoryMs, primaryUnconfirmedMsMax } from "../src/constants.ts";
+import {
+  flushStallNodesMemoryMs,
+  primaryUnconfirmedMsMax,
+  sledEvidenceFreshMs,
+} from "../src/constants.ts";
 import {
   decidePartition,
   failingOver,
@@ -815,37 +819,62 @@ describe("a primary cut from sleds the leader sees alive (review-reach R1)", () 
     ).toEqual({ kind: "keep" });
   });
 
-  test("stays while no secondary has stored on the sleds since the stall began (review-diff19 D1)", () => {
+  test("stays while no secondary has stored on the sleds since the stall began, lately (review-diff19 D1)", () => {
     // One node carrying the writes, sleds failing everyone: its stall alone cannot be
     // told from a cut, and the failover would drop a copy of what cannot be flushed. So a
     // secondary is promoted only on evidence that its node reaches the sleds now: none,
-    // or a store from before the stall, keeps the primary, which still serves from its
-    // journal, and the status says why.
+    // a store from before the stall, or one within it but older than
+    // sledEvidenceFreshMs (the sleds may have failed everyone since: review 30, finding
+    // 3) keeps the primary, which still serves from its journal; the status says why,
+    // and the leader logs it as a warning.
     const stallMs = 10_000;
+    const nowMs = 100_000;
     for (const sledStoredSinceMs of [
       new Map<string, number>(),
-      new Map([["head-2", 100_000 - stallMs - 1]]),
-      new Map([["head-3", 100_000 - 1]]),
+      new Map([["head-2", nowMs - stallMs - 1]]),
+      new Map([["head-2", nowMs - sledEvidenceFreshMs - 1]]),
+      new Map([["head-3", nowMs - 1]]),
     ]) {
       const decision = decidePartition(
         base,
         enabled(base, { liveSleds: 3, report: cut(stallMs), sledStoredSinceMs }),
       );
-      expect(decision).toMatchObject({ kind: "unavailable" });
+      expect(decision).toMatchObject({ kind: "unavailable", level: "warn" });
       if (decision.kind === "unavailable")
-        expect(decision.reason).toMatch(/head-2: no evidence that it reaches them/);
+        expect(decision.reason).toMatch(/head-2: no evidence that its node reaches them/);
     }
-    // A store from within the stall (at its very start) is evidence.
-    expect(
-      decidePartition(
-        base,
-        enabled(base, {
-          liveSleds: 3,
-          report: cut(stallMs),
-          sledStoredSinceMs: new Map([["head-2", 100_000 - stallMs]]),
-        }),
-      ),
-    ).toMatchObject({ kind: "update", record: { primary: "head-2" } });
+    // A store at the freshness bound is evidence, or at the stall's start if that is later.
+    for (const [stalledMs, storedSinceMs] of [
+      [stallMs, nowMs - sledEvidenceFreshMs],
+      [limits.primaryStallMsMax, nowMs - Math.min(limits.primaryStallMsMax, sledEvidenceFreshMs)],
+    ] as const) {
+      expect(
+        decidePartition(
+          base,
+          enabled(base, {
+            liveSleds: 3,
+            report: cut(stalledMs),
+            sledStoredSinceMs: new Map([["head-2", storedSinceMs]]),
+          }),
+        ),
+      ).toMatchObject({ kind: "update", record: { primary: "head-2" } });
+    }
+  });
+
+  test("a primary failed, or stalled on its own journal, as well as cut is replaced without evidence", () => {
+    // The cut is then not the only reason: any sound secondary takes over.
+    for (const also of [{ failed: true }, { stalledMs: limits.primaryStallMsMax }]) {
+      expect(
+        decidePartition(
+          base,
+          enabled(base, {
+            liveSleds: 3,
+            report: report(base, { flushStalledMs: 10_000, ...also }),
+            sledStoredSinceMs: new Map(),
+          }),
+        ),
+      ).toMatchObject({ kind: "update", record: { primary: "head-2" } });
+    }
   });
 
   test("promotes only a secondary with evidence, and keeps the others as secondaries", () => {

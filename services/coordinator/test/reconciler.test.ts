@@ -1124,6 +1124,8 @@ describe("Reconciler: a primary cut from the sleds (review-reach R1)", () => {
     };
     const reach = new SledReach();
     const stores = new Map<string, number>();
+    // Each node's reports: every one answered at once, so each names the last as its base.
+    const seqs = new Map<string, number>();
     const { tenure, alive, round } = setup(
       catalogue,
       new Set(),
@@ -1137,7 +1139,18 @@ describe("Reconciler: a primary cut from the sleds (review-reach R1)", () => {
     const endMs = clockMs + ms;
     while (clockMs < endMs) {
       for (const node of alive) {
-        reach.heard(node, 1, stores.get(node) ?? 0, clockMs);
+        const seq = (seqs.get(node) ?? 0) + 1;
+        seqs.set(node, seq);
+        reach.heard(
+          node,
+          {
+            session: 1,
+            seq,
+            ...(seq > 1 ? { base: seq - 1 } : {}),
+            sledStores: stores.get(node) ?? 0,
+          },
+          clockMs,
+        );
         if (reach.probeWanted(node, clockMs)) {
           probed.push(node);
           if (reaching.has(node)) stores.set(node, (stores.get(node) ?? 0) + 1);

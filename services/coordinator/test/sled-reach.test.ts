@@ -2,61 +2,114 @@ import { describe, expect, it } from "vitest";
 import { sledProbeAskMs } from "../src/constants.ts";
 import { SledReach } from "../src/sled-reach.ts";
 
+/**
+ * A node's reports, each answered before the next is built: its `base` the last one (the
+ * default), another, or null for a whole state.
+ */
+function reporter(reach: SledReach, node: string, session = 1) {
+  let seq = 0;
+  return (stores: number | undefined, nowMs: number, base: number | null = seq || null) => {
+    seq++;
+    reach.heard(
+      node,
+      { session, seq, ...(base === null ? {} : { base }), sledStores: stores },
+      nowMs,
+    );
+    return seq;
+  };
+}
+
 describe("SledReach: evidence that head nodes reach the sleds", () => {
-  it("takes growth between two reports as a store after the report before the earlier one was heard", () => {
-    // A node sends a report once the one before is answered: stores counted first in
-    // the report heard at 2,000 were made after the one heard at 1,500 was sent, so
-    // after the one heard at 1,000 was answered.
+  it("dates stores first counted in a report by the base of the report before it", () => {
+    // Stores counted first in the report heard at 2,000 were made after the one heard at
+    // 1,500 was built, and that one named the report heard at 1,000 as answered.
     const reach = new SledReach();
-    reach.heard("head-1", 7, 10, 1_000);
+    const report = reporter(reach, "head-1");
+    report(10, 1_000);
     // The first reports say nothing of when their stores were made.
     expect(reach.storedSince()).toEqual(new Map());
-    reach.heard("head-1", 7, 11, 1_500);
+    report(11, 1_500);
     expect(reach.storedSince()).toEqual(new Map());
-    reach.heard("head-1", 7, 12, 2_000);
+    report(12, 2_000);
     expect(reach.storedSince()).toEqual(new Map([["head-1", 1_000]]));
     // Kept while the count stands still, moved on by the next growth.
-    reach.heard("head-1", 7, 12, 2_500);
+    report(12, 2_500);
     expect(reach.storedSince().get("head-1")).toBe(1_000);
-    reach.heard("head-1", 7, 14, 3_000);
+    report(14, 3_000);
     expect(reach.storedSince().get("head-1")).toBe(2_000);
     // What decisions read, without a copy: the same.
     expect(reach.get("head-1")).toBe(2_000);
     expect(reach.get("head-2")).toBeUndefined();
   });
 
+  it("dates nothing later than the store when a report is heard late (review 30, finding 1)", () => {
+    // R1 is sent at 500 and heard at 3,000; the node gave up on its answer at its
+    // deadline and sent R2 at 1,500 (based on R0, the last answered), heard at 3,010. A
+    // store at 1,600 shows in R3, heard at 3,500. Dated by R2's position it would be
+    // 3,000, after it was made; dated by R2's base it is R0's 0.
+    const reach = new SledReach();
+    const report = reporter(reach, "head-1");
+    const r0 = report(5, 0);
+    report(5, 3_000, r0);
+    report(5, 3_010, r0);
+    report(6, 3_500, r0);
+    expect(reach.get("head-1")).toBe(0);
+  });
+
+  it("keeps the earlier date when the base was never heard here (a whole state, another leader)", () => {
+    const reach = new SledReach();
+    const report = reporter(reach, "head-1");
+    report(1, 0);
+    report(1, 500);
+    report(2, 1_000);
+    expect(reach.get("head-1")).toBe(0);
+    // A whole state (no base) after a full answer: its growth cannot be dated by it.
+    report(2, 1_500, null);
+    report(3, 2_000);
+    expect(reach.get("head-1")).toBe(0);
+    // Nor by a base another leader answered (this growth is dated by the report before's).
+    report(4, 2_500, 999);
+    expect(reach.get("head-1")).toBe(1_500);
+    report(5, 3_000);
+    expect(reach.get("head-1")).toBe(1_500);
+  });
+
   it("starts over on another session, a count that went down, or a report without the count", () => {
     const reach = new SledReach();
     const grown = (node: string) => {
-      reach.heard(node, 1, 0, 0);
-      reach.heard(node, 1, 0, 250);
-      reach.heard(node, 1, 5, 500);
+      const report = reporter(reach, node);
+      report(0, 0);
+      report(0, 250);
+      report(5, 500);
       expect(reach.storedSince().has(node)).toBe(true);
+      return report;
     };
     grown("restarted");
-    reach.heard("restarted", 2, 9, 1_000); // a restart's stores are of unknown time
-    grown("went-down");
-    reach.heard("went-down", 1, 4, 1_000);
-    grown("old-code");
-    reach.heard("old-code", 1, undefined, 1_000);
+    const restarted = reporter(reach, "restarted", 2);
+    restarted(9, 1_000); // a restart's stores are of unknown time
+    grown("went-down")(4, 1_000);
+    grown("old-code")(undefined, 1_000);
     expect(reach.storedSince()).toEqual(new Map());
-    // And growth is evidence again once two reports of the session were heard.
-    reach.heard("restarted", 2, 10, 1_500);
+    // And growth is evidence again once the session's reports date it.
+    restarted(10, 1_500);
     expect(reach.storedSince()).toEqual(new Map());
-    reach.heard("restarted", 2, 11, 2_000);
+    restarted(11, 2_000);
     expect(reach.storedSince()).toEqual(new Map([["restarted", 1_000]]));
   });
 
   it("keeps at most nodesMax nodes, forgetting the longest silent", () => {
     const reach = new SledReach(2);
-    for (const node of ["a", "b"]) {
-      reach.heard(node, 1, 0, 0);
-      reach.heard(node, 1, 0, 250);
-      reach.heard(node, 1, 1, 500);
+    const a = reporter(reach, "a");
+    const b = reporter(reach, "b");
+    for (const report of [a, b]) {
+      report(0, 0);
+      report(0, 250);
+      report(1, 500);
     }
-    reach.heard("a", 1, 1, 600); // a heard again: b is now the longest silent
-    reach.heard("c", 1, 0, 700);
+    a(1, 600); // a heard again: b is now the longest silent
+    reporter(reach, "c")(0, 700);
     expect([...reach.storedSince().keys()]).toEqual(["a"]);
+    expect(reach.get("b")).toBeUndefined();
   });
 
   it("asks a node to probe for sledProbeAskMs after it was last wanted", () => {

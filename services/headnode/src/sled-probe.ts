@@ -12,7 +12,10 @@
 //
 // Bounded: one probe at a time, and none begun within sledProbeSpacingMs of the last,
 // however often the leader asks. A probe's blob whose delete is lost stays on its sleds
-// (a few bytes under `probes/<node>/`, which no sweep reads).
+// (one block under `probes/<node>/`, which no sweep reads).
+//
+// Known limit: the blob is small, so sleds that take small writes but time out on a
+// flush's 4 MiB chunks (overloaded rather than refusing) can still give evidence.
 
 import type { Logger } from "@ballast/runtime";
 import { sledProbeSpacingMs } from "./constants.ts";

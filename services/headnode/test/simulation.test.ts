@@ -316,6 +316,37 @@ test(
   testBoundMs,
 );
 
+// Seeds 9720021 and 9720259 of a hunt with cuts that overlap among other faults: a
+// primary and its healthy secondaries were all cut from the sleds, so no secondary could
+// give evidence, and the leader kept the primary while writes waited for room. By design
+// (none promoted could flush); the availability check now counts afresh then, as it
+// does for two nodes' flush stalls.
+const overlappingCutsShape: Overrides = {
+  faultyNodesMax: 2,
+  sledCutRate: 0.01,
+  diskLossChance: 0.2,
+  journalFailRate: 0.003,
+  failedMarker: true,
+  corruptChance: 0.05,
+  oneWayCutRate: 0.002,
+  lateLearnerConfigureChance: 0.1,
+  staleRequestChance: 0.05,
+  frozenClockChance: 0.2,
+  replicateChance: 0.2,
+};
+
+test(
+  "a primary whose healthy secondaries are all cut from the sleds too waits by design (seeds 9720021, 9720259)",
+  async () => {
+    for (const seed of [9720021, 9720259]) {
+      const result = await simulateFailover(seed, overlappingCutsShape);
+      expect(result.violations, summary(result, overlappingCutsShape)).toEqual([]);
+      expect(result.stats.sledCuts).toBeGreaterThan(1);
+    }
+  },
+  testBoundMs,
+);
+
 // One-way and pairwise cuts (review-reach): a head node and one other end (a head node,
 // the coordinator, the clients) stop hearing each other one way or both, every other
 // path working: answers lost while requests are taken, acks lost while notes arrive.

@@ -3389,11 +3389,12 @@ export class FailoverSimulation {
     return hosted.adapter !== undefined && hosted.adapter.failed === undefined;
   }
 
-  /** A voting secondary of the record is healthy and not cut from the sleds. */
-  private secondaryReachingSleds(partition: number, record: PartitionRecord): boolean {
-    return record.secondaries.some(
-      (secondary) => this.healthyVoter(partition, record, secondary) && !this.sledsCut(secondary),
+  /** The record's healthy voting secondaries, one at least, are all cut from the sleds. */
+  private secondariesAllCut(partition: number, record: PartitionRecord): boolean {
+    const healthy = record.secondaries.filter((secondary) =>
+      this.healthyVoter(partition, record, secondary),
     );
+    return healthy.length > 0 && healthy.every((secondary) => this.sledsCut(secondary));
   }
 
   /**
@@ -3433,10 +3434,13 @@ export class FailoverSimulation {
       // (flushStalledNodes), until the other's stall leaves its memory. Seed 931410 with
       // two faulty nodes, both cut from the sleds at once, waited 314 ticks.
       if (this.flushStalledWithAnother(record.primary)) entry.noVoterTick = this.tickNow;
-      // Its primary cut from the sleds, and every healthy secondary too: none can store
-      // anything, so none gives the evidence a failover needs (sled-reach.ts), and none
-      // promoted could flush. The coordinator keeps the primary by design.
-      if (this.sledsCut(record.primary) && !this.secondaryReachingSleds(partition, record))
+      // Its primary cut from the sleds, and its healthy secondaries (one at least) too:
+      // none can store anything, so none gives the evidence a failover needs
+      // (sled-reach.ts), and with the replica count met no learner is added. The
+      // coordinator keeps the primary by design (a known limit). With no healthy
+      // secondary at all it rebuilds, and the wait counts (sabotage
+      // cut-primary-blocks-rebuild).
+      if (this.sledsCut(record.primary) && this.secondariesAllCut(partition, record))
         entry.noVoterTick = this.tickNow;
       if (entry.waitingSinceTick === undefined) continue;
       const from = this.waitCountsFrom(entry);
@@ -4720,9 +4724,13 @@ export class FailoverSimulation {
         else this.unconfirmed.set(partition, unconfirmed);
         const stalled = this.leases.reportOf(record, this.nowMs())?.flushStalledMs ?? 0;
         if (stalled >= limits.primaryStallMsMax) this.flushStalls.set(record.primary, this.nowMs());
-        // As the reconciler: the secondaries' nodes are asked for evidence that they reach
-        // the sleds, which a failover to one needs.
-        if (stalled > 0)
+        // As the reconciler: where a failover could follow, the secondaries' nodes are
+        // asked for evidence that they reach the sleds, which a failover to one needs.
+        const askEvidence =
+          stalled > 0 &&
+          this.liveSleds().length >= limits.chunkCopies &&
+          flushStalledNodes(this.flushStalls, this.nowMs(), flushStallMemoryMs) <= 1;
+        if (askEvidence)
           for (const node of record.secondaries) this.sledReach.askProbe(node, this.nowMs());
         const view: PartitionView = {
           nowMs: this.nowMs(),
@@ -4739,10 +4747,10 @@ export class FailoverSimulation {
           ...(report === undefined ? {} : { report }),
           liveSleds: this.liveSleds().length,
           flushStalledNodes: flushStalledNodes(this.flushStalls, this.nowMs(), flushStallMemoryMs),
-          // The model runs the failover of flush-stalled primaries, off by default in the
-          // leader (constants.ts flushStallFailover), as an operator who turns it on would.
+          // The failover of flush-stalled primaries, on by default in the leader
+          // (constants.ts flushStallFailover).
           flushStallFailover: true,
-          ...(stalled > 0
+          ...(askEvidence
             ? {
                 sledStoredSinceMs:
                   this.options.sabotage === "promote-without-sled-evidence"
@@ -5278,9 +5286,15 @@ export class FailoverSimulation {
       }
     }
     if (newer) this.reportsApplied.set(report.node, { session: report.session, seq: sent.seq });
-    // As reports.ts: evidence that the node reaches the sleds (of reports in order only:
-    // the real node sends one at a time).
-    if (newer) this.sledReach.heard(report.node, report.session, report.sledStores, this.nowMs());
+    // As reports.ts: evidence that the node reaches the sleds (of the newest reports only,
+    // as the lease book takes them).
+    if (newer) {
+      this.sledReach.heard(
+        report.node,
+        { session: report.session, seq: sent.seq, base: sent.base, sledStores: report.sledStores },
+        this.nowMs(),
+      );
+    }
     for (const primary of sent.primaries) {
       if (primary.volumeId !== this.volumeId) continue;
       const entry = this.records.get(primary.partition);
