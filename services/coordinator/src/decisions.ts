@@ -26,7 +26,10 @@
 // again and rebuilds from the new primary. No learner the primary reports `unheard`
 // (it has acknowledged nothing in the epoch) joins: a primary starts each epoch with
 // every follower at op 0, which matches an empty partition's commit point though the
-// node may host nothing (simulator seeds 9600248, 9602764).
+// node may host nothing (simulator seeds 9600248, 9602764). Nor does a joiner stay for
+// good: one that has not matched the commit point within learnerCatchUpMsMax of joining
+// is dropped (`joinersSinceMs`): a silent voter shows as a stall only when a write waits
+// on it (simulator seed 9714544).
 //
 // Lost disks (defect: a head node back on an empty disk under its old id). Each member
 // is recorded with the id of the data directory it joined on (`disks`, heard in its
@@ -188,6 +191,12 @@ export interface PartitionView {
   learnersSinceMs: ReadonlyMap<string, number>;
   /** How long a learner may take to catch up before it is dropped and re-added. */
   learnerCatchUpMsMax: number;
+  /**
+   * When each current joiner joined (leader's clock); absent for ones it did not see
+   * join. One that has not matched the commit point in its joining epoch within
+   * learnerCatchUpMsMax is dropped (see "A joiner that never answers").
+   */
+  joinersSinceMs?: ReadonlyMap<string, number>;
   /**
    * Live nodes recently dropped from this partition (stalled, or unable to catch up): a
    * new learner is chosen among them only when no other spare is live, so that a node
@@ -651,7 +660,8 @@ function decideMembership(record: PartitionRecord, view: Seen): PartitionDecisio
 /**
  * A partition short of its replica count gets a learner, the least loaded live spare;
  * a learner that cannot catch up (the primary reports it needs notes already released,
- * or it has taken too long) is dropped, and the next round adds one afresh.
+ * or it has taken too long) is dropped, and the next round adds one afresh; so is a
+ * joiner that has not matched the commit point in time.
  */
 function decideRebuild(record: PartitionRecord, view: Seen): PartitionDecision | undefined {
   const learners = record.learners ?? [];
@@ -678,6 +688,36 @@ function decideRebuild(record: PartitionRecord, view: Seen): PartitionDecision |
             : `learner ${learner} did not catch up within ${view.learnerCatchUpMsMax} ms: dropping it to start again`,
       };
     }
+  }
+  // A joiner was caught up, so it matches the commit point within a round trip of its
+  // joining epoch. One that has not within learnerCatchUpMsMax hosts nothing the primary
+  // hears from: its configures wait on a hung disk or are lost, or (simulator seed
+  // 9714544) its node restarted after the report that counted it caught up, rebuilt it
+  // afresh on a late learner configure, failed the fetch, and refused the voter configure
+  // from nothing. A silent voter shows as a stall only when a write waits on it: on an
+  // idle partition such a joiner stayed for good, a copy short and no learner added.
+  // Dropping it loses nothing: a joiner is never promoted, and the voters hold every
+  // acknowledged write.
+  const joining = record.joining ?? [];
+  for (const joiner of joining) {
+    const sinceMs = view.joinersSinceMs?.get(joiner);
+    if (sinceMs === undefined || view.nowMs - sinceMs <= view.learnerCatchUpMsMax) continue;
+    const progress = report?.followers.find((follower) => follower.node === joiner);
+    const matched =
+      progress !== undefined &&
+      progress.unheard !== true &&
+      progress.needsRebuild !== true &&
+      progress.matchOpNum >= report!.commitOpNum;
+    if (matched) continue;
+    return {
+      kind: "update",
+      record: {
+        ...record,
+        epoch: record.epoch + 1,
+        joining: joining.filter((node) => node !== joiner),
+      },
+      reason: `joiner ${joiner} has not matched the commit point within ${view.learnerCatchUpMsMax} ms of joining: dropping it to start again`,
+    };
   }
   const members = membersOf(record);
   if (members.length >= view.replicaCount) return undefined;

@@ -659,7 +659,8 @@ export class Reconciler {
       flushStallFailover: failoverOnFlushStall,
       ...(flushStalled ? { sledStoredSinceMs: reach } : {}),
       leaseUntilMs: tenure.leases.leaseUntilMs(record),
-      learnersSinceMs: learnersSince(tenure, record, nowMs),
+      learnersSinceMs: firstSeen(tenure.learnersSince, record, record.learners ?? [], nowMs),
+      joinersSinceMs: firstSeen(tenure.joinersSince, record, record.joining ?? [], nowMs),
       learnerCatchUpMsMax,
       avoid,
       ...(unconfirmed.sinceMs === undefined
@@ -890,22 +891,25 @@ export class Reconciler {
   }
 }
 
-/** When this tenure first saw each of the record's learners (forgetting former ones). */
-function learnersSince(
-  tenure: Tenure,
+/**
+ * When this tenure first saw each of `nodes`, the record's learners or its joiners, in
+ * `seen` (the tenure's map of them, forgetting former ones).
+ */
+function firstSeen(
+  seen: Map<string, Map<string, number>>,
   record: PartitionRecord,
+  nodes: readonly string[],
   nowMs: number,
 ): ReadonlyMap<string, number> {
-  const learners = record.learners ?? [];
   const key = partitionKey(record);
-  if (learners.length === 0) {
-    tenure.learnersSince.delete(key);
+  if (nodes.length === 0) {
+    seen.delete(key);
     return new Map();
   }
-  const since = tenure.learnersSince.get(key) ?? new Map<string, number>();
-  for (const node of since.keys()) if (!learners.includes(node)) since.delete(node);
-  for (const node of learners) if (!since.has(node)) since.set(node, nowMs);
-  tenure.learnersSince.set(key, since);
+  const since = seen.get(key) ?? new Map<string, number>();
+  for (const node of since.keys()) if (!nodes.includes(node)) since.delete(node);
+  for (const node of nodes) if (!since.has(node)) since.set(node, nowMs);
+  seen.set(key, since);
   return since;
 }
 

@@ -145,6 +145,8 @@ export interface Tenure {
   failuresLogged: Map<string, Map<string, number>>;
   /** Per partition, when this tenure first saw each learner. */
   learnersSince: Map<string, Map<string, number>>;
+  /** Per partition, when this tenure first saw each joiner (decisions.ts `joinersSinceMs`). */
+  joinersSince: Map<string, Map<string, number>>;
   /** Per partition, live nodes dropped from it and until when to avoid re-adding them. */
   dropped: Map<string, Map<string, number>>;
   /**
@@ -229,6 +231,7 @@ export function newTenure(leading: Leading, sinceMs: number): Tenure {
     asked: new Map(),
     failuresLogged: new Map(),
     learnersSince: new Map(),
+    joinersSince: new Map(),
     dropped: new Map(),
     evicted: new Set(),
     reasons: new Map(),
@@ -266,6 +269,7 @@ export function forget(tenure: Tenure, record: PartitionRecord): void {
   tenure.otherDisk.delete(key);
   tenure.behind.delete(key);
   tenure.learnersSince.delete(key);
+  tenure.joinersSince.delete(key);
   tenure.dropped.delete(key);
   tenure.reasons.delete(key);
   tenure.unavailable.delete(key);

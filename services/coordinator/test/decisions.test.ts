@@ -403,6 +403,53 @@ describe("gray failure and rebuild", () => {
       decidePartition(learning, view(learning, { report: behind, learnersSinceMs: recent })),
     ).toEqual({ kind: "keep" });
   });
+
+  test("a joiner that has not matched in its joining epoch within the bound is dropped (seed 9714544)", () => {
+    // Its node restarted after the report that counted it caught up, rebuilt it afresh
+    // on a learner configure and failed the fetch: it hosts nothing, and with no write
+    // to stall on it nothing else ever took it out.
+    const joiningRecord: PartitionRecord = { ...base, secondaries: [], joining: ["head-2"] };
+    const silent = report(joiningRecord, {
+      commitOpNum: 83,
+      followers: [{ node: "head-2", matchOpNum: 0, learner: false }],
+    });
+    const since = new Map([["head-2", 100_000 - 30_001]]);
+    expect(
+      decidePartition(
+        joiningRecord,
+        view(joiningRecord, { report: silent, joinersSinceMs: since }),
+      ),
+    ).toMatchObject({
+      kind: "update",
+      record: { epoch: 5, secondaries: [], joining: [] },
+      reason: expect.stringContaining("joiner head-2 has not matched"),
+    });
+    // In time, or without a clock for it (an older caller), it is kept.
+    const recent = new Map([["head-2", 100_000 - 29_999]]);
+    expect(
+      decidePartition(
+        joiningRecord,
+        view(joiningRecord, { report: silent, joinersSinceMs: recent }),
+      ),
+    ).toEqual({ kind: "keep" });
+    expect(decidePartition(joiningRecord, view(joiningRecord, { report: silent }))).toEqual({
+      kind: "keep",
+    });
+    // Matched, however long it has joined, it is promoted, not dropped.
+    const matched = report(joiningRecord, {
+      commitOpNum: 83,
+      followers: [{ node: "head-2", matchOpNum: 83, learner: false }],
+    });
+    expect(
+      decidePartition(
+        joiningRecord,
+        view(joiningRecord, { report: matched, joinersSinceMs: since }),
+      ),
+    ).toMatchObject({
+      kind: "update",
+      record: { epoch: 5, secondaries: ["head-2"], joining: [] },
+    });
+  });
 });
 
 describe("lease grants", () => {
