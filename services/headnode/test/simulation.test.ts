@@ -1667,3 +1667,31 @@ test(
   },
   testBoundMs,
 );
+
+// Seed 9714544 (displacedShape): head-1, a learner of partition 2 (two replicas), was
+// reported matched through op 83 and joined in epoch 12. Its node restarted just then, and
+// a frozen leader's late learner configure of epoch 11, delivered as it started, rebuilt
+// the replica afresh (a restarted learner is not kept); every copy of the checkpoint it
+// fetched was damaged, so it hosted nothing and refused each configure naming it a voter
+// (`no-state`). With no write to stall on it, the joiner stayed for good, the record a
+// copy short with no learner added. A joiner that has not matched the commit point within
+// learnerCatchUpMsMax of joining is now dropped, and a learner added afresh.
+test(
+  "a joiner that never matches in its joining epoch is dropped, not kept for good (seed 9714544)",
+  async () => {
+    const result = await simulateFailover(9714544, displacedShape);
+    expect(result.violations, summary(result, displacedShape)).toEqual([]);
+    expect(result.stats.lateConfiguresDelivered).toBeGreaterThan(0);
+    expect(result.stats.reboots + result.stats.crashes).toBeGreaterThan(0);
+  },
+  testBoundMs,
+);
+
+test(
+  "the checkers catch a coordinator that keeps a joiner that never matches",
+  async () => {
+    const caught = await firstCaught("keep-silent-joiner", ["settle"], displacedShape, 1, 9714544);
+    expect(caught).toBe(9714544);
+  },
+  testBoundMs,
+);

@@ -485,7 +485,17 @@ export type Sabotage =
    * and the partition never served again. Found by the settle check (seed 9712321 with
    * simulation.test.ts's `unprovenShape`).
    */
-  | "promote-unproven-secondary";
+  | "promote-unproven-secondary"
+  /**
+   * The coordinator without a clock for joiners (`joinersSinceMs`): it keeps a joiner
+   * that never matches the commit point in its joining epoch for good. A learner counted
+   * caught up whose node then restarted and, on a frozen leader's late learner
+   * configure, rebuilt it afresh and failed the fetch, joined hosting nothing, its node
+   * refusing every voter configure (`no-state`); with no write to stall on it, the
+   * partition stayed a copy short. Found by the settle check (seed 9714544 with
+   * simulation.test.ts's `displacedShape`).
+   */
+  | "keep-silent-joiner";
 
 /**
  * Every sabotage by name, for the command line (main.ts): a record of all of them, so
@@ -531,6 +541,7 @@ export const sabotageNames: readonly Sabotage[] = Object.keys({
   "promote-unheard-learner": true,
   "promote-without-sled-evidence": true,
   "promote-unproven-secondary": true,
+  "keep-silent-joiner": true,
 } satisfies Record<Sabotage, true>) as Sabotage[];
 
 export interface FailoverOptions {
@@ -2041,6 +2052,8 @@ export class FailoverSimulation {
     reportAgeMsMax: Number.POSITIVE_INFINITY,
   });
   private readonly learnersSince = new Map<number, Map<string, { ms: number; epoch: number }>>();
+  /** As the reconciler: per partition, when each joiner joined (`joinersSinceMs`). */
+  private readonly joinersSince = new Map<number, Map<string, number>>();
   /**
    * Per partition, since when its primary has not confirmed the record's epoch
    * (reconciler.ts `unconfirmed`): neither acknowledged its configure nor reported in it.
@@ -4549,6 +4562,7 @@ export class FailoverSimulation {
     this.reports.clear();
     this.staleReports.clear();
     this.learnersSince.clear();
+    this.joinersSince.clear();
     this.unconfirmed.clear();
     this.dropped.clear();
     this.configured.clear();
@@ -4761,6 +4775,9 @@ export class FailoverSimulation {
           leaseUntilMs: this.leases.leaseUntilMs(record),
           learnersSinceMs: new Map([...since].map(([node, value]) => [node, value.ms])),
           learnerCatchUpMsMax: this.options.learnerCatchUpMs,
+          ...(this.options.sabotage === "keep-silent-joiner"
+            ? {}
+            : { joinersSinceMs: this.joinersSince.get(partition) ?? new Map() }),
           primaryUnconfirmedMsMax: this.options.primaryUnconfirmedMs,
           avoid: this.avoided(partition),
           // Members whose own node reports them failed, as the real reconciler passes
@@ -4972,6 +4989,12 @@ export class FailoverSimulation {
     for (const node of next.learners ?? []) {
       if (!since.has(node)) since.set(node, { ms: this.nowMs(), epoch: next.epoch });
     }
+    const joined = this.joinersSince.get(partition) ?? new Map<string, number>();
+    this.joinersSince.set(partition, joined);
+    for (const node of [...joined.keys()]) {
+      if (!(next.joining ?? []).includes(node)) joined.delete(node);
+    }
+    for (const node of next.joining ?? []) if (!joined.has(node)) joined.set(node, this.nowMs());
   }
 
   private pushConfiguration(record: PartitionRecord): void {
