@@ -595,6 +595,27 @@ test(
   testBoundMs,
 );
 
+// Seed 198 (--corrupt 0.25 --faulty-nodes 2): head-4, primary of a legacy volume's
+// partition 1, crashed with its files damaged (head-5, its one secondary, sound), and
+// head-5's journal, armed in the same tick, failed two ticks later. The coordinator,
+// still counting head-4 alive, dropped the failed secondary as designed; head-4 came back
+// unable to open its files, and no voter held the acknowledged writes: the partition
+// rightly never came back. Two faults to one copy's data, not what the checkers test: a
+// journal failure is now called off on a secondary whose primary's copy is lost
+// (primaryCopyLost). A primary's journal failing beside a damaged secondary stays: the
+// primary is kept and rebooted (seeds 5392, 5811 below).
+test(
+  "no journal fails on a partition's last copy beside one whose files are damaged (seed 198)",
+  async () => {
+    const shape: Overrides = { corruptChance: 0.25, faultyNodesMax: 2 };
+    const result = await simulateFailover(198, shape);
+    expect(result.violations, summary(result, shape)).toEqual([]);
+    expect(result.stats.legacyVolumes).toBeGreaterThan(0);
+    expect(result.stats.journalFailuresBesideLostPrimary).toBeGreaterThan(0);
+  },
+  testBoundMs,
+);
+
 // Two faulty nodes at once, disks lost at every other crash, damage (not a CI shape).
 const twoFaulty: Overrides = { faultyNodesMax: 2, diskLossChance: 0.5, corruptChance: 0.1 };
 

@@ -1199,6 +1199,8 @@ export interface FailoverResult {
     stalledPrimaryTicksMax: number;
     /** Journals armed to fail, and replicas that failed on one. */
     journalFailures: number;
+    /** Journal failures called off on a secondary beside a lost primary copy (primaryCopyLost). */
+    journalFailuresBesideLostPrimary: number;
     replicasFailed: number;
     netPartitions: number;
     /** Head nodes cut from every sled (sledCutRate), and flush-stalled failovers. */
@@ -1960,6 +1962,7 @@ export class FailoverSimulation {
     clientPauses: 0,
     stalledPrimaryTicksMax: 0,
     journalFailures: 0,
+    journalFailuresBesideLostPrimary: 0,
     replicasFailed: 0,
     netPartitions: 0,
     sledCuts: 0,
@@ -2553,13 +2556,44 @@ export class FailoverSimulation {
    * life did, and a sled saw one chunk id written with different data (a 500-seed run).
    * And a failed primary with no secondary to promote waited for the configure refresh
    * (300 s): it is now pushed again once its reports say it failed (outOfStep).
+   * Never on a secondary beside a lost primary copy (`primaryCopyLost`).
    */
   private mayFailJournal(node: SimulatedNode, hosted: Hosted): boolean {
     if (hosted.volumeId !== this.volumeId) return true;
     const record = this.records.get(hosted.partition)?.record;
+    if (record !== undefined && this.primaryCopyLost(node, hosted.partition, record)) {
+      this.stats.journalFailuresBesideLostPrimary++;
+      return false;
+    }
     const primary = record?.primary === node.id || hosted.adapter?.replica.roleName === "primary";
     if (!primary) return true;
     return this.options.journalFailPrimaries;
+  }
+
+  /**
+   * Whether `node` is a secondary of the partition whose primary's copy is lost: files
+   * damaged at a crash, or a disk the record no longer finds. Those were lost only while
+   * `node` was a sound copy (anotherSoundCopy, anotherCopyOfAll), and a journal failure
+   * on it then is a second fault to the same data: the coordinator drops a failed
+   * secondary while it counts the primary alive, as designed. Seed 198 (--corrupt 0.25
+   * --faulty-nodes 2) damaged a primary's files as it crashed, and its one secondary's
+   * journal failed two ticks later; the coordinator, still counting the primary alive,
+   * dropped the secondary, the primary came back unable to open its files, and no voter
+   * held the acknowledged writes. A primary's journal failing beside a secondary whose
+   * files are damaged stays allowed: the primary is kept, waiting for a reboot (seeds
+   * 5392, 5811, 9201217).
+   */
+  private primaryCopyLost(
+    node: SimulatedNode,
+    partition: number,
+    record: PartitionRecord,
+  ): boolean {
+    if (record.primary === node.id || !record.secondaries.includes(node.id)) return false;
+    const primary = this.node(record.primary);
+    const disk = record.disks?.[record.primary];
+    if (disk !== undefined && disk !== primary.disk) return true;
+    const hosted = primary.hosted.get(partition);
+    return hosted?.volumeId === this.volumeId && hosted.filesDamaged === true;
   }
 
   /**
