@@ -670,10 +670,7 @@ function decideRebuild(record: PartitionRecord, view: Seen): PartitionDecision |
     const progress = report?.followers.find((follower) => follower.node === learner);
     const sinceMs = view.learnersSinceMs.get(learner);
     const overdue = sinceMs !== undefined && view.nowMs - sinceMs > view.learnerCatchUpMsMax;
-    const caughtUp =
-      progress !== undefined &&
-      progress.unheard !== true &&
-      progress.matchOpNum >= report!.commitOpNum;
+    const caughtUp = progress !== undefined && holdsCommitted(progress, report!.commitOpNum);
     if (progress?.needsRebuild === true || (overdue && !caughtUp)) {
       return {
         kind: "update",
@@ -703,12 +700,7 @@ function decideRebuild(record: PartitionRecord, view: Seen): PartitionDecision |
     const sinceMs = view.joinersSinceMs?.get(joiner);
     if (sinceMs === undefined || view.nowMs - sinceMs <= view.learnerCatchUpMsMax) continue;
     const progress = report?.followers.find((follower) => follower.node === joiner);
-    const matched =
-      progress !== undefined &&
-      progress.unheard !== true &&
-      progress.needsRebuild !== true &&
-      progress.matchOpNum >= report!.commitOpNum;
-    if (matched) continue;
+    if (progress !== undefined && holdsCommitted(progress, report!.commitOpNum)) continue;
     return {
       kind: "update",
       record: {
@@ -734,6 +726,20 @@ function decideRebuild(record: PartitionRecord, view: Seen): PartitionDecision |
 }
 
 /**
+ * Whether a follower, as its primary reports it, holds every op through `commitOpNum`:
+ * heard in the epoch (not `unheard`, at op 0 though it may host nothing), needing no
+ * rebuild, and matched that far. Promotion, and the drops of overdue learners and
+ * joiners, all judge by it.
+ */
+function holdsCommitted(follower: Report["followers"][number], commitOpNum: number): boolean {
+  return (
+    follower.needsRebuild !== true &&
+    follower.unheard !== true &&
+    follower.matchOpNum >= commitOpNum
+  );
+}
+
+/**
  * Learner → joining → secondary, each step on a report from the current epoch. A
  * follower reported `unheard` (a learner the primary has not heard from in the epoch) is
  * at op 0, which an empty partition's commit point (0) would count as matched though
@@ -747,9 +753,7 @@ function decidePromotion(record: PartitionRecord, view: Seen): PartitionDecision
       (follower) =>
         follower.node === node &&
         follower.learner === learner &&
-        follower.needsRebuild !== true &&
-        follower.unheard !== true &&
-        follower.matchOpNum >= report.commitOpNum,
+        holdsCommitted(follower, report.commitOpNum),
     );
   const joined = (record.joining ?? []).find((node) => matched(node, false));
   if (joined !== undefined) {

@@ -628,6 +628,7 @@ export class Reconciler {
     if ((report?.flushStalledMs ?? 0) >= limits.primaryStallMsMax) {
       this.flushStalls.set(record.primary, nowMs);
     }
+    const stalledNodes = flushStalledNodes(this.flushStalls, nowMs);
     const failoverOnFlushStall = this.options.flushStallFailover ?? flushStallFailover;
     const reach = this.options.sledReach;
     // Only where a failover could follow: enough sleds alive, and no other node's flushes
@@ -637,7 +638,7 @@ export class Reconciler {
       reach !== undefined &&
       (report?.flushStalledMs ?? 0) > 0 &&
       sleds.length >= limits.chunkCopies &&
-      flushStalledNodes(this.flushStalls, nowMs) <= 1;
+      stalledNodes <= 1;
     // Its secondaries' nodes are asked for evidence that they reach the sleds, which a
     // failover to one of them needs (sled-reach.ts).
     if (flushStalled) for (const node of record.secondaries) reach.askProbe(node, nowMs);
@@ -655,7 +656,7 @@ export class Reconciler {
       replicaCount: volume.replicaCount,
       report,
       liveSleds: sleds.length,
-      flushStalledNodes: flushStalledNodes(this.flushStalls, nowMs),
+      flushStalledNodes: stalledNodes,
       flushStallFailover: failoverOnFlushStall,
       ...(flushStalled ? { sledStoredSinceMs: reach } : {}),
       leaseUntilMs: tenure.leases.leaseUntilMs(record),
