@@ -1577,6 +1577,37 @@ describe("read leases", () => {
     expect(refused(at(1e9), 5)).toBeUndefined();
   });
 
+  test("a primary made idle by a follower's ack of the new epoch keeps its lease if that epoch keeps it primary", () => {
+    // A secondary dropped, then a learner added: the learner's ack of the new epoch can
+    // reach the primary before its own configure does. The primary goes idle until then;
+    // once configured primary again, its lease still holds (the coordinator never named
+    // another primary), so reads go on. Before, that lease was dropped and reads of a
+    // partition with a healthy primary failed until the next grant.
+    const { primary, refused } = leasedPrimary();
+    primary.configure({ epoch: 2, primary: "head-1", secondaries: ["head-2"], leased: true });
+    primary.renewLease(2, at(100), 3000);
+    expect(refused(at(200), 2)).toBeUndefined();
+    primary.onReplicationMessage(ack("head-3", 3, 1, {}));
+    expect(primary.roleName).toBe("idle");
+    expect(refused(at(300), 2)).toBe(ErrorCode.NotPrimary);
+    primary.configure({
+      epoch: 3,
+      primary: "head-1",
+      secondaries: ["head-2"],
+      learners: ["head-3"],
+      leased: true,
+    });
+    expect(primary.holdsLeaseGrant).toBe(true);
+    expect(refused(at(400), 3)).toBeUndefined();
+    // Made idle by the ack, then named out: the lease goes, and it never comes back
+    // by a later configure naming this node primary again.
+    primary.onReplicationMessage(ack("head-2", 4, 1, {}));
+    primary.configure({ epoch: 4, primary: "head-2", secondaries: ["head-1"], leased: true });
+    expect(primary.holdsLeaseGrant).toBe(false);
+    primary.configure({ epoch: 5, primary: "head-1", secondaries: ["head-2"], leased: true });
+    expect(refused(at(500), 5)).toBe(ErrorCode.Unavailable);
+  });
+
   test("a primary frozen with its clocks held serves no read once its wall clock is set right", () => {
     // A VM stopped for 10 s whose monotonic clock stood still (kvmclock is held while a
     // guest is stopped): on resume it reads 500 ms since the grant's send, well inside a

@@ -710,7 +710,10 @@ export class Replica {
     if (this.configuration !== undefined && configuration.epoch < this.configuration.epoch) return;
     if (this.configuration !== undefined && configuration.epoch === this.configuration.epoch)
       return;
-    const wasPrimary = this.role.name === "primary";
+    // Named primary by the configuration it held, whatever its role now: an ack of a
+    // newer epoch makes a primary idle until that epoch's configure comes (onAck), and a
+    // follower may hear of the epoch first (a learner added, a secondary dropped).
+    const namedPrimary = this.configuration?.primary === this.identity.nodeId;
     this.configuration = configuration;
     this.failPendingRequests(ErrorCode.NotPrimary, `epoch ${configuration.epoch} began`);
     // Every attempt of the new epoch reaches this core after this point, and one of an
@@ -730,9 +733,11 @@ export class Replica {
     // A lease is the coordinator's promise that no other node becomes this partition's
     // primary before it runs out (it tracks grants per partition and node, not per
     // epoch). So a primary that stays primary into a new epoch (a secondary dropped or
-    // added) keeps it, and reads go on through routine membership changes; any other
-    // role change drops it, and a primary again later needs a new grant.
-    if (!(wasPrimary && configuration.primary === this.identity.nodeId)) {
+    // added) keeps it, and reads go on through routine membership changes, also when a
+    // follower's ack of the new epoch made it idle first (before, that dropped the lease
+    // and reads failed until the next grant: the failover-faults test's kill -9 run).
+    // Any other role change drops it, and a primary again later needs a new grant.
+    if (!(namedPrimary && configuration.primary === this.identity.nodeId)) {
       this.lease = undefined;
       // Likewise the count of failing flushes: a secondary dropped or added changes
       // nothing of the sleds this primary cannot reach.
@@ -850,6 +855,11 @@ export class Replica {
       return;
     }
     this.assign(request);
+  }
+
+  /** Whether it holds a read lease grant (run out or not): for the simulator's checks. */
+  get holdsLeaseGrant(): boolean {
+    return this.lease !== undefined;
   }
 
   /**

@@ -1320,6 +1320,11 @@ export interface FailoverResult {
      */
     displacedOpened: number;
     /**
+     * Primaries configured primary again in a newer epoch after a follower's ack of that
+     * epoch made them idle, lease grant in hand (the lease-kept check's case).
+     */
+    leasesKeptThroughIdle: number;
+    /**
      * With `failedMarker`: opens refused because the replica's journal failed in this
      * boot; crashes that rebooted the machine; and reboots of the settle phase, for a
      * lone primary whose journal failed (nothing else brings it back).
@@ -2013,6 +2018,7 @@ export class FailoverSimulation {
     filesDamaged: 0,
     opensRefused: 0,
     displacedOpened: 0,
+    leasesKeptThroughIdle: 0,
     opensRefusedFailedBoot: 0,
     reboots: 0,
     rebootsToSettle: 0,
@@ -4405,7 +4411,28 @@ export class FailoverSimulation {
       if (hosted.carriedEpoch === configuration.epoch) this.stats.fencesTakenBack++;
       hosted.carriedEpoch = undefined;
     }
+    // A primary staying primary into a newer epoch keeps its read lease (the coordinator
+    // promises per partition and node), also when a follower's ack of that epoch made it
+    // idle first: otherwise reads of a partition with a healthy primary fail until the
+    // next grant (the failover-faults integration test's kill -9 run, CI of a888fe8).
+    const held = adapter.replica.configuration;
+    const keepsLease =
+      held !== undefined &&
+      held.primary === node.id &&
+      configuration.primary === node.id &&
+      configuration.epoch > held.epoch &&
+      adapter.replica.holdsLeaseGrant;
+    const idleBefore = adapter.replica.roleName === "idle";
     adapter.configure(configuration);
+    if (keepsLease) {
+      if (idleBefore) this.stats.leasesKeptThroughIdle++;
+      if (!adapter.replica.holdsLeaseGrant) {
+        this.fail(
+          "lease-kept",
+          `tick ${this.tickNow}: ${node.id}, primary of partition ${message.partition} in epoch ${held.epoch} and again in ${configuration.epoch}, lost its read lease on the configure${idleBefore ? " (made idle by a follower's ack of the newer epoch)" : ""}: its reads fail until the next grant`,
+        );
+      }
+    }
     // Once a voter (or out of the set), it is no longer what a rebuild started from.
     if (part !== "learner") hosted.learnerSince = undefined;
     this.execute(node, hosted);
