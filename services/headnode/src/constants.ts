@@ -75,6 +75,13 @@ export const reportSoonSpacingMs = 100;
 export const sledProbeSpacingMs = 1_000;
 
 /**
+ * Probe blobs of this node a probe lists per sled, after its own, and deletes
+ * (sled-probe.ts): those whose delete was lost, in this session or an earlier one. One
+ * listing page; a probe leaks at most one blob, so a few probes clear any backlog.
+ */
+export const sledProbeSweepKeysMax = 32;
+
+/**
  * The most a checkpoint spends on one extent of a tree, for the checkpoint budget of
  * snapshot takes (replica.ts, checkpointBudgetRefusal). A record (@ballast/btree's
  * checkpoint format) is five varints and a byte: in the densest tree, 512-byte extents

@@ -1327,6 +1327,19 @@ export class SledClient {
     return sled;
   }
 
+  /**
+   * The keys of the blobs `sled` holds under `prefix`, in key order, at most `limit`
+   * (one listing page). Rejects when the sled does not answer.
+   */
+  async listBlobKeys(sled: string, prefix: string, limit: number): Promise<string[]> {
+    const listed = await this.bus.request(
+      subjects.node.build("sled", sled),
+      { type: "sled.blob.list.v1", prefix, limit },
+      { deadlineMs: sledDeadlineMs },
+    );
+    return listed.blobs.map((blob) => blob.key);
+  }
+
   async deleteBlob(key: string, sleds: readonly string[]): Promise<void> {
     await Promise.allSettled(
       sleds.map((sled) =>

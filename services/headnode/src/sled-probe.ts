@@ -11,22 +11,31 @@
 // refuse writes from everyone, give no evidence and the stalled primary is kept.
 //
 // Bounded: one probe at a time, and none begun within sledProbeSpacingMs of the last,
-// however often the leader asks. A probe's blob whose delete is lost stays on its sleds
-// (one block under `probes/<node>/`, which no sweep reads).
+// however often the leader asks. A probe's blob whose delete is lost (a sled cut just
+// then, a process killed between store and delete) is deleted by a later probe of the
+// node: each lists `probes/<node>/` on the sleds it probed and deletes what it finds,
+// up to sledProbeSweepKeysMax a sled, this session's or an earlier one's. So leaked
+// probes last until the node's next probe that reaches their sled; a node that never
+// probes again (removed from the cluster) leaves its few behind.
 //
 // Known limit: the blob is small, so sleds that take small writes but time out on a
 // flush's 4 MiB chunks (overloaded rather than refusing) can still give evidence.
 
 import type { Logger } from "@ballast/runtime";
-import { sledProbeSpacingMs } from "./constants.ts";
+import { sledProbeSpacingMs, sledProbeSweepKeysMax } from "./constants.ts";
 import type { SledClient } from "./sled-client.ts";
 
 /** What a probe stores: a few bytes, the same every time. */
 const probeData = new TextEncoder().encode("ballast sled probe");
 
+/** Where a node's probes go: every key of its probes begins with this. */
+export function probePrefix(nodeId: string): string {
+  return `probes/${nodeId}/`;
+}
+
 /** The key of a node's `count`th probe of a session: never reused, so never refused as existing. */
 export function probeKey(nodeId: string, session: number, count: number): string {
-  return `probes/${nodeId}/${session}-${count}`;
+  return `${probePrefix(nodeId)}${session}-${count}`;
 }
 
 export class SledProbe {
@@ -35,7 +44,7 @@ export class SledProbe {
   private count = 0;
 
   constructor(
-    private readonly sleds: Pick<SledClient, "putBlob" | "deleteBlob">,
+    private readonly sleds: Pick<SledClient, "putBlob" | "deleteBlob" | "listBlobKeys">,
     private readonly node: { nodeId: string; session: number },
     private readonly logger: Pick<Logger, "info">,
     /** Called once a probe's store got its copies (the node reports early then). */
@@ -71,10 +80,31 @@ export class SledProbe {
         { key, error: (error as Error).message },
         "a sled probe the coordinator asked for did not reach its copies",
       );
+      // A store that missed its copies may have left copies on some sleds: the sweep
+      // deletes those of the sleds that answer.
+      await this.sweep(sleds);
       return;
     }
     this.onStored();
     // Best effort (SledClient.deleteBlob settles every sled's answer and never throws).
     await this.sleds.deleteBlob(key, holders);
+    await this.sweep(sleds);
+  }
+
+  /**
+   * Deletes this node's probe blobs that `sleds` still hold: ones whose delete was lost.
+   * Best effort, sled by sled: one that does not answer is swept by a later probe.
+   */
+  private async sweep(sleds: readonly string[]): Promise<void> {
+    await Promise.allSettled(
+      sleds.map(async (sled) => {
+        const keys = await this.sleds.listBlobKeys(
+          sled,
+          probePrefix(this.node.nodeId),
+          sledProbeSweepKeysMax,
+        );
+        for (const key of keys) await this.sleds.deleteBlob(key, [sled]);
+      }),
+    );
   }
 }

@@ -37,6 +37,8 @@ function fakeSleds(refusing: ReadonlySet<string>) {
         return { freedBytes: 0 };
       case "sled.blob.delete.v1":
         return {};
+      case "sled.blob.list.v1": // the probe's sweep finds nothing left (sled-probe.test.ts)
+        return { blobs: [], truncated: false };
       default:
         throw new BallastError(ErrorCode.Unavailable, `unexpected ${message.type}`);
     }

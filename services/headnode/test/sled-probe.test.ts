@@ -1,24 +1,46 @@
 import { describe, expect, it } from "vitest";
 import { sledProbeSpacingMs } from "../src/constants.ts";
-import { probeKey, SledProbe } from "../src/sled-probe.ts";
+import { probeKey, probePrefix, SledProbe } from "../src/sled-probe.ts";
 
-/** A fake sled client (unit test): stores succeed unless `failing`, and are recorded. */
+/**
+ * A fake sled client (unit test): stores succeed unless `failing`, and are recorded with
+ * the keys each sled holds; deletes on a sled of `losingDeletes` are lost, and a sled of
+ * `unanswering` answers no listing.
+ */
 function fakeSleds() {
   const calls: string[] = [];
-  const state = { failing: false, release: undefined as (() => void) | undefined };
+  const held = new Map<string, Set<string>>();
+  const heldOn = (sled: string) => held.get(sled) ?? held.set(sled, new Set()).get(sled)!;
+  const state = {
+    failing: false,
+    release: undefined as (() => void) | undefined,
+    losingDeletes: new Set<string>(),
+    unanswering: new Set<string>(),
+  };
   return {
     calls,
     state,
+    heldOn,
     sleds: {
       async putBlob(key: string, _data: Uint8Array, sleds: readonly string[]) {
         calls.push(`put ${key} on ${sleds.join(",")}`);
         if (state.release === undefined) await Promise.resolve();
         else await new Promise<void>((resolve) => (state.release = resolve));
         if (state.failing) throw new Error("blob reached 0 of 2 sleds");
+        for (const sled of sleds.slice(0, 2)) heldOn(sled).add(key);
         return sleds.slice(0, 2);
       },
       async deleteBlob(key: string, sleds: readonly string[]) {
         calls.push(`delete ${key} on ${sleds.join(",")}`);
+        for (const sled of sleds) if (!state.losingDeletes.has(sled)) heldOn(sled).delete(key);
+      },
+      async listBlobKeys(sled: string, prefix: string, limit: number) {
+        calls.push(`list ${prefix} on ${sled}`);
+        if (state.unanswering.has(sled)) throw new Error(`${sled} did not answer`);
+        return [...heldOn(sled)]
+          .filter((key) => key.startsWith(prefix))
+          .sort()
+          .slice(0, limit);
       },
     },
   };
@@ -43,13 +65,17 @@ describe("SledProbe: a probe of the sleds the leader asks for", () => {
     expect(fake.calls).toEqual([
       `put ${probeKey("head-2", 3, 1)} on sled-1,sled-2,sled-3`,
       `delete ${probeKey("head-2", 3, 1)} on sled-1,sled-2`,
+      // The sweep: nothing of this node's left on any sled it probed.
+      `list ${probePrefix("head-2")} on sled-1`,
+      `list ${probePrefix("head-2")} on sled-2`,
+      `list ${probePrefix("head-2")} on sled-3`,
     ]);
     // Asked again within the spacing: nothing; past it, a new key.
     nowMs = sledProbeSpacingMs - 1;
     expect(probe.ask(["sled-1", "sled-2"])).toBeUndefined();
     nowMs = sledProbeSpacingMs;
     await probe.ask(["sled-1", "sled-2"]);
-    expect(fake.calls[2]).toBe(`put ${probeKey("head-2", 3, 2)} on sled-1,sled-2`);
+    expect(fake.calls[5]).toBe(`put ${probeKey("head-2", 3, 2)} on sled-1,sled-2`);
     expect(stored).toBe(2);
   });
 
@@ -70,6 +96,52 @@ describe("SledProbe: a probe of the sleds the leader asks for", () => {
     expect(stored).toBe(0);
     expect(fake.calls.filter((call) => call.startsWith("delete"))).toEqual([]);
     expect(said).toHaveLength(1);
+  });
+
+  it("deletes probe blobs whose delete was lost, this session's and an earlier one's, at its next probe", async () => {
+    const fake = fakeSleds();
+    // Left by session 1 of this node (killed between store and delete), and another
+    // node's, which is not this node's to delete.
+    fake.heldOn("sled-1").add(probeKey("head-2", 1, 7));
+    fake.heldOn("sled-1").add(probeKey("head-20", 1, 1));
+    fake.state.losingDeletes.add("sled-2");
+    fake.state.unanswering.add("sled-1");
+    let nowMs = 0;
+    const probe = new SledProbe(
+      fake.sleds,
+      { nodeId: "head-2", session: 2 },
+      silent,
+      () => undefined,
+      () => nowMs,
+    );
+    await probe.ask(["sled-1", "sled-2"]);
+    // sled-2 lost the delete (and, listed, the sweep's too); sled-1 answered no listing.
+    expect([...fake.heldOn("sled-2")]).toEqual([probeKey("head-2", 2, 1)]);
+    expect([...fake.heldOn("sled-1")].sort()).toEqual(
+      [probeKey("head-2", 1, 7), probeKey("head-20", 1, 1)].sort(),
+    );
+    // Both answer again: the next probe leaves none of this node's anywhere.
+    fake.state.losingDeletes.clear();
+    fake.state.unanswering.clear();
+    nowMs = sledProbeSpacingMs;
+    await probe.ask(["sled-1", "sled-2"]);
+    expect([...fake.heldOn("sled-1")]).toEqual([probeKey("head-20", 1, 1)]);
+    expect([...fake.heldOn("sled-2")]).toEqual([]);
+  });
+
+  it("a probe whose store misses its copies sweeps what it left", async () => {
+    const fake = fakeSleds();
+    fake.heldOn("sled-2").add(probeKey("head-2", 1, 1)); // a copy the failed store left
+    fake.state.failing = true;
+    const probe = new SledProbe(
+      fake.sleds,
+      { nodeId: "head-2", session: 1 },
+      silent,
+      () => undefined,
+      () => 0,
+    );
+    await probe.ask(["sled-1", "sled-2"]);
+    expect([...fake.heldOn("sled-2")]).toEqual([]);
   });
 
   it("runs one probe at a time", async () => {
