@@ -428,33 +428,26 @@ describe("Reconciler: deciding only what changed", () => {
     ]);
   });
 
-  it("records the disk of a member placed before disk ids from its configure answer, and fails over a primary that refuses for holding nothing", async () => {
-    // The real configurer, with head nodes that answer as headnode.ts does: the disk
-    // holding the replica, or a `no-replica` refusal once head-1 is back on an empty disk.
+  /**
+   * A reconciler with the real configurer over a fake bus (unit test): head nodes answer
+   * configures with `answer(node)`, the heartbeats say head-1 and head-2 alive (`alive`)
+   * with the disks `disks()`, and partition 0's record is placed before disk ids.
+   * `keepRecords` writes each update back as the catalogue would.
+   */
+  const legacyReconciler = (options: {
+    answer: (node: string) => Promise<unknown>;
+    disks: () => Map<string, string>;
+    keepRecords: boolean;
+  }) => {
     const tenure: Tenure = newTenure({ term: 1, tenure: 1 }, 0);
     tenure.ready = true;
     tenure.refreshing = true;
     tenure.volumes.set("vol", volume);
     const legacy = record(0);
     tenure.records.set(partitionKey(legacy), { value: legacy, revision: 1 });
-    /** Each node's disk now, and whether it still holds its replica; old: no disk said. */
-    const nodes = new Map([
-      ["head-1", { disk: "d1", holds: true, old: true }],
-      ["head-2", { disk: "d2", holds: true, old: true }],
-    ]);
     const configurer = new Configurer(
       {
-        bus: {
-          request: async (subject: string) => {
-            const node = nodes.get(subject.split(".").at(-1)!)!;
-            if (!node.holds) {
-              throw new BallastError(ErrorCode.NotFound, "holds nothing", {
-                details: { refusal: "no-replica" },
-              });
-            }
-            return node.old ? {} : { disk: node.disk };
-          },
-        },
+        bus: { request: (subject: string) => options.answer(subject.split(".").at(-1)!) },
         logger: { debug: () => undefined, warn: () => undefined },
       } as never,
       {} as never,
@@ -468,14 +461,17 @@ describe("Reconciler: deciding only what changed", () => {
       catalogue: {
         updatePartition: (next: PartitionRecord) => {
           updates.push(next);
-          return Promise.resolve({ applied: true, revision: 100 + updates.length });
+          const revision = 100 + updates.length;
+          if (options.keepRecords)
+            tenure.records.set(partitionKey(next), { value: next, revision });
+          return Promise.resolve({ applied: true, revision });
         },
       } as never,
       heartbeats: {
         listening: () => false,
         aliveHeadNodes: () => new Set(alive),
         aliveSleds: () => ["sled-1"],
-        headNodeDisks: () => new Map([...nodes].map(([id, node]) => [id, node.disk])),
+        headNodeDisks: options.disks,
       },
       configurer,
       tenures: { held: () => tenure, current: () => tenure },
@@ -488,6 +484,30 @@ describe("Reconciler: deciding only what changed", () => {
         await settleAll();
       }
     };
+    return { tenure, legacy, updates, alive, rounds };
+  };
+
+  it("records the disk of a member placed before disk ids from its configure answer, and fails over a primary that refuses for holding nothing", async () => {
+    // The real configurer, with head nodes that answer as headnode.ts does: the disk
+    // holding the replica, or a `no-replica` refusal once head-1 is back on an empty disk.
+    /** Each node's disk now, and whether it still holds its replica; old: no disk said. */
+    const nodes = new Map([
+      ["head-1", { disk: "d1", holds: true, old: true }],
+      ["head-2", { disk: "d2", holds: true, old: true }],
+    ]);
+    const { tenure, legacy, updates, rounds } = legacyReconciler({
+      answer: async (id) => {
+        const node = nodes.get(id)!;
+        if (!node.holds) {
+          throw new BallastError(ErrorCode.NotFound, "holds nothing", {
+            details: { refusal: "no-replica" },
+          });
+        }
+        return node.old ? {} : { disk: node.disk };
+      },
+      disks: () => new Map([...nodes].map(([id, node]) => [id, node.disk])),
+      keepRecords: false,
+    });
     // Head nodes that say no disk: heartbeats alone fill nothing in.
     await rounds(3);
     expect(updates).toEqual([]);
@@ -516,61 +536,19 @@ describe("Reconciler: deciding only what changed", () => {
     // head-2's configures wait on a hung disk (they time out) from the volume's
     // placement on; its heartbeats go on. Promoted on them alone it refused the epoch
     // once its disk answered, holding nothing, with the old primary out of the record.
-    const tenure: Tenure = newTenure({ term: 1, tenure: 1 }, 0);
-    tenure.ready = true;
-    tenure.refreshing = true;
-    tenure.volumes.set("vol", volume);
-    const legacy = record(0);
-    tenure.records.set(partitionKey(legacy), { value: legacy, revision: 1 });
     let hung = true;
-    const configurer = new Configurer(
-      {
-        bus: {
-          request: async (subject: string) => {
-            const node = subject.split(".").at(-1)!;
-            if (node === "head-2" && hung) throw new BallastError(ErrorCode.Timeout, "hung");
-            return { disk: node === "head-1" ? "d1" : "d2" };
-          },
-        },
-        logger: { debug: () => undefined, warn: () => undefined },
-      } as never,
-      {} as never,
-      { held: () => tenure, current: () => tenure },
-      {} as never,
-    );
-    const updates: PartitionRecord[] = [];
-    const alive = new Set(["head-1", "head-2"]);
-    const reconciler = new Reconciler({
-      logger: createLogger({ service: "test", nodeId: "test", level: "silent" }),
-      catalogue: {
-        updatePartition: (next: PartitionRecord) => {
-          updates.push(next);
-          const revision = 100 + updates.length;
-          tenure.records.set(partitionKey(next), { value: next, revision });
-          return Promise.resolve({ applied: true, revision });
-        },
-      } as never,
-      heartbeats: {
-        listening: () => false,
-        aliveHeadNodes: () => new Set(alive),
-        aliveSleds: () => ["sled-1"],
-        headNodeDisks: () =>
-          new Map([
-            ["head-1", "d1"],
-            ["head-2", "d2"],
-          ]),
+    const { tenure, legacy, updates, alive, rounds } = legacyReconciler({
+      answer: async (node) => {
+        if (node === "head-2" && hung) throw new BallastError(ErrorCode.Timeout, "hung");
+        return { disk: node === "head-1" ? "d1" : "d2" };
       },
-      configurer,
-      tenures: { held: () => tenure, current: () => tenure },
+      disks: () =>
+        new Map([
+          ["head-1", "d1"],
+          ["head-2", "d2"],
+        ]),
+      keepRecords: true,
     });
-    const settleAll = () => new Promise((resolve) => setImmediate(resolve));
-    const rounds = async (count: number) => {
-      for (let i = 0; i < count; i++) {
-        reconciler.reconcile();
-        await settleAll();
-        await settleAll();
-      }
-    };
     await rounds(3);
     // head-1 answered: its disk is recorded; head-2 has said nothing.
     expect(updates).toMatchObject([{ epoch: 1, disks: { "head-1": "d1" } }]);
