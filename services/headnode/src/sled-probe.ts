@@ -18,15 +18,22 @@
 // probes last until the node's next probe that reaches their sled; a node that never
 // probes again (removed from the cluster) leaves its few behind.
 //
-// Known limit: the blob is small, so sleds that take small writes but time out on a
-// flush's 4 MiB chunks (overloaded rather than refusing) can still give evidence.
+// The blob is as large as the largest chunk a flush writes (sledLimits.chunkBytesMax,
+// 4 MiB, one blob part: the same size of request under the same deadline as a chunk
+// write), so a node whose small requests pass but whose large ones do not (a path that
+// drops large frames, a link too slow for a chunk within the deadline) gives no
+// evidence. Before (review 30) it was a few bytes, and such a node was evidence enough.
+// The cost, only while the leader wants evidence: 8 MiB stored and deleted a second per
+// probing node.
 
+import { sledLimits } from "@ballast/protocol";
 import type { Logger } from "@ballast/runtime";
 import { sledProbeSpacingMs, sledProbeSweepKeysMax } from "./constants.ts";
 import type { SledClient } from "./sled-client.ts";
 
-/** What a probe stores: a few bytes, the same every time. */
-const probeData = new TextEncoder().encode("ballast sled probe");
+/** What a probe stores: a chunk's worth of zeros, made at the first probe and kept. */
+let probeData: Uint8Array | undefined;
+const probeBytes = () => (probeData ??= new Uint8Array(sledLimits.chunkBytesMax));
 
 /** Where a node's probes go: every key of its probes begins with this. */
 export function probePrefix(nodeId: string): string {
@@ -73,7 +80,7 @@ export class SledProbe {
   private async run(key: string, sleds: readonly string[]): Promise<void> {
     let holders: string[];
     try {
-      holders = await this.sleds.putBlob(key, probeData, sleds, this.count);
+      holders = await this.sleds.putBlob(key, probeBytes(), sleds, this.count);
     } catch (error) {
       // What the leader learns from the count not growing; said once per probe.
       this.logger.info(

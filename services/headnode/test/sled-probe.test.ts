@@ -1,3 +1,4 @@
+import { sledLimits } from "@ballast/protocol";
 import { describe, expect, it } from "vitest";
 import { sledProbeSpacingMs } from "../src/constants.ts";
 import { probeKey, probePrefix, SledProbe } from "../src/sled-probe.ts";
@@ -9,6 +10,7 @@ import { probeKey, probePrefix, SledProbe } from "../src/sled-probe.ts";
  */
 function fakeSleds() {
   const calls: string[] = [];
+  const sizes: number[] = [];
   const held = new Map<string, Set<string>>();
   const heldOn = (sled: string) => held.get(sled) ?? held.set(sled, new Set()).get(sled)!;
   const state = {
@@ -19,11 +21,13 @@ function fakeSleds() {
   };
   return {
     calls,
+    sizes,
     state,
     heldOn,
     sleds: {
-      async putBlob(key: string, _data: Uint8Array, sleds: readonly string[]) {
+      async putBlob(key: string, data: Uint8Array, sleds: readonly string[]) {
         calls.push(`put ${key} on ${sleds.join(",")}`);
+        sizes.push(data.byteLength);
         if (state.release === undefined) await Promise.resolve();
         else await new Promise<void>((resolve) => (state.release = resolve));
         if (state.failing) throw new Error("blob reached 0 of 2 sleds");
@@ -62,6 +66,8 @@ describe("SledProbe: a probe of the sleds the leader asks for", () => {
     );
     await probe.ask(["sled-1", "sled-2", "sled-3"]);
     expect(stored).toBe(1);
+    // As large as a flush's largest chunk: a node whose large requests fail gives no evidence.
+    expect(fake.sizes).toEqual([sledLimits.chunkBytesMax]);
     expect(fake.calls).toEqual([
       `put ${probeKey("head-2", 3, 1)} on sled-1,sled-2,sled-3`,
       `delete ${probeKey("head-2", 3, 1)} on sled-1,sled-2`,
