@@ -218,6 +218,13 @@ export const sledProbeAskMs = 3_000;
  */
 export const sledEvidenceFreshMs = 5_000;
 
+/**
+ * Spare head nodes asked to probe the sleds for a flush-stalled primary none of whose
+ * secondaries shows evidence of reaching them (decisions.ts `probeTargets`): a stand-in
+ * learner goes on one that does. Each probe stores a chunk-sized blob a second, so few.
+ */
+export const standInProbesMax = 2;
+
 /** Configure requests outstanding at once, over every head node and partition. */
 export const configuresInflightMax = 1024;
 

@@ -79,6 +79,7 @@ import {
   flushStallNodesMemoryMs,
   primaryUnconfirmedMsMax,
   sledEvidenceFreshMs,
+  standInProbesMax,
 } from "./constants.ts";
 
 const { commitStallMsMax, primaryStallMsMax } = limits;
@@ -345,6 +346,53 @@ function stalledFollowers(record: PartitionRecord, report: Report | undefined): 
     .map((follower) => follower.node);
 }
 
+/**
+ * Whether `node` has evidence that it reaches the sleds a primary flush-stalled for
+ * `flushStalledMs` cannot: a store from within the stall, and recent
+ * (sledEvidenceFreshMs). `storedSinceMs` is the leader's book (sled-reach.ts).
+ */
+export function reachesSleds(
+  storedSinceMs: Pick<ReadonlyMap<string, number>, "get"> | undefined,
+  node: string,
+  nowMs: number,
+  flushStalledMs: number,
+): boolean {
+  return (
+    (storedSinceMs?.get(node) ?? Number.NEGATIVE_INFINITY) >=
+    nowMs - Math.min(flushStalledMs, sledEvidenceFreshMs)
+  );
+}
+
+/**
+ * The head nodes the leader asks to probe the sleds for a partition whose primary's
+ * flushes fail (`flushStalledMs` > 0), where a failover could follow: its secondaries,
+ * which a failover needs evidence from; and once the stall is long enough to fail over
+ * with no secondary showing evidence (all cut too, say), up to standInProbesMax live
+ * spares, fewest replicas first, one of which may take a stand-in learner (see
+ * "Stand-ins"). The reconciler and the simulator both ask these.
+ */
+export function probeTargets(
+  record: PartitionRecord,
+  flushStalledMs: number,
+  view: {
+    nowMs: number;
+    alive: ReadonlySet<string>;
+    load: Map<string, Load>;
+    storedSinceMs: Pick<ReadonlyMap<string, number>, "get">;
+  },
+): string[] {
+  const targets = [...record.secondaries];
+  const evidenced = record.secondaries.some((node) =>
+    reachesSleds(view.storedSinceMs, node, view.nowMs, flushStalledMs),
+  );
+  if (flushStalledMs < primaryStallMsMax || evidenced) return targets;
+  const members = membersOf(record);
+  const spares = [...view.alive]
+    .filter((node) => !members.includes(node) && view.load.has(node))
+    .sort(byLoad(view.load));
+  return [...targets, ...spares.slice(0, standInProbesMax)];
+}
+
 function byLoad(load: Map<string, Load>) {
   return (a: string, b: string) => {
     const left = load.get(a) ?? { replicas: 0, primaries: 0 };
@@ -463,9 +511,8 @@ function decideMembership(record: PartitionRecord, view: Seen): PartitionDecisio
   // A node with evidence that it reaches the sleds: a store from within the primary's
   // flush stall, and recent (sledEvidenceFreshMs).
   const flushStalledMs = current?.flushStalledMs ?? 0;
-  const reachesSleds = (node: string) =>
-    (view.sledStoredSinceMs?.get(node) ?? Number.NEGATIVE_INFINITY) >=
-    view.nowMs - Math.min(flushStalledMs, sledEvidenceFreshMs);
+  const reaches = (node: string) =>
+    reachesSleds(view.sledStoredSinceMs, node, view.nowMs, flushStalledMs);
   const primaryCutFromSleds =
     view.flushStallFailover === true &&
     flushStalledMs >= primaryStallMsMax &&
@@ -538,7 +585,7 @@ function decideMembership(record: PartitionRecord, view: Seen): PartitionDecisio
           ? `${node} stalled commits or cannot catch up`
           : `${node} is dead`;
   if (alive.has(record.primary)) {
-    if (gone.length === 0) return undefined;
+    if (gone.length === 0) return decideSurplus(record, view, current);
     return {
       kind: "update",
       record: {
@@ -590,7 +637,7 @@ function decideMembership(record: PartitionRecord, view: Seen): PartitionDecisio
     !primaryUnconfirmed &&
     current?.failed !== true &&
     view.alive.has(record.primary);
-  const sound = onlyCut ? soundAny.filter(reachesSleds) : soundAny;
+  const sound = onlyCut ? soundAny.filter(reaches) : soundAny;
   if (sound.length === 0) {
     // A primary counted out only because it cannot reach the sleds still serves from its
     // journal and leads its followers. With no secondary to take over, it is decided as
@@ -604,8 +651,10 @@ function decideMembership(record: PartitionRecord, view: Seen): PartitionDecisio
         decidePromotion(record, view))
       : undefined;
     if (live !== undefined) return live;
-    const noEvidence = soundAny.filter((node) => !reachesSleds(node));
+    const noEvidence = soundAny.filter((node) => !reaches(node));
     if (onlyCut && noEvidence.length > 0) {
+      const standIn = decideStandIn(record, view, reaches, flushStalledMs, noEvidence);
+      if (standIn !== undefined) return standIn;
       return {
         kind: "unavailable",
         level: "warn",
@@ -654,6 +703,75 @@ function decideMembership(record: PartitionRecord, view: Seen): PartitionDecisio
       learners: [...liveLearners, ...liveJoining.filter((node) => !failed.has(node))],
     },
     reason: `primary ${record.primary} ${primaryGone}: promoting ${primary}${soundAny.length + waiting.length < secondaries.length ? `; dropping ${secondaries.filter((node) => !soundAny.includes(node) && !waiting.includes(node)).join(", ")}, whose replica has failed` : ""}`,
+  };
+}
+
+/**
+ * Stand-ins. A primary cut from the sleds is failed over only to a secondary with
+ * evidence that it reaches them; when every secondary is cut too, none has any, and with
+ * the replica count met no learner was added: the partition waited for the cut to end,
+ * its writes held once the primary's journal filled (review 30). Such a partition now
+ * gets one learner more than its count, on a live spare that has stored on the sleds
+ * lately (asked to probe: `probeTargets`). It rebuilds, joins and becomes a secondary
+ * as any learner does (the primary still replicates to it: only its flushes fail), and
+ * then, with evidence, is the one promoted; the old primary leaves and the record is at
+ * its count again. One stand-in at a time, and none while a learner or joiner is under
+ * way; a stand-in that cannot catch up is dropped as any learner is.
+ */
+function decideStandIn(
+  record: PartitionRecord,
+  view: Seen,
+  reaches: (node: string) => boolean,
+  flushStalledMs: number,
+  noEvidence: readonly string[],
+): PartitionDecision | undefined {
+  if ((record.learners ?? []).length > 0 || (record.joining ?? []).length > 0) return undefined;
+  const members = membersOf(record);
+  if (members.length > view.replicaCount) return undefined;
+  const spares = [...view.alive].filter(
+    (node) =>
+      !members.includes(node) &&
+      view.load.has(node) &&
+      !view.lost.includes(node) &&
+      view.avoid?.has(node) !== true &&
+      reaches(node),
+  );
+  if (spares.length === 0) return undefined;
+  const learner = spares.sort(byLoad(view.load))[0]!;
+  view.load.get(learner)!.replicas++;
+  return {
+    kind: "update",
+    record: { ...record, epoch: record.epoch + 1, learners: [learner] },
+    reason: `primary ${record.primary} has failed every flush for ${flushStalledMs} ms and no secondary has stored on the sleds lately (${noEvidence.join(", ")}): adding ${learner}, which has, as a stand-in learner to take over once it holds every acknowledged write`,
+  };
+}
+
+/**
+ * A partition over its replica count (a stand-in that joined, then the primary's
+ * flushes came back before it was promoted) drops one secondary once the primary
+ * reports no failing flush: the most loaded, the last by name on a tie. The voters left
+ * are still its count, each holding every acknowledged write. Not while a learner or
+ * joiner is under way.
+ */
+function decideSurplus(
+  record: PartitionRecord,
+  view: Seen,
+  current: Report | undefined,
+): PartitionDecision | undefined {
+  if (1 + record.secondaries.length <= view.replicaCount) return undefined;
+  if ((record.learners ?? []).length > 0 || (record.joining ?? []).length > 0) return undefined;
+  if (current === undefined || (current.flushStalledMs ?? 0) > 0) return undefined;
+  const dropped = [...record.secondaries].sort(byLoad(view.load)).at(-1)!;
+  const load = view.load.get(dropped);
+  if (load !== undefined) load.replicas--;
+  return {
+    kind: "update",
+    record: {
+      ...record,
+      epoch: record.epoch + 1,
+      secondaries: record.secondaries.filter((node) => node !== dropped),
+    },
+    reason: `${1 + record.secondaries.length} voters for a replica count of ${view.replicaCount}, and the primary's flushes succeed again: dropping ${dropped}`,
   };
 }
 

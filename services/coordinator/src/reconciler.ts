@@ -86,6 +86,7 @@ import {
   type Load,
   membersOf,
   type PartitionRecord,
+  probeTargets,
   type Report,
   type Unconfirmed,
   unconfirmedSince,
@@ -640,8 +641,18 @@ export class Reconciler {
       sleds.length >= limits.chunkCopies &&
       stalledNodes <= 1;
     // Its secondaries' nodes are asked for evidence that they reach the sleds, which a
-    // failover to one of them needs (sled-reach.ts).
-    if (flushStalled) for (const node of record.secondaries) reach.askProbe(node, nowMs);
+    // failover to one of them needs (sled-reach.ts); with none showing any, a few spares,
+    // for a stand-in learner (decisions.ts `probeTargets`).
+    const load = loadNow();
+    if (flushStalled) {
+      const targets = probeTargets(record, report?.flushStalledMs ?? 0, {
+        nowMs,
+        alive,
+        load,
+        storedSinceMs: reach,
+      });
+      for (const node of targets) reach.askProbe(node, nowMs);
+    }
     const decision = decidePartition(record, {
       failed,
       unopened: tenure.leases.unopenedMembers(record),
@@ -652,7 +663,7 @@ export class Reconciler {
       disks,
       proven: provenDisks(tenure, record),
       noReplica: noReplicaMembers(tenure, record),
-      load: loadNow(),
+      load,
       replicaCount: volume.replicaCount,
       report,
       liveSleds: sleds.length,

@@ -7,6 +7,7 @@ import {
   flushStallNodesMemoryMs,
   primaryUnconfirmedMsMax,
   sledEvidenceFreshMs,
+  standInProbesMax,
 } from "../src/constants.ts";
 import {
   decidePartition,
@@ -17,6 +18,7 @@ import {
   outOfStep,
   type PartitionRecord,
   type PartitionView,
+  probeTargets,
   type Report,
   unconfirmedSince,
 } from "../src/decisions.ts";
@@ -880,7 +882,6 @@ describe("a primary cut from sleds the leader sees alive (review-reach R1)", () 
       new Map<string, number>(),
       new Map([["head-2", nowMs - stallMs - 1]]),
       new Map([["head-2", nowMs - sledEvidenceFreshMs - 1]]),
-      new Map([["head-3", nowMs - 1]]),
     ]) {
       const decision = decidePartition(
         base,
@@ -906,6 +907,111 @@ describe("a primary cut from sleds the leader sees alive (review-reach R1)", () 
         ),
       ).toMatchObject({ kind: "update", record: { primary: "head-2" } });
     }
+  });
+
+  describe("stand-ins: a spare that reaches the sleds, for a primary whose secondaries are all cut too", () => {
+    // Before (review 30), no secondary with evidence meant no change at all while the
+    // replica count was met: the partition waited for the cut to end, its writes held
+    // once the primary's journal filled, though head-3 and head-4 reached the sleds.
+    const stallMs = 10_000;
+    const nowMs = 100_000;
+    const standInView = (record: PartitionRecord, stored: Record<string, number>) =>
+      enabled(record, {
+        liveSleds: 3,
+        report: report(record, { flushStalledMs: stallMs }),
+        sledStoredSinceMs: new Map(Object.entries(stored)),
+      });
+
+    test("one learner beyond the count goes on a spare with evidence, the least loaded", () => {
+      const decision = decidePartition(base, standInView(base, { "head-4": nowMs - 1 }));
+      expect(decision).toMatchObject({
+        kind: "update",
+        record: { epoch: 5, primary: "head-1", secondaries: ["head-2"], learners: ["head-4"] },
+      });
+      if (decision.kind === "update") expect(decision.reason).toMatch(/stand-in learner/);
+      // Both spares with evidence: the one with fewer replicas.
+      const busy = decidePartition(
+        base,
+        standInView(base, { "head-3": nowMs - 1, "head-4": nowMs - 1 }),
+      );
+      expect(busy).toMatchObject({ record: { learners: ["head-3"] } });
+    });
+
+    test("none on a spare without fresh evidence, on one to avoid, or beside a learner under way", () => {
+      for (const stored of [{}, { "head-3": nowMs - sledEvidenceFreshMs - 1 }] as Record<
+        string,
+        number
+      >[]) {
+        expect(decidePartition(base, standInView(base, stored))).toMatchObject({
+          kind: "unavailable",
+          level: "warn",
+        });
+      }
+      expect(
+        decidePartition(base, {
+          ...standInView(base, { "head-3": nowMs - 1 }),
+          avoid: new Set(["head-3"]),
+        }),
+      ).toMatchObject({ kind: "unavailable" });
+      const learning: PartitionRecord = { ...base, learners: ["head-3"] };
+      expect(
+        decidePartition(
+          learning,
+          standInView(learning, { "head-3": nowMs - 1, "head-4": nowMs - 1 }),
+        ),
+      ).toMatchObject({ kind: "unavailable" });
+    });
+
+    test("joined as a secondary, the stand-in is promoted and the old primary leaves", () => {
+      const joined: PartitionRecord = { ...base, secondaries: ["head-2", "head-3"] };
+      const decision = decidePartition(joined, standInView(joined, { "head-3": nowMs - 1 }));
+      expect(decision).toMatchObject({
+        kind: "update",
+        record: { epoch: 5, primary: "head-3", secondaries: ["head-2"] },
+      });
+      // Without evidence yet (its probe not reported): kept, no second stand-in.
+      expect(decidePartition(joined, standInView(joined, { "head-4": nowMs - 1 }))).toMatchObject({
+        kind: "unavailable",
+      });
+    });
+
+    test("over its count with the primary's flushes back, a partition drops its most loaded secondary", () => {
+      const over: PartitionRecord = { ...base, secondaries: ["head-2", "head-3"] };
+      const other: PartitionRecord = { ...base, partition: 1, secondaries: ["head-3"] };
+      const load = loadOf([over, other], heads);
+      const decision = decidePartition(
+        over,
+        view(over, { load, report: report(over, { flushStalledMs: 0 }) }),
+      );
+      expect(decision).toMatchObject({
+        kind: "update",
+        record: { epoch: 5, primary: "head-1", secondaries: ["head-2"] },
+      });
+      // Not while its flushes still fail, without a report, or beside a learner.
+      expect(
+        decidePartition(over, view(over, { report: report(over, { flushStalledMs: 100 }) })),
+      ).toEqual({ kind: "keep" });
+      expect(decidePartition(over, view(over))).toEqual({ kind: "keep" });
+      const learning: PartitionRecord = { ...over, learners: ["head-4"] };
+      expect(decidePartition(learning, view(learning, { report: report(learning) }))).toEqual({
+        kind: "keep",
+      });
+    });
+
+    test("spares are asked to probe only once the stall could fail over and no secondary shows evidence", () => {
+      const ask = (stalledMs: number, stored: Record<string, number>) =>
+        probeTargets(base, stalledMs, {
+          nowMs,
+          alive: new Set(heads),
+          load: loadOf([base], heads),
+          storedSinceMs: new Map(Object.entries(stored)),
+        });
+      expect(ask(limits.primaryStallMsMax - 1, {})).toEqual(["head-2"]);
+      expect(ask(stallMs, { "head-2": nowMs - 1 })).toEqual(["head-2"]);
+      expect(ask(stallMs, {})).toEqual(
+        ["head-2", "head-3", "head-4"].slice(0, 1 + standInProbesMax),
+      );
+    });
   });
 
   test("a primary failed, or stalled on its own journal, as well as cut is replaced without evidence", () => {

@@ -1092,6 +1092,7 @@ describe("Reconciler: a primary cut from the sleds (review-reach R1)", () => {
     failoverOn = true,
     reaching: ReadonlySet<string> = new Set(["head-2"]),
     probed: string[] = [],
+    spares: readonly string[] = [],
   ): Promise<PartitionRecord[]> {
     const updates: PartitionRecord[] = [];
     const catalogue = {
@@ -1113,6 +1114,7 @@ describe("Reconciler: a primary cut from the sleds (review-reach R1)", () => {
       failoverOn,
       reach,
     );
+    for (const spare of spares) alive.add(spare);
     clockMs = 500_000;
     const endMs = clockMs + ms;
     while (clockMs < endMs) {
@@ -1180,6 +1182,36 @@ describe("Reconciler: a primary cut from the sleds (review-reach R1)", () => {
     );
     expect(updates).toEqual([]);
     expect(probed).toContain("head-2");
+  });
+
+  it("with the secondary's node cut too, asks a spare to probe and adds it as a stand-in learner", async () => {
+    // head-2's probes fail as head-1's flushes do; head-3, which holds nothing, reaches
+    // the sleds. Before, the partition waited for the cut to end (review 30).
+    const probed: string[] = [];
+    const updates = await run(
+      ["sled-1", "sled-2", "sled-3"],
+      (node) =>
+        node === "head-1"
+          ? [stalled(0), report(2, 5)]
+          : node === "head-2"
+            ? [{ ...report(1, 5), followers: [] }]
+            : [],
+      20_000,
+      true,
+      new Set(["head-3"]),
+      probed,
+      ["head-3"],
+    );
+    expect(new Set(probed)).toEqual(new Set(["head-2", "head-3"]));
+    const standIns = updates.filter((next) => next.partition === 0);
+    expect(standIns.length).toBeGreaterThan(0);
+    for (const next of standIns) {
+      expect(next).toMatchObject({
+        primary: "head-1",
+        secondaries: ["head-2"],
+        learners: ["head-3"],
+      });
+    }
   });
 
   it("keeps it while the failover of flush-stalled primaries is off (review-diff19 D1)", async () => {

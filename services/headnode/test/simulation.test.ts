@@ -316,6 +316,52 @@ test(
   testBoundMs,
 );
 
+// Stand-ins (session 31): a primary cut from the sleds beside secondaries cut too had no
+// secondary to give evidence, and with the replica count met no learner was added: the
+// leader kept the primary for as long as the cuts overlapped, its writes waiting once its
+// journal filled, though spares reached the sleds (review 30's known limit). Now a spare
+// with evidence takes one learner beyond the count, which rebuilds, joins and is
+// promoted. Long cuts, two at once, and no other fault, so that the availability check
+// sees the overlap whole: the sabotage (no stand-ins) is caught on seed 7 of 1 to 7
+// (also 9 and 13 of 1 to 30); the product passes 1 to 30 with 21 stand-ins.
+const standInShape: Overrides = {
+  faultyNodesMax: 2,
+  sledCutRate: 0.01,
+  sledCutTicks: [900, 1300],
+  loadTicks: 1500,
+  crashRate: 0,
+  pauseRate: 0,
+  diskHangRate: 0,
+  journalFailRate: 0,
+  netPartitionRate: 0,
+  sledDownRate: 0,
+  recreateChance: 0,
+  clockStepRate: 0,
+};
+
+test(
+  "a primary cut from the sleds beside secondaries cut too gets a stand-in on a spare that reaches them, and writes go on",
+  async () => {
+    let standIns = 0;
+    for (let seed = 7; seed <= 9; seed++) {
+      const result = await simulateFailover(seed, standInShape);
+      expect(result.violations, summary(result, standInShape)).toEqual([]);
+      standIns += result.stats.standIns;
+    }
+    expect(standIns).toBeGreaterThan(0);
+  },
+  testBoundMs,
+);
+
+test(
+  "the checkers catch a coordinator that adds no stand-in for a primary whose secondaries are all cut",
+  async () => {
+    const caught = await firstCaught("no-stand-in", ["available"], standInShape, 7);
+    expect(caught).toBe(7);
+  },
+  testBoundMs,
+);
+
 // Seeds 9720021 and 9720259 of a hunt with cuts that overlap among other faults: a
 // primary and its healthy secondaries were all cut from the sleds, so no secondary could
 // give evidence, and the leader kept the primary while writes waited for room. By design

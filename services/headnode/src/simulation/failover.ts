@@ -146,6 +146,7 @@ import {
   type PartitionDecision,
   type PartitionRecord,
   type PartitionView,
+  probeTargets,
   type Report,
   type Unconfirmed,
   unconfirmedSince,
@@ -478,6 +479,12 @@ export type Sabotage =
    */
   | "promote-without-sled-evidence"
   /**
+   * The coordinator before stand-ins (session 31): a primary cut from the sleds whose
+   * secondaries are all cut too is kept for as long as the cut lasts, though a spare
+   * reaches the sleds. Found by the availability check once the journal fills.
+   */
+  | "no-stand-in"
+  /**
    * The coordinator without `unproven`: a secondary placed before disk ids is promoted
    * before it has answered the record's epoch, on its heartbeats alone. One whose
    * configures had waited on a hung disk since the volume was placed took the record
@@ -540,6 +547,7 @@ export const sabotageNames: readonly Sabotage[] = Object.keys({
   "promote-reopening-secondary": true,
   "promote-unheard-learner": true,
   "promote-without-sled-evidence": true,
+  "no-stand-in": true,
   "promote-unproven-secondary": true,
   "keep-silent-joiner": true,
 } satisfies Record<Sabotage, true>) as Sabotage[];
@@ -1209,6 +1217,13 @@ export interface FailoverResult {
     oneWayCuts: number;
     pairCuts: number;
     flushStallFailovers: number;
+    /**
+     * Stand-in learners added (a learner beyond the replica count, for a primary cut
+     * from the sleds beside secondaries cut too), and secondaries dropped from a
+     * partition over its count.
+     */
+    standIns: number;
+    surplusDrops: number;
     recreates: number;
     promotions: number;
     rebuilds: number;
@@ -1974,6 +1989,8 @@ export class FailoverSimulation {
     oneWayCuts: 0,
     pairCuts: 0,
     flushStallFailovers: 0,
+    standIns: 0,
+    surplusDrops: 0,
     recreates: 0,
     promotions: 0,
     rebuilds: 0,
@@ -3442,6 +3459,27 @@ export class FailoverSimulation {
     return hosted.adapter !== undefined && hosted.adapter.failed === undefined;
   }
 
+  /**
+   * A node outside the record that could take a stand-in learner (decisions.ts
+   * "Stand-ins"): running, not cut off, its disk neither hung, slow nor failing, and
+   * reaching the sleds.
+   */
+  private healthySpare(record: PartitionRecord): boolean {
+    const members = membersOf(record);
+    return this.nodes.some(
+      (node) =>
+        !members.includes(node.id) &&
+        this.running(node) &&
+        node.cut === undefined &&
+        !this.oneWayCuts.some((cut) => cut.owner === node.id) &&
+        node.diskHungUntilTick <= this.tickNow &&
+        this.diskSlow(node) === undefined &&
+        !this.journalFaulty(node) &&
+        !this.onLostDisk(node) &&
+        !this.sledsCut(node.id),
+    );
+  }
+
   /** The record's healthy voting secondaries, one at least, are all cut from the sleds. */
   private secondariesAllCut(partition: number, record: PartitionRecord): boolean {
     const healthy = record.secondaries.filter((secondary) =>
@@ -3489,11 +3527,15 @@ export class FailoverSimulation {
       if (this.flushStalledWithAnother(record.primary)) entry.noVoterTick = this.tickNow;
       // Its primary cut from the sleds, and its healthy secondaries (one at least) too:
       // none can store anything, so none gives the evidence a failover needs
-      // (sled-reach.ts), and with the replica count met no learner is added. The
-      // coordinator keeps the primary by design (a known limit). With no healthy
-      // secondary at all it rebuilds, and the wait counts (sabotage
-      // cut-primary-blocks-rebuild).
-      if (this.sledsCut(record.primary) && this.secondariesAllCut(partition, record))
+      // (sled-reach.ts). A healthy spare takes a stand-in learner that is then promoted
+      // (decisions.ts "Stand-ins"), and the wait counts; with none, the coordinator keeps
+      // the primary by design. With no healthy secondary at all it rebuilds, and the
+      // wait counts (sabotage cut-primary-blocks-rebuild).
+      if (
+        this.sledsCut(record.primary) &&
+        this.secondariesAllCut(partition, record) &&
+        !this.healthySpare(record)
+      )
         entry.noVoterTick = this.tickNow;
       if (entry.waitingSinceTick === undefined) continue;
       const from = this.waitCountsFrom(entry);
@@ -4805,8 +4847,15 @@ export class FailoverSimulation {
           stalled > 0 &&
           this.liveSleds().length >= limits.chunkCopies &&
           flushStalledNodes(this.flushStalls, this.nowMs(), flushStallMemoryMs) <= 1;
-        if (askEvidence)
-          for (const node of record.secondaries) this.sledReach.askProbe(node, this.nowMs());
+        if (askEvidence) {
+          const targets = probeTargets(record, stalled, {
+            nowMs: this.nowMs(),
+            alive,
+            load,
+            storedSinceMs: this.sledReach,
+          });
+          for (const node of targets) this.sledReach.askProbe(node, this.nowMs());
+        }
         const view: PartitionView = {
           nowMs: this.nowMs(),
           alive,
@@ -4866,6 +4915,16 @@ export class FailoverSimulation {
           flushStalledNodes(this.flushStalls, this.nowMs(), flushStallMemoryMs) <= 1
         )
           decision = { kind: "unavailable", reason: "sabotage: cut-primary-blocks-rebuild" };
+        // The coordinator before stand-ins: a learner beyond the replica count is never
+        // added, so a primary cut from the sleds beside secondaries cut too is kept.
+        if (
+          this.options.sabotage === "no-stand-in" &&
+          decision.kind === "update" &&
+          decision.record.primary === record.primary &&
+          membersOf(decision.record).length > this.options.partitions[partition]! &&
+          membersOf(decision.record).length > membersOf(record).length
+        )
+          decision = { kind: "unavailable", reason: "sabotage: no-stand-in" };
       }
       this.leases.setReplacing(record, decision.kind === "wait");
       if (decision.kind === "wait" || decision.kind === "unavailable")
@@ -5030,6 +5089,15 @@ export class FailoverSimulation {
       this.dropped.set(partition, dropped);
     }
     if (next.primary !== before.primary) this.stats.promotions++;
+    const count = this.options.partitions[partition]!;
+    if (membersOf(next).length > count && membersOf(next).length > membersOf(before).length)
+      this.stats.standIns++;
+    if (
+      1 + before.secondaries.length > count &&
+      next.primary === before.primary &&
+      next.secondaries.length < before.secondaries.length
+    )
+      this.stats.surplusDrops++;
     if (next.servedBytes !== undefined) {
       this.servedByEpoch.set(`${this.volumeId}/${partition}/${next.epoch}`, next.servedBytes);
     }
