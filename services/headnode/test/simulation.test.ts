@@ -1783,3 +1783,24 @@ test(
   },
   testBoundMs,
 );
+
+// Seed 9741540 (displacedShape): head-1, primary of partitions 0 and 1, had its disk
+// hung until tick 417 and reported a 9.2 s stall of its own journal. At tick 420 the
+// model crashed head-2, their one other voter, taking its disk: it counted head-1 as
+// another copy, its hang over. The coordinator, on the stall report it still held,
+// promoted head-2 (still counted alive) that very tick and dropped head-1; head-2 came
+// back on an empty disk, and with no voter of the record holding the acknowledged
+// writes both partitions stayed `unavailable` for good, as they should: two faults at
+// once. A simulator modelling bug, not a coordinator defect: a primary the coordinator
+// fails over on its own report (stalled, flush-stalled or failed) no longer counts as
+// another copy when a disk is lost, as a follower being dropped does not (seed 229).
+test(
+  "a disk is not lost beside a primary the coordinator fails over on its stall report (seed 9741540)",
+  async () => {
+    const result = await simulateFailover(9741540, displacedShape);
+    expect(result.violations, summary(result, displacedShape)).toEqual([]);
+    expect(result.stats.disksKeptBesideFailingPrimary).toBeGreaterThan(0);
+    expect(result.stats.stallFailovers).toBeGreaterThan(0);
+  },
+  testBoundMs,
+);

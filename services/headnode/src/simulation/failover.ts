@@ -1351,6 +1351,12 @@ export interface FailoverResult {
     rebootsBesideRefused: number;
     /** Nodes the coordinator upgrade took down once the load was over (seed 9610932). */
     upgradeCrashesSettling: number;
+    /**
+     * Disk losses drawn and not taken because the partition's one other voter was a
+     * primary the coordinator is failing over on its own report, its fault perhaps
+     * already over (beingDropped, seed 9741540).
+     */
+    disksKeptBesideFailingPrimary: number;
     checkpointCopiesRestored: number;
   };
 }
@@ -2041,6 +2047,7 @@ export class FailoverSimulation {
     rebootsToSettle: 0,
     rebootsBesideRefused: 0,
     upgradeCrashesSettling: 0,
+    disksKeptBesideFailingPrimary: 0,
     sledsBackEmpty: 0,
     checkpointCopiesRestored: 0,
   };
@@ -2064,8 +2071,9 @@ export class FailoverSimulation {
   private readonly reports = new Map<number, Report>();
   /**
    * Per partition, the tick at which a primary last sent a report naming each follower
-   * unfit (stalled or needing a rebuild): the coordinator drops it on that report, which
-   * may still be on its way (anotherCopyOfAll).
+   * unfit (stalled or needing a rebuild), or itself (`failsOverOnReport`): the
+   * coordinator drops the follower, or fails the primary over, on that report, which may
+   * still be on its way (anotherCopyOfAll).
    */
   private readonly namedUnfit = new Map<number, Map<string, number>>();
   /** Reports as first seen, for the stale-promotion sabotage. */
@@ -2643,7 +2651,7 @@ export class FailoverSimulation {
    * writes is data loss no replica count of two survives, and a partition left with no
    * voter to promote stays unavailable, which is right but not what the checkers test.
    */
-  private anotherCopyOfAll(node: SimulatedNode): boolean {
+  private anotherCopyOfAll(node: SimulatedNode, failingPrimaryCounts = false): boolean {
     const alive = this.aliveNodes();
     for (const [partition, { record }] of this.records) {
       const voters = [record.primary, ...record.secondaries];
@@ -2661,7 +2669,9 @@ export class FailoverSimulation {
       // secondary's files damaged. A node with a fault may be failed over or dropped
       // before the one that lost its disk is counted dead.
       const copy = voters.some(
-        (other) => other !== node.id && this.countedCopy(partition, record, other, alive),
+        (other) =>
+          other !== node.id &&
+          this.countedCopy(partition, record, other, alive, failingPrimaryCounts),
       );
       if (!copy) return false;
     }
@@ -2689,9 +2699,32 @@ export class FailoverSimulation {
    * designed), and with the primary's disk gone no voter was left that provably held
    * every acknowledged write. "Unavailable" was then the right answer, and two faults at
    * once, not what the checkers test (see docs/testing.md).
+   *
+   * The primary is being failed over on its own report: stalled on its own journal or
+   * failing every flush for primaryStallMsMax, or failed (decisions.ts decideMembership),
+   * in the report the coordinator holds for the record's epoch or in one sent lately.
+   * Its fault (a disk hang, a cut from the sleds) may be over, so `faulty` no longer
+   * counts it, while that report still stands until the next one: seed 9741540 (three
+   * nodes, every fault kind) lost head-2's disk three ticks after head-1's disk hang
+   * ended; the coordinator, holding head-1's report of a 9.2 s stall, promoted head-2
+   * (still counted alive) that very tick and dropped head-1, and with head-2 back on an
+   * empty disk no voter of the record held the acknowledged writes. `failingPrimaryCounts`:
+   * the rule before, for the `disksKeptBesideFailingPrimary` stat.
    */
-  private beingDropped(partition: number, record: PartitionRecord, voter: string): boolean {
-    if (voter === record.primary) return false;
+  private beingDropped(
+    partition: number,
+    record: PartitionRecord,
+    voter: string,
+    failingPrimaryCounts = false,
+  ): boolean {
+    const named = this.namedUnfit.get(partition)?.get(voter);
+    const namedLately =
+      named !== undefined && this.tickNow - named <= this.options.delayTicksMax + 1;
+    if (voter === record.primary) {
+      if (failingPrimaryCounts) return false;
+      const held = this.reports.get(partition);
+      return (held?.epoch === record.epoch && failsOverOnReport(held)) || namedLately;
+    }
     const hosted = this.node(voter).hosted.get(partition);
     if (hosted?.adapter?.failed !== undefined) return true;
     if (this.leases.failedMembers(record).has(voter)) return true;
@@ -2700,8 +2733,7 @@ export class FailoverSimulation {
       follower.node === voter &&
       ((follower.stalledMs ?? 0) >= limits.commitStallMsMax || follower.needsRebuild === true);
     if (report?.epoch === record.epoch && report.followers.some(unfit)) return true;
-    const named = this.namedUnfit.get(partition)?.get(voter);
-    return named !== undefined && this.tickNow - named <= this.options.delayTicksMax + 1;
+    return namedLately;
   }
 
   /**
@@ -2737,6 +2769,7 @@ export class FailoverSimulation {
     record: PartitionRecord,
     voter: string,
     alive: ReadonlySet<string>,
+    failingPrimaryCounts = false,
   ): boolean {
     const node = this.node(voter);
     const hosted = node.hosted.get(partition);
@@ -2747,7 +2780,7 @@ export class FailoverSimulation {
       this.filesOpen(node, hosted) &&
       hosted.adapter !== undefined &&
       hosted.adapter.replica.roleName !== "idle" &&
-      !this.beingDropped(partition, record, voter)
+      !this.beingDropped(partition, record, voter, failingPrimaryCounts)
     );
   }
 
@@ -2792,7 +2825,11 @@ export class FailoverSimulation {
         // Drawn only when on, so that runs without disk losses replay the same streams.
         const loseDisk = options.diskLossChance > 0 && this.chance(options.diskLossChance);
         // Before disk ids a lost disk lost writes (legacyRecordChance): none is lost then.
-        this.crash(node, loseDisk && !this.beforeUpgrade() && this.anotherCopyOfAll(node));
+        const mayLose = loseDisk && !this.beforeUpgrade();
+        const another = mayLose && this.anotherCopyOfAll(node);
+        if (mayLose && !another && this.anotherCopyOfAll(node, true))
+          this.stats.disksKeptBesideFailingPrimary++;
+        this.crash(node, another);
       } else if (this.chance(options.pauseRate)) {
         this.stats.pauses++;
         node.pausedUntilTick =
@@ -4604,6 +4641,11 @@ export class FailoverSimulation {
     this.checkJournalBound(node);
     for (const primary of primaries.values()) {
       if (primary.volumeId !== this.volumeId) continue;
+      if (failsOverOnReport(primary)) {
+        const named = this.namedUnfit.get(primary.partition) ?? new Map<string, number>();
+        named.set(node.id, this.tickNow);
+        this.namedUnfit.set(primary.partition, named);
+      }
       for (const follower of primary.followers) {
         if ((follower.stalledMs ?? 0) < limits.commitStallMsMax && follower.needsRebuild !== true)
           continue;
@@ -6084,6 +6126,23 @@ export class FailoverSimulation {
     }
     return parts.join(" | ");
   }
+}
+
+/**
+ * Whether a primary's report is one the coordinator fails it over on, secondary
+ * permitting (decisions.ts decideMembership): failed, stalled on its own journal, or
+ * failing every flush, for primaryStallMsMax or more. The flush stall is failed over
+ * only on more conditions (sleds alive, evidence); counted here all the same, as a disk
+ * loss refused is only one fault fewer.
+ */
+function failsOverOnReport(
+  report: Pick<Report, "failed" | "stalledMs" | "flushStalledMs">,
+): boolean {
+  return (
+    report.failed === true ||
+    (report.stalledMs ?? 0) >= limits.primaryStallMsMax ||
+    (report.flushStalledMs ?? 0) >= limits.primaryStallMsMax
+  );
 }
 
 /** A 32-bit integer hash (the finaliser of MurmurHash3), so that seeds 1, 2, 3 … differ widely. */
