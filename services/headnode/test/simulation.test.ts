@@ -1626,8 +1626,9 @@ test(
 // are off is now restarted at its restart tick while settling.
 // Since failovers of flush-stalled primaries wait for evidence (session 30), seed 9610932
 // runs otherwise, and the case is rare in this shape; a shorter load of re-created legacy
-// volumes meets it often (seeds 1, 23 and 37 of the shape below; `upgradeCrashesSettling`
-// counts the nodes the upgrade takes down once the load is over).
+// volumes meets it often (seeds 1, 23 and 37 of the shape below; since stand-ins and the
+// model's disk-loss rule of seed 9741540 (session 31), 1, 37, 42 and 45 of 1 to 60;
+// `upgradeCrashesSettling` counts the nodes the upgrade takes down once the load is over).
 const lateUpgradeShape: Overrides = {
   ...unheardShape,
   loadTicks: 200,
@@ -1639,7 +1640,7 @@ const lateUpgradeShape: Overrides = {
 test(
   "a node whose disk the coordinator upgrade replaces after the load is restarted (seed 9610932)",
   async () => {
-    for (const seed of [1, 23, 37]) {
+    for (const seed of [1, 37, 42]) {
       const result = await simulateFailover(seed, lateUpgradeShape);
       expect(result.violations, summary(result, lateUpgradeShape)).toEqual([]);
       expect(result.stats.upgradeCrashesSettling).toBeGreaterThan(0);
