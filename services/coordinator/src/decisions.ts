@@ -365,11 +365,13 @@ export function reachesSleds(
 
 /**
  * The head nodes the leader asks to probe the sleds for a partition whose primary's
- * flushes fail (`flushStalledMs` > 0), where a failover could follow: its secondaries,
- * which a failover needs evidence from; and once the stall is long enough to fail over
- * with no secondary showing evidence (all cut too, say), up to standInProbesMax live
- * spares, fewest replicas first, one of which may take a stand-in learner (see
- * "Stand-ins"). The reconciler and the simulator both ask these.
+ * flushes fail (`flushStalledMs` > 0), where a failover could follow: its followers
+ * (secondaries, which a failover needs evidence from, and learners and joiners, a
+ * stand-in among them, so that its evidence is there once it is a secondary); and, once
+ * the stall is long enough to fail over with no follower showing evidence (all cut too,
+ * say) and no learner or joiner under way, up to standInProbesMax live spares that a
+ * stand-in may go on (`decideStandIn`: not one to avoid), fewest replicas first. The
+ * reconciler and the simulator both ask these.
  */
 export function probeTargets(
   record: PartitionRecord,
@@ -378,17 +380,30 @@ export function probeTargets(
     nowMs: number;
     alive: ReadonlySet<string>;
     load: Map<string, Load>;
+    replicaCount: number;
+    avoid?: ReadonlySet<string>;
     storedSinceMs: Pick<ReadonlyMap<string, number>, "get">;
   },
 ): string[] {
-  const targets = [...record.secondaries];
-  const evidenced = record.secondaries.some((node) =>
+  const learners = record.learners ?? [];
+  const joining = record.joining ?? [];
+  const targets = [...record.secondaries, ...joining, ...learners];
+  const evidenced = targets.some((node) =>
     reachesSleds(view.storedSinceMs, node, view.nowMs, flushStalledMs),
   );
-  if (flushStalledMs < primaryStallMsMax || evidenced) return targets;
   const members = membersOf(record);
+  if (
+    flushStalledMs < primaryStallMsMax ||
+    evidenced ||
+    learners.length > 0 ||
+    joining.length > 0 ||
+    members.length > view.replicaCount
+  )
+    return targets;
   const spares = [...view.alive]
-    .filter((node) => !members.includes(node) && view.load.has(node))
+    .filter(
+      (node) => !members.includes(node) && view.load.has(node) && view.avoid?.has(node) !== true,
+    )
     .sort(byLoad(view.load));
   return [...targets, ...spares.slice(0, standInProbesMax)];
 }
@@ -747,21 +762,45 @@ function decideStandIn(
 }
 
 /**
- * A partition over its replica count (a stand-in that joined, then the primary's
- * flushes came back before it was promoted) drops one secondary once the primary
- * reports no failing flush: the most loaded, the last by name on a tie. The voters left
- * are still its count, each holding every acknowledged write. Not while a learner or
- * joiner is under way.
+ * A partition over its replica count (a stand-in added, then the primary's flushes came
+ * back before it was promoted) sheds a member once the primary reports no failing flush:
+ * the stand-in itself while it is still a learner or joiner (it counts for nothing the
+ * voters do not hold, and its rebuild is not worth finishing); else a secondary, one
+ * whose files are in doubt (`reopening`, `unproven`) first, then the most loaded, the last
+ * by name on a tie. The voters left are still its count, each holding every acknowledged
+ * write. No hysteresis: a cut that comes and goes costs a stand-in each time it lasts
+ * past the stall bound.
  */
 function decideSurplus(
   record: PartitionRecord,
   view: Seen,
   current: Report | undefined,
 ): PartitionDecision | undefined {
-  if (1 + record.secondaries.length <= view.replicaCount) return undefined;
-  if ((record.learners ?? []).length > 0 || (record.joining ?? []).length > 0) return undefined;
+  const voters = 1 + record.secondaries.length;
+  if (membersOf(record).length <= view.replicaCount || voters < view.replicaCount) return undefined;
   if (current === undefined || (current.flushStalledMs ?? 0) > 0) return undefined;
-  const dropped = [...record.secondaries].sort(byLoad(view.load)).at(-1)!;
+  const learners = record.learners ?? [];
+  const joining = record.joining ?? [];
+  const flushesBack = "the primary's flushes succeed again";
+  if (learners.length > 0 || joining.length > 0) {
+    const dropped = learners[0] ?? joining[0]!;
+    return {
+      kind: "update",
+      record: {
+        ...record,
+        epoch: record.epoch + 1,
+        learners: learners.filter((node) => node !== dropped),
+        joining: joining.filter((node) => node !== dropped),
+      },
+      reason: `${voters} voters for a replica count of ${view.replicaCount}, and ${flushesBack}: dropping ${dropped}, a stand-in no longer needed`,
+    };
+  }
+  const doubtful = (node: string) =>
+    view.reopening?.has(node) === true || view.unproven?.has(node) === true ? 1 : 0;
+  const byLoadOf = byLoad(view.load);
+  const dropped = [...record.secondaries]
+    .sort((a, b) => doubtful(a) - doubtful(b) || byLoadOf(a, b))
+    .at(-1)!;
   const load = view.load.get(dropped);
   if (load !== undefined) load.replicas--;
   return {
@@ -771,7 +810,7 @@ function decideSurplus(
       epoch: record.epoch + 1,
       secondaries: record.secondaries.filter((node) => node !== dropped),
     },
-    reason: `${1 + record.secondaries.length} voters for a replica count of ${view.replicaCount}, and the primary's flushes succeed again: dropping ${dropped}`,
+    reason: `${voters} voters for a replica count of ${view.replicaCount}, and ${flushesBack}: dropping ${dropped}`,
   };
 }
 

@@ -649,6 +649,8 @@ export class Reconciler {
         nowMs,
         alive,
         load,
+        replicaCount: volume.replicaCount,
+        avoid,
         storedSinceMs: reach,
       });
       for (const node of targets) reach.askProbe(node, nowMs);

@@ -49,7 +49,7 @@ import { type Tenure, touch } from "./tenure.ts";
 export class Reports {
   constructor(
     private readonly catalogue: Pick<Catalogue, "volume" | "partition" | "recordCheckpoint">,
-    private readonly heartbeats: Pick<Heartbeats, "aliveHeadNodes">,
+    private readonly heartbeats: Pick<Heartbeats, "aliveHeadNodes" | "aliveSleds">,
     private readonly sleds: Pick<SledRecords, "out" | "toAudit">,
     /**
      * Called when a report says something to act on at once (a failed replica, a stall):
@@ -79,7 +79,12 @@ export class Reports {
       term: tenure.term,
       ...(sledsOut === undefined ? {} : { sledsOut }),
       ...(sledsToAudit === undefined ? {} : { sledsToAudit }),
-      ...(this.sledReach.probeWanted(message.node, nowMs) ? { probeSleds: true as const } : {}),
+      ...(this.sledReach.probeWanted(message.node, nowMs)
+        ? {
+            probeSleds: true as const,
+            probeOn: this.heartbeats.aliveSleds().slice(0, limits.reportSledsMax),
+          }
+        : {}),
     };
     // Before the tenure has fenced the catalogue it knows no records: nothing is held,
     // and the node is asked for its whole state once it is.

@@ -987,23 +987,57 @@ describe("a primary cut from sleds the leader sees alive (review-reach R1)", () 
         kind: "update",
         record: { epoch: 5, primary: "head-1", secondaries: ["head-2"] },
       });
-      // Not while its flushes still fail, without a report, or beside a learner.
+      // Not while its flushes still fail, or without a report.
       expect(
         decidePartition(over, view(over, { report: report(over, { flushStalledMs: 100 }) })),
       ).toEqual({ kind: "keep" });
       expect(decidePartition(over, view(over))).toEqual({ kind: "keep" });
-      const learning: PartitionRecord = { ...over, learners: ["head-4"] };
-      expect(decidePartition(learning, view(learning, { report: report(learning) }))).toEqual({
+      // A secondary whose files are in doubt goes before a more loaded one.
+      expect(
+        decidePartition(
+          over,
+          view(over, { load, report: report(over), reopening: new Set(["head-2"]) }),
+        ),
+      ).toMatchObject({ record: { secondaries: ["head-3"] } });
+    });
+
+    test("flushes back while the stand-in is still a learner or joiner: the stand-in goes", () => {
+      for (const stage of [{ learners: ["head-3"] }, { joining: ["head-3"] }]) {
+        const standing: PartitionRecord = { ...base, ...stage };
+        const decision = decidePartition(standing, view(standing, { report: report(standing) }));
+        expect(decision).toMatchObject({
+          kind: "update",
+          record: {
+            epoch: 5,
+            primary: "head-1",
+            secondaries: ["head-2"],
+            learners: [],
+            joining: [],
+          },
+        });
+        if (decision.kind === "update")
+          expect(decision.reason).toMatch(/stand-in no longer needed/);
+      }
+      // A learner rebuilding a partition short of its count is not a stand-in: kept.
+      const short: PartitionRecord = { ...base, secondaries: [], learners: ["head-3"] };
+      expect(decidePartition(short, view(short, { report: report(short) }))).toEqual({
         kind: "keep",
       });
     });
 
     test("spares are asked to probe only once the stall could fail over and no secondary shows evidence", () => {
-      const ask = (stalledMs: number, stored: Record<string, number>) =>
-        probeTargets(base, stalledMs, {
+      const ask = (
+        stalledMs: number,
+        stored: Record<string, number>,
+        record = base,
+        avoid: ReadonlySet<string> = new Set(),
+      ) =>
+        probeTargets(record, stalledMs, {
           nowMs,
           alive: new Set(heads),
-          load: loadOf([base], heads),
+          load: loadOf([record], heads),
+          replicaCount: 2,
+          avoid,
           storedSinceMs: new Map(Object.entries(stored)),
         });
       expect(ask(limits.primaryStallMsMax - 1, {})).toEqual(["head-2"]);
@@ -1011,6 +1045,11 @@ describe("a primary cut from sleds the leader sees alive (review-reach R1)", () 
       expect(ask(stallMs, {})).toEqual(
         ["head-2", "head-3", "head-4"].slice(0, 1 + standInProbesMax),
       );
+      // Not a node to avoid, which no stand-in may go on.
+      expect(ask(stallMs, {}, base, new Set(["head-3"]))).toEqual(["head-2", "head-4"]);
+      // A stand-in under way is asked itself, and no spare beside it.
+      const learning: PartitionRecord = { ...base, learners: ["head-3"] };
+      expect(ask(stallMs, {}, learning)).toEqual(["head-2", "head-3"]);
     });
   });
 

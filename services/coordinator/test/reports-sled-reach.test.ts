@@ -23,7 +23,10 @@ function setup() {
   const reach = new SledReach();
   const reports = new Reports(
     {} as never,
-    { aliveHeadNodes: () => new Set(["head-1", "head-2"]) },
+    {
+      aliveHeadNodes: () => new Set(["head-1", "head-2"]),
+      aliveSleds: () => ["sled-1", "sled-2", "sled-3"],
+    },
     { out: () => undefined, toAudit: () => undefined },
     () => undefined,
     undefined,
@@ -64,8 +67,13 @@ describe("Reports: sled evidence from head nodes' reports", () => {
     const { reach, reports, tenure, report } = setup();
     expect(reports.onReport(tenure, report(0)).probeSleds).toBeUndefined();
     reach.askProbe("head-2", clockMs);
-    expect(reports.onReport(tenure, report(0)).probeSleds).toBe(true);
+    const asked = reports.onReport(tenure, report(0));
+    expect(asked.probeSleds).toBe(true);
+    // The live sleds ride along, for a node that hosts nothing (a spare, for a stand-in).
+    expect(asked.probeOn).toEqual(["sled-1", "sled-2", "sled-3"]);
     clockMs += sledProbeAskMs + 1;
-    expect(reports.onReport(tenure, report(0)).probeSleds).toBeUndefined();
+    const after = reports.onReport(tenure, report(0));
+    expect(after.probeSleds).toBeUndefined();
+    expect(after.probeOn).toBeUndefined();
   });
 });

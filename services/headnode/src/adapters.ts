@@ -372,7 +372,10 @@ export class NatsSleds implements SledsPort {
   }
 
   deleteBlob(key: string, sleds: readonly string[], done: Done): void {
-    settle(this.client.deleteBlob(key, sleds), done);
+    settle(
+      this.client.deleteBlob(key, sleds).then(() => undefined),
+      done,
+    );
   }
 }
 

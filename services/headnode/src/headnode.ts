@@ -402,7 +402,7 @@ export class HeadNode {
       // primary whose table the audit covered says so in its next reports.
       if (answer.sledsToAudit !== undefined) this.replicator.askAudits(answer.sledsToAudit);
       // Fresh evidence that this node reaches the sleds, on the sleds it is configured with.
-      if (answer.probeSleds === true) void this.probe.ask(this.probeTargets());
+      if (answer.probeSleds === true) void this.probe.ask(this.probeTargets(answer.probeOn));
       if (this.reportFailing) {
         this.reportFailing = false;
         this.service.logger.info("reports reach the coordinator again");
@@ -421,11 +421,18 @@ export class HeadNode {
     }
   }
 
-  /** The sleds a probe may store on: every hosted replica's, but those out of service. */
-  private probeTargets(): string[] {
+  /**
+   * The sleds a probe may store on: every hosted replica's, but those out of service; a
+   * node hosting none (a spare asked for a stand-in) uses the leader's live sleds
+   * (`probeOn`), which it is otherwise never told of.
+   */
+  private probeTargets(probeOn: readonly string[] = []): string[] {
     const sleds = new Set<string>();
     for (const { host } of this.hosted.values()) {
       for (const sled of host.sleds) if (!this.replicator.sledsOut.has(sled)) sleds.add(sled);
+    }
+    if (sleds.size === 0) {
+      for (const sled of probeOn) if (!this.replicator.sledsOut.has(sled)) sleds.add(sled);
     }
     return [...sleds].sort();
   }

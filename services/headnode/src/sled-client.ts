@@ -1340,11 +1340,21 @@ export class SledClient {
     return listed.blobs.map((blob) => blob.key);
   }
 
-  async deleteBlob(key: string, sleds: readonly string[]): Promise<void> {
-    await Promise.allSettled(
+  /**
+   * Deletes blob `key` from `sleds`, best effort: never rejects. Resolves with the sleds
+   * that did not confirm the delete (no answer, or an error other than not holding it).
+   */
+  async deleteBlob(key: string, sleds: readonly string[]): Promise<string[]> {
+    const settled = await Promise.allSettled(
       sleds.map((sled) =>
         this.bus.request(subjects.node.build("sled", sled), { type: "sled.blob.delete.v1", key }),
       ),
     );
+    return sleds.filter((_, index) => {
+      const outcome = settled[index]!;
+      if (outcome.status === "fulfilled") return false;
+      const error = outcome.reason;
+      return !(error instanceof BallastError && error.code === ErrorCode.NotFound);
+    });
   }
 }

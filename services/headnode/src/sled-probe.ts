@@ -5,7 +5,7 @@
 // that got its `chunkCopies` copies (the coordinator's sled-reach.ts reads the growth
 // of the node's `sledStores`). A node busy with its own primaries' flushes gives that
 // evidence anyway; one that only follows stores nothing while the stalled primary
-// flushes nothing, so the leader asks it to probe: a small blob stored on the sleds the
+// flushes nothing, so the leader asks it to probe: a chunk-sized blob stored on the sleds the
 // node is configured with, then deleted. The store counts in `sledStores` only if it
 // reached its copies (SledClient.putBlob), so a node cut from the sleds, or sleds that
 // refuse writes from everyone, give no evidence and the stalled primary is kept.
@@ -13,10 +13,13 @@
 // Bounded: one probe at a time, and none begun within sledProbeSpacingMs of the last,
 // however often the leader asks. A probe's blob whose delete is lost (a sled cut just
 // then, a process killed between store and delete) is deleted by a later probe of the
-// node: each lists `probes/<node>/` on the sleds it probed and deletes what it finds,
-// up to sledProbeSweepKeysMax a sled, this session's or an earlier one's. So leaked
-// probes last until the node's next probe that reaches their sled; a node that never
-// probes again (removed from the cluster) leaves its few behind.
+// node: a sweep lists `probes/<node>/` on the sleds it probed and deletes what it finds,
+// up to sledProbeSweepKeysMax a sled, this session's or an earlier one's. A sweep runs
+// after the first probe of a process (an earlier one's leftovers) and after any probe
+// whose store missed its copies or whose delete a sled did not confirm, until one
+// finds every sled answering: a sled's listing reads its whole key map, so not one a
+// second. So leaked probes last until the node's next probe that reaches their sled; a
+// node that never probes again (removed from the cluster) leaves its few behind.
 //
 // The blob is as large as the largest chunk a flush writes (sledLimits.chunkBytesMax,
 // 4 MiB, one blob part: the same size of request under the same deadline as a chunk
@@ -47,6 +50,8 @@ export function probeKey(nodeId: string, session: number, count: number): string
 
 export class SledProbe {
   private inFlight = false;
+  /** Whether the next probe sweeps (see the header): at first, and after a miss. */
+  private sweepDue = true;
   private lastBegunAtMs = Number.NEGATIVE_INFINITY;
   private count = 0;
 
@@ -89,12 +94,14 @@ export class SledProbe {
       );
       // A store that missed its copies may have left copies on some sleds: the sweep
       // deletes those of the sleds that answer.
+      this.sweepDue = true;
       await this.sweep(sleds);
       return;
     }
     this.onStored();
     // Best effort (SledClient.deleteBlob settles every sled's answer and never throws).
-    await this.sleds.deleteBlob(key, holders);
+    const unconfirmed = await this.sleds.deleteBlob(key, holders);
+    if (unconfirmed.length > 0) this.sweepDue = true;
     await this.sweep(sleds);
   }
 
@@ -103,15 +110,21 @@ export class SledProbe {
    * Best effort, sled by sled: one that does not answer is swept by a later probe.
    */
   private async sweep(sleds: readonly string[]): Promise<void> {
-    await Promise.allSettled(
+    if (!this.sweepDue) return;
+    const settled = await Promise.allSettled(
       sleds.map(async (sled) => {
         const keys = await this.sleds.listBlobKeys(
           sled,
           probePrefix(this.node.nodeId),
           sledProbeSweepKeysMax,
         );
-        for (const key of keys) await this.sleds.deleteBlob(key, [sled]);
+        let unconfirmed = keys.length >= sledProbeSweepKeysMax; // more may be left
+        for (const key of keys) {
+          if ((await this.sleds.deleteBlob(key, [sled])).length > 0) unconfirmed = true;
+        }
+        if (unconfirmed) throw new Error(`${sled}: probe blobs left`);
       }),
     );
+    this.sweepDue = settled.some((outcome) => outcome.status === "rejected");
   }
 }

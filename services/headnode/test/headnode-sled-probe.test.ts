@@ -104,3 +104,24 @@ test("with too few sleds taking its writes, it reports no store, and removes the
   expect(deleted).toContain(`sled-2 sled.blob.delete.v1 ${probeKey("head-1", 1, 1)}`);
   expect(deleted.every((request) => request.startsWith("sled-2 "))).toBe(true);
 });
+
+test("hosting nothing, it probes on the live sleds the leader's answer names (a spare asked for a stand-in)", async () => {
+  // Configured with no sleds at all: before, it had nowhere to probe and never gave the
+  // evidence a stand-in learner needs (review 31, finding 1).
+  const sleds = fakeSleds(new Set());
+  let answers = 0;
+  started = await startHeadNode("ballast-sled-probe-spare-", (_dataDir, service) => {
+    service.answerSled = sleds.answer;
+    service.answerReport = (report) => ({
+      leaseMs: limits.primaryLeaseMs,
+      granted: [],
+      accepted: report.seq,
+      held: 0,
+      ...(answers++ < 1 ? { probeSleds: true, probeOn: ["sled-1", "sled-2", "sled-3"] } : {}),
+    });
+  });
+  const { service } = started;
+  await until(() => service.reports.some((report) => (report.sledStores ?? 0) > 0));
+  const committed = sleds.requests.filter((request) => request.includes("sled.blob.commit.v1"));
+  expect(committed).toHaveLength(limits.chunkCopies);
+});

@@ -417,9 +417,16 @@ export const HeadnodeReportResult = z.object({
     .optional(),
   /**
    * The leader wants fresh evidence that this node reaches the sleds (a primary of a
-   * partition it is a secondary of cannot flush): the node stores a small probe blob on
-   * `chunkCopies` sleds, deletes it, and its next report's `sledStores` shows whether it
-   * got there. Absent from coordinators that predate it.
+   * partition it follows cannot flush, or one whose followers are all cut and that may
+   * need a stand-in here): the node stores a chunk-sized probe blob on `chunkCopies`
+   * sleds, deletes it, and its next report's `sledStores` shows whether it got there.
+   * Absent from coordinators that predate it.
    */
   probeSleds: z.literal(true).optional(),
+  /**
+   * With `probeSleds`: the sleds alive by the leader's membership, which a node hosting
+   * no replica (so configured with no sleds) probes on. Absent from coordinators that
+   * predate it, and without `probeSleds`.
+   */
+  probeOn: z.array(nodeId).max(reportSledsMax).optional(),
 });

@@ -4894,6 +4894,8 @@ export class FailoverSimulation {
             nowMs: this.nowMs(),
             alive,
             load,
+            replicaCount: this.options.partitions[partition]!,
+            avoid: this.avoided(partition),
             storedSinceMs: this.sledReach,
           });
           for (const node of targets) this.sledReach.askProbe(node, this.nowMs());
