@@ -55,22 +55,26 @@ async function until(done: () => boolean, ms = 5_000): Promise<void> {
   }
 }
 
-async function probed(refusing: ReadonlySet<string>) {
+/**
+ * A head node whose leader wants evidence in its first answer only; configured with a
+ * replica on three sleds unless `probeOn` is given (the live sleds that answer names).
+ */
+async function probed(refusing: ReadonlySet<string>, probeOn?: string[]) {
   const sleds = fakeSleds(refusing);
   let answers = 0;
   started = await startHeadNode("ballast-sled-probe-", (_dataDir, service) => {
     service.answerSled = sleds.answer;
-    // The leader wants evidence from this node in its first answer only.
     service.answerReport = (report) => ({
       leaseMs: limits.primaryLeaseMs,
       granted: [],
       accepted: report.seq,
       held: 0,
-      ...(answers++ < 1 ? { probeSleds: true } : {}),
+      ...(answers++ < 1 ? { probeSleds: true, ...(probeOn === undefined ? {} : { probeOn }) } : {}),
     });
   });
   const { service } = started;
-  await configure(service, { epoch: 1, sleds: ["sled-1", "sled-2", "sled-3"] });
+  if (probeOn === undefined)
+    await configure(service, { epoch: 1, sleds: ["sled-1", "sled-2", "sled-3"] });
   return { service, sleds };
 }
 
@@ -108,19 +112,7 @@ test("with too few sleds taking its writes, it reports no store, and removes the
 test("hosting nothing, it probes on the live sleds the leader's answer names (a spare asked for a stand-in)", async () => {
   // Configured with no sleds at all: before, it had nowhere to probe and never gave the
   // evidence a stand-in learner needs (review 31, finding 1).
-  const sleds = fakeSleds(new Set());
-  let answers = 0;
-  started = await startHeadNode("ballast-sled-probe-spare-", (_dataDir, service) => {
-    service.answerSled = sleds.answer;
-    service.answerReport = (report) => ({
-      leaseMs: limits.primaryLeaseMs,
-      granted: [],
-      accepted: report.seq,
-      held: 0,
-      ...(answers++ < 1 ? { probeSleds: true, probeOn: ["sled-1", "sled-2", "sled-3"] } : {}),
-    });
-  });
-  const { service } = started;
+  const { service, sleds } = await probed(new Set(), ["sled-1", "sled-2", "sled-3"]);
   await until(() => service.reports.some((report) => (report.sledStores ?? 0) > 0));
   const committed = sleds.requests.filter((request) => request.includes("sled.blob.commit.v1"));
   expect(committed).toHaveLength(limits.chunkCopies);
