@@ -367,6 +367,7 @@ export const keys = {
   checkpoint: (name: string, partition: number, node: string) =>
     `checkpoint.${name}.${partition}.${node}`,
   checkpointsOf: (name: string) => `checkpoint.${name}.>`,
+  checkpointsOfPartition: (name: string, partition: number) => `checkpoint.${name}.${partition}.*`,
   partition: (name: string, partition: number) => `partition.${name}.${partition}`,
   partitionsOf: (name: string) => `partition.${name}.>`,
   partitions: "partition.>",
@@ -1171,6 +1172,20 @@ export class Catalogue {
     node: string,
   ): Promise<CheckpointPointer | undefined> {
     return (await this.read(keys.checkpoint(name, partition, node), "checkpoint"))?.value;
+  }
+
+  /**
+   * The newest checkpoint recorded for a partition by any replica, departed ones too (the
+   * sweeper keeps a departed replica's pointer while no member's is as new), if any.
+   */
+  async newestCheckpoint(name: string, partition: number): Promise<CheckpointPointer | undefined> {
+    let newest: CheckpointPointer | undefined;
+    for (const key of await this.list(keys.checkpointsOfPartition(name, partition))) {
+      const pointer = (await this.read(key, "checkpoint"))?.value;
+      if (pointer !== undefined && (newest === undefined || pointer.opNum > newest.opNum))
+        newest = pointer;
+    }
+    return newest;
   }
 
   /** Every replica's newest checkpoint of a volume: partition → node → pointer. */

@@ -14,7 +14,8 @@
 // is sent (`Tenure.asked`), not when it is queued.
 //
 // Each member is sent the record (secondaries = votingSecondaries, learners with the
-// primary's checkpoint pointer, the volume's incarnation, `leased` for the primary)
+// primary's checkpoint pointer, or the partition's newest if it has none, the volume's
+// incarnation, `leased` for the primary)
 // when its epoch changed and, as a safety net, once its configuration is older than its
 // own point of the configureRefreshMs period (`refreshDue`: spread, so the refreshes of
 // members configured together are not due together). A node that has left the
@@ -86,7 +87,7 @@ import { type Configured, type Tenure, type Tenures, touch } from "./tenure.ts";
 export class Configurer {
   constructor(
     private readonly service: Pick<Service, "bus" | "logger">,
-    private readonly catalogue: Pick<Catalogue, "checkpoint">,
+    private readonly catalogue: Pick<Catalogue, "checkpoint" | "newestCheckpoint">,
     private readonly tenures: Pick<Tenures, "held" | "current">,
     /** The live head nodes and sleds when a queued configure goes out. */
     private readonly members: Pick<Heartbeats, "aliveHeadNodes" | "aliveSleds" | "headNodeDisks">,
@@ -276,11 +277,16 @@ export class Configurer {
       const learners = record.learners ?? [];
       let checkpoint: Awaited<ReturnType<Catalogue["checkpoint"]>>;
       if (learners.includes(node)) {
-        checkpoint = await this.catalogue.checkpoint(
-          record.volume,
-          record.partition,
-          record.primary,
-        );
+        checkpoint =
+          (await this.catalogue.checkpoint(record.volume, record.partition, record.primary)) ??
+          // A primary that has recorded none (itself rebuilt from another's checkpoint and
+          // cut from the sleds since) has released notes all the same: a learner from
+          // nothing needs them, is dropped and added again for as long as the cut lasts
+          // (simulator seed 9760592). Any replica's checkpoint reflects committed ops only,
+          // the same tree at the same op on every replica, so the partition's newest seeds
+          // the learner as well; the primary released nothing past it, as the checkpoint
+          // it was rebuilt from is no older.
+          (await this.catalogue.newestCheckpoint(record.volume, record.partition));
         // Asked again after the read (tenure.ts): a leader frozen inside it may wake after
         // a newer one promoted this learner, which then acknowledged writes and restarted;
         // a late learner configure would have it rebuilt, its journal removed.

@@ -191,6 +191,28 @@ describe("volume incarnations", () => {
   });
 });
 
+describe("a partition's newest checkpoint (a learner's when the primary has none)", () => {
+  test("the highest op of any replica's pointer of that partition, none of another's", async () => {
+    const store = new FakeStore();
+    const pointer = (node: string, partition: number, opNum: number) => ({
+      opNum,
+      blobKey: `checkpoints/v-1/${partition}/${node}/${opNum}-1-1`,
+      sleds: ["sled-1"],
+      bytes: 10,
+      createdAtMs: 1,
+    });
+    const catalogue = new Catalogue(store);
+    expect(await catalogue.newestCheckpoint("v", 0)).toBeUndefined();
+    store.put(keys.checkpoint("v", 0, "head-1"), pointer("head-1", 0, 147));
+    store.put(keys.checkpoint("v", 0, "head-4"), pointer("head-4", 0, 41));
+    store.put(keys.checkpoint("v", 1, "head-2"), pointer("head-2", 1, 300));
+    store.put(keys.checkpoint("vv", 0, "head-2"), pointer("head-2", 0, 500));
+    expect(await catalogue.newestCheckpoint("v", 0)).toEqual(pointer("head-1", 0, 147));
+    expect(await catalogue.newestCheckpoint("v", 1)).toEqual(pointer("head-2", 1, 300));
+    expect(await catalogue.newestCheckpoint("v", 2)).toBeUndefined();
+  });
+});
+
 describe("a volume's delete removes only what no live volume uses", () => {
   const pointer = (volumeId: string) => ({
     opNum: 5,

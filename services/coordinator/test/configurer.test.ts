@@ -915,6 +915,54 @@ describe("Configurer: a learner's checkpoint read outlasting the tenure (unit, f
   });
 });
 
+describe("Configurer: the checkpoint a learner rebuilds from (unit, fake bus)", () => {
+  // Simulator seed 9760592: the primary, itself rebuilt from another replica's checkpoint
+  // and cut from the sleds before it recorded one of its own, had released notes; each
+  // learner was sent no checkpoint, started from nothing, needed the released notes and
+  // was dropped and added again for the whole cut, the partition acknowledging nothing,
+  // while former members' checkpoints sat on the sleds.
+  const learning: PartitionRecord = { ...record, secondaries: [], learners: ["head-3"] };
+  const alive = new Set(["head-1", "head-3"]);
+  const own = { opNum: 9, blobKey: "checkpoints/1-abc/0/head-1/9", sleds: ["sled-1"] };
+  const departed = { opNum: 7, blobKey: "checkpoints/1-abc/0/head-2/7", sleds: ["sled-1"] };
+
+  async function learnerCheckpoint(primaryHas: typeof own | undefined): Promise<unknown> {
+    const tenure = newTenure({ term: 1, tenure: 1 }, 0);
+    tenure.ready = true;
+    hold(tenure, [learning]);
+    const sent = new Map<string, { checkpoint?: unknown }>();
+    const configurer = new Configurer(
+      {
+        bus: {
+          request: async (subject: string, message: { checkpoint?: unknown }) => {
+            sent.set(subject.split(".").at(-1)!, message);
+            return {};
+          },
+        },
+        logger: { debug: () => undefined, warn: () => undefined },
+      } as never,
+      {
+        checkpoint: async (_volume: string, _partition: number, node: string) =>
+          node === "head-1" ? primaryHas : undefined,
+        newestCheckpoint: async () => departed,
+      } as never,
+      { held: () => tenure, current: () => tenure },
+      {} as never,
+    );
+    await configurer.configure(tenure, learning, alive, ["sled-1"]);
+    expect(sent.get("head-1")?.checkpoint).toBeUndefined();
+    return sent.get("head-3")?.checkpoint;
+  }
+
+  it("sends the primary's own checkpoint when it has recorded one", async () => {
+    expect(await learnerCheckpoint(own)).toEqual(own);
+  });
+
+  it("sends the partition's newest of any replica when the primary has recorded none", async () => {
+    expect(await learnerCheckpoint(undefined)).toEqual(departed);
+  });
+});
+
 describe("failedField: the voters describe names failed (unit)", () => {
   it("a primary reporting itself failed in the record's epoch, and failed secondaries", () => {
     const failedReport = { ...report(record.epoch), failed: true, followers: [] };

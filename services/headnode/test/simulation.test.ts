@@ -1805,3 +1805,33 @@ test(
   },
   testBoundMs,
 );
+
+// Seed 9760592 with two faulty nodes, frozen clocks, sled cuts, corruption and journal
+// failures: head-2's replica of partition 0 had started from another replica's
+// checkpoint (a rebuild: notes through op 98 released) and had recorded none of its own
+// when it was cut from every sled, from tick 459 to 1028. Promoted at tick 645 (head-1 cut off), it lost its
+// last secondary at 690 (head-5's journal failing) and, its journal full, acknowledged
+// nothing more. A learner was sent the primary's own checkpoint, and it had none: each
+// started from nothing, needed the notes through op 98 that head-2 had released, and was
+// dropped and added again every 15 to 20 ticks, while head-1's and head-5's checkpoints
+// through op 147 sat on the sleds. No write was acknowledged for 314 ticks (from 699).
+// A coordinator defect: a learner of a primary with no checkpoint recorded rebuilds from
+// the partition's newest of any replica (configurer.ts), catches up, and the partition
+// fails over to it.
+test(
+  "a learner of a primary with no checkpoint of its own rebuilds from another's (seed 9760592)",
+  async () => {
+    const shape: Overrides = {
+      faultyNodesMax: 2,
+      frozenClockChance: 0.2,
+      sledCutRate: 0.01,
+      corruptChance: 0.05,
+      journalFailRate: 0.003,
+      loadTicks: 1200,
+    };
+    const result = await simulateFailover(9760592, shape);
+    expect(result.violations, summary(result, shape)).toEqual([]);
+    expect(result.stats.flushStallFailovers).toBeGreaterThan(0);
+  },
+  testBoundMs,
+);

@@ -5170,12 +5170,26 @@ export class FailoverSimulation {
     for (const node of next.joining ?? []) if (!joined.has(node)) joined.set(node, this.nowMs());
   }
 
+  /** The partition's newest checkpoint pointer of any replica (catalogue.ts `newestCheckpoint`). */
+  private newestCheckpoint(partition: number): CheckpointPointer | undefined {
+    let newest: CheckpointPointer | undefined;
+    const prefix = `${this.volumeId}/${partition}/`;
+    for (const [key, pointer] of this.checkpointRecords.pointers) {
+      if (key.startsWith(prefix) && (newest === undefined || pointer.opNum > newest.opNum))
+        newest = pointer;
+    }
+    return newest;
+  }
+
   private pushConfiguration(record: PartitionRecord): void {
     const originals = this.originalVoters.get(record.partition);
     const since = this.learnersSince.get(record.partition);
-    const pointer = this.checkpointRecords.pointers.get(
-      `${this.volumeId}/${record.partition}/${record.primary}`,
-    );
+    // As configurer.ts: the primary's newest checkpoint, or with none recorded the
+    // partition's newest of any replica (seed 9760592).
+    const pointer =
+      this.checkpointRecords.pointers.get(
+        `${this.volumeId}/${record.partition}/${record.primary}`,
+      ) ?? this.newestCheckpoint(record.partition);
     const configured = this.configured.get(record.partition);
     const report = this.reports.get(record.partition);
     const alive = this.aliveNodes();
