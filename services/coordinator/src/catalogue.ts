@@ -117,6 +117,7 @@ import {
   BallastError,
   type ControlRecordKind,
   type ControlRecordOf,
+  checkpointBlobPrefixOf,
   decodeControlRecord,
   ErrorCode,
   incarnationOf,
@@ -1175,15 +1176,23 @@ export class Catalogue {
   }
 
   /**
-   * The newest checkpoint recorded for a partition by any replica, departed ones too (the
-   * sweeper keeps a departed replica's pointer while no member's is as new), if any.
+   * The newest checkpoint recorded for a partition of incarnation `volumeId` by any
+   * replica, departed ones too (the sweeper keeps a departed replica's pointer while no
+   * member's is as new), if any. A pointer of another incarnation of the name (a replica
+   * of a deleted one recorded it in a race: sweep.ts) is never one: its blob holds
+   * another volume's data.
    */
-  async newestCheckpoint(name: string, partition: number): Promise<CheckpointPointer | undefined> {
+  async newestCheckpoint(
+    name: string,
+    partition: number,
+    volumeId: string,
+  ): Promise<CheckpointPointer | undefined> {
+    const prefix = checkpointBlobPrefixOf(volumeId, partition);
     let newest: CheckpointPointer | undefined;
     for (const key of await this.list(keys.checkpointsOfPartition(name, partition))) {
       const pointer = (await this.read(key, "checkpoint"))?.value;
-      if (pointer !== undefined && (newest === undefined || pointer.opNum > newest.opNum))
-        newest = pointer;
+      if (pointer === undefined || !pointer.blobKey.startsWith(prefix)) continue;
+      if (newest === undefined || pointer.opNum > newest.opNum) newest = pointer;
     }
     return newest;
   }

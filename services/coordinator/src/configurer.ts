@@ -286,7 +286,11 @@ export class Configurer {
           // the same tree at the same op on every replica, so the partition's newest seeds
           // the learner as well; the primary released nothing past it, as the checkpoint
           // it was rebuilt from is no older.
-          (await this.catalogue.newestCheckpoint(record.volume, record.partition));
+          (await this.catalogue.newestCheckpoint(
+            record.volume,
+            record.partition,
+            volumeIdOf(record),
+          ));
         // Asked again after the read (tenure.ts): a leader frozen inside it may wake after
         // a newer one promoted this learner, which then acknowledged writes and restarted;
         // a late learner configure would have it rebuilt, its journal removed.

@@ -202,14 +202,19 @@ describe("a partition's newest checkpoint (a learner's when the primary has none
       createdAtMs: 1,
     });
     const catalogue = new Catalogue(store);
-    expect(await catalogue.newestCheckpoint("v", 0)).toBeUndefined();
+    expect(await catalogue.newestCheckpoint("v", 0, "v-1")).toBeUndefined();
     store.put(keys.checkpoint("v", 0, "head-1"), pointer("head-1", 0, 147));
     store.put(keys.checkpoint("v", 0, "head-4"), pointer("head-4", 0, 41));
     store.put(keys.checkpoint("v", 1, "head-2"), pointer("head-2", 1, 300));
     store.put(keys.checkpoint("vv", 0, "head-2"), pointer("head-2", 0, 500));
-    expect(await catalogue.newestCheckpoint("v", 0)).toEqual(pointer("head-1", 0, 147));
-    expect(await catalogue.newestCheckpoint("v", 1)).toEqual(pointer("head-2", 1, 300));
-    expect(await catalogue.newestCheckpoint("v", 2)).toBeUndefined();
+    // Recorded under this name by a replica of a deleted incarnation (v-0): never seeds one.
+    store.put(keys.checkpoint("v", 0, "head-5"), {
+      ...pointer("head-5", 0, 900),
+      blobKey: "checkpoints/v-0/0/head-5/900-1-1",
+    });
+    expect(await catalogue.newestCheckpoint("v", 0, "v-1")).toEqual(pointer("head-1", 0, 147));
+    expect(await catalogue.newestCheckpoint("v", 1, "v-1")).toEqual(pointer("head-2", 1, 300));
+    expect(await catalogue.newestCheckpoint("v", 2, "v-1")).toBeUndefined();
   });
 });
 
