@@ -1730,13 +1730,18 @@ const displacedShape = unprovenShape;
 test(
   "a voter displaced by a deleted incarnation's late learner opens from its own files (seeds 9713115, 9713440)",
   async () => {
+    // Since a learner of a primary with no checkpoint gets the partition's newest (seed
+    // 9760592, session 31), seed 9713115 runs otherwise and opens no displaced replica;
+    // 9713440 still does (alone of 9713000 to 9713999), so the case is met by one of them.
+    let displacedOpened = 0;
     for (const seed of [9713115, 9713440]) {
       const result = await simulateFailover(seed, displacedShape);
       expect(result.violations, summary(result, displacedShape)).toEqual([]);
       expect(result.stats.recreates).toBeGreaterThan(0);
       expect(result.stats.lateConfiguresDelivered).toBeGreaterThan(0);
-      expect(result.stats.displacedOpened).toBeGreaterThan(0);
+      displacedOpened += result.stats.displacedOpened;
     }
+    expect(displacedOpened).toBeGreaterThan(0);
   },
   testBoundMs,
 );
