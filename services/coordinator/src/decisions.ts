@@ -385,27 +385,32 @@ export function probeTargets(
     storedSinceMs: Pick<ReadonlyMap<string, number>, "get">;
   },
 ): string[] {
-  const learners = record.learners ?? [];
-  const joining = record.joining ?? [];
-  const targets = [...record.secondaries, ...joining, ...learners];
+  const targets = [...record.secondaries, ...(record.joining ?? []), ...(record.learners ?? [])];
   const evidenced = targets.some((node) =>
     reachesSleds(view.storedSinceMs, node, view.nowMs, flushStalledMs),
   );
+  if (flushStalledMs < primaryStallMsMax || evidenced) return targets;
+  return [...targets, ...standInSpares(record, view).slice(0, standInProbesMax)];
+}
+
+/**
+ * The live spares a stand-in may go on (see "Stand-ins"), fewest replicas first: none
+ * while a learner or joiner is under way or the record is over its count, and none the
+ * partition avoids. Probes are asked of the first few (`probeTargets`); the stand-in is
+ * the first of them with evidence (`decideStandIn`).
+ */
+function standInSpares(
+  record: PartitionRecord,
+  view: Pick<PartitionView, "alive" | "load" | "replicaCount" | "avoid">,
+): string[] {
+  if ((record.learners ?? []).length > 0 || (record.joining ?? []).length > 0) return [];
   const members = membersOf(record);
-  if (
-    flushStalledMs < primaryStallMsMax ||
-    evidenced ||
-    learners.length > 0 ||
-    joining.length > 0 ||
-    members.length > view.replicaCount
-  )
-    return targets;
-  const spares = [...view.alive]
+  if (members.length > view.replicaCount) return [];
+  return [...view.alive]
     .filter(
       (node) => !members.includes(node) && view.load.has(node) && view.avoid?.has(node) !== true,
     )
     .sort(byLoad(view.load));
-  return [...targets, ...spares.slice(0, standInProbesMax)];
 }
 
 function byLoad(load: Map<string, Load>) {
@@ -740,19 +745,8 @@ function decideStandIn(
   flushStalledMs: number,
   noEvidence: readonly string[],
 ): PartitionDecision | undefined {
-  if ((record.learners ?? []).length > 0 || (record.joining ?? []).length > 0) return undefined;
-  const members = membersOf(record);
-  if (members.length > view.replicaCount) return undefined;
-  const spares = [...view.alive].filter(
-    (node) =>
-      !members.includes(node) &&
-      view.load.has(node) &&
-      !view.lost.includes(node) &&
-      view.avoid?.has(node) !== true &&
-      reaches(node),
-  );
-  if (spares.length === 0) return undefined;
-  const learner = spares.sort(byLoad(view.load))[0]!;
+  const learner = standInSpares(record, view).find(reaches);
+  if (learner === undefined) return undefined;
   view.load.get(learner)!.replicas++;
   return {
     kind: "update",
