@@ -1111,7 +1111,13 @@ export class SledClient {
     );
   }
 
-  /** Stores a blob on `chunkCopies` sleds (in parts); resolves with the sleds that hold it. */
+  /**
+   * Stores a blob on `chunkCopies` sleds (in parts); resolves with the sleds that hold it,
+   * in the order they were tried. The copies are stored at once, each on the next sled of
+   * the order that has not failed: one after the other (before), a checkpoint took twice
+   * one copy's time, and a sled probe's evidence (sled-probe.ts) was as old as the first
+   * copy's store when the second ended.
+   */
   async putBlob(
     key: string,
     data: Uint8Array,
@@ -1122,15 +1128,22 @@ export class SledClient {
     const checksum = crc32c(data);
     const holders: string[] = [];
     const failures: string[] = [];
-    for (const sled of order) {
-      if (holders.length >= limits.chunkCopies) break;
-      try {
-        await this.uploadBlob(sled, key, data, checksum);
-        holders.push(sled);
-      } catch (error) {
-        failures.push(`${sled}: ${(error as Error).message}`);
+    let next = 0;
+    // One lane a copy: each tries sleds in order until one takes the blob.
+    const lane = async (): Promise<void> => {
+      while (next < order.length) {
+        const sled = order[next++]!;
+        try {
+          await this.uploadBlob(sled, key, data, checksum);
+          holders.push(sled);
+          return;
+        } catch (error) {
+          failures.push(`${sled}: ${(error as Error).message}`);
+        }
       }
-    }
+    };
+    await Promise.all(Array.from({ length: Math.min(limits.chunkCopies, order.length) }, lane));
+    holders.sort((a, b) => order.indexOf(a) - order.indexOf(b));
     if (holders.length < limits.chunkCopies) {
       // A blob that did not get its copies is never recorded, so never read: its copies
       // are removed here (best effort). Left, they waited for the orphan sweep, which

@@ -465,6 +465,26 @@ test("a blob that does not reach its copies is removed from the sleds that took 
   expect([...two.sleds.get("a")!.blobs.keys()]).toEqual(["checkpoints/v/0/n/9-1-1"]);
 });
 
+test("a blob's copies are stored at once, a failed one on the next sled", async () => {
+  const { sleds, sent, client } = cluster(["a", "b", "c"]);
+  const asked = () => sent.map(({ subject }) => subject.split(".").at(-1));
+  const releaseA = hold(sled(sleds, "a"));
+  const releaseB = hold(sled(sleds, "b"));
+  sled(sleds, "b").missDeadline = true;
+  const stored = client.putBlob("checkpoints/v/0/n/9-1-1", pattern(100, 1), ["a", "b", "c"], 0);
+  await new Promise((resolve) => setImmediate(resolve));
+  // Both copies begun before either answered (one after the other before: b waited for a).
+  expect(asked()).toEqual(["a", "b"]);
+  releaseB();
+  await new Promise((resolve) => setImmediate(resolve));
+  // b missed its deadline: its lane goes on to c while a still waits.
+  expect(sled(sleds, "c").blobs.has("checkpoints/v/0/n/9-1-1")).toBe(true);
+  releaseA();
+  // The holders in the order tried, whatever order they answered in.
+  expect(await stored).toEqual(["a", "c"]);
+  expect(sled(sleds, "b").blobs.size).toBe(0);
+});
+
 /**
  * A fake of SledClientOptions.schedule: timers that fire only when the test says, with
  * the delay each was set for.
