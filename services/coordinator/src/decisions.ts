@@ -171,6 +171,13 @@ export interface PartitionView {
    */
   flushStalledNodes?: number;
   /**
+   * Whether the primary's node is among those `flushStalledNodes` counts: it reported a
+   * primary whose flushes had all failed for primaryStallMsMax within the leader's memory
+   * of such stalls. A partition over its count keeps its stand-in meanwhile
+   * (decideSurplus). Absent: no.
+   */
+  primaryFlushStalledLately?: boolean;
+  /**
    * Whether a flush-stalled primary is failed over at all (`flushStallFailover`,
    * constants.ts: on by default in the reconciler). Absent: no.
    */
@@ -762,8 +769,10 @@ function decideStandIn(
  * voters do not hold, and its rebuild is not worth finishing); else a secondary, one
  * whose files are in doubt (`reopening`, `unproven`) first, then the most loaded, the last
  * by name on a tie. The voters left are still its count, each holding every acknowledged
- * write. No hysteresis: a cut that comes and goes costs a stand-in each time it lasts
- * past the stall bound.
+ * write. Not while the primary's node is remembered flush-stalled
+ * (`primaryFlushStalledLately`, the leader's memory of such stalls, 30 s): a cut that
+ * comes and goes would otherwise cost a stand-in, rebuilt from the newest checkpoint, each
+ * time it lasted past the stall bound, and drop it at each return (review 31).
  */
 function decideSurplus(
   record: PartitionRecord,
@@ -773,6 +782,7 @@ function decideSurplus(
   const voters = 1 + record.secondaries.length;
   if (membersOf(record).length <= view.replicaCount || voters < view.replicaCount) return undefined;
   if (current === undefined || (current.flushStalledMs ?? 0) > 0) return undefined;
+  if (view.primaryFlushStalledLately === true) return undefined;
   const learners = record.learners ?? [];
   const joining = record.joining ?? [];
   const flushesBack = "the primary's flushes succeed again";

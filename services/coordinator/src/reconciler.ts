@@ -203,17 +203,21 @@ export function spreadMs(key: string, periodMs: number): number {
  * Whether a `keep` for this record may be remembered (see the module header): no
  * learners or joiners (their progress is judged against time), no recently dropped
  * nodes to avoid (they expire with time), no primary reporting an older epoch (whether
- * it must be configured again depends on time).
+ * it must be configured again depends on time), no primary whose node the leader
+ * remembers flush-stalled (a partition over its count keeps its stand-in until that
+ * memory ends, decisions.ts decideSurplus, and must then be decided again).
  */
 export function settleable(
   record: PartitionRecord,
   avoiding: boolean,
   report: Report | undefined,
+  primaryFlushStalledLately = false,
 ): boolean {
   return (
     (record.learners ?? []).length === 0 &&
     (record.joining ?? []).length === 0 &&
     !avoiding &&
+    !primaryFlushStalledLately &&
     // A primary that reports an older epoch than the record's is out of step until a
     // report says otherwise: configurer.ts pushes it again if that lasts (`outOfStep`).
     (report === undefined || report.epoch >= record.epoch)
@@ -670,6 +674,7 @@ export class Reconciler {
       report,
       liveSleds: sleds.length,
       flushStalledNodes: stalledNodes,
+      primaryFlushStalledLately: this.flushStalls.has(record.primary),
       flushStallFailover: failoverOnFlushStall,
       ...(flushStalled ? { sledStoredSinceMs: reach } : {}),
       leaseUntilMs: tenure.leases.leaseUntilMs(record),
@@ -691,7 +696,7 @@ export class Reconciler {
         // Remembered once every member has its configuration (sends still in flight or
         // failed leave it to be decided, and configured, again next round).
         if (
-          settleable(record, avoid.size > 0, report) &&
+          settleable(record, avoid.size > 0, report, this.flushStalls.has(record.primary)) &&
           configurer.current(tenure, record, alive, sleds, disks)
         ) {
           const inputs = {

@@ -987,7 +987,14 @@ describe("a primary cut from sleds the leader sees alive (review-reach R1)", () 
         kind: "update",
         record: { epoch: 5, primary: "head-1", secondaries: ["head-2"] },
       });
-      // Not while its flushes still fail, or without a report.
+      // Not while its flushes still fail, or without a report, or while its node is
+      // remembered flush-stalled (a cut that comes and goes keeps its stand-in).
+      expect(
+        decidePartition(
+          over,
+          view(over, { load, report: report(over), primaryFlushStalledLately: true }),
+        ),
+      ).toEqual({ kind: "keep" });
       expect(
         decidePartition(over, view(over, { report: report(over, { flushStalledMs: 100 }) })),
       ).toEqual({ kind: "keep" });
@@ -1004,6 +1011,12 @@ describe("a primary cut from sleds the leader sees alive (review-reach R1)", () 
     test("flushes back while the stand-in is still a learner or joiner: the stand-in goes", () => {
       for (const stage of [{ learners: ["head-3"] }, { joining: ["head-3"] }]) {
         const standing: PartitionRecord = { ...base, ...stage };
+        expect(
+          decidePartition(
+            standing,
+            view(standing, { report: report(standing), primaryFlushStalledLately: true }),
+          ),
+        ).toEqual({ kind: "keep" });
         const decision = decidePartition(standing, view(standing, { report: report(standing) }));
         expect(decision).toMatchObject({
           kind: "update",

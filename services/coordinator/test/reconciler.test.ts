@@ -12,6 +12,7 @@ import {
   catalogueRereadMsMax,
   configureRefreshMs,
   configureVerifyMs,
+  flushStallNodesMemoryMs,
   primaryUnconfirmedMsMax,
   reconcileSliceMax,
   settledRecheckMs,
@@ -1079,6 +1080,8 @@ describe("Reconciler: a primary cut from the sleds (review-reach R1)", () => {
     ...report(partition, 5),
     flushStalledMs: 60_000,
   });
+  /** When each update of the last run was made, on the leader's clock. */
+  const updateTimesMs: number[] = [];
 
   /**
    * Runs rounds for `ms`, each node reporting `reports(node)` every 500 ms, with its
@@ -1093,11 +1096,14 @@ describe("Reconciler: a primary cut from the sleds (review-reach R1)", () => {
     reaching: ReadonlySet<string> = new Set(["head-2"]),
     probed: string[] = [],
     spares: readonly string[] = [],
+    records: (partition: number) => PartitionRecord = split,
   ): Promise<PartitionRecord[]> {
     const updates: PartitionRecord[] = [];
+    updateTimesMs.length = 0;
     const catalogue = {
       updatePartition: (next: PartitionRecord) => {
         updates.push(next);
+        updateTimesMs.push(clockMs);
         return Promise.resolve({ applied: true, revision: 100 });
       },
     };
@@ -1110,7 +1116,7 @@ describe("Reconciler: a primary cut from the sleds (review-reach R1)", () => {
       new Set(),
       new Set(),
       sleds,
-      split,
+      records,
       failoverOn,
       reach,
     );
@@ -1137,7 +1143,7 @@ describe("Reconciler: a primary cut from the sleds (review-reach R1)", () => {
         }
         tenure.leases.onNodeReport(
           { node, primaries: reports(node) },
-          (_, partition) => split(partition),
+          (_, partition) => records(partition),
           new Set(alive),
           clockMs,
         );
@@ -1211,6 +1217,40 @@ describe("Reconciler: a primary cut from the sleds (review-reach R1)", () => {
         secondaries: ["head-2"],
         learners: ["head-3"],
       });
+    }
+  });
+
+  it("over its count, keeps the stand-in while the primary's node is remembered flush-stalled (review 31)", async () => {
+    // A stand-in joined as a secondary (three voters, a count of two); head-1's flushes
+    // failed until 5 s in, then succeed, before either secondary gave evidence. Before, the first report without a stall dropped
+    // a voter, and a cut that came back cost another stand-in.
+    const over = (partition: number) =>
+      partition === 0 ? record(0, { secondaries: ["head-2", "head-3"] }) : split(partition);
+    const startMs = 500_000;
+    const updates = await run(
+      ["sled-1", "sled-2", "sled-3"],
+      (node) =>
+        node === "head-1"
+          ? [clockMs < startMs + 5_000 ? stalled(0) : report(0, 5), report(2, 5)]
+          : node === "head-2"
+            ? [{ ...report(1, 5), followers: [] }]
+            : [],
+      20_000 + flushStallNodesMemoryMs,
+      true,
+      // No evidence from either secondary while the stall lasts: no failover.
+      new Set(),
+      [],
+      ["head-3"],
+      over,
+    );
+    const drops = updates.flatMap((next, index) =>
+      next.partition === 0 ? [{ next, atMs: updateTimesMs[index]! }] : [],
+    );
+    expect(drops.length).toBeGreaterThan(0);
+    for (const { next, atMs } of drops) {
+      expect(next.secondaries).toHaveLength(1);
+      // None before the leader's memory of the stall ran out.
+      expect(atMs).toBeGreaterThan(startMs + 5_000 + flushStallNodesMemoryMs - 1_000);
     }
   });
 

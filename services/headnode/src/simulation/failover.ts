@@ -4915,6 +4915,7 @@ export class FailoverSimulation {
           ...(report === undefined ? {} : { report }),
           liveSleds: this.liveSleds().length,
           flushStalledNodes: flushStalledNodes(this.flushStalls, this.nowMs(), flushStallMemoryMs),
+          primaryFlushStalledLately: this.flushStalls.has(record.primary),
           // The failover of flush-stalled primaries, on by default in the leader
           // (constants.ts flushStallFailover).
           flushStallFailover: true,
