@@ -863,6 +863,7 @@ describe("Configurer: a learner's checkpoint read outlasting the tenure (unit, f
           await read;
           return { opNum: 7, blob: "k", sleds: ["sled-1"] };
         },
+        newestCheckpoint: async () => undefined,
       } as never,
       { held: () => tenure, current: () => (leads() ? tenure : undefined) },
       {} as never,
@@ -960,6 +961,20 @@ describe("Configurer: the checkpoint a learner rebuilds from (unit, fake bus)", 
 
   it("sends the partition's newest of any replica when the primary has recorded none", async () => {
     expect(await learnerCheckpoint(undefined)).toEqual(departed);
+  });
+
+  // Simulator seed 9761092: the primary's pointer was from an earlier life (recorded,
+  // then the node crashed, was rebuilt as a learner from a newer checkpoint and
+  // promoted); cut from the sleds, it could record none newer, and each learner sent the
+  // old pointer needed notes it had released.
+  it("sends the partition's newest of any replica when the primary's own is older", async () => {
+    const stale = { opNum: 5, blobKey: "checkpoints/1-abc/0/head-1/5", sleds: ["sled-1"] };
+    expect(await learnerCheckpoint(stale)).toEqual(departed);
+  });
+
+  it("keeps the primary's own when another's is only as new", async () => {
+    const same = { opNum: 7, blobKey: "checkpoints/1-abc/0/head-1/7", sleds: ["sled-1"] };
+    expect(await learnerCheckpoint(same)).toEqual(same);
   });
 });
 

@@ -5185,12 +5185,15 @@ export class FailoverSimulation {
   private pushConfiguration(record: PartitionRecord): void {
     const originals = this.originalVoters.get(record.partition);
     const since = this.learnersSince.get(record.partition);
-    // As configurer.ts: the primary's newest checkpoint, or with none recorded the
-    // partition's newest of any replica (seed 9760592).
+    // As configurer.ts: the primary's newest checkpoint, or with none recorded or an
+    // older one (from an earlier life) the partition's newest of any replica (seeds
+    // 9760592, 9761092).
+    const own = this.checkpointRecords.pointers.get(
+      `${this.volumeId}/${record.partition}/${record.primary}`,
+    );
+    const newest = this.newestCheckpoint(record.partition);
     const pointer =
-      this.checkpointRecords.pointers.get(
-        `${this.volumeId}/${record.partition}/${record.primary}`,
-      ) ?? this.newestCheckpoint(record.partition);
+      own !== undefined && (newest === undefined || newest.opNum <= own.opNum) ? own : newest;
     const configured = this.configured.get(record.partition);
     const report = this.reports.get(record.partition);
     const alive = this.aliveNodes();
