@@ -1805,10 +1805,16 @@ test(
 test(
   "a disk is not lost beside a primary the coordinator fails over on its stall report (seed 9741540)",
   async () => {
+    // Since a learner gets the incarnation's newest checkpoint when the primary's own is
+    // older (seed 9761092), seed 9741540 runs otherwise and no longer meets the case; with
+    // disk losses four times as likely, seed 649 (the first of 1 to 649) does.
     const result = await simulateFailover(9741540, displacedShape);
     expect(result.violations, summary(result, displacedShape)).toEqual([]);
-    expect(result.stats.disksKeptBesideFailingPrimary).toBeGreaterThan(0);
-    expect(result.stats.stallFailovers).toBeGreaterThan(0);
+    const lossy: Overrides = { ...displacedShape, diskLossChance: 0.8 };
+    const met = await simulateFailover(649, lossy);
+    expect(met.violations, summary(met, lossy)).toEqual([]);
+    expect(met.stats.disksKeptBesideFailingPrimary).toBeGreaterThan(0);
+    expect(met.stats.stallFailovers).toBeGreaterThan(0);
   },
   testBoundMs,
 );
