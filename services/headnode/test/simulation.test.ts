@@ -1776,6 +1776,28 @@ test(
   testBoundMs,
 );
 
+// Seed 9713028 (displacedShape): head-1, primary of every partition of a volume placed
+// by the coordinator from before disk ids, had its disk hung from tick 25 (a long hang).
+// Its stall of partition 0 reached the bound at tick 84, its report said so at 88, and the
+// coordinator waited for its lease (to tick 121). The coordinator upgrade came at tick 120:
+// the new tenure had not yet heard head-2 and head-3 answer (`unproven`), decided the
+// partition `unavailable`, so head-1's next report, at 124, was granted a fresh lease, and
+// the failover waited that out: promoted at 160, 76 ticks after 84 (bound 73). A simulator
+// bound error, not a coordinator defect: a real leader's new tenure waits a lease from its
+// start whatever it grants (leases.ts `leaderSinceMs`), so the upgrade now restarts the
+// stalled-primary count, as a fault does (40 ticks after it here). Of seeds 9713000 to
+// 9713099, this is the one run with an upgrade while a primary's stall is counted.
+test(
+  "a coordinator upgrade restarts the stalled-primary count, as a new tenure waits a lease anew (seed 9713028)",
+  async () => {
+    const result = await simulateFailover(9713028, displacedShape);
+    expect(result.violations, summary(result, displacedShape)).toEqual([]);
+    expect(result.stats.upgradesDuringStalls).toBeGreaterThan(0);
+    expect(result.stats.stallFailovers).toBeGreaterThan(0);
+  },
+  testBoundMs,
+);
+
 // Seed 9740001 (the default shape): a learner's ack of epoch 5 reached head-2, partition
 // 0's primary in epoch 4, before its configure of epoch 5 did, and made it idle; that
 // configure kept it primary but dropped its read lease, so reads of a partition whose
