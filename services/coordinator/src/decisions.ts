@@ -377,7 +377,7 @@ export function reachesSleds(
  * stand-in among them, so that its evidence is there once it is a secondary); and, once
  * the stall is long enough to fail over with no follower showing evidence (all cut too,
  * say) and no learner or joiner under way, up to standInProbesMax live spares that a
- * stand-in may go on (`decideStandIn`: not one to avoid), fewest replicas first. The
+ * stand-in may go on (`decideStandIn`), fewest replicas first, ones to avoid last. The
  * reconciler and the simulator both ask these.
  */
 export function probeTargets(
@@ -401,10 +401,15 @@ export function probeTargets(
 }
 
 /**
- * The live spares a stand-in may go on (see "Stand-ins"), fewest replicas first: none
- * while a learner or joiner is under way or the record is over its count, and none the
- * partition avoids. Probes are asked of the first few (`probeTargets`); the stand-in is
- * the first of them with evidence (`decideStandIn`).
+ * The live spares a stand-in may go on (see "Stand-ins"), fewest replicas first, and
+ * those the partition avoids (dropped lately: a hung disk, say) after all the others:
+ * none while a learner or joiner is under way or the record is over its count. Probes
+ * are asked of the first few (`probeTargets`); the stand-in is the first of them with
+ * evidence (`decideStandIn`), so one to avoid only when no other has any, as a
+ * rebuild's learner is one to avoid only when no other spare is live. Before, none to
+ * avoid was ever taken: a spare dropped a minute earlier for a journal that has since
+ * come back left the partition waiting for the cut to end (the integration test of a
+ * primary and secondary cut from the sleds, run after a failover, found it).
  */
 function standInSpares(
   record: PartitionRecord,
@@ -413,11 +418,11 @@ function standInSpares(
   if ((record.learners ?? []).length > 0 || (record.joining ?? []).length > 0) return [];
   const members = membersOf(record);
   if (members.length > view.replicaCount) return [];
-  return [...view.alive]
-    .filter(
-      (node) => !members.includes(node) && view.load.has(node) && view.avoid?.has(node) !== true,
-    )
+  const spares = [...view.alive]
+    .filter((node) => !members.includes(node) && view.load.has(node))
     .sort(byLoad(view.load));
+  const avoided = (node: string) => view.avoid?.has(node) === true;
+  return [...spares.filter((node) => !avoided(node)), ...spares.filter(avoided)];
 }
 
 function byLoad(load: Map<string, Load>) {

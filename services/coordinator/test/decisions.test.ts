@@ -937,7 +937,7 @@ describe("a primary cut from sleds the leader sees alive (review-reach R1)", () 
       expect(busy).toMatchObject({ record: { learners: ["head-3"] } });
     });
 
-    test("none on a spare without fresh evidence, on one to avoid, or beside a learner under way", () => {
+    test("none on a spare without fresh evidence or beside a learner under way; one to avoid only if no other has evidence", () => {
       for (const stored of [{}, { "head-3": nowMs - sledEvidenceFreshMs - 1 }] as Record<
         string,
         number
@@ -947,12 +947,21 @@ describe("a primary cut from sleds the leader sees alive (review-reach R1)", () 
           level: "warn",
         });
       }
+      // head-3, dropped lately, reaches the sleds and head-4 gives no evidence: head-3
+      // (before: none, and the partition waited for the cut to end); with evidence from
+      // head-4 too, head-4.
       expect(
         decidePartition(base, {
           ...standInView(base, { "head-3": nowMs - 1 }),
           avoid: new Set(["head-3"]),
         }),
-      ).toMatchObject({ kind: "unavailable" });
+      ).toMatchObject({ kind: "update", record: { learners: ["head-3"] } });
+      expect(
+        decidePartition(base, {
+          ...standInView(base, { "head-3": nowMs - 1, "head-4": nowMs - 1 }),
+          avoid: new Set(["head-3"]),
+        }),
+      ).toMatchObject({ kind: "update", record: { learners: ["head-4"] } });
       const learning: PartitionRecord = { ...base, learners: ["head-3"] };
       expect(
         decidePartition(
@@ -1058,8 +1067,8 @@ describe("a primary cut from sleds the leader sees alive (review-reach R1)", () 
       expect(ask(stallMs, {})).toEqual(
         ["head-2", "head-3", "head-4"].slice(0, 1 + standInProbesMax),
       );
-      // Not a node to avoid, which no stand-in may go on.
-      expect(ask(stallMs, {}, base, new Set(["head-3"]))).toEqual(["head-2", "head-4"]);
+      // A node to avoid after the others.
+      expect(ask(stallMs, {}, base, new Set(["head-3"]))).toEqual(["head-2", "head-4", "head-3"]);
       // A stand-in under way is asked itself, and no spare beside it.
       const learning: PartitionRecord = { ...base, learners: ["head-3"] };
       expect(ask(stallMs, {}, learning)).toEqual(["head-2", "head-3"]);
