@@ -20,6 +20,10 @@
 // - every slot reads back the fill of the last write acknowledged to it.
 // Then a hang without failure (SIGUSR2): with writes flowing, and with one write in
 // flight and none after it, the primary reports its own stall and is failed over.
+// Then the primary and its secondary cut from the sleds (BALLAST_TEST_SLEDS_CUT_DIR: their
+// requests to sleds fail unanswered, the rest of their work goes on): the spare, whose
+// probe reaches the sleds, is added as a stand-in learner, rebuilt, joined and promoted,
+// and writes go on throughout.
 // Last, a primary left alone (every other head node killed) whose journal fails: with
 // no secondary to fail over to, the coordinator configures it again in place, and the
 // head node must refuse to reopen that journal in the same boot of the machine (its
@@ -29,11 +33,18 @@
 // calls the partition unavailable, not degraded.
 // Every wait is bounded by a named timeout; the cluster and its directory are removed.
 
+import { rm, writeFile } from "node:fs/promises";
+import { join } from "node:path";
 import { limits, subjects } from "@ballast/protocol";
 import { afterAll, beforeAll, expect, test } from "vitest";
 import { exitCodes } from "../../apps/cli/src/errors.ts";
 import { runCli } from "../support/cli.ts";
-import { startTestCluster, type TestCluster, waitFor } from "../support/cluster.ts";
+import {
+  startTestCluster,
+  type TestCluster,
+  temporaryDirectory,
+  waitFor,
+} from "../support/cluster.ts";
 import {
   bytesIn,
   describeVolume,
@@ -82,13 +93,17 @@ const fullStrengthMs = 30_000;
 const loneWriteDeadlineMs = 30_000;
 
 let cluster: TestCluster;
+/** Where a file named for a head node cuts it from the sleds (BALLAST_TEST_SLEDS_CUT_DIR). */
+let sledsCut: Awaited<ReturnType<typeof temporaryDirectory>>;
 
 beforeAll(async () => {
+  sledsCut = await temporaryDirectory("ballast-sleds-cut-");
   cluster = await startTestCluster({
     headNodes: 3,
     sleds: 3,
     env: {
       BALLAST_TEST_FAULTS: "1",
+      BALLAST_TEST_SLEDS_CUT_DIR: sledsCut.path,
       BALLAST_CHECKPOINT_INTERVAL_MS: "500",
       BALLAST_CONFIGURE_VERIFY_MS: String(configureVerifyMs),
     },
@@ -106,6 +121,7 @@ afterAll(async () => {
   await writer?.stop().catch(() => undefined);
   await watcher?.stop().catch(() => undefined);
   await cluster?.stop();
+  await sledsCut?.remove();
 });
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -507,6 +523,77 @@ test("the primary's journal hangs with one write in flight and none after it: it
     await watcher?.stop();
   }
 }, 120_000);
+
+/**
+ * From a primary and its secondary cut from the sleds to the stand-in primary: the
+ * primary's flushes fail for primaryStallMsMax, the spare's probe gets its copies, the
+ * stand-in rebuilds from the newest checkpoint and the primary's notes, joins, and is
+ * promoted once the lease is out; with room for a loaded machine.
+ */
+const standInMs = limits.primaryStallMsMax + limits.primaryLeaseMs + fullStrengthMs;
+
+test("the primary and its secondary cut from the sleds: a stand-in on the spare that reaches them takes over, and no acknowledged write is lost", async () => {
+  // BALLAST_TEST_SLEDS_CUT_DIR: while a file named for a head node exists there, its
+  // requests to every sled fail unanswered (sled-client.ts sledBusOf), as over a broken
+  // link; its journal, replication and reports go on. The primary's flushes fail, so its
+  // journal is never released; its secondary's probes fail too, so no failover to it
+  // could be trusted to flush. Before stand-ins (review 30) the partition waited for the
+  // cut to end; now the spare, whose probe reaches the sleds, is added beyond the
+  // replica count, rebuilt, and promoted.
+  const before = (await describeVolume(cluster.bus, volume)).partitions[0]!;
+  const [primary, secondary] = [before.primary, before.secondaries[0]!];
+  const spare = cluster.cluster
+    .ids("headnode")
+    .find((node) => node !== primary && node !== secondary)!;
+  const cut = [primary, secondary];
+  const mend = () => Promise.all(cut.map((node) => rm(join(sledsCut.path, node), { force: true })));
+  try {
+    watcher = new Watcher();
+    writer = new Writer(nextWrite);
+    await writer.ackedMore(writesBeforeFault, "writes before the cut", writeRetryMs);
+    const cutAtMs = Date.now();
+    await Promise.all(cut.map((node) => writeFile(join(sledsCut.path, node), "")));
+    const taken = await waitFor(
+      `${spare} to take over ${volume}/0 from ${primary}`,
+      async () =>
+        watcher!.seen.find((state) => state.epoch > before.epoch && state.primary === spare),
+      standInMs,
+      20,
+    );
+    const takenAtMs = Date.now();
+    // It came as a stand-in learner first, by the coordinator's word.
+    expect(
+      watcher.seen.some((state) => state.primary === primary && state.learners.includes(spare)),
+      `${spare} a learner of ${primary} on the way`,
+    ).toBe(true);
+    const because = `adding ${spare}, which has, as a stand-in learner`;
+    const hits = await logLinesContaining(cluster.dataDir, [because]);
+    expect(
+      hits.some((hit) => hit.file.startsWith("coordinator")),
+      `the coordinator logged "${because}"`,
+    ).toBe(true);
+    expect(taken.secondaries, "the cut primary left, its secondary stays").toEqual([secondary]);
+    await writer.ackedMore(writesAfterRecovery, "writes on the stand-in", writeRetryMs);
+    await mend();
+    await waitForFullStrength(cluster.bus, volume, 2, fullStrengthMs);
+    nextWrite = await writer.stop();
+    await watcher.stop();
+    process.stdout.write(
+      `sleds cut (primary ${primary}, secondary ${secondary}): ${spare} primary in epoch ${taken.epoch} after ${takenAtMs - cutAtMs} ms; ` +
+        `${writer.acks} writes acknowledged, the longest took ${writer.longestMs} ms; ` +
+        `memberships seen: ${watcher.seen.map(membership).join(" ")}\n`,
+    );
+    expect(writer.failure, "a write that failed after its bounded retry").toBeUndefined();
+    for (const [slot, fill] of writer.acknowledged) {
+      const data = await readBytes(cluster.bus, volume, 0, slot * blockBytes, blockBytes);
+      expect(bytesIn(data), `slot ${slot}: the last acknowledged fill`).toEqual([fill]);
+    }
+  } finally {
+    await mend();
+    if (writer !== undefined) nextWrite = await writer.stop();
+    await watcher?.stop();
+  }
+}, 180_000);
 
 test("a lone primary's journal fails: it is not reopened from that journal in the same boot, and after a reboot it is, with every acknowledged write", async () => {
   const alone = "jalone";

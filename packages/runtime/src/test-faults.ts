@@ -14,6 +14,12 @@
 //   again): which one, on a node hosting several, is whichever commits next. The kernel
 //   does not queue a standard signal, so signals sent faster than the process handles
 //   them may count as one.
+// - a head node cut from the sleds, a network fault of one machine: while a file named
+//   for the node exists in BALLAST_TEST_SLEDS_CUT_DIR, `testSledsCut(node)` says so, and
+//   the node's sled client (headnode sled-client.ts `sledBusOf`) fails every request to
+//   a sled as unanswered, as a link that drops them does. Other nodes, the coordinator
+//   and the node's own journal are untouched. A file, not a signal: a test cuts and
+//   mends two nodes apart, and no signal is left whose default action is harmless.
 //
 // Why SIGURG: its default action is to be ignored, so a process without the variable
 // shrugs it off (no way to trigger the fault by mistake, nor to kill the process); Node
@@ -24,7 +30,12 @@
 // Inert unless the variable is set: no signal handler is installed, and each hook is
 // one test of a module variable.
 
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+
 export const testFaultsEnvVar = "BALLAST_TEST_FAULTS";
+/** The directory where a file named for a head node cuts it from the sleds (above). */
+export const testSledsCutDirEnvVar = "BALLAST_TEST_SLEDS_CUT_DIR";
 /** The signal that toggles hanging writes. */
 export const testHangSignal = "SIGUSR2";
 /** The signal that arms one failed write. */
@@ -66,4 +77,19 @@ export function testWritesFail(): void {
     errno: -5,
     syscall: "write",
   });
+}
+
+const sledsCutDir =
+  process.env[testFaultsEnvVar] === "1"
+    ? process.env[testSledsCutDirEnvVar] || undefined
+    : undefined;
+
+/** Whether the sleds cut switch is on in this process at all (checked once, at load). */
+export function testSledsCutEnabled(): boolean {
+  return sledsCutDir !== undefined;
+}
+
+/** Whether `node` is cut from the sleds now: its file exists in the cut directory. */
+export function testSledsCut(node: string): boolean {
+  return sledsCutDir !== undefined && existsSync(join(sledsCutDir, node));
 }

@@ -116,7 +116,7 @@ import { Replicator, type ReplicatorOptions } from "./replicator.ts";
 import { ReportState } from "./report-state.ts";
 import { retireReplica } from "./retire.ts";
 import { nextSession } from "./session.ts";
-import { SledClient, type SledClientOptions } from "./sled-client.ts";
+import { SledClient, type SledClientOptions, sledBusOf } from "./sled-client.ts";
 import { SledProbe } from "./sled-probe.ts";
 import { TickSchedule } from "./tick-schedule.ts";
 
@@ -240,7 +240,11 @@ export class HeadNode {
       "scrubIntervalMs" | "checkpointCheckIntervalMs"
     > = {},
   ) {
-    this.sleds = new SledClient(service.bus, service.logger, sledOptions);
+    this.sleds = new SledClient(
+      sledBusOf(service.bus, service.nodeId),
+      service.logger,
+      sledOptions,
+    );
     // A sled back before it was declared out: the only signal is its answering again.
     this.sleds.onAnswersAgain((sled) => {
       for (const { host } of this.hosted.values()) host.sledAnsweredAgain(sled);

@@ -91,6 +91,9 @@ import {
   type Meter,
   RepeatLog,
   type RequestOptions,
+  testSledsCut,
+  testSledsCutDirEnvVar,
+  testSledsCutEnabled,
 } from "@ballast/runtime";
 import { ChunkCache, cacheFillReadBytesMax, chunkCacheBytesFloor } from "./chunk-cache.ts";
 import { type SlowSledHold, SlowSleds, sledSlowAnswerMs } from "./slow-sleds.ts";
@@ -155,6 +158,31 @@ function isBadCopy(error: unknown): error is BallastError {
 
 /** Where requests to one sled go, less the sled's id. */
 const sledSubjectPrefix = subjects.node.build("sled", "x").slice(0, -1);
+
+/**
+ * The bus a head node's sled client sends on: `bus` itself, unless the test switch that
+ * cuts a node from the sleds is on (BALLAST_TEST_FAULTS=1 and BALLAST_TEST_SLEDS_CUT_DIR,
+ * runtime test-faults.ts). Then, while the node's file exists there, every request to a
+ * sled fails as unanswered (Timeout) without being sent, as over a link that drops
+ * them: flushes, checkpoint stores and probes fail, while the node's journal, its
+ * replication and its reports go on. For integration tests of a primary cut from the
+ * sleds, which the simulator models as `sledCutRate`.
+ */
+export function sledBusOf(bus: Bus, nodeId: string): Bus {
+  if (!testSledsCutEnabled()) return bus;
+  const send = bus.request.bind(bus) as (subject: string, ...rest: unknown[]) => Promise<unknown>;
+  const cut = Object.create(bus) as Bus;
+  cut.request = ((subject: string, ...rest: unknown[]) =>
+    subject.startsWith(sledSubjectPrefix) && testSledsCut(nodeId)
+      ? Promise.reject(
+          new BallastError(
+            ErrorCode.Timeout,
+            `${nodeId} is cut from the sleds by ${testSledsCutDirEnvVar}: ${subject} not sent`,
+          ),
+        )
+      : send(subject, ...rest)) as Bus["request"];
+  return cut;
+}
 
 /**
  * A request nothing answered: no reply in time, no responder, a connection gone. Any

@@ -5,13 +5,17 @@
 // reads are checked against the recorded CRC32C, damaged and missing copies are
 // repaired, and a repair that cannot complete leaves the damaged copy in place.
 
-import { BallastError, crc32c, decodeMessage, ErrorCode } from "@ballast/protocol";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { BallastError, crc32c, decodeMessage, ErrorCode, subjects } from "@ballast/protocol";
 import type { Bus, Logger } from "@ballast/runtime";
 import { describe, expect, test, vi } from "vitest";
 import {
   readManyReprobeMs,
   SledClient,
   type SledClientOptions,
+  sledBusOf,
   sledReadHedgeMs,
   sledWriteHedgeMs,
 } from "../src/sled-client.ts";
@@ -723,5 +727,51 @@ describe("slow sleds (alive, answering late)", () => {
     };
     await client.readChunk(owner, "c1", ["sled-1", "sled-2"], 0, 4096);
     expect(client.slowStats().slow).toEqual(["sled-1"]);
+  });
+});
+
+describe("the test switch that cuts a node from the sleds (sledBusOf)", () => {
+  const sledSubject = subjects.node.build("sled", "sled-1");
+  const fakeBus = (sent: string[]) =>
+    ({
+      request: async (subject: string) => {
+        sent.push(subject);
+        return {};
+      },
+    }) as unknown as Bus;
+
+  test("without BALLAST_TEST_FAULTS=1 the bus is the node's own", () => {
+    const bus = fakeBus([]);
+    expect(sledBusOf(bus, "head-1")).toBe(bus);
+  });
+
+  test("with it, the node sends a sled nothing while its file exists; other subjects and nodes pass", async () => {
+    const directory = mkdtempSync(join(tmpdir(), "ballast-sleds-cut-"));
+    vi.stubEnv("BALLAST_TEST_FAULTS", "1");
+    vi.stubEnv("BALLAST_TEST_SLEDS_CUT_DIR", directory);
+    vi.resetModules();
+    try {
+      const fresh = await import("../src/sled-client.ts");
+      const sent: string[] = [];
+      const bus = fakeBus(sent);
+      const one = fresh.sledBusOf(bus, "head-1");
+      const other = fresh.sledBusOf(bus, "head-2");
+      const message = { type: "sled.stat.v1" } as never;
+      await one.request(sledSubject, message);
+      writeFileSync(join(directory, "head-1"), "");
+      const refused = await one.request(sledSubject, message).catch((error) => error);
+      expect(refused).toBeInstanceOf(Error);
+      expect((refused as BallastError).code).toBe(ErrorCode.Timeout);
+      await one.request(subjects.coordinator.build(), message);
+      await other.request(sledSubject, message);
+      rmSync(join(directory, "head-1"));
+      await one.request(sledSubject, message);
+      // The refused request was never sent.
+      expect(sent).toEqual([sledSubject, subjects.coordinator.build(), sledSubject, sledSubject]);
+    } finally {
+      vi.unstubAllEnvs();
+      vi.resetModules();
+      rmSync(directory, { recursive: true, force: true });
+    }
   });
 });
