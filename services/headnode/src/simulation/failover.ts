@@ -485,6 +485,13 @@ export type Sabotage =
    */
   | "no-stand-in"
   /**
+   * The coordinator of session 31: no stand-in on a spare the partition avoids (dropped
+   * within droppedNodeAvoidTicks), however healthy and whatever else is left, so a primary
+   * and secondaries cut from the sleds with only such a spare waited for the cut to end.
+   * Found by the availability check (first by the integration test of the cut).
+   */
+  | "stand-in-not-on-avoided"
+  /**
    * The coordinator without `unproven`: a secondary placed before disk ids is promoted
    * before it has answered the record's epoch, on its heartbeats alone. One whose
    * configures had waited on a hung disk since the volume was placed took the record
@@ -548,6 +555,7 @@ export const sabotageNames: readonly Sabotage[] = Object.keys({
   "promote-unheard-learner": true,
   "promote-without-sled-evidence": true,
   "no-stand-in": true,
+  "stand-in-not-on-avoided": true,
   "promote-unproven-secondary": true,
   "keep-silent-joiner": true,
 } satisfies Record<Sabotage, true>) as Sabotage[];
@@ -1224,6 +1232,8 @@ export interface FailoverResult {
      * partition over its count.
      */
     standIns: number;
+    /** Stand-ins on a spare the partition avoided (dropped lately): no other had evidence. */
+    standInsOnAvoided: number;
     surplusDrops: number;
     recreates: number;
     promotions: number;
@@ -2007,6 +2017,7 @@ export class FailoverSimulation {
     pairCuts: 0,
     flushStallFailovers: 0,
     standIns: 0,
+    standInsOnAvoided: 0,
     surplusDrops: 0,
     recreates: 0,
     promotions: 0,
@@ -5007,6 +5018,16 @@ export class FailoverSimulation {
           membersOf(decision.record).length > membersOf(record).length
         )
           decision = { kind: "unavailable", reason: "sabotage: no-stand-in" };
+        if (
+          this.options.sabotage === "stand-in-not-on-avoided" &&
+          decision.kind === "update" &&
+          decision.record.primary === record.primary &&
+          membersOf(decision.record).length > this.options.partitions[partition]! &&
+          membersOf(decision.record).some(
+            (node) => !membersOf(record).includes(node) && this.avoided(partition).has(node),
+          )
+        )
+          decision = { kind: "unavailable", reason: "sabotage: stand-in-not-on-avoided" };
       }
       this.leases.setReplacing(record, decision.kind === "wait");
       if (decision.kind === "wait" || decision.kind === "unavailable")
@@ -5161,6 +5182,7 @@ export class FailoverSimulation {
   ): void {
     const before = entry.record;
     this.stats.epochs++;
+    const avoidedBefore = this.avoided(partition);
     // As the reconciler does: a member dropped while alive is not the next learner.
     const alive = this.aliveNodes();
     const remaining = membersOf(next);
@@ -5172,8 +5194,13 @@ export class FailoverSimulation {
     }
     if (next.primary !== before.primary) this.stats.promotions++;
     const count = this.options.partitions[partition]!;
-    if (membersOf(next).length > count && membersOf(next).length > membersOf(before).length)
+    if (membersOf(next).length > count && membersOf(next).length > membersOf(before).length) {
       this.stats.standIns++;
+      if (
+        membersOf(next).some((node) => !membersOf(before).includes(node) && avoidedBefore.has(node))
+      )
+        this.stats.standInsOnAvoided++;
+    }
     if (
       1 + before.secondaries.length > count &&
       next.primary === before.primary &&
