@@ -14,9 +14,8 @@
 // is sent (`Tenure.asked`), not when it is queued.
 //
 // Each member is sent the record (secondaries = votingSecondaries, learners with the
-// primary's checkpoint pointer, or the partition's newest if it has none or an older one, the volume's
-// incarnation, `leased` for the primary)
-// when its epoch changed and, as a safety net, once its configuration is older than its
+// checkpoint `learnerCheckpoint` chooses, the volume's incarnation, `leased` for the
+// primary) when its epoch changed and, as a safety net, once its configuration is older than its
 // own point of the configureRefreshMs period (`refreshDue`: spread, so the refreshes of
 // members configured together are not due together). A node that has left the
 // partition is sent the new replica set until it answers once (or answers that it holds
@@ -71,6 +70,7 @@ import {
   type FailoverView,
   failingOver,
   knowsSleds,
+  learnerCheckpoint,
   membersOf,
   otherDiskBackoff,
   outOfStep,
@@ -282,24 +282,19 @@ export class Configurer {
           record.partition,
           record.primary,
         );
-        // The partition's newest of any replica when the primary's own is older or
-        // missing. A primary that has recorded none (itself rebuilt from another's
-        // checkpoint and cut from the sleds since, simulator seed 9760592), or whose
-        // pointer is from an earlier life (recorded, then the replica lost, rebuilt as a
-        // learner from a newer checkpoint and promoted, seed 9761092), has released
-        // notes past its pointer all the same: a learner from it needs them, is dropped
-        // and added again for as long as the primary cannot record a fresh one (cut from
-        // the sleds). Any replica's checkpoint reflects committed ops only, the same tree
-        // at the same op on every replica, so the partition's newest seeds the learner as
-        // well; the primary released nothing past the checkpoint it was rebuilt from,
-        // which is no newer. The primary's own is kept when it is as new.
         const newest = await this.catalogue.newestCheckpoint(
           record.volume,
           record.partition,
           volumeIdOf(record),
         );
-        checkpoint =
-          own !== undefined && (newest === undefined || newest.opNum <= own.opNum) ? own : newest;
+        // The newer of the two, of this incarnation, on a live sled (decisions.ts).
+        checkpoint = learnerCheckpoint(
+          own,
+          newest,
+          volumeIdOf(record),
+          record.partition,
+          new Set(sleds),
+        );
         // Asked again after the read (tenure.ts): a leader frozen inside it may wake after
         // a newer one promoted this learner, which then acknowledged writes and restarted;
         // a late learner configure would have it rebuilt, its journal removed.

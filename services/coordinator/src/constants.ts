@@ -225,6 +225,17 @@ export const sledEvidenceFreshMs = 5_000;
  */
 export const standInProbesMax = 2;
 
+/**
+ * How long past the stall bound (when spares are first asked to probe) a stand-in waits
+ * for a spare the partition does not avoid to give evidence before it may go on one it
+ * avoids (decisions.ts `decideStandIn`): an avoided node (dropped within
+ * droppedNodeAvoidMs, for a hung journal, say) that is primary elsewhere has fresh
+ * evidence from its own flushes at once, and an idle healthy spare only once its probe
+ * answers, a second or two later (sledProbeSpacingMs, reports every 500 ms). Within
+ * sledEvidenceFreshMs, so the avoided one's evidence may still count.
+ */
+export const standInAvoidedAfterMs = 4_000;
+
 /** Configure requests outstanding at once, over every head node and partition. */
 export const configuresInflightMax = 1024;
 

@@ -72,13 +72,14 @@
 // Before a new primary is chosen, the decision waits until every lease the old primary
 // may hold has run out (`leaseUntilMs`, on the leader's monotonic clock).
 
-import { limits, type MessageOf } from "@ballast/protocol";
+import { checkpointBlobPrefixOf, limits, type MessageOf } from "@ballast/protocol";
 import {
   configureOtherDiskRetryMs,
   configureVerifyMs,
   flushStallNodesMemoryMs,
   primaryUnconfirmedMsMax,
   sledEvidenceFreshMs,
+  standInAvoidedAfterMs,
   standInProbesMax,
 } from "./constants.ts";
 
@@ -207,8 +208,9 @@ export interface PartitionView {
   joinersSinceMs?: ReadonlyMap<string, number>;
   /**
    * Live nodes recently dropped from this partition (stalled, or unable to catch up): a
-   * new learner is chosen among them only when no other spare is live, so that a node
-   * with a hung disk is not re-added over and over while a healthy spare waits.
+   * new learner is chosen among them only when no other spare is live, and a stand-in
+   * only when no other has shown evidence in time (`decideStandIn`), so that a node with
+   * a hung disk is not re-added over and over while a healthy spare waits.
    */
   avoid?: ReadonlySet<string>;
   /**
@@ -401,12 +403,56 @@ export function probeTargets(
 }
 
 /**
+ * The checkpoint a learner rebuilds from (configurer.ts, and the simulator's model of
+ * it): of the primary's own newest (`own`) and the partition's newest recorded by any
+ * replica (`newest`, Catalogue.newestCheckpoint), the newer by op, the primary's own on a
+ * tie. A primary that has recorded none (itself rebuilt from another's checkpoint and
+ * cut from the sleds since, simulator seed 9760592), or whose pointer is from an earlier
+ * life (recorded, then the replica lost, rebuilt from a newer checkpoint and promoted,
+ * seed 9761092), has released notes past its pointer all the same, and a learner sent it
+ * needs them: dropped and added again for as long as the primary cannot record a fresh
+ * one. Comparing by op is exact: flush records are notes applied at commit, and a
+ * checkpoint is taken at its replica's commit point, so its flushed point is a function
+ * of its op, the same on every replica; the primary released nothing past the flushed
+ * point of the checkpoint it recorded or was rebuilt from, and the sweeper keeps that
+ * pointer while no member's is as new.
+ *
+ * Never a pointer of another incarnation of the name (`volumeId`: a replica of a deleted
+ * one may have recorded it under the same key; its blob holds another volume's data);
+ * and one with a copy on a live sled (`liveSleds`) before one without: only a primary
+ * audits its own recorded checkpoint's copies (replicator.ts), so another replica's,
+ * above all a departed one's, may have lost them all. With no candidate on a live sled,
+ * the newer is sent all the same (the fetch fails and the next configure retries).
+ */
+export function learnerCheckpoint<P extends { opNum: number; blobKey: string; sleds: string[] }>(
+  own: P | undefined,
+  newest: P | undefined,
+  volumeId: string,
+  partition: number,
+  liveSleds: ReadonlySet<string>,
+): P | undefined {
+  const prefix = checkpointBlobPrefixOf(volumeId, partition);
+  const ours = [own, newest].filter(
+    (pointer): pointer is P => pointer !== undefined && pointer.blobKey.startsWith(prefix),
+  );
+  const reachable = ours.filter((pointer) => pointer.sleds.some((sled) => liveSleds.has(sled)));
+  // The first of the newest by op: the primary's own on a tie.
+  const newer = (candidates: P[]) =>
+    candidates.reduce<P | undefined>(
+      (best, pointer) => (best === undefined || pointer.opNum > best.opNum ? pointer : best),
+      undefined,
+    );
+  return newer(reachable) ?? newer(ours);
+}
+
+/**
  * The live spares a stand-in may go on (see "Stand-ins"), fewest replicas first, and
  * those the partition avoids (dropped lately: a hung disk, say) after all the others:
  * none while a learner or joiner is under way or the record is over its count. Probes
  * are asked of the first few (`probeTargets`); the stand-in is the first of them with
- * evidence (`decideStandIn`), so one to avoid only when no other has any, as a
- * rebuild's learner is one to avoid only when no other spare is live. Before, none to
+ * evidence (`decideStandIn`), one to avoid only when no other has any once they have
+ * had time to answer (standInAvoidedAfterMs) or there is no other, as a rebuild's
+ * learner is one to avoid only when no other spare is live. Before, none to
  * avoid was ever taken: a spare dropped a minute earlier for a journal that has since
  * come back left the partition waiting for the cut to end (the integration test of a
  * primary and secondary cut from the sleds, run after a failover, found it).
@@ -757,7 +803,16 @@ function decideStandIn(
   flushStalledMs: number,
   noEvidence: readonly string[],
 ): PartitionDecision | undefined {
-  const learner = standInSpares(record, view).find(reaches);
+  // A spare the partition avoids only once the others have had time to answer their
+  // probes, or when there is no other (standInAvoidedAfterMs).
+  const spares = standInSpares(record, view);
+  const avoided = (node: string) => view.avoid?.has(node) === true;
+  const preferred = spares.filter((node) => !avoided(node));
+  const learner =
+    preferred.find(reaches) ??
+    (preferred.length === 0 || flushStalledMs >= primaryStallMsMax + standInAvoidedAfterMs
+      ? spares.filter(avoided).find(reaches)
+      : undefined);
   if (learner === undefined) return undefined;
   view.load.get(learner)!.replicas++;
   return {

@@ -203,9 +203,9 @@ export function spreadMs(key: string, periodMs: number): number {
  * Whether a `keep` for this record may be remembered (see the module header): no
  * learners or joiners (their progress is judged against time), no recently dropped
  * nodes to avoid (they expire with time), no primary reporting an older epoch (whether
- * it must be configured again depends on time), no primary whose node the leader
- * remembers flush-stalled (a partition over its count keeps its stand-in until that
- * memory ends, decisions.ts decideSurplus, and must then be decided again).
+ * it must be configured again depends on time), and, over its count, no primary whose
+ * node the leader remembers flush-stalled (such a partition keeps its stand-in until
+ * that memory ends, decisions.ts decideSurplus, and must then be decided again).
  */
 export function settleable(
   record: PartitionRecord,
@@ -696,7 +696,15 @@ export class Reconciler {
         // Remembered once every member has its configuration (sends still in flight or
         // failed leave it to be decided, and configured, again next round).
         if (
-          settleable(record, avoid.size > 0, report, this.flushStalls.has(record.primary)) &&
+          settleable(
+            record,
+            avoid.size > 0,
+            report,
+            // Only a partition over its count waits on that memory (decideSurplus); the
+            // others of the node settle as before.
+            this.flushStalls.has(record.primary) &&
+              membersOf(record).length > volume.replicaCount,
+          ) &&
           configurer.current(tenure, record, alive, sleds, disks)
         ) {
           const inputs = {

@@ -861,7 +861,7 @@ describe("Configurer: a learner's checkpoint read outlasting the tenure (unit, f
       {
         checkpoint: async () => {
           await read;
-          return { opNum: 7, blob: "k", sleds: ["sled-1"] };
+          return { opNum: 7, blobKey: "checkpoints/1-abc/0/head-1/7", sleds: ["sled-1"] };
         },
         newestCheckpoint: async () => undefined,
       } as never,
@@ -927,7 +927,10 @@ describe("Configurer: the checkpoint a learner rebuilds from (unit, fake bus)", 
   const own = { opNum: 9, blobKey: "checkpoints/1-abc/0/head-1/9", sleds: ["sled-1"] };
   const departed = { opNum: 7, blobKey: "checkpoints/1-abc/0/head-2/7", sleds: ["sled-1"] };
 
-  async function learnerCheckpoint(primaryHas: typeof own | undefined): Promise<unknown> {
+  async function learnerCheckpoint(
+    primaryHas: typeof own | undefined,
+    liveSleds: string[] = ["sled-1"],
+  ): Promise<unknown> {
     const tenure = newTenure({ term: 1, tenure: 1 }, 0);
     tenure.ready = true;
     hold(tenure, [learning]);
@@ -945,12 +948,18 @@ describe("Configurer: the checkpoint a learner rebuilds from (unit, fake bus)", 
       {
         checkpoint: async (_volume: string, _partition: number, node: string) =>
           node === "head-1" ? primaryHas : undefined,
-        newestCheckpoint: async () => departed,
+        // As the catalogue: the newest of this incarnation, the primary's own among them.
+        newestCheckpoint: async () =>
+          primaryHas !== undefined &&
+          primaryHas.blobKey.startsWith("checkpoints/1-abc/") &&
+          primaryHas.opNum > departed.opNum
+            ? primaryHas
+            : departed,
       } as never,
       { held: () => tenure, current: () => tenure },
       {} as never,
     );
-    await configurer.configure(tenure, learning, alive, ["sled-1"]);
+    await configurer.configure(tenure, learning, alive, liveSleds);
     expect(sent.get("head-1")?.checkpoint).toBeUndefined();
     return sent.get("head-3")?.checkpoint;
   }
@@ -975,6 +984,20 @@ describe("Configurer: the checkpoint a learner rebuilds from (unit, fake bus)", 
   it("keeps the primary's own when another's is only as new", async () => {
     const same = { opNum: 7, blobKey: "checkpoints/1-abc/0/head-1/7", sleds: ["sled-1"] };
     expect(await learnerCheckpoint(same)).toEqual(same);
+  });
+
+  // Review 32: the primary's own pointer was read by its key alone, and a deleted
+  // incarnation's replica may have recorded one under the same name.
+  it("never sends the primary's pointer of another incarnation, however new", async () => {
+    const other = { opNum: 50, blobKey: "checkpoints/9-old/0/head-1/50", sleds: ["sled-1"] };
+    expect(await learnerCheckpoint(other)).toEqual(departed);
+  });
+
+  // Review 32: only a primary audits its own checkpoint's copies; another replica's may
+  // have lost them all.
+  it("prefers the primary's own, older, when the newer has no copy on a live sled", async () => {
+    const older = { opNum: 5, blobKey: "checkpoints/1-abc/0/head-1/5", sleds: ["sled-2"] };
+    expect(await learnerCheckpoint(older, ["sled-2"])).toEqual(older);
   });
 });
 

@@ -7,6 +7,7 @@ import {
   flushStallNodesMemoryMs,
   primaryUnconfirmedMsMax,
   sledEvidenceFreshMs,
+  standInAvoidedAfterMs,
   standInProbesMax,
 } from "../src/constants.ts";
 import {
@@ -948,13 +949,24 @@ describe("a primary cut from sleds the leader sees alive (review-reach R1)", () 
         });
       }
       // head-3, dropped lately, reaches the sleds and head-4 gives no evidence: head-3
-      // (before: none, and the partition waited for the cut to end); with evidence from
-      // head-4 too, head-4.
+      // once head-4 has had time to answer its probe (before: never, and the partition
+      // waited for the cut to end); not sooner, while head-4 lives.
+      expect(stallMs).toBeGreaterThanOrEqual(limits.primaryStallMsMax + standInAvoidedAfterMs);
       expect(
         decidePartition(base, {
           ...standInView(base, { "head-3": nowMs - 1 }),
           avoid: new Set(["head-3"]),
         }),
+      ).toMatchObject({ kind: "update", record: { learners: ["head-3"] } });
+      const early = {
+        ...standInView(base, { "head-3": nowMs - 1 }),
+        report: report(base, { flushStalledMs: limits.primaryStallMsMax }),
+        avoid: new Set(["head-3"]),
+      };
+      expect(decidePartition(base, early)).toMatchObject({ kind: "unavailable" });
+      // With no other spare, at once.
+      expect(
+        decidePartition(base, { ...early, alive: new Set(["head-1", "head-2", "head-3"]) }),
       ).toMatchObject({ kind: "update", record: { learners: ["head-3"] } });
       expect(
         decidePartition(base, {

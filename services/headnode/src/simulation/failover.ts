@@ -140,6 +140,7 @@ import {
   failingOver,
   flushStalledNodes,
   knowsSleds,
+  learnerCheckpoint,
   membersOf,
   otherDiskBackoff,
   outOfStep,
@@ -1234,6 +1235,11 @@ export interface FailoverResult {
     standIns: number;
     /** Stand-ins on a spare the partition avoided (dropped lately): no other had evidence. */
     standInsOnAvoided: number;
+    /**
+     * Learner configures sent another replica's checkpoint, newer than the primary's own
+     * or with the primary having none (seeds 9760592, 9761092).
+     */
+    learnersFromNewerCheckpoint: number;
     surplusDrops: number;
     recreates: number;
     promotions: number;
@@ -2018,6 +2024,7 @@ export class FailoverSimulation {
     flushStallFailovers: 0,
     standIns: 0,
     standInsOnAvoided: 0,
+    learnersFromNewerCheckpoint: 0,
     surplusDrops: 0,
     recreates: 0,
     promotions: 0,
@@ -5249,15 +5256,23 @@ export class FailoverSimulation {
   private pushConfiguration(record: PartitionRecord): void {
     const originals = this.originalVoters.get(record.partition);
     const since = this.learnersSince.get(record.partition);
-    // As configurer.ts: the primary's newest checkpoint, or with none recorded or an
-    // older one (from an earlier life) the partition's newest of any replica (seeds
-    // 9760592, 9761092).
+    // As configurer.ts (learnerCheckpoint): the newer of the primary's own and the
+    // partition's newest of any replica (seeds 9760592, 9761092).
     const own = this.checkpointRecords.pointers.get(
       `${this.volumeId}/${record.partition}/${record.primary}`,
     );
     const newest = this.newestCheckpoint(record.partition);
-    const pointer =
-      own !== undefined && (newest === undefined || newest.opNum <= own.opNum) ? own : newest;
+    // The simulated replicas name their blobs by the volume's name (no volumeId in their
+    // identity, as in a static assignment); the pointers here are this incarnation's
+    // already, keyed by its volume id.
+    const pointer = learnerCheckpoint(
+      own,
+      newest,
+      volumeName,
+      record.partition,
+      new Set(this.liveSleds()),
+    );
+    if (pointer !== undefined && pointer !== own) this.stats.learnersFromNewerCheckpoint++;
     const configured = this.configured.get(record.partition);
     const report = this.reports.get(record.partition);
     const alive = this.aliveNodes();
