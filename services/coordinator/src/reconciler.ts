@@ -702,8 +702,7 @@ export class Reconciler {
             report,
             // Only a partition over its count waits on that memory (decideSurplus); the
             // others of the node settle as before.
-            this.flushStalls.has(record.primary) &&
-              membersOf(record).length > volume.replicaCount,
+            this.flushStalls.has(record.primary) && membersOf(record).length > volume.replicaCount,
           ) &&
           configurer.current(tenure, record, alive, sleds, disks)
         ) {
