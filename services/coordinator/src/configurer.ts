@@ -558,9 +558,14 @@ export function reopeningMembers(
 
 /**
  * Members of the record it has no disk for (placed before disk ids) that have not
- * acknowledged the configure of its epoch: `PartitionView.unproven`. One that has holds
- * its replica on the disk its answer named (`provenDisks`), or comes from a head node
- * that names none (older than the `no-replica` refusal), which opens what it stores.
+ * acknowledged the configure of its epoch, and members this tenure has heard answer no
+ * configure of the partition at all: `PartitionView.unproven`. One that has answered
+ * holds its replica on the disk its answer named (`provenDisks`), or comes from a head
+ * node that names none (older than the `no-replica` refusal), which opens what it
+ * stores. A disk the record has for a member never heard is only what a heartbeat said
+ * at placement: the node may be back on another since, unheard (simulator seed 9781027,
+ * decisions.ts "Lost disks"). A restart's mark (epoch −1) is an answer heard; such a
+ * member is `reopening` instead.
  */
 export function unprovenMembers(
   tenure: Pick<Tenure, "configured">,
@@ -569,7 +574,9 @@ export function unprovenMembers(
   const nodes = tenure.configured.get(partitionKey(record));
   return new Set(
     membersOf(record).filter(
-      (node) => record.disks?.[node] === undefined && nodes?.get(node)?.epoch !== record.epoch,
+      (node) =>
+        nodes?.get(node) === undefined ||
+        (record.disks?.[node] === undefined && nodes.get(node)?.epoch !== record.epoch),
     ),
   );
 }

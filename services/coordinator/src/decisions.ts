@@ -53,6 +53,17 @@
 // answer may yet be the refusal, and a primary counted out for it would leave the record
 // (simulator seed 9712321).
 //
+// A disk recorded at placement (or when a learner is added) comes from a heartbeat too:
+// where the node was, not proof that it opened the replica there. A member this leader
+// has heard answer no configure of the partition is `unproven` as well, disk recorded or
+// not. Simulator seed 9781027: a re-created volume's partition was placed on two nodes
+// both down but not yet counted dead, one recorded on the disk its last heartbeat named
+// though it had just come back on another, unheard. The primary was counted dead first,
+// that secondary was promoted, then found on another disk: one voter, its replica lost,
+// `unavailable` for good, though nothing had ever been opened or acknowledged and the old
+// primary came back on the disk it was placed on. Not promoted, the secondary refuses the
+// configure (`other-disk`), is lost, and the returning primary goes on without it.
+//
 // Unconfirmed primaries (session 9, found by the failover simulator with configures that
 // wait on a hung disk). A primary whose configure of the record's epoch never completes
 // (its node's disk hangs while the configure opens the replica, or the configure waits
@@ -236,9 +247,10 @@ export interface PartitionView {
   reopening?: ReadonlySet<string>;
   /**
    * Members the record has no disk for (placed before disk ids) that have not
-   * acknowledged the configure of the record's epoch (`unprovenMembers`, configurer.ts):
-   * whether their disk holds the replica at all is unknown until they answer, with the
-   * disk that holds it (`proven`) or a `no-replica` refusal. They are never promoted
+   * acknowledged the configure of the record's epoch, and members this leader has heard
+   * answer no configure of the partition at all (`unprovenMembers`, configurer.ts):
+   * whether their disk holds the replica is unknown until they answer, with the disk that
+   * holds it (`proven`) or a refusal (`no-replica`, `other-disk`). They are never promoted
    * while so, as `reopening` ones are not (see "Lost disks").
    */
   unproven?: ReadonlySet<string>;
@@ -747,9 +759,7 @@ function decideMembership(record: PartitionRecord, view: Seen): PartitionDecisio
       ...(restarted.length === 0
         ? []
         : [`${restarted.join(", ")}: not yet reopened since a restart`]),
-      ...(unanswered.length === 0
-        ? []
-        : [`${unanswered.join(", ")}: no disk recorded, not yet answered`]),
+      ...(unanswered.length === 0 ? [] : [`${unanswered.join(", ")}: not yet answered`]),
     ];
     const detail = why.length === 0 ? "" : ` (${why.join("; ")})`;
     return {

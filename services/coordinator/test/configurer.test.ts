@@ -329,8 +329,24 @@ describe("Configurer", () => {
     expect(unprovenMembers(tenure, { ...record, epoch: 3 })).toEqual(new Set(["head-1", "head-2"]));
     forgetConfigured(tenure, "head-2");
     expect(unprovenMembers(tenure, record)).toEqual(new Set(["head-2"]));
-    // A member with a disk recorded is checked by it instead, answered or not.
+    // A member with a disk recorded that has answered some configure of the partition
+    // (even one since marked out of date by a restart: `reopening`) is checked by its disk.
     expect(unprovenMembers(tenure, { ...record, disks: { "head-2": "d2" } })).toEqual(new Set());
+  });
+
+  it("counts a member with a disk recorded unproven until it answers a configure of the partition (seed 9781027)", () => {
+    const tenure: Tenure = newTenure({ term: 1, tenure: 1 }, 0);
+    const key = partitionKey(record);
+    const placed = { ...record, disks: { "head-1": "d1", "head-2": "d2" } };
+    // The disks came from heartbeats at placement: where the nodes were then, not proof
+    // that either has opened the replica there (head-2 may be back on another, unheard).
+    expect(unprovenMembers(tenure, placed)).toEqual(new Set(["head-1", "head-2"]));
+    tenure.configured.set(key, new Map([["head-1", { epoch: 2, atMs: 0, disk: "d1" }]]));
+    expect(unprovenMembers(tenure, placed)).toEqual(new Set(["head-2"]));
+    // An answer of an earlier epoch proves the disk as well: the record's disk is checked
+    // against the heartbeats from then on, as before.
+    tenure.configured.get(key)!.set("head-2", { epoch: 1, atMs: 0, disk: "d2" });
+    expect(unprovenMembers(tenure, placed)).toEqual(new Set());
   });
 
   it("keeps the disk an answer names, and a no-replica refusal, for the decisions of a record without disks", async () => {

@@ -742,7 +742,7 @@ describe("members placed before disk ids (legacy records)", () => {
     const alone = view(pair, { alive: primaryDead, disks: disksNow(), unproven });
     expect(decidePartition(pair, alone)).toMatchObject({
       kind: "unavailable",
-      reason: expect.stringContaining("head-2: no disk recorded, not yet answered"),
+      reason: expect.stringContaining("head-2: not yet answered"),
     });
     // Nor does the configurer hold a failed primary's configure for it: reopened in
     // place, the primary serves again.

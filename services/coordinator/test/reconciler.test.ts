@@ -558,9 +558,7 @@ describe("Reconciler: deciding only what changed", () => {
     clockMs += 10_000;
     await rounds(3);
     expect(updates).toEqual([]);
-    expect(tenure.unavailable.get(partitionKey(legacy))).toMatch(
-      /head-2: no disk recorded, not yet answered/,
-    );
+    expect(tenure.unavailable.get(partitionKey(legacy))).toMatch(/head-2: not yet answered/);
     // Its disk answers: proven there, it is promoted, and that disk recorded.
     hung = false;
     clockMs += configureRefreshMs;
@@ -1363,6 +1361,58 @@ describe("Reconciler: a round over many partitions, in slices", () => {
   });
 });
 
+describe("Reconciler: a secondary never heard answering the partition", () => {
+  beforeEach(() => {
+    clockMs = 1000;
+    vi.spyOn(globalThis.performance, "now").mockImplementation(() => clockMs);
+  });
+  afterEach(() => vi.restoreAllMocks());
+
+  // Simulator seed 9781027: a re-created volume's partition was placed on head-1 and
+  // head-2 while both were down but not yet counted dead, head-2 recorded on the disk its
+  // last heartbeat named; it had come back on another, unheard. head-1 was counted dead
+  // first, and head-2, which had answered nothing, was promoted in its place: the record
+  // was left with one voter whose disk was lost, `unavailable` for good, though no write
+  // had been acknowledged and head-1 came back on the disk it was placed on.
+  it("is not promoted before it answers a configure of the partition, disk recorded or not", async () => {
+    const updates: PartitionRecord[] = [];
+    const catalogue = {
+      updatePartition: (next: PartitionRecord) => {
+        updates.push(next);
+        return Promise.resolve({ applied: true, revision: 100 });
+      },
+    };
+    const hung = new Set(["head-2"]);
+    const placed = (partition: number) =>
+      record(partition, { epoch: 6, disks: { "head-1": "disk-1", "head-2": "disk-2" } });
+    const { tenure, alive, round } = setup(catalogue, hung, new Set(), ["sled-1"], placed);
+    const settle = () => new Promise((resolve) => setImmediate(resolve));
+    alive.delete("head-1");
+    for (let rounds = 0; rounds < 3; rounds++) {
+      round();
+      await settle();
+      clockMs += 500;
+    }
+    expect(updates).toEqual([]);
+    for (const partition of [0, 1, 2]) {
+      const reason = tenure.unavailable.get(partitionKey(placed(partition)));
+      expect(reason).toContain("head-2: not yet answered");
+    }
+    // Once head-2 answers from the disk it was placed on, it holds every acknowledged
+    // write (none committed without it) and is promoted.
+    hung.delete("head-2");
+    for (let rounds = 0; rounds < 3 && updates.length < 3; rounds++) {
+      round();
+      await settle();
+      clockMs += 500;
+    }
+    expect(updates.map((next) => next.partition).sort()).toEqual([0, 1, 2]);
+    for (const next of updates) {
+      expect(next).toMatchObject({ epoch: 7, primary: "head-2", secondaries: [] });
+    }
+  });
+});
+
 describe("Reconciler: a partition judged unavailable, for describe", () => {
   beforeEach(() => {
     clockMs = 1000;
@@ -1375,11 +1425,15 @@ describe("Reconciler: a partition judged unavailable, for describe", () => {
     // Partition 0 goes on with head-1 alone; then head-1 dies: nothing can serve it.
     const lone = record(0, { epoch: 2, secondaries: [] });
     tenure.records.set(partitionKey(lone), { value: lone, revision: 10 });
-    // The other two fail over to head-2, recorded on its disk (one with no disk recorded
-    // is not promoted before it has answered the epoch: `unproven`).
+    // The other two fail over to head-2, recorded on its disk and heard answering the
+    // epoch (one not yet heard is not promoted before it has answered: `unproven`).
     for (const partition of [1, 2]) {
       const value = record(partition, { disks: { "head-1": "disk-1", "head-2": "disk-2" } });
       tenure.records.set(partitionKey(value), { value, revision: partition + 1 });
+      tenure.configured.set(
+        partitionKey(value),
+        new Map([["head-2", { epoch: value.epoch, atMs: clockMs, disk: "disk-2" }]]),
+      );
     }
     alive.delete("head-1");
     round();

@@ -467,7 +467,9 @@ export type Sabotage =
    * volume's), joins, and becomes a voter that hosts nothing: its node refuses the voter
    * configures (`no-state`), and once it is promoted primary the partition never serves
    * again. Found by the settle check (seeds 9600248 and 9602764 with the options of
-   * simulation.test.ts "an unheard learner").
+   * simulation.test.ts "an unheard learner"); since seed 9781027's fix the coordinator
+   * does not promote such a voter, which has answered no configure (`unproven`), and
+   * the run settles.
    */
   | "promote-unheard-learner"
   /**
@@ -501,6 +503,14 @@ export type Sabotage =
    * simulation.test.ts's `unprovenShape`).
    */
   | "promote-unproven-secondary"
+  /**
+   * The coordinator before seed 9781027: a member with a disk recorded counts as proven
+   * whether or not it has answered any configure of the partition, so a secondary placed
+   * on the disk its last heartbeat named, back on another unheard, is promoted over a
+   * dead primary, then found on another disk: one voter, its replica lost, `unavailable`
+   * for good. Found by the settle check (seed 9781027).
+   */
+  | "promote-unheard-secondary"
   /**
    * The coordinator without a clock for joiners (`joinersSinceMs`): it keeps a joiner
    * that never matches the commit point in its joining epoch for good. A learner counted
@@ -558,6 +568,7 @@ export const sabotageNames: readonly Sabotage[] = Object.keys({
   "no-stand-in": true,
   "stand-in-not-on-avoided": true,
   "promote-unproven-secondary": true,
+  "promote-unheard-secondary": true,
   "keep-silent-joiner": true,
 } satisfies Record<Sabotage, true>) as Sabotage[];
 
@@ -1379,6 +1390,12 @@ export interface FailoverResult {
      * already over (beingDropped, seed 9741540).
      */
     disksKeptBesideFailingPrimary: number;
+    /**
+     * Partition epochs in which the model coordinator, its primary counted out, kept a
+     * live secondary from promotion only because it had answered no configure of the
+     * partition, though the record has a disk for it (`unproven`, seed 9781027).
+     */
+    unheardSecondariesHeld: number;
     checkpointCopiesRestored: number;
   };
 }
@@ -2078,6 +2095,7 @@ export class FailoverSimulation {
     upgradeCrashesSettling: 0,
     upgradesDuringStalls: 0,
     disksKeptBesideFailingPrimary: 0,
+    unheardSecondariesHeld: 0,
     sledsBackEmpty: 0,
     checkpointCopiesRestored: 0,
   };
@@ -2096,6 +2114,8 @@ export class FailoverSimulation {
    * committed, and it may start empty. Anyone else with nothing must rebuild as a learner.
    */
   private readonly originalVoters = new Map<number, Set<string>>();
+  /** Record epochs counted in `unheardSecondariesHeld` (volume id, partition, epoch). */
+  private readonly unheardHeld = new Set<string>();
   private readonly records = new Map<number, { record: PartitionRecord; revision: number }>();
   private readonly lastHeardTick = new Map<string, number>();
   private readonly reports = new Map<number, Report>();
@@ -5036,6 +5056,7 @@ export class FailoverSimulation {
         )
           decision = { kind: "unavailable", reason: "sabotage: stand-in-not-on-avoided" };
       }
+      if (decision.kind === "unavailable") this.countUnheardHeld(record, alive);
       this.leases.setReplacing(record, decision.kind === "wait");
       if (decision.kind === "wait" || decision.kind === "unavailable")
         this.failoverWaits.add(partition);
@@ -5076,6 +5097,29 @@ export class FailoverSimulation {
       }
       this.pushConfiguration(this.records.get(partition)!.record);
     }
+  }
+
+  /**
+   * `unheardSecondariesHeld`: the partition is decided unavailable while a live secondary
+   * with a disk recorded, heard on no other, has answered no configure of the partition
+   * (neither restarted since an answer, `reopening`, nor refused for another disk): the
+   * coordinator before seed 9781027 promoted it. Once per record epoch.
+   */
+  private countUnheardHeld(record: PartitionRecord, alive: ReadonlySet<string>): void {
+    const configured = this.configured.get(record.partition);
+    const reopening = this.reopening.get(record.partition);
+    const unheard = record.secondaries.some(
+      (node) =>
+        alive.has(node) &&
+        record.disks?.[node] !== undefined &&
+        this.disks.get(node) === record.disks[node] &&
+        configured?.get(node) === undefined &&
+        reopening?.has(node) !== true,
+    );
+    const key = `${record.volumeId}/${record.partition}/${record.epoch}`;
+    if (!unheard || this.unheardHeld.has(key)) return;
+    this.unheardHeld.add(key);
+    this.stats.unheardSecondariesHeld++;
   }
 
   /** Live nodes recently dropped from the partition (reconciler.ts `avoided`). */
@@ -5495,18 +5539,28 @@ export class FailoverSimulation {
   }
 
   /**
-   * Members with no disk recorded that have not answered the record's epoch
-   * (configurer.ts `unprovenMembers`); none from the coordinator before disk ids, which
-   * knew of no disks (the sabotage: none at all).
+   * Members with no disk recorded that have not answered the record's epoch, and members
+   * that have answered no configure of the partition in this tenure, disk recorded or not
+   * (configurer.ts `unprovenMembers`). A restart deletes the answer here and notes the
+   * member `reopening`, where the real tenure marks it epoch −1: an answer heard all the
+   * same, so a `reopening` member is not unheard (counted so, it hid the sabotage
+   * `promote-reopening-secondary`). None from the coordinator before disk ids, which
+   * knew of no disks (the sabotages: none at all, or only those with no disk recorded).
    */
   private unprovenOf(record: PartitionRecord): Set<string> {
     if (this.beforeUpgrade() || this.options.sabotage === "promote-unproven-secondary")
       return new Set();
     const configured = this.configured.get(record.partition);
+    const reopening = this.reopening.get(record.partition);
+    const unheard = (node: string) =>
+      configured?.get(node) === undefined &&
+      reopening?.has(node) !== true &&
+      this.options.sabotage !== "promote-unheard-secondary";
     return new Set(
       membersOf(record).filter(
         (node) =>
-          record.disks?.[node] === undefined && configured?.get(node)?.epoch !== record.epoch,
+          unheard(node) ||
+          (record.disks?.[node] === undefined && configured?.get(node)?.epoch !== record.epoch),
       ),
     );
   }
