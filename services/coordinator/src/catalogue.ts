@@ -1140,8 +1140,13 @@ export class Catalogue {
   }
 
   /**
-   * Records a replica's newest checkpoint; an older one than what is recorded is
-   * ignored. Returns the pointer it replaced, whose blob the head node may delete.
+   * Records a replica's newest checkpoint; an older one than what is recorded of the same
+   * incarnation is ignored (the newer covers more). One of another incarnation is always
+   * replaced, whatever its op: a deleted incarnation's replica may have recorded it under
+   * the same name in a race with the re-create (reports.ts), and kept, it refused every
+   * record of the new incarnation's replica, whose head node released its journal all the
+   * same (review 32). Returns the pointer it replaced, whose blob the head node may
+   * delete. Throws Unavailable when the key kept changing under it.
    */
   async recordCheckpoint(
     name: string,
@@ -1152,7 +1157,12 @@ export class Catalogue {
     const key = keys.checkpoint(name, partition, node);
     for (let attempt = 0; attempt < fenceAttemptsMax; attempt++) {
       const current = await this.read(key, "checkpoint");
-      if (current !== undefined && current.value.opNum > pointer.opNum) return { recorded: false };
+      if (
+        current !== undefined &&
+        current.value.opNum > pointer.opNum &&
+        checkpointVolumeIdOf(current.value) === checkpointVolumeIdOf(pointer)
+      )
+        return { recorded: false };
       try {
         if (current === undefined) await this.kv.create(key, encode(pointer));
         else await this.kv.update(key, encode(pointer), current.revision);
@@ -1163,7 +1173,10 @@ export class Catalogue {
         if (!isConflict(error)) throw error;
       }
     }
-    return { recorded: false };
+    throw new BallastError(
+      ErrorCode.Unavailable,
+      `the checkpoint pointer of ${name}/${partition} on ${node} kept changing: not recorded`,
+    );
   }
 
   /** One replica's newest checkpoint, if recorded. */

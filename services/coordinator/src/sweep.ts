@@ -396,17 +396,24 @@ export class SweepConfirmations<T = SweepTarget> {
 
 /**
  * The nodes whose pointers the catalogue can forget: not members of the partition
- * (primary, secondaries, joining, learners) and no newer than some member's pointer.
- * Until then the departed pointer may be the partition's newest state on sleds.
+ * (primary, secondaries, joining, learners) and no newer than some member's pointer of
+ * the partition's incarnation (`prefix`, its checkpoint blob prefix). Until then the
+ * departed pointer may be the partition's newest state on sleds, the one a learner is
+ * sent (decisions.ts `learnerCheckpoint`). A member's pointer of another incarnation (a
+ * deleted one's replica recorded it under the same name) holds another volume's data:
+ * before (review 32) it counted, and could let a departed pointer of this one go though
+ * no member's was as new.
  */
 export function departedPointers(
   members: readonly string[],
-  pointers: ReadonlyMap<string, Pick<CheckpointPointer, "opNum">>,
+  pointers: ReadonlyMap<string, Pick<CheckpointPointer, "opNum" | "blobKey">>,
+  prefix: string,
 ): { node: string; opNum: number }[] {
   const memberSet = new Set(members);
   let memberOpNumMax = -1;
   for (const [node, pointer] of pointers) {
-    if (memberSet.has(node)) memberOpNumMax = Math.max(memberOpNumMax, pointer.opNum);
+    if (memberSet.has(node) && pointer.blobKey.startsWith(prefix))
+      memberOpNumMax = Math.max(memberOpNumMax, pointer.opNum);
   }
   const departed: { node: string; opNum: number }[] = [];
   for (const [node, pointer] of pointers) {

@@ -578,7 +578,8 @@ export class Sweeper {
     for (const record of records) {
       const recorded = pointers.get(record.partition);
       if (volumeIdOf(record) !== volumeId || recorded === undefined) continue;
-      for (const { node, opNum } of departedPointers(membersOf(record), recorded)) {
+      const prefix = checkpointBlobPrefixOf(volumeId, record.partition);
+      for (const { node, opNum } of departedPointers(membersOf(record), recorded, prefix)) {
         if (await catalogue.forgetCheckpoint(volume.name, record.partition, node, opNum)) {
           service.logger.info(
             { volume: volume.name, partition: record.partition, node, opNum },

@@ -218,6 +218,34 @@ describe("a partition's newest checkpoint (a learner's when the primary has none
   });
 });
 
+describe("recording a replica's checkpoint", () => {
+  const pointer = (volumeId: string, opNum: number) => ({
+    opNum,
+    blobKey: `checkpoints/${volumeId}/0/head-1/${opNum}-1-1`,
+    sleds: ["sled-1"],
+    bytes: 10,
+    createdAtMs: 1,
+  });
+
+  test("an older one of the same incarnation is ignored; one of another is replaced whatever its op", async () => {
+    const store = new FakeStore();
+    const catalogue = new Catalogue(store);
+    expect(await catalogue.recordCheckpoint("v", 0, "head-1", pointer("v-1", 50))).toEqual({
+      recorded: true,
+    });
+    expect(await catalogue.recordCheckpoint("v", 0, "head-1", pointer("v-1", 40))).toEqual({
+      recorded: false,
+    });
+    // Review 32: recorded under this name by a replica of a deleted incarnation (v-1)
+    // after the re-create; before, it refused every record of v-2's replica.
+    expect(await catalogue.recordCheckpoint("v", 0, "head-1", pointer("v-2", 7))).toEqual({
+      replaced: pointer("v-1", 50),
+      recorded: true,
+    });
+    expect(await catalogue.checkpoint("v", 0, "head-1")).toEqual(pointer("v-2", 7));
+  });
+});
+
 describe("a volume's delete removes only what no live volume uses", () => {
   const pointer = (volumeId: string) => ({
     opNum: 5,

@@ -503,8 +503,14 @@ describe("confirmation across leader changes (sightings handed on)", () => {
 });
 
 describe("departed replicas' pointers", () => {
-  const pointers = (entries: [string, number][]) =>
-    new Map(entries.map(([node, opNum]) => [node, { opNum }]));
+  const prefix = "checkpoints/1-abc/0/";
+  const pointers = (entries: [string, number, string?][]) =>
+    new Map(
+      entries.map(([node, opNum, blobPrefix = prefix]) => [
+        node,
+        { opNum, blobKey: `${blobPrefix}${node}/${opNum}-1-1` },
+      ]),
+    );
 
   test("a departed node's pointer is forgotten only once a member's pointer is as new", () => {
     expect(
@@ -515,6 +521,7 @@ describe("departed replicas' pointers", () => {
           ["b", 6],
           ["gone", 7],
         ]),
+        prefix,
       ),
     ).toEqual([]);
     expect(
@@ -524,6 +531,7 @@ describe("departed replicas' pointers", () => {
           ["a", 7],
           ["gone", 7],
         ]),
+        prefix,
       ),
     ).toEqual([{ node: "gone", opNum: 7 }]);
     expect(
@@ -534,6 +542,7 @@ describe("departed replicas' pointers", () => {
           ["gone", 7],
           ["left", 3],
         ]),
+        prefix,
       ),
     ).toEqual([
       { node: "gone", opNum: 7 },
@@ -541,8 +550,24 @@ describe("departed replicas' pointers", () => {
     ]);
   });
 
+  // Review 32: a member's pointer of another incarnation (recorded under the same name by
+  // a deleted one's replica) counted as new, and the departed pointer of this one, the
+  // newest a learner could be sent, was forgotten.
+  test("a member's pointer of another incarnation makes no departed pointer forgettable", () => {
+    expect(
+      departedPointers(
+        ["a"],
+        pointers([
+          ["a", 9, "checkpoints/9-old/0/"],
+          ["gone", 7],
+        ]),
+        prefix,
+      ),
+    ).toEqual([]);
+  });
+
   test("a member without a pointer makes no departed pointer forgettable", () => {
-    expect(departedPointers(["a"], pointers([["gone", 1]]))).toEqual([]);
+    expect(departedPointers(["a"], pointers([["gone", 1]]), prefix)).toEqual([]);
   });
 
   test("learners and joining nodes are members: their pointers stay", () => {
@@ -561,6 +586,7 @@ describe("departed replicas' pointers", () => {
           ["c", 1],
           ["d", 1],
         ]),
+        prefix,
       ),
     ).toEqual([]);
   });
