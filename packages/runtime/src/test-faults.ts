@@ -1,5 +1,5 @@
 // Test-only fault switches for the chaos runner (apps/cli/src/chaos) and the
-// integration tests, on real processes. Both act only when a process runs with
+// integration tests, on real processes. Each acts only when a process runs with
 // BALLAST_TEST_FAULTS=1:
 //
 // - hanging writes, the gray failure: each SIGUSR2 toggles "writes hang", and the few
@@ -28,7 +28,8 @@
 // neither Node nor libuv sets.
 //
 // Inert unless the variable is set: no signal handler is installed, and each hook is
-// one test of a module variable.
+// one test of a module variable (with the switch on, `testSledsCut` also checks for its
+// file, once per sled request).
 
 import { existsSync } from "node:fs";
 import { join } from "node:path";

@@ -41,6 +41,8 @@ class FakeSled {
   gate: Promise<void> | undefined;
   /** A slow sled: every request fails as one that missed its deadline. */
   missDeadline = false;
+  /** Requests of this type are handled, but their answer is lost (a Timeout instead). */
+  loseAnswersOf: string | undefined;
   /** Runs before each answer (a test's clock moves here, as a slow answer takes time). */
   beforeAnswer: (() => void) | undefined;
   readonly log: string[] = [];
@@ -139,7 +141,10 @@ function cluster(names: string[], options: SledClientOptions = {}) {
       if (sled.gate !== undefined) await sled.gate;
       sled.beforeAnswer?.();
       if (sled.missDeadline) throw new BallastError(ErrorCode.Timeout, "request timed out");
-      return sled.handle(message);
+      const answer = sled.handle(message);
+      if ((message as { type: string }).type === sled.loseAnswersOf)
+        throw new BallastError(ErrorCode.Timeout, "request timed out");
+      return answer;
     },
   } as unknown as Bus;
   const logger = {
@@ -486,7 +491,21 @@ test("a blob's copies are stored at once, a failed one on the next sled", async 
   releaseA();
   // The holders in the order tried, whatever order they answered in.
   expect(await stored).toEqual(["a", "c"]);
-  expect(sled(sleds, "b").blobs.size).toBe(0);
+});
+
+test("a blob short of its copies is removed too from a sled whose commit went unanswered", async () => {
+  // b commits the blob, but its answer is lost: not a holder, yet it holds a copy. Before
+  // (review 32), only the holders' copies were removed, and b's waited for the orphan
+  // sweep.
+  const { sleds, client } = cluster(["a", "b"]);
+  sled(sleds, "b").loseAnswersOf = "sled.blob.commit.v1";
+  const refused = await client
+    .putBlob("checkpoints/v/0/n/9-1-1", pattern(100, 1), ["a", "b"], 0)
+    .catch((error: BallastError) => error);
+  expect((refused as BallastError).code).toBe(ErrorCode.Unavailable);
+  expect(sled(sleds, "b").log).toContain("sled.blob.commit.v1");
+  expect([...sled(sleds, "a").blobs.keys()]).toEqual([]);
+  expect([...sled(sleds, "b").blobs.keys()]).toEqual([]);
 });
 
 /**
