@@ -1860,18 +1860,25 @@ test(
 // fails over on its own report (stalled, flush-stalled or failed) no longer counts as
 // another copy when a disk is lost, as a follower being dropped does not (seed 229).
 test(
-  "a disk is not lost beside a primary the coordinator fails over on its stall report (seed 9741540)",
+  "a disk is not lost beside a primary the coordinator fails over on its stall report (seed 649)",
   async () => {
     // Since a learner gets the incarnation's newest checkpoint when the primary's own is
     // older (seed 9761092), seed 9741540 runs otherwise and no longer meets the case; with
     // disk losses four times as likely, seed 649 (the first of 1 to 649) does.
-    const result = await simulateFailover(9741540, displacedShape);
-    expect(result.violations, summary(result, displacedShape)).toEqual([]);
     const lossy: Overrides = { ...displacedShape, diskLossChance: 0.8 };
     const met = await simulateFailover(649, lossy);
     expect(met.violations, summary(met, lossy)).toEqual([]);
     expect(met.stats.disksKeptBesideFailingPrimary).toBeGreaterThan(0);
     expect(met.stats.stallFailovers).toBeGreaterThan(0);
+  },
+  testBoundMs,
+);
+
+test(
+  "seed 9741540 (a disk lost beside a primary failed over on its stall report) runs clean",
+  async () => {
+    const result = await simulateFailover(9741540, displacedShape);
+    expect(result.violations, summary(result, displacedShape)).toEqual([]);
   },
   testBoundMs,
 );
@@ -1913,8 +1920,18 @@ test(
   testBoundMs,
 );
 
-// Seed 9760592 with two faulty nodes, frozen clocks, sled cuts, corruption and journal
-// failures: head-2's replica of partition 0 had started from another replica's
+// The shape of seeds 9760592 and 9761092: two faulty nodes, frozen clocks, sled cuts,
+// corruption and journal failures.
+const cutLearnerShape: Overrides = {
+  faultyNodesMax: 2,
+  frozenClockChance: 0.2,
+  sledCutRate: 0.01,
+  corruptChance: 0.05,
+  journalFailRate: 0.003,
+  loadTicks: 1200,
+};
+
+// Seed 9760592 (cutLearnerShape): head-2's replica of partition 0 had started from another replica's
 // checkpoint (a rebuild: notes through op 98 released) and had recorded none of its own
 // when it was cut from every sled, from tick 459 to 1028. Promoted at tick 645 (head-1 cut off), it lost its
 // last secondary at 690 (head-5's journal failing) and, its journal full, acknowledged
@@ -1928,22 +1945,15 @@ test(
 test(
   "a learner of a primary with no checkpoint of its own rebuilds from another's (seed 9760592)",
   async () => {
-    const shape: Overrides = {
-      faultyNodesMax: 2,
-      frozenClockChance: 0.2,
-      sledCutRate: 0.01,
-      corruptChance: 0.05,
-      journalFailRate: 0.003,
-      loadTicks: 1200,
-    };
-    const result = await simulateFailover(9760592, shape);
-    expect(result.violations, summary(result, shape)).toEqual([]);
+    const result = await simulateFailover(9760592, cutLearnerShape);
+    expect(result.violations, summary(result, cutLearnerShape)).toEqual([]);
     expect(result.stats.flushStallFailovers).toBeGreaterThan(0);
+    expect(result.stats.learnersFromNewerCheckpoint).toBeGreaterThan(0);
   },
   testBoundMs,
 );
 
-// Seed 9761092, the same shape: head-1 recorded a checkpoint of partition 0 at op 12
+// Seed 9761092 (cutLearnerShape): head-1 recorded a checkpoint of partition 0 at op 12
 // (flushed through op 3) at tick 45, crashed at 50, was rebuilt at 145 as a learner from
 // head-3's checkpoint (notes through op 15 released) and promoted, recording none newer
 // before it was cut from every sled (to tick 797). With no secondary left, each learner
@@ -1955,16 +1965,9 @@ test(
 test(
   "a learner of a primary whose checkpoint is from an earlier life rebuilds from a newer one (seed 9761092)",
   async () => {
-    const shape: Overrides = {
-      faultyNodesMax: 2,
-      frozenClockChance: 0.2,
-      sledCutRate: 0.01,
-      corruptChance: 0.05,
-      journalFailRate: 0.003,
-      loadTicks: 1200,
-    };
-    const result = await simulateFailover(9761092, shape);
-    expect(result.violations, summary(result, shape)).toEqual([]);
+    const result = await simulateFailover(9761092, cutLearnerShape);
+    expect(result.violations, summary(result, cutLearnerShape)).toEqual([]);
+    expect(result.stats.learnersFromNewerCheckpoint).toBeGreaterThan(0);
   },
   testBoundMs,
 );

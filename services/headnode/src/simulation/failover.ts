@@ -1046,6 +1046,21 @@ export function stalledPrimaryBoundTicks(options: {
   return failoverTicks + leaseTicks;
 }
 
+/**
+ * The stand-in an update adds (decisions.ts "Stand-ins"): a member beyond the replica
+ * count `count`, the primary unchanged; undefined for any other update.
+ */
+function addedStandIn(
+  before: PartitionRecord,
+  next: PartitionRecord,
+  count: number,
+): string | undefined {
+  const members = membersOf(next);
+  if (next.primary !== before.primary || members.length <= count) return undefined;
+  if (members.length <= membersOf(before).length) return undefined;
+  return members.find((node) => !membersOf(before).includes(node));
+}
+
 export const failoverDefaults: Omit<FailoverOptions, "seed"> = {
   nodes: 5,
   partitions: [3, 2],
@@ -5036,23 +5051,18 @@ export class FailoverSimulation {
         )
           decision = { kind: "unavailable", reason: "sabotage: cut-primary-blocks-rebuild" };
         // The coordinator before stand-ins: a learner beyond the replica count is never
-        // added, so a primary cut from the sleds beside secondaries cut too is kept.
-        if (
-          this.options.sabotage === "no-stand-in" &&
-          decision.kind === "update" &&
-          decision.record.primary === record.primary &&
-          membersOf(decision.record).length > this.options.partitions[partition]! &&
-          membersOf(decision.record).length > membersOf(record).length
-        )
+        // added, so a primary cut from the sleds beside secondaries cut too is kept; and
+        // the one of session 31, which never put one on a spare the partition avoids.
+        const standIn =
+          decision.kind === "update"
+            ? addedStandIn(record, decision.record, this.options.partitions[partition]!)
+            : undefined;
+        if (this.options.sabotage === "no-stand-in" && standIn !== undefined)
           decision = { kind: "unavailable", reason: "sabotage: no-stand-in" };
         if (
           this.options.sabotage === "stand-in-not-on-avoided" &&
-          decision.kind === "update" &&
-          decision.record.primary === record.primary &&
-          membersOf(decision.record).length > this.options.partitions[partition]! &&
-          membersOf(decision.record).some(
-            (node) => !membersOf(record).includes(node) && this.avoided(partition).has(node),
-          )
+          standIn !== undefined &&
+          this.avoided(partition).has(standIn)
         )
           decision = { kind: "unavailable", reason: "sabotage: stand-in-not-on-avoided" };
       }
@@ -5245,12 +5255,10 @@ export class FailoverSimulation {
     }
     if (next.primary !== before.primary) this.stats.promotions++;
     const count = this.options.partitions[partition]!;
-    if (membersOf(next).length > count && membersOf(next).length > membersOf(before).length) {
+    const standIn = addedStandIn(before, next, count);
+    if (standIn !== undefined) {
       this.stats.standIns++;
-      if (
-        membersOf(next).some((node) => !membersOf(before).includes(node) && avoidedBefore.has(node))
-      )
-        this.stats.standInsOnAvoided++;
+      if (avoidedBefore.has(standIn)) this.stats.standInsOnAvoided++;
     }
     if (
       1 + before.secondaries.length > count &&
