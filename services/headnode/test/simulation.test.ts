@@ -1971,3 +1971,34 @@ test(
   },
   testBoundMs,
 );
+
+// Seed 9772507, the same shape: head-5 stored partition 1's checkpoint at op 11 at tick 43
+// with both copies damaged (checkpointCopyLossRate), was cut from every sled from tick
+// 126 to 621, and lost its one secondary, head-4, to a 74 s disk hang. Each learner added
+// was sent that checkpoint, the newest recorded, and failed to fetch it; head-5, cut,
+// could store no fresh one (its tries at ops 21 and 27 failed), so its journal filled and
+// no write was acknowledged for 314 ticks (from 252, when a sled came back). A simulator
+// bound error, not a coordinator defect: no replica but head-5's held the partition and
+// none could be rebuilt until the cut ended (an older sound checkpoint needs notes the
+// primary may have released through the newer). The availability check now restarts its
+// count while the primary is cut, no other member is open and reaching the sleds, and no
+// checkpoint as new as the one a learner is given has a sound copy on a live sled.
+test(
+  "a cut primary whose newest checkpoint has no sound copy waits for its cut, no rebuild possible (seed 9772507)",
+  async () => {
+    const shape: Overrides = {
+      faultyNodesMax: 2,
+      frozenClockChance: 0.2,
+      sledCutRate: 0.01,
+      corruptChance: 0.05,
+      journalFailRate: 0.003,
+      loadTicks: 1200,
+    };
+    const result = await simulateFailover(9772507, shape);
+    expect(result.violations, summary(result, shape)).toEqual([]);
+    expect(result.stats.sledCuts).toBeGreaterThan(0);
+    expect(result.stats.longDiskHangs).toBeGreaterThan(0);
+    expect(result.stats.rebuildBlockedWaitTicks).toBeGreaterThan(0);
+  },
+  testBoundMs,
+);

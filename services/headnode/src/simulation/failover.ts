@@ -1412,6 +1412,13 @@ export interface FailoverResult {
      */
     unheardSecondariesHeld: number;
     checkpointCopiesRestored: number;
+    /**
+     * Ticks a client's write waited on a partition whose primary is cut from the sleds
+     * while no learner can rebuild it (no other member open and reaching the sleds, and no
+     * sound copy of a checkpoint as new as the one a learner is given): the availability
+     * check restarts its count then (seed 9772507).
+     */
+    rebuildBlockedWaitTicks: number;
   };
 }
 
@@ -2113,6 +2120,7 @@ export class FailoverSimulation {
     unheardSecondariesHeld: 0,
     sledsBackEmpty: 0,
     checkpointCopiesRestored: 0,
+    rebuildBlockedWaitTicks: 0,
   };
   /** Snapshot ids drawn so far, and the request ids their takes and drops use (no client's). */
   private snapshotsDrawn = 0;
@@ -3591,6 +3599,38 @@ export class FailoverSimulation {
   }
 
   /**
+   * No rebuild can take the partition over from its primary: no other member is healthy
+   * (`healthyVoter`: its replica of this incarnation open) and reaching the sleds, and the
+   * checkpoint a new learner is given has no sound copy (whole, by the blob's CRC32C) on
+   * a live sled it names, so every learner's fetch fails.
+   */
+  private rebuildBlocked(partition: number, record: PartitionRecord): boolean {
+    const others = membersOf(record).filter((member) => member !== record.primary);
+    if (
+      others.some(
+        (member) => this.healthyVoter(partition, record, member) && !this.sledsCut(member),
+      )
+    )
+      return false;
+    const given = this.learnerPointer(record);
+    if (given === undefined) return false;
+    // Any recorded checkpoint of the partition as new as the one given, sound, would make
+    // the coordinator's choice the fault (seeds 9760592, 9761092), still counted. An older
+    // one is no way out: the notes after it may have been released through the newer.
+    const prefix = `${this.volumeId}/${partition}/`;
+    for (const [key, pointer] of this.checkpointRecords.pointers) {
+      if (!key.startsWith(prefix) || pointer.opNum < given.opNum) continue;
+      const blob = this.sleds.blobs.get(pointer.blobKey);
+      const sound = pointer.sleds.some((sled) => {
+        const copy = blob?.copies.get(sled);
+        return this.sledUp(sled) && copy !== undefined && crc32c(copy) === blob!.crc;
+      });
+      if (sound) return false;
+    }
+    return true;
+  }
+
+  /**
    * The node's primaries' flushes stalled within the model coordinator's memory, and
    * another node's too, so that it fails none of them over (decisions.ts).
    */
@@ -3639,6 +3679,21 @@ export class FailoverSimulation {
         !this.healthySpare(record)
       )
         entry.noVoterTick = this.tickNow;
+      // Its primary cut from the sleds, no other member open and reaching them, and
+      // neither the checkpoint a learner is given (learnerCheckpoint) nor any recorded as
+      // new with a sound copy on a live sled (checkpointCopyLossRate damaged or lost
+      // both): no learner or stand-in can rebuild, and the primary cannot store a fresh
+      // checkpoint while cut, so only its journal holds the partition until the cut ends.
+      // The coordinator adds a learner and drops it after learnerCatchUpMs, in turn, as
+      // designed (architecture.md "Silence across epochs"); an older checkpoint is no way
+      // out, needing notes the primary may have released through the newer. Seed
+      // 9772507: head-5, alone in partition 1 (its secondary dropped on a 74 s disk
+      // hang), cut for 50 s with both copies of its checkpoint at op 11 damaged, waited
+      // 314 ticks.
+      if (this.sledsCut(record.primary) && this.rebuildBlocked(partition, record)) {
+        if (entry.waitingSinceTick !== undefined) this.stats.rebuildBlockedWaitTicks++;
+        entry.noVoterTick = this.tickNow;
+      }
       if (entry.waitingSinceTick === undefined) continue;
       const from = this.waitCountsFrom(entry);
       if (this.tickNow - from <= this.availabilityTicksMax) continue;
@@ -5305,24 +5360,33 @@ export class FailoverSimulation {
     return newest;
   }
 
-  private pushConfiguration(record: PartitionRecord): void {
-    const originals = this.originalVoters.get(record.partition);
-    const since = this.learnersSince.get(record.partition);
-    // As configurer.ts (learnerCheckpoint): the newer of the primary's own and the
-    // partition's newest of any replica (seeds 9760592, 9761092).
+  /**
+   * As configurer.ts (learnerCheckpoint): the checkpoint a learner is configured with,
+   * the newer of the primary's own and the partition's newest of any replica (seeds
+   * 9760592, 9761092).
+   */
+  private learnerPointer(record: PartitionRecord): CheckpointPointer | undefined {
     const own = this.checkpointRecords.pointers.get(
       `${this.volumeId}/${record.partition}/${record.primary}`,
     );
-    const newest = this.newestCheckpoint(record.partition);
     // The simulated replicas name their blobs by the volume's name (no volumeId in their
     // identity, as in a static assignment); the pointers here are this incarnation's
     // already, keyed by its volume id.
-    const pointer = learnerCheckpoint(
+    return learnerCheckpoint(
       own,
-      newest,
+      this.newestCheckpoint(record.partition),
       volumeName,
       record.partition,
       new Set(this.liveSleds()),
+    );
+  }
+
+  private pushConfiguration(record: PartitionRecord): void {
+    const originals = this.originalVoters.get(record.partition);
+    const since = this.learnersSince.get(record.partition);
+    const pointer = this.learnerPointer(record);
+    const own = this.checkpointRecords.pointers.get(
+      `${this.volumeId}/${record.partition}/${record.primary}`,
     );
     if (pointer !== undefined && pointer !== own) this.stats.learnersFromNewerCheckpoint++;
     const configured = this.configured.get(record.partition);
