@@ -445,7 +445,7 @@ export function learnerCheckpoint<P extends { opNum: number; blobKey: string; sl
 ): P | undefined {
   const prefix = checkpointBlobPrefixOf(volumeId, partition);
   const ours = [own, newest].filter(
-    (pointer): pointer is P => pointer !== undefined && pointer.blobKey.startsWith(prefix),
+    (pointer): pointer is P => pointer?.blobKey.startsWith(prefix) === true,
   );
   const reachable = ours.filter((pointer) => pointer.sleds.some((sled) => liveSleds.has(sled)));
   // The first of the newest by op: the primary's own on a tie.

@@ -966,8 +966,7 @@ describe("Configurer: the checkpoint a learner rebuilds from (unit, fake bus)", 
           node === "head-1" ? primaryHas : undefined,
         // As the catalogue: the newest of this incarnation, the primary's own among them.
         newestCheckpoint: async () =>
-          primaryHas !== undefined &&
-          primaryHas.blobKey.startsWith("checkpoints/1-abc/") &&
+          primaryHas?.blobKey.startsWith("checkpoints/1-abc/") === true &&
           primaryHas.opNum > departed.opNum
             ? primaryHas
             : departed,

@@ -1972,7 +1972,7 @@ test(
   testBoundMs,
 );
 
-// Seed 9772507, the same shape: head-5 stored partition 1's checkpoint at op 11 at tick 43
+// Seed 9772507 (cutLearnerShape): head-5 stored partition 1's checkpoint at op 11 at tick 43
 // with both copies damaged (checkpointCopyLossRate), was cut from every sled from tick
 // 126 to 621, and lost its one secondary, head-4, to a 74 s disk hang. Each learner added
 // was sent that checkpoint, the newest recorded, and failed to fetch it; head-5, cut,
@@ -1986,16 +1986,8 @@ test(
 test(
   "a cut primary whose newest checkpoint has no sound copy waits for its cut, no rebuild possible (seed 9772507)",
   async () => {
-    const shape: Overrides = {
-      faultyNodesMax: 2,
-      frozenClockChance: 0.2,
-      sledCutRate: 0.01,
-      corruptChance: 0.05,
-      journalFailRate: 0.003,
-      loadTicks: 1200,
-    };
-    const result = await simulateFailover(9772507, shape);
-    expect(result.violations, summary(result, shape)).toEqual([]);
+    const result = await simulateFailover(9772507, cutLearnerShape);
+    expect(result.violations, summary(result, cutLearnerShape)).toEqual([]);
     expect(result.stats.sledCuts).toBeGreaterThan(0);
     expect(result.stats.longDiskHangs).toBeGreaterThan(0);
     expect(result.stats.rebuildBlockedWaitTicks).toBeGreaterThan(0);
