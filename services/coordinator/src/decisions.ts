@@ -947,7 +947,23 @@ function decideRebuild(record: PartitionRecord, view: Seen): PartitionDecision |
   const spares = [...view.alive].filter((node) => !members.includes(node) && view.load.has(node));
   if (spares.length === 0) return undefined;
   const welcome = spares.filter((node) => !(view.avoid?.has(node) ?? false));
-  const learner = (welcome.length > 0 ? welcome : spares).sort(byLoad(view.load))[0]!;
+  // While the primary's flushes fail, a spare with evidence that it reaches the sleds
+  // (`sledStoredSinceMs`, as a failover or stand-in needs) comes first among those
+  // otherwise chosen: a learner fetches its checkpoint from the sleds, and the primary,
+  // unable to store a fresh one, keeps its journal for it to catch up from. Before, the
+  // least loaded came first whatever it reached: with the primary and one spare cut from
+  // the sleds, the partition short a voter and every spare avoided (each dropped lately
+  // for not catching up), the cut spare was added, dropped after learnerCatchUpMsMax and
+  // added again for as long as the cuts lasted, while the other spare, reaching the sleds
+  // as the other partition's primary, was never tried: no stand-in beside a learner under
+  // way, so writes waited once the primary's journal filled (simulator seed 9790238).
+  // The primary's report of any epoch: the learner is added in the round after the one
+  // that dropped its predecessor, when the primary has not yet reported the new epoch.
+  const flushStalledMs = view.report?.flushStalledMs ?? 0;
+  const reaches = (node: string) =>
+    flushStalledMs > 0 && reachesSleds(view.sledStoredSinceMs, node, view.nowMs, flushStalledMs);
+  const candidates = (welcome.length > 0 ? welcome : spares).sort(byLoad(view.load));
+  const learner = candidates.find(reaches) ?? candidates[0]!;
   view.load.get(learner)!.replicas++;
   return {
     kind: "update",

@@ -1248,6 +1248,44 @@ describe("a primary cut from sleds the leader sees alive (review-reach R1)", () 
     );
     expect(decision).toMatchObject({ kind: "unavailable" });
   });
+  test("a rebuild's learner goes first on a spare with evidence that it reaches the sleds (seed 9790238)", () => {
+    // A lone primary cut from the sleds, short a voter, every spare avoided (each dropped
+    // lately for not catching up). head-2 is cut from the sleds too and cannot fetch any
+    // checkpoint; head-3 stores on them (another partition's primary). Before, the least
+    // loaded came first, head-2 by name, and was added, dropped and added again for as
+    // long as the cuts lasted: no stand-in beside a learner under way, so writes waited.
+    const alone: PartitionRecord = { ...base, secondaries: [] };
+    const three = new Set(["head-1", "head-2", "head-3"]);
+    const nowMs = 100_000;
+    const stalled = (epoch: number) =>
+      enabled(alone, {
+        alive: three,
+        load: loadOf([alone], [...three]),
+        avoid: new Set(["head-2", "head-3"]),
+        liveSleds: 3,
+        // The report of the epoch before (the learner is added in the round after the
+        // one that dropped its predecessor) or of the record's.
+        report: { ...report(alone, { flushStalledMs: 20_000 }), epoch },
+        sledStoredSinceMs: new Map([["head-3", nowMs - 1]]),
+      });
+    for (const epoch of [alone.epoch - 1, alone.epoch]) {
+      expect(decidePartition(alone, stalled(epoch))).toMatchObject({
+        kind: "update",
+        record: { epoch: 5, primary: "head-1", learners: ["head-3"] },
+      });
+    }
+    // Without evidence from either, or with the primary's flushes fine: the least loaded.
+    expect(
+      decidePartition(alone, { ...stalled(alone.epoch), sledStoredSinceMs: new Map() }),
+    ).toMatchObject({ kind: "update", record: { learners: ["head-2"] } });
+    expect(
+      decidePartition(alone, {
+        ...stalled(alone.epoch),
+        report: report(alone),
+        sledStoredSinceMs: new Map([["head-3", nowMs - 1]]),
+      }),
+    ).toMatchObject({ kind: "update", record: { learners: ["head-2"] } });
+  });
 });
 
 describe("a primary that never takes the record's epoch (its configure hangs)", () => {
