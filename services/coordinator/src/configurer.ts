@@ -294,6 +294,7 @@ export class Configurer {
           volumeIdOf(record),
           record.partition,
           new Set(sleds),
+          tenure.unusableCheckpoints.get(key),
         );
         // Asked again after the read (tenure.ts): a leader frozen inside it may wake after
         // a newer one promoted this learner, which then acknowledged writes and restarted;
@@ -391,6 +392,14 @@ export class Configurer {
             "a replica is in a later epoch than the catalogue's record: the control store is older than the data (restored from an older copy?); the partition is left alone until the newer store is restored",
           );
         }
+      }
+      const unusable = unusableCheckpoint(error);
+      if (member && unusable !== undefined) {
+        // A learner found no usable copy of the checkpoint it was sent: the next gets
+        // another where there is one (learnerCheckpoint).
+        const known = tenure.unusableCheckpoints.get(key) ?? new Set<string>();
+        known.add(unusable);
+        tenure.unusableCheckpoints.set(key, known);
       }
       if (member && failedJournal(error)) {
         // Alive, but its replica's journal failed in this boot: it serves nothing here.
@@ -498,6 +507,14 @@ type OtherDiskRefusal = { epoch: number; atMs: number };
 function forgetNote(notes: Map<string, Map<string, unknown>>, key: string, node: string): void {
   const nodes = notes.get(key);
   if (nodes?.delete(node) === true && nodes.size === 0) notes.delete(key);
+}
+
+/** The checkpoint blob a learner's configure found no usable copy of, if it says so. */
+export function unusableCheckpoint(error: unknown): string | undefined {
+  if (!(error instanceof BallastError) || error.details?.refusal !== "checkpoint-unusable")
+    return undefined;
+  const blobKey = error.details.blobKey;
+  return typeof blobKey === "string" ? blobKey : undefined;
 }
 
 /** Whether a configure's refusal says the head node's disk holds nothing of the partition. */

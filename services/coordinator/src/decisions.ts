@@ -433,8 +433,13 @@ export function probeTargets(
  * one may have recorded it under the same key; its blob holds another volume's data);
  * and one with a copy on a live sled (`liveSleds`) before one without: only a primary
  * audits its own recorded checkpoint's copies (replicator.ts), so another replica's,
- * above all a departed one's, may have lost them all. With no candidate on a live sled,
- * the newer is sent all the same (the fetch fails and the next configure retries).
+ * above all a departed one's, may have lost them all. Likewise one a learner already
+ * failed to fetch (`unusable`: no copy whole and sound, the configure's answer said)
+ * goes after the others: the primary's own, older, then seeds the next learner (the
+ * primary released nothing past it), as the simulator found (seed 9790455: the newest,
+ * another replica's, damaged on every sled while its primary was cut). With no better
+ * candidate, the newer is sent all the same (the fetch fails and the next configure
+ * retries).
  */
 export function learnerCheckpoint<P extends { opNum: number; blobKey: string; sleds: string[] }>(
   own: P | undefined,
@@ -442,19 +447,26 @@ export function learnerCheckpoint<P extends { opNum: number; blobKey: string; sl
   volumeId: string,
   partition: number,
   liveSleds: ReadonlySet<string>,
+  unusable: ReadonlySet<string> = new Set(),
 ): P | undefined {
   const prefix = checkpointBlobPrefixOf(volumeId, partition);
   const ours = [own, newest].filter(
     (pointer): pointer is P => pointer?.blobKey.startsWith(prefix) === true,
   );
-  const reachable = ours.filter((pointer) => pointer.sleds.some((sled) => liveSleds.has(sled)));
+  const reachable = (pointer: P) => pointer.sleds.some((sled) => liveSleds.has(sled));
+  const usable = (pointer: P) => !unusable.has(pointer.blobKey);
   // The first of the newest by op: the primary's own on a tie.
   const newer = (candidates: P[]) =>
     candidates.reduce<P | undefined>(
       (best, pointer) => (best === undefined || pointer.opNum > best.opNum ? pointer : best),
       undefined,
     );
-  return newer(reachable) ?? newer(ours);
+  return (
+    newer(ours.filter((pointer) => usable(pointer) && reachable(pointer))) ??
+    newer(ours.filter(usable)) ??
+    newer(ours.filter(reachable)) ??
+    newer(ours)
+  );
 }
 
 /**

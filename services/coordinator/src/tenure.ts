@@ -111,6 +111,12 @@ export interface Tenure {
    */
   otherDisk: Map<string, Map<string, { epoch: number; atMs: number }>>;
   /**
+   * Per partition: the checkpoint blobs a learner's configure failed to fetch (no usable
+   * copy on any sled it names: `checkpoint-unusable`). The next learner is sent another
+   * where there is one (decisions.ts `learnerCheckpoint`).
+   */
+  unusableCheckpoints: Map<string, Set<string>>;
+  /**
    * Per partition: a member that refused a configure for holding the partition in a
    * later epoch than this tenure's record (`older-epoch`), the highest such epoch. Epochs
    * only grow, so the catalogue is older than the data (a control store restored from an
@@ -224,6 +230,7 @@ export function newTenure(leading: Leading, sinceMs: number): Tenure {
     noReplica: new Map(),
     failedJournals: new Map(),
     otherDisk: new Map(),
+    unusableCheckpoints: new Map(),
     behind: new Map(),
     configuring: new Set(),
     configuringPerNode: new Map(),
@@ -267,6 +274,7 @@ export function forget(tenure: Tenure, record: PartitionRecord): void {
   tenure.noReplica.delete(key);
   tenure.failedJournals.delete(key);
   tenure.otherDisk.delete(key);
+  tenure.unusableCheckpoints.delete(key);
   tenure.behind.delete(key);
   tenure.learnersSince.delete(key);
   tenure.joinersSince.delete(key);

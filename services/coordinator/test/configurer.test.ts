@@ -1008,6 +1008,43 @@ describe("Configurer: the checkpoint a learner rebuilds from (unit, fake bus)", 
     expect(await learnerCheckpoint(other)).toEqual(departed);
   });
 
+  // Simulator seed 9790455: the newest, another replica's, was damaged on every sled while
+  // the primary was cut from them; each learner failed to fetch it and was dropped and
+  // added again, though the primary's own, older, was sound.
+  it("sends the primary's own, older, once a learner found no usable copy of the newer", async () => {
+    const older = { opNum: 5, blobKey: "checkpoints/1-abc/0/head-1/5", sleds: ["sled-1"] };
+    const tenure = newTenure({ term: 1, tenure: 1 }, 0);
+    tenure.ready = true;
+    hold(tenure, [learning]);
+    const sent: unknown[] = [];
+    const configurer = new Configurer(
+      {
+        bus: {
+          request: async (subject: string, message: { checkpoint?: unknown }) => {
+            if (subject.split(".").at(-1) !== "head-3") return {};
+            sent.push(message.checkpoint);
+            throw new BallastError(ErrorCode.Unavailable, "no usable copy", {
+              details: { refusal: "checkpoint-unusable", blobKey: departed.blobKey },
+            });
+          },
+        },
+        logger: { debug: () => undefined, warn: () => undefined },
+      } as never,
+      {
+        checkpoint: async (_volume: string, _partition: number, node: string) =>
+          node === "head-1" ? older : undefined,
+        newestCheckpoint: async () => departed,
+      } as never,
+      { held: () => tenure, current: () => tenure },
+      {} as never,
+    );
+    await configurer.configure(tenure, learning, alive, ["sled-1"]);
+    await configurer.configure(tenure, { ...learning, epoch: learning.epoch + 1 }, alive, [
+      "sled-1",
+    ]);
+    expect(sent).toEqual([departed, older]);
+  });
+
   // Review 32: only a primary audits its own checkpoint's copies; another replica's may
   // have lost them all.
   it("prefers the primary's own, older, when the newer has no copy on a live sled", async () => {

@@ -19,6 +19,8 @@ export async function fetchCheckpoint(
   sled: string;
 }> {
   const problems: string[] = [];
+  // Whether a sled did not answer (a cut, a sled down): then the blob may be sound.
+  let unanswered = false;
   for (const sled of pointer.sleds) {
     try {
       const { data } = await sleds.getBlob(pointer.blobKey, pointer.bytes, [sled]);
@@ -32,10 +34,21 @@ export async function fetchCheckpoint(
         "checkpoint copy unusable; trying another",
       );
       problems.push(`${sled}: ${(error as Error).message}`);
+      if (
+        error instanceof BallastError &&
+        (error.code === ErrorCode.Timeout || error.code === ErrorCode.Unavailable)
+      )
+        unanswered = true;
     }
   }
+  // Every sled answered, and no copy was whole and sound (missing, damaged, another op):
+  // named in the answer's details (`checkpoint-unusable`), so that the coordinator sends
+  // the next learner another checkpoint where there is one (decisions.ts
+  // `learnerCheckpoint`). Not when a sled did not answer: this node may be the one cut
+  // from the sleds, and the blob sound for others.
   throw new BallastError(
     ErrorCode.Unavailable,
     `no usable copy of checkpoint ${pointer.blobKey}: ${problems.join("; ")}`,
+    unanswered ? {} : { details: { refusal: "checkpoint-unusable", blobKey: pointer.blobKey } },
   );
 }

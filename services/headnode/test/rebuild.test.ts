@@ -268,3 +268,24 @@ test("a learner that stays silent across epochs gets a fresh checkpoint, however
   expect(next?.opNum).toBe(first!.opNum);
   expect(next?.blobKey).not.toBe(first!.blobKey);
 });
+
+// The coordinator sends the next learner another checkpoint when this one could not be
+// fetched (configurer.ts `unusableCheckpoint`, simulator seed 9790455): the refusal names
+// the blob.
+test("a checkpoint with no usable copy on any sled is refused as checkpoint-unusable, naming its blob", async () => {
+  const cluster = new InstantCluster();
+  const pointer: CheckpointPointer = {
+    opNum: 3,
+    blobKey: "checkpoints/vol/0/head-1/3-1-1",
+    sleds: ["sled-1", "sled-2"],
+    bytes: 10,
+    createdAtMs: 0,
+  };
+  const refused = await fetchCheckpoint(cluster.sleds.port("head-2"), pointer, silentLog).catch(
+    (error: unknown) => error,
+  );
+  expect((refused as { details?: unknown }).details).toEqual({
+    refusal: "checkpoint-unusable",
+    blobKey: pointer.blobKey,
+  });
+});

@@ -1994,3 +1994,70 @@ test(
   },
   testBoundMs,
 );
+
+// A hunt on three nodes with two faulty, sled cuts, frozen clocks, corruption, disk
+// losses and journal failures (seeds 9790000 to 9790799: nine `available` violations,
+// seven of them on 0dc3af7 too, before session 32).
+const threeNodeCutsShape: Overrides = {
+  nodes: 3,
+  partitions: [2, 2],
+  faultyNodesMax: 2,
+  diskLossChance: 0.2,
+  frozenClockChance: 0.2,
+  sledCutRate: 0.01,
+  corruptChance: 0.05,
+  journalFailRate: 0.003,
+  loadTicks: 1500,
+};
+
+// Seed 9790238: head-2, the lone primary of partition 0 (short a voter), was cut from
+// the sleds from tick 786 to 1232, and head-3 from 741 to 1396; head-1, partition 1's
+// primary, reached them. Both spares were avoided (each dropped lately for not catching
+// up), so the rebuild's learner went to the least loaded, head-3, which could fetch no
+// checkpoint: dropped after learnerCatchUpMsMax and added again, five times, while no
+// stand-in goes beside a learner under way. No write was acknowledged for 314 ticks
+// (from 889). All nine seeds of the hunt showed it. A coordinator defect: while the
+// primary's flushes fail, a rebuild's learner goes first on a spare with evidence that
+// it reaches the sleds (decisions.ts `decideRebuild`).
+test(
+  "a rebuild's learner for a primary cut from the sleds goes on a spare that reaches them (seed 9790238)",
+  async () => {
+    const result = await simulateFailover(9790238, threeNodeCutsShape);
+    expect(result.violations, summary(result, threeNodeCutsShape)).toEqual([]);
+    expect(result.stats.rebuildsPastCutSpare).toBeGreaterThan(0);
+  },
+  testBoundMs,
+);
+
+// Seed 9790455, with that fixed: the learner of partition 1, on a spare reaching the
+// sleds, was sent the partition's newest checkpoint, head-1's at op 18, damaged on every
+// sled, while the primary, head-3, cut from them, held its own at op 14 with two sound
+// copies. Each learner failed the fetch and was dropped in turn. A coordinator defect:
+// the learner's refusal names the blob (`checkpoint-unusable`, only when every sled
+// answered), and the next learner is sent the primary's own (learnerCheckpoint). The
+// sabotage `learner-checkpoint-never-changed` is that coordinator.
+test(
+  "a learner that finds the newest checkpoint unusable is followed by one sent the primary's own (seed 9790455)",
+  async () => {
+    const result = await simulateFailover(9790455, threeNodeCutsShape);
+    expect(result.violations, summary(result, threeNodeCutsShape)).toEqual([]);
+    expect(result.stats.learnersPastUnusableCheckpoint).toBeGreaterThan(0);
+  },
+  testBoundMs,
+);
+
+// Seed 9790555: head-1, the lone primary of partition 1, recorded a checkpoint at tick
+// 215 whose copies were all damaged, and was cut from the sleds from 222 to 678. Every
+// learner (head-2 among them, which reached the sleds) was sent that checkpoint, the
+// partition's one pointer, and failed the fetch; no write was acknowledged for 314 ticks
+// (from 344). Nothing could do better until the primary could store a checkpoint again:
+// the availability check counts afresh then (`rebuildBlocked`, seed 9772507).
+test(
+  "a primary cut from the sleds whose checkpoints have no sound copy waits for its cut to end (seed 9790555)",
+  async () => {
+    const result = await simulateFailover(9790555, threeNodeCutsShape);
+    expect(result.violations, summary(result, threeNodeCutsShape)).toEqual([]);
+    expect(result.stats.rebuildBlockedWaitTicks).toBeGreaterThan(0);
+  },
+  testBoundMs,
+);

@@ -495,6 +495,12 @@ export type Sabotage =
    */
   | "stand-in-not-on-avoided"
   /**
+   * The coordinator before `checkpoint-unusable`: a learner that found no usable copy of
+   * the checkpoint it was sent is sent the same one again, though the primary's own,
+   * older, is sound (seed 9790455).
+   */
+  | "learner-checkpoint-never-changed"
+  /**
    * The coordinator without `unproven`: a secondary placed before disk ids is promoted
    * before it has answered the record's epoch, on its heartbeats alone. One whose
    * configures had waited on a hung disk since the volume was placed took the record
@@ -567,6 +573,7 @@ export const sabotageNames: readonly Sabotage[] = Object.keys({
   "promote-without-sled-evidence": true,
   "no-stand-in": true,
   "stand-in-not-on-avoided": true,
+  "learner-checkpoint-never-changed": true,
   "promote-unproven-secondary": true,
   "promote-unheard-secondary": true,
   "keep-silent-joiner": true,
@@ -1262,6 +1269,17 @@ export interface FailoverResult {
     /** Stand-ins on a spare the partition avoided (dropped lately): no other had evidence. */
     standInsOnAvoided: number;
     /**
+     * Learners added for a primary cut from the sleds, short a voter, on a spare reaching
+     * them while another live spare was cut too (decisions.ts `decideRebuild`, seed
+     * 9790238).
+     */
+    rebuildsPastCutSpare: number;
+    /**
+     * Learners sent another checkpoint after one found the one it was sent unusable
+     * (`checkpoint-unusable`, decisions.ts `learnerCheckpoint`, seed 9790455).
+     */
+    learnersPastUnusableCheckpoint: number;
+    /**
      * Learner configures sent another replica's checkpoint, newer than the primary's own
      * or with the primary having none (seeds 9760592, 9761092).
      */
@@ -1931,6 +1949,11 @@ export class FailoverSimulation {
   private readonly lateVoterCopies = new WeakSet<ConfigureMessage>();
   /** The coordinator's checkpoint pointers, per volume id/partition/node. */
   private readonly checkpointRecords = new FakeCheckpointRecords();
+  /**
+   * The model coordinator's `unusableCheckpoints` (tenure.ts): per `volumeId/partition`,
+   * the checkpoint blobs a learner found no usable copy of.
+   */
+  private readonly unusableCheckpoints = new Map<string, Set<string>>();
   private readonly watched = new Map<string, Watched>();
   private tickNow = 0;
   private nextAttempt = 1;
@@ -2063,6 +2086,8 @@ export class FailoverSimulation {
     flushStallFailovers: 0,
     standIns: 0,
     standInsOnAvoided: 0,
+    rebuildsPastCutSpare: 0,
+    learnersPastUnusableCheckpoint: 0,
     learnersFromNewerCheckpoint: 0,
     surplusDrops: 0,
     recreates: 0,
@@ -3614,18 +3639,34 @@ export class FailoverSimulation {
       return false;
     const given = this.learnerPointer(record);
     if (given === undefined) return false;
-    // Any recorded checkpoint of the partition as new as the one given, sound, would make
-    // the coordinator's choice the fault (seeds 9760592, 9761092), still counted. An older
-    // one is no way out: the notes after it may have been released through the newer.
-    const prefix = `${this.volumeId}/${partition}/`;
-    for (const [key, pointer] of this.checkpointRecords.pointers) {
-      if (!key.startsWith(prefix) || pointer.opNum < given.opNum) continue;
+    const sound = (pointer: CheckpointPointer) => {
       const blob = this.sleds.blobs.get(pointer.blobKey);
-      const sound = pointer.sleds.some((sled) => {
+      return pointer.sleds.some((sled) => {
         const copy = blob?.copies.get(sled);
         return this.sledUp(sled) && copy !== undefined && crc32c(copy) === blob!.crc;
       });
-      if (sound) return false;
+    };
+    // Any recorded checkpoint of the partition as new as the one given, sound, would make
+    // the coordinator's choice the fault (seeds 9760592, 9761092), still counted. An older
+    // one is no way out (the notes after it may have been released through the newer),
+    // but for the primary's own of its current life: it released nothing past that one,
+    // and a learner is sent it once one has found the newer unusable (learnerCheckpoint,
+    // seed 9790455), so a wait beside it still counts.
+    const own = this.checkpointRecords.pointers.get(
+      `${this.volumeId}/${partition}/${record.primary}`,
+    );
+    const primary = this.node(record.primary).hosted.get(partition);
+    if (
+      own !== undefined &&
+      primary?.volumeId === this.volumeId &&
+      primary.adapter?.replica.recordedCheckpoint?.blobKey === own.blobKey &&
+      sound(own)
+    )
+      return false;
+    const prefix = `${this.volumeId}/${partition}/`;
+    for (const [key, pointer] of this.checkpointRecords.pointers) {
+      if (!key.startsWith(prefix) || pointer.opNum < given.opNum) continue;
+      if (sound(pointer)) return false;
     }
     return true;
   }
@@ -4549,7 +4590,19 @@ export class FailoverSimulation {
             snapshot = (
               await fetchCheckpoint(this.sleds.port(node.id), message.checkpoint, silentLog)
             ).bytes;
-          } catch {
+          } catch (error) {
+            // As the configurer hears the refusal: no copy whole and sound on any sled
+            // that answered (not a cut learner's), so the next learner gets another.
+            if (
+              error instanceof BallastError &&
+              error.details?.refusal === "checkpoint-unusable" &&
+              this.options.sabotage !== "learner-checkpoint-never-changed"
+            ) {
+              const key = `${message.volumeId}/${message.partition}`;
+              const known = this.unusableCheckpoints.get(key) ?? new Set<string>();
+              known.add(message.checkpoint.blobKey);
+              this.unusableCheckpoints.set(key, known);
+            }
             return;
           }
         }
@@ -5315,6 +5368,18 @@ export class FailoverSimulation {
       this.stats.standIns++;
       if (avoidedBefore.has(standIn)) this.stats.standInsOnAvoided++;
     }
+    const added = membersOf(next).filter((node) => !membersOf(before).includes(node));
+    if (
+      membersOf(before).length < count &&
+      next.primary === before.primary &&
+      this.sledsCut(before.primary) &&
+      added.some((node) => !this.sledsCut(node)) &&
+      this.nodes.some(
+        (node) =>
+          !membersOf(next).includes(node.id) && this.running(node) && this.sledsCut(node.id),
+      )
+    )
+      this.stats.rebuildsPastCutSpare++;
     if (
       1 + before.secondaries.length > count &&
       next.primary === before.primary &&
@@ -5378,6 +5443,7 @@ export class FailoverSimulation {
       volumeName,
       record.partition,
       new Set(this.liveSleds()),
+      this.unusableCheckpoints.get(`${this.volumeId}/${record.partition}`),
     );
   }
 
@@ -5389,6 +5455,15 @@ export class FailoverSimulation {
       `${this.volumeId}/${record.partition}/${record.primary}`,
     );
     if (pointer !== undefined && pointer !== own) this.stats.learnersFromNewerCheckpoint++;
+    const newest = this.newestCheckpoint(record.partition);
+    if (
+      (record.learners ?? []).length > 0 &&
+      pointer !== undefined &&
+      newest !== undefined &&
+      pointer !== newest &&
+      this.unusableCheckpoints.get(`${this.volumeId}/${record.partition}`)?.has(newest.blobKey)
+    )
+      this.stats.learnersPastUnusableCheckpoint++;
     const configured = this.configured.get(record.partition);
     const report = this.reports.get(record.partition);
     const alive = this.aliveNodes();

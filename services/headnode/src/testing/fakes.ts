@@ -539,7 +539,9 @@ export class FakeSleds {
         this.work.push({ kind: "blob", owner, readyTick, key, data, sleds, done });
       },
       getBlob: async (key, _bytes, sleds) => {
-        if (this.cut(owner)) throw new Error(`blob ${key}: no sled answered ${owner}`);
+        // Unanswered, as a real cut is (Timeout): not a refusal of the blob.
+        if (this.cut(owner))
+          throw new BallastError(ErrorCode.Timeout, `blob ${key}: no sled answered ${owner}`);
         return this.getBlob(key, sleds);
       },
       deleteBlob: (key, _sleds, done) => {
