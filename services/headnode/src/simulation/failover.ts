@@ -495,12 +495,6 @@ export type Sabotage =
    */
   | "stand-in-not-on-avoided"
   /**
-   * The coordinator before `checkpoint-unusable`: a learner that found no usable copy of
-   * the checkpoint it was sent is sent the same one again, though the primary's own,
-   * older, is sound (seed 9790455).
-   */
-  | "learner-checkpoint-never-changed"
-  /**
    * The coordinator without `unproven`: a secondary placed before disk ids is promoted
    * before it has answered the record's epoch, on its heartbeats alone. One whose
    * configures had waited on a hung disk since the volume was placed took the record
@@ -573,7 +567,6 @@ export const sabotageNames: readonly Sabotage[] = Object.keys({
   "promote-without-sled-evidence": true,
   "no-stand-in": true,
   "stand-in-not-on-avoided": true,
-  "learner-checkpoint-never-changed": true,
   "promote-unproven-secondary": true,
   "promote-unheard-secondary": true,
   "keep-silent-joiner": true,
@@ -4593,11 +4586,7 @@ export class FailoverSimulation {
           } catch (error) {
             // As the configurer hears the refusal: no copy whole and sound on any sled
             // that answered (not a cut learner's), so the next learner gets another.
-            if (
-              error instanceof BallastError &&
-              error.details?.refusal === "checkpoint-unusable" &&
-              this.options.sabotage !== "learner-checkpoint-never-changed"
-            ) {
+            if (error instanceof BallastError && error.details?.refusal === "checkpoint-unusable") {
               const key = `${message.volumeId}/${message.partition}`;
               const known = this.unusableCheckpoints.get(key) ?? new Set<string>();
               known.add(message.checkpoint.blobKey);
