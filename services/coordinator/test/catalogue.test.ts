@@ -1,7 +1,7 @@
 // The catalogue on an in-memory KV store: listings de-duplicated, writes fenced by the
 // leader's term, incarnations kept apart.
 
-import { ErrorCode, formatVolumeId, incarnationOf } from "@ballast/protocol";
+import { BallastError, ErrorCode, formatVolumeId, incarnationOf } from "@ballast/protocol";
 import { describe, expect, test } from "vitest";
 import {
   Catalogue,
@@ -243,6 +243,21 @@ describe("recording a replica's checkpoint", () => {
       recorded: true,
     });
     expect(await catalogue.checkpoint("v", 0, "head-1")).toEqual(pointer("v-2", 7));
+  });
+
+  test("a key that changes under every attempt is refused as Unavailable, not answered as recorded", async () => {
+    const store = new FakeStore();
+    const catalogue = new Catalogue(store);
+    await catalogue.recordCheckpoint("v", 0, "head-1", pointer("v-1", 5));
+    // Another writer moves the key on between each read and its compare-and-set.
+    store.update = async () => {
+      throw new Error("wrong last sequence: moved on");
+    };
+    const refused = await catalogue
+      .recordCheckpoint("v", 0, "head-1", pointer("v-1", 9))
+      .catch((error: unknown) => error);
+    expect(refused).toBeInstanceOf(BallastError);
+    expect((refused as BallastError).code).toBe(ErrorCode.Unavailable);
   });
 });
 

@@ -4,6 +4,7 @@
 // run on the head node's effect runner over the shared fakes (testing/cluster.ts), and
 // learners fetch their checkpoint from the fake sleds as the head node does.
 
+import { BallastError, ErrorCode } from "@ballast/protocol";
 import { expect, test } from "vitest";
 import { fetchCheckpoint } from "../src/checkpoint-fetch.ts";
 import { silentLog } from "../src/effect-runner.ts";
@@ -288,4 +289,24 @@ test("a checkpoint with no usable copy on any sled is refused as checkpoint-unus
     refusal: "checkpoint-unusable",
     blobKey: pointer.blobKey,
   });
+});
+
+test("a checkpoint whose sleds did not answer is refused without naming it unusable (the learner may be the node cut)", async () => {
+  const pointer: CheckpointPointer = {
+    opNum: 3,
+    blobKey: "checkpoints/vol/0/head-1/3-1-1",
+    sleds: ["sled-1", "sled-2"],
+    bytes: 10,
+    createdAtMs: 0,
+  };
+  const unanswered = {
+    getBlob: async () => {
+      throw new BallastError(ErrorCode.Timeout, "request timed out");
+    },
+  } as unknown as Parameters<typeof fetchCheckpoint>[0];
+  const refused = await fetchCheckpoint(unanswered, pointer, silentLog).catch(
+    (error: unknown) => error,
+  );
+  expect(refused).toBeInstanceOf(BallastError);
+  expect((refused as BallastError).details).toBeUndefined();
 });
